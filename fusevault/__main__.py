@@ -1,0 +1,3 @@
+from fusevault.cli import main
+
+raise SystemExit(main())

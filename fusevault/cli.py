@@ -1,0 +1,264 @@
+"""The ``fusevault`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fusevault import __version__, passphrase, paths
+from fusevault.errors import InvalidInput, MountPointError, VaultError
+
+log = logging.getLogger("fusevault")
+
+EPILOG = """\
+examples:
+  fusevault init ~/vault                 create a vault (asks a passphrase twice)
+  fusevault mount ~/vault ~/Private      mount it; returns once it is ready
+  fusevault unmount ~/Private            save everything and unmount
+  fusevault passwd ~/vault               change the passphrase
+  fusevault info ~/vault                 what is in it, without the passphrase
+
+Passphrases never go on the command line: give them at the prompt, in
+FUSEVAULT_PASSPHRASE, or with --passphrase-fd N / --passphrase-file F.
+"""
+
+
+def _passphrase_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("passphrase (default: $FUSEVAULT_PASSPHRASE or a prompt)")
+    group.add_argument("--passphrase-fd", type=int, metavar="N", help="read it from file descriptor N")
+    group.add_argument("--passphrase-file", metavar="FILE", help="read it from FILE")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusevault", description="An end-to-end encrypted drive, mounted with FUSE.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fusevault {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--runtime-dir", help="sockets of running mounts ($FUSEVAULT_RUNTIME_DIR)")
+    parser.add_argument("--state-dir", help="logs ($FUSEVAULT_STATE_DIR)")
+    parser.add_argument("--config-dir", help="settings ($FUSEVAULT_CONFIG_DIR)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("init", "create a vault and its first user", "fusevault init ~/vault --user alice")
+    p.add_argument("vault", type=Path)
+    p.add_argument("--user", default=os.environ.get("USER") or "user", help="user name (default: $USER)")
+    p.add_argument("--couchdb", metavar="URL",
+                   help="keep the metadata documents in this CouchDB database (http://host:port/db)")
+    _passphrase_options(p)
+
+    p = command("mount", "unlock a vault and mount it", "fusevault mount ~/vault ~/Private")
+    p.add_argument("vault", type=Path)
+    p.add_argument("mountpoint", type=Path)
+    p.add_argument("--user", help="which user of the vault (default: the only one)")
+    p.add_argument("--foreground", "-f", action="store_true", help="stay attached, log to stderr")
+    p.add_argument("--allow-other", action="store_true", help="let other local users use the mount")
+    _passphrase_options(p)
+
+    p = command("unmount", "save everything and unmount", "fusevault unmount ~/Private")
+    p.add_argument("mountpoint", type=Path)
+
+    p = command("passwd", "change a user's passphrase (re-wraps the master key only)",
+                "FUSEVAULT_PASSPHRASE=old FUSEVAULT_NEW_PASSPHRASE=new fusevault passwd ~/vault")
+    p.add_argument("vault", type=Path)
+    p.add_argument("--user")
+    _passphrase_options(p)
+    p.add_argument("--new-passphrase-fd", type=int, metavar="N")
+    p.add_argument("--new-passphrase-file", metavar="FILE")
+
+    p = command("info", "show format, users and sizes without the passphrase", "fusevault info ~/vault")
+    p.add_argument("vault", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from fusevault.store import open_store
+    from fusevault.store.couch import strip_credentials
+    from fusevault.vault import layout, users
+
+    store_config: dict = {"kind": "local"}
+    if args.couchdb:
+        from fusevault.store.couch import CouchStore
+
+        url = strip_credentials(args.couchdb)
+        CouchStore(args.couchdb, create=True).close()
+        store_config = {"kind": "couchdb", "url": url}
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file, confirm=True,
+                            prompt="New passphrase: ")
+    created = layout.create(args.vault, store_config)
+    store = open_store(created.root, store_config)
+    try:
+        users.create_user(created, store, args.user, secret)
+    finally:
+        store.close()
+    print(f"created vault {args.vault} for user {args.user}")
+    return 0
+
+
+def _mount_info(unlocked, vault: Path) -> dict:
+    return {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from fusevault.fs.mount import check_mountpoint
+    from fusevault.vault.layout import check_writable
+    from fusevault.vault.opening import unlock_vault
+
+    mountpoint = check_mountpoint(args.mountpoint)
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
+    unlocked = unlock_vault(args.vault, args.user, secret)
+    unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
+    check_writable(unlocked.layout.root)
+    if args.foreground:
+        return _serve(args, unlocked, mountpoint, on_ready=lambda: print(
+            f"mounted {args.vault} at {mountpoint}", file=sys.stderr, flush=True))
+    return _daemonize(args, unlocked, mountpoint)
+
+
+def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> int:
+    import trio
+
+    from fusevault.fs.mount import serve
+    from fusevault.store import open_store
+    from fusevault.vault.volume import Volume
+
+    store = open_store(unlocked.layout.root, unlocked.layout.store)
+    volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
+    trio.run(lambda: serve(volume, mountpoint, allow_other=args.allow_other, on_ready=on_ready,
+                           info=_mount_info(unlocked, args.vault)))
+    return 0
+
+
+def _daemonize(args: argparse.Namespace, unlocked, mountpoint: Path) -> int:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the server
+        os.close(read_end)
+        os.setsid()
+        _log_to_file(mountpoint)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        code = 0
+        try:
+            _serve(args, unlocked, mountpoint, on_ready=lambda: os.write(write_end, b"ok\n"))
+        except VaultError as err:
+            code = err.exit_code
+            log.error("%s", err)
+            os.write(write_end, f"{code} {err}\n".encode())
+        except BaseException:
+            code = 1
+            log.exception("the mount failed")
+            os.write(write_end, b"1 the mount failed; see the log in the state directory\n")
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.readline().decode(errors="replace").strip()
+    if answer == "ok":
+        print(f"mounted {args.vault} at {mountpoint}")
+        return 0
+    code, _, message = answer.partition(" ")
+    print(f"fusevault: {message or 'the mount server exited before it was ready'}", file=sys.stderr)
+    return int(code) if code.isdigit() else 1
+
+
+def _log_to_file(mountpoint: Path) -> None:
+    logs = paths.state_dir() / "logs"
+    logs.mkdir(exist_ok=True, mode=0o700)
+    name = paths.control_socket(mountpoint).stem
+    handler = logging.FileHandler(logs / f"mount-{name}.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+
+
+def cmd_unmount(args: argparse.Namespace) -> int:
+    from fusevault.fs import control
+    from fusevault.fs.mount import is_mounted, mount_path
+
+    mountpoint = mount_path(args.mountpoint)
+    if not is_mounted(mountpoint):
+        raise MountPointError(f"nothing is mounted at {args.mountpoint}")
+    pid = None
+    try:
+        pid = control.request(paths.control_socket(mountpoint), {"cmd": "status"}).get("pid")
+    except (OSError, ValueError):
+        pass  # no server answering (it died): unmounting still cleans up
+    result = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True)
+    if result.returncode != 0:
+        if "busy" in result.stderr.lower():
+            raise MountPointError(f"{args.mountpoint} is busy: close the files and shells using it")
+        raise MountPointError(f"cannot unmount {args.mountpoint}: {result.stderr.strip()}")
+    if pid:
+        deadline = time.monotonic() + 120
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    print(f"unmounted {args.mountpoint}")
+    return 0
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from fusevault.vault import users
+    from fusevault.vault.opening import open_vault
+
+    old = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt="Current passphrase: ")
+    new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
+                         confirm=True, prompt="New passphrase: ")
+    if new == old:
+        raise InvalidInput("the new passphrase is the same as the old one")
+    _, store = open_vault(args.vault)
+    try:
+        user = users.find_user(store, args.user)
+        users.change_passphrase(store, user, old, new)
+    finally:
+        store.close()
+    print(f"passphrase changed for user {user['username']}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from fusevault.vault import info
+
+    facts = info.gather(args.vault)
+    if args.json:
+        print(json.dumps(facts, indent=1))
+    else:
+        for key, value in facts.items():
+            print(f"{key.replace('_', ' ')}: {value}")
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
+            "passwd": cmd_passwd, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="fusevault: %(message)s", stream=sys.stderr)
+    paths.override("runtime", args.runtime_dir)
+    paths.override("state", args.state_dir)
+    paths.override("config", args.config_dir)
+    try:
+        return COMMANDS[args.command](args)
+    except VaultError as err:
+        print(f"fusevault: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("fusevault: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,93 @@
+"""Key hierarchy: passphrase -> KEK -> random master key -> per-file DEKs.
+
+The master key is random; the passphrase only wraps it (borg's design), so
+changing the passphrase re-wraps 32 bytes and touches no file.  Sub-keys for
+distinct jobs are derived from the master key with HKDF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from fusevault.crypto import aead
+from fusevault.crypto.kdf import SALT_SIZE, KdfParams, derive_kek
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import CorruptData, WrongPassphrase
+
+VALIDATION_TEXT = b"fusevault validation string v1"
+
+
+def subkey(master: bytes, purpose: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(master)
+
+
+class MasterKey:
+    """An unlocked user's master key and the sub-keys derived from it."""
+
+    __slots__ = ("user_id", "_wrap")
+
+    def __init__(self, user_id: str, master: bytes) -> None:
+        self.user_id = user_id
+        self._wrap = subkey(master, "fusevault dek-wrap v1")
+
+    def wrap_dek(self, fid: str, dek: bytes) -> bytes:
+        return aead.seal(self._wrap, dek, aead.ad("dek", self.user_id, fid))
+
+    def unwrap_dek(self, fid: str, wrapped: bytes) -> bytes:
+        return aead.unseal(self._wrap, wrapped, aead.ad("dek", self.user_id, fid))
+
+    def __repr__(self) -> str:  # never show key bytes
+        return f"MasterKey(user_id={self.user_id!r})"
+
+
+def new_wrapped_master(user_id: str, passphrase: bytes, params: KdfParams) -> tuple[dict, bytes]:
+    """Create a random master key; return its stored fields and the key itself."""
+    master = aead.new_key()
+    return wrap_master(user_id, master, passphrase, params), master
+
+
+def wrap_master(user_id: str, master: bytes, passphrase: bytes, params: KdfParams) -> dict:
+    salt = os.urandom(SALT_SIZE)
+    kek = derive_kek(passphrase, salt, params)
+    sealed = aead.seal(kek, master, aead.ad("master-kek", user_id))
+    validation = aead.seal(subkey(master, "fusevault validation v1"), VALIDATION_TEXT,
+                           aead.ad("validation", user_id))
+    return {
+        "salt": b64e(salt),
+        "kdf": params.to_doc(),
+        "iv": b64e(sealed[: aead.NONCE_SIZE]),
+        "en_master_kek": b64e(sealed[aead.NONCE_SIZE:]),
+        "en_validation_string": b64e(validation),
+    }
+
+
+def unwrap_master(user_id: str, fields: dict, passphrase: bytes) -> bytes:
+    try:
+        salt = b64d(fields["salt"])
+        params = KdfParams.from_doc(fields["kdf"])
+        sealed = b64d(fields["iv"]) + b64d(fields["en_master_kek"])
+        validation = b64d(fields["en_validation_string"])
+    except (KeyError, ValueError, TypeError):
+        raise CorruptData("the user's key material is malformed") from None
+    kek = derive_kek(passphrase, salt, params)
+    try:
+        master = aead.unseal(kek, sealed, aead.ad("master-kek", user_id))
+    except CorruptData:
+        raise WrongPassphrase("wrong passphrase") from None
+    text = aead.unseal(subkey(master, "fusevault validation v1"), validation, aead.ad("validation", user_id))
+    if not hmac.compare_digest(text, VALIDATION_TEXT):
+        raise CorruptData("the validation string does not match")
+    return master
+
+
+def checksum(fields: dict) -> str:
+    """Integrity check of the clear key fields, to tell damage from a wrong passphrase."""
+    keys = ("salt", "kdf", "iv", "en_master_kek", "en_validation_string")
+    canon = json.dumps({k: fields.get(k) for k in keys}, sort_keys=True)
+    return hashlib.sha256(canon.encode()).hexdigest()

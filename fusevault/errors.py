@@ -1,0 +1,113 @@
+"""Domain errors.
+
+Every error a person can cause carries a one-line message and a distinct exit
+code for the CLI.  Inside the mount, the file-system errors below are turned
+into errno values only at the FUSE boundary (fusevault/fs/operations.py).
+"""
+
+from __future__ import annotations
+
+
+class VaultError(Exception):
+    """Base class; ``str(err)`` is the one-line message shown to the user."""
+
+    exit_code = 1
+
+
+class WrongPassphrase(VaultError):
+    exit_code = 3
+
+
+class VaultNotFound(VaultError):
+    exit_code = 4
+
+
+class CorruptData(VaultError):
+    """Ciphertext or a stored object failed authentication or parsing."""
+
+    exit_code = 5
+
+
+class MountPointError(VaultError):
+    exit_code = 6
+
+
+class UnsupportedFormat(VaultError):
+    exit_code = 7
+
+
+class VaultReadOnly(VaultError):
+    exit_code = 8
+
+
+class NoSpace(VaultError):
+    exit_code = 9
+
+
+class StoreUnavailable(VaultError):
+    exit_code = 10
+
+
+class AlreadyExists(VaultError):
+    exit_code = 11
+
+
+class InvalidInput(VaultError):
+    exit_code = 12
+
+
+class Conflict(VaultError):
+    """A document was updated with a stale revision."""
+
+    exit_code = 13
+
+
+# --- file-system errors (raised by the Volume, mapped to errno at the FUSE boundary)
+
+
+class FsError(VaultError):
+    pass
+
+
+class NotFound(FsError):
+    pass
+
+
+class Exists(FsError):
+    pass
+
+
+class NotEmpty(FsError):
+    pass
+
+
+class NotADirectory(FsError):
+    pass
+
+
+class IsADirectory(FsError):
+    pass
+
+
+class NameTooLong(FsError):
+    pass
+
+
+class InvalidArgument(FsError):
+    pass
+
+
+class NoAttribute(FsError):
+    pass
+
+
+class NotSupported(FsError):
+    pass
+
+
+class PermissionDenied(FsError):
+    pass
+
+
+class BadHandle(FsError):
+    pass

@@ -1,0 +1,103 @@
+"""The life of a mount: checks, the FUSE loop, readiness, signals, clean unmount."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from fusevault.errors import MountPointError
+from fusevault.fs import control
+from fusevault.fs.operations import Operations
+from fusevault.paths import control_socket
+from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def mount_path(path: Path) -> Path:
+    """Absolute path of a mount point without stat()ing it (a hung mount would block)."""
+    path = Path(os.path.abspath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def is_mounted(path: Path) -> bool:
+    target = str(mount_path(path))
+    with open("/proc/self/mountinfo") as mounts:
+        return any(_unescape(line.split()[4]) == target for line in mounts)
+
+
+def check_mountpoint(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise MountPointError(f"mount point {path} does not exist")
+    if not path.is_dir():
+        raise MountPointError(f"mount point {path} is not a directory")
+    if is_mounted(path):
+        raise MountPointError(f"{path} is busy: something is already mounted there")
+    if any(path.iterdir()):
+        raise MountPointError(f"mount point {path} is not empty")
+    return path.resolve()
+
+
+async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
+                on_ready: Callable[[], None] | None = None, info: dict | None = None) -> None:
+    """Mount, serve until unmounted or told to stop, then save everything."""
+    options = set(pyfuse3.default_options) | {"fsname=fusevault", "subtype=fusevault"}
+    if allow_other:
+        options.add("allow_other")
+    started = time.time()
+    # Everything that looks at the mount point path happens before init: once
+    # mounted, a stat from this thread would wait for the loop it is blocking.
+    socket_path = control_socket(mountpoint)
+    pyfuse3.init(Operations(volume), str(mountpoint), options)
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def handle(request: dict) -> dict:
+                if request.get("cmd") == "status":
+                    return {"pid": os.getpid(), "mountpoint": str(mountpoint),
+                            "since": started, "open_files": len(volume.handles), **(info or {})}
+                if request.get("cmd") == "unmount":
+                    pyfuse3.terminate()
+                    return {"ok": True}
+                return {"error": "unknown command"}
+
+            await nursery.start(control.serve, socket_path, handle)
+            nursery.start_soon(_stop_on_signals)
+            nursery.start_soon(_announce_ready, mountpoint, on_ready)
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            try:
+                await volume.close()
+            finally:
+                pyfuse3.close(unmount=True)
+    log.info("unmounted %s", mountpoint)
+
+
+async def _stop_on_signals() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("got signal %d: unmounting", signum)
+            pyfuse3.terminate()
+            return
+
+
+async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:
+    # The mount is ready when it answers: stat the root through the kernel.
+    await trio.to_thread.run_sync(os.stat, mountpoint)
+    log.info("mounted at %s", mountpoint)
+    if on_ready is not None:
+        on_ready()

@@ -1,0 +1,256 @@
+"""pyfuse3 Operations: a thin boundary over the Volume.
+
+Each handler calls the Volume and converts its result; domain errors become
+errno values here and nowhere else.  Lookup counts live in the Volume.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pyfuse3
+
+from fusevault import errors
+from fusevault.vault.content import BLOCK_SIZE
+from fusevault.vault.nodes import Node
+from fusevault.vault.volume import Caller, Volume
+
+log = logging.getLogger(__name__)
+
+ERRNO: dict[type, int] = {
+    errors.NotFound: errno.ENOENT,
+    errors.Exists: errno.EEXIST,
+    errors.NotEmpty: errno.ENOTEMPTY,
+    errors.NotADirectory: errno.ENOTDIR,
+    errors.IsADirectory: errno.EISDIR,
+    errors.NameTooLong: errno.ENAMETOOLONG,
+    errors.InvalidArgument: errno.EINVAL,
+    errors.NoAttribute: pyfuse3.ENOATTR,
+    errors.NotSupported: errno.EOPNOTSUPP,
+    errors.PermissionDenied: errno.EACCES,
+    errors.BadHandle: errno.EBADF,
+    errors.CorruptData: errno.EIO,
+    errors.NoSpace: errno.ENOSPC,
+    errors.VaultReadOnly: errno.EROFS,
+    errors.StoreUnavailable: errno.EIO,
+    errors.Conflict: errno.EIO,
+}
+
+
+def errno_for(err: errors.VaultError) -> int:
+    for cls in type(err).__mro__:
+        if cls in ERRNO:
+            return ERRNO[cls]
+    return errno.EIO
+
+
+def boundary(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(handler)
+    async def wrapper(*args: Any) -> Any:
+        try:
+            return await handler(*args)
+        except pyfuse3.FUSEError:
+            raise
+        except errors.VaultError as err:
+            code = errno_for(err)
+            if code == errno.EIO:
+                log.error("%s: %s", handler.__name__, err)
+            raise pyfuse3.FUSEError(code) from None
+        except OSError as err:
+            log.error("%s: %s", handler.__name__, err)
+            raise pyfuse3.FUSEError(err.errno or errno.EIO) from None
+        except Exception:
+            log.exception("unexpected error in %s", handler.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+def caller(ctx: pyfuse3.RequestContext) -> Caller:
+    return Caller(ctx.uid, ctx.gid)
+
+
+class Operations(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+
+    def __init__(self, volume: Volume, timeout: float = 5.0) -> None:
+        super().__init__()
+        self.vol = volume
+        self.timeout = timeout
+
+    def entry(self, node: Node) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = node.ino
+        attr.generation = 0
+        attr.entry_timeout = self.timeout
+        attr.attr_timeout = self.timeout
+        attr.st_mode = node.mode
+        attr.st_nlink = node.nlink
+        attr.st_uid = node.uid
+        attr.st_gid = node.gid
+        attr.st_rdev = node.rdev
+        attr.st_size = node.size
+        attr.st_blksize = BLOCK_SIZE
+        attr.st_blocks = (node.size + 511) // 512
+        attr.st_atime_ns = node.atime
+        attr.st_mtime_ns = node.mtime
+        attr.st_ctime_ns = node.ctime
+        return attr
+
+    @boundary
+    async def lookup(self, parent_inode, name, ctx):
+        return self.entry(self.vol.lookup(parent_inode, name))
+
+    async def forget(self, inode_list):
+        for ino, count in inode_list:
+            self.vol.forget(ino, count)
+
+    @boundary
+    async def getattr(self, inode, ctx):
+        return self.entry(self.vol.node(inode))
+
+    @boundary
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        node = await self.vol.setattr(
+            inode,
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            size=attr.st_size if fields.update_size else None,
+            atime=attr.st_atime_ns if fields.update_atime else None,
+            mtime=attr.st_mtime_ns if fields.update_mtime else None,
+            ctime=attr.st_ctime_ns if fields.update_ctime else None,
+        )
+        return self.entry(node)
+
+    @boundary
+    async def readlink(self, inode, ctx):
+        return self.vol.readlink(inode)
+
+    @boundary
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        return self.entry(await self.vol.mknod(parent_inode, name, mode, rdev, caller(ctx)))
+
+    @boundary
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        return self.entry(await self.vol.mkdir(parent_inode, name, mode, caller(ctx)))
+
+    @boundary
+    async def symlink(self, parent_inode, name, target, ctx):
+        return self.entry(await self.vol.symlink(parent_inode, name, target, caller(ctx)))
+
+    @boundary
+    async def unlink(self, parent_inode, name, ctx):
+        await self.vol.unlink(parent_inode, name)
+
+    @boundary
+    async def rmdir(self, parent_inode, name, ctx):
+        await self.vol.rmdir(parent_inode, name)
+
+    @boundary
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        if flags & ~(pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        await self.vol.rename(parent_inode_old, name_old, parent_inode_new, name_new,
+                              noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+                              exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
+
+    @boundary
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        return self.entry(await self.vol.link(inode, new_parent_inode, new_name))
+
+    @boundary
+    async def open(self, inode, flags, ctx):
+        # The page cache may be kept across opens: nobody else changes the
+        # vault behind the kernel's back while it is mounted.
+        return pyfuse3.FileInfo(fh=self.vol.open(inode), keep_cache=True)
+
+    @boundary
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        fh, node = await self.vol.create(parent_inode, name, mode, caller(ctx))
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True), self.entry(node)
+
+    @boundary
+    async def read(self, fh, off, size):
+        return await self.vol.read(fh, off, size)
+
+    @boundary
+    async def write(self, fh, off, buf):
+        return await self.vol.write(fh, off, buf)
+
+    @boundary
+    async def flush(self, fh):
+        await self.vol.flush(fh)
+
+    @boundary
+    async def release(self, fh):
+        await self.vol.release(fh)
+
+    @boundary
+    async def fsync(self, fh, datasync):
+        await self.vol.fsync(fh)
+
+    @boundary
+    async def opendir(self, inode, ctx):
+        return self.vol.opendir(inode)
+
+    @boundary
+    async def readdir(self, fh, start_id, token):
+        index = start_id
+        while (found := self.vol.readdir_entry(fh, index)) is not None:
+            position, name, node = found
+            index = position + 1
+            if not pyfuse3.readdir_reply(token, name, self.entry(node), index):
+                break
+            if name not in (b".", b".."):  # the kernel takes no reference to these
+                self.vol.remember(node)
+
+    @boundary
+    async def releasedir(self, fh):
+        self.vol.releasedir(fh)
+
+    @boundary
+    async def fsyncdir(self, fh, datasync):
+        await self.vol.fsyncdir()
+
+    @boundary
+    async def statfs(self, ctx):
+        st = self.vol.statfs()
+        out = pyfuse3.StatvfsData()
+        out.f_bsize = st.f_bsize
+        out.f_frsize = st.f_frsize
+        out.f_blocks = st.f_blocks
+        out.f_bfree = st.f_bfree
+        out.f_bavail = st.f_bavail
+        out.f_files = st.f_files
+        out.f_ffree = st.f_ffree
+        out.f_favail = st.f_favail
+        out.f_namemax = 255
+        return out
+
+    @boundary
+    async def setxattr(self, inode, name, value, ctx):
+        await self.vol.setxattr(inode, name, value)
+
+    @boundary
+    async def getxattr(self, inode, name, ctx):
+        return self.vol.getxattr(inode, name)
+
+    @boundary
+    async def listxattr(self, inode, ctx):
+        return self.vol.listxattr(inode)
+
+    @boundary
+    async def removexattr(self, inode, name, ctx):
+        await self.vol.removexattr(inode, name)
+
+    @boundary
+    async def access(self, inode, mode, ctx):
+        # default_permissions makes the kernel check modes; existence is ours.
+        self.vol.node(inode)
+

@@ -1,0 +1,54 @@
+"""Metadata documents shaped like CouchDB documents, behind one interface.
+
+Two backends pass one shared test suite: ``LocalStore`` (SQLite in the vault
+directory, the default, no server) and ``CouchStore`` (a CouchDB database
+through the ``couchdb`` package).  The interface is synchronous; the mount
+calls it inline when ``store.inline`` is true (local, no fsync) and from a
+worker thread otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class Store(Protocol):
+    #: True when calls are quick local writes that may run on the trio loop.
+    inline: bool
+
+    def get(self, doc_id: str) -> dict | None:
+        """The current document (with ``_id`` and ``_rev``), or None."""
+
+    def put_many(self, docs: list[dict]) -> list[str]:
+        """Write documents atomically where the backend can; return new revs.
+
+        A document whose ``_rev`` is not the current one raises Conflict and,
+        for the local store, nothing is written.
+        """
+
+    def iter_type(self, doc_type: str) -> Iterator[dict]:
+        """Every live document whose ``type`` field equals doc_type."""
+
+    def changes(self, since: int | str = 0) -> tuple[list[dict], int | str]:
+        """Changes after ``since``: [{"seq", "id", "rev", "deleted"}], last seq."""
+
+    def sync(self) -> None:
+        """Make every committed write durable (fsync)."""
+
+    def close(self) -> None: ...
+
+
+def open_store(vault_dir, config: dict) -> Store:
+    kind = config.get("kind", "local")
+    if kind == "local":
+        from fusevault.store.local import LocalStore
+
+        return LocalStore(vault_dir / "store.sqlite")
+    if kind == "couchdb":
+        from fusevault.store.couch import CouchStore
+
+        return CouchStore(config["url"])
+    from fusevault.errors import UnsupportedFormat
+
+    raise UnsupportedFormat(f"unknown store kind {kind!r} in vault.json")

@@ -1,0 +1,118 @@
+"""Metadata documents in a CouchDB database, through CouchDB-Python.
+
+CouchDB-Python is synchronous; the mount calls this store from worker threads
+(``inline = False``).  Credentials never live in vault.json: they come from
+FUSEVAULT_COUCHDB_USER / FUSEVAULT_COUCHDB_PASSWORD.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import couchdb
+
+from fusevault.errors import Conflict, InvalidInput, StoreUnavailable
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``http://host:port/db`` -> (server URL, database name); credentials dropped."""
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not db or "/" in db:
+        raise InvalidInput(f"not a CouchDB database URL: {strip_credentials(url)}")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, "/", "", "")), db
+
+
+def strip_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+_NETWORK_ERRORS = (OSError, socket.error, couchdb.http.ServerError, couchdb.http.Unauthorized)
+
+
+class CouchStore:
+    inline = False
+
+    def __init__(self, url: str, create: bool = False) -> None:
+        server_url, name = split_url(url)
+        self.url = f"{server_url}{name}"
+        server = couchdb.Server(server_url)
+        user = os.environ.get("FUSEVAULT_COUCHDB_USER")
+        if user:
+            server.resource.credentials = (user, os.environ.get("FUSEVAULT_COUCHDB_PASSWORD", ""))
+        try:
+            if create and name not in server:
+                self._db = server.create(name)
+            else:
+                self._db = server[name]
+        except couchdb.http.ResourceNotFound:
+            raise StoreUnavailable(f"CouchDB database {self.url} does not exist") from None
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+
+    def get(self, doc_id: str) -> dict | None:
+        try:
+            doc = self._db.get(doc_id)
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+        return None if doc is None else dict(doc)
+
+    def put_many(self, docs: list[dict]) -> list[str]:
+        try:
+            results = self._db.update([dict(d) for d in docs])
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+        revs = []
+        for ok, doc_id, rev in results:
+            if not ok:
+                raise Conflict(f"document {doc_id} was changed by someone else")
+            revs.append(rev)
+        return revs
+
+    def iter_type(self, doc_type: str) -> Iterator[dict]:
+        try:
+            for row in self._db.iterview("_all_docs", 2000, include_docs=True):
+                doc = row.doc
+                if doc is not None and doc.get("type") == doc_type:
+                    yield dict(doc)
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+
+    def changes(self, since: int | str = 0) -> tuple[list[dict], int | str]:
+        try:
+            feed = self._db.changes(since=since)
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+        results = [
+            {"seq": r["seq"], "id": r["id"], "rev": r["changes"][-1]["rev"],
+             "deleted": bool(r.get("deleted"))}
+            for r in feed["results"]
+        ]
+        return results, feed["last_seq"]
+
+    def sync(self) -> None:
+        # CouchDB commits every write before answering (since 2.x); older
+        # servers and PouchDB accept the explicit request.
+        try:
+            self._db.commit()
+        except couchdb.http.ResourceNotFound:
+            pass
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+
+    def close(self) -> None:
+        pass
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err) or type(err).__name__

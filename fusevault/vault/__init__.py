@@ -1,0 +1,1 @@
+"""The vault domain: on-disk layout, users, the file tree and file contents."""

@@ -1,0 +1,326 @@
+"""File contents: sealed blocks and manifests appended to the file's ``.vf``.
+
+``.vf`` layout (docs/FORMAT.md has the details)::
+
+    header   b"FVVF" | u8 format | 3 zero bytes | 16-byte file id
+    record   u32 length of the rest | u8 kind | nonce(12) | ciphertext | tag(16)
+
+A block record (kind 1) holds up to BLOCK_SIZE bytes of plaintext, sealed with
+the file id, block index, id of the version that wrote it and a last-block
+flag in the associated data.  A manifest record (kind 2) lists, for one
+version, the size and where each block is.  Records are only ever appended,
+so a version never overwrites the blocks of an older one: versions share
+every block they did not change, and a torn append after a crash is garbage
+no manifest points at.
+
+The methods here are synchronous (CPU and pread/pwrite); the Volume decides
+whether a call is small enough for the trio loop or goes to a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import uuid
+from dataclasses import dataclass
+
+from fusevault.crypto import aead
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import CorruptData
+from fusevault.vault.atomic import atomic_write
+from fusevault.vault.layout import Layout
+
+BLOCK_SIZE = 64 * 1024
+VF_FORMAT = 1
+HEADER = struct.Struct("<4sB3x16s")
+RECORD_HEAD = struct.Struct("<IB")
+KIND_BLOCK = 1
+KIND_MANIFEST = 2
+MANIFEST_HEAD = struct.Struct("<QIH")
+ENTRY = struct.Struct("<QIHB")  # offset, record length, writer version index, last flag
+HOLE = (0, 0, 0, 0)
+
+
+def header_for(fid: str) -> bytes:
+    return HEADER.pack(b"FVVF", VF_FORMAT, uuid.UUID(fid).bytes)
+
+
+def block_ad(fid: str, index: int, vid: str, last: bool) -> bytes:
+    return aead.ad("block", fid, index, vid, int(last))
+
+
+def vfmeta_bytes(fid: str, owner: str, dek: bytes, acl: list[str]) -> bytes:
+    """The seed 003 sidecar, authenticated (not encrypted: it holds no secret)."""
+    fields = {"FILE_ID": fid, "OWNER_ID": owner, "ACL": acl, "format": VF_FORMAT}
+    canon = json.dumps(fields, sort_keys=True).encode()
+    fields["tag"] = b64e(aead.seal(dek, b"", aead.ad("vfmeta", canon)))
+    return json.dumps(fields, indent=1).encode()
+
+
+def check_vfmeta(data: bytes, fid: str, dek: bytes) -> dict:
+    try:
+        fields = json.loads(data)
+        tag = b64d(fields.pop("tag"))
+        canon = json.dumps(fields, sort_keys=True).encode()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CorruptData(f"sidecar of {fid} is damaged") from None
+    aead.unseal(dek, tag, aead.ad("vfmeta", canon))
+    if fields.get("FILE_ID") != fid:
+        raise CorruptData(f"sidecar of {fid} belongs to another file")
+    return fields
+
+
+@dataclass
+class Manifest:
+    size: int
+    vids: list[str]
+    entries: list[tuple[int, int, int, int]]
+
+    def pack(self) -> bytes:
+        out = [MANIFEST_HEAD.pack(self.size, BLOCK_SIZE, len(self.vids))]
+        out += [uuid.UUID(v).bytes for v in self.vids]
+        out.append(struct.pack("<I", len(self.entries)))
+        out += [ENTRY.pack(*e) for e in self.entries]
+        return b"".join(out)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Manifest:
+        try:
+            size, block_size, nvids = MANIFEST_HEAD.unpack_from(data)
+            pos = MANIFEST_HEAD.size
+            vids = [uuid.UUID(bytes=data[pos + 16 * i: pos + 16 * (i + 1)]).hex for i in range(nvids)]
+            pos += 16 * nvids
+            (count,) = struct.unpack_from("<I", data, pos)
+            pos += 4
+            entries = [ENTRY.unpack_from(data, pos + ENTRY.size * i) for i in range(count)]
+        except (struct.error, ValueError):
+            raise CorruptData("manifest is malformed") from None
+        if block_size != BLOCK_SIZE:
+            raise CorruptData("manifest has an unsupported block size")
+        return cls(size, vids, entries)
+
+
+class Content:
+    """The contents of one file while it is open: stored blocks plus dirty ones."""
+
+    def __init__(self, layout: Layout, owner: str, fid: str, dek: bytes,
+                 manifest_loc: tuple[int, int] | None, head: str | None) -> None:
+        self.layout = layout
+        self.owner = owner
+        self.fid = fid
+        self.dek = dek
+        self.fd: int | None = None
+        self.end = 0
+        self.dirty: dict[int, bytearray] = {}
+        self.pending_vid = uuid.uuid4().hex
+        self.changed = False
+        self.synced = True
+        if manifest_loc is None:
+            self.manifest = Manifest(0, [], [])
+        else:
+            self._open_fd()
+            record = self._read_record(*manifest_loc, KIND_MANIFEST)
+            self.manifest = Manifest.unpack(
+                aead.unseal(dek, record, aead.ad("manifest", fid, head or "")))
+
+    # --- the .vf file
+
+    def _open_fd(self, create: bool = False) -> None:
+        if self.fd is not None:
+            return
+        path = self.layout.vf_path(self.owner, self.fid)
+        try:
+            self.fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            if not create:
+                raise CorruptData(f"content of {self.fid} is missing") from None
+            self._create_files()
+            return
+        header = os.pread(self.fd, HEADER.size, 0)
+        if header != header_for(self.fid):
+            raise CorruptData(f"content of {self.fid} has a damaged header")
+        check_vfmeta(self.layout.vfmeta_path(self.owner, self.fid).read_bytes(), self.fid, self.dek)
+        self.end = os.fstat(self.fd).st_size
+
+    def _create_files(self) -> None:
+        self.layout.own_dir(self.owner).mkdir(parents=True, exist_ok=True)
+        atomic_write(self.layout.vfmeta_path(self.owner, self.fid),
+                     vfmeta_bytes(self.fid, self.owner, self.dek, []), durable=False)
+        path = self.layout.vf_path(self.owner, self.fid)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.pwrite(fd, header_for(self.fid), 0)
+        self.fd = fd
+        self.end = HEADER.size
+
+    def _read_record(self, offset: int, length: int, kind: int) -> bytes:
+        data = os.pread(self.fd, length, offset)
+        if len(data) != length or length < RECORD_HEAD.size + aead.OVERHEAD:
+            raise CorruptData(f"content of {self.fid} is truncated")
+        rest, got_kind = RECORD_HEAD.unpack_from(data)
+        if rest != length - 4 or got_kind != kind:
+            raise CorruptData(f"content of {self.fid} has a damaged record")
+        return data[RECORD_HEAD.size:]
+
+    @staticmethod
+    def _record(kind: int, sealed: bytes) -> bytes:
+        return RECORD_HEAD.pack(len(sealed) + 1, kind) + sealed
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    # --- blocks
+
+    def _stored_block(self, index: int) -> bytes:
+        entries = self.manifest.entries
+        if index >= len(entries) or entries[index][1] == 0:
+            return b""
+        offset, length, vidx, last = entries[index]
+        self._open_fd()
+        sealed = self._read_record(offset, length, KIND_BLOCK)
+        try:
+            vid = self.manifest.vids[vidx]
+        except IndexError:
+            raise CorruptData(f"manifest of {self.fid} is damaged") from None
+        return aead.unseal(self.dek, sealed, block_ad(self.fid, index, vid, bool(last)))
+
+    def _block(self, index: int) -> bytes | bytearray:
+        dirty = self.dirty.get(index)
+        return dirty if dirty is not None else self._stored_block(index)
+
+    def read(self, offset: int, size: int, file_size: int) -> bytes:
+        end = min(offset + size, file_size)
+        if end <= offset:
+            return b""
+        out = []
+        pos = offset
+        while pos < end:
+            index, start = divmod(pos, BLOCK_SIZE)
+            stop = min(BLOCK_SIZE, start + end - pos)
+            data = self._block(index)
+            chunk = bytes(data[start:stop])
+            if len(chunk) < stop - start:  # a hole or a short block reads as zeros
+                chunk += bytes(stop - start - len(chunk))
+            out.append(chunk)
+            pos += stop - start
+        return b"".join(out)
+
+    def blocks_to_load(self, offset: int, size: int) -> int:
+        """How many stored blocks a read or write here would decrypt."""
+        first, last = offset // BLOCK_SIZE, (offset + max(size, 1) - 1) // BLOCK_SIZE
+        return sum(1 for i in range(first, last + 1)
+                   if i not in self.dirty and i < len(self.manifest.entries))
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            index, start = divmod(offset + pos, BLOCK_SIZE)
+            take = min(BLOCK_SIZE - start, len(view) - pos)
+            block = self.dirty.get(index)
+            if block is None:
+                if start == 0 and take == BLOCK_SIZE:
+                    block = bytearray()
+                else:
+                    block = bytearray(self._stored_block(index))
+                self.dirty[index] = block
+            if len(block) < start:
+                block.extend(bytes(start - len(block)))
+            block[start:start + take] = view[pos:pos + take]
+            pos += take
+        self.changed = True
+
+    def truncate(self, size: int) -> None:
+        nblocks = -(-size // BLOCK_SIZE)
+        for index in [i for i in self.dirty if i >= nblocks]:
+            del self.dirty[index]
+        if len(self.manifest.entries) > nblocks:
+            self.manifest.entries = self.manifest.entries[:nblocks]
+        tail = size % BLOCK_SIZE
+        if tail and nblocks:
+            index = nblocks - 1
+            block = self.dirty.get(index)
+            if block is None:
+                block = bytearray(self._stored_block(index))
+            del block[tail:]
+            self.dirty[index] = block
+        self.changed = True
+
+    def dirty_bytes(self) -> int:
+        return len(self.dirty) * BLOCK_SIZE
+
+    # --- sealing a version
+
+    def _vidx(self, vid: str) -> int:
+        try:
+            return self.manifest.vids.index(vid)
+        except ValueError:
+            self.manifest.vids.append(vid)
+            return len(self.manifest.vids) - 1
+
+    def _seal_block(self, index: int, data: bytes | bytearray, last: bool) -> bytes:
+        sealed = aead.seal(self.dek, bytes(data), block_ad(self.fid, index, self.pending_vid, last))
+        return self._record(KIND_BLOCK, sealed)
+
+    def _append(self, records: list[tuple[int | None, bytes, bool]]) -> list[tuple[int, int]]:
+        self._open_fd(create=True)
+        offset = self.end
+        places = []
+        for _, record, _ in records:
+            places.append((offset, len(record)))
+            offset += len(record)
+        os.pwritev(self.fd, [r for _, r, _ in records], self.end)
+        self.end = offset
+        self.synced = False
+        return places
+
+    def flush_blocks(self, file_size: int, keep_last: bool = True) -> None:
+        """Seal and append dirty blocks to bound memory; the last one may stay."""
+        nblocks = -(-file_size // BLOCK_SIZE)
+        indices = sorted(i for i in self.dirty if not (keep_last and i >= nblocks - 1))
+        self._write_blocks(indices, nblocks)
+
+    def _write_blocks(self, indices: list[int], nblocks: int) -> None:
+        if not indices:
+            return
+        records = [(i, self._seal_block(i, self.dirty[i], i == nblocks - 1), i == nblocks - 1)
+                   for i in indices]
+        places = self._append(records)
+        vidx = self._vidx(self.pending_vid)
+        entries = self.manifest.entries
+        for (index, _, last), (offset, length) in zip(records, places):
+            if len(entries) <= index:
+                entries.extend([HOLE] * (index + 1 - len(entries)))
+            entries[index] = (offset, length, vidx, int(last))
+            del self.dirty[index]
+
+    def seal_version(self, file_size: int) -> tuple[str, tuple[int, int], bytes]:
+        """Write every dirty block and a manifest; return (vid, manifest place, nonce)."""
+        nblocks = -(-file_size // BLOCK_SIZE)
+        entries = self.manifest.entries
+        del entries[nblocks:]
+        if len(entries) < nblocks:
+            entries.extend([HOLE] * (nblocks - len(entries)))
+        # A block sealed with the wrong last-block flag is re-sealed, and a
+        # final hole becomes a real block, so the end of the file is marked.
+        for index, (_, length, _, last) in enumerate(entries):
+            want = index == nblocks - 1
+            if index not in self.dirty and (bool(last) != want and length or (want and not length)):
+                self.dirty[index] = bytearray(self._stored_block(index))
+        self._write_blocks(sorted(self.dirty), nblocks)
+        vid = self.pending_vid
+        self.manifest.size = file_size
+        nonce = os.urandom(aead.NONCE_SIZE)
+        sealed = aead.seal_with_nonce(self.dek, nonce, self.manifest.pack(),
+                                      aead.ad("manifest", self.fid, vid))
+        (place,) = self._append([(None, self._record(KIND_MANIFEST, sealed), False)])
+        self.pending_vid = uuid.uuid4().hex
+        self.changed = False
+        return vid, place, nonce
+
+    def fsync(self) -> None:
+        if self.fd is not None and not self.synced:
+            os.fsync(self.fd)
+            self.synced = True

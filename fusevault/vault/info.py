@@ -1,0 +1,31 @@
+"""What ``fusevault info`` shows: counts only, no names, no passphrase needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fusevault.vault.layout import FORMAT_VERSION
+from fusevault.vault.nodes import NODE, VERSION
+from fusevault.vault.opening import open_vault
+from fusevault.vault.users import USER
+
+
+def gather(path: Path) -> dict:
+    layout, store = open_vault(path)
+    try:
+        users = sum(1 for _ in store.iter_type(USER))
+        nodes = sum(1 for d in store.iter_type(NODE) if not d.get("delete"))
+        versions = sum(1 for _ in store.iter_type(VERSION))
+    finally:
+        store.close()
+    stored = sum(f.stat().st_size for f in (layout.root / "users").glob("*/own/*.vf"))
+    return {
+        "format": FORMAT_VERSION,
+        "vault_id": layout.vault_id,
+        "store": layout.store.get("kind", "local"),
+        "users": users,
+        # Entries (files, directories, links) minus each user's root directory.
+        "entries": max(nodes - users, 0),
+        "versions": versions,
+        "stored_bytes": stored,
+    }

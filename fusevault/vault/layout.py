@@ -1,0 +1,125 @@
+"""The vault directory (seed 003's layout) and its format marker.
+
+    VAULT/vault.json                      format version, vault id, store config
+    VAULT/store.sqlite                    metadata documents (embedded store)
+    VAULT/users/<uid>/meta.inf            seed 003 user meta info
+    VAULT/users/<uid>/own/<fid>.vf        a file's sealed blocks and manifests
+    VAULT/users/<uid>/own/<fid>.vfmeta    the sidecar: FILE_ID, OWNER_ID, ACL
+    VAULT/users/<uid>/shared/             wrapped keys of files shared with uid
+    VAULT/groups/                         group directories
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusevault.errors import (
+    AlreadyExists,
+    CorruptData,
+    InvalidInput,
+    NoSpace,
+    UnsupportedFormat,
+    VaultNotFound,
+    VaultReadOnly,
+)
+from fusevault.vault.atomic import atomic_write
+
+FORMAT_VERSION = 1
+MARKER = "vault.json"
+
+
+@dataclass
+class Layout:
+    root: Path
+    vault_id: str
+    store: dict
+
+    def user_dir(self, user_id: str) -> Path:
+        return self.root / "users" / user_id
+
+    def own_dir(self, user_id: str) -> Path:
+        return self.user_dir(user_id) / "own"
+
+    def vf_path(self, owner: str, fid: str) -> Path:
+        return self.own_dir(owner) / f"{fid}.vf"
+
+    def vfmeta_path(self, owner: str, fid: str) -> Path:
+        return self.own_dir(owner) / f"{fid}.vfmeta"
+
+    def make_user_dirs(self, user_id: str) -> None:
+        for sub in ("own", "shared"):
+            (self.user_dir(user_id) / sub).mkdir(parents=True, exist_ok=True)
+
+
+def os_error(err: OSError, what: str) -> Exception:
+    """Turn an OSError from vault I/O into the domain error a person understands."""
+    if err.errno == errno.ENOSPC or err.errno == errno.EDQUOT:
+        return NoSpace(f"no space left on the device holding the vault ({what})")
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return VaultReadOnly(f"cannot write to the vault ({what}): {err.strerror}")
+    return err
+
+
+def create(root: Path, store: dict) -> Layout:
+    root = Path(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise AlreadyExists(f"{root} already exists and is not an empty directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "users").mkdir()
+        (root / "groups").mkdir()
+        layout = Layout(root, uuid.uuid4().hex, store)
+        marker = {"format": FORMAT_VERSION, "vault_id": layout.vault_id,
+                  "created_at": int(time.time()), "store": store}
+        atomic_write(root / MARKER, json.dumps(marker, indent=1).encode())
+    except OSError as err:
+        raise os_error(err, "creating the vault") from None
+    return layout
+
+
+def open_layout(root: Path) -> Layout:
+    root = Path(root)
+    marker = root / MARKER
+    if not root.is_dir():
+        raise VaultNotFound(f"no vault at {root}")
+    try:
+        data = json.loads(marker.read_bytes())
+    except FileNotFoundError:
+        raise VaultNotFound(f"{root} is not a fusevault vault (no {MARKER})") from None
+    except PermissionError:
+        raise VaultReadOnly(f"cannot read {marker}") from None
+    except ValueError:
+        raise CorruptData(f"{marker} is damaged") from None
+    if not isinstance(data, dict) or not isinstance(data.get("format"), int):
+        raise CorruptData(f"{marker} is damaged")
+    if data["format"] > FORMAT_VERSION:
+        raise UnsupportedFormat(
+            f"vault format {data['format']} is newer than this fusevault supports "
+            f"({FORMAT_VERSION}); upgrade fusevault")
+    if data["format"] < 1:
+        raise UnsupportedFormat(f"unknown vault format {data['format']}")
+    try:
+        return Layout(root, str(data["vault_id"]), dict(data["store"]))
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"{marker} is damaged") from None
+
+
+def check_writable(root: Path) -> None:
+    probe = root / f".write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise os_error(err, "checking the vault directory") from None
+
+
+def validate_name(kind: str, name: str) -> str:
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "._-" for c in name):
+        raise InvalidInput(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' or '-'")
+    return name

@@ -1,0 +1,190 @@
+"""Nodes (files, directories, symlinks, special files) and their documents.
+
+A node document (``type: "node"``, ``_id`` = the file id) carries the
+wrapped DEK of the node in clear and everything else sealed under that DEK:
+names and the directories they are in, mode, owner, times, size, xattrs, the
+symlink target, and where the current version's manifest is.  Sealing under
+the DEK (itself wrapped by the master key) lets a share recipient who is given
+the DEK read the node without the owner's master key.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+import uuid
+
+from fusevault.crypto import aead
+from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import b64d, b64e, name_to_str, str_to_name
+from fusevault.errors import CorruptData
+
+NODE = "node"
+VERSION = "FilesMetaData"
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Node:
+    """In-memory state of one node; the tree owns the links between them."""
+
+    __slots__ = (
+        "ino", "fid", "owner", "dek", "wrapped_dek", "rev",
+        "mode", "uid", "gid", "rdev", "size", "atime", "mtime", "ctime", "btime",
+        "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
+        "lookups", "opens", "content", "lock", "atime_dirty",
+    )
+
+    def __init__(self, ino: int, fid: str, owner: str, dek: bytes, wrapped_dek: bytes,
+                 mode: int, uid: int, gid: int, rdev: int = 0, when: int | None = None) -> None:
+        when = now_ns() if when is None else when
+        self.ino = ino
+        self.fid = fid
+        self.owner = owner
+        self.dek = dek
+        self.wrapped_dek = wrapped_dek
+        self.rev: str | None = None
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.rdev = rdev
+        self.size = 0
+        self.atime = self.mtime = self.ctime = self.btime = when
+        # (parent inode, name) for every hard link; a directory has one.
+        self.links: list[tuple[int, bytes]] = []
+        self.children: dict[bytes, int] | None = {} if stat.S_ISDIR(mode) else None
+        self.subdirs = 0
+        self.xattrs: dict[bytes, bytes] = {}
+        self.target: bytes | None = None
+        self.head: str | None = None
+        self.manifest: tuple[int, int] | None = None
+        self.lookups = 0
+        self.opens = 0
+        self.content = None
+        self.lock = None
+        self.atime_dirty = False
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_reg(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def nlink(self) -> int:
+        if self.is_dir:
+            return 2 + self.subdirs
+        return len(self.links)
+
+    # Snapshots let a metadata operation be undone when its commit fails.
+    _SAVED = ("mode", "uid", "gid", "size", "atime", "mtime", "ctime", "xattrs",
+              "head", "manifest", "subdirs", "rev")
+
+    def save(self) -> tuple:
+        return (tuple(getattr(self, f) for f in self._SAVED), list(self.links), dict(self.xattrs))
+
+    def restore(self, saved: tuple) -> None:
+        values, links, xattrs = saved
+        for field, value in zip(self._SAVED, values):
+            setattr(self, field, value)
+        self.links = links
+        self.xattrs = xattrs
+
+    def __repr__(self) -> str:
+        return f"Node(ino={self.ino}, fid={self.fid!r}, mode={self.mode:o})"
+
+
+def attrs_plain(node: Node, fid_of) -> dict:
+    return {
+        "mode": node.mode, "uid": node.uid, "gid": node.gid, "rdev": node.rdev,
+        "size": node.size, "atime": node.atime, "mtime": node.mtime,
+        "ctime": node.ctime, "btime": node.btime,
+        "links": [[fid_of(p), name_to_str(n)] for p, n in node.links],
+        "xattrs": {name_to_str(k): b64e(v) for k, v in node.xattrs.items()},
+        "target": None if node.target is None else name_to_str(node.target),
+        "head": node.head,
+        "manifest": list(node.manifest) if node.manifest else None,
+    }
+
+
+def node_doc(node: Node, fid_of, deleted: bool = False) -> dict:
+    plain = json.dumps(attrs_plain(node, fid_of), separators=(",", ":")).encode()
+    doc = {
+        "_id": node.fid,
+        "type": NODE,
+        "owner": node.owner,
+        "en_file_dek": b64e(node.wrapped_dek),
+        "delete": deleted,
+        "enc": b64e(aead.seal(node.dek, plain, aead.ad("node", node.fid))),
+    }
+    if node.rev is not None:
+        doc["_rev"] = node.rev
+    return doc
+
+
+def open_node_doc(doc: dict, key: MasterKey) -> tuple[bytes, bytes, dict]:
+    """Return (dek, wrapped dek, attrs) of a node document, or raise CorruptData."""
+    fid = doc["_id"]
+    try:
+        wrapped = b64d(doc["en_file_dek"])
+        sealed = b64d(doc["enc"])
+    except (KeyError, ValueError, TypeError):
+        raise CorruptData(f"node document {fid} is malformed") from None
+    try:
+        dek = key.unwrap_dek(fid, wrapped)
+        attrs = json.loads(aead.unseal(dek, sealed, aead.ad("node", fid)))
+    except CorruptData:
+        raise CorruptData(f"node document {fid} fails authentication") from None
+    return dek, wrapped, attrs
+
+
+def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
+    """Fill a node from decrypted attrs; return its links as (parent fid, name)."""
+    node.mode = attrs["mode"]
+    node.uid, node.gid, node.rdev = attrs["uid"], attrs["gid"], attrs["rdev"]
+    node.size = attrs["size"]
+    node.atime, node.mtime = attrs["atime"], attrs["mtime"]
+    node.ctime, node.btime = attrs["ctime"], attrs["btime"]
+    node.xattrs = {str_to_name(k): b64d(v) for k, v in attrs["xattrs"].items()}
+    node.target = None if attrs["target"] is None else str_to_name(attrs["target"])
+    node.head = attrs["head"]
+    node.manifest = tuple(attrs["manifest"]) if attrs["manifest"] else None
+    node.children = {} if stat.S_ISDIR(node.mode) else None
+    return [(p, str_to_name(n)) for p, n in attrs["links"]]
+
+
+def version_doc(node: Node, vid: str, parent_vid: str | None, path: bytes, author: str,
+                manifest_nonce: bytes) -> dict:
+    """The seed 000 FilesMetaData document of one version (immutable, new id per change)."""
+    location, _, name = path.rpartition(b"/")
+    plain = {
+        "file_entry_ts": now_ns(),
+        "file_location": name_to_str(location),
+        "file_name": name_to_str(name),
+        "file_iv": b64e(manifest_nonce),
+        "size": node.size,
+        "mtime": node.mtime,
+        "author": author,
+        "manifest": list(node.manifest),
+        "parents": [parent_vid] if parent_vid else [],
+    }
+    sealed = aead.seal(node.dek, json.dumps(plain, separators=(",", ":")).encode(),
+                       aead.ad("version", node.fid, vid))
+    return {
+        "_id": vid,
+        "type": VERSION,
+        "fid": node.fid,
+        "owner": node.owner,
+        "en_file_dek": b64e(node.wrapped_dek),
+        "delete": False,
+        "enc": b64e(sealed),
+    }

@@ -1,0 +1,97 @@
+"""Users: the seed 000 UserDetails document, seed 003 meta.inf, unlocking."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+
+from fusevault.crypto import aead
+from fusevault.crypto.kdf import default_params
+from fusevault.crypto.keys import MasterKey, checksum, new_wrapped_master, unwrap_master, wrap_master
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, VaultNotFound
+from fusevault.store import Store
+from fusevault.vault.atomic import atomic_write
+from fusevault.vault.layout import Layout, validate_name
+from fusevault.vault.nodes import Node, new_id, node_doc
+
+USER = "UserDetails"
+DEFAULT_TTL = {"ttl": "8", "unit": "hr"}
+
+
+def find_user(store: Store, username: str | None) -> dict:
+    users = list(store.iter_type(USER))
+    if username is not None:
+        for doc in users:
+            if doc.get("username") == username:
+                return doc
+        raise VaultNotFound(f"no user {username!r} in this vault")
+    if not users:
+        raise CorruptData("the vault has no user")
+    if len(users) == 1:
+        return users[0]
+    mine = [d for d in users if d.get("uid") == os.getuid()]
+    if len(mine) == 1:
+        return mine[0]
+    raise InvalidInput("this vault has several users: say which with --user NAME")
+
+
+def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
+                uid: int | None = None) -> str:
+    validate_name("user", username)
+    if any(d.get("username") == username for d in store.iter_type(USER)):
+        raise AlreadyExists(f"user {username!r} already exists")
+    user_id = new_id()
+    fields, master = new_wrapped_master(user_id, passphrase, default_params())
+    key = MasterKey(user_id, master)
+    root_fid = new_id()
+    dek = aead.new_key()
+    uid = os.getuid() if uid is None else uid
+    root = Node(1, root_fid, user_id, dek, key.wrap_dek(root_fid, dek),
+                stat.S_IFDIR | 0o755, uid, os.getgid())
+    created = int(time.time())
+    doc = {
+        "_id": user_id,
+        "type": USER,
+        "username": username,
+        "uid": uid,
+        "created_at": created,
+        **fields,
+        "checksum": checksum(fields),
+        "root": root_fid,
+        "passphrase_expiry_ttl": dict(DEFAULT_TTL),
+        "source_dir_to_watch": None,
+        "target_dir_to_dump": None,
+        "peer_dir_for_storage": None,
+        "delete_file_from_source": False,
+    }
+    layout.make_user_dirs(user_id)
+    store.put_many([doc, node_doc(root, lambda ino: root_fid)])
+    store.sync()
+    write_meta_inf(layout, user_id, username, created)
+    return user_id
+
+
+def write_meta_inf(layout: Layout, user_id: str, username: str, created: int) -> None:
+    # OWN_FILES is not repeated here: it is the listing of own/, so it can
+    # never disagree with it (docs/FORMAT.md).
+    meta = {"USER_ID": user_id, "USERNAME": username, "CREATED_AT": created,
+            "GROUPS": [], "SHARED_FILES": []}
+    atomic_write(layout.user_dir(user_id) / "meta.inf", json.dumps(meta, indent=1).encode())
+
+
+def unlock(doc: dict, passphrase: bytes) -> MasterKey:
+    if doc.get("checksum") != checksum(doc):
+        raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
+    return MasterKey(doc["_id"], unwrap_master(doc["_id"], doc, passphrase))
+
+
+def change_passphrase(store: Store, doc: dict, old: bytes, new: bytes) -> None:
+    if doc.get("checksum") != checksum(doc):
+        raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
+    master = unwrap_master(doc["_id"], doc, old)
+    fields = wrap_master(doc["_id"], master, new, default_params())
+    doc = {**doc, **fields, "checksum": checksum(fields)}
+    store.put_many([doc])
+    store.sync()

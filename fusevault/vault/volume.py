@@ -1,0 +1,661 @@
+"""The mounted file tree of one user: the domain behind the FUSE operations.
+
+All nodes are held in memory (loaded and decrypted once at mount), so lookups,
+getattr and readdir never touch the disk.  Changes are committed as documents:
+metadata operations at once (one store transaction each, undone in memory if
+the commit fails), file contents when a changed file is flushed, closed or
+fsynced, each such commit being a new version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from fusevault.crypto import aead
+from fusevault.crypto.keys import MasterKey
+from fusevault.errors import (
+    BadHandle,
+    CorruptData,
+    Exists,
+    InvalidArgument,
+    IsADirectory,
+    NameTooLong,
+    NoAttribute,
+    NotADirectory,
+    NotEmpty,
+    NotFound,
+    NotSupported,
+    VaultError,
+)
+from fusevault.store import Store
+from fusevault.vault.content import Content
+from fusevault.vault.layout import Layout, os_error
+from fusevault.vault.nodes import (
+    NODE,
+    Node,
+    apply_attrs,
+    new_id,
+    node_doc,
+    now_ns,
+    open_node_doc,
+    version_doc,
+)
+from fusevault.vault.tx import Tx
+
+log = logging.getLogger(__name__)
+
+ROOT_INODE = 1
+NAME_MAX = 255
+XATTR_PREFIX = b"user."
+# Crypto on more than one block, and flushing of dirty blocks, run in worker
+# threads; a single small block is cheaper to handle on the loop.
+FLUSH_AT = 8 * 1024 * 1024
+DAY_NS = 86400 * 10**9
+
+
+@dataclass
+class Caller:
+    uid: int
+    gid: int
+
+
+class Volume:
+    def __init__(self, layout: Layout, store: Store, key: MasterKey, root: Node) -> None:
+        self.layout = layout
+        self.store = store
+        self.key = key
+        self.nodes: dict[int, Node] = {ROOT_INODE: root}
+        self.by_fid: dict[str, int] = {root.fid: ROOT_INODE}
+        self.next_ino = ROOT_INODE + 1
+        self.handles: dict[int, Node] = {}
+        self.dir_handles: dict[int, tuple[Node, list[tuple[bytes, int]]]] = {}
+        self.next_fh = 1
+        self.meta_lock = trio.Lock()
+        self.store_lock = trio.Lock()
+        self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
+
+    # --- loading
+
+    @classmethod
+    def load(cls, layout: Layout, store: Store, key: MasterKey, root_fid: str) -> Volume:
+        nodes: dict[str, tuple[Node, list[tuple[str, bytes]]]] = {}
+        for doc in store.iter_type(NODE):
+            if doc.get("delete") or doc.get("owner") != key.user_id:
+                continue
+            dek, wrapped, attrs = open_node_doc(doc, key)
+            node = Node(0, doc["_id"], doc["owner"], dek, wrapped, attrs["mode"], 0, 0)
+            try:
+                links = apply_attrs(node, attrs)
+            except (KeyError, TypeError, ValueError):
+                raise CorruptData(f"node document {doc['_id']} is malformed") from None
+            node.rev = doc["_rev"]
+            nodes[node.fid] = (node, links)
+        if root_fid not in nodes:
+            raise CorruptData("the root directory's document is missing")
+        root = nodes[root_fid][0]
+        root.ino = ROOT_INODE
+        volume = cls(layout, store, key, root)
+        for fid, (node, _) in nodes.items():
+            if fid != root_fid:
+                node.ino = volume._new_ino()
+                volume.nodes[node.ino] = node
+                volume.by_fid[fid] = node.ino
+        for fid, (node, links) in nodes.items():
+            for parent_fid, name in links:
+                parent_ino = volume.by_fid.get(parent_fid)
+                parent = volume.nodes.get(parent_ino) if parent_ino else None
+                if parent is None or not parent.is_dir or name in parent.children:
+                    log.warning("skipping a dangling link of node %s", fid)
+                    continue
+                parent.children[name] = node.ino
+                node.links.append((parent.ino, name))
+                if node.is_dir:
+                    parent.subdirs += 1
+        return volume
+
+    def _new_ino(self) -> int:
+        ino = self.next_ino
+        self.next_ino += 1
+        return ino
+
+    def fid_of(self, ino: int) -> str:
+        return self.nodes[ino].fid
+
+    # --- store access (inline for the local store, a worker thread otherwise)
+
+    async def _put(self, docs: list[dict]) -> list[str]:
+        try:
+            if self.store.inline:
+                return self.store.put_many(docs)
+            async with self.store_lock:
+                return await trio.to_thread.run_sync(self.store.put_many, docs)
+        except OSError as err:
+            raise os_error(err, "committing metadata") from None
+
+    async def _commit(self, tx: Tx, extra: list[dict] | None = None) -> None:
+        nodes = list(tx.nodes.values())
+        docs = list(extra or [])
+        docs += [node_doc(n, self.fid_of, deleted=self._is_deleted(n)) for n in nodes]
+        try:
+            revs = await self._put(docs)
+        except BaseException:
+            tx.rollback(self.nodes)
+            raise
+        for node, rev in zip(nodes, revs[len(docs) - len(nodes):]):
+            node.rev = rev
+
+    @staticmethod
+    def _is_deleted(node: Node) -> bool:
+        return node.ino != ROOT_INODE and not node.links
+
+    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        except OSError as err:
+            raise os_error(err, "writing file contents") from None
+
+    # --- lookups, attributes and lookup counts (the one place they are kept)
+
+    def node(self, ino: int) -> Node:
+        try:
+            return self.nodes[ino]
+        except KeyError:
+            raise NotFound(f"no inode {ino}") from None
+
+    def _dir(self, ino: int) -> Node:
+        node = self.node(ino)
+        if not node.is_dir:
+            raise NotADirectory("not a directory")
+        return node
+
+    @staticmethod
+    def _check_name(name: bytes) -> None:
+        if len(name) > NAME_MAX:
+            raise NameTooLong("file name too long")
+        if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
+            raise InvalidArgument("invalid file name")
+
+    def lookup(self, parent_ino: int, name: bytes) -> Node:
+        parent = self._dir(parent_ino)
+        if name == b".":
+            node = parent
+        elif name == b"..":
+            node = self.node(parent.links[0][0]) if parent.links else parent
+        else:
+            if len(name) > NAME_MAX:
+                raise NameTooLong("file name too long")
+            ino = parent.children.get(name)
+            if ino is None:
+                raise NotFound("no such file")
+            node = self.nodes[ino]
+        self.remember(node)
+        return node
+
+    def remember(self, node: Node) -> None:
+        node.lookups += 1
+
+    def forget(self, ino: int, count: int) -> None:
+        node = self.nodes.get(ino)
+        if node is not None:
+            node.lookups -= count
+            self._maybe_purge(node)
+
+    def _maybe_purge(self, node: Node) -> None:
+        if node.ino != ROOT_INODE and not node.links and node.lookups <= 0 and node.opens <= 0:
+            if node.content is not None and node.content.changed:
+                return  # keep unsaved contents of an unlinked file until unmount
+            if node.content is not None:
+                node.content.close()
+            self.nodes.pop(node.ino, None)
+            self.by_fid.pop(node.fid, None)
+
+    def path_of(self, node: Node) -> bytes:
+        parts = []
+        while node.ino != ROOT_INODE and node.links:
+            parent_ino, name = node.links[0]
+            parts.append(name)
+            node = self.nodes[parent_ino]
+        return b"/".join(reversed(parts))
+
+    # --- creating nodes
+
+    def _make_node(self, tx: Tx, parent: Node, name: bytes, mode: int, caller: Caller,
+                   rdev: int = 0) -> Node:
+        self._check_name(name)
+        if name in parent.children:
+            raise Exists("file exists")
+        gid = caller.gid
+        if parent.mode & stat.S_ISGID:
+            gid = parent.gid
+            if stat.S_ISDIR(mode):
+                mode |= stat.S_ISGID
+        fid = new_id()
+        dek = aead.new_key()
+        node = Node(self._new_ino(), fid, self.key.user_id, dek, self.key.wrap_dek(fid, dek),
+                    mode, caller.uid, gid, rdev)
+        self.nodes[node.ino] = node
+        self.by_fid[fid] = node.ino
+        tx.created.append(node)
+        tx.attach(parent, name, node)
+        self._touch_dir(parent, node.ctime)
+        return node
+
+    @staticmethod
+    def _touch_dir(parent: Node, when: int) -> None:
+        parent.mtime = parent.ctime = when
+
+    async def mknod(self, parent_ino: int, name: bytes, mode: int, rdev: int, caller: Caller,
+                    target: bytes | None = None) -> Node:
+        async with self.meta_lock:
+            tx = Tx()
+            node = self._make_node(tx, self._dir(parent_ino), name, mode, caller, rdev)
+            if target is not None:
+                node.target = target
+                node.size = len(target)
+            await self._commit(tx)
+        self.remember(node)
+        return node
+
+    async def mkdir(self, parent_ino: int, name: bytes, mode: int, caller: Caller) -> Node:
+        return await self.mknod(parent_ino, name, stat.S_IFDIR | (mode & 0o7777), 0, caller)
+
+    async def symlink(self, parent_ino: int, name: bytes, target: bytes, caller: Caller) -> Node:
+        return await self.mknod(parent_ino, name, stat.S_IFLNK | 0o777, 0, caller, target=target)
+
+    def readlink(self, ino: int) -> bytes:
+        node = self.node(ino)
+        if node.target is None:
+            raise InvalidArgument("not a symbolic link")
+        return node.target
+
+    # --- removing, renaming, linking
+
+    async def unlink(self, parent_ino: int, name: bytes) -> None:
+        async with self.meta_lock:
+            parent = self._dir(parent_ino)
+            node = self.nodes[self._child(parent, name)]
+            if node.is_dir:
+                raise IsADirectory("is a directory")
+            tx = Tx()
+            tx.detach(parent, name, node)
+            now = now_ns()
+            node.ctime = now
+            self._touch_dir(parent, now)
+            await self._commit(tx)
+        self._maybe_purge(node)
+
+    async def rmdir(self, parent_ino: int, name: bytes) -> None:
+        async with self.meta_lock:
+            parent = self._dir(parent_ino)
+            node = self.nodes[self._child(parent, name)]
+            if not node.is_dir:
+                raise NotADirectory("not a directory")
+            if node.children:
+                raise NotEmpty("directory not empty")
+            tx = Tx()
+            tx.detach(parent, name, node)
+            now = now_ns()
+            node.ctime = now
+            self._touch_dir(parent, now)
+            await self._commit(tx)
+        self._maybe_purge(node)
+
+    @staticmethod
+    def _child(parent: Node, name: bytes) -> int:
+        if len(name) > NAME_MAX:
+            raise NameTooLong("file name too long")
+        ino = parent.children.get(name)
+        if ino is None:
+            raise NotFound("no such file")
+        return ino
+
+    def _is_ancestor(self, node: Node, of: Node) -> bool:
+        """True when ``node`` is ``of`` or one of its ancestors."""
+        while True:
+            if of is node:
+                return True
+            if of.ino == ROOT_INODE or not of.links:
+                return False
+            of = self.nodes[of.links[0][0]]
+
+    async def rename(self, old_ino: int, old_name: bytes, new_ino: int, new_name: bytes,
+                     noreplace: bool, exchange: bool) -> None:
+        async with self.meta_lock:
+            old_parent, new_parent = self._dir(old_ino), self._dir(new_ino)
+            self._check_name(new_name)
+            node = self.nodes[self._child(old_parent, old_name)]
+            target_ino = new_parent.children.get(new_name)
+            target = self.nodes[target_ino] if target_ino is not None else None
+            if noreplace and target is not None:
+                raise Exists("file exists")
+            if exchange and target is None:
+                raise NotFound("no such file")
+            if node.is_dir and self._is_ancestor(node, new_parent):
+                raise InvalidArgument("cannot move a directory into itself")
+            if target is node:
+                return
+            now = now_ns()
+            tx = Tx()
+            if exchange:
+                if target.is_dir and self._is_ancestor(target, old_parent):
+                    raise InvalidArgument("cannot move a directory into itself")
+                tx.detach(old_parent, old_name, node)
+                tx.detach(new_parent, new_name, target)
+                tx.attach(old_parent, old_name, target)
+                target.ctime = now
+            elif target is not None:
+                if node.is_dir and not target.is_dir:
+                    raise NotADirectory("not a directory")
+                if not node.is_dir and target.is_dir:
+                    raise IsADirectory("is a directory")
+                if target.is_dir and target.children:
+                    raise NotEmpty("directory not empty")
+                tx.detach(new_parent, new_name, target)
+                target.ctime = now
+            if not exchange:
+                tx.detach(old_parent, old_name, node)
+            tx.attach(new_parent, new_name, node)
+            node.ctime = now
+            self._touch_dir(old_parent, now)
+            self._touch_dir(new_parent, now)
+            await self._commit(tx)
+        if target is not None and not exchange:
+            self._maybe_purge(target)
+
+    async def link(self, ino: int, new_parent_ino: int, new_name: bytes) -> Node:
+        async with self.meta_lock:
+            node = self.node(ino)
+            parent = self._dir(new_parent_ino)
+            self._check_name(new_name)
+            if node.is_dir:
+                raise NotSupported("hard links to directories are not allowed")
+            if new_name in parent.children:
+                raise Exists("file exists")
+            tx = Tx()
+            tx.attach(parent, new_name, node)
+            now = now_ns()
+            node.ctime = now
+            self._touch_dir(parent, now)
+            await self._commit(tx)
+        self.remember(node)
+        return node
+
+    # --- attributes
+
+    async def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None,
+                      gid: int | None = None, size: int | None = None,
+                      atime: int | None = None, mtime: int | None = None,
+                      ctime: int | None = None) -> Node:
+        node = self.node(ino)
+        now = now_ns()
+        if size is not None:
+            if node.is_dir:
+                raise IsADirectory("is a directory")
+            await self._truncate(node, size, now)
+        if (mode, uid, gid, atime, mtime, ctime) == (None,) * 6:
+            return node
+        async with self.meta_lock:
+            tx = Tx()
+            tx.touch(node)
+            if mode is not None:
+                node.mode = stat.S_IFMT(node.mode) | (mode & 0o7777)
+            if uid is not None:
+                node.uid = uid
+            if gid is not None:
+                node.gid = gid
+            if atime is not None:
+                node.atime = atime
+                node.atime_dirty = False
+            if mtime is not None:
+                node.mtime = mtime
+            node.ctime = ctime if ctime is not None else now
+            await self._commit(tx)
+        return node
+
+    async def _truncate(self, node: Node, size: int, now: int) -> None:
+        lock = self._content_lock(node)
+        async with lock:
+            opened_here = node.content is None
+            content = self._content(node)
+            try:
+                content.truncate(size)
+                node.size = size
+                node.mtime = node.ctime = now
+            finally:
+                if opened_here:
+                    node.opens += 1
+        try:
+            if opened_here:
+                # Truncating a file that is not open is a whole change: commit it now.
+                await self.commit_content(node)
+        finally:
+            if opened_here:
+                node.opens -= 1
+                self._release_content(node)
+
+    # --- xattrs (user.* only; values are sealed with the node document)
+
+    async def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
+        if not name.startswith(XATTR_PREFIX) or name == XATTR_PREFIX:
+            raise NotSupported("only user.* extended attributes are supported")
+        async with self.meta_lock:
+            node = self.node(ino)
+            tx = Tx()
+            tx.touch(node)
+            node.xattrs[name] = bytes(value)
+            node.ctime = now_ns()
+            await self._commit(tx)
+
+    def getxattr(self, ino: int, name: bytes) -> bytes:
+        try:
+            return self.node(ino).xattrs[name]
+        except KeyError:
+            raise NoAttribute("no such attribute") from None
+
+    def listxattr(self, ino: int) -> list[bytes]:
+        return list(self.node(ino).xattrs)
+
+    async def removexattr(self, ino: int, name: bytes) -> None:
+        async with self.meta_lock:
+            node = self.node(ino)
+            if name not in node.xattrs:
+                raise NoAttribute("no such attribute")
+            tx = Tx()
+            tx.touch(node)
+            del node.xattrs[name]
+            node.ctime = now_ns()
+            await self._commit(tx)
+
+    def statfs(self) -> os.statvfs_result:
+        return os.statvfs(self.layout.root)
+
+    # --- directories
+
+    def opendir(self, ino: int) -> int:
+        node = self._dir(ino)
+        parent_ino = node.links[0][0] if node.links else node.ino
+        # A snapshot taken at opendir gives stable positions however the
+        # directory changes while it is listed (entries gone since are skipped).
+        entries = [(b".", node.ino), (b"..", parent_ino), *node.children.items()]
+        fh = self._new_fh()
+        self.dir_handles[fh] = (node, entries)
+        return fh
+
+    def readdir_entry(self, fh: int, index: int) -> tuple[int, bytes, Node] | None:
+        """The first live entry at or after ``index``: (its index, name, node), or None."""
+        try:
+            node, entries = self.dir_handles[fh]
+        except KeyError:
+            raise BadHandle("bad directory handle") from None
+        while index < len(entries):
+            name, ino = entries[index]
+            if name in (b".", b"..") or node.children.get(name) == ino:
+                child = self.nodes.get(ino)
+                if child is not None:
+                    return index, name, child
+            index += 1
+        return None
+
+    def releasedir(self, fh: int) -> None:
+        self.dir_handles.pop(fh, None)
+
+    def _new_fh(self) -> int:
+        fh = self.next_fh
+        self.next_fh += 1
+        return fh
+
+    # --- file contents
+
+    @staticmethod
+    def _content_lock(node: Node) -> trio.Lock:
+        if node.lock is None:
+            node.lock = trio.Lock()
+        return node.lock
+
+    def _content(self, node: Node) -> Content:
+        if node.content is None:
+            try:
+                node.content = Content(self.layout, node.owner, node.fid, node.dek,
+                                       node.manifest, node.head)
+            except OSError as err:
+                raise os_error(err, "opening file contents") from None
+        return node.content
+
+    def _release_content(self, node: Node) -> None:
+        if node.opens == 0 and node.content is not None and not node.content.changed:
+            node.content.close()
+            node.content = None
+
+    async def create(self, parent_ino: int, name: bytes, mode: int, caller: Caller) -> tuple[int, Node]:
+        node = await self.mknod(parent_ino, name, stat.S_IFREG | (mode & 0o7777), 0, caller)
+        return self.open(node.ino), node
+
+    def open(self, ino: int) -> int:
+        node = self.node(ino)
+        if node.is_dir:
+            raise IsADirectory("is a directory")
+        if not node.is_reg:
+            raise InvalidArgument("not a regular file")
+        self._content_lock(node)
+        self._content(node)
+        node.opens += 1
+        fh = self._new_fh()
+        self.handles[fh] = node
+        return fh
+
+    def _handle(self, fh: int) -> Node:
+        try:
+            return self.handles[fh]
+        except KeyError:
+            raise BadHandle("bad file handle") from None
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        node = self._handle(fh)
+        async with node.lock:
+            content = node.content
+            if content.blocks_to_load(offset, size) > 1:
+                data = await self._thread(content.read, offset, size, node.size)
+            else:
+                data = content.read(offset, size, node.size)
+        now = now_ns()
+        # relatime: record an access once per change, or once a day.
+        if node.atime <= node.mtime or node.atime <= node.ctime or now - node.atime > DAY_NS:
+            node.atime = now
+            node.atime_dirty = True
+        return data
+
+    async def write(self, fh: int, offset: int, data: bytes) -> int:
+        node = self._handle(fh)
+        async with node.lock:
+            content = node.content
+            try:
+                content.write(offset, data)
+            except OSError as err:
+                raise os_error(err, "reading file contents") from None
+            node.size = max(node.size, offset + len(data))
+            node.mtime = node.ctime = now_ns()
+            if content.dirty_bytes() >= FLUSH_AT:
+                await self._thread(content.flush_blocks, node.size)
+        return len(data)
+
+    async def commit_content(self, node: Node, durable: bool = False) -> None:
+        """Make a changed file's state a version (on flush, close and fsync)."""
+        async with self._content_lock(node):
+            content = node.content
+            if content is not None and content.changed:
+                await self._commit_version(node, content)
+            elif node.atime_dirty:
+                async with self.meta_lock:
+                    tx = Tx()
+                    tx.touch(node)
+                    await self._commit(tx)
+            node.atime_dirty = False
+            if durable:
+                if content is not None:
+                    await self._thread(content.fsync)
+                await self._thread(self.store.sync)
+
+    async def _commit_version(self, node: Node, content: Content) -> None:
+        try:
+            vid, place, nonce = await self._thread(content.seal_version, node.size)
+        except (OSError, VaultError):
+            content.changed = True
+            raise
+        async with self.meta_lock:
+            tx = Tx()
+            tx.touch(node)
+            parent_vid = node.head
+            node.head, node.manifest = vid, place
+            doc = version_doc(node, vid, parent_vid, self.path_of(node), self.key.user_id, nonce)
+            try:
+                await self._commit(tx, [doc])
+            except BaseException:
+                content.changed = True  # the blocks are written; commit them next time
+                raise
+
+    async def flush(self, fh: int) -> None:
+        await self.commit_content(self._handle(fh))
+
+    async def fsync(self, fh: int) -> None:
+        await self.commit_content(self._handle(fh), durable=True)
+
+    async def fsyncdir(self) -> None:
+        await self._thread(self.store.sync)
+
+    async def release(self, fh: int) -> None:
+        node = self.handles.pop(fh, None)
+        if node is None:
+            raise BadHandle("bad file handle")
+        try:
+            await self.commit_content(node)
+        finally:
+            node.opens -= 1
+            self._release_content(node)
+            self._maybe_purge(node)
+
+    # --- shutting down
+
+    async def close(self) -> None:
+        """Commit whatever is still pending (unmount) and close the store."""
+        failures = 0
+        for node in list(self.nodes.values()):
+            if (node.content is not None and node.content.changed) or node.atime_dirty:
+                try:
+                    await self.commit_content(node)
+                except VaultError as err:
+                    failures += 1
+                    log.error("could not save %s at unmount: %s", node.fid, err)
+            if node.content is not None:
+                node.content.close()
+                node.content = None
+        await self._thread(self.store.sync)
+        self.store.close()
+        if failures:
+            log.error("%d file(s) could not be saved at unmount", failures)
