@@ -202,10 +202,19 @@ def cmd_unmount(args: argparse.Namespace) -> int:
         raise MountPointError(f"cannot unmount {args.mountpoint}: {result.stderr.strip()}")
     if pid:
         deadline = time.monotonic() + 120
-        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
     print(f"unmounted {args.mountpoint}")
     return 0
+
+
+def _running(pid: int) -> bool:
+    """True while the server saves and exits; an exited server may linger as a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as proc:
+            return proc.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:

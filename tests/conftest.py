@@ -1,0 +1,152 @@
+"""Fixtures: real vaults, real FUSE mounts in a subprocess, a real pouchdb-server.
+
+Every mount made through ``mounted`` is unmounted when the test ends, also
+when it fails: first cleanly, then lazily with the server killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _environment():
+    short = Path(tempfile.mkdtemp(prefix="fvt", dir="/tmp"))  # UNIX socket paths must be short
+    saved = dict(os.environ)
+    os.environ.update({
+        "FUSEVAULT_INSECURE_FAST_KDF": "1",  # the one test-only switch (docs/SECURITY.md)
+        "FUSEVAULT_RUNTIME_DIR": str(short / "run"),
+        "FUSEVAULT_STATE_DIR": str(short / "state"),
+        "FUSEVAULT_CONFIG_DIR": str(short / "config"),
+    })
+    os.environ.pop("FUSEVAULT_PASSPHRASE", None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    shutil.rmtree(short, ignore_errors=True)
+
+
+def fusevault(*args: str, passphrase: str | None = PASSPHRASE, env: dict | None = None,
+              timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real ``fusevault`` command."""
+    full_env = dict(os.environ)
+    if passphrase is not None:
+        full_env["FUSEVAULT_PASSPHRASE"] = passphrase
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "fusevault", *map(str, args)], env=full_env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          **kwargs)
+
+
+def is_mounted(path: Path) -> bool:
+    target = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    target = os.path.join(target, os.path.basename(os.path.abspath(path)))
+    with open("/proc/self/mountinfo") as mounts:
+        return any(line.split()[4] == target for line in mounts)
+
+
+def server_pids(mountpoint: Path) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"fusevault mount .* {mountpoint}"],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def force_unmount(mountpoint: Path) -> None:
+    for pid in server_pids(mountpoint):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
+    deadline = time.monotonic() + 10
+    while is_mounted(mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def mounted(vault: Path, mountpoint: Path, *extra: str, passphrase: str = PASSPHRASE):
+    mountpoint.mkdir(exist_ok=True)
+    result = fusevault("mount", vault, mountpoint, *extra, passphrase=passphrase)
+    assert result.returncode == 0, result.stderr
+    try:
+        yield mountpoint
+    finally:
+        if is_mounted(mountpoint):
+            done = fusevault("unmount", mountpoint, passphrase=None)
+            if done.returncode != 0 or is_mounted(mountpoint):
+                force_unmount(mountpoint)
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Path:
+    path = tmp_path / "vault"
+    result = fusevault("init", path, "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.fixture
+def mnt(vault: Path, tmp_path: Path):
+    with mounted(vault, tmp_path / "mnt") as mountpoint:
+        yield mountpoint
+
+
+def remount(vault: Path, mountpoint: Path):
+    """Unmount a fixture's mount and mount it again (a context manager)."""
+    result = fusevault("unmount", mountpoint, passphrase=None)
+    assert result.returncode == 0, result.stderr
+    return mounted(vault, mountpoint)
+
+
+# --- pouchdb-server, a real CouchDB-protocol server on loopback
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def couchdb_server(tmp_path_factory):
+    binary = os.environ.get("POUCHDB_SERVER") or shutil.which("pouchdb-server")
+    if binary is None:
+        pytest.fail("pouchdb-server is not installed (npm install -g pouchdb-server)")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("pouchdb")
+    log = open(workdir / "server.log", "wb")
+    proc = subprocess.Popen([binary, "--in-memory", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"pouchdb-server did not start: {(workdir / 'server.log').read_text()}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def couchdb_url(couchdb_server: str) -> str:
+    return f"{couchdb_server}/fv{uuid.uuid4().hex[:12]}"

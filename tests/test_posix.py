@@ -1,0 +1,281 @@
+"""POSIX behaviour through a real mount, driven with Python's os calls."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import remount
+
+libc = ctypes.CDLL(None, use_errno=True)
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+AT_FDCWD = -100
+
+
+def renameat2(old: Path, new: Path, flags: int) -> None:
+    if libc.renameat2(AT_FDCWD, bytes(old), AT_FDCWD, bytes(new), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def test_write_read_at_offsets_and_holes(mnt: Path, vault: Path) -> None:
+    path = mnt / "sparse"
+    with open(path, "wb") as f:
+        f.write(b"head")
+        f.seek(1_000_000)
+        f.write(b"tail")
+    data = path.read_bytes()
+    assert len(data) == 1_000_004
+    assert data[:4] == b"head" and data[-4:] == b"tail"
+    assert data[4:1_000_000] == bytes(999_996)
+    with open(path, "r+b") as f:
+        f.seek(65_530)  # across a block boundary
+        f.write(b"X" * 20)
+    with remount(vault, mnt):
+        data = path.read_bytes()
+        assert data[65_530:65_550] == b"X" * 20 and data[65_529] == 0 and data[65_550] == 0
+        assert data[-4:] == b"tail"
+
+
+def test_append_and_truncate(mnt: Path, vault: Path) -> None:
+    path = mnt / "log"
+    for line in (b"one\n", b"two\n"):
+        with open(path, "ab") as f:
+            f.write(line)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, b"three\n")  # O_APPEND ignores the seek
+    os.close(fd)
+    assert path.read_bytes() == b"one\ntwo\nthree\n"
+    os.truncate(path, 3)
+    assert path.read_bytes() == b"one"
+    os.truncate(path, 200_000)
+    assert path.read_bytes() == b"one" + bytes(199_997)
+    with open(path, "r+b") as f:
+        f.truncate(1)
+        f.seek(5)
+        f.write(b"!")
+    assert path.read_bytes() == b"o\0\0\0\0!"
+    with remount(vault, mnt):
+        assert path.read_bytes() == b"o\0\0\0\0!"
+
+
+def test_large_file_roundtrip(mnt: Path, vault: Path) -> None:
+    data = os.urandom(5 * 1024 * 1024 + 12345)
+    (mnt / "big").write_bytes(data)
+    assert (mnt / "big").read_bytes() == data
+    with remount(vault, mnt):
+        assert (mnt / "big").read_bytes() == data
+        assert os.stat(mnt / "big").st_size == len(data)
+
+
+def test_rename_variants(mnt: Path) -> None:
+    (mnt / "a").write_text("A")
+    (mnt / "b").write_text("B")
+    os.rename(mnt / "a", mnt / "b")  # over an existing file
+    assert (mnt / "b").read_text() == "A" and not (mnt / "a").exists()
+    (mnt / "d1").mkdir()
+    (mnt / "d2").mkdir()
+    os.rename(mnt / "b", mnt / "d1" / "b")  # across directories
+    assert (mnt / "d1" / "b").read_text() == "A"
+    (mnt / "c").write_text("C")
+    with pytest.raises(FileExistsError):
+        renameat2(mnt / "c", mnt / "d1" / "b", RENAME_NOREPLACE)
+    renameat2(mnt / "c", mnt / "d1" / "b", RENAME_EXCHANGE)
+    assert (mnt / "d1" / "b").read_text() == "C" and (mnt / "c").read_text() == "A"
+    renameat2(mnt / "d1", mnt / "d2", RENAME_EXCHANGE)  # directories too
+    assert (mnt / "d2" / "b").exists() and not any((mnt / "d1").iterdir())
+    os.rename(mnt / "d2", mnt / "d1")  # over an empty directory
+    assert (mnt / "d1" / "b").exists() and not (mnt / "d2").exists()
+    (mnt / "full").mkdir()
+    (mnt / "full" / "x").write_text("x")
+    (mnt / "empty").mkdir()
+    with pytest.raises(OSError) as info:
+        os.rename(mnt / "empty", mnt / "full")
+    assert info.value.errno in (errno.ENOTEMPTY, errno.EEXIST)
+    with pytest.raises(OSError) as info:
+        os.rename(mnt / "full", mnt / "full" / "inside")
+    assert info.value.errno == errno.EINVAL
+    with pytest.raises(IsADirectoryError):
+        os.rename(mnt / "c", mnt / "empty")
+    with pytest.raises(NotADirectoryError):
+        os.rename(mnt / "empty", mnt / "c")
+
+
+def test_mkdir_rmdir_and_nlink(mnt: Path) -> None:
+    (mnt / "d").mkdir()
+    (mnt / "d" / "sub").mkdir()
+    assert os.stat(mnt / "d").st_nlink == 3
+    with pytest.raises(OSError) as info:
+        os.rmdir(mnt / "d")
+    assert info.value.errno == errno.ENOTEMPTY
+    with pytest.raises(FileExistsError):
+        os.mkdir(mnt / "d")
+    os.rmdir(mnt / "d" / "sub")
+    os.rmdir(mnt / "d")
+    assert not (mnt / "d").exists()
+    with pytest.raises(NotADirectoryError):
+        (mnt / "f").write_text("x")
+        os.rmdir(mnt / "f")
+
+
+def test_unlinked_open_file_stays_readable(mnt: Path) -> None:
+    path = mnt / "tmpfile"
+    path.write_bytes(b"still here")
+    with open(path, "r+b") as f:
+        os.unlink(path)
+        assert not path.exists()
+        assert f.read() == b"still here"
+        f.write(b" and more")
+        f.flush()
+        f.seek(0)
+        assert f.read() == b"still here and more"
+        assert os.fstat(f.fileno()).st_nlink == 0
+    assert sorted(os.listdir(mnt)) == []
+
+
+def test_hard_links_and_symlinks(mnt: Path, vault: Path) -> None:
+    (mnt / "orig").write_text("data")
+    (mnt / "dir").mkdir()
+    os.link(mnt / "orig", mnt / "dir" / "hard")
+    assert os.stat(mnt / "orig").st_nlink == 2
+    assert os.stat(mnt / "orig").st_ino == os.stat(mnt / "dir" / "hard").st_ino
+    with open(mnt / "dir" / "hard", "a") as f:
+        f.write("+more")
+    assert (mnt / "orig").read_text() == "data+more"
+    os.symlink("../orig", mnt / "dir" / "soft")
+    assert os.readlink(mnt / "dir" / "soft") == "../orig"
+    assert (mnt / "dir" / "soft").read_text() == "data+more"
+    assert stat.S_ISLNK(os.lstat(mnt / "dir" / "soft").st_mode)
+    os.unlink(mnt / "orig")
+    assert (mnt / "dir" / "hard").read_text() == "data+more"
+    with remount(vault, mnt):
+        assert os.stat(mnt / "dir" / "hard").st_nlink == 1
+        assert os.readlink(mnt / "dir" / "soft") == "../orig"
+        assert (mnt / "dir" / "hard").read_text() == "data+more"
+
+
+def test_chmod_chown_and_times(mnt: Path, vault: Path) -> None:
+    path = mnt / "f"
+    path.write_text("x")
+    before = os.stat(path)
+    time.sleep(0.01)
+    os.chmod(path, 0o640)
+    after = os.stat(path)
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert after.st_ctime_ns > before.st_ctime_ns and after.st_mtime_ns == before.st_mtime_ns
+    os.chown(path, 1234, 5678)
+    assert (os.stat(path).st_uid, os.stat(path).st_gid) == (1234, 5678)
+    os.utime(path, ns=(1_000_000_000_123, 2_000_000_000_456))
+    st = os.stat(path)
+    assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_000_123, 2_000_000_000_456)
+    assert st.st_ctime_ns > after.st_ctime_ns
+    time.sleep(0.01)
+    with open(path, "a") as f:
+        f.write("y")
+    st2 = os.stat(path)
+    assert st2.st_mtime_ns > st.st_mtime_ns and st2.st_ctime_ns >= st2.st_mtime_ns
+    dir_before = os.stat(mnt).st_mtime_ns
+    time.sleep(0.01)
+    (mnt / "new").write_text("")
+    assert os.stat(mnt).st_mtime_ns > dir_before
+    os.utime(path, ns=(1_000_000_000_123, 2_000_000_000_456))
+    with remount(vault, mnt):
+        st = os.stat(path)
+        assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == 1234
+        assert st.st_mtime_ns == 2_000_000_000_456
+
+
+def test_statfs(mnt: Path) -> None:
+    st = os.statvfs(mnt)
+    assert st.f_namemax == 255 and st.f_blocks > 0 and st.f_bavail > 0
+
+
+def test_xattrs(mnt: Path, vault: Path) -> None:
+    path = mnt / "f"
+    path.write_text("x")
+    os.setxattr(path, "user.color", b"blue")
+    os.setxattr(path, "user.bin", bytes(range(256)))
+    assert os.getxattr(path, "user.color") == b"blue"
+    assert sorted(os.listxattr(path)) == ["user.bin", "user.color"]
+    os.removexattr(path, "user.color")
+    with pytest.raises(OSError) as info:
+        os.getxattr(path, "user.color")
+    assert info.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as info:
+        os.setxattr(path, "trusted.x", b"1")
+    assert info.value.errno in (errno.EOPNOTSUPP, errno.EPERM)
+    with remount(vault, mnt):
+        assert os.getxattr(path, "user.bin") == bytes(range(256))
+    store = (vault / "store.sqlite").read_bytes()
+    assert b"user.bin" not in store and b"color" not in store
+
+
+def test_fsync_and_fdatasync(mnt: Path) -> None:
+    fd = os.open(mnt / "f", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"durable")
+    os.fsync(fd)
+    os.write(fd, b"!")
+    os.fdatasync(fd)
+    os.close(fd)
+    dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(dfd)
+    os.close(dfd)
+    assert (mnt / "f").read_bytes() == b"durable!"
+
+
+def test_mmap_read_and_write(mnt: Path, vault: Path) -> None:
+    path = mnt / "mapped"
+    path.write_bytes(bytes(200_000))
+    with open(path, "r+b") as f:
+        with mmap.mmap(f.fileno(), 0) as m:
+            m[100_000:100_005] = b"hello"
+            m.flush()
+            assert m[:3] == b"\0\0\0"
+    assert path.read_bytes()[100_000:100_005] == b"hello"
+    with remount(vault, mnt):
+        assert path.read_bytes()[100_000:100_005] == b"hello"
+
+
+def test_names_any_byte_up_to_255(mnt: Path, vault: Path) -> None:
+    names = [b"x" * 255, bytes(range(1, 47)) + bytes(range(48, 256)), "ünïcødé ✓".encode(),
+             b"\xff\xfe not utf-8", b" leading space", b"-dash"]
+    names = [n[:255] for n in names]
+    for name in names:
+        fd = os.open(bytes(mnt) + b"/" + name, os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(fd, name)
+        os.close(fd)
+    with pytest.raises(OSError) as info:
+        os.open(bytes(mnt) + b"/" + b"y" * 256, os.O_CREAT | os.O_WRONLY, 0o644)
+    assert info.value.errno == errno.ENAMETOOLONG
+    with remount(vault, mnt):
+        assert sorted(os.listdir(bytes(mnt))) == sorted(names)
+        for name in names:
+            assert Path(os.fsdecode(bytes(mnt) + b"/" + name)).read_bytes() == name
+
+
+def test_readdir_lists_dot_entries(mnt: Path) -> None:
+    (mnt / "d").mkdir()
+    out = os.popen(f"ls -a {mnt / 'd'}").read().split()
+    assert out == [".", ".."]
+
+
+def test_hundred_thousand_entries_in_one_directory(mnt: Path, vault: Path) -> None:
+    big = mnt / "big"
+    big.mkdir()
+    count = 100_000
+    for i in range(count):
+        os.close(os.open(big / f"entry-{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
+    names = os.listdir(big)
+    assert len(names) == count and len(set(names)) == count
+    assert (big / "entry-054321").exists()
+    with remount(vault, mnt):
+        with os.scandir(big) as it:
+            assert sum(1 for _ in it) == count
