@@ -112,14 +112,14 @@ def _mount_info(unlocked, vault: Path) -> dict:
 
 def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.fs.mount import check_mountpoint
-    from fusevault.vault.layout import check_writable
+    from fusevault.vault.layout import check_writable, open_layout
     from fusevault.vault.opening import unlock_vault
 
     mountpoint = check_mountpoint(args.mountpoint)
+    check_writable(open_layout(args.vault).root)
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
     unlocked = unlock_vault(args.vault, args.user, secret)
     unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
-    check_writable(unlocked.layout.root)
     if args.foreground:
         return _serve(args, unlocked, mountpoint, on_ready=lambda: print(
             f"mounted {args.vault} at {mountpoint}", file=sys.stderr, flush=True))

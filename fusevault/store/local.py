@@ -98,7 +98,8 @@ class LocalStore:
                     revs.append(rev)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite already rolled back on a full disk
+                    self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as err:
             raise _translate(err) from None

@@ -592,15 +592,24 @@ class Volume:
             if content is not None and content.changed:
                 await self._commit_version(node, content)
             elif node.atime_dirty:
-                async with self.meta_lock:
-                    tx = Tx()
-                    tx.touch(node)
-                    await self._commit(tx)
-            node.atime_dirty = False
+                await self._commit_atime(node)
             if durable:
                 if content is not None:
                     await self._thread(content.fsync)
                 await self._thread(self.store.sync)
+
+    async def _commit_atime(self, node: Node) -> None:
+        # Access times are best effort: failing to record one (a full disk)
+        # must not fail the close() of a file that was only read.
+        async with self.meta_lock:
+            tx = Tx()
+            tx.touch(node)
+            try:
+                await self._commit(tx)
+            except VaultError as err:
+                log.debug("access time of %s not saved: %s", node.fid, err)
+                return
+        node.atime_dirty = False
 
     async def _commit_version(self, node: Node, content: Content) -> None:
         try:
@@ -619,6 +628,7 @@ class Volume:
             except BaseException:
                 content.changed = True  # the blocks are written; commit them next time
                 raise
+        node.atime_dirty = False
 
     async def flush(self, fh: int) -> None:
         await self.commit_content(self._handle(fh))

@@ -1,0 +1,260 @@
+"""Crashes, tampering, read-only and full disks: never wrong bytes, never a broken vault."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import force_unmount, fusevault, is_mounted, mounted, server_pids
+
+STDLIB = Path(os.__file__).parent
+
+
+def make_archive(tmp_path: Path) -> tuple[Path, Path]:
+    """A tar of a few thousand real files (part of the standard library)."""
+    archive = tmp_path / "stdlib.tar"
+    subprocess.run(["tar", "cf", archive, "--exclude=site-packages", "--exclude=__pycache__",
+                    "-C", STDLIB.parent, STDLIB.name], check=True)
+    return archive, STDLIB
+
+
+def kill_server(mnt: Path) -> None:
+    pids = server_pids(mnt)
+    assert pids, "no server process found"
+    force_unmount(mnt)
+
+
+def test_kill_9_during_tar_x_loses_no_closed_file(vault: Path, tmp_path: Path) -> None:
+    archive, source = make_archive(tmp_path)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        tar = subprocess.Popen(["tar", "xf", archive, "-C", mnt], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while sum(1 for _ in (mnt / source.name).rglob("*")) < 800:  # well into the archive
+            assert time.monotonic() < deadline and tar.poll() is None
+            time.sleep(0.1)
+        kill_server(mnt)
+        tar.wait(30)
+    assert not is_mounted(mnt)
+    with mounted(vault, mnt):
+        files = [p for p in (mnt / source.name).rglob("*") if p.is_file() and not p.is_symlink()]
+        assert len(files) >= 500
+        unfinished = []
+        for path in files:
+            original = (source / path.relative_to(mnt / source.name)).read_bytes()
+            data = path.read_bytes()
+            if data != original:
+                unfinished.append(path)
+                assert original.startswith(data)  # the file tar was writing: never foreign bytes
+        assert len(unfinished) <= 1, unfinished
+
+
+WRITER = textwrap.dedent("""
+    import os, sys
+    mnt, log = sys.argv[1], sys.argv[2]
+    i = 0
+    with open(log, "a") as journal:
+        while True:
+            name = f"{mnt}/f{i:05d}"
+            data = (f"{i}:" * (1 + i % 5000)).encode()
+            with open(name, "wb") as f:
+                f.write(data)
+                if i % 3 == 0:
+                    f.flush(); os.fsync(f.fileno())
+            journal.write(f"{name}\\n"); journal.flush()
+            i += 1
+""")
+
+
+def test_kill_9_keeps_every_closed_or_fsynced_file(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    journal = tmp_path / "journal"
+    with mounted(vault, mnt):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mnt), str(journal)],
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not journal.exists() or len(journal.read_text().splitlines()) < 300:
+            assert time.monotonic() < deadline and writer.poll() is None
+            time.sleep(0.05)
+        kill_server(mnt)
+        writer.wait(30)
+    written = journal.read_text().splitlines()
+    with mounted(vault, mnt):
+        for name in written:
+            i = int(Path(name).name[1:])
+            assert Path(name).read_bytes() == (f"{i}:" * (1 + i % 5000)).encode(), name
+
+
+# --- tampering: flip one byte in each kind of stored object
+
+
+@pytest.fixture
+def sample(vault: Path, tmp_path: Path) -> dict:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "victim").write_bytes(os.urandom(300_000))
+        (mnt / "bystander").write_text("unharmed")
+    own = next((vault / "users").glob("*/own"))
+    return {"vault": vault, "mnt": tmp_path / "mnt", "own": own}
+
+
+def _vf_of_largest(own: Path) -> Path:
+    return max(own.glob("*.vf"), key=lambda p: p.stat().st_size)
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _read_gives_eio(sample: dict) -> None:
+    with mounted(sample["vault"], sample["mnt"]) as mnt:
+        with pytest.raises(OSError) as info:
+            (mnt / "victim").read_bytes()
+        assert info.value.errno == errno.EIO
+        assert (mnt / "bystander").read_text() == "unharmed"  # the server is still serving
+        assert sorted(os.listdir(mnt)) == ["bystander", "victim"]
+
+
+@pytest.mark.parametrize("where", ["block", "header", "manifest", "length"])
+def test_flipped_byte_in_vf_gives_eio(sample: dict, where: str) -> None:
+    vf = _vf_of_largest(sample["own"])
+    offset = {"block": 5000, "header": 6, "manifest": vf.stat().st_size - 20, "length": 24}[where]
+    _flip(vf, offset)
+    _read_gives_eio(sample)
+
+
+def test_truncated_vf_gives_eio(sample: dict) -> None:
+    vf = _vf_of_largest(sample["own"])
+    os.truncate(vf, vf.stat().st_size // 2)
+    _read_gives_eio(sample)
+
+
+def test_flipped_byte_in_vfmeta_gives_eio(sample: dict) -> None:
+    vfmeta = _vf_of_largest(sample["own"]).with_suffix(".vfmeta")
+    fields = json.loads(vfmeta.read_text())
+    fields["ACL"] = ["00000000000000000000000000000000:WRITE"]
+    vfmeta.write_text(json.dumps(fields))
+    _read_gives_eio(sample)
+
+
+def test_swapped_vf_between_files_gives_eio(sample: dict) -> None:
+    victim = _vf_of_largest(sample["own"])
+    other = min(sample["own"].glob("*.vf"), key=lambda p: p.stat().st_size)
+    shutil.copy(other, victim)
+    _read_gives_eio(sample)
+
+
+def _edit_doc(vault: Path, doc_type: str, change) -> None:
+    db = sqlite3.connect(vault / "store.sqlite")
+    rows = db.execute("SELECT id, body FROM docs WHERE type = ?", (doc_type,)).fetchall()
+    doc_id, body = max(rows, key=lambda r: len(r[1]))
+    body = json.loads(body)
+    change(body)
+    db.execute("UPDATE docs SET body = ? WHERE id = ?", (json.dumps(body), doc_id))
+    db.commit()
+    db.close()
+
+
+def _flip_b64(body: dict, field: str) -> None:
+    raw = bytearray(base64.b64decode(body[field]))
+    raw[len(raw) // 2] ^= 0x01
+    body[field] = base64.b64encode(bytes(raw)).decode()
+
+
+@pytest.mark.parametrize("field, code, words", [
+    ("enc", 5, "fails authentication"),
+    ("en_file_dek", 5, "fails authentication"),
+])
+def test_flipped_node_document_refuses_to_mount(sample: dict, field: str, code: int, words: str) -> None:
+    _edit_doc(sample["vault"], "node", lambda body: _flip_b64(body, field))
+    result = fusevault("mount", sample["vault"], sample["mnt"])
+    assert result.returncode == code and words in result.stderr and "Traceback" not in result.stderr
+    assert not is_mounted(sample["mnt"])
+
+
+@pytest.mark.parametrize("field", ["en_master_kek", "salt", "iv", "en_validation_string"])
+def test_flipped_key_material_refuses_to_mount(sample: dict, field: str) -> None:
+    _edit_doc(sample["vault"], "UserDetails", lambda body: _flip_b64(body, field))
+    result = fusevault("mount", sample["vault"], sample["mnt"])
+    assert result.returncode == 5 and "damaged" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_forged_key_material_with_fixed_checksum_is_still_refused(sample: dict) -> None:
+    from fusevault.crypto.keys import checksum
+
+    def forge(body: dict) -> None:
+        _flip_b64(body, "en_validation_string")
+        body["checksum"] = checksum(body)
+
+    _edit_doc(sample["vault"], "UserDetails", forge)
+    result = fusevault("mount", sample["vault"], sample["mnt"])
+    assert result.returncode in (3, 5) and "Traceback" not in result.stderr
+    assert not is_mounted(sample["mnt"])
+
+
+def test_damaged_vault_json_is_a_clear_error(sample: dict) -> None:
+    (sample["vault"] / "vault.json").write_text("{not json")
+    result = fusevault("mount", sample["vault"], sample["mnt"])
+    assert result.returncode == 5 and "vault.json" in result.stderr and "damaged" in result.stderr
+
+
+# --- read-only and full disks
+
+
+def test_read_only_vault_is_refused_clearly(vault: Path, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", vault, ro], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", ro], check=True)
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        result = fusevault("mount", ro, mnt)
+        assert result.returncode == 8 and "read-only" in result.stderr.lower(), result.stderr
+        assert "Traceback" not in result.stderr and not is_mounted(mnt)
+    finally:
+        subprocess.run(["umount", ro], check=True)
+
+
+def test_full_disk_gives_enospc_and_keeps_the_vault(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small], check=True)
+    mnt = tmp_path / "mnt"
+    try:
+        vault = small / "vault"
+        assert fusevault("init", vault, "--user", "alice").returncode == 0
+        keep = os.urandom(2_000_000)
+        with mounted(vault, mnt):
+            (mnt / "keep").write_bytes(keep)
+            with pytest.raises(OSError) as info:
+                with open(mnt / "filler", "wb") as f:
+                    for _ in range(64):
+                        f.write(os.urandom(1 << 20))
+                    f.flush()
+                    os.fsync(f.fileno())
+            assert info.value.errno == errno.ENOSPC
+            assert (mnt / "keep").read_bytes() == keep
+            with pytest.raises(OSError) as info:
+                (mnt / "more").write_bytes(os.urandom(4 << 20))
+            assert info.value.errno == errno.ENOSPC
+        with mounted(vault, mnt):
+            assert (mnt / "keep").read_bytes() == keep
+            assert fusevault("info", vault, passphrase=None).returncode == 0
+    finally:
+        if is_mounted(mnt):
+            force_unmount(mnt)
+        subprocess.run(["umount", "-l", small], check=True)

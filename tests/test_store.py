@@ -1,0 +1,80 @@
+"""One suite for both document stores: embedded SQLite and CouchDB (pouchdb-server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fusevault.errors import Conflict, InvalidInput, StoreUnavailable
+from fusevault.store.couch import CouchStore, split_url, strip_credentials
+from fusevault.store.local import LocalStore
+
+
+@pytest.fixture(params=["local", "couchdb"])
+def store(request, tmp_path):
+    if request.param == "local":
+        backend = LocalStore(tmp_path / "store.sqlite")
+    else:
+        backend = CouchStore(request.getfixturevalue("couchdb_url"), create=True)
+    yield backend
+    backend.close()
+
+
+def test_put_get_and_revisions(store) -> None:
+    (rev1,) = store.put_many([{"_id": "a", "type": "node", "x": 1}])
+    assert rev1.startswith("1-")
+    doc = store.get("a")
+    assert doc["x"] == 1 and doc["_rev"] == rev1
+    doc["x"] = 2
+    (rev2,) = store.put_many([doc])
+    assert rev2.startswith("2-") and store.get("a")["x"] == 2
+    assert store.get("missing") is None
+
+
+def test_stale_revision_is_a_conflict(store) -> None:
+    (rev1,) = store.put_many([{"_id": "a", "type": "node", "x": 1}])
+    store.put_many([{"_id": "a", "_rev": rev1, "type": "node", "x": 2}])
+    with pytest.raises(Conflict):
+        store.put_many([{"_id": "a", "_rev": rev1, "type": "node", "x": 3}])
+    with pytest.raises(Conflict):
+        store.put_many([{"_id": "a", "type": "node", "x": 4}])  # a create over a live doc
+    assert store.get("a")["x"] == 2
+
+
+def test_iter_type_and_deletion(store) -> None:
+    store.put_many([{"_id": f"n{i}", "type": "node", "i": i} for i in range(5)]
+                   + [{"_id": "u", "type": "UserDetails"}])
+    assert sorted(d["i"] for d in store.iter_type("node")) == [0, 1, 2, 3, 4]
+    doc = store.get("n3")
+    store.put_many([{"_id": "n3", "_rev": doc["_rev"], "_deleted": True}])
+    assert store.get("n3") is None
+    assert sorted(d["i"] for d in store.iter_type("node")) == [0, 1, 2, 4]
+    assert [d["_id"] for d in store.iter_type("UserDetails")] == ["u"]
+
+
+def test_changes_feed(store) -> None:
+    _, start = store.changes(0)
+    store.put_many([{"_id": "a", "type": "t"}, {"_id": "b", "type": "t"}])
+    changes, seq = store.changes(start)
+    assert [c["id"] for c in changes] == ["a", "b"]
+    doc = store.get("a")
+    store.put_many([{**doc, "v": 1}])
+    changes, _ = store.changes(seq)
+    assert [c["id"] for c in changes] == ["a"] and changes[0]["rev"].startswith("2-")
+    store.sync()
+
+
+def test_local_store_batch_is_atomic(tmp_path) -> None:
+    store = LocalStore(tmp_path / "s.sqlite")
+    (rev,) = store.put_many([{"_id": "a", "type": "t"}])
+    with pytest.raises(Conflict):
+        store.put_many([{"_id": "b", "type": "t"}, {"_id": "a", "_rev": "1-stale", "type": "t"}])
+    assert store.get("b") is None  # nothing of the failed batch was written
+
+
+def test_couchdb_urls_and_a_server_that_is_down() -> None:
+    assert split_url("http://h:5984/db") == ("http://h:5984/", "db")
+    assert strip_credentials("http://u:secret@h:5984/db") == "http://h:5984/db"
+    with pytest.raises(InvalidInput):
+        split_url("ftp://h/db")
+    with pytest.raises(StoreUnavailable):
+        CouchStore("http://127.0.0.1:9/db")
