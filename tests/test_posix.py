@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import remount
 
 libc = ctypes.CDLL(None, use_errno=True)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import force_unmount, fusevault, is_mounted, mounted, server_pids
 
 STDLIB = Path(os.__file__).parent
