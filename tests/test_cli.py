@@ -159,3 +159,64 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("init", "mount", "unmount", "passwd", "info"):
         assert command in result.stdout
+
+
+def _on_a_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
+    """Run fusevault with a real pseudo-terminal as its controlling tty."""
+    import fcntl
+    import pty
+    import termios
+
+    main, tty = pty.openpty()
+
+    def make_controlling() -> None:
+        os.setsid()
+        fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+
+    env = {k: v for k, v in os.environ.items() if k != "FUSEVAULT_PASSPHRASE"}
+    proc = subprocess.Popen([sys.executable, "-m", "fusevault", *args], stdin=tty, stdout=tty,
+                            stderr=tty, env=env, preexec_fn=make_controlling)
+    os.close(tty)
+    output = b""
+    for answer in answers:
+        while b": " not in output.rsplit(b"\n", 1)[-1]:
+            output += os.read(main, 1024)
+        os.write(main, answer.encode() + b"\n")
+        output += os.read(main, 1024)
+    code = proc.wait(60)
+    try:
+        while chunk := os.read(main, 1024):
+            output += chunk
+    except OSError:
+        pass
+    os.close(main)
+    return code, output.decode(errors="replace")
+
+
+def test_init_asks_twice_on_a_terminal(tmp_path: Path) -> None:
+    code, out = _on_a_terminal(["init", str(tmp_path / "v1"), "--user", "carol"], ["one", "two"])
+    assert code == 12 and "do not match" in out and not (tmp_path / "v1").exists()
+    code, out = _on_a_terminal(["init", str(tmp_path / "v2"), "--user", "carol"], ["same", "same"])
+    assert code == 0 and "created vault" in out and "same" not in out  # never echoed
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code, out = _on_a_terminal(["mount", str(tmp_path / "v2"), str(mnt)], ["same"])
+    try:
+        assert code == 0 and is_mounted(mnt), out
+    finally:
+        fusevault("unmount", mnt)
+
+
+def test_runtime_dir_flag_holds_the_control_socket(vault: Path, tmp_path: Path) -> None:
+    import tempfile
+
+    runtime = Path(tempfile.mkdtemp(prefix="fvr", dir="/tmp"))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    result = fusevault("--runtime-dir", runtime, "mount", vault, mnt)
+    assert result.returncode == 0, result.stderr
+    try:
+        assert len(list((runtime / "mounts").glob("*.sock"))) == 1
+    finally:
+        assert fusevault("--runtime-dir", runtime, "unmount", mnt).returncode == 0
+    assert not list((runtime / "mounts").glob("*.sock"))

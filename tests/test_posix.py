@@ -192,6 +192,31 @@ def test_chmod_chown_and_times(mnt: Path, vault: Path) -> None:
         assert st.st_mtime_ns == 2_000_000_000_456
 
 
+def test_access_time_follows_relatime(mnt: Path, vault: Path) -> None:
+    path = mnt / "f"
+    path.write_text("x")
+    written = os.stat(path)
+    time.sleep(0.01)
+    path.read_text()
+    first = os.stat(path).st_atime_ns
+    assert first > written.st_mtime_ns  # the first read after a change is recorded
+    path.read_text()
+    assert os.stat(path).st_atime_ns == first  # later reads are not (relatime)
+    with remount(vault, mnt):
+        assert os.stat(path).st_atime_ns == first
+
+
+def test_no_plaintext_name_or_content_reaches_the_vault(mnt: Path, vault: Path) -> None:
+    (mnt / "Tax Return 2026").mkdir()
+    (mnt / "Tax Return 2026" / "income-statement.txt").write_text("salary: 123456 EUR\n" * 50)
+    os.symlink("income-statement.txt", mnt / "Tax Return 2026" / "shortcut-name")
+    with remount(vault, mnt):
+        pass
+    everything = b"".join(p.read_bytes() for p in vault.rglob("*") if p.is_file())
+    for secret in (b"Tax Return", b"income-statement", b"salary", b"123456", b"shortcut-name"):
+        assert secret not in everything
+
+
 def test_statfs(mnt: Path) -> None:
     st = os.statvfs(mnt)
     assert st.f_namemax == 255 and st.f_blocks > 0 and st.f_bavail > 0

@@ -78,3 +78,12 @@ def test_couchdb_urls_and_a_server_that_is_down() -> None:
         split_url("ftp://h/db")
     with pytest.raises(StoreUnavailable):
         CouchStore("http://127.0.0.1:9/db")
+
+
+def test_peers_documents_have_the_seed_fields(store) -> None:
+    from fusevault.vault.peers import PEER, peer_doc
+
+    store.put_many([peer_doc("laptop", "192.0.2.10", 5984, "/srv/chunks")])
+    (peer,) = store.iter_type(PEER)
+    assert {k: peer[k] for k in ("name", "host", "port", "path_to_dump_chunks")} == {
+        "name": "laptop", "host": "192.0.2.10", "port": 5984, "path_to_dump_chunks": "/srv/chunks"}
