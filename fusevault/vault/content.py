@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
-from fusevault.vault.atomic import atomic_write
+from fusevault.vault.atomic import atomic_write, fsync_dir
 from fusevault.vault.layout import Layout
 
 BLOCK_SIZE = 64 * 1024
@@ -116,6 +116,7 @@ class Content:
         self.pending_vid = uuid.uuid4().hex
         self.changed = False
         self.synced = True
+        self.new_files = False
         if manifest_loc is None:
             self.manifest = Manifest(0, [], [])
         else:
@@ -152,6 +153,7 @@ class Content:
         os.pwrite(fd, header_for(self.fid), 0)
         self.fd = fd
         self.end = HEADER.size
+        self.new_files = True
 
     def _read_record(self, offset: int, length: int, kind: int) -> bytes:
         data = os.pread(self.fd, length, offset)
@@ -324,3 +326,11 @@ class Content:
         if self.fd is not None and not self.synced:
             os.fsync(self.fd)
             self.synced = True
+        if self.new_files:  # the sidecar and both directory entries
+            fd = os.open(self.layout.vfmeta_path(self.owner, self.fid), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(self.layout.own_dir(self.owner))
+            self.new_files = False
