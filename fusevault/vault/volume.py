@@ -147,6 +147,8 @@ class Volume:
             revs = await self._put(docs)
         except BaseException:
             tx.rollback(self.nodes)
+            for node in tx.created:
+                self.by_fid.pop(node.fid, None)
             raise
         for node, rev in zip(nodes, revs[len(docs) - len(nodes):]):
             node.rev = rev
