@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -257,3 +259,25 @@ def test_full_disk_gives_enospc_and_keeps_the_vault(tmp_path: Path) -> None:
         if is_mounted(mnt):
             force_unmount(mnt)
         subprocess.run(["umount", "-l", small], check=True)
+
+
+def test_metadata_change_of_a_dirty_file_never_commits_unwritten_size(vault: Path, tmp_path: Path) -> None:
+    # tar does this: write, fchmod/futimens on the open file, then close.  A
+    # crash before the close must not leave a file of the new size full of zeros.
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "file").write_bytes(b"committed")
+        pids = server_pids(mnt)  # before opening: a fork would close (flush) our fd
+        f = open(mnt / "file", "r+b")
+        f.write(b"dirty, never closed" * 1000)
+        f.flush()
+        os.fchmod(f.fileno(), 0o600)
+        os.utime(f.fileno(), (1, 1))
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            f.close()  # the server is gone: ENOTCONN
+        force_unmount(mnt)
+    with mounted(vault, mnt):
+        assert (mnt / "file").read_bytes() == b"committed"
+        assert os.stat(mnt / "file").st_mode & 0o777 == 0o600

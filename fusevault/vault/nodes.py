@@ -37,7 +37,7 @@ class Node:
 
     __slots__ = (
         "ino", "fid", "owner", "dek", "wrapped_dek", "rev",
-        "mode", "uid", "gid", "rdev", "size", "atime", "mtime", "ctime", "btime",
+        "mode", "uid", "gid", "rdev", "size", "stored_size", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "atime_dirty",
     )
@@ -56,6 +56,9 @@ class Node:
         self.gid = gid
         self.rdev = rdev
         self.size = 0
+        # The size of the committed version: what a node document may record
+        # while newer data is still dirty in memory.
+        self.stored_size = 0
         self.atime = self.mtime = self.ctime = self.btime = when
         # (parent inode, name) for every hard link; a directory has one.
         self.links: list[tuple[int, bytes]] = []
@@ -86,7 +89,7 @@ class Node:
         return len(self.links)
 
     # Snapshots let a metadata operation be undone when its commit fails.
-    _SAVED = ("mode", "uid", "gid", "size", "atime", "mtime", "ctime", "xattrs",
+    _SAVED = ("mode", "uid", "gid", "size", "stored_size", "atime", "mtime", "ctime", "xattrs",
               "head", "manifest", "subdirs", "rev")
 
     def save(self) -> tuple:
@@ -106,7 +109,7 @@ class Node:
 def attrs_plain(node: Node, fid_of) -> dict:
     return {
         "mode": node.mode, "uid": node.uid, "gid": node.gid, "rdev": node.rdev,
-        "size": node.size, "atime": node.atime, "mtime": node.mtime,
+        "size": node.stored_size if node.is_reg else node.size, "atime": node.atime, "mtime": node.mtime,
         "ctime": node.ctime, "btime": node.btime,
         "links": [[fid_of(p), name_to_str(n)] for p, n in node.links],
         "xattrs": {name_to_str(k): b64e(v) for k, v in node.xattrs.items()},
@@ -151,7 +154,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     """Fill a node from decrypted attrs; return its links as (parent fid, name)."""
     node.mode = attrs["mode"]
     node.uid, node.gid, node.rdev = attrs["uid"], attrs["gid"], attrs["rdev"]
-    node.size = attrs["size"]
+    node.size = node.stored_size = attrs["size"]
     node.atime, node.mtime = attrs["atime"], attrs["mtime"]
     node.ctime, node.btime = attrs["ctime"], attrs["btime"]
     node.xattrs = {str_to_name(k): b64d(v) for k, v in attrs["xattrs"].items()}

@@ -624,6 +624,7 @@ class Volume:
             tx.touch(node)
             parent_vid = node.head
             node.head, node.manifest = vid, place
+            node.stored_size = node.size
             doc = version_doc(node, vid, parent_vid, self.path_of(node), self.key.user_id, nonce)
             try:
                 await self._commit(tx, [doc])
