@@ -87,6 +87,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from fusevault.store.couch import strip_credentials
     from fusevault.vault import layout, users
 
+    layout.check_new(args.vault)  # before asking for a passphrase twice
     store_config: dict = {"kind": "local"}
     if args.couchdb:
         from fusevault.store.couch import CouchStore

@@ -66,10 +66,15 @@ def os_error(err: OSError, what: str) -> Exception:
     return err
 
 
-def create(root: Path, store: dict) -> Layout:
+def check_new(root: Path) -> None:
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise AlreadyExists(f"{root} already exists and is not an empty directory")
+
+
+def create(root: Path, store: dict) -> Layout:
+    root = Path(root)
+    check_new(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         (root / "users").mkdir()
