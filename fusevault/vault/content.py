@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
-from fusevault.vault.atomic import atomic_write, fsync_dir
+from fusevault.vault.atomic import fsync_dir
 from fusevault.vault.layout import Layout
 
 BLOCK_SIZE = 64 * 1024
@@ -117,6 +117,10 @@ class Content:
         self.changed = False
         self.synced = True
         self.new_files = False
+        # Paths as plain strings, built once: this runs for every file opened.
+        self.vf_path = str(layout.vf_path(owner, fid))
+        self.vfmeta_path = str(layout.vfmeta_path(owner, fid))
+        self.stored = manifest_loc is not None
         if manifest_loc is None:
             self.manifest = Manifest(0, [], [])
         else:
@@ -130,26 +134,31 @@ class Content:
     def _open_fd(self, create: bool = False) -> None:
         if self.fd is not None:
             return
-        path = self.layout.vf_path(self.owner, self.fid)
-        try:
-            self.fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            if not create:
-                raise CorruptData(f"content of {self.fid} is missing") from None
+        if not self.stored and create:
+            # No version was ever committed: whatever a crash left is garbage.
             self._create_files()
             return
+        try:
+            self.fd = os.open(self.vf_path, os.O_RDWR)
+        except FileNotFoundError:
+            raise CorruptData(f"content of {self.fid} is missing") from None
         header = os.pread(self.fd, HEADER.size, 0)
         if header != header_for(self.fid):
             raise CorruptData(f"content of {self.fid} has a damaged header")
-        check_vfmeta(self.layout.vfmeta_path(self.owner, self.fid).read_bytes(), self.fid, self.dek)
+        with open(self.vfmeta_path, "rb") as sidecar:
+            check_vfmeta(sidecar.read(), self.fid, self.dek)
         self.end = os.fstat(self.fd).st_size
 
     def _create_files(self) -> None:
         self.layout.own_dir(self.owner).mkdir(parents=True, exist_ok=True)
-        atomic_write(self.layout.vfmeta_path(self.owner, self.fid),
-                     vfmeta_bytes(self.fid, self.owner, self.dek, []), durable=False)
-        path = self.layout.vf_path(self.owner, self.fid)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        # No temporary file needed: the .vf does not exist yet, and a missing
+        # .vf makes the next attempt write the sidecar again from scratch.
+        fd = os.open(self.vfmeta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, vfmeta_bytes(self.fid, self.owner, self.dek, []))
+        finally:
+            os.close(fd)
+        fd = os.open(self.vf_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         os.pwrite(fd, header_for(self.fid), 0)
         self.fd = fd
         self.end = HEADER.size
@@ -327,7 +336,7 @@ class Content:
             os.fsync(self.fd)
             self.synced = True
         if self.new_files:  # the sidecar and both directory entries
-            fd = os.open(self.layout.vfmeta_path(self.owner, self.fid), os.O_RDONLY)
+            fd = os.open(self.vfmeta_path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:

@@ -39,7 +39,7 @@ class Node:
         "ino", "fid", "owner", "dek", "wrapped_dek", "rev",
         "mode", "uid", "gid", "rdev", "size", "stored_size", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
-        "lookups", "opens", "content", "lock", "atime_dirty",
+        "lookups", "opens", "content", "lock", "lazy_dirty",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes, wrapped_dek: bytes,
@@ -72,7 +72,9 @@ class Node:
         self.opens = 0
         self.content = None
         self.lock = None
-        self.atime_dirty = False
+        # Changes saved lazily (access times, a directory's times when its
+        # entries change): with the node's next commit, or at unmount.
+        self.lazy_dirty = False
 
     @property
     def is_dir(self) -> bool:
@@ -90,7 +92,7 @@ class Node:
 
     # Snapshots let a metadata operation be undone when its commit fails.
     _SAVED = ("mode", "uid", "gid", "size", "stored_size", "atime", "mtime", "ctime", "xattrs",
-              "head", "manifest", "subdirs", "rev")
+              "head", "manifest", "rev")
 
     def save(self) -> tuple:
         return (tuple(getattr(self, f) for f in self._SAVED), list(self.links), dict(self.xattrs))

@@ -9,7 +9,7 @@ class Tx:
     def __init__(self) -> None:
         self.saved: dict[int, tuple] = {}
         self.nodes: dict[int, Node] = {}
-        self.entries: list[tuple[Node, bytes, int | None]] = []
+        self.entries: list[tuple[Node, bytes, int | None, int]] = []
         self.created: list[Node] = []
 
     def touch(self, node: Node) -> Node:
@@ -19,26 +19,28 @@ class Tx:
             self.nodes[node.ino] = node
         return node
 
+    # A directory's document does not list its entries (each node lists its
+    # own links), so linking changes the child's document, not the parent's.
+
     def attach(self, parent: Node, name: bytes, node: Node) -> None:
-        self.touch(parent)
         self.touch(node)
-        self.entries.append((parent, name, parent.children.get(name)))
+        subdir = int(node.is_dir)
+        self.entries.append((parent, name, parent.children.get(name), subdir))
         parent.children[name] = node.ino
+        parent.subdirs += subdir
         node.links.append((parent.ino, name))
-        if node.is_dir:
-            parent.subdirs += 1
 
     def detach(self, parent: Node, name: bytes, node: Node) -> None:
-        self.touch(parent)
         self.touch(node)
-        self.entries.append((parent, name, parent.children.get(name)))
+        subdir = -int(node.is_dir)
+        self.entries.append((parent, name, parent.children.get(name), subdir))
         del parent.children[name]
+        parent.subdirs += subdir
         node.links.remove((parent.ino, name))
-        if node.is_dir:
-            parent.subdirs -= 1
 
     def rollback(self, nodes: dict[int, Node]) -> None:
-        for parent, name, old in reversed(self.entries):
+        for parent, name, old, subdir in reversed(self.entries):
+            parent.subdirs -= subdir
             if old is None:
                 parent.children.pop(name, None)
             else:

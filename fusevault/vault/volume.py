@@ -35,7 +35,7 @@ from fusevault.errors import (
     VaultError,
 )
 from fusevault.store import Store
-from fusevault.vault.content import Content
+from fusevault.vault.content import BLOCK_SIZE, Content
 from fusevault.vault.layout import Layout, os_error
 from fusevault.vault.nodes import (
     NODE,
@@ -57,6 +57,8 @@ XATTR_PREFIX = b"user."
 # Crypto on more than one block, and flushing of dirty blocks, run in worker
 # threads; a single small block is cheaper to handle on the loop.
 FLUSH_AT = 8 * 1024 * 1024
+# Sealing this much is quicker on the loop than a hop to a worker thread.
+INLINE_SEAL = 2 * BLOCK_SIZE
 DAY_NS = 86400 * 10**9
 
 
@@ -152,6 +154,7 @@ class Volume:
             raise
         for node, rev in zip(nodes, revs[len(docs) - len(nodes):]):
             node.rev = rev
+            node.lazy_dirty = False
 
     @staticmethod
     def _is_deleted(node: Node) -> bool:
@@ -252,6 +255,7 @@ class Volume:
     @staticmethod
     def _touch_dir(parent: Node, when: int) -> None:
         parent.mtime = parent.ctime = when
+        parent.lazy_dirty = True
 
     async def mknod(self, parent_ino: int, name: bytes, mode: int, rdev: int, caller: Caller,
                     target: bytes | None = None) -> Node:
@@ -403,6 +407,13 @@ class Volume:
             await self._truncate(node, size, now)
         if (mode, uid, gid, atime, mtime, ctime) == (None,) * 6:
             return node
+        if (mode, uid, gid) == (None,) * 3 and node.content is not None and node.content.changed:
+            # The kernel's write-back of times at close(): the version commit
+            # that follows (flush) saves them with the new contents.
+            node.atime = atime if atime is not None else node.atime
+            node.mtime = mtime if mtime is not None else node.mtime
+            node.ctime = ctime if ctime is not None else now
+            return node
         async with self.meta_lock:
             tx = Tx()
             tx.touch(node)
@@ -414,7 +425,7 @@ class Volume:
                 node.gid = gid
             if atime is not None:
                 node.atime = atime
-                node.atime_dirty = False
+                node.lazy_dirty = False
             if mtime is not None:
                 node.mtime = mtime
             node.ctime = ctime if ctime is not None else now
@@ -570,7 +581,7 @@ class Volume:
         # relatime: record an access once per change, or once a day.
         if node.atime <= node.mtime or node.atime <= node.ctime or now - node.atime > DAY_NS:
             node.atime = now
-            node.atime_dirty = True
+            node.lazy_dirty = True
         return data
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
@@ -593,30 +604,41 @@ class Volume:
             content = node.content
             if content is not None and content.changed:
                 await self._commit_version(node, content)
-            elif node.atime_dirty:
-                await self._commit_atime(node)
             if durable:
                 if content is not None:
                     await self._thread(content.fsync)
                 await self._thread(self.store.sync)
 
-    async def _commit_atime(self, node: Node) -> None:
-        # Access times are best effort: failing to record one (a full disk)
-        # must not fail the close() of a file that was only read.
+    async def _commit_lazy(self) -> None:
+        # Access times and directory times are saved lazily (with the node's
+        # next commit, at fsyncdir, or at unmount): reading a file or creating
+        # one must not cost a second write.  Best effort: a full disk must not
+        # stop an unmount.
+        nodes = [n for n in self.nodes.values() if n.lazy_dirty]
+        if not nodes:
+            return
         async with self.meta_lock:
             tx = Tx()
-            tx.touch(node)
+            for node in nodes:
+                tx.touch(node)
             try:
                 await self._commit(tx)
             except VaultError as err:
-                log.debug("access time of %s not saved: %s", node.fid, err)
+                log.warning("access and directory times not saved: %s", err)
                 return
-        node.atime_dirty = False
+        for node in nodes:
+            node.lazy_dirty = False
 
     async def _commit_version(self, node: Node, content: Content) -> None:
         try:
-            vid, place, nonce = await self._thread(content.seal_version, node.size)
-        except (OSError, VaultError):
+            if content.dirty_bytes() <= INLINE_SEAL:
+                vid, place, nonce = content.seal_version(node.size)
+            else:
+                vid, place, nonce = await self._thread(content.seal_version, node.size)
+        except OSError as err:
+            content.changed = True
+            raise os_error(err, "writing file contents") from None
+        except VaultError:
             content.changed = True
             raise
         async with self.meta_lock:
@@ -631,7 +653,6 @@ class Volume:
             except BaseException:
                 content.changed = True  # the blocks are written; commit them next time
                 raise
-        node.atime_dirty = False
 
     async def flush(self, fh: int) -> None:
         await self.commit_content(self._handle(fh))
@@ -640,6 +661,7 @@ class Volume:
         await self.commit_content(self._handle(fh), durable=True)
 
     async def fsyncdir(self) -> None:
+        await self._commit_lazy()
         await self._thread(self.store.sync)
 
     async def release(self, fh: int) -> None:
@@ -659,7 +681,7 @@ class Volume:
         """Commit whatever is still pending (unmount) and close the store."""
         failures = 0
         for node in list(self.nodes.values()):
-            if (node.content is not None and node.content.changed) or node.atime_dirty:
+            if node.content is not None and node.content.changed:
                 try:
                     await self.commit_content(node)
                 except VaultError as err:
@@ -668,6 +690,7 @@ class Volume:
             if node.content is not None:
                 node.content.close()
                 node.content = None
+        await self._commit_lazy()
         await self._thread(self.store.sync)
         self.store.close()
         if failures:
