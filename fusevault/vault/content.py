@@ -190,33 +190,71 @@ class Content:
             return b""
         offset, length, vidx, last = entries[index]
         self._open_fd()
-        sealed = self._read_record(offset, length, KIND_BLOCK)
-        try:
-            vid = self.manifest.vids[vidx]
-        except IndexError:
-            raise CorruptData(f"manifest of {self.fid} is damaged") from None
-        return aead.unseal(self.dek, sealed, block_ad(self.fid, index, vid, bool(last)))
-
-    def _block(self, index: int) -> bytes | bytearray:
-        dirty = self.dirty.get(index)
-        return dirty if dirty is not None else self._stored_block(index)
+        record = os.pread(self.fd, length, offset)
+        return self._open_block(index, record, length, self.manifest.vids, vidx, last)
 
     def read(self, offset: int, size: int, file_size: int) -> bytes:
+        """Plaintext of [offset, offset+size) cut at file_size.
+
+        Safe without the file's lock: stored records never change once
+        appended, and entries and dirty blocks are replaced, never edited in
+        place, by the writer (see _write_blocks).
+        """
         end = min(offset + size, file_size)
         if end <= offset:
             return b""
+        first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
+        blocks = self._blocks(range(first, last + 1))
         out = []
-        pos = offset
-        while pos < end:
-            index, start = divmod(pos, BLOCK_SIZE)
-            stop = min(BLOCK_SIZE, start + end - pos)
-            data = self._block(index)
+        for index, data in zip(range(first, last + 1), blocks):
+            start = max(offset - index * BLOCK_SIZE, 0)
+            stop = min(end - index * BLOCK_SIZE, BLOCK_SIZE)
             chunk = bytes(data[start:stop])
             if len(chunk) < stop - start:  # a hole or a short block reads as zeros
                 chunk += bytes(stop - start - len(chunk))
             out.append(chunk)
-            pos += stop - start
         return b"".join(out)
+
+    def _blocks(self, indices: range) -> list[bytes | bytearray]:
+        """Blocks by index; stored records next to each other come in one pread."""
+        entries, vids = self.manifest.entries, self.manifest.vids
+        found: dict[int, bytes | bytearray] = {}
+        runs: list[list[tuple[int, int, int, int, int]]] = []
+        for index in indices:
+            dirty = self.dirty.get(index)
+            if dirty is not None:
+                found[index] = dirty
+                continue
+            try:
+                entry = entries[index]
+            except IndexError:  # past the end, or truncated by a concurrent writer
+                entry = HOLE
+            if entry[1] == 0:
+                found[index] = b""
+            elif runs and runs[-1][-1][1] + runs[-1][-1][2] == entry[0]:
+                runs[-1].append((index, *entry))
+            else:
+                runs.append([(index, *entry)])
+        for run in runs:
+            start = run[0][1]
+            data = os.pread(self.fd, run[-1][1] + run[-1][2] - start, start)
+            for index, offset, length, vidx, last in run:
+                record = data[offset - start: offset - start + length]
+                found[index] = self._open_block(index, record, length, vids, vidx, last)
+        return [found[i] for i in indices]
+
+    def _open_block(self, index: int, record: bytes, length: int, vids: list[str],
+                    vidx: int, last: int) -> bytes:
+        if len(record) != length or length < RECORD_HEAD.size + aead.OVERHEAD:
+            raise CorruptData(f"content of {self.fid} is truncated")
+        rest, kind = RECORD_HEAD.unpack_from(record)
+        if rest != length - 4 or kind != KIND_BLOCK:
+            raise CorruptData(f"content of {self.fid} has a damaged record")
+        try:
+            vid = vids[vidx]
+        except IndexError:
+            raise CorruptData(f"manifest of {self.fid} is damaged") from None
+        return aead.unseal(self.dek, record[RECORD_HEAD.size:], block_ad(self.fid, index, vid, bool(last)))
 
     def blocks_to_load(self, offset: int, size: int) -> int:
         """How many stored blocks a read or write here would decrypt."""
