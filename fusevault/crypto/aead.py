@@ -36,15 +36,19 @@ def new_key() -> bytes:
 
 def ad(label: str, *parts: bytes | str | int) -> bytes:
     """Unambiguous associated data: a label then length-prefixed parts."""
-    out = [b"fusevault/1:", label.encode(), b"\0"]
+    out = [b"fusevault/1:" + label.encode() + b"\0"]
     for part in parts:
-        if isinstance(part, int):
-            part = struct.pack("<q", part)
-        elif isinstance(part, str):
+        if part.__class__ is str:
             part = part.encode()
-        out.append(struct.pack("<I", len(part)))
+        elif part.__class__ is int:
+            part = _INT.pack(part)
+        out.append(_LEN.pack(len(part)))
         out.append(part)
     return b"".join(out)
+
+
+_LEN = struct.Struct("<I")
+_INT = struct.Struct("<q")
 
 
 def seal(key: bytes, plaintext: bytes, associated: bytes) -> bytes:

@@ -106,11 +106,12 @@ class LocalStore:
         return revs
 
     def iter_type(self, doc_type: str) -> Iterator[dict]:
-        rows = self._db.execute(
-            "SELECT id, rev, body FROM docs WHERE type = ? AND deleted = 0", (doc_type,)
-        ).fetchall()
-        for doc_id, rev, body in rows:
-            yield self._doc(doc_id, rev, body)
+        # Streamed in batches: a vault of 100,000 files is never all in memory twice.
+        cursor = self._db.execute(
+            "SELECT id, rev, body FROM docs WHERE type = ? AND deleted = 0", (doc_type,))
+        while rows := cursor.fetchmany(2000):
+            for doc_id, rev, body in rows:
+                yield self._doc(doc_id, rev, body)
 
     def changes(self, since: int | str = 0) -> tuple[list[dict], int]:
         rows = self._db.execute(

@@ -14,6 +14,8 @@ import json
 import stat
 import time
 import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
@@ -21,6 +23,9 @@ from fusevault.encoding import b64d, b64e, name_to_str, str_to_name
 from fusevault.errors import CorruptData
 
 NODE = "node"
+# Shared by every node without extended attributes (nearly all of them);
+# setxattr gives a node its own dict.
+NO_XATTRS: Mapping[bytes, bytes] = MappingProxyType({})
 VERSION = "FilesMetaData"
 
 
@@ -36,20 +41,19 @@ class Node:
     """In-memory state of one node; the tree owns the links between them."""
 
     __slots__ = (
-        "ino", "fid", "owner", "dek", "wrapped_dek", "rev",
+        "ino", "fid", "owner", "dek", "rev",
         "mode", "uid", "gid", "rdev", "size", "stored_size", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "lazy_dirty",
     )
 
-    def __init__(self, ino: int, fid: str, owner: str, dek: bytes, wrapped_dek: bytes,
+    def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
                  mode: int, uid: int, gid: int, rdev: int = 0, when: int | None = None) -> None:
         when = now_ns() if when is None else when
         self.ino = ino
         self.fid = fid
         self.owner = owner
         self.dek = dek
-        self.wrapped_dek = wrapped_dek
         self.rev: str | None = None
         self.mode = mode
         self.uid = uid
@@ -64,7 +68,7 @@ class Node:
         self.links: list[tuple[int, bytes]] = []
         self.children: dict[bytes, int] | None = {} if stat.S_ISDIR(mode) else None
         self.subdirs = 0
-        self.xattrs: dict[bytes, bytes] = {}
+        self.xattrs: Mapping[bytes, bytes] = NO_XATTRS
         self.target: bytes | None = None
         self.head: str | None = None
         self.manifest: tuple[int, int] | None = None
@@ -95,14 +99,13 @@ class Node:
               "head", "manifest", "rev")
 
     def save(self) -> tuple:
-        return (tuple(getattr(self, f) for f in self._SAVED), list(self.links), dict(self.xattrs))
+        return (tuple(getattr(self, f) for f in self._SAVED), list(self.links))
 
     def restore(self, saved: tuple) -> None:
-        values, links, xattrs = saved
+        values, links = saved
         for field, value in zip(self._SAVED, values):
             setattr(self, field, value)
         self.links = links
-        self.xattrs = xattrs
 
     def __repr__(self) -> str:
         return f"Node(ino={self.ino}, fid={self.fid!r}, mode={self.mode:o})"
@@ -121,13 +124,15 @@ def attrs_plain(node: Node, fid_of) -> dict:
     }
 
 
-def node_doc(node: Node, fid_of, deleted: bool = False) -> dict:
+def node_doc(node: Node, key: MasterKey, fid_of, deleted: bool = False) -> dict:
+    # The DEK is wrapped afresh (new nonce) at each commit rather than kept
+    # wrapped in memory: 100 bytes less per node in a vault of 100,000.
     plain = json.dumps(attrs_plain(node, fid_of), separators=(",", ":")).encode()
     doc = {
         "_id": node.fid,
         "type": NODE,
         "owner": node.owner,
-        "en_file_dek": b64e(node.wrapped_dek),
+        "en_file_dek": b64e(key.wrap_dek(node.fid, node.dek)),
         "delete": deleted,
         "enc": b64e(aead.seal(node.dek, plain, aead.ad("node", node.fid))),
     }
@@ -136,8 +141,8 @@ def node_doc(node: Node, fid_of, deleted: bool = False) -> dict:
     return doc
 
 
-def open_node_doc(doc: dict, key: MasterKey) -> tuple[bytes, bytes, dict]:
-    """Return (dek, wrapped dek, attrs) of a node document, or raise CorruptData."""
+def open_node_doc(doc: dict, key: MasterKey) -> tuple[bytes, dict]:
+    """Return (dek, attrs) of a node document, or raise CorruptData."""
     fid = doc["_id"]
     try:
         wrapped = b64d(doc["en_file_dek"])
@@ -149,7 +154,7 @@ def open_node_doc(doc: dict, key: MasterKey) -> tuple[bytes, bytes, dict]:
         attrs = json.loads(aead.unseal(dek, sealed, aead.ad("node", fid)))
     except CorruptData:
         raise CorruptData(f"node document {fid} fails authentication") from None
-    return dek, wrapped, attrs
+    return dek, attrs
 
 
 def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
@@ -159,7 +164,8 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     node.size = node.stored_size = attrs["size"]
     node.atime, node.mtime = attrs["atime"], attrs["mtime"]
     node.ctime, node.btime = attrs["ctime"], attrs["btime"]
-    node.xattrs = {str_to_name(k): b64d(v) for k, v in attrs["xattrs"].items()}
+    xattrs = attrs["xattrs"]
+    node.xattrs = {str_to_name(k): b64d(v) for k, v in xattrs.items()} if xattrs else NO_XATTRS
     node.target = None if attrs["target"] is None else str_to_name(attrs["target"])
     node.head = attrs["head"]
     node.manifest = tuple(attrs["manifest"]) if attrs["manifest"] else None
@@ -167,7 +173,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     return [(p, str_to_name(n)) for p, n in attrs["links"]]
 
 
-def version_doc(node: Node, vid: str, parent_vid: str | None, path: bytes, author: str,
+def version_doc(node: Node, key: MasterKey, vid: str, parent_vid: str | None, path: bytes,
                 manifest_nonce: bytes) -> dict:
     """The seed 000 FilesMetaData document of one version (immutable, new id per change)."""
     location, _, name = path.rpartition(b"/")
@@ -178,7 +184,7 @@ def version_doc(node: Node, vid: str, parent_vid: str | None, path: bytes, autho
         "file_iv": b64e(manifest_nonce),
         "size": node.size,
         "mtime": node.mtime,
-        "author": author,
+        "author": key.user_id,
         "manifest": list(node.manifest),
         "parents": [parent_vid] if parent_vid else [],
     }
@@ -189,7 +195,7 @@ def version_doc(node: Node, vid: str, parent_vid: str | None, path: bytes, autho
         "type": VERSION,
         "fid": node.fid,
         "owner": node.owner,
-        "en_file_dek": b64e(node.wrapped_dek),
+        "en_file_dek": b64e(key.wrap_dek(node.fid, node.dek)),
         "delete": False,
         "enc": b64e(sealed),
     }

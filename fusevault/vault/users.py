@@ -48,8 +48,7 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     root_fid = new_id()
     dek = aead.new_key()
     uid = os.getuid() if uid is None else uid
-    root = Node(1, root_fid, user_id, dek, key.wrap_dek(root_fid, dek),
-                stat.S_IFDIR | 0o755, uid, os.getgid())
+    root = Node(1, root_fid, user_id, dek, stat.S_IFDIR | 0o755, uid, os.getgid())
     created = int(time.time())
     doc = {
         "_id": user_id,
@@ -67,7 +66,7 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
         "delete_file_from_source": False,
     }
     layout.make_user_dirs(user_id)
-    store.put_many([doc, node_doc(root, lambda ino: root_fid)])
+    store.put_many([doc, node_doc(root, key, lambda ino: root_fid)])
     store.sync()
     write_meta_inf(layout, user_id, username, created)
     return user_id
