@@ -14,7 +14,7 @@ import trio
 
 from fusevault.errors import MountPointError
 from fusevault.fs import control
-from fusevault.fs.operations import Operations
+from fusevault.fs.operations import Operations, write_op_stats
 from fusevault.paths import control_socket
 from fusevault.vault.volume import Volume
 
@@ -84,6 +84,7 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
                 await volume.close()
             finally:
                 pyfuse3.close(unmount=True)
+                write_op_stats()
     log.info("unmounted %s", mountpoint)
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,7 +51,16 @@ def errno_for(err: errors.VaultError) -> int:
     return errno.EIO
 
 
+# FUSEVAULT_OP_STATS=FILE: count every request and the time spent in its
+# handler, written to FILE as JSON at unmount (bench/profile.py uses it).
+# Decided once at import, so a mount without it pays nothing per request.
+OP_STATS: dict[str, list[float]] | None = {} if os.environ.get("FUSEVAULT_OP_STATS") else None
+
+
 def boundary(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    if OP_STATS is not None:
+        handler = _timed(handler)
+
     @functools.wraps(handler)
     async def wrapper(*args: Any) -> Any:
         try:
@@ -68,6 +80,27 @@ def boundary(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper
+
+
+def _timed(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    stats = OP_STATS.setdefault(handler.__name__, [0, 0.0])
+
+    @functools.wraps(handler)
+    async def timed(*args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await handler(*args)
+        finally:
+            stats[0] += 1
+            stats[1] += time.perf_counter() - start
+
+    return timed
+
+
+def write_op_stats() -> None:
+    if OP_STATS:
+        with open(os.environ["FUSEVAULT_OP_STATS"], "w") as out:
+            json.dump({op: {"count": n, "seconds": t} for op, (n, t) in OP_STATS.items()}, out)
 
 
 def caller(ctx: pyfuse3.RequestContext) -> Caller:

@@ -425,9 +425,11 @@ class Volume:
             await self._truncate(node, size, now)
         if (mode, uid, gid, atime, mtime, ctime) == (None,) * 6:
             return node
-        if (mode, uid, gid) == (None,) * 3 and node.content is not None and node.content.changed:
-            # The kernel's write-back of times at close(): the version commit
-            # that follows (flush) saves them with the new contents.
+        pending = node.content is not None and node.content.changed
+        if (mode, uid, gid) == (None,) * 3 and (pending or self._is_deleted(node)):
+            # The kernel writing back times it cached: at close(), the version
+            # commit that follows saves them with the new contents; for a
+            # removed file (rm -rf), there is nothing left to save them in.
             node.atime = atime if atime is not None else node.atime
             node.mtime = mtime if mtime is not None else node.mtime
             node.ctime = ctime if ctime is not None else now
