@@ -56,8 +56,8 @@ log = logging.getLogger(__name__)
 ROOT_INODE = 1
 NAME_MAX = 255
 XATTR_PREFIX = b"user."
-# Crypto on more than one block, and flushing of dirty blocks, run in worker
-# threads; a single small block is cheaper to handle on the loop.
+# Past this much dirty data in one file, full blocks are sealed and appended
+# (in a worker thread), which bounds the memory a large write holds.
 FLUSH_AT = 8 * 1024 * 1024
 # Sealing this much is quicker on the loop than a hop to a worker thread.
 INLINE_SEAL = 2 * BLOCK_SIZE
