@@ -150,9 +150,9 @@ class Content:
         self.end = os.fstat(self.fd).st_size
 
     def _create_files(self) -> None:
-        self.layout.own_dir(self.owner).mkdir(parents=True, exist_ok=True)
-        # No temporary file needed: the .vf does not exist yet, and a missing
-        # .vf makes the next attempt write the sidecar again from scratch.
+        # own/ exists from the user's creation.  No temporary file needed:
+        # the .vf does not exist yet, and a missing .vf makes the next
+        # attempt write the sidecar again from scratch.
         fd = os.open(self.vfmeta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, vfmeta_bytes(self.fid, self.owner, self.dek, []))
@@ -165,13 +165,16 @@ class Content:
         self.new_files = True
 
     def _read_record(self, offset: int, length: int, kind: int) -> bytes:
-        data = os.pread(self.fd, length, offset)
-        if len(data) != length or length < RECORD_HEAD.size + aead.OVERHEAD:
+        return self._check_record(os.pread(self.fd, length, offset), length, kind)
+
+    def _check_record(self, record: bytes, length: int, kind: int) -> bytes:
+        """The sealed part of a record, after checking its length and kind."""
+        if len(record) != length or length < RECORD_HEAD.size + aead.OVERHEAD:
             raise CorruptData(f"content of {self.fid} is truncated")
-        rest, got_kind = RECORD_HEAD.unpack_from(data)
+        rest, got_kind = RECORD_HEAD.unpack_from(record)
         if rest != length - 4 or got_kind != kind:
             raise CorruptData(f"content of {self.fid} has a damaged record")
-        return data[RECORD_HEAD.size:]
+        return record[RECORD_HEAD.size:]
 
     @staticmethod
     def _record(kind: int, sealed: bytes) -> bytes:
@@ -245,16 +248,12 @@ class Content:
 
     def _open_block(self, index: int, record: bytes, length: int, vids: list[str],
                     vidx: int, last: int) -> bytes:
-        if len(record) != length or length < RECORD_HEAD.size + aead.OVERHEAD:
-            raise CorruptData(f"content of {self.fid} is truncated")
-        rest, kind = RECORD_HEAD.unpack_from(record)
-        if rest != length - 4 or kind != KIND_BLOCK:
-            raise CorruptData(f"content of {self.fid} has a damaged record")
+        sealed = self._check_record(record, length, KIND_BLOCK)
         try:
             vid = vids[vidx]
         except IndexError:
             raise CorruptData(f"manifest of {self.fid} is damaged") from None
-        return aead.unseal(self.dek, record[RECORD_HEAD.size:], block_ad(self.fid, index, vid, bool(last)))
+        return aead.unseal(self.dek, sealed, block_ad(self.fid, index, vid, bool(last)))
 
     def blocks_to_load(self, offset: int, size: int) -> int:
         """How many stored blocks a read or write here would decrypt."""

@@ -44,7 +44,7 @@ class Node:
         "ino", "fid", "owner", "dek", "rev",
         "mode", "uid", "gid", "rdev", "size", "stored_size", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
-        "lookups", "opens", "content", "lock", "lazy_dirty",
+        "lookups", "opens", "content", "lock",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -76,9 +76,6 @@ class Node:
         self.opens = 0
         self.content = None
         self.lock = None
-        # Changes saved lazily (access times, a directory's times when its
-        # entries change): with the node's next commit, or at unmount.
-        self.lazy_dirty = False
 
     @property
     def is_dir(self) -> bool:

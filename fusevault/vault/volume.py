@@ -78,6 +78,10 @@ class Volume:
         self.nodes: dict[int, Node] = {ROOT_INODE: root}
         self.by_fid: dict[str, int] = {root.fid: ROOT_INODE}
         self.next_ino = ROOT_INODE + 1
+        # Nodes with changes saved lazily (access times, a directory's times
+        # when its entries change): with their next commit, at fsyncdir, or
+        # at unmount.  A set, so fsyncdir need not look at every node.
+        self.lazy: set[int] = set()
         self.handles: dict[int, Node] = {}
         self.dir_handles: dict[int, tuple[Node, list[tuple[bytes, int]]]] = {}
         self.next_fh = 1
@@ -173,7 +177,7 @@ class Volume:
             raise
         for node, rev in zip(nodes, revs[len(docs) - len(nodes):]):
             node.rev = rev
-            node.lazy_dirty = False
+            self.lazy.discard(node.ino)
 
     @staticmethod
     def _is_deleted(node: Node) -> bool:
@@ -239,6 +243,7 @@ class Volume:
                 node.content.close()
             self.nodes.pop(node.ino, None)
             self.by_fid.pop(node.fid, None)
+            self.lazy.discard(node.ino)
 
     def path_of(self, node: Node) -> bytes:
         parts = []
@@ -270,10 +275,9 @@ class Volume:
         self._touch_dir(parent, node.ctime)
         return node
 
-    @staticmethod
-    def _touch_dir(parent: Node, when: int) -> None:
+    def _touch_dir(self, parent: Node, when: int) -> None:
         parent.mtime = parent.ctime = when
-        parent.lazy_dirty = True
+        self.lazy.add(parent.ino)
 
     async def mknod(self, parent_ino: int, name: bytes, mode: int, rdev: int, caller: Caller,
                     target: bytes | None = None) -> Node:
@@ -445,7 +449,6 @@ class Volume:
                 node.gid = gid
             if atime is not None:
                 node.atime = atime
-                node.lazy_dirty = False
             if mtime is not None:
                 node.mtime = mtime
             node.ctime = ctime if ctime is not None else now
@@ -602,7 +605,7 @@ class Volume:
         # relatime: record an access once per change, or once a day.
         if node.atime <= node.mtime or node.atime <= node.ctime or now - node.atime > DAY_NS:
             node.atime = now
-            node.lazy_dirty = True
+            self.lazy.add(node.ino)
         return data
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
@@ -635,7 +638,7 @@ class Volume:
         # next commit, at fsyncdir, or at unmount): reading a file or creating
         # one must not cost a second write.  Best effort: a full disk must not
         # stop an unmount.
-        nodes = [n for n in self.nodes.values() if n.lazy_dirty]
+        nodes = [self.nodes[ino] for ino in self.lazy if ino in self.nodes]
         if not nodes:
             return
         async with self.meta_lock:
@@ -647,8 +650,6 @@ class Volume:
             except VaultError as err:
                 log.warning("access and directory times not saved: %s", err)
                 return
-        for node in nodes:
-            node.lazy_dirty = False
 
     async def _commit_version(self, node: Node, content: Content) -> None:
         try:
