@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from fusevault import __version__, passphrase, paths
+from fusevault import __version__, cli_history, passphrase, paths
 from fusevault.errors import InvalidInput, MountPointError, VaultError
 
 log = logging.getLogger("fusevault")
@@ -23,6 +23,7 @@ examples:
   fusevault unmount ~/Private            save everything and unmount
   fusevault passwd ~/vault               change the passphrase
   fusevault info ~/vault                 what is in it, without the passphrase
+  fusevault history ~/Private/notes.txt  its versions; see also restore, trash, gc
 
 Passphrases never go on the command line: give them at the prompt, in
 FUSEVAULT_PASSPHRASE, or with --passphrase-fd N / --passphrase-file F.
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("info", "show format, users and sizes without the passphrase", "fusevault info ~/vault")
     p.add_argument("vault", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    cli_history.add_commands(command, _passphrase_options)
     return parser
 
 
@@ -250,7 +253,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
-            "passwd": cmd_passwd, "info": cmd_info}
+            "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,3 +87,16 @@ def test_peers_documents_have_the_seed_fields(store) -> None:
     (peer,) = store.iter_type(PEER)
     assert {k: peer[k] for k in ("name", "host", "port", "path_to_dump_chunks")} == {
         "name": "laptop", "host": "192.0.2.10", "port": 5984, "path_to_dump_chunks": "/srv/chunks"}
+
+
+def test_documents_of_one_file(store) -> None:
+    store.put_many([
+        {"_id": "v1", "type": "FilesMetaData", "fid": "f1"},
+        {"_id": "v2", "type": "FilesMetaData", "fid": "f1"},
+        {"_id": "v3", "type": "FilesMetaData", "fid": "f2"},
+        {"_id": "n1", "type": "node", "fid": "f1"},
+    ])
+    doc = store.get("v2")
+    store.put_many([{**doc, "_deleted": True}])
+    assert [d["_id"] for d in store.by_file("FilesMetaData", "f1")] == ["v1"]
+    assert store.by_file("FilesMetaData", "f3") == []

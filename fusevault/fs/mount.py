@@ -16,12 +16,17 @@ from fusevault.errors import MountPointError
 from fusevault.fs import control
 from fusevault.fs.operations import Operations, write_op_stats
 from fusevault.paths import control_socket
+from fusevault.vault.requests import Requests, collect_periodically
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
 
+# Background garbage collection: a while after mounting, then every few hours.
+GC_FIRST = 10 * 60
+GC_EVERY = 6 * 3600
 
-def _unescape(field: str) -> str:
+
+def unescape(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
@@ -34,7 +39,7 @@ def mount_path(path: Path) -> Path:
 def is_mounted(path: Path) -> bool:
     target = str(mount_path(path))
     with open("/proc/self/mountinfo") as mounts:
-        return any(_unescape(line.split()[4]) == target for line in mounts)
+        return any(unescape(line.split()[4]) == target for line in mounts)
 
 
 def check_mountpoint(path: Path) -> Path:
@@ -60,7 +65,9 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
     # Everything that looks at the mount point path happens before init: once
     # mounted, a stat from this thread would wait for the loop it is blocking.
     socket_path = control_socket(mountpoint)
-    pyfuse3.init(Operations(volume), str(mountpoint), options)
+    operations = Operations(volume)
+    requests = Requests(volume, busy=lambda: set(operations.view.busy), invalidate=_invalidate)
+    pyfuse3.init(operations, str(mountpoint), options)
     try:
         async with trio.open_nursery() as nursery:
 
@@ -71,9 +78,10 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
                 if request.get("cmd") == "unmount":
                     pyfuse3.terminate()
                     return {"ok": True}
-                return {"error": "unknown command"}
+                return await requests.handle(request)
 
             await nursery.start(control.serve, socket_path, handle)
+            await nursery.start(collect_periodically, requests, GC_FIRST, GC_EVERY)
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, mountpoint, on_ready)
             await pyfuse3.main()
@@ -86,6 +94,15 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
                 pyfuse3.close(unmount=True)
                 write_op_stats()
     log.info("unmounted %s", mountpoint)
+
+
+async def _invalidate(ino: int) -> None:
+    # In a thread: with writeback caching the kernel may first write dirty
+    # pages back, which needs this loop free to answer (pyfuse3's warning).
+    try:
+        await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino)
+    except OSError:
+        pass  # the kernel holds nothing for it
 
 
 async def _stop_on_signals() -> None:

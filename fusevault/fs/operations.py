@@ -20,7 +20,9 @@ import pyfuse3
 from fusevault import errors
 from fusevault.vault.content import BLOCK_SIZE
 from fusevault.vault.nodes import Node
-from fusevault.vault.volume import Caller, Volume
+from fusevault.vault.versions_view import NAME as VERSIONS
+from fusevault.vault.versions_view import VersionsView
+from fusevault.vault.volume import ROOT_INODE, Caller, Volume
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,21 @@ class Operations(pyfuse3.Operations):
     def __init__(self, volume: Volume, timeout: float = 5.0) -> None:
         super().__init__()
         self.vol = volume
+        self.view = VersionsView(volume)
         self.timeout = timeout
+
+    # The read-only .versions/ tree lives beside the Volume: requests for its
+    # inodes and handles go to the view; changes in it are refused here.
+
+    def _creating(self, parent_inode: int, name: bytes) -> None:
+        if self.view.owns(parent_inode):
+            raise errors.VaultReadOnly("the .versions tree is read-only")
+        if parent_inode == ROOT_INODE and name == VERSIONS:
+            raise errors.Exists(".versions is reserved for the version history")
+
+    def _changing(self, parent_inode: int, name: bytes) -> None:
+        if self.view.owns(parent_inode) or (parent_inode == ROOT_INODE and name == VERSIONS):
+            raise errors.VaultReadOnly("the .versions tree is read-only")
 
     def entry(self, node: Node) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
@@ -139,18 +155,30 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def lookup(self, parent_inode, name, ctx):
+        if self.view.owns(parent_inode):
+            node = await self.view.lookup(parent_inode, name)
+            if not self.view.owns(node.ino):  # ".." of .versions: the real root
+                self.vol.remember(node)
+            return self.entry(node)
+        if parent_inode == ROOT_INODE and name == VERSIONS:
+            return self.entry(self.view.root())
         return self.entry(self.vol.lookup(parent_inode, name))
 
     async def forget(self, inode_list):
         for ino, count in inode_list:
-            self.vol.forget(ino, count)
+            if not self.view.owns(ino):
+                self.vol.forget(ino, count)
 
     @boundary
     async def getattr(self, inode, ctx):
+        if self.view.owns(inode):
+            return self.entry(await self.view.getattr(inode))
         return self.entry(self.vol.node(inode))
 
     @boundary
     async def setattr(self, inode, attr, fields, fh, ctx):
+        if self.view.owns(inode):
+            raise errors.VaultReadOnly("the .versions tree is read-only")
         node = await self.vol.setattr(
             inode,
             mode=attr.st_mode if fields.update_mode else None,
@@ -165,53 +193,73 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def readlink(self, inode, ctx):
+        if self.view.owns(inode):
+            raise errors.InvalidArgument("not a symbolic link")
         return self.vol.readlink(inode)
 
     @boundary
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        self._creating(parent_inode, name)
         return self.entry(await self.vol.mknod(parent_inode, name, mode, rdev, caller(ctx)))
 
     @boundary
     async def mkdir(self, parent_inode, name, mode, ctx):
+        self._creating(parent_inode, name)
         return self.entry(await self.vol.mkdir(parent_inode, name, mode, caller(ctx)))
 
     @boundary
     async def symlink(self, parent_inode, name, target, ctx):
+        self._creating(parent_inode, name)
         return self.entry(await self.vol.symlink(parent_inode, name, target, caller(ctx)))
 
     @boundary
     async def unlink(self, parent_inode, name, ctx):
+        self._changing(parent_inode, name)
         await self.vol.unlink(parent_inode, name)
 
     @boundary
     async def rmdir(self, parent_inode, name, ctx):
+        self._changing(parent_inode, name)
         await self.vol.rmdir(parent_inode, name)
 
     @boundary
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         if flags & ~(pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):
             raise pyfuse3.FUSEError(errno.EINVAL)
+        self._changing(parent_inode_old, name_old)
+        self._changing(parent_inode_new, name_new)
         await self.vol.rename(parent_inode_old, name_old, parent_inode_new, name_new,
                               noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
                               exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
 
     @boundary
     async def link(self, inode, new_parent_inode, new_name, ctx):
+        self._creating(new_parent_inode, new_name)
+        if self.view.owns(inode):
+            raise errors.VaultReadOnly("the .versions tree is read-only")
         return self.entry(await self.vol.link(inode, new_parent_inode, new_name))
 
     @boundary
     async def open(self, inode, flags, ctx):
         # The page cache may be kept across opens: nobody else changes the
         # vault behind the kernel's back while it is mounted.
+        if self.view.owns(inode):
+            fh = self.vol.new_fh()
+            writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
+            self.view.open(inode, fh, writing)
+            return pyfuse3.FileInfo(fh=fh, keep_cache=True)
         return pyfuse3.FileInfo(fh=self.vol.open(inode), keep_cache=True)
 
     @boundary
     async def create(self, parent_inode, name, mode, flags, ctx):
+        self._creating(parent_inode, name)
         fh, node = await self.vol.create(parent_inode, name, mode, caller(ctx))
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self.entry(node)
 
     @boundary
     async def read(self, fh, off, size):
+        if fh in self.view.handles:
+            return await self.view.read(fh, off, size)
         return await self.vol.read(fh, off, size)
 
     @boundary
@@ -220,34 +268,47 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def flush(self, fh):
-        await self.vol.flush(fh)
+        if fh not in self.view.handles:
+            await self.vol.flush(fh)
 
     @boundary
     async def release(self, fh):
-        await self.vol.release(fh)
+        if fh in self.view.handles:
+            self.view.release(fh)
+        else:
+            await self.vol.release(fh)
 
     @boundary
     async def fsync(self, fh, datasync):
-        await self.vol.fsync(fh)
+        if fh not in self.view.handles:
+            await self.vol.fsync(fh)
 
     @boundary
     async def opendir(self, inode, ctx):
+        if self.view.owns(inode):
+            fh = self.vol.new_fh()
+            await self.view.opendir(inode, fh)
+            return fh
         return self.vol.opendir(inode)
 
     @boundary
     async def readdir(self, fh, start_id, token):
+        source = self.view if fh in self.view.dir_handles else self.vol
         index = start_id
-        while (found := self.vol.readdir_entry(fh, index)) is not None:
+        while (found := source.readdir_entry(fh, index)) is not None:
             position, name, node = found
             index = position + 1
             if not pyfuse3.readdir_reply(token, name, self.entry(node), index):
                 break
-            if name not in (b".", b".."):  # the kernel takes no reference to these
+            # The kernel takes no reference to "." and ".."; the view's
+            # inodes keep no counts.
+            if name not in (b".", b"..") and source is self.vol:
                 self.vol.remember(node)
 
     @boundary
     async def releasedir(self, fh):
-        self.vol.releasedir(fh)
+        if self.view.dir_handles.pop(fh, None) is None:
+            self.vol.releasedir(fh)
 
     @boundary
     async def fsyncdir(self, fh, datasync):
@@ -270,22 +331,33 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def setxattr(self, inode, name, value, ctx):
+        if self.view.owns(inode):
+            raise errors.VaultReadOnly("the .versions tree is read-only")
         await self.vol.setxattr(inode, name, value)
 
     @boundary
     async def getxattr(self, inode, name, ctx):
+        if self.view.owns(inode):
+            raise errors.NoAttribute("no such attribute")
         return self.vol.getxattr(inode, name)
 
     @boundary
     async def listxattr(self, inode, ctx):
+        if self.view.owns(inode):
+            return []
         return self.vol.listxattr(inode)
 
     @boundary
     async def removexattr(self, inode, name, ctx):
+        if self.view.owns(inode):
+            raise errors.VaultReadOnly("the .versions tree is read-only")
         await self.vol.removexattr(inode, name)
 
     @boundary
     async def access(self, inode, mode, ctx):
         # default_permissions makes the kernel check modes; existence is ours.
-        self.vol.node(inode)
+        if self.view.owns(inode):
+            await self.view.getattr(inode)
+        else:
+            self.vol.node(inode)
 

@@ -30,6 +30,9 @@ class Store(Protocol):
     def iter_type(self, doc_type: str) -> Iterator[dict]:
         """Every live document whose ``type`` field equals doc_type."""
 
+    def by_file(self, doc_type: str, fid: str) -> list[dict]:
+        """Every live document of doc_type whose ``fid`` field equals fid (a file's versions)."""
+
     def changes(self, since: int | str = 0) -> tuple[list[dict], int | str]:
         """Changes after ``since``: [{"seq", "id", "rev", "deleted"}], last seq."""
 

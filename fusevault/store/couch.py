@@ -86,6 +86,13 @@ class CouchStore:
         except _NETWORK_ERRORS as err:
             raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
 
+    def by_file(self, doc_type: str, fid: str) -> list[dict]:
+        query = {"selector": {"type": doc_type, "fid": fid}, "limit": 1_000_000}
+        try:
+            return [dict(doc) for doc in self._db.find(query)]
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+
     def changes(self, since: int | str = 0) -> tuple[list[dict], int | str]:
         try:
             feed = self._db.changes(since=since)

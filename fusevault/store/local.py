@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS docs (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS docs_type ON docs(type) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS docs_fid ON docs(json_extract(body, '$.fid')) WHERE deleted = 0;
 """
 
 
@@ -112,6 +113,12 @@ class LocalStore:
         while rows := cursor.fetchmany(2000):
             for doc_id, rev, body in rows:
                 yield self._doc(doc_id, rev, body)
+
+    def by_file(self, doc_type: str, fid: str) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT id, rev, body FROM docs WHERE json_extract(body, '$.fid') = ? AND deleted = 0 "
+            "AND type = ?", (fid, doc_type)).fetchall()
+        return [self._doc(doc_id, rev, body) for doc_id, rev, body in rows]
 
     def changes(self, since: int | str = 0) -> tuple[list[dict], int]:
         rows = self._db.execute(

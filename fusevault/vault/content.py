@@ -124,10 +124,23 @@ class Content:
         if manifest_loc is None:
             self.manifest = Manifest(0, [], [])
         else:
-            self._open_fd()
-            record = self._read_record(*manifest_loc, KIND_MANIFEST)
-            self.manifest = Manifest.unpack(
-                aead.unseal(dek, record, aead.ad("manifest", fid, head or "")))
+            self.manifest = self.load_manifest(manifest_loc, head or "")
+
+    def load_manifest(self, place: tuple[int, int], vid: str) -> Manifest:
+        """The manifest of version ``vid``, stored at ``place`` (offset, length)."""
+        self._open_fd()
+        record = self._read_record(*place, KIND_MANIFEST)
+        return Manifest.unpack(aead.unseal(self.dek, record, aead.ad("manifest", self.fid, vid)))
+
+    def reset_to(self, place: tuple[int, int], vid: str) -> int:
+        """Make an older version's blocks the pending contents; return its size.
+
+        Nothing is copied: the next version's manifest points at the same records.
+        """
+        self.manifest = self.load_manifest(place, vid)
+        self.dirty = {}
+        self.changed = True
+        return self.manifest.size
 
     # --- the .vf file
 

@@ -44,7 +44,7 @@ class Node:
         "ino", "fid", "owner", "dek", "rev",
         "mode", "uid", "gid", "rdev", "size", "stored_size", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
-        "lookups", "opens", "content", "lock",
+        "lookups", "opens", "content", "lock", "trashed", "previous",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -76,6 +76,11 @@ class Node:
         self.opens = 0
         self.content = None
         self.lock = None
+        # (path, time) of the last link removed: where the trash puts it back.
+        self.trashed: tuple[bytes, int] | None = None
+        # The file this one replaced by a rename (an editor's save): its
+        # versions are this file's earlier history.
+        self.previous: str | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -93,7 +98,7 @@ class Node:
 
     # Snapshots let a metadata operation be undone when its commit fails.
     _SAVED = ("mode", "uid", "gid", "size", "stored_size", "atime", "mtime", "ctime", "xattrs",
-              "head", "manifest", "rev")
+              "head", "manifest", "rev", "trashed", "previous")
 
     def save(self) -> tuple:
         return (tuple(getattr(self, f) for f in self._SAVED), list(self.links))
@@ -118,6 +123,9 @@ def attrs_plain(node: Node, fid_of) -> dict:
         "target": None if node.target is None else name_to_str(node.target),
         "head": node.head,
         "manifest": list(node.manifest) if node.manifest else None,
+        "trashed": [name_to_str(node.trashed[0]), node.trashed[1]]
+        if node.trashed and not node.links else None,
+        "previous": node.previous,
     }
 
 
@@ -154,6 +162,18 @@ def open_node_doc(doc: dict, key: MasterKey) -> tuple[bytes, dict]:
     return dek, attrs
 
 
+def detached_node(doc: dict, key: MasterKey, ino: int = 0) -> Node:
+    """A node from its document, outside any tree (one in the trash or replaced)."""
+    dek, attrs = open_node_doc(doc, key)
+    node = Node(ino, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
+    try:
+        apply_attrs(node, attrs)  # links are not followed: it has none
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"node document {node.fid} is malformed") from None
+    node.rev = doc["_rev"]
+    return node
+
+
 def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     """Fill a node from decrypted attrs; return its links as (parent fid, name)."""
     node.mode = attrs["mode"]
@@ -167,6 +187,9 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     node.head = attrs["head"]
     node.manifest = tuple(attrs["manifest"]) if attrs["manifest"] else None
     node.children = {} if stat.S_ISDIR(node.mode) else None
+    trashed = attrs.get("trashed")
+    node.trashed = (str_to_name(trashed[0]), trashed[1]) if trashed else None
+    node.previous = attrs.get("previous")
     return [(p, str_to_name(n)) for p, n in attrs["links"]]
 
 

@@ -22,6 +22,7 @@ import trio
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import name_to_str
 from fusevault.errors import (
     BadHandle,
     CorruptData,
@@ -43,6 +44,7 @@ from fusevault.vault.nodes import (
     NODE,
     Node,
     apply_attrs,
+    detached_node,
     new_id,
     node_doc,
     now_ns,
@@ -88,6 +90,8 @@ class Volume:
         self.meta_lock = trio.Lock()
         self.store_lock = trio.Lock()
         self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
+        # Versions the garbage collector is removing: they can no longer be opened.
+        self.retiring: set[str] = set()
 
     # --- loading
 
@@ -155,14 +159,18 @@ class Volume:
 
     # --- store access (inline for the local store, a worker thread otherwise)
 
-    async def _put(self, docs: list[dict]) -> list[str]:
+    async def store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call the store: inline when it is local and quick, else in a worker thread."""
         try:
             if self.store.inline:
-                return self.store.put_many(docs)
+                return fn(*args)
             async with self.store_lock:
-                return await trio.to_thread.run_sync(self.store.put_many, docs)
+                return await trio.to_thread.run_sync(fn, *args)
         except OSError as err:
             raise os_error(err, "committing metadata") from None
+
+    async def _put(self, docs: list[dict]) -> list[str]:
+        return await self.store_call(self.store.put_many, docs)
 
     async def _commit(self, tx: Tx, extra: list[dict] | None = None) -> None:
         nodes = list(tx.nodes.values())
@@ -183,7 +191,8 @@ class Volume:
     def _is_deleted(node: Node) -> bool:
         return node.ino != ROOT_INODE and not node.links
 
-    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run CPU or disk work on a worker thread (bounded by the volume's limiter)."""
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
         except OSError as err:
@@ -312,12 +321,56 @@ class Volume:
             if node.is_dir:
                 raise IsADirectory("is a directory")
             tx = Tx()
-            tx.detach(parent, name, node)
             now = now_ns()
+            self._detach(tx, parent, name, node, now)
             node.ctime = now
             self._touch_dir(parent, now)
             await self._commit(tx)
         self._maybe_purge(node)
+
+    def _detach(self, tx: Tx, parent: Node, name: bytes, node: Node, now: int) -> None:
+        """Remove a link; the last link of a file sends it to the trash, noting where it was."""
+        if len(node.links) == 1 and not node.is_dir:
+            node.trashed = (self.path_of(node), now)
+        tx.detach(parent, name, node)
+
+    async def relink(self, node: Node, parent_ino: int, name: bytes) -> None:
+        """Give a file back a name (out of the trash)."""
+        async with self.meta_lock:
+            parent = self._dir(parent_ino)
+            self._check_name(name)
+            if name in parent.children:
+                raise Exists(f"{name_to_str(name)} exists")
+            tx = Tx()
+            tx.attach(parent, name, node)
+            now = now_ns()
+            node.trashed = None
+            node.ctime = now
+            self._touch_dir(parent, now)
+            try:
+                await self._commit(tx)
+            finally:
+                self._maybe_purge(node)
+
+    def adopt(self, doc: dict) -> Node:
+        """A node from the trash, by its document (the one in memory if it is still open)."""
+        ino = self.by_fid.get(doc["_id"])
+        if ino is not None:
+            return self.nodes[ino]
+        node = detached_node(doc, self.key, self._new_ino())
+        self.nodes[node.ino] = node
+        self.by_fid[node.fid] = node.ino
+        return node
+
+    def resolve(self, path: bytes) -> Node:
+        """The node at a path relative to the root (no lookup count is taken)."""
+        node = self.nodes[ROOT_INODE]
+        for part in path.split(b"/"):
+            if part in (b"", b"."):
+                continue
+            node = self.lookup(node.ino, part)
+            node.lookups -= 1
+        return node
 
     async def rmdir(self, parent_ino: int, name: bytes) -> None:
         async with self.meta_lock:
@@ -385,7 +438,13 @@ class Volume:
                     raise IsADirectory("is a directory")
                 if target.is_dir and target.children:
                     raise NotEmpty("directory not empty")
-                tx.detach(new_parent, new_name, target)
+                self._detach(tx, new_parent, new_name, target, now)
+                if node.is_reg and target.is_reg and not target.links and node.previous is None:
+                    # Saved by writing a new file and renaming it over the old
+                    # one (editors, rsync): the old file's versions become this
+                    # one's history instead of a trash entry.
+                    tx.touch(node)
+                    node.previous, target.trashed = target.fid, None
                 target.ctime = now
             if not exchange:
                 tx.detach(old_parent, old_name, node)
@@ -456,25 +515,32 @@ class Volume:
         return node
 
     async def _truncate(self, node: Node, size: int, now: int) -> None:
-        lock = self._content_lock(node)
-        async with lock:
-            opened_here = node.content is None
-            content = self._content(node)
-            try:
-                content.truncate(size)
-                node.size = size
-                node.mtime = node.ctime = now
-            finally:
-                if opened_here:
-                    node.opens += 1
+        def truncate(content: Content) -> int:
+            content.truncate(size)
+            return size
+
+        await self._change_contents(node, truncate, now)
+
+    async def restore_contents(self, node: Node, place: tuple[int, int], vid: str) -> None:
+        """Make an older version's contents the file's newest version (no block copied)."""
+        await self.commit_content(node)  # unsaved changes become a version of their own first
+        await self._change_contents(node, lambda c: c.reset_to(place, vid), now_ns(), commit=True)
+
+    async def _change_contents(self, node: Node, change: Callable[[Content], int], now: int,
+                               commit: bool = False) -> None:
+        # A change made to a file that is not open is a whole change: it is
+        # committed at once.  One made while open waits for close or fsync.
+        opened_here = node.content is None
+        node.opens += 1
         try:
-            if opened_here:
-                # Truncating a file that is not open is a whole change: commit it now.
+            async with self.content_lock(node):
+                node.size = change(self._content(node))
+                node.mtime = node.ctime = now
+            if commit or opened_here:
                 await self.commit_content(node)
         finally:
-            if opened_here:
-                node.opens -= 1
-                self._release_content(node)
+            node.opens -= 1
+            self._release_content(node)
 
     # --- xattrs (user.* only; values are sealed with the node document)
 
@@ -520,7 +586,7 @@ class Volume:
         # A snapshot taken at opendir gives stable positions however the
         # directory changes while it is listed (entries gone since are skipped).
         entries = [(b".", node.ino), (b"..", parent_ino), *node.children.items()]
-        fh = self._new_fh()
+        fh = self.new_fh()
         self.dir_handles[fh] = (node, entries)
         return fh
 
@@ -542,7 +608,7 @@ class Volume:
     def releasedir(self, fh: int) -> None:
         self.dir_handles.pop(fh, None)
 
-    def _new_fh(self) -> int:
+    def new_fh(self) -> int:
         fh = self.next_fh
         self.next_fh += 1
         return fh
@@ -550,7 +616,7 @@ class Volume:
     # --- file contents
 
     @staticmethod
-    def _content_lock(node: Node) -> trio.Lock:
+    def content_lock(node: Node) -> trio.Lock:
         if node.lock is None:
             node.lock = trio.Lock()
         return node.lock
@@ -579,10 +645,10 @@ class Volume:
             raise IsADirectory("is a directory")
         if not node.is_reg:
             raise InvalidArgument("not a regular file")
-        self._content_lock(node)
+        self.content_lock(node)
         self._content(node)
         node.opens += 1
-        fh = self._new_fh()
+        fh = self.new_fh()
         self.handles[fh] = node
         return fh
 
@@ -598,7 +664,7 @@ class Volume:
         # No lock: reads run in parallel, with each other and with a flush in
         # a worker thread (Content.read says why that is safe).
         if content.blocks_to_load(offset, size) > 1:
-            data = await self._thread(content.read, offset, size, node.size)
+            data = await self.in_thread(content.read, offset, size, node.size)
         else:
             data = content.read(offset, size, node.size)
         now = now_ns()
@@ -619,19 +685,19 @@ class Volume:
             node.size = max(node.size, offset + len(data))
             node.mtime = node.ctime = now_ns()
             if content.dirty_bytes() >= FLUSH_AT:
-                await self._thread(content.flush_blocks, node.size)
+                await self.in_thread(content.flush_blocks, node.size)
         return len(data)
 
     async def commit_content(self, node: Node, durable: bool = False) -> None:
         """Make a changed file's state a version (on flush, close and fsync)."""
-        async with self._content_lock(node):
+        async with self.content_lock(node):
             content = node.content
             if content is not None and content.changed:
                 await self._commit_version(node, content)
             if durable:
                 if content is not None:
-                    await self._thread(content.fsync)
-                await self._thread(self.store.sync)
+                    await self.in_thread(content.fsync)
+                await self.in_thread(self.store.sync)
 
     async def _commit_lazy(self) -> None:
         # Access times and directory times are saved lazily (with the node's
@@ -656,7 +722,7 @@ class Volume:
             if content.dirty_bytes() <= INLINE_SEAL:
                 vid, place, nonce = content.seal_version(node.size)
             else:
-                vid, place, nonce = await self._thread(content.seal_version, node.size)
+                vid, place, nonce = await self.in_thread(content.seal_version, node.size)
         except OSError as err:
             content.changed = True
             raise os_error(err, "writing file contents") from None
@@ -684,7 +750,7 @@ class Volume:
 
     async def fsyncdir(self) -> None:
         await self._commit_lazy()
-        await self._thread(self.store.sync)
+        await self.in_thread(self.store.sync)
 
     async def release(self, fh: int) -> None:
         node = self.handles.pop(fh, None)
@@ -713,7 +779,7 @@ class Volume:
                 node.content.close()
                 node.content = None
         await self._commit_lazy()
-        await self._thread(self.store.sync)
+        await self.in_thread(self.store.sync)
         self.store.close()
         if failures:
             log.error("%d file(s) could not be saved at unmount", failures)

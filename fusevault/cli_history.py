@@ -1,0 +1,151 @@
+"""``fusevault history | restore | trash | gc | retention``: the CLI side of version history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from fusevault.target import ask
+from fusevault.vault.history import iso_time
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def _where(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
+    p.add_argument("--vault", type=Path,
+                   help="a vault that is not mounted (paths are then relative to its root)")
+    p.add_argument("--user", help="with --vault: which user")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    passphrase_options(p)
+
+
+def add_commands(command: Command, passphrase_options: Callable) -> None:
+    p = command("history", "list the versions of a file (also of a deleted one)",
+                "fusevault history ~/Private/report.odt")
+    p.add_argument("path")
+    _where(p, passphrase_options)
+
+    p = command("restore", "bring back an older version, or a deleted file, as the newest version",
+                "fusevault restore ~/Private/report.odt --at 2026-11-20T18:00Z\n"
+                "  fusevault restore ~/Private/old.txt            (out of the trash)\n"
+                "  fusevault restore ~/Private/a.txt --at 2d --to ~/Private/a-before.txt")
+    p.add_argument("path")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--at", metavar="TIME",
+                      help="the newest version at TIME (2026-11-21T10:04:05Z, 2026-11-21, a "
+                           ".versions name, or an age: 3h, 2d); default: the previous version")
+    when.add_argument("--version", metavar="ID", help="a version id from `fusevault history`")
+    p.add_argument("--to", metavar="DEST", help="write it as a new file here instead")
+    _where(p, passphrase_options)
+
+    p = command("trash", "list deleted files that can still be restored", "fusevault trash ~/Private")
+    p.add_argument("place", nargs="?", help="any path in the mount (default: here)")
+    _where(p, passphrase_options)
+
+    p = command("gc", "apply the retention policy now and free the space it releases",
+                "fusevault gc ~/Private --dry-run")
+    p.add_argument("place", nargs="?", help="any path in the mount (default: here)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--as-of", metavar="TIME", help="apply the policy as if it were TIME")
+    _where(p, passphrase_options)
+
+    p = command("retention", "show or change the vault's retention policy",
+                "fusevault retention ~/Private --keep-all 14 --daily 60 --weekly forever")
+    p.add_argument("place", nargs="?", help="any path in the mount (default: here)")
+    p.add_argument("--keep-all", type=int, metavar="DAYS", help="keep every version this many days")
+    p.add_argument("--daily", type=int, metavar="DAYS", help="then one per day for this many days")
+    p.add_argument("--weekly", metavar="WEEKS", help="then one per week this many weeks, or 'forever'")
+    p.add_argument("--trash", type=int, metavar="DAYS", help="keep deleted files this many days")
+    _where(p, passphrase_options)
+
+
+def _show(args: argparse.Namespace, answer: dict, text: Callable[[dict], None]) -> int:
+    if args.json:
+        print(json.dumps(answer, indent=1))
+    else:
+        text(answer)
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    answer = ask(args, {"cmd": "history", "path": args.path}, ("path",))
+
+    def text(a: dict) -> None:
+        print(f"{'TIME':<24} {'SIZE':>10}  {'AUTHOR':<12} VERSION")
+        for v in a["versions"]:
+            print(f"{iso_time(v['time']):<24} {_size(v['size']):>10}  {v['author']:<12} {v['id'][:12]}")
+
+    return _show(args, answer, text)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    request = {"cmd": "restore", "path": args.path, "at": args.at, "version": args.version,
+               "to": args.to}
+    answer = ask(args, request, ("path", "to"))
+
+    def text(a: dict) -> None:
+        v = a["version"]
+        print(f"restored {a['restored']} as it was at {iso_time(v['time'])} (version {v['id'][:12]})")
+
+    return _show(args, answer, text)
+
+
+def cmd_trash(args: argparse.Namespace) -> int:
+    answer = ask(args, {"cmd": "trash"})
+
+    def text(a: dict) -> None:
+        if not a["trash"]:
+            print("the trash is empty")
+        for t in a["trash"]:
+            print(f"{iso_time(t['deleted_at']):<24} {_size(t['size']):>10}  {t['path']}")
+
+    return _show(args, answer, text)
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    answer = ask(args, {"cmd": "gc", "dry_run": args.dry_run, "as_of": args.as_of}, timeout=None)
+
+    def text(a: dict) -> None:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"policy: {a['policy']}")
+        print(f"{verb} {a['versions_dropped']} old version(s) and {a['files_purged']} file(s) "
+              f"from the trash; {_size(a['bytes_freed'])} freed; "
+              f"{a['kept_open']} version(s) kept because they are open")
+
+    return _show(args, answer, text)
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    changes: dict = {}
+    if args.keep_all is not None:
+        changes["keep_all_days"] = args.keep_all
+    if args.daily is not None:
+        changes["daily_days"] = args.daily
+    if args.weekly is not None:
+        changes["weekly_weeks"] = None if args.weekly == "forever" else _whole(args.weekly)
+    if args.trash is not None:
+        changes["trash_days"] = args.trash
+    answer = ask(args, {"cmd": "retention", "set": changes})
+    return _show(args, answer, lambda a: print(f"retention: {a['text']}"))
+
+
+def _whole(text: str) -> int:
+    from fusevault.errors import InvalidInput
+
+    if not text.isdigit():
+        raise InvalidInput("--weekly takes a number of weeks or 'forever'")
+    return int(text)
+
+
+COMMANDS = {"history": cmd_history, "restore": cmd_restore, "trash": cmd_trash, "gc": cmd_gc,
+            "retention": cmd_retention}

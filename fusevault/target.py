@@ -1,0 +1,108 @@
+"""Which vault a command is about: a running mount (asked on its control
+socket) found from a path inside it, or a vault directory opened in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import trio
+
+from fusevault import passphrase, paths
+from fusevault.errors import MountPointError, VaultError
+from fusevault.fs import control
+from fusevault.fs.mount import unescape
+
+FSTYPE = "fuse.fusevault"
+
+
+class Answered(VaultError):
+    """An error a mount answered with; carries that error's exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def fusevault_mounts() -> list[str]:
+    found = []
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            fields, _, rest = line.partition(" - ")
+            if rest.split()[0] == FSTYPE:
+                found.append(unescape(fields.split()[4]))
+    return found
+
+
+def locate(path: Path) -> tuple[str, str]:
+    """(mount point, path inside it) of a path in a mounted vault."""
+    # realpath, not resolve(): the last part may not exist (a deleted file).
+    full = os.path.realpath(path)
+    best = ""
+    for mountpoint in fusevault_mounts():
+        inside = full == mountpoint or full.startswith(mountpoint.rstrip("/") + "/")
+        if inside and len(mountpoint) > len(best):
+            best = mountpoint
+    if not best:
+        raise MountPointError(f"{path} is not inside a mounted vault (or give --vault VAULT)")
+    return best, os.path.relpath(full, best) if full != best else ""
+
+
+def _mount_of_vault(vault: Path) -> str | None:
+    wanted = str(vault.resolve())
+    for mountpoint in fusevault_mounts():
+        try:
+            status = control.request(paths.control_socket(Path(mountpoint)), {"cmd": "status"})
+        except (OSError, ValueError):
+            continue
+        if status.get("vault") == wanted:
+            return mountpoint
+    return None
+
+
+def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | None = 60) -> dict:
+    """Send ``request`` to the vault the arguments name; raise Answered on an error.
+
+    Entries of ``path_keys`` are paths given on the command line: inside a
+    mount they are made relative to its root; with --vault they already are.
+    """
+    vault = getattr(args, "vault", None)
+    mountpoint = _mount_of_vault(vault) if vault is not None else None
+    if vault is not None and mountpoint is None:
+        answer = _offline(args, request)
+    else:
+        if mountpoint is None:
+            where = request.get(path_keys[0]) if path_keys else None
+            mountpoint, _ = locate(Path(where or getattr(args, "place", None) or "."))
+        for key in path_keys:
+            if request.get(key) is not None and vault is None:
+                found, inside = locate(Path(request[key]))
+                if found != mountpoint:
+                    raise MountPointError(f"{request[key]} is not in the vault mounted at {mountpoint}")
+                request[key] = inside
+        try:
+            answer = control.request(paths.control_socket(Path(mountpoint)), request, timeout)
+        except (OSError, ValueError):
+            raise MountPointError(f"the mount at {mountpoint} does not answer") from None
+    if "error" in answer:
+        raise Answered(answer["error"], answer.get("code", 1))
+    return answer
+
+
+def _offline(args, request: dict) -> dict:
+    from fusevault.vault.opening import unlock_vault
+    from fusevault.vault.requests import Requests
+    from fusevault.vault.volume import Volume
+
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
+    unlocked = unlock_vault(args.vault, args.user, secret)
+
+    async def run() -> dict:
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        try:
+            return await Requests(volume).handle(request)
+        finally:
+            await volume.close()
+
+    return trio.run(run)
+

@@ -1,0 +1,146 @@
+"""History, restore and the trash, on a loaded Volume.
+
+A restore never destroys anything: bringing back an older version makes it
+the newest version (the versions after it stay in the history), and taking a
+file out of the trash gives its node a name again, with all its versions.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+
+from fusevault.encoding import name_to_str, str_to_name
+from fusevault.errors import Exists, InvalidInput, NotFound
+from fusevault.store import Store
+from fusevault.vault.content import Content
+from fusevault.vault.history import Version, file_history, pick
+from fusevault.vault.nodes import NODE, Node, detached_node, open_node_doc
+from fusevault.vault.volume import Caller, Volume
+
+COPY_CHUNK = 1024 * 1024
+
+
+@dataclass
+class Trashed:
+    doc: dict
+    path: bytes
+    deleted_at: int
+    size: int
+
+    def as_dict(self) -> dict:
+        return {"id": self.doc["_id"], "path": name_to_str(self.path),
+                "deleted_at": self.deleted_at, "size": self.size}
+
+
+def trash(volume: Volume) -> list[Trashed]:
+    """Deleted files still recoverable, most recently deleted first."""
+    entries = []
+    for doc in deleted_nodes(volume.store, volume.key.user_id):
+        _, attrs = open_node_doc(doc, volume.key)
+        if attrs.get("trashed") and not stat.S_ISDIR(attrs["mode"]):
+            path, when = attrs["trashed"]
+            entries.append(Trashed(doc, str_to_name(path), when, attrs["size"]))
+    return sorted(entries, key=lambda t: t.deleted_at, reverse=True)
+
+
+def deleted_nodes(store: Store, owner: str) -> list[dict]:
+    return [d for d in store.iter_type(NODE) if d.get("delete") and d.get("owner") == owner]
+
+
+def _from_trash(volume: Volume, path: bytes) -> Trashed:
+    for entry in trash(volume):  # the latest deletion at that path
+        if entry.path == path.strip(b"/"):
+            return entry
+    raise NotFound(f"{name_to_str(path)} is neither in the vault nor in its trash")
+
+
+def find_file(volume: Volume, path: bytes) -> tuple[Node, Trashed | None]:
+    """The file at ``path``, or the last one deleted there (with its trash entry)."""
+    try:
+        node = volume.resolve(path)
+    except NotFound:
+        entry = _from_trash(volume, path)
+        return detached_node(entry.doc, volume.key), entry
+    if not node.is_reg:
+        raise InvalidInput(f"{name_to_str(path)} is not a file: versions are kept for files")
+    return node, None
+
+
+async def versions(volume: Volume, node: Node) -> list[Version]:
+    """The file's versions, and those of the files it replaced by renames."""
+    return await volume.store_call(file_history, volume.store, volume.key, node.fid, node.dek,
+                                   node.previous)
+
+
+async def history(volume: Volume, path: bytes) -> list[Version]:
+    node, _ = find_file(volume, path)
+    return await versions(volume, node)
+
+
+async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: str | None = None,
+                  to: bytes | None = None) -> tuple[bytes, Version, Node]:
+    """Bring back a version of ``path`` (or a deleted file); return (where, which, node)."""
+    node, entry = find_file(volume, path)
+    version = pick(await versions(volume, node), at, vid, latest=entry is not None)
+    if to is not None:
+        return to, version, await _copy_out(volume, node, version, to)
+    if entry is not None:
+        node = volume.adopt(entry.doc)
+        parent = await _parents(volume, entry.path, node)
+        await volume.relink(node, parent.ino, entry.path.rpartition(b"/")[2])
+        path = entry.path
+    if version.vid != node.head:
+        if version.fid == node.fid:
+            await volume.restore_contents(node, version.manifest, version.vid)
+        else:  # a version of a file this one replaced: other key, so copied
+            fh = volume.open(node.ino)
+            try:
+                await volume.setattr(node.ino, size=0)
+                await _copy(volume, node, version, fh)
+            finally:
+                await volume.release(fh)
+    return path, version, node
+
+
+async def _parents(volume: Volume, path: bytes, like: Node) -> Node:
+    """The directory ``path`` goes in, made (like ``mkdir -p``) where missing."""
+    parent = volume.resolve(b"")
+    for part in [p for p in path.split(b"/")[:-1] if p]:
+        child = parent.children.get(part)
+        if child is None:
+            made = await volume.mkdir(parent.ino, part, 0o755, Caller(like.uid, like.gid))
+            volume.forget(made.ino, 1)  # made here, not looked up by the kernel
+            parent = made
+        else:
+            parent = volume.node(child)
+            if not parent.is_dir:
+                raise Exists(f"{name_to_str(part)} is in the way: it is not a directory")
+    return parent
+
+
+async def _copy_out(volume: Volume, node: Node, version: Version, to: bytes) -> Node:
+    """A new file at ``to`` with the version's contents (a new file id, so new blocks)."""
+    parent = await _parents(volume, to, node)
+    name = to.rstrip(b"/").rpartition(b"/")[2]
+    if name in parent.children:
+        raise Exists(f"{name_to_str(to)} exists: choose another --to")
+    fh, new = await volume.create(parent.ino, name, node.mode & 0o7777, Caller(node.uid, node.gid))
+    volume.forget(new.ino, 1)
+    try:
+        await _copy(volume, node, version, fh)
+    finally:
+        await volume.release(fh)
+    return new
+
+
+async def _copy(volume: Volume, node: Node, version: Version, fh: int) -> None:
+    """Write a version's plaintext into the open file ``fh`` (sealed anew under its key)."""
+    reader = Content(volume.layout, node.owner, version.fid, version.dek, version.manifest,
+                     version.vid)
+    try:
+        for offset in range(0, version.size, COPY_CHUNK):
+            data = await volume.in_thread(reader.read, offset, COPY_CHUNK, version.size)
+            await volume.write(fh, offset, data)
+    finally:
+        reader.close()

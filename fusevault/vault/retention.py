@@ -1,0 +1,91 @@
+"""The retention policy of a vault and which versions it lets go.
+
+Keep every version for ``keep_all_days``; then the newest version of each UTC
+calendar day for ``daily_days`` more; then the newest of each ISO week for
+``weekly_weeks`` more (None: forever).  A deleted file stays in the trash for
+``trash_days`` after its deletion.  Calendar periods (as borg prune uses)
+rather than periods counted back from now keep the choice stable from one run
+to the next: a version kept as the last of its day stays kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+
+from fusevault.errors import InvalidInput
+from fusevault.store import Store
+from fusevault.vault.history import NS, Version
+
+POLICY_ID = "retention"
+POLICY = "Retention"
+DAY = 86400 * NS
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_all_days: int = 7
+    daily_days: int = 30
+    weekly_weeks: int | None = None
+    trash_days: int = 30
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise InvalidInput(f"{field.name.replace('_', ' ')} must be a whole number of 0 or more")
+
+    def describe(self) -> str:
+        weekly = "forever" if self.weekly_weeks is None else f"for {self.weekly_weeks} weeks"
+        return (f"every version for {self.keep_all_days} days, then one per day for "
+                f"{self.daily_days} days, then one per week {weekly}; "
+                f"deleted files stay in the trash for {self.trash_days} days")
+
+
+def load_policy(store: Store) -> Policy:
+    doc = store.get(POLICY_ID)
+    if doc is None:
+        return Policy()
+    return Policy(**{f.name: doc[f.name] for f in fields(Policy) if f.name in doc})
+
+
+def save_policy(store: Store, policy: Policy) -> None:
+    doc = store.get(POLICY_ID) or {"_id": POLICY_ID}
+    store.put_many([{**doc, "type": POLICY, **asdict(policy)}])
+
+
+def _period(time_ns: int, weekly: bool) -> tuple[int, int, int]:
+    day = datetime.fromtimestamp(time_ns // NS, UTC).date()
+    if weekly:
+        year, week, _ = day.isocalendar()
+        return (year, week, 0)
+    return (day.year, day.month, day.day)
+
+
+def to_drop(versions: list[Version], now_ns: int, policy: Policy,
+            keep: set[str] = frozenset()) -> list[Version]:
+    """The versions the policy lets go, among ``versions`` of one file (oldest first).
+
+    Versions in ``keep`` (the current one, those open right now) always stay.
+    """
+    all_until = now_ns - policy.keep_all_days * DAY
+    daily_until = all_until - policy.daily_days * DAY
+    weekly_until = (None if policy.weekly_weeks is None
+                    else daily_until - policy.weekly_weeks * 7 * DAY)
+    seen: set[tuple] = set()
+    drops = []
+    for version in reversed(versions):  # newest first: the first seen of a period is kept
+        if version.time > all_until:
+            continue
+        if version.time > daily_until:
+            period: tuple | None = ("day", *_period(version.time, weekly=False))
+        elif weekly_until is None or version.time > weekly_until:
+            period = ("week", *_period(version.time, weekly=True))
+        else:
+            period = None
+        if period is not None and period not in seen:
+            seen.add(period)
+            continue
+        if version.vid not in keep:
+            drops.append(version)
+    return drops

@@ -1,0 +1,210 @@
+"""Version history through a real mount: .versions/, history, restore, trash, gc."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import fusevault, mounted
+
+from fusevault.vault.history import iso_name
+
+
+def run_json(*args) -> dict:
+    result = fusevault(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def edit(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def disk_usage(vault: Path) -> int:
+    return sum(p.stat().st_blocks * 512 for p in vault.rglob("*") if p.is_file())
+
+
+def test_every_closed_state_is_a_version_readable_from_dot_versions(mnt: Path) -> None:
+    contents = [f"edit {i}\n".encode() * (i + 1) for i in range(5)]
+    for data in contents:
+        edit(mnt / "notes.txt", data)
+    assert ".versions" not in os.listdir(mnt)  # hidden from listings, reachable by name
+    assert "notes.txt" in os.listdir(mnt / ".versions")
+    names = sorted(os.listdir(mnt / ".versions" / "notes.txt"))
+    assert len(names) == 5
+    assert all(n.startswith(iso_name(time.time_ns())[:10]) and n.endswith(".txt") for n in names)
+    assert [(mnt / ".versions" / "notes.txt" / n).read_bytes() for n in names] == contents
+    # cp and diff work on them like on any file
+    subprocess.run(["cp", mnt / ".versions" / "notes.txt" / names[1], mnt / "copy.txt"], check=True)
+    assert (mnt / "copy.txt").read_bytes() == contents[1]
+    old = mnt / ".versions" / "notes.txt" / names[0]
+    assert old.stat().st_size == len(contents[0])
+
+    history = run_json("history", mnt / "notes.txt")["versions"]
+    assert [v["size"] for v in history] == [len(c) for c in contents]
+    assert {v["author"] for v in history} == {"alice"}
+
+
+def test_versions_tree_is_read_only_and_its_name_is_reserved(mnt: Path) -> None:
+    (mnt / "d").mkdir()
+    edit(mnt / "d" / "f", b"one")
+    (name,) = os.listdir(mnt / ".versions" / "d" / "f")
+    version = mnt / ".versions" / "d" / "f" / name
+    for attempt in (lambda: open(version, "r+b"), lambda: (mnt / ".versions" / "d" / "new").mkdir(),
+                    lambda: version.unlink(), lambda: os.rename(version, mnt / "x"),
+                    lambda: os.chmod(version, 0o666), lambda: (mnt / ".versions").rmdir()):
+        with pytest.raises(OSError) as err:
+            attempt()
+        assert err.value.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.EXDEV), attempt
+    with pytest.raises(FileExistsError):
+        (mnt / ".versions").mkdir()
+    assert version.read_bytes() == b"one"
+
+
+def test_restore_makes_an_old_version_the_newest_and_keeps_the_rest(mnt: Path) -> None:
+    contents = [b"first", b"second", b"third"]
+    for data in contents:
+        edit(mnt / "f.txt", data)
+    with open(mnt / "f.txt", "rb") as reader:  # the kernel's cached pages must not survive a restore
+        assert reader.read() == b"third"
+    first = run_json("history", mnt / "f.txt")["versions"][0]
+    answer = run_json("restore", mnt / "f.txt", "--version", first["id"][:10])
+    assert answer["version"]["id"] == first["id"]
+    assert (mnt / "f.txt").read_bytes() == b"first"
+    assert len(run_json("history", mnt / "f.txt")["versions"]) == 4
+
+    # without --at or --version: the previous version
+    run_json("restore", mnt / "f.txt")
+    assert (mnt / "f.txt").read_bytes() == b"third"
+    # --at a .versions name; --to writes a new file and leaves the original alone
+    names = sorted(os.listdir(mnt / ".versions" / "f.txt"))
+    assert len(names) == 5
+    run_json("restore", mnt / "f.txt", "--version", first["id"], "--to", mnt / "sub" / "copy.txt")
+    assert (mnt / "sub" / "copy.txt").read_bytes() == b"first"
+    assert (mnt / "f.txt").read_bytes() == b"third"
+    result = fusevault("restore", mnt / "f.txt", "--at", "2001-01-01")
+    assert result.returncode == 12 and "no version" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_delete_and_undelete(mnt: Path) -> None:
+    (mnt / "dir" / "deep").mkdir(parents=True)
+    edit(mnt / "dir" / "deep" / "gone.txt", b"version one")
+    edit(mnt / "dir" / "deep" / "gone.txt", b"version two")
+    subprocess.run(["rm", "-rf", mnt / "dir"], check=True)
+    trash = run_json("trash", mnt)["trash"]
+    assert [t["path"] for t in trash] == ["dir/deep/gone.txt"]
+    assert [v["size"] for v in run_json("history", mnt / "dir" / "deep" / "gone.txt")["versions"]] == [11, 11]
+
+    run_json("restore", mnt / "dir" / "deep" / "gone.txt")
+    assert (mnt / "dir" / "deep" / "gone.txt").read_bytes() == b"version two"
+    assert run_json("trash", mnt)["trash"] == []
+    assert len(os.listdir(mnt / ".versions" / "dir" / "deep" / "gone.txt")) == 2
+
+    # a deleted file comes back at an older version on request; a name in the way is refused
+    os.unlink(mnt / "dir" / "deep" / "gone.txt")
+    edit(mnt / "dir" / "deep" / "gone.txt", b"a new file")
+    result = fusevault("restore", mnt / "dir" / "deep" / "gone.txt", "--at", "1h")
+    assert result.returncode == 12, result.stderr  # the live file has no version an hour old
+
+
+def test_restore_out_of_the_trash_in_place_of_nothing(mnt: Path, vault: Path) -> None:
+    edit(mnt / "a", b"1")
+    edit(mnt / "a", b"22")
+    os.unlink(mnt / "a")
+    first = run_json("history", mnt / "a")["versions"][0]
+    run_json("restore", mnt / "a", "--version", first["id"])
+    assert (mnt / "a").read_bytes() == b"1"
+    assert len(run_json("history", mnt / "a")["versions"]) == 3
+
+
+def test_small_rewrites_of_a_large_file_grow_the_vault_little(mnt: Path, vault: Path) -> None:
+    with open(mnt / "large", "wb") as f:
+        for _ in range(100):
+            f.write(os.urandom(1 << 20))
+    before = disk_usage(vault)
+    for i in range(10):
+        with open(mnt / "large", "r+b") as f:
+            f.seek(i * 7 * (1 << 20) + 1234)
+            f.write(os.urandom(4096))
+    grown = disk_usage(vault) - before
+    assert grown < 4 * (1 << 20), grown  # "well under 10 MiB": blocks, manifests, documents
+    assert len(os.listdir(mnt / ".versions" / "large")) == 11
+
+
+def test_gc_applies_the_policy_frees_blocks_and_spares_open_versions(vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        contents = [os.urandom(1 << 20) for _ in range(5)]
+        for data in contents:
+            edit(mnt / "big", data)
+        edit(mnt / "trashed", b"bye")
+        os.unlink(mnt / "trashed")
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 86400))
+        # the default policy keeps everything this young
+        assert run_json("gc", mnt, "--dry-run")["versions_dropped"] == 0
+        run_json("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0", "--trash", "2")
+        names = sorted(os.listdir(mnt / ".versions" / "big"))
+        held = open(mnt / ".versions" / "big" / names[1], "rb")  # noqa: SIM115
+        try:
+            before = disk_usage(vault)
+            report = run_json("gc", mnt, "--as-of", later)
+            # one per day for 0 days, one per week for 0 weeks: only the current
+            # version and the one open right now stay; the trash is emptied
+            assert report["kept_open"] == 1 and report["files_purged"] == 1
+            assert report["versions_dropped"] == 3 + 1
+            assert sorted(os.listdir(mnt / ".versions" / "big")) == [names[1], names[4]]
+            assert held.read() == contents[1]
+            assert before - disk_usage(vault) >= 2.5 * (1 << 20)
+            assert run_json("trash", mnt)["trash"] == []
+        finally:
+            held.close()
+        report = run_json("gc", mnt, "--as-of", later)
+        assert report["versions_dropped"] == 1 and report["kept_open"] == 0
+        assert (mnt / "big").read_bytes() == contents[4]
+        assert len(os.listdir(mnt / ".versions" / "big")) == 1
+    with mounted(vault, tmp_path / "mnt") as mnt:  # and it all mounts again, intact
+        assert (mnt / "big").read_bytes() == contents[4]
+    contents_on_disk = sum(p.stat().st_blocks * 512 for p in vault.rglob("*.vf"))
+    assert contents_on_disk < 1.2 * (1 << 20), contents_on_disk
+
+
+def test_history_of_a_vault_that_is_not_mounted(vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        edit(mnt / "f", b"a")
+        edit(mnt / "f", b"bb")
+        # --vault finds the running mount and asks it
+        assert len(run_json("history", "f", "--vault", vault)["versions"]) == 2
+    assert [v["size"] for v in run_json("history", "f", "--vault", vault)["versions"]] == [1, 2]
+    run_json("restore", "f", "--vault", vault)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "f").read_bytes() == b"a"
+    result = fusevault("history", tmp_path / "elsewhere")
+    assert result.returncode == 6 and "not inside a mounted vault" in result.stderr
+
+
+def test_saving_by_rename_keeps_one_history(mnt: Path, vault: Path) -> None:
+    """Editors and rsync write a new file and rename it over the old one."""
+    saves = [f"save {i}\n".encode() for i in range(3)]
+    for data in saves:
+        edit(mnt / ".notes.txt.tmp", data)
+        os.rename(mnt / ".notes.txt.tmp", mnt / "notes.txt")
+    names = sorted(os.listdir(mnt / ".versions" / "notes.txt"))
+    assert [(mnt / ".versions" / "notes.txt" / n).read_bytes() for n in names] == saves
+    assert run_json("trash", mnt)["trash"] == []  # replaced, not deleted
+    first = run_json("history", mnt / "notes.txt")["versions"][0]
+    run_json("restore", mnt / "notes.txt", "--version", first["id"])
+    assert (mnt / "notes.txt").read_bytes() == saves[0]
+    assert len(run_json("history", mnt / "notes.txt")["versions"]) == 4
+
+    run_json("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0")
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 86400))
+    assert run_json("gc", mnt, "--as-of", later)["versions_dropped"] == 3
+    assert len(list(vault.rglob("*.vf"))) == 1  # the replaced files' contents are gone
+    assert (mnt / "notes.txt").read_bytes() == saves[0]
+    assert len(os.listdir(mnt / ".versions" / "notes.txt")) == 1
