@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from fusevault import __version__, cli_history, passphrase, paths
+from fusevault import __version__, cli_history, cli_transfer, passphrase, paths
 from fusevault.errors import InvalidInput, MountPointError, VaultError
 
 log = logging.getLogger("fusevault")
@@ -24,6 +24,7 @@ examples:
   fusevault passwd ~/vault               change the passphrase
   fusevault info ~/vault                 what is in it, without the passphrase
   fusevault history ~/Private/notes.txt  its versions; see also restore, trash, gc
+  fusevault send report.pdf              hand a file to someone; they run `fusevault receive`
 
 Passphrases never go on the command line: give them at the prompt, in
 FUSEVAULT_PASSPHRASE, or with --passphrase-fd N / --passphrase-file F.
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     cli_history.add_commands(command, _passphrase_options)
+    cli_transfer.add_commands(command)
     return parser
 
 
@@ -253,7 +255,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
-            "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS}
+            "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
+            **cli_transfer.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="fusevault: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     paths.override("runtime", args.runtime_dir)
     paths.override("state", args.state_dir)
     paths.override("config", args.config_dir)

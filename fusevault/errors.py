@@ -70,7 +70,7 @@ class FsError(VaultError):
 
 
 class NotFound(FsError):
-    pass
+    exit_code = 4
 
 
 class Exists(FsError):
@@ -111,3 +111,18 @@ class PermissionDenied(FsError):
 
 class BadHandle(FsError):
     pass
+
+
+# --- send / receive
+
+
+class RelayUnavailable(VaultError):
+    exit_code = 14
+
+
+class RateLimited(VaultError):
+    exit_code = 15
+
+
+class WrongCode(VaultError):
+    exit_code = 16

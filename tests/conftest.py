@@ -150,3 +150,57 @@ def couchdb_server(tmp_path_factory):
 @pytest.fixture
 def couchdb_url(couchdb_server: str) -> str:
     return f"{couchdb_server}/fv{uuid.uuid4().hex[:12]}"
+
+
+# --- redis-server and the relay, real processes on loopback
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("redis-server did not start")
+        time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@contextlib.contextmanager
+def running_relay(redis: str, *args: str, script: list[str] | None = None):
+    """A relay process on a free port; yields (process, URL); always stopped."""
+    port = _free_port()
+    command = script or [sys.executable, "-m", "fusevault", "relay"]
+    if script:
+        command = [*script, f"127.0.0.1:{port}", redis]
+    else:
+        command = [*command, "--listen", f"127.0.0.1:{port}", "--redis", redis, *args]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the relay did not start: {proc.stderr.read().decode()}")
+                time.sleep(0.1)
+        yield proc, url
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stderr.close()

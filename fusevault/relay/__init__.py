@@ -1,0 +1,1 @@
+"""The relay service for send/receive (seed 002)."""

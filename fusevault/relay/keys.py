@@ -1,0 +1,78 @@
+"""The Redis keys of seed 002, named in one place.
+
+Every key the relay writes is one of these, and every one is written with an
+expiry, so an abandoned session disappears by itself.
+"""
+
+from __future__ import annotations
+
+
+def session(sid: str) -> str:  # HASH name, code (SHA-256), owner.id
+    return f"session:{sid}"
+
+
+def session_name(name: str) -> str:  # -> session id
+    return f"session:{name}"
+
+
+def files(sid: str) -> str:  # SET of file names
+    return f"files:{sid}"
+
+
+def file(sid: str, filename: str) -> str:  # HASH name, size, owner.id
+    return f"files:{sid}:{filename}"
+
+
+def created_sessions(ip: str) -> str:  # -> the session id this IP has open
+    return f"created.sessions:{ip}"
+
+
+def access_attempts(sid: str, ip: str) -> str:  # number of join attempts
+    return f"access.attempts:{sid}:{ip}"
+
+
+CALLS = "calls"  # SET, expires after 1 second: the call-rate window
+
+
+def file_reqs(sid: str) -> str:  # SET of requested file names
+    return f"file.reqs:{sid}"
+
+
+def file_req_users(sid: str, filename: str) -> str:  # SET of user ids requesting it
+    return f"file.reqs:{sid}:{filename}"
+
+
+def file_req(sid: str, filename: str, uid: str) -> str:  # the requester's public key (+ PAKE message)
+    return f"file.req:{sid}:{filename}:{uid}"
+
+
+def file_req_ackn(sid: str, filename: str, uid: str) -> str:  # -> request id
+    return f"file.req.ackn:{sid}:{filename}:{uid}"
+
+
+def request_users(rid: str) -> str:  # SET of user ids in a request
+    return f"file.req.users:{rid}"
+
+
+def sender_requests(uid: str) -> str:  # SET of request ids
+    return f"file.reqs.sender:{uid}"
+
+
+def receiver_requests(uid: str) -> str:  # SET of request ids
+    return f"file.reqs.receiver:{uid}"
+
+
+def prep(rid: str) -> str:  # HASH filename, public.key, amount.of.chunks (+ pake, meta)
+    return f"file.req.prep:{rid}"
+
+
+def ready(rid: str) -> str:  # "true" once the file can be transmitted
+    return f"file.req.ready:{rid}"
+
+
+def chunks(rid: str) -> str:  # LIST "<chunk.nr>@<iv>@<chunk>", left in, right out
+    return f"file.req.chunks:{rid}"
+
+
+def last_chunk(rid: str) -> str:  # the last chunk number queued
+    return f"file.req.last.chunk:{rid}"

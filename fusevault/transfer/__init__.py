@@ -1,0 +1,1 @@
+"""Send and receive files through a relay (seed 002)."""

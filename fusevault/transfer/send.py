@@ -1,0 +1,122 @@
+"""``fusevault send``: offer files in a session and stream each requested one."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import InvalidInput, VaultError
+from fusevault.transfer import crypto
+from fusevault.transfer.client import RelayClient
+from fusevault.transfer.progress import transfer_progress
+
+log = logging.getLogger(__name__)
+
+DELIVERY_WAIT = 120.0  # seconds for a receiver to confirm the last chunk of a file
+
+
+@dataclass
+class Outgoing:
+    name: str  # as the receiver will see it: "report.pdf" or "photos/2026/a.jpg"
+    path: Path
+    size: int
+    sha256: str = ""
+
+
+def collect(paths: list[Path]) -> list[Outgoing]:
+    files: dict[str, Outgoing] = {}
+    for given in paths:
+        if given.is_symlink() or not given.exists():
+            raise InvalidInput(f"{given} is not a file or folder here")
+        if given.is_dir():
+            found = sorted(p for p in given.rglob("*") if p.is_file() and not p.is_symlink())
+            items = [(f"{given.resolve().name}/{p.relative_to(given).as_posix()}", p) for p in found]
+        else:
+            items = [(given.name, given)]
+        for name, path in items:
+            if name in files:
+                raise InvalidInput(f"two files would arrive as {name}: send them separately")
+            files[name] = Outgoing(name, path, path.stat().st_size)
+    if not files:
+        raise InvalidInput("nothing to send: the folders are empty")
+    return list(files.values())
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def send(relay_url: str, paths: list[Path], announce: Callable[[str, str], None], *,
+         code: str | None = None, keep: bool = False) -> int:
+    """Offer the files; return after one receiver got all it asked for (or never, with ``keep``)."""
+    files = {f.name: f for f in collect(paths)}
+    code = crypto.normalize_code(code) if code else crypto.make_code()
+    client = RelayClient(relay_url)
+    try:
+        session = client.open_session(crypto.code_hash(code),
+                                      [{"name": f.name, "size": f.size} for f in files.values()])
+        try:
+            announce(session["name"], code)
+            _serve(client, session["id"], code, files, keep)
+        finally:
+            try:
+                client.close_session(session["id"])
+            except VaultError:
+                pass  # the relay went away: its keys expire by themselves
+    finally:
+        client.close()
+    return 0
+
+
+def _serve(client: RelayClient, sid: str, code: str, files: dict[str, Outgoing], keep: bool) -> None:
+    wanted: dict[str, set[str]] = {}
+    delivered: dict[str, set[str]] = {}
+    with transfer_progress() as progress:
+        while True:
+            for request in client.pending(sid, wait=5):
+                uid, name = request["user_id"], request["filename"]
+                wanted.setdefault(uid, set()).add(name)
+                if _send_one(client, sid, code, files[name], request, progress):
+                    delivered.setdefault(uid, set()).add(name)
+            if not keep and any(names <= delivered.get(uid, set()) for uid, names in wanted.items()):
+                return
+
+
+def _send_one(client: RelayClient, sid: str, code: str, file: Outgoing, request: dict, progress) -> bool:
+    try:
+        key, public, message = crypto.sender_side(code, sid, file.name, b64d(request["public_key"]),
+                                                  b64d(request["pake"]))
+    except (crypto.KeyMismatch, ValueError):
+        log.warning("ignored a malformed request for %s", file.name)
+        return False
+    file.sha256 = file.sha256 or _digest(file.path)
+    chunks = crypto.chunk_count(file.size)
+    ctx = crypto.context(sid, file.name)
+    meta = {"size": file.size, "sha256": file.sha256, "chunks": chunks, "name": file.name}
+    rid = client.acknowledge(sid, {
+        "filename": file.name, "user_id": request["user_id"], "public_key": b64e(public),
+        "pake": b64e(message), "chunks": chunks, "meta": b64e(crypto.seal_meta(key, ctx, meta))})
+    task = progress.add_task(f"sending {file.name}", total=file.size)
+    sent = 0
+    with open(file.path, "rb") as f:
+        for nr in range(chunks):
+            data = f.read(crypto.CHUNK)
+            sent += len(data)
+            if nr == chunks - 1 and (sent != file.size or f.read(1)):
+                raise VaultError(f"{file.path} changed while it was being sent: send it again")
+            iv, sealed = crypto.seal_chunk(key, ctx, nr, nr == chunks - 1, data)
+            client.push(rid, nr, iv, sealed)
+            progress.advance(task, len(data))
+    if not client.delivered(rid, DELIVERY_WAIT):
+        log.warning("the receiver did not confirm %s", file.name)
+        return False
+    progress.update(task, description=f"sent {file.name}")
+    return True
