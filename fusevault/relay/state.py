@@ -180,18 +180,23 @@ class RelayState:
         pipe.execute()
 
     def pending_requests(self, sid: str) -> list[dict]:
-        """Requests the sender has not acknowledged yet."""
+        """Requests the sender has not acknowledged yet (three round trips, however many)."""
+        filenames = sorted(n.decode() for n in self.r.smembers(keys.file_reqs(sid)))
+        pipe = self.r.pipeline(transaction=False)
+        for filename in filenames:
+            pipe.smembers(keys.file_req_users(sid, filename))
+        pairs = [(f, u.decode()) for f, users in zip(filenames, pipe.execute()) for u in sorted(users)]
+        for filename, uid in pairs:
+            pipe.exists(keys.file_req_ackn(sid, filename, uid))
+            pipe.get(keys.file_req(sid, filename, uid))
+        answers = pipe.execute()
         out = []
-        for filename in sorted(n.decode() for n in self.r.smembers(keys.file_reqs(sid))):
-            for uid in sorted(u.decode() for u in self.r.smembers(keys.file_req_users(sid, filename))):
-                if self.r.exists(keys.file_req_ackn(sid, filename, uid)):
-                    continue
-                raw = self.r.get(keys.file_req(sid, filename, uid))
-                if raw is None:
-                    continue
-                req = json.loads(raw)
-                out.append({"filename": filename, "user_id": uid, "public_key": req["public.key"],
-                            "pake": req["pake"]})
+        for (filename, uid), acked, raw in zip(pairs, answers[::2], answers[1::2]):
+            if acked or raw is None:
+                continue
+            req = json.loads(raw)
+            out.append({"filename": filename, "user_id": uid, "public_key": req["public.key"],
+                        "pake": req["pake"]})
         return out
 
     def acknowledge(self, sid: str, owner: str, ack: dict) -> str:
@@ -219,13 +224,21 @@ class RelayState:
 
     def acknowledgements(self, sid: str, uid: str) -> list[dict]:
         """The receiver's requests that the sender has prepared."""
+        filenames = sorted(n.decode() for n in self.r.smembers(keys.file_reqs(sid)))
+        pipe = self.r.pipeline(transaction=False)
+        for filename in filenames:
+            pipe.get(keys.file_req_ackn(sid, filename, uid))
+        acked = [(f, rid.decode()) for f, rid in zip(filenames, pipe.execute()) if rid is not None]
+        for _, rid in acked:
+            pipe.exists(keys.ready(rid))
+            pipe.hgetall(keys.prep(rid))
+        answers = pipe.execute()
         out = []
-        for filename in sorted(n.decode() for n in self.r.smembers(keys.file_reqs(sid))):
-            rid = self.r.get(keys.file_req_ackn(sid, filename, uid))
-            if rid is None or not self.r.exists(keys.ready(rid.decode())):
+        for (filename, rid), ready, raw in zip(acked, answers[::2], answers[1::2]):
+            if not ready or not raw:
                 continue
-            prep = {k.decode(): v.decode() for k, v in self.r.hgetall(keys.prep(rid.decode())).items()}
-            out.append({"request_id": rid.decode(), "filename": filename,
+            prep = {k.decode(): v.decode() for k, v in raw.items()}
+            out.append({"request_id": rid, "filename": filename,
                         "public_key": prep["public.key"], "pake": prep["pake"],
                         "chunks": int(prep["amount.of.chunks"]), "meta": prep["meta"]})
         return out
