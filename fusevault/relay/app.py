@@ -48,6 +48,7 @@ class Relay:
         self._signing = Ed25519PrivateKey.generate()
         self._verify = self._signing.public_key()
         self.limiter = trio.CapacityLimiter(32)
+        self.waiting = trio.CapacityLimiter(256)  # threads blocked in BRPOP
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
@@ -144,7 +145,11 @@ class Relay:
 
     async def pop(self, request: Request) -> Response:
         rid = await self._request_member(request, "receiver")
-        found = await self._wait(lambda: self.state.pop_chunk(rid), request)
+        # BRPOP in a thread of its own limiter: the chunk is handed over the
+        # moment it is queued, and waiting receivers cannot starve the rest.
+        wait = max(1, int(min(float(request.query_params.get("wait", LONG_POLL)), LONG_POLL)))
+        found = await trio.to_thread.run_sync(self.state.pop_chunk, rid, wait,
+                                              limiter=self.waiting)
         if not found:
             if not await self.run(self.state.request_open, rid):
                 raise Refused(404, "the transfer was cancelled")

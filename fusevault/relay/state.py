@@ -262,8 +262,13 @@ class RelayState:
         pipe.execute()
         return True
 
-    def pop_chunk(self, rid: str) -> tuple[int, str, bytes] | None:
-        raw = self.r.rpop(keys.chunks(rid))
+    def pop_chunk(self, rid: str, wait: int = 0) -> tuple[int, str, bytes] | None:
+        """Take the oldest chunk; with ``wait``, block up to that many seconds for one."""
+        if wait:
+            found = self.r.brpop([keys.chunks(rid)], timeout=wait)
+            raw = found[1] if found else None
+        else:
+            raw = self.r.rpop(keys.chunks(rid))
         if raw is None:
             return None
         nr, iv, data = raw.split(b"@", 2)

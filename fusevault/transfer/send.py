@@ -81,29 +81,45 @@ def _serve(client: RelayClient, sid: str, code: str, files: dict[str, Outgoing],
     delivered: dict[str, set[str]] = {}
     with transfer_progress() as progress:
         while True:
-            for request in client.pending(sid, wait=5):
-                uid, name = request["user_id"], request["filename"]
-                wanted.setdefault(uid, set()).add(name)
-                if _send_one(client, sid, code, files[name], request, progress):
-                    delivered.setdefault(uid, set()).add(name)
+            # Answer every waiting request first, so the receiver learns all
+            # its keys in one round trip; then stream the files in order and
+            # collect the confirmations at the end.
+            answered = [(request, _answer(client, sid, code, files[request["filename"]], request))
+                        for request in client.pending(sid, wait=5)]
+            for request, prepared in answered:
+                wanted.setdefault(request["user_id"], set()).add(request["filename"])
+                if prepared is not None:
+                    _stream(client, files[request["filename"]], *prepared, progress)
+            for request, prepared in answered:
+                if prepared is not None and client.delivered(prepared[0], DELIVERY_WAIT):
+                    delivered.setdefault(request["user_id"], set()).add(request["filename"])
+                elif prepared is not None:
+                    log.warning("the receiver did not confirm %s", request["filename"])
             if not keep and any(names <= delivered.get(uid, set()) for uid, names in wanted.items()):
                 return
 
 
-def _send_one(client: RelayClient, sid: str, code: str, file: Outgoing, request: dict, progress) -> bool:
+def _answer(client: RelayClient, sid: str, code: str, file: Outgoing,
+            request: dict) -> tuple[str, bytes, bytes] | None:
+    """Answer one request: (request id, file key, context), or None if it is malformed."""
     try:
         key, public, message = crypto.sender_side(code, sid, file.name, b64d(request["public_key"]),
                                                   b64d(request["pake"]))
     except (crypto.KeyMismatch, ValueError):
         log.warning("ignored a malformed request for %s", file.name)
-        return False
+        return None
     file.sha256 = file.sha256 or _digest(file.path)
-    chunks = crypto.chunk_count(file.size)
     ctx = crypto.context(sid, file.name)
+    chunks = crypto.chunk_count(file.size)
     meta = {"size": file.size, "sha256": file.sha256, "chunks": chunks, "name": file.name}
     rid = client.acknowledge(sid, {
         "filename": file.name, "user_id": request["user_id"], "public_key": b64e(public),
         "pake": b64e(message), "chunks": chunks, "meta": b64e(crypto.seal_meta(key, ctx, meta))})
+    return rid, key, ctx
+
+
+def _stream(client: RelayClient, file: Outgoing, rid: str, key: bytes, ctx: bytes, progress) -> None:
+    chunks = crypto.chunk_count(file.size)
     task = progress.add_task(f"sending {file.name}", total=file.size)
     sent = 0
     with open(file.path, "rb") as f:
@@ -115,8 +131,3 @@ def _send_one(client: RelayClient, sid: str, code: str, file: Outgoing, request:
             iv, sealed = crypto.seal_chunk(key, ctx, nr, nr == chunks - 1, data)
             client.push(rid, nr, iv, sealed)
             progress.advance(task, len(data))
-    if not client.delivered(rid, DELIVERY_WAIT):
-        log.warning("the receiver did not confirm %s", file.name)
-        return False
-    progress.update(task, description=f"sent {file.name}")
-    return True
