@@ -106,14 +106,18 @@ def cmd_relay(args: argparse.Namespace) -> int:
         raise InvalidInput("--listen takes HOST:PORT, e.g. 127.0.0.1:4080")
     limits = Limits(session_ttl=args.session_ttl, join_attempts=args.join_attempts,
                     calls_per_second=args.calls_per_second, max_queue=args.max_queue)
+    import redis
+
+    from fusevault.errors import RelayUnavailable
+
     try:
         trio.run(serve, args.redis, host, int(port), limits)
     except KeyboardInterrupt:
         pass
-    except OSError as err:  # Redis not there, or the port taken
-        from fusevault.errors import RelayUnavailable
-
-        raise RelayUnavailable(f"the relay cannot start: {err}") from None
+    except redis.RedisError as err:
+        raise RelayUnavailable(f"the relay cannot reach Redis at {args.redis}: {err}") from None
+    except OSError as err:  # the port is taken, or not ours to bind
+        raise RelayUnavailable(f"the relay cannot listen on {args.listen}: {err.strerror}") from None
     print("relay stopped", file=sys.stderr)
     return 0
 

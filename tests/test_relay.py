@@ -190,6 +190,10 @@ def test_a_relay_that_is_not_there(tmp_path: Path) -> None:
     assert result.returncode == EXIT_RELAY and "cannot reach the relay" in result.stderr
     result = fusevault("send", __file__, "--relay", "http://127.0.0.1:9", passphrase=None)
     assert result.returncode == EXIT_RELAY
+    result = fusevault("relay", "--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:9/0",
+                       passphrase=None)
+    assert result.returncode == EXIT_RELAY and "cannot reach Redis" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_call_rate_limit(redis_url: str, db) -> None:

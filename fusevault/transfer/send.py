@@ -84,8 +84,8 @@ def _serve(client: RelayClient, sid: str, code: str, files: dict[str, Outgoing],
             # Answer every waiting request first, so the receiver learns all
             # its keys in one round trip; then stream the files in order and
             # collect the confirmations at the end.
-            answered = [(request, _answer(client, sid, code, files[request["filename"]], request))
-                        for request in client.pending(sid, wait=5)]
+            requests = [r for r in client.pending(sid, wait=5) if r["filename"] in files]
+            answered = [(r, _answer(client, sid, code, files[r["filename"]], r)) for r in requests]
             for request, prepared in answered:
                 wanted.setdefault(request["user_id"], set()).add(request["filename"])
                 if prepared is not None:

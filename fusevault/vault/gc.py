@@ -103,8 +103,14 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     report = Report()
     store, key = volume.store, volume.key
     for node in [n for n in list(volume.nodes.values()) if n.is_reg and n.head]:
-        async with volume.content_lock(node):  # no version committed or restored meanwhile
-            links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous)
+        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous)
+        if not dry_run and _drops(links, {node.head}, policy, now_ns):
+            # Under the file's lock, so no version is committed or restored
+            # meanwhile; only files with something to drop take it.
+            async with volume.content_lock(node):
+                links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous)
+                await _thin(volume, links, {node.head}, policy, now_ns, busy, dry_run, report)
+        else:
             await _thin(volume, links, {node.head}, policy, now_ns, busy, dry_run, report)
         await trio.sleep(0)  # let file-system requests through between files
     for doc in await volume.store_call(deleted_nodes, store, key.user_id):
@@ -126,10 +132,14 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     return report
 
 
+def _drops(links: list[Link], keep: set[str], policy: Policy, now_ns: int) -> list[Version]:
+    versions = sorted((v for link in links for v in link.versions), key=lambda v: (v.time, v.vid))
+    return to_drop(versions, now_ns, policy, keep)
+
+
 async def _thin(volume: Volume, links: list[Link], keep: set[str], policy: Policy, now_ns: int,
                 busy: set[str] | frozenset, dry_run: bool, report: Report) -> None:
-    versions = sorted((v for link in links for v in link.versions), key=lambda v: (v.time, v.vid))
-    drops = to_drop(versions, now_ns, policy, keep)
+    drops = _drops(links, keep, policy, now_ns)
     report.kept_open += sum(1 for v in drops if v.vid in busy)
     drops = [v for v in drops if v.vid not in busy]
     report.versions_dropped += len(drops)

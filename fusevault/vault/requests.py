@@ -43,16 +43,19 @@ class Requests:
             return await handler(request)
         except VaultError as err:
             return {"error": str(err), "code": err.exit_code}
+        except Exception:
+            # A bug in one request must not end the mount that answers it.
+            log.exception("request %s failed", request.get("cmd"))
+            return {"error": "internal error: see the mount's log", "code": 1}
 
-    def _author(self, user_id: str) -> str:
-        if user_id not in self.names:
-            doc = self.vol.store.get(user_id)
+    async def _learn_authors(self, versions: list[Version]) -> None:
+        for user_id in {v.author for v in versions} - self.names.keys():
+            doc = await self.vol.store_call(self.vol.store.get, user_id)
             self.names[user_id] = doc.get("username", user_id) if doc and doc.get("type") == USER else user_id
-        return self.names[user_id]
 
     def _version(self, version: Version) -> dict:
         return {"id": version.vid, "time": version.time, "size": version.size,
-                "author": self._author(version.author), "path": version.path}
+                "author": self.names.get(version.author, version.author), "path": version.path}
 
     @staticmethod
     def _path(request: dict, key: str = "path") -> bytes:
@@ -63,6 +66,7 @@ class Requests:
 
     async def do_history(self, request: dict) -> dict:
         versions = await recovery.history(self.vol, self._path(request))
+        await self._learn_authors(versions)
         return {"versions": [self._version(v) for v in versions]}
 
     async def do_restore(self, request: dict) -> dict:
@@ -70,6 +74,7 @@ class Requests:
         to = self._path(request, "to") if request.get("to") else None
         where, version, node = await recovery.restore(
             self.vol, self._path(request), at=at, vid=request.get("version"), to=to)
+        await self._learn_authors([version])
         if self.invalidate is not None:
             await self.invalidate(node.ino)
         return {"restored": name_to_str(where), "version": self._version(version)}

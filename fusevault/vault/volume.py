@@ -368,8 +368,7 @@ class Volume:
         for part in path.split(b"/"):
             if part in (b"", b"."):
                 continue
-            node = self.lookup(node.ino, part)
-            node.lookups -= 1
+            node = self.nodes[self._child(self._dir(node.ino), part)]
         return node
 
     async def rmdir(self, parent_ino: int, name: bytes) -> None:
