@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from fusevault import __version__, cli_history, cli_transfer, passphrase, paths
+from fusevault import __version__, cli_files, cli_history, cli_status, cli_transfer, passphrase, paths
 from fusevault.errors import InvalidInput, MountPointError, VaultError
 
 log = logging.getLogger("fusevault")
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_history.add_commands(command, _passphrase_options)
     cli_transfer.add_commands(command)
+    cli_files.add_commands(command, _passphrase_options)
+    cli_status.add_commands(command)
     return parser
 
 
@@ -137,8 +139,10 @@ def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> in
 
     from fusevault.fs.mount import serve
     from fusevault.store import open_store
+    from fusevault.vault.opening import hold
     from fusevault.vault.volume import Volume
 
+    hold(unlocked.layout)
     store = open_store(unlocked.layout.root, unlocked.layout.store)
     volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
     trio.run(lambda: serve(volume, mountpoint, allow_other=args.allow_other, on_ready=on_ready,
@@ -191,7 +195,7 @@ def _log_to_file(mountpoint: Path) -> None:
 
 def cmd_unmount(args: argparse.Namespace) -> int:
     from fusevault.fs import control
-    from fusevault.fs.mount import is_mounted, mount_path
+    from fusevault.mounts import is_mounted, mount_path
 
     mountpoint = mount_path(args.mountpoint)
     if not is_mounted(mountpoint):
@@ -256,7 +260,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
             "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
-            **cli_transfer.COMMANDS}
+            **cli_transfer.COMMANDS, **cli_files.COMMANDS,
+            **cli_status.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

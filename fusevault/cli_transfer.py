@@ -37,8 +37,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                 "fusevault receive 4821 --output ~/Downloads")
     p.add_argument("name", help="the session name the sender read to you")
     p.add_argument("--output", "-o", type=Path,
-                   help="where files go (default: the vault user's target_dir_to_dump with --vault, "
-                        "else here)")
+                   help="where files go (default: target_dir_to_dump of the vault given with "
+                        "--vault, or of the mounted one; else here)")
     p.add_argument("--file", action="append", dest="only", metavar="NAME",
                    help="fetch only this file or folder (repeatable)")
     p.add_argument("--list", action="store_true", help="only list the session's files")
@@ -82,8 +82,15 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 
 def _dump_dir(args: argparse.Namespace) -> Path | None:
-    if args.vault is None:
-        return None
+    if args.vault is None:  # the mounted vault this runs in, or the only one mounted
+        from fusevault.errors import VaultError
+        from fusevault.target import ask
+
+        try:
+            target = ask(args, {"cmd": "config"})["settings"]["target_dir_to_dump"]
+        except VaultError:
+            return None
+        return Path(target) if target else None
     from fusevault.vault import users
     from fusevault.vault.opening import open_vault
 

@@ -56,6 +56,12 @@ class InvalidInput(VaultError):
     exit_code = 12
 
 
+class VaultInUse(VaultError):
+    """Another process (a mount, a watcher) is serving the vault."""
+
+    exit_code = 17
+
+
 class Conflict(VaultError):
     """A document was updated with a stale revision."""
 

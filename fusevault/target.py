@@ -11,9 +11,7 @@ import trio
 from fusevault import passphrase, paths
 from fusevault.errors import MountPointError, VaultError
 from fusevault.fs import control
-from fusevault.fs.mount import unescape
-
-FSTYPE = "fuse.fusevault"
+from fusevault.mounts import fusevault_mounts
 
 
 class Answered(VaultError):
@@ -22,16 +20,6 @@ class Answered(VaultError):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.exit_code = code
-
-
-def fusevault_mounts() -> list[str]:
-    found = []
-    with open("/proc/self/mountinfo") as mounts:
-        for line in mounts:
-            fields, _, rest = line.partition(" - ")
-            if rest.split()[0] == FSTYPE:
-                found.append(unescape(fields.split()[4]))
-    return found
 
 
 def locate(path: Path) -> tuple[str, str]:
@@ -46,6 +34,20 @@ def locate(path: Path) -> tuple[str, str]:
     if not best:
         raise MountPointError(f"{path} is not inside a mounted vault (or give --vault VAULT)")
     return best, os.path.relpath(full, best) if full != best else ""
+
+
+def _mount_for(place: str | None) -> str:
+    """The mount a path is in; with no path, the one here, else the only one there is."""
+    if place is not None:
+        return locate(Path(place))[0]
+    try:
+        return locate(Path("."))[0]
+    except MountPointError:
+        mounts = fusevault_mounts()
+        if len(mounts) == 1:
+            return mounts[0]
+        raise MountPointError("say which vault: run this inside its mount, or give a path in it "
+                              "(or --vault VAULT for one that is not mounted)") from None
 
 
 def _mount_of_vault(vault: Path) -> str | None:
@@ -73,7 +75,7 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
     else:
         if mountpoint is None:
             where = request.get(path_keys[0]) if path_keys else None
-            mountpoint, _ = locate(Path(where or getattr(args, "place", None) or "."))
+            mountpoint = _mount_for(where or getattr(args, "place", None))
         for key in path_keys:
             if request.get(key) is not None and vault is None:
                 found, inside = locate(Path(request[key]))
@@ -90,12 +92,13 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
 
 
 def _offline(args, request: dict) -> dict:
-    from fusevault.vault.opening import unlock_vault
+    from fusevault.vault.opening import hold, unlock_vault
     from fusevault.vault.requests import Requests
     from fusevault.vault.volume import Volume
 
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
     unlocked = unlock_vault(args.vault, args.user, secret)
+    lock = hold(unlocked.layout)
 
     async def run() -> dict:
         volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
@@ -104,5 +107,8 @@ def _offline(args, request: dict) -> dict:
         finally:
             await volume.close()
 
-    return trio.run(run)
+    try:
+        return trio.run(run)
+    finally:
+        os.close(lock)
 

@@ -7,6 +7,7 @@ import errno
 import mmap
 import os
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -62,8 +63,12 @@ def test_append_and_truncate(mnt: Path, vault: Path) -> None:
         f.seek(5)
         f.write(b"!")
     assert path.read_bytes() == b"o\0\0\0\0!"
+    shorter = mnt / "shorter.txt"
+    shorter.write_text("a long first line of text\n")
+    subprocess.run(f"echo new > {shorter}", shell=True, check=True)  # open(O_TRUNC)
     with remount(vault, mnt):
         assert path.read_bytes() == b"o\0\0\0\0!"
+        assert shorter.read_bytes() == b"new\n"  # not its old tail, kept by a lost truncation
 
 
 def test_large_file_roundtrip(mnt: Path, vault: Path) -> None:

@@ -218,3 +218,23 @@ def test_codes_are_short_and_normalized() -> None:
     code = crypto.make_code()
     assert re.fullmatch(r"\d{1,3}-[a-z]+-[a-z]+", code)
     assert crypto.code_hash(" " + code.upper().replace("-", " ")) == crypto.code_hash(code)
+
+
+def test_received_files_land_in_the_mounted_vaults_dump_folder(relay, db, tmp_path: Path) -> None:
+    from conftest import mounted
+
+    dump, src = tmp_path / "dump", tmp_path / "letter.txt"
+    dump.mkdir()
+    src.write_text("dear bob\n")
+    vault = tmp_path / "vault"
+    assert fusevault("init", vault, "--user", "bob").returncode == 0
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        result = fusevault("config", "set", "target_dir_to_dump", dump, "--mount", mnt, passphrase=None)
+        assert result.returncode == 0, result.stderr
+        with sending(relay, src) as (sender, name, code):
+            result = fusevault("receive", name, "--relay", relay, passphrase=None,
+                               env={"FUSEVAULT_CODE": code}, cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            assert sender.wait(30) == 0
+    assert (dump / "letter.txt").read_text() == "dear bob\n"
+    assert not (tmp_path / "letter.txt.fvpart").exists() and sorted(os.listdir(dump)) == ["letter.txt"]

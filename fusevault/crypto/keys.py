@@ -30,17 +30,30 @@ def subkey(master: bytes, purpose: str) -> bytes:
 class MasterKey:
     """An unlocked user's master key and the sub-keys derived from it."""
 
-    __slots__ = ("user_id", "_wrap")
+    __slots__ = ("user_id", "_wrap", "_private", "_names")
 
     def __init__(self, user_id: str, master: bytes) -> None:
         self.user_id = user_id
         self._wrap = subkey(master, "fusevault dek-wrap v1")
+        self._private = subkey(master, "fusevault private-doc v1")
+        self._names = subkey(master, "fusevault doc-name v1")
 
     def wrap_dek(self, fid: str, dek: bytes) -> bytes:
         return aead.seal(self._wrap, dek, aead.ad("dek", self.user_id, fid))
 
     def unwrap_dek(self, fid: str, wrapped: bytes) -> bytes:
         return aead.unseal(self._wrap, wrapped, aead.ad("dek", self.user_id, fid))
+
+    def seal_private(self, kind: str, doc_id: str, plain: bytes) -> bytes:
+        """Seal a document only this user reads (bound to its kind and id)."""
+        return aead.seal(self._private, plain, aead.ad(kind, self.user_id, doc_id))
+
+    def unseal_private(self, kind: str, doc_id: str, sealed: bytes) -> bytes:
+        return aead.unseal(self._private, sealed, aead.ad(kind, self.user_id, doc_id))
+
+    def name_id(self, kind: str, name: str) -> str:
+        """A stable document id for a private name, which the id does not reveal."""
+        return hmac.new(self._names, aead.ad(kind, name), "sha256").hexdigest()[:32]
 
     def __repr__(self) -> str:  # never show key bytes
         return f"MasterKey(user_id={self.user_id!r})"

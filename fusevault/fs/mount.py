@@ -15,7 +15,10 @@ import trio
 from fusevault.errors import MountPointError
 from fusevault.fs import control
 from fusevault.fs.operations import Operations, write_op_stats
+from fusevault.imports.watcher import ImportService
+from fusevault.mounts import is_mounted
 from fusevault.paths import control_socket
+from fusevault.tasks import Tasks
 from fusevault.vault.requests import Requests, collect_periodically
 from fusevault.vault.volume import Volume
 
@@ -24,22 +27,6 @@ log = logging.getLogger(__name__)
 # Background garbage collection: a while after mounting, then every few hours.
 GC_FIRST = 10 * 60
 GC_EVERY = 6 * 3600
-
-
-def unescape(field: str) -> str:
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def mount_path(path: Path) -> Path:
-    """Absolute path of a mount point without stat()ing it (a hung mount would block)."""
-    path = Path(os.path.abspath(path))
-    return Path(os.path.realpath(path.parent)) / path.name
-
-
-def is_mounted(path: Path) -> bool:
-    target = str(mount_path(path))
-    with open("/proc/self/mountinfo") as mounts:
-        return any(unescape(line.split()[4]) == target for line in mounts)
 
 
 def check_mountpoint(path: Path) -> Path:
@@ -66,22 +53,27 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
     # mounted, a stat from this thread would wait for the loop it is blocking.
     socket_path = control_socket(mountpoint)
     operations = Operations(volume)
-    requests = Requests(volume, busy=lambda: set(operations.view.busy), invalidate=_invalidate)
+    tasks = Tasks()
+    kernel = Kernel()
+    importer = ImportService(volume, tasks.get_state("import"), kernel)
+    requests = Requests(volume, busy=lambda: set(operations.view.busy), kernel=kernel,
+                        settings_changed=importer.reconfigure)
     pyfuse3.init(operations, str(mountpoint), options)
     try:
         async with trio.open_nursery() as nursery:
 
             async def handle(request: dict) -> dict:
                 if request.get("cmd") == "status":
-                    return {"pid": os.getpid(), "mountpoint": str(mountpoint),
-                            "since": started, "open_files": len(volume.handles), **(info or {})}
+                    return {"pid": os.getpid(), "mountpoint": str(mountpoint), "since": started,
+                            "open_files": len(volume.handles), "tasks": tasks.as_dict(), **(info or {})}
                 if request.get("cmd") == "unmount":
                     pyfuse3.terminate()
                     return {"ok": True}
                 return await requests.handle(request)
 
             await nursery.start(control.serve, socket_path, handle)
-            await nursery.start(collect_periodically, requests, GC_FIRST, GC_EVERY)
+            await nursery.start(collect_periodically, requests, GC_FIRST, GC_EVERY, tasks.get_state("gc"))
+            await nursery.start(importer.run)
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, mountpoint, on_ready)
             await pyfuse3.main()
@@ -96,13 +88,23 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
     log.info("unmounted %s", mountpoint)
 
 
-async def _invalidate(ino: int) -> None:
+class Kernel:
+    """Tells the kernel to drop what it caches about names and files changed
+    from inside fusevault (restore, imports), rather than through it."""
+
     # In a thread: with writeback caching the kernel may first write dirty
     # pages back, which needs this loop free to answer (pyfuse3's warning).
-    try:
-        await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino)
-    except OSError:
-        pass  # the kernel holds nothing for it
+    async def inode(self, ino: int) -> None:
+        try:
+            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino)
+        except OSError:
+            pass  # the kernel holds nothing for it
+
+    async def entry(self, parent_ino: int, name: bytes) -> None:
+        try:
+            await trio.to_thread.run_sync(pyfuse3.invalidate_entry, parent_ino, name)
+        except OSError:
+            pass
 
 
 async def _stop_on_signals() -> None:

@@ -241,14 +241,23 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def open(self, inode, flags, ctx):
-        # The page cache may be kept across opens: nobody else changes the
-        # vault behind the kernel's back while it is mounted.
+        # The page cache may be kept across opens: what changes a file from
+        # inside fusevault (restore, imports) invalidates the kernel's copy.
         if self.view.owns(inode):
             fh = self.vol.new_fh()
             writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
             self.view.open(inode, fh, writing)
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
-        return pyfuse3.FileInfo(fh=self.vol.open(inode), keep_cache=True)
+        fh = self.vol.open(inode)
+        if flags & os.O_TRUNC:
+            # libfuse asks for atomic O_TRUNC: the kernel truncates only its
+            # own cache and leaves the stored file to us.
+            try:
+                await self.vol.setattr(inode, size=0)
+            except BaseException:
+                await self.vol.release(fh)
+                raise
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @boundary
     async def create(self, parent_inode, name, mode, flags, ctx):

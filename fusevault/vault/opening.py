@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from fusevault.crypto.keys import MasterKey
+from fusevault.errors import VaultInUse
 from fusevault.store import Store, open_store
 from fusevault.vault import users
 from fusevault.vault.layout import Layout, open_layout
@@ -33,3 +36,19 @@ def unlock_vault(path: Path, username: str | None, passphrase: bytes) -> Unlocke
         store.close()
         raise
     return Unlocked(layout, store, user, key)
+
+
+def hold(layout: Layout) -> int:
+    """Take the vault's lock for this process's life (one mount or watcher per vault).
+
+    Two servers of one vault would each keep their own picture of the tree
+    and overwrite each other's documents.  The kernel drops the lock when the
+    process ends, however it ends, so a crash never leaves the vault locked.
+    """
+    fd = os.open(layout.root / "vault.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise VaultInUse(f"{layout.root} is in use by another fusevault mount or watcher") from None
+    return fd

@@ -16,6 +16,7 @@ from fusevault.store import Store
 from fusevault.vault.content import Content
 from fusevault.vault.history import Version, file_history, pick
 from fusevault.vault.nodes import NODE, Node, detached_node, open_node_doc
+from fusevault.vault.placing import make_dirs, split
 from fusevault.vault.volume import Caller, Volume
 
 COPY_CHUNK = 1024 * 1024
@@ -87,8 +88,9 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         return to, version, await _copy_out(volume, node, version, to)
     if entry is not None:
         node = volume.adopt(entry.doc)
-        parent = await _parents(volume, entry.path, node)
-        await volume.relink(node, parent.ino, entry.path.rpartition(b"/")[2])
+        where, name = split(entry.path)
+        parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
+        await volume.relink(node, parent.ino, name)
         path = entry.path
     if version.vid != node.head:
         if version.fid == node.fid:
@@ -103,26 +105,10 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
     return path, version, node
 
 
-async def _parents(volume: Volume, path: bytes, like: Node) -> Node:
-    """The directory ``path`` goes in, made (like ``mkdir -p``) where missing."""
-    parent = volume.resolve(b"")
-    for part in [p for p in path.split(b"/")[:-1] if p]:
-        child = parent.children.get(part)
-        if child is None:
-            made = await volume.mkdir(parent.ino, part, 0o755, Caller(like.uid, like.gid))
-            volume.forget(made.ino, 1)  # made here, not looked up by the kernel
-            parent = made
-        else:
-            parent = volume.node(child)
-            if not parent.is_dir:
-                raise Exists(f"{name_to_str(part)} is in the way: it is not a directory")
-    return parent
-
-
 async def _copy_out(volume: Volume, node: Node, version: Version, to: bytes) -> Node:
     """A new file at ``to`` with the version's contents (a new file id, so new blocks)."""
-    parent = await _parents(volume, to, node)
-    name = to.rstrip(b"/").rpartition(b"/")[2]
+    where, name = split(to)
+    parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
     if name in parent.children:
         raise Exists(f"{name_to_str(to)} exists: choose another --to")
     fh, new = await volume.create(parent.ino, name, node.mode & 0o7777, Caller(node.uid, node.gid))

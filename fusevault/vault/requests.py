@@ -11,28 +11,32 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from pathlib import Path
 
 import trio
 
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import InvalidInput, VaultError
-from fusevault.vault import gc, recovery, retention
+from fusevault.tasks import TaskState
+from fusevault.vault import exporting, gc, recovery, retention
+from fusevault.vault import settings as user_settings
 from fusevault.vault.history import Version, parse_when
+from fusevault.vault.placing import KernelCache, NoKernel
 from fusevault.vault.users import USER
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
 
-Invalidate = Callable[[int], Awaitable[None]]
-
 
 class Requests:
     def __init__(self, volume: Volume, busy: Callable[[], set[str]] = set,
-                 invalidate: Invalidate | None = None) -> None:
+                 kernel: KernelCache | None = None,
+                 settings_changed: Callable[[], None] = lambda: None) -> None:
         self.vol = volume
         self.busy = busy  # versions open right now (the .versions tree of a mount)
-        self.invalidate = invalidate  # drop the kernel's cache of an inode (mounted only)
+        self.kernel = kernel or NoKernel()  # what the kernel caches (mounted only)
+        self.settings_changed = settings_changed  # the import service starts over
         self.names: dict[str, str] = {}
 
     async def handle(self, request: dict) -> dict:
@@ -75,8 +79,7 @@ class Requests:
         where, version, node = await recovery.restore(
             self.vol, self._path(request), at=at, vid=request.get("version"), to=to)
         await self._learn_authors([version])
-        if self.invalidate is not None:
-            await self.invalidate(node.ino)
+        await self.kernel.inode(node.ino)
         return {"restored": name_to_str(where), "version": self._version(version)}
 
     async def do_trash(self, request: dict) -> dict:
@@ -100,17 +103,53 @@ class Requests:
             await self.vol.store_call(retention.save_policy, self.vol.store, policy)
         return {"policy": dataclasses.asdict(policy), "text": policy.describe()}
 
+    async def do_config(self, request: dict) -> dict:
+        """Show the user's settings; with "set", change them (all checked, then saved together)."""
+        user_id = self.vol.key.user_id
+        current = await self.vol.store_call(user_settings.load, self.vol.store, user_id)
+        changes = request.get("set") or {}
+        if changes:
+            if not isinstance(changes, dict) or not all(isinstance(v, str) for v in changes.values()):
+                raise InvalidInput("settings are given as KEY VALUE text")
+            wanted = user_settings.change(current, changes)
+            await trio.to_thread.run_sync(user_settings.check, wanted, str(self.vol.layout.root))
+            await self.vol.store_call(user_settings.save, self.vol.store, user_id, wanted)
+            current = wanted
+            self.settings_changed()
+        return {"settings": current.as_dict()}
 
-async def collect_periodically(requests: Requests, first: float, every: float, *,
+    async def do_export(self, request: dict) -> dict:
+        dest = request.get("dest")
+        if dest is None:
+            settings = await self.vol.store_call(user_settings.load, self.vol.store, self.vol.key.user_id)
+            dest = settings.target_dir_to_dump
+            if dest is None:
+                raise InvalidInput("say where to export to, or set a default with "
+                                   "`fusevault config set target_dir_to_dump FOLDER`")
+        if not isinstance(dest, str) or not Path(dest).is_absolute():
+            raise InvalidInput("the destination must be an absolute path")
+        return await exporting.export(self.vol, self._path(request), Path(dest),
+                                      overwrite=bool(request.get("overwrite")))
+
+
+async def collect_periodically(requests: Requests, first: float, every: float,
+                               task: TaskState | None = None, *,
                                task_status=trio.TASK_STATUS_IGNORED) -> None:
     """The mount's background garbage collection (started with nursery.start)."""
+    task = task or TaskState("gc")
+    task.set("waiting")
     task_status.started()
     await trio.sleep(first)
     while True:
+        task.set("working")
         answer = await requests.handle({"cmd": "gc"})
         if "error" in answer:
             log.error("background garbage collection: %s", answer["error"])
+            task.failed(answer["error"])
         else:
-            log.info("garbage collection: %d versions and %d deleted files removed, %d bytes freed",
-                     answer["versions_dropped"], answer["files_purged"], answer["bytes_freed"])
+            task.summary = (f"{answer['versions_dropped']} old versions and {answer['files_purged']} "
+                            f"deleted files removed, {answer['bytes_freed']} bytes freed")
+            task.add({"runs": 1, "bytes freed": answer["bytes_freed"]})
+            log.info("garbage collection: %s", task.summary)
+        task.set("waiting")
         await trio.sleep(every)

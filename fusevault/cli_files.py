@@ -1,0 +1,150 @@
+"""``fusevault config | watch | export``: the watched source folder and the dump folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from fusevault.errors import InvalidInput
+from fusevault.target import ask
+from fusevault.vault.settings import FOLDERS, KEYS
+
+Command = Callable[..., argparse.ArgumentParser]
+log = logging.getLogger("fusevault")
+
+SETTINGS_HELP = """\
+settings:
+  source_dir_to_watch      folder whose new and changed files are imported (none: off)
+  import_into              folder inside the vault they go to (default: Imported)
+  delete_file_from_source  on: remove a source file once its import is safe (default: off)
+  settle_seconds           how long a file must stay unchanged before import (default: 2)
+  target_dir_to_dump       where export and receive put files by default
+  peer_dir_for_storage     where peers' encrypted data is kept
+  passphrase_expiry_ttl    how long the passphrase stays unlocked: 30 min, 8 hr, 10 day
+"""
+
+
+def _where(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
+    p.add_argument("--mount", dest="place", metavar="PATH",
+                   help="a path in the mounted vault (default: here, or the only mount)")
+    p.add_argument("--vault", type=Path, help="a vault that is not mounted")
+    p.add_argument("--user", help="with --vault: which user")
+    passphrase_options(p)
+
+
+def add_commands(command: Command, passphrase_options: Callable) -> None:
+    p = command("config", "show or change your settings (watched folder, dump folder, TTL)",
+                "fusevault config set source_dir_to_watch ~/Inbox\n"
+                "  fusevault config set delete_file_from_source on\n"
+                "  fusevault config show")
+    p.epilog = f"{SETTINGS_HELP}\n{p.epilog}"
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="print the settings")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    _where(show, passphrase_options)
+    change = actions.add_parser("set", help="change one setting",
+                                epilog=SETTINGS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    change.add_argument("key", choices=KEYS, metavar="KEY")
+    change.add_argument("value", metavar="VALUE")
+    _where(change, passphrase_options)
+
+    p = command("watch", "import the watched folder into a vault that is not mounted (foreground)",
+                "fusevault watch ~/vault       (a mount watches the folder itself)")
+    p.add_argument("vault", type=Path)
+    p.add_argument("--user", help="which user of the vault")
+    passphrase_options(p)
+
+    p = command("export", "write decrypted copies of files or folders to an ordinary folder",
+                "fusevault export ~/Private/taxes            (to target_dir_to_dump)\n"
+                "  fusevault export ~/Private/photo.jpg /media/usb")
+    p.add_argument("path", help="a file or folder in the mount (with --vault: relative to its root)")
+    p.add_argument("dest", nargs="?", help="folder to write into (default: target_dir_to_dump)")
+    p.add_argument("--overwrite", action="store_true", help="replace files that exist there")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--vault", type=Path, help="a vault that is not mounted")
+    p.add_argument("--user", help="with --vault: which user")
+    passphrase_options(p)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    changes = {}
+    if args.action == "set":
+        value = args.value
+        if args.key in FOLDERS and value.strip().lower() not in ("", "none", "off", "-"):
+            value = os.path.abspath(os.path.expanduser(value))
+        changes[args.key] = value
+    answer = ask(args, {"cmd": "config", "set": changes})
+    settings = answer["settings"]
+    if getattr(args, "json", False):
+        print(json.dumps(settings, indent=1))
+        return 0
+    if args.action == "set":
+        print(f"{args.key} = {_show(settings[args.key])}")
+        return 0
+    for key in KEYS:
+        print(f"{key:<24} {_show(settings[key])}")
+    return 0
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, dict):
+        return f"{value['ttl']} {value['unit']}"
+    return str(value)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    dest = os.path.abspath(os.path.expanduser(args.dest)) if args.dest else None
+    answer = ask(args, {"cmd": "export", "path": args.path, "dest": dest, "overwrite": args.overwrite},
+                 ("path",), timeout=None)
+    if args.json:
+        print(json.dumps(answer, indent=1))
+    else:
+        print(f"exported {answer['files']} file(s), {answer['bytes']} bytes, to {answer['exported']}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import trio
+
+    from fusevault import passphrase
+    from fusevault.imports.watcher import ImportService
+    from fusevault.tasks import TaskState
+    from fusevault.vault.opening import hold, unlock_vault
+    from fusevault.vault.placing import NoKernel
+    from fusevault.vault.volume import Volume
+
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
+    unlocked = unlock_vault(args.vault, args.user, secret)
+    hold(unlocked.layout)
+    if unlocked.user.get("source_dir_to_watch") is None:
+        raise InvalidInput("there is no folder to watch: set one with "
+                           f"`fusevault config set source_dir_to_watch FOLDER --vault {args.vault}`")
+    volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+
+    async def run() -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(ImportService(volume, TaskState("import"), NoKernel()).run)
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        log.info("stopping")
+                        nursery.cancel_scope.cancel()
+                        break
+        finally:
+            with trio.CancelScope(shield=True):
+                await volume.close()
+
+    trio.run(run)
+    return 0
+
+
+COMMANDS = {"config": cmd_config, "watch": cmd_watch, "export": cmd_export}

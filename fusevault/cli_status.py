@@ -1,0 +1,74 @@
+"""``fusevault status``: the mounted vaults and what their background tasks are doing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fusevault import paths
+from fusevault.fs import control
+from fusevault.mounts import fusevault_mounts, mount_path
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def add_commands(command: Command) -> None:
+    p = command("status", "the mounted vaults, their background tasks and last errors",
+                "fusevault status\n  fusevault status ~/Private --json")
+    p.add_argument("mountpoint", nargs="?", type=Path, help="only this mount")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def gather(only: Path | None) -> list[dict]:
+    wanted = str(mount_path(only)) if only is not None else None
+    found = []
+    for mountpoint in fusevault_mounts():
+        if wanted is not None and mountpoint != wanted:
+            continue
+        try:
+            answer = control.request(paths.control_socket(Path(mountpoint)), {"cmd": "status"}, timeout=5)
+        except (OSError, ValueError):
+            answer = {"mountpoint": mountpoint, "error": "the mount does not answer"}
+        found.append(answer)
+    return found
+
+
+def _age(since: float) -> str:
+    seconds = int(time.time() - since)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from fusevault.errors import MountPointError
+
+    mounts = gather(args.mountpoint)
+    if args.mountpoint is not None and not mounts:
+        raise MountPointError(f"no vault is mounted at {args.mountpoint}")
+    if args.json:
+        print(json.dumps({"mounts": mounts}, indent=1))
+        return 0
+    if not mounts:
+        print("no vault is mounted")
+    for m in mounts:
+        if "error" in m:
+            print(f"{m['mountpoint']}: {m['error']}")
+            continue
+        print(f"{m['mountpoint']}: vault {m.get('vault')}, user {m.get('user')}, pid {m['pid']}, "
+              f"up {_age(m['since'])}, {m['open_files']} open file(s)")
+        for name, task in sorted(m.get("tasks", {}).items()):
+            line = f"  {name:<8} {task['state']} for {_age(task['since'])}"
+            if task["summary"]:
+                line += f"; last: {task['summary']}"
+            print(line)
+            if task["last_error"]:
+                print(f"  {'':<8} last error {_age(task['last_error_at'])} ago: {task['last_error']}")
+    return 0
+
+
+COMMANDS = {"status": cmd_status}

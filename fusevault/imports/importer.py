@@ -1,0 +1,194 @@
+"""Taking one stable source file into the vault, at most once per state of that file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import trio
+
+from fusevault.errors import FsError
+from fusevault.imports.records import Record, Stamp, load_records, record_doc, record_id
+from fusevault.vault.placing import KernelCache, file_digest, make_dirs, split, write_file
+from fusevault.vault.settings import Settings
+from fusevault.vault.volume import Caller, Volume
+
+READ_CHUNK = 1024 * 1024
+
+# Outcomes of Importer.take, counted per batch.
+NEW, VERSION, MOVED, UNCHANGED, CHANGING, GONE = (
+    "new", "new version", "moved", "unchanged", "changed while importing", "gone")
+
+
+def ignored(name: str) -> bool:
+    """Files that are not finished documents: partial downloads, editors' swap and lock files."""
+    return (name.endswith(("~", ".part", ".crdownload", ".fvpart", ".swp", ".swx"))
+            or ".fvpart-" in name or name.startswith((".#", ".~lock.")))
+
+
+def hash_file(path: Path) -> tuple[str, Stamp]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        before = Stamp.of(os.fstat(f.fileno()))
+        while data := f.read(READ_CHUNK):
+            digest.update(data)
+    return digest.hexdigest(), before
+
+
+class Importer:
+    """Imports files of ``source_dir_to_watch`` under ``import_into``, keeping their relative paths."""
+
+    def __init__(self, volume: Volume, settings: Settings, kernel: KernelCache) -> None:
+        assert settings.source_dir_to_watch is not None
+        self.vol = volume
+        self.source = Path(settings.source_dir_to_watch)
+        self.into = settings.import_into
+        self.delete = settings.delete_file_from_source
+        self.kernel = kernel
+        self.caller = Caller(os.getuid(), os.getgid())
+        self.records: dict[str, tuple[Record, str]] = {}
+
+    async def load(self) -> None:
+        self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
+
+    def _vault_path(self, location: str) -> bytes:
+        return os.fsencode(f"{self.into}/{location}" if self.into else location)
+
+    async def take(self, location: str) -> tuple[str, int, bool]:
+        """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
+        path = self.source / location
+        try:
+            st = await trio.to_thread.run_sync(os.lstat, path)
+        except FileNotFoundError:
+            return GONE, 0, False
+        if not stat.S_ISREG(st.st_mode):
+            return GONE, 0, False  # symbolic links, devices, sockets: not imported
+        stamp = Stamp.of(st)
+        known = self.records.get(location)
+        if known is None and (moved := await self._find_moved(stamp)) is not None:
+            await self._move(moved, location)
+            return MOVED, 0, False
+        if known is not None and known[0].stamp == stamp:
+            return UNCHANGED, 0, await self._remove_source(known[0])
+        try:
+            sha, before = await self.vol.in_thread(hash_file, path)
+        except FileNotFoundError:
+            return GONE, 0, False
+        if (record := await self._already_there(location, known, sha, before)) is not None:
+            return UNCHANGED, 0, await self._remove_source(record)
+        return await self._copy(location, path, stat.S_IMODE(st.st_mode), sha, before, known)
+
+    async def _find_moved(self, stamp: Stamp) -> Record | None:
+        """A record of the same file (same inode, size and time) whose old path is gone."""
+        for record, _ in self.records.values():
+            if record.stamp == stamp and record.fid in self.vol.by_fid:
+                old = self.source / record.file_location
+                if not await trio.to_thread.run_sync(os.path.lexists, old):
+                    return record
+        return None
+
+    async def _move(self, record: Record, location: str) -> None:
+        node = self.vol.nodes[self.vol.by_fid[record.fid]]
+        old_dir, old_name = split(os.fsencode(record.vault_path))
+        new_dir, new_name = split(self._vault_path(location))
+        if self.vol.path_of(node) == os.fsencode(record.vault_path):
+            old_parent = self.vol.resolve(old_dir)
+            new_parent = await make_dirs(self.vol, new_dir, self.caller)
+            await self.vol.rename(old_parent.ino, old_name, new_parent.ino, new_name,
+                                  noreplace=False, exchange=False)
+            await self.kernel.entry(old_parent.ino, old_name)
+            await self.kernel.inode(old_parent.ino)
+            await self.kernel.inode(new_parent.ino)
+        # else the vault file was moved by hand: leave it where it was put
+        moved = replace(record, file_location=location, vault_path=os.fsdecode(self.vol.path_of(node)))
+        _, rev = self.records.pop(record.file_location)
+        await self.vol.store_call(self.vol.store.put_many, [
+            {"_id": record_id(self.vol.key, record.file_location), "_rev": rev, "_deleted": True}])
+        await self._save(moved)
+
+    async def _already_there(self, location: str, known: tuple[Record, str] | None, sha: str,
+                             stamp: Stamp) -> Record | None:
+        """The record to keep when the vault already has these contents (touched, or a crash
+        between writing the file and its record)."""
+        if known is not None and known[0].sha256 == sha and known[0].fid in self.vol.by_fid:
+            record = replace(known[0], stamp=stamp)
+        else:
+            try:
+                node = self.vol.resolve(self._vault_path(location))
+            except FsError:
+                return None
+            if not node.is_reg or node.size != stamp.size or await file_digest(self.vol, node) != sha:
+                return None
+            record = Record(location, stamp, sha, node.fid, os.fsdecode(self.vol.path_of(node)),
+                            time.time_ns())
+        await self._save(record)
+        return record
+
+    async def _copy(self, location: str, path: Path, mode: int, sha: str, before: Stamp,
+                    known: tuple[Record, str] | None) -> tuple[str, int, bool]:
+        where, name = split(self._vault_path(location))
+        parent = await make_dirs(self.vol, where, self.caller)
+        try:
+            source = await trio.to_thread.run_sync(open, path, "rb")
+        except FileNotFoundError:
+            return GONE, 0, False
+        with source:
+            node, copied = await write_file(
+                self.vol, parent, name, self._chunks(source), mode=mode,
+                caller=self.caller, kernel=self.kernel, mtime_ns=before.mtime_ns, durable=self.delete)
+            after = Stamp.of(await trio.to_thread.run_sync(os.fstat, source.fileno()))
+        outcome = VERSION if known is not None or node.previous is not None else NEW
+        if copied != sha or after != before:
+            # Changed while being read: what was copied is kept as a version, but
+            # the record does not match the file now, so it is imported again once
+            # it is stable, and it is not removed from the source.
+            await self._save(Record(location, before, copied, node.fid, os.fsdecode(self.vol.path_of(node)),
+                                    time.time_ns()), stale=True)
+            return CHANGING, node.size, False
+        record = Record(location, before, sha, node.fid, os.fsdecode(self.vol.path_of(node)), time.time_ns())
+        await self._save(record)
+        return outcome, node.size, await self._remove_source(record)
+
+    async def _chunks(self, source) -> AsyncIterator[bytes]:
+        while data := await self.vol.in_thread(source.read, READ_CHUNK):
+            yield data
+
+    async def _save(self, record: Record, stale: bool = False) -> None:
+        if stale:
+            record = replace(record, stamp=replace(record.stamp, mtime_ns=-1))
+        rev = self.records.get(record.file_location, (None, None))[1]
+        [new_rev] = await self.vol.store_call(self.vol.store.put_many,
+                                              [record_doc(self.vol.key, record, rev)])
+        self.records[record.file_location] = (record, new_rev)
+
+    async def _remove_source(self, record: Record) -> bool:
+        """With delete_file_from_source: remove the source once the vault's copy reads back equal."""
+        if not self.delete or record.fid not in self.vol.by_fid:
+            return False
+        node = self.vol.nodes[self.vol.by_fid[record.fid]]
+        if node.content is not None and node.content.changed:
+            return False  # being written through the mount right now
+        fh = self.vol.open(node.ino)
+        try:
+            await self.vol.fsync(fh)
+        finally:
+            await self.vol.release(fh)
+        if await file_digest(self.vol, node) != record.sha256:
+            return False  # changed in the vault since: the source is the only copy of that state
+        path = self.source / record.file_location
+
+        def remove_if_unchanged() -> bool:
+            try:
+                if Stamp.of(os.lstat(path)) != record.stamp:
+                    return False
+                os.unlink(path)
+            except FileNotFoundError:
+                return False
+            return True
+
+        return await trio.to_thread.run_sync(remove_if_unchanged)

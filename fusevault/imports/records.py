@@ -1,0 +1,76 @@
+"""What the importer has taken in: one sealed document per source file.
+
+A record says which state of a source file (size, mtime, inode, SHA-256) was
+imported into which vault file.  It is how nothing is imported twice, across
+restarts and crashes, and how a rename inside the source is told from a new
+file.  ``file_location`` is relative to ``source_dir_to_watch`` (seed 000).
+The document id is a keyed hash of that path, so the store learns neither
+the path nor anything it could guess it from; the body is sealed under the
+user's private-document key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import CorruptData
+from fusevault.store import Store
+
+RECORD = "ImportRecord"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What tells a changed source file from an unchanged one without reading it."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    dev: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Stamp:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+@dataclass(frozen=True)
+class Record:
+    file_location: str  # relative to source_dir_to_watch
+    stamp: Stamp
+    sha256: str
+    fid: str  # the vault file it became
+    vault_path: str
+    imported_at: int
+
+
+def record_id(key: MasterKey, location: str) -> str:
+    return "import-" + key.name_id(RECORD, location)
+
+
+def record_doc(key: MasterKey, record: Record, rev: str | None = None) -> dict:
+    doc_id = record_id(key, record.file_location)
+    body = json.dumps(asdict(record), separators=(",", ":")).encode()
+    doc = {"_id": doc_id, "type": RECORD, "owner": key.user_id,
+           "enc": b64e(key.seal_private(RECORD, doc_id, body))}
+    if rev is not None:
+        doc["_rev"] = rev
+    return doc
+
+
+def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
+    """Every record of this user: file_location -> (record, document revision)."""
+    found = {}
+    for doc in store.iter_type(RECORD):
+        if doc.get("owner") != key.user_id:
+            continue
+        try:
+            fields = json.loads(key.unseal_private(RECORD, doc["_id"], b64d(doc["enc"])))
+            record = Record(**{**fields, "stamp": Stamp(**fields["stamp"])})
+        except (KeyError, TypeError, ValueError):
+            raise CorruptData(f"import record {doc['_id']} is malformed") from None
+        found[record.file_location] = (record, doc["_rev"])
+    return found

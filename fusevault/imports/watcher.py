@@ -1,0 +1,225 @@
+"""The import service: watch ``source_dir_to_watch``, wait until files are stable, import them.
+
+Started with ``nursery.start`` by a mount (or by ``fusevault watch``) and
+stopped by cancellation.  A file is taken once it has kept its size and
+modification time for ``settle_seconds``; files present when watching
+starts are scanned once; what is already imported is known from the import
+records, so a restart (or a crash) neither loses nor repeats an import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import trio
+from watchfiles import Change, awatch
+
+from fusevault.errors import VaultError
+from fusevault.imports.importer import GONE, Importer, ignored
+from fusevault.imports.records import Stamp
+from fusevault.tasks import TaskState
+from fusevault.vault import settings as user_settings
+from fusevault.vault.placing import KernelCache
+from fusevault.vault.settings import Settings
+from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = 60  # seconds after a failure (a missing source folder, say) before trying again
+
+
+class Pending:
+    """Files seen changing: the state seen last and when it counts as stable."""
+
+    def __init__(self, settle: float) -> None:
+        self.settle = settle
+        self.items: dict[str, tuple[Stamp, float]] = {}
+
+    def seen(self, location: str, stamp: Stamp | None, now: float) -> None:
+        if stamp is None:
+            self.items.pop(location, None)
+        else:
+            self.items[location] = (stamp, now + self.settle)
+
+    def forget(self, location: str) -> None:
+        """A path was deleted: drop it, and everything under it if it was a folder."""
+        prefix = location + "/"
+        for known in [k for k in self.items if k == location or k.startswith(prefix)]:
+            del self.items[known]
+
+    def due(self, now: float) -> list[str]:
+        return sorted(k for k, (_, when) in self.items.items() if when <= now)
+
+    def settled(self, location: str, stamp: Stamp | None, now: float) -> bool:
+        """True (and no longer pending) when the file is as it was a settle time ago."""
+        if location not in self.items:
+            return False
+        if stamp is not None and stamp == self.items[location][0]:
+            del self.items[location]
+            return True
+        self.seen(location, stamp, now)
+        return False
+
+
+def stamps(source: Path, locations: list[str]) -> dict[str, Stamp | None]:
+    """Stamps of regular files; folders are expanded into the files under them."""
+    found: dict[str, Stamp | None] = {}
+    for location in locations:
+        try:
+            st = os.lstat(source / location)
+        except OSError:
+            found[location] = None
+            continue
+        if stat.S_ISDIR(st.st_mode):  # a folder moved in: its files made no events of their own
+            found.update(walk(source, location))
+        elif stat.S_ISREG(st.st_mode):
+            found[location] = Stamp.of(st)
+    return found
+
+
+def walk(source: Path, under: str = "") -> dict[str, Stamp | None]:
+    found: dict[str, Stamp | None] = {}
+    for folder, _, files in os.walk(source / under):
+        for name in files:
+            path = os.path.join(folder, name)
+            if ignored(name) or os.path.islink(path):
+                continue
+            try:
+                found[os.path.relpath(path, source)] = Stamp.of(os.lstat(path))
+            except OSError:
+                continue
+    return found
+
+
+class ImportService:
+    def __init__(self, volume: Volume, task: TaskState, kernel: KernelCache) -> None:
+        self.vol = volume
+        self.task = task
+        self.kernel = kernel
+        self._wake = trio.Event()
+
+    def reconfigure(self) -> None:
+        """The settings changed: start over with the new ones."""
+        self._wake.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self._wake = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_until_error)
+                await self._wake.wait()
+                nursery.cancel_scope.cancel()
+
+    async def _watch_until_error(self) -> None:
+        try:
+            settings = await self.vol.store_call(user_settings.load, self.vol.store, self.vol.key.user_id)
+            if settings.source_dir_to_watch is None:
+                self.task.set("off")
+                await trio.sleep_forever()
+            await self._watch(settings)
+        except (VaultError, OSError) as err:
+            message = f"{err.strerror or err}" if isinstance(err, OSError) else str(err)
+            self._stopped(message)
+        except Exception:
+            log.exception("the import service failed")
+            self._stopped("internal error: see the log")
+        await trio.sleep(RETRY_AFTER)
+        self._wake.set()
+
+    def _stopped(self, message: str) -> None:
+        log.error("import: %s; trying again in %d s", message, RETRY_AFTER)
+        self.task.failed(message)
+        self.task.set("waiting after an error")
+
+    async def _watch(self, settings: Settings) -> None:
+        source = Path(settings.source_dir_to_watch or "")
+        await trio.to_thread.run_sync(user_settings.check, settings, str(self.vol.layout.root))
+        importer = Importer(self.vol, settings, self.kernel)
+        await importer.load()
+        pending = Pending(settings.settle_seconds)
+        stop = anyio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_set_when_cancelled, stop)
+            nursery.start_soon(self._take_settled, importer, pending)
+            scanned = False
+            self.task.set("idle")
+            log.info("import: watching %s", source)
+            # The first answer (changes, or a timeout tick) means the watcher
+            # is live: scanning only then cannot miss a file made in between.
+            async for changes in awatch(source, watch_filter=_wanted, debounce=100, step=50,
+                                        rust_timeout=1000, yield_on_timeout=True, stop_event=stop):
+                if not scanned:
+                    scanned = True
+                    found = await trio.to_thread.run_sync(walk, source)
+                    self._note(pending, found)
+                deleted = {c[1] for c in changes if c[0] == Change.deleted}
+                for path in deleted:
+                    pending.forget(os.path.relpath(path, source))
+                changed = [os.path.relpath(p, source) for c, p in changes if c != Change.deleted]
+                if changed:
+                    self._note(pending, await trio.to_thread.run_sync(stamps, source, changed))
+
+    @staticmethod
+    def _note(pending: Pending, found: dict[str, Stamp | None]) -> None:
+        now = trio.current_time()
+        for location, stamp in found.items():
+            pending.seen(location, stamp, now)
+
+    async def _take_settled(self, importer: Importer, pending: Pending) -> None:
+        tick = min(0.5, pending.settle / 2)
+        while True:
+            await trio.sleep(tick)
+            due = pending.due(trio.current_time())
+            if not due:
+                continue
+            now_stamps = await trio.to_thread.run_sync(stamps, importer.source, due)
+            now = trio.current_time()
+            ready = [loc for loc in due if pending.settled(loc, now_stamps.get(loc), now)]
+            if ready:
+                await self._batch(importer, ready)
+
+    async def _batch(self, importer: Importer, ready: list[str]) -> None:
+        self.task.set("working")
+        started = time.monotonic()
+        counts: Counter[str] = Counter()
+        size = removed = 0
+        for done, location in enumerate(ready):
+            self.task.summary = f"importing {done + 1} of {len(ready)}"
+            try:
+                outcome, written, gone = await importer.take(location)
+            except (VaultError, OSError) as err:
+                counts["failed"] += 1
+                self.task.failed(f"{location}: {err}")
+                log.warning("import: %s failed: %s", location, err)
+                continue
+            counts[outcome] += 1
+            size += written
+            removed += gone
+        counts.pop(GONE, None)
+        counts["removed from source"] = removed
+        self.task.add({**counts, "bytes": size})
+        parts = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()) if n)
+        self.task.summary = (f"{len(ready)} file(s) checked in {time.monotonic() - started:.1f} s, "
+                             f"{size / 2**20:.1f} MiB written: {parts or 'nothing to do'}")
+        log.info("import: %s", self.task.summary)
+        self.task.set("idle")
+
+
+def _wanted(change: Change, path: str) -> bool:
+    return not ignored(os.path.basename(path))
+
+
+async def _set_when_cancelled(stop: anyio.Event) -> None:
+    # awatch waits in a worker thread; setting its stop event when this scope
+    # is cancelled lets that thread return at its next step (50 ms).
+    try:
+        await trio.sleep_forever()
+    finally:
+        stop.set()

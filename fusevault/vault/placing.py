@@ -1,0 +1,121 @@
+"""Putting whole files into a loaded Volume from inside fusevault (not through the kernel).
+
+Used by restore ``--to``, the importer and export.  Lookup counts belong to
+the kernel: what the Volume counts for a node made here is given back at
+once.  A file arrives under a hidden temporary name and is renamed into
+place, so a reader of the mount sees the old file or the new one, never a
+half-written one, and a file replaced this way keeps its history (the
+Volume's save-by-rename lineage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from fusevault.encoding import name_to_str
+from fusevault.errors import Exists, InvalidInput
+from fusevault.vault.nodes import Node
+from fusevault.vault.volume import Caller, Volume
+
+READ_CHUNK = 1024 * 1024
+
+
+class KernelCache(Protocol):
+    """What the kernel may still cache about names and files changed here."""
+
+    async def entry(self, parent_ino: int, name: bytes) -> None: ...
+
+    async def inode(self, ino: int) -> None: ...
+
+
+class NoKernel:
+    """An unmounted vault: nothing is cached anywhere."""
+
+    async def entry(self, parent_ino: int, name: bytes) -> None:
+        pass
+
+    async def inode(self, ino: int) -> None:
+        pass
+
+
+def split(path: bytes) -> tuple[bytes, bytes]:
+    parent, _, name = path.strip(b"/").rpartition(b"/")
+    if not name:
+        raise InvalidInput("a file path is needed, not the vault's root")
+    return parent, name
+
+
+async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
+    """The directory at ``path`` (relative to the root), made like ``mkdir -p`` where missing."""
+    parent = volume.resolve(b"")
+    for part in [p for p in path.split(b"/") if p]:
+        child = parent.children.get(part)
+        if child is None:
+            made = await volume.mkdir(parent.ino, part, 0o755, caller)
+            volume.forget(made.ino, 1)  # made here, not looked up by the kernel
+            parent = made
+        else:
+            parent = volume.node(child)
+            if not parent.is_dir:
+                raise Exists(f"{name_to_str(part)} is in the way: it is not a directory")
+    return parent
+
+
+async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes], *,
+                     mode: int, caller: Caller, kernel: KernelCache, mtime_ns: int | None = None,
+                     durable: bool = False, replace: bool = True) -> tuple[Node, str]:
+    """Write ``chunks`` as the file ``parent/name``; return it and its SHA-256."""
+    if not replace and name in parent.children:
+        raise Exists(f"{name_to_str(name)} exists")
+    temp = b"." + name[:200] + b".fvpart"
+    if temp in parent.children:  # left by a crash: its contents are in no other file
+        await volume.unlink(parent.ino, temp)
+    fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
+    volume.forget(node.ino, 1)
+    digest = hashlib.sha256()
+    try:
+        offset = 0
+        async for data in chunks:
+            digest.update(data)
+            await volume.write(fh, offset, data)
+            offset += len(data)
+        if mtime_ns is not None:
+            await volume.setattr(node.ino, mtime=mtime_ns)
+        if durable:
+            await volume.fsync(fh)
+    finally:
+        await volume.release(fh)
+    replaced = parent.children.get(name)
+    await volume.rename(parent.ino, temp, parent.ino, name, noreplace=not replace, exchange=False)
+    if durable:
+        await volume.fsyncdir()
+    # A listing (READDIRPLUS) may have shown the kernel the temporary name and
+    # its size while it grew; with writeback caching the kernel's size wins
+    # over ours until it is told to forget it.
+    await kernel.entry(parent.ino, temp)
+    await kernel.inode(node.ino)
+    if replaced is not None:
+        await kernel.entry(parent.ino, name)
+        await kernel.inode(replaced)
+    await kernel.inode(parent.ino)
+    return node, digest.hexdigest()
+
+
+async def read_file(volume: Volume, node: Node) -> AsyncIterator[bytes]:
+    """The current contents of a vault file, decrypted (and so verified), in chunks."""
+    fh = volume.open(node.ino)
+    try:
+        for offset in range(0, node.size, READ_CHUNK):
+            yield await volume.read(fh, offset, READ_CHUNK)
+    finally:
+        await volume.release(fh)
+
+
+async def file_digest(volume: Volume, node: Node) -> str:
+    digest = hashlib.sha256()
+    async for data in read_file(volume, node):
+        digest.update(data)
+    return digest.hexdigest()
