@@ -11,7 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from fusevault import __version__, cli_files, cli_history, cli_status, cli_transfer, passphrase, paths
+from fusevault import (
+    __version__,
+    cli_files,
+    cli_help,
+    cli_history,
+    cli_status,
+    cli_transfer,
+    passphrase,
+    paths,
+)
 from fusevault.errors import InvalidInput, MountPointError, VaultError
 
 log = logging.getLogger("fusevault")
@@ -20,11 +29,8 @@ EPILOG = """\
 examples:
   fusevault init ~/vault                 create a vault (asks a passphrase twice)
   fusevault mount ~/vault ~/Private      mount it; returns once it is ready
-  fusevault unmount ~/Private            save everything and unmount
-  fusevault passwd ~/vault               change the passphrase
-  fusevault info ~/vault                 what is in it, without the passphrase
-  fusevault history ~/Private/notes.txt  its versions; see also restore, trash, gc
-  fusevault send report.pdf              hand a file to someone; they run `fusevault receive`
+  fusevault history ~/Private/notes.txt  its versions; see also restore, trash
+  fusevault send report.pdf              hand a file to someone (they `fusevault receive`)
 
 Passphrases never go on the command line: give them at the prompt, in
 FUSEVAULT_PASSPHRASE, or with --passphrase-fd N / --passphrase-file F.
@@ -38,7 +44,7 @@ def _passphrase_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli_help.GroupedHelp(
         prog="fusevault", description="An end-to-end encrypted drive, mounted with FUSE.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fusevault {__version__}")
@@ -86,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_transfer.add_commands(command)
     cli_files.add_commands(command, _passphrase_options)
     cli_status.add_commands(command)
+    cli_help.add_commands(command)
     return parser
 
 
@@ -115,7 +122,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _mount_info(unlocked, vault: Path) -> dict:
-    return {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
+    return {"vault": str(vault.resolve()), "user": unlocked.user.get("username"),
+            "unlocked": [{"user": unlocked.user.get("username"), "since": time.time(),
+                          "expires": None}]}
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
@@ -129,8 +138,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     unlocked = unlock_vault(args.vault, args.user, secret)
     unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
     if args.foreground:
-        return _serve(args, unlocked, mountpoint, on_ready=lambda: print(
-            f"mounted {args.vault} at {mountpoint}", file=sys.stderr, flush=True))
+        return _serve(args, unlocked, mountpoint, on_ready=None)  # the log says when it is ready
     return _daemonize(args, unlocked, mountpoint)
 
 
@@ -179,7 +187,7 @@ def _daemonize(args: argparse.Namespace, unlocked, mountpoint: Path) -> int:
         print(f"mounted {args.vault} at {mountpoint}")
         return 0
     code, _, message = answer.partition(" ")
-    print(f"fusevault: {message or 'the mount server exited before it was ready'}", file=sys.stderr)
+    log.error("%s", message or "the mount server exited before it was ready")
     return int(code) if code.isdigit() else 1
 
 
@@ -261,7 +269,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
             "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
             **cli_transfer.COMMANDS, **cli_files.COMMANDS,
-            **cli_status.COMMANDS}
+            **cli_status.COMMANDS, **cli_help.COMMANDS}
+
+
+def _setup_logging(verbose: bool) -> None:
+    from fusevault import systemd
+
+    handler = logging.StreamHandler(sys.stderr)
+    if systemd.under_journal():  # the journal adds the unit's name and reads the level
+        handler.setFormatter(systemd.JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("fusevault: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="fusevault: %(message)s", stream=sys.stderr)
+    _setup_logging(args.verbose)
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     paths.override("runtime", args.runtime_dir)
     paths.override("state", args.state_dir)
@@ -279,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except VaultError as err:
-        print(f"fusevault: {err}", file=sys.stderr)
+        log.error("%s", err)  # one line: "fusevault: ..." on a terminal, level 3 in the journal
         return err.exit_code
     except KeyboardInterrupt:
-        print("fusevault: interrupted", file=sys.stderr)
+        log.error("interrupted")
         return 130

@@ -44,11 +44,15 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
                 "  fusevault config show")
     p.epilog = f"{SETTINGS_HELP}\n{p.epilog}"
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = actions.add_parser("show", help="print the settings")
+    show = actions.add_parser("show", help="print the settings",
+                              epilog="example:\n  fusevault config show --json",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     show.add_argument("--json", action="store_true", help="machine-readable output")
     _where(show, passphrase_options)
     change = actions.add_parser("set", help="change one setting",
-                                epilog=SETTINGS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=f"{SETTINGS_HELP}\nexample:\n"
+                                       "  fusevault config set target_dir_to_dump ~/Exported",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     change.add_argument("key", choices=KEYS, metavar="KEY")
     change.add_argument("value", metavar="VALUE")
     _where(change, passphrase_options)

@@ -37,7 +37,11 @@ def gather(only: Path | None) -> list[dict]:
 
 
 def _age(since: float) -> str:
-    seconds = int(time.time() - since)
+    return _span(time.time() - since)
+
+
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit}"
@@ -61,6 +65,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         print(f"{m['mountpoint']}: vault {m.get('vault')}, user {m.get('user')}, pid {m['pid']}, "
               f"up {_age(m['since'])}, {m['open_files']} open file(s)")
+        for who in m.get("unlocked", []):
+            left = who["expires"]
+            until = "until unmounted" if left is None else f"for {_span(left - time.time())} more"
+            print(f"  unlocked {who['user']} {_age(who['since'])} ago, {until}")
         for name, task in sorted(m.get("tasks", {}).items()):
             line = f"  {name:<8} {task['state']} for {_age(task['since'])}"
             if task["summary"]:

@@ -1,4 +1,5 @@
-"""Where a passphrase comes from: environment, file descriptor, file or prompt.
+"""Where a passphrase comes from: environment, file descriptor, file, prompt,
+or (in a systemd service, with no terminal) systemd-ask-password.
 
 Never from argv.  A trailing newline (as ``echo`` and editors leave) is
 dropped; everything else is the passphrase.
@@ -10,6 +11,7 @@ import getpass
 import os
 import sys
 
+from fusevault import systemd
 from fusevault.errors import InvalidInput
 
 ENV = "FUSEVAULT_PASSPHRASE"
@@ -49,6 +51,9 @@ def get(fd: int | None = None, file: str | None = None, *, env: str = ENV,
     if env in os.environ:
         return _check(os.environ[env].encode())
     if not sys.stdin.isatty():
+        # A service has no terminal: systemd's password agents can still ask.
+        if systemd.under_systemd() and (asked := systemd.ask_password(prompt, env)) is not None:
+            return _check(asked)
         raise InvalidInput(
             f"no passphrase: set {env}, or pass --passphrase-fd or --passphrase-file")
     first = getpass.getpass(prompt).encode()

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install what fusevault needs on Debian/Ubuntu (run as root): system packages,
 # and a virtualenv in .venv with fusevault in it.  Pass "test" to add the test
-# dependencies (pouchdb-server from npm, pytest, ruff).
+# dependencies (pouchdb-server from npm, pytest, ruff, systemd-analyze, zsh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv git rsync sqlite3 redis-server)
 if [ "${1:-}" = test ]; then
     command -v npm >/dev/null || packages+=(npm)
+    packages+=(systemd zsh)  # systemd-analyze verifies the units; zsh checks its completion
 fi
 missing=()
 for p in "${packages[@]}"; do

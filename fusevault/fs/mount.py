@@ -12,6 +12,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from fusevault import systemd
 from fusevault.errors import MountPointError
 from fusevault.fs import control
 from fusevault.fs.operations import Operations, write_op_stats
@@ -79,6 +80,7 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
+        systemd.notify("STOPPING=1", "STATUS=saving and unmounting")
         with trio.CancelScope(shield=True):
             try:
                 await volume.close()
@@ -119,5 +121,6 @@ async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None)
     # The mount is ready when it answers: stat the root through the kernel.
     await trio.to_thread.run_sync(os.stat, mountpoint)
     log.info("mounted at %s", mountpoint)
+    systemd.notify("READY=1", f"MAINPID={os.getpid()}", f"STATUS=mounted at {mountpoint}")
     if on_ready is not None:
         on_ready()

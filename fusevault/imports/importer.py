@@ -52,9 +52,11 @@ class Importer:
         self.kernel = kernel
         self.caller = Caller(os.getuid(), os.getgid())
         self.records: dict[str, tuple[Record, str]] = {}
+        self.inodes: dict[tuple[int, int], str] = {}  # (dev, ino) -> location, to spot renames
 
     async def load(self) -> None:
         self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
+        self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
 
     def _vault_path(self, location: str) -> bytes:
         return os.fsencode(f"{self.into}/{location}" if self.into else location)
@@ -85,11 +87,13 @@ class Importer:
 
     async def _find_moved(self, stamp: Stamp) -> Record | None:
         """A record of the same file (same inode, size and time) whose old path is gone."""
-        for record, _ in self.records.values():
-            if record.stamp == stamp and record.fid in self.vol.by_fid:
-                old = self.source / record.file_location
-                if not await trio.to_thread.run_sync(os.path.lexists, old):
-                    return record
+        location = self.inodes.get((stamp.dev, stamp.ino))
+        if location is None or location not in self.records:
+            return None
+        record = self.records[location][0]
+        if record.stamp == stamp and record.fid in self.vol.by_fid:
+            if not await trio.to_thread.run_sync(os.path.lexists, self.source / location):
+                return record
         return None
 
     async def _move(self, record: Record, location: str) -> None:
@@ -165,6 +169,7 @@ class Importer:
         [new_rev] = await self.vol.store_call(self.vol.store.put_many,
                                               [record_doc(self.vol.key, record, rev)])
         self.records[record.file_location] = (record, new_rev)
+        self.inodes[record.stamp.dev, record.stamp.ino] = record.file_location
 
     async def _remove_source(self, record: Record) -> bool:
         """With delete_file_from_source: remove the source once the vault's copy reads back equal."""
