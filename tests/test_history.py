@@ -208,3 +208,14 @@ def test_saving_by_rename_keeps_one_history(mnt: Path, vault: Path) -> None:
     assert len(list(vault.rglob("*.vf"))) == 1  # the replaced files' contents are gone
     assert (mnt / "notes.txt").read_bytes() == saves[0]
     assert len(os.listdir(mnt / ".versions" / "notes.txt")) == 1
+
+
+def test_truncating_an_empty_file_makes_no_version(mnt: Path) -> None:
+    (mnt / "log").touch()
+    for _ in range(3):
+        subprocess.run(f": > {mnt / 'log'}", shell=True, check=True)  # open(O_TRUNC), nothing to cut
+    assert os.listdir(mnt / ".versions" / "log") == []
+    subprocess.run(f"echo one > {mnt / 'log'}", shell=True, check=True)
+    subprocess.run(f": > {mnt / 'log'}", shell=True, check=True)  # this one cuts: a version
+    assert (mnt / "log").read_bytes() == b""
+    assert len(os.listdir(mnt / ".versions" / "log")) >= 2

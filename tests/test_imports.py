@@ -289,6 +289,9 @@ def test_pending_files_are_taken_only_when_unchanged_for_the_settle_time() -> No
     assert not pending.settled("a", second, now=2.0)  # grew since: wait again
     assert pending.due(3.9) == [] and pending.due(4.0) == ["a"]
     assert pending.settled("a", second, now=4.0) and pending.due(100) == []
+    pending.retry("a", now=10.0, after=60)  # its import failed
+    assert pending.due(69) == [] and not pending.settled("a", second, now=70.0)
+    assert pending.settled("a", second, now=72.0)  # stable for a settle time again
     pending.seen("dir/x", first, 0.0)
     pending.seen("dir/y", first, 0.0)
     pending.forget("dir")

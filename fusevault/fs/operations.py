@@ -249,7 +249,7 @@ class Operations(pyfuse3.Operations):
             self.view.open(inode, fh, writing)
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
         fh = self.vol.open(inode)
-        if flags & os.O_TRUNC:
+        if flags & os.O_TRUNC and self.vol.node(inode).size:
             # libfuse asks for atomic O_TRUNC: the kernel truncates only its
             # own cache and leaves the stored file to us.
             try:

@@ -77,13 +77,24 @@ class Importer:
             return MOVED, 0, False
         if known is not None and known[0].stamp == stamp:
             return UNCHANGED, 0, await self._remove_source(known[0])
+        mode = stat.S_IMODE(st.st_mode)
+        if known is None and not self._in_vault(location):
+            # New, and nothing there to compare with: copy (and hash) in one pass.
+            return await self._copy(location, path, mode, None, stamp, None)
         try:
             sha, before = await self.vol.in_thread(hash_file, path)
         except FileNotFoundError:
             return GONE, 0, False
         if (record := await self._already_there(location, known, sha, before)) is not None:
             return UNCHANGED, 0, await self._remove_source(record)
-        return await self._copy(location, path, stat.S_IMODE(st.st_mode), sha, before, known)
+        return await self._copy(location, path, mode, sha, before, known)
+
+    def _in_vault(self, location: str) -> bool:
+        try:
+            self.vol.resolve(self._vault_path(location))
+        except FsError:
+            return False
+        return True
 
     async def _find_moved(self, stamp: Stamp) -> Record | None:
         """A record of the same file (same inode, size and time) whose old path is gone."""
@@ -133,8 +144,10 @@ class Importer:
         await self._save(record)
         return record
 
-    async def _copy(self, location: str, path: Path, mode: int, sha: str, before: Stamp,
+    async def _copy(self, location: str, path: Path, mode: int, sha: str | None, before: Stamp,
                     known: tuple[Record, str] | None) -> tuple[str, int, bool]:
+        """Write the file into the vault; ``sha`` (when hashed first) and ``before`` are the
+        state it was decided on, so a change while copying is noticed."""
         where, name = split(self._vault_path(location))
         parent = await make_dirs(self.vol, where, self.caller)
         try:
@@ -144,18 +157,18 @@ class Importer:
         with source:
             node, copied = await write_file(
                 self.vol, parent, name, self._chunks(source), mode=mode,
-                caller=self.caller, kernel=self.kernel, mtime_ns=before.mtime_ns, durable=self.delete)
+                caller=self.caller, kernel=self.kernel, mtime_ns=before.mtime_ns)
             after = Stamp.of(await trio.to_thread.run_sync(os.fstat, source.fileno()))
-        outcome = VERSION if known is not None or node.previous is not None else NEW
-        if copied != sha or after != before:
+        record = Record(location, before, copied, node.fid, os.fsdecode(self.vol.path_of(node)),
+                        time.time_ns())
+        if (sha is not None and copied != sha) or after != before:
             # Changed while being read: what was copied is kept as a version, but
             # the record does not match the file now, so it is imported again once
             # it is stable, and it is not removed from the source.
-            await self._save(Record(location, before, copied, node.fid, os.fsdecode(self.vol.path_of(node)),
-                                    time.time_ns()), stale=True)
+            await self._save(record, stale=True)
             return CHANGING, node.size, False
-        record = Record(location, before, sha, node.fid, os.fsdecode(self.vol.path_of(node)), time.time_ns())
         await self._save(record)
+        outcome = VERSION if known is not None or node.previous is not None else NEW
         return outcome, node.size, await self._remove_source(record)
 
     async def _chunks(self, source) -> AsyncIterator[bytes]:

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 RETRY_AFTER = 60  # seconds after a failure (a missing source folder, say) before trying again
 
 
+UNSEEN = Stamp(-1, -1, -1, -1)
+
+
 class Pending:
     """Files seen changing: the state seen last and when it counts as stable."""
 
@@ -46,6 +49,11 @@ class Pending:
             self.items.pop(location, None)
         else:
             self.items[location] = (stamp, now + self.settle)
+
+    def retry(self, location: str, now: float, after: float) -> None:
+        """A failed import: look again after a while (the stamp matches no real file,
+        so the file must then be stable for a settle time once more)."""
+        self.items[location] = (UNSEEN, now + after)
 
     def forget(self, location: str) -> None:
         """A path was deleted: drop it, and everything under it if it was a folder."""
@@ -183,9 +191,9 @@ class ImportService:
             now = trio.current_time()
             ready = [loc for loc in due if pending.settled(loc, now_stamps.get(loc), now)]
             if ready:
-                await self._batch(importer, ready)
+                await self._batch(importer, pending, ready)
 
-    async def _batch(self, importer: Importer, ready: list[str]) -> None:
+    async def _batch(self, importer: Importer, pending: Pending, ready: list[str]) -> None:
         self.task.set("working")
         started = time.monotonic()
         counts: Counter[str] = Counter()
@@ -197,7 +205,8 @@ class ImportService:
             except (VaultError, OSError) as err:
                 counts["failed"] += 1
                 self.task.failed(f"{location}: {err}")
-                log.warning("import: %s failed: %s", location, err)
+                log.warning("import: %s failed: %s; trying again in %d s", location, err, RETRY_AFTER)
+                pending.retry(location, trio.current_time(), RETRY_AFTER)
                 continue
             counts[outcome] += 1
             size += written

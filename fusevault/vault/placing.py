@@ -65,11 +65,12 @@ async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
 
 
 async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes], *,
-                     mode: int, caller: Caller, kernel: KernelCache, mtime_ns: int | None = None,
-                     durable: bool = False, replace: bool = True) -> tuple[Node, str]:
-    """Write ``chunks`` as the file ``parent/name``; return it and its SHA-256."""
-    if not replace and name in parent.children:
-        raise Exists(f"{name_to_str(name)} exists")
+                     mode: int, caller: Caller, kernel: KernelCache,
+                     mtime_ns: int | None = None) -> tuple[Node, str]:
+    """Write ``chunks`` as the file ``parent/name`` (replacing it); return it and its SHA-256.
+
+    Not fsynced: a caller that needs it on disk fsyncs it (the importer does
+    before it removes a source)."""
     temp = b"." + name[:200] + b".fvpart"
     if temp in parent.children:  # left by a crash: its contents are in no other file
         await volume.unlink(parent.ino, temp)
@@ -84,14 +85,10 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
             offset += len(data)
         if mtime_ns is not None:
             await volume.setattr(node.ino, mtime=mtime_ns)
-        if durable:
-            await volume.fsync(fh)
     finally:
         await volume.release(fh)
     replaced = parent.children.get(name)
-    await volume.rename(parent.ino, temp, parent.ino, name, noreplace=not replace, exchange=False)
-    if durable:
-        await volume.fsyncdir()
+    await volume.rename(parent.ino, temp, parent.ino, name, noreplace=False, exchange=False)
     # A listing (READDIRPLUS) may have shown the kernel the temporary name and
     # its size while it grew; with writeback caching the kernel's size wins
     # over ours until it is told to forget it.
