@@ -16,6 +16,7 @@ from fusevault import (
     cli_files,
     cli_help,
     cli_history,
+    cli_links,
     cli_status,
     cli_transfer,
     passphrase,
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime-dir", help="sockets of running mounts ($FUSEVAULT_RUNTIME_DIR)")
     parser.add_argument("--state-dir", help="logs ($FUSEVAULT_STATE_DIR)")
     parser.add_argument("--config-dir", help="settings ($FUSEVAULT_CONFIG_DIR)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
 
     def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_history.add_commands(command, _passphrase_options)
     cli_transfer.add_commands(command)
+    cli_links.add_commands(command, _passphrase_options, cli_transfer.relay_option)
     cli_files.add_commands(command, _passphrase_options)
     cli_status.add_commands(command)
     cli_help.add_commands(command)
@@ -268,7 +270,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
             "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
-            **cli_transfer.COMMANDS, **cli_files.COMMANDS,
+            **cli_transfer.COMMANDS, **cli_links.COMMANDS, **cli_files.COMMANDS,
             **cli_status.COMMANDS, **cli_help.COMMANDS}
 
 

@@ -29,12 +29,17 @@ settings:
 """
 
 
-def _where(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
-    p.add_argument("--mount", dest="place", metavar="PATH",
-                   help="a path in the mounted vault (default: here, or the only mount)")
+def vault_options(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
+    """--vault VAULT [--user NAME] and a passphrase: a request answered without a mount."""
     p.add_argument("--vault", type=Path, help="a vault that is not mounted")
     p.add_argument("--user", help="with --vault: which user")
     passphrase_options(p)
+
+
+def _where(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
+    p.add_argument("--mount", dest="place", metavar="PATH",
+                   help="a path in the mounted vault (default: here, or the only mount)")
+    vault_options(p, passphrase_options)
 
 
 def add_commands(command: Command, passphrase_options: Callable) -> None:
@@ -70,9 +75,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     p.add_argument("dest", nargs="?", help="folder to write into (default: target_dir_to_dump)")
     p.add_argument("--overwrite", action="store_true", help="replace files that exist there")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--vault", type=Path, help="a vault that is not mounted")
-    p.add_argument("--user", help="with --vault: which user")
-    passphrase_options(p)
+    vault_options(p, passphrase_options)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 GROUPS = {
     "Every day": ["mount", "unmount", "status", "config", "export"],
     "Old versions and deleted files": ["history", "restore", "trash", "retention", "gc"],
-    "Hand files to someone": ["send", "receive", "relay"],
+    "Hand files to someone": ["send", "receive", "link", "relay"],
     "Set up": ["init", "passwd", "info", "watch", "completion"],
 }
 

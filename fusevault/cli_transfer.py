@@ -18,7 +18,7 @@ ENV_RELAY = "FUSEVAULT_RELAY"
 ENV_CODE = "FUSEVAULT_CODE"
 
 
-def _relay_option(p: argparse.ArgumentParser) -> None:
+def relay_option(p: argparse.ArgumentParser) -> None:
     from fusevault.transfer.client import DEFAULT_RELAY
 
     p.add_argument("--relay", metavar="URL", default=os.environ.get(ENV_RELAY, DEFAULT_RELAY),
@@ -31,7 +31,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--keep", action="store_true",
                    help="keep serving more receivers until Ctrl-C (default: stop after one)")
-    _relay_option(p)
+    relay_option(p)
 
     p = command("receive", "fetch files someone is sending (asks for their code)",
                 "fusevault receive 4821 --output ~/Downloads")
@@ -46,7 +46,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--user", help="with --vault: which user")
     p.add_argument("--code-fd", type=int, metavar="N", help=f"read the code from fd N (or ${ENV_CODE})")
     p.add_argument("--code-file", metavar="FILE", help="read the code from FILE")
-    _relay_option(p)
+    relay_option(p)
 
     p = command("relay", "run the relay that send and receive go through",
                 "fusevault relay --listen 127.0.0.1:4080 --redis redis://127.0.0.1:6379/0")
@@ -59,6 +59,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--calls-per-second", type=int, default=400, metavar="N",
                    help="requests per second per address")
     p.add_argument("--max-queue", type=int, default=8, metavar="N", help="chunks waiting per transfer")
+    p.add_argument("--couchdb", metavar="URL", default=os.environ.get("FUSEVAULT_RELAY_COUCHDB"),
+                   help="a CouchDB database for capability links (default: $FUSEVAULT_RELAY_COUCHDB; "
+                        "none: no links); credentials from $FUSEVAULT_COUCHDB_USER/_PASSWORD")
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -118,7 +121,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     from fusevault.errors import RelayUnavailable
 
     try:
-        trio.run(serve, args.redis, host, int(port), limits)
+        trio.run(serve, args.redis, host, int(port), limits, args.couchdb)
     except KeyboardInterrupt:
         pass
     except redis.RedisError as err:

@@ -132,3 +132,18 @@ class RateLimited(VaultError):
 
 class WrongCode(VaultError):
     exit_code = 16
+
+
+# --- capability links
+
+
+class LinkRefused(VaultError):
+    """The link store refused a key: a wrong or revoked link, or one without that right."""
+
+    exit_code = 18
+
+
+class LinkGone(VaultError):
+    """The link expired, was revoked, or never existed."""
+
+    exit_code = 19

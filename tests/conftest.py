@@ -48,9 +48,10 @@ def fusevault(*args: str, passphrase: str | None = PASSPHRASE, env: dict | None 
     if passphrase is not None:
         full_env["FUSEVAULT_PASSPHRASE"] = passphrase
     full_env.update(env or {})
+    if "input" not in kwargs:
+        kwargs["stdin"] = subprocess.DEVNULL
     return subprocess.run([sys.executable, "-m", "fusevault", *map(str, args)], env=full_env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          **kwargs)
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def is_mounted(path: Path) -> bool:

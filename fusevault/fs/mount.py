@@ -17,6 +17,7 @@ from fusevault.errors import MountPointError
 from fusevault.fs import control
 from fusevault.fs.operations import Operations, write_op_stats
 from fusevault.imports.watcher import ImportService
+from fusevault.links.owner import collect_periodically as collect_drops
 from fusevault.mounts import is_mounted
 from fusevault.paths import control_socket
 from fusevault.tasks import Tasks
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 # Background garbage collection: a while after mounting, then every few hours.
 GC_FIRST = 10 * 60
 GC_EVERY = 6 * 3600
+# Files dropped into the user's drop-box links are fetched this often.
+DROPS_EVERY = 60
 
 
 def check_mountpoint(path: Path) -> Path:
@@ -75,6 +78,7 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
             await nursery.start(control.serve, socket_path, handle)
             await nursery.start(collect_periodically, requests, GC_FIRST, GC_EVERY, tasks.get_state("gc"))
             await nursery.start(importer.run)
+            await nursery.start(collect_drops, requests.links, DROPS_EVERY, tasks.get_state("drop boxes"))
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, mountpoint, on_ready)
             await pyfuse3.main()

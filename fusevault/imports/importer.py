@@ -14,7 +14,7 @@ import trio
 
 from fusevault.errors import FsError
 from fusevault.imports.records import Record, Stamp, load_records, record_doc, record_id
-from fusevault.vault.placing import KernelCache, file_digest, make_dirs, split, write_file
+from fusevault.vault.placing import KernelCache, file_digest, make_dirs, make_durable, split, write_file
 from fusevault.vault.settings import Settings
 from fusevault.vault.volume import Caller, Volume
 
@@ -191,11 +191,7 @@ class Importer:
         node = self.vol.nodes[self.vol.by_fid[record.fid]]
         if node.content is not None and node.content.changed:
             return False  # being written through the mount right now
-        fh = self.vol.open(node.ino)
-        try:
-            await self.vol.fsync(fh)
-        finally:
-            await self.vol.release(fh)
+        await make_durable(self.vol, node)
         if await file_digest(self.vol, node) != record.sha256:
             return False  # changed in the vault since: the source is the only copy of that state
         path = self.source / record.file_location

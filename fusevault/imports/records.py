@@ -11,14 +11,13 @@ user's private-document key.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
 from fusevault.store import Store
+from fusevault.store.sealed import sealed_bodies, sealed_doc
 
 RECORD = "ImportRecord"
 
@@ -52,25 +51,16 @@ def record_id(key: MasterKey, location: str) -> str:
 
 
 def record_doc(key: MasterKey, record: Record, rev: str | None = None) -> dict:
-    doc_id = record_id(key, record.file_location)
-    body = json.dumps(asdict(record), separators=(",", ":")).encode()
-    doc = {"_id": doc_id, "type": RECORD, "owner": key.user_id,
-           "enc": b64e(key.seal_private(RECORD, doc_id, body))}
-    if rev is not None:
-        doc["_rev"] = rev
-    return doc
+    return sealed_doc(key, RECORD, record_id(key, record.file_location), asdict(record), rev)
 
 
 def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
     """Every record of this user: file_location -> (record, document revision)."""
     found = {}
-    for doc in store.iter_type(RECORD):
-        if doc.get("owner") != key.user_id:
-            continue
+    for fields, doc_id, rev in sealed_bodies(store, key, RECORD):
         try:
-            fields = json.loads(key.unseal_private(RECORD, doc["_id"], b64d(doc["enc"])))
             record = Record(**{**fields, "stamp": Stamp(**fields["stamp"])})
-        except (KeyError, TypeError, ValueError):
-            raise CorruptData(f"import record {doc['_id']} is malformed") from None
-        found[record.file_location] = (record, doc["_rev"])
+        except (KeyError, TypeError):
+            raise CorruptData(f"import record {doc_id} is malformed") from None
+        found[record.file_location] = (record, rev)
     return found

@@ -12,6 +12,9 @@
     GET    /requests/{rid}                 sender: is it still open, how much is queued
     DELETE /requests/{rid}                 receiver: received, verified: forget it
 
+With ``--couchdb`` the same service keeps capability links (seed 001): the
+routes in fusevault/relay/item_routes.py.
+
 Callers prove who they are with the token the relay issued when they opened
 or joined the session (an EdDSA JWT carrying the session id, the user id and
 the role); the signing key lives only in this process.  Every call counts
@@ -20,11 +23,13 @@ against the caller's per-second budget; a limit answers 429 with Retry-After.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import couchdb
 import jwt
 import redis
 import trio
@@ -34,7 +39,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fusevault.errors import RelayUnavailable
+from fusevault.relay.item_routes import ItemRoutes, read_json
+from fusevault.relay.items import ItemStore
 from fusevault.relay.state import LimitReached, Limits, Refused, RelayState
+from fusevault.store.couch import strip_credentials
 
 LONG_POLL = 10.0  # seconds a waiting GET (or a chunk for a full queue) is held at most
 POLL_STEP = 0.05
@@ -42,8 +51,9 @@ CLOSE = {"Connection": "close"}
 
 
 class Relay:
-    def __init__(self, redis_url: str, limits: Limits = Limits()) -> None:
+    def __init__(self, redis_url: str, limits: Limits = Limits(), items: ItemStore | None = None) -> None:
         self.state = RelayState(redis_url, limits)
+        self.items = items
         self.limits = limits
         self._signing = Ed25519PrivateKey.generate()
         self._verify = self._signing.public_key()
@@ -74,7 +84,7 @@ class Relay:
     # --- handlers
 
     async def create(self, request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         owner = uuid.uuid4().hex
         try:
             sid, name = await self.run(self.state.create_session, _ip(request), owner,
@@ -85,7 +95,7 @@ class Relay:
                              "limits": self.limits.__dict__}, status_code=201)
 
     async def join(self, request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         sid, files = await self.run(self.state.join, str(body.get("name")), str(body.get("code_hash")),
                                     _ip(request))
         uid = uuid.uuid4().hex
@@ -101,7 +111,7 @@ class Relay:
     async def add_requests(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         claims = self.claims(request, sid, "receiver")
-        body = await _json(request)
+        body = await read_json(request)
         await self.run(self.state.add_requests, sid, claims["sub"], list(body.get("requests", [])))
         return Response(status_code=202)
 
@@ -115,7 +125,7 @@ class Relay:
     async def acknowledge(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         claims = self.claims(request, sid, "sender")
-        body = await _json(request)
+        body = await read_json(request)
         try:
             rid = await self.run(self.state.acknowledge, sid, claims["sub"], body)
         except (KeyError, TypeError, ValueError):
@@ -191,16 +201,6 @@ class Relay:
             await trio.sleep(POLL_STEP)
 
 
-async def _json(request: Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise Refused(400, "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise Refused(400, "the body must be a JSON object")
-    return body
-
-
 def _ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -236,17 +236,30 @@ def build_app(relay: Relay) -> Starlette:
         Route("/requests/{rid}/chunks/next", guarded(relay.pop), methods=["GET"]),
         Route("/requests/{rid}", guarded(relay.status), methods=["GET"]),
         Route("/requests/{rid}", guarded(relay.finish), methods=["DELETE"]),
+        *ItemRoutes(relay.items, relay.run).routes(guarded),
     ]
     return Starlette(routes=routes)
 
 
-async def serve(redis_url: str, host: str, port: int, limits: Limits = Limits(), *,
-                task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Serve the relay until cancelled (hypercorn on trio)."""
+def open_items(url: str) -> ItemStore:
+    """The link store's database, made if missing; a one-line error if CouchDB is not there."""
+    user = os.environ.get("FUSEVAULT_COUCHDB_USER")
+    credentials = (user, os.environ.get("FUSEVAULT_COUCHDB_PASSWORD", "")) if user else None
+    try:
+        return ItemStore(url, credentials)
+    except (OSError, couchdb.http.ServerError, couchdb.http.Unauthorized) as err:
+        raise RelayUnavailable(f"the relay cannot use the CouchDB database {strip_credentials(url)}: "
+                               f"{getattr(err, 'strerror', None) or err}") from None
+
+
+async def serve(redis_url: str, host: str, port: int, limits: Limits = Limits(),
+                couchdb_url: str | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the relay (and, with a CouchDB database, the link store) until cancelled."""
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
-    relay = Relay(redis_url, limits)
+    items = await trio.to_thread.run_sync(open_items, couchdb_url) if couchdb_url else None
+    relay = Relay(redis_url, limits, items)
     await relay.run(relay.state.ping)  # fail now, with a clear message, if Redis is not there
     config = Config()
     config.bind = [f"{host}:{port}"]

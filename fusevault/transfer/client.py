@@ -22,6 +22,12 @@ class RelayClient:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> RelayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def call(self, method: str, path: str, **kwargs) -> httpx.Response:
         headers = kwargs.pop("headers", {})
         if self.token:
@@ -39,7 +45,7 @@ class RelayClient:
             if response.status_code == 503 and "queue full" in _error(response):
                 return response
             if response.status_code >= 400 and response.status_code != 404:
-                raise _failure(response)
+                raise self.failure(response)
             return response
         raise RateLimited("the relay keeps refusing: too many requests from this address")
 
@@ -103,6 +109,10 @@ class RelayClient:
 
     def finish(self, rid: str) -> None:
         self.call("DELETE", f"/requests/{rid}")
+
+    @staticmethod
+    def failure(response: httpx.Response) -> VaultError:
+        return _failure(response)
 
     @staticmethod
     def _ok(response: httpx.Response) -> dict:

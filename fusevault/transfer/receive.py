@@ -34,7 +34,8 @@ def safe_target(output: Path, name: str) -> Path:
     return output.joinpath(*parts)
 
 
-def _inside(output: Path, path: Path) -> bool:
+def inside(output: Path, path: Path) -> bool:
+    """Whether ``path``, symlinks resolved, is ``output`` or under it."""
     root = os.path.realpath(output)
     real = os.path.realpath(path)
     return real == root or real.startswith(root.rstrip("/") + "/")
@@ -94,7 +95,7 @@ def _receive_one(client: RelayClient, output: Path, side: crypto.ReceiverSide, a
     if chunks != int(ack["chunks"]) or meta.get("name") != ack["filename"]:
         raise CorruptData("the relay changed the description of the file")
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not _inside(output, target.parent):
+    if not inside(output, target.parent):
         raise CorruptData(f"{target} would land outside {output}")
     temp = target.parent / f".{target.name[:200]}.fvpart-{uuid.uuid4().hex[:8]}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

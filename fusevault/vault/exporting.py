@@ -23,12 +23,12 @@ from fusevault.vault.placing import read_file
 from fusevault.vault.volume import Volume
 
 
-def _tree(volume: Volume, node: Node, rel: str) -> list[tuple[str, Node]]:
+def tree(volume: Volume, node: Node, rel: str) -> list[tuple[str, Node]]:
     """(path relative to the destination, node) for node and everything under it."""
     found = [(rel, node)]
     if node.is_dir:
         for name, ino in sorted(node.children.items()):
-            found += _tree(volume, volume.nodes[ino], os.path.join(rel, name_to_str(name)))
+            found += tree(volume, volume.nodes[ino], os.path.join(rel, name_to_str(name)))
     return found
 
 
@@ -50,7 +50,7 @@ def _check_destination(dest: Path, paths: list[tuple[str, Node]], overwrite: boo
 async def export(volume: Volume, path: bytes, dest: Path, overwrite: bool = False) -> dict:
     top = volume.resolve(path)
     base = name_to_str(path.rstrip(b"/").rpartition(b"/")[2]) if path.strip(b"/") else ""
-    paths = _tree(volume, top, base)
+    paths = tree(volume, top, base)
     await trio.to_thread.run_sync(_check_destination, dest, paths, overwrite)
     files = size = 0
     for rel, node in paths:

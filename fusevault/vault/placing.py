@@ -101,6 +101,15 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
     return node, digest.hexdigest()
 
 
+async def make_durable(volume: Volume, node: Node) -> None:
+    """The file's contents and its document on disk (fsync), as a close-and-fsync would."""
+    fh = volume.open(node.ino)
+    try:
+        await volume.fsync(fh)
+    finally:
+        await volume.release(fh)
+
+
 async def read_file(volume: Volume, node: Node) -> AsyncIterator[bytes]:
     """The current contents of a vault file, decrypted (and so verified), in chunks."""
     fh = volume.open(node.ino)

@@ -1,4 +1,4 @@
-"""Requests about history, the trash and retention, answered on a loaded Volume.
+"""Requests about history, the trash, retention, settings, export and links, answered on a loaded Volume.
 
 A running mount answers them on its control socket; when the vault is not
 mounted the CLI loads the Volume itself and asks the same object, so both
@@ -18,6 +18,7 @@ import trio
 
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import InvalidInput, VaultError
+from fusevault.links.owner import Links
 from fusevault.tasks import TaskState
 from fusevault.vault import exporting, gc, recovery, retention
 from fusevault.vault import settings as user_settings
@@ -38,6 +39,7 @@ class Requests:
         self.kernel = kernel or NoKernel()  # what the kernel caches (mounted only)
         self.settings_changed = settings_changed  # the import service starts over
         self.names: dict[str, str] = {}
+        self.links = Links(volume, self.kernel)
 
     async def handle(self, request: dict) -> dict:
         handler = getattr(self, f"do_{request.get('cmd')}", None)
@@ -130,6 +132,30 @@ class Requests:
             raise InvalidInput("the destination must be an absolute path")
         return await exporting.export(self.vol, self._path(request), Path(dest),
                                       overwrite=bool(request.get("overwrite")))
+
+    # --- capability links (fusevault/links/owner.py)
+
+    async def do_link_create(self, request: dict) -> dict:
+        expires_in = request.get("expires_in")
+        if expires_in is not None and not (isinstance(expires_in, (int, float)) and expires_in > 0):
+            raise InvalidInput("expiry must be a positive duration")
+        server = request.get("server")
+        if not isinstance(server, str) or not server.startswith(("http://", "https://")):
+            raise InvalidInput("the link server is an http:// or https:// URL")
+        return await self.links.create(self._path(request), server, bool(request.get("drop")), expires_in)
+
+    async def do_link_push(self, request: dict) -> dict:
+        path = self._path(request) if request.get("path") is not None else None
+        return await self.links.push(str(request.get("link", "")), path)
+
+    async def do_link_list(self, request: dict) -> dict:
+        return {"links": await self.links.listing()}
+
+    async def do_link_revoke(self, request: dict) -> dict:
+        return await self.links.revoke(str(request.get("link", "")))
+
+    async def do_link_collect(self, request: dict) -> dict:
+        return await self.links.collect()
 
 
 async def collect_periodically(requests: Requests, first: float, every: float,

@@ -1,0 +1,65 @@
+"""The link store's HTTP API (fusevault/relay/item_routes.py) from the client side."""
+
+from __future__ import annotations
+
+import httpx
+
+from fusevault.errors import InvalidInput, LinkGone, LinkRefused, VaultError
+from fusevault.links.capability import b64url
+from fusevault.transfer.client import RelayClient, _error, _failure
+
+READ, APPEND, DELETE = "read", "append", "delete"
+
+
+class LinkClient(RelayClient):
+    def _send(self, method: str, path: str, key: tuple[str, bytes] | None = None,
+              **kwargs) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if key is not None:
+            headers["Authorization"] = f"Capability {key[0]} {b64url(key[1])}"
+        response = self.call(method, path, headers=headers, **kwargs)
+        if response.status_code == 404:
+            raise LinkGone(_error(response) or "no such link")
+        return response
+
+    def create(self, hashes: dict, hashinfo: dict, expires_in: float | None) -> str:
+        body = {**hashes, "hashinfo": hashinfo, "expires_in": expires_in}
+        return self._send("POST", "/items", json=body).json()["id"]
+
+    def describe(self, item: str, key: tuple[str, bytes] | None = None) -> dict:
+        return self._send("GET", f"/items/{item}", key).json()
+
+    def change(self, item: str, delete_key: bytes, fields: dict) -> None:
+        self._send("PATCH", f"/items/{item}", (DELETE, delete_key), json=fields)
+
+    def delete(self, item: str, delete_key: bytes) -> None:
+        self._send("DELETE", f"/items/{item}", (DELETE, delete_key))
+
+    def add_block(self, item: str, append_key: bytes, blob: bytes) -> str:
+        return self._send("POST", f"/items/{item}/blocks", (APPEND, append_key), content=blob).json()["id"]
+
+    def block(self, block_id: str, read_key: bytes) -> bytes:
+        return self._send("GET", f"/blocks/{block_id}", (READ, read_key)).content
+
+    def add_version(self, item: str, append_key: bytes, body: dict) -> dict:
+        return self._send("POST", f"/items/{item}/versions", (APPEND, append_key), json=body).json()
+
+    def latest(self, item: str, key: tuple[str, bytes] | None) -> dict:
+        return self._send("GET", f"/items/{item}/versions/latest", key).json()
+
+    def versions(self, item: str, delete_key: bytes) -> list[dict]:
+        return self._send("GET", f"/items/{item}/versions", (DELETE, delete_key)).json()["versions"]
+
+    def delete_version(self, item: str, delete_key: bytes, version_id: str) -> None:
+        self._send("DELETE", f"/items/{item}/versions/{version_id}", (DELETE, delete_key))
+
+    @staticmethod
+    def failure(response: httpx.Response) -> VaultError:
+        message = _error(response) or f"the link store answered {response.status_code}"
+        if response.status_code in (401, 403):
+            return LinkRefused(message)
+        if response.status_code == 410:
+            return LinkGone(message)
+        if response.status_code == 503 and "links" in message:
+            return InvalidInput(message)
+        return _failure(response)

@@ -1,0 +1,190 @@
+"""Files into a link version and out of it again.
+
+Synchronous (httpx, file I/O): the CLI calls it directly, the mount from a
+worker thread.  What is published is a list of ``Source`` entries, read
+from an ordinary folder here or from the vault by the mount; what is
+fetched is written to an ordinary folder here (hidden temporary file,
+checked against the manifest's size and SHA-256, fsynced, then renamed), or
+into the vault by the mount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusevault.crypto import aead
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
+from fusevault.links.capability import open_block, seal_block
+from fusevault.links.client import LinkClient
+from fusevault.transfer.receive import inside, safe_target
+from fusevault.vault.atomic import fsync_dir
+
+BLOCK = 1024 * 1024  # plaintext bytes per block
+UPLOADERS = 4  # blocks sent at once
+IN_FLIGHT = 8  # blocks read but not yet stored
+KINDS = ("file", "dir", "symlink")
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str  # relative; its first part is the published file or folder's name
+    kind: str  # one of KINDS
+    mode: int
+    mtime_ns: int
+    target: str | None = None  # a symlink's
+    read: Callable[[], Iterator[bytes]] | None = None  # a file's contents, in blocks
+
+
+def local_sources(path: Path) -> list[Source]:
+    """A file or folder on the local disk, symlinks kept as links (never followed)."""
+    if not os.path.lexists(path):
+        raise InvalidInput(f"{path} does not exist")
+    found = []
+    top = path.name or path.resolve().name
+
+    def add(p: Path, rel: str) -> None:
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            found.append(Source(rel, "symlink", 0o777, st.st_mtime_ns, os.readlink(p)))
+        elif stat.S_ISDIR(st.st_mode):
+            found.append(Source(rel, "dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns))
+            for child in sorted(p.iterdir()):
+                add(child, f"{rel}/{child.name}")
+        elif stat.S_ISREG(st.st_mode):
+            found.append(Source(rel, "file", stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                                read=lambda: _blocks_of(p)))
+
+    add(path, top)
+    return found
+
+
+def _blocks_of(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while data := f.read(BLOCK):
+            yield data
+
+
+def upload(client: LinkClient, item: str, append_key: bytes, sources: list[Source],
+           advance: Callable[[int], None] = lambda n: None) -> tuple[dict, list[str]]:
+    """Seal and store every file's blocks; return the manifest and the block ids.
+
+    Blocks are sealed and sent by a few threads at once (a round trip per
+    block would otherwise be the limit), at most IN_FLIGHT blocks in memory."""
+    dek = aead.new_key()  # this version's own: nonces are random under a fresh key
+
+    def put(index: int, n: int, data: bytes) -> str:
+        return client.add_block(item, append_key, seal_block(dek, item, index, n, data))
+
+    entries, blocks = [], []
+    with ThreadPoolExecutor(UPLOADERS) as pool:
+        for index, source in enumerate(sources):
+            entry: dict = {"path": source.path, "type": source.kind, "mode": source.mode,
+                           "mtime_ns": source.mtime_ns}
+            if source.kind == "symlink":
+                entry["target"] = source.target
+            elif source.kind == "file" and source.read is not None:
+                digest, size, sent = hashlib.sha256(), 0, []
+                for n, data in enumerate(source.read()):
+                    if len(sent) >= IN_FLIGHT:
+                        sent[-IN_FLIGHT].result()
+                    sent.append(pool.submit(put, index, n, data))
+                    digest.update(data)
+                    size += len(data)
+                    advance(len(data))
+                ids = [f.result() for f in sent]
+                entry.update(size=size, sha256=digest.hexdigest(), blocks=ids)
+                blocks += ids
+            entries.append(entry)
+    return {"name": sources[0].path, "key": b64e(dek), "entries": entries}, blocks
+
+
+def entries(manifest: dict) -> list[dict]:
+    """The manifest's entries, checked: known kinds, relative names under one top name."""
+    try:
+        found = list(manifest["entries"])
+        top = str(manifest["name"])
+        b64d(manifest["key"])
+        for entry in found:
+            path = str(entry["path"])
+            safe_target(Path("/"), path)  # no "..", no absolute names
+            if entry["type"] not in KINDS or (path != top and not path.startswith(top + "/")):
+                raise ValueError(path)
+            if entry["type"] == "file" and not isinstance(entry["blocks"], list):
+                raise ValueError(path)
+    except (KeyError, TypeError, ValueError, CorruptData):
+        raise CorruptData("the link's list of files is malformed or unsafe: nothing was written") from None
+    return found
+
+
+def contents(client: LinkClient, read_key: bytes, item: str, manifest: dict, index: int) -> Iterator[bytes]:
+    """One file's plaintext, block by block, each block authenticated in its place."""
+    dek = b64d(manifest["key"])
+    for n, block_id in enumerate(manifest["entries"][index]["blocks"]):
+        yield open_block(dek, item, index, n, client.block(block_id, read_key))
+
+
+def verified(chunks: Iterator[bytes], entry: dict) -> Iterator[bytes]:
+    """``chunks``, then a check that they were the whole file the manifest describes."""
+    digest, size = hashlib.sha256(), 0
+    for data in chunks:
+        digest.update(data)
+        size += len(data)
+        yield data
+    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+        raise CorruptData(f"{entry['path']} did not arrive intact")
+
+
+def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, dest: Path,
+                overwrite: bool = False, advance: Callable[[int], None] = lambda n: None) -> Path:
+    """Write a fetched version into the folder ``dest``; return the top file or folder."""
+    if not dest.is_dir():
+        raise InvalidInput(f"{dest} is not a folder")
+    found = entries(manifest)
+    targets = [safe_target(dest, e["path"]) for e in found]
+    if not overwrite:
+        for entry, target in zip(found, targets, strict=True):
+            if entry["type"] != "dir" and os.path.lexists(target):
+                raise AlreadyExists(f"{target} exists (use --overwrite to replace it)")
+    for index, (entry, target) in enumerate(zip(found, targets, strict=True)):
+        if not inside(dest, target.parent):  # through a symlink the link itself made
+            raise CorruptData(f"{entry['path']} would land outside {dest}: stopped")
+        if entry["type"] == "dir":
+            target.mkdir(mode=0o700, exist_ok=True)
+            continue
+        temp = target.with_name(f".{target.name[:200]}.fvpart-{uuid.uuid4().hex[:8]}")
+        try:
+            if entry["type"] == "symlink":
+                os.symlink(str(entry["target"]), temp)
+            else:
+                _write_file(temp, verified(contents(client, read_key, item, manifest, index), entry), entry,
+                            advance)
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        fsync_dir(target.parent)
+    # Folders get their modes once everything is in them (a read-only one would refuse its files).
+    for entry, target in reversed(list(zip(found, targets, strict=True))):
+        if entry["type"] == "dir":
+            os.chmod(target, int(entry["mode"]) & 0o7777)
+            os.utime(target, ns=(entry["mtime_ns"], entry["mtime_ns"]))
+    return targets[0]
+
+
+def _write_file(temp: Path, chunks: Iterator[bytes], entry: dict, advance: Callable[[int], None]) -> None:
+    with open(temp, "xb") as out:
+        os.fchmod(out.fileno(), 0o600)
+        for data in chunks:
+            out.write(data)
+            advance(len(data))
+        out.flush()
+        os.fchmod(out.fileno(), int(entry["mode"]) & 0o7777)
+        os.utime(out.fileno(), ns=(entry["mtime_ns"], entry["mtime_ns"]))
+        os.fsync(out.fileno())

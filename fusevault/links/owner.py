@@ -1,0 +1,311 @@
+"""A vault user's own links: create, publish again, list, revoke, and collect drops.
+
+Runs where the vault is loaded (the mount, or the CLI with --vault).  The
+network and the crypto run in worker threads (the synchronous LinkClient);
+they read vault files back through trio (``trio.from_thread``), so a link
+publishes exactly what the vault holds, decrypted and verified.
+
+Collecting a drop is crash-safe and at most once: a dropped version is
+written under a hidden name, its final name is saved in the link's record,
+the hidden name is renamed to it, and only then is the version deleted from
+the server.  After a crash the record says how far it got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import trio
+
+from fusevault.encoding import name_to_str, str_to_name
+from fusevault.errors import InvalidInput, LinkGone, NotFound, VaultError
+from fusevault.links import capability, content
+from fusevault.links.client import READ, LinkClient
+from fusevault.links.records import LinkRecord, load_records, record_doc
+from fusevault.tasks import TaskState
+from fusevault.vault.exporting import tree
+from fusevault.vault.nodes import Node
+from fusevault.vault.placing import KernelCache, make_dirs, make_durable, split, write_file
+from fusevault.vault.volume import Caller, Volume
+
+log = logging.getLogger(__name__)
+
+
+def _item_of(link_or_id: str) -> str:
+    return capability.parse(link_or_id).item if "#" in link_or_id else link_or_id.strip()
+
+
+def unique_name(taken: dict[bytes, int], name: bytes) -> bytes:
+    """``name``, or ``name (2).ext``, ``name (3).ext`` ... whichever is free."""
+    if name not in taken:
+        return name
+    stem, dot, ext = name.rpartition(b".")
+    if not stem or not dot:
+        stem, ext = name, b""
+    n = 2
+    while (candidate := stem + f" ({n})".encode() + (b"." + ext if ext else b"")) in taken:
+        n += 1
+    return candidate
+
+
+class Links:
+    def __init__(self, volume: Volume, kernel: KernelCache) -> None:
+        self.vol = volume
+        self.kernel = kernel
+        self.caller = Caller(os.getuid(), os.getgid())
+        self.lock = trio.Lock()  # one change of the records at a time
+        self.has_drops: bool | None = None  # unknown until the records are first read
+
+    async def _records(self) -> dict[str, tuple[LinkRecord, str]]:
+        found = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
+        self.has_drops = any(record.kind == "drop" for record, _ in found.values())
+        return found
+
+    async def _save(self, record: LinkRecord, rev: str | None) -> str:
+        [new_rev] = await self.vol.store_call(self.vol.store.put_many,
+                                              [record_doc(self.vol.key, record, rev)])
+        return new_rev
+
+    async def _record(self, link_or_id: str) -> tuple[LinkRecord, str]:
+        found = (await self._records()).get(_item_of(link_or_id))
+        if found is None:
+            raise NotFound("you made no such link (see `fusevault link list`)")
+        return found
+
+    # --- create and publish
+
+    async def create(self, path: bytes, server: str, drop: bool, expires_in: float | None) -> dict:
+        async with self.lock:
+            if drop:
+                node = await make_dirs(self.vol, path, self.caller)
+            else:
+                node = self.vol.resolve(path)
+                if not (node.is_dir or node.is_reg):
+                    raise InvalidInput("only files and folders can be shared by link")
+            keys = capability.OwnerKeys.new()
+            client = LinkClient(server)
+            try:
+                item = await trio.to_thread.run_sync(client.create, keys.hashes(), capability.HASHINFO,
+                                                     expires_in)
+            finally:
+                client.close()
+            record = LinkRecord(item, server.rstrip("/"), "drop" if drop else "share", name_to_str(path),
+                                keys, time.time_ns(), time.time() + expires_in if expires_in else None)
+            # Saved before anything is published: whatever happens next, it can be revoked.
+            rev = await self._save(record, None)
+            self.has_drops = self.has_drops or drop
+            if not drop:
+                await self._publish(record, rev, node)
+        return self._describe(record)
+
+    async def push(self, link_or_id: str, path: bytes | None) -> dict:
+        async with self.lock:
+            record, rev = await self._record(link_or_id)
+            if record.kind != "share":
+                raise InvalidInput("that is a drop box: others push into it, with its link")
+            node = self.vol.resolve(path if path is not None else str_to_name(record.path))
+            await self._publish(record, rev, node)
+        return self._describe(record)
+
+    async def _publish(self, record: LinkRecord, rev: str, node: Node) -> None:
+        base = name_to_str(self.vol.path_of(node).rpartition(b"/")[2]) or "vault"
+        sources = [self._source(rel, n) for rel, n in tree(self.vol, node, base)
+                   if n.is_dir or n.is_reg or stat.S_ISLNK(n.mode)]  # not fifos, devices
+        keys, seq = record.keys, record.seq + 1
+
+        def publish() -> None:
+            client = LinkClient(record.server)
+            try:
+                manifest, blocks = content.upload(client, record.item, keys.append, sources)
+                body = capability.seal_share(keys, record.item, seq, manifest)
+                client.add_version(record.item, keys.append, {**body, "blocks": blocks})
+            finally:
+                client.close()
+
+        await trio.to_thread.run_sync(publish)
+        record.seq = seq
+        await self._save(record, rev)
+
+    def _source(self, rel: str, node: Node) -> content.Source:
+        if stat.S_ISLNK(node.mode):
+            return content.Source(rel, "symlink", 0o777, node.mtime, name_to_str(self.vol.readlink(node.ino)))
+        kind = "dir" if node.is_dir else "file"
+        read = (lambda: _vault_blocks(self.vol, node)) if node.is_reg else None
+        return content.Source(rel, kind, stat.S_IMODE(node.mode), node.mtime, read=read)
+
+    @staticmethod
+    def _describe(record: LinkRecord) -> dict:
+        return {"item": record.item, "link": record.link, "kind": record.kind, "path": record.path,
+                "created_at": record.created_at, "expires_at": record.expires_at, "seq": record.seq,
+                "collected": record.collected, "server": record.server}
+
+    # --- list and revoke
+
+    async def listing(self) -> list[dict]:
+        found = []
+        for record, _ in sorted((await self._records()).values(), key=lambda r: r[0].created_at):
+            found.append({**self._describe(record), **await trio.to_thread.run_sync(_server_view, record)})
+        return found
+
+    async def revoke(self, link_or_id: str) -> dict:
+        async with self.lock:
+            record, rev = await self._record(link_or_id)
+
+            def revoke() -> None:
+                client = LinkClient(record.server)
+                try:
+                    # First make every key that was handed out useless (one request),
+                    # then delete the item with all its versions and blocks.
+                    fresh = capability.OwnerKeys.new().hashes()
+                    del fresh["delete_key_hash"]
+                    client.change(record.item, record.keys.delete, fresh)
+                    client.delete(record.item, record.keys.delete)
+                except LinkGone:
+                    pass  # expired or deleted on the server already
+                finally:
+                    client.close()
+
+            await trio.to_thread.run_sync(revoke)
+            await self.vol.store_call(self.vol.store.put_many,
+                                      [{**record_doc(self.vol.key, record, rev), "_deleted": True}])
+        return self._describe(record)
+
+    # --- drop boxes
+
+    async def collect(self) -> dict:
+        """Take everything dropped into every drop box into its vault folder."""
+        files, errors = 0, []
+        if self.has_drops is False:
+            return {"files": files, "errors": errors}
+        async with self.lock:
+            for record, rev in list((await self._records()).values()):
+                if record.kind != "drop":
+                    continue
+                try:
+                    files += await self._collect_one(record, rev)
+                except VaultError as err:  # one box's server away: the others still arrive
+                    errors.append(f"{record.path}: {err}")
+        return {"files": files, "errors": errors}
+
+    async def _collect_one(self, record: LinkRecord, rev: str) -> int:
+        keys, taken = record.keys, 0
+        with LinkClient(record.server) as client:
+            versions = await trio.to_thread.run_sync(client.versions, record.item, keys.delete)
+            for version in [v for v in versions if not v["deleted"]]:
+                vid = version["id"]
+                folder = await make_dirs(self.vol, str_to_name(record.path), self.caller)
+                temp = f".fvdrop-{vid}".encode()
+                final = record.pending.get(vid)
+                files = 0
+                if final is None or temp in folder.children or str_to_name(final) not in folder.children:
+                    # Not yet (or not wholly) taken in: write it all under the hidden name.
+                    manifest = capability.open_drop(keys, record.item, version)
+                    found = content.entries(manifest)
+                    if temp in folder.children:
+                        await self._remove(folder, temp)
+                    await self._write_drop(client, keys.read_key, record.item, manifest, found, folder, temp)
+                    final = name_to_str(unique_name(folder.children, str_to_name(found[0]["path"])))
+                    record.pending[vid] = final
+                    rev = await self._save(record, rev)
+                    await self.vol.rename(folder.ino, temp, folder.ino, str_to_name(final),
+                                          noreplace=True, exchange=False)
+                    await self.kernel.entry(folder.ino, temp)
+                    await self.kernel.inode(folder.ino)
+                    await self.vol.fsyncdir()
+                    files = sum(1 for e in found if e["type"] == "file")
+                # The server forgets it only once the vault holds it for good.
+                with contextlib.suppress(LinkGone):
+                    await trio.to_thread.run_sync(client.delete_version, record.item, keys.delete, vid)
+                del record.pending[vid]
+                record.collected += files
+                taken += files
+                rev = await self._save(record, rev)
+        return taken
+
+    async def _write_drop(self, client: LinkClient, read_key: bytes, item: str, manifest: dict,
+                          found: list[dict], folder: Node, temp: bytes) -> None:
+        """A dropped file or folder, whole and durable, under the hidden name ``temp``."""
+        top = found[0]["path"]
+        for index, entry in enumerate(found):
+            rel = temp + str_to_name(entry["path"][len(top):])
+            where, name = split(self.vol.path_of(folder) + b"/" + rel)
+            if entry["type"] == "dir":
+                await make_dirs(self.vol, where + b"/" + name, self.caller)
+                continue
+            parent = await make_dirs(self.vol, where, self.caller)
+            if entry["type"] == "symlink":
+                made = await self.vol.symlink(parent.ino, name, str_to_name(entry["target"]), self.caller)
+                self.vol.forget(made.ino, 1)
+                continue
+            blocks = content.verified(content.contents(client, read_key, item, manifest, index), entry)
+            node, _ = await write_file(self.vol, parent, name, _pull(blocks),
+                                       mode=int(entry["mode"]) & 0o777, caller=self.caller,
+                                       kernel=self.kernel, mtime_ns=int(entry["mtime_ns"]))
+            await make_durable(self.vol, node)
+
+    async def _remove(self, folder: Node, name: bytes) -> None:
+        """A hidden folder a crash left half-written (its version is still on the server)."""
+        node = self.vol.node(folder.children[name])
+        if node.is_dir:
+            for child in list(node.children):
+                await self._remove(node, child)
+            await self.vol.rmdir(folder.ino, name)
+        else:
+            await self.vol.unlink(folder.ino, name)
+
+
+def _server_view(record: LinkRecord) -> dict:
+    """What the server says about a link (for `link list`); never raises."""
+    with LinkClient(record.server) as client:
+        try:
+            info = client.describe(record.item, (READ, record.keys.read_key))
+            versions = [v for v in client.versions(record.item, record.keys.delete) if not v["deleted"]]
+        except LinkGone as err:
+            return {"state": "gone", "detail": str(err)}
+        except VaultError as err:
+            return {"state": "unreachable", "detail": str(err)}
+    return {"state": "live", "versions": len(versions), "accessed_at": info.get("accessed_at"),
+            "updated_at": info.get("updated_at")}
+
+
+def _vault_blocks(volume: Volume, node: Node) -> Iterator[bytes]:
+    """A vault file's plaintext from a worker thread, read through the trio loop."""
+    fh = trio.from_thread.run_sync(volume.open, node.ino)
+    try:
+        for offset in range(0, node.size, content.BLOCK):
+            yield trio.from_thread.run(volume.read, fh, offset, content.BLOCK)
+    finally:
+        trio.from_thread.run(volume.release, fh)
+
+
+async def _pull(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """A blocking iterator (network, decryption) drained from worker threads."""
+    while (data := await trio.to_thread.run_sync(next, blocks, None)) is not None:
+        yield data
+
+
+async def collect_periodically(links: Links, every: float, task: TaskState, *,
+                               task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """The mount's drop-box collector (started with nursery.start, stopped by cancellation)."""
+    task.set("idle")
+    task_status.started()
+    while True:
+        await trio.sleep(every)
+        task.set("working")
+        try:
+            answer = await links.collect()
+        except VaultError as err:
+            answer = {"files": 0, "errors": [str(err)]}
+        for error in answer["errors"]:
+            log.error("drop boxes: %s", error)
+            task.failed(error)
+        if answer["files"]:
+            task.summary = f"{answer['files']} dropped file(s) taken in"
+            task.add({"files": answer["files"]})
+            log.info("drop boxes: %s", task.summary)
+        task.set("idle")

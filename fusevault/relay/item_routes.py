@@ -1,0 +1,143 @@
+"""The HTTP routes of the capability-link store (seed 001), served next to the relay's.
+
+    POST   /items                          anyone: create an item from three key hashes
+    GET    /items/{id}                     hashinfo; with the read key also its timestamps
+    PATCH  /items/{id}                     delete key: new hashinfo or key hashes
+    DELETE /items/{id}                     delete key: the item, its versions and blocks
+    POST   /items/{id}/versions            append key: add a version
+    GET    /items/{id}/versions/latest     read or delete key: the latest version; no key: its public part
+    GET    /items/{id}/versions            delete key: every version
+    DELETE /items/{id}/versions/{vid}      delete key: one version
+    POST   /items/{id}/blocks              append key: store an encrypted block
+    GET    /blocks/{bid}                   read key: fetch one
+    GET    /l/{id}                         a person who opened a link in a browser: what to do
+
+A key travels in ``Authorization: Capability <role> <key, base64url>`` and is
+only ever hashed; links carry keys after ``#``, which browsers and HTTP
+clients never send, so no key is in a URL the server sees or logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import couchdb
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from fusevault.relay.items import MAX_BLOCK, ROLES, ItemStore, Presented
+from fusevault.relay.state import Refused
+
+MAX_JSON = 64 * 1024 * 1024  # a link version's private_enc holds the manifest of a folder
+
+
+def presented(request: Request) -> Presented:
+    auth = request.headers.get("authorization", "")
+    if not auth:
+        return Presented()
+    scheme, _, rest = auth.partition(" ")
+    role, _, key = rest.partition(" ")
+    if scheme != "Capability" or role not in ROLES:
+        raise Refused(400, "Authorization must be: Capability read|append|delete KEY")
+    try:
+        return Presented(role, base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
+    except (binascii.Error, ValueError):
+        raise Refused(400, "the key is not base64url") from None
+
+
+async def read_json(request: Request) -> dict:
+    """The request's body: a JSON object, or a 400/413 answer."""
+    if int(request.headers.get("content-length") or 0) > MAX_JSON:
+        raise Refused(413, "too large")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Refused(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "the body must be a JSON object")
+    return body
+
+
+class ItemRoutes:
+    def __init__(self, items: ItemStore | None, run) -> None:
+        self.items = items
+        self.run = run  # runs a blocking call in a worker thread
+
+    async def call(self, method: str, *args: Any) -> Any:
+        if self.items is None:
+            raise Refused(503, "this relay does not keep links (it was started without --couchdb)")
+        try:
+            return await self.run(getattr(self.items, method), *args)
+        except (OSError, couchdb.http.ServerError, couchdb.http.Unauthorized):
+            raise Refused(503, "the link store is unavailable") from None
+
+    async def create(self, request: Request) -> Response:
+        body = await read_json(request)
+        expires_in = body.get("expires_in")
+        if expires_in is not None and (not isinstance(expires_in, (int, float)) or expires_in <= 0):
+            raise Refused(400, "expires_in is a positive number of seconds")
+        return JSONResponse(await self.call("create", body, expires_in), status_code=201)
+
+    async def describe(self, request: Request) -> Response:
+        return JSONResponse(await self.call("describe", request.path_params["id"], presented(request)))
+
+    async def change(self, request: Request) -> Response:
+        key = presented(request)
+        await self.call("change", request.path_params["id"], key, await read_json(request))
+        return Response(status_code=204)
+
+    async def delete(self, request: Request) -> Response:
+        await self.call("delete", request.path_params["id"], presented(request))
+        return Response(status_code=204)
+
+    async def add_version(self, request: Request) -> Response:
+        key = presented(request)
+        found = await self.call("add_version", request.path_params["id"], key, await read_json(request))
+        return JSONResponse(found, status_code=201)
+
+    async def latest(self, request: Request) -> Response:
+        return JSONResponse(await self.call("latest", request.path_params["id"], presented(request)))
+
+    async def all_versions(self, request: Request) -> Response:
+        found = await self.call("all_versions", request.path_params["id"], presented(request))
+        return JSONResponse({"versions": found})
+
+    async def delete_version(self, request: Request) -> Response:
+        await self.call("delete_version", request.path_params["id"], presented(request),
+                        request.path_params["vid"])
+        return Response(status_code=204)
+
+    async def add_block(self, request: Request) -> Response:
+        key = presented(request)
+        if int(request.headers.get("content-length") or 0) > MAX_BLOCK:
+            raise Refused(413, f"a block is at most {MAX_BLOCK} bytes")
+        data = await request.body()
+        return JSONResponse(await self.call("add_block", request.path_params["id"], key, data),
+                            status_code=201)
+
+    async def block(self, request: Request) -> Response:
+        data = await self.call("block", request.path_params["bid"], presented(request))
+        return Response(data, media_type="application/octet-stream")
+
+    async def landing(self, request: Request) -> Response:
+        return PlainTextResponse(
+            "This is a fusevault link. Its key is the part after '#', which your browser\n"
+            "did not send here. Open it with:\n\n  fusevault link get 'THE WHOLE LINK'\n")
+
+    def routes(self, guarded) -> list[Route]:
+        return [
+            Route("/items", guarded(self.create), methods=["POST"]),
+            Route("/items/{id}", guarded(self.describe), methods=["GET"]),
+            Route("/items/{id}", guarded(self.change), methods=["PATCH"]),
+            Route("/items/{id}", guarded(self.delete), methods=["DELETE"]),
+            Route("/items/{id}/versions", guarded(self.add_version), methods=["POST"]),
+            Route("/items/{id}/versions", guarded(self.all_versions), methods=["GET"]),
+            Route("/items/{id}/versions/latest", guarded(self.latest), methods=["GET"]),
+            Route("/items/{id}/versions/{vid}", guarded(self.delete_version), methods=["DELETE"]),
+            Route("/items/{id}/blocks", guarded(self.add_block), methods=["POST"]),
+            Route("/blocks/{bid}", guarded(self.block), methods=["GET"]),
+            Route("/l/{id}", guarded(self.landing), methods=["GET"]),
+        ]

@@ -1,0 +1,306 @@
+"""The key-hash store of seed 001, in a CouchDB database (CouchDB-Python, synchronous).
+
+Three document types, one per table of the seed, with its field names:
+
+- ``user`` (an item, the thing a capability link points at): ``id``,
+  ``username``, ``saltinfo``, ``read_key_hash``, ``write_key_hash`` (the
+  append key's), ``root_key_hash`` (the delete key's), ``created_at``,
+  ``accessed_at``, ``updated_at``; plus ``latest`` (the newest version's
+  id) and ``expires_at``.
+- ``version``: ``id``, ``user_id``, ``created_at``, ``updated_at``,
+  ``public``, ``protected``, ``private_enc``, ``blocks`` (ids of the blocks
+  it owns), ``deleted``.
+- ``block``: ``id``, ``user_id``, ``updated_at``, ``read_key_hash``, and the
+  ciphertext as the attachment ``private_encrypted``.
+
+Keys never reach this module's storage: the caller hands in the key a
+request presented, it is hashed here and compared with the stored hash in
+constant time (``hmac.compare_digest``).  Who may do what is the matrix of
+seed 001 and lives in one place, ``ALLOWED``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import couchdb
+
+from fusevault.relay.state import Refused
+from fusevault.store.couch import split_url
+
+READ, APPEND, DELETE = "read", "append", "delete"
+ROLES = (READ, APPEND, DELETE)
+
+# The seed's matrix names a key's hash by its role; the users table names
+# the append key "write_key" and the delete key "root_key".
+HASH_FIELD = {READ: "read_key_hash", APPEND: "write_key_hash", DELETE: "root_key_hash"}
+MATRIX_FIELD = {"read_key_hash": READ, "append_key_hash": APPEND, "delete_key_hash": DELETE}
+
+# Seed 001's permission matrix: (row, action) -> the keys that allow it;
+# None stands for "without a key" (anyone who knows the id).
+ALLOWED: dict[tuple[str, str], frozenset[str | None]] = {
+    ("user", "create"): frozenset({None}),
+    ("user", "delete"): frozenset({DELETE}),
+    ("hashinfo", "read"): frozenset({None, READ, APPEND, DELETE}),
+    ("hashinfo", "write"): frozenset({DELETE}),
+    ("key_hashes", "write"): frozenset({DELETE}),
+    ("timestamps", "read"): frozenset({READ}),
+    ("version", "create"): frozenset({APPEND}),
+    ("version", "delete"): frozenset({DELETE}),
+    ("version", "read all"): frozenset({DELETE}),
+    ("version", "read latest"): frozenset({READ, DELETE}),
+    ("version.public", "read latest"): frozenset({None, READ, APPEND, DELETE}),
+    # Blocks are not in the matrix: they are the bodies of versions, added
+    # by whoever adds versions and read by whoever reads them.
+    ("block", "create"): frozenset({APPEND}),
+    ("block", "read"): frozenset({READ}),
+}
+
+MAX_BLOCK = 4 * 1024 * 1024
+
+
+def now() -> str:
+    """A seed "timestamp": UTC, ISO 8601 with microseconds, so text order is time order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def key_hash(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()
+
+
+def _valid_hash(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+class Presented:
+    """The key a request carried (role and bytes), or none."""
+
+    def __init__(self, role: str | None = None, key: bytes = b"") -> None:
+        self.role = role
+        self._hash = key_hash(key) if role else ""
+
+    def opens(self, stored_hash: str | None) -> bool:
+        return bool(self.role) and stored_hash is not None and hmac.compare_digest(self._hash, stored_hash)
+
+
+class ItemStore:
+    def __init__(self, url: str, credentials: tuple[str, str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        server_url, name = split_url(url)
+        server = couchdb.Server(server_url)
+        if credentials:
+            server.resource.credentials = credentials
+        self.db = server[name] if name in server else server.create(name)
+        self.clock = clock
+        self.db.index()["fusevault-items", "by-item"] = ["type", "user_id"]
+
+    # --- access control
+
+    def _item(self, item_id: str) -> dict:
+        doc = self.db.get(f"user:{item_id}")
+        if doc is None:
+            raise Refused(404, "no such link (it was revoked or never existed)")
+        expires = doc.get("expires_at")
+        if expires is not None and self.clock() >= expires:
+            self._purge(doc)
+            raise Refused(410, "this link has expired")
+        return doc
+
+    @staticmethod
+    def _role(item: dict, key: Presented) -> str | None:
+        """The role the presented key has on this item (None: no key, or one that opens nothing)."""
+        if key.role is None:
+            return None
+        if not key.opens(item.get(HASH_FIELD[key.role])):
+            raise Refused(403, f"this {key.role} key does not open this link")
+        return key.role
+
+    def _check(self, item: dict, key: Presented, row: str, action: str) -> str | None:
+        role = self._role(item, key)
+        allowed = ALLOWED[(row, action)]
+        if role in allowed:
+            return role
+        if role is None:
+            raise Refused(401, f"a key is needed to {action} {row}")
+        raise Refused(403, f"the {role} key cannot {action} {row}")
+
+    def _touch(self, doc_id: str, **fields: object) -> None:
+        """Set fields on a document, retrying when a concurrent request changed it first."""
+        for _ in range(20):
+            doc = self.db.get(doc_id)
+            if doc is None:
+                return
+            doc.update(fields)
+            try:
+                self.db.save(doc)
+                return
+            except couchdb.http.ResourceConflict:
+                continue
+        raise Refused(503, "the link is too busy: try again")
+
+    # --- items ("users" in seed 001)
+
+    def create(self, body: dict, expires_in: float | None = None) -> dict:
+        fields = {}
+        for name, role in MATRIX_FIELD.items():
+            if not _valid_hash(body.get(name)):
+                raise Refused(400, f"{name} must be a SHA-256 in hex")
+            fields[HASH_FIELD[role]] = body[name]
+        item_id = secrets.token_urlsafe(18)
+        stamp = now()
+        self.db.save({
+            "_id": f"user:{item_id}", "type": "user", "id": item_id,
+            "username": body.get("username") if isinstance(body.get("username"), str) else None,
+            "saltinfo": body.get("hashinfo"), **fields,
+            "created_at": stamp, "accessed_at": None, "updated_at": stamp, "latest": None,
+            "expires_at": self.clock() + expires_in if expires_in else None,
+        })
+        return {"id": item_id, "created_at": stamp}
+
+    def describe(self, item_id: str, key: Presented) -> dict:
+        item = self._item(item_id)
+        self._check(item, key, "hashinfo", "read")
+        found = {"id": item_id, "hashinfo": item.get("saltinfo")}
+        if self._role(item, key) in ALLOWED[("timestamps", "read")]:
+            found.update(created_at=item["created_at"], accessed_at=item["accessed_at"],
+                         updated_at=item["updated_at"], expires_at=item.get("expires_at"))
+        return found
+
+    def change(self, item_id: str, key: Presented, body: dict) -> None:
+        item = self._item(item_id)
+        changes: dict[str, object] = {}
+        if "hashinfo" in body:
+            self._check(item, key, "hashinfo", "write")
+            changes["saltinfo"] = body["hashinfo"]
+        for name, role in MATRIX_FIELD.items():
+            if name in body:
+                self._check(item, key, "key_hashes", "write")
+                if not _valid_hash(body[name]):
+                    raise Refused(400, f"{name} must be a SHA-256 in hex")
+                changes[HASH_FIELD[role]] = body[name]
+        if not changes:
+            raise Refused(400, "nothing to change")
+        if "read_key_hash" in changes:
+            # Blocks are fetched by read key: a new read key must be the only one that opens them.
+            blocks = self._of_item("block", item_id)
+            for block in blocks:
+                block["read_key_hash"] = changes["read_key_hash"]
+            self.db.update(blocks)
+        self._touch(item["_id"], **changes, updated_at=now())
+
+    def delete(self, item_id: str, key: Presented) -> None:
+        item = self._item(item_id)
+        self._check(item, key, "user", "delete")
+        self._purge(item)
+
+    def _purge(self, item: dict) -> None:
+        """The item, then everything it owns; a crash between leaves orphans nobody can open."""
+        try:
+            self.db.delete(item)
+        except (couchdb.http.ResourceConflict, couchdb.http.ResourceNotFound):
+            pass  # a concurrent request purges it
+        owned = self._of_item("version", item["id"]) + self._of_item("block", item["id"])
+        self.db.update([{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in owned])
+
+    def _of_item(self, doc_type: str, item_id: str) -> list[dict]:
+        query = {"selector": {"type": doc_type, "user_id": item_id}, "limit": 1_000_000}
+        return [dict(doc) for doc in self.db.find(query)]
+
+    # --- versions
+
+    def add_version(self, item_id: str, key: Presented, body: dict) -> dict:
+        item = self._item(item_id)
+        self._check(item, key, "version", "create")
+        if not isinstance(body.get("private_enc"), str):
+            raise Refused(400, "a version needs private_enc (base64)")
+        blocks = body.get("blocks", [])
+        if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
+            raise Refused(400, "blocks must be a list of block ids")
+        rows = self.db.view("_all_docs", keys=[f"block:{b}" for b in blocks], include_docs=True) \
+            if blocks else []
+        if any(row.doc is None or row.doc["user_id"] != item_id for row in rows):
+            raise Refused(400, "a version can only own blocks added to this link")
+        version_id, stamp = secrets.token_urlsafe(12), now()
+        self.db.save({
+            "_id": f"version:{version_id}", "type": "version", "id": version_id, "user_id": item_id,
+            "created_at": stamp, "updated_at": stamp, "deleted": False, "blocks": blocks,
+            "public": body.get("public"), "protected": body.get("protected"),
+            "private_enc": body["private_enc"],
+        })
+        self._touch(item["_id"], latest=version_id, updated_at=stamp)
+        return {"id": version_id, "created_at": stamp}
+
+    def latest(self, item_id: str, key: Presented) -> dict:
+        item = self._item(item_id)
+        role = self._role(item, key)
+        version = self.db.get(f"version:{item['latest']}") if item.get("latest") else None
+        if version is None:
+            raise Refused(404, "this link has no version yet")
+        if role not in ALLOWED[("version", "read latest")]:
+            self._check(item, key, "version.public", "read latest")
+            return {"public": version["public"]}
+        self._touch(item["_id"], accessed_at=now())
+        return _full(version)
+
+    def all_versions(self, item_id: str, key: Presented) -> list[dict]:
+        item = self._item(item_id)
+        self._check(item, key, "version", "read all")
+        versions = sorted(self._of_item("version", item_id), key=lambda v: v["created_at"])
+        if any(not v["deleted"] for v in versions):
+            self._touch(item["_id"], accessed_at=now())
+        return [_full(v) for v in versions]
+
+    def delete_version(self, item_id: str, key: Presented, version_id: str) -> None:
+        item = self._item(item_id)
+        self._check(item, key, "version", "delete")
+        version = self.db.get(f"version:{version_id}")
+        if version is None or version["user_id"] != item_id or version["deleted"]:
+            raise Refused(404, "no such version")
+        # The seed keeps a deleted version's row with the time it was deleted.
+        stamp = now()
+        blocks = [self.db.get(f"block:{b}") for b in version["blocks"]]
+        self.db.update([{"_id": b["_id"], "_rev": b["_rev"], "_deleted": True} for b in blocks if b])
+        version.update(deleted=True, updated_at=stamp, public=None, protected=None, private_enc=None,
+                       blocks=[])
+        self.db.save(version)
+        remaining = [v for v in self._of_item("version", item_id) if not v["deleted"]]
+        latest = max(remaining, key=lambda v: v["created_at"])["id"] if remaining else None
+        self._touch(item["_id"], latest=latest, updated_at=stamp)
+
+    # --- blocks
+
+    def add_block(self, item_id: str, key: Presented, data: bytes) -> dict:
+        item = self._item(item_id)
+        self._check(item, key, "block", "create")
+        if len(data) > MAX_BLOCK:
+            raise Refused(413, f"a block is at most {MAX_BLOCK} bytes")
+        block_id = secrets.token_urlsafe(18)
+        self.db.save({
+            "_id": f"block:{block_id}", "type": "block", "id": block_id, "user_id": item_id,
+            "updated_at": now(), "read_key_hash": item[HASH_FIELD[READ]],
+            "_attachments": {"private_encrypted": {"content_type": "application/octet-stream",
+                                                   "data": base64.b64encode(data).decode("ascii")}},
+        })
+        return {"id": block_id}
+
+    def block(self, block_id: str, key: Presented) -> bytes:
+        doc = self.db.get(f"block:{block_id}")
+        if doc is None:
+            raise Refused(404, "no such block")
+        self._item(doc["user_id"])  # expired with its item
+        if key.role != READ:
+            raise Refused(401 if key.role is None else 403, "blocks are read with the read key")
+        if not key.opens(doc["read_key_hash"]):
+            raise Refused(403, "this read key does not open this block")
+        return self.db.get_attachment(doc, "private_encrypted").read()
+
+
+def _full(version: dict) -> dict:
+    return {k: version[k] for k in ("id", "created_at", "updated_at", "deleted", "public", "protected",
+                                    "private_enc", "blocks")}
