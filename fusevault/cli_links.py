@@ -136,16 +136,13 @@ def _push(args: argparse.Namespace) -> int:
     from fusevault.links import capability
 
     text = _link_text(args.link)
-    if "#" not in text:  # an id: one of your own links
-        answer = _ask(args, {"cmd": "link_push", "link": text, "path": _vault_path(args)}, ("path",))
-        print(f"published version {answer['seq']} of {answer['path']}")
-        return 0
-    link = capability.parse(text)
-    if link.kind == capability.SHARE:
-        answer = _ask(args, {"cmd": "link_push", "link": link.item, "path": _vault_path(args)}, ("path",))
-        print(f"published version {answer['seq']} of {answer['path']}")
-        return 0
-    return _drop(link, Path(args.path))
+    link = capability.parse(text) if "#" in text else None  # without "#": the id of one of yours
+    if link is not None and link.kind == capability.DROP:
+        return _drop(link, Path(args.path))
+    item = link.item if link is not None else text
+    answer = _ask(args, {"cmd": "link_push", "link": item, "path": _vault_path(args)}, ("path",))
+    print(f"published version {answer['seq']} of {answer['path']}")
+    return 0
 
 
 def _vault_path(args: argparse.Namespace) -> str:

@@ -418,3 +418,26 @@ def test_a_link_cannot_write_outside_the_folder_it_is_fetched_into(relay: str, t
     got = fusevault("link", "get", keys.share_link(relay, item).text(), out, passphrase=None)
     assert got.returncode == EXIT_CORRUPT and "outside" in got.stderr
     assert not list(outside.iterdir())
+
+
+def test_garbage_in_a_drop_box_does_not_block_what_comes_after(relay: str, vault: Path,
+                                                               tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("a real drop\n")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        drop = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip()
+        link = capability.parse(drop)
+        with LinkClient(relay) as client:  # what anyone holding the drop link can send
+            client.add_version(link.item, link.first, {"public": {}, "protected": {}, "private_enc": "AAAA"})
+            real = content.local_sources(tmp_path / "good.txt")
+            manifest, blocks = content.upload(client, link.item, link.first, real)
+            broken = {**manifest, "entries": [{**manifest["entries"][0], "sha256": "0" * 64}]}
+            sealed = capability.seal_drop(link, broken)
+            client.add_version(link.item, link.first, {**sealed, "blocks": blocks})
+        assert fusevault("link", "push", tmp_path / "good.txt", drop, passphrase=None).returncode == 0
+        collected = fusevault("link", "collect", cwd=mnt)
+        assert collected.returncode == 1 and collected.stderr.count("discarded") == 2
+        assert "1 dropped" in collected.stdout
+        assert os.listdir(mnt / "Inbox") == ["good.txt"]  # no half-written hidden folder left
+        assert (mnt / "Inbox" / "good.txt").read_text() == "a real drop\n"
+        again = fusevault("link", "collect", cwd=mnt)
+        assert again.returncode == 0 and "0 dropped" in again.stdout  # the garbage is gone for good

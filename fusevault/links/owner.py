@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 import trio
 
 from fusevault.encoding import name_to_str, str_to_name
-from fusevault.errors import InvalidInput, LinkGone, NotFound, VaultError
+from fusevault.errors import CorruptData, InvalidInput, LinkGone, NotFound, VaultError
 from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.records import LinkRecord, load_records, record_doc
@@ -88,12 +88,9 @@ class Links:
                 if not (node.is_dir or node.is_reg):
                     raise InvalidInput("only files and folders can be shared by link")
             keys = capability.OwnerKeys.new()
-            client = LinkClient(server)
-            try:
+            with LinkClient(server) as client:
                 item = await trio.to_thread.run_sync(client.create, keys.hashes(), capability.HASHINFO,
                                                      expires_in)
-            finally:
-                client.close()
             record = LinkRecord(item, server.rstrip("/"), "drop" if drop else "share", name_to_str(path),
                                 keys, time.time_ns(), time.time() + expires_in if expires_in else None)
             # Saved before anything is published: whatever happens next, it can be revoked.
@@ -187,45 +184,61 @@ class Links:
                 if record.kind != "drop":
                     continue
                 try:
-                    files += await self._collect_one(record, rev)
+                    files += await self._collect_one(record, rev, errors)
                 except VaultError as err:  # one box's server away: the others still arrive
                     errors.append(f"{record.path}: {err}")
         return {"files": files, "errors": errors}
 
-    async def _collect_one(self, record: LinkRecord, rev: str) -> int:
+    async def _collect_one(self, record: LinkRecord, rev: str, errors: list[str]) -> int:
         keys, taken = record.keys, 0
         with LinkClient(record.server) as client:
             versions = await trio.to_thread.run_sync(client.versions, record.item, keys.delete)
             for version in [v for v in versions if not v["deleted"]]:
                 vid = version["id"]
-                folder = await make_dirs(self.vol, str_to_name(record.path), self.caller)
-                temp = f".fvdrop-{vid}".encode()
-                final = record.pending.get(vid)
-                files = 0
-                if final is None or temp in folder.children or str_to_name(final) not in folder.children:
-                    # Not yet (or not wholly) taken in: write it all under the hidden name.
-                    manifest = capability.open_drop(keys, record.item, version)
-                    found = content.entries(manifest)
-                    if temp in folder.children:
-                        await self._remove(folder, temp)
-                    await self._write_drop(client, keys.read_key, record.item, manifest, found, folder, temp)
-                    final = name_to_str(unique_name(folder.children, str_to_name(found[0]["path"])))
-                    record.pending[vid] = final
-                    rev = await self._save(record, rev)
-                    await self.vol.rename(folder.ino, temp, folder.ino, str_to_name(final),
-                                          noreplace=True, exchange=False)
-                    await self.kernel.entry(folder.ino, temp)
-                    await self.kernel.inode(folder.ino)
-                    await self.vol.fsyncdir()
-                    files = sum(1 for e in found if e["type"] == "file")
+                try:
+                    files, rev = await self._take(client, record, rev, version)
+                except CorruptData as err:
+                    # Anyone with the drop link can post garbage: it must not block what
+                    # comes after it.  Nobody can read it, so it goes.
+                    errors.append(f"{record.path}: a dropped item could not be opened "
+                                  f"and was discarded ({err})")
+                    files = 0
                 # The server forgets it only once the vault holds it for good.
                 with contextlib.suppress(LinkGone):
                     await trio.to_thread.run_sync(client.delete_version, record.item, keys.delete, vid)
-                del record.pending[vid]
+                record.pending.pop(vid, None)
                 record.collected += files
                 taken += files
                 rev = await self._save(record, rev)
         return taken
+
+    async def _take(self, client: LinkClient, record: LinkRecord, rev: str, version: dict) -> tuple[int, str]:
+        """One dropped version into the vault, unless a crash left it there already: (files, rev)."""
+        vid, keys = version["id"], record.keys
+        folder = await make_dirs(self.vol, str_to_name(record.path), self.caller)
+        temp = f".fvdrop-{vid}".encode()
+        final = record.pending.get(vid)
+        if final is not None and temp not in folder.children and str_to_name(final) in folder.children:
+            return 0, rev  # renamed into place just before a crash
+        if temp in folder.children:
+            await self._remove(folder, temp)
+        try:
+            manifest = capability.open_drop(keys, record.item, version)
+            found = content.entries(manifest)
+            await self._write_drop(client, keys.read_key, record.item, manifest, found, folder, temp)
+        except CorruptData:
+            if temp in folder.children:
+                await self._remove(folder, temp)
+            raise
+        final = name_to_str(unique_name(folder.children, str_to_name(found[0]["path"])))
+        record.pending[vid] = final
+        rev = await self._save(record, rev)
+        await self.vol.rename(folder.ino, temp, folder.ino, str_to_name(final),
+                              noreplace=True, exchange=False)
+        await self.kernel.entry(folder.ino, temp)
+        await self.kernel.inode(folder.ino)
+        await self.vol.fsyncdir()
+        return sum(1 for e in found if e["type"] == "file"), rev
 
     async def _write_drop(self, client: LinkClient, read_key: bytes, item: str, manifest: dict,
                           found: list[dict], folder: Node, temp: bytes) -> None:

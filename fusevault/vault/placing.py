@@ -78,15 +78,21 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
     volume.forget(node.ino, 1)
     digest = hashlib.sha256()
     try:
-        offset = 0
-        async for data in chunks:
-            digest.update(data)
-            await volume.write(fh, offset, data)
-            offset += len(data)
-        if mtime_ns is not None:
-            await volume.setattr(node.ino, mtime=mtime_ns)
-    finally:
-        await volume.release(fh)
+        try:
+            offset = 0
+            async for data in chunks:
+                digest.update(data)
+                await volume.write(fh, offset, data)
+                offset += len(data)
+            if mtime_ns is not None:
+                await volume.setattr(node.ino, mtime=mtime_ns)
+        finally:
+            await volume.release(fh)
+    except Exception:
+        # The source failed (unreadable, or not what it claimed): no half file stays behind.
+        await volume.unlink(parent.ino, temp)
+        await kernel.entry(parent.ino, temp)
+        raise
     replaced = parent.children.get(name)
     await volume.rename(parent.ino, temp, parent.ino, name, noreplace=False, exchange=False)
     # A listing (READDIRPLUS) may have shown the kernel the temporary name and
