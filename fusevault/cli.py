@@ -13,6 +13,8 @@ from pathlib import Path
 
 from fusevault import (
     __version__,
+    cli_accounts,
+    cli_agent,
     cli_files,
     cli_help,
     cli_history,
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_links.add_commands(command, _passphrase_options, cli_transfer.relay_option)
     cli_files.add_commands(command, _passphrase_options)
     cli_status.add_commands(command)
+    cli_accounts.add_commands(command, _passphrase_options)
+    cli_agent.add_commands(command, _passphrase_options)
     cli_help.add_commands(command)
     return parser
 
@@ -101,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_init(args: argparse.Namespace) -> int:
     from fusevault.store import open_store
     from fusevault.store.couch import strip_credentials
-    from fusevault.vault import layout, users
+    from fusevault.vault import layout, meta_files, users
 
     layout.check_new(args.vault)  # before asking for a passphrase twice
     store_config: dict = {"kind": "local"}
@@ -117,6 +121,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     store = open_store(created.root, store_config)
     try:
         users.create_user(created, store, args.user, secret)
+        meta_files.reconcile(created, store)
     finally:
         store.close()
     print(f"created vault {args.vault} for user {args.user}")
@@ -124,9 +129,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _mount_info(unlocked, vault: Path) -> dict:
-    return {"vault": str(vault.resolve()), "user": unlocked.user.get("username"),
-            "unlocked": [{"user": unlocked.user.get("username"), "since": time.time(),
-                          "expires": None}]}
+    return {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
@@ -149,14 +152,18 @@ def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> in
 
     from fusevault.fs.mount import serve
     from fusevault.store import open_store
+    from fusevault.vault.meta_files import reconcile
     from fusevault.vault.opening import hold
+    from fusevault.vault.settings import Settings
     from fusevault.vault.volume import Volume
 
     hold(unlocked.layout)
     store = open_store(unlocked.layout.root, unlocked.layout.store)
+    reconcile(unlocked.layout, store)
     volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
-    trio.run(lambda: serve(volume, mountpoint, allow_other=args.allow_other, on_ready=on_ready,
-                           info=_mount_info(unlocked, args.vault)))
+    ttl = Settings.of(unlocked.user).ttl_seconds()
+    trio.run(lambda: serve(volume, mountpoint, user=unlocked.user, ttl=ttl, allow_other=args.allow_other,
+                           on_ready=on_ready, info=_mount_info(unlocked, args.vault)))
     return 0
 
 
@@ -271,7 +278,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
             "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
             **cli_transfer.COMMANDS, **cli_links.COMMANDS, **cli_files.COMMANDS,
-            **cli_status.COMMANDS, **cli_help.COMMANDS}
+            **cli_status.COMMANDS, **cli_accounts.COMMANDS, **cli_agent.COMMANDS, **cli_help.COMMANDS}
 
 
 def _setup_logging(verbose: bool) -> None:

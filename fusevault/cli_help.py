@@ -9,7 +9,8 @@ GROUPS = {
     "Every day": ["mount", "unmount", "status", "config", "export"],
     "Old versions and deleted files": ["history", "restore", "trash", "retention", "gc"],
     "Hand files to someone": ["send", "receive", "link", "relay"],
-    "Set up": ["init", "passwd", "info", "watch", "completion"],
+    "People and keys": ["user", "group", "unlock", "lock", "passwd"],
+    "Set up": ["init", "info", "watch", "completion"],
 }
 
 GLOBAL_OPTIONS = """\

@@ -65,6 +65,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         print(f"{m['mountpoint']}: vault {m.get('vault')}, user {m.get('user')}, pid {m['pid']}, "
               f"up {_age(m['since'])}, {m['open_files']} open file(s)")
+        if not m.get("unlocked"):
+            print("  locked: run `fusevault unlock` to use it again")
         for who in m.get("unlocked", []):
             left = who["expires"]
             until = "until unmounted" if left is None else f"for {_span(left - time.time())} more"

@@ -147,3 +147,10 @@ class LinkGone(VaultError):
     """The link expired, was revoked, or never existed."""
 
     exit_code = 19
+
+
+class Locked(VaultError):
+    """The user's keys are not in memory (their passphrase TTL ran out, or
+    they ran ``fusevault lock``); ``fusevault unlock`` opens it again."""
+
+    exit_code = 20

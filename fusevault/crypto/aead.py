@@ -30,6 +30,11 @@ def _cipher(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
+def forget_keys() -> None:
+    """Drop every cached cipher, and with it the keys it holds (a user locks)."""
+    _cipher.cache_clear()
+
+
 def new_key() -> bytes:
     return os.urandom(KEY_SIZE)
 

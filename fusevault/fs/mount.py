@@ -13,24 +13,16 @@ import pyfuse3
 import trio
 
 from fusevault import systemd
-from fusevault.errors import MountPointError
+from fusevault.agent.sessions import Agent
+from fusevault.errors import Locked, MountPointError
 from fusevault.fs import control
-from fusevault.fs.operations import Operations, write_op_stats
-from fusevault.imports.watcher import ImportService
-from fusevault.links.owner import collect_periodically as collect_drops
+from fusevault.fs.operations import LOCKED, Operations, write_op_stats
 from fusevault.mounts import is_mounted
 from fusevault.paths import control_socket
 from fusevault.tasks import Tasks
-from fusevault.vault.requests import Requests, collect_periodically
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
-
-# Background garbage collection: a while after mounting, then every few hours.
-GC_FIRST = 10 * 60
-GC_EVERY = 6 * 3600
-# Files dropped into the user's drop-box links are fetched this often.
-DROPS_EVERY = 60
 
 
 def check_mountpoint(path: Path) -> Path:
@@ -46,8 +38,9 @@ def check_mountpoint(path: Path) -> Path:
     return path.resolve()
 
 
-async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
-                on_ready: Callable[[], None] | None = None, info: dict | None = None) -> None:
+async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
+                allow_other: bool = False, on_ready: Callable[[], None] | None = None,
+                info: dict | None = None) -> None:
     """Mount, serve until unmounted or told to stop, then save everything."""
     options = set(pyfuse3.default_options) | {"fsname=fusevault", "subtype=fusevault"}
     if allow_other:
@@ -56,12 +49,9 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
     # Everything that looks at the mount point path happens before init: once
     # mounted, a stat from this thread would wait for the loop it is blocking.
     socket_path = control_socket(mountpoint)
-    operations = Operations(volume)
+    operations = Operations(None)
     tasks = Tasks()
-    kernel = Kernel()
-    importer = ImportService(volume, tasks.get_state("import"), kernel)
-    requests = Requests(volume, busy=lambda: set(operations.view.busy), kernel=kernel,
-                        settings_changed=importer.reconfigure)
+    agent = Agent(user, operations, Kernel(), tasks)
     pyfuse3.init(operations, str(mountpoint), options)
     try:
         async with trio.open_nursery() as nursery:
@@ -69,16 +59,19 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
             async def handle(request: dict) -> dict:
                 if request.get("cmd") == "status":
                     return {"pid": os.getpid(), "mountpoint": str(mountpoint), "since": started,
-                            "open_files": len(volume.handles), "tasks": tasks.as_dict(), **(info or {})}
+                            "open_files": len(operations.session.volume.handles) if operations.session else 0,
+                            "tasks": tasks.as_dict(), **(info or {}), "unlocked": agent.status()}
                 if request.get("cmd") == "unmount":
                     pyfuse3.terminate()
                     return {"ok": True}
-                return await requests.handle(request)
+                if (answer := await agent.handle(request)) is not None:
+                    return answer
+                if operations.session is None:
+                    return {"error": LOCKED, "code": Locked.exit_code}
+                return await operations.session.requests.handle(request)
 
+            await nursery.start(agent.run, volume, ttl)
             await nursery.start(control.serve, socket_path, handle)
-            await nursery.start(collect_periodically, requests, GC_FIRST, GC_EVERY, tasks.get_state("gc"))
-            await nursery.start(importer.run)
-            await nursery.start(collect_drops, requests.links, DROPS_EVERY, tasks.get_state("drop boxes"))
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, mountpoint, on_ready)
             await pyfuse3.main()
@@ -87,7 +80,7 @@ async def serve(volume: Volume, mountpoint: Path, *, allow_other: bool = False,
         systemd.notify("STOPPING=1", "STATUS=saving and unmounting")
         with trio.CancelScope(shield=True):
             try:
-                await volume.close()
+                await agent.close()
             finally:
                 pyfuse3.close(unmount=True)
                 write_op_stats()

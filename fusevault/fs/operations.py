@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyfuse3
 
@@ -24,7 +24,11 @@ from fusevault.vault.versions_view import NAME as VERSIONS
 from fusevault.vault.versions_view import VersionsView
 from fusevault.vault.volume import ROOT_INODE, Caller, Volume
 
+if TYPE_CHECKING:
+    from fusevault.agent.sessions import Session
+
 log = logging.getLogger(__name__)
+LOCKED = "the vault is locked: run `fusevault unlock`"
 
 ERRNO: dict[type, int] = {
     errors.NotFound: errno.ENOENT,
@@ -37,6 +41,7 @@ ERRNO: dict[type, int] = {
     errors.NoAttribute: pyfuse3.ENOATTR,
     errors.NotSupported: errno.EOPNOTSUPP,
     errors.PermissionDenied: errno.EACCES,
+    errors.Locked: errno.EACCES,
     errors.BadHandle: errno.EBADF,
     errors.CorruptData: errno.EIO,
     errors.NoSpace: errno.ENOSPC,
@@ -115,11 +120,33 @@ class Operations(pyfuse3.Operations):
     # them in large batches; close() and fsync() still wait until they are here.
     enable_writeback_cache = True
 
-    def __init__(self, volume: Volume, timeout: float = 5.0) -> None:
+    def __init__(self, session: Session | None, timeout: float = 5.0) -> None:
         super().__init__()
-        self.vol = volume
-        self.view = VersionsView(volume)
+        # None while the user is locked (agent.sessions): every request but
+        # forget is refused, and forget counts go to ``remnant`` until unlock.
+        self.session = session
+        # While locking: the kernel writes back and forgets, nothing new opens.
+        self.locking = False
+        self.remnant: dict[int, int] = {}
         self.timeout = timeout
+
+    @property
+    def vol(self) -> Volume:
+        if self.session is None or self.locking:
+            raise errors.Locked(LOCKED)
+        return self.session.volume
+
+    @property
+    def view(self) -> VersionsView:
+        if self.session is None or self.locking:
+            raise errors.Locked(LOCKED)
+        return self.session.view
+
+    def held(self) -> Session:
+        """The session, for requests on handles already open (also while locking)."""
+        if self.session is None:
+            raise errors.Locked(LOCKED)
+        return self.session
 
     # The read-only .versions/ tree lives beside the Volume: requests for its
     # inodes and handles go to the view; changes in it are refused here.
@@ -165,9 +192,16 @@ class Operations(pyfuse3.Operations):
         return self.entry(self.vol.lookup(parent_inode, name))
 
     async def forget(self, inode_list):
+        if self.session is None:
+            for ino, count in inode_list:
+                if (left := self.remnant.get(ino, 0) - count) > 0:
+                    self.remnant[ino] = left
+                else:
+                    self.remnant.pop(ino, None)
+            return
         for ino, count in inode_list:
-            if not self.view.owns(ino):
-                self.vol.forget(ino, count)
+            if not self.session.view.owns(ino):
+                self.session.volume.forget(ino, count)
 
     @boundary
     async def getattr(self, inode, ctx):
@@ -267,30 +301,34 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def read(self, fh, off, size):
-        if fh in self.view.handles:
-            return await self.view.read(fh, off, size)
-        return await self.vol.read(fh, off, size)
+        session = self.held()
+        if fh in session.view.handles:
+            return await session.view.read(fh, off, size)
+        return await session.volume.read(fh, off, size)
 
     @boundary
     async def write(self, fh, off, buf):
-        return await self.vol.write(fh, off, buf)
+        return await self.held().volume.write(fh, off, buf)
 
     @boundary
     async def flush(self, fh):
-        if fh not in self.view.handles:
-            await self.vol.flush(fh)
+        session = self.held()
+        if fh not in session.view.handles:
+            await session.volume.flush(fh)
 
     @boundary
     async def release(self, fh):
-        if fh in self.view.handles:
-            self.view.release(fh)
+        session = self.held()
+        if fh in session.view.handles:
+            session.view.release(fh)
         else:
-            await self.vol.release(fh)
+            await session.volume.release(fh)
 
     @boundary
     async def fsync(self, fh, datasync):
-        if fh not in self.view.handles:
-            await self.vol.fsync(fh)
+        session = self.held()
+        if fh not in session.view.handles:
+            await session.volume.fsync(fh)
 
     @boundary
     async def opendir(self, inode, ctx):
@@ -302,7 +340,8 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def readdir(self, fh, start_id, token):
-        source = self.view if fh in self.view.dir_handles else self.vol
+        session = self.held()
+        source = session.view if fh in session.view.dir_handles else session.volume
         index = start_id
         while (found := source.readdir_entry(fh, index)) is not None:
             position, name, node = found
@@ -311,13 +350,14 @@ class Operations(pyfuse3.Operations):
                 break
             # The kernel takes no reference to "." and ".."; the view's
             # inodes keep no counts.
-            if name not in (b".", b"..") and source is self.vol:
-                self.vol.remember(node)
+            if name not in (b".", b"..") and source is session.volume:
+                session.volume.remember(node)
 
     @boundary
     async def releasedir(self, fh):
-        if self.view.dir_handles.pop(fh, None) is None:
-            self.vol.releasedir(fh)
+        session = self.held()
+        if session.view.dir_handles.pop(fh, None) is None:
+            session.volume.releasedir(fh)
 
     @boundary
     async def fsyncdir(self, fh, datasync):

@@ -52,6 +52,9 @@ class Layout:
     def vfmeta_path(self, owner: str, fid: str) -> Path:
         return self.own_dir(owner) / f"{fid}.vfmeta"
 
+    def group_dir(self, group_id: str) -> Path:
+        return self.root / "groups" / group_id
+
     def make_user_dirs(self, user_id: str) -> None:
         for sub in ("own", "shared"):
             (self.user_dir(user_id) / sub).mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 
 from fusevault.errors import InvalidInput
@@ -46,7 +47,7 @@ class Settings:
         return asdict(self)
 
     def ttl_seconds(self) -> int:
-        return int(self.passphrase_expiry_ttl["ttl"]) * TTL_UNITS[self.passphrase_expiry_ttl["unit"]]
+        return float(self.passphrase_expiry_ttl["ttl"]) * TTL_UNITS[self.passphrase_expiry_ttl["unit"]]
 
 
 KEYS = tuple(Settings.__dataclass_fields__)
@@ -83,13 +84,13 @@ def parse(key: str, text: str) -> object:
 
 
 def parse_ttl(text: str) -> dict:
-    """``10 day``, ``10day``, ``30 min``, ``8 hours`` -> {"ttl": "10", "unit": "day"}."""
-    compact = text.replace(" ", "").lower()
-    digits = compact[: len(compact) - len(compact.lstrip("0123456789"))]
-    unit = _UNIT_WORDS.get(compact[len(digits):])
-    if not digits or unit is None or int(digits) == 0:
+    """``10 day``, ``10day``, ``30 min``, ``8 hours``, ``0.5 min`` -> {"ttl": "10", "unit": "day"}."""
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([a-z]+)", text.replace(" ", "").lower())
+    unit = _UNIT_WORDS.get(found.group(2)) if found else None
+    if unit is None or float(found.group(1)) == 0:
         raise InvalidInput("passphrase_expiry_ttl is a number and a unit: min, hr or day (like '10 day')")
-    return {"ttl": str(int(digits)), "unit": unit}
+    number = float(found.group(1))
+    return {"ttl": str(int(number)) if number.is_integer() else str(number), "unit": unit}
 
 
 def change(current: Settings, changes: dict[str, str]) -> Settings:

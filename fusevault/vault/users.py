@@ -1,20 +1,19 @@
-"""Users: the seed 000 UserDetails document, seed 003 meta.inf, unlocking."""
+"""Users: the seed 000 UserDetails document, their key pairs, unlocking."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
 
 from fusevault.crypto import aead
+from fusevault.crypto.identity import Identity, seal_identity
 from fusevault.crypto.kdf import default_params
 from fusevault.crypto.keys import MasterKey, checksum, new_wrapped_master, unwrap_master, wrap_master
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, VaultNotFound
 from fusevault.store import Store
-from fusevault.vault.atomic import atomic_write
 from fusevault.vault.layout import Layout, validate_name
-from fusevault.vault.nodes import Node, new_id, node_doc
+from fusevault.vault.nodes import NODE, VERSION, Node, new_id, node_doc
 
 USER = "UserDetails"
 DEFAULT_TTL = {"ttl": "8", "unit": "hr"}
@@ -48,6 +47,8 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     root_fid = new_id()
     dek = aead.new_key()
     uid = os.getuid() if uid is None else uid
+    if any(d.get("uid") == uid for d in store.iter_type(USER)):
+        raise AlreadyExists(f"Linux uid {uid} is already mapped to another user of this vault")
     root = Node(1, root_fid, user_id, dek, stat.S_IFDIR | 0o755, uid, os.getgid())
     created = int(time.time())
     doc = {
@@ -58,6 +59,7 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
         "created_at": created,
         **fields,
         "checksum": checksum(fields),
+        **seal_identity(key, Identity.new(user_id)),
         "root": root_fid,
         "passphrase_expiry_ttl": dict(DEFAULT_TTL),
         "source_dir_to_watch": None,
@@ -68,16 +70,13 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     layout.make_user_dirs(user_id)
     store.put_many([doc, node_doc(root, key, lambda ino: root_fid)])
     store.sync()
-    write_meta_inf(layout, user_id, username, created)
     return user_id
 
 
-def write_meta_inf(layout: Layout, user_id: str, username: str, created: int) -> None:
-    # OWN_FILES is not repeated here: it is the listing of own/, so it can
-    # never disagree with it (docs/FORMAT.md).
-    meta = {"USER_ID": user_id, "USERNAME": username, "CREATED_AT": created,
-            "GROUPS": [], "SHARED_FILES": []}
-    atomic_write(layout.user_dir(user_id) / "meta.inf", json.dumps(meta, indent=1).encode())
+def owned_docs(store: Store, user_id: str) -> list[dict]:
+    """Every document a user owns (nodes, versions, records)."""
+    return [d for kind in (NODE, VERSION, "ImportRecord", "LinkRecord")
+            for d in store.iter_type(kind) if d.get("owner") == user_id]
 
 
 def unlock(doc: dict, passphrase: bytes) -> MasterKey:

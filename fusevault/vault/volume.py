@@ -96,20 +96,25 @@ class Volume:
     # --- loading
 
     @classmethod
-    def load(cls, layout: Layout, store: Store, key: MasterKey, root_fid: str) -> Volume:
+    def load(cls, layout: Layout, store: Store, key: MasterKey, root_fid: str,
+             inodes: dict[str, int] | None = None) -> Volume:
+        """Load and decrypt a user's tree.  ``inodes`` (fid -> inode) keeps the
+        numbers of an earlier load, which the kernel may still hold (unlock
+        after a lock)."""
         # The cyclic GC would rescan the growing tree again and again while it
         # loads (a third of the time for 100,000 nodes); once loaded, the
         # nodes are frozen out of future collections, which they outlive anyway.
         gc.disable()
         try:
-            volume = cls._load(layout, store, key, root_fid)
+            volume = cls._load(layout, store, key, root_fid, inodes or {})
         finally:
             gc.enable()
         gc.freeze()
         return volume
 
     @classmethod
-    def _load(cls, layout: Layout, store: Store, key: MasterKey, root_fid: str) -> Volume:
+    def _load(cls, layout: Layout, store: Store, key: MasterKey, root_fid: str,
+              inodes: dict[str, int]) -> Volume:
         volume: Volume | None = None
         pending: list[tuple[Node, list[tuple[str, bytes]]]] = []
         owner = sys.intern(key.user_id)
@@ -131,9 +136,10 @@ class Volume:
                 volume = cls(layout, store, key, node)
         if volume is None:
             raise CorruptData("the root directory's document is missing")
+        volume.next_ino = max(inodes.values(), default=ROOT_INODE) + 1
         for node, _ in pending:
             if node.ino != ROOT_INODE:
-                node.ino = volume._new_ino()
+                node.ino = inodes.get(node.fid) or volume._new_ino()
                 volume.nodes[node.ino] = node
                 volume.by_fid[node.fid] = node.ino
         for node, links in pending:
@@ -764,8 +770,24 @@ class Volume:
 
     # --- shutting down
 
+    def wipe(self) -> None:
+        """Forget every key and name (after ``save_all``): the user locked."""
+        for node in self.nodes.values():
+            node.dek = b""
+            node.children = None
+        self.nodes.clear()
+        self.by_fid.clear()
+        self.handles.clear()
+        self.dir_handles.clear()
+        self.key = None  # type: ignore[assignment]
+
     async def close(self) -> None:
         """Commit whatever is still pending (unmount) and close the store."""
+        await self.save_all()
+        self.store.close()
+
+    async def save_all(self) -> None:
+        """Commit whatever is still pending and make it durable (unmount, lock)."""
         failures = 0
         for node in list(self.nodes.values()):
             if node.content is not None and node.content.changed:
@@ -779,6 +801,5 @@ class Volume:
                 node.content = None
         await self._commit_lazy()
         await self.in_thread(self.store.sync)
-        self.store.close()
         if failures:
             log.error("%d file(s) could not be saved at unmount", failures)

@@ -1,0 +1,1 @@
+"""The unlock agent: who is unlocked in a mount, and until when."""

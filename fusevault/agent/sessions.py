@@ -1,0 +1,201 @@
+"""The unlocked user of a mount: their tree, the services that need their
+keys, and the lock that wipes them when the passphrase TTL runs out.
+
+A ``Session`` is everything made from one unlock: the decrypted Volume, the
+``.versions`` view, the request handler and the background services (gc,
+imports, drop boxes), which run in the session's own cancel scope.  The
+``Agent`` makes a session on ``fusevault unlock`` and ends it on
+``fusevault lock`` or when ``Expiry`` says the TTL is over.  Locking stops
+the services, lets the kernel write back and forget what it caches, saves
+everything, then drops the tree, the keys and the cached ciphers; requests
+get EACCES until the next unlock, which loads the tree again under the
+same inode numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gc
+import logging
+
+import trio
+
+from fusevault.agent.expiry import Expiry, Unlock
+from fusevault.crypto import aead
+from fusevault.errors import InvalidInput, VaultError
+from fusevault.fs.operations import Operations
+from fusevault.imports.watcher import ImportService
+from fusevault.links.owner import collect_periodically as collect_drops
+from fusevault.tasks import Tasks
+from fusevault.vault import users
+from fusevault.vault.placing import KernelCache
+from fusevault.vault.requests import Requests, collect_periodically
+from fusevault.vault.settings import Settings
+from fusevault.vault.versions_view import VersionsView
+from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+# Background garbage collection: a while after unlocking, then every few hours.
+GC_FIRST = 10 * 60
+GC_EVERY = 6 * 3600
+# Files dropped into the user's drop-box links are fetched this often.
+DROPS_EVERY = 60
+
+
+class Session:
+    def __init__(self, volume: Volume, kernel: KernelCache, tasks: Tasks) -> None:
+        self.volume = volume
+        self.tasks = tasks
+        self.view = VersionsView(volume)
+        self.importer = ImportService(volume, tasks.get_state("import"), kernel)
+        self.requests = Requests(volume, busy=lambda: set(self.view.busy), kernel=kernel,
+                                 settings_changed=self.importer.reconfigure)
+        self.stopped = trio.Event()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The services, until the returned scope is cancelled."""
+        try:
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(collect_periodically, self.requests, GC_FIRST, GC_EVERY,
+                                        self.tasks.get_state("gc"))
+                    await nursery.start(self.importer.run)
+                    await nursery.start(collect_drops, self.requests.links, DROPS_EVERY,
+                                        self.tasks.get_state("drop boxes"))
+                    task_status.started(scope)
+        finally:
+            for name in ("gc", "import", "drop boxes"):
+                self.tasks.get_state(name).set("stopped: locked")
+            self.stopped.set()
+
+
+class Agent:
+    def __init__(self, user: dict, ops: Operations, kernel: KernelCache, tasks: Tasks) -> None:
+        self.user_id = user["_id"]
+        self.username = user["username"]
+        self.ops = ops
+        self.kernel = kernel
+        self.tasks = tasks
+        self.expiry = Expiry(self._expired)
+        self._scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._busy = trio.Lock()  # one unlock or lock at a time
+        # Kept while locked: fid -> inode, so the kernel's numbers stay right.
+        self._inodes: dict[str, int] = {}
+        self._store = None
+        self._layout = None
+
+    @property
+    def session(self) -> Session | None:
+        return self.ops.session
+
+    async def run(self, volume: Volume, ttl: float, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the unlocked ``volume`` for ``ttl`` seconds, then until unlocked again."""
+        self._store, self._layout = volume.store, volume.layout
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.expiry.run)
+            await self._open(volume, ttl)
+            task_status.started()
+
+    async def _open(self, volume: Volume, ttl: float) -> None:
+        session = Session(volume, self.kernel, self.tasks)
+        self._scope = await self._nursery.start(session.run)
+        self.ops.session = session
+        self.expiry.start(self.user_id, ttl)
+
+    # --- the control socket's unlock, lock and status
+
+    async def unlock(self, passphrase: bytes) -> Unlock:
+        async with self._busy:
+            # The document is read again: `fusevault passwd` may have changed it.
+            doc = await trio.to_thread.run_sync(self._store.get, self.user_id)
+            if doc is None:
+                raise InvalidInput(f"user {self.username} is no longer in this vault")
+            key = await trio.to_thread.run_sync(users.unlock, doc, passphrase)
+            ttl = Settings.of(doc).ttl_seconds()
+            if self.session is None:
+                volume = await trio.to_thread.run_sync(
+                    Volume.load, self._layout, self._store, key, doc["root"], self._inodes)
+                for ino, count in self.ops.remnant.items():
+                    if (node := volume.nodes.get(ino)) is not None:
+                        node.lookups = count
+                self.ops.remnant = {}
+                await self._open(volume, ttl)
+                log.info("unlocked %s", self.username)
+            else:
+                self.expiry.start(self.user_id, ttl)
+            return self.expiry.unlocked[self.user_id]
+
+    async def lock(self, why: str) -> bool:
+        """Wipe the user's keys now; False if they were not unlocked."""
+        async with self._busy:
+            session = self.session
+            if session is None:
+                return False
+            self.expiry.stop(self.user_id)
+            self._scope.cancel()
+            await session.stopped.wait()
+            volume = session.volume
+            self.ops.locking = True
+            try:
+                await self._drop_kernel_caches(volume)
+                await volume.save_all()
+            finally:
+                self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
+                self.ops.remnant = {ino: node.lookups for ino, node in volume.nodes.items()
+                                    if node.lookups > 0}
+                self.ops.session = None
+                self.ops.locking = False
+                volume.wipe()
+                aead.forget_keys()
+                gc.collect()
+            log.info("locked %s: %s", self.username, why)
+            return True
+
+    async def _expired(self, user_id: str) -> None:
+        await self.lock("the passphrase TTL ran out")
+
+    async def _drop_kernel_caches(self, volume: Volume) -> None:
+        # Names the kernel knows, and the pages it holds in plaintext.  With
+        # the writeback cache this also writes dirty pages back, while the
+        # volume still takes them.
+        for ino, node in list(volume.nodes.items()):
+            if node.lookups > 0 or ino == 1:
+                for parent, name in list(node.links):
+                    await self.kernel.entry(parent, name)
+                await self.kernel.inode(ino)
+
+    def status(self) -> list[dict]:
+        return [{"user": self.username, "since": u.since, "expires": u.expires}
+                for u in self.expiry.unlocked.values()]
+
+    async def close(self) -> None:
+        """Unmounting: save what the user has open, close the store."""
+        if self.session is not None:
+            await self.session.volume.save_all()
+        self._store.close()
+
+    async def handle(self, request: dict) -> dict | None:
+        """Answer unlock and lock; None for requests that are not the agent's."""
+        try:
+            if request.get("cmd") == "unlock":
+                unlock = await self.unlock(_passphrase(request))
+                return {"ok": True, "user": self.username, "expires": unlock.expires}
+            if request.get("cmd") == "lock":
+                return {"ok": True, "was_unlocked": await self.lock("fusevault lock")}
+        except VaultError as err:
+            return {"error": str(err), "code": err.exit_code}
+        return None
+
+
+def _passphrase(request: dict) -> bytes:
+    try:
+        secret = base64.b64decode(request["passphrase"], validate=True)
+    except (KeyError, TypeError, binascii.Error):
+        raise InvalidInput("the unlock request carries no passphrase") from None
+    if not secret:
+        raise InvalidInput("the passphrase is empty")
+    return secret

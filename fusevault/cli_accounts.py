@@ -1,0 +1,201 @@
+"""``fusevault user ...`` and ``fusevault group ...``: the people of a vault.
+
+Whoever may write the vault directory administers its users and groups, as
+root administers /etc/passwd; what each user can read is still decided by
+their own keys.  Every command here first makes the seed 003 meta.inf files
+agree with the documents (``meta_files.reconcile``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fusevault import passphrase
+from fusevault.errors import InvalidInput
+from fusevault.store import Store
+from fusevault.vault import groups, meta_files, users
+from fusevault.vault.layout import Layout
+from fusevault.vault.opening import hold, open_vault
+
+Command = Callable[..., argparse.ArgumentParser]
+VAULT_ENV = "FUSEVAULT_VAULT"
+
+
+def _vault_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vault", type=Path, default=os.environ.get(VAULT_ENV),
+                   help=f"the vault (default: ${VAULT_ENV})")
+
+
+def _list_and_remove(actions, list_help: str, remove_help: str) -> None:
+    q = actions.add_parser("list", help=list_help)
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    _vault_option(q)
+    q = actions.add_parser("remove", help=remove_help)
+    q.add_argument("name")
+    _vault_option(q)
+
+
+def add_commands(command: Command, passphrase_options: Callable) -> None:
+    p = command("user", "add, list and remove the users of a vault",
+                "fusevault user add bob --uid 1001 --vault ~/vault\n"
+                "  fusevault user list --vault ~/vault")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("add", help="add a user (asks for their new passphrase twice)")
+    q.add_argument("name")
+    q.add_argument("--uid", type=int, help="the Linux uid this user is (default: yours)")
+    _vault_option(q)
+    passphrase_options(q)
+    _list_and_remove(actions, "users, their uids and groups",
+                     "remove a user who owns no files and no group")
+
+    p = command("group", "add groups and set who is in them, with READ or WRITE",
+                "fusevault group add team --vault ~/vault\n"
+                "  fusevault group member add team bob --perm READ,WRITE --vault ~/vault")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("add", help="add a group (its owner is a member with READ,WRITE)")
+    q.add_argument("name")
+    q.add_argument("--owner", help="the user who owns it (default: the user of your uid)")
+    _vault_option(q)
+    _list_and_remove(actions, "groups and their members", "remove a group")
+    q = actions.add_parser("member", help="add, change or remove a member")
+    members = q.add_subparsers(dest="member_action", metavar="ACTION", required=True)
+    r = members.add_parser("add", help="add a member, or change their permission")
+    r.add_argument("group")
+    r.add_argument("user")
+    r.add_argument("--perm", required=True, help="READ, WRITE or READ,WRITE")
+    _vault_option(r)
+    r = members.add_parser("remove", help="take a member out of a group")
+    r.add_argument("group")
+    r.add_argument("user")
+    _vault_option(r)
+
+
+@contextmanager
+def administering(args: argparse.Namespace) -> Iterator[tuple[Layout, Store]]:
+    if args.vault is None:
+        raise InvalidInput(f"which vault? pass --vault PATH or set ${VAULT_ENV}")
+    layout, store = open_vault(args.vault)
+    try:
+        meta_files.reconcile(layout, store)
+        yield layout, store
+        meta_files.reconcile(layout, store)
+    finally:
+        store.close()
+
+
+def _names(store: Store) -> dict[str, str]:
+    return {u["_id"]: u["username"] for u in store.iter_type(users.USER)}
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    with administering(args) as (layout, store):
+        if args.action == "add":
+            if args.uid is not None and not 0 <= args.uid < 2**32:
+                raise InvalidInput(f"{args.uid} is not a Linux uid")
+            secret = passphrase.get(args.passphrase_fd, args.passphrase_file, confirm=True,
+                                    prompt=f"New passphrase for {args.name}: ")
+            users.create_user(layout, store, args.name, secret, uid=args.uid)
+            print(f"added user {args.name}")
+        elif args.action == "list":
+            _print_users(store, args.json)
+        else:
+            _remove_user(layout, store, args.name)
+            print(f"removed user {args.name}")
+    return 0
+
+
+def _print_users(store: Store, as_json: bool) -> None:
+    all_groups = list(store.iter_type(groups.GROUP))
+    rows = []
+    for user in sorted(store.iter_type(users.USER), key=lambda u: u["username"]):
+        mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in all_groups
+                      if user["_id"] in g.get("users", {}))
+        rows.append({"name": user["username"], "id": user["_id"], "uid": user.get("uid"),
+                     "created_at": user["created_at"], "groups": mine,
+                     "passphrase_expiry_ttl": user.get("passphrase_expiry_ttl")})
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    for row in rows:
+        ttl = row["passphrase_expiry_ttl"] or {}
+        print(f"{row['name']:<16} uid {row['uid']!s:<6} created {_date(row['created_at'])}  "
+              f"unlock for {ttl.get('ttl')} {ttl.get('unit')}  groups: {', '.join(row['groups']) or '-'}")
+
+
+def _date(when: int) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(when))
+
+
+def _remove_user(layout: Layout, store: Store, name: str) -> None:
+    user = users.find_user(store, name)
+    everyone = list(store.iter_type(users.USER))
+    if len(everyone) == 1:
+        raise InvalidInput(f"{name} is the only user of this vault")
+    owned = users.owned_docs(store, user["_id"])
+    files = [d for d in owned if d.get("type") == "node" and not d.get("delete")
+             and d["_id"] != user["root"]]
+    if files:
+        raise InvalidInput(f"{name} still has {len(files)} files and folders: "
+                           "delete them or move them to another user first")
+    owns = [g["groupname"] for g in store.iter_type(groups.GROUP) if g["owner"] == user["_id"]]
+    if owns:
+        raise InvalidInput(f"{name} owns the group(s) {', '.join(owns)}: remove them first")
+    lock = hold(layout)  # not while a mount serves the vault
+    try:
+        changes = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in [user, *owned]]
+        for group in store.iter_type(groups.GROUP):
+            if user["_id"] in group.get("users", {}):
+                members = {k: v for k, v in group["users"].items() if k != user["_id"]}
+                changes.append({**group, "users": members})
+        store.put_many(changes)  # one transaction: the memberships go with the user
+        store.sync()
+    finally:
+        os.close(lock)
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    with administering(args) as (_, store):
+        if args.action == "add":
+            owner = users.find_user(store, args.owner)
+            groups.create_group(store, args.name, owner)
+            print(f"added group {args.name}, owned by {owner['username']}")
+        elif args.action == "list":
+            _print_groups(store, args.json)
+        elif args.action == "remove":
+            groups.remove_group(store, groups.find_group(store, args.name))
+            print(f"removed group {args.name}")
+        else:
+            group = groups.find_group(store, args.group)
+            user = users.find_user(store, args.user)
+            if args.member_action == "add":
+                doc = groups.set_member(store, group, user, args.perm)
+                print(f"{args.user} is in {args.group} with {doc['users'][user['_id']]}")
+            else:
+                groups.set_member(store, group, user, None)
+                print(f"{args.user} is no longer in {args.group}")
+    return 0
+
+
+def _print_groups(store: Store, as_json: bool) -> None:
+    names = _names(store)
+    rows = [{"name": g["groupname"], "id": g["_id"], "owner": names.get(g["owner"], g["owner"]),
+             "created_at": g["created_at"],
+             "members": {names.get(u, u): p for u, p in sorted(g.get("users", {}).items())}}
+            for g in sorted(store.iter_type(groups.GROUP), key=lambda g: g["groupname"])]
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        print("no groups")
+    for row in rows:
+        members = ", ".join(f"{n}:{p}" for n, p in sorted(row["members"].items()))
+        print(f"{row['name']:<16} owner {row['owner']:<12} members: {members}")
+
+
+COMMANDS = {"user": cmd_user, "group": cmd_group}

@@ -1,0 +1,48 @@
+"""``fusevault unlock`` and ``fusevault lock``: the keys a running mount holds.
+
+The passphrase goes to the mount over its control socket (a UNIX socket in
+the runtime directory, which checks the caller with SO_PEERCRED), never on a
+command line.  The mount keeps the keys for the user's
+``passphrase_expiry_ttl`` and wipes them when it runs out or on ``lock``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import time
+from collections.abc import Callable
+
+from fusevault import passphrase
+from fusevault.target import ask
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def add_commands(command: Command, passphrase_options: Callable) -> None:
+    p = command("unlock", "give a mount your passphrase again (after its TTL ran out or a lock)",
+                "fusevault unlock ~/Private")
+    p.add_argument("place", nargs="?", metavar="MOUNTPOINT",
+                   help="the mount (default: the one here, or the only one)")
+    passphrase_options(p)
+    p = command("lock", "wipe your keys from a mount now; files stay mounted but unreadable",
+                "fusevault lock ~/Private")
+    p.add_argument("place", nargs="?", metavar="MOUNTPOINT",
+                   help="the mount (default: the one here, or the only one)")
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
+    answer = ask(args, {"cmd": "unlock", "passphrase": base64.b64encode(secret).decode()}, timeout=120)
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(answer["expires"]))
+    print(f"unlocked {answer['user']} until {until}")
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    answer = ask(args, {"cmd": "lock"})
+    print("locked" if answer["was_unlocked"] else "it was already locked")
+    return 0
+
+
+COMMANDS = {"unlock": cmd_unlock, "lock": cmd_lock}
