@@ -134,6 +134,7 @@ def _mount_info(unlocked, vault: Path) -> dict:
 
 def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.fs.mount import check_mountpoint
+    from fusevault.vault import users
     from fusevault.vault.layout import check_writable, open_layout
     from fusevault.vault.opening import unlock_vault
 
@@ -141,6 +142,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     check_writable(open_layout(args.vault).root)
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
     unlocked = unlock_vault(args.vault, args.user, secret)
+    unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
     unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
     if args.foreground:
         return _serve(args, unlocked, mountpoint, on_ready=None)  # the log says when it is ready

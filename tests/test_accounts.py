@@ -246,3 +246,32 @@ def test_passwd_changes_one_user_and_the_mount_takes_the_new_passphrase(vault: P
         assert fusevault("unlock", mnt, passphrase="bob new").returncode == 3
         assert fusevault("unlock", mnt, passphrase="bob newer").returncode == 0
         assert os.listdir(mnt) == []
+
+
+def test_a_locked_mount_unmounts_cleanly_and_mounts_again(vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "m") as mnt:
+        (mnt / "kept.txt").write_text("saved before the lock")
+        assert fusevault("lock", mnt, passphrase=None).returncode == 0
+        text = fusevault("status", mnt, passphrase=None)
+        assert "locked: run `fusevault unlock`" in text.stdout
+        done = fusevault("unmount", mnt, passphrase=None)
+        assert done.returncode == 0, done.stderr
+    with mounted(vault, tmp_path / "m") as mnt:
+        assert (mnt / "kept.txt").read_text() == "saved before the lock"
+
+
+def test_a_user_from_before_key_pairs_gets_them_at_the_next_mount(vault: Path, tmp_path: Path) -> None:
+    store = LocalStore(vault / "store.sqlite")
+    alice = users.find_user(store, "alice")
+    old = {k: v for k, v in alice.items() if k not in ("public_box", "public_sign", "en_private_keys")}
+    store.put_many([old])
+    store.close()
+    with mounted(vault, tmp_path / "m"):
+        pass
+    store = LocalStore(vault / "store.sqlite")
+    try:
+        alice = users.find_user(store, "alice")
+    finally:
+        store.close()
+    identity = open_identity(users.unlock(alice, PASSPHRASE.encode()), alice)
+    assert identity.public_fields()["public_box"] == alice["public_box"]

@@ -138,22 +138,27 @@ class Agent:
             self.expiry.stop(self.user_id)
             self._scope.cancel()
             await session.stopped.wait()
-            volume = session.volume
-            self.ops.locking = True
-            try:
-                await self._drop_kernel_caches(volume)
-                await volume.save_all()
-            finally:
-                self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
-                self.ops.remnant = {ino: node.lookups for ino, node in volume.nodes.items()
-                                    if node.lookups > 0}
-                self.ops.session = None
-                self.ops.locking = False
-                volume.wipe()
-                aead.forget_keys()
-                gc.collect()
+            # Shielded: an unmount arriving now waits, rather than finding the
+            # session half gone with its last writes unsaved.
+            with trio.CancelScope(shield=True):
+                await self._wipe(session.volume)
             log.info("locked %s: %s", self.username, why)
             return True
+
+    async def _wipe(self, volume: Volume) -> None:
+        self.ops.locking = True
+        try:
+            await self._drop_kernel_caches(volume)
+            await volume.save_all()
+        finally:
+            self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
+            self.ops.remnant = {ino: node.lookups for ino, node in volume.nodes.items()
+                                if node.lookups > 0}
+            self.ops.session = None
+            self.ops.locking = False
+            volume.wipe()
+            aead.forget_keys()
+            gc.collect()
 
     async def _expired(self, user_id: str) -> None:
         await self.lock("the passphrase TTL ran out")
@@ -162,11 +167,9 @@ class Agent:
         # Names the kernel knows, and the pages it holds in plaintext.  With
         # the writeback cache this also writes dirty pages back, while the
         # volume still takes them.
-        for ino, node in list(volume.nodes.items()):
-            if node.lookups > 0 or ino == 1:
-                for parent, name in list(node.links):
-                    await self.kernel.entry(parent, name)
-                await self.kernel.inode(ino)
+        known = [(ino, node) for ino, node in volume.nodes.items() if node.lookups > 0 or ino == 1]
+        await self.kernel.drop_all([link for _, node in known for link in node.links],
+                                   [ino for ino, _ in known])
 
     def status(self) -> list[dict]:
         return [{"user": self.username, "since": u.since, "expires": u.expires}

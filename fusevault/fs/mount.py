@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -104,6 +105,17 @@ class Kernel:
             await trio.to_thread.run_sync(pyfuse3.invalidate_entry, parent_ino, name)
         except OSError:
             pass
+
+    async def drop_all(self, entries: list[tuple[int, bytes]], inodes: list[int]) -> None:
+        def drop() -> None:
+            for parent_ino, name in entries:
+                with contextlib.suppress(OSError):
+                    pyfuse3.invalidate_entry(parent_ino, name)
+            for ino in inodes:
+                with contextlib.suppress(OSError):
+                    pyfuse3.invalidate_inode(ino)
+
+        await trio.to_thread.run_sync(drop)
 
 
 async def _stop_on_signals() -> None:

@@ -30,6 +30,9 @@ class KernelCache(Protocol):
 
     async def inode(self, ino: int) -> None: ...
 
+    async def drop_all(self, entries: list[tuple[int, bytes]], inodes: list[int]) -> None:
+        """Many names and inodes at once (a lock): one worker thread for all."""
+
 
 class NoKernel:
     """An unmounted vault: nothing is cached anywhere."""
@@ -38,6 +41,9 @@ class NoKernel:
         pass
 
     async def inode(self, ino: int) -> None:
+        pass
+
+    async def drop_all(self, entries: list[tuple[int, bytes]], inodes: list[int]) -> None:
         pass
 
 

@@ -48,7 +48,8 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     dek = aead.new_key()
     uid = os.getuid() if uid is None else uid
     if any(d.get("uid") == uid for d in store.iter_type(USER)):
-        raise AlreadyExists(f"Linux uid {uid} is already mapped to another user of this vault")
+        raise AlreadyExists(f"Linux uid {uid} is already mapped to another user of this vault: "
+                            f"give {username}'s with --uid N")
     root = Node(1, root_fid, user_id, dek, stat.S_IFDIR | 0o755, uid, os.getgid())
     created = int(time.time())
     doc = {
@@ -71,6 +72,16 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     store.put_many([doc, node_doc(root, key, lambda ino: root_fid)])
     store.sync()
     return user_id
+
+
+def ensure_identity(store: Store, doc: dict, key: MasterKey) -> dict:
+    """Give a user from before key pairs existed (vault format 1, early) their pairs."""
+    if "en_private_keys" in doc:
+        return doc
+    doc = {**doc, **seal_identity(key, Identity.new(doc["_id"]))}
+    doc["_rev"] = store.put_many([doc])[0]
+    store.sync()
+    return doc
 
 
 def owned_docs(store: Store, user_id: str) -> list[dict]:
