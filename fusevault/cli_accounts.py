@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -155,6 +156,8 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
                 changes.append({**group, "users": members})
         store.put_many(changes)  # one transaction: the memberships go with the user
         store.sync()
+        # What is left there (the .vf of files in their trash) no document names any more.
+        shutil.rmtree(layout.user_dir(user["_id"]), ignore_errors=True)
     finally:
         os.close(lock)
 

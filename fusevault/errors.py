@@ -154,3 +154,10 @@ class Locked(VaultError):
     they ran ``fusevault lock``); ``fusevault unlock`` opens it again."""
 
     exit_code = 20
+
+
+class LockFailed(VaultError):
+    """A lock could not save every file (a full disk, a store away): the user
+    stays unlocked rather than lose what is unsaved."""
+
+    exit_code = 21

@@ -281,3 +281,41 @@ def test_metadata_change_of_a_dirty_file_never_commits_unwritten_size(vault: Pat
     with mounted(vault, mnt):
         assert (mnt / "file").read_bytes() == b"committed"
         assert os.stat(mnt / "file").st_mode & 0o777 == 0o600
+
+
+def test_a_lock_that_cannot_save_keeps_the_user_unlocked_and_loses_nothing(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small], check=True)
+    mnt = tmp_path / "mnt"
+    try:
+        vault = small / "vault"
+        assert fusevault("init", vault, "--user", "alice").returncode == 0
+        data = os.urandom(3_000_000)
+        with mounted(vault, mnt):
+            f = open(mnt / "unsaved", "wb")  # written, not closed: only in memory
+            f.write(data)
+            f.flush()
+            filler = small / "filler"
+            with open(filler, "wb") as out, contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * (1 << 20))
+                    out.flush()
+            refused = fusevault("lock", mnt, passphrase=None)
+            assert refused.returncode == 21, refused.stderr
+            assert "could not be saved" in refused.stderr and "still unlocked" in refused.stderr
+            assert "Traceback" not in refused.stderr
+            status = json.loads(fusevault("status", mnt, "--json", passphrase=None).stdout)
+            assert status["mounts"][0]["unlocked"][0]["user"] == "alice"
+            filler.unlink()
+            assert (mnt / "unsaved").read_bytes() == data  # still in memory, saved at this close
+            f.close()
+            assert fusevault("lock", mnt, passphrase=None).returncode == 0
+            assert fusevault("unlock", mnt).returncode == 0
+            assert (mnt / "unsaved").read_bytes() == data
+        with mounted(vault, mnt):
+            assert (mnt / "unsaved").read_bytes() == data
+    finally:
+        if is_mounted(mnt):
+            force_unmount(mnt)
+        subprocess.run(["umount", "-l", small], check=True)

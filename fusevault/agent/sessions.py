@@ -23,7 +23,7 @@ import trio
 
 from fusevault.agent.expiry import Expiry, Unlock
 from fusevault.crypto import aead
-from fusevault.errors import InvalidInput, VaultError
+from fusevault.errors import InvalidInput, LockFailed, VaultError
 from fusevault.fs.operations import Operations
 from fusevault.imports.watcher import ImportService
 from fusevault.links.owner import collect_periodically as collect_drops
@@ -42,6 +42,8 @@ GC_FIRST = 10 * 60
 GC_EVERY = 6 * 3600
 # Files dropped into the user's drop-box links are fetched this often.
 DROPS_EVERY = 60
+# A lock that could not save everything is tried again this much later.
+RETRY_LOCK = 60
 
 
 class Session:
@@ -135,33 +137,54 @@ class Agent:
             session = self.session
             if session is None:
                 return False
+            unlock = self.expiry.unlocked.get(self.user_id)
             self.expiry.stop(self.user_id)
             self._scope.cancel()
             await session.stopped.wait()
             # Shielded: an unmount arriving now waits, rather than finding the
             # session half gone with its last writes unsaved.
             with trio.CancelScope(shield=True):
-                await self._wipe(session.volume)
+                self.ops.locking = True
+                failures = -1
+                try:
+                    await self._drop_kernel_caches(session.volume)
+                    failures = await session.volume.save_all()
+                finally:
+                    if failures:
+                        # Wiping now would lose what is unsaved (a full disk, a
+                        # store away): stay unlocked, serve on, say so.
+                        self.ops.locking = False
+                        await self._resume(session, unlock)
+                if failures:
+                    raise LockFailed(f"{failures} file(s) could not be saved (see the mount's log); "
+                                     "still unlocked: make room and lock again")
+                self._wipe(session.volume)
             log.info("locked %s: %s", self.username, why)
             return True
 
-    async def _wipe(self, volume: Volume) -> None:
-        self.ops.locking = True
-        try:
-            await self._drop_kernel_caches(volume)
-            await volume.save_all()
-        finally:
-            self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
-            self.ops.remnant = {ino: node.lookups for ino, node in volume.nodes.items()
-                                if node.lookups > 0}
-            self.ops.session = None
-            self.ops.locking = False
-            volume.wipe()
-            aead.forget_keys()
-            gc.collect()
+    async def _resume(self, session: Session, unlock: Unlock | None) -> None:
+        if not self._nursery.cancel_scope.cancel_called:  # not while unmounting
+            session.stopped = trio.Event()
+            self._scope = await self._nursery.start(session.run)
+        left = unlock.deadline - trio.current_time() if unlock else 0
+        self.expiry.start(self.user_id, max(left, RETRY_LOCK))
+
+    def _wipe(self, volume: Volume) -> None:
+        self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
+        self.ops.remnant = {ino: node.lookups for ino, node in volume.nodes.items()
+                            if node.lookups > 0}
+        self.ops.session = None
+        self.ops.locking = False
+        volume.wipe()
+        aead.forget_keys()
+        gc.collect()
 
     async def _expired(self, user_id: str) -> None:
-        await self.lock("the passphrase TTL ran out")
+        try:
+            await self.lock("the passphrase TTL ran out")
+        except VaultError as err:
+            log.error("could not lock %s when the TTL ran out: %s; trying again in %d s",
+                      self.username, err, RETRY_LOCK)
 
     async def _drop_kernel_caches(self, volume: Volume) -> None:
         # Names the kernel knows, and the pages it holds in plaintext.  With
@@ -178,8 +201,9 @@ class Agent:
     async def close(self) -> None:
         """Unmounting: save what the user has open, close the store."""
         if self.session is not None:
-            await self.session.volume.save_all()
-        self._store.close()
+            await self.session.volume.close()
+        else:
+            self._store.close()
 
     async def handle(self, request: dict) -> dict | None:
         """Answer unlock and lock; None for requests that are not the agent's."""
@@ -191,6 +215,11 @@ class Agent:
                 return {"ok": True, "was_unlocked": await self.lock("fusevault lock")}
         except VaultError as err:
             return {"error": str(err), "code": err.exit_code}
+        except Exception:
+            # A bug here must not end the mount (the request is never logged:
+            # it carries the passphrase).
+            log.exception("%s failed", request.get("cmd"))
+            return {"error": "internal error: see the mount's log", "code": 1}
         return None
 
 

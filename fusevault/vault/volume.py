@@ -772,6 +772,7 @@ class Volume:
 
     def wipe(self) -> None:
         """Forget every key and name (after ``save_all``): the user locked."""
+        self._close_contents()
         for node in self.nodes.values():
             node.dek = b""
             node.children = None
@@ -784,10 +785,20 @@ class Volume:
     async def close(self) -> None:
         """Commit whatever is still pending (unmount) and close the store."""
         await self.save_all()
+        self._close_contents()
         self.store.close()
 
-    async def save_all(self) -> None:
-        """Commit whatever is still pending and make it durable (unmount, lock)."""
+    def _close_contents(self) -> None:
+        for node in self.nodes.values():
+            if node.content is not None:
+                node.content.close()
+                node.content = None
+
+    async def save_all(self) -> int:
+        """Commit whatever is still pending and make it durable (unmount, lock).
+
+        Returns how many files could not be saved (each is logged); their
+        contents stay in memory, so a lock that fails loses nothing."""
         failures = 0
         for node in list(self.nodes.values()):
             if node.content is not None and node.content.changed:
@@ -795,11 +806,9 @@ class Volume:
                     await self.commit_content(node)
                 except VaultError as err:
                     failures += 1
-                    log.error("could not save %s at unmount: %s", node.fid, err)
-            if node.content is not None:
-                node.content.close()
-                node.content = None
+                    log.error("could not save %s: %s", node.fid, err)
         await self._commit_lazy()
         await self.in_thread(self.store.sync)
         if failures:
-            log.error("%d file(s) could not be saved at unmount", failures)
+            log.error("%d file(s) could not be saved", failures)
+        return failures
