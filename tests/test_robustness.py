@@ -230,35 +230,42 @@ def test_read_only_vault_is_refused_clearly(vault: Path, tmp_path: Path) -> None
         subprocess.run(["umount", ro], check=True)
 
 
-def test_full_disk_gives_enospc_and_keeps_the_vault(tmp_path: Path) -> None:
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 24 MiB tmpfs, and a mount point beside it; both cleaned up however the test ends."""
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small], check=True)
     mnt = tmp_path / "mnt"
     try:
-        vault = small / "vault"
-        assert fusevault("init", vault, "--user", "alice").returncode == 0
-        keep = os.urandom(2_000_000)
-        with mounted(vault, mnt):
-            (mnt / "keep").write_bytes(keep)
-            with pytest.raises(OSError) as info:
-                with open(mnt / "filler", "wb") as f:
-                    for _ in range(64):
-                        f.write(os.urandom(1 << 20))
-                    f.flush()
-                    os.fsync(f.fileno())
-            assert info.value.errno == errno.ENOSPC
-            assert (mnt / "keep").read_bytes() == keep
-            with pytest.raises(OSError) as info:
-                (mnt / "more").write_bytes(os.urandom(4 << 20))
-            assert info.value.errno == errno.ENOSPC
-        with mounted(vault, mnt):
-            assert (mnt / "keep").read_bytes() == keep
-            assert fusevault("info", vault, passphrase=None).returncode == 0
+        yield small, mnt
     finally:
         if is_mounted(mnt):
             force_unmount(mnt)
         subprocess.run(["umount", "-l", small], check=True)
+
+
+def test_full_disk_gives_enospc_and_keeps_the_vault(small_disk) -> None:
+    small, mnt = small_disk
+    vault = small / "vault"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    keep = os.urandom(2_000_000)
+    with mounted(vault, mnt):
+        (mnt / "keep").write_bytes(keep)
+        with pytest.raises(OSError) as info:
+            with open(mnt / "filler", "wb") as f:
+                for _ in range(64):
+                    f.write(os.urandom(1 << 20))
+                f.flush()
+                os.fsync(f.fileno())
+        assert info.value.errno == errno.ENOSPC
+        assert (mnt / "keep").read_bytes() == keep
+        with pytest.raises(OSError) as info:
+            (mnt / "more").write_bytes(os.urandom(4 << 20))
+        assert info.value.errno == errno.ENOSPC
+    with mounted(vault, mnt):
+        assert (mnt / "keep").read_bytes() == keep
+        assert fusevault("info", vault, passphrase=None).returncode == 0
 
 
 def test_metadata_change_of_a_dirty_file_never_commits_unwritten_size(vault: Path, tmp_path: Path) -> None:
@@ -283,39 +290,31 @@ def test_metadata_change_of_a_dirty_file_never_commits_unwritten_size(vault: Pat
         assert os.stat(mnt / "file").st_mode & 0o777 == 0o600
 
 
-def test_a_lock_that_cannot_save_keeps_the_user_unlocked_and_loses_nothing(tmp_path: Path) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small], check=True)
-    mnt = tmp_path / "mnt"
-    try:
-        vault = small / "vault"
-        assert fusevault("init", vault, "--user", "alice").returncode == 0
-        data = os.urandom(3_000_000)
-        with mounted(vault, mnt):
-            f = open(mnt / "unsaved", "wb")  # written, not closed: only in memory
-            f.write(data)
-            f.flush()
-            filler = small / "filler"
-            with open(filler, "wb") as out, contextlib.suppress(OSError):
-                while True:
-                    out.write(b"\0" * (1 << 20))
-                    out.flush()
-            refused = fusevault("lock", mnt, passphrase=None)
-            assert refused.returncode == 21, refused.stderr
-            assert "could not be saved" in refused.stderr and "still unlocked" in refused.stderr
-            assert "Traceback" not in refused.stderr
-            status = json.loads(fusevault("status", mnt, "--json", passphrase=None).stdout)
-            assert status["mounts"][0]["unlocked"][0]["user"] == "alice"
-            filler.unlink()
-            assert (mnt / "unsaved").read_bytes() == data  # still in memory, saved at this close
-            f.close()
-            assert fusevault("lock", mnt, passphrase=None).returncode == 0
-            assert fusevault("unlock", mnt).returncode == 0
-            assert (mnt / "unsaved").read_bytes() == data
-        with mounted(vault, mnt):
-            assert (mnt / "unsaved").read_bytes() == data
-    finally:
-        if is_mounted(mnt):
-            force_unmount(mnt)
-        subprocess.run(["umount", "-l", small], check=True)
+def test_a_lock_that_cannot_save_keeps_the_user_unlocked_and_loses_nothing(small_disk) -> None:
+    small, mnt = small_disk
+    vault = small / "vault"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    data = os.urandom(3_000_000)
+    with mounted(vault, mnt):
+        f = open(mnt / "unsaved", "wb")  # written, not closed: only in memory
+        f.write(data)
+        f.flush()
+        filler = small / "filler"
+        with open(filler, "wb") as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * (1 << 20))
+                out.flush()
+        refused = fusevault("lock", mnt, passphrase=None)
+        assert refused.returncode == 21, refused.stderr
+        assert "could not be saved" in refused.stderr and "still unlocked" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        status = json.loads(fusevault("status", mnt, "--json", passphrase=None).stdout)
+        assert status["mounts"][0]["unlocked"][0]["user"] == "alice"
+        filler.unlink()
+        assert (mnt / "unsaved").read_bytes() == data  # still in memory, saved at this close
+        f.close()
+        assert fusevault("lock", mnt, passphrase=None).returncode == 0
+        assert fusevault("unlock", mnt).returncode == 0
+        assert (mnt / "unsaved").read_bytes() == data
+    with mounted(vault, mnt):
+        assert (mnt / "unsaved").read_bytes() == data
