@@ -19,6 +19,7 @@ from fusevault import (
     cli_help,
     cli_history,
     cli_links,
+    cli_sharing,
     cli_status,
     cli_transfer,
     passphrase,
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_files.add_commands(command, _passphrase_options)
     cli_status.add_commands(command)
     cli_accounts.add_commands(command, _passphrase_options)
+    cli_sharing.add_commands(command, _passphrase_options)
     cli_agent.add_commands(command, _passphrase_options)
     cli_help.add_commands(command)
     return parser
@@ -280,7 +282,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
             "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
             **cli_transfer.COMMANDS, **cli_links.COMMANDS, **cli_files.COMMANDS,
-            **cli_status.COMMANDS, **cli_accounts.COMMANDS, **cli_agent.COMMANDS, **cli_help.COMMANDS}
+            **cli_status.COMMANDS, **cli_accounts.COMMANDS, **cli_sharing.COMMANDS,
+            **cli_agent.COMMANDS, **cli_help.COMMANDS}
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from fusevault import passphrase
 from fusevault.errors import InvalidInput
 from fusevault.store import Store
-from fusevault.vault import groups, meta_files, users
+from fusevault.vault import groups, meta_files, sharing, users
 from fusevault.vault.layout import Layout
 from fusevault.vault.opening import hold, open_vault
 
@@ -149,11 +149,17 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
         raise InvalidInput(f"{name} owns the group(s) {', '.join(owns)}: remove them first")
     lock = hold(layout)  # not while a mount serves the vault
     try:
-        changes = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in [user, *owned]]
+        shares = [d for d in store.iter_type(sharing.SHARE) if d.get("grantee") == user["_id"]]
+        changes = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True}
+                   for d in [user, *owned, *shares]]
+        lost = [sharing.grant_of(d) for d in shares]
         for group in store.iter_type(groups.GROUP):
             if user["_id"] in group.get("users", {}):
                 members = {k: v for k, v in group["users"].items() if k != user["_id"]}
                 changes.append({**group, "users": members})
+                lost += [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
+                sharing.drop_group_keys(layout, group["_id"], user["_id"])
+        changes += sharing.rotations(store, lost)
         store.put_many(changes)  # one transaction: the memberships go with the user
         store.sync()
         # What is left there (the .vf of files in their trash) no document names any more.
@@ -163,7 +169,7 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
 
 
 def cmd_group(args: argparse.Namespace) -> int:
-    with administering(args) as (_, store):
+    with administering(args) as (layout, store):
         if args.action == "add":
             owner = users.find_user(store, args.owner)
             groups.create_group(store, args.name, owner)
@@ -180,7 +186,10 @@ def cmd_group(args: argparse.Namespace) -> int:
                 doc = groups.set_member(store, group, user, args.perm)
                 print(f"{args.user} is in {args.group} with {doc['users'][user['_id']]}")
             else:
-                groups.set_member(store, group, user, None)
+                # Their keys go now; the files get new keys at their owners' next unlock.
+                lost = [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
+                groups.set_member(store, group, user, None, sharing.rotations(store, lost))
+                sharing.drop_group_keys(layout, group["_id"], user["_id"])
                 print(f"{args.user} is no longer in {args.group}")
     return 0
 

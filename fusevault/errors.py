@@ -112,7 +112,12 @@ class NotSupported(FsError):
 
 
 class PermissionDenied(FsError):
-    pass
+    exit_code = 22
+
+
+class CrossOwner(FsError):
+    """A move between files of two owners (a shared folder and one's own):
+    EXDEV, so ``mv`` copies and deletes instead, sealing under the right key."""
 
 
 class BadHandle(FsError):

@@ -91,6 +91,17 @@ def mounted(vault: Path, mountpoint: Path, *extra: str, passphrase: str = PASSPH
                 force_unmount(mountpoint)
 
 
+def docs_of(vault: Path, kind: str) -> list[dict]:
+    """Every document of one type in a vault's embedded store."""
+    from fusevault.store.local import LocalStore
+
+    store = LocalStore(vault / "store.sqlite")
+    try:
+        return list(store.iter_type(kind))
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def vault(tmp_path: Path) -> Path:
     path = tmp_path / "vault"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from conftest import PASSPHRASE, fusevault, mounted
+from conftest import PASSPHRASE, docs_of, fusevault, mounted
 
 from fusevault.agent.expiry import Expiry
 from fusevault.crypto import aead
@@ -22,14 +22,6 @@ from fusevault.vault import users
 
 def _meta(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-def _docs(vault: Path, kind: str) -> list[dict]:
-    store = LocalStore(vault / "store.sqlite")
-    try:
-        return list(store.iter_type(kind))
-    finally:
-        store.close()
 
 
 def _run(vault: Path, *args: str, **kwargs):
@@ -50,8 +42,8 @@ def test_users_and_groups_keep_both_lists_in_agreement(vault: Path) -> None:
     bad = _run(vault, "group", "member", "add", "team", "carol", "--perm", "EXECUTE")
     assert bad.returncode == 12 and "READ, WRITE or READ,WRITE" in bad.stderr
 
-    ids = {u["username"]: u["_id"] for u in _docs(vault, "UserDetails")}
-    (group,) = _docs(vault, "Group")
+    ids = {u["username"]: u["_id"] for u in docs_of(vault, "UserDetails")}
+    (group,) = docs_of(vault, "Group")
     meta = _meta(vault / "groups" / group["_id"] / "meta.inf")
     assert meta["GROUPNAME"] == "team" and meta["OWNER_ID"] == ids["alice"]
     assert sorted(meta["USERS"]) == sorted([f"{ids['alice']}:READ,WRITE", f"{ids['bob']}:READ,WRITE",

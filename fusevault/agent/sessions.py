@@ -28,7 +28,7 @@ from fusevault.fs.operations import Operations
 from fusevault.imports.watcher import ImportService
 from fusevault.links.owner import collect_periodically as collect_drops
 from fusevault.tasks import Tasks
-from fusevault.vault import users
+from fusevault.vault import share_ops, users
 from fusevault.vault.placing import KernelCache
 from fusevault.vault.requests import Requests, collect_periodically
 from fusevault.vault.settings import Settings
@@ -66,11 +66,22 @@ class Session:
                     await nursery.start(self.importer.run)
                     await nursery.start(collect_drops, self.requests.links, DROPS_EVERY,
                                         self.tasks.get_state("drop boxes"))
+                    # Before serving: a revoke left pending must finish
+                    # before the files it protects are written again.
+                    await self._settle_shares()
                     task_status.started(scope)
         finally:
             for name in ("gc", "import", "drop boxes"):
                 self.tasks.get_state(name).set("stopped: locked")
             self.stopped.set()
+
+
+    async def _settle_shares(self) -> None:
+        # Rotations left pending, keys a new group member still lacks.
+        try:
+            await share_ops.resume(self.volume)
+        except VaultError as err:
+            log.error("sharing: %s", err)
 
 
 class Agent:

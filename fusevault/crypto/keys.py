@@ -30,10 +30,13 @@ def subkey(master: bytes, purpose: str) -> bytes:
 class MasterKey:
     """An unlocked user's master key and the sub-keys derived from it."""
 
-    __slots__ = ("user_id", "_wrap", "_private", "_names")
+    __slots__ = ("user_id", "_wrap", "_private", "_names", "identity")
 
     def __init__(self, user_id: str, master: bytes) -> None:
         self.user_id = user_id
+        # The user's key pairs (crypto.identity.Identity), opened with this
+        # key at unlock: what opens the file keys others sealed to them.
+        self.identity = None
         self._wrap = subkey(master, "fusevault dek-wrap v1")
         self._private = subkey(master, "fusevault private-doc v1")
         self._names = subkey(master, "fusevault doc-name v1")

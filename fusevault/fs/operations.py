@@ -41,6 +41,7 @@ ERRNO: dict[type, int] = {
     errors.NoAttribute: pyfuse3.ENOATTR,
     errors.NotSupported: errno.EOPNOTSUPP,
     errors.PermissionDenied: errno.EACCES,
+    errors.CrossOwner: errno.EXDEV,
     errors.Locked: errno.EACCES,
     errors.BadHandle: errno.EBADF,
     errors.CorruptData: errno.EIO,
@@ -156,10 +157,12 @@ class Operations(pyfuse3.Operations):
             raise errors.VaultReadOnly("the .versions tree is read-only")
         if parent_inode == ROOT_INODE and name == VERSIONS:
             raise errors.Exists(".versions is reserved for the version history")
+        self.vol.require(parent_inode, write=True)
 
     def _changing(self, parent_inode: int, name: bytes) -> None:
         if self.view.owns(parent_inode) or (parent_inode == ROOT_INODE and name == VERSIONS):
             raise errors.VaultReadOnly("the .versions tree is read-only")
+        self.vol.require(parent_inode, write=True)
 
     def entry(self, node: Node) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
@@ -171,6 +174,14 @@ class Operations(pyfuse3.Operations):
         attr.st_nlink = node.nlink
         attr.st_uid = node.uid
         attr.st_gid = node.gid
+        volume = self.session.volume if self.session else None
+        if volume is not None and node.owner != volume.key.user_id:
+            # Another's file shared with this user: shown as theirs to use,
+            # without write bits when the share is READ.
+            root = volume.nodes[ROOT_INODE]
+            attr.st_uid, attr.st_gid = root.uid, root.gid
+            if not volume.writable(node):
+                attr.st_mode &= ~0o222
         attr.st_rdev = node.rdev
         attr.st_size = node.size
         attr.st_blksize = BLOCK_SIZE
@@ -189,6 +200,7 @@ class Operations(pyfuse3.Operations):
             return self.entry(node)
         if parent_inode == ROOT_INODE and name == VERSIONS:
             return self.entry(self.view.root())
+        self.vol.require(parent_inode)
         return self.entry(self.vol.lookup(parent_inode, name))
 
     async def forget(self, inode_list):
@@ -207,12 +219,14 @@ class Operations(pyfuse3.Operations):
     async def getattr(self, inode, ctx):
         if self.view.owns(inode):
             return self.entry(await self.view.getattr(inode))
-        return self.entry(self.vol.node(inode))
+        return self.entry(self.vol.require(inode))
 
     @boundary
     async def setattr(self, inode, attr, fields, fh, ctx):
         if self.view.owns(inode):
             raise errors.VaultReadOnly("the .versions tree is read-only")
+        owning = fields.update_mode or fields.update_uid or fields.update_gid
+        self.vol.require(inode, write=True, own=owning)
         node = await self.vol.setattr(
             inode,
             mode=attr.st_mode if fields.update_mode else None,
@@ -229,6 +243,7 @@ class Operations(pyfuse3.Operations):
     async def readlink(self, inode, ctx):
         if self.view.owns(inode):
             raise errors.InvalidArgument("not a symbolic link")
+        self.vol.require(inode)
         return self.vol.readlink(inode)
 
     @boundary
@@ -271,6 +286,7 @@ class Operations(pyfuse3.Operations):
         self._creating(new_parent_inode, new_name)
         if self.view.owns(inode):
             raise errors.VaultReadOnly("the .versions tree is read-only")
+        self.vol.require(inode, write=True)
         return self.entry(await self.vol.link(inode, new_parent_inode, new_name))
 
     @boundary
@@ -282,6 +298,8 @@ class Operations(pyfuse3.Operations):
             writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
             self.view.open(inode, fh, writing)
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        self.vol.require(inode, write=writing)
         fh = self.vol.open(inode)
         if flags & os.O_TRUNC and self.vol.node(inode).size:
             # libfuse asks for atomic O_TRUNC: the kernel truncates only its
@@ -336,6 +354,7 @@ class Operations(pyfuse3.Operations):
             fh = self.vol.new_fh()
             await self.view.opendir(inode, fh)
             return fh
+        self.vol.require(inode)
         return self.vol.opendir(inode)
 
     @boundary
@@ -382,24 +401,28 @@ class Operations(pyfuse3.Operations):
     async def setxattr(self, inode, name, value, ctx):
         if self.view.owns(inode):
             raise errors.VaultReadOnly("the .versions tree is read-only")
+        self.vol.require(inode, write=True)
         await self.vol.setxattr(inode, name, value)
 
     @boundary
     async def getxattr(self, inode, name, ctx):
         if self.view.owns(inode):
             raise errors.NoAttribute("no such attribute")
+        self.vol.require(inode)
         return self.vol.getxattr(inode, name)
 
     @boundary
     async def listxattr(self, inode, ctx):
         if self.view.owns(inode):
             return []
+        self.vol.require(inode)
         return self.vol.listxattr(inode)
 
     @boundary
     async def removexattr(self, inode, name, ctx):
         if self.view.owns(inode):
             raise errors.VaultReadOnly("the .versions tree is read-only")
+        self.vol.require(inode, write=True)
         await self.vol.removexattr(inode, name)
 
     @boundary
@@ -408,5 +431,5 @@ class Operations(pyfuse3.Operations):
         if self.view.owns(inode):
             await self.view.getattr(inode)
         else:
-            self.vol.node(inode)
+            self.vol.require(inode, write=bool(mode & os.W_OK))
 

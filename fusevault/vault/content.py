@@ -24,11 +24,12 @@ import os
 import struct
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
-from fusevault.vault.atomic import fsync_dir
+from fusevault.vault.atomic import atomic_write, fsync_dir
 from fusevault.vault.layout import Layout
 
 BLOCK_SIZE = 64 * 1024
@@ -50,21 +51,27 @@ def block_ad(fid: str, index: int, vid: str, last: bool) -> bytes:
     return aead.ad("block", fid, index, vid, int(last))
 
 
-def vfmeta_bytes(fid: str, owner: str, dek: bytes, acl: list[str]) -> bytes:
+def vfmeta_bytes(fid: str, owner: str, dek: bytes, acl: list[str], epoch: int = 0) -> bytes:
     """The seed 003 sidecar, authenticated (not encrypted: it holds no secret)."""
     fields = {"FILE_ID": fid, "OWNER_ID": owner, "ACL": acl, "format": VF_FORMAT}
+    if epoch:
+        fields["epoch"] = epoch
     canon = json.dumps(fields, sort_keys=True).encode()
     fields["tag"] = b64e(aead.seal(dek, b"", aead.ad("vfmeta", canon)))
     return json.dumps(fields, indent=1).encode()
 
 
-def check_vfmeta(data: bytes, fid: str, dek: bytes) -> dict:
+def check_vfmeta(data: bytes, fid: str, dek: bytes, epoch: int = 0) -> dict | None:
+    """The sidecar's fields; None when it is from an older epoch of the file's key."""
     try:
         fields = json.loads(data)
         tag = b64d(fields.pop("tag"))
         canon = json.dumps(fields, sort_keys=True).encode()
+        older = int(fields.get("epoch", 0)) < epoch
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CorruptData(f"sidecar of {fid} is damaged") from None
+    if older:
+        return None
     aead.unseal(dek, tag, aead.ad("vfmeta", canon))
     if fields.get("FILE_ID") != fid:
         raise CorruptData(f"sidecar of {fid} belongs to another file")
@@ -105,7 +112,8 @@ class Content:
     """The contents of one file while it is open: stored blocks plus dirty ones."""
 
     def __init__(self, layout: Layout, owner: str, fid: str, dek: bytes,
-                 manifest_loc: tuple[int, int] | None, head: str | None) -> None:
+                 manifest_loc: tuple[int, int] | None, head: str | None, *,
+                 acl: list[str] | None = None, check_sidecar: bool = True, epoch: int = 0) -> None:
         self.layout = layout
         self.owner = owner
         self.fid = fid
@@ -117,6 +125,12 @@ class Content:
         self.changed = False
         self.synced = True
         self.new_files = False
+        # The sidecar's ACL when this writes it first; a reader of a version
+        # from before the file's key changed cannot check the sidecar (it is
+        # authenticated with the current key) and relies on the header.
+        self.acl = acl or []
+        self.check_sidecar = check_sidecar
+        self.epoch = epoch
         # Paths as plain strings, built once: this runs for every file opened.
         self.vf_path = str(layout.vf_path(owner, fid))
         self.vfmeta_path = str(layout.vfmeta_path(owner, fid))
@@ -126,11 +140,26 @@ class Content:
         else:
             self.manifest = self.load_manifest(manifest_loc, head or "")
 
-    def load_manifest(self, place: tuple[int, int], vid: str) -> Manifest:
+    def load_manifest(self, place: tuple[int, int], vid: str, dek: bytes | None = None) -> Manifest:
         """The manifest of version ``vid``, stored at ``place`` (offset, length)."""
         self._open_fd()
         record = self._read_record(*place, KIND_MANIFEST)
-        return Manifest.unpack(aead.unseal(self.dek, record, aead.ad("manifest", self.fid, vid)))
+        return Manifest.unpack(aead.unseal(dek or self.dek, record, aead.ad("manifest", self.fid, vid)))
+
+    def rekey(self, dek: bytes, acl: list[str], epoch: int) -> None:
+        """Start over under a new DEK (a revoked share): no stored block is
+        used again, the caller writes every byte anew and, once the version
+        is committed, the sidecar (``write_sidecar``)."""
+        self.dek = dek
+        self.acl = acl
+        self.epoch = epoch
+        self.manifest = Manifest(0, [], [])
+        self.dirty = {}
+        self.changed = True
+
+    def write_sidecar(self) -> None:
+        atomic_write(Path(self.vfmeta_path),
+                     vfmeta_bytes(self.fid, self.owner, self.dek, self.acl, self.epoch))
 
     def reset_to(self, place: tuple[int, int], vid: str) -> int:
         """Make an older version's blocks the pending contents; return its size.
@@ -158,8 +187,12 @@ class Content:
         header = os.pread(self.fd, HEADER.size, 0)
         if header != header_for(self.fid):
             raise CorruptData(f"content of {self.fid} has a damaged header")
-        with open(self.vfmeta_path, "rb") as sidecar:
-            check_vfmeta(sidecar.read(), self.fid, self.dek)
+        if self.check_sidecar:
+            with open(self.vfmeta_path, "rb") as sidecar:
+                if check_vfmeta(sidecar.read(), self.fid, self.dek, self.epoch) is None:
+                    # A crash between a key change and the sidecar's rewrite
+                    # left it at the older key: written again from the documents.
+                    self.write_sidecar()
         self.end = os.fstat(self.fd).st_size
 
     def _create_files(self) -> None:
@@ -168,7 +201,7 @@ class Content:
         # attempt write the sidecar again from scratch.
         fd = os.open(self.vfmeta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, vfmeta_bytes(self.fid, self.owner, self.dek, []))
+            os.write(fd, vfmeta_bytes(self.fid, self.owner, self.dek, self.acl, self.epoch))
         finally:
             os.close(fd)
         fd = os.open(self.vf_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -65,7 +65,7 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
     for version in versions:
         offset, length = version.manifest
         ranges.append((offset, offset + length))
-        manifest = content.load_manifest(version.manifest, version.vid)
+        manifest = content.load_manifest(version.manifest, version.vid, version.dek)
         ranges += [(o, o + n) for o, n, _, _ in manifest.entries if n]
     return sorted(ranges)
 
@@ -102,13 +102,16 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
                   dry_run: bool = False) -> Report:
     report = Report()
     store, key = volume.store, volume.key
-    for node in [n for n in list(volume.nodes.values()) if n.is_reg and n.head]:
-        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous)
+    # Only the user's own files: versions of files shared with them are their owner's to keep.
+    mine = [n for n in list(volume.nodes.values()) if n.is_reg and n.head and n.owner == key.user_id]
+    for node in mine:
+        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch)
         if not dry_run and _drops(links, {node.head}, policy, now_ns):
             # Under the file's lock, so no version is committed or restored
             # meanwhile; only files with something to drop take it.
             async with volume.content_lock(node):
-                links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous)
+                links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous,
+                                                node.epoch)
                 await _thin(volume, links, {node.head}, policy, now_ns, busy, dry_run, report)
         else:
             await _thin(volume, links, {node.head}, policy, now_ns, busy, dry_run, report)
@@ -119,7 +122,7 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
         node = detached_node(doc, key)
         if node.trashed is None:
             continue  # replaced by a rename: collected with the file that replaced it
-        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous)
+        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch)
         links[0].doc = doc
         if node.trashed[1] > now_ns - policy.trash_days * DAY:
             # In the trash: thinned like any file, its last version kept.

@@ -52,8 +52,10 @@ def create_group(store: Store, name: str, owner: dict) -> dict:
     return doc
 
 
-def set_member(store: Store, group: dict, user: dict, perm: str | None) -> dict:
-    """Add or change a member (``perm``), or remove one (``perm=None``)."""
+def set_member(store: Store, group: dict, user: dict, perm: str | None,
+               extra: list[dict] | None = None) -> dict:
+    """Add or change a member (``perm``), or remove one (``perm=None``);
+    ``extra`` documents are committed in the same transaction."""
     members = dict(group.get("users") or {})
     if perm is None:
         if user["_id"] not in members:
@@ -64,7 +66,7 @@ def set_member(store: Store, group: dict, user: dict, perm: str | None) -> dict:
     else:
         members[user["_id"]] = parse_perm(perm)
     doc = {**group, "users": members}
-    doc["_rev"] = store.put_many([doc])[0]
+    doc["_rev"] = store.put_many([doc, *(extra or [])])[0]
     store.sync()
     return doc
 

@@ -19,7 +19,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import b64d
 from fusevault.errors import CorruptData, InvalidInput
 from fusevault.store import Store
-from fusevault.vault.nodes import VERSION, open_node_doc
+from fusevault.vault.nodes import VERSION, doc_dek, open_node_doc
 
 NS = 10**9
 # Saving by rename a million times would make a chain this long; it stops here.
@@ -53,9 +53,18 @@ def open_version_doc(doc: dict, dek: bytes) -> Version:
         raise CorruptData(f"version document {vid} is malformed") from None
 
 
-def versions_of(store: Store, fid: str, dek: bytes) -> list[Version]:
-    """Every version of one node, oldest first."""
-    versions = [open_version_doc(doc, dek) for doc in store.by_file(VERSION, fid)]
+def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None,
+                epoch: int = 0) -> list[Version]:
+    """Every version of one node, oldest first.
+
+    Versions from before the file's key changed (a revoked share) hold the
+    DEK of their own epoch, which the owner's ``key`` unwraps."""
+    def key_of(doc: dict) -> bytes:
+        if doc.get("epoch", 0) == epoch or key is None:
+            return dek
+        return doc_dek(doc, key, fid)
+
+    versions = [open_version_doc(doc, key_of(doc)) for doc in store.by_file(VERSION, fid)]
     return sorted(versions, key=lambda v: (v.time, v.vid))
 
 
@@ -69,11 +78,12 @@ class Link:
     versions: list[Version]
 
 
-def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | None) -> list[Link]:
+def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | None,
+            epoch: int = 0) -> list[Link]:
     """The node and the files it replaced by renames (newest first), with their versions.
 
     The chain ends at a replaced file that is gone (its history was collected)."""
-    links = [Link(fid, dek, None, versions_of(store, fid, dek))]
+    links = [Link(fid, dek, None, versions_of(store, fid, dek, key, epoch))]
     seen = {fid}
     while previous is not None and previous not in seen and len(links) < MAX_LINEAGE:
         doc = store.get(previous)
@@ -81,15 +91,16 @@ def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | 
             break
         seen.add(previous)
         dek, attrs = open_node_doc(doc, key)
-        links.append(Link(previous, dek, doc, versions_of(store, previous, dek)))
+        links.append(Link(previous, dek, doc,
+                          versions_of(store, previous, dek, key, attrs.get("epoch", 0))))
         previous = attrs.get("previous")
     return links
 
 
 def file_history(store: Store, key: MasterKey, fid: str, dek: bytes,
-                 previous: str | None) -> list[Version]:
+                 previous: str | None, epoch: int = 0) -> list[Version]:
     """Every version of a file, those of the files it replaced included, oldest first."""
-    versions = [v for link in lineage(store, key, fid, dek, previous) for v in link.versions]
+    versions = [v for link in lineage(store, key, fid, dek, previous, epoch) for v in link.versions]
     return sorted(versions, key=lambda v: (v.time, v.vid))
 
 

@@ -17,17 +17,18 @@ from fusevault.store import Store
 from fusevault.vault.atomic import atomic_write
 from fusevault.vault.groups import GROUP
 from fusevault.vault.layout import Layout
+from fusevault.vault.sharing import Grant, all_grants, shared_files
 from fusevault.vault.users import USER
 
 
-def user_meta(user: dict, groups: list[dict]) -> dict:
+def user_meta(user: dict, groups: list[dict], grants: list[Grant]) -> dict:
     # OWN_FILES is not repeated here: it is the listing of own/, so it can
     # never disagree with it (docs/FORMAT.md).
     uid = user["_id"]
     return {"USER_ID": uid, "USERNAME": user["username"], "CREATED_AT": user["created_at"],
             "GROUPS": sorted(f"{g['_id']}:{g['users'][uid]}" for g in groups
                              if uid in (g.get("users") or {})),
-            "SHARED_FILES": sorted(user.get("shared_files") or [])}
+            "SHARED_FILES": shared_files(grants, uid)}
 
 
 def group_meta(group: dict) -> dict:
@@ -52,10 +53,12 @@ def reconcile(layout: Layout, store: Store) -> int:
     """Make every meta.inf match the documents; return how many files changed."""
     users = list(store.iter_type(USER))
     groups = list(store.iter_type(GROUP))
+    grants = all_grants(store)
     changed = 0
     for user in users:
         layout.make_user_dirs(user["_id"])
-        changed += _write_if_changed(layout.user_dir(user["_id"]) / "meta.inf", user_meta(user, groups))
+        changed += _write_if_changed(layout.user_dir(user["_id"]) / "meta.inf",
+                                     user_meta(user, groups, grants))
     for group in groups:
         changed += _write_if_changed(layout.group_dir(group["_id"]) / "meta.inf", group_meta(group))
     live_users = {u["_id"] for u in users}

@@ -71,7 +71,7 @@ def find_file(volume: Volume, path: bytes) -> tuple[Node, Trashed | None]:
 async def versions(volume: Volume, node: Node) -> list[Version]:
     """The file's versions, and those of the files it replaced by renames."""
     return await volume.store_call(file_history, volume.store, volume.key, node.fid, node.dek,
-                                   node.previous)
+                                   node.previous, node.epoch)
 
 
 async def history(volume: Volume, path: bytes) -> list[Version]:
@@ -93,9 +93,9 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         await volume.relink(node, parent.ino, name)
         path = entry.path
     if version.vid != node.head:
-        if version.fid == node.fid:
+        if version.fid == node.fid and version.dek == node.dek:
             await volume.restore_contents(node, version.manifest, version.vid)
-        else:  # a version of a file this one replaced: other key, so copied
+        else:  # another file's version (this one replaced it) or another epoch: other key, so copied
             fh = volume.open(node.ino)
             try:
                 await volume.setattr(node.ino, size=0)
@@ -123,7 +123,7 @@ async def _copy_out(volume: Volume, node: Node, version: Version, to: bytes) -> 
 async def _copy(volume: Volume, node: Node, version: Version, fh: int) -> None:
     """Write a version's plaintext into the open file ``fh`` (sealed anew under its key)."""
     reader = Content(volume.layout, node.owner, version.fid, version.dek, version.manifest,
-                     version.vid)
+                     version.vid, check_sidecar=False)
     try:
         for offset in range(0, version.size, COPY_CHUNK):
             data = await volume.in_thread(reader.read, offset, COPY_CHUNK, version.size)

@@ -20,7 +20,7 @@ from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import InvalidInput, VaultError
 from fusevault.links.owner import Links
 from fusevault.tasks import TaskState
-from fusevault.vault import exporting, gc, recovery, retention
+from fusevault.vault import exporting, gc, recovery, retention, share_ops
 from fusevault.vault import settings as user_settings
 from fusevault.vault.history import Version, parse_when
 from fusevault.vault.placing import KernelCache, NoKernel
@@ -132,6 +132,20 @@ class Requests:
             raise InvalidInput("the destination must be an absolute path")
         return await exporting.export(self.vol, self._path(request), Path(dest),
                                       overwrite=bool(request.get("overwrite")))
+
+    # --- sharing with users and groups (fusevault/vault/share_ops.py)
+
+    async def do_share(self, request: dict) -> dict:
+        answer = await share_ops.share(self.vol, self._path(request), str(request.get("with", "")),
+                                       str(request.get("perm", "")))
+        return answer
+
+    async def do_unshare(self, request: dict) -> dict:
+        return await share_ops.unshare(self.vol, self._path(request), str(request.get("with", "")))
+
+    async def do_shares(self, request: dict) -> dict:
+        path = self._path(request) if request.get("path") else None
+        return {"shares": share_ops.listing(self.vol, path)}
 
     # --- capability links (fusevault/links/owner.py)
 

@@ -7,7 +7,7 @@ import stat
 import time
 
 from fusevault.crypto import aead
-from fusevault.crypto.identity import Identity, seal_identity
+from fusevault.crypto.identity import Identity, open_identity, seal_identity
 from fusevault.crypto.kdf import default_params
 from fusevault.crypto.keys import MasterKey, checksum, new_wrapped_master, unwrap_master, wrap_master
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, VaultNotFound
@@ -78,8 +78,10 @@ def ensure_identity(store: Store, doc: dict, key: MasterKey) -> dict:
     """Give a user from before key pairs existed (vault format 1, early) their pairs."""
     if "en_private_keys" in doc:
         return doc
-    doc = {**doc, **seal_identity(key, Identity.new(doc["_id"]))}
+    identity = Identity.new(doc["_id"])
+    doc = {**doc, **seal_identity(key, identity)}
     doc["_rev"] = store.put_many([doc])[0]
+    key.identity = identity
     store.sync()
     return doc
 
@@ -93,7 +95,10 @@ def owned_docs(store: Store, user_id: str) -> list[dict]:
 def unlock(doc: dict, passphrase: bytes) -> MasterKey:
     if doc.get("checksum") != checksum(doc):
         raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
-    return MasterKey(doc["_id"], unwrap_master(doc["_id"], doc, passphrase))
+    key = MasterKey(doc["_id"], unwrap_master(doc["_id"], doc, passphrase))
+    if "en_private_keys" in doc:
+        key.identity = open_identity(key, doc)
+    return key
 
 
 def change_passphrase(store: Store, doc: dict, old: bytes, new: bytes) -> None:

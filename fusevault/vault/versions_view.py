@@ -145,7 +145,7 @@ class VersionsView:
         if version.vid in self.vol.retiring:
             raise NotFound("this version is being removed by the retention policy")
         self.handles[fh] = (Content(self.vol.layout, real.owner, version.fid, version.dek,
-                                    version.manifest, version.vid), version)
+                                    version.manifest, version.vid, check_sidecar=False), version)
         self.busy[version.vid] += 1
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:

@@ -21,11 +21,13 @@ from typing import Any
 import trio
 
 from fusevault.crypto import aead
+from fusevault.crypto.identity import seal_file_key
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import name_to_str
+from fusevault.encoding import b64e, name_to_str, str_to_name
 from fusevault.errors import (
     BadHandle,
     CorruptData,
+    CrossOwner,
     Exists,
     InvalidArgument,
     IsADirectory,
@@ -35,22 +37,34 @@ from fusevault.errors import (
     NotEmpty,
     NotFound,
     NotSupported,
+    PermissionDenied,
     VaultError,
 )
 from fusevault.store import Store
 from fusevault.vault.content import BLOCK_SIZE, Content
+from fusevault.vault.groups import can_write
+from fusevault.vault.guests import (
+    GROUPS_DIR,
+    SHARED_DIR,
+    Sharing,
+    key_files,
+    open_guest,
+    phantom,
+    virtual_dir,
+)
 from fusevault.vault.layout import Layout, os_error
 from fusevault.vault.nodes import (
     NODE,
     Node,
-    apply_attrs,
     detached_node,
     new_id,
     node_doc,
+    node_from_doc,
     now_ns,
     open_node_doc,
     version_doc,
 )
+from fusevault.vault.sharing import acl_lines
 from fusevault.vault.tx import Tx
 
 log = logging.getLogger(__name__)
@@ -92,6 +106,8 @@ class Volume:
         self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
         # Versions the garbage collector is removing: they can no longer be opened.
         self.retiring: set[str] = set()
+        # Shares with and by this user (None: opened without key pairs).
+        self.sharing: Sharing | None = None
 
     # --- loading
 
@@ -117,18 +133,21 @@ class Volume:
               inodes: dict[str, int]) -> Volume:
         volume: Volume | None = None
         pending: list[tuple[Node, list[tuple[str, bytes]]]] = []
+        guests: list[tuple[Node, list[tuple[str, bytes]]]] = []
         owner = sys.intern(key.user_id)
+        shares = Sharing.read(store, owner) if key.identity is not None else None
+        givers = {r.grant.owner for r in shares.my_reaches()} if shares else set()
+        keys = key_files(layout, owner, shares.groups) if givers else {}
         for doc in store.iter_type(NODE):
-            if doc.get("delete") or doc.get("owner") != owner:
+            if doc.get("delete"):
                 continue
-            dek, attrs = open_node_doc(doc, key)
-            fid = doc["_id"]
-            node = Node(0, fid, owner, dek, attrs["mode"], 0, 0)
-            try:
-                links = apply_attrs(node, attrs)
-            except (KeyError, TypeError, ValueError):
-                raise CorruptData(f"node document {fid} is malformed") from None
-            node.rev = doc["_rev"]
+            if doc.get("owner") != owner:
+                if doc.get("owner") in givers and doc["_id"] in keys:
+                    if (opened := open_guest(doc, key, keys[doc["_id"]])) is not None:
+                        guests.append(opened)
+                continue
+            node, links = node_from_doc(doc, *open_node_doc(doc, key))
+            node.owner = owner  # interned: shared by every node of the tree
             pending.append((node, links))
         for node, _ in pending:
             if node.fid == root_fid:
@@ -136,15 +155,17 @@ class Volume:
                 volume = cls(layout, store, key, node)
         if volume is None:
             raise CorruptData("the root directory's document is missing")
+        volume.sharing = shares
         volume.next_ino = max(inodes.values(), default=ROOT_INODE) + 1
-        for node, _ in pending:
+        for node, _ in pending + guests:
             if node.ino != ROOT_INODE:
-                node.ino = inodes.get(node.fid) or volume._new_ino()
-                volume.nodes[node.ino] = node
-                volume.by_fid[node.fid] = node.ino
-        for node, links in pending:
+                volume._add(node, inodes)
+        for node, links in pending + guests:
             for parent_fid, name in links:
                 parent_ino = volume.by_fid.get(parent_fid)
+                if parent_ino is None and node.owner != owner:
+                    parent_ino = volume._add(phantom(0, parent_fid, node.owner), inodes).ino
+                    shares.phantoms.add(parent_ino)
                 parent = volume.nodes.get(parent_ino) if parent_ino else None
                 if parent is None or not parent.is_dir or name in parent.children:
                     log.warning("skipping a dangling link of node %s", node.fid)
@@ -153,7 +174,51 @@ class Volume:
                 node.links.append((parent.ino, name))
                 if node.is_dir:
                     parent.subdirs += 1
+        if guests:
+            volume._place_shares(inodes)
         return volume
+
+    def _add(self, node: Node, inodes: dict[str, int]) -> Node:
+        node.ino = inodes.get(node.fid) or self._new_ino()
+        self.nodes[node.ino] = node
+        self.by_fid[node.fid] = node.ino
+        return node
+
+    def _place_shares(self, inodes: dict[str, int]) -> None:
+        """Show each share's root in ``shared/<owner>/`` or ``groups/<group>/``."""
+        shares, root = self.sharing, self.nodes[ROOT_INODE]
+
+        def folder(parent: Node, name: bytes, fid: str) -> Node | None:
+            if (ino := parent.children.get(name)) is not None:
+                found = self.nodes[ino]
+                return found if found.ino in shares.virtual else None
+            node = self._add(virtual_dir(0, fid, root), inodes)
+            shares.virtual.add(node.ino)
+            parent.children[name] = node.ino
+            parent.subdirs += 1
+            node.links.append((parent.ino, name))
+            return node
+
+        for reach in shares.my_reaches():
+            grant = reach.grant
+            ino = self.by_fid.get(grant.fid)
+            if ino is None:
+                continue
+            if grant.group:
+                top, label = GROUPS_DIR, shares.groups.get(grant.grantee, {}).get("groupname", grant.grantee)
+            else:
+                top, label = SHARED_DIR, shares.users.get(grant.owner, {}).get("username", grant.owner)
+            outer = folder(root, top, f"virtual:{top.decode()}")
+            inner = outer and folder(outer, str_to_name(label), f"virtual:{top.decode()}:{label}")
+            if inner is None:
+                log.warning("%s is taken by a file of your own: shares are not shown there", top.decode())
+                continue
+            node = self.nodes[ino]
+            name = node.links[0][1] if node.links else grant.fid.encode()
+            if inner.children.get(name) not in (None, ino):
+                name = b"%s (%s)" % (name, grant.fid[:8].encode())
+            inner.children[name] = ino
+            inner.subdirs += int(node.is_dir)
 
     def _new_ino(self) -> int:
         ino = self.next_ino
@@ -211,6 +276,23 @@ class Volume:
             return self.nodes[ino]
         except KeyError:
             raise NotFound(f"no inode {ino}") from None
+
+    def require(self, ino: int, write: bool = False, own: bool = False) -> Node:
+        """The node, if this user may read it (``write``: change it; ``own``:
+        change its owner, mode or extended attributes); else PermissionDenied."""
+        node = self.node(ino)
+        if node.owner == self.key.user_id or self.sharing is None:
+            return node
+        perm = self.sharing.perm(node, self.nodes)
+        if perm is None or own or (write and not can_write(perm)):
+            raise PermissionDenied("not allowed by the file's sharing")
+        return node
+
+    def writable(self, node: Node) -> bool:
+        if node.owner == self.key.user_id or self.sharing is None:
+            return True
+        perm = self.sharing.perm(node, self.nodes)
+        return perm is not None and can_write(perm)
 
     def _dir(self, ino: int) -> Node:
         node = self.node(ino)
@@ -282,7 +364,17 @@ class Volume:
                 mode |= stat.S_ISGID
         fid = new_id()
         dek = aead.new_key()
-        node = Node(self._new_ino(), fid, self.key.user_id, dek, mode, caller.uid, gid, rdev)
+        # In a folder someone shared with this user, the file is the folder
+        # owner's: sealed to their public key, since only they wrap it.
+        owner = parent.owner
+        if not owner or not parent.dek:
+            raise PermissionDenied("nothing can be made here")
+        node = Node(self._new_ino(), fid, owner, dek, mode, caller.uid, gid, rdev)
+        if owner != self.key.user_id:
+            public = self.sharing.public(owner) if self.sharing else None
+            if public is None:
+                raise PermissionDenied("the folder's owner has no key pair to receive this file")
+            node.wrapped = {"owner_dek": b64e(seal_file_key(public, owner, owner, fid, 0, dek))}
         self.nodes[node.ino] = node
         self.by_fid[fid] = node.ino
         tx.created.append(node)
@@ -302,9 +394,25 @@ class Volume:
             if target is not None:
                 node.target = target
                 node.size = len(target)
+            await self._share_new(node)
             await self._commit(tx)
         self.remember(node)
         return node
+
+    async def _share_new(self, node: Node) -> None:
+        """Seal a new node's key for everyone a folder above it is shared with
+        (before its document: a crash leaves an unused key, never a file a
+        recipient cannot open)."""
+        if self.sharing is None or not self.sharing.by_fid:
+            return
+        grants = self.sharing.covering(node, self.nodes)
+        if grants:
+            await self.in_thread(self.sharing.seal_keys, self.layout, node, grants)
+
+    def _acl(self, node: Node) -> list[str] | None:
+        if self.sharing is None or not self.sharing.by_fid:
+            return None
+        return acl_lines(self.sharing.covering(node, self.nodes))
 
     async def mkdir(self, parent_ino: int, name: bytes, mode: int, caller: Caller) -> Node:
         return await self.mknod(parent_ino, name, stat.S_IFDIR | (mode & 0o7777), 0, caller)
@@ -425,6 +533,8 @@ class Volume:
                 raise NotFound("no such file")
             if node.is_dir and self._is_ancestor(node, new_parent):
                 raise InvalidArgument("cannot move a directory into itself")
+            if node.owner != new_parent.owner or (target is not None and target.owner != node.owner):
+                raise CrossOwner("a move between your files and a shared folder copies")
             if target is node:
                 return
             now = now_ns()
@@ -468,6 +578,8 @@ class Volume:
             self._check_name(new_name)
             if node.is_dir:
                 raise NotSupported("hard links to directories are not allowed")
+            if node.owner != parent.owner:
+                raise CrossOwner("a hard link between your files and a shared folder")
             if new_name in parent.children:
                 raise Exists("file exists")
             tx = Tx()
@@ -530,6 +642,43 @@ class Volume:
         """Make an older version's contents the file's newest version (no block copied)."""
         await self.commit_content(node)  # unsaved changes become a version of their own first
         await self._change_contents(node, lambda c: c.reset_to(place, vid), now_ns(), commit=True)
+
+    async def rekey(self, node: Node) -> None:
+        """Give the node a new DEK (the next epoch) and seal its current
+        contents under it; old versions keep theirs (a revoked share)."""
+        if node.is_reg:
+            await self.commit_content(node)
+        async with self.content_lock(node):
+            dek = aead.new_key()
+            if node.is_reg and node.head:
+                node.opens += 1
+                try:
+                    await self.in_thread(self._reseal, node, dek)
+                    node.dek, node.epoch = dek, node.epoch + 1
+                    await self._commit_version(node, node.content)
+                    await self.in_thread(node.content.write_sidecar)
+                finally:
+                    node.opens -= 1
+                    self._release_content(node)
+            else:
+                async with self.meta_lock:
+                    tx = Tx()
+                    tx.touch(node)
+                    node.dek, node.epoch = dek, node.epoch + 1
+                    await self._commit(tx)
+        if self.sharing is not None and (grants := self.sharing.covering(node, self.nodes)):
+            await self.in_thread(self.sharing.seal_keys, self.layout, node, grants)
+
+    def _reseal(self, node: Node, dek: bytes) -> None:
+        reader = Content(self.layout, node.owner, node.fid, node.dek, node.manifest, node.head)
+        try:
+            content = self._content(node)
+            content.rekey(dek, self._acl(node) or [], node.epoch + 1)
+            for offset in range(0, node.size, FLUSH_AT):
+                content.write(offset, reader.read(offset, FLUSH_AT, node.size))
+                content.flush_blocks(node.size)
+        finally:
+            reader.close()
 
     async def _change_contents(self, node: Node, change: Callable[[Content], int], now: int,
                                commit: bool = False) -> None:
@@ -630,7 +779,7 @@ class Volume:
         if node.content is None:
             try:
                 node.content = Content(self.layout, node.owner, node.fid, node.dek,
-                                       node.manifest, node.head)
+                                       node.manifest, node.head, acl=self._acl(node), epoch=node.epoch)
             except OSError as err:
                 raise os_error(err, "opening file contents") from None
         return node.content
@@ -673,8 +822,10 @@ class Volume:
         else:
             data = content.read(offset, size, node.size)
         now = now_ns()
-        # relatime: record an access once per change, or once a day.
-        if node.atime <= node.mtime or node.atime <= node.ctime or now - node.atime > DAY_NS:
+        # relatime: record an access once per change, or once a day (only
+        # in one's own files: reading a shared file writes nothing).
+        stale = node.atime <= node.mtime or node.atime <= node.ctime or now - node.atime > DAY_NS
+        if stale and node.owner == self.key.user_id:
             node.atime = now
             self.lazy.add(node.ino)
         return data

@@ -1,0 +1,79 @@
+"""``fusevault share``, ``unshare`` and ``shares``: files for other users of the vault."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+
+from fusevault import cli_files
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser], passphrase_options: Callable) -> None:
+    p = command("share", "let another user or a group of this vault read or change a file or folder",
+                "fusevault share ~/Private/report.pdf --with bob --perm READ\n"
+                "  fusevault share ~/Private/Team --with @team --perm WRITE")
+    p.add_argument("path", help="a file or folder in the mount (with --vault: relative to its root)")
+    p.add_argument("--with", dest="grantee", required=True, metavar="USER|@GROUP",
+                   help="a user of the vault, or @ and a group")
+    p.add_argument("--perm", required=True, help="READ, or WRITE (reading and writing)")
+    cli_files.vault_options(p, passphrase_options)
+
+    p = command("unshare", "take a share back: later versions are sealed under a new key",
+                "fusevault unshare ~/Private/report.pdf --with bob")
+    p.add_argument("path", help="a file or folder in the mount (with --vault: relative to its root)")
+    p.add_argument("--with", dest="grantee", required=True, metavar="USER|@GROUP")
+    cli_files.vault_options(p, passphrase_options)
+
+    p = command("shares", "what you share, and what others share with you",
+                "fusevault shares\n  fusevault shares ~/Private/report.pdf --json")
+    p.add_argument("path", nargs="?", help="only the shares of this file or folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--mount", dest="place", metavar="PATH",
+                   help="a path in the mounted vault (default: here, or the only mount)")
+    cli_files.vault_options(p, passphrase_options)
+
+
+def _path(args: argparse.Namespace) -> str | None:
+    if args.path is None:
+        return None
+    return args.path if args.vault else os.path.abspath(os.path.expanduser(args.path))
+
+
+def _ask(args: argparse.Namespace, request: dict) -> dict:
+    from fusevault.target import ask
+
+    return ask(args, request, ("path",), timeout=None)
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"cmd": "share", "path": _path(args), "with": args.grantee, "perm": args.perm})
+    print(f"shared {answer['path']} with {answer['with']} ({answer['perm']}, "
+          f"{answer['files']} file(s) and folder(s))")
+    return 0
+
+
+def cmd_unshare(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"cmd": "unshare", "path": _path(args), "with": args.grantee})
+    print(f"{answer['with']} no longer has {answer['path']}; its key changed "
+          f"({answer['files']} file(s) and folder(s))")
+    return 0
+
+
+def cmd_shares(args: argparse.Namespace) -> int:
+    shares = _ask(args, {"cmd": "shares", "path": _path(args)})["shares"]
+    if args.json:
+        print(json.dumps(shares, indent=1))
+        return 0
+    if not shares:
+        print("nothing is shared")
+    for entry in shares:
+        if entry["mine"]:
+            print(f"{entry['path']}  ->  {entry['with']}  {entry['perm']}")
+        else:
+            print(f"{entry['path']}  <-  {entry['owner']}  {entry['perm']}  (via {entry['with']})")
+    return 0
+
+
+COMMANDS = {"share": cmd_share, "unshare": cmd_unshare, "shares": cmd_shares}

@@ -1,0 +1,218 @@
+"""Files others share with the user, inside the user's tree, and who may do what.
+
+At load, every ``.vfkey`` the user can find (``users/<me>/shared/`` and the
+key folders of their groups) gives a DEK; the node documents those DEKs open
+become *guest* nodes in the Volume, next to the user's own.  A guest node
+whose parent the user cannot open is a share's root: it is shown in a
+virtual folder, ``shared/<owner>/`` for a share with the user, or
+``groups/<group>/`` for one with a group, and its real parent is kept as a
+*phantom* (no key, no name, never shown) so the node's document keeps its
+links when the user writes it.
+
+``Sharing.perm`` answers what the user may do with a node: everything with
+their own, nothing with a phantom, list a virtual folder, and for a guest
+node the best permission of the shares on it or a folder above it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
+from fusevault.crypto.keys import MasterKey
+from fusevault.errors import VaultError
+from fusevault.store import Store
+from fusevault.vault import sharing
+from fusevault.vault.groups import GROUP, can_write
+from fusevault.vault.layout import Layout
+from fusevault.vault.nodes import Node, node_from_doc, open_node_attrs
+from fusevault.vault.sharing import Grant, Reach
+from fusevault.vault.users import USER
+
+log = logging.getLogger(__name__)
+
+OWN = "OWN"
+LIST = "LIST"  # a virtual folder: listed, never changed
+SHARED_DIR = b"shared"
+GROUPS_DIR = b"groups"
+
+
+def _better(a: str | None, b: str) -> str:
+    return b if a is None or (can_write(b) and not can_write(a)) else a
+
+
+@dataclass
+class Sharing:
+    """The shares a Volume knows, read from the store at load (and after a change)."""
+
+    user_id: str
+    grants: list[Grant]
+    groups: dict[str, dict]  # group id -> Group document
+    users: dict[str, dict]  # user id -> UserDetails document
+    by_fid: dict[str, list[Grant]] = field(default_factory=dict)
+    # Share roots reaching this user: fid -> their best permission.
+    roots: dict[str, str] = field(default_factory=dict)
+    virtual: set[int] = field(default_factory=set)
+    phantoms: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._index()
+
+    def reload(self, store: Store) -> None:
+        """Read the shares, groups and users again (after a share or unshare)."""
+        fresh = Sharing.read(store, self.user_id)
+        self.grants, self.groups, self.users = fresh.grants, fresh.groups, fresh.users
+        self._index()
+
+    def _index(self) -> None:
+        self.roots = {}
+        self.by_fid = defaultdict(list)
+        for grant in self.grants:
+            self.by_fid[grant.fid].append(grant)
+        for reach in self.my_reaches():
+            self.roots[reach.grant.fid] = _better(self.roots.get(reach.grant.fid), reach.perm)
+
+    @classmethod
+    def read(cls, store: Store, user_id: str) -> Sharing:
+        return cls(user_id, sharing.all_grants(store),
+                   {g["_id"]: g for g in store.iter_type(GROUP)},
+                   {u["_id"]: u for u in store.iter_type(USER)})
+
+    def members(self) -> dict[str, dict[str, str]]:
+        return {gid: dict(g.get("users") or {}) for gid, g in self.groups.items()}
+
+    def reaches(self, grant: Grant) -> list[Reach]:
+        return sharing.reaches(grant, self.members())
+
+    def my_reaches(self) -> list[Reach]:
+        return [r for g in self.grants for r in self.reaches(g) if r.recipient == self.user_id]
+
+    def public(self, user_id: str) -> X25519PublicKey | None:
+        doc = self.users.get(user_id)
+        return public_box(doc) if doc and doc.get("public_box") else None
+
+    # --- what a user may do
+
+    def perm(self, node: Node, nodes: dict[int, Node]) -> str | None:
+        if node.owner == self.user_id:
+            return OWN
+        if node.ino in self.virtual:
+            return LIST
+        best = None
+        seen = 0
+        while node is not None and node.ino not in self.phantoms and seen < 4096:
+            if (perm := self.roots.get(node.fid)) is not None:
+                best = _better(best, perm)
+            node = nodes.get(node.links[0][0]) if node.links else None
+            seen += 1
+        return best
+
+    def covering(self, node: Node, nodes: dict[int, Node]) -> list[Grant]:
+        """Every share on ``node`` or a folder above it (the node's ACL)."""
+        found: list[Grant] = []
+        seen = 0
+        while node is not None and seen < 4096:
+            found += self.by_fid.get(node.fid, ())
+            if node.ino in self.phantoms or not node.links:
+                break
+            node = nodes.get(node.links[0][0])
+            seen += 1
+        return found
+
+    # --- keys for recipients
+
+    def seal_keys(self, layout: Layout, node: Node, grants: Iterable[Grant]) -> int:
+        """Seal ``node``'s DEK for every recipient of ``grants`` (a worker thread's job)."""
+        written = 0
+        for grant in grants:
+            for reach in self.reaches(grant):
+                public = self.public(reach.recipient)
+                if public is None:
+                    continue
+                sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, node.epoch, node.dek)
+                sharing.write_key(reach.key_path(layout, node.fid), node.epoch, sealed)
+                written += 1
+        return written
+
+    def fill_missing(self, layout: Layout, nodes: dict[int, Node]) -> int:
+        """Seal keys nobody has sealed yet (a member who joined a group later,
+        a crash between a share and its keys) for every node whose DEK this
+        user holds: so a group's new member needs nobody's passphrase."""
+        written = 0
+        for node in list(nodes.values()):
+            if not node.dek or node.ino in self.virtual or node.ino in self.phantoms:
+                continue
+            for grant in self.covering(node, nodes):
+                for reach in self.reaches(grant):
+                    path = reach.key_path(layout, node.fid)
+                    if reach.recipient == self.user_id or os.path.exists(path):
+                        continue
+                    public = self.public(reach.recipient)
+                    if public is not None:
+                        sealed = seal_file_key(public, reach.recipient, node.owner, node.fid,
+                                               node.epoch, node.dek)
+                        sharing.write_key(path, node.epoch, sealed)
+                        written += 1
+        return written
+
+
+def key_files(layout: Layout, user_id: str, groups: dict[str, dict]) -> dict[str, list[Path]]:
+    """fid -> the ``.vfkey`` files sealed to this user (listed, not probed per file)."""
+    found: dict[str, list[Path]] = defaultdict(list)
+    shared = layout.user_dir(user_id) / "shared"
+    for entry in _listdir(shared):
+        if entry.endswith(".vfkey") and "_" in entry:
+            found[entry[:-6].split("_", 1)[1]].append(shared / entry)
+    for gid, group in groups.items():
+        if user_id not in (group.get("users") or {}):
+            continue
+        own = layout.group_dir(gid) / "own"
+        for fid in _listdir(own):
+            path = own / fid / "keys" / f"{user_id}.vfkey"
+            if path.exists():
+                found[fid].append(path)
+    return found
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def open_guest(doc: dict, key: MasterKey, paths: list[Path]) -> tuple[Node, list] | None:
+    """A node of another owner, opened with a key sealed to this user; None if none opens it."""
+    fid, owner = doc["_id"], doc["owner"]
+    for path in paths:
+        try:
+            found = sharing.read_key(path)
+            if found is None or found[0] != doc.get("epoch", 0):
+                continue  # a key of an older epoch: revoked since
+            dek = open_file_key(key.identity, owner, fid, found[0], found[1])
+            attrs = open_node_attrs(doc, dek)
+        except VaultError as err:
+            log.warning("a shared key for %s does not open it: %s", fid, err)
+            continue
+        node, links = node_from_doc(doc, dek, attrs)
+        node.wrapped = {k: doc[k] for k in ("en_file_dek", "owner_dek") if k in doc}
+        return node, links
+    return None
+
+
+def virtual_dir(ino: int, fid: str, like: Node) -> Node:
+    node = Node(ino, fid, "", b"", stat.S_IFDIR | 0o555, like.uid, like.gid)
+    node.atime = node.mtime = node.ctime = node.btime = like.ctime
+    return node
+
+
+def phantom(ino: int, fid: str, owner: str) -> Node:
+    return Node(ino, fid, owner, b"", stat.S_IFDIR | 0o000, 0, 0)

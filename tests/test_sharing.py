@@ -1,0 +1,196 @@
+"""Sharing files with users and groups: keys at seed 003's places, what a
+recipient sees and may do in their mount, and revoking with a new file key."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PASSPHRASE, docs_of, fusevault, mounted
+
+from fusevault.crypto.identity import open_file_key
+from fusevault.errors import CorruptData
+from fusevault.store.local import LocalStore
+from fusevault.vault import users
+from fusevault.vault.layout import open_layout
+from fusevault.vault.nodes import open_node_attrs
+from fusevault.vault.volume import Volume
+
+BOB = "bob's own passphrase"
+CAROL = "carol's own passphrase"
+
+
+def _admin(vault: Path, *args: str, passphrase: str = PASSPHRASE):
+    result = fusevault(*args, env={"FUSEVAULT_VAULT": str(vault)}, passphrase=passphrase)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def _denied(call) -> None:
+    with pytest.raises(OSError) as info:
+        call()
+    assert info.value.errno == errno.EACCES, info.value
+
+
+@pytest.fixture
+def people(vault: Path) -> dict:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ,WRITE")
+    ids = {u["username"]: u["_id"] for u in docs_of(vault, "UserDetails")}
+    ids["team"] = docs_of(vault, "Group")[0]["_id"]
+    return ids
+
+
+def _fid(vault: Path, owner: str, path: str) -> str:
+    """The file id of the owner's file at ``path``."""
+    store = LocalStore(vault / "store.sqlite")
+    try:
+        user = next(u for u in store.iter_type("UserDetails") if u["username"] == owner)
+        key = users.unlock(user, PASSPHRASE.encode())
+        volume = Volume.load(open_layout(vault), store, key, user["root"])
+        return volume.resolve(path.encode()).fid
+    finally:
+        store.close()
+
+
+def test_share_read_and_write_through_the_recipients_mount_and_revoke(vault: Path, tmp_path: Path,
+                                                                       people: dict) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt, "--user", "alice"):
+        (mnt / "notes.txt").write_text("hello bob")
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("step one\n")
+        shared = fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+        assert "shared notes.txt with bob (READ" in shared.stdout
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "WRITE").returncode == 0
+        refused = fusevault("share", mnt / "notes.txt", "--with", "nobody", "--perm", "READ")
+        assert refused.returncode == 4 and "no user 'nobody'" in refused.stderr
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "RUN").returncode == 12
+        listing = json.loads(fusevault("shares", "--json", "--mount", mnt).stdout)
+        assert {(e["path"], e["with"], e["perm"]) for e in listing} == {
+            ("notes.txt", "bob", "READ"), ("proj", "@team", "READ,WRITE")}
+        (mnt / "proj" / "later.txt").write_text("made after the share")
+
+    notes, proj = _fid(vault, "alice", "notes.txt"), _fid(vault, "alice", "proj")
+    later = _fid(vault, "alice", "proj/later.txt")
+    alice, bob = people["alice"], people["bob"]
+    # The keys are at seed 003's places, also for a file made in the folder after it was shared.
+    assert (vault / "users" / bob / "shared" / f"{alice}_{notes}.vfkey").exists()
+    for fid in (proj, later):
+        assert (vault / "groups" / people["team"] / "own" / fid / "keys" / f"{bob}.vfkey").exists()
+    bob_meta = json.loads((vault / "users" / bob / "meta.inf").read_text())
+    assert bob_meta["SHARED_FILES"] == [f"{alice}:{notes}:READ"]
+    sidecar = json.loads((vault / "users" / alice / "own" / f"{notes}.vfmeta").read_text())
+    assert sidecar["ACL"] == [f"{bob}:READ"]
+    assert json.loads((vault / "users" / alice / "own" / f"{later}.vfmeta").read_text())["ACL"] == [
+        f"{people['team']}:READ,WRITE"]
+
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB):
+        assert sorted(os.listdir(mnt)) == ["groups", "shared"]
+        assert os.listdir(mnt / "shared") == ["alice"]
+        note = mnt / "shared" / "alice" / "notes.txt"
+        assert note.read_text() == "hello bob"
+        assert oct(note.stat().st_mode & 0o222) == "0o0"  # READ: shown without write bits
+        _denied(lambda: note.write_text("changed"))
+        _denied(lambda: open(note, "r+b"))
+        _denied(lambda: os.truncate(note, 0))
+        _denied(lambda: os.rename(note, mnt / "shared" / "alice" / "other"))
+        _denied(lambda: os.unlink(note))
+        _denied(lambda: os.chmod(note, 0o666))
+        _denied(lambda: (mnt / "shared" / "alice" / "new.txt").write_text("no"))
+        plan = mnt / "groups" / "team" / "proj" / "plan.txt"
+        assert sorted(os.listdir(plan.parent)) == ["later.txt", "plan.txt"]
+        with open(plan, "a") as out:
+            out.write("step two, by bob\n")
+        (plan.parent / "bobs.txt").write_text("bob made this")
+        subprocess.run(["cp", "/etc/hostname", str(plan.parent / "copied")], check=True)
+        moved = subprocess.run(["mv", str(plan.parent / "bobs.txt"), str(mnt / "mine.txt")],
+                               capture_output=True, text=True)
+        assert moved.returncode == 0, moved.stderr  # across owners: EXDEV, so mv copies
+        assert (mnt / "mine.txt").read_text() == "bob made this"
+        _denied(lambda: os.chmod(plan, 0o600))  # WRITE is for contents, not the owner's modes
+
+    with mounted(vault, mnt, "--user", "carol", passphrase=CAROL):
+        assert os.listdir(mnt) == []
+
+    with mounted(vault, mnt, "--user", "alice"):
+        assert (mnt / "proj" / "plan.txt").read_text() == "step one\nstep two, by bob\n"
+        assert (mnt / "proj" / "copied").read_bytes() == Path("/etc/hostname").read_bytes()
+        assert not (mnt / "proj" / "bobs.txt").exists()
+        history = json.loads(fusevault("history", mnt / "proj" / "plan.txt", "--json").stdout)
+        assert [v["author"] for v in history["versions"]] == ["alice", "bob"]
+        old_key = (vault / "users" / bob / "shared" / f"{alice}_{notes}.vfkey").read_bytes()
+        out = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        assert out.returncode == 0, out.stderr
+        assert not (vault / "users" / bob / "shared" / f"{alice}_{notes}.vfkey").exists()
+        assert (mnt / "notes.txt").read_text() == "hello bob"  # the owner keeps their file
+        (mnt / "notes.txt").write_text("after the revoke")
+        versions = json.loads(fusevault("history", mnt / "notes.txt", "--json").stdout)["versions"]
+        assert len(versions) == 3  # the original, the same contents under the new key, the new text
+        first = fusevault("restore", mnt / "notes.txt", "--version", versions[0]["id"],
+                          "--to", mnt / "restored.txt")
+        assert first.returncode == 0, first.stderr
+        assert (mnt / "restored.txt").read_text() == "hello bob"  # a version from the old epoch
+        assert fusevault("shares", "--mount", mnt).stdout.strip() == "proj  ->  @team  READ,WRITE"
+        assert json.loads((vault / "users" / bob / "meta.inf").read_text())["SHARED_FILES"] == []
+
+    # What bob could have kept (the old key) does not open what was written after the revoke.
+    store = LocalStore(vault / "store.sqlite")
+    try:
+        bob_doc = store.get(bob)
+        old = json.loads(old_key)
+        dek = open_file_key(users.unlock(bob_doc, BOB.encode()).identity, alice, notes, old["epoch"],
+                            base64.b64decode(old["key"]))
+        node = store.get(notes)
+        assert node["epoch"] == 1 and old["epoch"] == 0
+        with pytest.raises(CorruptData):
+            open_node_attrs(node, dek)
+    finally:
+        store.close()
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB):
+        assert sorted(os.listdir(mnt)) == ["groups", "mine.txt"]
+        assert (mnt / "groups" / "team" / "proj" / "plan.txt").exists()
+
+
+def test_a_late_group_member_gets_keys_and_a_removed_one_is_rotated_out(vault: Path, tmp_path: Path,
+                                                                      people: dict) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt, "--user", "alice"):
+        (mnt / "team").mkdir()
+        (mnt / "team" / "doc.txt").write_text("for the team")
+        assert fusevault("share", mnt / "team", "--with", "@team", "--perm", "READ").returncode == 0
+    doc = _fid(vault, "alice", "team/doc.txt")
+    keys = vault / "groups" / people["team"] / "own" / doc / "keys"
+    assert sorted(p.name for p in keys.iterdir()) == [f"{people['bob']}.vfkey"]
+
+    # carol joins later: no passphrase needed now, her keys come at alice's next unlock.
+    _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
+    with mounted(vault, mnt, "--user", "carol", passphrase=CAROL):
+        assert os.listdir(mnt) == []
+    with mounted(vault, mnt, "--user", "alice"):
+        pass  # unlocking seals the keys a member lacks, before the mount serves
+    assert (keys / f"{people['carol']}.vfkey").exists()
+    with mounted(vault, mnt, "--user", "carol", passphrase=CAROL):
+        assert (mnt / "groups" / "team" / "team" / "doc.txt").read_text() == "for the team"
+
+    # bob leaves: his keys go at once, the file's key changes at alice's next unlock.
+    _admin(vault, "group", "member", "remove", "team", "bob")
+    assert not (keys / f"{people['bob']}.vfkey").exists()
+    assert [d["fid"] for d in docs_of(vault, "Rotation")] == [_fid(vault, "alice", "team")]
+    with mounted(vault, mnt, "--user", "alice"):
+        assert (mnt / "team" / "doc.txt").read_text() == "for the team"
+    assert docs_of(vault, "Rotation") == []
+    epochs = {d["_id"]: d.get("epoch", 0) for d in docs_of(vault, "node")}
+    assert epochs[doc] == 1
+    with mounted(vault, mnt, "--user", "carol", passphrase=CAROL):
+        assert (mnt / "groups" / "team" / "team" / "doc.txt").read_text() == "for the team"
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB):
+        assert os.listdir(mnt) == []
