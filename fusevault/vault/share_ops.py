@@ -53,6 +53,8 @@ def _grantee(volume: Volume, target: str) -> tuple[str, bool, str]:
 
 
 def _own(volume: Volume, path: bytes) -> Node:
+    if volume.sharing is None:  # a user from before key pairs, opened without a mount
+        raise InvalidInput("your key pairs are made at your next mount: mount once, then share")
     node = volume.resolve(path)
     if node.owner != volume.key.user_id:
         raise PermissionDenied(f"{name_to_str(path)} is not yours: only its owner shares it")
