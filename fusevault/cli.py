@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from fusevault import (
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mountpoint", type=Path)
     p.add_argument("--user", help="which user of the vault (default: the only one)")
     p.add_argument("--foreground", "-f", action="store_true", help="stay attached, log to stderr")
-    p.add_argument("--allow-other", action="store_true", help="let other local users use the mount")
+    p.add_argument("--allow-other", action="store_true",
+                   help="a shared mount (root): every Linux user mapped with `user add --uid` "
+                        "unlocks their own keys in it with `fusevault unlock`")
     _passphrase_options(p)
 
     p = command("unmount", "save everything and unmount", "fusevault unmount ~/Private")
@@ -141,14 +144,27 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.vault.opening import unlock_vault
 
     mountpoint = check_mountpoint(args.mountpoint)
-    check_writable(open_layout(args.vault).root)
-    secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
-    unlocked = unlock_vault(args.vault, args.user, secret)
-    unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
-    unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
+    layout = open_layout(args.vault)
+    check_writable(layout.root)
+    if args.allow_other:
+        if os.geteuid() != 0:
+            raise InvalidInput("a shared mount (--allow-other) is root's to make: run it as root")
+        if args.user:
+            raise InvalidInput("a shared mount serves every user with a uid: leave out --user")
+
+        def serve(on_ready) -> int:
+            return _serve_shared(args, layout, mountpoint, on_ready)
+    else:
+        secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
+        unlocked = unlock_vault(args.vault, args.user, secret)
+        unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
+        unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
+
+        def serve(on_ready) -> int:
+            return _serve(args, unlocked, mountpoint, on_ready)
     if args.foreground:
-        return _serve(args, unlocked, mountpoint, on_ready=None)  # the log says when it is ready
-    return _daemonize(args, unlocked, mountpoint)
+        return serve(None)  # the log says when it is ready
+    return _daemonize(args, serve, mountpoint)
 
 
 def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> int:
@@ -166,12 +182,28 @@ def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> in
     reconcile(unlocked.layout, store)
     volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
     ttl = Settings.of(unlocked.user).ttl_seconds()
-    trio.run(lambda: serve(volume, mountpoint, user=unlocked.user, ttl=ttl, allow_other=args.allow_other,
-                           on_ready=on_ready, info=_mount_info(unlocked, args.vault)))
+    trio.run(lambda: serve(volume, mountpoint, user=unlocked.user, ttl=ttl, on_ready=on_ready,
+                           info=_mount_info(unlocked, args.vault)))
     return 0
 
 
-def _daemonize(args: argparse.Namespace, unlocked, mountpoint: Path) -> int:
+def _serve_shared(args: argparse.Namespace, layout, mountpoint: Path, on_ready) -> int:
+    import trio
+
+    from fusevault.fs.shared import SharedMount
+    from fusevault.store import open_store
+    from fusevault.vault.meta_files import reconcile
+    from fusevault.vault.opening import hold
+
+    hold(layout)
+    store = open_store(layout.root, layout.store)
+    reconcile(layout, store)
+    shared = SharedMount(layout, store, mountpoint, {"vault": str(args.vault.resolve()), "user": None})
+    trio.run(shared.serve, on_ready)
+    return 0
+
+
+def _daemonize(args: argparse.Namespace, serve: Callable[..., int], mountpoint: Path) -> int:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the server
@@ -183,7 +215,7 @@ def _daemonize(args: argparse.Namespace, unlocked, mountpoint: Path) -> int:
             os.dup2(devnull, fd)
         code = 0
         try:
-            _serve(args, unlocked, mountpoint, on_ready=lambda: os.write(write_end, b"ok\n"))
+            serve(lambda: os.write(write_end, b"ok\n"))
         except VaultError as err:
             code = err.exit_code
             log.error("%s", err)
@@ -223,7 +255,7 @@ def cmd_unmount(args: argparse.Namespace) -> int:
         raise MountPointError(f"nothing is mounted at {args.mountpoint}")
     pid = None
     try:
-        pid = control.request(paths.control_socket(mountpoint), {"cmd": "status"}).get("pid")
+        pid = control.request(paths.socket_of(mountpoint), {"cmd": "status"}).get("pid")
     except (OSError, ValueError):
         pass  # no server answering (it died): unmounting still cleans up
     result = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True)

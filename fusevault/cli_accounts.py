@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fusevault import passphrase
 from fusevault.errors import InvalidInput
-from fusevault.store import Store
+from fusevault.store import Store, tombstone
 from fusevault.vault import groups, meta_files, sharing, users
 from fusevault.vault.layout import Layout
 from fusevault.vault.opening import hold, open_vault
@@ -150,8 +150,7 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
     lock = hold(layout)  # not while a mount serves the vault
     try:
         shares = [d for d in store.iter_type(sharing.SHARE) if d.get("grantee") == user["_id"]]
-        changes = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True}
-                   for d in [user, *owned, *shares]]
+        changes = [tombstone(d) for d in [user, *owned, *shares]]
         lost = [sharing.grant_of(d) for d in shares]
         for group in store.iter_type(groups.GROUP):
             if user["_id"] in group.get("users", {}):

@@ -29,7 +29,7 @@ def gather(only: Path | None) -> list[dict]:
         if wanted is not None and mountpoint != wanted:
             continue
         try:
-            answer = control.request(paths.control_socket(Path(mountpoint)), {"cmd": "status"}, timeout=5)
+            answer = control.request(paths.socket_of(Path(mountpoint)), {"cmd": "status"}, timeout=5)
         except (OSError, ValueError):
             answer = {"mountpoint": mountpoint, "error": "the mount does not answer"}
         found.append(answer)
@@ -63,7 +63,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if "error" in m:
             print(f"{m['mountpoint']}: {m['error']}")
             continue
-        print(f"{m['mountpoint']}: vault {m.get('vault')}, user {m.get('user')}, pid {m['pid']}, "
+        who = "shared by its users" if m.get("shared") else f"user {m.get('user')}"
+        print(f"{m['mountpoint']}: vault {m.get('vault')}, {who}, pid {m['pid']}, "
               f"up {_age(m['since'])}, {m['open_files']} open file(s)")
         if not m.get("unlocked"):
             print("  locked: run `fusevault unlock` to use it again")

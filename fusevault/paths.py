@@ -45,9 +45,33 @@ def config_dir() -> Path:
     return _dir("config", platformdirs.user_config_dir(APP))
 
 
+# Shared mounts (root's, `--allow-other`) put their sockets where every user
+# looks: a fixed system directory, not root's runtime directory.
+SHARED_SOCKETS = Path("/run/fusevault")
+
+
+def _socket_name(mountpoint: Path) -> str:
+    return hashlib.sha256(str(mountpoint).encode()).hexdigest()[:16] + ".sock"
+
+
 def control_socket(mountpoint: Path) -> Path:
-    """The socket of the mount at ``mountpoint`` (an absolute path, not resolved here)."""
-    digest = hashlib.sha256(str(mountpoint).encode()).hexdigest()[:16]
+    """The socket of this user's mount at ``mountpoint`` (an absolute path, not resolved here)."""
     sockets = runtime_dir() / "mounts"
     sockets.mkdir(exist_ok=True, mode=0o700)
-    return sockets / f"{digest}.sock"
+    return sockets / _socket_name(mountpoint)
+
+
+def shared_socket(mountpoint: Path, create: bool = False) -> Path:
+    """The socket of a shared mount at ``mountpoint``, which any local user may reach."""
+    if create:
+        SHARED_SOCKETS.mkdir(parents=True, exist_ok=True, mode=0o755)
+    return SHARED_SOCKETS / _socket_name(mountpoint)
+
+
+def socket_of(mountpoint: Path) -> Path:
+    """The socket to ask about ``mountpoint``: the user's own mount, else a shared one."""
+    own = control_socket(mountpoint)
+    if own.exists():
+        return own
+    shared = shared_socket(mountpoint)
+    return shared if shared.exists() else own

@@ -54,7 +54,7 @@ def _mount_of_vault(vault: Path) -> str | None:
     wanted = str(vault.resolve())
     for mountpoint in fusevault_mounts():
         try:
-            status = control.request(paths.control_socket(Path(mountpoint)), {"cmd": "status"})
+            status = control.request(paths.socket_of(Path(mountpoint)), {"cmd": "status"})
         except (OSError, ValueError):
             continue
         if status.get("vault") == wanted:
@@ -83,7 +83,7 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
                     raise MountPointError(f"{request[key]} is not in the vault mounted at {mountpoint}")
                 request[key] = inside
         try:
-            answer = control.request(paths.control_socket(Path(mountpoint)), request, timeout)
+            answer = control.request(paths.socket_of(Path(mountpoint)), request, timeout)
         except (OSError, ValueError):
             raise MountPointError(f"the mount at {mountpoint} does not answer") from None
     if "error" in answer:

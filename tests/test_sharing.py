@@ -14,7 +14,7 @@ import pytest
 from conftest import PASSPHRASE, docs_of, fusevault, mounted
 
 from fusevault.crypto.identity import open_file_key
-from fusevault.errors import CorruptData
+from fusevault.errors import CorruptData, NotFound
 from fusevault.store.local import LocalStore
 from fusevault.vault import users
 from fusevault.vault.layout import open_layout
@@ -194,3 +194,85 @@ def test_a_late_group_member_gets_keys_and_a_removed_one_is_rotated_out(vault: P
         assert (mnt / "groups" / "team" / "team" / "doc.txt").read_text() == "for the team"
     with mounted(vault, mnt, "--user", "bob", passphrase=BOB):
         assert os.listdir(mnt) == []
+
+
+def test_a_users_tree_takes_in_what_another_user_commits(vault: Path, tmp_path: Path, people: dict) -> None:
+    """vault/absorbing.py on two Volumes over one store (a shared mount's
+    seats, without FUSE): creates, writes, renames, deletes and a revoke."""
+    import trio
+
+    from fusevault.store.watched import WatchedStore
+    from fusevault.vault.absorbing import absorb
+    from fusevault.vault.volume import Caller
+
+    with mounted(vault, tmp_path / "mnt", "--user", "alice") as mnt:
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("one\n")
+        assert fusevault("share", mnt / "proj", "--with", "bob", "--perm", "WRITE").returncode == 0
+
+    store = LocalStore(vault / "store.sqlite")
+    layout = open_layout(vault)
+    trees: dict[str, Volume] = {}
+
+    def committed(writer: object, docs: list[dict]) -> None:
+        for name, tree in trees.items():
+            absorb(tree, docs, own=name == writer)
+
+    def load(name: str, secret: str) -> Volume:
+        user = next(u for u in store.iter_type("UserDetails") if u["username"] == name)
+        return Volume.load(layout, WatchedStore(store, name, committed), users.unlock(user, secret.encode()),
+                           user["root"])
+
+    async def write(tree: Volume, ino: int, data: bytes) -> None:
+        fh = tree.open(ino)
+        await tree.setattr(ino, size=0)
+        await tree.write(fh, 0, data)
+        await tree.release(fh)
+
+    def bob_sees(path: str):
+        tree = trees["bob"]
+        try:
+            return tree.resolve(f"shared/alice/{path}".encode())
+        except NotFound:
+            return None
+
+    async def main() -> None:
+        trees["alice"], trees["bob"] = load("alice", PASSPHRASE), load("bob", BOB)
+        alice, bob = trees["alice"], trees["bob"]
+        proj = alice.resolve(b"proj")
+        assert bob_sees("proj/plan.txt") is not None
+        # A new file and its contents.
+        _, new = await alice.create(proj.ino, b"new.txt", 0o644, Caller(0, 0))
+        await write(alice, new.ino, b"written by alice")
+        seen = bob_sees("proj/new.txt")
+        assert seen is not None and seen is not new  # bob's own node for it
+        fh = bob.open(seen.ino)
+        assert await bob.read(fh, 0, 100) == b"written by alice"
+        # Alice writes again while bob has it open: his reads follow the new version.
+        await write(alice, new.ino, b"second")
+        assert await bob.read(fh, 0, 100) == b"second"
+        await bob.release(fh)
+        # Bob writes; alice's node follows, and its next commit does not conflict.
+        await write(bob, seen.ino, b"bob's turn")
+        fh = alice.open(new.ino)
+        assert await alice.read(fh, 0, 100) == b"bob's turn"
+        await alice.release(fh)
+        await alice.setattr(new.ino, mode=0o600)
+        # A rename and a delete.
+        await alice.rename(proj.ino, b"new.txt", proj.ino, b"renamed.txt", noreplace=False, exchange=False)
+        assert bob_sees("proj/new.txt") is None and bob_sees("proj/renamed.txt") is seen
+        await alice.unlink(proj.ino, b"renamed.txt")
+        assert bob_sees("proj/renamed.txt") is None
+        # A revoke: bob's tree loses the folder and its keys at once.
+        from fusevault.vault import share_ops
+
+        await share_ops.unshare(alice, b"proj", "bob")
+        assert bob_sees("proj") is None and b"shared" not in bob.nodes[1].children
+        assert all(not n.dek for n in bob.nodes.values() if n.owner == people["alice"])
+        for tree in trees.values():
+            await tree.close()
+
+    try:
+        trio.run(main)
+    finally:
+        store.close()

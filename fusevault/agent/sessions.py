@@ -27,8 +27,11 @@ from fusevault.errors import InvalidInput, LockFailed, VaultError
 from fusevault.fs.operations import Operations
 from fusevault.imports.watcher import ImportService
 from fusevault.links.owner import collect_periodically as collect_drops
+from fusevault.store import Store
 from fusevault.tasks import Tasks
 from fusevault.vault import share_ops, users
+from fusevault.vault.absorbing import absorb
+from fusevault.vault.layout import Layout
 from fusevault.vault.placing import KernelCache
 from fusevault.vault.requests import Requests, collect_periodically
 from fusevault.vault.settings import Settings
@@ -85,7 +88,8 @@ class Session:
 
 
 class Agent:
-    def __init__(self, user: dict, ops: Operations, kernel: KernelCache, tasks: Tasks) -> None:
+    def __init__(self, user: dict, ops: Operations, kernel: KernelCache, tasks: Tasks,
+                 layout: Layout, store: Store) -> None:
         self.user_id = user["_id"]
         self.username = user["username"]
         self.ops = ops
@@ -95,22 +99,27 @@ class Agent:
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._busy = trio.Lock()  # one unlock or lock at a time
+        # While the tree loads (a worker thread), what other users of a shared
+        # mount commit meanwhile is kept here and taken in once it is loaded.
+        self.missed: list[dict] | None = None
         # Kept while locked: fid -> inode, so the kernel's numbers stay right.
         self._inodes: dict[str, int] = {}
-        self._store = None
-        self._layout = None
+        self._store = store
+        self._layout = layout
 
     @property
     def session(self) -> Session | None:
         return self.ops.session
 
-    async def run(self, volume: Volume, ttl: float, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Serve the unlocked ``volume`` for ``ttl`` seconds, then until unlocked again."""
-        self._store, self._layout = volume.store, volume.layout
+    async def run(self, volume: Volume | None, ttl: float = 0, *,
+                  task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the unlocked ``volume`` for ``ttl`` seconds, then until unlocked
+        again (no volume: locked until the first unlock, as in a shared mount)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.expiry.run)
-            await self._open(volume, ttl)
+            if volume is not None:
+                await self._open(volume, ttl)
             task_status.started()
 
     async def _open(self, volume: Volume, ttl: float) -> None:
@@ -128,10 +137,16 @@ class Agent:
             if doc is None:
                 raise InvalidInput(f"user {self.username} is no longer in this vault")
             key = await trio.to_thread.run_sync(users.unlock, doc, passphrase)
+            doc = await trio.to_thread.run_sync(users.ensure_identity, self._store, doc, key)
             ttl = Settings.of(doc).ttl_seconds()
             if self.session is None:
-                volume = await trio.to_thread.run_sync(
-                    Volume.load, self._layout, self._store, key, doc["root"], self._inodes)
+                self.missed = []
+                try:
+                    volume = await trio.to_thread.run_sync(
+                        Volume.load, self._layout, self._store, key, doc["root"], self._inodes)
+                    absorb(volume, self.missed, own=False)
+                finally:
+                    self.missed = None
                 for ino, count in self.ops.remnant.items():
                     if (node := volume.nodes.get(ino)) is not None:
                         node.lookups = count

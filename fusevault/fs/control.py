@@ -1,7 +1,8 @@
 """The control socket of a running mount: one JSON request, one JSON answer.
 
-Only the mount's own uid (or root) may talk to it: the server checks the
-peer's credentials with SO_PEERCRED before reading anything.
+A personal mount's socket (0600) answers only its own uid and root; a shared
+mount's (0666) answers anyone, and the handler is told who asks.  Either way
+the caller is known from SO_PEERCRED, checked before anything is read.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import trio
 
 MAX_REQUEST = 64 * 1024
-Handler = Callable[[dict], Awaitable[dict]]
+Handler = Callable[[dict, int], Awaitable[dict]]
 
 
 def peer_uid(sock: Any) -> int:
@@ -26,26 +27,33 @@ def peer_uid(sock: Any) -> int:
     return uid
 
 
-async def serve(path: Path, handler: Handler, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+def own_uid(uid: int) -> bool:
+    return uid in (os.getuid(), 0)
+
+
+async def serve(path: Path, handler: Handler, *, anyone: bool = False,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Answer requests on ``path``: from this uid and root, or from ``anyone``."""
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path.unlink(missing_ok=True)
     await listener.bind(str(path))
-    os.chmod(path, 0o600)
+    os.chmod(path, 0o666 if anyone else 0o600)
     listener.listen(16)
     task_status.started()
     try:
         async with trio.open_nursery() as nursery:
             while True:
                 conn, _ = await listener.accept()
-                nursery.start_soon(_answer, conn, handler)
+                nursery.start_soon(_answer, conn, handler, anyone)
     finally:
         listener.close()
         path.unlink(missing_ok=True)
 
 
-async def _answer(conn: Any, handler: Handler) -> None:
+async def _answer(conn: Any, handler: Handler, anyone: bool) -> None:
     with conn:
-        if peer_uid(conn) not in (os.getuid(), 0):
+        uid = peer_uid(conn)
+        if not anyone and not own_uid(uid):
             await conn.send(b'{"error": "permission denied"}\n')
             return
         data = b""
@@ -57,7 +65,7 @@ async def _answer(conn: Any, handler: Handler) -> None:
                 data += chunk
         try:
             request = json.loads(data)
-            answer = await handler(request)
+            answer = await handler(request, uid)
         except ValueError:
             answer = {"error": "bad request"}
         await conn.send(json.dumps(answer).encode() + b"\n")

@@ -7,7 +7,8 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import pyfuse3
@@ -39,40 +40,57 @@ def check_mountpoint(path: Path) -> Path:
     return path.resolve()
 
 
+Handle = Callable[[dict, int], Awaitable[dict]]
+
+
 async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
-                allow_other: bool = False, on_ready: Callable[[], None] | None = None,
-                info: dict | None = None) -> None:
-    """Mount, serve until unmounted or told to stop, then save everything."""
-    options = set(pyfuse3.default_options) | {"fsname=fusevault", "subtype=fusevault"}
-    if allow_other:
-        options.add("allow_other")
+                on_ready: Callable[[], None] | None = None, info: dict | None = None) -> None:
+    """A personal mount: one user's tree, unlocked for ``ttl`` seconds."""
     started = time.time()
-    # Everything that looks at the mount point path happens before init: once
-    # mounted, a stat from this thread would wait for the loop it is blocking.
-    socket_path = control_socket(mountpoint)
     operations = Operations(None)
     tasks = Tasks()
-    agent = Agent(user, operations, Kernel(), tasks)
+    agent = Agent(user, operations, Kernel(), tasks, volume.layout, volume.store)
+
+    async def handle(request: dict, uid: int) -> dict:
+        if request.get("cmd") == "status":
+            return {"pid": os.getpid(), "mountpoint": str(mountpoint), "since": started,
+                    "open_files": len(operations.session.volume.handles) if operations.session else 0,
+                    "tasks": tasks.as_dict(), **(info or {}), "unlocked": agent.status()}
+        if request.get("cmd") == "unmount":
+            pyfuse3.terminate()
+            return {"ok": True}
+        if (answer := await agent.handle(request)) is not None:
+            return answer
+        if operations.session is None:
+            return {"error": LOCKED, "code": Locked.exit_code}
+        return await operations.session.requests.handle(request)
+
+    async def start(nursery: trio.Nursery) -> None:
+        await nursery.start(agent.run, volume, ttl)
+
+    await run_fuse(operations, mountpoint, control_socket(mountpoint), handle, start, agent.close,
+                   on_ready=on_ready)
+
+
+async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path: Path,
+                   handle: Handle, start: Callable[[trio.Nursery], Awaitable[None]],
+                   close: Callable[[], Awaitable[None]], *, shared: bool = False,
+                   on_ready: Callable[[], None] | None = None) -> None:
+    """Mount, serve until unmounted or told to stop, then ``close`` (save everything).
+
+    ``shared``: other users may use the mount and its control socket."""
+    options = set(pyfuse3.default_options) | {"fsname=fusevault", "subtype=fusevault"}
+    if shared:
+        # One inode serves several users: the Drive checks each request,
+        # not the kernel against one set of mode bits.
+        options = (options - {"default_permissions"}) | {"allow_other"}
+    # Everything that looks at the mount point path happens before init: once
+    # mounted, a stat from this thread would wait for the loop it is blocking.
     pyfuse3.init(operations, str(mountpoint), options)
     try:
         async with trio.open_nursery() as nursery:
-
-            async def handle(request: dict) -> dict:
-                if request.get("cmd") == "status":
-                    return {"pid": os.getpid(), "mountpoint": str(mountpoint), "since": started,
-                            "open_files": len(operations.session.volume.handles) if operations.session else 0,
-                            "tasks": tasks.as_dict(), **(info or {}), "unlocked": agent.status()}
-                if request.get("cmd") == "unmount":
-                    pyfuse3.terminate()
-                    return {"ok": True}
-                if (answer := await agent.handle(request)) is not None:
-                    return answer
-                if operations.session is None:
-                    return {"error": LOCKED, "code": Locked.exit_code}
-                return await operations.session.requests.handle(request)
-
-            await nursery.start(agent.run, volume, ttl)
-            await nursery.start(control.serve, socket_path, handle)
+            await start(nursery)
+            await nursery.start(partial(control.serve, anyone=shared), socket_path, handle)
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, mountpoint, on_ready)
             await pyfuse3.main()
@@ -81,7 +99,7 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
         systemd.notify("STOPPING=1", "STATUS=saving and unmounting")
         with trio.CancelScope(shield=True):
             try:
-                await agent.close()
+                await close()
             finally:
                 pyfuse3.close(unmount=True)
                 write_op_stats()
@@ -90,23 +108,30 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
 
 class Kernel:
     """Tells the kernel to drop what it caches about names and files changed
-    from inside fusevault (restore, imports), rather than through it."""
+    from inside fusevault (restore, imports, another user), rather than
+    through it.  ``ino_out``: a shared mount's seat maps its inode numbers."""
+
+    def __init__(self, ino_out: Callable[[int], int] | None = None) -> None:
+        self._out = ino_out or (lambda ino: ino)
 
     # In a thread: with writeback caching the kernel may first write dirty
     # pages back, which needs this loop free to answer (pyfuse3's warning).
     async def inode(self, ino: int) -> None:
         try:
-            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino)
+            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, self._out(ino))
         except OSError:
             pass  # the kernel holds nothing for it
 
     async def entry(self, parent_ino: int, name: bytes) -> None:
         try:
-            await trio.to_thread.run_sync(pyfuse3.invalidate_entry, parent_ino, name)
+            await trio.to_thread.run_sync(pyfuse3.invalidate_entry, self._out(parent_ino), name)
         except OSError:
             pass
 
     async def drop_all(self, entries: list[tuple[int, bytes]], inodes: list[int]) -> None:
+        entries = [(self._out(parent_ino), name) for parent_ino, name in entries]
+        inodes = [self._out(ino) for ino in inodes]
+
         def drop() -> None:
             for parent_ino, name in entries:
                 with contextlib.suppress(OSError):
@@ -128,7 +153,9 @@ async def _stop_on_signals() -> None:
 
 async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:
     # The mount is ready when it answers: stat the root through the kernel.
-    await trio.to_thread.run_sync(os.stat, mountpoint)
+    # A shared mount refuses a locked caller: that too is an answer.
+    with contextlib.suppress(PermissionError):
+        await trio.to_thread.run_sync(os.stat, mountpoint)
     log.info("mounted at %s", mountpoint)
     systemd.notify("READY=1", f"MAINPID={os.getpid()}", f"STATUS=mounted at {mountpoint}")
     if on_ready is not None:

@@ -121,8 +121,16 @@ class Operations(pyfuse3.Operations):
     # them in large batches; close() and fsync() still wait until they are here.
     enable_writeback_cache = True
 
-    def __init__(self, session: Session | None, timeout: float = 5.0) -> None:
+    def __init__(self, session: Session | None, timeout: float = 5.0, *,
+                 ino_out: Callable[[int], int] | None = None,
+                 shown: tuple[int, int] | None = None) -> None:
         super().__init__()
+        # In a shared mount (fs/drive.py) this serves one Linux user: their
+        # inode numbers are mapped into the drive's, everything is shown as
+        # theirs (``shown``: uid, gid), and the kernel checks no modes (one
+        # inode serves several users), so the owner's mode bits are checked here.
+        self.ino_out = ino_out
+        self.shown = shown
         # None while the user is locked (agent.sessions): every request but
         # forget is refused, and forget counts go to ``remnant`` until unlock.
         self.session = session
@@ -157,16 +165,21 @@ class Operations(pyfuse3.Operations):
             raise errors.VaultReadOnly("the .versions tree is read-only")
         if parent_inode == ROOT_INODE and name == VERSIONS:
             raise errors.Exists(".versions is reserved for the version history")
-        self.vol.require(parent_inode, write=True)
+        self._mode(self.vol.require(parent_inode, write=True), os.W_OK | os.X_OK)
 
     def _changing(self, parent_inode: int, name: bytes) -> None:
         if self.view.owns(parent_inode) or (parent_inode == ROOT_INODE and name == VERSIONS):
             raise errors.VaultReadOnly("the .versions tree is read-only")
-        self.vol.require(parent_inode, write=True)
+        self._mode(self.vol.require(parent_inode, write=True), os.W_OK | os.X_OK)
+
+    def _mode(self, node: Node, want: int) -> None:
+        """In a shared mount: the owner's mode bits, as the kernel would check them."""
+        if self.shown is not None and self.shown[0] != 0 and want & ~(node.mode >> 6) & 7:
+            raise errors.PermissionDenied("not allowed by the file's mode")
 
     def entry(self, node: Node) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
-        attr.st_ino = node.ino
+        attr.st_ino = self.ino_out(node.ino) if self.ino_out else node.ino
         attr.generation = 0
         attr.entry_timeout = self.timeout
         attr.attr_timeout = self.timeout
@@ -182,6 +195,8 @@ class Operations(pyfuse3.Operations):
             attr.st_uid, attr.st_gid = root.uid, root.gid
             if not volume.writable(node):
                 attr.st_mode &= ~0o222
+        if self.shown is not None:
+            attr.st_uid, attr.st_gid = self.shown
         attr.st_rdev = node.rdev
         attr.st_size = node.size
         attr.st_blksize = BLOCK_SIZE
@@ -200,7 +215,7 @@ class Operations(pyfuse3.Operations):
             return self.entry(node)
         if parent_inode == ROOT_INODE and name == VERSIONS:
             return self.entry(self.view.root())
-        self.vol.require(parent_inode)
+        self._mode(self.vol.require(parent_inode), os.X_OK)
         return self.entry(self.vol.lookup(parent_inode, name))
 
     async def forget(self, inode_list):
@@ -226,7 +241,9 @@ class Operations(pyfuse3.Operations):
         if self.view.owns(inode):
             raise errors.VaultReadOnly("the .versions tree is read-only")
         owning = fields.update_mode or fields.update_uid or fields.update_gid
-        self.vol.require(inode, write=True, own=owning)
+        node = self.vol.require(inode, write=True, own=owning)
+        if fields.update_size:
+            self._mode(node, os.W_OK)
         node = await self.vol.setattr(
             inode,
             mode=attr.st_mode if fields.update_mode else None,
@@ -299,7 +316,9 @@ class Operations(pyfuse3.Operations):
             self.view.open(inode, fh, writing)
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
-        self.vol.require(inode, write=writing)
+        node = self.vol.require(inode, write=writing)
+        mode = flags & os.O_ACCMODE
+        self._mode(node, (os.R_OK if mode != os.O_WRONLY else 0) | (os.W_OK if writing else 0))
         fh = self.vol.open(inode)
         if flags & os.O_TRUNC and self.vol.node(inode).size:
             # libfuse asks for atomic O_TRUNC: the kernel truncates only its
@@ -354,7 +373,7 @@ class Operations(pyfuse3.Operations):
             fh = self.vol.new_fh()
             await self.view.opendir(inode, fh)
             return fh
-        self.vol.require(inode)
+        self._mode(self.vol.require(inode), os.R_OK)
         return self.vol.opendir(inode)
 
     @boundary
@@ -427,9 +446,11 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def access(self, inode, mode, ctx):
-        # default_permissions makes the kernel check modes; existence is ours.
+        # A personal mount's kernel checks modes itself (default_permissions)
+        # and never asks; a shared mount's asks here.  pyfuse3 wants a bool.
         if self.view.owns(inode):
             await self.view.getattr(inode)
-        else:
-            self.vol.require(inode, write=bool(mode & os.W_OK))
+            return not mode & os.W_OK
+        self._mode(self.vol.require(inode, write=bool(mode & os.W_OK)), mode)
+        return True
 

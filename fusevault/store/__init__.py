@@ -42,6 +42,12 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def tombstone(doc: dict) -> dict:
+    """The deletion of ``doc``; it keeps the type, so whoever watches writes
+    (a shared mount's other users) knows what kind of thing went."""
+    return {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True, "type": doc.get("type")}
+
+
 def open_store(vault_dir, config: dict) -> Store:
     kind = config.get("kind", "local")
     if kind == "local":

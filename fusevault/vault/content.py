@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,15 @@ KIND_MANIFEST = 2
 MANIFEST_HEAD = struct.Struct("<QIH")
 ENTRY = struct.Struct("<QIHB")  # offset, record length, writer version index, last flag
 HOLE = (0, 0, 0, 0)
+
+
+# Appends to one .vf are serialised across the Contents of a process (one per
+# unlocked user holding the file open): a fixed set of locks, by path.
+_APPEND_LOCKS = [threading.Lock() for _ in range(64)]
+
+
+def append_lock(path: str) -> threading.Lock:
+    return _APPEND_LOCKS[hash(path) % len(_APPEND_LOCKS)]
 
 
 def header_for(fid: str) -> bytes:
@@ -196,6 +206,24 @@ class Content:
         self.end = os.fstat(self.fd).st_size
 
     def _create_files(self) -> None:
+        with append_lock(self.vf_path):
+            if not self._join_files():
+                self._write_new_files()
+
+    def _join_files(self) -> bool:
+        """Another user of a shared mount began this file a moment ago: append to theirs."""
+        try:
+            fd = os.open(self.vf_path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        if os.pread(fd, HEADER.size, 0) != header_for(self.fid) or not os.path.exists(self.vfmeta_path):
+            os.close(fd)
+            return False  # what a crash left: begun again
+        self.fd = fd
+        self.end = os.fstat(fd).st_size
+        return True
+
+    def _write_new_files(self) -> None:
         # own/ exists from the user's creation.  No temporary file needed:
         # the .vf does not exist yet, and a missing .vf makes the next
         # attempt write the sidecar again from scratch.
@@ -360,13 +388,16 @@ class Content:
 
     def _append(self, records: list[tuple[int | None, bytes, bool]]) -> list[tuple[int, int]]:
         self._open_fd(create=True)
-        offset = self.end
-        places = []
-        for _, record, _ in records:
-            places.append((offset, len(record)))
-            offset += len(record)
-        os.pwritev(self.fd, [r for _, r, _ in records], self.end)
-        self.end = offset
+        with append_lock(self.vf_path):
+            # In a shared mount another user's Content may have appended to
+            # this .vf since: the end is where the file ends now.
+            start = offset = max(self.end, os.fstat(self.fd).st_size)
+            places = []
+            for _, record, _ in records:
+                places.append((offset, len(record)))
+                offset += len(record)
+            os.pwritev(self.fd, [r for _, r, _ in records], start)
+            self.end = offset
         self.synced = False
         return places
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from fusevault.errors import AlreadyExists, InvalidInput, VaultNotFound
-from fusevault.store import Store
+from fusevault.store import Store, tombstone
 from fusevault.vault.layout import validate_name
 from fusevault.vault.nodes import new_id
 
@@ -78,5 +78,5 @@ def groups_of(store: Store, user_id: str) -> dict[str, str]:
 
 
 def remove_group(store: Store, group: dict) -> None:
-    store.put_many([{"_id": group["_id"], "_rev": group["_rev"], "_deleted": True}])
+    store.put_many([tombstone(group)])
     store.sync()

@@ -95,6 +95,15 @@ class Sharing:
     def my_reaches(self) -> list[Reach]:
         return [r for g in self.grants for r in self.reaches(g) if r.recipient == self.user_id]
 
+    def givers(self) -> set[str]:
+        """Users who share something with this user."""
+        return {r.grant.owner for r in self.my_reaches()}
+
+    def my_key_paths(self, layout: Layout, owner: str, fid: str) -> list[Path]:
+        """Where a key of ``owner``'s node ``fid`` sealed to this user would be."""
+        paths = [r.key_path(layout, fid) for r in self.my_reaches() if r.grant.owner == owner]
+        return [p for p in dict.fromkeys(paths) if p.exists()]
+
     def public(self, user_id: str) -> X25519PublicKey | None:
         doc = self.users.get(user_id)
         return public_box(doc) if doc and doc.get("public_box") else None

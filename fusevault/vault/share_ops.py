@@ -19,6 +19,7 @@ import trio
 
 from fusevault.encoding import name_to_str
 from fusevault.errors import InvalidInput, NotFound, PermissionDenied
+from fusevault.store import tombstone
 from fusevault.vault import meta_files, sharing
 from fusevault.vault.atomic import atomic_write
 from fusevault.vault.content import vfmeta_bytes
@@ -122,7 +123,7 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     reaches = volume.sharing.reaches(grant)
     pending = await volume.store_call(volume.store.get, f"rotate-{grant.fid}")
     await volume.store_call(volume.store.put_many, [
-        {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True},
+        tombstone(doc),
         *_rotation_put(pending, grant.owner, grant.fid)])
     await volume.in_thread(volume.store.sync)
     nodes = subtree(volume, node)
@@ -147,7 +148,7 @@ async def rotate(volume: Volume, node: Node) -> None:
     doc = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
     if doc is not None:
         await volume.store_call(volume.store.put_many,
-                                [{"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True}])
+                                [tombstone(doc)])
 
 
 async def resume(volume: Volume) -> None:

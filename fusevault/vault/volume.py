@@ -108,6 +108,9 @@ class Volume:
         self.retiring: set[str] = set()
         # Shares with and by this user (None: opened without key pairs).
         self.sharing: Sharing | None = None
+        # Contents replaced by another writer's newer version while open here:
+        # closed at the file's last release, after the reads under way.
+        self.retired: dict[int, list[Content]] = {}
 
     # --- loading
 
@@ -136,7 +139,7 @@ class Volume:
         guests: list[tuple[Node, list[tuple[str, bytes]]]] = []
         owner = sys.intern(key.user_id)
         shares = Sharing.read(store, owner) if key.identity is not None else None
-        givers = {r.grant.owner for r in shares.my_reaches()} if shares else set()
+        givers = shares.givers() if shares else set()
         keys = key_files(layout, owner, shares.groups) if givers else {}
         for doc in store.iter_type(NODE):
             if doc.get("delete"):
@@ -157,26 +160,40 @@ class Volume:
             raise CorruptData("the root directory's document is missing")
         volume.sharing = shares
         volume.next_ino = max(inodes.values(), default=ROOT_INODE) + 1
-        for node, _ in pending + guests:
+        for node, _ in pending:
             if node.ino != ROOT_INODE:
                 volume._add(node, inodes)
-        for node, links in pending + guests:
-            for parent_fid, name in links:
-                parent_ino = volume.by_fid.get(parent_fid)
-                if parent_ino is None and node.owner != owner:
-                    parent_ino = volume._add(phantom(0, parent_fid, node.owner), inodes).ino
-                    shares.phantoms.add(parent_ino)
-                parent = volume.nodes.get(parent_ino) if parent_ino else None
-                if parent is None or not parent.is_dir or name in parent.children:
-                    log.warning("skipping a dangling link of node %s", node.fid)
-                    continue
-                parent.children[name] = node.ino
-                node.links.append((parent.ino, name))
-                if node.is_dir:
-                    parent.subdirs += 1
+        for node, links in pending:
+            volume._link_loaded(node, links)
         if guests:
-            volume._place_shares(inodes)
+            volume.admit_guests(guests, inodes)
         return volume
+
+    def _link_loaded(self, node: Node, links: list[tuple[str, bytes]], *,
+                     guest_inodes: dict[str, int] | None = None) -> None:
+        for parent_fid, name in links:
+            parent_ino = self.by_fid.get(parent_fid)
+            if parent_ino is None and guest_inodes is not None:
+                # A guest whose parent this user cannot open: a share's root.
+                parent_ino = self._add(phantom(0, parent_fid, node.owner), guest_inodes).ino
+                self.sharing.phantoms.add(parent_ino)
+            parent = self.nodes.get(parent_ino) if parent_ino else None
+            if parent is None or not parent.is_dir or name in parent.children:
+                log.warning("skipping a dangling link of node %s", node.fid)
+                continue
+            self.link_entry(parent, name, node)
+
+    def admit_guests(self, guests: list[tuple[Node, list[tuple[str, bytes]]]],
+                     inodes: dict[str, int] | None = None) -> list[Node]:
+        """Add others' nodes shared with this user (at load, or when a share
+        arrives while unlocked), and show each share's root in its folder."""
+        inodes = {} if inodes is None else inodes
+        fresh = [(node, links) for node, links in guests if node.fid not in self.by_fid]
+        for node, _ in fresh:
+            self._add(node, inodes)
+        for node, links in fresh:
+            self._link_loaded(node, links, guest_inodes=inodes)
+        return self._place_shares(inodes)
 
     def _add(self, node: Node, inodes: dict[str, int]) -> Node:
         node.ino = inodes.get(node.fid) or self._new_ino()
@@ -184,9 +201,11 @@ class Volume:
         self.by_fid[node.fid] = node.ino
         return node
 
-    def _place_shares(self, inodes: dict[str, int]) -> None:
-        """Show each share's root in ``shared/<owner>/`` or ``groups/<group>/``."""
+    def _place_shares(self, inodes: dict[str, int]) -> list[Node]:
+        """Show each share's root in ``shared/<owner>/`` or ``groups/<group>/``
+        (those not shown yet; returns them)."""
         shares, root = self.sharing, self.nodes[ROOT_INODE]
+        placed: list[Node] = []
 
         def folder(parent: Node, name: bytes, fid: str) -> Node | None:
             if (ino := parent.children.get(name)) is not None:
@@ -214,11 +233,15 @@ class Volume:
                 log.warning("%s is taken by a file of your own: shares are not shown there", top.decode())
                 continue
             node = self.nodes[ino]
+            if ino in inner.children.values():
+                continue
             name = node.links[0][1] if node.links else grant.fid.encode()
-            if inner.children.get(name) not in (None, ino):
+            if name in inner.children:
                 name = b"%s (%s)" % (name, grant.fid[:8].encode())
             inner.children[name] = ino
             inner.subdirs += int(node.is_dir)
+            placed.append(node)
+        return placed
 
     def _new_ino(self) -> int:
         ino = self.next_ino
@@ -341,6 +364,44 @@ class Volume:
             self.nodes.pop(node.ino, None)
             self.by_fid.pop(node.fid, None)
             self.lazy.discard(node.ino)
+
+    # --- changes another writer made (vault/absorbing.py)
+
+    def add_node(self, node: Node) -> Node:
+        return self._add(node, {})
+
+    def purge_if_unused(self, node: Node) -> None:
+        self._maybe_purge(node)
+
+    @staticmethod
+    def link_entry(parent: Node, name: bytes, node: Node) -> None:
+        parent.children[name] = node.ino
+        parent.subdirs += int(node.is_dir)
+        node.links.append((parent.ino, name))
+
+    @staticmethod
+    def unlink_entry(parent: Node, name: bytes, node: Node) -> None:
+        if parent.children.get(name) == node.ino:
+            del parent.children[name]
+            parent.subdirs -= int(node.is_dir)
+        if (parent.ino, name) in node.links:
+            node.links.remove((parent.ino, name))
+
+    def forget_key(self, node: Node) -> None:
+        """Drop a node's key (a share that no longer reaches this user)."""
+        node.dek = b""
+        if node.opens == 0 and node.content is not None:
+            node.content.close()
+            node.content = None
+
+    def switch_content(self, node: Node) -> None:
+        """Open contents follow the node's new version (another writer's)."""
+        old, node.content = node.content, None
+        if node.opens > 0:
+            self.retired.setdefault(node.ino, []).append(old)
+            self._content(node)
+        else:
+            old.close()
 
     def path_of(self, node: Node) -> bytes:
         parts = []
@@ -785,9 +846,12 @@ class Volume:
         return node.content
 
     def _release_content(self, node: Node) -> None:
-        if node.opens == 0 and node.content is not None and not node.content.changed:
-            node.content.close()
-            node.content = None
+        if node.opens == 0:
+            for old in self.retired.pop(node.ino, ()):
+                old.close()
+            if node.content is not None and not node.content.changed:
+                node.content.close()
+                node.content = None
 
     async def create(self, parent_ino: int, name: bytes, mode: int, caller: Caller) -> tuple[int, Node]:
         node = await self.mknod(parent_ino, name, stat.S_IFREG | (mode & 0o7777), 0, caller)
@@ -940,6 +1004,9 @@ class Volume:
         self.store.close()
 
     def _close_contents(self) -> None:
+        for old in [c for contents in self.retired.values() for c in contents]:
+            old.close()
+        self.retired.clear()
         for node in self.nodes.values():
             if node.content is not None:
                 node.content.close()

@@ -1,0 +1,269 @@
+"""The shared mount's FUSE boundary: each request goes to its caller's own tree.
+
+Root mounts a vault with ``--allow-other``; each Linux user mapped to a vault
+user (``user add --uid``) unlocks their own keys and gets a *seat*: their own
+Volume and their own ``Operations`` (fs/operations.py), exactly as in a
+personal mount.  The ``Drive`` routes each request by the caller's uid
+(``ctx.uid``), and requests that carry no caller (read, write, release,
+forget) by the seat number inside the handle or inode.
+
+Inode and handle numbers of a seat carry its number in their top bits, so
+the kernel never confuses two users' nodes, and a request for another
+seat's inode is refused (EACCES): nobody reaches a node through someone
+else's name for it.  Inode 1 is everyone's root, each seeing their own.
+Entry and attribute timeouts are 0, so the kernel asks again for every path
+walk and every stat, on behalf of whoever asks.  A uid mapped to no vault
+user sees an empty root; a mapped user who has not unlocked gets EACCES.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyfuse3
+
+from fusevault.fs.operations import Operations
+from fusevault.vault.volume import ROOT_INODE
+
+if TYPE_CHECKING:
+    from fusevault.agent.sessions import Agent
+
+SEAT_SHIFT = 58  # below it: a Volume's inodes, its .versions view's (up to 2**57) and handles
+LOCAL = (1 << SEAT_SHIFT) - 1
+MAX_SEATS = (1 << (64 - SEAT_SHIFT)) - 1
+NOBODY_FH = 0  # the empty root's directory handle, for a uid that is no vault user
+
+
+@dataclass
+class Seat:
+    """One Linux user's place in a shared mount (kept while they are locked)."""
+
+    number: int
+    uid: int
+    gid: int
+    user_id: str
+    ops: Operations
+    agent: Agent | None = None
+
+    def ino_out(self, ino: int) -> int:
+        return ino if ino == ROOT_INODE else (self.number << SEAT_SHIFT) | ino
+
+    def ino_in(self, ino: int) -> int:
+        if ino == ROOT_INODE:
+            return ino
+        if ino >> SEAT_SHIFT != self.number:
+            raise pyfuse3.FUSEError(errno.EACCES)
+        return ino & LOCAL
+
+    def fh_out(self, fh: int) -> int:
+        return (self.number << SEAT_SHIFT) | fh
+
+
+def _deny() -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(errno.EACCES)
+
+
+class Drive(pyfuse3.Operations):
+    supports_dot_lookup = True
+    # Written pages go back through the writer's own handle, so each version
+    # names the user who wrote it.
+    enable_writeback_cache = False
+
+    def __init__(self, mapped: Callable[[int], bool], root_stat: Callable[[], os.stat_result],
+                 statvfs: Callable[[], os.statvfs_result]) -> None:
+        super().__init__()
+        self.seats: dict[int, Seat] = {}  # by number
+        self.by_uid: dict[int, Seat] = {}
+        self._mapped = mapped
+        self._root_stat = root_stat
+        self._statvfs = statvfs
+
+    def add_seat(self, uid: int, gid: int, user_id: str) -> Seat:
+        if len(self.seats) >= MAX_SEATS:
+            raise OverflowError("too many users in one shared mount")
+        number = len(self.seats) + 1
+        seat = Seat(number, uid, gid, user_id, Operations(None, timeout=0, shown=(uid, gid)))
+        seat.ops.ino_out = seat.ino_out
+        self.seats[number] = seat
+        self.by_uid[uid] = seat
+        return seat
+
+    # --- whose request
+
+    def _seat(self, ctx: pyfuse3.RequestContext) -> Seat:
+        seat = self.by_uid.get(ctx.uid)
+        if seat is None:
+            raise _deny()
+        return seat
+
+    def _nobody(self, ctx: pyfuse3.RequestContext, inode: int) -> bool:
+        """A caller who is no user of the vault, asking about the root."""
+        return inode == ROOT_INODE and ctx.uid not in self.by_uid and not self._mapped(ctx.uid)
+
+    def _by_fh(self, fh: int) -> Seat:
+        seat = self.seats.get(fh >> SEAT_SHIFT)
+        if seat is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return seat
+
+    def _empty_root(self) -> pyfuse3.EntryAttributes:
+        st = self._root_stat()
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = ROOT_INODE
+        attr.st_mode = stat.S_IFDIR | 0o555
+        attr.st_nlink = 2
+        attr.st_atime_ns, attr.st_mtime_ns, attr.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+        attr.entry_timeout = attr.attr_timeout = 0
+        return attr
+
+    # --- requests with a caller
+
+    async def lookup(self, parent_inode, name, ctx):
+        seat = self._seat(ctx)
+        return await seat.ops.lookup(seat.ino_in(parent_inode), name, ctx)
+
+    async def getattr(self, inode, ctx):
+        if self._nobody(ctx, inode):
+            return self._empty_root()
+        seat = self._seat(ctx)
+        return await seat.ops.getattr(seat.ino_in(inode), ctx)
+
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        seat = self._seat(ctx)
+        return await seat.ops.setattr(seat.ino_in(inode), attr, fields, None, ctx)
+
+    async def readlink(self, inode, ctx):
+        seat = self._seat(ctx)
+        return await seat.ops.readlink(seat.ino_in(inode), ctx)
+
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        seat = self._seat(ctx)
+        return await seat.ops.mknod(seat.ino_in(parent_inode), name, mode, rdev, ctx)
+
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        seat = self._seat(ctx)
+        return await seat.ops.mkdir(seat.ino_in(parent_inode), name, mode, ctx)
+
+    async def symlink(self, parent_inode, name, target, ctx):
+        seat = self._seat(ctx)
+        return await seat.ops.symlink(seat.ino_in(parent_inode), name, target, ctx)
+
+    async def unlink(self, parent_inode, name, ctx):
+        seat = self._seat(ctx)
+        await seat.ops.unlink(seat.ino_in(parent_inode), name, ctx)
+
+    async def rmdir(self, parent_inode, name, ctx):
+        seat = self._seat(ctx)
+        await seat.ops.rmdir(seat.ino_in(parent_inode), name, ctx)
+
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        seat = self._seat(ctx)
+        await seat.ops.rename(seat.ino_in(parent_inode_old), name_old,
+                              seat.ino_in(parent_inode_new), name_new, flags, ctx)
+
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        seat = self._seat(ctx)
+        return await seat.ops.link(seat.ino_in(inode), seat.ino_in(new_parent_inode), new_name, ctx)
+
+    async def open(self, inode, flags, ctx):
+        seat = self._seat(ctx)
+        info = await seat.ops.open(seat.ino_in(inode), flags, ctx)
+        info.fh = seat.fh_out(info.fh)
+        return info
+
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        seat = self._seat(ctx)
+        info, entry = await seat.ops.create(seat.ino_in(parent_inode), name, mode, flags, ctx)
+        info.fh = seat.fh_out(info.fh)
+        return info, entry
+
+    async def opendir(self, inode, ctx):
+        if self._nobody(ctx, inode):
+            return NOBODY_FH
+        seat = self._seat(ctx)
+        return seat.fh_out(await seat.ops.opendir(seat.ino_in(inode), ctx))
+
+    async def statfs(self, ctx):
+        if ctx.uid not in self.by_uid:
+            st = self._statvfs()
+            out = pyfuse3.StatvfsData()
+            out.f_bsize, out.f_frsize, out.f_namemax = st.f_bsize, st.f_frsize, 255
+            return out
+        return await self._seat(ctx).ops.statfs(ctx)
+
+    async def setxattr(self, inode, name, value, ctx):
+        seat = self._seat(ctx)
+        await seat.ops.setxattr(seat.ino_in(inode), name, value, ctx)
+
+    async def getxattr(self, inode, name, ctx):
+        if self._nobody(ctx, inode):
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        seat = self._seat(ctx)
+        return await seat.ops.getxattr(seat.ino_in(inode), name, ctx)
+
+    async def listxattr(self, inode, ctx):
+        if self._nobody(ctx, inode):
+            return []
+        seat = self._seat(ctx)
+        return await seat.ops.listxattr(seat.ino_in(inode), ctx)
+
+    async def removexattr(self, inode, name, ctx):
+        seat = self._seat(ctx)
+        await seat.ops.removexattr(seat.ino_in(inode), name, ctx)
+
+    async def access(self, inode, mode, ctx):
+        if self._nobody(ctx, inode):
+            return not mode & os.W_OK
+        seat = self._seat(ctx)
+        return await seat.ops.access(seat.ino_in(inode), mode, ctx)
+
+    # --- requests on a handle or inode: the seat is in its number
+
+    async def read(self, fh, off, size):
+        return await self._by_fh(fh).ops.read(fh & LOCAL, off, size)
+
+    async def write(self, fh, off, buf):
+        return await self._by_fh(fh).ops.write(fh & LOCAL, off, buf)
+
+    async def flush(self, fh):
+        await self._by_fh(fh).ops.flush(fh & LOCAL)
+
+    async def release(self, fh):
+        await self._by_fh(fh).ops.release(fh & LOCAL)
+
+    async def fsync(self, fh, datasync):
+        await self._by_fh(fh).ops.fsync(fh & LOCAL, datasync)
+
+    async def readdir(self, fh, start_id, token):
+        if fh == NOBODY_FH:
+            return
+        await self._by_fh(fh).ops.readdir(fh & LOCAL, start_id, token)
+
+    async def releasedir(self, fh):
+        if fh != NOBODY_FH:
+            await self._by_fh(fh).ops.releasedir(fh & LOCAL)
+
+    async def fsyncdir(self, fh, datasync):
+        if fh != NOBODY_FH:
+            await self._by_fh(fh).ops.fsyncdir(fh & LOCAL, datasync)
+
+    async def forget(self, inode_list):
+        by_seat: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for ino, count in inode_list:
+            if ino != ROOT_INODE:
+                by_seat[ino >> SEAT_SHIFT].append((ino & LOCAL, count))
+        for number, inodes in by_seat.items():
+            if (seat := self.seats.get(number)) is not None:
+                await seat.ops.forget(inodes)
+
+    def seat_of(self, uid: int) -> Seat | None:
+        return self.by_uid.get(uid)
+
+    def unlocked(self) -> list[Any]:
+        return [s for s in self.seats.values() if s.ops.session is not None]

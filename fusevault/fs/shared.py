@@ -1,0 +1,174 @@
+"""A shared mount: root mounts a vault once, and each mapped Linux user
+unlocks their own keys in it (``fusevault mount --allow-other``).
+
+Nobody is unlocked at first.  ``fusevault unlock`` from a Linux user reaches
+the mount's socket (in /run/fusevault, open to every local user); the
+socket names the caller's uid (SO_PEERCRED), the uid names the vault user
+(``user add --uid``), and the passphrase opens that user's keys only.  The
+user gets a seat (fs/drive.py) with an ``Agent`` of its own: their own
+passphrase TTL, ``lock`` and services, exactly as in a personal mount.
+
+Every seat's Volume writes through a ``WatchedStore`` naming the seat; each
+commit is taken in at once by the other unlocked seats (vault/absorbing.py),
+whose kernel caches are then dropped, so each user sees the others' changes
+to the files they share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import time
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from fusevault.agent.sessions import Agent
+from fusevault.errors import InvalidInput, Locked, PermissionDenied, VaultError
+from fusevault.fs.drive import Drive, Seat
+from fusevault.fs.mount import Kernel, run_fuse
+from fusevault.fs.operations import LOCKED
+from fusevault.paths import shared_socket
+from fusevault.store import Store
+from fusevault.store.watched import WatchedStore
+from fusevault.tasks import Tasks
+from fusevault.vault.absorbing import absorb
+from fusevault.vault.layout import Layout
+from fusevault.vault.users import USER
+
+log = logging.getLogger(__name__)
+
+
+class SharedMount:
+    def __init__(self, layout: Layout, store: Store, mountpoint: Path, info: dict) -> None:
+        self.layout = layout
+        self.store = store
+        self.mountpoint = mountpoint
+        self.info = info
+        self.started = time.time()
+        self.uids = self._read_uids()
+        self.drive = Drive(lambda uid: uid in self.uids, lambda: os.stat(layout.root),
+                           lambda: os.statvfs(layout.root))
+        self.kernels: dict[int, Kernel] = {}
+        self.tasks: dict[int, Tasks] = {}
+        self._nursery: trio.Nursery | None = None
+        self._seating = trio.Lock()
+        self._closing = False  # unmounting: no new tasks (the nursery is closed)
+
+    def _read_uids(self) -> dict[int, dict]:
+        return {doc["uid"]: doc for doc in self.store.iter_type(USER) if doc.get("uid") is not None}
+
+    async def serve(self, on_ready=None) -> None:
+        async def start(nursery: trio.Nursery) -> None:
+            self._nursery = nursery
+
+        socket_path = shared_socket(self.mountpoint, create=True)
+        await run_fuse(self.drive, self.mountpoint, socket_path, self.handle, start, self.close,
+                       shared=True, on_ready=on_ready)
+
+    # --- the control socket
+
+    async def handle(self, request: dict, uid: int) -> dict:
+        try:
+            return await self._handle(request, uid)
+        except VaultError as err:
+            return {"error": str(err), "code": err.exit_code}
+
+    async def _handle(self, request: dict, uid: int) -> dict:
+        cmd = request.get("cmd")
+        seat = self.drive.seat_of(uid)
+        if cmd == "status":
+            return self._status(uid)
+        if cmd == "unmount":
+            if uid != 0:
+                raise PermissionDenied("only root unmounts a shared mount")
+            pyfuse3.terminate()
+            return {"ok": True}
+        if cmd == "unlock":
+            seat = seat or await self._seat_for(uid)
+            return await seat.agent.handle(request)
+        if seat is None:
+            if uid not in self.uids:
+                raise PermissionDenied(_not_mapped(uid))
+            raise Locked(LOCKED)
+        if cmd == "lock":
+            return await seat.agent.handle(request)
+        if seat.ops.session is None:
+            raise Locked(LOCKED)
+        return await seat.ops.session.requests.handle(request)
+
+    def _status(self, uid: int) -> dict:
+        seats = self.drive.seats.values() if uid == 0 else filter(None, [self.drive.seat_of(uid)])
+        seats = list(seats)
+        return {"pid": os.getpid(), "mountpoint": str(self.mountpoint), "since": self.started,
+                "shared": True, **self.info,
+                "open_files": sum(len(s.ops.session.volume.handles) for s in seats if s.ops.session),
+                "tasks": {f"{name} ({s.agent.username})": state
+                          for s in seats for name, state in self.tasks[s.number].as_dict().items()},
+                "unlocked": [u for s in seats for u in s.agent.status()]}
+
+    async def _seat_for(self, uid: int) -> Seat:
+        """The seat of a mapped uid, made at their first unlock."""
+        async with self._seating:
+            if (seat := self.drive.seat_of(uid)) is not None:
+                return seat
+            self.uids = await trio.to_thread.run_sync(self._read_uids)  # `user add` since the mount
+            user = self.uids.get(uid)
+            if user is None:
+                raise PermissionDenied(_not_mapped(uid))
+            try:
+                gid = pwd.getpwuid(uid).pw_gid
+            except KeyError:
+                gid = uid
+            try:
+                seat = self.drive.add_seat(uid, gid, user["_id"])
+            except OverflowError:
+                raise InvalidInput("this shared mount has no room for another user: remount it") from None
+            kernel = self.kernels[seat.number] = Kernel(seat.ino_out)
+            tasks = self.tasks[seat.number] = Tasks()
+            store = WatchedStore(self.store, seat, self._committed)
+            seat.agent = Agent(user, seat.ops, kernel, tasks, self.layout, store)
+            await self._nursery.start(seat.agent.run, None)
+            log.info("uid %d is %s in this mount", uid, user["username"])
+            return seat
+
+    # --- one user's commit, taken in by the others
+
+    def _committed(self, writer: object, docs: list[dict]) -> None:
+        if any(d.get("type") == USER for d in docs):
+            self.uids = self._read_uids()
+        for seat in self.drive.seats.values():
+            if seat.agent.missed is not None:
+                seat.agent.missed.extend(docs)
+        for seat in self.drive.unlocked():
+            volume = seat.ops.session.volume
+            changed = absorb(volume, docs, own=seat is writer)
+            if changed and not self._closing:
+                self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries,
+                                         changed.inodes)
+                for node in changed.rekey:
+                    self._nursery.start_soon(_rekey, volume, node)
+
+    async def close(self) -> None:
+        """Unmounting: every unlocked user's files saved, then the store closed."""
+        self._closing = True
+        try:
+            for seat in self.drive.seats.values():
+                if seat.ops.session is not None:
+                    await seat.ops.session.volume.close()
+        finally:
+            self.store.close()
+
+
+async def _rekey(volume, node) -> None:
+    try:
+        await volume.rekey(node)
+    except VaultError as err:
+        log.error("could not give %s a new key again: %s", node.fid, err)
+
+
+def _not_mapped(uid: int) -> str:
+    return (f"uid {uid} is no user of this vault: its administrator maps you with "
+            f"`fusevault user add NAME --uid {uid}`")

@@ -1,0 +1,65 @@
+"""A store that says what was written: one view of a shared store per writer.
+
+In a shared mount several unlocked users each hold a Volume over the one
+store.  Each gets a ``WatchedStore`` naming them; after every successful
+write the listener hears who wrote which documents (with their new revs),
+on the trio thread, before the writer goes on.  So the other users' trees
+take in a change before anything else can run against their old picture
+of it.  Closing a view does nothing: the mount closes the store itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import trio
+
+from fusevault.store import Store
+
+log = logging.getLogger(__name__)
+Listener = Callable[[object, list[dict]], None]
+
+
+class WatchedStore:
+    def __init__(self, inner: Store, writer: object, listener: Listener) -> None:
+        self.inner = inner
+        self.inline = inner.inline
+        self.writer = writer
+        self._listener = listener
+
+    def put_many(self, docs: list[dict]) -> list[str]:
+        revs = self.inner.put_many(docs)
+        written = [{**doc, "_rev": rev} for doc, rev in zip(docs, revs)]
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:  # a worker thread: the listener runs on the loop
+            trio.from_thread.run_sync(self._tell, written)
+        else:
+            self._tell(written)
+        return revs
+
+    def _tell(self, written: list[dict]) -> None:
+        # The write is done: nothing a listener does may make it look failed.
+        try:
+            self._listener(self.writer, written)
+        except Exception:
+            log.exception("taking in a change failed")
+
+    def get(self, doc_id: str) -> dict | None:
+        return self.inner.get(doc_id)
+
+    def iter_type(self, doc_type: str) -> Iterator[dict]:
+        return self.inner.iter_type(doc_type)
+
+    def by_file(self, doc_type: str, fid: str) -> list[dict]:
+        return self.inner.by_file(doc_type, fid)
+
+    def changes(self, since: int | str = 0) -> tuple[list[dict], int | str]:
+        return self.inner.changes(since)
+
+    def sync(self) -> None:
+        self.inner.sync()
+
+    def close(self) -> None:
+        pass

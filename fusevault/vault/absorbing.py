@@ -1,0 +1,208 @@
+"""Taking into a user's tree what someone else just wrote to the vault.
+
+In a shared mount each unlocked user has a tree of their own over one store.
+When one of them commits, the others take the new documents in here, at
+once and in memory, before any other request runs:
+
+- a node document of a node the tree holds replaces its attributes, its
+  names (links) and its key epoch; contents the reader has open but not
+  changed switch to the new version (the old one stays readable to reads
+  already under way and is closed at the file's last release); contents
+  the reader is changing stay theirs, and their next commit is a version
+  after this one (every version is kept);
+- a node document whose parent the tree holds, and which the user can open
+  (their own, or with a key sealed to them), becomes a new node there;
+- a node the user can no longer open (deleted, or its key rotated away from
+  them) leaves the tree;
+- a change of shares, groups or users reloads the user's Sharing, and guest
+  nodes the user no longer reaches leave the tree and lose their keys.
+
+What the kernel may cache about each change is returned, for the caller to
+invalidate (from a worker thread).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fusevault.errors import VaultError
+from fusevault.vault.groups import GROUP
+from fusevault.vault.guests import key_files, open_guest
+from fusevault.vault.nodes import NODE, Node, node_from_doc, open_node_doc
+from fusevault.vault.sharing import SHARE
+from fusevault.vault.users import USER
+
+if TYPE_CHECKING:
+    from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+SHARING_TYPES = frozenset((SHARE, GROUP, USER))
+# Taken from a newer document; a node's contents and key only when the reader
+# has no unsaved changes of their own (those are sealed under the key they
+# were opened with, and committed with it).
+ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
+         "previous", "rev")
+CONTENTS = ("size", "stored_size", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
+
+
+@dataclass
+class Absorbed:
+    """What the kernel may hold that the change made stale."""
+
+    entries: list[tuple[int, bytes]] = field(default_factory=list)
+    inodes: list[int] = field(default_factory=list)
+    # The owner's nodes another user committed under an older key than the
+    # owner's newest (they were writing during a revoke): to be rotated again.
+    rekey: list[Node] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.inodes or self.rekey)
+
+
+def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
+    """Take ``docs`` (just committed, with their new revs) into ``volume``.
+
+    ``own``: the volume wrote them itself, so its nodes are already right."""
+    out = Absorbed()
+    if volume.key is None:  # locked meanwhile
+        return out
+    if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
+        volume.sharing.reload(volume.store)
+        _drop_unreached(volume, out)
+        _admit_new_shares(volume)
+    if own:
+        return out
+    for doc in docs:
+        if doc.get("type") == NODE:
+            try:
+                _absorb_node(volume, doc, out)
+            except VaultError as err:
+                log.warning("could not take in a change of %s: %s", doc.get("_id"), err)
+    return out
+
+
+def _absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
+    ino = volume.by_fid.get(doc["_id"])
+    node = volume.nodes.get(ino) if ino is not None else None
+    if node is not None and node.rev == doc["_rev"]:
+        return
+    opened = None if doc.get("_deleted") else _open(volume, doc, node)
+    if opened is None:
+        if node is not None:
+            _leave(volume, node, out)
+        return
+    fresh, links = opened
+    if node is None:
+        if not any(parent in volume.by_fid for parent, _ in links):
+            return  # not in this user's tree
+        node = volume.add_node(fresh)
+    else:
+        if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
+            out.rekey.append(node)
+        _update(volume, node, fresh)
+    _relink(volume, node, links, out)
+    out.inodes.append(node.ino)
+    if not node.links:
+        volume.purge_if_unused(node)
+
+
+def _open(volume: Volume, doc: dict, node: Node | None) -> tuple[Node, list] | None:
+    """The document as a node, if this user can open it."""
+    if doc.get("owner") == volume.key.user_id:
+        return node_from_doc(doc, *open_node_doc(doc, volume.key))
+    sharing = volume.sharing
+    if sharing is None or doc.get("owner") not in sharing.givers():
+        return None
+    paths = sharing.my_key_paths(volume.layout, doc["owner"], doc["_id"])
+    return open_guest(doc, volume.key, paths)
+
+
+def _update(volume: Volume, node: Node, fresh: Node) -> None:
+    for name in ATTRS:
+        setattr(node, name, getattr(fresh, name))
+    content = node.content
+    if content is not None and content.changed:
+        return  # the reader's own unsaved writes: their commit comes after this one
+    changed = node.head != fresh.head
+    for name in CONTENTS:
+        setattr(node, name, getattr(fresh, name))
+    if content is not None and changed:
+        volume.switch_content(node)
+
+
+def _relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
+    wanted = [(volume.by_fid[p], name) for p, name in links if p in volume.by_fid]
+    for parent_ino, name in list(node.links):
+        if (parent_ino, name) not in wanted:
+            volume.unlink_entry(volume.nodes[parent_ino], name, node)
+            out.entries.append((parent_ino, name))
+    for parent_ino, name in wanted:
+        if (parent_ino, name) in node.links:
+            continue
+        parent = volume.nodes[parent_ino]
+        if not parent.is_dir or parent.children.get(name, node.ino) != node.ino:
+            log.warning("%s: the name is taken here; it shows at the next unlock", node.fid)
+            continue
+        volume.link_entry(parent, name, node)
+        out.entries.append((parent_ino, name))
+
+
+def _leave(volume: Volume, node: Node, out: Absorbed) -> None:
+    """Take a node out of this user's tree: every name, and (a guest's) its key."""
+    for parent_ino, name in list(node.links):
+        volume.unlink_entry(volume.nodes[parent_ino], name, node)
+        out.entries.append((parent_ino, name))
+    for virtual in volume.sharing.virtual if volume.sharing else ():
+        folder = volume.nodes.get(virtual)
+        for name, child in list(folder.children.items()) if folder else ():
+            if child == node.ino:
+                volume.unlink_entry(folder, name, node)
+                out.entries.append((virtual, name))
+    out.inodes.append(node.ino)
+    if node.owner != volume.key.user_id:
+        volume.forget_key(node)
+    volume.purge_if_unused(node)
+
+
+def _admit_new_shares(volume: Volume) -> None:
+    """Shares that reached this user just now: their nodes join the tree.
+
+    Their keys were written before the Share document, so listing this
+    user's key files finds them (no scan of every node document)."""
+    sharing = volume.sharing
+    if all(fid in volume.by_fid for fid in sharing.roots):
+        return
+    givers = sharing.givers()
+    guests = []
+    for fid, paths in key_files(volume.layout, volume.key.user_id, sharing.groups).items():
+        if fid in volume.by_fid:
+            continue
+        doc = volume.store.get(fid)
+        if doc is None or doc.get("delete") or doc.get("owner") not in givers:
+            continue
+        try:
+            if (opened := open_guest(doc, volume.key, paths)) is not None:
+                guests.append(opened)
+        except VaultError as err:
+            log.warning("a shared file %s does not open: %s", fid, err)
+    volume.admit_guests(guests)
+
+
+def _drop_unreached(volume: Volume, out: Absorbed) -> None:
+    """After a change of shares: guests no longer reached leave the tree."""
+    sharing = volume.sharing
+    for node in list(volume.nodes.values()):
+        if node.owner in ("", volume.key.user_id) or node.ino in sharing.phantoms:
+            continue
+        if node.dek and sharing.perm(node, volume.nodes) is None:
+            _leave(volume, node, out)
+    # Virtual folders left empty go too, inner ones first.
+    for ino in sorted(sharing.virtual, key=lambda i: -len(volume.path_of(volume.nodes[i]))):
+        folder = volume.nodes[ino]
+        if not folder.children and folder.links:
+            parent_ino, name = folder.links[0]
+            volume.unlink_entry(volume.nodes[parent_ino], name, folder)
+            out.entries.append((parent_ino, name))

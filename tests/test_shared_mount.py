@@ -1,0 +1,276 @@
+"""One shared mount (root, ``--allow-other``) used by real Linux users at once.
+
+The users are made with ``useradd`` and act through ``setpriv``: their own
+uid and gid, their own shells and programs, their own ``fusevault unlock``.
+Their ``fusevault`` is this package run by an interpreter they may execute:
+the virtualenv's interpreter may live under /root, which they cannot enter,
+so the first of (the virtualenv's, the system's python3.X of the same
+version) that can import the package as that user is used, with the
+virtualenv's site-packages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PASSPHRASE, fusevault, mounted
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
+    reason="needs root, useradd and setpriv (real Linux users)")
+
+PEOPLE = {"fvt-alice": "alice", "fvt-bob": "bob", "fvt-carol": "carol", "fvt-dave": None}
+SECRETS = {"alice": "alice's passphrase", "bob": "bob's passphrase", "carol": "carol's passphrase"}
+SITE = sysconfig.get_paths()["purelib"]
+LAUNCH = ("import site, sys; site.addsitedir(sys.argv.pop(1)); import runpy; "
+          "runpy.run_module('fusevault', run_name='__main__', alter_sys=True)")
+
+
+@pytest.fixture(scope="module")
+def linux() -> dict[str, pwd.struct_passwd]:
+    """Linux users for alice, bob, carol (vault users) and dave (none)."""
+    made = []
+    for login in PEOPLE:
+        try:
+            pwd.getpwnam(login)
+        except KeyError:
+            subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", login],
+                           check=True, capture_output=True)
+            made.append(login)
+    yield {PEOPLE[login] or "dave": pwd.getpwnam(login) for login in PEOPLE}
+    for login in made:
+        subprocess.run(["userdel", login], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def place(linux) -> Path:
+    """A folder every one of them may enter, with a home and runtime dir each."""
+    base = Path(tempfile.mkdtemp(prefix="fvshared", dir="/tmp"))
+    base.chmod(0o755)
+    for name, user in linux.items():
+        home = base / name
+        home.mkdir()
+        os.chown(home, user.pw_uid, user.pw_gid)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def as_user(user: pwd.struct_passwd, *command: str, env: dict | None = None,
+            home: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``command`` as that Linux user (their uid, gid and groups), with a clean environment."""
+    environment = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    if home is not None:
+        environment.update({"HOME": str(home), "FUSEVAULT_RUNTIME_DIR": str(home / "run"),
+                            "FUSEVAULT_STATE_DIR": str(home / "state"),
+                            "FUSEVAULT_CONFIG_DIR": str(home / "config")})
+    environment.update(env or {})
+    return subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups",
+                           "env", "-i", *(f"{k}={v}" for k, v in environment.items()), *command],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def python(linux, place) -> str:
+    """An interpreter the test users can run this package with."""
+    minor = f"python3.{sys.version_info.minor}"
+    for candidate in (sys.executable, f"/usr/bin/{minor}", f"/usr/local/bin/{minor}"):
+        probe = as_user(linux["dave"], candidate, "-S", "-c", LAUNCH, SITE, "--help", home=place / "dave")
+        if probe.returncode == 0:
+            return candidate
+    pytest.fail(f"no interpreter the test users may run imports fusevault from {SITE}")
+
+
+class People:
+    """The test's Linux users, each acting in the shared mount."""
+
+    def __init__(self, linux, place: Path, python: str, mountpoint: Path) -> None:
+        self.linux, self.place, self.python, self.mnt = linux, place, python, mountpoint
+
+    def sh(self, name: str, script: str) -> subprocess.CompletedProcess:
+        """A shell command line as that user, inside the mount (``$M`` is the mount point)."""
+        return as_user(self.linux[name], "sh", "-c", script, env={"M": str(self.mnt)},
+                       home=self.place / name)
+
+    def ok(self, name: str, script: str) -> str:
+        result = self.sh(name, script)
+        assert result.returncode == 0, f"{name}: {script}: {result.stderr}"
+        return result.stdout
+
+    def denied(self, name: str, script: str) -> None:
+        result = self.sh(name, script)
+        assert result.returncode != 0, f"{name} was allowed: {script}"
+        assert "Permission denied" in result.stderr, result.stderr
+
+    def fusevault(self, name: str, *args: str, passphrase: str | None = None) -> subprocess.CompletedProcess:
+        env = {"FUSEVAULT_PASSPHRASE": passphrase} if passphrase else {}
+        return as_user(self.linux[name], self.python, "-S", "-c", LAUNCH, SITE, *args, env=env,
+                       home=self.place / name)
+
+    def unlock(self, name: str) -> None:
+        result = self.fusevault(name, "unlock", str(self.mnt), passphrase=SECRETS[name])
+        assert result.returncode == 0, result.stderr
+
+
+def _admin(vault: Path, *args: str, passphrase: str = PASSPHRASE) -> None:
+    result = fusevault(*args, env={"FUSEVAULT_VAULT": str(vault)}, passphrase=passphrase)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def shared_vault(tmp_path: Path, linux) -> Path:
+    """root administers the vault (its first user); alice, bob and carol are mapped by uid."""
+    vault = tmp_path / "vault"
+    assert fusevault("init", vault, "--user", "admin").returncode == 0
+    for name in ("alice", "bob", "carol"):
+        _admin(vault, "user", "add", name, "--uid", str(linux[name].pw_uid), passphrase=SECRETS[name])
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "WRITE")
+    return vault
+
+
+@pytest.fixture
+def people(shared_vault: Path, place: Path, linux, python, request):
+    mountpoint = place / f"mnt-{request.node.name[:20]}"
+    mountpoint.mkdir()
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        yield People(linux, place, python, mountpoint)
+
+
+def test_each_user_gets_what_the_shares_allow_and_nothing_else(people: People) -> None:
+    # Bob is unlocked before anything is shared with him: shares reach him live.
+    people.unlock("bob")
+    people.unlock("alice")
+    people.ok("alice", 'echo "for bob to read" > $M/notes.txt && mkdir $M/proj'
+                       ' && echo plan > $M/proj/plan.txt'
+                       ' && echo "alice only" > $M/private.txt')
+    assert people.ok("alice", "ls $M").split() == ["notes.txt", "private.txt", "proj"]
+    assert people.fusevault("alice", "share", f"{people.mnt}/notes.txt", "--with", "bob",
+                            "--perm", "READ").returncode == 0
+    assert people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team",
+                            "--perm", "WRITE").returncode == 0
+
+    # Bob: his own (empty) tree, and what is shared with him, shown as his.
+    assert people.ok("bob", "ls $M").split() == ["groups", "shared"]
+    assert people.ok("bob", "ls $M/shared/alice").split() == ["notes.txt"]
+    assert people.ok("bob", "cat $M/shared/alice/notes.txt") == "for bob to read\n"
+    assert people.ok("bob", "stat -c %U $M/shared/alice/notes.txt").strip() == "fvt-bob"
+    people.denied("bob", "echo more >> $M/shared/alice/notes.txt")
+    people.denied("bob", "truncate -s 0 $M/shared/alice/notes.txt")
+    people.denied("bob", "rm -f $M/shared/alice/notes.txt")
+    people.denied("bob", "mv $M/shared/alice/notes.txt $M/shared/alice/renamed.txt")
+    people.ok("bob", "echo 'bob was here' >> $M/groups/team/proj/plan.txt"
+                     " && echo new > $M/groups/team/proj/from-bob.txt")
+    # Alice sees bob's writes at once (no remount, no unlock).
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbob was here\n"
+    assert people.ok("alice", "cat $M/proj/from-bob.txt") == "new\n"
+    assert people.ok("alice", "stat -c %U $M/proj/from-bob.txt").strip() == "fvt-alice"
+
+    # Carol is a vault user with nothing shared: locked, then an empty tree.
+    people.denied("carol", "ls $M")
+    people.unlock("carol")
+    assert people.ok("carol", "ls -A $M") == ""
+    assert people.ok("carol", "find $M | wc -l").strip() == "1"
+    result = people.sh("carol", "cat $M/private.txt $M/shared/alice/notes.txt $M/proj/plan.txt")
+    assert result.returncode != 0 and "for bob" not in result.stdout and "plan" not in result.stdout
+    # Dave is no vault user: an empty, read-only root and nothing more.
+    assert people.ok("dave", "ls -lA $M").strip() == "total 0"
+    people.denied("dave", "touch $M/mine.txt")
+
+    # Revoked while bob is unlocked: gone at once, names and all.
+    assert people.fusevault("alice", "unshare", f"{people.mnt}/notes.txt", "--with", "bob").returncode == 0
+    result = people.sh("bob", "cat $M/shared/alice/notes.txt")
+    assert result.returncode != 0 and "for bob" not in result.stdout
+    assert people.ok("bob", "ls $M").split() == ["groups"]
+    assert people.ok("alice", "cat $M/notes.txt") == "for bob to read\n"
+
+    # Bob's status shows him, not the others; root's shows everyone.
+    assert "unlocked bob" in people.fusevault("bob", "status").stdout
+    assert "alice" not in people.fusevault("bob", "status").stdout
+    everyone = fusevault("status", passphrase=None).stdout
+    assert all(f"unlocked {name}" in everyone for name in ("alice", "bob", "carol"))
+
+
+def test_two_users_writing_one_group_file_keep_every_version(people: People) -> None:
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "mkdir $M/proj && echo v1 > $M/proj/doc.txt")
+    assert people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team",
+                            "--perm", "WRITE").returncode == 0
+    doc = "$M/groups/team/proj/doc.txt"
+    people.ok("bob", f"echo v2-bob > {doc}")
+    people.ok("alice", "echo v3-alice > $M/proj/doc.txt")
+    # Both hold the file open at once; each writes and closes.
+    people.ok("bob", f"exec 3>{doc}; echo v4-bob >&3; sleep 0; exec 3>&-")
+    alice_waits = subprocess.Popen(
+        ["setpriv", f"--reuid={people.linux['alice'].pw_uid}", f"--regid={people.linux['alice'].pw_gid}",
+         "--init-groups", "sh", "-c", f"exec 3>{people.mnt}/proj/doc.txt; read line; echo v5-alice >&3"],
+        stdin=subprocess.PIPE, text=True)
+    try:
+        people.ok("bob", f"echo v6-bob > {doc}")
+        alice_waits.communicate("go\n", timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            alice_waits.kill()
+    assert alice_waits.returncode == 0
+    assert people.ok("alice", "cat $M/proj/doc.txt") == people.ok("bob", f"cat {doc}")
+
+    history = people.fusevault("alice", "history", f"{people.mnt}/proj/doc.txt", "--json")
+    assert history.returncode == 0, history.stderr
+    versions = json.loads(history.stdout)["versions"]
+    authors = [v["author"] for v in versions]
+    assert authors.count("bob") >= 3 and authors.count("alice") >= 3, authors
+    contents = set()
+    for n, version in enumerate(versions):
+        copy = f"{people.mnt}/proj/copy-{n}.txt"
+        restored = people.fusevault("alice", "restore", f"{people.mnt}/proj/doc.txt",
+                                    "--version", version["id"], "--to", copy)
+        assert restored.returncode == 0, restored.stderr
+        contents.add(people.ok("alice", f"cat {copy}"))
+    assert {"v1\n", "v2-bob\n", "v3-alice\n", "v4-bob\n", "v5-alice\n", "v6-bob\n"} <= contents
+
+
+def test_a_users_ttl_and_lock_end_only_their_access(shared_vault: Path, place: Path, linux, python,
+                                                     request) -> None:
+    _admin(shared_vault, "config", "set", "passphrase_expiry_ttl", "0.05 min", "--vault",
+           str(shared_vault), "--user", "bob", passphrase=SECRETS["bob"])
+    mountpoint = place / "mnt-ttl"
+    mountpoint.mkdir()
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        people = People(linux, place, python, mountpoint)
+        people.unlock("alice")
+        people.ok("alice", "echo shared > $M/notes.txt")
+        assert people.fusevault("alice", "share", f"{mountpoint}/notes.txt", "--with", "bob",
+                                "--perm", "READ").returncode == 0
+        people.unlock("bob")
+        assert people.ok("bob", "cat $M/shared/alice/notes.txt") == "shared\n"
+        # Bob's TTL (3 s) runs out by itself: his requests are refused, alice's are not.
+        deadline = time.monotonic() + 60
+        while people.sh("bob", "cat $M/shared/alice/notes.txt").returncode == 0:
+            assert time.monotonic() < deadline, "bob's keys were never wiped"
+            time.sleep(0.5)
+        people.denied("bob", "ls $M")
+        assert "locked" in people.fusevault("bob", "status").stdout
+        assert people.ok("alice", "cat $M/notes.txt") == "shared\n"
+        # Unlocked again, then locked by hand: the same, at once.
+        people.unlock("bob")
+        assert people.ok("bob", "cat $M/shared/alice/notes.txt") == "shared\n"
+        assert people.fusevault("bob", "lock").returncode == 0
+        people.denied("bob", "cat $M/shared/alice/notes.txt")
+        assert people.ok("alice", "cat $M/notes.txt") == "shared\n"
+        # A wrong passphrase opens nothing; a uid that is no vault user is told so.
+        wrong = people.fusevault("bob", "unlock", str(mountpoint), passphrase="not bob's")
+        assert wrong.returncode == 3, wrong.stderr
+        people.denied("bob", "ls $M")
+        stranger = people.fusevault("dave", "unlock", str(mountpoint), passphrase="anything")
+        assert stranger.returncode == 22 and "no user of this vault" in stranger.stderr
