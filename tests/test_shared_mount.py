@@ -210,13 +210,15 @@ def test_two_users_writing_one_group_file_keep_every_version(people: People) -> 
     doc = "$M/groups/team/proj/doc.txt"
     people.ok("bob", f"echo v2-bob > {doc}")
     people.ok("alice", "echo v3-alice > $M/proj/doc.txt")
-    # Both hold the file open at once; each writes and closes.
-    people.ok("bob", f"exec 3>{doc}; echo v4-bob >&3; sleep 0; exec 3>&-")
+    people.ok("bob", f"echo v4-bob > {doc}")
+    # Alice opens the file and holds it open while bob writes and closes his.
     alice_waits = subprocess.Popen(
         ["setpriv", f"--reuid={people.linux['alice'].pw_uid}", f"--regid={people.linux['alice'].pw_gid}",
-         "--init-groups", "sh", "-c", f"exec 3>{people.mnt}/proj/doc.txt; read line; echo v5-alice >&3"],
-        stdin=subprocess.PIPE, text=True)
+         "--init-groups", "sh", "-c",
+         f"exec 3>{people.mnt}/proj/doc.txt; echo open; read line; echo v5-alice >&3"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert alice_waits.stdout.readline() == "open\n"
         people.ok("bob", f"echo v6-bob > {doc}")
         alice_waits.communicate("go\n", timeout=60)
     finally:

@@ -24,7 +24,7 @@ import stat
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyfuse3
 
@@ -265,5 +265,5 @@ class Drive(pyfuse3.Operations):
     def seat_of(self, uid: int) -> Seat | None:
         return self.by_uid.get(uid)
 
-    def unlocked(self) -> list[Any]:
+    def unlocked(self) -> list[Seat]:
         return [s for s in self.seats.values() if s.ops.session is not None]

@@ -75,6 +75,11 @@ class SharedMount:
             return await self._handle(request, uid)
         except VaultError as err:
             return {"error": str(err), "code": err.exit_code}
+        except Exception:
+            # A bug here must not end everyone's mount (the request is never
+            # logged: an unlock carries a passphrase).
+            log.exception("%s failed", request.get("cmd"))
+            return {"error": "internal error: see the mount's log", "code": 1}
 
     async def _handle(self, request: dict, uid: int) -> dict:
         cmd = request.get("cmd")
@@ -167,6 +172,8 @@ async def _rekey(volume, node) -> None:
         await volume.rekey(node)
     except VaultError as err:
         log.error("could not give %s a new key again: %s", node.fid, err)
+    except Exception:  # a background task: a bug must not end the mount
+        log.exception("could not give %s a new key again", node.fid)
 
 
 def _not_mapped(uid: int) -> str:

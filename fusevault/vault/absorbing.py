@@ -89,7 +89,7 @@ def _absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
     node = volume.nodes.get(ino) if ino is not None else None
     if node is not None and node.rev == doc["_rev"]:
         return
-    opened = None if doc.get("_deleted") else _open(volume, doc, node)
+    opened = None if doc.get("_deleted") else _open(volume, doc)
     if opened is None:
         if node is not None:
             _leave(volume, node, out)
@@ -109,7 +109,7 @@ def _absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
         volume.purge_if_unused(node)
 
 
-def _open(volume: Volume, doc: dict, node: Node | None) -> tuple[Node, list] | None:
+def _open(volume: Volume, doc: dict) -> tuple[Node, list] | None:
     """The document as a node, if this user can open it."""
     if doc.get("owner") == volume.key.user_id:
         return node_from_doc(doc, *open_node_doc(doc, volume.key))

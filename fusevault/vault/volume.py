@@ -184,7 +184,7 @@ class Volume:
             self.link_entry(parent, name, node)
 
     def admit_guests(self, guests: list[tuple[Node, list[tuple[str, bytes]]]],
-                     inodes: dict[str, int] | None = None) -> list[Node]:
+                     inodes: dict[str, int] | None = None) -> None:
         """Add others' nodes shared with this user (at load, or when a share
         arrives while unlocked), and show each share's root in its folder."""
         inodes = {} if inodes is None else inodes
@@ -193,7 +193,7 @@ class Volume:
             self._add(node, inodes)
         for node, links in fresh:
             self._link_loaded(node, links, guest_inodes=inodes)
-        return self._place_shares(inodes)
+        self._place_shares(inodes)
 
     def _add(self, node: Node, inodes: dict[str, int]) -> Node:
         node.ino = inodes.get(node.fid) or self._new_ino()
@@ -201,11 +201,9 @@ class Volume:
         self.by_fid[node.fid] = node.ino
         return node
 
-    def _place_shares(self, inodes: dict[str, int]) -> list[Node]:
-        """Show each share's root in ``shared/<owner>/`` or ``groups/<group>/``
-        (those not shown yet; returns them)."""
+    def _place_shares(self, inodes: dict[str, int]) -> None:
+        """Show each share's root not shown yet in ``shared/<owner>/`` or ``groups/<group>/``."""
         shares, root = self.sharing, self.nodes[ROOT_INODE]
-        placed: list[Node] = []
 
         def folder(parent: Node, name: bytes, fid: str) -> Node | None:
             if (ino := parent.children.get(name)) is not None:
@@ -240,8 +238,6 @@ class Volume:
                 name = b"%s (%s)" % (name, grant.fid[:8].encode())
             inner.children[name] = ino
             inner.subdirs += int(node.is_dir)
-            placed.append(node)
-        return placed
 
     def _new_ino(self) -> int:
         ino = self.next_ino
