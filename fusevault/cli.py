@@ -22,6 +22,7 @@ from fusevault import (
     cli_links,
     cli_sharing,
     cli_status,
+    cli_sync,
     cli_transfer,
     passphrase,
     paths,
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default=os.environ.get("USER") or "user", help="user name (default: $USER)")
     p.add_argument("--couchdb", metavar="URL",
                    help="keep the metadata documents in this CouchDB database (http://host:port/db)")
+    p.add_argument("--join", metavar="URL",
+                   help="a new replica of the vault a peer database holds (with --user: whose "
+                        "passphrase opens it); this device syncs with it from then on")
+    p.add_argument("--peer-name", default="origin", help="the peer's name with --join (default: origin)")
+    cli_sync.credential_options(p)
     _passphrase_options(p)
 
     p = command("mount", "unlock a vault and mount it", "fusevault mount ~/vault ~/Private")
@@ -103,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_accounts.add_commands(command, _passphrase_options)
     cli_sharing.add_commands(command, _passphrase_options)
     cli_agent.add_commands(command, _passphrase_options)
+    cli_sync.add_commands(command)
     cli_help.add_commands(command)
     return parser
 
@@ -113,6 +120,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from fusevault.vault import layout, meta_files, users
 
     layout.check_new(args.vault)  # before asking for a passphrase twice
+    if args.join:
+        return _join(args)
     store_config: dict = {"kind": "local"}
     if args.couchdb:
         from fusevault.store.couch import CouchStore
@@ -130,6 +139,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"created vault {args.vault} for user {args.user}")
+    return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    import trio
+
+    from fusevault.sync.join import join
+    from fusevault.vault.peers import credentials_source
+
+    if args.couchdb:
+        raise InvalidInput("--join makes a replica with its own store: leave out --couchdb")
+    source = credentials_source(args.credentials_file, args.credentials_env)
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt=f"Passphrase of {args.user}: ")
+    got = trio.run(join, args.vault, args.join, source, args.user, secret, args.peer_name)
+    print(f"joined: {args.vault} is a replica of the vault at {args.join} for user {args.user} "
+          f"({got['documents']} documents, {got['records']} blocks); mount it to sync")
     return 0
 
 
@@ -315,7 +340,7 @@ COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
             "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
             **cli_transfer.COMMANDS, **cli_links.COMMANDS, **cli_files.COMMANDS,
             **cli_status.COMMANDS, **cli_accounts.COMMANDS, **cli_sharing.COMMANDS,
-            **cli_agent.COMMANDS, **cli_help.COMMANDS}
+            **cli_agent.COMMANDS, **cli_sync.COMMANDS, **cli_help.COMMANDS}
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -9,6 +9,7 @@ GROUPS = {
     "Every day": ["mount", "unmount", "status", "config", "export"],
     "Old versions and deleted files": ["history", "restore", "trash", "retention", "gc"],
     "Hand files to someone": ["send", "receive", "link", "relay"],
+    "Other devices": ["peer", "sync"],
     "People and keys": ["user", "group", "share", "unshare", "shares", "unlock", "lock", "passwd"],
     "Set up": ["init", "info", "watch", "completion"],
 }

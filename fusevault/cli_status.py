@@ -22,17 +22,18 @@ def add_commands(command: Command) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def gather(only: Path | None) -> list[dict]:
+def gather(only: Path | None, cmd: str = "status") -> list[dict]:
+    """Each mount's answer to ``cmd`` (every mount, or the one at ``only``)."""
     wanted = str(mount_path(only)) if only is not None else None
     found = []
     for mountpoint in fusevault_mounts():
         if wanted is not None and mountpoint != wanted:
             continue
         try:
-            answer = control.request(paths.socket_of(Path(mountpoint)), {"cmd": "status"}, timeout=5)
+            answer = control.request(paths.socket_of(Path(mountpoint)), {"cmd": cmd}, timeout=5)
         except (OSError, ValueError):
-            answer = {"mountpoint": mountpoint, "error": "the mount does not answer"}
-        found.append(answer)
+            answer = {"error": "the mount does not answer"}
+        found.append({"mountpoint": mountpoint, **answer})
     return found
 
 
@@ -48,14 +49,22 @@ def _span(seconds: float) -> str:
     return f"{seconds} s"
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def answers(args: argparse.Namespace, cmd: str = "status") -> list[dict] | None:
+    """The mounts' answers to ``cmd`` for a text listing; None once printed as JSON."""
     from fusevault.errors import MountPointError
 
-    mounts = gather(args.mountpoint)
+    mounts = gather(args.mountpoint, cmd)
     if args.mountpoint is not None and not mounts:
         raise MountPointError(f"no vault is mounted at {args.mountpoint}")
     if args.json:
         print(json.dumps({"mounts": mounts}, indent=1))
+        return None
+    return mounts
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    mounts = answers(args)
+    if mounts is None:
         return 0
     if not mounts:
         print("no vault is mounted")

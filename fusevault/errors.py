@@ -166,3 +166,18 @@ class LockFailed(VaultError):
     stays unlocked rather than lose what is unsaved."""
 
     exit_code = 21
+
+
+# --- peer sync
+
+
+class PeerUnavailable(VaultError):
+    """A sync peer is away, refuses us, or answers what CouchDB would not."""
+
+    exit_code = 23
+
+
+class ForeignVault(VaultError):
+    """A peer database holds another vault's documents: mixing them would wreck both."""
+
+    exit_code = 24

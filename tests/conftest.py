@@ -132,31 +132,56 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PouchServer:
+    """A pouchdb-server process on a loopback port: started, killed, started again."""
+
+    def __init__(self, workdir: Path, *, in_memory: bool = False) -> None:
+        self.binary = os.environ.get("POUCHDB_SERVER") or shutil.which("pouchdb-server")
+        if self.binary is None:
+            pytest.fail("pouchdb-server is not installed (npm install -g pouchdb-server)")
+        self.workdir = workdir
+        self.in_memory = in_memory
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        storage = ["--in-memory"] if self.in_memory else ["--dir", str(self.workdir / "data")]
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "server.log", "ab")
+        self.proc = subprocess.Popen([self.binary, *storage, "--host", "127.0.0.1", "--port", str(self.port)],
+                                     cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url, timeout=1).read()
+                return self.url
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    pytest.fail(f"pouchdb-server did not start: {(self.workdir / 'server.log').read_text()}")
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 @pytest.fixture(scope="session")
 def couchdb_server(tmp_path_factory):
-    binary = os.environ.get("POUCHDB_SERVER") or shutil.which("pouchdb-server")
-    if binary is None:
-        pytest.fail("pouchdb-server is not installed (npm install -g pouchdb-server)")
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("pouchdb")
-    log = open(workdir / "server.log", "wb")
-    proc = subprocess.Popen([binary, "--in-memory", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"pouchdb-server did not start: {(workdir / 'server.log').read_text()}")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    server = PouchServer(tmp_path_factory.mktemp("pouchdb"), in_memory=True)
+    yield server.start()
+    server.stop()
 
 
 @pytest.fixture

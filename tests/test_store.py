@@ -100,3 +100,39 @@ def test_documents_of_one_file(store) -> None:
     store.put_many([{**doc, "_deleted": True}])
     assert [d["_id"] for d in store.by_file("FilesMetaData", "f1")] == ["v1"]
     assert store.by_file("FilesMetaData", "f3") == []
+
+
+def test_the_local_store_replicates_revisions_as_couchdb_does(tmp_path) -> None:
+    from fusevault.store import replica
+
+    here = LocalStore(tmp_path / "here.sqlite")
+    there = LocalStore(tmp_path / "there.sqlite")
+    try:
+        (rev1,) = here.put_many([{"_id": "n", "type": "node", "v": 1}])
+        (rev2,) = here.put_many([{"_id": "n", "_rev": rev1, "type": "node", "v": 2}])
+        sent = replica.leaves(here, "n")
+        assert sent[0]["_revisions"]["ids"] == [rev2.split("-")[1], rev1.split("-")[1]]
+        assert replica.missing(there, {"n": [rev2]}) == {"n": [rev2]}
+        assert replica.store_revisions(there, sent).current[0]["v"] == 2
+        assert replica.missing(there, {"n": [rev1, rev2]}) == {}  # the history came along
+        assert there.get("n")["_rev"] == rev2
+        assert replica.store_revisions(there, sent).current == []  # nothing new the second time
+
+        # Both sides change it while apart: both revisions stay, CouchDB's rule picks one.
+        (mine,) = here.put_many([{"_id": "n", "_rev": rev2, "type": "node", "v": "here"}])
+        (theirs,) = there.put_many([{"_id": "n", "_rev": rev2, "type": "node", "v": "there"}])
+        arrival = replica.store_revisions(here, replica.leaves(there, "n"))
+        assert arrival.conflicts == ["n"] and replica.conflicted(here) == ["n"]
+        winner = max(mine, theirs, key=lambda r: r.split("-")[1])
+        assert here.get("n")["_rev"] == winner
+        (other,) = replica.other_leaves(here, "n")
+        assert other["_rev"] == ({mine, theirs} - {winner}).pop()
+        # Closing the other branch is the same revision on every replica.
+        closed = replica.close_leaf(here, "n", other["_rev"])
+        assert closed.startswith("4-") and replica.conflicted(here) == []
+        replica.store_revisions(there, replica.leaves(here, "n"))
+        assert there.get("n")["_rev"] == winner and replica.conflicted(there) == []
+        assert replica.missing(there, {"n": [closed]}) == {}
+    finally:
+        here.close()
+        there.close()

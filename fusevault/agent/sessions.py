@@ -106,6 +106,7 @@ class Agent:
         self._inodes: dict[str, int] = {}
         self._store = store
         self._layout = layout
+        self.device: str | None = None  # this replica's name, for the versions it writes
 
     @property
     def session(self) -> Session | None:
@@ -144,6 +145,7 @@ class Agent:
                 try:
                     volume = await trio.to_thread.run_sync(
                         Volume.load, self._layout, self._store, key, doc["root"], self._inodes)
+                    volume.device = self.device
                     absorb(volume, self.missed, own=False)
                 finally:
                     self.missed = None

@@ -21,7 +21,11 @@ from fusevault.fs import control
 from fusevault.fs.operations import LOCKED, Operations, write_op_stats
 from fusevault.mounts import is_mounted
 from fusevault.paths import control_socket
+from fusevault.store import Store
+from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
+from fusevault.vault.absorbing import absorb_arrivals
+from fusevault.vault.conflicts import settle
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -51,11 +55,42 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
     tasks = Tasks()
     agent = Agent(user, operations, Kernel(), tasks, volume.layout, volume.store)
 
+    kernel = agent.kernel
+    nursery_box: list[trio.Nursery] = []
+
+    settling = trio.Lock()
+
+    def arrived(docs: list[dict], conflicts: list[str]) -> None:
+        # What a peer sent, just stored: into the tree (or kept while it
+        # loads; a locked tree is loaded from the store at the next unlock).
+        if agent.missed is not None:
+            agent.missed.extend(docs)
+        elif operations.session is not None:
+            tree = operations.session.volume
+            changed = absorb_arrivals(tree, docs)
+            if changed:
+                nursery_box[0].start_soon(kernel.drop_all, changed.entries, changed.inodes)
+            if conflicts:
+                nursery_box[0].start_soon(settle_conflicts, tree, volume.store, conflicts, kernel, settling)
+
+    sync = sync_service(volume.store, volume.layout, arrived)
+    volume.device = agent.device = sync.device["name"] if sync else None
+    if sync is not None and sync.has_peers():
+        # With the writeback cache the kernel keeps its own idea of a file's
+        # size, which no invalidation changes: what peers write would show
+        # cut or padded.  A vault with peers is mounted without it.
+        operations.enable_writeback_cache = False
+    elif sync is not None:
+        sync.paused = ("this mount began before the vault had peers (it caches writes in the "
+                       "kernel): unmount and mount again to sync")
+
     async def handle(request: dict, uid: int) -> dict:
         if request.get("cmd") == "status":
             return {"pid": os.getpid(), "mountpoint": str(mountpoint), "since": started,
                     "open_files": len(operations.session.volume.handles) if operations.session else 0,
                     "tasks": tasks.as_dict(), **(info or {}), "unlocked": agent.status()}
+        if request.get("cmd") == "sync-status":
+            return {"ok": True, "peers": sync.as_dict() if sync else None}
         if request.get("cmd") == "unmount":
             pyfuse3.terminate()
             return {"ok": True}
@@ -66,7 +101,10 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
         return await operations.session.requests.handle(request)
 
     async def start(nursery: trio.Nursery) -> None:
+        nursery_box.append(nursery)
         await nursery.start(agent.run, volume, ttl)
+        if sync is not None:
+            await nursery.start(sync.run)
 
     await run_fuse(operations, mountpoint, control_socket(mountpoint), handle, start, agent.close,
                    on_ready=on_ready)
@@ -104,6 +142,21 @@ async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path
                 pyfuse3.close(unmount=True)
                 write_op_stats()
     log.info("unmounted %s", mountpoint)
+
+
+async def settle_conflicts(volume: Volume, store: Store, ids: list[str], kernel: Kernel,
+                           lock: trio.Lock) -> None:
+    """Settle edits made on two devices while apart (vault/conflicts.py), one batch at a time."""
+    async with lock:
+        if volume.key is None:  # locked meanwhile: settled after a later arrival
+            return
+        try:
+            changed = await settle(volume, store, ids)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("settling concurrent edits failed")
+            return
+        if changed:
+            await kernel.drop_all(changed.entries, changed.inodes)
 
 
 class Kernel:

@@ -28,13 +28,14 @@ import trio
 from fusevault.agent.sessions import Agent
 from fusevault.errors import InvalidInput, Locked, PermissionDenied, VaultError
 from fusevault.fs.drive import Drive, Seat
-from fusevault.fs.mount import Kernel, run_fuse
+from fusevault.fs.mount import Kernel, run_fuse, settle_conflicts
 from fusevault.fs.operations import LOCKED
 from fusevault.paths import shared_socket
 from fusevault.store import Store
 from fusevault.store.watched import WatchedStore
+from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
-from fusevault.vault.absorbing import absorb
+from fusevault.vault.absorbing import absorb, absorb_arrivals
 from fusevault.vault.layout import Layout
 from fusevault.vault.users import USER
 
@@ -56,6 +57,9 @@ class SharedMount:
         self._nursery: trio.Nursery | None = None
         self._seating = trio.Lock()
         self._closing = False  # unmounting: no new tasks (the nursery is closed)
+        # What peers send is taken in by every unlocked user, like a commit of theirs.
+        self.sync = sync_service(store, layout, self._arrived)
+        self._settling = trio.Lock()
 
     def _read_uids(self) -> dict[int, dict]:
         return {doc["uid"]: doc for doc in self.store.iter_type(USER) if doc.get("uid") is not None}
@@ -63,6 +67,8 @@ class SharedMount:
     async def serve(self, on_ready=None) -> None:
         async def start(nursery: trio.Nursery) -> None:
             self._nursery = nursery
+            if self.sync is not None:
+                await nursery.start(self.sync.run)
 
         socket_path = shared_socket(self.mountpoint, create=True)
         await run_fuse(self.drive, self.mountpoint, socket_path, self.handle, start, self.close,
@@ -86,6 +92,8 @@ class SharedMount:
         seat = self.drive.seat_of(uid)
         if cmd == "status":
             return self._status(uid)
+        if cmd == "sync-status":
+            return {"ok": True, "peers": self.sync.as_dict() if self.sync else None}
         if cmd == "unmount":
             if uid != 0:
                 raise PermissionDenied("only root unmounts a shared mount")
@@ -135,6 +143,7 @@ class SharedMount:
             tasks = self.tasks[seat.number] = Tasks()
             store = WatchedStore(self.store, seat, self._committed)
             seat.agent = Agent(user, seat.ops, kernel, tasks, self.layout, store)
+            seat.agent.device = self.sync.device["name"] if self.sync else None
             await self._nursery.start(seat.agent.run, None)
             log.info("uid %d is %s in this mount", uid, user["username"])
             return seat
@@ -149,12 +158,22 @@ class SharedMount:
                 seat.agent.missed.extend(docs)
         for seat in self.drive.unlocked():
             volume = seat.ops.session.volume
-            changed = absorb(volume, docs, own=seat is writer)
+            if writer is None:  # from a peer
+                changed = absorb_arrivals(volume, docs)
+            else:
+                changed = absorb(volume, docs, own=seat is writer)
             if changed and not self._closing:
                 self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries,
                                          changed.inodes)
                 for node in changed.rekey:
                     self._nursery.start_soon(_rekey, volume, node)
+
+    def _arrived(self, docs: list[dict], conflicts: list[str]) -> None:
+        self._committed(None, docs)
+        if conflicts and not self._closing:
+            for seat in self.drive.unlocked():
+                self._nursery.start_soon(settle_conflicts, seat.ops.session.volume, self.store, conflicts,
+                                         self.kernels[seat.number], self._settling)
 
     async def close(self) -> None:
         """Unmounting: every unlocked user's files saved, then the store closed."""

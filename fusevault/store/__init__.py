@@ -20,11 +20,12 @@ class Store(Protocol):
     def get(self, doc_id: str) -> dict | None:
         """The current document (with ``_id`` and ``_rev``), or None."""
 
-    def put_many(self, docs: list[dict]) -> list[str]:
+    def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
         """Write documents atomically where the backend can; return new revs.
 
         A document whose ``_rev`` is not the current one raises Conflict and,
-        for the local store, nothing is written.
+        for the local store, nothing is written.  ``places``: where the
+        records of a new version sit (vault/records.py), committed with it.
         """
 
     def iter_type(self, doc_type: str) -> Iterator[dict]:

@@ -65,7 +65,8 @@ class CouchStore:
             raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
         return None if doc is None else dict(doc)
 
-    def put_many(self, docs: list[dict]) -> list[str]:
+    def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
+        # ``places`` serve peer sync, which a vault kept in CouchDB does not need.
         try:
             results = self._db.update([dict(d) for d in docs])
         except _NETWORK_ERRORS as err:

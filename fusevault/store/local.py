@@ -8,6 +8,7 @@ asks for durability with fsync().
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -28,7 +29,41 @@ CREATE TABLE IF NOT EXISTS docs (
 );
 CREATE INDEX IF NOT EXISTS docs_type ON docs(type) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS docs_fid ON docs(json_extract(body, '$.fid')) WHERE deleted = 0;
+-- Revisions of other branches, after peers edited a document concurrently
+-- (store/replica.py): kept so that every replica holds the same revisions.
+CREATE TABLE IF NOT EXISTS leaves (
+    id TEXT NOT NULL,
+    rev TEXT NOT NULL,
+    revs TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (id, rev)
+);
+-- Where each content record of a version sits in this replica's .vf files
+-- (vault/records.py); idx -1 is the manifest.  n orders them for peers.
+CREATE TABLE IF NOT EXISTS places (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    fid TEXT NOT NULL,
+    vid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    arrived INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (fid, vid, idx)
+);
+-- This replica's own bookkeeping (sync checkpoints): never replicated.
+CREATE TABLE IF NOT EXISTS local_docs (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 """
+REVS_LIMIT = 100  # revisions of history kept per document, as CouchDB's _revs_limit
+
+
+def history_of(rev: str, revs: str | None) -> list[str]:
+    """A document's revisions, newest first (a document from before sync knows only its own)."""
+    return json.loads(revs) if revs else [rev]
 
 
 def _translate(err: sqlite3.Error) -> Exception:
@@ -52,6 +87,9 @@ class LocalStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(docs)")}
+            if "revs" not in columns:  # a vault from before sync: history starts now
+                self._db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
         except sqlite3.Error as err:
             raise _translate(err) from None
 
@@ -71,32 +109,13 @@ class LocalStore:
         doc["_rev"] = rev
         return doc
 
-    def put_many(self, docs: list[dict]) -> list[str]:
-        revs = []
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it is committed, or none of it."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                (seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM docs").fetchone()
-                for doc in docs:
-                    doc_id = doc["_id"]
-                    row = self._db.execute(
-                        "SELECT rev, deleted FROM docs WHERE id = ?", (doc_id,)
-                    ).fetchone()
-                    current = row[0] if row else None
-                    expected = doc.get("_rev")
-                    live = row is not None and not row[1]
-                    if (live and expected != current) or (not live and expected not in (None, current)):
-                        raise Conflict(f"document {doc_id} was changed by someone else")
-                    rev = next_rev(current)
-                    seq += 1
-                    deleted = bool(doc.get("_deleted"))
-                    body = {k: v for k, v in doc.items() if not k.startswith("_")}
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO docs (id, rev, seq, deleted, type, body) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (doc_id, rev, seq, int(deleted), body.get("type"), json.dumps(body)),
-                    )
-                    revs.append(rev)
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite already rolled back on a full disk
@@ -104,7 +123,47 @@ class LocalStore:
                 raise
         except sqlite3.Error as err:
             raise _translate(err) from None
+
+    def next_seq(self) -> int:
+        (seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM docs").fetchone()
+        return seq + 1
+
+    def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
+        """Commit ``docs`` (and the places of the content records they need)."""
+        revs = []
+        with self.transaction() as db:
+            seq = self.next_seq()
+            for doc in docs:
+                doc_id = doc["_id"]
+                row = db.execute("SELECT rev, deleted, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
+                current = row[0] if row else None
+                expected = doc.get("_rev")
+                live = row is not None and not row[1]
+                if (live and expected != current) or (not live and expected not in (None, current)):
+                    raise Conflict(f"document {doc_id} was changed by someone else")
+                rev = next_rev(current)
+                history = [rev] + (history_of(row[0], row[2]) if row else [])
+                self.write_doc(doc_id, rev, history[:REVS_LIMIT], seq, doc)
+                seq += 1
+                revs.append(rev)
+            if places:
+                db.executemany(
+                    "INSERT OR IGNORE INTO places (fid, vid, idx, owner, offset, length, arrived) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", places)
         return revs
+
+    def write_doc(self, doc_id: str, rev: str, history: list[str], seq: int, doc: dict) -> None:
+        """Make ``doc`` the current revision (inside a transaction)."""
+        body = {k: v for k, v in doc.items() if not k.startswith("_")}
+        self._db.execute(
+            "INSERT OR REPLACE INTO docs (id, rev, seq, deleted, type, body, revs) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (doc_id, rev, seq, int(bool(doc.get("_deleted"))), body.get("type"), json.dumps(body),
+             json.dumps(history)))
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._db
 
     def iter_type(self, doc_type: str) -> Iterator[dict]:
         # Streamed in batches: a vault of 100,000 files is never all in memory twice.
@@ -120,9 +179,9 @@ class LocalStore:
             "AND type = ?", (fid, doc_type)).fetchall()
         return [self._doc(doc_id, rev, body) for doc_id, rev, body in rows]
 
-    def changes(self, since: int | str = 0) -> tuple[list[dict], int]:
+    def changes(self, since: int | str = 0, limit: int = -1) -> tuple[list[dict], int]:
         rows = self._db.execute(
-            "SELECT seq, id, rev, deleted FROM docs WHERE seq > ? ORDER BY seq", (int(since),)
+            "SELECT seq, id, rev, deleted FROM docs WHERE seq > ? ORDER BY seq LIMIT ?", (int(since), limit)
         ).fetchall()
         results = [{"seq": s, "id": i, "rev": r, "deleted": bool(d)} for s, i, r, d in rows]
         return results, (rows[-1][0] if rows else int(since))

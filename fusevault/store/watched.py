@@ -28,8 +28,8 @@ class WatchedStore:
         self.writer = writer
         self._listener = listener
 
-    def put_many(self, docs: list[dict]) -> list[str]:
-        revs = self.inner.put_many(docs)
+    def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
+        revs = self.inner.put_many(docs, places) if places else self.inner.put_many(docs)
         written = [{**doc, "_rev": rev} for doc, rev in zip(docs, revs)]
         try:
             trio.lowlevel.current_task()

@@ -78,13 +78,27 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
     for doc in docs:
         if doc.get("type") == NODE:
             try:
-                _absorb_node(volume, doc, out)
+                absorb_node(volume, doc, out)
             except VaultError as err:
                 log.warning("could not take in a change of %s: %s", doc.get("_id"), err)
     return out
 
 
-def _absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
+def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
+    """Take in documents a peer sent: as ``absorb``, again while folders that
+    arrived in the same batch give files before them a place to go."""
+    out = absorb(volume, docs, own=False)
+    while True:
+        count = len(volume.nodes)
+        waiting = [d for d in docs if d.get("type") == NODE and d["_id"] not in volume.by_fid]
+        more = absorb(volume, waiting, own=False) if waiting else Absorbed()
+        out.entries += more.entries
+        out.inodes += more.inodes
+        if len(volume.nodes) == count:
+            return out
+
+
+def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
     ino = volume.by_fid.get(doc["_id"])
     node = volume.nodes.get(ino) if ino is not None else None
     if node is not None and node.rev == doc["_rev"]:
@@ -103,7 +117,7 @@ def _absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
             out.rekey.append(node)
         _update(volume, node, fresh)
-    _relink(volume, node, links, out)
+    relink(volume, node, links, out)
     out.inodes.append(node.ino)
     if not node.links:
         volume.purge_if_unused(node)
@@ -133,7 +147,7 @@ def _update(volume: Volume, node: Node, fresh: Node) -> None:
         volume.switch_content(node)
 
 
-def _relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
+def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
     wanted = [(volume.by_fid[p], name) for p, name in links if p in volume.by_fid]
     for parent_ino, name in list(node.links):
         if (parent_ino, name) not in wanted:

@@ -135,6 +135,7 @@ class Content:
         self.changed = False
         self.synced = True
         self.new_files = False
+        self.sealed: list[tuple[int, int, int]] = []
         # The sidecar's ACL when this writes it first; a reader of a version
         # from before the file's key changed cannot check the sidecar (it is
         # authenticated with the current key) and relies on the header.
@@ -145,6 +146,10 @@ class Content:
         self.vf_path = str(layout.vf_path(owner, fid))
         self.vfmeta_path = str(layout.vfmeta_path(owner, fid))
         self.stored = manifest_loc is not None
+        # Records that came from peers sit elsewhere in this replica's .vf
+        # than their manifest says (vault/records.py): looked up per version.
+        self._moved: dict[tuple[str, int], tuple[int, int]] = {}
+        self._looked_up: set[str] = set()
         if manifest_loc is None:
             self.manifest = Manifest(0, [], [])
         else:
@@ -153,8 +158,18 @@ class Content:
     def load_manifest(self, place: tuple[int, int], vid: str, dek: bytes | None = None) -> Manifest:
         """The manifest of version ``vid``, stored at ``place`` (offset, length)."""
         self._open_fd()
-        record = self._read_record(*place, KIND_MANIFEST)
+        record = self._read_record(*self.where(*place, vid, -1), KIND_MANIFEST)
         return Manifest.unpack(aead.unseal(dek or self.dek, record, aead.ad("manifest", self.fid, vid)))
+
+    def where(self, offset: int, length: int, vid: str, index: int) -> tuple[int, int]:
+        """The place here of the record of version ``vid`` at ``index`` (-1: its manifest)."""
+        places = self.layout.places
+        if places is None or not places.any_arrived:
+            return offset, length
+        if vid not in self._looked_up:  # new to this reader: it may have arrived since
+            self._moved = places.arrived_of(self.fid)
+            self._looked_up = {v for v, _ in self._moved} | {vid}
+        return self._moved.get((vid, index), (offset, length))
 
     def rekey(self, dek: bytes, acl: list[str], epoch: int) -> None:
         """Start over under a new DEK (a revoked share): no stored block is
@@ -198,11 +213,15 @@ class Content:
         if header != header_for(self.fid):
             raise CorruptData(f"content of {self.fid} has a damaged header")
         if self.check_sidecar:
-            with open(self.vfmeta_path, "rb") as sidecar:
-                if check_vfmeta(sidecar.read(), self.fid, self.dek, self.epoch) is None:
-                    # A crash between a key change and the sidecar's rewrite
-                    # left it at the older key: written again from the documents.
-                    self.write_sidecar()
+            try:
+                with open(self.vfmeta_path, "rb") as sidecar:
+                    current = check_vfmeta(sidecar.read(), self.fid, self.dek, self.epoch)
+            except FileNotFoundError:
+                current = None  # the file came from a peer: no sidecar here yet
+            if current is None:
+                # Missing, or a crash between a key change and the sidecar's
+                # rewrite left it at the older key: written from the documents.
+                self.write_sidecar()
         self.end = os.fstat(self.fd).st_size
 
     def _create_files(self) -> None:
@@ -267,6 +286,8 @@ class Content:
             return b""
         offset, length, vidx, last = entries[index]
         self._open_fd()
+        if vidx < len(self.manifest.vids):
+            offset, length = self.where(offset, length, self.manifest.vids[vidx], index)
         record = os.pread(self.fd, length, offset)
         return self._open_block(index, record, length, self.manifest.vids, vidx, last)
 
@@ -308,7 +329,10 @@ class Content:
                 entry = HOLE
             if entry[1] == 0:
                 found[index] = b""
-            elif runs and runs[-1][-1][1] + runs[-1][-1][2] == entry[0]:
+                continue
+            if entry[2] < len(vids):
+                entry = (*self.where(entry[0], entry[1], vids[entry[2]], index), *entry[2:])
+            if runs and runs[-1][-1][1] + runs[-1][-1][2] == entry[0]:
                 runs[-1].append((index, *entry))
             else:
                 runs.append([(index, *entry)])
@@ -422,7 +446,10 @@ class Content:
             del self.dirty[index]
 
     def seal_version(self, file_size: int) -> tuple[str, tuple[int, int], bytes]:
-        """Write every dirty block and a manifest; return (vid, manifest place, nonce)."""
+        """Write every dirty block and a manifest; return (vid, manifest place, nonce).
+
+        ``sealed`` then lists (index, offset, length) of the records this
+        version wrote, its manifest at index -1: their places (vault/records.py)."""
         nblocks = -(-file_size // BLOCK_SIZE)
         entries = self.manifest.entries
         del entries[nblocks:]
@@ -441,6 +468,9 @@ class Content:
         sealed = aead.seal_with_nonce(self.dek, nonce, self.manifest.pack(),
                                       aead.ad("manifest", self.fid, vid))
         (place,) = self._append([(None, self._record(KIND_MANIFEST, sealed), False)])
+        mine = self.manifest.vids.index(vid) if vid in self.manifest.vids else -1
+        self.sealed = [(i, e[0], e[1]) for i, e in enumerate(self.manifest.entries)
+                       if e[2] == mine and e[1]] + [(-1, *place)]
         self.pending_vid = uuid.uuid4().hex
         self.changed = False
         return vid, place, nonce

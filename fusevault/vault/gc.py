@@ -63,10 +63,13 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
     """(offset, end) of every record the given versions reference, sorted."""
     ranges = []
     for version in versions:
-        offset, length = version.manifest
+        offset, length = content.where(*version.manifest, version.vid, -1)
         ranges.append((offset, offset + length))
         manifest = content.load_manifest(version.manifest, version.vid, version.dek)
-        ranges += [(o, o + n) for o, n, _, _ in manifest.entries if n]
+        for index, (o, n, vidx, _) in enumerate(manifest.entries):
+            if n:  # where it sits here: records from peers are not where the writer put them
+                o, n = content.where(o, n, manifest.vids[vidx], index)
+                ranges.append((o, o + n))
     return sorted(ranges)
 
 

@@ -41,10 +41,22 @@ class Version:
     dek: bytes = field(repr=False, default=b"")  # of the node that holds it
 
 
+def version_plain(doc: dict, dek: bytes) -> dict:
+    """The sealed fields of a FilesMetaData document (docs/FORMAT.md)."""
+    try:
+        return json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", doc["fid"], doc["_id"])))
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"version document {doc.get('_id')} is malformed") from None
+
+
+def version_parents(doc: dict, dek: bytes) -> list[str]:
+    return list(version_plain(doc, dek).get("parents") or [])
+
+
 def open_version_doc(doc: dict, dek: bytes) -> Version:
     vid, fid = doc["_id"], doc["fid"]
+    plain = version_plain(doc, dek)
     try:
-        plain = json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", fid, vid)))
         location, name = plain["file_location"], plain["file_name"]
         return Version(vid, fid, doc["_rev"], plain["file_entry_ts"], plain["size"], plain["mtime"],
                        plain["author"], f"{location}/{name}" if location else name,

@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fusevault.errors import (
     AlreadyExists,
@@ -30,6 +32,9 @@ from fusevault.errors import (
 )
 from fusevault.vault.atomic import atomic_write
 
+if TYPE_CHECKING:
+    from fusevault.vault.records import Placements
+
 FORMAT_VERSION = 1
 MARKER = "vault.json"
 
@@ -39,6 +44,15 @@ class Layout:
     root: Path
     vault_id: str
     store: dict
+
+    @functools.cached_property
+    def places(self) -> Placements | None:
+        """Where records from peers sit (vault/records.py); None for a vault kept in CouchDB."""
+        if self.store.get("kind", "local") != "local":
+            return None
+        from fusevault.vault.records import Placements
+
+        return Placements(self.root / "store.sqlite")
 
     def user_dir(self, user_id: str) -> Path:
         return self.root / "users" / user_id
@@ -75,14 +89,15 @@ def check_new(root: Path) -> None:
         raise AlreadyExists(f"{root} already exists and is not an empty directory")
 
 
-def create(root: Path, store: dict) -> Layout:
+def create(root: Path, store: dict, vault_id: str | None = None) -> Layout:
+    """A new, empty vault directory (``vault_id``: a replica of that vault)."""
     root = Path(root)
     check_new(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         (root / "users").mkdir()
         (root / "groups").mkdir()
-        layout = Layout(root, uuid.uuid4().hex, store)
+        layout = Layout(root, vault_id or uuid.uuid4().hex, store)
         marker = {"format": FORMAT_VERSION, "vault_id": layout.vault_id,
                   "created_at": int(time.time()), "store": store}
         atomic_write(root / MARKER, json.dumps(marker, indent=1).encode())

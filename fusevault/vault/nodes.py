@@ -248,7 +248,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
 
 
 def version_doc(node: Node, key: MasterKey, vid: str, parent_vid: str | None, path: bytes,
-                manifest_nonce: bytes) -> dict:
+                manifest_nonce: bytes, device: str | None = None) -> dict:
     """The seed 000 FilesMetaData document of one version (immutable, new id per change)."""
     location, _, name = path.rpartition(b"/")
     plain = {
@@ -262,6 +262,8 @@ def version_doc(node: Node, key: MasterKey, vid: str, parent_vid: str | None, pa
         "manifest": list(node.manifest),
         "parents": [parent_vid] if parent_vid else [],
     }
+    if device:  # the replica that wrote it (names a conflict copy of it)
+        plain["device"] = device
     sealed = aead.seal(node.dek, json.dumps(plain, separators=(",", ":")).encode(),
                        aead.ad("version", node.fid, vid))
     return {

@@ -1,17 +1,118 @@
-"""The seed 000 Peers document: another node this vault replicates with.
+"""The seed 000 Peers document: a CouchDB database this replica syncs with.
 
-Peer sync itself (``fusevault peer add``) builds on this shape; the fields
-are the seed's.  Nothing in a Peers document is secret: credentials for a
-peer never go into documents (docs/SECURITY.md).
+The seed's fields (``name``, ``host``, ``port``, ``path_to_dump_chunks``)
+plus what a URL needs (``scheme``, ``db``) and where the credentials are
+(``credentials``: ``{"file": path}`` or ``{"env": NAME}``, never the
+credentials themselves).  A peer with ``path_to_dump_chunks`` is another
+person's vault this replica stores, without its keys, in that directory (a
+backup buddy under the user's ``peer_dir_for_storage``).  Peers documents are this replica's own: the sync
+service never sends them to a peer (a database reachable from one device
+may not be from another, and credentials are local).
 """
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from fusevault.errors import AlreadyExists, InvalidInput, NotFound
+from fusevault.store import Store, tombstone
 from fusevault.vault.nodes import new_id
 
 PEER = "Peers"
+_DB_NAME = re.compile(r"[a-z][a-z0-9_$()+/-]*")
 
 
-def peer_doc(name: str, host: str, port: int, path_to_dump_chunks: str | None = None) -> dict:
+def peer_doc(name: str, host: str, port: int, path_to_dump_chunks: str | None = None, *,
+             scheme: str = "http", db: str = "", credentials: dict | None = None) -> dict:
     return {"_id": new_id(), "type": PEER, "name": name, "host": host, "port": port,
-            "path_to_dump_chunks": path_to_dump_chunks}
+            "path_to_dump_chunks": path_to_dump_chunks, "scheme": scheme, "db": db,
+            "credentials": credentials}
+
+
+def parse_url(url: str) -> dict:
+    """``http://host:port/db`` -> the Peers fields; a password in it is refused."""
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    if parts.password is not None or parts.username is not None:
+        raise InvalidInput("credentials do not go in the URL (the command line is visible to "
+                           "everyone): use --credentials-file FILE or --credentials-env NAME")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _DB_NAME.fullmatch(db):
+        raise InvalidInput(f"not a CouchDB database URL: {url!r} (expected http://host:port/database)")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 5984)
+    except ValueError:
+        raise InvalidInput(f"not a valid port in {url!r}") from None
+    return {"scheme": parts.scheme, "host": parts.hostname, "port": port, "db": db}
+
+
+def url_of(peer: dict) -> str:
+    host = peer["host"] if ":" not in peer["host"] else f"[{peer['host']}]"
+    return f"{peer.get('scheme', 'http')}://{host}:{peer['port']}/{quote(peer.get('db', ''), safe='/')}"
+
+
+def credentials_source(file: str | None, env: str | None) -> dict | None:
+    if file and env:
+        raise InvalidInput("give the credentials one way: --credentials-file or --credentials-env")
+    if file:
+        path = Path(file).expanduser().resolve()
+        read_credentials({"file": str(path)})  # refused now rather than at every sync
+        return {"file": str(path)}
+    if env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+            raise InvalidInput(f"not an environment variable name: {env!r}")
+        return {"env": env}
+    return None
+
+
+def read_credentials(source: dict | None) -> tuple[str, str] | None:
+    """``user:password`` from the file's first line or the variable; never echoed."""
+    if not source:
+        return None
+    if "file" in source:
+        try:
+            text = Path(source["file"]).read_text().splitlines()[0] if Path(source["file"]).stat().st_size \
+                else ""
+        except OSError as err:
+            raise InvalidInput(f"cannot read the credentials file {source['file']}: {err.strerror}") from None
+        where = f"the credentials file {source['file']}"
+    else:
+        text = os.environ.get(source["env"], "")
+        where = f"${source['env']}"
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user:
+        raise InvalidInput(f"{where} must hold one line user:password")
+    return user, password
+
+
+def peers(store: Store) -> list[dict]:
+    return sorted(store.iter_type(PEER), key=lambda p: p["name"])
+
+
+def add_peer(store: Store, name: str, url: str, credentials: dict | None = None,
+             dump_to: str | None = None) -> dict:
+    """A peer to sync with; ``dump_to``: a vault this replica cannot read, whose
+    encrypted documents and records it only keeps there (a backup buddy)."""
+    from fusevault.vault.layout import validate_name
+
+    validate_name("peer", name)
+    fields = parse_url(url)
+    for peer in peers(store):
+        if peer["name"] == name:
+            raise AlreadyExists(f"there is already a peer named {name}")
+        if url_of(peer) == url_of(fields):
+            raise AlreadyExists(f"{url_of(fields)} is already the peer {peer['name']}")
+    doc = peer_doc(name, fields["host"], fields["port"], dump_to, scheme=fields["scheme"], db=fields["db"],
+                   credentials=credentials)
+    store.put_many([doc])
+    return doc
+
+
+def remove_peer(store: Store, name: str) -> None:
+    for peer in peers(store):
+        if peer["name"] == name:
+            store.put_many([tombstone(peer)])
+            return
+    raise NotFound(f"no peer named {name}")

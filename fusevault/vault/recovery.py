@@ -121,12 +121,16 @@ async def _copy_out(volume: Volume, node: Node, version: Version, to: bytes) -> 
 
 
 async def _copy(volume: Volume, node: Node, version: Version, fh: int) -> None:
-    """Write a version's plaintext into the open file ``fh`` (sealed anew under its key)."""
-    reader = Content(volume.layout, node.owner, version.fid, version.dek, version.manifest,
-                     version.vid, check_sidecar=False)
+    await copy_into(volume, fh, Content(volume.layout, node.owner, version.fid, version.dek,
+                                        version.manifest, version.vid, check_sidecar=False), version.size)
+
+
+async def copy_into(volume: Volume, fh: int, reader: Content, size: int) -> None:
+    """Write what ``reader`` holds into the open file ``fh`` (sealed anew under
+    its key), then close the reader."""
     try:
-        for offset in range(0, version.size, COPY_CHUNK):
-            data = await volume.in_thread(reader.read, offset, COPY_CHUNK, version.size)
+        for offset in range(0, size, COPY_CHUNK):
+            data = await volume.in_thread(reader.read, offset, COPY_CHUNK, size)
             await volume.write(fh, offset, data)
     finally:
         reader.close()

@@ -111,6 +111,8 @@ class Volume:
         # Contents replaced by another writer's newer version while open here:
         # closed at the file's last release, after the reads under way.
         self.retired: dict[int, list[Content]] = {}
+        # This replica's name, written into each version (None: not synced).
+        self.device: str | None = None
 
     # --- loading
 
@@ -259,15 +261,17 @@ class Volume:
         except OSError as err:
             raise os_error(err, "committing metadata") from None
 
-    async def _put(self, docs: list[dict]) -> list[str]:
+    async def _put(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
+        if places:
+            return await self.store_call(self.store.put_many, docs, places)
         return await self.store_call(self.store.put_many, docs)
 
-    async def _commit(self, tx: Tx, extra: list[dict] | None = None) -> None:
+    async def _commit(self, tx: Tx, extra: list[dict] | None = None, places: list[tuple] = ()) -> None:
         nodes = list(tx.nodes.values())
         docs = list(extra or [])
         docs += [node_doc(n, self.key, self.fid_of, deleted=self._is_deleted(n)) for n in nodes]
         try:
-            revs = await self._put(docs)
+            revs = await self._put(docs, places)
         except BaseException:
             tx.rollback(self.nodes)
             for node in tx.created:
@@ -410,7 +414,7 @@ class Volume:
     # --- creating nodes
 
     def _make_node(self, tx: Tx, parent: Node, name: bytes, mode: int, caller: Caller,
-                   rdev: int = 0) -> Node:
+                   rdev: int = 0, ident: tuple[str, bytes] | None = None) -> Node:
         self._check_name(name)
         if name in parent.children:
             raise Exists("file exists")
@@ -419,8 +423,7 @@ class Volume:
             gid = parent.gid
             if stat.S_ISDIR(mode):
                 mode |= stat.S_ISGID
-        fid = new_id()
-        dek = aead.new_key()
+        fid, dek = ident or (new_id(), aead.new_key())
         # In a folder someone shared with this user, the file is the folder
         # owner's: sealed to their public key, since only they wrap it.
         owner = parent.owner
@@ -444,10 +447,10 @@ class Volume:
         self.lazy.add(parent.ino)
 
     async def mknod(self, parent_ino: int, name: bytes, mode: int, rdev: int, caller: Caller,
-                    target: bytes | None = None) -> Node:
+                    target: bytes | None = None, ident: tuple[str, bytes] | None = None) -> Node:
         async with self.meta_lock:
             tx = Tx()
-            node = self._make_node(tx, self._dir(parent_ino), name, mode, caller, rdev)
+            node = self._make_node(tx, self._dir(parent_ino), name, mode, caller, rdev, ident)
             if target is not None:
                 node.target = target
                 node.size = len(target)
@@ -755,6 +758,13 @@ class Volume:
 
     # --- xattrs (user.* only; values are sealed with the node document)
 
+    async def save_node(self, node: Node) -> None:
+        """Commit a node as it is in memory (a settled conflict: vault/conflicts.py)."""
+        async with self.meta_lock:
+            tx = Tx()
+            tx.touch(node)
+            await self._commit(tx)
+
     async def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
         if not name.startswith(XATTR_PREFIX) or name == XATTR_PREFIX:
             raise NotSupported("only user.* extended attributes are supported")
@@ -849,8 +859,11 @@ class Volume:
                 node.content.close()
                 node.content = None
 
-    async def create(self, parent_ino: int, name: bytes, mode: int, caller: Caller) -> tuple[int, Node]:
-        node = await self.mknod(parent_ino, name, stat.S_IFREG | (mode & 0o7777), 0, caller)
+    async def create(self, parent_ino: int, name: bytes, mode: int, caller: Caller,
+                     ident: tuple[str, bytes] | None = None) -> tuple[int, Node]:
+        """A new file, open; ``ident``: a given id and DEK (a conflict copy's are the
+        same on every device that makes it)."""
+        node = await self.mknod(parent_ino, name, stat.S_IFREG | (mode & 0o7777), 0, caller, ident=ident)
         return self.open(node.ino), node
 
     def open(self, ino: int) -> int:
@@ -951,9 +964,11 @@ class Volume:
             parent_vid = node.head
             node.head, node.manifest = vid, place
             node.stored_size = node.size
-            doc = version_doc(node, self.key, vid, parent_vid, self.path_of(node), nonce)
+            doc = version_doc(node, self.key, vid, parent_vid, self.path_of(node), nonce, self.device)
+            places = [(node.fid, vid, idx, node.owner, offset, length, 0)
+                      for idx, offset, length in content.sealed]
             try:
-                await self._commit(tx, [doc])
+                await self._commit(tx, [doc], places)
             except BaseException:
                 content.changed = True  # the blocks are written; commit them next time
                 raise

@@ -1,0 +1,146 @@
+"""``fusevault peer ...`` and ``fusevault sync status``: replicas of a vault.
+
+Peers are CouchDB databases (a CouchDB server, pouchdb-server, or anything
+speaking its replication protocol).  A running mount replicates with every
+peer in the background; these commands change the list, which the mount
+picks up within a second, and show how replication is doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fusevault.cli_accounts import VAULT_ENV, _vault_option
+from fusevault.cli_status import _span, answers
+from fusevault.errors import InvalidInput
+from fusevault.vault import peers as peer_docs
+from fusevault.vault.opening import open_vault
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def credential_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("credentials (never on the command line, never shown)")
+    group.add_argument("--credentials-file", metavar="FILE", help="a file whose first line is user:password")
+    group.add_argument("--credentials-env", metavar="NAME",
+                       help="an environment variable of the mount holding user:password")
+
+
+def add_commands(command: Command) -> None:
+    p = command("peer", "the CouchDB databases this vault syncs with",
+                "fusevault peer add nas http://nas.local:5984/vault --vault ~/vault\n"
+                "  fusevault peer list --vault ~/vault")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("add", help="sync with one more CouchDB database (made if missing)")
+    q.add_argument("name")
+    q.add_argument("url", help="http://host:port/database")
+    q.add_argument("--store-only", action="store_true",
+                   help="another vault, kept encrypted under your peer_dir_for_storage for its "
+                        "owner (a backup buddy): never opened, no key held")
+    q.add_argument("--user", help="whose peer_dir_for_storage, with --store-only (default: the only user)")
+    credential_options(q)
+    _vault_option(q)
+    q = actions.add_parser("list", help="the peers")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    _vault_option(q)
+    q = actions.add_parser("remove", help="stop syncing with a peer (what it has stays there)")
+    q.add_argument("name")
+    _vault_option(q)
+
+    p = command("sync", "how syncing with peers is going, per mount and peer",
+                "fusevault sync status\n  fusevault sync status ~/Private --json")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("status", help="last contact, pending up and down, errors")
+    q.add_argument("mountpoint", nargs="?", type=Path, help="only this mount")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def cmd_peer(args: argparse.Namespace) -> int:
+    if args.vault is None:
+        raise InvalidInput(f"which vault? pass --vault PATH or set ${VAULT_ENV}")
+    layout, store = open_vault(args.vault)
+    try:
+        if layout.store.get("kind", "local") != "local":
+            raise InvalidInput("this vault keeps its documents in CouchDB already: it has no peers")
+        if args.action == "add":
+            source = peer_docs.credentials_source(args.credentials_file, args.credentials_env)
+            dump_to = _storage_dir(store, args) if args.store_only else None
+            doc = peer_docs.add_peer(store, args.name, args.url, source, dump_to)
+            what = f"kept encrypted in {dump_to}" if dump_to else "synced"
+            print(f"added peer {args.name}: {peer_docs.url_of(doc)}, {what} (a running mount "
+                  "starts within a second)")
+        elif args.action == "remove":
+            peer_docs.remove_peer(store, args.name)
+            print(f"removed peer {args.name}")
+        else:
+            _print_peers(peer_docs.peers(store), args.json)
+    finally:
+        store.close()
+    return 0
+
+
+def _storage_dir(store, args: argparse.Namespace) -> str:
+    from fusevault.vault.users import find_user
+
+    user = find_user(store, args.user)
+    base = user.get("peer_dir_for_storage")
+    if not base:
+        raise InvalidInput(f"{user['username']} has no peer_dir_for_storage: set it with "
+                           "`fusevault config set peer_dir_for_storage DIR` first")
+    return str(Path(base) / args.name)
+
+
+def _print_peers(peers: list[dict], as_json: bool) -> None:
+    rows = [{"name": p["name"], "url": peer_docs.url_of(p), "host": p["host"], "port": p["port"],
+             "credentials": _source(p.get("credentials")),
+             "path_to_dump_chunks": p.get("path_to_dump_chunks")} for p in peers]
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        print("no peers: add one with `fusevault peer add NAME URL`")
+    for row in rows:
+        kept = f"  stored for its owner in {row['path_to_dump_chunks']}" if row["path_to_dump_chunks"] else ""
+        print(f"{row['name']:<16} {row['url']}  credentials: {row['credentials']}{kept}")
+
+
+def _source(source: dict | None) -> str:
+    if not source:
+        return "none"
+    return f"file {source['file']}" if "file" in source else f"${source['env']}"
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    mounts = answers(args, "sync-status")
+    if mounts is None:
+        return 0
+    if not mounts:
+        print("no vault is mounted: peers sync while their vault is mounted")
+    for mount in mounts:
+        _print_mount(mount)
+    return 0
+
+
+def _print_mount(mount: dict) -> None:
+    if "error" in mount:
+        print(f"{mount['mountpoint']}: {mount['error']}")
+        return
+    if mount.get("peers") is None:
+        print(f"{mount['mountpoint']}: its documents are kept in CouchDB; no peer sync")
+        return
+    print(f"{mount['mountpoint']}: {len(mount['peers'])} peer(s)")
+    for peer in mount["peers"]:
+        contact = f"{_span(time.time() - peer['last_contact'])} ago" if peer["last_contact"] else "never"
+        down = "?" if peer["pending_down"] is None else peer["pending_down"]
+        print(f"  {peer['name']:<12} {peer['state']:<16} last contact {contact}, pending "
+              f"up {peer['pending_up']} down {down}; sent {peer['records_up']} blocks "
+              f"{peer['docs_up']} docs, received {peer['records_down']} blocks {peer['docs_down']} docs")
+        if peer["error"]:
+            print(f"  {'':<12} error: {peer['error']}")
+
+
+COMMANDS = {"peer": cmd_peer, "sync": cmd_sync}

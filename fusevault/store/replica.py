@@ -1,0 +1,194 @@
+"""The embedded store as one end of CouchDB replication.
+
+CouchDB replicates revisions, not documents: a peer asks which revisions it
+lacks (``_revs_diff``), is sent them with their ancestry (``_revisions``) and
+stores them as they are (``new_edits: false``).  Here each document keeps its
+current revision with up to ``REVS_LIMIT`` ancestors, and revisions of other
+branches (two peers edited while apart) in ``leaves``.  Which branch is
+current follows CouchDB's own rule (live before deleted, then the longer
+history, then the greater revision id), so every replica and every CouchDB
+server picks the same one; vault/conflicts.py then keeps the losing edit.
+
+These functions are synchronous and quick; the sync service calls them on the
+trio thread, like the Volume's commits, so a commit and an arrival never race.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from fusevault.store.local import REVS_LIMIT, LocalStore, history_of
+
+
+def revisions(history: list[str]) -> dict:
+    """CouchDB's ``_revisions`` of a history (newest first)."""
+    start = int(history[0].split("-", 1)[0])
+    return {"start": start, "ids": [rev.split("-", 1)[1] for rev in history]}
+
+
+def history_from(doc: dict) -> list[str]:
+    revs = doc.get("_revisions")
+    if not revs:
+        return [doc["_rev"]]
+    start = int(revs["start"])
+    return [f"{start - i}-{rev_id}" for i, rev_id in enumerate(revs["ids"])]
+
+
+def _rank(deleted: bool, rev: str) -> tuple:
+    generation, rev_id = rev.split("-", 1)
+    return (not deleted, int(generation), rev_id)
+
+
+@dataclass
+class Arrival:
+    """What storing a batch of replicated revisions changed."""
+
+    current: list[dict] = field(default_factory=list)  # documents whose current revision changed
+    conflicts: list[str] = field(default_factory=list)  # ids that now have a live other branch
+
+
+def missing(store: LocalStore, wanted: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``_revs_diff``: of the revisions offered per id, those this replica lacks."""
+    out = {}
+    for doc_id, revs in wanted.items():
+        known = set(_known(store, doc_id))
+        lacking = [rev for rev in revs if rev not in known]
+        if lacking:
+            out[doc_id] = lacking
+    return out
+
+
+def _known(store: LocalStore, doc_id: str) -> list[str]:
+    db = store.db
+    row = db.execute("SELECT rev, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
+    known = history_of(*row) if row else []
+    for (revs,) in db.execute("SELECT revs FROM leaves WHERE id = ?", (doc_id,)):
+        known += json.loads(revs)
+    return known
+
+
+def store_revisions(store: LocalStore, docs: list[dict], places: list[tuple] = ()) -> Arrival:
+    """Store revisions sent by a peer, with their ancestry, as they are."""
+    arrival = Arrival()
+    with store.transaction() as db:
+        seq = store.next_seq()
+        if places:
+            db.executemany(
+                "INSERT OR IGNORE INTO places (fid, vid, idx, owner, offset, length, arrived) "
+                "VALUES (?, ?, ?, ?, ?, ?, 1)", places)
+        for doc in docs:
+            if _store_one(store, doc, seq, arrival):
+                seq += 1
+    return arrival
+
+
+def _store_one(store: LocalStore, doc: dict, seq: int, arrival: Arrival) -> bool:
+    db = store.db
+    doc_id, history = doc["_id"], history_from(doc)[:REVS_LIMIT]
+    rev = history[0]
+    deleted = bool(doc.get("_deleted"))
+    row = db.execute("SELECT rev, revs, deleted, body FROM docs WHERE id = ?", (doc_id,)).fetchone()
+    if row is None:
+        store.write_doc(doc_id, rev, history, seq, doc)
+        arrival.current.append(doc)
+        return True
+    current, current_history = row[0], history_of(row[0], row[1])
+    if rev in _known(store, doc_id):
+        return False
+    if current in history:  # a descendant of what this replica has: it moves on
+        store.write_doc(doc_id, rev, history, seq, doc)
+        arrival.current.append(doc)
+        return True
+    # Another branch.  A leaf of it that this revision descends from is replaced.
+    for (leaf,) in db.execute("SELECT rev FROM leaves WHERE id = ?", (doc_id,)).fetchall():
+        if leaf in history:
+            db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, leaf))
+    if _rank(deleted, rev) > _rank(bool(row[2]), current):
+        _keep_leaf(db, doc_id, current, current_history, bool(row[2]), row[3])
+        store.write_doc(doc_id, rev, history, seq, doc)
+        arrival.current.append(doc)
+    else:
+        body = {k: v for k, v in doc.items() if not k.startswith("_")}
+        _keep_leaf(db, doc_id, rev, history, deleted, json.dumps(body))
+        # The current revision is unchanged but the document has news for
+        # peers (the other branch): it gets a new place in the changes.
+        db.execute("UPDATE docs SET seq = ? WHERE id = ?", (seq, doc_id))
+    if not deleted and not row[2]:
+        arrival.conflicts.append(doc_id)
+    return True
+
+
+def _keep_leaf(db, doc_id: str, rev: str, history: list[str], deleted: bool, body: str) -> None:
+    db.execute("INSERT OR REPLACE INTO leaves (id, rev, revs, deleted, body) VALUES (?, ?, ?, ?, ?)",
+               (doc_id, rev, json.dumps(history), int(deleted), body))
+
+
+def leaves(store: LocalStore, doc_id: str) -> list[dict]:
+    """Every branch's newest revision of a document, as a peer is sent it."""
+    db = store.db
+    out = []
+    rows = db.execute("SELECT rev, revs, deleted, body FROM docs WHERE id = ?", (doc_id,)).fetchall()
+    rows += db.execute("SELECT rev, revs, deleted, body FROM leaves WHERE id = ?", (doc_id,)).fetchall()
+    for rev, revs, deleted, body in rows:
+        doc = {**json.loads(body), "_id": doc_id, "_rev": rev,
+               "_revisions": revisions(history_of(rev, revs))}
+        if deleted:
+            doc["_deleted"] = True
+        out.append(doc)
+    return out
+
+
+def conflicted(store: LocalStore) -> list[str]:
+    """Ids of documents with a live revision on another branch than the current one."""
+    return [row[0] for row in store.db.execute("SELECT DISTINCT id FROM leaves WHERE deleted = 0")]
+
+
+def other_leaves(store: LocalStore, doc_id: str) -> list[dict]:
+    """The live revisions of other branches than the current one (a conflict),
+    each with its history (``_revisions``)."""
+    rows = store.db.execute("SELECT rev, revs, body FROM leaves WHERE id = ? AND deleted = 0",
+                            (doc_id,)).fetchall()
+    return [{**json.loads(body), "_id": doc_id, "_rev": rev, "_revisions": revisions(json.loads(revs))}
+            for rev, revs, body in rows]
+
+
+def current_history(store: LocalStore, doc_id: str) -> list[str]:
+    row = store.db.execute("SELECT rev, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
+    return history_of(*row) if row else []
+
+
+def close_leaf(store: LocalStore, doc_id: str, rev: str) -> str:
+    """End another branch as CouchDB does: a deleted revision on top of it."""
+    with store.transaction() as db:
+        row = db.execute("SELECT revs FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev)).fetchone()
+        if row is None:
+            return rev
+        history = json.loads(row[0])
+        generation = int(rev.split("-", 1)[0])
+        closed = f"{generation + 1}-{_rev_id(doc_id, rev)}"
+        _keep_leaf(db, doc_id, closed, [closed] + history[:REVS_LIMIT - 1], True, "{}")
+        db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev))
+        db.execute("UPDATE docs SET seq = ? WHERE id = ?", (store.next_seq(), doc_id))
+    return closed
+
+
+def _rev_id(doc_id: str, rev: str) -> str:
+    # The same on every replica that closes this branch, so two devices
+    # closing it at once make one revision, not two.
+    return hashlib.sha256(f"close\0{doc_id}\0{rev}".encode()).hexdigest()[:32]
+
+
+# --- this replica's own bookkeeping
+
+
+def get_local(store: LocalStore, doc_id: str) -> dict:
+    row = store.db.execute("SELECT body FROM local_docs WHERE id = ?", (doc_id,)).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def put_local(store: LocalStore, doc_id: str, body: dict) -> None:
+    with store.transaction() as db:
+        db.execute("INSERT OR REPLACE INTO local_docs (id, body) VALUES (?, ?)",
+                   (doc_id, json.dumps(body)))

@@ -1,0 +1,1 @@
+"""Peer sync: CouchDB replication of the vault's documents and content records."""

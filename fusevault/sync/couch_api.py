@@ -1,0 +1,134 @@
+"""The few calls of CouchDB's HTTP API that replication uses, over httpx.
+
+Every failure (the server away, refusing, answering nonsense) becomes one
+``PeerUnavailable`` with a line a person can read; the replicator backs off
+and tries again.  Bytes sent and received are counted, for ``sync status``.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import httpx
+
+from fusevault.errors import PeerUnavailable
+
+# A longpoll waits at most this long; pouchdb-server ignores the server-side
+# timeout, so the client's read timeout ends a quiet wait.
+LONGPOLL_SECONDS = 20
+
+
+class CouchDatabase:
+    def __init__(self, url: str, auth: tuple[str, str] | None = None, *, label: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.label = label or self.url
+        self._client = httpx.AsyncClient(auth=auth, timeout=30)
+        self.sent = 0
+        self.received = 0
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, path: str, body: object = None, *, params: dict | None = None,
+                    ok_missing: bool = False, wait: float | None = None) -> dict | None:
+        content = None if body is None else json.dumps(body).encode()
+        self.sent += len(content or b"")
+        try:
+            response = await self._client.request(
+                method, f"{self.url}{path}", content=content, params=params,
+                headers={"content-type": "application/json", "accept": "application/json"},
+                **({"timeout": httpx.Timeout(30, read=wait)} if wait else {}))
+        except httpx.TimeoutException:
+            if wait:
+                return None  # a longpoll that saw nothing happen
+            raise PeerUnavailable(f"{self.label} did not answer in time") from None
+        except httpx.HTTPError as err:
+            raise PeerUnavailable(f"cannot reach {self.label}: {_reason(err)}") from None
+        self.received += len(response.content)
+        if response.status_code == 404 and ok_missing:
+            return None
+        if response.status_code in (401, 403):
+            raise PeerUnavailable(f"{self.label} refused the credentials (HTTP {response.status_code})")
+        if response.status_code >= 400:
+            raise PeerUnavailable(f"{self.label} answered HTTP {response.status_code} to {method} "
+                                  f"{path.split('?')[0] or '/'}")
+        try:
+            return response.json()
+        except ValueError:
+            raise PeerUnavailable(f"{self.label} answered something that is not JSON") from None
+
+    async def info(self) -> dict | None:
+        """The database's info; None if there is no such database."""
+        return await self._call("GET", "", ok_missing=True)
+
+    async def ensure(self) -> dict:
+        """The database's info, creating the database if it is not there yet."""
+        info = await self._call("GET", "", ok_missing=True)
+        if info is None:
+            await self._call("PUT", "")
+            info = await self._call("GET", "")
+        return info
+
+    async def get(self, doc_id: str) -> dict | None:
+        return await self._call("GET", f"/{quote(doc_id, safe='')}", ok_missing=True)
+
+    async def put(self, doc: dict) -> None:
+        await self._call("PUT", f"/{quote(doc['_id'], safe='/')}", doc)
+
+    async def changes(self, since: object, limit: int, *, wait: bool = False) -> tuple[list[dict], object]:
+        params = {"since": json.dumps(since) if not isinstance(since, str) else since,
+                  "style": "all_docs", "limit": str(limit)}
+        if wait:
+            params.update(feed="longpoll", timeout=str(LONGPOLL_SECONDS * 1000))
+            answer = await self._call("GET", "/_changes", params=params, wait=LONGPOLL_SECONDS)
+            if answer is None:
+                return [], since
+        else:
+            answer = await self._call("GET", "/_changes", params=params)
+        return answer["results"], answer["last_seq"]
+
+    async def revs_diff(self, revs: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not revs:
+            return {}
+        answer = await self._call("POST", "/_revs_diff", revs)
+        return {doc_id: entry["missing"] for doc_id, entry in answer.items() if entry.get("missing")}
+
+    async def bulk_docs(self, docs: list[dict]) -> None:
+        """Store revisions as they are (replication: ``new_edits: false``)."""
+        if not docs:
+            return
+        answer = await self._call("POST", "/_bulk_docs", {"docs": docs, "new_edits": False})
+        failed = [r for r in answer or [] if isinstance(r, dict) and r.get("error")]
+        if failed:
+            raise PeerUnavailable(f"{self.label} did not store {len(failed)} document(s): "
+                                  f"{failed[0].get('reason') or failed[0]['error']}")
+
+    async def bulk_get(self, wanted: list[tuple[str, str]]) -> list[dict]:
+        """The given revisions, each with its history (``_revisions``)."""
+        if not wanted:
+            return []
+        answer = await self._call("POST", "/_bulk_get", {"docs": [{"id": i, "rev": r} for i, r in wanted]},
+                                  params={"revs": "true"})
+        docs = []
+        for result in answer["results"]:
+            for entry in result["docs"]:
+                if "ok" not in entry:
+                    raise PeerUnavailable(f"{self.label} could not send {result['id']}")
+                docs.append(entry["ok"])
+        return docs
+
+    async def get_local(self, name: str) -> dict:
+        return await self._call("GET", f"/_local/{name}", ok_missing=True) or {}
+
+    async def put_local(self, name: str, body: dict) -> None:
+        current = await self.get_local(name)
+        doc = {**body, **({"_rev": current["_rev"]} if "_rev" in current else {})}
+        await self._call("PUT", f"/_local/{name}", doc)
+
+
+def _reason(err: httpx.HTTPError) -> str:
+    text = str(err) or type(err).__name__
+    if "Connection refused" in text or "connect" in type(err).__name__.lower():
+        return "connection refused"
+    return text.splitlines()[0][:120]

@@ -1,0 +1,79 @@
+"""``fusevault init --join``: a new replica of a vault, built from a peer."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from fusevault.errors import InvalidInput
+from fusevault.store.local import LocalStore
+from fusevault.sync.couch_api import CouchDatabase
+from fusevault.sync.replicator import VAULT_DOC, PeerStatus, Replicator
+from fusevault.sync.service import device_of
+from fusevault.vault import layout as layouts
+from fusevault.vault import meta_files, users
+from fusevault.vault.peers import add_peer, parse_url, read_credentials, url_of
+
+log = logging.getLogger(__name__)
+
+
+async def join(target: Path, url: str, credentials: dict | None, username: str, secret: bytes,
+               peer_name: str) -> dict:
+    """Pull everything the peer holds into a new vault at ``target``, then
+    check that ``username`` opens it with ``secret``.  On any failure the
+    half-made vault is removed again."""
+    layouts.check_new(target)
+    made = not target.exists()
+    url = url_of(parse_url(url))
+    db = CouchDatabase(url, read_credentials(credentials), label=url)
+    try:
+        if await db.info() is None:
+            raise InvalidInput(f"there is no database at {url}")
+        vault = await db.get(VAULT_DOC)
+        if vault is None or not re.fullmatch(r"[0-9a-f]{32}", str(vault.get("vault_id"))):
+            raise InvalidInput(f"{url} holds no fusevault vault: run `fusevault peer add` on a "
+                               "device that has the vault first")
+        layout = layouts.create(target, {"kind": "local"}, vault_id=vault["vault_id"])
+        try:
+            return await _replicate(layout, db, username, secret, peer_name, url, credentials)
+        except BaseException:
+            _remove(target, made)
+            raise
+    finally:
+        await db.aclose()
+
+
+async def _replicate(layout, db: CouchDatabase, username: str, secret: bytes, peer_name: str,
+                     url: str, credentials: dict | None) -> dict:
+    store = LocalStore(layout.root / "store.sqlite")
+    try:
+        status = PeerStatus(peer_name, url)
+        replicator = Replicator(store, layout, device_of(store)["id"], peer_name, db,
+                                lambda docs, conflicts: None, status)
+        while await replicator.pull():
+            print(f"\rreceived {status.docs_down} documents, {status.records_down} blocks",
+                  end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        user = users.find_user(store, username)
+        users.unlock(user, secret)  # a wrong passphrase ends it here
+        meta_files.reconcile(layout, store)
+        add_peer(store, peer_name, url, credentials)
+        store.sync()
+        return {"documents": status.docs_down, "records": status.records_down}
+    finally:
+        store.close()
+
+
+def _remove(target: Path, made: bool) -> None:
+    try:
+        if made:
+            shutil.rmtree(target)
+        else:  # it was an empty directory: left empty
+            for child in target.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    except OSError as err:
+        log.warning("could not remove the half-made vault %s: %s", target, err)
+

@@ -1,0 +1,92 @@
+"""Content records as CouchDB documents, and back into this replica's ``.vf``.
+
+A record travels as ``{"_id": "rec-<fid>-<vid>-<idx>", "type": "Record",
+"owner", "fid", "data": base64}``.  Its id names it everywhere and its bytes
+never change, so its one revision is derived from the id: two replicas that
+send the same record make the same revision, and ``_revs_diff`` tells each
+side exactly which records the other lacks.  What arrives is only appended:
+a forged or damaged record fails authentication when read (EIO), it never
+reads as other bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from itertools import groupby
+
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import PeerUnavailable
+from fusevault.vault.content import RECORD_HEAD
+from fusevault.vault.layout import Layout
+from fusevault.vault.records import append_arrived, parse_record_id, record_id
+
+RECORD = "Record"
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def record_rev(doc_id: str) -> str:
+    return "1-" + hashlib.sha256(doc_id.encode()).hexdigest()[:32]
+
+
+def read_records(layout: Layout, rows: list[tuple]) -> list[dict]:
+    """Documents for place rows (fid, vid, idx, owner, offset, length) this replica holds.
+
+    A record whose bytes are gone (its file collected since) is left out."""
+    docs = []
+    for (owner, fid), group in groupby(rows, key=lambda r: (r[3], r[0])):
+        try:
+            fd = os.open(layout.vf_path(owner, fid), os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            for _, vid, idx, _, offset, length in group:
+                data = os.pread(fd, length, offset)
+                if not _whole(data, length):
+                    continue  # a hole the garbage collector punched
+                doc_id = record_id(fid, vid, idx)
+                docs.append({"_id": doc_id, "_rev": record_rev(doc_id), "type": RECORD,
+                             "owner": owner, "fid": fid, "data": b64e(data)})
+        finally:
+            os.close(fd)
+    return docs
+
+
+def _whole(data: bytes, length: int) -> bool:
+    if len(data) != length or length < RECORD_HEAD.size:
+        return False
+    rest, kind = RECORD_HEAD.unpack_from(data)
+    return rest == length - 4 and kind in (1, 2)
+
+
+def place_records(layout: Layout, docs: list[dict]) -> list[tuple]:
+    """Append arrived records to their files here; their place rows."""
+    rows = []
+    checked = [(_checked(doc), _data(doc)) for doc in docs]
+    for (owner, fid), group in groupby(checked, key=lambda c: (c[0][3], c[0][0])):
+        group = list(group)
+        places = append_arrived(layout.vf_path(owner, fid), fid, [data for _, data in group])
+        rows += [(fid, vid, idx, owner, offset, length)
+                 for (fid, vid, idx, owner), (offset, length) in zip((c for c, _ in group), places)]
+    return rows
+
+
+def _checked(doc: dict) -> tuple[str, str, int, str]:
+    # The server is not trusted: ids become file names only once they are ids.
+    try:
+        fid, vid, idx = parse_record_id(doc["_id"])
+        owner = doc["owner"]
+    except (KeyError, ValueError):
+        raise PeerUnavailable(f"a peer sent a malformed record {doc.get('_id')!r}") from None
+    if not (_HEX_ID.fullmatch(fid) and _HEX_ID.fullmatch(vid) and _HEX_ID.fullmatch(str(owner))
+            and doc.get("fid") == fid and idx >= -1):
+        raise PeerUnavailable(f"a peer sent a malformed record {doc.get('_id')!r}")
+    return fid, vid, idx, owner
+
+
+def _data(doc: dict) -> bytes:
+    try:
+        return b64d(doc["data"])
+    except (KeyError, TypeError, ValueError):
+        raise PeerUnavailable(f"a peer sent a malformed record {doc.get('_id')!r}") from None

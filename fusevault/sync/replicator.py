@@ -1,0 +1,281 @@
+"""Replication with one peer, both ways, as CouchDB's replicator does it.
+
+Push: what this replica committed since the last checkpoint is offered to
+the peer (``_revs_diff``) and only what it lacks is sent (``_bulk_docs``
+with ``new_edits: false``).  Records go first, then documents, so on the
+peer no document ever comes before a record it needs: a file is never seen
+half-arrived.  Pull: the peer's changes feed (a longpoll once caught up),
+``_revs_diff`` against this replica, ``_bulk_get`` of what is missing;
+records are appended to their ``.vf`` and the documents stored in one
+transaction with the records' places.
+
+Checkpoints are kept here and, for the push, also on the peer, so a peer
+database that was wiped or replaced is given everything again.  A peer that
+is away is retried with exponential backoff; nothing is lost meanwhile,
+since both sides only ever ask "what do you lack?".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import trio
+
+from fusevault.errors import ForeignVault, PeerUnavailable
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
+from fusevault.sync.couch_api import CouchDatabase
+from fusevault.sync.records_wire import place_records, read_records, record_rev
+from fusevault.vault.layout import Layout
+from fusevault.vault.peers import PEER
+from fusevault.vault.records import is_record, parse_record_id, record_id
+
+log = logging.getLogger(__name__)
+
+PUSH_EVERY = 0.5  # how soon a local commit is offered to peers
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+CHANGES_BATCH = 200
+RECORDS_BATCH = 32  # about 2.8 MB per request at 64 KiB blocks
+VAULT_DOC = "vault"
+
+# Documents whose current revision changed, and every id still in conflict.
+Arrived = Callable[[list[dict], list[str]], None]
+
+
+@dataclass
+class PeerStatus:
+    name: str
+    url: str
+    state: str = "starting"
+    last_contact: float | None = None
+    pending_up: int = 0
+    pending_down: int | None = None
+    error: str | None = None
+    docs_up: int = 0
+    docs_down: int = 0
+    records_up: int = 0
+    records_down: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _seq_number(seq: object) -> int | None:
+    # pouchdb counts with integers, CouchDB 2+ with "N-opaque" strings.
+    try:
+        return int(str(seq).split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+class Replicator:
+    def __init__(self, store: LocalStore, layout: Layout, device: str, name: str, db: CouchDatabase,
+                 arrived: Arrived, status: PeerStatus) -> None:
+        self.store = store
+        self.layout = layout
+        self.device = device
+        self.name = name
+        self.db = db
+        self.arrived = arrived
+        self.status = status
+        self.checkpoint_id = f"sync-{name}"
+        self.checkpoint = replica.get_local(store, self.checkpoint_id)
+
+    # --- the life of one peer's replication
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Replicate until cancelled, backing off while the peer is away."""
+        task_status.started()
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                await self.connect()
+                delay = BACKOFF_FIRST
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._push_loop)
+                    nursery.start_soon(self._pull_loop)
+            except* (PeerUnavailable, ForeignVault) as group:
+                self._failed(str(group.exceptions[0]), delay)
+            except* Exception as group:  # a bug must not end the mount: logged, retried
+                log.error("sync with %s failed", self.name, exc_info=group.exceptions[0])
+                self._failed("internal error: see the mount's log", delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def _failed(self, why: str, delay: float) -> None:
+        self.status.error = why
+        self.status.state = f"retrying in {delay:.0f} s"
+        log.warning("sync with %s: %s", self.name, why)
+
+    async def connect(self) -> None:
+        """Check that the peer holds this vault (or nothing yet) and where to resume."""
+        info = await self.db.ensure()
+        theirs = await self.db.get(VAULT_DOC)
+        if theirs is not None and theirs.get("vault_id") != self.layout.vault_id:
+            raise ForeignVault(f"{self.db.label} holds another vault's documents: "
+                               "give this vault a database of its own")
+        if theirs is None and self.store.get(VAULT_DOC) is None:
+            # The first replica to meet this database names the vault in it.
+            self.store.put_many([{"_id": VAULT_DOC, "type": "Vault", "vault_id": self.layout.vault_id}])
+        remote = await self.db.get_local(self._peer_checkpoint_id)
+        if remote.get("push") != self.checkpoint.get("push") or \
+                remote.get("records") != self.checkpoint.get("records"):
+            # The peer does not remember what it was given (a new or wiped
+            # database): offer everything again; it takes only what it lacks.
+            self.checkpoint.update(push=0, records=0)
+        theirs_now, ours = _seq_number(info.get("update_seq")), _seq_number(self.checkpoint.get("pull", 0))
+        if theirs_now is not None and ours is not None and theirs_now < ours:
+            self.checkpoint["pull"] = 0  # the peer's database began again
+        self._contact()
+
+    @property
+    def _peer_checkpoint_id(self) -> str:
+        return f"fusevault-{self.device}"
+
+    def _contact(self) -> None:
+        self.status.last_contact = time.time()
+        self.status.error = None
+        self.status.bytes_up, self.status.bytes_down = self.db.sent, self.db.received
+
+    async def _save_checkpoint(self, push: bool) -> None:
+        replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
+        if push:
+            await self.db.put_local(self._peer_checkpoint_id,
+                                    {"push": self.checkpoint.get("push", 0),
+                                     "records": self.checkpoint.get("records", 0)})
+
+    # --- push
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self.push()
+            await trio.sleep(PUSH_EVERY)
+
+    async def push(self) -> None:
+        """Send the peer what this replica has and it lacks."""
+        self.status.pending_up = self.pending_up()
+        if not self.status.pending_up:
+            return
+        self.status.state = "sending"
+        # The documents to send are fixed first: any record one of them needs
+        # was placed before it was committed, so it goes in the loop below.
+        changes, last = self.store.changes(self.checkpoint.get("push", 0), CHANGES_BATCH * 10)
+        await self._push_records()
+        ids = list(dict.fromkeys(c["id"] for c in changes))
+        for batch in _chunks(ids, CHANGES_BATCH):
+            docs = [doc for doc_id in batch for doc in replica.leaves(self.store, doc_id)
+                    if doc.get("type") != PEER]
+            wanted: dict[str, list[str]] = {}
+            for doc in docs:
+                wanted.setdefault(doc["_id"], []).append(doc["_rev"])
+            lacking = await self.db.revs_diff(wanted)
+            send = [doc for doc in docs if doc["_rev"] in lacking.get(doc["_id"], ())]
+            await self.db.bulk_docs(send)
+            self.status.docs_up += len(send)
+        self.checkpoint["push"] = last
+        await self._save_checkpoint(push=True)
+        self._contact()
+        self.status.pending_up = self.pending_up()
+        self.status.state = "idle"
+
+    async def _push_records(self) -> None:
+        while rows := self._records_since(self.checkpoint.get("records", 0), CHANGES_BATCH):
+            by_id = {record_id(fid, vid, idx): (fid, vid, idx, owner, offset, length)
+                     for _, fid, vid, idx, owner, offset, length in rows}
+            lacking = await self.db.revs_diff({doc_id: [record_rev(doc_id)] for doc_id in by_id})
+            for batch in _chunks([by_id[doc_id] for doc_id in by_id if doc_id in lacking], RECORDS_BATCH):
+                docs = await trio.to_thread.run_sync(read_records, self.layout, batch)
+                await self.db.bulk_docs(docs)
+                self.status.records_up += len(docs)
+                self._contact()
+            self.checkpoint["records"] = rows[-1][0]
+            await self._save_checkpoint(push=True)
+
+    def _records_since(self, n: int, limit: int) -> list[tuple]:
+        return self.store.db.execute(
+            "SELECT n, fid, vid, idx, owner, offset, length FROM places WHERE n > ? ORDER BY n LIMIT ?",
+            (n, limit)).fetchall()
+
+    def pending_up(self) -> int:
+        db = self.store.db
+        (docs,) = db.execute("SELECT COUNT(*) FROM docs WHERE seq > ?",
+                             (self.checkpoint.get("push", 0),)).fetchone()
+        (records,) = db.execute("SELECT COUNT(*) FROM places WHERE n > ?",
+                                (self.checkpoint.get("records", 0),)).fetchone()
+        return docs + records
+
+    # --- pull
+
+    async def _pull_loop(self) -> None:
+        caught_up = False
+        while True:
+            caught_up = not await self.pull(wait=caught_up)
+
+    async def pull(self, wait: bool = False) -> bool:
+        """Take one batch of the peer's changes; False once there were none left."""
+        since = self.checkpoint.get("pull", 0)
+        results, last = await self.db.changes(since, CHANGES_BATCH, wait=wait)
+        self._contact()
+        if not results:
+            self.status.pending_down = 0
+            return False
+        self.status.state = "receiving"
+        records: dict[str, str] = {}
+        offered: dict[str, list[str]] = {}
+        for result in results:
+            revs = [change["rev"] for change in result["changes"]]
+            if is_record(result["id"]):
+                records[result["id"]] = revs[0]
+            else:
+                offered[result["id"]] = revs
+        lacking = replica.missing(self.store, offered)
+        placed = self._placed(records)
+        record_docs = []
+        for batch in _chunks([(i, r) for i, r in records.items() if i not in placed], RECORDS_BATCH):
+            record_docs += await self.db.bulk_get(batch)
+        docs = await self.db.bulk_get([(i, r) for i, revs in lacking.items() for r in revs])
+        docs = [doc for doc in docs if doc.get("type") != PEER and doc["_id"] != VAULT_DOC
+                or doc["_id"] == VAULT_DOC and doc.get("vault_id") == self.layout.vault_id]
+        places = await trio.to_thread.run_sync(place_records, self.layout, record_docs)
+        # From here to `arrived` nothing awaits: the mount's tree takes the
+        # documents in before any request can see the store ahead of it.
+        arrival = replica.store_revisions(self.store, docs, places)
+        if places and self.layout.places is not None:
+            self.layout.places.note_arrival()
+        self.checkpoint["pull"] = last
+        replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
+        self.status.docs_down += len(docs)
+        self.status.records_down += len(record_docs)
+        if arrival.conflicts:
+            log.info("sync with %s: %d document(s) were changed here and there", self.name,
+                     len(arrival.conflicts))
+        if arrival.current or arrival.conflicts:
+            self.arrived(arrival.current, replica.conflicted(self.store))
+        self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
+        self.status.state = "idle"
+        self._contact()
+        return True
+
+    def _placed(self, records: dict[str, str]) -> set[str]:
+        placed = set()
+        db = self.store.db
+        for doc_id in records:
+            try:
+                fid, vid, idx = parse_record_id(doc_id)
+            except ValueError:
+                continue  # refused when it is placed
+            if db.execute("SELECT 1 FROM places WHERE fid = ? AND vid = ? AND idx = ?",
+                          (fid, vid, idx)).fetchone():
+                placed.add(doc_id)
+        return placed

@@ -1,0 +1,144 @@
+"""The mount's sync task: one replicator per peer, started and stopped as
+``fusevault peer add`` and ``peer remove`` change the Peers documents.
+
+Runs in the mount's nursery (``nursery.start``) whether or not anyone is
+unlocked: replication needs no key, only the store and the ``.vf`` files.
+What arrives is handed to ``arrived`` on the trio thread, which lets the
+unlocked trees take it in and the kernel drop what it cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from pathlib import Path
+
+import trio
+
+from fusevault.errors import PeerUnavailable, VaultError
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
+from fusevault.sync.couch_api import CouchDatabase
+from fusevault.sync.replicator import BACKOFF_MAX, VAULT_DOC, Arrived, PeerStatus, Replicator
+from fusevault.vault.layout import Layout, open_layout
+from fusevault.vault.layout import create as create_layout
+from fusevault.vault.peers import peers, read_credentials, url_of
+
+log = logging.getLogger(__name__)
+
+PEERS_EVERY = 1.0  # how soon `peer add` / `peer remove` take effect in a running mount
+
+
+def device_of(store: LocalStore) -> dict:
+    """This replica's id and name (the DEVICE of conflict copies), made once."""
+    device = replica.get_local(store, "device")
+    if not device:
+        device = {"id": uuid.uuid4().hex, "name": socket.gethostname().split(".")[0] or "device"}
+        replica.put_local(store, "device", device)
+    return device
+
+
+class SyncService:
+    def __init__(self, store: LocalStore, layout: Layout, arrived: Arrived) -> None:
+        self.store = store
+        self.layout = layout
+        self.arrived = arrived
+        self.status: dict[str, PeerStatus] = {}
+        self.device = device_of(store)
+        self._running: dict[str, tuple[dict, trio.CancelScope]] = {}
+        self._replicators: dict[str, Replicator] = {}
+        # Why peers are not synced by this mount (None: they are).
+        self.paused: str | None = None
+
+    def has_peers(self) -> bool:
+        return bool(peers(self.store))
+
+    def as_dict(self) -> list[dict]:
+        for name, replicator in self._replicators.items():
+            if name in self.status:  # counted now: a commit a moment ago is pending
+                self.status[name].pending_up = replicator.pending_up()
+        return [status.as_dict() for _, status in sorted(self.status.items())]
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        device = self.device["id"]
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            if conflicts := replica.conflicted(self.store):
+                self.arrived([], conflicts)  # left from before (arrived while locked)
+            while True:
+                wanted = {p["_id"]: p for p in peers(self.store)}
+                for peer_id, (peer, scope) in list(self._running.items()):
+                    if wanted.get(peer_id, {}).get("_rev") != peer["_rev"]:
+                        scope.cancel()
+                        del self._running[peer_id]
+                        self.status.pop(peer["name"], None)
+                for peer_id, peer in wanted.items():
+                    if peer_id not in self._running:
+                        scope = await nursery.start(self._replicate, peer, device)
+                        self._running[peer_id] = (peer, scope)
+                await trio.sleep(PEERS_EVERY)
+
+    async def _replicate(self, peer: dict, device: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            status = self.status[peer["name"]] = PeerStatus(peer["name"], url_of(peer))
+            task_status.started(scope)
+            if self.paused:
+                status.state, status.error = "paused", self.paused
+                await trio.sleep_forever()
+            try:
+                auth = read_credentials(peer.get("credentials"))
+            except VaultError as err:
+                status.state, status.error = "stopped", str(err)
+                return
+            db = CouchDatabase(url_of(peer), auth, label=f"peer {peer['name']} ({url_of(peer)})")
+            try:
+                if peer.get("path_to_dump_chunks"):
+                    await self._keep_for_owner(peer, device, db, status)
+                else:
+                    await self._run(Replicator(self.store, self.layout, device, peer["name"], db,
+                                               self.arrived, status))
+            finally:
+                with trio.CancelScope(shield=True):
+                    await db.aclose()
+
+    async def _run(self, replicator: Replicator) -> None:
+        self._replicators[replicator.name] = replicator
+        try:
+            await replicator.run()
+        finally:
+            if self._replicators.get(replicator.name) is replicator:
+                del self._replicators[replicator.name]
+
+    async def _keep_for_owner(self, peer: dict, device: str, db: CouchDatabase, status: PeerStatus) -> None:
+        """A backup buddy: another vault's replica, without its keys, in
+        ``path_to_dump_chunks`` (documents and ``.vf`` records as they came).
+        It replicates both ways, so a database its owner lost is filled again."""
+        while True:
+            try:
+                vault = await db.get(VAULT_DOC)
+                if vault is None:
+                    raise PeerUnavailable(f"{db.label} holds no vault yet")
+                break
+            except PeerUnavailable as err:
+                status.state, status.error = "waiting", str(err)
+                await trio.sleep(BACKOFF_MAX)
+        root = Path(peer["path_to_dump_chunks"])
+        try:
+            layout = open_layout(root) if (root / "vault.json").exists() else \
+                create_layout(root, {"kind": "local"}, vault_id=str(vault["vault_id"]))
+            store = LocalStore(root / "store.sqlite")
+        except VaultError as err:
+            status.state, status.error = "stopped", f"{root}: {err}"
+            return
+        try:
+            await self._run(Replicator(store, layout, device, peer["name"], db,
+                                       lambda docs, conflicts: None, status))
+        finally:
+            store.close()
+
+
+def sync_service(store: object, layout: Layout, arrived: Arrived) -> SyncService | None:
+    """The sync task of a mount, for a vault with an embedded store (one kept
+    in CouchDB is already where its replicas are)."""
+    return SyncService(store, layout, arrived) if isinstance(store, LocalStore) else None

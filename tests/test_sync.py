@@ -1,0 +1,354 @@
+"""Peer sync through CouchDB replication, with pouchdb-server as the peer.
+
+Two devices are two vault replicas, each mounted by its own `fusevault mount`
+process; they meet only through the CouchDB-protocol server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import PouchServer, docs_of, fusevault, mounted
+
+LONG = 60  # generous: waits end as soon as the condition holds
+
+
+def wait_for(check, what, timeout: float = LONG):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except OSError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what() if callable(what) else what}")
+        time.sleep(0.2)
+
+
+def sync_status(mountpoint: Path) -> dict:
+    result = fusevault("sync", "status", mountpoint, "--json", passphrase=None)
+    assert result.returncode == 0, result.stderr
+    (mount,) = json.loads(result.stdout)["mounts"]
+    (peer,) = mount["peers"]
+    return peer
+
+
+def settled(mountpoint: Path) -> bool:
+    peer = sync_status(mountpoint)
+    return peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None
+
+
+def new_device(url: str, tmp_path: Path, name: str) -> Path:
+    vault = tmp_path / name
+    result = fusevault("init", vault, "--join", url, "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    return vault
+
+
+def first_device(url: str, tmp_path: Path) -> Path:
+    vault = tmp_path / "laptop"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    added = fusevault("peer", "add", "server", url, "--vault", vault, passphrase=None)
+    assert added.returncode == 0, added.stderr
+    return vault
+
+
+def server_dump(url: str) -> bytes:
+    """Everything the server's database holds, with record contents decoded."""
+    with urllib.request.urlopen(f"{url}/_all_docs?include_docs=true&conflicts=true", timeout=30) as r:
+        rows = json.load(r)["rows"]
+    # Record contents decoded, the rest as JSON (base64 text would hold short
+    # words by chance).
+    out = [base64.b64decode(row["doc"].pop("data")) for row in rows if "data" in row["doc"]]
+    return b"\n".join([json.dumps(rows).encode(), *out])
+
+
+def record_ids(url: str) -> list[str]:
+    with urllib.request.urlopen(f"{url}/_all_docs", timeout=30) as r:
+        return [row["id"] for row in json.load(r)["rows"] if row["id"].startswith("rec-")]
+
+
+def test_two_devices_exchange_creates_edits_renames_deletes_and_a_large_file(
+        couchdb_url: str, tmp_path: Path) -> None:
+    laptop = first_device(couchdb_url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "docs").mkdir()
+        (a / "docs" / "plan.txt").write_bytes(b"AAAA secret plan")
+        wait_for(lambda: settled(a), "the laptop to send its first files")
+        desktop = new_device(couchdb_url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            assert (b / "docs" / "plan.txt").read_bytes() == b"AAAA secret plan"
+            # The desktop's kernel caches the page (keep_cache) and knows the
+            # name is missing; both must be dropped when the laptop's change comes.
+            assert not (b / "docs" / "new.txt").exists()
+            (a / "docs" / "plan.txt").write_bytes(b"BBBB secret plan")
+            (a / "docs" / "new.txt").write_bytes(b"made on the laptop")
+            wait_for(lambda: (b / "docs" / "plan.txt").read_bytes() == b"BBBB secret plan",
+                     "the edit to reach the desktop")
+            wait_for(lambda: (b / "docs" / "new.txt").exists(), "the new file to reach the desktop")
+            assert (b / "docs" / "new.txt").read_bytes() == b"made on the laptop"
+
+            # The other way: an edit that grows the file, a rename, a delete.
+            with open(b / "docs" / "plan.txt", "ab") as f:
+                f.write(b" and more from the desktop")
+            os.rename(b / "docs" / "new.txt", b / "renamed.txt")
+            wait_for(lambda: (a / "renamed.txt").exists(), "the rename to reach the laptop")
+            assert not (a / "docs" / "new.txt").exists()
+            wait_for(lambda: (a / "docs" / "plan.txt").read_bytes()
+                     == b"BBBB secret plan and more from the desktop", "the append to reach the laptop")
+            os.unlink(b / "renamed.txt")
+            wait_for(lambda: not (a / "renamed.txt").exists(), "the delete to reach the laptop")
+            # A delete goes through the trash on every device: restorable there.
+            trash = fusevault("trash", a, "--json")
+            assert "renamed.txt" in trash.stdout, trash.stdout
+            restored = fusevault("restore", a / "renamed.txt")
+            assert restored.returncode == 0, restored.stderr
+            wait_for(lambda: (b / "renamed.txt").exists(), "the restore to reach the desktop")
+            assert (b / "renamed.txt").read_bytes() == b"made on the laptop"
+
+            # 50 MiB, block by block; never seen half-arrived: the desktop sees
+            # the empty file `cp` made first, then all of it.
+            big = tmp_path / "big"
+            big.write_bytes(os.urandom(50 << 20))
+            subprocess.run(["cp", big, a / "big"], check=True)
+            sizes = set()
+
+            def arrived() -> bool:
+                sizes.add((b / "big").stat().st_size)
+                return (50 << 20) in sizes
+
+            wait_for(arrived, "the large file to reach the desktop")
+            assert sizes <= {0, 50 << 20}, sizes
+            assert subprocess.run(["cmp", big, b / "big"]).returncode == 0
+
+            # A small edit of the large file sends only the blocks it changed.
+            wait_for(lambda: settled(a), "the laptop to be done sending")
+            before, ids_before = sync_status(a), set(record_ids(couchdb_url))
+            with open(a / "big", "r+b") as f:
+                f.seek(20 << 20)
+                f.write(b"x" * 4096)
+            wait_for(lambda: settled(a) and sync_status(a)["records_up"] > before["records_up"],
+                     "the edit to be sent")
+            after = sync_status(a)
+            assert after["records_up"] - before["records_up"] == 2  # one block and the manifest
+            assert len(set(record_ids(couchdb_url)) - ids_before) == 2
+            assert after["bytes_up"] - before["bytes_up"] < 300_000
+            expected = bytearray(big.read_bytes())
+            expected[20 << 20:(20 << 20) + 4096] = b"x" * 4096
+            wait_for(lambda: (b / "big").read_bytes() == expected, "the edit to reach the desktop")
+
+    # The server saw only ciphertext: no file name, no content (user names
+    # are in clear in UserDetails, as docs/SECURITY.md lists).
+    dump = server_dump(couchdb_url)
+    for plain in (b"plan.txt", b"secret plan", b"renamed.txt", b"made on the laptop", b"docs",
+                  big.read_bytes()[:64], big.read_bytes()[-64:]):
+        assert plain not in dump, plain
+
+
+def test_the_server_killed_mid_transfer_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        data = os.urandom(30 << 20)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the first contact")
+            (a / "big").write_bytes(data)
+            wait_for(lambda: sync_status(a)["records_up"] > 10, "the transfer to begin")
+            server.kill()
+            assert sync_status(a)["records_up"] < 480  # killed in the middle of the 481 records
+            wait_for(lambda: sync_status(a)["error"], "the laptop to notice")
+            (a / "while-away.txt").write_bytes(b"written while the server was away")
+            server.start()
+            wait_for(lambda: settled(a), "the laptop to finish after the server is back")
+            sent = sync_status(a)["records_up"]
+        # Every record once: 480 blocks and a manifest per version of "big",
+        # and whatever the small file needs; nothing sent twice was stored twice.
+        ids = record_ids(url)
+        assert len(ids) == len(set(ids))
+        assert sent <= len(ids)
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            assert sorted(os.listdir(b)) == ["big", "while-away.txt"]
+            assert (b / "big").read_bytes() == data
+            assert (b / "while-away.txt").read_bytes() == b"written while the server was away"
+    finally:
+        server.stop()
+
+
+def test_two_servers_replicating_to_each_other_carry_changes_between_devices(
+        couchdb_server: str, tmp_path: Path) -> None:
+    other = PouchServer(tmp_path / "pouch2")
+    other.start()
+    try:
+        first = f"{couchdb_server}/fv{uuid.uuid4().hex[:12]}"
+        second = f"{other.url}/mirror"
+        laptop = first_device(first, tmp_path)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "one.txt").write_bytes(b"from the laptop")
+            wait_for(lambda: settled(a), "the laptop's first push")
+            for source, target in ((first, second), (second, first)):
+                _replicate(other.url, source, target)
+            desktop = wait_for(lambda: _join_when_there(second, tmp_path), "the mirror to have the vault")
+            with mounted(desktop, tmp_path / "b") as b:
+                wait_for(lambda: (b / "one.txt").exists(), "the file through both servers")
+                (b / "two.txt").write_bytes(b"from the desktop")
+                wait_for(lambda: (a / "two.txt").exists(), "the desktop's file through both servers")
+                assert (a / "two.txt").read_bytes() == b"from the desktop"
+    finally:
+        other.stop()
+
+
+def _replicate(server: str, source: str, target: str) -> None:
+    body = json.dumps({"source": source, "target": target, "continuous": True, "create_target": True})
+    request = urllib.request.Request(f"{server}/_replicate", data=body.encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).read()
+
+
+def _join_when_there(url: str, tmp_path: Path) -> Path | None:
+    vault = tmp_path / "desktop"
+    result = fusevault("init", vault, "--join", url, "--user", "alice")
+    if result.returncode != 0:
+        return None
+    return vault
+
+
+def test_peer_commands_and_joining_refuse_mistakes_in_one_line(couchdb_url: str, tmp_path: Path) -> None:
+    vault = tmp_path / "v"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    secret_url = couchdb_url.replace("http://", "http://bob:hunter2@")
+    refused = fusevault("peer", "add", "s", secret_url, "--vault", vault, passphrase=None)
+    assert refused.returncode == 12 and "hunter2" not in refused.stderr + refused.stdout
+    assert "credentials do not go in the URL" in refused.stderr
+    creds = tmp_path / "creds"
+    creds.write_text("bob:hunter2\n")
+    creds.chmod(0o600)
+    added = fusevault("peer", "add", "s", couchdb_url, "--vault", vault, "--credentials-file", creds,
+                      passphrase=None)
+    assert added.returncode == 0, added.stderr
+    listed = fusevault("peer", "list", "--vault", vault, "--json", passphrase=None)
+    (peer,) = json.loads(listed.stdout)
+    assert peer["url"] == couchdb_url and peer["credentials"] == f"file {creds}"
+    assert "hunter2" not in listed.stdout
+    again = fusevault("peer", "add", "s", couchdb_url, "--vault", vault, passphrase=None)
+    assert again.returncode == 11
+    assert fusevault("peer", "remove", "nope", "--vault", vault, passphrase=None).returncode == 4
+    assert fusevault("peer", "remove", "s", "--vault", vault, passphrase=None).returncode == 0
+    assert json.loads(fusevault("peer", "list", "--vault", vault, "--json", passphrase=None).stdout) == []
+
+    # Joining: a database without a vault, then a wrong passphrase: nothing is left behind.
+    empty = fusevault("init", tmp_path / "j1", "--join", couchdb_url + "x", "--user", "alice")
+    assert empty.returncode == 12 and "Traceback" not in empty.stderr
+    assert not (tmp_path / "j1").exists()
+    laptop = first_device(couchdb_url + "y", tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+    wrong = fusevault("init", tmp_path / "j2", "--join", couchdb_url + "y", "--user", "alice",
+                      passphrase="wrong")
+    assert wrong.returncode == 3 and "Traceback" not in wrong.stderr
+    assert not (tmp_path / "j2").exists()
+    # A database that holds another vault is refused by the mount, and said so.
+    assert fusevault("peer", "add", "other", couchdb_url + "y", "--vault", vault,
+                     passphrase=None).returncode == 0
+    with mounted(vault, tmp_path / "v-mnt") as m:
+        status = wait_for(lambda: sync_status(m)["error"], "the mount to refuse the database")
+        assert "another vault" in status
+
+
+def test_edits_made_while_apart_keep_both_sides(tmp_path: Path) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        with mounted(laptop, tmp_path / "a") as a:
+            for name in ("notes.txt", "gone.txt", "moved.txt"):
+                (a / name).write_bytes(b"as it was")
+            wait_for(lambda: settled(a), "the first push")
+            desktop = new_device(url, tmp_path, "desktop")
+            with mounted(desktop, tmp_path / "b") as b:
+                server.kill()  # apart from here
+                (a / "notes.txt").write_bytes(b"the laptop's words")
+                os.unlink(a / "gone.txt")
+                os.rename(a / "moved.txt", a / "renamed.txt")
+                time.sleep(0.05)  # the desktop's edit is the later one
+                (b / "notes.txt").write_bytes(b"the desktop's words")
+                (b / "gone.txt").write_bytes(b"edited on the desktop")
+                (b / "moved.txt").write_bytes(b"edited on the desktop too")
+                server.start()
+
+                def agreed() -> bool:
+                    names = sorted(os.listdir(a))
+                    return (len(names) == 4 and names == sorted(os.listdir(b))
+                            and settled(a) and settled(b))
+
+                wait_for(agreed, "both devices to agree")
+                for mnt in (a, b):
+                    names = sorted(os.listdir(mnt))
+                    copy = [n for n in names if n.startswith("notes (conflict ")]
+                    assert names == sorted(["gone.txt", "notes.txt", "renamed.txt", *copy]), names
+                    assert copy[0].endswith(".txt")
+                    assert (mnt / "notes.txt").read_bytes() == b"the desktop's words"  # the later edit
+                    assert (mnt / copy[0]).read_bytes() == b"the laptop's words"
+                    assert (mnt / "gone.txt").read_bytes() == b"edited on the desktop"  # edit beats delete
+                    assert (mnt / "renamed.txt").read_bytes() == b"edited on the desktop too"  # both
+                # Each .vf now holds its own records and the other device's at
+                # other offsets: collecting old versions must free neither.
+                # (The first one's deletions of version documents reach the other.)
+                dropped = 0
+                for mnt in (a, b):
+                    gc = fusevault("gc", mnt, "--as-of", "2099-01-01", "--json")
+                    assert gc.returncode == 0, gc.stderr
+                    dropped += json.loads(gc.stdout)["versions_dropped"]
+                assert dropped > 0
+                Path("/proc/sys/vm/drop_caches").write_text("3")
+                for mnt in (a, b):
+                    assert (mnt / "notes.txt").read_bytes() == b"the desktop's words"
+                    assert (mnt / "renamed.txt").read_bytes() == b"edited on the desktop too"
+    finally:
+        server.stop()
+
+
+def test_a_backup_buddy_keeps_another_vault_without_its_keys_and_refills_its_server(
+        couchdb_url: str, tmp_path: Path) -> None:
+    laptop = first_device(couchdb_url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "thesis.tex").write_bytes(b"chapter one, the only copy")
+        wait_for(lambda: settled(a), "alice's push")
+    # Zoe's vault keeps alice's, encrypted, in her peer_dir_for_storage.
+    zoe = tmp_path / "zoe"
+    assert fusevault("init", zoe, "--user", "zoe").returncode == 0
+    storage = tmp_path / "kept-for-friends"
+    storage.mkdir()
+    configured = fusevault("config", "set", "peer_dir_for_storage", storage, "--vault", zoe)
+    assert configured.returncode == 0, configured.stderr
+    added = fusevault("peer", "add", "alice", couchdb_url, "--store-only", "--vault", zoe, passphrase=None)
+    assert added.returncode == 0, added.stderr
+    with mounted(zoe, tmp_path / "z") as z:
+        wait_for(lambda: settled(z) and sync_status(z)["records_down"] > 0,
+                 lambda: f"zoe's copy of alice's vault: {sync_status(z)}")
+        kept = storage / "alice"
+        assert (kept / "store.sqlite").exists() and list(kept.glob("users/*/own/*.vf"))
+        everything = b"".join(p.read_bytes() for p in kept.rglob("*") if p.is_file())
+        assert b"chapter one" not in everything and b"thesis" not in everything
+        # Zoe's own vault holds nothing of alice's, and zoe's tree shows nothing of it.
+        assert [u["username"] for u in docs_of(zoe, "UserDetails")] == ["zoe"]
+        assert os.listdir(z) == []
+        # Alice's server loses her database: the buddy gives it everything again.
+        request = urllib.request.Request(couchdb_url, method="DELETE")
+        urllib.request.urlopen(request, timeout=30).read()
+        wait_for(lambda: len(record_ids(couchdb_url)) > 0 and settled(z), "the buddy to refill the server")
+    phone = new_device(couchdb_url, tmp_path, "phone")
+    with mounted(phone, tmp_path / "p") as p:
+        assert (p / "thesis.tex").read_bytes() == b"chapter one, the only copy"
+
