@@ -292,7 +292,8 @@ def test_edits_made_while_apart_keep_both_sides(tmp_path: Path) -> None:
                     return (len(names) == 4 and names == sorted(os.listdir(b))
                             and settled(a) and settled(b))
 
-                wait_for(agreed, "both devices to agree")
+                wait_for(agreed, lambda: f"both devices to agree: {os.listdir(a)} {os.listdir(b)} "
+                                         f"{sync_status(a)} {sync_status(b)}")
                 for mnt in (a, b):
                     names = sorted(os.listdir(mnt))
                     copy = [n for n in names if n.startswith("notes (conflict ")]

@@ -30,6 +30,7 @@ from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.records_wire import place_records, read_records, record_rev
 from fusevault.vault.layout import Layout
+from fusevault.vault.nodes import NODE
 from fusevault.vault.peers import PEER
 from fusevault.vault.records import is_record, parse_record_id, record_id
 
@@ -181,7 +182,11 @@ class Replicator:
                 wanted.setdefault(doc["_id"], []).append(doc["_rev"])
             lacking = await self.db.revs_diff(wanted)
             send = [doc for doc in docs if doc["_rev"] in lacking.get(doc["_id"], ())]
-            await self.db.bulk_docs(send)
+            # A _bulk_docs is not atomic: a reader may see part of it.  Node
+            # documents go in a second request, once the versions they name
+            # are stored, so no peer meets a node before its version.
+            for nodes in (False, True):
+                await self.db.bulk_docs([d for d in send if (d.get("type") == NODE) == nodes])
             self.status.docs_up += len(send)
         self.checkpoint["push"] = last
         await self._save_checkpoint(push=True)

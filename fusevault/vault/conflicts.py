@@ -98,13 +98,16 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             return  # a file shared with this user: its owner's devices settle it
         mine = _open(current, replica.current_history(store, doc_id), volume)
         theirs = _open(other, replica.history_from(other), volume)
+        if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
+            return  # a version has not arrived yet: settled after a later arrival
         keeper, links, loser = _decide(store, mine, theirs)
+        log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
+                 f"{loser.doc['_rev']} copied" if loser else "no copy")
         if loser is not None:
             await _conflict_copy(volume, store, loser)
         if keeper is theirs or links != keeper.links:
             await _adopt(volume, current, keeper, links, out)
         replica.close_leaf(store, doc_id, other["_rev"])
-        log.info("settled concurrent edits of %s", doc_id)
 
 
 def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:
