@@ -182,7 +182,9 @@ def _device_of(store: LocalStore, leaf: Leaf) -> str | None:
 
 async def _adopt(volume: Volume, current: dict, keeper: Leaf, links: list, out: Absorbed) -> None:
     """Make the keeper's state (with ``links``) the next revision after ``current``."""
-    absorb_node(volume, {**keeper.doc, "_rev": current["_rev"] + "+"}, out)
+    # Taken into the tree as if it were a newer revision (absorb skips the
+    # revision the tree already holds), then committed on top of ``current``.
+    absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out)
     ino = volume.by_fid.get(current["_id"])
     if ino is None:
         return
