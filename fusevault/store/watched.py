@@ -29,7 +29,7 @@ class WatchedStore:
         self._listener = listener
 
     def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
-        revs = self.inner.put_many(docs, places) if places else self.inner.put_many(docs)
+        revs = self.inner.put_many(docs, places)
         written = [{**doc, "_rev": rev} for doc, rev in zip(docs, revs)]
         try:
             trio.lowlevel.current_task()

@@ -250,8 +250,7 @@ class Replicator:
         for batch in _chunks([(i, r) for i, r in records.items() if i not in placed], RECORDS_BATCH):
             record_docs += await self.db.bulk_get(batch)
         docs = await self.db.bulk_get([(i, r) for i, revs in lacking.items() for r in revs])
-        docs = [doc for doc in docs if doc.get("type") != PEER and doc["_id"] != VAULT_DOC
-                or doc["_id"] == VAULT_DOC and doc.get("vault_id") == self.layout.vault_id]
+        docs = [doc for doc in docs if self._takes(doc)]
         places = await trio.to_thread.run_sync(place_records, self.layout, record_docs)
         # From here to `arrived` nothing awaits: the mount's tree takes the
         # documents in before any request can see the store ahead of it.
@@ -271,6 +270,13 @@ class Replicator:
         self.status.state = "idle"
         self._contact()
         return True
+
+    def _takes(self, doc: dict) -> bool:
+        # Peers documents are each replica's own; a vault document naming
+        # another vault would be refused at the next connect anyway.
+        if doc["_id"] == VAULT_DOC:
+            return doc.get("vault_id") == self.layout.vault_id
+        return doc.get("type") != PEER
 
     def _placed(self, records: dict[str, str]) -> set[str]:
         placed = set()

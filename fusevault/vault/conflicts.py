@@ -117,8 +117,8 @@ def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:
 
 def _decide(store: LocalStore, mine: Leaf, theirs: Leaf) -> tuple[Leaf, list, Leaf | None]:
     """(the leaf whose contents stay, the names it gets, the leaf to copy or None)."""
-    if not set(mine.history) & set(theirs.history):
-        return mine, mine.links, None  # rule 5: no common revision, made twice
+    if _made_twice(mine, theirs):
+        return mine, mine.links, None  # rule 5
     if bool(mine.doc.get("delete")) != bool(theirs.doc.get("delete")):
         keeper = theirs if mine.doc.get("delete") else mine  # rule 1
         return keeper, keeper.links, None
@@ -132,6 +132,15 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf) -> tuple[Leaf, list, Le
             return newer, older.links, None
     keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))  # rule 4
     return keeper, keeper.links, theirs if keeper is mine else mine
+
+
+def _made_twice(mine: Leaf, theirs: Leaf) -> bool:
+    """Both histories go back to their creation and share no revision.
+
+    A history cut at REVS_LIMIT (a peer away for more edits than that) also
+    shares nothing: that is an ordinary conflict, settled by contents."""
+    whole = all(leaf.history[-1].startswith("1-") for leaf in (mine, theirs))
+    return whole and not set(mine.history) & set(theirs.history)
 
 
 def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None) -> bool:

@@ -262,9 +262,7 @@ class Volume:
             raise os_error(err, "committing metadata") from None
 
     async def _put(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
-        if places:
-            return await self.store_call(self.store.put_many, docs, places)
-        return await self.store_call(self.store.put_many, docs)
+        return await self.store_call(self.store.put_many, docs, places)
 
     async def _commit(self, tx: Tx, extra: list[dict] | None = None, places: list[tuple] = ()) -> None:
         nodes = list(tx.nodes.values())
