@@ -73,8 +73,7 @@ def read_credentials(source: dict | None) -> tuple[str, str] | None:
         return None
     if "file" in source:
         try:
-            text = Path(source["file"]).read_text().splitlines()[0] if Path(source["file"]).stat().st_size \
-                else ""
+            text = (Path(source["file"]).read_text().splitlines() or [""])[0]
         except OSError as err:
             raise InvalidInput(f"cannot read the credentials file {source['file']}: {err.strerror}") from None
         where = f"the credentials file {source['file']}"
