@@ -82,29 +82,29 @@ def test_two_devices_exchange_creates_edits_renames_deletes_and_a_large_file(
         couchdb_url: str, tmp_path: Path) -> None:
     laptop = first_device(couchdb_url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
-        (a / "docs").mkdir()
-        (a / "docs" / "plan.txt").write_bytes(b"AAAA secret plan")
+        (a / "projects").mkdir()
+        (a / "projects" / "plan.txt").write_bytes(b"AAAA secret plan")
         wait_for(lambda: settled(a), "the laptop to send its first files")
         desktop = new_device(couchdb_url, tmp_path, "desktop")
         with mounted(desktop, tmp_path / "b") as b:
-            assert (b / "docs" / "plan.txt").read_bytes() == b"AAAA secret plan"
+            assert (b / "projects" / "plan.txt").read_bytes() == b"AAAA secret plan"
             # The desktop's kernel caches the page (keep_cache) and knows the
             # name is missing; both must be dropped when the laptop's change comes.
-            assert not (b / "docs" / "new.txt").exists()
-            (a / "docs" / "plan.txt").write_bytes(b"BBBB secret plan")
-            (a / "docs" / "new.txt").write_bytes(b"made on the laptop")
-            wait_for(lambda: (b / "docs" / "plan.txt").read_bytes() == b"BBBB secret plan",
+            assert not (b / "projects" / "new.txt").exists()
+            (a / "projects" / "plan.txt").write_bytes(b"BBBB secret plan")
+            (a / "projects" / "new.txt").write_bytes(b"made on the laptop")
+            wait_for(lambda: (b / "projects" / "plan.txt").read_bytes() == b"BBBB secret plan",
                      "the edit to reach the desktop")
-            wait_for(lambda: (b / "docs" / "new.txt").exists(), "the new file to reach the desktop")
-            assert (b / "docs" / "new.txt").read_bytes() == b"made on the laptop"
+            wait_for(lambda: (b / "projects" / "new.txt").exists(), "the new file to reach the desktop")
+            assert (b / "projects" / "new.txt").read_bytes() == b"made on the laptop"
 
             # The other way: an edit that grows the file, a rename, a delete.
-            with open(b / "docs" / "plan.txt", "ab") as f:
+            with open(b / "projects" / "plan.txt", "ab") as f:
                 f.write(b" and more from the desktop")
-            os.rename(b / "docs" / "new.txt", b / "renamed.txt")
+            os.rename(b / "projects" / "new.txt", b / "renamed.txt")
             wait_for(lambda: (a / "renamed.txt").exists(), "the rename to reach the laptop")
-            assert not (a / "docs" / "new.txt").exists()
-            wait_for(lambda: (a / "docs" / "plan.txt").read_bytes()
+            assert not (a / "projects" / "new.txt").exists()
+            wait_for(lambda: (a / "projects" / "plan.txt").read_bytes()
                      == b"BBBB secret plan and more from the desktop", "the append to reach the laptop")
             os.unlink(b / "renamed.txt")
             wait_for(lambda: not (a / "renamed.txt").exists(), "the delete to reach the laptop")
@@ -150,7 +150,7 @@ def test_two_devices_exchange_creates_edits_renames_deletes_and_a_large_file(
     # The server saw only ciphertext: no file name, no content (user names
     # are in clear in UserDetails, as docs/SECURITY.md lists).
     dump = server_dump(couchdb_url)
-    for plain in (b"plan.txt", b"secret plan", b"renamed.txt", b"made on the laptop", b"docs",
+    for plain in (b"plan.txt", b"secret plan", b"renamed.txt", b"made on the laptop", b"projects",
                   big.read_bytes()[:64], big.read_bytes()[-64:]):
         assert plain not in dump, plain
 
