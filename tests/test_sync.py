@@ -366,3 +366,52 @@ def test_a_backup_buddy_keeps_another_vault_without_its_keys_and_refills_its_ser
     with mounted(phone, tmp_path / "p") as p:
         assert (p / "thesis.tex").read_bytes() == b"chapter one, the only copy"
 
+
+
+def test_a_share_made_on_one_device_opens_on_the_recipients_device(couchdb_url: str, tmp_path: Path) -> None:
+    bob_secret = "bob's own passphrase"
+    laptop = first_device(couchdb_url, tmp_path)
+    as_admin = {"FUSEVAULT_VAULT": str(laptop)}
+    for args, secret in ((("user", "add", "bob", "--uid", "2001"), bob_secret),
+                         (("group", "add", "team", "--owner", "alice"), None),
+                         (("group", "member", "add", "team", "bob", "--perm", "READ,WRITE"), None)):
+        done = fusevault(*args, env=as_admin, passphrase=secret or "unused")
+        assert done.returncode == 0, done.stderr
+    bob_id = next(u["_id"] for u in docs_of(laptop, "UserDetails") if u["username"] == "bob")
+    with mounted(laptop, tmp_path / "a", "--user", "alice") as a:
+        (a / "notes.txt").write_text("hello bob")
+        (a / "proj").mkdir()
+        (a / "proj" / "plan.txt").write_text("step one\n")
+        for path, grantee, perm in ((a / "notes.txt", "bob", "READ"), (a / "proj", "@team", "WRITE")):
+            shared = fusevault("share", path, "--with", grantee, "--perm", perm)
+            assert shared.returncode == 0, shared.stderr
+        wait_for(lambda: settled(a), "the laptop to send the shares")
+        # Bob's own device: a replica opened with his passphrase only.
+        joined = fusevault("init", tmp_path / "bobs", "--join", couchdb_url, "--user", "bob",
+                           passphrase=bob_secret)
+        assert joined.returncode == 0, joined.stderr
+        bobs_keys = tmp_path / "bobs" / "users" / bob_id / "shared"
+        with mounted(tmp_path / "bobs", tmp_path / "b", "--user", "bob", passphrase=bob_secret) as b:
+            assert (b / "shared" / "alice" / "notes.txt").read_text() == "hello bob"
+            plan = b / "groups" / "team" / "proj" / "plan.txt"
+            assert plan.read_text() == "step one\n"
+            with open(plan, "a") as out:  # WRITE, through the group
+                out.write("step two, by bob\n")
+            wait_for(lambda: (a / "proj" / "plan.txt").read_text() == "step one\nstep two, by bob\n",
+                     "bob's edit to reach alice's laptop")
+            # A file bob makes there has a key only his device sealed (for the group).
+            (plan.parent / "bobs.txt").write_text("made on bob's device")
+            wait_for(lambda: (a / "proj" / "bobs.txt").read_text() == "made on bob's device",
+                     "bob's new file to reach alice's laptop")
+
+            # While both are mounted: a new share shows, a revoked one goes.
+            (a / "later.txt").write_text("shared later")
+            assert fusevault("share", a / "later.txt", "--with", "bob", "--perm", "READ").returncode == 0
+            wait_for(lambda: (b / "shared" / "alice" / "later.txt").read_text() == "shared later",
+                     "the new share to reach bob's device")
+            assert len(list(bobs_keys.glob("*.vfkey"))) == 2
+            assert fusevault("unshare", a / "notes.txt", "--with", "bob").returncode == 0
+            wait_for(lambda: not (b / "shared" / "alice" / "notes.txt").exists(),
+                     "the revoke to reach bob's device")
+            wait_for(lambda: len(list(bobs_keys.glob("*.vfkey"))) == 1, "the revoked key to go")
+            assert (b / "shared" / "alice" / "later.txt").read_text() == "shared later"

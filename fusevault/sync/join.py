@@ -11,6 +11,7 @@ from pathlib import Path
 from fusevault.errors import InvalidInput
 from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
+from fusevault.sync.key_mirror import KeyMirror
 from fusevault.sync.replicator import VAULT_DOC, PeerStatus, Replicator
 from fusevault.sync.service import device_of
 from fusevault.vault import layout as layouts
@@ -52,7 +53,7 @@ async def _replicate(layout, db: CouchDatabase, username: str, secret: bytes, pe
     try:
         status = PeerStatus(peer_name, url)
         replicator = Replicator(store, layout, device_of(store)["id"], peer_name, db,
-                                lambda docs, conflicts: None, status)
+                                lambda docs, conflicts: None, status, KeyMirror(store, layout))
         while await replicator.pull():
             print(f"\rreceived {status.docs_down} documents, {status.records_down} blocks",
                   end="", file=sys.stderr, flush=True)

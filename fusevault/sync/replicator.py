@@ -28,6 +28,7 @@ from fusevault.errors import ForeignVault, PeerUnavailable
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
+from fusevault.sync.key_mirror import KeyMirror, is_key_doc
 from fusevault.sync.records_wire import place_records, read_records, record_rev
 from fusevault.vault.layout import Layout
 from fusevault.vault.nodes import NODE
@@ -72,6 +73,14 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[start:start + size]
 
 
+def _in_order(docs: list[dict]) -> list[list[dict]]:
+    """Key documents, then the rest, then node documents."""
+    keys = [d for d in docs if is_key_doc(d["_id"])]
+    nodes = [d for d in docs if d.get("type") == NODE]
+    rest = [d for d in docs if d.get("type") != NODE and not is_key_doc(d["_id"])]
+    return [part for part in (keys, rest, nodes) if part]
+
+
 def _seq_number(seq: object) -> int | None:
     # pouchdb counts with integers, CouchDB 2+ with "N-opaque" strings.
     try:
@@ -82,8 +91,9 @@ def _seq_number(seq: object) -> int | None:
 
 class Replicator:
     def __init__(self, store: LocalStore, layout: Layout, device: str, name: str, db: CouchDatabase,
-                 arrived: Arrived, status: PeerStatus) -> None:
+                 arrived: Arrived, status: PeerStatus, keys: KeyMirror | None = None) -> None:
         self.store = store
+        self.keys = keys  # None for a replica kept for someone else (no key files of its own)
         self.layout = layout
         self.device = device
         self.name = name
@@ -165,6 +175,8 @@ class Replicator:
 
     async def push(self) -> None:
         """Send the peer what this replica has and it lacks."""
+        if self.keys is not None:
+            await self.keys.refresh()
         self.status.pending_up = self.pending_up()
         if not self.status.pending_up:
             return
@@ -182,11 +194,12 @@ class Replicator:
                 wanted.setdefault(doc["_id"], []).append(doc["_rev"])
             lacking = await self.db.revs_diff(wanted)
             send = [doc for doc in docs if doc["_rev"] in lacking.get(doc["_id"], ())]
-            # A _bulk_docs is not atomic: a reader may see part of it.  Node
-            # documents go in a second request, once the versions they name
-            # are stored, so no peer meets a node before its version.
-            for nodes in (False, True):
-                await self.db.bulk_docs([d for d in send if (d.get("type") == NODE) == nodes])
+            # A _bulk_docs is not atomic: a reader may see part of it.  Key
+            # documents go first and node documents last, in requests of
+            # their own, so no peer meets a node before its version, or a
+            # share or a new key epoch before the keys that open it.
+            for part in _in_order(send):
+                await self.db.bulk_docs(part)
             self.status.docs_up += len(send)
         self.checkpoint["push"] = last
         await self._save_checkpoint(push=True)
@@ -255,6 +268,8 @@ class Replicator:
         # From here to `arrived` nothing awaits: the mount's tree takes the
         # documents in before any request can see the store ahead of it.
         arrival = replica.store_revisions(self.store, docs, places)
+        if self.keys is not None:
+            self.keys.arrived(d["_id"] for d in arrival.current if is_key_doc(d["_id"]))
         if places and self.layout.places is not None:
             self.layout.places.note_arrival()
         self.checkpoint["pull"] = last

@@ -20,6 +20,7 @@ from fusevault.errors import PeerUnavailable, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
+from fusevault.sync.key_mirror import KeyMirror
 from fusevault.sync.replicator import BACKOFF_MAX, VAULT_DOC, Arrived, PeerStatus, Replicator
 from fusevault.vault.layout import Layout, open_layout
 from fusevault.vault.layout import create as create_layout
@@ -46,6 +47,7 @@ class SyncService:
         self.arrived = arrived
         self.status: dict[str, PeerStatus] = {}
         self.device = device_of(store)
+        self.keys = KeyMirror(store, layout)  # one for all peers
         self._running: dict[str, tuple[dict, trio.CancelScope]] = {}
         self._replicators: dict[str, Replicator] = {}
         # Why peers are not synced by this mount (None: they are).
@@ -97,7 +99,7 @@ class SyncService:
                     await self._keep_for_owner(peer, device, db, status)
                 else:
                     await self._run(Replicator(self.store, self.layout, device, peer["name"], db,
-                                               self.arrived, status))
+                                               self.arrived, status, self.keys))
             finally:
                 with trio.CancelScope(shield=True):
                     await db.aclose()

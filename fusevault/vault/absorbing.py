@@ -31,7 +31,7 @@ from fusevault.errors import VaultError
 from fusevault.vault.groups import GROUP
 from fusevault.vault.guests import key_files, open_guest
 from fusevault.vault.nodes import NODE, Node, node_from_doc, open_node_doc
-from fusevault.vault.sharing import SHARE
+from fusevault.vault.sharing import FILE_KEY, SHARE
 from fusevault.vault.users import USER
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHARING_TYPES = frozenset((SHARE, GROUP, USER))
+SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
 # Taken from a newer document; a node's contents and key only when the reader
 # has no unsaved changes of their own (those are sealed under the key they
 # were opened with, and committed with it).
@@ -72,7 +72,10 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
     if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
         volume.sharing.reload(volume.store)
         _drop_unreached(volume, out)
-        _admit_new_shares(volume)
+        _admit_new_shares(volume, out)
+    elif volume.sharing is not None and any(d["_id"] in volume.sharing.roots and d["_id"] not in volume.by_fid
+                                            for d in docs):
+        _admit_new_shares(volume, out)  # a peer sent a share's file after the share
     if own:
         return out
     for doc in docs:
@@ -181,7 +184,7 @@ def _leave(volume: Volume, node: Node, out: Absorbed) -> None:
     volume.purge_if_unused(node)
 
 
-def _admit_new_shares(volume: Volume) -> None:
+def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
     """Shares that reached this user just now: their nodes join the tree.
 
     Their keys were written before the Share document, so listing this
@@ -202,7 +205,18 @@ def _admit_new_shares(volume: Volume) -> None:
                 guests.append(opened)
         except VaultError as err:
             log.warning("a shared file %s does not open: %s", fid, err)
+    before = {ino: set(volume.nodes[ino].children) for ino in sharing.virtual}
     volume.admit_guests(guests)
+    # The new names in shared/<owner>/ and groups/<group>/ (the kernel may
+    # remember them as missing), and the folders made for them.
+    for ino in sharing.virtual:
+        folder = volume.nodes[ino]
+        if ino not in before:
+            out.entries += folder.links
+            out.inodes += [parent for parent, _ in folder.links]
+        elif added := set(folder.children) - before[ino]:
+            out.entries += [(ino, name) for name in added]
+            out.inodes.append(ino)
 
 
 def _drop_unreached(volume: Volume, out: Absorbed) -> None:

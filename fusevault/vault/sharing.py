@@ -33,6 +33,12 @@ from fusevault.vault.groups import can_write, parse_perm
 from fusevault.vault.layout import Layout
 
 SHARE = "Share"
+# A ``.vfkey`` as a document, so peers replicate it (sync/key_mirror.py).
+FILE_KEY = "FileKey"
+
+# Key files this process wrote or removed: the sync mirror's cue to look at
+# them again (other processes' are found by its slower full rescan).
+_key_writes = 0
 
 
 @dataclass(frozen=True)
@@ -101,13 +107,32 @@ def reaches(grant: Grant, groups: dict[str, dict[str, str]]) -> list[Reach]:
 
 def key_path(layout: Layout, grant: Grant, recipient: str, fid: str) -> Path:
     if grant.group:
-        return layout.group_dir(grant.grantee) / "own" / fid / "keys" / f"{recipient}.vfkey"
-    return layout.user_dir(recipient) / "shared" / f"{grant.owner}_{fid}.vfkey"
+        return group_key_path(layout, grant.grantee, fid, recipient)
+    return user_key_path(layout, recipient, grant.owner, fid)
+
+
+def user_key_path(layout: Layout, recipient: str, owner: str, fid: str) -> Path:
+    return layout.user_dir(recipient) / "shared" / f"{owner}_{fid}.vfkey"
+
+
+def group_key_path(layout: Layout, group_id: str, fid: str, recipient: str) -> Path:
+    return layout.group_dir(group_id) / "own" / fid / "keys" / f"{recipient}.vfkey"
+
+
+def key_writes() -> int:
+    """How many times this process wrote or removed a key file."""
+    return _key_writes
+
+
+def _wrote_key() -> None:
+    global _key_writes
+    _key_writes += 1
 
 
 def write_key(path: Path, epoch: int, sealed: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps({"epoch": epoch, "key": b64e(sealed)}).encode(), durable=False)
+    _wrote_key()
 
 
 def read_key(path: Path) -> tuple[int, bytes] | None:
@@ -128,6 +153,7 @@ def remove_key(path: Path) -> None:
         with contextlib.suppress(OSError):
             path.parent.rmdir()
             path.parent.parent.rmdir()
+    _wrote_key()
 
 
 def rotations(store: Store, grants: list[Grant]) -> list[dict]:

@@ -1,0 +1,192 @@
+"""Sealed file keys (``.vfkey`` files) mirrored as documents, so peers have them.
+
+A share's keys are files at seed 003's places, and peers replicate
+documents, so each key file has a ``FileKey`` document whose id names its
+place (the ids are hex, so an id from a peer never names another path):
+
+    vfkey-u-<recipient>-<owner>-<fid>   users/<recipient>/shared/<owner>_<fid>.vfkey
+    vfkey-g-<group>-<fid>-<recipient>   groups/<group>/own/<fid>/keys/<recipient>.vfkey
+
+The mirror is a three-way merge against what it last saw agree on both
+sides (a local document): a key file written or removed here becomes a new
+revision, and a revision from a peer is written to (or removed from) its
+place.  When both changed, a key beats none and a later epoch an earlier
+one; otherwise the document, on which every replica agrees, wins.  The key
+is sealed to its recipient: a peer learns only who shares with whom, by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import trio
+
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import Conflict, VaultError
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
+from fusevault.vault import sharing
+from fusevault.vault.layout import Layout
+
+log = logging.getLogger(__name__)
+
+PREFIX = "vfkey-"
+# Key files other processes wrote are found by a full look this often (this
+# process's own writes are seen at the next push).
+RESCAN_EVERY = 60.0
+_HEX = "[0-9a-f]{32}"
+_USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
+_GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
+_BASE = "key-files"  # the local document: doc id -> fingerprint both sides last had
+
+Key = tuple[int, bytes]  # (epoch, sealed key)
+
+
+def is_key_doc(doc_id: str) -> bool:
+    return doc_id.startswith(PREFIX)
+
+
+def place(layout: Layout, doc_id: str) -> Path | None:
+    """The key file a document mirrors (None: not a key document's id)."""
+    if found := _USER_KEY.fullmatch(doc_id):
+        return sharing.user_key_path(layout, *found.groups())
+    if found := _GROUP_KEY.fullmatch(doc_id):
+        return sharing.group_key_path(layout, *found.groups())
+    return None
+
+
+def scan(layout: Layout) -> dict[str, Key]:
+    """Every key file of the vault, by the id of its document (a worker thread's job)."""
+    found: dict[str, Key] = {}
+    for recipient in _listdir(layout.root / "users"):
+        for name in _listdir(layout.user_dir(recipient) / "shared"):
+            if name.endswith(".vfkey") and "_" in name:
+                _add(layout, found, f"{PREFIX}u-{recipient}-{name[:-6].replace('_', '-', 1)}")
+    for group in _listdir(layout.root / "groups"):
+        own = layout.group_dir(group) / "own"
+        for fid in _listdir(own):
+            for name in _listdir(own / fid / "keys"):
+                if name.endswith(".vfkey"):
+                    _add(layout, found, f"{PREFIX}g-{group}-{fid}-{name[:-6]}")
+    return found
+
+
+def _add(layout: Layout, found: dict[str, Key], doc_id: str) -> None:
+    if (path := place(layout, doc_id)) is None:
+        return  # not a name fusevault writes
+    try:
+        if (key := sharing.read_key(path)) is not None:
+            found[doc_id] = key
+    except VaultError as err:
+        log.warning("a key file is not mirrored to peers: %s", err)
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _key_of(doc: dict | None) -> Key | None:
+    if doc is None:
+        return None
+    try:
+        return int(doc["epoch"]), b64d(doc["key"])
+    except (KeyError, TypeError, ValueError):
+        log.warning("key document %s is malformed: not written", doc.get("_id"))
+        return None
+
+
+def _fingerprint(key: Key | None) -> str | None:
+    return None if key is None else hashlib.sha256(b"%d:" % key[0] + key[1]).hexdigest()[:32]
+
+
+def _document_wins(doc: Key | None, file: Key | None, base: str | None) -> bool:
+    if _fingerprint(file) == base:
+        return True  # only the document changed
+    if _fingerprint(doc) == base:
+        return False  # only the file changed
+    if doc is None or file is None:
+        return doc is not None
+    return doc[0] >= file[0]
+
+
+class KeyMirror:
+    """Keeps a replica's key files and FileKey documents in step (trio thread)."""
+
+    def __init__(self, store: LocalStore, layout: Layout) -> None:
+        self.store = store
+        self.layout = layout
+        self._cue: int | None = None  # sharing.key_writes() at the last full look
+        self._looked_at = -math.inf
+        self._lock = trio.Lock()
+
+    async def refresh(self) -> None:
+        """Key files written or removed here into documents (before a push)."""
+        cue = sharing.key_writes()
+        if cue == self._cue and trio.current_time() - self._looked_at < RESCAN_EVERY:
+            return
+        async with self._lock:
+            files = await trio.to_thread.run_sync(scan, self.layout)
+            if sharing.key_writes() != cue:
+                return  # a key was written meanwhile: looked at again at the next push
+            self._cue, self._looked_at = cue, trio.current_time()
+            ids = set(files) | set(replica.get_local(self.store, _BASE))
+            ids |= {doc["_id"] for doc in self.store.iter_type(sharing.FILE_KEY)}
+            self._settle(ids, files)
+
+    def arrived(self, doc_ids: Iterable[str]) -> None:
+        """Key documents a peer sent, into their places: called before the
+        tree takes the arrival in, so it finds the keys."""
+        files: dict[str, Key] = {}
+        if doc_ids := list(doc_ids):
+            for doc_id in doc_ids:
+                _add(self.layout, files, doc_id)
+            self._settle(doc_ids, files)
+
+    def _settle(self, doc_ids: Iterable[str], files: dict[str, Key]) -> None:
+        base = replica.get_local(self.store, _BASE)
+        before = dict(base)
+        updates = []
+        for doc_id in doc_ids:
+            if (path := place(self.layout, doc_id)) is None:
+                continue
+            doc = self.store.get(doc_id)
+            in_doc, in_file = _key_of(doc), files.get(doc_id)
+            if doc is not None and in_doc is None:
+                continue  # malformed (logged): the file stays as it is
+            if _fingerprint(in_doc) == _fingerprint(in_file):
+                pass
+            elif _document_wins(in_doc, in_file, base.get(doc_id)):
+                if in_doc is None:
+                    sharing.remove_key(path)
+                else:
+                    sharing.write_key(path, *in_doc)
+            else:
+                updates.append(_document(doc_id, doc, in_file))
+                in_doc = in_file
+            if (fingerprint := _fingerprint(in_doc)) is None:
+                base.pop(doc_id, None)
+            else:
+                base[doc_id] = fingerprint
+        try:
+            if updates:
+                self.store.put_many(updates)
+        except Conflict:
+            return  # changed by a peer meanwhile: settled again at the next look
+        if base != before:
+            replica.put_local(self.store, _BASE, base)
+
+
+def _document(doc_id: str, doc: dict | None, key: Key | None) -> dict:
+    rev = {"_rev": doc["_rev"]} if doc else {}
+    if key is None:
+        return {"_id": doc_id, **rev, "_deleted": True}
+    return {"_id": doc_id, **rev, "type": sharing.FILE_KEY, "epoch": key[0], "key": b64e(key[1])}

@@ -1,0 +1,103 @@
+"""Key files mirrored as documents (sync/key_mirror.py), between two replicas
+that exchange revisions the way the replicator does (no server needed: the
+wire is tested in test_sync.py)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
+from fusevault.sync.key_mirror import KeyMirror, place
+from fusevault.vault import layout as layouts
+from fusevault.vault import sharing
+
+
+class Replica:
+    def __init__(self, root: Path, vault_id: str) -> None:
+        self.layout = layouts.create(root, {"kind": "local"}, vault_id=vault_id)
+        self.store = LocalStore(root / "store.sqlite")
+        self.keys = KeyMirror(self.store, self.layout)
+
+    def send(self, doc_id: str, to: Replica) -> None:
+        arrival = replica.store_revisions(to.store, replica.leaves(self.store, doc_id))
+        to.keys.arrived(d["_id"] for d in arrival.current)
+
+    def refresh(self) -> None:
+        trio.run(self.keys.refresh)
+
+
+@pytest.fixture
+def pair(tmp_path: Path):
+    vault_id = uuid.uuid4().hex
+    here, there = Replica(tmp_path / "here", vault_id), Replica(tmp_path / "there", vault_id)
+    yield here, there
+    here.store.close()
+    there.store.close()
+
+
+def ids() -> list[str]:
+    return [uuid.uuid4().hex for _ in range(3)]
+
+
+def test_a_key_written_on_one_replica_is_written_on_the_other_and_its_removal_too(pair) -> None:
+    here, there = pair
+    recipient, owner, fid = ids()
+    group, gfid, member = ids()
+    user_key = sharing.user_key_path(here.layout, recipient, owner, fid)
+    group_key = sharing.group_key_path(here.layout, group, gfid, member)
+    sharing.write_key(user_key, 1, b"sealed for the recipient")
+    sharing.write_key(group_key, 3, b"sealed for a member")
+    here.refresh()
+    user_doc, group_doc = f"vfkey-u-{recipient}-{owner}-{fid}", f"vfkey-g-{group}-{gfid}-{member}"
+    assert here.store.get(user_doc)["epoch"] == 1 and here.store.get(group_doc)["epoch"] == 3
+    for doc_id in (user_doc, group_doc):
+        here.send(doc_id, there)
+    assert sharing.read_key(place(there.layout, user_doc)) == (1, b"sealed for the recipient")
+    assert sharing.read_key(place(there.layout, group_doc)) == (3, b"sealed for a member")
+
+    # Revoked there: the file goes, the document is deleted, and so here.
+    sharing.remove_key(place(there.layout, user_doc))
+    there.refresh()
+    assert there.store.get(user_doc) is None
+    there.send(user_doc, here)
+    assert not user_key.exists() and group_key.exists()
+    here.refresh()  # nothing to do: the deletion is not undone by the file being gone
+    assert here.store.get(user_doc) is None and here.store.get(group_doc) is not None
+
+
+def test_when_both_sides_changed_a_key_the_later_epoch_wins(pair) -> None:
+    here, there = pair
+    recipient, owner, fid = ids()
+    doc_id = f"vfkey-u-{recipient}-{owner}-{fid}"
+    sharing.write_key(sharing.user_key_path(here.layout, recipient, owner, fid), 1, b"first")
+    here.refresh()
+    here.send(doc_id, there)
+    # Apart: here the key is rotated (epoch 2); there it is sealed again at epoch 1.
+    sharing.write_key(place(here.layout, doc_id), 2, b"rotated")
+    sharing.write_key(place(there.layout, doc_id), 1, b"sealed again")
+    there.refresh()
+    there.send(doc_id, here)  # arrives before here looked at its own file
+    assert sharing.read_key(place(here.layout, doc_id)) == (2, b"rotated")
+    assert here.store.get(doc_id)["epoch"] == 2
+    here.send(doc_id, there)
+    assert sharing.read_key(place(there.layout, doc_id)) == (2, b"rotated")
+
+
+def test_documents_from_a_peer_never_name_another_path_or_break_a_key(pair) -> None:
+    here, there = pair
+    recipient, owner, fid = ids()
+    doc_id = f"vfkey-u-{recipient}-{owner}-{fid}"
+    sharing.write_key(place(here.layout, doc_id), 1, b"good")
+    here.refresh()
+    forged = [{"_id": "vfkey-u-../../../etc/x", "_rev": "1-" + "a" * 32, "type": "FileKey",
+               "epoch": 1, "key": "Zm9v"},
+              {"_id": doc_id, "_rev": "9-" + "b" * 32, "type": "FileKey", "epoch": "one", "key": 5}]
+    arrival = replica.store_revisions(here.store, forged)
+    here.keys.arrived(d["_id"] for d in arrival.current)
+    assert sharing.read_key(place(here.layout, doc_id)) == (1, b"good")
+    assert not list(here.layout.root.rglob("x"))
