@@ -98,6 +98,16 @@ def test_two_devices_exchange_creates_edits_renames_deletes_and_a_large_file(
             wait_for(lambda: (b / "projects" / "new.txt").exists(), "the new file to reach the desktop")
             assert (b / "projects" / "new.txt").read_bytes() == b"made on the laptop"
 
+            # More files than one batch of the changes feed, in a folder whose
+            # own document changes after them (its times): all of them show.
+            (a / "many").mkdir()
+            for i in range(450):
+                (a / "many" / f"{i}.txt").write_text(str(i))
+            os.utime(a / "many")
+            wait_for(lambda: len(os.listdir(b / "many")) == 450,
+                     lambda: f"450 files on the desktop, not {len(os.listdir(b / 'many'))}")
+            assert (b / "many" / "449.txt").read_text() == "449"
+
             # The other way: an edit that grows the file, a rename, a delete.
             with open(b / "projects" / "plan.txt", "ab") as f:
                 f.write(b" and more from the desktop")

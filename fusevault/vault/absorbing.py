@@ -89,12 +89,20 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
 
 def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
     """Take in documents a peer sent: as ``absorb``, again while folders that
-    arrived in the same batch give files before them a place to go."""
+    arrived give files that came before them a place to go.
+
+    A folder changed after its files comes after them in the peer's changes
+    feed, maybe batches later: such files wait in ``volume.unplaced``."""
     out = absorb(volume, docs, own=False)
     while True:
         count = len(volume.nodes)
-        waiting = [d for d in docs if d.get("type") == NODE and d["_id"] not in volume.by_fid]
-        more = absorb(volume, waiting, own=False) if waiting else Absorbed()
+        waiting = {d["_id"]: d for d in docs if d.get("type") == NODE and d["_id"] not in volume.by_fid}
+        for fid in list(volume.unplaced - waiting.keys()):
+            if (doc := volume.store.get(fid)) is None or fid in volume.by_fid:
+                volume.unplaced.discard(fid)
+            else:
+                waiting[fid] = doc
+        more = absorb(volume, list(waiting.values()), own=False) if waiting else Absorbed()
         out.entries += more.entries
         out.inodes += more.inodes
         if len(volume.nodes) == count:
@@ -114,7 +122,10 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
     fresh, links = opened
     if node is None:
         if not any(parent in volume.by_fid for parent, _ in links):
-            return  # not in this user's tree
+            if links:
+                volume.unplaced.add(doc["_id"])  # its folder may come later
+            return
+        volume.unplaced.discard(doc["_id"])
         node = volume.add_node(fresh)
     else:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:

@@ -106,6 +106,9 @@ class Volume:
         self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
         # Versions the garbage collector is removing: they can no longer be opened.
         self.retiring: set[str] = set()
+        # Nodes a peer sent that this user opens but whose folder has not
+        # arrived yet (vault/absorbing.py): placed when it comes.
+        self.unplaced: set[str] = set()
         # Shares with and by this user (None: opened without key pairs).
         self.sharing: Sharing | None = None
         # Contents replaced by another writer's newer version while open here:
