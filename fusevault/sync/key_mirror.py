@@ -130,10 +130,10 @@ class KeyMirror:
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
-        cue = sharing.key_writes()
-        if cue == self._cue and trio.current_time() - self._looked_at < RESCAN_EVERY:
-            return
-        async with self._lock:
+        async with self._lock:  # one look at a time, for all the peers' pushes
+            cue = sharing.key_writes()
+            if cue == self._cue and trio.current_time() - self._looked_at < RESCAN_EVERY:
+                return
             files = await trio.to_thread.run_sync(scan, self.layout)
             if sharing.key_writes() != cue:
                 return  # a key was written meanwhile: looked at again at the next push

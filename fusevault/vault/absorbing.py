@@ -94,6 +94,8 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
     A folder changed after its files comes after them in the peer's changes
     feed, maybe batches later: such files wait in ``volume.unplaced``."""
     out = absorb(volume, docs, own=False)
+    if not any(d.get("type") == NODE for d in docs):
+        return out  # no folder came, so nothing waiting finds its place
     while True:
         count = len(volume.nodes)
         waiting = {d["_id"]: d for d in docs if d.get("type") == NODE and d["_id"] not in volume.by_fid}
