@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.sync.key_mirror import KeyMirror, place
@@ -101,3 +102,25 @@ def test_documents_from_a_peer_never_name_another_path_or_break_a_key(pair) -> N
     here.keys.arrived(d["_id"] for d in arrival.current)
     assert sharing.read_key(place(here.layout, doc_id)) == (1, b"good")
     assert not list(here.layout.root.rglob("x"))
+
+
+def test_a_later_epoch_on_the_branch_couchdbs_rule_did_not_pick_still_wins(pair) -> None:
+    here, there = pair
+    recipient, owner, fid = ids()
+    doc_id = f"vfkey-u-{recipient}-{owner}-{fid}"
+    sharing.write_key(place(here.layout, doc_id), 1, b"first")
+    here.refresh()
+    here.send(doc_id, there)
+    first = there.store.get(doc_id)["_rev"]
+    sharing.write_key(place(here.layout, doc_id), 2, b"rotated")
+    here.refresh()  # its document holds epoch 2 now, and so does the file
+    # Meanwhile another replica sealed the epoch-1 key again; its revision id
+    # is the greatest, so CouchDB's rule makes it current.
+    theirs = {"_id": doc_id, "_rev": "2-" + "f" * 32, "type": "FileKey", "epoch": 1,
+              "key": b64e(b"sealed again"),
+              "_revisions": {"start": 2, "ids": ["f" * 32, first.split("-", 1)[1]]}}
+    arrival = replica.store_revisions(here.store, [theirs])
+    assert arrival.conflicts == [doc_id] and here.store.get(doc_id)["epoch"] == 1
+    here.keys.arrived(d["_id"] for d in arrival.current)
+    assert sharing.read_key(place(here.layout, doc_id)) == (2, b"rotated")
+    assert here.store.get(doc_id)["epoch"] == 2 and replica.conflicted(here.store) == []

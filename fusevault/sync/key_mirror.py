@@ -11,7 +11,9 @@ The mirror is a three-way merge against what it last saw agree on both
 sides (a local document): a key file written or removed here becomes a new
 revision, and a revision from a peer is written to (or removed from) its
 place.  When both changed, a key beats none and a later epoch an earlier
-one; otherwise the document, on which every replica agrees, wins.  The key
+one; otherwise the document, on which every replica agrees, wins.  When two
+replicas' revisions meet as branches, the later epoch also wins, whichever
+branch CouchDB's rule made current.  The key
 is sealed to its recipient: a peer learns only who shares with whom, by id.
 """
 
@@ -158,7 +160,7 @@ class KeyMirror:
         for doc_id in doc_ids:
             if (path := place(self.layout, doc_id)) is None:
                 continue
-            doc = self.store.get(doc_id)
+            doc = self._current(doc_id)
             in_doc, in_file = _key_of(doc), files.get(doc_id)
             if doc is not None and in_doc is None:
                 continue  # malformed (logged): the file stays as it is
@@ -183,6 +185,26 @@ class KeyMirror:
             return  # changed by a peer meanwhile: settled again at the next look
         if base != before:
             replica.put_local(self.store, _BASE, base)
+
+
+    def _current(self, doc_id: str) -> dict | None:
+        """The document, once its other branches are closed (two replicas
+        changed it while apart).  CouchDB's rule may have picked the branch
+        with the earlier key: a later epoch on another branch becomes a new
+        revision first, so an older key never replaces a newer one."""
+        doc = self.store.get(doc_id)
+        others = replica.other_leaves(self.store, doc_id)
+        if doc is None or not others:
+            return doc
+        current = _key_of(doc)
+        later = [(key, leaf) for leaf in others
+                 if (key := _key_of(leaf)) is not None and current is not None and key[0] > current[0]]
+        if later:
+            key, _ = max(later, key=lambda found: (found[0][0], found[1]["_rev"]))
+            self.store.put_many([_document(doc_id, doc, key)])
+        for leaf in others:
+            replica.close_leaf(self.store, doc_id, leaf["_rev"])
+        return self.store.get(doc_id)
 
 
 def _document(doc_id: str, doc: dict | None, key: Key | None) -> dict:
