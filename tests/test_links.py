@@ -146,6 +146,15 @@ def test_what_each_key_reads_of_the_item_and_its_versions(relay: str, role: str 
         assert every.status_code in (401, 403)
 
 
+def test_item_ids_never_begin_like_an_option(monkeypatch) -> None:
+    from fusevault.relay import items
+
+    # One random id in 64 began with "-", and `link push PATH ID` took it for an option.
+    made = iter(["-Looks_like_an_option", "a_fine-id"])
+    monkeypatch.setattr(items.secrets, "token_urlsafe", lambda n: next(made))
+    assert items.new_item_id() == "a_fine-id"
+
+
 def test_the_matrix_in_the_code_is_the_seeds() -> None:
     assert ALLOWED[("user", "create")] == {None}
     assert ALLOWED[("user", "delete")] == ALLOWED[("key_hashes", "write")] == {"delete"}

@@ -74,6 +74,14 @@ def key_hash(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
+def new_item_id() -> str:
+    """A random item id (144 bits).  Never one beginning with "-": users type
+    it as an argument (``link push PATH ID``), where it would read as an option."""
+    while (item_id := secrets.token_urlsafe(18)).startswith("-"):
+        pass
+    return item_id
+
+
 def _valid_hash(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
@@ -152,7 +160,7 @@ class ItemStore:
             if not _valid_hash(body.get(name)):
                 raise Refused(400, f"{name} must be a SHA-256 in hex")
             fields[HASH_FIELD[role]] = body[name]
-        item_id = secrets.token_urlsafe(18)
+        item_id = new_item_id()
         stamp = now()
         self.db.save({
             "_id": f"user:{item_id}", "type": "user", "id": item_id,
