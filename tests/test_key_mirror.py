@@ -45,6 +45,14 @@ def ids() -> list[str]:
     return [uuid.uuid4().hex for _ in range(3)]
 
 
+def key_made_here(here: Replica, epoch: int, sealed: bytes) -> str:
+    """A user's key file written on ``here`` and taken into a document: its id."""
+    doc_id = "vfkey-u-{}-{}-{}".format(*ids())
+    sharing.write_key(place(here.layout, doc_id), epoch, sealed)
+    here.refresh()
+    return doc_id
+
+
 def test_a_key_written_on_one_replica_is_written_on_the_other_and_its_removal_too(pair) -> None:
     here, there = pair
     recipient, owner, fid = ids()
@@ -73,10 +81,7 @@ def test_a_key_written_on_one_replica_is_written_on_the_other_and_its_removal_to
 
 def test_when_both_sides_changed_a_key_the_later_epoch_wins(pair) -> None:
     here, there = pair
-    recipient, owner, fid = ids()
-    doc_id = f"vfkey-u-{recipient}-{owner}-{fid}"
-    sharing.write_key(sharing.user_key_path(here.layout, recipient, owner, fid), 1, b"first")
-    here.refresh()
+    doc_id = key_made_here(here, 1, b"first")
     here.send(doc_id, there)
     # Apart: here the key is rotated (epoch 2); there it is sealed again at epoch 1.
     sharing.write_key(place(here.layout, doc_id), 2, b"rotated")
@@ -91,10 +96,7 @@ def test_when_both_sides_changed_a_key_the_later_epoch_wins(pair) -> None:
 
 def test_documents_from_a_peer_never_name_another_path_or_break_a_key(pair) -> None:
     here, there = pair
-    recipient, owner, fid = ids()
-    doc_id = f"vfkey-u-{recipient}-{owner}-{fid}"
-    sharing.write_key(place(here.layout, doc_id), 1, b"good")
-    here.refresh()
+    doc_id = key_made_here(here, 1, b"good")
     forged = [{"_id": "vfkey-u-../../../etc/x", "_rev": "1-" + "a" * 32, "type": "FileKey",
                "epoch": 1, "key": "Zm9v"},
               {"_id": doc_id, "_rev": "9-" + "b" * 32, "type": "FileKey", "epoch": "one", "key": 5}]
@@ -106,10 +108,7 @@ def test_documents_from_a_peer_never_name_another_path_or_break_a_key(pair) -> N
 
 def test_a_later_epoch_on_the_branch_couchdbs_rule_did_not_pick_still_wins(pair) -> None:
     here, there = pair
-    recipient, owner, fid = ids()
-    doc_id = f"vfkey-u-{recipient}-{owner}-{fid}"
-    sharing.write_key(place(here.layout, doc_id), 1, b"first")
-    here.refresh()
+    doc_id = key_made_here(here, 1, b"first")
     here.send(doc_id, there)
     first = there.store.get(doc_id)["_rev"]
     sharing.write_key(place(here.layout, doc_id), 2, b"rotated")
