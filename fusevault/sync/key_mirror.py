@@ -186,7 +186,6 @@ class KeyMirror:
         if base != before:
             replica.put_local(self.store, _BASE, base)
 
-
     def _current(self, doc_id: str) -> dict | None:
         """The document, once its other branches are closed (two replicas
         changed it while apart).  CouchDB's rule may have picked the branch
@@ -197,11 +196,9 @@ class KeyMirror:
         if doc is None or not others:
             return doc
         current = _key_of(doc)
-        later = [(key, leaf) for leaf in others
-                 if (key := _key_of(leaf)) is not None and current is not None and key[0] > current[0]]
-        if later:
-            key, _ = max(later, key=lambda found: (found[0][0], found[1]["_rev"]))
-            self.store.put_many([_document(doc_id, doc, key)])
+        keys = [key for leaf in others if (key := _key_of(leaf)) is not None]
+        if current is not None and keys and max(keys)[0] > current[0]:
+            self.store.put_many([_document(doc_id, doc, max(keys))])
         for leaf in others:
             replica.close_leaf(self.store, doc_id, leaf["_rev"])
         return self.store.get(doc_id)
