@@ -27,7 +27,7 @@ from fusevault import (
     passphrase,
     paths,
 )
-from fusevault.errors import InvalidInput, MountPointError, VaultError
+from fusevault.errors import InvalidInput, MountPointError, SaveFailed, VaultError
 
 log = logging.getLogger("fusevault")
 
@@ -279,8 +279,9 @@ def cmd_unmount(args: argparse.Namespace) -> int:
     if not is_mounted(mountpoint):
         raise MountPointError(f"nothing is mounted at {args.mountpoint}")
     pid = None
+    socket_path = paths.socket_of(mountpoint)  # before: a server that exits removes it
     try:
-        pid = control.request(paths.socket_of(mountpoint), {"cmd": "status"}).get("pid")
+        pid = control.request(socket_path, {"cmd": "status"}).get("pid")
     except (OSError, ValueError):
         pass  # no server answering (it died): unmounting still cleans up
     result = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True)
@@ -289,11 +290,29 @@ def cmd_unmount(args: argparse.Namespace) -> int:
             raise MountPointError(f"{args.mountpoint} is busy: close the files and shells using it")
         raise MountPointError(f"cannot unmount {args.mountpoint}: {result.stderr.strip()}")
     if pid:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
+        if _running(pid):
+            raise SaveFailed(f"{args.mountpoint} is unmounted, but its server (pid {pid}) is still "
+                             "saving after 10 minutes: see the mount's log")
+    _check_saved(socket_path, args.mountpoint)
     print(f"unmounted {args.mountpoint}")
     return 0
+
+
+def _check_saved(socket_path: Path, shown: Path) -> None:
+    """Never say "unmounted" over data the server could not save."""
+    from fusevault.fs.mount import outcome_path
+
+    outcome = outcome_path(socket_path)
+    try:
+        failures = outcome.read_text().strip()
+    except FileNotFoundError:
+        return
+    outcome.unlink(missing_ok=True)
+    raise SaveFailed(f"unmounted {shown}, but {failures} thing(s) could not be saved: "
+                     "see the mount's log")
 
 
 def _running(pid: int) -> bool:

@@ -168,6 +168,12 @@ class LockFailed(VaultError):
     exit_code = 21
 
 
+class SaveFailed(VaultError):
+    """An unmount could not save everything (the mount's log says what)."""
+
+    exit_code = 21
+
+
 # --- peer sync
 
 

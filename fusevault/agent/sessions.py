@@ -226,12 +226,13 @@ class Agent:
         return [{"user": self.username, "since": u.since, "expires": u.expires}
                 for u in self.expiry.unlocked.values()]
 
-    async def close(self) -> None:
-        """Unmounting: save what the user has open, close the store."""
+    async def close(self) -> int:
+        """Unmounting: save what the user has open, close the store; how
+        many things could not be saved."""
         if self.session is not None:
-            await self.session.volume.close()
-        else:
-            self._store.close()
+            return await self.session.volume.close()
+        self._store.close()
+        return 0
 
     async def handle(self, request: dict) -> dict | None:
         """Answer unlock and lock; None for requests that are not the agent's."""

@@ -175,15 +175,23 @@ class SharedMount:
                 self._nursery.start_soon(settle_conflicts, seat.ops.session.volume, self.store, conflicts,
                                          self.kernels[seat.number], self._settling)
 
-    async def close(self) -> None:
-        """Unmounting: every unlocked user's files saved, then the store closed."""
+    async def close(self) -> int:
+        """Unmounting: every unlocked user's files saved, each on their own
+        (one seat's failure never costs another's data), then the store
+        closed; how many things could not be saved."""
         self._closing = True
+        failures = 0
         try:
             for seat in self.drive.seats.values():
                 if seat.ops.session is not None:
-                    await seat.ops.session.volume.close()
+                    try:
+                        failures += await seat.ops.session.volume.close()
+                    except Exception:
+                        log.exception("saving the files of seat %d failed", seat.number)
+                        failures += 1
         finally:
             self.store.close()
+        return failures
 
 
 async def _rekey(volume, node) -> None:

@@ -1009,11 +1009,17 @@ class Volume:
         self.dir_handles.clear()
         self.key = None  # type: ignore[assignment]
 
-    async def close(self) -> None:
-        """Commit whatever is still pending (unmount) and close the store."""
-        await self.save_all()
+    async def close(self) -> int:
+        """Commit whatever is still pending (unmount) and close the store;
+        how many things could not be saved (each is logged)."""
+        try:
+            failures = await self.save_all()
+        except Exception:  # the store itself failed: nothing more can be saved
+            log.exception("saving at unmount failed")
+            failures = 1
         self._close_contents()
         self.store.close()
+        return failures
 
     def _close_contents(self) -> None:
         for old in [c for contents in self.retired.values() for c in contents]:
@@ -1028,7 +1034,9 @@ class Volume:
         """Commit whatever is still pending and make it durable (unmount, lock).
 
         Returns how many files could not be saved (each is logged); their
-        contents stay in memory, so a lock that fails loses nothing."""
+        contents stay in memory, so a lock that fails loses nothing.  One
+        file that cannot be saved, whatever the reason, never keeps the
+        others from being saved."""
         failures = 0
         for node in list(self.nodes.values()):
             if node.content is not None and node.content.changed:
@@ -1037,6 +1045,9 @@ class Volume:
                 except VaultError as err:
                     failures += 1
                     log.error("could not save %s: %s", node.fid, err)
+                except Exception:
+                    failures += 1
+                    log.exception("could not save %s", node.fid)
         await self._commit_lazy()
         await self.in_thread(self.store.sync)
         if failures:
