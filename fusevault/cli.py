@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from fusevault import (
@@ -163,33 +162,55 @@ def _mount_info(unlocked, vault: Path) -> dict:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
+    from fusevault.fs import daemon
     from fusevault.fs.mount import check_mountpoint
-    from fusevault.vault import users
     from fusevault.vault.layout import check_writable, open_layout
-    from fusevault.vault.opening import unlock_vault
+    from fusevault.vault.modes import check_private
 
+    if (server := daemon.handed()) is not None:  # the server this command started (fs/daemon.py)
+        return daemon.serve(server, Path(args.mountpoint).resolve(),
+                            lambda on_ready: _serve_mount(args, server.secret, on_ready))
     mountpoint = check_mountpoint(args.mountpoint)
     layout = open_layout(args.vault)
+    check_private(layout.root)
     check_writable(layout.root)
+    secret = None
     if args.allow_other:
         if os.geteuid() != 0:
             raise InvalidInput("a shared mount (--allow-other) is root's to make: run it as root")
         if args.user:
             raise InvalidInput("a shared mount serves every user with a uid: leave out --user")
-
-        def serve(on_ready) -> int:
-            return _serve_shared(args, layout, mountpoint, on_ready)
     else:
+        paths.control_socket(mountpoint)  # a runtime folder others could reach: refused before asking
         secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
-        unlocked = unlock_vault(args.vault, args.user, secret)
-        unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
-        unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
+    answer = daemon.launch(args.argv, secret, foreground=args.foreground)
+    if answer == "ok":
+        print(f"mounted {args.vault} at {mountpoint}")
+        return 0
+    code, _, message = answer.partition(" ")
+    log.error("%s", message or "the mount server exited before it was ready")
+    return int(code) if code.isdigit() else 1
 
-        def serve(on_ready) -> int:
-            return _serve(args, unlocked, mountpoint, on_ready)
-    if args.foreground:
-        return serve(None)  # the log says when it is ready
-    return _daemonize(args, serve, mountpoint)
+
+def _serve_mount(args: argparse.Namespace, secret: bytes | None, on_ready) -> int:
+    """In the server: the checks again, the unlock (a wrong passphrase is the command's
+    one-line error), then serve until unmounted."""
+    from fusevault.fs.mount import check_mountpoint
+    from fusevault.vault import users
+    from fusevault.vault.layout import check_writable, open_layout
+    from fusevault.vault.modes import check_private
+    from fusevault.vault.opening import unlock_vault
+
+    mountpoint = check_mountpoint(args.mountpoint)
+    layout = open_layout(args.vault)
+    check_private(layout.root)
+    check_writable(layout.root)
+    if args.allow_other:
+        return _serve_shared(args, layout, mountpoint, on_ready)
+    unlocked = unlock_vault(args.vault, args.user, secret)
+    unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
+    unlocked.store.close()  # _serve opens its own
+    return _serve(args, unlocked, mountpoint, on_ready)
 
 
 def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> int:
@@ -226,49 +247,6 @@ def _serve_shared(args: argparse.Namespace, layout, mountpoint: Path, on_ready) 
     shared = SharedMount(layout, store, mountpoint, {"vault": str(args.vault.resolve()), "user": None})
     trio.run(shared.serve, on_ready)
     return 0
-
-
-def _daemonize(args: argparse.Namespace, serve: Callable[..., int], mountpoint: Path) -> int:
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the server
-        os.close(read_end)
-        os.setsid()
-        _log_to_file(mountpoint)
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        code = 0
-        try:
-            serve(lambda: os.write(write_end, b"ok\n"))
-        except VaultError as err:
-            code = err.exit_code
-            log.error("%s", err)
-            os.write(write_end, f"{code} {err}\n".encode())
-        except BaseException:
-            code = 1
-            log.exception("the mount failed")
-            os.write(write_end, b"1 the mount failed; see the log in the state directory\n")
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        answer = pipe.readline().decode(errors="replace").strip()
-    if answer == "ok":
-        print(f"mounted {args.vault} at {mountpoint}")
-        return 0
-    code, _, message = answer.partition(" ")
-    log.error("%s", message or "the mount server exited before it was ready")
-    return int(code) if code.isdigit() else 1
-
-
-def _log_to_file(mountpoint: Path) -> None:
-    logs = paths.state_dir() / "logs"
-    logs.mkdir(exist_ok=True, mode=0o700)
-    name = paths.control_socket(mountpoint).stem
-    handler = logging.FileHandler(logs / f"mount-{name}.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
 
 
 def cmd_unmount(args: argparse.Namespace) -> int:
@@ -355,8 +333,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fusevault.fs import daemon
+
+    os.umask(0o077)  # every file and folder fusevault makes is its user's alone
+    daemon.receive()  # in a mount's server: its environment and secret, from the command
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a mount's server is started with them
     if not args.command:
         parser.print_help()
         return 2

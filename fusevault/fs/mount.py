@@ -113,10 +113,10 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
 async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path: Path,
                    handle: Handle, start: Callable[[trio.Nursery], Awaitable[None]],
                    close: Callable[[], Awaitable[None]], *, shared: bool = False,
-                   on_ready: Callable[[], None] | None = None) -> None:
+                   on_ready: Callable[[], None] | None = None, admit: control.Admit | None = None) -> None:
     """Mount, serve until unmounted or told to stop, then ``close`` (save everything).
 
-    ``shared``: other users may use the mount and its control socket."""
+    ``shared``: other users may use the mount and its control socket (those ``admit`` names)."""
     options = set(pyfuse3.default_options) | {"fsname=fusevault", "subtype=fusevault"}
     if shared:
         # One inode serves several users: the Drive checks each request,
@@ -128,7 +128,7 @@ async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path
     try:
         async with trio.open_nursery() as nursery:
             await start(nursery)
-            await nursery.start(partial(control.serve, anyone=shared), socket_path, handle)
+            await nursery.start(partial(control.serve, anyone=shared, admit=admit), socket_path, handle)
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, mountpoint, on_ready)
             await pyfuse3.main()
