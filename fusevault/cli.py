@@ -157,23 +157,17 @@ def _join(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mount_info(unlocked, vault: Path) -> dict:
-    return {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
-
-
 def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.fs import daemon
-    from fusevault.fs.mount import check_mountpoint
     from fusevault.vault.layout import check_writable, open_layout
     from fusevault.vault.modes import check_private
 
-    if (server := daemon.handed()) is not None:  # the server this command started (fs/daemon.py)
-        return daemon.serve(server, Path(args.mountpoint).resolve(),
-                            lambda on_ready: _serve_mount(args, server.secret, on_ready))
-    mountpoint = check_mountpoint(args.mountpoint)
+    # Only light checks here: the server (fs/server.py) checks the mount
+    # point and unlocks, and its errors come back as this command's one line.
     layout = open_layout(args.vault)
     check_private(layout.root)
     check_writable(layout.root)
+    mountpoint = Path(args.mountpoint).resolve()
     secret = None
     if args.allow_other:
         if os.geteuid() != 0:
@@ -183,70 +177,16 @@ def cmd_mount(args: argparse.Namespace) -> int:
     else:
         paths.control_socket(mountpoint)  # a runtime folder others could reach: refused before asking
         secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
-    answer = daemon.launch(args.argv, secret, foreground=args.foreground)
+    mount = {"vault": str(args.vault), "mountpoint": str(args.mountpoint), "user": args.user,
+             "allow_other": args.allow_other, "verbose": args.verbose,
+             "dirs": {"runtime": args.runtime_dir, "state": args.state_dir, "config": args.config_dir}}
+    answer = daemon.launch(args.argv, mount, secret, foreground=args.foreground)
     if answer == "ok":
         print(f"mounted {args.vault} at {mountpoint}")
         return 0
     code, _, message = answer.partition(" ")
     log.error("%s", message or "the mount server exited before it was ready")
     return int(code) if code.isdigit() else 1
-
-
-def _serve_mount(args: argparse.Namespace, secret: bytes | None, on_ready) -> int:
-    """In the server: the checks again, the unlock (a wrong passphrase is the command's
-    one-line error), then serve until unmounted."""
-    from fusevault.fs.mount import check_mountpoint
-    from fusevault.vault import users
-    from fusevault.vault.layout import check_writable, open_layout
-    from fusevault.vault.modes import check_private
-    from fusevault.vault.opening import unlock_vault
-
-    mountpoint = check_mountpoint(args.mountpoint)
-    layout = open_layout(args.vault)
-    check_private(layout.root)
-    check_writable(layout.root)
-    if args.allow_other:
-        return _serve_shared(args, layout, mountpoint, on_ready)
-    unlocked = unlock_vault(args.vault, args.user, secret)
-    unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
-    unlocked.store.close()  # _serve opens its own
-    return _serve(args, unlocked, mountpoint, on_ready)
-
-
-def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> int:
-    import trio
-
-    from fusevault.fs.mount import serve
-    from fusevault.store import open_store
-    from fusevault.vault.meta_files import reconcile
-    from fusevault.vault.opening import hold
-    from fusevault.vault.settings import Settings
-    from fusevault.vault.volume import Volume
-
-    hold(unlocked.layout)
-    store = open_store(unlocked.layout.root, unlocked.layout.store)
-    reconcile(unlocked.layout, store)
-    volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
-    ttl = Settings.of(unlocked.user).ttl_seconds()
-    trio.run(lambda: serve(volume, mountpoint, user=unlocked.user, ttl=ttl, on_ready=on_ready,
-                           info=_mount_info(unlocked, args.vault)))
-    return 0
-
-
-def _serve_shared(args: argparse.Namespace, layout, mountpoint: Path, on_ready) -> int:
-    import trio
-
-    from fusevault.fs.shared import SharedMount
-    from fusevault.store import open_store
-    from fusevault.vault.meta_files import reconcile
-    from fusevault.vault.opening import hold
-
-    hold(layout)
-    store = open_store(layout.root, layout.store)
-    reconcile(layout, store)
-    shared = SharedMount(layout, store, mountpoint, {"vault": str(args.vault.resolve()), "user": None})
-    trio.run(shared.serve, on_ready)
-    return 0
 
 
 def cmd_unmount(args: argparse.Namespace) -> int:
@@ -333,13 +273,10 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fusevault.fs import daemon
-
-    os.umask(0o077)  # every file and folder fusevault makes is its user's alone
-    daemon.receive()  # in a mount's server: its environment and secret, from the command
+    os.umask(0o077)  # every file and folder fusevault makes is its user's alone (fs/server.py too)
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # a mount's server is started with them
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a mount's server shows them in `ps`
     if not args.command:
         parser.print_help()
         return 2

@@ -1,10 +1,11 @@
 """The mount's server process: started clean, hardened, handed its secret over a pipe.
 
 ``fusevault mount`` (the command) checks what it can and reads the
-passphrase, then starts the server as a new program (``python -m fusevault
-mount ...`` again): in the background a new process that reports on a pipe
-when the mount answers or why it failed; with ``--foreground`` the command
-replaces itself (same pid, as systemd's Type=notify wants).
+passphrase, then starts the server (fs/server.py) as a new program
+(``python -m fusevault mount ...``, which $FUSEVAULT_SERVER sends there): in
+the background a new process that reports on a pipe when the mount answers
+or why it failed; with ``--foreground`` the command replaces itself (same
+pid, as systemd's Type=notify wants).
 
 Why a new program and not a fork: /proc/PID/environ shows the environment a
 program was started with for its whole life, whatever it later unsets.  The
@@ -14,8 +15,9 @@ are never restored; the others (NOTIFY_SOCKET, CouchDB and peer credentials
 the mount reads later) live on in the process's memory only.
 
 Before it reads anything the server makes itself undumpable (no core file,
-no ptrace or /proc/PID/mem by its own uid; /proc/PID belongs to root) and
-locks its memory out of swap where it may (see docs/SECURITY.md).
+no ptrace, and /proc/PID/environ and mem become root's) and locks its memory
+out of swap where it may (see docs/SECURITY.md).  Its command line repeats
+the command's, for ``ps``; what it does comes from the pipe.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ F_SETPIPE_SZ = 1031
 
 @dataclass
 class Handed:
+    args: dict  # the mount's arguments, as the command parsed them
     secret: bytes | None
     ready: int | None  # the command waits for one line here; None: in the foreground
     memory: str  # what harden() could do about swap, for the log
@@ -69,12 +72,12 @@ def handed() -> Handed | None:
 # --- the command's side
 
 
-def launch(argv: list[str], secret: bytes | None, *, foreground: bool) -> str:
-    """Start the server for ``fusevault ARGV``; its answer: "ok" or "CODE message".
-
-    In the foreground this process becomes the server and never returns."""
+def launch(argv: list[str], args: dict, secret: bytes | None, *, foreground: bool) -> str:
+    """Start the server of ``fusevault ARGV`` (``args``: them parsed, for fs/server.py);
+    its answer: "ok" or "CODE message".  In the foreground this process
+    becomes the server and never returns."""
     kept = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
-    payload = json.dumps({"env": kept, "secret": None if secret is None else
+    payload = json.dumps({"env": kept, "args": args, "secret": None if secret is None else
                           base64.b64encode(secret).decode()}).encode()
     command = [sys.executable, "-P", "-m", "fusevault", *argv]
     env = _start_env()
@@ -153,13 +156,13 @@ def receive() -> None:
         data_fd, _, ready = fds.partition(",")
         with open(int(data_fd), "rb") as pipe:
             payload = json.loads(pipe.read())
-        secret = payload["secret"]
+        secret, args = payload["secret"], dict(payload["args"])
         os.environ.clear()  # unsetenv each: programs this one starts get the environment below
         os.environ.update(payload["env"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"fusevault: the mount server got nothing from the mount command ({err})") from None
-    _handed = Handed(None if secret is None else base64.b64decode(secret), int(ready) if ready else None,
-                     memory)
+    _handed = Handed(args, None if secret is None else base64.b64decode(secret),
+                     int(ready) if ready else None, memory)
 
 
 def harden() -> str:
