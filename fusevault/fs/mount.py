@@ -113,11 +113,11 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
 async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path: Path,
                    handle: Handle, start: Callable[[trio.Nursery], Awaitable[None]],
                    close: Callable[[], Awaitable[int]], *, shared: bool = False,
-                   on_ready: Callable[[], None] | None = None) -> None:
+                   on_ready: Callable[[], None] | None = None, admit: control.Admit | None = None) -> None:
     """Mount, serve until unmounted or told to stop, then ``close`` (save
     everything; it returns how many things could not be saved).
 
-    ``shared``: other users may use the mount and its control socket.
+    ``shared``: other users may use the mount and its control socket (those ``admit`` names).
     Raises SaveFailed when not everything could be saved, after leaving the
     reason where ``fusevault unmount`` looks (``outcome_path``)."""
     outcome = outcome_path(socket_path)
@@ -134,7 +134,7 @@ async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path
     try:
         async with trio.open_nursery() as nursery:
             await start(nursery)
-            await nursery.start(partial(control.serve, anyone=shared), socket_path, handle)
+            await nursery.start(partial(control.serve, anyone=shared, admit=admit), socket_path, handle)
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, mountpoint, on_ready)
             await pyfuse3.main()

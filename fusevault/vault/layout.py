@@ -71,7 +71,7 @@ class Layout:
 
     def make_user_dirs(self, user_id: str) -> None:
         for sub in ("own", "shared"):
-            (self.user_dir(user_id) / sub).mkdir(parents=True, exist_ok=True)
+            (self.user_dir(user_id) / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 def os_error(err: OSError, what: str) -> Exception:
@@ -94,9 +94,11 @@ def create(root: Path, store: dict, vault_id: str | None = None) -> Layout:
     root = Path(root)
     check_new(root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "users").mkdir()
-        (root / "groups").mkdir()
+        # Its owner's alone (docs/SECURITY.md): also a folder that was there, empty.
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.chmod(0o700)
+        (root / "users").mkdir(mode=0o700)
+        (root / "groups").mkdir(mode=0o700)
         layout = Layout(root, vault_id or uuid.uuid4().hex, store)
         marker = {"format": FORMAT_VERSION, "vault_id": layout.vault_id,
                   "created_at": int(time.time()), "store": store}
