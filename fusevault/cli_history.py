@@ -95,7 +95,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     def text(a: dict) -> None:
         v = a["version"]
-        print(f"restored {a['restored']} as it was at {iso_time(v['time'])} (version {v['id'][:12]})")
+        if v is None:
+            print(f"restored {a['restored']} (an empty file)")
+        else:
+            print(f"restored {a['restored']} as it was at {iso_time(v['time'])} (version {v['id'][:12]})")
 
     return _show(args, answer, text)
 

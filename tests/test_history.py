@@ -219,3 +219,53 @@ def test_truncating_an_empty_file_makes_no_version(mnt: Path) -> None:
     subprocess.run(f": > {mnt / 'log'}", shell=True, check=True)  # this one cuts: a version
     assert (mnt / "log").read_bytes() == b""
     assert len(os.listdir(mnt / ".versions" / "log")) >= 2
+
+
+def test_overwriting_a_file_makes_one_version_per_save(mnt: Path) -> None:
+    """``echo x > f`` truncates at open, and the shell closes a duplicate of the
+    descriptor (a flush) before writing: still one version per save, none empty."""
+    for text in ("v1", "v2", "v3"):
+        subprocess.run(f"echo {text} > {mnt / 'f'}", shell=True, check=True)
+    assert [v["size"] for v in run_json("history", mnt / "f")["versions"]] == [3, 3, 3]
+    assert sorted((mnt / ".versions" / "f" / n).read_bytes()
+                  for n in os.listdir(mnt / ".versions" / "f")) == [b"v1\n", b"v2\n", b"v3\n"]
+
+    g = mnt / "g"
+    g.write_bytes(b"a")
+    # An in-place save: open(O_TRUNC), a duplicate closed, a write, close.
+    fd = os.open(g, os.O_WRONLY | os.O_TRUNC)
+    os.close(os.dup(fd))
+    os.write(fd, b"bb")
+    os.close(fd)
+    # ftruncate(0), then writes on the same handle before close.
+    fd = os.open(g, os.O_RDWR)
+    os.ftruncate(fd, 0)
+    os.close(os.dup(fd))
+    os.pwrite(fd, b"ccc", 0)
+    os.close(fd)
+    # Truncated to empty and closed: that is a version.
+    subprocess.run(f": > {g}", shell=True, check=True)
+    assert [v["size"] for v in run_json("history", g)["versions"]] == [1, 2, 3, 0]
+    assert g.read_bytes() == b""
+
+
+def test_a_deleted_empty_file_comes_back(vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "d").mkdir()
+        (mnt / "d" / "empty").touch()
+        (mnt / "d" / "empty").chmod(0o600)
+        (mnt / "other").touch()
+        subprocess.run(["rm", "-r", mnt / "d", mnt / "other"], check=True)
+        assert sorted(t["path"] for t in run_json("trash", mnt)["trash"]) == ["d/empty", "other"]
+        result = fusevault("restore", mnt / "d" / "empty")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "restored d/empty (an empty file)\n"
+        assert (mnt / "d" / "empty").read_bytes() == b""
+        assert (mnt / "d" / "empty").stat().st_mode & 0o777 == 0o600
+        assert run_json("restore", mnt / "other", "--to", mnt / "copy")["version"] is None
+        assert (mnt / "copy").read_bytes() == b""
+        assert [t["path"] for t in run_json("trash", mnt)["trash"]] == ["other"]
+        (mnt / "d" / "empty").write_text("now with contents")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "d" / "empty").read_text() == "now with contents"
+        assert (mnt / "copy").exists()

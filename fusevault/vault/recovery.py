@@ -80,10 +80,16 @@ async def history(volume: Volume, path: bytes) -> list[Version]:
 
 
 async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: str | None = None,
-                  to: bytes | None = None) -> tuple[bytes, Version, Node]:
-    """Bring back a version of ``path`` (or a deleted file); return (where, which, node)."""
+                  to: bytes | None = None) -> tuple[bytes, Version | None, Node]:
+    """Bring back a version of ``path`` (or a deleted file); return (where, which, node).
+
+    A deleted file that was never written (empty since it was made) has no
+    version: it comes back empty, and ``which`` is None."""
     node, entry = find_file(volume, path)
-    version = pick(await versions(volume, node), at, vid, latest=entry is not None)
+    found = await versions(volume, node)
+    version = None
+    if found or entry is None or at is not None or vid is not None:
+        version = pick(found, at, vid, latest=entry is not None)
     if to is not None:
         return to, version, await _copy_out(volume, node, version, to)
     if entry is not None:
@@ -92,7 +98,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
         await volume.relink(node, parent.ino, name)
         path = entry.path
-    if version.vid != node.head:
+    if version is not None and version.vid != node.head:
         if version.fid == node.fid and version.dek == node.dek:
             await volume.restore_contents(node, version.manifest, version.vid)
         else:  # another file's version (this one replaced it) or another epoch: other key, so copied
@@ -105,7 +111,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
     return path, version, node
 
 
-async def _copy_out(volume: Volume, node: Node, version: Version, to: bytes) -> Node:
+async def _copy_out(volume: Volume, node: Node, version: Version | None, to: bytes) -> Node:
     """A new file at ``to`` with the version's contents (a new file id, so new blocks)."""
     where, name = split(to)
     parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
@@ -114,7 +120,8 @@ async def _copy_out(volume: Volume, node: Node, version: Version, to: bytes) -> 
     fh, new = await volume.create(parent.ino, name, node.mode & 0o7777, Caller(node.uid, node.gid))
     volume.forget(new.ino, 1)
     try:
-        await _copy(volume, node, version, fh)
+        if version is not None:
+            await _copy(volume, node, version, fh)
     finally:
         await volume.release(fh)
     return new

@@ -80,9 +80,10 @@ class Requests:
         to = self._path(request, "to") if request.get("to") else None
         where, version, node = await recovery.restore(
             self.vol, self._path(request), at=at, vid=request.get("version"), to=to)
-        await self._learn_authors([version])
+        await self._learn_authors([version] if version else [])
         await self.kernel.inode(node.ino)
-        return {"restored": name_to_str(where), "version": self._version(version)}
+        # No version: a file deleted while still empty, back empty.
+        return {"restored": name_to_str(where), "version": self._version(version) if version else None}
 
     async def do_trash(self, request: dict) -> dict:
         entries = await self.vol.store_call(recovery.trash, self.vol)
