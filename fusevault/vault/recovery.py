@@ -7,6 +7,7 @@ file out of the trash gives its node a name again, with all its versions.
 
 from __future__ import annotations
 
+import re
 import stat
 from dataclasses import dataclass
 
@@ -32,6 +33,42 @@ class Trashed:
     def as_dict(self) -> dict:
         return {"id": self.doc["_id"], "path": name_to_str(self.path),
                 "deleted_at": self.deleted_at, "size": self.size}
+
+
+# Names programs give their temporary files, deleted again within moments:
+# listed in the trash only when asked for (they stay restorable by path).
+TEMPORARY = re.compile(
+    r"""(?x) ^(?:
+        .+\.lock                                  # git index.lock, HEAD.lock, ...
+      | .+-(?:journal|wal|shm)                     # SQLite
+      | .*\.sw[a-px]                               # vim swap files (.swp, .swo, ..., .swx)
+      | 4913                                       # vim's probe for a writable folder
+      | .+~                                        # backups (emacs, gedit, ...)
+      | \.\#.* | \#.+\#                             # emacs lock and auto-save files
+      | \.~lock\..*\#                               # LibreOffice locks
+      | ~\$.+                                      # Microsoft Office owner files
+      | .+\.(?:part|crdownload|partial|download)   # downloads in progress
+      | \.goutputstream-.*                         # GLib's atomic saves
+      | .+\.kate-swp                               # Kate
+      | .+___jb_(?:tmp|old)___                     # JetBrains' safe write
+      | \.fuse_hidden.* | .*\.fvpart.*              # FUSE, fusevault's own temporaries
+    )$""")
+
+
+# git's own probes and half-written objects inside a repository.
+GIT_TEMPORARY = re.compile(r"(?:^|.*/)\.git/(?:.*/)?(?:t[0-9A-Za-z]{6}|tmp_(?:obj|pack|idx)_.*)$")
+
+
+def temporary(path: bytes) -> bool:
+    """True for a file programs use for their temporary files (by its path)."""
+    text = name_to_str(path)
+    return TEMPORARY.match(text.rpartition("/")[2]) is not None or GIT_TEMPORARY.match(text) is not None
+
+
+def within(path: bytes, place: bytes) -> bool:
+    """True when ``path`` is ``place`` or under it (both relative to the root)."""
+    place = place.strip(b"/")
+    return not place or path == place or path.startswith(place + b"/")
 
 
 def trash(volume: Volume) -> list[Trashed]:
