@@ -195,7 +195,7 @@ class Agent:
             session.stopped = trio.Event()
             self._scope = await self._nursery.start(session.run)
         left = unlock.deadline - trio.current_time() if unlock else 0
-        self.expiry.start(self.user_id, max(left, RETRY_LOCK))
+        self.expiry.start(self.user_id, max(left, RETRY_LOCK), since=unlock.since if unlock else None)
 
     def _wipe(self, volume: Volume) -> None:
         self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}

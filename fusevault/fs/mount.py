@@ -17,7 +17,7 @@ import trio
 from fusevault import systemd
 from fusevault.agent.sessions import Agent
 from fusevault.errors import Locked, MountPointError, SaveFailed
-from fusevault.fs import control
+from fusevault.fs import control, fallocate
 from fusevault.fs.operations import LOCKED, Operations, write_op_stats
 from fusevault.mounts import is_mounted
 from fusevault.paths import control_socket
@@ -131,6 +131,7 @@ async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path
     # Everything that looks at the mount point path happens before init: once
     # mounted, a stat from this thread would wait for the loop it is blocking.
     pyfuse3.init(operations, str(mountpoint), options)
+    fallocate.install(operations)
     try:
         async with trio.open_nursery() as nursery:
             await start(nursery)

@@ -78,6 +78,7 @@ FLUSH_AT = 8 * 1024 * 1024
 # Sealing this much is quicker on the loop than a hop to a worker thread.
 INLINE_SEAL = 2 * BLOCK_SIZE
 DAY_NS = 86400 * 10**9
+FALLOC_FL_KEEP_SIZE = 0x01
 
 
 @dataclass
@@ -116,6 +117,12 @@ class Volume:
         self.retired: dict[int, list[Content]] = {}
         # This replica's name, written into each version (None: not synced).
         self.device: str | None = None
+        # Open files whose last change is a truncation with nothing written
+        # since: ``echo x > f`` and in-place saves truncate at open, and a
+        # close of a duplicate descriptor (the shell's redirection) flushes
+        # before the write.  Their flush waits, so truncate-then-write is one
+        # version; release and fsync still commit a file truncated and closed.
+        self.cut: set[int] = set()
 
     # --- loading
 
@@ -301,14 +308,14 @@ class Volume:
         except KeyError:
             raise NotFound(f"no inode {ino}") from None
 
-    def require(self, ino: int, write: bool = False, own: bool = False) -> Node:
-        """The node, if this user may read it (``write``: change it; ``own``:
-        change its owner, mode or extended attributes); else PermissionDenied."""
+    def require(self, ino: int, write: bool = False) -> Node:
+        """The node, if this user may read it (``write``: change it: its
+        contents, name, mode bits or extended attributes); else PermissionDenied."""
         node = self.node(ino)
         if node.owner == self.key.user_id or self.sharing is None:
             return node
         perm = self.sharing.perm(node, self.nodes)
-        if perm is None or own or (write and not can_write(perm)):
+        if perm is None or (write and not can_write(perm)):
             raise PermissionDenied("not allowed by the file's sharing")
         return node
 
@@ -365,6 +372,7 @@ class Volume:
             self.nodes.pop(node.ino, None)
             self.by_fid.pop(node.fid, None)
             self.lazy.discard(node.ino)
+            self.cut.discard(node.ino)
 
     # --- changes another writer made (vault/absorbing.py)
 
@@ -697,6 +705,7 @@ class Volume:
             content.truncate(size)
             return size
 
+        self.cut.add(node.ino)
         await self._change_contents(node, truncate, now)
 
     async def restore_contents(self, node: Node, place: tuple[int, int], vid: str) -> None:
@@ -914,9 +923,33 @@ class Volume:
                 raise os_error(err, "reading file contents") from None
             node.size = max(node.size, offset + len(data))
             node.mtime = node.ctime = now_ns()
+            self.cut.discard(node.ino)
             if content.dirty_bytes() >= FLUSH_AT:
                 await self.in_thread(content.flush_blocks, node.size)
         return len(data)
+
+    async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2): mode 0 makes the file at least ``offset + length`` long
+        (the new bytes read as zeros), never shorter.  Blocks are sealed when
+        written, so there is nothing to reserve: FALLOC_FL_KEEP_SIZE does
+        nothing, and punching or zeroing ranges is not supported."""
+        node = self._handle(fh)
+        if mode & ~FALLOC_FL_KEEP_SIZE:
+            raise NotSupported("only plain allocation is supported")
+        if offset < 0 or length <= 0:
+            raise InvalidArgument("invalid range")
+        end = offset + length
+        if mode & FALLOC_FL_KEEP_SIZE or end <= node.size:
+            return
+
+        def grow(content: Content) -> int:
+            if end <= node.size:  # written past it meanwhile
+                return node.size
+            content.truncate(end)
+            return end
+
+        self.cut.discard(node.ino)
+        await self._change_contents(node, grow, now_ns())
 
     async def commit_content(self, node: Node, durable: bool = False) -> None:
         """Make a changed file's state a version (on flush, close and fsync)."""
@@ -959,6 +992,7 @@ class Volume:
         except VaultError:
             content.changed = True
             raise
+        self.cut.discard(node.ino)
         async with self.meta_lock:
             tx = Tx()
             tx.touch(node)
@@ -975,7 +1009,9 @@ class Volume:
                 raise
 
     async def flush(self, fh: int) -> None:
-        await self.commit_content(self._handle(fh))
+        node = self._handle(fh)
+        if node.ino not in self.cut:
+            await self.commit_content(node)
 
     async def fsync(self, fh: int) -> None:
         await self.commit_content(self._handle(fh), durable=True)
@@ -1007,6 +1043,7 @@ class Volume:
         self.by_fid.clear()
         self.handles.clear()
         self.dir_handles.clear()
+        self.cut.clear()
         self.key = None  # type: ignore[assignment]
 
     async def close(self) -> int:
