@@ -16,16 +16,18 @@ from fusevault.sync.replicator import VAULT_DOC, PeerStatus, Replicator
 from fusevault.sync.service import device_of
 from fusevault.vault import layout as layouts
 from fusevault.vault import meta_files, users
+from fusevault.vault.padding import DEFAULT as padding_default
 from fusevault.vault.peers import add_peer, parse_url, read_credentials, url_of
 
 log = logging.getLogger(__name__)
 
 
 async def join(target: Path, url: str, credentials: dict | None, username: str, secret: bytes,
-               peer_name: str) -> dict:
+               peer_name: str, padding: str = padding_default) -> dict:
     """Pull everything the peer holds into a new vault at ``target``, then
     check that ``username`` opens it with ``secret``.  On any failure the
-    half-made vault is removed again."""
+    half-made vault is removed again.  ``padding`` is this replica's own
+    choice: a server must not be the one to say sizes may show."""
     layouts.check_new(target)
     made = not target.exists()
     url = url_of(parse_url(url))
@@ -37,7 +39,7 @@ async def join(target: Path, url: str, credentials: dict | None, username: str, 
         if vault is None or not re.fullmatch(r"[0-9a-f]{32}", str(vault.get("vault_id"))):
             raise InvalidInput(f"{url} holds no fusevault vault: run `fusevault peer add` on a "
                                "device that has the vault first")
-        layout = layouts.create(target, {"kind": "local"}, vault_id=vault["vault_id"])
+        layout = layouts.create(target, {"kind": "local"}, vault_id=vault["vault_id"], padding=padding)
         try:
             return await _replicate(layout, db, username, secret, peer_name, url, credentials)
         except BaseException:

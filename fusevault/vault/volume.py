@@ -982,7 +982,7 @@ class Volume:
 
     async def _commit_version(self, node: Node, content: Content) -> None:
         try:
-            if content.dirty_bytes() <= INLINE_SEAL:
+            if content.seal_bytes(node.size) <= INLINE_SEAL:  # padding may add blocks
                 vid, place, nonce = content.seal_version(node.size)
             else:
                 vid, place, nonce = await self.in_thread(content.seal_version, node.size)
