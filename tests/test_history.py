@@ -342,3 +342,25 @@ def test_gc_dry_run_says_how_much_it_would_free(mnt: Path, vault: Path) -> None:
     real = run_json("gc", mnt, "--as-of", later)
     assert real["versions_dropped"] == dry["versions_dropped"]
     assert real["bytes_freed"] == dry["bytes_freed"] == before - contents_on_disk()
+
+
+def test_a_restore_to_a_longer_version_reads_whole_where_the_kernel_cached_it(mnt: Path) -> None:
+    # With the writeback cache the kernel keeps its own idea of a file's size:
+    # a restore must tell it, or the file reads cut short at the old size.
+    long, short = os.urandom(200_000), b"short\n"
+    edit(mnt / "f.bin", long)
+    edit(mnt / "f.bin", short)
+    assert (mnt / "f.bin").read_bytes() == short  # cached at the short size
+    versions = run_json("history", mnt / "f.bin")["versions"]
+    run_json("restore", mnt / "f.bin", "--version", versions[0]["id"])
+    assert os.stat(mnt / "f.bin").st_size == len(long)
+    assert (mnt / "f.bin").read_bytes() == long
+    edit(mnt / "g.bin", short)
+    edit(mnt / "g.bin", long)
+    edit(mnt / "g.bin", short)
+    middle = run_json("history", mnt / "g.bin")["versions"][1]["id"]
+    with open(mnt / "g.bin", "rb") as held:  # also for a program that holds it open
+        assert held.read() == short
+        run_json("restore", mnt / "g.bin", "--version", middle)
+        assert os.fstat(held.fileno()).st_size == len(long)
+        assert os.pread(held.fileno(), len(long) + 10, 0) == long

@@ -203,6 +203,17 @@ class Kernel:
         except OSError:
             pass  # the kernel holds nothing for it
 
+    async def resized(self, ino: int, size: int, tail: bytes) -> None:
+        def tell() -> None:
+            pyfuse3.invalidate_inode(self._out(ino))
+            if tail:
+                pyfuse3.notify_store(self._out(ino), size - len(tail), tail)
+
+        try:
+            await trio.to_thread.run_sync(tell)
+        except OSError:
+            pass
+
     async def entry(self, parent_ino: int, name: bytes) -> None:
         try:
             await trio.to_thread.run_sync(pyfuse3.invalidate_entry, self._out(parent_ino), name)

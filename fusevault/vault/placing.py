@@ -33,9 +33,16 @@ class KernelCache(Protocol):
     async def drop_all(self, entries: list[tuple[int, bytes]], inodes: list[int]) -> None:
         """Many names and inodes at once (a lock): one worker thread for all."""
 
+    async def resized(self, ino: int, size: int, tail: bytes) -> None:
+        """A file's contents changed from inside: forget them, and learn that
+        it is ``size`` long, ending with ``tail``."""
+
 
 class NoKernel:
     """An unmounted vault: nothing is cached anywhere."""
+
+    async def resized(self, ino: int, size: int, tail: bytes) -> None:
+        pass
 
     async def entry(self, parent_ino: int, name: bytes) -> None:
         pass
@@ -111,6 +118,29 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
         await kernel.inode(replaced)
     await kernel.inode(parent.ino)
     return node, digest.hexdigest()
+
+
+TAIL = 4096  # bytes handed to the kernel with a new size (one page)
+
+
+async def contents_changed(volume: Volume, kernel: KernelCache, node: Node, old_size: int) -> None:
+    """Tell the kernel that a file's contents changed from inside (a restore).
+
+    Invalidating is not enough with the writeback cache: the kernel then
+    trusts its own size over ours, so the file would read cut short at the
+    old size.  Handing the kernel the file's last bytes at their place (a
+    store notification) makes it take a larger size.  It takes no smaller
+    size that way: a file that shrank is only invalidated (what the kernel
+    then shows is in docs/ARCHITECTURE.md)."""
+    tail = b""
+    if node.size > old_size:
+        start = max(0, node.size - TAIL)
+        fh = volume.open(node.ino)
+        try:
+            tail = await volume.read(fh, start, node.size - start)
+        finally:
+            await volume.release(fh)
+    await kernel.resized(node.ino, node.size, tail)
 
 
 async def make_durable(volume: Volume, node: Node) -> None:

@@ -23,7 +23,7 @@ from fusevault.tasks import TaskState
 from fusevault.vault import exporting, gc, recovery, retention, share_ops
 from fusevault.vault import settings as user_settings
 from fusevault.vault.history import Version, parse_when
-from fusevault.vault.placing import KernelCache, NoKernel
+from fusevault.vault.placing import KernelCache, NoKernel, contents_changed
 from fusevault.vault.users import USER
 from fusevault.vault.volume import Volume
 
@@ -78,10 +78,14 @@ class Requests:
     async def do_restore(self, request: dict) -> dict:
         at = parse_when(request["at"]) if request.get("at") else None
         to = self._path(request, "to") if request.get("to") else None
+        try:
+            old_size = self.vol.resolve(to or self._path(request)).size  # what the kernel may hold
+        except VaultError:
+            old_size = 0  # out of the trash, or to a new name
         where, version, node = await recovery.restore(
             self.vol, self._path(request), at=at, vid=request.get("version"), to=to)
         await self._learn_authors([version] if version else [])
-        await self.kernel.inode(node.ino)
+        await contents_changed(self.vol, self.kernel, node, old_size)
         # No version: a file deleted while still empty, back empty.
         return {"restored": name_to_str(where), "version": self._version(version) if version else None}
 
