@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from fusevault import (
     cli_accounts,
     cli_agent,
     cli_files,
+    cli_guard,
     cli_help,
     cli_history,
     cli_links,
@@ -43,6 +45,15 @@ FUSEVAULT_PASSPHRASE, or with --passphrase-fd N / --passphrase-file F.
 """
 
 
+def login_name() -> str:
+    """The caller's login name: of their uid, else $USER or $LOGNAME (a uid with no
+    passwd entry, as in some containers), else "user"."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER") or os.environ.get("LOGNAME") or "user"
+
+
 def _passphrase_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("passphrase (default: $FUSEVAULT_PASSPHRASE or a prompt)")
     group.add_argument("--passphrase-fd", type=int, metavar="N", help="read it from file descriptor N")
@@ -66,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("init", "create a vault and its first user", "fusevault init ~/vault --user alice")
     p.add_argument("vault", type=Path)
-    p.add_argument("--user", default=os.environ.get("USER") or "user", help="user name (default: $USER)")
+    p.add_argument("--user", default=login_name(), help="user name (default: your login name)")
     p.add_argument("--couchdb", metavar="URL",
                    help="keep the metadata documents in this CouchDB database (http://host:port/db)")
     p.add_argument("--join", metavar="URL",
@@ -130,7 +141,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         CouchStore(args.couchdb, create=True).close()
         store_config = {"kind": "couchdb", "url": url}
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file, confirm=True,
-                            prompt="New passphrase: ")
+                            prompt="New passphrase: ", about=_about(args.vault, args.user))
     created = layout.create(args.vault, store_config)
     store = open_store(created.root, store_config)
     try:
@@ -151,11 +162,18 @@ def _join(args: argparse.Namespace) -> int:
     if args.couchdb:
         raise InvalidInput("--join makes a replica with its own store: leave out --couchdb")
     source = credentials_source(args.credentials_file, args.credentials_env)
-    secret = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt=f"Passphrase of {args.user}: ")
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt=f"Passphrase of {args.user}: ",
+                            about=_about(args.vault, args.user))
     got = trio.run(join, args.vault, args.join, source, args.user, secret, args.peer_name)
     print(f"joined: {args.vault} is a replica of the vault at {args.join} for user {args.user} "
           f"({got['documents']} documents, {got['records']} blocks); mount it to sync")
     return 0
+
+
+def _about(vault: Path, user: str | None) -> str:
+    """Which vault (and user) a passphrase is for, as a systemd password agent shows it."""
+    where = f"vault {os.path.abspath(vault)}"
+    return f"{where} (user {user})" if user else where
 
 
 def _mount_info(unlocked, vault: Path) -> dict:
@@ -168,6 +186,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.vault.layout import check_writable, open_layout
     from fusevault.vault.opening import unlock_vault
 
+    _clear_crashed(args.mountpoint)
     mountpoint = check_mountpoint(args.mountpoint)
     layout = open_layout(args.vault)
     check_writable(layout.root)
@@ -180,7 +199,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         def serve(on_ready) -> int:
             return _serve_shared(args, layout, mountpoint, on_ready)
     else:
-        secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
+        secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=_about(args.vault, args.user))
         unlocked = unlock_vault(args.vault, args.user, secret)
         unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
         unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
@@ -229,12 +248,13 @@ def _serve_shared(args: argparse.Namespace, layout, mountpoint: Path, on_ready) 
 
 
 def _daemonize(args: argparse.Namespace, serve: Callable[..., int], mountpoint: Path) -> int:
+    handler = _log_file(mountpoint)  # before the fork: a log it cannot write is a one-line error here
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the server
         os.close(read_end)
         os.setsid()
-        _log_to_file(mountpoint)
+        logging.getLogger().handlers[:] = [handler]
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -246,10 +266,12 @@ def _daemonize(args: argparse.Namespace, serve: Callable[..., int], mountpoint: 
             log.error("%s", err)
             os.write(write_end, f"{code} {err}\n".encode())
         except BaseException:
-            code = 1
+            code = cli_guard.INTERNAL_ERROR
             log.exception("the mount failed")
-            os.write(write_end, b"1 the mount failed; see the log in the state directory\n")
+            why = f"{code} internal error: the mount failed; see {handler.baseFilename}\n"
+            os.write(write_end, why.encode())
         os._exit(code)
+    handler.close()
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         answer = pipe.readline().decode(errors="replace").strip()
@@ -261,23 +283,52 @@ def _daemonize(args: argparse.Namespace, serve: Callable[..., int], mountpoint: 
     return int(code) if code.isdigit() else 1
 
 
-def _log_to_file(mountpoint: Path) -> None:
-    logs = paths.state_dir() / "logs"
-    logs.mkdir(exist_ok=True, mode=0o700)
-    name = paths.control_socket(mountpoint).stem
-    handler = logging.FileHandler(logs / f"mount-{name}.log")
+def _log_file(mountpoint: Path) -> logging.FileHandler:
+    """The mount server's log, in the state directory."""
+    try:
+        logs = paths.state_dir() / "logs"
+        logs.mkdir(exist_ok=True, mode=0o700)
+        name = paths.control_socket(mountpoint).stem
+        handler = logging.FileHandler(logs / f"mount-{name}.log")
+    except OSError as err:
+        raise (cli_guard.explain(err, "cannot keep the mount's log")
+               or InvalidInput(f"cannot keep the mount's log: {err}")) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
+    return handler
+
+
+def _clear_crashed(path: Path) -> None:
+    """A mount point whose server died (``Transport endpoint is not connected``):
+    our own dead fusevault mount is cleared (its vault lost nothing it had
+    saved); anything else gets one line saying how."""
+    from fusevault import mounts
+
+    found = mounts.find(path)
+    if found is None:
+        return
+    state = mounts.probe(mounts.mount_path(path))
+    if state == mounts.ALIVE:
+        return  # check_mountpoint says it is busy
+    if state == mounts.HUNG:
+        raise MountPointError(f"the file system mounted at {path} does not answer: "
+                              f"`fusevault unmount {path}` or `fusermount3 -uz {path}` clears it")
+    if not found.fusevault or found.owner != os.geteuid():
+        whose = "" if found.fusevault else f" {found.fstype}"
+        raise MountPointError(f"{path} is a crashed{whose} mount: clear it with `fusermount3 -uz {path}`"
+                              + ("" if found.owner == os.geteuid() else " as its owner or root"))
+    done = subprocess.run(["fusermount3", "-uz", str(mounts.mount_path(path))], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise MountPointError(f"{path} is a crashed mount that cannot be cleared: {done.stderr.strip()}")
+    log.info("cleared the crashed mount at %s", path)
 
 
 def cmd_unmount(args: argparse.Namespace) -> int:
     from fusevault.fs import control
-    from fusevault.mounts import is_mounted, mount_path
+    from fusevault.mounts import mount_path
 
     mountpoint = mount_path(args.mountpoint)
-    if not is_mounted(mountpoint):
-        raise MountPointError(f"nothing is mounted at {args.mountpoint}")
+    _check_unmount(args.mountpoint)
     pid = None
     try:
         pid = control.request(paths.socket_of(mountpoint), {"cmd": "status"}).get("pid")
@@ -296,6 +347,32 @@ def cmd_unmount(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_unmount(path: Path) -> None:
+    """Only a fusevault mount, and only its owner's (or root's)."""
+    from fusevault import mounts
+    from fusevault.errors import PermissionDenied
+
+    found = mounts.find(path)
+    if found is None:
+        raise MountPointError(f"nothing is mounted at {path}")
+    if not found.fusevault:
+        raise MountPointError(f"{path} is not a fusevault mount ({found.fstype}): "
+                              "fusevault unmounts only its own; use umount or fusermount3 -u")
+    if not found.mine():
+        if found.owner == 0:
+            raise PermissionDenied(f"{path} is root's {'shared ' if found.shared else ''}mount: "
+                                   "only root can unmount it")
+        raise PermissionDenied(f"{path} is {_user_name(found.owner)}'s mount: "
+                               "only they or root can unmount it")
+
+
+def _user_name(uid: int | None) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name if uid is not None else "another user"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def _running(pid: int) -> bool:
     """True while the server saves and exits; an exited server may linger as a zombie."""
     try:
@@ -309,14 +386,16 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     from fusevault.vault import users
     from fusevault.vault.opening import open_vault
 
-    old = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt="Current passphrase: ")
-    new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
-                         confirm=True, prompt="New passphrase: ")
-    if new == old:
-        raise InvalidInput("the new passphrase is the same as the old one")
-    _, store = open_vault(args.vault)
+    _, store = open_vault(args.vault)  # before asking for anything
     try:
         user = users.find_user(store, args.user)
+        about = _about(args.vault, user["username"])
+        old = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt="Current passphrase: ",
+                             about=about)
+        new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
+                             confirm=True, prompt="New passphrase: ", about=about)
+        if new == old:
+            raise InvalidInput("the new passphrase is the same as the old one")
         users.change_passphrase(store, user, old, new)
     finally:
         store.close()
@@ -365,11 +444,4 @@ def main(argv: list[str] | None = None) -> int:
     paths.override("runtime", args.runtime_dir)
     paths.override("state", args.state_dir)
     paths.override("config", args.config_dir)
-    try:
-        return COMMANDS[args.command](args)
-    except VaultError as err:
-        log.error("%s", err)  # one line: "fusevault: ..." on a terminal, level 3 in the journal
-        return err.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
+    return cli_guard.run(lambda: COMMANDS[args.command](args), args.command, args.verbose)
