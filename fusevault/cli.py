@@ -188,6 +188,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     _clear_crashed(args.mountpoint)
     mountpoint = check_mountpoint(args.mountpoint)
+    if os.geteuid() != 0 and not os.access(mountpoint, os.W_OK):  # fusermount3 would refuse, unseen
+        from fusevault.errors import PermissionDenied
+
+        raise PermissionDenied(f"you may not mount on {args.mountpoint}: it is not writable for you")
     layout = open_layout(args.vault)
     check_writable(layout.root)
     if args.allow_other:

@@ -228,6 +228,7 @@ def stranger():
             break
     else:
         pytest.fail(f"no interpreter {STRANGER} may run imports fusevault from {SITE}")
+    run.home = home  # type: ignore[attr-defined]
     yield run
     shutil.rmtree(home, ignore_errors=True)
     if made:
@@ -276,3 +277,26 @@ def test_receive_refuses_a_folder_it_cannot_write_and_makes_a_missing_one(
         assert result.returncode == 0, result.stderr
         assert (made / "report.txt").read_text() == "the report"
         assert sender.wait(60) == 0
+
+
+def test_mount_on_a_folder_the_user_may_not_write(stranger, open_place: Path) -> None:
+    fast = {"FUSEVAULT_INSECURE_FAST_KDF": "1", "FUSEVAULT_PASSPHRASE": PASSPHRASE}
+    theirs = stranger.home / "vault"  # type: ignore[attr-defined]
+    assert stranger("init", theirs, env=fast).returncode == 0
+    roots = open_place / "mnt"
+    roots.mkdir(mode=0o755)
+    result = stranger("mount", theirs, roots, env=fast)
+    clean(result, 22, "not writable for you")
+    assert not is_mounted(roots)
+
+
+def test_a_bug_is_one_line_on_the_terminal_and_a_traceback_in_a_crash_log() -> None:
+    """What no command expected (a bug) still reaches the terminal as one line."""
+    bug = ("import sys; from fusevault import cli, cli_guard; cli._setup_logging(False); "
+           "sys.exit(cli_guard.run(lambda: {}['missing'], 'test', False))")
+    result = subprocess.run([sys.executable, "-c", bug], capture_output=True, text=True)
+    clean(result, 70, "internal error (KeyError: 'missing'); please report it with ")
+    log = Path(result.stderr.strip().rsplit(" ", 1)[-1])
+    assert log.parent == Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs"
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert TRACEBACK in log.read_text() and "KeyError" in log.read_text()
