@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from fusevault import (
     cli_accounts,
     cli_agent,
     cli_files,
+    cli_guard,
     cli_help,
     cli_history,
     cli_links,
@@ -26,7 +28,7 @@ from fusevault import (
     passphrase,
     paths,
 )
-from fusevault.errors import InvalidInput, MountPointError, SaveFailed, VaultError
+from fusevault.errors import InvalidInput, MountPointError, SaveFailed
 
 log = logging.getLogger("fusevault")
 
@@ -40,6 +42,15 @@ examples:
 Passphrases never go on the command line: give them at the prompt, in
 FUSEVAULT_PASSPHRASE, or with --passphrase-fd N / --passphrase-file F.
 """
+
+
+def login_name() -> str:
+    """The caller's login name: of their uid, else $USER or $LOGNAME (a uid with no
+    passwd entry, as in some containers), else "user"."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER") or os.environ.get("LOGNAME") or "user"
 
 
 def _passphrase_options(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("init", "create a vault and its first user", "fusevault init ~/vault --user alice")
     p.add_argument("vault", type=Path)
-    p.add_argument("--user", default=os.environ.get("USER") or "user", help="user name (default: $USER)")
+    p.add_argument("--user", default=login_name(), help="user name (default: your login name)")
     p.add_argument("--couchdb", metavar="URL",
                    help="keep the metadata documents in this CouchDB database (http://host:port/db)")
     p.add_argument("--join", metavar="URL",
@@ -133,7 +144,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         CouchStore(args.couchdb, create=True).close()
         store_config = {"kind": "couchdb", "url": url}
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file, confirm=True,
-                            prompt="New passphrase: ")
+                            prompt="New passphrase: ", about=_about(args.vault, args.user))
     created = layout.create(args.vault, store_config, padding=args.padding)
     store = open_store(created.root, store_config)
     try:
@@ -154,20 +165,35 @@ def _join(args: argparse.Namespace) -> int:
     if args.couchdb:
         raise InvalidInput("--join makes a replica with its own store: leave out --couchdb")
     source = credentials_source(args.credentials_file, args.credentials_env)
-    secret = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt=f"Passphrase of {args.user}: ")
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt=f"Passphrase of {args.user}: ",
+                            about=_about(args.vault, args.user))
     got = trio.run(join, args.vault, args.join, source, args.user, secret, args.peer_name, args.padding)
     print(f"joined: {args.vault} is a replica of the vault at {args.join} for user {args.user} "
           f"({got['documents']} documents, {got['records']} blocks); mount it to sync")
     return 0
 
 
+def _about(vault: Path, user: str | None) -> str:
+    """Which vault (and user) a passphrase is for, as a systemd password agent shows it."""
+    where = f"vault {os.path.abspath(vault)}"
+    return f"{where} (user {user})" if user else where
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.fs import daemon
+    from fusevault.fs.mount import check_mountpoint
     from fusevault.vault.layout import check_writable, open_layout
     from fusevault.vault.modes import check_private
 
-    # Only light checks here: the server (fs/server.py) checks the mount
-    # point and unlocks, and its errors come back as this command's one line.
+    # The mount point is checked here, before a passphrase is asked, and
+    # again by the server (fs/server.py), whose errors come back as this
+    # command's one line.
+    _clear_crashed(args.mountpoint)
+    check_mountpoint(args.mountpoint)
+    if os.geteuid() != 0 and not os.access(args.mountpoint, os.W_OK):  # fusermount3 would refuse, unseen
+        from fusevault.errors import PermissionDenied
+
+        raise PermissionDenied(f"you may not mount on {args.mountpoint}: it is not writable for you")
     layout = open_layout(args.vault)
     check_private(layout.root)
     check_writable(layout.root)
@@ -180,7 +206,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
             raise InvalidInput("a shared mount serves every user with a uid: leave out --user")
     else:
         paths.control_socket(mountpoint)  # a runtime folder others could reach: refused before asking
-        secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
+        secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=_about(args.vault, args.user))
     mount = {"vault": str(args.vault), "mountpoint": str(args.mountpoint), "user": args.user,
              "allow_other": args.allow_other, "verbose": args.verbose,
              "dirs": {"runtime": args.runtime_dir, "state": args.state_dir, "config": args.config_dir}}
@@ -193,13 +219,38 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return int(code) if code.isdigit() else 1
 
 
+def _clear_crashed(path: Path) -> None:
+    """A mount point whose server died (``Transport endpoint is not connected``):
+    our own dead fusevault mount is cleared (its vault lost nothing it had
+    saved); anything else gets one line saying how."""
+    from fusevault import mounts
+
+    found = mounts.find(path)
+    if found is None:
+        return
+    state = mounts.probe(mounts.mount_path(path))
+    if state == mounts.ALIVE:
+        return  # check_mountpoint says it is busy
+    if state == mounts.HUNG:
+        raise MountPointError(f"the file system mounted at {path} does not answer: "
+                              f"`fusevault unmount {path}` or `fusermount3 -uz {path}` clears it")
+    if not found.fusevault or found.owner != os.geteuid():
+        whose = "" if found.fusevault else f" {found.fstype}"
+        raise MountPointError(f"{path} is a crashed{whose} mount: clear it with `fusermount3 -uz {path}`"
+                              + ("" if found.owner == os.geteuid() else " as its owner or root"))
+    done = subprocess.run(["fusermount3", "-uz", str(mounts.mount_path(path))], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise MountPointError(f"{path} is a crashed mount that cannot be cleared: {done.stderr.strip()}")
+    log.info("cleared the crashed mount at %s", path)
+
+
 def cmd_unmount(args: argparse.Namespace) -> int:
     from fusevault.fs import control
-    from fusevault.mounts import is_mounted, mount_path
+    from fusevault.mounts import mount_path
 
     mountpoint = mount_path(args.mountpoint)
-    if not is_mounted(mountpoint):
-        raise MountPointError(f"nothing is mounted at {args.mountpoint}")
+    _check_unmount(args.mountpoint)
     pid = None
     socket_path = paths.socket_of(mountpoint)  # before: a server that exits removes it
     try:
@@ -237,6 +288,32 @@ def _check_saved(socket_path: Path, shown: Path) -> None:
                      "see the mount's log")
 
 
+def _check_unmount(path: Path) -> None:
+    """Only a fusevault mount, and only its owner's (or root's)."""
+    from fusevault import mounts
+    from fusevault.errors import PermissionDenied
+
+    found = mounts.find(path)
+    if found is None:
+        raise MountPointError(f"nothing is mounted at {path}")
+    if not found.fusevault:
+        raise MountPointError(f"{path} is not a fusevault mount ({found.fstype}): "
+                              "fusevault unmounts only its own; use umount or fusermount3 -u")
+    if not found.mine():
+        if found.owner == 0:
+            raise PermissionDenied(f"{path} is root's {'shared ' if found.shared else ''}mount: "
+                                   "only root can unmount it")
+        raise PermissionDenied(f"{path} is {_user_name(found.owner)}'s mount: "
+                               "only they or root can unmount it")
+
+
+def _user_name(uid: int | None) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name if uid is not None else "another user"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def _running(pid: int) -> bool:
     """True while the server saves and exits; an exited server may linger as a zombie."""
     try:
@@ -250,14 +327,16 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     from fusevault.vault import users
     from fusevault.vault.opening import open_vault
 
-    old = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt="Current passphrase: ")
-    new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
-                         confirm=True, prompt="New passphrase: ")
-    if new == old:
-        raise InvalidInput("the new passphrase is the same as the old one")
-    _, store = open_vault(args.vault)
+    _, store = open_vault(args.vault)  # before asking for anything
     try:
         user = users.find_user(store, args.user)
+        about = _about(args.vault, user["username"])
+        old = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt="Current passphrase: ",
+                             about=about)
+        new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
+                             confirm=True, prompt="New passphrase: ", about=about)
+        if new == old:
+            raise InvalidInput("the new passphrase is the same as the old one")
         users.change_passphrase(store, user, old, new)
     finally:
         store.close()
@@ -308,11 +387,4 @@ def main(argv: list[str] | None = None) -> int:
     paths.override("runtime", args.runtime_dir)
     paths.override("state", args.state_dir)
     paths.override("config", args.config_dir)
-    try:
-        return COMMANDS[args.command](args)
-    except VaultError as err:
-        log.error("%s", err)  # one line: "fusevault: ..." on a terminal, level 3 in the journal
-        return err.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
+    return cli_guard.run(lambda: COMMANDS[args.command](args), args.command, args.verbose)

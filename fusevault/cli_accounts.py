@@ -51,7 +51,10 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     q.add_argument("name")
     q.add_argument("--uid", type=int, help="the Linux uid this user is (default: yours)")
     _vault_option(q)
-    passphrase_options(q)
+    # Their passphrase, never yours: adding a user needs no key of anyone's.
+    group = q.add_argument_group(f"the new user's passphrase (default: ${passphrase.ENV_NEW} or a prompt)")
+    group.add_argument("--new-passphrase-fd", type=int, metavar="N", help="read it from file descriptor N")
+    group.add_argument("--new-passphrase-file", metavar="FILE", help="read it from FILE")
     _list_and_remove(actions, "users, their uids and groups",
                      "remove a user who owns no files and no group")
 
@@ -99,8 +102,9 @@ def cmd_user(args: argparse.Namespace) -> int:
         if args.action == "add":
             if args.uid is not None and not 0 <= args.uid < 2**32:
                 raise InvalidInput(f"{args.uid} is not a Linux uid")
-            secret = passphrase.get(args.passphrase_fd, args.passphrase_file, confirm=True,
-                                    prompt=f"New passphrase for {args.name}: ")
+            secret = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
+                                    confirm=True, prompt=f"New passphrase for {args.name}: ",
+                                    about=f"user {args.name} of vault {os.path.abspath(args.vault)}")
             users.create_user(layout, store, args.name, secret, uid=args.uid)
             print(f"added user {args.name}")
         elif args.action == "list":

@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fusevault import mounts as mount_table
 from fusevault import paths
 from fusevault.fs import control
-from fusevault.mounts import fusevault_mounts, mount_path
+from fusevault.mounts import mount_path, visible_mounts
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -23,10 +24,10 @@ def add_commands(command: Command) -> None:
 
 
 def gather(only: Path | None, cmd: str = "status") -> list[dict]:
-    """Each mount's answer to ``cmd`` (every mount, or the one at ``only``)."""
+    """Each mount's answer to ``cmd`` (every mount the caller may ask, or the one at ``only``)."""
     wanted = str(mount_path(only)) if only is not None else None
     found = []
-    for mountpoint in fusevault_mounts():
+    for mountpoint in visible_mounts():
         if wanted is not None and mountpoint != wanted:
             continue
         try:
@@ -55,6 +56,10 @@ def answers(args: argparse.Namespace, cmd: str = "status") -> list[dict] | None:
 
     mounts = gather(args.mountpoint, cmd)
     if args.mountpoint is not None and not mounts:
+        there = mount_table.find(args.mountpoint)
+        if there is not None and there.fusevault:
+            raise MountPointError(f"the vault at {args.mountpoint} is another user's mount: only they "
+                                  "(or root) can ask it")
         raise MountPointError(f"no vault is mounted at {args.mountpoint}")
     if args.json:
         print(json.dumps({"mounts": mounts}, indent=1))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from fusevault import passphrase
@@ -15,7 +17,7 @@ from fusevault.errors import InvalidInput
 log = logging.getLogger("fusevault")
 
 ENV_RELAY = "FUSEVAULT_RELAY"
-ENV_CODE = "FUSEVAULT_CODE"
+ENV_CODE = passphrase.ENV_CODE
 
 
 def relay_option(p: argparse.ArgumentParser) -> None:
@@ -77,10 +79,13 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    from fusevault.transfer.receive import receive
+    from fusevault.transfer.receive import check_output, receive
 
     output = args.output or _dump_dir(args) or Path.cwd()
-    code = passphrase.get(args.code_fd, args.code_file, env=ENV_CODE, prompt="Code: ").decode()
+    if not args.list:
+        check_output(output)  # before asking for the code
+    code = passphrase.get(args.code_fd, args.code_file, env=ENV_CODE, prompt="Code: ")
+    code = code.decode(errors="replace")
     return receive(args.relay, args.name, code, output, only=args.only, list_only=args.list)
 
 
@@ -106,9 +111,10 @@ def _dump_dir(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
+    import redis
     import trio
 
-    from fusevault.relay.app import serve
+    from fusevault.errors import RelayUnavailable
     from fusevault.relay.state import Limits
 
     host, _, port = args.listen.rpartition(":")
@@ -116,20 +122,38 @@ def cmd_relay(args: argparse.Namespace) -> int:
         raise InvalidInput("--listen takes HOST:PORT, e.g. 127.0.0.1:4080")
     limits = Limits(session_ttl=args.session_ttl, join_attempts=args.join_attempts,
                     calls_per_second=args.calls_per_second, max_queue=args.max_queue)
-    import redis
-
-    from fusevault.errors import RelayUnavailable
-
     try:
-        trio.run(serve, args.redis, host, int(port), limits, args.couchdb)
-    except KeyboardInterrupt:
-        pass
-    except redis.RedisError as err:
-        raise RelayUnavailable(f"the relay cannot reach Redis at {args.redis}: {err}") from None
-    except OSError as err:  # the port is taken, or not ours to bind
-        raise RelayUnavailable(f"the relay cannot listen on {args.listen}: {err.strerror}") from None
+        trio.run(_relay_until_stopped, args, host, int(port), limits)
+    except BaseException as group:  # trio's nurseries wrap what went wrong in groups
+        err = _leaf(group)
+        if isinstance(err, redis.RedisError):
+            raise RelayUnavailable(f"the relay cannot reach Redis at {args.redis}: {err}") from None
+        if isinstance(err, OSError):  # the port is taken, or not ours to bind
+            raise RelayUnavailable(f"the relay cannot listen on {args.listen}: {err.strerror}") from None
+        raise err from None
     print("relay stopped", file=sys.stderr)
     return 0
+
+
+async def _relay_until_stopped(args: argparse.Namespace, host: str, port: int, limits) -> None:
+    """Serve until SIGINT (Ctrl-C) or SIGTERM (systemctl stop), then stop cleanly."""
+    import trio
+
+    from fusevault.relay.app import serve
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(serve, args.redis, host, port, limits, args.couchdb))
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+
+
+def _leaf(err: BaseException) -> BaseException:
+    """The one exception inside nested exception groups (the group itself when there are several)."""
+    while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+        err = err.exceptions[0]
+    return err
 
 
 def _default_relay() -> str:

@@ -65,7 +65,10 @@ def under_systemd() -> bool:
 
 
 def ask_password(prompt: str, ident: str) -> bytes | None:
-    """A passphrase through systemd's password agents, or None when that is not possible."""
+    """A passphrase through systemd's password agents, or None when that is not possible.
+
+    An agent may show the questions of several units at once: ``prompt`` says
+    which vault asks (passphrase.get adds it), ``ident`` tells the requests apart."""
     command = shutil.which("systemd-ask-password")
     if command is None:
         return None

@@ -26,7 +26,10 @@ def _meta(path: Path) -> dict:
 
 
 def _run(vault: Path, *args: str, **kwargs):
-    return fusevault(*args, env={"FUSEVAULT_VAULT": str(vault)}, **kwargs)
+    env = {"FUSEVAULT_VAULT": str(vault)}
+    if args[:2] == ("user", "add"):  # ``passphrase`` is the new user's (never the caller's)
+        env["FUSEVAULT_NEW_PASSPHRASE"] = kwargs.pop("passphrase", PASSPHRASE)
+    return fusevault(*args, env=env, **kwargs)
 
 
 def test_users_and_groups_keep_both_lists_in_agreement(vault: Path) -> None:

@@ -194,7 +194,8 @@ def _on_a_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
 
 
 def test_init_asks_twice_on_a_terminal(tmp_path: Path) -> None:
-    code, out = _on_a_terminal(["init", str(tmp_path / "v1"), "--user", "carol"], ["one", "two"])
+    code, out = _on_a_terminal(["init", str(tmp_path / "v1"), "--user", "carol"],
+                               ["one", "two", "three", "four", "five", "six"])  # three times: no more
     assert code == 12 and "do not match" in out and not (tmp_path / "v1").exists()
     code, out = _on_a_terminal(["init", str(tmp_path / "v2"), "--user", "carol"], ["same", "same"])
     assert code == 0 and "created vault" in out and "same" not in out  # never echoed

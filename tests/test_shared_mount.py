@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, fusevault, mounted
+from conftest import PASSPHRASE, fusevault, is_mounted, mounted
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
@@ -123,7 +123,9 @@ class People:
 
 
 def _admin(vault: Path, *args: str, passphrase: str = PASSPHRASE) -> None:
-    result = fusevault(*args, env={"FUSEVAULT_VAULT": str(vault)}, passphrase=passphrase)
+    """As the vault's administrator; ``passphrase`` is a new user's with ``user add``."""
+    result = fusevault(*args, env={"FUSEVAULT_VAULT": str(vault), "FUSEVAULT_NEW_PASSPHRASE": passphrase},
+                       passphrase=passphrase)
     assert result.returncode == 0, result.stderr
 
 
@@ -311,3 +313,26 @@ def test_a_write_member_copies_into_the_share_with_modes_kept(people: People) ->
     # fallocate reaches the writer's seat too.
     people.ok("bob", f"fallocate -l 100000 {proj}/reserved")
     assert people.ok("alice", "stat -c %s $M/proj/reserved").strip() == "100000"
+
+
+def test_a_user_sees_and_unmounts_only_their_own_mounts(people: People, tmp_path: Path) -> None:
+    """Root's own mount is not in alice's status (she could not ask it anyway); the shared one
+    is, and only root unmounts either, with a line that says so."""
+    own, own_mnt = tmp_path / "roots-vault", tmp_path / "roots-mnt"
+    assert fusevault("init", own, "--user", "root").returncode == 0
+    with mounted(own, own_mnt):
+        people.unlock("alice")
+        status = people.fusevault("alice", "status")
+        assert status.returncode == 0 and "unlocked alice" in status.stdout, status.stderr
+        assert str(own_mnt) not in status.stdout and "does not answer" not in status.stdout, status.stdout
+        asked = people.fusevault("alice", "status", str(own_mnt))
+        assert asked.returncode == 6 and "another user's mount" in asked.stderr, asked.stderr
+        everyone = fusevault("status", passphrase=None).stdout
+        assert str(own_mnt) in everyone and str(people.mnt) in everyone
+        for mountpoint in (people.mnt, own_mnt):
+            refused = people.fusevault("alice", "unmount", str(mountpoint))
+            assert refused.returncode == 22, refused.stderr
+            assert refused.stderr.splitlines() == [
+                f"fusevault: {mountpoint} is root's {'shared ' if mountpoint == people.mnt else ''}mount: "
+                "only root can unmount it"]
+            assert is_mounted(mountpoint)

@@ -26,7 +26,9 @@ CAROL = "carol's own passphrase"
 
 
 def _admin(vault: Path, *args: str, passphrase: str = PASSPHRASE):
-    result = fusevault(*args, env={"FUSEVAULT_VAULT": str(vault)}, passphrase=passphrase)
+    """As the vault's administrator; ``passphrase`` is a new user's with ``user add``."""
+    result = fusevault(*args, env={"FUSEVAULT_VAULT": str(vault), "FUSEVAULT_NEW_PASSPHRASE": passphrase},
+                       passphrase=passphrase)
     assert result.returncode == 0, result.stderr
     return result
 

@@ -385,7 +385,7 @@ def test_a_share_made_on_one_device_opens_on_the_recipients_device(couchdb_url: 
     for args, secret in ((("user", "add", "bob", "--uid", "2001"), bob_secret),
                          (("group", "add", "team", "--owner", "alice"), None),
                          (("group", "member", "add", "team", "bob", "--perm", "READ,WRITE"), None)):
-        done = fusevault(*args, env=as_admin, passphrase=secret or "unused")
+        done = fusevault(*args, env={**as_admin, "FUSEVAULT_NEW_PASSPHRASE": secret or "unused"})
         assert done.returncode == 0, done.stderr
     bob_id = next(u["_id"] for u in docs_of(laptop, "UserDetails") if u["username"] == "bob")
     with mounted(laptop, tmp_path / "a", "--user", "alice") as a:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from fusevault import paths
+from fusevault import cli_guard, paths
 from fusevault.errors import InvalidInput, VaultError
 
 log = logging.getLogger("fusevault")
@@ -209,7 +209,11 @@ def serve(server: Handed, mountpoint: Path, run: Callable[[Callable[[], None] | 
             ready = None
 
     try:
-        _log_to_file(mountpoint)
+        try:
+            _log_to_file(mountpoint)
+        except OSError as err:  # one line, not "see the log" for a log that cannot be
+            raise (cli_guard.explain(err, "cannot keep the mount's log")
+                   or InvalidInput(f"cannot keep the mount's log: {err}")) from None
         log.debug("%s", server.memory)
         run(lambda: tell("ok"))
     except VaultError as err:
@@ -218,8 +222,9 @@ def serve(server: Handed, mountpoint: Path, run: Callable[[Callable[[], None] | 
         return err.exit_code
     except BaseException:
         log.exception("the mount failed")
-        tell("1 the mount failed; see the log in the state directory")
-        return 1
+        tell(f"{cli_guard.INTERNAL_ERROR} internal error: the mount failed; see the log in the state "
+             "directory")
+        return cli_guard.INTERNAL_ERROR
     return 0
 
 

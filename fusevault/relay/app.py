@@ -23,6 +23,7 @@ against the caller's per-second budget; a limit answers 429 with Retry-After.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -264,6 +265,8 @@ async def serve(redis_url: str, host: str, port: int, limits: Limits = Limits(),
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
-    config.errorlog = "-"
+    # Hypercorn's messages go through the command's own handler, once: given a
+    # name ("-") it would add a handler of its own and still pass every line on.
+    config.errorlog = logging.getLogger("hypercorn.error")
     task_status.started()
     await hypercorn_serve(build_app(relay), config)

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 from fusevault.encoding import b64d, b64e
-from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NotFound, VaultError
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NotFound, PermissionDenied, VaultError
 from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient
 from fusevault.transfer.progress import transfer_progress
@@ -41,10 +41,30 @@ def inside(output: Path, path: Path) -> bool:
     return real == root or real.startswith(root.rstrip("/") + "/")
 
 
+def check_output(output: Path) -> None:
+    """Refuse, before anything is asked or joined, a folder files could not be written to.
+    One that does not exist yet is made later, as ``mkdir -p`` would."""
+    existing = output
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInput(f"{existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        doing = "write into" if existing == output else "make"
+        raise PermissionDenied(f"cannot {doing} {output}: {existing} is not writable for you")
+
+
+def _make_output(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)  # mode 0777 less the umask, as mkdir -p
+    except OSError as err:
+        raise InvalidInput(f"cannot make {output}: {err.strerror}") from None
+
+
 def receive(relay_url: str, name: str, code: str, output: Path, *, only: list[str] | None = None,
             list_only: bool = False, say=print) -> int:
-    if not output.is_dir():
-        raise InvalidInput(f"{output} is not a folder")
+    if not list_only:
+        check_output(output)
     client = RelayClient(relay_url)
     try:
         session = client.join(name, crypto.code_hash(code))
@@ -58,6 +78,7 @@ def receive(relay_url: str, name: str, code: str, output: Path, *, only: list[st
         if not chosen:
             raise InvalidInput("none of the session's files match: see --list")
         targets = {f["name"]: safe_target(output, f["name"]) for f in chosen}
+        _make_output(output)  # only now: a wrong code or session leaves no empty folder behind
         for f in chosen:
             if os.path.lexists(targets[f["name"]]):
                 raise AlreadyExists(f"{targets[f['name']]} exists: move it away or use --output")

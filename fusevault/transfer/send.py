@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fusevault.encoding import b64d, b64e
-from fusevault.errors import InvalidInput, VaultError
+from fusevault.errors import InvalidInput, PermissionDenied, VaultError
 from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient
 from fusevault.transfer.progress import transfer_progress
@@ -27,20 +29,62 @@ class Outgoing:
     sha256: str = ""
 
 
+def _unreadable(path: Path, err: OSError) -> VaultError:
+    if isinstance(err, PermissionError):
+        return PermissionDenied(f"cannot read {path}: permission denied")
+    return InvalidInput(f"cannot read {path}: {err.strerror}")
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every regular file under ``folder``; a subfolder it cannot read is an error, not
+    silently left out (the receiver would get less than was sent)."""
+    found: list[Path] = []
+
+    def refuse(err: OSError) -> None:
+        raise _unreadable(Path(err.filename or folder), err)
+
+    for top, dirs, names in os.walk(folder, onerror=refuse):  # symbolic links are not followed
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(top, name)
+            try:
+                if stat.S_ISREG(path.lstat().st_mode):
+                    found.append(path)
+            except OSError as err:
+                raise _unreadable(path, err) from None
+    return found
+
+
+def _readable(path: Path) -> int:
+    """The size of a file this process can read (opened once now, so that a file it
+    may not read is refused before the session opens, not in the middle of it)."""
+    try:
+        with open(path, "rb") as f:
+            return os.fstat(f.fileno()).st_size
+    except OSError as err:
+        raise _unreadable(path, err) from None
+
+
 def collect(paths: list[Path]) -> list[Outgoing]:
     files: dict[str, Outgoing] = {}
     for given in paths:
-        if given.is_symlink() or not given.exists():
+        try:
+            mode = given.lstat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = 0
+        except OSError as err:
+            raise _unreadable(given, err) from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # none, a link, a pipe, a device
             raise InvalidInput(f"{given} is not a file or folder here")
-        if given.is_dir():
-            found = sorted(p for p in given.rglob("*") if p.is_file() and not p.is_symlink())
+        if stat.S_ISDIR(mode):
+            found = _walk(given)
             items = [(f"{given.resolve().name}/{p.relative_to(given).as_posix()}", p) for p in found]
         else:
             items = [(given.name, given)]
         for name, path in items:
             if name in files:
                 raise InvalidInput(f"two files would arrive as {name}: send them separately")
-            files[name] = Outgoing(name, path, path.stat().st_size)
+            files[name] = Outgoing(name, path, _readable(path))
     if not files:
         raise InvalidInput("nothing to send: the folders are empty")
     return list(files.values())
