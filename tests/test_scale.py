@@ -237,3 +237,40 @@ def test_a_sparse_tebibyte_file_syncs_byte_exact_and_an_edit_sends_a_block(
             assert os.pread(fd, 4, far) == b"tail" and os.pread(fd, 4, 0) == b"head"
             os.close(fd)
 
+
+def test_versions_older_than_the_window_are_thinned_to_one_per_minute() -> None:
+    from datetime import UTC, datetime
+
+    from fusevault.vault.history import NS, Version
+    from fusevault.vault.retention import MINUTE, Policy, to_drop
+
+    start = int(datetime(2026, 11, 21, 12, 0, tzinfo=UTC).timestamp()) * NS
+    # a thousand saves in one minute, then three a minute later
+    times = [start + i * (MINUTE // 1000) for i in range(1000)] + [start + MINUTE + i * NS for i in range(3)]
+    versions = [Version(str(t), "f", "1-x", t, 1, t, "u", "f", (0, 0)) for t in times]
+    policy = Policy()
+    assert policy.keep_all_minutes == 10 and "every version for 10 minutes" in policy.describe()
+    assert to_drop(versions, start + 5 * MINUTE, policy) == []  # inside the window: all stay
+    later = start + 30 * MINUTE
+    kept = [v for v in versions if v not in to_drop(versions, later, policy, keep={versions[-1].vid})]
+    assert [v.time for v in kept] == [times[999], times[-1]]  # the last of each minute
+    assert to_drop(versions, later, Policy(keep_all_minutes=60)) == []
+
+
+def test_a_file_saved_many_times_keeps_a_few_versions_and_its_latest(vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        for i in range(200):
+            with open(mnt / "f", "wb") as f:
+                f.write(b"save %d" % i)
+                os.fsync(f.fileno())
+        made = len(os.listdir(mnt / ".versions" / "f"))
+        assert made >= 200  # (each save truncates first: a version of its own)
+        assert run_json("retention", mnt)["policy"]["keep_all_minutes"] == 10
+        assert "every version for 10 minutes" in fusevault("retention", mnt).stdout
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        report = run_json("gc", mnt, "--as-of", later)
+        left = len(os.listdir(mnt / ".versions" / "f"))
+        assert report["versions_dropped"] == made - left and left <= 3, left  # the minutes it spanned
+        assert (mnt / "f").read_bytes() == b"save 199"
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "f").read_bytes() == b"save 199"
