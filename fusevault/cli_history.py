@@ -59,7 +59,10 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     p = command("retention", "show or change the vault's retention policy",
                 "fusevault retention ~/Private --keep-all 14 --daily 60 --weekly forever")
     p.add_argument("place", nargs="?", help="any path in the mount (default: here)")
-    p.add_argument("--keep-all", type=int, metavar="DAYS", help="keep every version this many days")
+    p.add_argument("--keep-every", type=int, metavar="MINUTES",
+                   help="keep every version this many minutes (then one per minute)")
+    p.add_argument("--keep-all", type=int, metavar="DAYS",
+                   help="keep one version per minute this many days (all of the last --keep-every minutes)")
     p.add_argument("--daily", type=int, metavar="DAYS", help="then one per day for this many days")
     p.add_argument("--weekly", metavar="WEEKS", help="then one per week this many weeks, or 'forever'")
     p.add_argument("--trash", type=int, metavar="DAYS", help="keep deleted files this many days")
@@ -141,6 +144,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
     changes: dict = {}
     if args.keep_all is not None:
         changes["keep_all_days"] = args.keep_all
+    if args.keep_every is not None:
+        changes["keep_all_minutes"] = args.keep_every
     if args.daily is not None:
         changes["daily_days"] = args.daily
     if args.weekly is not None:

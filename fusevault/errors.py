@@ -124,6 +124,10 @@ class BadHandle(FsError):
     pass
 
 
+class FileTooLarge(FsError):
+    """A size or write past what the content format addresses (EFBIG)."""
+
+
 # --- send / receive
 
 

@@ -45,6 +45,7 @@ ERRNO: dict[type, int] = {
     errors.CrossOwner: errno.EXDEV,
     errors.Locked: errno.EACCES,
     errors.BadHandle: errno.EBADF,
+    errors.FileTooLarge: errno.EFBIG,
     errors.CorruptData: errno.EIO,
     errors.NoSpace: errno.ENOSPC,
     errors.VaultReadOnly: errno.EROFS,
@@ -201,7 +202,11 @@ class Operations(pyfuse3.Operations):
         attr.st_rdev = node.rdev
         attr.st_size = node.size
         attr.st_blksize = BLOCK_SIZE
-        attr.st_blocks = (node.size + 511) // 512
+        # What the committed version holds, holes not counted (a sparse file
+        # is small); the size while unsaved writes are pending.
+        pending = node.allocated is None or (node.content is not None and node.content.changed)
+        used = node.size if pending else min(node.size, node.allocated)
+        attr.st_blocks = (used + 511) // 512
         attr.st_atime_ns = node.atime
         attr.st_mtime_ns = node.mtime
         attr.st_ctime_ns = node.ctime

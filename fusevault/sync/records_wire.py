@@ -18,8 +18,9 @@ from itertools import groupby
 
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import PeerUnavailable
-from fusevault.vault.content import RECORD_HEAD
+from fusevault.vault.content import KIND_BLOCK, RECORD_HEAD
 from fusevault.vault.layout import Layout
+from fusevault.vault.manifest import KIND_MANIFEST, KIND_RUNS
 from fusevault.vault.records import append_arrived, parse_record_id, record_id
 
 RECORD = "Record"
@@ -57,7 +58,7 @@ def _whole(data: bytes, length: int) -> bool:
     if len(data) != length or length < RECORD_HEAD.size:
         return False
     rest, kind = RECORD_HEAD.unpack_from(data)
-    return rest == length - 4 and kind in (1, 2)
+    return rest == length - 4 and kind in (KIND_BLOCK, KIND_MANIFEST, KIND_RUNS)
 
 
 def place_records(layout: Layout, docs: list[dict]) -> list[tuple]:

@@ -45,7 +45,7 @@ SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
 # were opened with, and committed with it).
 ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
          "previous", "rev")
-CONTENTS = ("size", "stored_size", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
+CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
 
 
 @dataclass

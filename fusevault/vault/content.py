@@ -29,7 +29,6 @@ import os
 import struct
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from fusevault.crypto import aead
@@ -37,21 +36,23 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
 from fusevault.vault.atomic import atomic_write, fsync_dir
 from fusevault.vault.layout import Layout
+from fusevault.vault.manifest import (
+    BLOCK_SIZE,
+    FULL_RECORD,
+    KIND_MANIFEST,
+    KIND_RUNS,
+    MAX_FILE_SIZE,
+    Manifest,
+    manifest_label,
+)
 from fusevault.vault.padding import PADME, padme
 
 log = logging.getLogger(__name__)
 
-BLOCK_SIZE = 64 * 1024
 VF_FORMAT = 1
 HEADER = struct.Struct("<4sB3x16s")
 RECORD_HEAD = struct.Struct("<IB")
 KIND_BLOCK = 1
-KIND_MANIFEST = 2
-MANIFEST_HEAD = struct.Struct("<QIH")
-ENTRY = struct.Struct("<QIHB")  # offset, record length, writer version index, last flag
-HOLE = (0, 0, 0, 0)
-PADDED = b"\x01"  # the manifest's trailer in a padded version (Padme); none in others
-FULL_RECORD = RECORD_HEAD.size + aead.OVERHEAD + BLOCK_SIZE
 WRITE_BATCH = 128  # blocks sealed and appended at a time (8 MiB): padding can be many
 
 
@@ -97,42 +98,6 @@ def check_vfmeta(data: bytes, fid: str, dek: bytes, epoch: int = 0) -> dict | No
     if fields.get("FILE_ID") != fid:
         raise CorruptData(f"sidecar of {fid} belongs to another file")
     return fields
-
-
-@dataclass
-class Manifest:
-    size: int
-    vids: list[str]
-    entries: list[tuple[int, int, int, int]]
-    padded: bool = False
-
-    def pack(self) -> bytes:
-        out = [MANIFEST_HEAD.pack(self.size, BLOCK_SIZE, len(self.vids))]
-        out += [uuid.UUID(v).bytes for v in self.vids]
-        out.append(struct.pack("<I", len(self.entries)))
-        out += [ENTRY.pack(*e) for e in self.entries]
-        if self.padded:
-            out.append(PADDED)
-        return b"".join(out)
-
-    @classmethod
-    def unpack(cls, data: bytes) -> Manifest:
-        try:
-            size, block_size, nvids = MANIFEST_HEAD.unpack_from(data)
-            pos = MANIFEST_HEAD.size
-            vids = [uuid.UUID(bytes=data[pos + 16 * i: pos + 16 * (i + 1)]).hex for i in range(nvids)]
-            pos += 16 * nvids
-            (count,) = struct.unpack_from("<I", data, pos)
-            pos += 4
-            entries = [ENTRY.unpack_from(data, pos + ENTRY.size * i) for i in range(count)]
-        except (struct.error, ValueError):
-            raise CorruptData("manifest is malformed") from None
-        if block_size != BLOCK_SIZE:
-            raise CorruptData("manifest has an unsupported block size")
-        trailer = data[pos + ENTRY.size * count:]
-        if trailer not in (b"", PADDED):
-            raise CorruptData("manifest has an unknown padding (from a newer fusevault?)")
-        return cls(size, vids, entries, trailer == PADDED)
 
 
 def record_length(plain: int) -> int:
@@ -192,7 +157,7 @@ class Content:
         self._moved: dict[tuple[str, int], tuple[int, int]] = {}
         self._looked_up: set[str] = set()
         if manifest_loc is None:
-            self.manifest = Manifest(0, [], [])
+            self.manifest = Manifest(0, [])
         else:
             self.manifest = self.load_manifest(manifest_loc, head or "")
         # Versions this writes are padded when the vault pads, and always
@@ -202,8 +167,14 @@ class Content:
     def load_manifest(self, place: tuple[int, int], vid: str, dek: bytes | None = None) -> Manifest:
         """The manifest of version ``vid``, stored at ``place`` (offset, length)."""
         self._open_fd()
-        record = self._read_record(*self.where(*place, vid, -1), KIND_MANIFEST)
-        manifest = Manifest.unpack(aead.unseal(dek or self.dek, record, aead.ad("manifest", self.fid, vid)))
+        offset, length = self.where(*place, vid, -1)
+        record = os.pread(self.fd, length, offset)
+        # Format 1 manifests (an entry per block) are read as before; a file's
+        # next version is written in runs (vault/manifest.py).
+        kind = record[4] if len(record) > 4 else 0
+        sealed = self._check_record(record, length, kind if kind in (KIND_MANIFEST, KIND_RUNS) else KIND_RUNS)
+        plain = aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
+        manifest = Manifest.unpack(plain, kind)
         if manifest.padded and self.layout.padding != PADME:
             _padded_content_seen(self.layout)
         return manifest
@@ -225,7 +196,7 @@ class Content:
         self.dek = dek
         self.acl = acl
         self.epoch = epoch
-        self.manifest = Manifest(0, [], [])
+        self.manifest = Manifest(0, [])
         self.dirty = {}
         self.changed = True
 
@@ -330,10 +301,10 @@ class Content:
 
     def _stored_block(self, index: int) -> bytes:
         manifest = self.manifest  # once: sealing a version may swap it (_drop_unused_vids)
-        entries, vids = manifest.entries, manifest.vids
-        if index >= len(entries) or entries[index][1] == 0:
+        vids = manifest.vids
+        offset, length, vidx, last = manifest.blocks.get(index)
+        if not length:
             return b""
-        offset, length, vidx, last = entries[index]
         self._open_fd()
         if vidx < len(vids):
             offset, length = self.where(offset, length, vids[vidx], index)
@@ -365,7 +336,7 @@ class Content:
     def _blocks(self, indices: range) -> list[bytes | bytearray]:
         """Blocks by index; stored records next to each other come in one pread."""
         manifest = self.manifest  # once: sealing a version may swap it (_drop_unused_vids)
-        entries, vids = manifest.entries, manifest.vids
+        blocks, vids = manifest.blocks, manifest.vids
         found: dict[int, bytes | bytearray] = {}
         runs: list[list[tuple[int, int, int, int, int]]] = []
         for index in indices:
@@ -373,10 +344,7 @@ class Content:
             if dirty is not None:
                 found[index] = dirty
                 continue
-            try:
-                entry = entries[index]
-            except IndexError:  # past the end, or truncated by a concurrent writer
-                entry = HOLE
+            entry = blocks.get(index)  # a hole past the end too (truncated by a concurrent writer)
             if entry[1] == 0:
                 found[index] = b""
                 continue
@@ -406,8 +374,8 @@ class Content:
     def blocks_to_load(self, offset: int, size: int) -> int:
         """How many stored blocks a read or write here would decrypt."""
         first, last = offset // BLOCK_SIZE, (offset + max(size, 1) - 1) // BLOCK_SIZE
-        return sum(1 for i in range(first, last + 1)
-                   if i not in self.dirty and i < len(self.manifest.entries))
+        stored = self.manifest.blocks.stored(first, last + 1)
+        return stored - sum(1 for i in self.dirty if first <= i <= last and self.manifest.blocks.get(i)[1])
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -432,11 +400,13 @@ class Content:
         nblocks = -(-size // BLOCK_SIZE)
         for index in [i for i in self.dirty if i >= nblocks]:
             del self.dirty[index]
-        if len(self.manifest.entries) > nblocks:
-            self.manifest.entries = self.manifest.entries[:nblocks]
+        if self.manifest.blocks.end > nblocks:
+            self.manifest.blocks.cut(nblocks)
         tail = size % BLOCK_SIZE
-        if tail and nblocks:
-            index = nblocks - 1
+        index = nblocks - 1
+        # Only a block that holds bytes needs cutting: a hole stays a hole
+        # however far the file grows (vault/manifest.py).
+        if tail and nblocks and (index in self.dirty or self.manifest.blocks.get(index)[1]):
             block = self.dirty.get(index)
             if block is None:
                 block = bytearray(self._stored_block(index))
@@ -452,16 +422,57 @@ class Content:
         the dirty blocks, and the padding blocks not written yet."""
         if not self.padded:
             return self.dirty_bytes()
+        target = self._target(file_size)
+        nblocks = -(-target // BLOCK_SIZE)
         real = -(-file_size // BLOCK_SIZE)
-        nblocks = -(-self._target(file_size) // BLOCK_SIZE)
-        entries = self.manifest.entries
-        missing = sum(1 for i in range(real, nblocks)
-                      if i not in self.dirty and (i >= len(entries) or not entries[i][1]))
-        return (len(self.dirty) + missing) * BLOCK_SIZE
+        missing = [i for lo, hi in self.manifest.blocks.holes(real, self._fill_to(file_size, target))
+                   for i in range(lo, hi) if i not in self.dirty]
+        final = nblocks - 1
+        if nblocks and final not in self.dirty and not self.manifest.blocks.get(final)[1]:
+            missing.append(final)
+        return (len(self.dirty) + len(set(missing))) * BLOCK_SIZE
+
+    def data_ranges(self, file_size: int) -> list[tuple[int, int]]:
+        """[start, end) of the byte ranges below ``file_size`` that are not
+        holes: what a copy has to read (the rest reads as zeros)."""
+        spans = [(f * BLOCK_SIZE, (f + c) * BLOCK_SIZE) for f, c, *_ in self.manifest.blocks.runs]
+        spans += [(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE) for i in list(self.dirty)]
+        out: list[tuple[int, int]] = []
+        for start, end in sorted(spans):
+            end = min(end, file_size)
+            if start >= end:
+                continue
+            if out and start <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], end))
+            else:
+                out.append((start, end))
+        return out
+
+    def allocated(self, file_size: int) -> int:
+        """Bytes of the file's data the stored version holds (not its holes)."""
+        real = -(-file_size // BLOCK_SIZE)
+        return min(file_size, self.manifest.blocks.stored(0, real) * BLOCK_SIZE)
 
     def _target(self, file_size: int) -> int:
         """How long the stored content of a file of ``file_size`` bytes is."""
         return padme(file_size) if self.padded else file_size
+
+    def _fill_to(self, file_size: int, target: int) -> int:
+        """Padded: the blocks past the file's end up to here are stored (as
+        zeros), as well as the final one.
+
+        A file with no holes fills all of them, so its stored length is its
+        padded size.  A sparse file stores only as many as its stored data
+        would take padded: so a hole costs nothing, padding included (a file
+        of 1 TiB + 5 bytes would otherwise store 16 GiB of padding zeros), and
+        the disk shows padme() of the data it holds."""
+        if not self.padded:
+            return 0
+        nblocks = -(-target // BLOCK_SIZE)
+        real = -(-file_size // BLOCK_SIZE)
+        blocks = self.manifest.blocks
+        data = blocks.stored(0, real) + sum(1 for i in self.dirty if i < real and not blocks.get(i)[1])
+        return min(nblocks, real + -(-padme(data * BLOCK_SIZE) // BLOCK_SIZE) - data)
 
     # --- sealing a version
 
@@ -511,55 +522,64 @@ class Content:
                 records.append((i, self._seal_block(i, data, last), last))
             places = self._append(records)
             vidx = self._vidx(self.pending_vid)
-            entries = self.manifest.entries
-            for (index, _, last), (offset, length) in zip(records, places):
-                if len(entries) <= index:
-                    entries.extend([HOLE] * (index + 1 - len(entries)))
-                entries[index] = (offset, length, vidx, int(last))
+            # The map first, then the dirty blocks go: a concurrent read finds
+            # each block in one or the other.
+            self.manifest.blocks.put([(index, offset, length, vidx, int(last))
+                                      for (index, _, last), (offset, length) in zip(records, places)])
+            for index, _, _ in records:
                 del self.dirty[index]
 
-    def _stale(self, file_size: int, target: int) -> list[tuple[int, bool]]:
+    def _stale(self, file_size: int, target: int) -> dict[int, bool]:
         """Stored blocks the next manifest cannot list as they are, and whether
         each holds bytes of the file (else zeros will do).
 
         The final block is marked last and is never a hole.  Padded content
         also has every block whole (the final one ending at the padded size)
-        and no hole past the file's end; holes inside the file stay holes."""
+        and the blocks from the file's end to ``_fill_to`` stored; holes
+        inside the file stay holes.  Only runs and holes are looked at, never
+        every index: the cost follows the blocks stored, not the size."""
         nblocks = -(-target // BLOCK_SIZE)
+        if not nblocks:
+            return {}
         real = -(-file_size // BLOCK_SIZE)
-        final_length = record_length(target - (nblocks - 1) * BLOCK_SIZE)
-        entries, dirty = self.manifest.entries, self.dirty
-        stale = []
-        for index in range(nblocks):
-            if index in dirty:
+        final = nblocks - 1
+        final_length = record_length(target - final * BLOCK_SIZE)
+        blocks, dirty = self.manifest.blocks, self.dirty
+        stale: dict[int, bool] = {}
+        for run in blocks.runs:
+            first, count, _, length, _, last = run
+            suspect = last or first <= final < first + count or (self.padded and length != FULL_RECORD)
+            if not suspect:
                 continue
-            _, length, _, last = entries[index] if index < len(entries) else HOLE
-            final = index == nblocks - 1
-            if not length:
-                wrong = final or (self.padded and index >= real)
-            elif self.padded:
-                wrong = bool(last) != final or length != (final_length if final else FULL_RECORD)
-            else:
-                wrong = bool(last) != final
-            if wrong:
-                stale.append((index, index < real and length > 0))
-        return stale
+            for index, _, length, _, last in blocks.blocks([run]):
+                if index == final:
+                    wrong = not last or (self.padded and length != final_length)
+                else:
+                    wrong = bool(last) or (self.padded and length != FULL_RECORD)
+                if wrong:
+                    stale[index] = index < real
+        if not blocks.get(final)[1]:
+            stale[final] = False
+        if self.padded:
+            for lo, hi in blocks.holes(real, self._fill_to(file_size, target)):
+                stale.update((i, False) for i in range(lo, hi))
+        return {i: data for i, data in stale.items() if i not in dirty}
 
     def seal_version(self, file_size: int) -> tuple[str, tuple[int, int], bytes]:
         """Write every dirty block and a manifest; return (vid, manifest place, nonce).
 
         ``sealed`` then lists (index, offset, length) of the records this
         version wrote, its manifest at index -1: their places (vault/records.py)."""
+        if file_size > MAX_FILE_SIZE:
+            raise CorruptData(f"{self.fid} is larger than the format holds")  # the Volume refuses first
         target = self._target(file_size)
         nblocks = -(-target // BLOCK_SIZE)
-        entries = self.manifest.entries
-        del entries[nblocks:]
-        if len(entries) < nblocks:
-            entries.extend([HOLE] * (nblocks - len(entries)))
+        if self.manifest.blocks.end > nblocks:
+            self.manifest.blocks.cut(nblocks)
         # A block sealed with the wrong last-block flag (or, padded, length)
         # is re-sealed, and a final hole becomes a real block, so the end of
         # the file is marked; padding past the file's end is zeros.
-        for index, holds_data in self._stale(file_size, target):
+        for index, holds_data in sorted(self._stale(file_size, target).items()):
             self.dirty[index] = bytearray(self._stored_block(index)) if holds_data else bytearray()
         self._write_blocks(sorted(self.dirty), target)
         self._drop_unused_vids()
@@ -568,11 +588,15 @@ class Content:
         self.manifest.padded = self.padded
         nonce = os.urandom(aead.NONCE_SIZE)
         sealed = aead.seal_with_nonce(self.dek, nonce, self.manifest.pack(),
-                                      aead.ad("manifest", self.fid, vid))
-        (place,) = self._append([(None, self._record(KIND_MANIFEST, sealed), False)])
-        mine = self.manifest.vids.index(vid) if vid in self.manifest.vids else -1
-        self.sealed = [(i, e[0], e[1]) for i, e in enumerate(self.manifest.entries)
-                       if e[2] == mine and e[1]] + [(-1, *place)]
+                                      aead.ad(manifest_label(KIND_RUNS), self.fid, vid))
+        (place,) = self._append([(None, self._record(KIND_RUNS, sealed), False)])
+        blocks = self.manifest.blocks
+        if vid in self.manifest.vids:
+            mine = self.manifest.vids.index(vid)
+            written = blocks.blocks([r for r in blocks.runs if r[4] == mine])
+            self.sealed = [(i, o, n) for i, o, n, _, _ in written] + [(-1, *place)]
+        else:
+            self.sealed = [(-1, *place)]
         self.pending_vid = uuid.uuid4().hex
         self.changed = False
         return vid, place, nonce
@@ -582,14 +606,14 @@ class Content:
         does not grow with every version ever made (nor show how many there were).
 
         A new Manifest replaces the old at once: a read in another thread
-        pairs the entries with the version ids of the same manifest."""
+        pairs the blocks with the version ids of the same manifest."""
         manifest = self.manifest
-        used = sorted({vidx for _, length, vidx, _ in manifest.entries if length})
+        used = sorted({run[4] for run in manifest.blocks.runs})
         if len(used) == len(manifest.vids):
             return
         renumber = {old: new for new, old in enumerate(used)}
-        entries = [(o, n, renumber[v], last) if n else HOLE for o, n, v, last in manifest.entries]
-        self.manifest = Manifest(manifest.size, [manifest.vids[i] for i in used], entries, manifest.padded)
+        self.manifest = Manifest(manifest.size, [manifest.vids[i] for i in used],
+                                 manifest.blocks.renumber(renumber), manifest.padded)
 
     def fsync(self) -> None:
         if self.fd is not None and not self.synced:

@@ -66,10 +66,14 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
         offset, length = content.where(*version.manifest, version.vid, -1)
         ranges.append((offset, offset + length))
         manifest = content.load_manifest(version.manifest, version.vid, version.dek)
-        for index, (o, n, vidx, _) in enumerate(manifest.entries):
-            if n:  # where it sits here: records from peers are not where the writer put them
-                o, n = content.where(o, n, manifest.vids[vidx], index)
-                ranges.append((o, o + n))
+        places = content.layout.places
+        if places is None or not places.any_arrived:  # a run's records lie one after the other
+            ranges += [(o, o + c * n) for _, c, o, n, _, _ in manifest.blocks.runs]
+            continue
+        for index, o, n, vidx, _ in manifest.blocks.blocks():
+            # where it sits here: records from peers are not where the writer put them
+            o, n = content.where(o, n, manifest.vids[vidx], index)
+            ranges.append((o, o + n))
     return sorted(ranges)
 
 

@@ -43,7 +43,7 @@ class Node:
 
     __slots__ = (
         "ino", "fid", "owner", "dek", "rev",
-        "mode", "uid", "gid", "rdev", "size", "stored_size", "atime", "mtime", "ctime", "btime",
+        "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped",
     )
@@ -64,6 +64,9 @@ class Node:
         # The size of the committed version: what a node document may record
         # while newer data is still dirty in memory.
         self.stored_size = 0
+        # Bytes of data the committed version stores (holes are free): for
+        # st_blocks.  None: a document from before it was recorded.
+        self.allocated: int | None = None
         self.atime = self.mtime = self.ctime = self.btime = when
         # (parent inode, name) for every hard link; a directory has one.
         self.links: list[tuple[int, bytes]] = []
@@ -103,7 +106,7 @@ class Node:
         return len(self.links)
 
     # Snapshots let a metadata operation be undone when its commit fails.
-    _SAVED = ("mode", "uid", "gid", "size", "stored_size", "atime", "mtime", "ctime", "xattrs",
+    _SAVED = ("mode", "uid", "gid", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "xattrs",
               "head", "manifest", "rev", "trashed", "previous", "dek", "epoch")
 
     def save(self) -> tuple:
@@ -133,6 +136,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         if node.trashed and not node.links else None,
         "previous": node.previous,
         "epoch": node.epoch,
+        **({"allocated": node.allocated} if node.allocated is not None else {}),
     }
 
 
@@ -244,6 +248,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     node.trashed = (str_to_name(trashed[0]), trashed[1]) if trashed else None
     node.previous = attrs.get("previous")
     node.epoch = attrs.get("epoch", 0)
+    node.allocated = attrs.get("allocated")
     return [(p, str_to_name(n)) for p, n in attrs["links"]]
 
 

@@ -173,8 +173,11 @@ async def copy_into(volume: Volume, fh: int, reader: Content, size: int) -> None
     """Write what ``reader`` holds into the open file ``fh`` (sealed anew under
     its key), then close the reader."""
     try:
-        for offset in range(0, size, COPY_CHUNK):
-            data = await volume.in_thread(reader.read, offset, COPY_CHUNK, size)
-            await volume.write(fh, offset, data)
+        for start, end in await volume.in_thread(reader.data_ranges, size):  # holes stay holes
+            for offset in range(start, end, COPY_CHUNK):
+                data = await volume.in_thread(reader.read, offset, min(COPY_CHUNK, end - offset), size)
+                await volume.write(fh, offset, data)
+        if size:
+            await volume.fallocate(fh, 0, 0, size)  # as long as the original, past its last data
     finally:
         reader.close()

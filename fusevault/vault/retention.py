@@ -1,6 +1,8 @@
 """The retention policy of a vault and which versions it lets go.
 
-Keep every version for ``keep_all_days``; then the newest version of each UTC
+Keep every version for ``keep_all_minutes``; then the newest version of each
+UTC minute until ``keep_all_days``, so a file saved a thousand times in a
+minute keeps a few versions, not a thousand; then the newest of each UTC
 calendar day for ``daily_days`` more; then the newest of each ISO week for
 ``weekly_weeks`` more (None: forever).  A deleted file stays in the trash for
 ``trash_days`` after its deletion.  Calendar periods (as borg prune uses)
@@ -20,6 +22,7 @@ from fusevault.vault.history import NS, Version
 POLICY_ID = "retention"
 POLICY = "Retention"
 DAY = 86400 * NS
+MINUTE = 60 * NS
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Policy:
     daily_days: int = 30
     weekly_weeks: int | None = None
     trash_days: int = 30
+    keep_all_minutes: int = 10
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -37,7 +41,8 @@ class Policy:
 
     def describe(self) -> str:
         weekly = "forever" if self.weekly_weeks is None else f"for {self.weekly_weeks} weeks"
-        return (f"every version for {self.keep_all_days} days, then one per day for "
+        return (f"every version for {self.keep_all_minutes} minutes, then one per minute for "
+                f"{self.keep_all_days} days, then one per day for "
                 f"{self.daily_days} days, then one per week {weekly}; "
                 f"deleted files stay in the trash for {self.trash_days} days")
 
@@ -68,6 +73,7 @@ def to_drop(versions: list[Version], now_ns: int, policy: Policy,
 
     Versions in ``keep`` (the current one, those open right now) always stay.
     """
+    every_until = now_ns - policy.keep_all_minutes * MINUTE
     all_until = now_ns - policy.keep_all_days * DAY
     daily_until = all_until - policy.daily_days * DAY
     weekly_until = (None if policy.weekly_weeks is None
@@ -75,10 +81,12 @@ def to_drop(versions: list[Version], now_ns: int, policy: Policy,
     seen: set[tuple] = set()
     drops = []
     for version in reversed(versions):  # newest first: the first seen of a period is kept
-        if version.time > all_until:
+        if version.time > every_until:
             continue
-        if version.time > daily_until:
-            period: tuple | None = ("day", *_period(version.time, weekly=False))
+        if version.time > all_until:
+            period: tuple | None = ("minute", version.time // MINUTE)
+        elif version.time > daily_until:
+            period = ("day", *_period(version.time, weekly=False))
         elif weekly_until is None or version.time > weekly_until:
             period = ("week", *_period(version.time, weekly=True))
         else:

@@ -29,6 +29,7 @@ from fusevault.errors import (
     CorruptData,
     CrossOwner,
     Exists,
+    FileTooLarge,
     InvalidArgument,
     IsADirectory,
     NameTooLong,
@@ -41,7 +42,7 @@ from fusevault.errors import (
     VaultError,
 )
 from fusevault.store import Store
-from fusevault.vault.content import BLOCK_SIZE, Content
+from fusevault.vault.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.groups import can_write
 from fusevault.vault.guests import (
     GROUPS_DIR,
@@ -671,6 +672,7 @@ class Volume:
         if size is not None:
             if node.is_dir:
                 raise IsADirectory("is a directory")
+            _check_size(size)
             await self._truncate(node, size, now)
         if (mode, uid, gid, atime, mtime, ctime) == (None,) * 6:
             return node
@@ -744,9 +746,10 @@ class Volume:
         try:
             content = self._content(node)
             content.rekey(dek, self._acl(node) or [], node.epoch + 1)
-            for offset in range(0, node.size, FLUSH_AT):
-                content.write(offset, reader.read(offset, FLUSH_AT, node.size))
-                content.flush_blocks(node.size)
+            for start, end in reader.data_ranges(node.size):  # holes stay holes
+                for offset in range(start, end, FLUSH_AT):
+                    content.write(offset, reader.read(offset, min(FLUSH_AT, end - offset), node.size))
+                    content.flush_blocks(node.size)
         finally:
             reader.close()
 
@@ -915,6 +918,7 @@ class Volume:
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         node = self._handle(fh)
+        _check_size(offset + len(data))
         async with node.lock:
             content = node.content
             try:
@@ -939,6 +943,7 @@ class Volume:
         if offset < 0 or length <= 0:
             raise InvalidArgument("invalid range")
         end = offset + length
+        _check_size(end)
         if mode & FALLOC_FL_KEEP_SIZE or end <= node.size:
             return
 
@@ -999,6 +1004,7 @@ class Volume:
             parent_vid = node.head
             node.head, node.manifest = vid, place
             node.stored_size = node.size
+            node.allocated = content.allocated(node.size)
             doc = version_doc(node, self.key, vid, parent_vid, self.path_of(node), nonce, self.device)
             places = [(node.fid, vid, idx, node.owner, offset, length, 0)
                       for idx, offset, length in content.sealed]
@@ -1090,3 +1096,8 @@ class Volume:
         if failures:
             log.error("%d file(s) could not be saved", failures)
         return failures
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_FILE_SIZE:
+        raise FileTooLarge(f"a file can hold at most {MAX_FILE_SIZE} bytes")

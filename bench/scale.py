@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Scale benchmark (issue 26): what a small edit of a big file costs, in one run
+against gocryptfs on the same machine.
+
+    .venv/bin/python bench/scale.py [--only fusevault,gocryptfs] [--sparse-gib 100] [--data-mib 1024]
+                                    [--dense-mib 1024] [--rewrites 100] [--fsx-ops 100000]
+
+Needs root and gocryptfs (apt-get install gocryptfs); fsx from
+/work/shared/conformance (or --fsx-kit DIR).  Prints a table and the JSON of
+every measurement.  Rows:
+
+- sparse: a file of --sparse-gib GiB holding --data-mib MiB (1 MiB pieces at
+  random places); then --rewrites times a 4 KiB write at a random offset and
+  fsync: the median fsync time and the vault's growth per rewrite.
+- dense: the same in a file of --dense-mib MiB written whole.
+- open: open() of a 1 TiB sparse file on a fresh mount (median of 20).
+- rss: the fusevault server's largest resident memory over the run.
+- fsx: fsx -N --fsx-ops -c 20, and what it added to the vault after
+  `fusevault gc --as-of` an hour later (past the window where every version stays).
+
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import FUSEVAULT, GoCryptFS, sh  # noqa: E402
+from run import FuseVault as _FuseVault  # noqa: E402
+
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+CONFORMANCE = Path("/work/shared/conformance")
+
+
+class FuseVault(_FuseVault):
+    def store(self) -> Path:
+        return self.vault
+
+    def pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-f", f"fusevault mount {self.vault} {self.mnt}"],
+                             capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def gc(self) -> None:
+        # As an hour from now: past the window in which every version stays.
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        sh(*FUSEVAULT, "gc", self.mnt, "--as-of", later, env=self.env)
+
+
+class GoCrypt(GoCryptFS):
+    def mount(self) -> Path:
+        if not self.cipher.exists():
+            return super().mount()
+        sh("gocryptfs", "-q", "-passfile", self.passfile, self.cipher, self.mnt)  # again
+        return self.mnt
+
+    def store(self) -> Path:
+        return self.cipher
+
+    def pids(self) -> list[int]:
+        return []
+
+    def gc(self) -> None:
+        pass
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes the directory takes on disk (allocated blocks: holes are free)."""
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+
+
+class RssWatch:
+    """The largest VmRSS of the given processes, sampled every 0.2 s."""
+
+    def __init__(self, pids) -> None:
+        self.pids, self.peak = pids, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            for pid in self.pids():
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            self.peak = max(self.peak, int(line.split()[1]) * KIB)
+                except OSError:
+                    pass
+
+    def done(self) -> int:
+        self.stop.set()
+        self.thread.join()
+        return self.peak
+
+
+def rewrites(fs, path: Path, apparent: int, count: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    before = disk_bytes(fs.store())
+    times = []
+    fd = os.open(path, os.O_RDWR)
+    try:
+        for _ in range(count):
+            offset = rng.randrange(0, apparent - 4 * KIB) // 4096 * 4096
+            os.pwrite(fd, rng.randbytes(4 * KIB), offset)
+            start = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+    os.sync()
+    grown = disk_bytes(fs.store()) - before
+    return {"fsync ms (median)": statistics.median(times) * 1000,
+            "added KiB per rewrite": grown / count / KIB}
+
+
+def sparse(fs, mnt: Path, args) -> dict:
+    path, apparent = mnt / "sparse.bin", args.sparse_gib * GIB
+    rng = random.Random(1)
+    with open(path, "wb") as f:
+        f.truncate(apparent)
+        for _ in range(args.data_mib):
+            f.seek(rng.randrange(0, apparent // MIB) * MIB)
+            f.write(rng.randbytes(MIB))
+        f.flush()
+        os.fsync(f.fileno())
+    return {f"sparse {k}": v for k, v in rewrites(fs, path, apparent, args.rewrites, 2).items()}
+
+
+def dense(fs, mnt: Path, args) -> dict:
+    path = mnt / "dense.bin"
+    with open(path, "wb") as f:
+        for _ in range(args.dense_mib):
+            f.write(os.urandom(MIB))
+        f.flush()
+        os.fsync(f.fileno())
+    return {f"dense {k}": v for k, v in rewrites(fs, path, args.dense_mib * MIB, args.rewrites, 3).items()}
+
+
+def open_huge(fs, mnt: Path) -> dict:
+    path = mnt / "tebibyte.bin"
+    with open(path, "wb") as f:
+        f.write(b"head")
+        f.seek(1 << 40)
+        f.write(b"tail")
+    fs.unmount()
+    fs.mount()  # a fresh mount: nothing cached
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        fd = os.open(path, os.O_RDONLY)
+        times.append(time.perf_counter() - start)
+        os.pread(fd, 4, 1 << 40)
+        os.close(fd)
+    return {"open 1 TiB sparse ms (median)": statistics.median(times) * 1000}
+
+
+def fsx(fs, mnt: Path, args) -> dict:
+    before = disk_bytes(fs.store())  # (the earlier rows' files are in the trash: not counted)
+    run = subprocess.run([CONFORMANCE / "fsx.sh", mnt, str(args.fsx_ops), "-c", "20"],
+                         capture_output=True, text=True)
+    fs.gc()
+    os.sync()
+    return {"fsx passed": run.returncode == 0,
+            "store MiB added by fsx, after gc": (disk_bytes(fs.store()) - before) / MIB}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="fusevault,gocryptfs")
+    parser.add_argument("--sparse-gib", type=int, default=100)
+    parser.add_argument("--data-mib", type=int, default=1024)
+    parser.add_argument("--dense-mib", type=int, default=1024)
+    parser.add_argument("--rewrites", type=int, default=100)
+    parser.add_argument("--fsx-ops", type=int, default=100000, help="0: no fsx")
+    parser.add_argument("--work", default="/var/tmp")
+    args = parser.parse_args()
+    import tempfile
+
+    results: dict[str, dict] = {}
+    for name in args.only.split(","):
+        work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
+        fs = {"fusevault": FuseVault, "gocryptfs": GoCrypt}[name](work)
+        mnt = fs.mount()
+        watch = RssWatch(fs.pids)
+        row: dict = {}
+        try:
+            row.update(sparse(fs, mnt, args))
+            (mnt / "sparse.bin").unlink()
+            row.update(dense(fs, mnt, args))
+            (mnt / "dense.bin").unlink()
+            row.update(open_huge(fs, mnt))
+            if args.fsx_ops:
+                row.update(fsx(fs, mnt, args))
+        finally:
+            row["server RSS MiB (peak)"] = watch.done() / MIB
+            fs.unmount()
+            subprocess.run(["rm", "-rf", str(work)])
+        results[name] = row
+        print(name, json.dumps(row), flush=True)
+    keys = list(dict.fromkeys(k for row in results.values() for k in row))
+    names = list(results)
+    print(f"| {'measure':<36} | " + " | ".join(f"{n:>10}" for n in names) + " |")
+    print(f"|{'-' * 38}|" + "|".join("-" * 12 for _ in names) + "|")
+    for key in keys:
+        cells = []
+        for n in names:
+            v = results[n].get(key, "")
+            cells.append(f"{v:>10.1f}" if isinstance(v, float) else f"{v!s:>10}")
+        print(f"| {key:<36} | " + " | ".join(cells) + " |")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
