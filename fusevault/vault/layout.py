@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import logging
 import os
 import time
 import uuid
@@ -33,10 +34,15 @@ from fusevault.errors import (
 from fusevault.vault import padding as paddings
 from fusevault.vault.atomic import atomic_write
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from fusevault.vault.records import Placements
 
-FORMAT_VERSION = 1
+# 2: manifests of runs (docs/FORMAT.md).  A vault of format 1 reads as it
+# is and becomes 2 when a writer takes it (``upgrade``), so an older
+# fusevault refuses it in one line rather than meet a manifest it cannot read.
+FORMAT_VERSION = 2
 MARKER = "vault.json"
 
 
@@ -145,6 +151,20 @@ def open_layout(root: Path) -> Layout:
         return Layout(root, str(data["vault_id"]), dict(data["store"]), padding)
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"{marker} is damaged") from None
+
+
+def upgrade(layout: Layout) -> None:
+    """Mark a vault of an older format as this one, before this process writes to it."""
+    marker = layout.root / MARKER
+    try:
+        data = json.loads(marker.read_bytes())
+        if data.get("format", FORMAT_VERSION) >= FORMAT_VERSION:
+            return
+        data["format"] = FORMAT_VERSION
+        atomic_write(marker, json.dumps(data, indent=1).encode())
+    except (OSError, ValueError, AttributeError):
+        return  # read-only, or damaged: whoever writes next says so
+    log.info("vault %s upgraded to format %d", layout.root, FORMAT_VERSION)
 
 
 def check_writable(root: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import VaultInUse
 from fusevault.store import Store, open_store
+from fusevault.vault import layout as layouts
 from fusevault.vault import users
 from fusevault.vault.layout import Layout, open_layout
 
@@ -24,6 +25,7 @@ class Unlocked:
 
 def open_vault(path: Path) -> tuple[Layout, Store]:
     layout = open_layout(path)
+    layouts.upgrade(layout)  # a command may write versions of the new format
     return layout, open_store(layout.root, layout.store)
 
 
@@ -51,4 +53,5 @@ def hold(layout: Layout) -> int:
     except BlockingIOError:
         os.close(fd)
         raise VaultInUse(f"{layout.root} is in use by another fusevault mount or watcher") from None
+    layouts.upgrade(layout)
     return fd
