@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-other", action="store_true",
                    help="a shared mount (root): every Linux user mapped with `user add --uid` "
                         "unlocks their own keys in it with `fusevault unlock`")
+    p.add_argument("--allow-other-users", action="store_true",
+                   help="your drive, usable by other Linux users (a service, a container) as far as "
+                        "its mode bits allow, checked by the kernel; a non-root user needs "
+                        "user_allow_other in /etc/fuse.conf")
+    p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTION[,OPTION...]",
+                   help="mount options as in /etc/fstab: allow_other (= --allow-other-users), "
+                        "default_permissions (always on)")
     _passphrase_options(p)
 
     p = command("unmount", "save everything and unmount", "fusevault unmount ~/Private")
@@ -168,6 +175,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.vault.layout import check_writable, open_layout
     from fusevault.vault.opening import unlock_vault
 
+    _mount_options(args)
     mountpoint = check_mountpoint(args.mountpoint)
     layout = open_layout(args.vault)
     check_writable(layout.root)
@@ -176,6 +184,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
             raise InvalidInput("a shared mount (--allow-other) is root's to make: run it as root")
         if args.user:
             raise InvalidInput("a shared mount serves every user with a uid: leave out --user")
+        if args.allow_other_users or args.options:
+            raise InvalidInput("--allow-other (each user unlocks their own keys) takes no -o and no "
+                               "--allow-other-users (others use one user's drive)")
 
         def serve(on_ready) -> int:
             return _serve_shared(args, layout, mountpoint, on_ready)
@@ -190,6 +201,21 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if args.foreground:
         return serve(None)  # the log says when it is ready
     return _daemonize(args, serve, mountpoint)
+
+
+def _mount_options(args: argparse.Namespace) -> None:
+    """``-o a,b`` as in /etc/fstab, into the flags they stand for; then whether
+    FUSE lets this user open the mount to others (before a passphrase or a fork)."""
+    from fusevault.fs.mount import user_allow_other
+
+    for option in ",".join(args.options).split(","):
+        if option == "allow_other":
+            args.allow_other_users = True
+        elif option not in ("", "default_permissions"):
+            raise InvalidInput(f"unknown mount option {option!r}: -o takes allow_other, default_permissions")
+    if args.allow_other_users and os.geteuid() != 0 and not user_allow_other():
+        raise MountPointError("only root may let other users into a mount, unless /etc/fuse.conf has a "
+                              "line `user_allow_other`: add it (as root), or mount as root")
 
 
 def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> int:
@@ -208,7 +234,7 @@ def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> in
     volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
     ttl = Settings.of(unlocked.user).ttl_seconds()
     trio.run(lambda: serve(volume, mountpoint, user=unlocked.user, ttl=ttl, on_ready=on_ready,
-                           info=_mount_info(unlocked, args.vault)))
+                           info=_mount_info(unlocked, args.vault), allow_other=args.allow_other_users))
     return 0
 
 
