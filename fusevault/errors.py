@@ -115,6 +115,10 @@ class PermissionDenied(FsError):
     exit_code = 22
 
 
+class FileTooBig(FsError):
+    """A size or a write beyond the largest file the format keeps (vault/content.py)."""
+
+
 class CrossOwner(FsError):
     """A move between files of two owners (a shared folder and one's own):
     EXDEV, so ``mv`` copies and deletes instead, sealing under the right key."""

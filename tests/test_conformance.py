@@ -13,6 +13,7 @@ this checkout's package with an interpreter they may execute.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import re
@@ -263,3 +264,15 @@ def test_a_user_opens_their_mount_to_others_only_as_fuse_conf_allows(place: Path
     assert served.returncode == 0, served.stderr
     assert "for the service" in served.stdout and "Permission denied" in served.stderr
 
+
+def test_a_file_larger_than_the_format_keeps_is_efbig_and_the_mount_goes_on(vault: Path, mnt: Path) -> None:
+    # pjdfstest's (f)truncate/12.t: a petabyte once took the mount down (MemoryError).
+    (mnt / "notes.txt").write_text("kept")
+    with pytest.raises(OSError) as refused:
+        os.truncate(mnt / "notes.txt", 10**15)
+    assert refused.value.errno == errno.EFBIG
+    assert (mnt / "notes.txt").read_text() == "kept"
+    done = fusevault("unmount", mnt, passphrase=None)
+    assert done.returncode == 0, done.stderr
+    with mounted(vault, mnt):
+        assert (mnt / "notes.txt").read_text() == "kept"

@@ -41,6 +41,7 @@ ERRNO: dict[type, int] = {
     errors.NoAttribute: pyfuse3.ENOATTR,
     errors.NotSupported: errno.EOPNOTSUPP,
     errors.PermissionDenied: errno.EACCES,
+    errors.FileTooBig: errno.EFBIG,
     errors.CrossOwner: errno.EXDEV,
     errors.Locked: errno.EACCES,
     errors.BadHandle: errno.EBADF,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
-from fusevault.errors import CorruptData
+from fusevault.errors import CorruptData, FileTooBig
 from fusevault.vault.atomic import atomic_write, fsync_dir
 from fusevault.vault.layout import Layout
 
@@ -42,6 +42,10 @@ KIND_MANIFEST = 2
 MANIFEST_HEAD = struct.Struct("<QIH")
 ENTRY = struct.Struct("<QIHB")  # offset, record length, writer version index, last flag
 HOLE = (0, 0, 0, 0)
+# The largest file: each version's manifest lists every block, holes too
+# (16 M entries, 240 MiB, at this size), so a sparse file of a petabyte
+# would take more memory than the machine has.  EFBIG beyond it.
+MAX_FILE_SIZE = 1 << 40
 
 
 # Appends to one .vf are serialised across the Contents of a process (one per
@@ -360,6 +364,7 @@ class Content:
                    if i not in self.dirty and i < len(self.manifest.entries))
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
+        _check_size(offset + len(data))
         view = memoryview(data)
         pos = 0
         while pos < len(view):
@@ -379,6 +384,7 @@ class Content:
         self.changed = True
 
     def truncate(self, size: int) -> None:
+        _check_size(size)
         nblocks = -(-size // BLOCK_SIZE)
         for index in [i for i in self.dirty if i >= nblocks]:
             del self.dirty[index]
@@ -487,3 +493,8 @@ class Content:
                 os.close(fd)
             fsync_dir(self.layout.own_dir(self.owner))
             self.new_files = False
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_FILE_SIZE:
+        raise FileTooBig(f"a file holds at most {MAX_FILE_SIZE} bytes")
