@@ -31,7 +31,8 @@ from conftest import PASSPHRASE, fusevault, is_mounted, mounted
 REPO = Path(__file__).resolve().parents[1]
 KIT = Path(os.environ.get("FUSEVAULT_CONFORMANCE") or REPO.parent / "shared" / "conformance")
 # gocryptfs 2.3 -allow_other fails 7 of pjdfstest's 8,798 subtests on this
-# machine kind (the kit's README): fusevault may fail no more.
+# machine kind (the kit's README): fusevault may fail no more.  A file system
+# that has posix_fallocate runs more of them (8,827 on ext4), none fewer.
 GOCRYPTFS_FAILED = 7
 SUBTESTS = 8798
 
@@ -66,7 +67,7 @@ def test_pjdfstest_fails_no_more_subtests_than_gocryptfs(open_mount: Path) -> No
     assert counts, result.stdout + result.stderr
     passed, failed = int(counts[1]), int(counts[2])
     assert failed <= GOCRYPTFS_FAILED, result.stdout
-    assert passed + failed == SUBTESTS, f"some subtests did not run (a suite timed out?):\n{result.stdout}"
+    assert passed + failed >= SUBTESTS, f"some subtests did not run (a suite timed out?):\n{result.stdout}"
 
 
 @needs_kit
