@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-other", action="store_true",
                    help="a shared mount (root): every Linux user mapped with `user add --uid` "
                         "unlocks their own keys in it with `fusevault unlock`")
+    p.add_argument("--allow-other-users", action="store_true",
+                   help="your drive, usable by other Linux users (a service, a container) as far as "
+                        "its mode bits allow, checked by the kernel; a non-root user needs "
+                        "user_allow_other in /etc/fuse.conf")
+    p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTION[,OPTION...]",
+                   help="mount options as in /etc/fstab: allow_other (= --allow-other-users), "
+                        "default_permissions (always on)")
     _passphrase_options(p)
 
     p = command("unmount", "save everything and unmount", "fusevault unmount ~/Private")
@@ -185,6 +192,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.vault.layout import check_writable, open_layout
     from fusevault.vault.modes import check_private
 
+    _mount_options(args)
     # The mount point is checked here, before a passphrase is asked, and
     # again by the server (fs/server.py), whose errors come back as this
     # command's one line.
@@ -204,11 +212,15 @@ def cmd_mount(args: argparse.Namespace) -> int:
             raise InvalidInput("a shared mount (--allow-other) is root's to make: run it as root")
         if args.user:
             raise InvalidInput("a shared mount serves every user with a uid: leave out --user")
+        if args.allow_other_users or args.options:
+            raise InvalidInput("--allow-other (each user unlocks their own keys) takes no -o and no "
+                               "--allow-other-users (others use one user's drive)")
     else:
         paths.control_socket(mountpoint)  # a runtime folder others could reach: refused before asking
         secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=_about(args.vault, args.user))
     mount = {"vault": str(args.vault), "mountpoint": str(args.mountpoint), "user": args.user,
-             "allow_other": args.allow_other, "verbose": args.verbose,
+             "allow_other": args.allow_other, "allow_other_users": args.allow_other_users,
+             "verbose": args.verbose,
              "dirs": {"runtime": args.runtime_dir, "state": args.state_dir, "config": args.config_dir}}
     answer = daemon.launch(args.argv, mount, secret, foreground=args.foreground)
     if answer == "ok":
@@ -217,6 +229,21 @@ def cmd_mount(args: argparse.Namespace) -> int:
     code, _, message = answer.partition(" ")
     log.error("%s", message or "the mount server exited before it was ready")
     return int(code) if code.isdigit() else 1
+
+
+def _mount_options(args: argparse.Namespace) -> None:
+    """``-o a,b`` as in /etc/fstab, into the flags they stand for; then whether
+    FUSE lets this user open the mount to others (before a passphrase or a fork)."""
+    from fusevault.fs.mount import user_allow_other
+
+    for option in ",".join(args.options).split(","):
+        if option == "allow_other":
+            args.allow_other_users = True
+        elif option not in ("", "default_permissions"):
+            raise InvalidInput(f"unknown mount option {option!r}: -o takes allow_other, default_permissions")
+    if args.allow_other_users and os.geteuid() != 0 and not user_allow_other():
+        raise MountPointError("only root may let other users into a mount, unless /etc/fuse.conf has a "
+                              "line `user_allow_other`: add it (as root), or mount as root")
 
 
 def _clear_crashed(path: Path) -> None:

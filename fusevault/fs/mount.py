@@ -31,6 +31,18 @@ from fusevault.vault.volume import Volume
 log = logging.getLogger(__name__)
 
 
+def user_allow_other(conf: Path = Path("/etc/fuse.conf")) -> bool:
+    """Whether fusermount3 lets a user other than root mount with allow_other:
+    a line ``user_allow_other`` in fuse.conf, read as fusermount3 reads it
+    (``#`` starts a comment; a last line without its newline does not count)."""
+    try:
+        lines = conf.read_text(errors="replace").splitlines(keepends=True)
+    except OSError:
+        return False
+    return any(line.endswith("\n") and line.split("#", 1)[0].strip() == "user_allow_other"
+               for line in lines)
+
+
 def check_mountpoint(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
@@ -48,10 +60,13 @@ Handle = Callable[[dict, int], Awaitable[dict]]
 
 
 async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
-                on_ready: Callable[[], None] | None = None, info: dict | None = None) -> None:
-    """A personal mount: one user's tree, unlocked for ``ttl`` seconds."""
+                on_ready: Callable[[], None] | None = None, info: dict | None = None,
+                allow_other: bool = False) -> None:
+    """A personal mount: one user's tree, unlocked for ``ttl`` seconds.
+    ``allow_other``: other uids may use it, as far as the mode bits allow."""
     started = time.time()
     operations = Operations(None)
+    operations.allow_other = allow_other
     tasks = Tasks()
     agent = Agent(user, operations, Kernel(), tasks, volume.layout, volume.store)
 
@@ -128,6 +143,10 @@ async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path
         # One inode serves several users: the Drive checks each request,
         # not the kernel against one set of mode bits.
         options = (options - {"default_permissions"}) | {"allow_other"}
+    elif getattr(operations, "allow_other", False):
+        # One user's tree for every uid: the kernel checks each caller against
+        # the mode bits shown (pyfuse3's default_permissions stays).
+        options |= {"allow_other", "default_permissions"}
     # Everything that looks at the mount point path happens before init: once
     # mounted, a stat from this thread would wait for the loop it is blocking.
     pyfuse3.init(operations, str(mountpoint), options)

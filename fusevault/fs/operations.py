@@ -122,6 +122,9 @@ class Operations(pyfuse3.Operations):
     # The kernel gathers small and random writes in its page cache and sends
     # them in large batches; close() and fsync() still wait until they are here.
     enable_writeback_cache = True
+    # A personal mount other uids may use (`mount --allow-other-users`): the
+    # kernel checks each caller against the mode bits shown (default_permissions).
+    allow_other = False
 
     def __init__(self, session: Session | None, timeout: float = 5.0, *,
                  ino_out: Callable[[int], int] | None = None,

@@ -29,7 +29,8 @@ def main() -> int:
     server = daemon.handed()
     given = server.args
     args = argparse.Namespace(vault=Path(given["vault"]), mountpoint=Path(given["mountpoint"]),
-                              user=given["user"], allow_other=given["allow_other"])
+                              user=given["user"], allow_other=given["allow_other"],
+                              allow_other_users=given.get("allow_other_users", False))
     _log_to_stderr(given["verbose"])
     for kind, path in given["dirs"].items():
         paths.override(kind, path)
@@ -93,7 +94,7 @@ def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> in
     volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
     ttl = Settings.of(unlocked.user).ttl_seconds()
     trio.run(lambda: serve(volume, mountpoint, user=unlocked.user, ttl=ttl, on_ready=on_ready,
-                           info=_mount_info(unlocked, args.vault)))
+                           info=_mount_info(unlocked, args.vault), allow_other=args.allow_other_users))
     return 0
 
 

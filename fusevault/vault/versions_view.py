@@ -48,6 +48,11 @@ class VersionsView:
 
     def _mirror(self, real: Node) -> Node:
         readable = real.mode & 0o444
+        if real.is_dir:
+            # Whoever may list and enter the folder (r and x) may list and
+            # enter its mirror: other uids of a mount that lets them in
+            # (--allow-other-users) reach no version the live tree hides.
+            readable &= (real.mode & 0o111) << 2
         # Whoever may read the file may enter the directory of its versions.
         node = Node(VIEW_BASE + real.ino, real.fid, real.owner, b"",
                     stat.S_IFDIR | readable | readable >> 2, real.uid, real.gid, when=real.mtime)
