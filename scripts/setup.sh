@@ -9,6 +9,7 @@ packages=(fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv git rsync s
 if [ "${1:-}" = test ]; then
     command -v npm >/dev/null || packages+=(npm)
     packages+=(systemd zsh)  # systemd-analyze verifies the units; zsh checks its completion
+    packages+=(autoconf automake make perl)  # build and run ../shared/conformance (pjdfstest, fsx)
 fi
 missing=()
 for p in "${packages[@]}"; do
