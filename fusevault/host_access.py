@@ -44,25 +44,34 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 MAX_MESSAGE = 64 * 1024
+PR_SET_DUMPABLE = 4
 
 
 class HostAccess(Protocol):
     """Operations on host paths, with one user's rights (sync: call from a worker thread).
 
-    Errors are ``OSError`` with the errno the kernel gave the user."""
+    Errors are ``OSError`` with the errno the kernel gave the user.  ``dir_fd``
+    (a descriptor this object opened) makes ``path`` relative to that folder,
+    as ``openat(2)`` and its family do, so a path cannot be swapped under
+    the caller between two steps."""
 
     uid: int
+    gid: int
+    # True when this process acts for another user (a shared mount, run by
+    # root): what cannot be done with that user's rights is refused.
+    on_behalf: bool
 
-    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+    def open(self, path: str, flags: int, mode: int = 0o600, *, dir_fd: int | None = None) -> int:
         """A descriptor of ``path`` (O_CLOEXEC added), as the user opened it."""
 
-    def mkdir(self, path: str, mode: int = 0o700) -> None: ...
+    def mkdir(self, path: str, mode: int = 0o700, *, dir_fd: int | None = None) -> None: ...
 
-    def rename(self, src: str, dst: str) -> None: ...
+    def rename(self, src: str, dst: str, *, dir_fd: int | None = None, noreplace: bool = False) -> None:
+        """``noreplace``: FileExistsError rather than replacing ``dst`` (RENAME_NOREPLACE)."""
 
-    def unlink(self, path: str) -> None: ...
+    def unlink(self, path: str, *, dir_fd: int | None = None) -> None: ...
 
-    def symlink(self, target: str, path: str) -> None: ...
+    def symlink(self, target: str, path: str, *, dir_fd: int | None = None) -> None: ...
 
     def utime(self, path: str, ns: tuple[int, int]) -> None:
         """Set access and modification times of ``path`` itself (not a link's target)."""
@@ -70,9 +79,12 @@ class HostAccess(Protocol):
     def chmod(self, path: str, mode: int) -> None:
         """Mode bits of ``path``; never setuid, setgid or sticky (they are dropped)."""
 
-    def lstat(self, path: str) -> os.stat_result: ...
+    def lstat(self, path: str, *, dir_fd: int | None = None) -> os.stat_result: ...
 
     def listdir(self, path: str) -> list[str]: ...
+
+    def scan(self, path: str) -> list[tuple[str, os.stat_result]]:
+        """Every entry of a folder with its ``lstat`` (one call for a whole folder)."""
 
     def access(self, path: str, mode: int) -> bool:
         """``os.access`` for the user (their real ids, which are also their effective ones)."""
@@ -88,26 +100,32 @@ SAFE_MODE_BITS = 0o777  # never setuid, setgid or sticky on anything written for
 # --- the operations, shared by Direct and the helper ------------------------------------
 
 
-def _do(op: str, args: list) -> tuple[Any, int | None]:
+def _do(op: str, args: list, dir_fd: int | None = None) -> tuple[Any, int | None]:
     """Run one operation; (a JSON-ready result, a descriptor to hand over or None)."""
     if op == "open":
         path, flags, mode = args
-        return None, os.open(path, int(flags) | os.O_CLOEXEC, int(mode) & SAFE_MODE_BITS)
+        return None, os.open(path, int(flags) | os.O_CLOEXEC, int(mode) & SAFE_MODE_BITS, dir_fd=dir_fd)
     if op == "mkdir":
-        os.mkdir(args[0], int(args[1]) & SAFE_MODE_BITS)
+        os.mkdir(args[0], int(args[1]) & SAFE_MODE_BITS, dir_fd=dir_fd)
     elif op == "rename":
-        os.rename(args[0], args[1])
+        _rename(args[0], args[1], dir_fd, bool(args[2]))
     elif op == "unlink":
-        os.unlink(args[0])
+        os.unlink(args[0], dir_fd=dir_fd)
     elif op == "symlink":
-        os.symlink(args[0], args[1])
+        os.symlink(args[0], args[1], dir_fd=dir_fd)
     elif op == "utime":
         os.utime(args[0], ns=(int(args[1]), int(args[2])), follow_symlinks=False)
     elif op == "chmod":
         os.chmod(args[0], int(args[1]) & SAFE_MODE_BITS, follow_symlinks=True)
     elif op == "lstat":
-        found = os.lstat(args[0])
-        return [*tuple(found)[:10], found.st_atime_ns, found.st_mtime_ns, found.st_ctime_ns], None
+        return _fields(os.stat(args[0], dir_fd=dir_fd, follow_symlinks=False)), None
+    elif op == "scan":
+        found = []
+        with os.scandir(args[0]) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):  # gone meanwhile
+                    found.append([entry.name, _fields(entry.stat(follow_symlinks=False))])
+        return found, None
     elif op == "listdir":
         return os.listdir(args[0]), None
     elif op == "access":
@@ -119,6 +137,59 @@ def _do(op: str, args: list) -> tuple[Any, int | None]:
     return None, None
 
 
+RENAME_NOREPLACE = 1
+AT_FDCWD = -100
+_libc: Any = None
+
+
+def _rename(src: str, dst: str, dir_fd: int | None, noreplace: bool) -> None:
+    if not noreplace:
+        os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return
+    try:
+        _renameat2(src, dst, dir_fd)
+        return
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    # The file system has no RENAME_NOREPLACE: a hard link refuses an existing name too.
+    try:
+        os.link(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        # No hard links either (FAT): look, then rename.  Racy, but it is
+        # the user's own rename, so it can only replace what they may.
+        try:
+            os.stat(dst, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            return
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst) from None
+    os.unlink(src, dir_fd=dir_fd)
+
+
+def _renameat2(src: str, dst: str, dir_fd: int | None) -> None:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    call = getattr(_libc, "renameat2", None)
+    if call is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not in this C library")
+    fd = AT_FDCWD if dir_fd is None else dir_fd
+    if call(fd, os.fsencode(src), fd, os.fsencode(dst), RENAME_NOREPLACE) != 0:
+        import ctypes
+
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), dst)
+
+
+def _fields(found: os.stat_result) -> list:
+    return [*tuple(found)[:10], found.st_atime_ns, found.st_mtime_ns, found.st_ctime_ns]
+
+
 def _stat_result(fields: list) -> os.stat_result:
     *ten, atime_ns, mtime_ns, ctime_ns = fields
     return os.stat_result(ten, {"st_atime_ns": atime_ns, "st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns,
@@ -127,81 +198,109 @@ def _stat_result(fields: list) -> os.stat_result:
 
 
 class _Calls:
-    """The typed methods of HostAccess, on top of one ``call(op, *args)``."""
+    """The typed methods of HostAccess, on top of one ``call(op, *args, fd=dir_fd)``."""
 
     uid: int
+    gid: int
     call: Callable[..., tuple[Any, int | None]]
 
-    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
-        _, fd = self.call("open", os.fspath(path), flags, mode)
+    def open(self, path: str, flags: int, mode: int = 0o600, *, dir_fd: int | None = None) -> int:
+        _, fd = self.call("open", os.fsdecode(path), flags, mode, fd=dir_fd)
         assert fd is not None
         return fd
 
-    def mkdir(self, path: str, mode: int = 0o700) -> None:
-        self.call("mkdir", os.fspath(path), mode)
+    def mkdir(self, path: str, mode: int = 0o700, *, dir_fd: int | None = None) -> None:
+        self.call("mkdir", os.fsdecode(path), mode, fd=dir_fd)
 
-    def rename(self, src: str, dst: str) -> None:
-        self.call("rename", os.fspath(src), os.fspath(dst))
+    def rename(self, src: str, dst: str, *, dir_fd: int | None = None, noreplace: bool = False) -> None:
+        self.call("rename", os.fsdecode(src), os.fsdecode(dst), noreplace, fd=dir_fd)
 
-    def unlink(self, path: str) -> None:
-        self.call("unlink", os.fspath(path))
+    def unlink(self, path: str, *, dir_fd: int | None = None) -> None:
+        self.call("unlink", os.fsdecode(path), fd=dir_fd)
 
-    def symlink(self, target: str, path: str) -> None:
-        self.call("symlink", os.fspath(target), os.fspath(path))
+    def symlink(self, target: str, path: str, *, dir_fd: int | None = None) -> None:
+        self.call("symlink", os.fsdecode(target), os.fsdecode(path), fd=dir_fd)
 
     def utime(self, path: str, ns: tuple[int, int]) -> None:
-        self.call("utime", os.fspath(path), ns[0], ns[1])
+        self.call("utime", os.fsdecode(path), ns[0], ns[1])
 
     def chmod(self, path: str, mode: int) -> None:
-        self.call("chmod", os.fspath(path), mode)
+        self.call("chmod", os.fsdecode(path), mode)
 
-    def lstat(self, path: str) -> os.stat_result:
-        fields, _ = self.call("lstat", os.fspath(path))
+    def lstat(self, path: str, *, dir_fd: int | None = None) -> os.stat_result:
+        fields, _ = self.call("lstat", os.fsdecode(path), fd=dir_fd)
         return _stat_result(fields)
 
     def listdir(self, path: str) -> list[str]:
-        return self.call("listdir", os.fspath(path))[0]
+        return self.call("listdir", os.fsdecode(path))[0]
+
+    def scan(self, path: str) -> list[tuple[str, os.stat_result]]:
+        return [(name, _stat_result(fields)) for name, fields in self.call("scan", os.fsdecode(path))[0]]
 
     def access(self, path: str, mode: int) -> bool:
-        return bool(self.call("access", os.fspath(path), mode)[0])
+        return bool(self.call("access", os.fsdecode(path), mode)[0])
 
     def realpath(self, path: str) -> str:
-        return self.call("realpath", os.fspath(path))[0]
+        return self.call("realpath", os.fsdecode(path))[0]
 
 
 class Direct(_Calls):
     """This process's own rights: a personal mount, or a command run by the user."""
 
+    on_behalf = False
+
     def __init__(self) -> None:
         self.uid = os.geteuid()
+        self.gid = os.getegid()
 
-    def call(self, op: str, *args: Any) -> tuple[Any, int | None]:
-        return _do(op, list(args))
+    def call(self, op: str, *args: Any, fd: int | None = None) -> tuple[Any, int | None]:
+        return _do(op, list(args), fd)
 
     def close(self) -> None:
         pass
 
 
-# --- the wire: one datagram a message (SOCK_SEQPACKET keeps them whole) -----------------
+# --- the wire: JSON messages on SOCK_SEQPACKET, which keeps each datagram whole --------
+#
+# A message longer than one datagram (a large folder's listing) goes in pieces:
+# each but the last starts with "+", the last with "."; a whole message starts
+# with "{".  A descriptor rides on the first datagram.
+
+PIECE = MAX_MESSAGE - 1
+MAX_TOTAL = 64 * 1024 * 1024  # more is a broken peer, not a folder
 
 
 def _send(sock: socket.socket, message: dict, fd: int | None = None) -> None:
     data = json.dumps(message).encode()
-    if fd is None:
-        sock.sendmsg([data])
-    else:
-        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+    pieces = [data] if len(data) <= MAX_MESSAGE else \
+        [(b"+" if end < len(data) else b".") + data[start:end]
+         for start in range(0, len(data), PIECE) for end in [min(start + PIECE, len(data))]]
+    for number, piece in enumerate(pieces):
+        if fd is None or number:
+            sock.sendmsg([piece])
+        else:
+            sock.sendmsg([piece], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
 
 
 def _receive(sock: socket.socket) -> tuple[dict | None, int | None]:
     data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
     fd = fds[0] if fds else None
-    if not data:
-        if fd is not None:
-            os.close(fd)
-        return None, None
+    if data[:1] == b"+":
+        parts = [data[1:]]
+        total = len(data)
+        while data[:1] == b"+" and total <= MAX_TOTAL:
+            data, more, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
+            for stray in more:
+                os.close(stray)
+            if data[:1] in (b"+", b"."):
+                parts.append(data[1:])
+                total += len(data)
+            else:
+                data = b""
+                break
+        data = b"".join(parts) if data[:1] == b"." else b""
     try:
-        message = json.loads(data)
+        message = json.loads(data) if data else None
     except ValueError:
         message = None
     if not isinstance(message, dict):
@@ -211,66 +310,98 @@ def _receive(sock: socket.socket) -> tuple[dict | None, int | None]:
     return message, fd
 
 
-class AsUser(_Calls):
-    """A helper process running as one Linux user; one request at a time."""
+HELPER_TIMEOUT = 120.0  # seconds for one operation; a helper its user stopped (SIGSTOP) is given up
 
-    def __init__(self, uid: int, sock: socket.socket, pid: int) -> None:
+
+class AsUser(_Calls):
+    """A helper process running as one Linux user; one request at a time.
+
+    A helper that is gone (killed, stopped past the timeout) makes the call
+    fail with EIO; the next call starts a new one (``respawn``)."""
+
+    on_behalf = True
+
+    def __init__(self, uid: int, gid: int, sock: socket.socket, pid: int,
+                 respawn: Callable[[], tuple[socket.socket, int]] | None = None) -> None:
         self.uid = uid
-        self._sock = sock
+        self.gid = gid
+        self.timeout = HELPER_TIMEOUT
+        self._sock: socket.socket | None = sock
         self._pid = pid
+        self._respawn = respawn
         self._lock = threading.Lock()
 
-    def call(self, op: str, *args: Any) -> tuple[Any, int | None]:
+    def call(self, op: str, *args: Any, fd: int | None = None) -> tuple[Any, int | None]:
         with self._lock:
+            if self._sock is None:
+                if self._respawn is None:
+                    raise OSError(errno.EIO, f"the helper of uid {self.uid} is gone")
+                self._sock, self._pid = self._respawn()
             try:
-                _send(self._sock, {"op": op, "args": list(args)})
-                answer, fd = _receive(self._sock)
+                self._sock.settimeout(self.timeout)
+                _send(self._sock, {"op": op, "args": list(args)}, fd)
+                answer, got = _receive(self._sock)
             except OSError as err:
+                self._forget()
                 raise OSError(errno.EIO, f"the helper of uid {self.uid} is gone ({err})") from None
-        if answer is None:
-            raise OSError(errno.EIO, f"the helper of uid {self.uid} is gone")
+            if answer is None:
+                self._forget()
+                raise OSError(errno.EIO, f"the helper of uid {self.uid} is gone")
         if "errno" in answer:
-            if fd is not None:
-                os.close(fd)
+            if got is not None:
+                os.close(got)
             code = int(answer["errno"])
-            raise OSError(code, os.strerror(code), answer.get("path"))
-        return answer.get("result"), fd
+            raise OSError(code, os.strerror(code))
+        return answer.get("result"), got
+
+    def _forget(self) -> None:
+        # Closing our end is enough: a live helper reads EOF and exits.  It is
+        # the spawner's child, reaped there; never signalled by pid (reused).
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        self._sock = None
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(self._pid, 0)
+        with self._lock:
+            self._forget()
+            self._respawn = None
 
 
 def _serve_requests(sock: socket.socket) -> None:
     """The helper's loop: answer until the mount closes its end."""
     while True:
         try:
-            request, stray = _receive(sock)
+            request, dir_fd = _receive(sock)
         except OSError:
             return
-        if stray is not None:
-            os.close(stray)  # nobody hands the helper descriptors
         if request is None:
             return
-        op, args = request.get("op"), request.get("args")
-        if not isinstance(op, str) or not isinstance(args, list):
-            _send(sock, {"errno": errno.EINVAL})
-            continue
         try:
-            result, fd = _do(op, args)
-        except OSError as err:
-            _send(sock, {"errno": err.errno or errno.EIO})
-            continue
-        except (TypeError, ValueError):
-            _send(sock, {"errno": errno.EINVAL})
-            continue
-        try:
-            _send(sock, {"result": result}, fd)
+            _answer(sock, request, dir_fd)
         finally:
-            if fd is not None:
-                os.close(fd)
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+
+def _answer(sock: socket.socket, request: dict, dir_fd: int | None) -> None:
+    op, args = request.get("op"), request.get("args")
+    if not isinstance(op, str) or not isinstance(args, list):
+        _send(sock, {"errno": errno.EINVAL})
+        return
+    try:
+        result, fd = _do(op, args, dir_fd)
+    except OSError as err:
+        _send(sock, {"errno": err.errno or errno.EIO})
+        return
+    except (TypeError, ValueError):
+        _send(sock, {"errno": errno.EINVAL})
+        return
+    try:
+        _send(sock, {"result": result}, fd)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _drop_to(uid: int, gid: int) -> None:
@@ -285,8 +416,31 @@ def _drop_to(uid: int, gid: int) -> None:
     os.setresuid(uid, uid, uid)
     if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
         raise OSError(errno.EPERM, "could not drop privileges")
+    # Still not the user's to trace or dump (whatever fs.suid_dumpable says):
+    # it holds a line to the mount, and the mount's memory as it was at fork.
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "could not stay undumpable")
     with contextlib.suppress(OSError):
         os.chdir("/")
+
+
+def _keep_only(keep: int) -> None:
+    """In a fresh child: every descriptor the mount had (its log, its store,
+    a pipe the mount command waits on) closed; stdio on /dev/null."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        if std != keep:
+            os.dup2(null, std)
+    if null > 2 and null != keep:
+        os.close(null)
+    import resource
+
+    most = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    most = most if most != resource.RLIM_INFINITY and most < 1 << 20 else 1 << 20
+    os.closerange(3, keep)
+    os.closerange(keep + 1, max(keep + 1, most))
 
 
 class Spawner:
@@ -299,6 +453,8 @@ class Spawner:
             code = 0
             try:
                 ours.close()
+                _keep_only(theirs.fileno())
+                os.environ.clear()  # the mount's (credentials of peers, say) are nobody's business here
                 _spawn_loop(theirs)
             except BaseException:
                 code = 1
@@ -310,7 +466,11 @@ class Spawner:
         self._lock = threading.Lock()
 
     def helper(self, uid: int, gid: int) -> AsUser:
-        """A new helper running as ``uid``/``gid`` (and the user's groups)."""
+        """A helper running as ``uid``/``gid`` (and the user's groups), started again when it dies."""
+        sock, pid = self._fork(uid, gid)
+        return AsUser(uid, gid, sock, pid, respawn=lambda: self._fork(uid, gid))
+
+    def _fork(self, uid: int, gid: int) -> tuple[socket.socket, int]:
         with self._lock:
             try:
                 _send(self._sock, {"uid": int(uid), "gid": int(gid)})
@@ -321,7 +481,7 @@ class Spawner:
             if fd is not None:
                 os.close(fd)
             raise OSError(errno.EIO, f"no helper could be started for uid {uid}")
-        return AsUser(uid, socket.socket(fileno=fd), int(answer["pid"]))
+        return socket.socket(fileno=fd), int(answer["pid"])
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

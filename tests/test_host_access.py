@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -147,3 +148,100 @@ def test_direct_access_is_the_same_interface(tmp_path: Path) -> None:
     os.close(fd)
     assert os.lstat(tmp_path / "d" / "f").st_mode & 0o7000 == 0
     assert direct.listdir(str(tmp_path / "d")) == ["f"]
+
+
+def test_openat_style_operations_stay_in_the_folder_they_were_given(helper, places) -> None:
+    home = places["home"]
+    folder = helper.open(str(home), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # A link planted at the name: O_EXCL never opens it, O_NOFOLLOW never follows it.
+        os.symlink(str(places["root_only"] / "rootme"), home / "planted")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with pytest.raises(FileExistsError):
+            helper.open("planted", flags, 0o755, dir_fd=folder)
+        with pytest.raises(OSError) as refused:
+            helper.open("planted", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+        assert refused.value.errno == errno.ELOOP
+        assert sorted(os.listdir(places["root_only"])) == ["secret"]
+        helper.mkdir("sub", 0o755, dir_fd=folder)
+        sub = helper.open("sub", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+        os.close(sub)
+        fd = helper.open(".part", flags, 0o644, dir_fd=folder)
+        os.write(fd, b"new\n")
+        os.close(fd)
+        (home / "kept").write_text("the user's own\n")
+        with pytest.raises(FileExistsError):  # RENAME_NOREPLACE
+            helper.rename(".part", "kept", dir_fd=folder, noreplace=True)
+        assert (home / "kept").read_text() == "the user's own\n"
+        helper.rename(".part", "kept", dir_fd=folder)
+        assert (home / "kept").read_text() == "new\n"
+        helper.symlink("kept", "link", dir_fd=folder)
+        assert stat.S_ISLNK(helper.lstat("link", dir_fd=folder).st_mode)
+        helper.unlink("link", dir_fd=folder)
+        assert sorted(os.listdir(home)) == ["kept", "planted", "sub"]
+    finally:
+        os.close(folder)
+
+
+def test_a_folder_of_any_size_comes_back_whole(helper, places) -> None:
+    many = places["home"] / "many"
+    many.mkdir()
+    names = {f"{n:05d}-" + "x" * 60 for n in range(3000)}  # about 200 KiB of listing: several datagrams
+    for name in names:
+        (many / name).touch()
+    assert set(helper.listdir(str(many))) == names
+    found = dict(helper.scan(str(many)))
+    assert set(found) == names and all(stat.S_ISREG(st.st_mode) for st in found.values())
+
+
+def test_a_helper_that_died_or_hangs_is_started_again(helper, places) -> None:
+    os.kill(helper._pid, signal.SIGKILL)
+    with pytest.raises(OSError):
+        helper.listdir(str(places["home"]))
+    assert helper.listdir(str(places["home"])) == []  # a new helper
+    stopped = helper._pid
+    os.kill(stopped, signal.SIGSTOP)  # its user may stop it: the mount must not wait forever
+    try:
+        helper.timeout = 0.5
+        with pytest.raises(OSError) as gone:
+            helper.listdir(str(places["home"]))
+        assert gone.value.errno == errno.EIO
+        assert helper.listdir(str(places["home"])) == [] and helper._pid != stopped
+    finally:
+        os.kill(stopped, signal.SIGKILL)
+
+
+def test_helpers_hold_nothing_of_the_mount(user, places) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    read_end, write_end = os.pipe()  # like the pipe `fusevault mount` waits on
+    spawner = Spawner()
+    access = spawner.helper(user.pw_uid, user.pw_gid)
+    try:
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        assert os.read(read_end, 1) == b""  # end of file: nobody else holds the write end
+        assert access.listdir(str(places["home"])) == []  # it answers: it has dropped to the user
+        status = Path(f"/proc/{access._pid}/status").read_text()
+        assert f"Uid:\t{user.pw_uid}\t{user.pw_uid}\t{user.pw_uid}" in status
+        # Not dumpable: its /proc files stay root's, so its user cannot trace or read it.
+        assert os.stat(f"/proc/{access._pid}/status").st_uid == 0
+    finally:
+        os.close(read_end)
+        access.close()
+        spawner.close()
+
+
+def test_direct_access_takes_descriptors_too(tmp_path: Path) -> None:
+    direct = Direct()
+    folder = direct.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = direct.open("f", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o6755, dir_fd=folder)
+        os.close(fd)
+        assert os.lstat(tmp_path / "f").st_mode & 0o7000 == 0
+        direct.symlink("f", "g", dir_fd=folder)
+        with pytest.raises(FileExistsError):
+            direct.rename("g", "f", dir_fd=folder, noreplace=True)
+        assert [name for name, _ in sorted(direct.scan(str(tmp_path)))] == ["f", "g"]
+    finally:
+        os.close(folder)

@@ -25,6 +25,7 @@ from fusevault.agent.expiry import Expiry, Unlock
 from fusevault.crypto import aead
 from fusevault.errors import InvalidInput, LockFailed, VaultError
 from fusevault.fs.operations import Operations
+from fusevault.host_access import HostAccess
 from fusevault.imports.watcher import ImportService
 from fusevault.links.owner import collect_periodically as collect_drops
 from fusevault.store import Store
@@ -50,13 +51,13 @@ RETRY_LOCK = 60
 
 
 class Session:
-    def __init__(self, volume: Volume, kernel: KernelCache, tasks: Tasks) -> None:
+    def __init__(self, volume: Volume, kernel: KernelCache, tasks: Tasks, host: HostAccess) -> None:
         self.volume = volume
         self.tasks = tasks
         self.view = VersionsView(volume)
-        self.importer = ImportService(volume, tasks.get_state("import"), kernel)
+        self.importer = ImportService(volume, tasks.get_state("import"), kernel, host)
         self.requests = Requests(volume, busy=lambda: set(self.view.busy), kernel=kernel,
-                                 settings_changed=self.importer.reconfigure)
+                                 settings_changed=self.importer.reconfigure, host=host)
         self.stopped = trio.Event()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -89,8 +90,12 @@ class Session:
 
 class Agent:
     def __init__(self, user: dict, ops: Operations, kernel: KernelCache, tasks: Tasks,
-                 layout: Layout, store: Store) -> None:
+                 layout: Layout, store: Store, *, host: HostAccess) -> None:
         self.user_id = user["_id"]
+        # The user's rights on host paths (export, the watched folder): this
+        # process's own in a personal mount, a helper running as them in a
+        # shared one (host_access.py).
+        self.host = host
         self.username = user["username"]
         self.ops = ops
         self.kernel = kernel
@@ -124,7 +129,7 @@ class Agent:
             task_status.started()
 
     async def _open(self, volume: Volume, ttl: float) -> None:
-        session = Session(volume, self.kernel, self.tasks)
+        session = Session(volume, self.kernel, self.tasks, self.host)
         self._scope = await self._nursery.start(session.run)
         self.ops.session = session
         self.expiry.start(self.user_id, ttl)

@@ -19,6 +19,7 @@ from fusevault.agent.sessions import Agent
 from fusevault.errors import Locked, MountPointError, SaveFailed
 from fusevault.fs import control, fallocate
 from fusevault.fs.operations import LOCKED, Operations, write_op_stats
+from fusevault.host_access import Direct
 from fusevault.mounts import is_mounted
 from fusevault.paths import control_socket
 from fusevault.store import Store
@@ -68,7 +69,7 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
     operations = Operations(None)
     operations.allow_other = allow_other
     tasks = Tasks()
-    agent = Agent(user, operations, Kernel(), tasks, volume.layout, volume.store)
+    agent = Agent(user, operations, Kernel(), tasks, volume.layout, volume.store, host=Direct())
 
     kernel = agent.kernel
     nursery_box: list[trio.Nursery] = []

@@ -99,16 +99,25 @@ def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> in
 
 
 def _serve_shared(args: argparse.Namespace, layout, mountpoint: Path, on_ready) -> int:
-    import trio
+    from fusevault.host_access import Spawner
 
-    from fusevault.fs.shared import SharedMount
-    from fusevault.store import open_store
-    from fusevault.vault.meta_files import reconcile
-    from fusevault.vault.opening import hold
+    # First, while this process holds no key, no store and no thread: what
+    # users ask of the host runs in helpers it forks (host_access.py).
+    spawner = Spawner()
+    try:
+        import trio
 
-    hold(layout)
-    store = open_store(layout.root, layout.store)
-    reconcile(layout, store)
-    shared = SharedMount(layout, store, mountpoint, {"vault": str(args.vault.resolve()), "user": None})
-    trio.run(shared.serve, on_ready)
+        from fusevault.fs.shared import SharedMount
+        from fusevault.store import open_store
+        from fusevault.vault.meta_files import reconcile
+        from fusevault.vault.opening import hold
+
+        hold(layout)
+        store = open_store(layout.root, layout.store)
+        reconcile(layout, store)
+        shared = SharedMount(layout, store, mountpoint, {"vault": str(args.vault.resolve()), "user": None},
+                             spawner)
+        trio.run(shared.serve, on_ready)
+    finally:
+        spawner.close()
     return 0

@@ -30,6 +30,7 @@ from fusevault.errors import InvalidInput, Locked, PermissionDenied, VaultError
 from fusevault.fs.drive import Drive, Seat
 from fusevault.fs.mount import Kernel, run_fuse, settle_conflicts
 from fusevault.fs.operations import LOCKED
+from fusevault.host_access import Direct, HostAccess, Spawner
 from fusevault.paths import shared_socket
 from fusevault.store import Store
 from fusevault.store.watched import WatchedStore
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 
 
 class SharedMount:
-    def __init__(self, layout: Layout, store: Store, mountpoint: Path, info: dict) -> None:
+    def __init__(self, layout: Layout, store: Store, mountpoint: Path, info: dict,
+                 spawner: Spawner) -> None:
+        self.spawner = spawner  # a helper per seat: host paths with the user's rights
         self.layout = layout
         self.store = store
         self.mountpoint = mountpoint
@@ -59,7 +62,7 @@ class SharedMount:
         self._looking_up, self._looked_up = trio.Lock(), time.monotonic()  # admits()
         self._closing = False  # unmounting: no new tasks (the nursery is closed)
         # What peers send is taken in by every unlocked user, like a commit of theirs.
-        self.sync = sync_service(store, layout, self._arrived)
+        self.sync = sync_service(store, layout, self._arrived, shared=True)
         self._settling = trio.Lock()
 
     def _read_uids(self) -> dict[int, dict]:
@@ -148,14 +151,16 @@ class SharedMount:
                 gid = pwd.getpwuid(uid).pw_gid
             except KeyError:
                 gid = uid
+            host = await _host_access(self.spawner, uid, gid)
             try:
                 seat = self.drive.add_seat(uid, gid, user["_id"])
             except OverflowError:
+                host.close()
                 raise InvalidInput("this shared mount has no room for another user: remount it") from None
             kernel = self.kernels[seat.number] = Kernel(seat.ino_out)
             tasks = self.tasks[seat.number] = Tasks()
             store = WatchedStore(self.store, seat, self._committed)
-            seat.agent = Agent(user, seat.ops, kernel, tasks, self.layout, store)
+            seat.agent = Agent(user, seat.ops, kernel, tasks, self.layout, store, host=host)
             seat.agent.device = self.sync.device["name"] if self.sync else None
             await self._nursery.start(seat.agent.run, None)
             log.info("uid %d is %s in this mount", uid, user["username"])
@@ -204,7 +209,21 @@ class SharedMount:
                         failures += 1
         finally:
             self.store.close()
+            for seat in self.drive.seats.values():
+                if seat.agent is not None:
+                    seat.agent.host.close()
         return failures
+
+
+async def _host_access(spawner: Spawner, uid: int, gid: int) -> HostAccess:
+    """What a seat does on host paths runs as its user: a helper dropped to
+    their uid, gid and groups (root's own seat is root already)."""
+    if uid == 0:
+        return Direct()
+    try:
+        return await trio.to_thread.run_sync(spawner.helper, uid, gid)
+    except OSError as err:
+        raise VaultError(f"cannot act as uid {uid} on this machine: {err.strerror or err}") from None
 
 
 async def _rekey(volume, node) -> None:

@@ -1,24 +1,40 @@
-"""Taking one stable source file into the vault, at most once per state of that file."""
+"""Taking one stable source file into the vault, at most once per state of that file.
+
+Every look at the source folder (lstat, open, unlink) goes through a
+``HostAccess``: in a shared mount, run by root, a helper running as the
+user whose vault it is (host_access.py), so only what they may read is
+imported and only what they may delete is removed.  Files are read through
+the descriptor the helper opened.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import stat
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 import trio
 
 from fusevault.errors import FsError
+from fusevault.host_access import Direct, HostAccess
 from fusevault.imports.records import Record, Stamp, load_records, record_doc, record_id
 from fusevault.vault.placing import KernelCache, file_digest, make_dirs, make_durable, split, write_file
 from fusevault.vault.settings import Settings
 from fusevault.vault.volume import Caller, Volume
 
+log = logging.getLogger(__name__)
+
 READ_CHUNK = 1024 * 1024
+# A source is opened without following a link and without waiting on a fifo
+# swapped in since it was looked at; only a regular file is read.
+SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 
 # Outcomes of Importer.take, counted per batch.
 NEW, VERSION, MOVED, UNCHANGED, CHANGING, GONE = (
@@ -31,9 +47,24 @@ def ignored(name: str) -> bool:
             or ".fvpart-" in name or name.startswith((".#", ".~lock.")))
 
 
-def hash_file(path: Path) -> tuple[str, Stamp]:
+def open_source(host: HostAccess, path: Path) -> BinaryIO:
+    """The regular file at ``path``, opened as the user; FileNotFoundError for
+    anything else (gone, a symbolic link, a fifo or device)."""
+    try:
+        fd = host.open(str(path), SOURCE_FLAGS)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise FileNotFoundError(errno.ENOENT, "a symbolic link", str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", str(path))
+    return os.fdopen(fd, "rb")
+
+
+def hash_file(host: HostAccess, path: Path) -> tuple[str, Stamp]:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_source(host, path) as f:
         before = Stamp.of(os.fstat(f.fileno()))
         while data := f.read(READ_CHUNK):
             digest.update(data)
@@ -43,14 +74,16 @@ def hash_file(path: Path) -> tuple[str, Stamp]:
 class Importer:
     """Imports files of ``source_dir_to_watch`` under ``import_into``, keeping their relative paths."""
 
-    def __init__(self, volume: Volume, settings: Settings, kernel: KernelCache) -> None:
+    def __init__(self, volume: Volume, settings: Settings, kernel: KernelCache,
+                 host: HostAccess | None = None) -> None:
         assert settings.source_dir_to_watch is not None
         self.vol = volume
+        self.host = host or Direct()  # the user's rights on the source folder
         self.source = Path(settings.source_dir_to_watch)
         self.into = settings.import_into
         self.delete = settings.delete_file_from_source
         self.kernel = kernel
-        self.caller = Caller(os.getuid(), os.getgid())
+        self.caller = Caller(self.host.uid, self.host.gid)
         self.records: dict[str, tuple[Record, str]] = {}
         self.inodes: dict[tuple[int, int], str] = {}  # (dev, ino) -> location, to spot renames
 
@@ -65,7 +98,7 @@ class Importer:
         """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
         path = self.source / location
         try:
-            st = await trio.to_thread.run_sync(os.lstat, path)
+            st = await trio.to_thread.run_sync(self.host.lstat, str(path))
         except FileNotFoundError:
             return GONE, 0, False
         if not stat.S_ISREG(st.st_mode):
@@ -82,7 +115,7 @@ class Importer:
             # New, and nothing there to compare with: copy (and hash) in one pass.
             return await self._copy(location, path, mode, None, stamp, None)
         try:
-            sha, before = await self.vol.in_thread(hash_file, path)
+            sha, before = await self.vol.in_thread(hash_file, self.host, path)
         except FileNotFoundError:
             return GONE, 0, False
         if (record := await self._already_there(location, known, sha, before)) is not None:
@@ -103,9 +136,16 @@ class Importer:
             return None
         record = self.records[location][0]
         if record.stamp == stamp and record.fid in self.vol.by_fid:
-            if not await trio.to_thread.run_sync(os.path.lexists, self.source / location):
+            if not await trio.to_thread.run_sync(self._exists, self.source / location):
                 return record
         return None
+
+    def _exists(self, path: Path) -> bool:
+        try:
+            self.host.lstat(str(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
 
     async def _move(self, record: Record, location: str) -> None:
         node = self.vol.nodes[self.vol.by_fid[record.fid]]
@@ -151,7 +191,7 @@ class Importer:
         where, name = split(self._vault_path(location))
         parent = await make_dirs(self.vol, where, self.caller)
         try:
-            source = await trio.to_thread.run_sync(open, path, "rb")
+            source = await trio.to_thread.run_sync(open_source, self.host, path)
         except FileNotFoundError:
             return GONE, 0, False
         with source:
@@ -198,10 +238,13 @@ class Importer:
 
         def remove_if_unchanged() -> bool:
             try:
-                if Stamp.of(os.lstat(path)) != record.stamp:
+                if Stamp.of(self.host.lstat(str(path))) != record.stamp:
                     return False
-                os.unlink(path)
+                self.host.unlink(str(path))  # as the user: only what they may delete
             except FileNotFoundError:
+                return False
+            except PermissionError as err:
+                log.warning("import: %s stays in the source: %s", record.file_location, err.strerror)
                 return False
             return True
 

@@ -5,6 +5,12 @@ stopped by cancellation.  A file is taken once it has kept its size and
 modification time for ``settle_seconds``; files present when watching
 starts are scanned once; what is already imported is known from the import
 records, so a restart (or a crash) neither loses nor repeats an import.
+
+The watching itself (inotify, through watchfiles) runs in this process and
+only reports names; every stat, read and delete of the source folder goes
+through the user's ``HostAccess`` (in a shared mount: a helper running as
+the user, host_access.py), so a name reported from a folder the user may
+not read leads nowhere.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import trio
 from watchfiles import Change, awatch
 
 from fusevault.errors import VaultError
+from fusevault.host_access import Direct, HostAccess
 from fusevault.imports.importer import GONE, Importer, ignored
 from fusevault.imports.records import Stamp
 from fusevault.tasks import TaskState
@@ -75,39 +82,47 @@ class Pending:
         return False
 
 
-def stamps(source: Path, locations: list[str]) -> dict[str, Stamp | None]:
+def stamps(host: HostAccess, source: Path, locations: list[str]) -> dict[str, Stamp | None]:
     """Stamps of regular files; folders are expanded into the files under them."""
     found: dict[str, Stamp | None] = {}
     for location in locations:
         try:
-            st = os.lstat(source / location)
+            st = host.lstat(str(source / location))
         except OSError:
             found[location] = None
             continue
         if stat.S_ISDIR(st.st_mode):  # a folder moved in: its files made no events of their own
-            found.update(walk(source, location))
+            found.update(walk(host, source, location))
         elif stat.S_ISREG(st.st_mode):
             found[location] = Stamp.of(st)
     return found
 
 
-def walk(source: Path, under: str = "") -> dict[str, Stamp | None]:
+def walk(host: HostAccess, source: Path, under: str = "") -> dict[str, Stamp | None]:
+    """Every regular file under ``source/under`` (links are not followed; folders
+    the user may not read are passed over, as os.walk does)."""
     found: dict[str, Stamp | None] = {}
-    for folder, _, files in os.walk(source / under):
-        for name in files:
-            path = os.path.join(folder, name)
-            if ignored(name) or os.path.islink(path):
-                continue
-            try:
-                found[os.path.relpath(path, source)] = Stamp.of(os.lstat(path))
-            except OSError:
-                continue
+    folders = [under]
+    while folders:
+        folder = folders.pop()
+        try:
+            entries = host.scan(str(source / folder) if folder else str(source))
+        except OSError:
+            continue
+        for name, st in entries:
+            location = os.path.join(folder, name) if folder else name
+            if stat.S_ISDIR(st.st_mode):
+                folders.append(location)
+            elif stat.S_ISREG(st.st_mode) and not ignored(name):
+                found[location] = Stamp.of(st)
     return found
 
 
 class ImportService:
-    def __init__(self, volume: Volume, task: TaskState, kernel: KernelCache) -> None:
+    def __init__(self, volume: Volume, task: TaskState, kernel: KernelCache,
+                 host: HostAccess | None = None) -> None:
         self.vol = volume
+        self.host = host or Direct()  # the user's rights on the source folder
         self.task = task
         self.kernel = kernel
         self._wake = trio.Event()
@@ -148,8 +163,8 @@ class ImportService:
 
     async def _watch(self, settings: Settings) -> None:
         source = Path(settings.source_dir_to_watch or "")
-        await trio.to_thread.run_sync(user_settings.check, settings, str(self.vol.layout.root))
-        importer = Importer(self.vol, settings, self.kernel)
+        await trio.to_thread.run_sync(user_settings.check, settings, str(self.vol.layout.root), self.host)
+        importer = Importer(self.vol, settings, self.kernel, self.host)
         await importer.load()
         pending = Pending(settings.settle_seconds)
         stop = anyio.Event()
@@ -165,14 +180,14 @@ class ImportService:
                                         rust_timeout=1000, yield_on_timeout=True, stop_event=stop):
                 if not scanned:
                     scanned = True
-                    found = await trio.to_thread.run_sync(walk, source)
+                    found = await trio.to_thread.run_sync(walk, self.host, source)
                     self._note(pending, found)
                 deleted = {c[1] for c in changes if c[0] == Change.deleted}
                 for path in deleted:
                     pending.forget(os.path.relpath(path, source))
                 changed = [os.path.relpath(p, source) for c, p in changes if c != Change.deleted]
                 if changed:
-                    self._note(pending, await trio.to_thread.run_sync(stamps, source, changed))
+                    self._note(pending, await trio.to_thread.run_sync(stamps, self.host, source, changed))
 
     @staticmethod
     def _note(pending: Pending, found: dict[str, Stamp | None]) -> None:
@@ -187,7 +202,7 @@ class ImportService:
             due = pending.due(trio.current_time())
             if not due:
                 continue
-            now_stamps = await trio.to_thread.run_sync(stamps, importer.source, due)
+            now_stamps = await trio.to_thread.run_sync(stamps, self.host, importer.source, due)
             now = trio.current_time()
             ready = [loc for loc in due if pending.settled(loc, now_stamps.get(loc), now)]
             if ready:

@@ -9,13 +9,16 @@ Collecting a drop is crash-safe and at most once: a dropped version is
 written under a hidden name, its final name is saved in the link's record,
 the hidden name is renamed to it, and only then is the version deleted from
 the server.  After a crash the record says how far it got.
+
+A shared mount (``--allow-other``) runs as root for many users: a link
+request there would make root reach whatever server a user names, so links
+are refused there (``refused``), and made from the user's personal mount.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +27,7 @@ import trio
 
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import CorruptData, InvalidInput, LinkGone, NotFound, VaultError
+from fusevault.host_access import Direct, HostAccess
 from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.records import LinkRecord, load_records, record_doc
@@ -34,6 +38,9 @@ from fusevault.vault.placing import KernelCache, make_dirs, make_durable, split,
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
+
+REFUSED = ("links are made from a personal mount: a shared mount (--allow-other) runs as root "
+           "and reaches no link server for a user")
 
 
 def _item_of(link_or_id: str) -> str:
@@ -54,12 +61,19 @@ def unique_name(taken: dict[bytes, int], name: bytes) -> bytes:
 
 
 class Links:
-    def __init__(self, volume: Volume, kernel: KernelCache) -> None:
+    def __init__(self, volume: Volume, kernel: KernelCache, host: HostAccess | None = None) -> None:
         self.vol = volume
         self.kernel = kernel
-        self.caller = Caller(os.getuid(), os.getgid())
+        host = host or Direct()
+        self.caller = Caller(host.uid, host.gid)
+        # Acting for another user (a shared mount): no network request at all.
+        self.refused = REFUSED if host.on_behalf else None
         self.lock = trio.Lock()  # one change of the records at a time
         self.has_drops: bool | None = None  # unknown until the records are first read
+
+    def _allowed(self) -> None:
+        if self.refused:
+            raise InvalidInput(self.refused)
 
     async def _records(self) -> dict[str, tuple[LinkRecord, str]]:
         found = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
@@ -80,6 +94,7 @@ class Links:
     # --- create and publish
 
     async def create(self, path: bytes, server: str, drop: bool, expires_in: float | None) -> dict:
+        self._allowed()
         async with self.lock:
             if drop:
                 node = await make_dirs(self.vol, path, self.caller)
@@ -101,6 +116,7 @@ class Links:
         return self._describe(record)
 
     async def push(self, link_or_id: str, path: bytes | None) -> dict:
+        self._allowed()
         async with self.lock:
             record, rev = await self._record(link_or_id)
             if record.kind != "share":
@@ -144,12 +160,14 @@ class Links:
     # --- list and revoke
 
     async def listing(self) -> list[dict]:
+        self._allowed()
         found = []
         for record, _ in sorted((await self._records()).values(), key=lambda r: r[0].created_at):
             found.append({**self._describe(record), **await trio.to_thread.run_sync(_server_view, record)})
         return found
 
     async def revoke(self, link_or_id: str) -> dict:
+        self._allowed()
         async with self.lock:
             record, rev = await self._record(link_or_id)
 
@@ -176,6 +194,7 @@ class Links:
 
     async def collect(self) -> dict:
         """Take everything dropped into every drop box into its vault folder."""
+        self._allowed()
         files, errors = 0, []
         if self.has_drops is False:
             return {"files": files, "errors": errors}
@@ -305,6 +324,10 @@ async def _pull(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
 async def collect_periodically(links: Links, every: float, task: TaskState, *,
                                task_status=trio.TASK_STATUS_IGNORED) -> None:
     """The mount's drop-box collector (started with nursery.start, stopped by cancellation)."""
+    if links.refused:  # a shared mount: drop boxes are collected by the user's personal mount
+        task.set("off (shared mount)")
+        task_status.started()
+        await trio.sleep_forever()
     task.set("idle")
     task_status.started()
     while True:

@@ -5,6 +5,12 @@ Runs in the mount's nursery (``nursery.start``) whether or not anyone is
 unlocked: replication needs no key, only the store and the ``.vf`` files.
 What arrives is handed to ``arrived`` on the trio thread, which lets the
 unlocked trees take it in and the kernel drop what it cached.
+
+A shared mount (``--allow-other``, run by root) keeps no backup buddy: the
+buddy's folder is a user's ``peer_dir_for_storage``, and its store and
+``.vf`` files would be made there by root, along whatever path that user
+put in place.  Such a peer is stopped with a one-line reason (``sync
+status``, the log); the user's personal mount keeps it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from fusevault.vault.peers import peers, read_credentials, url_of
 log = logging.getLogger(__name__)
 
 PEERS_EVERY = 1.0  # how soon `peer add` / `peer remove` take effect in a running mount
+NO_BUDDY = ("a shared mount (--allow-other) keeps no backup buddy (--store-only): its folder is a "
+            "user's, so that user's own mount keeps it")
 
 
 def device_of(store: LocalStore) -> dict:
@@ -41,7 +49,8 @@ def device_of(store: LocalStore) -> dict:
 
 
 class SyncService:
-    def __init__(self, store: LocalStore, layout: Layout, arrived: Arrived) -> None:
+    def __init__(self, store: LocalStore, layout: Layout, arrived: Arrived, *, shared: bool = False) -> None:
+        self.shared = shared  # a shared mount, run by root: no buddies (NO_BUDDY)
         self.store = store
         self.layout = layout
         self.arrived = arrived
@@ -85,6 +94,10 @@ class SyncService:
         with trio.CancelScope() as scope:
             status = self.status[peer["name"]] = PeerStatus(peer["name"], url_of(peer))
             task_status.started(scope)
+            if self.shared and peer.get("path_to_dump_chunks"):
+                status.state, status.error = "stopped", NO_BUDDY
+                log.error("peer %s: %s", peer["name"], NO_BUDDY)
+                return
             if self.paused:
                 status.state, status.error = "paused", self.paused
                 await trio.sleep_forever()
@@ -140,7 +153,8 @@ class SyncService:
             store.close()
 
 
-def sync_service(store: object, layout: Layout, arrived: Arrived) -> SyncService | None:
+def sync_service(store: object, layout: Layout, arrived: Arrived, *,
+                 shared: bool = False) -> SyncService | None:
     """The sync task of a mount, for a vault with an embedded store (one kept
     in CouchDB is already where its replicas are)."""
-    return SyncService(store, layout, arrived) if isinstance(store, LocalStore) else None
+    return SyncService(store, layout, arrived, shared=shared) if isinstance(store, LocalStore) else None

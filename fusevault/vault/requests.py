@@ -18,6 +18,7 @@ import trio
 
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import InvalidInput, VaultError
+from fusevault.host_access import Direct, HostAccess
 from fusevault.links.owner import Links
 from fusevault.tasks import TaskState
 from fusevault.vault import exporting, gc, recovery, retention, share_ops
@@ -33,13 +34,15 @@ log = logging.getLogger(__name__)
 class Requests:
     def __init__(self, volume: Volume, busy: Callable[[], set[str]] = set,
                  kernel: KernelCache | None = None,
-                 settings_changed: Callable[[], None] = lambda: None) -> None:
+                 settings_changed: Callable[[], None] = lambda: None,
+                 host: HostAccess | None = None) -> None:
         self.vol = volume
+        self.host = host or Direct()  # the caller's rights on host paths (export, settings)
         self.busy = busy  # versions open right now (the .versions tree of a mount)
         self.kernel = kernel or NoKernel()  # what the kernel caches (mounted only)
         self.settings_changed = settings_changed  # the import service starts over
         self.names: dict[str, str] = {}
-        self.links = Links(volume, self.kernel)
+        self.links = Links(volume, self.kernel, self.host)
 
     async def handle(self, request: dict) -> dict:
         handler = getattr(self, f"do_{request.get('cmd')}", None)
@@ -124,7 +127,7 @@ class Requests:
             if not isinstance(changes, dict) or not all(isinstance(v, str) for v in changes.values()):
                 raise InvalidInput("settings are given as KEY VALUE text")
             wanted = user_settings.change(current, changes)
-            await trio.to_thread.run_sync(user_settings.check, wanted, str(self.vol.layout.root))
+            await trio.to_thread.run_sync(user_settings.check, wanted, str(self.vol.layout.root), self.host)
             await self.vol.store_call(user_settings.save, self.vol.store, user_id, wanted)
             current = wanted
             self.settings_changed()
@@ -141,7 +144,7 @@ class Requests:
         if not isinstance(dest, str) or not Path(dest).is_absolute():
             raise InvalidInput("the destination must be an absolute path")
         return await exporting.export(self.vol, self._path(request), Path(dest),
-                                      overwrite=bool(request.get("overwrite")))
+                                      overwrite=bool(request.get("overwrite")), host=self.host)
 
     # --- sharing with users and groups (fusevault/vault/share_ops.py)
 

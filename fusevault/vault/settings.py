@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, field, replace
 
 from fusevault.errors import InvalidInput
+from fusevault.host_access import Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
 
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
@@ -97,17 +99,18 @@ def change(current: Settings, changes: dict[str, str]) -> Settings:
     return replace(current, **{key: parse(key, text) for key, text in changes.items()})
 
 
-def check(settings: Settings, vault_root: str) -> None:
+def check(settings: Settings, vault_root: str, host: HostAccess | None = None) -> None:
     """Refuse folder settings that cannot work (checks the file system: not on the trio loop)."""
     mounts = fusevault_mounts()
     real = {}
+    host = host or Direct()  # whose rights: in a shared mount, the user's (host_access.py)
     for key in FOLDERS:
         path = getattr(settings, key)
         if path is None:
             continue
-        if not os.path.isdir(path):
+        if not _isdir(host, path):
             raise InvalidInput(f"{key}: {path} is not an existing folder")
-        real[key] = os.path.realpath(path)
+        real[key] = host.realpath(path)
         for mountpoint in mounts:
             if within(real[key], mountpoint):
                 raise InvalidInput(f"{key}: {path} is inside the mounted vault at {mountpoint}")
@@ -116,7 +119,7 @@ def check(settings: Settings, vault_root: str) -> None:
         needs = os.R_OK | os.X_OK
         if key != "source_dir_to_watch" or settings.delete_file_from_source:
             needs |= os.W_OK
-        if not os.access(path, needs):
+        if not host.access(path, needs):
             verb = "write to" if needs & os.W_OK else "read"
             raise InvalidInput(f"{key}: you cannot {verb} {path}")
     source = real.get("source_dir_to_watch")
@@ -134,6 +137,14 @@ def check(settings: Settings, vault_root: str) -> None:
         if other is not None and (within(other, source) or within(source, other)):
             raise InvalidInput(f"{key} and source_dir_to_watch must not be inside one another "
                                f"({getattr(settings, key)}, {settings.source_dir_to_watch})")
+
+
+def _isdir(host: HostAccess, path: str) -> bool:
+    """``os.path.isdir`` as ``host`` sees it."""
+    try:
+        return stat.S_ISDIR(host.lstat(host.realpath(path)).st_mode)
+    except OSError:
+        return False
 
 
 def load(store, user_id: str) -> Settings:
