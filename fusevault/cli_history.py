@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,9 +57,16 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     p.add_argument("--as-of", metavar="TIME", help="apply the policy as if it were TIME")
     _where(p, passphrase_options)
 
-    p = command("retention", "show or change the vault's retention policy",
-                "fusevault retention ~/Private --keep-all 14 --daily 60 --weekly forever")
+    p = command("retention", "show or change your retention policy (or, --default, the vault's)",
+                "fusevault retention ~/Private --keep-all 14 --daily 60 --weekly forever\n"
+                "  sudo fusevault retention --default --keep-all 30 --vault /srv/vault")
     p.add_argument("place", nargs="?", help="any path in the mount (default: here)")
+    whose = p.add_mutually_exclusive_group()
+    whose.add_argument("--default", action="store_true",
+                       help="the vault's default, for users without their own policy: set on the vault "
+                            "directory (--vault) by whoever may write it (root for a shared mount)")
+    whose.add_argument("--follow-default", action="store_true",
+                       help="forget your own policy: follow the vault's default again")
     p.add_argument("--keep-every", type=int, metavar="MINUTES",
                    help="keep every version this many minutes (then one per minute)")
     p.add_argument("--keep-all", type=int, metavar="DAYS",
@@ -132,7 +140,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     def text(a: dict) -> None:
         verb, freed = ("would remove", "would be freed") if args.dry_run else ("removed", "freed")
-        print(f"policy: {a['policy']}")
+        print(f"policy ({a.get('policy_source', 'yours')}): {a['policy']}")
         print(f"{verb} {a['versions_dropped']} old version(s) and {a['files_purged']} file(s) "
               f"from the trash; {_size(a['bytes_freed'])} {freed}; "
               f"{a['kept_open']} version(s) kept because they are open")
@@ -152,8 +160,44 @@ def cmd_retention(args: argparse.Namespace) -> int:
         changes["weekly_weeks"] = None if args.weekly == "forever" else _whole(args.weekly)
     if args.trash is not None:
         changes["trash_days"] = args.trash
-    answer = ask(args, {"cmd": "retention", "set": changes})
-    return _show(args, answer, lambda a: print(f"retention: {a['text']}"))
+    if args.default:
+        named = os.environ.get("FUSEVAULT_VAULT")  # as `user add` takes it
+        answer = _default_policy(args.vault or (Path(named) if named else None), changes)
+    else:
+        answer = ask(args, {"cmd": "retention", "set": changes, "follow_default": args.follow_default})
+    return _show(args, answer, lambda a: print(f"retention ({a['source']}): {a['text']}"))
+
+
+def _default_policy(vault: Path | None, changes: dict) -> dict:
+    """The vault's default policy, shown or set on the vault directory itself
+    (as `user add` is): whoever may write it administers the vault."""
+    from fusevault.errors import InvalidInput, PermissionDenied, VaultNotFound
+    from fusevault.vault import retention
+    from fusevault.vault.opening import open_vault
+
+    if vault is None:
+        raise InvalidInput("the vault's default is set on the vault itself: add --vault VAULT "
+                           "(or set $FUSEVAULT_VAULT)")
+    try:
+        os.stat(vault)
+    except PermissionError:
+        raise PermissionDenied(f"you may not enter {vault}: its default retention is its "
+                               "administrator's (root's, for a shared mount)") from None
+    except FileNotFoundError:
+        raise VaultNotFound(f"no vault at {vault}") from None
+    if changes and not os.access(vault, os.W_OK | os.X_OK):
+        raise PermissionDenied(f"only whoever may write {vault} sets its default retention "
+                               "(root, for a shared mount)")
+    layout, store = open_vault(vault)
+    try:
+        policy = retention.load_default(store)
+        if changes:
+            policy = retention.changed(policy or retention.Policy(), changes)
+            retention.save_default(store, policy)
+    finally:
+        store.close()
+    return retention.answer(policy or retention.Policy(),
+                            retention.DEFAULT if policy is not None else retention.BUILT_IN)
 
 
 def _whole(text: str) -> int:

@@ -345,7 +345,7 @@ class Operations(pyfuse3.Operations):
         node = self.vol.require(inode, write=writing)
         mode = flags & os.O_ACCMODE
         self._mode(node, (os.R_OK if mode != os.O_WRONLY else 0) | (os.W_OK if writing else 0))
-        fh = self.vol.open(inode)
+        fh = self.vol.open(inode, write=writing)
         if flags & os.O_TRUNC and self.vol.node(inode).size:
             # libfuse asks for atomic O_TRUNC: the kernel truncates only its
             # own cache and leaves the stored file to us.

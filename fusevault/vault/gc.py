@@ -11,6 +11,10 @@ A file's content lock is held while it is collected, so no version is
 committed or restored meanwhile; versions open in ``.versions/`` (``busy``)
 are kept for a later run.  Files in the trash longer than the policy allows
 are removed with all their versions.
+
+Only ever the collecting user's own files, under their own policy
+(vault/retention.py): versions of files shared with them, whoever wrote
+those versions, are their owner's to keep or let go.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from fusevault.errors import CorruptData
+from fusevault.errors import CorruptData, PermissionDenied
 from fusevault.vault.content import HEADER, Content
 from fusevault.vault.history import Link, Version, lineage
 from fusevault.vault.nodes import detached_node
@@ -145,20 +149,22 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     report = Report()
     store, key = volume.store, volume.key
     # Only the user's own files: versions of files shared with them are their owner's to keep.
-    mine = [n for n in list(volume.nodes.values()) if n.is_reg and n.head and n.owner == key.user_id]
+    mine = [n for n in list(volume.nodes.values()) if n.is_reg and n.head and _owns(volume, n.owner)]
     for node in mine:
         links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch)
-        if not dry_run and _drops(links, {node.head}, policy, now_ns):
+        if not dry_run and _drops(links, _current(node.head, links), policy, now_ns):
             # Under the file's lock, so no version is committed or restored
             # meanwhile; only files with something to drop take it.
             async with volume.content_lock(node):
                 links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous,
                                                 node.epoch)
-                await _thin(volume, links, {node.head}, policy, now_ns, busy, dry_run, report)
+                await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
         else:
-            await _thin(volume, links, {node.head}, policy, now_ns, busy, dry_run, report)
+            await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
         await trio.sleep(0)  # let file-system requests through between files
     for doc in await volume.store_call(deleted_nodes, store, key.user_id):
+        if not _owns(volume, doc.get("owner")):
+            continue
         if doc["_id"] in volume.by_fid:
             continue  # still open somewhere: not collected yet
         node = detached_node(doc, key)
@@ -177,6 +183,25 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     return report
 
 
+def _owns(volume: Volume, owner: str | None) -> bool:
+    return owner is not None and owner == volume.key.user_id
+
+
+def _own_lineage(volume: Volume, links: list[Link]) -> None:
+    """Every file whose versions may go is the collecting user's (``lineage``
+    stops at another's; this is the last word before anything is deleted)."""
+    if any(link.doc is not None and not _owns(volume, link.doc.get("owner")) for link in links):
+        raise PermissionDenied("garbage collection reached a file of another user: nothing removed")
+
+
+def _current(head: str | None, links: list[Link]) -> set[str]:
+    """What a live file keeps whatever the policy: the version its tree shows,
+    and the newest of its own versions (another writer's commit not yet taken
+    in may have made that the current one)."""
+    own = links[0].versions if links else []
+    return {v for v in (head, max(own, key=lambda v: (v.time, v.vid)).vid if own else None) if v}
+
+
 def _drops(links: list[Link], keep: set[str], policy: Policy, now_ns: int) -> list[Version]:
     versions = sorted((v for link in links for v in link.versions), key=lambda v: (v.time, v.vid))
     return to_drop(versions, now_ns, policy, keep)
@@ -191,6 +216,7 @@ async def _thin(volume: Volume, links: list[Link], keep: set[str], policy: Polic
     report.dropped += [{"version": v.vid, "path": v.path, "time": v.time} for v in drops]
     if not drops:
         return
+    _own_lineage(volume, links)
     gone = {v.vid for v in drops}
     if dry_run:
         report.bytes_freed += await volume.in_thread(_would_free, volume, links, gone)
@@ -239,6 +265,7 @@ def _free_file(volume: Volume, link: Link, kept: list[Version], dry_run: bool = 
 
 async def _purge(volume: Volume, links: list[Link], dry_run: bool, report: Report) -> None:
     """Remove a file from the trash for good, with every file it had replaced."""
+    _own_lineage(volume, links)
     versions = [v for link in links for v in link.versions]
     report.files_purged += 1
     report.versions_dropped += len(versions)

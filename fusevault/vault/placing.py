@@ -1,6 +1,8 @@
 """Putting whole files into a loaded Volume from inside fusevault (not through the kernel).
 
-Used by restore ``--to``, the importer and export.  Lookup counts belong to
+Used by restore, the importer, the drop-box collector and export.  Whoever
+calls, the Volume decides what may be written: a folder shared READ-only (or
+a share's virtual folder) takes no file, whichever way it is reached.  Lookup counts belong to
 the kernel: what the Volume counts for a node made here is given back at
 once.  A file arrives under a hidden temporary name and is renamed into
 place, so a reader of the mount sees the old file or the new one, never a
@@ -62,7 +64,9 @@ def split(path: bytes) -> tuple[bytes, bytes]:
 
 
 async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
-    """The directory at ``path`` (relative to the root), made like ``mkdir -p`` where missing."""
+    """The directory at ``path`` (relative to the root), made like ``mkdir -p``
+    where missing, to put something in: PermissionDenied unless this user may
+    write there."""
     parent = volume.resolve(b"")
     for part in [p for p in path.split(b"/") if p]:
         child = parent.children.get(part)
@@ -71,10 +75,10 @@ async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
             volume.forget(made.ino, 1)  # made here, not looked up by the kernel
             parent = made
         else:
-            parent = volume.node(child)
+            parent = volume.check(volume.node(child))
             if not parent.is_dir:
                 raise Exists(f"{name_to_str(part)} is in the way: it is not a directory")
-    return parent
+    return volume.check(parent, write=True)
 
 
 async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes], *,
@@ -84,6 +88,7 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
 
     Not fsynced: a caller that needs it on disk fsyncs it (the importer does
     before it removes a source)."""
+    volume.check(parent, write=True)  # before a stale temporary file is touched
     temp = b"." + name[:200] + b".fvpart"
     if temp in parent.children:  # left by a crash: its contents are in no other file
         await volume.unlink(parent.ino, temp)

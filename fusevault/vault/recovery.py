@@ -94,12 +94,14 @@ def _from_trash(volume: Volume, path: bytes) -> Trashed:
 
 
 def find_file(volume: Volume, path: bytes) -> tuple[Node, Trashed | None]:
-    """The file at ``path``, or the last one deleted there (with its trash entry)."""
+    """The file at ``path``, or the last one deleted there (with its trash entry),
+    if this user may read it (its versions need READ)."""
     try:
         node = volume.resolve(path)
     except NotFound:
-        entry = _from_trash(volume, path)
+        entry = _from_trash(volume, path)  # their own trash only
         return detached_node(entry.doc, volume.key), entry
+    volume.check(node)
     if not node.is_reg:
         raise InvalidInput(f"{name_to_str(path)} is not a file: versions are kept for files")
     return node, None
@@ -121,8 +123,12 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
     """Bring back a version of ``path`` (or a deleted file); return (where, which, node).
 
     A deleted file that was never written (empty since it was made) has no
-    version: it comes back empty, and ``which`` is None."""
+    version: it comes back empty, and ``which`` is None.  In place, the file
+    must be the user's or shared with them with WRITE; ``to`` must be a
+    folder they may write (the Volume refuses otherwise, whoever calls)."""
     node, entry = find_file(volume, path)
+    if to is None and entry is None:
+        volume.check(node, write=True)  # before anything is read or changed
     found = await versions(volume, node)
     version = None
     if found or entry is None or at is not None or vid is not None:
@@ -139,7 +145,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         if version.fid == node.fid and version.dek == node.dek:
             await volume.restore_contents(node, version.manifest, version.vid)
         else:  # another file's version (this one replaced it) or another epoch: other key, so copied
-            fh = volume.open(node.ino)
+            fh = volume.open(node.ino, write=True)
             try:
                 await volume.setattr(node.ino, size=0)
                 await _copy(volume, node, version, fh)

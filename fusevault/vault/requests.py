@@ -8,7 +8,6 @@ ways behave alike.  Answers are JSON-ready dicts; a domain error becomes
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 import trio
 
 from fusevault.encoding import name_to_str, str_to_name
-from fusevault.errors import InvalidInput, VaultError
+from fusevault.errors import InvalidInput, PermissionDenied, VaultError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links.owner import Links
 from fusevault.tasks import TaskState
@@ -102,21 +101,37 @@ class Requests:
         return {"trash": [t.as_dict() for t in shown], "hidden": len(entries) - len(shown)}
 
     async def do_gc(self, request: dict) -> dict:
+        """Apply the user's own policy (or the vault's default) to their own files."""
         now = parse_when(request["as_of"]) if request.get("as_of") else time.time_ns()
-        policy = await self.vol.store_call(retention.load_policy, self.vol.store)
+        policy, source = await self.vol.store_call(retention.policy_for, self.vol.store, self.vol.key.user_id)
         report = await gc.collect(self.vol, policy, now, self.busy(), bool(request.get("dry_run")))
-        return {"policy": policy.describe(), **report.as_dict()}
+        return {"policy": policy.describe(), "policy_source": source, **report.as_dict()}
 
     async def do_retention(self, request: dict) -> dict:
-        policy = await self.vol.store_call(retention.load_policy, self.vol.store)
+        """The user's own policy ("set": change it; "follow_default": drop it),
+        or with "default" the vault's default, which is shown, never set, here:
+        only whoever may write the vault directory sets it (`retention --default
+        --vault`), so no user of a mount decides how long others' versions stay."""
+        store, me = self.vol.store, self.vol.key.user_id
         changes = request.get("set") or {}
+        if request.get("default"):
+            if changes or request.get("follow_default"):
+                raise PermissionDenied("the vault's default retention is set by whoever may write the "
+                                       "vault: `fusevault retention --default ... --vault VAULT`")
+            policy = await self.vol.store_call(retention.load_default, store)
+            source = retention.DEFAULT if policy is not None else retention.BUILT_IN
+            return retention.answer(policy or retention.Policy(), source)
+        if request.get("follow_default"):
+            if changes:
+                raise InvalidInput("either change your policy or follow the vault's default, not both")
+            await self.vol.store_call(retention.drop_own, store, me)
+            await self.vol.in_thread(store.sync)
+        policy, source = await self.vol.store_call(retention.policy_for, store, me)
         if changes:
-            try:
-                policy = dataclasses.replace(policy, **changes)
-            except TypeError:
-                raise InvalidInput(f"unknown retention settings: {sorted(changes)}") from None
-            await self.vol.store_call(retention.save_policy, self.vol.store, policy)
-        return {"policy": dataclasses.asdict(policy), "text": policy.describe()}
+            policy, source = retention.changed(policy, changes), retention.OWN
+            await self.vol.store_call(retention.save_own, store, me, policy)
+            await self.vol.in_thread(store.sync)
+        return retention.answer(policy, source)
 
     async def do_config(self, request: dict) -> dict:
         """Show the user's settings; with "set", change them (all checked, then saved together)."""

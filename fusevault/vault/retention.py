@@ -1,4 +1,4 @@
-"""The retention policy of a vault and which versions it lets go.
+"""Retention policies and which versions they let go.
 
 Keep every version for ``keep_all_minutes``; then the newest version of each
 UTC minute until ``keep_all_days``, so a file saved a thousand times in a
@@ -8,15 +8,21 @@ calendar day for ``daily_days`` more; then the newest of each ISO week for
 ``trash_days`` after its deletion.  Calendar periods (as borg prune uses)
 rather than periods counted back from now keep the choice stable from one run
 to the next: a version kept as the last of its day stays kept.
+
+Each user has their own policy (``retention-<user id>``), which applies to
+their own files only: nobody's policy reaches files they do not own.  A user
+without one follows the vault's default (``retention``: the one policy of
+earlier versions, kept where it was), which only whoever may write the vault
+directory sets; without that either, the built-in defaults below apply.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 
 from fusevault.errors import InvalidInput
-from fusevault.store import Store
+from fusevault.store import Store, tombstone
 from fusevault.vault.history import NS, Version
 
 POLICY_ID = "retention"
@@ -36,7 +42,7 @@ class Policy:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if value is not None and (not isinstance(value, int) or value < 0):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise InvalidInput(f"{field.name.replace('_', ' ')} must be a whole number of 0 or more")
 
     def describe(self) -> str:
@@ -47,16 +53,74 @@ class Policy:
                 f"deleted files stay in the trash for {self.trash_days} days")
 
 
-def load_policy(store: Store) -> Policy:
-    doc = store.get(POLICY_ID)
+OWN, DEFAULT, BUILT_IN = "yours", "the vault's default", "built in"
+
+
+def own_id(user_id: str) -> str:
+    return f"{POLICY_ID}-{user_id}"
+
+
+def _policy(doc: dict | None) -> Policy | None:
     if doc is None:
-        return Policy()
+        return None
     return Policy(**{f.name: doc[f.name] for f in fields(Policy) if f.name in doc})
 
 
-def save_policy(store: Store, policy: Policy) -> None:
+def load_default(store: Store) -> Policy | None:
+    """The vault's default, if its administrator set one."""
+    return _policy(store.get(POLICY_ID))
+
+
+def load_own(store: Store, user_id: str) -> Policy | None:
+    """The user's own policy, if they set one."""
+    doc = store.get(own_id(user_id))
+    if doc is not None and doc.get("user") != user_id:
+        raise InvalidInput(f"the retention document {own_id(user_id)} names another user")
+    return _policy(doc)
+
+
+def policy_for(store: Store, user_id: str) -> tuple[Policy, str]:
+    """The policy that applies to ``user_id``'s files, and where it comes from
+    (OWN, DEFAULT or BUILT_IN)."""
+    if (own := load_own(store, user_id)) is not None:
+        return own, OWN
+    if (default := load_default(store)) is not None:
+        return default, DEFAULT
+    return Policy(), BUILT_IN
+
+
+def save_own(store: Store, user_id: str, policy: Policy) -> None:
+    doc = store.get(own_id(user_id)) or {"_id": own_id(user_id)}
+    store.put_many([{**doc, "type": POLICY, "user": user_id, **asdict(policy)}])
+
+
+def drop_own(store: Store, user_id: str) -> None:
+    """Forget the user's own policy: they follow the vault's default again."""
+    doc = store.get(own_id(user_id))
+    if doc is not None:
+        store.put_many([tombstone(doc)])
+
+
+def save_default(store: Store, policy: Policy) -> None:
+    """The vault's default (its administrator's; never from a user's request)."""
     doc = store.get(POLICY_ID) or {"_id": POLICY_ID}
     store.put_many([{**doc, "type": POLICY, **asdict(policy)}])
+    store.sync()
+
+
+def answer(policy: Policy, source: str) -> dict:
+    """What `fusevault retention` shows (JSON-ready)."""
+    return {"policy": asdict(policy), "text": policy.describe(), "source": source}
+
+
+def changed(policy: Policy, changes: object) -> Policy:
+    """``policy`` with ``changes`` (field -> value) applied, checked."""
+    if not isinstance(changes, dict):
+        raise InvalidInput("retention settings are given as field: value")
+    try:
+        return replace(policy, **changes)
+    except TypeError:
+        raise InvalidInput(f"unknown retention settings: {sorted(changes)}") from None
 
 
 def _period(time_ns: int, weekly: bool) -> tuple[int, int, int]:

@@ -101,6 +101,10 @@ class Volume:
         # at unmount.  A set, so fsyncdir need not look at every node.
         self.lazy: set[int] = set()
         self.handles: dict[int, Node] = {}
+        # Handles opened for writing (WRITE checked then, as open(2) checks
+        # modes): a file unlinked while open, whose share no longer reaches
+        # it, is still written through them.
+        self.writers: set[int] = set()
         self.dir_handles: dict[int, tuple[Node, list[tuple[bytes, int]]]] = {}
         self.next_fh = 1
         self.meta_lock = trio.Lock()
@@ -309,22 +313,43 @@ class Volume:
         except KeyError:
             raise NotFound(f"no inode {ino}") from None
 
-    def require(self, ino: int, write: bool = False) -> Node:
-        """The node, if this user may read it (``write``: change it: its
-        contents, name, mode bits or extended attributes); else PermissionDenied."""
-        node = self.node(ino)
-        if node.owner == self.key.user_id or self.sharing is None:
-            return node
-        perm = self.sharing.perm(node, self.nodes)
-        if perm is None or (write and not can_write(perm)):
-            raise PermissionDenied("not allowed by the file's sharing")
+    # --- who may do what: the one place every entry point asks (FUSE, the
+    # control socket, imports, drop boxes, restore), so none can skip it
+
+    def may(self, node: Node, write: bool = False) -> bool:
+        """May this user read ``node`` (``write``: change it: its contents,
+        name, mode bits or extended attributes, or, for a folder, what is in
+        it)?  Their own nodes: always.  Another's: as the best share on it or
+        a folder above it allows (READ reads, WRITE also writes); a share's
+        virtual folder is only listed; a phantom parent, nothing."""
+        if node.owner == self.key.user_id:
+            return True
+        perm = self.sharing.perm(node, self.nodes) if self.sharing is not None else None
+        return perm is not None and (not write or can_write(perm))
+
+    def may_write(self, node: Node) -> bool:
+        """May this user write here: change ``node``, or make or remove names in it."""
+        return self.may(node, write=True)
+
+    def check(self, node: Node, write: bool = False) -> Node:
+        """``node``, if ``may`` allows it; else PermissionDenied."""
+        if not self.may(node, write):
+            raise PermissionDenied("not allowed by the file's sharing: "
+                                   + ("you may only read it" if write and self.may(node) else "no access"))
         return node
 
+    def require(self, ino: int, write: bool = False) -> Node:
+        """The node of ``ino``, if this user may read it (``write``: change it); else PermissionDenied."""
+        return self.check(self.node(ino), write)
+
     def writable(self, node: Node) -> bool:
-        if node.owner == self.key.user_id or self.sharing is None:
-            return True
-        perm = self.sharing.perm(node, self.nodes)
-        return perm is not None and can_write(perm)
+        return self.may_write(node)
+
+    def _owned(self, node: Node) -> Node:
+        """Only the owner: key rotations and files out of the trash."""
+        if node.owner != self.key.user_id:
+            raise PermissionDenied("only the file's owner may do that")
+        return node
 
     def _dir(self, ino: int) -> Node:
         node = self.node(ino)
@@ -426,6 +451,7 @@ class Volume:
     def _make_node(self, tx: Tx, parent: Node, name: bytes, mode: int, caller: Caller,
                    rdev: int = 0, ident: tuple[str, bytes] | None = None) -> Node:
         self._check_name(name)
+        self.check(parent, write=True)
         if name in parent.children:
             raise Exists("file exists")
         gid = caller.gid
@@ -500,8 +526,8 @@ class Volume:
 
     async def unlink(self, parent_ino: int, name: bytes) -> None:
         async with self.meta_lock:
-            parent = self._dir(parent_ino)
-            node = self.nodes[self._child(parent, name)]
+            parent = self.check(self._dir(parent_ino), write=True)
+            node = self.check(self.nodes[self._child(parent, name)], write=True)
             if node.is_dir:
                 raise IsADirectory("is a directory")
             tx = Tx()
@@ -521,7 +547,8 @@ class Volume:
     async def relink(self, node: Node, parent_ino: int, name: bytes) -> None:
         """Give a file back a name (out of the trash)."""
         async with self.meta_lock:
-            parent = self._dir(parent_ino)
+            self._owned(node)
+            parent = self.check(self._dir(parent_ino), write=True)
             self._check_name(name)
             if name in parent.children:
                 raise Exists(f"{name_to_str(name)} exists")
@@ -538,6 +565,8 @@ class Volume:
 
     def adopt(self, doc: dict) -> Node:
         """A node from the trash, by its document (the one in memory if it is still open)."""
+        if doc.get("owner") != self.key.user_id:
+            raise PermissionDenied("only its owner brings a file back from the trash")
         ino = self.by_fid.get(doc["_id"])
         if ino is not None:
             return self.nodes[ino]
@@ -557,8 +586,8 @@ class Volume:
 
     async def rmdir(self, parent_ino: int, name: bytes) -> None:
         async with self.meta_lock:
-            parent = self._dir(parent_ino)
-            node = self.nodes[self._child(parent, name)]
+            parent = self.check(self._dir(parent_ino), write=True)
+            node = self.check(self.nodes[self._child(parent, name)], write=True)
             if not node.is_dir:
                 raise NotADirectory("not a directory")
             if node.children:
@@ -592,11 +621,14 @@ class Volume:
     async def rename(self, old_ino: int, old_name: bytes, new_ino: int, new_name: bytes,
                      noreplace: bool, exchange: bool) -> None:
         async with self.meta_lock:
-            old_parent, new_parent = self._dir(old_ino), self._dir(new_ino)
+            old_parent = self.check(self._dir(old_ino), write=True)
+            new_parent = self.check(self._dir(new_ino), write=True)
             self._check_name(new_name)
-            node = self.nodes[self._child(old_parent, old_name)]
+            node = self.check(self.nodes[self._child(old_parent, old_name)], write=True)
             target_ino = new_parent.children.get(new_name)
             target = self.nodes[target_ino] if target_ino is not None else None
+            if target is not None:
+                self.check(target, write=True)
             if noreplace and target is not None:
                 raise Exists("file exists")
             if exchange and target is None:
@@ -643,8 +675,8 @@ class Volume:
 
     async def link(self, ino: int, new_parent_ino: int, new_name: bytes) -> Node:
         async with self.meta_lock:
-            node = self.node(ino)
-            parent = self._dir(new_parent_ino)
+            node = self.check(self.node(ino), write=True)
+            parent = self.check(self._dir(new_parent_ino), write=True)
             self._check_name(new_name)
             if node.is_dir:
                 raise NotSupported("hard links to directories are not allowed")
@@ -667,7 +699,7 @@ class Volume:
                       gid: int | None = None, size: int | None = None,
                       atime: int | None = None, mtime: int | None = None,
                       ctime: int | None = None) -> Node:
-        node = self.node(ino)
+        node = self.require(ino, write=True)
         now = now_ns()
         if size is not None:
             if node.is_dir:
@@ -712,12 +744,14 @@ class Volume:
 
     async def restore_contents(self, node: Node, place: tuple[int, int], vid: str) -> None:
         """Make an older version's contents the file's newest version (no block copied)."""
+        self.check(node, write=True)
         await self.commit_content(node)  # unsaved changes become a version of their own first
         await self._change_contents(node, lambda c: c.reset_to(place, vid), now_ns(), commit=True)
 
     async def rekey(self, node: Node) -> None:
         """Give the node a new DEK (the next epoch) and seal its current
         contents under it; old versions keep theirs (a revoked share)."""
+        self._owned(node)
         if node.is_reg:
             await self.commit_content(node)
         async with self.content_lock(node):
@@ -773,6 +807,7 @@ class Volume:
 
     async def save_node(self, node: Node) -> None:
         """Commit a node as it is in memory (a settled conflict: vault/conflicts.py)."""
+        self.check(node, write=True)
         async with self.meta_lock:
             tx = Tx()
             tx.touch(node)
@@ -782,7 +817,7 @@ class Volume:
         if not name.startswith(XATTR_PREFIX) or name == XATTR_PREFIX:
             raise NotSupported("only user.* extended attributes are supported")
         async with self.meta_lock:
-            node = self.node(ino)
+            node = self.require(ino, write=True)
             tx = Tx()
             tx.touch(node)
             node.xattrs = {**node.xattrs, name: bytes(value)}
@@ -800,7 +835,7 @@ class Volume:
 
     async def removexattr(self, ino: int, name: bytes) -> None:
         async with self.meta_lock:
-            node = self.node(ino)
+            node = self.require(ino, write=True)
             if name not in node.xattrs:
                 raise NoAttribute("no such attribute")
             tx = Tx()
@@ -877,10 +912,11 @@ class Volume:
         """A new file, open; ``ident``: a given id and DEK (a conflict copy's are the
         same on every device that makes it)."""
         node = await self.mknod(parent_ino, name, stat.S_IFREG | (mode & 0o7777), 0, caller, ident=ident)
-        return self.open(node.ino), node
+        return self.open(node.ino, write=True), node
 
-    def open(self, ino: int) -> int:
-        node = self.node(ino)
+    def open(self, ino: int, write: bool = False) -> int:
+        """A handle on the file; ``write``: to change it (refused without WRITE)."""
+        node = self.require(ino, write)
         if node.is_dir:
             raise IsADirectory("is a directory")
         if not node.is_reg:
@@ -890,6 +926,8 @@ class Volume:
         node.opens += 1
         fh = self.new_fh()
         self.handles[fh] = node
+        if write:
+            self.writers.add(fh)
         return fh
 
     def _handle(self, fh: int) -> Node:
@@ -916,8 +954,13 @@ class Volume:
             self.lazy.add(node.ino)
         return data
 
-    async def write(self, fh: int, offset: int, data: bytes) -> int:
+    def _writing(self, fh: int) -> Node:
+        """The node of a handle opened for writing, or one this user may write now."""
         node = self._handle(fh)
+        return node if fh in self.writers else self.check(node, write=True)
+
+    async def write(self, fh: int, offset: int, data: bytes) -> int:
+        node = self._writing(fh)
         _check_size(offset + len(data))
         async with node.lock:
             content = node.content
@@ -937,7 +980,7 @@ class Volume:
         (the new bytes read as zeros), never shorter.  Blocks are sealed when
         written, so there is nothing to reserve: FALLOC_FL_KEEP_SIZE does
         nothing, and punching or zeroing ranges is not supported."""
-        node = self._handle(fh)
+        node = self._writing(fh)
         if mode & ~FALLOC_FL_KEEP_SIZE:
             raise NotSupported("only plain allocation is supported")
         if offset < 0 or length <= 0:
@@ -1028,6 +1071,7 @@ class Volume:
 
     async def release(self, fh: int) -> None:
         node = self.handles.pop(fh, None)
+        self.writers.discard(fh)
         if node is None:
             raise BadHandle("bad file handle")
         try:
@@ -1048,6 +1092,7 @@ class Volume:
         self.nodes.clear()
         self.by_fid.clear()
         self.handles.clear()
+        self.writers.clear()
         self.dir_handles.clear()
         self.cut.clear()
         self.key = None  # type: ignore[assignment]
