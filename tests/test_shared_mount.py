@@ -12,6 +12,7 @@ virtualenv's site-packages.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pwd
@@ -276,3 +277,143 @@ def test_a_users_ttl_and_lock_end_only_their_access(shared_vault: Path, place: P
         people.denied("bob", "ls $M")
         stranger = people.fusevault("dave", "unlock", str(mountpoint), passphrase="anything")
         assert stranger.returncode == 22 and "no user of this vault" in stranger.stderr
+
+
+# --- revokes while recipients hold files open (nothing they were told was written is lost)
+
+# A program run as a test user: opens, writes and closes one file on command,
+# answering each command with "ok" or the errno it failed with.
+HOLD = r"""
+import os, sys
+fd = None
+for line in sys.stdin:
+    cmd, _, arg = line.rstrip("\n").partition(" ")
+    try:
+        if cmd == "open":
+            fd = os.open(arg, os.O_WRONLY | os.O_APPEND)
+        elif cmd == "write":
+            os.write(fd, (arg + "\n").encode())
+        elif cmd == "close":
+            fd, was = None, fd
+            os.close(was)
+        print("ok", flush=True)
+    except OSError as err:
+        print("err", err.errno, flush=True)
+"""
+
+# A program run as a test user until a deadline: opens one file, appends a few
+# lines, closes it, again and again; prints what happened to each line (JSON).
+WRITE_LOOP = r"""
+import json, os, random, sys, time
+path, tag, deadline = sys.argv[1], sys.argv[2], float(sys.argv[3])
+n = 0
+while time.time() < deadline:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except OSError as err:
+        print(json.dumps(["open", err.errno]), flush=True)
+        time.sleep(0.02)
+        continue
+    written = []
+    for _ in range(random.randint(1, 4)):
+        n += 1
+        line = f"{tag}-{n}"
+        try:
+            os.write(fd, (line + "\n").encode())
+            written.append(line)
+        except OSError as err:
+            print(json.dumps(["write", line, err.errno]), flush=True)
+        time.sleep(random.random() * 0.03)
+    try:
+        os.close(fd)
+        print(json.dumps(["kept", written]), flush=True)
+    except OSError as err:
+        print(json.dumps(["close", written, err.errno]), flush=True)
+"""
+
+
+def _popen_as(people: People, name: str, *command: str) -> subprocess.Popen:
+    user = people.linux[name]
+    return subprocess.Popen(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups",
+                             "env", "-i", "PATH=/usr/bin:/bin", *command],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+class Holder:
+    """A test user's process holding one file open across what others do."""
+
+    def __init__(self, people: People, name: str) -> None:
+        self.proc = _popen_as(people, name, people.python, "-S", "-c", HOLD)
+
+    def do(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.stdout.close()
+
+
+def _mount_log_problems() -> list[str]:
+    logs = Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs"
+    return [line for log in logs.glob("mount-*.log") for line in log.read_text().splitlines()
+            if "Traceback" in line or "failed" in line or "unexpected error" in line]
+
+
+def test_a_revoke_while_the_recipient_has_unsaved_writes_keeps_them_and_refuses_more(
+        people: People) -> None:
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
+    share = ("share", f"{people.mnt}/proj", "--with", "@team", "--perm", "WRITE")
+    assert people.fusevault("alice", *share).returncode == 0
+    before = _mount_log_problems()
+    bob = Holder(people, "bob")
+    try:
+        assert bob.do(f"open {people.mnt}/groups/team/proj/plan.txt") == "ok"
+        assert bob.do("write before the revoke") == "ok"  # acknowledged, not yet saved
+        assert people.fusevault("alice", "unshare", f"{people.mnt}/proj", "--with", "@team").returncode == 0
+        # What bob was told was written is in alice's file; a write after the
+        # revoke is refused at once, and his close reports nothing lost.
+        assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbefore the revoke\n"
+        assert bob.do("write after the revoke") == f"err {errno.EACCES}"
+        assert bob.do("close") == "ok"
+    finally:
+        bob.close()
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbefore the revoke\n"
+    gone = people.sh("bob", "cat $M/groups/team/proj/plan.txt")
+    assert gone.returncode != 0 and "plan" not in gone.stdout
+    # His lock and a new unlock work; shared again, he sees the file and writes it.
+    assert people.fusevault("bob", "lock").returncode == 0
+    people.unlock("bob")
+    assert people.fusevault("alice", *share).returncode == 0
+    people.ok("bob", "echo 'after the new share' >> $M/groups/team/proj/plan.txt")
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbefore the revoke\nafter the new share\n"
+    assert _mount_log_problems() == before
+
+
+def test_shares_come_and_go_while_the_owner_changes_the_folders_above_them(people: People) -> None:
+    """The share root's real parent (alice's root, which bob cannot open) and
+    the shared/ folders the kernel forgot after a revoke used to be dropped
+    from bob's tree: the next revoke failed half done (KeyError) and no later
+    share reached him until he locked."""
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "echo one > $M/notes.txt")
+    for round in range(3):
+        assert people.fusevault("alice", "share", f"{people.mnt}/notes.txt", "--with", "bob",
+                                "--perm", "READ").returncode == 0
+        assert people.ok("bob", "cat $M/shared/alice/notes.txt") == "one\n", round
+        people.ok("alice", "touch $M && chmod 755 $M")  # commits alice's root
+        unshare = people.fusevault("alice", "unshare", f"{people.mnt}/notes.txt", "--with", "bob")
+        assert unshare.returncode == 0, unshare.stderr
+        assert people.sh("bob", "cat $M/shared/alice/notes.txt").stdout == ""
+        assert people.ok("bob", "ls -A $M") == ""
+        time.sleep(0.5)  # the kernel forgets the names it was told are gone
+    assert not [line for line in _mount_log_problems() if "KeyError" in line or "taking in" in line]

@@ -35,7 +35,7 @@ from fusevault.store import Store
 from fusevault.store.watched import WatchedStore
 from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
-from fusevault.vault.absorbing import absorb, absorb_arrivals
+from fusevault.vault.absorbing import absorb, absorb_arrivals, save_leaving
 from fusevault.vault.layout import Layout
 from fusevault.vault.users import USER
 
@@ -167,6 +167,19 @@ class SharedMount:
                                          changed.inodes)
                 for node in changed.rekey:
                     self._nursery.start_soon(_rekey, volume, node)
+                if changed.save:
+                    self._nursery.start_soon(self._save_leaving, seat, volume, changed.save)
+
+    async def _save_leaving(self, seat: Seat, volume, nodes) -> None:
+        """A share ended while this user had unsaved writes in its files:
+        saved now (the owner's mount seals them again), then the files go."""
+        try:
+            changed = await save_leaving(volume, nodes)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("saving writes made before a share ended failed")
+            return
+        if changed and not self._closing:
+            await self.kernels[seat.number].drop_all(changed.entries, changed.inodes)
 
     def _arrived(self, docs: list[dict], conflicts: list[str]) -> None:
         self._committed(None, docs)

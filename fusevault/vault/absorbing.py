@@ -17,6 +17,14 @@ once and in memory, before any other request runs:
 - a change of shares, groups or users reloads the user's Sharing, and guest
   nodes the user no longer reaches leave the tree and lose their keys.
 
+A revoke never loses what the user wrote before it: a guest file holding
+their unsaved writes (open, written, not yet closed) loses its permission at
+once (no path reaches it, further writes are refused) but keeps its key and
+names until those writes are saved as the owner's next version (``save``,
+at once; the owner's mount then seals it again under the new key).  Files
+open only for reading keep serving what was read so far through their open
+handles, and leave the tree at once.
+
 What the kernel may cache about each change is returned, for the caller to
 invalidate (from a worker thread).
 """
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
     from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
+ROOT_INODE = 1  # as in vault/volume.py (not imported: it imports this module)
 
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
 # Taken from a newer document; a node's contents and key only when the reader
@@ -57,9 +66,18 @@ class Absorbed:
     # The owner's nodes another user committed under an older key than the
     # owner's newest (they were writing during a revoke): to be rotated again.
     rekey: list[Node] = field(default_factory=list)
+    # Guest files whose share ended while they held this user's unsaved
+    # writes: to be saved now (``save_leaving``), then they leave.
+    save: list[Node] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.entries or self.inodes or self.rekey)
+        return bool(self.entries or self.inodes or self.rekey or self.save)
+
+    def add(self, other: Absorbed) -> None:
+        self.entries += other.entries
+        self.inodes += other.inodes
+        self.rekey += other.rekey
+        self.save += other.save
 
 
 def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
@@ -69,6 +87,8 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
     out = Absorbed()
     if volume.key is None:  # locked meanwhile
         return out
+    if volume.sharing is not None and volume.sharing.leaving and not own:
+        sweep(volume, out)
     if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
         volume.sharing.reload(volume.store)
         _drop_unreached(volume, out)
@@ -104,9 +124,8 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
                 volume.unplaced.discard(fid)
             else:
                 waiting[fid] = doc
-        more = absorb(volume, list(waiting.values()), own=False) if waiting else Absorbed()
-        out.entries += more.entries
-        out.inodes += more.inodes
+        if waiting:
+            out.add(absorb(volume, list(waiting.values()), own=False))
         if len(volume.nodes) == count:
             return out
 
@@ -116,12 +135,26 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
     node = volume.nodes.get(ino) if ino is not None else None
     if node is not None and node.rev == doc["_rev"]:
         return
+    sharing = volume.sharing
     opened = None if doc.get("_deleted") else _open(volume, doc)
     if opened is None:
-        if node is not None:
-            _leave(volume, node, out)
+        if node is None:
+            return
+        if sharing is not None and node.ino in sharing.phantoms:
+            return  # a share root's real parent: its links need it, never shown
+        if sharing is not None and (node.ino in sharing.leaving or _unsaved(node)):
+            # The user's last writes are saved over this revision (edit beats
+            # delete), then the node leaves.
+            node.rev = doc["_rev"]
+            if node.ino not in sharing.leaving:
+                sharing.leaving.add(node.ino)
+                out.save.append(node)
+            return
+        _leave(volume, node, out)
         return
     fresh, links = opened
+    if sharing is not None and node is not None:
+        sharing.phantoms.discard(node.ino)  # a share root's parent the user may open now
     if node is None:
         if not any(parent in volume.by_fid for parent, _ in links):
             if links:
@@ -180,21 +213,78 @@ def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Abso
         out.entries.append((parent_ino, name))
 
 
+def _unsaved(node: Node) -> bool:
+    return node.content is not None and node.content.changed
+
+
 def _leave(volume: Volume, node: Node, out: Absorbed) -> None:
-    """Take a node out of this user's tree: every name, and (a guest's) its key."""
+    """Take a node out of this user's tree: every name, and (a guest's) its key.
+
+    A parent may have left (and gone) before its child: its links are dropped."""
     for parent_ino, name in list(node.links):
-        volume.unlink_entry(volume.nodes[parent_ino], name, node)
-        out.entries.append((parent_ino, name))
-    for virtual in volume.sharing.virtual if volume.sharing else ():
+        if (parent := volume.nodes.get(parent_ino)) is not None:
+            volume.unlink_entry(parent, name, node)
+            out.entries.append((parent_ino, name))
+        else:
+            node.links.remove((parent_ino, name))
+    sharing = volume.sharing
+    for virtual in sharing.virtual if sharing else ():
         folder = volume.nodes.get(virtual)
         for name, child in list(folder.children.items()) if folder else ():
             if child == node.ino:
                 volume.unlink_entry(folder, name, node)
                 out.entries.append((virtual, name))
     out.inodes.append(node.ino)
+    if sharing is not None:
+        sharing.leaving.discard(node.ino)
     if node.owner != volume.key.user_id:
         volume.forget_key(node)
     volume.purge_if_unused(node)
+
+
+def sweep(volume: Volume, out: Absorbed) -> None:
+    """Leaving nodes whose writes are all saved now leave the tree (all at
+    once: a folder stays while a file under it still has writes to save)."""
+    sharing = volume.sharing
+    nodes = [volume.nodes[ino] for ino in sharing.leaving if ino in volume.nodes]
+    if any(_unsaved(node) for node in nodes):
+        return
+    sharing.leaving = set()
+    for node in nodes:
+        _leave(volume, node, out)
+
+
+async def save_leaving(volume: Volume, nodes: list[Node]) -> Absorbed:
+    """Save the writes a user made to files before their share ended, then
+    let those files leave the tree.  What cannot be saved stays in memory:
+    the file's close (and a lock) tries again and reports the error."""
+    for node in nodes:
+        if volume.key is None:
+            return Absorbed()
+        try:
+            await volume.commit_content(node)
+        except VaultError as err:
+            log.error("could not save the writes to %s made before its share ended: %s", node.fid, err)
+    out = Absorbed()
+    if volume.key is not None and volume.sharing is not None:
+        sweep(volume, out)
+    return out
+
+
+def reload_contents(volume: Volume, node: Node) -> None:
+    """Make the node's contents those of its stored document (another
+    writer's version came in while this volume was sealing the file again
+    under a new key: that version is the one to seal)."""
+    doc = volume.store.get(node.fid)
+    opened = None if doc is None or doc.get("delete") else _open(volume, doc)
+    if opened is None:
+        return
+    fresh, _ = opened
+    for name in CONTENTS:
+        setattr(node, name, getattr(fresh, name))
+    node.rev = doc["_rev"]
+    if node.content is not None:
+        volume.switch_content(node)
 
 
 def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
@@ -203,21 +293,32 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
     Their keys were written before the Share document, so listing this
     user's key files finds them (no scan of every node document)."""
     sharing = volume.sharing
-    if all(fid in volume.by_fid for fid in sharing.roots):
+    if all(fid in volume.by_fid and not _keyless(volume, volume.by_fid[fid]) for fid in sharing.roots):
         return
     givers = sharing.givers()
     guests = []
     for fid, paths in key_files(volume.layout, volume.key.user_id, sharing.groups).items():
-        if fid in volume.by_fid:
+        ino = volume.by_fid.get(fid)
+        if ino is not None and not _keyless(volume, ino):
             continue
         doc = volume.store.get(fid)
         if doc is None or doc.get("delete") or doc.get("owner") not in givers:
             continue
         try:
-            if (opened := open_guest(doc, volume.key, paths)) is not None:
-                guests.append(opened)
+            opened = open_guest(doc, volume.key, paths)
         except VaultError as err:
             log.warning("a shared file %s does not open: %s", fid, err)
+            continue
+        if opened is None:
+            continue
+        if ino is None:
+            guests.append(opened)
+        else:  # shared again while still held (open, or a share root's parent)
+            sharing.phantoms.discard(ino)
+            node = volume.nodes[ino]
+            _update(volume, node, opened[0])
+            relink(volume, node, opened[1], out)
+            out.inodes.append(ino)
     before = {ino: set(volume.nodes[ino].children) for ino in sharing.virtual}
     volume.admit_guests(guests)
     # The new names in shared/<owner>/ and groups/<group>/ (the kernel may
@@ -232,18 +333,55 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             out.inodes.append(ino)
 
 
+def _keyless(volume: Volume, ino: int) -> bool:
+    """A node the user holds without its key: a phantom, or a guest that
+    left while open (a new share gives it its key and names again)."""
+    node = volume.nodes.get(ino)
+    return node is not None and (ino in volume.sharing.phantoms
+                                 or (node.owner != volume.key.user_id and not node.dek))
+
+
 def _drop_unreached(volume: Volume, out: Absorbed) -> None:
-    """After a change of shares: guests no longer reached leave the tree."""
+    """After a change of shares: guests no longer reached leave the tree.
+
+    Those holding unsaved writes, and the folders above them, stay (no
+    longer reachable by path, refusing further writes) until the writes are
+    saved: ``out.save``."""
     sharing = volume.sharing
-    for node in list(volume.nodes.values()):
-        if node.owner in ("", volume.key.user_id) or node.ino in sharing.phantoms:
-            continue
-        if node.dek and sharing.perm(node, volume.nodes) is None:
+    me = volume.key.user_id
+    # Inodes the kernel made this volume forget are nobody's folders any more.
+    sharing.virtual.intersection_update(volume.nodes)
+    sharing.phantoms.intersection_update(volume.nodes)
+    unreached = [node for node in volume.nodes.values()
+                 if node.owner not in ("", me) and node.ino not in sharing.phantoms and node.dek
+                 and sharing.perm(node, volume.nodes) is None]
+    gone = {node.ino for node in unreached}
+    keep: set[int] = set()
+    for node in unreached:
+        if _unsaved(node):
+            if node.ino not in sharing.leaving:
+                out.save.append(node)
+            walk: Node | None = node
+            while walk is not None and walk.ino in gone and walk.ino not in keep:
+                keep.add(walk.ino)
+                walk = volume.nodes.get(walk.links[0][0]) if walk.links else None
+    sharing.leaving = keep
+    for node in unreached:
+        if node.ino not in keep:
             _leave(volume, node, out)
-    # Virtual folders left empty go too, inner ones first.
-    for ino in sorted(sharing.virtual, key=lambda i: -len(volume.path_of(volume.nodes[i]))):
+    # Virtual folders left empty go too, inner ones (under shared/ or groups/) first.
+    for ino in sorted(sharing.virtual, key=lambda i: _at_root(volume.nodes[i])):
         folder = volume.nodes[ino]
         if not folder.children and folder.links:
             parent_ino, name = folder.links[0]
-            volume.unlink_entry(volume.nodes[parent_ino], name, folder)
+            if (parent := volume.nodes.get(parent_ino)) is not None:
+                volume.unlink_entry(parent, name, folder)
+            else:
+                folder.links.remove((parent_ino, name))
             out.entries.append((parent_ino, name))
+            sharing.virtual.discard(ino)  # a later share makes a new one
+            volume.purge_if_unused(folder)
+
+
+def _at_root(node: Node) -> bool:
+    return not node.links or node.links[0][0] == ROOT_INODE

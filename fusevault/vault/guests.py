@@ -62,6 +62,10 @@ class Sharing:
     roots: dict[str, str] = field(default_factory=dict)
     virtual: set[int] = field(default_factory=set)
     phantoms: set[int] = field(default_factory=set)
+    # Guest nodes whose share ended while the user had unsaved writes in
+    # them: they keep their key and names (no path reaches them: their
+    # permission is gone) until those writes are saved (vault/absorbing.py).
+    leaving: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._index()

@@ -41,6 +41,7 @@ from fusevault.errors import (
     VaultError,
 )
 from fusevault.store import Store
+from fusevault.vault.absorbing import reload_contents
 from fusevault.vault.content import BLOCK_SIZE, Content
 from fusevault.vault.groups import can_write
 from fusevault.vault.guests import (
@@ -75,9 +76,16 @@ XATTR_PREFIX = b"user."
 # Past this much dirty data in one file, full blocks are sealed and appended
 # (in a worker thread), which bounds the memory a large write holds.
 FLUSH_AT = 8 * 1024 * 1024
+# Sealing a file again under a new key, when other writers' versions keep
+# coming in meanwhile: tries before the last, which commits regardless.
+RESEAL_TRIES = 5
 # Sealing this much is quicker on the loop than a hop to a worker thread.
 INLINE_SEAL = 2 * BLOCK_SIZE
 DAY_NS = 86400 * 10**9
+
+
+class _Stale(Exception):
+    """Another writer committed the node while this version was sealed."""
 
 
 @dataclass
@@ -714,9 +722,18 @@ class Volume:
             if node.is_reg and node.head:
                 node.opens += 1
                 try:
-                    await self.in_thread(self._reseal, node, dek)
-                    node.dek, node.epoch = dek, node.epoch + 1
-                    await self._commit_version(node, node.content)
+                    for tries in range(RESEAL_TRIES, 0, -1):
+                        rev, old = node.rev, (node.dek, node.epoch)
+                        await self.in_thread(self._reseal, node, dek)
+                        node.dek, node.epoch = dek, node.epoch + 1
+                        try:
+                            await self._commit_version(node, node.content, rev if tries > 1 else False)
+                            break
+                        except _Stale:
+                            # Another writer's version came in while this one
+                            # was sealed: seal theirs, so it stays the newest.
+                            node.dek, node.epoch = old
+                            reload_contents(self, node)
                     await self.in_thread(node.content.write_sidecar)
                 finally:
                     node.opens -= 1
@@ -906,6 +923,10 @@ class Volume:
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         node = self._handle(fh)
+        if node.owner != self.key.user_id and not self.writable(node):
+            # A share revoked (or made READ) while the file was open: refused
+            # now, rather than taken and never saved (vault/absorbing.py).
+            raise PermissionDenied("the file's share no longer lets you write it")
         async with node.lock:
             content = node.content
             try:
@@ -947,7 +968,8 @@ class Volume:
                 log.warning("access and directory times not saved: %s", err)
                 return
 
-    async def _commit_version(self, node: Node, content: Content) -> None:
+    async def _commit_version(self, node: Node, content: Content, expect_rev: object = False) -> None:
+        """``expect_rev``: commit only over that revision of the node, else _Stale."""
         try:
             if content.dirty_bytes() <= INLINE_SEAL:
                 vid, place, nonce = content.seal_version(node.size)
@@ -960,6 +982,8 @@ class Volume:
             content.changed = True
             raise
         async with self.meta_lock:
+            if expect_rev is not False and node.rev != expect_rev:
+                raise _Stale
             tx = Tx()
             tx.touch(node)
             parent_vid = node.head
