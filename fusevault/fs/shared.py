@@ -35,7 +35,7 @@ from fusevault.store import Store
 from fusevault.store.watched import WatchedStore
 from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
-from fusevault.vault.absorbing import absorb, absorb_arrivals, save_leaving
+from fusevault.vault.absorbing import Absorbed, absorb, absorb_arrivals, retry_awaiting, save_leaving
 from fusevault.vault.layout import Layout
 from fusevault.vault.users import USER
 
@@ -166,9 +166,29 @@ class SharedMount:
                 self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries,
                                          changed.inodes)
                 for node in changed.rekey:
-                    self._nursery.start_soon(_rekey, volume, node)
+                    self._nursery.start_soon(self._rekey, volume, node)
                 if changed.save:
                     self._nursery.start_soon(self._save_leaving, seat, volume, changed.save)
+
+    async def _rekey(self, volume, node) -> None:
+        """Seal again a file another user wrote under its older key (during a
+        revoke); the others then open it with the key sealed to them now."""
+        try:
+            await volume.rekey(node)
+        except VaultError as err:
+            log.error("could not give %s a new key again: %s", node.fid, err)
+            return
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("could not give %s a new key again", node.fid)
+            return
+        for seat in self.drive.unlocked():
+            other = seat.ops.session.volume
+            if other.sharing is not None and other.sharing.awaiting:
+                changed = Absorbed()
+                retry_awaiting(other, changed)
+                if changed and not self._closing:
+                    self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries,
+                                             changed.inodes)
 
     async def _save_leaving(self, seat: Seat, volume, nodes) -> None:
         """A share ended while this user had unsaved writes in its files:
@@ -199,13 +219,6 @@ class SharedMount:
             self.store.close()
 
 
-async def _rekey(volume, node) -> None:
-    try:
-        await volume.rekey(node)
-    except VaultError as err:
-        log.error("could not give %s a new key again: %s", node.fid, err)
-    except Exception:  # a background task: a bug must not end the mount
-        log.exception("could not give %s a new key again", node.fid)
 
 
 def _not_mapped(uid: int) -> str:

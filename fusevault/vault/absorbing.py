@@ -36,10 +36,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fusevault.errors import VaultError
+from fusevault.vault.atomic import atomic_write
+from fusevault.vault.content import vfmeta_bytes
 from fusevault.vault.groups import GROUP
 from fusevault.vault.guests import key_files, open_guest
 from fusevault.vault.nodes import NODE, Node, node_from_doc, open_node_doc
-from fusevault.vault.sharing import FILE_KEY, SHARE
+from fusevault.vault.sharing import FILE_KEY, SHARE, acl_lines
 from fusevault.vault.users import USER
 
 if TYPE_CHECKING:
@@ -89,6 +91,8 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
         return out
     if volume.sharing is not None and volume.sharing.leaving and not own:
         sweep(volume, out)
+    if volume.sharing is not None and volume.sharing.awaiting:
+        retry_awaiting(volume, out)
     if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
         volume.sharing.reload(volume.store)
         _drop_unreached(volume, out)
@@ -130,10 +134,10 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
             return out
 
 
-def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
+def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False) -> None:
     ino = volume.by_fid.get(doc["_id"])
     node = volume.nodes.get(ino) if ino is not None else None
-    if node is not None and node.rev == doc["_rev"]:
+    if node is not None and node.rev == doc["_rev"] and not again:
         return
     sharing = volume.sharing
     opened = None if doc.get("_deleted") else _open(volume, doc)
@@ -142,6 +146,16 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
             return
         if sharing is not None and node.ino in sharing.phantoms:
             return  # a share root's real parent: its links need it, never shown
+        if (sharing is not None and not doc.get("_deleted") and not doc.get("delete") and node.dek
+                and sharing.perm(node, volume.nodes) is not None):
+            # Still shared with the user, under a key not sealed to them yet
+            # (the owner seals it right after committing it): kept as it is,
+            # tried again once something else is committed.  Their own
+            # writes meanwhile are under the older key, which the owner's
+            # mount replaces again.
+            node.rev = doc["_rev"]
+            sharing.awaiting.add(doc["_id"])
+            return
         if sharing is not None and (node.ino in sharing.leaving or _unsaved(node)):
             # The user's last writes are saved over this revision (edit beats
             # delete), then the node leaves.
@@ -153,8 +167,10 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
         _leave(volume, node, out)
         return
     fresh, links = opened
-    if sharing is not None and node is not None:
-        sharing.phantoms.discard(node.ino)  # a share root's parent the user may open now
+    if sharing is not None:
+        sharing.awaiting.discard(doc["_id"])
+        if node is not None:
+            sharing.phantoms.discard(node.ino)  # a share root's parent the user may open now
     if node is None:
         if not any(parent in volume.by_fid for parent, _ in links):
             if links:
@@ -163,9 +179,12 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
         volume.unplaced.discard(doc["_id"])
         node = volume.add_node(fresh)
     else:
-        if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
+        older = node.owner == volume.key.user_id and fresh.epoch < node.epoch
+        if older:
             out.rekey.append(node)
         _update(volume, node, fresh)
+        if older and node.epoch == fresh.epoch:
+            _sidecar_back(volume, node)
     relink(volume, node, links, out)
     out.inodes.append(node.ino)
     if not node.links:
@@ -189,6 +208,13 @@ def _update(volume: Volume, node: Node, fresh: Node) -> None:
     content = node.content
     if content is not None and content.changed:
         return  # the reader's own unsaved writes: their commit comes after this one
+    if node.lock is not None and node.lock.locked():
+        # A version of this user's is being committed (or the file sealed
+        # under a new key) with the key and contents it was sealed with:
+        # theirs comes after this one.  Looked at again once it is done.
+        if volume.sharing is not None:
+            volume.sharing.awaiting.add(node.fid)
+        return
     changed = node.head != fresh.head
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
@@ -196,11 +222,22 @@ def _update(volume: Volume, node: Node, fresh: Node) -> None:
         volume.switch_content(node)
 
 
+def retry_awaiting(volume: Volume, out: Absorbed) -> None:
+    """Open again the documents whose key was not sealed to the user yet."""
+    for fid in list(volume.sharing.awaiting):
+        volume.sharing.awaiting.discard(fid)
+        if (doc := volume.store.get(fid)) is not None:
+            absorb_node(volume, doc, out, again=True)
+
+
 def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
     wanted = [(volume.by_fid[p], name) for p, name in links if p in volume.by_fid]
     for parent_ino, name in list(node.links):
         if (parent_ino, name) not in wanted:
-            volume.unlink_entry(volume.nodes[parent_ino], name, node)
+            if (parent := volume.nodes.get(parent_ino)) is None:  # left and gone before it
+                node.links.remove((parent_ino, name))
+                continue
+            volume.unlink_entry(parent, name, node)
             out.entries.append((parent_ino, name))
     for parent_ino, name in wanted:
         if (parent_ino, name) in node.links:
@@ -280,11 +317,28 @@ def reload_contents(volume: Volume, node: Node) -> None:
     if opened is None:
         return
     fresh, _ = opened
+    older = fresh.epoch < node.epoch
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.rev = doc["_rev"]
+    if older:
+        _sidecar_back(volume, node)
     if node.content is not None:
         volume.switch_content(node)
+
+
+def _sidecar_back(volume: Volume, node: Node) -> None:
+    """The owner's file now holds another writer's version under an older key
+    than its sidecar's (they wrote during a revoke): the sidecar follows it
+    back, so the file opens, until the owner seals it again (``rekey``)."""
+    if not node.is_reg or not volume.layout.vf_path(node.owner, node.fid).exists():
+        return
+    acl = acl_lines(volume.sharing.covering(node, volume.nodes)) if volume.sharing else []
+    try:
+        atomic_write(volume.layout.vfmeta_path(node.owner, node.fid),
+                     vfmeta_bytes(node.fid, node.owner, node.dek, acl, node.epoch), durable=False)
+    except OSError as err:
+        log.warning("could not rewrite the sidecar of %s: %s", node.fid, err)
 
 
 def _admit_new_shares(volume: Volume, out: Absorbed) -> None:

@@ -66,6 +66,10 @@ class Sharing:
     # them: they keep their key and names (no path reaches them: their
     # permission is gone) until those writes are saved (vault/absorbing.py).
     leaving: set[int] = field(default_factory=set)
+    # Files whose newest document could not be taken in yet (fids): a guest's
+    # under a key not sealed to the user yet, or one whose version was being
+    # committed here meanwhile.  Looked at again at the next change.
+    awaiting: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._index()

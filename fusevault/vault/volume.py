@@ -748,7 +748,10 @@ class Volume:
             await self.in_thread(self.sharing.seal_keys, self.layout, node, grants)
 
     def _reseal(self, node: Node, dek: bytes) -> None:
-        reader = Content(self.layout, node.owner, node.fid, node.dek, node.manifest, node.head)
+        # The sidecar may be of a newer key than this version's (a recipient
+        # wrote under the older one during a revoke): not checked by this reader.
+        reader = Content(self.layout, node.owner, node.fid, node.dek, node.manifest, node.head,
+                         check_sidecar=False)
         try:
             content = self._content(node)
             content.rekey(dek, self._acl(node) or [], node.epoch + 1)
