@@ -302,13 +302,13 @@ for line in sys.stdin:
         print("err", err.errno, flush=True)
 """
 
-# A program run as a test user until a deadline: opens one file, appends a few
-# lines, closes it, again and again; prints what happened to each line (JSON).
+# A program run as a test user until a stop file appears: opens one file, appends
+# a few lines, closes it, again and again; prints what happened to each line (JSON).
 WRITE_LOOP = r"""
 import json, os, random, sys, time
-path, tag, deadline = sys.argv[1], sys.argv[2], float(sys.argv[3])
+path, tag, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 n = 0
-while time.time() < deadline:
+while not os.path.exists(stop):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     except OSError as err:
@@ -453,26 +453,27 @@ def test_revokes_and_shares_while_several_users_write_lose_nothing_acknowledged(
 
         share(*group)
         share("carol")
-        deadline = time.time() + 20
+        stop = place / "stop-writing"
+        stop.unlink(missing_ok=True)
         writers = {name: _popen_as(people, name, python, "-S", "-c", WRITE_LOOP,
-                                   f"{mountpoint}/{path}", name, str(deadline))
+                                   f"{mountpoint}/{path}", name, str(stop))
                    for name, path in paths.items()}
         try:
-            rounds = 0
-            while time.time() < deadline - 2:
+            for round in range(8):
                 unshare(group[0])
-                if rounds % 2:
+                if round % 2:
                     unshare("carol")
                     share("carol")
                 share(*group)
-                rounds += 1
+            time.sleep(1)
+            stop.touch()
             outcomes = {name: [json.loads(line) for line in proc.communicate(timeout=60)[0].splitlines()]
                         for name, proc in writers.items()}
         finally:
+            stop.touch()
             for proc in writers.values():
                 if proc.poll() is None:
                     proc.kill()
-        assert rounds >= 3
         kept = {name: [line for event in events if event[0] == "kept" for line in event[1]]
                 for name, events in outcomes.items()}
         assert all(len(lines) >= 5 for lines in kept.values()), kept
