@@ -500,3 +500,29 @@ def test_revokes_and_shares_while_several_users_write_lose_nothing_acknowledged(
     with mounted(shared_vault, mountpoint, "--allow-other"):
         people.unlock("alice")
         check()
+
+
+def _wait_until(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}\n" + "\n".join(_mount_log_problems())
+        time.sleep(0.3)
+
+
+def test_a_member_added_to_a_group_gets_its_files_while_unlocked(people: People, shared_vault: Path) -> None:
+    for name in ("alice", "bob", "carol"):
+        people.unlock(name)
+    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
+    assert people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team",
+                            "--perm", "WRITE").returncode == 0
+    assert people.ok("bob", "cat $M/groups/team/proj/plan.txt") == "plan\n"
+    assert people.ok("carol", "ls -A $M") == ""
+    # The administrator adds carol to the group: she gets the folder without
+    # locking, and writes in it; alice sees it at once.
+    _admin(shared_vault, "group", "member", "add", "team", "carol", "--perm", "WRITE")
+    _wait_until(lambda: people.sh("carol", "cat $M/groups/team/proj/plan.txt").stdout == "plan\n",
+                "carol to see the group's folder")
+    people.ok("carol", "echo carol >> $M/groups/team/proj/plan.txt")
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\ncarol\n"
+    problems = _mount_log_problems()
+    assert not [entry for entry in problems if "Traceback" in entry], "\n".join(problems)

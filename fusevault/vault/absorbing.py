@@ -257,14 +257,21 @@ def _unsaved(node: Node) -> bool:
 def _leave(volume: Volume, node: Node, out: Absorbed) -> None:
     """Take a node out of this user's tree: every name, and (a guest's) its key.
 
-    A parent may have left (and gone) before its child: its links are dropped."""
+    A parent may have left (and gone) before its child: its links are dropped.
+    A guest holding the user's unsaved writes keeps everything until they are
+    saved (``save``): a key is never dropped from under them."""
+    sharing = volume.sharing
+    if sharing is not None and node.owner != volume.key.user_id and _unsaved(node):
+        if node.ino not in sharing.leaving:
+            sharing.leaving.add(node.ino)
+            out.save.append(node)
+        return
     for parent_ino, name in list(node.links):
         if (parent := volume.nodes.get(parent_ino)) is not None:
             volume.unlink_entry(parent, name, node)
             out.entries.append((parent_ino, name))
         else:
             node.links.remove((parent_ino, name))
-    sharing = volume.sharing
     for virtual in sharing.virtual if sharing else ():
         folder = volume.nodes.get(virtual)
         for name, child in list(folder.children.items()) if folder else ():
@@ -298,6 +305,8 @@ async def save_leaving(volume: Volume, nodes: list[Node]) -> Absorbed:
     for node in nodes:
         if volume.key is None:
             return Absorbed()
+        if not node.dek or not _unsaved(node):
+            continue  # saved meanwhile (its close), or shared again and left since
         try:
             await volume.commit_content(node)
         except VaultError as err:
@@ -385,6 +394,14 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         elif added := set(folder.children) - before[ino]:
             out.entries += [(ino, name) for name in added]
             out.inodes.append(ino)
+
+
+def admit_new(volume: Volume) -> Absorbed:
+    """Shares whose keys were sealed to the user just now (a group they joined)."""
+    out = Absorbed()
+    if volume.key is not None and volume.sharing is not None:
+        _admit_new_shares(volume, out)
+    return out
 
 
 def _keyless(volume: Volume, ino: int) -> bool:

@@ -723,6 +723,10 @@ class Volume:
                 node.opens += 1
                 try:
                     for tries in range(RESEAL_TRIES, 0, -1):
+                        if node.content is not None and node.content.changed:
+                            # Written since the commit above: sealing starts from the
+                            # last version, so this must be one first.
+                            await self._commit_version(node, node.content)
                         rev, old = node.rev, (node.dek, node.epoch)
                         await self.in_thread(self._reseal, node, dek)
                         node.dek, node.epoch = dek, node.epoch + 1
