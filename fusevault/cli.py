@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from fusevault import (
@@ -27,7 +26,7 @@ from fusevault import (
     passphrase,
     paths,
 )
-from fusevault.errors import InvalidInput, MountPointError, VaultError
+from fusevault.errors import InvalidInput, MountPointError, SaveFailed, VaultError
 
 log = logging.getLogger("fusevault")
 
@@ -73,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a new replica of the vault a peer database holds (with --user: whose "
                         "passphrase opens it); this device syncs with it from then on")
     p.add_argument("--peer-name", default="origin", help="the peer's name with --join (default: origin)")
+    p.add_argument("--padding", choices=("padme", "none"), default="padme",
+                   help="size padding: padme (default) stores each file as long as one of few sizes "
+                        "(at most 12%% more, 3.2%% from 64 KiB), so its exact size does not show; "
+                        "none stores exact sizes")
     cli_sync.credential_options(p)
     _passphrase_options(p)
 
@@ -131,7 +134,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         store_config = {"kind": "couchdb", "url": url}
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file, confirm=True,
                             prompt="New passphrase: ")
-    created = layout.create(args.vault, store_config)
+    created = layout.create(args.vault, store_config, padding=args.padding)
     store = open_store(created.root, store_config)
     try:
         users.create_user(created, store, args.user, secret)
@@ -152,123 +155,42 @@ def _join(args: argparse.Namespace) -> int:
         raise InvalidInput("--join makes a replica with its own store: leave out --couchdb")
     source = credentials_source(args.credentials_file, args.credentials_env)
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt=f"Passphrase of {args.user}: ")
-    got = trio.run(join, args.vault, args.join, source, args.user, secret, args.peer_name)
+    got = trio.run(join, args.vault, args.join, source, args.user, secret, args.peer_name, args.padding)
     print(f"joined: {args.vault} is a replica of the vault at {args.join} for user {args.user} "
           f"({got['documents']} documents, {got['records']} blocks); mount it to sync")
     return 0
 
 
-def _mount_info(unlocked, vault: Path) -> dict:
-    return {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
-
-
 def cmd_mount(args: argparse.Namespace) -> int:
-    from fusevault.fs.mount import check_mountpoint
-    from fusevault.vault import users
+    from fusevault.fs import daemon
     from fusevault.vault.layout import check_writable, open_layout
-    from fusevault.vault.opening import unlock_vault
+    from fusevault.vault.modes import check_private
 
-    mountpoint = check_mountpoint(args.mountpoint)
+    # Only light checks here: the server (fs/server.py) checks the mount
+    # point and unlocks, and its errors come back as this command's one line.
     layout = open_layout(args.vault)
+    check_private(layout.root)
     check_writable(layout.root)
+    mountpoint = Path(args.mountpoint).resolve()
+    secret = None
     if args.allow_other:
         if os.geteuid() != 0:
             raise InvalidInput("a shared mount (--allow-other) is root's to make: run it as root")
         if args.user:
             raise InvalidInput("a shared mount serves every user with a uid: leave out --user")
-
-        def serve(on_ready) -> int:
-            return _serve_shared(args, layout, mountpoint, on_ready)
     else:
+        paths.control_socket(mountpoint)  # a runtime folder others could reach: refused before asking
         secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
-        unlocked = unlock_vault(args.vault, args.user, secret)
-        unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
-        unlocked.store.close()  # the serving process opens its own (no SQLite handle across fork)
-
-        def serve(on_ready) -> int:
-            return _serve(args, unlocked, mountpoint, on_ready)
-    if args.foreground:
-        return serve(None)  # the log says when it is ready
-    return _daemonize(args, serve, mountpoint)
-
-
-def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> int:
-    import trio
-
-    from fusevault.fs.mount import serve
-    from fusevault.store import open_store
-    from fusevault.vault.meta_files import reconcile
-    from fusevault.vault.opening import hold
-    from fusevault.vault.settings import Settings
-    from fusevault.vault.volume import Volume
-
-    hold(unlocked.layout)
-    store = open_store(unlocked.layout.root, unlocked.layout.store)
-    reconcile(unlocked.layout, store)
-    volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
-    ttl = Settings.of(unlocked.user).ttl_seconds()
-    trio.run(lambda: serve(volume, mountpoint, user=unlocked.user, ttl=ttl, on_ready=on_ready,
-                           info=_mount_info(unlocked, args.vault)))
-    return 0
-
-
-def _serve_shared(args: argparse.Namespace, layout, mountpoint: Path, on_ready) -> int:
-    import trio
-
-    from fusevault.fs.shared import SharedMount
-    from fusevault.store import open_store
-    from fusevault.vault.meta_files import reconcile
-    from fusevault.vault.opening import hold
-
-    hold(layout)
-    store = open_store(layout.root, layout.store)
-    reconcile(layout, store)
-    shared = SharedMount(layout, store, mountpoint, {"vault": str(args.vault.resolve()), "user": None})
-    trio.run(shared.serve, on_ready)
-    return 0
-
-
-def _daemonize(args: argparse.Namespace, serve: Callable[..., int], mountpoint: Path) -> int:
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the server
-        os.close(read_end)
-        os.setsid()
-        _log_to_file(mountpoint)
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        code = 0
-        try:
-            serve(lambda: os.write(write_end, b"ok\n"))
-        except VaultError as err:
-            code = err.exit_code
-            log.error("%s", err)
-            os.write(write_end, f"{code} {err}\n".encode())
-        except BaseException:
-            code = 1
-            log.exception("the mount failed")
-            os.write(write_end, b"1 the mount failed; see the log in the state directory\n")
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        answer = pipe.readline().decode(errors="replace").strip()
+    mount = {"vault": str(args.vault), "mountpoint": str(args.mountpoint), "user": args.user,
+             "allow_other": args.allow_other, "verbose": args.verbose,
+             "dirs": {"runtime": args.runtime_dir, "state": args.state_dir, "config": args.config_dir}}
+    answer = daemon.launch(args.argv, mount, secret, foreground=args.foreground)
     if answer == "ok":
         print(f"mounted {args.vault} at {mountpoint}")
         return 0
     code, _, message = answer.partition(" ")
     log.error("%s", message or "the mount server exited before it was ready")
     return int(code) if code.isdigit() else 1
-
-
-def _log_to_file(mountpoint: Path) -> None:
-    logs = paths.state_dir() / "logs"
-    logs.mkdir(exist_ok=True, mode=0o700)
-    name = paths.control_socket(mountpoint).stem
-    handler = logging.FileHandler(logs / f"mount-{name}.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
 
 
 def cmd_unmount(args: argparse.Namespace) -> int:
@@ -279,8 +201,9 @@ def cmd_unmount(args: argparse.Namespace) -> int:
     if not is_mounted(mountpoint):
         raise MountPointError(f"nothing is mounted at {args.mountpoint}")
     pid = None
+    socket_path = paths.socket_of(mountpoint)  # before: a server that exits removes it
     try:
-        pid = control.request(paths.socket_of(mountpoint), {"cmd": "status"}).get("pid")
+        pid = control.request(socket_path, {"cmd": "status"}).get("pid")
     except (OSError, ValueError):
         pass  # no server answering (it died): unmounting still cleans up
     result = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True)
@@ -289,11 +212,29 @@ def cmd_unmount(args: argparse.Namespace) -> int:
             raise MountPointError(f"{args.mountpoint} is busy: close the files and shells using it")
         raise MountPointError(f"cannot unmount {args.mountpoint}: {result.stderr.strip()}")
     if pid:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
+        if _running(pid):
+            raise SaveFailed(f"{args.mountpoint} is unmounted, but its server (pid {pid}) is still "
+                             "saving after 10 minutes: see the mount's log")
+    _check_saved(socket_path, args.mountpoint)
     print(f"unmounted {args.mountpoint}")
     return 0
+
+
+def _check_saved(socket_path: Path, shown: Path) -> None:
+    """Never say "unmounted" over data the server could not save."""
+    from fusevault.fs.mount import outcome_path
+
+    outcome = outcome_path(socket_path)
+    try:
+        failures = outcome.read_text().strip()
+    except FileNotFoundError:
+        return
+    outcome.unlink(missing_ok=True)
+    raise SaveFailed(f"unmounted {shown}, but {failures} thing(s) could not be saved: "
+                     "see the mount's log")
 
 
 def _running(pid: int) -> bool:
@@ -355,8 +296,10 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # every file and folder fusevault makes is its user's alone (fs/server.py too)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a mount's server shows them in `ps`
     if not args.command:
         parser.print_help()
         return 2

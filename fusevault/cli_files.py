@@ -110,8 +110,9 @@ def _show(value: object) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     dest = os.path.abspath(os.path.expanduser(args.dest)) if args.dest else None
+    # A symbolic link is exported as a link (as cp -a copies it), so its own name is kept.
     answer = ask(args, {"cmd": "export", "path": args.path, "dest": dest, "overwrite": args.overwrite},
-                 ("path",), timeout=None)
+                 ("path",), timeout=None, follow=False)
     if args.json:
         print(json.dumps(answer, indent=1))
     else:

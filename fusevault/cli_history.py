@@ -40,14 +40,19 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     p.add_argument("--to", metavar="DEST", help="write it as a new file here instead")
     _where(p, passphrase_options)
 
-    p = command("trash", "list deleted files that can still be restored", "fusevault trash ~/Private")
-    p.add_argument("place", nargs="?", help="any path in the mount (default: here)")
+    p = command("trash", "list deleted files that can still be restored",
+                "fusevault trash ~/Private\n  fusevault trash ~/Private/projects --all")
+    p.add_argument("place", nargs="?",
+                   help="a folder in the mount: only what was deleted there (default: the whole vault)")
+    p.add_argument("--all", action="store_true",
+                   help="also programs' temporary files (*.lock, *.swp, *~, *-journal, *.part, ...)")
     _where(p, passphrase_options)
 
     p = command("gc", "apply the retention policy now and free the space it releases",
                 "fusevault gc ~/Private --dry-run")
     p.add_argument("place", nargs="?", help="any path in the mount (default: here)")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only say what would be removed and how much space that would free")
     p.add_argument("--as-of", metavar="TIME", help="apply the policy as if it were TIME")
     _where(p, passphrase_options)
 
@@ -95,19 +100,26 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     def text(a: dict) -> None:
         v = a["version"]
-        print(f"restored {a['restored']} as it was at {iso_time(v['time'])} (version {v['id'][:12]})")
+        if v is None:
+            print(f"restored {a['restored']} (an empty file)")
+        else:
+            print(f"restored {a['restored']} as it was at {iso_time(v['time'])} (version {v['id'][:12]})")
 
     return _show(args, answer, text)
 
 
 def cmd_trash(args: argparse.Namespace) -> int:
-    answer = ask(args, {"cmd": "trash"})
+    answer = ask(args, {"cmd": "trash", "place": args.place, "all": args.all}, ("place",))
 
     def text(a: dict) -> None:
-        if not a["trash"]:
+        if a["trash"]:
+            print(f"{'DELETED':<24} {'SIZE':>10}  PATH")
+        elif not a.get("hidden"):
             print("the trash is empty")
         for t in a["trash"]:
             print(f"{iso_time(t['deleted_at']):<24} {_size(t['size']):>10}  {t['path']}")
+        if a.get("hidden"):
+            print(f"({a['hidden']} temporary file(s) not shown: --all shows them)")
 
     return _show(args, answer, text)
 
@@ -116,10 +128,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
     answer = ask(args, {"cmd": "gc", "dry_run": args.dry_run, "as_of": args.as_of}, timeout=None)
 
     def text(a: dict) -> None:
-        verb = "would remove" if args.dry_run else "removed"
+        verb, freed = ("would remove", "would be freed") if args.dry_run else ("removed", "freed")
         print(f"policy: {a['policy']}")
         print(f"{verb} {a['versions_dropped']} old version(s) and {a['files_purged']} file(s) "
-              f"from the trash; {_size(a['bytes_freed'])} freed; "
+              f"from the trash; {_size(a['bytes_freed'])} {freed}; "
               f"{a['kept_open']} version(s) kept because they are open")
 
     return _show(args, answer, text)

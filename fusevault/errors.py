@@ -168,6 +168,12 @@ class LockFailed(VaultError):
     exit_code = 21
 
 
+class SaveFailed(VaultError):
+    """An unmount could not save everything (the mount's log says what)."""
+
+    exit_code = 21
+
+
 # --- peer sync
 
 
@@ -181,3 +187,14 @@ class ForeignVault(VaultError):
     """A peer database holds another vault's documents: mixing them would wreck both."""
 
     exit_code = 24
+
+
+# --- other local users
+
+
+class Unsafe(VaultError):
+    """A folder or file other local users could read or replace (a runtime
+    folder someone else made, key material others may read): refused, with
+    the command that fixes it."""
+
+    exit_code = 25

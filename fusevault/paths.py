@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
+import stat
 from pathlib import Path
 
 import platformdirs
+
+from fusevault.errors import Unsafe
 
 APP = "fusevault"
 _overrides: dict[str, str] = {}
@@ -29,12 +33,41 @@ def _dir(kind: str, default: str) -> Path:
 
 
 def runtime_dir() -> Path:
+    """Where this user's mounts put their sockets: a folder only this user can reach.
+
+    The passphrase of ``fusevault unlock`` goes to the socket found here, so a
+    folder another user made (``/tmp/fusevault-<uid>`` is a name anyone can
+    take first) is refused, never used."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.access(base, os.W_OK):
         default = platformdirs.user_runtime_dir(APP)
     else:  # no session runtime dir (cron, ssh without a login session, root)
         default = f"/tmp/{APP}-{os.getuid()}"
-    return _dir("runtime", default)
+    path = Path(_overrides.get("runtime") or os.environ.get("FUSEVAULT_RUNTIME_DIR") or default)
+    return private_dir(path)
+
+
+def private_dir(path: Path) -> Path:
+    """``path``, made 0700 if missing; refused unless it is this user's own
+    folder (not a link) that nobody else may enter."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(mode=0o700)  # exclusive: an existing one is checked like any other
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    me = os.geteuid()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise Unsafe(f"{path} is not a folder (a link or a file): refused, another user may have put "
+                     f"it there; remove it or set FUSEVAULT_RUNTIME_DIR to a folder of yours")
+    if st.st_uid != me:
+        raise Unsafe(f"{path} belongs to uid {st.st_uid}, not to you (uid {me}): refused, its owner could "
+                     f"listen for your passphrase there; have root remove it, or set "
+                     f"FUSEVAULT_RUNTIME_DIR to a folder of yours")
+    if st.st_mode & 0o077:
+        raise Unsafe(f"others may enter {path} (mode {stat.S_IMODE(st.st_mode):o}): "
+                     f"run `chmod 700 {shlex.quote(str(path))}`")
+    return path
 
 
 def state_dir() -> Path:
@@ -56,22 +89,30 @@ def _socket_name(mountpoint: Path) -> str:
 
 def control_socket(mountpoint: Path) -> Path:
     """The socket of this user's mount at ``mountpoint`` (an absolute path, not resolved here)."""
-    sockets = runtime_dir() / "mounts"
-    sockets.mkdir(exist_ok=True, mode=0o700)
-    return sockets / _socket_name(mountpoint)
+    return private_dir(runtime_dir() / "mounts") / _socket_name(mountpoint)
 
 
 def shared_socket(mountpoint: Path, create: bool = False) -> Path:
     """The socket of a shared mount at ``mountpoint``, which any local user may reach."""
     if create:
         SHARED_SOCKETS.mkdir(parents=True, exist_ok=True, mode=0o755)
+        st = os.lstat(SHARED_SOCKETS)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+            raise Unsafe(f"{SHARED_SOCKETS} must be a folder of root's that only root may write: "
+                         f"remove it, and fusevault makes it again")
+        SHARED_SOCKETS.chmod(0o755)  # under umask 077 as made: every user must reach the socket
     return SHARED_SOCKETS / _socket_name(mountpoint)
 
 
 def socket_of(mountpoint: Path) -> Path:
     """The socket to ask about ``mountpoint``: the user's own mount, else a shared one."""
-    own = control_socket(mountpoint)
+    shared = shared_socket(mountpoint)
+    try:
+        own = control_socket(mountpoint)
+    except Unsafe:
+        if shared.exists():  # root's, in a folder only root may write: no use of the refused one
+            return shared
+        raise
     if own.exists():
         return own
-    shared = shared_socket(mountpoint)
     return shared if shared.exists() else own

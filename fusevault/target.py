@@ -22,10 +22,19 @@ class Answered(VaultError):
         self.exit_code = code
 
 
-def locate(path: Path) -> tuple[str, str]:
-    """(mount point, path inside it) of a path in a mounted vault."""
+def _real(path: str | Path, follow: bool) -> str:
     # realpath, not resolve(): the last part may not exist (a deleted file).
-    full = os.path.realpath(path)
+    # A str keeps a trailing slash (which follows a link; a Path drops it).
+    head, name = os.path.split(os.fspath(path))
+    if follow or name in ("", ".", ".."):
+        return os.path.realpath(path)
+    return os.path.join(os.path.realpath(head or "."), name)
+
+
+def locate(path: str | Path, follow: bool = True) -> tuple[str, str]:
+    """(mount point, path inside it) of a path in a mounted vault; ``follow=False``:
+    a symbolic link at the end of the path is the link, not where it points."""
+    full = _real(path, follow)
     best = ""
     for mountpoint in fusevault_mounts():
         inside = full == mountpoint or full.startswith(mountpoint.rstrip("/") + "/")
@@ -36,10 +45,10 @@ def locate(path: Path) -> tuple[str, str]:
     return best, os.path.relpath(full, best) if full != best else ""
 
 
-def _mount_for(place: str | None) -> str:
+def _mount_for(place: str | None, follow: bool = True) -> str:
     """The mount a path is in; with no path, the one here, else the only one there is."""
     if place is not None:
-        return locate(Path(place))[0]
+        return locate(place, follow)[0]
     try:
         return locate(Path("."))[0]
     except MountPointError:
@@ -62,11 +71,13 @@ def _mount_of_vault(vault: Path) -> str | None:
     return None
 
 
-def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | None = 60) -> dict:
+def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | None = 60,
+        follow: bool = True) -> dict:
     """Send ``request`` to the vault the arguments name; raise Answered on an error.
 
     Entries of ``path_keys`` are paths given on the command line: inside a
     mount they are made relative to its root; with --vault they already are.
+    ``follow=False``: a symbolic link at the end of such a path stays a link.
     """
     vault = getattr(args, "vault", None)
     mountpoint = _mount_of_vault(vault) if vault is not None else None
@@ -75,10 +86,10 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
     else:
         if mountpoint is None:
             where = request.get(path_keys[0]) if path_keys else None
-            mountpoint = _mount_for(where or getattr(args, "place", None))
+            mountpoint = _mount_for(where or getattr(args, "place", None), follow)
         for key in path_keys:
             if request.get(key) is not None and vault is None:
-                found, inside = locate(Path(request[key]))
+                found, inside = locate(request[key], follow)
                 if found != mountpoint:
                     raise MountPointError(f"{request[key]} is not in the vault mounted at {mountpoint}")
                 request[key] = inside

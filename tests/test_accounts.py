@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -268,3 +269,18 @@ def test_a_user_from_before_key_pairs_gets_them_at_the_next_mount(vault: Path, t
         store.close()
     identity = open_identity(users.unlock(alice, PASSPHRASE.encode()), alice)
     assert identity.public_fields()["public_box"] == alice["public_box"]
+
+
+def test_unlocking_again_while_unlocked_shows_the_new_unlock(mnt: Path) -> None:
+    first = _status(mnt)["unlocked"][0]
+    result = fusevault("config", "set", "passphrase_expiry_ttl", "10 day", "--mount", mnt, passphrase=None)
+    assert result.returncode == 0, result.stderr
+    asked = time.time()
+    assert first["since"] < asked
+    result = fusevault("unlock", mnt)
+    assert result.returncode == 0, result.stderr
+    again = _status(mnt)["unlocked"][0]
+    assert again["since"] >= asked
+    assert again["expires"] - again["since"] == pytest.approx(10 * 86400)
+    text = fusevault("status", mnt, passphrase=None).stdout
+    assert re.search(r"unlocked alice \d+ s ago, for 9 d more", text), text

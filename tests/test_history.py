@@ -219,3 +219,126 @@ def test_truncating_an_empty_file_makes_no_version(mnt: Path) -> None:
     subprocess.run(f": > {mnt / 'log'}", shell=True, check=True)  # this one cuts: a version
     assert (mnt / "log").read_bytes() == b""
     assert len(os.listdir(mnt / ".versions" / "log")) >= 2
+
+
+def test_overwriting_a_file_makes_one_version_per_save(mnt: Path) -> None:
+    """``echo x > f`` truncates at open, and the shell closes a duplicate of the
+    descriptor (a flush) before writing: still one version per save, none empty."""
+    for text in ("v1", "v2", "v3"):
+        subprocess.run(f"echo {text} > {mnt / 'f'}", shell=True, check=True)
+    assert [v["size"] for v in run_json("history", mnt / "f")["versions"]] == [3, 3, 3]
+    assert sorted((mnt / ".versions" / "f" / n).read_bytes()
+                  for n in os.listdir(mnt / ".versions" / "f")) == [b"v1\n", b"v2\n", b"v3\n"]
+
+    g = mnt / "g"
+    g.write_bytes(b"a")
+    # An in-place save: open(O_TRUNC), a duplicate closed, a write, close.
+    fd = os.open(g, os.O_WRONLY | os.O_TRUNC)
+    os.close(os.dup(fd))
+    os.write(fd, b"bb")
+    os.close(fd)
+    # ftruncate(0), then writes on the same handle before close.
+    fd = os.open(g, os.O_RDWR)
+    os.ftruncate(fd, 0)
+    os.close(os.dup(fd))
+    os.pwrite(fd, b"ccc", 0)
+    os.close(fd)
+    # Truncated to empty and closed: that is a version.
+    subprocess.run(f": > {g}", shell=True, check=True)
+    assert [v["size"] for v in run_json("history", g)["versions"]] == [1, 2, 3, 0]
+    assert g.read_bytes() == b""
+
+
+def test_a_deleted_empty_file_comes_back(vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "d").mkdir()
+        (mnt / "d" / "empty").touch()
+        (mnt / "d" / "empty").chmod(0o600)
+        (mnt / "other").touch()
+        subprocess.run(["rm", "-r", mnt / "d", mnt / "other"], check=True)
+        assert sorted(t["path"] for t in run_json("trash", mnt)["trash"]) == ["d/empty", "other"]
+        result = fusevault("restore", mnt / "d" / "empty")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "restored d/empty (an empty file)\n"
+        assert (mnt / "d" / "empty").read_bytes() == b""
+        assert (mnt / "d" / "empty").stat().st_mode & 0o777 == 0o600
+        assert run_json("restore", mnt / "other", "--to", mnt / "copy")["version"] is None
+        assert (mnt / "copy").read_bytes() == b""
+        assert [t["path"] for t in run_json("trash", mnt)["trash"]] == ["other"]
+        (mnt / "d" / "empty").write_text("now with contents")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "d" / "empty").read_text() == "now with contents"
+        assert (mnt / "copy").exists()
+
+
+def test_trash_leaves_out_programs_temporary_files_and_lists_one_folder(mnt: Path, tmp_path: Path) -> None:
+    (mnt / "proj" / "sub").mkdir(parents=True)
+    (mnt / "other").mkdir()
+    real = ["other/c.txt", "proj/a.txt", "proj/sub/b.txt"]
+    for path in [*real, "notes.txt"]:
+        (mnt / path).write_text(f"{path}\n")
+    env = {**os.environ, "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
+    git = ["git", "-c", "user.name=a", "-c", "user.email=a@example.org"]
+    subprocess.run(["git", "init", "-q"], cwd=mnt / "proj", env=env, check=True)
+    subprocess.run([*git, "add", "a.txt"], cwd=mnt / "proj", env=env, check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], cwd=mnt / "proj", env=env, check=True)
+    subprocess.run(["sqlite3", mnt / "other" / "db.sqlite", "create table t(a); insert into t values (1);"],
+                   check=True)
+    subprocess.run(["vim", "-u", "NONE", "-i", "NONE", "-es", "-c", "set swapfile", "-c", "s/notes/new/",
+                    "-c", "wq", mnt / "notes.txt"], env=env, check=True)
+    by_hand = ["old.txt~", ".#old.txt", "film.mkv.part", "other/.~lock.report.odt#", "4913",
+               "proj/.goutputstream-X1Y2Z3", "proj/page.html.crdownload"]
+    for path in [*by_hand, *real]:
+        (mnt / path).write_text("x")
+        os.unlink(mnt / path)
+
+    listing = fusevault("trash", mnt)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert lines[0].split() == ["DELETED", "SIZE", "PATH"]
+    assert sorted(line.split()[-1] for line in lines[1:-1]) == real
+    assert lines[-1].startswith("(") and "--all shows them" in lines[-1]
+
+    everything = run_json("trash", mnt, "--all")
+    paths = {t["path"] for t in everything["trash"]}
+    assert set(real) | set(by_hand) <= paths and everything["hidden"] == 0
+    made_by_programs = paths - set(real) - set(by_hand)
+    assert any(p.endswith("-journal") for p in made_by_programs), made_by_programs
+    assert any(p.startswith("proj/.git/") and p.endswith(".lock") for p in made_by_programs), made_by_programs
+    assert ".notes.txt.swp" in made_by_programs
+    default = run_json("trash", mnt)
+    assert sorted(t["path"] for t in default["trash"]) == real
+    assert default["hidden"] == len(everything["trash"]) - len(real)
+
+    assert sorted(t["path"] for t in run_json("trash", mnt / "proj")["trash"]) == real[1:]
+    assert [t["path"] for t in run_json("trash", mnt / "proj" / "sub")["trash"]] == ["proj/sub/b.txt"]
+    inside = fusevault("trash", ".", "--json", cwd=mnt / "other")
+    assert [t["path"] for t in json.loads(inside.stdout)["trash"]] == ["other/c.txt"]
+    # A temporary file still comes back by its path.
+    run_json("restore", mnt / "film.mkv.part")
+    assert (mnt / "film.mkv.part").read_text() == "x"
+
+
+def test_gc_dry_run_says_how_much_it_would_free(mnt: Path, vault: Path) -> None:
+    for _ in range(4):
+        edit(mnt / "big", os.urandom(1 << 20))
+    edit(mnt / "small", b"x" * 100)
+    edit(mnt / "small", b"y" * 100)
+    edit(mnt / "trashed", os.urandom(300_000))
+    os.unlink(mnt / "trashed")
+    run_json("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0", "--trash", "2")
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 86400))
+
+    def contents_on_disk() -> int:
+        return sum(p.stat().st_blocks * 512 for p in vault.rglob("*.v*"))
+
+    before = contents_on_disk()
+    dry = run_json("gc", mnt, "--dry-run", "--as-of", later)
+    assert contents_on_disk() == before  # nothing punched or removed
+    assert dry["versions_dropped"] == 3 + 1 + 1 and dry["files_purged"] == 1
+    assert dry["bytes_freed"] >= 3 * (1 << 20) + 290_000, dry
+    text = fusevault("gc", mnt, "--dry-run", "--as-of", later)
+    assert text.returncode == 0 and "MiB would be freed" in text.stdout, text.stdout
+    real = run_json("gc", mnt, "--as-of", later)
+    assert real["versions_dropped"] == dry["versions_dropped"]
+    assert real["bytes_freed"] == dry["bytes_freed"] == before - contents_on_disk()

@@ -306,6 +306,29 @@ def test_export_writes_whole_files_to_the_dump_folder(mnt: Path, tmp_path: Path)
     assert result.returncode == 12 and "inside the mounted vault" in result.stderr
 
 
+def test_export_of_a_symlink_is_the_link_itself(mnt: Path, tmp_path: Path) -> None:
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (mnt / "docs").mkdir()
+    (mnt / "docs" / "report.txt").write_text("the report\n")
+    os.symlink("docs/report.txt", mnt / "latest")
+    os.symlink("docs", mnt / "folder")
+    os.symlink("/etc/hostname", mnt / "outside")
+    for name in ("latest", "folder", "outside"):
+        result = fusevault("export", mnt / name, dump, passphrase=None)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(fusevault("export", mnt / name, dump, "--overwrite", "--json",
+                                    passphrase=None).stdout)["exported"] == str(dump / name)
+    assert sorted(os.listdir(dump)) == ["folder", "latest", "outside"]
+    assert os.readlink(dump / "latest") == "docs/report.txt"
+    assert os.readlink(dump / "folder") == "docs"
+    assert os.readlink(dump / "outside") == "/etc/hostname"
+    # A trailing slash means the folder the link points at, as for cp -a.
+    result = fusevault("export", f"{mnt / 'folder'}/", dump, passphrase=None)
+    assert result.returncode == 0, result.stderr
+    assert (dump / "docs" / "report.txt").read_text() == "the report\n"
+
+
 def test_pending_files_are_taken_only_when_unchanged_for_the_settle_time() -> None:
     pending = Pending(settle=2.0)
     first, second = Stamp(10, 1, 7, 1), Stamp(20, 2, 7, 1)

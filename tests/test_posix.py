@@ -71,6 +71,35 @@ def test_append_and_truncate(mnt: Path, vault: Path) -> None:
         assert shorter.read_bytes() == b"new\n"  # not its old tail, kept by a lost truncation
 
 
+def test_fallocate_extends_with_zeros_and_never_shrinks(mnt: Path, vault: Path) -> None:
+    path = mnt / "reserved"
+    subprocess.run(["fallocate", "-l", "200000", path], check=True, capture_output=True)
+    assert path.read_bytes() == bytes(200_000)
+    path.write_bytes(b"data")
+    subprocess.run(["fallocate", "-o", "1", "-l", "2", path], check=True, capture_output=True)
+    assert path.read_bytes() == b"data"  # inside the file: nothing changes
+    subprocess.run(["fallocate", "-o", "70000", "-l", "10", path], check=True, capture_output=True)
+    assert path.read_bytes() == b"data" + bytes(70_006)
+    subprocess.run(["fallocate", "-n", "-l", "1000000", path], check=True, capture_output=True)
+    assert path.stat().st_size == 70_010  # FALLOC_FL_KEEP_SIZE
+    punched = subprocess.run(["fallocate", "-p", "-o", "0", "-l", "2", path], capture_output=True, text=True)
+    assert punched.returncode != 0 and path.read_bytes()[:4] == b"data"  # other modes: EOPNOTSUPP
+    fd = os.open(mnt / "db", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"page one")
+        os.posix_fallocate(fd, 4096, 65536 * 3)
+        assert os.fstat(fd).st_size == 4096 + 65536 * 3
+        os.pwrite(fd, b"page two", 8192)
+    finally:
+        os.close(fd)
+    with remount(vault, mnt):
+        assert path.read_bytes() == b"data" + bytes(70_006)
+        data = (mnt / "db").read_bytes()
+        assert len(data) == 4096 + 65536 * 3
+        assert data[:8] == b"page one" and data[8192:8200] == b"page two"
+        assert data.count(0) == len(data) - 16
+
+
 def test_large_file_roundtrip(mnt: Path, vault: Path) -> None:
     data = os.urandom(5 * 1024 * 1024 + 12345)
     (mnt / "big").write_bytes(data)

@@ -526,3 +526,38 @@ def test_a_member_added_to_a_group_gets_its_files_while_unlocked(people: People,
     assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\ncarol\n"
     problems = _mount_log_problems()
     assert not [entry for entry in problems if "Traceback" in entry], "\n".join(problems)
+
+
+def test_a_write_member_copies_into_the_share_with_modes_kept(people: People) -> None:
+    """rsync -a, cp -a and mv set the modes of what they copy in: a WRITE
+    member may, for the share's files; setuid and setgid are dropped."""
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt && chmod 644 $M/proj/plan.txt")
+    assert people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team",
+                            "--perm", "WRITE").returncode == 0
+    src = people.place / "bob" / "src"
+    people.ok("bob", f"rm -rf {src} && mkdir -p {src}/sub && echo run > {src}/run.sh"
+                     f" && chmod 755 {src}/run.sh && echo note > {src}/sub/note.txt"
+                     f" && chmod 640 {src}/sub/note.txt"
+                     f" && chmod 750 {src}/sub && echo s > {src}/setuid && chmod 4755 {src}/setuid")
+    proj = "$M/groups/team/proj"
+    people.ok("bob", f"rsync -a {src}/ {proj}/by-rsync/")
+    people.ok("bob", f"cp -a {src} {proj}/by-cp")
+    # From bob's own files in the mount: another owner, so mv copies (EXDEV).
+    people.ok("bob", f"cp -a {src} $M/mine && mv $M/mine {proj}/by-mv")
+    expected = "run.sh 755\nsetuid 755\nsub 750\nsub/note.txt 640\n"
+    for copy in ("by-rsync", "by-cp", "by-mv"):
+        listing = f"cd {proj}/{copy} && stat -c '%n %a' run.sh setuid sub sub/note.txt"
+        assert people.ok("bob", listing) == expected, copy
+        assert people.ok("bob", f"cat {proj}/{copy}/sub/note.txt") == "note\n"
+    # The owner sees the same modes on what is now her file.
+    assert people.ok("alice", "stat -c '%a' $M/proj/by-cp/run.sh $M/proj/by-mv/sub").split() == ["755", "750"]
+    # The owner's own files too; the owner and group stay hers.
+    people.ok("bob", f"chmod 664 {proj}/plan.txt")
+    assert people.ok("alice", "stat -c '%a' $M/proj/plan.txt").strip() == "664"
+    refused = people.sh("bob", f"chown {people.linux['carol'].pw_uid} {proj}/plan.txt")
+    assert refused.returncode != 0 and "not permitted" in refused.stderr, refused.stderr
+    # fallocate reaches the writer's seat too.
+    people.ok("bob", f"fallocate -l 100000 {proj}/reserved")
+    assert people.ok("alice", "stat -c %s $M/proj/reserved").strip() == "100000"

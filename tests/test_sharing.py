@@ -116,13 +116,19 @@ def test_share_read_and_write_through_the_recipients_mount_and_revoke(vault: Pat
                                capture_output=True, text=True)
         assert moved.returncode == 0, moved.stderr  # across owners: EXDEV, so mv copies
         assert (mnt / "mine.txt").read_text() == "bob made this"
-        _denied(lambda: os.chmod(plan, 0o600))  # WRITE is for contents, not the owner's modes
+        os.chmod(plan, 0o4660)  # WRITE sets mode bits (cp -a, rsync -a), never setuid
+        assert plan.stat().st_mode & 0o7777 == 0o660
+        os.chown(plan, plan.stat().st_uid, plan.stat().st_gid)  # the owner shown: no change
+        with pytest.raises(PermissionError) as refused:
+            os.chown(plan, 4242, -1)  # another owner: the file stays its owner's
+        assert refused.value.errno == errno.EPERM
 
     with mounted(vault, mnt, "--user", "carol", passphrase=CAROL):
         assert os.listdir(mnt) == []
 
     with mounted(vault, mnt, "--user", "alice"):
         assert (mnt / "proj" / "plan.txt").read_text() == "step one\nstep two, by bob\n"
+        assert (mnt / "proj" / "plan.txt").stat().st_mode & 0o7777 == 0o660
         assert (mnt / "proj" / "copied").read_bytes() == Path("/etc/hostname").read_bytes()
         assert not (mnt / "proj" / "bobs.txt").exists()
         history = json.loads(fusevault("history", mnt / "proj" / "plan.txt", "--json").stdout)
@@ -194,6 +200,37 @@ def test_a_late_group_member_gets_keys_and_a_removed_one_is_rotated_out(vault: P
         assert (mnt / "groups" / "team" / "team" / "doc.txt").read_text() == "for the team"
     with mounted(vault, mnt, "--user", "bob", passphrase=BOB):
         assert os.listdir(mnt) == []
+
+
+def test_a_write_member_copies_into_the_share_with_modes_kept(vault: Path, tmp_path: Path,
+                                                             people: dict) -> None:
+    """rsync -a and cp -a into a WRITE share of a personal mount keep the modes."""
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt, "--user", "alice"):
+        (mnt / "proj").mkdir()
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "WRITE").returncode == 0
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "run.sh").write_text("run")
+    (src / "sub" / "note.txt").write_text("note")
+    modes = {"run.sh": 0o755, "sub": 0o750, "sub/note.txt": 0o640}
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB):
+        proj = mnt / "groups" / "team" / "proj"
+        shown = proj.stat()
+        for path in [src, *src.rglob("*")]:  # bob's own files, as the share shows its files to him
+            os.chown(path, shown.st_uid, shown.st_gid)
+        for name, mode in modes.items():
+            (src / name).chmod(mode)
+        copied = subprocess.run(["rsync", "-a", f"{src}/", str(proj / "by-rsync")],
+                                capture_output=True, text=True)
+        assert copied.returncode == 0, copied.stderr
+        copied = subprocess.run(["cp", "-a", str(src), str(proj / "by-cp")], capture_output=True, text=True)
+        assert copied.returncode == 0 and not copied.stderr, copied.stderr
+        for copy in ("by-rsync", "by-cp"):
+            assert {name: (proj / copy / name).stat().st_mode & 0o7777 for name in modes} == modes, copy
+            assert (proj / copy / "sub" / "note.txt").read_text() == "note"
+    with mounted(vault, mnt, "--user", "alice"):
+        assert (mnt / "proj" / "by-cp" / "run.sh").stat().st_mode & 0o7777 == 0o755
 
 
 def test_a_users_tree_takes_in_what_another_user_commits(vault: Path, tmp_path: Path, people: dict) -> None:

@@ -27,11 +27,13 @@ class Expiry:
         self.unlocked: dict[str, Unlock] = {}
         self._changed = trio.Event()
 
-    def start(self, user_id: str, ttl: float) -> Unlock:
-        """Unlocked now for ``ttl`` seconds (a new unlock of the same user starts it over)."""
+    def start(self, user_id: str, ttl: float, since: float | None = None) -> Unlock:
+        """Unlocked now for ``ttl`` seconds: a new unlock of the same user starts
+        it over, and ``status`` shows that unlock's time (``since``: an earlier
+        unlock's, kept when a lock that failed gives the user more time)."""
         now = time.time()
-        since = self.unlocked[user_id].since if user_id in self.unlocked else now
-        self.unlocked[user_id] = Unlock(since, now + ttl, trio.current_time() + ttl)
+        self.unlocked[user_id] = Unlock(now if since is None else since, now + ttl,
+                                        trio.current_time() + ttl)
         self._wake()
         return self.unlocked[user_id]
 

@@ -195,7 +195,7 @@ class Agent:
             session.stopped = trio.Event()
             self._scope = await self._nursery.start(session.run)
         left = unlock.deadline - trio.current_time() if unlock else 0
-        self.expiry.start(self.user_id, max(left, RETRY_LOCK))
+        self.expiry.start(self.user_id, max(left, RETRY_LOCK), since=unlock.since if unlock else None)
 
     def _wipe(self, volume: Volume) -> None:
         self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
@@ -226,12 +226,13 @@ class Agent:
         return [{"user": self.username, "since": u.since, "expires": u.expires}
                 for u in self.expiry.unlocked.values()]
 
-    async def close(self) -> None:
-        """Unmounting: save what the user has open, close the store."""
+    async def close(self) -> int:
+        """Unmounting: save what the user has open, close the store; how
+        many things could not be saved."""
         if self.session is not None:
-            await self.session.volume.close()
-        else:
-            self._store.close()
+            return await self.session.volume.close()
+        self._store.close()
+        return 0
 
     async def handle(self, request: dict) -> dict | None:
         """Answer unlock and lock; None for requests that are not the agent's."""

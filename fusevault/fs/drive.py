@@ -240,6 +240,9 @@ class Drive(pyfuse3.Operations):
     async def fsync(self, fh, datasync):
         await self._by_fh(fh).ops.fsync(fh & LOCAL, datasync)
 
+    async def fallocate(self, fh, mode, offset, length):
+        await self._by_fh(fh).ops.fallocate(fh & LOCAL, mode, offset, length)
+
     async def readdir(self, fh, start_id, token):
         if fh == NOBODY_FH:
             return

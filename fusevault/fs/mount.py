@@ -16,8 +16,8 @@ import trio
 
 from fusevault import systemd
 from fusevault.agent.sessions import Agent
-from fusevault.errors import Locked, MountPointError
-from fusevault.fs import control
+from fusevault.errors import Locked, MountPointError, SaveFailed
+from fusevault.fs import control, fallocate
 from fusevault.fs.operations import LOCKED, Operations, write_op_stats
 from fusevault.mounts import is_mounted
 from fusevault.paths import control_socket
@@ -112,11 +112,17 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
 
 async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path: Path,
                    handle: Handle, start: Callable[[trio.Nursery], Awaitable[None]],
-                   close: Callable[[], Awaitable[None]], *, shared: bool = False,
-                   on_ready: Callable[[], None] | None = None) -> None:
-    """Mount, serve until unmounted or told to stop, then ``close`` (save everything).
+                   close: Callable[[], Awaitable[int]], *, shared: bool = False,
+                   on_ready: Callable[[], None] | None = None, admit: control.Admit | None = None) -> None:
+    """Mount, serve until unmounted or told to stop, then ``close`` (save
+    everything; it returns how many things could not be saved).
 
-    ``shared``: other users may use the mount and its control socket."""
+    ``shared``: other users may use the mount and its control socket (those ``admit`` names).
+    Raises SaveFailed when not everything could be saved, after leaving the
+    reason where ``fusevault unmount`` looks (``outcome_path``)."""
+    outcome = outcome_path(socket_path)
+    with contextlib.suppress(FileNotFoundError):
+        outcome.unlink()  # a previous mount's
     options = set(pyfuse3.default_options) | {"fsname=fusevault", "subtype=fusevault"}
     if shared:
         # One inode serves several users: the Drive checks each request,
@@ -125,23 +131,45 @@ async def run_fuse(operations: pyfuse3.Operations, mountpoint: Path, socket_path
     # Everything that looks at the mount point path happens before init: once
     # mounted, a stat from this thread would wait for the loop it is blocking.
     pyfuse3.init(operations, str(mountpoint), options)
+    fallocate.install(operations)
     try:
         async with trio.open_nursery() as nursery:
             await start(nursery)
-            await nursery.start(partial(control.serve, anyone=shared), socket_path, handle)
+            await nursery.start(partial(control.serve, anyone=shared, admit=admit), socket_path, handle)
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, mountpoint, on_ready)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
         systemd.notify("STOPPING=1", "STATUS=saving and unmounting")
+        failures = 1
         with trio.CancelScope(shield=True):
             try:
-                await close()
+                failures = await close()
             finally:
                 pyfuse3.close(unmount=True)
                 write_op_stats()
+                if failures:
+                    _report_failed_save(outcome, failures)
+    if failures:
+        raise SaveFailed(f"unmounted {mountpoint}, but {failures} thing(s) could not be saved: "
+                         "see the mount's log")
     log.info("unmounted %s", mountpoint)
+
+
+def outcome_path(socket_path: Path) -> Path:
+    """Where a mount that could not save everything says so, for ``fusevault
+    unmount`` (which is not its parent and cannot see its exit status)."""
+    return socket_path.with_name(socket_path.name + ".failed")
+
+
+def _report_failed_save(outcome: Path, failures: int) -> None:
+    try:
+        fd = os.open(outcome, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"{failures}\n")
+    except OSError as err:
+        log.error("could not record the failed save for `fusevault unmount`: %s", err)
 
 
 async def settle_conflicts(volume: Volume, store: Store, ids: list[str], kernel: Kernel,

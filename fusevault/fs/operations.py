@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -240,21 +241,38 @@ class Operations(pyfuse3.Operations):
     async def setattr(self, inode, attr, fields, fh, ctx):
         if self.view.owns(inode):
             raise errors.VaultReadOnly("the .versions tree is read-only")
-        owning = fields.update_mode or fields.update_uid or fields.update_gid
-        node = self.vol.require(inode, write=True, own=owning)
+        node = self.vol.require(inode, write=True)
+        mode = attr.st_mode if fields.update_mode else None
+        uid = attr.st_uid if fields.update_uid else None
+        gid = attr.st_gid if fields.update_gid else None
+        if node.owner != self.vol.key.user_id:
+            mode, uid, gid = self._guest_owning(node, mode, uid, gid)
         if fields.update_size:
             self._mode(node, os.W_OK)
         node = await self.vol.setattr(
-            inode,
-            mode=attr.st_mode if fields.update_mode else None,
-            uid=attr.st_uid if fields.update_uid else None,
-            gid=attr.st_gid if fields.update_gid else None,
+            inode, mode=mode, uid=uid, gid=gid,
             size=attr.st_size if fields.update_size else None,
             atime=attr.st_atime_ns if fields.update_atime else None,
             mtime=attr.st_mtime_ns if fields.update_mtime else None,
             ctime=attr.st_ctime_ns if fields.update_ctime else None,
         )
         return self.entry(node)
+
+    def _guest_owning(self, node: Node, mode: int | None, uid: int | None,
+                      gid: int | None) -> tuple[int | None, None, None]:
+        """A WRITE member changing a shared file's mode or owner (``require``
+        has checked WRITE): ``cp -a``, ``rsync -a`` and ``mv`` set the modes of
+        what they copy in, so the permission bits may change, but never
+        setuid or setgid (the file is the owner's, and they are dropped
+        silently, as chmod does for a group one is not in).  The owner and
+        group stay: one the file already shows is accepted as no change,
+        another is EPERM (as for anyone but root)."""
+        if mode is not None:
+            mode &= ~(stat.S_ISUID | stat.S_ISGID)
+        shown = self.entry(node)
+        if (uid is not None and uid != shown.st_uid) or (gid is not None and gid != shown.st_gid):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        return mode, None, None
 
     @boundary
     async def readlink(self, inode, ctx):
@@ -366,6 +384,15 @@ class Operations(pyfuse3.Operations):
         session = self.held()
         if fh not in session.view.handles:
             await session.volume.fsync(fh)
+
+    @boundary
+    async def fallocate(self, fh, mode, offset, length):
+        # Not a pyfuse3 handler: fs/fallocate.py calls it (a handle the kernel
+        # opened for writing; .versions handles are read-only).
+        session = self.held()
+        if fh in session.view.handles:
+            raise errors.VaultReadOnly("the .versions tree is read-only")
+        await session.volume.fallocate(fh, mode, offset, length)
 
     @boundary
     async def opendir(self, inode, ctx):

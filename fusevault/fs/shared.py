@@ -67,6 +67,7 @@ class SharedMount:
         self.tasks: dict[int, Tasks] = {}
         self._nursery: trio.Nursery | None = None
         self._seating = trio.Lock()
+        self._looking_up, self._looked_up = trio.Lock(), time.monotonic()  # admits()
         self._closing = False  # unmounting: no new tasks (the nursery is closed)
         # What peers send is taken in by every unlocked user, like a commit of theirs.
         self.sync = sync_service(store, layout, self._arrived)
@@ -89,7 +90,19 @@ class SharedMount:
 
         socket_path = shared_socket(self.mountpoint, create=True)
         await run_fuse(self.drive, self.mountpoint, socket_path, self.handle, start, self.close,
-                       shared=True, on_ready=on_ready)
+                       shared=True, on_ready=on_ready, admit=self.admits)
+
+    async def admits(self, uid: int) -> bool:
+        """Who may use the control socket besides root: mapped uids.  A uid not
+        known is looked up again (a `user add` since the mount), at most once a
+        second, so that strangers cannot keep the store busy."""
+        if uid in self.uids:
+            return True
+        async with self._looking_up:
+            if time.monotonic() >= self._looked_up + 1:
+                self.uids = await trio.to_thread.run_sync(self._read_uids)
+                self._looked_up = time.monotonic()
+        return uid in self.uids
 
     # --- the control socket
 
@@ -279,15 +292,23 @@ class SharedMount:
                 self._nursery.start_soon(settle_conflicts, seat.ops.session.volume, self.store, conflicts,
                                          self.kernels[seat.number], self._settling)
 
-    async def close(self) -> None:
-        """Unmounting: every unlocked user's files saved, then the store closed."""
+    async def close(self) -> int:
+        """Unmounting: every unlocked user's files saved, each on their own
+        (one seat's failure never costs another's data), then the store
+        closed; how many things could not be saved."""
         self._closing = True
+        failures = 0
         try:
             for seat in self.drive.seats.values():
                 if seat.ops.session is not None:
-                    await seat.ops.session.volume.close()
+                    try:
+                        failures += await seat.ops.session.volume.close()
+                    except Exception:
+                        log.exception("saving the files of seat %d failed", seat.number)
+                        failures += 1
         finally:
             self.store.close()
+        return failures
 
 
 

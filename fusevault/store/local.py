@@ -4,12 +4,21 @@ A commit is one SQLite transaction, so ``kill -9`` leaves either all of a
 batch or none of it.  Commits do not fsync (synchronous=NORMAL keeps the WAL
 consistent after a process crash); ``sync()`` fsyncs the WAL when a program
 asks for durability with fsync().
+
+Nothing here opens ``store.sqlite`` itself outside SQLite.  SQLite's WAL mode
+relies on POSIX advisory locks, and a process loses every such lock on a file
+the moment it closes *any* descriptor of it: one stray ``open``/``close`` of
+the database and the next program that opens and closes the vault
+(``fusevault info``, ``sqlite3``) believes itself its last user, checkpoints
+and deletes the WAL and shared-memory files under us, and every later commit
+goes to an unlinked file.  ``check_linked`` is the tripwire for that.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -17,6 +26,8 @@ from pathlib import Path
 
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
 from fusevault.store.revs import next_rev
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -82,6 +93,8 @@ class LocalStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.broken: str | None = None  # why commits are refused (check_linked)
+        self._dir_synced = False
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -92,6 +105,7 @@ class LocalStore:
                 self._db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
         except sqlite3.Error as err:
             raise _translate(err) from None
+        self.check_linked()
 
     def get(self, doc_id: str) -> dict | None:
         row = self._db.execute(
@@ -112,6 +126,8 @@ class LocalStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it is committed, or none of it."""
+        if self.broken:
+            raise StoreUnavailable(self.broken)
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -187,16 +203,59 @@ class LocalStore:
         return results, (rows[-1][0] if rows else int(since))
 
     def sync(self) -> None:
-        for suffix in ("-wal", ""):
-            path = f"{self.path}{suffix}"
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
+        """Make every commit so far durable: fsync the WAL.
+
+        Only the WAL: SQLite fsyncs the database file itself after each
+        checkpoint, and a descriptor of the database file opened and closed
+        here would drop SQLite's locks (see the module's docstring).  SQLite
+        puts no lock on the WAL, so its own descriptor here is harmless."""
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = None  # everything is in the database file (checkpointed)
+        if fd is not None:
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        if not self._dir_synced:  # the WAL's name, made when the store was opened
+            dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._dir_synced = True
+        self.check_linked()
+
+    def check_linked(self) -> None:
+        """Refuse further commits if another program unlinked our database
+        files (WAL, shared memory) while we hold them open.
+
+        Commits made since then went to a file nobody will read again; the
+        ones SQLite has not yet checkpointed are lost at close.  Saving more
+        into it would only lose more, so the store says so instead, loudly,
+        and every later commit fails (the mount answers EIO, and unmount
+        reports that it could not save)."""
+        if self.broken:
+            raise StoreUnavailable(self.broken)
+        prefix = str(self.path.resolve())
+        gone = []
+        try:
+            descriptors = os.listdir("/proc/self/fd")
+        except OSError:
+            return  # no /proc: nothing to check with
+        for fd in descriptors:
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(prefix) and target.endswith(" (deleted)"):
+                gone.append(target[len(prefix.rsplit("/", 1)[0]) + 1:-len(" (deleted)")])
+        if gone:
+            self.broken = (f"the vault's database files ({', '.join(sorted(set(gone)))}) were removed "
+                           "while in use, by another program: unmount and mount again")
+            log.critical("%s", self.broken)
+            raise StoreUnavailable(self.broken)
 
     def close(self) -> None:
         self._db.close()

@@ -18,16 +18,19 @@ from fusevault.sync.replicator import VAULT_DOC, PeerStatus, Replicator
 from fusevault.sync.service import device_of
 from fusevault.vault import layout as layouts
 from fusevault.vault import meta_files, users
+from fusevault.vault.padding import DEFAULT as padding_default
 from fusevault.vault.peers import add_peer, parse_url, read_credentials, url_of
 
 log = logging.getLogger(__name__)
 
 
 async def join(target: Path, url: str, credentials: dict | None, username: str, secret: bytes,
-               peer_name: str) -> dict:
+               peer_name: str, padding: str = padding_default) -> dict:
     """Check that ``username`` is in the peer's vault and that ``secret``
     opens their keys, then pull everything the peer holds into a new vault
-    at ``target``.  On any failure the half-made vault is removed again."""
+    at ``target``.  On any failure the half-made vault is removed again.
+    ``padding`` is this replica's own choice: a server must not be the one
+    to say sizes may show."""
     layouts.check_new(target)
     made = not target.exists()
     url = url_of(parse_url(url))
@@ -43,7 +46,7 @@ async def join(target: Path, url: str, credentials: dict | None, username: str, 
         # not the whole database.
         user = await _remote_user(db, url, username)
         await trio.to_thread.run_sync(users.unlock, user, secret)  # a wrong passphrase ends it here
-        layout = layouts.create(target, {"kind": "local"}, vault_id=vault["vault_id"])
+        layout = layouts.create(target, {"kind": "local"}, vault_id=vault["vault_id"], padding=padding)
         try:
             return await _replicate(layout, db, username, secret, peer_name, url, credentials)
         except BaseException:

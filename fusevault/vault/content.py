@@ -8,7 +8,11 @@
 A block record (kind 1) holds up to BLOCK_SIZE bytes of plaintext, sealed with
 the file id, block index, id of the version that wrote it and a last-block
 flag in the associated data.  A manifest record (kind 2) lists, for one
-version, the size and where each block is.  Records are only ever appended,
+version, the size and where each block is.  In a vault with size padding
+(vault/padding.py) the blocks are those of a file of the padded size: the
+last one zero-filled and whole, then blocks of zeros, sealed like any other;
+the manifest holds the true size and says the version is padded, and reads
+stop at the true size.  Records are only ever appended,
 so a version never overwrites the blocks of an older one: versions share
 every block they did not change, and a torn append after a crash is garbage
 no manifest points at.
@@ -20,6 +24,7 @@ whether a call is small enough for the trio loop or goes to a worker thread.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import threading
@@ -32,6 +37,9 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
 from fusevault.vault.atomic import atomic_write, fsync_dir
 from fusevault.vault.layout import Layout
+from fusevault.vault.padding import PADME, padme
+
+log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 64 * 1024
 VF_FORMAT = 1
@@ -42,6 +50,9 @@ KIND_MANIFEST = 2
 MANIFEST_HEAD = struct.Struct("<QIH")
 ENTRY = struct.Struct("<QIHB")  # offset, record length, writer version index, last flag
 HOLE = (0, 0, 0, 0)
+PADDED = b"\x01"  # the manifest's trailer in a padded version (Padme); none in others
+FULL_RECORD = RECORD_HEAD.size + aead.OVERHEAD + BLOCK_SIZE
+WRITE_BATCH = 128  # blocks sealed and appended at a time (8 MiB): padding can be many
 
 
 # Appends to one .vf are serialised across the Contents of a process (one per
@@ -93,12 +104,15 @@ class Manifest:
     size: int
     vids: list[str]
     entries: list[tuple[int, int, int, int]]
+    padded: bool = False
 
     def pack(self) -> bytes:
         out = [MANIFEST_HEAD.pack(self.size, BLOCK_SIZE, len(self.vids))]
         out += [uuid.UUID(v).bytes for v in self.vids]
         out.append(struct.pack("<I", len(self.entries)))
         out += [ENTRY.pack(*e) for e in self.entries]
+        if self.padded:
+            out.append(PADDED)
         return b"".join(out)
 
     @classmethod
@@ -115,7 +129,34 @@ class Manifest:
             raise CorruptData("manifest is malformed") from None
         if block_size != BLOCK_SIZE:
             raise CorruptData("manifest has an unsupported block size")
-        return cls(size, vids, entries)
+        trailer = data[pos + ENTRY.size * count:]
+        if trailer not in (b"", PADDED):
+            raise CorruptData("manifest has an unknown padding (from a newer fusevault?)")
+        return cls(size, vids, entries, trailer == PADDED)
+
+
+def record_length(plain: int) -> int:
+    return RECORD_HEAD.size + aead.OVERHEAD + plain
+
+
+def _fit(data: bytes | bytearray, length: int) -> bytes | bytearray:
+    """A block cut or zero-filled to ``length``.  Cutting only drops zeros:
+    no stored or dirty block holds a non-zero byte past the file's end (a
+    truncate cuts them, padding is zeros), and ``length`` reaches the end."""
+    if len(data) == length:
+        return data
+    return bytes(data[:length]) + bytes(max(0, length - len(data)))
+
+
+def _padded_content_seen(layout: Layout) -> None:
+    # vault.json is clear text: a writer of the vault folder could switch
+    # padding off.  Padded files stay padded (Content.padded); and once a
+    # padded file is seen, new files are padded too, so an editor that saves
+    # by writing a new file and renaming it does not unpad a document.
+    log.warning("vault.json says size padding %r, but this vault holds padded files (another "
+                "replica pads, or vault.json was changed): every file written from now on is padded",
+                layout.padding)
+    layout.padding = PADME
 
 
 class Content:
@@ -154,12 +195,18 @@ class Content:
             self.manifest = Manifest(0, [], [])
         else:
             self.manifest = self.load_manifest(manifest_loc, head or "")
+        # Versions this writes are padded when the vault pads, and always
+        # once the file was padded: a changed vault.json cannot unpad it.
+        self.padded = self.manifest.padded or layout.padding == PADME
 
     def load_manifest(self, place: tuple[int, int], vid: str, dek: bytes | None = None) -> Manifest:
         """The manifest of version ``vid``, stored at ``place`` (offset, length)."""
         self._open_fd()
         record = self._read_record(*self.where(*place, vid, -1), KIND_MANIFEST)
-        return Manifest.unpack(aead.unseal(dek or self.dek, record, aead.ad("manifest", self.fid, vid)))
+        manifest = Manifest.unpack(aead.unseal(dek or self.dek, record, aead.ad("manifest", self.fid, vid)))
+        if manifest.padded and self.layout.padding != PADME:
+            _padded_content_seen(self.layout)
+        return manifest
 
     def where(self, offset: int, length: int, vid: str, index: int) -> tuple[int, int]:
         """The place here of the record of version ``vid`` at ``index`` (-1: its manifest)."""
@@ -192,6 +239,7 @@ class Content:
         Nothing is copied: the next version's manifest points at the same records.
         """
         self.manifest = self.load_manifest(place, vid)
+        self.padded = self.padded or self.manifest.padded
         self.dirty = {}
         self.changed = True
         return self.manifest.size
@@ -281,15 +329,16 @@ class Content:
     # --- blocks
 
     def _stored_block(self, index: int) -> bytes:
-        entries = self.manifest.entries
+        manifest = self.manifest  # once: sealing a version may swap it (_drop_unused_vids)
+        entries, vids = manifest.entries, manifest.vids
         if index >= len(entries) or entries[index][1] == 0:
             return b""
         offset, length, vidx, last = entries[index]
         self._open_fd()
-        if vidx < len(self.manifest.vids):
-            offset, length = self.where(offset, length, self.manifest.vids[vidx], index)
+        if vidx < len(vids):
+            offset, length = self.where(offset, length, vids[vidx], index)
         record = os.pread(self.fd, length, offset)
-        return self._open_block(index, record, length, self.manifest.vids, vidx, last)
+        return self._open_block(index, record, length, vids, vidx, last)
 
     def read(self, offset: int, size: int, file_size: int) -> bytes:
         """Plaintext of [offset, offset+size) cut at file_size.
@@ -315,7 +364,8 @@ class Content:
 
     def _blocks(self, indices: range) -> list[bytes | bytearray]:
         """Blocks by index; stored records next to each other come in one pread."""
-        entries, vids = self.manifest.entries, self.manifest.vids
+        manifest = self.manifest  # once: sealing a version may swap it (_drop_unused_vids)
+        entries, vids = manifest.entries, manifest.vids
         found: dict[int, bytes | bytearray] = {}
         runs: list[list[tuple[int, int, int, int, int]]] = []
         for index in indices:
@@ -397,6 +447,22 @@ class Content:
     def dirty_bytes(self) -> int:
         return len(self.dirty) * BLOCK_SIZE
 
+    def seal_bytes(self, file_size: int) -> int:
+        """About how much sealing a version of ``file_size`` bytes now encrypts:
+        the dirty blocks, and the padding blocks not written yet."""
+        if not self.padded:
+            return self.dirty_bytes()
+        real = -(-file_size // BLOCK_SIZE)
+        nblocks = -(-self._target(file_size) // BLOCK_SIZE)
+        entries = self.manifest.entries
+        missing = sum(1 for i in range(real, nblocks)
+                      if i not in self.dirty and (i >= len(entries) or not entries[i][1]))
+        return (len(self.dirty) + missing) * BLOCK_SIZE
+
+    def _target(self, file_size: int) -> int:
+        """How long the stored content of a file of ``file_size`` bytes is."""
+        return padme(file_size) if self.padded else file_size
+
     # --- sealing a version
 
     def _vidx(self, vid: str) -> int:
@@ -429,41 +495,77 @@ class Content:
         """Seal and append dirty blocks to bound memory; the last one may stay."""
         nblocks = -(-file_size // BLOCK_SIZE)
         indices = sorted(i for i in self.dirty if not (keep_last and i >= nblocks - 1))
-        self._write_blocks(indices, nblocks)
+        self._write_blocks(indices, self._target(file_size))
 
-    def _write_blocks(self, indices: list[int], nblocks: int) -> None:
-        if not indices:
-            return
-        records = [(i, self._seal_block(i, self.dirty[i], i == nblocks - 1), i == nblocks - 1)
-                   for i in indices]
-        places = self._append(records)
-        vidx = self._vidx(self.pending_vid)
-        entries = self.manifest.entries
-        for (index, _, last), (offset, length) in zip(records, places):
-            if len(entries) <= index:
-                entries.extend([HOLE] * (index + 1 - len(entries)))
-            entries[index] = (offset, length, vidx, int(last))
-            del self.dirty[index]
+    def _write_blocks(self, indices: list[int], target: int) -> None:
+        """Seal the dirty blocks at ``indices`` of stored content ``target`` bytes long."""
+        nblocks = -(-target // BLOCK_SIZE)
+        final = target - (nblocks - 1) * BLOCK_SIZE
+        for start in range(0, len(indices), WRITE_BATCH):
+            records = []
+            for i in indices[start:start + WRITE_BATCH]:
+                last = i == nblocks - 1
+                data = self.dirty[i]
+                if self.padded:  # every block whole, the final one ending at the padded size
+                    data = _fit(data, final if last else BLOCK_SIZE)
+                records.append((i, self._seal_block(i, data, last), last))
+            places = self._append(records)
+            vidx = self._vidx(self.pending_vid)
+            entries = self.manifest.entries
+            for (index, _, last), (offset, length) in zip(records, places):
+                if len(entries) <= index:
+                    entries.extend([HOLE] * (index + 1 - len(entries)))
+                entries[index] = (offset, length, vidx, int(last))
+                del self.dirty[index]
+
+    def _stale(self, file_size: int, target: int) -> list[tuple[int, bool]]:
+        """Stored blocks the next manifest cannot list as they are, and whether
+        each holds bytes of the file (else zeros will do).
+
+        The final block is marked last and is never a hole.  Padded content
+        also has every block whole (the final one ending at the padded size)
+        and no hole past the file's end; holes inside the file stay holes."""
+        nblocks = -(-target // BLOCK_SIZE)
+        real = -(-file_size // BLOCK_SIZE)
+        final_length = record_length(target - (nblocks - 1) * BLOCK_SIZE)
+        entries, dirty = self.manifest.entries, self.dirty
+        stale = []
+        for index in range(nblocks):
+            if index in dirty:
+                continue
+            _, length, _, last = entries[index] if index < len(entries) else HOLE
+            final = index == nblocks - 1
+            if not length:
+                wrong = final or (self.padded and index >= real)
+            elif self.padded:
+                wrong = bool(last) != final or length != (final_length if final else FULL_RECORD)
+            else:
+                wrong = bool(last) != final
+            if wrong:
+                stale.append((index, index < real and length > 0))
+        return stale
 
     def seal_version(self, file_size: int) -> tuple[str, tuple[int, int], bytes]:
         """Write every dirty block and a manifest; return (vid, manifest place, nonce).
 
         ``sealed`` then lists (index, offset, length) of the records this
         version wrote, its manifest at index -1: their places (vault/records.py)."""
-        nblocks = -(-file_size // BLOCK_SIZE)
+        target = self._target(file_size)
+        nblocks = -(-target // BLOCK_SIZE)
         entries = self.manifest.entries
         del entries[nblocks:]
         if len(entries) < nblocks:
             entries.extend([HOLE] * (nblocks - len(entries)))
-        # A block sealed with the wrong last-block flag is re-sealed, and a
-        # final hole becomes a real block, so the end of the file is marked.
-        for index, (_, length, _, last) in enumerate(entries):
-            want = index == nblocks - 1
-            if index not in self.dirty and (bool(last) != want and length or (want and not length)):
-                self.dirty[index] = bytearray(self._stored_block(index))
-        self._write_blocks(sorted(self.dirty), nblocks)
+        # A block sealed with the wrong last-block flag (or, padded, length)
+        # is re-sealed, and a final hole becomes a real block, so the end of
+        # the file is marked; padding past the file's end is zeros.
+        for index, holds_data in self._stale(file_size, target):
+            self.dirty[index] = bytearray(self._stored_block(index)) if holds_data else bytearray()
+        self._write_blocks(sorted(self.dirty), target)
+        self._drop_unused_vids()
         vid = self.pending_vid
         self.manifest.size = file_size
+        self.manifest.padded = self.padded
         nonce = os.urandom(aead.NONCE_SIZE)
         sealed = aead.seal_with_nonce(self.dek, nonce, self.manifest.pack(),
                                       aead.ad("manifest", self.fid, vid))
@@ -474,6 +576,20 @@ class Content:
         self.pending_vid = uuid.uuid4().hex
         self.changed = False
         return vid, place, nonce
+
+    def _drop_unused_vids(self) -> None:
+        """Forget writers no block of the file comes from any more, so a manifest
+        does not grow with every version ever made (nor show how many there were).
+
+        A new Manifest replaces the old at once: a read in another thread
+        pairs the entries with the version ids of the same manifest."""
+        manifest = self.manifest
+        used = sorted({vidx for _, length, vidx, _ in manifest.entries if length})
+        if len(used) == len(manifest.vids):
+            return
+        renumber = {old: new for new, old in enumerate(used)}
+        entries = [(o, n, renumber[v], last) if n else HOLE for o, n, v, last in manifest.entries]
+        self.manifest = Manifest(manifest.size, [manifest.vids[i] for i in used], entries, manifest.padded)
 
     def fsync(self) -> None:
         if self.fd is not None and not self.synced:

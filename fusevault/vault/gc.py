@@ -73,22 +73,57 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
     return sorted(ranges)
 
 
-def free_unused(content: Content, versions: list[Version]) -> int:
-    """Punch out what the kept versions do not use; return the bytes freed on disk."""
+def unused_ranges(content: Content, versions: list[Version]) -> list[tuple[int, int]]:
+    """(offset, end) of the ranges of the ``.vf`` the given versions do not use."""
     ranges = used_ranges(content, versions)
     if not ranges:
-        return 0
-    fd = content.fd
-    before = os.fstat(fd).st_blocks
+        return []
     # Only below the newest kept record: what lies past it may be blocks of
     # a version being written right now (or garbage the next append follows).
     limit = max(end for _, end in ranges)
+    unused = []
     position = HEADER.size
+    for start, end in ranges + [(limit, limit)]:
+        if start > position:
+            unused.append((position, start))
+        position = max(position, end)
+    return unused
+
+
+def allocated(fd: int, start: int, end: int) -> int:
+    """Bytes on disk that punching [start, end) would free: the file system's
+    whole blocks inside it that hold data (SEEK_DATA/SEEK_HOLE)."""
+    block = os.fstat(fd).st_blksize or 4096
+    position, end = -(-start // block) * block, end // block * block
+    total = 0
+    while position < end:
+        try:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # no data after position
+                break
+            raise
+        if data >= end:
+            break
+        hole = os.lseek(fd, data, os.SEEK_HOLE)
+        total += min(hole, end) - data
+        position = hole
+    return total
+
+
+def free_unused(content: Content, versions: list[Version], dry_run: bool = False) -> int:
+    """Punch out what the kept versions do not use; return the bytes freed on
+    disk (``dry_run``: that would be freed, nothing punched)."""
+    unused = unused_ranges(content, versions)
+    fd = content.fd
+    if dry_run:
+        return sum(allocated(fd, start, end) for start, end in unused)
+    if not unused:
+        return 0
+    before = os.fstat(fd).st_blocks
     try:
-        for start, end in ranges + [(limit, limit)]:
-            if start > position:
-                punch_hole(fd, position, start - position)
-            position = max(position, end)
+        for start, end in unused:
+            punch_hole(fd, start, end - start)
     except OSError as err:
         if err.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
             raise
@@ -150,9 +185,12 @@ async def _thin(volume: Volume, links: list[Link], keep: set[str], policy: Polic
     drops = [v for v in drops if v.vid not in busy]
     report.versions_dropped += len(drops)
     report.dropped += [{"version": v.vid, "path": v.path, "time": v.time} for v in drops]
-    if dry_run or not drops:
+    if not drops:
         return
     gone = {v.vid for v in drops}
+    if dry_run:
+        report.bytes_freed += await volume.in_thread(_would_free, volume, links, gone)
+        return
     volume.retiring.update(gone)
     try:
         await volume.store_call(volume.store.put_many, _deletions([(v.vid, v.rev) for v in drops]))
@@ -172,13 +210,25 @@ async def _thin(volume: Volume, links: list[Link], keep: set[str], policy: Polic
         volume.retiring.difference_update(gone)
 
 
-def _free_file(volume: Volume, link: Link, kept: list[Version]) -> int:
+def _would_free(volume: Volume, links: list[Link], gone: set[str]) -> int:
+    """What ``_thin`` would free, by the same steps, touching nothing."""
+    total = 0
+    for link in links:
+        kept = [v for v in link.versions if v.vid not in gone]
+        if kept or link.doc is None:
+            total += _free_file(volume, link, kept, dry_run=True)
+        else:
+            total += _remove_files(volume, link.doc["owner"], link.fid, dry_run=True)
+    return total
+
+
+def _free_file(volume: Volume, link: Link, kept: list[Version], dry_run: bool = False) -> int:
     try:
         content = Content(volume.layout, volume.key.user_id, link.fid, link.dek, None, None)
     except CorruptData:
         return 0  # no contents on disk (never written, or already removed)
     try:
-        return free_unused(content, kept)
+        return free_unused(content, kept, dry_run)
     finally:
         content.close()
 
@@ -189,6 +239,8 @@ async def _purge(volume: Volume, links: list[Link], dry_run: bool, report: Repor
     report.files_purged += 1
     report.versions_dropped += len(versions)
     if dry_run:
+        report.bytes_freed += sum(_remove_files(volume, link.doc["owner"], link.fid, dry_run=True)
+                                  for link in links)
         return
     # Documents first: a crash after them leaves only files nothing points at.
     docs = [(v.vid, v.rev) for v in versions] + [(link.doc["_id"], link.doc["_rev"]) for link in links]
@@ -197,12 +249,13 @@ async def _purge(volume: Volume, links: list[Link], dry_run: bool, report: Repor
         report.bytes_freed += _remove_files(volume, link.doc["owner"], link.fid)
 
 
-def _remove_files(volume: Volume, owner: str, fid: str) -> int:
+def _remove_files(volume: Volume, owner: str, fid: str, dry_run: bool = False) -> int:
     freed = 0
     for path in (volume.layout.vf_path(owner, fid), volume.layout.vfmeta_path(owner, fid)):
         try:
             freed += path.stat().st_blocks * 512
-            path.unlink()
+            if not dry_run:
+                path.unlink()
         except FileNotFoundError:
             pass
     return freed

@@ -23,6 +23,9 @@ def gather(path: Path) -> dict:
         "format": FORMAT_VERSION,
         "vault_id": layout.vault_id,
         "store": layout.store.get("kind", "local"),
+        # What this replica writes (vault.json; absent in a vault from before
+        # padding: "none").  Clear text, as docs/SECURITY.md says.
+        "padding": layout.padding,
         "users": users,
         # Entries (files, directories, links) minus each user's root directory.
         "entries": max(nodes - users, 0),

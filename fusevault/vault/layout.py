@@ -1,6 +1,6 @@
 """The vault directory (seed 003's layout) and its format marker.
 
-    VAULT/vault.json                      format version, vault id, store config
+    VAULT/vault.json                      format version, vault id, store config, size padding
     VAULT/store.sqlite                    metadata documents (embedded store)
     VAULT/users/<uid>/meta.inf            seed 003 user meta info
     VAULT/users/<uid>/own/<fid>.vf        a file's sealed blocks and manifests
@@ -30,6 +30,7 @@ from fusevault.errors import (
     VaultNotFound,
     VaultReadOnly,
 )
+from fusevault.vault import padding as paddings
 from fusevault.vault.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ class Layout:
     root: Path
     vault_id: str
     store: dict
+    # Size padding of what this replica writes (vault/padding.py); a vault
+    # from before padding has no field: "none".  A file already padded stays
+    # padded whatever this says (vault/content.py).
+    padding: str = paddings.NONE
 
     @functools.cached_property
     def places(self) -> Placements | None:
@@ -71,7 +76,7 @@ class Layout:
 
     def make_user_dirs(self, user_id: str) -> None:
         for sub in ("own", "shared"):
-            (self.user_dir(user_id) / sub).mkdir(parents=True, exist_ok=True)
+            (self.user_dir(user_id) / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 def os_error(err: OSError, what: str) -> Exception:
@@ -89,17 +94,22 @@ def check_new(root: Path) -> None:
         raise AlreadyExists(f"{root} already exists and is not an empty directory")
 
 
-def create(root: Path, store: dict, vault_id: str | None = None) -> Layout:
+def create(root: Path, store: dict, vault_id: str | None = None,
+           padding: str = paddings.DEFAULT) -> Layout:
     """A new, empty vault directory (``vault_id``: a replica of that vault)."""
+    if padding not in paddings.SCHEMES:
+        raise InvalidInput(f"unknown size padding {padding!r}: use {' or '.join(paddings.SCHEMES)}")
     root = Path(root)
     check_new(root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "users").mkdir()
-        (root / "groups").mkdir()
-        layout = Layout(root, vault_id or uuid.uuid4().hex, store)
+        # Its owner's alone (docs/SECURITY.md): also a folder that was there, empty.
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.chmod(0o700)
+        (root / "users").mkdir(mode=0o700)
+        (root / "groups").mkdir(mode=0o700)
+        layout = Layout(root, vault_id or uuid.uuid4().hex, store, padding)
         marker = {"format": FORMAT_VERSION, "vault_id": layout.vault_id,
-                  "created_at": int(time.time()), "store": store}
+                  "created_at": int(time.time()), "store": store, "padding": padding}
         atomic_write(root / MARKER, json.dumps(marker, indent=1).encode())
     except OSError as err:
         raise os_error(err, "creating the vault") from None
@@ -127,8 +137,12 @@ def open_layout(root: Path) -> Layout:
             f"({FORMAT_VERSION}); upgrade fusevault")
     if data["format"] < 1:
         raise UnsupportedFormat(f"unknown vault format {data['format']}")
+    padding = data.get("padding", paddings.NONE)
+    if padding not in paddings.SCHEMES:
+        raise UnsupportedFormat(f"{marker} asks for size padding {padding!r}, which this fusevault "
+                                "does not know; upgrade fusevault")
     try:
-        return Layout(root, str(data["vault_id"]), dict(data["store"]))
+        return Layout(root, str(data["vault_id"]), dict(data["store"]), padding)
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"{marker} is damaged") from None
 

@@ -7,6 +7,7 @@ file out of the trash gives its node a name again, with all its versions.
 
 from __future__ import annotations
 
+import re
 import stat
 from dataclasses import dataclass
 
@@ -32,6 +33,42 @@ class Trashed:
     def as_dict(self) -> dict:
         return {"id": self.doc["_id"], "path": name_to_str(self.path),
                 "deleted_at": self.deleted_at, "size": self.size}
+
+
+# Names programs give their temporary files, deleted again within moments:
+# listed in the trash only when asked for (they stay restorable by path).
+TEMPORARY = re.compile(
+    r"""(?x) ^(?:
+        .+\.lock                                  # git index.lock, HEAD.lock, ...
+      | .+-(?:journal|wal|shm)                     # SQLite
+      | .*\.sw[a-px]                               # vim swap files (.swp, .swo, ..., .swx)
+      | 4913                                       # vim's probe for a writable folder
+      | .+~                                        # backups (emacs, gedit, ...)
+      | \.\#.* | \#.+\#                             # emacs lock and auto-save files
+      | \.~lock\..*\#                               # LibreOffice locks
+      | ~\$.+                                      # Microsoft Office owner files
+      | .+\.(?:part|crdownload|partial|download)   # downloads in progress
+      | \.goutputstream-.*                         # GLib's atomic saves
+      | .+\.kate-swp                               # Kate
+      | .+___jb_(?:tmp|old)___                     # JetBrains' safe write
+      | \.fuse_hidden.* | .*\.fvpart.*              # FUSE, fusevault's own temporaries
+    )$""")
+
+
+# git's own probes and half-written objects inside a repository.
+GIT_TEMPORARY = re.compile(r"(?:^|.*/)\.git/(?:.*/)?(?:t[0-9A-Za-z]{6}|tmp_(?:obj|pack|idx)_.*)$")
+
+
+def temporary(path: bytes) -> bool:
+    """True for a file programs use for their temporary files (by its path)."""
+    text = name_to_str(path)
+    return TEMPORARY.match(text.rpartition("/")[2]) is not None or GIT_TEMPORARY.match(text) is not None
+
+
+def within(path: bytes, place: bytes) -> bool:
+    """True when ``path`` is ``place`` or under it (both relative to the root)."""
+    place = place.strip(b"/")
+    return not place or path == place or path.startswith(place + b"/")
 
 
 def trash(volume: Volume) -> list[Trashed]:
@@ -80,10 +117,16 @@ async def history(volume: Volume, path: bytes) -> list[Version]:
 
 
 async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: str | None = None,
-                  to: bytes | None = None) -> tuple[bytes, Version, Node]:
-    """Bring back a version of ``path`` (or a deleted file); return (where, which, node)."""
+                  to: bytes | None = None) -> tuple[bytes, Version | None, Node]:
+    """Bring back a version of ``path`` (or a deleted file); return (where, which, node).
+
+    A deleted file that was never written (empty since it was made) has no
+    version: it comes back empty, and ``which`` is None."""
     node, entry = find_file(volume, path)
-    version = pick(await versions(volume, node), at, vid, latest=entry is not None)
+    found = await versions(volume, node)
+    version = None
+    if found or entry is None or at is not None or vid is not None:
+        version = pick(found, at, vid, latest=entry is not None)
     if to is not None:
         return to, version, await _copy_out(volume, node, version, to)
     if entry is not None:
@@ -92,7 +135,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
         await volume.relink(node, parent.ino, name)
         path = entry.path
-    if version.vid != node.head:
+    if version is not None and version.vid != node.head:
         if version.fid == node.fid and version.dek == node.dek:
             await volume.restore_contents(node, version.manifest, version.vid)
         else:  # another file's version (this one replaced it) or another epoch: other key, so copied
@@ -105,7 +148,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
     return path, version, node
 
 
-async def _copy_out(volume: Volume, node: Node, version: Version, to: bytes) -> Node:
+async def _copy_out(volume: Volume, node: Node, version: Version | None, to: bytes) -> Node:
     """A new file at ``to`` with the version's contents (a new file id, so new blocks)."""
     where, name = split(to)
     parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
@@ -114,7 +157,8 @@ async def _copy_out(volume: Volume, node: Node, version: Version, to: bytes) -> 
     fh, new = await volume.create(parent.ino, name, node.mode & 0o7777, Caller(node.uid, node.gid))
     volume.forget(new.ino, 1)
     try:
-        await _copy(volume, node, version, fh)
+        if version is not None:
+            await _copy(volume, node, version, fh)
     finally:
         await volume.release(fh)
     return new

@@ -80,13 +80,19 @@ class Requests:
         to = self._path(request, "to") if request.get("to") else None
         where, version, node = await recovery.restore(
             self.vol, self._path(request), at=at, vid=request.get("version"), to=to)
-        await self._learn_authors([version])
+        await self._learn_authors([version] if version else [])
         await self.kernel.inode(node.ino)
-        return {"restored": name_to_str(where), "version": self._version(version)}
+        # No version: a file deleted while still empty, back empty.
+        return {"restored": name_to_str(where), "version": self._version(version) if version else None}
 
     async def do_trash(self, request: dict) -> dict:
+        """Deleted files under "place" (default: everywhere); programs'
+        temporary files only with "all" ("hidden" counts those left out)."""
+        place = self._path(request, "place") if request.get("place") else b""
         entries = await self.vol.store_call(recovery.trash, self.vol)
-        return {"trash": [t.as_dict() for t in entries]}
+        entries = [t for t in entries if recovery.within(t.path, place)]
+        shown = entries if request.get("all") else [t for t in entries if not recovery.temporary(t.path)]
+        return {"trash": [t.as_dict() for t in shown], "hidden": len(entries) - len(shown)}
 
     async def do_gc(self, request: dict) -> dict:
         now = parse_when(request["as_of"]) if request.get("as_of") else time.time_ns()

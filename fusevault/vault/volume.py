@@ -82,6 +82,7 @@ RESEAL_TRIES = 5
 # Sealing this much is quicker on the loop than a hop to a worker thread.
 INLINE_SEAL = 2 * BLOCK_SIZE
 DAY_NS = 86400 * 10**9
+FALLOC_FL_KEEP_SIZE = 0x01
 
 
 class _Stale(Exception):
@@ -124,6 +125,12 @@ class Volume:
         self.retired: dict[int, list[Content]] = {}
         # This replica's name, written into each version (None: not synced).
         self.device: str | None = None
+        # Open files whose last change is a truncation with nothing written
+        # since: ``echo x > f`` and in-place saves truncate at open, and a
+        # close of a duplicate descriptor (the shell's redirection) flushes
+        # before the write.  Their flush waits, so truncate-then-write is one
+        # version; release and fsync still commit a file truncated and closed.
+        self.cut: set[int] = set()
 
     # --- loading
 
@@ -309,14 +316,14 @@ class Volume:
         except KeyError:
             raise NotFound(f"no inode {ino}") from None
 
-    def require(self, ino: int, write: bool = False, own: bool = False) -> Node:
-        """The node, if this user may read it (``write``: change it; ``own``:
-        change its owner, mode or extended attributes); else PermissionDenied."""
+    def require(self, ino: int, write: bool = False) -> Node:
+        """The node, if this user may read it (``write``: change it: its
+        contents, name, mode bits or extended attributes); else PermissionDenied."""
         node = self.node(ino)
         if node.owner == self.key.user_id or self.sharing is None:
             return node
         perm = self.sharing.perm(node, self.nodes)
-        if perm is None or own or (write and not can_write(perm)):
+        if perm is None or (write and not can_write(perm)):
             raise PermissionDenied("not allowed by the file's sharing")
         return node
 
@@ -373,6 +380,7 @@ class Volume:
             self.nodes.pop(node.ino, None)
             self.by_fid.pop(node.fid, None)
             self.lazy.discard(node.ino)
+            self.cut.discard(node.ino)
 
     # --- changes another writer made (vault/absorbing.py)
 
@@ -705,6 +713,7 @@ class Volume:
             content.truncate(size)
             return size
 
+        self.cut.add(node.ino)
         await self._change_contents(node, truncate, now)
 
     async def restore_contents(self, node: Node, place: tuple[int, int], vid: str) -> None:
@@ -942,9 +951,33 @@ class Volume:
                 raise os_error(err, "reading file contents") from None
             node.size = max(node.size, offset + len(data))
             node.mtime = node.ctime = now_ns()
+            self.cut.discard(node.ino)
             if content.dirty_bytes() >= FLUSH_AT:
                 await self.in_thread(content.flush_blocks, node.size)
         return len(data)
+
+    async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2): mode 0 makes the file at least ``offset + length`` long
+        (the new bytes read as zeros), never shorter.  Blocks are sealed when
+        written, so there is nothing to reserve: FALLOC_FL_KEEP_SIZE does
+        nothing, and punching or zeroing ranges is not supported."""
+        node = self._handle(fh)
+        if mode & ~FALLOC_FL_KEEP_SIZE:
+            raise NotSupported("only plain allocation is supported")
+        if offset < 0 or length <= 0:
+            raise InvalidArgument("invalid range")
+        end = offset + length
+        if mode & FALLOC_FL_KEEP_SIZE or end <= node.size:
+            return
+
+        def grow(content: Content) -> int:
+            if end <= node.size:  # written past it meanwhile
+                return node.size
+            content.truncate(end)
+            return end
+
+        self.cut.discard(node.ino)
+        await self._change_contents(node, grow, now_ns())
 
     async def commit_content(self, node: Node, durable: bool = False) -> None:
         """Make a changed file's state a version (on flush, close and fsync)."""
@@ -978,7 +1011,7 @@ class Volume:
     async def _commit_version(self, node: Node, content: Content, expect_rev: object = False) -> None:
         """``expect_rev``: commit only over that revision of the node, else _Stale."""
         try:
-            if content.dirty_bytes() <= INLINE_SEAL:
+            if content.seal_bytes(node.size) <= INLINE_SEAL:  # padding may add blocks
                 vid, place, nonce = content.seal_version(node.size)
             else:
                 vid, place, nonce = await self.in_thread(content.seal_version, node.size)
@@ -988,6 +1021,7 @@ class Volume:
         except VaultError:
             content.changed = True
             raise
+        self.cut.discard(node.ino)
         async with self.meta_lock:
             if expect_rev is not False and node.rev != expect_rev:
                 raise _Stale
@@ -1006,7 +1040,9 @@ class Volume:
                 raise
 
     async def flush(self, fh: int) -> None:
-        await self.commit_content(self._handle(fh))
+        node = self._handle(fh)
+        if node.ino not in self.cut:
+            await self.commit_content(node)
 
     async def fsync(self, fh: int) -> None:
         await self.commit_content(self._handle(fh), durable=True)
@@ -1038,13 +1074,20 @@ class Volume:
         self.by_fid.clear()
         self.handles.clear()
         self.dir_handles.clear()
+        self.cut.clear()
         self.key = None  # type: ignore[assignment]
 
-    async def close(self) -> None:
-        """Commit whatever is still pending (unmount) and close the store."""
-        await self.save_all()
+    async def close(self) -> int:
+        """Commit whatever is still pending (unmount) and close the store;
+        how many things could not be saved (each is logged)."""
+        try:
+            failures = await self.save_all()
+        except Exception:  # the store itself failed: nothing more can be saved
+            log.exception("saving at unmount failed")
+            failures = 1
         self._close_contents()
         self.store.close()
+        return failures
 
     def _close_contents(self) -> None:
         for old in [c for contents in self.retired.values() for c in contents]:
@@ -1059,7 +1102,9 @@ class Volume:
         """Commit whatever is still pending and make it durable (unmount, lock).
 
         Returns how many files could not be saved (each is logged); their
-        contents stay in memory, so a lock that fails loses nothing."""
+        contents stay in memory, so a lock that fails loses nothing.  One
+        file that cannot be saved, whatever the reason, never keeps the
+        others from being saved."""
         failures = 0
         for node in list(self.nodes.values()):
             if node.content is not None and node.content.changed:
@@ -1068,6 +1113,9 @@ class Volume:
                 except VaultError as err:
                     failures += 1
                     log.error("could not save %s: %s", node.fid, err)
+                except Exception:
+                    failures += 1
+                    log.exception("could not save %s", node.fid)
         await self._commit_lazy()
         await self.in_thread(self.store.sync)
         if failures:
