@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, fusevault, mounted
+from conftest import PASSPHRASE, docs_of, fusevault, mounted
+
+from fusevault.paths import _socket_name
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
@@ -361,15 +363,17 @@ class Holder:
         self.proc.stdout.close()
 
 
-def _mount_log_problems() -> list[str]:
-    """Errors in the mount logs, each with the traceback that follows it."""
-    logs = Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs"
-    found = []
-    for log in logs.glob("mount-*.log"):
-        for entry in re.split(r"\n(?=\d{4}-\d\d-\d\d )", log.read_text()):
-            if "Traceback" in entry or "failed" in entry or "unexpected error" in entry:
-                found.append(entry)
-    return found
+def _mount_log_problems(mountpoint: Path) -> list[str]:
+    """Errors in the log of the mount at ``mountpoint`` (named after it, so
+    other tests' mounts are not read), each with the traceback that follows it."""
+    name = Path(_socket_name(mountpoint)).stem
+    log = Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs" / f"mount-{name}.log"
+    try:
+        text = log.read_text()
+    except FileNotFoundError:
+        return []
+    return [entry for entry in re.split(r"\n(?=\d{4}-\d\d-\d\d )", text)
+            if "Traceback" in entry or "failed" in entry or "unexpected error" in entry]
 
 
 def test_a_revoke_while_the_recipient_has_unsaved_writes_keeps_them_and_refuses_more(
@@ -379,7 +383,6 @@ def test_a_revoke_while_the_recipient_has_unsaved_writes_keeps_them_and_refuses_
     people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
     share = ("share", f"{people.mnt}/proj", "--with", "@team", "--perm", "WRITE")
     assert people.fusevault("alice", *share).returncode == 0
-    before = _mount_log_problems()
     bob = Holder(people, "bob")
     try:
         assert bob.do(f"open {people.mnt}/groups/team/proj/plan.txt") == "ok"
@@ -401,7 +404,27 @@ def test_a_revoke_while_the_recipient_has_unsaved_writes_keeps_them_and_refuses_
     assert people.fusevault("alice", *share).returncode == 0
     people.ok("bob", "echo 'after the new share' >> $M/groups/team/proj/plan.txt")
     assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbefore the revoke\nafter the new share\n"
-    assert _mount_log_problems() == before
+
+    # An empty file has no version to seal again: a revoke gives it a new key
+    # only.  Contents held open across it (the owner's, and a recipient's
+    # whose share came back) used to keep the old key and seal the next
+    # version with it under a document of the new one: EIO ever after.
+    people.ok("alice", "touch $M/proj/bob.txt $M/proj/alice.txt")
+    bob, alice = Holder(people, "bob"), Holder(people, "alice")
+    try:
+        assert bob.do(f"open {people.mnt}/groups/team/proj/bob.txt") == "ok"
+        assert alice.do(f"open {people.mnt}/proj/alice.txt") == "ok"
+        assert people.fusevault("alice", "unshare", f"{people.mnt}/proj", "--with", "@team").returncode == 0
+        assert people.fusevault("alice", *share).returncode == 0
+        for holder, line in ((bob, "from bob"), (alice, "from alice")):
+            assert holder.do(f"write {line}") == "ok"
+            assert holder.do("close") == "ok"
+    finally:
+        bob.close()
+        alice.close()
+    assert people.ok("alice", "cat $M/proj/bob.txt $M/proj/alice.txt") == "from bob\nfrom alice\n"
+    assert people.ok("bob", "cat $M/groups/team/proj/bob.txt") == "from bob\n"
+    assert _mount_log_problems(people.mnt) == []
 
 
 def test_shares_come_and_go_while_the_owner_changes_the_folders_above_them(people: People) -> None:
@@ -422,7 +445,7 @@ def test_shares_come_and_go_while_the_owner_changes_the_folders_above_them(peopl
         assert people.sh("bob", "cat $M/shared/alice/notes.txt").stdout == ""
         assert people.ok("bob", "ls -A $M") == ""
         time.sleep(0.5)  # the kernel forgets the names it was told are gone
-    problems = _mount_log_problems()
+    problems = _mount_log_problems(people.mnt)
     assert not [entry for entry in problems if "Traceback" in entry], "\n".join(problems)
 
 
@@ -445,11 +468,11 @@ def test_revokes_and_shares_while_several_users_write_lose_nothing_acknowledged(
 
         def share(target: str, perm: str = "WRITE") -> None:
             done = people.fusevault("alice", "share", f"{mountpoint}/proj", "--with", target, "--perm", perm)
-            assert done.returncode == 0, done.stderr + "\n".join(_mount_log_problems())
+            assert done.returncode == 0, done.stderr + "\n".join(_mount_log_problems(people.mnt))
 
         def unshare(target: str) -> None:
             done = people.fusevault("alice", "unshare", f"{mountpoint}/proj", "--with", target)
-            assert done.returncode == 0, done.stderr + "\n".join(_mount_log_problems())
+            assert done.returncode == 0, done.stderr + "\n".join(_mount_log_problems(people.mnt))
 
         share(*group)
         share("carol")
@@ -485,7 +508,7 @@ def test_revokes_and_shares_while_several_users_write_lose_nothing_acknowledged(
                 text = people.ok("alice", f"cat $M/proj/{name}.txt").splitlines()
                 missing = [line for line in kept[name] if line not in text]
                 assert not missing, f"{name}'s acknowledged lines are gone: {missing}\n" + "\n".join(
-                    _mount_log_problems())
+                    _mount_log_problems(people.mnt))
 
         check()
         for name in ("bob", "carol"):  # their seats lock and unlock as usual
@@ -493,7 +516,7 @@ def test_revokes_and_shares_while_several_users_write_lose_nothing_acknowledged(
             people.unlock(name)
         people.ok("bob", "echo last >> $M/groups/team/proj/bob.txt")
         kept["bob"].append("last")
-        problems = _mount_log_problems()
+        problems = _mount_log_problems(people.mnt)
         assert not [entry for entry in problems if "Traceback" in entry], "\n".join(problems)
         done = fusevault("unmount", mountpoint, passphrase=None)
         assert done.returncode == 0, done.stderr
@@ -502,14 +525,16 @@ def test_revokes_and_shares_while_several_users_write_lose_nothing_acknowledged(
         check()
 
 
-def _wait_until(check, what: str, timeout: float = 60) -> None:
+def _wait_until(people: People, check, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, f"gave up waiting: {what}\n" + "\n".join(_mount_log_problems())
+        assert time.monotonic() < deadline, f"gave up waiting: {what}\n" + "\n".join(
+            _mount_log_problems(people.mnt))
         time.sleep(0.3)
 
 
-def test_a_member_added_to_a_group_gets_its_files_while_unlocked(people: People, shared_vault: Path) -> None:
+def test_group_members_added_and_removed_while_unlocked_gain_and_lose_its_files(
+        people: People, shared_vault: Path) -> None:
     for name in ("alice", "bob", "carol"):
         people.unlock(name)
     people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
@@ -520,11 +545,25 @@ def test_a_member_added_to_a_group_gets_its_files_while_unlocked(people: People,
     # The administrator adds carol to the group: she gets the folder without
     # locking, and writes in it; alice sees it at once.
     _admin(shared_vault, "group", "member", "add", "team", "carol", "--perm", "WRITE")
-    _wait_until(lambda: people.sh("carol", "cat $M/groups/team/proj/plan.txt").stdout == "plan\n",
+    _wait_until(people, lambda: people.sh("carol", "cat $M/groups/team/proj/plan.txt").stdout == "plan\n",
                 "carol to see the group's folder")
     people.ok("carol", "echo carol >> $M/groups/team/proj/plan.txt")
     assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\ncarol\n"
-    problems = _mount_log_problems()
+    # And removes her: the folder leaves her tree without locking, and alice's
+    # unlocked seat gives it new keys at once (sealed for bob, not for carol).
+    _admin(shared_vault, "group", "member", "remove", "team", "carol")
+    _wait_until(people, lambda: people.sh("carol", "ls -A $M").stdout == "",
+                "carol to lose the group's folder")
+    refused = people.sh("carol", "cat $M/groups/team/proj/plan.txt")
+    assert refused.returncode != 0 and "plan" not in refused.stdout
+    _wait_until(people, lambda: not docs_of(shared_vault, "Rotation"), "alice's seat to finish the rotation")
+    nodes = [d for d in docs_of(shared_vault, "node") if not d.get("delete") and d.get("epoch", 0) > 0]
+    assert len(nodes) == 2, nodes  # proj and plan.txt, each under a new key
+    people.ok("bob", "echo bob >> $M/groups/team/proj/plan.txt")
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\ncarol\nbob\n"
+    assert people.ok("bob", "cat $M/groups/team/proj/plan.txt") == "plan\ncarol\nbob\n"
+    assert people.ok("carol", "ls -A $M") == ""
+    problems = _mount_log_problems(people.mnt)
     assert not [entry for entry in problems if "Traceback" in entry], "\n".join(problems)
 
 

@@ -43,6 +43,7 @@ from fusevault.vault.absorbing import (
     admit_new,
     retry_awaiting,
     save_leaving,
+    settle_busy,
 )
 from fusevault.vault.groups import GROUP
 from fusevault.vault.layout import Layout
@@ -185,7 +186,11 @@ class SharedMount:
             self._known[doc["_id"]] = doc.get("_rev")
         if any(d.get("type") == USER for d in docs):
             self.uids = self._read_uids()
-        if any(d.get("type") in (GROUP, ROTATION) for d in docs) and not self._closing:
+        # Group changes and pending rotations come from other processes (an
+        # administrator's `group member add|remove`) or peers; a rotation a
+        # user here started is finished by that user's own request.
+        if (writer is None and any(d.get("type") in (GROUP, ROTATION) for d in docs)
+                and not self._closing):
             self._nursery.start_soon(self._reshare)
         for seat in self.drive.seats.values():
             if seat.agent.missed is not None:
@@ -196,13 +201,20 @@ class SharedMount:
                 changed = absorb_arrivals(volume, docs)
             else:
                 changed = absorb(volume, docs, own=seat is writer)
-            if changed and not self._closing:
-                self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries,
-                                         changed.inodes)
-                for node in changed.rekey:
-                    self._nursery.start_soon(self._rekey, volume, node)
-                if changed.save:
-                    self._nursery.start_soon(self._save_leaving, seat, volume, changed.save)
+            self._follow_up(seat, volume, changed)
+
+    def _follow_up(self, seat: Seat, volume, changed: Absorbed) -> None:
+        """What a seat took in asks for: the kernel's caches dropped, files
+        sealed again, writes saved, versions taken in later (background tasks)."""
+        if not changed or self._closing:
+            return
+        self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries, changed.inodes)
+        for node in changed.rekey:
+            self._nursery.start_soon(self._rekey, volume, node)
+        if changed.save:
+            self._nursery.start_soon(self._save_leaving, seat, volume, changed.save)
+        if changed.busy:
+            self._nursery.start_soon(self._settle_busy, seat, volume, changed.busy)
 
     async def _watch_store(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """What other processes write to the store (an administrator's `group
@@ -270,9 +282,7 @@ class SharedMount:
             if other.sharing is not None and other.sharing.awaiting:
                 changed = Absorbed()
                 retry_awaiting(other, changed)
-                if changed and not self._closing:
-                    self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries,
-                                             changed.inodes)
+                self._follow_up(seat, other, changed)
 
     async def _save_leaving(self, seat: Seat, volume, nodes) -> None:
         """A share ended while this user had unsaved writes in its files:
@@ -284,6 +294,16 @@ class SharedMount:
             return
         if changed and not self._closing:
             await self.kernels[seat.number].drop_all(changed.entries, changed.inodes)
+
+    async def _settle_busy(self, seat: Seat, volume, nodes) -> None:
+        """Versions that came in while this user committed the same files:
+        taken in once their own commits are done."""
+        try:
+            changed = await settle_busy(volume, nodes)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("taking in versions committed meanwhile failed")
+            return
+        self._follow_up(seat, volume, changed)
 
     def _arrived(self, docs: list[dict], conflicts: list[str]) -> None:
         self._committed(None, docs)

@@ -36,12 +36,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fusevault.errors import VaultError
-from fusevault.vault.atomic import atomic_write
-from fusevault.vault.content import vfmeta_bytes
 from fusevault.vault.groups import GROUP
 from fusevault.vault.guests import key_files, open_guest
 from fusevault.vault.nodes import NODE, Node, node_from_doc, open_node_doc
-from fusevault.vault.sharing import FILE_KEY, SHARE, acl_lines
+from fusevault.vault.sharing import FILE_KEY, SHARE
 from fusevault.vault.users import USER
 
 if TYPE_CHECKING:
@@ -71,15 +69,19 @@ class Absorbed:
     # Guest files whose share ended while they held this user's unsaved
     # writes: to be saved now (``save_leaving``), then they leave.
     save: list[Node] = field(default_factory=list)
+    # Nodes whose new version could not be taken in while this user was
+    # committing (or sealing) theirs: taken in once that is done (``settle_busy``).
+    busy: list[Node] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.entries or self.inodes or self.rekey or self.save)
+        return bool(self.entries or self.inodes or self.rekey or self.save or self.busy)
 
     def add(self, other: Absorbed) -> None:
         self.entries += other.entries
         self.inodes += other.inodes
         self.rekey += other.rekey
         self.save += other.save
+        self.busy += other.busy
 
 
 def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
@@ -156,6 +158,12 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             node.rev = doc["_rev"]
             sharing.awaiting.add(doc["_id"])
             return
+        if (sharing is not None and not node.dek and not doc.get("_deleted") and not doc.get("delete")
+                and node.owner != volume.key.user_id and doc.get("owner") in sharing.givers()):
+            # It left while open here, and its owner shares with the user
+            # again: its key may come right after this document.
+            sharing.awaiting.add(doc["_id"])
+            return
         if sharing is not None and (node.ino in sharing.leaving or _unsaved(node)):
             # The user's last writes are saved over this revision (edit beats
             # delete), then the node leaves.
@@ -179,12 +187,11 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         volume.unplaced.discard(doc["_id"])
         node = volume.add_node(fresh)
     else:
-        older = node.owner == volume.key.user_id and fresh.epoch < node.epoch
-        if older:
+        if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
+            # Written under an older key (by a recipient during a revoke):
+            # the file takes it back until the owner seals it again.
             out.rekey.append(node)
-        _update(volume, node, fresh)
-        if older and node.epoch == fresh.epoch:
-            _sidecar_back(volume, node)
+        _update(volume, node, fresh, out)
     relink(volume, node, links, out)
     out.inodes.append(node.ino)
     if not node.links:
@@ -202,7 +209,7 @@ def _open(volume: Volume, doc: dict) -> tuple[Node, list] | None:
     return open_guest(doc, volume.key, paths)
 
 
-def _update(volume: Volume, node: Node, fresh: Node) -> None:
+def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:
     for name in ATTRS:
         setattr(node, name, getattr(fresh, name))
     content = node.content
@@ -214,11 +221,15 @@ def _update(volume: Volume, node: Node, fresh: Node) -> None:
         # theirs comes after this one.  Looked at again once it is done.
         if volume.sharing is not None:
             volume.sharing.awaiting.add(node.fid)
+        if out is not None:
+            out.busy.append(node)
         return
-    changed = node.head != fresh.head
+    stale = content is not None and (node.head != fresh.head or content.dek != fresh.dek)
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
-    if content is not None and changed:
+    if stale:
+        # Open contents follow the new version, or the file's new key (an
+        # empty file's, which has no version to change).
         volume.switch_content(node)
 
 
@@ -228,6 +239,18 @@ def retry_awaiting(volume: Volume, out: Absorbed) -> None:
         volume.sharing.awaiting.discard(fid)
         if (doc := volume.store.get(fid)) is not None:
             absorb_node(volume, doc, out, again=True)
+
+
+async def settle_busy(volume: Volume, nodes: list[Node]) -> Absorbed:
+    """Once this user's commits of ``nodes`` are done, take in the versions
+    others committed meanwhile (``Absorbed.busy``)."""
+    for node in nodes:
+        async with volume.content_lock(node):
+            pass
+    out = Absorbed()
+    if volume.key is not None and volume.sharing is not None and volume.sharing.awaiting:
+        retry_awaiting(volume, out)
+    return out
 
 
 def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
@@ -251,7 +274,11 @@ def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Abso
 
 
 def _unsaved(node: Node) -> bool:
-    return node.content is not None and node.content.changed
+    """The user's writes to the node are not all committed: changed contents,
+    or a version being committed now (its contents no longer look changed,
+    and its document still needs the key)."""
+    return (node.content is not None and node.content.changed) or (
+        node.lock is not None and node.lock.locked())
 
 
 def _leave(volume: Volume, node: Node, out: Absorbed) -> None:
@@ -317,37 +344,22 @@ async def save_leaving(volume: Volume, nodes: list[Node]) -> Absorbed:
     return out
 
 
-def reload_contents(volume: Volume, node: Node) -> None:
+def reload_contents(volume: Volume, node: Node) -> bool:
     """Make the node's contents those of its stored document (another
     writer's version came in while this volume was sealing the file again
-    under a new key: that version is the one to seal)."""
+    under a new key: that version is the one to seal).  False when the
+    document is gone or no longer opens here."""
     doc = volume.store.get(node.fid)
     opened = None if doc is None or doc.get("delete") else _open(volume, doc)
     if opened is None:
-        return
+        return False
     fresh, _ = opened
-    older = fresh.epoch < node.epoch
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.rev = doc["_rev"]
-    if older:
-        _sidecar_back(volume, node)
     if node.content is not None:
         volume.switch_content(node)
-
-
-def _sidecar_back(volume: Volume, node: Node) -> None:
-    """The owner's file now holds another writer's version under an older key
-    than its sidecar's (they wrote during a revoke): the sidecar follows it
-    back, so the file opens, until the owner seals it again (``rekey``)."""
-    if not node.is_reg or not volume.layout.vf_path(node.owner, node.fid).exists():
-        return
-    acl = acl_lines(volume.sharing.covering(node, volume.nodes)) if volume.sharing else []
-    try:
-        atomic_write(volume.layout.vfmeta_path(node.owner, node.fid),
-                     vfmeta_bytes(node.fid, node.owner, node.dek, acl, node.epoch), durable=False)
-    except OSError as err:
-        log.warning("could not rewrite the sidecar of %s: %s", node.fid, err)
+    return True
 
 
 def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
@@ -379,7 +391,7 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         else:  # shared again while still held (open, or a share root's parent)
             sharing.phantoms.discard(ino)
             node = volume.nodes[ino]
-            _update(volume, node, opened[0])
+            _update(volume, node, opened[0], out)
             relink(volume, node, opened[1], out)
             out.inodes.append(ino)
     before = {ino: set(volume.nodes[ino].children) for ino in sharing.virtual}
