@@ -12,11 +12,15 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+
+import trio
 
 from fusevault.cli_accounts import VAULT_ENV, _vault_option
 from fusevault.cli_status import _span, answers
-from fusevault.errors import InvalidInput
+from fusevault.errors import AlreadyExists, InvalidInput
+from fusevault.sync.probe import check_peer
 from fusevault.vault import peers as peer_docs
 from fusevault.vault.opening import open_vault
 
@@ -42,6 +46,8 @@ def add_commands(command: Command) -> None:
                    help="another vault, kept encrypted under your peer_dir_for_storage for its "
                         "owner (a backup buddy): never opened, no key held")
     q.add_argument("--user", help="whose peer_dir_for_storage, with --store-only (default: the only user)")
+    q.add_argument("--offline", action="store_true",
+                   help="add it without reaching it now (the mount syncs once it can)")
     credential_options(q)
     _vault_option(q)
     q = actions.add_parser("list", help="the peers")
@@ -67,12 +73,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         if layout.store.get("kind", "local") != "local":
             raise InvalidInput("this vault keeps its documents in CouchDB already: it has no peers")
         if args.action == "add":
-            source = peer_docs.credentials_source(args.credentials_file, args.credentials_env)
-            dump_to = _storage_dir(store, args) if args.store_only else None
-            doc = peer_docs.add_peer(store, args.name, args.url, source, dump_to)
-            what = f"kept encrypted in {dump_to}" if dump_to else "synced"
-            print(f"added peer {args.name}: {peer_docs.url_of(doc)}, {what} (a running mount "
-                  "starts within a second)")
+            _add(layout, store, args)
         elif args.action == "remove":
             peer_docs.remove_peer(store, args.name)
             print(f"removed peer {args.name}")
@@ -81,6 +82,29 @@ def cmd_peer(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _add(layout, store, args: argparse.Namespace) -> None:
+    """Check the peer (reachable, and not another vault's database), then save it."""
+    source = peer_docs.credentials_source(args.credentials_file, args.credentials_env)
+    dump_to = _storage_dir(store, args) if args.store_only else None
+    url = peer_docs.url_of(peer_docs.parse_url(args.url))
+    for peer in peer_docs.peers(store):  # refused before anything is asked of the server
+        if peer["name"] == args.name:
+            raise AlreadyExists(f"there is already a peer named {args.name}")
+        if peer_docs.url_of(peer) == url:
+            raise AlreadyExists(f"{url} is already the peer {peer['name']}")
+    if args.offline:
+        state = "not checked (--offline): the mount syncs once it reaches it"
+    else:
+        held = trio.run(partial(check_peer, url, source, layout.vault_id, store_only=args.store_only))
+        state = {"empty": "reachable, empty", "this vault": "reachable, holds this vault",
+                 "another vault": "reachable, holds its owner's vault"}[held]
+    doc = peer_docs.add_peer(store, args.name, args.url, source, dump_to)
+    store.sync()
+    kept = f"; kept encrypted in {dump_to}" if dump_to else ""
+    print(f"added peer {args.name}: {peer_docs.url_of(doc)}, {state}{kept} (a running mount "
+          "syncs with it within a second)")
 
 
 def _storage_dir(store, args: argparse.Namespace) -> str:

@@ -229,6 +229,31 @@ def test_settings_live_in_the_vault_and_work_unmounted(vault: Path, tmp_path: Pa
         assert result.returncode == 17 and "in use" in result.stderr
 
 
+def test_a_vault_named_by_a_relative_path_is_still_kept_out_of_the_settings(tmp_path: Path) -> None:
+    """`mount vtest ../drive` and `--vault vtest` from the vault's parent folder:
+    the watched folder may still not contain the vault (it would import the
+    vault's own encrypted files, again and again)."""
+    box = tmp_path / "box"  # holds the vault; the drive is mounted outside it
+    box.mkdir()
+    assert fusevault("init", box / "vtest", "--user", "alice").returncode == 0
+    result = fusevault("config", "set", "source_dir_to_watch", box, "--vault", "vtest", cwd=box)
+    assert result.returncode == 12 and "contains the vault's own directory" in result.stderr, result.stderr
+    users = box / "vtest" / "users"
+    result = fusevault("config", "set", "target_dir_to_dump", users, "--vault", "vtest", cwd=box)
+    assert result.returncode == 12 and "inside the vault's own directory" in result.stderr, result.stderr
+    (tmp_path / "drive").mkdir()
+    result = fusevault("mount", "vtest", "../drive", cwd=box)
+    assert result.returncode == 0, result.stderr
+    try:
+        result = config(tmp_path / "drive", "source_dir_to_watch", box)
+        assert result.returncode == 12, result.stderr
+        assert "contains the vault's own directory" in result.stderr
+        (box / "inbox").mkdir()
+        assert config(tmp_path / "drive", "source_dir_to_watch", box / "inbox").returncode == 0
+    finally:
+        assert fusevault("unmount", tmp_path / "drive", passphrase=None).returncode == 0
+
+
 def test_watch_alone_imports_into_an_unmounted_vault(vault: Path, tmp_path: Path, source: Path) -> None:
     for key, value in (("source_dir_to_watch", source), ("settle_seconds", "0.2"),
                        ("import_into", "From laptop")):

@@ -12,9 +12,11 @@ virtualenv's site-packages.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, fusevault, is_mounted, mounted
+from conftest import PASSPHRASE, docs_of, fusevault, is_mounted, mounted
+
+from fusevault.paths import _socket_name
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
@@ -278,6 +282,291 @@ def test_a_users_ttl_and_lock_end_only_their_access(shared_vault: Path, place: P
         people.denied("bob", "ls $M")
         stranger = people.fusevault("dave", "unlock", str(mountpoint), passphrase="anything")
         assert stranger.returncode == 22 and "no user of this vault" in stranger.stderr
+
+
+# --- revokes while recipients hold files open (nothing they were told was written is lost)
+
+# A program run as a test user: opens, writes and closes one file on command,
+# answering each command with "ok" or the errno it failed with.
+HOLD = r"""
+import os, sys
+fd = None
+for line in sys.stdin:
+    cmd, _, arg = line.rstrip("\n").partition(" ")
+    try:
+        if cmd == "open":
+            fd = os.open(arg, os.O_WRONLY | os.O_APPEND)
+        elif cmd == "write":
+            os.write(fd, (arg + "\n").encode())
+        elif cmd == "close":
+            fd, was = None, fd
+            os.close(was)
+        print("ok", flush=True)
+    except OSError as err:
+        print("err", err.errno, flush=True)
+"""
+
+# A program run as a test user until a stop file appears: opens one file, appends
+# a few lines, closes it, again and again; prints what happened to each line (JSON).
+WRITE_LOOP = r"""
+import json, os, random, sys, time
+path, tag, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+n = 0
+while not os.path.exists(stop):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except OSError as err:
+        print(json.dumps(["open", err.errno]), flush=True)
+        time.sleep(0.02)
+        continue
+    written = []
+    for _ in range(random.randint(1, 4)):
+        n += 1
+        line = f"{tag}-{n}"
+        try:
+            os.write(fd, (line + "\n").encode())
+            written.append(line)
+        except OSError as err:
+            print(json.dumps(["write", line, err.errno]), flush=True)
+        time.sleep(random.random() * 0.03)
+    try:
+        os.close(fd)
+        print(json.dumps(["kept", written]), flush=True)
+    except OSError as err:
+        print(json.dumps(["close", written, err.errno]), flush=True)
+"""
+
+
+def _popen_as(people: People, name: str, *command: str) -> subprocess.Popen:
+    user = people.linux[name]
+    return subprocess.Popen(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups",
+                             "env", "-i", "PATH=/usr/bin:/bin", *command],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+class Holder:
+    """A test user's process holding one file open across what others do."""
+
+    def __init__(self, people: People, name: str) -> None:
+        self.proc = _popen_as(people, name, people.python, "-S", "-c", HOLD)
+
+    def do(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.stdout.close()
+
+
+def _mount_log_problems(mountpoint: Path) -> list[str]:
+    """Errors in the log of the mount at ``mountpoint`` (named after it, so
+    other tests' mounts are not read), each with the traceback that follows it."""
+    name = Path(_socket_name(mountpoint)).stem
+    log = Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs" / f"mount-{name}.log"
+    try:
+        text = log.read_text()
+    except FileNotFoundError:
+        return []
+    return [entry for entry in re.split(r"\n(?=\d{4}-\d\d-\d\d )", text)
+            if "Traceback" in entry or "failed" in entry or "unexpected error" in entry]
+
+
+def test_a_revoke_while_the_recipient_has_unsaved_writes_keeps_them_and_refuses_more(
+        people: People) -> None:
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
+    share = ("share", f"{people.mnt}/proj", "--with", "@team", "--perm", "WRITE")
+    assert people.fusevault("alice", *share).returncode == 0
+    bob = Holder(people, "bob")
+    try:
+        assert bob.do(f"open {people.mnt}/groups/team/proj/plan.txt") == "ok"
+        assert bob.do("write before the revoke") == "ok"  # acknowledged, not yet saved
+        assert people.fusevault("alice", "unshare", f"{people.mnt}/proj", "--with", "@team").returncode == 0
+        # What bob was told was written is in alice's file; a write after the
+        # revoke is refused at once, and his close reports nothing lost.
+        assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbefore the revoke\n"
+        assert bob.do("write after the revoke") == f"err {errno.EACCES}"
+        assert bob.do("close") == "ok"
+    finally:
+        bob.close()
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbefore the revoke\n"
+    gone = people.sh("bob", "cat $M/groups/team/proj/plan.txt")
+    assert gone.returncode != 0 and "plan" not in gone.stdout
+    # His lock and a new unlock work; shared again, he sees the file and writes it.
+    assert people.fusevault("bob", "lock").returncode == 0
+    people.unlock("bob")
+    assert people.fusevault("alice", *share).returncode == 0
+    people.ok("bob", "echo 'after the new share' >> $M/groups/team/proj/plan.txt")
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbefore the revoke\nafter the new share\n"
+
+    # An empty file has no version to seal again: a revoke gives it a new key
+    # only.  Contents held open across it (the owner's, and a recipient's
+    # whose share came back) used to keep the old key and seal the next
+    # version with it under a document of the new one: EIO ever after.
+    people.ok("alice", "touch $M/proj/bob.txt $M/proj/alice.txt")
+    bob, alice = Holder(people, "bob"), Holder(people, "alice")
+    try:
+        assert bob.do(f"open {people.mnt}/groups/team/proj/bob.txt") == "ok"
+        assert alice.do(f"open {people.mnt}/proj/alice.txt") == "ok"
+        assert people.fusevault("alice", "unshare", f"{people.mnt}/proj", "--with", "@team").returncode == 0
+        assert people.fusevault("alice", *share).returncode == 0
+        for holder, line in ((bob, "from bob"), (alice, "from alice")):
+            assert holder.do(f"write {line}") == "ok"
+            assert holder.do("close") == "ok"
+    finally:
+        bob.close()
+        alice.close()
+    assert people.ok("alice", "cat $M/proj/bob.txt $M/proj/alice.txt") == "from bob\nfrom alice\n"
+    assert people.ok("bob", "cat $M/groups/team/proj/bob.txt") == "from bob\n"
+    assert _mount_log_problems(people.mnt) == []
+
+
+def test_shares_come_and_go_while_the_owner_changes_the_folders_above_them(people: People) -> None:
+    """The share root's real parent (alice's root, which bob cannot open) and
+    the shared/ folders the kernel forgot after a revoke used to be dropped
+    from bob's tree: the next revoke failed half done (KeyError) and no later
+    share reached him until he locked."""
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "echo one > $M/notes.txt")
+    for round in range(3):
+        assert people.fusevault("alice", "share", f"{people.mnt}/notes.txt", "--with", "bob",
+                                "--perm", "READ").returncode == 0
+        assert people.ok("bob", "cat $M/shared/alice/notes.txt") == "one\n", round
+        people.ok("alice", "touch $M && chmod 755 $M")  # commits alice's root
+        unshare = people.fusevault("alice", "unshare", f"{people.mnt}/notes.txt", "--with", "bob")
+        assert unshare.returncode == 0, unshare.stderr
+        assert people.sh("bob", "cat $M/shared/alice/notes.txt").stdout == ""
+        assert people.ok("bob", "ls -A $M") == ""
+        time.sleep(0.5)  # the kernel forgets the names it was told are gone
+    problems = _mount_log_problems(people.mnt)
+    assert not [entry for entry in problems if "Traceback" in entry], "\n".join(problems)
+
+
+def test_revokes_and_shares_while_several_users_write_lose_nothing_acknowledged(
+        shared_vault: Path, place: Path, linux, python) -> None:
+    """Alice revokes and shares again, over and over, while she, bob (through
+    the group) and carol (through a share with her) append to files in the
+    folder, holding them open for a while: every line whose write and close
+    succeeded is in its file afterwards, also after a remount."""
+    mountpoint = place / "mnt-stress"
+    mountpoint.mkdir()
+    paths = {"alice": "proj/alice.txt", "bob": "groups/team/proj/bob.txt",
+             "carol": "shared/alice/proj/carol.txt"}
+    group = ("@team", "WRITE")
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        people = People(linux, place, python, mountpoint)
+        for name in ("alice", "bob", "carol"):
+            people.unlock(name)
+        people.ok("alice", "mkdir $M/proj && touch $M/proj/alice.txt $M/proj/bob.txt $M/proj/carol.txt")
+
+        def share(target: str, perm: str = "WRITE") -> None:
+            done = people.fusevault("alice", "share", f"{mountpoint}/proj", "--with", target, "--perm", perm)
+            assert done.returncode == 0, done.stderr + "\n".join(_mount_log_problems(people.mnt))
+
+        def unshare(target: str) -> None:
+            done = people.fusevault("alice", "unshare", f"{mountpoint}/proj", "--with", target)
+            assert done.returncode == 0, done.stderr + "\n".join(_mount_log_problems(people.mnt))
+
+        share(*group)
+        share("carol")
+        stop = place / "stop-writing"
+        stop.unlink(missing_ok=True)
+        writers = {name: _popen_as(people, name, python, "-S", "-c", WRITE_LOOP,
+                                   f"{mountpoint}/{path}", name, str(stop))
+                   for name, path in paths.items()}
+        try:
+            for round in range(8):
+                unshare(group[0])
+                if round % 2:
+                    unshare("carol")
+                    share("carol")
+                share(*group)
+            time.sleep(1)
+            stop.touch()
+            outcomes = {name: [json.loads(line) for line in proc.communicate(timeout=60)[0].splitlines()]
+                        for name, proc in writers.items()}
+        finally:
+            stop.touch()
+            for proc in writers.values():
+                if proc.poll() is None:
+                    proc.kill()
+        kept = {name: [line for event in events if event[0] == "kept" for line in event[1]]
+                for name, events in outcomes.items()}
+        assert all(len(lines) >= 5 for lines in kept.values()), kept
+        # The revokes took effect: bob was turned away at least once.
+        assert any(event[0] in ("open", "write") for event in outcomes["bob"]), outcomes["bob"]
+
+        def check() -> None:
+            for name in paths:
+                text = people.ok("alice", f"cat $M/proj/{name}.txt").splitlines()
+                missing = [line for line in kept[name] if line not in text]
+                assert not missing, f"{name}'s acknowledged lines are gone: {missing}\n" + "\n".join(
+                    _mount_log_problems(people.mnt))
+
+        check()
+        for name in ("bob", "carol"):  # their seats lock and unlock as usual
+            assert people.fusevault(name, "lock").returncode == 0
+            people.unlock(name)
+        people.ok("bob", "echo last >> $M/groups/team/proj/bob.txt")
+        kept["bob"].append("last")
+        problems = _mount_log_problems(people.mnt)
+        assert not [entry for entry in problems if "Traceback" in entry], "\n".join(problems)
+        done = fusevault("unmount", mountpoint, passphrase=None)
+        assert done.returncode == 0, done.stderr
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        people.unlock("alice")
+        check()
+
+
+def _wait_until(people: People, check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}\n" + "\n".join(
+            _mount_log_problems(people.mnt))
+        time.sleep(0.3)
+
+
+def test_group_members_added_and_removed_while_unlocked_gain_and_lose_its_files(
+        people: People, shared_vault: Path) -> None:
+    for name in ("alice", "bob", "carol"):
+        people.unlock(name)
+    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
+    assert people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team",
+                            "--perm", "WRITE").returncode == 0
+    assert people.ok("bob", "cat $M/groups/team/proj/plan.txt") == "plan\n"
+    assert people.ok("carol", "ls -A $M") == ""
+    # The administrator adds carol to the group: she gets the folder without
+    # locking, and writes in it; alice sees it at once.
+    _admin(shared_vault, "group", "member", "add", "team", "carol", "--perm", "WRITE")
+    _wait_until(people, lambda: people.sh("carol", "cat $M/groups/team/proj/plan.txt").stdout == "plan\n",
+                "carol to see the group's folder")
+    people.ok("carol", "echo carol >> $M/groups/team/proj/plan.txt")
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\ncarol\n"
+    # And removes her: the folder leaves her tree without locking, and alice's
+    # unlocked seat gives it new keys at once (sealed for bob, not for carol).
+    _admin(shared_vault, "group", "member", "remove", "team", "carol")
+    _wait_until(people, lambda: people.sh("carol", "ls -A $M").stdout == "",
+                "carol to lose the group's folder")
+    refused = people.sh("carol", "cat $M/groups/team/proj/plan.txt")
+    assert refused.returncode != 0 and "plan" not in refused.stdout
+    _wait_until(people, lambda: not docs_of(shared_vault, "Rotation"), "alice's seat to finish the rotation")
+    nodes = [d for d in docs_of(shared_vault, "node") if not d.get("delete") and d.get("epoch", 0) > 0]
+    assert len(nodes) == 2, nodes  # proj and plan.txt, each under a new key
+    people.ok("bob", "echo bob >> $M/groups/team/proj/plan.txt")
+    assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\ncarol\nbob\n"
+    assert people.ok("bob", "cat $M/groups/team/proj/plan.txt") == "plan\ncarol\nbob\n"
+    assert people.ok("carol", "ls -A $M") == ""
+    problems = _mount_log_problems(people.mnt)
+    assert not [entry for entry in problems if "Traceback" in entry], "\n".join(problems)
 
 
 def test_a_write_member_copies_into_the_share_with_modes_kept(people: People) -> None:

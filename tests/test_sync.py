@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.request
@@ -257,8 +258,13 @@ def test_peer_commands_and_joining_refuse_mistakes_in_one_line(couchdb_url: str,
     creds = tmp_path / "creds"
     creds.write_text("bob:hunter2\n")
     creds.chmod(0o600)
+    # The server knows no bob: refused (23) unless added --offline.
+    unknown = fusevault("peer", "add", "s", couchdb_url, "--vault", vault, "--credentials-file", creds,
+                        passphrase=None)
+    assert unknown.returncode == 23 and "refused the credentials" in unknown.stderr, unknown.stderr
+    assert "hunter2" not in unknown.stderr + unknown.stdout
     added = fusevault("peer", "add", "s", couchdb_url, "--vault", vault, "--credentials-file", creds,
-                      passphrase=None)
+                      "--offline", passphrase=None)
     assert added.returncode == 0, added.stderr
     listed = fusevault("peer", "list", "--vault", vault, "--json", passphrase=None)
     (peer,) = json.loads(listed.stdout)
@@ -281,12 +287,67 @@ def test_peer_commands_and_joining_refuse_mistakes_in_one_line(couchdb_url: str,
                       passphrase="wrong")
     assert wrong.returncode == 3 and "Traceback" not in wrong.stderr
     assert not (tmp_path / "j2").exists()
-    # A database that holds another vault is refused by the mount, and said so.
-    assert fusevault("peer", "add", "other", couchdb_url + "y", "--vault", vault,
-                     passphrase=None).returncode == 0
+    # A database that holds another vault is refused by `peer add` (24), and,
+    # added --offline, by the mount, which says so.
+    foreign = fusevault("peer", "add", "other", couchdb_url + "y", "--vault", vault, passphrase=None)
+    assert foreign.returncode == 24 and "another vault" in foreign.stderr, foreign.stderr
+    assert "Traceback" not in foreign.stderr and len(foreign.stderr.splitlines()) == 1
+    assert json.loads(fusevault("peer", "list", "--vault", vault, "--json", passphrase=None).stdout) == []
+    offline = fusevault("peer", "add", "other", couchdb_url + "y", "--vault", vault, "--offline",
+                        passphrase=None)
+    assert offline.returncode == 0 and "not checked" in offline.stdout, offline.stderr
     with mounted(vault, tmp_path / "v-mnt") as m:
         status = wait_for(lambda: sync_status(m)["error"], "the mount to refuse the database")
         assert "another vault" in status
+
+
+def test_peer_add_checks_the_server_before_it_says_anything_is_added(couchdb_url: str,
+                                                                     tmp_path: Path) -> None:
+    vault = tmp_path / "v"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}/vault"
+        refused = fusevault("peer", "add", "nas", down, "--vault", vault, passphrase=None)
+    assert refused.returncode == 23, refused.stderr
+    assert "connection refused" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and refused.stdout == ""
+    assert json.loads(fusevault("peer", "list", "--vault", vault, "--json", passphrase=None).stdout) == []
+    # --offline adds it unchecked, and says so.
+    offline = fusevault("peer", "add", "nas", down, "--vault", vault, "--offline", passphrase=None)
+    assert offline.returncode == 0 and "not checked (--offline)" in offline.stdout, offline.stderr
+    # A server that answers: the database is made, and named as reachable.
+    added = fusevault("peer", "add", "server", couchdb_url, "--vault", vault, passphrase=None)
+    assert added.returncode == 0 and "reachable, empty" in added.stdout, added.stderr
+    with urllib.request.urlopen(couchdb_url, timeout=30) as made:
+        assert json.load(made)["doc_count"] == 0
+
+
+def test_joining_checks_the_user_and_passphrase_before_it_pulls_anything(tmp_path: Path) -> None:
+    server = PouchServer(tmp_path / "pouch", in_memory=True)
+    url = f"{server.start()}/vault"
+    requests = tmp_path / "pouch" / "server.log"  # pouchdb-server logs every request
+    try:
+        laptop = first_device(url, tmp_path)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "big.bin").write_bytes(os.urandom(3 << 20))
+            wait_for(lambda: settled(a), "the first push")
+        before = requests.stat().st_size
+        wrong = fusevault("init", tmp_path / "j1", "--join", url, "--user", "alice", passphrase="wrong")
+        assert wrong.returncode == 3 and "Traceback" not in wrong.stderr, wrong.stderr
+        unknown = fusevault("init", tmp_path / "j2", "--join", url, "--user", "nobody")
+        assert unknown.returncode == 4 and "no user 'nobody'" in unknown.stderr, unknown.stderr
+        assert not (tmp_path / "j1").exists() and not (tmp_path / "j2").exists()
+        asked = requests.read_bytes()[before:].decode(errors="replace")
+        assert "/vault/_find" in asked  # the log holds the requests...
+        # ... and none of them pulled documents or blocks.
+        assert not [line for line in asked.splitlines()
+                    if "_changes" in line or "_bulk_get" in line or "_revs_diff" in line], asked
+        joined = fusevault("init", tmp_path / "j3", "--join", url, "--user", "alice")
+        assert joined.returncode == 0, joined.stderr
+        assert "_bulk_get" in requests.read_bytes()[before:].decode(errors="replace")
+    finally:
+        server.stop()
 
 
 def test_edits_made_while_apart_keep_both_sides(tmp_path: Path) -> None:

@@ -36,11 +36,23 @@ from fusevault.store import Store
 from fusevault.store.watched import WatchedStore
 from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
-from fusevault.vault.absorbing import absorb, absorb_arrivals
+from fusevault.vault import share_ops
+from fusevault.vault.absorbing import (
+    Absorbed,
+    absorb,
+    absorb_arrivals,
+    admit_new,
+    retry_awaiting,
+    save_leaving,
+    settle_busy,
+)
+from fusevault.vault.groups import GROUP
 from fusevault.vault.layout import Layout
+from fusevault.vault.share_ops import ROTATION
 from fusevault.vault.users import USER
 
 log = logging.getLogger(__name__)
+WATCH_EVERY = 1.0  # seconds between looks at what other processes wrote
 
 
 class SharedMount:
@@ -64,6 +76,11 @@ class SharedMount:
         # What peers send is taken in by every unlocked user, like a commit of theirs.
         self.sync = sync_service(store, layout, self._arrived, shared=True)
         self._settling = trio.Lock()
+        # id -> rev of every document this mount wrote or took in: what else
+        # shows in the store's changes was written by another process.
+        self._known: dict[str, str] = {}
+        self._resharing = False
+        self._again = False
 
     def _read_uids(self) -> dict[int, dict]:
         return {doc["uid"]: doc for doc in self.store.iter_type(USER) if doc.get("uid") is not None}
@@ -73,6 +90,7 @@ class SharedMount:
             self._nursery = nursery
             if self.sync is not None:
                 await nursery.start(self.sync.run)
+            await nursery.start(self._watch_store)
 
         socket_path = shared_socket(self.mountpoint, create=True)
         await run_fuse(self.drive, self.mountpoint, socket_path, self.handle, start, self.close,
@@ -169,22 +187,128 @@ class SharedMount:
     # --- one user's commit, taken in by the others
 
     def _committed(self, writer: object, docs: list[dict]) -> None:
+        for doc in docs:
+            self._known[doc["_id"]] = doc.get("_rev")
         if any(d.get("type") == USER for d in docs):
             self.uids = self._read_uids()
+        # Group changes and pending rotations come from other processes (an
+        # administrator's `group member add|remove`) or peers; a rotation a
+        # user here started is finished by that user's own request.
+        if (writer is None and any(d.get("type") in (GROUP, ROTATION) for d in docs)
+                and not self._closing):
+            self._nursery.start_soon(self._reshare)
         for seat in self.drive.seats.values():
             if seat.agent.missed is not None:
                 seat.agent.missed.extend(docs)
         for seat in self.drive.unlocked():
             volume = seat.ops.session.volume
-            if writer is None:  # from a peer
+            if writer is None:  # from a peer, or from another process
                 changed = absorb_arrivals(volume, docs)
             else:
                 changed = absorb(volume, docs, own=seat is writer)
-            if changed and not self._closing:
-                self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries,
-                                         changed.inodes)
-                for node in changed.rekey:
-                    self._nursery.start_soon(_rekey, volume, node)
+            self._follow_up(seat, volume, changed)
+
+    def _follow_up(self, seat: Seat, volume, changed: Absorbed) -> None:
+        """What a seat took in asks for: the kernel's caches dropped, files
+        sealed again, writes saved, versions taken in later (background tasks)."""
+        if not changed or self._closing:
+            return
+        self._nursery.start_soon(self.kernels[seat.number].drop_all, changed.entries, changed.inodes)
+        for node in changed.rekey:
+            self._nursery.start_soon(self._rekey, volume, node)
+        if changed.save:
+            self._nursery.start_soon(self._save_leaving, seat, volume, changed.save)
+        if changed.busy:
+            self._nursery.start_soon(self._settle_busy, seat, volume, changed.busy)
+
+    async def _watch_store(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """What other processes write to the store (an administrator's `group
+        member add|remove`, `user add`), taken in like a commit of a user's,
+        once a second: group changes take effect while the members are unlocked."""
+        if not hasattr(self.store, "next_seq"):  # a CouchDB store: no local feed to follow
+            task_status.started()
+            return
+        since = self.store.next_seq() - 1
+        task_status.started()
+        while True:
+            await trio.sleep(WATCH_EVERY)
+            rows, since = self.store.changes(since)
+            docs = []
+            for row in rows:
+                if self._known.get(row["id"]) == row["rev"]:
+                    continue
+                doc = None if row["deleted"] else self.store.get(row["id"])
+                # A removed document's type is gone with it: read as a change of
+                # groups, which makes every user's shares be read again.
+                docs.append(doc or {"_id": row["id"], "_rev": row["rev"], "_deleted": True, "type": GROUP})
+            if docs and not self._closing:
+                self._committed(None, docs)
+
+    async def _reshare(self) -> None:
+        """Group members changed: each unlocked holder of a group's file keys
+        seals them for new members, and owners give removed members' files new
+        keys (share_ops.resume); then everyone takes in what they may open now."""
+        if self._resharing:
+            self._again = True
+            return
+        self._resharing = True
+        try:
+            self._again = True
+            while self._again and not self._closing:
+                self._again = False
+                for seat in self.drive.unlocked():
+                    if (session := seat.ops.session) is not None:
+                        try:
+                            await share_ops.resume(session.volume)
+                        except VaultError as err:
+                            log.error("sharing after a change of groups: %s", err)
+                for seat in self.drive.unlocked():
+                    changed = admit_new(seat.ops.session.volume)
+                    if changed and not self._closing:
+                        await self.kernels[seat.number].drop_all(changed.entries, changed.inodes)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("sharing after a change of groups failed")
+        finally:
+            self._resharing = False
+
+    async def _rekey(self, volume, node) -> None:
+        """Seal again a file another user wrote under its older key (during a
+        revoke); the others then open it with the key sealed to them now."""
+        try:
+            await volume.rekey(node)
+        except VaultError as err:
+            log.error("could not give %s a new key again: %s", node.fid, err)
+            return
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("could not give %s a new key again", node.fid)
+            return
+        for seat in self.drive.unlocked():
+            other = seat.ops.session.volume
+            if other.sharing is not None and other.sharing.awaiting:
+                changed = Absorbed()
+                retry_awaiting(other, changed)
+                self._follow_up(seat, other, changed)
+
+    async def _save_leaving(self, seat: Seat, volume, nodes) -> None:
+        """A share ended while this user had unsaved writes in its files:
+        saved now (the owner's mount seals them again), then the files go."""
+        try:
+            changed = await save_leaving(volume, nodes)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("saving writes made before a share ended failed")
+            return
+        if changed and not self._closing:
+            await self.kernels[seat.number].drop_all(changed.entries, changed.inodes)
+
+    async def _settle_busy(self, seat: Seat, volume, nodes) -> None:
+        """Versions that came in while this user committed the same files:
+        taken in once their own commits are done."""
+        try:
+            changed = await settle_busy(volume, nodes)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("taking in versions committed meanwhile failed")
+            return
+        self._follow_up(seat, volume, changed)
 
     def _arrived(self, docs: list[dict], conflicts: list[str]) -> None:
         self._committed(None, docs)
@@ -224,15 +348,6 @@ async def _host_access(spawner: Spawner, uid: int, gid: int) -> HostAccess:
         return await trio.to_thread.run_sync(spawner.helper, uid, gid)
     except OSError as err:
         raise VaultError(f"cannot act as uid {uid} on this machine: {err.strerror or err}") from None
-
-
-async def _rekey(volume, node) -> None:
-    try:
-        await volume.rekey(node)
-    except VaultError as err:
-        log.error("could not give %s a new key again: %s", node.fid, err)
-    except Exception:  # a background task: a bug must not end the mount
-        log.exception("could not give %s a new key again", node.fid)
 
 
 def _not_mapped(uid: int) -> str:

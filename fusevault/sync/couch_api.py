@@ -118,6 +118,11 @@ class CouchDatabase:
                 docs.append(entry["ok"])
         return docs
 
+    async def find(self, selector: dict, limit: int = 100) -> list[dict]:
+        """Documents matching a Mango selector (current revisions only)."""
+        answer = await self._call("POST", "/_find", {"selector": selector, "limit": limit})
+        return list(answer.get("docs") or [])
+
     async def get_local(self, name: str) -> dict:
         return await self._call("GET", f"/_local/{name}", ok_missing=True) or {}
 

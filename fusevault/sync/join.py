@@ -8,7 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from fusevault.errors import InvalidInput
+import trio
+
+from fusevault.errors import InvalidInput, VaultNotFound
 from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror
@@ -24,10 +26,11 @@ log = logging.getLogger(__name__)
 
 async def join(target: Path, url: str, credentials: dict | None, username: str, secret: bytes,
                peer_name: str, padding: str = padding_default) -> dict:
-    """Pull everything the peer holds into a new vault at ``target``, then
-    check that ``username`` opens it with ``secret``.  On any failure the
-    half-made vault is removed again.  ``padding`` is this replica's own
-    choice: a server must not be the one to say sizes may show."""
+    """Check that ``username`` is in the peer's vault and that ``secret``
+    opens their keys, then pull everything the peer holds into a new vault
+    at ``target``.  On any failure the half-made vault is removed again.
+    ``padding`` is this replica's own choice: a server must not be the one
+    to say sizes may show."""
     layouts.check_new(target)
     made = not target.exists()
     url = url_of(parse_url(url))
@@ -39,6 +42,10 @@ async def join(target: Path, url: str, credentials: dict | None, username: str, 
         if vault is None or not re.fullmatch(r"[0-9a-f]{32}", str(vault.get("vault_id"))):
             raise InvalidInput(f"{url} holds no fusevault vault: run `fusevault peer add` on a "
                                "device that has the vault first")
+        # The user and the passphrase first: a mistake costs one document,
+        # not the whole database.
+        user = await _remote_user(db, url, username)
+        await trio.to_thread.run_sync(users.unlock, user, secret)  # a wrong passphrase ends it here
         layout = layouts.create(target, {"kind": "local"}, vault_id=vault["vault_id"], padding=padding)
         try:
             return await _replicate(layout, db, username, secret, peer_name, url, credentials)
@@ -60,14 +67,22 @@ async def _replicate(layout, db: CouchDatabase, username: str, secret: bytes, pe
             print(f"\rreceived {status.docs_down} documents, {status.records_down} blocks",
                   end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
-        user = users.find_user(store, username)
-        users.unlock(user, secret)  # a wrong passphrase ends it here
+        users.find_user(store, username)  # checked before the pull; it came with it
         meta_files.reconcile(layout, store)
         add_peer(store, peer_name, url, credentials)
         store.sync()
         return {"documents": status.docs_down, "records": status.records_down}
     finally:
         store.close()
+
+
+async def _remote_user(db: CouchDatabase, url: str, username: str) -> dict:
+    """The user's document as the peer holds it (VaultNotFound if none)."""
+    found = [doc for doc in await db.find({"type": users.USER, "username": username})
+             if doc.get("username") == username]
+    if not found:
+        raise VaultNotFound(f"no user {username!r} in the vault at {url}")
+    return found[0]
 
 
 def _remove(target: Path, made: bool) -> None:

@@ -17,6 +17,14 @@ once and in memory, before any other request runs:
 - a change of shares, groups or users reloads the user's Sharing, and guest
   nodes the user no longer reaches leave the tree and lose their keys.
 
+A revoke never loses what the user wrote before it: a guest file holding
+their unsaved writes (open, written, not yet closed) loses its permission at
+once (no path reaches it, further writes are refused) but keeps its key and
+names until those writes are saved as the owner's next version (``save``,
+at once; the owner's mount then seals it again under the new key).  Files
+open only for reading keep serving what was read so far through their open
+handles, and leave the tree at once.
+
 What the kernel may cache about each change is returned, for the caller to
 invalidate (from a worker thread).
 """
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
     from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
+ROOT_INODE = 1  # as in vault/volume.py (not imported: it imports this module)
 
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
 # Taken from a newer document; a node's contents and key only when the reader
@@ -57,9 +66,22 @@ class Absorbed:
     # The owner's nodes another user committed under an older key than the
     # owner's newest (they were writing during a revoke): to be rotated again.
     rekey: list[Node] = field(default_factory=list)
+    # Guest files whose share ended while they held this user's unsaved
+    # writes: to be saved now (``save_leaving``), then they leave.
+    save: list[Node] = field(default_factory=list)
+    # Nodes whose new version could not be taken in while this user was
+    # committing (or sealing) theirs: taken in once that is done (``settle_busy``).
+    busy: list[Node] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.entries or self.inodes or self.rekey)
+        return bool(self.entries or self.inodes or self.rekey or self.save or self.busy)
+
+    def add(self, other: Absorbed) -> None:
+        self.entries += other.entries
+        self.inodes += other.inodes
+        self.rekey += other.rekey
+        self.save += other.save
+        self.busy += other.busy
 
 
 def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
@@ -69,6 +91,10 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
     out = Absorbed()
     if volume.key is None:  # locked meanwhile
         return out
+    if volume.sharing is not None and volume.sharing.leaving and not own:
+        sweep(volume, out)
+    if volume.sharing is not None and volume.sharing.awaiting:
+        retry_awaiting(volume, out)
     if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
         volume.sharing.reload(volume.store)
         _drop_unreached(volume, out)
@@ -104,24 +130,55 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
                 volume.unplaced.discard(fid)
             else:
                 waiting[fid] = doc
-        more = absorb(volume, list(waiting.values()), own=False) if waiting else Absorbed()
-        out.entries += more.entries
-        out.inodes += more.inodes
+        if waiting:
+            out.add(absorb(volume, list(waiting.values()), own=False))
         if len(volume.nodes) == count:
             return out
 
 
-def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
+def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False) -> None:
     ino = volume.by_fid.get(doc["_id"])
     node = volume.nodes.get(ino) if ino is not None else None
-    if node is not None and node.rev == doc["_rev"]:
+    if node is not None and node.rev == doc["_rev"] and not again:
         return
+    sharing = volume.sharing
     opened = None if doc.get("_deleted") else _open(volume, doc)
     if opened is None:
-        if node is not None:
-            _leave(volume, node, out)
+        if node is None:
+            return
+        if sharing is not None and node.ino in sharing.phantoms:
+            return  # a share root's real parent: its links need it, never shown
+        if (sharing is not None and not doc.get("_deleted") and not doc.get("delete") and node.dek
+                and sharing.perm(node, volume.nodes) is not None):
+            # Still shared with the user, under a key not sealed to them yet
+            # (the owner seals it right after committing it): kept as it is,
+            # tried again once something else is committed.  Their own
+            # writes meanwhile are under the older key, which the owner's
+            # mount replaces again.
+            node.rev = doc["_rev"]
+            sharing.awaiting.add(doc["_id"])
+            return
+        if (sharing is not None and not node.dek and not doc.get("_deleted") and not doc.get("delete")
+                and node.owner != volume.key.user_id and doc.get("owner") in sharing.givers()):
+            # It left while open here, and its owner shares with the user
+            # again: its key may come right after this document.
+            sharing.awaiting.add(doc["_id"])
+            return
+        if sharing is not None and (node.ino in sharing.leaving or _unsaved(node)):
+            # The user's last writes are saved over this revision (edit beats
+            # delete), then the node leaves.
+            node.rev = doc["_rev"]
+            if node.ino not in sharing.leaving:
+                sharing.leaving.add(node.ino)
+                out.save.append(node)
+            return
+        _leave(volume, node, out)
         return
     fresh, links = opened
+    if sharing is not None:
+        sharing.awaiting.discard(doc["_id"])
+        if node is not None:
+            sharing.phantoms.discard(node.ino)  # a share root's parent the user may open now
     if node is None:
         if not any(parent in volume.by_fid for parent, _ in links):
             if links:
@@ -131,8 +188,10 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed) -> None:
         node = volume.add_node(fresh)
     else:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
+            # Written under an older key (by a recipient during a revoke):
+            # the file takes it back until the owner seals it again.
             out.rekey.append(node)
-        _update(volume, node, fresh)
+        _update(volume, node, fresh, out)
     relink(volume, node, links, out)
     out.inodes.append(node.ino)
     if not node.links:
@@ -150,24 +209,58 @@ def _open(volume: Volume, doc: dict) -> tuple[Node, list] | None:
     return open_guest(doc, volume.key, paths)
 
 
-def _update(volume: Volume, node: Node, fresh: Node) -> None:
+def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:
     for name in ATTRS:
         setattr(node, name, getattr(fresh, name))
     content = node.content
     if content is not None and content.changed:
         return  # the reader's own unsaved writes: their commit comes after this one
-    changed = node.head != fresh.head
+    if node.lock is not None and node.lock.locked():
+        # A version of this user's is being committed (or the file sealed
+        # under a new key) with the key and contents it was sealed with:
+        # theirs comes after this one.  Looked at again once it is done.
+        if volume.sharing is not None:
+            volume.sharing.awaiting.add(node.fid)
+        if out is not None:
+            out.busy.append(node)
+        return
+    stale = content is not None and (node.head != fresh.head or content.dek != fresh.dek)
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
-    if content is not None and changed:
+    if stale:
+        # Open contents follow the new version, or the file's new key (an
+        # empty file's, which has no version to change).
         volume.switch_content(node)
+
+
+def retry_awaiting(volume: Volume, out: Absorbed) -> None:
+    """Open again the documents whose key was not sealed to the user yet."""
+    for fid in list(volume.sharing.awaiting):
+        volume.sharing.awaiting.discard(fid)
+        if (doc := volume.store.get(fid)) is not None:
+            absorb_node(volume, doc, out, again=True)
+
+
+async def settle_busy(volume: Volume, nodes: list[Node]) -> Absorbed:
+    """Once this user's commits of ``nodes`` are done, take in the versions
+    others committed meanwhile (``Absorbed.busy``)."""
+    for node in nodes:
+        async with volume.content_lock(node):
+            pass
+    out = Absorbed()
+    if volume.key is not None and volume.sharing is not None and volume.sharing.awaiting:
+        retry_awaiting(volume, out)
+    return out
 
 
 def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
     wanted = [(volume.by_fid[p], name) for p, name in links if p in volume.by_fid]
     for parent_ino, name in list(node.links):
         if (parent_ino, name) not in wanted:
-            volume.unlink_entry(volume.nodes[parent_ino], name, node)
+            if (parent := volume.nodes.get(parent_ino)) is None:  # left and gone before it
+                node.links.remove((parent_ino, name))
+                continue
+            volume.unlink_entry(parent, name, node)
             out.entries.append((parent_ino, name))
     for parent_ino, name in wanted:
         if (parent_ino, name) in node.links:
@@ -180,21 +273,93 @@ def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Abso
         out.entries.append((parent_ino, name))
 
 
+def _unsaved(node: Node) -> bool:
+    """The user's writes to the node are not all committed: changed contents,
+    or a version being committed now (its contents no longer look changed,
+    and its document still needs the key)."""
+    return (node.content is not None and node.content.changed) or (
+        node.lock is not None and node.lock.locked())
+
+
 def _leave(volume: Volume, node: Node, out: Absorbed) -> None:
-    """Take a node out of this user's tree: every name, and (a guest's) its key."""
+    """Take a node out of this user's tree: every name, and (a guest's) its key.
+
+    A parent may have left (and gone) before its child: its links are dropped.
+    A guest holding the user's unsaved writes keeps everything until they are
+    saved (``save``): a key is never dropped from under them."""
+    sharing = volume.sharing
+    if sharing is not None and node.owner != volume.key.user_id and _unsaved(node):
+        if node.ino not in sharing.leaving:
+            sharing.leaving.add(node.ino)
+            out.save.append(node)
+        return
     for parent_ino, name in list(node.links):
-        volume.unlink_entry(volume.nodes[parent_ino], name, node)
-        out.entries.append((parent_ino, name))
-    for virtual in volume.sharing.virtual if volume.sharing else ():
+        if (parent := volume.nodes.get(parent_ino)) is not None:
+            volume.unlink_entry(parent, name, node)
+            out.entries.append((parent_ino, name))
+        else:
+            node.links.remove((parent_ino, name))
+    for virtual in sharing.virtual if sharing else ():
         folder = volume.nodes.get(virtual)
         for name, child in list(folder.children.items()) if folder else ():
             if child == node.ino:
                 volume.unlink_entry(folder, name, node)
                 out.entries.append((virtual, name))
     out.inodes.append(node.ino)
+    if sharing is not None:
+        sharing.leaving.discard(node.ino)
     if node.owner != volume.key.user_id:
         volume.forget_key(node)
     volume.purge_if_unused(node)
+
+
+def sweep(volume: Volume, out: Absorbed) -> None:
+    """Leaving nodes whose writes are all saved now leave the tree (all at
+    once: a folder stays while a file under it still has writes to save)."""
+    sharing = volume.sharing
+    nodes = [volume.nodes[ino] for ino in sharing.leaving if ino in volume.nodes]
+    if any(_unsaved(node) for node in nodes):
+        return
+    sharing.leaving = set()
+    for node in nodes:
+        _leave(volume, node, out)
+
+
+async def save_leaving(volume: Volume, nodes: list[Node]) -> Absorbed:
+    """Save the writes a user made to files before their share ended, then
+    let those files leave the tree.  What cannot be saved stays in memory:
+    the file's close (and a lock) tries again and reports the error."""
+    for node in nodes:
+        if volume.key is None:
+            return Absorbed()
+        if not node.dek or not _unsaved(node):
+            continue  # saved meanwhile (its close), or shared again and left since
+        try:
+            await volume.commit_content(node)
+        except VaultError as err:
+            log.error("could not save the writes to %s made before its share ended: %s", node.fid, err)
+    out = Absorbed()
+    if volume.key is not None and volume.sharing is not None:
+        sweep(volume, out)
+    return out
+
+
+def reload_contents(volume: Volume, node: Node) -> bool:
+    """Make the node's contents those of its stored document (another
+    writer's version came in while this volume was sealing the file again
+    under a new key: that version is the one to seal).  False when the
+    document is gone or no longer opens here."""
+    doc = volume.store.get(node.fid)
+    opened = None if doc is None or doc.get("delete") else _open(volume, doc)
+    if opened is None:
+        return False
+    fresh, _ = opened
+    for name in CONTENTS:
+        setattr(node, name, getattr(fresh, name))
+    node.rev = doc["_rev"]
+    if node.content is not None:
+        volume.switch_content(node)
+    return True
 
 
 def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
@@ -203,21 +368,32 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
     Their keys were written before the Share document, so listing this
     user's key files finds them (no scan of every node document)."""
     sharing = volume.sharing
-    if all(fid in volume.by_fid for fid in sharing.roots):
+    if all(fid in volume.by_fid and not _keyless(volume, volume.by_fid[fid]) for fid in sharing.roots):
         return
     givers = sharing.givers()
     guests = []
     for fid, paths in key_files(volume.layout, volume.key.user_id, sharing.groups).items():
-        if fid in volume.by_fid:
+        ino = volume.by_fid.get(fid)
+        if ino is not None and not _keyless(volume, ino):
             continue
         doc = volume.store.get(fid)
         if doc is None or doc.get("delete") or doc.get("owner") not in givers:
             continue
         try:
-            if (opened := open_guest(doc, volume.key, paths)) is not None:
-                guests.append(opened)
+            opened = open_guest(doc, volume.key, paths)
         except VaultError as err:
             log.warning("a shared file %s does not open: %s", fid, err)
+            continue
+        if opened is None:
+            continue
+        if ino is None:
+            guests.append(opened)
+        else:  # shared again while still held (open, or a share root's parent)
+            sharing.phantoms.discard(ino)
+            node = volume.nodes[ino]
+            _update(volume, node, opened[0], out)
+            relink(volume, node, opened[1], out)
+            out.inodes.append(ino)
     before = {ino: set(volume.nodes[ino].children) for ino in sharing.virtual}
     volume.admit_guests(guests)
     # The new names in shared/<owner>/ and groups/<group>/ (the kernel may
@@ -232,18 +408,63 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             out.inodes.append(ino)
 
 
+def admit_new(volume: Volume) -> Absorbed:
+    """Shares whose keys were sealed to the user just now (a group they joined)."""
+    out = Absorbed()
+    if volume.key is not None and volume.sharing is not None:
+        _admit_new_shares(volume, out)
+    return out
+
+
+def _keyless(volume: Volume, ino: int) -> bool:
+    """A node the user holds without its key: a phantom, or a guest that
+    left while open (a new share gives it its key and names again)."""
+    node = volume.nodes.get(ino)
+    return node is not None and (ino in volume.sharing.phantoms
+                                 or (node.owner != volume.key.user_id and not node.dek))
+
+
 def _drop_unreached(volume: Volume, out: Absorbed) -> None:
-    """After a change of shares: guests no longer reached leave the tree."""
+    """After a change of shares: guests no longer reached leave the tree.
+
+    Those holding unsaved writes, and the folders above them, stay (no
+    longer reachable by path, refusing further writes) until the writes are
+    saved: ``out.save``."""
     sharing = volume.sharing
-    for node in list(volume.nodes.values()):
-        if node.owner in ("", volume.key.user_id) or node.ino in sharing.phantoms:
-            continue
-        if node.dek and sharing.perm(node, volume.nodes) is None:
+    me = volume.key.user_id
+    # Inodes the kernel made this volume forget are nobody's folders any more.
+    sharing.virtual.intersection_update(volume.nodes)
+    sharing.phantoms.intersection_update(volume.nodes)
+    unreached = [node for node in volume.nodes.values()
+                 if node.owner not in ("", me) and node.ino not in sharing.phantoms and node.dek
+                 and sharing.perm(node, volume.nodes) is None]
+    gone = {node.ino for node in unreached}
+    keep: set[int] = set()
+    for node in unreached:
+        if _unsaved(node):
+            if node.ino not in sharing.leaving:
+                out.save.append(node)
+            walk: Node | None = node
+            while walk is not None and walk.ino in gone and walk.ino not in keep:
+                keep.add(walk.ino)
+                walk = volume.nodes.get(walk.links[0][0]) if walk.links else None
+    sharing.leaving = keep
+    for node in unreached:
+        if node.ino not in keep:
             _leave(volume, node, out)
-    # Virtual folders left empty go too, inner ones first.
-    for ino in sorted(sharing.virtual, key=lambda i: -len(volume.path_of(volume.nodes[i]))):
+    # Virtual folders left empty go too, inner ones (under shared/ or groups/) first.
+    for ino in sorted(sharing.virtual, key=lambda i: _at_root(volume.nodes[i])):
         folder = volume.nodes[ino]
         if not folder.children and folder.links:
             parent_ino, name = folder.links[0]
-            volume.unlink_entry(volume.nodes[parent_ino], name, folder)
+            if (parent := volume.nodes.get(parent_ino)) is not None:
+                volume.unlink_entry(parent, name, folder)
+            else:
+                folder.links.remove((parent_ino, name))
             out.entries.append((parent_ino, name))
+            sharing.virtual.discard(ino)  # a later share makes a new one
+            volume.purge_if_unused(folder)
+
+
+def _at_root(node: Node) -> bool:
+    return not node.links or node.links[0][0] == ROOT_INODE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -21,7 +22,9 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     in a batch (a file's fsync() syncs its sidecar too); the rename still makes
     the write all-or-nothing against a killed process.
     """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # Per thread too: a mount writes one file's sidecar from several tasks'
+    # worker threads (a share's ACLs, a new key), and they must not share a temp.
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(data)

@@ -84,16 +84,24 @@ def vfmeta_bytes(fid: str, owner: str, dek: bytes, acl: list[str], epoch: int = 
 
 
 def check_vfmeta(data: bytes, fid: str, dek: bytes, epoch: int = 0) -> dict | None:
-    """The sidecar's fields; None when it is from an older epoch of the file's key."""
+    """The sidecar's fields; None when it is from an older epoch of the file's key.
+
+    One of a newer epoch than ``dek``'s cannot be checked with it: its reader
+    was not given the file's newer key yet, or is its owner taking in a
+    version a recipient wrote under the older one during a revoke.  Like a
+    reader of an older version, it relies on the header and on the records'
+    own authentication (the sidecar holds no secret and decides nothing)."""
     try:
         fields = json.loads(data)
         tag = b64d(fields.pop("tag"))
         canon = json.dumps(fields, sort_keys=True).encode()
-        older = int(fields.get("epoch", 0)) < epoch
+        at = int(fields.get("epoch", 0))
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CorruptData(f"sidecar of {fid} is damaged") from None
-    if older:
+    if at < epoch:
         return None
+    if at > epoch:
+        return fields
     aead.unseal(dek, tag, aead.ad("vfmeta", canon))
     if fields.get("FILE_ID") != fid:
         raise CorruptData(f"sidecar of {fid} belongs to another file")

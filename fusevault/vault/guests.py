@@ -62,6 +62,14 @@ class Sharing:
     roots: dict[str, str] = field(default_factory=dict)
     virtual: set[int] = field(default_factory=set)
     phantoms: set[int] = field(default_factory=set)
+    # Guest nodes whose share ended while the user had unsaved writes in
+    # them: they keep their key and names (no path reaches them: their
+    # permission is gone) until those writes are saved (vault/absorbing.py).
+    leaving: set[int] = field(default_factory=set)
+    # Files whose newest document could not be taken in yet (fids): a guest's
+    # under a key not sealed to the user yet, or one whose version was being
+    # committed here meanwhile.  Looked at again at the next change.
+    awaiting: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._index()
@@ -138,27 +146,48 @@ class Sharing:
 
     # --- keys for recipients
 
-    def seal_keys(self, layout: Layout, node: Node, grants: Iterable[Grant]) -> int:
-        """Seal ``node``'s DEK for every recipient of ``grants`` (a worker thread's job)."""
+    def seal_keys(self, layout: Layout, node: Node, grants: Iterable[Grant], key: tuple[bytes, int]) -> int:
+        """Seal ``key`` (the node's DEK and its epoch, taken on the trio thread:
+        a worker thread reading them from the node could pair one key's epoch
+        with another's DEK) for every recipient of ``grants``."""
+        dek, epoch = key
         written = 0
         for grant in grants:
             for reach in self.reaches(grant):
                 public = self.public(reach.recipient)
                 if public is None:
                     continue
-                sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, node.epoch, node.dek)
-                sharing.write_key(reach.key_path(layout, node.fid), node.epoch, sealed)
+                path = reach.key_path(layout, node.fid)
+                if _newer_key(path, epoch):
+                    continue  # the owner gave the file a newer key meanwhile: never taken back
+                sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
+                sharing.write_key(path, epoch, sealed)
                 written += 1
         return written
 
-    def fill_missing(self, layout: Layout, nodes: dict[int, Node]) -> int:
+    def key_epoch(self, layout: Layout, fid: str, grants: Iterable[Grant]) -> int:
+        """The newest epoch of the keys of ``fid`` sealed to recipients of ``grants``."""
+        top = 0
+        for grant in grants:
+            for reach in self.reaches(grant):
+                try:
+                    found = sharing.read_key(reach.key_path(layout, fid))
+                except VaultError:
+                    continue
+                if found is not None:
+                    top = max(top, found[0])
+        return top
+
+    def fill_missing(self, layout: Layout, nodes: dict[int, Node],
+                     keys: list[tuple[Node, bytes, int]]) -> int:
         """Seal keys nobody has sealed yet (a member who joined a group later,
         a crash between a share and its keys) for every node whose DEK this
-        user holds: so a group's new member needs nobody's passphrase."""
+        user holds (``keys``: node, DEK, epoch, taken on the trio thread): so
+        a group's new member needs nobody's passphrase.  A key is only ever
+        created here, never replaced: the owner giving the file a new key
+        meanwhile has the last word."""
         written = 0
-        for node in list(nodes.values()):
-            if not node.dek or node.ino in self.virtual or node.ino in self.phantoms:
-                continue
+        for node, dek, epoch in keys:
             for grant in self.covering(node, nodes):
                 for reach in self.reaches(grant):
                     path = reach.key_path(layout, node.fid)
@@ -166,11 +195,22 @@ class Sharing:
                         continue
                     public = self.public(reach.recipient)
                     if public is not None:
-                        sealed = seal_file_key(public, reach.recipient, node.owner, node.fid,
-                                               node.epoch, node.dek)
-                        sharing.write_key(path, node.epoch, sealed)
-                        written += 1
+                        sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
+                        written += sharing.write_key(path, epoch, sealed, replace=False)
         return written
+
+    def held_keys(self, nodes: dict[int, Node]) -> list[tuple[Node, bytes, int]]:
+        """(node, DEK, epoch) of every node whose key this user holds, for ``fill_missing``."""
+        return [(node, node.dek, node.epoch) for node in nodes.values()
+                if node.dek and node.ino not in self.virtual and node.ino not in self.phantoms]
+
+
+def _newer_key(path: Path, epoch: int) -> bool:
+    try:
+        found = sharing.read_key(path)
+    except VaultError:
+        return False
+    return found is not None and found[0] > epoch
 
 
 def key_files(layout: Layout, user_id: str, groups: dict[str, dict]) -> dict[str, list[Path]]:

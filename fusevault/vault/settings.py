@@ -101,7 +101,10 @@ def change(current: Settings, changes: dict[str, str]) -> Settings:
 
 def check(settings: Settings, vault_root: str, host: HostAccess | None = None) -> None:
     """Refuse folder settings that cannot work (checks the file system: not on the trio loop)."""
-    mounts = fusevault_mounts()
+    # Every path is compared resolved: a vault named relative to the current
+    # directory (`mount vault drive`), or through a symbolic link, is still itself.
+    vault_root = os.path.realpath(vault_root)
+    mounts = [os.path.realpath(point) for point in fusevault_mounts()]
     real = {}
     host = host or Direct()  # whose rights: in a shared mount, the user's (host_access.py)
     for key in FOLDERS:

@@ -75,20 +75,22 @@ def subtree(volume: Volume, node: Node) -> list[Node]:
     return found
 
 
-def _write_acls(volume: Volume, nodes: list[Node]) -> None:
-    """Seed 003's sidecar ACL of every file with contents, from the documents."""
-    for node in nodes:
+def _write_acls(volume: Volume, nodes: list[tuple[Node, bytes, int]]) -> None:
+    """Seed 003's sidecar ACL of every file with contents, from the documents
+    (``nodes``: each with its DEK and epoch, taken on the trio thread)."""
+    for node, dek, epoch in nodes:
         acl = acl_lines(volume.sharing.covering(node, volume.nodes))
         if node.content is not None:
             node.content.acl = acl
         if node.is_reg and node.head and volume.layout.vf_path(node.owner, node.fid).exists():
             atomic_write(volume.layout.vfmeta_path(node.owner, node.fid),
-                         vfmeta_bytes(node.fid, node.owner, node.dek, acl, node.epoch), durable=False)
+                         vfmeta_bytes(node.fid, node.owner, dek, acl, epoch), durable=False)
 
 
 async def _settle(volume: Volume, nodes: list[Node]) -> None:
     volume.sharing.reload(volume.store)
-    await volume.in_thread(_write_acls, volume, nodes)
+    keys = [(node, node.dek, node.epoch) for node in nodes if node.dek]
+    await volume.in_thread(_write_acls, volume, keys)
     await volume.in_thread(meta_files.reconcile, volume.layout, volume.store)
 
 
@@ -98,9 +100,10 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     grant = Grant(volume.key.user_id, node.fid, grantee, group, share_perm(perm))
     nodes = subtree(volume, node)
     sealing = volume.sharing
+    keys = [(n, (n.dek, n.epoch)) for n in nodes]
 
     def seal() -> int:
-        return sum(sealing.seal_keys(volume.layout, n, [grant]) for n in nodes)
+        return sum(sealing.seal_keys(volume.layout, n, [grant], key) for n, key in keys)
 
     keys = await volume.in_thread(seal)
     doc = share_doc(grant)
@@ -142,13 +145,16 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
 
 async def rotate(volume: Volume, node: Node) -> None:
     """A new DEK for the node and everything under it, then forget the Rotation."""
-    for each in subtree(volume, node):
-        await volume.rekey(each)
-        await trio.sleep(0)
-    doc = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
-    if doc is not None:
-        await volume.store_call(volume.store.put_many,
-                                [tombstone(doc)])
+    volume.rotating.add(node.fid)
+    try:
+        for each in subtree(volume, node):
+            await volume.rekey(each)
+            await trio.sleep(0)
+        doc = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
+        if doc is not None:
+            await volume.store_call(volume.store.put_many, [tombstone(doc)])
+    finally:
+        volume.rotating.discard(node.fid)
 
 
 async def resume(volume: Volume) -> None:
@@ -158,10 +164,11 @@ async def resume(volume: Volume) -> None:
     me = volume.key.user_id
     for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
         ino = volume.by_fid.get(doc.get("fid", ""))
-        if doc.get("owner") == me and ino is not None:
+        if doc.get("owner") == me and ino is not None and doc["fid"] not in volume.rotating:
             log.info("finishing a key rotation of %s", doc["fid"])
             await rotate(volume, volume.nodes[ino])
-    written = await volume.in_thread(volume.sharing.fill_missing, volume.layout, volume.nodes)
+    keys = volume.sharing.held_keys(volume.nodes)
+    written = await volume.in_thread(volume.sharing.fill_missing, volume.layout, volume.nodes, keys)
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
 

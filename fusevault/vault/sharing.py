@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,10 +130,24 @@ def _wrote_key() -> None:
     _key_writes += 1
 
 
-def write_key(path: Path, epoch: int, sealed: bytes) -> None:
+def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True) -> bool:
+    """Write a ``.vfkey``; ``replace=False``: only if there is none (else False)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({"epoch": epoch, "key": b64e(sealed)}).encode(), durable=False)
+    data = json.dumps({"epoch": epoch, "key": b64e(sealed)}).encode()
+    if replace:
+        atomic_write(path, data, durable=False)
+    else:
+        # Written aside, then linked into place: never over a key written meanwhile.
+        tmp = path.with_name(f".{path.name}.new{os.getpid()}.{threading.get_ident()}")
+        atomic_write(tmp, data, durable=False)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
     _wrote_key()
+    return True
 
 
 def read_key(path: Path) -> tuple[int, bytes] | None:

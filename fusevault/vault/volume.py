@@ -26,6 +26,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import b64e, name_to_str, str_to_name
 from fusevault.errors import (
     BadHandle,
+    Conflict,
     CorruptData,
     CrossOwner,
     Exists,
@@ -42,10 +43,12 @@ from fusevault.errors import (
     VaultError,
 )
 from fusevault.store import Store
+from fusevault.vault.absorbing import reload_contents
 from fusevault.vault.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.groups import can_write
 from fusevault.vault.guests import (
     GROUPS_DIR,
+    LIST,
     SHARED_DIR,
     Sharing,
     key_files,
@@ -76,10 +79,18 @@ XATTR_PREFIX = b"user."
 # Past this much dirty data in one file, full blocks are sealed and appended
 # (in a worker thread), which bounds the memory a large write holds.
 FLUSH_AT = 8 * 1024 * 1024
+# Sealing a file again under a new key, when other writers' versions keep
+# coming in meanwhile: each try seals the newest; after this many the key
+# change fails (it never commits over a version it did not seal).
+RESEAL_TRIES = 20
 # Sealing this much is quicker on the loop than a hop to a worker thread.
 INLINE_SEAL = 2 * BLOCK_SIZE
 DAY_NS = 86400 * 10**9
 FALLOC_FL_KEEP_SIZE = 0x01
+
+
+class _Stale(Exception):
+    """Another writer committed the node while this version was sealed."""
 
 
 @dataclass
@@ -128,6 +139,12 @@ class Volume:
         # before the write.  Their flush waits, so truncate-then-write is one
         # version; release and fsync still commit a file truncated and closed.
         self.cut: set[int] = set()
+        # fid -> the newest key epoch this volume gave the node: a node that
+        # took in another writer's version under an older key goes back to
+        # it, and its next key must still be new (one DEK per epoch).
+        self.top_epochs: dict[str, int] = {}
+        # Folders whose keys share_ops is rotating now (not started twice).
+        self.rotating: set[str] = set()
 
     # --- loading
 
@@ -336,6 +353,11 @@ class Volume:
         if not self.may(node, write):
             raise PermissionDenied("not allowed by the file's sharing: "
                                    + ("you may only read it" if write and self.may(node) else "no access"))
+        if (node.owner != self.key.user_id and not node.dek and self.sharing is not None
+                and self.sharing.perm(node, self.nodes) != LIST):
+            # Its share ended while it was open here, and the share made
+            # again has not given it back its key yet.
+            raise PermissionDenied("the file's key is not shared with you (yet)")
         return node
 
     def require(self, ino: int, write: bool = False) -> Node:
@@ -503,7 +525,7 @@ class Volume:
             return
         grants = self.sharing.covering(node, self.nodes)
         if grants:
-            await self.in_thread(self.sharing.seal_keys, self.layout, node, grants)
+            await self.in_thread(self.sharing.seal_keys, self.layout, node, grants, (node.dek, node.epoch))
 
     def _acl(self, node: Node) -> list[str] | None:
         if self.sharing is None or not self.sharing.by_fid:
@@ -749,43 +771,105 @@ class Volume:
         await self._change_contents(node, lambda c: c.reset_to(place, vid), now_ns(), commit=True)
 
     async def rekey(self, node: Node) -> None:
-        """Give the node a new DEK (the next epoch) and seal its current
+        """Give the node a new DEK (a new epoch) and seal its current
         contents under it; old versions keep theirs (a revoked share)."""
         self._owned(node)
         if node.is_reg:
             await self.commit_content(node)
         async with self.content_lock(node):
-            dek = aead.new_key()
+            if node.content is not None and node.content.changed:
+                # Written since the commit above: sealing starts from the
+                # last version, so this must be one first.
+                await self._commit_version(node, node.content)
+            dek, epoch = aead.new_key(), await self._next_epoch(node)
             if node.is_reg and node.head:
-                node.opens += 1
-                try:
-                    await self.in_thread(self._reseal, node, dek)
-                    node.dek, node.epoch = dek, node.epoch + 1
-                    await self._commit_version(node, node.content)
-                    await self.in_thread(node.content.write_sidecar)
-                finally:
-                    node.opens -= 1
-                    self._release_content(node)
+                if not await self._reseal(node, dek, epoch):
+                    return
             else:
                 async with self.meta_lock:
                     tx = Tx()
                     tx.touch(node)
-                    node.dek, node.epoch = dek, node.epoch + 1
+                    node.dek, node.epoch = dek, epoch
                     await self._commit(tx)
+                if node.content is not None:  # open, nothing stored: nothing sealed under the old key
+                    node.content.dek, node.content.epoch = dek, epoch
+                    node.content.acl = self._acl(node) or []
+            key = (node.dek, node.epoch)
         if self.sharing is not None and (grants := self.sharing.covering(node, self.nodes)):
-            await self.in_thread(self.sharing.seal_keys, self.layout, node, grants)
+            await self.in_thread(self.sharing.seal_keys, self.layout, node, grants, key)
 
-    def _reseal(self, node: Node, dek: bytes) -> None:
-        reader = Content(self.layout, node.owner, node.fid, node.dek, node.manifest, node.head)
+    async def _next_epoch(self, node: Node) -> int:
+        """An epoch no key of the node had: above its own, above what this
+        volume gave it before, above every key its recipients hold."""
+        top = max(node.epoch, self.top_epochs.get(node.fid, 0))
+        if self.sharing is not None and (grants := self.sharing.covering(node, self.nodes)):
+            top = max(top, await self.in_thread(self.sharing.key_epoch, self.layout, node.fid, grants))
+        self.top_epochs[node.fid] = top + 1
+        return top + 1
+
+    async def _reseal(self, node: Node, dek: bytes, epoch: int) -> bool:
+        """Seal the node's newest version again under ``dek`` as a new version
+        (the content lock held).  Sealed into a Content of its own: reads
+        under way keep the old one, which stays whole, until the commit.
+        False when the file went meanwhile (nothing to seal)."""
+        for _ in range(RESEAL_TRIES):
+            if self.sharing is not None and node.fid in self.sharing.awaiting:
+                # Another writer's version came in while this file was busy:
+                # that one is the newest, so it is the one to seal.
+                self.sharing.awaiting.discard(node.fid)
+                if not reload_contents(self, node):
+                    return False
+            rev = node.rev
+            fresh = await self.in_thread(self._sealed_again, node, dek, epoch)
+            try:
+                await self._commit_version(node, fresh, rev, key=(dek, epoch))
+            except _Stale:
+                # Another writer's version came in while this one was
+                # sealed: seal theirs, so it stays the newest.
+                fresh.close()
+                if not reload_contents(self, node):
+                    return False
+                continue
+            except BaseException:
+                fresh.close()
+                raise
+            self._use_content(node, fresh)
+            await self.in_thread(fresh.write_sidecar)
+            return True
+        raise Conflict(f"{node.fid} kept changing while it was given a new key: try again")
+
+    def _sealed_again(self, node: Node, dek: bytes, epoch: int) -> Content:
+        """The node's current contents in a new Content under ``dek`` (a worker thread's job)."""
+        # The sidecar may be of a newer key than this version's (a recipient
+        # wrote under the older one during a revoke): not checked by this reader.
+        reader = Content(self.layout, node.owner, node.fid, node.dek, node.manifest, node.head,
+                         check_sidecar=False)
         try:
-            content = self._content(node)
-            content.rekey(dek, self._acl(node) or [], node.epoch + 1)
-            for start, end in reader.data_ranges(node.size):  # holes stay holes
-                for offset in range(start, end, FLUSH_AT):
-                    content.write(offset, reader.read(offset, min(FLUSH_AT, end - offset), node.size))
-                    content.flush_blocks(node.size)
+            fresh = Content(self.layout, node.owner, node.fid, node.dek, node.manifest, node.head,
+                            check_sidecar=False)
+            try:
+                fresh.rekey(dek, self._acl(node) or [], epoch)
+                for start, end in reader.data_ranges(node.size):  # holes stay holes
+                    for offset in range(start, end, FLUSH_AT):
+                        fresh.write(offset, reader.read(offset, min(FLUSH_AT, end - offset), node.size))
+                        fresh.flush_blocks(node.size)
+            except BaseException:
+                fresh.close()
+                raise
+            return fresh
         finally:
             reader.close()
+
+    def _use_content(self, node: Node, content: Content) -> None:
+        """``content`` (just committed) becomes the node's; the one it replaces
+        is closed once no handle reads it."""
+        old, node.content = node.content, content
+        if old is not None:
+            if node.opens > 0:
+                self.retired.setdefault(node.ino, []).append(old)
+            else:
+                old.close()
+        self._release_content(node)
 
     async def _change_contents(self, node: Node, change: Callable[[Content], int], now: int,
                                commit: bool = False) -> None:
@@ -957,6 +1041,15 @@ class Volume:
     def _writing(self, fh: int) -> Node:
         """The node of a handle opened for writing, or one this user may write now."""
         node = self._handle(fh)
+        if node.owner != self.key.user_id:
+            if not node.dek or not (self.writable(node) or (fh in self.writers and not node.links)):
+                # A share revoked (or made READ) while the file was open: refused
+                # now, rather than taken and never saved (vault/absorbing.py).
+                # Also once shared again, until the file has its key back.  A
+                # file this user opened to write and then unlinked stays theirs
+                # to write, as with open(2).
+                raise PermissionDenied("the file's share no longer lets you write it")
+            return node
         return node if fh in self.writers else self.check(node, write=True)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
@@ -1028,7 +1121,10 @@ class Volume:
                 log.warning("access and directory times not saved: %s", err)
                 return
 
-    async def _commit_version(self, node: Node, content: Content) -> None:
+    async def _commit_version(self, node: Node, content: Content, expect_rev: object = False,
+                              key: tuple[bytes, int] | None = None) -> None:
+        """``expect_rev``: commit only over that revision of the node, else _Stale;
+        ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key)."""
         try:
             if content.seal_bytes(node.size) <= INLINE_SEAL:  # padding may add blocks
                 vid, place, nonce = content.seal_version(node.size)
@@ -1042,8 +1138,12 @@ class Volume:
             raise
         self.cut.discard(node.ino)
         async with self.meta_lock:
+            if expect_rev is not False and node.rev != expect_rev:
+                raise _Stale
             tx = Tx()
             tx.touch(node)
+            if key is not None:  # only now: until committed, readers open the old version
+                node.dek, node.epoch = key
             parent_vid = node.head
             node.head, node.manifest = vid, place
             node.stored_size = node.size
