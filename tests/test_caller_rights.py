@@ -117,8 +117,8 @@ def erin_in_shared_mount(erin, python, tmp_path: Path):
     os.chown(home, erin.pw_uid, erin.pw_gid)
     vault = tmp_path / "vault"
     assert fusevault("init", vault, "--user", "admin").returncode == 0
-    added = fusevault("user", "add", "erin", "--uid", erin.pw_uid, env={"FUSEVAULT_VAULT": str(vault)},
-                      passphrase=SECRET)
+    added = fusevault("user", "add", "erin", "--uid", erin.pw_uid,
+                      env={"FUSEVAULT_VAULT": str(vault), "FUSEVAULT_NEW_PASSPHRASE": SECRET})
     assert added.returncode == 0, added.stderr
     try:
         with mounted(vault, base / "mnt", "--allow-other") as mnt:

@@ -45,7 +45,10 @@ AGGRESSIVE = {"keep_all_days": 0, "daily_days": 0, "weekly_weeks": 0, "trash_day
 
 
 def _admin(vault: Path, *args: str, passphrase: str = PASSPHRASE) -> None:
-    result = fusevault(*args, env={"FUSEVAULT_VAULT": str(vault)}, passphrase=passphrase)
+    env = {"FUSEVAULT_VAULT": str(vault)}
+    if args[:2] == ("user", "add"):  # ``passphrase`` is the new user's (never the caller's)
+        env["FUSEVAULT_NEW_PASSPHRASE"] = passphrase
+    result = fusevault(*args, env=env, passphrase=passphrase)
     assert result.returncode == 0, result.stderr
 
 

@@ -210,7 +210,7 @@ def shared(linux, place):
     assert fusevault("init", vault, "--user", "admin").returncode == 0
     for name in ("alice", "bob"):
         added = fusevault("user", "add", name, "--uid", str(linux[name].pw_uid),
-                          env={"FUSEVAULT_VAULT": str(vault)}, passphrase=SECRETS[name])
+                          env={"FUSEVAULT_VAULT": str(vault), "FUSEVAULT_NEW_PASSPHRASE": SECRETS[name]})
         assert added.returncode == 0, added.stderr
     mountpoint = place / "shared-mnt"
     with mounted(vault, mountpoint, "--allow-other"):
