@@ -263,7 +263,10 @@ class Relay:
     # --- chunks
 
     async def push(self, request: Request) -> Response:
-        rid = await self._request_member(request, "sender")
+        # The token is checked before the body is read; whether the request is
+        # the caller's is checked with the push itself (one round trip to Redis).
+        rid = request.path_params["rid"]
+        claims = self.claims(request, None, "sender")
         try:
             nr, iv = int(request.headers["x-chunk"]), request.headers["x-iv"]
         except (KeyError, ValueError):
@@ -272,11 +275,18 @@ class Relay:
             raise Refused(400, "X-Chunk is a chunk number, X-IV a base64 IV")
         wait = guards.wait_param(request)
         data = await guards.read_body(request, self.limits.max_chunk)
+        address = [self.address(request)]  # counted once, however long it waits
+
+        def probe() -> int:
+            return self.state.push_chunk(rid, claims["sub"], nr, iv, data, address.pop() if address else "")
+
         # Backpressure: hold the sender while the queue is full, then ask it to retry.
-        if await self._wait(request, f"space:{rid}", lambda: self.state.push_chunk(rid, nr, iv, data), wait):
+        queued = await self._wait(request, f"space:{rid}", probe, wait)
+        if queued == 1:
             self.stats["chunks_in"] += 1
             self.stats["bytes_in"] += len(data)
-            self.bells.ring(f"chunk:{rid}")
+            self.bells.ring(f"chunk:{rid}", f"space:{rid}")  # the receiver, and the sender's next chunk
+        if queued:
             return Response(status_code=201)
         return JSONResponse({"error": "the receiver is not ready or slow: queue full"}, status_code=503,
                             headers={"Retry-After": "1"})
@@ -284,11 +294,16 @@ class Relay:
     async def pop(self, request: Request) -> Response:
         rid = request.path_params["rid"]
         claims = self.claims(request, None, "receiver")
+        address = [self.address(request)]
         if request.query_params.get("ready"):  # its first call: the sender may start now
+            await self.run(self.state.count_call, address.pop())
             await self.run(self.state.mark_ready, rid, claims["sub"])
             self.bells.ring(f"space:{rid}")
-        found, gone = await self._wait_gone(request, f"chunk:{rid}",
-                                            lambda: self.state.pop_chunk(rid, claims["sub"]))
+
+        def probe() -> tuple[int, str, bytes] | None:
+            return self.state.pop_chunk(rid, claims["sub"], address.pop() if address else "")
+
+        found, gone = await self._wait_gone(request, f"chunk:{rid}", probe)
         if found and gone:  # its receiver left before it could get it: keep it for the next one
             await self.run(self.state.unpop_chunk, rid, *found)
             found = None
@@ -376,11 +391,53 @@ async def _watch_disconnect(request: Request, scope: trio.CancelScope) -> None:
             return
 
 
-def build_app(relay: Relay) -> Starlette:
-    def guarded(handler: Callable[[Request], Awaitable[Response]]):
+class CloseUnread:
+    """ASGI middleware: a request answered before its body was read gets its connection closed.
+
+    Hypercorn hands the body to the app through a small queue and, once the
+    answer is sent, queues http.disconnect before it closes the connection.
+    With the queue full of body the app never read, that put waits forever
+    and the connection stays open, the client still sending.  So while such
+    an answer goes out, what is queued is read and dropped (a few pieces of
+    64 KiB): the server then closes the connection."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not any(
+                name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        read_all = False
+
+        async def receiving():
+            nonlocal read_all
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                read_all = True
+            return message
+
+        async def drain() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        async with trio.open_nursery() as nursery:
+            async def sending(message) -> None:
+                if message["type"] == "http.response.body" and not message.get("more_body") and not read_all:
+                    nursery.start_soon(drain)
+                await send(message)
+
+            await self.app(scope, receiving, sending)
+
+
+def build_app(relay: Relay) -> CloseUnread:
+    def guarded(handler: Callable[[Request], Awaitable[Response]], *, counted: bool = True):
+        """Count the call (unless the handler does, with its own work), answer errors in one line."""
         async def endpoint(request: Request) -> Response:
             try:
-                await relay.run(relay.state.count_call, relay.address(request))
+                if counted:
+                    await relay.run(relay.state.count_call, relay.address(request))
                 return await handler(request)
             # Errors close the connection: the request's body may be unread,
             # and a keep-alive connection with a half-read body can hang.
@@ -414,13 +471,13 @@ def build_app(relay: Relay) -> Starlette:
         Route("/sessions/{sid}/requests", guarded(relay.add_requests), methods=["POST"]),
         Route("/sessions/{sid}/acks", guarded(relay.acknowledge), methods=["POST"]),
         Route("/sessions/{sid}/acks", guarded(relay.acknowledgements), methods=["GET"]),
-        Route("/requests/{rid}/chunks", guarded(relay.push), methods=["POST"]),
-        Route("/requests/{rid}/chunks/next", guarded(relay.pop), methods=["GET"]),
+        Route("/requests/{rid}/chunks", guarded(relay.push, counted=False), methods=["POST"]),
+        Route("/requests/{rid}/chunks/next", guarded(relay.pop, counted=False), methods=["GET"]),
         Route("/requests/{rid}", guarded(relay.status), methods=["GET"]),
         Route("/requests/{rid}", guarded(relay.finish), methods=["DELETE"]),
         *ItemRoutes(relay.items, relay.run).routes(links),
     ]
-    return Starlette(routes=routes)
+    return CloseUnread(Starlette(routes=routes))
 
 
 def open_items(url: str) -> ItemStore:

@@ -54,22 +54,51 @@ class Refused(Exception):
 
 # A fixed one-second window shared by all addresses: the SET ``calls`` holds
 # "<ip>#<n>" for the n-th call of an address in this second, and expires with it.
-_CALL = """
-local limit = tonumber(ARGV[2])
-for n = 1, limit do
-  if redis.call('SADD', KEYS[1], ARGV[1] .. '#' .. n) == 1 then
-    if n == 1 and redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], 1) end
-    return 1
+# With no address (ARGV[1] == ""), the call was counted already.
+_COUNT = """
+local function counted(calls, ip, limit)
+  if ip == '' then return true end
+  local ok = false
+  for n = 1, limit do
+    if redis.call('SADD', calls, ip .. '#' .. n) == 1 then ok = true break end
   end
+  if redis.call('TTL', calls) < 0 then redis.call('EXPIRE', calls, 1) end
+  return ok
 end
-if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], 1) end
+"""
+
+_CALL = _COUNT + """
+if counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return 1 end
 return 0
 """
 
-# Take the oldest chunk only for a member of the request: -1 if not one.
-_POP = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return -1 end
-return redis.call('RPOP', KEYS[2])
+# One round trip per chunk, each way (under load every round trip to Redis
+# waits for a CPU): count the call, check the caller, queue or take.  Chunks
+# are queued in order, each once: a sender may have several pushes on the way
+# (the next waits for the one before it), and a push sent again after a lost
+# answer is taken as done.
+# KEYS: calls, file.req.users, chunks, ready, prep, last chunk
+# ARGV: ip, calls per second, user id, max queue, ttl, chunk number, the chunk
+_PUSH = _COUNT + """
+if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 or redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
+local nr, last = tonumber(ARGV[6]), redis.call('GET', KEYS[6])
+local expected = last and tonumber(last) + 1 or tonumber(redis.call('HGET', KEYS[5], 'first'))
+if nr < expected then return 2 end
+if nr > expected or redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
+if redis.call('LLEN', KEYS[3]) >= tonumber(ARGV[4]) then return 0 end
+local ttl = tonumber(ARGV[5])
+redis.call('LPUSH', KEYS[3], ARGV[7])
+redis.call('SET', KEYS[6], ARGV[6], 'EX', ttl)
+for i = 2, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
+return 1
+"""
+
+# KEYS: calls, file.req.users, chunks; ARGV: ip, calls per second, user id
+_POP = _COUNT + """
+if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 then return -1 end
+return redis.call('RPOP', KEYS[3])
 """
 
 _NAME_DIGITS = 4
@@ -97,9 +126,11 @@ def _sender_turn(f: dict) -> bool:
 
 class RelayState:
     def __init__(self, url: str, limits: Limits = Limits()) -> None:
-        self.r = redis.Redis.from_url(url)
+        # Chunks are a MiB: read them from Redis in one piece, not in 64 KiB ones.
+        self.r = redis.Redis.from_url(url, socket_read_size=1 << 20)
         self.limits = limits
         self._call = self.r.register_script(_CALL)
+        self._push = self.r.register_script(_PUSH)
         self._pop = self.r.register_script(_POP)
 
     def ping(self) -> None:
@@ -381,34 +412,29 @@ class RelayState:
 
     # --- chunks
 
-    def push_chunk(self, rid: str, nr: int, iv: str, data: bytes) -> bool:
-        """Queue a chunk; False (nothing queued) while the queue is full."""
+    def push_chunk(self, rid: str, uid: str, nr: int, iv: str, data: bytes, ip: str = "") -> int:
+        """Queue a chunk: 1 queued, 2 queued before; 0 (nothing queued) while the queue is full, the
+        receiver not ready, or the chunk before it not queued yet.
+
+        With ``ip``, the call is counted against that address's budget too."""
         if len(data) > self.limits.max_chunk:
             raise Refused(413, f"chunks are at most {self.limits.max_chunk} bytes")
-        pipe = self.r.pipeline(transaction=False)
-        pipe.llen(keys.chunks(rid))
-        pipe.exists(keys.ready(rid))
-        pipe.exists(keys.prep(rid))
-        queued, ready, open_ = pipe.execute()
-        if not open_:
+        found = self._push(keys=[keys.CALLS, keys.request_users(rid), keys.chunks(rid), keys.ready(rid),
+                                 keys.prep(rid), keys.last_chunk(rid)],
+                           args=[ip, self.limits.calls_per_second, uid, self.limits.max_queue,
+                                 self.limits.session_ttl, nr, f"{nr}@{iv}@".encode() + data])
+        if found == -2:
+            raise LimitReached("too many requests from this address: slow down", 1)
+        if found == -1:
             raise Refused(404, "the transfer was cancelled")
-        if queued >= self.limits.max_queue or not ready:  # not ready: the receiver has not checked the answer
-            return False
-        ttl = self.limits.session_ttl
-        pipe = self.r.pipeline()
-        pipe.lpush(keys.chunks(rid), f"{nr}@{iv}@".encode() + data)
-        pipe.set(keys.last_chunk(rid), nr, ex=ttl)
-        for key in self._request_keys(rid):  # a transfer longer than the TTL stays alive
-            pipe.expire(key, ttl)
-        pipe.exists(keys.prep(rid))
-        if not pipe.execute()[-1]:
-            self.r.delete(keys.chunks(rid), keys.last_chunk(rid))
-            raise Refused(404, "the transfer was cancelled")
-        return True
+        return int(found)
 
-    def pop_chunk(self, rid: str, uid: str) -> tuple[int, str, bytes] | None:
-        """Take the oldest chunk, if there is one."""
-        raw = self._pop(keys=[keys.request_users(rid), keys.chunks(rid)], args=[uid])
+    def pop_chunk(self, rid: str, uid: str, ip: str = "") -> tuple[int, str, bytes] | None:
+        """Take the oldest chunk, if there is one (with ``ip``, counting the call)."""
+        raw = self._pop(keys=[keys.CALLS, keys.request_users(rid), keys.chunks(rid)],
+                        args=[ip, self.limits.calls_per_second, uid])
+        if raw == -2:
+            raise LimitReached("too many requests from this address: slow down", 1)
         if raw == -1:
             raise Refused(404, "the transfer was cancelled")
         if raw is None:

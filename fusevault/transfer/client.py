@@ -9,8 +9,11 @@ same acknowledgement, and the receiver skips a chunk it already has.
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
 
+import certifi
 import httpx
 
 from fusevault.errors import InvalidInput, NotFound, RateLimited, RelayUnavailable, VaultError, WrongCode
@@ -30,14 +33,28 @@ class Gone(VaultError):
 
 
 class RelayClient:
-    def __init__(self, url: str, token: str | None = None, *, patience: float = 0.0) -> None:
+    def __init__(self, url: str, token: str | None = None, *, patience: float = 0.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=5.0))
+        # Plain HTTP needs no TLS context (making one reads every CA certificate); clones share one.
+        if self.url.startswith("https:"):
+            self.tls: ssl.SSLContext | bool = tls or ssl.create_default_context(cafile=certifi.where())
+        else:
+            self.tls = False
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=5.0), verify=self.tls)
         self.token = token
         self.patience = patience
+        self.stopping = threading.Event()  # set: stop waiting for a relay that is away
 
     def close(self) -> None:
         self.http.close()
+
+    def clone(self) -> RelayClient:
+        """Another client with the same token, for a thread of its own (stopped with this one)."""
+        other = type(self)(self.url, self.token, patience=self.patience,
+                           tls=self.tls if isinstance(self.tls, ssl.SSLContext) else None)
+        other.stopping = self.stopping
+        return other
 
     def __enter__(self) -> RelayClient:
         return self
@@ -76,7 +93,7 @@ class RelayClient:
                 problem = self.failure(response)
             # The relay is away, or its storage is: wait for it as long as we may.
             away_since = away_since or time.monotonic()
-            if not retry or time.monotonic() - away_since >= self.patience:
+            if not retry or time.monotonic() - away_since >= self.patience or self.stopping.is_set():
                 raise problem
             time.sleep(pause)
             pause = min(pause * 2, 5.0)

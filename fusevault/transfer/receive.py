@@ -18,8 +18,10 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 STALL = 120.0           # seconds without a chunk before giving up on the sender
 HANDSHAKE_WAIT = 600.0  # seconds for the sender to answer (it may be asking its user)
 POLL = 10.0
+PARALLEL = 3  # chunks asked for at once
 REFUSED = "the sender refused this receiver (it sends to someone else, or did not confirm you)"
 
 
@@ -107,8 +110,20 @@ class Receiver:
         self.sid = ""
         self.open: set[str] = set()  # request ids to cancel if we stop
         self.partials: list[Path] = []
+        self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="pop")
+        self.local = threading.local()
+        self.clients: list[RelayClient] = []
 
     def run(self, name: str, code: str) -> None:
+        try:
+            self._run(name, code)
+        finally:
+            self.client.stopping.set()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            for client in self.clients:
+                client.close()
+
+    def _run(self, name: str, code: str) -> None:
         session = self.client.join(name)
         self.sid = session["id"]
         self.state = ResumeState(self.output, self.sid)
@@ -281,39 +296,56 @@ class Receiver:
         self.say(f"received {inc.target}")
 
     def _chunks(self, fd: int, inc: Incoming, key: bytes, rid: str, digest, progress, task) -> bytes:
-        """Take, open and write chunks from ``inc.first`` on; the SHA-256 the last one carries."""
-        nr, last_seen, ready = inc.first, time.monotonic(), True
-        while True:
-            got = self.client.pop(rid, wait=POLL, first=ready)
-            ready = False
-            if got is None:
-                if time.monotonic() - last_seen > STALL:
-                    raise VaultError("the sender stopped sending")
-                continue
-            got_nr, iv, data = got
-            if got_nr < nr:
-                continue  # sent twice (a push retried after a lost answer): we have it
-            if got_nr != nr:
-                raise CorruptData("chunks arrived out of order")
-            last = nr == inc.chunks - 1
-            plain = crypto.open_chunk(key, self.sid, inc.fid, nr, last, iv, data)
-            trailer = b""
-            if last:
-                if len(plain) < crypto.DIGEST:
-                    raise CorruptData(f"{inc.name} did not arrive intact")
-                plain, trailer = plain[:-crypto.DIGEST], plain[-crypto.DIGEST:]
-            try:
-                os.write(fd, plain)
-            except OSError as err:
-                if err.errno == errno.ENOSPC:
-                    raise NoSpace(f"the disk is full: {RESUME} once there is room") from None
-                raise
-            digest.update(plain)
-            progress.advance(task, len(plain))
-            last_seen = time.monotonic()
-            if last:
-                return trailer
-            nr += 1
+        """Take, open and write chunks from ``inc.first`` on; the SHA-256 the last one carries.
+
+        Several takes are on their way at once (each in a thread with a client
+        of its own); the chunks are written in order, whichever comes first."""
+        nr, last_seen = inc.first, time.monotonic()
+        arrived: dict[int, tuple[str, bytes]] = {}
+        asked: set[Future] = set()
+        first = self.client.pop(rid, wait=POLL, first=True)  # the sender may start now
+        if first is not None:
+            arrived[first[0]] = first[1:]
+        try:
+            while True:
+                while nr in arrived:
+                    iv, data = arrived.pop(nr)
+                    last = nr == inc.chunks - 1
+                    plain = crypto.open_chunk(key, self.sid, inc.fid, nr, last, iv, data)
+                    trailer = b""
+                    if last:
+                        if len(plain) < crypto.DIGEST:
+                            raise CorruptData(f"{inc.name} did not arrive intact")
+                        plain, trailer = plain[:-crypto.DIGEST], plain[-crypto.DIGEST:]
+                    _write(fd, plain)
+                    digest.update(plain)
+                    progress.advance(task, len(plain))
+                    last_seen = time.monotonic()
+                    if last:
+                        return trailer
+                    nr += 1
+                while len(asked) < PARALLEL and nr + len(arrived) + len(asked) < inc.chunks:
+                    asked.add(self.pool.submit(self._pop, rid))
+                done, asked = wait(asked, return_when=FIRST_COMPLETED)
+                for future in done:
+                    got = future.result()
+                    if got is None:
+                        if time.monotonic() - last_seen > STALL:
+                            raise VaultError("the sender stopped sending")
+                    elif got[0] >= nr:  # an earlier one was sent twice (a push retried): we have it
+                        if got[0] >= inc.chunks:
+                            raise CorruptData("a chunk arrived that the file does not have")
+                        arrived[got[0]] = got[1:]
+        finally:
+            for future in asked:
+                future.cancel()
+
+    def _pop(self, rid: str) -> tuple[int, str, bytes] | None:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = self.client.clone()
+            self.clients.append(client)
+        return client.pop(rid, wait=POLL)
 
     def make_links(self, links: list[dict]) -> None:
         made = []
@@ -380,6 +412,17 @@ def _checked(manifest: object) -> tuple[list[dict], list[dict], list[dict]]:
                                             for f in files):
         raise CorruptData("the sender's list of files is malformed")
     return files, links, skipped
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise NoSpace(f"the disk is full: {RESUME} once there is room") from None
+        raise
 
 
 def _shown(text: str) -> str:

@@ -20,8 +20,11 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_WAIT = 5.0     # seconds of one long poll for news
 PUSH_WAIT = 2.0       # seconds a chunk waits at the relay for room in the queue
+PARALLEL = 3          # chunks on their way to the relay at once (it queues them in order)
 LOOK_EVERY = 10.0     # seconds between looks at the key exchanges while streaming
 STALL_NOTICE = 30.0   # seconds of a full queue before the sender says it waits
 RELAY_PATIENCE = 300.0  # seconds the sender waits for a relay that went away (a restart)
@@ -51,6 +55,16 @@ class Outgoing:
     @property
     def chunks(self) -> int:
         return crypto.chunk_count(self.size)
+
+
+@dataclass
+class Push:
+    rid: str
+    nr: int
+    iv: str
+    sealed: bytes
+    size: int  # bytes of the file in it
+    future: Future = field(default=None, repr=False)  # type: ignore[assignment]
 
 
 @dataclass
@@ -164,15 +178,24 @@ class Sender:
         self.finished = False
         self.last_look = time.monotonic()
         self.progress = transfer_progress()
+        self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="push")
+        self.local = threading.local()
+        self.clients: list[RelayClient] = []
 
     def run(self) -> None:
-        with self.progress:
-            while not self.finished:
-                events = self.client.events(self.sid, wait=EVENTS_WAIT)
-                self.last_look = time.monotonic()
-                self.handshakes(events["handshakes"])
-                if not self.finished:
-                    self.serve(events["requests"])
+        try:
+            with self.progress:
+                while not self.finished:
+                    events = self.client.events(self.sid, wait=EVENTS_WAIT)
+                    self.last_look = time.monotonic()
+                    self.handshakes(events["handshakes"])
+                    if not self.finished:
+                        self.serve(events["requests"])
+        finally:
+            self.client.stopping.set()  # the pushes still on their way give up waiting for the relay
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            for client in self.clients:
+                client.close()
 
     # --- the key exchange
 
@@ -300,6 +323,7 @@ class Sender:
         chunks, done = file.chunks, min(first * crypto.CHUNK, file.size)
         task = self.progress.add_task(f"sending {file.name}", total=file.size, completed=done)
         digest, read = hashlib.sha256(), 0
+        on_the_way: deque[Push] = deque()
         fd = os.open(file.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             with os.fdopen(fd, "rb") as f:
@@ -314,26 +338,45 @@ class Sender:
                         continue  # the receiver has it: hashed, not sent
                     iv, sealed = crypto.seal_chunk(key, self.sid, file.fid, nr, last,
                                                    data + digest.digest() if last else data)
-                    self.push(uid, rid, nr, iv, sealed)
-                    self.progress.advance(task, len(data))
+                    on_the_way.append(self.pushing(Push(rid, nr, iv, sealed, len(data))))
+                    if len(on_the_way) >= PARALLEL:
+                        self.progress.advance(task, self.settle(uid, on_the_way.popleft()))
+            while on_the_way:
+                self.progress.advance(task, self.settle(uid, on_the_way.popleft()))
         finally:
+            for push in on_the_way:  # stopped early
+                push.future.cancel()
             self.progress.remove_task(task)
 
-    def push(self, uid: str, rid: str, nr: int, iv: str, sealed: bytes) -> None:
+    def pushing(self, push: Push) -> Push:
+        push.future = self.pool.submit(self._push, push)
+        return push
+
+    def _push(self, push: Push) -> bool:
+        """In a worker thread, with a client of its own."""
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = self.client.clone()
+            self.clients.append(client)
+        return client.push(push.rid, push.nr, push.iv, push.sealed, wait=PUSH_WAIT)
+
+    def settle(self, uid: str, push: Push) -> int:
+        """Wait until the relay queued ``push`` (sending it again while its queue stays full)."""
         full_since = None
         while True:
             if time.monotonic() - self.last_look > LOOK_EVERY:
                 self.look()
             if uid not in self.peers:
                 raise Gone("replaced")
-            if self.client.push(rid, nr, iv, sealed, wait=PUSH_WAIT):
-                return
+            if push.future.result():
+                return push.size
             # The queue stayed full: the receiver is slow, or gone (it may come back as a new run).
             full_since = full_since or time.monotonic()
             self.look()
             if time.monotonic() - full_since > STALL_NOTICE:
                 self.say("the receiver is not taking data: waiting for it (Ctrl-C to stop)")
                 full_since = time.monotonic() + 3600  # said once an hour at most
+            self.pushing(push)
 
     def look(self) -> None:
         """News while streaming: a receiver back after an interruption, a failed confirmation."""
