@@ -281,6 +281,8 @@ class RelayState:
             if not new and self.r.hget(key, field) != value.encode():
                 raise Refused(409, f"{field} was already posted")
         self.r.expire(key, self.limits.session_ttl)
+        if role == "sender" and "refused" in fields:  # no longer counts against max_receivers
+            self.r.srem(keys.receivers(sid), uid)
         if role == "sender" and "manifest" in fields:
             ip = self.r.hget(key, "ip")  # a receiver the sender let in: its joins do not count
             if ip:
@@ -313,7 +315,8 @@ class RelayState:
 
     def add_requests(self, sid: str, uid: str, requests: list[dict]) -> None:
         self.session(sid)
-        if not self.r.hexists(keys.handshake(sid, uid), "manifest"):
+        admitted, refused = self.r.hmget(keys.handshake(sid, uid), ["manifest", "refused"])
+        if not admitted or refused:
             raise Refused(403, "the sender has not let this receiver in")
         names = {n.decode() for n in self.r.smembers(keys.files(sid))}
         ttl = self.limits.session_ttl
@@ -345,10 +348,11 @@ class RelayState:
         for filename, uid in pairs:
             pipe.exists(keys.file_req_ackn(sid, filename, uid))
             pipe.get(keys.file_req(sid, filename, uid))
+            pipe.hexists(keys.handshake(sid, uid), "refused")  # the sender dropped that receiver
         answers = pipe.execute()
         out = []
-        for (filename, uid), acked, raw in zip(pairs, answers[::2], answers[1::2]):
-            if acked or raw is None:
+        for (filename, uid), acked, raw, refused in zip(pairs, answers[::3], answers[1::3], answers[2::3]):
+            if acked or raw is None or refused:
                 continue
             req = json.loads(raw)
             out.append({"filename": filename, "user_id": uid, "public_key": req["public.key"],
