@@ -152,6 +152,8 @@ class Receiver:
         exchange = crypto.ReceiverHandshake(code, self.sid, str(session["code"]), session["user_id"])
         self.client.post(self.sid, {"pake.a": exchange.message})
         keys = exchange.finish(self.answer("pake.b")["pake.b"])
+        if self.verify:  # now: the sender's user may be comparing them before it answers
+            self.say(f"verification words: {keys.words()}")
         token = crypto.new_token() if self.list_only else self.state.token_for_run()
         if not self.list_only:
             self.state.save()
@@ -160,10 +162,9 @@ class Receiver:
         answer = self.answer("manifest")
         keys.check(keys.confirm_sender, answer.get("confirm.b"))
         manifest = keys.open_manifest(answer["manifest"])
-        if self.verify:
-            self.say(f"verification words: {keys.words()}")
-            if self.ask is not None and not self.ask("Does the sender see the same words? [y/N] "):
-                raise crypto.KeyMismatch()
+        if self.verify and self.ask is not None \
+                and not self.ask("Does the sender see the same words? [y/N] "):
+            raise crypto.KeyMismatch()
         return keys, manifest
 
     def answer(self, want: str) -> dict:

@@ -324,7 +324,10 @@ class Sender:
         task = self.progress.add_task(f"sending {file.name}", total=file.size, completed=done)
         digest, read = hashlib.sha256(), 0
         on_the_way: deque[Push] = deque()
-        fd = os.open(file.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(file.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            raise InvalidInput(f"cannot read {file.path}: {err.strerror}") from None
         try:
             with os.fdopen(fd, "rb") as f:
                 for nr in range(chunks):
