@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fusevault import passphrase
@@ -17,7 +18,7 @@ from fusevault.errors import InvalidInput
 log = logging.getLogger("fusevault")
 
 ENV_RELAY = "FUSEVAULT_RELAY"
-ENV_CODE = passphrase.ENV_CODE
+ENV_CODE = "FUSEVAULT_CODE"
 
 
 def relay_option(p: argparse.ArgumentParser) -> None:
@@ -27,12 +28,26 @@ def relay_option(p: argparse.ArgumentParser) -> None:
                    help=f"the relay (default: ${ENV_RELAY} or {DEFAULT_RELAY})")
 
 
+def _words(text: str) -> int:
+    from fusevault.transfer.crypto import MAX_WORDS
+
+    if not text.isdigit() or not 2 <= int(text) <= MAX_WORDS:
+        raise argparse.ArgumentTypeError(f"a code has 2 to {MAX_WORDS} words")
+    return int(text)
+
+
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("send", "offer files to someone: prints a session name and a code to read to them",
                 "fusevault send report.pdf photos/")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--keep", action="store_true",
-                   help="keep serving more receivers until Ctrl-C (default: stop after one)")
+                   help="also serve other receivers, asking (or printing their verification words) "
+                        "for each, until Ctrl-C (default: one receiver, then stop)")
+    p.add_argument("--code-length", type=_words, default=2, metavar="N",
+                   help="words in the code (default 2: 1 chance in 65 million for a guess; each word "
+                        "makes it 256 times harder)")
+    p.add_argument("--verify", action="store_true",
+                   help="show verification words and ask whether the receiver sees the same")
     relay_option(p)
 
     p = command("receive", "fetch files someone is sending (asks for their code)",
@@ -44,6 +59,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--file", action="append", dest="only", metavar="NAME",
                    help="fetch only this file or folder (repeatable)")
     p.add_argument("--list", action="store_true", help="only list the session's files")
+    p.add_argument("--verify", action="store_true",
+                   help="show verification words and ask whether the sender sees the same")
     p.add_argument("--vault", type=Path, help="use this vault user's target_dir_to_dump")
     p.add_argument("--user", help="with --vault: which user")
     p.add_argument("--code-fd", type=int, metavar="N", help=f"read the code from fd N (or ${ENV_CODE})")
@@ -61,9 +78,55 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--calls-per-second", type=int, default=400, metavar="N",
                    help="requests per second per address")
     p.add_argument("--max-queue", type=int, default=8, metavar="N", help="chunks waiting per transfer")
+    p.add_argument("--trusted-proxy", nargs="+", action="extend", default=[], metavar="CIDR",
+                   help="reverse proxies whose X-Forwarded-For names the client (limits count real "
+                        "clients, not the proxy)")
+    p.add_argument("--token-key", type=Path, metavar="FILE",
+                   help="the key that signs session tokens, made if missing, so they survive a "
+                        "restart (default: relay-token.key in the state folder)")
     p.add_argument("--couchdb", metavar="URL", default=os.environ.get("FUSEVAULT_RELAY_COUCHDB"),
                    help="a CouchDB database for capability links (default: $FUSEVAULT_RELAY_COUCHDB; "
                         "none: no links); credentials from $FUSEVAULT_COUCHDB_USER/_PASSWORD")
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: ends a send or receive the way Ctrl-C does."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM (kill, timeout, systemd) and SIGHUP (a closed terminal) clean up as Ctrl-C does."""
+    def stop(signum: int, frame) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # once: let the cleanup run
+            signal.signal(sig, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    except Stopped as err:
+        log.error("stopped by %s", signal.Signals(err.signum).name)
+        raise SystemExit(128 + err.signum) from None
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _ask() -> Callable[[str], bool] | None:
+    """A yes/no question on the terminal, or None when there is no one to ask."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(question: str) -> bool:
+        try:
+            return input(question).strip().lower() in ("y", "yes")
+        except EOFError:
+            return False
+    return ask
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -75,7 +138,12 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"On the other computer: fusevault receive {name}{relay}", flush=True)
         print("(then type the code; waiting for them... Ctrl-C to cancel)", flush=True)
 
-    return send(args.relay, args.paths, announce, keep=args.keep)
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    with stopped_by_signals():
+        return send(args.relay, args.paths, announce, words=args.code_length, keep=args.keep,
+                    verify=args.verify, ask=_ask(), say=say)
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
@@ -86,7 +154,9 @@ def cmd_receive(args: argparse.Namespace) -> int:
         check_output(output)  # before asking for the code
     code = passphrase.get(args.code_fd, args.code_file, env=ENV_CODE, prompt="Code: ")
     code = code.decode(errors="replace")
-    return receive(args.relay, args.name, code, output, only=args.only, list_only=args.list)
+    with stopped_by_signals():
+        return receive(args.relay, args.name, code, output, only=args.only, list_only=args.list,
+                       verify=args.verify, ask=_ask())
 
 
 def _dump_dir(args: argparse.Namespace) -> Path | None:
@@ -111,10 +181,9 @@ def _dump_dir(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    import redis
     import trio
 
-    from fusevault.errors import RelayUnavailable
+    from fusevault.relay.app import serve
     from fusevault.relay.state import Limits
 
     host, _, port = args.listen.rpartition(":")
@@ -122,38 +191,60 @@ def cmd_relay(args: argparse.Namespace) -> int:
         raise InvalidInput("--listen takes HOST:PORT, e.g. 127.0.0.1:4080")
     limits = Limits(session_ttl=args.session_ttl, join_attempts=args.join_attempts,
                     calls_per_second=args.calls_per_second, max_queue=args.max_queue)
+    import redis
+
+    from fusevault.errors import RelayUnavailable
+    from fusevault.relay.guards import ClientAddress
+
     try:
-        trio.run(_relay_until_stopped, args, host, int(port), limits)
-    except BaseException as group:  # trio's nurseries wrap what went wrong in groups
-        err = _leaf(group)
+        ClientAddress(args.trusted_proxy)
+    except ValueError as err:
+        raise InvalidInput(str(err)) from None
+    signing_key = _token_key(args.token_key)
+    try:
+        trio.run(_until_stopped, functools.partial(
+            serve, args.redis, host, int(port), limits, args.couchdb,
+            trusted_proxies=tuple(args.trusted_proxy), signing_key=signing_key))
+    except KeyboardInterrupt:
+        pass
+    except (redis.RedisError, OSError, BaseExceptionGroup) as err:
+        # Hypercorn's nursery wraps what went wrong (trio's strict exception groups).
+        while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+            err = err.exceptions[0]
         if isinstance(err, redis.RedisError):
             raise RelayUnavailable(f"the relay cannot reach Redis at {args.redis}: {err}") from None
         if isinstance(err, OSError):  # the port is taken, or not ours to bind
             raise RelayUnavailable(f"the relay cannot listen on {args.listen}: {err.strerror}") from None
-        raise err from None
+        raise
     print("relay stopped", file=sys.stderr)
     return 0
 
 
-async def _relay_until_stopped(args: argparse.Namespace, host: str, port: int, limits) -> None:
+async def _until_stopped(run) -> None:
     """Serve until SIGINT (Ctrl-C) or SIGTERM (systemctl stop), then stop cleanly."""
     import trio
 
-    from fusevault.relay.app import serve
-
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(serve, args.redis, host, port, limits, args.couchdb))
+            await nursery.start(run)
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break
 
 
-def _leaf(err: BaseException) -> BaseException:
-    """The one exception inside nested exception groups (the group itself when there are several)."""
-    while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
-        err = err.exceptions[0]
-    return err
+def _token_key(path: Path | None):
+    """The relay's token key: from --token-key (an error if unusable), else from the state folder."""
+    from fusevault import paths
+    from fusevault.errors import RelayUnavailable
+    from fusevault.relay.app import load_signing_key
+
+    if path is not None:
+        return load_signing_key(path)
+    try:
+        return load_signing_key(paths.state_dir() / "relay-token.key")
+    except (OSError, RelayUnavailable) as err:
+        log.warning("session tokens will not survive a restart of the relay: %s", err)
+        return None
 
 
 def _default_relay() -> str:

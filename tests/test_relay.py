@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from conftest import fusevault, running_relay
+from transfer_helpers import (
+    EXIT_CODE,
+    EXIT_LIMIT,
+    EXIT_NOT_FOUND,
+    EXIT_RELAY,
+    MISMATCH,
+    finished,
+    free_port,
+    join,
+    live_keys,
+    random_file,
+    receive,
+    receiving,
+    relay_at,
+    sending,
+    visible,
+)
 
+from fusevault.encoding import b64e
 from fusevault.errors import CorruptData
 from fusevault.transfer import crypto
-from fusevault.transfer.client import RelayClient
 from fusevault.transfer.receive import safe_target
-
-EXIT_CORRUPT, EXIT_RELAY, EXIT_LIMIT, EXIT_CODE = 5, 14, 15, 16
+from fusevault.transfer.send import link_stays_inside
 
 
 @pytest.fixture
@@ -40,45 +54,14 @@ def relay(redis_url: str, db):
         yield url
 
 
-@contextlib.contextmanager
-def sending(url: str, *paths: Path):
-    """A `fusevault send` process; yields (process, session name, code)."""
-    proc = subprocess.Popen([sys.executable, "-m", "fusevault", "send", *map(str, paths), "--relay", url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        found = re.match(r"Session (\d+), code (\S+)", line)
-        assert found, line + proc.stderr.read()
-        yield proc, found.group(1), found.group(2)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
-        proc.stdout.close()
-        proc.stderr.close()
-
-
-def receive(url: str, name: str, code: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return fusevault("receive", name, "--relay", url, "--output", out, *extra, passphrase=None,
-                     env={"FUSEVAULT_CODE": code})
-
-
-def live_keys(db) -> list[bytes]:
-    return [k for k in db.keys("*") if k != b"calls"]
-
-
 def test_a_large_file_and_a_folder_of_small_files_arrive_byte_exact(relay, db, tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     (src / "album" / "2026").mkdir(parents=True)
-    out.mkdir()
-    big = src / "big.bin"
-    with open(big, "wb") as f:
-        for _ in range(100):
-            f.write(os.urandom(1 << 20))
+    big = random_file(src / "big.bin", 100)
     for i in range(200):
         (src / "album" / "2026" / f"photo{i:03}.txt").write_bytes(os.urandom(i * 37))
     with sending(relay, big, src / "album") as (sender, name, code):
-        result = receive(relay, name, code, out)
+        result = receive(relay, name, code, out)  # -o makes the folder
         assert result.returncode == 0, result.stderr
         assert sender.wait(60) == 0, sender.stderr.read()
     assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == \
@@ -86,65 +69,97 @@ def test_a_large_file_and_a_folder_of_small_files_arrive_byte_exact(relay, db, t
     for i in range(200):
         name_ = f"photo{i:03}.txt"
         assert (out / "album" / "2026" / name_).read_bytes() == (src / "album" / "2026" / name_).read_bytes()
-    assert not [p for p in out.rglob("*") if ".fvpart" in p.name]
+    assert not [p for p in out.rglob(".*")]  # no partial file, no resume state left
     assert live_keys(db) == []  # the sender ended the session: nothing left behind
 
 
-def test_a_wrong_code_fails_and_the_attempt_limit_then_holds(relay, tmp_path: Path) -> None:
+def test_the_relay_sees_no_file_names(redis_url: str, db, tmp_path: Path) -> None:
+    (tmp_path / "quarterly-secret-plans.txt").write_bytes(b"x" * 1000)
+    with running_relay(redis_url) as (_, url), \
+            sending(url, tmp_path / "quarterly-secret-plans.txt") as (sender, name, code):
+        client, sid, keys, manifest = join(url, name, code)
+        assert [f["name"] for f in manifest["files"]] == ["quarterly-secret-plans.txt"]
+        everything = b"".join(k + b"".join(v for v in _values(db, k)) for k in db.keys("*"))
+        assert b"quarterly" not in everything
+        client.close()
+
+
+def _values(db, key: bytes) -> list[bytes]:
+    kind = db.type(key)
+    if kind == b"hash":
+        return [b for kv in db.hgetall(key).items() for b in kv]
+    if kind == b"set":
+        return list(db.smembers(key))
+    if kind == b"list":
+        return db.lrange(key, 0, -1)
+    return [db.get(key) or b""]
+
+
+def test_a_wrong_code_ends_the_session_for_both(relay, db, tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"secret")
-    with sending(relay, tmp_path / "f") as (_, name, code):
-        for left in range(4, -1, -1):
-            result = receive(relay, name, "1-wrong-code", tmp_path)
-            assert result.returncode == EXIT_CODE, result.stderr
-            assert f"wrong code ({left} attempt" in result.stderr and "Traceback" not in result.stderr
-        result = receive(relay, name, code, tmp_path)
-        assert result.returncode == EXIT_LIMIT, result.stderr
-        assert "too many attempts" in result.stderr
-        # one open session per address
-        second = fusevault("send", tmp_path / "f", "--relay", relay, passphrase=None)
-        assert second.returncode == EXIT_LIMIT and "already has an open session" in second.stderr
-
-
-def test_a_relay_that_swaps_public_keys_is_caught(redis_url: str, db, tmp_path: Path) -> None:
-    (tmp_path / "f").write_bytes(b"for your eyes only")
     out = tmp_path / "out"
-    out.mkdir()
-    script = [sys.executable, str(Path(__file__).parent / "cheating_relay.py")]
-    with running_relay(redis_url, script=script) as (_, url), sending(url, tmp_path / "f") as (_, name, code):
-        result = receive(url, name, code, out)
-    assert result.returncode == EXIT_CORRUPT, result.stderr
-    assert "tampered" in result.stderr
-    assert list(out.iterdir()) == []
+    with sending(relay, tmp_path / "f") as (sender, name, code):
+        wrong = f"{int(code.split('-')[0]) ^ 1}-{code.split('-', 1)[1]}"
+        result = receive(relay, name, wrong, out)
+        assert result.returncode == EXIT_CODE, result.stderr
+        assert result.stderr.strip().endswith(MISMATCH) and "Traceback" not in result.stderr
+        status, _, err = finished(sender, 60)
+        assert status == EXIT_CODE and MISMATCH in err and "Traceback" not in err
+        # The right code comes too late: one guess per session, and it was spent.
+        result = receive(relay, name, code, out)
+        assert result.returncode in (EXIT_CODE, EXIT_NOT_FOUND), result.stderr
+    assert visible(out) == [] and list(out.iterdir()) == []
+
+
+def test_one_open_session_per_address_and_join_attempts(redis_url: str, db, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with running_relay(redis_url, "--join-attempts", "3") as (_, url), \
+            sending(url, tmp_path / "f") as (_, name, code):
+        second = fusevault("send", tmp_path / "f", "--relay", url, passphrase=None)
+        assert second.returncode == EXIT_LIMIT and "already has an open session" in second.stderr
+        for _ in range(3):
+            assert raw_join(url, name).status_code == 200
+        answer = raw_join(url, name)
+        assert answer.status_code == 429 and "too many attempts" in answer.json()["error"]
+
+
+def raw_join(url: str, name: str) -> httpx.Response:
+    return httpx.post(url + "/sessions/join", json={"name": name})
 
 
 def test_the_queue_stays_bounded_while_a_slow_receiver_drains_it(relay, db, tmp_path: Path) -> None:
     data = os.urandom(12 * crypto.CHUNK + 1000)
     (tmp_path / "f").write_bytes(data)
     with sending(relay, tmp_path / "f") as (sender, name, code):
-        client = RelayClient(relay)
-        session = client.join(name, crypto.code_hash(code))
-        side = crypto.ReceiverSide(code, session["id"], "f")
-        client.request(session["id"], [{"filename": "f", "public_key": crypto.b64e(side.public),
-                                        "pake": crypto.b64e(side.message)}])
+        client, sid, keys, manifest = join(relay, name, code)
+        entry = manifest["files"][0]
+        request = crypto.FileRequest(keys, entry["id"], 0)
+        client.request(sid, [{"filename": entry["id"], "public_key": b64e(request.public), "first": 0,
+                              "mac": request.mac}])
         ack = []
         while not ack:
-            ack = client.acknowledgements(session["id"], wait=10)
-        key, meta = side.finish(crypto.b64d(ack[0]["public_key"]), crypto.b64d(ack[0]["pake"]),
-                                crypto.b64d(ack[0]["meta"]))
+            ack = client.acknowledgements(sid, wait=10)
+        key = request.key(entry["chunks"], ack[0]["public_key"], ack[0]["mac"])
         rid, received, longest = ack[0]["request_id"], [], 0
-        # every key of the session has an expiry
-        assert all(db.ttl(k) > 0 for k in live_keys(db))
-        while len(received) < meta["chunks"]:
+        time.sleep(1)
+        assert db.llen(f"file.req.chunks:{rid}") == 0  # nothing flows before the receiver asks
+        assert all(db.ttl(k) > 0 for k in live_keys(db))  # every key of the session has an expiry
+        first = True
+        while len(received) < entry["chunks"]:
+            got = client.pop(rid, wait=10, first=first)
+            first = False
             time.sleep(0.15)  # slower than the sender
             longest = max(longest, db.llen(f"file.req.chunks:{rid}"))
-            got = client.pop(rid, wait=10)
             if got:
                 nr, iv, sealed = got
-                received.append(crypto.open_chunk(key, side.ctx, nr, nr == meta["chunks"] - 1, iv, sealed))
+                last = nr == entry["chunks"] - 1
+                received.append(crypto.open_chunk(key, sid, entry["id"], nr, last, iv, sealed))
+        received[-1], digest = received[-1][:-crypto.DIGEST], received[-1][-crypto.DIGEST:]
         client.finish(rid)
+        client.post(sid, {"done": "all"})
         client.close()
         assert sender.wait(60) == 0
-    assert b"".join(received) == data
+    assert b"".join(received) == data and hashlib.sha256(data).digest() == digest
     assert longest == 8  # the sender filled the queue to its bound and waited there
 
 
@@ -160,32 +175,78 @@ def test_keys_of_an_abandoned_session_expire(redis_url: str, db, tmp_path: Path)
             time.sleep(0.2)
         assert live_keys(db) == []
         result = receive(url, name, code, tmp_path)
-        assert result.returncode == 4 and "no session named" in result.stderr
+        assert result.returncode == EXIT_NOT_FOUND and "no session named" in result.stderr
 
 
-def test_a_relay_that_dies_mid_transfer_leaves_no_file(redis_url: str, db, tmp_path: Path) -> None:
-    big = tmp_path / "big.bin"
-    with open(big, "wb") as f:
-        for _ in range(200):
-            f.write(os.urandom(1 << 20))
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_sender_stopped_by_a_signal_closes_its_session(relay, db, tmp_path: Path, signum) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with sending(relay, tmp_path / "f") as (sender, name, code):
+        assert live_keys(db)
+        sender.send_signal(signum)
+        status, _, err = finished(sender, 60)
+        assert status == 128 + signum and "Traceback" not in err, err
+        assert live_keys(db) == []
+        # The address may send again at once.
+        with sending(relay, tmp_path / "f") as (again, name, code):
+            assert receive(relay, name, code, tmp_path / "out").returncode == 0
+            assert again.wait(60) == 0
+
+
+def test_a_receiver_stopped_by_sigterm_resumes_with_the_same_command(relay, db, tmp_path: Path) -> None:
+    big = random_file(tmp_path / "big.bin", 64)
     out = tmp_path / "out"
-    out.mkdir()
-    with running_relay(redis_url) as (relay_proc, url), sending(url, big) as (_, name, code):
-        receiver = subprocess.Popen(
-            [sys.executable, "-m", "fusevault", "receive", name, "--relay", url, "-o", str(out)],
-            env={**os.environ, "FUSEVAULT_CODE": code}, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while not list(out.iterdir()) and time.monotonic() < deadline:
+    with sending(relay, big) as (sender, name, code):
+        first = receiving(relay, name, code, out)
+        deadline = time.monotonic() + 120
+        while not _partial_size(out) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) == 128 + signal.SIGTERM
+        err = first.stderr.read()
+        first.stdout.close()
+        first.stderr.close()
+        assert "run the same command again to resume" in err and "Traceback" not in err
+        assert visible(out) == []  # nothing under the real name
+        held = _partial_size(out)
+        result = receive(relay, name, code, out)
+        assert result.returncode == 0, result.stderr
+        assert f"resuming big.bin at {held - held % crypto.CHUNK} of" in result.stdout
+        assert sender.wait(60) == 0
+    assert (out / "big.bin").read_bytes() == big.read_bytes()
+    assert visible(out) == ["big.bin"] and [p.name for p in out.iterdir()] == ["big.bin"]
+
+
+def _partial_size(out: Path) -> int:
+    parts = list(out.glob(".*.fvpart-*")) if out.exists() else []
+    return parts[0].stat().st_size if parts else 0
+
+
+def test_a_relay_restarted_mid_transfer_resumes(redis_url: str, db, tmp_path: Path) -> None:
+    big = random_file(tmp_path / "big.bin", 64)
+    out = tmp_path / "out"
+    port = free_port()
+    with relay_at(redis_url, port) as (relay_proc, url), sending(url, big) as (sender, name, code):
+        receiver = receiving(url, name, code, out)
+        deadline = time.monotonic() + 120
+        while not _partial_size(out) and time.monotonic() < deadline:
             time.sleep(0.02)
         relay_proc.kill()
+        relay_proc.wait()
         assert receiver.wait(60) == EXIT_RELAY
         message = receiver.stderr.read()
+        receiver.stdout.close()
         receiver.stderr.close()
-    assert "relay" in message and "Traceback" not in message
-    assert list(out.iterdir()) == []
+        assert "relay" in message and "resume" in message and "Traceback" not in message
+        assert visible(out) == []
+        with relay_at(redis_url, port):  # the same state in Redis, the same token key
+            result = receive(url, name, code, out)
+            assert result.returncode == 0, result.stderr
+            assert sender.wait(120) == 0, sender.stderr.read()
+    assert (out / "big.bin").read_bytes() == big.read_bytes()
 
 
-def test_a_relay_that_is_not_there(tmp_path: Path) -> None:
+def test_a_relay_that_is_not_there(redis_url: str, tmp_path: Path) -> None:
     result = receive("http://127.0.0.1:9", "1234", "1-a-b", tmp_path)
     assert result.returncode == EXIT_RELAY and "cannot reach the relay" in result.stderr
     result = fusevault("send", __file__, "--relay", "http://127.0.0.1:9", passphrase=None)
@@ -194,6 +255,11 @@ def test_a_relay_that_is_not_there(tmp_path: Path) -> None:
                        passphrase=None)
     assert result.returncode == EXIT_RELAY and "cannot reach Redis" in result.stderr
     assert "Traceback" not in result.stderr
+    with running_relay(redis_url) as (_, url):  # a port that is taken
+        result = fusevault("relay", "--listen", url.removeprefix("http://"), "--redis", redis_url,
+                           passphrase=None)
+        assert result.returncode == EXIT_RELAY and "cannot listen" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_the_call_rate_limit(redis_url: str, db) -> None:
@@ -212,12 +278,96 @@ def test_names_from_the_sender_cannot_escape(tmp_path: Path) -> None:
     for bad in ("../x", "/etc/passwd", "a/../../x", "a//b", "", "a/./b", "x\0y"):
         with pytest.raises(CorruptData):
             safe_target(tmp_path, bad)
+    assert link_stays_inside("album/2026/latest", "../2025/a.jpg")
+    for target in ("/etc/passwd", "../../x", "../", "", "a/../../.."):
+        assert not link_stays_inside("album/x", target)
 
 
-def test_codes_are_short_and_normalized() -> None:
+def test_codes_have_the_length_asked_for() -> None:
     code = crypto.make_code()
     assert re.fullmatch(r"\d{1,3}-[a-z]+-[a-z]+", code)
-    assert crypto.code_hash(" " + code.upper().replace("-", " ")) == crypto.code_hash(code)
+    assert crypto.normalize_code(" " + code.upper().replace("-", " ")) == code
+    assert re.fullmatch(r"\d{1,3}(-[a-z]+){5}", crypto.make_code(5))
+    # The bound docs/SECURITY.md states: one guess per session, at most 2^-20.
+    assert crypto.code_space(crypto.DEFAULT_WORDS) >= 2 ** 25
+    bad = fusevault("send", __file__, "--code-length", "1", passphrase=None)
+    assert bad.returncode == 2 and "2 to 8 words" in bad.stderr
+
+
+def test_a_longer_code_and_verification_words_on_both_sides(relay, db, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"hello")
+    with sending(relay, tmp_path / "f", args=("--code-length", "4", "--verify")) as (sender, name, code):
+        assert len(code.split("-")) == 5
+        result = receive(relay, name, code, tmp_path / "out", "--verify")
+        assert result.returncode == 0, result.stderr
+        status, said, _ = finished(sender)
+    assert status == 0
+    mine = re.search(r"verification words: ((?:[a-z]+ ?){4})", result.stdout).group(1)
+    theirs = re.search(r"its verification words: ((?:[a-z]+ ?){4})", said).group(1)
+    assert mine == theirs
+
+
+def test_a_second_receiver_is_refused_unless_the_sender_keeps_serving(relay, db, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"only for one")
+    with sending(relay, tmp_path / "f") as (sender, name, code):
+        first, sid, keys, _ = join(relay, name, code)  # the first receiver: let in, not yet done
+        second = receive(relay, name, code, tmp_path / "second")
+        assert second.returncode == EXIT_LIMIT and "refused" in second.stderr, second.stderr
+        assert visible(tmp_path / "second") == [] and list((tmp_path / "second").iterdir()) == []
+        first.post(sid, {"done": "list"})  # it only looked: the session is for the next one
+        result = receive(relay, name, code, tmp_path / "third")
+        assert result.returncode == 0, result.stderr
+        assert sender.wait(60) == 0
+        first.close()
+    with sending(relay, tmp_path / "f", args=("--keep",)) as (sender, name, code):
+        for who in ("a", "b"):
+            result = receive(relay, name, code, tmp_path / who)
+            assert result.returncode == 0, result.stderr
+            assert (tmp_path / who / "f").read_bytes() == b"only for one"
+        sender.send_signal(signal.SIGINT)
+        status, said, _ = finished(sender)
+        assert "another receiver joined; its verification words:" in said
+
+
+def test_list_then_receive(relay, db, tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("a")
+    (tmp_path / "d" / "b.txt").write_text("b")
+    out = tmp_path / "out"
+    with sending(relay, tmp_path / "d") as (sender, name, code):
+        listed = receive(relay, name, code, out, "--list")
+        assert listed.returncode == 0 and "d/a.txt" in listed.stdout and "d/b.txt" in listed.stdout
+        result = receive(relay, name, code, out, "--file", "d/b.txt")
+        assert result.returncode == 0, result.stderr
+        assert sender.wait(60) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["d", "d/b.txt"]
+
+
+def test_symlinks_arrive_as_symlinks_or_are_listed_as_skipped(relay, db, tmp_path: Path) -> None:
+    src = tmp_path / "album"
+    (src / "2026").mkdir(parents=True)
+    (src / "2026" / "a.jpg").write_bytes(b"jpeg")
+    (src / "latest").symlink_to("2026/a.jpg")
+    (src / "this-year").symlink_to("2026")           # a folder: not followed, sent as a link
+    (src / "passwords").symlink_to("/etc/passwd")    # outside: skipped
+    (src / "up").symlink_to("../../..")              # outside: skipped
+    os.mkfifo(src / "pipe")                          # not a file: skipped
+    out = tmp_path / "out"
+    with sending(relay, src) as (sender, name, code):
+        listed = receive(relay, name, code, out, "--list")
+        assert "album/latest -> 2026/a.jpg" in listed.stdout and "album/this-year -> 2026" in listed.stdout
+        assert "skipped  album/passwords" in listed.stdout and "skipped  album/up" in listed.stdout
+        result = receive(relay, name, code, out)
+        assert result.returncode == 0, result.stderr
+        status, _, err = finished(sender)
+    assert status == 0
+    assert "skipped album/passwords" in err and "skipped album/pipe" in err  # the sender warns
+    assert "the sender skipped album/passwords" in result.stderr            # and so does the receiver
+    assert os.readlink(out / "album" / "latest") == "2026/a.jpg"
+    assert (out / "album" / "latest").read_bytes() == b"jpeg"
+    assert os.readlink(out / "album" / "this-year") == "2026"
+    assert not os.path.lexists(out / "album" / "passwords") and not os.path.lexists(out / "album" / "up")
+    assert not os.path.lexists(out / "album" / "pipe")
 
 
 def test_received_files_land_in_the_mounted_vaults_dump_folder(relay, db, tmp_path: Path) -> None:
@@ -237,4 +387,4 @@ def test_received_files_land_in_the_mounted_vaults_dump_folder(relay, db, tmp_pa
             assert result.returncode == 0, result.stderr
             assert sender.wait(30) == 0
     assert (dump / "letter.txt").read_text() == "dear bob\n"
-    assert not (tmp_path / "letter.txt.fvpart").exists() and sorted(os.listdir(dump)) == ["letter.txt"]
+    assert sorted(os.listdir(dump)) == ["letter.txt"]

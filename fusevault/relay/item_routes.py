@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from fusevault.relay import guards
 from fusevault.relay.items import MAX_BLOCK, ROLES, ItemStore, Presented
 from fusevault.relay.state import Refused
 
@@ -49,16 +50,8 @@ def presented(request: Request) -> Presented:
 
 
 async def read_json(request: Request) -> dict:
-    """The request's body: a JSON object, or a 400/413 answer."""
-    if int(request.headers.get("content-length") or 0) > MAX_JSON:
-        raise Refused(413, "too large")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise Refused(400, "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise Refused(400, "the body must be a JSON object")
-    return body
+    """The request's body: a JSON object, or a 400/413 answer (read as a stream, capped)."""
+    return await guards.read_json(request, MAX_JSON)
 
 
 class ItemRoutes:
@@ -112,9 +105,7 @@ class ItemRoutes:
 
     async def add_block(self, request: Request) -> Response:
         key = presented(request)
-        if int(request.headers.get("content-length") or 0) > MAX_BLOCK:
-            raise Refused(413, f"a block is at most {MAX_BLOCK} bytes")
-        data = await request.body()
+        data = await guards.read_body(request, MAX_BLOCK)
         return JSONResponse(await self.call("add_block", request.path_params["id"], key, data),
                             status_code=201)
 

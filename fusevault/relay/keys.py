@@ -7,7 +7,7 @@ expiry, so an abandoned session disappears by itself.
 from __future__ import annotations
 
 
-def session(sid: str) -> str:  # HASH name, code (SHA-256), owner.id
+def session(sid: str) -> str:  # HASH name, code (a random salt: no function of the code), owner.id, ip
     return f"session:{sid}"
 
 
@@ -15,11 +15,11 @@ def session_name(name: str) -> str:  # -> session id
     return f"session:{name}"
 
 
-def files(sid: str) -> str:  # SET of file names
+def files(sid: str) -> str:  # SET of file ids (the names travel sealed, in the manifest)
     return f"files:{sid}"
 
 
-def file(sid: str, filename: str) -> str:  # HASH name, size, owner.id
+def file(sid: str, filename: str) -> str:  # HASH name (the file id), size, owner.id
     return f"files:{sid}:{filename}"
 
 
@@ -34,6 +34,14 @@ def access_attempts(sid: str, ip: str) -> str:  # number of join attempts
 CALLS = "calls"  # SET, expires after 1 second: the call-rate window
 
 
+def receivers(sid: str) -> str:  # SET of the receiver ids that joined the session
+    return f"session.receivers:{sid}"
+
+
+def handshake(sid: str, uid: str) -> str:  # HASH: one receiver's key exchange with the sender
+    return f"session.receiver:{sid}:{uid}"
+
+
 def file_reqs(sid: str) -> str:  # SET of requested file names
     return f"file.reqs:{sid}"
 
@@ -42,7 +50,7 @@ def file_req_users(sid: str, filename: str) -> str:  # SET of user ids requestin
     return f"file.reqs:{sid}:{filename}"
 
 
-def file_req(sid: str, filename: str, uid: str) -> str:  # the requester's public key (+ PAKE message)
+def file_req(sid: str, filename: str, uid: str) -> str:  # the requester's public key (+ first chunk, MAC)
     return f"file.req:{sid}:{filename}:{uid}"
 
 
@@ -62,11 +70,11 @@ def receiver_requests(uid: str) -> str:  # SET of request ids
     return f"file.reqs.receiver:{uid}"
 
 
-def prep(rid: str) -> str:  # HASH filename, public.key, amount.of.chunks (+ pake, meta)
+def prep(rid: str) -> str:  # HASH filename, public.key, amount.of.chunks (+ first chunk, MAC)
     return f"file.req.prep:{rid}"
 
 
-def ready(rid: str) -> str:  # "true" once the file can be transmitted
+def ready(rid: str) -> str:  # "true" once the receiver checked the answer: chunks may flow
     return f"file.req.ready:{rid}"
 
 

@@ -3,15 +3,18 @@
 The HTTP layer calls these from worker threads (redis-py's client is
 synchronous and thread-safe through its connection pool).  Each operation is
 one pipeline (MULTI/EXEC where it must be atomic) and sets an expiry on every
-key it writes.  Nothing here can read a file: chunks are ciphertext, keys are
-public keys and PAKE messages, and the session code is kept as its SHA-256.
+key it writes.  Nothing here can read a file or test a code: chunks are
+ciphertext, the key exchange is SPAKE2 messages, confirmation values and
+sealed blobs, file requests carry X25519 public keys, and the session's
+``code`` field holds a random salt the sender chose, no function of the code.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
+import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -19,15 +22,20 @@ import redis
 
 from fusevault.relay import keys
 
+MISMATCH = "wrong code, or someone in the middle: nothing was sent"
+
 
 @dataclass(frozen=True)
 class Limits:
-    session_ttl: int = 3600        # seconds of inactivity before a session's keys expire
-    join_attempts: int = 5         # per session per IP
-    calls_per_second: int = 400    # per IP (a transfer makes about 4 per MiB)
-    max_chunk: int = 1024 * 1024   # bytes of ciphertext per chunk
-    max_queue: int = 8             # chunks waiting per request
-    max_files: int = 10_000        # per session
+    session_ttl: int = 3600             # seconds of inactivity before a session's keys expire
+    join_attempts: int = 5              # per session per address (a receiver let in resets it)
+    calls_per_second: int = 400         # per address (a transfer makes about 2 per MiB each side)
+    max_chunk: int = 1024 * 1024 + 1024  # bytes of ciphertext per chunk: 1 MiB of data and its seal
+    max_queue: int = 8                  # chunks waiting per request
+    max_files: int = 10_000             # per session
+    max_receivers: int = 16             # receivers that may join one session
+    max_field: int = 4096               # bytes of one key-exchange message
+    max_manifest: int = 16 * 1024 * 1024  # bytes of the sealed list of files
 
 
 class LimitReached(Exception):
@@ -37,35 +45,93 @@ class LimitReached(Exception):
 
 
 class Refused(Exception):
-    """A request that is not allowed (wrong code, unknown session...): status and message."""
+    """A request that is not allowed (unknown session, wrong token...): status and message."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-# A fixed one-second window shared by all IPs: the SET ``calls`` holds
-# "<ip>#<n>" for the n-th call of an IP in this second, and expires with it.
-_CALL = """
-local limit = tonumber(ARGV[2])
-for n = 1, limit do
-  if redis.call('SADD', KEYS[1], ARGV[1] .. '#' .. n) == 1 then
-    if n == 1 and redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], 1) end
-    return 1
+# A fixed one-second window shared by all addresses: the SET ``calls`` holds
+# "<ip>#<n>" for the n-th call of an address in this second, and expires with it.
+# With no address (ARGV[1] == ""), the call was counted already.
+_COUNT = """
+local function counted(calls, ip, limit)
+  if ip == '' then return true end
+  local ok = false
+  for n = 1, limit do
+    if redis.call('SADD', calls, ip .. '#' .. n) == 1 then ok = true break end
   end
+  if redis.call('TTL', calls) < 0 then redis.call('EXPIRE', calls, 1) end
+  return ok
 end
-if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], 1) end
+"""
+
+_CALL = _COUNT + """
+if counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return 1 end
 return 0
 """
 
-_NAME_WORDS = 4  # digits in a session name
+# One round trip per chunk, each way (under load every round trip to Redis
+# waits for a CPU): count the call, check the caller, queue or take.  Chunks
+# are queued in order, each once: a sender may have several pushes on the way
+# (the next waits for the one before it), and a push sent again after a lost
+# answer is taken as done.
+# KEYS: calls, file.req.users, chunks, ready, prep, last chunk
+# ARGV: ip, calls per second, user id, max queue, ttl, chunk number, the chunk
+_PUSH = _COUNT + """
+if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 or redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
+local nr, last = tonumber(ARGV[6]), redis.call('GET', KEYS[6])
+local expected = last and tonumber(last) + 1 or tonumber(redis.call('HGET', KEYS[5], 'first'))
+if nr < expected then return 2 end
+if nr > expected or redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
+if redis.call('LLEN', KEYS[3]) >= tonumber(ARGV[4]) then return 0 end
+local ttl = tonumber(ARGV[5])
+redis.call('LPUSH', KEYS[3], ARGV[7])
+redis.call('SET', KEYS[6], ARGV[6], 'EX', ttl)
+for i = 2, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
+return 1
+"""
+
+# KEYS: calls, file.req.users, chunks; ARGV: ip, calls per second, user id
+_POP = _COUNT + """
+if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 then return -1 end
+return redis.call('RPOP', KEYS[3])
+"""
+
+_NAME_DIGITS = 4
+_ID = re.compile(r"[0-9a-z]{1,32}")
+_SALT = re.compile(r"[0-9a-f]{64}")
+
+# The key exchange, one HASH per receiver.  Who may write each field, and
+# which field must be there first; every field is written once.
+_FIELDS = {
+    "receiver": {"pake.a": None, "confirm.a": "pake.b", "hello": "pake.b", "done": "manifest"},
+    "sender": {"pake.b": "pake.a", "confirm.b": "confirm.a", "manifest": "confirm.a",
+               "refused": "pake.a", "over": "done"},
+}
+_SMALL = ("pake.a", "pake.b", "confirm.a", "hello", "confirm.b", "refused", "done", "over")
+FAILED_TTL = 300  # seconds a failed session's tombstone tells late callers why it ended
+
+
+def _sender_turn(f: dict) -> bool:
+    if f.get("refused") or f.get("over"):
+        return False
+    return bool((f.get("pake.a") and not f.get("pake.b"))
+                or (f.get("confirm.a") and f.get("hello") and not f.get("confirm.b"))
+                or f.get("done"))
 
 
 class RelayState:
     def __init__(self, url: str, limits: Limits = Limits()) -> None:
-        self.r = redis.Redis.from_url(url)
+        # Chunks are a MiB: read them from Redis in one piece, not in 64 KiB ones.
+        self.r = redis.Redis.from_url(url, socket_read_size=1 << 20)
         self.limits = limits
         self._call = self.r.register_script(_CALL)
+        self._push = self.r.register_script(_PUSH)
+        self._pop = self.r.register_script(_POP)
 
     def ping(self) -> None:
         self.r.ping()
@@ -78,30 +144,36 @@ class RelayState:
 
     # --- sessions
 
-    def create_session(self, ip: str, owner: str, code_hash: str, files: list[dict]) -> tuple[str, str]:
+    def create_session(self, ip: str, owner: str, salt: str, files: list[dict]) -> tuple[str, str]:
         if not files or len(files) > self.limits.max_files:
             raise Refused(400, f"a session holds 1 to {self.limits.max_files} files")
+        if not isinstance(salt, str) or not _SALT.fullmatch(salt):
+            raise Refused(400, "a session's code field is a 32-byte random salt, in hex")
+        try:
+            offered = {str(f["id"]): int(f["size"]) for f in files}
+        except (KeyError, TypeError, ValueError):
+            raise Refused(400, "each file is {id, size}") from None
+        if len(offered) != len(files) or any(not _ID.fullmatch(i) or s < 0 for i, s in offered.items()):
+            raise Refused(400, "file ids are distinct short lowercase words, sizes are not negative")
         ttl = self.limits.session_ttl
         sid = uuid.uuid4().hex
         if not self.r.set(keys.created_sessions(ip), sid, nx=True, ex=ttl):
             left = max(1, self.r.ttl(keys.created_sessions(ip)))
             raise LimitReached("this address already has an open session: finish or cancel it first", left)
         for _ in range(20):
-            name = "".join(secrets.choice("0123456789") for _ in range(_NAME_WORDS))
+            name = "".join(secrets.choice("0123456789") for _ in range(_NAME_DIGITS))
             if self.r.set(keys.session_name(name), sid, nx=True, ex=ttl):
                 break
         else:
             self.r.delete(keys.created_sessions(ip))
             raise Refused(503, "the relay is busy: try again")
         pipe = self.r.pipeline()
-        pipe.hset(keys.session(sid), mapping={"name": name, "code": code_hash, "owner.id": owner,
-                                              "ip": ip})
+        pipe.hset(keys.session(sid), mapping={"name": name, "code": salt, "owner.id": owner, "ip": ip})
         pipe.expire(keys.session(sid), ttl)
-        for f in files:
-            pipe.sadd(keys.files(sid), f["name"])
-            pipe.hset(keys.file(sid, f["name"]), mapping={"name": f["name"], "size": int(f["size"]),
-                                                          "owner.id": owner})
-            pipe.expire(keys.file(sid, f["name"]), ttl)
+        for fid, size in offered.items():
+            pipe.sadd(keys.files(sid), fid)
+            pipe.hset(keys.file(sid, fid), mapping={"name": fid, "size": size, "owner.id": owner})
+            pipe.expire(keys.file(sid, fid), ttl)
         pipe.expire(keys.files(sid), ttl)
         pipe.execute()
         return sid, name
@@ -110,9 +182,13 @@ class RelayState:
         data = self.r.hgetall(keys.session(sid))
         if not data:
             raise Refused(404, "no such session (it ended or expired)")
-        return {k.decode(): v.decode() for k, v in data.items()}
+        session = {k.decode(): v.decode() for k, v in data.items()}
+        if "failed" in session:
+            raise Refused(410, MISMATCH)
+        return session
 
-    def join(self, name: str, code_hash: str, ip: str) -> tuple[str, list[dict]]:
+    def join(self, name: str, ip: str) -> tuple[str, str, str]:
+        """A receiver joins: (session id, its user id, the sender's salt)."""
         raw = self.r.get(keys.session_name(name))
         if raw is None:
             raise Refused(404, f"no session named {name} (it ended, expired, or is mistyped)")
@@ -121,61 +197,144 @@ class RelayState:
         pipe = self.r.pipeline()
         pipe.incr(attempts)
         pipe.expire(attempts, self.limits.session_ttl)
-        count = pipe.execute()[0]
-        if count > self.limits.join_attempts:
+        if pipe.execute()[0] > self.limits.join_attempts:
             raise LimitReached("too many attempts to join this session from this address",
                                max(1, self.r.ttl(attempts)))
         session = self.session(sid)
-        if not hmac.compare_digest(session["code"], code_hash):
-            left = self.limits.join_attempts - count
-            raise Refused(403, f"wrong code ({left} attempt{'s' if left != 1 else ''} left)")
-        return sid, self.files(sid)
-
-    def files(self, sid: str) -> list[dict]:
-        names = sorted(n.decode() for n in self.r.smembers(keys.files(sid)))
+        if self.r.scard(keys.receivers(sid)) >= self.limits.max_receivers:
+            raise LimitReached("too many receivers joined this session", self.limits.session_ttl)
+        uid = uuid.uuid4().hex
+        ttl = self.limits.session_ttl
         pipe = self.r.pipeline()
-        for name in names:
-            pipe.hget(keys.file(sid, name), "size")
-        return [{"name": n, "size": int(s or 0)} for n, s in zip(names, pipe.execute())]
+        pipe.sadd(keys.receivers(sid), uid)
+        pipe.expire(keys.receivers(sid), ttl)
+        pipe.hset(keys.handshake(sid, uid), mapping={"ip": ip, "joined": int(time.time())})
+        pipe.expire(keys.handshake(sid, uid), ttl)
+        pipe.execute()
+        return sid, uid, session["code"]
 
     def refresh(self, sid: str) -> None:
         """The sender is still there: push every session key's expiry back."""
         session = self.session(sid)
         ttl = self.limits.session_ttl
+        uids = [u.decode() for u in self.r.smembers(keys.receivers(sid))]
         pipe = self.r.pipeline()
         for key in (keys.session(sid), keys.session_name(session["name"]), keys.files(sid),
-                    keys.created_sessions(session["ip"]), keys.file_reqs(sid)):
+                    keys.created_sessions(session["ip"]), keys.file_reqs(sid), keys.receivers(sid),
+                    *(keys.handshake(sid, uid) for uid in uids)):
             pipe.expire(key, ttl)
         pipe.execute()
 
     def close_session(self, sid: str) -> None:
-        session = self.session(sid)
-        doomed = [keys.session(sid), keys.session_name(session["name"]), keys.files(sid),
-                  keys.file_reqs(sid), keys.sender_requests(session["owner.id"])]
+        self._drop(sid, self.session(sid))
+
+    def fail_session(self, sid: str) -> None:
+        """A confirmation failed: end the session, and tell whoever still calls why."""
+        data = self.r.hgetall(keys.session(sid))
+        if not data or b"failed" in data:
+            return
+        session = {k.decode(): v.decode() for k, v in data.items()}
+        self._drop(sid, session)
+        pipe = self.r.pipeline()
+        pipe.hset(keys.session(sid), mapping={"name": session["name"], "failed": 1})
+        pipe.expire(keys.session(sid), FAILED_TTL)
+        pipe.execute()
+
+    def _drop(self, sid: str, session: dict[str, str]) -> None:
+        doomed = [keys.session(sid), keys.files(sid), keys.file_reqs(sid), keys.receivers(sid),
+                  keys.sender_requests(session["owner.id"])]
+        if self.r.get(keys.session_name(session["name"])) == sid.encode():
+            doomed.append(keys.session_name(session["name"]))
         if self.r.get(keys.created_sessions(session["ip"])) == sid.encode():
             doomed.append(keys.created_sessions(session["ip"]))
         for pattern in (f"files:{sid}:*", f"file.reqs:{sid}:*", f"file.req:{sid}:*",
-                        f"file.req.ackn:{sid}:*", f"access.attempts:{sid}:*"):
+                        f"file.req.ackn:{sid}:*", f"access.attempts:{sid}:*", f"session.receiver:{sid}:*"):
             doomed += list(self.r.scan_iter(pattern, count=1000))
         for rid in self.r.smembers(keys.sender_requests(session["owner.id"])):
             doomed += self._request_keys(rid.decode())
+        for uid in self.r.smembers(keys.receivers(sid)):
+            doomed.append(keys.receiver_requests(uid.decode()))
         self.r.delete(*doomed)
+
+    # --- the key exchange
+
+    def post_handshake(self, sid: str, uid: str, role: str, fields: dict) -> None:
+        self.session(sid)
+        if not self.r.sismember(keys.receivers(sid), uid):
+            raise Refused(404, "no such receiver in this session")
+        allowed = _FIELDS[role]
+        if not fields or any(f not in allowed or not isinstance(v, str) for f, v in fields.items()):
+            raise Refused(400, f"a {role} may post {', '.join(allowed)} (strings)")
+        for field, value in fields.items():
+            cap = self.limits.max_manifest if field == "manifest" else self.limits.max_field
+            if len(value) > cap:
+                raise Refused(413, f"{field} is at most {cap} bytes")
+        key = keys.handshake(sid, uid)
+        needed = [allowed[f] for f in fields if allowed[f] is not None]
+        if needed and not all(self.r.hmget(key, needed)):
+            raise Refused(409, "not yet: the other side has not posted its part")
+        pipe = self.r.pipeline()
+        for field, value in fields.items():
+            pipe.hsetnx(key, field, value)
+        written = pipe.execute()
+        for (field, value), new in zip(fields.items(), written):
+            if not new and self.r.hget(key, field) != value.encode():
+                raise Refused(409, f"{field} was already posted")
+        self.r.expire(key, self.limits.session_ttl)
+        if role == "sender" and "refused" in fields:  # no longer counts against max_receivers
+            self.r.srem(keys.receivers(sid), uid)
+        if role == "sender" and "manifest" in fields:
+            ip = self.r.hget(key, "ip")  # a receiver the sender let in: its joins do not count
+            if ip:
+                self.r.delete(keys.access_attempts(sid, ip.decode()))
+
+    def handshake(self, sid: str, uid: str, want: str) -> dict | None:
+        """The receiver's record once ``want`` (or a refusal) is there."""
+        self.session(sid)
+        fields = [*_SMALL, "manifest"] if want == "manifest" else list(_SMALL)
+        values = self.r.hmget(keys.handshake(sid, uid), fields)
+        found = {f: v.decode() for f, v in zip(fields, values) if v is not None}
+        if not found and not self.r.sismember(keys.receivers(sid), uid):
+            raise Refused(404, "no such receiver in this session")
+        return found if want in found or "refused" in found else None
+
+    def sender_turn(self, sid: str) -> list[dict]:
+        """Receivers waiting for the sender: a message to answer, a confirmation to check, a done."""
+        uids = sorted(u.decode() for u in self.r.smembers(keys.receivers(sid)))
+        pipe = self.r.pipeline(transaction=False)
+        for uid in uids:
+            pipe.hmget(keys.handshake(sid, uid), list(_SMALL))
+        out = []
+        for uid, values in zip(uids, pipe.execute()):
+            found = {f: v.decode() for f, v in zip(_SMALL, values) if v is not None}
+            if _sender_turn(found):
+                out.append({"user_id": uid, **found})
+        return out
 
     # --- file requests
 
     def add_requests(self, sid: str, uid: str, requests: list[dict]) -> None:
+        self.session(sid)
+        admitted, refused = self.r.hmget(keys.handshake(sid, uid), ["manifest", "refused"])
+        if not admitted or refused:
+            raise Refused(403, "the sender has not let this receiver in")
         names = {n.decode() for n in self.r.smembers(keys.files(sid))}
         ttl = self.limits.session_ttl
         pipe = self.r.pipeline()
         for req in requests:
-            filename = req["filename"]
-            if filename not in names:
-                raise Refused(404, f"the session has no file {filename!r}")
-            pipe.sadd(keys.file_reqs(sid), filename)
-            pipe.sadd(keys.file_req_users(sid, filename), uid)
-            pipe.set(keys.file_req(sid, filename, uid),
-                     json.dumps({"public.key": req["public_key"], "pake": req["pake"]}), ex=ttl)
-            pipe.expire(keys.file_req_users(sid, filename), ttl)
+            try:
+                fid, first = str(req["filename"]), int(req["first"])
+                record = {"public.key": str(req["public_key"]), "first": first, "mac": str(req["mac"])}
+            except (KeyError, TypeError, ValueError):
+                raise Refused(400, "a request is {filename, public_key, first, mac}") from None
+            if fid not in names:
+                raise Refused(404, f"the session has no file {fid!r}")
+            if first < 0 or len(json.dumps(record)) > self.limits.max_field:
+                raise Refused(400, "a request's first chunk is not negative and its key is short")
+            pipe.sadd(keys.file_reqs(sid), fid)
+            pipe.sadd(keys.file_req_users(sid, fid), uid)
+            pipe.set(keys.file_req(sid, fid, uid), json.dumps(record), ex=ttl)
+            pipe.expire(keys.file_req_users(sid, fid), ttl)
         pipe.expire(keys.file_reqs(sid), ttl)
         pipe.execute()
 
@@ -189,33 +348,37 @@ class RelayState:
         for filename, uid in pairs:
             pipe.exists(keys.file_req_ackn(sid, filename, uid))
             pipe.get(keys.file_req(sid, filename, uid))
+            pipe.hexists(keys.handshake(sid, uid), "refused")  # the sender dropped that receiver
         answers = pipe.execute()
         out = []
-        for (filename, uid), acked, raw in zip(pairs, answers[::2], answers[1::2]):
-            if acked or raw is None:
+        for (filename, uid), acked, raw, refused in zip(pairs, answers[::3], answers[1::3], answers[2::3]):
+            if acked or raw is None or refused:
                 continue
             req = json.loads(raw)
             out.append({"filename": filename, "user_id": uid, "public_key": req["public.key"],
-                        "pake": req["pake"]})
+                        "first": req["first"], "mac": req["mac"]})
         return out
 
     def acknowledge(self, sid: str, owner: str, ack: dict) -> str:
-        filename, uid = ack["filename"], ack["user_id"]
+        filename, uid = str(ack["filename"]), str(ack["user_id"])
+        prep = {"filename": filename, "public.key": str(ack["public_key"]),
+                "amount.of.chunks": int(ack["chunks"]), "first": int(ack["first"]), "mac": str(ack["mac"]),
+                "session": sid, "receiver": uid}
         if not self.r.exists(keys.file_req(sid, filename, uid)):
             raise Refused(404, "no such file request")
         rid = uuid.uuid4().hex
         ttl = self.limits.session_ttl
-        pipe = self.r.pipeline()
         if not self.r.set(keys.file_req_ackn(sid, filename, uid), rid, nx=True, ex=ttl):
+            # The same answer again (a retry after a lost reply) gets the same request id.
+            known = self.r.get(keys.file_req_ackn(sid, filename, uid))
+            if known and self.r.hget(keys.prep(known.decode()), "public.key") == prep["public.key"].encode():
+                return known.decode()
             raise Refused(409, "this request was already acknowledged")
+        pipe = self.r.pipeline()
         pipe.sadd(keys.request_users(rid), uid, owner)
         pipe.sadd(keys.sender_requests(owner), rid)
         pipe.sadd(keys.receiver_requests(uid), rid)
-        pipe.hset(keys.prep(rid), mapping={
-            "filename": filename, "public.key": ack["public_key"],
-            "amount.of.chunks": int(ack["chunks"]), "pake": ack["pake"], "meta": ack["meta"],
-            "session": sid})
-        pipe.set(keys.ready(rid), "true", ex=ttl)
+        pipe.hset(keys.prep(rid), mapping=prep)
         for key in (keys.request_users(rid), keys.sender_requests(owner), keys.receiver_requests(uid),
                     keys.prep(rid)):
             pipe.expire(key, ttl)
@@ -223,56 +386,69 @@ class RelayState:
         return rid
 
     def acknowledgements(self, sid: str, uid: str) -> list[dict]:
-        """The receiver's requests that the sender has prepared."""
+        """The receiver's requests that the sender has answered."""
+        self.session(sid)
         filenames = sorted(n.decode() for n in self.r.smembers(keys.file_reqs(sid)))
         pipe = self.r.pipeline(transaction=False)
         for filename in filenames:
             pipe.get(keys.file_req_ackn(sid, filename, uid))
         acked = [(f, rid.decode()) for f, rid in zip(filenames, pipe.execute()) if rid is not None]
         for _, rid in acked:
-            pipe.exists(keys.ready(rid))
             pipe.hgetall(keys.prep(rid))
-        answers = pipe.execute()
         out = []
-        for (filename, rid), ready, raw in zip(acked, answers[::2], answers[1::2]):
-            if not ready or not raw:
+        for (filename, rid), raw in zip(acked, pipe.execute()):
+            if not raw:
                 continue
             prep = {k.decode(): v.decode() for k, v in raw.items()}
-            out.append({"request_id": rid, "filename": filename,
-                        "public_key": prep["public.key"], "pake": prep["pake"],
-                        "chunks": int(prep["amount.of.chunks"]), "meta": prep["meta"]})
+            out.append({"request_id": rid, "filename": filename, "public_key": prep["public.key"],
+                        "chunks": int(prep["amount.of.chunks"]), "first": int(prep["first"]),
+                        "mac": prep["mac"]})
         return out
 
     def member(self, rid: str, uid: str) -> bool:
         return bool(self.r.sismember(keys.request_users(rid), uid))
 
+    def mark_ready(self, rid: str, uid: str) -> None:
+        """The receiver checked the sender's answer and waits for chunks: they may flow now."""
+        if not self.member(rid, uid):
+            raise Refused(404, "the transfer was cancelled")
+        self.r.set(keys.ready(rid), "true", ex=self.limits.session_ttl)
+
     # --- chunks
 
-    def push_chunk(self, rid: str, nr: int, iv: str, data: bytes) -> bool:
-        """Queue a chunk; False (nothing queued) while the queue is full."""
+    def push_chunk(self, rid: str, uid: str, nr: int, iv: str, data: bytes, ip: str = "") -> int:
+        """Queue a chunk: 1 queued, 2 queued before; 0 (nothing queued) while the queue is full, the
+        receiver not ready, or the chunk before it not queued yet.
+
+        With ``ip``, the call is counted against that address's budget too."""
         if len(data) > self.limits.max_chunk:
             raise Refused(413, f"chunks are at most {self.limits.max_chunk} bytes")
-        if self.r.llen(keys.chunks(rid)) >= self.limits.max_queue:
-            return False
-        ttl = self.limits.session_ttl
-        pipe = self.r.pipeline()
-        pipe.lpush(keys.chunks(rid), f"{nr}@{iv}@".encode() + data)
-        pipe.expire(keys.chunks(rid), ttl)
-        pipe.set(keys.last_chunk(rid), nr, ex=ttl)
-        pipe.execute()
-        return True
+        found = self._push(keys=[keys.CALLS, keys.request_users(rid), keys.chunks(rid), keys.ready(rid),
+                                 keys.prep(rid), keys.last_chunk(rid)],
+                           args=[ip, self.limits.calls_per_second, uid, self.limits.max_queue,
+                                 self.limits.session_ttl, nr, f"{nr}@{iv}@".encode() + data])
+        if found == -2:
+            raise LimitReached("too many requests from this address: slow down", 1)
+        if found == -1:
+            raise Refused(404, "the transfer was cancelled")
+        return int(found)
 
-    def pop_chunk(self, rid: str, wait: int = 0) -> tuple[int, str, bytes] | None:
-        """Take the oldest chunk; with ``wait``, block up to that many seconds for one."""
-        if wait:
-            found = self.r.brpop([keys.chunks(rid)], timeout=wait)
-            raw = found[1] if found else None
-        else:
-            raw = self.r.rpop(keys.chunks(rid))
+    def pop_chunk(self, rid: str, uid: str, ip: str = "") -> tuple[int, str, bytes] | None:
+        """Take the oldest chunk, if there is one (with ``ip``, counting the call)."""
+        raw = self._pop(keys=[keys.CALLS, keys.request_users(rid), keys.chunks(rid)],
+                        args=[ip, self.limits.calls_per_second, uid])
+        if raw == -2:
+            raise LimitReached("too many requests from this address: slow down", 1)
+        if raw == -1:
+            raise Refused(404, "the transfer was cancelled")
         if raw is None:
             return None
         nr, iv, data = raw.split(b"@", 2)
         return int(nr), iv.decode(), data
+
+    def unpop_chunk(self, rid: str, nr: int, iv: str, data: bytes) -> None:
+        """Put back a chunk whose taker went away before it got it."""
+        self.r.rpush(keys.chunks(rid), f"{nr}@{iv}@".encode() + data)
 
     def queued(self, rid: str) -> int:
         return int(self.r.llen(keys.chunks(rid)))

@@ -1,9 +1,19 @@
-"""The relay's HTTP API from the client side (httpx), with its errors made readable."""
+"""The relay's HTTP API from the client side (httpx), with its errors made readable.
+
+A client made with ``patience`` rides out a relay that is away (restarting,
+or its Redis is): it retries for that many seconds before it gives up, so a
+sender survives a relay restart; tokens stay valid across one.  Calls that
+may be repeated are safe to repeat: the relay gives the same answer to the
+same acknowledgement, and the receiver skips a chunk it already has.
+"""
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
 
+import certifi
 import httpx
 
 from fusevault.errors import InvalidInput, NotFound, RateLimited, RelayUnavailable, VaultError, WrongCode
@@ -11,16 +21,40 @@ from fusevault.errors import InvalidInput, NotFound, RateLimited, RelayUnavailab
 DEFAULT_RELAY = "http://127.0.0.1:4080"
 # A call over the per-second budget is retried this many times before giving up.
 CALL_RETRIES = 30
+MISMATCH = "wrong code, or someone in the middle: nothing was sent"
+
+
+class SessionEnded(NotFound):
+    """The session is gone from the relay: its sender ended it, or it expired."""
+
+
+class Gone(VaultError):
+    """The transfer (request) is gone: the other side cancelled or replaced it."""
 
 
 class RelayClient:
-    def __init__(self, url: str, token: str | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, *, patience: float = 0.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=5.0))
+        # Plain HTTP needs no TLS context (making one reads every CA certificate); clones share one.
+        if self.url.startswith("https:"):
+            self.tls: ssl.SSLContext | bool = tls or ssl.create_default_context(cafile=certifi.where())
+        else:
+            self.tls = False
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=5.0), verify=self.tls)
         self.token = token
+        self.patience = patience
+        self.stopping = threading.Event()  # set: stop waiting for a relay that is away
 
     def close(self) -> None:
         self.http.close()
+
+    def clone(self) -> RelayClient:
+        """Another client with the same token, for a thread of its own (stopped with this one)."""
+        other = type(self)(self.url, self.token, patience=self.patience,
+                           tls=self.tls if isinstance(self.tls, ssl.SSLContext) else None)
+        other.stopping = self.stopping
+        return other
 
     def __enter__(self) -> RelayClient:
         return self
@@ -28,83 +62,111 @@ class RelayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def call(self, method: str, path: str, *, retry: bool = True, **kwargs) -> httpx.Response:
         headers = kwargs.pop("headers", {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        for _ in range(CALL_RETRIES):
+        away_since: float | None = None
+        pause, limited = 0.2, 0
+        while True:
             try:
-                response = self.http.request(method, path, headers=headers, **kwargs)
-            except httpx.ConnectError:
-                raise RelayUnavailable(f"cannot reach the relay at {self.url}: is it running?") from None
+                response: httpx.Response | None = self.http.request(method, path, headers=headers, **kwargs)
             except httpx.HTTPError as err:
-                raise RelayUnavailable(f"lost the relay at {self.url} ({type(err).__name__})") from None
-            if response.status_code == 429 and "too many requests" in _error(response):
-                time.sleep(float(response.headers.get("retry-after", 1)))
-                continue  # only the per-second budget: wait it out
-            if response.status_code == 503 and "queue full" in _error(response):
-                return response
-            if response.status_code >= 400 and response.status_code != 404:
-                raise self.failure(response)
-            return response
-        raise RateLimited("the relay keeps refusing: too many requests from this address")
+                response = None
+                problem: VaultError = RelayUnavailable(
+                    f"cannot reach the relay at {self.url}: is it running?"
+                    if isinstance(err, httpx.ConnectError)
+                    else f"lost the relay at {self.url} ({type(err).__name__})")
+            if response is not None:
+                if response.status_code == 429 and "too many requests" in _error(response):
+                    limited += 1  # only the per-second budget: wait it out
+                    if limited > CALL_RETRIES:
+                        raise RateLimited("the relay keeps refusing: too many requests from this address")
+                    time.sleep(float(response.headers.get("retry-after", 1)))
+                    continue
+                if response.status_code == 503 and "queue full" in _error(response):
+                    return response
+                if response.status_code < 500:
+                    if response.status_code >= 400 and response.status_code != 404:
+                        raise self.failure(response)
+                    return response
+                problem = self.failure(response)
+            # The relay is away, or its storage is: wait for it as long as we may.
+            away_since = away_since or time.monotonic()
+            if not retry or time.monotonic() - away_since >= self.patience or self.stopping.is_set():
+                raise problem
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    def json(self, method: str, path: str, **kwargs) -> dict:
+        response = self.call(method, path, **kwargs)
+        if response.status_code == 404:
+            raise SessionEnded(_error(response) or "not found on the relay")
+        return response.json() if response.content else {}
 
     # --- sender
 
-    def open_session(self, code_hash: str, files: list[dict]) -> dict:
-        session = self.call("POST", "/sessions", json={"code_hash": code_hash, "files": files}).json()
+    def open_session(self, salt: str, files: list[dict]) -> dict:
+        session = self.json("POST", "/sessions", json={"code": salt, "files": files}, retry=False)
         self.token = session["token"]
         return session
 
-    def pending(self, sid: str, wait: float) -> list[dict]:
-        return self._ok(self.call("GET", f"/sessions/{sid}/requests", params={"wait": wait}))["requests"]
+    def events(self, sid: str, wait: float) -> dict:
+        return self.json("GET", f"/sessions/{sid}/events", params={"wait": wait})
+
+    def answer(self, sid: str, uid: str, fields: dict) -> None:
+        self.json("POST", f"/sessions/{sid}/handshake", json={"user_id": uid, **fields})
 
     def acknowledge(self, sid: str, ack: dict) -> str:
-        return self._ok(self.call("POST", f"/sessions/{sid}/acks", json=ack))["request_id"]
+        return self.json("POST", f"/sessions/{sid}/acks", json=ack)["request_id"]
 
-    def push(self, rid: str, nr: int, iv: str, data: bytes) -> None:
-        """Queue one chunk; while the receiver's queue is full, wait (backpressure)."""
-        while True:
-            response = self.call("POST", f"/requests/{rid}/chunks", content=data,
-                                 headers={"X-Chunk": str(nr), "X-IV": iv})
-            if response.status_code == 201:
-                return
-            if response.status_code == 404:
-                raise VaultError("the receiver cancelled the transfer")
-            time.sleep(float(response.headers.get("retry-after", 1)) / 10)
+    def push(self, rid: str, nr: int, iv: str, data: bytes, wait: float) -> bool:
+        """Queue one chunk: False while the receiver's queue stays full; Gone if the request went."""
+        response = self.call("POST", f"/requests/{rid}/chunks", content=data, params={"wait": wait},
+                             headers={"X-Chunk": str(nr), "X-IV": iv})
+        if response.status_code == 404:
+            raise Gone("the receiver stopped this transfer")
+        return response.status_code == 201
 
-    def delivered(self, rid: str, wait: float) -> bool:
-        """True once the receiver has taken and verified the file (the request is gone)."""
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.call("GET", f"/requests/{rid}").status_code == 404:
-                return True
-            time.sleep(0.05)
-        return False
+    def cancel(self, rid: str) -> None:
+        self.call("DELETE", f"/requests/{rid}")
 
     def close_session(self, sid: str) -> None:
-        self.call("DELETE", f"/sessions/{sid}")
+        self.call("DELETE", f"/sessions/{sid}", retry=False)
+
+    def fail(self, sid: str) -> None:
+        """A confirmation failed: the relay ends the session for everyone in it."""
+        self.call("POST", f"/sessions/{sid}/fail", retry=False)
 
     # --- receiver
 
-    def join(self, name: str, code_hash: str) -> dict:
-        response = self.call("POST", "/sessions/join", json={"name": name, "code_hash": code_hash})
-        session = self._ok(response)
+    def join(self, name: str) -> dict:
+        response = self.call("POST", "/sessions/join", json={"name": name}, retry=False)
+        session = self._found(response)
         self.token = session["token"]
         return session
 
+    def post(self, sid: str, fields: dict) -> None:
+        self.json("POST", f"/sessions/{sid}/handshake", json=fields)
+
+    def handshake(self, sid: str, want: str, wait: float) -> dict | None:
+        found = self.json("GET", f"/sessions/{sid}/handshake", params={"want": want, "wait": wait})
+        return found["handshake"]
+
     def request(self, sid: str, requests: list[dict]) -> None:
-        self._ok(self.call("POST", f"/sessions/{sid}/requests", json={"requests": requests}))
+        self.json("POST", f"/sessions/{sid}/requests", json={"requests": requests})
 
     def acknowledgements(self, sid: str, wait: float) -> list[dict]:
-        return self._ok(self.call("GET", f"/sessions/{sid}/acks", params={"wait": wait}))["acks"]
+        return self.json("GET", f"/sessions/{sid}/acks", params={"wait": wait})["acks"]
 
-    def pop(self, rid: str, wait: float) -> tuple[int, str, bytes] | None:
-        response = self.call("GET", f"/requests/{rid}/chunks/next", params={"wait": wait})
+    def pop(self, rid: str, wait: float, first: bool = False) -> tuple[int, str, bytes] | None:
+        """The next chunk; ``first``: the sender's answer checked out, chunks may flow."""
+        params = {"wait": wait, "ready": 1} if first else {"wait": wait}
+        response = self.call("GET", f"/requests/{rid}/chunks/next", params=params)
         if response.status_code == 204:
             return None
         if response.status_code == 404:
-            raise VaultError("the sender cancelled the transfer")
+            raise Gone("the sender stopped this transfer")
         return int(response.headers["x-chunk"]), response.headers["x-iv"], response.content
 
     def finish(self, rid: str) -> None:
@@ -115,7 +177,7 @@ class RelayClient:
         return _failure(response)
 
     @staticmethod
-    def _ok(response: httpx.Response) -> dict:
+    def _found(response: httpx.Response) -> dict:
         if response.status_code == 404:
             raise NotFound(_error(response) or "not found on the relay")
         return response.json() if response.content else {}
@@ -124,7 +186,7 @@ class RelayClient:
 def _error(response: httpx.Response) -> str:
     try:
         return str(response.json().get("error", ""))
-    except ValueError:
+    except (ValueError, AttributeError):
         return ""
 
 
@@ -133,9 +195,10 @@ def _failure(response: httpx.Response) -> VaultError:
     if response.status_code == 429:
         wait = response.headers.get("retry-after")
         return RateLimited(f"{message} (try again in {wait} s)" if wait else message)
+    if response.status_code == 410 and message == MISMATCH:
+        return WrongCode(MISMATCH)
     if response.status_code == 403 and "wrong code" in message:
         return WrongCode(message)
     if response.status_code >= 500:
         return RelayUnavailable(f"the relay failed: {message}")
     return InvalidInput(message)
-

@@ -1,33 +1,69 @@
-"""``fusevault receive``: join a session, fetch files, verify, then name them.
+"""``fusevault receive``: join, confirm the key, fetch, verify, then name; resume what was cut.
 
-Each file is written to a hidden temporary name in its final folder, checked
-(every chunk authenticated, in order, the last one marked; the whole file's
-size and SHA-256 as the sender sealed them) and fsynced before it is linked
-under its real name.  A failure at any point removes the temporary file: no
-partial file ever appears under the real name.
+Nothing is asked for before both sides confirmed the key (crypto.py).  Each
+file is written to a hidden partial file in its final folder (every chunk
+authenticated, in order, the last one marked and carrying the SHA-256 of the
+whole file), checked whole and fsynced, and only then linked under its real
+name: no partial file ever appears under a real name.  An interrupted receive
+(Ctrl-C, SIGTERM, the network, the relay) keeps its partial files and tells
+the sender to stop; the same command then asks only for the chunks after the
+whole ones it holds (resume.py).  Symlinks arrive as symlinks when they stay
+inside their folder, checked again here; the sender lists what it skipped.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
+import stat
+import threading
 import time
-import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
-from fusevault.encoding import b64d, b64e
-from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NotFound, PermissionDenied, VaultError
+import httpx
+
+from fusevault.encoding import b64e
+from fusevault.errors import (
+    AlreadyExists,
+    CorruptData,
+    InvalidInput,
+    NoSpace,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RelayUnavailable,
+    VaultError,
+    WrongCode,
+)
 from fusevault.transfer import crypto
-from fusevault.transfer.client import RelayClient
+from fusevault.transfer.client import RelayClient, SessionEnded
 from fusevault.transfer.progress import transfer_progress
+from fusevault.transfer.resume import ResumeState, partial_path
+from fusevault.transfer.send import link_stays_inside
 from fusevault.vault.atomic import fsync_dir
 
-STALL = 120.0  # seconds without a chunk before giving up on the sender
+log = logging.getLogger(__name__)
+
+STALL = 120.0           # seconds without a chunk before giving up on the sender
+HANDSHAKE_WAIT = 600.0  # seconds for the sender to answer (it may be asking its user)
+POLL = 10.0
+PARALLEL = 3  # chunks asked for at once
+REFUSED = "the sender refused this receiver (it sends to someone else, or did not confirm you)"
+
+
+class RefusedReceiver(RateLimited):
+    """The sender let another receiver in, or did not confirm this one."""
+RESUME = "run the same command again to resume"
 
 
 def safe_target(output: Path, name: str) -> Path:
     """Where ``name`` (from the sender) lands inside ``output``; never outside it."""
-    parts = name.split("/")
+    parts = name.split("/") if isinstance(name, str) else [""]
     if not name or name.startswith("/") or "\0" in name or any(
             p in ("", ".", "..") or len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
         raise CorruptData(f"the sender offered an unsafe file name: {name!r}")
@@ -54,109 +90,366 @@ def check_output(output: Path) -> None:
         raise PermissionDenied(f"cannot {doing} {output}: {existing} is not writable for you")
 
 
-def _make_output(output: Path) -> None:
-    try:
-        output.mkdir(parents=True, exist_ok=True)  # mode 0777 less the umask, as mkdir -p
-    except OSError as err:
-        raise InvalidInput(f"cannot make {output}: {err.strerror}") from None
+@dataclass
+class Incoming:
+    fid: str
+    name: str
+    size: int
+    chunks: int
+    target: Path
+    partial: Path
+    first: int = 0
 
 
 def receive(relay_url: str, name: str, code: str, output: Path, *, only: list[str] | None = None,
-            list_only: bool = False, say=print) -> int:
-    if not list_only:
-        check_output(output)
+            list_only: bool = False, verify: bool = False, ask: Callable[[str], bool] | None = None,
+            say: Callable[[str], None] = print) -> int:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidInput(f"{output} is not a folder ({err.strerror})") from None
     client = RelayClient(relay_url)
     try:
-        session = client.join(name, crypto.code_hash(code))
-        files = session["files"]
-        if list_only:
-            for f in files:
-                say(f"{f['size']:>12}  {f['name']}")
-            return 0
-        chosen = [f for f in files if not only or any(
-            f["name"] == o.rstrip("/") or f["name"].startswith(o.rstrip("/") + "/") for o in only)]
-        if not chosen:
-            raise InvalidInput("none of the session's files match: see --list")
-        targets = {f["name"]: safe_target(output, f["name"]) for f in chosen}
-        _make_output(output)  # only now: a wrong code or session leaves no empty folder behind
-        for f in chosen:
-            if os.path.lexists(targets[f["name"]]):
-                raise AlreadyExists(f"{targets[f['name']]} exists: move it away or use --output")
-        sid = session["id"]
-        sides = {f["name"]: crypto.ReceiverSide(code, sid, f["name"]) for f in chosen}
-        client.request(sid, [{"filename": n, "public_key": b64e(s.public), "pake": b64e(s.message)}
-                             for n, s in sides.items()])
-        remaining = set(sides)
-        with transfer_progress() as progress:
-            while remaining:
-                try:
-                    acks = client.acknowledgements(sid, wait=10)
-                except NotFound:
-                    raise VaultError("the sender ended the session") from None
-                for ack in acks:
-                    if ack["filename"] in remaining:
-                        _receive_one(client, output, sides[ack["filename"]], ack,
-                                     targets[ack["filename"]], progress)
-                        remaining.discard(ack["filename"])
-                        say(f"received {targets[ack['filename']]}")
+        Receiver(client, output, only, list_only, verify, ask, say).run(name, code)
     finally:
         client.close()
     return 0
 
 
-def _receive_one(client: RelayClient, output: Path, side: crypto.ReceiverSide, ack: dict,
-                 target: Path, progress) -> None:
-    try:
-        key, meta = side.finish(b64d(ack["public_key"]), b64d(ack["pake"]), b64d(ack["meta"]))
-    except crypto.KeyMismatch:
-        raise crypto.KeyMismatch(
-            "the key exchange failed: the code is wrong, or the relay (or someone on the way) "
-            "tampered with the keys; nothing was written") from None
-    chunks, size = int(meta["chunks"]), int(meta["size"])
-    if chunks != int(ack["chunks"]) or meta.get("name") != ack["filename"]:
-        raise CorruptData("the relay changed the description of the file")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not inside(output, target.parent):
-        raise CorruptData(f"{target} would land outside {output}")
-    temp = target.parent / f".{target.name[:200]}.fvpart-{uuid.uuid4().hex[:8]}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    task = progress.add_task(f"receiving {ack['filename']}", total=size)
-    try:
-        digest, written, nr, last_seen = hashlib.sha256(), 0, 0, time.monotonic()
-        while nr < chunks:
-            got = client.pop(ack["request_id"], wait=10)
-            if got is None:
-                if time.monotonic() - last_seen > STALL:
-                    raise VaultError("the sender stopped sending")
-                continue
-            got_nr, iv, data = got
-            if got_nr != nr:
-                raise CorruptData("chunks arrived out of order or twice")
-            plain = crypto.open_chunk(key, side.ctx, nr, nr == chunks - 1, iv, data)
-            os.write(fd, plain)
-            digest.update(plain)
-            written += len(plain)
-            nr += 1
-            last_seen = time.monotonic()
-            progress.advance(task, len(plain))
-        if written != size or digest.hexdigest() != meta["sha256"]:
-            raise CorruptData(f"{ack['filename']} did not arrive intact")
-        os.fchmod(fd, 0o666 & ~_umask())
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
+class Receiver:
+    def __init__(self, client: RelayClient, output: Path, only: list[str] | None, list_only: bool,
+                 verify: bool, ask: Callable[[str], bool] | None, say: Callable[[str], None]) -> None:
+        self.client, self.output, self.only = client, output, only
+        self.list_only, self.verify, self.ask, self.say = list_only, verify, ask, say
+        self.sid = ""
+        self.open: set[str] = set()  # request ids to cancel if we stop
+        self.partials: list[Path] = []
+        self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="pop")
+        self.local = threading.local()
+        self.clients: list[RelayClient] = []
+
+    def run(self, name: str, code: str) -> None:
         try:
-            os.link(temp, target)  # never replaces a file that appeared meanwhile
-        except FileExistsError:
-            raise AlreadyExists(f"{target} appeared while receiving: not replaced") from None
-        fsync_dir(target.parent)
-    except BaseException:
-        if fd >= 0:
+            self._run(name, code)
+        finally:
+            self.client.stopping.set()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            for client in self.clients:
+                client.close()
+
+    def _run(self, name: str, code: str) -> None:
+        session = self.client.join(name)
+        self.sid = session["id"]
+        self.state = ResumeState(self.output, self.sid)
+        try:
+            keys, manifest = self.handshake(code, session)
+            self.fetch(keys, manifest)
+        except crypto.KeyMismatch:
+            try:
+                self.client.fail(self.sid)
+            except VaultError:
+                pass
+            self.forget()
+            raise
+        except (WrongCode, SessionEnded, RefusedReceiver) as err:
+            self.forget()  # the session failed, ended, or is not ours: nothing can resume
+            if isinstance(err, SessionEnded):
+                raise NotFound("the sender ended the session (or it expired): nothing more arrives") from None
+            raise
+        except BaseException as err:
+            self.pause(err)
+            raise
+
+    # --- the key exchange
+
+    def handshake(self, code: str, session: dict) -> tuple[crypto.SessionKeys, dict]:
+        exchange = crypto.ReceiverHandshake(code, self.sid, str(session["code"]), session["user_id"])
+        self.client.post(self.sid, {"pake.a": exchange.message})
+        keys = exchange.finish(self.answer("pake.b")["pake.b"])
+        if self.verify:  # now: the sender's user may be comparing them before it answers
+            self.say(f"verification words: {keys.words()}")
+        token = crypto.new_token() if self.list_only else self.state.token_for_run()
+        if not self.list_only:
+            self.state.save()
+        hello = {"confirm.a": b64e(keys.confirm_receiver), "hello": keys.seal_hello(token)}
+        self.client.post(self.sid, hello)
+        answer = self.answer("manifest")
+        keys.check(keys.confirm_sender, answer.get("confirm.b"))
+        manifest = keys.open_manifest(answer["manifest"])
+        if self.verify and self.ask is not None \
+                and not self.ask("Does the sender see the same words? [y/N] "):
+            raise crypto.KeyMismatch()
+        return keys, manifest
+
+    def answer(self, want: str) -> dict:
+        deadline = time.monotonic() + HANDSHAKE_WAIT
+        while True:
+            found = self.client.handshake(self.sid, want, wait=POLL)
+            if found and "refused" in found:
+                raise RefusedReceiver(REFUSED)
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise VaultError("the sender did not answer")
+
+    # --- files
+
+    def fetch(self, keys: crypto.SessionKeys, manifest: dict) -> None:
+        files, links, skipped = _checked(manifest)
+        if self.list_only:
+            for f in files:
+                self.say(f"{f['size']:>12}  {_shown(f['name'])}")
+            for link in links:
+                self.say(f"{'symlink':>12}  {_shown(link['name'])} -> {_shown(link['target'])}")
+            for s in skipped:
+                self.say(f"{'skipped':>12}  {_shown(s['name'])} ({_shown(s['why'])})")
+            self.client.post(self.sid, {"done": "list"})
+            return
+        for s in skipped:
+            log.warning("the sender skipped %s: %s", _shown(s["name"]), _shown(s["why"]))
+        files = [f for f in files if self._wanted(f["name"])]
+        links = [link for link in links if self._wanted(link["name"])]
+        if not files and not links:
+            raise InvalidInput("none of the session's files match: see --list")
+        todo = self.plan(files, links)
+        requests = {inc.fid: crypto.FileRequest(keys, inc.fid, inc.first) for inc in todo}
+        if requests:
+            self.client.request(self.sid, [
+                {"filename": fid, "public_key": b64e(r.public), "first": r.first, "mac": r.mac}
+                for fid, r in requests.items()])
+        remaining = {inc.fid: inc for inc in todo}
+        with transfer_progress() as progress:
+            last_news = time.monotonic()
+            while remaining:
+                acks = {a["filename"]: a for a in self.client.acknowledgements(self.sid, wait=POLL)
+                        if a["filename"] in remaining}
+                if not acks:
+                    if time.monotonic() - last_news > HANDSHAKE_WAIT:
+                        raise VaultError("the sender did not answer")
+                    continue
+                fid = min(acks)  # the sender streams them in this order
+                self.one(remaining.pop(fid), requests[fid], acks[fid], progress)
+                last_news = time.monotonic()
+        self.make_links(links)
+        self.client.post(self.sid, {"done": "all"})
+        self.state.remove()
+
+    def _wanted(self, name: str) -> bool:
+        return not self.only or any(name == o.rstrip("/") or name.startswith(o.rstrip("/") + "/")
+                                    for o in self.only)
+
+    def plan(self, files: list[dict], links: list[dict]) -> list[Incoming]:
+        todo = []
+        for f in files:
+            target = safe_target(self.output, f["name"])
+            if f["id"] in self.state.done and os.path.lexists(target):
+                continue  # an earlier run of this command received it
+            if os.path.lexists(target):
+                raise AlreadyExists(f"{target} exists: move it away or use --output")
+            inc = Incoming(f["id"], f["name"], f["size"], f["chunks"], target,
+                           partial_path(target, self.sid, f["id"]))
+            try:
+                held = os.lstat(inc.partial)
+            except FileNotFoundError:
+                pass
+            else:
+                if stat.S_ISREG(held.st_mode):
+                    inc.first = min(held.st_size // crypto.CHUNK, inc.chunks - 1)
+            todo.append(inc)
+        for link in links:
+            path = safe_target(self.output, link["name"])
+            if os.path.lexists(path) and not (path.is_symlink() and os.readlink(path) == link["target"]):
+                raise AlreadyExists(f"{path} exists: move it away or use --output")
+        return todo
+
+    def one(self, inc: Incoming, request: crypto.FileRequest, ack: dict, progress) -> None:
+        # Our own chunk count and first chunk go into the MAC: a relay that changed them is caught.
+        key = request.key(inc.chunks, ack["public_key"], ack["mac"])
+        rid = str(ack["request_id"])
+        self.open.add(rid)
+        _mkdir(inc.target.parent)
+        if not inside(self.output, inc.target.parent):
+            raise CorruptData(f"{inc.target} would land outside {self.output}")
+        fd = os.open(inc.partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        self.partials.append(inc.partial)
+        try:
+            held = os.fstat(fd)
+            prefix = inc.first * crypto.CHUNK
+            if not stat.S_ISREG(held.st_mode) or held.st_size < prefix:
+                raise CorruptData(f"{inc.partial} changed while this ran")
+            os.ftruncate(fd, prefix)
+            digest = hashlib.sha256()
+            for offset in range(0, prefix, crypto.CHUNK):
+                digest.update(os.pread(fd, crypto.CHUNK, offset))
+            os.lseek(fd, prefix, os.SEEK_SET)
+            if prefix:
+                self.say(f"resuming {inc.name} at {prefix} of {inc.size} bytes")
+            task = progress.add_task(f"receiving {inc.name}", total=inc.size, completed=prefix)
+            trailer = self._chunks(fd, inc, key, rid, digest, progress, task)
+            if os.fstat(fd).st_size != inc.size or digest.digest() != trailer:
+                os.close(fd)
+                fd = -1
+                inc.partial.unlink(missing_ok=True)
+                raise CorruptData(f"{inc.name} did not arrive intact: {RESUME} to fetch it again")
+            os.fchmod(fd, 0o666 & ~_umask())
+            os.fsync(fd)
             os.close(fd)
+            fd = -1
+            try:
+                os.link(inc.partial, inc.target)  # never replaces a file that appeared meanwhile
+            except FileExistsError:
+                raise AlreadyExists(f"{inc.target} appeared while receiving: not replaced") from None
+            fsync_dir(inc.target.parent)
+            inc.partial.unlink()
+            self.partials.remove(inc.partial)
+            self.state.finished(inc.fid)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        self.client.finish(rid)
+        self.open.discard(rid)
+        self.say(f"received {inc.target}")
+
+    def _chunks(self, fd: int, inc: Incoming, key: bytes, rid: str, digest, progress, task) -> bytes:
+        """Take, open and write chunks from ``inc.first`` on; the SHA-256 the last one carries.
+
+        Several takes are on their way at once (each in a thread with a client
+        of its own); the chunks are written in order, whichever comes first."""
+        nr, last_seen = inc.first, time.monotonic()
+        arrived: dict[int, tuple[str, bytes]] = {}
+        asked: set[Future] = set()
+        first = self.client.pop(rid, wait=POLL, first=True)  # the sender may start now
+        if first is not None:
+            arrived[first[0]] = first[1:]
+        try:
+            while True:
+                while nr in arrived:
+                    iv, data = arrived.pop(nr)
+                    last = nr == inc.chunks - 1
+                    plain = crypto.open_chunk(key, self.sid, inc.fid, nr, last, iv, data)
+                    trailer = b""
+                    if last:
+                        if len(plain) < crypto.DIGEST:
+                            raise CorruptData(f"{inc.name} did not arrive intact")
+                        plain, trailer = plain[:-crypto.DIGEST], plain[-crypto.DIGEST:]
+                    _write(fd, plain)
+                    digest.update(plain)
+                    progress.advance(task, len(plain))
+                    last_seen = time.monotonic()
+                    if last:
+                        return trailer
+                    nr += 1
+                while len(asked) < PARALLEL and nr + len(arrived) + len(asked) < inc.chunks:
+                    asked.add(self.pool.submit(self._pop, rid))
+                done, asked = wait(asked, return_when=FIRST_COMPLETED)
+                for future in done:
+                    got = future.result()
+                    if got is None:
+                        if time.monotonic() - last_seen > STALL:
+                            raise VaultError("the sender stopped sending")
+                    elif got[0] >= nr:  # an earlier one was sent twice (a push retried): we have it
+                        if got[0] >= inc.chunks:
+                            raise CorruptData("a chunk arrived that the file does not have")
+                        arrived[got[0]] = got[1:]
+        finally:
+            for future in asked:
+                future.cancel()
+
+    def _pop(self, rid: str) -> tuple[int, str, bytes] | None:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = self.client.clone()
+            self.clients.append(client)
+        return client.pop(rid, wait=POLL)
+
+    def make_links(self, links: list[dict]) -> None:
+        made = []
+        for link in links:
+            name, target = link["name"], link["target"]
+            path = safe_target(self.output, name)
+            if not link_stays_inside(name, target):
+                log.warning("did not make %s: a symlink to %s, outside its folder", name, target)
+                continue
+            if path.is_symlink() and os.readlink(path) == target:
+                continue  # an earlier run made it
+            _mkdir(path.parent)
+            if not inside(self.output, path.parent):
+                raise CorruptData(f"{path} would land outside {self.output}")
+            try:
+                os.symlink(target, path)
+            except FileExistsError:
+                raise CorruptData(f"the sender's list has a symlink where a folder is: {name}") from None
+            made.append((name, path, target))
+        for name, path, target in made:
+            # Checked again with every link in place: a chain of them must not lead out either.
+            if not inside(self.output / name.split("/")[0], path):
+                path.unlink()
+                log.warning("did not keep %s: through other symlinks it leads outside its folder", name)
+            else:
+                self.say(f"received {path} -> {target}")
+        if made:
+            fsync_dir(self.output)
+
+    # --- stopping
+
+    def pause(self, err: BaseException) -> None:
+        """Interrupted: tell the sender to stop streaming, keep what arrived for the next run."""
+        if self.open and not isinstance(err, RelayUnavailable):
+            self.client.http.timeout = httpx.Timeout(3.0)
+            for rid in list(self.open):
+                try:
+                    self.client.finish(rid)
+                except (VaultError, OSError):
+                    break
+        if self.state.saved or self.partials:
+            log.warning("interrupted: %s", RESUME)
+
+    def forget(self) -> None:
+        if getattr(self, "state", None) is not None:
+            self.state.remove()
+        for partial in self.partials:
+            partial.unlink(missing_ok=True)
+
+
+def _checked(manifest: object) -> tuple[list[dict], list[dict], list[dict]]:
+    """The sender's list, or CorruptData: it decides names, and names are checked here too."""
+    try:
+        files = [{"id": str(f["id"]), "name": str(f["name"]), "size": int(f["size"]),
+                  "chunks": int(f["chunks"])} for f in manifest["files"]]  # type: ignore[index]
+        links = [{"name": str(s["name"]), "target": str(s["target"])}
+                 for s in manifest.get("links", [])]  # type: ignore[union-attr]
+        skipped = [{"name": str(s["name"])[:300], "why": str(s["why"])[:200]}
+                   for s in manifest.get("skipped", [])]  # type: ignore[union-attr]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise CorruptData("the sender's list of files is malformed") from None
+    names = [f["name"] for f in files] + [s["name"] for s in links]
+    if len(set(names)) != len(names) or any(f["size"] < 0 or f["chunks"] != crypto.chunk_count(f["size"])
+                                            for f in files):
+        raise CorruptData("the sender's list of files is malformed")
+    return files, links, skipped
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise NoSpace(f"the disk is full: {RESUME} once there is room") from None
         raise
-    finally:
-        temp.unlink(missing_ok=True)
-    client.finish(ack["request_id"])
+
+
+def _shown(text: str) -> str:
+    """Text from the sender, safe for a terminal."""
+    return text if text.isprintable() else repr(text)
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CorruptData(f"the sender's list has a file where a folder is: {folder}") from None
 
 
 def _umask() -> int:

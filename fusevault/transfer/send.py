@@ -1,4 +1,18 @@
-"""``fusevault send``: offer files in a session and stream each requested one."""
+"""``fusevault send``: offer files in a session, let one receiver in, stream what it asks for.
+
+The relay gets file ids and sizes; names, symlinks and what was skipped go
+to the receiver sealed, after both sides confirmed the key (crypto.py).  The
+sender answers every receiver's key exchange, and the first confirmation that
+fails ends the session for everyone.  The first receiver to confirm is the
+one the session is for; one that comes back (``receive`` run again after an
+interruption) proves it is the same with the resume token sealed in its
+hello, and the requests of its earlier run are dropped.  Any other receiver
+is refused, unless ``--keep`` (then the sender asks, or prints its
+verification words, and serves it too).
+
+A resumed request names the first chunk the receiver lacks: the sender reads
+and hashes the part before it but sends only the rest.
+"""
 
 from __future__ import annotations
 
@@ -6,172 +20,368 @@ import hashlib
 import logging
 import os
 import stat
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fusevault.encoding import b64d, b64e
-from fusevault.errors import InvalidInput, PermissionDenied, VaultError
+from fusevault.encoding import b64e
+from fusevault.errors import InvalidInput, VaultError
 from fusevault.transfer import crypto
-from fusevault.transfer.client import RelayClient
+from fusevault.transfer.client import Gone, RelayClient
 from fusevault.transfer.progress import transfer_progress
 
 log = logging.getLogger(__name__)
 
-DELIVERY_WAIT = 120.0  # seconds for a receiver to confirm the last chunk of a file
+EVENTS_WAIT = 5.0     # seconds of one long poll for news
+PUSH_WAIT = 2.0       # seconds a chunk waits at the relay for room in the queue
+PARALLEL = 3          # chunks on their way to the relay at once (it queues them in order)
+LOOK_EVERY = 10.0     # seconds between looks at the key exchanges while streaming
+STALL_NOTICE = 30.0   # seconds of a full queue before the sender says it waits
+RELAY_PATIENCE = 300.0  # seconds the sender waits for a relay that went away (a restart)
+REFUSED = "the sender already sends to another receiver: ask them for a new session"
 
 
 @dataclass
 class Outgoing:
+    fid: str
     name: str  # as the receiver will see it: "report.pdf" or "photos/2026/a.jpg"
     path: Path
     size: int
-    sha256: str = ""
+
+    @property
+    def chunks(self) -> int:
+        return crypto.chunk_count(self.size)
 
 
-def _unreadable(path: Path, err: OSError) -> VaultError:
-    if isinstance(err, PermissionError):
-        return PermissionDenied(f"cannot read {path}: permission denied")
-    return InvalidInput(f"cannot read {path}: {err.strerror}")
+@dataclass
+class Push:
+    rid: str
+    nr: int
+    iv: str
+    sealed: bytes
+    size: int  # bytes of the file in it
+    future: Future = field(default=None, repr=False)  # type: ignore[assignment]
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Every regular file under ``folder``; a subfolder it cannot read is an error, not
-    silently left out (the receiver would get less than was sent)."""
-    found: list[Path] = []
+@dataclass
+class Offer:
+    files: list[Outgoing] = field(default_factory=list)
+    links: list[dict] = field(default_factory=list)     # {"name", "target"}
+    skipped: list[dict] = field(default_factory=list)   # {"name", "why"}
 
-    def refuse(err: OSError) -> None:
-        raise _unreadable(Path(err.filename or folder), err)
-
-    for top, dirs, names in os.walk(folder, onerror=refuse):  # symbolic links are not followed
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(top, name)
-            try:
-                if stat.S_ISREG(path.lstat().st_mode):
-                    found.append(path)
-            except OSError as err:
-                raise _unreadable(path, err) from None
-    return found
+    def manifest(self) -> dict:
+        return {"files": [{"id": f.fid, "name": f.name, "size": f.size, "chunks": f.chunks}
+                          for f in self.files],
+                "links": self.links, "skipped": self.skipped}
 
 
-def _readable(path: Path) -> int:
-    """The size of a file this process can read (opened once now, so that a file it
-    may not read is refused before the session opens, not in the middle of it)."""
-    try:
-        with open(path, "rb") as f:
-            return os.fstat(f.fileno()).st_size
-    except OSError as err:
-        raise _unreadable(path, err) from None
+def link_stays_inside(name: str, target: str) -> bool:
+    """Whether a symlink at ``name`` (``folder/...``) to ``target`` stays in ``folder``, by its text."""
+    if not target or target.startswith("/") or "\0" in target:
+        return False
+    top = name.split("/")[0]
+    resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
+    return resolved == top or resolved.startswith(top + "/")
 
 
-def collect(paths: list[Path]) -> list[Outgoing]:
-    files: dict[str, Outgoing] = {}
+def collect(paths: list[Path]) -> Offer:
+    offer, names = Offer(), set()
+
+    def add(name: str) -> None:
+        if name in names:
+            raise InvalidInput(f"two files would arrive as {name}: send them separately")
+        names.add(name)
+
     for given in paths:
-        try:
-            mode = given.lstat().st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            mode = 0
-        except OSError as err:
-            raise _unreadable(given, err) from None
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # none, a link, a pipe, a device
+        if given.is_symlink() or not given.exists():
             raise InvalidInput(f"{given} is not a file or folder here")
-        if stat.S_ISDIR(mode):
-            found = _walk(given)
-            items = [(f"{given.resolve().name}/{p.relative_to(given).as_posix()}", p) for p in found]
-        else:
-            items = [(given.name, given)]
-        for name, path in items:
-            if name in files:
-                raise InvalidInput(f"two files would arrive as {name}: send them separately")
-            files[name] = Outgoing(name, path, _readable(path))
-    if not files:
-        raise InvalidInput("nothing to send: the folders are empty")
-    return list(files.values())
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+        if not given.is_dir():
+            if not given.is_file():
+                raise InvalidInput(f"{given} is not a regular file")
+            add(given.name)
+            offer.files.append(Outgoing("", given.name, given, given.stat().st_size))
+            continue
+        top, root_real = given.resolve().name, os.path.realpath(given)
+        for dirpath, dirnames, filenames in os.walk(given):  # never follows a symlinked folder
+            dirnames.sort()
+            for entry in sorted(dirnames + filenames):
+                path = Path(dirpath) / entry
+                name = f"{top}/{path.relative_to(given).as_posix()}"
+                mode = os.lstat(path).st_mode
+                if stat.S_ISDIR(mode):
+                    continue
+                if stat.S_ISLNK(mode):
+                    target = os.readlink(path)
+                    real = os.path.realpath(path)
+                    inside = real == root_real or real.startswith(root_real + "/")
+                    if link_stays_inside(name, target) and inside:
+                        add(name)
+                        offer.links.append({"name": name, "target": target})
+                    else:
+                        why = f"a symlink to {target}, outside the folder"
+                        offer.skipped.append({"name": name, "why": why})
+                elif stat.S_ISREG(mode):
+                    add(name)
+                    offer.files.append(Outgoing("", name, path, os.lstat(path).st_size))
+                else:
+                    offer.skipped.append({"name": name, "why": "not a regular file, folder or symlink"})
+    if not offer.files:
+        raise InvalidInput("nothing to send: the folders hold no files")
+    width = len(str(len(offer.files) - 1))  # ids sort as numbers do, on both sides
+    for i, f in enumerate(offer.files):
+        f.fid = str(i).zfill(width)
+    return offer
 
 
 def send(relay_url: str, paths: list[Path], announce: Callable[[str, str], None], *,
-         code: str | None = None, keep: bool = False) -> int:
-    """Offer the files; return after one receiver got all it asked for (or never, with ``keep``)."""
-    files = {f.name: f for f in collect(paths)}
-    code = crypto.normalize_code(code) if code else crypto.make_code()
-    client = RelayClient(relay_url)
+         words: int = crypto.DEFAULT_WORDS, keep: bool = False, verify: bool = False,
+         ask: Callable[[str], bool] | None = None, say: Callable[[str], None] = print) -> int:
+    """Offer the files; return once the receiver got all it asked for (never, with ``keep``)."""
+    offer = collect(paths)
+    for skipped in offer.skipped:
+        log.warning("skipped %s: %s", skipped["name"], skipped["why"])
+    code, salt = crypto.make_code(words), crypto.new_salt()
+    client = RelayClient(relay_url, patience=RELAY_PATIENCE)
     try:
-        session = client.open_session(crypto.code_hash(code),
-                                      [{"name": f.name, "size": f.size} for f in files.values()])
+        session = client.open_session(salt, [{"id": f.fid, "size": f.size} for f in offer.files])
         try:
             announce(session["name"], code)
-            _serve(client, session["id"], code, files, keep)
+            Sender(client, session["id"], salt, code, offer, keep=keep, verify=verify, ask=ask, say=say).run()
         finally:
+            client.patience = 0  # closing must not wait for a relay that is away
             try:
                 client.close_session(session["id"])
             except VaultError:
-                pass  # the relay went away: its keys expire by themselves
+                pass  # already ended (a failed confirmation), or the relay is away: its keys expire
     finally:
         client.close()
     return 0
 
 
-def _serve(client: RelayClient, sid: str, code: str, files: dict[str, Outgoing], keep: bool) -> None:
-    wanted: dict[str, set[str]] = {}
-    delivered: dict[str, set[str]] = {}
-    with transfer_progress() as progress:
-        while True:
-            # Answer every waiting request first, so the receiver learns all
-            # its keys in one round trip; then stream the files in order and
-            # collect the confirmations at the end.
-            requests = [r for r in client.pending(sid, wait=5) if r["filename"] in files]
-            answered = [(r, _answer(client, sid, code, files[r["filename"]], r)) for r in requests]
-            for request, prepared in answered:
-                wanted.setdefault(request["user_id"], set()).add(request["filename"])
-                if prepared is not None:
-                    _stream(client, files[request["filename"]], *prepared, progress)
-            for request, prepared in answered:
-                if prepared is not None and client.delivered(prepared[0], DELIVERY_WAIT):
-                    delivered.setdefault(request["user_id"], set()).add(request["filename"])
-                elif prepared is not None:
-                    log.warning("the receiver did not confirm %s", request["filename"])
-            if not keep and any(names <= delivered.get(uid, set()) for uid, names in wanted.items()):
+class Sender:
+    def __init__(self, client: RelayClient, sid: str, salt: str, code: str, offer: Offer, *, keep: bool,
+                 verify: bool, ask: Callable[[str], bool] | None, say: Callable[[str], None]) -> None:
+        self.client, self.sid, self.salt, self.code = client, sid, salt, code
+        self.files = {f.fid: f for f in offer.files}
+        self.manifest = offer.manifest()
+        self.keep, self.verify, self.ask, self.say = keep, verify, ask, say
+        self.answered: dict[str, crypto.SessionKeys] = {}  # waiting for their confirmation
+        self.peers: dict[str, crypto.SessionKeys] = {}     # let in
+        self.token_of: dict[str, str] = {}                 # receiver id -> its resume token's id
+        self.bound: set[str] = set()                       # token ids of the receivers served
+        self.requests: dict[str, set[str]] = {}            # receiver id -> its open request ids
+        self.dropped: set[str] = set()                     # receiver ids refused or replaced
+        self.finished = False
+        self.last_look = time.monotonic()
+        self.progress = transfer_progress()
+        self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="push")
+        self.local = threading.local()
+        self.clients: list[RelayClient] = []
+
+    def run(self) -> None:
+        try:
+            with self.progress:
+                while not self.finished:
+                    events = self.client.events(self.sid, wait=EVENTS_WAIT)
+                    self.last_look = time.monotonic()
+                    self.handshakes(events["handshakes"])
+                    if not self.finished:
+                        self.serve(events["requests"])
+        finally:
+            self.client.stopping.set()  # the pushes still on their way give up waiting for the relay
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            for client in self.clients:
+                client.close()
+
+    # --- the key exchange
+
+    def handshakes(self, records: list[dict]) -> None:
+        for record in records:
+            uid = record["user_id"]
+            if record.get("done"):
+                self.done(uid, record["done"])
+            elif record.get("confirm.a"):
+                self.confirmed(uid, record)
+            elif record.get("pake.a"):
+                keys, message = self._checked(crypto.sender_handshake, self.code, self.sid, self.salt, uid,
+                                              record["pake.a"])
+                self.answered[uid] = keys
+                self.client.answer(self.sid, uid, {"pake.b": message})
+
+    def confirmed(self, uid: str, record: dict) -> None:
+        keys = self.answered.pop(uid, None)
+        if keys is None:  # not an exchange of ours (the relay made it up): it gets nothing
+            self.refuse(uid, "unknown receiver")
+            return
+        self._checked(keys.check, keys.confirm_receiver, record["confirm.a"])
+        tid = crypto.token_id(self._checked(keys.open_hello, record.get("hello")))
+        if tid in self.bound:
+            for old in [u for u, t in self.token_of.items() if t == tid and u != uid]:
+                self.replace(old)
+            self.say("the receiver is back: resuming")
+        elif self.bound and not self.keep:
+            self.refuse(uid, REFUSED)
+            log.warning("refused a second receiver (send --keep serves more than one)")
+            return
+        elif self.bound or self.verify:
+            question = "another receiver joined" if self.bound else "a receiver joined"
+            self.say(f"{question}; its verification words: {keys.words()}")
+            if self.ask is not None and not self.ask("Does the receiver see the same words? [y/N] "):
+                if not self.bound:
+                    self.mismatch()
+                self.refuse(uid, "the sender did not confirm this receiver")
                 return
+        self.bound.add(tid)
+        self.token_of[uid] = tid
+        self.peers[uid] = keys
+        self.client.answer(self.sid, uid, {"confirm.b": b64e(keys.confirm_sender),
+                                           "manifest": keys.seal_manifest(self.manifest)})
 
+    def done(self, uid: str, how: str) -> None:
+        tid = self.token_of.get(uid)
+        self.client.answer(self.sid, uid, {"over": "1"})
+        if tid is None:
+            return
+        if how == "list" and not self.requests.get(uid):
+            # It only looked: the session is still for whoever asks for files next.
+            if list(self.token_of.values()).count(tid) == 1:
+                self.bound.discard(tid)
+            return
+        if how == "all" and not self.keep:
+            self.finished = True
 
-def _answer(client: RelayClient, sid: str, code: str, file: Outgoing,
-            request: dict) -> tuple[str, bytes, bytes] | None:
-    """Answer one request: (request id, file key, context), or None if it is malformed."""
-    try:
-        key, public, message = crypto.sender_side(code, sid, file.name, b64d(request["public_key"]),
-                                                  b64d(request["pake"]))
-    except (crypto.KeyMismatch, ValueError):
-        log.warning("ignored a malformed request for %s", file.name)
-        return None
-    file.sha256 = file.sha256 or _digest(file.path)
-    ctx = crypto.context(sid, file.name)
-    chunks = crypto.chunk_count(file.size)
-    meta = {"size": file.size, "sha256": file.sha256, "chunks": chunks, "name": file.name}
-    rid = client.acknowledge(sid, {
-        "filename": file.name, "user_id": request["user_id"], "public_key": b64e(public),
-        "pake": b64e(message), "chunks": chunks, "meta": b64e(crypto.seal_meta(key, ctx, meta))})
-    return rid, key, ctx
+    def refuse(self, uid: str, why: str) -> None:
+        self.dropped.add(uid)
+        self.answered.pop(uid, None)
+        try:
+            self.client.answer(self.sid, uid, {"refused": why})
+        except VaultError:
+            pass  # it had already been refused
 
+    def replace(self, uid: str) -> None:
+        """A receiver came back under a new id: drop what its earlier run left open."""
+        self.peers.pop(uid, None)
+        for rid in self.requests.pop(uid, set()):
+            try:
+                self.client.cancel(rid)
+            except VaultError:
+                pass
+        self.refuse(uid, "replaced by the same receiver's next run")
 
-def _stream(client: RelayClient, file: Outgoing, rid: str, key: bytes, ctx: bytes, progress) -> None:
-    chunks = crypto.chunk_count(file.size)
-    task = progress.add_task(f"sending {file.name}", total=file.size)
-    sent = 0
-    with open(file.path, "rb") as f:
-        for nr in range(chunks):
-            data = f.read(crypto.CHUNK)
-            sent += len(data)
-            if nr == chunks - 1 and (sent != file.size or f.read(1)):
-                raise VaultError(f"{file.path} changed while it was being sent: send it again")
-            iv, sealed = crypto.seal_chunk(key, ctx, nr, nr == chunks - 1, data)
-            client.push(rid, nr, iv, sealed)
-            progress.advance(task, len(data))
+    def mismatch(self):
+        try:
+            self.client.fail(self.sid)
+        except VaultError:
+            pass
+        raise crypto.KeyMismatch()
+
+    def _checked(self, fn, *args):
+        try:
+            return fn(*args)
+        except crypto.KeyMismatch:
+            self.mismatch()
+
+    # --- files
+
+    def serve(self, requests: list[dict]) -> None:
+        batch = []
+        for req in sorted(requests, key=lambda r: (r["user_id"], r["filename"])):
+            uid, file = req["user_id"], self.files.get(req["filename"])
+            keys = self.peers.get(uid)
+            if keys is None or file is None:
+                if uid not in self.dropped:
+                    self.refuse(uid, "not a receiver of this session")
+                continue
+            first = int(req["first"])
+            key, public, mac = self._checked(crypto.answer_request, keys, file.fid, first, file.chunks,
+                                             req["public_key"], req["mac"])
+            if not 0 <= first < file.chunks:  # its own request (the MAC holds), but not one we can answer
+                self.refuse(uid, f"{file.name} has no chunk {first}")
+                continue
+            rid = self.client.acknowledge(self.sid, {
+                "filename": file.fid, "user_id": uid, "public_key": public, "chunks": file.chunks,
+                "first": first, "mac": mac})
+            self.requests.setdefault(uid, set()).add(rid)
+            batch.append((uid, file, rid, key, first))
+        for uid, file, rid, key, first in batch:
+            if uid not in self.peers:
+                continue  # replaced while an earlier file streamed
+            try:
+                self.stream(uid, file, rid, key, first)
+            except Gone:
+                if uid in self.peers:
+                    self.say(f"the receiver stopped receiving {file.name}: waiting for it to come back "
+                             "(Ctrl-C to stop)")
+            finally:
+                self.requests.get(uid, set()).discard(rid)
+
+    def stream(self, uid: str, file: Outgoing, rid: str, key: bytes, first: int) -> None:
+        chunks, done = file.chunks, min(first * crypto.CHUNK, file.size)
+        task = self.progress.add_task(f"sending {file.name}", total=file.size, completed=done)
+        digest, read = hashlib.sha256(), 0
+        on_the_way: deque[Push] = deque()
+        try:
+            fd = os.open(file.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            raise InvalidInput(f"cannot read {file.path}: {err.strerror}") from None
+        try:
+            with os.fdopen(fd, "rb") as f:
+                for nr in range(chunks):
+                    data = f.read(crypto.CHUNK)
+                    digest.update(data)
+                    read += len(data)
+                    last = nr == chunks - 1
+                    if last and (read != file.size or f.read(1)):
+                        raise VaultError(f"{file.path} changed while it was being sent: send it again")
+                    if nr < first:
+                        continue  # the receiver has it: hashed, not sent
+                    iv, sealed = crypto.seal_chunk(key, self.sid, file.fid, nr, last,
+                                                   data + digest.digest() if last else data)
+                    on_the_way.append(self.pushing(Push(rid, nr, iv, sealed, len(data))))
+                    if len(on_the_way) >= PARALLEL:
+                        self.progress.advance(task, self.settle(uid, on_the_way.popleft()))
+            while on_the_way:
+                self.progress.advance(task, self.settle(uid, on_the_way.popleft()))
+        finally:
+            for push in on_the_way:  # stopped early
+                push.future.cancel()
+            self.progress.remove_task(task)
+
+    def pushing(self, push: Push) -> Push:
+        push.future = self.pool.submit(self._push, push)
+        return push
+
+    def _push(self, push: Push) -> bool:
+        """In a worker thread, with a client of its own."""
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = self.client.clone()
+            self.clients.append(client)
+        return client.push(push.rid, push.nr, push.iv, push.sealed, wait=PUSH_WAIT)
+
+    def settle(self, uid: str, push: Push) -> int:
+        """Wait until the relay queued ``push`` (sending it again while its queue stays full)."""
+        full_since = None
+        while True:
+            if time.monotonic() - self.last_look > LOOK_EVERY:
+                self.look()
+            if uid not in self.peers:
+                raise Gone("replaced")
+            if push.future.result():
+                return push.size
+            # The queue stayed full: the receiver is slow, or gone (it may come back as a new run).
+            full_since = full_since or time.monotonic()
+            self.look()
+            if time.monotonic() - full_since > STALL_NOTICE:
+                self.say("the receiver is not taking data: waiting for it (Ctrl-C to stop)")
+                full_since = time.monotonic() + 3600  # said once an hour at most
+            self.pushing(push)
+
+    def look(self) -> None:
+        """News while streaming: a receiver back after an interruption, a failed confirmation."""
+        self.last_look = time.monotonic()
+        self.handshakes(self.client.events(self.sid, wait=0)["handshakes"])

@@ -1,0 +1,113 @@
+"""What keeps the relay standing: bounded waits, capped bodies, the real client address.
+
+Every wait a caller asks for is a finite number of seconds up to LONG_POLL;
+anything else is a 400.  A body is read as a stream and refused (413) the
+moment it passes its cap, whatever Content-Length said or did not say, and
+handlers check the caller's token before they read it at all.  Behind a
+reverse proxy every connection comes from the proxy, so the per-address
+limits would be one limit for everybody: with ``--trusted-proxy`` the
+address is taken from X-Forwarded-For, but only when the connection comes
+from a listed proxy, walking the header from the right and stopping at the
+first address that is not a listed proxy (what a client wrote further left
+is never believed).  IPv6 clients are counted per /64, the block one
+machine usually holds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+from collections.abc import Iterable
+
+from starlette.requests import ClientDisconnect, Request
+
+from fusevault.relay.state import Refused
+
+LONG_POLL = 10.0  # seconds a waiting request is held at most
+
+
+def wait_param(request: Request, default: float = LONG_POLL) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return default
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not (math.isfinite(wait) and 0 <= wait <= LONG_POLL):
+        raise Refused(400, f"wait is a number of seconds from 0 to {LONG_POLL:g}")
+    return wait
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    """The body, read as it comes; 413 as soon as it is longer than ``cap``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refused(400, "Content-Length is not a number")
+        if int(declared) > cap:
+            raise Refused(413, f"the body is larger than {cap} bytes")
+    parts, size = [], 0
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > cap:
+                raise Refused(413, f"the body is larger than {cap} bytes")
+            parts.append(part)
+    except ClientDisconnect:
+        raise Refused(400, "the request was cut off") from None
+    return b"".join(parts)
+
+
+async def read_json(request: Request, cap: int) -> dict:
+    """The body as a JSON object, or a 400/413 answer."""
+    try:
+        body = json.loads(await read_body(request, cap))
+    except ValueError:
+        raise Refused(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "the body must be a JSON object")
+    return body
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _limit_key(address: Address) -> str:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class ClientAddress:
+    """The address that per-address limits count, given the proxies we trust."""
+
+    def __init__(self, trusted: Iterable[str] = ()) -> None:
+        try:
+            self.proxies = [ipaddress.ip_network(c, strict=False) for c in trusted]
+        except ValueError as err:
+            raise ValueError(f"--trusted-proxy takes addresses or CIDR blocks: {err}") from None
+
+    def _trusted(self, address: Address) -> bool:
+        return any(address in net for net in self.proxies)
+
+    def __call__(self, request: Request) -> str:
+        host = request.client.host if request.client else ""
+        try:
+            peer = ipaddress.ip_address(host)
+        except ValueError:
+            return host or "unknown"
+        if not self.proxies or not self._trusted(peer):
+            return _limit_key(peer)
+        hops = [h.strip() for value in request.headers.getlist("x-forwarded-for") for h in value.split(",")]
+        for hop in reversed(hops):
+            try:
+                address = ipaddress.ip_address(hop)
+            except ValueError:
+                break  # a proxy we trust wrote garbage: count the proxy
+            if not self._trusted(address):
+                return _limit_key(address)
+        return _limit_key(peer)
