@@ -41,7 +41,8 @@ BOB = "bob's own passphrase"
 CAROL = "carol's own passphrase"
 ME = Caller(0, 0)
 FUTURE = 4102444800 * 10**9  # 2100-01-01: every version is old enough for any policy
-AGGRESSIVE = {"keep_all_days": 0, "daily_days": 0, "weekly_weeks": 0, "trash_days": 0}
+AGGRESSIVE = {"keep_all_minutes": 0, "keep_all_days": 0, "daily_days": 0, "weekly_weeks": 0,
+              "trash_days": 0}
 
 
 def _admin(vault: Path, *args: str, passphrase: str = PASSPHRASE) -> None:
@@ -305,8 +306,8 @@ def test_each_users_policy_applies_to_their_own_files_only(three: Path) -> None:
         assert [t.path for t in recovery.trash(alice)] == [b"gone.txt"]
         assert answer["versions_dropped"] == 0 and answer["policy_source"] == retention.BUILT_IN, answer
         # alice's own policy applies to her files; bob's save is their newest, and stays.
-        await alices.handle({"cmd": "retention", "set": {"keep_all_days": 0, "daily_days": 0,
-                                                         "weekly_weeks": 0}})
+        await alices.handle({"cmd": "retention", "set": {"keep_all_minutes": 0, "keep_all_days": 0,
+                                                         "daily_days": 0, "weekly_weeks": 0}})
         answer = await alices.handle({"cmd": "gc"})
         assert answer["policy_source"] == retention.OWN, answer
         assert await versions(alice, b"a.txt") == 1
@@ -469,19 +470,21 @@ def test_no_control_socket_command_lets_others_change_the_owners_files(people: P
                  ("restore", doc, "--to", f"{team}/new/planted.txt"),
                  ("share", doc, "--with", "carol", "--perm", "READ"),
                  ("unshare", doc, "--with", "bob"),
-                 ("link", "create", team, "--append", *nowhere),
                  ("retention", "--default", "--keep-all", "0", "--vault", people.vault)):
         _refusal(people.run("bob", *args), 22, " ".join(map(str, args)))
+    # Links are made from a personal mount: a shared mount refuses them all (12).
+    for args in (("link", "create", team, "--append", *nowhere), ("link", "list"), ("link", "collect"),
+                 ("link", "revoke", "nosuchlink"), ("link", "push", doc, "nosuchlink")):
+        _refusal(people.run("bob", *args), 12, " ".join(map(str, args)))
     # ...what reads, or changes only bob's own things, is answered.
     history = people.run("bob", "history", doc, "--json")
     assert history.returncode == 0 and len(json.loads(history.stdout)["versions"]) == 2, history.stderr
-    for args in (("trash",), ("shares",), ("config", "show"), ("link", "list"), ("link", "collect"),
-                 ("retention", "--keep-all", "0", "--daily", "0", "--weekly", "0", "--trash", "0"),
+    for args in (("trash",), ("shares",), ("config", "show"),
+                 ("retention", "--keep-every", "0", "--keep-all", "0", "--daily", "0", "--weekly", "0",
+                  "--trash", "0"),
                  ("gc", "--as-of", "2100-01-01"), ("export", doc, people.place / "bob")):
         result = people.run("bob", *args)
         assert result.returncode == 0, f"{args}: {result.stderr}"
-    for args in (("link", "revoke", "nosuchlink"), ("link", "push", doc, "nosuchlink")):
-        _refusal(people.run("bob", *args), 4, " ".join(map(str, args)))  # he has no such link
 
     # (b) carol, mapped but locked: 20.  (c) dave, no user of the vault: 22, at the socket.
     commands = (("history", doc), ("restore", doc), ("restore", doc, "--to", f"{team}/x.txt"), ("trash", M),
@@ -525,15 +528,15 @@ def test_a_write_recipient_restores_and_the_default_policy_is_roots(people: Peop
         assert answer.returncode == 0, answer.stderr
         return len(json.loads(answer.stdout)["versions"])
 
-    aggressive = ("--keep-all", "0", "--daily", "0", "--weekly", "0", "--trash", "0")
+    aggressive = ("--keep-every", "0", "--keep-all", "0", "--daily", "0", "--weekly", "0", "--trash", "0")
     assert people.run("bob", "retention", *aggressive).returncode == 0
     assert people.run("bob", "gc", "--as-of", "2100-01-01").returncode == 0
     assert people.run("alice", "gc").returncode == 0
     assert count("alice", "a.txt") == 3 and count("alice", "team/plan.txt") == 3
 
     assert people.run("alice", "retention", "--keep-all", "30").returncode == 0
-    default = fusevault("retention", "--default", "--keep-all", "0", "--daily", "0", "--weekly", "0",
-                        "--vault", people.vault, passphrase=None)
+    default = fusevault("retention", "--default", "--keep-every", "0", "--keep-all", "0", "--daily", "0",
+                        "--weekly", "0", "--vault", people.vault, passphrase=None)
     assert default.returncode == 0 and "(the vault's default)" in default.stdout, default.stderr
     shown = people.run("carol", "retention")
     assert "(the vault's default)" in shown.stdout, shown.stderr

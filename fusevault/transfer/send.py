@@ -16,6 +16,7 @@ and hashes the part before it but sends only the rest.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusevault.encoding import b64e
-from fusevault.errors import InvalidInput, VaultError
+from fusevault.errors import InvalidInput, PermissionDenied, VaultError
 from fusevault.transfer import crypto
 from fusevault.transfer.client import Gone, RelayClient
 from fusevault.transfer.progress import transfer_progress
@@ -88,6 +89,16 @@ def link_stays_inside(name: str, target: str) -> bool:
     return resolved == top or resolved.startswith(top + "/")
 
 
+def _unreadable(path: Path, err: OSError) -> VaultError:
+    return PermissionDenied(f"cannot read {path}: {err.strerror or 'permission denied'}")
+
+
+def _check_readable(path: Path) -> None:
+    """Refused before a session opens: nothing is offered that cannot be sent."""
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise PermissionDenied(f"cannot read {path}: permission denied")
+
+
 def collect(paths: list[Path]) -> Offer:
     offer, names = Offer(), set()
 
@@ -96,17 +107,29 @@ def collect(paths: list[Path]) -> Offer:
             raise InvalidInput(f"two files would arrive as {name}: send them separately")
         names.add(name)
 
+    def refuse(err: OSError) -> None:  # os.walk's onerror: a folder it cannot list
+        raise _unreadable(Path(err.filename or given), err)
+
     for given in paths:
+        try:
+            given.lstat()
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM):
+                raise _unreadable(given, err) from None
+            raise InvalidInput(f"{given} is not a file or folder here") from None
         if given.is_symlink() or not given.exists():
             raise InvalidInput(f"{given} is not a file or folder here")
         if not given.is_dir():
             if not given.is_file():
                 raise InvalidInput(f"{given} is not a regular file")
+            _check_readable(given)
             add(given.name)
             offer.files.append(Outgoing("", given.name, given, given.stat().st_size))
             continue
         top, root_real = given.resolve().name, os.path.realpath(given)
-        for dirpath, dirnames, filenames in os.walk(given):  # never follows a symlinked folder
+        _check_readable(given)
+        # os.walk never follows a symlinked folder
+        for dirpath, dirnames, filenames in os.walk(given, onerror=refuse):
             dirnames.sort()
             for entry in sorted(dirnames + filenames):
                 path = Path(dirpath) / entry
@@ -125,6 +148,7 @@ def collect(paths: list[Path]) -> Offer:
                         why = f"a symlink to {target}, outside the folder"
                         offer.skipped.append({"name": name, "why": why})
                 elif stat.S_ISREG(mode):
+                    _check_readable(path)
                     add(name)
                     offer.files.append(Outgoing("", name, path, os.lstat(path).st_size))
                 else:
