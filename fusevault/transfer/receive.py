@@ -267,9 +267,7 @@ class Receiver:
         key = request.key(inc.chunks, ack["public_key"], ack["mac"])
         rid = str(ack["request_id"])
         self.open.add(rid)
-        _mkdir(inc.target.parent)
-        if not inside(self.output, inc.target.parent):
-            raise CorruptData(f"{inc.target} would land outside {self.output}")
+        _mkdir_inside(self.output, inc.target.parent)
         fd = os.open(inc.partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         self.partials.append(inc.partial)
         try:
@@ -372,17 +370,17 @@ class Receiver:
                 continue
             if path.is_symlink() and os.readlink(path) == target:
                 continue  # an earlier run made it
-            _mkdir(path.parent)
-            if not inside(self.output, path.parent):
-                raise CorruptData(f"{path} would land outside {self.output}")
+            _mkdir_inside(self.output, path.parent)
             try:
                 os.symlink(target, path)
             except FileExistsError:
                 raise CorruptData(f"the sender's list has a symlink where a folder is: {name}") from None
             made.append((name, path, target))
         for name, path, target in made:
-            # Checked again with every link in place: a chain of them must not lead out either.
-            if not inside(self.output / name.split("/")[0], path):
+            # Checked again with every link in place: a chain of them must not lead out
+            # either, and a link must lead somewhere now: a dangling one could be given a
+            # meaning by links a later session adds (d/.. climbs wherever d points).
+            if not _resolves_inside(self.output / name.split("/")[0], path):
                 path.unlink()
                 log.warning("did not keep %s: through other symlinks it leads outside its folder", name)
             else:
@@ -445,11 +443,29 @@ def _shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
-def _mkdir(folder: Path) -> None:
+def _mkdir_inside(output: Path, folder: Path) -> None:
+    """``mkdir -p`` of ``folder`` under ``output``, following no symbolic link
+    on the way: a folder of the sender's list is a real folder or nothing."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise CorruptData(f"the sender's list has a file where a folder is: {folder}") from None
+        parts = folder.relative_to(output).parts
+    except ValueError:
+        raise CorruptData(f"{folder} would land outside {output}") from None
+    here = output
+    for part in parts:
+        here = here / part
+        try:
+            os.mkdir(here, 0o777)  # less the umask, as mkdir -p
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(here).st_mode):  # a symlink or a file: never followed
+                raise CorruptData(f"the sender's list has a file or link where a folder is: {here}") from None
+
+
+def _resolves_inside(top: Path, path: Path) -> bool:
+    try:
+        real = os.path.realpath(path, strict=True)
+    except OSError:  # dangling, or a loop
+        return False
+    return inside(top, Path(real))
 
 
 def _umask() -> int:
