@@ -316,7 +316,8 @@ def test_each_users_policy_applies_to_their_own_files_only(three: Path) -> None:
 
         # The vault's default (what `retention --default --vault` writes) reaches carol only.
         assert await versions(carol, b"c.txt") == 3
-        retention.save_default(trees.store, retention.Policy(keep_all_days=0, daily_days=0, weekly_weeks=0))
+        default = retention.Policy(keep_all_minutes=0, keep_all_days=0, daily_days=0, weekly_weeks=0)
+        retention.save_default(trees.store, default)
         answer = await Requests(carol).handle({"cmd": "gc"})
         assert answer["policy_source"] == retention.DEFAULT and answer["versions_dropped"] == 2, answer
         answer = await bobs.handle({"cmd": "retention", "follow_default": True})
