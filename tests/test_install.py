@@ -64,6 +64,7 @@ def test_install_sh_makes_fusevault_runnable_by_every_user(someone, place: Path)
     if python is None:
         pytest.fail(f"no {minor} that {USER} may run")
     prefix, bindir = place / "opt" / "fusevault", place / "bin"
+    left_before = {*ROOT.glob("*.egg-info"), *ROOT.glob("build")}  # the checkout's own editable install
     command = [ROOT / "scripts" / "install.sh", "--prefix", prefix, "--bindir", bindir, "--python", python,
                "--deps-from", sysconfig.get_paths()["purelib"]]
     done = subprocess.run(list(map(str, command)), env={**os.environ, "FUSEVAULT_SYSTEM_PACKAGES": "no"},
@@ -81,7 +82,7 @@ def test_install_sh_makes_fusevault_runnable_by_every_user(someone, place: Path)
     where = as_user(someone, str(prefix / "bin" / "python"), "-c",
                     "import fusevault; print(fusevault.__file__)")
     assert where.stdout.startswith(str(prefix)), where.stdout + where.stderr  # the copy, not the checkout
-    assert not (ROOT / "build").exists() and not list(ROOT.glob("*.egg-info"))
+    assert {*ROOT.glob("*.egg-info"), *ROOT.glob("build")} == left_before  # nothing left in the checkout
 
 
 def test_the_relay_unit_runs_what_install_sh_installs() -> None:
