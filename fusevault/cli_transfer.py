@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fusevault import passphrase
-from fusevault.errors import InvalidInput
+from fusevault.errors import InvalidInput, VaultError
 
 log = logging.getLogger("fusevault")
 
@@ -161,7 +161,6 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 def _dump_dir(args: argparse.Namespace) -> Path | None:
     if args.vault is None:  # the mounted vault this runs in, or the only one mounted
-        from fusevault.errors import VaultError
         from fusevault.target import ask
 
         try:
@@ -215,6 +214,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
             raise RelayUnavailable(f"the relay cannot reach Redis at {args.redis}: {err}") from None
         if isinstance(err, OSError):  # the port is taken, or not ours to bind
             raise RelayUnavailable(f"the relay cannot listen on {args.listen}: {err.strerror}") from None
+        if isinstance(err, VaultError):  # e.g. its CouchDB is not there: one line
+            raise err from None
         raise
     print("relay stopped", file=sys.stderr)
     return 0
