@@ -86,6 +86,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             left = who["expires"]
             until = "until unmounted" if left is None else f"for {_span(left - time.time())} more"
             print(f"  unlocked {who['user']} {_age(who['since'])} ago, {until}")
+        for alarm in m.get("alarms", []):
+            times = f" ({alarm['count']} times)" if alarm["count"] > 1 else ""
+            print(f"  WARNING {_age(alarm['first'])} ago{times}: {alarm['text']}")
         for name, task in sorted(m.get("tasks", {}).items()):
             line = f"  {name:<8} {task['state']} for {_age(task['since'])}"
             if task["summary"]:

@@ -28,6 +28,14 @@ class CorruptData(VaultError):
     exit_code = 5
 
 
+class Forged(CorruptData):
+    """A document whose signature or author does not hold: acted on by nobody.
+
+    A kind of CorruptData, so a forged node is EIO at the mount exactly like
+    a damaged one; callers that load many documents refuse the one, warn
+    (vault/alarms.py) and go on with the others."""
+
+
 class MountPointError(VaultError):
     exit_code = 6
 

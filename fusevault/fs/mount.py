@@ -25,6 +25,7 @@ from fusevault.paths import control_socket
 from fusevault.store import Store
 from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
+from fusevault.vault import alarms
 from fusevault.vault.absorbing import absorb_arrivals
 from fusevault.vault.conflicts import settle
 from fusevault.vault.volume import Volume
@@ -104,7 +105,8 @@ async def serve(volume: Volume, mountpoint: Path, *, user: dict, ttl: float,
         if request.get("cmd") == "status":
             return {"pid": os.getpid(), "mountpoint": str(mountpoint), "since": started,
                     "open_files": len(operations.session.volume.handles) if operations.session else 0,
-                    "tasks": tasks.as_dict(), **(info or {}), "unlocked": agent.status()}
+                    "tasks": tasks.as_dict(), **(info or {}), "unlocked": agent.status(),
+                    "alarms": alarms.listed([agent.user_id])}
         if request.get("cmd") == "sync-status":
             return {"ok": True, "peers": sync.as_dict() if sync else None}
         if request.get("cmd") == "unmount":

@@ -36,7 +36,7 @@ from fusevault.store import Store
 from fusevault.store.watched import WatchedStore
 from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
-from fusevault.vault import share_ops
+from fusevault.vault import alarms, share_ops
 from fusevault.vault.absorbing import (
     Absorbed,
     absorb,
@@ -154,7 +154,8 @@ class SharedMount:
                 "open_files": sum(len(s.ops.session.volume.handles) for s in seats if s.ops.session),
                 "tasks": {f"{name} ({s.agent.username})": state
                           for s in seats for name, state in self.tasks[s.number].as_dict().items()},
-                "unlocked": [u for s in seats for u in s.agent.status()]}
+                "unlocked": [u for s in seats for u in s.agent.status()],
+                "alarms": alarms.listed([s.user_id for s in seats])}
 
     async def _seat_for(self, uid: int) -> Seat:
         """The seat of a mapped uid, made at their first unlock."""

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 # 2: manifests of runs (docs/FORMAT.md).  A vault of format 1 reads as it
 # is and becomes 2 when a writer takes it (``upgrade``), so an older
 # fusevault refuses it in one line rather than meet a manifest it cannot read.
-FORMAT_VERSION = 2
+# 3: documents are signed (vault/trust.py, vault/migrate.py).
+FORMAT_VERSION = 3
 MARKER = "vault.json"
 
 

@@ -143,7 +143,8 @@ class Requests:
                 raise InvalidInput("settings are given as KEY VALUE text")
             wanted = user_settings.change(current, changes)
             await trio.to_thread.run_sync(user_settings.check, wanted, str(self.vol.layout.root), self.host)
-            await self.vol.store_call(user_settings.save, self.vol.store, user_id, wanted)
+            await self.vol.store_call(user_settings.save, self.vol.store, user_id, wanted,
+                                      self.vol.trust.sign)
             current = wanted
             self.settings_changed()
         return {"settings": current.as_dict()}

@@ -157,8 +157,9 @@ def load(store, user_id: str) -> Settings:
     return Settings.of(doc)
 
 
-def save(store, user_id: str, settings: Settings) -> None:
-    """Write the settings into the user's document (the key fields are left alone)."""
+def save(store, user_id: str, settings: Settings, sign) -> None:
+    """Write the settings into the user's document (the key fields are left alone),
+    signed again with the user's key (``sign``: ``Trust.sign``)."""
     doc = store.get(user_id)
-    store.put_many([{**doc, **settings.as_dict()}])
+    store.put_many([sign({**doc, **settings.as_dict()})])
     store.sync()

@@ -10,6 +10,7 @@ from fusevault.crypto import aead
 from fusevault.crypto.identity import Identity, open_identity, seal_identity
 from fusevault.crypto.kdf import default_params
 from fusevault.crypto.keys import MasterKey, checksum, new_wrapped_master, unwrap_master, wrap_master
+from fusevault.crypto.signing import sign_doc, signer_of
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, VaultNotFound
 from fusevault.store import Store
 from fusevault.vault.layout import Layout, validate_name
@@ -50,6 +51,8 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     if any(d.get("uid") == uid for d in store.iter_type(USER)):
         raise AlreadyExists(f"Linux uid {uid} is already mapped to another user of this vault: "
                             f"give {username}'s with --uid N")
+    identity = Identity.new(user_id)
+    key.identity = identity
     root = Node(1, root_fid, user_id, dek, stat.S_IFDIR | 0o755, uid, os.getgid())
     created = int(time.time())
     doc = {
@@ -60,7 +63,7 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
         "created_at": created,
         **fields,
         "checksum": checksum(fields),
-        **seal_identity(key, Identity.new(user_id)),
+        **seal_identity(key, identity),
         "root": root_fid,
         "passphrase_expiry_ttl": dict(DEFAULT_TTL),
         "source_dir_to_watch": None,
@@ -69,7 +72,10 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
         "delete_file_from_source": False,
     }
     layout.make_user_dirs(user_id)
-    store.put_many([doc, node_doc(root, key, lambda ino: root_fid)])
+    # Signed from birth: readers pin the keys it names, and the signature
+    # covers the seed 000 settings and the TTL (vault/trust.py).
+    store.put_many([sign_doc(user_id, identity.sign, doc),
+                    sign_doc(user_id, identity.sign, node_doc(root, key, lambda ino: root_fid))])
     store.sync()
     return user_id
 
@@ -107,5 +113,9 @@ def change_passphrase(store: Store, doc: dict, old: bytes, new: bytes) -> None:
     master = unwrap_master(doc["_id"], doc, old)
     fields = wrap_master(doc["_id"], master, new, default_params())
     doc = {**doc, **fields, "checksum": checksum(fields)}
+    if signer_of(doc) is not None or "en_private_keys" in doc:
+        # The document is signed with the user's key: a new signature over the new fields.
+        identity = open_identity(MasterKey(doc["_id"], master), doc)
+        doc = sign_doc(doc["_id"], identity.sign, doc)
     store.put_many([doc])
     store.sync()

@@ -57,6 +57,7 @@ from fusevault.vault.guests import (
     virtual_dir,
 )
 from fusevault.vault.layout import Layout, os_error
+from fusevault.vault.migrate import sign_own
 from fusevault.vault.nodes import (
     NODE,
     Node,
@@ -69,6 +70,7 @@ from fusevault.vault.nodes import (
     version_doc,
 )
 from fusevault.vault.sharing import acl_lines
+from fusevault.vault.trust import USER, Trust
 from fusevault.vault.tx import Tx
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,8 @@ class Volume:
         self.unplaced: set[str] = set()
         # Shares with and by this user (None: opened without key pairs).
         self.sharing: Sharing | None = None
+        # Whose keys this user trusts; signs and checks documents (None: no key pairs).
+        self.trust: Trust | None = None
         # Contents replaced by another writer's newer version while open here:
         # closed at the file's last release, after the reads under way.
         self.retired: dict[int, list[Content]] = {}
@@ -172,6 +176,12 @@ class Volume:
         pending: list[tuple[Node, list[tuple[str, bytes]]]] = []
         guests: list[tuple[Node, list[tuple[str, bytes]]]] = []
         owner = sys.intern(key.user_id)
+        trust = None
+        if key.identity is not None:
+            trust = Trust(store, key)
+            sign_own(store, trust)
+            trust.observe(store.iter_type(USER))
+            trust.save()
         shares = Sharing.read(store, owner) if key.identity is not None else None
         givers = shares.givers() if shares else set()
         keys = key_files(layout, owner, shares.groups) if givers else {}
@@ -193,6 +203,7 @@ class Volume:
         if volume is None:
             raise CorruptData("the root directory's document is missing")
         volume.sharing = shares
+        volume.trust = trust
         volume.next_ino = max(inodes.values(), default=ROOT_INODE) + 1
         for node, _ in pending:
             if node.ino != ROOT_INODE:

@@ -1,0 +1,56 @@
+"""The unlock that signs what was the user's before documents were signed (vault format 3).
+
+Vaults of format 2 hold unsigned documents.  The first unlock of each user
+with this fusevault signs, in one transaction, their user document and every
+document they own (nodes, versions, grants, groups, their retention and
+pins): the owner vouches for what their vault held then.  From that commit
+on, an unsigned document in their name is refused by every reader
+(vault/trust.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fusevault.crypto.signing import signer_of
+from fusevault.store import Store
+from fusevault.vault.trust import USER, Trust, self_signed
+
+log = logging.getLogger(__name__)
+
+# Kinds whose documents name their owner in ``owner`` (Retention names them in ``user``).
+OWNED = ("node", "FilesMetaData", "Share", "Group", "Rotation", "Peers")
+
+
+def _own(doc: dict, user_id: str) -> bool:
+    if doc.get("type") == "Retention":
+        return doc.get("user") == user_id
+    return doc.get("owner") == user_id
+
+
+def sign_own(store: Store, trust: Trust) -> int:
+    """Sign the user's unsigned documents if their user document is not signed yet.
+
+    Returns how many documents were signed (0: nothing to do)."""
+    me = store.get(trust.user_id)
+    if me is None:
+        return 0
+    if self_signed(me):
+        trust.own_signed = True
+        return 0
+    docs = [me]
+    for kind in (*OWNED, "Retention"):
+        docs += [d for d in store.iter_type(kind)
+                 if _own(d, trust.user_id) and not d.get("_deleted") and signer_of(d) is None]
+    # The user document last: until it is signed, a crash leaves a vault the next unlock finishes.
+    signed = [trust.sign(d) for d in docs[1:]] + [trust.sign(docs[0])]
+    store.put_many(signed)
+    store.sync()
+    trust.own_signed = True
+    log.info("signed %d document(s) of user %s from before signatures", len(signed), trust.user_id)
+    return len(signed)
+
+
+def user_signed_by_self(store: Store, user_id: str) -> bool:
+    doc = store.get(user_id)
+    return doc is not None and doc.get("type") == USER and self_signed(doc)
