@@ -165,7 +165,7 @@ def test_a_vault_of_format_1_reads_writes_runs_and_survives_gc(tmp_path: Path) -
     kinds = _manifest_kinds(vault)
     assert {vid: kinds[vid] for vid in old} == old and set(kinds.values()) == {2, 3}
     # The first writer marks it format 2: an older fusevault now refuses it in one line.
-    assert json.loads((vault / "vault.json").read_text())["format"] == 2
+    assert json.loads((vault / "vault.json").read_text())["format"] == 3
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert (mnt / "sparse").read_bytes() == sparse
         run_json("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0")
