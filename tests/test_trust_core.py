@@ -1,0 +1,126 @@
+"""The trust core in-process: document signatures, pinned keys, the signing of old documents, alarms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fusevault.crypto.identity import Identity
+from fusevault.crypto.kdf import WEAK_FOR_TESTS
+from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import sign_doc, verify_doc
+from fusevault.errors import Forged
+from fusevault.store.local import LocalStore
+from fusevault.vault import layout as layouts
+from fusevault.vault import users
+from fusevault.vault.alarms import Alarms
+from fusevault.vault.layout import Layout
+from fusevault.vault.migrate import sign_own
+from fusevault.vault.trust import Trust, doc_fingerprint, self_signed
+
+
+@pytest.fixture(autouse=True)
+def _weak_kdf(monkeypatch) -> None:
+    monkeypatch.setattr(users, "default_params", lambda: WEAK_FOR_TESTS)
+
+
+def _vault(tmp_path: Path) -> tuple[Layout, LocalStore]:
+    layout = layouts.create(tmp_path / "v", {"kind": "local"})
+    return layout, LocalStore(layout.root / "store.sqlite")
+
+
+def _unlock(store: LocalStore, name: str) -> MasterKey:
+    return users.unlock(users.find_user(store, name), b"pass " + name.encode())
+
+
+def test_a_signature_covers_every_field_but_the_revision() -> None:
+    me = Identity.new("a" * 32)
+    doc = sign_doc(me.user_id, me.sign, {"_id": "n1", "type": "node", "owner": "a" * 32, "delete": False,
+                                          "enc": "xyz", "_rev": "1-aa"})
+    public = me.sign.public_key()
+    assert verify_doc(public, doc) == me.user_id
+    assert verify_doc(public, {**doc, "_rev": "7-bb"}) == me.user_id  # a store renames revisions
+    for field, value in (("owner", "b" * 32), ("delete", True), ("_id", "n2"), ("enc", "xyy"),
+                         ("_deleted", True), ("extra", 1)):
+        with pytest.raises(Forged):
+            verify_doc(public, {**doc, field: value})
+    with pytest.raises(Forged):  # the signature names its signer: it cannot be moved to another
+        verify_doc(public, {**doc, "sig": {**doc["sig"], "by": "b" * 32}})
+    with pytest.raises(Forged):
+        verify_doc(Identity.new("c" * 32).sign.public_key(), doc)
+    for bad in ({"by": "a" * 32, "ed25519": "!!"}, {"by": 3}, "x", {"by": "a" * 32}):
+        with pytest.raises(Forged):
+            verify_doc(public, {**doc, "sig": bad})
+    with pytest.raises(Forged):  # NaN has no canonical form
+        sign_doc(me.user_id, me.sign, {"_id": "x", "size": float("nan")})
+
+
+def test_keys_are_pinned_at_first_sight_and_a_changed_key_is_refused_and_said(tmp_path: Path) -> None:
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    users.create_user(layout, store, "bob", b"pass bob", uid=60002)
+    alarms = Alarms()
+    trust = Trust(store, _unlock(store, "alice"), alarms)
+    bob = users.find_user(store, "bob")
+    assert self_signed(bob)
+    trust.observe(store.iter_type(users.USER))
+    trust.save()
+    pinned = trust.fingerprint_of(bob["_id"])
+    assert pinned == doc_fingerprint(bob)
+    # The server replaces bob's keys with its own, self-signed: refused, the pinned ones stay.
+    mallory = Identity.new(bob["_id"])
+    forged = sign_doc(bob["_id"], mallory.sign, {**bob, **mallory.public_fields()})
+    store.put_many([forged])
+    again = Trust(store, _unlock(store, "alice"), alarms)  # a later unlock reads the pins back
+    again.observe(store.iter_type(users.USER))
+    assert again.fingerprint_of(bob["_id"]) == pinned
+    assert again.box_key(bob["_id"]).public_bytes_raw() != mallory.box.public_key().public_bytes_raw()
+    assert "key-changed" in alarms and "bob" in alarms.as_list()[-1]["text"]
+    # Re-pinning needs the fingerprint the person checked.
+    with pytest.raises(Forged):
+        again.repin(users.find_user(store, "bob"), pinned)
+    again.repin(users.find_user(store, "bob"), doc_fingerprint(forged))
+    assert again.fingerprint_of(bob["_id"]) == doc_fingerprint(forged)
+
+
+def test_an_unsigned_document_counts_only_until_its_author_has_signed(tmp_path: Path) -> None:
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    users.create_user(layout, store, "bob", b"pass bob", uid=60002)
+    trust = Trust(store, _unlock(store, "alice"), Alarms())
+    trust.observe(store.iter_type(users.USER))
+    bob_id = users.find_user(store, "bob")["_id"]
+    assert not trust.legacy(bob_id)  # bob's document is signed: his unsigned ones are forged
+    with pytest.raises(Forged):
+        trust.verify({"_id": "s", "type": "Share", "owner": bob_id}, author=bob_id)
+    assert trust.verify(trust.sign({"_id": "s", "type": "Share"})) == trust.user_id
+
+
+def test_the_first_unlock_signs_the_users_old_documents_and_only_theirs(tmp_path: Path) -> None:
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    alice = users.find_user(store, "alice")
+    # A vault of format 2: nothing signed.
+    unsigned = {k: v for k, v in alice.items() if k != "sig"}
+    other = {"_id": "share-x", "type": "Share", "owner": "f" * 32, "fid": "x", "grantee": alice["_id"]}
+    mine = {"_id": "share-y", "type": "Share", "owner": alice["_id"], "fid": "y", "grantee": "f" * 32}
+    store.put_many([unsigned, other, mine])
+    trust = Trust(store, _unlock(store, "alice"), Alarms())
+    assert sign_own(store, trust) == 2  # the user and the share (the root node was signed at birth)
+    assert self_signed(store.get(alice["_id"]))
+    assert trust.verify(store.get("share-y")) == alice["_id"]
+    assert "sig" not in store.get("share-x")
+    assert sign_own(store, trust) == 0  # once is enough
+    with pytest.raises(Forged):
+        trust.verify({**mine, "perm": "READ,WRITE"}, author=alice["_id"])
+
+
+def test_alarms_are_said_once_and_bounded() -> None:
+    alarms = Alarms()
+    for _ in range(5):
+        alarms.warn("forged", "doc-1", "refused doc-1")
+    assert len(alarms) == 1 and alarms.as_list()[0]["count"] == 5
+    for i in range(1000):
+        alarms.warn("forged", f"doc-{i}", "x")
+    assert len(alarms) <= 200
