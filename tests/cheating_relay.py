@@ -3,7 +3,8 @@
 A real cheating relay cannot run here, so this stands in for one.  Run as a
 script by the tests:
 
-    cheating_relay.py [--record FILE] [--swap pake|request-key|ack-key] HOST:PORT REDIS_URL
+    cheating_relay.py [--record FILE] [--swap pake|request-key|ack-key]
+                      [--forge-done bare|wrong|replay] HOST:PORT REDIS_URL
 
 --record FILE      writes every command the relay sends to Redis, with all its
                    arguments, to FILE (JSON lines, values in base64): all it
@@ -12,6 +13,12 @@ script by the tests:
                    with a guessed code (a man in the middle).
 --swap request-key replaces the receiver's X25519 public key in file requests.
 --swap ack-key     replaces the sender's X25519 public key in its answers.
+--forge-done bare  as soon as the sender lets a receiver in, writes that receiver's
+                   ``done`` itself: "all", without a MAC (the format before MACs).
+--forge-done wrong the same with a MAC of the right form that is not the key's.
+--forge-done replay
+                   passes the first real ``done`` it sees, and writes it into each
+                   later receiver's record as soon as the sender lets it in.
 
 ``offline_guesses`` is the relay operator's dictionary attack on a record.
 """
@@ -33,6 +40,7 @@ from spake2 import SPAKE2_A
 
 from fusevault.encoding import b64e
 from fusevault.relay import app
+from fusevault.relay import keys as relay_keys
 from fusevault.relay.state import RelayState
 from fusevault.transfer import crypto
 
@@ -90,6 +98,29 @@ def swap(what: str) -> None:
             return honest_ack(self, sid, owner, {**ack, "public_key": ATTACKER})
 
         RelayState.acknowledge = acknowledge
+
+
+def forge_done(how: str) -> None:
+    honest = RelayState.post_handshake
+    seen: list[str] = []  # the first real done, for replay
+
+    def post_handshake(self, sid, uid, role, fields):
+        if role == "receiver" and "done" in fields and not seen:
+            seen.append(fields["done"])
+        honest(self, sid, uid, role, fields)
+        if role != "sender" or "manifest" not in fields:
+            return
+        if how == "bare":
+            forged = "all"
+        elif how == "wrong":
+            forged = "all " + b64e(hashlib.sha256(sid.encode() + uid.encode()).digest())
+        elif seen:
+            forged = seen[0]
+        else:
+            return  # nothing to replay yet: this session runs honestly
+        self.r.hsetnx(relay_keys.handshake(sid, uid), "done", forged)
+
+    RelayState.post_handshake = post_handshake
 
 
 # --- the offline attack
@@ -181,6 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--record")
     parser.add_argument("--swap", choices=("pake", "request-key", "ack-key"))
+    parser.add_argument("--forge-done", choices=("bare", "wrong", "replay"))
     parser.add_argument("listen")
     parser.add_argument("redis")
     args = parser.parse_args()
@@ -188,6 +220,8 @@ def main() -> None:
         record_to(args.record)
     if args.swap:
         swap(args.swap)
+    if args.forge_done:
+        forge_done(args.forge_done)
     host, _, port = args.listen.rpartition(":")
     trio.run(app.serve, args.redis, host, int(port))
 

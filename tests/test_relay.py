@@ -131,7 +131,8 @@ def test_the_queue_stays_bounded_while_a_slow_receiver_drains_it(relay, db, tmp_
     data = os.urandom(12 * crypto.CHUNK + 1000)
     (tmp_path / "f").write_bytes(data)
     with sending(relay, tmp_path / "f") as (sender, name, code):
-        client, sid, keys, manifest = join(relay, name, code)
+        token = crypto.new_token()
+        client, sid, keys, manifest = join(relay, name, code, token)
         entry = manifest["files"][0]
         request = crypto.FileRequest(keys, entry["id"], 0)
         client.request(sid, [{"filename": entry["id"], "public_key": b64e(request.public), "first": 0,
@@ -156,7 +157,7 @@ def test_the_queue_stays_bounded_while_a_slow_receiver_drains_it(relay, db, tmp_
                 received.append(crypto.open_chunk(key, sid, entry["id"], nr, last, iv, sealed))
         received[-1], digest = received[-1][:-crypto.DIGEST], received[-1][-crypto.DIGEST:]
         client.finish(rid)
-        client.post(sid, {"done": "all"})
+        client.post(sid, {"done": keys.seal_done(token, "all", [entry["id"]])})
         client.close()
         assert sender.wait(60) == 0
     assert b"".join(received) == data and hashlib.sha256(data).digest() == digest
@@ -310,11 +311,13 @@ def test_a_longer_code_and_verification_words_on_both_sides(relay, db, tmp_path:
 def test_a_second_receiver_is_refused_unless_the_sender_keeps_serving(relay, db, tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"only for one")
     with sending(relay, tmp_path / "f") as (sender, name, code):
-        first, sid, keys, _ = join(relay, name, code)  # the first receiver: let in, not yet done
+        token = crypto.new_token()
+        first, sid, keys, _ = join(relay, name, code, token)  # the first receiver: let in, not yet done
         second = receive(relay, name, code, tmp_path / "second")
         assert second.returncode == EXIT_LIMIT and "refused" in second.stderr, second.stderr
         assert visible(tmp_path / "second") == [] and list((tmp_path / "second").iterdir()) == []
-        first.post(sid, {"done": "list"})  # it only looked: the session is for the next one
+        # It only looked: the session is for the next one.
+        first.post(sid, {"done": keys.seal_done(token, "list", [])})
         result = receive(relay, name, code, tmp_path / "third")
         assert result.returncode == 0, result.stderr
         assert sender.wait(60) == 0

@@ -27,6 +27,7 @@ from transfer_helpers import (
     MISMATCH,
     finished,
     free_port,
+    join,
     random_file,
     receive,
     receiving,
@@ -262,3 +263,69 @@ def test_a_sender_cannot_build_a_way_out_of_the_output_folder_over_two_sessions(
     with pytest.raises(CorruptData):
         _mkdir_inside(out, out / "a" / "x1" / "d" / "made-through-a-link")
     assert not (out / "a" / "x1" / "made-through-a-link").exists()
+
+
+def _refused_done(sender) -> None:
+    status, _, err = finished(sender, 60)
+    assert status == EXIT_CODE, (status, err)
+    assert err.strip().splitlines()[-1].endswith(crypto.FORGED_DONE) and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("forge", ["bare", "wrong"])
+def test_a_done_the_relay_writes_itself_is_refused(redis_url: str, db, tmp_path: Path, forge: str) -> None:
+    """The relay writes ``done: all`` into the receiver's record the moment the sender lets it in, with
+    no MAC (the old format) or a wrong one: the sender must not believe the transfer is over."""
+    (tmp_path / "f").write_bytes(os.urandom(2 * crypto.CHUNK))
+    out = tmp_path / "out"
+    with relay_at(redis_url, free_port(), cheat=["--forge-done", forge]) as (_, url), \
+            sending(url, tmp_path / "f") as (sender, name, code):
+        receiver = receiving(url, name, code, out)
+        _refused_done(sender)
+        assert receiver.wait(120) != 0
+        err = receiver.stderr.read()
+        receiver.stdout.close()
+        receiver.stderr.close()
+        assert "Traceback" not in err, err
+        assert stats(url).get("chunks_in", 0) == 0  # refused before a file was answered
+    assert visible(out) == []
+
+
+def test_a_done_replayed_from_another_session_is_refused(redis_url: str, db, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"twice")
+    with relay_at(redis_url, free_port(), cheat=["--forge-done", "replay"]) as (_, url):
+        with sending(url, tmp_path / "f") as (sender, name, code):  # honest: the relay keeps its done
+            result = receive(url, name, code, tmp_path / "one")
+            assert result.returncode == 0, result.stderr
+            assert finished(sender, 60)[0] == 0
+        with sending(url, tmp_path / "f") as (sender, name, code):  # the kept done, as soon as let in
+            receiver = receiving(url, name, code, tmp_path / "two")
+            _refused_done(sender)
+            receiver.wait(120)
+            receiver.stdout.close()
+            receiver.stderr.close()
+    assert visible(tmp_path / "two") == []
+
+
+def test_a_done_for_other_files_or_another_receiver_is_refused(redis_url: str, db, tmp_path: Path) -> None:
+    """Someone with the code, let in, posts a done with a valid MAC, but for a file it was never
+    answered; and the relay moves one receiver's valid done into another receiver's record."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"a")
+    (tmp_path / "d" / "b").write_bytes(b"b")
+    with running_relay(redis_url) as (_, url), sending(url, tmp_path / "d") as (sender, name, code):
+        token = crypto.new_token()
+        client, sid, keys, manifest = join(url, name, code, token)
+        other = manifest["files"][1]["id"]
+        client.post(sid, {"done": keys.seal_done(token, "all", [other])})  # claims a file it never got
+        _refused_done(sender)
+        client.close()
+    with running_relay(redis_url) as (_, url), \
+            sending(url, tmp_path / "d", args=("--keep",)) as (sender, name, code):
+        token_a, token_b = crypto.new_token(), crypto.new_token()
+        client_a, sid, keys_a, _ = join(url, name, code, token_a)
+        client_b, _, keys_b, _ = join(url, name, code, token_b)
+        # A's own done for the (empty) run it had, written by the relay into B's record.
+        db.hset(f"session.receiver:{sid}:{keys_b.uid}", "done", keys_a.seal_done(token_a, "all", []))
+        _refused_done(sender)
+        client_a.close()
+        client_b.close()

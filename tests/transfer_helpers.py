@@ -116,8 +116,11 @@ def visible(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def join(url: str, name: str, code: str) -> tuple[RelayClient, str, crypto.SessionKeys, dict]:
-    """A receiver speaking the protocol by hand: joined and confirmed; (client, sid, keys, manifest)."""
+def join(url: str, name: str, code: str,
+         token: bytes | None = None) -> tuple[RelayClient, str, crypto.SessionKeys, dict]:
+    """A receiver speaking the protocol by hand: joined and confirmed; (client, sid, keys, manifest).
+
+    ``token`` goes sealed in its hello; its ``done`` is ``keys.seal_done(token, ...)``."""
     client = RelayClient(url)
     session = client.join(name)
     sid = session["id"]
@@ -127,7 +130,8 @@ def join(url: str, name: str, code: str) -> tuple[RelayClient, str, crypto.Sessi
     while not answer:
         answer = client.handshake(sid, "pake.b", wait=10)
     keys = exchange.finish(answer["pake.b"])
-    client.post(sid, {"confirm.a": b64e(keys.confirm_receiver), "hello": keys.seal_hello(crypto.new_token())})
+    hello = keys.seal_hello(token or crypto.new_token())
+    client.post(sid, {"confirm.a": b64e(keys.confirm_receiver), "hello": hello})
     answer = None
     while not answer:
         answer = client.handshake(sid, "manifest", wait=10)

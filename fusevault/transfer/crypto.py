@@ -25,6 +25,14 @@ caught before a byte is sent; the file key comes from that exchange.  Chunks
 are AES-256-GCM under the file key, a fresh random IV each, with the session
 id, the direction, the file id, the chunk number and the last-chunk mark in
 the associated data.  The last chunk carries the SHA-256 of the whole file.
+
+The receiver's ``done`` (what ends a sender's wait, or frees the session for
+the next receiver after a ``--list``) is HMACed with the session keys over the
+session id, the receiver's id, its resume token's id (who it proved to be in
+its hello), how it ended and the ids of the files this run asked for.  The
+sender checks it against the files it answered for that receiver, so a relay
+cannot forge one, move one from another receiver or session, or claim files
+that never went.
 """
 
 from __future__ import annotations
@@ -57,6 +65,9 @@ VERIFY_WORDS = 4
 SALT_BYTES = 32
 TOKEN_BYTES = 32
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
+FORGED_DONE = ("the receiver's end-of-transfer message does not verify: someone in the middle (the relay?) "
+               "forged or replayed it; the transfer is not confirmed")
+DONE_HOW = ("all", "list")
 
 
 class KeyMismatch(WrongCode):
@@ -64,6 +75,13 @@ class KeyMismatch(WrongCode):
 
     def __init__(self, message: str = MISMATCH) -> None:
         super().__init__(message)
+
+
+class ForgedDone(WrongCode):
+    """A receiver's ``done`` whose MAC does not hold: the sender believes no end it did not see."""
+
+    def __init__(self) -> None:
+        super().__init__(FORGED_DONE)
 
 
 def decode(value: object) -> bytes:
@@ -163,6 +181,28 @@ class SessionKeys:
             return bytes.fromhex(body["resume"])
         except (CorruptData, ValueError, TypeError, KeyError):
             raise KeyMismatch() from None
+
+    def done_mac(self, tid: str, how: str, fids: list[str] | set[str]) -> str:
+        """Binds ``done`` to this session, this receiver and the token it proved, and the files of its run."""
+        ordered = sorted(fids)
+        msg = aead.ad("done", self.sid, self.uid, tid, how, len(ordered), *ordered)
+        return b64e(hmac.new(self.mac_r2s, msg, hashlib.sha256).digest())
+
+    def seal_done(self, token: bytes, how: str, fids: list[str]) -> str:
+        return f"{how} {self.done_mac(token_id(token), how, fids)}"
+
+    def open_done(self, value: object, tid: str, fids: set[str]) -> str:
+        """How the receiver ended (``all`` or ``list``), once its MAC holds for ``fids``; else ForgedDone."""
+        how, _, mac = value.partition(" ") if isinstance(value, str) else ("", "", "")
+        if how not in DONE_HOW or not mac:
+            raise ForgedDone()
+        try:
+            given = b64d(mac)
+        except (ValueError, TypeError):
+            raise ForgedDone() from None
+        if not hmac.compare_digest(b64d(self.done_mac(tid, how, fids)), given):
+            raise ForgedDone()
+        return how
 
     # sender -> receiver
 

@@ -122,6 +122,7 @@ class Receiver:
         self.client, self.output, self.only = client, output, only
         self.list_only, self.verify, self.ask, self.say = list_only, verify, ask, say
         self.sid = ""
+        self.token = b""
         self.open: set[str] = set()  # request ids to cancel if we stop
         self.partials: list[Path] = []
         self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="pop")
@@ -169,6 +170,7 @@ class Receiver:
         if self.verify:  # now: the sender's user may be comparing them before it answers
             self.say(f"verification words: {keys.words()}")
         token = crypto.new_token() if self.list_only else self.state.token_for_run()
+        self.token = token  # the identity our done is bound to
         if not self.list_only:
             self.state.save()
         hello = {"confirm.a": b64e(keys.confirm_receiver), "hello": keys.seal_hello(token)}
@@ -203,7 +205,7 @@ class Receiver:
                 self.say(f"{'symlink':>12}  {_shown(link['name'])} -> {_shown(link['target'])}")
             for s in skipped:
                 self.say(f"{'skipped':>12}  {_shown(s['name'])} ({_shown(s['why'])})")
-            self.client.post(self.sid, {"done": "list"})
+            self.client.post(self.sid, {"done": keys.seal_done(self.token, "list", [])})
             return
         for s in skipped:
             log.warning("the sender skipped %s: %s", _shown(s["name"]), _shown(s["why"]))
@@ -231,7 +233,7 @@ class Receiver:
                 self.one(remaining.pop(fid), requests[fid], acks[fid], progress)
                 last_news = time.monotonic()
         self.make_links(links)
-        self.client.post(self.sid, {"done": "all"})
+        self.client.post(self.sid, {"done": keys.seal_done(self.token, "all", [inc.fid for inc in todo])})
         self.state.remove()
 
     def _wanted(self, name: str) -> bool:

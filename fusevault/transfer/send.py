@@ -198,6 +198,7 @@ class Sender:
         self.token_of: dict[str, str] = {}                 # receiver id -> its resume token's id
         self.bound: set[str] = set()                       # token ids of the receivers served
         self.requests: dict[str, set[str]] = {}            # receiver id -> its open request ids
+        self.served: dict[str, set[str]] = {}              # receiver id -> file ids answered to it
         self.dropped: set[str] = set()                     # receiver ids refused or replaced
         self.finished = False
         self.last_look = time.monotonic()
@@ -265,11 +266,16 @@ class Sender:
         self.client.answer(self.sid, uid, {"confirm.b": b64e(keys.confirm_sender),
                                            "manifest": keys.seal_manifest(self.manifest)})
 
-    def done(self, uid: str, how: str) -> None:
-        tid = self.token_of.get(uid)
-        self.client.answer(self.sid, uid, {"over": "1"})
-        if tid is None:
+    def done(self, uid: str, value: str) -> None:
+        keys, tid = self.peers.get(uid), self.token_of.get(uid)
+        if keys is None or tid is None:
+            if uid not in self.dropped:  # no receiver of ours could have posted it
+                raise crypto.ForgedDone()
+            self.client.answer(self.sid, uid, {"over": "1"})
             return
+        # Only a done MACed by this receiver, for the files it was answered, ends anything.
+        how = keys.open_done(value, tid, self.served.get(uid, set()))
+        self.client.answer(self.sid, uid, {"over": "1"})
         if how == "list" and not self.requests.get(uid):
             # It only looked: the session is still for whoever asks for files next.
             if list(self.token_of.values()).count(tid) == 1:
@@ -330,6 +336,7 @@ class Sender:
                 "filename": file.fid, "user_id": uid, "public_key": public, "chunks": file.chunks,
                 "first": first, "mac": mac})
             self.requests.setdefault(uid, set()).add(rid)
+            self.served.setdefault(uid, set()).add(file.fid)
             batch.append((uid, file, rid, key, first))
         for uid, file, rid, key, first in batch:
             if uid not in self.peers:
