@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what fusevault needs on Debian/Ubuntu (run as root): system packages,
 # and a virtualenv in .venv with fusevault in it.  Pass "test" to add the test
-# dependencies (pouchdb-server from npm, pytest, ruff, systemd-analyze, zsh).
+# dependencies (pouchdb-server from npm, pytest, ruff, systemd-analyze, zsh, chromium,
+# docker-compose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ if [ "${1:-}" = test ]; then
     command -v npm >/dev/null || packages+=(npm)
     packages+=(systemd zsh)  # systemd-analyze verifies the units; zsh checks its completion
     packages+=(autoconf automake make perl)  # build and run ../shared/conformance (pjdfstest, fsx)
+    packages+=(chromium)  # a real browser opens capability links (tests/test_link_page.py)
+    packages+=(docker-compose)  # reads contrib/containers/compose.yaml (tests/test_containers.py)
 fi
 missing=()
 for p in "${packages[@]}"; do

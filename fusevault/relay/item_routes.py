@@ -10,7 +10,8 @@
     DELETE /items/{id}/versions/{vid}      delete key: one version
     POST   /items/{id}/blocks              append key: store an encrypted block
     GET    /blocks/{bid}                   read key: fetch one
-    GET    /l/{id}                         a person who opened a link in a browser: what to do
+    GET    /l/{id}                         a person who opened a link in a browser: the page that
+                                           decrypts it there (fusevault/relay/link_page.py)
 
 A key travels in ``Authorization: Capability <role> <key, base64url>`` and is
 only ever hashed; links carry keys after ``#``, which browsers and HTTP
@@ -25,10 +26,10 @@ from typing import Any
 
 import couchdb
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fusevault.relay import guards
+from fusevault.relay import guards, link_page
 from fusevault.relay.items import MAX_BLOCK, ROLES, ItemStore, Presented
 from fusevault.relay.state import Refused
 
@@ -113,11 +114,6 @@ class ItemRoutes:
         data = await self.call("block", request.path_params["bid"], presented(request))
         return Response(data, media_type="application/octet-stream")
 
-    async def landing(self, request: Request) -> Response:
-        return PlainTextResponse(
-            "This is a fusevault link. Its key is the part after '#', which your browser\n"
-            "did not send here. Open it with:\n\n  fusevault link get 'THE WHOLE LINK'\n")
-
     def routes(self, guarded) -> list[Route]:
         return [
             Route("/items", guarded(self.create), methods=["POST"]),
@@ -130,5 +126,5 @@ class ItemRoutes:
             Route("/items/{id}/versions/{vid}", guarded(self.delete_version), methods=["DELETE"]),
             Route("/items/{id}/blocks", guarded(self.add_block), methods=["POST"]),
             Route("/blocks/{bid}", guarded(self.block), methods=["GET"]),
-            Route("/l/{id}", guarded(self.landing), methods=["GET"]),
+            *link_page.routes(guarded),
         ]
