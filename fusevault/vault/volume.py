@@ -43,6 +43,7 @@ from fusevault.errors import (
     VaultError,
 )
 from fusevault.store import Store
+from fusevault.vault import names
 from fusevault.vault.absorbing import reload_contents
 from fusevault.vault.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.groups import can_write
@@ -217,6 +218,8 @@ class Volume:
     def _link_loaded(self, node: Node, links: list[tuple[str, bytes]], *,
                      guest_inodes: dict[str, int] | None = None) -> None:
         for parent_fid, name in links:
+            if not names.link_ok(self, node.fid, name):
+                continue
             parent_ino = self.by_fid.get(parent_fid)
             if parent_ino is None and guest_inodes is not None:
                 # A guest whose parent this user cannot open: a share's root.

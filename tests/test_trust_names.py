@@ -1,0 +1,113 @@
+"""Names from documents are checked; export cannot leave its folder; sidecars are authenticated first.
+
+The attacker here holds a file's key (a WRITE recipient, say) and the
+owner's signing key is not needed for the attack on names: a node
+document with a name such as ``../../../escaped.txt`` is sealed validly.
+The test builds it with fusevault's own functions and the owner's keys
+(sealed under the DEK and signed), so it passes every other check and only
+the name check stands in the way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from adversary import put
+from conftest import PASSPHRASE, fusevault, mounted
+
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.vault.nodes import NODE, open_node_doc
+from fusevault.vault.opening import unlock_vault
+
+BAD_NAMES = ["../../../escaped.txt", "a/b", "nul\x00x", ".", "..", "", "x" * 256]
+
+
+def _nodes_by_name(vault: Path) -> tuple[dict, dict]:
+    """(name -> node document, fid -> name) of alice's tree, read with her key."""
+    unlocked = unlock_vault(vault, "alice", PASSPHRASE.encode())
+    try:
+        by_name, names = {}, {}
+        for doc in unlocked.store.iter_type(NODE):
+            _, attrs = open_node_doc(doc, unlocked.key)
+            for _, name in attrs["links"]:
+                by_name[name] = doc
+                names[doc["_id"]] = name
+        return by_name, names
+    finally:
+        unlocked.store.close()
+
+
+def _rename_in_store(vault: Path, doc: dict, new_name: str) -> None:
+    """Seal and sign a node document whose link carries ``new_name`` (a valid document, bad name)."""
+    unlocked = unlock_vault(vault, "alice", PASSPHRASE.encode())
+    try:
+        key = unlocked.key
+        dek, attrs = open_node_doc(doc, key)
+        attrs["links"] = [[parent, new_name] for parent, _ in attrs["links"]]
+        plain = json.dumps(attrs, separators=(",", ":")).encode()
+        sealed = aead.seal(dek, plain, aead.ad("node", doc["_id"]))
+        forged = {k: v for k, v in doc.items() if k != "sig"}
+        forged["enc"] = b64e(sealed)
+        forged = sign_doc(key.user_id, key.identity.sign, forged)
+    finally:
+        unlocked.store.close()
+    put(vault, forged)
+
+
+def _logs() -> str:
+    logs = Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs"
+    return "".join(p.read_text(errors="replace") for p in logs.glob("mount-*.log"))
+
+
+def _make_files(vault: Path, mountpoint: Path, count: int) -> None:
+    with mounted(vault, mountpoint) as mnt:
+        (mnt / "docs").mkdir()
+        for i in range(count):
+            (mnt / "docs" / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
+        (mnt / "docs" / "keep.txt").write_bytes(b"kept\n")
+
+
+def test_a_traversal_name_is_refused_the_folder_lists_and_export_stays_inside(vault: Path,
+                                                                               tmp_path: Path) -> None:
+    _make_files(vault, tmp_path / "mnt", 1)
+    by_name, _ = _nodes_by_name(vault)
+    victim = by_name["f0.txt"]
+    _rename_in_store(vault, victim, "../../../escaped.txt")
+    dest = tmp_path / "out" / "a" / "b"
+    dest.mkdir(parents=True)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt / "docs")) == ["keep.txt"]  # no EIO: the rest lists
+        assert (mnt / "docs" / "keep.txt").read_bytes() == b"kept\n"
+        status = fusevault("status", mnt, passphrase=None)
+        assert status.returncode == 0, status.stderr
+        assert "WARNING" in status.stdout and victim["_id"] in status.stdout
+        assert "refused a link" in status.stdout
+        assert victim["_id"] in _logs() and "refused a link" in _logs()
+        done = fusevault("export", mnt / "docs", dest)
+        assert done.returncode == 0, done.stderr
+        assert (dest / "docs" / "keep.txt").read_bytes() == b"kept\n"
+        (mnt / "docs" / "new.txt").write_bytes(b"still serving\n")  # the mount still serves
+        assert (mnt / "docs" / "new.txt").read_bytes() == b"still serving\n"
+    escaped = [p for p in tmp_path.rglob("escaped.txt")]
+    assert escaped == []
+    assert sorted(p.name for p in (dest / "docs").iterdir()) == ["keep.txt"]
+
+
+def test_names_with_slash_nul_dots_empty_or_too_long_are_refused(vault: Path, tmp_path: Path) -> None:
+    _make_files(vault, tmp_path / "mnt", len(BAD_NAMES))
+    by_name, _ = _nodes_by_name(vault)
+    victims = [by_name[f"f{i}.txt"] for i in range(len(BAD_NAMES))]
+    for doc, bad in zip(victims, BAD_NAMES):
+        _rename_in_store(vault, doc, bad)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt / "docs")) == ["keep.txt"]
+        assert sorted(os.listdir(mnt)) == ["docs"]
+        status = fusevault("status", mnt, "--json", passphrase=None)
+        assert status.returncode == 0, status.stderr
+        refused = {a["subject"] for a in json.loads(status.stdout)["mounts"][0]["alarms"]
+                   if a["kind"] == "bad-name"}
+        assert refused == {doc["_id"] for doc in victims}
