@@ -10,16 +10,19 @@ the name check stands in the way.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 
+import pytest
 from adversary import put
 from conftest import PASSPHRASE, fusevault, mounted
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
+from fusevault.vault.content import check_vfmeta, vfmeta_bytes
 from fusevault.vault.nodes import NODE, open_node_doc
 from fusevault.vault.opening import unlock_vault
 
@@ -111,3 +114,72 @@ def test_names_with_slash_nul_dots_empty_or_too_long_are_refused(vault: Path, tm
         refused = {a["subject"] for a in json.loads(status.stdout)["mounts"][0]["alarms"]
                    if a["kind"] == "bad-name"}
         assert refused == {doc["_id"] for doc in victims}
+
+
+# --- sidecars: authenticated before any field is used
+
+
+def _sidecar_case(vault: Path, tmp_path: Path) -> tuple[Path, dict, bytes, bytes]:
+    """A file ``s.bin`` written and unmounted: (its sidecar path, its node document, its DEK, its bytes)."""
+    data = os.urandom(200_000)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "s.bin").write_bytes(data)
+    by_name, _ = _nodes_by_name(vault)
+    doc = by_name["s.bin"]
+    unlocked = unlock_vault(vault, "alice", PASSPHRASE.encode())
+    try:
+        dek, _ = open_node_doc(doc, unlocked.key)
+    finally:
+        unlocked.store.close()
+    return vault / "users" / doc["owner"] / "own" / f"{doc['_id']}.vfmeta", doc, dek, data
+
+
+def _sidecar_alarms(mnt: Path) -> list[dict]:
+    status = fusevault("status", mnt, "--json", passphrase=None)
+    assert status.returncode == 0, status.stderr
+    return [a for a in json.loads(status.stdout)["mounts"][0]["alarms"] if a["kind"] == "sidecar"]
+
+
+def test_a_forged_sidecar_of_a_newer_epoch_naming_another_owner_is_not_used(vault: Path,
+                                                                              tmp_path: Path) -> None:
+    sidecar, doc, _, data = _sidecar_case(vault, tmp_path)
+    genuine = json.loads(sidecar.read_bytes())
+    forged = {"FILE_ID": doc["_id"], "OWNER_ID": "0" * 32, "ACL": ["0" * 32 + ":READ,WRITE"],
+              "format": genuine["format"], "epoch": genuine.get("epoch", 0) + 1,
+              "tag": b64e(os.urandom(16))}
+    sidecar.write_text(json.dumps(forged))
+    before = sidecar.read_bytes()
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "s.bin").read_bytes() == data  # the records' own authentication holds
+        found = _sidecar_alarms(mnt)
+        assert [a["subject"] for a in found] == [doc["_id"]] and "forged" in found[0]["text"]
+        assert doc["_id"] in _logs()
+    assert sidecar.read_bytes() == before  # nothing rewritten on the strength of an unchecked claim
+
+
+def test_an_authenticated_sidecar_naming_another_owner_is_refused(vault: Path, tmp_path: Path) -> None:
+    """A holder of the file's key can seal a sidecar; its OWNER_ID must still be the node's."""
+    sidecar, doc, dek, _ = _sidecar_case(vault, tmp_path)
+    genuine = json.loads(sidecar.read_bytes())
+    sidecar.write_bytes(vfmeta_bytes(doc["_id"], "0" * 32, dek, ["0" * 32 + ":READ,WRITE"],
+                                     genuine.get("epoch", 0)))
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        with pytest.raises(OSError) as err:
+            (mnt / "s.bin").read_bytes()
+        assert err.value.errno == errno.EIO
+        assert [a["subject"] for a in _sidecar_alarms(mnt)] == [doc["_id"]]
+        (mnt / "other.txt").write_bytes(b"still serving\n")
+        assert (mnt / "other.txt").read_bytes() == b"still serving\n"
+
+
+def test_a_sidecar_of_an_older_epoch_is_written_again_from_the_documents(vault: Path,
+                                                                           tmp_path: Path) -> None:
+    """A forged sidecar that claims an older key is replaced by one made from the documents."""
+    sidecar, doc, dek, data = _sidecar_case(vault, tmp_path)
+    genuine = json.loads(sidecar.read_bytes())
+    forged = dict(genuine, OWNER_ID="0" * 32, epoch=-1, tag=b64e(os.urandom(16)))
+    sidecar.write_text(json.dumps(forged))
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "s.bin").read_bytes() == data
+    fields = check_vfmeta(sidecar.read_bytes(), doc["_id"], doc["owner"], dek, genuine.get("epoch", 0))
+    assert fields is not None and fields["OWNER_ID"] == doc["owner"]

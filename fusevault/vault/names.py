@@ -69,14 +69,20 @@ def check_path(path: bytes | str, where: str) -> bytes:
     return raw
 
 
+def alarms_of(volume: Volume | None) -> alarms.Alarms | None:
+    """The reader's alarm list (a volume without key pairs has one too), or None without a reader."""
+    trust = getattr(volume, "trust", None)
+    if trust is not None:
+        return trust.alarms
+    key = getattr(volume, "key", None)
+    return alarms.for_user(key.user_id) if key is not None else None
+
+
 def refuse(volume: Volume | None, subject: str, why: str) -> None:
     """Raise the alarm for a refused name (once per subject), in the log and ``fusevault status``."""
-    trust = getattr(volume, "trust", None)
-    key = getattr(volume, "key", None)
-    if trust is not None:
-        trust.alarms.warn("bad-name", subject, why)
-    elif key is not None:
-        alarms.for_user(key.user_id).warn("bad-name", subject, why)
+    found = alarms_of(volume)
+    if found is not None:
+        found.warn("bad-name", subject, why)
     else:
         log.warning("%s", why)
 

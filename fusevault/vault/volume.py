@@ -992,7 +992,8 @@ class Volume:
         if node.content is None:
             try:
                 node.content = Content(self.layout, node.owner, node.fid, node.dek,
-                                       node.manifest, node.head, acl=self._acl(node), epoch=node.epoch)
+                                       node.manifest, node.head, acl=self._acl(node), epoch=node.epoch,
+                                       alarms=names.alarms_of(self))
             except OSError as err:
                 raise os_error(err, "opening file contents") from None
         return node.content
