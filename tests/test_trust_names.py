@@ -46,11 +46,18 @@ def _nodes_by_name(vault: Path) -> tuple[dict, dict]:
 
 def _rename_in_store(vault: Path, doc: dict, new_name: str) -> None:
     """Seal and sign a node document whose link carries ``new_name`` (a valid document, bad name)."""
+    def rename(attrs: dict) -> None:
+        attrs["links"] = [[parent, new_name] for parent, _ in attrs["links"]]
+    _reseal(vault, doc, rename)
+
+
+def _reseal(vault: Path, doc: dict, change) -> None:
+    """``doc`` with its sealed attributes changed, sealed under its DEK and signed: put in the store."""
     unlocked = unlock_vault(vault, "alice", PASSPHRASE.encode())
     try:
         key = unlocked.key
         dek, attrs = open_node_doc(doc, key)
-        attrs["links"] = [[parent, new_name] for parent, _ in attrs["links"]]
+        change(attrs)
         plain = json.dumps(attrs, separators=(",", ":")).encode()
         sealed = aead.seal(dek, plain, aead.ad("node", doc["_id"]))
         forged = {k: v for k, v in doc.items() if k != "sig"}
@@ -114,6 +121,39 @@ def test_names_with_slash_nul_dots_empty_or_too_long_are_refused(vault: Path, tm
         refused = {a["subject"] for a in json.loads(status.stdout)["mounts"][0]["alarms"]
                    if a["kind"] == "bad-name"}
         assert refused == {doc["_id"] for doc in victims}
+
+
+def test_a_trash_entry_whose_old_path_leaves_the_vault_is_refused(vault: Path, tmp_path: Path) -> None:
+    _make_files(vault, tmp_path / "mnt", 2)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        os.unlink(mnt / "docs" / "f0.txt")
+        os.unlink(mnt / "docs" / "f1.txt")
+    deleted = {}
+    unlocked = unlock_vault(vault, "alice", PASSPHRASE.encode())
+    try:
+        for doc in unlocked.store.iter_type(NODE):
+            _, attrs = open_node_doc(doc, unlocked.key)
+            if attrs.get("trashed"):
+                deleted[attrs["trashed"][0]] = doc
+    finally:
+        unlocked.store.close()
+    assert sorted(deleted) == ["docs/f0.txt", "docs/f1.txt"]
+
+    def escape(attrs: dict) -> None:
+        attrs["trashed"] = ["../../escaped.txt", attrs["trashed"][1]]
+    _reseal(vault, deleted["docs/f0.txt"], escape)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        listed = fusevault("trash", mnt, "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [t["path"] for t in json.loads(listed.stdout)["trash"]] == ["docs/f1.txt"]
+        status = fusevault("status", mnt, "--json", passphrase=None)
+        refused = [a["subject"] for a in json.loads(status.stdout)["mounts"][0]["alarms"]
+                   if a["kind"] == "bad-name"]
+        assert refused == [deleted["docs/f0.txt"]["_id"]]
+        restored = fusevault("restore", mnt / "docs" / "f1.txt")
+        assert restored.returncode == 0, restored.stderr
+        assert (mnt / "docs" / "f1.txt").read_bytes() == b"file 1\n"
+    assert list(tmp_path.rglob("escaped.txt")) == []
 
 
 # --- sidecars: authenticated before any field is used

@@ -59,14 +59,25 @@ def check(name: bytes | str, where: str) -> bytes:
     return str_to_name(name) if isinstance(name, str) else name
 
 
-def check_path(path: bytes | str, where: str) -> bytes:
-    """A vault path ``/a/b`` from a document: each part a valid name (the root is ``/``)."""
+def path_problem(path: bytes | str) -> str | None:
+    """Why ``path`` (``/a/b`` in the vault, or ``a/b`` under a folder) is not a path of valid names."""
     raw = str_to_name(path) if isinstance(path, str) else path
-    for part in raw.strip(b"/").split(b"/") if raw.strip(b"/") else []:
-        check(part, where)
-    if b"//" in raw or b"\0" in raw:
-        raise BadName(f"{where}: refused a malformed path")
-    return raw
+    inner = raw.strip(b"/")
+    if not inner:
+        return None  # the root
+    for part in inner.split(b"/"):
+        why = problem(part)
+        if why is not None:
+            return f"a path with {why}"
+    return None
+
+
+def check_path(path: bytes | str, where: str) -> bytes:
+    """A path from a document, each part a valid name; or raise BadName."""
+    why = path_problem(path)
+    if why is not None:
+        raise BadName(f"{where}: refused {why}")
+    return str_to_name(path) if isinstance(path, str) else path
 
 
 def alarms_of(volume: Volume | None) -> alarms.Alarms | None:

@@ -274,6 +274,10 @@ class Volume:
             else:
                 top, label = SHARED_DIR, shares.users.get(grant.owner, {}).get("username", grant.owner)
             outer = folder(root, top, f"virtual:{top.decode()}")
+            if not isinstance(label, str) or not names.valid(label):
+                names.refuse(self, f"label:{grant.owner}:{grant.grantee}", "a user or group name that is not "
+                             "a file name: its shares are shown under its id")
+                label = grant.grantee if grant.group else grant.owner
             inner = outer and folder(outer, str_to_name(label), f"virtual:{top.decode()}:{label}")
             if inner is None:
                 log.warning("%s is taken by a file of your own: shares are not shown there", top.decode())
