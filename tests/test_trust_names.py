@@ -16,8 +16,9 @@ import os
 from pathlib import Path
 
 import pytest
-from adversary import put
+from adversary import Server, put
 from conftest import PASSPHRASE, fusevault, mounted
+from test_sync import settled, wait_for
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
@@ -51,8 +52,8 @@ def _rename_in_store(vault: Path, doc: dict, new_name: str) -> None:
     _reseal(vault, doc, rename)
 
 
-def _reseal(vault: Path, doc: dict, change) -> None:
-    """``doc`` with its sealed attributes changed, sealed under its DEK and signed: put in the store."""
+def _reseal(vault: Path, doc: dict, change, *, store: bool = True) -> dict:
+    """``doc`` with its sealed attributes changed, sealed under its DEK and signed (put in the store)."""
     unlocked = unlock_vault(vault, "alice", PASSPHRASE.encode())
     try:
         key = unlocked.key
@@ -65,7 +66,9 @@ def _reseal(vault: Path, doc: dict, change) -> None:
         forged = sign_doc(key.user_id, key.identity.sign, forged)
     finally:
         unlocked.store.close()
-    put(vault, forged)
+    if store:
+        put(vault, forged)
+    return forged
 
 
 def _logs() -> str:
@@ -121,6 +124,39 @@ def test_names_with_slash_nul_dots_empty_or_too_long_are_refused(vault: Path, tm
         refused = {a["subject"] for a in json.loads(status.stdout)["mounts"][0]["alarms"]
                    if a["kind"] == "bad-name"}
         assert refused == {doc["_id"] for doc in victims}
+
+
+def test_a_bad_name_arriving_from_the_server_is_refused_while_mounted(couchdb_url: str,
+                                                                      tmp_path: Path) -> None:
+    vault = tmp_path / "laptop"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    added = fusevault("peer", "add", "server", couchdb_url, "--vault", vault, passphrase=None)
+    assert added.returncode == 0, added.stderr
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "docs").mkdir()
+        (mnt / "docs" / "f0.txt").write_bytes(b"file 0\n")
+        (mnt / "docs" / "keep.txt").write_bytes(b"kept\n")
+        wait_for(lambda: settled(mnt), "the files to reach the server")
+    by_name, _ = _nodes_by_name(vault)
+    victim = by_name["f0.txt"]
+    forged = _rename_in_server_doc(vault, victim)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt / "docs")) == ["f0.txt", "keep.txt"]
+        Server(couchdb_url).put(forged)
+
+        def refused() -> bool:
+            status = fusevault("status", mnt, "--json", passphrase=None)
+            return any(a["kind"] == "bad-name" and a["subject"] == victim["_id"]
+                       for a in json.loads(status.stdout)["mounts"][0]["alarms"])
+        wait_for(refused, "the forged name to arrive")
+        assert sorted(os.listdir(mnt / "docs")) == ["keep.txt"]  # the old name left, the new is refused
+        assert (mnt / "docs" / "keep.txt").read_bytes() == b"kept\n"
+
+
+def _rename_in_server_doc(vault: Path, doc: dict) -> dict:
+    def rename(attrs: dict) -> None:
+        attrs["links"] = [[parent, "../../../escaped.txt"] for parent, _ in attrs["links"]]
+    return _reseal(vault, doc, rename, store=False)
 
 
 def test_a_trash_entry_whose_old_path_leaves_the_vault_is_refused(vault: Path, tmp_path: Path) -> None:
