@@ -259,3 +259,14 @@ def test_a_sidecar_of_an_older_epoch_is_written_again_from_the_documents(vault: 
         assert (mnt / "s.bin").read_bytes() == data
     fields = check_vfmeta(sidecar.read_bytes(), doc["_id"], doc["owner"], dek, genuine.get("epoch", 0))
     assert fields is not None and fields["OWNER_ID"] == doc["owner"]
+
+
+def test_user_and_group_names_that_would_be_dot_folders_are_refused(vault: Path) -> None:
+    """A user's or group's name is a folder name in shared/ and groups/: never '.' or '..'."""
+    env = {"FUSEVAULT_VAULT": str(vault)}
+    adding = {**env, "FUSEVAULT_NEW_PASSPHRASE": PASSPHRASE}
+    for name in (".", ".."):
+        user = fusevault("user", "add", name, "--uid", "3001", env=adding)
+        assert user.returncode == 12 and "invalid user name" in user.stderr, user.stderr
+        group = fusevault("group", "add", name, "--owner", "alice", env=env)
+        assert group.returncode == 12 and "invalid group name" in group.stderr, group.stderr
