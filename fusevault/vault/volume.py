@@ -287,7 +287,7 @@ class Volume:
                 continue
             name = node.links[0][1] if node.links else grant.fid.encode()
             if name in inner.children:
-                name = b"%s (%s)" % (name, grant.fid[:8].encode())
+                name = b"%s (%s)" % (name[:names.MAX_BYTES - 11], grant.fid[:8].encode())  # a name still
             inner.children[name] = ino
             inner.subdirs += int(node.is_dir)
 
