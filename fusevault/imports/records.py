@@ -11,6 +11,7 @@ user's private-document key.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass
 
@@ -18,6 +19,9 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.errors import CorruptData
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
+from fusevault.vault import names
+
+log = logging.getLogger(__name__)
 
 RECORD = "ImportRecord"
 
@@ -62,5 +66,9 @@ def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
             record = Record(**{**fields, "stamp": Stamp(**fields["stamp"])})
         except (KeyError, TypeError):
             raise CorruptData(f"import record {doc_id} is malformed") from None
+        why = names.path_problem(record.vault_path) or names.path_problem(record.file_location)
+        if why is not None or not record.file_location.strip("/"):
+            log.warning("import record %s refused: %s", doc_id, why or "an empty path")
+            continue
         found[record.file_location] = (record, rev)
     return found

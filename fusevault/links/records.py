@@ -8,6 +8,7 @@ private-document key (like the importer's records).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 from fusevault.crypto.keys import MasterKey
@@ -15,6 +16,9 @@ from fusevault.errors import CorruptData
 from fusevault.links.capability import OwnerKeys
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
+from fusevault.vault import names
+
+log = logging.getLogger(__name__)
 
 RECORD = "LinkRecord"
 
@@ -56,5 +60,10 @@ def load_records(store: Store, key: MasterKey) -> dict[str, tuple[LinkRecord, st
             record = LinkRecord(**{**fields, "keys": OwnerKeys.from_dict(fields["keys"])})
         except (KeyError, TypeError, ValueError):
             raise CorruptData(f"link record {doc_id} is malformed") from None
+        why = names.path_problem(record.path) or next(
+            (names.problem(n) for n in record.pending.values() if names.problem(n)), None)
+        if why is not None:
+            log.warning("link record %s refused: %s", doc_id, why)
+            continue
         found[record.item] = (record, rev)
     return found

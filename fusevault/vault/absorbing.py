@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fusevault.errors import VaultError
+from fusevault.vault import names
 from fusevault.vault.groups import GROUP
 from fusevault.vault.guests import key_files, open_guest
 from fusevault.vault.nodes import NODE, Node, node_from_doc, open_node_doc
@@ -254,7 +255,8 @@ async def settle_busy(volume: Volume, nodes: list[Node]) -> Absorbed:
 
 
 def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
-    wanted = [(volume.by_fid[p], name) for p, name in links if p in volume.by_fid]
+    wanted = [(volume.by_fid[p], name) for p, name in links
+              if p in volume.by_fid and names.link_ok(volume, node.fid, name)]
     for parent_ino, name in list(node.links):
         if (parent_ino, name) not in wanted:
             if (parent := volume.nodes.get(parent_ino)) is None:  # left and gone before it

@@ -38,6 +38,7 @@ from fusevault.crypto.keys import subkey
 from fusevault.errors import VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
+from fusevault.vault import names
 from fusevault.vault.absorbing import Absorbed, absorb_node, relink
 from fusevault.vault.content import Content
 from fusevault.vault.history import version_parents, version_plain
@@ -70,7 +71,8 @@ def copy_name(name: bytes, device: str, mtime_ns: int) -> bytes:
     if not dot or not stem:  # no extension, or a dot file
         stem, dot, ext = name, b"", b""
     when = time.strftime("%Y-%m-%d %H.%M", time.gmtime(mtime_ns / 1e9))
-    return stem + f" (conflict {device} {when})".encode() + dot + ext
+    tail = f" (conflict {device} {when})".encode() + dot + ext
+    return stem[:max(1, names.MAX_BYTES - len(tail))] + tail  # a long name's copy is a name still
 
 
 async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absorbed:
@@ -167,6 +169,12 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf) -> None
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
     parent = volume.nodes.get(volume.by_fid.get(parent_fid, ROOT_INODE)) or volume.nodes[ROOT_INODE]
     device = _device_of(store, loser) or "another device"
+    if not names.valid(name):
+        names.refuse(volume, loser.doc["_id"], f"a concurrent edit of {loser.doc['_id']} had a name that "
+                     "is not a file name: its conflict copy is named 'file'")
+        name = b"file"
+    if not isinstance(device, str) or not names.valid(device) or len(device) > 64:
+        device = "another device"
     copy = copy_name(name, device, loser.node.mtime)
     number = 2
     while copy in parent.children:

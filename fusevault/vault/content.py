@@ -30,6 +30,7 @@ import struct
 import threading
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
@@ -46,6 +47,9 @@ from fusevault.vault.manifest import (
     manifest_label,
 )
 from fusevault.vault.padding import PADME, padme
+
+if TYPE_CHECKING:
+    from fusevault.vault.alarms import Alarms
 
 log = logging.getLogger(__name__)
 
@@ -83,29 +87,51 @@ def vfmeta_bytes(fid: str, owner: str, dek: bytes, acl: list[str], epoch: int = 
     return json.dumps(fields, indent=1).encode()
 
 
-def check_vfmeta(data: bytes, fid: str, dek: bytes, epoch: int = 0) -> dict | None:
-    """The sidecar's fields; None when it is from an older epoch of the file's key.
+def check_vfmeta(data: bytes, fid: str, owner: str, dek: bytes, epoch: int = 0,
+                 alarms: Alarms | None = None) -> dict | None:
+    """The sidecar's fields once authenticated; None when it must be written again from the documents.
 
-    One of a newer epoch than ``dek``'s cannot be checked with it: its reader
-    was not given the file's newer key yet, or is its owner taking in a
-    version a recipient wrote under the older one during a revoke.  Like a
-    reader of an older version, it relies on the header and on the records'
-    own authentication (the sidecar holds no secret and decides nothing)."""
+    Nothing in it is used before its tag is checked under ``dek``: then its
+    FILE_ID and OWNER_ID must be the node's.  One that does not authenticate
+    is of another epoch of the file's key, or forged.  Its ``epoch`` is then
+    only a claim: older than ``dek``'s (a crash between a revoke and the
+    rewrite), the sidecar is written again from the documents; newer (a
+    recipient not given the file's new key yet, or the owner's mount holding
+    a version a recipient wrote under the older key), it cannot be checked
+    and nothing is rewritten: the reader relies on the header and on the
+    records' own authentication (the sidecar holds no secret and decides
+    nothing), and raises an alarm when the claim cannot be true (another
+    file's or owner's sidecar).  The same epoch and no authentication: EIO."""
     try:
         fields = json.loads(data)
         tag = b64d(fields.pop("tag"))
         canon = json.dumps(fields, sort_keys=True).encode()
-        at = int(fields.get("epoch", 0))
+        claimed = int(fields.get("epoch", 0))
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CorruptData(f"sidecar of {fid} is damaged") from None
-    if at < epoch:
-        return None
-    if at > epoch:
-        return fields
-    aead.unseal(dek, tag, aead.ad("vfmeta", canon))
-    if fields.get("FILE_ID") != fid:
-        raise CorruptData(f"sidecar of {fid} belongs to another file")
-    return fields
+    try:
+        aead.unseal(dek, tag, aead.ad("vfmeta", canon))
+    except CorruptData:
+        if claimed < epoch:
+            return None
+        if claimed == epoch:
+            _sidecar_alarm(alarms, fid, f"the sidecar of file {fid} fails authentication")
+            raise CorruptData(f"sidecar of {fid} fails authentication") from None
+        if fields.get("FILE_ID") != fid or fields.get("OWNER_ID") != owner:
+            _sidecar_alarm(alarms, fid, f"the sidecar of file {fid} claims a newer key but names another "
+                           "file or owner: forged; not used (the file's records are checked on their own)")
+        return {}  # unchecked: nothing of it is used, nothing is rewritten
+    if fields.get("FILE_ID") != fid or fields.get("OWNER_ID") != owner:
+        _sidecar_alarm(alarms, fid, f"the sidecar of file {fid} names another file or owner")
+        raise CorruptData(f"sidecar of {fid} belongs to another file or owner")
+    return None if claimed < epoch else fields
+
+
+def _sidecar_alarm(alarms: Alarms | None, fid: str, text: str) -> None:
+    if alarms is not None:
+        alarms.warn("sidecar", fid, text)
+    else:
+        log.warning("%s", text)
 
 
 def record_length(plain: int) -> int:
@@ -137,8 +163,10 @@ class Content:
 
     def __init__(self, layout: Layout, owner: str, fid: str, dek: bytes,
                  manifest_loc: tuple[int, int] | None, head: str | None, *,
-                 acl: list[str] | None = None, check_sidecar: bool = True, epoch: int = 0) -> None:
+                 acl: list[str] | None = None, check_sidecar: bool = True, epoch: int = 0,
+                 alarms: Alarms | None = None) -> None:
         self.layout = layout
+        self.alarms = alarms  # the reader's, for a sidecar that is not what it claims
         self.owner = owner
         self.fid = fid
         self.dek = dek
@@ -242,7 +270,8 @@ class Content:
         if self.check_sidecar:
             try:
                 with open(self.vfmeta_path, "rb") as sidecar:
-                    current = check_vfmeta(sidecar.read(), self.fid, self.dek, self.epoch)
+                    current = check_vfmeta(sidecar.read(), self.fid, self.owner, self.dek, self.epoch,
+                                           self.alarms)
             except FileNotFoundError:
                 current = None  # the file came from a peer: no sidecar here yet
             if current is None:

@@ -30,6 +30,7 @@ from fusevault.encoding import name_to_str
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoSpace, PermissionDenied, VaultError
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
+from fusevault.vault import names
 from fusevault.vault.nodes import Node
 from fusevault.vault.placing import read_file
 from fusevault.vault.volume import Volume
@@ -43,7 +44,7 @@ def tree(volume: Volume, node: Node, rel: str) -> list[tuple[str, Node]]:
     found = [(rel, node)]
     if node.is_dir:
         for name, ino in sorted(node.children.items()):
-            if name in (b".", b"..") or b"/" in name or b"\0" in name:
+            if not names.valid(name):  # refused where it came in; never a host path
                 raise CorruptData(f"a name in {name_to_str(volume.path_of(node))} is not a file name")
             found += tree(volume, volume.nodes[ino], os.path.join(rel, name_to_str(name)))
     return found

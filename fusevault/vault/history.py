@@ -9,6 +9,7 @@ through that manifest, so versions share every block they did not change.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -19,9 +20,14 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import b64d
 from fusevault.errors import CorruptData, InvalidInput
 from fusevault.store import Store
+from fusevault.vault import names
 from fusevault.vault.nodes import VERSION, doc_dek, open_node_doc
 
+log = logging.getLogger(__name__)
+
 NS = 10**9
+# A version whose recorded place is not a path of file names (vault/names.py): shown as this.
+REFUSED_PATH = "(a refused name)"
 # Saving by rename a million times would make a chain this long; it stops here.
 MAX_LINEAGE = 10_000
 NAME_FORMAT = "%Y-%m-%dT%H-%M-%S"
@@ -58,9 +64,12 @@ def open_version_doc(doc: dict, dek: bytes) -> Version:
     plain = version_plain(doc, dek)
     try:
         location, name = plain["file_location"], plain["file_name"]
+        path = f"{location}/{name}" if location else name
+        if names.problem(name) or names.path_problem(location):
+            log.warning("version %s names a path that is not one: shown as %r", vid, REFUSED_PATH)
+            path = REFUSED_PATH
         return Version(vid, fid, doc["_rev"], plain["file_entry_ts"], plain["size"], plain["mtime"],
-                       plain["author"], f"{location}/{name}" if location else name,
-                       tuple(plain["manifest"]), dek)
+                       plain["author"], path, tuple(plain["manifest"]), dek)
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"version document {vid} is malformed") from None
 

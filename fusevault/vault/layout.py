@@ -178,6 +178,8 @@ def check_writable(root: Path) -> None:
 
 
 def validate_name(kind: str, name: str) -> str:
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "._-" for c in name):
+    # Shown as a folder name (shared/<owner>/, groups/<group>/): never "." or "..".
+    if (not name or len(name) > 64 or name in (".", "..")
+            or not all(c.isalnum() or c in "._-" for c in name)):
         raise InvalidInput(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' or '-'")
     return name

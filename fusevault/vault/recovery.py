@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import Exists, InvalidInput, NotFound
 from fusevault.store import Store
+from fusevault.vault import names
 from fusevault.vault.content import Content
 from fusevault.vault.history import Version, file_history, pick
 from fusevault.vault.nodes import NODE, Node, detached_node, open_node_doc
@@ -78,6 +79,10 @@ def trash(volume: Volume) -> list[Trashed]:
         _, attrs = open_node_doc(doc, volume.key)
         if attrs.get("trashed") and not stat.S_ISDIR(attrs["mode"]):
             path, when = attrs["trashed"]
+            why = names.path_problem(path) if isinstance(path, str) else "a malformed path"
+            if why is not None:
+                names.refuse(volume, doc["_id"], f"refused the trash entry of {doc['_id']}: {why}")
+                continue
             entries.append(Trashed(doc, str_to_name(path), when, attrs["size"]))
     return sorted(entries, key=lambda t: t.deleted_at, reverse=True)
 

@@ -43,6 +43,7 @@ from fusevault.errors import (
     VaultError,
 )
 from fusevault.store import Store
+from fusevault.vault import names
 from fusevault.vault.absorbing import reload_contents
 from fusevault.vault.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.groups import can_write
@@ -217,6 +218,8 @@ class Volume:
     def _link_loaded(self, node: Node, links: list[tuple[str, bytes]], *,
                      guest_inodes: dict[str, int] | None = None) -> None:
         for parent_fid, name in links:
+            if not names.link_ok(self, node.fid, name):
+                continue
             parent_ino = self.by_fid.get(parent_fid)
             if parent_ino is None and guest_inodes is not None:
                 # A guest whose parent this user cannot open: a share's root.
@@ -271,6 +274,10 @@ class Volume:
             else:
                 top, label = SHARED_DIR, shares.users.get(grant.owner, {}).get("username", grant.owner)
             outer = folder(root, top, f"virtual:{top.decode()}")
+            if not isinstance(label, str) or not names.valid(label):
+                names.refuse(self, f"label:{grant.owner}:{grant.grantee}", "a user or group name that is not "
+                             "a file name: its shares are shown under its id")
+                label = grant.grantee if grant.group else grant.owner
             inner = outer and folder(outer, str_to_name(label), f"virtual:{top.decode()}:{label}")
             if inner is None:
                 log.warning("%s is taken by a file of your own: shares are not shown there", top.decode())
@@ -280,7 +287,7 @@ class Volume:
                 continue
             name = node.links[0][1] if node.links else grant.fid.encode()
             if name in inner.children:
-                name = b"%s (%s)" % (name, grant.fid[:8].encode())
+                name = b"%s (%s)" % (name[:names.MAX_BYTES - 11], grant.fid[:8].encode())  # a name still
             inner.children[name] = ino
             inner.subdirs += int(node.is_dir)
 
@@ -989,7 +996,8 @@ class Volume:
         if node.content is None:
             try:
                 node.content = Content(self.layout, node.owner, node.fid, node.dek,
-                                       node.manifest, node.head, acl=self._acl(node), epoch=node.epoch)
+                                       node.manifest, node.head, acl=self._acl(node), epoch=node.epoch,
+                                       alarms=names.alarms_of(self))
             except OSError as err:
                 raise os_error(err, "opening file contents") from None
         return node.content
