@@ -103,7 +103,8 @@ class Requests:
     async def do_gc(self, request: dict) -> dict:
         """Apply the user's own policy (or the vault's default) to their own files."""
         now = parse_when(request["as_of"]) if request.get("as_of") else time.time_ns()
-        policy, source = await self.vol.store_call(retention.policy_for, self.vol.store, self.vol.key.user_id)
+        policy, source = await self.vol.store_call(retention.policy_for, self.vol.store, self.vol.key.user_id,
+                                                   self.vol.trust)
         report = await gc.collect(self.vol, policy, now, self.busy(), bool(request.get("dry_run")))
         return {"policy": policy.describe(), "policy_source": source, **report.as_dict()}
 
@@ -124,12 +125,13 @@ class Requests:
         if request.get("follow_default"):
             if changes:
                 raise InvalidInput("either change your policy or follow the vault's default, not both")
-            await self.vol.store_call(retention.drop_own, store, me)
+            await self.vol.store_call(retention.drop_own, store, me, self.vol.trust.sign)
             await self.vol.in_thread(store.sync)
-        policy, source = await self.vol.store_call(retention.policy_for, store, me)
+        policy, source = await self.vol.store_call(retention.policy_for, store, me, self.vol.trust)
         if changes:
-            policy, source = retention.changed(policy, changes), retention.OWN
-            await self.vol.store_call(retention.save_own, store, me, policy)
+            base = retention.Policy() if source == retention.FORGED else policy
+            policy, source = retention.changed(base, changes), retention.OWN
+            await self.vol.store_call(retention.save_own, store, me, policy, self.vol.trust.sign)
             await self.vol.in_thread(store.sync)
         return retention.answer(policy, source)
 
