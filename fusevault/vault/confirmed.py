@@ -17,7 +17,7 @@ So every reader takes them from here, never from the document directly:
   confirm`` applies it.
 - ``passphrase_expiry_ttl`` from a signed document applies at once if it is no
   longer than the one this device confirmed (shorter is safer); a longer one is
-  pending.  A device that confirmed nothing yet takes the signed TTL.
+  pending.  A device that confirmed nothing yet compares with the default TTL.
 
 What this device confirmed is kept outside the vault, in the user's state
 directory (``paths.state_dir()/confirmed/<hash of vault dir and user>``),
@@ -77,6 +77,23 @@ def own_signature(doc: dict, key: MasterKey) -> bool:
 def _file(root: Path | str, user_id: str) -> tuple[Path, str]:
     name = hashlib.sha256(f"{os.path.realpath(root)}\0{user_id}".encode()).hexdigest()[:32]
     return paths.state_dir() / "confirmed" / name, name
+
+
+def mark_signed(root: Path | str, user_id: str) -> None:
+    """Remember that this device saw the user's document signed (vault/migrate.py): from then on an
+    unsigned one is a forgery, never a document from before signatures to sign."""
+    path, _ = _file(root, user_id)
+    mark = path.with_suffix(".signs")
+    if not mark.exists():
+        mark.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fsync(fd)
+        os.close(fd)
+
+
+def signed_before(root: Path | str, user_id: str) -> bool:
+    path, _ = _file(root, user_id)
+    return path.with_suffix(".signs").exists()
 
 
 def read(root: Path | str, key: MasterKey, alarms: Alarms | None = None) -> Settings | None:
@@ -157,10 +174,10 @@ def effective(user_doc: dict | None, key: MasterKey, root: Path | str,
         else:
             applied[name] = getattr(base, name)
             pending[name] = value
-    if mine is None or _ttl(offered) <= _ttl(mine):
+    if _ttl(offered) <= _ttl(base):
         applied[TTL] = offered.passphrase_expiry_ttl
     else:
-        applied[TTL] = mine.passphrase_expiry_ttl
+        applied[TTL] = base.passphrase_expiry_ttl
         pending[TTL] = offered.passphrase_expiry_ttl
     return Effective(replace(offered, **applied), pending, True)
 
