@@ -61,6 +61,12 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     change.add_argument("key", choices=KEYS, metavar="KEY")
     change.add_argument("value", metavar="VALUE")
     _where(change, passphrase_options)
+    confirm = actions.add_parser("confirm", help="apply the settings that arrived from elsewhere "
+                                 "(shown by `config show` as pending) on this device",
+                                 epilog="example:\n  fusevault config show\n  fusevault config confirm",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    confirm.add_argument("--yes", action="store_true", help="apply them without asking")
+    _where(confirm, passphrase_options)
 
     p = command("watch", "import the watched folder into a vault that is not mounted (foreground)",
                 "fusevault watch ~/vault       (a mount watches the folder itself)")
@@ -85,16 +91,49 @@ def cmd_config(args: argparse.Namespace) -> int:
         if args.key in FOLDERS and value.strip().lower() not in ("", "none", "off", "-"):
             value = os.path.abspath(os.path.expanduser(value))
         changes[args.key] = value
+    if args.action == "confirm":
+        return _confirm(args)
     answer = ask(args, {"cmd": "config", "set": changes})
-    settings = answer["settings"]
+    settings, pending = answer["settings"], answer.get("pending") or {}
     if getattr(args, "json", False):
-        print(json.dumps(settings, indent=1))
+        print(json.dumps({**settings, "pending": pending}, indent=1))
         return 0
     if args.action == "set":
         print(f"{args.key} = {_show(settings[args.key])}")
         return 0
     for key in KEYS:
-        print(f"{key:<24} {_show(settings[key])}")
+        waiting = f"   (pending: {_show(pending[key])})" if key in pending else ""
+        print(f"{key:<24} {_show(settings[key])}{waiting}")
+    if pending:
+        print(_PENDING if answer.get("signed", True) else _UNSIGNED)
+    return 0
+
+
+_PENDING = ("pending: changed elsewhere (another device or a peer), not applied here until you "
+            "run `fusevault config confirm`")
+_UNSIGNED = ("pending: your user document holds settings NOT signed with your key (someone else "
+             "wrote them): check them before `fusevault config confirm`")
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    """Show what waits, ask (unless --yes), then apply it on this device."""
+    answer = ask(args, {"cmd": "config"})
+    pending = answer.get("pending") or {}
+    if not pending:
+        print("nothing to confirm")
+        return 0
+    for key, value in pending.items():
+        print(f"{key:<24} {_show(answer['settings'][key])} -> {_show(value)}")
+    if not answer.get("signed", True):
+        print(_UNSIGNED)
+    if not args.yes:
+        if not os.isatty(0):
+            raise InvalidInput("confirm the settings above with `fusevault config confirm --yes`")
+        if input("apply these on this device? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return 0
+    answer = ask(args, {"cmd": "config", "confirm": True, "expect": pending})
+    print(f"applied: {', '.join(sorted(pending))}")
     return 0
 
 

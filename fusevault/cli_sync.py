@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -53,6 +54,11 @@ def add_commands(command: Command) -> None:
     q = actions.add_parser("list", help="the peers")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     _vault_option(q)
+    q = actions.add_parser("confirm", help="sync with a peer this device did not add itself "
+                           "(after checking where it points)")
+    q.add_argument("name")
+    q.add_argument("--yes", action="store_true", help="without asking")
+    _vault_option(q)
     q = actions.add_parser("remove", help="stop syncing with a peer (what it has stays there)")
     q.add_argument("name")
     _vault_option(q)
@@ -74,6 +80,8 @@ def cmd_peer(args: argparse.Namespace) -> int:
             raise InvalidInput("this vault keeps its documents in CouchDB already: it has no peers")
         if args.action == "add":
             _add(layout, store, args)
+        elif args.action == "confirm":
+            _confirm(layout, store, args)
         elif args.action == "remove":
             peer_docs.remove_peer(store, args.name)
             print(f"removed peer {args.name}")
@@ -102,15 +110,39 @@ def _add(layout, store, args: argparse.Namespace) -> None:
                  "another vault": "reachable, holds its owner's vault"}[held]
     doc = peer_docs.add_peer(store, args.name, args.url, source, dump_to)
     store.sync()
+    peer_docs.confirm_peer(layout.root, doc)
     kept = f"; kept encrypted in {dump_to}" if dump_to else ""
     print(f"added peer {args.name}: {peer_docs.url_of(doc)}, {state}{kept} (a running mount "
           "syncs with it within a second)")
 
 
+def _confirm(layout, store, args: argparse.Namespace) -> None:
+    """Show a peer (URL, credentials source, folder) and, once agreed, let this device sync with it."""
+    peer = peer_docs.find_peer(store, args.name)
+    if peer_docs.is_confirmed(layout.root, peer):
+        print(f"peer {args.name} is already confirmed on this device")
+        return
+    _print_peers([peer], False)
+    if not args.yes:
+        if not os.isatty(0):
+            raise InvalidInput(f"check the peer above, then `fusevault peer confirm {args.name} --yes`")
+        if input("sync with it from this device? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return
+    peer_docs.confirm_peer(layout.root, peer)
+    print(f"confirmed peer {args.name} on this device (a running mount syncs with it within a second)")
+
+
 def _storage_dir(store, args: argparse.Namespace) -> str:
+    from fusevault.vault.trust import self_signed
     from fusevault.vault.users import find_user
 
     user = find_user(store, args.user)
+    # No key here (the mount's settings are authenticated: vault/confirmed.py); at least the
+    # document must be signed, and the folder is shown in the answer and bound to the peer.
+    if not self_signed(user):
+        raise InvalidInput(f"the settings of {user['username']} are not signed: set peer_dir_for_storage "
+                           "again with `fusevault config set` first")
     base = user.get("peer_dir_for_storage")
     if not base:
         raise InvalidInput(f"{user['username']} has no peer_dir_for_storage: set it with "

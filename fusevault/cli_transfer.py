@@ -170,10 +170,13 @@ def _dump_dir(args: argparse.Namespace) -> Path | None:
         return Path(target) if target else None
     from fusevault.vault import users
     from fusevault.vault.opening import open_vault
+    from fusevault.vault.trust import self_signed
 
     _, store = open_vault(args.vault)
     try:
-        target = users.find_user(store, args.user).get("target_dir_to_dump")
+        user = users.find_user(store, args.user)
+        # Without the key only the document's own signature can be checked: unsigned, no default.
+        target = user.get("target_dir_to_dump") if self_signed(user) else None
     finally:
         store.close()
     return Path(target) if target else None

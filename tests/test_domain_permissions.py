@@ -314,11 +314,17 @@ def test_each_users_policy_applies_to_their_own_files_only(three: Path) -> None:
         assert await _read(alice, alice.resolve(b"a.txt").ino) == b"bob's save"
         assert [t.path for t in recovery.trash(alice)] == [b"gone.txt"]  # her trash_days: still 30
 
-        # The vault's default (what `retention --default --vault` writes) reaches carol only.
+        # The vault's default (what `retention --default --vault` writes, or anyone who writes the
+        # store) never keeps less than the built-in policy for carol, until she chooses to follow it;
+        # then it reaches carol only.
         assert await versions(carol, b"c.txt") == 3
         default = retention.Policy(keep_all_minutes=0, keep_all_days=0, daily_days=0, weekly_weeks=0)
         retention.save_default(trees.store, default)
-        answer = await Requests(carol).handle({"cmd": "gc"})
+        carols = Requests(carol)
+        answer = await carols.handle({"cmd": "gc"})
+        assert answer["policy_source"] == retention.MERGED and answer["versions_dropped"] == 0, answer
+        await carols.handle({"cmd": "retention", "follow_default": True})
+        answer = await carols.handle({"cmd": "gc"})
         assert answer["policy_source"] == retention.DEFAULT and answer["versions_dropped"] == 2, answer
         answer = await bobs.handle({"cmd": "retention", "follow_default": True})
         assert answer["source"] == retention.DEFAULT, answer
@@ -539,6 +545,9 @@ def test_a_write_recipient_restores_and_the_default_policy_is_roots(people: Peop
     default = fusevault("retention", "--default", "--keep-every", "0", "--keep-all", "0", "--daily", "0",
                         "--weekly", "0", "--vault", people.vault, passphrase=None)
     assert default.returncode == 0 and "(the vault's default)" in default.stdout, default.stderr
+    shown = people.run("carol", "retention")  # never shorter than built in, until she follows it
+    assert "(the vault's default, never shorter than the built-in one)" in shown.stdout, shown.stderr
+    assert people.run("carol", "retention", "--follow-default").returncode == 0
     shown = people.run("carol", "retention")
     assert "(the vault's default)" in shown.stdout, shown.stderr
     for name in ("alice", "carol"):

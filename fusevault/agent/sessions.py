@@ -30,12 +30,11 @@ from fusevault.imports.watcher import ImportService
 from fusevault.links.owner import collect_periodically as collect_drops
 from fusevault.store import Store
 from fusevault.tasks import Tasks
-from fusevault.vault import share_ops, users
+from fusevault.vault import confirmed, share_ops, users
 from fusevault.vault.absorbing import absorb
 from fusevault.vault.layout import Layout
 from fusevault.vault.placing import KernelCache
 from fusevault.vault.requests import Requests, collect_periodically
-from fusevault.vault.settings import Settings
 from fusevault.vault.versions_view import VersionsView
 from fusevault.vault.volume import Volume
 
@@ -144,7 +143,6 @@ class Agent:
                 raise InvalidInput(f"user {self.username} is no longer in this vault")
             key = await trio.to_thread.run_sync(users.unlock, doc, passphrase)
             doc = await trio.to_thread.run_sync(users.ensure_identity, self._store, doc, key)
-            ttl = Settings.of(doc).ttl_seconds()
             if self.session is None:
                 self.missed = []
                 try:
@@ -158,11 +156,17 @@ class Agent:
                     if (node := volume.nodes.get(ino)) is not None:
                         node.lookups = count
                 self.ops.remnant = {}
-                await self._open(volume, ttl)
+                await self._open(volume, await self._ttl(key))
                 log.info("unlocked %s", self.username)
             else:
-                self.expiry.start(self.user_id, ttl)
+                self.expiry.start(self.user_id, await self._ttl(key))
             return self.expiry.unlocked[self.user_id]
+
+    async def _ttl(self, key) -> float:
+        """The authenticated TTL (vault/confirmed.py), read after the unlock that signs the
+        documents of a vault from before signatures."""
+        doc = await trio.to_thread.run_sync(self._store.get, self.user_id)
+        return await trio.to_thread.run_sync(confirmed.ttl_seconds, doc, key, self._layout.root)
 
     async def lock(self, why: str) -> bool:
         """Wipe the user's keys now; False if they were not unlocked."""

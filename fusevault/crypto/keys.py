@@ -30,7 +30,7 @@ def subkey(master: bytes, purpose: str) -> bytes:
 class MasterKey:
     """An unlocked user's master key and the sub-keys derived from it."""
 
-    __slots__ = ("user_id", "_wrap", "_private", "_names", "identity")
+    __slots__ = ("user_id", "_wrap", "_private", "_names", "_device", "identity")
 
     def __init__(self, user_id: str, master: bytes) -> None:
         self.user_id = user_id
@@ -40,6 +40,8 @@ class MasterKey:
         self._wrap = subkey(master, "fusevault dek-wrap v1")
         self._private = subkey(master, "fusevault private-doc v1")
         self._names = subkey(master, "fusevault doc-name v1")
+        # What one device keeps for itself, outside the vault (vault/confirmed.py).
+        self._device = subkey(master, "fusevault device-state v1")
 
     def wrap_dek(self, fid: str, dek: bytes) -> bytes:
         return aead.seal(self._wrap, dek, aead.ad("dek", self.user_id, fid))
@@ -53,6 +55,13 @@ class MasterKey:
 
     def unseal_private(self, kind: str, doc_id: str, sealed: bytes) -> bytes:
         return aead.unseal(self._private, sealed, aead.ad(kind, self.user_id, doc_id))
+
+    def seal_device(self, kind: str, name: str, plain: bytes) -> bytes:
+        """Seal state this device keeps outside the vault (bound to its kind and name)."""
+        return aead.seal(self._device, plain, aead.ad(kind, self.user_id, name))
+
+    def unseal_device(self, kind: str, name: str, sealed: bytes) -> bytes:
+        return aead.unseal(self._device, sealed, aead.ad(kind, self.user_id, name))
 
     def name_id(self, kind: str, name: str) -> str:
         """A stable document id for a private name, which the id does not reveal."""

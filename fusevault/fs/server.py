@@ -83,16 +83,16 @@ def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> in
 
     from fusevault.fs.mount import serve
     from fusevault.store import open_store
+    from fusevault.vault.confirmed import ttl_seconds
     from fusevault.vault.meta_files import reconcile
     from fusevault.vault.opening import hold
-    from fusevault.vault.settings import Settings
     from fusevault.vault.volume import Volume
 
     hold(unlocked.layout)
     store = open_store(unlocked.layout.root, unlocked.layout.store)
     reconcile(unlocked.layout, store)
     volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
-    ttl = Settings.of(unlocked.user).ttl_seconds()
+    ttl = ttl_seconds(store.get(unlocked.key.user_id), unlocked.key, unlocked.layout.root)
     trio.run(lambda: serve(volume, mountpoint, user=unlocked.user, ttl=ttl, on_ready=on_ready,
                            info=_mount_info(unlocked, args.vault), allow_other=args.allow_other_users))
     return 0

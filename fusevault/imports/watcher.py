@@ -142,7 +142,8 @@ class ImportService:
 
     async def _watch_until_error(self) -> None:
         try:
-            settings = await self.vol.store_call(user_settings.load, self.vol.store, self.vol.key.user_id)
+            settings = await self.vol.store_call(user_settings.load, self.vol.store, self.vol.key,
+                                                 self.vol.layout.root)
             if settings.source_dir_to_watch is None:
                 self.task.set("off")
                 await trio.sleep_forever()

@@ -19,7 +19,7 @@ from fusevault.sync.service import device_of
 from fusevault.vault import layout as layouts
 from fusevault.vault import meta_files, users
 from fusevault.vault.padding import DEFAULT as padding_default
-from fusevault.vault.peers import add_peer, parse_url, read_credentials, url_of
+from fusevault.vault.peers import add_peer, confirm_peer, parse_url, read_credentials, url_of
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ async def _replicate(layout, db: CouchDatabase, username: str, secret: bytes, pe
         print(file=sys.stderr)
         users.find_user(store, username)  # checked before the pull; it came with it
         meta_files.reconcile(layout, store)
-        add_peer(store, peer_name, url, credentials)
+        confirm_peer(layout.root, add_peer(store, peer_name, url, credentials))
         store.sync()
         return {"documents": status.docs_down, "records": status.records_down}
     finally:

@@ -28,12 +28,15 @@ from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror
 from fusevault.sync.replicator import BACKOFF_MAX, VAULT_DOC, Arrived, PeerStatus, Replicator
+from fusevault.vault.alarms import for_user
 from fusevault.vault.layout import Layout, open_layout
 from fusevault.vault.layout import create as create_layout
-from fusevault.vault.peers import peers, read_credentials, url_of
+from fusevault.vault.peers import digest, is_confirmed, peers, read_credentials, url_of
+from fusevault.vault.trust import USER
 
 log = logging.getLogger(__name__)
 
+NOT_CONFIRMED = "not added on this device: not contacted (`fusevault peer confirm NAME` if it is yours)"
 PEERS_EVERY = 1.0  # how soon `peer add` / `peer remove` take effect in a running mount
 NO_BUDDY = ("a shared mount (--allow-other) keeps no backup buddy (--store-only): its folder is a "
             "user's, so that user's own mount keeps it")
@@ -101,6 +104,10 @@ class SyncService:
             if self.paused:
                 status.state, status.error = "paused", self.paused
                 await trio.sleep_forever()
+            if not await trio.to_thread.run_sync(is_confirmed, self.layout.root, peer):
+                status.state, status.error = "stopped", NOT_CONFIRMED
+                self._refused(peer)
+                return
             try:
                 auth = read_credentials(peer.get("credentials"))
             except VaultError as err:
@@ -116,6 +123,16 @@ class SyncService:
             finally:
                 with trio.CancelScope(shield=True):
                     await db.aclose()
+
+    def _refused(self, peer: dict) -> None:
+        """A Peers document not confirmed on this device: said in the log and each user's status."""
+        text = (f"peer {str(peer.get('name'))!r} ({url_of(peer)}) was not added on this device (a "
+                f"document planted or changed in the store?): not contacted, its credentials not read; "
+                f"if it is yours: `fusevault peer confirm {peer.get('name')} --vault VAULT`")
+        for user in self.store.iter_type(USER):
+            for_user(user["_id"]).warn("peer-unconfirmed", digest(peer), text)
+        if not any(True for _ in self.store.iter_type(USER)):
+            log.warning("%s", text)
 
     async def _run(self, replicator: Replicator) -> None:
         self._replicators[replicator.name] = replicator

@@ -28,14 +28,29 @@ def _own(doc: dict, user_id: str) -> bool:
     return doc.get("owner") == user_id
 
 
-def sign_own(store: Store, trust: Trust) -> int:
+def sign_own(store: Store, trust: Trust, root=None) -> int:
     """Sign the user's unsigned documents if their user document is not signed yet.
 
+    Never a user document that carries a signature that does not hold, nor an
+    unsigned one where this device saw the user signed before (``root``: the
+    vault's directory; vault/confirmed.py keeps that mark outside the vault):
+    both are forgeries (someone stripped or broke the signature to have this
+    unlock sign what they wrote), refused with an alarm.
+
     Returns how many documents were signed (0: nothing to do)."""
+    from fusevault.vault import confirmed
+
     me = store.get(trust.user_id)
     if me is None:
         return 0
     if self_signed(me):
+        if root is not None:
+            confirmed.mark_signed(root, trust.user_id)
+        trust.own_signed = True
+        return 0
+    if signer_of(me) is not None or (root is not None and confirmed.signed_before(root, trust.user_id)):
+        trust.alarms.warn("forged-user", trust.user_id, "this user's document is not signed with their "
+                          "key (forged or rolled back): it is not signed again, its settings are ignored")
         trust.own_signed = True
         return 0
     docs = [me]
@@ -47,6 +62,8 @@ def sign_own(store: Store, trust: Trust) -> int:
     store.put_many(signed)
     store.sync()
     trust.own_signed = True
+    if root is not None:
+        confirmed.mark_signed(root, trust.user_id)
     log.info("signed %d document(s) of user %s from before signatures", len(signed), trust.user_id)
     return len(signed)
 

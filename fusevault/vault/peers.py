@@ -8,15 +8,28 @@ person's vault this replica stores, without its keys, in that directory (a
 backup buddy under the user's ``peer_dir_for_storage``).  Peers documents are this replica's own: the sync
 service never sends them to a peer (a database reachable from one device
 may not be from another, and credentials are local).
+
+A Peers document is acted on (its host contacted, its credentials file read,
+its ``path_to_dump_chunks`` written) only if it was confirmed on this device:
+``fusevault peer add`` / ``join`` / ``peer confirm`` record a digest of every
+field that matters in ``paths.state_dir()/peers/<hash of the vault's
+directory>``, outside the vault and its store, where whoever writes the store
+cannot.  A Peers document a store writer planted or changed (pointing the
+credentials at ``~/.ssh/id_rsa``, say) matches no digest: the sync service
+refuses it with a warning and never opens the file nor contacts the host.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from fusevault import paths
 from fusevault.errors import AlreadyExists, InvalidInput, NotFound
 from fusevault.store import Store, tombstone
 from fusevault.vault.nodes import new_id
@@ -114,4 +127,57 @@ def remove_peer(store: Store, name: str) -> None:
         if peer["name"] == name:
             store.put_many([tombstone(peer)])
             return
+    raise NotFound(f"no peer named {name}")
+
+
+# --- which Peers documents this device confirmed
+
+_BOUND = ("_id", "name", "scheme", "host", "port", "db", "credentials", "path_to_dump_chunks")
+
+
+def digest(peer: dict) -> str:
+    """What a confirmation covers: every field that says whom to contact, with what, and where to write."""
+    canon = json.dumps({k: peer.get(k) for k in _BOUND}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _confirmed_file(root: Path | str) -> Path:
+    name = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:32]
+    return paths.state_dir() / "peers" / name
+
+
+def _confirmed(root: Path | str) -> set[str]:
+    try:
+        found = json.loads(_confirmed_file(root).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {d for d in found if isinstance(d, str)} if isinstance(found, list) else set()
+
+
+def is_confirmed(root: Path | str, peer: dict) -> bool:
+    return digest(peer) in _confirmed(root)
+
+
+def confirm_peer(root: Path | str, peer: dict) -> None:
+    """Remember ``peer`` as confirmed on this device (temp, fsync, rename)."""
+    path = _confirmed_file(root)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    known = sorted(_confirmed(root) | {digest(peer)})
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(known, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def find_peer(store: Store, name: str) -> dict:
+    for peer in peers(store):
+        if peer["name"] == name:
+            return peer
     raise NotFound(f"no peer named {name}")

@@ -20,7 +20,7 @@ from fusevault.errors import InvalidInput, PermissionDenied, VaultError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links.owner import Links
 from fusevault.tasks import TaskState
-from fusevault.vault import exporting, gc, recovery, retention, share_ops
+from fusevault.vault import confirmed, exporting, gc, recovery, retention, share_ops
 from fusevault.vault import settings as user_settings
 from fusevault.vault.history import Version, parse_when
 from fusevault.vault.placing import KernelCache, NoKernel, contents_changed
@@ -103,7 +103,8 @@ class Requests:
     async def do_gc(self, request: dict) -> dict:
         """Apply the user's own policy (or the vault's default) to their own files."""
         now = parse_when(request["as_of"]) if request.get("as_of") else time.time_ns()
-        policy, source = await self.vol.store_call(retention.policy_for, self.vol.store, self.vol.key.user_id)
+        policy, source = await self.vol.store_call(retention.policy_for, self.vol.store, self.vol.key.user_id,
+                                                   self.vol.trust)
         report = await gc.collect(self.vol, policy, now, self.busy(), bool(request.get("dry_run")))
         return {"policy": policy.describe(), "policy_source": source, **report.as_dict()}
 
@@ -124,35 +125,48 @@ class Requests:
         if request.get("follow_default"):
             if changes:
                 raise InvalidInput("either change your policy or follow the vault's default, not both")
-            await self.vol.store_call(retention.drop_own, store, me)
+            await self.vol.store_call(retention.drop_own, store, me, self.vol.trust.sign)
             await self.vol.in_thread(store.sync)
-        policy, source = await self.vol.store_call(retention.policy_for, store, me)
+        policy, source = await self.vol.store_call(retention.policy_for, store, me, self.vol.trust)
         if changes:
-            policy, source = retention.changed(policy, changes), retention.OWN
-            await self.vol.store_call(retention.save_own, store, me, policy)
+            base = retention.Policy() if source == retention.FORGED else policy
+            policy, source = retention.changed(base, changes), retention.OWN
+            await self.vol.store_call(retention.save_own, store, me, policy, self.vol.trust.sign)
             await self.vol.in_thread(store.sync)
         return retention.answer(policy, source)
 
     async def do_config(self, request: dict) -> dict:
-        """Show the user's settings; with "set", change them (all checked, then saved together)."""
-        user_id = self.vol.key.user_id
-        current = await self.vol.store_call(user_settings.load, self.vol.store, user_id)
+        """Show the user's settings (and what waits for confirmation on this device); with "set",
+        change them (all checked, then saved together); with "confirm", apply the pending ones.
+        Both confirm what they apply on this device (vault/confirmed.py)."""
+        key, root, store = self.vol.key, str(self.vol.layout.root), self.vol.store
+        doc = await self.vol.store_call(store.get, key.user_id)
+        now = await trio.to_thread.run_sync(confirmed.effective, doc, key, root, self.vol.trust.alarms)
         changes = request.get("set") or {}
-        if changes:
+        if changes or request.get("confirm"):
             if not isinstance(changes, dict) or not all(isinstance(v, str) for v in changes.values()):
                 raise InvalidInput("settings are given as KEY VALUE text")
-            wanted = user_settings.change(current, changes)
-            await trio.to_thread.run_sync(user_settings.check, wanted, str(self.vol.layout.root), self.host)
-            await self.vol.store_call(user_settings.save, self.vol.store, user_id, wanted,
-                                      self.vol.trust.sign)
-            current = wanted
+            if changes:
+                in_doc, wanted = confirmed.changed(now, doc, changes)
+            else:
+                if request.get("expect") is not None and request["expect"] != now.pending:
+                    raise InvalidInput("the pending settings changed since they were shown: "
+                                       "run `fusevault config confirm` again")
+                wanted = confirmed.confirm(now)
+                in_doc = wanted
+            await trio.to_thread.run_sync(user_settings.check, wanted, root, self.host)
+            await self.vol.store_call(user_settings.save, store, key.user_id, in_doc, self.vol.trust.sign)
+            await trio.to_thread.run_sync(confirmed.write, root, key, wanted)
+            doc = await self.vol.store_call(store.get, key.user_id)
+            now = await trio.to_thread.run_sync(confirmed.effective, doc, key, root, self.vol.trust.alarms)
             self.settings_changed()
-        return {"settings": current.as_dict()}
+        return {"settings": now.settings.as_dict(), "pending": now.pending, "signed": now.signed}
 
     async def do_export(self, request: dict) -> dict:
         dest = request.get("dest")
         if dest is None:
-            settings = await self.vol.store_call(user_settings.load, self.vol.store, self.vol.key.user_id)
+            settings = await self.vol.store_call(user_settings.load, self.vol.store, self.vol.key,
+                                                 self.vol.layout.root)
             dest = settings.target_dir_to_dump
             if dest is None:
                 raise InvalidInput("say where to export to, or set a default with "

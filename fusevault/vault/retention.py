@@ -14,6 +14,20 @@ their own files only: nobody's policy reaches files they do not own.  A user
 without one follows the vault's default (``retention``: the one policy of
 earlier versions, kept where it was), which only whoever may write the vault
 directory sets; without that either, the built-in defaults below apply.
+
+Who decides what gc deletes (issue 22): the store is written by others, so
+
+- ``retention-<uid>`` counts only if signed by that user (``Trust.verify``;
+  an unsigned one only from a user who has signed nothing yet).  One that is
+  not is refused with an alarm, and gc then drops nothing of theirs
+  (``FORGED``: ``KEEP_ALL``): their real policy is unknown, and may keep more.
+- The vault's default is written by the administrator without a key, so
+  anyone who writes the store can forge it.  It never makes gc drop what the
+  built-in policy keeps: a user who did not choose to follow it gets, window
+  by window, the longer of the default and the built-in policy
+  (``at_least_built_in``).  ``retention --follow-default`` writes a signed
+  ``{"follow_default": true}`` in ``retention-<uid>``: that user accepted the
+  default as it is, shorter windows included.
 """
 
 from __future__ import annotations
@@ -21,8 +35,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 
-from fusevault.errors import InvalidInput
-from fusevault.store import Store, tombstone
+from fusevault.errors import Forged, InvalidInput
+from fusevault.store import Store
 from fusevault.vault.history import NS, Version
 
 POLICY_ID = "retention"
@@ -54,6 +68,22 @@ class Policy:
 
 
 OWN, DEFAULT, BUILT_IN = "yours", "the vault's default", "built in"
+MERGED = "the vault's default, never shorter than the built-in one"
+FORGED = "none that holds: your policy document is not signed by you, nothing is dropped"
+# What gc applies when the user's own policy is forged: no window ever ends.
+KEEP_ALL = Policy(keep_all_days=10**6, daily_days=0, weekly_weeks=None, trash_days=10**6,
+                  keep_all_minutes=10**9)
+
+
+def at_least_built_in(default: Policy) -> Policy:
+    """Each window the longer of ``default`` and the built-in one (None: forever, the longest)."""
+    built_in = Policy()
+    weekly = (None if default.weekly_weeks is None or built_in.weekly_weeks is None
+              else max(default.weekly_weeks, built_in.weekly_weeks))
+    return Policy(keep_all_days=max(default.keep_all_days, built_in.keep_all_days),
+                  daily_days=max(default.daily_days, built_in.daily_days), weekly_weeks=weekly,
+                  trash_days=max(default.trash_days, built_in.trash_days),
+                  keep_all_minutes=max(default.keep_all_minutes, built_in.keep_all_minutes))
 
 
 def own_id(user_id: str) -> str:
@@ -71,34 +101,59 @@ def load_default(store: Store) -> Policy | None:
     return _policy(store.get(POLICY_ID))
 
 
-def load_own(store: Store, user_id: str) -> Policy | None:
-    """The user's own policy, if they set one."""
+def _own_doc(store: Store, user_id: str, trust) -> dict | None:
+    """The user's own retention document if it holds (signed by them); None if there is none.
+
+    Raises Forged (after an alarm) if there is one that does not hold."""
     doc = store.get(own_id(user_id))
-    if doc is not None and doc.get("user") != user_id:
-        raise InvalidInput(f"the retention document {own_id(user_id)} names another user")
-    return _policy(doc)
+    if doc is None or doc.get("_deleted"):
+        return None
+    if doc.get("user") != user_id or trust.checked(doc, user_id, "retention policy") != user_id:
+        trust.alarms.warn("forged-retention", own_id(user_id), f"the retention policy {own_id(user_id)} "
+                          "is not signed by its user: ignored, gc drops nothing of theirs until it is "
+                          "set again (`fusevault retention ...`)")
+        raise Forged(f"the retention document {own_id(user_id)} is not signed by its user")
+    return doc
 
 
-def policy_for(store: Store, user_id: str) -> tuple[Policy, str]:
+def load_own(store: Store, user_id: str, trust) -> Policy | None:
+    """The user's own policy, if they set one (and signed it)."""
+    doc = _own_doc(store, user_id, trust)
+    return None if doc is None or doc.get("follow_default") else _policy(doc)
+
+
+def policy_for(store: Store, user_id: str, trust) -> tuple[Policy, str]:
     """The policy that applies to ``user_id``'s files, and where it comes from
-    (OWN, DEFAULT or BUILT_IN)."""
-    if (own := load_own(store, user_id)) is not None:
-        return own, OWN
+    (OWN, DEFAULT, MERGED, BUILT_IN or FORGED)."""
+    try:
+        own = _own_doc(store, user_id, trust)
+    except Forged:
+        return KEEP_ALL, FORGED
+    if own is not None and not own.get("follow_default"):
+        return _policy(own), OWN
     if (default := load_default(store)) is not None:
-        return default, DEFAULT
+        if own is not None:  # they chose to follow it
+            return default, DEFAULT
+        return at_least_built_in(default), MERGED
     return Policy(), BUILT_IN
 
 
-def save_own(store: Store, user_id: str, policy: Policy) -> None:
-    doc = store.get(own_id(user_id)) or {"_id": own_id(user_id)}
-    store.put_many([{**doc, "type": POLICY, "user": user_id, **asdict(policy)}])
+def save_own(store: Store, user_id: str, policy: Policy, sign) -> None:
+    """The user's own policy, signed (``sign``: ``Trust.sign``, last, over the final fields)."""
+    current = store.get(own_id(user_id))
+    doc = {"_id": own_id(user_id), "type": POLICY, "user": user_id, **asdict(policy)}
+    if current is not None:
+        doc["_rev"] = current["_rev"]
+    store.put_many([sign(doc)])
 
 
-def drop_own(store: Store, user_id: str) -> None:
-    """Forget the user's own policy: they follow the vault's default again."""
-    doc = store.get(own_id(user_id))
-    if doc is not None:
-        store.put_many([tombstone(doc)])
+def drop_own(store: Store, user_id: str, sign) -> None:
+    """Forget the user's own policy: they follow the vault's default again, by their signed choice."""
+    current = store.get(own_id(user_id))
+    doc = {"_id": own_id(user_id), "type": POLICY, "user": user_id, "follow_default": True}
+    if current is not None:
+        doc["_rev"] = current["_rev"]
+    store.put_many([sign(doc)])
 
 
 def save_default(store: Store, policy: Policy) -> None:

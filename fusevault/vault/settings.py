@@ -150,11 +150,11 @@ def _isdir(host: HostAccess, path: str) -> bool:
         return False
 
 
-def load(store, user_id: str) -> Settings:
-    doc = store.get(user_id)
-    if doc is None:
-        raise InvalidInput("this vault's user document is missing")
-    return Settings.of(doc)
+def load(store, key, root) -> Settings:
+    """The settings to apply: only authenticated, confirmed values (vault/confirmed.py)."""
+    from fusevault.vault import confirmed
+
+    return confirmed.effective(store.get(key.user_id), key, root).settings
 
 
 def save(store, user_id: str, settings: Settings, sign) -> None:

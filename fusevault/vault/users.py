@@ -13,6 +13,7 @@ from fusevault.crypto.keys import MasterKey, checksum, new_wrapped_master, unwra
 from fusevault.crypto.signing import sign_doc, signer_of
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, VaultNotFound
 from fusevault.store import Store
+from fusevault.vault import confirmed
 from fusevault.vault.layout import Layout, validate_name
 from fusevault.vault.nodes import NODE, VERSION, Node, new_id, node_doc
 
@@ -77,6 +78,7 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     store.put_many([sign_doc(user_id, identity.sign, doc),
                     sign_doc(user_id, identity.sign, node_doc(root, key, lambda ino: root_fid))])
     store.sync()
+    confirmed.mark_signed(layout.root, user_id)  # this device: an unsigned one later is forged
     return user_id
 
 

@@ -180,7 +180,7 @@ class Volume:
         trust = None
         if key.identity is not None:
             trust = Trust(store, key)
-            sign_own(store, trust)
+            sign_own(store, trust, layout.root)
             trust.observe(store.iter_type(USER))
             trust.save()
         shares = Sharing.read(store, owner) if key.identity is not None else None
