@@ -134,18 +134,18 @@ def test_a_forged_manifest_record_is_refused_and_a_replaced_record_is_reported(
         doc = server.get(f"rec-{fid}-{final[2]}-m")
         server.put(dict(doc, data=_record(KIND_RUNS, forged)))
 
+        desktop = new_device(couchdb_url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "report.txt").exists(), "the file to reach the desktop")
+            _read_fails_with_eio(b / "report.txt")
+            status = _status(b)
+            assert "WARNING" in status and final[2] in status, status
+            assert final[2] in _log(b)
+            os.listdir(b)  # still serving
+            (b / "mine.txt").write_bytes(b"ok")
+            assert (b / "mine.txt").read_bytes() == b"ok"
+
         # The laptop kept its own copy, and reports the one offered in its place.
         wait_for(lambda: "other bytes" in _status(a), lambda: f"the laptop to report it: {_status(a)}")
         assert f"rec-{fid}-{final[2]}-m" in _log(a)
         assert (a / "report.txt").read_bytes() == FINAL
-
-    desktop = new_device(couchdb_url, tmp_path, "desktop")
-    with mounted(desktop, tmp_path / "b") as b:
-        wait_for(lambda: (b / "report.txt").exists(), "the file to reach the desktop")
-        _read_fails_with_eio(b / "report.txt")
-        status = _status(b)
-        assert "WARNING" in status and final[2] in status, status
-        assert final[2] in _log(b)
-        os.listdir(b)  # still serving
-        (b / "mine.txt").write_bytes(b"ok")
-        assert (b / "mine.txt").read_bytes() == b"ok"
