@@ -116,6 +116,8 @@ class Placements:
         try:
             sealed = b64d(json.loads(row[0])["enc"])
             plain = json.loads(aead.unseal(dek, sealed, aead.ad("version", fid, vid)))
+            if not isinstance(plain, dict):
+                raise ValueError
         except (CorruptData, KeyError, TypeError, ValueError):
             self._refuse(fid, vid, "its version document does not open with the file's key")
         if "records" not in plain and "manifest_sha256" not in plain:
