@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS places (
     offset INTEGER NOT NULL,
     length INTEGER NOT NULL,
     arrived INTEGER NOT NULL DEFAULT 0,
+    sha TEXT,
     UNIQUE (fid, vid, idx)
 );
 -- This replica's own bookkeeping (sync checkpoints): never replicated.
@@ -103,6 +104,9 @@ class LocalStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(docs)")}
             if "revs" not in columns:  # a vault from before sync: history starts now
                 self._db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
+            if "sha" not in {row[1] for row in self._db.execute("PRAGMA table_info(places)")}:
+                # SHA-256 of an arrived record as it came (vault/records.py); none before
+                self._db.execute("ALTER TABLE places ADD COLUMN sha TEXT")
         except sqlite3.Error as err:
             raise _translate(err) from None
         self.check_linked()

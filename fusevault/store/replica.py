@@ -76,8 +76,8 @@ def store_revisions(store: LocalStore, docs: list[dict], places: list[tuple] = (
         seq = store.next_seq()
         if places:
             db.executemany(
-                "INSERT OR IGNORE INTO places (fid, vid, idx, owner, offset, length, arrived) "
-                "VALUES (?, ?, ?, ?, ?, ?, 1)", places)
+                "INSERT OR IGNORE INTO places (fid, vid, idx, owner, offset, length, sha, arrived) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1)", places)
         for doc in docs:
             if _store_one(store, doc, seq, arrival):
                 seq += 1

@@ -62,15 +62,22 @@ def _whole(data: bytes, length: int) -> bool:
 
 
 def place_records(layout: Layout, docs: list[dict]) -> list[tuple]:
-    """Append arrived records to their files here; their place rows."""
+    """Append arrived records to their files here; their place rows, each with
+    the SHA-256 of the record as it came (checked against the version that
+    names it before it is used: vault/records.py)."""
     rows = []
     checked = [(_checked(doc), _data(doc)) for doc in docs]
     for (owner, fid), group in groupby(checked, key=lambda c: (c[0][3], c[0][0])):
         group = list(group)
         places = append_arrived(layout.vf_path(owner, fid), fid, [data for _, data in group])
-        rows += [(fid, vid, idx, owner, offset, length)
-                 for (fid, vid, idx, owner), (offset, length) in zip((c for c, _ in group), places)]
+        rows += [(fid, vid, idx, owner, offset, length, hashlib.sha256(data).hexdigest())
+                 for ((fid, vid, idx, owner), data), (offset, length) in zip(group, places)]
     return rows
+
+
+def record_sha(doc: dict) -> str:
+    """SHA-256 of the record a Record document carries."""
+    return hashlib.sha256(_data(doc)).hexdigest()
 
 
 def _checked(doc: dict) -> tuple[str, str, int, str]:

@@ -29,7 +29,7 @@ from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
-from fusevault.sync.records_wire import place_records, read_records, record_rev
+from fusevault.sync.records_wire import place_records, read_records, record_rev, record_sha
 from fusevault.vault.layout import Layout
 from fusevault.vault.nodes import NODE
 from fusevault.vault.peers import PEER
@@ -259,6 +259,11 @@ class Replicator:
                 offered[result["id"]] = revs
         lacking = replica.missing(self.store, offered)
         placed = self._placed(records)
+        # A record's revision follows from its id: a placed record offered
+        # again under another one was replaced on the peer.
+        replaced = [(i, r) for i, r in records.items() if i in placed and r != record_rev(i)]
+        if replaced:
+            await self._check_replaced(replaced)
         record_docs = []
         for batch in _chunks([(i, r) for i, r in records.items() if i not in placed], RECORDS_BATCH):
             record_docs += await self.db.bulk_get(batch)
@@ -292,6 +297,28 @@ class Replicator:
         if doc["_id"] == VAULT_DOC:
             return doc.get("vault_id") == self.layout.vault_id
         return doc.get("type") != PEER
+
+    async def _check_replaced(self, offered: list[tuple[str, str]]) -> None:
+        """The first copy of a record is kept; one offered with other bytes
+        for the same place is a forgery (anyone holding the file's key can
+        make a record that authenticates): reported, never placed."""
+        for doc in await self.db.bulk_get(offered):
+            try:
+                fid, vid, idx = parse_record_id(doc["_id"])
+                theirs = await trio.to_thread.run_sync(record_sha, doc)
+            except (KeyError, ValueError, PeerUnavailable):
+                continue
+            row = self.store.db.execute(
+                "SELECT fid, vid, idx, owner, offset, length FROM places "
+                "WHERE fid = ? AND vid = ? AND idx = ?", (fid, vid, idx)).fetchone()
+            ours = row and await trio.to_thread.run_sync(read_records, self.layout, [row])
+            if ours and record_sha(ours[0]) != theirs:
+                text = (f"sync with {self.name}: record {doc['_id']} was offered with other bytes than "
+                        "the copy kept here: refused (a forgery by someone holding the file's key?)")
+                if self.layout.places is not None:
+                    self.layout.places.alarm(f"replaced {doc['_id']}", text)
+                else:
+                    log.warning("%s", text)
 
     def _placed(self, records: dict[str, str]) -> set[str]:
         placed = set()

@@ -23,6 +23,7 @@ whether a call is small enough for the trio loop or goes to a worker thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -178,6 +179,11 @@ class Content:
         self.synced = True
         self.new_files = False
         self.sealed: list[tuple[int, int, int]] = []
+        # SHA-256 of each block record the pending version sealed, by index,
+        # taken as it is sealed: the version document binds them
+        # (``digests``) without the data being read again.
+        self._record_sha: dict[int, bytes] = {}
+        self.digests: dict = {}
         # The sidecar's ACL when this writes it first; a reader of a version
         # from before the file's key changed cannot check the sidecar (it is
         # authenticated with the current key) and relies on the header.
@@ -192,6 +198,7 @@ class Content:
         # than their manifest says (vault/records.py): looked up per version.
         self._moved: dict[tuple[str, int], tuple[int, int]] = {}
         self._looked_up: set[str] = set()
+        self._vouched: set[str] = set()
         if manifest_loc is None:
             self.manifest = Manifest(0, [])
         else:
@@ -203,7 +210,7 @@ class Content:
     def load_manifest(self, place: tuple[int, int], vid: str, dek: bytes | None = None) -> Manifest:
         """The manifest of version ``vid``, stored at ``place`` (offset, length)."""
         self._open_fd()
-        offset, length = self.where(*place, vid, -1)
+        offset, length = self.where(*place, vid, -1, dek)
         record = os.pread(self.fd, length, offset)
         # Format 1 manifests (an entry per block) are read as before; a file's
         # next version is written in runs (vault/manifest.py).
@@ -215,15 +222,25 @@ class Content:
             _padded_content_seen(self.layout)
         return manifest
 
-    def where(self, offset: int, length: int, vid: str, index: int) -> tuple[int, int]:
-        """The place here of the record of version ``vid`` at ``index`` (-1: its manifest)."""
+    def where(self, offset: int, length: int, vid: str, index: int,
+              dek: bytes | None = None) -> tuple[int, int]:
+        """The place here of the record of version ``vid`` at ``index`` (-1: its manifest).
+
+        A record that came from a peer is checked against the version that
+        wrote it first (vault/records.py): Forged (EIO) when it differs."""
         places = self.layout.places
         if places is None or not places.any_arrived:
             return offset, length
         if vid not in self._looked_up:  # new to this reader: it may have arrived since
             self._moved = places.arrived_of(self.fid)
             self._looked_up = {v for v, _ in self._moved} | {vid}
-        return self._moved.get((vid, index), (offset, length))
+        moved = self._moved.get((vid, index))
+        if moved is None:
+            return offset, length
+        if vid not in self._vouched:  # from a peer: used only once its version vouches for it
+            if places.verify(self.fid, vid, dek or self.dek):
+                self._vouched.add(vid)
+        return moved
 
     def rekey(self, dek: bytes, acl: list[str], epoch: int) -> None:
         """Start over under a new DEK (a revoked share): no stored block is
@@ -234,6 +251,7 @@ class Content:
         self.epoch = epoch
         self.manifest = Manifest(0, [])
         self.dirty = {}
+        self._record_sha = {}
         self.changed = True
 
     def write_sidecar(self) -> None:
@@ -558,6 +576,8 @@ class Content:
                     data = _fit(data, final if last else BLOCK_SIZE)
                 records.append((i, self._seal_block(i, data, last), last))
             places = self._append(records)
+            for i, record, _ in records:
+                self._record_sha[i] = hashlib.sha256(record).digest()
             vidx = self._vidx(self.pending_vid)
             # The map first, then the dirty blocks go: a concurrent read finds
             # each block in one or the other.
@@ -626,17 +646,36 @@ class Content:
         nonce = os.urandom(aead.NONCE_SIZE)
         sealed = aead.seal_with_nonce(self.dek, nonce, self.manifest.pack(),
                                       aead.ad(manifest_label(KIND_RUNS), self.fid, vid))
-        (place,) = self._append([(None, self._record(KIND_RUNS, sealed), False)])
+        manifest_record = self._record(KIND_RUNS, sealed)
+        (place,) = self._append([(None, manifest_record, False)])
         blocks = self.manifest.blocks
         if vid in self.manifest.vids:
             mine = self.manifest.vids.index(vid)
-            written = blocks.blocks([r for r in blocks.runs if r[4] == mine])
-            self.sealed = [(i, o, n) for i, o, n, _, _ in written] + [(-1, *place)]
+            written = [(i, o, n) for i, o, n, _, _ in blocks.blocks([r for r in blocks.runs if r[4] == mine])]
         else:
-            self.sealed = [(-1, *place)]
+            written = []
+        self.sealed = written + [(-1, *place)]
+        self.digests = self._digests(written, manifest_record)
+        self._record_sha = {}
         self.pending_vid = uuid.uuid4().hex
         self.changed = False
         return vid, place, nonce
+
+    def _digests(self, written: list[tuple[int, int, int]], manifest_record: bytes) -> dict:
+        """What the version document seals about the records this version wrote
+        (docs/FORMAT.md, FilesMetaData): a replica that receives them checks
+        them against it (vault/records.py).  Only this version's records are
+        hashed, as they were sealed: a small edit of a big file costs one
+        block's hash and the manifest's."""
+        records = hashlib.sha256()
+        for index, offset, length in written:  # in index order
+            sha = self._record_sha.get(index)
+            if sha is None:  # not sealed by this Content (cannot happen): read it back
+                self._open_fd()
+                sha = hashlib.sha256(os.pread(self.fd, length, offset)).digest()
+            records.update(struct.pack("<Q", index) + sha)
+        return {"records": records.hexdigest(), "records_n": len(written),
+                "manifest_sha256": hashlib.sha256(manifest_record).hexdigest()}
 
     def _drop_unused_vids(self) -> None:
         """Forget writers no block of the file comes from any more, so a manifest

@@ -67,7 +67,7 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
     """(offset, end) of every record the given versions reference, sorted."""
     ranges = []
     for version in versions:
-        offset, length = content.where(*version.manifest, version.vid, -1)
+        offset, length = content.where(*version.manifest, version.vid, -1, version.dek)
         ranges.append((offset, offset + length))
         manifest = content.load_manifest(version.manifest, version.vid, version.dek)
         places = content.layout.places
@@ -76,7 +76,7 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
             continue
         for index, o, n, vidx, _ in manifest.blocks.blocks():
             # where it sits here: records from peers are not where the writer put them
-            o, n = content.where(o, n, manifest.vids[vidx], index)
+            o, n = content.where(o, n, manifest.vids[vidx], index, version.dek)
             ranges.append((o, o + n))
     return sorted(ranges)
 

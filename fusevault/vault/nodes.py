@@ -253,8 +253,10 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
 
 
 def version_doc(node: Node, key: MasterKey, vid: str, parent_vid: str | None, path: bytes,
-                manifest_nonce: bytes, device: str | None = None) -> dict:
-    """The seed 000 FilesMetaData document of one version (immutable, new id per change)."""
+                manifest_nonce: bytes, device: str | None = None, digests: dict | None = None) -> dict:
+    """The seed 000 FilesMetaData document of one version (immutable, new id per change).
+
+    ``digests``: what binds the records this version wrote (Content.digests)."""
     location, _, name = path.rpartition(b"/")
     plain = {
         "file_entry_ts": now_ns(),
@@ -269,6 +271,8 @@ def version_doc(node: Node, key: MasterKey, vid: str, parent_vid: str | None, pa
     }
     if device:  # the replica that wrote it (names a conflict copy of it)
         plain["device"] = device
+    if digests:
+        plain.update(digests)
     sealed = aead.seal(node.dek, json.dumps(plain, separators=(",", ":")).encode(),
                        aead.ad("version", node.fid, vid))
     return {

@@ -12,12 +12,21 @@ that never synced has no arrived rows and reads exactly as before.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import sqlite3
+import struct
 import threading
 from pathlib import Path
 
+from fusevault.crypto import aead
+from fusevault.encoding import b64d
+from fusevault.errors import CorruptData, Forged
 from fusevault.vault.content import HEADER, append_lock, header_for
+
+log = logging.getLogger(__name__)
 
 MANIFEST_INDEX = -1
 
@@ -46,6 +55,11 @@ class Placements:
         self.path = path
         self._local = threading.local()
         self._arrived: bool | None = None
+        # (fid, vid) -> True: its arrived records match its version document;
+        # False: they do not (refused for the life of the process).
+        self._verified: dict[tuple[str, str], bool] = {}
+        # Where refusals are reported (the Alarms of each user of the mount).
+        self.alarms: list = []
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -71,6 +85,67 @@ class Placements:
         rows = self._db().execute(
             "SELECT vid, idx, offset, length FROM places WHERE fid = ? AND arrived = 1", (fid,))
         return {(vid, idx): (offset, length) for vid, idx, offset, length in rows}
+
+    def alarm(self, subject: str, text: str) -> None:
+        if not self.alarms:
+            log.warning("%s", text)
+        for alarms in self.alarms:
+            alarms.warn("record", subject, text)
+
+    def verify(self, fid: str, vid: str, dek: bytes) -> bool:
+        """Check the records of version ``vid`` that arrived against its document:
+        raise Forged (EIO) when they differ, CorruptData while some are still
+        missing; return whether the check is final (False: nothing to compare
+        with yet, so it is worth doing again later)."""
+        done = self._verified.get((fid, vid))
+        if done is not None:
+            if done:
+                return True
+            raise Forged(f"records of version {vid} of {fid} do not match it")
+        db = self._db()
+        rows = db.execute("SELECT idx, sha FROM places WHERE fid = ? AND vid = ? AND arrived = 1 "
+                          "ORDER BY idx", (fid, vid)).fetchall()
+        if not rows or any(sha is None for _, sha in rows):
+            return True  # written here, or arrived before records were hashed (legacy)
+        row = db.execute("SELECT body FROM docs WHERE id = ? AND deleted = 0", (vid,)).fetchone()
+        if row is None:
+            # Retention dropped the version's document before it came here:
+            # nothing to check against (docs/SECURITY.md says so).
+            log.info("records of version %s of %s arrived without its document: not checked", vid, fid)
+            return False
+        try:
+            sealed = b64d(json.loads(row[0])["enc"])
+            plain = json.loads(aead.unseal(dek, sealed, aead.ad("version", fid, vid)))
+            if not isinstance(plain, dict):
+                raise ValueError
+        except (CorruptData, KeyError, TypeError, ValueError):
+            self._refuse(fid, vid, "its version document does not open with the file's key")
+        if "records" not in plain and "manifest_sha256" not in plain:
+            self._verified[(fid, vid)] = True  # a version from before records were bound
+            return True
+        manifest = [sha for idx, sha in rows if idx == MANIFEST_INDEX]
+        blocks = [(idx, sha) for idx, sha in rows if idx != MANIFEST_INDEX]
+        if manifest and manifest[0] != plain.get("manifest_sha256"):
+            self._forged(fid, vid, "its manifest record")
+        expected_n = plain.get("records_n", 0)
+        if len(blocks) < expected_n:
+            raise CorruptData(f"not every record of version {vid} of {fid} is here yet")
+        digest = hashlib.sha256()
+        for idx, sha in blocks:
+            digest.update(struct.pack("<Q", idx) + bytes.fromhex(sha))
+        if len(blocks) != expected_n or digest.hexdigest() != plain.get("records"):
+            self._forged(fid, vid, "its block records")
+        self._verified[(fid, vid)] = True
+        return True
+
+    def _forged(self, fid: str, vid: str, what: str) -> None:
+        self._verified[(fid, vid)] = False
+        self._refuse(fid, vid, f"{what} differ from what its author sealed")
+
+    def _refuse(self, fid: str, vid: str, why: str) -> None:
+        self.alarm(f"{fid}/{vid}", f"file {fid}: version {vid} that came from a peer is refused (EIO): "
+                   f"{why} (a forgery by someone holding the file's key?)")
+        raise Forged(f"records of version {vid} of {fid} do not match it")
 
 
 def append_arrived(vf_path: Path, fid: str, records: list[bytes]) -> list[tuple[int, int]]:

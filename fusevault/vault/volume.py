@@ -205,6 +205,8 @@ class Volume:
             raise CorruptData("the root directory's document is missing")
         volume.sharing = shares
         volume.trust = trust
+        if trust is not None and layout.places is not None and trust.alarms not in layout.places.alarms:
+            layout.places.alarms.append(trust.alarms)  # records refused (vault/records.py) show in status
         volume.next_ino = max(inodes.values(), default=ROOT_INODE) + 1
         for node, _ in pending:
             if node.ino != ROOT_INODE:
@@ -1167,7 +1169,8 @@ class Volume:
             node.head, node.manifest = vid, place
             node.stored_size = node.size
             node.allocated = content.allocated(node.size)
-            doc = version_doc(node, self.key, vid, parent_vid, self.path_of(node), nonce, self.device)
+            doc = version_doc(node, self.key, vid, parent_vid, self.path_of(node), nonce, self.device,
+                              content.digests)
             places = [(node.fid, vid, idx, node.owner, offset, length, 0)
                       for idx, offset, length in content.sealed]
             try:
