@@ -146,7 +146,11 @@ def test_repair_restores_the_last_intact_version_and_trashes_a_lost_file(vault: 
         write(mnt / "report.txt", b"newer bytes, soon damaged\n" * 50)
         write(mnt / "lost.txt", b"only version\n" * 50)
         write(mnt / "fine.txt", b"fine\n")
+        (mnt / "d").mkdir()
+        write(mnt / "d" / "nameless.txt", b"first\n")
+        write(mnt / "d" / "nameless.txt", b"second\n")
     files = by_path(check_json(vault)[1])
+    flip_enc(vault, files["d/nameless.txt"]["fid"])  # its name, mode, head: all in the sealed part
     report_vf, lost_vf = vf(vault, files["report.txt"]["fid"]), vf(vault, files["lost.txt"]["fid"])
     flip(report_vf, report_vf.stat().st_size - 20)  # the newest manifest
     flip(lost_vf, 24 + 40)  # its only block
@@ -155,10 +159,12 @@ def test_repair_restores_the_last_intact_version_and_trashes_a_lost_file(vault: 
     files = by_path(answer)
     assert "restored version" in files["report.txt"]["repair"]
     assert "moved to the trash" in files["lost.txt"]["repair"]
+    assert "node document was made again" in files["d/nameless.txt"]["repair"]
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert (mnt / "report.txt").read_bytes() == b"intact older bytes\n" * 50
         assert not (mnt / "lost.txt").exists()
         assert (mnt / "fine.txt").read_bytes() == b"fine\n"
+        assert (mnt / "d" / "nameless.txt").read_bytes() == b"second\n"  # the tree loads again
         trash = fusevault("trash", mnt, "--json")
         assert trash.returncode == 0, trash.stderr
         assert "lost.txt" in [t["path"] for t in json.loads(trash.stdout)["trash"]]

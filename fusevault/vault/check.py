@@ -27,15 +27,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import name_to_str
+from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import VaultError
 from fusevault.store import Store
 from fusevault.vault.content import HEADER, Content, check_vfmeta, header_for
 from fusevault.vault.gc import allocated
 from fusevault.vault.history import Version, iso_time, open_version_doc
 from fusevault.vault.layout import Layout
-from fusevault.vault.nodes import NODE, VERSION, doc_dek, open_node_doc
-from fusevault.vault.volume import Volume
+from fusevault.vault.nodes import NODE, VERSION, Node, doc_dek, open_node_doc
+from fusevault.vault.placing import make_dirs
+from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class FileState:
     unreferenced_on_disk: int = 0  # of them, what the file system stores (not punched out)
     repair: str | None = None
     sidecar_damaged: bool = False
+    rev: str | None = field(default=None, repr=False)  # of the node document
     # For a repair: the current manifest and DEK as the node document says.
     manifest: tuple[int, int] | None = field(default=None, repr=False)
     dek: bytes = field(default=b"", repr=False)
@@ -175,6 +177,7 @@ class Checker:
         self.report.counts["nodes"] += 1
         if attrs is None:
             state = FileState(fid, "", "file", "lost", doc.get("owner", ""))
+            state.rev = doc.get("_rev")
             try:
                 state.dek = doc_dek(doc, self.key)
                 state.problems.append("its node document does not open (fails authentication)")
@@ -428,8 +431,7 @@ async def _repair_one(volume: Volume, state: FileState) -> str | None:
     if state.where == "shared":
         return "not repaired: the file is another user's; they can check and repair it"
     if state.where == "lost":
-        return ("not repaired: its node document does not open, so its name, folder and key are "
-                "unknown; its versions stay in the vault")
+        return await _rebuild(volume, state)
     if state.where == "trash" or state.kind != "file":
         return None  # nothing in the tree reads it
     ino = volume.by_fid.get(state.fid)
@@ -458,3 +460,39 @@ async def _repair_one(volume: Volume, state: FileState) -> str | None:
         await volume.unlink(parent_ino, name)
     return "; ".join(done + ["moved to the trash: no version of it is intact (`fusevault trash` lists it, "
                              "`fusevault history` shows its versions)"])
+
+
+async def _rebuild(volume: Volume, state: FileState) -> str:
+    """A file whose node document does not open: a new revision of that document, made
+    from its newest intact version (where it was, its size, time and manifest), so the
+    tree loads again and the file keeps its id, key and history.  What only the damaged
+    document held (mode, owner ids, other times, xattrs) cannot come back: the file is
+    the user's, mode 0600.  With no intact version it goes to the trash the same way."""
+    named = [v for v in state.versions if v.version is not None]
+    if not state.dek or not named:
+        return ("not repaired: neither its node document nor its key or version documents open, so "
+                "its name is unknown")
+    newest = state.newest_intact()
+    source = (newest or named[-1]).version
+    location, _, name = source.path.rpartition("/")
+    caller = Caller(os.getuid(), os.getgid())
+    parent = await make_dirs(volume, str_to_name(location), caller)
+    wanted = str_to_name(name)
+    if wanted in parent.children:
+        wanted += b" (recovered %s)" % state.fid[:8].encode()
+    node = Node(0, state.fid, volume.key.user_id, state.dek, stat.S_IFREG | 0o600, caller.uid, caller.gid)
+    node.rev, node.epoch = state.rev, state.epoch
+    if newest is not None:
+        node.size = node.stored_size = source.size
+        node.mtime = node.ctime = source.mtime
+        node.head, node.manifest = newest.vid, source.manifest
+    volume.add_node(node)
+    await volume.relink(node, parent.ino, wanted)
+    where = name_to_str(volume.path_of(node))
+    if newest is None:
+        await volume.unlink(parent.ino, wanted)
+        return (f"its node document was made again and the file moved to the trash as {where}: no "
+                "version of it is intact")
+    return (f"its node document was made again from version {newest.vid[:12]} of "
+            f"{iso_time(newest.time or 0)}: the file is back at {where} (mode 0600: its mode, owner and "
+            "extended attributes were only in the damaged document)")
