@@ -17,8 +17,7 @@ Command = Callable[..., argparse.ArgumentParser]
 
 
 def add_commands(command: Command, passphrase_options: Callable) -> None:
-    p = command("check", "verify every document, sidecar, manifest and block of a vault that is not "
-                "mounted; --repair points damaged files at their last intact version",
+    p = command("check", "verify every document and block of an unmounted vault (fsck); --repair",
                 "fusevault check ~/vault\n  fusevault check ~/vault --repair --json")
     p.add_argument("vault", type=Path)
     p.add_argument("--user", help="which user (default: the only one)")
