@@ -92,7 +92,13 @@ async def _run(unlocked, repair: bool, bar: bool):
         steps = list(checker.files(paths, guests))
         await trio.to_thread.run_sync(_steps, steps, bar)
         if repair and volume is not None:
-            await check.repair(volume, checker.report)
+            rebuilt = await check.rebuild_folders(volume, checker.report)
+            if rebuilt:
+                await volume.save_all()  # loaded again: the rebuilt folders' entries hang in them now
+                volume = check.load_tree(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"],
+                                         broken - rebuilt, checker.report)
+            if volume is not None:
+                await check.repair(volume, checker.report)
     finally:
         if volume is not None:
             await volume.close()

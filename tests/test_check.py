@@ -149,10 +149,13 @@ def test_repair_restores_the_last_intact_version_and_trashes_a_lost_file(vault: 
         (mnt / "d").mkdir()
         write(mnt / "d" / "nameless.txt", b"first\n")
         write(mnt / "d" / "nameless.txt", b"second\n")
+        (mnt / "folder" / "sub").mkdir(parents=True)
+        write(mnt / "folder" / "sub" / "in.txt", b"in a folder whose document is lost\n")
         write(mnt / "undocumented.txt", b"first\n")
         write(mnt / "undocumented.txt", b"contents intact, document not\n")
     files = by_path(check_json(vault)[1])
     flip_enc(vault, files["undocumented.txt"]["versions"][-1]["id"])
+    flip_enc(vault, files["folder"]["fid"])  # a folder: no version names it, its entries do
     flip_enc(vault, files["d/nameless.txt"]["fid"])  # its name, mode, head: all in the sealed part
     report_vf, lost_vf = vf(vault, files["report.txt"]["fid"]), vf(vault, files["lost.txt"]["fid"])
     flip(report_vf, report_vf.stat().st_size - 20)  # the newest manifest
@@ -164,12 +167,14 @@ def test_repair_restores_the_last_intact_version_and_trashes_a_lost_file(vault: 
     assert "moved to the trash" in files["lost.txt"]["repair"]
     assert "node document was made again" in files["d/nameless.txt"]["repair"]
     assert "new version document" in files["undocumented.txt"]["repair"]
+    assert files["folder"]["kind"] == "dir" and "folder is back at folder" in files["folder"]["repair"]
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert (mnt / "report.txt").read_bytes() == b"intact older bytes\n" * 50
         assert not (mnt / "lost.txt").exists()
         assert (mnt / "fine.txt").read_bytes() == b"fine\n"
         assert (mnt / "d" / "nameless.txt").read_bytes() == b"second\n"  # the tree loads again
         assert (mnt / "undocumented.txt").read_bytes() == b"contents intact, document not\n"
+        assert (mnt / "folder" / "sub" / "in.txt").read_bytes() == b"in a folder whose document is lost\n"
         trash = fusevault("trash", mnt, "--json")
         assert trash.returncode == 0, trash.stderr
         assert "lost.txt" in [t["path"] for t in json.loads(trash.stdout)["trash"]]

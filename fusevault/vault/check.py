@@ -26,9 +26,10 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import name_to_str, str_to_name
-from fusevault.errors import VaultError
+from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
 from fusevault.vault.content import HEADER, Content, check_vfmeta, header_for
 from fusevault.vault.gc import allocated
@@ -70,6 +71,7 @@ class FileState:
     repair: str | None = None
     sidecar_damaged: bool = False
     rev: str | None = field(default=None, repr=False)  # of the node document
+    children: list[str] = field(default_factory=list, repr=False)  # of a folder whose document is lost
     # For a repair: the current manifest and DEK as the node document says.
     manifest: tuple[int, int] | None = field(default=None, repr=False)
     dek: bytes = field(default=b"", repr=False)
@@ -149,6 +151,9 @@ class Checker:
         self.report = Report(key.user_id)
         # fid -> (document, opened attributes or None) of this user's own nodes.
         self.own: dict[str, tuple[dict, dict | None]] = {}
+        # parent fid -> its children's fids, as the children's documents say
+        # (a folder whose own document does not open is known by them).
+        self.children: dict[str, list[str]] = {}
 
     def read_nodes(self) -> set[str]:
         """Open every node document of the user; return the ids of those that do not open."""
@@ -158,8 +163,11 @@ class Checker:
                 continue
             try:
                 _, attrs = open_node_doc(doc, self.key)
-                attrs["mode"]  # noqa: B018 - the structure the loader needs
+                if not isinstance(attrs.get("mode"), int) or not isinstance(attrs.get("links"), list):
+                    raise CorruptData(f"node document {doc['_id']} is malformed")
                 self.own[doc["_id"]] = (doc, attrs)
+                for parent, _ in attrs["links"]:
+                    self.children.setdefault(parent, []).append(doc["_id"])
             except (VaultError, KeyError, TypeError, ValueError):
                 self.own[doc["_id"]] = (doc, None)
                 broken.add(doc["_id"])
@@ -185,6 +193,9 @@ class Checker:
                 state.problems.append("its node document does not open (its file key is damaged)")
             state.epoch = doc.get("epoch", 0) if isinstance(doc.get("epoch", 0), int) else 0
             state.head_intact = False
+            if fid in self.children:
+                state.kind = "dir"
+                state.children = list(self.children[fid])
         else:
             where = "trash" if doc.get("delete") else "tree"
             path = paths(fid) if where == "tree" else None
@@ -215,7 +226,7 @@ class Checker:
         state.versions.sort(key=lambda v: (v.time is None, v.time or 0, v.vid))
         if not state.path:  # a node document that does not open: where its newest version was
             named = [v.version.path for v in state.versions if v.version is not None]
-            state.path = named[-1] if named else f"(unnamed file {state.fid})"
+            state.path = named[-1] if named else self._folder_path(state)
         vf = self.layout.vf_path(state.owner, state.fid)
         needed = state.manifest is not None or any(v.version is not None for v in state.versions)
         if not needed:
@@ -255,6 +266,22 @@ class Checker:
             state.problems.append("the document of its current version is missing")
         elif head.problem:
             state.head_intact = False  # readable, but its version document does not open
+
+    def _folder_path(self, state: FileState) -> str:
+        """A lost folder's path: where the newest version of a file under it was, less
+        the names below the folder; else unknown."""
+        level, depth = list(state.children), 1
+        while level and depth <= 64:
+            for child in level:
+                for doc in self.store.by_file(VERSION, child):
+                    try:
+                        parts = open_version_doc(doc, doc_dek(doc, self.key, child)).path.split("/")
+                    except (VaultError, KeyError, TypeError, ValueError):
+                        continue
+                    if len(parts) > depth:
+                        return "/".join(parts[:-depth])
+            level, depth = [g for c in level for g in self.children.get(c, [])], depth + 1
+        return f"(unnamed {'folder' if state.children else 'file'} {state.fid})"
 
     def _version_doc(self, state: FileState, doc: dict, key: MasterKey | None) -> VersionState:
         vid = str(doc.get("_id"))
@@ -390,12 +417,18 @@ def load_tree(layout: Layout, store: Store, key: MasterKey, root_fid: str, broke
               report: Report) -> Volume | None:
     """The user's tree as a mount loads it (its checks apply), without the documents that
     do not open; None (and said) when even that does not load."""
+    # Entries of a folder whose document did not open dangle: the report says so, by path.
+    quiet = logging.getLogger("fusevault.vault.volume")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         volume = Volume.load(layout, _Without(store, broken) if broken else store, key, root_fid)
     except VaultError as err:
         report.notes.append(f"the tree does not load ({err}): paths come from the version documents, "
                             "and nothing can be repaired")
         return None
+    finally:
+        quiet.setLevel(level)
     if volume.trust is not None:
         report.alarms = volume.trust.alarms.as_list()
     return volume
@@ -418,9 +451,45 @@ def tree_paths(volume: Volume | None) -> tuple[Callable[[str], str | None], list
     return path, guests
 
 
+async def rebuild_folders(volume: Volume, report: Report) -> set[str]:
+    """Folders whose node document does not open, made again where their children say
+    they were (shallowest first); return the ids of those made again (the tree is to be
+    loaded again, so that their entries hang in them)."""
+    lost = [s for s in report.files if s.where == "lost" and s.kind == "dir"]
+    done = set()
+    for state in sorted(lost, key=lambda s: s.path.count("/")):
+        try:
+            state.repair = await _rebuild_folder(volume, state)
+            done.add(state.fid)
+        except VaultError as err:
+            state.repair = f"failed: {err}"
+    return done
+
+
+async def _rebuild_folder(volume: Volume, state: FileState) -> str:
+    named = not state.path.startswith("(unnamed")
+    location, _, name = state.path.rpartition("/") if named else ("", "", f"lost+found {state.fid[:8]}")
+    caller = Caller(os.getuid(), os.getgid())
+    parent = await make_dirs(volume, str_to_name(location), caller)
+    wanted = str_to_name(name)
+    if wanted in parent.children:
+        wanted += b" (recovered %s)" % state.fid[:8].encode()
+    # Its key sealed only its own document: a new one if that is lost too.
+    node = Node(0, state.fid, volume.key.user_id, state.dek or aead.new_key(), stat.S_IFDIR | 0o700,
+                caller.uid, caller.gid)
+    node.rev, node.epoch = state.rev, state.epoch
+    volume.add_node(node)
+    await volume.relink(node, parent.ino, wanted)
+    return (f"its node document was made again: the folder is back at {name_to_str(volume.path_of(node))} "
+            f"with its {len(state.children)} entries (mode 0700: its mode and times were only in the "
+            "damaged document)")
+
+
 async def repair(volume: Volume, report: Report) -> None:
     """Point each damaged file at its newest intact version, or put it in the trash."""
     for state in report.damaged:
+        if state.where == "lost" and state.kind == "dir":
+            continue  # rebuild_folders did it
         try:
             state.repair = await _repair_one(volume, state)
         except VaultError as err:
