@@ -184,3 +184,18 @@ def test_repair_restores_the_last_intact_version_and_trashes_a_lost_file(vault: 
     files = by_path(check_json(vault)[1])
     for name in ("report.txt", "undocumented.txt", "d/nameless.txt"):
         assert files[name]["head_intact"] and files[name]["head"] in files[name]["intact_versions"], name
+
+
+def test_mistakes_are_one_line_with_their_exit_code(vault: Path, tmp_path: Path) -> None:
+    for args, env, code, words in [((tmp_path / "nope",), {}, 4, "no vault"),
+                                   ((vault,), {"FUSEVAULT_PASSPHRASE": "wrong"}, 3, "wrong passphrase"),
+                                   ((vault, "--user", "bob"), {}, 4, "no user")]:
+        result = fusevault("check", *args, env=env)
+        assert result.returncode == code, (args, result.stderr)
+        assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_check_is_in_the_help_and_the_completion_scripts() -> None:
+    assert "  check " in fusevault("--help", passphrase=None).stdout
+    for shell in ("bash", "zsh"):
+        assert "--repair" in fusevault("completion", shell, passphrase=None).stdout
