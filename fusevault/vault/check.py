@@ -149,8 +149,8 @@ class Checker:
         self.store = store
         self.key = key
         self.report = Report(key.user_id)
-        # fid -> (document, opened attributes or None) of this user's own nodes.
-        self.own: dict[str, tuple[dict, dict | None]] = {}
+        # fid -> (document, opened attributes or None, DEK) of this user's own nodes.
+        self.own: dict[str, tuple[dict, dict | None, bytes]] = {}
         # parent fid -> its children's fids, as the children's documents say
         # (a folder whose own document does not open is known by them).
         self.children: dict[str, list[str]] = {}
@@ -162,26 +162,27 @@ class Checker:
             if doc.get("owner") != self.key.user_id:
                 continue
             try:
-                _, attrs = open_node_doc(doc, self.key)
+                dek, attrs = open_node_doc(doc, self.key)
                 if not isinstance(attrs.get("mode"), int) or not isinstance(attrs.get("links"), list):
                     raise CorruptData(f"node document {doc['_id']} is malformed")
-                self.own[doc["_id"]] = (doc, attrs)
+                self.own[doc["_id"]] = (doc, attrs, dek)
                 for parent, _ in attrs["links"]:
                     self.children.setdefault(parent, []).append(doc["_id"])
             except (VaultError, KeyError, TypeError, ValueError):
-                self.own[doc["_id"]] = (doc, None)
+                self.own[doc["_id"]] = (doc, None, b"")
                 broken.add(doc["_id"])
         return broken
 
     def files(self, paths: Callable[[str], str | None], guests: list) -> Iterator[Callable[[], None]]:
         """One step per node (for a progress bar): own nodes, then others' shared with the user."""
-        for fid, (doc, attrs) in self.own.items():
-            yield lambda fid=fid, doc=doc, attrs=attrs: self._own_node(fid, doc, attrs, paths)
+        for fid, (doc, attrs, dek) in self.own.items():
+            yield lambda fid=fid, doc=doc, attrs=attrs, dek=dek: self._own_node(fid, doc, attrs, dek, paths)
         for node, path in guests:
             yield lambda node=node, path=path: self._guest(node, path)
         yield self._orphans
 
-    def _own_node(self, fid: str, doc: dict, attrs: dict | None, paths: Callable[[str], str | None]) -> None:
+    def _own_node(self, fid: str, doc: dict, attrs: dict | None, dek: bytes,
+                  paths: Callable[[str], str | None]) -> None:
         self.report.counts["nodes"] += 1
         if attrs is None:
             state = FileState(fid, "", "file", "lost", doc.get("owner", ""))
@@ -202,7 +203,7 @@ class Checker:
             if path is None and attrs.get("trashed"):
                 path = attrs["trashed"][0]
             state = FileState(fid, path or "", _kind(attrs["mode"]), where, doc["owner"])
-            state.dek, _ = open_node_doc(doc, self.key)
+            state.dek = dek
             state.epoch = attrs.get("epoch", 0)
             state.head = attrs.get("head")
             state.manifest = tuple(attrs["manifest"]) if attrs.get("manifest") else None
@@ -344,6 +345,7 @@ class Checker:
         self.report.counts["blocks"] += 1
         self.report.counts["bytes"] += length
         record = os.pread(reader.fd, length, offset)
+        # A version of an older key epoch: its blocks open with its own DEK (one thread: safe).
         saved, reader.dek = reader.dek, dek
         try:
             reader._open_block(index, record, length, vids, vidx, last)
