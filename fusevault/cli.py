@@ -16,6 +16,7 @@ from fusevault import (
     __version__,
     cli_accounts,
     cli_agent,
+    cli_check,
     cli_files,
     cli_guard,
     cli_help,
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_sharing.add_commands(command, _passphrase_options)
     cli_agent.add_commands(command, _passphrase_options)
     cli_sync.add_commands(command)
+    cli_check.add_commands(command, _passphrase_options)
     cli_help.add_commands(command)
     return parser
 
@@ -387,7 +389,7 @@ COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
             "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
             **cli_transfer.COMMANDS, **cli_links.COMMANDS, **cli_files.COMMANDS,
             **cli_status.COMMANDS, **cli_accounts.COMMANDS, **cli_sharing.COMMANDS,
-            **cli_agent.COMMANDS, **cli_sync.COMMANDS, **cli_help.COMMANDS}
+            **cli_agent.COMMANDS, **cli_sync.COMMANDS, **cli_help.COMMANDS, **cli_check.COMMANDS}
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -11,7 +11,7 @@ GROUPS = {
     "Hand files to someone": ["send", "receive", "link", "relay"],
     "Other devices": ["peer", "sync"],
     "People and keys": ["user", "group", "share", "unshare", "shares", "unlock", "lock", "passwd"],
-    "Set up": ["init", "info", "watch", "completion"],
+    "Set up": ["init", "info", "check", "watch", "completion"],
 }
 
 GLOBAL_OPTIONS = """\

@@ -210,3 +210,12 @@ class Unsafe(VaultError):
     the command that fixes it."""
 
     exit_code = 25
+
+
+# --- checking a vault
+
+
+class Damaged(VaultError):
+    """``fusevault check`` found damaged data or refused documents (gocryptfs's fsck uses 26 too)."""
+
+    exit_code = 26
