@@ -218,3 +218,19 @@ def test_init_on_a_terminal_shows_the_words_once_and_they_recover(tmp_path: Path
     assert result.returncode == 0, result.stderr
     with mounted(tmp_path / "vault", tmp_path / "mnt", passphrase="typed back"):
         pass
+
+
+def test_the_commands_are_in_help_and_completion(tmp_path: Path) -> None:
+    assert "recovery-key" in fusevault(passphrase=None).stdout
+    script = fusevault("completion", "bash", passphrase=None).stdout
+    (tmp_path / "fusevault.bash").write_text(script)
+    probe = f"""
+source {tmp_path / 'fusevault.bash'}
+COMP_WORDS=(fusevault recovery-); COMP_CWORD=1; _shtab_fusevault; echo "${{COMPREPLY[*]}}"
+COMP_WORDS=(fusevault recovery-key ''); COMP_CWORD=2; _shtab_fusevault; echo "${{COMPREPLY[*]}}"
+COMP_WORDS=(fusevault passwd --recovery-); COMP_CWORD=2; _shtab_fusevault; echo "${{COMPREPLY[*]}}"
+"""
+    result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "recovery-key" and lines[1].split() == ["create", "revoke"], result.stdout
+    assert set(lines[2].split()) == {"--recovery-fd", "--recovery-file"}, result.stdout
