@@ -190,6 +190,9 @@ def _join(args: argparse.Namespace) -> int:
 
     if args.couchdb:
         raise InvalidInput("--join makes a replica with its own store: leave out --couchdb")
+    if args.recovery_key or args.recovery_key_fd is not None or args.recovery_key_file is not None:
+        raise InvalidInput("--join brings your user (and any recovery key) from the peer: "
+                           "`fusevault recovery-key create` makes a new one")
     source = credentials_source(args.credentials_file, args.credentials_env)
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt=f"Passphrase of {args.user}: ",
                             about=_about(args.vault, args.user))

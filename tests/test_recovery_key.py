@@ -186,27 +186,35 @@ def _listed_words(out: str) -> str:
     return " ".join(re.findall(r"\d+\. ([a-z]+)", out))
 
 
-def test_init_on_a_terminal_shows_the_words_once_and_they_recover(tmp_path: Path) -> None:
-    """A person at a terminal gets a recovery key by default, shown with the note to write it down."""
+def _on_terminal(args: list, env: dict, prompt: bytes = b"", answer: bytes = b"") -> tuple[int, bytes]:
+    """Run ``fusevault ARGS`` on a pseudo-terminal; type ``answer`` when ``prompt`` shows."""
     master, slave = pty.openpty()
-    env = {**os.environ, "FUSEVAULT_PASSPHRASE": PASSPHRASE}
-    proc = subprocess.Popen([sys.executable, "-m", "fusevault", "init", tmp_path / "vault"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "fusevault", *map(str, args)], env=env,
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     out = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    assert proc.wait(60) == 0, out
-    os.close(master)
+    sent = False
+    try:
+        while select.select([master], [], [], 60)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if prompt and not sent and prompt in out:
+                os.write(master, answer)
+                sent = True
+        return proc.wait(60), out
+    finally:
+        os.close(master)
+
+
+def test_init_on_a_terminal_shows_the_words_once_and_they_recover(tmp_path: Path) -> None:
+    """A person at a terminal gets a recovery key by default, shown with the note to write it down."""
+    code, out = _on_terminal(["init", tmp_path / "vault"], {**os.environ, "FUSEVAULT_PASSPHRASE": PASSPHRASE})
+    assert code == 0, out
     text = out.decode()
     assert "write these 24 words down" in text and "shown only now" in text
     words = _listed_words(text)
@@ -255,3 +263,17 @@ def test_the_field_is_signed_and_a_damaged_wrapping_is_not_wrong_words(tmp_path:
     finally:
         store.close()
     _one_line(_recover(vault, words, "new"), 5, "damaged")
+
+
+def test_the_words_typed_at_the_prompt_are_not_echoed(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    words = _init_with_words(vault)
+    env = {k: v for k, v in os.environ.items() if k != "FUSEVAULT_PASSPHRASE"}
+    env["FUSEVAULT_NEW_PASSPHRASE"] = "from the prompt"
+    code, out = _on_terminal(["passwd", "--recovery", vault], env, b"Recovery key (24 words): ",
+                             words.encode() + b"\n")
+    assert code == 0, out
+    assert b"passphrase reset with the recovery key" in out
+    assert words.split()[0].encode() + b" " + words.split()[1].encode() not in out  # not echoed
+    with mounted(vault, tmp_path / "mnt", passphrase="from the prompt"):
+        pass
