@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fusevault import passphrase
 from fusevault.crypto import recovery
-from fusevault.errors import AlreadyExists, InvalidInput, VaultError
+from fusevault.errors import AlreadyExists, InvalidInput, NoRecoveryKey, VaultError
 
 NOTE = """\
 Your recovery key: write these 24 words down (on paper) and keep them safe.
@@ -168,8 +168,8 @@ def cmd_recovery_key(args: argparse.Namespace) -> int:
         if args.action == "revoke":
             if args.recovery_key_fd is not None or args.recovery_key_file is not None:
                 raise InvalidInput("revoke writes no words: leave out --recovery-key-fd/--recovery-key-file")
-            if not users.has_recovery_key(user):
-                users.revoke_recovery_key(store, user, b"")  # the one-line "has no recovery key"
+            if not users.has_recovery_key(user):  # said before a passphrase is asked
+                raise NoRecoveryKey(f"user {name!r} has no recovery key")
             secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=_about(args.vault, name))
             users.revoke_recovery_key(store, user, secret)
             print(f"recovery key of user {name} revoked: its words open nothing from now on")
