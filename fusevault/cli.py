@@ -22,6 +22,7 @@ from fusevault import (
     cli_help,
     cli_history,
     cli_links,
+    cli_recovery,
     cli_sharing,
     cli_status,
     cli_sync,
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "none stores exact sizes")
     cli_sync.credential_options(p)
     _passphrase_options(p)
+    cli_recovery.output_options(p, at_init=True)
 
     p = command("mount", "unlock a vault and mount it", "fusevault mount ~/vault ~/Private")
     p.add_argument("vault", type=Path)
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     _passphrase_options(p)
     p.add_argument("--new-passphrase-fd", type=int, metavar="N")
     p.add_argument("--new-passphrase-file", metavar="FILE")
+    p.add_argument("--recovery", action="store_true",
+                   help="forgot the passphrase: give the recovery key's 24 words instead")
+    cli_recovery.input_options(p)
 
     p = command("info", "show format, users and sizes without the passphrase", "fusevault info ~/vault")
     p.add_argument("vault", type=Path)
@@ -133,11 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     cli_agent.add_commands(command, _passphrase_options)
     cli_sync.add_commands(command)
     cli_check.add_commands(command, _passphrase_options)
+    cli_recovery.add_commands(command, _passphrase_options)
     cli_help.add_commands(command)
     return parser
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from fusevault.crypto import recovery
     from fusevault.store import open_store
     from fusevault.store.couch import strip_credentials
     from fusevault.vault import layout, meta_files, users
@@ -154,14 +161,26 @@ def cmd_init(args: argparse.Namespace) -> int:
         store_config = {"kind": "couchdb", "url": url}
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file, confirm=True,
                             prompt="New passphrase: ", about=_about(args.vault, args.user))
-    created = layout.create(args.vault, store_config, padding=args.padding)
-    store = open_store(created.root, store_config)
+    output = cli_recovery.Output(args) if cli_recovery.wanted_at_init(args) else None
+    recovery_secret = recovery.new_secret() if output is not None else None
     try:
-        users.create_user(created, store, args.user, secret)
-        meta_files.reconcile(created, store)
-    finally:
-        store.close()
+        created = layout.create(args.vault, store_config, padding=args.padding)
+        store = open_store(created.root, store_config)
+        try:
+            users.create_user(created, store, args.user, secret, recovery_secret=recovery_secret)
+            meta_files.reconcile(created, store)
+        finally:
+            store.close()
+    except BaseException:
+        if output is not None:
+            output.abandon()
+        raise
     print(f"created vault {args.vault} for user {args.user}")
+    if output is not None:
+        print(output.write(recovery_secret))
+    elif not args.no_recovery_key:
+        print(f"no recovery key was made (not run on a terminal): `fusevault recovery-key create "
+              f"{args.vault}` makes one")
     return 0
 
 
@@ -173,6 +192,9 @@ def _join(args: argparse.Namespace) -> int:
 
     if args.couchdb:
         raise InvalidInput("--join makes a replica with its own store: leave out --couchdb")
+    if args.recovery_key or args.recovery_key_fd is not None or args.recovery_key_file is not None:
+        raise InvalidInput("--join brings your user (and any recovery key) from the peer: "
+                           "`fusevault recovery-key create` makes a new one")
     source = credentials_source(args.credentials_file, args.credentials_env)
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt=f"Passphrase of {args.user}: ",
                             about=_about(args.vault, args.user))
@@ -360,6 +382,16 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     try:
         user = users.find_user(store, args.user)
         about = _about(args.vault, user["username"])
+        if args.recovery or args.recovery_fd is not None or args.recovery_file is not None:
+            # Forgotten: the words open the master key (checked before a new passphrase is asked).
+            words = cli_recovery.read_secret(args.recovery_fd, args.recovery_file)
+            users.recover(user, words)
+            new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
+                                 confirm=True, prompt="New passphrase: ", about=about)
+            users.reset_passphrase(store, user, words, new)
+            print(f"passphrase reset with the recovery key for user {user['username']} "
+                  "(the recovery key still works)")
+            return 0
         old = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt="Current passphrase: ",
                              about=about)
         new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
@@ -389,7 +421,8 @@ COMMANDS = {"init": cmd_init, "mount": cmd_mount, "unmount": cmd_unmount,
             "passwd": cmd_passwd, "info": cmd_info, **cli_history.COMMANDS,
             **cli_transfer.COMMANDS, **cli_links.COMMANDS, **cli_files.COMMANDS,
             **cli_status.COMMANDS, **cli_accounts.COMMANDS, **cli_sharing.COMMANDS,
-            **cli_agent.COMMANDS, **cli_sync.COMMANDS, **cli_help.COMMANDS, **cli_check.COMMANDS}
+            **cli_agent.COMMANDS, **cli_sync.COMMANDS, **cli_recovery.COMMANDS, **cli_help.COMMANDS,
+            **cli_check.COMMANDS}
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -10,7 +10,8 @@ GROUPS = {
     "Old versions and deleted files": ["history", "restore", "trash", "retention", "gc"],
     "Hand files to someone": ["send", "receive", "link", "relay"],
     "Other devices": ["peer", "sync"],
-    "People and keys": ["user", "group", "share", "unshare", "shares", "unlock", "lock", "passwd"],
+    "People and keys": ["user", "group", "share", "unshare", "shares", "unlock", "lock", "passwd",
+                        "recovery-key"],
     "Set up": ["init", "info", "check", "watch", "completion"],
 }
 
@@ -49,7 +50,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 # Arguments that name files or folders complete as paths.
 PATHS = {"vault", "mountpoint", "path", "paths", "place", "dest", "output", "to",
-         "passphrase_file", "new_passphrase_file", "code_file"}
+         "passphrase_file", "new_passphrase_file", "code_file", "recovery_file", "recovery_key_file"}
 
 
 def _mark_paths(parser: argparse.ArgumentParser) -> None:

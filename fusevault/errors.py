@@ -64,6 +64,33 @@ class InvalidInput(VaultError):
     exit_code = 12
 
 
+# --- the recovery key (crypto/recovery.py); 26 is left for `fusevault check`
+
+
+class BadRecoveryWord(InvalidInput):
+    """A recovery word that is not in the BIP-39 English list (the message names it)."""
+
+    exit_code = 27
+
+
+class BadRecoveryChecksum(InvalidInput):
+    """Every word is in the list, but the mnemonic's checksum fails."""
+
+    exit_code = 28
+
+
+class WrongRecoveryKey(VaultError):
+    """Valid words that do not open this user's master key."""
+
+    exit_code = 29
+
+
+class NoRecoveryKey(VaultError):
+    """The user has no recovery key (never made, or revoked)."""
+
+    exit_code = 30
+
+
 class VaultInUse(VaultError):
     """Another process (a mount, a watcher) is serving the vault."""
 

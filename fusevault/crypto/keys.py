@@ -111,6 +111,17 @@ def unwrap_master(user_id: str, fields: dict, passphrase: bytes) -> bytes:
     return master
 
 
+def check_master(doc: dict, master: bytes) -> bool:
+    """Whether ``master`` opens the document's validation string (the recovery key checks with it)."""
+    try:
+        validation = b64d(doc["en_validation_string"])
+        text = aead.unseal(subkey(master, "fusevault validation v1"), validation,
+                           aead.ad("validation", doc["_id"]))
+    except (KeyError, ValueError, TypeError, CorruptData):
+        return False
+    return hmac.compare_digest(text, VALIDATION_TEXT)
+
+
 def checksum(fields: dict) -> str:
     """Integrity check of the clear key fields, to tell damage from a wrong passphrase."""
     keys = ("salt", "kdf", "iv", "en_master_kek", "en_validation_string")

@@ -7,13 +7,16 @@ from pathlib import Path
 from fusevault.vault.layout import FORMAT_VERSION
 from fusevault.vault.nodes import NODE, VERSION
 from fusevault.vault.opening import open_vault
-from fusevault.vault.users import USER
+from fusevault.vault.users import USER, has_recovery_key
 
 
 def gather(path: Path) -> dict:
     layout, store = open_vault(path)
     try:
-        users = sum(1 for _ in store.iter_type(USER))
+        user_docs = list(store.iter_type(USER))
+        users = len(user_docs)
+        # Whether a recovery key exists (a clear field; never its words, which are stored nowhere).
+        recovery_keys = sum(1 for d in user_docs if has_recovery_key(d))
         nodes = sum(1 for d in store.iter_type(NODE) if not d.get("delete"))
         versions = sum(1 for _ in store.iter_type(VERSION))
     finally:
@@ -27,6 +30,7 @@ def gather(path: Path) -> dict:
         # padding: "none").  Clear text, as docs/SECURITY.md says.
         "padding": layout.padding,
         "users": users,
+        "users_with_recovery_key": recovery_keys,
         # Entries (files, directories, links) minus each user's root directory.
         "entries": max(nodes - users, 0),
         "versions": versions,

@@ -6,12 +6,19 @@ import os
 import stat
 import time
 
-from fusevault.crypto import aead
+from fusevault.crypto import aead, recovery
 from fusevault.crypto.identity import Identity, open_identity, seal_identity
 from fusevault.crypto.kdf import default_params
-from fusevault.crypto.keys import MasterKey, checksum, new_wrapped_master, unwrap_master, wrap_master
+from fusevault.crypto.keys import (
+    MasterKey,
+    check_master,
+    checksum,
+    new_wrapped_master,
+    unwrap_master,
+    wrap_master,
+)
 from fusevault.crypto.signing import sign_doc, signer_of
-from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, VaultNotFound
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoRecoveryKey, VaultNotFound
 from fusevault.store import Store
 from fusevault.vault import confirmed
 from fusevault.vault.layout import Layout, validate_name
@@ -39,7 +46,8 @@ def find_user(store: Store, username: str | None) -> dict:
 
 
 def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
-                uid: int | None = None) -> str:
+                uid: int | None = None, recovery_secret: bytes | None = None) -> str:
+    """A new user; with ``recovery_secret``, their master key is also wrapped under it."""
     validate_name("user", username)
     if any(d.get("username") == username for d in store.iter_type(USER)):
         raise AlreadyExists(f"user {username!r} already exists")
@@ -65,6 +73,8 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
         **fields,
         "checksum": checksum(fields),
         **seal_identity(key, identity),
+        **({recovery.FIELD: recovery.wrap(user_id, master, recovery_secret, int(time.time()))}
+           if recovery_secret is not None else {}),
         "root": root_fid,
         "passphrase_expiry_ttl": dict(DEFAULT_TTL),
         "source_dir_to_watch": None,
@@ -110,14 +120,61 @@ def unlock(doc: dict, passphrase: bytes) -> MasterKey:
 
 
 def change_passphrase(store: Store, doc: dict, old: bytes, new: bytes) -> None:
+    master = _master(doc, old)
+    fields = wrap_master(doc["_id"], master, new, default_params())
+    # The recovery wrapping (if any) is of the same master key: it stays valid.
+    _save(store, {**doc, **fields, "checksum": checksum(fields)}, master)
+
+
+def _master(doc: dict, passphrase: bytes) -> bytes:
     if doc.get("checksum") != checksum(doc):
         raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
-    master = unwrap_master(doc["_id"], doc, old)
-    fields = wrap_master(doc["_id"], master, new, default_params())
-    doc = {**doc, **fields, "checksum": checksum(fields)}
+    return unwrap_master(doc["_id"], doc, passphrase)
+
+
+def _save(store: Store, doc: dict, master: bytes) -> None:
+    """Store a changed user document, signed again by its user over every field."""
     if signer_of(doc) is not None or "en_private_keys" in doc:
-        # The document is signed with the user's key: a new signature over the new fields.
         identity = open_identity(MasterKey(doc["_id"], master), doc)
         doc = sign_doc(doc["_id"], identity.sign, doc)
     store.put_many([doc])
     store.sync()
+
+
+# --- the recovery key (crypto/recovery.py)
+
+
+def has_recovery_key(doc: dict) -> bool:
+    return recovery.FIELD in doc
+
+
+def create_recovery_key(store: Store, doc: dict, passphrase: bytes, secret: bytes) -> None:
+    """Wrap the user's master key under ``secret`` too (replacing an earlier recovery key)."""
+    master = _master(doc, passphrase)
+    _save(store, {**doc, recovery.FIELD: recovery.wrap(doc["_id"], master, secret, int(time.time()))},
+          master)
+
+
+def revoke_recovery_key(store: Store, doc: dict, passphrase: bytes) -> None:
+    if not has_recovery_key(doc):
+        raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key")
+    master = _master(doc, passphrase)
+    _save(store, {k: v for k, v in doc.items() if k != recovery.FIELD}, master)
+
+
+def recover(doc: dict, secret: bytes) -> bytes:
+    """The master key, opened with the recovery key instead of the passphrase."""
+    if not has_recovery_key(doc):
+        raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key (none was made, "
+                            "or it was revoked)")
+    master = recovery.unwrap(doc["_id"], doc[recovery.FIELD], secret)
+    if doc.get("checksum") != checksum(doc) or not check_master(doc, master):
+        raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
+    return master
+
+
+def reset_passphrase(store: Store, doc: dict, secret: bytes, new: bytes) -> None:
+    """A forgotten passphrase: a new one, the master key opened with the recovery key."""
+    master = recover(doc, secret)
+    fields = wrap_master(doc["_id"], master, new, default_params())
+    _save(store, {**doc, **fields, "checksum": checksum(fields)}, master)
