@@ -206,7 +206,7 @@ def _open(volume: Volume, doc: dict) -> tuple[Node, list] | None:
     if sharing is None or doc.get("owner") not in sharing.givers():
         return None
     paths = sharing.my_key_paths(volume.layout, doc["owner"], doc["_id"])
-    return open_guest(doc, volume.key, paths)
+    return open_guest(doc, volume.key, paths, volume.trust)
 
 
 def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:
@@ -380,7 +380,7 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         if doc is None or doc.get("delete") or doc.get("owner") not in givers:
             continue
         try:
-            opened = open_guest(doc, volume.key, paths)
+            opened = open_guest(doc, volume.key, paths, volume.trust)
         except VaultError as err:
             log.warning("a shared file %s does not open: %s", fid, err)
             continue
