@@ -39,6 +39,7 @@ from fusevault.errors import Conflict, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault import sharing
+from fusevault.vault.alarms import for_user
 from fusevault.vault.grants import genuine_in_store
 from fusevault.vault.layout import Layout
 from fusevault.vault.sharing import KeyRecord
@@ -181,10 +182,13 @@ class KeyMirror:
             if doc is not None and in_doc is None:
                 continue  # malformed (logged): the file stays as it is
             doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
+            if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
+                    and in_file.sig is not None and file_ok:
+                doc_ok = False  # an unsigned key never replaces a signed one
             if _fingerprint(in_doc) == _fingerprint(in_file):
                 pass
             elif not doc_ok:
-                log.warning("key document %s is not signed by the file's owner: not written", doc_id)
+                self._refused(doc_id)
                 if in_file is None or not file_ok:
                     continue
                 updates.append(_document(doc_id, doc, in_file))  # the genuine key replaces it
@@ -212,6 +216,14 @@ class KeyMirror:
             return  # changed by a peer meanwhile: settled again at the next look
         if base != before:
             replica.put_local(self.store, _BASE, base)
+
+    def _refused(self, doc_id: str) -> None:
+        """Said to the file's owner (and in the log): a forged key document is not written."""
+        fid, recipient = names(doc_id) or ("", "")
+        node = self.store.get(fid) if fid else None
+        who = node.get("owner") if node and isinstance(node.get("owner"), str) else recipient
+        for_user(who).warn("forged-key", doc_id, f"refused key document {doc_id}: not signed by the "
+                           "file's owner, not written")
 
     def _genuine(self, doc_id: str, key: Key | None) -> bool:
         if key is None:

@@ -104,14 +104,13 @@ def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str) -
     owner's user document is from before signatures."""
     node = store.get(fid)
     owner = node.get("owner") if node else found.owner
-    if not isinstance(owner, str):
-        return False
-    user = store.get(owner)
-    if user is None or user.get("_deleted"):
-        return False
-    if found.sig is None:
-        return not self_signed(user)
-    if (found.owner, found.fid, found.recipient) != (owner, fid, recipient) or not self_signed(user):
+    user = store.get(owner) if isinstance(owner, str) else None
+    if user is not None and user.get("_deleted"):
+        user = None
+    if found.sig is None:  # nothing to check it with, or an owner from before signatures
+        return user is None or not self_signed(user)
+    if user is None or (found.owner, found.fid, found.recipient) != (owner, fid, recipient) \
+            or not self_signed(user):
         return False
     doc = {**record_doc(owner, fid, recipient, found.epoch, found.key), "sig": found.sig}
     try:
