@@ -97,6 +97,11 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
         retry_awaiting(volume, out)
     if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
         volume.sharing.reload(volume.store)
+        if volume.trust is not None:
+            try:
+                volume.trust.save()  # users met just now stay pinned (first use)
+            except VaultError as err:
+                log.warning("the pinned keys were not saved yet: %s", err)
         _drop_unreached(volume, out)
         _admit_new_shares(volume, out)
     elif volume.sharing is not None and any(d["_id"] in volume.sharing.roots and d["_id"] not in volume.by_fid
