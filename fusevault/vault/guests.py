@@ -210,7 +210,7 @@ class Sharing:
                     found = sharing.read_key(reach.key_path(layout, fid))
                 except VaultError:
                     continue
-                if found is not None and grants_ok(self.trust, found, grant.owner, fid, reach.recipient):
+                if found is not None:  # any key's epoch, even a forged one's: the next is above it
                     top = max(top, found[0])
         return top
 
@@ -256,7 +256,7 @@ def _newer_key(path: Path, epoch: int, trust: Trust | None, owner: str, fid: str
         found = sharing.read_key(path)
     except VaultError:
         return False
-    return (found is not None and found[0] > epoch
+    return (found is not None and found[0] > epoch and found.sig is not None
             and grants_ok(trust, found, owner, fid, recipient))
 
 
@@ -267,7 +267,9 @@ def _good_key(path: Path, trust: Trust | None, owner: str, fid: str, recipient: 
         found = sharing.read_key(path)
     except VaultError:
         return False
-    return found is not None and found[0] >= epoch and grants_ok(trust, found, owner, fid, recipient)
+    if found is None or (found.sig is None and trust is not None):
+        return False  # none, or from before signatures: sealed again, signed
+    return found[0] >= epoch and grants_ok(trust, found, owner, fid, recipient)
 
 
 def key_files(layout: Layout, user_id: str, groups: dict[str, dict]) -> dict[str, list[Path]]:
