@@ -73,7 +73,8 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     passphrase_options(q)
     q = actions.add_parser("trust", help="pin a user's current keys after checking their fingerprint",
                            description="Use after `user show` warned that their keys changed and you "
-                           "compared the new fingerprint with them out of band.")
+                           "compared the new fingerprint with them out of band.  A mount of yours "
+                           "running meanwhile keeps the old pin until it is mounted again.")
     q.add_argument("name")
     q.add_argument("--fingerprint", required=True, help='the fingerprint they read to you ("xxxx xxxx ...")')
     q.add_argument("--as", dest="caller", metavar="USER", help="you (default: the user of your uid)")
