@@ -9,6 +9,7 @@ log and in ``fusevault status``, and the mount still serving.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -24,6 +25,7 @@ from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
 from fusevault.vault import sharing
+from fusevault.vault.trust import doc_fingerprint
 
 BOB = "bob's own passphrase"
 LONG = 60
@@ -142,11 +144,14 @@ def test_a_forged_share_from_the_server_gets_no_key(couchdb_url: str, tmp_path: 
         server.put(doc)
 
     with mounted(vault, mnt):  # the victim's unlock (fill_missing), then writes (new files' keys)
-        wait_for(lambda: "refused share" in _status(mnt), "the forged shares to be refused")
+        wait_for(lambda: _settled(mnt) and docs_of(vault, "Share"), "the forged shares to arrive")
         (mnt / "new.txt").write_text("made after the forgery")
         (mnt / "docs" / "more.txt").write_text("more")
         (mnt / "top.txt").write_text("top, changed")
         wait_for(lambda: _settled(mnt), "the push after the writes")
+        assert _keys_for(vault, mal.user_id) == []
+        assert not [d for d in server.all("FileKey") if mal.user_id in d["_id"]]
+        wait_for(lambda: "refused share" in _status(mnt), "the forged shares to be refused")
         assert sorted(os.listdir(mnt)) == ["docs", "new.txt", "top.txt"]  # still serving
         assert (mnt / "docs" / "secret.txt").read_text() == "the plan"
         status = _status(mnt)
@@ -191,9 +196,7 @@ def test_a_replaced_public_key_of_a_pinned_user_receives_nothing(vault: Path, tm
     with mounted(vault, mnt):  # alice meets bob: his keys are pinned
         (mnt / "notes.txt").write_text("for bob")
     bob = _user(vault, "bob")
-    shown = json.loads(_admin(vault, "user", "show", "bob", "--json").stdout)
-    assert shown["matches_pin"] and shown["self_signed"] and shown["pinned"] == shown["fingerprint"]
-    genuine = shown["fingerprint"]
+    genuine = doc_fingerprint(bob)
     # The attacker replaces bob's keys by theirs (signed with their key, so "self-signed").
     evil = Identity.new(bob["_id"])
     forged = sign_doc(bob["_id"], evil.sign, {**bob, **evil.public_fields()})
@@ -202,18 +205,21 @@ def test_a_replaced_public_key_of_a_pinned_user_receives_nothing(vault: Path, tm
     with mounted(vault, mnt):
         shared = fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ")
         assert shared.returncode == 0, shared.stderr
+        (path,) = list((vault / "users" / bob["_id"] / "shared").glob("*.vfkey"))
+        record = json.loads(path.read_bytes())
+        fid = path.name[:-6].split("_", 1)[1]
+        with pytest.raises(VaultError):  # not sealed to the new key
+            open_file_key(evil, _user(vault, "alice")["_id"], fid, record["epoch"],
+                          base64.b64decode(record["key"]))
         assert f"bob: key fingerprint {genuine}" in shared.stdout
         status = _status(mnt)
         assert "WARNING" in status and "keys of user 'bob' changed" in status
         assert (mnt / "notes.txt").read_text() == "for bob"
     assert "keys of user 'bob' changed" in _log()
-    (path,) = list((vault / "users" / bob["_id"] / "shared").glob("*.vfkey"))
-    record = sharing.read_key(path)
-    fid = path.name[:-6].split("_", 1)[1]
-    with pytest.raises(VaultError):  # not sealed to the new key
-        open_file_key(evil, _user(vault, "alice")["_id"], fid, record.epoch, record.key)
     shown = _admin(vault, "user", "show", "bob")
     assert "WARNING" in shown.stdout and genuine in shown.stdout
+    shown = json.loads(_admin(vault, "user", "show", "bob", "--json").stdout)
+    assert shown["pinned"] == genuine and not shown["matches_pin"]
     # After checking with bob out of band, alice re-pins (here: to the new key).
     wrong = fusevault("user", "trust", "bob", "--fingerprint", genuine, "--vault", vault)
     assert wrong.returncode != 0 and "not the one given" in wrong.stderr
@@ -245,6 +251,8 @@ def test_a_forged_key_with_a_higher_epoch_does_not_replace_the_genuine_one(couch
     sealed = seal_file_key(public_box(bob), bob["_id"], alice["_id"], fid, epoch, os.urandom(32))
     server.put({**key_doc, "epoch": epoch, "key": b64e(sealed)})
     with mounted(vault, mnt):
+        wait_for(lambda: _settled(mnt), "the pull of the forged key")
+        assert path.read_bytes() == genuine  # not replaced on disk
         wait_for(lambda: "not signed by the file's owner" in _status(mnt), "the forged key to be refused")
         wait_for(lambda: _settled(mnt) and server.get(key_doc["_id"])["epoch"] == key_doc["epoch"],
                  "the genuine key to replace the forged document on the server")
