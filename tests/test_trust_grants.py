@@ -182,6 +182,7 @@ def test_a_forged_group_membership_gets_no_key(vault: Path, tmp_path: Path) -> N
 
     with mounted(vault, mnt):
         (mnt / "proj" / "later.txt").write_text("written after the forgery")
+        assert _keys_for(vault, mal.user_id) == []
         wait_for(lambda: "refused group" in _status(mnt), "the forged group to be refused")
         assert (mnt / "proj" / "plan.txt").read_text() == "step one"
         assert sorted(os.listdir(mnt / "proj")) == ["later.txt", "plan.txt"]
