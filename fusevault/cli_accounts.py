@@ -2,7 +2,10 @@
 
 Whoever may write the vault directory administers its users and groups, as
 root administers /etc/passwd; what each user can read is still decided by
-their own keys.  Every command here first makes the seed 003 meta.inf files
+their own keys.  A group's documents are signed by the group's owner (a
+membership counts only then, vault/grants.py), so making a group and
+changing its members asks for the owner's passphrase; removing a user or a
+group only removes, and needs no key.  Every command here first makes the seed 003 meta.inf files
 agree with the documents (``meta_files.reconcile``).
 """
 
@@ -23,6 +26,7 @@ from fusevault.store import Store, tombstone
 from fusevault.vault import groups, meta_files, sharing, users
 from fusevault.vault.layout import Layout
 from fusevault.vault.opening import hold, open_vault
+from fusevault.vault.trust import Trust, doc_fingerprint, self_signed
 
 Command = Callable[..., argparse.ArgumentParser]
 VAULT_ENV = "FUSEVAULT_VAULT"
@@ -57,27 +61,53 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     group.add_argument("--new-passphrase-file", metavar="FILE", help="read it from FILE")
     _list_and_remove(actions, "users, their uids and groups",
                      "remove a user who owns no files and no group")
+    q = actions.add_parser("show", help="a user's id, uid, groups and key fingerprint (compare it with them)",
+                           description="With your passphrase (the user of your uid, or --as), also "
+                           "whether their keys are the ones you pinned when you first met them.")
+    q.add_argument("name")
+    q.add_argument("--as", dest="caller", metavar="USER", help="you, to compare with your pins "
+                   "(default: the user of your uid)")
+    q.add_argument("--no-passphrase", action="store_true", help="do not unlock: no comparison with pins")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    _vault_option(q)
+    passphrase_options(q)
+    q = actions.add_parser("trust", help="pin a user's current keys after checking their fingerprint",
+                           description="Use after `user show` warned that their keys changed and you "
+                           "compared the new fingerprint with them out of band.  A mount of yours "
+                           "running meanwhile keeps the old pin until it is mounted again.")
+    q.add_argument("name")
+    q.add_argument("--fingerprint", required=True, help='the fingerprint they read to you ("xxxx xxxx ...")')
+    q.add_argument("--as", dest="caller", metavar="USER", help="you (default: the user of your uid)")
+    _vault_option(q)
+    passphrase_options(q)
 
     p = command("group", "add groups and set who is in them, with READ or WRITE",
                 "fusevault group add team --vault ~/vault\n"
-                "  fusevault group member add team bob --perm READ,WRITE --vault ~/vault")
+                "  fusevault group member add team bob --perm READ,WRITE --vault ~/vault\n"
+                "  (add and member add/remove ask for the group owner's passphrase: they sign it)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = actions.add_parser("add", help="add a group (its owner is a member with READ,WRITE)")
+    q = actions.add_parser("add", help="add a group (its owner is a member with READ,WRITE; "
+                           "asks for the owner's passphrase, who signs it)")
     q.add_argument("name")
     q.add_argument("--owner", help="the user who owns it (default: the user of your uid)")
     _vault_option(q)
+    passphrase_options(q)
     _list_and_remove(actions, "groups and their members", "remove a group")
     q = actions.add_parser("member", help="add, change or remove a member")
     members = q.add_subparsers(dest="member_action", metavar="ACTION", required=True)
-    r = members.add_parser("add", help="add a member, or change their permission")
+    r = members.add_parser("add", help="add a member, or change their permission "
+                           "(asks for the group owner's passphrase)")
     r.add_argument("group")
     r.add_argument("user")
     r.add_argument("--perm", required=True, help="READ, WRITE or READ,WRITE")
     _vault_option(r)
-    r = members.add_parser("remove", help="take a member out of a group")
+    passphrase_options(r)
+    r = members.add_parser("remove", help="take a member out of a group "
+                           "(asks for the group owner's passphrase)")
     r.add_argument("group")
     r.add_argument("user")
     _vault_option(r)
+    passphrase_options(r)
 
 
 @contextmanager
@@ -109,6 +139,10 @@ def cmd_user(args: argparse.Namespace) -> int:
             print(f"added user {args.name}")
         elif args.action == "list":
             _print_users(store, args.json)
+        elif args.action == "show":
+            _show_user(args, store)
+        elif args.action == "trust":
+            _trust_user(args, store)
         else:
             _remove_user(layout, store, args.name)
             print(f"removed user {args.name}")
@@ -131,6 +165,54 @@ def _print_users(store: Store, as_json: bool) -> None:
         ttl = row["passphrase_expiry_ttl"] or {}
         print(f"{row['name']:<16} uid {row['uid']!s:<6} created {_date(row['created_at'])}  "
               f"unlock for {ttl.get('ttl')} {ttl.get('unit')}  groups: {', '.join(row['groups']) or '-'}")
+
+
+def _unlock(args: argparse.Namespace, store: Store, user: dict) -> Trust:
+    """``user``'s keys, with their passphrase (the usual options or $FUSEVAULT_PASSPHRASE)."""
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file,
+                            prompt=f"Passphrase of {user['username']}: ",
+                            about=f"user {user['username']} of vault {os.path.abspath(args.vault)}")
+    key = users.unlock(user, secret)
+    if key.identity is None:
+        raise InvalidInput(f"{user['username']} has no key pairs yet: they are made at their next mount")
+    return Trust(store, key)
+
+
+def _show_user(args: argparse.Namespace, store: Store) -> None:
+    user = users.find_user(store, args.name)
+    mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in store.iter_type(groups.GROUP)
+                  if user["_id"] in (g.get("users") or {}))
+    row = {"name": user["username"], "id": user["_id"], "uid": user.get("uid"), "groups": mine,
+           "fingerprint": doc_fingerprint(user), "self_signed": self_signed(user), "pinned": None}
+    if not args.no_passphrase:
+        trust = _unlock(args, store, users.find_user(store, args.caller))
+        trust.observe(store.iter_type(users.USER))
+        trust.save()
+        pinned = trust.fingerprint_of(user["_id"])
+        row["pinned"] = pinned
+        row["matches_pin"] = pinned == row["fingerprint"]
+    if args.json:
+        print(json.dumps(row, indent=1))
+        return
+    print(f"{row['name']}  id {row['id']}  uid {row['uid']}  groups: {', '.join(mine) or '-'}")
+    signed = "self-signed" if row["self_signed"] else "NOT self-signed"
+    print(f"key fingerprint {row['fingerprint']}  ({signed})")
+    if row["pinned"] is not None and not row["matches_pin"]:
+        print(f"WARNING: you pinned {row['pinned']} for {row['name']}: their keys changed; check with them, "
+              f"then `fusevault user trust {row['name']} --fingerprint ...`")
+    elif row["pinned"] is not None:
+        print("matches the keys you pinned")
+
+
+def _trust_user(args: argparse.Namespace, store: Store) -> None:
+    user = users.find_user(store, args.name)
+    trust = _unlock(args, store, users.find_user(store, args.caller))
+    if user["_id"] == trust.user_id:
+        raise InvalidInput("your own keys are always trusted")
+    trust.repin(user, args.fingerprint)
+    trust.save()
+    store.sync()
+    print(f"pinned the keys of {user['username']} ({doc_fingerprint(user)})")
 
 
 def _date(when: int) -> str:
@@ -158,8 +240,8 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
         lost = [sharing.grant_of(d) for d in shares]
         for group in store.iter_type(groups.GROUP):
             if user["_id"] in group.get("users", {}):
-                members = {k: v for k, v in group["users"].items() if k != user["_id"]}
-                changes.append({**group, "users": members})
+                # The group's document is its owner's to sign: it stays, and a
+                # membership of a removed user counts nowhere (Sharing.members).
                 lost += [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
                 sharing.drop_group_keys(layout, group["_id"], user["_id"])
         changes += sharing.rotations(store, lost)
@@ -175,7 +257,7 @@ def cmd_group(args: argparse.Namespace) -> int:
     with administering(args) as (layout, store):
         if args.action == "add":
             owner = users.find_user(store, args.owner)
-            groups.create_group(store, args.name, owner)
+            groups.create_group(store, args.name, owner, _unlock(args, store, owner).sign)
             print(f"added group {args.name}, owned by {owner['username']}")
         elif args.action == "list":
             _print_groups(store, args.json)
@@ -185,13 +267,17 @@ def cmd_group(args: argparse.Namespace) -> int:
         else:
             group = groups.find_group(store, args.group)
             user = users.find_user(store, args.user)
+            owner = store.get(group["owner"])
+            if owner is None:
+                raise InvalidInput(f"the owner of group {args.group} is no longer a user: remove the group")
+            sign = _unlock(args, store, owner).sign
             if args.member_action == "add":
-                doc = groups.set_member(store, group, user, args.perm)
+                doc = groups.set_member(store, group, user, args.perm, sign=sign)
                 print(f"{args.user} is in {args.group} with {doc['users'][user['_id']]}")
             else:
                 # Their keys go now; the files get new keys at their owners' next unlock.
                 lost = [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
-                groups.set_member(store, group, user, None, sharing.rotations(store, lost))
+                groups.set_member(store, group, user, None, sharing.rotations(store, lost), sign=sign)
                 sharing.drop_group_keys(layout, group["_id"], user["_id"])
                 print(f"{args.user} is no longer in {args.group}")
     return 0

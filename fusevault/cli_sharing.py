@@ -51,6 +51,9 @@ def cmd_share(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "share", "path": _path(args), "with": args.grantee, "perm": args.perm})
     print(f"shared {answer['path']} with {answer['with']} ({answer['perm']}, "
           f"{answer['files']} file(s) and folder(s))")
+    for name, fingerprint in sorted((answer.get("fingerprints") or {}).items()):
+        # What to compare with them out of band: the keys their files are sealed to.
+        print(f"  {name}: key fingerprint {fingerprint or '(not pinned: nothing sealed to them)'}")
     return 0
 
 

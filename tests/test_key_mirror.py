@@ -66,8 +66,8 @@ def test_a_key_written_on_one_replica_is_written_on_the_other_and_its_removal_to
     assert here.store.get(user_doc)["epoch"] == 1 and here.store.get(group_doc)["epoch"] == 3
     for doc_id in (user_doc, group_doc):
         here.send(doc_id, there)
-    assert sharing.read_key(place(there.layout, user_doc)) == (1, b"sealed for the recipient")
-    assert sharing.read_key(place(there.layout, group_doc)) == (3, b"sealed for a member")
+    assert sharing.read_key(place(there.layout, user_doc))[:2] == (1, b"sealed for the recipient")
+    assert sharing.read_key(place(there.layout, group_doc))[:2] == (3, b"sealed for a member")
 
     # Revoked there: the file goes, the document is deleted, and so here.
     sharing.remove_key(place(there.layout, user_doc))
@@ -88,10 +88,10 @@ def test_when_both_sides_changed_a_key_the_later_epoch_wins(pair) -> None:
     sharing.write_key(place(there.layout, doc_id), 1, b"sealed again")
     there.refresh()
     there.send(doc_id, here)  # arrives before here looked at its own file
-    assert sharing.read_key(place(here.layout, doc_id)) == (2, b"rotated")
+    assert sharing.read_key(place(here.layout, doc_id))[:2] == (2, b"rotated")
     assert here.store.get(doc_id)["epoch"] == 2
     here.send(doc_id, there)
-    assert sharing.read_key(place(there.layout, doc_id)) == (2, b"rotated")
+    assert sharing.read_key(place(there.layout, doc_id))[:2] == (2, b"rotated")
 
 
 def test_documents_from_a_peer_never_name_another_path_or_break_a_key(pair) -> None:
@@ -102,7 +102,7 @@ def test_documents_from_a_peer_never_name_another_path_or_break_a_key(pair) -> N
               {"_id": doc_id, "_rev": "9-" + "b" * 32, "type": "FileKey", "epoch": "one", "key": 5}]
     arrival = replica.store_revisions(here.store, forged)
     here.keys.arrived(d["_id"] for d in arrival.current)
-    assert sharing.read_key(place(here.layout, doc_id)) == (1, b"good")
+    assert sharing.read_key(place(here.layout, doc_id))[:2] == (1, b"good")
     assert not list(here.layout.root.rglob("x"))
 
 
@@ -121,5 +121,5 @@ def test_a_later_epoch_on_the_branch_couchdbs_rule_did_not_pick_still_wins(pair)
     arrival = replica.store_revisions(here.store, [theirs])
     assert arrival.conflicts == [doc_id] and here.store.get(doc_id)["epoch"] == 1
     here.keys.arrived(d["_id"] for d in arrival.current)
-    assert sharing.read_key(place(here.layout, doc_id)) == (2, b"rotated")
+    assert sharing.read_key(place(here.layout, doc_id))[:2] == (2, b"rotated")
     assert here.store.get(doc_id)["epoch"] == 2 and replica.conflicted(here.store) == []

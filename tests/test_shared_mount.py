@@ -140,8 +140,9 @@ def shared_vault(tmp_path: Path, linux) -> Path:
     assert fusevault("init", vault, "--user", "admin").returncode == 0
     for name in ("alice", "bob", "carol"):
         _admin(vault, "user", "add", name, "--uid", str(linux[name].pw_uid), passphrase=SECRETS[name])
-    _admin(vault, "group", "add", "team", "--owner", "alice")
-    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "WRITE")
+    # The group's owner signs it: alice's passphrase.
+    _admin(vault, "group", "add", "team", "--owner", "alice", passphrase=SECRETS["alice"])
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "WRITE", passphrase=SECRETS["alice"])
     return vault
 
 
@@ -546,14 +547,15 @@ def test_group_members_added_and_removed_while_unlocked_gain_and_lose_its_files(
     assert people.ok("carol", "ls -A $M") == ""
     # The administrator adds carol to the group: she gets the folder without
     # locking, and writes in it; alice sees it at once.
-    _admin(shared_vault, "group", "member", "add", "team", "carol", "--perm", "WRITE")
+    _admin(shared_vault, "group", "member", "add", "team", "carol", "--perm", "WRITE",
+           passphrase=SECRETS["alice"])
     _wait_until(people, lambda: people.sh("carol", "cat $M/groups/team/proj/plan.txt").stdout == "plan\n",
                 "carol to see the group's folder")
     people.ok("carol", "echo carol >> $M/groups/team/proj/plan.txt")
     assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\ncarol\n"
     # And removes her: the folder leaves her tree without locking, and alice's
     # unlocked seat gives it new keys at once (sealed for bob, not for carol).
-    _admin(shared_vault, "group", "member", "remove", "team", "carol")
+    _admin(shared_vault, "group", "member", "remove", "team", "carol", passphrase=SECRETS["alice"])
     _wait_until(people, lambda: people.sh("carol", "ls -A $M").stdout == "",
                 "carol to lose the group's folder")
     refused = people.sh("carol", "cat $M/groups/team/proj/plan.txt")

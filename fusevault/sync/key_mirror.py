@@ -15,6 +15,11 @@ one; otherwise the document, on which every replica agrees, wins.  When two
 replicas' revisions meet as branches, the later epoch also wins, whichever
 branch CouchDB's rule made current.  The key
 is sealed to its recipient: a peer learns only who shares with whom, by id.
+
+A key counts only if the file's owner signed it (``vault/grants.py``:
+``owner``, ``fid``, ``recipient`` and ``sig`` travel in the document): a
+forged document (a server's, any epoch) never replaces a genuine key file,
+and a genuine key file replaces a forged document.
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ from pathlib import Path
 
 import trio
 
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import b64e
 from fusevault.errors import Conflict, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault import sharing
+from fusevault.vault.alarms import for_user
+from fusevault.vault.grants import genuine_in_store
 from fusevault.vault.layout import Layout
+from fusevault.vault.sharing import KeyRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +55,20 @@ _USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
 _GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
 _BASE = "key-files"  # the local document: doc id -> fingerprint both sides last had
 
-Key = tuple[int, bytes]  # (epoch, sealed key)
+Key = KeyRecord  # (epoch, sealed key, the owner's signature)
 
 
 def is_key_doc(doc_id: str) -> bool:
     return doc_id.startswith(PREFIX)
+
+
+def names(doc_id: str) -> tuple[str, str] | None:
+    """(fid, recipient) a key document's id names."""
+    if found := _USER_KEY.fullmatch(doc_id):
+        return found.group(3), found.group(1)
+    if found := _GROUP_KEY.fullmatch(doc_id):
+        return found.group(2), found.group(3)
+    return None
 
 
 def place(layout: Layout, doc_id: str) -> Path | None:
@@ -100,7 +117,7 @@ def _key_of(doc: dict | None) -> Key | None:
     if doc is None:
         return None
     try:
-        return int(doc["epoch"]), b64d(doc["key"])
+        return sharing.key_record(doc)
     except (KeyError, TypeError, ValueError):
         log.warning("key document %s is malformed: not written", doc.get("_id"))
         return None
@@ -164,13 +181,27 @@ class KeyMirror:
             in_doc, in_file = _key_of(doc), files.get(doc_id)
             if doc is not None and in_doc is None:
                 continue  # malformed (logged): the file stays as it is
+            doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
+            if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
+                    and in_file.sig is not None and file_ok:
+                doc_ok = False  # an unsigned key never replaces a signed one
             if _fingerprint(in_doc) == _fingerprint(in_file):
                 pass
+            elif not doc_ok:
+                self._refused(doc_id)
+                if in_file is None or not file_ok:
+                    continue
+                updates.append(_document(doc_id, doc, in_file))  # the genuine key replaces it
+                in_doc = in_file
+            elif not file_ok:
+                if in_doc is None:
+                    continue  # a forged key file, no document: never mirrored
+                sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
             elif _document_wins(in_doc, in_file, base.get(doc_id)):
                 if in_doc is None:
                     sharing.remove_key(path)
                 else:
-                    sharing.write_key(path, *in_doc)
+                    sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
             else:
                 updates.append(_document(doc_id, doc, in_file))
                 in_doc = in_file
@@ -186,6 +217,20 @@ class KeyMirror:
         if base != before:
             replica.put_local(self.store, _BASE, base)
 
+    def _refused(self, doc_id: str) -> None:
+        """Said to the file's owner (and in the log): a forged key document is not written."""
+        fid, recipient = names(doc_id) or ("", "")
+        node = self.store.get(fid) if fid else None
+        who = node.get("owner") if node and isinstance(node.get("owner"), str) else recipient
+        for_user(who).warn("forged-key", doc_id, f"refused key document {doc_id}: not signed by the "
+                           "file's owner, not written")
+
+    def _genuine(self, doc_id: str, key: Key | None) -> bool:
+        if key is None:
+            return True
+        named = names(doc_id)
+        return named is not None and genuine_in_store(self.store, key, *named)
+
     def _current(self, doc_id: str) -> dict | None:
         """The document, once its other branches are closed (two replicas
         changed it while apart).  CouchDB's rule may have picked the branch
@@ -196,9 +241,9 @@ class KeyMirror:
         if doc is None or not others:
             return doc
         current = _key_of(doc)
-        keys = [key for leaf in others if (key := _key_of(leaf)) is not None]
-        if current is not None and keys and max(keys)[0] > current[0]:
-            self.store.put_many([_document(doc_id, doc, max(keys))])
+        keys = [key for leaf in others if (key := _key_of(leaf)) is not None and self._genuine(doc_id, key)]
+        if current is not None and keys and max(k.epoch for k in keys) > current.epoch:
+            self.store.put_many([_document(doc_id, doc, max(keys, key=lambda k: k.epoch))])
         for leaf in others:
             replica.close_leaf(self.store, doc_id, leaf["_rev"])
         return self.store.get(doc_id)
@@ -208,4 +253,5 @@ def _document(doc_id: str, doc: dict | None, key: Key | None) -> dict:
     rev = {"_rev": doc["_rev"]} if doc else {}
     if key is None:
         return {"_id": doc_id, **rev, "_deleted": True}
-    return {"_id": doc_id, **rev, "type": sharing.FILE_KEY, "epoch": key[0], "key": b64e(key[1])}
+    return {"_id": doc_id, **rev, "type": sharing.FILE_KEY, "epoch": key.epoch, "key": b64e(key.key),
+            **key.signed_fields()}

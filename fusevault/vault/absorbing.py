@@ -98,6 +98,11 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
         retry_awaiting(volume, out)
     if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
         volume.sharing.reload(volume.store)
+        if volume.trust is not None:
+            try:
+                volume.trust.save()  # users met just now stay pinned (first use)
+            except VaultError as err:
+                log.warning("the pinned keys were not saved yet: %s", err)
         _drop_unreached(volume, out)
         _admit_new_shares(volume, out)
     elif volume.sharing is not None and any(d["_id"] in volume.sharing.roots and d["_id"] not in volume.by_fid
@@ -207,7 +212,7 @@ def _open(volume: Volume, doc: dict) -> tuple[Node, list] | None:
     if sharing is None or doc.get("owner") not in sharing.givers():
         return None
     paths = sharing.my_key_paths(volume.layout, doc["owner"], doc["_id"])
-    return open_guest(doc, volume.key, paths)
+    return open_guest(doc, volume.key, paths, volume.trust)
 
 
 def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:
@@ -382,7 +387,7 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         if doc is None or doc.get("delete") or doc.get("owner") not in givers:
             continue
         try:
-            opened = open_guest(doc, volume.key, paths)
+            opened = open_guest(doc, volume.key, paths, volume.trust)
         except VaultError as err:
             log.warning("a shared file %s does not open: %s", fid, err)
             continue

@@ -11,6 +11,7 @@ a crash between the two leaves files that the next command repairs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fusevault.errors import AlreadyExists, InvalidInput, VaultNotFound
 from fusevault.store import Store, tombstone
@@ -40,23 +41,29 @@ def find_group(store: Store, name: str) -> dict:
     raise VaultNotFound(f"no group {name!r} in this vault")
 
 
-def create_group(store: Store, name: str, owner: dict) -> dict:
+Sign = Callable[[dict], dict]  # the group owner's Trust.sign
+
+
+def create_group(store: Store, name: str, owner: dict, sign: Sign) -> dict:
     validate_name("group", name)
     if any(d.get("groupname") == name for d in store.iter_type(GROUP)):
         raise AlreadyExists(f"group {name!r} already exists")
     # The owner is a member with every right: the group's files are theirs to share on.
     doc = {"_id": new_id(), "type": GROUP, "groupname": name, "owner": owner["_id"],
            "created_at": int(time.time()), "users": {owner["_id"]: "READ,WRITE"}}
+    doc = sign(doc)  # a membership counts only in a document its owner signed
     store.put_many([doc])
     store.sync()
     return doc
 
 
 def set_member(store: Store, group: dict, user: dict, perm: str | None,
-               extra: list[dict] | None = None) -> dict:
-    """Add or change a member (``perm``), or remove one (``perm=None``);
-    ``extra`` documents are committed in the same transaction."""
-    members = dict(group.get("users") or {})
+               extra: list[dict] | None = None, *, sign: Sign) -> dict:
+    """Add or change a member (``perm``), or remove one (``perm=None``),
+    signed by the group's owner (``sign``); ``extra`` documents are committed
+    in the same transaction."""
+    live = {u["_id"] for u in store.iter_type("UserDetails")}  # removed users' memberships go now
+    members = {u: p for u, p in (group.get("users") or {}).items() if u in live}
     if perm is None:
         if user["_id"] not in members:
             raise VaultNotFound(f"{user['username']} is not in group {group['groupname']}")
@@ -65,7 +72,7 @@ def set_member(store: Store, group: dict, user: dict, perm: str | None,
         del members[user["_id"]]
     else:
         members[user["_id"]] = parse_perm(perm)
-    doc = {**group, "users": members}
+    doc = sign({**group, "users": members})
     doc["_rev"] = store.put_many([doc, *(extra or [])])[0]
     store.sync()
     return doc

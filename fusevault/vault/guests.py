@@ -30,11 +30,13 @@ from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import VaultError
 from fusevault.store import Store
+from fusevault.vault import grants as granting
 from fusevault.vault import sharing
 from fusevault.vault.groups import GROUP, can_write
 from fusevault.vault.layout import Layout
 from fusevault.vault.nodes import Node, node_from_doc, open_node_attrs
 from fusevault.vault.sharing import Grant, Reach
+from fusevault.vault.trust import Trust
 from fusevault.vault.users import USER
 
 log = logging.getLogger(__name__)
@@ -70,13 +72,16 @@ class Sharing:
     # under a key not sealed to the user yet, or one whose version was being
     # committed here meanwhile.  Looked at again at the next change.
     awaiting: set[str] = field(default_factory=set)
+    # The user's pinned keys (vault/trust.py): only grants and groups signed
+    # by their owners count, and keys are sealed to pinned keys only.
+    trust: Trust | None = None
 
     def __post_init__(self) -> None:
         self._index()
 
     def reload(self, store: Store) -> None:
         """Read the shares, groups and users again (after a share or unshare)."""
-        fresh = Sharing.read(store, self.user_id)
+        fresh = Sharing.read(store, self.user_id, self.trust)
         self.grants, self.groups, self.users = fresh.grants, fresh.groups, fresh.users
         self._index()
 
@@ -89,13 +94,17 @@ class Sharing:
             self.roots[reach.grant.fid] = _better(self.roots.get(reach.grant.fid), reach.perm)
 
     @classmethod
-    def read(cls, store: Store, user_id: str) -> Sharing:
-        return cls(user_id, sharing.all_grants(store),
-                   {g["_id"]: g for g in store.iter_type(GROUP)},
-                   {u["_id"]: u for u in store.iter_type(USER)})
+    def read(cls, store: Store, user_id: str, trust: Trust | None = None) -> Sharing:
+        users = {u["_id"]: u for u in store.iter_type(USER)}
+        if trust is not None:
+            trust.observe(users.values())  # a user document that arrived: changed keys are said
+        groups = {g["_id"]: g for g in store.iter_type(GROUP) if granting.signed_by_owner(trust, g, "group")}
+        return cls(user_id, granting.verified_grants(store, trust), groups, users, trust=trust)
 
     def members(self) -> dict[str, dict[str, str]]:
-        return {gid: dict(g.get("users") or {}) for gid, g in self.groups.items()}
+        # Only current users: a removed one's membership stays in the signed document.
+        return {gid: {u: p for u, p in (g.get("users") or {}).items() if u in self.users}
+                for gid, g in self.groups.items()}
 
     def reaches(self, grant: Grant) -> list[Reach]:
         return sharing.reaches(grant, self.members())
@@ -113,8 +122,21 @@ class Sharing:
         return [p for p in dict.fromkeys(paths) if p.exists()]
 
     def public(self, user_id: str) -> X25519PublicKey | None:
+        """The key to seal to: a current user's pinned key (never a document's newer one)."""
         doc = self.users.get(user_id)
-        return public_box(doc) if doc and doc.get("public_box") else None
+        if not doc or not doc.get("public_box"):
+            return None
+        if self.trust is None:
+            return public_box(doc)
+        if (public := self.trust.box_key(user_id)) is None:
+            self.trust.alarms.warn("unpinned", user_id, f"user {doc.get('username')!r} has no keys pinned "
+                                   "on this device: nothing is sealed to them")
+        return public
+
+    def may_seal(self, node: Node, grant: Grant) -> bool:
+        """Keys are sealed only for this user's own grants on this user's own
+        nodes: never on someone else's behalf."""
+        return node.owner == self.user_id and grant.owner == self.user_id
 
     # --- what a user may do
 
@@ -126,18 +148,29 @@ class Sharing:
         best = None
         seen = 0
         while node is not None and node.ino not in self.phantoms and seen < 4096:
-            if (perm := self.roots.get(node.fid)) is not None:
+            if self.roots.get(node.fid) is not None and (perm := self._root_perm(node)) is not None:
                 best = _better(best, perm)
             node = nodes.get(node.links[0][0]) if node.links else None
             seen += 1
         return best
 
+    def _root_perm(self, node: Node) -> str | None:
+        """This user's best permission from shares on ``node`` made by its owner."""
+        best = None
+        for grant in self.by_fid.get(node.fid, ()):
+            if grant.owner == node.owner:
+                for reach in self.reaches(grant):
+                    if reach.recipient == self.user_id:
+                        best = _better(best, reach.perm)
+        return best
+
     def covering(self, node: Node, nodes: dict[int, Node]) -> list[Grant]:
-        """Every share on ``node`` or a folder above it (the node's ACL)."""
+        """Every share on ``node`` or a folder above it (the node's ACL), made
+        by the owner of the node it names: another's grant there is no grant."""
         found: list[Grant] = []
         seen = 0
         while node is not None and seen < 4096:
-            found += self.by_fid.get(node.fid, ())
+            found += [g for g in self.by_fid.get(node.fid, ()) if g.owner == node.owner]
             if node.ino in self.phantoms or not node.links:
                 break
             node = nodes.get(node.links[0][0])
@@ -153,15 +186,18 @@ class Sharing:
         dek, epoch = key
         written = 0
         for grant in grants:
+            if not self.may_seal(node, grant):
+                continue
             for reach in self.reaches(grant):
                 public = self.public(reach.recipient)
                 if public is None:
                     continue
                 path = reach.key_path(layout, node.fid)
-                if _newer_key(path, epoch):
+                if _newer_key(path, epoch, self.trust, node.owner, node.fid, reach.recipient):
                     continue  # the owner gave the file a newer key meanwhile: never taken back
                 sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
-                sharing.write_key(path, epoch, sealed)
+                granting.write_signed_key(self.trust, path, node.owner, node.fid, reach.recipient, epoch,
+                                          sealed)
                 written += 1
         return written
 
@@ -174,7 +210,7 @@ class Sharing:
                     found = sharing.read_key(reach.key_path(layout, fid))
                 except VaultError:
                     continue
-                if found is not None:
+                if found is not None:  # any key's epoch, even a forged one's: the next is above it
                     top = max(top, found[0])
         return top
 
@@ -189,14 +225,19 @@ class Sharing:
         written = 0
         for node, dek, epoch in keys:
             for grant in self.covering(node, nodes):
+                if not self.may_seal(node, grant):
+                    continue
                 for reach in self.reaches(grant):
                     path = reach.key_path(layout, node.fid)
-                    if reach.recipient == self.user_id or os.path.exists(path):
+                    if reach.recipient == self.user_id or _good_key(path, self.trust, node.owner, node.fid,
+                                                                   reach.recipient, epoch):
                         continue
                     public = self.public(reach.recipient)
                     if public is not None:
                         sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
-                        written += sharing.write_key(path, epoch, sealed, replace=False)
+                        written += granting.write_signed_key(self.trust, path, node.owner, node.fid,
+                                                           reach.recipient, epoch, sealed,
+                                                           replace=os.path.exists(path))
         return written
 
     def held_keys(self, nodes: dict[int, Node]) -> list[tuple[Node, bytes, int]]:
@@ -205,12 +246,30 @@ class Sharing:
                 if node.dek and node.ino not in self.virtual and node.ino not in self.phantoms]
 
 
-def _newer_key(path: Path, epoch: int) -> bool:
+def grants_ok(trust: Trust | None, found: sharing.KeyRecord, owner: str, fid: str, recipient: str) -> bool:
+    return trust is None or granting.key_signed(trust, found, owner, fid, recipient)
+
+
+def _newer_key(path: Path, epoch: int, trust: Trust | None, owner: str, fid: str, recipient: str) -> bool:
+    """Whether the owner's genuine key there is newer (a forged one never is)."""
     try:
         found = sharing.read_key(path)
     except VaultError:
         return False
-    return found is not None and found[0] > epoch
+    return (found is not None and found[0] > epoch and found.sig is not None
+            and grants_ok(trust, found, owner, fid, recipient))
+
+
+def _good_key(path: Path, trust: Trust | None, owner: str, fid: str, recipient: str, epoch: int) -> bool:
+    """A key there the owner signed (an unsigned or forged one is made again),
+    of this epoch or a newer one."""
+    try:
+        found = sharing.read_key(path)
+    except VaultError:
+        return False
+    if found is None or (found.sig is None and trust is not None):
+        return False  # none, or from before signatures: sealed again, signed
+    return found[0] >= epoch and grants_ok(trust, found, owner, fid, recipient)
 
 
 def key_files(layout: Layout, user_id: str, groups: dict[str, dict]) -> dict[str, list[Path]]:
@@ -238,14 +297,18 @@ def _listdir(path: Path) -> list[str]:
         return []
 
 
-def open_guest(doc: dict, key: MasterKey, paths: list[Path]) -> tuple[Node, list] | None:
-    """A node of another owner, opened with a key sealed to this user; None if none opens it."""
+def open_guest(doc: dict, key: MasterKey, paths: list[Path],
+               trust: Trust | None = None) -> tuple[Node, list] | None:
+    """A node of another owner, opened with a key sealed to this user by
+    that owner (signed); None if none opens it."""
     fid, owner = doc["_id"], doc["owner"]
     for path in paths:
         try:
             found = sharing.read_key(path)
             if found is None or found[0] != doc.get("epoch", 0):
                 continue  # a key of an older epoch: revoked since
+            if not grants_ok(trust, found, owner, fid, key.user_id):
+                continue  # not sealed by the file's owner (said by key_signed)
             dek = open_file_key(key.identity, owner, fid, found[0], found[1])
             attrs = open_node_attrs(doc, dek)
         except VaultError as err:

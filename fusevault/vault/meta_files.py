@@ -59,9 +59,12 @@ def reconcile(layout: Layout, store: Store) -> int:
         layout.make_user_dirs(user["_id"])
         changed += _write_if_changed(layout.user_dir(user["_id"]) / "meta.inf",
                                      user_meta(user, groups, grants))
-    for group in groups:
-        changed += _write_if_changed(layout.group_dir(group["_id"]) / "meta.inf", group_meta(group))
     live_users = {u["_id"] for u in users}
+    for group in groups:
+        # A removed user's membership stays in the group's signed document
+        # (only its owner may change it) but is listed nowhere.
+        group = {**group, "users": {u: p for u, p in (group.get("users") or {}).items() if u in live_users}}
+        changed += _write_if_changed(layout.group_dir(group["_id"]) / "meta.inf", group_meta(group))
     live_groups = {g["_id"] for g in groups}
     for kind, live in (("users", live_users), ("groups", live_groups)):
         for entry in (layout.root / kind).iterdir():

@@ -110,10 +110,22 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     old = await volume.store_call(volume.store.get, doc["_id"])
     if old is not None:
         doc["_rev"], doc["created_at"] = old["_rev"], old["created_at"]
-    await volume.store_call(volume.store.put_many, [doc])
+    # Signed last: readers act on a Share only if its owner signed it (vault/grants.py).
+    await volume.store_call(volume.store.put_many, [volume.trust.sign(doc)])
+    await volume.store_call(volume.trust.save)
     await volume.in_thread(volume.store.sync)
     await _settle(volume, nodes)
-    return {"path": name_to_str(path), "with": label, "perm": grant.perm, "files": len(nodes), "keys": keys}
+    return {"path": name_to_str(path), "with": label, "perm": grant.perm, "files": len(nodes), "keys": keys,
+            "fingerprints": _fingerprints(volume, grant)}
+
+
+def _fingerprints(volume: Volume, grant: Grant) -> dict[str, str | None]:
+    """The pinned key fingerprint of each recipient (``user show`` prints the same)."""
+    out = {}
+    for reach in volume.sharing.reaches(grant):
+        user = volume.sharing.users.get(reach.recipient, {})
+        out[user.get("username", reach.recipient)] = volume.trust.fingerprint_of(reach.recipient)
+    return out
 
 
 async def unshare(volume: Volume, path: bytes, target: str) -> dict:

@@ -9,9 +9,11 @@ later.  Each file key a grantee needs is sealed to their X25519 public key
     users/<recipient>/shared/<owner>_<fid>.vfkey        a share with a user
     groups/<gid>/own/<fid>/keys/<recipient>.vfkey       a share with a group
 
-A ``.vfkey`` is JSON ``{"epoch": n, "key": base64}``; the epoch is the file
-key's generation (it changes when a share is revoked) and is bound into the
-sealed key's associated data.  Keys are written before the document that
+A ``.vfkey`` is JSON ``{"epoch": n, "key": base64, "owner", "fid",
+"recipient", "sig"}``; the epoch is the file key's generation (it changes
+when a share is revoked) and is bound into the sealed key's associated data;
+``sig`` is the file owner's signature over the rest (``vault/grants.py``):
+a reader uses a key only if the file's owner signed it.  Keys are written before the document that
 makes them needed and removed after the one that ends the need, so a crash
 leaves at most a key nobody uses, never a share without its keys.
 """
@@ -25,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
@@ -130,10 +133,28 @@ def _wrote_key() -> None:
     _key_writes += 1
 
 
-def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True) -> bool:
-    """Write a ``.vfkey``; ``replace=False``: only if there is none (else False)."""
+class KeyRecord(NamedTuple):
+    """A ``.vfkey``: the epoch and sealed key, and who signed them for whom."""
+
+    epoch: int
+    key: bytes
+    owner: str | None = None
+    fid: str | None = None
+    recipient: str | None = None
+    sig: dict | None = None
+
+    def signed_fields(self) -> dict:
+        if self.sig is None:
+            return {}
+        return {"owner": self.owner, "fid": self.fid, "recipient": self.recipient, "sig": self.sig}
+
+
+def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
+              signed: dict | None = None) -> bool:
+    """Write a ``.vfkey``; ``replace=False``: only if there is none (else False);
+    ``signed``: the owner's signature and what it names (vault/grants.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps({"epoch": epoch, "key": b64e(sealed)}).encode()
+    data = json.dumps({"epoch": epoch, "key": b64e(sealed), **(signed or {})}).encode()
     if replace:
         atomic_write(path, data, durable=False)
     else:
@@ -150,15 +171,26 @@ def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True) -> bo
     return True
 
 
-def read_key(path: Path) -> tuple[int, bytes] | None:
-    """(epoch, sealed key) of a ``.vfkey``, or None when there is none."""
+def read_key(path: Path) -> KeyRecord | None:
+    """The (epoch, sealed key, signature) of a ``.vfkey``, or None when there is none."""
     try:
-        data = json.loads(path.read_bytes())
-        return int(data["epoch"]), b64d(data["key"])
+        return key_record(json.loads(path.read_bytes()))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
         raise CorruptData(f"{path.name} is damaged") from None
+
+
+def key_record(data: dict) -> KeyRecord:
+    """A key record from a ``.vfkey``'s JSON or a FileKey document (ValueError etc. if malformed)."""
+    sig = data.get("sig") if "recipient" in data else None
+    if sig is not None and not isinstance(sig, dict):
+        raise ValueError("malformed signature")
+    owner, fid, recipient = (data.get(k) for k in ("owner", "fid", "recipient"))
+    if sig is not None and not all(isinstance(v, str) for v in (owner, fid, recipient)):
+        raise ValueError("malformed signed fields")
+    return KeyRecord(int(data["epoch"]), b64d(data["key"]), owner if sig else None, fid if sig else None,
+                     recipient if sig else None, sig)
 
 
 def remove_key(path: Path) -> None:

@@ -76,9 +76,9 @@ def doc_fingerprint(user_doc: dict) -> str:
 
 def self_signed(user_doc: dict) -> bool:
     """Whether a user document is signed by the signing key it names."""
-    if signer_of(user_doc) != user_doc.get("_id"):
-        return False
     try:
+        if signer_of(user_doc) != user_doc.get("_id"):
+            return False
         verify_doc(Ed25519PublicKey.from_public_bytes(b64d(user_doc["public_sign"])), user_doc)
     except (Forged, KeyError, ValueError, TypeError):
         return False
@@ -156,7 +156,7 @@ class Trust:
             if not isinstance(box, str) or not isinstance(sign, str):
                 continue  # a user from before key pairs: nothing to pin yet
             signed = self_signed(doc)
-            if signer_of(doc) is not None and not signed:
+            if "sig" in doc and not signed:
                 self.alarms.warn("forged-user", uid, f"the document of user {doc.get('username')!r} "
                                  "carries a signature that does not hold: it is ignored")
                 continue

@@ -183,7 +183,7 @@ class Volume:
             sign_own(store, trust, layout.root)
             trust.observe(store.iter_type(USER))
             trust.save()
-        shares = Sharing.read(store, owner) if key.identity is not None else None
+        shares = Sharing.read(store, owner, trust) if key.identity is not None else None
         givers = shares.givers() if shares else set()
         keys = key_files(layout, owner, shares.groups) if givers else {}
         for doc in store.iter_type(NODE):
@@ -191,7 +191,7 @@ class Volume:
                 continue
             if doc.get("owner") != owner:
                 if doc.get("owner") in givers and doc["_id"] in keys:
-                    if (opened := open_guest(doc, key, keys[doc["_id"]])) is not None:
+                    if (opened := open_guest(doc, key, keys[doc["_id"]], trust)) is not None:
                         guests.append(opened)
                 continue
             node, links = node_from_doc(doc, *open_node_doc(doc, key))
