@@ -30,7 +30,7 @@ def subkey(master: bytes, purpose: str) -> bytes:
 class MasterKey:
     """An unlocked user's master key and the sub-keys derived from it."""
 
-    __slots__ = ("user_id", "_wrap", "_private", "_names", "identity")
+    __slots__ = ("user_id", "_wrap", "_private", "_names", "_ledger", "identity")
 
     def __init__(self, user_id: str, master: bytes) -> None:
         self.user_id = user_id
@@ -40,6 +40,8 @@ class MasterKey:
         self._wrap = subkey(master, "fusevault dek-wrap v1")
         self._private = subkey(master, "fusevault private-doc v1")
         self._names = subkey(master, "fusevault doc-name v1")
+        # The per-device rollback ledger (vault/ledger.py), a file outside the vault.
+        self._ledger = subkey(master, "fusevault ledger v1")
 
     def wrap_dek(self, fid: str, dek: bytes) -> bytes:
         return aead.seal(self._wrap, dek, aead.ad("dek", self.user_id, fid))
@@ -53,6 +55,12 @@ class MasterKey:
 
     def unseal_private(self, kind: str, doc_id: str, sealed: bytes) -> bytes:
         return aead.unseal(self._private, sealed, aead.ad(kind, self.user_id, doc_id))
+
+    def seal_ledger(self, name: str, plain: bytes) -> bytes:
+        return aead.seal(self._ledger, plain, aead.ad("ledger", self.user_id, name))
+
+    def unseal_ledger(self, name: str, sealed: bytes) -> bytes:
+        return aead.unseal(self._ledger, sealed, aead.ad("ledger", self.user_id, name))
 
     def name_id(self, kind: str, name: str) -> str:
         """A stable document id for a private name, which the id does not reveal."""
