@@ -101,6 +101,9 @@ def test_a_server_serving_an_older_revision_is_refused_while_mounted(tmp_path: P
             assert fid in status_text(a)
             assert logged(f"rollback: an older state of /plan.txt ({fid})")
             assert (a / "plan.txt").read_bytes() == b"plan B, the real one"  # not taken in
+            (a / "plan.txt").write_bytes(b"plan C")  # the next save goes on top of it
+            wait_for(lambda: settled(a), "the third push")
+            assert (a / "plan.txt").read_bytes() == b"plan C"
             (a / "more.txt").write_bytes(b"still serving")
             assert (a / "more.txt").read_bytes() == b"still serving"
         assert couch.all("FileKey") == [] and couch.all("Share") == []

@@ -210,6 +210,10 @@ class Ledger:
             return True
         if self.older(fid, fresh.seq):
             self._rolled_back(volume, fid, "offered by a peer or the server")
+            if (ino := volume.by_fid.get(fid)) is not None:
+                # The tree keeps its newer state; its next commit goes on top
+                # of the older revision (and puts the newer state back).
+                volume.nodes[ino].rev = doc["_rev"]
             return False
         self.record(fid, fresh.seq, not doc.get("delete"))
         return True
