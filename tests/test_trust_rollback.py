@@ -118,14 +118,19 @@ def test_a_rolled_back_store_is_one_alarm_and_the_mount_serves(vault: Path, tmp_
             (mnt / f"doc{i}.txt").write_bytes(b"as it was")
     adversary.snapshot(vault, tmp_path / "snap")
     with mounted(vault, mnt):
-        for i in range(3):
+        for i in range(2):
             (mnt / f"doc{i}.txt").write_bytes(b"newer words")
+        os.unlink(mnt / "doc2.txt")  # deleted, and gone from the trash for good
+        gc = fusevault("gc", mnt, "--as-of", "2099-01-01", "--json")
+        assert gc.returncode == 0, gc.stderr
         (mnt / "later.txt").write_bytes(b"made after the snapshot")
+    assert len(adversary.docs(vault, "node")) == 4  # the root, doc0, doc1, later.txt
     adversary.roll_back(vault, tmp_path / "snap")
     with mounted(vault, mnt):
         found = alarms(mnt)
         assert [a["kind"] for a in found] == ["store-rollback"], found
-        # The three files and the folder that gained later.txt; later.txt gone.
+        # Two files edited, one deleted for good (back in an older state), and
+        # the folder that gained later.txt; later.txt gone.
         assert "4 file(s) in an older state, 1 file(s) gone" in found[0]["text"]
         assert "store is older than this device has seen" in status_text(mnt)
         assert logged("4 file(s) in an older state, 1 file(s) gone")
@@ -164,6 +169,7 @@ def test_deleting_and_emptying_the_trash_raise_no_alarm(vault: Path, tmp_path: P
         gc = fusevault("gc", mnt, "--as-of", "2099-01-01", "--json")
         assert gc.returncode == 0, gc.stderr
         os.unlink(mnt / "b.txt")  # in the trash, not collected
+    assert len(adversary.docs(vault, "node")) == 2  # the root and b.txt: a.txt's is a tombstone
     with mounted(vault, mnt):
         assert alarms(mnt) == []
         with remount(vault, mnt):

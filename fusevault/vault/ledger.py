@@ -180,10 +180,6 @@ class Ledger:
         self.fids[fid] = (live, seen)
         self.version += 1
 
-    def forget(self, fid: str) -> None:
-        if self.fids.pop(fid, None) is not None:
-            self.version += 1
-
     # --- commits (Volume._commit)
 
     def stamp(self, nodes: list[Node]) -> None:
@@ -204,7 +200,7 @@ class Ledger:
         older than what this device has seen of the file."""
         fid = doc["_id"]
         if doc.get("_deleted"):
-            self.forget(fid)  # a peer's gc of expired trash arrives so
+            self.record(fid, None, False)  # a peer's gc of expired trash arrives so
             return True
         if fresh is None:
             return True
@@ -261,13 +257,16 @@ class Ledger:
                 self.alarms.warn("vanished", fid, f"file {fid} vanished from the store without a deletion "
                                  "(its row was removed); this device had seen it")
         for fid in vanished:
-            self.forget(fid)  # said once: a file gone cannot be brought back by waiting
+            # Said once: a file gone cannot be brought back by waiting.  Kept
+            # (not live), as every file ever seen: an older store that brings
+            # a deleted file back in an older state is a rollback too.
+            self.record(fid, None, False)
 
     def _missing(self, volume: Volume, store: Store, fid: str, rolled: list, vanished: list[str]) -> None:
         doc = store.get(fid)
         if doc is None:
             if _tombstone(store, fid):
-                self.forget(fid)  # gc removed it from the trash, here or on a peer
+                self.record(fid, None, False)  # gc removed it from the trash, here or on a peer
             else:
                 vanished.append(fid)
             return
