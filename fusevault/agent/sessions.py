@@ -69,6 +69,8 @@ class Session:
                     await nursery.start(self.importer.run)
                     await nursery.start(collect_drops, self.requests.links, DROPS_EVERY,
                                         self.tasks.get_state("drop boxes"))
+                    if self.volume.ledger is not None:
+                        await nursery.start(self.volume.ledger.keep_saved)
                     # Before serving: a revoke left pending must finish
                     # before the files it protects are written again.
                     await self._settle_shares()

@@ -40,7 +40,8 @@ class MasterKey:
         self._wrap = subkey(master, "fusevault dek-wrap v1")
         self._private = subkey(master, "fusevault private-doc v1")
         self._names = subkey(master, "fusevault doc-name v1")
-        # What one device keeps for itself, outside the vault (vault/confirmed.py).
+        # What one device keeps for itself, outside the vault: confirmed settings
+        # (vault/confirmed.py) and the rollback ledger (vault/ledger.py).
         self._device = subkey(master, "fusevault device-state v1")
 
     def wrap_dek(self, fid: str, dek: bytes) -> bytes:

@@ -149,6 +149,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         return
     sharing = volume.sharing
     opened = None if doc.get("_deleted") else _open(volume, doc)
+    if volume.ledger is not None and not volume.ledger.admit(volume, doc, opened and opened[0]):
+        return  # older than this device has seen: reported, what the tree holds stays
     if opened is None:
         if node is None:
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import stat
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -45,7 +46,7 @@ class Node:
         "ino", "fid", "owner", "dek", "rev",
         "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
-        "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped",
+        "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped", "seq",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -90,6 +91,9 @@ class Node:
         # Another owner's file (shared with this user): its DEK as that
         # owner's document holds it, carried over unchanged at each commit.
         self.wrapped: dict | None = None
+        # (writing device, its counter) of the document this state came from
+        # or goes to: rollback detection (vault/ledger.py).
+        self.seq: tuple[str, int] | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -137,6 +141,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         "previous": node.previous,
         "epoch": node.epoch,
         **({"allocated": node.allocated} if node.allocated is not None else {}),
+        **({"seq": list(node.seq)} if node.seq is not None else {}),
     }
 
 
@@ -249,6 +254,11 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     node.previous = attrs.get("previous")
     node.epoch = attrs.get("epoch", 0)
     node.allocated = attrs.get("allocated")
+    if (seq := attrs.get("seq")) is not None:
+        device, n = seq
+        if not isinstance(device, str) or not isinstance(n, int):
+            raise ValueError("bad seq")
+        node.seq = (sys.intern(device), n)
     return [(p, str_to_name(n)) for p, n in attrs["links"]]
 
 

@@ -58,6 +58,7 @@ from fusevault.vault.guests import (
     virtual_dir,
 )
 from fusevault.vault.layout import Layout, os_error
+from fusevault.vault.ledger import Ledger, at_load
 from fusevault.vault.migrate import sign_own
 from fusevault.vault.nodes import (
     NODE,
@@ -150,6 +151,8 @@ class Volume:
         self.top_epochs: dict[str, int] = {}
         # Folders whose keys share_ops is rotating now (not started twice).
         self.rotating: set[str] = set()
+        # What this device has seen of each file (rollback detection).
+        self.ledger: Ledger | None = None
 
     # --- loading
 
@@ -215,6 +218,7 @@ class Volume:
             volume._link_loaded(node, links)
         if guests:
             volume.admit_guests(guests, inodes)
+        volume.ledger = at_load(volume, store)
         return volume
 
     def _link_loaded(self, node: Node, links: list[tuple[str, bytes]], *,
@@ -318,6 +322,8 @@ class Volume:
 
     async def _commit(self, tx: Tx, extra: list[dict] | None = None, places: list[tuple] = ()) -> None:
         nodes = list(tx.nodes.values())
+        if self.ledger is not None:
+            self.ledger.stamp(nodes)
         docs = list(extra or [])
         docs += [node_doc(n, self.key, self.fid_of, deleted=self._is_deleted(n)) for n in nodes]
         try:
@@ -330,6 +336,8 @@ class Volume:
         for node, rev in zip(nodes, revs[len(docs) - len(nodes):]):
             node.rev = rev
             self.lazy.discard(node.ino)
+        if self.ledger is not None:
+            self.ledger.committed(nodes, [self._is_deleted(n) for n in nodes])
 
     @staticmethod
     def _is_deleted(node: Node) -> bool:
@@ -1217,6 +1225,7 @@ class Volume:
         self.writers.clear()
         self.dir_handles.clear()
         self.cut.clear()
+        self.ledger = None  # saved by save_all; it holds a key of the user's
         self.key = None  # type: ignore[assignment]
 
     async def close(self) -> int:
@@ -1260,6 +1269,8 @@ class Volume:
                     log.exception("could not save %s", node.fid)
         await self._commit_lazy()
         await self.in_thread(self.store.sync)
+        if self.ledger is not None:
+            await self.ledger.save_async()
         if failures:
             log.error("%d file(s) could not be saved", failures)
         return failures

@@ -1,0 +1,221 @@
+"""Rollback detection (vault/ledger.py): older states and vanished rows are
+reported, in ``fusevault status`` and the mount's log, and an older state
+offered while mounted is not taken in; concurrent edits on two devices never
+raise an alarm.
+
+The attacker rewrites the vault's store (tests/adversary.py) or the CouchDB
+database it syncs with; they hold no key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import adversary
+from conftest import PouchServer, fusevault, mounted, remount
+from test_sync import first_device, new_device, settled, wait_for
+
+
+def alarms(mountpoint: Path) -> list[dict]:
+    result = fusevault("status", mountpoint, "--json", passphrase=None)
+    assert result.returncode == 0, result.stderr
+    (mount,) = json.loads(result.stdout)["mounts"]
+    return mount["alarms"]
+
+
+def status_text(mountpoint: Path) -> str:
+    result = fusevault("status", mountpoint, passphrase=None)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def logged(text: str) -> bool:
+    logs = Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs"
+    return any(text in p.read_text(errors="replace") for p in logs.glob("mount-*.log"))
+
+
+def root_fid(vault: Path) -> str:
+    (user,) = adversary.docs(vault, "UserDetails")
+    return user["root"]
+
+
+def nodes(vault: Path) -> dict[str, dict]:
+    return {d["_id"]: d for d in adversary.docs(vault, "node")}
+
+
+def changed(before: dict[str, dict], after: dict[str, dict], skip: str) -> list[str]:
+    return [fid for fid, doc in after.items() if fid != skip and before.get(fid, {}).get("enc") != doc["enc"]]
+
+
+def no_file_keys_for_strangers(vault: Path) -> None:
+    # Nothing is ever sealed to anyone but alice here: no share, no FileKey.
+    assert adversary.docs(vault, "Share") == []
+    assert adversary.docs(vault, "FileKey") == []
+
+
+def test_an_older_revision_of_one_file_put_back_in_the_store_is_reported(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "report.txt").write_bytes(b"first draft")
+        (mnt / "other.txt").write_bytes(b"untouched")
+    old = nodes(vault)
+    with mounted(vault, mnt):
+        (mnt / "report.txt").write_bytes(b"final, signed off")
+    new = nodes(vault)
+    (fid,) = changed(old, new, root_fid(vault))
+    adversary.put(vault, old[fid])  # the older body, as a new revision
+    with mounted(vault, mnt):
+        found = [a for a in alarms(mnt) if a["kind"] == "rollback"]
+        assert [a["subject"] for a in found] == [fid]
+        assert "report.txt" in found[0]["text"]
+        assert "WARNING" in status_text(mnt) and fid in status_text(mnt)
+        assert logged(f"rollback: /report.txt ({fid})")
+        # Still serving (the older state is what the store holds: it is shown, and said).
+        assert (mnt / "other.txt").read_bytes() == b"untouched"
+        assert (mnt / "report.txt").read_bytes() == b"first draft"
+        (mnt / "new.txt").write_bytes(b"still writes")
+    no_file_keys_for_strangers(vault)
+
+
+def test_a_server_serving_an_older_revision_is_refused_while_mounted(tmp_path: Path) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "plan.txt").write_bytes(b"plan A")
+            wait_for(lambda: settled(a), "the first push")
+            old = {d["_id"]: d for d in couch.all("node")}
+            (a / "plan.txt").write_bytes(b"plan B, the real one")
+            wait_for(lambda: settled(a), "the second push")
+            new = {d["_id"]: d for d in couch.all("node")}
+            (fid,) = changed(old, new, root_fid(laptop))
+            couch.put(old[fid])  # the server offers the older state as the newest revision
+            wait_for(lambda: any(x["kind"] == "rollback" for x in alarms(a)), "the rollback to be reported")
+            (alarm,) = [x for x in alarms(a) if x["kind"] == "rollback"]
+            assert alarm["subject"] == fid and "plan.txt" in alarm["text"]
+            assert fid in status_text(a)
+            assert logged(f"rollback: an older state of /plan.txt ({fid})")
+            assert (a / "plan.txt").read_bytes() == b"plan B, the real one"  # not taken in
+            (a / "plan.txt").write_bytes(b"plan C")  # the next save goes on top of it
+            wait_for(lambda: settled(a), "the third push")
+            assert (a / "plan.txt").read_bytes() == b"plan C"
+            (a / "more.txt").write_bytes(b"still serving")
+            assert (a / "more.txt").read_bytes() == b"still serving"
+        assert couch.all("FileKey") == [] and couch.all("Share") == []
+    finally:
+        server.stop()
+
+
+def test_a_rolled_back_store_is_one_alarm_and_the_mount_serves(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        for i in range(3):
+            (mnt / f"doc{i}.txt").write_bytes(b"as it was")
+    adversary.snapshot(vault, tmp_path / "snap")
+    with mounted(vault, mnt):
+        for i in range(2):
+            (mnt / f"doc{i}.txt").write_bytes(b"newer words")
+        os.unlink(mnt / "doc2.txt")  # deleted, and gone from the trash for good
+        gc = fusevault("gc", mnt, "--as-of", "2099-01-01", "--json")
+        assert gc.returncode == 0, gc.stderr
+        (mnt / "later.txt").write_bytes(b"made after the snapshot")
+    assert len(adversary.docs(vault, "node")) == 4  # the root, doc0, doc1, later.txt
+    adversary.roll_back(vault, tmp_path / "snap")
+    with mounted(vault, mnt):
+        found = alarms(mnt)
+        assert [a["kind"] for a in found] == ["store-rollback"], found
+        # Two files edited, one deleted for good (back in an older state), and
+        # the folder that gained later.txt; later.txt gone.
+        assert "4 file(s) in an older state, 1 file(s) gone" in found[0]["text"]
+        assert "store is older than this device has seen" in status_text(mnt)
+        assert logged("4 file(s) in an older state, 1 file(s) gone")
+        assert sorted(os.listdir(mnt)) == ["doc0.txt", "doc1.txt", "doc2.txt"]
+        (mnt / "after.txt").write_bytes(b"serving")
+        assert (mnt / "after.txt").read_bytes() == b"serving"
+    no_file_keys_for_strangers(vault)
+
+
+def test_a_deleted_node_row_is_reported_as_vanished(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "keep.txt").write_bytes(b"kept")
+    before = nodes(vault)
+    with mounted(vault, mnt):
+        (mnt / "victim.txt").write_bytes(b"to be made to vanish")
+    (fid,) = [f for f in nodes(vault) if f not in before]
+    adversary.delete_row(vault, fid)
+    with mounted(vault, mnt):
+        found = alarms(mnt)
+        assert [(a["kind"], a["subject"]) for a in found] == [("vanished", fid)]
+        assert fid in status_text(mnt)
+        assert logged(f"file {fid} vanished from the store without a deletion")
+        assert (mnt / "keep.txt").read_bytes() == b"kept"
+        (mnt / "new.txt").write_bytes(b"still writes")
+    no_file_keys_for_strangers(vault)
+
+
+def test_deleting_and_emptying_the_trash_raise_no_alarm(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        for name in ("a.txt", "b.txt"):
+            (mnt / name).write_bytes(b"x")
+    with mounted(vault, mnt):
+        os.unlink(mnt / "a.txt")
+        gc = fusevault("gc", mnt, "--as-of", "2099-01-01", "--json")
+        assert gc.returncode == 0, gc.stderr
+        os.unlink(mnt / "b.txt")  # in the trash, not collected
+    assert len(adversary.docs(vault, "node")) == 2  # the root and b.txt: a.txt's is a tombstone
+    with mounted(vault, mnt):
+        assert alarms(mnt) == []
+        with remount(vault, mnt):
+            assert alarms(mnt) == []
+
+
+def test_concurrent_edits_on_two_devices_raise_no_alarm(tmp_path: Path) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        with mounted(laptop, tmp_path / "a") as a:
+            for name in ("same.txt", "mine.txt", "yours.txt"):
+                (a / name).write_bytes(b"as it was")
+            wait_for(lambda: settled(a), "the first push")
+            desktop = new_device(url, tmp_path, "desktop")
+            with mounted(desktop, tmp_path / "b") as b:
+                for round_ in range(2):
+                    server.kill()  # apart from here
+                    (a / "same.txt").write_bytes(b"the laptop's words %d" % round_)
+                    (a / "mine.txt").write_bytes(b"laptop %d" % round_)
+                    time.sleep(0.05)
+                    (b / "same.txt").write_bytes(b"the desktop's words %d" % round_)
+                    (b / "yours.txt").write_bytes(b"desktop %d" % round_)
+                    server.start()
+
+                    def agreed(r: int = round_) -> bool:
+                        return (settled(a) and settled(b)
+                                and sorted(os.listdir(a)) == sorted(os.listdir(b))
+                                and (a / "mine.txt").read_bytes() == (b / "mine.txt").read_bytes()
+                                and (b / "yours.txt").read_bytes() == (a / "yours.txt").read_bytes()
+                                and (a / "same.txt").read_bytes() == b"the desktop's words %d" % r
+                                and (b / "same.txt").read_bytes() == b"the desktop's words %d" % r)
+
+                    wait_for(agreed, lambda: f"both devices to agree: {os.listdir(a)} {os.listdir(b)}")
+                    # Edits in turn, each on top of the other's: no alarm either.
+                    (a / "same.txt").write_bytes(b"laptop again")
+                    wait_for(lambda: (b / "same.txt").read_bytes() == b"laptop again", "the laptop's edit")
+                    (b / "same.txt").write_bytes(b"the desktop's words %d" % round_)
+                    wait_for(lambda r=round_: (a / "same.txt").read_bytes() == b"the desktop's words %d" % r,
+                             "the desktop's edit")
+                assert alarms(a) == [] and alarms(b) == []
+                with remount(desktop, b):
+                    assert alarms(b) == []
+            with remount(laptop, a):
+                assert alarms(a) == []
+                assert (a / "mine.txt").read_bytes() == b"laptop 1"
+    finally:
+        server.stop()
