@@ -142,7 +142,16 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     if node is not None and node.rev == doc["_rev"] and not again:
         return
     sharing = volume.sharing
+    signer = None
+    if not doc.get("_deleted") and (judged := judge(volume, doc, node)) is not False:
+        doc, signer = judged or (doc, None)
+    elif not doc.get("_deleted"):
+        _keep(node, doc)
+        return
     opened = None if doc.get("_deleted") else _open(volume, doc)
+    if opened is not None and signer is not None and not may_take(volume, doc, signer, node, opened):
+        _keep(node, doc)
+        return
     if opened is None:
         if node is None:
             return
@@ -196,6 +205,36 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         volume.purge_if_unused(node)
+
+
+def judge(volume: Volume, doc: dict, node: Node | None) -> tuple[dict, str] | None | bool:
+    """A node document's signature (vault/authorship.py): (the document as
+    signed, its signer); None when it is not this user's to judge; False
+    when refused."""
+    gate = volume.authorship
+    givers = volume.sharing.givers() if volume.sharing is not None else set()
+    if gate is None or (node is None and not gate.concerns(doc, givers)):
+        return None
+    return gate.admit(doc) or False
+
+
+def _keep(node: Node | None, doc: dict) -> None:
+    """A refused document (said): the node keeps what it had, and its next
+    commit goes over the refused revision."""
+    if node is not None:
+        node.rev = doc["_rev"]
+
+
+def may_take(volume: Volume, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:
+    """Whether the signer of ``doc`` may make the change it makes (the owner, or a WRITE grantee)."""
+    gate, fresh = volume.authorship, opened[0]
+    if signer == doc.get("owner"):
+        return True
+    parents = [p for p, _ in opened[1]]
+    if not gate.may_write(volume, signer, doc["owner"], doc["_id"], parents, node):
+        gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
+        return False
+    return gate.owner_dek_ok(doc, signer, fresh.dek, node)
 
 
 def _open(volume: Volume, doc: dict) -> tuple[Node, list] | None:

@@ -44,6 +44,7 @@ from fusevault.errors import (
 )
 from fusevault.store import Store
 from fusevault.vault.absorbing import reload_contents
+from fusevault.vault.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.groups import can_write
 from fusevault.vault.guests import (
@@ -132,6 +133,8 @@ class Volume:
         self.sharing: Sharing | None = None
         # Whose keys this user trusts; signs and checks documents (None: no key pairs).
         self.trust: Trust | None = None
+        # Judges others' node and version documents by their signatures (None: no key pairs).
+        self.authorship: Authorship | None = None
         # Contents replaced by another writer's newer version while open here:
         # closed at the file's last release, after the reads under way.
         self.retired: dict[int, list[Content]] = {}
@@ -185,17 +188,38 @@ class Volume:
         shares = Sharing.read(store, owner) if key.identity is not None else None
         givers = shares.givers() if shares else set()
         keys = key_files(layout, owner, shares.groups) if givers else {}
+        # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
+        gate = Authorship(trust, store) if trust is not None else None
+        foreign: list[Foreign] = []
+        deleted: list[tuple[dict, str]] = []
         for doc in store.iter_type(NODE):
+            signer = None
+            if gate is not None and (doc.get("owner") == owner or doc["_id"] in keys
+                                     or said_signer(doc) == owner):
+                if (admitted := gate.admit(doc)) is None:
+                    continue
+                doc, signer = admitted
             if doc.get("delete"):
+                if signer is not None and signer != doc.get("owner"):
+                    deleted.append((doc, signer))
                 continue
             if doc.get("owner") != owner:
                 if doc.get("owner") in givers and doc["_id"] in keys:
                     if (opened := open_guest(doc, key, keys[doc["_id"]])) is not None:
-                        guests.append(opened)
+                        if signer is not None and signer != doc["owner"]:
+                            foreign.append((*opened, signer, True))
+                        else:
+                            guests.append(opened)
                 continue
-            node, links = node_from_doc(doc, *open_node_doc(doc, key))
+            dek, attrs = open_node_doc(doc, key)
+            if signer is not None and not gate.owner_dek_ok(doc, signer, dek):
+                continue
+            node, links = node_from_doc(doc, dek, attrs)
             node.owner = owner  # interned: shared by every node of the tree
-            pending.append((node, links))
+            if signer is not None and signer != owner:
+                foreign.append((node, links, signer, False))
+            else:
+                pending.append((node, links))
         for node, _ in pending:
             if node.fid == root_fid:
                 node.ino = ROOT_INODE
@@ -212,7 +236,21 @@ class Volume:
             volume._link_loaded(node, links)
         if guests:
             volume.admit_guests(guests, inodes)
+        if foreign:
+            gate.settle(volume, foreign,
+                        lambda node, links, guest: volume._place_loaded(node, links, guest, inodes))
+        for doc, signer in deleted:
+            gate.deleted(volume, doc, signer)
+        volume.authorship = gate
         return volume
+
+    def _place_loaded(self, node: Node, links: list[tuple[str, bytes]], guest: bool,
+                      inodes: dict[str, int]) -> None:
+        if guest:
+            self.admit_guests([(node, links)], inodes)
+        else:
+            self._add(node, inodes)
+            self._link_loaded(node, links)
 
     def _link_loaded(self, node: Node, links: list[tuple[str, bytes]], *,
                      guest_inodes: dict[str, int] | None = None) -> None:
