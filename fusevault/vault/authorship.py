@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from fusevault.crypto.signing import signer_of
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
+from fusevault.vault.absorbing import ROOT_INODE, Absorbed, leave
 from fusevault.vault.groups import can_write
 from fusevault.vault.nodes import VERSION, Node, doc_dek
 from fusevault.vault.trust import Trust
@@ -176,30 +177,24 @@ class Authorship:
 
     # --- at unlock: nodes signed by others than their owner
 
-    def settle(self, volume: Volume, foreign: list[Foreign],
-               place: Callable[[Node, list[tuple[str, bytes]], bool], None]) -> None:
-        """Place each node a grantee wrote once its folder is placed and the
-        grantee's WRITE there is found; refuse (and say) the others."""
-        todo = foreign
-        while todo:
-            left: list[Foreign] = []
-            moved = False
-            for item in todo:
-                node, links, signer, guest = item
-                parents = [p for p, _ in links]
-                if not any(p in volume.by_fid for p in parents) and node.fid not in volume.sharing.by_fid:
-                    left.append(item)  # its folder may be another grantee's, placed in a later round
+    def settle(self, volume: Volume, foreign: list[Foreign]) -> None:
+        """After an unlock placed every node: those a grantee wrote whose
+        grantee holds no WRITE where they are leave the tree (with what is
+        under them), and are said.  All are judged before any leaves."""
+        refused = []
+        for node, links, signer, _ in foreign:
+            if not self.may_write(volume, signer, node.owner, node.fid, [p for p, _ in links]):
+                self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
+                refused.append(node)
+        out = Absorbed()
+        for node in refused:
+            todo = [node]
+            while todo:
+                each = todo.pop()
+                if each.ino == ROOT_INODE or volume.nodes.get(each.ino) is not each:
                     continue
-                if self.may_write(volume, signer, node.owner, node.fid, parents):
-                    place(node, links, guest)
-                    moved = True
-                else:
-                    self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it")
-            if not moved:
-                for node, _, signer, _ in left:
-                    self._alarm({"_id": node.fid}, f"signed by {signer}, outside anything shared with them")
-                return
-            todo = left
+                todo += [volume.nodes[i] for i in (each.children or {}).values() if i in volume.nodes]
+                leave(volume, each, out)
 
     def deleted(self, volume: Volume, doc: dict, signer: str) -> None:
         """A deletion signed by another than the owner: said if they may not write the owner's files."""

@@ -206,20 +206,18 @@ class Volume:
             if doc.get("owner") != owner:
                 if doc.get("owner") in givers and doc["_id"] in keys:
                     if (opened := open_guest(doc, key, keys[doc["_id"]])) is not None:
+                        guests.append(opened)
                         if signer is not None and signer != doc["owner"]:
                             foreign.append((*opened, signer, True))
-                        else:
-                            guests.append(opened)
                 continue
             dek, attrs = open_node_doc(doc, key)
             if signer is not None and not gate.owner_dek_ok(doc, signer, dek):
                 continue
             node, links = node_from_doc(doc, dek, attrs)
             node.owner = owner  # interned: shared by every node of the tree
+            pending.append((node, links))
             if signer is not None and signer != owner:
                 foreign.append((node, links, signer, False))
-            else:
-                pending.append((node, links))
         for node, _ in pending:
             if node.fid == root_fid:
                 node.ino = ROOT_INODE
@@ -237,20 +235,11 @@ class Volume:
         if guests:
             volume.admit_guests(guests, inodes)
         if foreign:
-            gate.settle(volume, foreign,
-                        lambda node, links, guest: volume._place_loaded(node, links, guest, inodes))
+            gate.settle(volume, foreign)
         for doc, signer in deleted:
             gate.deleted(volume, doc, signer)
         volume.authorship = gate
         return volume
-
-    def _place_loaded(self, node: Node, links: list[tuple[str, bytes]], guest: bool,
-                      inodes: dict[str, int]) -> None:
-        if guest:
-            self.admit_guests([(node, links)], inodes)
-        else:
-            self._add(node, inodes)
-            self._link_loaded(node, links)
 
     def _link_loaded(self, node: Node, links: list[tuple[str, bytes]], *,
                      guest_inodes: dict[str, int] | None = None) -> None:
