@@ -280,3 +280,29 @@ def test_an_unsigned_node_in_a_migrated_owners_name_is_refused(vault: Path, tmp_
         assert (mnt / "docs" / "plan.txt").read_text() == "the plan"
         _warned(mnt, notes)
         _serving(mnt)
+
+
+def test_a_vault_from_before_signatures_mounts_whole_then_refuses_unsigned_nodes(tmp_path: Path) -> None:
+    """A format 1 vault (unsigned documents) mounts with every file; its owner's first unlock signs
+    them, and from then on an unsigned node document in her name is refused."""
+    import random
+    import tarfile
+
+    with tarfile.open(Path(__file__).parent / "data" / "format1-vault.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    vault = tmp_path / "vault"
+    assert not any("sig" in d for d in docs_of(vault, "node"))
+    dense = random.Random(1).randbytes(1000)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt)) == ["dense", "doc", "sparse"]
+        assert (mnt / "dense").read_bytes() == dense
+        assert (mnt / "doc").read_bytes() == b"second\n" * 2000
+        assert len(os.listdir(mnt / ".versions" / "doc")) == 2
+    assert all("sig" in d for d in docs_of(vault, "node") + docs_of(vault, "FilesMetaData"))
+    fid = _node_fid(vault, "alice", "dense")
+    adversary.put(vault, {k: v for k, v in adversary.get(vault, fid).items() if k != "sig"})
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt)) == ["doc", "sparse"]
+        assert (mnt / "doc").read_bytes() == b"second\n" * 2000
+        _warned(mnt, fid)
+        _serving(mnt)
