@@ -392,8 +392,12 @@ def reload_contents(volume: Volume, node: Node) -> bool:
     under a new key: that version is the one to seal).  False when the
     document is gone or no longer opens here."""
     doc = volume.store.get(node.fid)
+    judged = None if doc is None else judge(volume, doc, node)
+    if judged is False:
+        return False
+    doc, signer = judged or (doc, None)
     opened = None if doc is None or doc.get("delete") else _open(volume, doc)
-    if opened is None:
+    if opened is None or (signer is not None and not may_take(volume, doc, signer, node, opened)):
         return False
     fresh, _ = opened
     for name in CONTENTS:
@@ -414,6 +418,7 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         return
     givers = sharing.givers()
     guests = []
+    foreign: list = []
     for fid, paths in key_files(volume.layout, volume.key.user_id, sharing.groups).items():
         ino = volume.by_fid.get(fid)
         if ino is not None and not _keyless(volume, ino):
@@ -421,6 +426,9 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         doc = volume.store.get(fid)
         if doc is None or doc.get("delete") or doc.get("owner") not in givers:
             continue
+        if (judged := judge(volume, doc, None)) is False:
+            continue  # refused, and said
+        doc, signer = judged or (doc, None)
         try:
             opened = open_guest(doc, volume.key, paths)
         except VaultError as err:
@@ -428,6 +436,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             continue
         if opened is None:
             continue
+        if signer is not None and signer != doc["owner"]:
+            foreign.append((*opened, signer, True))  # judged once placed, with its folders
         if ino is None:
             guests.append(opened)
         else:  # shared again while still held (open, or a share root's parent)
@@ -438,6 +448,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             out.inodes.append(ino)
     before = {ino: set(volume.nodes[ino].children) for ino in sharing.virtual}
     volume.admit_guests(guests)
+    if foreign:
+        volume.authorship.settle(volume, foreign)
     # The new names in shared/<owner>/ and groups/<group>/ (the kernel may
     # remember them as missing), and the folders made for them.
     for ino in sharing.virtual:
