@@ -226,7 +226,7 @@ def test_a_read_recipients_forgery_arriving_while_mounted_changes_nothing(
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
         versions = sorted(os.listdir(mnt / ".versions" / "notes.txt"))
-        _wait(lambda: (server.get(notes) or {}).get("sig"), "notes.txt on the server")
+        _wait(lambda: server.get(notes) is not None, "notes.txt on the server")
         node, version = _recipient_forgery(vault, notes, "renamed.txt", _key(vault, "bob", BOB))
         server.put(version)
         server.put({**node, "_rev": server.get(notes)["_rev"]})
