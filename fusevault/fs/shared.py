@@ -206,7 +206,7 @@ class SharedMount:
             if writer is None:  # from a peer, or from another process
                 changed = absorb_arrivals(volume, docs)
             else:
-                changed = absorb(volume, docs, own=seat is writer)
+                changed = absorb(volume, docs, own=seat is writer, here=True)
             self._follow_up(seat, volume, changed)
 
     def _follow_up(self, seat: Seat, volume, changed: Absorbed) -> None:

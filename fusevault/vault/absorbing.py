@@ -85,10 +85,13 @@ class Absorbed:
         self.busy += other.busy
 
 
-def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
+def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -> Absorbed:
     """Take ``docs`` (just committed, with their new revs) into ``volume``.
 
-    ``own``: the volume wrote them itself, so its nodes are already right."""
+    ``own``: the volume wrote them itself, so its nodes are already right.
+    ``here``: another user's volume in this process committed them, having
+    checked that user's rights itself (a write saved just after its share
+    ended is theirs to save): their signature is checked, not their grant."""
     out = Absorbed()
     if volume.key is None:  # locked meanwhile
         return out
@@ -113,7 +116,7 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool) -> Absorbed:
     for doc in docs:
         if doc.get("type") == NODE:
             try:
-                absorb_node(volume, doc, out)
+                absorb_node(volume, doc, out, here=here)
             except VaultError as err:
                 log.warning("could not take in a change of %s: %s", doc.get("_id"), err)
     return out
@@ -142,13 +145,23 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
             return out
 
 
-def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False) -> None:
+def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False, here: bool = False) -> None:
     ino = volume.by_fid.get(doc["_id"])
     node = volume.nodes.get(ino) if ino is not None else None
     if node is not None and node.rev == doc["_rev"] and not again:
         return
     sharing = volume.sharing
+    signer = None
+    if not doc.get("_deleted") and (judged := judge(volume, doc, node)) is not False:
+        doc, signer = judged or (doc, None)
+    elif not doc.get("_deleted"):
+        _keep(node, doc)
+        return
     opened = None if doc.get("_deleted") else _open(volume, doc)
+    if (opened is not None and signer is not None and not here
+            and not may_take(volume, doc, signer, node, opened)):
+        _keep(node, doc)
+        return
     if volume.ledger is not None and not volume.ledger.admit(volume, doc, opened and opened[0]):
         return  # older than this device has seen: reported, what the tree holds stays
     if opened is None:
@@ -204,6 +217,36 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         volume.purge_if_unused(node)
+
+
+def judge(volume: Volume, doc: dict, node: Node | None) -> tuple[dict, str] | None | bool:
+    """A node document's signature (vault/authorship.py): (the document as
+    signed, its signer); None when it is not this user's to judge; False
+    when refused."""
+    gate = volume.authorship
+    givers = volume.sharing.givers() if volume.sharing is not None else set()
+    if gate is None or (node is None and not gate.concerns(doc, givers)):
+        return None
+    return gate.admit(doc) or False
+
+
+def _keep(node: Node | None, doc: dict) -> None:
+    """A refused document (said): the node keeps what it had, and its next
+    commit goes over the refused revision."""
+    if node is not None:
+        node.rev = doc["_rev"]
+
+
+def may_take(volume: Volume, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:
+    """Whether the signer of ``doc`` may make the change it makes (the owner, or a WRITE grantee)."""
+    gate, fresh = volume.authorship, opened[0]
+    if signer == doc.get("owner"):
+        return True
+    parents = [p for p, _ in opened[1]]
+    if not gate.may_write(volume, signer, doc["owner"], doc["_id"], parents, node):
+        gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
+        return False
+    return gate.owner_dek_ok(doc, signer, fresh.dek, node)
 
 
 def _open(volume: Volume, doc: dict) -> tuple[Node, list] | None:
@@ -322,6 +365,9 @@ def _leave(volume: Volume, node: Node, out: Absorbed) -> None:
     volume.purge_if_unused(node)
 
 
+leave = _leave  # for vault/authorship.py: a node refused at unlock leaves the tree
+
+
 def sweep(volume: Volume, out: Absorbed) -> None:
     """Leaving nodes whose writes are all saved now leave the tree (all at
     once: a folder stays while a file under it still has writes to save)."""
@@ -359,8 +405,12 @@ def reload_contents(volume: Volume, node: Node) -> bool:
     under a new key: that version is the one to seal).  False when the
     document is gone or no longer opens here."""
     doc = volume.store.get(node.fid)
+    judged = None if doc is None else judge(volume, doc, node)
+    if judged is False:
+        return False
+    doc, signer = judged or (doc, None)
     opened = None if doc is None or doc.get("delete") else _open(volume, doc)
-    if opened is None:
+    if opened is None or (signer is not None and not may_take(volume, doc, signer, node, opened)):
         return False
     fresh, _ = opened
     for name in CONTENTS:
@@ -381,6 +431,7 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         return
     givers = sharing.givers()
     guests = []
+    foreign: list = []
     for fid, paths in key_files(volume.layout, volume.key.user_id, sharing.groups).items():
         ino = volume.by_fid.get(fid)
         if ino is not None and not _keyless(volume, ino):
@@ -388,6 +439,9 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         doc = volume.store.get(fid)
         if doc is None or doc.get("delete") or doc.get("owner") not in givers:
             continue
+        if (judged := judge(volume, doc, None)) is False:
+            continue  # refused, and said
+        doc, signer = judged or (doc, None)
         try:
             opened = open_guest(doc, volume.key, paths, volume.trust)
         except VaultError as err:
@@ -395,6 +449,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             continue
         if opened is None:
             continue
+        if signer is not None and signer != doc["owner"]:
+            foreign.append((*opened, signer, True))  # judged once placed, with its folders
         if ino is None:
             guests.append(opened)
         else:  # shared again while still held (open, or a share root's parent)
@@ -405,6 +461,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             out.inodes.append(ino)
     before = {ino: set(volume.nodes[ino].children) for ino in sharing.virtual}
     volume.admit_guests(guests)
+    if foreign:
+        volume.authorship.settle(volume, foreign)
     # The new names in shared/<owner>/ and groups/<group>/ (the kernel may
     # remember them as missing), and the folders made for them.
     for ino in sharing.virtual:

@@ -98,6 +98,9 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             continue
         if current.get("owner") != volume.key.user_id:
             return  # a file shared with this user: its owner's devices settle it
+        if volume.authorship is not None and not volume.authorship.leaf_ok(volume, other):
+            replica.close_leaf(store, doc_id, other["_rev"])  # refused (and said): never a copy of it
+            continue
         mine = _open(current, replica.current_history(store, doc_id), volume)
         theirs = _open(other, replica.history_from(other), volume)
         if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):

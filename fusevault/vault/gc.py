@@ -150,14 +150,17 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     store, key = volume.store, volume.key
     # Only the user's own files: versions of files shared with them are their owner's to keep.
     mine = [n for n in list(volume.nodes.values()) if n.is_reg and n.head and _owns(volume, n.owner)]
+    # Documents not signed by whom may write them are neither counted nor removed (vault/authorship.py).
+    accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
     for node in mine:
-        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch)
+        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
+                                        accept)
         if not dry_run and _drops(links, _current(node.head, links), policy, now_ns):
             # Under the file's lock, so no version is committed or restored
             # meanwhile; only files with something to drop take it.
             async with volume.content_lock(node):
                 links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous,
-                                                node.epoch)
+                                                node.epoch, accept)
                 await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
         else:
             await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
@@ -167,10 +170,13 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
             continue
         if doc["_id"] in volume.by_fid:
             continue  # still open somewhere: not collected yet
+        if accept is not None and not accept(doc):
+            continue
         node = detached_node(doc, key)
         if node.trashed is None:
             continue  # replaced by a rename: collected with the file that replaced it
-        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch)
+        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
+                                        accept)
         links[0].doc = doc
         if node.trashed[1] > now_ns - policy.trash_days * DAY:
             # In the trash: thinned like any file, its last version kept.

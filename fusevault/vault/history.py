@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,6 +32,8 @@ REFUSED_PATH = "(a refused name)"
 # Saving by rename a million times would make a chain this long; it stops here.
 MAX_LINEAGE = 10_000
 NAME_FORMAT = "%Y-%m-%dT%H-%M-%S"
+# Whether a version (or replaced node) document may be used: its author's signature and right.
+Accept = Callable[[dict], bool]
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def open_version_doc(doc: dict, dek: bytes) -> Version:
 
 
 def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None,
-                epoch: int = 0) -> list[Version]:
+                epoch: int = 0, accept: Accept | None = None) -> list[Version]:
     """Every version of one node, oldest first.
 
     Versions from before the file's key changed (a revoked share) hold the
@@ -85,7 +88,8 @@ def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None
             return dek
         return doc_dek(doc, key, fid)
 
-    versions = [open_version_doc(doc, key_of(doc)) for doc in store.by_file(VERSION, fid)]
+    versions = [open_version_doc(doc, key_of(doc)) for doc in store.by_file(VERSION, fid)
+                if accept is None or accept(doc)]
     return sorted(versions, key=lambda v: (v.time, v.vid))
 
 
@@ -100,28 +104,32 @@ class Link:
 
 
 def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | None,
-            epoch: int = 0) -> list[Link]:
+            epoch: int = 0, accept: Accept | None = None) -> list[Link]:
     """The node and the files it replaced by renames (newest first), with their versions.
 
     The chain ends at a replaced file that is gone (its history was collected)."""
-    links = [Link(fid, dek, None, versions_of(store, fid, dek, key, epoch))]
+    links = [Link(fid, dek, None, versions_of(store, fid, dek, key, epoch, accept))]
     seen = {fid}
     while previous is not None and previous not in seen and len(links) < MAX_LINEAGE:
         doc = store.get(previous)
         if doc is None or not doc.get("delete") or doc.get("owner") != key.user_id:
             break
+        if accept is not None and not accept(doc):
+            break  # a replaced file's document not signed by its owner: the chain ends
         seen.add(previous)
         dek, attrs = open_node_doc(doc, key)
         links.append(Link(previous, dek, doc,
-                          versions_of(store, previous, dek, key, attrs.get("epoch", 0))))
+                          versions_of(store, previous, dek, key, attrs.get("epoch", 0), accept)))
         previous = attrs.get("previous")
     return links
 
 
 def file_history(store: Store, key: MasterKey, fid: str, dek: bytes,
-                 previous: str | None, epoch: int = 0) -> list[Version]:
-    """Every version of a file, those of the files it replaced included, oldest first."""
-    versions = [v for link in lineage(store, key, fid, dek, previous, epoch) for v in link.versions]
+                 previous: str | None, epoch: int = 0, accept: Accept | None = None) -> list[Version]:
+    """Every version of a file, those of the files it replaced included, oldest first.
+
+    ``accept`` (vault/authorship.py) leaves out documents not signed by whom may write them."""
+    versions = [v for link in lineage(store, key, fid, dek, previous, epoch, accept) for v in link.versions]
     return sorted(versions, key=lambda v: (v.time, v.vid))
 
 

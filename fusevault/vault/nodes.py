@@ -21,6 +21,7 @@ from types import MappingProxyType
 from fusevault.crypto import aead
 from fusevault.crypto.identity import open_file_key
 from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64d, b64e, name_to_str, str_to_name
 from fusevault.errors import CorruptData
 
@@ -187,9 +188,16 @@ def node_doc(node: Node, key: MasterKey, fid_of, deleted: bool = False) -> dict:
         "delete": deleted,
         "enc": b64e(aead.seal(node.dek, plain, aead.ad("node", node.fid))),
     }
+    doc = signed(doc, key)
     if node.rev is not None:
-        doc["_rev"] = node.rev
+        doc["_rev"] = node.rev  # not covered by the signature
     return doc
+
+
+def signed(doc: dict, key: MasterKey) -> dict:
+    """The document signed by the user who writes it (vault/authorship.py says
+    whose signatures count): the last step, every field being final."""
+    return doc if key.identity is None else sign_doc(key.user_id, key.identity.sign, doc)
 
 
 def open_node_doc(doc: dict, key: MasterKey) -> tuple[bytes, dict]:
@@ -285,7 +293,7 @@ def version_doc(node: Node, key: MasterKey, vid: str, parent_vid: str | None, pa
         plain.update(digests)
     sealed = aead.seal(node.dek, json.dumps(plain, separators=(",", ":")).encode(),
                        aead.ad("version", node.fid, vid))
-    return {
+    return signed({
         "_id": vid,
         "type": VERSION,
         "fid": node.fid,
@@ -294,4 +302,4 @@ def version_doc(node: Node, key: MasterKey, vid: str, parent_vid: str | None, pa
         "epoch": node.epoch,
         "delete": False,
         "enc": b64e(sealed),
-    }
+    }, key)

@@ -75,7 +75,10 @@ def within(path: bytes, place: bytes) -> bool:
 def trash(volume: Volume) -> list[Trashed]:
     """Deleted files still recoverable, most recently deleted first."""
     entries = []
+    accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
     for doc in deleted_nodes(volume.store, volume.key.user_id):
+        if accept is not None and not accept(doc):
+            continue  # refused, and said (vault/authorship.py)
         _, attrs = open_node_doc(doc, volume.key)
         if attrs.get("trashed") and not stat.S_ISDIR(attrs["mode"]):
             path, when = attrs["trashed"]
@@ -114,8 +117,9 @@ def find_file(volume: Volume, path: bytes) -> tuple[Node, Trashed | None]:
 
 async def versions(volume: Volume, node: Node) -> list[Version]:
     """The file's versions, and those of the files it replaced by renames."""
+    accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
     return await volume.store_call(file_history, volume.store, volume.key, node.fid, node.dek,
-                                   node.previous, node.epoch)
+                                   node.previous, node.epoch, accept)
 
 
 async def history(volume: Volume, path: bytes) -> list[Version]:

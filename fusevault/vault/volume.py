@@ -45,6 +45,7 @@ from fusevault.errors import (
 from fusevault.store import Store
 from fusevault.vault import names
 from fusevault.vault.absorbing import reload_contents
+from fusevault.vault.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.groups import can_write
 from fusevault.vault.guests import (
@@ -134,6 +135,8 @@ class Volume:
         self.sharing: Sharing | None = None
         # Whose keys this user trusts; signs and checks documents (None: no key pairs).
         self.trust: Trust | None = None
+        # Judges others' node and version documents by their signatures (None: no key pairs).
+        self.authorship: Authorship | None = None
         # Contents replaced by another writer's newer version while open here:
         # closed at the file's last release, after the reads under way.
         self.retired: dict[int, list[Content]] = {}
@@ -189,17 +192,36 @@ class Volume:
         shares = Sharing.read(store, owner, trust) if key.identity is not None else None
         givers = shares.givers() if shares else set()
         keys = key_files(layout, owner, shares.groups) if givers else {}
+        # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
+        gate = Authorship(trust, store) if trust is not None else None
+        foreign: list[Foreign] = []
+        deleted: list[tuple[dict, str]] = []
         for doc in store.iter_type(NODE):
+            signer = None
+            if gate is not None and (doc.get("owner") == owner or doc["_id"] in keys
+                                     or said_signer(doc) == owner):
+                if (admitted := gate.admit(doc)) is None:
+                    continue
+                doc, signer = admitted
             if doc.get("delete"):
+                if signer is not None and signer != doc.get("owner"):
+                    deleted.append((doc, signer))
                 continue
             if doc.get("owner") != owner:
                 if doc.get("owner") in givers and doc["_id"] in keys:
                     if (opened := open_guest(doc, key, keys[doc["_id"]], trust)) is not None:
                         guests.append(opened)
+                        if signer is not None and signer != doc["owner"]:
+                            foreign.append((*opened, signer, True))
                 continue
-            node, links = node_from_doc(doc, *open_node_doc(doc, key))
+            dek, attrs = open_node_doc(doc, key)
+            if signer is not None and not gate.owner_dek_ok(doc, signer, dek):
+                continue
+            node, links = node_from_doc(doc, dek, attrs)
             node.owner = owner  # interned: shared by every node of the tree
             pending.append((node, links))
+            if signer is not None and signer != owner:
+                foreign.append((node, links, signer, False))
         for node, _ in pending:
             if node.fid == root_fid:
                 node.ino = ROOT_INODE
@@ -218,6 +240,11 @@ class Volume:
             volume._link_loaded(node, links)
         if guests:
             volume.admit_guests(guests, inodes)
+        if foreign:
+            gate.settle(volume, foreign)
+        for doc, signer in deleted:
+            gate.deleted(volume, doc, signer)
+        volume.authorship = gate
         volume.ledger = at_load(volume, store)
         return volume
 
