@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -44,6 +45,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from fusevault.vault.opening import hold, unlock_vault
 
     layout = open_layout(args.vault)  # a missing vault is said before a passphrase is asked
+    # What loading and reading refuse is in the report, by path: not said twice on stderr.
+    for name in ("fusevault.alarms", "fusevault.vault.content"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         lock = hold(layout)
     except VaultInUse:
