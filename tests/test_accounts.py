@@ -19,6 +19,7 @@ from fusevault.crypto.identity import Identity, open_file_key, open_identity, pu
 from fusevault.errors import CorruptData
 from fusevault.store.local import LocalStore
 from fusevault.vault import users
+from fusevault.vault.trust import self_signed
 
 
 def _meta(path: Path) -> dict:
@@ -258,13 +259,19 @@ def test_a_locked_mount_unmounts_cleanly_and_mounts_again(vault: Path, tmp_path:
 
 
 def test_a_user_from_before_key_pairs_gets_them_at_the_next_mount(vault: Path, tmp_path: Path) -> None:
+    # A vault from before key pairs (and so before signatures): no key pair, nothing signed.
     store = LocalStore(vault / "store.sqlite")
     alice = users.find_user(store, "alice")
-    old = {k: v for k, v in alice.items() if k not in ("public_box", "public_sign", "en_private_keys")}
-    store.put_many([old])
+    old = {k: v for k, v in alice.items() if k not in ("public_box", "public_sign", "en_private_keys", "sig")}
+    root = {k: v for k, v in store.get(alice["root"]).items() if k != "sig"}
+    store.put_many([old, root])
     store.close()
-    with mounted(vault, tmp_path / "m"):
-        pass
+    # Seen by a device that never saw this vault signed (this one made it, and remembers).
+    fresh = {"FUSEVAULT_STATE_DIR": str(tmp_path / "another-device")}
+    (tmp_path / "m").mkdir()
+    result = fusevault("mount", vault, tmp_path / "m", env=fresh)
+    assert result.returncode == 0, result.stderr
+    assert fusevault("unmount", tmp_path / "m", passphrase=None, env=fresh).returncode == 0
     store = LocalStore(vault / "store.sqlite")
     try:
         alice = users.find_user(store, "alice")
@@ -272,6 +279,7 @@ def test_a_user_from_before_key_pairs_gets_them_at_the_next_mount(vault: Path, t
         store.close()
     identity = open_identity(users.unlock(alice, PASSPHRASE.encode()), alice)
     assert identity.public_fields()["public_box"] == alice["public_box"]
+    assert self_signed(alice)  # and the unlock that gave them signed what was hers
 
 
 def test_unlocking_again_while_unlocked_shows_the_new_unlock(mnt: Path) -> None:
