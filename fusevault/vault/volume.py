@@ -192,6 +192,8 @@ class Volume:
             trust.observe(store.iter_type(USER))
             trust.save()
         shares = Sharing.read(store, owner, trust) if key.identity is not None else None
+        if trust is not None and trust.fresh is not None:
+            trust.fresh.save()  # the grants seen at this load (vault/freshness.py)
         givers = shares.givers() if shares else set()
         keys = key_files(layout, owner, shares.groups) if givers else {}
         # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
