@@ -124,7 +124,7 @@ class Freshness:
         doc_id, made = str(doc.get("_id")), made_at(doc)
         entry = self.seen.get(doc_id)
         value = NONE if made is None else made
-        if entry is None or value > entry[1] or (entry[2] and value > entry[1]):
+        if entry is None or value > entry[1]:  # a newer signing (also after a deletion)
             self.seen[doc_id] = (str(doc.get("type")), value, False)
             self._dirty = True
 
