@@ -24,6 +24,7 @@ from fusevault import passphrase
 from fusevault.errors import InvalidInput
 from fusevault.store import Store, tombstone
 from fusevault.vault import groups, meta_files, sharing, users
+from fusevault.vault.freshness import Freshness
 from fusevault.vault.layout import Layout
 from fusevault.vault.opening import hold, open_vault
 from fusevault.vault.trust import Trust, doc_fingerprint, self_signed
@@ -167,7 +168,7 @@ def _print_users(store: Store, as_json: bool) -> None:
               f"unlock for {ttl.get('ttl')} {ttl.get('unit')}  groups: {', '.join(row['groups']) or '-'}")
 
 
-def _unlock(args: argparse.Namespace, store: Store, user: dict) -> Trust:
+def _unlock(args: argparse.Namespace, store: Store, user: dict, layout: Layout | None = None) -> Trust:
     """``user``'s keys, with their passphrase (the usual options or $FUSEVAULT_PASSPHRASE)."""
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file,
                             prompt=f"Passphrase of {user['username']}: ",
@@ -175,7 +176,10 @@ def _unlock(args: argparse.Namespace, store: Store, user: dict) -> Trust:
     key = users.unlock(user, secret)
     if key.identity is None:
         raise InvalidInput(f"{user['username']} has no key pairs yet: they are made at their next mount")
-    return Trust(store, key)
+    trust = Trust(store, key)
+    if layout is not None:  # the grants it signs are remembered on this device (vault/freshness.py)
+        trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)
+    return trust
 
 
 def _show_user(args: argparse.Namespace, store: Store) -> None:
@@ -257,7 +261,9 @@ def cmd_group(args: argparse.Namespace) -> int:
     with administering(args) as (layout, store):
         if args.action == "add":
             owner = users.find_user(store, args.owner)
-            groups.create_group(store, args.name, owner, _unlock(args, store, owner).sign)
+            trust = _unlock(args, store, owner, layout)
+            groups.create_group(store, args.name, owner, trust.sign)
+            trust.save()
             print(f"added group {args.name}, owned by {owner['username']}")
         elif args.action == "list":
             _print_groups(store, args.json)
@@ -270,14 +276,17 @@ def cmd_group(args: argparse.Namespace) -> int:
             owner = store.get(group["owner"])
             if owner is None:
                 raise InvalidInput(f"the owner of group {args.group} is no longer a user: remove the group")
-            sign = _unlock(args, store, owner).sign
+            trust = _unlock(args, store, owner, layout)
+            sign = trust.sign
             if args.member_action == "add":
                 doc = groups.set_member(store, group, user, args.perm, sign=sign)
+                trust.save()
                 print(f"{args.user} is in {args.group} with {doc['users'][user['_id']]}")
             else:
                 # Their keys go now; the files get new keys at their owners' next unlock.
                 lost = [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
                 groups.set_member(store, group, user, None, sharing.rotations(store, lost), sign=sign)
+                trust.save()  # the older bodies of the group are replays on this device from now
                 sharing.drop_group_keys(layout, group["_id"], user["_id"])
                 print(f"{args.user} is no longer in {args.group}")
     return 0

@@ -261,3 +261,94 @@ def test_a_forged_key_with_a_higher_epoch_does_not_replace_the_genuine_one(couch
     assert "not signed by the file's owner" in _log()
     assert path.read_bytes() == genuine
     assert sharing.read_key(path).epoch == key_doc["epoch"]
+
+
+# --- replayed grants (vault/freshness.py): a genuinely signed body put back after it was revoked
+
+
+def _bob_opens(vault: Path, path: Path, owner: str, fid: str) -> bool:
+    """Whether the key at ``path`` is of the file's current epoch and opens for bob."""
+    from fusevault.vault import users
+
+    bob = users.unlock(_user(vault, "bob"), BOB.encode())
+    try:
+        found = sharing.read_key(path)
+        return found is not None and found[0] == adversary.get(vault, fid)["epoch"] and bool(
+            open_file_key(bob.identity, owner, fid, found[0], found[1]))
+    except (VaultError, OSError):
+        return False
+
+
+def test_a_share_replayed_after_unshare_reseals_the_new_key(vault: Path, tmp_path: Path) -> None:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("genuine notes")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    alice, bob = _user(vault, "alice"), _user(vault, "bob")
+    fid = _fid(vault, "notes.txt")
+    path = vault / "users" / bob["_id"] / "shared" / f"{alice['_id']}_{fid}.vfkey"
+    old = next(d for d in docs_of(vault, "Share") if d["fid"] == fid)  # genuine, signed by alice
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    assert adversary.get(vault, fid)["epoch"] > 0 and not _bob_opens(vault, path, alice["_id"], fid)
+
+    adversary.put(vault, old)  # the server keeps the old body and puts it back
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("written after bob was revoked")
+        assert not _bob_opens(vault, path, alice["_id"], fid), "the replayed Share sealed the new key"
+        status = _status(mnt)
+        assert "WARNING" in status and "a replay" in status
+        assert "nothing is shared" in fusevault("shares", "--mount", mnt, passphrase=None).stdout
+        assert (mnt / "notes.txt").read_text() == "written after bob was revoked"
+        # Sharing again is a newer signing: it counts.
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+        assert _bob_opens(vault, path, alice["_id"], fid)
+    assert "a replay" in _log()
+
+
+def test_a_group_replayed_after_member_remove_reseals_the_new_keys(vault: Path, tmp_path: Path) -> None:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("step one")
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
+    (old,) = adversary.docs(vault, "Group")
+    bob = _user(vault, "bob")
+    _admin(vault, "group", "member", "remove", "team", "bob")
+    with mounted(vault, mnt):
+        (mnt / "proj" / "plan.txt").write_text("step two, after bob left")
+    alice, fid = _user(vault, "alice"), _fid(vault, "proj/plan.txt")
+    path = vault / "groups" / old["_id"] / "own" / fid / "keys" / f"{bob['_id']}.vfkey"
+    assert adversary.get(vault, fid)["epoch"] > 0 and not _bob_opens(vault, path, alice["_id"], fid)
+
+    adversary.put(vault, old)  # the body signed while bob was a member, put back
+    with mounted(vault, mnt):
+        (mnt / "proj" / "plan.txt").write_text("step three")
+        assert not _bob_opens(vault, path, alice["_id"], fid), "the removed member holds the new key again"
+        status = _status(mnt)
+        assert "WARNING" in status and "a replay" in status
+        assert (mnt / "proj" / "plan.txt").read_text() == "step three"
+    assert "a replay" in _log()
+
+
+def test_a_share_replayed_after_a_downgrade_to_read_does_not_grant_write(vault: Path, tmp_path: Path) -> None:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("genuine notes")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ,WRITE").returncode == 0
+    (old,) = adversary.docs(vault, "Share")
+    with mounted(vault, mnt):
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    adversary.put(vault, old)  # READ,WRITE again
+    with mounted(vault, mnt):
+        listed = fusevault("shares", "--mount", mnt, passphrase=None).stdout
+        assert "READ,WRITE" not in listed, listed
+        status = _status(mnt)
+        assert "WARNING" in status and "a replay" in status
+        assert (mnt / "notes.txt").read_text() == "genuine notes"

@@ -28,7 +28,8 @@ from fusevault.crypto.signing import verify_doc
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
-from fusevault.vault import sharing
+from fusevault.vault import freshness, sharing
+from fusevault.vault.groups import GROUP
 from fusevault.vault.sharing import Grant, KeyRecord
 from fusevault.vault.trust import Trust, self_signed
 
@@ -50,16 +51,21 @@ def signed_by_owner(trust: Trust | None, doc: dict, what: str) -> bool:
     return True
 
 
-def verified_grants(store: Store, trust: Trust | None) -> list[Grant]:
-    """The Shares of the store that their owners signed."""
+def verified_grants(store: Store, trust: Trust | None) -> tuple[list[Grant], dict[str, dict]]:
+    """The Shares and Groups (id -> document) of the store that their owners
+    signed, less the older bodies of ones this device saw (vault/freshness.py)."""
+    shares, groups = list(store.iter_type(sharing.SHARE)), list(store.iter_type(GROUP))
+    fresh = trust.fresh if trust is not None else None
+    if fresh is not None:
+        fresh.sweep({d["_id"] for d in shares + groups})
     found = []
-    for doc in store.iter_type(sharing.SHARE):
-        if signed_by_owner(trust, doc, "share"):
-            try:
-                found.append(sharing.grant_of(doc))
-            except VaultError:
-                continue
-    return found
+    for doc in freshness.admitted(fresh, [d for d in shares if signed_by_owner(trust, d, "share")], "share"):
+        try:
+            found.append(sharing.grant_of(doc))
+        except VaultError:
+            continue
+    signed = [g for g in groups if signed_by_owner(trust, g, "group")]
+    return found, {g["_id"]: g for g in freshness.admitted(fresh, signed, "group")}
 
 
 def record_doc(owner: str, fid: str, recipient: str, epoch: int, key: bytes) -> dict:

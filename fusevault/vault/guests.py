@@ -32,7 +32,7 @@ from fusevault.errors import VaultError
 from fusevault.store import Store
 from fusevault.vault import grants as granting
 from fusevault.vault import sharing
-from fusevault.vault.groups import GROUP, can_write
+from fusevault.vault.groups import can_write
 from fusevault.vault.layout import Layout
 from fusevault.vault.nodes import Node, node_from_doc, open_node_attrs
 from fusevault.vault.sharing import Grant, Reach
@@ -98,8 +98,8 @@ class Sharing:
         users = {u["_id"]: u for u in store.iter_type(USER)}
         if trust is not None:
             trust.observe(users.values())  # a user document that arrived: changed keys are said
-        groups = {g["_id"]: g for g in store.iter_type(GROUP) if granting.signed_by_owner(trust, g, "group")}
-        return cls(user_id, granting.verified_grants(store, trust), groups, users, trust=trust)
+        grants, groups = granting.verified_grants(store, trust)
+        return cls(user_id, grants, groups, users, trust=trust)
 
     def members(self) -> dict[str, dict[str, str]]:
         # Only current users: a removed one's membership stays in the signed document.

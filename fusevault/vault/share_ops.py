@@ -149,7 +149,8 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
                 sharing.remove_key(reach.key_path(volume.layout, n.fid))
 
     await volume.in_thread(remove_keys)
-    volume.sharing.reload(volume.store)
+    volume.sharing.reload(volume.store)  # the Share is remembered as deleted on this device ...
+    await volume.store_call(volume.trust.save)  # ... at once: its old body is a replay from now
     await rotate(volume, node)
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes)}

@@ -44,6 +44,7 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.alarms import Alarms, for_user
+from fusevault.vault.freshness import Freshness, stamp
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class Trust:
         # Whether this user's own documents are all signed (vault/migrate.py
         # clears it until the unlock that signs them has run).
         self.own_signed = True
+        # This device's newest Share/Group bodies seen (vault/freshness.py), where known.
+        self.fresh: Freshness | None = None
         self._load()
 
     # --- the pins document
@@ -125,6 +128,8 @@ class Trust:
 
     def save(self) -> None:
         """Write the pins if new ones were made (call off the trio loop)."""
+        if self.fresh is not None:
+            self.fresh.save()
         if not self._dirty:
             return
         current = self.store.get(self.pins_id)
@@ -216,7 +221,7 @@ class Trust:
     # --- documents
 
     def sign(self, doc: dict) -> dict:
-        return sign_doc(self.user_id, self.identity.sign, doc)
+        return sign_doc(self.user_id, self.identity.sign, stamp(self.fresh, doc))
 
     def verify(self, doc: dict, author: str | None = None) -> str:
         """The id of who signed ``doc``, checked with their trusted key; or Forged.

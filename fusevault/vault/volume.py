@@ -47,6 +47,7 @@ from fusevault.vault import names
 from fusevault.vault.absorbing import reload_contents
 from fusevault.vault.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
+from fusevault.vault.freshness import Freshness
 from fusevault.vault.groups import can_write
 from fusevault.vault.guests import (
     GROUPS_DIR,
@@ -186,10 +187,13 @@ class Volume:
         trust = None
         if key.identity is not None:
             trust = Trust(store, key)
+            trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)  # before signing
             sign_own(store, trust, layout.root)
             trust.observe(store.iter_type(USER))
             trust.save()
         shares = Sharing.read(store, owner, trust) if key.identity is not None else None
+        if trust is not None and trust.fresh is not None:
+            trust.fresh.save()  # the grants seen at this load (vault/freshness.py)
         givers = shares.givers() if shares else set()
         keys = key_files(layout, owner, shares.groups) if givers else {}
         # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
