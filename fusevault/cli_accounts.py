@@ -175,7 +175,7 @@ def _unlock(args: argparse.Namespace, store: Store, user: dict) -> Trust:
     key = users.unlock(user, secret)
     if key.identity is None:
         raise InvalidInput(f"{user['username']} has no key pairs yet: they are made at their next mount")
-    return Trust(store, key)
+    return Trust(store, key, root=args.vault)
 
 
 def _show_user(args: argparse.Namespace, store: Store) -> None:

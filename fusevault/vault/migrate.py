@@ -2,16 +2,30 @@
 
 Vaults of format 2 hold unsigned documents.  The first unlock of each user
 with this fusevault signs, in one transaction, their user document and every
-document they own (nodes, versions, grants, groups, their retention and
-pins): the owner vouches for what their vault held then.  From that commit
-on, an unsigned document in their name is refused by every reader
-(vault/trust.py).
+document they own (nodes, versions, their retention and peers): the owner
+vouches for what their vault held then.  From that commit on, an unsigned
+document in their name is refused by every reader (vault/trust.py).
+
+What says "this user already signs", which no writer of the vault folder can
+fake or remove: the ``signs`` flag sealed with their private keys
+(crypto/identity.py, set at create_user and by this migration), the mark of
+this device (vault/confirmed.py), and pins of theirs (vault/trust.py, sealed
+under their key, kept in the store and on the device).  Any of them and an
+unsigned own user document is a stripped forgery: alarm, nothing signed.
+
+Grants are never signed here: an unsigned Share or Group in the user's name
+cannot be told from one a writer of the vault folder planted (a Share to a
+user it made up is what hands it every file key).  They stay unsigned, so
+they are refused (with an alarm naming them) until the owner shares again.
 """
 
 from __future__ import annotations
 
 import logging
 
+import dataclasses
+
+from fusevault.crypto.identity import seal_identity
 from fusevault.crypto.signing import signer_of
 from fusevault.store import Store
 from fusevault.vault.trust import USER, Trust, self_signed
@@ -19,7 +33,8 @@ from fusevault.vault.trust import USER, Trust, self_signed
 log = logging.getLogger(__name__)
 
 # Kinds whose documents name their owner in ``owner`` (Retention names them in ``user``).
-OWNED = ("node", "FilesMetaData", "Share", "Group", "Rotation", "Peers")
+OWNED = ("node", "FilesMetaData", "Rotation", "Peers")
+GRANTS = ("Share", "Group")  # never signed here (see the module's docstring)
 
 
 def _own(doc: dict, user_id: str) -> bool:
@@ -48,12 +63,21 @@ def sign_own(store: Store, trust: Trust, root=None) -> int:
             confirmed.mark_signed(root, trust.user_id)
         trust.own_signed = True
         return 0
-    if signer_of(me) is not None or (root is not None and confirmed.signed_before(root, trust.user_id)):
+    if (signer_of(me) is not None or trust.identity.signs or trust.had_pins
+            or (root is not None and confirmed.signed_before(root, trust.user_id))):
         trust.alarms.warn("forged-user", trust.user_id, "this user's document is not signed with their "
                           "key (forged or rolled back): it is not signed again, its settings are ignored")
         trust.own_signed = True
         return 0
-    docs = [me]
+    # The flag sealed with the keys: from this commit on every device knows this user signs.
+    identity = dataclasses.replace(trust.identity, signs=True)
+    docs = [{**me, **seal_identity(trust.key, identity)}]
+    for kind in GRANTS:
+        for d in store.iter_type(kind):
+            if _own(d, trust.user_id) and not d.get("_deleted") and signer_of(d) is None:
+                trust.alarms.warn("unsigned-grant", d["_id"], f"{kind} {d['_id']} from before signatures "
+                                  "is not signed (it cannot be told from a planted one): it is refused "
+                                  "until you share again")
     for kind in (*OWNED, "Retention"):
         docs += [d for d in store.iter_type(kind)
                  if _own(d, trust.user_id) and not d.get("_deleted") and signer_of(d) is None]
@@ -61,6 +85,7 @@ def sign_own(store: Store, trust: Trust, root=None) -> int:
     signed = [trust.sign(d) for d in docs[1:]] + [trust.sign(docs[0])]
     store.put_many(signed)
     store.sync()
+    trust.key.identity = trust.identity = identity
     trust.own_signed = True
     if root is not None:
         confirmed.mark_signed(root, trust.user_id)

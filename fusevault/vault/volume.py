@@ -185,7 +185,7 @@ class Volume:
         owner = sys.intern(key.user_id)
         trust = None
         if key.identity is not None:
-            trust = Trust(store, key)
+            trust = Trust(store, key, root=layout.root)
             sign_own(store, trust, layout.root)
             trust.observe(store.iter_type(USER))
             trust.save()
