@@ -23,7 +23,7 @@ from pathlib import Path
 from fusevault import passphrase
 from fusevault.errors import InvalidInput
 from fusevault.store import Store, tombstone
-from fusevault.vault import groups, meta_files, sharing, users
+from fusevault.vault import groups, meta_files, shapes, sharing, users
 from fusevault.vault.layout import Layout
 from fusevault.vault.opening import hold, open_vault
 from fusevault.vault.trust import Trust, doc_fingerprint, self_signed
@@ -150,7 +150,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def _print_users(store: Store, as_json: bool) -> None:
-    all_groups = list(store.iter_type(groups.GROUP))
+    all_groups = list(shapes.well_formed(store, groups.GROUP))
     rows = []
     for user in sorted(store.iter_type(users.USER), key=lambda u: u["username"]):
         mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in all_groups
@@ -180,8 +180,8 @@ def _unlock(args: argparse.Namespace, store: Store, user: dict) -> Trust:
 
 def _show_user(args: argparse.Namespace, store: Store) -> None:
     user = users.find_user(store, args.name)
-    mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in store.iter_type(groups.GROUP)
-                  if user["_id"] in (g.get("users") or {}))
+    mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}"
+                  for g in shapes.well_formed(store, groups.GROUP) if user["_id"] in (g.get("users") or {}))
     row = {"name": user["username"], "id": user["_id"], "uid": user.get("uid"), "groups": mine,
            "fingerprint": doc_fingerprint(user), "self_signed": self_signed(user), "pinned": None}
     if not args.no_passphrase:
@@ -230,7 +230,7 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
     if files:
         raise InvalidInput(f"{name} still has {len(files)} files and folders: "
                            "delete them or move them to another user first")
-    owns = [g["groupname"] for g in store.iter_type(groups.GROUP) if g["owner"] == user["_id"]]
+    owns = [g["groupname"] for g in shapes.well_formed(store, groups.GROUP) if g["owner"] == user["_id"]]
     if owns:
         raise InvalidInput(f"{name} owns the group(s) {', '.join(owns)}: remove them first")
     lock = hold(layout)  # not while a mount serves the vault
@@ -238,7 +238,7 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
         shares = [d for d in store.iter_type(sharing.SHARE) if d.get("grantee") == user["_id"]]
         changes = [tombstone(d) for d in [user, *owned, *shares]]
         lost = [sharing.grant_of(d) for d in shares]
-        for group in store.iter_type(groups.GROUP):
+        for group in shapes.well_formed(store, groups.GROUP):
             if user["_id"] in group.get("users", {}):
                 # The group's document is its owner's to sign: it stays, and a
                 # membership of a removed user counts nowhere (Sharing.members).
@@ -288,7 +288,7 @@ def _print_groups(store: Store, as_json: bool) -> None:
     rows = [{"name": g["groupname"], "id": g["_id"], "owner": names.get(g["owner"], g["owner"]),
              "created_at": g["created_at"],
              "members": {names.get(u, u): p for u, p in sorted(g.get("users", {}).items())}}
-            for g in sorted(store.iter_type(groups.GROUP), key=lambda g: g["groupname"])]
+            for g in sorted(shapes.well_formed(store, groups.GROUP), key=lambda g: g["groupname"])]
     if as_json:
         print(json.dumps(rows, indent=1))
         return

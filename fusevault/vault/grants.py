@@ -28,7 +28,7 @@ from fusevault.crypto.signing import verify_doc
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
-from fusevault.vault import sharing
+from fusevault.vault import shapes, sharing
 from fusevault.vault.sharing import Grant, KeyRecord
 from fusevault.vault.trust import Trust, self_signed
 
@@ -53,7 +53,7 @@ def signed_by_owner(trust: Trust | None, doc: dict, what: str) -> bool:
 def verified_grants(store: Store, trust: Trust | None) -> list[Grant]:
     """The Shares of the store that their owners signed."""
     found = []
-    for doc in store.iter_type(sharing.SHARE):
+    for doc in shapes.well_formed(store, sharing.SHARE, trust.alarms if trust is not None else None):
         if signed_by_owner(trust, doc, "share"):
             try:
                 found.append(sharing.grant_of(doc))

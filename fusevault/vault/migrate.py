@@ -21,9 +21,8 @@ they are refused (with an alarm naming them) until the owner shares again.
 
 from __future__ import annotations
 
-import logging
-
 import dataclasses
+import logging
 
 from fusevault.crypto.identity import seal_identity
 from fusevault.crypto.signing import signer_of
