@@ -8,10 +8,10 @@ document in their name is refused by every reader (vault/trust.py).
 
 What says "this user already signs", which no writer of the vault folder can
 fake or remove: the ``signs`` flag sealed with their private keys
-(crypto/identity.py, set at create_user and by this migration), the mark of
-this device (vault/confirmed.py), and pins of theirs (vault/trust.py, sealed
-under their key, kept in the store and on the device).  Any of them and an
-unsigned own user document is a stripped forgery: alarm, nothing signed.
+(crypto/identity.py, set at create_user and by this migration), and the mark
+of this device (vault/confirmed.py).  Either and an unsigned own user
+document is a stripped forgery: alarm, nothing signed.  (Pins are no such
+sign: an admin command may pin before the user's first mount.)
 
 Grants are never signed here: an unsigned Share or Group in the user's name
 cannot be told from one a writer of the vault folder planted (a Share to a
@@ -62,7 +62,7 @@ def sign_own(store: Store, trust: Trust, root=None) -> int:
             confirmed.mark_signed(root, trust.user_id)
         trust.own_signed = True
         return 0
-    if (signer_of(me) is not None or trust.identity.signs or trust.had_pins
+    if (signer_of(me) is not None or trust.identity.signs
             or (root is not None and confirmed.signed_before(root, trust.user_id))):
         trust.alarms.warn("forged-user", trust.user_id, "this user's document is not signed with their "
                           "key (forged or rolled back): it is not signed again, its settings are ignored")
