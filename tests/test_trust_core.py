@@ -146,3 +146,17 @@ def test_alarms_are_said_once_and_bounded() -> None:
     for i in range(1000):
         alarms.warn("forged", f"doc-{i}", "x")
     assert len(alarms) <= 200
+
+
+def test_a_user_signed_before_the_sealed_flag_gets_it_at_the_next_unlock(tmp_path: Path) -> None:
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    alice = users.find_user(store, "alice")
+    key = _unlock(store, "alice")
+    older = dataclasses.replace(key.identity, signs=False)  # migrated by a fusevault without the flag
+    store.put_many([sign_doc(alice["_id"], key.identity.sign, {**alice, **seal_identity(key, older)})])
+    trust = Trust(store, _unlock(store, "alice"), Alarms())
+    assert not trust.identity.signs
+    assert sign_own(store, trust) == 0
+    again = users.find_user(store, "alice")
+    assert self_signed(again) and users.unlock(again, b"pass alice").identity.signs

@@ -53,6 +53,7 @@ def sign_own(store: Store, trust: Trust, root=None) -> int:
 
     Returns how many documents were signed (0: nothing to do)."""
     from fusevault.vault import confirmed
+    from fusevault.vault.confirmed import own_signature
 
     me = store.get(trust.user_id)
     if me is None:
@@ -61,6 +62,12 @@ def sign_own(store: Store, trust: Trust, root=None) -> int:
         if root is not None:
             confirmed.mark_signed(root, trust.user_id)
         trust.own_signed = True
+        if not trust.identity.signs and own_signature(me, trust.key):
+            # Signed before the flag existed: seal it now, or a stripped copy would migrate elsewhere.
+            identity = dataclasses.replace(trust.identity, signs=True)
+            store.put_many([trust.sign({**me, **seal_identity(trust.key, identity)})])
+            store.sync()
+            trust.key.identity = trust.identity = identity
         return 0
     if (signer_of(me) is not None or trust.identity.signs
             or (root is not None and confirmed.signed_before(root, trust.user_id))):
