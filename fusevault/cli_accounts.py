@@ -23,7 +23,7 @@ from pathlib import Path
 from fusevault import passphrase
 from fusevault.errors import InvalidInput
 from fusevault.store import Store, tombstone
-from fusevault.vault import groups, meta_files, sharing, users
+from fusevault.vault import groups, meta_files, shapes, sharing, users
 from fusevault.vault.freshness import Freshness
 from fusevault.vault.layout import Layout
 from fusevault.vault.opening import hold, open_vault
@@ -151,7 +151,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def _print_users(store: Store, as_json: bool) -> None:
-    all_groups = list(store.iter_type(groups.GROUP))
+    all_groups = list(shapes.well_formed(store, groups.GROUP))
     rows = []
     for user in sorted(store.iter_type(users.USER), key=lambda u: u["username"]):
         mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in all_groups
@@ -176,7 +176,7 @@ def _unlock(args: argparse.Namespace, store: Store, user: dict, layout: Layout |
     key = users.unlock(user, secret)
     if key.identity is None:
         raise InvalidInput(f"{user['username']} has no key pairs yet: they are made at their next mount")
-    trust = Trust(store, key)
+    trust = Trust(store, key, root=args.vault)
     if layout is not None:  # the grants it signs are remembered on this device (vault/freshness.py)
         trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)
     return trust
@@ -184,8 +184,8 @@ def _unlock(args: argparse.Namespace, store: Store, user: dict, layout: Layout |
 
 def _show_user(args: argparse.Namespace, store: Store) -> None:
     user = users.find_user(store, args.name)
-    mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in store.iter_type(groups.GROUP)
-                  if user["_id"] in (g.get("users") or {}))
+    mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}"
+                  for g in shapes.well_formed(store, groups.GROUP) if user["_id"] in (g.get("users") or {}))
     row = {"name": user["username"], "id": user["_id"], "uid": user.get("uid"), "groups": mine,
            "fingerprint": doc_fingerprint(user), "self_signed": self_signed(user), "pinned": None}
     if not args.no_passphrase:
@@ -234,7 +234,7 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
     if files:
         raise InvalidInput(f"{name} still has {len(files)} files and folders: "
                            "delete them or move them to another user first")
-    owns = [g["groupname"] for g in store.iter_type(groups.GROUP) if g["owner"] == user["_id"]]
+    owns = [g["groupname"] for g in shapes.well_formed(store, groups.GROUP) if g["owner"] == user["_id"]]
     if owns:
         raise InvalidInput(f"{name} owns the group(s) {', '.join(owns)}: remove them first")
     lock = hold(layout)  # not while a mount serves the vault
@@ -242,7 +242,7 @@ def _remove_user(layout: Layout, store: Store, name: str) -> None:
         shares = [d for d in store.iter_type(sharing.SHARE) if d.get("grantee") == user["_id"]]
         changes = [tombstone(d) for d in [user, *owned, *shares]]
         lost = [sharing.grant_of(d) for d in shares]
-        for group in store.iter_type(groups.GROUP):
+        for group in shapes.well_formed(store, groups.GROUP):
             if user["_id"] in group.get("users", {}):
                 # The group's document is its owner's to sign: it stays, and a
                 # membership of a removed user counts nowhere (Sharing.members).
@@ -297,7 +297,7 @@ def _print_groups(store: Store, as_json: bool) -> None:
     rows = [{"name": g["groupname"], "id": g["_id"], "owner": names.get(g["owner"], g["owner"]),
              "created_at": g["created_at"],
              "members": {names.get(u, u): p for u, p in sorted(g.get("users", {}).items())}}
-            for g in sorted(store.iter_type(groups.GROUP), key=lambda g: g["groupname"])]
+            for g in sorted(shapes.well_formed(store, groups.GROUP), key=lambda g: g["groupname"])]
     if as_json:
         print(json.dumps(rows, indent=1))
         return

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from fusevault.crypto.identity import Identity
+from fusevault.crypto.identity import Identity, seal_identity
 from fusevault.crypto.kdf import WEAK_FOR_TESTS
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc, verify_doc
@@ -101,19 +102,41 @@ def test_the_first_unlock_signs_the_users_old_documents_and_only_theirs(tmp_path
     layout, store = _vault(tmp_path)
     users.create_user(layout, store, "alice", b"pass alice", uid=60001)
     alice = users.find_user(store, "alice")
-    # A vault of format 2: nothing signed.
-    unsigned = {k: v for k, v in alice.items() if k != "sig"}
+    # A vault of format 2: nothing signed, and the sealed keys do not say "signs".
+    key = _unlock(store, "alice")
+    legacy = dataclasses.replace(key.identity, signs=False)
+    unsigned = {**{k: v for k, v in alice.items() if k != "sig"}, **seal_identity(key, legacy)}
     other = {"_id": "share-x", "type": "Share", "owner": "f" * 32, "fid": "x", "grantee": alice["_id"]}
     mine = {"_id": "share-y", "type": "Share", "owner": alice["_id"], "fid": "y", "grantee": "f" * 32}
-    store.put_many([unsigned, other, mine])
-    trust = Trust(store, _unlock(store, "alice"), Alarms())
-    assert sign_own(store, trust) == 2  # the user and the share (the root node was signed at birth)
+    retention = {"_id": "ret-a", "type": "Retention", "user": alice["_id"], "days": 3}
+    store.put_many([unsigned, other, mine, retention])
+    alarms = Alarms()
+    trust = Trust(store, _unlock(store, "alice"), alarms)
+    assert not trust.identity.signs
+    # The user, their share and their retention (the root node was signed at birth).
+    assert sign_own(store, trust) == 3
     assert self_signed(store.get(alice["_id"]))
+    assert users.unlock(store.get(alice["_id"]), b"pass alice").identity.signs  # sealed from now on
+    # Her share keeps working across the upgrade; another owner's document is not hers to sign.
     assert trust.verify(store.get("share-y")) == alice["_id"]
     assert "sig" not in store.get("share-x")
-    assert sign_own(store, trust) == 0  # once is enough
-    with pytest.raises(Forged):
+    with pytest.raises(Forged):  # and from now on an unsigned one in her name is a forgery
         trust.verify({**mine, "perm": "READ,WRITE"}, author=alice["_id"])
+    assert sign_own(store, trust) == 0  # once is enough
+
+
+def test_an_unsigned_user_document_whose_sealed_keys_say_signs_is_not_migrated(tmp_path: Path) -> None:
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    alice = users.find_user(store, "alice")
+    stripped = {k: v for k, v in alice.items() if k != "sig"}
+    node = {"_id": "n-planted", "type": "node", "owner": alice["_id"], "delete": False, "enc": "x"}
+    store.put_many([stripped, node])
+    alarms = Alarms()
+    trust = Trust(store, _unlock(store, "alice"), alarms)  # no device mark, no pins: a new device
+    assert sign_own(store, trust) == 0
+    assert "forged-user" in alarms
+    assert "sig" not in store.get(alice["_id"]) and "sig" not in store.get("n-planted")
 
 
 def test_alarms_are_said_once_and_bounded() -> None:
@@ -124,3 +147,17 @@ def test_alarms_are_said_once_and_bounded() -> None:
     for i in range(1000):
         alarms.warn("forged", f"doc-{i}", "x")
     assert len(alarms) <= 200
+
+
+def test_a_user_signed_before_the_sealed_flag_gets_it_at_the_next_unlock(tmp_path: Path) -> None:
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    alice = users.find_user(store, "alice")
+    key = _unlock(store, "alice")
+    older = dataclasses.replace(key.identity, signs=False)  # migrated by a fusevault without the flag
+    store.put_many([sign_doc(alice["_id"], key.identity.sign, {**alice, **seal_identity(key, older)})])
+    trust = Trust(store, _unlock(store, "alice"), Alarms())
+    assert not trust.identity.signs
+    assert sign_own(store, trust) == 0
+    again = users.find_user(store, "alice")
+    assert self_signed(again) and users.unlock(again, b"pass alice").identity.signs

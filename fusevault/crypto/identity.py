@@ -41,10 +41,15 @@ class Identity:
     user_id: str
     box: X25519PrivateKey
     sign: Ed25519PrivateKey
+    # Sealed with the private keys, so only the master key makes it: this user
+    # signs their documents (vault format 3).  An unsigned user document whose
+    # sealed keys say so is a stripped forgery, never one from before signatures
+    # to sign (vault/migrate.py).
+    signs: bool = False
 
     @classmethod
-    def new(cls, user_id: str) -> Identity:
-        return cls(user_id, X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
+    def new(cls, user_id: str, signs: bool = True) -> Identity:
+        return cls(user_id, X25519PrivateKey.generate(), Ed25519PrivateKey.generate(), signs)
 
     def public_fields(self) -> dict:
         return {"public_box": b64e(self.box.public_key().public_bytes(*_RAW)),
@@ -57,7 +62,8 @@ class Identity:
 def seal_identity(key: MasterKey, identity: Identity) -> dict:
     """The fields of a user document that hold this identity."""
     plain = json.dumps({"box": b64e(identity.box.private_bytes(*_RAW_PRIVATE)),
-                        "sign": b64e(identity.sign.private_bytes(*_RAW_PRIVATE))}).encode()
+                        "sign": b64e(identity.sign.private_bytes(*_RAW_PRIVATE)),
+                        **({"signs": True} if identity.signs else {})}).encode()
     sealed = key.seal_private("identity", identity.user_id, plain)
     return {**identity.public_fields(), "en_private_keys": b64e(sealed)}
 
@@ -68,7 +74,8 @@ def open_identity(key: MasterKey, user_doc: dict) -> Identity:
         sealed = b64d(user_doc["en_private_keys"])
         plain = json.loads(key.unseal_private("identity", user_id, sealed))
         identity = Identity(user_id, X25519PrivateKey.from_private_bytes(b64d(plain["box"])),
-                            Ed25519PrivateKey.from_private_bytes(b64d(plain["sign"])))
+                            Ed25519PrivateKey.from_private_bytes(b64d(plain["sign"])),
+                            plain.get("signs") is True)
     except (KeyError, ValueError, TypeError):
         raise CorruptData(f"the key pairs of user {user_doc.get('username')!r} are malformed") from None
     if identity.public_fields() != {k: user_doc.get(k) for k in ("public_box", "public_sign")}:

@@ -28,7 +28,7 @@ from fusevault.crypto.signing import verify_doc
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
-from fusevault.vault import freshness, sharing
+from fusevault.vault import freshness, shapes, sharing
 from fusevault.vault.groups import GROUP
 from fusevault.vault.sharing import Grant, KeyRecord
 from fusevault.vault.trust import Trust, self_signed
@@ -54,12 +54,15 @@ def signed_by_owner(trust: Trust | None, doc: dict, what: str) -> bool:
 def verified_grants(store: Store, trust: Trust | None) -> tuple[list[Grant], dict[str, dict]]:
     """The Shares and Groups (id -> document) of the store that their owners
     signed, less the older bodies of ones this device saw (vault/freshness.py)."""
-    shares, groups = list(store.iter_type(sharing.SHARE)), list(store.iter_type(GROUP))
+    alarms = trust.alarms if trust is not None else None
+    shares = list(shapes.well_formed(store, sharing.SHARE, alarms))
+    groups = list(shapes.well_formed(store, GROUP, alarms))
     fresh = trust.fresh if trust is not None else None
     if fresh is not None:
         fresh.sweep({d["_id"] for d in shares + groups})
     found = []
-    for doc in freshness.admitted(fresh, [d for d in shares if signed_by_owner(trust, d, "share")], "share"):
+    shares = [d for d in shares if signed_by_owner(trust, d, "share")]
+    for doc in freshness.admitted(fresh, shares, "share"):
         try:
             found.append(sharing.grant_of(doc))
         except VaultError:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from fusevault.errors import AlreadyExists, InvalidInput, VaultNotFound
 from fusevault.store import Store, tombstone
+from fusevault.vault import shapes
 from fusevault.vault.layout import validate_name
 from fusevault.vault.nodes import new_id
 
@@ -35,7 +36,7 @@ def can_write(perm: str) -> bool:
 
 
 def find_group(store: Store, name: str) -> dict:
-    for doc in store.iter_type(GROUP):
+    for doc in shapes.well_formed(store, GROUP):
         if doc.get("groupname") == name:
             return doc
     raise VaultNotFound(f"no group {name!r} in this vault")
@@ -80,7 +81,7 @@ def set_member(store: Store, group: dict, user: dict, perm: str | None,
 
 def groups_of(store: Store, user_id: str) -> dict[str, str]:
     """Seed 003's user ``GROUPS``: group id -> permission."""
-    return {g["_id"]: g["users"][user_id] for g in store.iter_type(GROUP)
+    return {g["_id"]: g["users"][user_id] for g in shapes.well_formed(store, GROUP)
             if user_id in (g.get("users") or {})}
 
 

@@ -31,7 +31,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.errors import VaultError
 from fusevault.store import Store
 from fusevault.vault import grants as granting
-from fusevault.vault import sharing
+from fusevault.vault import shapes, sharing
 from fusevault.vault.groups import can_write
 from fusevault.vault.layout import Layout
 from fusevault.vault.nodes import Node, node_from_doc, open_node_attrs
@@ -95,7 +95,8 @@ class Sharing:
 
     @classmethod
     def read(cls, store: Store, user_id: str, trust: Trust | None = None) -> Sharing:
-        users = {u["_id"]: u for u in store.iter_type(USER)}
+        alarms = trust.alarms if trust is not None else None
+        users = {u["_id"]: u for u in shapes.well_formed(store, USER, alarms)}
         if trust is not None:
             trust.observe(users.values())  # a user document that arrived: changed keys are said
         grants, groups = granting.verified_grants(store, trust)

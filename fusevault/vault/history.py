@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import b64d
-from fusevault.errors import CorruptData, InvalidInput
+from fusevault.errors import CorruptData, InvalidInput, VaultError
 from fusevault.store import Store
 from fusevault.vault import names
+from fusevault.vault.alarms import for_user
 from fusevault.vault.nodes import VERSION, doc_dek, open_node_doc
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,18 @@ def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None
             return dek
         return doc_dek(doc, key, fid)
 
-    versions = [open_version_doc(doc, key_of(doc)) for doc in store.by_file(VERSION, fid)
-                if accept is None or accept(doc)]
+    versions = []
+    for doc in store.by_file(VERSION, fid):
+        if accept is not None and not accept(doc):
+            continue
+        try:  # each on its own: one that does not open is left out (and said), the rest lists
+            versions.append(open_version_doc(doc, key_of(doc)))
+        except VaultError as err:
+            text = f"refused version {doc.get('_id')} of file {fid}: {err}"
+            if key is not None:
+                for_user(key.user_id).warn("bad-version", str(doc.get("_id")), text)
+            else:
+                log.warning("%s", text)
     return sorted(versions, key=lambda v: (v.time, v.vid))
 
 

@@ -14,6 +14,7 @@ import json
 import shutil
 
 from fusevault.store import Store
+from fusevault.vault import shapes
 from fusevault.vault.atomic import atomic_write
 from fusevault.vault.groups import GROUP
 from fusevault.vault.layout import Layout
@@ -51,8 +52,8 @@ def _write_if_changed(path, meta: dict) -> bool:
 
 def reconcile(layout: Layout, store: Store) -> int:
     """Make every meta.inf match the documents; return how many files changed."""
-    users = list(store.iter_type(USER))
-    groups = list(store.iter_type(GROUP))
+    users = list(shapes.well_formed(store, USER))
+    groups = list(shapes.well_formed(store, GROUP))
     grants = all_grants(store)
     changed = 0
     for user in users:

@@ -89,14 +89,20 @@ def share_doc(grant: Grant) -> dict:
 
 
 def grant_of(doc: dict) -> Grant:
+    from fusevault.vault.shapes import share_ok
+
     try:
+        if not share_ok(doc):
+            raise KeyError
         return Grant(doc["owner"], doc["fid"], doc["grantee"], bool(doc["group"]), doc["perm"])
     except KeyError:
         raise CorruptData(f"share document {doc.get('_id')} is malformed") from None
 
 
 def all_grants(store: Store) -> list[Grant]:
-    return [grant_of(d) for d in store.iter_type(SHARE)]
+    from fusevault.vault.shapes import well_formed
+
+    return [grant_of(d) for d in well_formed(store, SHARE)]
 
 
 def reaches(grant: Grant, groups: dict[str, dict[str, str]]) -> list[Reach]:

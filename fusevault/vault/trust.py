@@ -21,23 +21,37 @@ pin, which never goes back).  An author's first unlock with this fusevault
 signs what was theirs (``vault/migrate.py``); from then on an unsigned
 document in their name is a forgery.
 
+An unsigned user met for the first time is taken as "from before
+signatures" only at this user's first unlock with pins (the one that met
+every user of a format-2 vault); one that appears later was made after
+signatures came (new users are signed from birth), so its unsigned
+documents are refused.
+
 Pins document (``_id`` ``pins-<user id>``, ``type`` ``Pins``, ``owner``):
 ``enc`` seals ``{user id: {"username", "box", "sign", "signs", "pinned_at"}}``
-with AD ``ad("Pins", owner, _id)``.
+with AD ``ad("Pins", owner, _id)``.  The same map is kept, sealed with the
+device-state key, outside the vault (``paths.state_dir()/pins/<hash of vault
+dir and user>``), since a writer of the store can delete or roll back the
+document: both are merged at load (per user, the later ``pinned_at`` wins),
+and pins the store lost are said (alarm) and kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from fusevault import paths
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc, signer_of, verify_doc
 from fusevault.encoding import b64d, b64e
@@ -89,7 +103,8 @@ def self_signed(user_doc: dict) -> bool:
 class Trust:
     """One unlocked user's trusted keys; signs their documents and checks others'."""
 
-    def __init__(self, store: Store, key: MasterKey, alarms: Alarms | None = None) -> None:
+    def __init__(self, store: Store, key: MasterKey, alarms: Alarms | None = None,
+                 root: Path | str | None = None) -> None:
         if key.identity is None:
             raise CorruptData("signing needs the user's key pairs")
         self.store = store
@@ -101,6 +116,10 @@ class Trust:
         self._own = Pin("", own["public_box"], own["public_sign"], True, 0)
         self._pins: dict[str, Pin] = {}
         self._dirty = False
+        self._root = root  # the vault's directory: where the device copy of the pins belongs
+        # Whether this user had pins before this unlock (store or device): then an
+        # unsigned user met now is not one from before signatures.
+        self.had_pins = False
         # Whether this user's own documents are all signed (vault/migrate.py
         # clears it until the unlock that signs them has run).
         self.own_signed = True
@@ -116,15 +135,72 @@ class Trust:
 
     def _load(self) -> None:
         doc = self.store.get(self.pins_id)
-        if doc is None or doc.get("_deleted"):
-            return
+        stored: dict[str, Pin] | None = None
+        if doc is not None and not doc.get("_deleted"):
+            try:
+                plain = self.key.unseal_private(PINS, self.pins_id, b64d(doc["enc"]))
+                stored = _pins_of(plain)
+            except (VaultError, KeyError, ValueError, TypeError):
+                self.alarms.warn("pins", self.pins_id, "this user's pinned keys of others were damaged or "
+                                 "replaced in the store: the copy kept on this device is used")
+        device = self._read_device()
+        self.had_pins = stored is not None or device is not None
+        merged = _merge(stored or {}, device or {})
+        if device is not None and merged != (stored or {}):
+            # The store lost pins this device kept (deleted, rolled back, damaged): ours hold.
+            self.alarms.warn("pins-lost", self.pins_id, "pins this device kept are missing or older in "
+                             "the store (deleted or rolled back): the ones kept on this device are used")
+        self._pins = merged
+        self._dirty = merged != (stored or {}) or device != merged or not self.had_pins
+
+    # --- the copy outside the vault
+
+    def _device_file(self) -> tuple[Path, str] | None:
+        if self._root is None:
+            return None
+        name = hashlib.sha256(f"{os.path.realpath(self._root)}\0{self.user_id}".encode()).hexdigest()[:32]
+        return paths.state_dir() / "pins" / name, name
+
+    def _read_device(self) -> dict[str, Pin] | None:
+        found = self._device_file()
+        if found is None:
+            return None
+        path, name = found
         try:
-            plain = self.key.unseal_private(PINS, self.pins_id, b64d(doc["enc"]))
-            self._pins = {uid: Pin(**fields) for uid, fields in json.loads(plain).items()}
+            sealed = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            sealed = b""
+        try:
+            return _pins_of(self.key.unseal_device(PINS, name, sealed))
         except (VaultError, KeyError, ValueError, TypeError):
-            # Someone else wrote it: every pin is met again (first use), and said.
-            self.alarms.warn("pins", self.pins_id, "this user's pinned keys of others were damaged or "
-                             "replaced in the store: they are pinned again as they are met")
+            self.alarms.warn("pins", str(path), "the pins kept on this device were damaged or replaced: "
+                             "the store's are used")
+            return {}
+
+    def _write_device(self, plain: bytes) -> None:
+        found = self._device_file()
+        if found is None:
+            return
+        path, name = found
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(self.key.seal_device(PINS, name, plain))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def save(self) -> None:
         """Write the pins if new ones were made (call off the trio loop)."""
@@ -135,9 +211,9 @@ class Trust:
         current = self.store.get(self.pins_id)
         merged = dict(self._pins)
         if current is not None and not current.get("_deleted"):
-            try:  # another device's pins: theirs stay, ours are added
+            try:  # another device's pins: theirs stay, ours are added (the later pin of a user wins)
                 plain = self.key.unseal_private(PINS, self.pins_id, b64d(current["enc"]))
-                merged = {**{u: Pin(**f) for u, f in json.loads(plain).items()}, **self._pins}
+                merged = _merge(_pins_of(plain), self._pins)
             except (VaultError, KeyError, ValueError, TypeError):
                 pass
         plain = json.dumps({uid: asdict(p) for uid, p in merged.items()}, sort_keys=True).encode()
@@ -146,6 +222,7 @@ class Trust:
         if current is not None:
             doc["_rev"] = current["_rev"]
         self.store.put_many([self.sign(doc)])
+        self._write_device(plain)  # after the store: both hold at least what was pinned
         self._pins = merged
         self._dirty = False
 
@@ -167,7 +244,13 @@ class Trust:
                 continue
             pin = self._pins.get(uid)
             if pin is None:
-                self._pins[uid] = Pin(str(doc.get("username")), box, sign, signed, int(time.time()))
+                # Unsigned and new to a user who had pins: made after signatures came, so not legacy.
+                legacy_ok = signed or not self.had_pins
+                if not legacy_ok:
+                    self.alarms.warn("unsigned-user", uid, f"the document of user {doc.get('username')!r}, "
+                                     "first met now, is not signed: nothing unsigned is taken in their name")
+                self._pins[uid] = Pin(str(doc.get("username")), box, sign, not legacy_ok or signed,
+                                      int(time.time()))
                 self._dirty = True
             elif (pin.box, pin.sign) != (box, sign):
                 self.alarms.warn("key-changed", uid, f"the keys of user {pin.username!r} changed since "
@@ -253,3 +336,16 @@ class Trust:
         except Forged as err:
             self.alarms.warn("forged", str(doc.get("_id")), f"refused {what} {doc.get('_id')}: {err}")
             return None
+
+
+def _pins_of(plain: bytes) -> dict[str, Pin]:
+    return {uid: Pin(**fields) for uid, fields in json.loads(plain).items()}
+
+
+def _merge(older: dict[str, Pin], newer: dict[str, Pin]) -> dict[str, Pin]:
+    """Both maps' users; of a user pinned in both, the later pin (a re-pin); ``newer`` on a tie."""
+    merged = dict(older)
+    for uid, pin in newer.items():
+        if uid not in merged or pin.pinned_at >= merged[uid].pinned_at:
+            merged[uid] = pin
+    return merged

@@ -96,7 +96,7 @@ def ensure_identity(store: Store, doc: dict, key: MasterKey) -> dict:
     """Give a user from before key pairs existed (vault format 1, early) their pairs."""
     if "en_private_keys" in doc:
         return doc
-    identity = Identity.new(doc["_id"])
+    identity = Identity.new(doc["_id"], signs=False)  # signed (and marked) by vault/migrate.py
     doc = {**doc, **seal_identity(key, identity)}
     doc["_rev"] = store.put_many([doc])[0]
     key.identity = identity

@@ -186,7 +186,7 @@ class Volume:
         owner = sys.intern(key.user_id)
         trust = None
         if key.identity is not None:
-            trust = Trust(store, key)
+            trust = Trust(store, key, root=layout.root)
             trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)  # before signing
             sign_own(store, trust, layout.root)
             trust.observe(store.iter_type(USER))
