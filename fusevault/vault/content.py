@@ -36,13 +36,16 @@ from typing import TYPE_CHECKING
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
+from fusevault.vault import tree
 from fusevault.vault.atomic import atomic_write, fsync_dir
 from fusevault.vault.layout import Layout
 from fusevault.vault.manifest import (
     BLOCK_SIZE,
     FULL_RECORD,
     KIND_MANIFEST,
+    KIND_NODE,
     KIND_RUNS,
+    KIND_TREE,
     MAX_FILE_SIZE,
     Manifest,
     manifest_label,
@@ -212,15 +215,29 @@ class Content:
         self._open_fd()
         offset, length = self.where(*place, vid, -1, dek)
         record = os.pread(self.fd, length, offset)
-        # Format 1 manifests (an entry per block) are read as before; a file's
-        # next version is written in runs (vault/manifest.py).
+        # Format 1 and 2 manifests (an entry per block, runs) are read as
+        # before; a file's next version is written as a tree (vault/tree.py).
         kind = record[4] if len(record) > 4 else 0
-        sealed = self._check_record(record, length, kind if kind in (KIND_MANIFEST, KIND_RUNS) else KIND_RUNS)
+        known = (KIND_MANIFEST, KIND_RUNS, KIND_TREE)
+        sealed = self._check_record(record, length, kind if kind in known else KIND_TREE)
         plain = aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
-        manifest = Manifest.unpack(plain, kind)
+        if kind == KIND_TREE:
+            nodes: list[tuple[int, int]] = []
+            manifest = tree.load(plain, lambda *ref: self._read_node(*ref, dek, nodes), BLOCK_SIZE)
+            manifest.nodes = nodes
+        else:
+            manifest = Manifest.unpack(plain, kind)
         if manifest.padded and self.layout.padding != PADME:
             _padded_content_seen(self.layout)
         return manifest
+
+    def _read_node(self, offset: int, length: int, vid: str, level: int, pos: int, dek: bytes | None,
+                   nodes: list[tuple[int, int]]) -> bytes:
+        """The plaintext of a non-root node of a manifest tree, authenticated."""
+        offset, length = self.where(offset, length, vid, tree.node_index(level, pos), dek)
+        nodes.append((offset, length))
+        sealed = self._read_record(offset, length, KIND_NODE)
+        return aead.unseal(dek or self.dek, sealed, aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos)))
 
     def where(self, offset: int, length: int, vid: str, index: int,
               dek: bytes | None = None) -> tuple[int, int]:
@@ -643,23 +660,42 @@ class Content:
         vid = self.pending_vid
         self.manifest.size = file_size
         self.manifest.padded = self.padded
+        written_nodes: list[tuple[int, int, int]] = []
+        root, nodes = tree.build(self.manifest, lambda plains: self._write_nodes(plains, written_nodes),
+                                 vid, BLOCK_SIZE)
         nonce = os.urandom(aead.NONCE_SIZE)
-        sealed = aead.seal_with_nonce(self.dek, nonce, self.manifest.pack(),
-                                      aead.ad(manifest_label(KIND_RUNS), self.fid, vid))
-        manifest_record = self._record(KIND_RUNS, sealed)
+        sealed = aead.seal_with_nonce(self.dek, nonce, root,
+                                      aead.ad(manifest_label(KIND_TREE), self.fid, vid))
+        manifest_record = self._record(KIND_TREE, sealed)
         (place,) = self._append([(None, manifest_record, False)])
+        self.manifest.tree = nodes
         blocks = self.manifest.blocks
         if vid in self.manifest.vids:
             mine = self.manifest.vids.index(vid)
             written = [(i, o, n) for i, o, n, _, _ in blocks.blocks([r for r in blocks.runs if r[4] == mine])]
         else:
             written = []
+        written = sorted(written_nodes) + written  # in index order: the nodes' indices are negative
         self.sealed = written + [(-1, *place)]
         self.digests = self._digests(written, manifest_record)
         self._record_sha = {}
         self.pending_vid = uuid.uuid4().hex
         self.changed = False
         return vid, place, nonce
+
+    def _write_nodes(self, plains: list[tuple[int, int, bytes]],
+                     written: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+        """Seal and append non-root nodes of the pending version's manifest tree."""
+        vid = self.pending_vid
+        records = []
+        for level, pos, plain in plains:
+            sealed = aead.seal(self.dek, plain, aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos)))
+            records.append((tree.node_index(level, pos), self._record(KIND_NODE, sealed), False))
+        places = self._append(records)
+        for (index, record, _), (offset, length) in zip(records, places):
+            self._record_sha[index] = hashlib.sha256(record).digest()
+            written.append((index, offset, length))
+        return places
 
     def _digests(self, written: list[tuple[int, int, int]], manifest_record: bytes) -> dict:
         """What the version document seals about the records this version wrote
@@ -673,7 +709,7 @@ class Content:
             if sha is None:  # not sealed by this Content (cannot happen): read it back
                 self._open_fd()
                 sha = hashlib.sha256(os.pread(self.fd, length, offset)).digest()
-            records.update(struct.pack("<Q", index) + sha)
+            records.update(struct.pack("<q", index) + sha)  # as "<Q" for a block
         return {"records": records.hexdigest(), "records_n": len(written),
                 "manifest_sha256": hashlib.sha256(manifest_record).hexdigest()}
 
@@ -689,7 +725,7 @@ class Content:
             return
         renumber = {old: new for new, old in enumerate(used)}
         self.manifest = Manifest(manifest.size, [manifest.vids[i] for i in used],
-                                 manifest.blocks.renumber(renumber), manifest.padded)
+                                 manifest.blocks.renumber(renumber), manifest.padded, manifest.tree)
 
     def fsync(self) -> None:
         if self.fd is not None and not self.synced:
