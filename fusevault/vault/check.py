@@ -307,7 +307,7 @@ class Checker:
             return "the content file's header is damaged"
         try:
             with open(self.layout.vfmeta_path(state.owner, state.fid), "rb") as f:
-                check_vfmeta(f.read(), state.fid, state.dek, state.epoch)
+                check_vfmeta(f.read(), state.fid, state.owner, state.dek, state.epoch)
         except FileNotFoundError:
             self.report.notes.append(f"{state.path}: no sidecar (.vfmeta); the next open writes it")
         except (VaultError, ValueError) as err:
