@@ -28,21 +28,21 @@ from collections.abc import Callable, Iterable
 
 from fusevault.errors import CorruptData
 from fusevault.vault.manifest import (
+    BLOCK_SIZES,
     FLAG_PADDED,
-    FULL_RECORD,
-    MAX_BLOCKS,
     MAX_FILE_SIZE,
     MIN_RECORD,
     RUN,
     BlockMap,
     Manifest,
     Run,
+    max_blocks,
 )
 
 LEAF_BITS = 8  # a leaf covers 256 blocks: at most 256 runs, 8 KiB, however the file is cut
 FAN_BITS = 6  # 64 children a node
 FANOUT = 1 << FAN_BITS
-MAX_LEVEL = 7  # 2**(8 + 6 * 7) blocks: past MAX_BLOCKS
+MAX_LEVEL = 7  # 2**(8 + 6 * 7) blocks: past max_blocks() of every block size
 ROOT_HEAD = struct.Struct("<QIBB")  # size, block size, flags, level
 COUNT = struct.Struct("<HI")  # number of version ids, number of entries
 CHILD = struct.Struct("<BQIH")  # slot, offset, record length, writer index
@@ -128,14 +128,14 @@ def _unpack_body(data: bytes, pos: int, vid_at: int, item: struct.Struct) -> lis
     return out
 
 
-def _leaf(data: bytes, pos: int, at: int) -> tuple[LeafRun, ...]:
+def _leaf(data: bytes, pos: int, at: int, block_size: int) -> tuple[LeafRun, ...]:
     runs = _unpack_body(data, pos, 4, RUN)
     low, high = at * span(0), (at + 1) * span(0)
     position = low
     for first, count, _, length, _, last in runs:
         # Sealed, so only a bug or a newer writer could break these.
-        if (first < position or count < 1 or first + count > high or not MIN_RECORD <= length <= FULL_RECORD
-                or last not in (0, 1)):
+        if (first < position or count < 1 or first + count > high
+                or not MIN_RECORD <= length <= MIN_RECORD + block_size or last not in (0, 1)):
             raise CorruptData("manifest leaf is malformed")
         position = first + count
     return tuple(runs)
@@ -157,12 +157,12 @@ def _inner(data: bytes, pos: int) -> tuple[Child, ...]:
 ReadNode = Callable[[int, int, str, int, int], bytes]
 
 
-def load(root: bytes, read_node: ReadNode, block_size: int) -> Manifest:
+def load(root: bytes, read_node: ReadNode) -> Manifest:
     """The manifest of a kind 4 root; ``read_node(offset, length, vid, level,
     pos)`` returns a node's plaintext (authenticated)."""
     try:
-        size, got_block_size, flags, level = ROOT_HEAD.unpack_from(root)
-        if got_block_size != block_size:
+        size, block_size, flags, level = ROOT_HEAD.unpack_from(root)
+        if block_size not in BLOCK_SIZES:
             raise CorruptData("manifest has an unsupported block size")
         if flags & ~FLAG_PADDED:
             raise CorruptData("manifest has unknown flags (from a newer fusevault?)")
@@ -171,9 +171,10 @@ def load(root: bytes, read_node: ReadNode, block_size: int) -> Manifest:
         tree: Tree = {}
         leaves: list[tuple[LeafRun, ...]] = []
         if level == 0:
-            leaves.append(_leaf(root, ROOT_HEAD.size, 0))
+            leaves.append(_leaf(root, ROOT_HEAD.size, 0, block_size))
         else:
-            _walk(_inner(root, ROOT_HEAD.size), level, 0, read_node, tree, leaves)
+            _walk(_inner(root, ROOT_HEAD.size), level, 0, lambda p, pos: _leaf(p, 0, pos, block_size),
+                  read_node, tree, leaves)
     except (struct.error, ValueError):
         raise CorruptData("manifest is malformed") from None
     vids: list[str] = []
@@ -185,24 +186,24 @@ def load(root: bytes, read_node: ReadNode, block_size: int) -> Manifest:
                 number[vid] = len(vids)
                 vids.append(vid)
             runs.append((first, count, offset, length, number[vid], last))
-    if runs and runs[-1][0] + runs[-1][1] > MAX_BLOCKS:
+    if runs and runs[-1][0] + runs[-1][1] > max_blocks(block_size):
         raise CorruptData("manifest is malformed")
-    return Manifest(size, vids, BlockMap(runs), bool(flags & FLAG_PADDED), tree=tree)
+    return Manifest(size, vids, BlockMap(runs), bool(flags & FLAG_PADDED), tree=tree, block_size=block_size)
 
 
-def _walk(children: tuple[Child, ...], level: int, pos: int, read_node: ReadNode, tree: Tree,
-          leaves: list) -> None:
+def _walk(children: tuple[Child, ...], level: int, pos: int, leaf: Callable, read_node: ReadNode,
+          tree: Tree, leaves: list) -> None:
     for slot, offset, length, vid in children:
         child_level, child_pos = level - 1, pos * FANOUT + slot
         plain = read_node(offset, length, vid, child_level, child_pos)
         if child_level == 0:
-            canon = _leaf(plain, 0, child_pos)
+            canon = leaf(plain, child_pos)
             leaves.append(canon)
         else:
             canon = _inner(plain, 0)
         tree[(child_level, child_pos)] = ((offset, length, vid), canon)
         if child_level:
-            _walk(canon, child_level, child_pos, read_node, tree, leaves)
+            _walk(canon, child_level, child_pos, leaf, read_node, tree, leaves)
 
 
 # --- writing
@@ -226,7 +227,7 @@ def leaves_of(manifest: Manifest) -> dict[int, tuple[LeafRun, ...]]:
 WriteNodes = Callable[[list[tuple[int, int, bytes]]], list[tuple[int, int]]]
 
 
-def build(manifest: Manifest, write_nodes: WriteNodes, vid: str, block_size: int) -> tuple[bytes, Tree]:
+def build(manifest: Manifest, write_nodes: WriteNodes, vid: str) -> tuple[bytes, Tree]:
     """Write the nodes of ``manifest`` that its previous tree (``manifest.tree``)
     does not already hold, level by level (``write_nodes`` seals and appends
     (level, pos, plaintext) and returns their places); return the root's
@@ -257,4 +258,4 @@ def build(manifest: Manifest, write_nodes: WriteNodes, vid: str, block_size: int
         level_nodes = {pos: tuple(children) for pos, children in parents.items()}
     body = level_nodes.get(0, ())
     packed = pack_leaf(body) if top == 0 else pack_inner(body)
-    return pack_root(manifest.size, block_size, manifest.padded, top, packed), tree
+    return pack_root(manifest.size, manifest.block_size, manifest.padded, top, packed), tree
