@@ -163,3 +163,37 @@ def test_a_4k_rewrite_of_a_big_sparse_file_adds_less_than_64k(vault: Path, tmp_p
     # and a manifest of every run (format 3): about 98 KiB.
     print(f"vault growth per 4 KiB rewrite: {grown / KIB:.1f} KiB")
     assert grown < 64 * KIB, grown
+
+
+def test_old_files_keep_their_64k_blocks_until_rewritten_whole(tmp_path: Path) -> None:
+    """A vault of format 1 (64 KiB blocks, kind 2 manifests): an edit in place
+    keeps the file's block size, a file rewritten from nothing gets 16 KiB
+    blocks; both read back after a remount and after gc."""
+    import random
+
+    from test_scale import _format1_vault
+
+    vault = _format1_vault(tmp_path)
+    sparse = b"head" + bytes(4 * 65536 - 4) + b"tail!"
+    fresh = random.Random(2).randbytes(100_000)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        first = len(places(vault))
+        with open(mnt / "sparse", "r+b") as f:
+            f.seek(10)
+            f.write(b"X")
+        sparse = sparse[:10] + b"X" + sparse[11:]
+        edited = [r for r in places(vault)[first:] if r[2] >= 0]
+        first = len(places(vault))
+        (mnt / "dense").write_bytes(fresh)  # truncated to nothing, then written
+        rewritten = [r for r in places(vault)[first:] if r[2] >= 0]
+    assert [r[5] for r in edited] == [65536 + 33]  # padded: a whole 64 KiB block
+    assert [r[5] for r in rewritten][:-1] == [16384 + 33] * 6  # padme(100,000) = 102,400: 7 blocks
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "sparse").read_bytes() == sparse
+        assert (mnt / "dense").read_bytes() == fresh
+        run_json("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0")
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 86400))
+        assert run_json("gc", mnt, "--as-of", later)["versions_dropped"] >= 2
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "sparse").read_bytes() == sparse
+        assert (mnt / "dense").read_bytes() == fresh
