@@ -121,7 +121,7 @@ def test_a_sparse_tebibyte_file_costs_kibibytes_and_reads_back(vault: Path, tmp_
 
 
 def _manifest_kinds(vault: Path) -> dict[str, int]:
-    """The kind byte of every version's manifest record: 2 (format 1) or 3 (runs)."""
+    """The kind byte of every version's manifest record: 2 (format 1), 3 (runs) or 4 (tree)."""
     db = sqlite3.connect(vault / "store.sqlite")
     rows = db.execute("SELECT vid, owner, fid, offset FROM places WHERE idx = -1").fetchall()
     db.close()
@@ -163,9 +163,9 @@ def test_a_vault_of_format_1_reads_writes_runs_and_survives_gc(tmp_path: Path) -
         sparse = sparse[:10] + b"X" + sparse[11:]
         assert (mnt / "sparse").read_bytes() == sparse
     kinds = _manifest_kinds(vault)
-    assert {vid: kinds[vid] for vid in old} == old and set(kinds.values()) == {2, 3}
-    # The first writer marks it format 2: an older fusevault now refuses it in one line.
-    assert json.loads((vault / "vault.json").read_text())["format"] == 3
+    assert {vid: kinds[vid] for vid in old} == old and set(kinds.values()) == {2, 4}
+    # The first writer marks it format 4: an older fusevault now refuses it in one line.
+    assert json.loads((vault / "vault.json").read_text())["format"] == 4
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert (mnt / "sparse").read_bytes() == sparse
         run_json("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0")
@@ -181,19 +181,20 @@ def test_a_vault_of_format_1_reads_writes_runs_and_survives_gc(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("part", ["kind", "runs", "flags"])
-def test_a_tampered_manifest_of_runs_gives_eio(vault: Path, tmp_path: Path, part: str) -> None:
+def test_a_tampered_manifest_root_gives_eio(vault: Path, tmp_path: Path, part: str) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         with open(mnt / "f", "wb") as f:
             f.write(b"a" * 100_000)
             f.seek(1 << 30)
             f.write(b"b")
     (vid, kind), = _manifest_kinds(vault).items()
-    assert kind == 3
+    assert kind == 4  # a tree's root (vault/tree.py; its nodes: tests/test_tree_manifest.py)
     db = sqlite3.connect(vault / "store.sqlite")
     owner, fid, offset, length = db.execute(
         "SELECT owner, fid, offset, length FROM places WHERE idx = -1").fetchone()
     db.close()
-    where = {"kind": offset + 4, "runs": offset + length - 16 - 20, "flags": offset + length - 17}[part]
+    # The root's plaintext: size, block size, flags, level, then its children.
+    where = {"kind": offset + 4, "runs": offset + length - 16 - 3, "flags": offset + 17 + 12}[part]
     path = vault / "users" / owner / "own" / f"{fid}.vf"
     with open(path, "r+b") as f:
         f.seek(where)
@@ -232,7 +233,11 @@ def test_a_sparse_tebibyte_file_syncs_byte_exact_and_an_edit_sends_a_block(
                 f.write(b"e" * 4096)
             wait_for(lambda: settled(a), "the laptop to send the edit")
             new = set(record_ids(couchdb_url)) - sent
-            assert len(new) == 2, new  # one block and one manifest, nothing per hole
+            # One block, the manifest's root and the tree nodes on the path
+            # to its leaf (vault/tree.py), nothing per hole nor per other node.
+            blocks = [n for n in new if n.rsplit("-", 1)[1].isdigit()]
+            nodes = [n for n in new if n.rsplit("-", 1)[1].startswith("n")]
+            assert len(blocks) == 1 and len(new) == 2 + len(nodes) and len(nodes) <= 7, new
             wait_for(lambda: os.stat(b / "sparse").st_mtime_ns == os.stat(a / "sparse").st_mtime_ns,
                      "the edit to reach the desktop")
             fd = os.open(b / "sparse", os.O_RDONLY)

@@ -24,10 +24,10 @@ from fusevault.crypto import aead
 from fusevault.encoding import b64d
 from fusevault.vault.content import KIND_BLOCK, RECORD_HEAD, block_ad
 from fusevault.vault.history import version_plain
-from fusevault.vault.manifest import BLOCK_SIZE, KIND_RUNS, manifest_label
+from fusevault.vault.manifest import KIND_TREE, NEW_BLOCK_SIZE, manifest_label
 from fusevault.vault.opening import unlock_vault
 
-GENUINE = b"".join(bytes([65 + i]) * BLOCK_SIZE for i in range(3)) + b"the end"
+GENUINE = b"".join(bytes([65 + i]) * NEW_BLOCK_SIZE for i in range(3)) + b"the end"
 DRAFT = b"the first draft, long superseded"
 FINAL = b"the final text as it was signed, a little longer"
 
@@ -88,7 +88,7 @@ def test_a_forged_block_record_is_refused_by_the_replica_it_reaches_first(
     dek = _dek_of(laptop, fid, version)
     # The holder of the key seals other bytes as block 1 of that version:
     # the record authenticates, and it replaces the genuine one on the server.
-    forged = aead.seal(dek, b"F" * BLOCK_SIZE, block_ad(fid, 1, vid, False))
+    forged = aead.seal(dek, b"F" * NEW_BLOCK_SIZE, block_ad(fid, 1, vid, False))
     doc = server.get(f"rec-{fid}-{vid}-1")
     server.put(dict(doc, data=_record(KIND_BLOCK, forged)))
 
@@ -129,10 +129,10 @@ def test_a_forged_manifest_record_is_refused_and_a_replaced_record_is_reported(
         # The manifest of the first version, sealed as the final one's: it
         # authenticates, and would read the first draft in its place.
         old = b64d(server.get(f"rec-{fid}-{first[2]}-m")["data"])
-        plain = aead.unseal(dek, old[RECORD_HEAD.size:], aead.ad(manifest_label(KIND_RUNS), fid, first[2]))
-        forged = aead.seal(dek, plain, aead.ad(manifest_label(KIND_RUNS), fid, final[2]))
+        plain = aead.unseal(dek, old[RECORD_HEAD.size:], aead.ad(manifest_label(KIND_TREE), fid, first[2]))
+        forged = aead.seal(dek, plain, aead.ad(manifest_label(KIND_TREE), fid, final[2]))
         doc = server.get(f"rec-{fid}-{final[2]}-m")
-        server.put(dict(doc, data=_record(KIND_RUNS, forged)))
+        server.put(dict(doc, data=_record(KIND_TREE, forged)))
 
         desktop = new_device(couchdb_url, tmp_path, "desktop")
         with mounted(desktop, tmp_path / "b") as b:

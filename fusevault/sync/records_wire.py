@@ -20,8 +20,9 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import PeerUnavailable
 from fusevault.vault.content import KIND_BLOCK, RECORD_HEAD
 from fusevault.vault.layout import Layout
-from fusevault.vault.manifest import KIND_MANIFEST, KIND_RUNS
+from fusevault.vault.manifest import KIND_MANIFEST, KIND_NODE, KIND_RUNS, KIND_TREE
 from fusevault.vault.records import append_arrived, parse_record_id, record_id
+from fusevault.vault.tree import is_node_index
 
 RECORD = "Record"
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -58,7 +59,7 @@ def _whole(data: bytes, length: int) -> bool:
     if len(data) != length or length < RECORD_HEAD.size:
         return False
     rest, kind = RECORD_HEAD.unpack_from(data)
-    return rest == length - 4 and kind in (KIND_BLOCK, KIND_MANIFEST, KIND_RUNS)
+    return rest == length - 4 and kind in (KIND_BLOCK, KIND_MANIFEST, KIND_RUNS, KIND_TREE, KIND_NODE)
 
 
 def place_records(layout: Layout, docs: list[dict]) -> list[tuple]:
@@ -88,7 +89,7 @@ def _checked(doc: dict) -> tuple[str, str, int, str]:
     except (KeyError, ValueError):
         raise PeerUnavailable(f"a peer sent a malformed record {doc.get('_id')!r}") from None
     if not (_HEX_ID.fullmatch(fid) and _HEX_ID.fullmatch(vid) and _HEX_ID.fullmatch(str(owner))
-            and doc.get("fid") == fid and idx >= -1):
+            and doc.get("fid") == fid and (idx >= -1 or is_node_index(idx))):
         raise PeerUnavailable(f"a peer sent a malformed record {doc.get('_id')!r}")
     return fid, vid, idx, owner
 

@@ -327,6 +327,7 @@ class Checker:
         self.report.counts["manifests"] += 1
         offset, length = reader.where(*place, vid, -1)
         used.append((offset, offset + length))
+        used += [(o, o + n) for o, n in manifest.nodes]  # its manifest tree's nodes (vault/tree.py)
         if size is not None and manifest.size != size:
             return f"its manifest says {manifest.size} bytes, its document {size}"
         vids = manifest.vids

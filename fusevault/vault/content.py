@@ -23,6 +23,7 @@ whether a call is small enough for the trio loop or goes to a worker thread.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -36,14 +37,18 @@ from typing import TYPE_CHECKING
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
+from fusevault.vault import tree
 from fusevault.vault.atomic import atomic_write, fsync_dir
 from fusevault.vault.layout import Layout
 from fusevault.vault.manifest import (
-    BLOCK_SIZE,
-    FULL_RECORD,
+    BLOCK_SIZE,  # noqa: F401  (volume.py and fs/operations.py take it from here)
     KIND_MANIFEST,
+    KIND_NODE,
     KIND_RUNS,
+    KIND_TREE,
     MAX_FILE_SIZE,
+    MIN_RECORD,
+    NEW_BLOCK_SIZE,
     Manifest,
     manifest_label,
 )
@@ -74,8 +79,19 @@ def header_for(fid: str) -> bytes:
     return HEADER.pack(b"FVVF", VF_FORMAT, uuid.UUID(fid).bytes)
 
 
+@functools.lru_cache(maxsize=4096)
+def _block_ad_parts(fid: str, vid: str) -> tuple[bytes, bytes]:
+    return aead.ad("block", fid), aead.ad("", vid)[len(aead.ad("")):]
+
+
+_INDEX_PART = struct.Struct("<Iq")  # an int part of aead.ad: its length (8), then it
+
+
 def block_ad(fid: str, index: int, vid: str, last: bool) -> bytes:
-    return aead.ad("block", fid, index, vid, int(last))
+    """``aead.ad("block", fid, index, vid, int(last))``, from cached pieces: it
+    is built for every block read or written (16 KiB blocks: 64 a MiB)."""
+    head, vid_part = _block_ad_parts(fid, vid)
+    return head + _INDEX_PART.pack(8, index) + vid_part + _INDEX_PART.pack(8, int(last))
 
 
 def vfmeta_bytes(fid: str, owner: str, dek: bytes, acl: list[str], epoch: int = 0) -> bytes:
@@ -200,7 +216,7 @@ class Content:
         self._looked_up: set[str] = set()
         self._vouched: set[str] = set()
         if manifest_loc is None:
-            self.manifest = Manifest(0, [])
+            self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE)
         else:
             self.manifest = self.load_manifest(manifest_loc, head or "")
         # Versions this writes are padded when the vault pads, and always
@@ -212,15 +228,29 @@ class Content:
         self._open_fd()
         offset, length = self.where(*place, vid, -1, dek)
         record = os.pread(self.fd, length, offset)
-        # Format 1 manifests (an entry per block) are read as before; a file's
-        # next version is written in runs (vault/manifest.py).
+        # Format 1 and 2 manifests (an entry per block, runs) are read as
+        # before; a file's next version is written as a tree (vault/tree.py).
         kind = record[4] if len(record) > 4 else 0
-        sealed = self._check_record(record, length, kind if kind in (KIND_MANIFEST, KIND_RUNS) else KIND_RUNS)
+        known = (KIND_MANIFEST, KIND_RUNS, KIND_TREE)
+        sealed = self._check_record(record, length, kind if kind in known else KIND_TREE)
         plain = aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
-        manifest = Manifest.unpack(plain, kind)
+        if kind == KIND_TREE:
+            nodes: list[tuple[int, int]] = []
+            manifest = tree.load(plain, lambda *ref: self._read_node(*ref, dek, nodes))
+            manifest.nodes = nodes
+        else:
+            manifest = Manifest.unpack(plain, kind)
         if manifest.padded and self.layout.padding != PADME:
             _padded_content_seen(self.layout)
         return manifest
+
+    def _read_node(self, offset: int, length: int, vid: str, level: int, pos: int, dek: bytes | None,
+                   nodes: list[tuple[int, int]]) -> bytes:
+        """The plaintext of a non-root node of a manifest tree, authenticated."""
+        offset, length = self.where(offset, length, vid, tree.node_index(level, pos), dek)
+        nodes.append((offset, length))
+        sealed = self._read_record(offset, length, KIND_NODE)
+        return aead.unseal(dek or self.dek, sealed, aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos)))
 
     def where(self, offset: int, length: int, vid: str, index: int,
               dek: bytes | None = None) -> tuple[int, int]:
@@ -242,6 +272,15 @@ class Content:
                 self._vouched.add(vid)
         return moved
 
+    @property
+    def bs(self) -> int:
+        """This file's block size: its manifest says (64 KiB before format 4)."""
+        return self.manifest.block_size
+
+    @property
+    def full_record(self) -> int:
+        return MIN_RECORD + self.manifest.block_size
+
     def rekey(self, dek: bytes, acl: list[str], epoch: int) -> None:
         """Start over under a new DEK (a revoked share): no stored block is
         used again, the caller writes every byte anew and, once the version
@@ -249,7 +288,7 @@ class Content:
         self.dek = dek
         self.acl = acl
         self.epoch = epoch
-        self.manifest = Manifest(0, [])
+        self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE)
         self.dirty = {}
         self._record_sha = {}
         self.changed = True
@@ -376,12 +415,12 @@ class Content:
         end = min(offset + size, file_size)
         if end <= offset:
             return b""
-        first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
+        first, last = offset // self.bs, (end - 1) // self.bs
         blocks = self._blocks(range(first, last + 1))
         out = []
         for index, data in zip(range(first, last + 1), blocks):
-            start = max(offset - index * BLOCK_SIZE, 0)
-            stop = min(end - index * BLOCK_SIZE, BLOCK_SIZE)
+            start = max(offset - index * self.bs, 0)
+            stop = min(end - index * self.bs, self.bs)
             chunk = bytes(data[start:stop])
             if len(chunk) < stop - start:  # a hole or a short block reads as zeros
                 chunk += bytes(stop - start - len(chunk))
@@ -428,7 +467,7 @@ class Content:
 
     def blocks_to_load(self, offset: int, size: int) -> int:
         """How many stored blocks a read or write here would decrypt."""
-        first, last = offset // BLOCK_SIZE, (offset + max(size, 1) - 1) // BLOCK_SIZE
+        first, last = offset // self.bs, (offset + max(size, 1) - 1) // self.bs
         stored = self.manifest.blocks.stored(first, last + 1)
         return stored - sum(1 for i in self.dirty if first <= i <= last and self.manifest.blocks.get(i)[1])
 
@@ -436,11 +475,11 @@ class Content:
         view = memoryview(data)
         pos = 0
         while pos < len(view):
-            index, start = divmod(offset + pos, BLOCK_SIZE)
-            take = min(BLOCK_SIZE - start, len(view) - pos)
+            index, start = divmod(offset + pos, self.bs)
+            take = min(self.bs - start, len(view) - pos)
             block = self.dirty.get(index)
             if block is None:
-                if start == 0 and take == BLOCK_SIZE:
+                if start == 0 and take == self.bs:
                     block = bytearray()
                 else:
                     block = bytearray(self._stored_block(index))
@@ -452,12 +491,17 @@ class Content:
         self.changed = True
 
     def truncate(self, size: int) -> None:
-        nblocks = -(-size // BLOCK_SIZE)
+        if size == 0 and self.bs != NEW_BLOCK_SIZE:
+            # Nothing of the file is kept: from here on it is cut like a new one.
+            self.dirty = {}
+            self.manifest = Manifest(0, list(self.manifest.vids), padded=self.manifest.padded,
+                                     tree=self.manifest.tree, block_size=NEW_BLOCK_SIZE)
+        nblocks = -(-size // self.bs)
         for index in [i for i in self.dirty if i >= nblocks]:
             del self.dirty[index]
         if self.manifest.blocks.end > nblocks:
             self.manifest.blocks.cut(nblocks)
-        tail = size % BLOCK_SIZE
+        tail = size % self.bs
         index = nblocks - 1
         # Only a block that holds bytes needs cutting: a hole stays a hole
         # however far the file grows (vault/manifest.py).
@@ -470,7 +514,7 @@ class Content:
         self.changed = True
 
     def dirty_bytes(self) -> int:
-        return len(self.dirty) * BLOCK_SIZE
+        return len(self.dirty) * self.bs
 
     def seal_bytes(self, file_size: int) -> int:
         """About how much sealing a version of ``file_size`` bytes now encrypts:
@@ -478,20 +522,20 @@ class Content:
         if not self.padded:
             return self.dirty_bytes()
         target = self._target(file_size)
-        nblocks = -(-target // BLOCK_SIZE)
-        real = -(-file_size // BLOCK_SIZE)
+        nblocks = -(-target // self.bs)
+        real = -(-file_size // self.bs)
         missing = [i for lo, hi in self.manifest.blocks.holes(real, self._fill_to(file_size, target))
                    for i in range(lo, hi) if i not in self.dirty]
         final = nblocks - 1
         if nblocks and final not in self.dirty and not self.manifest.blocks.get(final)[1]:
             missing.append(final)
-        return (len(self.dirty) + len(set(missing))) * BLOCK_SIZE
+        return (len(self.dirty) + len(set(missing))) * self.bs
 
     def data_ranges(self, file_size: int) -> list[tuple[int, int]]:
         """[start, end) of the byte ranges below ``file_size`` that are not
         holes: what a copy has to read (the rest reads as zeros)."""
-        spans = [(f * BLOCK_SIZE, (f + c) * BLOCK_SIZE) for f, c, *_ in self.manifest.blocks.runs]
-        spans += [(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE) for i in list(self.dirty)]
+        spans = [(f * self.bs, (f + c) * self.bs) for f, c, *_ in self.manifest.blocks.runs]
+        spans += [(i * self.bs, (i + 1) * self.bs) for i in list(self.dirty)]
         out: list[tuple[int, int]] = []
         for start, end in sorted(spans):
             end = min(end, file_size)
@@ -505,8 +549,8 @@ class Content:
 
     def allocated(self, file_size: int) -> int:
         """Bytes of the file's data the stored version holds (not its holes)."""
-        real = -(-file_size // BLOCK_SIZE)
-        return min(file_size, self.manifest.blocks.stored(0, real) * BLOCK_SIZE)
+        real = -(-file_size // self.bs)
+        return min(file_size, self.manifest.blocks.stored(0, real) * self.bs)
 
     def _target(self, file_size: int) -> int:
         """How long the stored content of a file of ``file_size`` bytes is."""
@@ -523,11 +567,11 @@ class Content:
         the disk shows padme() of the data it holds."""
         if not self.padded:
             return 0
-        nblocks = -(-target // BLOCK_SIZE)
-        real = -(-file_size // BLOCK_SIZE)
+        nblocks = -(-target // self.bs)
+        real = -(-file_size // self.bs)
         blocks = self.manifest.blocks
         data = blocks.stored(0, real) + sum(1 for i in self.dirty if i < real and not blocks.get(i)[1])
-        return min(nblocks, real + -(-padme(data * BLOCK_SIZE) // BLOCK_SIZE) - data)
+        return min(nblocks, real + -(-padme(data * self.bs) // self.bs) - data)
 
     # --- sealing a version
 
@@ -559,21 +603,21 @@ class Content:
 
     def flush_blocks(self, file_size: int, keep_last: bool = True) -> None:
         """Seal and append dirty blocks to bound memory; the last one may stay."""
-        nblocks = -(-file_size // BLOCK_SIZE)
+        nblocks = -(-file_size // self.bs)
         indices = sorted(i for i in self.dirty if not (keep_last and i >= nblocks - 1))
         self._write_blocks(indices, self._target(file_size))
 
     def _write_blocks(self, indices: list[int], target: int) -> None:
         """Seal the dirty blocks at ``indices`` of stored content ``target`` bytes long."""
-        nblocks = -(-target // BLOCK_SIZE)
-        final = target - (nblocks - 1) * BLOCK_SIZE
+        nblocks = -(-target // self.bs)
+        final = target - (nblocks - 1) * self.bs
         for start in range(0, len(indices), WRITE_BATCH):
             records = []
             for i in indices[start:start + WRITE_BATCH]:
                 last = i == nblocks - 1
                 data = self.dirty[i]
                 if self.padded:  # every block whole, the final one ending at the padded size
-                    data = _fit(data, final if last else BLOCK_SIZE)
+                    data = _fit(data, final if last else self.bs)
                 records.append((i, self._seal_block(i, data, last), last))
             places = self._append(records)
             for i, record, _ in records:
@@ -595,24 +639,24 @@ class Content:
         and the blocks from the file's end to ``_fill_to`` stored; holes
         inside the file stay holes.  Only runs and holes are looked at, never
         every index: the cost follows the blocks stored, not the size."""
-        nblocks = -(-target // BLOCK_SIZE)
+        nblocks = -(-target // self.bs)
         if not nblocks:
             return {}
-        real = -(-file_size // BLOCK_SIZE)
+        real = -(-file_size // self.bs)
         final = nblocks - 1
-        final_length = record_length(target - final * BLOCK_SIZE)
+        final_length = record_length(target - final * self.bs)
         blocks, dirty = self.manifest.blocks, self.dirty
         stale: dict[int, bool] = {}
         for run in blocks.runs:
             first, count, _, length, _, last = run
-            suspect = last or first <= final < first + count or (self.padded and length != FULL_RECORD)
+            suspect = last or first <= final < first + count or (self.padded and length != self.full_record)
             if not suspect:
                 continue
             for index, _, length, _, last in blocks.blocks([run]):
                 if index == final:
                     wrong = not last or (self.padded and length != final_length)
                 else:
-                    wrong = bool(last) or (self.padded and length != FULL_RECORD)
+                    wrong = bool(last) or (self.padded and length != self.full_record)
                 if wrong:
                     stale[index] = index < real
         if not blocks.get(final)[1]:
@@ -630,7 +674,7 @@ class Content:
         if file_size > MAX_FILE_SIZE:
             raise CorruptData(f"{self.fid} is larger than the format holds")  # the Volume refuses first
         target = self._target(file_size)
-        nblocks = -(-target // BLOCK_SIZE)
+        nblocks = -(-target // self.bs)
         if self.manifest.blocks.end > nblocks:
             self.manifest.blocks.cut(nblocks)
         # A block sealed with the wrong last-block flag (or, padded, length)
@@ -643,23 +687,41 @@ class Content:
         vid = self.pending_vid
         self.manifest.size = file_size
         self.manifest.padded = self.padded
+        written_nodes: list[tuple[int, int, int]] = []
+        root, nodes = tree.build(self.manifest, lambda plains: self._write_nodes(plains, written_nodes), vid)
         nonce = os.urandom(aead.NONCE_SIZE)
-        sealed = aead.seal_with_nonce(self.dek, nonce, self.manifest.pack(),
-                                      aead.ad(manifest_label(KIND_RUNS), self.fid, vid))
-        manifest_record = self._record(KIND_RUNS, sealed)
+        sealed = aead.seal_with_nonce(self.dek, nonce, root,
+                                      aead.ad(manifest_label(KIND_TREE), self.fid, vid))
+        manifest_record = self._record(KIND_TREE, sealed)
         (place,) = self._append([(None, manifest_record, False)])
+        self.manifest.tree = nodes
         blocks = self.manifest.blocks
         if vid in self.manifest.vids:
             mine = self.manifest.vids.index(vid)
             written = [(i, o, n) for i, o, n, _, _ in blocks.blocks([r for r in blocks.runs if r[4] == mine])]
         else:
             written = []
+        written = sorted(written_nodes) + written  # in index order: the nodes' indices are negative
         self.sealed = written + [(-1, *place)]
         self.digests = self._digests(written, manifest_record)
         self._record_sha = {}
         self.pending_vid = uuid.uuid4().hex
         self.changed = False
         return vid, place, nonce
+
+    def _write_nodes(self, plains: list[tuple[int, int, bytes]],
+                     written: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+        """Seal and append non-root nodes of the pending version's manifest tree."""
+        vid = self.pending_vid
+        records = []
+        for level, pos, plain in plains:
+            sealed = aead.seal(self.dek, plain, aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos)))
+            records.append((tree.node_index(level, pos), self._record(KIND_NODE, sealed), False))
+        places = self._append(records)
+        for (index, record, _), (offset, length) in zip(records, places):
+            self._record_sha[index] = hashlib.sha256(record).digest()
+            written.append((index, offset, length))
+        return places
 
     def _digests(self, written: list[tuple[int, int, int]], manifest_record: bytes) -> dict:
         """What the version document seals about the records this version wrote
@@ -673,7 +735,7 @@ class Content:
             if sha is None:  # not sealed by this Content (cannot happen): read it back
                 self._open_fd()
                 sha = hashlib.sha256(os.pread(self.fd, length, offset)).digest()
-            records.update(struct.pack("<Q", index) + sha)
+            records.update(struct.pack("<q", index) + sha)  # as "<Q" for a block
         return {"records": records.hexdigest(), "records_n": len(written),
                 "manifest_sha256": hashlib.sha256(manifest_record).hexdigest()}
 
@@ -689,7 +751,8 @@ class Content:
             return
         renumber = {old: new for new, old in enumerate(used)}
         self.manifest = Manifest(manifest.size, [manifest.vids[i] for i in used],
-                                 manifest.blocks.renumber(renumber), manifest.padded)
+                                 manifest.blocks.renumber(renumber), manifest.padded, manifest.tree,
+                                 block_size=manifest.block_size)
 
     def fsync(self) -> None:
         if self.fd is not None and not self.synced:

@@ -70,6 +70,8 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
         offset, length = content.where(*version.manifest, version.vid, -1, version.dek)
         ranges.append((offset, offset + length))
         manifest = content.load_manifest(version.manifest, version.vid, version.dek)
+        # The nodes of its manifest tree (kind 4), its own and those it shares.
+        ranges += [(o, o + n) for o, n in manifest.nodes]
         places = content.layout.places
         if places is None or not places.any_arrived:  # a run's records lie one after the other
             ranges += [(o, o + c * n) for _, c, o, n, _, _ in manifest.blocks.runs]

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 # is and becomes 2 when a writer takes it (``upgrade``), so an older
 # fusevault refuses it in one line rather than meet a manifest it cannot read.
 # 3: documents are signed (vault/trust.py, vault/migrate.py).
-FORMAT_VERSION = 3
+# 4: manifests are trees that versions share (kinds 4 and 5, vault/tree.py);
+# older manifests read as before, a file's next version is written as a tree.
+FORMAT_VERSION = 4
 MARKER = "vault.json"
 
 

@@ -13,7 +13,10 @@ Two manifest records exist (docs/FORMAT.md):
 
 - kind 2 (format 1): one entry per block, holes included.  Read as before,
   never written any more: a file's next version is written as kind 3.
-- kind 3 (format 2): the runs.
+- kind 3 (format 2): the runs.  Read as before, never written any more.
+- kind 4 (format 4): a tree of nodes (kind 5) whose leaves hold the runs;
+  a commit shares every unchanged node with the version before
+  (vault/tree.py).
 
 The map is replaced, never edited in place (``BlockMap.state`` is swapped
 whole), so a read in a worker thread always sees one consistent version of it
@@ -31,7 +34,11 @@ from dataclasses import dataclass, field
 from fusevault.errors import CorruptData
 from fusevault.vault.padding import padme
 
-BLOCK_SIZE = 64 * 1024
+BLOCK_SIZE = 64 * 1024  # of every file before format 4 (kinds 2 and 3 say so)
+# What a new file is cut into (format 4, kind 4 manifests record it): a
+# 4 KiB edit seals 16 KiB, not 64 (docs/PERFORMANCE.md has the numbers).
+NEW_BLOCK_SIZE = 16 * 1024
+BLOCK_SIZES = (NEW_BLOCK_SIZE, BLOCK_SIZE)
 # The largest file the format addresses: the largest off_t, which is also the
 # largest size Linux lets a FUSE file have.  Anything larger is EFBIG (the
 # kernel says so first).  Its padded size is 2**63, still a u64.
@@ -42,6 +49,8 @@ FULL_RECORD = MIN_RECORD + BLOCK_SIZE
 
 KIND_MANIFEST = 2  # format 1: an entry per block
 KIND_RUNS = 3  # format 2: runs
+KIND_TREE = 4  # format 4: the root of a tree of runs (vault/tree.py)
+KIND_NODE = 5  # format 4: any other node of that tree
 MANIFEST_HEAD = struct.Struct("<QIH")  # size, block size, number of version ids
 ENTRY = struct.Struct("<QIHB")  # format 1: offset, record length, writer version index, last flag
 RUN = struct.Struct("<QQQIHB")  # format 2: index, count, offset, record length, writer index, last
@@ -56,7 +65,7 @@ Entry = tuple[int, int, int, int]
 def manifest_label(kind: int) -> str:
     """The associated data label of a manifest record of ``kind``: a record's
     kind byte is clear, so each shape is sealed under its own label."""
-    return "manifest" if kind == KIND_MANIFEST else "manifest runs"
+    return {KIND_MANIFEST: "manifest", KIND_TREE: "manifest tree"}.get(kind, "manifest runs")
 
 
 def _joins(a: Run, b: Run) -> bool:
@@ -190,9 +199,16 @@ class Manifest:
     vids: list[str]
     blocks: BlockMap = field(default_factory=BlockMap)
     padded: bool = False
+    # Kind 4: the nodes of the tree this manifest was read from or last
+    # written as, by (level, position), so the next commit shares the
+    # unchanged ones (vault/tree.py); empty for kinds 2 and 3.
+    tree: dict = field(default_factory=dict)
+    # Where its nodes sit here, (offset, length) each: what gc keeps.
+    nodes: list[tuple[int, int]] = field(default_factory=list)
+    block_size: int = BLOCK_SIZE
 
     def pack(self) -> bytes:
-        """The format 2 (runs) shape; every version is written so."""
+        """The format 2 (runs) shape (kept for tools and tests; versions are written as trees)."""
         runs = self.blocks.runs
         out = [MANIFEST_HEAD.pack(self.size, BLOCK_SIZE, len(self.vids))]
         out += [uuid.UUID(v).bytes for v in self.vids]
@@ -234,6 +250,11 @@ class Manifest:
             raise CorruptData("manifest has an unsupported block size")
         _check_runs(runs, nvids, size)
         return cls(size, vids, BlockMap(runs), padded)
+
+
+def max_blocks(block_size: int) -> int:
+    """How many blocks of ``block_size`` the largest file, padded, has."""
+    return -(-padme(MAX_FILE_SIZE) // block_size)
 
 
 def _check_runs(runs: list[Run], nvids: int, size: int) -> None:

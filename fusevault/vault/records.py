@@ -32,12 +32,26 @@ MANIFEST_INDEX = -1
 
 
 def record_id(fid: str, vid: str, idx: int) -> str:
-    return f"rec-{fid}-{vid}-{'m' if idx == MANIFEST_INDEX else idx}"
+    """``rec-<fid>-<vid>-<i>``: ``i`` is a block's index, ``m`` the manifest
+    (its root), ``n<k>`` the manifest tree node of index ``-2 - k``
+    (vault/tree.py: ``k`` encodes its level and position)."""
+    if idx == MANIFEST_INDEX:
+        tail = "m"
+    elif idx < MANIFEST_INDEX:
+        tail = f"n{-idx - 2}"
+    else:
+        tail = str(idx)
+    return f"rec-{fid}-{vid}-{tail}"
 
 
 def parse_record_id(doc_id: str) -> tuple[str, str, int]:
-    _, fid, vid, idx = doc_id.split("-")
-    return fid, vid, MANIFEST_INDEX if idx == "m" else int(idx)
+    _, fid, vid, tail = doc_id.split("-")
+    if tail == "m":
+        return fid, vid, MANIFEST_INDEX
+    digits = tail[1:] if tail.startswith("n") else tail
+    if not digits.isdigit() or not digits.isascii():  # never a sign: a node is never a block
+        raise ValueError(f"malformed record id {doc_id!r}")
+    return fid, vid, -2 - int(digits) if tail.startswith("n") else int(digits)
 
 
 def is_record(doc_id: str) -> bool:
@@ -124,15 +138,15 @@ class Placements:
             self._verified[(fid, vid)] = True  # a version from before records were bound
             return True
         manifest = [sha for idx, sha in rows if idx == MANIFEST_INDEX]
-        blocks = [(idx, sha) for idx, sha in rows if idx != MANIFEST_INDEX]
+        blocks = [(idx, sha) for idx, sha in rows if idx != MANIFEST_INDEX]  # and tree nodes
         if manifest and manifest[0] != plain.get("manifest_sha256"):
             self._forged(fid, vid, "its manifest record")
         expected_n = plain.get("records_n", 0)
         if len(blocks) < expected_n:
             raise CorruptData(f"not every record of version {vid} of {fid} is here yet")
         digest = hashlib.sha256()
-        for idx, sha in blocks:
-            digest.update(struct.pack("<Q", idx) + bytes.fromhex(sha))
+        for idx, sha in blocks:  # manifest tree nodes (negative indices) first, then blocks
+            digest.update(struct.pack("<q", idx) + bytes.fromhex(sha))
         if len(blocks) != expected_n or digest.hexdigest() != plain.get("records"):
             self._forged(fid, vid, "its block records")
         self._verified[(fid, vid)] = True
