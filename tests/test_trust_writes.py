@@ -306,3 +306,27 @@ def test_a_vault_from_before_signatures_mounts_whole_then_refuses_unsigned_nodes
         assert (mnt / "doc").read_bytes() == b"second\n" * 2000
         _warned(mnt, fid)
         _serving(mnt)
+
+
+def test_a_read_recipients_version_naming_itself_as_owner_stays_out_of_the_owners_history(
+        vault: Path, tmp_path: Path, notes: str) -> None:
+    """A version's ``owner`` must be the owner of the file its ``fid`` names (attack review): bob,
+    holding READ, signs one of alice's file in his own name; it is neither listed, restorable nor
+    counted by gc."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+        versions = sorted(os.listdir(mnt / ".versions" / "notes.txt"))
+    bob = _key(vault, "bob", BOB)
+    _, version = _recipient_forgery(vault, notes, "notes.txt", bob)
+    version = _signed({**{k: v for k, v in version.items() if k != "sig"}, "owner": bob.user_id}, bob)
+    adversary.put(vault, version)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt / ".versions" / "notes.txt")) == versions
+        listed = fusevault("history", mnt / "notes.txt", passphrase=None)
+        assert listed.returncode == 0 and version["_id"][:12] not in listed.stdout, listed.stdout
+        restored = fusevault("restore", mnt / "notes.txt", "--version", version["_id"], passphrase=None)
+        assert restored.returncode != 0
+        assert (mnt / "notes.txt").read_text() == "genuine notes"
+        _warned(mnt, notes)
+        _serving(mnt)
