@@ -330,3 +330,46 @@ def test_a_read_recipients_version_naming_itself_as_owner_stays_out_of_the_owner
         assert (mnt / "notes.txt").read_text() == "genuine notes"
         _warned(mnt, notes)
         _serving(mnt)
+
+
+def test_a_block_resealed_in_place_by_a_key_holder_is_found_by_check(vault: Path, tmp_path: Path,
+                                                                     notes: str) -> None:
+    """Attack review: a READ recipient who can write the vault folder reseals block 0 of alice's
+    newest version under the file's key.  The mount cannot tell (docs/SECURITY.md, "The records a
+    version names"); ``fusevault check`` compares every version's records with the digest its signed
+    document holds, and reports it."""
+    from fusevault.vault.content import KIND_BLOCK, RECORD_HEAD, block_ad
+
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    clean = fusevault("check", vault, "--json")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    alice, bob = _user(vault, "alice"), _key(vault, "bob", BOB)
+    found = sharing.read_key(vault / "users" / bob.user_id / "shared" / f"{alice['_id']}_{notes}.vfkey")
+    dek = open_file_key(bob.identity, alice["_id"], notes, found[0], found[1])
+    attrs = json.loads(aead.unseal(dek, b64d(adversary.get(vault, notes)["enc"]), aead.ad("node", notes)))
+    (vf,) = list(vault.rglob(f"{notes}.vf"))
+    data = bytearray(vf.read_bytes())
+    ad = block_ad(notes, 0, attrs["head"], True)
+    for at in range(len(data) - RECORD_HEAD.size):
+        rest, kind = RECORD_HEAD.unpack_from(data, at)
+        if kind != KIND_BLOCK or not 0 < rest <= len(data) - at - 4:
+            continue
+        sealed = bytes(data[at + RECORD_HEAD.size: at + 4 + rest])
+        try:
+            plain = aead.unseal(dek, sealed, ad)
+        except Exception:
+            continue
+        forged = b"PLANTED BY BOB"[:len(plain)].ljust(len(plain), b"\0")
+        data[at + RECORD_HEAD.size: at + 4 + rest] = aead.seal(dek, forged, ad)
+        break
+    else:
+        raise AssertionError("block 0 of the head version not found")
+    vf.write_bytes(bytes(data))
+    result = fusevault("check", vault, "--json")
+    assert result.returncode == 26, result.stdout + result.stderr  # errors.Damaged
+    (state,) = [f for f in json.loads(result.stdout)["files"] if f["fid"] == notes]
+    (newest,) = [v for v in state["versions"] if v["id"] == attrs["head"]]
+    assert not newest["intact"] and "not those its version document names" in newest["problem"]
+    assert all(v["intact"] for v in state["versions"] if v["id"] != attrs["head"])
