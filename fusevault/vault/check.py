@@ -44,6 +44,16 @@ from fusevault.vault.volume import Caller, Volume
 log = logging.getLogger(__name__)
 
 
+class _Reported:
+    """The sidecar check's alarms: check reports the file itself (its problems), not twice."""
+
+    def warn(self, kind: str, subject: str, text: str) -> None:
+        log.info("%s", text)
+
+
+_REPORTED = _Reported()
+
+
 @dataclass
 class VersionState:
     vid: str
@@ -313,7 +323,7 @@ class Checker:
             return "the content file's header is damaged"
         try:
             with open(self.layout.vfmeta_path(state.owner, state.fid), "rb") as f:
-                check_vfmeta(f.read(), state.fid, state.owner, state.dek, state.epoch)
+                check_vfmeta(f.read(), state.fid, state.owner, state.dek, state.epoch, _REPORTED)
         except FileNotFoundError:
             self.report.notes.append(f"{state.path}: no sidecar (.vfmeta); the next open writes it")
         except (VaultError, ValueError) as err:
