@@ -48,7 +48,7 @@ class _Reported:
     """The sidecar check's alarms: check reports the file itself (its problems), not twice."""
 
     def warn(self, kind: str, subject: str, text: str) -> None:
-        log.info("%s", text)
+        log.debug("%s", text)
 
 
 _REPORTED = _Reported()
