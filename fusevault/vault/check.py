@@ -33,6 +33,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
+from fusevault.vault.alarms import Alarms
 from fusevault.vault.content import HEADER, Content, check_vfmeta, header_for
 from fusevault.vault.gc import allocated
 from fusevault.vault.history import Version, iso_time, open_version_doc, version_plain
@@ -42,16 +43,6 @@ from fusevault.vault.placing import make_dirs
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
-
-
-class _Reported:
-    """The sidecar check's alarms: check reports the file itself (its problems), not twice."""
-
-    def warn(self, kind: str, subject: str, text: str) -> None:
-        log.debug("%s", text)
-
-
-_REPORTED = _Reported()
 
 
 @dataclass
@@ -323,7 +314,8 @@ class Checker:
             return "the content file's header is damaged"
         try:
             with open(self.layout.vfmeta_path(state.owner, state.fid), "rb") as f:
-                check_vfmeta(f.read(), state.fid, state.owner, state.dek, state.epoch, _REPORTED)
+                check_vfmeta(f.read(), state.fid, state.owner, state.dek, state.epoch,
+                             alarms=Alarms())  # reported below, not logged
         except FileNotFoundError:
             self.report.notes.append(f"{state.path}: no sidecar (.vfmeta); the next open writes it")
         except (VaultError, ValueError) as err:
