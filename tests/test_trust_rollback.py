@@ -219,3 +219,50 @@ def test_concurrent_edits_on_two_devices_raise_no_alarm(tmp_path: Path) -> None:
                 assert (a / "mine.txt").read_bytes() == b"laptop 1"
     finally:
         server.stop()
+
+
+def test_a_node_whose_owner_is_changed_and_signature_stripped_is_reported(
+        vault: Path, tmp_path: Path) -> None:
+    """Attack review: the clear ``owner`` of alice's file set to another id and its ``sig`` removed:
+    the file this device knew as hers is judged anyway, refused, and said."""
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "keep.txt").write_bytes(b"kept")
+    before = nodes(vault)
+    with mounted(vault, mnt):
+        (mnt / "victim.txt").write_bytes(b"not to vanish silently")
+    (fid,) = [f for f in nodes(vault) if f not in before]
+    forged = {k: v for k, v in adversary.get(vault, fid).items() if k != "sig"}
+    forged["owner"] = "0" * 32
+    adversary.put(vault, forged)
+    with mounted(vault, mnt):
+        assert fid in [a["subject"] for a in alarms(mnt)]
+        assert any("WARNING" in line and fid in line for line in status_text(mnt).splitlines())
+        assert logged(fid)
+        assert (mnt / "keep.txt").read_bytes() == b"kept"
+        (mnt / "new.txt").write_bytes(b"still writes")
+    no_file_keys_for_strangers(vault)
+
+
+def test_a_file_of_the_users_that_now_names_another_owner_is_reported(vault: Path, tmp_path: Path) -> None:
+    """Another user of the vault signs alice's node in their own name (a valid document of theirs):
+    alice's device, which saw the file as hers, says so instead of taking it for a share that ended."""
+    from test_trust_writes import BOB, _admin, _key, _signed
+
+    mnt = tmp_path / "mnt"
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, mnt):
+        (mnt / "keep.txt").write_bytes(b"kept")
+    before = nodes(vault)
+    with mounted(vault, mnt):
+        (mnt / "victim.txt").write_bytes(b"not to vanish silently")
+    (fid,) = [f for f in nodes(vault) if f not in before]
+    bob = _key(vault, "bob", BOB)
+    doc = {k: v for k, v in adversary.get(vault, fid).items() if k not in ("sig", "_rev")}
+    adversary.put(vault, _signed({**doc, "owner": bob.user_id}, bob))
+    with mounted(vault, mnt):
+        assert fid in [a["subject"] for a in alarms(mnt)]
+        assert any("WARNING" in line and fid in line for line in status_text(mnt).splitlines())
+        assert logged(fid)
+        assert (mnt / "keep.txt").read_bytes() == b"kept"
+        (mnt / "new.txt").write_bytes(b"still writes")

@@ -306,3 +306,70 @@ def test_a_vault_from_before_signatures_mounts_whole_then_refuses_unsigned_nodes
         assert (mnt / "doc").read_bytes() == b"second\n" * 2000
         _warned(mnt, fid)
         _serving(mnt)
+
+
+def test_a_read_recipients_version_naming_itself_as_owner_stays_out_of_the_owners_history(
+        vault: Path, tmp_path: Path, notes: str) -> None:
+    """A version's ``owner`` must be the owner of the file its ``fid`` names (attack review): bob,
+    holding READ, signs one of alice's file in his own name; it is neither listed, restorable nor
+    counted by gc."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+        versions = sorted(os.listdir(mnt / ".versions" / "notes.txt"))
+    bob = _key(vault, "bob", BOB)
+    _, version = _recipient_forgery(vault, notes, "notes.txt", bob)
+    version = _signed({**{k: v for k, v in version.items() if k != "sig"}, "owner": bob.user_id}, bob)
+    adversary.put(vault, version)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt / ".versions" / "notes.txt")) == versions
+        listed = fusevault("history", mnt / "notes.txt", passphrase=None)
+        assert listed.returncode == 0 and version["_id"][:12] not in listed.stdout, listed.stdout
+        restored = fusevault("restore", mnt / "notes.txt", "--version", version["_id"], passphrase=None)
+        assert restored.returncode != 0
+        assert (mnt / "notes.txt").read_text() == "genuine notes"
+        _warned(mnt, notes)
+        _serving(mnt)
+
+
+def test_a_block_resealed_in_place_by_a_key_holder_is_found_by_check(vault: Path, tmp_path: Path,
+                                                                     notes: str) -> None:
+    """Attack review: a READ recipient who can write the vault folder reseals block 0 of alice's
+    newest version under the file's key.  The mount cannot tell (docs/SECURITY.md, "The records a
+    version names"); ``fusevault check`` compares every version's records with the digest its signed
+    document holds, and reports it."""
+    from fusevault.vault.content import KIND_BLOCK, RECORD_HEAD, block_ad
+
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    clean = fusevault("check", vault, "--json")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    alice, bob = _user(vault, "alice"), _key(vault, "bob", BOB)
+    found = sharing.read_key(vault / "users" / bob.user_id / "shared" / f"{alice['_id']}_{notes}.vfkey")
+    dek = open_file_key(bob.identity, alice["_id"], notes, found[0], found[1])
+    attrs = json.loads(aead.unseal(dek, b64d(adversary.get(vault, notes)["enc"]), aead.ad("node", notes)))
+    (vf,) = list(vault.rglob(f"{notes}.vf"))
+    data = bytearray(vf.read_bytes())
+    ad = block_ad(notes, 0, attrs["head"], True)
+    for at in range(len(data) - RECORD_HEAD.size):
+        rest, kind = RECORD_HEAD.unpack_from(data, at)
+        if kind != KIND_BLOCK or not 0 < rest <= len(data) - at - 4:
+            continue
+        sealed = bytes(data[at + RECORD_HEAD.size: at + 4 + rest])
+        try:
+            plain = aead.unseal(dek, sealed, ad)
+        except Exception:
+            continue
+        forged = b"PLANTED BY BOB"[:len(plain)].ljust(len(plain), b"\0")
+        data[at + RECORD_HEAD.size: at + 4 + rest] = aead.seal(dek, forged, ad)
+        break
+    else:
+        raise AssertionError("block 0 of the head version not found")
+    vf.write_bytes(bytes(data))
+    result = fusevault("check", vault, "--json")
+    assert result.returncode == 26, result.stdout + result.stderr  # errors.Damaged
+    (state,) = [f for f in json.loads(result.stdout)["files"] if f["fid"] == notes]
+    (newest,) = [v for v in state["versions"] if v["id"] == attrs["head"]]
+    assert not newest["intact"] and "not those its version document names" in newest["problem"]
+    assert all(v["intact"] for v in state["versions"] if v["id"] != attrs["head"])

@@ -220,11 +220,28 @@ class Authorship:
 
     def accepts(self, volume: Volume) -> Callable[[dict], bool]:
         """For ``history.lineage``: whether a version or replaced node's document may be used."""
+        owners: dict[str, str | None] = {}  # fid -> its owner, for this one use
+
         def accept(doc: dict) -> bool:
             if doc.get("type") == VERSION:
-                return self.version_ok(volume, doc)
+                return self.version_ok(volume, doc, owners)
             return self.detached_ok(volume, doc)
         return accept
+
+    def file_owner(self, volume: Volume, fid: object, owners: dict[str, str | None]) -> str | None:
+        """The owner of the file ``fid`` names: of its node in the tree, else of
+        its node document as its signer signed it (the trash, a replaced file)."""
+        if not isinstance(fid, str):
+            return None
+        if (ino := volume.by_fid.get(fid)) is not None and (node := volume.nodes.get(ino)) is not None \
+                and node.dek:
+            return node.owner
+        if fid not in owners:
+            doc = self.store.get(fid)
+            admitted = self.admit(doc) if doc is not None and not doc.get("_deleted") else None
+            owner = admitted[0].get("owner") if admitted is not None else None
+            owners[fid] = owner if isinstance(owner, str) else None
+        return owners[fid]
 
     def detached_ok(self, volume: Volume, doc: dict) -> bool:
         """A node document out of the tree (the trash, a replaced file): signed by its owner or a writer."""
@@ -237,9 +254,15 @@ class Authorship:
         self._alarm(doc, f"signed by {signer}, who holds no WRITE on it")
         return False
 
-    def version_ok(self, volume: Volume, doc: dict) -> bool:
-        """Whether a FilesMetaData document was written by its file's owner or a WRITE grantee."""
+    def version_ok(self, volume: Volume, doc: dict, owners: dict[str, str | None] | None = None) -> bool:
+        """Whether a FilesMetaData document was written by its file's owner or a WRITE grantee.
+
+        Its ``owner`` must be the owner of the file its ``fid`` names: else any
+        holder of the DEK could sign one in their own name into another's history."""
         owner = doc.get("owner")
+        if owner != self.file_owner(volume, doc.get("fid"), {} if owners is None else owners):
+            self._alarm(doc, f"version {doc.get('_id')} names another owner than its file's")
+            return False
         try:
             signer = self.trust.verify(doc, author=owner if isinstance(owner, str) else None)
         except Forged as err:

@@ -20,9 +20,11 @@ them go.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -34,7 +36,7 @@ from fusevault.store import Store
 from fusevault.vault.alarms import Alarms
 from fusevault.vault.content import HEADER, Content, check_vfmeta, header_for
 from fusevault.vault.gc import allocated
-from fusevault.vault.history import Version, iso_time, open_version_doc
+from fusevault.vault.history import Version, iso_time, open_version_doc, version_plain
 from fusevault.vault.layout import Layout
 from fusevault.vault.nodes import NODE, VERSION, Node, doc_dek, open_node_doc
 from fusevault.vault.placing import make_dirs
@@ -50,6 +52,7 @@ class VersionState:
     size: int | None = None
     problem: str | None = None  # None: intact
     version: Version | None = field(default=None, repr=False)
+    digests: dict | None = field(default=None, repr=False)  # what it signed of its own records
 
     def as_dict(self) -> dict:
         return {"id": self.vid, "time": self.time, "size": self.size, "intact": self.problem is None,
@@ -243,7 +246,8 @@ class Checker:
                     continue
                 self.report.counts["versions"] += 1
                 v.problem = content_problem or self._version_contents(
-                    reader, v.version.manifest, v.vid, v.version.dek, v.version.size, cache, used)
+                    reader, v.version.manifest, v.vid, v.version.dek, v.version.size, cache, used,
+                    v.digests)
             if state.manifest is not None and state.head is not None:
                 self._head(state, reader, content_problem, cache, used)
             if content_problem is None and reader.fd is not None:
@@ -291,9 +295,11 @@ class Checker:
             dek = state.dek if doc.get("epoch", 0) == state.epoch or key is None \
                 else doc_dek(doc, key, state.fid)
             version = open_version_doc(doc, dek)
+            plain = version_plain(doc, dek)
         except (VaultError, KeyError, TypeError, ValueError) as err:
             return VersionState(vid, problem=f"its version document does not open ({_why(err)})")
-        return VersionState(vid, version.time, version.size, None, version)
+        digests = {k: plain[k] for k in ("records", "records_n", "manifest_sha256") if k in plain}
+        return VersionState(vid, version.time, version.size, None, version, digests or None)
 
     def _vf_and_sidecar(self, state: FileState, vf) -> str | None:
         """The .vf's presence and header, the sidecar's tag; what makes every version unreadable."""
@@ -318,8 +324,10 @@ class Checker:
         return None
 
     def _version_contents(self, reader: Content, place: tuple[int, int], vid: str, dek: bytes,
-                          size: int | None, cache: dict, used: list) -> str | None:
-        """Why one version's manifest or blocks do not open, or None."""
+                          size: int | None, cache: dict, used: list,
+                          digests: dict | None = None) -> str | None:
+        """Why one version's manifest or blocks do not open, or do not match what
+        its signed document says of the records it wrote (``digests``), or None."""
         try:
             manifest = reader.load_manifest(place, vid, dek)
         except (VaultError, OSError, ValueError) as err:
@@ -330,7 +338,11 @@ class Checker:
         used += [(o, o + n) for o, n in manifest.nodes]  # its manifest tree's nodes (vault/tree.py)
         if size is not None and manifest.size != size:
             return f"its manifest says {manifest.size} bytes, its document {size}"
+        if digests is not None and "manifest_sha256" in digests and digests["manifest_sha256"] != \
+                hashlib.sha256(os.pread(reader.fd, length, offset)).hexdigest():
+            return "its manifest record is not the one its version document names"
         vids = manifest.vids
+        records, written = hashlib.sha256(), 0
         for index, offset, length, vidx, last in manifest.blocks.blocks():
             if vidx >= len(vids):
                 return "its manifest names a version it does not list"
@@ -339,24 +351,35 @@ class Checker:
             entry = (index, offset, length, vids[vidx], last, dek)
             if entry not in cache:
                 cache[entry] = self._block(reader, index, offset, length, vids, vidx, last, dek)
-            if cache[entry]:
-                return cache[entry]
+            problem, sha = cache[entry]
+            if problem:
+                return problem
+            if vids[vidx] == vid:  # a record this version wrote: bound into its document
+                records.update(struct.pack("<Q", index) + sha)
+                written += 1
+        if digests is not None and "records" in digests and (
+                digests.get("records_n") != written or digests["records"] != records.hexdigest()):
+            # Every record opens with the file's key, yet is not what the version's
+            # signed document names: resealed in place by a holder of that key.
+            return "its block records are not those its version document names"
         return None
 
     def _block(self, reader: Content, index: int, offset: int, length: int, vids: list[str], vidx: int,
-               last: int, dek: bytes) -> str | None:
+               last: int, dek: bytes) -> tuple[str | None, bytes]:
+        """(why block ``index`` does not open or None, the SHA-256 of its record)."""
         self.report.counts["blocks"] += 1
         self.report.counts["bytes"] += length
         record = os.pread(reader.fd, length, offset)
+        sha = hashlib.sha256(record).digest()
         # A version of an older key epoch: its blocks open with its own DEK (one thread: safe).
         saved, reader.dek = reader.dek, dek
         try:
             reader._open_block(index, record, length, vids, vidx, last)
         except (VaultError, ValueError) as err:
-            return f"block {index} is damaged ({_why(err)})"
+            return f"block {index} is damaged ({_why(err)})", sha
         finally:
             reader.dek = saved
-        return None
+        return None, sha
 
     def _unreferenced(self, state: FileState, fd: int, used: list[tuple[int, int]]) -> None:
         end = os.fstat(fd).st_size

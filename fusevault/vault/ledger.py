@@ -90,6 +90,7 @@ class Ledger:
         self.device = uuid.uuid4().hex[:16]
         self.counter = 0
         self.fids: dict[str, Entry] = {}
+        self.mine: set[str] = set()  # the files seen as this user's own (not a share's)
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -112,6 +113,7 @@ class Ledger:
             ledger.counter = int(data["counter"])
             ledger.fids = {fid: (bool(live), {sys.intern(d): int(n) for d, n in seen.items()})
                            for fid, (live, seen) in data["fids"].items()}
+            ledger.mine = {str(fid) for fid in data.get("mine", ())}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -122,7 +124,7 @@ class Ledger:
     def snapshot(self) -> tuple[int, dict]:
         """What to write (on the loop: cheap, a shallow copy)."""
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
-                              "fids": dict(self.fids)}
+                              "fids": dict(self.fids), "mine": list(self.mine)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -192,6 +194,13 @@ class Ledger:
     def committed(self, nodes: list[Node], deleted: list[bool]) -> None:
         for node, gone in zip(nodes, deleted):
             self.record(node.fid, node.seq, not gone)
+            if node.owner == self.key.user_id:
+                self._own(node.fid)
+
+    def _own(self, fid: str) -> None:
+        if fid not in self.mine:
+            self.mine.add(fid)
+            self.version += 1
 
     # --- arrivals (vault/absorbing.py)
 
@@ -237,6 +246,8 @@ class Ledger:
                 rolled.append((node.fid, _path(volume, node)))
             else:
                 self.record(node.fid, seq, True)
+            if node.owner == self.key.user_id:
+                self._own(node.fid)
         self.counter = top
         vanished: list[str] = []
         for fid in [f for f, (live, _) in self.fids.items() if live and f not in volume.by_fid]:
@@ -281,6 +292,11 @@ class Ledger:
                 return
             self.record(fid, seq, False)
             return
+        owner = doc.get("owner")
+        if fid in self.mine and owner != volume.key.user_id:
+            # Never a share that ended: the user's own file now says it is another's.
+            self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as this user's, "
+                             f"now names another owner ({owner!s:.40}) in the store: it is not taken in")
         self.record(fid, None, False)  # in the trash, or a share that no longer reaches this user
 
 
@@ -299,9 +315,11 @@ def _path(volume: Volume, node: Node) -> str:
         return node.fid
 
 
-def at_load(volume: Volume, store: Store) -> Ledger:
-    """The user's ledger, checked against the tree just loaded, and saved."""
-    ledger = Ledger.open(volume.key, volume.layout.root, volume.layout.vault_id)
+def at_load(volume: Volume, store: Store, ledger: Ledger | None = None) -> Ledger:
+    """The user's ledger (opened before the load, to judge every file it knows),
+    checked against the tree just loaded, and saved."""
+    if ledger is None:
+        ledger = Ledger.open(volume.key, volume.layout.root, volume.layout.vault_id)
     ledger.check_loaded(volume, store)
     ledger.save()
     return ledger

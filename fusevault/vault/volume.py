@@ -200,10 +200,13 @@ class Volume:
         gate = Authorship(trust, store) if trust is not None else None
         foreign: list[Foreign] = []
         deleted: list[tuple[dict, str]] = []
+        # Every file this device saw is judged, whatever its clear owner now says.
+        ledger = Ledger.open(key, layout.root, layout.vault_id)
+        seen = ledger.fids
         for doc in store.iter_type(NODE):
             signer = None
             if gate is not None and (doc.get("owner") == owner or doc["_id"] in keys
-                                     or said_signer(doc) == owner):
+                                     or said_signer(doc) == owner or doc["_id"] in seen):
                 if (admitted := gate.admit(doc)) is None:
                     continue
                 doc, signer = admitted
@@ -249,7 +252,7 @@ class Volume:
         for doc, signer in deleted:
             gate.deleted(volume, doc, signer)
         volume.authorship = gate
-        volume.ledger = at_load(volume, store)
+        volume.ledger = at_load(volume, store, ledger)
         return volume
 
     def _link_loaded(self, node: Node, links: list[tuple[str, bytes]], *,
