@@ -62,7 +62,7 @@ def _log(vault: Path) -> str:
     return "".join(p.read_text() for p in logs.glob("*.log")) if logs.is_dir() else ""
 
 
-def test_stripping_the_users_signature_makes_a_new_device_sign_a_forged_share(
+def test_a_stripped_user_signature_gets_no_forged_share_signed_even_on_a_new_device(
         vault: Path, tmp_path: Path, notes: str, monkeypatch) -> None:
     alice = _user(vault, "alice")
     mal, mal_doc = _mallory(alice["root"])
@@ -80,7 +80,7 @@ def test_stripping_the_users_signature_makes_a_new_device_sign_a_forged_share(
     assert "sig" not in adversary.get(vault, share["_id"]), "the forged Share was signed in alice's name"
 
 
-def test_deleting_the_pins_document_lets_a_replaced_key_receive_file_keys(
+def test_a_deleted_pins_document_does_not_let_a_replaced_key_receive_file_keys(
         vault: Path, tmp_path: Path) -> None:
     from fusevault.crypto.identity import Identity
     from fusevault.crypto.signing import sign_doc
@@ -104,7 +104,7 @@ def test_deleting_the_pins_document_lets_a_replaced_key_receive_file_keys(
     assert adversary.get(vault, f"pins-{alice['_id']}") is not None  # written back from the device copy
 
 
-def test_a_made_up_legacy_users_unsigned_version_breaks_the_owners_history(
+def test_a_made_up_legacy_users_unsigned_version_does_not_break_the_owners_history(
         vault: Path, tmp_path: Path, notes: str) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         versions = sorted(os.listdir(mnt / ".versions" / "notes.txt"))
@@ -139,7 +139,7 @@ def test_one_bad_version_is_refused_and_the_rest_of_the_history_lists(vault: Pat
         assert any(version["_id"] in w for w in _warnings(mnt))
 
 
-def test_a_made_up_legacy_users_malformed_group_locks_everyone_out(vault: Path, tmp_path: Path) -> None:
+def test_a_malformed_group_of_a_made_up_user_locks_nobody_out(vault: Path, tmp_path: Path) -> None:
     alice = _user(vault, "alice")
     _, eve = _mallory(alice["root"])
     group = {"_id": uuid.uuid4().hex, "type": "Group", "owner": eve["_id"], "groupname": "g",

@@ -279,7 +279,7 @@ def _bob_opens(vault: Path, path: Path, owner: str, fid: str) -> bool:
         return False
 
 
-def test_a_share_replayed_after_unshare_reseals_the_new_key(vault: Path, tmp_path: Path) -> None:
+def test_a_share_replayed_after_unshare_gets_no_new_key(vault: Path, tmp_path: Path) -> None:
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
@@ -308,7 +308,7 @@ def test_a_share_replayed_after_unshare_reseals_the_new_key(vault: Path, tmp_pat
     assert "a replay" in _log()
 
 
-def test_a_group_replayed_after_member_remove_reseals_the_new_keys(vault: Path, tmp_path: Path) -> None:
+def test_a_group_replayed_after_member_remove_gets_no_new_keys(vault: Path, tmp_path: Path) -> None:
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     _admin(vault, "group", "add", "team", "--owner", "alice")
     _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
