@@ -221,7 +221,7 @@ def test_a_read_recipient_changes_nothing_through_any_domain_operation(three: Pa
         assert after["nodes"] == before["nodes"] and after["versions"] == before["versions"]
         # Bob's own policy is the only new retention document; alice's stays the built-in one.
         assert set(after["policies"]) - set(before["policies"]) == {retention.own_id(bob.key.user_id)}
-        assert retention.policy_for(store, owner) == (retention.Policy(), retention.BUILT_IN)
+        assert retention.policy_for(store, owner, alice.trust) == (retention.Policy(), retention.BUILT_IN)
         assert await _read(alice, alice.resolve(b"doc.txt").ino) == b"second"
         assert await _read(alice, alice.resolve(b"team/plan.txt").ino) == b"plan two"
         assert sorted(alice.resolve(b"team").children) == [b"plan.txt"]
