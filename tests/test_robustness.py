@@ -174,15 +174,26 @@ def _flip_b64(body: dict, field: str) -> None:
     body[field] = base64.b64encode(bytes(raw)).decode()
 
 
-@pytest.mark.parametrize("field, code, words", [
-    ("enc", 5, "fails authentication"),
-    ("en_file_dek", 5, "fails authentication"),
-])
-def test_flipped_node_document_refuses_to_mount(sample: dict, field: str, code: int, words: str) -> None:
+@pytest.mark.parametrize("field", ["enc", "en_file_dek"])
+def test_a_flipped_node_document_is_refused_and_said_and_the_rest_serves(sample: dict, field: str) -> None:
+    # Since documents are signed, one that fails its signature is refused like a forged one
+    # (docs/SECURITY.md "Signed writes"): left out with a warning, the rest of the drive serves.
     _edit_doc(sample["vault"], "node", lambda body: _flip_b64(body, field))
     result = fusevault("mount", sample["vault"], sample["mnt"])
-    assert result.returncode == code and words in result.stderr and "Traceback" not in result.stderr
-    assert not is_mounted(sample["mnt"])
+    assert "Traceback" not in result.stderr
+    if result.returncode != 0:  # the damaged one was the root: nothing to serve
+        assert result.returncode == 5 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not is_mounted(sample["mnt"])
+        return
+    try:
+        names = {p.name for p in sample["mnt"].iterdir()}
+        assert names < {"victim", "bystander"}, names  # the damaged file is not served
+        if "bystander" in names:
+            assert (sample["mnt"] / "bystander").read_text() == "unharmed"
+        status = fusevault("status", sample["mnt"], passphrase=None).stdout
+        assert "WARNING" in status and "refused" in status, status
+    finally:
+        fusevault("unmount", sample["mnt"], passphrase=None)
 
 
 @pytest.mark.parametrize("field", ["en_master_kek", "salt", "iv", "en_validation_string"])
