@@ -33,6 +33,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
+from fusevault.vault import tree
 from fusevault.vault.alarms import Alarms
 from fusevault.vault.content import HEADER, Content, check_vfmeta, header_for
 from fusevault.vault.gc import allocated
@@ -342,7 +343,13 @@ class Checker:
                 hashlib.sha256(os.pread(reader.fd, length, offset)).hexdigest():
             return "its manifest record is not the one its version document names"
         vids = manifest.vids
-        records, written = hashlib.sha256(), 0
+        written: list[tuple[int, bytes]] = []  # (index, SHA-256) of each record this version wrote
+        for (level, pos), ((node_offset, node_length, writer), _) in (manifest.tree or {}).items():
+            if writer == vid:  # a node of its manifest tree it wrote (vault/tree.py)
+                index = tree.node_index(level, pos)
+                node_offset, node_length = reader.where(node_offset, node_length, vid, index)
+                record = os.pread(reader.fd, node_length, node_offset)
+                written.append((index, hashlib.sha256(record).digest()))
         for index, offset, length, vidx, last in manifest.blocks.blocks():
             if vidx >= len(vids):
                 return "its manifest names a version it does not list"
@@ -355,10 +362,12 @@ class Checker:
             if problem:
                 return problem
             if vids[vidx] == vid:  # a record this version wrote: bound into its document
-                records.update(struct.pack("<Q", index) + sha)
-                written += 1
+                written.append((index, sha))
+        records = hashlib.sha256()
+        for index, sha in sorted(written):  # tree nodes (negative indices) first, as the writer does
+            records.update(struct.pack("<q", index) + sha)
         if digests is not None and "records" in digests and (
-                digests.get("records_n") != written or digests["records"] != records.hexdigest()):
+                digests.get("records_n") != len(written) or digests["records"] != records.hexdigest()):
             # Every record opens with the file's key, yet is not what the version's
             # signed document names: resealed in place by a holder of that key.
             return "its block records are not those its version document names"
