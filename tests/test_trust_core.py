@@ -55,6 +55,8 @@ def test_a_signature_covers_every_field_but_the_revision() -> None:
             verify_doc(public, {**doc, "sig": bad})
     with pytest.raises(Forged):  # NaN has no canonical form
         sign_doc(me.user_id, me.sign, {"_id": "x", "size": float("nan")})
+    with pytest.raises(ValueError):  # nor survives a CouchDB server an integer beyond 2**53
+        sign_doc(me.user_id, me.sign, {"_id": "x", "made_at": {"n": [2**53]}})
 
 
 def test_keys_are_pinned_at_first_sight_and_a_changed_key_is_refused_and_said(tmp_path: Path) -> None:

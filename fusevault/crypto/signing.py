@@ -40,9 +40,26 @@ def _message(signer: str, doc: dict) -> bytes:
     return aead.ad("doc-sig", signer, canonical(doc))
 
 
+# A CouchDB server (and PouchDB) parses numbers as doubles: an integer beyond
+# this would come back rounded, and the signature over it would no longer hold.
+SAFE_INTEGER = 2**53 - 1
+
+
+def _check_portable(value: object, doc_id: object) -> None:
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_portable(item, doc_id)
+    elif isinstance(value, list):
+        for item in value:
+            _check_portable(item, doc_id)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > SAFE_INTEGER:
+        raise ValueError(f"document {doc_id!r} holds an integer a CouchDB server would round")
+
+
 def sign_doc(signer: str, key: Ed25519PrivateKey, doc: dict) -> dict:
     """A copy of ``doc`` signed by ``signer`` (any earlier signature replaced)."""
     body = {k: v for k, v in doc.items() if k != SIG}
+    _check_portable(body, doc.get("_id"))
     return {**body, SIG: {"by": signer, "ed25519": b64e(key.sign(_message(signer, body)))}}
 
 

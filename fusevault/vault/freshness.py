@@ -4,11 +4,11 @@ A signature says who made a grant, not that it is still in force: the
 server, or anyone who writes the vault folder, can keep a Share its owner
 signed and put it back after ``unshare`` (or a Group from before ``group
 member remove``), and it still verifies.  So every Share and Group carries,
-signed with it, ``made_at_ns``: the time of its signing, and always above
+signed with it, ``made_at_us``: the time of its signing, and always above
 the value of the body it replaces (``stamp``, called by ``Trust.sign``).
 
 Each device remembers, per user and per grant document id, the newest
-``made_at_ns`` it has seen and whether the document was deleted since.  A
+``made_at_us`` it has seen and whether the document was deleted since.  A
 body older than the newest seen, or no newer than a deleted one, is a
 replay: refused (an alarm, in the log and in ``fusevault status``) and
 never sealed to.  A new signing (sharing again after an unshare) is newer
@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FIELD = "made_at_ns"
+# Microseconds: a CouchDB server is JavaScript, whose numbers hold integers
+# exactly only below 2**53 (nanoseconds since 1970 are above: a replicated
+# signature would no longer hold).
+FIELD = "made_at_us"
 KINDS = ("Share", "Group")
 FORMAT = 1
 NONE = -1  # seen only without the field
@@ -59,25 +62,25 @@ def made_at(doc: dict) -> int | None:
 
 
 def stamp(fresh: Freshness | None, doc: dict) -> dict:
-    """``doc`` (a Share or Group about to be signed) with a ``made_at_ns``
+    """``doc`` (a Share or Group about to be signed) with a ``made_at_us``
     above the one it replaces and any this device has seen of it."""
     if doc.get("type") not in KINDS:
         return doc
     floor = max(made_at(doc) or NONE, fresh.newest(str(doc.get("_id"))) if fresh else NONE)
-    doc = {**doc, FIELD: max(time.time_ns(), floor + 1)}
+    doc = {**doc, FIELD: max(time.time_ns() // 1000, floor + 1)}
     if fresh is not None:
         fresh.saw(doc)
     return doc
 
 
 class Freshness:
-    """This device's newest ``made_at_ns`` per grant document id, and deletions."""
+    """This device's newest ``made_at_us`` per grant document id, and deletions."""
 
     def __init__(self, key: MasterKey, path: Path, alarms: Alarms) -> None:
         self.key = key
         self.path = path
         self.alarms = alarms
-        # id -> (kind, newest made_at_ns seen (NONE: only unstamped), deleted since)
+        # id -> (kind, newest made_at_us seen (NONE: only unstamped), deleted since)
         self.seen: dict[str, tuple[str, int, bool]] = {}
         self._dirty = False
         self._lock = threading.Lock()
