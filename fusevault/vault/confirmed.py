@@ -31,7 +31,6 @@ without the user's key can make one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -45,6 +44,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import signer_of, verify_doc
 from fusevault.errors import Forged, InvalidInput, VaultError
 from fusevault.vault.alarms import Alarms, for_user
+from fusevault.vault.atomic import atomic_write
 from fusevault.vault.settings import FOLDERS, Settings, change
 
 GUARDED = (*FOLDERS, "delete_file_from_source")
@@ -120,22 +120,7 @@ def write(root: Path | str, key: MasterKey, settings: Settings) -> None:
     path, name = _file(root, key.user_id)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     sealed = key.seal_device(KIND, name, json.dumps(settings.as_dict(), sort_keys=True).encode())
-    temp = path.with_name(f".{name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(sealed)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, sealed)
 
 
 def _ttl(settings: Settings) -> float:

@@ -38,7 +38,6 @@ and pins the store lost are said (alarm) and kept.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -58,6 +57,7 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.alarms import Alarms, for_user
+from fusevault.vault.atomic import atomic_write
 from fusevault.vault.freshness import Freshness, stamp
 
 log = logging.getLogger(__name__)
@@ -185,22 +185,7 @@ class Trust:
             return
         path, name = found
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(self.key.seal_device(PINS, name, plain))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(path, self.key.seal_device(PINS, name, plain))
 
     def save(self) -> None:
         """Write the pins if new ones were made (call off the trio loop)."""
