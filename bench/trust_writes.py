@@ -36,7 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fvb", dir="/tmp"))
     os.environ.update({"FUSEVAULT_INSECURE_FAST_KDF": "1", "FUSEVAULT_RUNTIME_DIR": str(work / "run"),
-                       "FUSEVAULT_STATE_DIR": str(work / "state"), "FUSEVAULT_CONFIG_DIR": str(work / "config")})
+                       "FUSEVAULT_STATE_DIR": str(work / "state"),
+                       "FUSEVAULT_CONFIG_DIR": str(work / "config")})
     vault, mnt = work / "vault", work / "mnt"
     mnt.mkdir()
     run("init", str(vault), "--user", "alice")

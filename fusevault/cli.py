@@ -147,7 +147,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from fusevault.crypto import recovery
     from fusevault.store import open_store
     from fusevault.store.couch import strip_credentials
-    from fusevault.vault import layout, meta_files, users
+    from fusevault.vault.format import layout
+    from fusevault.vault.model import meta_files, users
 
     layout.check_new(args.vault)  # before asking for a passphrase twice
     if args.join:
@@ -188,7 +189,7 @@ def _join(args: argparse.Namespace) -> int:
     import trio
 
     from fusevault.sync.join import join
-    from fusevault.vault.peers import credentials_source
+    from fusevault.vault.model.peers import credentials_source
 
     if args.couchdb:
         raise InvalidInput("--join makes a replica with its own store: leave out --couchdb")
@@ -213,8 +214,8 @@ def _about(vault: Path, user: str | None) -> str:
 def cmd_mount(args: argparse.Namespace) -> int:
     from fusevault.fs import daemon
     from fusevault.fs.mount import check_mountpoint
-    from fusevault.vault.layout import check_writable, open_layout
-    from fusevault.vault.modes import check_private
+    from fusevault.vault.format.layout import check_writable, open_layout
+    from fusevault.vault.format.modes import check_private
 
     _mount_options(args)
     # The mount point is checked here, before a passphrase is asked, and
@@ -375,8 +376,8 @@ def _running(pid: int) -> bool:
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
-    from fusevault.vault import users
-    from fusevault.vault.opening import open_vault
+    from fusevault.vault.model import users
+    from fusevault.vault.services.opening import open_vault
 
     _, store = open_vault(args.vault)  # before asking for anything
     try:
@@ -406,7 +407,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from fusevault.vault import info
+    from fusevault.vault.services import info
 
     facts = info.gather(args.vault)
     if args.json:

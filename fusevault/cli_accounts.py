@@ -3,7 +3,7 @@
 Whoever may write the vault directory administers its users and groups, as
 root administers /etc/passwd; what each user can read is still decided by
 their own keys.  A group's documents are signed by the group's owner (a
-membership counts only then, vault/grants.py), so making a group and
+membership counts only then, vault/model/grants.py), so making a group and
 changing its members asks for the owner's passphrase; removing a user or a
 group only removes, and needs no key.  Every command here first makes the seed 003 meta.inf files
 agree with the documents (``meta_files.reconcile``).
@@ -23,11 +23,11 @@ from pathlib import Path
 from fusevault import passphrase
 from fusevault.errors import InvalidInput
 from fusevault.store import Store, tombstone
-from fusevault.vault import groups, meta_files, shapes, sharing, users
-from fusevault.vault.freshness import Freshness
-from fusevault.vault.layout import Layout
-from fusevault.vault.opening import hold, open_vault
-from fusevault.vault.trust import Trust, doc_fingerprint, self_signed
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import groups, meta_files, shapes, sharing, users
+from fusevault.vault.model.freshness import Freshness
+from fusevault.vault.model.trust import Trust, doc_fingerprint, self_signed
+from fusevault.vault.services.opening import hold, open_vault
 
 Command = Callable[..., argparse.ArgumentParser]
 VAULT_ENV = "FUSEVAULT_VAULT"
@@ -177,7 +177,7 @@ def _unlock(args: argparse.Namespace, store: Store, user: dict, layout: Layout |
     if key.identity is None:
         raise InvalidInput(f"{user['username']} has no key pairs yet: they are made at their next mount")
     trust = Trust(store, key, root=args.vault)
-    if layout is not None:  # the grants it signs are remembered on this device (vault/freshness.py)
+    if layout is not None:  # the grants it signs are remembered on this device (vault/model/freshness.py)
         trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)
     return trust
 

@@ -1,4 +1,4 @@
-"""``fusevault check VAULT [--repair]``: the CLI side of vault/check.py (fsck)."""
+"""``fusevault check VAULT [--repair]``: the CLI side of vault/services/check.py (fsck)."""
 
 from __future__ import annotations
 
@@ -41,12 +41,12 @@ def _size(n: float) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     import trio
 
-    from fusevault.vault.layout import open_layout
-    from fusevault.vault.opening import hold, unlock_vault
+    from fusevault.vault.format.layout import open_layout
+    from fusevault.vault.services.opening import hold, unlock_vault
 
     layout = open_layout(args.vault)  # a missing vault is said before a passphrase is asked
     # What loading and reading refuse is in the report, by path: not said twice on stderr.
-    for name in ("fusevault.alarms", "fusevault.vault.content"):
+    for name in ("fusevault.alarms", "fusevault.vault.files.content"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         lock = hold(layout)
@@ -85,7 +85,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 async def _run(unlocked, repair: bool, bar: bool):
     import trio
 
-    from fusevault.vault import check
+    from fusevault.vault.services import check
 
     checker = check.Checker(unlocked.layout, unlocked.store, unlocked.key)
     broken = await trio.to_thread.run_sync(checker.read_nodes)
@@ -126,7 +126,7 @@ def _steps(steps: list, bar: bool) -> None:
 
 
 def _text(report, answer: dict) -> None:
-    from fusevault.vault.check import describe
+    from fusevault.vault.services.check import describe
 
     for state in report.damaged:
         print("\n".join(describe(state)))

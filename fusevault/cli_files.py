@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fusevault.errors import InvalidInput
 from fusevault.target import ask
-from fusevault.vault.settings import FOLDERS, KEYS
+from fusevault.vault.model.settings import FOLDERS, KEYS
 
 Command = Callable[..., argparse.ArgumentParser]
 log = logging.getLogger("fusevault")
@@ -165,8 +165,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from fusevault import passphrase
     from fusevault.imports.watcher import ImportService
     from fusevault.tasks import TaskState
-    from fusevault.vault.opening import hold, unlock_vault
-    from fusevault.vault.placing import NoKernel
+    from fusevault.vault.services.opening import hold, unlock_vault
+    from fusevault.vault.services.placing import NoKernel
     from fusevault.vault.volume import Volume
 
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fusevault.target import ask
-from fusevault.vault.history import iso_time
+from fusevault.vault.model.history import iso_time
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -172,8 +172,8 @@ def _default_policy(vault: Path | None, changes: dict) -> dict:
     """The vault's default policy, shown or set on the vault directory itself
     (as `user add` is): whoever may write it administers the vault."""
     from fusevault.errors import InvalidInput, PermissionDenied, VaultNotFound
-    from fusevault.vault import retention
-    from fusevault.vault.opening import open_vault
+    from fusevault.vault.model import retention
+    from fusevault.vault.services.opening import open_vault
 
     if vault is None:
         raise InvalidInput("the vault's default is set on the vault itself: add --vault VAULT "

@@ -158,8 +158,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser],
 
 def cmd_recovery_key(args: argparse.Namespace) -> int:
     from fusevault.cli import _about
-    from fusevault.vault import users
-    from fusevault.vault.opening import open_vault
+    from fusevault.vault.model import users
+    from fusevault.vault.services.opening import open_vault
 
     _, store = open_vault(args.vault)
     try:

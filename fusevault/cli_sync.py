@@ -22,8 +22,8 @@ from fusevault.cli_accounts import VAULT_ENV, _vault_option
 from fusevault.cli_status import _span, answers
 from fusevault.errors import AlreadyExists, InvalidInput
 from fusevault.sync.probe import check_peer
-from fusevault.vault import peers as peer_docs
-from fusevault.vault.opening import open_vault
+from fusevault.vault.model import peers as peer_docs
+from fusevault.vault.services.opening import open_vault
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -134,11 +134,11 @@ def _confirm(layout, store, args: argparse.Namespace) -> None:
 
 
 def _storage_dir(store, args: argparse.Namespace) -> str:
-    from fusevault.vault.trust import self_signed
-    from fusevault.vault.users import find_user
+    from fusevault.vault.model.trust import self_signed
+    from fusevault.vault.model.users import find_user
 
     user = find_user(store, args.user)
-    # No key here (the mount's settings are authenticated: vault/confirmed.py); at least the
+    # No key here (the mount's settings are authenticated: vault/model/confirmed.py); at least the
     # document must be signed, and the folder is shown in the answer and bound to the peer.
     if not self_signed(user):
         raise InvalidInput(f"the settings of {user['username']} are not signed: set peer_dir_for_storage "

@@ -168,9 +168,9 @@ def _dump_dir(args: argparse.Namespace) -> Path | None:
         except VaultError:
             return None
         return Path(target) if target else None
-    from fusevault.vault import users
-    from fusevault.vault.opening import open_vault
-    from fusevault.vault.trust import self_signed
+    from fusevault.vault.model import users
+    from fusevault.vault.model.trust import self_signed
+    from fusevault.vault.services.opening import open_vault
 
     _, store = open_vault(args.vault)
     try:

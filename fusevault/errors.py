@@ -33,7 +33,7 @@ class Forged(CorruptData):
 
     A kind of CorruptData, so a forged node is EIO at the mount exactly like
     a damaged one; callers that load many documents refuse the one, warn
-    (vault/alarms.py) and go on with the others."""
+    (vault/model/alarms.py) and go on with the others."""
 
 
 class MountPointError(VaultError):

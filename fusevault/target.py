@@ -103,8 +103,8 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
 
 
 def _offline(args, request: dict) -> dict:
-    from fusevault.vault.opening import hold, unlock_vault
-    from fusevault.vault.requests import Requests
+    from fusevault.vault.services.opening import hold, unlock_vault
+    from fusevault.vault.services.requests import Requests
     from fusevault.vault.volume import Volume
 
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file)

@@ -18,8 +18,8 @@ from fusevault.crypto import aead
 from fusevault.crypto.identity import Identity, open_file_key, open_identity, public_box, seal_file_key
 from fusevault.errors import CorruptData
 from fusevault.store.local import LocalStore
-from fusevault.vault import users
-from fusevault.vault.trust import self_signed
+from fusevault.vault.model import users
+from fusevault.vault.model.trust import self_signed
 
 
 def _meta(path: Path) -> dict:

@@ -29,12 +29,13 @@ from fusevault.errors import PermissionDenied
 from fusevault.imports.importer import Importer
 from fusevault.store.local import LocalStore
 from fusevault.store.watched import WatchedStore
-from fusevault.vault import gc, placing, recovery, retention, share_ops, users
-from fusevault.vault.absorbing import absorb
-from fusevault.vault.layout import open_layout
-from fusevault.vault.placing import NoKernel
-from fusevault.vault.requests import Requests
-from fusevault.vault.settings import Settings
+from fusevault.vault.format.layout import open_layout
+from fusevault.vault.model import retention, users
+from fusevault.vault.model.settings import Settings
+from fusevault.vault.services import gc, placing, recovery, share_ops
+from fusevault.vault.services.absorbing import absorb
+from fusevault.vault.services.placing import NoKernel
+from fusevault.vault.services.requests import Requests
 from fusevault.vault.volume import Caller, Volume
 
 BOB = "bob's own passphrase"

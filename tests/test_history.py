@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import fusevault, mounted
 
-from fusevault.vault.history import iso_name
+from fusevault.vault.model.history import iso_name
 
 
 def run_json(*args) -> dict:

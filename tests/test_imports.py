@@ -20,9 +20,9 @@ from conftest import PASSPHRASE, force_unmount, fusevault, mounted, server_pids
 from fusevault.imports.importer import CHANGING, UNCHANGED, VERSION, Importer
 from fusevault.imports.records import Stamp
 from fusevault.imports.watcher import Pending
-from fusevault.vault.opening import unlock_vault
-from fusevault.vault.placing import NoKernel, file_digest
-from fusevault.vault.settings import Settings, parse_ttl
+from fusevault.vault.model.settings import Settings, parse_ttl
+from fusevault.vault.services.opening import unlock_vault
+from fusevault.vault.services.placing import NoKernel, file_digest
 from fusevault.vault.volume import Volume
 
 

@@ -14,8 +14,8 @@ from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.sync.key_mirror import KeyMirror, place
-from fusevault.vault import layout as layouts
-from fusevault.vault import sharing
+from fusevault.vault.format import layout as layouts
+from fusevault.vault.model import sharing
 
 
 class Replica:

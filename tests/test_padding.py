@@ -18,12 +18,12 @@ from conftest import PASSPHRASE, fusevault, mounted
 from fusevault.crypto import aead
 from fusevault.encoding import b64d
 from fusevault.sync.records_wire import read_records
-from fusevault.vault.content import Content
-from fusevault.vault.layout import open_layout
-from fusevault.vault.opening import unlock_vault
-from fusevault.vault.padding import padme
+from fusevault.vault.files.content import Content
+from fusevault.vault.format.layout import open_layout
+from fusevault.vault.format.padding import padme
+from fusevault.vault.services.opening import unlock_vault
 
-BLOCK = 16384  # of a file begun since vault format 4 (vault/manifest.py NEW_BLOCK_SIZE)
+BLOCK = 16384  # of a file begun since vault format 4 (vault/format/manifest.py NEW_BLOCK_SIZE)
 SIZES = [0, 1, 1000, 65535, 65536, 65537, (1 << 20) + 7, 5 * (1 << 20) + 12345]
 
 

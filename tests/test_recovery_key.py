@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import PASSPHRASE, docs_of, fusevault, mounted, server_pids
 
-from fusevault.vault.trust import self_signed
+from fusevault.vault.model.trust import self_signed
 
 WORD = re.compile(r"^[a-z]+$")
 

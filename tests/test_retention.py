@@ -9,9 +9,9 @@ import trio
 import trio.testing
 
 from fusevault.errors import InvalidInput
-from fusevault.vault.history import NS, Version, parse_when, pick, version_names
-from fusevault.vault.requests import collect_periodically
-from fusevault.vault.retention import Policy, to_drop
+from fusevault.vault.model.history import NS, Version, parse_when, pick, version_names
+from fusevault.vault.model.retention import Policy, to_drop
+from fusevault.vault.services.requests import collect_periodically
 
 
 def at(text: str) -> int:

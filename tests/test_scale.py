@@ -188,7 +188,7 @@ def test_a_tampered_manifest_root_gives_eio(vault: Path, tmp_path: Path, part: s
             f.seek(1 << 30)
             f.write(b"b")
     (vid, kind), = _manifest_kinds(vault).items()
-    assert kind == 4  # a tree's root (vault/tree.py; its nodes: tests/test_tree_manifest.py)
+    assert kind == 4  # a tree's root (vault/format/manifest_tree.py; its nodes: tests/test_tree_manifest.py)
     db = sqlite3.connect(vault / "store.sqlite")
     owner, fid, offset, length = db.execute(
         "SELECT owner, fid, offset, length FROM places WHERE idx = -1").fetchone()
@@ -234,7 +234,7 @@ def test_a_sparse_tebibyte_file_syncs_byte_exact_and_an_edit_sends_a_block(
             wait_for(lambda: settled(a), "the laptop to send the edit")
             new = set(record_ids(couchdb_url)) - sent
             # One block, the manifest's root and the tree nodes on the path
-            # to its leaf (vault/tree.py), nothing per hole nor per other node.
+            # to its leaf (vault/format/manifest_tree.py), nothing per hole nor per other node.
             blocks = [n for n in new if n.rsplit("-", 1)[1].isdigit()]
             nodes = [n for n in new if n.rsplit("-", 1)[1].startswith("n")]
             assert len(blocks) == 1 and len(new) == 2 + len(nodes) and len(nodes) <= 7, new
@@ -249,8 +249,8 @@ def test_a_sparse_tebibyte_file_syncs_byte_exact_and_an_edit_sends_a_block(
 def test_versions_older_than_the_window_are_thinned_to_one_per_minute() -> None:
     from datetime import UTC, datetime
 
-    from fusevault.vault.history import NS, Version
-    from fusevault.vault.retention import MINUTE, Policy, to_drop
+    from fusevault.vault.model.history import NS, Version
+    from fusevault.vault.model.retention import MINUTE, Policy, to_drop
 
     start = int(datetime(2026, 11, 21, 12, 0, tzinfo=UTC).timestamp()) * NS
     # a thousand saves in one minute, then three a minute later

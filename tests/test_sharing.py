@@ -16,9 +16,9 @@ from conftest import PASSPHRASE, docs_of, fusevault, mounted
 from fusevault.crypto.identity import open_file_key
 from fusevault.errors import CorruptData, NotFound
 from fusevault.store.local import LocalStore
-from fusevault.vault import users
-from fusevault.vault.layout import open_layout
-from fusevault.vault.nodes import open_node_attrs
+from fusevault.vault.format.layout import open_layout
+from fusevault.vault.model import users
+from fusevault.vault.model.nodes import open_node_attrs
 from fusevault.vault.volume import Volume
 
 BOB = "bob's own passphrase"
@@ -236,12 +236,12 @@ def test_a_write_member_copies_into_the_share_with_modes_kept(vault: Path, tmp_p
 
 
 def test_a_users_tree_takes_in_what_another_user_commits(vault: Path, tmp_path: Path, people: dict) -> None:
-    """vault/absorbing.py on two Volumes over one store (a shared mount's
+    """vault/services/absorbing.py on two Volumes over one store (a shared mount's
     seats, without FUSE): creates, writes, renames, deletes and a revoke."""
     import trio
 
     from fusevault.store.watched import WatchedStore
-    from fusevault.vault.absorbing import absorb
+    from fusevault.vault.services.absorbing import absorb
     from fusevault.vault.volume import Caller
 
     with mounted(vault, tmp_path / "mnt", "--user", "alice") as mnt:
@@ -303,7 +303,7 @@ def test_a_users_tree_takes_in_what_another_user_commits(vault: Path, tmp_path: 
         await alice.unlink(proj.ino, b"renamed.txt")
         assert bob_sees("proj/renamed.txt") is None
         # A revoke: bob's tree loses the folder and its keys at once.
-        from fusevault.vault import share_ops
+        from fusevault.vault.services import share_ops
 
         await share_ops.unshare(alice, b"proj", "bob")
         assert bob_sees("proj") is None and b"shared" not in bob.nodes[1].children

@@ -81,7 +81,7 @@ def test_couchdb_urls_and_a_server_that_is_down() -> None:
 
 
 def test_peers_documents_have_the_seed_fields(store) -> None:
-    from fusevault.vault.peers import PEER, peer_doc
+    from fusevault.vault.model.peers import PEER, peer_doc
 
     store.put_many([peer_doc("laptop", "192.0.2.10", 5984, "/srv/chunks")])
     (peer,) = store.iter_type(PEER)

@@ -151,7 +151,7 @@ def test_two_devices_exchange_creates_edits_renames_deletes_and_a_large_file(
             wait_for(lambda: settled(a) and sync_status(a)["records_up"] > before["records_up"],
                      "the edit to be sent")
             after = sync_status(a)
-            # One block, its leaf of the manifest tree and the root (vault/tree.py).
+            # One block, its leaf of the manifest tree and the root (vault/format/manifest_tree.py).
             assert after["records_up"] - before["records_up"] == 3
             assert len(set(record_ids(couchdb_url)) - ids_before) == 3
             assert after["bytes_up"] - before["bytes_up"] < 300_000
@@ -203,7 +203,7 @@ def test_the_server_killed_mid_transfer_resumes_without_loss_or_duplicates(tmp_p
 
 def _laptop_records(vault: Path) -> set[str]:
     from fusevault.store.local import LocalStore
-    from fusevault.vault.records import record_id
+    from fusevault.vault.files.records import record_id
 
     store = LocalStore(vault / "store.sqlite")
     try:

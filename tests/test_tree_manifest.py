@@ -1,4 +1,4 @@
-"""Manifests as trees (issue 26, vault/tree.py) through real mounts: any
+"""Manifests as trees (issue 26, vault/format/manifest_tree.py) through real mounts: any
 tampering with a node is EIO; a commit writes the changed path only and
 shares the rest, which gc keeps; a small edit of a big file stays small."""
 
@@ -158,7 +158,7 @@ def test_a_4k_rewrite_of_a_big_sparse_file_adds_less_than_64k(vault: Path, tmp_p
             os.fsync(fd)
         os.close(fd)
     grown = (disk_bytes(vault) - before) / count
-    # A 16 KiB block (vault/manifest.py NEW_BLOCK_SIZE), the tree nodes on
+    # A 16 KiB block (vault/format/manifest.py NEW_BLOCK_SIZE), the tree nodes on
     # its path, the version's documents: about 20 KiB.  With 64 KiB blocks
     # and a manifest of every run (format 3): about 98 KiB.
     print(f"vault growth per 4 KiB rewrite: {grown / KIB:.1f} KiB")

@@ -1,12 +1,12 @@
 """What a writer of the vault folder cannot take away: the anchors of trust (issue 22, attacker review).
 
 - "this user signs" is sealed with their private keys (crypto/identity.py), so stripping the signature of
-  their user document does not make a new device sign what the attacker planted (vault/migrate.py);
-- pins are kept on the device too (vault/trust.py): deleting the Pins document does not re-pin a
+  their user document does not make a new device sign what the attacker planted (vault/model/migrate.py);
+- pins are kept on the device too (vault/model/trust.py): deleting the Pins document does not re-pin a
   replaced key;
 - a user first met unsigned after signatures came is not "from before signatures", and one bad version
-  does not break a file's history (vault/history.py);
-- malformed Share, Group and UserDetails documents are refused, not crashed on (vault/shapes.py).
+  does not break a file's history (vault/model/history.py);
+- malformed Share, Group and UserDetails documents are refused, not crashed on (vault/model/shapes.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from test_trust_writes import BOB, _admin, _node_fid, _user
 from fusevault.crypto.identity import open_file_key
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
-from fusevault.vault import sharing
+from fusevault.vault.model import sharing
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc, verify_doc
 from fusevault.errors import Forged
 from fusevault.store.local import LocalStore
-from fusevault.vault import layout as layouts
-from fusevault.vault import users
-from fusevault.vault.alarms import Alarms
-from fusevault.vault.layout import Layout
-from fusevault.vault.migrate import sign_own
-from fusevault.vault.trust import Trust, doc_fingerprint, self_signed
+from fusevault.vault.format import layout as layouts
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import users
+from fusevault.vault.model.alarms import Alarms
+from fusevault.vault.model.migrate import sign_own
+from fusevault.vault.model.trust import Trust, doc_fingerprint, self_signed
 
 
 @pytest.fixture(autouse=True)

@@ -24,8 +24,8 @@ from fusevault.crypto.identity import Identity, open_file_key
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
-from fusevault.vault import sharing
-from fusevault.vault.trust import doc_fingerprint
+from fusevault.vault.model import sharing
+from fusevault.vault.model.trust import doc_fingerprint
 
 BOB = "bob's own passphrase"
 LONG = 60
@@ -95,8 +95,8 @@ def _forged_shares(alice: dict, mal: Identity, fids: list[str]) -> list[dict]:
 def _fid(vault: Path, path: str) -> str:
     """The file id of alice's file at ``path``."""
     from fusevault.store.local import LocalStore
-    from fusevault.vault import users
-    from fusevault.vault.layout import open_layout
+    from fusevault.vault.format.layout import open_layout
+    from fusevault.vault.model import users
     from fusevault.vault.volume import Volume
 
     store = LocalStore(vault / "store.sqlite")
@@ -263,12 +263,12 @@ def test_a_forged_key_with_a_higher_epoch_does_not_replace_the_genuine_one(couch
     assert sharing.read_key(path).epoch == key_doc["epoch"]
 
 
-# --- replayed grants (vault/freshness.py): a genuinely signed body put back after it was revoked
+# --- replayed grants (vault/model/freshness.py): a genuinely signed body put back after it was revoked
 
 
 def _bob_opens(vault: Path, path: Path, owner: str, fid: str) -> bool:
     """Whether the key at ``path`` is of the file's current epoch and opens for bob."""
-    from fusevault.vault import users
+    from fusevault.vault.model import users
 
     bob = users.unlock(_user(vault, "bob"), BOB.encode())
     try:

@@ -23,9 +23,9 @@ from test_sync import settled, wait_for
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
-from fusevault.vault.content import check_vfmeta, vfmeta_bytes
-from fusevault.vault.nodes import NODE, open_node_doc
-from fusevault.vault.opening import unlock_vault
+from fusevault.vault.files.content import check_vfmeta, vfmeta_bytes
+from fusevault.vault.model.nodes import NODE, open_node_doc
+from fusevault.vault.services.opening import unlock_vault
 
 BAD_NAMES = ["../../../escaped.txt", "a/b", "nul\x00x", ".", "..", "", "x" * 256]
 

@@ -22,10 +22,10 @@ from test_sync import first_device, new_device, settled, wait_for
 from fusevault import paths
 from fusevault.crypto import aead
 from fusevault.encoding import b64d
-from fusevault.vault.content import KIND_BLOCK, RECORD_HEAD, block_ad
-from fusevault.vault.history import version_plain
-from fusevault.vault.manifest import KIND_TREE, NEW_BLOCK_SIZE, manifest_label
-from fusevault.vault.opening import unlock_vault
+from fusevault.vault.files.content import KIND_BLOCK, RECORD_HEAD, block_ad
+from fusevault.vault.format.manifest import KIND_TREE, NEW_BLOCK_SIZE, manifest_label
+from fusevault.vault.model.history import version_plain
+from fusevault.vault.services.opening import unlock_vault
 
 GENUINE = b"".join(bytes([65 + i]) * NEW_BLOCK_SIZE for i in range(3)) + b"the end"
 DRAFT = b"the first draft, long superseded"

@@ -1,4 +1,4 @@
-"""Rollback detection (vault/ledger.py): older states and vanished rows are
+"""Rollback detection (vault/model/ledger.py): older states and vanished rows are
 reported, in ``fusevault status`` and the mount's log, and an older state
 offered while mounted is not taken in; concurrent edits on two devices never
 raise an alarm.

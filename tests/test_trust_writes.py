@@ -24,7 +24,7 @@ from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64d, b64e
-from fusevault.vault import sharing, users
+from fusevault.vault.model import sharing, users
 
 BOB = "bob's own passphrase"
 CAROL = "carol's own passphrase"
@@ -55,7 +55,7 @@ def _node_fid(vault: Path, owner: str, name: str) -> str:
     for doc in docs_of(vault, "node"):
         if doc.get("owner") != key.user_id or doc.get("delete"):
             continue
-        from fusevault.vault.nodes import open_node_doc
+        from fusevault.vault.model.nodes import open_node_doc
         _, attrs = open_node_doc(doc, key)
         if any(n == name for _, n in attrs["links"]):
             return doc["_id"]
@@ -338,7 +338,7 @@ def test_a_block_resealed_in_place_by_a_key_holder_is_found_by_check(vault: Path
     newest version under the file's key.  The mount cannot tell (docs/SECURITY.md, "The records a
     version names"); ``fusevault check`` compares every version's records with the digest its signed
     document holds, and reports it."""
-    from fusevault.vault.content import KIND_BLOCK, RECORD_HEAD, block_ad
+    from fusevault.vault.files.content import KIND_BLOCK, RECORD_HEAD, block_ad
 
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     with mounted(vault, tmp_path / "mnt") as mnt:

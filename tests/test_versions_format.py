@@ -11,8 +11,8 @@ from conftest import PASSPHRASE, mounted
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d
-from fusevault.vault.content import Content
-from fusevault.vault.opening import unlock_vault
+from fusevault.vault.files.content import Content
+from fusevault.vault.services.opening import unlock_vault
 
 
 def vault_bytes(vault: Path) -> int:

@@ -30,12 +30,13 @@ from fusevault.imports.watcher import ImportService
 from fusevault.links.owner import collect_periodically as collect_drops
 from fusevault.store import Store
 from fusevault.tasks import Tasks
-from fusevault.vault import confirmed, share_ops, users
-from fusevault.vault.absorbing import absorb
-from fusevault.vault.layout import Layout
-from fusevault.vault.placing import KernelCache
-from fusevault.vault.requests import Requests, collect_periodically
-from fusevault.vault.versions_view import VersionsView
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import confirmed, users
+from fusevault.vault.services import share_ops
+from fusevault.vault.services.absorbing import absorb
+from fusevault.vault.services.placing import KernelCache
+from fusevault.vault.services.requests import Requests, collect_periodically
+from fusevault.vault.services.versions_view import VersionsView
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class Agent:
             return self.expiry.unlocked[self.user_id]
 
     async def _ttl(self, key) -> float:
-        """The authenticated TTL (vault/confirmed.py), read after the unlock that signs the
+        """The authenticated TTL (vault/model/confirmed.py), read after the unlock that signs the
         documents of a vault from before signatures."""
         doc = await trio.to_thread.run_sync(self._store.get, self.user_id)
         return await trio.to_thread.run_sync(confirmed.ttl_seconds, doc, key, self._layout.root)

@@ -44,7 +44,7 @@ class Identity:
     # Sealed with the private keys, so only the master key makes it: this user
     # signs their documents (vault format 3).  An unsigned user document whose
     # sealed keys say so is a stripped forgery, never one from before signatures
-    # to sign (vault/migrate.py).
+    # to sign (vault/model/migrate.py).
     signs: bool = False
 
     @classmethod

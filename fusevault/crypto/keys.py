@@ -41,7 +41,7 @@ class MasterKey:
         self._private = subkey(master, "fusevault private-doc v1")
         self._names = subkey(master, "fusevault doc-name v1")
         # What one device keeps for itself, outside the vault: confirmed settings
-        # (vault/confirmed.py) and the rollback ledger (vault/ledger.py).
+        # (vault/model/confirmed.py) and the rollback ledger (vault/model/ledger.py).
         self._device = subkey(master, "fusevault device-state v1")
 
     def wrap_dek(self, fid: str, dek: bytes) -> bytes:

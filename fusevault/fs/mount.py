@@ -25,9 +25,9 @@ from fusevault.paths import control_socket
 from fusevault.store import Store
 from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
-from fusevault.vault import alarms
-from fusevault.vault.absorbing import absorb_arrivals
-from fusevault.vault.conflicts import settle
+from fusevault.vault.model import alarms
+from fusevault.vault.services.absorbing import absorb_arrivals
+from fusevault.vault.services.conflicts import settle
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ def _report_failed_save(outcome: Path, failures: int) -> None:
 
 async def settle_conflicts(volume: Volume, store: Store, ids: list[str], kernel: Kernel,
                            lock: trio.Lock) -> None:
-    """Settle edits made on two devices while apart (vault/conflicts.py), one batch at a time."""
+    """Settle edits made on two devices while apart (vault/services/conflicts.py), one batch at a time."""
     async with lock:
         if volume.key is None:  # locked meanwhile: settled after a later arrival
             return

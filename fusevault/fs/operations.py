@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pyfuse3
 
 from fusevault import errors
-from fusevault.vault.content import BLOCK_SIZE
-from fusevault.vault.nodes import Node
-from fusevault.vault.versions_view import NAME as VERSIONS
-from fusevault.vault.versions_view import VersionsView
+from fusevault.vault.files.content import BLOCK_SIZE
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.services.versions_view import NAME as VERSIONS
+from fusevault.vault.services.versions_view import VersionsView
 from fusevault.vault.volume import ROOT_INODE, Caller, Volume
 
 if TYPE_CHECKING:

@@ -57,10 +57,10 @@ def _log_to_stderr(verbose: bool) -> None:
 
 def serve_mount(args: argparse.Namespace, secret: bytes | None, on_ready: Callable[[], None] | None) -> int:
     from fusevault.fs.mount import check_mountpoint
-    from fusevault.vault import users
-    from fusevault.vault.layout import check_writable, open_layout
-    from fusevault.vault.modes import check_private
-    from fusevault.vault.opening import unlock_vault
+    from fusevault.vault.format.layout import check_writable, open_layout
+    from fusevault.vault.format.modes import check_private
+    from fusevault.vault.model import users
+    from fusevault.vault.services.opening import unlock_vault
 
     mountpoint = check_mountpoint(args.mountpoint)
     layout = open_layout(args.vault)
@@ -83,9 +83,9 @@ def _serve(args: argparse.Namespace, unlocked, mountpoint: Path, on_ready) -> in
 
     from fusevault.fs.mount import serve
     from fusevault.store import open_store
-    from fusevault.vault.confirmed import ttl_seconds
-    from fusevault.vault.meta_files import reconcile
-    from fusevault.vault.opening import hold
+    from fusevault.vault.model.confirmed import ttl_seconds
+    from fusevault.vault.model.meta_files import reconcile
+    from fusevault.vault.services.opening import hold
     from fusevault.vault.volume import Volume
 
     hold(unlocked.layout)
@@ -109,8 +109,8 @@ def _serve_shared(args: argparse.Namespace, layout, mountpoint: Path, on_ready) 
 
         from fusevault.fs.shared import SharedMount
         from fusevault.store import open_store
-        from fusevault.vault.meta_files import reconcile
-        from fusevault.vault.opening import hold
+        from fusevault.vault.model.meta_files import reconcile
+        from fusevault.vault.services.opening import hold
 
         hold(layout)
         store = open_store(layout.root, layout.store)

@@ -9,7 +9,7 @@ user gets a seat (fs/drive.py) with an ``Agent`` of its own: their own
 passphrase TTL, ``lock`` and services, exactly as in a personal mount.
 
 Every seat's Volume writes through a ``WatchedStore`` naming the seat; each
-commit is taken in at once by the other unlocked seats (vault/absorbing.py),
+commit is taken in at once by the other unlocked seats (vault/services/absorbing.py),
 whose kernel caches are then dropped, so each user sees the others' changes
 to the files they share.
 """
@@ -36,8 +36,12 @@ from fusevault.store import Store
 from fusevault.store.watched import WatchedStore
 from fusevault.sync.service import sync_service
 from fusevault.tasks import Tasks
-from fusevault.vault import alarms, share_ops
-from fusevault.vault.absorbing import (
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import alarms
+from fusevault.vault.model.groups import GROUP
+from fusevault.vault.model.users import USER
+from fusevault.vault.services import share_ops
+from fusevault.vault.services.absorbing import (
     Absorbed,
     absorb,
     absorb_arrivals,
@@ -46,10 +50,7 @@ from fusevault.vault.absorbing import (
     save_leaving,
     settle_busy,
 )
-from fusevault.vault.groups import GROUP
-from fusevault.vault.layout import Layout
-from fusevault.vault.share_ops import ROTATION
-from fusevault.vault.users import USER
+from fusevault.vault.services.share_ops import ROTATION
 
 log = logging.getLogger(__name__)
 WATCH_EVERY = 1.0  # seconds between looks at what other processes wrote

@@ -25,8 +25,15 @@ import trio
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.imports.records import Record, Stamp, load_records, record_doc, record_id
-from fusevault.vault.placing import KernelCache, file_digest, make_dirs, make_durable, split, write_file
-from fusevault.vault.settings import Settings
+from fusevault.vault.model.settings import Settings
+from fusevault.vault.services.placing import (
+    KernelCache,
+    file_digest,
+    make_dirs,
+    make_durable,
+    split,
+    write_file,
+)
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.errors import CorruptData
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
-from fusevault.vault import names
+from fusevault.vault.model import names
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from fusevault.host_access import Direct, HostAccess
 from fusevault.imports.importer import GONE, Importer, ignored
 from fusevault.imports.records import Stamp
 from fusevault.tasks import TaskState
-from fusevault.vault import settings as user_settings
-from fusevault.vault.placing import KernelCache
-from fusevault.vault.settings import Settings
+from fusevault.vault.model import settings as user_settings
+from fusevault.vault.model.settings import Settings
+from fusevault.vault.services.placing import KernelCache
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)

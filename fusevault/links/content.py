@@ -25,7 +25,7 @@ from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
 from fusevault.transfer.receive import inside, safe_target
-from fusevault.vault.atomic import fsync_dir
+from fusevault.vault.format.atomic import fsync_dir
 
 BLOCK = 1024 * 1024  # plaintext bytes per block
 UPLOADERS = 4  # blocks sent at once

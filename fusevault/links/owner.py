@@ -32,9 +32,9 @@ from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.records import LinkRecord, load_records, record_doc
 from fusevault.tasks import TaskState
-from fusevault.vault.exporting import tree
-from fusevault.vault.nodes import Node
-from fusevault.vault.placing import KernelCache, make_dirs, make_durable, split, write_file
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.services.exporting import tree
+from fusevault.vault.services.placing import KernelCache, make_dirs, make_durable, split, write_file
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)

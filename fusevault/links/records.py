@@ -16,7 +16,7 @@ from fusevault.errors import CorruptData
 from fusevault.links.capability import OwnerKeys
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
-from fusevault.vault import names
+from fusevault.vault.model import names
 
 log = logging.getLogger(__name__)
 

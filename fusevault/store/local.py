@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS leaves (
     PRIMARY KEY (id, rev)
 );
 -- Where each content record of a version sits in this replica's .vf files
--- (vault/records.py); idx -1 is the manifest.  n orders them for peers.
+-- (vault/files/records.py); idx -1 is the manifest.  n orders them for peers.
 CREATE TABLE IF NOT EXISTS places (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     fid TEXT NOT NULL,
@@ -105,7 +105,7 @@ class LocalStore:
             if "revs" not in columns:  # a vault from before sync: history starts now
                 self._db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
             if "sha" not in {row[1] for row in self._db.execute("PRAGMA table_info(places)")}:
-                # SHA-256 of an arrived record as it came (vault/records.py); none before
+                # SHA-256 of an arrived record as it came (vault/files/records.py); none before
                 self._db.execute("ALTER TABLE places ADD COLUMN sha TEXT")
         except sqlite3.Error as err:
             raise _translate(err) from None

@@ -7,7 +7,7 @@ current revision with up to ``REVS_LIMIT`` ancestors, and revisions of other
 branches (two peers edited while apart) in ``leaves``.  Which branch is
 current follows CouchDB's own rule (live before deleted, then the longer
 history, then the greater revision id), so every replica and every CouchDB
-server picks the same one; vault/conflicts.py then keeps the losing edit.
+server picks the same one; vault/services/conflicts.py then keeps the losing edit.
 
 These functions are synchronous and quick; the sync service calls them on the
 trio thread, like the Volume's commits, so a commit and an arrival never race.

@@ -16,10 +16,10 @@ from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror
 from fusevault.sync.replicator import VAULT_DOC, PeerStatus, Replicator
 from fusevault.sync.service import device_of
-from fusevault.vault import layout as layouts
-from fusevault.vault import meta_files, users
-from fusevault.vault.padding import DEFAULT as padding_default
-from fusevault.vault.peers import add_peer, confirm_peer, parse_url, read_credentials, url_of
+from fusevault.vault.format import layout as layouts
+from fusevault.vault.format.padding import DEFAULT as padding_default
+from fusevault.vault.model import meta_files, users
+from fusevault.vault.model.peers import add_peer, confirm_peer, parse_url, read_credentials, url_of
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ replicas' revisions meet as branches, the later epoch also wins, whichever
 branch CouchDB's rule made current.  The key
 is sealed to its recipient: a peer learns only who shares with whom, by id.
 
-A key counts only if the file's owner signed it (``vault/grants.py``:
+A key counts only if the file's owner signed it (``vault/model/grants.py``:
 ``owner``, ``fid``, ``recipient`` and ``sig`` travel in the document): a
 forged document (a server's, any epoch) never replaces a genuine key file,
 and a genuine key file replaces a forged document.
@@ -38,11 +38,11 @@ from fusevault.encoding import b64e
 from fusevault.errors import Conflict, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
-from fusevault.vault import sharing
-from fusevault.vault.alarms import for_user
-from fusevault.vault.grants import genuine_in_store
-from fusevault.vault.layout import Layout
-from fusevault.vault.sharing import KeyRecord
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import sharing
+from fusevault.vault.model.alarms import for_user
+from fusevault.vault.model.grants import genuine_in_store
+from fusevault.vault.model.sharing import KeyRecord
 
 log = logging.getLogger(__name__)
 

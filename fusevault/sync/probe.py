@@ -14,7 +14,7 @@ import trio
 from fusevault.errors import ForeignVault, InvalidInput, PeerUnavailable
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.replicator import VAULT_DOC
-from fusevault.vault.peers import read_credentials
+from fusevault.vault.model.peers import read_credentials
 
 
 async def check_peer(url: str, credentials: dict | None, vault_id: str, *, store_only: bool = False) -> str:

@@ -18,11 +18,11 @@ from itertools import groupby
 
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import PeerUnavailable
-from fusevault.vault.content import KIND_BLOCK, RECORD_HEAD
-from fusevault.vault.layout import Layout
-from fusevault.vault.manifest import KIND_MANIFEST, KIND_NODE, KIND_RUNS, KIND_TREE
-from fusevault.vault.records import append_arrived, parse_record_id, record_id
-from fusevault.vault.tree import is_node_index
+from fusevault.vault.files.content import KIND_BLOCK, RECORD_HEAD
+from fusevault.vault.files.records import append_arrived, parse_record_id, record_id
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.format.manifest import KIND_MANIFEST, KIND_NODE, KIND_RUNS, KIND_TREE
+from fusevault.vault.format.manifest_tree import is_node_index
 
 RECORD = "Record"
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -65,7 +65,7 @@ def _whole(data: bytes, length: int) -> bool:
 def place_records(layout: Layout, docs: list[dict]) -> list[tuple]:
     """Append arrived records to their files here; their place rows, each with
     the SHA-256 of the record as it came (checked against the version that
-    names it before it is used: vault/records.py)."""
+    names it before it is used: vault/files/records.py)."""
     rows = []
     checked = [(_checked(doc), _data(doc)) for doc in docs]
     for (owner, fid), group in groupby(checked, key=lambda c: (c[0][3], c[0][0])):

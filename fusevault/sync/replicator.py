@@ -30,10 +30,10 @@ from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
 from fusevault.sync.records_wire import place_records, read_records, record_rev, record_sha
-from fusevault.vault.layout import Layout
-from fusevault.vault.nodes import NODE
-from fusevault.vault.peers import PEER
-from fusevault.vault.records import is_record, parse_record_id, record_id
+from fusevault.vault.files.records import is_record, parse_record_id, record_id
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model.nodes import NODE
+from fusevault.vault.model.peers import PEER
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror
 from fusevault.sync.replicator import BACKOFF_MAX, VAULT_DOC, Arrived, PeerStatus, Replicator
-from fusevault.vault.alarms import for_user
-from fusevault.vault.layout import Layout, open_layout
-from fusevault.vault.layout import create as create_layout
-from fusevault.vault.peers import digest, is_confirmed, peers, read_credentials, url_of
-from fusevault.vault.trust import USER
+from fusevault.vault.format.layout import Layout, open_layout
+from fusevault.vault.format.layout import create as create_layout
+from fusevault.vault.model.alarms import for_user
+from fusevault.vault.model.peers import digest, is_confirmed, peers, read_credentials, url_of
+from fusevault.vault.model.trust import USER
 
 log = logging.getLogger(__name__)
 

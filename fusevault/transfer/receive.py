@@ -45,7 +45,7 @@ from fusevault.transfer.client import RelayClient, SessionEnded
 from fusevault.transfer.progress import transfer_progress
 from fusevault.transfer.resume import ResumeState, partial_path
 from fusevault.transfer.send import link_stays_inside
-from fusevault.vault.atomic import fsync_dir
+from fusevault.vault.format.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -43,26 +43,14 @@ from fusevault.errors import (
     VaultError,
 )
 from fusevault.store import Store
-from fusevault.vault import names
-from fusevault.vault.absorbing import reload_contents
-from fusevault.vault.authorship import Authorship, Foreign, said_signer
-from fusevault.vault.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
-from fusevault.vault.freshness import Freshness
-from fusevault.vault.groups import can_write
-from fusevault.vault.guests import (
-    GROUPS_DIR,
-    LIST,
-    SHARED_DIR,
-    Sharing,
-    key_files,
-    open_guest,
-    phantom,
-    virtual_dir,
-)
-from fusevault.vault.layout import Layout, os_error
-from fusevault.vault.ledger import Ledger, at_load
-from fusevault.vault.migrate import sign_own
-from fusevault.vault.nodes import (
+from fusevault.vault.files.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
+from fusevault.vault.format.layout import Layout, os_error
+from fusevault.vault.model import names
+from fusevault.vault.model.freshness import Freshness
+from fusevault.vault.model.groups import can_write
+from fusevault.vault.model.ledger import Ledger, at_load
+from fusevault.vault.model.migrate import sign_own
+from fusevault.vault.model.nodes import (
     NODE,
     Node,
     detached_node,
@@ -73,9 +61,21 @@ from fusevault.vault.nodes import (
     open_node_doc,
     version_doc,
 )
-from fusevault.vault.sharing import acl_lines
-from fusevault.vault.trust import USER, Trust
-from fusevault.vault.tx import Tx
+from fusevault.vault.model.sharing import acl_lines
+from fusevault.vault.model.trust import USER, Trust
+from fusevault.vault.services.absorbing import reload_contents
+from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
+from fusevault.vault.tree.guests import (
+    GROUPS_DIR,
+    LIST,
+    SHARED_DIR,
+    Sharing,
+    key_files,
+    open_guest,
+    phantom,
+    virtual_dir,
+)
+from fusevault.vault.tree.tx import Tx
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Volume:
         # Versions the garbage collector is removing: they can no longer be opened.
         self.retiring: set[str] = set()
         # Nodes a peer sent that this user opens but whose folder has not
-        # arrived yet (vault/absorbing.py): placed when it comes.
+        # arrived yet (vault/services/absorbing.py): placed when it comes.
         self.unplaced: set[str] = set()
         # Shares with and by this user (None: opened without key pairs).
         self.sharing: Sharing | None = None
@@ -193,7 +193,7 @@ class Volume:
             trust.save()
         shares = Sharing.read(store, owner, trust) if key.identity is not None else None
         if trust is not None and trust.fresh is not None:
-            trust.fresh.save()  # the grants seen at this load (vault/freshness.py)
+            trust.fresh.save()  # the grants seen at this load (vault/model/freshness.py)
         givers = shares.givers() if shares else set()
         keys = key_files(layout, owner, shares.groups) if givers else {}
         # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
@@ -238,7 +238,7 @@ class Volume:
         volume.sharing = shares
         volume.trust = trust
         if trust is not None and layout.places is not None and trust.alarms not in layout.places.alarms:
-            layout.places.alarms.append(trust.alarms)  # records refused (vault/records.py) show in status
+            layout.places.alarms.append(trust.alarms)  # refused records (files/records.py) show in status
         volume.next_ino = max(inodes.values(), default=ROOT_INODE) + 1
         for node, _ in pending:
             if node.ino != ROOT_INODE:
@@ -484,7 +484,7 @@ class Volume:
             self.lazy.discard(node.ino)
             self.cut.discard(node.ino)
 
-    # --- changes another writer made (vault/absorbing.py)
+    # --- changes another writer made (vault/services/absorbing.py)
 
     def add_node(self, node: Node) -> Node:
         return self._add(node, {})
@@ -952,7 +952,7 @@ class Volume:
     # --- xattrs (user.* only; values are sealed with the node document)
 
     async def save_node(self, node: Node) -> None:
-        """Commit a node as it is in memory (a settled conflict: vault/conflicts.py)."""
+        """Commit a node as it is in memory (a settled conflict: vault/services/conflicts.py)."""
         self.check(node, write=True)
         async with self.meta_lock:
             tx = Tx()
@@ -1107,7 +1107,7 @@ class Volume:
         if node.owner != self.key.user_id:
             if not node.dek or not (self.writable(node) or (fh in self.writers and not node.links)):
                 # A share revoked (or made READ) while the file was open: refused
-                # now, rather than taken and never saved (vault/absorbing.py).
+                # now, rather than taken and never saved (vault/services/absorbing.py).
                 # Also once shared again, until the file has its key back.  A
                 # file this user opened to write and then unlinked stays theirs
                 # to write, as with open(2).

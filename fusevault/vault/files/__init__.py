@@ -1,0 +1,1 @@
+"""The contents of files: sealed blocks, manifests, where records sit."""

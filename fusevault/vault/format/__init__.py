@@ -1,0 +1,1 @@
+"""Bytes on disk: the vault directory, framing, manifests, padding, crash-safe writes."""

@@ -1,0 +1,187 @@
+"""The vault directory (seed 003's layout) and its format marker.
+
+    VAULT/vault.json                      format version, vault id, store config, size padding
+    VAULT/store.sqlite                    metadata documents (embedded store)
+    VAULT/users/<uid>/meta.inf            seed 003 user meta info
+    VAULT/users/<uid>/own/<fid>.vf        a file's sealed blocks and manifests
+    VAULT/users/<uid>/own/<fid>.vfmeta    the sidecar: FILE_ID, OWNER_ID, ACL
+    VAULT/users/<uid>/shared/             wrapped keys of files shared with uid
+    VAULT/groups/                         group directories
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fusevault.errors import (
+    AlreadyExists,
+    CorruptData,
+    InvalidInput,
+    NoSpace,
+    UnsupportedFormat,
+    VaultNotFound,
+    VaultReadOnly,
+)
+from fusevault.vault.format import padding as paddings
+from fusevault.vault.format.atomic import atomic_write
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from fusevault.vault.files.records import Placements
+
+# 2: manifests of runs (docs/FORMAT.md).  A vault of format 1 reads as it
+# is and becomes 2 when a writer takes it (``upgrade``), so an older
+# fusevault refuses it in one line rather than meet a manifest it cannot read.
+# 3: documents are signed (vault/model/trust.py, vault/model/migrate.py).
+# 4: manifests are trees that versions share (kinds 4 and 5, vault/format/manifest_tree.py);
+# older manifests read as before, a file's next version is written as a tree.
+FORMAT_VERSION = 4
+MARKER = "vault.json"
+
+
+@dataclass
+class Layout:
+    root: Path
+    vault_id: str
+    store: dict
+    # Size padding of what this replica writes (vault/format/padding.py); a vault
+    # from before padding has no field: "none".  A file already padded stays
+    # padded whatever this says (vault/files/content.py).
+    padding: str = paddings.NONE
+
+    @functools.cached_property
+    def places(self) -> Placements | None:
+        """Where records from peers sit (vault/files/records.py); None for a vault kept in CouchDB."""
+        if self.store.get("kind", "local") != "local":
+            return None
+        from fusevault.vault.files.records import Placements
+
+        return Placements(self.root / "store.sqlite")
+
+    def user_dir(self, user_id: str) -> Path:
+        return self.root / "users" / user_id
+
+    def own_dir(self, user_id: str) -> Path:
+        return self.user_dir(user_id) / "own"
+
+    def vf_path(self, owner: str, fid: str) -> Path:
+        return self.own_dir(owner) / f"{fid}.vf"
+
+    def vfmeta_path(self, owner: str, fid: str) -> Path:
+        return self.own_dir(owner) / f"{fid}.vfmeta"
+
+    def group_dir(self, group_id: str) -> Path:
+        return self.root / "groups" / group_id
+
+    def make_user_dirs(self, user_id: str) -> None:
+        for sub in ("own", "shared"):
+            (self.user_dir(user_id) / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def os_error(err: OSError, what: str) -> Exception:
+    """Turn an OSError from vault I/O into the domain error a person understands."""
+    if err.errno == errno.ENOSPC or err.errno == errno.EDQUOT:
+        return NoSpace(f"no space left on the device holding the vault ({what})")
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return VaultReadOnly(f"cannot write to the vault ({what}): {err.strerror}")
+    return err
+
+
+def check_new(root: Path) -> None:
+    root = Path(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise AlreadyExists(f"{root} already exists and is not an empty directory")
+
+
+def create(root: Path, store: dict, vault_id: str | None = None,
+           padding: str = paddings.DEFAULT) -> Layout:
+    """A new, empty vault directory (``vault_id``: a replica of that vault)."""
+    if padding not in paddings.SCHEMES:
+        raise InvalidInput(f"unknown size padding {padding!r}: use {' or '.join(paddings.SCHEMES)}")
+    root = Path(root)
+    check_new(root)
+    try:
+        # Its owner's alone (docs/SECURITY.md): also a folder that was there, empty.
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.chmod(0o700)
+        (root / "users").mkdir(mode=0o700)
+        (root / "groups").mkdir(mode=0o700)
+        layout = Layout(root, vault_id or uuid.uuid4().hex, store, padding)
+        marker = {"format": FORMAT_VERSION, "vault_id": layout.vault_id,
+                  "created_at": int(time.time()), "store": store, "padding": padding}
+        atomic_write(root / MARKER, json.dumps(marker, indent=1).encode())
+    except OSError as err:
+        raise os_error(err, "creating the vault") from None
+    return layout
+
+
+def open_layout(root: Path) -> Layout:
+    root = Path(root)
+    marker = root / MARKER
+    if not root.is_dir():
+        raise VaultNotFound(f"no vault at {root}")
+    try:
+        data = json.loads(marker.read_bytes())
+    except FileNotFoundError:
+        raise VaultNotFound(f"{root} is not a fusevault vault (no {MARKER})") from None
+    except PermissionError:
+        raise VaultReadOnly(f"cannot read {marker}") from None
+    except ValueError:
+        raise CorruptData(f"{marker} is damaged") from None
+    if not isinstance(data, dict) or not isinstance(data.get("format"), int):
+        raise CorruptData(f"{marker} is damaged")
+    if data["format"] > FORMAT_VERSION:
+        raise UnsupportedFormat(
+            f"vault format {data['format']} is newer than this fusevault supports "
+            f"({FORMAT_VERSION}); upgrade fusevault")
+    if data["format"] < 1:
+        raise UnsupportedFormat(f"unknown vault format {data['format']}")
+    padding = data.get("padding", paddings.NONE)
+    if padding not in paddings.SCHEMES:
+        raise UnsupportedFormat(f"{marker} asks for size padding {padding!r}, which this fusevault "
+                                "does not know; upgrade fusevault")
+    try:
+        return Layout(root, str(data["vault_id"]), dict(data["store"]), padding)
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"{marker} is damaged") from None
+
+
+def upgrade(layout: Layout) -> None:
+    """Mark a vault of an older format as this one, before this process writes to it."""
+    marker = layout.root / MARKER
+    try:
+        data = json.loads(marker.read_bytes())
+        if data.get("format", FORMAT_VERSION) >= FORMAT_VERSION:
+            return
+        data["format"] = FORMAT_VERSION
+        atomic_write(marker, json.dumps(data, indent=1).encode())
+    except (OSError, ValueError, AttributeError):
+        return  # read-only, or damaged: whoever writes next says so
+    log.info("vault %s upgraded to format %d", layout.root, FORMAT_VERSION)
+
+
+def check_writable(root: Path) -> None:
+    probe = root / f".write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise os_error(err, "checking the vault directory") from None
+
+
+def validate_name(kind: str, name: str) -> str:
+    # Shown as a folder name (shared/<owner>/, groups/<group>/): never "." or "..".
+    if (not name or len(name) > 64 or name in (".", "..")
+            or not all(c.isalnum() or c in "._-" for c in name)):
+        raise InvalidInput(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' or '-'")
+    return name

@@ -1,0 +1,261 @@
+"""Manifests as trees (kind 4, vault format 4): a commit writes the nodes on
+the path from each changed leaf to a new root and shares every other node
+with the version it was made from, so a small edit of a big file writes a few
+small nodes, not a list of all the file's runs.
+
+The tree is a radix tree over block indices (docs/FORMAT.md): a leaf (level
+0) at position ``p`` holds the runs of blocks ``[p * 2**8, (p + 1) * 2**8)``
+(a run crossing that range is cut in two); a node of level ``l`` at position
+``p`` has up to 64 children, child ``s`` being the node of level ``l - 1`` at
+position ``64 * p + s``.  An empty range has no node (a hole costs nothing).
+The root (kind 4, what the version document points at) is the one node at
+position 0 of the lowest level that covers the file's stored blocks, and also
+carries the size, block size and flags.  Every other node is a record of kind
+5, sealed under the DEK with ``ad("manifest node", fid, writer vid, level,
+position)`` and named by its parent by (offset, length, writer vid), as blocks
+are: a node moved, swapped, replayed from another version or another place
+fails authentication (EIO).
+
+Nothing here touches the disk: ``Content`` (vault/files/content.py) reads and
+writes the records, this module packs, checks and decides what to share.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Callable, Iterable
+
+from fusevault.errors import CorruptData
+from fusevault.vault.format.manifest import (
+    BLOCK_SIZES,
+    FLAG_PADDED,
+    MAX_FILE_SIZE,
+    MIN_RECORD,
+    RUN,
+    BlockMap,
+    Manifest,
+    Run,
+    max_blocks,
+)
+
+LEAF_BITS = 8  # a leaf covers 256 blocks: at most 256 runs, 8 KiB, however the file is cut
+FAN_BITS = 6  # 64 children a node
+FANOUT = 1 << FAN_BITS
+MAX_LEVEL = 7  # 2**(8 + 6 * 7) blocks: past max_blocks() of every block size
+ROOT_HEAD = struct.Struct("<QIBB")  # size, block size, flags, level
+COUNT = struct.Struct("<HI")  # number of version ids, number of entries
+CHILD = struct.Struct("<BQIH")  # slot, offset, record length, writer index
+NODE_LABEL = "manifest node"
+
+# A leaf's content: runs with the writer's id instead of an index.
+LeafRun = tuple[int, int, int, int, str, int]
+# A child reference: (slot, offset, length, writer vid).
+Child = tuple[int, int, int, str]
+# What a node is, by (level, position): ((offset, length, writer vid), canonical content).
+Tree = dict[tuple[int, int], tuple[tuple[int, int, str], tuple]]
+
+
+def span(level: int) -> int:
+    """How many blocks a node of ``level`` covers."""
+    return 1 << (LEAF_BITS + FAN_BITS * level)
+
+
+def root_level(end: int) -> int:
+    level = 0
+    while span(level) < end:
+        level += 1
+    return level
+
+
+def node_index(level: int, pos: int) -> int:
+    """The record index of a non-root node: negative, below the manifest's -1,
+    so it never meets a block's (vault/files/records.py names records by it)."""
+    return -(2 + (pos << 3 | level))
+
+
+def node_of(index: int) -> tuple[int, int]:
+    k = -index - 2
+    return k & 7, k >> 3
+
+
+def is_node_index(index: int) -> bool:
+    return index <= -2 and node_of(index)[0] <= MAX_LEVEL
+
+
+def node_ad_parts(fid: str, vid: str, level: int, pos: int) -> tuple:
+    return (NODE_LABEL, fid, vid, level, pos)
+
+
+# --- packing
+
+
+def _pack_body(entries: Iterable[tuple], vid_at: int, item: struct.Struct) -> bytes:
+    entries = list(entries)
+    vids = sorted({e[vid_at] for e in entries})
+    number = {v: i for i, v in enumerate(vids)}
+    out = [COUNT.pack(len(vids), len(entries))] + [uuid.UUID(v).bytes for v in vids]
+    for e in entries:
+        out.append(item.pack(*e[:vid_at], number[e[vid_at]], *e[vid_at + 1:]))
+    return b"".join(out)
+
+
+def pack_leaf(runs: tuple[LeafRun, ...]) -> bytes:
+    return _pack_body(runs, 4, RUN)
+
+
+def pack_inner(children: tuple[Child, ...]) -> bytes:
+    return _pack_body(children, 3, CHILD)
+
+
+def pack_root(size: int, block_size: int, padded: bool, level: int, body: bytes) -> bytes:
+    return ROOT_HEAD.pack(size, block_size, FLAG_PADDED if padded else 0, level) + body
+
+
+def _unpack_body(data: bytes, pos: int, vid_at: int, item: struct.Struct) -> list[tuple]:
+    nvids, count = COUNT.unpack_from(data, pos)
+    pos += COUNT.size
+    vids = [uuid.UUID(bytes=data[pos + 16 * i: pos + 16 * (i + 1)]).hex for i in range(nvids)]
+    pos += 16 * nvids
+    if len(data) != pos + item.size * count:
+        raise CorruptData("manifest node is malformed")
+    out = []
+    for k in range(count):
+        e = item.unpack_from(data, pos + item.size * k)
+        if e[vid_at] >= nvids:
+            raise CorruptData("manifest node is malformed")
+        out.append((*e[:vid_at], vids[e[vid_at]], *e[vid_at + 1:]))
+    return out
+
+
+def _leaf(data: bytes, pos: int, at: int, block_size: int) -> tuple[LeafRun, ...]:
+    runs = _unpack_body(data, pos, 4, RUN)
+    low, high = at * span(0), (at + 1) * span(0)
+    position = low
+    for first, count, _, length, _, last in runs:
+        # Sealed, so only a bug or a newer writer could break these.
+        if (first < position or count < 1 or first + count > high
+                or not MIN_RECORD <= length <= MIN_RECORD + block_size or last not in (0, 1)):
+            raise CorruptData("manifest leaf is malformed")
+        position = first + count
+    return tuple(runs)
+
+
+def _inner(data: bytes, pos: int) -> tuple[Child, ...]:
+    children = _unpack_body(data, pos, 3, CHILD)
+    slot = -1
+    for s, _, length, _ in children:
+        if s <= slot or s >= FANOUT or length < MIN_RECORD:
+            raise CorruptData("manifest node is malformed")
+        slot = s
+    return tuple(children)
+
+
+# --- reading
+
+
+ReadNode = Callable[[int, int, str, int, int], bytes]
+
+
+def load(root: bytes, read_node: ReadNode) -> Manifest:
+    """The manifest of a kind 4 root; ``read_node(offset, length, vid, level,
+    pos)`` returns a node's plaintext (authenticated)."""
+    try:
+        size, block_size, flags, level = ROOT_HEAD.unpack_from(root)
+        if block_size not in BLOCK_SIZES:
+            raise CorruptData("manifest has an unsupported block size")
+        if flags & ~FLAG_PADDED:
+            raise CorruptData("manifest has unknown flags (from a newer fusevault?)")
+        if level > MAX_LEVEL or size > MAX_FILE_SIZE:
+            raise CorruptData("manifest is malformed")
+        tree: Tree = {}
+        leaves: list[tuple[LeafRun, ...]] = []
+        if level == 0:
+            leaves.append(_leaf(root, ROOT_HEAD.size, 0, block_size))
+        else:
+            _walk(_inner(root, ROOT_HEAD.size), level, 0, lambda p, pos: _leaf(p, 0, pos, block_size),
+                  read_node, tree, leaves)
+    except (struct.error, ValueError):
+        raise CorruptData("manifest is malformed") from None
+    vids: list[str] = []
+    number: dict[str, int] = {}
+    runs: list[Run] = []
+    for leaf in leaves:
+        for first, count, offset, length, vid, last in leaf:
+            if vid not in number:
+                number[vid] = len(vids)
+                vids.append(vid)
+            runs.append((first, count, offset, length, number[vid], last))
+    if runs and runs[-1][0] + runs[-1][1] > max_blocks(block_size):
+        raise CorruptData("manifest is malformed")
+    return Manifest(size, vids, BlockMap(runs), bool(flags & FLAG_PADDED), tree=tree, block_size=block_size)
+
+
+def _walk(children: tuple[Child, ...], level: int, pos: int, leaf: Callable, read_node: ReadNode,
+          tree: Tree, leaves: list) -> None:
+    for slot, offset, length, vid in children:
+        child_level, child_pos = level - 1, pos * FANOUT + slot
+        plain = read_node(offset, length, vid, child_level, child_pos)
+        if child_level == 0:
+            canon = leaf(plain, child_pos)
+            leaves.append(canon)
+        else:
+            canon = _inner(plain, 0)
+        tree[(child_level, child_pos)] = ((offset, length, vid), canon)
+        if child_level:
+            _walk(canon, child_level, child_pos, leaf, read_node, tree, leaves)
+
+
+# --- writing
+
+
+def leaves_of(manifest: Manifest) -> dict[int, tuple[LeafRun, ...]]:
+    """The runs of ``manifest`` cut into leaves, by position."""
+    vids = manifest.vids
+    out: dict[int, list[LeafRun]] = {}
+    width = span(0)
+    for first, count, offset, length, vidx, last in manifest.blocks.runs:
+        vid = vids[vidx]
+        while count:
+            pos = first >> LEAF_BITS
+            take = min(count, (pos + 1) * width - first)
+            out.setdefault(pos, []).append((first, take, offset, length, vid, last if take == count else 0))
+            first, count, offset = first + take, count - take, offset + take * length
+    return {pos: tuple(runs) for pos, runs in out.items()}
+
+
+WriteNodes = Callable[[list[tuple[int, int, bytes]]], list[tuple[int, int]]]
+
+
+def build(manifest: Manifest, write_nodes: WriteNodes, vid: str) -> tuple[bytes, Tree]:
+    """Write the nodes of ``manifest`` that its previous tree (``manifest.tree``)
+    does not already hold, level by level (``write_nodes`` seals and appends
+    (level, pos, plaintext) and returns their places); return the root's
+    plaintext and the new tree."""
+    old = manifest.tree
+    level_nodes: dict[int, tuple] = dict(leaves_of(manifest))
+    top = root_level(manifest.blocks.end)
+    tree: Tree = {}
+    for level in range(top):
+        refs: dict[int, tuple[int, int, str]] = {}
+        fresh = []
+        for pos, canon in sorted(level_nodes.items()):
+            before = old.get((level, pos))
+            if before is not None and before[1] == canon:
+                tree[(level, pos)] = before
+                refs[pos] = before[0]
+            else:
+                fresh.append((pos, canon))
+        if fresh:
+            plains = [(level, pos, pack_leaf(c) if level == 0 else pack_inner(c)) for pos, c in fresh]
+            for (pos, canon), (offset, length) in zip(fresh, write_nodes(plains)):
+                tree[(level, pos)] = ((offset, length, vid), canon)
+                refs[pos] = (offset, length, vid)
+        parents: dict[int, list[Child]] = {}
+        for pos in sorted(refs):
+            offset, length, writer = refs[pos]
+            parents.setdefault(pos >> FAN_BITS, []).append((pos & (FANOUT - 1), offset, length, writer))
+        level_nodes = {pos: tuple(children) for pos, children in parents.items()}
+    body = level_nodes.get(0, ())
+    packed = pack_leaf(body) if top == 0 else pack_inner(body)
+    return pack_root(manifest.size, manifest.block_size, manifest.padded, top, packed), tree

@@ -1,0 +1,185 @@
+"""The settings that count: signed by their user, and confirmed on this device.
+
+The seed 000 settings live in clear fields of the user's UserDetails, which
+anyone who writes the store (a server, a peer, the vault folder) can change.
+So every reader takes them from here, never from the document directly:
+
+- The document counts only if it is signed with this user's own signing key
+  (the one opened with their master key, not a key the document names).  A
+  document that is not (unsigned, signed by someone else, or re-signed under
+  a swapped key) is ignored with an alarm, and the settings last confirmed on
+  this device are used (or the safe defaults: no watching, no deletion, the
+  default TTL).
+- The folder and deletion settings (``GUARDED``) are applied only with the
+  value this device last confirmed (``fusevault config set`` or ``config
+  confirm`` here), or a safe one (no folder, no deletion).  A different value
+  that arrived from elsewhere is *pending*: ``config show`` lists it, ``config
+  confirm`` applies it.
+- ``passphrase_expiry_ttl`` from a signed document applies at once if it is no
+  longer than the one this device confirmed (shorter is safer); a longer one is
+  pending.  A device that confirmed nothing yet compares with the default TTL.
+
+What this device confirmed is kept outside the vault, in the user's state
+directory (``paths.state_dir()/confirmed/<hash of vault dir and user>``),
+AES-GCM sealed under a key derived from the user's master key
+(``MasterKey.seal_device``), written temp + fsync + rename.  Outside the
+vault because the vault folder and its store are what the attacker writes; a
+``local_docs`` row would live in that same store.sqlite, where an old sealed
+row could be put back.  Sealed so that the paths do not leak and no one
+without the user's key can make one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fusevault import paths
+from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import signer_of, verify_doc
+from fusevault.errors import Forged, InvalidInput, VaultError
+from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model.alarms import Alarms, for_user
+from fusevault.vault.model.settings import FOLDERS, Settings, change
+
+GUARDED = (*FOLDERS, "delete_file_from_source")
+TTL = "passphrase_expiry_ttl"
+SAFE = {"source_dir_to_watch": None, "target_dir_to_dump": None, "peer_dir_for_storage": None,
+        "delete_file_from_source": False}
+KIND = "confirmed-settings"
+
+
+@dataclass(frozen=True)
+class Effective:
+    settings: Settings  # what is applied
+    pending: dict  # setting -> the value that arrived and waits for `config confirm`
+    signed: bool  # whether the user document's signature held
+
+
+def own_signature(doc: dict, key: MasterKey) -> bool:
+    """Whether ``doc`` is signed by this user with their own key (not one the document names)."""
+    identity = key.identity
+    if identity is None or signer_of(doc) != key.user_id:
+        return False
+    private: Ed25519PrivateKey = identity.sign
+    try:
+        verify_doc(private.public_key(), doc)
+    except Forged:
+        return False
+    return True
+
+
+def _file(root: Path | str, user_id: str) -> tuple[Path, str]:
+    name = hashlib.sha256(f"{os.path.realpath(root)}\0{user_id}".encode()).hexdigest()[:32]
+    return paths.state_dir() / "confirmed" / name, name
+
+
+def mark_signed(root: Path | str, user_id: str) -> None:
+    """Remember that this device saw the user's document signed (vault/model/migrate.py): from then on an
+    unsigned one is a forgery, never a document from before signatures to sign."""
+    path, _ = _file(root, user_id)
+    mark = path.with_suffix(".signs")
+    if not mark.exists():
+        mark.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fsync(fd)
+        os.close(fd)
+
+
+def signed_before(root: Path | str, user_id: str) -> bool:
+    path, _ = _file(root, user_id)
+    return path.with_suffix(".signs").exists()
+
+
+def read(root: Path | str, key: MasterKey, alarms: Alarms | None = None) -> Settings | None:
+    """What this device last confirmed, or None (never, or the file is not ours)."""
+    path, name = _file(root, key.user_id)
+    try:
+        sealed = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        sealed = b""
+    try:
+        values = json.loads(key.unseal_device(KIND, name, sealed))
+        return Settings(**{f.name: values[f.name] for f in fields(Settings) if f.name in values})
+    except (VaultError, ValueError, TypeError):
+        (alarms or for_user(key.user_id)).warn(
+            "confirmed-settings", str(path), "the settings confirmed on this device were damaged or "
+            "replaced: the safe defaults apply until `fusevault config confirm`")
+        return None
+
+
+def write(root: Path | str, key: MasterKey, settings: Settings) -> None:
+    """Remember ``settings`` as confirmed on this device (temp, fsync, rename; off the trio loop)."""
+    path, name = _file(root, key.user_id)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sealed = key.seal_device(KIND, name, json.dumps(settings.as_dict(), sort_keys=True).encode())
+    atomic_write(path, sealed)
+
+
+def _ttl(settings: Settings) -> float:
+    try:
+        return settings.ttl_seconds()
+    except (KeyError, ValueError, TypeError):
+        return float("inf")  # malformed: never "shorter"
+
+
+def effective(user_doc: dict | None, key: MasterKey, root: Path | str,
+              alarms: Alarms | None = None) -> Effective:
+    """The settings to apply for this user on this device, and what waits for confirmation."""
+    if user_doc is None:
+        raise InvalidInput("this vault's user document is missing")
+    alarms = alarms or for_user(key.user_id)
+    mine = read(root, key, alarms)
+    base = mine or Settings()
+    try:
+        offered = Settings.of(user_doc)
+    except TypeError:
+        offered = None
+    signed = offered is not None and own_signature(user_doc, key)
+    if not signed:
+        alarms.warn("forged-settings", key.user_id, "the settings in this user's document are not "
+                    "signed with their key: they are ignored, the ones confirmed on this device apply "
+                    "(see `fusevault config show`)")
+        pending = {} if offered is None else {
+            k: getattr(offered, k) for k in (*GUARDED, TTL) if getattr(offered, k) != getattr(base, k)}
+        return Effective(base, pending, False)
+    applied: dict = {}
+    pending = {}
+    for name in GUARDED:
+        value = getattr(offered, name)
+        if value == getattr(base, name) or value == SAFE[name]:
+            applied[name] = value
+        else:
+            applied[name] = getattr(base, name)
+            pending[name] = value
+    if _ttl(offered) <= _ttl(base):
+        applied[TTL] = offered.passphrase_expiry_ttl
+    else:
+        applied[TTL] = base.passphrase_expiry_ttl
+        pending[TTL] = offered.passphrase_expiry_ttl
+    return Effective(replace(offered, **applied), pending, True)
+
+
+def ttl_seconds(user_doc: dict | None, key: MasterKey, root: Path | str) -> float:
+    """How long an unlock lasts: the authenticated TTL (the agent and the mount)."""
+    return effective(user_doc, key, root).settings.ttl_seconds()
+
+
+def changed(now: Effective, user_doc: dict, changes: dict[str, str]) -> tuple[Settings, Settings]:
+    """``config set`` on this device: (what the document holds after, what this device confirms).
+
+    Only the settings named change: values pending from elsewhere stay pending."""
+    in_doc = Settings.of(user_doc) if now.signed else now.settings
+    return change(in_doc, changes), change(now.settings, changes)
+
+
+def confirm(now: Effective) -> Settings:
+    """``config confirm``: the settings with every pending value applied."""
+    return replace(now.settings, **now.pending)

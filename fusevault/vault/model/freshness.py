@@ -1,0 +1,171 @@
+"""Replayed grants: a Share or Group body older than one this device has seen.
+
+A signature says who made a grant, not that it is still in force: the
+server, or anyone who writes the vault folder, can keep a Share its owner
+signed and put it back after ``unshare`` (or a Group from before ``group
+member remove``), and it still verifies.  So every Share and Group carries,
+signed with it, ``made_at_us``: the time of its signing, and always above
+the value of the body it replaces (``stamp``, called by ``Trust.sign``).
+
+Each device remembers, per user and per grant document id, the newest
+``made_at_us`` it has seen and whether the document was deleted since.  A
+body older than the newest seen, or no newer than a deleted one, is a
+replay: refused (an alarm, in the log and in ``fusevault status``) and
+never sealed to.  A new signing (sharing again after an unshare) is newer
+and counts.  A body without the field (from before it) is taken only while
+this device has seen no stamped or deleted body of that id.
+
+The state lives outside the vault (``paths.state_dir()/grants/``), sealed
+with the device-state sub-key of the user's master key, bound to its file
+name (like vault/model/ledger.py); a device that has none yet (a new one, a wiped
+state directory) cannot tell a replayed grant from a current one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fusevault import paths
+from fusevault.errors import VaultError
+from fusevault.vault.format.atomic import atomic_write, fsync_dir
+from fusevault.vault.model.alarms import Alarms
+
+if TYPE_CHECKING:
+    from fusevault.crypto.keys import MasterKey
+
+log = logging.getLogger(__name__)
+
+# Microseconds: a CouchDB server is JavaScript, whose numbers hold integers
+# exactly only below 2**53 (nanoseconds since 1970 are above: a replicated
+# signature would no longer hold).
+FIELD = "made_at_us"
+KINDS = ("Share", "Group")
+FORMAT = 1
+NONE = -1  # seen only without the field
+
+
+def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
+    where = hashlib.sha256(os.fsencode(Path(vault_root).resolve())).hexdigest()[:16]
+    return paths.state_dir() / "grants" / f"{vault_id}-{user_id}-{where}"
+
+
+def made_at(doc: dict) -> int | None:
+    value = doc.get(FIELD)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def stamp(fresh: Freshness | None, doc: dict) -> dict:
+    """``doc`` (a Share or Group about to be signed) with a ``made_at_us``
+    above the one it replaces and any this device has seen of it."""
+    if doc.get("type") not in KINDS:
+        return doc
+    floor = max(made_at(doc) or NONE, fresh.newest(str(doc.get("_id"))) if fresh else NONE)
+    doc = {**doc, FIELD: max(time.time_ns() // 1000, floor + 1)}
+    if fresh is not None:
+        fresh.saw(doc)
+    return doc
+
+
+class Freshness:
+    """This device's newest ``made_at_us`` per grant document id, and deletions."""
+
+    def __init__(self, key: MasterKey, path: Path, alarms: Alarms) -> None:
+        self.key = key
+        self.path = path
+        self.alarms = alarms
+        # id -> (kind, newest made_at_us seen (NONE: only unstamped), deleted since)
+        self.seen: dict[str, tuple[str, int, bool]] = {}
+        self._dirty = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, key: MasterKey, vault_root: Path, vault_id: str, alarms: Alarms) -> Freshness:
+        fresh = cls(key, state_path(vault_root, vault_id, key.user_id), alarms)
+        try:
+            sealed = fresh.path.read_bytes()
+        except FileNotFoundError:
+            return fresh
+        try:
+            data = json.loads(key.unseal_device("grants", fresh.path.name, sealed))
+            if data.get("format") != FORMAT:
+                raise ValueError("unknown format")
+            fresh.seen = {i: (str(k), int(n), bool(d)) for i, (k, n, d) in data["seen"].items()}
+        except (VaultError, KeyError, ValueError, TypeError, AttributeError):
+            alarms.warn("grants-state", str(fresh.path), f"this device's record of grants seen {fresh.path} "
+                        "was damaged or replaced: replayed grants before now cannot be told; started afresh")
+            fresh._dirty = True
+        return fresh
+
+    def save(self) -> None:
+        """Write it if changed (temp, fsync, rename; off the trio loop)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            self._dirty = False
+            data = {"format": FORMAT, "seen": {i: list(v) for i, v in self.seen.items()}}
+            plain = json.dumps(data, separators=(",", ":")).encode()
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                atomic_write(self.path, self.key.seal_device("grants", self.path.name, plain))
+                fsync_dir(self.path.parent)
+            except OSError as err:
+                self._dirty = True
+                log.error("could not save the record of grants seen %s: %s", self.path, err)
+
+    def newest(self, doc_id: str) -> int:
+        entry = self.seen.get(doc_id)
+        return entry[1] if entry else NONE
+
+    def saw(self, doc: dict) -> None:
+        doc_id, made = str(doc.get("_id")), made_at(doc)
+        entry = self.seen.get(doc_id)
+        value = NONE if made is None else made
+        if entry is None or value > entry[1]:  # a newer signing (also after a deletion)
+            self.seen[doc_id] = (str(doc.get("type")), value, False)
+            self._dirty = True
+
+    def deleted(self, doc_id: str) -> None:
+        entry = self.seen.get(doc_id)
+        if entry is not None and not entry[2]:
+            self.seen[doc_id] = (entry[0], entry[1], True)
+            self._dirty = True
+
+    def admit(self, doc: dict, what: str) -> bool:
+        """Whether this (signed) grant body is not older than one seen here; remembers it."""
+        doc_id, made = str(doc.get("_id")), made_at(doc)
+        entry = self.seen.get(doc_id)
+        if entry is not None:
+            _, newest, gone = entry
+            if made is None:
+                replay = newest != NONE or gone
+            else:
+                replay = made < newest or (gone and made <= newest)
+            if replay:
+                state = "was deleted" if gone else "was replaced by a newer one"
+                self.alarms.warn("replayed-grant", doc_id, f"refused {what} {doc_id}: an older signed "
+                                 f"body of it came back (it {state}, as this device saw): a replay; "
+                                 "nothing is sealed by it")
+                return False
+        self.saw(doc)
+        return True
+
+    def sweep(self, present: set[str]) -> None:
+        """Grants this device saw that are no longer in the store were deleted
+        (here by ``unshare``, or on a peer)."""
+        for doc_id, (kind, _, gone) in list(self.seen.items()):
+            if not gone and kind in KINDS and doc_id not in present:
+                self.deleted(doc_id)
+
+
+def admitted(fresh: Freshness | None, docs: list[dict], what: str) -> list[dict]:
+    """The docs (live grant bodies of one kind, signatures checked) that are no replay."""
+    if fresh is None:
+        return docs
+    return [d for d in docs if fresh.admit(d, what)]

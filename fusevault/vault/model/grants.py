@@ -1,0 +1,128 @@
+"""Signed grants: which Share, Group and ``.vfkey`` a reader acts on.
+
+- A ``Share`` counts only if it verifies as signed by its ``owner`` (under
+  the key this user pinned for them, vault/model/trust.py); that the owner also
+  owns the node it names is checked where the node is known
+  (``Sharing.covering`` and ``perm``, vault/tree/guests.py).
+- A ``Group`` counts (its memberships reach anyone) only if signed by the
+  group's ``owner``.
+- A ``.vfkey`` (and its ``FileKey`` mirror document) carries the file
+  owner's signature over ``{"_id": "vfkey:<owner>:<fid>:<recipient>",
+  "epoch", "key", "owner", "fid", "recipient"}``: the sealed key, its epoch
+  and for whom, so a key sealed by anyone else (a server, another
+  recipient) is not used, and a forged key with a higher epoch never
+  replaces the genuine one.
+
+Refusals are alarms (``Trust.checked`` / ``Alarms.warn``): in the log and
+in ``fusevault status``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fusevault.crypto.signing import verify_doc
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import Forged, VaultError
+from fusevault.store import Store
+from fusevault.vault.model import freshness, shapes, sharing
+from fusevault.vault.model.groups import GROUP
+from fusevault.vault.model.sharing import Grant, KeyRecord
+from fusevault.vault.model.trust import Trust, self_signed
+
+log = logging.getLogger(__name__)
+
+
+def signed_by_owner(trust: Trust | None, doc: dict, what: str) -> bool:
+    """Whether ``doc`` (a Share or Group) is signed by the user it names as its owner."""
+    if trust is None:
+        return True  # no key pairs: nothing is sealed by this user anyway
+    owner = doc.get("owner")
+    signer = trust.checked(doc, owner if isinstance(owner, str) else None, what)
+    if signer is None:
+        return False
+    if signer != owner:
+        trust.alarms.warn("forged", str(doc.get("_id")), f"refused {what} {doc.get('_id')}: signed by "
+                          f"{signer}, not by its owner {owner}")
+        return False
+    return True
+
+
+def verified_grants(store: Store, trust: Trust | None) -> tuple[list[Grant], dict[str, dict]]:
+    """The Shares and Groups (id -> document) of the store that their owners
+    signed, less the older bodies of ones this device saw (vault/model/freshness.py)."""
+    alarms = trust.alarms if trust is not None else None
+    shares = list(shapes.well_formed(store, sharing.SHARE, alarms))
+    groups = list(shapes.well_formed(store, GROUP, alarms))
+    fresh = trust.fresh if trust is not None else None
+    if fresh is not None:
+        fresh.sweep({d["_id"] for d in shares + groups})
+    found = []
+    shares = [d for d in shares if signed_by_owner(trust, d, "share")]
+    for doc in freshness.admitted(fresh, shares, "share"):
+        try:
+            found.append(sharing.grant_of(doc))
+        except VaultError:
+            continue
+    signed = [g for g in groups if signed_by_owner(trust, g, "group")]
+    return found, {g["_id"]: g for g in freshness.admitted(fresh, signed, "group")}
+
+
+def record_doc(owner: str, fid: str, recipient: str, epoch: int, key: bytes) -> dict:
+    """What a key's signature covers (the ``_id`` names the place, never stored)."""
+    return {"_id": f"vfkey:{owner}:{fid}:{recipient}", "epoch": epoch, "key": b64e(key),
+            "owner": owner, "fid": fid, "recipient": recipient}
+
+
+def write_signed_key(trust: Trust | None, path: Path, owner: str, fid: str, recipient: str, epoch: int,
+                     sealed: bytes, replace: bool = True) -> bool:
+    signed = None
+    if trust is not None:
+        sig = trust.sign(record_doc(owner, fid, recipient, epoch, sealed))["sig"]
+        signed = {"owner": owner, "fid": fid, "recipient": recipient, "sig": sig}
+    return sharing.write_key(path, epoch, sealed, replace, signed)
+
+
+def key_signed(trust: Trust, found: KeyRecord, owner: str, fid: str, recipient: str) -> bool:
+    """Whether a key record was sealed by the file's owner (as this user pinned them) for ``recipient``."""
+    subject = f"vfkey:{owner}:{fid}:{recipient}"
+    if found.sig is None:
+        if trust.legacy(owner):
+            return True  # from before signatures: the owner's next unlock signs it again
+        trust.alarms.warn("forged-key", subject, f"refused an unsigned key of file {fid} for {recipient}")
+        return False
+    if (found.owner, found.fid, found.recipient) != (owner, fid, recipient):
+        trust.alarms.warn("forged-key", subject, f"refused a key of file {fid}: it was made for another "
+                          "file, owner or recipient")
+        return False
+    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key), "sig": found.sig}
+    signer = trust.checked(doc, None, "file key")
+    if signer is not None and signer != owner:
+        trust.alarms.warn("forged-key", subject, f"refused a key of file {fid} sealed by {signer}, "
+                          "not by the file's owner")
+    return signer == owner
+
+
+def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str) -> bool:
+    """The key mirror's check (it serves every user, so it has no pins): the
+    record is signed by the owner the file's node document names, under the
+    key of that owner's self-signed user document.  Unsigned only while the
+    owner's user document is from before signatures."""
+    node = store.get(fid)
+    owner = node.get("owner") if node else found.owner
+    user = store.get(owner) if isinstance(owner, str) else None
+    if user is not None and user.get("_deleted"):
+        user = None
+    if found.sig is None:  # nothing to check it with, or an owner from before signatures
+        return user is None or not self_signed(user)
+    if user is None or (found.owner, found.fid, found.recipient) != (owner, fid, recipient) \
+            or not self_signed(user):
+        return False
+    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key), "sig": found.sig}
+    try:
+        return verify_doc(Ed25519PublicKey.from_public_bytes(b64d(user["public_sign"])), doc) == owner
+    except (Forged, KeyError, ValueError, TypeError):
+        return False

@@ -1,0 +1,225 @@
+"""The versions of a file: reading their documents, naming them, finding one by time.
+
+Every commit of a changed file writes an immutable FilesMetaData document
+(seed 000) with a new id; its sealed part says when it was made, by whom, the
+size, and where its manifest is in the file's ``.vf``.  A version is read
+through that manifest, so versions share every block they did not change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fusevault.crypto import aead
+from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import b64d
+from fusevault.errors import CorruptData, InvalidInput, VaultError
+from fusevault.store import Store
+from fusevault.vault.model import names
+from fusevault.vault.model.alarms import for_user
+from fusevault.vault.model.nodes import VERSION, doc_dek, open_node_doc
+
+log = logging.getLogger(__name__)
+
+NS = 10**9
+# A version whose recorded place is not a path of file names (vault/model/names.py): shown as this.
+REFUSED_PATH = "(a refused name)"
+# Saving by rename a million times would make a chain this long; it stops here.
+MAX_LINEAGE = 10_000
+NAME_FORMAT = "%Y-%m-%dT%H-%M-%S"
+# Whether a version (or replaced node) document may be used: its author's signature and right.
+Accept = Callable[[dict], bool]
+
+
+@dataclass(frozen=True)
+class Version:
+    vid: str
+    fid: str
+    rev: str
+    time: int  # when the version was made (ns since the epoch)
+    size: int
+    mtime: int
+    author: str
+    path: str  # where the file was when the version was made
+    manifest: tuple[int, int]
+    dek: bytes = field(repr=False, default=b"")  # of the node that holds it
+
+
+def version_plain(doc: dict, dek: bytes) -> dict:
+    """The sealed fields of a FilesMetaData document (docs/FORMAT.md)."""
+    try:
+        return json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", doc["fid"], doc["_id"])))
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"version document {doc.get('_id')} is malformed") from None
+
+
+def version_parents(doc: dict, dek: bytes) -> list[str]:
+    return list(version_plain(doc, dek).get("parents") or [])
+
+
+def open_version_doc(doc: dict, dek: bytes) -> Version:
+    vid, fid = doc["_id"], doc["fid"]
+    plain = version_plain(doc, dek)
+    try:
+        location, name = plain["file_location"], plain["file_name"]
+        path = f"{location}/{name}" if location else name
+        if names.problem(name) or names.path_problem(location):
+            log.warning("version %s names a path that is not one: shown as %r", vid, REFUSED_PATH)
+            path = REFUSED_PATH
+        return Version(vid, fid, doc["_rev"], plain["file_entry_ts"], plain["size"], plain["mtime"],
+                       plain["author"], path, tuple(plain["manifest"]), dek)
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"version document {vid} is malformed") from None
+
+
+def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None,
+                epoch: int = 0, accept: Accept | None = None) -> list[Version]:
+    """Every version of one node, oldest first.
+
+    Versions from before the file's key changed (a revoked share) hold the
+    DEK of their own epoch, which the owner's ``key`` unwraps."""
+    def key_of(doc: dict) -> bytes:
+        if doc.get("epoch", 0) == epoch or key is None:
+            return dek
+        return doc_dek(doc, key, fid)
+
+    versions = []
+    for doc in store.by_file(VERSION, fid):
+        if accept is not None and not accept(doc):
+            continue
+        try:  # each on its own: one that does not open is left out (and said), the rest lists
+            versions.append(open_version_doc(doc, key_of(doc)))
+        except VaultError as err:
+            text = f"refused version {doc.get('_id')} of file {fid}: {err}"
+            if key is not None:
+                for_user(key.user_id).warn("bad-version", str(doc.get("_id")), text)
+            else:
+                log.warning("%s", text)
+    return sorted(versions, key=lambda v: (v.time, v.vid))
+
+
+@dataclass
+class Link:
+    """One node in a file's lineage: the file itself, or one it replaced."""
+
+    fid: str
+    dek: bytes = field(repr=False)
+    doc: dict | None  # the node document of a replaced file (None: the file itself)
+    versions: list[Version]
+
+
+def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | None,
+            epoch: int = 0, accept: Accept | None = None) -> list[Link]:
+    """The node and the files it replaced by renames (newest first), with their versions.
+
+    The chain ends at a replaced file that is gone (its history was collected)."""
+    links = [Link(fid, dek, None, versions_of(store, fid, dek, key, epoch, accept))]
+    seen = {fid}
+    while previous is not None and previous not in seen and len(links) < MAX_LINEAGE:
+        doc = store.get(previous)
+        if doc is None or not doc.get("delete") or doc.get("owner") != key.user_id:
+            break
+        if accept is not None and not accept(doc):
+            break  # a replaced file's document not signed by its owner: the chain ends
+        seen.add(previous)
+        dek, attrs = open_node_doc(doc, key)
+        links.append(Link(previous, dek, doc,
+                          versions_of(store, previous, dek, key, attrs.get("epoch", 0), accept)))
+        previous = attrs.get("previous")
+    return links
+
+
+def file_history(store: Store, key: MasterKey, fid: str, dek: bytes,
+                 previous: str | None, epoch: int = 0, accept: Accept | None = None) -> list[Version]:
+    """Every version of a file, those of the files it replaced included, oldest first.
+
+    ``accept`` (vault/tree/authorship.py) leaves out documents not signed by whom may write them."""
+    versions = [v for link in lineage(store, key, fid, dek, previous, epoch, accept) for v in link.versions]
+    return sorted(versions, key=lambda v: (v.time, v.vid))
+
+
+def version_names(versions: list[Version], suffix: str = "") -> dict[str, Version]:
+    """Name each version by its UTC time to the millisecond plus the file's
+    extension: ``2026-11-21T10-04-05.123Z.txt``.  Milliseconds, because people
+    and editors save several times a second, and a name must not change when
+    the garbage collector removes a neighbour; two versions in one
+    millisecond get ``~2``, ``~3``.  The names sort in the order made."""
+    names: dict[str, Version] = {}
+    for version in versions:
+        stem = iso_name(version.time)
+        name, n = stem + suffix, 1
+        while name in names:
+            n += 1
+            name = f"{stem}~{n}{suffix}"
+        names[name] = version
+    return names
+
+
+def extension(name: str) -> str:
+    """``.txt`` of ``notes.txt``; nothing for ``Makefile`` or ``.bashrc``."""
+    stem, dot, ext = name.rpartition(".")
+    return f".{ext}" if dot and stem and ext and len(ext) <= 16 and "/" not in ext else ""
+
+
+def iso_name(time_ns: int) -> str:
+    second = datetime.fromtimestamp(time_ns // NS, UTC).strftime(NAME_FORMAT)
+    return f"{second}.{time_ns % NS // 10**6:03d}Z"
+
+
+def iso_time(time_ns: int) -> str:
+    return datetime.fromtimestamp(time_ns // NS, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_AGO = re.compile(r"^(\d+)\s*(s|sec|min|m|h|hr|d|day|days|w|week|weeks)$")
+_UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600,
+           "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800}
+
+
+def parse_when(text: str, now_ns: int | None = None) -> int:
+    """A point in time: ISO (``2026-11-21T10:04:05Z``, ``2026-11-21``), a version
+    file name (``2026-11-21T10-04-05Z``), or an age such as ``3h`` or ``2d``."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    text = text.strip()
+    ago = _AGO.match(text)
+    if ago:
+        return now_ns - int(ago.group(1)) * _UNIT_S[ago.group(2)] * NS
+    name = re.match(r"^(\d{4}-\d\d-\d\dT\d\d)-(\d\d)-(\d\d(?:\.\d+)?)Z(~\d+)?(\.[^/]*)?$", text)
+    if name:
+        text = f"{name.group(1)}:{name.group(2)}:{name.group(3)}Z"
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"cannot read {text!r} as a time: use 2026-11-21T10:04:05Z, "
+                           "2026-11-21, a version name, or an age like 3h or 2d") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time, as a person typing a date means it
+    # The end of what was written: 10:04:05 means up to 10:04:05.999999999.
+    precision = 10**6 if name and "." in name.group(3) else NS
+    return int(when.timestamp()) * NS + when.microsecond * 1000 + precision - 1
+
+
+def pick(versions: list[Version], at: int | None = None, vid: str | None = None,
+         latest: bool = False) -> Version:
+    """The version with id ``vid`` (a unique prefix will do), the newest made at or
+    before ``at``, else the latest (``latest``) or the one before it."""
+    if vid is not None:
+        found = [v for v in versions if v.vid.startswith(vid.lower())]
+        if len(found) != 1:
+            raise InvalidInput(f"no version {vid}" if not found else f"version id {vid} is ambiguous")
+        return found[0]
+    if at is None:
+        if latest and versions:
+            return versions[-1]
+        if len(versions) < 2:
+            raise InvalidInput("there is no older version to restore")
+        return versions[-2]
+    earlier = [v for v in versions if v.time <= at]
+    if not earlier:
+        raise InvalidInput(f"no version was made at or before {iso_time(at)}")
+    return earlier[-1]

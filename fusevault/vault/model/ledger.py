@@ -1,0 +1,325 @@
+"""Rollback detection: a sealed per-device ledger of the newest node states seen.
+
+Every node document carries, in its sealed (and signed) attributes,
+``seq: [device, n]``: the id of the replica that wrote it and a counter that
+replica increases at every node commit, and never takes back.  So for one
+file and one writing device, a larger ``n`` is always the later state,
+whatever other devices did meanwhile: concurrent edits on two devices carry
+two devices' counters, and neither is ever "older" than the other.
+
+This device remembers, per user, for every file it has seen: the newest
+``n`` seen from each writing device, and whether the file was live.  A node
+document whose ``(device, n)`` is lower than one already seen from that same
+device (or that carries no ``seq`` where one was seen) is a rollback: a
+restored ``store.sqlite``, or a server or peer serving an older revision.
+A file that was live and whose row is simply gone (no tombstone, no trashed
+revision) has vanished.  Both are reported (``Alarms``) and, when they
+arrive while mounted, not applied.
+
+The ledger lives OUTSIDE the vault folder (``paths.state_dir()/ledger/``), so
+a restored backup of the vault does not restore it; it is sealed with a
+sub-key of the user's master key (AES-GCM, bound to its file name), written
+temp + fsync + rename at load, every few seconds when changed, and at lock
+and unmount, never per write.  Its file name holds the vault id, the user id
+and a hash of the vault folder's path: two replicas of one vault on one
+machine keep two ledgers.  docs/FORMAT.md describes it; docs/SECURITY.md
+what it can and cannot detect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from fusevault import paths
+from fusevault.errors import VaultError
+from fusevault.vault.format.atomic import atomic_write, fsync_dir
+from fusevault.vault.model.alarms import Alarms, for_user
+from fusevault.vault.model.nodes import open_node_doc
+
+if TYPE_CHECKING:
+    from fusevault.crypto.keys import MasterKey
+    from fusevault.store import Store
+    from fusevault.vault.model.nodes import Node
+    from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+SAVE_EVERY = 5.0  # seconds: how stale the ledger on disk may be while mounted
+# At one load, more files than this rolled back or vanished are reported as
+# one alarm about the whole store (a restored store.sqlite), not one each.
+MANY = 1
+
+Seq = tuple[str, int]
+# fid -> (live, {device: newest n seen}).  Entries are replaced, never
+# changed in place: a snapshot is a shallow copy that a worker thread may
+# serialise while the loop goes on.
+Entry = tuple[bool, dict[str, int]]
+
+
+def ledger_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
+    where = hashlib.sha256(os.fsencode(Path(vault_root).resolve())).hexdigest()[:16]
+    return paths.state_dir() / "ledger" / f"{vault_id}-{user_id}-{where}"
+
+
+def seq_of(attrs: dict) -> Seq | None:
+    seq = attrs.get("seq")
+    if seq is None:
+        return None
+    device, n = seq
+    if not isinstance(device, str) or not isinstance(n, int):
+        raise ValueError("bad seq")
+    return sys.intern(device), n
+
+
+class Ledger:
+    def __init__(self, key: MasterKey, path: Path, alarms: Alarms) -> None:
+        self.key = key
+        self.path = path
+        self.alarms = alarms
+        self.device = uuid.uuid4().hex[:16]
+        self.counter = 0
+        self.fids: dict[str, Entry] = {}
+        self.mine: set[str] = set()  # the files seen as this user's own (not a share's)
+        self.version = 0  # bumped at each change
+        self._saved = 0
+        self._lock = threading.Lock()
+
+    # --- the file
+
+    @classmethod
+    def open(cls, key: MasterKey, vault_root: Path, vault_id: str, alarms: Alarms | None = None) -> Ledger:
+        ledger = cls(key, ledger_path(vault_root, vault_id, key.user_id), alarms or for_user(key.user_id))
+        try:
+            sealed = ledger.path.read_bytes()
+        except FileNotFoundError:
+            ledger.version = 1  # first sight: written at once, so the device id is kept
+            return ledger
+        try:
+            data = json.loads(key.unseal_device("ledger", ledger.path.name, sealed))
+            if data.get("format") != FORMAT:
+                raise ValueError("unknown ledger format")
+            ledger.device = sys.intern(str(data["device"]))
+            ledger.counter = int(data["counter"])
+            ledger.fids = {fid: (bool(live), {sys.intern(d): int(n) for d, n in seen.items()})
+                           for fid, (live, seen) in data["fids"].items()}
+            ledger.mine = {str(fid) for fid in data.get("mine", ())}
+        except (VaultError, KeyError, ValueError, TypeError, AttributeError):
+            ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
+                               "was damaged or replaced: rollbacks before now cannot be told; started afresh")
+            ledger = cls(key, ledger.path, ledger.alarms)
+            ledger.version = 1
+        return ledger
+
+    def snapshot(self) -> tuple[int, dict]:
+        """What to write (on the loop: cheap, a shallow copy)."""
+        return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
+                              "fids": dict(self.fids), "mine": list(self.mine)}
+
+    def write(self, snap: tuple[int, dict]) -> None:
+        """Write a snapshot (off the loop); an older one never replaces a newer."""
+        version, data = snap
+        with self._lock:
+            if version <= self._saved:
+                return
+            fids = {f: [live, seen] for f, (live, seen) in data["fids"].items()}
+            plain = json.dumps({**data, "fids": fids}, separators=(",", ":")).encode()
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(self.path, self.key.seal_device("ledger", self.path.name, plain))
+            fsync_dir(self.path.parent)
+            self._saved = version
+
+    def save(self) -> None:
+        if self.version > self._saved:
+            try:
+                self.write(self.snapshot())
+            except OSError as err:
+                log.error("could not save the rollback ledger %s: %s", self.path, err)
+
+    async def save_async(self) -> None:
+        if self.version > self._saved:
+            try:
+                await trio.to_thread.run_sync(self.write, self.snapshot())
+            except OSError as err:
+                log.error("could not save the rollback ledger %s: %s", self.path, err)
+
+    async def keep_saved(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(SAVE_EVERY)
+            await self.save_async()
+
+    # --- what is seen
+
+    def older(self, fid: str, seq: Seq | None) -> bool:
+        """Is this state of ``fid`` older than one this device has seen?"""
+        entry = self.fids.get(fid)
+        if entry is None:
+            return False
+        seen = entry[1]
+        if seq is None:
+            return bool(seen)  # written before seq existed, where a seq'd state was seen
+        newest = seen.get(seq[0])
+        return newest is not None and seq[1] < newest
+
+    def record(self, fid: str, seq: Seq | None, live: bool) -> None:
+        entry = self.fids.get(fid)
+        seen = entry[1] if entry else {}
+        if seq is not None and seq[1] > seen.get(seq[0], -1):
+            seen = {**seen, seq[0]: seq[1]}
+        elif entry is not None and entry[0] == live:
+            return
+        self.fids[fid] = (live, seen)
+        self.version += 1
+
+    # --- commits (Volume._commit)
+
+    def stamp(self, nodes: list[Node]) -> None:
+        """Give each node to be committed its next ``seq`` (before its document is built)."""
+        for node in nodes:
+            self.counter += 1
+            node.seq = (self.device, self.counter)
+        self.version += 1
+
+    def committed(self, nodes: list[Node], deleted: list[bool]) -> None:
+        for node, gone in zip(nodes, deleted):
+            self.record(node.fid, node.seq, not gone)
+            if node.owner == self.key.user_id:
+                self._own(node.fid)
+
+    def _own(self, fid: str) -> None:
+        if fid not in self.mine:
+            self.mine.add(fid)
+            self.version += 1
+
+    # --- arrivals (vault/services/absorbing.py)
+
+    def admit(self, volume: Volume, doc: dict, fresh: Node | None) -> bool:
+        """May this arrived node document be taken in?  No (and said) if it is
+        older than what this device has seen of the file."""
+        fid = doc["_id"]
+        if doc.get("_deleted"):
+            self.record(fid, None, False)  # a peer's gc of expired trash arrives so
+            return True
+        if fresh is None:
+            return True
+        if self.older(fid, fresh.seq):
+            self._rolled_back(volume, fid, "offered by a peer or the server")
+            if (ino := volume.by_fid.get(fid)) is not None:
+                # The tree keeps its newer state; its next commit goes on top
+                # of the older revision (and puts the newer state back).
+                volume.nodes[ino].rev = doc["_rev"]
+            return False
+        self.record(fid, fresh.seq, not doc.get("delete"))
+        return True
+
+    def _rolled_back(self, volume: Volume, fid: str, how: str) -> None:
+        ino = volume.by_fid.get(fid)
+        name = _path(volume, volume.nodes[ino]) if ino in volume.nodes else fid
+        self.alarms.warn("rollback", fid, f"rollback: an older state of {name} ({fid}) than this device "
+                         f"has seen was {how}; it is not taken in")
+
+    # --- load (Volume._load)
+
+    def check_loaded(self, volume: Volume, store: Store) -> None:
+        """Compare the loaded tree with what this device saw; report rollbacks
+        and vanished files, then remember the tree."""
+        rolled: list[tuple[str, str]] = []  # (fid, where it shows)
+        top = self.counter
+        for node in volume.nodes.values():
+            if not node.dek:
+                continue  # a share's virtual folder or a phantom parent: no document opened
+            seq = node.seq
+            if seq is not None and seq[0] == self.device and seq[1] > top:
+                top = seq[1]  # the ledger lagged (a crash): the counter never goes back
+            if self.older(node.fid, seq):
+                rolled.append((node.fid, _path(volume, node)))
+            else:
+                self.record(node.fid, seq, True)
+            if node.owner == self.key.user_id:
+                self._own(node.fid)
+        self.counter = top
+        vanished: list[str] = []
+        for fid in [f for f, (live, _) in self.fids.items() if live and f not in volume.by_fid]:
+            self._missing(volume, store, fid, rolled, vanished)
+        if len(rolled) + len(vanished) > MANY:
+            self.alarms.warn("store-rollback", volume.layout.vault_id,
+                             f"rollback: the vault's store is older than this device has seen "
+                             f"({len(rolled)} file(s) in an older state, {len(vanished)} file(s) gone "
+                             "without a deletion): a restored store or a server serving old revisions; "
+                             "the older state is shown")
+        else:
+            for fid, name in rolled:
+                self.alarms.warn("rollback", fid,
+                                 f"rollback: {name} ({fid}) is in an older state than "
+                                 "this device has seen (a restored store or a server serving an old "
+                                 "revision); the older state is shown")
+            for fid in vanished:
+                self.alarms.warn("vanished", fid, f"file {fid} vanished from the store without a deletion "
+                                 "(its row was removed); this device had seen it")
+        for fid in vanished:
+            # Said once: a file gone cannot be brought back by waiting.  Kept
+            # (not live), as every file ever seen: an older store that brings
+            # a deleted file back in an older state is a rollback too.
+            self.record(fid, None, False)
+
+    def _missing(self, volume: Volume, store: Store, fid: str, rolled: list, vanished: list[str]) -> None:
+        doc = store.get(fid)
+        if doc is None:
+            if _tombstone(store, fid):
+                self.record(fid, None, False)  # gc removed it from the trash, here or on a peer
+            else:
+                vanished.append(fid)
+            return
+        if doc.get("delete") and doc.get("owner") == volume.key.user_id:
+            try:
+                dek, attrs = open_node_doc(doc, volume.key)
+                seq = seq_of(attrs)
+            except (VaultError, ValueError, TypeError):
+                seq = None  # damaged: the load's other checks say so
+            if self.older(fid, seq):
+                rolled.append((fid, "a file now in the trash"))
+                return
+            self.record(fid, seq, False)
+            return
+        owner = doc.get("owner")
+        if fid in self.mine and owner != volume.key.user_id:
+            # Never a share that ended: the user's own file now says it is another's.
+            self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as this user's, "
+                             f"now names another owner ({owner!s:.40}) in the store: it is not taken in")
+        self.record(fid, None, False)  # in the trash, or a share that no longer reaches this user
+
+
+def _tombstone(store: Store, fid: str) -> bool:
+    db = getattr(store, "db", None)
+    if db is None:
+        return True  # a CouchDB store cannot tell a deletion from a removed row here: not reported
+    row = db.execute("SELECT deleted FROM docs WHERE id = ?", (fid,)).fetchone()
+    return row is not None and bool(row[0])
+
+
+def _path(volume: Volume, node: Node) -> str:
+    try:
+        return "/" + os.fsdecode(volume.path_of(node)).lstrip("/") if node.links else node.fid
+    except Exception:  # a name is never worth failing a report over
+        return node.fid
+
+
+def at_load(volume: Volume, store: Store, ledger: Ledger | None = None) -> Ledger:
+    """The user's ledger (opened before the load, to judge every file it knows),
+    checked against the tree just loaded, and saved."""
+    if ledger is None:
+        ledger = Ledger.open(volume.key, volume.layout.root, volume.layout.vault_id)
+    ledger.check_loaded(volume, store)
+    ledger.save()
+    return ledger

@@ -1,0 +1,107 @@
+"""Names taken from documents: checked before they reach a folder, a path or the disk.
+
+A name in a node's links, a version's ``file_name``, a trashed node's old
+name, a user or group name shown as a folder: each came out of a document
+that someone else may have written (any holder of the file's key can seal a
+node document).  A name with ``/`` or NUL, ``.``, ``..``, an empty one or
+one longer than 255 bytes would make the kernel refuse the whole folder
+(EIO for ``ls``), or lead a path out of where it belongs (``export``,
+``restore``).  Such a name is refused where it comes in: the link is
+skipped (the rest of the folder lists) and an alarm says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from fusevault.encoding import str_to_name
+from fusevault.errors import CorruptData
+from fusevault.vault.model import alarms
+
+if TYPE_CHECKING:
+    from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 255  # NAME_MAX of Linux file systems (and of FUSE)
+
+
+class BadName(CorruptData):
+    """A name from a document that cannot be a file name (EIO where it is met)."""
+
+
+def problem(name: bytes | str) -> str | None:
+    """Why ``name`` cannot be a single file name, or None if it can."""
+    raw = str_to_name(name) if isinstance(name, str) else name
+    if not raw:
+        return "an empty name"
+    if raw in (b".", b".."):
+        return f"the name {raw.decode()!r}"
+    if b"/" in raw:
+        return "a name with '/'"
+    if b"\0" in raw:
+        return "a name with NUL"
+    if len(raw) > MAX_BYTES:
+        return f"a name of {len(raw)} bytes (at most {MAX_BYTES})"
+    return None
+
+
+def valid(name: bytes | str) -> bool:
+    return problem(name) is None
+
+
+def check(name: bytes | str, where: str) -> bytes:
+    """The name as bytes, or raise BadName naming ``where`` it came from (never the name itself)."""
+    why = problem(name)
+    if why is not None:
+        raise BadName(f"{where}: refused {why}")
+    return str_to_name(name) if isinstance(name, str) else name
+
+
+def path_problem(path: bytes | str) -> str | None:
+    """Why ``path`` (``/a/b`` in the vault, or ``a/b`` under a folder) is not a path of valid names."""
+    raw = str_to_name(path) if isinstance(path, str) else path
+    inner = raw.strip(b"/")
+    if not inner:
+        return None  # the root
+    for part in inner.split(b"/"):
+        why = problem(part)
+        if why is not None:
+            return f"a path with {why}"
+    return None
+
+
+def check_path(path: bytes | str, where: str) -> bytes:
+    """A path from a document, each part a valid name; or raise BadName."""
+    why = path_problem(path)
+    if why is not None:
+        raise BadName(f"{where}: refused {why}")
+    return str_to_name(path) if isinstance(path, str) else path
+
+
+def alarms_of(volume: Volume | None) -> alarms.Alarms | None:
+    """The reader's alarm list (a volume without key pairs has one too), or None without a reader."""
+    trust = getattr(volume, "trust", None)
+    if trust is not None:
+        return trust.alarms
+    key = getattr(volume, "key", None)
+    return alarms.for_user(key.user_id) if key is not None else None
+
+
+def refuse(volume: Volume | None, subject: str, why: str) -> None:
+    """Raise the alarm for a refused name (once per subject), in the log and ``fusevault status``."""
+    found = alarms_of(volume)
+    if found is not None:
+        found.warn("bad-name", subject, why)
+    else:
+        log.warning("%s", why)
+
+
+def link_ok(volume: Volume | None, fid: str, name: bytes) -> bool:
+    """Whether a link of node ``fid`` may show under ``name``; if not, the alarm is raised."""
+    why = problem(name)
+    if why is None:
+        return True
+    refuse(volume, fid, f"refused a link of node {fid}: {why} (the rest of its folder still lists)")
+    return False

@@ -1,0 +1,305 @@
+"""Nodes (files, directories, symlinks, special files) and their documents.
+
+A node document (``type: "node"``, ``_id`` = the file id) carries the
+wrapped DEK of the node in clear and everything else sealed under that DEK:
+names and the directories they are in, mode, owner, times, size, xattrs, the
+symlink target, and where the current version's manifest is.  Sealing under
+the DEK (itself wrapped by the master key) lets a share recipient who is given
+the DEK read the node without the owner's master key.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from fusevault.crypto import aead
+from fusevault.crypto.identity import open_file_key
+from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64d, b64e, name_to_str, str_to_name
+from fusevault.errors import CorruptData
+
+NODE = "node"
+# Shared by every node without extended attributes (nearly all of them);
+# setxattr gives a node its own dict.
+NO_XATTRS: Mapping[bytes, bytes] = MappingProxyType({})
+VERSION = "FilesMetaData"
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Node:
+    """In-memory state of one node; the tree owns the links between them."""
+
+    __slots__ = (
+        "ino", "fid", "owner", "dek", "rev",
+        "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
+        "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
+        "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped", "seq",
+    )
+
+    def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
+                 mode: int, uid: int, gid: int, rdev: int = 0, when: int | None = None) -> None:
+        when = now_ns() if when is None else when
+        self.ino = ino
+        self.fid = fid
+        self.owner = owner
+        self.dek = dek
+        self.rev: str | None = None
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.rdev = rdev
+        self.size = 0
+        # The size of the committed version: what a node document may record
+        # while newer data is still dirty in memory.
+        self.stored_size = 0
+        # Bytes of data the committed version stores (holes are free): for
+        # st_blocks.  None: a document from before it was recorded.
+        self.allocated: int | None = None
+        self.atime = self.mtime = self.ctime = self.btime = when
+        # (parent inode, name) for every hard link; a directory has one.
+        self.links: list[tuple[int, bytes]] = []
+        self.children: dict[bytes, int] | None = {} if stat.S_ISDIR(mode) else None
+        self.subdirs = 0
+        self.xattrs: Mapping[bytes, bytes] = NO_XATTRS
+        self.target: bytes | None = None
+        self.head: str | None = None
+        self.manifest: tuple[int, int] | None = None
+        self.lookups = 0
+        self.opens = 0
+        self.content = None
+        self.lock = None
+        # (path, time) of the last link removed: where the trash puts it back.
+        self.trashed: tuple[bytes, int] | None = None
+        # The file this one replaced by a rename (an editor's save): its
+        # versions are this file's earlier history.
+        self.previous: str | None = None
+        # The generation of the DEK: a revoked share gives the file a new one.
+        self.epoch = 0
+        # Another owner's file (shared with this user): its DEK as that
+        # owner's document holds it, carried over unchanged at each commit.
+        self.wrapped: dict | None = None
+        # (writing device, its counter) of the document this state came from
+        # or goes to: rollback detection (vault/model/ledger.py).
+        self.seq: tuple[str, int] | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_reg(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def nlink(self) -> int:
+        if self.is_dir:
+            return 2 + self.subdirs
+        return len(self.links)
+
+    # Snapshots let a metadata operation be undone when its commit fails.
+    _SAVED = ("mode", "uid", "gid", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "xattrs",
+              "head", "manifest", "rev", "trashed", "previous", "dek", "epoch")
+
+    def save(self) -> tuple:
+        return (tuple(getattr(self, f) for f in self._SAVED), list(self.links))
+
+    def restore(self, saved: tuple) -> None:
+        values, links = saved
+        for field, value in zip(self._SAVED, values):
+            setattr(self, field, value)
+        self.links = links
+
+    def __repr__(self) -> str:
+        return f"Node(ino={self.ino}, fid={self.fid!r}, mode={self.mode:o})"
+
+
+def attrs_plain(node: Node, fid_of) -> dict:
+    return {
+        "mode": node.mode, "uid": node.uid, "gid": node.gid, "rdev": node.rdev,
+        "size": node.stored_size if node.is_reg else node.size, "atime": node.atime, "mtime": node.mtime,
+        "ctime": node.ctime, "btime": node.btime,
+        "links": [[fid_of(p), name_to_str(n)] for p, n in node.links],
+        "xattrs": {name_to_str(k): b64e(v) for k, v in node.xattrs.items()},
+        "target": None if node.target is None else name_to_str(node.target),
+        "head": node.head,
+        "manifest": list(node.manifest) if node.manifest else None,
+        "trashed": [name_to_str(node.trashed[0]), node.trashed[1]]
+        if node.trashed and not node.links else None,
+        "previous": node.previous,
+        "epoch": node.epoch,
+        **({"allocated": node.allocated} if node.allocated is not None else {}),
+        **({"seq": list(node.seq)} if node.seq is not None else {}),
+    }
+
+
+def key_fields(node: Node, key: MasterKey) -> dict:
+    """How a document carries the node's DEK for its owner.
+
+    The owner wraps it with their master key (afresh at each commit rather
+    than kept wrapped in memory: 100 bytes less per node in a vault of
+    100,000).  A user writing another's shared file carries the owner's
+    wrapping over; one creating a file in another's shared folder seals the
+    new DEK to the owner's public key (``owner_dek``), which the owner
+    replaces with a wrapping of their own at their next commit of it.
+    """
+    if node.owner == key.user_id:
+        return {"en_file_dek": b64e(key.wrap_dek(node.fid, node.dek))}
+    if node.wrapped is None:
+        raise CorruptData(f"no key of {node.fid} for its owner")
+    return dict(node.wrapped)
+
+
+def doc_dek(doc: dict, key: MasterKey, fid: str | None = None) -> bytes:
+    """The DEK a node or version document holds for its owner (``key``)."""
+    fid = fid or doc["_id"]
+    try:
+        if "en_file_dek" in doc:
+            return key.unwrap_dek(fid, b64d(doc["en_file_dek"]))
+        blob = b64d(doc["owner_dek"])
+    except (KeyError, ValueError, TypeError):
+        raise CorruptData(f"document {doc.get('_id')} holds no file key") from None
+    if key.identity is None:
+        raise CorruptData(f"document {doc.get('_id')} needs the owner's key pair")
+    return open_file_key(key.identity, doc["owner"], fid, doc.get("epoch", 0), blob)
+
+
+def node_doc(node: Node, key: MasterKey, fid_of, deleted: bool = False) -> dict:
+    plain = json.dumps(attrs_plain(node, fid_of), separators=(",", ":")).encode()
+    doc = {
+        "_id": node.fid,
+        "type": NODE,
+        "owner": node.owner,
+        **key_fields(node, key),
+        "epoch": node.epoch,
+        "delete": deleted,
+        "enc": b64e(aead.seal(node.dek, plain, aead.ad("node", node.fid))),
+    }
+    doc = signed(doc, key)
+    if node.rev is not None:
+        doc["_rev"] = node.rev  # not covered by the signature
+    return doc
+
+
+def signed(doc: dict, key: MasterKey) -> dict:
+    """The document signed by the user who writes it (vault/tree/authorship.py says
+    whose signatures count): the last step, every field being final."""
+    return doc if key.identity is None else sign_doc(key.user_id, key.identity.sign, doc)
+
+
+def open_node_doc(doc: dict, key: MasterKey) -> tuple[bytes, dict]:
+    """Return (dek, attrs) of a node document, or raise CorruptData."""
+    fid = doc["_id"]
+    try:
+        dek = doc_dek(doc, key)
+    except CorruptData:
+        raise CorruptData(f"node document {fid} fails authentication") from None
+    return dek, open_node_attrs(doc, dek)
+
+
+def open_node_attrs(doc: dict, dek: bytes) -> dict:
+    """The sealed attributes of a node document, with its DEK (owner's or shared)."""
+    fid = doc["_id"]
+    try:
+        return json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("node", fid)))
+    except (KeyError, ValueError, TypeError):
+        raise CorruptData(f"node document {fid} is malformed") from None
+    except CorruptData:
+        raise CorruptData(f"node document {fid} fails authentication") from None
+
+
+def detached_node(doc: dict, key: MasterKey, ino: int = 0) -> Node:
+    """A node from its document, outside any tree (one in the trash or replaced)."""
+    dek, attrs = open_node_doc(doc, key)
+    node = Node(ino, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
+    try:
+        apply_attrs(node, attrs)  # links are not followed: it has none
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"node document {node.fid} is malformed") from None
+    node.rev = doc["_rev"]
+    return node
+
+
+def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[str, bytes]]]:
+    """A node from its opened document, and its links as (parent fid, name)."""
+    node = Node(0, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
+    try:
+        links = apply_attrs(node, attrs)
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"node document {node.fid} is malformed") from None
+    node.rev = doc["_rev"]
+    return node, links
+
+
+def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
+    """Fill a node from decrypted attrs; return its links as (parent fid, name)."""
+    node.mode = attrs["mode"]
+    node.uid, node.gid, node.rdev = attrs["uid"], attrs["gid"], attrs["rdev"]
+    node.size = node.stored_size = attrs["size"]
+    node.atime, node.mtime = attrs["atime"], attrs["mtime"]
+    node.ctime, node.btime = attrs["ctime"], attrs["btime"]
+    xattrs = attrs["xattrs"]
+    node.xattrs = {str_to_name(k): b64d(v) for k, v in xattrs.items()} if xattrs else NO_XATTRS
+    node.target = None if attrs["target"] is None else str_to_name(attrs["target"])
+    node.head = attrs["head"]
+    node.manifest = tuple(attrs["manifest"]) if attrs["manifest"] else None
+    node.children = {} if stat.S_ISDIR(node.mode) else None
+    trashed = attrs.get("trashed")
+    node.trashed = (str_to_name(trashed[0]), trashed[1]) if trashed else None
+    node.previous = attrs.get("previous")
+    node.epoch = attrs.get("epoch", 0)
+    node.allocated = attrs.get("allocated")
+    if (seq := attrs.get("seq")) is not None:
+        device, n = seq
+        if not isinstance(device, str) or not isinstance(n, int):
+            raise ValueError("bad seq")
+        node.seq = (sys.intern(device), n)
+    return [(p, str_to_name(n)) for p, n in attrs["links"]]
+
+
+def version_doc(node: Node, key: MasterKey, vid: str, parent_vid: str | None, path: bytes,
+                manifest_nonce: bytes, device: str | None = None, digests: dict | None = None) -> dict:
+    """The seed 000 FilesMetaData document of one version (immutable, new id per change).
+
+    ``digests``: what binds the records this version wrote (Content.digests)."""
+    location, _, name = path.rpartition(b"/")
+    plain = {
+        "file_entry_ts": now_ns(),
+        "file_location": name_to_str(location),
+        "file_name": name_to_str(name),
+        "file_iv": b64e(manifest_nonce),
+        "size": node.size,
+        "mtime": node.mtime,
+        "author": key.user_id,
+        "manifest": list(node.manifest),
+        "parents": [parent_vid] if parent_vid else [],
+    }
+    if device:  # the replica that wrote it (names a conflict copy of it)
+        plain["device"] = device
+    if digests:
+        plain.update(digests)
+    sealed = aead.seal(node.dek, json.dumps(plain, separators=(",", ":")).encode(),
+                       aead.ad("version", node.fid, vid))
+    return signed({
+        "_id": vid,
+        "type": VERSION,
+        "fid": node.fid,
+        "owner": node.owner,
+        **key_fields(node, key),
+        "epoch": node.epoch,
+        "delete": False,
+        "enc": b64e(sealed),
+    }, key)

@@ -1,0 +1,218 @@
+"""Retention policies and which versions they let go.
+
+Keep every version for ``keep_all_minutes``; then the newest version of each
+UTC minute until ``keep_all_days``, so a file saved a thousand times in a
+minute keeps a few versions, not a thousand; then the newest of each UTC
+calendar day for ``daily_days`` more; then the newest of each ISO week for
+``weekly_weeks`` more (None: forever).  A deleted file stays in the trash for
+``trash_days`` after its deletion.  Calendar periods (as borg prune uses)
+rather than periods counted back from now keep the choice stable from one run
+to the next: a version kept as the last of its day stays kept.
+
+Each user has their own policy (``retention-<user id>``), which applies to
+their own files only: nobody's policy reaches files they do not own.  A user
+without one follows the vault's default (``retention``: the one policy of
+earlier versions, kept where it was), which only whoever may write the vault
+directory sets; without that either, the built-in defaults below apply.
+
+Who decides what gc deletes (issue 22): the store is written by others, so
+
+- ``retention-<uid>`` counts only if signed by that user (``Trust.verify``;
+  an unsigned one only from a user who has signed nothing yet).  One that is
+  not is refused with an alarm, and gc then drops nothing of theirs
+  (``FORGED``: ``KEEP_ALL``): their real policy is unknown, and may keep more.
+- The vault's default is written by the administrator without a key, so
+  anyone who writes the store can forge it.  It never makes gc drop what the
+  built-in policy keeps: a user who did not choose to follow it gets, window
+  by window, the longer of the default and the built-in policy
+  (``at_least_built_in``).  ``retention --follow-default`` writes a signed
+  ``{"follow_default": true}`` in ``retention-<uid>``: that user accepted the
+  default as it is, shorter windows included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+
+from fusevault.errors import Forged, InvalidInput
+from fusevault.store import Store
+from fusevault.vault.model.history import NS, Version
+
+POLICY_ID = "retention"
+POLICY = "Retention"
+DAY = 86400 * NS
+MINUTE = 60 * NS
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_all_days: int = 7
+    daily_days: int = 30
+    weekly_weeks: int | None = None
+    trash_days: int = 30
+    keep_all_minutes: int = 10
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise InvalidInput(f"{field.name.replace('_', ' ')} must be a whole number of 0 or more")
+
+    def describe(self) -> str:
+        weekly = "forever" if self.weekly_weeks is None else f"for {self.weekly_weeks} weeks"
+        return (f"every version for {self.keep_all_minutes} minutes, then one per minute for "
+                f"{self.keep_all_days} days, then one per day for "
+                f"{self.daily_days} days, then one per week {weekly}; "
+                f"deleted files stay in the trash for {self.trash_days} days")
+
+
+OWN, DEFAULT, BUILT_IN = "yours", "the vault's default", "built in"
+MERGED = "the vault's default, never shorter than the built-in one"
+FORGED = "none that holds: your policy document is not signed by you, nothing is dropped"
+# What gc applies when the user's own policy is forged: no window ever ends.
+KEEP_ALL = Policy(keep_all_days=10**6, daily_days=0, weekly_weeks=None, trash_days=10**6,
+                  keep_all_minutes=10**9)
+
+
+def at_least_built_in(default: Policy) -> Policy:
+    """Each window the longer of ``default`` and the built-in one (None: forever, the longest)."""
+    built_in = Policy()
+    weekly = (None if default.weekly_weeks is None or built_in.weekly_weeks is None
+              else max(default.weekly_weeks, built_in.weekly_weeks))
+    return Policy(keep_all_days=max(default.keep_all_days, built_in.keep_all_days),
+                  daily_days=max(default.daily_days, built_in.daily_days), weekly_weeks=weekly,
+                  trash_days=max(default.trash_days, built_in.trash_days),
+                  keep_all_minutes=max(default.keep_all_minutes, built_in.keep_all_minutes))
+
+
+def own_id(user_id: str) -> str:
+    return f"{POLICY_ID}-{user_id}"
+
+
+def _policy(doc: dict | None) -> Policy | None:
+    if doc is None:
+        return None
+    return Policy(**{f.name: doc[f.name] for f in fields(Policy) if f.name in doc})
+
+
+def load_default(store: Store) -> Policy | None:
+    """The vault's default, if its administrator set one."""
+    return _policy(store.get(POLICY_ID))
+
+
+def _own_doc(store: Store, user_id: str, trust) -> dict | None:
+    """The user's own retention document if it holds (signed by them); None if there is none.
+
+    Raises Forged (after an alarm) if there is one that does not hold."""
+    doc = store.get(own_id(user_id))
+    if doc is None or doc.get("_deleted"):
+        return None
+    if doc.get("user") != user_id or trust.checked(doc, user_id, "retention policy") != user_id:
+        trust.alarms.warn("forged-retention", own_id(user_id), f"the retention policy {own_id(user_id)} "
+                          "is not signed by its user: ignored, gc drops nothing of theirs until it is "
+                          "set again (`fusevault retention ...`)")
+        raise Forged(f"the retention document {own_id(user_id)} is not signed by its user")
+    return doc
+
+
+def load_own(store: Store, user_id: str, trust) -> Policy | None:
+    """The user's own policy, if they set one (and signed it)."""
+    doc = _own_doc(store, user_id, trust)
+    return None if doc is None or doc.get("follow_default") else _policy(doc)
+
+
+def policy_for(store: Store, user_id: str, trust) -> tuple[Policy, str]:
+    """The policy that applies to ``user_id``'s files, and where it comes from
+    (OWN, DEFAULT, MERGED, BUILT_IN or FORGED)."""
+    try:
+        own = _own_doc(store, user_id, trust)
+    except Forged:
+        return KEEP_ALL, FORGED
+    if own is not None and not own.get("follow_default"):
+        return _policy(own), OWN
+    if (default := load_default(store)) is not None:
+        if own is not None:  # they chose to follow it
+            return default, DEFAULT
+        return at_least_built_in(default), MERGED
+    return Policy(), BUILT_IN
+
+
+def save_own(store: Store, user_id: str, policy: Policy, sign) -> None:
+    """The user's own policy, signed (``sign``: ``Trust.sign``, last, over the final fields)."""
+    current = store.get(own_id(user_id))
+    doc = {"_id": own_id(user_id), "type": POLICY, "user": user_id, **asdict(policy)}
+    if current is not None:
+        doc["_rev"] = current["_rev"]
+    store.put_many([sign(doc)])
+
+
+def drop_own(store: Store, user_id: str, sign) -> None:
+    """Forget the user's own policy: they follow the vault's default again, by their signed choice."""
+    current = store.get(own_id(user_id))
+    doc = {"_id": own_id(user_id), "type": POLICY, "user": user_id, "follow_default": True}
+    if current is not None:
+        doc["_rev"] = current["_rev"]
+    store.put_many([sign(doc)])
+
+
+def save_default(store: Store, policy: Policy) -> None:
+    """The vault's default (its administrator's; never from a user's request)."""
+    doc = store.get(POLICY_ID) or {"_id": POLICY_ID}
+    store.put_many([{**doc, "type": POLICY, **asdict(policy)}])
+    store.sync()
+
+
+def answer(policy: Policy, source: str) -> dict:
+    """What `fusevault retention` shows (JSON-ready)."""
+    return {"policy": asdict(policy), "text": policy.describe(), "source": source}
+
+
+def changed(policy: Policy, changes: object) -> Policy:
+    """``policy`` with ``changes`` (field -> value) applied, checked."""
+    if not isinstance(changes, dict):
+        raise InvalidInput("retention settings are given as field: value")
+    try:
+        return replace(policy, **changes)
+    except TypeError:
+        raise InvalidInput(f"unknown retention settings: {sorted(changes)}") from None
+
+
+def _period(time_ns: int, weekly: bool) -> tuple[int, int, int]:
+    day = datetime.fromtimestamp(time_ns // NS, UTC).date()
+    if weekly:
+        year, week, _ = day.isocalendar()
+        return (year, week, 0)
+    return (day.year, day.month, day.day)
+
+
+def to_drop(versions: list[Version], now_ns: int, policy: Policy,
+            keep: set[str] = frozenset()) -> list[Version]:
+    """The versions the policy lets go, among ``versions`` of one file (oldest first).
+
+    Versions in ``keep`` (the current one, those open right now) always stay.
+    """
+    every_until = now_ns - policy.keep_all_minutes * MINUTE
+    all_until = now_ns - policy.keep_all_days * DAY
+    daily_until = all_until - policy.daily_days * DAY
+    weekly_until = (None if policy.weekly_weeks is None
+                    else daily_until - policy.weekly_weeks * 7 * DAY)
+    seen: set[tuple] = set()
+    drops = []
+    for version in reversed(versions):  # newest first: the first seen of a period is kept
+        if version.time > every_until:
+            continue
+        if version.time > all_until:
+            period: tuple | None = ("minute", version.time // MINUTE)
+        elif version.time > daily_until:
+            period = ("day", *_period(version.time, weekly=False))
+        elif weekly_until is None or version.time > weekly_until:
+            period = ("week", *_period(version.time, weekly=True))
+        else:
+            period = None
+        if period is not None and period not in seen:
+            seen.add(period)
+            continue
+        if version.vid not in keep:
+            drops.append(version)
+    return drops

@@ -1,0 +1,69 @@
+"""The shape of the documents that grant: Share, Group and UserDetails, checked where they are read.
+
+Anyone who writes the store can put a document of any shape, and a signature
+(or an author from before signatures) says who made it, not that its fields
+have the types the code indexes with.  A document of the wrong shape is
+refused (an alarm, or a log line where no user is unlocked) and left out, so
+one bad document never stops a mount or an admin command.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from fusevault.store import Store
+from fusevault.vault.model.alarms import Alarms
+
+log = logging.getLogger(__name__)
+
+GROUP = "Group"
+USER = "UserDetails"
+SHARE = "Share"
+
+
+def _str(doc: dict, *fields: str) -> bool:
+    return all(isinstance(doc.get(f), str) for f in fields)
+
+
+def share_ok(doc: dict) -> bool:
+    return (_str(doc, "_id", "owner", "fid", "grantee", "perm")
+            and isinstance(doc.get("group", False), bool))
+
+
+def group_ok(doc: dict) -> bool:
+    members = doc.get("users", {})
+    return (_str(doc, "_id", "owner", "groupname")
+            and isinstance(members, dict)
+            and all(isinstance(u, str) and isinstance(p, str) for u, p in members.items()))
+
+
+def user_ok(doc: dict) -> bool:
+    return (_str(doc, "_id", "username")
+            and all(doc.get(f) is None or isinstance(doc.get(f), str) for f in ("root", "public_box",
+                                                                                "public_sign"))
+            and (doc.get("uid") is None or (isinstance(doc.get("uid"), int)
+                                            and not isinstance(doc.get("uid"), bool))))
+
+
+_CHECKS = {SHARE: share_ok, GROUP: group_ok, USER: user_ok}
+
+
+def ok(doc: dict, alarms: Alarms | None = None) -> bool:
+    """Whether ``doc`` has the shape of its kind; if not, say so (once) and refuse it."""
+    check = _CHECKS.get(doc.get("type"))  # type: ignore[arg-type]
+    if check is None or check(doc):
+        return True
+    text = f"refused a malformed {doc.get('type')} document {doc.get('_id')!r}: it is ignored"
+    if alarms is not None:
+        alarms.warn("malformed", str(doc.get("_id")), text)
+    else:
+        log.warning("%s", text)
+    return False
+
+
+def well_formed(store: Store, kind: str, alarms: Alarms | None = None) -> Iterator[dict]:
+    """The documents of ``kind`` that have its shape (deleted ones as the store gives them)."""
+    for doc in store.iter_type(kind):
+        if doc.get("_deleted") or ok(doc, alarms):
+            yield doc

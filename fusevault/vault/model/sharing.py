@@ -1,0 +1,242 @@
+"""Shares: who may read or write whose files, and the sealed file keys that let them.
+
+A ``Share`` document per (shared file or folder, grantee) is the truth: the
+grantee is a user or a group, the permission ``READ`` or ``READ,WRITE``.
+A folder share reaches everything under the folder, also what is made in it
+later.  Each file key a grantee needs is sealed to their X25519 public key
+(``crypto.identity.seal_file_key``) in a ``.vfkey`` at seed 003's places:
+
+    users/<recipient>/shared/<owner>_<fid>.vfkey        a share with a user
+    groups/<gid>/own/<fid>/keys/<recipient>.vfkey       a share with a group
+
+A ``.vfkey`` is JSON ``{"epoch": n, "key": base64, "owner", "fid",
+"recipient", "sig"}``; the epoch is the file key's generation (it changes
+when a share is revoked) and is bound into the sealed key's associated data;
+``sig`` is the file owner's signature over the rest (``vault/model/grants.py``):
+a reader uses a key only if the file's owner signed it.  Keys are written before the document that
+makes them needed and removed after the one that ends the need, so a crash
+leaves at most a key nobody uses, never a share without its keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from fusevault.encoding import b64d, b64e
+from fusevault.errors import CorruptData
+from fusevault.store import Store
+from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model.groups import can_write, parse_perm
+
+SHARE = "Share"
+# A ``.vfkey`` as a document, so peers replicate it (sync/key_mirror.py).
+FILE_KEY = "FileKey"
+
+# Key files this process wrote or removed: the sync mirror's cue to look at
+# them again (other processes' are found by its slower full rescan).
+_key_writes = 0
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One share: ``grantee`` is a user id, or a group id when ``group``."""
+
+    owner: str
+    fid: str
+    grantee: str
+    group: bool
+    perm: str
+
+    @property
+    def writable(self) -> bool:
+        return can_write(self.perm)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What a share gives one recipient: the grant, and where their keys are."""
+
+    grant: Grant
+    recipient: str
+    perm: str  # a group member gets no more than their membership allows
+
+    def key_path(self, layout: Layout, fid: str) -> Path:
+        return key_path(layout, self.grant, self.recipient, fid)
+
+
+def share_perm(text: str) -> str:
+    """``--perm``: READ, or WRITE (which includes READ: nobody writes blind)."""
+    perm = parse_perm(text)
+    return "READ,WRITE" if can_write(perm) else "READ"
+
+
+def doc_id(fid: str, grantee: str) -> str:
+    return f"share-{fid}-{grantee}"
+
+
+def share_doc(grant: Grant) -> dict:
+    return {"_id": doc_id(grant.fid, grant.grantee), "type": SHARE, "owner": grant.owner,
+            "fid": grant.fid, "grantee": grant.grantee, "group": grant.group,
+            "perm": grant.perm, "created_at": int(time.time())}
+
+
+def grant_of(doc: dict) -> Grant:
+    from fusevault.vault.model.shapes import share_ok
+
+    try:
+        if not share_ok(doc):
+            raise KeyError
+        return Grant(doc["owner"], doc["fid"], doc["grantee"], bool(doc["group"]), doc["perm"])
+    except KeyError:
+        raise CorruptData(f"share document {doc.get('_id')} is malformed") from None
+
+
+def all_grants(store: Store) -> list[Grant]:
+    from fusevault.vault.model.shapes import well_formed
+
+    return [grant_of(d) for d in well_formed(store, SHARE)]
+
+
+def reaches(grant: Grant, groups: dict[str, dict[str, str]]) -> list[Reach]:
+    """Every recipient of a grant (a group's members but the file's owner);
+    ``groups`` is group id -> {member: membership permission}."""
+    if not grant.group:
+        return [Reach(grant, grant.grantee, grant.perm)]
+    users = groups.get(grant.grantee, {})
+    return [Reach(grant, uid, grant.perm if can_write(perm) else "READ")
+            for uid, perm in sorted(users.items()) if uid != grant.owner]
+
+
+def key_path(layout: Layout, grant: Grant, recipient: str, fid: str) -> Path:
+    if grant.group:
+        return group_key_path(layout, grant.grantee, fid, recipient)
+    return user_key_path(layout, recipient, grant.owner, fid)
+
+
+def user_key_path(layout: Layout, recipient: str, owner: str, fid: str) -> Path:
+    return layout.user_dir(recipient) / "shared" / f"{owner}_{fid}.vfkey"
+
+
+def group_key_path(layout: Layout, group_id: str, fid: str, recipient: str) -> Path:
+    return layout.group_dir(group_id) / "own" / fid / "keys" / f"{recipient}.vfkey"
+
+
+def key_writes() -> int:
+    """How many times this process wrote or removed a key file."""
+    return _key_writes
+
+
+def _wrote_key() -> None:
+    global _key_writes
+    _key_writes += 1
+
+
+class KeyRecord(NamedTuple):
+    """A ``.vfkey``: the epoch and sealed key, and who signed them for whom."""
+
+    epoch: int
+    key: bytes
+    owner: str | None = None
+    fid: str | None = None
+    recipient: str | None = None
+    sig: dict | None = None
+
+    def signed_fields(self) -> dict:
+        if self.sig is None:
+            return {}
+        return {"owner": self.owner, "fid": self.fid, "recipient": self.recipient, "sig": self.sig}
+
+
+def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
+              signed: dict | None = None) -> bool:
+    """Write a ``.vfkey``; ``replace=False``: only if there is none (else False);
+    ``signed``: the owner's signature and what it names (vault/model/grants.py)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"epoch": epoch, "key": b64e(sealed), **(signed or {})}).encode()
+    if replace:
+        atomic_write(path, data, durable=False)
+    else:
+        # Written aside, then linked into place: never over a key written meanwhile.
+        tmp = path.with_name(f".{path.name}.new{os.getpid()}.{threading.get_ident()}")
+        atomic_write(tmp, data, durable=False)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+    _wrote_key()
+    return True
+
+
+def read_key(path: Path) -> KeyRecord | None:
+    """The (epoch, sealed key, signature) of a ``.vfkey``, or None when there is none."""
+    try:
+        return key_record(json.loads(path.read_bytes()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        raise CorruptData(f"{path.name} is damaged") from None
+
+
+def key_record(data: dict) -> KeyRecord:
+    """A key record from a ``.vfkey``'s JSON or a FileKey document (ValueError etc. if malformed)."""
+    sig = data.get("sig") if "recipient" in data else None
+    if sig is not None and not isinstance(sig, dict):
+        raise ValueError("malformed signature")
+    owner, fid, recipient = (data.get(k) for k in ("owner", "fid", "recipient"))
+    if sig is not None and not all(isinstance(v, str) for v in (owner, fid, recipient)):
+        raise ValueError("malformed signed fields")
+    return KeyRecord(int(data["epoch"]), b64d(data["key"]), owner if sig else None, fid if sig else None,
+                     recipient if sig else None, sig)
+
+
+def remove_key(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    if path.parent.name == "keys":  # a group file's folder goes with its last key
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+            path.parent.parent.rmdir()
+    _wrote_key()
+
+
+def rotations(store: Store, grants: list[Grant]) -> list[dict]:
+    """``Rotation`` documents for shares someone lost without their owner
+    (a member leaving a group, a user removed): the owner's next unlock gives
+    those files new keys (``share_ops.resume``)."""
+    docs = {}
+    for grant in grants:
+        doc_id_ = f"rotate-{grant.fid}"
+        if doc_id_ not in docs and store.get(doc_id_) is None:
+            docs[doc_id_] = {"_id": doc_id_, "type": "Rotation", "owner": grant.owner, "fid": grant.fid}
+    return list(docs.values())
+
+
+def drop_group_keys(layout: Layout, group_id: str, user_id: str) -> None:
+    """Remove every key of a group's files sealed to one (departing) member."""
+    own = layout.group_dir(group_id) / "own"
+    try:
+        fids = os.listdir(own)
+    except FileNotFoundError:
+        return
+    for fid in fids:
+        remove_key(own / fid / "keys" / f"{user_id}.vfkey")
+
+
+def acl_lines(grants: list[Grant]) -> list[str]:
+    """Seed 003's sidecar ``ACL``: ``<user or group id>:<perm>``."""
+    return sorted(f"{g.grantee}:{g.perm}" for g in grants)
+
+
+def shared_files(grants: list[Grant], user_id: str) -> list[str]:
+    """Seed 003's user ``SHARED_FILES``: ``<owner>:<fid>:<perm>`` of each share with them."""
+    return sorted(f"{g.owner}:{g.fid}:{g.perm}" for g in grants if not g.group and g.grantee == user_id)

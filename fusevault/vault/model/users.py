@@ -1,0 +1,180 @@
+"""Users: the seed 000 UserDetails document, their key pairs, unlocking."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from fusevault.crypto import aead, recovery
+from fusevault.crypto.identity import Identity, open_identity, seal_identity
+from fusevault.crypto.kdf import default_params
+from fusevault.crypto.keys import (
+    MasterKey,
+    check_master,
+    checksum,
+    new_wrapped_master,
+    unwrap_master,
+    wrap_master,
+)
+from fusevault.crypto.signing import sign_doc, signer_of
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoRecoveryKey, VaultNotFound
+from fusevault.store import Store
+from fusevault.vault.format.layout import Layout, validate_name
+from fusevault.vault.model import confirmed
+from fusevault.vault.model.nodes import NODE, VERSION, Node, new_id, node_doc
+
+USER = "UserDetails"
+DEFAULT_TTL = {"ttl": "8", "unit": "hr"}
+
+
+def find_user(store: Store, username: str | None) -> dict:
+    users = list(store.iter_type(USER))
+    if username is not None:
+        for doc in users:
+            if doc.get("username") == username:
+                return doc
+        raise VaultNotFound(f"no user {username!r} in this vault")
+    if not users:
+        raise CorruptData("the vault has no user")
+    if len(users) == 1:
+        return users[0]
+    mine = [d for d in users if d.get("uid") == os.getuid()]
+    if len(mine) == 1:
+        return mine[0]
+    raise InvalidInput("this vault has several users: say which with --user NAME")
+
+
+def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
+                uid: int | None = None, recovery_secret: bytes | None = None) -> str:
+    """A new user; with ``recovery_secret``, their master key is also wrapped under it."""
+    validate_name("user", username)
+    if any(d.get("username") == username for d in store.iter_type(USER)):
+        raise AlreadyExists(f"user {username!r} already exists")
+    user_id = new_id()
+    fields, master = new_wrapped_master(user_id, passphrase, default_params())
+    key = MasterKey(user_id, master)
+    root_fid = new_id()
+    dek = aead.new_key()
+    uid = os.getuid() if uid is None else uid
+    if any(d.get("uid") == uid for d in store.iter_type(USER)):
+        raise AlreadyExists(f"Linux uid {uid} is already mapped to another user of this vault: "
+                            f"give {username}'s with --uid N")
+    identity = Identity.new(user_id)
+    key.identity = identity
+    root = Node(1, root_fid, user_id, dek, stat.S_IFDIR | 0o755, uid, os.getgid())
+    created = int(time.time())
+    doc = {
+        "_id": user_id,
+        "type": USER,
+        "username": username,
+        "uid": uid,
+        "created_at": created,
+        **fields,
+        "checksum": checksum(fields),
+        **seal_identity(key, identity),
+        **({recovery.FIELD: recovery.wrap(user_id, master, recovery_secret, int(time.time()))}
+           if recovery_secret is not None else {}),
+        "root": root_fid,
+        "passphrase_expiry_ttl": dict(DEFAULT_TTL),
+        "source_dir_to_watch": None,
+        "target_dir_to_dump": None,
+        "peer_dir_for_storage": None,
+        "delete_file_from_source": False,
+    }
+    layout.make_user_dirs(user_id)
+    # Signed from birth: readers pin the keys it names, and the signature
+    # covers the seed 000 settings and the TTL (vault/model/trust.py).
+    store.put_many([sign_doc(user_id, identity.sign, doc),
+                    sign_doc(user_id, identity.sign, node_doc(root, key, lambda ino: root_fid))])
+    store.sync()
+    confirmed.mark_signed(layout.root, user_id)  # this device: an unsigned one later is forged
+    return user_id
+
+
+def ensure_identity(store: Store, doc: dict, key: MasterKey) -> dict:
+    """Give a user from before key pairs existed (vault format 1, early) their pairs."""
+    if "en_private_keys" in doc:
+        return doc
+    identity = Identity.new(doc["_id"], signs=False)  # signed (and marked) by vault/model/migrate.py
+    doc = {**doc, **seal_identity(key, identity)}
+    doc["_rev"] = store.put_many([doc])[0]
+    key.identity = identity
+    store.sync()
+    return doc
+
+
+def owned_docs(store: Store, user_id: str) -> list[dict]:
+    """Every document a user owns (nodes, versions, records)."""
+    return [d for kind in (NODE, VERSION, "ImportRecord", "LinkRecord")
+            for d in store.iter_type(kind) if d.get("owner") == user_id]
+
+
+def unlock(doc: dict, passphrase: bytes) -> MasterKey:
+    if doc.get("checksum") != checksum(doc):
+        raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
+    key = MasterKey(doc["_id"], unwrap_master(doc["_id"], doc, passphrase))
+    if "en_private_keys" in doc:
+        key.identity = open_identity(key, doc)
+    return key
+
+
+def change_passphrase(store: Store, doc: dict, old: bytes, new: bytes) -> None:
+    master = _master(doc, old)
+    fields = wrap_master(doc["_id"], master, new, default_params())
+    # The recovery wrapping (if any) is of the same master key: it stays valid.
+    _save(store, {**doc, **fields, "checksum": checksum(fields)}, master)
+
+
+def _master(doc: dict, passphrase: bytes) -> bytes:
+    if doc.get("checksum") != checksum(doc):
+        raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
+    return unwrap_master(doc["_id"], doc, passphrase)
+
+
+def _save(store: Store, doc: dict, master: bytes) -> None:
+    """Store a changed user document, signed again by its user over every field."""
+    if signer_of(doc) is not None or "en_private_keys" in doc:
+        identity = open_identity(MasterKey(doc["_id"], master), doc)
+        doc = sign_doc(doc["_id"], identity.sign, doc)
+    store.put_many([doc])
+    store.sync()
+
+
+# --- the recovery key (crypto/recovery.py)
+
+
+def has_recovery_key(doc: dict) -> bool:
+    return recovery.FIELD in doc
+
+
+def create_recovery_key(store: Store, doc: dict, passphrase: bytes, secret: bytes) -> None:
+    """Wrap the user's master key under ``secret`` too (replacing an earlier recovery key)."""
+    master = _master(doc, passphrase)
+    _save(store, {**doc, recovery.FIELD: recovery.wrap(doc["_id"], master, secret, int(time.time()))},
+          master)
+
+
+def revoke_recovery_key(store: Store, doc: dict, passphrase: bytes) -> None:
+    if not has_recovery_key(doc):
+        raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key")
+    master = _master(doc, passphrase)
+    _save(store, {k: v for k, v in doc.items() if k != recovery.FIELD}, master)
+
+
+def recover(doc: dict, secret: bytes) -> bytes:
+    """The master key, opened with the recovery key instead of the passphrase."""
+    if not has_recovery_key(doc):
+        raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key (none was made, "
+                            "or it was revoked)")
+    master = recovery.unwrap(doc["_id"], doc[recovery.FIELD], secret)
+    if doc.get("checksum") != checksum(doc) or not check_master(doc, master):
+        raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
+    return master
+
+
+def reset_passphrase(store: Store, doc: dict, secret: bytes, new: bytes) -> None:
+    """A forgotten passphrase: a new one, the master key opened with the recovery key."""
+    master = recover(doc, secret)
+    fields = wrap_master(doc["_id"], master, new, default_params())
+    _save(store, {**doc, **fields, "checksum": checksum(fields)}, master)

@@ -1,0 +1,215 @@
+"""Edits made on two devices while they were apart: settled without losing either.
+
+Replication keeps both revisions of a document two replicas changed
+concurrently (store/replica.py); CouchDB's rule picks which one is current.
+For a file or folder, this module then decides what the user sees, by these
+rules (docs/ARCHITECTURE.md "Sync"):
+
+1. Edit against delete: the edit is kept; the file stays (a delete is only
+   a trash flag, so nothing else is lost).
+2. Both sides have the same contents (renames, chmod): the side changed last
+   (ctime) wins.
+3. One side's contents descend from the other's (one renamed, the other
+   edited): the edited contents are kept under the other side's name, so both
+   changes survive (the other side changed only names or modes, as its
+   contents are older).
+4. Both sides edited the contents: the later edit (mtime) keeps the name; the
+   other becomes a conflict copy next to it, ``NAME (conflict DEVICE DATE).EXT``,
+   DEVICE being the replica that wrote it and DATE its mtime (UTC).
+5. Two revisions with no common history (two devices made the same conflict
+   copy at once, under one derived id): one is kept; they hold the same contents.
+
+Every device that sees the conflict settles it, and gets the same answer:
+the conflict copy's id is derived from the losing revision, and the losing
+branch is closed with a revision whose id is derived from it too
+(``replica.close_leaf``), so two devices settling at once make no new conflict.
+Both edits also stay in the file's version history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import stat
+import time
+from dataclasses import dataclass
+
+from fusevault.crypto.keys import subkey
+from fusevault.errors import VaultError
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
+from fusevault.vault.files.content import Content
+from fusevault.vault.model import names
+from fusevault.vault.model.history import version_parents, version_plain
+from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
+from fusevault.vault.services.absorbing import Absorbed, absorb_node, relink
+from fusevault.vault.services.recovery import copy_into
+from fusevault.vault.volume import ROOT_INODE, Caller, Volume
+
+log = logging.getLogger(__name__)
+
+MAX_ANCESTRY = 10_000
+
+
+@dataclass
+class Leaf:
+    doc: dict
+    node: Node
+    links: list[tuple[str, bytes]]
+    history: list[str]
+
+
+def copy_ident(fid: str, rev: str, dek: bytes) -> tuple[str, bytes]:
+    """The conflict copy's id and DEK: every device that makes the copy makes
+    the same file (its key derived from the original's, which they all hold)."""
+    fid = hashlib.sha256(f"fusevault conflict copy\0{fid}\0{rev}".encode()).hexdigest()[:32]
+    return fid, subkey(dek, f"fusevault conflict-copy dek v1 {fid}")
+
+
+def copy_name(name: bytes, device: str, mtime_ns: int) -> bytes:
+    stem, dot, ext = name.rpartition(b".")
+    if not dot or not stem:  # no extension, or a dot file
+        stem, dot, ext = name, b"", b""
+    when = time.strftime("%Y-%m-%d %H.%M", time.gmtime(mtime_ns / 1e9))
+    tail = f" (conflict {device} {when})".encode() + dot + ext
+    return stem[:max(1, names.MAX_BYTES - len(tail))] + tail  # a long name's copy is a name still
+
+
+async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absorbed:
+    """Settle the conflicts of these documents; what the kernel must forget."""
+    out = Absorbed()
+    for doc_id in doc_ids:
+        try:
+            await _settle_one(volume, store, doc_id, out)
+        except VaultError as err:
+            log.warning("could not settle the concurrent edits of %s: %s", doc_id, err)
+    return out
+
+
+async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absorbed) -> None:
+    for other in replica.other_leaves(store, doc_id):
+        current = store.get(doc_id)
+        if current is None:
+            return
+        if current.get("type") != NODE:
+            # Users, groups, shares, settings: the revision CouchDB's rule
+            # picked stands, as on the server; the other is closed.
+            replica.close_leaf(store, doc_id, other["_rev"])
+            continue
+        if current.get("owner") != volume.key.user_id:
+            return  # a file shared with this user: its owner's devices settle it
+        if volume.authorship is not None and not volume.authorship.leaf_ok(volume, other):
+            replica.close_leaf(store, doc_id, other["_rev"])  # refused (and said): never a copy of it
+            continue
+        mine = _open(current, replica.current_history(store, doc_id), volume)
+        theirs = _open(other, replica.history_from(other), volume)
+        if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
+            return  # a version has not arrived yet: settled after a later arrival
+        keeper, links, loser = _decide(store, mine, theirs)
+        log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
+                 f"{loser.doc['_rev']} copied" if loser else "no copy")
+        if loser is not None:
+            await _conflict_copy(volume, store, loser)
+        if keeper is theirs or links != keeper.links:
+            await _adopt(volume, current, keeper, links, out)
+        replica.close_leaf(store, doc_id, other["_rev"])
+
+
+def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:
+    node, links = node_from_doc(doc, *open_node_doc(doc, volume.key))
+    return Leaf(doc, node, links, history)
+
+
+def _decide(store: LocalStore, mine: Leaf, theirs: Leaf) -> tuple[Leaf, list, Leaf | None]:
+    """(the leaf whose contents stay, the names it gets, the leaf to copy or None)."""
+    if _made_twice(mine, theirs):
+        return mine, mine.links, None  # rule 5
+    if bool(mine.doc.get("delete")) != bool(theirs.doc.get("delete")):
+        keeper = theirs if mine.doc.get("delete") else mine  # rule 1
+        return keeper, keeper.links, None
+    later = max(mine, theirs, key=lambda leaf: (leaf.node.ctime, leaf.doc["_rev"]))
+    if mine.node.head == theirs.node.head:
+        return later, later.links, None  # rule 2
+    for newer, older in ((mine, theirs), (theirs, mine)):
+        if _descends(store, newer, older.node.head):
+            # Rule 3: the side with the older contents changed only names or
+            # modes: its names are the change to keep, with the newer contents.
+            return newer, older.links, None
+    keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))  # rule 4
+    return keeper, keeper.links, theirs if keeper is mine else mine
+
+
+def _made_twice(mine: Leaf, theirs: Leaf) -> bool:
+    """Both histories go back to their creation and share no revision.
+
+    A history cut at REVS_LIMIT (a peer away for more edits than that) also
+    shares nothing: that is an ordinary conflict, settled by contents."""
+    whole = all(leaf.history[-1].startswith("1-") for leaf in (mine, theirs))
+    return whole and not set(mine.history) & set(theirs.history)
+
+
+def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None) -> bool:
+    if ancestor is None:
+        return True
+    todo, seen = [leaf.node.head], set()
+    while todo and len(seen) < MAX_ANCESTRY:
+        vid = todo.pop()
+        if vid is None or vid in seen:
+            continue
+        if vid == ancestor:
+            return True
+        seen.add(vid)
+        doc = store.get(vid)
+        if doc is not None:
+            todo += version_parents(doc, leaf.node.dek)
+    return False
+
+
+async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf) -> None:
+    fid, dek = copy_ident(loser.doc["_id"], loser.doc["_rev"], loser.node.dek)
+    if fid in volume.by_fid or store.get(fid) is not None:
+        return  # made already, here or by another device
+    parent_fid, name = loser.links[0] if loser.links else (None, b"file")
+    parent = volume.nodes.get(volume.by_fid.get(parent_fid, ROOT_INODE)) or volume.nodes[ROOT_INODE]
+    device = _device_of(store, loser) or "another device"
+    if not names.valid(name):
+        names.refuse(volume, loser.doc["_id"], f"a concurrent edit of {loser.doc['_id']} had a name that "
+                     "is not a file name: its conflict copy is named 'file'")
+        name = b"file"
+    if not isinstance(device, str) or not names.valid(device) or len(device) > 64:
+        device = "another device"
+    copy = copy_name(name, device, loser.node.mtime)
+    number = 2
+    while copy in parent.children:
+        copy = copy_name(name, f"{device} {number}", loser.node.mtime)
+        number += 1
+    node = loser.node
+    reader = Content(volume.layout, node.owner, node.fid, node.dek, node.manifest, node.head,
+                     check_sidecar=False, epoch=node.epoch)
+    fh, made = await volume.create(parent.ino, copy, stat.S_IMODE(node.mode), Caller(node.uid, node.gid),
+                                   ident=(fid, dek))
+    volume.forget(made.ino, 1)  # made here, not looked up by the kernel
+    try:
+        await copy_into(volume, fh, reader, node.size)
+    finally:
+        await volume.release(fh)
+
+
+def _device_of(store: LocalStore, leaf: Leaf) -> str | None:
+    doc = store.get(leaf.node.head) if leaf.node.head else None
+    return version_plain(doc, leaf.node.dek).get("device") if doc else None
+
+
+async def _adopt(volume: Volume, current: dict, keeper: Leaf, links: list, out: Absorbed) -> None:
+    """Make the keeper's state (with ``links``) the next revision after ``current``."""
+    # Taken into the tree as if it were a newer revision (absorb skips the
+    # revision the tree already holds), then committed on top of ``current``.
+    absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out)
+    ino = volume.by_fid.get(current["_id"])
+    if ino is None:
+        return
+    node = volume.nodes[ino]
+    node.rev = current["_rev"]
+    if links != keeper.links:
+        relink(volume, node, links, out)
+    await volume.save_node(node)

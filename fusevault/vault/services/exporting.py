@@ -1,0 +1,227 @@
+"""``fusevault export``: decrypted copies of vault files in an ordinary folder.
+
+Each file is written to a hidden temporary name, fsynced and renamed, so
+the destination holds whole files only; modes (never setuid, setgid or
+sticky) and modification times are kept.  Nothing is overwritten unless
+asked, and that is checked for every file before the first one is written.
+
+Everything on the host side goes through a ``HostAccess`` (host_access.py):
+in a shared mount, run by root, that is a helper running as the caller, so
+the destination is opened, and every folder, temporary file and rename
+made in it, with the caller's rights.  Everything is made relative to the
+descriptor of the folder it goes in, never following a symbolic link found
+on the way (O_NOFOLLOW), and a temporary file is always a new one
+(O_EXCL); the mount only writes the plaintext through the descriptor the
+helper handed back.  Without ``overwrite`` the final rename refuses an
+existing name (RENAME_NOREPLACE), so a file that appeared meanwhile stays.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+import trio
+
+from fusevault.encoding import name_to_str
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoSpace, PermissionDenied, VaultError
+from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
+from fusevault.mounts import fusevault_mounts, within
+from fusevault.vault.model import names
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.services.placing import read_file
+from fusevault.vault.volume import Volume
+
+FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY
+
+
+def tree(volume: Volume, node: Node, rel: str) -> list[tuple[str, Node]]:
+    """(path relative to the destination, node) for node and everything under it."""
+    found = [(rel, node)]
+    if node.is_dir:
+        for name, ino in sorted(node.children.items()):
+            if not names.valid(name):  # refused where it came in; never a host path
+                raise CorruptData(f"a name in {name_to_str(volume.path_of(node))} is not a file name")
+            found += tree(volume, volume.nodes[ino], os.path.join(rel, name_to_str(name)))
+    return found
+
+
+def _failed(where: Path, err: OSError) -> VaultError:
+    """An OSError of the host (the caller's own, in a shared mount) as one line."""
+    reason = err.strerror or str(err)
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"cannot write {where}: {reason}")
+    if err.errno == errno.EEXIST:
+        return AlreadyExists(f"{where} exists (use --overwrite to replace it)")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(f"cannot write {where}: {reason}")
+    if err.errno in (errno.ELOOP, errno.ENOTDIR):
+        return InvalidInput(f"{where}: a symbolic link or a file is in the way (links are not followed)")
+    return VaultError(f"cannot write {where}: {reason}")
+
+
+class Destination:
+    """The destination folder, opened as the caller, and the folders made in it (by descriptor)."""
+
+    def __init__(self, host: HostAccess, dest: Path) -> None:
+        self.host = host
+        self.dest = dest
+        try:
+            fd = host.open(str(dest), os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise InvalidInput(f"{dest} is not an existing folder") from None
+        except OSError as err:
+            raise _failed(dest, err) from None
+        self.fds = {"": fd}
+        try:
+            # Where the descriptor really is, not what the path said a moment ago.
+            real = os.readlink(f"/proc/self/fd/{fd}")
+            for mountpoint in fusevault_mounts():
+                if within(real, mountpoint):
+                    raise InvalidInput(f"{dest} is inside the mounted vault at {mountpoint}: "
+                                       "copy with cp instead")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+
+    def check(self, paths: list[tuple[str, Node]]) -> None:
+        """Nothing is there yet that would be replaced (before the first file is written)."""
+        for rel, node in paths:
+            if node.is_dir:
+                continue
+            try:
+                self.host.lstat(rel, dir_fd=self.fds[""])
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as err:
+                raise _failed(self.dest / rel, err) from None
+            raise AlreadyExists(f"{self.dest / rel} exists (use --overwrite to replace it)")
+
+    def folder(self, rel: str) -> int:
+        """The descriptor of folder ``rel``, made (0700) where missing; never through a link."""
+        if rel in self.fds:
+            return self.fds[rel]
+        above, _, name = rel.rpartition("/")
+        parent = self.folder(above)
+        try:
+            try:
+                self.host.mkdir(name, 0o700, dir_fd=parent)
+            except FileExistsError:
+                pass
+            fd = self.host.open(name, FOLDER, dir_fd=parent)
+        except OSError as err:
+            raise _failed(self.dest / rel, err) from None
+        self.fds[rel] = fd
+        return fd
+
+    def create(self, rel: str) -> tuple[int, str, int]:
+        """A new hidden file next to ``rel``: (folder descriptor, its name, its descriptor)."""
+        above, _, name = rel.rpartition("/")
+        parent = self.folder(above)
+        for _ in range(16):
+            temp = f".{name[:200]}.fvpart-export-{secrets.token_hex(4)}"
+            try:
+                return parent, temp, self.host.open(temp, NEW_FILE, 0o600, dir_fd=parent)
+            except FileExistsError:
+                continue  # someone's file (or link) of that name: another name, never theirs
+            except OSError as err:
+                raise _failed(self.dest / rel, err) from None
+        raise AlreadyExists(f"no free temporary name next to {self.dest / rel}")
+
+    def symlink(self, rel: str, target: str, overwrite: bool) -> None:
+        above, _, name = rel.rpartition("/")
+        parent = self.folder(above)
+        for _ in range(16):
+            temp = f".{name[:200]}.fvpart-export-{secrets.token_hex(4)}"
+            try:
+                self.host.symlink(target, temp, dir_fd=parent)
+                break
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise _failed(self.dest / rel, err) from None
+        else:
+            raise AlreadyExists(f"no free temporary name next to {self.dest / rel}")
+        self.place(parent, temp, rel, overwrite)
+
+    def place(self, parent: int, temp: str, rel: str, overwrite: bool) -> None:
+        """Rename the finished temporary file to its name, as the caller; then make it durable."""
+        try:
+            self.host.rename(temp, rel.rpartition("/")[2], dir_fd=parent, noreplace=not overwrite)
+        except OSError as err:
+            self.discard(parent, temp)
+            raise _failed(self.dest / rel, err) from None
+        os.fsync(parent)
+
+    def discard(self, parent: int, temp: str) -> None:
+        try:
+            self.host.unlink(temp, dir_fd=parent)
+        except OSError:
+            pass
+
+
+async def export(volume: Volume, path: bytes, dest: Path, overwrite: bool = False,
+                 host: HostAccess | None = None) -> dict:
+    top = volume.resolve(path)
+    base = name_to_str(path.rstrip(b"/").rpartition(b"/")[2]) if path.strip(b"/") else ""
+    paths = tree(volume, top, base)
+    out = await trio.to_thread.run_sync(Destination, host or Direct(), dest)
+    try:
+        if not overwrite:
+            await trio.to_thread.run_sync(out.check, paths)
+        files = size = 0
+        for rel, node in paths:
+            if node.is_dir:
+                await trio.to_thread.run_sync(out.folder, rel)
+            elif stat.S_ISLNK(node.mode):
+                target = os.fsdecode(volume.readlink(node.ino))
+                await trio.to_thread.run_sync(out.symlink, rel, target, overwrite)
+                files += 1
+            elif node.is_reg:
+                size += await _write(volume, node, out, rel, overwrite)
+                files += 1
+    finally:
+        out.close()
+    return {"exported": str(dest / base if base else dest), "files": files, "bytes": size}
+
+
+async def _write(volume: Volume, node: Node, out: Destination, rel: str, overwrite: bool) -> int:
+    parent, temp, fd = await trio.to_thread.run_sync(out.create, rel)
+    try:
+        try:
+            async for data in read_file(volume, node):
+                await trio.to_thread.run_sync(_write_all, fd, data)
+            await trio.to_thread.run_sync(_finish, fd, node)
+        except OSError as err:
+            raise _failed(out.dest / rel, err) from None
+        finally:
+            os.close(fd)
+        await trio.to_thread.run_sync(out.place, parent, temp, rel, overwrite)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(out.discard, parent, temp)
+        raise
+    return node.size
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _finish(fd: int, node: Node) -> None:
+    # The file is the caller's own, new (O_EXCL): its mode without setuid,
+    # setgid or sticky, whatever the vault says.
+    os.fchmod(fd, stat.S_IMODE(node.mode) & SAFE_MODE_BITS)
+    os.utime(fd, ns=(node.atime, node.mtime))
+    os.fsync(fd)

@@ -1,0 +1,300 @@
+"""Garbage collection: apply the retention policy and free what no version uses.
+
+For each file, the versions the policy lets go lose their documents; then the
+byte ranges of its ``.vf`` that no remaining version references are punched
+out (``fallocate(PUNCH_HOLE)``), which frees the disk space while every offset
+a manifest records stays valid: nothing is rewritten or moved, so a crash at
+any point leaves a vault that mounts (at worst with a hole not yet punched,
+which the next run punches).
+
+A file's content lock is held while it is collected, so no version is
+committed or restored meanwhile; versions open in ``.versions/`` (``busy``)
+are kept for a later run.  Files in the trash longer than the policy allows
+are removed with all their versions.
+
+Only ever the collecting user's own files, under their own policy
+(vault/model/retention.py): versions of files shared with them, whoever wrote
+those versions, are their owner's to keep or let go.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+from dataclasses import dataclass, field
+
+import trio
+
+from fusevault.errors import CorruptData, PermissionDenied
+from fusevault.vault.files.content import HEADER, Content
+from fusevault.vault.model.history import Link, Version, lineage
+from fusevault.vault.model.nodes import detached_node
+from fusevault.vault.model.retention import DAY, Policy, to_drop
+from fusevault.vault.services.recovery import deleted_nodes
+from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+@dataclass
+class Report:
+    versions_dropped: int = 0
+    files_purged: int = 0
+    bytes_freed: int = 0
+    kept_open: int = 0
+    dropped: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"versions_dropped": self.versions_dropped, "files_purged": self.files_purged,
+                "bytes_freed": self.bytes_freed, "kept_open": self.kept_open,
+                "dropped": self.dropped}
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    if _libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, int]]:
+    """(offset, end) of every record the given versions reference, sorted."""
+    ranges = []
+    for version in versions:
+        offset, length = content.where(*version.manifest, version.vid, -1, version.dek)
+        ranges.append((offset, offset + length))
+        manifest = content.load_manifest(version.manifest, version.vid, version.dek)
+        # The nodes of its manifest tree (kind 4), its own and those it shares.
+        ranges += [(o, o + n) for o, n in manifest.nodes]
+        places = content.layout.places
+        if places is None or not places.any_arrived:  # a run's records lie one after the other
+            ranges += [(o, o + c * n) for _, c, o, n, _, _ in manifest.blocks.runs]
+            continue
+        for index, o, n, vidx, _ in manifest.blocks.blocks():
+            # where it sits here: records from peers are not where the writer put them
+            o, n = content.where(o, n, manifest.vids[vidx], index, version.dek)
+            ranges.append((o, o + n))
+    return sorted(ranges)
+
+
+def unused_ranges(content: Content, versions: list[Version]) -> list[tuple[int, int]]:
+    """(offset, end) of the ranges of the ``.vf`` the given versions do not use."""
+    ranges = used_ranges(content, versions)
+    if not ranges:
+        return []
+    # Only below the newest kept record: what lies past it may be blocks of
+    # a version being written right now (or garbage the next append follows).
+    limit = max(end for _, end in ranges)
+    unused = []
+    position = HEADER.size
+    for start, end in ranges + [(limit, limit)]:
+        if start > position:
+            unused.append((position, start))
+        position = max(position, end)
+    return unused
+
+
+def allocated(fd: int, start: int, end: int) -> int:
+    """Bytes on disk that punching [start, end) would free: the file system's
+    whole blocks inside it that hold data (SEEK_DATA/SEEK_HOLE)."""
+    block = os.fstat(fd).st_blksize or 4096
+    position, end = -(-start // block) * block, end // block * block
+    total = 0
+    while position < end:
+        try:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # no data after position
+                break
+            raise
+        if data >= end:
+            break
+        hole = os.lseek(fd, data, os.SEEK_HOLE)
+        total += min(hole, end) - data
+        position = hole
+    return total
+
+
+def free_unused(content: Content, versions: list[Version], dry_run: bool = False) -> int:
+    """Punch out what the kept versions do not use; return the bytes freed on
+    disk (``dry_run``: that would be freed, nothing punched)."""
+    unused = unused_ranges(content, versions)
+    fd = content.fd
+    if dry_run:
+        return sum(allocated(fd, start, end) for start, end in unused)
+    if not unused:
+        return 0
+    before = os.fstat(fd).st_blocks
+    try:
+        for start, end in unused:
+            punch_hole(fd, start, end - start)
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        log.warning("the file system of the vault cannot punch holes: old versions' "
+                    "space is not freed")
+    return max(0, before - os.fstat(fd).st_blocks) * 512
+
+
+def _deletions(docs: list[tuple[str, str]]) -> list[dict]:
+    return [{"_id": doc_id, "_rev": rev, "_deleted": True} for doc_id, rev in docs]
+
+
+async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | frozenset = frozenset(),
+                  dry_run: bool = False) -> Report:
+    report = Report()
+    store, key = volume.store, volume.key
+    # Only the user's own files: versions of files shared with them are their owner's to keep.
+    mine = [n for n in list(volume.nodes.values()) if n.is_reg and n.head and _owns(volume, n.owner)]
+    # Documents not signed by whom may write them are neither counted nor removed (vault/tree/authorship.py).
+    accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
+    for node in mine:
+        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
+                                        accept)
+        if not dry_run and _drops(links, _current(node.head, links), policy, now_ns):
+            # Under the file's lock, so no version is committed or restored
+            # meanwhile; only files with something to drop take it.
+            async with volume.content_lock(node):
+                links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous,
+                                                node.epoch, accept)
+                await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
+        else:
+            await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
+        await trio.sleep(0)  # let file-system requests through between files
+    for doc in await volume.store_call(deleted_nodes, store, key.user_id):
+        if not _owns(volume, doc.get("owner")):
+            continue
+        if doc["_id"] in volume.by_fid:
+            continue  # still open somewhere: not collected yet
+        if accept is not None and not accept(doc):
+            continue
+        node = detached_node(doc, key)
+        if node.trashed is None:
+            continue  # replaced by a rename: collected with the file that replaced it
+        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
+                                        accept)
+        links[0].doc = doc
+        if node.trashed[1] > now_ns - policy.trash_days * DAY:
+            # In the trash: thinned like any file, its last version kept.
+            keep = {node.head} if node.head else set()
+            await _thin(volume, links, keep, policy, now_ns, busy, dry_run, report)
+        else:
+            await _purge(volume, links, dry_run, report)
+    if not dry_run:
+        await volume.in_thread(store.sync)
+    return report
+
+
+def _owns(volume: Volume, owner: str | None) -> bool:
+    return owner is not None and owner == volume.key.user_id
+
+
+def _own_lineage(volume: Volume, links: list[Link]) -> None:
+    """Every file whose versions may go is the collecting user's (``lineage``
+    stops at another's; this is the last word before anything is deleted)."""
+    if any(link.doc is not None and not _owns(volume, link.doc.get("owner")) for link in links):
+        raise PermissionDenied("garbage collection reached a file of another user: nothing removed")
+
+
+def _current(head: str | None, links: list[Link]) -> set[str]:
+    """What a live file keeps whatever the policy: the version its tree shows,
+    and the newest of its own versions (another writer's commit not yet taken
+    in may have made that the current one)."""
+    own = links[0].versions if links else []
+    return {v for v in (head, max(own, key=lambda v: (v.time, v.vid)).vid if own else None) if v}
+
+
+def _drops(links: list[Link], keep: set[str], policy: Policy, now_ns: int) -> list[Version]:
+    versions = sorted((v for link in links for v in link.versions), key=lambda v: (v.time, v.vid))
+    return to_drop(versions, now_ns, policy, keep)
+
+
+async def _thin(volume: Volume, links: list[Link], keep: set[str], policy: Policy, now_ns: int,
+                busy: set[str] | frozenset, dry_run: bool, report: Report) -> None:
+    drops = _drops(links, keep, policy, now_ns)
+    report.kept_open += sum(1 for v in drops if v.vid in busy)
+    drops = [v for v in drops if v.vid not in busy]
+    report.versions_dropped += len(drops)
+    report.dropped += [{"version": v.vid, "path": v.path, "time": v.time} for v in drops]
+    if not drops:
+        return
+    _own_lineage(volume, links)
+    gone = {v.vid for v in drops}
+    if dry_run:
+        report.bytes_freed += await volume.in_thread(_would_free, volume, links, gone)
+        return
+    volume.retiring.update(gone)
+    try:
+        await volume.store_call(volume.store.put_many, _deletions([(v.vid, v.rev) for v in drops]))
+        older_empty = True
+        for link in reversed(links):  # oldest first
+            kept = [v for v in link.versions if v.vid not in gone]
+            if kept or link.doc is None:
+                older_empty = older_empty and not kept
+                report.bytes_freed += await volume.in_thread(_free_file, volume, link, kept)
+            elif older_empty:  # nothing left here or before: the chain ends here now
+                await volume.store_call(volume.store.put_many,
+                                        _deletions([(link.doc["_id"], link.doc["_rev"])]))
+                report.bytes_freed += _remove_files(volume, link.doc["owner"], link.fid)
+            else:  # kept as a link to older versions, without contents
+                report.bytes_freed += _remove_files(volume, link.doc["owner"], link.fid)
+    finally:
+        volume.retiring.difference_update(gone)
+
+
+def _would_free(volume: Volume, links: list[Link], gone: set[str]) -> int:
+    """What ``_thin`` would free, by the same steps, touching nothing."""
+    total = 0
+    for link in links:
+        kept = [v for v in link.versions if v.vid not in gone]
+        if kept or link.doc is None:
+            total += _free_file(volume, link, kept, dry_run=True)
+        else:
+            total += _remove_files(volume, link.doc["owner"], link.fid, dry_run=True)
+    return total
+
+
+def _free_file(volume: Volume, link: Link, kept: list[Version], dry_run: bool = False) -> int:
+    try:
+        content = Content(volume.layout, volume.key.user_id, link.fid, link.dek, None, None)
+    except CorruptData:
+        return 0  # no contents on disk (never written, or already removed)
+    try:
+        return free_unused(content, kept, dry_run)
+    finally:
+        content.close()
+
+
+async def _purge(volume: Volume, links: list[Link], dry_run: bool, report: Report) -> None:
+    """Remove a file from the trash for good, with every file it had replaced."""
+    _own_lineage(volume, links)
+    versions = [v for link in links for v in link.versions]
+    report.files_purged += 1
+    report.versions_dropped += len(versions)
+    if dry_run:
+        report.bytes_freed += sum(_remove_files(volume, link.doc["owner"], link.fid, dry_run=True)
+                                  for link in links)
+        return
+    # Documents first: a crash after them leaves only files nothing points at.
+    docs = [(v.vid, v.rev) for v in versions] + [(link.doc["_id"], link.doc["_rev"]) for link in links]
+    await volume.store_call(volume.store.put_many, _deletions(docs))
+    for link in links:
+        report.bytes_freed += _remove_files(volume, link.doc["owner"], link.fid)
+
+
+def _remove_files(volume: Volume, owner: str, fid: str, dry_run: bool = False) -> int:
+    freed = 0
+    for path in (volume.layout.vf_path(owner, fid), volume.layout.vfmeta_path(owner, fid)):
+        try:
+            freed += path.stat().st_blocks * 512
+            if not dry_run:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+    return freed

@@ -1,0 +1,174 @@
+"""Putting whole files into a loaded Volume from inside fusevault (not through the kernel).
+
+Used by restore, the importer, the drop-box collector and export.  Whoever
+calls, the Volume decides what may be written: a folder shared READ-only (or
+a share's virtual folder) takes no file, whichever way it is reached.  Lookup counts belong to
+the kernel: what the Volume counts for a node made here is given back at
+once.  A file arrives under a hidden temporary name and is renamed into
+place, so a reader of the mount sees the old file or the new one, never a
+half-written one, and a file replaced this way keeps its history (the
+Volume's save-by-rename lineage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from fusevault.encoding import name_to_str
+from fusevault.errors import Exists, InvalidInput
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.volume import Caller, Volume
+
+READ_CHUNK = 1024 * 1024
+
+
+class KernelCache(Protocol):
+    """What the kernel may still cache about names and files changed here."""
+
+    async def entry(self, parent_ino: int, name: bytes) -> None: ...
+
+    async def inode(self, ino: int) -> None: ...
+
+    async def drop_all(self, entries: list[tuple[int, bytes]], inodes: list[int]) -> None:
+        """Many names and inodes at once (a lock): one worker thread for all."""
+
+    async def resized(self, ino: int, size: int, tail: bytes) -> None:
+        """A file's contents changed from inside: forget them, and learn that
+        it is ``size`` long, ending with ``tail``."""
+
+
+class NoKernel:
+    """An unmounted vault: nothing is cached anywhere."""
+
+    async def resized(self, ino: int, size: int, tail: bytes) -> None:
+        pass
+
+    async def entry(self, parent_ino: int, name: bytes) -> None:
+        pass
+
+    async def inode(self, ino: int) -> None:
+        pass
+
+    async def drop_all(self, entries: list[tuple[int, bytes]], inodes: list[int]) -> None:
+        pass
+
+
+def split(path: bytes) -> tuple[bytes, bytes]:
+    parent, _, name = path.strip(b"/").rpartition(b"/")
+    if not name:
+        raise InvalidInput("a file path is needed, not the vault's root")
+    return parent, name
+
+
+async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
+    """The directory at ``path`` (relative to the root), made like ``mkdir -p``
+    where missing, to put something in: PermissionDenied unless this user may
+    write there."""
+    parent = volume.resolve(b"")
+    for part in [p for p in path.split(b"/") if p]:
+        child = parent.children.get(part)
+        if child is None:
+            made = await volume.mkdir(parent.ino, part, 0o755, caller)
+            volume.forget(made.ino, 1)  # made here, not looked up by the kernel
+            parent = made
+        else:
+            parent = volume.check(volume.node(child))
+            if not parent.is_dir:
+                raise Exists(f"{name_to_str(part)} is in the way: it is not a directory")
+    return volume.check(parent, write=True)
+
+
+async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes], *,
+                     mode: int, caller: Caller, kernel: KernelCache,
+                     mtime_ns: int | None = None) -> tuple[Node, str]:
+    """Write ``chunks`` as the file ``parent/name`` (replacing it); return it and its SHA-256.
+
+    Not fsynced: a caller that needs it on disk fsyncs it (the importer does
+    before it removes a source)."""
+    volume.check(parent, write=True)  # before a stale temporary file is touched
+    temp = b"." + name[:200] + b".fvpart"
+    if temp in parent.children:  # left by a crash: its contents are in no other file
+        await volume.unlink(parent.ino, temp)
+    fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
+    volume.forget(node.ino, 1)
+    digest = hashlib.sha256()
+    try:
+        try:
+            offset = 0
+            async for data in chunks:
+                digest.update(data)
+                await volume.write(fh, offset, data)
+                offset += len(data)
+            if mtime_ns is not None:
+                await volume.setattr(node.ino, mtime=mtime_ns)
+        finally:
+            await volume.release(fh)
+    except Exception:
+        # The source failed (unreadable, or not what it claimed): no half file stays behind.
+        await volume.unlink(parent.ino, temp)
+        await kernel.entry(parent.ino, temp)
+        raise
+    replaced = parent.children.get(name)
+    await volume.rename(parent.ino, temp, parent.ino, name, noreplace=False, exchange=False)
+    # A listing (READDIRPLUS) may have shown the kernel the temporary name and
+    # its size while it grew; with writeback caching the kernel's size wins
+    # over ours until it is told to forget it.
+    await kernel.entry(parent.ino, temp)
+    await kernel.inode(node.ino)
+    if replaced is not None:
+        await kernel.entry(parent.ino, name)
+        await kernel.inode(replaced)
+    await kernel.inode(parent.ino)
+    return node, digest.hexdigest()
+
+
+TAIL = 4096  # bytes handed to the kernel with a new size (one page)
+
+
+async def contents_changed(volume: Volume, kernel: KernelCache, node: Node, old_size: int) -> None:
+    """Tell the kernel that a file's contents changed from inside (a restore).
+
+    Invalidating is not enough with the writeback cache: the kernel then
+    trusts its own size over ours, so the file would read cut short at the
+    old size.  Handing the kernel the file's last bytes at their place (a
+    store notification) makes it take a larger size.  It takes no smaller
+    size that way: a file that shrank is only invalidated (what the kernel
+    then shows is in docs/ARCHITECTURE.md)."""
+    tail = b""
+    if node.size > old_size:
+        start = max(0, node.size - TAIL)
+        fh = volume.open(node.ino)
+        try:
+            tail = await volume.read(fh, start, node.size - start)
+        finally:
+            await volume.release(fh)
+    await kernel.resized(node.ino, node.size, tail)
+
+
+async def make_durable(volume: Volume, node: Node) -> None:
+    """The file's contents and its document on disk (fsync), as a close-and-fsync would."""
+    fh = volume.open(node.ino)
+    try:
+        await volume.fsync(fh)
+    finally:
+        await volume.release(fh)
+
+
+async def read_file(volume: Volume, node: Node) -> AsyncIterator[bytes]:
+    """The current contents of a vault file, decrypted (and so verified), in chunks."""
+    fh = volume.open(node.ino)
+    try:
+        for offset in range(0, node.size, READ_CHUNK):
+            yield await volume.read(fh, offset, READ_CHUNK)
+    finally:
+        await volume.release(fh)
+
+
+async def file_digest(volume: Volume, node: Node) -> str:
+    digest = hashlib.sha256()
+    async for data in read_file(volume, node):
+        digest.update(data)
+    return digest.hexdigest()

@@ -1,0 +1,198 @@
+"""History, restore and the trash, on a loaded Volume.
+
+A restore never destroys anything: bringing back an older version makes it
+the newest version (the versions after it stay in the history), and taking a
+file out of the trash gives its node a name again, with all its versions.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from dataclasses import dataclass
+
+from fusevault.encoding import name_to_str, str_to_name
+from fusevault.errors import Exists, InvalidInput, NotFound
+from fusevault.store import Store
+from fusevault.vault.files.content import Content
+from fusevault.vault.model import names
+from fusevault.vault.model.history import Version, file_history, pick
+from fusevault.vault.model.nodes import NODE, Node, detached_node, open_node_doc
+from fusevault.vault.services.placing import make_dirs, split
+from fusevault.vault.volume import Caller, Volume
+
+COPY_CHUNK = 1024 * 1024
+
+
+@dataclass
+class Trashed:
+    doc: dict
+    path: bytes
+    deleted_at: int
+    size: int
+
+    def as_dict(self) -> dict:
+        return {"id": self.doc["_id"], "path": name_to_str(self.path),
+                "deleted_at": self.deleted_at, "size": self.size}
+
+
+# Names programs give their temporary files, deleted again within moments:
+# listed in the trash only when asked for (they stay restorable by path).
+TEMPORARY = re.compile(
+    r"""(?x) ^(?:
+        .+\.lock                                  # git index.lock, HEAD.lock, ...
+      | .+-(?:journal|wal|shm)                     # SQLite
+      | .*\.sw[a-px]                               # vim swap files (.swp, .swo, ..., .swx)
+      | 4913                                       # vim's probe for a writable folder
+      | .+~                                        # backups (emacs, gedit, ...)
+      | \.\#.* | \#.+\#                             # emacs lock and auto-save files
+      | \.~lock\..*\#                               # LibreOffice locks
+      | ~\$.+                                      # Microsoft Office owner files
+      | .+\.(?:part|crdownload|partial|download)   # downloads in progress
+      | \.goutputstream-.*                         # GLib's atomic saves
+      | .+\.kate-swp                               # Kate
+      | .+___jb_(?:tmp|old)___                     # JetBrains' safe write
+      | \.fuse_hidden.* | .*\.fvpart.*              # FUSE, fusevault's own temporaries
+    )$""")
+
+
+# git's own probes and half-written objects inside a repository.
+GIT_TEMPORARY = re.compile(r"(?:^|.*/)\.git/(?:.*/)?(?:t[0-9A-Za-z]{6}|tmp_(?:obj|pack|idx)_.*)$")
+
+
+def temporary(path: bytes) -> bool:
+    """True for a file programs use for their temporary files (by its path)."""
+    text = name_to_str(path)
+    return TEMPORARY.match(text.rpartition("/")[2]) is not None or GIT_TEMPORARY.match(text) is not None
+
+
+def within(path: bytes, place: bytes) -> bool:
+    """True when ``path`` is ``place`` or under it (both relative to the root)."""
+    place = place.strip(b"/")
+    return not place or path == place or path.startswith(place + b"/")
+
+
+def trash(volume: Volume) -> list[Trashed]:
+    """Deleted files still recoverable, most recently deleted first."""
+    entries = []
+    accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
+    for doc in deleted_nodes(volume.store, volume.key.user_id):
+        if accept is not None and not accept(doc):
+            continue  # refused, and said (vault/tree/authorship.py)
+        _, attrs = open_node_doc(doc, volume.key)
+        if attrs.get("trashed") and not stat.S_ISDIR(attrs["mode"]):
+            path, when = attrs["trashed"]
+            why = names.path_problem(path) if isinstance(path, str) else "a malformed path"
+            if why is not None:
+                names.refuse(volume, doc["_id"], f"refused the trash entry of {doc['_id']}: {why}")
+                continue
+            entries.append(Trashed(doc, str_to_name(path), when, attrs["size"]))
+    return sorted(entries, key=lambda t: t.deleted_at, reverse=True)
+
+
+def deleted_nodes(store: Store, owner: str) -> list[dict]:
+    return [d for d in store.iter_type(NODE) if d.get("delete") and d.get("owner") == owner]
+
+
+def _from_trash(volume: Volume, path: bytes) -> Trashed:
+    for entry in trash(volume):  # the latest deletion at that path
+        if entry.path == path.strip(b"/"):
+            return entry
+    raise NotFound(f"{name_to_str(path)} is neither in the vault nor in its trash")
+
+
+def find_file(volume: Volume, path: bytes) -> tuple[Node, Trashed | None]:
+    """The file at ``path``, or the last one deleted there (with its trash entry),
+    if this user may read it (its versions need READ)."""
+    try:
+        node = volume.resolve(path)
+    except NotFound:
+        entry = _from_trash(volume, path)  # their own trash only
+        return detached_node(entry.doc, volume.key), entry
+    volume.check(node)
+    if not node.is_reg:
+        raise InvalidInput(f"{name_to_str(path)} is not a file: versions are kept for files")
+    return node, None
+
+
+async def versions(volume: Volume, node: Node) -> list[Version]:
+    """The file's versions, and those of the files it replaced by renames."""
+    accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
+    return await volume.store_call(file_history, volume.store, volume.key, node.fid, node.dek,
+                                   node.previous, node.epoch, accept)
+
+
+async def history(volume: Volume, path: bytes) -> list[Version]:
+    node, _ = find_file(volume, path)
+    return await versions(volume, node)
+
+
+async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: str | None = None,
+                  to: bytes | None = None) -> tuple[bytes, Version | None, Node]:
+    """Bring back a version of ``path`` (or a deleted file); return (where, which, node).
+
+    A deleted file that was never written (empty since it was made) has no
+    version: it comes back empty, and ``which`` is None.  In place, the file
+    must be the user's or shared with them with WRITE; ``to`` must be a
+    folder they may write (the Volume refuses otherwise, whoever calls)."""
+    node, entry = find_file(volume, path)
+    if to is None and entry is None:
+        volume.check(node, write=True)  # before anything is read or changed
+    found = await versions(volume, node)
+    version = None
+    if found or entry is None or at is not None or vid is not None:
+        version = pick(found, at, vid, latest=entry is not None)
+    if to is not None:
+        return to, version, await _copy_out(volume, node, version, to)
+    if entry is not None:
+        node = volume.adopt(entry.doc)
+        where, name = split(entry.path)
+        parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
+        await volume.relink(node, parent.ino, name)
+        path = entry.path
+    if version is not None and version.vid != node.head:
+        if version.fid == node.fid and version.dek == node.dek:
+            await volume.restore_contents(node, version.manifest, version.vid)
+        else:  # another file's version (this one replaced it) or another epoch: other key, so copied
+            fh = volume.open(node.ino, write=True)
+            try:
+                await volume.setattr(node.ino, size=0)
+                await _copy(volume, node, version, fh)
+            finally:
+                await volume.release(fh)
+    return path, version, node
+
+
+async def _copy_out(volume: Volume, node: Node, version: Version | None, to: bytes) -> Node:
+    """A new file at ``to`` with the version's contents (a new file id, so new blocks)."""
+    where, name = split(to)
+    parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
+    if name in parent.children:
+        raise Exists(f"{name_to_str(to)} exists: choose another --to")
+    fh, new = await volume.create(parent.ino, name, node.mode & 0o7777, Caller(node.uid, node.gid))
+    volume.forget(new.ino, 1)
+    try:
+        if version is not None:
+            await _copy(volume, node, version, fh)
+    finally:
+        await volume.release(fh)
+    return new
+
+
+async def _copy(volume: Volume, node: Node, version: Version, fh: int) -> None:
+    await copy_into(volume, fh, Content(volume.layout, node.owner, version.fid, version.dek,
+                                        version.manifest, version.vid, check_sidecar=False), version.size)
+
+
+async def copy_into(volume: Volume, fh: int, reader: Content, size: int) -> None:
+    """Write what ``reader`` holds into the open file ``fh`` (sealed anew under
+    its key), then close the reader."""
+    try:
+        for start, end in await volume.in_thread(reader.data_ranges, size):  # holes stay holes
+            for offset in range(start, end, COPY_CHUNK):
+                data = await volume.in_thread(reader.read, offset, min(COPY_CHUNK, end - offset), size)
+                await volume.write(fh, offset, data)
+        if size:
+            await volume.fallocate(fh, 0, 0, size)  # as long as the original, past its last data
+    finally:
+        reader.close()

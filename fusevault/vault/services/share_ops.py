@@ -1,0 +1,213 @@
+"""Sharing, unsharing and listing shares, done by the owner on their loaded Volume.
+
+``share`` seals the DEK of the file (or of everything in the folder) for each
+recipient, then commits the ``Share`` document.  ``unshare`` deletes the
+document together with a ``Rotation`` document, removes the recipient's keys,
+gives every node under the share a new DEK (the next epoch: its current
+contents are sealed again, old versions keep their own key), seals the new
+DEKs for whoever still has a share, and only then deletes the ``Rotation``.
+A rotation that a crash (or a removed group member, who needs no one's
+passphrase to remove) leaves pending is finished at the owner's next unlock
+(``resume``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from fusevault.encoding import name_to_str
+from fusevault.errors import InvalidInput, NotFound, PermissionDenied
+from fusevault.store import tombstone
+from fusevault.vault.files.content import vfmeta_bytes
+from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model import meta_files, sharing
+from fusevault.vault.model.groups import find_group
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.model.sharing import Grant, acl_lines, share_doc, share_perm
+from fusevault.vault.model.users import find_user
+from fusevault.vault.volume import ROOT_INODE, Volume
+
+log = logging.getLogger(__name__)
+
+ROTATION = "Rotation"
+
+
+def rotation_doc(owner: str, fid: str) -> dict:
+    return {"_id": f"rotate-{fid}", "type": ROTATION, "owner": owner, "fid": fid}
+
+
+def _rotation_put(existing: dict | None, owner: str, fid: str) -> list[dict]:
+    return [] if existing is not None else [rotation_doc(owner, fid)]
+
+
+def _grantee(volume: Volume, target: str) -> tuple[str, bool, str]:
+    """(id, is a group, label) of ``bob`` or ``@team``."""
+    if target.startswith("@"):
+        group = find_group(volume.store, target[1:])
+        return group["_id"], True, target
+    user = find_user(volume.store, target)
+    if user["_id"] == volume.key.user_id:
+        raise InvalidInput("you already have every right to your own files")
+    return user["_id"], False, target
+
+
+def _own(volume: Volume, path: bytes) -> Node:
+    if volume.sharing is None:  # a user from before key pairs, opened without a mount
+        raise InvalidInput("your key pairs are made at your next mount: mount once, then share")
+    node = volume.resolve(path)
+    if node.owner != volume.key.user_id:
+        raise PermissionDenied(f"{name_to_str(path)} is not yours: only its owner shares it")
+    if node.ino == ROOT_INODE:
+        raise InvalidInput("share a folder or a file, not the whole vault")
+    return node
+
+
+def subtree(volume: Volume, node: Node) -> list[Node]:
+    """The node and everything under it."""
+    found, todo = [], [node]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        if current.children:
+            todo += [volume.nodes[i] for i in current.children.values() if i in volume.nodes]
+    return found
+
+
+def _write_acls(volume: Volume, nodes: list[tuple[Node, bytes, int]]) -> None:
+    """Seed 003's sidecar ACL of every file with contents, from the documents
+    (``nodes``: each with its DEK and epoch, taken on the trio thread)."""
+    for node, dek, epoch in nodes:
+        acl = acl_lines(volume.sharing.covering(node, volume.nodes))
+        if node.content is not None:
+            node.content.acl = acl
+        if node.is_reg and node.head and volume.layout.vf_path(node.owner, node.fid).exists():
+            atomic_write(volume.layout.vfmeta_path(node.owner, node.fid),
+                         vfmeta_bytes(node.fid, node.owner, dek, acl, epoch), durable=False)
+
+
+async def _settle(volume: Volume, nodes: list[Node]) -> None:
+    volume.sharing.reload(volume.store)
+    keys = [(node, node.dek, node.epoch) for node in nodes if node.dek]
+    await volume.in_thread(_write_acls, volume, keys)
+    await volume.in_thread(meta_files.reconcile, volume.layout, volume.store)
+
+
+async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
+    node = _own(volume, path)
+    grantee, group, label = _grantee(volume, target)
+    grant = Grant(volume.key.user_id, node.fid, grantee, group, share_perm(perm))
+    nodes = subtree(volume, node)
+    sealing = volume.sharing
+    keys = [(n, (n.dek, n.epoch)) for n in nodes]
+
+    def seal() -> int:
+        return sum(sealing.seal_keys(volume.layout, n, [grant], key) for n, key in keys)
+
+    keys = await volume.in_thread(seal)
+    doc = share_doc(grant)
+    old = await volume.store_call(volume.store.get, doc["_id"])
+    if old is not None:
+        doc["_rev"], doc["created_at"] = old["_rev"], old["created_at"]
+    # Signed last: readers act on a Share only if its owner signed it (vault/model/grants.py).
+    await volume.store_call(volume.store.put_many, [volume.trust.sign(doc)])
+    await volume.store_call(volume.trust.save)
+    await volume.in_thread(volume.store.sync)
+    await _settle(volume, nodes)
+    return {"path": name_to_str(path), "with": label, "perm": grant.perm, "files": len(nodes), "keys": keys,
+            "fingerprints": _fingerprints(volume, grant)}
+
+
+def _fingerprints(volume: Volume, grant: Grant) -> dict[str, str | None]:
+    """The pinned key fingerprint of each recipient (``user show`` prints the same)."""
+    out = {}
+    for reach in volume.sharing.reaches(grant):
+        user = volume.sharing.users.get(reach.recipient, {})
+        out[user.get("username", reach.recipient)] = volume.trust.fingerprint_of(reach.recipient)
+    return out
+
+
+async def unshare(volume: Volume, path: bytes, target: str) -> dict:
+    node = _own(volume, path)
+    grantee, _, label = _grantee(volume, target)
+    doc = await volume.store_call(volume.store.get, sharing.doc_id(node.fid, grantee))
+    if doc is None:
+        raise NotFound(f"{name_to_str(path)} is not shared with {label}")
+    grant = sharing.grant_of(doc)
+    reaches = volume.sharing.reaches(grant)
+    pending = await volume.store_call(volume.store.get, f"rotate-{grant.fid}")
+    await volume.store_call(volume.store.put_many, [
+        tombstone(doc),
+        *_rotation_put(pending, grant.owner, grant.fid)])
+    await volume.in_thread(volume.store.sync)
+    nodes = subtree(volume, node)
+
+    def remove_keys() -> None:
+        for n in nodes:
+            for reach in reaches:
+                sharing.remove_key(reach.key_path(volume.layout, n.fid))
+
+    await volume.in_thread(remove_keys)
+    volume.sharing.reload(volume.store)  # the Share is remembered as deleted on this device ...
+    await volume.store_call(volume.trust.save)  # ... at once: its old body is a replay from now
+    await rotate(volume, node)
+    await _settle(volume, nodes)
+    return {"path": name_to_str(path), "with": label, "files": len(nodes)}
+
+
+async def rotate(volume: Volume, node: Node) -> None:
+    """A new DEK for the node and everything under it, then forget the Rotation."""
+    volume.rotating.add(node.fid)
+    try:
+        for each in subtree(volume, node):
+            await volume.rekey(each)
+            await trio.sleep(0)
+        doc = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
+        if doc is not None:
+            await volume.store_call(volume.store.put_many, [tombstone(doc)])
+    finally:
+        volume.rotating.discard(node.fid)
+
+
+async def resume(volume: Volume) -> None:
+    """At unlock: finish rotations left pending, seal keys others still lack."""
+    if volume.sharing is None:
+        return
+    me = volume.key.user_id
+    for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
+        ino = volume.by_fid.get(doc.get("fid", ""))
+        if doc.get("owner") == me and ino is not None and doc["fid"] not in volume.rotating:
+            log.info("finishing a key rotation of %s", doc["fid"])
+            await rotate(volume, volume.nodes[ino])
+    keys = volume.sharing.held_keys(volume.nodes)
+    written = await volume.in_thread(volume.sharing.fill_missing, volume.layout, volume.nodes, keys)
+    if written:
+        log.info("sealed %d file key(s) for new recipients", written)
+
+
+def listing(volume: Volume, path: bytes | None) -> list[dict]:
+    """Shares by this user (of ``path``, or all) and with them."""
+    shares, me = volume.sharing, volume.key.user_id
+    if shares is None:
+        return []
+    only = volume.resolve(path).fid if path else None
+    out = []
+    for grant in shares.grants:
+        if only is not None and grant.fid != only:
+            continue
+        ino = volume.by_fid.get(grant.fid)
+        if grant.owner == me:
+            where = name_to_str(volume.path_of(volume.nodes[ino])) if ino else grant.fid
+        elif any(r.recipient == me for r in shares.reaches(grant)) and ino:
+            where = name_to_str(volume.nodes[ino].links[0][1]) if volume.nodes[ino].links else grant.fid
+        else:
+            continue
+        group = shares.groups.get(grant.grantee, {}) if grant.group else {}
+        user = shares.users.get(grant.grantee, {})
+        out.append({"path": where, "fid": grant.fid, "perm": grant.perm,
+                    "owner": shares.users.get(grant.owner, {}).get("username", grant.owner),
+                    "with": "@" + group.get("groupname", grant.grantee) if grant.group
+                    else user.get("username", grant.grantee),
+                    "mine": grant.owner == me})
+    return sorted(out, key=lambda e: (not e["mine"], e["path"], e["with"]))

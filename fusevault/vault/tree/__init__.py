@@ -1,0 +1,1 @@
+"""One user's namespace in memory and who may write in it."""

@@ -1,0 +1,281 @@
+"""Who may write a node: the check every node and version document passes before it is used.
+
+Every node and FilesMetaData document is signed by the user who wrote it
+(``nodes.signed``, the last step before it is put).  A reader takes one in
+only if (``Authorship``):
+
+- its signature holds under a key the reader trusts (``Trust.verify``; an
+  unsigned one only from an author who has signed nothing yet: vault format 2);
+- its signer is the node's owner, or holds WRITE on the node by a grant of
+  that owner (a Share on the node or a folder above it, as ``Sharing``
+  reads them: the grants work makes Sharing ignore unsigned or forged ones).
+  For a node this reader already holds, the signer must hold WRITE where the
+  node is now and where the document puts it;
+- a new file's ``owner_dek`` (sealed to the owner's public key, which anyone
+  can do) comes from a WRITE grantee, at key epoch 0, and never gives a node
+  the owner already holds (or has wrapped versions of) another DEK.
+
+The clear fields (``owner``, ``delete``, ``epoch``, ``fid``, ``_id``) are
+signed like the rest.  A document whose ``delete`` was set or whose ``owner``
+was changed in the store, and whose signature holds with the field as it was
+(``delete`` false, ``owner`` its signer), is taken in as it was signed, with
+an alarm: the file stays.  Anything else refused is not acted on: at unlock
+the node is left out (its folder lists the rest), while mounted the node
+keeps what it had; an alarm names the file id and why (``fusevault status``,
+the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fusevault.crypto.signing import signer_of
+from fusevault.errors import Forged, VaultError
+from fusevault.store import Store
+from fusevault.vault.model.groups import can_write
+from fusevault.vault.model.nodes import VERSION, Node, doc_dek
+from fusevault.vault.model.trust import Trust
+from fusevault.vault.services.absorbing import ROOT_INODE, Absorbed, leave
+
+if TYPE_CHECKING:
+    from fusevault.vault.tree.guests import Sharing
+    from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+# (node, its links as (parent fid, name), who signed it, a guest's)
+Foreign = tuple[Node, list[tuple[str, bytes]], str, bool]
+
+
+def said_signer(doc: dict) -> str | None:
+    """Who a document says signed it (unchecked; None if unsigned or malformed)."""
+    try:
+        return signer_of(doc)
+    except Forged:
+        return None
+
+
+class Authorship:
+    """One unlocked user's judge of node and version documents."""
+
+    def __init__(self, trust: Trust, store: Store) -> None:
+        self.trust = trust
+        self.store = store
+        self.user_id = trust.user_id
+
+    def deny(self, doc: dict, why: str) -> None:
+        self._alarm(doc, why)
+
+    def _alarm(self, doc: dict, why: str) -> None:
+        fid = str(doc.get("fid") or doc.get("_id"))
+        self.trust.alarms.warn("forged-write", fid, f"refused a change of file {fid}: {why}")
+
+    # --- the signature, and the clear fields it binds
+
+    def concerns(self, doc: dict, givers: set[str] | frozenset = frozenset()) -> bool:
+        """Whether this user takes ``doc`` in: theirs, signed by them, or a giver's."""
+        owner = doc.get("owner")
+        return owner == self.user_id or owner in givers or said_signer(doc) == self.user_id
+
+    def admit(self, doc: dict) -> tuple[dict, str] | None:
+        """(the document as its signer signed it, the signer), or None: refused, and said."""
+        owner = doc.get("owner")
+        try:
+            return doc, self.trust.verify(doc, author=owner if isinstance(owner, str) else None)
+        except Forged as err:
+            why = str(err)
+        restored = self._as_signed(doc)
+        if restored is not None:
+            fields = [k for k in ("delete", "owner") if restored[0].get(k) != doc.get(k)]
+            self.trust.alarms.warn("forged-write", str(doc.get("_id")),
+                                   f"the clear field(s) {', '.join(fields)} of file {doc.get('_id')} were "
+                                   "changed in the store: the values its author signed are used")
+            return restored
+        self._alarm(doc, why)
+        return None
+
+    def _as_signed(self, doc: dict) -> tuple[dict, str] | None:
+        """The document with ``delete`` and ``owner`` put back as signed, if that is what changed."""
+        by = said_signer(doc)
+        if by is None:
+            return None
+        tries = []
+        if doc.get("delete") is not False:
+            tries.append({"delete": False})
+        if doc.get("owner") != by:
+            tries.append({"owner": by})
+        if len(tries) == 2:
+            tries.append({**tries[0], **tries[1]})
+        for change in tries:
+            candidate = {**doc, **change}
+            try:
+                return candidate, self.trust.verify(candidate)
+            except Forged:
+                continue
+        return None
+
+    # --- WRITE
+
+    def writes(self, sharing: Sharing | None, signer: str, owner: str, grants: list) -> bool:
+        if sharing is None:
+            return False
+        return any(grant.owner == owner and any(r.recipient == signer and can_write(r.perm)
+                                                for r in sharing.reaches(grant)) for grant in grants)
+
+    def may_write(self, volume: Volume, signer: str, owner: str, fid: str,
+                  parents: list[str], node: Node | None = None) -> bool:
+        """Whether ``signer`` holds WRITE on ``owner``'s node ``fid``: where the
+        document puts it (under ``parents``) and, if held, where it is now."""
+        sharing = volume.sharing
+        if sharing is None:
+            return False
+        own = list(sharing.by_fid.get(fid, ()))
+        new = list(own)
+        for parent in parents:
+            if (ino := volume.by_fid.get(parent)) is not None:
+                new += sharing.covering(volume.nodes[ino], volume.nodes)
+        if (parents or node is None) and not self.writes(sharing, signer, owner, new):
+            return False
+        if node is not None and node.ino in volume.nodes:
+            return self.writes(sharing, signer, owner, own + sharing.covering(node, volume.nodes))
+        return True
+
+    def writer_of(self, sharing: Sharing | None, signer: str, owner: str) -> bool:
+        """Whether ``owner`` gave ``signer`` WRITE on anything (a deleted node's place is not known)."""
+        return sharing is not None and self.writes(sharing, signer, owner, list(sharing.grants))
+
+    # --- owner_dek: a new file made by a WRITE grantee
+
+    def owner_dek_ok(self, doc: dict, signer: str, dek: bytes, held: Node | None = None) -> bool:
+        """A DEK sealed to the owner's public key is taken only for a new file of a grantee's."""
+        if "owner_dek" not in doc or signer == doc.get("owner"):
+            return True
+        if doc.get("epoch", 0) != 0:
+            self._alarm(doc, "a key sealed to its owner by another user, at a new key epoch")
+            return False
+        if held is not None and held.dek and held.dek != dek:
+            self._alarm(doc, "another user's document gives the owner's file another key")
+            return False
+        if doc.get("owner") == self.user_id and self._wrapped_otherwise(doc["_id"], dek):
+            self._alarm(doc, "another user's document gives the owner's file another key")
+            return False
+        return True
+
+    def _wrapped_otherwise(self, fid: str, dek: bytes) -> bool:
+        """Whether a version the owner wrapped (``en_file_dek``) holds another DEK."""
+        for version in self.store.by_file(VERSION, fid):
+            if "en_file_dek" not in version:
+                continue
+            try:
+                if doc_dek(version, self.trust.key, fid) != dek:
+                    return True
+            except VaultError:
+                continue  # not the owner's wrapping: proves nothing
+        return False
+
+    # --- at unlock: nodes signed by others than their owner
+
+    def settle(self, volume: Volume, foreign: list[Foreign]) -> None:
+        """After an unlock placed every node: those a grantee wrote whose
+        grantee holds no WRITE where they are leave the tree (with what is
+        under them), and are said.  All are judged before any leaves."""
+        refused = []
+        for node, links, signer, _ in foreign:
+            if not self.may_write(volume, signer, node.owner, node.fid, [p for p, _ in links]):
+                self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
+                refused.append(node)
+        out = Absorbed()
+        for node in refused:
+            todo = [node]
+            while todo:
+                each = todo.pop()
+                if each.ino == ROOT_INODE or volume.nodes.get(each.ino) is not each:
+                    continue
+                todo += [volume.nodes[i] for i in (each.children or {}).values() if i in volume.nodes]
+                leave(volume, each, out)
+
+    def deleted(self, volume: Volume, doc: dict, signer: str) -> None:
+        """A deletion signed by another than the owner: said if they may not write the owner's files."""
+        if not self.writer_of(volume.sharing, signer, doc.get("owner")):
+            self._alarm(doc, f"deleted by {signer}, who holds no WRITE: the file is left out")
+
+    def leaf_ok(self, volume: Volume, doc: dict) -> bool:
+        """A concurrent revision of a node of this user's (services/conflicts.py): theirs or a writer's."""
+        admitted = self.admit(doc)
+        if admitted is None:
+            return False
+        doc, signer = admitted
+        if signer == doc.get("owner") == self.user_id:
+            return True
+        ino = volume.by_fid.get(doc["_id"])
+        if doc.get("owner") == self.user_id and self.may_write(
+                volume, signer, self.user_id, doc["_id"], [], volume.nodes.get(ino) if ino else None):
+            return True
+        self._alarm(doc, f"a concurrent revision signed by {signer}, who holds no WRITE on it")
+        return False
+
+    # --- versions, and the nodes a file's history goes through
+
+    def accepts(self, volume: Volume) -> Callable[[dict], bool]:
+        """For ``history.lineage``: whether a version or replaced node's document may be used."""
+        owners: dict[str, str | None] = {}  # fid -> its owner, for this one use
+
+        def accept(doc: dict) -> bool:
+            if doc.get("type") == VERSION:
+                return self.version_ok(volume, doc, owners)
+            return self.detached_ok(volume, doc)
+        return accept
+
+    def file_owner(self, volume: Volume, fid: object, owners: dict[str, str | None]) -> str | None:
+        """The owner of the file ``fid`` names: of its node in the tree, else of
+        its node document as its signer signed it (the trash, a replaced file)."""
+        if not isinstance(fid, str):
+            return None
+        if (ino := volume.by_fid.get(fid)) is not None and (node := volume.nodes.get(ino)) is not None \
+                and node.dek:
+            return node.owner
+        if fid not in owners:
+            doc = self.store.get(fid)
+            admitted = self.admit(doc) if doc is not None and not doc.get("_deleted") else None
+            owner = admitted[0].get("owner") if admitted is not None else None
+            owners[fid] = owner if isinstance(owner, str) else None
+        return owners[fid]
+
+    def detached_ok(self, volume: Volume, doc: dict) -> bool:
+        """A node document out of the tree (the trash, a replaced file): signed by its owner or a writer."""
+        admitted = self.admit(doc)
+        if admitted is None:
+            return False
+        doc, signer = admitted
+        if signer == doc.get("owner") or self.writer_of(volume.sharing, signer, doc.get("owner")):
+            return True
+        self._alarm(doc, f"signed by {signer}, who holds no WRITE on it")
+        return False
+
+    def version_ok(self, volume: Volume, doc: dict, owners: dict[str, str | None] | None = None) -> bool:
+        """Whether a FilesMetaData document was written by its file's owner or a WRITE grantee.
+
+        Its ``owner`` must be the owner of the file its ``fid`` names: else any
+        holder of the DEK could sign one in their own name into another's history."""
+        owner = doc.get("owner")
+        if owner != self.file_owner(volume, doc.get("fid"), {} if owners is None else owners):
+            self._alarm(doc, f"version {doc.get('_id')} names another owner than its file's")
+            return False
+        try:
+            signer = self.trust.verify(doc, author=owner if isinstance(owner, str) else None)
+        except Forged as err:
+            self._alarm(doc, f"version {doc.get('_id')}: {err}")
+            return False
+        if signer == owner:
+            return True
+        ino = volume.by_fid.get(doc.get("fid"))
+        node = volume.nodes.get(ino) if ino is not None else None
+        if node is not None and node.owner == owner:
+            ok = self.may_write(volume, signer, owner, node.fid, [], node)
+        else:  # a file out of the tree (in the trash, or replaced by a rename)
+            ok = self.writer_of(volume.sharing, signer, owner)
+        if not ok:
+            self._alarm(doc, f"version {doc.get('_id')} signed by {signer}, who holds no WRITE on it")
+        return ok

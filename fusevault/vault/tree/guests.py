@@ -1,0 +1,331 @@
+"""Files others share with the user, inside the user's tree, and who may do what.
+
+At load, every ``.vfkey`` the user can find (``users/<me>/shared/`` and the
+key folders of their groups) gives a DEK; the node documents those DEKs open
+become *guest* nodes in the Volume, next to the user's own.  A guest node
+whose parent the user cannot open is a share's root: it is shown in a
+virtual folder, ``shared/<owner>/`` for a share with the user, or
+``groups/<group>/`` for one with a group, and its real parent is kept as a
+*phantom* (no key, no name, never shown) so the node's document keeps its
+links when the user writes it.
+
+``Sharing.perm`` answers what the user may do with a node: everything with
+their own, nothing with a phantom, list a virtual folder, and for a guest
+node the best permission of the shares on it or a folder above it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
+from fusevault.crypto.keys import MasterKey
+from fusevault.errors import VaultError
+from fusevault.store import Store
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import grants as granting
+from fusevault.vault.model import shapes, sharing
+from fusevault.vault.model.groups import can_write
+from fusevault.vault.model.nodes import Node, node_from_doc, open_node_attrs
+from fusevault.vault.model.sharing import Grant, Reach
+from fusevault.vault.model.trust import Trust
+from fusevault.vault.model.users import USER
+
+log = logging.getLogger(__name__)
+
+OWN = "OWN"
+LIST = "LIST"  # a virtual folder: listed, never changed
+SHARED_DIR = b"shared"
+GROUPS_DIR = b"groups"
+
+
+def _better(a: str | None, b: str) -> str:
+    return b if a is None or (can_write(b) and not can_write(a)) else a
+
+
+@dataclass
+class Sharing:
+    """The shares a Volume knows, read from the store at load (and after a change)."""
+
+    user_id: str
+    grants: list[Grant]
+    groups: dict[str, dict]  # group id -> Group document
+    users: dict[str, dict]  # user id -> UserDetails document
+    by_fid: dict[str, list[Grant]] = field(default_factory=dict)
+    # Share roots reaching this user: fid -> their best permission.
+    roots: dict[str, str] = field(default_factory=dict)
+    virtual: set[int] = field(default_factory=set)
+    phantoms: set[int] = field(default_factory=set)
+    # Guest nodes whose share ended while the user had unsaved writes in
+    # them: they keep their key and names (no path reaches them: their
+    # permission is gone) until those writes are saved (vault/services/absorbing.py).
+    leaving: set[int] = field(default_factory=set)
+    # Files whose newest document could not be taken in yet (fids): a guest's
+    # under a key not sealed to the user yet, or one whose version was being
+    # committed here meanwhile.  Looked at again at the next change.
+    awaiting: set[str] = field(default_factory=set)
+    # The user's pinned keys (vault/model/trust.py): only grants and groups signed
+    # by their owners count, and keys are sealed to pinned keys only.
+    trust: Trust | None = None
+
+    def __post_init__(self) -> None:
+        self._index()
+
+    def reload(self, store: Store) -> None:
+        """Read the shares, groups and users again (after a share or unshare)."""
+        fresh = Sharing.read(store, self.user_id, self.trust)
+        self.grants, self.groups, self.users = fresh.grants, fresh.groups, fresh.users
+        self._index()
+
+    def _index(self) -> None:
+        self.roots = {}
+        self.by_fid = defaultdict(list)
+        for grant in self.grants:
+            self.by_fid[grant.fid].append(grant)
+        for reach in self.my_reaches():
+            self.roots[reach.grant.fid] = _better(self.roots.get(reach.grant.fid), reach.perm)
+
+    @classmethod
+    def read(cls, store: Store, user_id: str, trust: Trust | None = None) -> Sharing:
+        alarms = trust.alarms if trust is not None else None
+        users = {u["_id"]: u for u in shapes.well_formed(store, USER, alarms)}
+        if trust is not None:
+            trust.observe(users.values())  # a user document that arrived: changed keys are said
+        grants, groups = granting.verified_grants(store, trust)
+        return cls(user_id, grants, groups, users, trust=trust)
+
+    def members(self) -> dict[str, dict[str, str]]:
+        # Only current users: a removed one's membership stays in the signed document.
+        return {gid: {u: p for u, p in (g.get("users") or {}).items() if u in self.users}
+                for gid, g in self.groups.items()}
+
+    def reaches(self, grant: Grant) -> list[Reach]:
+        return sharing.reaches(grant, self.members())
+
+    def my_reaches(self) -> list[Reach]:
+        return [r for g in self.grants for r in self.reaches(g) if r.recipient == self.user_id]
+
+    def givers(self) -> set[str]:
+        """Users who share something with this user."""
+        return {r.grant.owner for r in self.my_reaches()}
+
+    def my_key_paths(self, layout: Layout, owner: str, fid: str) -> list[Path]:
+        """Where a key of ``owner``'s node ``fid`` sealed to this user would be."""
+        paths = [r.key_path(layout, fid) for r in self.my_reaches() if r.grant.owner == owner]
+        return [p for p in dict.fromkeys(paths) if p.exists()]
+
+    def public(self, user_id: str) -> X25519PublicKey | None:
+        """The key to seal to: a current user's pinned key (never a document's newer one)."""
+        doc = self.users.get(user_id)
+        if not doc or not doc.get("public_box"):
+            return None
+        if self.trust is None:
+            return public_box(doc)
+        if (public := self.trust.box_key(user_id)) is None:
+            self.trust.alarms.warn("unpinned", user_id, f"user {doc.get('username')!r} has no keys pinned "
+                                   "on this device: nothing is sealed to them")
+        return public
+
+    def may_seal(self, node: Node, grant: Grant) -> bool:
+        """Keys are sealed only for this user's own grants on this user's own
+        nodes: never on someone else's behalf."""
+        return node.owner == self.user_id and grant.owner == self.user_id
+
+    # --- what a user may do
+
+    def perm(self, node: Node, nodes: dict[int, Node]) -> str | None:
+        if node.owner == self.user_id:
+            return OWN
+        if node.ino in self.virtual:
+            return LIST
+        best = None
+        seen = 0
+        while node is not None and node.ino not in self.phantoms and seen < 4096:
+            if self.roots.get(node.fid) is not None and (perm := self._root_perm(node)) is not None:
+                best = _better(best, perm)
+            node = nodes.get(node.links[0][0]) if node.links else None
+            seen += 1
+        return best
+
+    def _root_perm(self, node: Node) -> str | None:
+        """This user's best permission from shares on ``node`` made by its owner."""
+        best = None
+        for grant in self.by_fid.get(node.fid, ()):
+            if grant.owner == node.owner:
+                for reach in self.reaches(grant):
+                    if reach.recipient == self.user_id:
+                        best = _better(best, reach.perm)
+        return best
+
+    def covering(self, node: Node, nodes: dict[int, Node]) -> list[Grant]:
+        """Every share on ``node`` or a folder above it (the node's ACL), made
+        by the owner of the node it names: another's grant there is no grant."""
+        found: list[Grant] = []
+        seen = 0
+        while node is not None and seen < 4096:
+            found += [g for g in self.by_fid.get(node.fid, ()) if g.owner == node.owner]
+            if node.ino in self.phantoms or not node.links:
+                break
+            node = nodes.get(node.links[0][0])
+            seen += 1
+        return found
+
+    # --- keys for recipients
+
+    def seal_keys(self, layout: Layout, node: Node, grants: Iterable[Grant], key: tuple[bytes, int]) -> int:
+        """Seal ``key`` (the node's DEK and its epoch, taken on the trio thread:
+        a worker thread reading them from the node could pair one key's epoch
+        with another's DEK) for every recipient of ``grants``."""
+        dek, epoch = key
+        written = 0
+        for grant in grants:
+            if not self.may_seal(node, grant):
+                continue
+            for reach in self.reaches(grant):
+                public = self.public(reach.recipient)
+                if public is None:
+                    continue
+                path = reach.key_path(layout, node.fid)
+                if _newer_key(path, epoch, self.trust, node.owner, node.fid, reach.recipient):
+                    continue  # the owner gave the file a newer key meanwhile: never taken back
+                sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
+                granting.write_signed_key(self.trust, path, node.owner, node.fid, reach.recipient, epoch,
+                                          sealed)
+                written += 1
+        return written
+
+    def key_epoch(self, layout: Layout, fid: str, grants: Iterable[Grant]) -> int:
+        """The newest epoch of the keys of ``fid`` sealed to recipients of ``grants``."""
+        top = 0
+        for grant in grants:
+            for reach in self.reaches(grant):
+                try:
+                    found = sharing.read_key(reach.key_path(layout, fid))
+                except VaultError:
+                    continue
+                if found is not None:  # any key's epoch, even a forged one's: the next is above it
+                    top = max(top, found[0])
+        return top
+
+    def fill_missing(self, layout: Layout, nodes: dict[int, Node],
+                     keys: list[tuple[Node, bytes, int]]) -> int:
+        """Seal keys nobody has sealed yet (a member who joined a group later,
+        a crash between a share and its keys) for every node whose DEK this
+        user holds (``keys``: node, DEK, epoch, taken on the trio thread): so
+        a group's new member needs nobody's passphrase.  A key is only ever
+        created here, never replaced: the owner giving the file a new key
+        meanwhile has the last word."""
+        written = 0
+        for node, dek, epoch in keys:
+            for grant in self.covering(node, nodes):
+                if not self.may_seal(node, grant):
+                    continue
+                for reach in self.reaches(grant):
+                    path = reach.key_path(layout, node.fid)
+                    if reach.recipient == self.user_id or _good_key(path, self.trust, node.owner, node.fid,
+                                                                   reach.recipient, epoch):
+                        continue
+                    public = self.public(reach.recipient)
+                    if public is not None:
+                        sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
+                        written += granting.write_signed_key(self.trust, path, node.owner, node.fid,
+                                                           reach.recipient, epoch, sealed,
+                                                           replace=os.path.exists(path))
+        return written
+
+    def held_keys(self, nodes: dict[int, Node]) -> list[tuple[Node, bytes, int]]:
+        """(node, DEK, epoch) of every node whose key this user holds, for ``fill_missing``."""
+        return [(node, node.dek, node.epoch) for node in nodes.values()
+                if node.dek and node.ino not in self.virtual and node.ino not in self.phantoms]
+
+
+def grants_ok(trust: Trust | None, found: sharing.KeyRecord, owner: str, fid: str, recipient: str) -> bool:
+    return trust is None or granting.key_signed(trust, found, owner, fid, recipient)
+
+
+def _newer_key(path: Path, epoch: int, trust: Trust | None, owner: str, fid: str, recipient: str) -> bool:
+    """Whether the owner's genuine key there is newer (a forged one never is)."""
+    try:
+        found = sharing.read_key(path)
+    except VaultError:
+        return False
+    return (found is not None and found[0] > epoch and found.sig is not None
+            and grants_ok(trust, found, owner, fid, recipient))
+
+
+def _good_key(path: Path, trust: Trust | None, owner: str, fid: str, recipient: str, epoch: int) -> bool:
+    """A key there the owner signed (an unsigned or forged one is made again),
+    of this epoch or a newer one."""
+    try:
+        found = sharing.read_key(path)
+    except VaultError:
+        return False
+    if found is None or (found.sig is None and trust is not None):
+        return False  # none, or from before signatures: sealed again, signed
+    return found[0] >= epoch and grants_ok(trust, found, owner, fid, recipient)
+
+
+def key_files(layout: Layout, user_id: str, groups: dict[str, dict]) -> dict[str, list[Path]]:
+    """fid -> the ``.vfkey`` files sealed to this user (listed, not probed per file)."""
+    found: dict[str, list[Path]] = defaultdict(list)
+    shared = layout.user_dir(user_id) / "shared"
+    for entry in _listdir(shared):
+        if entry.endswith(".vfkey") and "_" in entry:
+            found[entry[:-6].split("_", 1)[1]].append(shared / entry)
+    for gid, group in groups.items():
+        if user_id not in (group.get("users") or {}):
+            continue
+        own = layout.group_dir(gid) / "own"
+        for fid in _listdir(own):
+            path = own / fid / "keys" / f"{user_id}.vfkey"
+            if path.exists():
+                found[fid].append(path)
+    return found
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def open_guest(doc: dict, key: MasterKey, paths: list[Path],
+               trust: Trust | None = None) -> tuple[Node, list] | None:
+    """A node of another owner, opened with a key sealed to this user by
+    that owner (signed); None if none opens it."""
+    fid, owner = doc["_id"], doc["owner"]
+    for path in paths:
+        try:
+            found = sharing.read_key(path)
+            if found is None or found[0] != doc.get("epoch", 0):
+                continue  # a key of an older epoch: revoked since
+            if not grants_ok(trust, found, owner, fid, key.user_id):
+                continue  # not sealed by the file's owner (said by key_signed)
+            dek = open_file_key(key.identity, owner, fid, found[0], found[1])
+            attrs = open_node_attrs(doc, dek)
+        except VaultError as err:
+            log.warning("a shared key for %s does not open it: %s", fid, err)
+            continue
+        node, links = node_from_doc(doc, dek, attrs)
+        node.wrapped = {k: doc[k] for k in ("en_file_dek", "owner_dek") if k in doc}
+        return node, links
+    return None
+
+
+def virtual_dir(ino: int, fid: str, like: Node) -> Node:
+    node = Node(ino, fid, "", b"", stat.S_IFDIR | 0o555, like.uid, like.gid)
+    node.atime = node.mtime = node.ctime = node.btime = like.ctime
+    return node
+
+
+def phantom(ino: int, fid: str, owner: str) -> Node:
+    return Node(ino, fid, owner, b"", stat.S_IFDIR | 0o000, 0, 0)
