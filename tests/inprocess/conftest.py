@@ -22,10 +22,12 @@ import functools
 import inspect
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyfuse3
 import pytest
 import trio
 from conftest import PASSPHRASE, fusevault
@@ -54,6 +56,70 @@ class Ctx:
 
     def __init__(self, uid: int = 0, gid: int = 0, pid: int = 4242, umask: int = 0o022) -> None:
         self.uid, self.gid, self.pid, self.umask = uid, gid, pid, umask
+
+
+ME = Ctx()
+
+
+ROOT = 1
+FILE = stat.S_IFREG | 0o644
+DIR = stat.S_IFDIR | 0o755
+
+
+class Fields:
+    """pyfuse3.SetattrFields (read-only in pyfuse3, so duck-typed)."""
+
+    def __init__(self, **given: bool) -> None:
+        for name in ("mode", "uid", "gid", "size", "atime", "mtime", "ctime"):
+            setattr(self, f"update_{name}", given.get(name, False))
+
+
+def code_of(excinfo: pytest.ExceptionInfo) -> int:
+    return excinfo.value.errno
+
+
+async def make(ops, name: bytes, data: bytes = b"", parent: int = ROOT) -> pyfuse3.EntryAttributes:
+    info, entry = await ops.create(parent, name, FILE, os.O_RDWR | os.O_CREAT, ME)
+    if data:
+        assert await ops.write(info.fh, 0, data) == len(data)
+    await ops.flush(info.fh)
+    await ops.release(info.fh)
+    return entry
+
+
+async def read_all(ops, ino: int) -> bytes:
+    info = await ops.open(ino, os.O_RDONLY, ME)
+    try:
+        return await ops.read(info.fh, 0, 1 << 20)
+    finally:
+        await ops.release(info.fh)
+
+
+async def rewrite(ops, ino: int, data: bytes) -> None:
+    """A program saving the whole file: open with O_TRUNC, write, close (one version)."""
+    info = await ops.open(ino, os.O_WRONLY | os.O_TRUNC, ME)
+    await ops.write(info.fh, 0, data)
+    await ops.release(info.fh)
+
+
+@pytest.fixture
+def listing(monkeypatch):
+    """``await listing(ops, ino)``: the names readdir gives, as the kernel receives them."""
+
+    def reply(token, name, attr, next_id):
+        token.append((name, attr, next_id))
+        return True
+
+    monkeypatch.setattr(pyfuse3, "readdir_reply", reply)
+
+    async def names(ops, ino: int, ctx: Ctx = ME) -> list[bytes]:
+        fh = await ops.opendir(ino, ctx)
+        got: list = []
+        await ops.readdir(fh, 0, got)
+        await ops.releasedir(fh)
+        return [name for name, _, _ in got]
+
+    return names
 
 
 @dataclass

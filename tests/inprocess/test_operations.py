@@ -15,69 +15,7 @@ import stat
 import pyfuse3
 import pytest
 
-from inprocess.conftest import Ctx
-
-ROOT = 1
-ME = Ctx()
-FILE = stat.S_IFREG | 0o644
-DIR = stat.S_IFDIR | 0o755
-
-
-class Fields:
-    """pyfuse3.SetattrFields (read-only in pyfuse3, so duck-typed)."""
-
-    def __init__(self, **given: bool) -> None:
-        for name in ("mode", "uid", "gid", "size", "atime", "mtime", "ctime"):
-            setattr(self, f"update_{name}", given.get(name, False))
-
-
-def _errno(excinfo: pytest.ExceptionInfo) -> int:
-    return excinfo.value.errno
-
-
-async def make(ops, name: bytes, data: bytes = b"", parent: int = ROOT) -> pyfuse3.EntryAttributes:
-    info, entry = await ops.create(parent, name, FILE, os.O_RDWR | os.O_CREAT, ME)
-    if data:
-        assert await ops.write(info.fh, 0, data) == len(data)
-    await ops.flush(info.fh)
-    await ops.release(info.fh)
-    return entry
-
-
-async def read_all(ops, ino: int) -> bytes:
-    info = await ops.open(ino, os.O_RDONLY, ME)
-    try:
-        return await ops.read(info.fh, 0, 1 << 20)
-    finally:
-        await ops.release(info.fh)
-
-
-async def rewrite(ops, ino: int, data: bytes) -> None:
-    """A program saving the whole file: open with O_TRUNC, write, close (one version)."""
-    info = await ops.open(ino, os.O_WRONLY | os.O_TRUNC, ME)
-    await ops.write(info.fh, 0, data)
-    await ops.release(info.fh)
-
-
-@pytest.fixture
-def listing(monkeypatch):
-    """``await listing(ops, ino)``: the names readdir gives, as the kernel receives them."""
-
-    def reply(token, name, attr, next_id):
-        token.append((name, attr, next_id))
-        return True
-
-    monkeypatch.setattr(pyfuse3, "readdir_reply", reply)
-
-    async def names(ops, ino: int, ctx: Ctx = ME) -> list[bytes]:
-        fh = await ops.opendir(ino, ctx)
-        got: list = []
-        await ops.readdir(fh, 0, got)
-        await ops.releasedir(fh)
-        return [name for name, _, _ in got]
-
-    return names
-
+from inprocess.conftest import DIR, FILE, ME, ROOT, Ctx, Fields, code_of, make, read_all, rewrite
 
 # --- lookup and attributes
 
@@ -96,23 +34,23 @@ async def test_root_is_a_directory_and_lookup_finds_what_was_made(fs):
 async def test_lookup_of_a_missing_name_is_enoent(fs):
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.lookup(ROOT, b"nothing", ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
 
 
 async def test_a_name_too_long_is_enametoolong(fs):
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.lookup(ROOT, b"x" * 256, ME)
-    assert _errno(err) == errno.ENAMETOOLONG
+    assert code_of(err) == errno.ENAMETOOLONG
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.mkdir(ROOT, b"x" * 256, DIR, ME)
-    assert _errno(err) == errno.ENAMETOOLONG
+    assert code_of(err) == errno.ENAMETOOLONG
 
 
 async def test_lookup_in_a_file_is_enotdir(fs):
     made = await make(fs.ops, b"f")
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.lookup(made.st_ino, b"x", ME)
-    assert _errno(err) == errno.ENOTDIR
+    assert code_of(err) == errno.ENOTDIR
 
 
 async def test_new_nodes_belong_to_the_caller(fs):
@@ -154,7 +92,7 @@ async def test_truncating_a_directory_is_eisdir(fs):
     attr.st_size = 0
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.setattr(made.st_ino, attr, Fields(size=True), None, ME)
-    assert _errno(err) == errno.EISDIR
+    assert code_of(err) == errno.EISDIR
 
 
 # --- making nodes
@@ -166,17 +104,17 @@ async def test_mkdir_and_its_errors(fs):
     assert stat.S_ISDIR(made.st_mode) and made.st_nlink >= 2
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.mkdir(ROOT, b"d", DIR, ME)
-    assert _errno(err) == errno.EEXIST
+    assert code_of(err) == errno.EEXIST
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.mkdir(ROOT + 10_000, b"e", DIR, ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
 
 
 async def test_create_over_an_existing_name_is_eexist(fs):
     await make(fs.ops, b"f")
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.create(ROOT, b"f", FILE, os.O_RDWR | os.O_CREAT | os.O_EXCL, ME)
-    assert _errno(err) == errno.EEXIST
+    assert code_of(err) == errno.EEXIST
 
 
 async def test_mknod_makes_a_fifo_and_an_empty_file(fs):
@@ -187,7 +125,7 @@ async def test_mknod_makes_a_fifo_and_an_empty_file(fs):
     assert await read_all(fs.ops, plain.st_ino) == b""
     with pytest.raises(pyfuse3.FUSEError) as err:  # only regular files open
         await fs.ops.open(fifo.st_ino, os.O_RDONLY, ME)
-    assert _errno(err) == errno.EINVAL
+    assert code_of(err) == errno.EINVAL
 
 
 async def test_symlink_and_readlink(fs):
@@ -198,7 +136,7 @@ async def test_symlink_and_readlink(fs):
     made = await make(ops, b"f")
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.readlink(made.st_ino, ME)
-    assert _errno(err) == errno.EINVAL
+    assert code_of(err) == errno.EINVAL
 
 
 async def test_link_shares_the_inode_and_survives_the_first_name(fs):
@@ -211,14 +149,14 @@ async def test_link_shares_the_inode_and_survives_the_first_name(fs):
     assert await read_all(ops, made.st_ino) == b"both names"
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.link(made.st_ino, ROOT, b"b", ME)
-    assert _errno(err) == errno.EEXIST
+    assert code_of(err) == errno.EEXIST
 
 
 async def test_a_hard_link_to_a_directory_is_refused(fs):
     made = await fs.ops.mkdir(ROOT, b"d", DIR, ME)
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.link(made.st_ino, ROOT, b"d2", ME)
-    assert _errno(err) == errno.EOPNOTSUPP
+    assert code_of(err) == errno.EOPNOTSUPP
 
 
 # --- removing
@@ -230,14 +168,14 @@ async def test_unlink_and_its_errors(fs):
     await ops.unlink(ROOT, b"f", ME)
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.lookup(ROOT, b"f", ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.unlink(ROOT, b"f", ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
     await ops.mkdir(ROOT, b"d", DIR, ME)
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.unlink(ROOT, b"d", ME)
-    assert _errno(err) == errno.EISDIR
+    assert code_of(err) == errno.EISDIR
 
 
 async def test_rmdir_and_its_errors(fs):
@@ -246,16 +184,16 @@ async def test_rmdir_and_its_errors(fs):
     await make(ops, b"inside", parent=d.st_ino)
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.rmdir(ROOT, b"d", ME)
-    assert _errno(err) == errno.ENOTEMPTY
+    assert code_of(err) == errno.ENOTEMPTY
     await make(ops, b"f")
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.rmdir(ROOT, b"f", ME)
-    assert _errno(err) == errno.ENOTDIR
+    assert code_of(err) == errno.ENOTDIR
     await ops.unlink(d.st_ino, b"inside", ME)
     await ops.rmdir(ROOT, b"d", ME)
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.lookup(ROOT, b"d", ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
 
 
 async def test_an_unlinked_open_file_stays_readable_and_writable_until_released(fs):
@@ -283,7 +221,7 @@ async def test_rename_moves_and_replaces(fs):
     assert await read_all(ops, a.st_ino) == b"new contents"
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.lookup(ROOT, b"a", ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
     await ops.rename(ROOT, b"b", d.st_ino, b"moved", 0, ME)
     assert (await ops.lookup(d.st_ino, b"moved", ME)).st_ino == a.st_ino
 
@@ -305,7 +243,7 @@ async def test_rename_errors(fs):
     for args, code in cases:
         with pytest.raises(pyfuse3.FUSEError) as err:
             await ops.rename(*args, ME)
-        assert _errno(err) == code, args
+        assert code_of(err) == code, args
 
 
 async def test_rename_noreplace(fs):
@@ -314,7 +252,7 @@ async def test_rename_noreplace(fs):
     b = await make(ops, b"b", b"B")
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.rename(ROOT, b"a", ROOT, b"b", pyfuse3.RENAME_NOREPLACE, ME)
-    assert _errno(err) == errno.EEXIST
+    assert code_of(err) == errno.EEXIST
     assert await read_all(ops, b.st_ino) == b"B"
     await ops.rename(ROOT, b"a", ROOT, b"c", pyfuse3.RENAME_NOREPLACE, ME)
     assert await read_all(ops, (await ops.lookup(ROOT, b"c", ME)).st_ino) == b"A"
@@ -329,7 +267,7 @@ async def test_rename_exchange(fs):
     assert (await ops.lookup(ROOT, b"d", ME)).st_ino == a.st_ino
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.rename(ROOT, b"a", ROOT, b"nothing", pyfuse3.RENAME_EXCHANGE, ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
 
 
 # --- file contents
@@ -382,7 +320,7 @@ async def test_opening_a_directory_is_eisdir(fs):
     d = await fs.ops.mkdir(ROOT, b"d", DIR, ME)
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.open(d.st_ino, os.O_RDONLY, ME)
-    assert _errno(err) == errno.EISDIR
+    assert code_of(err) == errno.EISDIR
 
 
 async def test_a_released_handle_is_ebadf(fs):
@@ -390,10 +328,10 @@ async def test_a_released_handle_is_ebadf(fs):
     await fs.ops.release(info.fh)
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.read(info.fh, 0, 10)
-    assert _errno(err) == errno.EBADF
+    assert code_of(err) == errno.EBADF
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.write(info.fh, 0, b"x")
-    assert _errno(err) == errno.EBADF
+    assert code_of(err) == errno.EBADF
 
 
 async def test_every_release_after_writes_is_one_version(fs):
@@ -465,7 +403,7 @@ async def test_opendir_of_a_file_is_enotdir(fs):
     made = await make(fs.ops, b"f")
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.opendir(made.st_ino, ME)
-    assert _errno(err) == errno.ENOTDIR
+    assert code_of(err) == errno.ENOTDIR
 
 
 async def test_lookup_counts_are_kept_until_forget(fs):
@@ -498,13 +436,13 @@ async def test_xattrs(fs):
     assert await ops.listxattr(made.st_ino, ME) == []
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.getxattr(made.st_ino, b"user.colour", ME)
-    assert _errno(err) == pyfuse3.ENOATTR
+    assert code_of(err) == pyfuse3.ENOATTR
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.removexattr(made.st_ino, b"user.colour", ME)
-    assert _errno(err) == pyfuse3.ENOATTR
+    assert code_of(err) == pyfuse3.ENOATTR
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.setxattr(made.st_ino, b"trusted.x", b"1", ME)
-    assert _errno(err) == errno.EOPNOTSUPP
+    assert code_of(err) == errno.EOPNOTSUPP
 
 
 async def test_access(fs):
@@ -512,7 +450,7 @@ async def test_access(fs):
     assert await fs.ops.access(made.st_ino, os.R_OK | os.W_OK, ME) is True
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.access(ROOT + 10_000, os.R_OK, ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
 
 
 # --- the .versions tree
@@ -562,14 +500,14 @@ async def test_versions_tree_is_read_only(fs):
     for call in refused:
         with pytest.raises(pyfuse3.FUSEError) as err:
             await call
-        assert _errno(err) == errno.EROFS, call
+        assert code_of(err) == errno.EROFS, call
     with pytest.raises(pyfuse3.FUSEError) as err:  # the name is taken
         await ops.mkdir(ROOT, b".versions", DIR, ME)
-    assert _errno(err) == errno.EEXIST
+    assert code_of(err) == errno.EEXIST
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.lookup(top.st_ino, b"not-there", ME)
-    assert _errno(err) == errno.ENOENT
+    assert code_of(err) == errno.ENOENT
     with pytest.raises(pyfuse3.FUSEError) as err:
         await ops.getxattr(mirror.st_ino, b"user.x", ME)
-    assert _errno(err) == pyfuse3.ENOATTR
+    assert code_of(err) == pyfuse3.ENOATTR
     assert await ops.listxattr(mirror.st_ino, ME) == []
