@@ -190,11 +190,26 @@ def _compose(vault: Path, seats: dict[str, tuple[str, int]] | None = None) -> Co
     return composed
 
 
+def agent_for(composed: Composed):
+    """An ``Agent`` over the personal mount's Operations, as fs/mount.py's serve
+    makes it (a test runs it: ``await nursery.start(agent.run, fs.volume, ttl)``)."""
+    from fusevault.agent.sessions import Agent
+
+    volume = composed.volume
+    user = composed.store.get(volume.key.user_id)
+    return Agent(user, composed.ops, NoKernel(), Tasks(), volume.layout, composed.store, host=Direct())
+
+
 async def _close(composed: Composed) -> None:
+    """The unmount: every unlocked user's files saved (fs/mount.py's close, SharedMount.close)."""
     failures = 0
-    for volume in composed.volumes.values():
-        if volume.key is not None:
-            failures += await volume.close()  # a watched store's close leaves the store open
+    if composed.ops is not None:
+        operations = [composed.ops]
+    else:
+        operations = [seat.ops for seat in composed.drive.seats.values()]
+    for ops in operations:
+        if ops.session is not None:
+            failures += await ops.session.volume.close()  # a watched store's close leaves the store open
     composed.store.close()
     for fd in composed._closers:
         os.close(fd)

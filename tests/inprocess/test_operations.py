@@ -14,8 +14,22 @@ import stat
 
 import pyfuse3
 import pytest
+import trio
+from conftest import PASSPHRASE
 
-from inprocess.conftest import DIR, FILE, ME, ROOT, Ctx, Fields, code_of, make, read_all, rewrite
+from inprocess.conftest import (
+    DIR,
+    FILE,
+    ME,
+    ROOT,
+    Ctx,
+    Fields,
+    agent_for,
+    code_of,
+    make,
+    read_all,
+    rewrite,
+)
 
 # --- lookup and attributes
 
@@ -372,13 +386,15 @@ async def test_readdir_resumes_at_the_offset_the_kernel_gives(fs, monkeypatch):
     monkeypatch.setattr(pyfuse3, "readdir_reply", reply)
     fh = await ops.opendir(ROOT, ME)
     offset = 0
-    while True:
+    for _ in range(len(names)):  # 14 entries, 5 at a time: a readdir that does not advance fails
         batch: list = []
         await ops.readdir(fh, offset, batch)
         if not batch:
             break
         got += batch
         offset = batch[-1][1]
+    else:
+        pytest.fail("readdir never came to the end")
     await ops.releasedir(fh)
     listed = [name for name, _ in got]
     assert len(listed) == len(set(listed))
@@ -511,3 +527,44 @@ async def test_versions_tree_is_read_only(fs):
         await ops.getxattr(mirror.st_ino, b"user.x", ME)
     assert code_of(err) == pyfuse3.ENOATTR
     assert await ops.listxattr(mirror.st_ino, ME) == []
+
+
+# --- fallocate (fs/fallocate.py calls it), and the session gate
+
+
+async def test_fallocate_grows_a_file_with_zeros_and_never_shrinks_it(fs):
+    ops = fs.ops
+    info, entry = await ops.create(ROOT, b"f", FILE, os.O_RDWR, ME)
+    await ops.write(info.fh, 0, b"abc")
+    await ops.fallocate(info.fh, 0, 0, 10)
+    assert (await ops.getattr(entry.st_ino, ME)).st_size == 10
+    await ops.fallocate(info.fh, 0, 0, 2)
+    await ops.fallocate(info.fh, 1, 0, 100)  # FALLOC_FL_KEEP_SIZE: nothing to reserve
+    assert (await ops.getattr(entry.st_ino, ME)).st_size == 10
+    assert await ops.read(info.fh, 0, 100) == b"abc" + b"\0" * 7
+    with pytest.raises(pyfuse3.FUSEError) as err:  # FALLOC_FL_PUNCH_HOLE | KEEP_SIZE
+        await ops.fallocate(info.fh, 0x02 | 0x01, 0, 1)
+    assert code_of(err) == errno.EOPNOTSUPP
+    await ops.release(info.fh)
+
+
+async def test_a_locked_user_gets_eacces_and_unlock_brings_the_same_inodes_back(fs):
+    ops = fs.ops
+    made = await make(ops, b"f", b"before the lock")
+    agent = agent_for(fs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.run, fs.volume, 3600)
+        await ops.lookup(ROOT, b"f", ME)  # the kernel holds a reference over the lock
+        assert await agent.lock("a test") is True
+        for call in (ops.getattr(made.st_ino, ME), ops.lookup(ROOT, b"f", ME),
+                     ops.open(made.st_ino, os.O_RDONLY, ME), ops.mkdir(ROOT, b"d", DIR, ME),
+                     ops.opendir(ROOT, ME), ops.statfs(ME)):
+            with pytest.raises(pyfuse3.FUSEError) as err:
+                await call
+            assert code_of(err) == errno.EACCES
+        await ops.forget([(made.st_ino, 1)])  # the kernel may forget while locked
+        await agent.unlock(PASSPHRASE.encode())
+        again = await ops.lookup(ROOT, b"f", ME)
+        assert again.st_ino == made.st_ino
+        assert await read_all(ops, made.st_ino) == b"before the lock"
+        nursery.cancel_scope.cancel()
