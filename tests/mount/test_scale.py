@@ -188,7 +188,7 @@ def test_a_tampered_manifest_root_gives_eio(vault: Path, tmp_path: Path, part: s
             f.seek(1 << 30)
             f.write(b"b")
     (vid, kind), = _manifest_kinds(vault).items()
-    assert kind == 4  # a tree's root (vault/format/manifest_tree.py; its nodes: tests/test_tree_manifest.py)
+    assert kind == 4  # a tree's root (vault/format/manifest_tree.py; its nodes: test_tree_manifest.py)
     db = sqlite3.connect(vault / "store.sqlite")
     owner, fid, offset, length = db.execute(
         "SELECT owner, fid, offset, length FROM places WHERE idx = -1").fetchone()
