@@ -11,8 +11,8 @@ if [ "${1:-}" = test ]; then
     command -v npm >/dev/null || packages+=(npm)
     packages+=(systemd zsh)  # systemd-analyze verifies the units; zsh checks its completion
     packages+=(autoconf automake make perl)  # build and run ../shared/conformance (pjdfstest, fsx)
-    packages+=(chromium)  # a real browser opens capability links (tests/test_link_page.py)
-    packages+=(docker-compose)  # reads contrib/containers/compose.yaml (tests/test_containers.py)
+    packages+=(chromium)  # a real browser opens capability links (tests/services/test_link_page.py)
+    packages+=(docker-compose)  # reads contrib/containers/compose.yaml (tests/services/test_containers.py)
 fi
 missing=()
 for p in "${packages[@]}"; do

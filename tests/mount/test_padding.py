@@ -237,7 +237,7 @@ def test_padding_switched_off_in_vault_json_does_not_unpad(vault: Path, tmp_path
 
 def test_a_peer_sees_only_padded_record_lengths_and_a_replica_reads_exact_bytes(
         couchdb_url: str, tmp_path: Path) -> None:
-    from test_sync import new_device, settled, wait_for
+    from services.test_sync import new_device, settled, wait_for
 
     laptop = tmp_path / "laptop"
     assert fusevault("init", laptop, "--user", "alice").returncode == 0

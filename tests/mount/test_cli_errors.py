@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSPHRASE, fusevault, is_mounted, mounted, running_relay, server_pids
-from test_relay import sending
+from services.test_relay import sending
 
 TRACEBACK = "Traceback (most recent call last)"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SITE = sysconfig.get_paths()["purelib"]
 # The package from this checkout, with the virtualenv's dependencies, for a
 # user who may not enter the virtualenv's directory (it may live under /root).

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSPHRASE, _free_port, fusevault, is_mounted
-from test_cli_errors import TRACEBACK, clean, on_a_terminal
+
+from mount.test_cli_errors import TRACEBACK, clean, on_a_terminal
 
 # A FUSE file system that is not fusevault (as gocryptfs or sshfs would be): an empty folder.
 OTHER_FS = """

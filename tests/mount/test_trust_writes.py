@@ -288,7 +288,7 @@ def test_a_vault_from_before_signatures_mounts_whole_then_refuses_unsigned_nodes
     import random
     import tarfile
 
-    with tarfile.open(Path(__file__).parent / "data" / "format1-vault.tar.gz") as tar:
+    with tarfile.open(Path(__file__).parents[1] / "data" / "format1-vault.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
     vault = tmp_path / "vault"
     assert not any("sig" in d for d in docs_of(vault, "node"))

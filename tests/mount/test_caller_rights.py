@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSPHRASE, fusevault, mounted
-from test_shared_mount import LAUNCH, SITE
+
+from mount.test_shared_mount import LAUNCH, SITE
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from adversary import Server
 from conftest import PASSPHRASE, fusevault, mounted
-from test_sync import first_device, new_device, settled, wait_for
 
 from fusevault import paths
 from fusevault.crypto import aead
@@ -26,6 +25,7 @@ from fusevault.vault.files.content import KIND_BLOCK, RECORD_HEAD, block_ad
 from fusevault.vault.format.manifest import KIND_TREE, NEW_BLOCK_SIZE, manifest_label
 from fusevault.vault.model.history import version_plain
 from fusevault.vault.services.opening import unlock_vault
+from services.test_sync import first_device, new_device, settled, wait_for
 
 GENUINE = b"".join(bytes([65 + i]) * NEW_BLOCK_SIZE for i in range(3)) + b"the end"
 DRAFT = b"the first draft, long superseded"

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from conftest import _free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "contrib" / "containers"
 COMPOSE = shutil.which("docker-compose")
 SYSTEM_PYTHON = "/usr/bin/python3"  # docker-compose's own, which has PyYAML

@@ -17,7 +17,7 @@ from conftest import fusevault, mounted, server_pids
 
 MAX = (1 << 63) - 1  # the largest off_t: the largest file Linux lets FUSE have
 MIB = 1 << 20
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def rss(mnt: Path) -> int:
@@ -188,7 +188,7 @@ def test_a_tampered_manifest_root_gives_eio(vault: Path, tmp_path: Path, part: s
             f.seek(1 << 30)
             f.write(b"b")
     (vid, kind), = _manifest_kinds(vault).items()
-    assert kind == 4  # a tree's root (vault/format/manifest_tree.py; its nodes: tests/test_tree_manifest.py)
+    assert kind == 4  # a tree's root (vault/format/manifest_tree.py; its nodes: test_tree_manifest.py)
     db = sqlite3.connect(vault / "store.sqlite")
     owner, fid, offset, length = db.execute(
         "SELECT owner, fid, offset, length FROM places WHERE idx = -1").fetchone()
@@ -209,7 +209,7 @@ def test_a_tampered_manifest_root_gives_eio(vault: Path, tmp_path: Path, part: s
 
 def test_a_sparse_tebibyte_file_syncs_byte_exact_and_an_edit_sends_a_block(
         couchdb_url: str, tmp_path: Path) -> None:
-    from test_sync import first_device, new_device, record_ids, settled, wait_for
+    from services.test_sync import first_device, new_device, record_ids, settled, wait_for
 
     laptop = first_device(couchdb_url, tmp_path)
     far = 1 << 40

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from adversary import Server, put
 from conftest import PASSPHRASE, fusevault, mounted
-from test_sync import settled, wait_for
+from services.test_sync import settled, wait_for
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import adversary
 from conftest import PouchServer, fusevault, mounted, remount
-from test_sync import first_device, new_device, settled, wait_for
+from services.test_sync import first_device, new_device, settled, wait_for
 
 
 def alarms(mountpoint: Path) -> list[dict]:
@@ -247,7 +247,7 @@ def test_a_node_whose_owner_is_changed_and_signature_stripped_is_reported(
 def test_a_file_of_the_users_that_now_names_another_owner_is_reported(vault: Path, tmp_path: Path) -> None:
     """Another user of the vault signs alice's node in their own name (a valid document of theirs):
     alice's device, which saw the file as hers, says so instead of taking it for a share that ended."""
-    from test_trust_writes import BOB, _admin, _key, _signed
+    from mount.test_trust_writes import BOB, _admin, _key, _signed
 
     mnt = tmp_path / "mnt"
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)

@@ -18,13 +18,13 @@ from pathlib import Path
 import adversary
 import pytest
 from conftest import fusevault, mounted
-from test_trust_grants import _mallory
-from test_trust_writes import BOB, _admin, _node_fid, _user
 
 from fusevault.crypto.identity import open_file_key
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
 from fusevault.vault.model import sharing
+from mount.test_trust_grants import _mallory
+from mount.test_trust_writes import BOB, _admin, _node_fid, _user
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def test_old_files_keep_their_64k_blocks_until_rewritten_whole(tmp_path: Path) -
     blocks; both read back after a remount and after gc."""
     import random
 
-    from test_scale import _format1_vault
+    from mount.test_scale import _format1_vault
 
     vault = _format1_vault(tmp_path)
     sparse = b"head" + bytes(4 * 65536 - 4) + b"tail!"

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from conftest import PASSPHRASE, fusevault, is_mounted, mounted
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KIT = Path(os.environ.get("FUSEVAULT_CONFORMANCE") or REPO.parent / "shared" / "conformance")
 # gocryptfs 2.3 -allow_other fails 7 of pjdfstest's 8,798 subtests on this
 # machine kind (the kit's README): fusevault may fail no more.  A file system

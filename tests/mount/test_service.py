@@ -21,7 +21,7 @@ from conftest import PASSPHRASE, force_unmount, fusevault, is_mounted, mounted
 from fusevault.cli import build_parser
 from fusevault.cli_help import GROUPS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "contrib" / "systemd"
 EXIT_WRONG_PASSPHRASE = 3
 
