@@ -55,8 +55,10 @@ class Cdp:
             elif isinstance(event, TextMessage):
                 self._text += event.data
                 if event.message_finished:
-                    self.pending.append(json.loads(self._text))
+                    message = json.loads(self._text)
                     self._text = ""
+                    if "id" in message:  # an answer; events (no id) are not read, so not kept
+                        self.pending.append(message)
             found.append(event)
         return found
 
@@ -81,19 +83,21 @@ class Cdp:
 
 
 class Browser:
-    def __init__(self, cdp: Cdp, downloads: Path) -> None:
+    def __init__(self, cdp: Cdp, downloads: Path, context: str | None = None) -> None:
         self.cdp = cdp
         self.downloads = downloads
         self.session: str | None = None
+        self.context = {"browserContextId": context} if context else {}
 
     def open(self, url: str, before: str | None = None) -> None:
         """A fresh tab on ``url``; ``before`` is a script run in it ahead of the page's own."""
-        target = self.cdp.call("Target.createTarget", url="about:blank")["targetId"]
+        target = self.cdp.call("Target.createTarget", url="about:blank", **self.context)["targetId"]
         self.session = self.cdp.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         self.cdp.call("Page.enable", self.session)
         if before:
             self.cdp.call("Page.addScriptToEvaluateOnNewDocument", self.session, source=before)
-        self.cdp.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(self.downloads))
+        self.cdp.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(self.downloads),
+                      **self.context)
         self.cdp.call("Page.navigate", self.session, url=url)
 
     def evaluate(self, expression: str):
@@ -125,6 +129,19 @@ class Browser:
                 raise TimeoutError(f"{name} was not downloaded: {os.listdir(self.downloads)}")
             time.sleep(0.1)
         return path.read_bytes()
+
+
+@contextlib.contextmanager
+def fresh_context(browser: Browser, downloads: Path) -> Iterator[Browser]:
+    """A context of its own in a running browser, as an incognito window is: no tabs, cookies,
+    storage or cache shared with any other, and its own download folder; closed at the end.
+    Much cheaper than a browser process each (seconds per test)."""
+    downloads.mkdir(parents=True)
+    context = browser.cdp.call("Target.createBrowserContext")["browserContextId"]
+    try:
+        yield Browser(browser.cdp, downloads, context)
+    finally:
+        browser.cdp.call("Target.disposeBrowserContext", browserContextId=context)
 
 
 @contextlib.contextmanager

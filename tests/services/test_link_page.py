@@ -22,7 +22,7 @@ from pathlib import Path
 import couchdb
 import httpx
 import pytest
-from browser import chromium, headless_chromium
+from browser import chromium, fresh_context, headless_chromium
 from conftest import running_relay
 
 from fusevault.links import capability, content
@@ -87,9 +87,16 @@ def service(redis_url: str, couchdb_server: str):
             proxy.close()
 
 
+@pytest.fixture(scope="module")
+def chromium_process(tmp_path_factory):
+    with headless_chromium(tmp_path_factory.mktemp("chromium")) as b:
+        yield b
+
+
 @pytest.fixture
-def browser(tmp_path: Path):
-    with headless_chromium(tmp_path / "chromium") as b:
+def browser(chromium_process, tmp_path: Path):
+    """A fresh browser context per test (nothing shared with other tests' pages but the process)."""
+    with fresh_context(chromium_process, tmp_path / "downloads") as b:
         yield b
 
 
