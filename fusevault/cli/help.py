@@ -64,15 +64,11 @@ def _mark_paths(parser: argparse.ArgumentParser) -> None:
             action.complete = shtab.FILE  # type: ignore[attr-defined]
 
 
-def cmd_completion(args: argparse.Namespace) -> int:
+def print_completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    """``fusevault completion SHELL``: app.py hands the whole parser over (this module
+    imports nothing of the command, so the two import no cycle)."""
     import shtab
 
-    from fusevault.cli import build_parser
-
-    parser = build_parser()
     _mark_paths(parser)
-    print(shtab.complete(parser, shell=args.shell))
+    print(shtab.complete(parser, shell=shell))
     return 0
-
-
-COMMANDS = {"completion": cmd_completion}

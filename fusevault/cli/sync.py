@@ -12,20 +12,17 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import trio
 
-from fusevault.cli_accounts import VAULT_ENV, _vault_option
-from fusevault.cli_status import _span, answers
+from fusevault.cli.options import VAULT_ENV, Command, vault_option
+from fusevault.cli.status import _span, answers
 from fusevault.errors import AlreadyExists, InvalidInput
 from fusevault.sync.probe import check_peer
 from fusevault.vault.model import peers as peer_docs
 from fusevault.vault.services.opening import open_vault
-
-Command = Callable[..., argparse.ArgumentParser]
 
 
 def credential_options(p: argparse.ArgumentParser) -> None:
@@ -50,18 +47,18 @@ def add_commands(command: Command) -> None:
     q.add_argument("--offline", action="store_true",
                    help="add it without reaching it now (the mount syncs once it can)")
     credential_options(q)
-    _vault_option(q)
+    vault_option(q)
     q = actions.add_parser("list", help="the peers")
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    _vault_option(q)
+    vault_option(q)
     q = actions.add_parser("confirm", help="sync with a peer this device did not add itself "
                            "(after checking where it points)")
     q.add_argument("name")
     q.add_argument("--yes", action="store_true", help="without asking")
-    _vault_option(q)
+    vault_option(q)
     q = actions.add_parser("remove", help="stop syncing with a peer (what it has stays there)")
     q.add_argument("name")
-    _vault_option(q)
+    vault_option(q)
 
     p = command("sync", "how syncing with peers is going, per mount and peer",
                 "fusevault sync status\n  fusevault sync status ~/Private --json")

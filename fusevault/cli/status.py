@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from fusevault import mounts as mount_table
 from fusevault import paths
+from fusevault.cli.options import Command
 from fusevault.fs import control
 from fusevault.mounts import mount_path, visible_mounts
-
-Command = Callable[..., argparse.ArgumentParser]
 
 
 def add_commands(command: Command) -> None:

@@ -16,11 +16,11 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from fusevault import passphrase
+from fusevault.cli.options import VAULT_ENV, Command, passphrase_options, vault_option
 from fusevault.errors import InvalidInput
 from fusevault.store import Store, tombstone
 from fusevault.vault.format.layout import Layout
@@ -29,25 +29,17 @@ from fusevault.vault.model.freshness import Freshness
 from fusevault.vault.model.trust import Trust, doc_fingerprint, self_signed
 from fusevault.vault.services.opening import hold, open_vault
 
-Command = Callable[..., argparse.ArgumentParser]
-VAULT_ENV = "FUSEVAULT_VAULT"
-
-
-def _vault_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--vault", type=Path, default=os.environ.get(VAULT_ENV),
-                   help=f"the vault (default: ${VAULT_ENV})")
-
 
 def _list_and_remove(actions, list_help: str, remove_help: str) -> None:
     q = actions.add_parser("list", help=list_help)
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    _vault_option(q)
+    vault_option(q)
     q = actions.add_parser("remove", help=remove_help)
     q.add_argument("name")
-    _vault_option(q)
+    vault_option(q)
 
 
-def add_commands(command: Command, passphrase_options: Callable) -> None:
+def add_commands(command: Command) -> None:
     p = command("user", "add, list and remove the users of a vault",
                 "fusevault user add bob --uid 1001 --vault ~/vault\n"
                 "  fusevault user list --vault ~/vault")
@@ -55,7 +47,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     q = actions.add_parser("add", help="add a user (asks for their new passphrase twice)")
     q.add_argument("name")
     q.add_argument("--uid", type=int, help="the Linux uid this user is (default: yours)")
-    _vault_option(q)
+    vault_option(q)
     # Their passphrase, never yours: adding a user needs no key of anyone's.
     group = q.add_argument_group(f"the new user's passphrase (default: ${passphrase.ENV_NEW} or a prompt)")
     group.add_argument("--new-passphrase-fd", type=int, metavar="N", help="read it from file descriptor N")
@@ -70,7 +62,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
                    "(default: the user of your uid)")
     q.add_argument("--no-passphrase", action="store_true", help="do not unlock: no comparison with pins")
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    _vault_option(q)
+    vault_option(q)
     passphrase_options(q)
     q = actions.add_parser("trust", help="pin a user's current keys after checking their fingerprint",
                            description="Use after `user show` warned that their keys changed and you "
@@ -79,7 +71,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     q.add_argument("name")
     q.add_argument("--fingerprint", required=True, help='the fingerprint they read to you ("xxxx xxxx ...")')
     q.add_argument("--as", dest="caller", metavar="USER", help="you (default: the user of your uid)")
-    _vault_option(q)
+    vault_option(q)
     passphrase_options(q)
 
     p = command("group", "add groups and set who is in them, with READ or WRITE",
@@ -91,7 +83,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
                            "asks for the owner's passphrase, who signs it)")
     q.add_argument("name")
     q.add_argument("--owner", help="the user who owns it (default: the user of your uid)")
-    _vault_option(q)
+    vault_option(q)
     passphrase_options(q)
     _list_and_remove(actions, "groups and their members", "remove a group")
     q = actions.add_parser("member", help="add, change or remove a member")
@@ -101,13 +93,13 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     r.add_argument("group")
     r.add_argument("user")
     r.add_argument("--perm", required=True, help="READ, WRITE or READ,WRITE")
-    _vault_option(r)
+    vault_option(r)
     passphrase_options(r)
     r = members.add_parser("remove", help="take a member out of a group "
                            "(asks for the group owner's passphrase)")
     r.add_argument("group")
     r.add_argument("user")
-    _vault_option(r)
+    vault_option(r)
     passphrase_options(r)
 
 
