@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+
+from fusevault.cli.options import Command
 
 GROUPS = {
     "Every day": ["mount", "unmount", "status", "config", "export"],
@@ -41,7 +42,7 @@ class GroupedHelp(argparse.ArgumentParser):
         return {}
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+def add_commands(command: Command) -> None:
     p = command("completion", "print the shell completion script for bash or zsh",
                 "fusevault completion bash > ~/.local/share/bash-completion/completions/fusevault\n"
                 "  fusevault completion zsh > ~/.zfunc/_fusevault   (with fpath+=(~/.zfunc) in ~/.zshrc)")

@@ -37,10 +37,10 @@ def gather(only: Path | None, cmd: str = "status") -> list[dict]:
 
 
 def _age(since: float) -> str:
-    return _span(time.time() - since)
+    return span(time.time() - since)
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
     seconds = int(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
@@ -82,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("  locked: run `fusevault unlock` to use it again")
         for who in m.get("unlocked", []):
             left = who["expires"]
-            until = "until unmounted" if left is None else f"for {_span(left - time.time())} more"
+            until = "until unmounted" if left is None else f"for {span(left - time.time())} more"
             print(f"  unlocked {who['user']} {_age(who['since'])} ago, {until}")
         for alarm in m.get("alarms", []):
             times = f" ({alarm['count']} times)" if alarm["count"] > 1 else ""

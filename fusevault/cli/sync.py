@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from fusevault.cli.options import VAULT_ENV, Command, vault_option
-from fusevault.cli.status import _span, answers
+from fusevault.cli.status import answers, span
 from fusevault.errors import AlreadyExists, InvalidInput
 from fusevault.sync.probe import check_peer
 from fusevault.vault.model import peers as peer_docs
@@ -187,7 +187,7 @@ def _print_mount(mount: dict) -> None:
         return
     print(f"{mount['mountpoint']}: {len(mount['peers'])} peer(s)")
     for peer in mount["peers"]:
-        contact = f"{_span(time.time() - peer['last_contact'])} ago" if peer["last_contact"] else "never"
+        contact = f"{span(time.time() - peer['last_contact'])} ago" if peer["last_contact"] else "never"
         down = "?" if peer["pending_down"] is None else peer["pending_down"]
         print(f"  {peer['name']:<12} {peer['state']:<16} last contact {contact}, pending "
               f"up {peer['pending_up']} down {down}; sent {peer['records_up']} blocks "
