@@ -2,7 +2,7 @@
 
 A command module imports what it needs from here (never through arguments):
 the passphrase options, which vault or mount a command works on, the relay,
-and how a passphrase prompt names its vault.  What an error means as an exit
+a peer's credentials, and how a passphrase prompt names its vault.  What an error means as an exit
 code is errors.py's (each VaultError carries its own) and guard.py's (the
 OSErrors and crashes no command caught).
 """
@@ -60,6 +60,14 @@ def mount_option(p: argparse.ArgumentParser) -> None:
     """--mount PATH: which mount answers a request (target.py finds it)."""
     p.add_argument("--mount", dest="place", metavar="PATH",
                    help="a path in the mounted vault (default: here, or the only mount)")
+
+
+def credential_options(p: argparse.ArgumentParser) -> None:
+    """A peer database's user:password (``init --join``, ``peer add``)."""
+    group = p.add_argument_group("credentials (never on the command line, never shown)")
+    group.add_argument("--credentials-file", metavar="FILE", help="a file whose first line is user:password")
+    group.add_argument("--credentials-env", metavar="NAME",
+                       help="an environment variable of the mount holding user:password")
 
 
 def relay_option(p: argparse.ArgumentParser) -> None:

@@ -17,19 +17,12 @@ from pathlib import Path
 
 import trio
 
-from fusevault.cli.options import VAULT_ENV, Command, vault_option
+from fusevault.cli.options import VAULT_ENV, Command, credential_options, vault_option
 from fusevault.cli.status import answers, span
 from fusevault.errors import AlreadyExists, InvalidInput
 from fusevault.sync.probe import check_peer
 from fusevault.vault.model import peers as peer_docs
 from fusevault.vault.services.opening import open_vault
-
-
-def credential_options(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("credentials (never on the command line, never shown)")
-    group.add_argument("--credentials-file", metavar="FILE", help="a file whose first line is user:password")
-    group.add_argument("--credentials-env", metavar="NAME",
-                       help="an environment variable of the mount holding user:password")
 
 
 def add_commands(command: Command) -> None:

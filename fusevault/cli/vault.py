@@ -8,9 +8,8 @@ from pathlib import Path
 
 from fusevault import passphrase
 from fusevault.cli import recovery as recovery_cli
-from fusevault.cli.options import Command, login_name, passphrase_options
+from fusevault.cli.options import Command, credential_options, login_name, passphrase_options
 from fusevault.cli.options import about as _about
-from fusevault.cli.sync import credential_options
 from fusevault.errors import InvalidInput
 
 
