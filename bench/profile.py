@@ -63,7 +63,7 @@ def main() -> int:
         total += int(count)
         own[frames[-1]] += int(count)
         for frame in set(frames):
-            if "fusevault/" in frame and "cli.py" not in frame:
+            if "fusevault/" in frame and "fusevault/cli/" not in frame:
                 inside[frame] += int(count)
     print(f"\nbusy samples: {total}\n-- own time")
     for frame, count in own.most_common(12):

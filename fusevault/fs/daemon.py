@@ -32,12 +32,14 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from fusevault import cli_guard, paths
+from fusevault import paths
+from fusevault.cli import guard as cli_guard
 from fusevault.errors import InvalidInput, VaultError
 
 log = logging.getLogger("fusevault")
@@ -139,6 +141,23 @@ def _become(command: list[str], env: dict[str, str]) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os.execve(command[0], command, env)
+
+
+def wait_exited(pid: int, seconds: float) -> bool:
+    """After an unmount: whether the server ``pid`` finished saving and exited within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    """True while the server saves and exits; an exited server may linger as a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as proc:
+            return proc.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 # --- the server's side

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import PASSPHRASE, force_unmount, fusevault, is_mounted, mounted
 
-from fusevault.cli import build_parser
-from fusevault.cli_help import GROUPS
+from fusevault.cli.app import build_parser
+from fusevault.cli.help import GROUPS
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "contrib" / "systemd"

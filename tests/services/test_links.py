@@ -17,7 +17,7 @@ import httpx
 import pytest
 from conftest import fusevault, mounted, running_relay
 
-from fusevault.cli_links import parse_duration
+from fusevault.cli.links import parse_duration
 from fusevault.errors import InvalidInput
 from fusevault.links import capability, content
 from fusevault.links.client import LinkClient

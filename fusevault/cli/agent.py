@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import base64
 import time
-from collections.abc import Callable
 
 from fusevault import passphrase
+from fusevault.cli.options import Command, passphrase_options
 from fusevault.target import ask
 
-Command = Callable[..., argparse.ArgumentParser]
 
-
-def add_commands(command: Command, passphrase_options: Callable) -> None:
+def add_commands(command: Command) -> None:
     p = command("unlock", "give a mount your passphrase again (after its TTL ran out or a lock)",
                 "fusevault unlock ~/Private")
     p.add_argument("place", nargs="?", metavar="MOUNTPOINT",

@@ -14,10 +14,10 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from fusevault import passphrase
+from fusevault.cli.options import Command, about, passphrase_options
 from fusevault.crypto import recovery
 from fusevault.errors import AlreadyExists, InvalidInput, NoRecoveryKey, VaultError
 
@@ -144,8 +144,7 @@ def read_secret(fd: int | None, file: str | None) -> bytes:
     return recovery.from_words(" ".join(words))
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser],
-                 passphrase_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_commands(command: Command) -> None:
     p = command("recovery-key", "make or revoke the 24 words that reset a forgotten passphrase",
                 "fusevault recovery-key create ~/vault    (then: fusevault passwd --recovery ~/vault)")
     p.add_argument("action", choices=["create", "revoke"],
@@ -157,7 +156,6 @@ def add_commands(command: Callable[..., argparse.ArgumentParser],
 
 
 def cmd_recovery_key(args: argparse.Namespace) -> int:
-    from fusevault.cli import _about
     from fusevault.vault.model import users
     from fusevault.vault.services.opening import open_vault
 
@@ -170,13 +168,13 @@ def cmd_recovery_key(args: argparse.Namespace) -> int:
                 raise InvalidInput("revoke writes no words: leave out --recovery-key-fd/--recovery-key-file")
             if not users.has_recovery_key(user):  # said before a passphrase is asked
                 raise NoRecoveryKey(f"user {name!r} has no recovery key")
-            secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=_about(args.vault, name))
+            secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=about(args.vault, name))
             users.revoke_recovery_key(store, user, secret)
             print(f"recovery key of user {name} revoked: its words open nothing from now on")
             return 0
         output = Output(args)
         try:
-            secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=_about(args.vault, name))
+            secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=about(args.vault, name))
             new = recovery.new_secret()
             replaced = users.has_recovery_key(user)
             users.create_recovery_key(store, user, secret, new)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from fusevault import mounts as mount_table
 from fusevault import paths
+from fusevault.cli.options import Command
 from fusevault.fs import control
 from fusevault.mounts import mount_path, visible_mounts
-
-Command = Callable[..., argparse.ArgumentParser]
 
 
 def add_commands(command: Command) -> None:
@@ -39,10 +37,10 @@ def gather(only: Path | None, cmd: str = "status") -> list[dict]:
 
 
 def _age(since: float) -> str:
-    return _span(time.time() - since)
+    return span(time.time() - since)
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
     seconds = int(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
@@ -84,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("  locked: run `fusevault unlock` to use it again")
         for who in m.get("unlocked", []):
             left = who["expires"]
-            until = "until unmounted" if left is None else f"for {_span(left - time.time())} more"
+            until = "until unmounted" if left is None else f"for {span(left - time.time())} more"
             print(f"  unlocked {who['user']} {_age(who['since'])} ago, {until}")
         for alarm in m.get("alarms", []):
             times = f" ({alarm['count']} times)" if alarm["count"] > 1 else ""

@@ -7,14 +7,13 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
+from fusevault.cli.options import Command, mount_option, offline_options, passphrase_options
 from fusevault.errors import InvalidInput
 from fusevault.target import ask
 from fusevault.vault.model.settings import FOLDERS, KEYS
 
-Command = Callable[..., argparse.ArgumentParser]
 log = logging.getLogger("fusevault")
 
 SETTINGS_HELP = """\
@@ -29,20 +28,12 @@ settings:
 """
 
 
-def vault_options(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
-    """--vault VAULT [--user NAME] and a passphrase: a request answered without a mount."""
-    p.add_argument("--vault", type=Path, help="a vault that is not mounted")
-    p.add_argument("--user", help="with --vault: which user")
-    passphrase_options(p)
+def _where(p: argparse.ArgumentParser) -> None:
+    mount_option(p)
+    offline_options(p)
 
 
-def _where(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
-    p.add_argument("--mount", dest="place", metavar="PATH",
-                   help="a path in the mounted vault (default: here, or the only mount)")
-    vault_options(p, passphrase_options)
-
-
-def add_commands(command: Command, passphrase_options: Callable) -> None:
+def add_commands(command: Command) -> None:
     p = command("config", "show or change your settings (watched folder, dump folder, TTL)",
                 "fusevault config set source_dir_to_watch ~/Inbox\n"
                 "  fusevault config set delete_file_from_source on\n"
@@ -53,20 +44,20 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
                               epilog="example:\n  fusevault config show --json",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     show.add_argument("--json", action="store_true", help="machine-readable output")
-    _where(show, passphrase_options)
+    _where(show)
     change = actions.add_parser("set", help="change one setting",
                                 epilog=f"{SETTINGS_HELP}\nexample:\n"
                                        "  fusevault config set target_dir_to_dump ~/Exported",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     change.add_argument("key", choices=KEYS, metavar="KEY")
     change.add_argument("value", metavar="VALUE")
-    _where(change, passphrase_options)
+    _where(change)
     confirm = actions.add_parser("confirm", help="apply the settings that arrived from elsewhere "
                                  "(shown by `config show` as pending) on this device",
                                  epilog="example:\n  fusevault config show\n  fusevault config confirm",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     confirm.add_argument("--yes", action="store_true", help="apply them without asking")
-    _where(confirm, passphrase_options)
+    _where(confirm)
 
     p = command("watch", "import the watched folder into a vault that is not mounted (foreground)",
                 "fusevault watch ~/vault       (a mount watches the folder itself)")
@@ -81,7 +72,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     p.add_argument("dest", nargs="?", help="folder to write into (default: target_dir_to_dump)")
     p.add_argument("--overwrite", action="store_true", help="replace files that exist there")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    vault_options(p, passphrase_options)
+    offline_options(p)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

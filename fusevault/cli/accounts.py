@@ -6,7 +6,8 @@ their own keys.  A group's documents are signed by the group's owner (a
 membership counts only then, vault/model/grants.py), so making a group and
 changing its members asks for the owner's passphrase; removing a user or a
 group only removes, and needs no key.  Every command here first makes the seed 003 meta.inf files
-agree with the documents (``meta_files.reconcile``).
+agree with the documents (``meta_files.reconcile``).  This module parses and
+prints; removing a user or a member is vault/services/accounts.py's.
 """
 
 from __future__ import annotations
@@ -14,40 +15,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from fusevault import passphrase
+from fusevault.cli.options import VAULT_ENV, Command, passphrase_options, vault_option
 from fusevault.errors import InvalidInput
-from fusevault.store import Store, tombstone
+from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
-from fusevault.vault.model import groups, meta_files, shapes, sharing, users
+from fusevault.vault.model import groups, meta_files, shapes, users
 from fusevault.vault.model.freshness import Freshness
 from fusevault.vault.model.trust import Trust, doc_fingerprint, self_signed
-from fusevault.vault.services.opening import hold, open_vault
-
-Command = Callable[..., argparse.ArgumentParser]
-VAULT_ENV = "FUSEVAULT_VAULT"
-
-
-def _vault_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--vault", type=Path, default=os.environ.get(VAULT_ENV),
-                   help=f"the vault (default: ${VAULT_ENV})")
+from fusevault.vault.services import accounts
+from fusevault.vault.services.opening import open_vault
 
 
 def _list_and_remove(actions, list_help: str, remove_help: str) -> None:
     q = actions.add_parser("list", help=list_help)
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    _vault_option(q)
+    vault_option(q)
     q = actions.add_parser("remove", help=remove_help)
     q.add_argument("name")
-    _vault_option(q)
+    vault_option(q)
 
 
-def add_commands(command: Command, passphrase_options: Callable) -> None:
+def add_commands(command: Command) -> None:
     p = command("user", "add, list and remove the users of a vault",
                 "fusevault user add bob --uid 1001 --vault ~/vault\n"
                 "  fusevault user list --vault ~/vault")
@@ -55,7 +48,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     q = actions.add_parser("add", help="add a user (asks for their new passphrase twice)")
     q.add_argument("name")
     q.add_argument("--uid", type=int, help="the Linux uid this user is (default: yours)")
-    _vault_option(q)
+    vault_option(q)
     # Their passphrase, never yours: adding a user needs no key of anyone's.
     group = q.add_argument_group(f"the new user's passphrase (default: ${passphrase.ENV_NEW} or a prompt)")
     group.add_argument("--new-passphrase-fd", type=int, metavar="N", help="read it from file descriptor N")
@@ -70,7 +63,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
                    "(default: the user of your uid)")
     q.add_argument("--no-passphrase", action="store_true", help="do not unlock: no comparison with pins")
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    _vault_option(q)
+    vault_option(q)
     passphrase_options(q)
     q = actions.add_parser("trust", help="pin a user's current keys after checking their fingerprint",
                            description="Use after `user show` warned that their keys changed and you "
@@ -79,7 +72,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     q.add_argument("name")
     q.add_argument("--fingerprint", required=True, help='the fingerprint they read to you ("xxxx xxxx ...")')
     q.add_argument("--as", dest="caller", metavar="USER", help="you (default: the user of your uid)")
-    _vault_option(q)
+    vault_option(q)
     passphrase_options(q)
 
     p = command("group", "add groups and set who is in them, with READ or WRITE",
@@ -91,7 +84,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
                            "asks for the owner's passphrase, who signs it)")
     q.add_argument("name")
     q.add_argument("--owner", help="the user who owns it (default: the user of your uid)")
-    _vault_option(q)
+    vault_option(q)
     passphrase_options(q)
     _list_and_remove(actions, "groups and their members", "remove a group")
     q = actions.add_parser("member", help="add, change or remove a member")
@@ -101,13 +94,13 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     r.add_argument("group")
     r.add_argument("user")
     r.add_argument("--perm", required=True, help="READ, WRITE or READ,WRITE")
-    _vault_option(r)
+    vault_option(r)
     passphrase_options(r)
     r = members.add_parser("remove", help="take a member out of a group "
                            "(asks for the group owner's passphrase)")
     r.add_argument("group")
     r.add_argument("user")
-    _vault_option(r)
+    vault_option(r)
     passphrase_options(r)
 
 
@@ -122,10 +115,6 @@ def administering(args: argparse.Namespace) -> Iterator[tuple[Layout, Store]]:
         meta_files.reconcile(layout, store)
     finally:
         store.close()
-
-
-def _names(store: Store) -> dict[str, str]:
-    return {u["_id"]: u["username"] for u in store.iter_type(users.USER)}
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -145,20 +134,13 @@ def cmd_user(args: argparse.Namespace) -> int:
         elif args.action == "trust":
             _trust_user(args, store)
         else:
-            _remove_user(layout, store, args.name)
+            accounts.remove_user(layout, store, args.name)
             print(f"removed user {args.name}")
     return 0
 
 
 def _print_users(store: Store, as_json: bool) -> None:
-    all_groups = list(shapes.well_formed(store, groups.GROUP))
-    rows = []
-    for user in sorted(store.iter_type(users.USER), key=lambda u: u["username"]):
-        mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in all_groups
-                      if user["_id"] in g.get("users", {}))
-        rows.append({"name": user["username"], "id": user["_id"], "uid": user.get("uid"),
-                     "created_at": user["created_at"], "groups": mine,
-                     "passphrase_expiry_ttl": user.get("passphrase_expiry_ttl")})
+    rows = accounts.user_rows(store)
     if as_json:
         print(json.dumps(rows, indent=1))
         return
@@ -223,40 +205,6 @@ def _date(when: int) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(when))
 
 
-def _remove_user(layout: Layout, store: Store, name: str) -> None:
-    user = users.find_user(store, name)
-    everyone = list(store.iter_type(users.USER))
-    if len(everyone) == 1:
-        raise InvalidInput(f"{name} is the only user of this vault")
-    owned = users.owned_docs(store, user["_id"])
-    files = [d for d in owned if d.get("type") == "node" and not d.get("delete")
-             and d["_id"] != user["root"]]
-    if files:
-        raise InvalidInput(f"{name} still has {len(files)} files and folders: "
-                           "delete them or move them to another user first")
-    owns = [g["groupname"] for g in shapes.well_formed(store, groups.GROUP) if g["owner"] == user["_id"]]
-    if owns:
-        raise InvalidInput(f"{name} owns the group(s) {', '.join(owns)}: remove them first")
-    lock = hold(layout)  # not while a mount serves the vault
-    try:
-        shares = [d for d in store.iter_type(sharing.SHARE) if d.get("grantee") == user["_id"]]
-        changes = [tombstone(d) for d in [user, *owned, *shares]]
-        lost = [sharing.grant_of(d) for d in shares]
-        for group in shapes.well_formed(store, groups.GROUP):
-            if user["_id"] in group.get("users", {}):
-                # The group's document is its owner's to sign: it stays, and a
-                # membership of a removed user counts nowhere (Sharing.members).
-                lost += [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
-                sharing.drop_group_keys(layout, group["_id"], user["_id"])
-        changes += sharing.rotations(store, lost)
-        store.put_many(changes)  # one transaction: the memberships go with the user
-        store.sync()
-        # What is left there (the .vf of files in their trash) no document names any more.
-        shutil.rmtree(layout.user_dir(user["_id"]), ignore_errors=True)
-    finally:
-        os.close(lock)
-
-
 def cmd_group(args: argparse.Namespace) -> int:
     with administering(args) as (layout, store):
         if args.action == "add":
@@ -277,27 +225,18 @@ def cmd_group(args: argparse.Namespace) -> int:
             if owner is None:
                 raise InvalidInput(f"the owner of group {args.group} is no longer a user: remove the group")
             trust = _unlock(args, store, owner, layout)
-            sign = trust.sign
             if args.member_action == "add":
-                doc = groups.set_member(store, group, user, args.perm, sign=sign)
+                doc = groups.set_member(store, group, user, args.perm, sign=trust.sign)
                 trust.save()
                 print(f"{args.user} is in {args.group} with {doc['users'][user['_id']]}")
             else:
-                # Their keys go now; the files get new keys at their owners' next unlock.
-                lost = [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
-                groups.set_member(store, group, user, None, sharing.rotations(store, lost), sign=sign)
-                trust.save()  # the older bodies of the group are replays on this device from now
-                sharing.drop_group_keys(layout, group["_id"], user["_id"])
+                accounts.remove_member(layout, store, group, user, trust)
                 print(f"{args.user} is no longer in {args.group}")
     return 0
 
 
 def _print_groups(store: Store, as_json: bool) -> None:
-    names = _names(store)
-    rows = [{"name": g["groupname"], "id": g["_id"], "owner": names.get(g["owner"], g["owner"]),
-             "created_at": g["created_at"],
-             "members": {names.get(u, u): p for u, p in sorted(g.get("users", {}).items())}}
-            for g in sorted(shapes.well_formed(store, groups.GROUP), key=lambda g: g["groupname"])]
+    rows = accounts.group_rows(store)
     if as_json:
         print(json.dumps(rows, indent=1))
         return

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+
+from fusevault.cli.options import Command
 
 GROUPS = {
     "Every day": ["mount", "unmount", "status", "config", "export"],
@@ -41,7 +42,7 @@ class GroupedHelp(argparse.ArgumentParser):
         return {}
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+def add_commands(command: Command) -> None:
     p = command("completion", "print the shell completion script for bash or zsh",
                 "fusevault completion bash > ~/.local/share/bash-completion/completions/fusevault\n"
                 "  fusevault completion zsh > ~/.zfunc/_fusevault   (with fpath+=(~/.zfunc) in ~/.zshrc)")
@@ -64,15 +65,11 @@ def _mark_paths(parser: argparse.ArgumentParser) -> None:
             action.complete = shtab.FILE  # type: ignore[attr-defined]
 
 
-def cmd_completion(args: argparse.Namespace) -> int:
+def print_completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    """``fusevault completion SHELL``: app.py hands the whole parser over (this module
+    imports nothing of the command, so the two import no cycle)."""
     import shtab
 
-    from fusevault.cli import build_parser
-
-    parser = build_parser()
     _mark_paths(parser)
-    print(shtab.complete(parser, shell=args.shell))
+    print(shtab.complete(parser, shell=shell))
     return 0
-
-
-COMMANDS = {"completion": cmd_completion}

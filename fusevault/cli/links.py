@@ -8,10 +8,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from fusevault import cli_files
+from fusevault.cli.options import Command, offline_options, relay_option
 from fusevault.errors import InvalidInput
 
 UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600,
@@ -35,8 +34,7 @@ def _link_text(value: str) -> str:
     return sys.stdin.readline().strip() if value == "-" else value
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser], passphrase_options: Callable,
-                 relay_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_commands(command: Command) -> None:
     p = command("link", "share a file or folder with anyone who has a link, or open a drop box",
                 "fusevault link create ~/Private/report.pdf --expires 7d\n"
                 "  fusevault link get 'https://relay.example/l/ID#r1.KEY' ~/Downloads\n"
@@ -48,9 +46,6 @@ def add_commands(command: Callable[..., argparse.ArgumentParser], passphrase_opt
         return actions.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    def vault_options(q: argparse.ArgumentParser) -> None:
-        cli_files.vault_options(q, passphrase_options)
-
     q = action("create", "publish the current version of a file or folder, print its link",
                "fusevault link create ~/Private/photos --expires 2w")
     q.add_argument("path", help="a file or folder in the mount (with --vault: relative to its root)")
@@ -58,7 +53,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser], passphrase_opt
                    help="a drop box: others add files to this folder without seeing what is in it")
     q.add_argument("--expires", metavar="DURATION", help="the link stops working after this (7d, 12h, 30min)")
     relay_option(q)
-    vault_options(q)
+    offline_options(q)
 
     q = action("get", "download what a link shares, verified, into a folder",
                "fusevault link get 'https://relay.example/l/ID#r1.KEY' ~/Downloads")
@@ -71,21 +66,21 @@ def add_commands(command: Callable[..., argparse.ArgumentParser], passphrase_opt
                "  fusevault link push ~/Private/report.pdf ID   (your own link: its new version)")
     q.add_argument("path", help="a local file or folder (drop box), or a path in your vault (your link)")
     q.add_argument("link", help="the link (- reads it from standard input), or the id of your own link")
-    vault_options(q)
+    offline_options(q)
 
     q = action("list", "your links: what they publish, until when, how often opened",
                "fusevault link list --json")
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    vault_options(q)
+    offline_options(q)
 
     q = action("revoke", "end one of your links at once (the server deletes what it holds)",
                "fusevault link revoke ID")
     q.add_argument("link", help="the link's id (see `link list`), or the link itself")
-    vault_options(q)
+    offline_options(q)
 
     q = action("collect", "take what was dropped into your drop boxes now (a mount does it every minute)",
                "fusevault link collect")
-    vault_options(q)
+    offline_options(q)
 
 
 def cmd_link(args: argparse.Namespace) -> int:

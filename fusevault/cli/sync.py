@@ -12,27 +12,17 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import trio
 
-from fusevault.cli_accounts import VAULT_ENV, _vault_option
-from fusevault.cli_status import _span, answers
+from fusevault.cli.options import VAULT_ENV, Command, credential_options, vault_option
+from fusevault.cli.status import answers, span
 from fusevault.errors import AlreadyExists, InvalidInput
 from fusevault.sync.probe import check_peer
 from fusevault.vault.model import peers as peer_docs
 from fusevault.vault.services.opening import open_vault
-
-Command = Callable[..., argparse.ArgumentParser]
-
-
-def credential_options(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("credentials (never on the command line, never shown)")
-    group.add_argument("--credentials-file", metavar="FILE", help="a file whose first line is user:password")
-    group.add_argument("--credentials-env", metavar="NAME",
-                       help="an environment variable of the mount holding user:password")
 
 
 def add_commands(command: Command) -> None:
@@ -50,18 +40,18 @@ def add_commands(command: Command) -> None:
     q.add_argument("--offline", action="store_true",
                    help="add it without reaching it now (the mount syncs once it can)")
     credential_options(q)
-    _vault_option(q)
+    vault_option(q)
     q = actions.add_parser("list", help="the peers")
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    _vault_option(q)
+    vault_option(q)
     q = actions.add_parser("confirm", help="sync with a peer this device did not add itself "
                            "(after checking where it points)")
     q.add_argument("name")
     q.add_argument("--yes", action="store_true", help="without asking")
-    _vault_option(q)
+    vault_option(q)
     q = actions.add_parser("remove", help="stop syncing with a peer (what it has stays there)")
     q.add_argument("name")
-    _vault_option(q)
+    vault_option(q)
 
     p = command("sync", "how syncing with peers is going, per mount and peer",
                 "fusevault sync status\n  fusevault sync status ~/Private --json")
@@ -190,7 +180,7 @@ def _print_mount(mount: dict) -> None:
         return
     print(f"{mount['mountpoint']}: {len(mount['peers'])} peer(s)")
     for peer in mount["peers"]:
-        contact = f"{_span(time.time() - peer['last_contact'])} ago" if peer["last_contact"] else "never"
+        contact = f"{span(time.time() - peer['last_contact'])} ago" if peer["last_contact"] else "never"
         down = "?" if peer["pending_down"] is None else peer["pending_down"]
         print(f"  {peer['name']:<12} {peer['state']:<16} last contact {contact}, pending "
               f"up {peer['pending_up']} down {down}; sent {peer['records_up']} blocks "

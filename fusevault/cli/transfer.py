@@ -13,19 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fusevault import passphrase
+from fusevault.cli.options import Command, default_relay, relay_option
 from fusevault.errors import InvalidInput, VaultError
 
 log = logging.getLogger("fusevault")
 
-ENV_RELAY = "FUSEVAULT_RELAY"
 ENV_CODE = "FUSEVAULT_CODE"
-
-
-def relay_option(p: argparse.ArgumentParser) -> None:
-    from fusevault.transfer.client import DEFAULT_RELAY
-
-    p.add_argument("--relay", metavar="URL", default=os.environ.get(ENV_RELAY, DEFAULT_RELAY),
-                   help=f"the relay (default: ${ENV_RELAY} or {DEFAULT_RELAY})")
 
 
 def _words(text: str) -> int:
@@ -36,7 +29,7 @@ def _words(text: str) -> int:
     return int(text)
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+def add_commands(command: Command) -> None:
     p = command("send", "offer files to someone: prints a session name and a code to read to them",
                 "fusevault send report.pdf photos/")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -133,7 +126,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     from fusevault.transfer.send import send
 
     def announce(name: str, code: str) -> None:
-        relay = "" if args.relay == _default_relay() else f" --relay {args.relay}"
+        relay = "" if args.relay == default_relay() else f" --relay {args.relay}"
         print(f"Session {name}, code {code}", flush=True)
         print(f"On the other computer: fusevault receive {name}{relay}", flush=True)
         print("(then type the code; waiting for them... Ctrl-C to cancel)", flush=True)
@@ -249,12 +242,6 @@ def _token_key(path: Path | None):
     except (OSError, RelayUnavailable) as err:
         log.warning("session tokens will not survive a restart of the relay: %s", err)
         return None
-
-
-def _default_relay() -> str:
-    from fusevault.transfer.client import DEFAULT_RELAY
-
-    return os.environ.get(ENV_RELAY, DEFAULT_RELAY)
 
 
 COMMANDS = {"send": cmd_send, "receive": cmd_receive, "relay": cmd_relay}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
 
-from fusevault import cli_files
+from fusevault.cli.options import Command, mount_option, offline_options
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser], passphrase_options: Callable) -> None:
+def add_commands(command: Command) -> None:
     p = command("share", "let another user or a group of this vault read or change a file or folder",
                 "fusevault share ~/Private/report.pdf --with bob --perm READ\n"
                 "  fusevault share ~/Private/Team --with @team --perm WRITE")
@@ -18,21 +17,20 @@ def add_commands(command: Callable[..., argparse.ArgumentParser], passphrase_opt
     p.add_argument("--with", dest="grantee", required=True, metavar="USER|@GROUP",
                    help="a user of the vault, or @ and a group")
     p.add_argument("--perm", required=True, help="READ, or WRITE (reading and writing)")
-    cli_files.vault_options(p, passphrase_options)
+    offline_options(p)
 
     p = command("unshare", "take a share back: later versions are sealed under a new key",
                 "fusevault unshare ~/Private/report.pdf --with bob")
     p.add_argument("path", help="a file or folder in the mount (with --vault: relative to its root)")
     p.add_argument("--with", dest="grantee", required=True, metavar="USER|@GROUP")
-    cli_files.vault_options(p, passphrase_options)
+    offline_options(p)
 
     p = command("shares", "what you share, and what others share with you",
                 "fusevault shares\n  fusevault shares ~/Private/report.pdf --json")
     p.add_argument("path", nargs="?", help="only the shares of this file or folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--mount", dest="place", metavar="PATH",
-                   help="a path in the mounted vault (default: here, or the only mount)")
-    cli_files.vault_options(p, passphrase_options)
+    mount_option(p)
+    offline_options(p)
 
 
 def _path(args: argparse.Namespace) -> str | None:

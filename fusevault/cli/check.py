@@ -8,16 +8,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from fusevault import passphrase
+from fusevault.cli.options import Command, passphrase_options
 from fusevault.errors import Damaged, VaultInUse
 
-Command = Callable[..., argparse.ArgumentParser]
 
-
-def add_commands(command: Command, passphrase_options: Callable) -> None:
+def add_commands(command: Command) -> None:
     p = command("check", "verify every document and block of an unmounted vault (fsck); --repair",
                 "fusevault check ~/vault\n  fusevault check ~/vault --repair --json")
     p.add_argument("vault", type=Path)

@@ -8,13 +8,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from fusevault.cli.options import Command, passphrase_options
 from fusevault.target import ask
 from fusevault.vault.model.history import iso_time
 
-Command = Callable[..., argparse.ArgumentParser]
 
-
-def _where(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
+def _where(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vault", type=Path,
                    help="a vault that is not mounted (paths are then relative to its root)")
     p.add_argument("--user", help="with --vault: which user")
@@ -22,11 +21,11 @@ def _where(p: argparse.ArgumentParser, passphrase_options: Callable) -> None:
     passphrase_options(p)
 
 
-def add_commands(command: Command, passphrase_options: Callable) -> None:
+def add_commands(command: Command) -> None:
     p = command("history", "list the versions of a file (also of a deleted one)",
                 "fusevault history ~/Private/report.odt")
     p.add_argument("path")
-    _where(p, passphrase_options)
+    _where(p)
 
     p = command("restore", "bring back an older version, or a deleted file, as the newest version",
                 "fusevault restore ~/Private/report.odt --at 2026-11-20T18:00Z\n"
@@ -39,7 +38,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
                            ".versions name, or an age: 3h, 2d); default: the previous version")
     when.add_argument("--version", metavar="ID", help="a version id from `fusevault history`")
     p.add_argument("--to", metavar="DEST", help="write it as a new file here instead")
-    _where(p, passphrase_options)
+    _where(p)
 
     p = command("trash", "list deleted files that can still be restored",
                 "fusevault trash ~/Private\n  fusevault trash ~/Private/projects --all")
@@ -47,7 +46,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
                    help="a folder in the mount: only what was deleted there (default: the whole vault)")
     p.add_argument("--all", action="store_true",
                    help="also programs' temporary files (*.lock, *.swp, *~, *-journal, *.part, ...)")
-    _where(p, passphrase_options)
+    _where(p)
 
     p = command("gc", "apply the retention policy now and free the space it releases",
                 "fusevault gc ~/Private --dry-run")
@@ -55,7 +54,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="only say what would be removed and how much space that would free")
     p.add_argument("--as-of", metavar="TIME", help="apply the policy as if it were TIME")
-    _where(p, passphrase_options)
+    _where(p)
 
     p = command("retention", "show or change your retention policy (or, --default, the vault's)",
                 "fusevault retention ~/Private --keep-all 14 --daily 60 --weekly forever\n"
@@ -74,7 +73,7 @@ def add_commands(command: Command, passphrase_options: Callable) -> None:
     p.add_argument("--daily", type=int, metavar="DAYS", help="then one per day for this many days")
     p.add_argument("--weekly", metavar="WEEKS", help="then one per week this many weeks, or 'forever'")
     p.add_argument("--trash", type=int, metavar="DAYS", help="keep deleted files this many days")
-    _where(p, passphrase_options)
+    _where(p)
 
 
 def _show(args: argparse.Namespace, answer: dict, text: Callable[[dict], None]) -> int:

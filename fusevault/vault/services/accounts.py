@@ -1,0 +1,88 @@
+"""The people of a vault, as its administrator changes them: removing a user,
+taking a member out of a group, and the tables `user list` / `group list` show.
+
+Whoever may write the vault directory administers it (the CLI, cli/accounts.py,
+only parses and prints); what each user can read is still decided by their own
+keys.  Removing only removes and needs no key; a group's documents are its
+owner's to sign, so taking a member out asks for the owner's Trust.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from fusevault.errors import InvalidInput
+from fusevault.store import Store, tombstone
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import groups, shapes, sharing, users
+from fusevault.vault.model.trust import Trust
+from fusevault.vault.services.opening import hold
+
+
+def remove_user(layout: Layout, store: Store, name: str) -> None:
+    """``name`` and every document of theirs, in one transaction; refused while they own
+    files or groups, or are the only user.  Grants that reached them (directly or
+    through a group) get new keys at their owners' next unlock."""
+    user = users.find_user(store, name)
+    everyone = list(store.iter_type(users.USER))
+    if len(everyone) == 1:
+        raise InvalidInput(f"{name} is the only user of this vault")
+    owned = users.owned_docs(store, user["_id"])
+    files = [d for d in owned if d.get("type") == "node" and not d.get("delete")
+             and d["_id"] != user["root"]]
+    if files:
+        raise InvalidInput(f"{name} still has {len(files)} files and folders: "
+                           "delete them or move them to another user first")
+    owns = [g["groupname"] for g in shapes.well_formed(store, groups.GROUP) if g["owner"] == user["_id"]]
+    if owns:
+        raise InvalidInput(f"{name} owns the group(s) {', '.join(owns)}: remove them first")
+    lock = hold(layout)  # not while a mount serves the vault
+    try:
+        shares = [d for d in store.iter_type(sharing.SHARE) if d.get("grantee") == user["_id"]]
+        changes = [tombstone(d) for d in [user, *owned, *shares]]
+        lost = [sharing.grant_of(d) for d in shares]
+        for group in shapes.well_formed(store, groups.GROUP):
+            if user["_id"] in group.get("users", {}):
+                # The group's document is its owner's to sign: it stays, and a
+                # membership of a removed user counts nowhere (Sharing.members).
+                lost += [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
+                sharing.drop_group_keys(layout, group["_id"], user["_id"])
+        changes += sharing.rotations(store, lost)
+        store.put_many(changes)  # one transaction: the memberships go with the user
+        store.sync()
+        # What is left there (the .vf of files in their trash) no document names any more.
+        shutil.rmtree(layout.user_dir(user["_id"]), ignore_errors=True)
+    finally:
+        os.close(lock)
+
+
+def remove_member(layout: Layout, store: Store, group: dict, user: dict, owner: Trust) -> None:
+    """Take ``user`` out of ``group``, signed by its owner (``owner``, unlocked)."""
+    # Their keys go now; the files get new keys at their owners' next unlock.
+    lost = [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
+    groups.set_member(store, group, user, None, sharing.rotations(store, lost), sign=owner.sign)
+    owner.save()  # the older bodies of the group are replays on this device from now
+    sharing.drop_group_keys(layout, group["_id"], user["_id"])
+
+
+def user_rows(store: Store) -> list[dict]:
+    """Every user, by name: id, uid, when made, groups (name:permission), unlock TTL."""
+    all_groups = list(shapes.well_formed(store, groups.GROUP))
+    rows = []
+    for user in sorted(store.iter_type(users.USER), key=lambda u: u["username"]):
+        mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in all_groups
+                      if user["_id"] in g.get("users", {}))
+        rows.append({"name": user["username"], "id": user["_id"], "uid": user.get("uid"),
+                     "created_at": user["created_at"], "groups": mine,
+                     "passphrase_expiry_ttl": user.get("passphrase_expiry_ttl")})
+    return rows
+
+
+def group_rows(store: Store) -> list[dict]:
+    """Every group, by name: id, owner's name, when made, members' names and permissions."""
+    names = {u["_id"]: u["username"] for u in store.iter_type(users.USER)}
+    return [{"name": g["groupname"], "id": g["_id"], "owner": names.get(g["owner"], g["owner"]),
+             "created_at": g["created_at"],
+             "members": {names.get(u, u): p for u, p in sorted(g.get("users", {}).items())}}
+            for g in sorted(shapes.well_formed(store, groups.GROUP), key=lambda g: g["groupname"])]
