@@ -17,6 +17,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -107,7 +108,8 @@ _SALT = re.compile(r"[0-9a-f]{64}")
 
 # The key exchange, one HASH per receiver.  Who may write each field, and
 # which field must be there first; every field is written once.
-_FIELDS = {
+# Who may post which field of the key exchange, and which field of the other side's it needs first.
+_FIELDS: dict[str, dict[str, str | None]] = {
     "receiver": {"pake.a": None, "confirm.a": "pake.b", "hello": "pake.b", "done": "manifest"},
     "sender": {"pake.b": "pake.a", "confirm.b": "confirm.a", "manifest": "confirm.a",
                "refused": "pake.a", "over": "done"},
@@ -127,7 +129,8 @@ def _sender_turn(f: dict) -> bool:
 class RelayState:
     def __init__(self, url: str, limits: Limits = Limits()) -> None:
         # Chunks are a MiB: read them from Redis in one piece, not in 64 KiB ones.
-        self.r = redis.Redis.from_url(url, socket_read_size=1 << 20)
+        # redis-py types a reply as bytes | str; without decode_responses it is bytes.
+        self.r: Any = redis.Redis.from_url(url, socket_read_size=1 << 20)
         self.limits = limits
         self._call = self.r.register_script(_CALL)
         self._push = self.r.register_script(_PUSH)
@@ -361,7 +364,7 @@ class RelayState:
 
     def acknowledge(self, sid: str, owner: str, ack: dict) -> str:
         filename, uid = str(ack["filename"]), str(ack["user_id"])
-        prep = {"filename": filename, "public.key": str(ack["public_key"]),
+        prep: dict[str, Any] = {"filename": filename, "public.key": str(ack["public_key"]),
                 "amount.of.chunks": int(ack["chunks"]), "first": int(ack["first"]), "mac": str(ack["mac"]),
                 "session": sid, "receiver": uid}
         if not self.r.exists(keys.file_req(sid, filename, uid)):

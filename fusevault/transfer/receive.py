@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -411,15 +412,15 @@ class Receiver:
             partial.unlink(missing_ok=True)
 
 
-def _checked(manifest: object) -> tuple[list[dict], list[dict], list[dict]]:
+def _checked(manifest: Any) -> tuple[list[dict], list[dict], list[dict]]:
     """The sender's list, or CorruptData: it decides names, and names are checked here too."""
     try:
-        files = [{"id": str(f["id"]), "name": str(f["name"]), "size": int(f["size"]),
-                  "chunks": int(f["chunks"])} for f in manifest["files"]]  # type: ignore[index]
+        files: list[dict[str, Any]] = [{"id": str(f["id"]), "name": str(f["name"]), "size": int(f["size"]),
+                  "chunks": int(f["chunks"])} for f in manifest["files"]]
         links = [{"name": str(s["name"]), "target": str(s["target"])}
-                 for s in manifest.get("links", [])]  # type: ignore[union-attr]
+                 for s in manifest.get("links", [])]
         skipped = [{"name": str(s["name"])[:300], "why": str(s["why"])[:200]}
-                   for s in manifest.get("skipped", [])]  # type: ignore[union-attr]
+                   for s in manifest.get("skipped", [])]
     except (KeyError, TypeError, ValueError, AttributeError):
         raise CorruptData("the sender's list of files is malformed") from None
     names = [f["name"] for f in files] + [s["name"] for s in links]

@@ -65,7 +65,7 @@ class Push:
     iv: str
     sealed: bytes
     size: int  # bytes of the file in it
-    future: Future = field(default=None, repr=False)  # type: ignore[assignment]
+    future: Future = field(init=False, repr=False, compare=False)  # set by pushing()
 
 
 @dataclass
