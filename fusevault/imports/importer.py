@@ -24,7 +24,7 @@ import trio
 
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
-from fusevault.imports.records import Record, Stamp, load_records, record_doc, record_id
+from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.placing import (
     KernelCache,

@@ -28,8 +28,8 @@ from watchfiles import Change, awatch
 
 from fusevault.errors import VaultError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import GONE, Importer, ignored
-from fusevault.imports.records import Stamp
 from fusevault.tasks import TaskState
 from fusevault.vault.model import settings as user_settings
 from fusevault.vault.model.settings import Settings

@@ -30,7 +30,7 @@ from fusevault.errors import CorruptData, InvalidInput, LinkGone, NotFound, Vaul
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
-from fusevault.links.records import LinkRecord, load_records, record_doc
+from fusevault.links.link_records import LinkRecord, load_records, record_doc
 from fusevault.tasks import TaskState
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.services.exporting import tree
