@@ -24,7 +24,7 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
-from fusevault.transfer.receive import inside, safe_target
+from fusevault.transfer.output import inside, safe_target
 from fusevault.vault.format.atomic import fsync_dir
 
 BLOCK = 1024 * 1024  # plaintext bytes per block
