@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fusevault.errors import CorruptData, InvalidInput, PermissionDenied
-from fusevault.transfer.send import link_stays_inside
+from fusevault.transfer.offer import link_stays_inside
 from fusevault.vault.format.atomic import fsync_dir
 
 log = logging.getLogger("fusevault.transfer.receive")  # its warnings are the receive's
