@@ -2,7 +2,7 @@
 
 Every look at the source folder (lstat, open, unlink) goes through a
 ``HostAccess``: in a shared mount, run by root, a helper running as the
-user whose vault it is (host_access.py), so only what they may read is
+user whose vault it is (fusevault/host_access/), so only what they may read is
 imported and only what they may delete is removed.  Files are read through
 the descriptor the helper opened.
 """
