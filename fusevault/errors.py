@@ -251,7 +251,7 @@ class Damaged(VaultError):
 
 
 # --- OSErrors of a known kind, and the exit code of a bug (the command's
-# guard, cli_guard.py, and the mount's server process, fs/daemon.py)
+# last line of defence, and the mount's server process, fs/daemon.py)
 
 INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: a bug in fusevault, not a mistake of yours
 
