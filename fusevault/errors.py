@@ -7,6 +7,8 @@ into errno values only at the FUSE boundary (fusevault/fs/operations.py).
 
 from __future__ import annotations
 
+import errno
+
 
 class VaultError(Exception):
     """Base class; ``str(err)`` is the one-line message shown to the user."""
@@ -246,3 +248,24 @@ class Damaged(VaultError):
     """``fusevault check`` found damaged data or refused documents (gocryptfs's fsck uses 26 too)."""
 
     exit_code = 26
+
+
+# --- OSErrors of a known kind, and the exit code of a bug (the command's
+# last line of defence, and the mount's server process, fs/daemon.py)
+
+INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: a bug in fusevault, not a mistake of yours
+
+OS_ERROR_KINDS: dict[int, type[VaultError]] = {
+    errno.EACCES: PermissionDenied, errno.EPERM: PermissionDenied, errno.ENOENT: NotFound,
+    errno.ENOSPC: NoSpace, errno.EDQUOT: NoSpace, errno.EROFS: VaultReadOnly, errno.EIO: CorruptData,
+    errno.ENOTCONN: MountPointError,
+}
+
+
+def explain(err: OSError, doing: str | None = None) -> VaultError | None:
+    """``err`` as a one-line VaultError of its kind, or None when it is of no known kind."""
+    kind = OS_ERROR_KINDS.get(err.errno or 0)
+    if kind is None:
+        return None
+    where = f"{err.filename}: " if err.filename else ""
+    return kind(f"{doing + ': ' if doing else ''}{where}{err.strerror or err}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what fusevault needs on Debian/Ubuntu (run as root): system packages,
 # and a virtualenv in .venv with fusevault in it.  Pass "test" to add the test
-# dependencies (pouchdb-server from npm, pytest, ruff, systemd-analyze, zsh, chromium,
+# dependencies (pouchdb-server from npm, pytest, ruff, import-linter, mypy, systemd-analyze, zsh, chromium,
 # docker-compose).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -9,7 +9,6 @@ bug: one line on the terminal, the traceback in a crash log.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -20,37 +19,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from fusevault.errors import (
-    CorruptData,
-    InvalidInput,
-    MountPointError,
-    NoSpace,
-    NotFound,
-    PermissionDenied,
-    VaultError,
-    VaultReadOnly,
-)
+from fusevault.errors import INTERNAL_ERROR, InvalidInput, VaultError, explain
 
 log = logging.getLogger("fusevault")
 
 BROKEN_PIPE = 128 + 13  # what a shell shows for a program SIGPIPE ended
-INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: a bug in fusevault, not a mistake of yours
 INTERRUPTED = 130
-
-KINDS: dict[int, type[VaultError]] = {
-    errno.EACCES: PermissionDenied, errno.EPERM: PermissionDenied, errno.ENOENT: NotFound,
-    errno.ENOSPC: NoSpace, errno.EDQUOT: NoSpace, errno.EROFS: VaultReadOnly, errno.EIO: CorruptData,
-    errno.ENOTCONN: MountPointError,
-}
-
-
-def explain(err: OSError, doing: str | None = None) -> VaultError | None:
-    """``err`` as a one-line VaultError of its kind, or None when it is of no known kind."""
-    kind = KINDS.get(err.errno or 0)
-    if kind is None:
-        return None
-    where = f"{err.filename}: " if err.filename else ""
-    return kind(f"{doing + ': ' if doing else ''}{where}{err.strerror or err}")
 
 
 def run(command: Callable[[], int], name: str, verbose: bool) -> int:

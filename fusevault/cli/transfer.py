@@ -140,7 +140,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    from fusevault.transfer.receive import check_output, receive
+    from fusevault.transfer.output import check_output
+    from fusevault.transfer.receive import receive
 
     output = args.output or _dump_dir(args) or Path.cwd()
     if not args.list:

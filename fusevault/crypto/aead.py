@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+from typing import cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -43,12 +44,13 @@ def ad(label: str, *parts: bytes | str | int) -> bytes:
     """Unambiguous associated data: a label then length-prefixed parts."""
     out = [b"fusevault/1:" + label.encode() + b"\0"]
     for part in parts:
-        if part.__class__ is str:
+        if type(part) is str:
             part = part.encode()
-        elif part.__class__ is int:
+        elif type(part) is int:
             part = _INT.pack(part)
-        out.append(_LEN.pack(len(part)))
-        out.append(part)
+        data = cast(bytes, part)  # bytes by now (a bool is refused, as any other type)
+        out.append(_LEN.pack(len(data)))
+        out.append(data)
     return b"".join(out)
 
 

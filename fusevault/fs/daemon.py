@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from fusevault import paths
-from fusevault.cli import guard as cli_guard
-from fusevault.errors import InvalidInput, VaultError
+from fusevault.errors import INTERNAL_ERROR, InvalidInput, VaultError, explain
 
 log = logging.getLogger("fusevault")
 
@@ -231,7 +230,7 @@ def serve(server: Handed, mountpoint: Path, run: Callable[[Callable[[], None] | 
         try:
             _log_to_file(mountpoint)
         except OSError as err:  # one line, not "see the log" for a log that cannot be
-            raise (cli_guard.explain(err, "cannot keep the mount's log")
+            raise (explain(err, "cannot keep the mount's log")
                    or InvalidInput(f"cannot keep the mount's log: {err}")) from None
         log.debug("%s", server.memory)
         run(lambda: tell("ok"))
@@ -241,9 +240,9 @@ def serve(server: Handed, mountpoint: Path, run: Callable[[Callable[[], None] | 
         return err.exit_code
     except BaseException:
         log.exception("the mount failed")
-        tell(f"{cli_guard.INTERNAL_ERROR} internal error: the mount failed; see the log in the state "
+        tell(f"{INTERNAL_ERROR} internal error: the mount failed; see the log in the state "
              "directory")
-        return cli_guard.INTERNAL_ERROR
+        return INTERNAL_ERROR
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Every look at the source folder (lstat, open, unlink) goes through a
 ``HostAccess``: in a shared mount, run by root, a helper running as the
-user whose vault it is (host_access.py), so only what they may read is
+user whose vault it is (fusevault/host_access/), so only what they may read is
 imported and only what they may delete is removed.  Files are read through
 the descriptor the helper opened.
 """
@@ -24,7 +24,7 @@ import trio
 
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
-from fusevault.imports.records import Record, Stamp, load_records, record_doc, record_id
+from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.placing import (
     KernelCache,

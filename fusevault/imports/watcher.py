@@ -9,7 +9,7 @@ records, so a restart (or a crash) neither loses nor repeats an import.
 The watching itself (inotify, through watchfiles) runs in this process and
 only reports names; every stat, read and delete of the source folder goes
 through the user's ``HostAccess`` (in a shared mount: a helper running as
-the user, host_access.py), so a name reported from a folder the user may
+the user, fusevault/host_access/), so a name reported from a folder the user may
 not read leads nowhere.
 """
 
@@ -28,8 +28,8 @@ from watchfiles import Change, awatch
 
 from fusevault.errors import VaultError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import GONE, Importer, ignored
-from fusevault.imports.records import Stamp
 from fusevault.tasks import TaskState
 from fusevault.vault.model import settings as user_settings
 from fusevault.vault.model.settings import Settings

@@ -183,7 +183,7 @@ def seal_share(keys: OwnerKeys, item: str, seq: int, manifest: dict) -> dict:
     """A share version's body for the server: encrypted manifest, signed."""
     content = derive(keys.secret, "content key")
     private_enc = b64e(aead.seal(content, _canonical(manifest), aead.ad("link private", item, seq)))
-    protected = {"seq": seq}
+    protected: dict[str, object] = {"seq": seq}
     signer = Ed25519PrivateKey.from_private_bytes(keys.signing)
     protected["signature"] = b64e(signer.sign(_signed_bytes(item, PUBLIC, protected, private_enc)))
     return {"public": PUBLIC, "protected": protected, "private_enc": private_enc}

@@ -15,7 +15,7 @@ import os
 import stat
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
-from fusevault.transfer.receive import inside, safe_target
+from fusevault.transfer.output import inside, safe_target
 from fusevault.vault.format.atomic import fsync_dir
 
 BLOCK = 1024 * 1024  # plaintext bytes per block
@@ -91,7 +91,8 @@ def upload(client: LinkClient, item: str, append_key: bytes, sources: list[Sourc
             if source.kind == "symlink":
                 entry["target"] = source.target
             elif source.kind == "file" and source.read is not None:
-                digest, size, sent = hashlib.sha256(), 0, []
+                digest, size = hashlib.sha256(), 0
+                sent: list[Future] = []
                 for n, data in enumerate(source.read()):
                     if len(sent) >= IN_FLIGHT:
                         sent[-IN_FLIGHT].result()

@@ -30,7 +30,7 @@ from fusevault.errors import CorruptData, InvalidInput, LinkGone, NotFound, Vaul
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
-from fusevault.links.records import LinkRecord, load_records, record_doc
+from fusevault.links.link_records import LinkRecord, load_records, record_doc
 from fusevault.tasks import TaskState
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.services.exporting import tree
@@ -195,7 +195,8 @@ class Links:
     async def collect(self) -> dict:
         """Take everything dropped into every drop box into its vault folder."""
         self._allowed()
-        files, errors = 0, []
+        files = 0
+        errors: list[str] = []
         if self.has_drops is False:
             return {"files": files, "errors": errors}
         async with self.lock:
@@ -235,6 +236,7 @@ class Links:
         """One dropped version into the vault, unless a crash left it there already: (files, rev)."""
         vid, keys = version["id"], record.keys
         folder = await make_dirs(self.vol, str_to_name(record.path), self.caller)
+        assert folder.children is not None  # a folder
         temp = f".fvdrop-{vid}".encode()
         final = record.pending.get(vid)
         if final is not None and temp not in folder.children and str_to_name(final) in folder.children:
@@ -282,8 +284,10 @@ class Links:
 
     async def _remove(self, folder: Node, name: bytes) -> None:
         """A hidden folder a crash left half-written (its version is still on the server)."""
+        assert folder.children is not None  # a folder
         node = self.vol.node(folder.children[name])
         if node.is_dir:
+            assert node.children is not None
             for child in list(node.children):
                 await self._remove(node, child)
             await self.vol.rmdir(folder.ino, name)

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from starlette.requests import ClientDisconnect, Request
 
-from fusevault.relay.state import Refused
+from fusevault.relay.limits import Refused
 
 LONG_POLL = 10.0  # seconds a waiting request is held at most
 

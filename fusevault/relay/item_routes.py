@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from fusevault.relay import guards, link_page
 from fusevault.relay.items import MAX_BLOCK, ROLES, ItemStore, Presented
-from fusevault.relay.state import Refused
+from fusevault.relay.limits import Refused
 
 MAX_JSON = 64 * 1024 * 1024  # a link version's private_enc holds the manifest of a folder
 

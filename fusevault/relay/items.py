@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 import couchdb
 
-from fusevault.relay.state import Refused
+from fusevault.relay.limits import Refused
 from fusevault.store.couch import split_url
 
 READ, APPEND, DELETE = "read", "append", "delete"

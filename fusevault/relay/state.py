@@ -16,90 +16,16 @@ import re
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from fusevault.relay import keys
+from fusevault.relay.limits import LimitReached, Limits, Refused
+from fusevault.relay.scripts import CALL, POP, PUSH
 
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 
-
-@dataclass(frozen=True)
-class Limits:
-    session_ttl: int = 3600             # seconds of inactivity before a session's keys expire
-    join_attempts: int = 5              # per session per address (a receiver let in resets it)
-    calls_per_second: int = 400         # per address (a transfer makes about 2 per MiB each side)
-    max_chunk: int = 1024 * 1024 + 1024  # bytes of ciphertext per chunk: 1 MiB of data and its seal
-    max_queue: int = 8                  # chunks waiting per request
-    max_files: int = 10_000             # per session
-    max_receivers: int = 16             # receivers that may join one session
-    max_field: int = 4096               # bytes of one key-exchange message
-    max_manifest: int = 16 * 1024 * 1024  # bytes of the sealed list of files
-
-
-class LimitReached(Exception):
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Refused(Exception):
-    """A request that is not allowed (unknown session, wrong token...): status and message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-# A fixed one-second window shared by all addresses: the SET ``calls`` holds
-# "<ip>#<n>" for the n-th call of an address in this second, and expires with it.
-# With no address (ARGV[1] == ""), the call was counted already.
-_COUNT = """
-local function counted(calls, ip, limit)
-  if ip == '' then return true end
-  local ok = false
-  for n = 1, limit do
-    if redis.call('SADD', calls, ip .. '#' .. n) == 1 then ok = true break end
-  end
-  if redis.call('TTL', calls) < 0 then redis.call('EXPIRE', calls, 1) end
-  return ok
-end
-"""
-
-_CALL = _COUNT + """
-if counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return 1 end
-return 0
-"""
-
-# One round trip per chunk, each way (under load every round trip to Redis
-# waits for a CPU): count the call, check the caller, queue or take.  Chunks
-# are queued in order, each once: a sender may have several pushes on the way
-# (the next waits for the one before it), and a push sent again after a lost
-# answer is taken as done.
-# KEYS: calls, file.req.users, chunks, ready, prep, last chunk
-# ARGV: ip, calls per second, user id, max queue, ttl, chunk number, the chunk
-_PUSH = _COUNT + """
-if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 or redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
-local nr, last = tonumber(ARGV[6]), redis.call('GET', KEYS[6])
-local expected = last and tonumber(last) + 1 or tonumber(redis.call('HGET', KEYS[5], 'first'))
-if nr < expected then return 2 end
-if nr > expected or redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
-if redis.call('LLEN', KEYS[3]) >= tonumber(ARGV[4]) then return 0 end
-local ttl = tonumber(ARGV[5])
-redis.call('LPUSH', KEYS[3], ARGV[7])
-redis.call('SET', KEYS[6], ARGV[6], 'EX', ttl)
-for i = 2, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
-return 1
-"""
-
-# KEYS: calls, file.req.users, chunks; ARGV: ip, calls per second, user id
-_POP = _COUNT + """
-if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 then return -1 end
-return redis.call('RPOP', KEYS[3])
-"""
 
 _NAME_DIGITS = 4
 _ID = re.compile(r"[0-9a-z]{1,32}")
@@ -107,7 +33,7 @@ _SALT = re.compile(r"[0-9a-f]{64}")
 
 # The key exchange, one HASH per receiver.  Who may write each field, and
 # which field must be there first; every field is written once.
-_FIELDS = {
+_FIELDS: dict[str, dict[str, str | None]] = {
     "receiver": {"pake.a": None, "confirm.a": "pake.b", "hello": "pake.b", "done": "manifest"},
     "sender": {"pake.b": "pake.a", "confirm.b": "confirm.a", "manifest": "confirm.a",
                "refused": "pake.a", "over": "done"},
@@ -127,11 +53,12 @@ def _sender_turn(f: dict) -> bool:
 class RelayState:
     def __init__(self, url: str, limits: Limits = Limits()) -> None:
         # Chunks are a MiB: read them from Redis in one piece, not in 64 KiB ones.
-        self.r = redis.Redis.from_url(url, socket_read_size=1 << 20)
+        # redis-py types a reply as bytes | str; without decode_responses it is bytes.
+        self.r: Any = redis.Redis.from_url(url, socket_read_size=1 << 20)
         self.limits = limits
-        self._call = self.r.register_script(_CALL)
-        self._push = self.r.register_script(_PUSH)
-        self._pop = self.r.register_script(_POP)
+        self._call = self.r.register_script(CALL)
+        self._push = self.r.register_script(PUSH)
+        self._pop = self.r.register_script(POP)
 
     def ping(self) -> None:
         self.r.ping()
@@ -361,7 +288,7 @@ class RelayState:
 
     def acknowledge(self, sid: str, owner: str, ack: dict) -> str:
         filename, uid = str(ack["filename"]), str(ack["user_id"])
-        prep = {"filename": filename, "public.key": str(ack["public_key"]),
+        prep: dict[str, Any] = {"filename": filename, "public.key": str(ack["public_key"]),
                 "amount.of.chunks": int(ack["chunks"]), "first": int(ack["first"]), "mac": str(ack["mac"]),
                 "session": sid, "receiver": uid}
         if not self.r.exists(keys.file_req(sid, filename, uid)):

@@ -9,7 +9,7 @@ worker thread otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 
@@ -20,7 +20,7 @@ class Store(Protocol):
     def get(self, doc_id: str) -> dict | None:
         """The current document (with ``_id`` and ``_rev``), or None."""
 
-    def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
+    def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         """Write documents atomically where the backend can; return new revs.
 
         A document whose ``_rev`` is not the current one raises Conflict and,

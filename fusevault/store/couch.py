@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import couchdb
@@ -65,7 +65,7 @@ class CouchStore:
             raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
         return None if doc is None else dict(doc)
 
-    def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
+    def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         # ``places`` serve peer sync, which a vault kept in CouchDB does not need.
         try:
             results = self._db.update([dict(d) for d in docs])

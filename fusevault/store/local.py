@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
@@ -148,7 +148,7 @@ class LocalStore:
         (seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM docs").fetchone()
         return seq + 1
 
-    def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
+    def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         """Commit ``docs`` (and the places of the content records they need)."""
         revs = []
         with self.transaction() as db:

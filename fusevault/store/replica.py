@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fusevault.store.local import REVS_LIMIT, LocalStore, history_of
@@ -69,7 +70,7 @@ def _known(store: LocalStore, doc_id: str) -> list[str]:
     return known
 
 
-def store_revisions(store: LocalStore, docs: list[dict], places: list[tuple] = ()) -> Arrival:
+def store_revisions(store: LocalStore, docs: list[dict], places: Sequence[tuple] = ()) -> Arrival:
     """Store revisions sent by a peer, with their ancestry, as they are."""
     arrival = Arrival()
     with store.transaction() as db:

@@ -11,7 +11,7 @@ of it.  Closing a view does nothing: the mount closes the store itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import trio
 
@@ -28,7 +28,7 @@ class WatchedStore:
         self.writer = writer
         self._listener = listener
 
-    def put_many(self, docs: list[dict], places: list[tuple] = ()) -> list[str]:
+    def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         revs = self.inner.put_many(docs, places)
         written = [{**doc, "_rev": rev} for doc, rev in zip(docs, revs)]
         try:

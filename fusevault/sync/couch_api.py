@@ -8,6 +8,7 @@ and tries again.  Bytes sent and received are counted, for ``sync status``.
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -31,14 +32,16 @@ class CouchDatabase:
         await self._client.aclose()
 
     async def _call(self, method: str, path: str, body: object = None, *, params: dict | None = None,
-                    ok_missing: bool = False, wait: float | None = None) -> dict | None:
+                    ok_missing: bool = False, wait: float | None = None) -> Any:
+        """The JSON answer (a dict; a list for _bulk_docs), or None: missing, or a longpoll that saw
+        nothing."""
         content = None if body is None else json.dumps(body).encode()
         self.sent += len(content or b"")
         try:
             response = await self._client.request(
                 method, f"{self.url}{path}", content=content, params=params,
                 headers={"content-type": "application/json", "accept": "application/json"},
-                **({"timeout": httpx.Timeout(30, read=wait)} if wait else {}))
+                timeout=httpx.Timeout(30, read=wait) if wait else httpx.USE_CLIENT_DEFAULT)
         except httpx.TimeoutException:
             if wait:
                 return None  # a longpoll that saw nothing happen

@@ -221,7 +221,8 @@ class KeyMirror:
         """Said to the file's owner (and in the log): a forged key document is not written."""
         fid, recipient = names(doc_id) or ("", "")
         node = self.store.get(fid) if fid else None
-        who = node.get("owner") if node and isinstance(node.get("owner"), str) else recipient
+        owner = node.get("owner") if node else None
+        who = owner if isinstance(owner, str) else recipient
         for_user(who).warn("forged-key", doc_id, f"refused key document {doc_id}: not signed by the "
                            "file's owner, not written")
 

@@ -27,9 +27,9 @@ import trio
 from fusevault.errors import ForeignVault, PeerUnavailable
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
+from fusevault.sync.content_docs import place_records, read_records, record_rev, record_sha
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
-from fusevault.sync.records_wire import place_records, read_records, record_rev, record_sha
 from fusevault.vault.files.records import is_record, parse_record_id, record_id
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model.nodes import NODE

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+from typing import Self
 
 import certifi
 import httpx
@@ -56,7 +57,7 @@ class RelayClient:
         other.stopping = self.stopping
         return other
 
-    def __enter__(self) -> RelayClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

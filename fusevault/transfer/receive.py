@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,7 +35,6 @@ from fusevault.errors import (
     InvalidInput,
     NoSpace,
     NotFound,
-    PermissionDenied,
     RateLimited,
     RelayUnavailable,
     VaultError,
@@ -42,9 +42,9 @@ from fusevault.errors import (
 )
 from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient, SessionEnded
+from fusevault.transfer.output import current_umask, make_links, mkdir_inside, safe_target
 from fusevault.transfer.progress import transfer_progress
 from fusevault.transfer.resume import ResumeState, partial_path
-from fusevault.transfer.send import link_stays_inside
 from fusevault.vault.format.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -59,35 +59,6 @@ REFUSED = "the sender refused this receiver (it sends to someone else, or did no
 class RefusedReceiver(RateLimited):
     """The sender let another receiver in, or did not confirm this one."""
 RESUME = "run the same command again to resume"
-
-
-def safe_target(output: Path, name: str) -> Path:
-    """Where ``name`` (from the sender) lands inside ``output``; never outside it."""
-    parts = name.split("/") if isinstance(name, str) else [""]
-    if not name or name.startswith("/") or "\0" in name or any(
-            p in ("", ".", "..") or len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
-        raise CorruptData(f"the sender offered an unsafe file name: {name!r}")
-    return output.joinpath(*parts)
-
-
-def inside(output: Path, path: Path) -> bool:
-    """Whether ``path``, symlinks resolved, is ``output`` or under it."""
-    root = os.path.realpath(output)
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root.rstrip("/") + "/")
-
-
-def check_output(output: Path) -> None:
-    """Refuse, before anything is asked or joined, a folder files could not be written to.
-    One that does not exist yet is made later, as ``mkdir -p`` would."""
-    existing = output
-    while not os.path.lexists(existing) and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InvalidInput(f"{existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        doing = "write into" if existing == output else "make"
-        raise PermissionDenied(f"cannot {doing} {output}: {existing} is not writable for you")
 
 
 @dataclass
@@ -232,7 +203,7 @@ class Receiver:
                 fid = min(acks)  # the sender streams them in this order
                 self.one(remaining.pop(fid), requests[fid], acks[fid], progress)
                 last_news = time.monotonic()
-        self.make_links(links)
+        make_links(self.output, links, self.say)
         self.client.post(self.sid, {"done": keys.seal_done(self.token, "all", [inc.fid for inc in todo])})
         self.state.remove()
 
@@ -269,7 +240,7 @@ class Receiver:
         key = request.key(inc.chunks, ack["public_key"], ack["mac"])
         rid = str(ack["request_id"])
         self.open.add(rid)
-        _mkdir_inside(self.output, inc.target.parent)
+        mkdir_inside(self.output, inc.target.parent)
         fd = os.open(inc.partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         self.partials.append(inc.partial)
         try:
@@ -291,7 +262,7 @@ class Receiver:
                 fd = -1
                 inc.partial.unlink(missing_ok=True)
                 raise CorruptData(f"{inc.name} did not arrive intact: {RESUME} to fetch it again")
-            os.fchmod(fd, 0o666 & ~_umask())
+            os.fchmod(fd, 0o666 & ~current_umask())
             os.fsync(fd)
             os.close(fd)
             fd = -1
@@ -362,34 +333,6 @@ class Receiver:
             self.clients.append(client)
         return client.pop(rid, wait=POLL)
 
-    def make_links(self, links: list[dict]) -> None:
-        made = []
-        for link in links:
-            name, target = link["name"], link["target"]
-            path = safe_target(self.output, name)
-            if not link_stays_inside(name, target):
-                log.warning("did not make %s: a symlink to %s, outside its folder", name, target)
-                continue
-            if path.is_symlink() and os.readlink(path) == target:
-                continue  # an earlier run made it
-            _mkdir_inside(self.output, path.parent)
-            try:
-                os.symlink(target, path)
-            except FileExistsError:
-                raise CorruptData(f"the sender's list has a symlink where a folder is: {name}") from None
-            made.append((name, path, target))
-        for name, path, target in made:
-            # Checked again with every link in place: a chain of them must not lead out
-            # either, and a link must lead somewhere now: a dangling one could be given a
-            # meaning by links a later session adds (d/.. climbs wherever d points).
-            if not _resolves_inside(self.output / name.split("/")[0], path):
-                path.unlink()
-                log.warning("did not keep %s: through other symlinks it leads outside its folder", name)
-            else:
-                self.say(f"received {path} -> {target}")
-        if made:
-            fsync_dir(self.output)
-
     # --- stopping
 
     def pause(self, err: BaseException) -> None:
@@ -411,15 +354,15 @@ class Receiver:
             partial.unlink(missing_ok=True)
 
 
-def _checked(manifest: object) -> tuple[list[dict], list[dict], list[dict]]:
+def _checked(manifest: Any) -> tuple[list[dict], list[dict], list[dict]]:
     """The sender's list, or CorruptData: it decides names, and names are checked here too."""
     try:
-        files = [{"id": str(f["id"]), "name": str(f["name"]), "size": int(f["size"]),
-                  "chunks": int(f["chunks"])} for f in manifest["files"]]  # type: ignore[index]
+        files: list[dict[str, Any]] = [{"id": str(f["id"]), "name": str(f["name"]), "size": int(f["size"]),
+                  "chunks": int(f["chunks"])} for f in manifest["files"]]
         links = [{"name": str(s["name"]), "target": str(s["target"])}
-                 for s in manifest.get("links", [])]  # type: ignore[union-attr]
+                 for s in manifest.get("links", [])]
         skipped = [{"name": str(s["name"])[:300], "why": str(s["why"])[:200]}
-                   for s in manifest.get("skipped", [])]  # type: ignore[union-attr]
+                   for s in manifest.get("skipped", [])]
     except (KeyError, TypeError, ValueError, AttributeError):
         raise CorruptData("the sender's list of files is malformed") from None
     names = [f["name"] for f in files] + [s["name"] for s in links]
@@ -443,34 +386,3 @@ def _write(fd: int, data: bytes) -> None:
 def _shown(text: str) -> str:
     """Text from the sender, safe for a terminal."""
     return text if text.isprintable() else repr(text)
-
-
-def _mkdir_inside(output: Path, folder: Path) -> None:
-    """``mkdir -p`` of ``folder`` under ``output``, following no symbolic link
-    on the way: a folder of the sender's list is a real folder or nothing."""
-    try:
-        parts = folder.relative_to(output).parts
-    except ValueError:
-        raise CorruptData(f"{folder} would land outside {output}") from None
-    here = output
-    for part in parts:
-        here = here / part
-        try:
-            os.mkdir(here, 0o777)  # less the umask, as mkdir -p
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(here).st_mode):  # a symlink or a file: never followed
-                raise CorruptData(f"the sender's list has a file or link where a folder is: {here}") from None
-
-
-def _resolves_inside(top: Path, path: Path) -> bool:
-    try:
-        real = os.path.realpath(path, strict=True)
-    except OSError:  # dangling, or a loop
-        return False
-    return inside(top, Path(real))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -1,4 +1,4 @@
-"""Host paths touched with a user's rights (fusevault/host_access.py), with a real Linux user.
+"""Host paths touched with a user's rights (fusevault/host_access/), with a real Linux user.
 
 What a hostile user of a shared mount would ask root to do on their behalf:
 write where only root may, read root's files, climb out through a symbolic

@@ -17,8 +17,8 @@ import pytest
 import trio
 from conftest import PASSPHRASE, force_unmount, fusevault, mounted, server_pids
 
+from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import CHANGING, UNCHANGED, VERSION, Importer
-from fusevault.imports.records import Stamp
 from fusevault.imports.watcher import Pending
 from fusevault.vault.model.settings import Settings, parse_ttl
 from fusevault.vault.services.opening import unlock_vault

@@ -17,7 +17,7 @@ from conftest import PASSPHRASE, fusevault, mounted
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d
-from fusevault.sync.records_wire import read_records
+from fusevault.sync.content_docs import read_records
 from fusevault.vault.files.content import Content
 from fusevault.vault.format.layout import open_layout
 from fusevault.vault.format.padding import padme

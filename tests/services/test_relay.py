@@ -36,8 +36,8 @@ from transfer_helpers import (
 from fusevault.encoding import b64e
 from fusevault.errors import CorruptData
 from fusevault.transfer import crypto
-from fusevault.transfer.receive import safe_target
-from fusevault.transfer.send import link_stays_inside
+from fusevault.transfer.offer import link_stays_inside
+from fusevault.transfer.output import safe_target
 
 
 @pytest.fixture

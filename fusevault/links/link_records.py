@@ -3,7 +3,7 @@
 Only the owner's vault knows which vault path a link publishes and holds the
 keys that append to, delete, or open what is dropped into it.  The document
 id is a keyed hash of the item id; the body is sealed under the user's
-private-document key (like the importer's records).
+private-document key (like the importer's ImportRecords, imports/import_records.py).
 """
 
 from __future__ import annotations

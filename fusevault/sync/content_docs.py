@@ -69,10 +69,10 @@ def place_records(layout: Layout, docs: list[dict]) -> list[tuple]:
     rows = []
     checked = [(_checked(doc), _data(doc)) for doc in docs]
     for (owner, fid), group in groupby(checked, key=lambda c: (c[0][3], c[0][0])):
-        group = list(group)
-        places = append_arrived(layout.vf_path(owner, fid), fid, [data for _, data in group])
+        arrived = list(group)
+        places = append_arrived(layout.vf_path(owner, fid), fid, [data for _, data in arrived])
         rows += [(fid, vid, idx, owner, offset, length, hashlib.sha256(data).hexdigest())
-                 for ((fid, vid, idx, owner), data), (offset, length) in zip(group, places)]
+                 for ((fid, vid, idx, owner), data), (offset, length) in zip(arrived, places)]
     return rows
 
 

@@ -1,0 +1,107 @@
+"""A helper: a process running as one user, and ``AsUser``, the mount's end of it."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from fusevault.host_access.operations import Calls, do
+from fusevault.host_access.wire import receive, send
+
+HELPER_TIMEOUT = 120.0  # seconds for one operation; a helper its user stopped (SIGSTOP) is given up
+
+
+class AsUser(Calls):
+    """A helper process running as one Linux user; one request at a time.
+
+    A helper that is gone (killed, stopped past the timeout) makes the call
+    fail with EIO; the next call starts a new one (``respawn``)."""
+
+    on_behalf = True
+
+    def __init__(self, uid: int, gid: int, sock: socket.socket, pid: int,
+                 respawn: Callable[[], tuple[socket.socket, int]] | None = None) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.timeout = HELPER_TIMEOUT
+        self._sock: socket.socket | None = sock
+        self._pid = pid
+        self._respawn = respawn
+        self._lock = threading.Lock()
+
+    def call(self, op: str, *args: Any, fd: int | None = None) -> tuple[Any, int | None]:
+        with self._lock:
+            if self._sock is None:
+                if self._respawn is None:
+                    raise OSError(errno.EIO, f"the helper of uid {self.uid} is gone")
+                self._sock, self._pid = self._respawn()
+            try:
+                self._sock.settimeout(self.timeout)
+                send(self._sock, {"op": op, "args": list(args)}, fd)
+                answer, got = receive(self._sock)
+            except OSError as err:
+                self._forget()
+                raise OSError(errno.EIO, f"the helper of uid {self.uid} is gone ({err})") from None
+            if answer is None:
+                self._forget()
+                raise OSError(errno.EIO, f"the helper of uid {self.uid} is gone")
+        if "errno" in answer:
+            if got is not None:
+                os.close(got)
+            code = int(answer["errno"])
+            raise OSError(code, os.strerror(code))
+        return answer.get("result"), got
+
+    def _forget(self) -> None:
+        # Closing our end is enough: a live helper reads EOF and exits.  It is
+        # the spawner's child, reaped there; never signalled by pid (reused).
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        self._sock = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._forget()
+            self._respawn = None
+
+
+def serve_requests(sock: socket.socket) -> None:
+    """The helper's loop: answer until the mount closes its end."""
+    while True:
+        try:
+            request, dir_fd = receive(sock)
+        except OSError:
+            return
+        if request is None:
+            return
+        try:
+            _answer(sock, request, dir_fd)
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+
+def _answer(sock: socket.socket, request: dict, dir_fd: int | None) -> None:
+    op, args = request.get("op"), request.get("args")
+    if not isinstance(op, str) or not isinstance(args, list):
+        send(sock, {"errno": errno.EINVAL})
+        return
+    try:
+        result, fd = do(op, args, dir_fd)
+    except OSError as err:
+        send(sock, {"errno": err.errno or errno.EIO})
+        return
+    except (TypeError, ValueError):
+        send(sock, {"errno": errno.EINVAL})
+        return
+    try:
+        send(sock, {"result": result}, fd)
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -1,0 +1,53 @@
+"""What may be asked of the host with one user's rights: the ``HostAccess`` protocol."""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+
+class HostAccess(Protocol):
+    """Operations on host paths, with one user's rights (sync: call from a worker thread).
+
+    Errors are ``OSError`` with the errno the kernel gave the user.  ``dir_fd``
+    (a descriptor this object opened) makes ``path`` relative to that folder,
+    as ``openat(2)`` and its family do, so a path cannot be swapped under
+    the caller between two steps."""
+
+    uid: int
+    gid: int
+    # True when this process acts for another user (a shared mount, run by
+    # root): what cannot be done with that user's rights is refused.
+    on_behalf: bool
+
+    def open(self, path: str, flags: int, mode: int = 0o600, *, dir_fd: int | None = None) -> int:
+        """A descriptor of ``path`` (O_CLOEXEC added), as the user opened it."""
+
+    def mkdir(self, path: str, mode: int = 0o700, *, dir_fd: int | None = None) -> None: ...
+
+    def rename(self, src: str, dst: str, *, dir_fd: int | None = None, noreplace: bool = False) -> None:
+        """``noreplace``: FileExistsError rather than replacing ``dst`` (RENAME_NOREPLACE)."""
+
+    def unlink(self, path: str, *, dir_fd: int | None = None) -> None: ...
+
+    def symlink(self, target: str, path: str, *, dir_fd: int | None = None) -> None: ...
+
+    def utime(self, path: str, ns: tuple[int, int]) -> None:
+        """Set access and modification times of ``path`` itself (not a link's target)."""
+
+    def chmod(self, path: str, mode: int) -> None:
+        """Mode bits of ``path``; never setuid, setgid or sticky (they are dropped)."""
+
+    def lstat(self, path: str, *, dir_fd: int | None = None) -> os.stat_result: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def scan(self, path: str) -> list[tuple[str, os.stat_result]]:
+        """Every entry of a folder with its ``lstat`` (one call for a whole folder)."""
+
+    def access(self, path: str, mode: int) -> bool:
+        """``os.access`` for the user (their real ids, which are also their effective ones)."""
+
+    def realpath(self, path: str) -> str: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,138 @@
+"""The spawner: forked by a root mount before any key, it forks a helper per user on request."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pwd
+import socket
+import threading
+
+from fusevault.host_access.helper import AsUser, serve_requests
+from fusevault.host_access.wire import receive, send
+
+PR_SET_DUMPABLE = 4
+
+
+def _drop_to(uid: int, gid: int) -> None:
+    """Become the user for good: groups, then gid, then uid (real, effective, saved)."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+        groups = os.getgrouplist(name, gid)
+    except KeyError:
+        groups = [gid]
+    os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise OSError(errno.EPERM, "could not drop privileges")
+    # Still not the user's to trace or dump (whatever fs.suid_dumpable says):
+    # it holds a line to the mount, and the mount's memory as it was at fork.
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "could not stay undumpable")
+    with contextlib.suppress(OSError):
+        os.chdir("/")
+
+
+def _keep_only(keep: int) -> None:
+    """In a fresh child: every descriptor the mount had (its log, its store,
+    a pipe the mount command waits on) closed; stdio on /dev/null."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        if std != keep:
+            os.dup2(null, std)
+    if null > 2 and null != keep:
+        os.close(null)
+    import resource
+
+    most = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    most = most if most != resource.RLIM_INFINITY and most < 1 << 20 else 1 << 20
+    os.closerange(3, keep)
+    os.closerange(keep + 1, max(keep + 1, most))
+
+
+class Spawner:
+    """Forked early by a root mount; forks a helper per user on request."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # the spawner
+            code = 0
+            try:
+                ours.close()
+                _keep_only(theirs.fileno())
+                os.environ.clear()  # the mount's (credentials of peers, say) are nobody's business here
+                _spawn_loop(theirs)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        self._sock = ours
+        self._pid = pid
+        self._lock = threading.Lock()
+
+    def helper(self, uid: int, gid: int) -> AsUser:
+        """A helper running as ``uid``/``gid`` (and the user's groups), started again when it dies."""
+        sock, pid = self._fork(uid, gid)
+        return AsUser(uid, gid, sock, pid, respawn=lambda: self._fork(uid, gid))
+
+    def _fork(self, uid: int, gid: int) -> tuple[socket.socket, int]:
+        with self._lock:
+            try:
+                send(self._sock, {"uid": int(uid), "gid": int(gid)})
+                answer, fd = receive(self._sock)
+            except OSError as err:
+                raise OSError(errno.EIO, f"the spawner is gone ({err})") from None
+        if answer is None or fd is None or "pid" not in answer:
+            if fd is not None:
+                os.close(fd)
+            raise OSError(errno.EIO, f"no helper could be started for uid {uid}")
+        return socket.socket(fileno=fd), int(answer["pid"])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(self._pid, 0)
+
+
+def _spawn_loop(sock: socket.socket) -> None:
+    import signal
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # helpers are reaped by the kernel
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # the mount ends us by closing the socket
+    while True:
+        request, stray = receive(sock)
+        if stray is not None:
+            os.close(stray)
+        if request is None:
+            return
+        uid, gid = request.get("uid"), request.get("gid")
+        if not (isinstance(uid, int) and isinstance(gid, int)) or uid <= 0 or gid < 0:
+            send(sock, {"errno": errno.EINVAL})  # never a helper that stays root
+            continue
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # the helper
+            code = 0
+            try:
+                sock.close()
+                ours.close()
+                _drop_to(uid, gid)
+                os.umask(0o077)
+                serve_requests(theirs)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        try:
+            send(sock, {"pid": pid}, ours.fileno())
+        finally:
+            ours.close()

@@ -1,0 +1,1 @@
+"""Imports: files dropped into a watched host folder taken into the vault, each once."""

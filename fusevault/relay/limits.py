@@ -1,0 +1,32 @@
+"""What the relay allows (``Limits``), and how it says no: ``LimitReached`` (429) and ``Refused``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    session_ttl: int = 3600             # seconds of inactivity before a session's keys expire
+    join_attempts: int = 5              # per session per address (a receiver let in resets it)
+    calls_per_second: int = 400         # per address (a transfer makes about 2 per MiB each side)
+    max_chunk: int = 1024 * 1024 + 1024  # bytes of ciphertext per chunk: 1 MiB of data and its seal
+    max_queue: int = 8                  # chunks waiting per request
+    max_files: int = 10_000             # per session
+    max_receivers: int = 16             # receivers that may join one session
+    max_field: int = 4096               # bytes of one key-exchange message
+    max_manifest: int = 16 * 1024 * 1024  # bytes of the sealed list of files
+
+
+class LimitReached(Exception):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Refused(Exception):
+    """A request that is not allowed (unknown session, wrong token...): status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,110 @@
+"""The output folder of ``fusevault receive``: what the sender names lands inside it, never outside.
+
+Names come from the sender and are checked here: no absolute path, no ``..``,
+no folder made through a symbolic link, and a symlink is kept only when it
+stays inside its folder, as text and, with every link in place, resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from fusevault.errors import CorruptData, InvalidInput, PermissionDenied
+from fusevault.transfer.offer import link_stays_inside
+from fusevault.vault.format.atomic import fsync_dir
+
+log = logging.getLogger("fusevault.transfer.receive")  # its warnings are the receive's
+
+
+def safe_target(output: Path, name: str) -> Path:
+    """Where ``name`` (from the sender) lands inside ``output``; never outside it."""
+    parts = name.split("/") if isinstance(name, str) else [""]
+    if not name or name.startswith("/") or "\0" in name or any(
+            p in ("", ".", "..") or len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
+        raise CorruptData(f"the sender offered an unsafe file name: {name!r}")
+    return output.joinpath(*parts)
+
+
+def inside(output: Path, path: Path) -> bool:
+    """Whether ``path``, symlinks resolved, is ``output`` or under it."""
+    root = os.path.realpath(output)
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def check_output(output: Path) -> None:
+    """Refuse, before anything is asked or joined, a folder files could not be written to.
+    One that does not exist yet is made later, as ``mkdir -p`` would."""
+    existing = output
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInput(f"{existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        doing = "write into" if existing == output else "make"
+        raise PermissionDenied(f"cannot {doing} {output}: {existing} is not writable for you")
+
+
+def mkdir_inside(output: Path, folder: Path) -> None:
+    """``mkdir -p`` of ``folder`` under ``output``, following no symbolic link
+    on the way: a folder of the sender's list is a real folder or nothing."""
+    try:
+        parts = folder.relative_to(output).parts
+    except ValueError:
+        raise CorruptData(f"{folder} would land outside {output}") from None
+    here = output
+    for part in parts:
+        here = here / part
+        try:
+            os.mkdir(here, 0o777)  # less the umask, as mkdir -p
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(here).st_mode):  # a symlink or a file: never followed
+                raise CorruptData(f"the sender's list has a file or link where a folder is: {here}") from None
+
+
+def _resolves_inside(top: Path, path: Path) -> bool:
+    try:
+        real = os.path.realpath(path, strict=True)
+    except OSError:  # dangling, or a loop
+        return False
+    return inside(top, Path(real))
+
+
+def make_links(output: Path, links: list[dict], say: Callable[[str], None]) -> None:
+    """The symlinks of the sender's list, each only if it stays inside its folder."""
+    made = []
+    for link in links:
+        name, target = link["name"], link["target"]
+        path = safe_target(output, name)
+        if not link_stays_inside(name, target):
+            log.warning("did not make %s: a symlink to %s, outside its folder", name, target)
+            continue
+        if path.is_symlink() and os.readlink(path) == target:
+            continue  # an earlier run made it
+        mkdir_inside(output, path.parent)
+        try:
+            os.symlink(target, path)
+        except FileExistsError:
+            raise CorruptData(f"the sender's list has a symlink where a folder is: {name}") from None
+        made.append((name, path, target))
+    for name, path, target in made:
+        # Checked again with every link in place: a chain of them must not lead out
+        # either, and a link must lead somewhere now: a dangling one could be given a
+        # meaning by links a later session adds (d/.. climbs wherever d points).
+        if not _resolves_inside(output / name.split("/")[0], path):
+            path.unlink()
+            log.warning("did not keep %s: through other symlinks it leads outside its folder", name)
+        else:
+            say(f"received {path} -> {target}")
+    if made:
+        fsync_dir(output)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
