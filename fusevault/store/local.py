@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
+from fusevault.store.places import own_rows
 from fusevault.store.revs import next_rev
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,8 @@ class LocalStore:
                 revs.append(rev)
             if places:
                 db.executemany(
-                    "INSERT OR IGNORE INTO places (fid, vid, idx, owner, offset, length, arrived) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", places)
+                    "INSERT OR IGNORE INTO places (fid, vid, idx, owner, offset, length, arrived, sha) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", own_rows(places))
         return revs
 
     def write_doc(self, doc_id: str, rev: str, history: list[str], seq: int, doc: dict) -> None:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
+from fusevault.store.places import note_written
 from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.format.layout import Layout
@@ -63,6 +64,7 @@ VF_FORMAT = 1
 HEADER = struct.Struct("<4sB3x16s")
 RECORD_HEAD = struct.Struct("<IB")
 KIND_BLOCK = 1
+MANIFEST_INDEX = -1  # a version's manifest among its records (vault/files/records.py)
 WRITE_BATCH = 128  # blocks sealed and appended at a time (8 MiB): padding can be many
 
 
@@ -181,7 +183,7 @@ class Content:
     def __init__(self, layout: Layout, owner: str, fid: str, dek: bytes,
                  manifest_loc: tuple[int, int] | None, head: str | None, *,
                  acl: list[str] | None = None, check_sidecar: bool = True, epoch: int = 0,
-                 alarms: Alarms | None = None) -> None:
+                 alarms: Alarms | None = None, vouch: bool = True) -> None:
         self.layout = layout
         self.alarms = alarms  # the reader's, for a sidecar that is not what it claims
         self.owner = owner
@@ -214,7 +216,12 @@ class Content:
         # than their manifest says (vault/files/records.py): looked up per version.
         self._moved: dict[tuple[str, int], tuple[int, int]] = {}
         self._looked_up: set[str] = set()
-        self._vouched: set[str] = set()
+        # SHA-256 of each record of a committed version, by index, once its
+        # signed digest vouched for them (vault/files/records.py): every record
+        # read is compared with them.  None: nothing to compare with (a
+        # version from before the digest).
+        self._shas: dict[str, dict[int, bytes] | None] = {}
+        self.vouch = vouch  # False: `fusevault check`, which compares and reports on its own
         if manifest_loc is None:
             self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE)
         else:
@@ -228,6 +235,7 @@ class Content:
         self._open_fd()
         offset, length = self.where(*place, vid, -1, dek)
         record = os.pread(self.fd, length, offset)
+        self._vouch(vid, MANIFEST_INDEX, record, dek)
         # Format 1 and 2 manifests (an entry per block, runs) are read as
         # before; a file's next version is written as a tree (vault/format/manifest_tree.py).
         kind = record[4] if len(record) > 4 else 0
@@ -247,17 +255,18 @@ class Content:
     def _read_node(self, offset: int, length: int, vid: str, level: int, pos: int, dek: bytes | None,
                    nodes: list[tuple[int, int]]) -> bytes:
         """The plaintext of a non-root node of a manifest tree, authenticated."""
-        offset, length = self.where(offset, length, vid, tree.node_index(level, pos), dek)
+        offset, length = self.where(offset, length, vid, tree.node_index(level, pos))
         nodes.append((offset, length))
-        sealed = self._read_record(offset, length, KIND_NODE)
+        index = tree.node_index(level, pos)
+        record = os.pread(self.fd, length, offset)
+        self._vouch(vid, index, record, dek)
+        sealed = self._check_record(record, length, KIND_NODE)
         return aead.unseal(dek or self.dek, sealed, aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos)))
 
     def where(self, offset: int, length: int, vid: str, index: int,
               dek: bytes | None = None) -> tuple[int, int]:
-        """The place here of the record of version ``vid`` at ``index`` (-1: its manifest).
-
-        A record that came from a peer is checked against the version that
-        wrote it first (vault/files/records.py): Forged (EIO) when it differs."""
+        """The place here of the record of version ``vid`` at ``index`` (-1: its
+        manifest): a record that came from a peer sits where it was appended."""
         places = self.layout.places
         if places is None or not places.any_arrived:
             return offset, length
@@ -265,12 +274,38 @@ class Content:
             self._moved = places.arrived_of(self.fid)
             self._looked_up = {v for v, _ in self._moved} | {vid}
         moved = self._moved.get((vid, index))
-        if moved is None:
-            return offset, length
-        if vid not in self._vouched:  # from a peer: used only once its version vouches for it
-            if places.verify(self.fid, vid, dek or self.dek):
-                self._vouched.add(vid)
-        return moved
+        return (offset, length) if moved is None else moved
+
+    def _expected(self, vid: str, dek: bytes | None) -> dict[int, bytes] | None:
+        """What the records of version ``vid`` must hash to (once per version)."""
+        if vid == self.pending_vid:
+            return self._record_sha  # sealed by this Content a moment ago, not committed yet
+        try:
+            return self._shas[vid]
+        except KeyError:
+            pass
+        places = self.layout.places
+        if places is None:  # a vault kept in CouchDB keeps no places (docs/SECURITY.md)
+            shas, final = None, True
+        else:
+            shas, final = places.version_shas(self.fid, vid, dek or self.dek, self._read_raw)
+        if final:
+            self._shas[vid] = shas
+        return shas
+
+    def _vouch(self, vid: str, index: int, record: bytes, dek: bytes | None = None) -> None:
+        """Forged (EIO, an alarm) unless ``record`` is the one version ``vid``'s
+        signed digest names at ``index``: a record resealed in place under the
+        file's key authenticates, and only this tells."""
+        if not self.vouch:
+            return
+        shas = self._expected(vid, dek)
+        if shas is not None and hashlib.sha256(record).digest() != shas.get(index):
+            self.layout.places.refuse_record(self.fid, vid, index)
+
+    def _read_raw(self, offset: int, length: int) -> bytes:
+        self._open_fd()
+        return os.pread(self.fd, length, offset)
 
     @property
     def bs(self) -> int:
@@ -370,9 +405,6 @@ class Content:
         self.end = HEADER.size
         self.new_files = True
 
-    def _read_record(self, offset: int, length: int, kind: int) -> bytes:
-        return self._check_record(os.pread(self.fd, length, offset), length, kind)
-
     def _check_record(self, record: bytes, length: int, kind: int) -> bytes:
         """The sealed part of a record, after checking its length and kind."""
         if len(record) != length or length < RECORD_HEAD.size + aead.OVERHEAD:
@@ -403,6 +435,8 @@ class Content:
         if vidx < len(vids):
             offset, length = self.where(offset, length, vids[vidx], index)
         record = os.pread(self.fd, length, offset)
+        if vidx < len(vids):
+            self._vouch(vids[vidx], index, record)
         return self._open_block(index, record, length, vids, vidx, last)
 
     def read(self, offset: int, size: int, file_size: int) -> bytes:
@@ -453,6 +487,8 @@ class Content:
             data = os.pread(self.fd, run[-1][1] + run[-1][2] - start, start)
             for index, offset, length, vidx, last in run:
                 record = data[offset - start: offset - start + length]
+                if vidx < len(vids):
+                    self._vouch(vids[vidx], index, record)
                 found[index] = self._open_block(index, record, length, vids, vidx, last)
         return [found[i] for i in indices]
 
@@ -704,6 +740,13 @@ class Content:
         written = sorted(written_nodes) + written  # in index order: the nodes' indices are negative
         self.sealed = written + [(-1, *place)]
         self.digests = self._digests(written, manifest_record)
+        # What this version's records hash to: its place rows keep them (store/places.py)
+        # and this Content's own reads of them compare with them.
+        shas = {i: self._record_sha[i] for i, _, _ in written if i in self._record_sha}
+        shas[MANIFEST_INDEX] = hashlib.sha256(manifest_record).digest()
+        note_written(self.fid, vid, {i: sha.hex() for i, sha in shas.items()})
+        if len(shas) == len(written) + 1:
+            self._shas[vid] = shas
         self._record_sha = {}
         self.pending_vid = uuid.uuid4().hex
         self.changed = False

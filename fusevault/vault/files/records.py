@@ -19,6 +19,7 @@ import os
 import sqlite3
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from fusevault.crypto import aead
@@ -69,8 +70,9 @@ class Placements:
         self.path = path
         self._local = threading.local()
         self._arrived: bool | None = None
-        # (fid, vid) -> True: its arrived records match its version document;
-        # False: they do not (refused for the life of the process).
+        # (fid, vid) -> False: its records do not match its version document
+        # (refused for the life of the process).  What matched is not kept
+        # here: each reader compares with hashes it checked itself.
         self._verified: dict[tuple[str, str], bool] = {}
         # Where refusals are reported (the Alarms of each user of the mount).
         self.alarms: list = []
@@ -106,58 +108,82 @@ class Placements:
         for alarms in self.alarms:
             alarms.warn("record", subject, text)
 
-    def verify(self, fid: str, vid: str, dek: bytes) -> bool:
-        """Check the records of version ``vid`` that arrived against its document:
-        raise Forged (EIO) when they differ, CorruptData while some are still
-        missing; return whether the check is final (False: nothing to compare
-        with yet, so it is worth doing again later)."""
-        done = self._verified.get((fid, vid))
-        if done is not None:
-            if done:
-                return True
+    def version_shas(self, fid: str, vid: str, dek: bytes,
+                     read: Callable[[int, int], bytes]) -> tuple[dict[int, bytes] | None, bool]:
+        """The SHA-256 of each record version ``vid`` wrote (index -1: its manifest,
+        below: its manifest tree's nodes), once the list matches the digest its
+        sealed document holds: each read of one of them is compared with it
+        (``refuse_record``).  Own records and records from peers alike: a holder
+        of the file's key who can write the vault folder can reseal a record in
+        place, and only this digest tells.
+
+        Returns (hashes, final): hashes None when there is nothing to compare
+        with (a version from before the digest, or its document is gone);
+        final False when that may change (its document has not arrived yet).
+        Raises Forged (EIO, an alarm) when the records differ from the digest,
+        CorruptData while some are missing.  ``read(offset, length)``: a
+        record's bytes here, for rows written before their hash was kept."""
+        if self._verified.get((fid, vid)) is False:
             raise Forged(f"records of version {vid} of {fid} do not match it")
         db = self._db()
-        rows = db.execute("SELECT idx, sha FROM places WHERE fid = ? AND vid = ? AND arrived = 1 "
+        rows = db.execute("SELECT idx, offset, length, sha, arrived FROM places WHERE fid = ? AND vid = ? "
                           "ORDER BY idx", (fid, vid)).fetchall()
-        if not rows or any(sha is None for _, sha in rows):
-            return True  # written here, or arrived before records were hashed (legacy)
         row = db.execute("SELECT body FROM docs WHERE id = ? AND deleted = 0", (vid,)).fetchone()
         if row is None:
-            # Retention dropped the version's document before it came here:
-            # nothing to check against (docs/SECURITY.md says so).
-            log.info("records of version %s of %s arrived without its document: not checked", vid, fid)
-            return False
+            if any(arrived for *_, arrived in rows):
+                # Retention dropped the version's document before it came here:
+                # nothing to check against (docs/SECURITY.md says so).
+                log.info("records of version %s of %s arrived without its document: not checked", vid, fid)
+                return None, False
+            return None, True  # being committed by this process, or dropped by retention
         try:
             sealed = b64d(json.loads(row[0])["enc"])
             plain = json.loads(aead.unseal(dek, sealed, aead.ad("version", fid, vid)))
             if not isinstance(plain, dict):
                 raise ValueError
         except (CorruptData, KeyError, TypeError, ValueError):
-            self._refuse(fid, vid, "its version document does not open with the file's key")
+            # Damaged (or of an older key): nothing to compare with, as when it is
+            # gone; `fusevault check` reports it and `--repair` gives the contents
+            # a new version document (docs/SECURITY.md, "Out of reach").
+            log.warning("version %s of %s: its document does not open: its records are not checked", vid, fid)
+            return None, True
         if "records" not in plain and "manifest_sha256" not in plain:
-            self._verified[(fid, vid)] = True  # a version from before records were bound
-            return True
-        manifest = [sha for idx, sha in rows if idx == MANIFEST_INDEX]
-        blocks = [(idx, sha) for idx, sha in rows if idx != MANIFEST_INDEX]  # and tree nodes
-        if manifest and manifest[0] != plain.get("manifest_sha256"):
+            return None, True  # a version from before records were bound
+        shas: dict[int, bytes] = {}
+        try:
+            for idx, offset, length, sha, _ in rows:
+                shas[idx] = bytes.fromhex(sha) if sha else hashlib.sha256(read(offset, length)).digest()
+        except (TypeError, ValueError):
+            self._forged(fid, vid, "the hashes kept of its records")
+        manifest = shas.get(MANIFEST_INDEX)
+        if manifest is None:
+            raise CorruptData(f"not every record of version {vid} of {fid} is here yet")
+        if manifest.hex() != plain.get("manifest_sha256"):
             self._forged(fid, vid, "its manifest record")
+        blocks = [(idx, sha) for idx, sha in sorted(shas.items()) if idx != MANIFEST_INDEX]
         expected_n = plain.get("records_n", 0)
         if len(blocks) < expected_n:
             raise CorruptData(f"not every record of version {vid} of {fid} is here yet")
         digest = hashlib.sha256()
         for idx, sha in blocks:  # manifest tree nodes (negative indices) first, then blocks
-            digest.update(struct.pack("<q", idx) + bytes.fromhex(sha))
+            digest.update(struct.pack("<q", idx) + sha)
         if len(blocks) != expected_n or digest.hexdigest() != plain.get("records"):
             self._forged(fid, vid, "its block records")
-        self._verified[(fid, vid)] = True
-        return True
+        return shas, True
+
+    def refuse_record(self, fid: str, vid: str, idx: int) -> None:
+        """A record read here is not the one its version's digest vouched for: Forged (EIO)."""
+        what = "its manifest" if idx == MANIFEST_INDEX else f"record {idx}"
+        self.alarm(f"{fid}/{vid}/{idx}", f"file {fid}: {what} of version {vid} is not what its author "
+                   "sealed: refused (EIO) (resealed in place by someone holding the file's key?)")
+        raise Forged(f"file {fid}: {what} of version {vid} is not what its author sealed")
 
     def _forged(self, fid: str, vid: str, what: str) -> None:
         self._verified[(fid, vid)] = False
         self._refuse(fid, vid, f"{what} differ from what its author sealed")
 
     def _refuse(self, fid: str, vid: str, why: str) -> None:
-        self.alarm(f"{fid}/{vid}", f"file {fid}: version {vid} that came from a peer is refused (EIO): "
+        self.alarm(f"{fid}/{vid}", f"file {fid}: version {vid} is refused (EIO): "
                    f"{why} (a forgery by someone holding the file's key?)")
         raise Forged(f"records of version {vid} of {fid} do not match it")
 

@@ -238,7 +238,8 @@ class Checker:
         if not needed:
             return
         content_problem = self._vf_and_sidecar(state, vf)
-        reader = Content(self.layout, state.owner, state.fid, state.dek, None, None, check_sidecar=False)
+        reader = Content(self.layout, state.owner, state.fid, state.dek, None, None, check_sidecar=False,
+                         vouch=False)
         cache: dict[tuple, str | None] = {}
         used: list[tuple[int, int]] = []
         try:
