@@ -60,11 +60,12 @@ def record_rev(doc_id: str) -> str:
     return "1-" + hashlib.sha256(doc_id.encode()).hexdigest()[:32]
 
 
-def read_records(layout: Layout, rows: list[PlaceRow]) -> list[dict]:
+def read_records(layout: Layout, rows: list[PlaceRow] | list[tuple]) -> list[dict]:
     """Documents for place rows this replica holds (in file order: grouped by owner and file).
 
     A record whose bytes are gone (its file collected since) is left out."""
     docs = []
+    rows = [PlaceRow(*row) for row in rows]  # a PlaceRow, or its first six fields
     for (owner, fid), group in groupby(rows, key=lambda r: (r.owner, r.fid)):
         try:
             fd = os.open(layout.vf_path(owner, fid), os.O_RDONLY)
