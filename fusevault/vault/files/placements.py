@@ -68,7 +68,11 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
         if not isinstance(plain, dict):
             raise ValueError
     except (CorruptData, KeyError, TypeError, ValueError):
-        # Damaged (or of an older key): nothing to compare with, as when it is
+        if any(row.arrived for row in rows):  # from a peer: refused, as it always was
+            alarm(places, f"{fid}/{vid}", f"file {fid}: version {vid} that came from a peer is refused "
+                  "(EIO): its version document does not open with the file's key (a forgery?)")
+            raise Forged(f"records of version {vid} of {fid} do not match it") from None
+        # Written here and damaged (or of an older key): nothing to compare with, as when it is
         # gone; `fusevault check` reports it and `--repair` gives the contents
         # a new version document (docs/SECURITY.md, "The records a version names").
         log.warning("version %s of %s: its document does not open: its records are not checked", vid, fid)
