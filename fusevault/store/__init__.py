@@ -25,7 +25,7 @@ class Store(Protocol):
 
         A document whose ``_rev`` is not the current one raises Conflict and,
         for the local store, nothing is written.  ``places``: where the
-        records of a new version sit (vault/files/records.py), committed with it.
+        records of a new version sit (store/places.py), committed with it.
         """
 
     def iter_type(self, doc_type: str) -> Iterator[dict]:

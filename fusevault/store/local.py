@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
+from fusevault.store import places as places_table
 from fusevault.store.revs import next_rev
 
 log = logging.getLogger(__name__)
@@ -50,26 +51,12 @@ CREATE TABLE IF NOT EXISTS leaves (
     body TEXT NOT NULL,
     PRIMARY KEY (id, rev)
 );
--- Where each content record of a version sits in this replica's .vf files
--- (vault/files/records.py); idx -1 is the manifest.  n orders them for peers.
-CREATE TABLE IF NOT EXISTS places (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    fid TEXT NOT NULL,
-    vid TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    owner TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    length INTEGER NOT NULL,
-    arrived INTEGER NOT NULL DEFAULT 0,
-    sha TEXT,
-    UNIQUE (fid, vid, idx)
-);
 -- This replica's own bookkeeping (sync checkpoints): never replicated.
 CREATE TABLE IF NOT EXISTS local_docs (
     id TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
-"""
+""" + places_table.SCHEMA  # the places of content records: store/places.py owns that table
 REVS_LIMIT = 100  # revisions of history kept per document, as CouchDB's _revs_limit
 
 
@@ -104,9 +91,7 @@ class LocalStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(docs)")}
             if "revs" not in columns:  # a vault from before sync: history starts now
                 self._db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
-            if "sha" not in {row[1] for row in self._db.execute("PRAGMA table_info(places)")}:
-                # SHA-256 of an arrived record as it came (vault/files/records.py); none before
-                self._db.execute("ALTER TABLE places ADD COLUMN sha TEXT")
+            places_table.migrate(self._db)
         except sqlite3.Error as err:
             raise _translate(err) from None
         self.check_linked()
@@ -149,7 +134,7 @@ class LocalStore:
         return seq + 1
 
     def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
-        """Commit ``docs`` (and the places of the content records they need)."""
+        """Commit ``docs`` (and the places of the content records they need: ``PlaceRow``s)."""
         revs = []
         with self.transaction() as db:
             seq = self.next_seq()
@@ -167,9 +152,7 @@ class LocalStore:
                 seq += 1
                 revs.append(rev)
             if places:
-                db.executemany(
-                    "INSERT OR IGNORE INTO places (fid, vid, idx, owner, offset, length, arrived) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", places)
+                places_table.insert_own(db, places)
         return revs
 
     def write_doc(self, doc_id: str, rev: str, history: list[str], seq: int, doc: dict) -> None:

@@ -20,7 +20,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from fusevault.store import places as places_table
 from fusevault.store.local import REVS_LIMIT, LocalStore, history_of
+from fusevault.store.places import PlaceRow
 
 
 def revisions(history: list[str]) -> dict:
@@ -70,15 +72,14 @@ def _known(store: LocalStore, doc_id: str) -> list[str]:
     return known
 
 
-def store_revisions(store: LocalStore, docs: list[dict], places: Sequence[tuple] = ()) -> Arrival:
-    """Store revisions sent by a peer, with their ancestry, as they are."""
+def store_revisions(store: LocalStore, docs: list[dict], places: Sequence[PlaceRow] = ()) -> Arrival:
+    """Store revisions sent by a peer, with their ancestry, as they are (and the
+    places here of the records that came with them)."""
     arrival = Arrival()
     with store.transaction() as db:
         seq = store.next_seq()
         if places:
-            db.executemany(
-                "INSERT OR IGNORE INTO places (fid, vid, idx, owner, offset, length, sha, arrived) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 1)", places)
+            places_table.insert_arrived(db, places)
         for doc in docs:
             if _store_one(store, doc, seq, arrival):
                 seq += 1

@@ -18,36 +18,65 @@ from itertools import groupby
 
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import PeerUnavailable
-from fusevault.vault.files.content import KIND_BLOCK, RECORD_HEAD
-from fusevault.vault.files.records import append_arrived, parse_record_id, record_id
+from fusevault.store.places import PlaceRow
+from fusevault.vault.files.placements import append_arrived
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.format.manifest import KIND_MANIFEST, KIND_NODE, KIND_RUNS, KIND_TREE
 from fusevault.vault.format.manifest_tree import is_node_index
+from fusevault.vault.format.vf import KIND_BLOCK, MANIFEST_INDEX, RECORD_HEAD
 
 RECORD = "Record"
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def record_id(fid: str, vid: str, idx: int) -> str:
+    """``rec-<fid>-<vid>-<i>``: ``i`` is a block's index, ``m`` the manifest
+    (its root), ``n<k>`` the manifest tree node of index ``-2 - k``
+    (vault/format/manifest_tree.py: ``k`` encodes its level and position)."""
+    if idx == MANIFEST_INDEX:
+        tail = "m"
+    elif idx < MANIFEST_INDEX:
+        tail = f"n{-idx - 2}"
+    else:
+        tail = str(idx)
+    return f"rec-{fid}-{vid}-{tail}"
+
+
+def parse_record_id(doc_id: str) -> tuple[str, str, int]:
+    _, fid, vid, tail = doc_id.split("-")
+    if tail == "m":
+        return fid, vid, MANIFEST_INDEX
+    digits = tail[1:] if tail.startswith("n") else tail
+    if not digits.isdigit() or not digits.isascii():  # never a sign: a node is never a block
+        raise ValueError(f"malformed record id {doc_id!r}")
+    return fid, vid, -2 - int(digits) if tail.startswith("n") else int(digits)
+
+
+def is_record(doc_id: str) -> bool:
+    return doc_id.startswith("rec-")
 
 
 def record_rev(doc_id: str) -> str:
     return "1-" + hashlib.sha256(doc_id.encode()).hexdigest()[:32]
 
 
-def read_records(layout: Layout, rows: list[tuple]) -> list[dict]:
-    """Documents for place rows (fid, vid, idx, owner, offset, length) this replica holds.
+def read_records(layout: Layout, rows: list[PlaceRow] | list[tuple]) -> list[dict]:
+    """Documents for place rows this replica holds (in file order: grouped by owner and file).
 
     A record whose bytes are gone (its file collected since) is left out."""
     docs = []
-    for (owner, fid), group in groupby(rows, key=lambda r: (r[3], r[0])):
+    rows = [PlaceRow(*row) for row in rows]  # a PlaceRow, or its first six fields
+    for (owner, fid), group in groupby(rows, key=lambda r: (r.owner, r.fid)):
         try:
             fd = os.open(layout.vf_path(owner, fid), os.O_RDONLY)
         except FileNotFoundError:
             continue
         try:
-            for _, vid, idx, _, offset, length in group:
-                data = os.pread(fd, length, offset)
-                if not _whole(data, length):
+            for row in group:
+                data = os.pread(fd, row.length, row.offset)
+                if not _whole(data, row.length):
                     continue  # a hole the garbage collector punched
-                doc_id = record_id(fid, vid, idx)
+                doc_id = record_id(fid, row.vid, row.idx)
                 docs.append({"_id": doc_id, "_rev": record_rev(doc_id), "type": RECORD,
                              "owner": owner, "fid": fid, "data": b64e(data)})
         finally:
@@ -62,16 +91,16 @@ def _whole(data: bytes, length: int) -> bool:
     return rest == length - 4 and kind in (KIND_BLOCK, KIND_MANIFEST, KIND_RUNS, KIND_TREE, KIND_NODE)
 
 
-def place_records(layout: Layout, docs: list[dict]) -> list[tuple]:
+def place_records(layout: Layout, docs: list[dict]) -> list[PlaceRow]:
     """Append arrived records to their files here; their place rows, each with
     the SHA-256 of the record as it came (checked against the version that
-    names it before it is used: vault/files/records.py)."""
+    names it before it is used: vault/files/placements.py)."""
     rows = []
     checked = [(_checked(doc), _data(doc)) for doc in docs]
     for (owner, fid), group in groupby(checked, key=lambda c: (c[0][3], c[0][0])):
         arrived = list(group)
         places = append_arrived(layout.vf_path(owner, fid), fid, [data for _, data in arrived])
-        rows += [(fid, vid, idx, owner, offset, length, hashlib.sha256(data).hexdigest())
+        rows += [PlaceRow(fid, vid, idx, owner, offset, length, 1, hashlib.sha256(data).hexdigest())
                  for ((fid, vid, idx, owner), data), (offset, length) in zip(arrived, places)]
     return rows
 

@@ -25,12 +25,22 @@ from dataclasses import asdict, dataclass
 import trio
 
 from fusevault.errors import ForeignVault, PeerUnavailable
+from fusevault.store import places as places_table
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
-from fusevault.sync.content_docs import place_records, read_records, record_rev, record_sha
+from fusevault.store.places import PlaceRow
+from fusevault.sync.content_docs import (
+    is_record,
+    parse_record_id,
+    place_records,
+    read_records,
+    record_id,
+    record_rev,
+    record_sha,
+)
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
-from fusevault.vault.files.records import is_record, parse_record_id, record_id
+from fusevault.vault.files.placements import alarm
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model.nodes import NODE
 from fusevault.vault.model.peers import PEER
@@ -209,8 +219,7 @@ class Replicator:
 
     async def _push_records(self) -> None:
         while rows := self._records_since(self.checkpoint.get("records", 0), CHANGES_BATCH):
-            by_id = {record_id(fid, vid, idx): (fid, vid, idx, owner, offset, length)
-                     for _, fid, vid, idx, owner, offset, length in rows}
+            by_id = {record_id(row.fid, row.vid, row.idx): row for _, row in rows}
             lacking = await self.db.revs_diff({doc_id: [record_rev(doc_id)] for doc_id in by_id})
             for batch in _chunks([by_id[doc_id] for doc_id in by_id if doc_id in lacking], RECORDS_BATCH):
                 docs = await trio.to_thread.run_sync(read_records, self.layout, batch)
@@ -220,17 +229,14 @@ class Replicator:
             self.checkpoint["records"] = rows[-1][0]
             await self._save_checkpoint(push=True)
 
-    def _records_since(self, n: int, limit: int) -> list[tuple]:
-        return self.store.db.execute(
-            "SELECT n, fid, vid, idx, owner, offset, length FROM places WHERE n > ? ORDER BY n LIMIT ?",
-            (n, limit)).fetchall()
+    def _records_since(self, n: int, limit: int) -> list[tuple[int, PlaceRow]]:
+        return places_table.since(self.store.db, n, limit)
 
     def pending_up(self) -> int:
         db = self.store.db
         (docs,) = db.execute("SELECT COUNT(*) FROM docs WHERE seq > ?",
                              (self.checkpoint.get("push", 0),)).fetchone()
-        (records,) = db.execute("SELECT COUNT(*) FROM places WHERE n > ?",
-                                (self.checkpoint.get("records", 0),)).fetchone()
+        records = places_table.count_since(db, self.checkpoint.get("records", 0))
         return docs + records
 
     # --- pull
@@ -308,15 +314,13 @@ class Replicator:
                 theirs = await trio.to_thread.run_sync(record_sha, doc)
             except (KeyError, ValueError, PeerUnavailable):
                 continue
-            row = self.store.db.execute(
-                "SELECT fid, vid, idx, owner, offset, length FROM places "
-                "WHERE fid = ? AND vid = ? AND idx = ?", (fid, vid, idx)).fetchone()
-            ours = row and await trio.to_thread.run_sync(read_records, self.layout, [row])
+            row = places_table.find(self.store.db, fid, vid, idx)
+            ours = await trio.to_thread.run_sync(read_records, self.layout, [row]) if row else []
             if ours and record_sha(ours[0]) != theirs:
                 text = (f"sync with {self.name}: record {doc['_id']} was offered with other bytes than "
                         "the copy kept here: refused (a forgery by someone holding the file's key?)")
                 if self.layout.places is not None:
-                    self.layout.places.alarm(f"replaced {doc['_id']}", text)
+                    alarm(self.layout.places, f"replaced {doc['_id']}", text)
                 else:
                     log.warning("%s", text)
 
@@ -328,7 +332,6 @@ class Replicator:
                 fid, vid, idx = parse_record_id(doc_id)
             except ValueError:
                 continue  # refused when it is placed
-            if db.execute("SELECT 1 FROM places WHERE fid = ? AND vid = ? AND idx = ?",
-                          (fid, vid, idx)).fetchone():
+            if places_table.find(db, fid, vid, idx) is not None:
                 placed.add(doc_id)
         return placed

@@ -238,7 +238,7 @@ class Volume:
         volume.sharing = shares
         volume.trust = trust
         if trust is not None and layout.places is not None and trust.alarms not in layout.places.alarms:
-            layout.places.alarms.append(trust.alarms)  # refused records (files/records.py) show in status
+            layout.places.alarms.append(trust.alarms)  # refused records (files/placements.py) show in status
         volume.next_ino = max(inodes.values(), default=ROOT_INODE) + 1
         for node, _ in pending:
             if node.ino != ROOT_INODE:

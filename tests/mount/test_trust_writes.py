@@ -332,19 +332,12 @@ def test_a_read_recipients_version_naming_itself_as_owner_stays_out_of_the_owner
         _serving(mnt)
 
 
-def test_a_block_resealed_in_place_by_a_key_holder_is_found_by_check(vault: Path, tmp_path: Path,
-                                                                     notes: str) -> None:
-    """Attack review: a READ recipient who can write the vault folder reseals block 0 of alice's
-    newest version under the file's key.  The mount cannot tell (docs/SECURITY.md, "The records a
-    version names"); ``fusevault check`` compares every version's records with the digest its signed
-    document holds, and reports it."""
+def _reseal_block_0(vault: Path, notes: str) -> dict:
+    """What a READ recipient (bob) who can write alice's vault folder can do: reseal block 0 of
+    notes.txt's newest version in place under the file's key (valid AEAD, same associated data).
+    Returns the file's attributes as alice sealed them."""
     from fusevault.vault.files.content import KIND_BLOCK, RECORD_HEAD, block_ad
 
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
-    clean = fusevault("check", vault, "--json")
-    assert clean.returncode == 0, clean.stdout + clean.stderr
     alice, bob = _user(vault, "alice"), _key(vault, "bob", BOB)
     found = sharing.read_key(vault / "users" / bob.user_id / "shared" / f"{alice['_id']}_{notes}.vfkey")
     dek = open_file_key(bob.identity, alice["_id"], notes, found[0], found[1])
@@ -367,9 +360,53 @@ def test_a_block_resealed_in_place_by_a_key_holder_is_found_by_check(vault: Path
     else:
         raise AssertionError("block 0 of the head version not found")
     vf.write_bytes(bytes(data))
+    return attrs
+
+
+def _share_with_bob(vault: Path, tmp_path: Path) -> None:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+
+
+def test_a_block_resealed_in_place_by_a_key_holder_is_found_by_check(vault: Path, tmp_path: Path,
+                                                                     notes: str) -> None:
+    """Attack review: a READ recipient who can write the vault folder reseals block 0 of alice's
+    newest version under the file's key.  ``fusevault check`` compares every version's records
+    with the digest its signed document holds, and reports it."""
+    _share_with_bob(vault, tmp_path)
+    clean = fusevault("check", vault, "--json")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    attrs = _reseal_block_0(vault, notes)
     result = fusevault("check", vault, "--json")
     assert result.returncode == 26, result.stdout + result.stderr  # errors.Damaged
     (state,) = [f for f in json.loads(result.stdout)["files"] if f["fid"] == notes]
     (newest,) = [v for v in state["versions"] if v["id"] == attrs["head"]]
     assert not newest["intact"] and "not those its version document names" in newest["problem"]
     assert all(v["intact"] for v in state["versions"] if v["id"] != attrs["head"])
+
+
+def test_a_block_resealed_in_place_by_a_key_holder_is_refused_by_the_mount_and_export(
+        vault: Path, tmp_path: Path, notes: str) -> None:
+    """The same resealing, seen by alice's own mount: the record she wrote is not the one her
+    signed version document names, so the read is EIO (never bob's bytes), ``status`` shows the
+    alarm, ``export`` refuses it (one line naming the file, a distinct exit code), and the rest of the
+    vault serves."""
+    _share_with_bob(vault, tmp_path)
+    _reseal_block_0(vault, notes)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        with pytest.raises(OSError) as err:
+            (mnt / "notes.txt").read_bytes()
+        assert err.value.errno == 5
+        assert (mnt / "docs" / "plan.txt").read_text() == "the plan"  # the rest serves
+        status = fusevault("status", mnt, passphrase=None)
+        assert status.returncode == 0, status.stderr
+        assert "WARNING" in status.stdout and notes in status.stdout
+        assert "not what its author sealed" in status.stdout
+        done = fusevault("export", mnt, dest)
+        assert done.returncode == 5 and notes in done.stderr, done.stdout + done.stderr  # errors.CorruptData
+        assert not any(b"PLANTED" in p.read_bytes() for p in dest.rglob("*") if p.is_file())
+        (mnt / "docs" / "new.txt").write_text("still serving")
+        assert (mnt / "docs" / "new.txt").read_text() == "still serving"

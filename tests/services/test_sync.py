@@ -203,7 +203,7 @@ def test_the_server_killed_mid_transfer_resumes_without_loss_or_duplicates(tmp_p
 
 def _laptop_records(vault: Path) -> set[str]:
     from fusevault.store.local import LocalStore
-    from fusevault.vault.files.records import record_id
+    from fusevault.sync.content_docs import record_id
 
     store = LocalStore(vault / "store.sqlite")
     try:

@@ -20,7 +20,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fusevault.errors import (
     AlreadyExists,
@@ -31,13 +30,12 @@ from fusevault.errors import (
     VaultNotFound,
     VaultReadOnly,
 )
+from fusevault.store.places import Places
 from fusevault.vault.format import padding as paddings
 from fusevault.vault.format.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from fusevault.vault.files.records import Placements
 
 # 2: manifests of runs (docs/FORMAT.md).  A vault of format 1 reads as it
 # is and becomes 2 when a writer takes it (``upgrade``), so an older
@@ -60,13 +58,11 @@ class Layout:
     padding: str = paddings.NONE
 
     @functools.cached_property
-    def places(self) -> Placements | None:
-        """Where records from peers sit (vault/files/records.py); None for a vault kept in CouchDB."""
+    def places(self) -> Places | None:
+        """Where this replica's records sit (store/places.py); None for a vault kept in CouchDB."""
         if self.store.get("kind", "local") != "local":
             return None
-        from fusevault.vault.files.records import Placements
-
-        return Placements(self.root / "store.sqlite")
+        return Places(self.root / "store.sqlite")
 
     def user_dir(self, user_id: str) -> Path:
         return self.root / "users" / user_id

@@ -70,7 +70,7 @@ def root_level(end: int) -> int:
 
 def node_index(level: int, pos: int) -> int:
     """The record index of a non-root node: negative, below the manifest's -1,
-    so it never meets a block's (vault/files/records.py names records by it)."""
+    so it never meets a block's (sync/content_docs.py names records by it)."""
     return -(2 + (pos << 3 | level))
 
 

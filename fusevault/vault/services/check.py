@@ -33,9 +33,11 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
-from fusevault.vault.files.content import HEADER, Content, check_vfmeta, header_for
+from fusevault.vault.files.content import Content
+from fusevault.vault.files.sidecar import check_vfmeta
 from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.layout import Layout
+from fusevault.vault.format.vf import HEADER, header_for
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.history import Version, iso_time, open_version_doc, version_plain
 from fusevault.vault.model.nodes import NODE, VERSION, Node, doc_dek, open_node_doc
@@ -238,7 +240,8 @@ class Checker:
         if not needed:
             return
         content_problem = self._vf_and_sidecar(state, vf)
-        reader = Content(self.layout, state.owner, state.fid, state.dek, None, None, check_sidecar=False)
+        reader = Content(self.layout, state.owner, state.fid, state.dek, None, None, check_sidecar=False,
+                         vouch=False)
         cache: dict[tuple, str | None] = {}
         used: list[tuple[int, int]] = []
         try:

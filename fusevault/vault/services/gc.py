@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import trio
 
 from fusevault.errors import CorruptData, PermissionDenied
-from fusevault.vault.files.content import HEADER, Content
+from fusevault.vault.files.content import Content
+from fusevault.vault.format.vf import HEADER
 from fusevault.vault.model.history import Link, Version, lineage
 from fusevault.vault.model.nodes import detached_node
 from fusevault.vault.model.retention import DAY, Policy, to_drop

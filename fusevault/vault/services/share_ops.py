@@ -20,7 +20,7 @@ import trio
 from fusevault.encoding import name_to_str
 from fusevault.errors import InvalidInput, NotFound, PermissionDenied
 from fusevault.store import tombstone
-from fusevault.vault.files.content import vfmeta_bytes
+from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model import meta_files, sharing
 from fusevault.vault.model.groups import find_group

@@ -1,0 +1,182 @@
+"""The ``places`` table's one owner: where each content record sits in this replica's ``.vf`` files.
+
+A manifest names each block by the version that wrote it and its index, and
+its offset in the ``.vf`` of the replica that wrote it.  Records that came
+from a peer are appended to this replica's ``.vf`` wherever it ends, so each
+replica keeps one row per record of every committed version: written with
+the version's documents (``insert_own``), or when records arrive from a peer
+(``insert_arrived``, in the same transaction as the documents).  ``sha`` is
+the SHA-256 of the record as it was sealed or came: a reader compares every
+record it reads with it, once the version's signed digest vouched for the
+list (vault/files/placements.py).  ``n`` orders rows for peers.
+
+Its schema is part of store.sqlite's (store/local.py applies ``SCHEMA`` and
+``migrate``); nothing else in the code base writes SQL against this table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+SCHEMA = """
+-- Where each content record of a version sits in this replica's .vf files
+-- (store/places.py); idx -1 is the manifest.  n orders them for peers.
+CREATE TABLE IF NOT EXISTS places (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    fid TEXT NOT NULL,
+    vid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    arrived INTEGER NOT NULL DEFAULT 0,
+    sha TEXT,
+    UNIQUE (fid, vid, idx)
+);
+"""
+
+_COLUMNS = "fid, vid, idx, owner, offset, length, arrived, sha"
+
+
+class PlaceRow(NamedTuple):
+    """One record's place here.  ``idx``: a block's index, -1 the manifest, below
+    it the manifest tree's nodes (vault/format/manifest_tree.py)."""
+
+    fid: str
+    vid: str
+    idx: int
+    owner: str
+    offset: int
+    length: int
+    arrived: int = 0
+    sha: str | None = None  # hex SHA-256 of the record; None in rows written before it was kept
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a store from before ``sha`` up to date (the schema itself is applied with the store's)."""
+    if "sha" not in {row[1] for row in db.execute("PRAGMA table_info(places)")}:
+        db.execute("ALTER TABLE places ADD COLUMN sha TEXT")
+
+
+# --- writing (inside the store's transaction)
+
+# SHA-256 (hex) of the records a Content sealed, by (fid, vid) and index, until
+# the version's commit writes its place rows: the Volume builds those rows
+# from ``Content.sealed`` alone.  Bounded: a version whose commit failed is
+# sealed again under another id; a row written without its hash is hashed
+# from the .vf when its version is first checked (vault/files/placements.py).
+_WRITTEN: dict[tuple[str, str], dict[int, str]] = {}
+_WRITTEN_LIMIT = 1024
+_LOCK = threading.Lock()
+
+
+def note_written(fid: str, vid: str, shas: dict[int, str]) -> None:
+    with _LOCK:
+        while len(_WRITTEN) >= _WRITTEN_LIMIT:
+            _WRITTEN.pop(next(iter(_WRITTEN)))
+        _WRITTEN[(fid, vid)] = shas
+
+
+def insert_own(db: sqlite3.Connection, rows: Sequence[tuple]) -> None:
+    """The places of the records a commit's versions wrote (``PlaceRow`` or its first 7 fields)."""
+    out = []
+    with _LOCK:
+        taken: dict[tuple[str, str], dict[int, str]] = {}
+        for row in rows:
+            row = PlaceRow(*row)
+            shas = taken.get((row.fid, row.vid))
+            if shas is None:
+                shas = taken[(row.fid, row.vid)] = _WRITTEN.pop((row.fid, row.vid), {})
+            out.append(row._replace(sha=row.sha or shas.get(row.idx)))
+    _insert(db, out)
+
+
+def insert_arrived(db: sqlite3.Connection, rows: Sequence[PlaceRow]) -> None:
+    """The places here of records a peer sent (each with its ``sha``)."""
+    _insert(db, [PlaceRow(*row)._replace(arrived=1) for row in rows])
+
+
+def _insert(db: sqlite3.Connection, rows: list[PlaceRow]) -> None:
+    db.executemany(f"INSERT OR IGNORE INTO places ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+# --- reading, with the store's connection (the sync service, on the trio thread)
+
+
+def since(db: sqlite3.Connection, n: int, limit: int) -> list[tuple[int, PlaceRow]]:
+    """Rows after ``n`` in the order they were written, each with its ``n``: what peers are sent."""
+    rows = db.execute(f"SELECT n, {_COLUMNS} FROM places WHERE n > ? ORDER BY n LIMIT ?", (n, limit))
+    return [(row[0], PlaceRow(*row[1:])) for row in rows.fetchall()]
+
+
+def count_since(db: sqlite3.Connection, n: int) -> int:
+    (count,) = db.execute("SELECT COUNT(*) FROM places WHERE n > ?", (n,)).fetchone()
+    return count
+
+
+def find(db: sqlite3.Connection, fid: str, vid: str, idx: int) -> PlaceRow | None:
+    row = db.execute(f"SELECT {_COLUMNS} FROM places WHERE fid = ? AND vid = ? AND idx = ?",
+                     (fid, vid, idx)).fetchone()
+    return None if row is None else PlaceRow(*row)
+
+
+# --- reading, from any thread (readers of file contents)
+
+
+class Places:
+    """Read access for the readers of file contents.
+
+    Reads come from the trio thread and from worker threads: each thread has
+    its own read-only SQLite connection (WAL lets them read while the mount
+    writes).  ``alarms``: where refused records are reported (the Alarms of
+    each user of the mount; vault/files/placements.py raises them)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._arrived: bool | None = None
+        self.alarms: list = []
+        # (fid, vid) of versions whose records were refused: for the life of the process.
+        self.refused: set[tuple[str, str]] = set()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                                  check_same_thread=False)
+        return db
+
+    @property
+    def any_arrived(self) -> bool:
+        """Whether any record came from a peer (a vault that never synced reads as before)."""
+        if self._arrived is None:
+            try:
+                self._arrived = self._db().execute(
+                    "SELECT 1 FROM places WHERE arrived = 1 LIMIT 1").fetchone() is not None
+            except sqlite3.Error:  # no store yet, or one from before sync
+                return False
+        return self._arrived
+
+    def note_arrival(self) -> None:
+        self._arrived = True
+
+    def arrived_of(self, fid: str) -> dict[tuple[str, int], tuple[int, int]]:
+        """(vid, idx) -> (offset, length) here of the records of ``fid`` that came from peers."""
+        rows = self._db().execute(
+            "SELECT vid, idx, offset, length FROM places WHERE fid = ? AND arrived = 1", (fid,))
+        return {(vid, idx): (offset, length) for vid, idx, offset, length in rows}
+
+    def of_version(self, fid: str, vid: str) -> list[PlaceRow]:
+        """Every record version ``vid`` of ``fid`` wrote, in index order."""
+        rows = self._db().execute(f"SELECT {_COLUMNS} FROM places WHERE fid = ? AND vid = ? ORDER BY idx",
+                                  (fid, vid))
+        return [PlaceRow(*row) for row in rows]
+
+    def document_body(self, doc_id: str) -> str | None:
+        """The body of a live document of the same store (a version's, to check its records with)."""
+        row = self._db().execute("SELECT body FROM docs WHERE id = ? AND deleted = 0", (doc_id,)).fetchone()
+        return None if row is None else row[0]
