@@ -268,18 +268,18 @@ def random_io(mnt: Path, size_mib: int, seconds: int) -> dict:
     return result
 
 
-def small_files(mnt: Path, dirs: int = 50, per_dir: int = 100) -> dict:
-    root = mnt / "small"
+def small_files_create(root: Path, dirs: int = 50, per_dir: int = 100) -> None:
     payload = os.urandom(1024)
+    for d in range(dirs):
+        sub = root / f"dir{d:02d}"
+        sub.mkdir(parents=True)
+        for f in range(per_dir):
+            (sub / f"file{f:03d}").write_bytes(payload)
 
-    def create() -> None:
-        for d in range(dirs):
-            sub = root / f"dir{d:02d}"
-            sub.mkdir(parents=True)
-            for f in range(per_dir):
-                (sub / f"file{f:03d}").write_bytes(payload)
 
-    made = timed(create)
+def small_files(mnt: Path) -> dict:
+    root = mnt / "small"
+    made = timed(lambda: small_files_create(root))
     drop_caches()
     listed = timed(lambda: sh("ls", "-lR", root))
     removed = timed(lambda: sh("rm", "-rf", root))
@@ -448,4 +448,8 @@ def _absolute_met(entry: dict) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; what the bench started is stopped", file=sys.stderr)
+        sys.exit(130)
