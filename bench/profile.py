@@ -9,8 +9,9 @@ sync peer, as bench/run.py's "fusevault+peer"), prepares what the workload
 needs unprofiled (the 5,000 files that ls and rm work on, the tree tar c
 reads), then runs the workload while py-spy samples the server and prints
 where it spent its time (own time and time inside fusevault functions).  With
-``--strace``, ``strace -c -f`` counts the server's system calls instead (it
-slows the server down: the times it shows are shares, not speeds).  py-spy is
+``--strace``, ``strace -c -w -f`` counts the server's system calls and the
+wall time spent in them, all threads together (it slows the server down:
+the times it shows are shares, not speeds).  py-spy is
 found on PATH, in $PY_SPY, or next to the interpreter (``pip install
 --target /tmp/bench-tools py-spy`` puts it in /tmp/bench-tools/bin).
 docs/PERFORMANCE.md quotes its output.
@@ -101,7 +102,7 @@ def main() -> int:
         pid = bench._server_pid(fv)
         raw = work / "profile.txt"
         if args.strace:
-            tool = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(raw)],
+            tool = subprocess.Popen(["strace", "-c", "-w", "-f", "-p", str(pid), "-o", str(raw)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             tool = subprocess.Popen([_py_spy(), "record", "-p", str(pid), "-f", "raw", "-o", str(raw),
