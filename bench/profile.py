@@ -110,8 +110,10 @@ def main() -> int:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
         try:
-            print(f"{args.workload}{' with a peer' if args.peer else ''}: "
-                  f"{bench.timed(lambda: workload(mnt, work)):.2f} s", flush=True)
+            result: list = []
+            took = bench.timed(lambda: result.append(workload(mnt, work)))
+            shown = f" -> {result[0]}" if isinstance(result[0], (int, float, dict)) else ""
+            print(f"{args.workload}{' with a peer' if args.peer else ''}: {took:.2f} s{shown}", flush=True)
         finally:
             tool.send_signal(signal.SIGINT)
             tool.wait(60)
