@@ -1,17 +1,29 @@
 #!/usr/bin/env python3
-"""Profile one benchmark workload inside a fusevault mount with py-spy.
+"""Profile one benchmark workload inside a fusevault mount, with py-spy or strace.
 
-    .venv/bin/python bench/profile.py create|ls|rm|tar-x|tar-c|seq-write|seq-read|rand-read
+    .venv/bin/python bench/profile.py WORKLOAD [--peer] [--strace]
 
-Mounts a fresh vault, runs the workload while py-spy samples the server, and
-prints where the server spent its time (own time and time inside fusevault
-functions).  docs/PERFORMANCE.md quotes its output.
+WORKLOAD is one of create, ls, rm, tar-x, tar-c, seq-write, seq-read,
+rand-read, rand-write.  Mounts a fresh vault (with ``--peer``: with one live
+sync peer, as bench/run.py's "fusevault+peer"), prepares what the workload
+needs unprofiled (the 5,000 files that ls and rm work on, the tree tar c
+reads), then runs the workload while py-spy samples the server and prints
+where it spent its time (own time and time inside fusevault functions).  With
+``--strace``, ``strace -c -w -f`` counts the server's system calls and the
+wall time spent in them, all threads together (it slows the server down:
+the times it shows are shares, not speeds).  py-spy is
+found on PATH, in $PY_SPY, or next to the interpreter (``pip install
+--target /tmp/bench-tools py-spy`` puts it in /tmp/bench-tools/bin).
+docs/PERFORMANCE.md quotes its output.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,44 +33,110 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import run as bench  # noqa: E402
 
+
+def _create(mnt: Path, work: Path) -> None:
+    bench.small_files_create(mnt / "small")
+
+
+def _tar_x(mnt: Path, work: Path) -> None:
+    (mnt / "tree").mkdir()
+    bench.sh("tar", "xf", work / "tree.tar", "-C", mnt / "tree")
+
+
+def _tar_c(mnt: Path, work: Path) -> None:
+    bench.drop_caches()
+    subprocess.run(f"tar cf - -C {mnt / 'tree'} . | cat > /dev/null", shell=True, check=True)
+
+
+def _seq_write(mnt: Path, work: Path) -> None:
+    bench.sh("dd", "if=/dev/zero", f"of={mnt / 'seq.bin'}", "bs=1M", "count=512", "conv=fsync")
+
+
+def _seq_read(mnt: Path, work: Path) -> None:
+    bench.drop_caches()
+    bench.sh("dd", f"if={mnt / 'seq.bin'}", "of=/dev/null", "bs=1M")
+
+
+def _nothing(mnt: Path, work: Path) -> None:
+    pass
+
+
+# name: (prepared unprofiled, profiled)
 WORKLOADS = {
-    "create": lambda mnt, work: bench.small_files(mnt),
-    "ls": lambda mnt, work: bench.small_files(mnt),
-    "rm": lambda mnt, work: bench.small_files(mnt),
-    "tar-x": lambda mnt, work: bench.tree(mnt, work / "tree.tar"),
-    "tar-c": lambda mnt, work: bench.tree(mnt, work / "tree.tar"),
-    "seq-write": lambda mnt, work: bench.seq_write_read(mnt, 512),
-    "seq-read": lambda mnt, work: bench.seq_write_read(mnt, 512),
-    "rand-read": lambda mnt, work: bench.fio(mnt, "randread", 256, 8),
+    "create": (_nothing, _create),
+    "ls": (_create, lambda mnt, work: (bench.drop_caches(), bench.sh("ls", "-lR", mnt / "small"))),
+    "rm": (_create, lambda mnt, work: bench.sh("rm", "-rf", mnt / "small")),
+    "tar-x": (_nothing, _tar_x),
+    "tar-c": (_tar_x, _tar_c),
+    "seq-write": (_nothing, _seq_write),
+    "seq-read": (_seq_write, _seq_read),
+    "rand-read": (_nothing, lambda mnt, work: bench.fio(mnt, "randread", 256, 8)),
+    "rand-write": (_nothing, lambda mnt, work: bench.fio(mnt, "randwrite", 256, 8)),
 }
 
 
+def _py_spy() -> str:
+    for candidate in (os.environ.get("PY_SPY"), shutil.which("py-spy"),
+                      str(Path(sys.executable).parent / "py-spy"), "/tmp/bench-tools/bin/py-spy"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SystemExit("py-spy not found: pip install --target /tmp/bench-tools py-spy")
+
+
 def main() -> int:
-    name = sys.argv[1]
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("--peer", action="store_true", help="a vault with one live sync peer")
+    parser.add_argument("--strace", action="store_true", help="count system calls instead of sampling")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, bench._terminate)
     work = Path(tempfile.mkdtemp(prefix="fvprof-", dir="/var/tmp"))
-    bench.sh("tar", "cf", work / "tree.tar", "--exclude=site-packages", "--exclude=__pycache__",
-             "--exclude=./test", "-C", bench.SOURCE, ".")
-    fv = bench.FuseVault(work)
-    mnt = fv.mount()
-    pid = bench._server_pid(fv)
-    raw = work / "profile.txt"
-    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
-                            "-f", "raw", "-o", str(raw), "-r", "250", "--threads", "--nonblocking"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    fv = (bench.FuseVaultPeer if args.peer else bench.FuseVault)(work)
     try:
-        print(WORKLOADS[name](mnt, work))
-    finally:
-        spy.send_signal(2)
-        spy.wait(30)
+        bench.sh("tar", "cf", work / "tree.tar", "--exclude=site-packages", "--exclude=__pycache__",
+                 "--exclude=./test", "-C", bench.SOURCE, ".")
+        mnt = fv.mount()
+        prepare, workload = WORKLOADS[args.workload]
+        prepare(mnt, work)
+        pid = bench._server_pid(fv)
+        raw = work / "profile.txt"
+        if args.strace:
+            tool = subprocess.Popen(["strace", "-c", "-w", "-f", "-p", str(pid), "-o", str(raw)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            tool = subprocess.Popen([_py_spy(), "record", "-p", str(pid), "-f", "raw", "-o", str(raw),
+                                     "-r", "250", "--threads", "--nonblocking"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        try:
+            result: list = []
+            took = bench.timed(lambda: result.append(workload(mnt, work)))
+            shown = f" -> {result[0]}" if isinstance(result[0], (int, float, dict)) else ""
+            print(f"{args.workload}{' with a peer' if args.peer else ''}: {took:.2f} s{shown}", flush=True)
+        finally:
+            tool.send_signal(signal.SIGINT)
+            tool.wait(60)
         fv.unmount()
+        if args.strace:
+            print(raw.read_text())
+        else:
+            summarize(raw)
+    finally:
+        fv.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def summarize(raw: Path) -> None:
     own: collections.Counter = collections.Counter()
     inside: collections.Counter = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        if frames[-1].startswith(("EpollIOManager.get_events", "WorkerThread._work")):
+        if frames[-1].startswith(("EpollIOManager.get_events", "WorkerThread._work", "get_events",
+                                  "_work (trio")):
             continue  # idle: waiting for the kernel or for work
         total += int(count)
         own[frames[-1]] += int(count)
@@ -66,13 +144,11 @@ def main() -> int:
             if "fusevault/" in frame and "fusevault/cli/" not in frame:
                 inside[frame] += int(count)
     print(f"\nbusy samples: {total}\n-- own time")
-    for frame, count in own.most_common(12):
-        print(f"{count / total:6.1%}  {frame[:110]}")
+    for frame, count in own.most_common(15):
+        print(f"{count / total:6.1%}  {frame[:120]}")
     print("-- inside fusevault functions (inclusive)")
-    for frame, count in inside.most_common(14):
-        print(f"{count / total:6.1%}  {frame[:110]}")
-    os.system(f"rm -rf {work}")
-    return 0
+    for frame, count in inside.most_common(20):
+        print(f"{count / total:6.1%}  {frame[:120]}")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,34 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: a plain directory, gocryptfs and fusevault, in one run.
+"""Side-by-side benchmark: a plain directory, gocryptfs, fusevault and fusevault with a peer, in one run.
 
-    scripts/bench.sh [--repeat 3] [--quick] [--only plain,gocryptfs,fusevault]
+    scripts/bench.sh [--repeat 2] [--quick] [--only plain,gocryptfs,fusevault,fusevault+peer]
 
-Needs root (to drop the page cache), fio and gocryptfs (scripts/bench.sh
-installs them).  Prints a table of medians with the ratio fusevault/gocryptfs
-and writes bench/results/<time>.json.  Not part of the test suite.
+Needs root (to drop the page cache), fio, gocryptfs and pouchdb-server
+(scripts/bench.sh installs the first two).  "fusevault+peer" is the same kind
+of vault with one sync peer: a pouchdb-server on loopback that the bench
+starts, the vault added to it before the mount, the mount replicating to it
+during every workload.  Prints a table of medians with the ratios
+fusevault/gocryptfs and fusevault+peer/gocryptfs and writes
+bench/results/<time>.json.  Everything the bench starts (mounts,
+pouchdb-server) is stopped when it ends, also on failure, Ctrl-C or SIGTERM.
+Not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +52,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-# --- the three contestants
+# --- the four contestants; cleanup() must be safe to call at any point and twice
 
 
 class Plain:
@@ -57,6 +67,9 @@ class Plain:
         return self.mnt
 
     def unmount(self) -> None:
+        pass
+
+    def cleanup(self) -> None:
         pass
 
 
@@ -79,6 +92,10 @@ class GoCryptFS:
     def unmount(self) -> None:
         sh("fusermount3", "-u", self.mnt)
 
+    def cleanup(self) -> None:
+        if _is_mounted(self.mnt):
+            subprocess.run(["fusermount3", "-uz", str(self.mnt)], capture_output=True)
+
 
 class FuseVault:
     name = "fusevault"
@@ -88,7 +105,7 @@ class FuseVault:
         self.work = work
         self.vault, self.mnt = work / "fusevault.vault", work / "fusevault"
         self.env = dict(self.env, FUSEVAULT_RUNTIME_DIR=str(work / "run"),
-                        FUSEVAULT_STATE_DIR=str(work / "state"))
+                        FUSEVAULT_STATE_DIR=str(work / "state"), FUSEVAULT_CONFIG_DIR=str(work / "config"))
 
     def mount(self) -> Path:
         self.mnt.mkdir(exist_ok=True)
@@ -99,6 +116,128 @@ class FuseVault:
 
     def unmount(self) -> None:
         sh(*FUSEVAULT, "unmount", self.mnt, env=self.env)
+
+    def cleanup(self) -> None:
+        """Unmount cleanly if still mounted; if that fails, kill the server and unmount lazily."""
+        if not _is_mounted(self.mnt):
+            return
+        done = subprocess.run([*FUSEVAULT, "unmount", str(self.mnt)], env=self.env, capture_output=True,
+                              timeout=300)
+        if done.returncode != 0 or _is_mounted(self.mnt):
+            for pid in _server_pids(self):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            subprocess.run(["fusermount3", "-uz", str(self.mnt)], capture_output=True)
+
+
+class PouchDB:
+    """A pouchdb-server on a loopback port, its data in tmpfs: the peer is another machine, so
+    neither its disk writes nor its memory heap should weigh on this disk."""
+
+    def __init__(self, work: Path) -> None:
+        binary = os.environ.get("POUCHDB_SERVER") or shutil.which("pouchdb-server")
+        if binary is None:
+            raise SystemExit("pouchdb-server is not installed (npm install -g pouchdb-server)")
+        self.binary = binary
+        self.data = Path(tempfile.mkdtemp(prefix="fvbench-pouch-", dir="/dev/shm"))
+        self.log = work / "pouchdb-server.log"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        with open(self.log, "ab") as log:
+            # Its own session: a Ctrl-C must not kill it before the mount has been unmounted.
+            self.proc = subprocess.Popen([self.binary, "--dir", str(self.data), "--host", "127.0.0.1",
+                                          "--port", str(self.port)], cwd=self.data, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url, timeout=1).read()
+                return self.url
+            except OSError as error:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"pouchdb-server did not start: {self.log.read_text()[-2000:]}") \
+                        from error
+                time.sleep(0.2)
+
+    def doc_count(self, db: str) -> int:
+        with urllib.request.urlopen(f"{self.url}/{db}", timeout=10) as answer:
+            return json.load(answer)["doc_count"]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+class FuseVaultPeer(FuseVault):
+    """The same vault with one peer, added before the mount: the mount syncs with it all along
+    (and, as any vault with peers, runs without the kernel's writeback cache)."""
+
+    name = "fusevault+peer"
+    DB = "benchvault"
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(work)
+        self.server = PouchDB(work)
+
+    def mount(self) -> Path:
+        url = self.server.start()
+        self.mnt.mkdir(exist_ok=True)
+        sh(*FUSEVAULT, "init", self.vault, "--user", "bench", env=self.env)
+        sh(*FUSEVAULT, "peer", "add", "peer", f"{url}/{self.DB}", "--vault", self.vault, env=self.env)
+        super().mount()
+        self.wait_live()
+        return self.mnt
+
+    def sync_status(self) -> dict:
+        out = sh(*FUSEVAULT, "sync", "status", self.mnt, "--json", env=self.env).stdout
+        (mount,) = json.loads(out)["mounts"]
+        (peer,) = mount["peers"]
+        return peer
+
+    def wait_live(self, timeout: float = 60) -> None:
+        """Until the mount has reached its peer: a peer that is not live would measure nothing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            peer = self.sync_status()
+            if peer["error"] is None and peer["last_contact"] is not None:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the mount never reached its peer: {peer}")
+            time.sleep(0.2)
+
+    def unmount(self) -> None:
+        peer = self.sync_status()
+        docs = self.server.doc_count(self.DB)
+        print(f"  fusevault+peer at unmount: {docs} documents on the peer, pending up "
+              f"{peer['pending_up']}, error {peer['error']}", file=sys.stderr, flush=True)
+        if peer["error"] is not None or docs == 0:
+            raise RuntimeError(f"the peer was not live during the run: {peer}")
+        super().unmount()
+        self.server.stop()
+
+    def cleanup(self) -> None:
+        try:
+            super().cleanup()
+        finally:
+            self.server.stop()
+
+
+def _is_mounted(path: Path) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as mounts:
+        return any(line.split()[4] == target for line in mounts)
 
 
 # --- workloads: each returns {row: value}
@@ -129,18 +268,18 @@ def random_io(mnt: Path, size_mib: int, seconds: int) -> dict:
     return result
 
 
-def small_files(mnt: Path, dirs: int = 50, per_dir: int = 100) -> dict:
-    root = mnt / "small"
+def small_files_create(root: Path, dirs: int = 50, per_dir: int = 100) -> None:
     payload = os.urandom(1024)
+    for d in range(dirs):
+        sub = root / f"dir{d:02d}"
+        sub.mkdir(parents=True)
+        for f in range(per_dir):
+            (sub / f"file{f:03d}").write_bytes(payload)
 
-    def create() -> None:
-        for d in range(dirs):
-            sub = root / f"dir{d:02d}"
-            sub.mkdir(parents=True)
-            for f in range(per_dir):
-                (sub / f"file{f:03d}").write_bytes(payload)
 
-    made = timed(create)
+def small_files(mnt: Path) -> dict:
+    root = mnt / "small"
+    made = timed(lambda: small_files_create(root))
     drop_caches()
     listed = timed(lambda: sh("ls", "-lR", root))
     removed = timed(lambda: sh("rm", "-rf", root))
@@ -159,9 +298,8 @@ def tree(mnt: Path, archive: Path) -> dict:
     return {"tar x s": extract, "du -s s": du, "tar c s": back}
 
 
-def hundred_k(work: Path, files: int) -> dict:
+def hundred_k(fv: FuseVault, files: int) -> dict:
     """Mount time and server RSS of a fusevault vault holding ``files`` files."""
-    fv = FuseVault(work / "100k")
     fv.work.mkdir()
     mnt = fv.mount()
     for d in range(files // 1000):
@@ -178,9 +316,14 @@ def hundred_k(work: Path, files: int) -> dict:
     return {"mount 100k files s": statistics.median(times), "RSS 100k files MiB": statistics.median(rss)}
 
 
+def _server_pids(fv: FuseVault) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"fusevault mount {fv.vault} {fv.mnt}"], capture_output=True,
+                         text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
 def _server_pid(fv: FuseVault) -> int:
-    out = sh("pgrep", "-f", f"fusevault mount {fv.vault} {fv.mnt}").stdout.split()
-    return int(out[0])
+    return _server_pids(fv)[0]
 
 
 def _rss_mib(pid: int) -> float:
@@ -193,28 +336,45 @@ def _rss_mib(pid: int) -> float:
 HIGHER_IS_BETTER = ("MiB/s", "IOPS")
 
 
+CONTESTANTS = {"plain": Plain, "gocryptfs": GoCryptFS, "fusevault": FuseVault,
+               "fusevault+peer": FuseVaultPeer}
+NAMES = list(CONTESTANTS)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does: through the finally blocks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the script")
-    parser.add_argument("--only", default="plain,gocryptfs,fusevault")
+    parser.add_argument("--only", default=",".join(NAMES))
     parser.add_argument("--workdir", default="/var/tmp", help="where vaults go (same disk for all)")
     args = parser.parse_args()
+    names = args.only.split(",")
+    unknown = set(names) - set(CONTESTANTS)
+    if unknown:
+        parser.error(f"unknown contestant(s) {', '.join(sorted(unknown))}; known: {', '.join(NAMES)}")
+    signal.signal(signal.SIGTERM, _terminate)
     seq, rand, seconds, files = (64, 32, 2, 2000) if args.quick else (512, 256, 8, 100_000)
     work = Path(tempfile.mkdtemp(prefix="fvbench-", dir=args.workdir))
     archive = work / "tree.tar"
-    sh("tar", "cf", archive, "--exclude=site-packages", "--exclude=__pycache__", "--exclude=./test",
-       "-C", SOURCE, ".")
     samples: dict[str, dict[str, list[float]]] = {}
-    kinds = {"plain": Plain, "gocryptfs": GoCryptFS, "fusevault": FuseVault}
+    partial = REPO / "bench" / "results" / time.strftime("%Y%m%d-%H%M%S-partial.json")
+    partial.parent.mkdir(exist_ok=True)
+    started: list = []  # every contestant mounted, so that the finally below stops what is left
     try:
+        sh("tar", "cf", archive, "--exclude=site-packages", "--exclude=__pycache__", "--exclude=./test",
+           "-C", SOURCE, ".")
         # Round-robin: the disk's state drifts (writeback, discard), so each
         # round measures every contestant under the same conditions.
         for round_no in range(args.repeat):
-            for name in args.only.split(","):
-                target = kinds[name](work / f"{name}-{round_no}")
+            for name in names:
+                target = CONTESTANTS[name](work / f"{name.replace('+', '-')}-{round_no}")
                 target.work.mkdir()
+                started.append(target)
                 mnt = target.mount()
                 try:
                     for result in (seq_write_read(mnt, seq), random_io(mnt, rand, seconds),
@@ -223,45 +383,59 @@ def main() -> int:
                             samples.setdefault(row, {}).setdefault(name, []).append(value)
                 finally:
                     target.unmount()
+                started.remove(target)
                 shutil.rmtree(target.work, ignore_errors=True)
+                partial.write_text(json.dumps(samples, indent=1))  # what a run cut short leaves
                 print(f"  round {round_no + 1}: {name} done", file=sys.stderr, flush=True)
-        if "fusevault" in args.only:
-            for row, value in hundred_k(work, files).items():
+        if "fusevault" in names:
+            hundred = FuseVault(work / "100k")
+            started.append(hundred)
+            for row, value in hundred_k(hundred, files).items():
                 samples.setdefault(row, {})["fusevault"] = [value]
     finally:
-        for leftover in work.glob("*/fusevault"):
-            subprocess.run(["fusermount3", "-uz", str(leftover)], capture_output=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        for target in started:
+            try:
+                target.cleanup()
+            except Exception as error:  # noqa: BLE001 - clean up the others all the same
+                print(f"cleanup of {target.work}: {error}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
-    report(samples, seq, rand, files)
+    report(samples, seq, rand, files, names)
     return 0
 
 
-def report(samples: dict, seq: int, rand: int, files: int) -> None:
+def report(samples: dict, seq: int, rand: int, files: int, names: list[str]) -> None:
     table = []
     for row, by_target in samples.items():
         medians = {t: statistics.median(v) for t, v in by_target.items()}
-        ratio = None
-        if "fusevault" in medians and "gocryptfs" in medians and medians["gocryptfs"]:
-            ratio = medians["fusevault"] / medians["gocryptfs"]
-        table.append({"row": row, "median": medians, "samples": by_target, "ratio": ratio,
+        gc = medians.get("gocryptfs")
+        ratios = {t: medians[t] / gc for t in ("fusevault", "fusevault+peer") if t in medians and gc}
+        table.append({"row": row, "median": medians, "samples": by_target, "ratios": ratios,
                       "higher_is_better": row.endswith(HIGHER_IS_BETTER)})
-    names = ["plain", "gocryptfs", "fusevault"]
-    print(f"\n{'row':26}" + "".join(f"{n:>12}" for n in names) + f"{'fv/gocrypt':>12}  target")
+    shown = [n for n in NAMES if n in names]
+    print(f"\n{'row':26}" + "".join(f"{n:>16}" for n in shown) + f"{'fv/gc':>9}{'fv+peer/gc':>12}  target")
     for entry in table:
-        cells = "".join(f"{entry['median'][n]:12.2f}" if n in entry["median"] else f"{'-':>12}"
-                        for n in names)
-        ratio = entry["ratio"]
-        if ratio is None:
+        cells = "".join(f"{entry['median'][n]:16.2f}" if n in entry["median"] else f"{'-':>16}"
+                        for n in shown)
+        ratios = entry["ratios"]
+        if not ratios:
             goal = {"mount 100k files s": "< 2 s", "RSS 100k files MiB": "< 200 MiB"}.get(entry["row"])
             verdict = f"{goal} {'met' if _absolute_met(entry) else 'NOT met'}" if goal else ""
-            print(f"{entry['row']:26}{cells}{'':>12}  {verdict}")
-        else:
-            good = ratio >= 1.0 if entry["higher_is_better"] else ratio <= 1.0
-            print(f"{entry['row']:26}{cells}{ratio:12.2f}  {'met' if good else 'NOT met'}")
+            print(f"{entry['row']:26}{cells}{'':>21}  {verdict}")
+            continue
+        columns = "".join(f"{ratios[t]:{w}.2f}" if t in ratios else f"{'-':>{w}}"
+                          for t, w in (("fusevault", 9), ("fusevault+peer", 12)))
+        verdicts = []
+        for t, short in (("fusevault", "fv"), ("fusevault+peer", "fv+peer")):
+            if t in ratios:
+                good = ratios[t] >= 1.0 if entry["higher_is_better"] else ratios[t] <= 1.0
+                verdicts.append(f"{short} {'met' if good else 'NOT met'}")
+        print(f"{entry['row']:26}{cells}{columns}  {', '.join(verdicts)}")
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     out = results / time.strftime("%Y%m%d-%H%M%S.json")
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "nproc": os.cpu_count(),
+                               "loadavg": os.getloadavg(),
                                "sizes": {"seq_mib": seq, "rand_mib": rand, "files": files},
                                "rows": table}, indent=1))
     print(f"\nwrote {out}")
@@ -274,4 +448,8 @@ def _absolute_met(entry: dict) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; what the bench started is stopped", file=sys.stderr)
+        sys.exit(130)
