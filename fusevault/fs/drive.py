@@ -284,3 +284,6 @@ class Drive(pyfuse3.Operations):
 
     def seat_of(self, uid: int) -> Seat | None:
         return self.by_uid.get(uid)
+
+    def unlocked(self) -> list[Seat]:
+        return [s for s in self.seats.values() if s.ops.gate.session is not None]

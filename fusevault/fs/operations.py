@@ -18,7 +18,7 @@ import pyfuse3
 from pyfuse3 import FileHandleT, InodeT, ReaddirToken, RequestContext, SetattrFields
 
 from fusevault import errors
-from fusevault.agent.gate import LOCKED, Gate
+from fusevault.agent.gate import LOCKED, Gate, Unlocked
 from fusevault.fs.boundary import boundary, write_op_stats
 from fusevault.fs.numbers import BITS, Handle
 from fusevault.fs.versions_ops import VersionsOps, by_handle, by_inode, reply_entries, writing
@@ -62,6 +62,11 @@ class Operations(pyfuse3.Operations):
     @property
     def vol(self) -> Volume:
         return self.gate.volume()
+
+    @property
+    def session(self) -> Unlocked | None:
+        """The unlocked session or None, to read (the Agent opens and closes the gate)."""
+        return self.gate.session
 
     def _creating(self, parent_inode: int, name: bytes) -> None:
         self._changing(parent_inode, name, exists=True)
