@@ -22,9 +22,9 @@ import logging
 import trio
 
 from fusevault.agent.expiry import Expiry, Unlock
+from fusevault.agent.gate import Gate
 from fusevault.crypto import aead
 from fusevault.errors import InvalidInput, LockFailed, VaultError
-from fusevault.fs.operations import Operations
 from fusevault.host_access import HostAccess
 from fusevault.imports.watcher import ImportService
 from fusevault.links.owner import collect_periodically as collect_drops
@@ -91,7 +91,7 @@ class Session:
 
 
 class Agent:
-    def __init__(self, user: dict, ops: Operations, kernel: KernelCache, tasks: Tasks,
+    def __init__(self, user: dict, gate: Gate, kernel: KernelCache, tasks: Tasks,
                  layout: Layout, store: Store, *, host: HostAccess) -> None:
         self.user_id = user["_id"]
         # The user's rights on host paths (export, the watched folder): this
@@ -99,12 +99,13 @@ class Agent:
         # shared one (host_access.py).
         self.host = host
         self.username = user["username"]
-        self.ops = ops
+        self.gate = gate  # what the FUSE layer asks: unlocked or not
         self.kernel = kernel
         self.tasks = tasks
         self.expiry = Expiry(self._expired)
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self._session: Session | None = None
         self._busy = trio.Lock()  # one unlock or lock at a time
         # While the tree loads (a worker thread), what other users of a shared
         # mount commit meanwhile is kept here and taken in once it is loaded.
@@ -117,7 +118,7 @@ class Agent:
 
     @property
     def session(self) -> Session | None:
-        return self.ops.session
+        return self._session
 
     async def run(self, volume: Volume | None, ttl: float = 0, *,
                   task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -132,8 +133,10 @@ class Agent:
 
     async def _open(self, volume: Volume, ttl: float) -> None:
         session = Session(volume, self.kernel, self.tasks, self.host)
+        assert self._nursery is not None  # run() has begun
         self._scope = await self._nursery.start(session.run)
-        self.ops.session = session
+        self._session = session
+        self.gate.open(session)
         self.expiry.start(self.user_id, ttl)
 
     # --- the control socket's unlock, lock and status
@@ -155,10 +158,6 @@ class Agent:
                     absorb(volume, self.missed, own=False)
                 finally:
                     self.missed = None
-                for ino, count in self.ops.remnant.items():
-                    if (node := volume.nodes.get(ino)) is not None:
-                        node.lookups = count
-                self.ops.remnant = {}
                 await self._open(volume, await self._ttl(key))
                 log.info("unlocked %s", self.username)
             else:
@@ -179,12 +178,13 @@ class Agent:
                 return False
             unlock = self.expiry.unlocked.get(self.user_id)
             self.expiry.stop(self.user_id)
+            assert self._scope is not None  # a session runs in it
             self._scope.cancel()
             await session.stopped.wait()
             # Shielded: an unmount arriving now waits, rather than finding the
             # session half gone with its last writes unsaved.
             with trio.CancelScope(shield=True):
-                self.ops.locking = True
+                self.gate.locking(True)
                 failures = -1
                 try:
                     await self._drop_kernel_caches(session.volume)
@@ -193,7 +193,7 @@ class Agent:
                     if failures:
                         # Wiping now would lose what is unsaved (a full disk, a
                         # store away): stay unlocked, serve on, say so.
-                        self.ops.locking = False
+                        self.gate.locking(False)
                         await self._resume(session, unlock)
                 if failures:
                     raise LockFailed(f"{failures} file(s) could not be saved (see the mount's log); "
@@ -203,6 +203,7 @@ class Agent:
             return True
 
     async def _resume(self, session: Session, unlock: Unlock | None) -> None:
+        assert self._nursery is not None
         if not self._nursery.cancel_scope.cancel_called:  # not while unmounting
             session.stopped = trio.Event()
             self._scope = await self._nursery.start(session.run)
@@ -211,10 +212,8 @@ class Agent:
 
     def _wipe(self, volume: Volume) -> None:
         self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
-        self.ops.remnant = {ino: node.lookups for ino, node in volume.nodes.items()
-                            if node.lookups > 0}
-        self.ops.session = None
-        self.ops.locking = False
+        self.gate.close()
+        self._session = None
         volume.wipe()
         aead.forget_keys()
         gc.collect()

@@ -47,25 +47,10 @@ def add_commands(command: Command) -> None:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from fusevault.fs import daemon
-    from fusevault.fs.mount import check_mountpoint
-    from fusevault.vault.format.layout import check_writable, open_layout
-    from fusevault.vault.format.modes import check_private
+    from fusevault.fs import daemon, mount
 
     _mount_options(args)
-    # The mount point is checked here, before a passphrase is asked, and
-    # again by the server (fs/server.py), whose errors come back as this
-    # command's one line.
-    _clear_crashed(args.mountpoint)
-    check_mountpoint(args.mountpoint)
-    if os.geteuid() != 0 and not os.access(args.mountpoint, os.W_OK):  # fusermount3 would refuse, unseen
-        from fusevault.errors import PermissionDenied
-
-        raise PermissionDenied(f"you may not mount on {args.mountpoint}: it is not writable for you")
-    layout = open_layout(args.vault)
-    check_private(layout.root)
-    check_writable(layout.root)
-    mountpoint = Path(args.mountpoint).resolve()
+    mountpoint = mount.prepare(args.vault, args.mountpoint)
     secret = None
     if args.allow_other:
         if os.geteuid() != 0:
@@ -104,32 +89,6 @@ def _mount_options(args: argparse.Namespace) -> None:
     if args.allow_other_users and os.geteuid() != 0 and not user_allow_other():
         raise MountPointError("only root may let other users into a mount, unless /etc/fuse.conf has a "
                               "line `user_allow_other`: add it (as root), or mount as root")
-
-
-def _clear_crashed(path: Path) -> None:
-    """A mount point whose server died (``Transport endpoint is not connected``):
-    our own dead fusevault mount is cleared (its vault lost nothing it had
-    saved); anything else gets one line saying how."""
-    from fusevault import mounts
-
-    found = mounts.find(path)
-    if found is None:
-        return
-    state = mounts.probe(mounts.mount_path(path))
-    if state == mounts.ALIVE:
-        return  # check_mountpoint says it is busy
-    if state == mounts.HUNG:
-        raise MountPointError(f"the file system mounted at {path} does not answer: "
-                              f"`fusevault unmount {path}` or `fusermount3 -uz {path}` clears it")
-    if not found.fusevault or found.owner != os.geteuid():
-        whose = "" if found.fusevault else f" {found.fstype}"
-        raise MountPointError(f"{path} is a crashed{whose} mount: clear it with `fusermount3 -uz {path}`"
-                              + ("" if found.owner == os.geteuid() else " as its owner or root"))
-    done = subprocess.run(["fusermount3", "-uz", str(mounts.mount_path(path))], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        raise MountPointError(f"{path} is a crashed mount that cannot be cleared: {done.stderr.strip()}")
-    log.info("cleared the crashed mount at %s", path)
 
 
 def cmd_unmount(args: argparse.Namespace) -> int:

@@ -216,7 +216,7 @@ def serve(server: Handed, mountpoint: Path, run: Callable[[Callable[[], None] | 
     if server.ready is None:
         log.debug("%s", server.memory)
         return run(None)
-    ready = server.ready
+    ready: int | None = server.ready
 
     def tell(line: str) -> None:
         nonlocal ready

@@ -22,21 +22,31 @@ import errno
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyfuse3
+from pyfuse3 import (
+    EntryAttributes,
+    FileHandleT,
+    FileInfo,
+    InodeT,
+    ReaddirToken,
+    RequestContext,
+    SetattrFields,
+)
 
+from fusevault.fs.numbers import BITS, Inode
 from fusevault.fs.operations import Operations
 from fusevault.vault.volume import ROOT_INODE
 
 if TYPE_CHECKING:
     from fusevault.agent.sessions import Agent
 
-SEAT_SHIFT = 58  # below it: a Volume's inodes, its .versions view's (up to 2**57) and handles
-LOCAL = (1 << SEAT_SHIFT) - 1
-MAX_SEATS = (1 << (64 - SEAT_SHIFT)) - 1
+SEAT_SHIFT = BITS.seat_shift  # below it: a Volume's inodes, its .versions view's and handles
+LOCAL = BITS.local
+MAX_SEATS = BITS.max_seats
 NOBODY_FH = 0  # the empty root's directory handle, for a uid that is no vault user
 
 
@@ -52,17 +62,17 @@ class Seat:
     agent: Agent | None = None
 
     def ino_out(self, ino: int) -> int:
-        return ino if ino == ROOT_INODE else (self.number << SEAT_SHIFT) | ino
+        return ino if ino == ROOT_INODE else BITS.seated(self.number, ino)
 
-    def ino_in(self, ino: int) -> int:
+    def ino_in(self, ino: int) -> Inode:
         if ino == ROOT_INODE:
-            return ino
-        if ino >> SEAT_SHIFT != self.number:
+            return Inode(ino)
+        if BITS.seat(ino) != self.number:
             raise pyfuse3.FUSEError(errno.EACCES)
-        return ino & LOCAL
+        return Inode(ino & LOCAL)
 
     def fh_out(self, fh: int) -> int:
-        return (self.number << SEAT_SHIFT) | fh
+        return BITS.seated(self.number, fh)
 
 
 def _deny() -> pyfuse3.FUSEError:
@@ -88,7 +98,7 @@ class Drive(pyfuse3.Operations):
         if len(self.seats) >= MAX_SEATS:
             raise OverflowError("too many users in one shared mount")
         number = len(self.seats) + 1
-        seat = Seat(number, uid, gid, user_id, Operations(None, timeout=0, shown=(uid, gid)))
+        seat = Seat(number, uid, gid, user_id, Operations(timeout=0, shown=(uid, gid)))
         seat.ops.ino_out = seat.ino_out
         self.seats[number] = seat
         self.by_uid[uid] = seat
@@ -107,7 +117,7 @@ class Drive(pyfuse3.Operations):
         return inode == ROOT_INODE and ctx.uid not in self.by_uid and not self._mapped(ctx.uid)
 
     def _by_fh(self, fh: int) -> Seat:
-        seat = self.seats.get(fh >> SEAT_SHIFT)
+        seat = self.seats.get(BITS.seat(fh))
         if seat is None:
             raise pyfuse3.FUSEError(errno.EBADF)
         return seat
@@ -124,72 +134,79 @@ class Drive(pyfuse3.Operations):
 
     # --- requests with a caller
 
-    async def lookup(self, parent_inode, name, ctx):
+    async def lookup(self, parent_inode: InodeT, name: bytes, ctx: RequestContext) -> EntryAttributes:
         seat = self._seat(ctx)
         return await seat.ops.lookup(seat.ino_in(parent_inode), name, ctx)
 
-    async def getattr(self, inode, ctx):
+    async def getattr(self, inode: InodeT, ctx: RequestContext) -> EntryAttributes:
         if self._nobody(ctx, inode):
             return self._empty_root()
         seat = self._seat(ctx)
         return await seat.ops.getattr(seat.ino_in(inode), ctx)
 
-    async def setattr(self, inode, attr, fields, fh, ctx):
+    async def setattr(self, inode: InodeT, attr: EntryAttributes, fields: SetattrFields,
+                      fh: FileHandleT | None, ctx: RequestContext) -> EntryAttributes:
         seat = self._seat(ctx)
         return await seat.ops.setattr(seat.ino_in(inode), attr, fields, None, ctx)
 
-    async def readlink(self, inode, ctx):
+    async def readlink(self, inode: InodeT, ctx: RequestContext) -> bytes:
         seat = self._seat(ctx)
         return await seat.ops.readlink(seat.ino_in(inode), ctx)
 
-    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+    async def mknod(self, parent_inode: InodeT, name: bytes, mode: int, rdev: int,
+                    ctx: RequestContext) -> EntryAttributes:
         seat = self._seat(ctx)
         return await seat.ops.mknod(seat.ino_in(parent_inode), name, mode, rdev, ctx)
 
-    async def mkdir(self, parent_inode, name, mode, ctx):
+    async def mkdir(self, parent_inode: InodeT, name: bytes, mode: int,
+                    ctx: RequestContext) -> EntryAttributes:
         seat = self._seat(ctx)
         return await seat.ops.mkdir(seat.ino_in(parent_inode), name, mode, ctx)
 
-    async def symlink(self, parent_inode, name, target, ctx):
+    async def symlink(self, parent_inode: InodeT, name: bytes, target: bytes,
+                      ctx: RequestContext) -> EntryAttributes:
         seat = self._seat(ctx)
         return await seat.ops.symlink(seat.ino_in(parent_inode), name, target, ctx)
 
-    async def unlink(self, parent_inode, name, ctx):
+    async def unlink(self, parent_inode: InodeT, name: bytes, ctx: RequestContext) -> None:
         seat = self._seat(ctx)
         await seat.ops.unlink(seat.ino_in(parent_inode), name, ctx)
 
-    async def rmdir(self, parent_inode, name, ctx):
+    async def rmdir(self, parent_inode: InodeT, name: bytes, ctx: RequestContext) -> None:
         seat = self._seat(ctx)
         await seat.ops.rmdir(seat.ino_in(parent_inode), name, ctx)
 
-    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+    async def rename(self, parent_inode_old: InodeT, name_old: bytes, parent_inode_new: InodeT,
+                     name_new: bytes, flags: int, ctx: RequestContext) -> None:
         seat = self._seat(ctx)
         await seat.ops.rename(seat.ino_in(parent_inode_old), name_old,
                               seat.ino_in(parent_inode_new), name_new, flags, ctx)
 
-    async def link(self, inode, new_parent_inode, new_name, ctx):
+    async def link(self, inode: InodeT, new_parent_inode: InodeT, new_name: bytes,
+                   ctx: RequestContext) -> EntryAttributes:
         seat = self._seat(ctx)
         return await seat.ops.link(seat.ino_in(inode), seat.ino_in(new_parent_inode), new_name, ctx)
 
-    async def open(self, inode, flags, ctx):
+    async def open(self, inode: InodeT, flags: int, ctx: RequestContext) -> FileInfo:
         seat = self._seat(ctx)
         info = await seat.ops.open(seat.ino_in(inode), flags, ctx)
         info.fh = seat.fh_out(info.fh)
         return info
 
-    async def create(self, parent_inode, name, mode, flags, ctx):
+    async def create(self, parent_inode: InodeT, name: bytes, mode: int, flags: int,
+                     ctx: RequestContext) -> tuple[FileInfo, EntryAttributes]:
         seat = self._seat(ctx)
         info, entry = await seat.ops.create(seat.ino_in(parent_inode), name, mode, flags, ctx)
         info.fh = seat.fh_out(info.fh)
         return info, entry
 
-    async def opendir(self, inode, ctx):
+    async def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:
         if self._nobody(ctx, inode):
             return NOBODY_FH
         seat = self._seat(ctx)
         return seat.fh_out(await seat.ops.opendir(seat.ino_in(inode), ctx))
 
-    async def statfs(self, ctx):
+    async def statfs(self, ctx: RequestContext) -> pyfuse3.StatvfsData:
         if ctx.uid not in self.by_uid:
             st = self._statvfs()
             out = pyfuse3.StatvfsData()
@@ -197,27 +214,27 @@ class Drive(pyfuse3.Operations):
             return out
         return await self._seat(ctx).ops.statfs(ctx)
 
-    async def setxattr(self, inode, name, value, ctx):
+    async def setxattr(self, inode: InodeT, name: bytes, value: bytes, ctx: RequestContext) -> None:
         seat = self._seat(ctx)
         await seat.ops.setxattr(seat.ino_in(inode), name, value, ctx)
 
-    async def getxattr(self, inode, name, ctx):
+    async def getxattr(self, inode: InodeT, name: bytes, ctx: RequestContext) -> bytes:
         if self._nobody(ctx, inode):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         seat = self._seat(ctx)
         return await seat.ops.getxattr(seat.ino_in(inode), name, ctx)
 
-    async def listxattr(self, inode, ctx):
+    async def listxattr(self, inode: InodeT, ctx: RequestContext) -> Sequence[bytes]:
         if self._nobody(ctx, inode):
             return []
         seat = self._seat(ctx)
         return await seat.ops.listxattr(seat.ino_in(inode), ctx)
 
-    async def removexattr(self, inode, name, ctx):
+    async def removexattr(self, inode: InodeT, name: bytes, ctx: RequestContext) -> None:
         seat = self._seat(ctx)
         await seat.ops.removexattr(seat.ino_in(inode), name, ctx)
 
-    async def access(self, inode, mode, ctx):
+    async def access(self, inode: InodeT, mode: int, ctx: RequestContext) -> bool:
         if self._nobody(ctx, inode):
             return not mode & os.W_OK
         seat = self._seat(ctx)
@@ -225,42 +242,42 @@ class Drive(pyfuse3.Operations):
 
     # --- requests on a handle or inode: the seat is in its number
 
-    async def read(self, fh, off, size):
+    async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
         return await self._by_fh(fh).ops.read(fh & LOCAL, off, size)
 
-    async def write(self, fh, off, buf):
+    async def write(self, fh: FileHandleT, off: int, buf: bytes) -> int:
         return await self._by_fh(fh).ops.write(fh & LOCAL, off, buf)
 
-    async def flush(self, fh):
+    async def flush(self, fh: FileHandleT) -> None:
         await self._by_fh(fh).ops.flush(fh & LOCAL)
 
-    async def release(self, fh):
+    async def release(self, fh: FileHandleT) -> None:
         await self._by_fh(fh).ops.release(fh & LOCAL)
 
-    async def fsync(self, fh, datasync):
+    async def fsync(self, fh: FileHandleT, datasync: bool) -> None:
         await self._by_fh(fh).ops.fsync(fh & LOCAL, datasync)
 
-    async def fallocate(self, fh, mode, offset, length):
+    async def fallocate(self, fh: FileHandleT, mode: int, offset: int, length: int) -> None:
         await self._by_fh(fh).ops.fallocate(fh & LOCAL, mode, offset, length)
 
-    async def readdir(self, fh, start_id, token):
+    async def readdir(self, fh: FileHandleT, start_id: int, token: ReaddirToken) -> None:
         if fh == NOBODY_FH:
             return
         await self._by_fh(fh).ops.readdir(fh & LOCAL, start_id, token)
 
-    async def releasedir(self, fh):
+    async def releasedir(self, fh: FileHandleT) -> None:
         if fh != NOBODY_FH:
             await self._by_fh(fh).ops.releasedir(fh & LOCAL)
 
-    async def fsyncdir(self, fh, datasync):
+    async def fsyncdir(self, fh: FileHandleT, datasync: bool) -> None:
         if fh != NOBODY_FH:
             await self._by_fh(fh).ops.fsyncdir(fh & LOCAL, datasync)
 
-    async def forget(self, inode_list):
+    async def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:
         by_seat: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for ino, count in inode_list:
             if ino != ROOT_INODE:
-                by_seat[ino >> SEAT_SHIFT].append((ino & LOCAL, count))
+                by_seat[BITS.seat(ino)].append((ino & LOCAL, count))
         for number, inodes in by_seat.items():
             if (seat := self.seats.get(number)) is not None:
                 await seat.ops.forget(inodes)
@@ -269,4 +286,4 @@ class Drive(pyfuse3.Operations):
         return self.by_uid.get(uid)
 
     def unlocked(self) -> list[Seat]:
-        return [s for s in self.seats.values() if s.ops.session is not None]
+        return [s for s in self.seats.values() if s.ops.gate.session is not None]

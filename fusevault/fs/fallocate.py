@@ -78,7 +78,11 @@ def _session_ops() -> ctypes.Array | None:
         log.info("fallocate is not supported: this pyfuse3 build has no symbol table")
         return None
     library = ctypes.CDLL(path)  # already loaded: the same handle, nothing runs again
-    base = ctypes.cast(library.PyInit_pyfuse3, ctypes.c_void_p).value - symbols[INIT_SYMBOL]
+    init = ctypes.cast(library.PyInit_pyfuse3, ctypes.c_void_p).value
+    if not init:
+        log.info("fallocate is not supported: pyfuse3's module is not where its symbols say")
+        return None
+    base = init - symbols[INIT_SYMBOL]
     session = ctypes.c_void_p.from_address(base + symbols[SESSION_SYMBOL]).value
     table = (ctypes.c_void_p * SLOTS).from_address(base + symbols[OPS_SYMBOL])
     want = [p or 0 for p in table]
@@ -127,7 +131,9 @@ def install(operations: Any) -> bool:
         # the work is a task of the nursery that runs pyfuse3's own handlers.
         try:
             fh = ctypes.c_uint64.from_address(info + FH_OFFSET).value
-            trio.lowlevel.current_task().parent_nursery.start_soon(answer, req, fh, mode, offset, length)
+            nursery = trio.lowlevel.current_task().parent_nursery
+            assert nursery is not None  # a pyfuse3 handler's task: its nursery runs them all
+            nursery.start_soon(answer, req, fh, mode, offset, length)
         except BaseException:
             log.exception("fallocate could not be started")
             reply(req, errno.EIO)

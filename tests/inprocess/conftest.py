@@ -155,7 +155,7 @@ def _compose(vault: Path, seats: dict[str, tuple[str, int]] | None = None) -> Co
         reconcile(unlocked.layout, store)
         volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
         ops = Operations(None)
-        ops.session = Session(volume, NoKernel(), Tasks(), Direct())
+        ops.gate.open(Session(volume, NoKernel(), Tasks(), Direct()))
         composed = Composed(ops, None, {"alice": volume}, store, vault)
     else:
         # fs/server.py _serve_shared, fs/shared.py SharedMount._seat_for and _committed.
@@ -183,7 +183,7 @@ def _compose(vault: Path, seats: dict[str, tuple[str, int]] | None = None) -> Co
             load = functools.partial(Volume.load, layout, WatchedStore(store, seat, committed), key,
                                      user["root"])
             volume = trio.run(trio.to_thread.run_sync, load)
-            seat.ops.session = Session(volume, NoKernel(), Tasks(), Direct())
+            seat.ops.gate.open(Session(volume, NoKernel(), Tasks(), Direct()))
             composed.volumes[name] = volume
             by_seat[name] = seat
     composed._closers.append(held)
@@ -197,7 +197,7 @@ def agent_for(composed: Composed):
 
     volume = composed.volume
     user = composed.store.get(volume.key.user_id)
-    return Agent(user, composed.ops, NoKernel(), Tasks(), volume.layout, composed.store, host=Direct())
+    return Agent(user, composed.ops.gate, NoKernel(), Tasks(), volume.layout, composed.store, host=Direct())
 
 
 async def _close(composed: Composed) -> None:

@@ -1,0 +1,195 @@
+"""What others wrote, taken in by every unlocked user of a mount.
+
+One place for a personal and a shared mount alike: a peer's documents (the
+sync service calls ``arrived``), another process's (a shared mount's store
+watcher) and, in a shared mount, another seat's commit (``committed`` with
+the writer's agent).  Each unlocked user's tree takes them in
+(vault/services/absorbing.py); what that asks for follows as background
+tasks of the mount's nursery: the kernel's caches dropped, files written
+under an older key sealed again, writes made before a share ended saved,
+versions that came in during a commit taken in later, edits made on two
+devices while apart settled, and keys sealed for new group members.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+import trio
+
+from fusevault.agent.sessions import Agent
+from fusevault.errors import VaultError
+from fusevault.store import Store
+from fusevault.store.local import LocalStore
+from fusevault.vault.model.groups import GROUP
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.services import share_ops
+from fusevault.vault.services.absorbing import (
+    Absorbed,
+    absorb,
+    absorb_arrivals,
+    admit_new,
+    retry_awaiting,
+    save_leaving,
+    settle_busy,
+)
+from fusevault.vault.services.conflicts import settle
+from fusevault.vault.services.share_ops import ROTATION
+from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+class Arrivals:
+    def __init__(self, store: Store, agents: Callable[[], Iterable[Agent]],
+                 noted: Callable[[list[dict]], None] | None = None) -> None:
+        self.store = store
+        self._agents = agents  # every user of the mount, locked or not
+        self._noted = noted  # told of every document first (a shared mount's bookkeeping)
+        self.nursery: trio.Nursery | None = None  # the mount's, once it runs
+        self.closing = False  # unmounting: no new tasks (the nursery is closing)
+        self._settling = trio.Lock()
+        self._resharing = False
+        self._again = False
+
+    def unlocked(self) -> list[Agent]:
+        return [agent for agent in self._agents() if agent.session is not None]
+
+    def _start(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
+        if self.nursery is not None and not self.closing:
+            self.nursery.start_soon(task, *args)
+
+    def arrived(self, docs: list[dict], conflicts: list[str]) -> None:
+        """What a peer sent, just stored (the sync service's callback)."""
+        self.committed(None, docs)
+        if conflicts:
+            for agent in self.unlocked():
+                self._start(self._settle_conflicts, agent, conflicts)
+
+    def committed(self, writer: Agent | None, docs: list[dict]) -> None:
+        """``docs`` were written by ``writer`` (a user of this mount) or, None,
+        by a peer or another process: into every unlocked tree (a tree still
+        loading keeps them, a locked one is loaded from the store at unlock)."""
+        if self._noted is not None:
+            self._noted(docs)
+        # Group changes and pending rotations come from other processes (an
+        # administrator's `group member add|remove`) or peers; a rotation a
+        # user here started is finished by that user's own request.
+        if writer is None and any(d.get("type") in (GROUP, ROTATION) for d in docs):
+            self._start(self._reshare)
+        for agent in self._agents():
+            if agent.missed is not None:
+                agent.missed.extend(docs)
+        for agent in self.unlocked():
+            volume = _volume(agent)
+            if writer is None:
+                changed = absorb_arrivals(volume, docs)
+            else:
+                changed = absorb(volume, docs, own=agent is writer, here=True)
+            self.follow_up(agent, volume, changed)
+
+    def follow_up(self, agent: Agent, volume: Volume, changed: Absorbed) -> None:
+        """What a tree took in asks for: the kernel's caches dropped, files
+        sealed again, writes saved, versions taken in later (background tasks)."""
+        if not changed:
+            return
+        self._start(agent.kernel.drop_all, changed.entries, changed.inodes)
+        for node in changed.rekey:
+            self._start(self._rekey, volume, node)
+        if changed.save:
+            self._start(self._save_leaving, agent, volume, changed.save)
+        if changed.busy:
+            self._start(self._settle_busy, agent, volume, changed.busy)
+
+    async def _reshare(self) -> None:
+        """Group members changed: each unlocked holder of a group's file keys
+        seals them for new members, and owners give removed members' files new
+        keys (share_ops.resume); then everyone takes in what they may open now."""
+        if self._resharing:
+            self._again = True
+            return
+        self._resharing = True
+        try:
+            self._again = True
+            while self._again and not self.closing:
+                self._again = False
+                for agent in self.unlocked():
+                    if (session := agent.session) is not None:  # not locked meanwhile
+                        try:
+                            await share_ops.resume(session.volume)
+                        except VaultError as err:
+                            log.error("sharing after a change of groups: %s", err)
+                for agent in self.unlocked():
+                    if (session := agent.session) is None:
+                        continue
+                    changed = admit_new(session.volume)
+                    if changed and not self.closing:
+                        await agent.kernel.drop_all(changed.entries, changed.inodes)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("sharing after a change of groups failed")
+        finally:
+            self._resharing = False
+
+    async def _rekey(self, volume: Volume, node: Node) -> None:
+        """Seal again a file another user wrote under its older key (during a
+        revoke); the others then open it with the key sealed to them now."""
+        try:
+            await volume.rekey(node)
+        except VaultError as err:
+            log.error("could not give %s a new key again: %s", node.fid, err)
+            return
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("could not give %s a new key again", node.fid)
+            return
+        for agent in self.unlocked():
+            other = _volume(agent)
+            if other.sharing is not None and other.sharing.awaiting:
+                changed = Absorbed()
+                retry_awaiting(other, changed)
+                self.follow_up(agent, other, changed)
+
+    async def _save_leaving(self, agent: Agent, volume: Volume, nodes: list[Node]) -> None:
+        """A share ended while this user had unsaved writes in its files:
+        saved now (the owner's mount seals them again), then the files go."""
+        try:
+            changed = await save_leaving(volume, nodes)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("saving writes made before a share ended failed")
+            return
+        if changed and not self.closing:
+            await agent.kernel.drop_all(changed.entries, changed.inodes)
+
+    async def _settle_busy(self, agent: Agent, volume: Volume, nodes: list[Node]) -> None:
+        """Versions that came in while this user committed the same files:
+        taken in once their own commits are done."""
+        try:
+            changed = await settle_busy(volume, nodes)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("taking in versions committed meanwhile failed")
+            return
+        self.follow_up(agent, volume, changed)
+
+    async def _settle_conflicts(self, agent: Agent, ids: list[str]) -> None:
+        """Settle edits made on two devices while apart (vault/services/conflicts.py), one batch at a time."""
+        session = agent.session
+        # Conflicts come from sync, which runs over a local store only.
+        if session is None or not isinstance(self.store, LocalStore):
+            return
+        volume = session.volume
+        async with self._settling:
+            if volume.key is None:  # locked meanwhile: settled after a later arrival
+                return
+            try:
+                changed = await settle(volume, self.store, ids)
+            except Exception:  # a background task: a bug must not end the mount
+                log.exception("settling concurrent edits failed")
+                return
+            if changed:
+                await agent.kernel.drop_all(changed.entries, changed.inodes)
+
+
+def _volume(agent: Agent) -> Volume:
+    session = agent.session
+    assert session is not None  # asked only of unlocked agents, on the trio thread
+    return session.volume

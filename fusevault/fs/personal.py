@@ -1,0 +1,83 @@
+"""A personal mount: one user's tree, unlocked for the passphrase TTL.
+
+``serve`` is the bootstrap the mount's server (fs/server.py) calls: the user
+unlocked, the tree loaded, then the mount's life (fs/lifecycle.py) with one
+agent.  ``--allow-other-users``: other uids may use it, as far as the mode
+bits allow (the kernel checks them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from fusevault.agent.sessions import Agent
+from fusevault.errors import InvalidInput
+from fusevault.fs.kernel import Kernel
+from fusevault.fs.lifecycle import Mount
+from fusevault.fs.operations import Operations
+from fusevault.host_access import Direct
+from fusevault.paths import control_socket
+from fusevault.tasks import Tasks
+from fusevault.vault.volume import Volume
+
+
+class PersonalMount(Mount):
+    def __init__(self, volume: Volume, mountpoint: Path, *, user: dict, ttl: float, info: dict,
+                 allow_other: bool = False) -> None:
+        operations = Operations()
+        operations.allow_other = allow_other
+        super().__init__(operations, mountpoint, control_socket(mountpoint), volume.store, volume.layout,
+                         info)
+        self.volume = volume
+        self.ttl = ttl
+        self.agent = Agent(user, operations.gate, Kernel(), Tasks(), volume.layout, volume.store,
+                           host=Direct())
+        volume.device = self.agent.device = self.sync.device["name"] if self.sync else None
+        if self.sync is not None and self.sync.has_peers():
+            # With the writeback cache the kernel keeps its own idea of a file's
+            # size, which no invalidation changes: what peers write would show
+            # cut or padded.  A vault with peers is mounted without it.
+            operations.enable_writeback_cache = False
+        elif self.sync is not None:
+            self.sync.paused = ("this mount began before the vault had peers (it caches writes in the "
+                                "kernel): unmount and mount again to sync")
+
+    def agents(self) -> list[Agent]:
+        return [self.agent]
+
+    async def agent_for(self, uid: int, cmd: object) -> Agent:
+        return self.agent  # the socket answers only this uid and root
+
+    async def services(self, nursery: trio.Nursery) -> None:
+        await nursery.start(self.agent.run, self.volume, self.ttl)
+        if self.sync is not None:
+            await nursery.start(self.sync.run)
+
+
+def serve(vault: Path, user: str | None, secret: bytes | None, mountpoint: Path,
+          on_ready: Callable[[], None] | None, *, allow_other_users: bool) -> None:
+    """Unlock ``user`` (a wrong passphrase is the command's one-line error),
+    load their tree and serve it at ``mountpoint`` until unmounted."""
+    from fusevault.store import open_store
+    from fusevault.vault.model import users
+    from fusevault.vault.model.confirmed import ttl_seconds
+    from fusevault.vault.model.meta_files import reconcile
+    from fusevault.vault.services.opening import hold, unlock_vault
+
+    if secret is None:
+        raise InvalidInput("the mount server was handed no passphrase")
+    unlocked = unlock_vault(vault, user, secret)
+    unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
+    unlocked.store.close()  # the mount opens its own
+    hold(unlocked.layout)
+    store = open_store(unlocked.layout.root, unlocked.layout.store)
+    reconcile(unlocked.layout, store)
+    volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
+    ttl = ttl_seconds(store.get(unlocked.key.user_id), unlocked.key, unlocked.layout.root)
+    info = {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
+    mount = PersonalMount(volume, mountpoint, user=unlocked.user, ttl=ttl, info=info,
+                          allow_other=allow_other_users)
+    trio.run(mount.run, on_ready)
