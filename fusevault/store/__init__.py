@@ -40,6 +40,13 @@ class Store(Protocol):
     def sync(self) -> None:
         """Make every committed write durable (fsync)."""
 
+    def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
+        """Drop the places of ``fid``'s records whose bytes gc removed (in ``ranges``; None: all)."""
+
+    def compact(self, rebuild: bool = False) -> bool:
+        """Give back a step of the space deletions freed; True while there is more
+        (``rebuild``: an old store may be rebuilt whole; only when nothing is mounted)."""
+
     def close(self) -> None: ...
 
 

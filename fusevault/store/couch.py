@@ -116,6 +116,12 @@ class CouchStore:
         except _NETWORK_ERRORS as err:
             raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
 
+    def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
+        pass  # no places table: records of a vault kept in CouchDB are where their writer put them
+
+    def compact(self, rebuild: bool = False) -> bool:
+        return False  # the server compacts its own database
+
     def close(self) -> None:
         pass
 

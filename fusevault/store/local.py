@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS local_docs (
     body TEXT NOT NULL
 );
 """ + places_table.SCHEMA  # the places of content records: store/places.py owns that table
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for step-by-step freeing
+COMPACT_STEP = 256  # pages (1 MiB at 4 KiB) a compact() call gives back
+COMPACT_MIN_PAGES = 64  # less free (256 KiB at 4 KiB pages) is not worth a step
+WAL_LIMIT = 4 << 20
+
 REVS_LIMIT = 100  # revisions of history kept per document, as CouchDB's _revs_limit
 
 
@@ -85,7 +90,11 @@ class LocalStore:
         self._dir_synced = False
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # Before any table: a new store frees pages step by step (compact).
+            self._db.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
             self._db.execute("PRAGMA journal_mode=WAL")
+            # The WAL is cut back to this after each checkpoint, not left at its largest.
+            self._db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(docs)")}
@@ -243,6 +252,42 @@ class LocalStore:
                            "while in use, by another program: unmount and mount again")
             log.critical("%s", self.broken)
             raise StoreUnavailable(self.broken)
+
+    def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
+        with self.transaction() as db:
+            places_table.forget(db, fid, ranges)
+
+    def compact(self, rebuild: bool = False) -> bool:
+        """Give back to the disk a step of the pages deletions freed; True
+        while there is more to give back (the caller yields between steps).
+
+        A store made with ``auto_vacuum=INCREMENTAL`` (every new one) frees
+        ``COMPACT_STEP`` pages a call, a short write transaction like any
+        commit; an older store is rebuilt once by VACUUM (which also turns
+        incremental vacuuming on for it), only when ``rebuild`` (nothing is
+        mounted: a VACUUM holds every commit until it is done).  Worth it only when a good part of
+        the file is free: gc (vault/services/gc.py) asks after it dropped
+        versions, whose documents and place rows are most of the freed pages."""
+        try:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            if free < COMPACT_MIN_PAGES or free * 5 < pages:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return False
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+                self._db.execute(f"PRAGMA incremental_vacuum({COMPACT_STEP})")
+                return True
+            if not rebuild:
+                return False
+            self._db.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
+            self._db.execute("VACUUM")
+            log.info("store %s rebuilt: %d free pages of %d given back", self.path, free, pages)
+            return True
+        except sqlite3.OperationalError as err:  # busy (a reader mid-query): the next gc tries again
+            log.debug("store %s not compacted now: %s", self.path, err)
+            return False
+        except sqlite3.Error as err:
+            raise _translate(err) from None
 
     def close(self) -> None:
         self._db.close()

@@ -104,6 +104,21 @@ def _insert(db: sqlite3.Connection, rows: list[PlaceRow]) -> None:
     db.executemany(f"INSERT OR IGNORE INTO places ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
+def forget(db: sqlite3.Connection, fid: str, ranges: Sequence[tuple[int, int]] | None) -> int:
+    """Drop the rows of ``fid``'s records whose bytes are gone: those lying
+    wholly inside one of ``ranges`` (``(offset, end)`` of its ``.vf`` that gc
+    punched out), or all of them when ``ranges`` is None (the file removed).
+    A row only says where bytes sit; once the bytes are gone it is garbage
+    (peers cannot be sent what is no longer here either)."""
+    if ranges is None:
+        return db.execute("DELETE FROM places WHERE fid = ?", (fid,)).rowcount
+    gone = 0
+    for start, end in ranges:
+        gone += db.execute("DELETE FROM places WHERE fid = ? AND offset >= ? AND offset + length <= ?",
+                           (fid, start, end)).rowcount
+    return gone
+
+
 # --- reading, with the store's connection (the sync service, on the trio thread)
 
 

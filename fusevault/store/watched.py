@@ -61,5 +61,11 @@ class WatchedStore:
     def sync(self) -> None:
         self.inner.sync()
 
+    def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
+        self.inner.forget_places(fid, ranges)
+
+    def compact(self, rebuild: bool = False) -> bool:
+        return self.inner.compact(rebuild)
+
     def close(self) -> None:
         pass

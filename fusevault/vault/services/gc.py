@@ -122,15 +122,17 @@ def allocated(fd: int, start: int, end: int) -> int:
     return total
 
 
-def free_unused(content: Content, versions: list[Version], dry_run: bool = False) -> int:
+def free_unused(content: Content, versions: list[Version],
+                dry_run: bool = False) -> tuple[int, list[tuple[int, int]]]:
     """Punch out what the kept versions do not use; return the bytes freed on
-    disk (``dry_run``: that would be freed, nothing punched)."""
+    disk (``dry_run``: that would be freed, nothing punched) and the ranges
+    punched (their records' place rows are garbage now)."""
     unused = unused_ranges(content, versions)
     fd = content.fd
     if dry_run:
-        return sum(allocated(fd, start, end) for start, end in unused)
+        return sum(allocated(fd, start, end) for start, end in unused), []
     if not unused:
-        return 0
+        return 0, []
     before = os.fstat(fd).st_blocks
     try:
         for start, end in unused:
@@ -140,7 +142,8 @@ def free_unused(content: Content, versions: list[Version], dry_run: bool = False
             raise
         log.warning("the file system of the vault cannot punch holes: old versions' "
                     "space is not freed")
-    return max(0, before - os.fstat(fd).st_blocks) * 512
+        return 0, []
+    return max(0, before - os.fstat(fd).st_blocks) * 512, unused
 
 
 def _deletions(docs: list[tuple[str, str]]) -> list[dict]:
@@ -148,7 +151,10 @@ def _deletions(docs: list[tuple[str, str]]) -> list[dict]:
 
 
 async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | frozenset = frozenset(),
-                  dry_run: bool = False) -> Report:
+                  dry_run: bool = False, rebuild_store: bool = False) -> Report:
+    """Apply ``policy``; then give the store's freed pages back to the disk
+    (``rebuild_store``: an old store may be rebuilt whole, which holds every
+    commit meanwhile: only when nothing is mounted, see LocalStore.compact)."""
     report = Report()
     store, key = volume.store, volume.key
     # Only the user's own files: versions of files shared with them are their owner's to keep.
@@ -189,6 +195,11 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
             await _purge(volume, links, dry_run, report)
     if not dry_run:
         await volume.in_thread(store.sync)
+        if report.versions_dropped:
+            # Step by step on the store's own thread (a step is a short commit
+            # like any other), letting file-system requests through between.
+            while await volume.store_call(store.compact, rebuild_store):
+                await trio.sleep(0)
     return report
 
 
@@ -238,13 +249,16 @@ async def _thin(volume: Volume, links: list[Link], keep: set[str], policy: Polic
             kept = [v for v in link.versions if v.vid not in gone]
             if kept or link.doc is None:
                 older_empty = older_empty and not kept
-                report.bytes_freed += await volume.in_thread(_free_file, volume, link, kept)
+                freed, punched = await volume.in_thread(_free_file, volume, link, kept)
+                report.bytes_freed += freed
+                if punched:  # after the punch: a crash between leaves rows pointing at holes, as before
+                    await volume.store_call(volume.store.forget_places, link.fid, punched)
             elif older_empty:  # nothing left here or before: the chain ends here now
                 await volume.store_call(volume.store.put_many,
                                         _deletions([(link.doc["_id"], link.doc["_rev"])]))
-                report.bytes_freed += _remove_files(volume, link.doc["owner"], link.fid)
+                report.bytes_freed += await _remove(volume, link.doc["owner"], link.fid)
             else:  # kept as a link to older versions, without contents
-                report.bytes_freed += _remove_files(volume, link.doc["owner"], link.fid)
+                report.bytes_freed += await _remove(volume, link.doc["owner"], link.fid)
     finally:
         volume.retiring.difference_update(gone)
 
@@ -255,17 +269,18 @@ def _would_free(volume: Volume, links: list[Link], gone: set[str]) -> int:
     for link in links:
         kept = [v for v in link.versions if v.vid not in gone]
         if kept or link.doc is None:
-            total += _free_file(volume, link, kept, dry_run=True)
+            total += _free_file(volume, link, kept, dry_run=True)[0]
         else:
             total += _remove_files(volume, link.doc["owner"], link.fid, dry_run=True)
     return total
 
 
-def _free_file(volume: Volume, link: Link, kept: list[Version], dry_run: bool = False) -> int:
+def _free_file(volume: Volume, link: Link, kept: list[Version],
+               dry_run: bool = False) -> tuple[int, list[tuple[int, int]]]:
     try:
         content = Content(volume.layout, volume.key.user_id, link.fid, link.dek, None, None)
     except CorruptData:
-        return 0  # no contents on disk (never written, or already removed)
+        return 0, []  # no contents on disk (never written, or already removed)
     try:
         return free_unused(content, kept, dry_run)
     finally:
@@ -286,7 +301,14 @@ async def _purge(volume: Volume, links: list[Link], dry_run: bool, report: Repor
     docs = [(v.vid, v.rev) for v in versions] + [(link.doc["_id"], link.doc["_rev"]) for link in links]
     await volume.store_call(volume.store.put_many, _deletions(docs))
     for link in links:
-        report.bytes_freed += _remove_files(volume, link.doc["owner"], link.fid)
+        report.bytes_freed += await _remove(volume, link.doc["owner"], link.fid)
+
+
+async def _remove(volume: Volume, owner: str, fid: str) -> int:
+    """Remove a file's ``.vf`` and sidecar, then the place rows of its records."""
+    freed = _remove_files(volume, owner, fid)
+    await volume.store_call(volume.store.forget_places, fid, None)
+    return freed
 
 
 def _remove_files(volume: Volume, owner: str, fid: str, dry_run: bool = False) -> int:

@@ -39,6 +39,7 @@ class Requests:
         self.vol = volume
         self.host = host or Direct()  # the caller's rights on host paths (export, settings)
         self.busy = busy  # versions open right now (the .versions tree of a mount)
+        self.mounted = kernel is not None
         self.kernel = kernel or NoKernel()  # what the kernel caches (mounted only)
         self.settings_changed = settings_changed  # the import service starts over
         self.names: dict[str, str] = {}
@@ -106,7 +107,8 @@ class Requests:
         now = parse_when(request["as_of"]) if request.get("as_of") else time.time_ns()
         policy, source = await self.vol.store_call(retention.policy_for, self.vol.store, self.vol.key.user_id,
                                                    self.vol.trust)
-        report = await gc.collect(self.vol, policy, now, self.busy(), bool(request.get("dry_run")))
+        report = await gc.collect(self.vol, policy, now, self.busy(), bool(request.get("dry_run")),
+                                  rebuild_store=not self.mounted)
         return {"policy": policy.describe(), "policy_source": source, **report.as_dict()}
 
     async def do_retention(self, request: dict) -> dict:
