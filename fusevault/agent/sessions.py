@@ -156,7 +156,7 @@ class Agent:
                 finally:
                     self.missed = None
                 for ino, count in self.ops.remnant.items():
-                    if (node := volume.nodes.get(ino)) is not None:
+                    if (node := volume.get(ino)) is not None:
                         node.lookups = count
                 self.ops.remnant = {}
                 await self._open(volume, await self._ttl(key))
@@ -210,9 +210,8 @@ class Agent:
         self.expiry.start(self.user_id, max(left, RETRY_LOCK), since=unlock.since if unlock else None)
 
     def _wipe(self, volume: Volume) -> None:
-        self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
-        self.ops.remnant = {ino: node.lookups for ino, node in volume.nodes.items()
-                            if node.lookups > 0}
+        self._inodes = volume.inode_numbers()
+        self.ops.remnant = {node.ino: node.lookups for node in volume.nodes() if node.lookups > 0}
         self.ops.session = None
         self.ops.locking = False
         volume.wipe()
@@ -230,7 +229,7 @@ class Agent:
         # Names the kernel knows, and the pages it holds in plaintext.  With
         # the writeback cache this also writes dirty pages back, while the
         # volume still takes them.
-        known = [(ino, node) for ino, node in volume.nodes.items() if node.lookups > 0 or ino == 1]
+        known = [(node.ino, node) for node in volume.nodes() if node.lookups > 0 or node.ino == 1]
         await self.kernel.drop_all([link for _, node in known for link in node.links],
                                    [ino for ino, _ in known])
 

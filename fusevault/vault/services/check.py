@@ -455,7 +455,7 @@ def load_tree(layout: Layout, store: Store, key: MasterKey, root_fid: str, broke
     """The user's tree as a mount loads it (its checks apply), without the documents that
     do not open; None (and said) when even that does not load."""
     # Entries of a folder whose document did not open dangle: the report says so, by path.
-    quiet = logging.getLogger("fusevault.vault.volume")
+    quiet = logging.getLogger("fusevault.vault.tree.loading")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
@@ -477,13 +477,12 @@ def tree_paths(volume: Volume | None) -> tuple[Callable[[str], str | None], list
         return (lambda fid: None), []
 
     def path(fid: str) -> str | None:
-        ino = volume.by_fid.get(fid)
-        node = volume.nodes.get(ino) if ino is not None else None
-        if node is None or (not node.links and ino != 1):
+        node = volume.find(fid)
+        if node is None or (not node.links and node.ino != 1):
             return None
         return name_to_str(volume.path_of(node)) or "/"
 
-    guests = [(node, path(node.fid) or node.fid) for node in volume.nodes.values()
+    guests = [(node, path(node.fid) or node.fid) for node in volume.nodes()
               if node.owner != volume.key.user_id and node.dek and not node.fid.startswith("virtual:")]
     return path, guests
 
@@ -515,7 +514,7 @@ async def _rebuild_folder(volume: Volume, state: FileState) -> str:
     node = Node(0, state.fid, volume.key.user_id, state.dek or aead.new_key(), stat.S_IFDIR | 0o700,
                 caller.uid, caller.gid)
     node.rev, node.epoch = state.rev, state.epoch
-    volume.add_node(node)
+    volume.tree.add(node)
     await volume.relink(node, parent.ino, wanted)
     return (f"its node document was made again: the folder is back at {name_to_str(volume.path_of(node))} "
             f"with its {len(state.children)} entries (mode 0700: its mode and times were only in the "
@@ -540,13 +539,13 @@ async def _repair_one(volume: Volume, state: FileState) -> str | None:
         return await _rebuild(volume, state)
     if state.where == "trash" or state.kind != "file":
         return None  # nothing in the tree reads it
-    ino = volume.by_fid.get(state.fid)
-    if ino is None:
+    node = volume.find(state.fid)
+    if node is None:
         return "not repaired: the file is not in the loaded tree (its folder does not open)"
-    node = volume.nodes[ino]
+
     done = []
     if state.sidecar_damaged:
-        Content(volume.layout, node.owner, node.fid, node.dek, None, None, acl=volume._acl(node),
+        Content(volume.layout, node.owner, node.fid, node.dek, None, None, acl=volume.acl(node),
                 epoch=node.epoch).write_sidecar()
         done.append("wrote its sidecar again from the documents")
     if state.head_intact:
@@ -592,7 +591,7 @@ async def _rebuild(volume: Volume, state: FileState) -> str:
         node.size = node.stored_size = source.size
         node.mtime = node.ctime = source.mtime
         node.head, node.manifest = newest.vid, source.manifest
-    volume.add_node(node)
+    volume.tree.add(node)
     await volume.relink(node, parent.ino, wanted)
     where = name_to_str(volume.path_of(node))
     if newest is None:
