@@ -198,7 +198,7 @@ class Ledger:
         self.fids[fid] = (live, seen)
         self.version += 1
 
-    # --- commits (Volume._commit)
+    # --- commits (vault/tree/inodes.py: Inodes.commit)
 
     def stamp(self, nodes: list[Node]) -> None:
         """Give each node to be committed its next ``seq`` (before its document is built)."""
