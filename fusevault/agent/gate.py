@@ -73,7 +73,7 @@ class Gate:
     def open(self, session: Unlocked) -> None:
         """Unlocked: the lookup counts the kernel kept while locked go back to the tree."""
         for ino, count in self._remnant.items():
-            if (node := session.volume.nodes.get(ino)) is not None:
+            if (node := session.volume.get(ino)) is not None:
                 node.lookups = count
         self._remnant = {}
         self._session = session
@@ -86,7 +86,7 @@ class Gate:
     def close(self) -> None:
         """Locked: what the kernel still counts is kept until the next unlock."""
         if self._session is not None:
-            self._remnant = {ino: node.lookups for ino, node in self._session.volume.nodes.items()
+            self._remnant = {node.ino: node.lookups for node in self._session.volume.nodes()
                              if node.lookups > 0}
         self._session = None
         self._locking = False

@@ -211,7 +211,7 @@ class Agent:
         self.expiry.start(self.user_id, max(left, RETRY_LOCK), since=unlock.since if unlock else None)
 
     def _wipe(self, volume: Volume) -> None:
-        self._inodes = {node.fid: ino for ino, node in volume.nodes.items()}
+        self._inodes = volume.inode_numbers()
         self.gate.close()
         self._session = None
         volume.wipe()
@@ -229,7 +229,7 @@ class Agent:
         # Names the kernel knows, and the pages it holds in plaintext.  With
         # the writeback cache this also writes dirty pages back, while the
         # volume still takes them.
-        known = [(ino, node) for ino, node in volume.nodes.items() if node.lookups > 0 or ino == 1]
+        known = [(node.ino, node) for node in volume.nodes() if node.lookups > 0 or node.ino == 1]
         await self.kernel.drop_all([link for _, node in known for link in node.links],
                                    [ino for ino, _ in known])
 

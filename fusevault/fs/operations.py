@@ -101,7 +101,7 @@ class Operations(pyfuse3.Operations):
         if volume is not None and node.owner != volume.key.user_id:
             # Another's file shared with this user: shown as theirs to use,
             # without write bits when the share is READ.
-            root = volume.nodes[ROOT_INODE]
+            root = volume.root
             attr.st_uid, attr.st_gid = root.uid, root.gid
             if not volume.writable(node):
                 attr.st_mode &= ~0o222

@@ -142,7 +142,7 @@ class Importer:
         if location is None or location not in self.records:
             return None
         record = self.records[location][0]
-        if record.stamp == stamp and record.fid in self.vol.by_fid:
+        if record.stamp == stamp and self.vol.holds(record.fid):
             if not await trio.to_thread.run_sync(self._exists, self.source / location):
                 return record
         return None
@@ -155,7 +155,9 @@ class Importer:
         return True
 
     async def _move(self, record: Record, location: str) -> None:
-        node = self.vol.nodes[self.vol.by_fid[record.fid]]
+        node = self.vol.find(record.fid)
+        if node is None:
+            return  # deleted from the vault since it was found: nothing to move
         old_dir, old_name = split(os.fsencode(record.vault_path))
         new_dir, new_name = split(self._vault_path(location))
         if self.vol.path_of(node) == os.fsencode(record.vault_path):
@@ -177,7 +179,7 @@ class Importer:
                              stamp: Stamp) -> Record | None:
         """The record to keep when the vault already has these contents (touched, or a crash
         between writing the file and its record)."""
-        if known is not None and known[0].sha256 == sha and known[0].fid in self.vol.by_fid:
+        if known is not None and known[0].sha256 == sha and self.vol.holds(known[0].fid):
             record = replace(known[0], stamp=stamp)
         else:
             try:
@@ -233,10 +235,10 @@ class Importer:
 
     async def _remove_source(self, record: Record) -> bool:
         """With delete_file_from_source: remove the source once the vault's copy reads back equal."""
-        if not self.delete or record.fid not in self.vol.by_fid:
+        if not self.delete or not self.vol.holds(record.fid):
             return False
-        node = self.vol.nodes[self.vol.by_fid[record.fid]]
-        if node.content is not None and node.content.changed:
+        node = self.vol.find(record.fid)
+        if node is None or (node.content is not None and node.content.changed):
             return False  # being written through the mount right now
         await make_durable(self.vol, node)
         if await file_digest(self.vol, node) != record.sha256:

@@ -31,6 +31,7 @@ from fusevault.host_access import Direct, HostAccess
 from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import GONE, Importer, ignored
 from fusevault.tasks import TaskState
+from fusevault.vault.model import confirmed
 from fusevault.vault.model import settings as user_settings
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.placing import KernelCache
@@ -142,7 +143,7 @@ class ImportService:
 
     async def _watch_until_error(self) -> None:
         try:
-            settings = await self.vol.store_call(user_settings.load, self.vol.store, self.vol.key,
+            settings = await self.vol.store_call(confirmed.load, self.vol.store, self.vol.key,
                                                  self.vol.layout.root)
             if settings.source_dir_to_watch is None:
                 self.task.set("off")

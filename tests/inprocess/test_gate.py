@@ -14,13 +14,21 @@ from fusevault.fs.numbers import BITS
 
 
 class FakeVolume:
+    """What the gate asks of a Volume: its nodes, one by inode number, forget."""
+
     def __init__(self, inos: list[int]) -> None:
-        self.nodes = {ino: SimpleNamespace(lookups=0) for ino in inos}
+        self.by_ino = {ino: SimpleNamespace(ino=ino, lookups=0) for ino in inos}
         self.forgotten: list[tuple[int, int]] = []
+
+    def nodes(self) -> list[SimpleNamespace]:
+        return list(self.by_ino.values())
+
+    def get(self, ino: int) -> SimpleNamespace | None:
+        return self.by_ino.get(ino)
 
     def forget(self, ino: int, count: int) -> None:
         self.forgotten.append((ino, count))
-        self.nodes[ino].lookups -= count
+        self.by_ino[ino].lookups -= count
 
 
 def session(volume: FakeVolume) -> SimpleNamespace:
@@ -53,8 +61,8 @@ def test_locking_serves_open_handles_only() -> None:
 def test_lookup_counts_survive_a_lock() -> None:
     gate = Gate()
     volume = FakeVolume([1, 5, 7])
-    volume.nodes[5].lookups = 3
-    volume.nodes[7].lookups = 1
+    volume.by_ino[5].lookups = 3
+    volume.by_ino[7].lookups = 1
     gate.open(session(volume))
     gate.forget([(5, 1), (BITS.view_base + 5, 2)])  # the view's inodes keep no counts
     assert volume.forgotten == [(5, 1)]
@@ -63,5 +71,5 @@ def test_lookup_counts_survive_a_lock() -> None:
     gate.forget([(7, 1), (5, 1)])  # while locked: counted down here
     again = FakeVolume([1, 5, 7])
     gate.open(session(again))
-    assert again.nodes[5].lookups == 1
-    assert again.nodes[7].lookups == 0
+    assert again.by_ino[5].lookups == 1
+    assert again.by_ino[7].lookups == 0

@@ -313,7 +313,7 @@ async def test_contents_survive_a_reload_of_the_tree(fs, vault_copy):
     layout = open_layout(vault_copy)
     store = open_store(layout.root, layout.store)
     try:
-        again = Volume.load(layout, store, fs.volume.key, fs.volume.nodes[ROOT].fid)
+        again = Volume.load(layout, store, fs.volume.key, fs.volume.root.fid)
         node = again.resolve(b"big")
         fh = again.open(node.ino)
         assert await again.read(fh, 0, 1 << 20) == data
@@ -425,7 +425,7 @@ async def test_opendir_of_a_file_is_enotdir(fs):
 async def test_lookup_counts_are_kept_until_forget(fs):
     ops = fs.ops
     made = await make(ops, b"f")
-    node = fs.volume.nodes[made.st_ino]
+    node = fs.volume.get(made.st_ino)
     before = node.lookups
     await ops.lookup(ROOT, b"f", ME)
     await ops.lookup(ROOT, b"f", ME)

@@ -306,8 +306,8 @@ def test_a_users_tree_takes_in_what_another_user_commits(vault: Path, tmp_path: 
         from fusevault.vault.services import share_ops
 
         await share_ops.unshare(alice, b"proj", "bob")
-        assert bob_sees("proj") is None and b"shared" not in bob.nodes[1].children
-        assert all(not n.dek for n in bob.nodes.values() if n.owner == people["alice"])
+        assert bob_sees("proj") is None and b"shared" not in bob.root.children
+        assert all(not n.dek for n in bob.nodes() if n.owner == people["alice"])
         for tree in trees.values():
             await tree.close()
 

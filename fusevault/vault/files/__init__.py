@@ -1,1 +1,1 @@
-"""The contents of files: sealed blocks, manifests, where records sit."""
+"""The contents of files: open files and their versions, rekeying, sealed blocks, where records sit."""

@@ -183,3 +183,9 @@ def changed(now: Effective, user_doc: dict, changes: dict[str, str]) -> tuple[Se
 def confirm(now: Effective) -> Settings:
     """``config confirm``: the settings with every pending value applied."""
     return replace(now.settings, **now.pending)
+
+
+def load(store, key: MasterKey, root: Path | str) -> Settings:
+    """The settings to apply: only authenticated, confirmed values (here, not in
+    settings.py, which this module builds on)."""
+    return effective(store.get(key.user_id), key, root).settings

@@ -36,7 +36,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -49,8 +49,8 @@ from fusevault.vault.model.nodes import open_node_doc
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
     from fusevault.store import Store
+    from fusevault.vault.format.layout import Layout
     from fusevault.vault.model.nodes import Node
-    from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,22 @@ Seq = tuple[str, int]
 # changed in place: a snapshot is a shallow copy that a worker thread may
 # serialise while the loop goes on.
 Entry = tuple[bool, dict[str, int]]
+
+
+class Held(Protocol):
+    """The loaded tree the ledger is compared with (vault/tree/): declared
+    here, as the ledger is a floor below the tree that holds it."""
+
+    key: MasterKey
+    layout: Layout
+
+    def find(self, fid: str | None) -> Node | None: ...
+
+    def holds(self, fid: str | None) -> bool: ...
+
+    def nodes(self) -> list[Node]: ...
+
+    def path_of(self, node: Node) -> bytes: ...
 
 
 def ledger_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
@@ -182,7 +198,7 @@ class Ledger:
         self.fids[fid] = (live, seen)
         self.version += 1
 
-    # --- commits (Volume._commit)
+    # --- commits (vault/tree/inodes.py: Inodes.commit)
 
     def stamp(self, nodes: list[Node]) -> None:
         """Give each node to be committed its next ``seq`` (before its document is built)."""
@@ -204,7 +220,7 @@ class Ledger:
 
     # --- arrivals (vault/services/absorbing.py)
 
-    def admit(self, volume: Volume, doc: dict, fresh: Node | None) -> bool:
+    def admit(self, volume: Held, doc: dict, fresh: Node | None) -> bool:
         """May this arrived node document be taken in?  No (and said) if it is
         older than what this device has seen of the file."""
         fid = doc["_id"]
@@ -215,28 +231,28 @@ class Ledger:
             return True
         if self.older(fid, fresh.seq):
             self._rolled_back(volume, fid, "offered by a peer or the server")
-            if (ino := volume.by_fid.get(fid)) is not None:
+            if (held := volume.find(fid)) is not None:
                 # The tree keeps its newer state; its next commit goes on top
                 # of the older revision (and puts the newer state back).
-                volume.nodes[ino].rev = doc["_rev"]
+                held.rev = doc["_rev"]
             return False
         self.record(fid, fresh.seq, not doc.get("delete"))
         return True
 
-    def _rolled_back(self, volume: Volume, fid: str, how: str) -> None:
-        ino = volume.by_fid.get(fid)
-        name = _path(volume, volume.nodes[ino]) if ino in volume.nodes else fid
+    def _rolled_back(self, volume: Held, fid: str, how: str) -> None:
+        held = volume.find(fid)
+        name = _path(volume, held) if held is not None else fid
         self.alarms.warn("rollback", fid, f"rollback: an older state of {name} ({fid}) than this device "
                          f"has seen was {how}; it is not taken in")
 
-    # --- load (Volume._load)
+    # --- load (vault/tree/loading.py)
 
-    def check_loaded(self, volume: Volume, store: Store) -> None:
+    def check_loaded(self, volume: Held, store: Store) -> None:
         """Compare the loaded tree with what this device saw; report rollbacks
         and vanished files, then remember the tree."""
         rolled: list[tuple[str, str]] = []  # (fid, where it shows)
         top = self.counter
-        for node in volume.nodes.values():
+        for node in volume.nodes():
             if not node.dek:
                 continue  # a share's virtual folder or a phantom parent: no document opened
             seq = node.seq
@@ -250,7 +266,7 @@ class Ledger:
                 self._own(node.fid)
         self.counter = top
         vanished: list[str] = []
-        for fid in [f for f, (live, _) in self.fids.items() if live and f not in volume.by_fid]:
+        for fid in [f for f, (live, _) in self.fids.items() if live and not volume.holds(f)]:
             self._missing(volume, store, fid, rolled, vanished)
         if len(rolled) + len(vanished) > MANY:
             self.alarms.warn("store-rollback", volume.layout.vault_id,
@@ -273,7 +289,7 @@ class Ledger:
             # a deleted file back in an older state is a rollback too.
             self.record(fid, None, False)
 
-    def _missing(self, volume: Volume, store: Store, fid: str, rolled: list, vanished: list[str]) -> None:
+    def _missing(self, volume: Held, store: Store, fid: str, rolled: list, vanished: list[str]) -> None:
         doc = store.get(fid)
         if doc is None:
             if _tombstone(store, fid):
@@ -308,14 +324,14 @@ def _tombstone(store: Store, fid: str) -> bool:
     return row is not None and bool(row[0])
 
 
-def _path(volume: Volume, node: Node) -> str:
+def _path(volume: Held, node: Node) -> str:
     try:
         return "/" + os.fsdecode(volume.path_of(node)).lstrip("/") if node.links else node.fid
     except Exception:  # a name is never worth failing a report over
         return node.fid
 
 
-def at_load(volume: Volume, store: Store, ledger: Ledger | None = None) -> Ledger:
+def at_load(volume: Held, store: Store, ledger: Ledger | None = None) -> Ledger:
     """The user's ledger (opened before the load, to judge every file it knows),
     checked against the tree just loaded, and saved."""
     if ledger is None:

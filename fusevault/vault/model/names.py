@@ -13,14 +13,10 @@ skipped (the rest of the folder lists) and an alarm says so.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from fusevault.encoding import str_to_name
 from fusevault.errors import CorruptData
 from fusevault.vault.model import alarms
-
-if TYPE_CHECKING:
-    from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +76,11 @@ def check_path(path: bytes | str, where: str) -> bytes:
     return str_to_name(path) if isinstance(path, str) else path
 
 
-def alarms_of(volume: Volume | None) -> alarms.Alarms | None:
-    """The reader's alarm list (a volume without key pairs has one too), or None without a reader."""
+def alarms_of(volume: object | None) -> alarms.Alarms | None:
+    """The reader's alarm list (a volume without key pairs has one too), or None without a reader.
+
+    ``volume``: a tree or a volume, asked for ``trust`` and ``key`` only
+    (any object: this module is below both)."""
     trust = getattr(volume, "trust", None)
     if trust is not None:
         return trust.alarms
@@ -89,7 +88,7 @@ def alarms_of(volume: Volume | None) -> alarms.Alarms | None:
     return alarms.for_user(key.user_id) if key is not None else None
 
 
-def refuse(volume: Volume | None, subject: str, why: str) -> None:
+def refuse(volume: object | None, subject: str, why: str) -> None:
     """Raise the alarm for a refused name (once per subject), in the log and ``fusevault status``."""
     found = alarms_of(volume)
     if found is not None:
@@ -98,7 +97,7 @@ def refuse(volume: Volume | None, subject: str, why: str) -> None:
         log.warning("%s", why)
 
 
-def link_ok(volume: Volume | None, fid: str, name: bytes) -> bool:
+def link_ok(volume: object | None, fid: str, name: bytes) -> bool:
     """Whether a link of node ``fid`` may show under ``name``; if not, the alarm is raised."""
     why = problem(name)
     if why is None:

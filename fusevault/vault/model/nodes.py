@@ -25,6 +25,8 @@ from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64d, b64e, name_to_str, str_to_name
 from fusevault.errors import CorruptData
 
+# The root directory's inode number (FUSE fixes it at 1).
+ROOT_INODE = 1
 NODE = "node"
 # Shared by every node without extended attributes (nearly all of them);
 # setxattr gives a node its own dict.

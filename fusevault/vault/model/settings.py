@@ -150,13 +150,6 @@ def _isdir(host: HostAccess, path: str) -> bool:
         return False
 
 
-def load(store, key, root) -> Settings:
-    """The settings to apply: only authenticated, confirmed values (vault/model/confirmed.py)."""
-    from fusevault.vault.model import confirmed
-
-    return confirmed.effective(store.get(key.user_id), key, root).settings
-
-
 def save(store, user_id: str, settings: Settings, sign) -> None:
     """Write the settings into the user's document (the key fields are left alone),
     signed again with the user's key (``sign``: ``Trust.sign``)."""

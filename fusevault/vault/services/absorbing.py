@@ -32,57 +32,34 @@ invalidate (from a worker thread).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fusevault.errors import VaultError
-from fusevault.vault.model import names
 from fusevault.vault.model.groups import GROUP
-from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
+from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node
 from fusevault.vault.model.sharing import FILE_KEY, SHARE
 from fusevault.vault.model.users import USER
+from fusevault.vault.tree.arrivals import (
+    ATTRS,
+    CONTENTS,
+    Absorbed,
+    judge,
+    keep,
+    leave,
+    may_take,
+    open_doc,
+    relink,
+    unsaved,
+)
 from fusevault.vault.tree.guests import key_files, open_guest
-
-if TYPE_CHECKING:
-    from fusevault.vault.volume import Volume
+from fusevault.vault.tree.loading import admit_guests
+from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
-ROOT_INODE = 1  # as in vault/volume.py (not imported: it imports this module)
 
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
-# Taken from a newer document; a node's contents and key only when the reader
-# has no unsaved changes of their own (those are sealed under the key they
-# were opened with, and committed with it).
-ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
-         "previous", "rev")
-CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
-
-
-@dataclass
-class Absorbed:
-    """What the kernel may hold that the change made stale."""
-
-    entries: list[tuple[int, bytes]] = field(default_factory=list)
-    inodes: list[int] = field(default_factory=list)
-    # The owner's nodes another user committed under an older key than the
-    # owner's newest (they were writing during a revoke): to be rotated again.
-    rekey: list[Node] = field(default_factory=list)
-    # Guest files whose share ended while they held this user's unsaved
-    # writes: to be saved now (``save_leaving``), then they leave.
-    save: list[Node] = field(default_factory=list)
-    # Nodes whose new version could not be taken in while this user was
-    # committing (or sealing) theirs: taken in once that is done (``settle_busy``).
-    busy: list[Node] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.entries or self.inodes or self.rekey or self.save or self.busy)
-
-    def add(self, other: Absorbed) -> None:
-        self.entries += other.entries
-        self.inodes += other.inodes
-        self.rekey += other.rekey
-        self.save += other.save
-        self.busy += other.busy
+# Absorbed is what every caller gets back (vault/tree/arrivals.py holds it, as the unlock uses it too).
+__all__ = ["Absorbed", "absorb", "absorb_arrivals", "absorb_node", "admit_new", "retry_awaiting",
+           "save_leaving", "settle_busy", "sweep"]
 
 
 def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -> Absorbed:
@@ -108,8 +85,8 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
                 log.warning("the pinned keys were not saved yet: %s", err)
         _drop_unreached(volume, out)
         _admit_new_shares(volume, out)
-    elif volume.sharing is not None and any(d["_id"] in volume.sharing.roots and d["_id"] not in volume.by_fid
-                                            for d in docs):
+    elif volume.sharing is not None and any(
+            d["_id"] in volume.sharing.roots and not volume.tree.holds(d["_id"]) for d in docs):
         _admit_new_shares(volume, out)  # a peer sent a share's file after the share
     if own:
         return out
@@ -127,42 +104,42 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
     arrived give files that came before them a place to go.
 
     A folder changed after its files comes after them in the peer's changes
-    feed, maybe batches later: such files wait in ``volume.unplaced``."""
+    feed, maybe batches later: such files wait in the tree (``Tree.unplaced``)."""
     out = absorb(volume, docs, own=False)
     if not any(d.get("type") == NODE for d in docs):
         return out  # no folder came, so nothing waiting finds its place
     while True:
-        count = len(volume.nodes)
-        waiting = {d["_id"]: d for d in docs if d.get("type") == NODE and d["_id"] not in volume.by_fid}
-        for fid in list(volume.unplaced - waiting.keys()):
-            if (doc := volume.store.get(fid)) is None or fid in volume.by_fid:
-                volume.unplaced.discard(fid)
+        count = len(volume.tree)
+        waiting = {d["_id"]: d for d in docs if d.get("type") == NODE and not volume.tree.holds(d["_id"])}
+        for fid in list(volume.tree.unplaced() - waiting.keys()):
+            if (doc := volume.store.get(fid)) is None or volume.tree.holds(fid):
+                volume.tree.placed(fid)
             else:
                 waiting[fid] = doc
         if waiting:
             out.add(absorb(volume, list(waiting.values()), own=False))
-        if len(volume.nodes) == count:
+        if len(volume.tree) == count:
             return out
 
 
 def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False, here: bool = False) -> None:
-    ino = volume.by_fid.get(doc["_id"])
-    node = volume.nodes.get(ino) if ino is not None else None
+    tree = volume.tree
+    node = tree.find(doc["_id"])
     if node is not None and node.rev == doc["_rev"] and not again:
         return
-    sharing = volume.sharing
+    sharing = tree.sharing
     signer = None
-    if not doc.get("_deleted") and (judged := judge(volume, doc, node)) is not False:
+    if not doc.get("_deleted") and (judged := judge(tree, doc, node)) is not False:
         doc, signer = judged or (doc, None)
     elif not doc.get("_deleted"):
-        _keep(node, doc)
+        keep(node, doc)
         return
-    opened = None if doc.get("_deleted") else _open(volume, doc)
+    opened = None if doc.get("_deleted") else open_doc(tree, doc)
     if (opened is not None and signer is not None and not here
-            and not may_take(volume, doc, signer, node, opened)):
-        _keep(node, doc)
+            and not may_take(tree, doc, signer, node, opened)):
+        keep(node, doc)
         return
-    if volume.ledger is not None and not volume.ledger.admit(volume, doc, opened and opened[0]):
+    if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0]):
         return  # older than this device has seen: reported, what the tree holds stays
     if opened is None:
         if node is None:
@@ -170,7 +147,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if sharing is not None and node.ino in sharing.phantoms:
             return  # a share root's real parent: its links need it, never shown
         if (sharing is not None and not doc.get("_deleted") and not doc.get("delete") and node.dek
-                and sharing.perm(node, volume.nodes) is not None):
+                and tree.perm(node) is not None):
             # Still shared with the user, under a key not sealed to them yet
             # (the owner seals it right after committing it): kept as it is,
             # tried again once something else is committed.  Their own
@@ -185,7 +162,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # again: its key may come right after this document.
             sharing.awaiting.add(doc["_id"])
             return
-        if sharing is not None and (node.ino in sharing.leaving or _unsaved(node)):
+        if sharing is not None and (node.ino in sharing.leaving or unsaved(node)):
             # The user's last writes are saved over this revision (edit beats
             # delete), then the node leaves.
             node.rev = doc["_rev"]
@@ -193,7 +170,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
                 sharing.leaving.add(node.ino)
                 out.save.append(node)
             return
-        _leave(volume, node, out)
+        leave(tree, node, out)
         return
     fresh, links = opened
     if sharing is not None:
@@ -201,63 +178,22 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if node is not None:
             sharing.phantoms.discard(node.ino)  # a share root's parent the user may open now
     if node is None:
-        if not any(parent in volume.by_fid for parent, _ in links):
+        if not any(tree.holds(parent) for parent, _ in links):
             if links:
-                volume.unplaced.add(doc["_id"])  # its folder may come later
+                tree.wait_for_folder(doc["_id"])  # its folder may come later
             return
-        volume.unplaced.discard(doc["_id"])
-        node = volume.add_node(fresh)
+        tree.placed(doc["_id"])
+        node = tree.add(fresh)
     else:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
             # Written under an older key (by a recipient during a revoke):
             # the file takes it back until the owner seals it again.
             out.rekey.append(node)
         _update(volume, node, fresh, out)
-    relink(volume, node, links, out)
+    relink(tree, node, links, out)
     out.inodes.append(node.ino)
     if not node.links:
-        volume.purge_if_unused(node)
-
-
-def judge(volume: Volume, doc: dict, node: Node | None) -> tuple[dict, str] | None | bool:
-    """A node document's signature (vault/tree/authorship.py): (the document as
-    signed, its signer); None when it is not this user's to judge; False
-    when refused."""
-    gate = volume.authorship
-    givers = volume.sharing.givers() if volume.sharing is not None else set()
-    if gate is None or (node is None and not gate.concerns(doc, givers)):
-        return None
-    return gate.admit(doc) or False
-
-
-def _keep(node: Node | None, doc: dict) -> None:
-    """A refused document (said): the node keeps what it had, and its next
-    commit goes over the refused revision."""
-    if node is not None:
-        node.rev = doc["_rev"]
-
-
-def may_take(volume: Volume, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:
-    """Whether the signer of ``doc`` may make the change it makes (the owner, or a WRITE grantee)."""
-    gate, fresh = volume.authorship, opened[0]
-    if signer == doc.get("owner"):
-        return True
-    parents = [p for p, _ in opened[1]]
-    if not gate.may_write(volume, signer, doc["owner"], doc["_id"], parents, node):
-        gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
-        return False
-    return gate.owner_dek_ok(doc, signer, fresh.dek, node)
-
-
-def _open(volume: Volume, doc: dict) -> tuple[Node, list] | None:
-    """The document as a node, if this user can open it."""
-    if doc.get("owner") == volume.key.user_id:
-        return node_from_doc(doc, *open_node_doc(doc, volume.key))
-    sharing = volume.sharing
-    if sharing is None or doc.get("owner") not in sharing.givers():
-        return None
-    paths = sharing.my_key_paths(volume.layout, doc["owner"], doc["_id"])
-    return open_guest(doc, volume.key, paths, volume.trust)
+        tree.purge_if_unused(node)
 
 
 def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:
@@ -304,80 +240,16 @@ async def settle_busy(volume: Volume, nodes: list[Node]) -> Absorbed:
     return out
 
 
-def relink(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
-    wanted = [(volume.by_fid[p], name) for p, name in links
-              if p in volume.by_fid and names.link_ok(volume, node.fid, name)]
-    for parent_ino, name in list(node.links):
-        if (parent_ino, name) not in wanted:
-            if (parent := volume.nodes.get(parent_ino)) is None:  # left and gone before it
-                node.links.remove((parent_ino, name))
-                continue
-            volume.unlink_entry(parent, name, node)
-            out.entries.append((parent_ino, name))
-    for parent_ino, name in wanted:
-        if (parent_ino, name) in node.links:
-            continue
-        parent = volume.nodes[parent_ino]
-        if not parent.is_dir or parent.children.get(name, node.ino) != node.ino:
-            log.warning("%s: the name is taken here; it shows at the next unlock", node.fid)
-            continue
-        volume.link_entry(parent, name, node)
-        out.entries.append((parent_ino, name))
-
-
-def _unsaved(node: Node) -> bool:
-    """The user's writes to the node are not all committed: changed contents,
-    or a version being committed now (its contents no longer look changed,
-    and its document still needs the key)."""
-    return (node.content is not None and node.content.changed) or (
-        node.lock is not None and node.lock.locked())
-
-
-def _leave(volume: Volume, node: Node, out: Absorbed) -> None:
-    """Take a node out of this user's tree: every name, and (a guest's) its key.
-
-    A parent may have left (and gone) before its child: its links are dropped.
-    A guest holding the user's unsaved writes keeps everything until they are
-    saved (``save``): a key is never dropped from under them."""
-    sharing = volume.sharing
-    if sharing is not None and node.owner != volume.key.user_id and _unsaved(node):
-        if node.ino not in sharing.leaving:
-            sharing.leaving.add(node.ino)
-            out.save.append(node)
-        return
-    for parent_ino, name in list(node.links):
-        if (parent := volume.nodes.get(parent_ino)) is not None:
-            volume.unlink_entry(parent, name, node)
-            out.entries.append((parent_ino, name))
-        else:
-            node.links.remove((parent_ino, name))
-    for virtual in sharing.virtual if sharing else ():
-        folder = volume.nodes.get(virtual)
-        for name, child in list(folder.children.items()) if folder else ():
-            if child == node.ino:
-                volume.unlink_entry(folder, name, node)
-                out.entries.append((virtual, name))
-    out.inodes.append(node.ino)
-    if sharing is not None:
-        sharing.leaving.discard(node.ino)
-    if node.owner != volume.key.user_id:
-        volume.forget_key(node)
-    volume.purge_if_unused(node)
-
-
-leave = _leave  # for vault/tree/authorship.py: a node refused at unlock leaves the tree
-
-
 def sweep(volume: Volume, out: Absorbed) -> None:
     """Leaving nodes whose writes are all saved now leave the tree (all at
     once: a folder stays while a file under it still has writes to save)."""
     sharing = volume.sharing
-    nodes = [volume.nodes[ino] for ino in sharing.leaving if ino in volume.nodes]
-    if any(_unsaved(node) for node in nodes):
+    nodes = [node for ino in sharing.leaving if (node := volume.tree.get(ino)) is not None]
+    if any(unsaved(node) for node in nodes):
         return
     sharing.leaving = set()
     for node in nodes:
-        _leave(volume, node, out)
+        leave(volume.tree, node, out)
 
 
 async def save_leaving(volume: Volume, nodes: list[Node]) -> Absorbed:
@@ -387,7 +259,7 @@ async def save_leaving(volume: Volume, nodes: list[Node]) -> Absorbed:
     for node in nodes:
         if volume.key is None:
             return Absorbed()
-        if not node.dek or not _unsaved(node):
+        if not node.dek or not unsaved(node):
             continue  # saved meanwhile (its close), or shared again and left since
         try:
             await volume.commit_content(node)
@@ -399,47 +271,25 @@ async def save_leaving(volume: Volume, nodes: list[Node]) -> Absorbed:
     return out
 
 
-def reload_contents(volume: Volume, node: Node) -> bool:
-    """Make the node's contents those of its stored document (another
-    writer's version came in while this volume was sealing the file again
-    under a new key: that version is the one to seal).  False when the
-    document is gone or no longer opens here."""
-    doc = volume.store.get(node.fid)
-    judged = None if doc is None else judge(volume, doc, node)
-    if judged is False:
-        return False
-    doc, signer = judged or (doc, None)
-    opened = None if doc is None or doc.get("delete") else _open(volume, doc)
-    if opened is None or (signer is not None and not may_take(volume, doc, signer, node, opened)):
-        return False
-    fresh, _ = opened
-    for name in CONTENTS:
-        setattr(node, name, getattr(fresh, name))
-    node.rev = doc["_rev"]
-    if node.content is not None:
-        volume.switch_content(node)
-    return True
-
-
 def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
     """Shares that reached this user just now: their nodes join the tree.
 
     Their keys were written before the Share document, so listing this
     user's key files finds them (no scan of every node document)."""
-    sharing = volume.sharing
-    if all(fid in volume.by_fid and not _keyless(volume, volume.by_fid[fid]) for fid in sharing.roots):
+    tree, sharing = volume.tree, volume.sharing
+    if all((ino := tree.ino_of(fid)) is not None and not _keyless(volume, ino) for fid in sharing.roots):
         return
     givers = sharing.givers()
     guests = []
     foreign: list = []
     for fid, paths in key_files(volume.layout, volume.key.user_id, sharing.groups).items():
-        ino = volume.by_fid.get(fid)
+        ino = tree.ino_of(fid)
         if ino is not None and not _keyless(volume, ino):
             continue
         doc = volume.store.get(fid)
         if doc is None or doc.get("delete") or doc.get("owner") not in givers:
             continue
-        if (judged := judge(volume, doc, None)) is False:
+        if (judged := judge(tree, doc, None)) is False:
             continue  # refused, and said
         doc, signer = judged or (doc, None)
         try:
@@ -455,18 +305,19 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             guests.append(opened)
         else:  # shared again while still held (open, or a share root's parent)
             sharing.phantoms.discard(ino)
-            node = volume.nodes[ino]
+            node = tree.node(ino)
             _update(volume, node, opened[0], out)
-            relink(volume, node, opened[1], out)
+            relink(tree, node, opened[1], out)
             out.inodes.append(ino)
-    before = {ino: set(volume.nodes[ino].children) for ino in sharing.virtual}
-    volume.admit_guests(guests)
+    before = {ino: set(tree.node(ino).children) for ino in sharing.virtual}
+    admit_guests(tree, guests)
     if foreign:
-        volume.authorship.settle(volume, foreign)
+        spare = Absorbed()  # what settling takes out was never shown: nothing to invalidate
+        volume.authorship.settle(tree, foreign, lambda node: leave(tree, node, spare))
     # The new names in shared/<owner>/ and groups/<group>/ (the kernel may
     # remember them as missing), and the folders made for them.
     for ino in sharing.virtual:
-        folder = volume.nodes[ino]
+        folder = tree.node(ino)
         if ino not in before:
             out.entries += folder.links
             out.inodes += [parent for parent, _ in folder.links]
@@ -486,7 +337,7 @@ def admit_new(volume: Volume) -> Absorbed:
 def _keyless(volume: Volume, ino: int) -> bool:
     """A node the user holds without its key: a phantom, or a guest that
     left while open (a new share gives it its key and names again)."""
-    node = volume.nodes.get(ino)
+    node = volume.tree.get(ino)
     return node is not None and (ino in volume.sharing.phantoms
                                  or (node.owner != volume.key.user_id and not node.dek))
 
@@ -497,40 +348,40 @@ def _drop_unreached(volume: Volume, out: Absorbed) -> None:
     Those holding unsaved writes, and the folders above them, stay (no
     longer reachable by path, refusing further writes) until the writes are
     saved: ``out.save``."""
-    sharing = volume.sharing
+    tree, sharing = volume.tree, volume.sharing
     me = volume.key.user_id
     # Inodes the kernel made this volume forget are nobody's folders any more.
-    sharing.virtual.intersection_update(volume.nodes)
-    sharing.phantoms.intersection_update(volume.nodes)
-    unreached = [node for node in volume.nodes.values()
+    sharing.virtual.intersection_update(tree.live(sharing.virtual))
+    sharing.phantoms.intersection_update(tree.live(sharing.phantoms))
+    unreached = [node for node in tree.nodes()
                  if node.owner not in ("", me) and node.ino not in sharing.phantoms and node.dek
-                 and sharing.perm(node, volume.nodes) is None]
+                 and tree.perm(node) is None]
     gone = {node.ino for node in unreached}
-    keep: set[int] = set()
+    kept: set[int] = set()
     for node in unreached:
-        if _unsaved(node):
+        if unsaved(node):
             if node.ino not in sharing.leaving:
                 out.save.append(node)
             walk: Node | None = node
-            while walk is not None and walk.ino in gone and walk.ino not in keep:
-                keep.add(walk.ino)
-                walk = volume.nodes.get(walk.links[0][0]) if walk.links else None
-    sharing.leaving = keep
+            while walk is not None and walk.ino in gone and walk.ino not in kept:
+                kept.add(walk.ino)
+                walk = tree.get(walk.links[0][0]) if walk.links else None
+    sharing.leaving = kept
     for node in unreached:
-        if node.ino not in keep:
-            _leave(volume, node, out)
+        if node.ino not in kept:
+            leave(tree, node, out)
     # Virtual folders left empty go too, inner ones (under shared/ or groups/) first.
-    for ino in sorted(sharing.virtual, key=lambda i: _at_root(volume.nodes[i])):
-        folder = volume.nodes[ino]
+    for ino in sorted(sharing.virtual, key=lambda i: _at_root(tree.node(i))):
+        folder = tree.node(ino)
         if not folder.children and folder.links:
             parent_ino, name = folder.links[0]
-            if (parent := volume.nodes.get(parent_ino)) is not None:
-                volume.unlink_entry(parent, name, folder)
+            if (parent := tree.get(parent_ino)) is not None:
+                tree.unlink_entry(parent, name, folder)
             else:
                 folder.links.remove((parent_ino, name))
             out.entries.append((parent_ino, name))
             sharing.virtual.discard(ino)  # a later share makes a new one
-            volume.purge_if_unused(folder)
+            tree.purge_if_unused(folder)
 
 
 def _at_root(node: Node) -> bool:

@@ -10,27 +10,19 @@ decrypted path; what no version references in a ``.vf`` is counted.
 A node document that does not open cannot give its name: its path is taken
 from its newest version document that opens (where the file was then).
 
-``repair`` works through a loaded Volume, as ``restore`` does: a file whose
-newest version is damaged gets a new version whose manifest is that of its
-newest intact one (no block copied, nothing destroyed); a file with no
-intact version goes to the trash.  Damaged records and documents stay
-where they are: the history keeps them until the retention policy lets
-them go.
+What it finds is vault/services/check_report.py's; mending it is
+vault/services/repairing.py's (both named here too, as the CLI calls them).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import stat
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
-from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
 from fusevault.vault.files.content import Content
@@ -39,101 +31,14 @@ from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.format.vf import HEADER, header_for
 from fusevault.vault.model.alarms import Alarms
-from fusevault.vault.model.history import Version, iso_time, open_version_doc, version_plain
-from fusevault.vault.model.nodes import NODE, VERSION, Node, doc_dek, open_node_doc
+from fusevault.vault.model.history import open_version_doc, version_plain
+from fusevault.vault.model.nodes import NODE, VERSION, doc_dek, open_node_doc
+from fusevault.vault.services.check_report import FileState, Report, VersionState, describe
 from fusevault.vault.services.gc import allocated
-from fusevault.vault.services.placing import make_dirs
-from fusevault.vault.volume import Caller, Volume
+from fusevault.vault.services.repairing import load_tree, rebuild_folders, repair, tree_paths
 
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class VersionState:
-    vid: str
-    time: int | None = None
-    size: int | None = None
-    problem: str | None = None  # None: intact
-    version: Version | None = field(default=None, repr=False)
-    digests: dict | None = field(default=None, repr=False)  # what it signed of its own records
-
-    def as_dict(self) -> dict:
-        return {"id": self.vid, "time": self.time, "size": self.size, "intact": self.problem is None,
-                "problem": self.problem}
-
-
-@dataclass
-class FileState:
-    fid: str
-    path: str
-    kind: str  # file, dir, symlink, other
-    where: str  # tree, trash, shared (another owner's), lost (its document does not open)
-    owner: str
-    problems: list[str] = field(default_factory=list)
-    versions: list[VersionState] = field(default_factory=list)
-    head: str | None = None
-    head_intact: bool = True
-    unreferenced: int = 0  # bytes of the .vf no version uses
-    unreferenced_on_disk: int = 0  # of them, what the file system stores (not punched out)
-    repair: str | None = None
-    sidecar_damaged: bool = False
-    rev: str | None = field(default=None, repr=False)  # of the node document
-    children: list[str] = field(default_factory=list, repr=False)  # of a folder whose document is lost
-    # For a repair: the current manifest and DEK as the node document says.
-    manifest: tuple[int, int] | None = field(default=None, repr=False)
-    dek: bytes = field(default=b"", repr=False)
-    epoch: int = 0
-
-    @property
-    def damaged(self) -> bool:
-        return bool(self.problems) or not self.head_intact or any(v.problem for v in self.versions)
-
-    def newest_intact(self) -> VersionState | None:
-        """The newest intact version readable with the node's current key."""
-        for state in reversed(self.versions):
-            if state.problem is None and state.version is not None and state.version.dek == self.dek:
-                return state
-        return None
-
-    def as_dict(self) -> dict:
-        newest = self.newest_intact()
-        return {"path": self.path, "fid": self.fid, "kind": self.kind, "where": self.where,
-                "damaged": self.damaged, "problems": self.problems, "head": self.head,
-                "head_intact": self.head_intact,
-                "versions": [v.as_dict() for v in self.versions],
-                "intact_versions": [v.vid for v in self.versions if v.problem is None],
-                "newest_intact": newest.vid if newest else None,
-                "unreferenced_bytes": self.unreferenced, "unreferenced_on_disk": self.unreferenced_on_disk,
-                "repair": self.repair}
-
-
-@dataclass
-class Report:
-    user: str
-    files: list[FileState] = field(default_factory=list)
-    orphans: list[dict] = field(default_factory=list)  # .vf files no node document names
-    alarms: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    counts: dict = field(default_factory=lambda: {"nodes": 0, "versions": 0, "manifests": 0, "blocks": 0,
-                                                  "bytes": 0})
-
-    @property
-    def damaged(self) -> list[FileState]:
-        return [f for f in self.files if f.damaged]
-
-    @property
-    def clean(self) -> bool:
-        return not self.damaged and not self.alarms
-
-    def as_dict(self) -> dict:
-        return {"user": self.user, "clean": self.clean, "damaged": len(self.damaged),
-                "checked": self.counts,
-                "unreferenced_bytes": sum(f.unreferenced for f in self.files)
-                + sum(o["bytes"] for o in self.orphans),
-                "unreferenced_on_disk": sum(f.unreferenced_on_disk for f in self.files)
-                + sum(o["on_disk"] for o in self.orphans),
-                "files": [f.as_dict() for f in self.files], "orphans": self.orphans,
-                "alarms": self.alarms, "notes": self.notes}
+__all__ = ["Checker", "FileState", "Report", "VersionState", "describe", "load_tree", "rebuild_folders",
+           "repair", "tree_paths"]
 
 
 def _kind(mode: int) -> str:
@@ -420,188 +325,3 @@ class Checker:
                 self.report.orphans.append({"file": name, "bytes": size, "on_disk": allocated(fd, 0, size)})
             finally:
                 os.close(fd)
-
-
-def describe(state: FileState) -> list[str]:
-    """The text lines of one damaged file."""
-    lines = [f"{state.path}{'  (in the trash)' if state.where == 'trash' else ''}"
-             f"{'  (shared with you)' if state.where == 'shared' else ''}"]
-    lines += [f"  {p}" for p in state.problems]
-    for v in state.versions:
-        when = iso_time(v.time) if v.time is not None else "time unknown"
-        lines.append(f"  version {v.vid[:12]} {when}: {'intact' if v.problem is None else v.problem}")
-    if state.repair:
-        lines.append(f"  repair: {state.repair}")
-    return lines
-
-
-class _Without:
-    """The store, less the node documents that do not open: ``Volume.load`` stops
-    at the first such document, and the rest of the tree is still worth loading
-    (for its paths, and to repair it).  Everything else goes to the store."""
-
-    def __init__(self, store: Store, hidden: set[str]) -> None:
-        self._store = store
-        self._hidden = hidden
-
-    def __getattr__(self, name: str):
-        return getattr(self._store, name)
-
-    def iter_type(self, doc_type: str) -> Iterator[dict]:
-        for doc in self._store.iter_type(doc_type):
-            if doc_type != NODE or doc.get("_id") not in self._hidden:
-                yield doc
-
-
-def load_tree(layout: Layout, store: Store, key: MasterKey, root_fid: str, broken: set[str],
-              report: Report) -> Volume | None:
-    """The user's tree as a mount loads it (its checks apply), without the documents that
-    do not open; None (and said) when even that does not load."""
-    # Entries of a folder whose document did not open dangle: the report says so, by path.
-    quiet = logging.getLogger("fusevault.vault.volume")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        volume = Volume.load(layout, _Without(store, broken) if broken else store, key, root_fid)
-    except VaultError as err:
-        report.notes.append(f"the tree does not load ({err}): paths come from the version documents, "
-                            "and nothing can be repaired")
-        return None
-    finally:
-        quiet.setLevel(level)
-    if volume.trust is not None:
-        report.alarms = volume.trust.alarms.as_list()
-    return volume
-
-
-def tree_paths(volume: Volume | None) -> tuple[Callable[[str], str | None], list]:
-    """A node's path in the tree, and the others' nodes shared with the user (with their paths)."""
-    if volume is None:
-        return (lambda fid: None), []
-
-    def path(fid: str) -> str | None:
-        ino = volume.by_fid.get(fid)
-        node = volume.nodes.get(ino) if ino is not None else None
-        if node is None or (not node.links and ino != 1):
-            return None
-        return name_to_str(volume.path_of(node)) or "/"
-
-    guests = [(node, path(node.fid) or node.fid) for node in volume.nodes.values()
-              if node.owner != volume.key.user_id and node.dek and not node.fid.startswith("virtual:")]
-    return path, guests
-
-
-async def rebuild_folders(volume: Volume, report: Report) -> set[str]:
-    """Folders whose node document does not open, made again where their children say
-    they were (shallowest first); return the ids of those made again (the tree is to be
-    loaded again, so that their entries hang in them)."""
-    lost = [s for s in report.files if s.where == "lost" and s.kind == "dir"]
-    done = set()
-    for state in sorted(lost, key=lambda s: s.path.count("/")):
-        try:
-            state.repair = await _rebuild_folder(volume, state)
-            done.add(state.fid)
-        except VaultError as err:
-            state.repair = f"failed: {err}"
-    return done
-
-
-async def _rebuild_folder(volume: Volume, state: FileState) -> str:
-    named = not state.path.startswith("(unnamed")
-    location, _, name = state.path.rpartition("/") if named else ("", "", f"lost+found {state.fid[:8]}")
-    caller = Caller(os.getuid(), os.getgid())
-    parent = await make_dirs(volume, str_to_name(location), caller)
-    wanted = str_to_name(name)
-    if wanted in parent.children:
-        wanted += b" (recovered %s)" % state.fid[:8].encode()
-    # Its key sealed only its own document: a new one if that is lost too.
-    node = Node(0, state.fid, volume.key.user_id, state.dek or aead.new_key(), stat.S_IFDIR | 0o700,
-                caller.uid, caller.gid)
-    node.rev, node.epoch = state.rev, state.epoch
-    volume.add_node(node)
-    await volume.relink(node, parent.ino, wanted)
-    return (f"its node document was made again: the folder is back at {name_to_str(volume.path_of(node))} "
-            f"with its {len(state.children)} entries (mode 0700: its mode and times were only in the "
-            "damaged document)")
-
-
-async def repair(volume: Volume, report: Report) -> None:
-    """Point each damaged file at its newest intact version, or put it in the trash."""
-    for state in report.damaged:
-        if state.where == "lost" and state.kind == "dir":
-            continue  # rebuild_folders did it
-        try:
-            state.repair = await _repair_one(volume, state)
-        except VaultError as err:
-            state.repair = f"failed: {err}"
-
-
-async def _repair_one(volume: Volume, state: FileState) -> str | None:
-    if state.where == "shared":
-        return "not repaired: the file is another user's; they can check and repair it"
-    if state.where == "lost":
-        return await _rebuild(volume, state)
-    if state.where == "trash" or state.kind != "file":
-        return None  # nothing in the tree reads it
-    ino = volume.by_fid.get(state.fid)
-    if ino is None:
-        return "not repaired: the file is not in the loaded tree (its folder does not open)"
-    node = volume.nodes[ino]
-    done = []
-    if state.sidecar_damaged:
-        Content(volume.layout, node.owner, node.fid, node.dek, None, None, acl=volume._acl(node),
-                epoch=node.epoch).write_sidecar()
-        done.append("wrote its sidecar again from the documents")
-    if state.head_intact:
-        return "; ".join(done) or "its current version is intact: older damaged versions stay in its history"
-    if not any("its current version is damaged" in p for p in state.problems) and node.manifest:
-        # The contents open, their version document does not: the same contents as a new version.
-        await volume.restore_contents(node, node.manifest, node.head)
-        return "; ".join(done + ["its current contents got a new version document"])
-    newest = state.newest_intact()
-    if newest is not None and newest.version is not None:
-        # The damaged current manifest is never read again: the restore starts from the intact one.
-        node.head, node.manifest = newest.vid, newest.version.manifest
-        await volume.restore_contents(node, newest.version.manifest, newest.vid)
-        return "; ".join(done + [f"restored version {newest.vid[:12]} of {iso_time(newest.time or 0)} "
-                                 "as its newest version"])
-    for parent_ino, name in list(node.links):
-        await volume.unlink(parent_ino, name)
-    return "; ".join(done + ["moved to the trash: no version of it is intact (`fusevault trash` lists it, "
-                             "`fusevault history` shows its versions)"])
-
-
-async def _rebuild(volume: Volume, state: FileState) -> str:
-    """A file whose node document does not open: a new revision of that document, made
-    from its newest intact version (where it was, its size, time and manifest), so the
-    tree loads again and the file keeps its id, key and history.  What only the damaged
-    document held (mode, owner ids, other times, xattrs) cannot come back: the file is
-    the user's, mode 0600.  With no intact version it goes to the trash the same way."""
-    named = [v for v in state.versions if v.version is not None]
-    if not state.dek or not named:
-        return ("not repaired: neither its node document nor its key or version documents open, so "
-                "its name is unknown")
-    newest = state.newest_intact()
-    source = (newest or named[-1]).version
-    location, _, name = source.path.rpartition("/")
-    caller = Caller(os.getuid(), os.getgid())
-    parent = await make_dirs(volume, str_to_name(location), caller)
-    wanted = str_to_name(name)
-    if wanted in parent.children:
-        wanted += b" (recovered %s)" % state.fid[:8].encode()
-    node = Node(0, state.fid, volume.key.user_id, state.dek, stat.S_IFREG | 0o600, caller.uid, caller.gid)
-    node.rev, node.epoch = state.rev, state.epoch
-    if newest is not None:
-        node.size = node.stored_size = source.size
-        node.mtime = node.ctime = source.mtime
-        node.head, node.manifest = newest.vid, source.manifest
-    volume.add_node(node)
-    await volume.relink(node, parent.ino, wanted)
-    where = name_to_str(volume.path_of(node))
-    if newest is None:
-        await volume.unlink(parent.ino, wanted)
-        return (f"its node document was made again and the file moved to the trash as {where}: no "
-                "version of it is intact")
-    return (f"its node document was made again from version {newest.vid[:12]} of "
-            f"{iso_time(newest.time or 0)}: the file is back at {where} (mode 0600: its mode, owner and "
-            "extended attributes were only in the damaged document)")

@@ -42,9 +42,10 @@ from fusevault.vault.files.content import Content
 from fusevault.vault.model import names
 from fusevault.vault.model.history import version_parents, version_plain
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
-from fusevault.vault.services.absorbing import Absorbed, absorb_node, relink
+from fusevault.vault.services.absorbing import absorb_node
 from fusevault.vault.services.recovery import copy_into
-from fusevault.vault.volume import ROOT_INODE, Caller, Volume
+from fusevault.vault.tree.arrivals import Absorbed, relink
+from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +168,10 @@ def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None) -> bool:
 
 async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf) -> None:
     fid, dek = copy_ident(loser.doc["_id"], loser.doc["_rev"], loser.node.dek)
-    if fid in volume.by_fid or store.get(fid) is not None:
+    if volume.holds(fid) or store.get(fid) is not None:
         return  # made already, here or by another device
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
-    parent = volume.nodes.get(volume.by_fid.get(parent_fid, ROOT_INODE)) or volume.nodes[ROOT_INODE]
+    parent = volume.find(parent_fid) or volume.root
     device = _device_of(store, loser) or "another device"
     if not names.valid(name):
         names.refuse(volume, loser.doc["_id"], f"a concurrent edit of {loser.doc['_id']} had a name that "
@@ -205,11 +206,10 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, links: list, out: 
     # Taken into the tree as if it were a newer revision (absorb skips the
     # revision the tree already holds), then committed on top of ``current``.
     absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out)
-    ino = volume.by_fid.get(current["_id"])
-    if ino is None:
+    node = volume.find(current["_id"])
+    if node is None:
         return
-    node = volume.nodes[ino]
     node.rev = current["_rev"]
     if links != keeper.links:
-        relink(volume, node, links, out)
+        relink(volume.tree, node, links, out)
     await volume.save_node(node)

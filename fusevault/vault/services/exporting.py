@@ -46,7 +46,7 @@ def tree(volume: Volume, node: Node, rel: str) -> list[tuple[str, Node]]:
         for name, ino in sorted(node.children.items()):
             if not names.valid(name):  # refused where it came in; never a host path
                 raise CorruptData(f"a name in {name_to_str(volume.path_of(node))} is not a file name")
-            found += tree(volume, volume.nodes[ino], os.path.join(rel, name_to_str(name)))
+            found += tree(volume, volume.node(ino), os.path.join(rel, name_to_str(name)))
     return found
 
 

@@ -158,7 +158,7 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     report = Report()
     store, key = volume.store, volume.key
     # Only the user's own files: versions of files shared with them are their owner's to keep.
-    mine = [n for n in list(volume.nodes.values()) if n.is_reg and n.head and _owns(volume, n.owner)]
+    mine = [n for n in volume.nodes() if n.is_reg and n.head and _owns(volume, n.owner)]
     # Documents not signed by whom may write them are neither counted nor removed (vault/tree/authorship.py).
     accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
     for node in mine:
@@ -177,7 +177,7 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     for doc in await volume.store_call(deleted_nodes, store, key.user_id):
         if not _owns(volume, doc.get("owner")):
             continue
-        if doc["_id"] in volume.by_fid:
+        if volume.holds(doc["_id"]):
             continue  # still open somewhere: not collected yet
         if accept is not None and not accept(doc):
             continue

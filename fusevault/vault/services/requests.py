@@ -168,7 +168,7 @@ class Requests:
     async def do_export(self, request: dict) -> dict:
         dest = request.get("dest")
         if dest is None:
-            settings = await self.vol.store_call(user_settings.load, self.vol.store, self.vol.key,
+            settings = await self.vol.store_call(confirmed.load, self.vol.store, self.vol.key,
                                                  self.vol.layout.root)
             dest = settings.target_dir_to_dump
             if dest is None:

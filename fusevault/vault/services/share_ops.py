@@ -71,7 +71,7 @@ def subtree(volume: Volume, node: Node) -> list[Node]:
         current = todo.pop()
         found.append(current)
         if current.children:
-            todo += [volume.nodes[i] for i in current.children.values() if i in volume.nodes]
+            todo += [child for i in current.children.values() if (child := volume.get(i)) is not None]
     return found
 
 
@@ -79,7 +79,7 @@ def _write_acls(volume: Volume, nodes: list[tuple[Node, bytes, int]]) -> None:
     """Seed 003's sidecar ACL of every file with contents, from the documents
     (``nodes``: each with its DEK and epoch, taken on the trio thread)."""
     for node, dek, epoch in nodes:
-        acl = acl_lines(volume.sharing.covering(node, volume.nodes))
+        acl = acl_lines(volume.covering(node))
         if node.content is not None:
             node.content.acl = acl
         if node.is_reg and node.head and volume.layout.vf_path(node.owner, node.fid).exists():
@@ -176,12 +176,12 @@ async def resume(volume: Volume) -> None:
         return
     me = volume.key.user_id
     for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
-        ino = volume.by_fid.get(doc.get("fid", ""))
-        if doc.get("owner") == me and ino is not None and doc["fid"] not in volume.rotating:
+        node = volume.find(doc.get("fid", ""))
+        if doc.get("owner") == me and node is not None and doc["fid"] not in volume.rotating:
             log.info("finishing a key rotation of %s", doc["fid"])
-            await rotate(volume, volume.nodes[ino])
-    keys = volume.sharing.held_keys(volume.nodes)
-    written = await volume.in_thread(volume.sharing.fill_missing, volume.layout, volume.nodes, keys)
+            await rotate(volume, node)
+    keys = volume.tree.held_keys()
+    written = await volume.in_thread(volume.tree.fill_missing, keys)
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
 
@@ -196,11 +196,11 @@ def listing(volume: Volume, path: bytes | None) -> list[dict]:
     for grant in shares.grants:
         if only is not None and grant.fid != only:
             continue
-        ino = volume.by_fid.get(grant.fid)
+        node = volume.find(grant.fid)
         if grant.owner == me:
-            where = name_to_str(volume.path_of(volume.nodes[ino])) if ino else grant.fid
-        elif any(r.recipient == me for r in shares.reaches(grant)) and ino:
-            where = name_to_str(volume.nodes[ino].links[0][1]) if volume.nodes[ino].links else grant.fid
+            where = name_to_str(volume.path_of(node)) if node else grant.fid
+        elif any(r.recipient == me for r in shares.reaches(grant)) and node:
+            where = name_to_str(node.links[0][1]) if node.links else grant.fid
         else:
             continue
         group = shares.groups.get(grant.grantee, {}) if grant.group else {}

@@ -73,13 +73,13 @@ class VersionsView:
         return node
 
     def _real(self, ino: int) -> Node:
-        node = self.vol.nodes.get(ino - VIEW_BASE)
+        node = self.vol.get(ino - VIEW_BASE)
         if node is None or ino >= FILE_BASE or not (node.is_dir or node.is_reg):
             raise NotFound("no such file")
         return node
 
     def root(self) -> Node:
-        return self._mirror(self.vol.nodes[ROOT_INODE])
+        return self._mirror(self.vol.root)
 
     async def getattr(self, ino: int) -> Node:
         if ino >= FILE_BASE:
@@ -101,11 +101,11 @@ class VersionsView:
         if name == b".":
             return self._mirror(real)
         if name == b"..":
-            up = self.vol.nodes[real.links[0][0]] if real.links else real
-            return self._mirror(up) if real.ino != ROOT_INODE else self.vol.nodes[ROOT_INODE]
+            up = self.vol.node(real.links[0][0]) if real.links else real
+            return self._mirror(up) if real.ino != ROOT_INODE else self.vol.root
         if real.is_dir:
             ino = real.children.get(name)
-            child = self.vol.nodes.get(ino) if ino is not None else None
+            child = self.vol.get(ino) if ino is not None else None
             if child is None or not (child.is_dir or child.is_reg):
                 raise NotFound("no such file")
             return self._mirror(child)
@@ -118,11 +118,11 @@ class VersionsView:
 
     async def opendir(self, ino: int, fh: int) -> None:
         real = self._real(ino)
-        up = self.vol.nodes[real.links[0][0]] if real.links else real
+        up = self.vol.node(real.links[0][0]) if real.links else real
         entries = [(b".", self._mirror(real)), (b"..", self._mirror(up))]
         if real.is_dir:
             for name, child_ino in real.children.items():
-                child = self.vol.nodes[child_ino]
+                child = self.vol.node(child_ino)
                 if child.is_dir or child.is_reg:
                     entries.append((name, self._mirror(child)))
         else:

@@ -1,1 +1,1 @@
-"""One user's namespace in memory and who may write in it."""
+"""One user's namespace in memory: the inode table, names, links, attributes, access, commits."""

@@ -29,24 +29,36 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fusevault.crypto.signing import signer_of
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.model.groups import can_write
-from fusevault.vault.model.nodes import VERSION, Node, doc_dek
+from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek
 from fusevault.vault.model.trust import Trust
-from fusevault.vault.services.absorbing import ROOT_INODE, Absorbed, leave
 
 if TYPE_CHECKING:
     from fusevault.vault.tree.guests import Sharing
-    from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
 
 # (node, its links as (parent fid, name), who signed it, a guest's)
 Foreign = tuple[Node, list[tuple[str, bytes]], str, bool]
+
+
+class Held(Protocol):
+    """What judging asks of the tree the documents are for (vault/tree/namespace.py
+    is one; the Volume facade answers the same): declared here, since the
+    tree holds an Authorship and this module is below it."""
+
+    sharing: Sharing | None
+
+    def find(self, fid: str | None) -> Node | None: ...
+
+    def get(self, ino: int | None) -> Node | None: ...
+
+    def covering(self, node: Node) -> list: ...
 
 
 def said_signer(doc: dict) -> str | None:
@@ -124,7 +136,7 @@ class Authorship:
         return any(grant.owner == owner and any(r.recipient == signer and can_write(r.perm)
                                                 for r in sharing.reaches(grant)) for grant in grants)
 
-    def may_write(self, volume: Volume, signer: str, owner: str, fid: str,
+    def may_write(self, volume: Held, signer: str, owner: str, fid: str,
                   parents: list[str], node: Node | None = None) -> bool:
         """Whether ``signer`` holds WRITE on ``owner``'s node ``fid``: where the
         document puts it (under ``parents``) and, if held, where it is now."""
@@ -134,12 +146,12 @@ class Authorship:
         own = list(sharing.by_fid.get(fid, ()))
         new = list(own)
         for parent in parents:
-            if (ino := volume.by_fid.get(parent)) is not None:
-                new += sharing.covering(volume.nodes[ino], volume.nodes)
+            if (held := volume.find(parent)) is not None:
+                new += volume.covering(held)
         if (parents or node is None) and not self.writes(sharing, signer, owner, new):
             return False
-        if node is not None and node.ino in volume.nodes:
-            return self.writes(sharing, signer, owner, own + sharing.covering(node, volume.nodes))
+        if node is not None and volume.get(node.ino) is not None:
+            return self.writes(sharing, signer, owner, own + volume.covering(node))
         return True
 
     def writer_of(self, sharing: Sharing | None, signer: str, owner: str) -> bool:
@@ -177,31 +189,31 @@ class Authorship:
 
     # --- at unlock: nodes signed by others than their owner
 
-    def settle(self, volume: Volume, foreign: list[Foreign]) -> None:
+    def settle(self, volume: Held, foreign: list[Foreign], leave: Callable[[Node], None]) -> None:
         """After an unlock placed every node: those a grantee wrote whose
         grantee holds no WRITE where they are leave the tree (with what is
-        under them), and are said.  All are judged before any leaves."""
+        under them: ``leave`` takes one out), and are said.  All are judged
+        before any leaves."""
         refused = []
         for node, links, signer, _ in foreign:
             if not self.may_write(volume, signer, node.owner, node.fid, [p for p, _ in links]):
                 self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
                 refused.append(node)
-        out = Absorbed()
         for node in refused:
             todo = [node]
             while todo:
                 each = todo.pop()
-                if each.ino == ROOT_INODE or volume.nodes.get(each.ino) is not each:
+                if each.ino == ROOT_INODE or volume.get(each.ino) is not each:
                     continue
-                todo += [volume.nodes[i] for i in (each.children or {}).values() if i in volume.nodes]
-                leave(volume, each, out)
+                todo += [c for i in (each.children or {}).values() if (c := volume.get(i)) is not None]
+                leave(each)
 
-    def deleted(self, volume: Volume, doc: dict, signer: str) -> None:
+    def deleted(self, volume: Held, doc: dict, signer: str) -> None:
         """A deletion signed by another than the owner: said if they may not write the owner's files."""
         if not self.writer_of(volume.sharing, signer, doc.get("owner")):
             self._alarm(doc, f"deleted by {signer}, who holds no WRITE: the file is left out")
 
-    def leaf_ok(self, volume: Volume, doc: dict) -> bool:
+    def leaf_ok(self, volume: Held, doc: dict) -> bool:
         """A concurrent revision of a node of this user's (services/conflicts.py): theirs or a writer's."""
         admitted = self.admit(doc)
         if admitted is None:
@@ -209,16 +221,15 @@ class Authorship:
         doc, signer = admitted
         if signer == doc.get("owner") == self.user_id:
             return True
-        ino = volume.by_fid.get(doc["_id"])
         if doc.get("owner") == self.user_id and self.may_write(
-                volume, signer, self.user_id, doc["_id"], [], volume.nodes.get(ino) if ino else None):
+                volume, signer, self.user_id, doc["_id"], [], volume.find(doc["_id"])):
             return True
         self._alarm(doc, f"a concurrent revision signed by {signer}, who holds no WRITE on it")
         return False
 
     # --- versions, and the nodes a file's history goes through
 
-    def accepts(self, volume: Volume) -> Callable[[dict], bool]:
+    def accepts(self, volume: Held) -> Callable[[dict], bool]:
         """For ``history.lineage``: whether a version or replaced node's document may be used."""
         owners: dict[str, str | None] = {}  # fid -> its owner, for this one use
 
@@ -228,13 +239,12 @@ class Authorship:
             return self.detached_ok(volume, doc)
         return accept
 
-    def file_owner(self, volume: Volume, fid: object, owners: dict[str, str | None]) -> str | None:
+    def file_owner(self, volume: Held, fid: object, owners: dict[str, str | None]) -> str | None:
         """The owner of the file ``fid`` names: of its node in the tree, else of
         its node document as its signer signed it (the trash, a replaced file)."""
         if not isinstance(fid, str):
             return None
-        if (ino := volume.by_fid.get(fid)) is not None and (node := volume.nodes.get(ino)) is not None \
-                and node.dek:
+        if (node := volume.find(fid)) is not None and node.dek:
             return node.owner
         if fid not in owners:
             doc = self.store.get(fid)
@@ -243,7 +253,7 @@ class Authorship:
             owners[fid] = owner if isinstance(owner, str) else None
         return owners[fid]
 
-    def detached_ok(self, volume: Volume, doc: dict) -> bool:
+    def detached_ok(self, volume: Held, doc: dict) -> bool:
         """A node document out of the tree (the trash, a replaced file): signed by its owner or a writer."""
         admitted = self.admit(doc)
         if admitted is None:
@@ -254,7 +264,7 @@ class Authorship:
         self._alarm(doc, f"signed by {signer}, who holds no WRITE on it")
         return False
 
-    def version_ok(self, volume: Volume, doc: dict, owners: dict[str, str | None] | None = None) -> bool:
+    def version_ok(self, volume: Held, doc: dict, owners: dict[str, str | None] | None = None) -> bool:
         """Whether a FilesMetaData document was written by its file's owner or a WRITE grantee.
 
         Its ``owner`` must be the owner of the file its ``fid`` names: else any
@@ -270,8 +280,7 @@ class Authorship:
             return False
         if signer == owner:
             return True
-        ino = volume.by_fid.get(doc.get("fid"))
-        node = volume.nodes.get(ino) if ino is not None else None
+        node = volume.find(doc.get("fid"))
         if node is not None and node.owner == owner:
             ok = self.may_write(volume, signer, owner, node.fid, [], node)
         else:  # a file out of the tree (in the trash, or replaced by a rename)

@@ -1,0 +1,355 @@
+"""The contents of a user's files while they are open: handles, reads, writes, versions.
+
+Each regular node being read or written holds a Content (vault/files/content.py):
+its dirty blocks, sealed as they fill.  A changed file becomes a version when
+it is flushed, closed or fsynced: its blocks sealed, then one metadata commit
+(through the tree: ``TreePort.commit_node``) records the version document and
+where its blocks sit.  Names and attributes are the tree's (vault/tree/).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from fusevault.errors import (
+    BadHandle,
+    FileTooLarge,
+    InvalidArgument,
+    IsADirectory,
+    NotSupported,
+    PermissionDenied,
+    VaultError,
+)
+from fusevault.vault.files.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
+from fusevault.vault.files.ports import TreePort
+from fusevault.vault.format.layout import os_error
+from fusevault.vault.model import names
+from fusevault.vault.model.nodes import Node, now_ns, version_doc
+
+log = logging.getLogger(__name__)
+
+# Past this much dirty data in one file, full blocks are sealed and appended
+# (in a worker thread), which bounds the memory a large write holds.
+FLUSH_AT = 8 * 1024 * 1024
+# Sealing this much is quicker on the loop than a hop to a worker thread.
+INLINE_SEAL = 2 * BLOCK_SIZE
+DAY_NS = 86400 * 10**9
+FALLOC_FL_KEEP_SIZE = 0x01
+
+
+class Stale(Exception):
+    """Another writer committed the node while this version was sealed."""
+
+
+class Files:
+    def __init__(self, tree: TreePort) -> None:
+        self.tree = tree
+        self.handles: dict[int, Node] = {}
+        # Handles opened for writing (WRITE checked then, as open(2) checks
+        # modes): a file unlinked while open, whose share no longer reaches
+        # it, is still written through them.
+        self.writers: set[int] = set()
+        # Contents replaced by another writer's newer version while open here:
+        # closed at the file's last release, after the reads under way.
+        self.retired: dict[int, list[Content]] = {}
+        # Open files whose last change is a truncation with nothing written
+        # since: ``echo x > f`` and in-place saves truncate at open, and a
+        # close of a duplicate descriptor (the shell's redirection) flushes
+        # before the write.  Their flush waits, so truncate-then-write is one
+        # version; release and fsync still commit a file truncated and closed.
+        self.cut: set[int] = set()
+
+    def forget_node(self, node: Node) -> None:
+        """The tree dropped ``node`` (no name, no reference, no handle)."""
+        self.cut.discard(node.ino)
+
+    # --- a node's Content
+
+    @staticmethod
+    def content_lock(node: Node) -> trio.Lock:
+        if node.lock is None:
+            node.lock = trio.Lock()
+        return node.lock
+
+    def content(self, node: Node) -> Content:
+        if node.content is None:
+            try:
+                node.content = Content(self.tree.layout, node.owner, node.fid, node.dek,
+                                       node.manifest, node.head, acl=self.tree.acl(node), epoch=node.epoch,
+                                       alarms=names.alarms_of(self.tree))
+            except OSError as err:
+                raise os_error(err, "opening file contents") from None
+        return node.content
+
+    def release_content(self, node: Node) -> None:
+        if node.opens == 0:
+            for old in self.retired.pop(node.ino, ()):
+                old.close()
+            if node.content is not None and not node.content.changed:
+                node.content.close()
+                node.content = None
+
+    def use_content(self, node: Node, content: Content) -> None:
+        """``content`` (just committed) becomes the node's; the one it replaces
+        is closed once no handle reads it."""
+        old, node.content = node.content, content
+        if old is not None:
+            if node.opens > 0:
+                self.retired.setdefault(node.ino, []).append(old)
+            else:
+                old.close()
+        self.release_content(node)
+
+    def switch_content(self, node: Node) -> None:
+        """Open contents follow the node's new version (another writer's)."""
+        old, node.content = node.content, None
+        if node.opens > 0:
+            self.retired.setdefault(node.ino, []).append(old)
+            self.content(node)
+        else:
+            old.close()
+
+    async def change_contents(self, node: Node, change: Callable[[Content], int], now: int,
+                              commit: bool = False) -> None:
+        # A change made to a file that is not open is a whole change: it is
+        # committed at once.  One made while open waits for close or fsync.
+        opened_here = node.content is None
+        node.opens += 1
+        try:
+            async with self.content_lock(node):
+                node.size = change(self.content(node))
+                node.mtime = node.ctime = now
+            if commit or opened_here:
+                await self.commit_content(node)
+        finally:
+            node.opens -= 1
+            self.release_content(node)
+
+    async def truncate(self, node: Node, size: int, now: int) -> None:
+        check_size(size)
+
+        def truncate(content: Content) -> int:
+            content.truncate(size)
+            return size
+
+        self.cut.add(node.ino)
+        await self.change_contents(node, truncate, now)
+
+    async def restore_contents(self, node: Node, place: tuple[int, int], vid: str) -> None:
+        """Make an older version's contents the file's newest version (no block copied)."""
+        self.tree.check(node, write=True)
+        await self.commit_content(node)  # unsaved changes become a version of their own first
+        await self.change_contents(node, lambda c: c.reset_to(place, vid), now_ns(), commit=True)
+
+    # --- handles
+
+    def open(self, ino: int, write: bool = False) -> int:
+        """A handle on the file; ``write``: to change it (refused without WRITE)."""
+        node = self.tree.require(ino, write)
+        if node.is_dir:
+            raise IsADirectory("is a directory")
+        if not node.is_reg:
+            raise InvalidArgument("not a regular file")
+        self.content_lock(node)
+        self.content(node)
+        node.opens += 1
+        fh = self.tree.new_fh()
+        self.handles[fh] = node
+        if write:
+            self.writers.add(fh)
+        return fh
+
+    def handle(self, fh: int) -> Node:
+        try:
+            return self.handles[fh]
+        except KeyError:
+            raise BadHandle("bad file handle") from None
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        node = self.handle(fh)
+        content = node.content
+        # No lock: reads run in parallel, with each other and with a flush in
+        # a worker thread (Content.read says why that is safe).
+        if content.blocks_to_load(offset, size) > 1:
+            data = await self.tree.in_thread(content.read, offset, size, node.size)
+        else:
+            data = content.read(offset, size, node.size)
+        now = now_ns()
+        # relatime: record an access once per change, or once a day (only
+        # in one's own files: reading a shared file writes nothing).
+        stale = node.atime <= node.mtime or node.atime <= node.ctime or now - node.atime > DAY_NS
+        if stale and node.owner == self.tree.key.user_id:
+            node.atime = now
+            self.tree.lazy.add(node.ino)
+        return data
+
+    def _writing(self, fh: int) -> Node:
+        """The node of a handle opened for writing, or one this user may write now."""
+        node = self.handle(fh)
+        if node.owner != self.tree.key.user_id:
+            if not node.dek or not (self.tree.writable(node) or (fh in self.writers and not node.links)):
+                # A share revoked (or made READ) while the file was open: refused
+                # now, rather than taken and never saved (vault/services/absorbing.py).
+                # Also once shared again, until the file has its key back.  A
+                # file this user opened to write and then unlinked stays theirs
+                # to write, as with open(2).
+                raise PermissionDenied("the file's share no longer lets you write it")
+            return node
+        return node if fh in self.writers else self.tree.check(node, write=True)
+
+    async def write(self, fh: int, offset: int, data: bytes) -> int:
+        node = self._writing(fh)
+        check_size(offset + len(data))
+        async with node.lock:
+            content = node.content
+            try:
+                content.write(offset, data)
+            except OSError as err:
+                raise os_error(err, "reading file contents") from None
+            node.size = max(node.size, offset + len(data))
+            node.mtime = node.ctime = now_ns()
+            self.cut.discard(node.ino)
+            if content.dirty_bytes() >= FLUSH_AT:
+                await self.tree.in_thread(content.flush_blocks, node.size)
+        return len(data)
+
+    async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2): mode 0 makes the file at least ``offset + length`` long
+        (the new bytes read as zeros), never shorter.  Blocks are sealed when
+        written, so there is nothing to reserve: FALLOC_FL_KEEP_SIZE does
+        nothing, and punching or zeroing ranges is not supported."""
+        node = self._writing(fh)
+        if mode & ~FALLOC_FL_KEEP_SIZE:
+            raise NotSupported("only plain allocation is supported")
+        if offset < 0 or length <= 0:
+            raise InvalidArgument("invalid range")
+        end = offset + length
+        check_size(end)
+        if mode & FALLOC_FL_KEEP_SIZE or end <= node.size:
+            return
+
+        def grow(content: Content) -> int:
+            if end <= node.size:  # written past it meanwhile
+                return node.size
+            content.truncate(end)
+            return end
+
+        self.cut.discard(node.ino)
+        await self.change_contents(node, grow, now_ns())
+
+    # --- versions
+
+    async def commit_content(self, node: Node, durable: bool = False) -> None:
+        """Make a changed file's state a version (on flush, close and fsync)."""
+        async with self.content_lock(node):
+            content = node.content
+            if content is not None and content.changed:
+                await self.commit_version(node, content)
+            if durable:
+                if content is not None:
+                    await self.tree.in_thread(content.fsync)
+                await self.tree.in_thread(self.tree.store.sync)
+
+    async def commit_version(self, node: Node, content: Content, expect_rev: object = False,
+                             key: tuple[bytes, int] | None = None) -> None:
+        """``expect_rev``: commit only over that revision of the node, else Stale;
+        ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key)."""
+        try:
+            if content.seal_bytes(node.size) <= INLINE_SEAL:  # padding may add blocks
+                vid, place, nonce = content.seal_version(node.size)
+            else:
+                vid, place, nonce = await self.tree.in_thread(content.seal_version, node.size)
+        except OSError as err:
+            content.changed = True
+            raise os_error(err, "writing file contents") from None
+        except VaultError:
+            content.changed = True
+            raise
+        self.cut.discard(node.ino)
+        tree = self.tree
+
+        def change() -> tuple[list[dict], list[tuple]]:
+            if expect_rev is not False and node.rev != expect_rev:
+                raise Stale
+            if key is not None:  # only now: until committed, readers open the old version
+                node.dek, node.epoch = key
+            parent_vid = node.head
+            node.head, node.manifest = vid, place
+            node.stored_size = node.size
+            node.allocated = content.allocated(node.size)
+            doc = version_doc(node, tree.key, vid, parent_vid, tree.path_of(node), nonce, tree.device,
+                              content.digests)
+            places = [(node.fid, vid, idx, node.owner, offset, length, 0)
+                      for idx, offset, length in content.sealed]
+            return [doc], places
+
+        try:
+            await tree.commit_node(node, change)
+        except Stale:
+            raise
+        except BaseException:
+            content.changed = True  # the blocks are written; commit them next time
+            raise
+
+    async def flush(self, fh: int) -> None:
+        node = self.handle(fh)
+        if node.ino not in self.cut:
+            await self.commit_content(node)
+
+    async def fsync(self, fh: int) -> None:
+        await self.commit_content(self.handle(fh), durable=True)
+
+    async def release(self, fh: int) -> None:
+        node = self.handles.pop(fh, None)
+        self.writers.discard(fh)
+        if node is None:
+            raise BadHandle("bad file handle")
+        try:
+            await self.commit_content(node)
+        finally:
+            node.opens -= 1
+            self.release_content(node)
+            self.tree.purge_if_unused(node)
+
+    # --- saving and closing everything
+
+    async def save_changed(self) -> int:
+        """Commit every changed file; how many could not be saved (each is
+        logged).  One that cannot be saved, whatever the reason, never keeps
+        the others from being saved; its contents stay in memory."""
+        failures = 0
+        for node in self.tree.nodes():
+            if node.content is not None and node.content.changed:
+                try:
+                    await self.commit_content(node)
+                except VaultError as err:
+                    failures += 1
+                    log.error("could not save %s: %s", node.fid, err)
+                except Exception:
+                    failures += 1
+                    log.exception("could not save %s", node.fid)
+        return failures
+
+    def close_contents(self) -> None:
+        for old in [c for contents in self.retired.values() for c in contents]:
+            old.close()
+        self.retired.clear()
+        for node in self.tree.nodes():
+            if node.content is not None:
+                node.content.close()
+                node.content = None
+
+    def wipe(self) -> None:
+        """Close every content and forget every handle (the user locked)."""
+        self.close_contents()
+        self.handles.clear()
+        self.writers.clear()
+        self.cut.clear()
+
+
+def check_size(size: int) -> None:
+    if size > MAX_FILE_SIZE:
+        raise FileTooLarge(f"a file can hold at most {MAX_FILE_SIZE} bytes")

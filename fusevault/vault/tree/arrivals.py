@@ -1,0 +1,181 @@
+"""Another writer's node documents, judged and opened for this tree, and nodes leaving it.
+
+The pieces of taking in others' changes that only touch the tree: whether a
+document may be taken (its signature: vault/tree/authorship.py), opening it
+as a node, moving a node's names to those of a newer document, and taking a
+node out.  The order of it all is vault/services/absorbing.py's job; the
+unlock uses ``leave`` too (vault/tree/loading.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fusevault.vault.model import names
+from fusevault.vault.model.nodes import Node, node_from_doc, open_node_doc
+from fusevault.vault.tree.guests import open_guest
+
+if TYPE_CHECKING:
+    from fusevault.vault.tree.namespace import Tree
+
+log = logging.getLogger(__name__)
+
+# Taken from a newer document; a node's contents and key only when the reader
+# has no unsaved changes of their own (those are sealed under the key they
+# were opened with, and committed with it).
+ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
+         "previous", "rev")
+CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
+
+
+@dataclass
+class Absorbed:
+    """What the kernel may hold that the change made stale."""
+
+    entries: list[tuple[int, bytes]] = field(default_factory=list)
+    inodes: list[int] = field(default_factory=list)
+    # The owner's nodes another user committed under an older key than the
+    # owner's newest (they were writing during a revoke): to be rotated again.
+    rekey: list[Node] = field(default_factory=list)
+    # Guest files whose share ended while they held this user's unsaved
+    # writes: to be saved now (``save_leaving``), then they leave.
+    save: list[Node] = field(default_factory=list)
+    # Nodes whose new version could not be taken in while this user was
+    # committing (or sealing) theirs: taken in once that is done (``settle_busy``).
+    busy: list[Node] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.inodes or self.rekey or self.save or self.busy)
+
+    def add(self, other: Absorbed) -> None:
+        self.entries += other.entries
+        self.inodes += other.inodes
+        self.rekey += other.rekey
+        self.save += other.save
+        self.busy += other.busy
+
+
+def judge(tree: Tree, doc: dict, node: Node | None) -> tuple[dict, str] | None | bool:
+    """A node document's signature (vault/tree/authorship.py): (the document as
+    signed, its signer); None when it is not this user's to judge; False
+    when refused."""
+    gate = tree.authorship
+    givers = tree.sharing.givers() if tree.sharing is not None else set()
+    if gate is None or (node is None and not gate.concerns(doc, givers)):
+        return None
+    return gate.admit(doc) or False
+
+
+def keep(node: Node | None, doc: dict) -> None:
+    """A refused document (said): the node keeps what it had, and its next
+    commit goes over the refused revision."""
+    if node is not None:
+        node.rev = doc["_rev"]
+
+
+def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:
+    """Whether the signer of ``doc`` may make the change it makes (the owner, or a WRITE grantee)."""
+    gate, fresh = tree.authorship, opened[0]
+    if signer == doc.get("owner"):
+        return True
+    parents = [p for p, _ in opened[1]]
+    if not gate.may_write(tree, signer, doc["owner"], doc["_id"], parents, node):
+        gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
+        return False
+    return gate.owner_dek_ok(doc, signer, fresh.dek, node)
+
+
+def open_doc(tree: Tree, doc: dict) -> tuple[Node, list] | None:
+    """The document as a node, if this user can open it."""
+    if doc.get("owner") == tree.key.user_id:
+        return node_from_doc(doc, *open_node_doc(doc, tree.key))
+    sharing = tree.sharing
+    if sharing is None or doc.get("owner") not in sharing.givers():
+        return None
+    paths = sharing.my_key_paths(tree.layout, doc["owner"], doc["_id"])
+    return open_guest(doc, tree.key, paths, tree.trust)
+
+
+def reopen(tree: Tree, node: Node) -> bool:
+    """Give the node the contents and key of its stored document (another
+    writer's version came in while this tree's user was sealing the file
+    again under a new key: that version is the one to seal).  False when
+    the document is gone or no longer opens here.  Open contents are the
+    caller's to switch (vault/files/)."""
+    doc = tree.store.get(node.fid)
+    judged = None if doc is None else judge(tree, doc, node)
+    if judged is False:
+        return False
+    doc, signer = judged or (doc, None)
+    opened = None if doc is None or doc.get("delete") else open_doc(tree, doc)
+    if opened is None or (signer is not None and not may_take(tree, doc, signer, node, opened)):
+        return False
+    fresh, _ = opened
+    for name in CONTENTS:
+        setattr(node, name, getattr(fresh, name))
+    node.rev = doc["_rev"]
+    return True
+
+
+def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
+    """Give ``node`` the names ``links`` (parent fid, name) gives it here."""
+    wanted = [(tree.ino_of(p), name) for p, name in links
+              if tree.holds(p) and names.link_ok(tree, node.fid, name)]
+    for parent_ino, name in list(node.links):
+        if (parent_ino, name) not in wanted:
+            if (parent := tree.get(parent_ino)) is None:  # left and gone before it
+                node.links.remove((parent_ino, name))
+                continue
+            tree.unlink_entry(parent, name, node)
+            out.entries.append((parent_ino, name))
+    for parent_ino, name in wanted:
+        if (parent_ino, name) in node.links:
+            continue
+        parent = tree.node(parent_ino)
+        if not parent.is_dir or parent.children.get(name, node.ino) != node.ino:
+            log.warning("%s: the name is taken here; it shows at the next unlock", node.fid)
+            continue
+        tree.link_entry(parent, name, node)
+        out.entries.append((parent_ino, name))
+
+
+def unsaved(node: Node) -> bool:
+    """The user's writes to the node are not all committed: changed contents,
+    or a version being committed now (its contents no longer look changed,
+    and its document still needs the key)."""
+    return (node.content is not None and node.content.changed) or (
+        node.lock is not None and node.lock.locked())
+
+
+def leave(tree: Tree, node: Node, out: Absorbed) -> None:
+    """Take a node out of this user's tree: every name, and (a guest's) its key.
+
+    A parent may have left (and gone) before its child: its links are dropped.
+    A guest holding the user's unsaved writes keeps everything until they are
+    saved (``save``): a key is never dropped from under them."""
+    sharing = tree.sharing
+    if sharing is not None and node.owner != tree.key.user_id and unsaved(node):
+        if node.ino not in sharing.leaving:
+            sharing.leaving.add(node.ino)
+            out.save.append(node)
+        return
+    for parent_ino, name in list(node.links):
+        if (parent := tree.get(parent_ino)) is not None:
+            tree.unlink_entry(parent, name, node)
+            out.entries.append((parent_ino, name))
+        else:
+            node.links.remove((parent_ino, name))
+    for virtual in sharing.virtual if sharing else ():
+        folder = tree.get(virtual)
+        for name, child in list(folder.children.items()) if folder else ():
+            if child == node.ino:
+                tree.unlink_entry(folder, name, node)
+                out.entries.append((virtual, name))
+    out.inodes.append(node.ino)
+    if sharing is not None:
+        sharing.leaving.discard(node.ino)
+    if node.owner != tree.key.user_id:
+        tree.forget_key(node)
+    tree.purge_if_unused(node)

@@ -1,0 +1,116 @@
+"""A node's attributes and extended attributes, and the times saved lazily.
+
+Each change is one commit of the node's document (vault/tree/inodes.py);
+a size change is the files' job (vault/files/), which vault/volume.py does
+before the rest of a setattr.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+
+from fusevault.errors import NoAttribute, NotSupported, VaultError
+from fusevault.vault.model.nodes import Node, now_ns
+from fusevault.vault.tree.access import Access
+from fusevault.vault.tree.tx import Tx
+
+log = logging.getLogger(__name__)
+
+XATTR_PREFIX = b"user."
+
+
+class Attributes(Access):
+    async def set_attrs(self, node: Node, now: int, *, mode: int | None = None, uid: int | None = None,
+                        gid: int | None = None, atime: int | None = None, mtime: int | None = None,
+                        ctime: int | None = None) -> Node:
+        if (mode, uid, gid, atime, mtime, ctime) == (None,) * 6:
+            return node
+        pending = node.content is not None and node.content.changed
+        if (mode, uid, gid) == (None,) * 3 and (pending or self.is_deleted(node)):
+            # The kernel writing back times it cached: at close(), the version
+            # commit that follows saves them with the new contents; for a
+            # removed file (rm -rf), there is nothing left to save them in.
+            node.atime = atime if atime is not None else node.atime
+            node.mtime = mtime if mtime is not None else node.mtime
+            node.ctime = ctime if ctime is not None else now
+            return node
+        async with self.meta_lock:
+            tx = Tx()
+            tx.touch(node)
+            if mode is not None:
+                node.mode = stat.S_IFMT(node.mode) | (mode & 0o7777)
+            if uid is not None:
+                node.uid = uid
+            if gid is not None:
+                node.gid = gid
+            if atime is not None:
+                node.atime = atime
+            if mtime is not None:
+                node.mtime = mtime
+            node.ctime = ctime if ctime is not None else now
+            await self.commit(tx)
+        return node
+
+    async def save_node(self, node: Node) -> None:
+        """Commit a node as it is in memory (a settled conflict: vault/services/conflicts.py)."""
+        self.check(node, write=True)
+        async with self.meta_lock:
+            tx = Tx()
+            tx.touch(node)
+            await self.commit(tx)
+
+    # --- xattrs (user.* only; values are sealed with the node document)
+
+    async def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
+        if not name.startswith(XATTR_PREFIX) or name == XATTR_PREFIX:
+            raise NotSupported("only user.* extended attributes are supported")
+        async with self.meta_lock:
+            node = self.require(ino, write=True)
+            tx = Tx()
+            tx.touch(node)
+            node.xattrs = {**node.xattrs, name: bytes(value)}
+            node.ctime = now_ns()
+            await self.commit(tx)
+
+    def getxattr(self, ino: int, name: bytes) -> bytes:
+        try:
+            return self.node(ino).xattrs[name]
+        except KeyError:
+            raise NoAttribute("no such attribute") from None
+
+    def listxattr(self, ino: int) -> list[bytes]:
+        return list(self.node(ino).xattrs)
+
+    async def removexattr(self, ino: int, name: bytes) -> None:
+        async with self.meta_lock:
+            node = self.require(ino, write=True)
+            if name not in node.xattrs:
+                raise NoAttribute("no such attribute")
+            tx = Tx()
+            tx.touch(node)
+            node.xattrs = {k: v for k, v in node.xattrs.items() if k != name}
+            node.ctime = now_ns()
+            await self.commit(tx)
+
+    async def commit_lazy(self) -> None:
+        # Access times and directory times are saved lazily (with the node's
+        # next commit, at fsyncdir, or at unmount): reading a file or creating
+        # one must not cost a second write.  Best effort: a full disk must not
+        # stop an unmount.
+        nodes = [self._nodes[ino] for ino in self.lazy if ino in self._nodes]
+        # A folder of someone else's whose share ended meanwhile: its key is
+        # gone from this tree, so its times are not ours to seal any more.
+        self.lazy.difference_update(node.ino for node in nodes if not node.dek)
+        nodes = [node for node in nodes if node.dek]
+        if not nodes:
+            return
+        async with self.meta_lock:
+            tx = Tx()
+            for node in nodes:
+                tx.touch(node)
+            try:
+                await self.commit(tx)
+            except VaultError as err:
+                log.warning("access and directory times not saved: %s", err)
+                return

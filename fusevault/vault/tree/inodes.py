@@ -1,0 +1,301 @@
+"""The inode table of one user's tree: nodes by inode and by file id, names, commits.
+
+The table is private to the tree (``_nodes``, ``_by_fid``, ``_unplaced``):
+every other module asks through these methods, so that one place keeps the
+two indexes, the lookup counts and the purge of unused nodes consistent.
+Metadata is committed here too (``commit``): one store transaction per
+change, undone in memory if it fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import trio
+
+from fusevault.crypto.keys import MasterKey
+from fusevault.errors import NotFound
+from fusevault.store import Store
+from fusevault.vault.format.layout import Layout, os_error
+from fusevault.vault.model.ledger import Ledger
+from fusevault.vault.model.nodes import ROOT_INODE, Node, node_doc
+from fusevault.vault.model.sharing import Grant, acl_lines
+from fusevault.vault.model.trust import Trust
+from fusevault.vault.tree.authorship import Authorship
+from fusevault.vault.tree.guests import Sharing
+from fusevault.vault.tree.tx import Tx
+
+
+class Inodes:
+    def __init__(self, layout: Layout, store: Store, key: MasterKey, root: Node) -> None:
+        self.layout = layout
+        self.store = store
+        self.key = key
+        self._nodes: dict[int, Node] = {ROOT_INODE: root}
+        self._by_fid: dict[str, int] = {root.fid: ROOT_INODE}
+        # Nodes a peer sent that this user opens but whose folder has not
+        # arrived yet (vault/services/absorbing.py): placed when it comes.
+        self._unplaced: set[str] = set()
+        self._next_ino = ROOT_INODE + 1
+        # Handle numbers (files and directories) of this user's mount.
+        self._next_fh = 1
+        # Nodes with changes saved lazily (access times, a directory's times
+        # when its entries change): with their next commit, at fsyncdir, or
+        # at unmount.  A set, so fsyncdir need not look at every node.
+        self.lazy: set[int] = set()
+        self.meta_lock = trio.Lock()
+        self.store_lock = trio.Lock()
+        self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
+        # Versions the garbage collector is removing: they can no longer be opened.
+        self.retiring: set[str] = set()
+        # Shares with and by this user (None: opened without key pairs).
+        self.sharing: Sharing | None = None
+        # Whose keys this user trusts; signs and checks documents (None: no key pairs).
+        self.trust: Trust | None = None
+        # Judges others' node and version documents by their signatures (None: no key pairs).
+        self.authorship: Authorship | None = None
+        # This replica's name, written into each version (None: not synced).
+        self.device: str | None = None
+        # fid -> the newest key epoch this tree gave the node: a node that
+        # took in another writer's version under an older key goes back to
+        # it, and its next key must still be new (one DEK per epoch).
+        self.top_epochs: dict[str, int] = {}
+        # Folders whose keys share_ops is rotating now (not started twice).
+        self.rotating: set[str] = set()
+        # What this device has seen of each file (rollback detection).
+        self.ledger: Ledger | None = None
+        # Told when a node leaves the table (open-file state keyed by inode goes with it).
+        self.on_purge: Callable[[Node], None] | None = None
+
+    # --- asking the table
+
+    @property
+    def root(self) -> Node:
+        return self._nodes[ROOT_INODE]
+
+    def node(self, ino: int) -> Node:
+        try:
+            return self._nodes[ino]
+        except KeyError:
+            raise NotFound(f"no inode {ino}") from None
+
+    def get(self, ino: int | None) -> Node | None:
+        return self._nodes.get(ino) if ino is not None else None
+
+    def find(self, fid: str | None) -> Node | None:
+        """The node of file id ``fid`` in this tree, or None."""
+        ino = self._by_fid.get(fid) if fid is not None else None
+        return self._nodes.get(ino) if ino is not None else None
+
+    def ino_of(self, fid: str | None) -> int | None:
+        return self._by_fid.get(fid) if fid is not None else None
+
+    def holds(self, fid: str | None) -> bool:
+        return fid in self._by_fid
+
+    def nodes(self) -> list[Node]:
+        """Every node (a snapshot: the caller may change the tree while walking it)."""
+        return list(self._nodes.values())
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(list(self._nodes.values()))
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def inode_numbers(self) -> dict[str, int]:
+        """fid -> inode: what a later load keeps (the kernel may still hold these numbers)."""
+        return {node.fid: ino for ino, node in self._nodes.items()}
+
+    def live(self, inos: set[int]) -> set[int]:
+        """Those of ``inos`` still in the table."""
+        return {ino for ino in inos if ino in self._nodes}
+
+    def fid_of(self, ino: int) -> str:
+        return self._nodes[ino].fid
+
+    def new_fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    # --- shares, asked about this tree's nodes (vault/tree/guests.py)
+
+    def perm(self, node: Node) -> str | None:
+        return self.sharing.perm(node, self._nodes) if self.sharing is not None else None
+
+    def covering(self, node: Node) -> list[Grant]:
+        return self.sharing.covering(node, self._nodes) if self.sharing is not None else []
+
+    def held_keys(self) -> list[tuple[Node, bytes, int]]:
+        return self.sharing.held_keys(self._nodes) if self.sharing is not None else []
+
+    def fill_missing(self, keys: list[tuple[Node, bytes, int]]) -> Any:
+        return self.sharing.fill_missing(self.layout, self._nodes, keys)
+
+    def acl(self, node: Node) -> list[str] | None:
+        """Who else a file's versions are sealed for (None: shared with nobody)."""
+        if self.sharing is None or not self.sharing.by_fid:
+            return None
+        return acl_lines(self.sharing.covering(node, self._nodes))
+
+    # --- adding and removing nodes
+
+    def new_ino(self) -> int:
+        ino = self._next_ino
+        self._next_ino += 1
+        return ino
+
+    def start_inodes_after(self, inodes: dict[str, int]) -> None:
+        """Number new nodes above those an earlier load gave out (unlock after a lock)."""
+        self._next_ino = max(inodes.values(), default=ROOT_INODE) + 1
+
+    def add(self, node: Node, inodes: dict[str, int] | None = None) -> Node:
+        """Put ``node`` in the table, under its number of an earlier load if it had one."""
+        node.ino = (inodes or {}).get(node.fid) or self.new_ino()
+        self._nodes[node.ino] = node
+        self._by_fid[node.fid] = node.ino
+        return node
+
+    def purge_if_unused(self, node: Node) -> None:
+        """Drop a node that has no name, no kernel reference and no open handle."""
+        if node.ino != ROOT_INODE and not node.links and node.lookups <= 0 and node.opens <= 0:
+            if node.content is not None and node.content.changed:
+                return  # keep unsaved contents of an unlinked file until unmount
+            if node.content is not None:
+                node.content.close()
+            self._nodes.pop(node.ino, None)
+            self._by_fid.pop(node.fid, None)
+            self.lazy.discard(node.ino)
+            if self.on_purge is not None:
+                self.on_purge(node)
+
+    def forget_key(self, node: Node) -> None:
+        """Drop a node's key (a share that no longer reaches this user)."""
+        node.dek = b""
+        if node.opens == 0 and node.content is not None:
+            node.content.close()
+            node.content = None
+
+    # --- files a peer sent before their folder (vault/services/absorbing.py)
+
+    def wait_for_folder(self, fid: str) -> None:
+        self._unplaced.add(fid)
+
+    def placed(self, fid: str) -> None:
+        self._unplaced.discard(fid)
+
+    def unplaced(self) -> set[str]:
+        return set(self._unplaced)
+
+    # --- names
+
+    @staticmethod
+    def link_entry(parent: Node, name: bytes, node: Node) -> None:
+        parent.children[name] = node.ino
+        parent.subdirs += int(node.is_dir)
+        node.links.append((parent.ino, name))
+
+    @staticmethod
+    def unlink_entry(parent: Node, name: bytes, node: Node) -> None:
+        if parent.children.get(name) == node.ino:
+            del parent.children[name]
+            parent.subdirs -= int(node.is_dir)
+        if (parent.ino, name) in node.links:
+            node.links.remove((parent.ino, name))
+
+    def path_of(self, node: Node) -> bytes:
+        parts = []
+        while node.ino != ROOT_INODE and node.links:
+            parent_ino, name = node.links[0]
+            parts.append(name)
+            node = self._nodes[parent_ino]
+        return b"/".join(reversed(parts))
+
+    def is_ancestor(self, node: Node, of: Node) -> bool:
+        """True when ``node`` is ``of`` or one of its ancestors."""
+        while True:
+            if of is node:
+                return True
+            if of.ino == ROOT_INODE or not of.links:
+                return False
+            of = self._nodes[of.links[0][0]]
+
+    # --- lookup counts (the kernel's references)
+
+    def remember(self, node: Node) -> None:
+        node.lookups += 1
+
+    def forget(self, ino: int, count: int) -> None:
+        node = self._nodes.get(ino)
+        if node is not None:
+            node.lookups -= count
+            self.purge_if_unused(node)
+
+    # --- committing (inline for the local store, a worker thread otherwise)
+
+    async def store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call the store: inline when it is local and quick, else in a worker thread."""
+        try:
+            if self.store.inline:
+                return fn(*args)
+            async with self.store_lock:
+                return await trio.to_thread.run_sync(fn, *args)
+        except OSError as err:
+            raise os_error(err, "committing metadata") from None
+
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run CPU or disk work on a worker thread (bounded by the tree's limiter)."""
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        except OSError as err:
+            raise os_error(err, "writing file contents") from None
+
+    async def commit(self, tx: Tx, extra: list[dict] | None = None, places: list[tuple] = ()) -> None:
+        """Commit the nodes ``tx`` changed (with ``extra`` documents and block
+        ``places``) in one store transaction; on failure undo ``tx`` in memory."""
+        nodes = list(tx.nodes.values())
+        if self.ledger is not None:
+            self.ledger.stamp(nodes)
+        docs = list(extra or [])
+        docs += [node_doc(n, self.key, self.fid_of, deleted=self.is_deleted(n)) for n in nodes]
+        try:
+            revs = await self.store_call(self.store.put_many, docs, places)
+        except BaseException:
+            tx.rollback(self._nodes)
+            for node in tx.created:
+                self._by_fid.pop(node.fid, None)
+            raise
+        for node, rev in zip(nodes, revs[len(docs) - len(nodes):]):
+            node.rev = rev
+            self.lazy.discard(node.ino)
+        if self.ledger is not None:
+            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes])
+
+    async def commit_node(self, node: Node,
+                          change: Callable[[], tuple[list[dict], list[tuple]] | None]) -> None:
+        """Make ``change`` to ``node`` and commit it (under the metadata lock;
+        undone in memory if the commit fails).  ``change`` may refuse by
+        raising before it changes anything; it returns the documents and
+        block places to commit with the node (vault/files/ commits versions so)."""
+        async with self.meta_lock:
+            tx = Tx()
+            tx.touch(node)
+            extra, places = change() or ([], ())
+            await self.commit(tx, extra, places)
+
+    @staticmethod
+    def is_deleted(node: Node) -> bool:
+        return node.ino != ROOT_INODE and not node.links
+
+    def wipe(self) -> None:
+        """Forget every key and name (the user locked; contents closed before)."""
+        for node in self._nodes.values():
+            node.dek = b""
+            node.children = None
+        self._nodes.clear()
+        self._by_fid.clear()
+        self.ledger = None  # saved before; it holds a key of the user's
+        self.key = None  # type: ignore[assignment]

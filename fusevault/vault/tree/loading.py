@@ -1,0 +1,206 @@
+"""Loading a user's tree at unlock: every node document read, judged, opened and placed.
+
+Also where others' nodes shared with the user join the tree (at load, or
+when a share arrives while unlocked: ``admit_guests``), and where each
+share's root is shown in ``shared/<owner>/`` or ``groups/<group>/``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+
+from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import str_to_name
+from fusevault.errors import CorruptData
+from fusevault.store import Store
+from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import names
+from fusevault.vault.model.freshness import Freshness
+from fusevault.vault.model.ledger import Ledger, at_load
+from fusevault.vault.model.migrate import sign_own
+from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
+from fusevault.vault.model.trust import USER, Trust
+from fusevault.vault.tree.arrivals import Absorbed, leave
+from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
+from fusevault.vault.tree.guests import (
+    GROUPS_DIR,
+    SHARED_DIR,
+    Sharing,
+    key_files,
+    open_guest,
+    phantom,
+    virtual_dir,
+)
+from fusevault.vault.tree.namespace import Tree
+
+log = logging.getLogger(__name__)
+
+
+def load_tree(layout: Layout, store: Store, key: MasterKey, root_fid: str,
+              inodes: dict[str, int] | None = None) -> Tree:
+    """Load and decrypt a user's tree.  ``inodes`` (fid -> inode) keeps the
+    numbers of an earlier load, which the kernel may still hold (unlock
+    after a lock)."""
+    # The cyclic GC would rescan the growing tree again and again while it
+    # loads (a third of the time for 100,000 nodes); once loaded, the
+    # nodes are frozen out of future collections, which they outlive anyway.
+    gc.disable()
+    try:
+        tree = _load(layout, store, key, root_fid, inodes or {})
+    finally:
+        gc.enable()
+    gc.freeze()
+    return tree
+
+
+def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: dict[str, int]) -> Tree:
+    tree: Tree | None = None
+    pending: list[tuple[Node, list[tuple[str, bytes]]]] = []
+    guests: list[tuple[Node, list[tuple[str, bytes]]]] = []
+    owner = sys.intern(key.user_id)
+    trust = None
+    if key.identity is not None:
+        trust = Trust(store, key, root=layout.root)
+        trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)  # before signing
+        sign_own(store, trust, layout.root)
+        trust.observe(store.iter_type(USER))
+        trust.save()
+    shares = Sharing.read(store, owner, trust) if key.identity is not None else None
+    if trust is not None and trust.fresh is not None:
+        trust.fresh.save()  # the grants seen at this load (vault/model/freshness.py)
+    givers = shares.givers() if shares else set()
+    keys = key_files(layout, owner, shares.groups) if givers else {}
+    # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
+    gate = Authorship(trust, store) if trust is not None else None
+    foreign: list[Foreign] = []
+    deleted: list[tuple[dict, str]] = []
+    # Every file this device saw is judged, whatever its clear owner now says.
+    ledger = Ledger.open(key, layout.root, layout.vault_id)
+    seen = ledger.fids
+    for doc in store.iter_type(NODE):
+        signer = None
+        if gate is not None and (doc.get("owner") == owner or doc["_id"] in keys
+                                 or said_signer(doc) == owner or doc["_id"] in seen):
+            if (admitted := gate.admit(doc)) is None:
+                continue
+            doc, signer = admitted
+        if doc.get("delete"):
+            if signer is not None and signer != doc.get("owner"):
+                deleted.append((doc, signer))
+            continue
+        if doc.get("owner") != owner:
+            if doc.get("owner") in givers and doc["_id"] in keys:
+                if (opened := open_guest(doc, key, keys[doc["_id"]], trust)) is not None:
+                    guests.append(opened)
+                    if signer is not None and signer != doc["owner"]:
+                        foreign.append((*opened, signer, True))
+            continue
+        dek, attrs = open_node_doc(doc, key)
+        if signer is not None and not gate.owner_dek_ok(doc, signer, dek):
+            continue
+        node, links = node_from_doc(doc, dek, attrs)
+        node.owner = owner  # interned: shared by every node of the tree
+        pending.append((node, links))
+        if signer is not None and signer != owner:
+            foreign.append((node, links, signer, False))
+    for node, _ in pending:
+        if node.fid == root_fid:
+            node.ino = ROOT_INODE
+            tree = Tree(layout, store, key, node)
+    if tree is None:
+        raise CorruptData("the root directory's document is missing")
+    tree.sharing = shares
+    tree.trust = trust
+    if trust is not None and layout.places is not None and trust.alarms not in layout.places.alarms:
+        layout.places.alarms.append(trust.alarms)  # refused records (files/placements.py) show in status
+    tree.start_inodes_after(inodes)
+    for node, _ in pending:
+        if node.ino != ROOT_INODE:
+            tree.add(node, inodes)
+    for node, links in pending:
+        _link_loaded(tree, node, links)
+    if guests:
+        admit_guests(tree, guests, inodes)
+    if foreign:
+        out = Absorbed()
+        gate.settle(tree, foreign, lambda node: leave(tree, node, out))
+    for doc, signer in deleted:
+        gate.deleted(tree, doc, signer)
+    tree.authorship = gate
+    tree.ledger = at_load(tree, store, ledger)
+    return tree
+
+
+def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
+                 guest_inodes: dict[str, int] | None = None) -> None:
+    for parent_fid, name in links:
+        if not names.link_ok(tree, node.fid, name):
+            continue
+        parent_ino = tree.ino_of(parent_fid)
+        if parent_ino is None and guest_inodes is not None:
+            # A guest whose parent this user cannot open: a share's root.
+            parent_ino = tree.add(phantom(0, parent_fid, node.owner), guest_inodes).ino
+            tree.sharing.phantoms.add(parent_ino)
+        parent = tree.get(parent_ino) if parent_ino else None
+        if parent is None or not parent.is_dir or name in parent.children:
+            log.warning("skipping a dangling link of node %s", node.fid)
+            continue
+        tree.link_entry(parent, name, node)
+
+
+def admit_guests(tree: Tree, guests: list[tuple[Node, list[tuple[str, bytes]]]],
+                 inodes: dict[str, int] | None = None) -> None:
+    """Add others' nodes shared with this user (at load, or when a share
+    arrives while unlocked), and show each share's root in its folder."""
+    inodes = {} if inodes is None else inodes
+    fresh = [(node, links) for node, links in guests if not tree.holds(node.fid)]
+    for node, _ in fresh:
+        tree.add(node, inodes)
+    for node, links in fresh:
+        _link_loaded(tree, node, links, guest_inodes=inodes)
+    _place_shares(tree, inodes)
+
+
+def _place_shares(tree: Tree, inodes: dict[str, int]) -> None:
+    """Show each share's root not shown yet in ``shared/<owner>/`` or ``groups/<group>/``."""
+    shares, root = tree.sharing, tree.root
+
+    def folder(parent: Node, name: bytes, fid: str) -> Node | None:
+        if (ino := parent.children.get(name)) is not None:
+            found = tree.node(ino)
+            return found if found.ino in shares.virtual else None
+        node = tree.add(virtual_dir(0, fid, root), inodes)
+        shares.virtual.add(node.ino)
+        parent.children[name] = node.ino
+        parent.subdirs += 1
+        node.links.append((parent.ino, name))
+        return node
+
+    for reach in shares.my_reaches():
+        grant = reach.grant
+        node = tree.find(grant.fid)
+        if node is None:
+            continue
+        if grant.group:
+            top, label = GROUPS_DIR, shares.groups.get(grant.grantee, {}).get("groupname", grant.grantee)
+        else:
+            top, label = SHARED_DIR, shares.users.get(grant.owner, {}).get("username", grant.owner)
+        outer = folder(root, top, f"virtual:{top.decode()}")
+        if not isinstance(label, str) or not names.valid(label):
+            names.refuse(tree, f"label:{grant.owner}:{grant.grantee}", "a user or group name that is not "
+                         "a file name: its shares are shown under its id")
+            label = grant.grantee if grant.group else grant.owner
+        inner = outer and folder(outer, str_to_name(label), f"virtual:{top.decode()}:{label}")
+        if inner is None:
+            log.warning("%s is taken by a file of your own: shares are not shown there", top.decode())
+            continue
+        ino = node.ino
+        if ino in inner.children.values():
+            continue
+        name = node.links[0][1] if node.links else grant.fid.encode()
+        if name in inner.children:
+            name = b"%s (%s)" % (name[:names.MAX_BYTES - 11], grant.fid[:8].encode())  # a name still
+        inner.children[name] = ino
+        inner.subdirs += int(node.is_dir)
