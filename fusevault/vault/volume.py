@@ -31,7 +31,7 @@ from fusevault.vault.model.trust import Trust
 from fusevault.vault.tree import arrivals, loading
 from fusevault.vault.tree.access import NAME_MAX
 from fusevault.vault.tree.authorship import Authorship
-from fusevault.vault.tree.guests import Sharing
+from fusevault.vault.tree.guests import Guests
 from fusevault.vault.tree.namespace import XATTR_PREFIX, Caller, Tree
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Volume:
         return self.tree.key
 
     @property
-    def sharing(self) -> Sharing | None:
+    def sharing(self) -> Guests | None:
         return self.tree.sharing
 
     @property

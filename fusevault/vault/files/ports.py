@@ -20,7 +20,7 @@ class TreePort(Protocol):
     layout: Layout
     store: Store
     key: MasterKey
-    sharing: Any  # vault/tree/guests.py's Sharing, or None
+    sharing: Any  # vault/tree/guests.py's Guests, or None
     device: str | None
     ledger: Ledger | None
     lazy: set[int]

@@ -3,7 +3,7 @@
 - A ``Share`` counts only if it verifies as signed by its ``owner`` (under
   the key this user pinned for them, vault/model/trust.py); that the owner also
   owns the node it names is checked where the node is known
-  (``Sharing.covering`` and ``perm``, vault/tree/guests.py).
+  (``Guests.covering`` and ``perm``, vault/tree/guests.py).
 - A ``Group`` counts (its memberships reach anyone) only if signed by the
   group's ``owner``.
 - A ``.vfkey`` (and its ``FileKey`` mirror document) carries the file

@@ -14,7 +14,7 @@ once and in memory, before any other request runs:
   (their own, or with a key sealed to them), becomes a new node there;
 - a node the user can no longer open (deleted, or its key rotated away from
   them) leaves the tree;
-- a change of shares, groups or users reloads the user's Sharing, and guest
+- a change of shares, groups or users reloads the user's Guests (the shares in force), and guest
   nodes the user no longer reaches leave the tree and lose their keys.
 
 A revoke never loses what the user wrote before it: a guest file holding

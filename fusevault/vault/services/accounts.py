@@ -45,7 +45,7 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
         for group in shapes.well_formed(store, groups.GROUP):
             if user["_id"] in group.get("users", {}):
                 # The group's document is its owner's to sign: it stays, and a
-                # membership of a removed user counts nowhere (Sharing.members).
+                # membership of a removed user counts nowhere (Guests.members).
                 lost += [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
                 sharing.drop_group_keys(layout, group["_id"], user["_id"])
         changes += sharing.rotations(store, lost)

@@ -7,8 +7,8 @@ only if (``Authorship``):
 - its signature holds under a key the reader trusts (``Trust.verify``; an
   unsigned one only from an author who has signed nothing yet: vault format 2);
 - its signer is the node's owner, or holds WRITE on the node by a grant of
-  that owner (a Share on the node or a folder above it, as ``Sharing``
-  reads them: the grants work makes Sharing ignore unsigned or forged ones).
+  that owner (a Share on the node or a folder above it, as ``Guests``
+  reads them: the grants work makes Guests ignore unsigned or forged ones).
   For a node this reader already holds, the signer must hold WRITE where the
   node is now and where the document puts it;
 - a new file's ``owner_dek`` (sealed to the owner's public key, which anyone
@@ -39,7 +39,7 @@ from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek
 from fusevault.vault.model.trust import Trust
 
 if TYPE_CHECKING:
-    from fusevault.vault.tree.guests import Sharing
+    from fusevault.vault.tree.guests import Guests
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Held(Protocol):
     is one; the Volume facade answers the same): declared here, since the
     tree holds an Authorship and this module is below it."""
 
-    sharing: Sharing | None
+    sharing: Guests | None
 
     def find(self, fid: str | None) -> Node | None: ...
 
@@ -130,7 +130,7 @@ class Authorship:
 
     # --- WRITE
 
-    def writes(self, sharing: Sharing | None, signer: str, owner: str, grants: list) -> bool:
+    def writes(self, sharing: Guests | None, signer: str, owner: str, grants: list) -> bool:
         if sharing is None:
             return False
         return any(grant.owner == owner and any(r.recipient == signer and can_write(r.perm)
@@ -154,7 +154,7 @@ class Authorship:
             return self.writes(sharing, signer, owner, own + volume.covering(node))
         return True
 
-    def writer_of(self, sharing: Sharing | None, signer: str, owner: str) -> bool:
+    def writer_of(self, sharing: Guests | None, signer: str, owner: str) -> bool:
         """Whether ``owner`` gave ``signer`` WRITE on anything (a deleted node's place is not known)."""
         return sharing is not None and self.writes(sharing, signer, owner, list(sharing.grants))
 

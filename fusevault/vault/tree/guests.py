@@ -9,7 +9,7 @@ virtual folder, ``shared/<owner>/`` for a share with the user, or
 *phantom* (no key, no name, never shown) so the node's document keeps its
 links when the user writes it.
 
-``Sharing.perm`` answers what the user may do with a node: everything with
+``Guests.perm`` answers what the user may do with a node: everything with
 their own, nothing with a phantom, list a virtual folder, and for a guest
 node the best permission of the shares on it or a folder above it.
 """
@@ -52,7 +52,7 @@ def _better(a: str | None, b: str) -> str:
 
 
 @dataclass
-class Sharing:
+class Guests:
     """The shares a Volume knows, read from the store at load (and after a change)."""
 
     user_id: str
@@ -81,7 +81,7 @@ class Sharing:
 
     def reload(self, store: Store) -> None:
         """Read the shares, groups and users again (after a share or unshare)."""
-        fresh = Sharing.read(store, self.user_id, self.trust)
+        fresh = Guests.read(store, self.user_id, self.trust)
         self.grants, self.groups, self.users = fresh.grants, fresh.groups, fresh.users
         self._index()
 
@@ -94,7 +94,7 @@ class Sharing:
             self.roots[reach.grant.fid] = _better(self.roots.get(reach.grant.fid), reach.perm)
 
     @classmethod
-    def read(cls, store: Store, user_id: str, trust: Trust | None = None) -> Sharing:
+    def read(cls, store: Store, user_id: str, trust: Trust | None = None) -> Guests:
         alarms = trust.alarms if trust is not None else None
         users = {u["_id"]: u for u in shapes.well_formed(store, USER, alarms)}
         if trust is not None:

@@ -24,7 +24,7 @@ from fusevault.vault.model.nodes import ROOT_INODE, Node, node_doc
 from fusevault.vault.model.sharing import Grant, acl_lines
 from fusevault.vault.model.trust import Trust
 from fusevault.vault.tree.authorship import Authorship
-from fusevault.vault.tree.guests import Sharing
+from fusevault.vault.tree.guests import Guests
 from fusevault.vault.tree.tx import Tx
 
 
@@ -51,7 +51,7 @@ class Inodes:
         # Versions the garbage collector is removing: they can no longer be opened.
         self.retiring: set[str] = set()
         # Shares with and by this user (None: opened without key pairs).
-        self.sharing: Sharing | None = None
+        self.sharing: Guests | None = None
         # Whose keys this user trusts; signs and checks documents (None: no key pairs).
         self.trust: Trust | None = None
         # Judges others' node and version documents by their signatures (None: no key pairs).

@@ -27,7 +27,7 @@ from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
     GROUPS_DIR,
     SHARED_DIR,
-    Sharing,
+    Guests,
     key_files,
     open_guest,
     phantom,
@@ -67,7 +67,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         sign_own(store, trust, layout.root)
         trust.observe(store.iter_type(USER))
         trust.save()
-    shares = Sharing.read(store, owner, trust) if key.identity is not None else None
+    shares = Guests.read(store, owner, trust) if key.identity is not None else None
     if trust is not None and trust.fresh is not None:
         trust.fresh.save()  # the grants seen at this load (vault/model/freshness.py)
     givers = shares.givers() if shares else set()
