@@ -252,6 +252,8 @@ class Volume:
         for doc, signer in deleted:
             gate.deleted(volume, doc, signer)
         volume.authorship = gate
+        if gate is not None and layout.places is not None:  # version digests only from admitted documents
+            layout.places.admit = lambda doc: gate.version_ok(volume, doc)
         volume.ledger = at_load(volume, store, ledger)
         return volume
 
