@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -72,6 +72,11 @@ def migrate(db: sqlite3.Connection) -> None:
 _WRITTEN: dict[tuple[str, str], dict[int, str]] = {}
 _WRITTEN_LIMIT = 1024
 _LOCK = threading.Lock()
+# (fid, vid) of versions this process sealed: a node may name one as its head
+# a moment before its document is committed.  Any other current version whose
+# document is missing was taken away (vault/files/placements.py).
+_SEALED_HERE: dict[tuple[str, str], None] = {}
+_SEALED_LIMIT = 1 << 16
 
 
 def note_written(fid: str, vid: str, shas: dict[int, str]) -> None:
@@ -79,6 +84,15 @@ def note_written(fid: str, vid: str, shas: dict[int, str]) -> None:
         while len(_WRITTEN) >= _WRITTEN_LIMIT:
             _WRITTEN.pop(next(iter(_WRITTEN)))
         _WRITTEN[(fid, vid)] = shas
+        while len(_SEALED_HERE) >= _SEALED_LIMIT:
+            _SEALED_HERE.pop(next(iter(_SEALED_HERE)))
+        _SEALED_HERE[(fid, vid)] = None
+
+
+def sealed_here(fid: str, vid: str) -> bool:
+    """Whether this process sealed version ``vid`` of ``fid`` (its commit may be on its way)."""
+    with _LOCK:
+        return (fid, vid) in _SEALED_HERE
 
 
 def insert_own(db: sqlite3.Connection, rows: Sequence[tuple]) -> None:
@@ -157,6 +171,12 @@ class Places:
         self.alarms: list = []
         # (fid, vid) of versions whose records were refused: for the life of the process.
         self.refused: set[tuple[str, str]] = set()
+        # (fid, vid) -> the hashes its signed digest vouched for (None: a version
+        # from before digests): each version is checked once per process.
+        self.vouched: dict[tuple[str, str], dict[int, bytes] | None] = {}
+        # Whether a version document may be trusted: its signature and author
+        # (vault/tree/authorship.py ``version_ok``); set by the mount.
+        self.admit: Callable[[dict], bool] | None = None
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

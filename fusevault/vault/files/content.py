@@ -124,6 +124,7 @@ class Content(Sealing):
         # version from before the digest).
         self._shas: dict[str, dict[int, bytes] | None] = {}
         self.vouch = vouch  # False: `fusevault check`, which compares and reports on its own
+        self.head = head  # the version its signed node names: its document must be here
         if manifest_loc is None:
             self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE)
         else:
@@ -190,7 +191,8 @@ class Content(Sealing):
         if places is None:  # a vault kept in CouchDB keeps no places (docs/SECURITY.md)
             shas, final = None, True
         else:
-            shas, final = placements.version_shas(places, self.fid, vid, dek or self.dek, self._read_raw)
+            shas, final = placements.version_shas(places, self.fid, vid, dek or self.dek, self._read_raw,
+                                                        head=vid == self.head)
         if final:
             self._shas[vid] = shas
         return shas

@@ -19,11 +19,12 @@ import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d
 from fusevault.errors import CorruptData, Forged
-from fusevault.store.places import Places
+from fusevault.store.places import Places, sealed_here
 from fusevault.vault.format.vf import HEADER, MANIFEST_INDEX, append_lock, header_for
 
 log = logging.getLogger(__name__)
@@ -38,25 +39,45 @@ def alarm(places: Places, subject: str, text: str) -> None:
 
 
 def version_shas(places: Places, fid: str, vid: str, dek: bytes,
-                 read: Callable[[int, int], bytes]) -> tuple[dict[int, bytes] | None, bool]:
+                 read: Callable[[int, int], bytes],
+                 head: bool = False) -> tuple[dict[int, bytes] | None, bool]:
     """The SHA-256 of each record version ``vid`` wrote (index -1: its manifest,
     below: its manifest tree's nodes), once the list matches the digest its
-    sealed document holds: each read of one of them is compared with it
+    signed document holds: each read of one of them is compared with it
     (``refuse_record``).  Own records and records from peers alike: a holder
     of the file's key who can write the vault folder can reseal a record in
     place, and only this digest tells.
 
+    The digest is taken only from a document whose signature and author hold
+    (``places.admit``: vault/tree/authorship.py ``version_ok``, as history
+    admits versions): a document that exists but does not open, is not
+    admitted, or holds no digest though it is signed by a writer who wrote
+    one is refused (Forged: EIO, an alarm), never "not checked".
+
     Returns (hashes, final): hashes None when there is nothing to compare
-    with (a version from before the digest, or its document is gone or does
-    not open); final False when that may change (its document has not
-    arrived yet).  Raises Forged (EIO, an alarm) when the records differ from
-    the digest, CorruptData while some are missing.  ``read(offset,
-    length)``: a record's bytes here, for rows written before their hash was kept."""
+    with: a version signed before digests existed, or one whose document is
+    gone and that is not the file's current version (``head``: named by its
+    signed node), as retention drops older versions' documents
+    (docs/SECURITY.md, "Out of reach").  final False when that may change.
+    Raises Forged when the records differ from the digest or the current
+    version's document is missing, CorruptData while some are missing.
+    ``read(offset, length)``: a record's bytes here, for rows written before
+    their hash was kept."""
     if (fid, vid) in places.refused:
         raise Forged(f"records of version {vid} of {fid} do not match it")
+    if (fid, vid) in places.vouched:  # checked once per version for the life of the process
+        return places.vouched[(fid, vid)], True
     rows = places.of_version(fid, vid)
     body = places.document_body(vid)
     if body is None:
+        if head and sealed_here(fid, vid):
+            return None, False  # sealed by this process a moment ago: its commit is on its way
+        if head and not any(row.arrived for row in rows):
+            # The version its signed node names, written here: its document is
+            # committed with the node, so it is gone only if someone took it away.
+            _forged(places, fid, vid, "its version document is missing, so its records")
+        if head:  # from a peer: its document has not arrived yet; read it once it has
+            raise CorruptData(f"the document of version {vid} of {fid} is not here yet")
         if any(row.arrived for row in rows):
             # Retention dropped the version's document before it came here:
             # nothing to check against (docs/SECURITY.md says so).
@@ -64,21 +85,24 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
             return None, False
         return None, True  # being committed by this process, or dropped by retention
     try:
-        plain = json.loads(aead.unseal(dek, b64d(json.loads(body)["enc"]), aead.ad("version", fid, vid)))
-        if not isinstance(plain, dict):
+        doc = json.loads(body)
+        plain = json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", fid, vid)))
+        if not isinstance(plain, dict) or not isinstance(doc, dict):
             raise ValueError
+        doc["_id"] = vid  # kept beside the body (store/local.py), signed with it
     except (CorruptData, KeyError, TypeError, ValueError):
-        if any(row.arrived for row in rows):  # from a peer: refused, as it always was
-            alarm(places, f"{fid}/{vid}", f"file {fid}: version {vid} that came from a peer is refused "
-                  "(EIO): its version document does not open with the file's key (a forgery?)")
-            raise Forged(f"records of version {vid} of {fid} do not match it") from None
-        # Written here and damaged (or of an older key): nothing to compare with, as when it is
-        # gone; `fusevault check` reports it and `--repair` gives the contents
-        # a new version document (docs/SECURITY.md, "The records a version names").
-        log.warning("version %s of %s: its document does not open: its records are not checked", vid, fid)
-        return None, True
+        # Damaged, or resealed by a holder of the file's key: nothing here
+        # tells which, and what it vouches for cannot be known: refused.
+        _forged(places, fid, vid, "its version document does not open, so its records")
+    if places.admit is not None and not places.admit(doc):  # it said why (an alarm)
+        places.refused.add((fid, vid))
+        raise Forged(f"the document of version {vid} of {fid} is not signed by who may write it")
     if "records" not in plain and "manifest_sha256" not in plain:
-        return None, True  # a version from before records were bound
+        # Signed before digests existed (docs/SECURITY.md): AEAD only.  A writer
+        # who signed it with a digest cannot have it read without one: the
+        # signature (checked above) covers the sealed fields.
+        places.vouched[(fid, vid)] = None
+        return None, True
     shas: dict[int, bytes] = {}
     try:
         for row in rows:
@@ -100,6 +124,7 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
         digest.update(struct.pack("<q", idx) + sha)
     if len(blocks) != expected_n or digest.hexdigest() != plain.get("records"):
         _forged(places, fid, vid, "its block records")
+    places.vouched[(fid, vid)] = shas
     return shas, True
 
 
@@ -111,7 +136,7 @@ def refuse_record(places: Places, fid: str, vid: str, idx: int) -> None:
     raise Forged(f"file {fid}: {what} of version {vid} is not what its author sealed")
 
 
-def _forged(places: Places, fid: str, vid: str, what: str) -> None:
+def _forged(places: Places, fid: str, vid: str, what: str) -> NoReturn:
     places.refused.add((fid, vid))
     alarm(places, f"{fid}/{vid}", f"file {fid}: version {vid} is refused (EIO): {what} differ from what "
           "its author sealed (a forgery by someone holding the file's key?)")

@@ -316,6 +316,8 @@ class Sealing:
         note_written(self.fid, vid, {i: sha.hex() for i, sha in shas.items()})
         if len(shas) == len(written) + 1:
             self._shas[vid] = shas
+            if self.layout.places is not None:  # sealed here: every reader of this mount may trust them
+                self.layout.places.vouched[(self.fid, vid)] = shas
         self._record_sha = {}
         self.pending_vid = uuid.uuid4().hex
         self.changed = False

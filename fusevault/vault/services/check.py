@@ -207,6 +207,11 @@ class Checker:
             plain = version_plain(doc, dek)
         except (VaultError, KeyError, TypeError, ValueError) as err:
             return VersionState(vid, problem=f"its version document does not open ({_why(err)})")
+        admit = self.layout.places.admit if self.layout.places is not None else None
+        # The loaded tree's check (vault/tree/authorship.py); a lost node (its document does
+        # not open) has no owner to check against: its versions give its path, nothing is signed.
+        if admit is not None and state.where != "lost" and not admit(doc):
+            return VersionState(vid, problem="its version document is not signed by who may write the file")
         digests = {k: plain[k] for k in ("records", "records_n", "manifest_sha256") if k in plain}
         return VersionState(vid, version.time, version.size, None, version, digests or None)
 

@@ -3,7 +3,10 @@
 ``repair`` works through a loaded Volume, as ``restore`` does: a file whose
 newest version is damaged gets a new version whose manifest is that of its
 newest intact one (no block copied, nothing destroyed); a file with no
-intact version goes to the trash.  A folder or file whose node document
+intact version goes to the trash.  Contents whose version document is
+missing or does not open are never signed again (nothing vouches for them):
+the newest version that verifies is restored, else the file is left as it
+is and the line says why.  A folder or file whose node document
 does not open gets a new revision of it, made from what its children or
 its versions say.  Damaged records and documents stay where they are: the
 history keeps them until the retention policy lets them go.
@@ -148,17 +151,26 @@ async def _repair_one(volume: Volume, state: FileState) -> str | None:
         done.append("wrote its sidecar again from the documents")
     if state.head_intact:
         return "; ".join(done) or "its current version is intact: older damaged versions stay in its history"
-    if not any("its current version is damaged" in p for p in state.problems) and node.manifest:
-        # The contents open, their version document does not: the same contents as a new version.
-        await volume.restore_contents(node, node.manifest, node.head)
-        return "; ".join(done + ["its current contents got a new version document"])
+    # Contents whose version document is missing or does not open are never
+    # signed again: nothing says they are what their author wrote (a holder of
+    # the file's key may have resealed them: docs/SECURITY.md).  They stay in
+    # the file's history; the newest version that verifies becomes current.
+    unverified = not any("its current version is damaged" in p for p in state.problems)
     newest = state.newest_intact()
+    if newest is not None and newest.vid == state.head:
+        newest = None  # its own document does not open: not intact as the current version
     if newest is not None and newest.version is not None:
         # The damaged current manifest is never read again: the restore starts from the intact one.
         node.head, node.manifest = newest.vid, newest.version.manifest
         await volume.restore_contents(node, newest.version.manifest, newest.vid)
-        return "; ".join(done + [f"restored version {newest.vid[:12]} of {iso_time(newest.time or 0)} "
+        aside = "its current contents could not be verified (their version document is missing or " \
+            "does not open) and were not signed again; " if unverified else ""
+        return "; ".join(done + [f"{aside}restored version {newest.vid[:12]} of {iso_time(newest.time or 0)} "
                                  "as its newest version"])
+    if unverified:
+        return "; ".join(done + ["not repaired: its current contents could not be verified (their version "
+                                 "document is missing or does not open) and no older version verifies; "
+                                 "they are not signed again (`fusevault history` shows its versions)"])
     for parent_ino, name in list(node.links):
         await volume.unlink(parent_ino, name)
     return "; ".join(done + ["moved to the trash: no version of it is intact (`fusevault trash` lists it, "

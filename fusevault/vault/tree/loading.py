@@ -129,6 +129,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     for doc, signer in deleted:
         gate.deleted(tree, doc, signer)
     tree.authorship = gate
+    if gate is not None and layout.places is not None:  # version digests only from admitted documents
+        layout.places.admit = lambda doc: gate.version_ok(tree, doc)
     tree.ledger = at_load(tree, store, ledger)
     return tree
 
