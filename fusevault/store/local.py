@@ -91,7 +91,10 @@ class LocalStore:
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             # Before any table: a new store frees pages step by step (compact).
-            self._db.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
+            # Only then: on an existing store even setting it writes (and a
+            # full disk must not keep a vault from mounting).
+            if self._db.execute("PRAGMA page_count").fetchone()[0] == 0:
+                self._db.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
             self._db.execute("PRAGMA journal_mode=WAL")
             # The WAL is cut back to this after each checkpoint, not left at its largest.
             self._db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
