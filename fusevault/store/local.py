@@ -279,7 +279,8 @@ class LocalStore:
                 return False
             if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
                 self._db.execute(f"PRAGMA incremental_vacuum({COMPACT_STEP})")
-                return True
+                # More only while a step gives pages back: never a loop that frees nothing.
+                return self._db.execute("PRAGMA freelist_count").fetchone()[0] < free
             if not rebuild:
                 return False
             self._db.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
