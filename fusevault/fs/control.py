@@ -178,7 +178,7 @@ async def _answer(conn: Any, uid: int, handler: Handler, admit: Admit, gate: _Ga
                 request = json.loads(data)
                 if not isinstance(request, dict):
                     raise ValueError
-            except ValueError:
+            except (ValueError, RecursionError):  # JSON nested too deep is RecursionError
                 answer = {"error": "bad request"}
             else:
                 answer = await _handle(handler, request, uid)

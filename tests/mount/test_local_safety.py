@@ -476,3 +476,24 @@ def _alive(pid: int) -> bool:
         return _status(pid, "State")[0] != "Z"
     except (OSError, AssertionError):
         return False
+
+
+def test_a_request_nested_too_deep_to_parse_is_refused_and_the_mount_serves_on(mnt: Path) -> None:
+    """JSON nested thousands deep makes the parser raise RecursionError, not
+    ValueError: it used to escape the control socket's task and take the
+    whole mount down (on a shared mount, any admitted user could)."""
+    import socket
+
+    from fusevault import paths
+
+    (mnt / "f.txt").write_bytes(b"hello")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(paths.socket_of(mnt)))
+        s.sendall(b"[" * 5000 + b"\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    assert json.loads(data) == {"error": "bad request"}
+    assert is_mounted(mnt) and (mnt / "f.txt").read_bytes() == b"hello"
+    assert fusevault("status", mnt).returncode == 0
