@@ -13,7 +13,7 @@ GROUPS = {
     "Other devices": ["peer", "sync"],
     "People and keys": ["user", "group", "share", "unshare", "shares", "unlock", "lock", "passwd",
                         "recovery-key"],
-    "Set up": ["init", "info", "check", "watch", "completion"],
+    "Set up": ["init", "info", "check", "upgrade", "watch", "completion"],
 }
 
 GLOBAL_OPTIONS = """\

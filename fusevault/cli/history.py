@@ -1,4 +1,4 @@
-"""``fusevault history | restore | trash | gc | retention``: the CLI side of version history."""
+"""``fusevault history | restore | trash | gc | retention | upgrade``: the CLI side of version history."""
 
 from __future__ import annotations
 
@@ -54,6 +54,12 @@ def add_commands(command: Command) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="only say what would be removed and how much space that would free")
     p.add_argument("--as-of", metavar="TIME", help="apply the policy as if it were TIME")
+    _where(p)
+
+    p = command("upgrade", "rewrite your files' manifests in the newest format now (not at their next edit)",
+                "fusevault upgrade ~/Private\n  fusevault upgrade ~/vault      (a vault that is not mounted)")
+    p.add_argument("place", nargs="?", help="the mount point or any path in it, or a vault that is not "
+                                            "mounted (default: here)")
     _where(p)
 
     p = command("retention", "show or change your retention policy (or, --default, the vault's)",
@@ -147,6 +153,18 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return _show(args, answer, text)
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    if args.vault is None and args.place is not None and (Path(args.place) / "vault.json").is_file():
+        args.vault = Path(args.place)  # a vault directory, not a path in a mount
+    answer = ask(args, {"cmd": "upgrade"}, timeout=None)
+
+    def text(a: dict) -> None:
+        print(f"{a['files_rewritten']} file(s) rewritten in the newest format; "
+              f"{a['digests_filled']} record digest(s) filled in")
+
+    return _show(args, answer, text)
+
+
 def cmd_retention(args: argparse.Namespace) -> int:
     changes: dict = {}
     if args.keep_all is not None:
@@ -208,4 +226,4 @@ def _whole(text: str) -> int:
 
 
 COMMANDS = {"history": cmd_history, "restore": cmd_restore, "trash": cmd_trash, "gc": cmd_gc,
-            "retention": cmd_retention}
+            "retention": cmd_retention, "upgrade": cmd_upgrade}

@@ -43,6 +43,12 @@ class Store(Protocol):
     def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
         """Drop the places of ``fid``'s records whose bytes gc removed (in ``ranges``; None: all)."""
 
+    def unhashed_places(self, after: int, limit: int) -> list:
+        """(n, PlaceRow) of up to ``limit`` places after ``n`` kept without their record's SHA-256."""
+
+    def set_place_shas(self, shas: Sequence[tuple[str, str, str, int]]) -> int:
+        """Write ``(sha hex, fid, vid, idx)`` into places kept without one; how many were written."""
+
     def compact(self, rebuild: bool = False) -> bool:
         """Give back a step of the space deletions freed; True while there is more
         (``rebuild``: an old store may be rebuilt whole; only when nothing is mounted)."""

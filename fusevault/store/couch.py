@@ -119,6 +119,12 @@ class CouchStore:
     def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
         pass  # no places table: records of a vault kept in CouchDB are where their writer put them
 
+    def unhashed_places(self, after: int, limit: int) -> list:
+        return []  # no places table (above)
+
+    def set_place_shas(self, shas: Sequence[tuple[str, str, str, int]]) -> int:
+        return 0
+
     def compact(self, rebuild: bool = False) -> bool:
         return False  # the server compacts its own database
 

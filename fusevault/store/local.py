@@ -260,6 +260,13 @@ class LocalStore:
         with self.transaction() as db:
             places_table.forget(db, fid, ranges)
 
+    def unhashed_places(self, after: int, limit: int) -> list[tuple[int, places_table.PlaceRow]]:
+        return places_table.unhashed(self._db, after, limit)
+
+    def set_place_shas(self, shas: Sequence[tuple[str, str, str, int]]) -> int:
+        with self.transaction() as db:
+            return places_table.set_shas(db, shas)
+
     def compact(self, rebuild: bool = False) -> bool:
         """Give back to the disk a step of the pages deletions freed; True
         while there is more to give back (the caller yields between steps).

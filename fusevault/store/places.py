@@ -133,7 +133,21 @@ def forget(db: sqlite3.Connection, fid: str, ranges: Sequence[tuple[int, int]] |
     return gone
 
 
+def set_shas(db: sqlite3.Connection, shas: Sequence[tuple[str, str, str, int]]) -> int:
+    """Write the hashes ``(sha, fid, vid, idx)`` of rows kept without one (``fusevault upgrade``):
+    a row that has one keeps it.  How many were written."""
+    return sum(db.execute("UPDATE places SET sha = ? WHERE fid = ? AND vid = ? AND idx = ? AND sha IS NULL",
+                          row).rowcount for row in shas)
+
+
 # --- reading, with the store's connection (the sync service, on the trio thread)
+
+
+def unhashed(db: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, PlaceRow]]:
+    """Rows after ``n`` kept without their hash (written before ``sha`` was kept), each with its ``n``."""
+    rows = db.execute(f"SELECT n, {_COLUMNS} FROM places WHERE n > ? AND sha IS NULL ORDER BY n LIMIT ?",
+                      (after, limit))
+    return [(row[0], PlaceRow(*row[1:])) for row in rows.fetchall()]
 
 
 def since(db: sqlite3.Connection, n: int, limit: int) -> list[tuple[int, PlaceRow]]:

@@ -64,6 +64,12 @@ class WatchedStore:
     def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
         self.inner.forget_places(fid, ranges)
 
+    def unhashed_places(self, after: int, limit: int) -> list:
+        return self.inner.unhashed_places(after, limit)
+
+    def set_place_shas(self, shas: Sequence[tuple[str, str, str, int]]) -> int:
+        return self.inner.set_place_shas(shas)
+
     def compact(self, rebuild: bool = False) -> bool:
         return self.inner.compact(rebuild)
 

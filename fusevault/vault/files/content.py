@@ -125,10 +125,12 @@ class Content(Sealing):
         self._shas: dict[str, dict[int, bytes] | None] = {}
         self.vouch = vouch  # False: `fusevault check`, which compares and reports on its own
         self.head = head  # the version its signed node names: its document must be here
+        self.stored_kind = self.MANIFEST_KIND  # the kind of the current version's manifest record
         if manifest_loc is None:
             self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE)
         else:
             self.manifest = self.load_manifest(manifest_loc, head or "")
+            self.stored_kind = self._kind_read
         # Versions this writes are padded when the vault pads, and always
         # once the file was padded: a changed vault.json cannot unpad it.
         self.padded = self.manifest.padded or layout.padding == PADME
@@ -141,7 +143,7 @@ class Content(Sealing):
         self._vouch(vid, MANIFEST_INDEX, record, dek)
         # Format 1 and 2 manifests (an entry per block, runs) are read as
         # before; a file's next version is written as a tree (vault/format/manifest_tree.py).
-        kind = record[4] if len(record) > 4 else 0
+        kind = self._kind_read = record[4] if len(record) > 4 else 0
         known = (KIND_MANIFEST, KIND_RUNS, KIND_TREE)
         sealed = self._check_record(record, length, kind if kind in known else KIND_TREE)
         plain = aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
@@ -154,6 +156,12 @@ class Content(Sealing):
         if manifest.padded and self.layout.padding != PADME:
             _padded_content_seen(self.layout)
         return manifest
+
+    def in_newest_shape(self) -> bool:
+        """Whether the current version's manifest is in the shape a commit writes now: if not,
+        ``fusevault upgrade`` recommits it (vault/files/recommit.py).  A new format of manifests
+        changes ``Sealing.MANIFEST_KIND`` (or, for a change the kind does not show, this test)."""
+        return self.stored_kind == self.MANIFEST_KIND
 
     def _read_node(self, offset: int, length: int, vid: str, level: int, pos: int, dek: bytes | None,
                    nodes: list[tuple[int, int]]) -> bytes:

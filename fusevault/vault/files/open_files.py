@@ -258,7 +258,8 @@ class Files:
         """``expect_rev``: commit only over that revision of the node, else Stale;
         ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key)."""
         try:
-            if content.seal_bytes(node.size) <= INLINE_SEAL:  # padding may add blocks
+            # Padding may add blocks; a manifest of an older shape is written whole (a tree).
+            if content.seal_bytes(node.size) <= INLINE_SEAL and content.in_newest_shape():
                 vid, place, nonce = content.seal_version(node.size)
             else:
                 vid, place, nonce = await self.tree.in_thread(content.seal_version, node.size)

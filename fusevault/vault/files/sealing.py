@@ -48,6 +48,8 @@ def _fit(data: bytes | bytearray, length: int) -> bytes | bytearray:
 class Sealing:
     """The writing half of ``Content``: what it changes, and sealing it as a version."""
 
+    MANIFEST_KIND = KIND_TREE  # the manifest a version is sealed with: the newest shape
+
     layout: Layout
     fid: str
     dek: bytes
@@ -66,6 +68,7 @@ class Sealing:
     vfmeta_path: str
     owner: str
     _record_sha: dict[int, bytes]
+    stored_kind: int
     _shas: dict[str, dict[int, bytes] | None]
 
     if TYPE_CHECKING:
@@ -296,8 +299,9 @@ class Sealing:
         root, nodes = tree.build(self.manifest, lambda plains: self._write_nodes(plains, written_nodes), vid)
         nonce = os.urandom(aead.NONCE_SIZE)
         sealed = aead.seal_with_nonce(self.dek, nonce, root,
-                                      aead.ad(manifest_label(KIND_TREE), self.fid, vid))
-        manifest_record = self._record(KIND_TREE, sealed)
+                                      aead.ad(manifest_label(self.MANIFEST_KIND), self.fid, vid))
+        manifest_record = self._record(self.MANIFEST_KIND, sealed)
+        self.stored_kind = self.MANIFEST_KIND
         (place,) = self._append([(None, manifest_record, False)])
         self.manifest.tree = nodes
         blocks = self.manifest.blocks

@@ -24,7 +24,7 @@ from fusevault.vault.model import confirmed, retention
 from fusevault.vault.model import settings as user_settings
 from fusevault.vault.model.history import Version, parse_when
 from fusevault.vault.model.users import USER
-from fusevault.vault.services import exporting, gc, recovery, share_ops
+from fusevault.vault.services import exporting, gc, recovery, share_ops, upgrading
 from fusevault.vault.services.placing import KernelCache, NoKernel, contents_changed
 from fusevault.vault.volume import Volume
 
@@ -110,6 +110,11 @@ class Requests:
         report = await gc.collect(self.vol, policy, now, self.busy(), bool(request.get("dry_run")),
                                   rebuild_store=not self.mounted)
         return {"policy": policy.describe(), "policy_source": source, **report.as_dict()}
+
+    async def do_upgrade(self, request: dict) -> dict:
+        """Rewrite the user's files' manifests in the newest shape, and keep the hashes of old
+        place rows (vault/services/upgrading.py)."""
+        return await upgrading.upgrade(self.vol)
 
     async def do_retention(self, request: dict) -> dict:
         """The user's own policy ("set": change it; "follow_default": drop it),
