@@ -56,6 +56,7 @@ def test_upgrade_rewrites_old_manifests_once_and_old_versions_still_read(tmp_pat
         assert unhashed(vault) > 0 and current_kinds(vault) == {2}
         assert upgrade(mnt) == {"files_rewritten": 3, "digests_filled": 9}
         assert current_kinds(vault) == {Content.MANIFEST_KIND} and unhashed(vault) == 0
+        assert shas_are_the_records(vault)
         assert upgrade(mnt) == {"files_rewritten": 0, "digests_filled": 0}  # nothing left to do
         assert (mnt / "dense").read_bytes() == dense
         assert (mnt / "sparse").read_bytes() == sparse
@@ -81,6 +82,38 @@ def test_upgrade_rewrites_old_manifests_once_and_old_versions_still_read(tmp_pat
 def gc_now(mnt: Path, days: int = 0) -> dict:
     later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + days * 86400))
     return run_json("gc", mnt, "--as-of", later)
+
+
+def shas_are_the_records(vault: Path) -> bool:
+    """Every place row's sha is the SHA-256 of the record at its place."""
+    import hashlib
+
+    db = sqlite3.connect(vault / "store.sqlite")
+    rows = db.execute("SELECT owner, fid, offset, length, sha FROM places").fetchall()
+    db.close()
+    for owner, fid, offset, length, sha in rows:
+        with open(vault / "users" / owner / "own" / f"{fid}.vf", "rb") as f:
+            f.seek(offset)
+            if hashlib.sha256(f.read(length)).hexdigest() != sha:
+                return False
+    return bool(rows)
+
+
+def test_upgrade_fills_the_hashes_a_signed_digest_then_checks(vault: Path, tmp_path: Path) -> None:
+    """Rows of versions whose documents bind their records (a digest): the hashes written back are
+    the ones the reader compares with the digest, so a wrong one would read EIO."""
+    data = os.urandom(300_000)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "f").write_bytes(data)
+    db = sqlite3.connect(vault / "store.sqlite")
+    rows = db.execute("UPDATE places SET sha = NULL").rowcount
+    db.commit()
+    db.close()
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert upgrade(mnt) == {"files_rewritten": 0, "digests_filled": rows}
+        assert unhashed(vault) == 0 and shas_are_the_records(vault)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "f").read_bytes() == data
 
 
 def test_upgrade_of_a_vault_that_is_not_mounted(tmp_path: Path) -> None:
