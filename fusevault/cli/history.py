@@ -159,10 +159,12 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     answer = ask(args, {"cmd": "upgrade"}, timeout=None)
 
     def text(a: dict) -> None:
-        print(f"{a['files_rewritten']} file(s) rewritten in the newest format; "
+        failed = f" ({a['files_failed']} could not be read: `fusevault check`)" if a["files_failed"] else ""
+        print(f"{a['files_rewritten']} file(s) rewritten in the newest format{failed}; "
               f"{a['digests_filled']} record digest(s) filled in")
 
-    return _show(args, answer, text)
+    _show(args, answer, text)
+    return 5 if answer["files_failed"] else 0  # as CorruptData: some file is damaged
 
 
 def cmd_retention(args: argparse.Namespace) -> int:

@@ -54,16 +54,17 @@ def test_upgrade_rewrites_old_manifests_once_and_old_versions_still_read(tmp_pat
     old_doc = [b"first\n" * 1000, b"second\n" * 2000]
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert unhashed(vault) > 0 and current_kinds(vault) == {2}
-        assert upgrade(mnt) == {"files_rewritten": 3, "digests_filled": 9}
+        assert upgrade(mnt) == {"files_rewritten": 3, "files_failed": 0, "digests_filled": 9}
         assert current_kinds(vault) == {Content.MANIFEST_KIND} and unhashed(vault) == 0
         assert shas_are_the_records(vault)
-        assert upgrade(mnt) == {"files_rewritten": 0, "digests_filled": 0}  # nothing left to do
+        # Nothing left to do:
+        assert upgrade(mnt) == {"files_rewritten": 0, "files_failed": 0, "digests_filled": 0}
         assert (mnt / "dense").read_bytes() == dense
         assert (mnt / "sparse").read_bytes() == sparse
         versions = sorted(os.listdir(mnt / ".versions" / "doc"))
         assert [(mnt / ".versions" / "doc" / n).read_bytes() for n in versions][:2] == old_doc
     with mounted(vault, tmp_path / "mnt") as mnt:  # a new process: nothing to do either
-        assert upgrade(mnt) == {"files_rewritten": 0, "digests_filled": 0}
+        assert upgrade(mnt) == {"files_rewritten": 0, "files_failed": 0, "digests_filled": 0}
         gc_now(mnt)  # the default policy: the vault's versions are from long ago, thinned to one a day
         kept = sorted(os.listdir(mnt / ".versions" / "doc"))
         assert len(kept) >= 2 and versions[1] in kept  # "second", written by the old format, is kept
@@ -110,7 +111,7 @@ def test_upgrade_fills_the_hashes_a_signed_digest_then_checks(vault: Path, tmp_p
     db.commit()
     db.close()
     with mounted(vault, tmp_path / "mnt") as mnt:
-        assert upgrade(mnt) == {"files_rewritten": 0, "digests_filled": rows}
+        assert upgrade(mnt) == {"files_rewritten": 0, "files_failed": 0, "digests_filled": rows}
         assert unhashed(vault) == 0 and shas_are_the_records(vault)
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert (mnt / "f").read_bytes() == data
@@ -120,7 +121,7 @@ def test_upgrade_of_a_vault_that_is_not_mounted(tmp_path: Path) -> None:
     vault = _format1_vault(tmp_path)
     assert upgrade(vault)["files_rewritten"] == 3
     assert current_kinds(vault) == {Content.MANIFEST_KIND} and unhashed(vault) == 0
-    assert upgrade(vault) == {"files_rewritten": 0, "digests_filled": 0}
+    assert upgrade(vault) == {"files_rewritten": 0, "files_failed": 0, "digests_filled": 0}
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert (mnt / "sparse").read_bytes() == b"head" + bytes(4 * 65536 - 4) + b"tail!"
 
@@ -129,3 +130,22 @@ def test_upgrade_of_a_place_that_is_neither_a_mount_nor_a_vault_is_one_line(tmp_
     result = fusevault("upgrade", tmp_path)
     assert result.returncode == 6, result.stderr  # MountPointError
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_damaged_file_is_counted_and_the_others_are_upgraded(tmp_path: Path) -> None:
+    vault = _format1_vault(tmp_path)
+    db = sqlite3.connect(vault / "store.sqlite")
+    owner, fid, offset = db.execute("SELECT owner, fid, offset FROM places WHERE idx = -1 "
+                                    "ORDER BY n DESC LIMIT 1").fetchone()
+    db.close()
+    with open(vault / "users" / owner / "own" / f"{fid}.vf", "r+b") as f:  # its current manifest
+        f.seek(offset + 20)
+        byte = f.read(1)
+        f.seek(offset + 20)
+        f.write(bytes([byte[0] ^ 1]))
+    result = fusevault("upgrade", vault, "--json")
+    assert result.returncode == 5, result.stderr
+    assert json.loads(result.stdout) == {"files_rewritten": 2, "files_failed": 1, "digests_filled": 9}
+    result = fusevault("upgrade", vault)
+    assert result.returncode == 5
+    assert "0 file(s) rewritten in the newest format (1 could not be read" in result.stdout

@@ -23,6 +23,7 @@ import os
 
 import trio
 
+from fusevault.errors import VaultError
 from fusevault.store.places import PlaceRow
 from fusevault.vault.files.recommit import recommit
 from fusevault.vault.format.layout import Layout
@@ -35,15 +36,20 @@ BATCH = 512  # place rows hashed per worker-thread call and written per transact
 
 async def upgrade(volume: Volume) -> dict:
     digests = await fill_digests(volume)
-    rewritten = 0
+    rewritten = failed = 0
     me = volume.key.user_id
     for node in [n for n in volume.nodes() if n.is_reg and n.head and n.owner == me and n.dek]:
-        if await recommit(volume.files, node):
-            rewritten += 1
+        try:
+            rewritten += await recommit(volume.files, node)
+        except VaultError as err:
+            # A damaged file (EIO to readers too; `fusevault check` tells more) or a full
+            # disk: the others are still upgraded, and a later run tries this one again.
+            failed += 1
+            log.error("upgrade: could not rewrite %s: %s", node.fid, err)
         await trio.sleep(0)  # let file-system requests through between files
     if rewritten or digests:
         await volume.in_thread(volume.store.sync)
-    return {"files_rewritten": rewritten, "digests_filled": digests}
+    return {"files_rewritten": rewritten, "files_failed": failed, "digests_filled": digests}
 
 
 async def fill_digests(volume: Volume) -> int:
