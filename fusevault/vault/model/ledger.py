@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from fusevault import paths
+from fusevault.encoding import loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model.alarms import Alarms, for_user
@@ -122,7 +123,7 @@ class Ledger:
             ledger.version = 1  # first sight: written at once, so the device id is kept
             return ledger
         try:
-            data = json.loads(key.unseal_device("ledger", ledger.path.name, sealed))
+            data = loads_untrusted(key.unseal_device("ledger", ledger.path.name, sealed))
             if data.get("format") != FORMAT:
                 raise ValueError("unknown ledger format")
             ledger.device = sys.intern(str(data["device"]))
