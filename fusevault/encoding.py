@@ -29,7 +29,7 @@ def str_to_name(text: str) -> bytes:
 
 # --- JSON from the store, peers, the relay, links, helpers: hostile until parsed
 
-JSON_LIMIT = 64 << 20  # bytes; more is refused before parsing (memory)
+JSON_LIMIT = 256 << 20  # bytes; more is refused before parsing (memory); a link version holds 64 MiB
 JSON_DEPTH = 64  # nesting; none of our documents come near, and deeper ones break recursive code later
 
 
