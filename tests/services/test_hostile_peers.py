@@ -36,8 +36,9 @@ def test_a_document_nested_too_deep_on_the_sync_server_is_left_out_and_sync_carr
         wait_for(lambda: settled(mnt), "the laptop to push")
     # The server (or anyone who can write its database) adds a document no parser can take
     # (1500 deep: deeper than Python's json goes, within what pouchdb-server stores).
-    forged = httpx.put(f"{couchdb_url}/forged", timeout=30,
+    forged = httpx.put(f"{couchdb_url}/forged", timeout=30, headers={"content-type": "application/json"},
                        content=b'{"type": "node", "x": ' + b"[" * 1500 + b"]" * 1500 + b"}")
+    assert len(httpx.get(f"{couchdb_url}/forged").content) > 3000  # stored as sent
     assert forged.status_code in (201, 202), forged.text
     phone = new_device(couchdb_url, tmp_path, "phone")  # joins: pulls everything, the forgery too
     with mounted(phone, tmp_path / "phone-mnt") as mnt:
