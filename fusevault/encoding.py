@@ -65,12 +65,13 @@ def _depth(text: str) -> int:
 def loads_untrusted(data: bytes | str, limit: int = JSON_LIMIT) -> Any:
     """``json.loads`` for bytes someone else may have written.
 
-    Whatever the input, the only error is ValueError (what every caller already
-    handles for malformed JSON), RefusedJson for input over ``limit`` bytes, nesting deeper than
-    JSON_DEPTH (json.loads itself raises RecursionError, which callers do not
-    expect, and a document a little less deep would break recursive code later:
-    a canonical form, a copy), NaN or Infinity (json.dumps writes them, but none
-    of our documents holds one, and they compare unequal to themselves)."""
+    Whatever the input, the only error is a ValueError (what every caller
+    already handles for malformed JSON); a RefusedJson for input over ``limit``
+    bytes, nested deeper than JSON_DEPTH (json.loads itself raises
+    RecursionError, which callers do not expect, and a document a little less
+    deep would break recursive code later: a canonical form, a copy), or
+    holding NaN or Infinity (json.dumps writes them, but none of our documents
+    holds one, and they compare unequal to themselves)."""
     if len(data) > limit:
         raise RefusedJson(f"JSON of {len(data)} bytes is over the limit of {limit}")
     # Counting brackets is quick (in any encoding each is at least its byte): only a text with
