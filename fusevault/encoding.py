@@ -1,8 +1,12 @@
-"""Text encodings for binary values and file names inside JSON documents."""
+"""Text encodings for binary values and file names inside JSON documents,
+and the one parser for JSON that comes from outside this process."""
 
 from __future__ import annotations
 
 import base64
+import json
+from itertools import accumulate
+from typing import Any
 
 
 def b64e(data: bytes) -> str:
@@ -21,3 +25,66 @@ def name_to_str(name: bytes) -> str:
 
 def str_to_name(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+# --- JSON from the store, peers, the relay, links, helpers: hostile until parsed
+
+JSON_LIMIT = 256 << 20  # bytes; more is refused before parsing (memory); a link version holds 64 MiB
+JSON_DEPTH = 64  # nesting; none of our documents come near, and deeper ones break recursive code later
+
+
+class RefusedJson(ValueError):
+    """Well-formed enough, but refused: too long, too deep, or NaN/Infinity (a peer may skip
+    the one document and go on; a ValueError alone may be a server that answers nonsense)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise RefusedJson(f"JSON holds {name}, which is not a number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_NOT_BRACKET_OR_QUOTE = bytes(c for c in range(256) if c not in _STEP and c != ord('"'))
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of ``text``, if it is valid JSON: brackets inside strings do not count.
+
+    Every step is one pass in C (a regular expression over a million strings
+    takes a second): outside strings valid JSON is ASCII, so the rest can go;
+    without escaped backslashes and quotes, every quote opens or closes a
+    string; two quotes with nothing between them can go (an empty string, or
+    two strings merged into one); what is left between odd and even quotes
+    is inside strings."""
+    left = text.encode("ascii", "ignore").replace(b"\\\\", b"").replace(b'\\"', b"")
+    left = left.translate(None, _NOT_BRACKET_OR_QUOTE).replace(b'""', b"")
+    brackets = b"".join(left.split(b'"')[::2])
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def loads_untrusted(data: bytes | str, limit: int = JSON_LIMIT) -> Any:
+    """``json.loads`` for bytes someone else may have written.
+
+    Whatever the input, the only error is a ValueError (what every caller
+    already handles for malformed JSON); a RefusedJson for input over ``limit``
+    bytes, nested deeper than JSON_DEPTH (json.loads itself raises
+    RecursionError, which callers do not expect, and a document a little less
+    deep would break recursive code later: a canonical form, a copy), or
+    holding NaN or Infinity (json.dumps writes them, but none of our documents
+    holds one, and they compare unequal to themselves)."""
+    if len(data) > limit:
+        raise RefusedJson(f"JSON of {len(data)} bytes is over the limit of {limit}")
+    # Counting brackets is quick (in any encoding each is at least its byte): only a text with
+    # many is measured.
+    if isinstance(data, bytes):
+        many = data.count(b"[") + data.count(b"{") > JSON_DEPTH
+        text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads does
+    else:
+        many = data.count("[") + data.count("{") > JSON_DEPTH
+        text = data
+    if many and _depth(text) > JSON_DEPTH:
+        raise RefusedJson(f"JSON nested deeper than {JSON_DEPTH}")
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:  # not reached after the check above, unless the stack is already deep
+        raise RefusedJson("JSON nested too deep") from None

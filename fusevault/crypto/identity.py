@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 
 _RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -72,7 +72,7 @@ def open_identity(key: MasterKey, user_doc: dict) -> Identity:
     user_id = user_doc["_id"]
     try:
         sealed = b64d(user_doc["en_private_keys"])
-        plain = json.loads(key.unseal_private("identity", user_id, sealed))
+        plain = loads_untrusted(key.unseal_private("identity", user_id, sealed))
         identity = Identity(user_id, X25519PrivateKey.from_private_bytes(b64d(plain["box"])),
                             Ed25519PrivateKey.from_private_bytes(b64d(plain["sign"])),
                             plain.get("signs") is True)

@@ -31,6 +31,7 @@ from typing import Any
 
 import trio
 
+from fusevault.encoding import loads_untrusted
 from fusevault.errors import Unsafe, VaultError
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ async def _answer(conn: Any, uid: int, handler: Handler, admit: Admit, gate: _Ga
             if data is None:
                 return  # silent or too slow: dropped
             try:
-                request = json.loads(data)
+                request = loads_untrusted(data)
                 if not isinstance(request, dict):
                     raise ValueError
             except (ValueError, RecursionError):  # JSON nested too deep is RecursionError
@@ -234,7 +235,7 @@ def request(path: Path, message: dict, timeout: float = 10.0) -> dict:
             if not chunk:
                 break
             data += chunk
-    return json.loads(data)
+    return loads_untrusted(data)
 
 
 def check_folder(folder: Path) -> None:

@@ -12,6 +12,8 @@ import json
 import os
 import socket
 
+from fusevault.encoding import loads_untrusted
+
 MAX_MESSAGE = 64 * 1024
 PIECE = MAX_MESSAGE - 1
 MAX_TOTAL = 64 * 1024 * 1024  # more is a broken peer, not a folder
@@ -47,7 +49,7 @@ def receive(sock: socket.socket) -> tuple[dict | None, int | None]:
                 break
         data = b"".join(parts) if data[:1] == b"." else b""
     try:
-        message = json.loads(data) if data else None
+        message = loads_untrusted(data) if data else None
     except ValueError:
         message = None
     if not isinstance(message, dict):

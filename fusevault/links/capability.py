@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData, InvalidInput
 
 FORMAT = "fusevault-link/1"
@@ -199,7 +199,7 @@ def open_share(link: Link, version: dict) -> tuple[int, dict]:
                       _signed_bytes(link.item, version["public"], protected, version["private_enc"]))
         private = b64d(version["private_enc"])
         plain = aead.unseal(link.content_key, private, aead.ad("link private", link.item, seq))
-        return seq, json.loads(plain)
+        return seq, loads_untrusted(plain)
     except (InvalidSignature, CorruptData, KeyError, TypeError, ValueError, binascii.Error):
         raise CorruptData("this link's content on the server is not what its owner published "
                           "(changed or damaged): nothing was written") from None
@@ -227,6 +227,6 @@ def open_drop(keys: OwnerKeys, item: str, version: dict) -> dict:
         box = X25519PrivateKey.from_private_bytes(keys.box)
         shared = box.exchange(X25519PublicKey.from_public_bytes(eph_public))
         plain = aead.unseal(_drop_key(shared, item, eph_public), raw[KEY:], aead.ad("link drop", item))
-        return json.loads(plain)
+        return loads_untrusted(plain)
     except (CorruptData, KeyError, TypeError, ValueError, binascii.Error):
         raise CorruptData("a dropped file could not be opened (damaged on the server)") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from fusevault.encoding import loads_untrusted
 from fusevault.errors import InvalidInput, LinkGone, LinkRefused, VaultError
 from fusevault.links.capability import b64url
 from fusevault.transfer.client import RelayClient, _error, _failure
@@ -24,10 +25,10 @@ class LinkClient(RelayClient):
 
     def create(self, hashes: dict, hashinfo: dict, expires_in: float | None) -> str:
         body = {**hashes, "hashinfo": hashinfo, "expires_in": expires_in}
-        return self._send("POST", "/items", json=body).json()["id"]
+        return loads_untrusted(self._send("POST", "/items", json=body).content)["id"]
 
     def describe(self, item: str, key: tuple[str, bytes] | None = None) -> dict:
-        return self._send("GET", f"/items/{item}", key).json()
+        return loads_untrusted(self._send("GET", f"/items/{item}", key).content)
 
     def change(self, item: str, delete_key: bytes, fields: dict) -> None:
         self._send("PATCH", f"/items/{item}", (DELETE, delete_key), json=fields)
@@ -36,19 +37,22 @@ class LinkClient(RelayClient):
         self._send("DELETE", f"/items/{item}", (DELETE, delete_key))
 
     def add_block(self, item: str, append_key: bytes, blob: bytes) -> str:
-        return self._send("POST", f"/items/{item}/blocks", (APPEND, append_key), content=blob).json()["id"]
+        sent = self._send("POST", f"/items/{item}/blocks", (APPEND, append_key), content=blob)
+        return loads_untrusted(sent.content)["id"]
 
     def block(self, block_id: str, read_key: bytes) -> bytes:
         return self._send("GET", f"/blocks/{block_id}", (READ, read_key)).content
 
     def add_version(self, item: str, append_key: bytes, body: dict) -> dict:
-        return self._send("POST", f"/items/{item}/versions", (APPEND, append_key), json=body).json()
+        sent = self._send("POST", f"/items/{item}/versions", (APPEND, append_key), json=body)
+        return loads_untrusted(sent.content)
 
     def latest(self, item: str, key: tuple[str, bytes] | None) -> dict:
-        return self._send("GET", f"/items/{item}/versions/latest", key).json()
+        return loads_untrusted(self._send("GET", f"/items/{item}/versions/latest", key).content)
 
     def versions(self, item: str, delete_key: bytes) -> list[dict]:
-        return self._send("GET", f"/items/{item}/versions", (DELETE, delete_key)).json()["versions"]
+        listed = self._send("GET", f"/items/{item}/versions", (DELETE, delete_key))
+        return loads_untrusted(listed.content)["versions"]
 
     def delete_version(self, item: str, delete_key: bytes, version_id: str) -> None:
         self._send("DELETE", f"/items/{item}/versions/{version_id}", (DELETE, delete_key))

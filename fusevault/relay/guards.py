@@ -16,12 +16,12 @@ machine usually holds.
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 from collections.abc import Iterable
 
 from starlette.requests import ClientDisconnect, Request
 
+from fusevault.encoding import loads_untrusted
 from fusevault.relay.limits import Refused
 
 LONG_POLL = 10.0  # seconds a waiting request is held at most
@@ -63,7 +63,7 @@ async def read_body(request: Request, cap: int) -> bytes:
 async def read_json(request: Request, cap: int) -> dict:
     """The body as a JSON object, or a 400/413 answer."""
     try:
-        body = json.loads(await read_body(request, cap))
+        body = loads_untrusted(await read_body(request, cap))
     except ValueError:
         raise Refused(400, "the body is not JSON") from None
     if not isinstance(body, dict):

@@ -281,7 +281,7 @@ class RelayState:
         for (filename, uid), acked, raw, refused in zip(pairs, answers[::3], answers[1::3], answers[2::3]):
             if acked or raw is None or refused:
                 continue
-            req = json.loads(raw)
+            req = json.loads(raw)  # this relay's own: add_requests wrote it, flat
             out.append({"filename": filename, "user_id": uid, "public_key": req["public.key"],
                         "first": req["first"], "mac": req["mac"]})
         return out

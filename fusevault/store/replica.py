@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from fusevault.encoding import loads_untrusted
 from fusevault.store import places as places_table
 from fusevault.store.local import REVS_LIMIT, LocalStore, history_of
 from fusevault.store.places import PlaceRow
@@ -68,7 +69,7 @@ def _known(store: LocalStore, doc_id: str) -> list[str]:
     row = db.execute("SELECT rev, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
     known = history_of(*row) if row else []
     for (revs,) in db.execute("SELECT revs FROM leaves WHERE id = ?", (doc_id,)):
-        known += json.loads(revs)
+        known += loads_untrusted(revs)
     return known
 
 
@@ -134,7 +135,7 @@ def leaves(store: LocalStore, doc_id: str) -> list[dict]:
     rows = db.execute("SELECT rev, revs, deleted, body FROM docs WHERE id = ?", (doc_id,)).fetchall()
     rows += db.execute("SELECT rev, revs, deleted, body FROM leaves WHERE id = ?", (doc_id,)).fetchall()
     for rev, revs, deleted, body in rows:
-        doc = {**json.loads(body), "_id": doc_id, "_rev": rev,
+        doc = {**loads_untrusted(body), "_id": doc_id, "_rev": rev,
                "_revisions": revisions(history_of(rev, revs))}
         if deleted:
             doc["_deleted"] = True
@@ -152,8 +153,8 @@ def other_leaves(store: LocalStore, doc_id: str) -> list[dict]:
     each with its history (``_revisions``)."""
     rows = store.db.execute("SELECT rev, revs, body FROM leaves WHERE id = ? AND deleted = 0",
                             (doc_id,)).fetchall()
-    return [{**json.loads(body), "_id": doc_id, "_rev": rev, "_revisions": revisions(json.loads(revs))}
-            for rev, revs, body in rows]
+    return [{**loads_untrusted(body), "_id": doc_id, "_rev": rev,
+             "_revisions": revisions(loads_untrusted(revs))} for rev, revs, body in rows]
 
 
 def current_history(store: LocalStore, doc_id: str) -> list[str]:
@@ -167,7 +168,7 @@ def close_leaf(store: LocalStore, doc_id: str, rev: str) -> str:
         row = db.execute("SELECT revs FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev)).fetchone()
         if row is None:
             return rev
-        history = json.loads(row[0])
+        history = loads_untrusted(row[0])
         generation = int(rev.split("-", 1)[0])
         closed = f"{generation + 1}-{_rev_id(doc_id, rev)}"
         _keep_leaf(db, doc_id, closed, [closed] + history[:REVS_LIMIT - 1], True, "{}")
@@ -187,7 +188,7 @@ def _rev_id(doc_id: str, rev: str) -> str:
 
 def get_local(store: LocalStore, doc_id: str) -> dict:
     row = store.db.execute("SELECT body FROM local_docs WHERE id = ?", (doc_id,)).fetchone()
-    return json.loads(row[0]) if row else {}
+    return loads_untrusted(row[0]) if row else {}
 
 
 def put_local(store: LocalStore, doc_id: str, body: dict) -> None:

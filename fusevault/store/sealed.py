@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 from fusevault.store import Store
 
@@ -32,7 +32,7 @@ def sealed_bodies(store: Store, key: MasterKey, kind: str) -> Iterator[tuple[dic
         if doc.get("owner") != key.user_id:
             continue
         try:
-            fields = json.loads(key.unseal_private(kind, doc["_id"], b64d(doc["enc"])))
+            fields = loads_untrusted(key.unseal_private(kind, doc["_id"], b64d(doc["enc"])))
         except (KeyError, TypeError, ValueError):
             raise CorruptData(f"{kind} document {doc.get('_id')} is malformed") from None
         yield fields, doc["_id"], doc["_rev"]

@@ -8,16 +8,24 @@ and tries again.  Bytes sent and received are counted, for ``sync status``.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from fusevault.encoding import RefusedJson, loads_untrusted
 from fusevault.errors import PeerUnavailable
 
 # A longpoll waits at most this long; pouchdb-server ignores the server-side
 # timeout, so the client's read timeout ends a quiet wait.
 LONGPOLL_SECONDS = 20
+
+log = logging.getLogger(__name__)
+
+
+class RefusedAnswer(PeerUnavailable):
+    """An answer in JSON this process refuses to parse (nested too deep, NaN, too long)."""
 
 
 class CouchDatabase:
@@ -57,7 +65,9 @@ class CouchDatabase:
             raise PeerUnavailable(f"{self.label} answered HTTP {response.status_code} to {method} "
                                   f"{path.split('?')[0] or '/'}")
         try:
-            return response.json()
+            return loads_untrusted(response.content)
+        except RefusedJson as err:
+            raise RefusedAnswer(f"{self.label} answered JSON that is refused: {err}") from None
         except ValueError:
             raise PeerUnavailable(f"{self.label} answered something that is not JSON") from None
 
@@ -111,8 +121,16 @@ class CouchDatabase:
         """The given revisions, each with its history (``_revisions``)."""
         if not wanted:
             return []
-        answer = await self._call("POST", "/_bulk_get", {"docs": [{"id": i, "rev": r} for i, r in wanted]},
-                                  params={"revs": "true"})
+        body = {"docs": [{"id": i, "rev": r} for i, r in wanted]}
+        try:
+            answer = await self._call("POST", "/_bulk_get", body, params={"revs": "true"})
+        except RefusedAnswer as err:
+            # One hostile document must not stop the others: halves, down to the one, left out.
+            if len(wanted) == 1:
+                log.warning("%s: document %s revision %s refused, left out (%s)", self.label, *wanted[0], err)
+                return []
+            half = len(wanted) // 2
+            return await self.bulk_get(wanted[:half]) + await self.bulk_get(wanted[half:])
         docs = []
         for result in answer["results"]:
             for entry in result["docs"]:

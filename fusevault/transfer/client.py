@@ -17,6 +17,7 @@ from typing import Self
 import certifi
 import httpx
 
+from fusevault.encoding import loads_untrusted
 from fusevault.errors import InvalidInput, NotFound, RateLimited, RelayUnavailable, VaultError, WrongCode
 
 DEFAULT_RELAY = "http://127.0.0.1:4080"
@@ -103,7 +104,7 @@ class RelayClient:
         response = self.call(method, path, **kwargs)
         if response.status_code == 404:
             raise SessionEnded(_error(response) or "not found on the relay")
-        return response.json() if response.content else {}
+        return loads_untrusted(response.content) if response.content else {}
 
     # --- sender
 
@@ -181,12 +182,12 @@ class RelayClient:
     def _found(response: httpx.Response) -> dict:
         if response.status_code == 404:
             raise NotFound(_error(response) or "not found on the relay")
-        return response.json() if response.content else {}
+        return loads_untrusted(response.content) if response.content else {}
 
 
 def _error(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("error", ""))
+        return str(loads_untrusted(response.content).get("error", ""))
     except (ValueError, AttributeError):
         return ""
 

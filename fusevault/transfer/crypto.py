@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from spake2 import SPAKE2_A, SPAKE2_B
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData, WrongCode
 from fusevault.transfer.words import WORDS
 
@@ -177,7 +177,7 @@ class SessionKeys:
     def open_hello(self, sealed: str) -> bytes:
         try:
             ad = aead.ad("hello", self.sid, self.uid)
-            body = json.loads(aead.unseal(self.seal_r2s, decode(sealed), ad))
+            body = loads_untrusted(aead.unseal(self.seal_r2s, decode(sealed), ad))
             return bytes.fromhex(body["resume"])
         except (CorruptData, ValueError, TypeError, KeyError):
             raise KeyMismatch() from None
@@ -212,7 +212,7 @@ class SessionKeys:
 
     def open_manifest(self, sealed: str) -> dict:
         try:
-            return json.loads(aead.unseal(self.seal_s2r, decode(sealed),
+            return loads_untrusted(aead.unseal(self.seal_s2r, decode(sealed),
                                           aead.ad("manifest", self.sid, self.uid)))
         except (CorruptData, ValueError, TypeError):
             raise KeyMismatch() from None

@@ -13,7 +13,6 @@ Records from peers are appended here wherever the ``.vf`` ends
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import struct
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d
+from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged
 from fusevault.store.places import Places, sealed_here
 from fusevault.vault.format.vf import HEADER, MANIFEST_INDEX, append_lock, header_for
@@ -85,8 +84,8 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
             return None, False
         return None, True  # being committed by this process, or dropped by retention
     try:
-        doc = json.loads(body)
-        plain = json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", fid, vid)))
+        doc = loads_untrusted(body)
+        plain = loads_untrusted(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", fid, vid)))
         if not isinstance(plain, dict) or not isinstance(doc, dict):
             raise ValueError
         doc["_id"] = vid  # kept beside the body (store/local.py), signed with it

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 from fusevault.vault.format.vf import VF_FORMAT
 
@@ -44,7 +44,7 @@ def check_vfmeta(data: bytes, fid: str, owner: str, dek: bytes, epoch: int = 0,
     nothing), and raises an alarm when the claim cannot be true (another
     file's or owner's sidecar).  The same epoch and no authentication: EIO."""
     try:
-        fields = json.loads(data)
+        fields = loads_untrusted(data)
         tag = b64d(fields.pop("tag"))
         canon = json.dumps(fields, sort_keys=True).encode()
         claimed = int(fields.get("epoch", 0))

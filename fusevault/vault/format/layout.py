@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from fusevault.encoding import loads_untrusted
 from fusevault.errors import (
     AlreadyExists,
     CorruptData,
@@ -127,7 +128,7 @@ def open_layout(root: Path) -> Layout:
     if not root.is_dir():
         raise VaultNotFound(f"no vault at {root}")
     try:
-        data = json.loads(marker.read_bytes())
+        data = loads_untrusted(marker.read_bytes())
     except FileNotFoundError:
         raise VaultNotFound(f"{root} is not a fusevault vault (no {MARKER})") from None
     except PermissionError:
@@ -156,7 +157,7 @@ def upgrade(layout: Layout) -> None:
     """Mark a vault of an older format as this one, before this process writes to it."""
     marker = layout.root / MARKER
     try:
-        data = json.loads(marker.read_bytes())
+        data = loads_untrusted(marker.read_bytes())
         if data.get("format", FORMAT_VERSION) >= FORMAT_VERSION:
             return
         data["format"] = FORMAT_VERSION

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import signer_of, verify_doc
+from fusevault.encoding import loads_untrusted
 from fusevault.errors import Forged, InvalidInput, VaultError
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model.alarms import Alarms, for_user
@@ -106,7 +107,7 @@ def read(root: Path | str, key: MasterKey, alarms: Alarms | None = None) -> Sett
     except OSError:
         sealed = b""
     try:
-        values = json.loads(key.unseal_device(KIND, name, sealed))
+        values = loads_untrusted(key.unseal_device(KIND, name, sealed))
         return Settings(**{f.name: values[f.name] for f in fields(Settings) if f.name in values})
     except (VaultError, ValueError, TypeError):
         (alarms or for_user(key.user_id)).warn(

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault import paths
+from fusevault.encoding import loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model.alarms import Alarms
@@ -93,7 +94,7 @@ class Freshness:
         except FileNotFoundError:
             return fresh
         try:
-            data = json.loads(key.unseal_device("grants", fresh.path.name, sealed))
+            data = loads_untrusted(key.unseal_device("grants", fresh.path.name, sealed))
             if data.get("format") != FORMAT:
                 raise ValueError("unknown format")
             fresh.seen = {i: (str(k), int(n), bool(d)) for i, (k, n, d) in data["seen"].items()}

@@ -8,7 +8,6 @@ through that manifest, so versions share every block they did not change.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -18,7 +17,7 @@ from datetime import UTC, datetime
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import b64d
+from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, InvalidInput, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import names
@@ -54,7 +53,7 @@ class Version:
 def version_plain(doc: dict, dek: bytes) -> dict:
     """The sealed fields of a FilesMetaData document (docs/FORMAT.md)."""
     try:
-        return json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", doc["fid"], doc["_id"])))
+        return loads_untrusted(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", doc["fid"], doc["_id"])))
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"version document {doc.get('_id')} is malformed") from None
 

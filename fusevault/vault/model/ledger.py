@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from fusevault import paths
-from fusevault.errors import VaultError
+from fusevault.encoding import loads_untrusted
+from fusevault.errors import CorruptData, VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.nodes import open_node_doc
@@ -122,7 +123,7 @@ class Ledger:
             ledger.version = 1  # first sight: written at once, so the device id is kept
             return ledger
         try:
-            data = json.loads(key.unseal_device("ledger", ledger.path.name, sealed))
+            data = loads_untrusted(key.unseal_device("ledger", ledger.path.name, sealed))
             if data.get("format") != FORMAT:
                 raise ValueError("unknown ledger format")
             ledger.device = sys.intern(str(data["device"]))
@@ -290,7 +291,11 @@ class Ledger:
             self.record(fid, None, False)
 
     def _missing(self, volume: Held, store: Store, fid: str, rolled: list, vanished: list[str]) -> None:
-        doc = store.get(fid)
+        try:
+            doc = store.get(fid)
+        except CorruptData as err:  # a forged body (not JSON, nested too deep): refused, said each load
+            self.alarms.warn("malformed", fid, f"file {fid} is left out: {err}")
+            return
         if doc is None:
             if _tombstone(store, fid):
                 self.record(fid, None, False)  # gc removed it from the trash, here or on a peer

@@ -22,7 +22,7 @@ from fusevault.crypto import aead
 from fusevault.crypto.identity import open_file_key
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc
-from fusevault.encoding import b64d, b64e, name_to_str, str_to_name
+from fusevault.encoding import b64d, b64e, loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData
 
 # The root directory's inode number (FUSE fixes it at 1).
@@ -216,7 +216,7 @@ def open_node_attrs(doc: dict, dek: bytes) -> dict:
     """The sealed attributes of a node document, with its DEK (owner's or shared)."""
     fid = doc["_id"]
     try:
-        return json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("node", fid)))
+        return loads_untrusted(aead.unseal(dek, b64d(doc["enc"]), aead.ad("node", fid)))
     except (KeyError, ValueError, TypeError):
         raise CorruptData(f"node document {fid} is malformed") from None
     except CorruptData:

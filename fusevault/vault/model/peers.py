@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from fusevault import paths
+from fusevault.encoding import loads_untrusted
 from fusevault.errors import AlreadyExists, InvalidInput, NotFound
 from fusevault.store import Store, tombstone
 from fusevault.vault.model.nodes import new_id
@@ -148,7 +149,7 @@ def _confirmed_file(root: Path | str) -> Path:
 
 def _confirmed(root: Path | str) -> set[str]:
     try:
-        found = json.loads(_confirmed_file(root).read_text())
+        found = loads_untrusted(_confirmed_file(root).read_bytes())
     except (OSError, ValueError):
         return set()
     return {d for d in found if isinstance(d, str)} if isinstance(found, list) else set()

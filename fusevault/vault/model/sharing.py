@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 from fusevault.store import Store
 from fusevault.vault.format.atomic import atomic_write
@@ -180,7 +180,7 @@ def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
 def read_key(path: Path) -> KeyRecord | None:
     """The (epoch, sealed key, signature) of a ``.vfkey``, or None when there is none."""
     try:
-        return key_record(json.loads(path.read_bytes()))
+        return key_record(loads_untrusted(path.read_bytes()))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):

@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc, signer_of, verify_doc
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.atomic import atomic_write
@@ -324,7 +324,7 @@ class Trust:
 
 
 def _pins_of(plain: bytes) -> dict[str, Pin]:
-    return {uid: Pin(**fields) for uid, fields in json.loads(plain).items()}
+    return {uid: Pin(**fields) for uid, fields in loads_untrusted(plain).items()}
 
 
 def _merge(older: dict[str, Pin], newer: dict[str, Pin]) -> dict[str, Pin]:
