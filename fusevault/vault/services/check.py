@@ -257,7 +257,7 @@ class Checker:
             return "its manifest record is not the one its version document names"
         vids = manifest.vids
         written: list[tuple[int, bytes]] = []  # (index, SHA-256) of each record this version wrote
-        for (level, pos), ((node_offset, node_length, writer), _) in (manifest.tree or {}).items():
+        for (level, pos), ((node_offset, node_length, writer), *_) in (manifest.tree or {}).items():
             if writer == vid:  # a node of its manifest tree it wrote (vault/format/manifest_tree.py)
                 index = tree.node_index(level, pos)
                 node_offset, node_length = reader.where(node_offset, node_length, vid, index)
@@ -293,6 +293,9 @@ class Checker:
         self.report.counts["bytes"] += length
         record = os.pread(reader.fd, length, offset)
         sha = hashlib.sha256(record).digest()
+        named = reader._hashes.get(vids[vidx], index) if vidx < len(vids) else None
+        if named is not None and named != sha:  # a verified Merkle tree names another record
+            return f"block {index} is not the record its manifest tree names", sha
         # A version of an older key epoch: its blocks open with its own DEK (one thread: safe).
         saved, reader.dek = reader.dek, dek
         try:
