@@ -166,6 +166,8 @@ def test_an_inherited_block_resealed_after_gc_dropped_its_document_is_refused(va
     _reseal_block(vault, fid, dek, older, 2)
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused_at(mnt, "f", 2 * BLOCK, fid)
+    found = fusevault("check", vault)  # and `fusevault check` reports it
+    assert found.returncode != 0 and "not the record its manifest tree names" in found.stdout, found.stdout
 
 
 def test_an_inherited_leaf_resealed_to_vouch_for_a_resealed_block_is_refused(vault: Path,

@@ -256,6 +256,7 @@ class Checker:
                 hashlib.sha256(os.pread(reader.fd, length, offset)).hexdigest():
             return "its manifest record is not the one its version document names"
         vids = manifest.vids
+        verified_root = digests is not None and "manifest_sha256" in digests
         written: list[tuple[int, bytes]] = []  # (index, SHA-256) of each record this version wrote
         for (level, pos), ((node_offset, node_length, writer), *_) in (manifest.tree or {}).items():
             if writer == vid:  # a node of its manifest tree it wrote (vault/format/manifest_tree.py)
@@ -274,6 +275,10 @@ class Checker:
             problem, sha = cache[entry]
             if problem:
                 return problem
+            if verified_root and reader._hashes.get(vids[vidx], index) not in (None, sha):
+                # Its Merkle tree (vault format 5), whose root its signed document names,
+                # names another record: resealed in place, whichever version wrote it.
+                return f"block {index} is not the record its manifest tree names"
             if vids[vidx] == vid:  # a record this version wrote: bound into its document
                 written.append((index, sha))
         records = hashlib.sha256()
@@ -293,9 +298,6 @@ class Checker:
         self.report.counts["bytes"] += length
         record = os.pread(reader.fd, length, offset)
         sha = hashlib.sha256(record).digest()
-        named = reader._hashes.get(vids[vidx], index) if vidx < len(vids) else None
-        if named is not None and named != sha:  # a verified Merkle tree names another record
-            return f"block {index} is not the record its manifest tree names", sha
         # A version of an older key epoch: its blocks open with its own DEK (one thread: safe).
         saved, reader.dek = reader.dek, dek
         try:
