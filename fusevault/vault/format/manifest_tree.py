@@ -160,11 +160,11 @@ def _leaf(data: bytes, pos: int, at: int, block_size: int, hashed: bool = False)
             raise CorruptData("manifest leaf is malformed")
         position = first + count
     if hashed:  # the blocks' SHA-256, in order after the runs: each run takes its own
-        at = len(data) - SHA * sum(r[1] for r in runs)
+        tail = len(data) - SHA * sum(r[1] for r in runs)
         out = []
         for run in runs:
-            out.append((*run, data[at: at + SHA * run[1]]))
-            at += SHA * run[1]
+            out.append((*run, data[tail: tail + SHA * run[1]]))
+            tail += SHA * run[1]
         return tuple(out)
     return tuple(runs)
 
