@@ -275,9 +275,11 @@ class Checker:
             problem, sha = cache[entry]
             if problem:
                 return problem
-            if verified_root and reader._hashes.get(vids[vidx], index) not in (None, sha):
-                # Its Merkle tree (vault format 5), whose root its signed document names,
-                # names another record: resealed in place, whichever version wrote it.
+            inherited = vids[vidx] != vid
+            if verified_root and inherited and reader._hashes.get(vids[vidx], index) not in (None, sha):
+                # An inherited block (its own are checked against its digest below) that is not
+                # the record its Merkle tree (vault format 5), whose root its signed document
+                # names, holds: resealed in place, though its writer's document may be gone.
                 return f"block {index} is not the record its manifest tree names"
             if vids[vidx] == vid:  # a record this version wrote: bound into its document
                 written.append((index, sha))
