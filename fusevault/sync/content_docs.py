@@ -21,7 +21,14 @@ from fusevault.errors import PeerUnavailable
 from fusevault.store.places import PlaceRow
 from fusevault.vault.files.placements import append_arrived
 from fusevault.vault.format.layout import Layout
-from fusevault.vault.format.manifest import KIND_MANIFEST, KIND_NODE, KIND_RUNS, KIND_TREE
+from fusevault.vault.format.manifest import (
+    KIND_HNODE,
+    KIND_HTREE,
+    KIND_MANIFEST,
+    KIND_NODE,
+    KIND_RUNS,
+    KIND_TREE,
+)
 from fusevault.vault.format.manifest_tree import is_node_index
 from fusevault.vault.format.vf import KIND_BLOCK, MANIFEST_INDEX, RECORD_HEAD
 
@@ -88,7 +95,8 @@ def _whole(data: bytes, length: int) -> bool:
     if len(data) != length or length < RECORD_HEAD.size:
         return False
     rest, kind = RECORD_HEAD.unpack_from(data)
-    return rest == length - 4 and kind in (KIND_BLOCK, KIND_MANIFEST, KIND_RUNS, KIND_TREE, KIND_NODE)
+    return rest == length - 4 and kind in (KIND_BLOCK, KIND_MANIFEST, KIND_RUNS, KIND_TREE, KIND_NODE,
+                                             KIND_HTREE, KIND_HNODE)
 
 
 def place_records(layout: Layout, docs: list[dict]) -> list[PlaceRow]:

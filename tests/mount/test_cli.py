@@ -99,7 +99,7 @@ def test_info_needs_no_passphrase_and_reveals_no_names(vault: Path, tmp_path: Pa
     result = fusevault("info", vault, "--json", passphrase=None)
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
-    assert facts["format"] == 4 and facts["users"] == 1 and facts["entries"] == 2
+    assert facts["format"] == 5 and facts["users"] == 1 and facts["entries"] == 2
     assert facts["stored_bytes"] > 100_000 and facts["versions"] == 1
     assert "secret" not in result.stdout and "budget" not in result.stdout
     text = fusevault("info", vault, passphrase=None).stdout

@@ -163,9 +163,9 @@ def test_a_vault_of_format_1_reads_writes_runs_and_survives_gc(tmp_path: Path) -
         sparse = sparse[:10] + b"X" + sparse[11:]
         assert (mnt / "sparse").read_bytes() == sparse
     kinds = _manifest_kinds(vault)
-    assert {vid: kinds[vid] for vid in old} == old and set(kinds.values()) == {2, 4}
-    # The first writer marks it format 4: an older fusevault now refuses it in one line.
-    assert json.loads((vault / "vault.json").read_text())["format"] == 4
+    assert {vid: kinds[vid] for vid in old} == old and set(kinds.values()) == {2, 6}
+    # The first writer marks it format 5: an older fusevault now refuses it in one line.
+    assert json.loads((vault / "vault.json").read_text())["format"] == 5
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert (mnt / "sparse").read_bytes() == sparse
         run_json("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0")
@@ -188,7 +188,7 @@ def test_a_tampered_manifest_root_gives_eio(vault: Path, tmp_path: Path, part: s
             f.seek(1 << 30)
             f.write(b"b")
     (vid, kind), = _manifest_kinds(vault).items()
-    assert kind == 4  # a tree's root (vault/format/manifest_tree.py; its nodes: test_tree_manifest.py)
+    assert kind == 6  # a Merkle tree's root (vault/format/manifest_tree.py; its nodes: test_tree_manifest.py)
     db = sqlite3.connect(vault / "store.sqlite")
     owner, fid, offset, length = db.execute(
         "SELECT owner, fid, offset, length FROM places WHERE idx = -1").fetchone()

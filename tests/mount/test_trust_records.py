@@ -211,8 +211,9 @@ def test_check_repair_leaves_a_file_with_no_version_that_verifies(vault: Path, t
 
 def test_a_file_whose_older_version_gc_dropped_still_reads(vault: Path, tmp_path: Path) -> None:
     """Blocks the newest version inherits from one whose document gc dropped have no signed
-    digest left to check against (docs/SECURITY.md, "Out of reach"): they still read, across
-    mounts, and the file keeps its bytes."""
+    digest of their own left; the newest version's Merkle tree vouches for them
+    (tests/mount/test_trust_merkle.py): they still read, across mounts, and the file keeps its
+    bytes."""
     block = 16384
     data = bytearray(os.urandom(block * 4))
     with mounted(vault, tmp_path / "mnt") as mnt:

@@ -22,7 +22,7 @@ from fusevault import paths
 from fusevault.crypto import aead
 from fusevault.encoding import b64d
 from fusevault.vault.files.content import KIND_BLOCK, RECORD_HEAD, block_ad
-from fusevault.vault.format.manifest import KIND_TREE, NEW_BLOCK_SIZE, manifest_label
+from fusevault.vault.format.manifest import KIND_HTREE, NEW_BLOCK_SIZE, manifest_label
 from fusevault.vault.model.history import version_plain
 from fusevault.vault.services.opening import unlock_vault
 from services.test_sync import first_device, new_device, settled, wait_for
@@ -129,10 +129,10 @@ def test_a_forged_manifest_record_is_refused_and_a_replaced_record_is_reported(
         # The manifest of the first version, sealed as the final one's: it
         # authenticates, and would read the first draft in its place.
         old = b64d(server.get(f"rec-{fid}-{first[2]}-m")["data"])
-        plain = aead.unseal(dek, old[RECORD_HEAD.size:], aead.ad(manifest_label(KIND_TREE), fid, first[2]))
-        forged = aead.seal(dek, plain, aead.ad(manifest_label(KIND_TREE), fid, final[2]))
+        plain = aead.unseal(dek, old[RECORD_HEAD.size:], aead.ad(manifest_label(KIND_HTREE), fid, first[2]))
+        forged = aead.seal(dek, plain, aead.ad(manifest_label(KIND_HTREE), fid, final[2]))
         doc = server.get(f"rec-{fid}-{final[2]}-m")
-        server.put(dict(doc, data=_record(KIND_TREE, forged)))
+        server.put(dict(doc, data=_record(KIND_HTREE, forged)))
 
         desktop = new_device(couchdb_url, tmp_path, "desktop")
         with mounted(desktop, tmp_path / "b") as b:

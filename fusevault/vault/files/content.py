@@ -31,15 +31,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault.crypto import aead
-from fusevault.errors import CorruptData
+from fusevault.errors import CorruptData, Forged
 from fusevault.vault.files import placements
 from fusevault.vault.files.sealing import Sealing
 from fusevault.vault.files.sidecar import check_vfmeta, vfmeta_bytes
 from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.format.block_hashes import BlockHashes
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.format.manifest import (
     BLOCK_SIZE,  # noqa: F401  (volume.py and fs/operations.py take it from here)
+    KIND_HNODE,
+    KIND_HTREE,
     KIND_MANIFEST,
     KIND_NODE,
     KIND_RUNS,
@@ -123,11 +126,15 @@ class Content(Sealing):
         # read is compared with them.  None: nothing to compare with (a
         # version from before the digest).
         self._shas: dict[str, dict[int, bytes] | None] = {}
+        # SHA-256 of each block record a verified Merkle manifest (kind 6)
+        # names: compared with every read, whether or not the version that
+        # wrote the block still has its document (vault/format/block_hashes.py).
+        self._hashes = BlockHashes()
         self.vouch = vouch  # False: `fusevault check`, which compares and reports on its own
         self.head = head  # the version its signed node names: its document must be here
         self.stored_kind = self.MANIFEST_KIND  # the kind of the current version's manifest record
         if manifest_loc is None:
-            self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE)
+            self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE, hashed=True)
         else:
             self.manifest = self.load_manifest(manifest_loc, head or "")
             self.stored_kind = self._kind_read
@@ -144,13 +151,17 @@ class Content(Sealing):
         # Format 1 and 2 manifests (an entry per block, runs) are read as
         # before; a file's next version is written as a tree (vault/format/manifest_tree.py).
         kind = self._kind_read = record[4] if len(record) > 4 else 0
-        known = (KIND_MANIFEST, KIND_RUNS, KIND_TREE)
-        sealed = self._check_record(record, length, kind if kind in known else KIND_TREE)
+        known = (KIND_MANIFEST, KIND_RUNS, KIND_TREE, KIND_HTREE)
+        sealed = self._check_record(record, length, kind if kind in known else KIND_HTREE)
         plain = aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
-        if kind == KIND_TREE:
+        if kind in (KIND_TREE, KIND_HTREE):
+            hashed = kind == KIND_HTREE
             nodes: list[tuple[int, int]] = []
-            manifest = tree.load(plain, lambda *ref: self._read_node(*ref, dek, nodes))
+            manifest = tree.load(plain, lambda *ref: self._read_node(*ref, dek, nodes, hashed), hashed)
             manifest.nodes = nodes
+            for writer, first, shas in manifest.block_shas:
+                self._hashes.add(writer, first, shas)
+            manifest.block_shas = []
         else:
             manifest = Manifest.unpack(plain, kind)
         if manifest.padded and self.layout.padding != PADME:
@@ -159,20 +170,32 @@ class Content(Sealing):
 
     def in_newest_shape(self) -> bool:
         """Whether the current version's manifest is in the shape a commit writes now: if not,
-        ``fusevault upgrade`` recommits it (vault/files/recommit.py).  A new format of manifests
-        changes ``Sealing.MANIFEST_KIND`` (or, for a change the kind does not show, this test)."""
+        ``fusevault upgrade`` recommits it (``Files.recommit_newest_shape``).  A new format of
+        manifests changes ``Sealing.MANIFEST_KIND`` (or, for a change the kind does not show, this test)."""
         return self.stored_kind == self.MANIFEST_KIND
 
-    def _read_node(self, offset: int, length: int, vid: str, level: int, pos: int, dek: bytes | None,
-                   nodes: list[tuple[int, int]]) -> bytes:
-        """The plaintext of a non-root node of a manifest tree, authenticated."""
+    def _read_node(self, offset: int, length: int, vid: str, level: int, pos: int, sha: bytes | None,
+                   dek: bytes | None, nodes: list[tuple[int, int]], hashed: bool) -> bytes:
+        """The plaintext of a non-root node of a manifest tree, authenticated;
+        in a Merkle tree, its record is the one its parent's hash names."""
         offset, length = self.where(offset, length, vid, tree.node_index(level, pos))
         nodes.append((offset, length))
         index = tree.node_index(level, pos)
         record = os.pread(self.fd, length, offset)
-        self._vouch(vid, index, record, dek)
-        sealed = self._check_record(record, length, KIND_NODE)
-        return aead.unseal(dek or self.dek, sealed, aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos)))
+        if sha is not None:
+            if hashlib.sha256(record).digest() != sha:
+                self._refuse(vid, index)
+        else:
+            self._vouch(vid, index, record, dek)
+        sealed = self._check_record(record, length, KIND_HNODE if hashed else KIND_NODE)
+        return aead.unseal(dek or self.dek, sealed,
+                           aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos, hashed)))
+
+    def _refuse(self, vid: str, index: int) -> None:
+        """EIO, and an alarm where this replica keeps them."""
+        if self.layout.places is None:
+            raise Forged(f"file {self.fid}: record {index} of version {vid} is not what its author sealed")
+        placements.refuse_record(self.layout.places, self.fid, vid, index)
 
     def where(self, offset: int, length: int, vid: str, index: int,
               dek: bytes | None = None) -> tuple[int, int]:
@@ -208,7 +231,14 @@ class Content(Sealing):
     def _vouch(self, vid: str, index: int, record: bytes, dek: bytes | None = None) -> None:
         """Forged (EIO, an alarm) unless ``record`` is the one version ``vid``'s
         signed digest names at ``index``: a record resealed in place under the
-        file's key authenticates, and only this tells."""
+        file's key authenticates, and only this tells.  A block a verified
+        Merkle manifest names is compared with the hash it holds, which the
+        current version's signed document vouches for through the tree."""
+        known = self._hashes.get(vid, index) if index >= 0 else None
+        if known is not None:
+            if hashlib.sha256(record).digest() != known:
+                self._refuse(vid, index)
+            return
         if not self.vouch:
             return
         shas = self._expected(vid, dek)
@@ -235,7 +265,7 @@ class Content(Sealing):
         self.dek = dek
         self.acl = acl
         self.epoch = epoch
-        self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE)
+        self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE, hashed=True)
         self.dirty = {}
         self._record_sha = {}
         self.changed = True

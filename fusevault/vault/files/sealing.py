@@ -19,9 +19,10 @@ from fusevault.errors import CorruptData
 from fusevault.store.places import note_written
 from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.atomic import fsync_dir
+from fusevault.vault.format.block_hashes import BlockHashes
 from fusevault.vault.format.manifest import (
-    KIND_NODE,
-    KIND_TREE,
+    KIND_HNODE,
+    KIND_HTREE,
     MAX_FILE_SIZE,
     NEW_BLOCK_SIZE,
     Manifest,
@@ -48,7 +49,7 @@ def _fit(data: bytes | bytearray, length: int) -> bytes | bytearray:
 class Sealing:
     """The writing half of ``Content``: what it changes, and sealing it as a version."""
 
-    MANIFEST_KIND = KIND_TREE  # the manifest a version is sealed with: the newest shape
+    MANIFEST_KIND = KIND_HTREE  # the manifest a version is sealed with: the newest shape
 
     layout: Layout
     fid: str
@@ -70,6 +71,7 @@ class Sealing:
     _record_sha: dict[int, bytes]
     stored_kind: int
     _shas: dict[str, dict[int, bytes] | None]
+    _hashes: BlockHashes
 
     if TYPE_CHECKING:
         bs: int
@@ -78,6 +80,11 @@ class Sealing:
         def _open_fd(self, create: bool = False) -> None: ...
         def _stored_block(self, index: int) -> bytes: ...
         def _record(self, kind: int, sealed: bytes) -> bytes: ...
+        def where(self, offset: int, length: int, vid: str, index: int,
+                  dek: bytes | None = None) -> tuple[int, int]: ...
+        def _vouch(self, vid: str, index: int, record: bytes, dek: bytes | None = None) -> None: ...
+        def _open_block(self, index: int, record: bytes, length: int, vids: list[str],
+                        vidx: int, last: int) -> bytes: ...
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -103,7 +110,8 @@ class Sealing:
             # Nothing of the file is kept: from here on it is cut like a new one.
             self.dirty = {}
             self.manifest = Manifest(0, list(self.manifest.vids), padded=self.manifest.padded,
-                                     tree=self.manifest.tree, block_size=NEW_BLOCK_SIZE)
+                                     tree=self.manifest.tree, block_size=NEW_BLOCK_SIZE,
+                                     hashed=self.manifest.hashed)
         nblocks = -(-size // self.bs)
         for index in [i for i in self.dirty if i >= nblocks]:
             del self.dirty[index]
@@ -296,7 +304,8 @@ class Sealing:
         self.manifest.size = file_size
         self.manifest.padded = self.padded
         written_nodes: list[tuple[int, int, int]] = []
-        root, nodes = tree.build(self.manifest, lambda plains: self._write_nodes(plains, written_nodes), vid)
+        root, nodes = tree.build(self.manifest, lambda plains: self._write_nodes(plains, written_nodes), vid,
+                                 self._block_shas)
         nonce = os.urandom(aead.NONCE_SIZE)
         sealed = aead.seal_with_nonce(self.dek, nonce, root,
                                       aead.ad(manifest_label(self.MANIFEST_KIND), self.fid, vid))
@@ -304,10 +313,13 @@ class Sealing:
         self.stored_kind = self.MANIFEST_KIND
         (place,) = self._append([(None, manifest_record, False)])
         self.manifest.tree = nodes
+        self.manifest.hashed = True
         blocks = self.manifest.blocks
         if vid in self.manifest.vids:
-            mine = self.manifest.vids.index(vid)
-            written = [(i, o, n) for i, o, n, _, _ in blocks.blocks([r for r in blocks.runs if r[4] == mine])]
+            mine_runs = [r for r in blocks.runs if r[4] == self.manifest.vids.index(vid)]
+            written = [(i, o, n) for i, o, n, _, _ in blocks.blocks(mine_runs)]
+            for first, count, *_ in mine_runs:  # this reader's reads of them are checked as any other's
+                self._hashes.add(vid, first, self._block_shas(vid, first, count))
         else:
             written = []
         written = sorted(written_nodes) + written  # in index order: the nodes' indices are negative
@@ -328,18 +340,45 @@ class Sealing:
         return vid, place, nonce
 
     def _write_nodes(self, plains: list[tuple[int, int, bytes]],
-                     written: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
-        """Seal and append non-root nodes of the pending version's manifest tree."""
+                     written: list[tuple[int, int, int]]) -> list[tuple[int, int, bytes]]:
+        """Seal and append non-root nodes of the pending version's manifest tree;
+        (offset, length, SHA-256 of the record) of each, for its parent."""
         vid = self.pending_vid
         records = []
         for level, pos, plain in plains:
-            sealed = aead.seal(self.dek, plain, aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos)))
-            records.append((tree.node_index(level, pos), self._record(KIND_NODE, sealed), False))
+            sealed = aead.seal(self.dek, plain, aead.ad(*tree.node_ad_parts(self.fid, vid, level, pos, True)))
+            records.append((tree.node_index(level, pos), self._record(KIND_HNODE, sealed), False))
         places = self._append(records)
+        out = []
         for (index, record, _), (offset, length) in zip(records, places):
-            self._record_sha[index] = hashlib.sha256(record).digest()
+            sha = self._record_sha[index] = hashlib.sha256(record).digest()
             written.append((index, offset, length))
-        return places
+            out.append((offset, length, sha))
+        return out
+
+    def _block_shas(self, vid: str, first: int, count: int) -> bytes:
+        """The SHA-256 of the records of blocks [first, first + count), all
+        written by ``vid``, for a leaf of the version being sealed: this
+        version's own as they were sealed, an older one's as a verified Merkle
+        tree named it, else (a block of a kind 2, 3 or 4 manifest, once per
+        file) read, checked as any read is, and hashed."""
+        out = []
+        for index in range(first, first + count):
+            sha = self._record_sha.get(index) if vid == self.pending_vid else self._hashes.get(vid, index)
+            out.append(sha if sha is not None else self._hash_stored(vid, index))
+        return b"".join(out)
+
+    def _hash_stored(self, vid: str, index: int) -> bytes:
+        manifest = self.manifest
+        offset, length, vidx, last = manifest.blocks.get(index)
+        if not length or manifest.vids[vidx] != vid:
+            raise CorruptData(f"manifest of {self.fid} does not hold block {index} of {vid}")
+        self._open_fd()
+        offset, length = self.where(offset, length, vid, index)
+        record = os.pread(self.fd, length, offset)
+        self._vouch(vid, index, record)  # its own version's signed digest, where it has one
+        self._open_block(index, record, length, manifest.vids, vidx, last)  # never hash what does not open
+        return hashlib.sha256(record).digest()
 
     def _digests(self, written: list[tuple[int, int, int]], manifest_record: bytes) -> dict:
         """What the version document seals about the records this version wrote
@@ -370,7 +409,7 @@ class Sealing:
         renumber = {old: new for new, old in enumerate(used)}
         self.manifest = Manifest(manifest.size, [manifest.vids[i] for i in used],
                                  manifest.blocks.renumber(renumber), manifest.padded, manifest.tree,
-                                 block_size=manifest.block_size)
+                                 block_size=manifest.block_size, hashed=manifest.hashed)
 
     def fsync(self) -> None:
         if self.fd is not None and not self.synced:

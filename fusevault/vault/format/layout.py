@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 # 3: documents are signed (vault/model/trust.py, vault/model/migrate.py).
 # 4: manifests are trees that versions share (kinds 4 and 5, vault/format/manifest_tree.py);
 # older manifests read as before, a file's next version is written as a tree.
-FORMAT_VERSION = 4
+# 5: those trees are Merkle trees (kinds 6 and 7): every reference holds the
+# SHA-256 of the record it names; kinds 2 to 4 read as before, a file's next
+# version is written in the hashed shape.
+FORMAT_VERSION = 5
 MARKER = "vault.json"
 
 

@@ -16,7 +16,9 @@ Two manifest records exist (docs/FORMAT.md):
 - kind 3 (format 2): the runs.  Read as before, never written any more.
 - kind 4 (format 4): a tree of nodes (kind 5) whose leaves hold the runs;
   a commit shares every unchanged node with the version before
-  (vault/format/manifest_tree.py).
+  (vault/format/manifest_tree.py).  Read as before, never written any more.
+- kind 6 (format 5): the same tree as a Merkle tree (nodes of kind 7): each
+  reference holds the SHA-256 of the record it names, blocks included.
 
 The map is replaced, never edited in place (``BlockMap.state`` is swapped
 whole), so a read in a worker thread always sees one consistent version of it
@@ -51,6 +53,8 @@ KIND_MANIFEST = 2  # format 1: an entry per block
 KIND_RUNS = 3  # format 2: runs
 KIND_TREE = 4  # format 4: the root of a tree of runs (vault/format/manifest_tree.py)
 KIND_NODE = 5  # format 4: any other node of that tree
+KIND_HTREE = 6  # format 5: the root of a Merkle tree of runs (every reference holds its record's hash)
+KIND_HNODE = 7  # format 5: any other node of that tree
 MANIFEST_HEAD = struct.Struct("<QIH")  # size, block size, number of version ids
 ENTRY = struct.Struct("<QIHB")  # format 1: offset, record length, writer version index, last flag
 RUN = struct.Struct("<QQQIHB")  # format 2: index, count, offset, record length, writer index, last
@@ -65,7 +69,8 @@ Entry = tuple[int, int, int, int]
 def manifest_label(kind: int) -> str:
     """The associated data label of a manifest record of ``kind``: a record's
     kind byte is clear, so each shape is sealed under its own label."""
-    return {KIND_MANIFEST: "manifest", KIND_TREE: "manifest tree"}.get(kind, "manifest runs")
+    return {KIND_MANIFEST: "manifest", KIND_TREE: "manifest tree",
+            KIND_HTREE: "manifest merkle"}.get(kind, "manifest runs")
 
 
 def _joins(a: Run, b: Run) -> bool:
@@ -143,11 +148,14 @@ class BlockMap:
         return sum(min(f + c, hi) - max(f, lo) for f, c, *_ in self.overlapping(lo, hi))
 
     def put(self, entries: list[tuple[int, int, int, int, int]]) -> None:
-        """Set blocks: ``entries`` of (index, offset, length, vidx, last), sorted by index."""
-        runs = list(self.state[1])
+        """Set blocks: ``entries`` of (index, offset, length, vidx, last), sorted by index.
+
+        One copy of the runs a call, then each new run is laid over them with
+        bisect and slice assignment (no Python loop over the runs)."""
+        starts, runs = list(self.state[0]), list(self.state[1])
         for new in _join_all((i, 1, o, n, v, last) for i, o, n, v, last in entries):
-            runs = _overlay(runs, new)
-        self._swap(runs)
+            _overlay(starts, runs, new)
+        self.state = (starts, runs)
 
     def cut(self, nblocks: int) -> None:
         """Drop every block from ``nblocks`` on (a run cut short loses its last mark)."""
@@ -171,9 +179,9 @@ class BlockMap:
                 yield first + k, offset + k * length, length, vidx, last if k == count - 1 else 0
 
 
-def _overlay(runs: list[Run], new: Run) -> list[Run]:
+def _overlay(starts: list[int], runs: list[Run], new: Run) -> None:
+    """Lay ``new`` over ``runs`` (and their ``starts``), in place."""
     lo, hi = new[0], new[0] + new[1]
-    starts = [r[0] for r in runs]
     a = bisect_right(starts, lo) - 1
     if a < 0 or runs[a][0] + runs[a][1] <= lo:
         a += 1
@@ -190,7 +198,8 @@ def _overlay(runs: list[Run], new: Run) -> list[Run]:
     before = runs[a - 1:a] if a > 0 else []
     after = runs[b:b + 1]
     joined = _join_all(before + middle + after)
-    return runs[:max(a - 1, 0)] + joined + runs[b + 1:]
+    runs[max(a - 1, 0):b + 1] = joined
+    starts[max(a - 1, 0):b + 1] = [r[0] for r in joined]
 
 
 @dataclass
@@ -206,6 +215,12 @@ class Manifest:
     # Where its nodes sit here, (offset, length) each: what gc keeps.
     nodes: list[tuple[int, int]] = field(default_factory=list)
     block_size: int = BLOCK_SIZE
+    # Kind 6: the tree holds every record's hash (a commit may share its
+    # nodes); a kind 4 tree is written anew, hashed, at the next commit.
+    hashed: bool = False
+    # Kind 6, as read: (writer vid, first index, SHA-256 of each block record
+    # from there) of every run, for the reader to keep (vault/format/block_hashes.py).
+    block_shas: list[tuple[str, int, bytes]] = field(default_factory=list)
 
     def pack(self) -> bytes:
         """The format 2 (runs) shape (kept for tools and tests; versions are written as trees)."""

@@ -16,6 +16,16 @@ position)`` and named by its parent by (offset, length, writer vid), as blocks
 are: a node moved, swapped, replayed from another version or another place
 fails authentication (EIO).
 
+Kinds 6 and 7 (vault format 5) are the same tree made a Merkle tree: every
+child reference also carries the SHA-256 of the child's sealed record, and
+every leaf the SHA-256 of each block record it names, so the root's hash,
+which the signed version document binds (``manifest_sha256``), vouches for
+every node and block the version reaches, whoever wrote them and whether or
+not their own version's document still exists (docs/SECURITY.md).  The root
+is sealed with ``ad("manifest merkle", fid, vid)``, other nodes with
+``ad("manifest merkle node", ...)``.  Kinds 4 and 5 are read as before; a
+file's next commit writes its tree wholly in the hashed shape.
+
 Nothing here touches the disk: ``Content`` (vault/files/content.py) reads and
 writes the records, this module packs, checks and decides what to share.
 """
@@ -46,14 +56,19 @@ MAX_LEVEL = 7  # 2**(8 + 6 * 7) blocks: past max_blocks() of every block size
 ROOT_HEAD = struct.Struct("<QIBB")  # size, block size, flags, level
 COUNT = struct.Struct("<HI")  # number of version ids, number of entries
 CHILD = struct.Struct("<BQIH")  # slot, offset, record length, writer index
+HCHILD = struct.Struct("<BQIH32s")  # the same and the SHA-256 of the child's record (kinds 6 and 7)
+SHA = 32
 NODE_LABEL = "manifest node"
+HNODE_LABEL = "manifest merkle node"
 
-# A leaf's content: runs with the writer's id instead of an index.
-LeafRun = tuple[int, int, int, int, str, int]
-# A child reference: (slot, offset, length, writer vid).
-Child = tuple[int, int, int, str]
-# What a node is, by (level, position): ((offset, length, writer vid), canonical content).
-Tree = dict[tuple[int, int], tuple[tuple[int, int, str], tuple]]
+# A leaf's content: runs with the writer's id instead of an index; in a
+# hashed tree each run also holds the SHA-256 of its block records, in order.
+LeafRun = tuple  # (first, count, offset, length, vid, last[, shas])
+# A child reference: (slot, offset, length, writer vid[, SHA-256 of its record]).
+Child = tuple
+# What a node is, by (level, position): ((offset, length, writer vid), canonical
+# content, SHA-256 of its record or None in an unhashed tree).
+Tree = dict[tuple[int, int], tuple[tuple[int, int, str], tuple, bytes | None]]
 
 
 def span(level: int) -> int:
@@ -83,8 +98,8 @@ def is_node_index(index: int) -> bool:
     return index <= -2 and node_of(index)[0] <= MAX_LEVEL
 
 
-def node_ad_parts(fid: str, vid: str, level: int, pos: int) -> tuple:
-    return (NODE_LABEL, fid, vid, level, pos)
+def node_ad_parts(fid: str, vid: str, level: int, pos: int, hashed: bool = False) -> tuple:
+    return (HNODE_LABEL if hashed else NODE_LABEL, fid, vid, level, pos)
 
 
 # --- packing
@@ -101,23 +116,27 @@ def _pack_body(entries: Iterable[tuple], vid_at: int, item: struct.Struct) -> by
 
 
 def pack_leaf(runs: tuple[LeafRun, ...]) -> bytes:
+    if runs and len(runs[0]) == 7:  # hashed: the runs, then every block's SHA-256 in order
+        return _pack_body([r[:6] for r in runs], 4, RUN) + b"".join(r[6] for r in runs)
     return _pack_body(runs, 4, RUN)
 
 
 def pack_inner(children: tuple[Child, ...]) -> bytes:
-    return _pack_body(children, 3, CHILD)
+    return _pack_body(children, 3, HCHILD if children and len(children[0]) == 5 else CHILD)
 
 
 def pack_root(size: int, block_size: int, padded: bool, level: int, body: bytes) -> bytes:
     return ROOT_HEAD.pack(size, block_size, FLAG_PADDED if padded else 0, level) + body
 
 
-def _unpack_body(data: bytes, pos: int, vid_at: int, item: struct.Struct) -> list[tuple]:
+def _unpack_body(data: bytes, pos: int, vid_at: int, item: struct.Struct,
+                 rest: Callable[[list[tuple]], int] | None = None) -> list[tuple]:
+    """The entries of a node's body; ``rest(entries)``: how many bytes follow them."""
     nvids, count = COUNT.unpack_from(data, pos)
     pos += COUNT.size
     vids = [uuid.UUID(bytes=data[pos + 16 * i: pos + 16 * (i + 1)]).hex for i in range(nvids)]
     pos += 16 * nvids
-    if len(data) != pos + item.size * count:
+    if len(data) < pos + item.size * count:
         raise CorruptData("manifest node is malformed")
     out = []
     for k in range(count):
@@ -125,11 +144,13 @@ def _unpack_body(data: bytes, pos: int, vid_at: int, item: struct.Struct) -> lis
         if e[vid_at] >= nvids:
             raise CorruptData("manifest node is malformed")
         out.append((*e[:vid_at], vids[e[vid_at]], *e[vid_at + 1:]))
+    if len(data) != pos + item.size * count + (rest(out) if rest else 0):
+        raise CorruptData("manifest node is malformed")
     return out
 
 
-def _leaf(data: bytes, pos: int, at: int, block_size: int) -> tuple[LeafRun, ...]:
-    runs = _unpack_body(data, pos, 4, RUN)
+def _leaf(data: bytes, pos: int, at: int, block_size: int, hashed: bool = False) -> tuple[LeafRun, ...]:
+    runs = _unpack_body(data, pos, 4, RUN, (lambda r: SHA * sum(e[1] for e in r)) if hashed else None)
     low, high = at * span(0), (at + 1) * span(0)
     position = low
     for first, count, _, length, _, last in runs:
@@ -138,13 +159,20 @@ def _leaf(data: bytes, pos: int, at: int, block_size: int) -> tuple[LeafRun, ...
                 or not MIN_RECORD <= length <= MIN_RECORD + block_size or last not in (0, 1)):
             raise CorruptData("manifest leaf is malformed")
         position = first + count
+    if hashed:  # the blocks' SHA-256, in order after the runs: each run takes its own
+        tail = len(data) - SHA * sum(r[1] for r in runs)
+        out = []
+        for run in runs:
+            out.append((*run, data[tail: tail + SHA * run[1]]))
+            tail += SHA * run[1]
+        return tuple(out)
     return tuple(runs)
 
 
-def _inner(data: bytes, pos: int) -> tuple[Child, ...]:
-    children = _unpack_body(data, pos, 3, CHILD)
+def _inner(data: bytes, pos: int, hashed: bool = False) -> tuple[Child, ...]:
+    children = _unpack_body(data, pos, 3, HCHILD if hashed else CHILD)
     slot = -1
-    for s, _, length, _ in children:
+    for s, _, length, *_ in children:
         if s <= slot or s >= FANOUT or length < MIN_RECORD:
             raise CorruptData("manifest node is malformed")
         slot = s
@@ -154,12 +182,14 @@ def _inner(data: bytes, pos: int) -> tuple[Child, ...]:
 # --- reading
 
 
-ReadNode = Callable[[int, int, str, int, int], bytes]
+ReadNode = Callable[[int, int, str, int, int, bytes | None], bytes]
 
 
-def load(root: bytes, read_node: ReadNode) -> Manifest:
-    """The manifest of a kind 4 root; ``read_node(offset, length, vid, level,
-    pos)`` returns a node's plaintext (authenticated)."""
+def load(root: bytes, read_node: ReadNode, hashed: bool = False) -> Manifest:
+    """The manifest of a kind 4 (or, ``hashed``, kind 6) root; ``read_node(offset,
+    length, vid, level, pos, sha)`` returns a node's plaintext, authenticated
+    and, given ``sha``, checked against it.  A hashed manifest's ``block_shas``
+    lists (vid, first index, SHA-256 of each block from there) of every run."""
     try:
         size, block_size, flags, level = ROOT_HEAD.unpack_from(root)
         if block_size not in BLOCK_SIZES:
@@ -171,46 +201,50 @@ def load(root: bytes, read_node: ReadNode) -> Manifest:
         tree: Tree = {}
         leaves: list[tuple[LeafRun, ...]] = []
         if level == 0:
-            leaves.append(_leaf(root, ROOT_HEAD.size, 0, block_size))
+            leaves.append(_leaf(root, ROOT_HEAD.size, 0, block_size, hashed))
         else:
-            _walk(_inner(root, ROOT_HEAD.size), level, 0, lambda p, pos: _leaf(p, 0, pos, block_size),
-                  read_node, tree, leaves)
+            _walk(_inner(root, ROOT_HEAD.size, hashed), level, 0,
+                  lambda p, pos: _leaf(p, 0, pos, block_size, hashed), read_node, tree, leaves, hashed)
     except (struct.error, ValueError):
         raise CorruptData("manifest is malformed") from None
     vids: list[str] = []
     number: dict[str, int] = {}
     runs: list[Run] = []
+    shas: list[tuple[str, int, bytes]] = []
     for leaf in leaves:
-        for first, count, offset, length, vid, last in leaf:
+        for first, count, offset, length, vid, last, *hashes in leaf:
             if vid not in number:
                 number[vid] = len(vids)
                 vids.append(vid)
             runs.append((first, count, offset, length, number[vid], last))
+            if hashes:
+                shas.append((vid, first, hashes[0]))
     if runs and runs[-1][0] + runs[-1][1] > max_blocks(block_size):
         raise CorruptData("manifest is malformed")
-    return Manifest(size, vids, BlockMap(runs), bool(flags & FLAG_PADDED), tree=tree, block_size=block_size)
+    return Manifest(size, vids, BlockMap(runs), bool(flags & FLAG_PADDED), tree=tree, block_size=block_size,
+                    hashed=hashed, block_shas=shas)
 
 
 def _walk(children: tuple[Child, ...], level: int, pos: int, leaf: Callable, read_node: ReadNode,
-          tree: Tree, leaves: list) -> None:
-    for slot, offset, length, vid in children:
+          tree: Tree, leaves: list, hashed: bool) -> None:
+    for slot, offset, length, vid, *sha in children:
         child_level, child_pos = level - 1, pos * FANOUT + slot
-        plain = read_node(offset, length, vid, child_level, child_pos)
+        plain = read_node(offset, length, vid, child_level, child_pos, sha[0] if sha else None)
         if child_level == 0:
             canon = leaf(plain, child_pos)
             leaves.append(canon)
         else:
-            canon = _inner(plain, 0)
-        tree[(child_level, child_pos)] = ((offset, length, vid), canon)
+            canon = _inner(plain, 0, hashed)
+        tree[(child_level, child_pos)] = ((offset, length, vid), canon, sha[0] if sha else None)
         if child_level:
-            _walk(canon, child_level, child_pos, leaf, read_node, tree, leaves)
+            _walk(canon, child_level, child_pos, leaf, read_node, tree, leaves, hashed)
 
 
 # --- writing
 
 
 def leaves_of(manifest: Manifest) -> dict[int, tuple[LeafRun, ...]]:
-    """The runs of ``manifest`` cut into leaves, by position."""
+    """The runs of ``manifest`` cut into leaves, by position (without hashes)."""
     vids = manifest.vids
     out: dict[int, list[LeafRun]] = {}
     width = span(0)
@@ -224,37 +258,48 @@ def leaves_of(manifest: Manifest) -> dict[int, tuple[LeafRun, ...]]:
     return {pos: tuple(runs) for pos, runs in out.items()}
 
 
-WriteNodes = Callable[[list[tuple[int, int, bytes]]], list[tuple[int, int]]]
+WriteNodes = Callable[[list[tuple[int, int, bytes]]], list[tuple[int, int, bytes]]]
+# The SHA-256 of the records of blocks [first, first + count) of writer ``vid``, in order.
+BlockShas = Callable[[str, int, int], bytes]
 
 
-def build(manifest: Manifest, write_nodes: WriteNodes, vid: str) -> tuple[bytes, Tree]:
+def build(manifest: Manifest, write_nodes: WriteNodes, vid: str, block_shas: BlockShas) -> tuple[bytes, Tree]:
     """Write the nodes of ``manifest`` that its previous tree (``manifest.tree``)
-    does not already hold, level by level (``write_nodes`` seals and appends
-    (level, pos, plaintext) and returns their places); return the root's
-    plaintext and the new tree."""
-    old = manifest.tree
-    level_nodes: dict[int, tuple] = dict(leaves_of(manifest))
+    does not already hold, level by level, in the hashed shape (kinds 6 and 7;
+    ``write_nodes`` seals and appends (level, pos, plaintext) and returns each
+    one's (offset, length, SHA-256 of its record)); return the root's plaintext
+    and the new tree.  A tree read in the unhashed shape (kind 4) shares
+    nothing: the whole tree is written anew, hashed.  Only the leaves whose
+    runs changed ask ``block_shas``: a commit costs what it changed."""
+    old = manifest.tree if manifest.hashed else {}
     top = root_level(manifest.blocks.end)
+    level_nodes: dict[int, tuple] = {}
+    for pos, runs in leaves_of(manifest).items():
+        before = old.get((0, pos))
+        if before is not None and tuple(r[:6] for r in before[1]) == runs:
+            level_nodes[pos] = before[1]  # the same runs: the same records, so the same hashes
+        else:
+            level_nodes[pos] = tuple((*r, block_shas(r[4], r[0], r[1])) for r in runs)
     tree: Tree = {}
     for level in range(top):
-        refs: dict[int, tuple[int, int, str]] = {}
+        refs: dict[int, tuple[int, int, str, bytes]] = {}
         fresh = []
         for pos, canon in sorted(level_nodes.items()):
             before = old.get((level, pos))
             if before is not None and before[1] == canon:
                 tree[(level, pos)] = before
-                refs[pos] = before[0]
+                refs[pos] = (*before[0], before[2])
             else:
                 fresh.append((pos, canon))
         if fresh:
             plains = [(level, pos, pack_leaf(c) if level == 0 else pack_inner(c)) for pos, c in fresh]
-            for (pos, canon), (offset, length) in zip(fresh, write_nodes(plains)):
-                tree[(level, pos)] = ((offset, length, vid), canon)
-                refs[pos] = (offset, length, vid)
+            for (pos, canon), (offset, length, sha) in zip(fresh, write_nodes(plains)):
+                tree[(level, pos)] = ((offset, length, vid), canon, sha)
+                refs[pos] = (offset, length, vid, sha)
         parents: dict[int, list[Child]] = {}
         for pos in sorted(refs):
-            offset, length, writer = refs[pos]
-            parents.setdefault(pos >> FAN_BITS, []).append((pos & (FANOUT - 1), offset, length, writer))
+            offset, length, writer, sha = refs[pos]
+            parents.setdefault(pos >> FAN_BITS, []).append((pos & (FANOUT - 1), offset, length, writer, sha))
         level_nodes = {pos: tuple(children) for pos, children in parents.items()}
     body = level_nodes.get(0, ())
     packed = pack_leaf(body) if top == 0 else pack_inner(body)

@@ -256,8 +256,9 @@ class Checker:
                 hashlib.sha256(os.pread(reader.fd, length, offset)).hexdigest():
             return "its manifest record is not the one its version document names"
         vids = manifest.vids
+        verified_root = digests is not None and "manifest_sha256" in digests
         written: list[tuple[int, bytes]] = []  # (index, SHA-256) of each record this version wrote
-        for (level, pos), ((node_offset, node_length, writer), _) in (manifest.tree or {}).items():
+        for (level, pos), ((node_offset, node_length, writer), *_) in (manifest.tree or {}).items():
             if writer == vid:  # a node of its manifest tree it wrote (vault/format/manifest_tree.py)
                 index = tree.node_index(level, pos)
                 node_offset, node_length = reader.where(node_offset, node_length, vid, index)
@@ -274,6 +275,12 @@ class Checker:
             problem, sha = cache[entry]
             if problem:
                 return problem
+            inherited = vids[vidx] != vid
+            if verified_root and inherited and reader._hashes.get(vids[vidx], index) not in (None, sha):
+                # An inherited block (its own are checked against its digest below) that is not
+                # the record its Merkle tree (vault format 5), whose root its signed document
+                # names, holds: resealed in place, though its writer's document may be gone.
+                return f"block {index} is not the record its manifest tree names"
             if vids[vidx] == vid:  # a record this version wrote: bound into its document
                 written.append((index, sha))
         records = hashlib.sha256()

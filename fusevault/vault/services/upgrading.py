@@ -3,7 +3,7 @@
 Two things are otherwise done a little at a time, or again and again:
 
 - each of the user's own files whose current manifest is of an older shape
-  is recommitted in the newest one (vault/files/recommit.py): a new version
+  is recommitted in the newest one (``Files.recommit_newest_shape``): a new version
   that shares every block, so a format change costs one manifest per file
   now rather than a rewrite of the whole manifest at some later small edit;
 - the places kept without their record's SHA-256 (rows from before it was
@@ -25,7 +25,6 @@ import trio
 
 from fusevault.errors import VaultError
 from fusevault.store.places import PlaceRow
-from fusevault.vault.files.recommit import recommit
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.volume import Volume
 
@@ -40,7 +39,7 @@ async def upgrade(volume: Volume) -> dict:
     me = volume.key.user_id
     for node in [n for n in volume.nodes() if n.is_reg and n.head and n.owner == me and n.dek]:
         try:
-            rewritten += await recommit(volume.files, node)
+            rewritten += await volume.files.recommit_newest_shape(node)
         except VaultError as err:
             # A damaged file (EIO to readers too; `fusevault check` tells more) or a full
             # disk: the others are still upgraded, and a later run tries this one again.
