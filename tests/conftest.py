@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -17,11 +19,15 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 PASSPHRASE = "correct horse battery staple"
+# Linux logins are machine-wide: each test process (a run, or an xdist worker of one) names its own, so
+# that no other run or worker deletes a user this one is still using (or makes one it then deletes).
+RUN_TAG = secrets.token_hex(3)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -89,6 +95,45 @@ def mounted(vault: Path, mountpoint: Path, *extra: str, passphrase: str = PASSPH
             done = fusevault("unmount", mountpoint, passphrase=None)
             if done.returncode != 0 or is_mounted(mountpoint):
                 force_unmount(mountpoint)
+
+
+def login_name(name: str) -> str:
+    """This process's Linux login for ``name`` (fv<tag>-name: at most 32 characters for short names)."""
+    return f"fv{RUN_TAG}-{name}"
+
+
+@contextlib.contextmanager
+def linux_users(*names: str) -> Iterator[dict[str, pwd.struct_passwd]]:
+    """Real Linux users (useradd), by ``name``; the ones made here are deleted again, also on failure."""
+    made = []
+    try:
+        for name in names:
+            login = login_name(name)
+            try:
+                pwd.getpwnam(login)
+            except KeyError:
+                subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", login],
+                               check=True, capture_output=True)
+                made.append(login)
+        yield {name: pwd.getpwnam(login_name(name)) for name in names}
+    finally:
+        for login in made:
+            subprocess.run(["userdel", login], capture_output=True)
+
+
+@contextlib.contextmanager
+def homes_for(users: dict[str, pwd.struct_passwd], prefix: str) -> Iterator[Path]:
+    """A folder every one of ``users`` may enter, with a home each (``base / name``, theirs)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        for name, user in users.items():
+            home = base / name
+            home.mkdir()
+            os.chown(home, user.pw_uid, user.pw_gid)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def docs_of(vault: Path, kind: str) -> list[dict]:
