@@ -30,6 +30,29 @@ PASSPHRASE = "correct horse battery staple"
 RUN_TAG = secrets.token_hex(3)
 
 
+# Files that take minutes, longest first.  With pytest-xdist's `--dist loadfile` (scripts/test.sh) a
+# file runs whole on one worker, in collection order: the long ones start first, so that no worker is
+# left alone with one at the end.  A serial run keeps its order.
+LONG_FILES = (
+    "tests/services/test_sync.py",
+    "tests/mount/test_shared_mount.py",
+    "tests/mount/test_local_safety.py",
+    "tests/mount/test_domain_permissions.py",
+    "tests/services/test_relay.py",
+    "tests/mount/test_posix.py",
+    "tests/mount/test_imports.py",
+    "tests/mount/test_conformance.py",
+    "tests/mount/test_caller_rights.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {path: i for i, path in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONG_FILES)))  # stable
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _environment():
     short = Path(tempfile.mkdtemp(prefix="fvt", dir="/tmp"))  # UNIX socket paths must be short
