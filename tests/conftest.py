@@ -7,6 +7,7 @@ when it fails: first cleanly, then lazily with the server killed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -255,6 +256,73 @@ def couchdb_server(tmp_path_factory):
 @pytest.fixture
 def couchdb_url(couchdb_server: str) -> str:
     return f"{couchdb_server}/fv{uuid.uuid4().hex[:12]}"
+
+
+# --- two devices of one vault, meeting on a CouchDB-protocol server
+
+LONG = 60  # generous: waits end as soon as the condition holds
+
+
+def wait_for(check, what, timeout: float = LONG):
+    """Poll ``check`` until it gives something true (OSError counts as not yet); fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except OSError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what() if callable(what) else what}")
+        time.sleep(0.2)
+
+
+def sync_status(mountpoint: Path) -> dict:
+    result = fusevault("sync", "status", mountpoint, "--json", passphrase=None)
+    assert result.returncode == 0, result.stderr
+    (mount,) = json.loads(result.stdout)["mounts"]
+    (peer,) = mount["peers"]
+    return peer
+
+
+def settled(mountpoint: Path) -> bool:
+    peer = sync_status(mountpoint)
+    return peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None
+
+
+def new_device(url: str, tmp_path: Path, name: str) -> Path:
+    vault = tmp_path / name
+    result = fusevault("init", vault, "--join", url, "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    return vault
+
+
+def first_device(url: str, tmp_path: Path) -> Path:
+    vault = tmp_path / "laptop"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    added = fusevault("peer", "add", "server", url, "--vault", vault, passphrase=None)
+    assert added.returncode == 0, added.stderr
+    return vault
+
+
+@contextlib.contextmanager
+def laptop_and_desktop(tmp_path: Path,
+                       names: tuple[str, ...]) -> Iterator[tuple[PouchServer, Path, Path, Path]]:
+    """Two devices of alice's vault that meet on a pouchdb-server of the test's own (to kill and start
+    again): the laptop mounted at ``tmp_path / "a"`` with ``names`` in it ("as it was") pushed, and the
+    desktop joined, not mounted.  Yields (server, laptop, its mount, desktop); the server is stopped."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        with mounted(laptop, tmp_path / "a") as a:
+            for name in names:
+                (a / name).write_bytes(b"as it was")
+            wait_for(lambda: settled(a), "the first push")
+            yield server, laptop, a, new_device(url, tmp_path, "desktop")
+    finally:
+        server.stop()
 
 
 # --- redis-server and the relay, real processes on loopback
