@@ -7,7 +7,10 @@ when it fails: first cleanly, then lazily with the server killed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -17,11 +20,38 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 PASSPHRASE = "correct horse battery staple"
+# Linux logins are machine-wide: each test process (a run, or an xdist worker of one) names its own, so
+# that no other run or worker deletes a user this one is still using (or makes one it then deletes).
+RUN_TAG = secrets.token_hex(3)
+
+
+# Files that take minutes, longest first.  With pytest-xdist's `--dist loadfile` (scripts/test.sh) a
+# file runs whole on one worker, in collection order: the long ones start first, so that no worker is
+# left alone with one at the end.  A serial run keeps its order.
+LONG_FILES = (
+    "tests/services/test_sync.py",
+    "tests/mount/test_shared_mount.py",
+    "tests/mount/test_local_safety.py",
+    "tests/mount/test_domain_permissions.py",
+    "tests/services/test_relay.py",
+    "tests/mount/test_posix.py",
+    "tests/mount/test_imports.py",
+    "tests/mount/test_conformance.py",
+    "tests/mount/test_caller_rights.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {path: i for i, path in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONG_FILES)))  # stable
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -89,6 +119,45 @@ def mounted(vault: Path, mountpoint: Path, *extra: str, passphrase: str = PASSPH
             done = fusevault("unmount", mountpoint, passphrase=None)
             if done.returncode != 0 or is_mounted(mountpoint):
                 force_unmount(mountpoint)
+
+
+def login_name(name: str) -> str:
+    """This process's Linux login for ``name`` (fv<tag>-name: at most 32 characters for short names)."""
+    return f"fv{RUN_TAG}-{name}"
+
+
+@contextlib.contextmanager
+def linux_users(*names: str) -> Iterator[dict[str, pwd.struct_passwd]]:
+    """Real Linux users (useradd), by ``name``; the ones made here are deleted again, also on failure."""
+    made = []
+    try:
+        for name in names:
+            login = login_name(name)
+            try:
+                pwd.getpwnam(login)
+            except KeyError:
+                subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", login],
+                               check=True, capture_output=True)
+                made.append(login)
+        yield {name: pwd.getpwnam(login_name(name)) for name in names}
+    finally:
+        for login in made:
+            subprocess.run(["userdel", login], capture_output=True)
+
+
+@contextlib.contextmanager
+def homes_for(users: dict[str, pwd.struct_passwd], prefix: str) -> Iterator[Path]:
+    """A folder every one of ``users`` may enter, with a home each (``base / name``, theirs)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        for name, user in users.items():
+            home = base / name
+            home.mkdir()
+            os.chown(home, user.pw_uid, user.pw_gid)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def docs_of(vault: Path, kind: str) -> list[dict]:
@@ -187,6 +256,73 @@ def couchdb_server(tmp_path_factory):
 @pytest.fixture
 def couchdb_url(couchdb_server: str) -> str:
     return f"{couchdb_server}/fv{uuid.uuid4().hex[:12]}"
+
+
+# --- two devices of one vault, meeting on a CouchDB-protocol server
+
+LONG = 60  # generous: waits end as soon as the condition holds
+
+
+def wait_for(check, what, timeout: float = LONG):
+    """Poll ``check`` until it gives something true (OSError counts as not yet); fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except OSError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what() if callable(what) else what}")
+        time.sleep(0.2)
+
+
+def sync_status(mountpoint: Path) -> dict:
+    result = fusevault("sync", "status", mountpoint, "--json", passphrase=None)
+    assert result.returncode == 0, result.stderr
+    (mount,) = json.loads(result.stdout)["mounts"]
+    (peer,) = mount["peers"]
+    return peer
+
+
+def settled(mountpoint: Path) -> bool:
+    peer = sync_status(mountpoint)
+    return peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None
+
+
+def new_device(url: str, tmp_path: Path, name: str) -> Path:
+    vault = tmp_path / name
+    result = fusevault("init", vault, "--join", url, "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    return vault
+
+
+def first_device(url: str, tmp_path: Path) -> Path:
+    vault = tmp_path / "laptop"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    added = fusevault("peer", "add", "server", url, "--vault", vault, passphrase=None)
+    assert added.returncode == 0, added.stderr
+    return vault
+
+
+@contextlib.contextmanager
+def laptop_and_desktop(tmp_path: Path,
+                       names: tuple[str, ...]) -> Iterator[tuple[PouchServer, Path, Path, Path]]:
+    """Two devices of alice's vault that meet on a pouchdb-server of the test's own (to kill and start
+    again): the laptop mounted at ``tmp_path / "a"`` with ``names`` in it ("as it was") pushed, and the
+    desktop joined, not mounted.  Yields (server, laptop, its mount, desktop); the server is stopped."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        with mounted(laptop, tmp_path / "a") as a:
+            for name in names:
+                (a / name).write_bytes(b"as it was")
+            wait_for(lambda: settled(a), "the first push")
+            yield server, laptop, a, new_device(url, tmp_path, "desktop")
+    finally:
+        server.stop()
 
 
 # --- redis-server and the relay, real processes on loopback

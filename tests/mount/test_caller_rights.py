@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, fusevault, mounted
+from conftest import PASSPHRASE, fusevault, linux_users, mounted
 
 from mount.test_shared_mount import LAUNCH, SITE
 
@@ -31,7 +31,6 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
     reason="needs root, useradd and setpriv (real Linux users)")
 
-LOGIN = "fvr-erin"  # this module's own user (others' tests make and delete theirs)
 SECRET = "erin's passphrase"
 
 
@@ -51,16 +50,8 @@ def as_user(user: pwd.struct_passwd, *command: str, env: dict | None = None, hom
 
 @pytest.fixture(scope="module")
 def erin() -> pwd.struct_passwd:
-    made = False
-    try:
-        pwd.getpwnam(LOGIN)
-    except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", LOGIN],
-                       check=True, capture_output=True)
-        made = True
-    yield pwd.getpwnam(LOGIN)
-    if made:
-        subprocess.run(["userdel", LOGIN], capture_output=True)
+    with linux_users("erin") as users:
+        yield users["erin"]
 
 
 @pytest.fixture(scope="module")

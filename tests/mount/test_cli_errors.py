@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, fusevault, is_mounted, mounted, running_relay, server_pids
+from conftest import PASSPHRASE, fusevault, is_mounted, linux_users, mounted, running_relay, server_pids
 from services.test_relay import sending
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -35,7 +35,6 @@ SITE = sysconfig.get_paths()["purelib"]
 # user who may not enter the virtualenv's directory (it may live under /root).
 LAUNCH = ("import site, sys; site.addsitedir(sys.argv.pop(1)); import runpy; "
           "runpy.run_module('fusevault', run_name='__main__', alter_sys=True)")
-STRANGER = "fvt-errs"
 
 
 def clean(result: subprocess.CompletedProcess, code: int, words: str = "") -> None:
@@ -198,14 +197,11 @@ def stranger():
     """A Linux user without root's rights, and a way to run this checkout's fusevault as them."""
     if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"):
         pytest.skip("needs root, useradd and setpriv (a real Linux user)")
-    made = False
-    try:
-        pwd.getpwnam(STRANGER)
-    except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", STRANGER],
-                       check=True, capture_output=True)
-        made = True
-    user = pwd.getpwnam(STRANGER)
+    with linux_users("errs") as users:
+        yield from _stranger(users["errs"])
+
+
+def _stranger(user: pwd.struct_passwd):
     home = Path(tempfile.mkdtemp(prefix="fverr", dir="/tmp"))
     home.chmod(0o755)
     os.chown(home, user.pw_uid, user.pw_gid)
@@ -227,12 +223,10 @@ def stranger():
             interpreter = candidate
             break
     else:
-        pytest.fail(f"no interpreter {STRANGER} may run imports fusevault from {SITE}")
+        pytest.fail(f"no interpreter {user.pw_name} may run imports fusevault from {SITE}")
     run.home = home  # type: ignore[attr-defined]
     yield run
     shutil.rmtree(home, ignore_errors=True)
-    if made:
-        subprocess.run(["userdel", STRANGER], capture_output=True)
 
 
 @pytest.fixture

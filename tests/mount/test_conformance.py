@@ -14,7 +14,6 @@ this checkout's package with an interpreter they may execute.
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shlex
 import shutil
@@ -26,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, fusevault, is_mounted, mounted
+from conftest import PASSPHRASE, fusevault, is_mounted, linux_users, mounted
 
 REPO = Path(__file__).resolve().parents[2]
 KIT = Path(os.environ.get("FUSEVAULT_CONFORMANCE") or REPO.parent / "shared" / "conformance")
@@ -115,19 +114,8 @@ SITE = sysconfig.get_paths()["purelib"]
 @pytest.fixture(scope="module")
 def linux():
     """Two Linux users: ``owner`` has a vault, ``service`` (a web server, say) does not."""
-    made, users = [], {}
-    for name in ("owner", "service"):
-        login = f"fvt-{name}"
-        try:
-            pwd.getpwnam(login)
-        except KeyError:
-            subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", login],
-                           check=True, capture_output=True)
-            made.append(login)
-        users[name] = pwd.getpwnam(login)
-    yield users
-    for login in made:
-        subprocess.run(["userdel", login], capture_output=True)
+    with linux_users("owner", "service") as users:
+        yield users
 
 
 @pytest.fixture

@@ -17,13 +17,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
-from conftest import PASSPHRASE, docs_of, fusevault, mounted
+from conftest import PASSPHRASE, docs_of, fusevault, homes_for, linux_users, mounted
 
 from fusevault.errors import PermissionDenied
 from fusevault.imports.importer import Importer
@@ -338,7 +337,6 @@ def test_each_users_policy_applies_to_their_own_files_only(three: Path) -> None:
 
 # --- the control socket of a real shared mount, as real Linux users
 
-PEOPLE = {"fvd-alice": "alice", "fvd-bob": "bob", "fvd-carol": "carol", "fvd-dave": None}
 SECRETS = {"alice": "alice's passphrase", "bob": "bob's passphrase", "carol": "carol's passphrase"}
 SITE = sysconfig.get_paths()["purelib"]
 LAUNCH = ("import site, sys; site.addsitedir(sys.argv.pop(1)); import runpy; "
@@ -350,30 +348,15 @@ real_users = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def linux() -> dict[str, pwd.struct_passwd]:
-    """This module's own Linux users (fvd-*: other modules' users are theirs)."""
-    made = []
-    for login in PEOPLE:
-        try:
-            pwd.getpwnam(login)
-        except KeyError:
-            subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", login],
-                           check=True, capture_output=True)
-            made.append(login)
-    yield {PEOPLE[login] or "dave": pwd.getpwnam(login) for login in PEOPLE}
-    for login in made:
-        subprocess.run(["userdel", login], capture_output=True)
+    """alice, bob, carol (vault users) and dave (none)."""
+    with linux_users("alice", "bob", "carol", "dave") as users:
+        yield users
 
 
 @pytest.fixture(scope="module")
 def place(linux) -> Path:
-    base = Path(tempfile.mkdtemp(prefix="fvdomain", dir="/tmp"))
-    base.chmod(0o755)
-    for name, user in linux.items():
-        home = base / name
-        home.mkdir()
-        os.chown(home, user.pw_uid, user.pw_gid)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    with homes_for(linux, "fvdomain") as base:
+        yield base
 
 
 def _as_user(user: pwd.struct_passwd, *command: str, env: dict, home: Path) -> subprocess.CompletedProcess:

@@ -14,25 +14,19 @@ import pwd
 import shutil
 import signal
 import stat
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import linux_users
 
 from fusevault.host_access import Direct, Spawner
-
-LOGIN = "fvt-dave"
 
 
 @pytest.fixture(scope="module")
 def user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(LOGIN)
-    except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", LOGIN],
-                       check=True, capture_output=True)
-        return pwd.getpwnam(LOGIN)
+    with linux_users("dave") as users:
+        yield users["dave"]
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import linux_users
 
 ROOT = Path(__file__).resolve().parents[2]
-USER = "fvt-install"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
@@ -31,16 +31,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def someone() -> pwd.struct_passwd:
-    made = False
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
-                       check=True, capture_output=True)
-        made = True
-    yield pwd.getpwnam(USER)
-    if made:
-        subprocess.run(["userdel", USER], capture_output=True)
+    with linux_users("install") as users:
+        yield users["install"]
 
 
 def as_user(user: pwd.struct_passwd, *command: str) -> subprocess.CompletedProcess:
@@ -62,7 +54,7 @@ def test_install_sh_makes_fusevault_runnable_by_every_user(someone, place: Path)
     candidates = [os.path.realpath(sys.executable), f"/usr/bin/{minor}", f"/usr/local/bin/{minor}"]
     python = next((c for c in candidates if as_user(someone, c, "-c", "pass").returncode == 0), None)
     if python is None:
-        pytest.fail(f"no {minor} that {USER} may run")
+        pytest.fail(f"no {minor} that {someone.pw_name} may run")
     prefix, bindir = place / "opt" / "fusevault", place / "bin"
     left_before = {*ROOT.glob("*.egg-info"), *ROOT.glob("build")}  # the checkout's own editable install
     command = [ROOT / "scripts" / "install.sh", "--prefix", prefix, "--bindir", bindir, "--python", python,

@@ -27,12 +27,11 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, fusevault, is_mounted, mounted
+from conftest import PASSPHRASE, fusevault, homes_for, is_mounted, linux_users, mounted
 
 import fusevault as package
 from fusevault.errors import Unsafe
@@ -43,7 +42,6 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
     reason="needs root, useradd and setpriv (real Linux users)")
 
-PEOPLE = {"fvl-alice": "alice", "fvl-bob": "bob", "fvl-carol": "carol", "fvl-dave": "dave"}
 SECRETS = {"alice": "alice's passphrase", "bob": "bob's passphrase", "carol": "carol's passphrase"}
 SITE = sysconfig.get_paths()["purelib"]
 TREE = str(Path(package.__file__).resolve().parent.parent)
@@ -54,30 +52,15 @@ LAUNCH = ("import site, sys; site.addsitedir(sys.argv.pop(1)); import runpy; "
 @pytest.fixture(scope="module")
 def linux() -> dict[str, pwd.struct_passwd]:
     """alice and bob (mapped in the shared vault), carol (a vault of her own), dave (nobody's)."""
-    made = []
-    for login in PEOPLE:
-        try:
-            pwd.getpwnam(login)
-        except KeyError:
-            subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", login],
-                           check=True, capture_output=True)
-            made.append(login)
-    yield {PEOPLE[login]: pwd.getpwnam(login) for login in PEOPLE}
-    for login in made:
-        subprocess.run(["userdel", login], capture_output=True)
+    with linux_users("alice", "bob", "carol", "dave") as users:
+        yield users
 
 
 @pytest.fixture(scope="module")
 def place(linux) -> Path:
     """A folder every one of them may enter, with a home each."""
-    base = Path(tempfile.mkdtemp(prefix="fvlocal", dir="/tmp"))
-    base.chmod(0o755)
-    for name, user in linux.items():
-        home = base / name
-        home.mkdir()
-        os.chown(home, user.pw_uid, user.pw_gid)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    with homes_for(linux, "fvlocal") as base:
+        yield base
 
 
 def user_env(home: Path, runtime: bool = True, **extra: str) -> dict[str, str]:

@@ -21,12 +21,11 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, docs_of, fusevault, is_mounted, mounted
+from conftest import PASSPHRASE, docs_of, fusevault, homes_for, is_mounted, linux_users, login_name, mounted
 
 from fusevault.paths import _socket_name
 
@@ -34,7 +33,6 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
     reason="needs root, useradd and setpriv (real Linux users)")
 
-PEOPLE = {"fvt-alice": "alice", "fvt-bob": "bob", "fvt-carol": "carol", "fvt-dave": None}
 SECRETS = {"alice": "alice's passphrase", "bob": "bob's passphrase", "carol": "carol's passphrase"}
 SITE = sysconfig.get_paths()["purelib"]
 LAUNCH = ("import site, sys; site.addsitedir(sys.argv.pop(1)); import runpy; "
@@ -44,30 +42,15 @@ LAUNCH = ("import site, sys; site.addsitedir(sys.argv.pop(1)); import runpy; "
 @pytest.fixture(scope="module")
 def linux() -> dict[str, pwd.struct_passwd]:
     """Linux users for alice, bob, carol (vault users) and dave (none)."""
-    made = []
-    for login in PEOPLE:
-        try:
-            pwd.getpwnam(login)
-        except KeyError:
-            subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", login],
-                           check=True, capture_output=True)
-            made.append(login)
-    yield {PEOPLE[login] or "dave": pwd.getpwnam(login) for login in PEOPLE}
-    for login in made:
-        subprocess.run(["userdel", login], capture_output=True)
+    with linux_users("alice", "bob", "carol", "dave") as users:
+        yield users
 
 
 @pytest.fixture(scope="module")
 def place(linux) -> Path:
     """A folder every one of them may enter, with a home and runtime dir each."""
-    base = Path(tempfile.mkdtemp(prefix="fvshared", dir="/tmp"))
-    base.chmod(0o755)
-    for name, user in linux.items():
-        home = base / name
-        home.mkdir()
-        os.chown(home, user.pw_uid, user.pw_gid)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    with homes_for(linux, "fvshared") as base:
+        yield base
 
 
 def as_user(user: pwd.struct_passwd, *command: str, env: dict | None = None,
@@ -171,7 +154,7 @@ def test_each_user_gets_what_the_shares_allow_and_nothing_else(people: People) -
     assert people.ok("bob", "ls $M").split() == ["groups", "shared"]
     assert people.ok("bob", "ls $M/shared/alice").split() == ["notes.txt"]
     assert people.ok("bob", "cat $M/shared/alice/notes.txt") == "for bob to read\n"
-    assert people.ok("bob", "stat -c %U $M/shared/alice/notes.txt").strip() == "fvt-bob"
+    assert people.ok("bob", "stat -c %U $M/shared/alice/notes.txt").strip() == login_name("bob")
     people.denied("bob", "echo more >> $M/shared/alice/notes.txt")
     people.denied("bob", "truncate -s 0 $M/shared/alice/notes.txt")
     people.denied("bob", "rm -f $M/shared/alice/notes.txt")
@@ -181,7 +164,7 @@ def test_each_user_gets_what_the_shares_allow_and_nothing_else(people: People) -
     # Alice sees bob's writes at once (no remount, no unlock).
     assert people.ok("alice", "cat $M/proj/plan.txt") == "plan\nbob was here\n"
     assert people.ok("alice", "cat $M/proj/from-bob.txt") == "new\n"
-    assert people.ok("alice", "stat -c %U $M/proj/from-bob.txt").strip() == "fvt-alice"
+    assert people.ok("alice", "stat -c %U $M/proj/from-bob.txt").strip() == login_name("alice")
 
     # Carol is a vault user with nothing shared: locked, then an empty tree.
     people.denied("carol", "ls $M")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PASSPHRASE, docs_of, fusevault, mounted
+from conftest import PASSPHRASE, docs_of, fusevault, mounted, wait_for
 
 from fusevault.crypto.identity import Identity, open_file_key
 from fusevault.crypto.signing import sign_doc
@@ -28,21 +28,6 @@ from fusevault.vault.model import sharing
 from fusevault.vault.model.trust import doc_fingerprint
 
 BOB = "bob's own passphrase"
-LONG = 60
-
-
-def wait_for(check, what: str, timeout: float = LONG):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except OSError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.2)
 
 
 def _admin(vault: Path, *args: str, passphrase: str = PASSPHRASE):

@@ -15,8 +15,16 @@ import time
 from pathlib import Path
 
 import adversary
-from conftest import PouchServer, fusevault, mounted, remount
-from services.test_sync import first_device, new_device, settled, wait_for
+from conftest import (
+    PouchServer,
+    first_device,
+    fusevault,
+    laptop_and_desktop,
+    mounted,
+    remount,
+    settled,
+    wait_for,
+)
 
 
 def alarms(mountpoint: Path) -> list[dict]:
@@ -177,48 +185,38 @@ def test_deleting_and_emptying_the_trash_raise_no_alarm(vault: Path, tmp_path: P
 
 
 def test_concurrent_edits_on_two_devices_raise_no_alarm(tmp_path: Path) -> None:
-    server = PouchServer(tmp_path / "pouch")
-    url = f"{server.start()}/vault"
-    try:
-        laptop = first_device(url, tmp_path)
-        with mounted(laptop, tmp_path / "a") as a:
-            for name in ("same.txt", "mine.txt", "yours.txt"):
-                (a / name).write_bytes(b"as it was")
-            wait_for(lambda: settled(a), "the first push")
-            desktop = new_device(url, tmp_path, "desktop")
-            with mounted(desktop, tmp_path / "b") as b:
-                for round_ in range(2):
-                    server.kill()  # apart from here
-                    (a / "same.txt").write_bytes(b"the laptop's words %d" % round_)
-                    (a / "mine.txt").write_bytes(b"laptop %d" % round_)
-                    time.sleep(0.05)
-                    (b / "same.txt").write_bytes(b"the desktop's words %d" % round_)
-                    (b / "yours.txt").write_bytes(b"desktop %d" % round_)
-                    server.start()
+    with laptop_and_desktop(tmp_path, ("same.txt", "mine.txt", "yours.txt")) as (server, laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b") as b:
+            for round_ in range(2):
+                server.kill()  # apart from here
+                (a / "same.txt").write_bytes(b"the laptop's words %d" % round_)
+                (a / "mine.txt").write_bytes(b"laptop %d" % round_)
+                time.sleep(0.05)
+                (b / "same.txt").write_bytes(b"the desktop's words %d" % round_)
+                (b / "yours.txt").write_bytes(b"desktop %d" % round_)
+                server.start()
 
-                    def agreed(r: int = round_) -> bool:
-                        return (settled(a) and settled(b)
-                                and sorted(os.listdir(a)) == sorted(os.listdir(b))
-                                and (a / "mine.txt").read_bytes() == (b / "mine.txt").read_bytes()
-                                and (b / "yours.txt").read_bytes() == (a / "yours.txt").read_bytes()
-                                and (a / "same.txt").read_bytes() == b"the desktop's words %d" % r
-                                and (b / "same.txt").read_bytes() == b"the desktop's words %d" % r)
+                def agreed(r: int = round_) -> bool:
+                    return (settled(a) and settled(b)
+                            and sorted(os.listdir(a)) == sorted(os.listdir(b))
+                            and (a / "mine.txt").read_bytes() == (b / "mine.txt").read_bytes()
+                            and (b / "yours.txt").read_bytes() == (a / "yours.txt").read_bytes()
+                            and (a / "same.txt").read_bytes() == b"the desktop's words %d" % r
+                            and (b / "same.txt").read_bytes() == b"the desktop's words %d" % r)
 
-                    wait_for(agreed, lambda: f"both devices to agree: {os.listdir(a)} {os.listdir(b)}")
-                    # Edits in turn, each on top of the other's: no alarm either.
-                    (a / "same.txt").write_bytes(b"laptop again")
-                    wait_for(lambda: (b / "same.txt").read_bytes() == b"laptop again", "the laptop's edit")
-                    (b / "same.txt").write_bytes(b"the desktop's words %d" % round_)
-                    wait_for(lambda r=round_: (a / "same.txt").read_bytes() == b"the desktop's words %d" % r,
-                             "the desktop's edit")
-                assert alarms(a) == [] and alarms(b) == []
-                with remount(desktop, b):
-                    assert alarms(b) == []
-            with remount(laptop, a):
-                assert alarms(a) == []
-                assert (a / "mine.txt").read_bytes() == b"laptop 1"
-    finally:
-        server.stop()
+                wait_for(agreed, lambda: f"both devices to agree: {os.listdir(a)} {os.listdir(b)}")
+                # Edits in turn, each on top of the other's: no alarm either.
+                (a / "same.txt").write_bytes(b"laptop again")
+                wait_for(lambda: (b / "same.txt").read_bytes() == b"laptop again", "the laptop's edit")
+                (b / "same.txt").write_bytes(b"the desktop's words %d" % round_)
+                wait_for(lambda r=round_: (a / "same.txt").read_bytes() == b"the desktop's words %d" % r,
+                         "the desktop's edit")
+            assert alarms(a) == [] and alarms(b) == []
+            with remount(desktop, b):
+                assert alarms(b) == []
+        with remount(laptop, a):
+            assert alarms(a) == []
+            assert (a / "mine.txt").read_bytes() == b"laptop 1"
 
 
 def test_a_node_whose_owner_is_changed_and_signature_stripped_is_reported(

@@ -16,55 +16,22 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import pytest
-from conftest import PouchServer, docs_of, fusevault, mounted
+from conftest import (
+    PouchServer,
+    docs_of,
+    first_device,
+    fusevault,
+    laptop_and_desktop,
+    mounted,
+    new_device,
+    settled,
+    sync_status,
+    wait_for,
+)
 
-LONG = 60  # generous: waits end as soon as the condition holds
 # 50 MiB sealed, sent, fetched and placed: on a loaded machine (CI, many
 # mounts at once) this alone can take longer than LONG, at any commit.
 LARGE = 240
-
-
-def wait_for(check, what, timeout: float = LONG):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except OSError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what() if callable(what) else what}")
-        time.sleep(0.2)
-
-
-def sync_status(mountpoint: Path) -> dict:
-    result = fusevault("sync", "status", mountpoint, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    (mount,) = json.loads(result.stdout)["mounts"]
-    (peer,) = mount["peers"]
-    return peer
-
-
-def settled(mountpoint: Path) -> bool:
-    peer = sync_status(mountpoint)
-    return peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None
-
-
-def new_device(url: str, tmp_path: Path, name: str) -> Path:
-    vault = tmp_path / name
-    result = fusevault("init", vault, "--join", url, "--user", "alice")
-    assert result.returncode == 0, result.stderr
-    return vault
-
-
-def first_device(url: str, tmp_path: Path) -> Path:
-    vault = tmp_path / "laptop"
-    assert fusevault("init", vault, "--user", "alice").returncode == 0
-    added = fusevault("peer", "add", "server", url, "--vault", vault, passphrase=None)
-    assert added.returncode == 0, added.stderr
-    return vault
 
 
 def server_dump(url: str) -> bytes:
@@ -357,57 +324,47 @@ def test_joining_checks_the_user_and_passphrase_before_it_pulls_anything(tmp_pat
 
 
 def test_edits_made_while_apart_keep_both_sides(tmp_path: Path) -> None:
-    server = PouchServer(tmp_path / "pouch")
-    url = f"{server.start()}/vault"
-    try:
-        laptop = first_device(url, tmp_path)
-        with mounted(laptop, tmp_path / "a") as a:
-            for name in ("notes.txt", "gone.txt", "moved.txt"):
-                (a / name).write_bytes(b"as it was")
-            wait_for(lambda: settled(a), "the first push")
-            desktop = new_device(url, tmp_path, "desktop")
-            with mounted(desktop, tmp_path / "b") as b:
-                server.kill()  # apart from here
-                (a / "notes.txt").write_bytes(b"the laptop's words")
-                os.unlink(a / "gone.txt")
-                os.rename(a / "moved.txt", a / "renamed.txt")
-                time.sleep(0.05)  # the desktop's edit is the later one
-                (b / "notes.txt").write_bytes(b"the desktop's words")
-                (b / "gone.txt").write_bytes(b"edited on the desktop")
-                (b / "moved.txt").write_bytes(b"edited on the desktop too")
-                server.start()
+    with laptop_and_desktop(tmp_path, ("notes.txt", "gone.txt", "moved.txt")) as (server, laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b") as b:
+            server.kill()  # apart from here
+            (a / "notes.txt").write_bytes(b"the laptop's words")
+            os.unlink(a / "gone.txt")
+            os.rename(a / "moved.txt", a / "renamed.txt")
+            time.sleep(0.05)  # the desktop's edit is the later one
+            (b / "notes.txt").write_bytes(b"the desktop's words")
+            (b / "gone.txt").write_bytes(b"edited on the desktop")
+            (b / "moved.txt").write_bytes(b"edited on the desktop too")
+            server.start()
 
-                def agreed() -> bool:
-                    names = sorted(os.listdir(a))
-                    return (len(names) == 4 and names == sorted(os.listdir(b))
-                            and settled(a) and settled(b))
+            def agreed() -> bool:
+                names = sorted(os.listdir(a))
+                return (len(names) == 4 and names == sorted(os.listdir(b))
+                        and settled(a) and settled(b))
 
-                wait_for(agreed, lambda: f"both devices to agree: {os.listdir(a)} {os.listdir(b)} "
-                                         f"{sync_status(a)} {sync_status(b)}")
-                for mnt in (a, b):
-                    names = sorted(os.listdir(mnt))
-                    copy = [n for n in names if n.startswith("notes (conflict ")]
-                    assert names == sorted(["gone.txt", "notes.txt", "renamed.txt", *copy]), names
-                    assert copy[0].endswith(".txt")
-                    assert (mnt / "notes.txt").read_bytes() == b"the desktop's words"  # the later edit
-                    assert (mnt / copy[0]).read_bytes() == b"the laptop's words"
-                    assert (mnt / "gone.txt").read_bytes() == b"edited on the desktop"  # edit beats delete
-                    assert (mnt / "renamed.txt").read_bytes() == b"edited on the desktop too"  # both
-                # Each .vf now holds its own records and the other device's at
-                # other offsets: collecting old versions must free neither.
-                # (The first one's deletions of version documents reach the other.)
-                dropped = 0
-                for mnt in (a, b):
-                    gc = fusevault("gc", mnt, "--as-of", "2099-01-01", "--json")
-                    assert gc.returncode == 0, gc.stderr
-                    dropped += json.loads(gc.stdout)["versions_dropped"]
-                assert dropped > 0
-                Path("/proc/sys/vm/drop_caches").write_text("3")
-                for mnt in (a, b):
-                    assert (mnt / "notes.txt").read_bytes() == b"the desktop's words"
-                    assert (mnt / "renamed.txt").read_bytes() == b"edited on the desktop too"
-    finally:
-        server.stop()
+            wait_for(agreed, lambda: f"both devices to agree: {os.listdir(a)} {os.listdir(b)} "
+                                     f"{sync_status(a)} {sync_status(b)}")
+            for mnt in (a, b):
+                names = sorted(os.listdir(mnt))
+                copy = [n for n in names if n.startswith("notes (conflict ")]
+                assert names == sorted(["gone.txt", "notes.txt", "renamed.txt", *copy]), names
+                assert copy[0].endswith(".txt")
+                assert (mnt / "notes.txt").read_bytes() == b"the desktop's words"  # the later edit
+                assert (mnt / copy[0]).read_bytes() == b"the laptop's words"
+                assert (mnt / "gone.txt").read_bytes() == b"edited on the desktop"  # edit beats delete
+                assert (mnt / "renamed.txt").read_bytes() == b"edited on the desktop too"  # both
+            # Each .vf now holds its own records and the other device's at
+            # other offsets: collecting old versions must free neither.
+            # (The first one's deletions of version documents reach the other.)
+            dropped = 0
+            for mnt in (a, b):
+                gc = fusevault("gc", mnt, "--as-of", "2099-01-01", "--json")
+                assert gc.returncode == 0, gc.stderr
+                dropped += json.loads(gc.stdout)["versions_dropped"]
+            assert dropped > 0
+            Path("/proc/sys/vm/drop_caches").write_text("3")
+            for mnt in (a, b):
+                assert (mnt / "notes.txt").read_bytes() == b"the desktop's words"
+                assert (mnt / "renamed.txt").read_bytes() == b"edited on the desktop too"
 
 
 def test_a_backup_buddy_keeps_another_vault_without_its_keys_and_refills_its_server(
