@@ -6,11 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from conftest import fusevault, mounted, running_relay
+from conftest import (
+    first_device,
+    fusevault,
+    mounted,
+    new_device,
+    running_relay,
+    settled,
+    sync_status,
+    wait_for,
+)
 
 from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient
-from services.test_sync import first_device, new_device, settled, sync_status, wait_for
 
 # Far deeper than Python's json can parse (RecursionError), far under every size cap.
 DEEP = b"[" * 100_000 + b"]" * 100_000

@@ -7,9 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from conftest import mounted
-
-from services.test_sync import LONG, first_device, new_device, settled, sync_status, wait_for
+from conftest import LONG, first_device, mounted, new_device, settled, sync_status, wait_for
 
 SIZE = 1 << 40  # 1 TiB apparent size
 # A few scattered extents: at the start, across a block boundary, in the middle, at the end.
