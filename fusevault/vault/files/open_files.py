@@ -248,6 +248,7 @@ class Files:
             content = node.content
             if content is not None and content.changed:
                 await self.commit_version(node, content)
+            await self.tree.save_new(node)  # a new file with no version to commit it
             if durable:
                 if content is not None:
                     await self.tree.in_thread(content.fsync)
@@ -298,6 +299,8 @@ class Files:
         node = self.handle(fh)
         if node.ino not in self.cut:
             await self.commit_content(node)
+        else:
+            await self.tree.save_new(node)
 
     async def fsync(self, fh: int) -> None:
         await self.commit_content(self.handle(fh), durable=True)
