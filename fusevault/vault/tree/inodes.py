@@ -245,7 +245,7 @@ class Inodes:
             node.lookups -= count
             self.purge_if_unused(node)
 
-    # --- committing (inline for the local store, a worker thread otherwise)
+    # --- committing (in a worker thread: never a COMMIT on the trio loop)
 
     async def store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call the store: inline when it is local and quick, else in a worker thread."""
