@@ -248,7 +248,7 @@ class Inodes:
     # --- committing (in a worker thread: never a COMMIT on the trio loop)
 
     async def store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call the store: inline when it is local and quick, else in a worker thread."""
+        """Call the store in a worker thread (inline only for a store that says ``inline``)."""
         try:
             if self.store.inline:
                 return fn(*args)
