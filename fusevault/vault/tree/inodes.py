@@ -320,5 +320,6 @@ class Inodes:
             node.children = None
         self._nodes.clear()
         self._by_fid.clear()
+        self.unsaved.clear()  # saved before (save_all), else the lock was refused
         self.ledger = None  # saved before; it holds a key of the user's
         self.key = None  # type: ignore[assignment]
