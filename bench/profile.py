@@ -4,7 +4,7 @@
     .venv/bin/python bench/profile.py WORKLOAD [--peer] [--strace]
 
 WORKLOAD is one of create, ls, rm, tar-x, tar-c, seq-write, seq-read,
-rand-read, rand-write.  Mounts a fresh vault (with ``--peer``: with one live
+rand-read, rand-write, dense-fsync (bench/scale.py's dense row).  Mounts a fresh vault (with ``--peer``: with one live
 sync peer, as bench/run.py's "fusevault+peer"), prepares what the workload
 needs unprofiled (the 5,000 files that ls and rm work on, the tree tar c
 reads), then runs the workload while py-spy samples the server and prints
@@ -61,6 +61,33 @@ def _nothing(mnt: Path, work: Path) -> None:
     pass
 
 
+def _dense_write(mnt: Path, work: Path) -> None:
+    with open(mnt / "dense.bin", "wb") as f:
+        for _ in range(1024):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _dense_fsync(mnt: Path, work: Path) -> float:
+    """bench/scale.py's dense row: 4 KiB at a random offset of the 1 GiB file, then fsync (x300);
+    the median fsync in ms."""
+    import random
+    import statistics
+
+    rng, times = random.Random(3), []
+    fd = os.open(mnt / "dense.bin", os.O_RDWR)
+    try:
+        for _ in range(300):
+            os.pwrite(fd, rng.randbytes(4096), rng.randrange(0, (1 << 30) - 4096) // 4096 * 4096)
+            start = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+    return statistics.median(times) * 1000
+
+
 # name: (prepared unprofiled, profiled)
 WORKLOADS = {
     "create": (_nothing, _create),
@@ -72,6 +99,7 @@ WORKLOADS = {
     "seq-read": (_seq_write, _seq_read),
     "rand-read": (_nothing, lambda mnt, work: bench.fio(mnt, "randread", 256, 8)),
     "rand-write": (_nothing, lambda mnt, work: bench.fio(mnt, "randwrite", 256, 8)),
+    "dense-fsync": (_dense_write, _dense_fsync),
 }
 
 

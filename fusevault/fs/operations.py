@@ -257,7 +257,7 @@ class Operations(pyfuse3.Operations):
     async def create(self, parent_inode: InodeT, name: bytes, mode: int, flags: int,
                      ctx: RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         self._creating(parent_inode, name)
-        fh, node = await self.vol.create(parent_inode, name, mode, caller(ctx))
+        fh, node = await self.vol.create(parent_inode, name, mode, caller(ctx), defer=True)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self.entry(node)
 
     # --- on handles: also while locking (the kernel writes back), so the

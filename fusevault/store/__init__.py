@@ -3,8 +3,7 @@
 Two backends pass one shared test suite: ``LocalStore`` (SQLite in the vault
 directory, the default, no server) and ``CouchStore`` (a CouchDB database
 through the ``couchdb`` package).  The interface is synchronous; the mount
-calls it inline when ``store.inline`` is true (local, no fsync) and from a
-worker thread otherwise.
+commits from a worker thread (both backends say ``inline = False``).
 """
 
 from __future__ import annotations

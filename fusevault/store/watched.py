@@ -22,6 +22,9 @@ Listener = Callable[[object, list[dict]], None]
 
 
 class WatchedStore:
+    # The other users' trees hear of each write: new files are not held back (vault/tree/inodes.py).
+    watched = True
+
     def __init__(self, inner: Store, writer: object, listener: Listener) -> None:
         self.inner = inner
         self.inline = inner.inline

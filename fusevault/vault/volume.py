@@ -259,10 +259,12 @@ class Volume:
         return Files.content_lock(node)
 
     async def create(self, parent_ino: int, name: bytes, mode: int, caller: Caller,
-                     ident: tuple[str, bytes] | None = None) -> tuple[int, Node]:
+                     ident: tuple[str, bytes] | None = None, defer: bool = False) -> tuple[int, Node]:
         """A new file, open; ``ident``: a given id and DEK (a conflict copy's are the
-        same on every device that makes it)."""
-        node = await self.tree.mknod(parent_ino, name, stat.S_IFREG | (mode & 0o7777), 0, caller, ident=ident)
+        same on every device that makes it).  ``defer`` (create(2)): its document
+        is committed with its first version, at close, flush or fsync (group commit)."""
+        node = await self.tree.mknod(parent_ino, name, stat.S_IFREG | (mode & 0o7777), 0, caller,
+                                     ident=ident, defer=defer)
         return self.files.open(node.ino, write=True), node
 
     def open(self, ino: int, write: bool = False) -> int:
@@ -320,7 +322,7 @@ class Volume:
         Returns how many files could not be saved (each is logged); their
         contents stay in memory, so a lock that fails loses nothing."""
         failures = await self.files.save_changed()
-        await self.tree.commit_lazy()
+        failures += await self.tree.commit_lazy()
         await self.tree.in_thread(self.tree.store.sync)
         if self.tree.ledger is not None:
             await self.tree.ledger.save_async()

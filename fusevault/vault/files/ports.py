@@ -49,4 +49,7 @@ class TreePort(Protocol):
     async def commit_node(self, node: Node,
                           change: Callable[[], tuple[list[dict], list[tuple]] | None]) -> None: ...
 
+    async def save_new(self, node: Node) -> None:
+        """Commit a new file's document still waiting for its first commit."""
+
     async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any: ...

@@ -27,6 +27,12 @@ class Attributes(Access):
         if (mode, uid, gid, atime, mtime, ctime) == (None,) * 6:
             return node
         pending = node.content is not None and node.content.changed
+        if node.ino in self.unsaved and node.opens > 0:
+            # A new file still open and not yet committed (create(2), then
+            # fchmod or futimens before close): the change rides with the
+            # file's first commit at close, flush or fsync.
+            self._set(node, now, mode, uid, gid, atime, mtime, ctime)
+            return node
         if (mode, uid, gid) == (None,) * 3 and (pending or self.is_deleted(node)):
             # The kernel writing back times it cached: at close(), the version
             # commit that follows saves them with the new contents; for a
@@ -38,19 +44,24 @@ class Attributes(Access):
         async with self.meta_lock:
             tx = Tx()
             tx.touch(node)
-            if mode is not None:
-                node.mode = stat.S_IFMT(node.mode) | (mode & 0o7777)
-            if uid is not None:
-                node.uid = uid
-            if gid is not None:
-                node.gid = gid
-            if atime is not None:
-                node.atime = atime
-            if mtime is not None:
-                node.mtime = mtime
-            node.ctime = ctime if ctime is not None else now
+            self._set(node, now, mode, uid, gid, atime, mtime, ctime)
             await self.commit(tx)
         return node
+
+    @staticmethod
+    def _set(node: Node, now: int, mode: int | None, uid: int | None, gid: int | None,
+             atime: int | None, mtime: int | None, ctime: int | None) -> None:
+        if mode is not None:
+            node.mode = stat.S_IFMT(node.mode) | (mode & 0o7777)
+        if uid is not None:
+            node.uid = uid
+        if gid is not None:
+            node.gid = gid
+        if atime is not None:
+            node.atime = atime
+        if mtime is not None:
+            node.mtime = mtime
+        node.ctime = ctime if ctime is not None else now
 
     async def save_node(self, node: Node) -> None:
         """Commit a node as it is in memory (a settled conflict: vault/services/conflicts.py)."""
@@ -93,18 +104,21 @@ class Attributes(Access):
             node.ctime = now_ns()
             await self.commit(tx)
 
-    async def commit_lazy(self) -> None:
+    async def commit_lazy(self) -> int:
+        """Commit the lazily saved nodes and the new files still waiting for
+        their first commit (``unsaved``); how many of the latter could not be
+        saved (each logged)."""
         # Access times and directory times are saved lazily (with the node's
         # next commit, at fsyncdir, or at unmount): reading a file or creating
         # one must not cost a second write.  Best effort: a full disk must not
         # stop an unmount.
-        nodes = [self._nodes[ino] for ino in self.lazy if ino in self._nodes]
+        nodes = [self._nodes[ino] for ino in self.lazy | self.unsaved if ino in self._nodes]
         # A folder of someone else's whose share ended meanwhile: its key is
         # gone from this tree, so its times are not ours to seal any more.
         self.lazy.difference_update(node.ino for node in nodes if not node.dek)
-        nodes = [node for node in nodes if node.dek]
+        nodes = [node for node in nodes if node.dek or node.ino in self.unsaved]
         if not nodes:
-            return
+            return 0
         async with self.meta_lock:
             tx = Tx()
             for node in nodes:
@@ -112,5 +126,9 @@ class Attributes(Access):
             try:
                 await self.commit(tx)
             except VaultError as err:
+                new = [n for n in nodes if n.ino in self.unsaved]
+                for node in new:
+                    log.error("a new file (%s) could not be saved: %s", node.fid, err)
                 log.warning("access and directory times not saved: %s", err)
-                return
+                return len(new)
+        return 0

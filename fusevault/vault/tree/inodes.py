@@ -45,6 +45,16 @@ class Inodes:
         # when its entries change): with their next commit, at fsyncdir, or
         # at unmount.  A set, so fsyncdir need not look at every node.
         self.lazy: set[int] = set()
+        # New files whose document waits for their first commit (group
+        # commit): a file made by create(2) is saved with its first version
+        # when it is closed, flushed or fsynced, so a small file written and
+        # closed at once costs one store transaction, not two.  Until then it
+        # was never closed: ``kill -9`` may lose it, as it may lose the
+        # unwritten data of any open file.
+        self.unsaved: set[int] = set()
+        # A shared mount's store tells the other users' trees of each write:
+        # there a new file is committed at once, so they see it while open.
+        self.defer_creates = not getattr(store, "watched", False)
         self.meta_lock = trio.Lock()
         self.store_lock = trio.Lock()
         self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
@@ -169,6 +179,7 @@ class Inodes:
             self._nodes.pop(node.ino, None)
             self._by_fid.pop(node.fid, None)
             self.lazy.discard(node.ino)
+            self.unsaved.discard(node.ino)
             if self.on_purge is not None:
                 self.on_purge(node)
 
@@ -234,10 +245,10 @@ class Inodes:
             node.lookups -= count
             self.purge_if_unused(node)
 
-    # --- committing (inline for the local store, a worker thread otherwise)
+    # --- committing (in a worker thread: never a COMMIT on the trio loop)
 
     async def store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call the store: inline when it is local and quick, else in a worker thread."""
+        """Call the store in a worker thread (inline only for a store that says ``inline``)."""
         try:
             if self.store.inline:
                 return fn(*args)
@@ -271,6 +282,7 @@ class Inodes:
         for node, rev in zip(nodes, revs[len(docs) - len(nodes):]):
             node.rev = rev
             self.lazy.discard(node.ino)
+            self.unsaved.discard(node.ino)
         if self.ledger is not None:
             self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes])
 
@@ -286,6 +298,17 @@ class Inodes:
             extra, places = change() or ([], ())
             await self.commit(tx, extra, places)
 
+    async def save_new(self, node: Node) -> None:
+        """Commit a new file's document if it still waits for its first
+        commit (``unsaved``): at close, flush or fsync when no version does."""
+        if node.ino not in self.unsaved:
+            return
+        async with self.meta_lock:
+            if node.ino in self.unsaved and node.ino in self._nodes:
+                tx = Tx()
+                tx.touch(node)
+                await self.commit(tx)
+
     @staticmethod
     def is_deleted(node: Node) -> bool:
         return node.ino != ROOT_INODE and not node.links
@@ -297,5 +320,6 @@ class Inodes:
             node.children = None
         self._nodes.clear()
         self._by_fid.clear()
+        self.unsaved.clear()  # saved before (save_all), else the lock was refused
         self.ledger = None  # saved before; it holds a key of the user's
         self.key = None  # type: ignore[assignment]

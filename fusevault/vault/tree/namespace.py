@@ -118,7 +118,10 @@ class Tree(Attributes):
         self.lazy.add(parent.ino)
 
     async def mknod(self, parent_ino: int, name: bytes, mode: int, rdev: int, caller: Caller,
-                    target: bytes | None = None, ident: tuple[str, bytes] | None = None) -> Node:
+                    target: bytes | None = None, ident: tuple[str, bytes] | None = None,
+                    defer: bool = False) -> Node:
+        """A new node, committed now; with ``defer`` (a file created open,
+        vault/volume.py) with its first commit instead (``unsaved``)."""
         async with self.meta_lock:
             tx = Tx()
             node = self._make_node(tx, self.directory(parent_ino), name, mode, caller, rdev, ident)
@@ -126,7 +129,10 @@ class Tree(Attributes):
                 node.target = target
                 node.size = len(target)
             await self._share_new(node)
-            await self.commit(tx)
+            if defer and self.defer_creates:
+                self.unsaved.add(node.ino)
+            else:
+                await self.commit(tx)
         self.remember(node)
         return node
 
