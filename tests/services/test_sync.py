@@ -494,7 +494,8 @@ def test_a_share_made_on_one_device_opens_on_the_recipients_device(couchdb_url: 
             assert (b / "shared" / "alice" / "later.txt").read_text() == "shared later"
 
 
-def test_a_peers_change_of_size_is_seen_whole_with_the_writeback_cache(couchdb_url: str, tmp_path: Path) -> None:
+def test_a_peers_change_of_size_is_seen_whole_with_the_writeback_cache(couchdb_url: str,
+                                                                       tmp_path: Path) -> None:
     """A vault with peers keeps the kernel's writeback cache, which keeps its
     own idea of a file's size: a peer's append must not show cut at the old
     size, nor a peer's truncate padded to it; a file open here for writing
@@ -516,7 +517,11 @@ def test_a_peers_change_of_size_is_seen_whole_with_the_writeback_cache(couchdb_u
                 with open(a / "short.txt", "r+b") as f:
                     f.truncate(10)
                 whole = old_log + b"second line\n" * 500
-                seen = wait_for(lambda: (b / "log.txt").read_bytes() != old_log and (b / "log.txt").read_bytes(),
+                def grown() -> bytes | None:
+                    data = (b / "log.txt").read_bytes()
+                    return data if data != old_log else None
+
+                seen = wait_for(grown,
                                 lambda: f"the append to reach the desktop: {sync_status(b)} "
                                         f"{len((b / 'log.txt').read_bytes())} {_logs()}")
                 assert seen == whole  # never cut at the old size
