@@ -549,3 +549,44 @@ def test_a_peers_change_of_size_is_seen_whole_with_the_writeback_cache(couchdb_u
 def _logs() -> str:
     state = Path(os.environ["FUSEVAULT_STATE_DIR"])
     return "\n".join(p.read_text()[-3000:] for p in state.rglob("*.log"))
+
+
+def test_the_pull_takes_the_echo_of_its_own_push_without_storing_anything(couchdb_url: str,
+                                                                          tmp_path: Path) -> None:
+    """What this replica pushed comes back in the peer's changes feed: the
+    pull steps over it without a fetch, a thread hop or a commit."""
+    import trio
+
+    from fusevault.store.local import LocalStore
+    from fusevault.sync.couch_api import CouchDatabase
+    from fusevault.sync.replicator import PeerStatus, Replicator
+    from fusevault.sync.service import device_of
+    from fusevault.vault.format.layout import open_layout
+
+    vault = tmp_path / "vault"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    store = LocalStore(vault / "store.sqlite")
+    taken: list = []
+
+    async def main() -> None:
+        db = CouchDatabase(couchdb_url)
+        try:
+            replicator = Replicator(store, open_layout(vault), device_of(store)["id"], "server", db,
+                                    lambda docs, conflicts: taken.append(docs),
+                                    PeerStatus("server", couchdb_url))
+            await replicator.connect()
+            await replicator.push()
+            assert replicator.status.docs_up > 0 and replicator.pending_up() == 0
+            before = store.db.total_changes
+            assert await replicator.pull() is True  # the echo: a batch of changes
+            assert store.db.total_changes == before  # nothing stored, not even the checkpoint
+            assert replicator.checkpoint["pull"] != 0  # yet stepped over
+            assert await replicator.pull() is False
+        finally:
+            await db.aclose()
+
+    try:
+        trio.run(main)
+    finally:
+        store.close()
+    assert taken == []
