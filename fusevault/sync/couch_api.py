@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import time
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +24,9 @@ from fusevault.errors import PeerUnavailable
 LONGPOLL_SECONDS = 20
 # Requests in flight per database: the pull's longpoll and the push.
 THREADS = 2
+# Seconds a task spent waiting for answers, for a task that sets it (the
+# replicator's budget counts only the work done on the trio thread).
+WAITED: ContextVar[list[float] | None] = ContextVar("couch_waited", default=None)
 
 
 class CouchDatabase:
@@ -46,8 +51,13 @@ class CouchDatabase:
         """The JSON answer (a dict; a list for _bulk_docs), or None: missing, or a longpoll that saw
         nothing."""
         call = functools.partial(self._request, method, path, body, params, ok_missing, wait)
-        # A cancel (unmount, `peer remove`) does not wait for a longpoll to end.
-        return await trio.to_thread.run_sync(call, limiter=self._limiter, abandon_on_cancel=True)
+        began = time.monotonic()
+        try:
+            # A cancel (unmount, `peer remove`) does not wait for a longpoll to end.
+            return await trio.to_thread.run_sync(call, limiter=self._limiter, abandon_on_cancel=True)
+        finally:
+            if (waited := WAITED.get()) is not None:
+                waited[0] += time.monotonic() - began
 
     def _request(self, method: str, path: str, body: object, params: dict | None, ok_missing: bool,
                  wait: float | None) -> Any:

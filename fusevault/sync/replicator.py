@@ -38,7 +38,7 @@ from fusevault.sync.content_docs import (
     record_rev,
     record_sha,
 )
-from fusevault.sync.couch_api import CouchDatabase
+from fusevault.sync.couch_api import WAITED, CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
 from fusevault.vault.files.placements import alarm
 from fusevault.vault.format.layout import Layout
@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 
 PUSH_EVERY = 0.5  # how soon a local commit is offered to peers
 # Sync's share of the mount's time while the drive is busy: after a push or
-# a pull that took t seconds, the next waits t * (1 / BUDGET - 1), so local
-# work keeps most of the time and commits made meanwhile go in one batch.
+# a pull that took t seconds, not counting the wait for the peer's answers
+# (HTTP runs in worker threads), the next waits t * (1 / BUDGET - 1), so
+# local work keeps most of the time and commits made meanwhile go in one batch.
 BUDGET = 0.25
 PULL_CHECKPOINT_EVERY = 30.0  # an echo-only checkpoint is saved this seldom (a crash refetches echoes)
 BACKOFF_FIRST = 1.0
@@ -98,7 +99,7 @@ def _in_order(docs: list[dict]) -> list[list[dict]]:
 
 def _rest(took: float) -> float:
     """How long to wait after work that took ``took`` seconds (``BUDGET``)."""
-    return took * (1 / BUDGET - 1)
+    return max(0.0, took) * (1 / BUDGET - 1)
 
 
 def _seq_number(seq: object) -> int | None:
@@ -190,10 +191,11 @@ class Replicator:
     # --- push
 
     async def _push_loop(self) -> None:
+        WAITED.set(waited := [0.0])  # this task's own: waiting for the peer is not work
         while True:
-            began = time.monotonic()
+            began, before = time.monotonic(), waited[0]
             await self.push()
-            await trio.sleep(max(PUSH_EVERY, _rest(time.monotonic() - began)))
+            await trio.sleep(max(PUSH_EVERY, _rest(time.monotonic() - began - (waited[0] - before))))
 
     async def push(self) -> None:
         """Send the peer what this replica has and it lacks."""
@@ -254,12 +256,13 @@ class Replicator:
     # --- pull
 
     async def _pull_loop(self) -> None:
+        WAITED.set(waited := [0.0])
         caught_up = False
         while True:
-            began = time.monotonic()
+            began, before = time.monotonic(), waited[0]
             caught_up = not await self.pull(wait=caught_up)
-            if not caught_up:  # a longpoll's wait is no work: only a batch taken in rests
-                await trio.sleep(_rest(time.monotonic() - began))
+            if not caught_up:  # only a batch taken in rests
+                await trio.sleep(_rest(time.monotonic() - began - (waited[0] - before)))
 
     async def pull(self, wait: bool = False) -> bool:
         """Take one batch of the peer's changes; False once there were none left."""
