@@ -212,6 +212,8 @@ class Arrivals:
                 return
             if changed:
                 await agent.kernel.drop_all(changed.entries, changed.inodes)
+            if changed.resized:  # the side kept may differ in size from what the kernel holds
+                await self._resized(agent, volume, changed.resized)
 
 
 def _volume(agent: Agent) -> Volume:
