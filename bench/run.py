@@ -339,6 +339,7 @@ HIGHER_IS_BETTER = ("MiB/s", "IOPS")
 CONTESTANTS = {"plain": Plain, "gocryptfs": GoCryptFS, "fusevault": FuseVault,
                "fusevault+peer": FuseVaultPeer}
 NAMES = list(CONTESTANTS)
+WORKLOADS = ["seq", "random", "small", "tree", "mount"]
 
 
 def _terminate(signum, frame) -> None:
@@ -351,12 +352,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the script")
     parser.add_argument("--only", default=",".join(NAMES))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="some of " + ",".join(WORKLOADS) + " (the 100k-file mount runs with 'mount')")
     parser.add_argument("--workdir", default="/var/tmp", help="where vaults go (same disk for all)")
     args = parser.parse_args()
     names = args.only.split(",")
     unknown = set(names) - set(CONTESTANTS)
     if unknown:
         parser.error(f"unknown contestant(s) {', '.join(sorted(unknown))}; known: {', '.join(NAMES)}")
+    workloads = args.workloads.split(",")
+    if set(workloads) - set(WORKLOADS):
+        parser.error(f"unknown workload(s); known: {', '.join(WORKLOADS)}")
     signal.signal(signal.SIGTERM, _terminate)
     seq, rand, seconds, files = (64, 32, 2, 2000) if args.quick else (512, 256, 8, 100_000)
     work = Path(tempfile.mkdtemp(prefix="fvbench-", dir=args.workdir))
@@ -377,8 +383,10 @@ def main() -> int:
                 started.append(target)
                 mnt = target.mount()
                 try:
-                    for result in (seq_write_read(mnt, seq), random_io(mnt, rand, seconds),
-                                   small_files(mnt), tree(mnt, archive)):
+                    runs = {"seq": (seq_write_read, seq), "random": (random_io, rand, seconds),
+                            "small": (small_files,), "tree": (tree, archive)}
+                    for result in (run(mnt, *rest) for workload, (run, *rest) in runs.items()
+                                   if workload in workloads):
                         for row, value in result.items():
                             samples.setdefault(row, {}).setdefault(name, []).append(value)
                 finally:
@@ -387,7 +395,7 @@ def main() -> int:
                 shutil.rmtree(target.work, ignore_errors=True)
                 partial.write_text(json.dumps(samples, indent=1))  # what a run cut short leaves
                 print(f"  round {round_no + 1}: {name} done", file=sys.stderr, flush=True)
-        if "fusevault" in names:
+        if "fusevault" in names and "mount" in workloads:
             hundred = FuseVault(work / "100k")
             started.append(hundred)
             for row, value in hundred_k(hundred, files).items():

@@ -35,6 +35,7 @@ from fusevault.vault.services.absorbing import (
     settle_busy,
 )
 from fusevault.vault.services.conflicts import settle
+from fusevault.vault.services.placing import contents_changed
 from fusevault.vault.services.share_ops import ROTATION
 from fusevault.vault.volume import Volume
 
@@ -101,6 +102,8 @@ class Arrivals:
             self._start(self._save_leaving, agent, volume, changed.save)
         if changed.busy:
             self._start(self._settle_busy, agent, volume, changed.busy)
+        if changed.resized:
+            self._start(self._resized, agent, volume, changed.resized)
 
     async def _reshare(self) -> None:
         """Group members changed: each unlocked holder of a group's file keys
@@ -170,6 +173,28 @@ class Arrivals:
             return
         self.follow_up(agent, volume, changed)
 
+    async def _resized(self, agent: Agent, volume: Volume, nodes: list[tuple[Node, int]]) -> None:
+        """Files another device made longer or shorter.  With the writeback
+        cache the kernel keeps its own idea of a file's size, which no
+        invalidation changes: a file that grew is handed its last page at its
+        place (a store notification), which makes the kernel take the new size.
+        The kernel takes no smaller size that way: a file that shrank has its
+        names dropped too, so once no program holds it open the kernel forgets
+        the inode and asks again (FUSE drops an unused inode at once)."""
+        for node, old_size in nodes:
+            if self.closing:
+                return
+            try:
+                if node.size < old_size:
+                    await agent.kernel.drop_all(list(node.links), [node.ino])
+                else:
+                    await contents_changed(volume, agent.kernel, node, old_size)
+            except VaultError as err:  # unreadable now: the kernel only forgets it
+                log.warning("the new size of %s was not shown: %s", node.fid, err)
+                await agent.kernel.drop_all(list(node.links), [node.ino])
+            except Exception:  # a background task: a bug must not end the mount
+                log.exception("showing a file's new size failed")
+
     async def _settle_conflicts(self, agent: Agent, ids: list[str]) -> None:
         """Settle edits made on two devices while apart (vault/services/conflicts.py), one batch at a time."""
         session = agent.session
@@ -187,6 +212,8 @@ class Arrivals:
                 return
             if changed:
                 await agent.kernel.drop_all(changed.entries, changed.inodes)
+            if changed.resized:  # the side kept may differ in size from what the kernel holds
+                await self._resized(agent, volume, changed.resized)
 
 
 def _volume(agent: Agent) -> Volume:

@@ -7,12 +7,16 @@ and tries again.  Bytes sent and received are counted, for ``sync status``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import time
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import trio
 
 from fusevault.encoding import RefusedJson, loads_untrusted
 from fusevault.errors import PeerUnavailable
@@ -20,6 +24,11 @@ from fusevault.errors import PeerUnavailable
 # A longpoll waits at most this long; pouchdb-server ignores the server-side
 # timeout, so the client's read timeout ends a quiet wait.
 LONGPOLL_SECONDS = 20
+# Requests in flight per database: the pull's longpoll and the push.
+THREADS = 2
+# Seconds a task spent waiting for answers, for a task that sets it (the
+# replicator's budget counts only the work done on the trio thread).
+WAITED: ContextVar[list[float] | None] = ContextVar("couch_waited", default=None)
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +38,42 @@ class RefusedAnswer(PeerUnavailable):
 
 
 class CouchDatabase:
+    """One peer database.  Requests run in worker threads (at most
+    ``THREADS`` at a time per database): building and parsing JSON and the
+    HTTP exchange stay off the mount's trio thread, which serves requests."""
+
     def __init__(self, url: str, auth: tuple[str, str] | None = None, *, label: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.label = label or self.url
-        self._client = httpx.AsyncClient(auth=auth, timeout=30)
+        self._client = httpx.Client(auth=auth, timeout=30)  # thread-safe; its pool is shared
+        self._limiter = trio.CapacityLimiter(THREADS)
         self.sent = 0
         self.received = 0
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        # A request abandoned by a cancel may still run: it fails once closed.
+        self._client.close()
 
     async def _call(self, method: str, path: str, body: object = None, *, params: dict | None = None,
                     ok_missing: bool = False, wait: float | None = None) -> Any:
         """The JSON answer (a dict; a list for _bulk_docs), or None: missing, or a longpoll that saw
         nothing."""
+        call = functools.partial(self._request, method, path, body, params, ok_missing, wait)
+        began = time.monotonic()
+        try:
+            # A cancel (unmount, `peer remove`) does not wait for a longpoll to end.
+            return await trio.to_thread.run_sync(call, limiter=self._limiter, abandon_on_cancel=True)
+        finally:
+            if (waited := WAITED.get()) is not None:
+                waited[0] += time.monotonic() - began
+
+    def _request(self, method: str, path: str, body: object, params: dict | None, ok_missing: bool,
+                 wait: float | None) -> Any:
+        """``_call`` in a worker thread."""
         content = None if body is None else json.dumps(body).encode()
         self.sent += len(content or b"")
         try:
-            response = await self._client.request(
+            response = self._client.request(
                 method, f"{self.url}{path}", content=content, params=params,
                 headers={"content-type": "application/json", "accept": "application/json"},
                 timeout=httpx.Timeout(30, read=wait) if wait else httpx.USE_CLIENT_DEFAULT)
@@ -54,7 +81,7 @@ class CouchDatabase:
             if wait:
                 return None  # a longpoll that saw nothing happen
             raise PeerUnavailable(f"{self.label} did not answer in time") from None
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, RuntimeError) as err:  # RuntimeError: closed meanwhile
             raise PeerUnavailable(f"cannot reach {self.label}: {_reason(err)}") from None
         self.received += len(response.content)
         if response.status_code == 404 and ok_missing:
@@ -153,7 +180,7 @@ class CouchDatabase:
         await self._call("PUT", f"/_local/{name}", doc)
 
 
-def _reason(err: httpx.HTTPError) -> str:
+def _reason(err: Exception) -> str:
     text = str(err) or type(err).__name__
     if "Connection refused" in text or "connect" in type(err).__name__.lower():
         return "connection refused"

@@ -38,7 +38,7 @@ from fusevault.sync.content_docs import (
     record_rev,
     record_sha,
 )
-from fusevault.sync.couch_api import CouchDatabase
+from fusevault.sync.couch_api import WAITED, CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
 from fusevault.vault.files.placements import alarm
 from fusevault.vault.format.layout import Layout
@@ -48,6 +48,12 @@ from fusevault.vault.model.peers import PEER
 log = logging.getLogger(__name__)
 
 PUSH_EVERY = 0.5  # how soon a local commit is offered to peers
+# Sync's share of the mount's time while the drive is busy: after a push or
+# a pull that took t seconds, not counting the wait for the peer's answers
+# (HTTP runs in worker threads), the next waits t * (1 / BUDGET - 1), so
+# local work keeps most of the time and commits made meanwhile go in one batch.
+BUDGET = 0.25
+PULL_CHECKPOINT_EVERY = 30.0  # an echo-only checkpoint is saved this seldom (a crash refetches echoes)
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 CHANGES_BATCH = 200
@@ -91,6 +97,11 @@ def _in_order(docs: list[dict]) -> list[list[dict]]:
     return [part for part in (keys, rest, nodes) if part]
 
 
+def _rest(took: float) -> float:
+    """How long to wait after work that took ``took`` seconds (``BUDGET``)."""
+    return max(0.0, took) * (1 / BUDGET - 1)
+
+
 def _seq_number(seq: object) -> int | None:
     # pouchdb counts with integers, CouchDB 2+ with "N-opaque" strings.
     try:
@@ -112,6 +123,7 @@ class Replicator:
         self.status = status
         self.checkpoint_id = f"sync-{name}"
         self.checkpoint = replica.get_local(store, self.checkpoint_id)
+        self._pull_saved = time.monotonic()
 
     # --- the life of one peer's replication
 
@@ -179,9 +191,11 @@ class Replicator:
     # --- push
 
     async def _push_loop(self) -> None:
+        WAITED.set(waited := [0.0])  # this task's own: waiting for the peer is not work
         while True:
+            began, before = time.monotonic(), waited[0]
             await self.push()
-            await trio.sleep(PUSH_EVERY)
+            await trio.sleep(max(PUSH_EVERY, _rest(time.monotonic() - began - (waited[0] - before))))
 
     async def push(self) -> None:
         """Send the peer what this replica has and it lacks."""
@@ -242,9 +256,13 @@ class Replicator:
     # --- pull
 
     async def _pull_loop(self) -> None:
+        WAITED.set(waited := [0.0])
         caught_up = False
         while True:
+            began, before = time.monotonic(), waited[0]
             caught_up = not await self.pull(wait=caught_up)
+            if not caught_up:  # only a batch taken in rests
+                await trio.sleep(_rest(time.monotonic() - began - (waited[0] - before)))
 
     async def pull(self, wait: bool = False) -> bool:
         """Take one batch of the peer's changes; False once there were none left."""
@@ -263,11 +281,17 @@ class Replicator:
                 records[result["id"]] = revs[0]
             else:
                 offered[result["id"]] = revs
-        lacking = replica.missing(self.store, offered)
+        lacking = replica.missing(self.store, self._not_ours(offered))
         placed = self._placed(records)
         # A record's revision follows from its id: a placed record offered
         # again under another one was replaced on the peer.
         replaced = [(i, r) for i, r in records.items() if i in placed and r != record_rev(i)]
+        if not lacking and not replaced and len(placed) == len(records):
+            # Only what this replica has (mostly the echo of its own pushes):
+            # nothing to fetch, store or take in.
+            self._pulled_echo(last)
+            self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
+            return True
         if replaced:
             await self._check_replaced(replaced)
         record_docs = []
@@ -285,6 +309,7 @@ class Replicator:
             self.layout.places.note_arrival()
         self.checkpoint["pull"] = last
         replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
+        self._pull_saved = time.monotonic()
         self.status.docs_down += len(docs)
         self.status.records_down += len(record_docs)
         if arrival.conflicts:
@@ -296,6 +321,25 @@ class Replicator:
         self.status.state = "idle"
         self._contact()
         return True
+
+    def _not_ours(self, offered: dict[str, list[str]]) -> dict[str, list[str]]:
+        """``offered`` without what is current here as offered (one indexed
+        look-up each, not the revision history ``replica.missing`` reads)."""
+        db = self.store.db
+        out = {}
+        for doc_id, revs in offered.items():
+            if len(revs) == 1:
+                row = db.execute("SELECT rev FROM docs WHERE id = ?", (doc_id,)).fetchone()
+                if row is not None and row[0] == revs[0]:
+                    continue
+            out[doc_id] = revs
+        return out
+
+    def _pulled_echo(self, last: object) -> None:
+        self.checkpoint["pull"] = last
+        if time.monotonic() - self._pull_saved >= PULL_CHECKPOINT_EVERY:
+            replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
+            self._pull_saved = time.monotonic()
 
     def _takes(self, doc: dict) -> bool:
         # Peers documents are each replica's own; a vault document naming

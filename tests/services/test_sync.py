@@ -449,3 +449,101 @@ def test_a_share_made_on_one_device_opens_on_the_recipients_device(couchdb_url: 
                      "the revoke to reach bob's device")
             wait_for(lambda: len(list(bobs_keys.glob("*.vfkey"))) == 1, "the revoked key to go")
             assert (b / "shared" / "alice" / "later.txt").read_text() == "shared later"
+
+
+def test_a_peers_change_of_size_is_seen_whole_with_the_writeback_cache(couchdb_url: str,
+                                                                       tmp_path: Path) -> None:
+    """A vault with peers keeps the kernel's writeback cache, which keeps its
+    own idea of a file's size: a peer's append must not show cut at the old
+    size, nor a peer's truncate padded to it; a file open here for writing
+    while the peer changes it keeps both versions (ours is saved after theirs)."""
+    laptop = first_device(couchdb_url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "log.txt").write_bytes(b"first line\n" * 300)
+        (a / "short.txt").write_bytes(b"long before it was cut\n" * 300)
+        (a / "busy.txt").write_bytes(b"as it was")
+        wait_for(lambda: settled(a), "the laptop to send its files")
+        desktop = new_device(couchdb_url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            old_log, old_short = (b / "log.txt").read_bytes(), (b / "short.txt").read_bytes()
+            assert old_log == b"first line\n" * 300  # the kernel now holds its size and pages
+            with open(b / "log.txt", "rb") as held:
+                assert held.read() == old_log
+                with open(a / "log.txt", "ab") as f:
+                    f.write(b"second line\n" * 500)
+                with open(a / "short.txt", "r+b") as f:
+                    f.truncate(10)
+                whole = old_log + b"second line\n" * 500
+                def grown() -> bytes | None:
+                    data = (b / "log.txt").read_bytes()
+                    return data if data != old_log else None
+
+                seen = wait_for(grown,
+                                lambda: f"the append to reach the desktop: {sync_status(b)} "
+                                        f"{len((b / 'log.txt').read_bytes())} {_logs()}")
+                assert seen == whole  # never cut at the old size
+                assert (b / "log.txt").stat().st_size == len(whole)
+                held.seek(0)
+                assert held.read() == whole  # also through a file open before it came
+            wait_for(lambda: (b / "short.txt").read_bytes() != old_short, "the truncate to reach the desktop")
+            assert (b / "short.txt").read_bytes() == old_short[:10]
+            assert (b / "short.txt").stat().st_size == 10
+
+            down = sync_status(b)["docs_down"]
+            with open(b / "busy.txt", "r+b") as mine:
+                mine.write(b"the desktop's words, longer than theirs")
+                (a / "busy.txt").write_bytes(b"the laptop's")
+                wait_for(lambda: sync_status(b)["docs_down"] > down, "the laptop's edit to reach the desktop")
+            # Ours is saved after theirs, on both devices; theirs stays in the history.
+            ours = b"the desktop's words, longer than theirs"
+            assert (b / "busy.txt").read_bytes() == ours
+            wait_for(lambda: (a / "busy.txt").read_bytes() == ours, "the desktop's edit to reach the laptop")
+            history = fusevault("history", b / "busy.txt", "--json")
+            assert history.returncode == 0, history.stderr
+            assert len(json.loads(history.stdout)["versions"]) >= 3, history.stdout
+
+
+def _logs() -> str:
+    state = Path(os.environ["FUSEVAULT_STATE_DIR"])
+    return "\n".join(p.read_text()[-3000:] for p in state.rglob("*.log"))
+
+
+def test_the_pull_takes_the_echo_of_its_own_push_without_storing_anything(couchdb_url: str,
+                                                                          tmp_path: Path) -> None:
+    """What this replica pushed comes back in the peer's changes feed: the
+    pull steps over it without a fetch, a thread hop or a commit."""
+    import trio
+
+    from fusevault.store.local import LocalStore
+    from fusevault.sync.couch_api import CouchDatabase
+    from fusevault.sync.replicator import PeerStatus, Replicator
+    from fusevault.sync.service import device_of
+    from fusevault.vault.format.layout import open_layout
+
+    vault = tmp_path / "vault"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    store = LocalStore(vault / "store.sqlite")
+    taken: list = []
+
+    async def main() -> None:
+        db = CouchDatabase(couchdb_url)
+        try:
+            replicator = Replicator(store, open_layout(vault), device_of(store)["id"], "server", db,
+                                    lambda docs, conflicts: taken.append(docs),
+                                    PeerStatus("server", couchdb_url))
+            await replicator.connect()
+            await replicator.push()
+            assert replicator.status.docs_up > 0 and replicator.pending_up() == 0
+            before = store.db.total_changes
+            assert await replicator.pull() is True  # the echo: a batch of changes
+            assert store.db.total_changes == before  # nothing stored, not even the checkpoint
+            assert replicator.checkpoint["pull"] != 0  # yet stepped over
+            assert await replicator.pull() is False
+        finally:
+            await db.aclose()
+
+    try:
+        trio.run(main)
+    finally:
+        store.close()
+    assert taken == []

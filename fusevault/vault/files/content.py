@@ -85,6 +85,11 @@ def _padded_content_seen(layout: Layout) -> None:
 class Content(Sealing):
     """The contents of one file while it is open: stored blocks plus dirty ones."""
 
+    # Only in a shared mount can another user's Content have begun the same
+    # new file a moment ago (fs/shared.py sets it): elsewhere a new file's
+    # .vf is not looked for first (a failing open per file created).
+    joinable = False
+
     def __init__(self, layout: Layout, owner: str, fid: str, dek: bytes,
                  manifest_loc: tuple[int, int] | None, head: str | None, *,
                  acl: list[str] | None = None, check_sidecar: bool = True, epoch: int = 0,
@@ -316,7 +321,7 @@ class Content(Sealing):
 
     def _create_files(self) -> None:
         with append_lock(self.vf_path):
-            if not self._join_files():
+            if not (self.joinable and self._join_files()):
                 self._write_new_files()
 
     def _join_files(self) -> bool:

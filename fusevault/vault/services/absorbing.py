@@ -212,6 +212,8 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
             out.busy.append(node)
         return
     stale = content is not None and (node.head != fresh.head or content.dek != fresh.dek)
+    if out is not None and node.is_reg and fresh.size != node.size:
+        out.resized.append((node, node.size))
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     if stale:

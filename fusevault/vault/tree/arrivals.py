@@ -45,9 +45,12 @@ class Absorbed:
     # Nodes whose new version could not be taken in while this user was
     # committing (or sealing) theirs: taken in once that is done (``settle_busy``).
     busy: list[Node] = field(default_factory=list)
+    # Files whose size another device changed, with the size they had: the
+    # kernel's writeback cache keeps its own size, so it is told the new one.
+    resized: list[tuple[Node, int]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.entries or self.inodes or self.rekey or self.save or self.busy)
+        return bool(self.entries or self.inodes or self.rekey or self.save or self.busy or self.resized)
 
     def add(self, other: Absorbed) -> None:
         self.entries += other.entries
@@ -55,6 +58,7 @@ class Absorbed:
         self.rekey += other.rekey
         self.save += other.save
         self.busy += other.busy
+        self.resized += other.resized
 
 
 def judge(tree: Tree, doc: dict, node: Node | None) -> tuple[dict, str] | None | bool:
