@@ -237,3 +237,23 @@ def test_upgrade_after_a_tampered_block_of_a_format_5_file_changes_nothing(vault
     assert _file(vault, "f")[2] == head
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused_at(mnt, "f", 2 * BLOCK, fid)
+
+
+def test_upgrade_does_not_launder_a_tampered_block_of_a_version_signed_before_digests(
+        tmp_path: Path) -> None:
+    """Format 1 vault (versions whose documents hold no digest: docs/SECURITY.md, AEAD only).
+    bob reseals block 0 of ``dense`` (its head's own block) in place, then the owner runs
+    ``fusevault upgrade``: the recommit hashes bob's record into a Merkle tree the owner signs.
+    Safe: it does not (EIO + alarm)."""
+    from mount.test_scale import _format1_vault
+
+    vault = _format1_vault(tmp_path)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+    fid, dek, head = _file(vault, "dense")
+    _reseal_block(vault, fid, dek, head, 0)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _upgrade(mnt)
+    assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused_at(mnt, "dense", 0, fid)
