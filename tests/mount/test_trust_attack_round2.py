@@ -257,3 +257,25 @@ def test_upgrade_does_not_launder_a_tampered_block_of_a_version_signed_before_di
     assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused_at(mnt, "dense", 0, fid)
+
+
+def test_an_ordinary_edit_does_not_launder_a_tampered_block_whose_version_document_gc_dropped(
+        tmp_path: Path) -> None:
+    """The same as the upgrade case, with no upgrade: the owner's first edit of ``dense`` after bob
+    resealed its far block (format 4 head, the block's document dropped by gc) writes the whole
+    tree hashed, bob's record's hash in it, signed by the owner.  Safe: EIO + alarm."""
+    vault = _format4(tmp_path)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        _gc(mnt)
+    fid, dek, head = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    assert writer != head and writer not in _live_docs(vault), "gc kept the older document"
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        with open(mnt / "dense", "r+b") as f:
+            f.seek(20)
+            f.write(b"third")
+    assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused_at(mnt, "dense", FAR4, fid)
