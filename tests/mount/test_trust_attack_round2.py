@@ -62,9 +62,10 @@ def _append(vault: Path, fid: str, record: bytes) -> int:
     return offset
 
 
-def _upgrade(mnt: Path) -> dict:
+def _upgrade(mnt: Path, fails: bool = False) -> dict:
+    """``fusevault upgrade``'s report; with ``fails``, it must exit non-zero (a file not rewritten)."""
     result = fusevault("upgrade", mnt, "--json")
-    assert result.returncode == 0, result.stderr
+    assert (result.returncode != 0) == fails, (result.returncode, result.stdout, result.stderr)
     return json.loads(result.stdout)
 
 
@@ -172,7 +173,7 @@ def test_upgrade_does_not_launder_a_tampered_block_whose_version_document_lives(
     assert writer != head and writer in _live_docs(vault)
     _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
     with mounted(vault, tmp_path / "mnt") as mnt:
-        report = _upgrade(mnt)
+        report = _upgrade(mnt, fails=True)
         assert report["files_failed"] >= 1, report
     assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_TREE  # not recommitted over it
     with mounted(vault, tmp_path / "mnt") as mnt:
@@ -195,7 +196,7 @@ def test_upgrade_does_not_launder_a_tampered_block_with_a_forged_or_missing_plac
     _set_row(vault, fid, writer, FAR4 // BLOCK,
              sha=hashlib.sha256(after).hexdigest() if row == "forged sha" else None)
     with mounted(vault, tmp_path / "mnt") as mnt:
-        report = _upgrade(mnt)
+        report = _upgrade(mnt, fails=True)
         assert report["files_failed"] >= 1, report
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused_at(mnt, "dense", FAR4, fid)
