@@ -280,3 +280,20 @@ def test_an_ordinary_edit_does_not_launder_a_tampered_block_whose_version_docume
     assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused_at(mnt, "dense", FAR4, fid)
+
+
+def test_check_reports_a_block_laundered_by_upgrade(tmp_path: Path) -> None:
+    """The gc-dropped case again, seen by ``fusevault check``: before the upgrade (nothing signed
+    names bob's record) and after it (the owner's signed Merkle tree names it).  Safe: check
+    reports the file at least after the upgrade."""
+    vault = _format4(tmp_path)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        _gc(mnt)
+    fid, dek, _ = _file(vault, "dense")
+    _reseal_block(vault, fid, dek, _far_writer(vault, fid), FAR4 // BLOCK)
+    before = fusevault("check", vault)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _upgrade(mnt)
+    after = fusevault("check", vault)
+    assert after.returncode != 0, (before.returncode, before.stdout, after.stdout)
