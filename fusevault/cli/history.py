@@ -149,6 +149,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(f"{verb} {a['versions_dropped']} old version(s) and {a['files_purged']} file(s) "
               f"from the trash; {_size(a['bytes_freed'])} {freed}; "
               f"{a['kept_open']} version(s) kept because they are open")
+        if a.get("kept_unverified"):
+            print(f"{a['kept_unverified']} file(s) kept whole: a block failed its check (`fusevault check`)")
 
     return _show(args, answer, text)
 
@@ -162,6 +164,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         failed = f" ({a['files_failed']} could not be read: `fusevault check`)" if a["files_failed"] else ""
         print(f"{a['files_rewritten']} file(s) rewritten in the newest format{failed}; "
               f"{a['digests_filled']} record digest(s) filled in")
+        if a.get("blocks_unchecked"):
+            print(f"{a['blocks_unchecked']} block(s) had no signed digest left to check them against "
+                  "(versions from before digests, or whose documents an older gc dropped): taken as they are")
 
     _show(args, answer, text)
     return 5 if answer["files_failed"] else 0  # as CorruptData: some file is damaged

@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -202,13 +203,10 @@ def test_upgrade_does_not_launder_a_tampered_block_with_a_forged_or_missing_plac
         _refused_at(mnt, "dense", FAR4, fid)
 
 
-def test_upgrade_does_not_launder_a_tampered_block_whose_version_document_gc_dropped(
-        tmp_path: Path) -> None:
-    """Format 4 vault, gc run before any edit (nothing recommitted: ``dense``'s head is still a
-    kind 4 tree inheriting its far block from the older version, whose document gc drops).  bob
-    reseals that block (valid AEAD: docs/SECURITY.md admits it reads unchecked until the next
-    commit or upgrade), then the owner runs ``fusevault upgrade``: does the new Merkle tree,
-    signed by the owner, now vouch for bob's record?  Safe: it does not (EIO + alarm)."""
+def _format4_after_gc(tmp_path: Path) -> tuple[Path, str, bytes, str]:
+    """The format 4 fixture after a gc that keeps only each file's newest version: gc first
+    recommits ``dense`` (a kind 4 tree inheriting its far block from an older version) as a Merkle
+    tree, checking that block against the older version's document, and only then drops it."""
     vault = _format4(tmp_path)
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "other.txt").write_text("untouched")
@@ -216,13 +214,43 @@ def test_upgrade_does_not_launder_a_tampered_block_whose_version_document_gc_dro
     fid, dek, head = _file(vault, "dense")
     writer = _far_writer(vault, fid)
     assert writer != head and writer not in _live_docs(vault), "gc kept the older document"
-    assert _kinds(vault, fid)[head] == KIND_TREE
+    assert _kinds(vault, fid)[head] == KIND_HTREE, "gc dropped documents an unhashed tree needs"
+    return vault, fid, dek, writer
+
+
+def test_upgrade_does_not_launder_a_tampered_block_whose_version_document_gc_dropped(
+        tmp_path: Path) -> None:
+    """Format 4 vault, gc run before any edit.  bob reseals the far block ``dense`` inherits
+    (valid AEAD), then the owner runs ``fusevault upgrade``: the owner's signed Merkle tree must
+    not vouch for bob's record.  It does not: gc hashed the block into the tree, checked against
+    its document, before dropping the document (before gc did so, upgrade signed it in)."""
+    vault, fid, dek, writer = _format4_after_gc(tmp_path)
     _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
     with mounted(vault, tmp_path / "mnt") as mnt:
-        _upgrade(mnt)
-    fid, _, new_head = _file(vault, "dense")
-    assert _kinds(vault, fid)[new_head] == KIND_HTREE
+        head = _file(vault, "dense")[2]
+        _upgrade(mnt)  # the fixture's other files, kept whole by gc (nothing to drop), are rewritten
+        assert _file(vault, "dense")[2] == head  # already a Merkle tree: not recommitted
+        _refused_at(mnt, "dense", FAR4, fid)
+
+
+def test_gc_keeps_every_version_of_an_old_shape_file_whose_inherited_block_is_tampered(
+        tmp_path: Path) -> None:
+    """bob reseals the far block before the owner's gc: the recommit that gc makes first finds
+    the record is not the one its version's signed document names, so gc keeps every version of
+    ``dense`` (the document that tells stays) and says so; the read is EIO with an alarm."""
+    vault = _format4(tmp_path)
     with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+    fid, dek, head = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        fusevault("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0")
+        result = fusevault("gc", mnt, "--json", "--as-of", time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 86400)))
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["kept_unverified"] == 1, result.stdout
+        assert writer in _live_docs(vault) and _file(vault, "dense")[2] == head
         _refused_at(mnt, "dense", FAR4, fid)
 
 
@@ -240,12 +268,12 @@ def test_upgrade_after_a_tampered_block_of_a_format_5_file_changes_nothing(vault
         _refused_at(mnt, "f", 2 * BLOCK, fid)
 
 
-def test_upgrade_does_not_launder_a_tampered_block_of_a_version_signed_before_digests(
-        tmp_path: Path) -> None:
-    """Format 1 vault (versions whose documents hold no digest: docs/SECURITY.md, AEAD only).
-    bob reseals block 0 of ``dense`` (its head's own block) in place, then the owner runs
-    ``fusevault upgrade``: the recommit hashes bob's record into a Merkle tree the owner signs.
-    Safe: it does not (EIO + alarm)."""
+def test_upgrade_says_how_many_blocks_it_could_not_check(tmp_path: Path) -> None:
+    """Format 1 vault: its versions were signed before digests existed, so nothing signed names
+    their records (docs/SECURITY.md, "Out of reach": AEAD only).  bob reseals block 0 of
+    ``dense`` in place; ``fusevault upgrade`` cannot tell, and hashes what is there into the
+    Merkle tree the owner signs (trust on first upgrade).  What it must not do is pass over it:
+    it counts the blocks it took unchecked, in its report and its one-line answer."""
     from mount.test_scale import _format1_vault
 
     vault = _format1_vault(tmp_path)
@@ -254,24 +282,18 @@ def test_upgrade_does_not_launder_a_tampered_block_of_a_version_signed_before_di
     fid, dek, head = _file(vault, "dense")
     _reseal_block(vault, fid, dek, head, 0)
     with mounted(vault, tmp_path / "mnt") as mnt:
-        _upgrade(mnt)
+        report = _upgrade(mnt)
+        assert report["blocks_unchecked"] >= 1, report
+        again = fusevault("upgrade", mnt)
+        assert again.returncode == 0 and "no signed digest" not in again.stdout, again.stdout
     assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        _refused_at(mnt, "dense", 0, fid)
 
 
 def test_an_ordinary_edit_does_not_launder_a_tampered_block_whose_version_document_gc_dropped(
         tmp_path: Path) -> None:
-    """The same as the upgrade case, with no upgrade: the owner's first edit of ``dense`` after bob
-    resealed its far block (format 4 head, the block's document dropped by gc) writes the whole
-    tree hashed, bob's record's hash in it, signed by the owner.  Safe: EIO + alarm."""
-    vault = _format4(tmp_path)
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "other.txt").write_text("untouched")
-        _gc(mnt)
-    fid, dek, head = _file(vault, "dense")
-    writer = _far_writer(vault, fid)
-    assert writer != head and writer not in _live_docs(vault), "gc kept the older document"
+    """As the upgrade case, with no upgrade: the owner's first edit of ``dense`` after bob
+    resealed its far block.  Safe: EIO + alarm (gc hashed it into the tree before)."""
+    vault, fid, dek, writer = _format4_after_gc(tmp_path)
     _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
     with mounted(vault, tmp_path / "mnt") as mnt:
         with open(mnt / "dense", "r+b") as f:
@@ -282,18 +304,13 @@ def test_an_ordinary_edit_does_not_launder_a_tampered_block_whose_version_docume
         _refused_at(mnt, "dense", FAR4, fid)
 
 
-def test_check_reports_a_block_laundered_by_upgrade(tmp_path: Path) -> None:
-    """The gc-dropped case again, seen by ``fusevault check``: before the upgrade (nothing signed
-    names bob's record) and after it (the owner's signed Merkle tree names it).  Safe: check
-    reports the file at least after the upgrade."""
-    vault = _format4(tmp_path)
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "other.txt").write_text("untouched")
-        _gc(mnt)
-    fid, dek, _ = _file(vault, "dense")
-    _reseal_block(vault, fid, dek, _far_writer(vault, fid), FAR4 // BLOCK)
+def test_check_reports_a_block_resealed_after_gc(tmp_path: Path) -> None:
+    """The gc-dropped case seen by ``fusevault check``, before and after an upgrade."""
+    vault, fid, dek, writer = _format4_after_gc(tmp_path)
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
     before = fusevault("check", vault)
+    assert before.returncode != 0, before.stdout
     with mounted(vault, tmp_path / "mnt") as mnt:
         _upgrade(mnt)
     after = fusevault("check", vault)
-    assert after.returncode != 0, (before.returncode, before.stdout, after.stdout)
+    assert after.returncode != 0, after.stdout

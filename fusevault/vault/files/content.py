@@ -136,6 +136,10 @@ class Content(Sealing):
         # wrote the block still has its document (vault/format/block_hashes.py).
         self._hashes = BlockHashes()
         self.vouch = vouch  # False: `fusevault check`, which compares and reports on its own
+        # Blocks hashed into a new Merkle tree with nothing signed to check them
+        # against first (their version's document gone, or signed before
+        # digests): `fusevault upgrade` says how many (docs/SECURITY.md).
+        self.unchecked = 0
         self.head = head  # the version its signed node names: its document must be here
         self.stored_kind = self.MANIFEST_KIND  # the kind of the current version's manifest record
         if manifest_loc is None:

@@ -62,6 +62,8 @@ class Files:
         # before the write.  Their flush waits, so truncate-then-write is one
         # version; release and fsync still commit a file truncated and closed.
         self.cut: set[int] = set()
+        # Blocks recommit_newest_shape hashed with nothing signed to check them against.
+        self.unchecked_carried = 0
 
     def forget_node(self, node: Node) -> None:
         """The tree dropped ``node`` (no name, no reference, no handle)."""
@@ -343,7 +345,9 @@ class Files:
                 if not content.changed and content.in_newest_shape():
                     return False
                 content.changed = True
+                content.unchecked = 0
                 await self.commit_version(node, content)
+                self.unchecked_carried += content.unchecked
                 return True
         finally:
             node.opens -= 1

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 
 import trio
 
-from fusevault.errors import CorruptData, PermissionDenied
+from fusevault.errors import CorruptData, PermissionDenied, VaultError
 from fusevault.vault.files.content import Content
 from fusevault.vault.format.vf import HEADER
 from fusevault.vault.model.history import Link, Version, lineage
-from fusevault.vault.model.nodes import detached_node
+from fusevault.vault.model.nodes import Node, detached_node
 from fusevault.vault.model.retention import DAY, Policy, to_drop
 from fusevault.vault.services.recovery import deleted_nodes
 from fusevault.vault.volume import Volume
@@ -50,12 +50,13 @@ class Report:
     files_purged: int = 0
     bytes_freed: int = 0
     kept_open: int = 0
+    kept_unverified: int = 0  # files whose versions stay: a block failed its check (EIO to readers)
     dropped: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"versions_dropped": self.versions_dropped, "files_purged": self.files_purged,
                 "bytes_freed": self.bytes_freed, "kept_open": self.kept_open,
-                "dropped": self.dropped}
+                "kept_unverified": self.kept_unverified, "dropped": self.dropped}
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:
@@ -165,6 +166,8 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
         links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
                                         accept)
         if not dry_run and _drops(links, _current(node.head, links), policy, now_ns):
+            if not await _hashed_first(volume, node, report):
+                continue
             # Under the file's lock, so no version is committed or restored
             # meanwhile; only files with something to drop take it.
             async with volume.content_lock(node):
@@ -201,6 +204,29 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
             while await volume.store_call(store.compact, rebuild_store):
                 await trio.sleep(0)
     return report
+
+
+async def _hashed_first(volume: Volume, node: Node, report: Report) -> bool:
+    """Recommit ``node`` as a Merkle tree (vault format 5) if its current
+    manifest is of an older shape, before any of its versions' documents go.
+
+    An older manifest's inherited blocks are checked only against the signed
+    documents of the versions that wrote them: once gc dropped those, nothing
+    signed would name the blocks, and a key holder who can write the vault
+    folder could reseal one and have the owner's next commit sign it in.
+    Recommitted now, each block is checked while its document is here.  A
+    file whose blocks fail that check keeps every version (readers get EIO
+    and an alarm; `fusevault check` tells more).  A file being written is
+    left to its own commit, which writes the new shape."""
+    if node.content is not None and node.content.changed:
+        return True
+    try:
+        await volume.files.recommit_newest_shape(node)
+    except VaultError as err:
+        report.kept_unverified += 1
+        log.error("gc: kept every version of %s: %s", node.fid, err)
+        return False
+    return True
 
 
 def _owns(volume: Volume, owner: str | None) -> bool:
