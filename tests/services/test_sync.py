@@ -225,21 +225,29 @@ def test_a_file_whose_node_comes_before_its_version_waits_and_never_reads_eio(
             (a / "two.txt").write_bytes(b"a new file")
             (a / "marker").touch()  # empty: no version, so shown as soon as its node is here
             wait_for(lambda: settled(a), "the laptop's second push")
-            _copy_nodes(first, second)  # the nodes alone, as a server replicating out of order may
+            _copy(first, second, lambda doc: doc.get("type") == "node")  # as a server out of order may
             wait_for(lambda: (b / "marker").exists(), "the nodes alone on the desktop")
             assert "two.txt" not in os.listdir(b)
             assert (b / "one.txt").read_bytes() == b"old bytes"
-            _replicate(couchdb_server, first, second, continuous=False)
+            # Then every document but the records: still not readable, so still held back.
+            (a / "marker2").touch()
+            wait_for(lambda: settled(a), "the laptop's third push")
+            _copy(first, second, lambda doc: doc.get("type") not in ("Record", "node"))
+            _copy(first, second, lambda doc: doc.get("type") == "node")  # after them: marker2's
+            wait_for(lambda: (b / "marker2").exists(), "the versions on the desktop")
+            assert "two.txt" not in os.listdir(b)
+            assert (b / "one.txt").read_bytes() == b"old bytes"
+            _replicate(couchdb_server, first, second, continuous=False)  # the records, alone
             wait_for(lambda: (b / "two.txt").exists(), "the new file once its version came")
             assert (b / "two.txt").read_bytes() == b"a new file"
             wait_for(lambda: (b / "one.txt").read_bytes() == b"new bytes", "the first file's new version")
 
 
-def _copy_nodes(source: str, target: str) -> None:
-    """Every node document of ``source`` into ``target``, with its revision
-    history (as replication writes it), and nothing else."""
+def _copy(source: str, target: str, which) -> None:
+    """The documents of ``source`` that ``which`` picks into ``target``, with
+    their revision histories (as replication writes them), and nothing else."""
     with urllib.request.urlopen(f"{source}/_all_docs?include_docs=true", timeout=30) as r:
-        ids = [row["id"] for row in json.load(r)["rows"] if row["doc"].get("type") == "node"]
+        ids = [row["id"] for row in json.load(r)["rows"] if which(row["doc"])]
     docs = []
     for doc_id in ids:
         with urllib.request.urlopen(f"{source}/{doc_id}?revs=true", timeout=30) as r:
