@@ -225,6 +225,13 @@ class Places:
                                   (fid, vid))
         return [PlaceRow(*row) for row in rows]
 
+    def held(self, fid: str, vid: str) -> tuple[bool, int]:
+        """Whether version ``vid``'s manifest record is here, and how many of its other records."""
+        manifest, others = self._db().execute(
+            "SELECT COALESCE(SUM(idx = -1), 0), COALESCE(SUM(idx != -1), 0) FROM places "
+            "WHERE fid = ? AND vid = ?", (fid, vid)).fetchone()
+        return bool(manifest), others
+
     def document_body(self, doc_id: str) -> str | None:
         """The body of a live document of the same store (a version's, to check its records with)."""
         row = self._db().execute("SELECT body FROM docs WHERE id = ? AND deleted = 0", (doc_id,)).fetchone()

@@ -315,7 +315,8 @@ class Replicator:
         if arrival.conflicts:
             log.info("sync with %s: %d document(s) were changed here and there", self.name,
                      len(arrival.conflicts))
-        if arrival.current or arrival.conflicts:
+        if arrival.current or arrival.conflicts or places:
+            # Records alone too: a file held back until its version's records came is shown now.
             self.arrived(arrival.current, replica.conflicted(self.store))
         self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
         self.status.state = "idle"

@@ -198,16 +198,68 @@ def test_two_servers_replicating_to_each_other_carry_changes_between_devices(
                 _replicate(other.url, source, target)
             desktop = wait_for(lambda: _join_when_there(second, tmp_path), "the mirror to have the vault")
             with mounted(desktop, tmp_path / "b") as b:
-                wait_for(lambda: (b / "one.txt").exists(), "the file through both servers")
+                # Its bytes, not just its name: the two servers may deliver a node before its version.
+                wait_for(lambda: (b / "one.txt").read_bytes() == b"from the laptop", "the laptop's file")
                 (b / "two.txt").write_bytes(b"from the desktop")
-                wait_for(lambda: (a / "two.txt").exists(), "the desktop's file through both servers")
-                assert (a / "two.txt").read_bytes() == b"from the desktop"
+                wait_for(lambda: (a / "two.txt").read_bytes() == b"from the desktop", "the desktop's file")
     finally:
         other.stop()
 
 
-def _replicate(server: str, source: str, target: str) -> None:
-    body = json.dumps({"source": source, "target": target, "continuous": True, "create_target": True})
+def test_a_file_whose_node_comes_before_its_version_waits_and_never_reads_eio(
+        couchdb_server: str, tmp_path: Path) -> None:
+    """A replicated server delivers documents in any order: a file's node
+    before the version it names.  The file is not shown (new) or keeps its
+    bytes (changed) until the version and its records are here, never EIO."""
+    first = f"{couchdb_server}/fv{uuid.uuid4().hex[:12]}"
+    second = f"{couchdb_server}/mirror{uuid.uuid4().hex[:12]}"
+    laptop = first_device(first, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "one.txt").write_bytes(b"old bytes")
+        wait_for(lambda: settled(a), "the laptop's first push")
+        _replicate(couchdb_server, first, second, continuous=False)
+        desktop = wait_for(lambda: _join_when_there(second, tmp_path), "the mirror to have the vault")
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "one.txt").read_bytes() == b"old bytes", "the first file")
+            (a / "one.txt").write_bytes(b"new bytes")
+            (a / "two.txt").write_bytes(b"a new file")
+            (a / "marker").touch()  # empty: no version, so shown as soon as its node is here
+            wait_for(lambda: settled(a), "the laptop's second push")
+            _copy(first, second, lambda doc: doc.get("type") == "node")  # as a server out of order may
+            wait_for(lambda: (b / "marker").exists(), "the nodes alone on the desktop")
+            assert "two.txt" not in os.listdir(b)
+            assert (b / "one.txt").read_bytes() == b"old bytes"
+            # Then every document but the records: still not readable, so still held back.
+            (a / "marker2").touch()
+            wait_for(lambda: settled(a), "the laptop's third push")
+            _copy(first, second, lambda doc: doc.get("type") not in ("Record", "node"))
+            _copy(first, second, lambda doc: doc.get("type") == "node")  # after them: marker2's
+            wait_for(lambda: (b / "marker2").exists(), "the versions on the desktop")
+            assert "two.txt" not in os.listdir(b)
+            assert (b / "one.txt").read_bytes() == b"old bytes"
+            _replicate(couchdb_server, first, second, continuous=False)  # the records, alone
+            wait_for(lambda: (b / "two.txt").exists(), "the new file once its version came")
+            assert (b / "two.txt").read_bytes() == b"a new file"
+            wait_for(lambda: (b / "one.txt").read_bytes() == b"new bytes", "the first file's new version")
+
+
+def _copy(source: str, target: str, which) -> None:
+    """The documents of ``source`` that ``which`` picks into ``target``, with
+    their revision histories (as replication writes them), and nothing else."""
+    with urllib.request.urlopen(f"{source}/_all_docs?include_docs=true", timeout=30) as r:
+        ids = [row["id"] for row in json.load(r)["rows"] if which(row["doc"])]
+    docs = []
+    for doc_id in ids:
+        with urllib.request.urlopen(f"{source}/{doc_id}?revs=true", timeout=30) as r:
+            docs.append(json.load(r))
+    body = json.dumps({"docs": docs, "new_edits": False}).encode()
+    request = urllib.request.Request(f"{target}/_bulk_docs", data=body, method="POST",
+                                     headers={"content-type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).read()
+
+
+def _replicate(server: str, source: str, target: str, *, continuous: bool = True) -> None:
+    body = json.dumps({"source": source, "target": target, "continuous": continuous, "create_target": True})
     request = urllib.request.Request(f"{server}/_replicate", data=body.encode(), method="POST",
                                      headers={"content-type": "application/json"})
     urllib.request.urlopen(request, timeout=30).read()

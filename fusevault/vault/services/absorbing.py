@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import logging
 
-from fusevault.errors import VaultError
+from fusevault.crypto import aead
+from fusevault.encoding import b64d, loads_untrusted
+from fusevault.errors import CorruptData, VaultError
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node
 from fusevault.vault.model.sharing import FILE_KEY, SHARE
@@ -106,6 +108,7 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
     A folder changed after its files comes after them in the peer's changes
     feed, maybe batches later: such files wait in the tree (``Tree.unplaced``)."""
     out = absorb(volume, docs, own=False)
+    _retry_incomplete(volume, out)
     if not any(d.get("type") == NODE for d in docs):
         return out  # no folder came, so nothing waiting finds its place
     while True:
@@ -139,6 +142,13 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             and not may_take(tree, doc, signer, node, opened)):
         keep(node, doc)
         return
+    if opened is not None and not here and not _version_here(volume, opened[0], node):
+        # Its version (document or records) is still on its way from the peer:
+        # the tree keeps what it had (a new file is not shown yet), and looks
+        # again when more arrives.  Before the ledger: this state is not seen yet.
+        tree.wait_for_version(doc["_id"])
+        return
+    tree.complete(doc["_id"])
     if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0]):
         return  # older than this device has seen: reported, what the tree holds stays
     if opened is None:
@@ -194,6 +204,42 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)
+
+
+def _version_here(volume: Volume, fresh: Node, node: Node | None) -> bool:
+    """Whether the version a peer's node names can be read here: its document,
+    its manifest record and as many other records as the document counts
+    (what files/placements.py ``version_shas`` asks of it before any read)."""
+    places = volume.layout.places
+    vid = fresh.head
+    if vid is None or places is None or (node is not None and node.head == vid):
+        return True  # an empty file, a folder, or the version the tree holds
+    body = places.document_body(vid)
+    if body is None:
+        return False
+    manifest, others = places.held(fresh.fid, vid)
+    if not manifest:
+        return False
+    try:
+        plain = loads_untrusted(aead.unseal(fresh.dek, b64d(loads_untrusted(body)["enc"]),
+                                            aead.ad("version", fresh.fid, vid)))
+        expected = plain.get("records_n", 0) if isinstance(plain, dict) else 0
+    except (CorruptData, KeyError, TypeError, ValueError):
+        return True  # does not open: the reader refuses it (an alarm), holding it back would hide that
+    return not isinstance(expected, int) or others >= expected
+
+
+def _retry_incomplete(volume: Volume, out: Absorbed) -> None:
+    """Look again at the nodes held back until their version arrived."""
+    if volume.key is None:  # locked meanwhile: the unlock loads the tree from the store
+        return
+    for fid in volume.tree.incomplete():
+        volume.tree.complete(fid)  # held back again if still incomplete
+        if (doc := volume.store.get(fid)) is not None:
+            try:
+                absorb_node(volume, doc, out, again=True)
+            except VaultError as err:
+                log.warning("could not take in a change of %s: %s", fid, err)
 
 
 def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:

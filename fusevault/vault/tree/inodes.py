@@ -1,6 +1,6 @@
 """The inode table of one user's tree: nodes by inode and by file id, names, commits.
 
-The table is private to the tree (``_nodes``, ``_by_fid``, ``_unplaced``):
+The table is private to the tree (``_nodes``, ``_by_fid``, ``_unplaced``, ``_incomplete``):
 every other module asks through these methods, so that one place keeps the
 two indexes, the lookup counts and the purge of unused nodes consistent.
 Metadata is committed here too (``commit``): one store transaction per
@@ -38,6 +38,9 @@ class Inodes:
         # Nodes a peer sent that this user opens but whose folder has not
         # arrived yet (vault/services/absorbing.py): placed when it comes.
         self._unplaced: set[str] = set()
+        # Nodes a peer sent before the version they name (its document or
+        # records): held back, the tree keeps what it had, until they come.
+        self._incomplete: set[str] = set()
         self._next_ino = ROOT_INODE + 1
         # Handle numbers (files and directories) of this user's mount.
         self._next_fh = 1
@@ -200,6 +203,17 @@ class Inodes:
 
     def unplaced(self) -> set[str]:
         return set(self._unplaced)
+
+    # --- files a peer sent before their version (vault/services/absorbing.py)
+
+    def wait_for_version(self, fid: str) -> None:
+        self._incomplete.add(fid)
+
+    def complete(self, fid: str) -> None:
+        self._incomplete.discard(fid)
+
+    def incomplete(self) -> set[str]:
+        return set(self._incomplete)
 
     # --- names
 
