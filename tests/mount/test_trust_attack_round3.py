@@ -14,11 +14,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from conftest import fusevault, mounted
 
 from fusevault.vault.format.manifest import KIND_HTREE
 from mount.test_trust_attack_round2 import FAR4, _far_writer, _format4
-from mount.test_trust_merkle import BLOCK, _file, _kinds, _refused_at, _reseal_block
+from mount.test_trust_merkle import BLOCK, _file, _kinds, _live_docs, _refused_at, _reseal_block
 
 
 def _as_of(days: int = 3) -> str:
@@ -80,3 +81,56 @@ def test_a_trashed_old_shape_file_restored_after_gc_and_edited_does_not_sign_a_r
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused_at(mnt, "dense", FAR4, fid)
 
+
+
+# --- 2. an old-shape version that the policy keeps, whose writer's document gc dropped
+
+
+def _kept_old_shape_version(tmp_path: Path) -> tuple[Path, str, bytes, str, str]:
+    """Format 4 vault: the owner rewrites the far block of ``dense`` (a Merkle head that no longer
+    references the format 4 far record), then gc keeps one version per minute: the two format 4
+    versions are of the same minute, so their newest (kind 4, inheriting the far block) stays and
+    the older one, which wrote the far block, loses its document.  ``_hashed_first`` recommits
+    only the current version.  (vault, fid, DEK, far block's writer, kept kind 4 version)."""
+    vault = _format4(tmp_path)
+    fid, dek, old_head = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        with open(mnt / "dense", "r+b") as f:
+            f.seek(FAR4)
+            f.write(b"new far block".ljust(BLOCK, b"."))
+        for args in (("retention", mnt, "--keep-every", "0", "--keep-all", "100000", "--daily", "0",
+                      "--weekly", "0", "--json"), ("gc", mnt, "--json")):
+            result = fusevault(*args)
+            assert result.returncode == 0, result.stderr
+    live = _live_docs(vault)
+    assert old_head in live and writer not in live, "not the case attacked: the policy kept other versions"
+    return vault, fid, dek, writer, old_head
+
+
+def test_a_kept_old_shape_version_whose_writer_gc_dropped_does_not_serve_a_resealed_block(
+        tmp_path: Path) -> None:
+    """bob reseals the far block of the dropped writer; the owner reads the kept kind 4 version in
+    ``.versions/``.  Safe: EIO with an alarm, never bob's bytes."""
+    vault, fid, dek, writer, kept = _kept_old_shape_version(tmp_path)
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        oldest = sorted(os.listdir(mnt / ".versions" / "dense"))[0]
+        with pytest.raises(OSError) as err:
+            with open(mnt / ".versions" / "dense" / oldest, "rb") as f:
+                pytest.fail(f"served {os.pread(f.fileno(), 40, FAR4)!r}")
+        assert err.value.errno == 5
+
+
+def test_restoring_a_kept_old_shape_version_does_not_sign_a_resealed_block(tmp_path: Path) -> None:
+    """bob reseals the far block of the dropped writer; the owner restores the kept kind 4 version
+    (``fusevault restore --version``): the restore commits a Merkle tree.  Safe: the restore is
+    refused, or the restored file reads EIO at the far block; never a signed tree vouching for it."""
+    vault, fid, dek, writer, kept = _kept_old_shape_version(tmp_path)
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        restored = fusevault("restore", mnt / "dense", "--version", kept)
+        if restored.returncode == 0:
+            assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
+            _refused_at(mnt, "dense", FAR4, fid)
