@@ -134,3 +134,42 @@ def test_restoring_a_kept_old_shape_version_does_not_sign_a_resealed_block(tmp_p
         if restored.returncode == 0:
             assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
             _refused_at(mnt, "dense", FAR4, fid)
+
+
+# --- 3. a file being written while gc runs (``node.content.changed``): left to its own commit
+
+
+def test_gc_while_an_old_shape_file_has_unsaved_writes_does_not_let_the_next_commit_sign_a_resealed_block(
+        tmp_path: Path) -> None:
+    """Format 4 vault; bob reseals the far block ``dense`` inherits from its older version.  The
+    owner has ``dense`` open with a write the mount holds but has not committed (pushed out of the
+    kernel's cache by sync(2), no fsync) when gc runs: ``_hashed_first`` leaves the file to its
+    own commit, and gc drops the older version's document.  Then the owner closes the file: the
+    commit is refused (EIO at close: this process still holds the older version's digest), and the
+    head stays kind 4 with the document that checked its far block gone: the owner's next edit,
+    at the next mount, writes a Merkle tree over bob's block.  Safe: the far block is never
+    vouched for (EIO with an alarm), i.e. gc kept the document or hashed the block first."""
+    vault = _format4(tmp_path)
+    fid, dek, _ = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        fd = os.open(mnt / "dense", os.O_RDWR)
+        try:
+            os.pwrite(fd, b"third", 20)
+            os.sync()  # the dirty page goes to the mount: a change not committed yet
+            report = _gc_newest_only(mnt)
+        finally:
+            try:
+                os.close(fd)  # the commit
+            except OSError as err:
+                print("close:", err)
+        print("gc:", report["dropped"], "writer document kept:", writer in _live_docs(vault))
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the owner's next edit, at the next mount
+        with open(mnt / "dense", "r+b") as f:
+            f.seek(40)
+            f.write(b"fourth")
+    assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused_at(mnt, "dense", FAR4, fid)
