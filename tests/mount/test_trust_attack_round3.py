@@ -28,7 +28,8 @@ def _as_of(days: int = 3) -> str:
 
 def _gc_newest_only(mnt: Path, *extra: str) -> dict:
     """Keep only the newest version of each file (the trash kept 30 days): older documents go."""
-    result = fusevault("retention", mnt, "--keep-all", "1", "--daily", "0", "--weekly", "0", "--json")
+    result = fusevault("retention", mnt, "--keep-every", "10", "--keep-all", "1", "--daily", "0", "--weekly", "0",
+                       "--json")
     assert result.returncode == 0, result.stderr
     result = fusevault("gc", mnt, "--json", "--as-of", _as_of(), *extra)
     assert result.returncode == 0, result.stderr
@@ -172,4 +173,66 @@ def test_gc_while_an_old_shape_file_has_unsaved_writes_does_not_let_the_next_com
             f.write(b"fourth")
     assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
     with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused_at(mnt, "dense", FAR4, fid)
+
+
+# --- 4. gc --dry-run, and a file with nothing to drop in one run whose documents go in a later one
+
+
+def test_gc_dry_run_drops_no_document_an_old_shape_file_needs(tmp_path: Path) -> None:
+    """``gc --dry-run`` over a format 4 vault: nothing recommitted, no document dropped; bob then
+    reseals the far block: still checked against its version's document (EIO with an alarm)."""
+    vault = _format4(tmp_path)
+    fid, dek, head = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        report = _gc_newest_only(mnt, "--dry-run")
+        assert report["versions_dropped"] >= 1, report
+    assert writer in _live_docs(vault) and _file(vault, "dense")[2] == head
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused_at(mnt, "dense", FAR4, fid)
+
+
+def test_a_file_with_nothing_to_drop_in_one_gc_is_checked_when_a_later_gc_drops(tmp_path: Path) -> None:
+    """A first gc under a policy that keeps everything (nothing to drop: ``_hashed_first`` not
+    called); bob reseals the far block; a second gc whose policy drops the older version: it
+    recommits first, the check fails, every version is kept (``kept_unverified``), read EIO."""
+    vault = _format4(tmp_path)
+    fid, dek, head = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        for args in (("retention", mnt, "--keep-every", "100000000", "--json"), ("gc", mnt, "--json")):
+            result = fusevault(*args)
+            assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["versions_dropped"] == 0, result.stdout
+    assert _kinds(vault, fid)[_file(vault, "dense")[2]] == 4
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        report = _gc_newest_only(mnt)
+        assert report["kept_unverified"] == 1, report
+        assert writer in _live_docs(vault)
+        _refused_at(mnt, "dense", FAR4, fid)
+
+
+# --- 5. ``check --repair``: the newest intact version restored is a kept old-shape one
+
+
+def test_check_repair_does_not_restore_a_kept_old_shape_version_over_a_resealed_block(
+        tmp_path: Path) -> None:
+    """As in 2: the kept kind 4 version inherits the far block from a writer whose document gc
+    dropped.  bob reseals that block, and also a block of the current (Merkle) version so that it
+    is damaged: ``check --repair`` restores the newest intact version, the kind 4 one, as a new
+    Merkle head.  Safe: the repaired file does not vouch for bob's block (EIO with an alarm)."""
+    vault, fid, dek, writer, kept = _kept_old_shape_version(tmp_path)
+    head = _file(vault, "dense")[2]
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    _reseal_block(vault, fid, dek, head, FAR4 // BLOCK)  # the current version's own far block
+    repaired = fusevault("check", vault, "--repair")
+    print(repaired.stdout)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        if _file(vault, "dense")[2] != head:
+            assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
         _refused_at(mnt, "dense", FAR4, fid)
