@@ -28,8 +28,8 @@ def _as_of(days: int = 3) -> str:
 
 def _gc_newest_only(mnt: Path, *extra: str) -> dict:
     """Keep only the newest version of each file (the trash kept 30 days): older documents go."""
-    result = fusevault("retention", mnt, "--keep-every", "10", "--keep-all", "1", "--daily", "0", "--weekly", "0",
-                       "--json")
+    result = fusevault("retention", mnt, "--keep-every", "10", "--keep-all", "1", "--daily", "0",
+                       "--weekly", "0", "--json")
     assert result.returncode == 0, result.stderr
     result = fusevault("gc", mnt, "--json", "--as-of", _as_of(), *extra)
     assert result.returncode == 0, result.stderr
