@@ -236,3 +236,58 @@ def test_check_repair_does_not_restore_a_kept_old_shape_version_over_a_resealed_
         if _file(vault, "dense")[2] != head:
             assert _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
         _refused_at(mnt, "dense", FAR4, fid)
+
+
+# --- 6. re-key on revocation (vault/files/rekeying.py): every block read and sealed again
+
+
+def test_unshare_rekey_of_an_old_shape_file_does_not_reseal_a_resealed_block_under_the_new_key(
+        tmp_path: Path) -> None:
+    """Format 4 vault: ``dense`` shared READ with bob, who reseals its far block (its version's
+    document still here).  The owner takes the share back: the re-key reads the current contents
+    and seals them again under a new key, in a Merkle tree.  Safe: bob's block is refused by that
+    read (the re-key fails, or the file still reads EIO); it is never sealed anew under the new
+    key, where no digest could tell it any more."""
+    from mount.test_trust_writes import BOB, _admin
+
+    vault = _format4(tmp_path)
+    fid, dek, head = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        assert fusevault("share", mnt / "dense", "--with", "bob", "--perm", "READ").returncode == 0
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        out = fusevault("unshare", mnt / "dense", "--with", "bob")
+        print("unshare:", out.returncode, out.stdout, out.stderr)
+        _refused_at(mnt, "dense", FAR4, fid)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused_at(mnt, "dense", FAR4, fid)
+
+
+def test_unshare_rekey_of_an_old_shape_file_whose_writer_gc_dropped_does_not_seal_a_resealed_block(
+        tmp_path: Path) -> None:
+    """The state of 1 (a trashed kind 4 file thinned by gc, restored): its far block's writer has
+    no document any more.  bob, a READ recipient, reseals the far block; the owner takes the share
+    back.  The re-key reads the far block with nothing signed to check it, seals bob's bytes anew
+    under the new key and hashes them into the new Merkle tree, and says nothing (``upgrade``
+    counts such blocks; the re-key does not).  Safe: EIO with an alarm, before and after."""
+    from mount.test_trust_writes import BOB, _admin
+
+    vault = _format4(tmp_path)
+    fid, dek, head = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        os.unlink(mnt / "dense")
+        _gc_newest_only(mnt)
+        assert fusevault("restore", mnt / "dense").returncode == 0
+        assert fusevault("share", mnt / "dense", "--with", "bob", "--perm", "READ").returncode == 0
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        out = fusevault("unshare", mnt / "dense", "--with", "bob")
+        print("unshare:", out.returncode, out.stdout, out.stderr, _kinds(vault, fid))
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused_at(mnt, "dense", FAR4, fid)
