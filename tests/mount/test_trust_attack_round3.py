@@ -5,6 +5,16 @@ paths that do not go through it.
 The attacker, bob, holds the file's key and can write the vault folder (store.sqlite included).
 Each test asserts the SAFE behaviour: a block bob resealed is never read as good (EIO + alarm),
 and never signed into a Merkle tree the owner commits.
+
+Found at commit aeba8fb (the tests that fail there are holes):
+- HOLE: a trashed old-shape file is thinned by ``_thin`` with no recommit; restored, it serves bob's
+  block, and its next edit (or a re-key on unshare) signs it into a Merkle tree.
+- HOLE: an old-shape version the policy keeps, whose writer's document gc dropped, serves bob's
+  block from ``.versions/``; ``restore --version`` and ``check --repair`` make it a signed Merkle head.
+- HOLE: a file with unsaved writes when gc runs is skipped by ``_hashed_first`` but thinned: its
+  commit fails, its kind 4 head stays with the document gone; the next edit signs bob's block.
+- held: ``gc --dry-run``; a file with nothing to drop in one run, dropped in a later one; a re-key of
+  an old-shape file whose documents are all here.
 """
 
 from __future__ import annotations
