@@ -29,18 +29,23 @@ SIZES = [0, 1, 1000, 65535, 65536, 65537, (1 << 20) + 7, 5 * (1 << 20) + 12345]
 
 def manifest_records(n: int, stored: int) -> list[int]:
     """The lengths of a new file's manifest tree records (docs/FORMAT.md,
-    "Manifest tree"): a root that is a leaf up to 256 blocks, else leaves of
+    "Manifest tree", kinds 6 and 7): a root that is a leaf up to 256 blocks, else leaves of
     256 blocks under a root (of level 1, enough for these sizes)."""
     # Written in one go, the blocks are one run, the final one its own run
     # when it is shorter.
     runs = [] if not n else [(0, n)] if n == 1 or stored % BLOCK == 0 else [(0, n - 1), (n - 1, 1)]
+    # A Merkle tree (kinds 6 and 7): a leaf also holds the SHA-256 of each of
+    # its blocks' records, an inner node that of each child's record.
     if n <= 256:
-        return [33 + 14 + 6 + 16 * (1 if n else 0) + 31 * len(runs)]
+        return [33 + 14 + 6 + 16 * (1 if n else 0) + 31 * len(runs) + 32 * n]
     leaves: dict[int, int] = defaultdict(int)
+    blocks: dict[int, int] = defaultdict(int)
     for first, count in runs:
         for pos in range(first // 256, (first + count - 1) // 256 + 1):
             leaves[pos] += 1
-    return [33 + 6 + 16 + 31 * r for r in leaves.values()] + [33 + 14 + 6 + 16 + 15 * len(leaves)]
+            blocks[pos] += min(first + count, (pos + 1) * 256) - max(first, pos * 256)
+    return ([33 + 6 + 16 + 31 * leaves[pos] + 32 * blocks[pos] for pos in leaves]
+            + [33 + 14 + 6 + 16 + (15 + 32) * len(leaves)])
 
 
 def expected(stored: int, padded: bool = True) -> tuple[int, tuple[int, ...]]:
@@ -194,7 +199,7 @@ def test_no_padding_stores_exact_sizes(tmp_path: Path) -> None:
         for path in files:
             subprocess.run(["cmp", path, mnt / path.name], check=True)
     assert observed(vault) == sorted(expected(size, padded=False) for size in SIZES if size)
-    assert expected(1000, padded=False)[0] == 1000 + 157  # 160 with kind 3 manifests, 139 with format 1
+    assert expected(1000, padded=False)[0] == 1000 + 189  # 157 in kind 4, 160 in kind 3, 139 in format 1
 
 
 def test_a_vault_from_before_padding_mounts_and_writes_as_before(tmp_path: Path) -> None:
