@@ -4,7 +4,8 @@
     .venv/bin/python bench/profile.py WORKLOAD [--peer] [--strace]
 
 WORKLOAD is one of create, ls, rm, tar-x, tar-c, seq-write, seq-read,
-rand-read, rand-write, dense-fsync (bench/scale.py's dense row).  Mounts a fresh vault (with ``--peer``: with one live
+rand-read, rand-write, dense-fsync (bench/scale.py's dense row).  Mounts a fresh
+vault (with ``--peer``: with one live
 sync peer, as bench/run.py's "fusevault+peer"), prepares what the workload
 needs unprofiled (the 5,000 files that ls and rm work on, the tree tar c
 reads), then runs the workload while py-spy samples the server and prints

@@ -1,15 +1,9 @@
 """The embedded document store: SQLite in WAL mode inside the vault directory.
 
 A commit is one SQLite transaction, so ``kill -9`` leaves either all of a
-batch or none of it.  ``put_many`` writes through a connection of its own
-(the writer), which the mount drives from a worker thread: a COMMIT, and the
-WAL checkpoint SQLite runs inside it, never holds up the trio loop, and
-readers on the main connection see only committed documents meanwhile (a
-commit that fails leaves nothing they could have seen).  A lock orders the
-writer and the transactions other code opens on the main connection.
-Commits do not fsync (synchronous=NORMAL keeps the WAL consistent after a
-process crash); ``sync()`` fsyncs the WAL when a program asks for
-durability with fsync().
+batch or none of it.  Commits do not fsync (synchronous=NORMAL keeps the WAL
+consistent after a process crash); ``sync()`` fsyncs the WAL when a program
+asks for durability with fsync().
 
 Nothing here opens ``store.sqlite`` itself outside SQLite.  SQLite's WAL mode
 relies on POSIX advisory locks, and a process loses every such lock on a file
@@ -27,7 +21,6 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -90,15 +83,12 @@ def _translate(err: sqlite3.Error) -> Exception:
 
 
 class LocalStore:
-    # Commits run in a worker thread (vault/tree/inodes.py: store_call), on the writer connection.
-    inline = False
+    inline = True
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.broken: str | None = None  # why commits are refused (check_linked)
         self._dir_synced = False
-        self._writer: sqlite3.Connection | None = None
-        self._write_lock = threading.RLock()  # one write transaction at a time, on either connection
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             # Before any table: a new store frees pages step by step (compact).
@@ -136,46 +126,31 @@ class LocalStore:
         return doc
 
     @contextlib.contextmanager
-    def transaction(self, db: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        """One write transaction (on the main connection, or ``db``): all of it
-        is committed, or none of it."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it is committed, or none of it."""
         if self.broken:
             raise StoreUnavailable(self.broken)
-        db = db or self._db
-        with self._write_lock:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:  # SQLite already rolled back on a full disk
-                        db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as err:
-                raise _translate(err) from None
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite already rolled back on a full disk
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise _translate(err) from None
 
-    def _writing(self) -> sqlite3.Connection:
-        """The writer connection (opened at the first put_many)."""
-        if self._writer is None:
-            try:
-                writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                writer.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
-                writer.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as err:
-                raise _translate(err) from None
-            self._writer = writer
-        return self._writer
-
-    def next_seq(self, db: sqlite3.Connection | None = None) -> int:
-        (seq,) = (db or self._db).execute("SELECT COALESCE(MAX(seq), 0) FROM docs").fetchone()
+    def next_seq(self) -> int:
+        (seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM docs").fetchone()
         return seq + 1
 
     def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         """Commit ``docs`` (and the places of the content records they need: ``PlaceRow``s)."""
         revs = []
-        with self.transaction(self._writing()) as db:
-            seq = self.next_seq(db)
+        with self.transaction() as db:
+            seq = self.next_seq()
             for doc in docs:
                 doc_id = doc["_id"]
                 row = db.execute("SELECT rev, deleted, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
@@ -186,18 +161,17 @@ class LocalStore:
                     raise Conflict(f"document {doc_id} was changed by someone else")
                 rev = next_rev(current)
                 history = [rev] + (history_of(row[0], row[2]) if row else [])
-                self.write_doc(doc_id, rev, history[:REVS_LIMIT], seq, doc, db)
+                self.write_doc(doc_id, rev, history[:REVS_LIMIT], seq, doc)
                 seq += 1
                 revs.append(rev)
             if places:
                 places_table.insert_own(db, places)
         return revs
 
-    def write_doc(self, doc_id: str, rev: str, history: list[str], seq: int, doc: dict,
-                  db: sqlite3.Connection | None = None) -> None:
-        """Make ``doc`` the current revision (inside a transaction, on ``db`` or the main connection)."""
+    def write_doc(self, doc_id: str, rev: str, history: list[str], seq: int, doc: dict) -> None:
+        """Make ``doc`` the current revision (inside a transaction)."""
         body = {k: v for k, v in doc.items() if not k.startswith("_")}
-        (db or self._db).execute(
+        self._db.execute(
             "INSERT OR REPLACE INTO docs (id, rev, seq, deleted, type, body, revs) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (doc_id, rev, seq, int(bool(doc.get("_deleted"))), body.get("type"), json.dumps(body),
@@ -312,10 +286,6 @@ class LocalStore:
         mounted: a VACUUM holds every commit until it is done).  Worth it only when a good part of
         the file is free: gc (vault/services/gc.py) asks after it dropped
         versions, whose documents and place rows are most of the freed pages."""
-        with self._write_lock:
-            return self._compact(rebuild)
-
-    def _compact(self, rebuild: bool) -> bool:
         try:
             pages = self._db.execute("PRAGMA page_count").fetchone()[0]
             free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
@@ -339,6 +309,4 @@ class LocalStore:
             raise _translate(err) from None
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
         self._db.close()

@@ -10,8 +10,7 @@ where its blocks sit.  Names and attributes are the tree's (vault/tree/).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 import trio
 
@@ -250,44 +249,17 @@ class Files:
         async with self.content_lock(node):
             content = node.content
             if content is not None and content.changed:
-                # fsync: the .vf is flushed while the version is committed.
-                await self.commit_version(node, content, durable=durable)
+                await self.commit_version(node, content)
             await self.tree.save_new(node)  # a new file with no version to commit it
             if durable:
-                await self._side_by_side([content.fsync] if content is not None else [],
-                                         lambda: self.tree.in_thread(self.tree.store.sync))
-
-    async def _side_by_side(self, calls: list[Callable[[], None]],
-                            main: Callable[[], Awaitable[Any]]) -> None:
-        """Await ``main()`` while ``calls`` run in worker threads beside it; raise the
-        first error, unwrapped, for boundary.py.  fsync: the ``.vf`` is flushed
-        while the version is committed and while the store is flushed (the
-        file system joins the flushes in about one journal commit).  Their order
-        never mattered: the version is written to the OS before the store's
-        flush, and fsync returns only once all of it is on the disk."""
-        errors: list[Exception] = []
-
-        async def run(fn: Callable[[], None]) -> None:
-            try:
-                await self.tree.in_thread(fn)
-            except Exception as err:
-                errors.append(err)
-
-        async with trio.open_nursery() as nursery:
-            for fn in calls:
-                nursery.start_soon(run, fn)
-            try:
-                await main()
-            except Exception as err:
-                errors.insert(0, err)  # the main call's error first: it says what failed
-        if errors:
-            raise errors[0]
+                if content is not None:
+                    await self.tree.in_thread(content.fsync)
+                await self.tree.in_thread(self.tree.store.sync)
 
     async def commit_version(self, node: Node, content: Content, expect_rev: object = False,
-                             key: tuple[bytes, int] | None = None, durable: bool = False) -> None:
+                             key: tuple[bytes, int] | None = None) -> None:
         """``expect_rev``: commit only over that revision of the node, else Stale;
-        ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key);
-        ``durable``: fsync the ``.vf`` while committing."""
+        ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key)."""
         try:
             # Padding may add blocks; a manifest of an older shape is written whole (a tree).
             if content.seal_bytes(node.size) <= INLINE_SEAL and content.in_newest_shape():
@@ -319,8 +291,7 @@ class Files:
             return [doc], places
 
         try:
-            await self._side_by_side([content.fsync] if durable else [],
-                                     lambda: tree.commit_node(node, change))
+            await tree.commit_node(node, change)
         except Stale:
             raise
         except BaseException:

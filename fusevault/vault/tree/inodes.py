@@ -259,7 +259,7 @@ class Inodes:
             node.lookups -= count
             self.purge_if_unused(node)
 
-    # --- committing (in a worker thread: never a COMMIT on the trio loop)
+    # --- committing (inline for the local store, a worker thread otherwise)
 
     async def store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call the store in a worker thread (inline only for a store that says ``inline``)."""
