@@ -62,6 +62,21 @@ def _edit(mnt: Path, name: str, offset: int, data: bytes) -> bool:
 # --- 1. a file in the trash: gc thins it (``_thin`` for deleted nodes) with no recommit first
 
 
+def _trashed_thinned_and_resealed(tmp_path: Path) -> tuple[Path, str]:
+    """Format 4 vault: the owner deletes ``dense`` (kind 4, its far block inherited from its older
+    version); gc thins the trash (keeps its last version, drops the older one's document); bob
+    reseals the far block.  (vault, fid)."""
+    vault = _format4(tmp_path)
+    fid, dek, _head = _file(vault, "dense")
+    writer = _far_writer(vault, fid)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        os.unlink(mnt / "dense")
+        _gc_newest_only(mnt)
+    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    return vault, fid
+
+
 def test_a_trashed_old_shape_file_restored_after_gc_does_not_serve_a_resealed_inherited_block(
         tmp_path: Path) -> None:
     """Format 4 vault: the owner deletes ``dense`` (kind 4, its far block inherited from its older
@@ -69,14 +84,7 @@ def test_a_trashed_old_shape_file_restored_after_gc_does_not_serve_a_resealed_in
     reseals the far block; the owner restores ``dense`` from the trash.  Safe: the read is EIO
     with an alarm (gc hashed it first, or kept the document that checks it); never bob's bytes,
     and the next edit never signs bob's block into a Merkle tree."""
-    vault = _format4(tmp_path)
-    fid, dek, head = _file(vault, "dense")
-    writer = _far_writer(vault, fid)
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "other.txt").write_text("untouched")
-        os.unlink(mnt / "dense")
-        _gc_newest_only(mnt)
-    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    vault, fid = _trashed_thinned_and_resealed(tmp_path)
     with mounted(vault, tmp_path / "mnt") as mnt:
         restored = fusevault("restore", mnt / "dense")
         assert restored.returncode == 0, restored.stderr
@@ -88,21 +96,13 @@ def test_a_trashed_old_shape_file_restored_after_gc_and_edited_does_not_sign_a_r
     """As above, and the owner's first edit after the restore (no read of the far block): the
     commit writes a Merkle tree (kind 6).  Safe: bob's block is not vouched for by it (the read
     after the edit is EIO with an alarm)."""
-    vault = _format4(tmp_path)
-    fid, dek, head = _file(vault, "dense")
-    writer = _far_writer(vault, fid)
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "other.txt").write_text("untouched")
-        os.unlink(mnt / "dense")
-        _gc_newest_only(mnt)
-    _reseal_block(vault, fid, dek, writer, FAR4 // BLOCK)
+    vault, fid = _trashed_thinned_and_resealed(tmp_path)
     with mounted(vault, tmp_path / "mnt") as mnt:
         assert fusevault("restore", mnt / "dense").returncode == 0
         edited = _edit(mnt, "dense", 20, b"third")
     assert not edited or _kinds(vault, fid)[_file(vault, "dense")[2]] == KIND_HTREE
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused_at(mnt, "dense", FAR4, fid)
-
 
 
 # --- 2. an old-shape version that the policy keeps, whose writer's document gc dropped
