@@ -1,0 +1,101 @@
+"""Issue 22, attack round 4: replays and launderings through the mount and the ``fusevault`` command.
+
+The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files) with no key at all, and
+bob, a user of the vault who was shared a file and can write the vault folder.  Each test asserts
+the SAFE behaviour (nothing sealed to a key the owner took back, nothing planted signed by the
+owner's own client); the ones that fail on main are marked ``xfail(strict=True)`` with where the
+hole is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import PASSPHRASE, fusevault, mounted
+
+from fusevault.crypto import aead
+from fusevault.crypto.identity import open_file_key
+from fusevault.vault.files.content import RECORD_HEAD, block_ad
+from fusevault.vault.model import sharing
+from fusevault.vault.model.nodes import open_node_doc
+from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
+
+
+def _bobs_dek(vault: Path, fid: str) -> bytes:
+    """The DEK bob opens from his ``.vfkey`` of alice's file (what he keeps after a revoke)."""
+    alice, bob = _user(vault, "alice"), _key(vault, "bob", BOB)
+    found = sharing.read_key(vault / "users" / bob.user_id / "shared" / f"{alice['_id']}_{fid}.vfkey")
+    assert found is not None
+    return open_file_key(bob.identity, alice["_id"], fid, found[0], found[1])
+
+
+def _block_0(vault: Path, fid: str, dek: bytes, vid: str) -> bytes:
+    """Block 0 of version ``vid`` opened with ``dek`` (b"" if it does not open with it)."""
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:
+        rows = db.execute("SELECT offset, length FROM places WHERE fid=? AND vid=? AND idx=0",
+                          (fid, vid)).fetchall()
+    finally:
+        db.close()
+    (vf,) = list(vault.rglob(f"{fid}.vf"))
+    for offset, length in rows:
+        with open(vf, "rb") as f:
+            f.seek(offset)
+            record = f.read(length)
+        for last in (False, True):
+            try:
+                return aead.unseal(dek, record[RECORD_HEAD.size:], block_ad(fid, 0, vid, last))
+            except Exception:
+                continue
+    return b""
+
+
+def _alice_dek(vault: Path, fid: str) -> bytes:
+    dek, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    return dek
+
+
+# --- 1. a node put back to its state before an unshare: is new contents sealed to the revoked key?
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a node document put back to before an unshare is reported "
+                   "(ledger at_load) but loaded as is, and the owner's next commit seals new contents "
+                   "under its epoch-0 DEK, which the revoked recipient kept (vault/tree/loading.py, "
+                   "vault/model/ledger.py at_load)")
+def test_contents_written_after_an_unshare_and_a_rollback_are_not_sealed_under_the_revoked_key(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ), then unshares: the file gets a new DEK.  The store
+    writer (bob, or a server he colludes with) puts back the node document from before the unshare
+    (genuine, signed by alice, epoch 0).  alice's next mount reports the rollback; she then writes
+    the file.  Safe: what she writes is never sealed under the DEK bob kept (refused, or a key
+    bob does not hold)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob for a while")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    fid = _node_fid(vault, "alice", "notes.txt")
+    revoked = _bobs_dek(vault, fid)
+    before_unshare = adversary.get(vault, fid)
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    assert _alice_dek(vault, fid) != revoked
+
+    planted_head = open_node_doc(before_unshare, _key(vault, "alice", PASSPHRASE))[1]["head"]
+    adversary.put(vault, before_unshare)
+    with mounted(vault, mnt):
+        written = True
+        try:
+            (mnt / "notes.txt").write_text("written after bob was revoked: not for bob")
+        except OSError as err:
+            assert err.errno == 5, err  # refused: safe too
+            written = False
+    if written:
+        head = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))[1]["head"]
+        assert head != planted_head, "the write made no new version"
+        assert b"not for bob" not in _block_0(vault, fid, revoked, head), \
+            "bob reads, with the DEK he kept, what alice wrote after she revoked him"
