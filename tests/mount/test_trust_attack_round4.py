@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import adversary
@@ -20,12 +21,13 @@ from conftest import PASSPHRASE, docs_of, fusevault, mounted
 
 from fusevault.crypto import aead
 from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
+from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import b64e
 from fusevault.vault.files.content import RECORD_HEAD, block_ad
 from fusevault.vault.model import sharing, users
 from fusevault.vault.model.nodes import open_node_doc
 from fusevault.vault.tree.authorship import said_signer
-from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
+from mount.test_trust_writes import BOB, MALLORY, _admin, _key, _node_fid, _signed, _user
 
 
 def _bobs_dek(vault: Path, fid: str) -> bytes:
@@ -170,3 +172,67 @@ def test_check_repair_does_not_sign_a_planted_file_whose_node_does_not_open(vaul
         assert sorted(os.listdir(mnt)) == ["notes.txt"], "the planted file is in alice's root"
     assert said_signer(adversary.get(vault, fid)) != _user(vault, "alice")["_id"], \
         "check --repair signed a node document for the planted file in alice's name"
+
+
+# --- 3. a group taken over: its document signed again by a member, in their own name
+
+
+def _group_taken_over(vault: Path, tmp_path: Path) -> tuple[Path, MasterKey, MasterKey]:
+    """alice's group ``team`` (bob a READ member) is shared READ on alice's ``proj``.  bob, who can
+    write the store, puts a Group document of the same id naming HIMSELF as owner, with himself
+    READ,WRITE and mallory (a user whose keys bob holds) as members, signed by himself: valid, as
+    a group counts if signed by the owner it names, and newer than any body seen."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "user", "add", "mallory", "--uid", "2003", passphrase=MALLORY)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("step one")
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
+    (old,) = adversary.docs(vault, "Group")
+    bob, mallory = _key(vault, "bob", BOB), _key(vault, "mallory", MALLORY)
+    body = {k: v for k, v in old.items() if k not in ("sig", "_rev")}
+    body.update(owner=bob.user_id, users={bob.user_id: "READ,WRITE", mallory.user_id: "READ,WRITE"},
+                made_at_us=time.time_ns() // 1000)
+    adversary.put(vault, _signed(body, bob))
+    return mnt, bob, mallory
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a Group counts if signed by the owner IT names "
+                   "(vault/model/grants.py signed_by_owner); nothing binds the group's owner, so a member "
+                   "re-signs the group in his own name and the share owner's client seals her DEKs to "
+                   "whoever he adds (Guests.may_seal follows the members)")
+def test_a_group_signed_over_by_a_member_gets_no_key(vault: Path, tmp_path: Path) -> None:
+    """Safe: alice's client seals none of her keys to mallory."""
+    mnt, bob, mallory = _group_taken_over(vault, tmp_path)
+    with mounted(vault, mnt):
+        (mnt / "proj" / "plan.txt").write_text("step two, for the team as alice made it")
+        (mnt / "proj" / "new.txt").write_text("a new file in the shared folder")
+    alice = _user(vault, "alice")["_id"]
+    opened = []
+    for path in [*(vault / "groups").rglob(f"{mallory.user_id}.vfkey"),
+                 *(vault / "users" / mallory.user_id).rglob("*.vfkey")]:
+        fid = path.parent.parent.name if path.parent.name == "keys" else path.stem.split("_")[-1]
+        found = sharing.read_key(path)
+        try:
+            dek = open_file_key(mallory.identity, alice, fid, found[0], found[1])
+            opened.append(dek == _alice_dek(vault, fid))
+        except Exception:
+            continue
+    assert not any(opened), f"alice's client sealed {sum(opened)} current file keys to mallory"
+
+
+def test_a_group_signed_over_by_a_member_gives_no_write_through_his_mount(vault: Path, tmp_path: Path) -> None:
+    """Safe: bob, a READ member, changes nothing of alice's through the group he re-signed (held
+    on main: tried through bob's own mount only)."""
+    mnt, bob, mallory = _group_taken_over(vault, tmp_path)
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB) as bmnt:
+        target = bmnt / "shared" / "alice" / "proj" / "plan.txt"
+        try:
+            target.write_text("bob overwrites alice's plan")
+        except OSError:
+            pass
+    with mounted(vault, mnt):
+        assert (mnt / "proj" / "plan.txt").read_text() == "step one"
