@@ -22,11 +22,13 @@ from conftest import PASSPHRASE, docs_of, fusevault, mounted
 from fusevault.crypto import aead
 from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
 from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.vault.files.content import RECORD_HEAD, block_ad
 from fusevault.vault.model import sharing, users
 from fusevault.vault.model.nodes import open_node_doc
 from fusevault.vault.tree.authorship import said_signer
+from mount.test_trust_grants import _mallory
 from mount.test_trust_writes import BOB, MALLORY, _admin, _key, _node_fid, _signed, _user
 
 
@@ -224,7 +226,8 @@ def test_a_group_signed_over_by_a_member_gets_no_key(vault: Path, tmp_path: Path
     assert not any(opened), f"alice's client sealed {sum(opened)} current file keys to mallory"
 
 
-def test_a_group_signed_over_by_a_member_gives_no_write_through_his_mount(vault: Path, tmp_path: Path) -> None:
+def test_a_group_signed_over_by_a_member_gives_no_write_through_his_mount(vault: Path,
+                                                                          tmp_path: Path) -> None:
     """Safe: bob, a READ member, changes nothing of alice's through the group he re-signed (held
     on main: tried through bob's own mount only)."""
     mnt, bob, mallory = _group_taken_over(vault, tmp_path)
@@ -236,3 +239,34 @@ def test_a_group_signed_over_by_a_member_gives_no_write_through_his_mount(vault:
             pass
     with mounted(vault, mnt):
         assert (mnt / "proj" / "plan.txt").read_text() == "step one"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: as above, by a store writer with no key: a user document it "
+                   "planted (self-signed, pinned at first sight) re-signs alice's group in its own name")
+def test_a_group_signed_over_by_a_user_the_store_writer_planted_gets_no_key(vault: Path,
+                                                                           tmp_path: Path) -> None:
+    """No vault user involved: the store writer plants mallory's user document (keys it made, signed
+    by them) and alice's Group signed again in mallory's name, mallory its only member.  Safe:
+    alice's client seals none of her keys to mallory."""
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("step one")
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
+    alice = _user(vault, "alice")
+    ident, user = _mallory(alice["root"])
+    (old,) = adversary.docs(vault, "Group")
+    body = {k: v for k, v in old.items() if k not in ("sig", "_rev")}
+    body.update(owner=ident.user_id, users={ident.user_id: "READ"}, made_at_us=time.time_ns() // 1000)
+    adversary.put(vault, sign_doc(ident.user_id, ident.sign, user), sign_doc(ident.user_id, ident.sign, body))
+    with mounted(vault, mnt):
+        (mnt / "proj" / "plan.txt").write_text("step two")
+    opened = 0
+    for path in (vault / "groups").rglob(f"{ident.user_id}.vfkey"):
+        fid, found = path.parent.parent.name, sharing.read_key(path)
+        try:
+            opened += open_file_key(ident, alice["_id"], fid, found[0], found[1]) == _alice_dek(vault, fid)
+        except Exception:
+            continue
+    assert opened == 0, f"alice's client sealed {opened} current file keys to the planted user"
