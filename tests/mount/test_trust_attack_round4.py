@@ -328,3 +328,39 @@ def test_a_file_back_from_the_trash_after_an_unshare_is_not_under_the_revoked_ke
         assert done.returncode == 0, done.stderr
         (mnt / "proj" / "secret.txt").write_text("NEW: not for bob")
     _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
+
+
+# --- 5. a second user document with the name of a real user
+
+
+@pytest.mark.xfail(strict=True, reason="hole: users.find_user returns the first UserDetails with the name, "
+                   "in store order; a store writer's planted 'bob' (self-signed, pinned at first sight) "
+                   "gets what alice shares 'with bob' (vault/services/share_ops.py)")
+def test_sharing_with_a_name_a_planted_user_document_also_has_seals_nothing_to_the_impostor(
+        vault: Path, tmp_path: Path) -> None:
+    """The store writer plants a user document named ``bob`` (keys it made, signed by them) and
+    puts it before the real bob's in the store.  alice shares notes.txt "with bob".  Safe: the
+    impostor gets no key (the share goes to the real bob, or is refused as ambiguous)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for bob's eyes")
+    alice, real = _user(vault, "alice"), _user(vault, "bob")
+    ident, impostor = _mallory(alice["root"])
+    impostor.update(username="bob", uid=2001)
+    adversary.delete_row(vault, real["_id"])  # the store's order is the writer's to choose
+    adversary.put(vault, sign_doc(ident.user_id, ident.sign, impostor), real)
+    with mounted(vault, mnt):
+        shared = fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ")
+    fid = _node_fid(vault, "alice", "notes.txt")
+    keys = list((vault / "users" / ident.user_id).rglob("*.vfkey"))
+    opened = 0
+    for path in keys:
+        found = sharing.read_key(path)
+        try:
+            opened += open_file_key(ident, alice["_id"], fid, found[0], found[1]) == _alice_dek(vault, fid)
+        except Exception:
+            continue
+    grantees = {d.get("grantee") for d in docs_of(vault, "Share")}
+    assert opened == 0 and ident.user_id not in grantees, \
+        f"alice shared 'with bob' to the impostor: {shared.stdout} {shared.stderr}"
