@@ -126,3 +126,48 @@ def test_a_rename_is_not_undone_by_an_older_revision_replayed_as_a_branch(
         assert sorted(os.listdir(a)) == ["final.txt", "marker.txt"], os.listdir(a)
         assert (a / "final.txt").read_bytes() == b"the final words"
         assert any(fid in json.dumps(x) for x in _alarms(a)), "no alarm for the replayed revision"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: rule 3 of conflicts._decide moves the file back to where the "
+                   "replayed older revision had it: into a folder shared since, whose recipient then gets "
+                   "its key sealed by the owner's own client")
+def test_a_file_moved_out_before_a_share_is_not_moved_back_into_it_by_a_replayed_branch(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """alice moves secret.txt out of proj into private/ and edits it; later she shares proj with bob.
+    The server (colluding with bob, or bob who can write it) replays secret.txt's revision from when
+    it was in proj as a concurrent branch.  Safe: secret.txt stays in private/, and bob gets no key
+    for it."""
+    from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
+    from mount.test_trust_writes import BOB, _admin
+
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "proj").mkdir()
+        (a / "private").mkdir()
+        wait_for(lambda: settled(a), "the first push")
+        before = {d["_id"] for d in server.all("node")}
+        (a / "proj" / "secret.txt").write_bytes(b"a draft, in the project for a moment")
+        wait_for(lambda: settled(a), "the file pushed")
+        fid = _fid_of(server, before)
+        old = _with_history(server, fid)
+        os.rename(a / "proj" / "secret.txt", a / "private" / "secret.txt")
+        (a / "private" / "secret.txt").write_bytes(b"the secret, never for bob")
+        assert fusevault("share", a / "proj", "--with", "bob", "--perm", "READ").returncode == 0
+        wait_for(lambda: settled(a) and server.get(fid)["_rev"] != old["_rev"], "the move pushed")
+
+        rev = _replay_as_branch(server, old)
+        wait_for(lambda: _known_here(laptop, fid, rev), "the replayed branch to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+        (a / "proj" / "marker.txt").write_bytes(b"after the replay")
+        wait_for(lambda: settled(a), "the marker pushed")
+        in_proj = sorted(os.listdir(a / "proj"))
+    with mounted(laptop, tmp_path / "a") as a:  # alice's next unlock: keys of her shares are filled in
+        wait_for(lambda: settled(a), "the sync after the unlock")
+    try:
+        bob_has = _bobs_dek(laptop, fid) == _alice_dek(laptop, fid)
+    except Exception:
+        bob_has = False
+    assert not bob_has, f"alice's client sealed secret.txt's key to bob (proj holds {in_proj})"
+    assert in_proj == ["marker.txt"], f"secret.txt was moved back into the shared folder: {in_proj}"
