@@ -364,3 +364,40 @@ def test_sharing_with_a_name_a_planted_user_document_also_has_seals_nothing_to_t
     grantees = {d.get("grantee") for d in docs_of(vault, "Share")}
     assert opened == 0 and ident.user_id not in grantees, \
         f"alice shared 'with bob' to the impostor: {shared.stdout} {shared.stderr}"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: groups.find_group returns the first Group with the name, in "
+                   "store order; a planted 'team' (signed by a planted user, its owner) gets what alice "
+                   "shares 'with @team' (vault/services/share_ops.py)")
+def test_sharing_with_a_group_name_a_planted_group_also_has_seals_nothing_to_the_impostor(
+        vault: Path, tmp_path: Path) -> None:
+    """As above for a group: the store writer plants mallory's user document and a Group named
+    ``team`` owned by mallory (signed by mallory), before alice's own ``team``.  alice shares
+    notes.txt "with @team".  Safe: mallory gets no key."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for the team")
+    alice = _user(vault, "alice")
+    ident, user = _mallory(alice["root"])
+    (real,) = adversary.docs(vault, "Group")
+    planted = {"_id": "0" * 32, "type": "Group", "groupname": "team", "owner": ident.user_id,
+               "created_at": real["created_at"], "users": {ident.user_id: "READ,WRITE"},
+               "made_at_us": time.time_ns() // 1000}
+    adversary.delete_row(vault, real["_id"])
+    adversary.put(vault, sign_doc(ident.user_id, ident.sign, user),
+                  sign_doc(ident.user_id, ident.sign, planted), real)
+    with mounted(vault, mnt):
+        shared = fusevault("share", mnt / "notes.txt", "--with", "@team", "--perm", "READ")
+    fid = _node_fid(vault, "alice", "notes.txt")
+    opened = 0
+    for path in [*(vault / "groups").rglob(f"{ident.user_id}.vfkey"),
+                 *(vault / "users" / ident.user_id).rglob("*.vfkey")]:
+        found = sharing.read_key(path)
+        try:
+            opened += open_file_key(ident, alice["_id"], fid, found[0], found[1]) == _alice_dek(vault, fid)
+        except Exception:
+            continue
+    assert opened == 0, f"alice shared 'with @team' to the impostor's group: {shared.stdout} {shared.stderr}"
