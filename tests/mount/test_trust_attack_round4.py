@@ -401,3 +401,39 @@ def test_sharing_with_a_group_name_a_planted_group_also_has_seals_nothing_to_the
         except Exception:
             continue
     assert opened == 0, f"alice shared 'with @team' to the impostor's group: {shared.stdout} {shared.stderr}"
+
+
+# --- 6. a removed user's document put back
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a removed user's membership 'counts nowhere' only while his "
+                   "user document is absent; put back (genuine, self-signed), the owner's rotation after "
+                   "the removal seals the new key to him through the group (vault/tree/guests.py members)")
+def test_a_removed_users_document_put_back_gets_no_new_group_key(vault: Path, tmp_path: Path) -> None:
+    """bob, a READ member of alice's group ``team`` (shared on proj), is removed from the vault
+    (``user remove``: his membership stays in alice's signed Group and "counts nowhere"; the
+    files get new keys at alice's next unlock).  The store writer puts bob's user document back
+    (genuine, self-signed).  Safe: alice's rotation seals none of the new keys to bob."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("step one")
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
+    bob_doc, bob = _user(vault, "bob"), _key(vault, "bob", BOB)
+    _admin(vault, "user", "remove", "bob")
+    adversary.put(vault, bob_doc)
+    with mounted(vault, mnt):
+        (mnt / "proj" / "plan.txt").write_text("step two, after bob was removed")
+    alice = _user(vault, "alice")["_id"]
+    fid = _node_fid(vault, "alice", "plan.txt")
+    opened = 0
+    for path in (vault / "groups").rglob(f"{bob.user_id}.vfkey"):
+        found = sharing.read_key(path)
+        try:
+            opened += open_file_key(bob.identity, alice, fid, found[0], found[1]) == _alice_dek(vault, fid)
+        except Exception:
+            continue
+    assert opened == 0, "the removed user holds the file's current key (what alice wrote after his removal)"
