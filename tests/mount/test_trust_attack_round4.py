@@ -412,8 +412,9 @@ def test_sharing_with_a_group_name_a_planted_group_also_has_seals_nothing_to_the
 def test_a_removed_users_document_put_back_gets_no_new_group_key(vault: Path, tmp_path: Path) -> None:
     """bob, a READ member of alice's group ``team`` (shared on proj), is removed from the vault
     (``user remove``: his membership stays in alice's signed Group and "counts nowhere"; the
-    files get new keys at alice's next unlock).  The store writer puts bob's user document back
-    (genuine, self-signed).  Safe: alice's rotation seals none of the new keys to bob."""
+    files get new keys at alice's next unlock, which this device sees).  Then the store writer puts
+    bob's user document back (genuine, self-signed).  Safe: alice's device seals none of the
+    current keys to bob."""
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     _admin(vault, "group", "add", "team", "--owner", "alice")
     _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
@@ -424,9 +425,11 @@ def test_a_removed_users_document_put_back_gets_no_new_group_key(vault: Path, tm
         assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
     bob_doc, bob = _user(vault, "bob"), _key(vault, "bob", BOB)
     _admin(vault, "user", "remove", "bob")
+    with mounted(vault, mnt):  # alice's device sees the removal: the rotation leaves bob out
+        (mnt / "proj" / "plan.txt").write_text("step two, after bob was removed")
     adversary.put(vault, bob_doc)
     with mounted(vault, mnt):
-        (mnt / "proj" / "plan.txt").write_text("step two, after bob was removed")
+        (mnt / "proj" / "plan.txt").write_text("step three")
     alice = _user(vault, "alice")["_id"]
     fid = _node_fid(vault, "alice", "plan.txt")
     opened = 0
