@@ -2,9 +2,26 @@
 
 The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files) with no key at all, and
 bob, a user of the vault who was shared a file and can write the vault folder.  Each test asserts
-the SAFE behaviour (nothing sealed to a key the owner took back, nothing planted signed by the
-owner's own client); the ones that fail on main are marked ``xfail(strict=True)`` with where the
-hole is.
+the SAFE behaviour (nothing sealed to a key the owner did not choose or took back, nothing planted
+signed by the owner's own client); the ones that fail on main are marked ``xfail(strict=True)``
+with where the hole is.
+
+Found at commit 2ede38f (main):
+- HOLE: a node document put back to before an unshare is loaded (with a rollback alarm) and the
+  owner's next write is sealed under the DEK the revoked recipient kept.
+- HOLE: ``check --repair`` signs, in the owner's name, a node for a file a keyless store writer
+  planted (a "lost" node: its versions are never asked for a signature).
+- HOLE: a Group counts if signed by the owner it names: a member (or a user the store writer
+  planted) re-signs the group in his own name and the share owner's client seals her keys to
+  the members he chose.
+- HOLE: unshare re-keys only the live files of a folder: a file in the trash, restored, is
+  written under the revoked DEK.
+- HOLE: ``share --with bob`` / ``--with @team`` take the first user / group of that name in store
+  order: a planted impostor gets the key.
+- HOLE: a removed user's document put back makes his membership count again: the owner's
+  device seals the group's current keys to him.
+- held: a version from before an unshare restored by the owner (a new key); a group re-signed
+  by a READ member gives him no WRITE through his mount.
 """
 
 from __future__ import annotations

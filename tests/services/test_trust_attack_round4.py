@@ -6,6 +6,15 @@ The attacker is the CouchDB server: no key, no passphrase; it only keeps what it
 writes it back with ``_bulk_docs`` / ``new_edits: false`` under a revision id of its own choosing
 (``_rev`` is not signed: it cannot be).  Each test asserts the SAFE behaviour: the replayed state
 is not taken in (no deleted file brought back, no rename undone), and it is reported.
+
+Found at commit 2ede38f (main): vault/services/conflicts.py settles the replayed branch after
+``Authorship.leaf_ok`` (its signature is alice's own, so it passes) without asking the rollback
+ledger whether it is older than what this device has seen.
+- HOLE: rule 3 (one side's contents descend from the other's) gives the current contents the
+  replayed revision's names: a rename is undone, with no alarm.
+- HOLE: the same moves a file back into the folder it was in before that folder was shared:
+  at the owner's next unlock her client seals its key to the recipient.
+- held: a deleted file is not brought back by its replayed older revision (rollback alarm).
 """
 
 from __future__ import annotations
