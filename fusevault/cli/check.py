@@ -89,6 +89,7 @@ async def _run(unlocked, repair: bool, bar: bool):
     broken = await trio.to_thread.run_sync(checker.read_nodes)
     volume = check.load_tree(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"], broken,
                              checker.report)
+    checker.trusting(volume)
     try:
         paths, guests = check.tree_paths(volume)
         steps = list(checker.files(paths, guests))

@@ -173,10 +173,6 @@ def _transplant_planted_file(vault: Path, tmp_path: Path, name: str, text: bytes
     return fid
 
 
-@pytest.mark.xfail(strict=True, reason="hole: check --repair (vault/services/repairing.py _rebuild) makes a "
-                   "new node document, signed by the owner, for a 'lost' node from a version that "
-                   "check.py _version_doc never admitted (no signature asked of a lost node's versions): "
-                   "a file planted by a store writer with no key becomes the owner's")
 def test_check_repair_does_not_sign_a_planted_file_whose_node_does_not_open(vault: Path,
                                                                            tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:

@@ -21,6 +21,7 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import CorruptData, VaultError
@@ -36,6 +37,9 @@ from fusevault.vault.model.nodes import NODE, VERSION, doc_dek, open_node_doc
 from fusevault.vault.services.check_report import FileState, Report, VersionState, describe
 from fusevault.vault.services.gc import allocated
 from fusevault.vault.services.repairing import load_tree, rebuild_folders, repair, tree_paths
+
+if TYPE_CHECKING:
+    from fusevault.vault.volume import Volume
 
 __all__ = ["Checker", "FileState", "Report", "VersionState", "describe", "load_tree", "rebuild_folders",
            "repair", "tree_paths"]
@@ -66,6 +70,16 @@ class Checker:
         # parent fid -> its children's fids, as the children's documents say
         # (a folder whose own document does not open is known by them).
         self.children: dict[str, list[str]] = {}
+        # Whether a document carries this user's own signature (``trusting``); None until the
+        # tree is loaded, and then nothing is vouched for by it.
+        self.signed_by_me: Callable[[dict], bool] | None = None
+
+    def trusting(self, volume: Volume | None) -> None:
+        """Check signatures with the loaded tree's pinned keys (``vault/model/trust.py``)."""
+        trust = volume.trust if volume is not None else None
+        if trust is not None:
+            me = self.key.user_id
+            self.signed_by_me = lambda doc: trust.checked(doc, author=me, what="version") == me
 
     def read_nodes(self) -> set[str]:
         """Open every node document of the user; return the ids of those that do not open."""
@@ -207,10 +221,16 @@ class Checker:
             plain = version_plain(doc, dek)
         except (VaultError, KeyError, TypeError, ValueError) as err:
             return VersionState(vid, problem=f"its version document does not open ({_why(err)})")
-        admit = self.layout.places.admit if self.layout.places is not None else None
-        # The loaded tree's check (vault/tree/authorship.py); a lost node (its document does
-        # not open) has no owner to check against: its versions give its path, nothing is signed.
-        if admit is not None and state.where != "lost" and not admit(doc):
+        if state.where == "lost":
+            # Its node document does not open, so nothing says who may write the file: only a
+            # version signed by this user (the node's owner) names it, else a store writer who
+            # plants a node that does not open and an unsigned version gets a file into the
+            # user's tree, signed by `check --repair` in their name.
+            if self.signed_by_me is None or not self.signed_by_me(doc):
+                return VersionState(vid, problem="its version document is not signed by you (a file whose "
+                                    "node document does not open is rebuilt only from versions you signed)")
+        elif self.layout.places is not None and self.layout.places.admit is not None \
+                and not self.layout.places.admit(doc):  # the loaded tree's check (vault/tree/authorship.py)
             return VersionState(vid, problem="its version document is not signed by who may write the file")
         digests = {k: plain[k] for k in ("records", "records_n", "manifest_sha256") if k in plain}
         return VersionState(vid, version.time, version.size, None, version, digests or None)

@@ -185,6 +185,9 @@ async def _rebuild(volume: Volume, state: FileState) -> str:
     the user's, mode 0600.  With no intact version it goes to the trash the same way."""
     named = [v for v in state.versions if v.version is not None]
     if not state.dek or not named:
+        if state.dek and state.versions:  # check.py: versions not signed by this user are not used
+            return ("not repaired: its node document does not open and no version of it is signed by "
+                    "you, so nothing says it is yours")
         return ("not repaired: neither its node document nor its key or version documents open, so "
                 "its name is unknown")
     newest = state.newest_intact()
