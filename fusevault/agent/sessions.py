@@ -72,6 +72,7 @@ class Session:
                                         self.tasks.get_state("drop boxes"))
                     if self.volume.ledger is not None:
                         await nursery.start(self.volume.ledger.keep_saved)
+                    await nursery.start(self.volume.keep_flushed)
                     # Before serving: a revoke left pending must finish
                     # before the files it protects are written again.
                     await self._settle_shares()

@@ -39,6 +39,11 @@ class Operations(pyfuse3.Operations):
     # The kernel gathers small and random writes in its page cache and sends
     # them in large batches; close() and fsync() still wait until they are here.
     enable_writeback_cache = True
+    # Metadata changes (unlink, rename, chmod, mkdir...) committed in groups:
+    # with the next commit, at fsync/fsyncdir, or a moment later
+    # (vault/tree/inodes.py).  Off with peers (fs/personal.py): a peer's
+    # document must never meet a change of the same node not yet committed.
+    group_commit = True
     # A personal mount other uids may use (`mount --allow-other-users`): the
     # kernel checks each caller against the mode bits shown (default_permissions).
     allow_other = False
@@ -153,7 +158,7 @@ class Operations(pyfuse3.Operations):
             size=attr.st_size if fields.update_size else None,
             atime=attr.st_atime_ns if fields.update_atime else None,
             mtime=attr.st_mtime_ns if fields.update_mtime else None,
-            ctime=attr.st_ctime_ns if fields.update_ctime else None,
+            ctime=attr.st_ctime_ns if fields.update_ctime else None, group=self.group_commit,
         )
         return self.entry(node)
 
@@ -184,33 +189,36 @@ class Operations(pyfuse3.Operations):
     async def mknod(self, parent_inode: InodeT, name: bytes, mode: int, rdev: int,
                     ctx: RequestContext) -> pyfuse3.EntryAttributes:
         self._creating(parent_inode, name)
-        return self.entry(await self.vol.mknod(parent_inode, name, mode, rdev, caller(ctx)))
+        return self.entry(await self.vol.mknod(parent_inode, name, mode, rdev, caller(ctx),
+                                               group=self.group_commit))
 
     @boundary
     @by_inode
     async def mkdir(self, parent_inode: InodeT, name: bytes, mode: int,
                     ctx: RequestContext) -> pyfuse3.EntryAttributes:
         self._creating(parent_inode, name)
-        return self.entry(await self.vol.mkdir(parent_inode, name, mode, caller(ctx)))
+        return self.entry(await self.vol.mkdir(parent_inode, name, mode, caller(ctx),
+                                               group=self.group_commit))
 
     @boundary
     @by_inode
     async def symlink(self, parent_inode: InodeT, name: bytes, target: bytes,
                       ctx: RequestContext) -> pyfuse3.EntryAttributes:
         self._creating(parent_inode, name)
-        return self.entry(await self.vol.symlink(parent_inode, name, target, caller(ctx)))
+        return self.entry(await self.vol.symlink(parent_inode, name, target, caller(ctx),
+                                                 group=self.group_commit))
 
     @boundary
     @by_inode
     async def unlink(self, parent_inode: InodeT, name: bytes, ctx: RequestContext) -> None:
         self._changing(parent_inode, name)
-        await self.vol.unlink(parent_inode, name)
+        await self.vol.unlink(parent_inode, name, group=self.group_commit)
 
     @boundary
     @by_inode
     async def rmdir(self, parent_inode: InodeT, name: bytes, ctx: RequestContext) -> None:
         self._changing(parent_inode, name)
-        await self.vol.rmdir(parent_inode, name)
+        await self.vol.rmdir(parent_inode, name, group=self.group_commit)
 
     @boundary
     async def rename(self, parent_inode_old: InodeT, name_old: bytes, parent_inode_new: InodeT,
@@ -221,7 +229,8 @@ class Operations(pyfuse3.Operations):
         self._changing(parent_inode_new, name_new)
         await self.vol.rename(parent_inode_old, name_old, parent_inode_new, name_new,
                               noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
-                              exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
+                              exchange=bool(flags & pyfuse3.RENAME_EXCHANGE),
+                              group=self.group_commit)
 
     @boundary
     async def link(self, inode: InodeT, new_parent_inode: InodeT, new_name: bytes,
@@ -230,7 +239,7 @@ class Operations(pyfuse3.Operations):
         if BITS.in_view(inode):
             raise errors.VaultReadOnly("the .versions tree is read-only")
         self.vol.require(inode, write=True)
-        return self.entry(await self.vol.link(inode, new_parent_inode, new_name))
+        return self.entry(await self.vol.link(inode, new_parent_inode, new_name, group=self.group_commit))
 
     @boundary
     @by_inode

@@ -41,6 +41,7 @@ class PersonalMount(Mount):
             # size, which no invalidation changes: what peers write would show
             # cut or padded.  A vault with peers is mounted without it.
             operations.enable_writeback_cache = False
+            operations.group_commit = False
         elif self.sync is not None:
             self.sync.paused = ("this mount began before the vault had peers (it caches writes in the "
                                 "kernel): unmount and mount again to sync")

@@ -84,6 +84,9 @@ def _translate(err: sqlite3.Error) -> Exception:
 
 class LocalStore:
     inline = True
+    # Write transactions committed by this process (all stores): a debug
+    # counter, reported with FUSEVAULT_OP_STATS (fs/boundary.py, bench/ops.py).
+    commits = 0
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -135,6 +138,7 @@ class LocalStore:
             try:
                 yield self._db
                 self._db.execute("COMMIT")
+                LocalStore.commits += 1
             except BaseException:
                 if self._db.in_transaction:  # SQLite already rolled back on a full disk
                     self._db.execute("ROLLBACK")

@@ -180,28 +180,47 @@ class Volume:
 
     # --- names, links and attributes (vault/tree/namespace.py)
 
+    # ``group`` (the FUSE requests): committed with the next commit, at fsync
+    # or fsyncdir, or at the end of a short window (group commit,
+    # vault/tree/inodes.py); a window's commit that failed is raised first.
+
     async def mknod(self, parent_ino: int, name: bytes, mode: int, rdev: int, caller: Caller,
-                    target: bytes | None = None, ident: tuple[str, bytes] | None = None) -> Node:
-        return await self.tree.mknod(parent_ino, name, mode, rdev, caller, target, ident)
+                    target: bytes | None = None, ident: tuple[str, bytes] | None = None,
+                    group: bool = False) -> Node:
+        self._grouping(group)
+        return await self.tree.mknod(parent_ino, name, mode, rdev, caller, target, ident, group=group)
 
-    async def mkdir(self, parent_ino: int, name: bytes, mode: int, caller: Caller) -> Node:
-        return await self.tree.mknod(parent_ino, name, stat.S_IFDIR | (mode & 0o7777), 0, caller)
+    async def mkdir(self, parent_ino: int, name: bytes, mode: int, caller: Caller,
+                    group: bool = False) -> Node:
+        self._grouping(group)
+        return await self.tree.mknod(parent_ino, name, stat.S_IFDIR | (mode & 0o7777), 0, caller, group=group)
 
-    async def symlink(self, parent_ino: int, name: bytes, target: bytes, caller: Caller) -> Node:
-        return await self.tree.mknod(parent_ino, name, stat.S_IFLNK | 0o777, 0, caller, target=target)
+    async def symlink(self, parent_ino: int, name: bytes, target: bytes, caller: Caller,
+                      group: bool = False) -> Node:
+        self._grouping(group)
+        return await self.tree.mknod(parent_ino, name, stat.S_IFLNK | 0o777, 0, caller, target=target,
+                                     group=group)
 
-    async def unlink(self, parent_ino: int, name: bytes) -> None:
-        await self.tree.unlink(parent_ino, name)
+    async def unlink(self, parent_ino: int, name: bytes, group: bool = False) -> None:
+        self._grouping(group)
+        await self.tree.unlink(parent_ino, name, group)
 
-    async def rmdir(self, parent_ino: int, name: bytes) -> None:
-        await self.tree.rmdir(parent_ino, name)
+    async def rmdir(self, parent_ino: int, name: bytes, group: bool = False) -> None:
+        self._grouping(group)
+        await self.tree.rmdir(parent_ino, name, group)
 
     async def rename(self, old_ino: int, old_name: bytes, new_ino: int, new_name: bytes,
-                     noreplace: bool, exchange: bool) -> None:
-        await self.tree.rename(old_ino, old_name, new_ino, new_name, noreplace, exchange)
+                     noreplace: bool, exchange: bool, group: bool = False) -> None:
+        self._grouping(group)
+        await self.tree.rename(old_ino, old_name, new_ino, new_name, noreplace, exchange, group)
 
-    async def link(self, ino: int, new_parent_ino: int, new_name: bytes) -> Node:
-        return await self.tree.link(ino, new_parent_ino, new_name)
+    async def link(self, ino: int, new_parent_ino: int, new_name: bytes, group: bool = False) -> Node:
+        self._grouping(group)
+        return await self.tree.link(ino, new_parent_ino, new_name, group)
+
+    def _grouping(self, group: bool) -> None:
+        if group:
+            self.tree.check_pending()
 
     async def relink(self, node: Node, parent_ino: int, name: bytes) -> None:
         await self.tree.relink(node, parent_ino, name)
@@ -212,7 +231,8 @@ class Volume:
     async def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None,
                       gid: int | None = None, size: int | None = None,
                       atime: int | None = None, mtime: int | None = None,
-                      ctime: int | None = None) -> Node:
+                      ctime: int | None = None, group: bool = False) -> Node:
+        self._grouping(group)
         node = self.tree.require(ino, write=True)
         now = now_ns()
         if size is not None:
@@ -220,7 +240,7 @@ class Volume:
                 raise IsADirectory("is a directory")
             await self.files.truncate(node, size, now)
         return await self.tree.set_attrs(node, now, mode=mode, uid=uid, gid=gid, atime=atime,
-                                         mtime=mtime, ctime=ctime)
+                                         mtime=mtime, ctime=ctime, group=group)
 
     async def save_node(self, node: Node) -> None:
         await self.tree.save_node(node)
@@ -312,7 +332,16 @@ class Volume:
 
     # --- saving, locking, unmounting
 
+    async def keep_flushed(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit grouped metadata changes at the end of their window (a session service)."""
+        await self.tree.keep_flushed(task_status=task_status)
+
+    async def flush_pending(self) -> None:
+        """Commit grouped metadata changes now (before reading what the store holds)."""
+        await self.tree.flush_pending()
+
     async def fsyncdir(self) -> None:
+        await self.tree.flush_pending()
         await self.tree.commit_lazy()
         await self.tree.in_thread(self.tree.store.sync)
 

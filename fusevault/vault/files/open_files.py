@@ -252,6 +252,7 @@ class Files:
                 await self.commit_version(node, content)
             await self.tree.save_new(node)  # a new file with no version to commit it
             if durable:
+                await self.tree.flush_pending()  # grouped metadata changes: durable too
                 if content is not None:
                     await self.tree.in_thread(content.fsync)
                 await self.tree.in_thread(self.tree.store.sync)

@@ -50,6 +50,7 @@ class Requests:
         if handler is None:
             return {"error": "unknown command", "code": 1}
         try:
+            await self.vol.flush_pending()  # what the kernel's requests changed, before it is read
             return await handler(request)
         except VaultError as err:
             return {"error": str(err), "code": err.exit_code}

@@ -23,7 +23,10 @@ XATTR_PREFIX = b"user."
 class Attributes(Access):
     async def set_attrs(self, node: Node, now: int, *, mode: int | None = None, uid: int | None = None,
                         gid: int | None = None, atime: int | None = None, mtime: int | None = None,
-                        ctime: int | None = None) -> Node:
+                        ctime: int | None = None, group: bool = False) -> Node:
+        """``group``: a request from the kernel, committed with the next
+        commit or at the end of a short window (group commit: inodes.py);
+        not for a file holding unsaved writes, whose mode a crash must not lose."""
         if (mode, uid, gid, atime, mtime, ctime) == (None,) * 6:
             return node
         pending = node.content is not None and node.content.changed
@@ -45,7 +48,7 @@ class Attributes(Access):
             tx = Tx()
             tx.touch(node)
             self._set(node, now, mode, uid, gid, atime, mtime, ctime)
-            await self.commit(tx)
+            await self.save(tx, group and not pending)
         return node
 
     @staticmethod
@@ -117,7 +120,7 @@ class Attributes(Access):
         # gone from this tree, so its times are not ours to seal any more.
         self.lazy.difference_update(node.ino for node in nodes if not node.dek)
         nodes = [node for node in nodes if node.dek or node.ino in self.unsaved]
-        if not nodes:
+        if not nodes and not self.pending:
             return 0
         async with self.meta_lock:
             tx = Tx()
@@ -129,6 +132,10 @@ class Attributes(Access):
                 new = [n for n in nodes if n.ino in self.unsaved]
                 for node in new:
                     log.error("a new file (%s) could not be saved: %s", node.fid, err)
+                changed = [node for ino, node in self.pending.items() if ino not in self.unsaved]
+                for node in changed:
+                    log.error("a change of %s could not be saved: %s", node.fid, err)
                 log.warning("access and directory times not saved: %s", err)
-                return len(new)
+                return len(new) + len(changed)
+        self.pending_error = None  # what a window could not commit is saved now
         return 0

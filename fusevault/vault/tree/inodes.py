@@ -4,11 +4,14 @@ The table is private to the tree (``_nodes``, ``_by_fid``, ``_unplaced``, ``_inc
 every other module asks through these methods, so that one place keeps the
 two indexes, the lookup counts and the purge of unused nodes consistent.
 Metadata is committed here too (``commit``): one store transaction per
-change, undone in memory if it fails.
+change, undone in memory if it fails; or, for a request from the kernel,
+held a moment (``defer``) and committed with the next commit, at fsync or
+fsyncdir, or at the end of a short window (group commit).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import trio
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.errors import NotFound
+from fusevault.errors import NotFound, StoreUnavailable, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, os_error
 from fusevault.vault.model.ledger import Ledger
@@ -26,6 +29,13 @@ from fusevault.vault.model.trust import Trust
 from fusevault.vault.tree.authorship import Authorship
 from fusevault.vault.tree.guests import Guests
 from fusevault.vault.tree.tx import Tx
+
+log = logging.getLogger(__name__)
+
+# How long a deferred metadata change (unlink, rename, chmod, mkdir... from
+# the kernel) waits for a commit to ride with before it is committed alone:
+# what ``kill -9`` of the server may lose of what was acknowledged.
+GROUP_WINDOW = 0.1
 
 
 class Inodes:
@@ -58,6 +68,16 @@ class Inodes:
         # A shared mount's store tells the other users' trees of each write:
         # there a new file is committed at once, so they see it while open.
         self.defer_creates = not getattr(store, "watched", False)
+        # Metadata changes the kernel asked for, acknowledged and applied in
+        # memory but not committed yet (group commit, ``defer``): every
+        # commit takes all of them along, so the store never holds a later
+        # change without an earlier one; ``keep_flushed`` commits them at the
+        # end of GROUP_WINDOW, fsync and fsyncdir at once.  By inode; the node
+        # itself, since a removed one may leave the table before its commit.
+        self.pending: dict[int, Node] = {}
+        # Why the last window's commit failed, until a request reports it.
+        self.pending_error: VaultError | None = None
+        self._pending_due = trio.Event()
         self.meta_lock = trio.Lock()
         self.store_lock = trio.Lock()
         self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
@@ -280,8 +300,10 @@ class Inodes:
 
     async def commit(self, tx: Tx, extra: list[dict] | None = None, places: list[tuple] = ()) -> None:
         """Commit the nodes ``tx`` changed (with ``extra`` documents and block
-        ``places``) in one store transaction; on failure undo ``tx`` in memory."""
+        ``places``) in one store transaction; on failure undo ``tx`` in memory.
+        The deferred changes (``pending``) ride along; they stay pending if it fails."""
         nodes = list(tx.nodes.values())
+        nodes += [node for ino, node in self.pending.items() if ino not in tx.nodes]
         if self.ledger is not None:
             self.ledger.stamp(nodes)
         docs = list(extra or [])
@@ -297,8 +319,54 @@ class Inodes:
             node.rev = rev
             self.lazy.discard(node.ino)
             self.unsaved.discard(node.ino)
+            self.pending.pop(node.ino, None)
         if self.ledger is not None:
             self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes])
+
+    async def save(self, tx: Tx, group: bool = False) -> None:
+        """Commit ``tx`` now, or with ``group`` (a request from the kernel, in a
+        mount no other tree reads from) hold it in ``pending`` for group commit.
+        Called under the metadata lock."""
+        if group and self.defer_creates:
+            self.pending.update(tx.nodes)
+            self._pending_due.set()
+        else:
+            await self.commit(tx)
+
+    def check_pending(self) -> None:
+        """Report, once, a window's commit that failed (the next request that
+        changes metadata, fsync or fsyncdir gets its error); its changes are
+        still pending and go with the next commit."""
+        err, self.pending_error = self.pending_error, None
+        if err is not None:
+            raise err
+
+    async def flush_pending(self) -> None:
+        """Commit the deferred changes now (fsync, fsyncdir, a reader of the
+        store); a failure, or one a window met before, is raised."""
+        self.check_pending()
+        if self.pending:
+            async with self.meta_lock:
+                if self.pending:
+                    await self.commit(Tx())
+
+    async def keep_flushed(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Commit deferred changes GROUP_WINDOW after the first of them (a
+        session service: cancelled at lock, which saves the rest)."""
+        task_status.started()
+        while True:
+            await self._pending_due.wait()
+            await trio.sleep(GROUP_WINDOW)
+            self._pending_due = trio.Event()
+            if not self.pending:
+                continue
+            try:
+                async with self.meta_lock:
+                    if self.pending:
+                        await self.commit(Tx())
+            except Exception as err:  # kept, reported to the next request: never silent
+                log.error("%d metadata change(s) not saved yet: %s", len(self.pending), err)
+                self.pending_error = err if isinstance(err, VaultError) else StoreUnavailable(str(err))
 
     async def commit_node(self, node: Node,
                           change: Callable[[], tuple[list[dict], list[tuple]] | None]) -> None:
@@ -335,5 +403,6 @@ class Inodes:
         self._nodes.clear()
         self._by_fid.clear()
         self.unsaved.clear()  # saved before (save_all), else the lock was refused
+        self.pending.clear()  # likewise
         self.ledger = None  # saved before; it holds a key of the user's
         self.key = None  # type: ignore[assignment]

@@ -2,8 +2,9 @@
 
 All nodes are held in memory (loaded and decrypted once at mount:
 vault/tree/loading.py), so lookups, getattr and readdir never touch the disk.
-Each metadata change is committed at once as documents (one store
-transaction, undone in memory if the commit fails: vault/tree/tx.py).
+Each metadata change is committed as documents (one store transaction,
+undone in memory if the commit fails: vault/tree/tx.py), at once or, for
+the kernel's requests, grouped with others (``group``: vault/tree/inodes.py).
 The Tree is built in layers, each a module with one job: the inode table
 (inodes.py), who may do what (access.py), attributes (attributes.py), and
 names (here).  File contents are not kept here: vault/files/ holds them.
@@ -119,9 +120,10 @@ class Tree(Attributes):
 
     async def mknod(self, parent_ino: int, name: bytes, mode: int, rdev: int, caller: Caller,
                     target: bytes | None = None, ident: tuple[str, bytes] | None = None,
-                    defer: bool = False) -> Node:
+                    defer: bool = False, group: bool = False) -> Node:
         """A new node, committed now; with ``defer`` (a file created open,
-        vault/volume.py) with its first commit instead (``unsaved``)."""
+        vault/volume.py) with its first commit instead (``unsaved``); with
+        ``group`` with the next commit or the window's (group commit: inodes.py)."""
         async with self.meta_lock:
             tx = Tx()
             node = self._make_node(tx, self.directory(parent_ino), name, mode, caller, rdev, ident)
@@ -132,7 +134,7 @@ class Tree(Attributes):
             if defer and self.defer_creates:
                 self.unsaved.add(node.ino)
             else:
-                await self.commit(tx)
+                await self.save(tx, group)
         self.remember(node)
         return node
 
@@ -148,7 +150,7 @@ class Tree(Attributes):
 
     # --- removing, renaming, linking
 
-    async def unlink(self, parent_ino: int, name: bytes) -> None:
+    async def unlink(self, parent_ino: int, name: bytes, group: bool = False) -> None:
         async with self.meta_lock:
             parent = self.check(self.directory(parent_ino), write=True)
             node = self.check(self._nodes[self.child(parent, name)], write=True)
@@ -159,7 +161,7 @@ class Tree(Attributes):
             self._detach(tx, parent, name, node, now)
             node.ctime = now
             self._touch_dir(parent, now)
-            await self.commit(tx)
+            await self.save(tx, group)
         self.purge_if_unused(node)
 
     def _detach(self, tx: Tx, parent: Node, name: bytes, node: Node, now: int) -> None:
@@ -196,7 +198,7 @@ class Tree(Attributes):
             return found
         return self.add(detached_node(doc, self.key, self.new_ino()))
 
-    async def rmdir(self, parent_ino: int, name: bytes) -> None:
+    async def rmdir(self, parent_ino: int, name: bytes, group: bool = False) -> None:
         async with self.meta_lock:
             parent = self.check(self.directory(parent_ino), write=True)
             node = self.check(self._nodes[self.child(parent, name)], write=True)
@@ -209,11 +211,11 @@ class Tree(Attributes):
             now = now_ns()
             node.ctime = now
             self._touch_dir(parent, now)
-            await self.commit(tx)
+            await self.save(tx, group)
         self.purge_if_unused(node)
 
     async def rename(self, old_ino: int, old_name: bytes, new_ino: int, new_name: bytes,
-                     noreplace: bool, exchange: bool) -> None:
+                     noreplace: bool, exchange: bool, group: bool = False) -> None:
         async with self.meta_lock:
             old_parent = self.check(self.directory(old_ino), write=True)
             new_parent = self.check(self.directory(new_ino), write=True)
@@ -262,11 +264,11 @@ class Tree(Attributes):
             node.ctime = now
             self._touch_dir(old_parent, now)
             self._touch_dir(new_parent, now)
-            await self.commit(tx)
+            await self.save(tx, group)
         if target is not None and not exchange:
             self.purge_if_unused(target)
 
-    async def link(self, ino: int, new_parent_ino: int, new_name: bytes) -> Node:
+    async def link(self, ino: int, new_parent_ino: int, new_name: bytes, group: bool = False) -> Node:
         async with self.meta_lock:
             node = self.check(self.node(ino), write=True)
             parent = self.check(self.directory(new_parent_ino), write=True)
@@ -282,7 +284,7 @@ class Tree(Attributes):
             now = now_ns()
             node.ctime = now
             self._touch_dir(parent, now)
-            await self.commit(tx)
+            await self.save(tx, group)
         self.remember(node)
         return node
 
