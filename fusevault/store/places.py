@@ -178,6 +178,10 @@ class Places:
     writes).  ``alarms``: where refused records are reported (the Alarms of
     each user of the mount; vault/files/placements.py raises them)."""
 
+    # Whether this replica keeps a row per record (a vault kept in CouchDB
+    # does not: store/couch.py ``CouchPlaces``, vault/files/placements.py).
+    rows_kept = True
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
