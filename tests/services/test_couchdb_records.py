@@ -14,12 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
+import sqlite3
 import struct
+import tarfile
 from pathlib import Path
 
 import adversary
+import httpx
 import pytest
-from conftest import PASSPHRASE, fusevault, mounted
+from conftest import PASSPHRASE, docs_of, fusevault, mounted
 
 from fusevault.crypto import aead
 from fusevault.vault.files.content import HEADER, KIND_BLOCK, RECORD_HEAD, block_ad
@@ -28,6 +32,7 @@ from fusevault.vault.format.manifest import KIND_HNODE, KIND_HTREE
 from fusevault.vault.model import users
 from fusevault.vault.model.nodes import open_node_doc
 
+DATA = Path(__file__).resolve().parent.parent / "data"
 BLOCK = 16 * 1024
 FAR = 1 << 36  # block 2**22: a tree of several levels
 PLANTED = b"PLANTED BY BOB"
@@ -199,3 +204,49 @@ def test_a_resealed_block_and_leaf_below_the_root_are_refused(couch_vault, tmp_p
     _write(vf, offset, _sealed(KIND_HNODE, dek, plain.replace(old_sha, new_sha), ad))
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused(mnt, "f", FAR, fid)
+
+
+def _format4_in_couchdb(tmp_path: Path, couchdb_url: str) -> Path:
+    """tests/data/format4-vault.tar.gz (kind 4 manifests, with digests; see
+    tests/mount/test_trust_merkle.py) moved into a CouchDB database: its documents put there,
+    vault.json naming it, no store.sqlite left."""
+    with tarfile.open(DATA / "format4-vault.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    vault = tmp_path / "vault"
+    db = sqlite3.connect(vault / "store.sqlite")
+    kinds = {row[0] for row in db.execute("SELECT DISTINCT type FROM docs WHERE deleted = 0")}
+    db.close()
+    httpx.put(couchdb_url, timeout=30).raise_for_status()
+    docs = [{k: v for k, v in d.items() if k != "_rev"} for kind in kinds for d in docs_of(vault, kind)]
+    httpx.post(f"{couchdb_url}/_bulk_docs", json={"docs": docs}, timeout=60).raise_for_status()
+    config = json.loads((vault / "vault.json").read_text())
+    config["store"] = {"kind": "couchdb", "url": couchdb_url}
+    (vault / "vault.json").write_text(json.dumps(config))
+    for name in ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm"):
+        (vault / name).unlink(missing_ok=True)
+    return vault
+
+
+def test_a_block_of_a_format_4_version_resealed_is_refused_by_its_records_digest(
+        tmp_path: Path, couchdb_url: str) -> None:
+    """Manifests from before vault format 5 (kind 4) hold no hashes: each block is checked
+    against the ``records`` digest of the version that wrote it, whose records a vault kept in
+    CouchDB finds from that version's own manifest.  ``dense`` reads whole (no false alarm);
+    its far block, written by its first version and inherited by the second, resealed in
+    place under the file's key, is EIO with an alarm (before: served)."""
+    vault = _format4_in_couchdb(tmp_path, couchdb_url)
+    server = adversary.Server(couchdb_url)
+    rnd = random.Random(5)
+    dense = bytearray(rnd.randbytes(40_000) + bytes((8 << 20) - 40_000) + rnd.randbytes(40_000))
+    dense[300:300 + 1400] = b"second version" * 100
+    fid, dek, head, _ = _file(server, "dense")
+    writers = {d["_id"] for d in server.all("FilesMetaData") if d.get("fid") == fid} - {head}
+    assert len(writers) == 1
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "other.txt").write_text("untouched")
+        assert (mnt / "dense").read_bytes() == dense
+    far = (8 << 20) // BLOCK
+    (writer,) = writers
+    _reseal_block(_vf(vault, fid), fid, dek, writer, far)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused(mnt, "dense", far * BLOCK, fid)
