@@ -26,6 +26,7 @@ import pytest
 from conftest import PASSPHRASE, docs_of, fusevault, mounted
 
 from fusevault.crypto import aead
+from fusevault.encoding import b64d, b64e
 from fusevault.vault.files.content import HEADER, KIND_BLOCK, RECORD_HEAD, block_ad
 from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.manifest import KIND_HNODE, KIND_HTREE
@@ -135,14 +136,10 @@ def _refused(mnt: Path, name: str, offset: int, fid: str) -> None:
     os.unlink(mnt / "after.txt")
 
 
-def test_a_manifest_root_resealed_to_name_planted_bytes_is_refused(couch_vault, tmp_path: Path) -> None:
-    """bob appends a block of his own to alice's ``.vf`` (sealed under the file's key, as block 0
-    of her current version) and reseals her current version's root in place to name it, with
-    its hash: every record below the root checks out against the root, and before, the root
-    was checked by its AEAD only, so the mount served his bytes.  Now the root is not the one
-    ``manifest_sha256`` in her signed version document names: EIO and an alarm.  ``check``
-    finds it, ``check --repair`` restores her newest version that verifies, which reads."""
-    vault, server = couch_vault
+def _planted_root(vault: Path, server: adversary.Server, tmp_path: Path) -> tuple[str, bytes, str, bytes]:
+    """alice's ``f`` (two versions); bob appends a block of his own to its ``.vf`` (sealed under the
+    file's key, as block 0 of her current version) and reseals her current version's root in
+    place to name it, with its hash.  (fid, DEK, current version, the new root record)."""
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "other.txt").write_text("untouched")
         (mnt / "f").write_text("first version")
@@ -164,6 +161,17 @@ def test_a_manifest_root_resealed_to_name_planted_bytes_is_refused(couch_vault, 
     new_root = _sealed(KIND_HTREE, dek, forged, root_ad)
     assert len(new_root) == root_len
     _write(vf, root_at, new_root)
+    return fid, dek, head, new_root
+
+
+def test_a_manifest_root_resealed_to_name_planted_bytes_is_refused(couch_vault, tmp_path: Path) -> None:
+    """bob's planted root (``_planted_root``): every record below it checks out against it, and
+    before, the root was checked by its AEAD only, so the mount served his bytes.  Now the root
+    is not the one ``manifest_sha256`` in her signed version document names: EIO and an alarm.
+    ``check`` finds it, ``check --repair`` restores her newest version that verifies, which
+    reads."""
+    vault, server = couch_vault
+    fid, _, head, _ = _planted_root(vault, server, tmp_path)
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused(mnt, "f", 0, fid)
     found = fusevault("check", vault, "--json")
@@ -250,3 +258,20 @@ def test_a_block_of_a_format_4_version_resealed_is_refused_by_its_records_digest
     _reseal_block(_vf(vault, fid), fid, dek, writer, far)
     with mounted(vault, tmp_path / "mnt") as mnt:
         _refused(mnt, "dense", far * BLOCK, fid)
+
+
+def test_a_version_document_resealed_in_the_database_to_name_a_planted_root_is_refused(
+        couch_vault, tmp_path: Path) -> None:
+    """bob also writes into the CouchDB database: the document of alice's current version,
+    resealed under the file's key with his root's hash as ``manifest_sha256`` (her signature
+    kept, which no longer holds).  The digest counts only from a document whose signature and
+    author hold: EIO and an alarm, never his bytes."""
+    vault, server = couch_vault
+    fid, dek, head, new_root = _planted_root(vault, server, tmp_path)
+    doc = server.get(head)
+    ad = aead.ad("version", fid, head)
+    plain = json.loads(aead.unseal(dek, b64d(doc["enc"]), ad))
+    plain["manifest_sha256"] = hashlib.sha256(new_root).hexdigest()
+    server.put({**doc, "enc": b64e(aead.seal(dek, json.dumps(plain).encode(), ad))})
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _refused(mnt, "f", 0, fid)
