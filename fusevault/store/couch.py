@@ -7,14 +7,18 @@ FUSEVAULT_COUCHDB_USER / FUSEVAULT_COUCHDB_PASSWORD.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import couchdb
 
 from fusevault.errors import Conflict, InvalidInput, StoreUnavailable
+from fusevault.store.places import PlaceRow, Places
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -130,6 +134,44 @@ class CouchStore:
 
     def close(self) -> None:
         pass
+
+
+class CouchPlaces(Places):
+    """What readers of file contents check records with in a vault kept in
+    CouchDB.  There is no ``places`` table: records sit where their writer
+    appended them and none arrive from peers, so vault/files/placements.py
+    takes the records a version wrote from its manifest, and the version
+    documents (the signed digests) from the database.  The refusals, the
+    versions vouched for and the admission are kept as for a local store."""
+
+    rows_kept = False
+
+    def __init__(self, url: str) -> None:
+        super().__init__(Path(os.devnull))  # no table: the SQL readers below are overridden
+        self.url = url
+        self._store: CouchStore | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def any_arrived(self) -> bool:
+        return False
+
+    def arrived_of(self, fid: str) -> dict[tuple[str, int], tuple[int, int]]:
+        return {}
+
+    def of_version(self, fid: str, vid: str) -> list[PlaceRow]:
+        return []
+
+    def held(self, fid: str, vid: str) -> tuple[bool, int]:
+        return True, 0
+
+    def document_body(self, doc_id: str) -> str | None:
+        with self._lock:  # opened once, on first use (many processes load a layout and read nothing)
+            if self._store is None:
+                self._store = CouchStore(self.url)
+            store = self._store
+        doc = store.get(doc_id)
+        return None if doc is None or doc.get("_deleted") else json.dumps(doc)
 
 
 def _reason(err: BaseException) -> str:

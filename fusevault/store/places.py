@@ -178,6 +178,10 @@ class Places:
     writes).  ``alarms``: where refused records are reported (the Alarms of
     each user of the mount; vault/files/placements.py raises them)."""
 
+    # Whether this replica keeps a row per record (a vault kept in CouchDB
+    # does not: store/couch.py ``CouchPlaces``, vault/files/placements.py).
+    rows_kept = True
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
@@ -189,8 +193,26 @@ class Places:
         # from before digests): each version is checked once per process.
         self.vouched: dict[tuple[str, str], dict[int, bytes] | None] = {}
         # Whether a version document may be trusted: its signature and author
-        # (vault/tree/authorship.py ``version_ok``); set by the mount.
+        # (vault/tree/authorship.py ``version_ok``); set by the mount (``judge_as``).
         self.admit: Callable[[dict], bool] | None = None
+        self._judges: dict[str, Callable[[dict], bool]] = {}
+
+    def judge_as(self, user_id: str, judge: Callable[[dict], bool]) -> None:
+        """``judge``: how user ``user_id``'s loaded tree admits a version document.
+        A mount shared by several users holds one judge each (the latest load of
+        each): a version is judged by its file's owner's, who knows the file and
+        the grants on it; while the owner is not loaded here, every loaded user's
+        judge must admit it (one that does not hold the file in its tree knows
+        only that the writer holds WRITE on something of the owner's)."""
+        self._judges[user_id] = judge
+        self.admit = self._judge
+
+    def _judge(self, doc: dict) -> bool:
+        judges = dict(self._judges)
+        owner = doc.get("owner")
+        if isinstance(owner, str) and owner in judges:
+            return judges[owner](doc)
+        return all(judge(doc) for judge in judges.values())
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

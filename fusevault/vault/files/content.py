@@ -228,11 +228,12 @@ class Content(Sealing):
         except KeyError:
             pass
         places = self.layout.places
-        if places is None:  # a vault kept in CouchDB keeps no places (docs/SECURITY.md)
+        if places is None:  # a store of an unknown kind: nothing to compare with
             shas, final = None, True
         else:
             shas, final = placements.version_shas(places, self.fid, vid, dek or self.dek, self._read_raw,
-                                                        head=vid == self.head)
+                                                  head=vid == self.head,
+                                                  own_records=lambda at: self._own_records(at, vid, dek))
         if final:
             self._shas[vid] = shas
         return shas
@@ -253,6 +254,26 @@ class Content(Sealing):
         shas = self._expected(vid, dek)
         if shas is not None and hashlib.sha256(record).digest() != shas.get(index):
             placements.refuse_record(self.layout.places, self.fid, vid, index)
+
+    def _own_records(self, place: tuple[int, int], vid: str, dek: bytes | None) -> list[tuple[int, int, int]]:
+        """(index, offset, length) of every record version ``vid`` wrote (the blocks
+        and tree nodes its manifest at ``place`` names with its own id): where no
+        ``places`` table keeps them (a vault kept in CouchDB), so that its
+        ``records`` digest can be checked (vault/files/placements.py).  Read by
+        a reader of its own, which vouches for nothing: the caller checks."""
+        reader = Content(self.layout, self.owner, self.fid, dek or self.dek, None, None,
+                         check_sidecar=False, vouch=False)
+        try:
+            manifest = reader.load_manifest(place, vid)
+        finally:
+            reader.close()
+        nodes = (manifest.tree or {}).items()
+        out = [(tree.node_index(level, pos), offset, length)
+               for (level, pos), ((offset, length, writer), *_) in nodes if writer == vid]
+        vids = manifest.vids
+        out += [(index, offset, length) for index, offset, length, vidx, _ in manifest.blocks.blocks()
+                if vidx < len(vids) and vids[vidx] == vid]
+        return out
 
     def _read_raw(self, offset: int, length: int) -> bytes:
         self._open_fd()

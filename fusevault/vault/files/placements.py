@@ -8,6 +8,11 @@ record it reads with it (vault/files/content.py); a record that differs is
 refused (``refuse_record``): EIO, and an alarm for ``fusevault status``.
 Records from peers are appended here wherever the ``.vf`` ends
 (``append_arrived``).
+
+A vault kept in CouchDB has no ``places`` table (store/couch.py
+``CouchPlaces``): the same check takes a version's records from its own
+manifest, read where its signed document says and compared with
+``manifest_sha256`` first (``_rows_from_manifest``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import NoReturn
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged
-from fusevault.store.places import Places, sealed_here
+from fusevault.store.places import PlaceRow, Places, sealed_here
+from fusevault.vault.format.manifest import KIND_HTREE
 from fusevault.vault.format.vf import HEADER, MANIFEST_INDEX, append_lock, header_for
 
 log = logging.getLogger(__name__)
@@ -39,7 +45,8 @@ def alarm(places: Places, subject: str, text: str) -> None:
 
 def version_shas(places: Places, fid: str, vid: str, dek: bytes,
                  read: Callable[[int, int], bytes],
-                 head: bool = False) -> tuple[dict[int, bytes] | None, bool]:
+                 head: bool = False,
+                 own_records: OwnRecords | None = None) -> tuple[dict[int, bytes] | None, bool]:
     """The SHA-256 of each record version ``vid`` wrote (index -1: its manifest,
     below: its manifest tree's nodes), once the list matches the digest its
     signed document holds: each read of one of them is compared with it
@@ -61,7 +68,9 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
     Raises Forged when the records differ from the digest or the current
     version's document is missing, CorruptData while some are missing.
     ``read(offset, length)``: a record's bytes here, for rows written before
-    their hash was kept."""
+    their hash was kept.  ``own_records``: where a vault kept in CouchDB finds
+    the records a version wrote without a ``places`` table
+    (``_rows_from_manifest``)."""
     if (fid, vid) in places.refused:
         raise Forged(f"records of version {vid} of {fid} do not match it")
     if (fid, vid) in places.vouched:  # checked once per version for the life of the process
@@ -102,6 +111,12 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
         # signature (checked above) covers the sealed fields.
         places.vouched[(fid, vid)] = None
         return None, True
+    if not places.rows_kept:  # a vault kept in CouchDB: the rows from the version's own manifest
+        rows = _rows_from_manifest(places, fid, vid, plain, read, own_records)
+        if rows is None:  # a Merkle root: the tree's hashes check everything below it
+            shas_root = {MANIFEST_INDEX: bytes.fromhex(plain["manifest_sha256"])}
+            places.vouched[(fid, vid)] = shas_root
+            return shas_root, True
     shas: dict[int, bytes] = {}
     try:
         for row in rows:
@@ -125,6 +140,41 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
         _forged(places, fid, vid, "its block records")
     places.vouched[(fid, vid)] = shas
     return shas, True
+
+
+# (offset, length) of a version's manifest record -> (index, offset, length) of
+# each record that version wrote, as its manifest names them (vault/files/content.py).
+OwnRecords = Callable[[tuple[int, int]], list[tuple[int, int, int]]]
+
+
+def _rows_from_manifest(places: Places, fid: str, vid: str, plain: dict, read: Callable[[int, int], bytes],
+                        own_records: OwnRecords | None) -> list[PlaceRow] | None:
+    """The records version ``vid`` wrote, where no ``places`` table keeps them
+    (a vault kept in CouchDB): its manifest record, where its signed document
+    says, must hash to ``manifest_sha256`` (Forged otherwise: a holder of the
+    file's key resealed it in place).  None for a Merkle root (kind 6), below
+    which every node and block is checked against the hash its parent holds,
+    as everywhere; else its manifest names the blocks and tree nodes it wrote,
+    each hashed from the ``.vf`` here for the ``records`` digest (once per
+    version per process: only versions from before vault format 5)."""
+    place, expected = plain.get("manifest"), plain.get("manifest_sha256")
+    if not (isinstance(place, list) and len(place) == 2 and all(isinstance(n, int) and n >= 0 for n in place)
+            and isinstance(expected, str)):
+        _forged(places, fid, vid, "the place and hash of its manifest")
+    offset, length = place
+    record = read(offset, length)
+    if hashlib.sha256(record).hexdigest() != expected:
+        _forged(places, fid, vid, "its manifest record")
+    if len(record) > 4 and record[4] == KIND_HTREE:
+        return None
+    rows = [PlaceRow(fid, vid, MANIFEST_INDEX, "", offset, length, 0, expected)]
+    if own_records is None:
+        raise CorruptData(f"the records of version {vid} of {fid} cannot be listed here")
+    try:
+        listed = own_records((offset, length))
+    except (CorruptData, Forged, ValueError):
+        _forged(places, fid, vid, "the records its manifest names")
+    return rows + [PlaceRow(fid, vid, idx, "", off, n) for idx, off, n in listed]
 
 
 def refuse_record(places: Places, fid: str, vid: str, idx: int) -> None:

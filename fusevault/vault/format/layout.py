@@ -63,8 +63,14 @@ class Layout:
 
     @functools.cached_property
     def places(self) -> Places | None:
-        """Where this replica's records sit (store/places.py); None for a vault kept in CouchDB."""
-        if self.store.get("kind", "local") != "local":
+        """Where this replica's records sit (store/places.py), and what its readers
+        check them with; a vault kept in CouchDB has no table (store/couch.py)."""
+        kind = self.store.get("kind", "local")
+        if kind == "couchdb" and isinstance(self.store.get("url"), str):
+            from fusevault.store.couch import CouchPlaces  # CouchDB-Python only where it is used
+
+            return CouchPlaces(self.store["url"])
+        if kind != "local":
             return None
         return Places(self.root / "store.sqlite")
 

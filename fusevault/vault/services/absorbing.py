@@ -212,8 +212,8 @@ def _version_here(volume: Volume, fresh: Node, node: Node | None) -> bool:
     (what files/placements.py ``version_shas`` asks of it before any read)."""
     places = volume.layout.places
     vid = fresh.head
-    if vid is None or places is None or (node is not None and node.head == vid):
-        return True  # an empty file, a folder, or the version the tree holds
+    if vid is None or places is None or not places.rows_kept or (node is not None and node.head == vid):
+        return True  # an empty file, a folder, the version the tree holds, or CouchDB's (written in order)
     body = places.document_body(vid)
     if body is None:
         return False

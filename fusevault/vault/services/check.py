@@ -29,6 +29,7 @@ from fusevault.store import Store
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.sidecar import check_vfmeta
 from fusevault.vault.format import manifest_tree as tree
+from fusevault.vault.format.block_hashes import BlockHashes
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.format.vf import HEADER, header_for
 from fusevault.vault.model.alarms import Alarms
@@ -261,7 +262,14 @@ class Checker:
                           size: int | None, cache: dict, used: list,
                           digests: dict | None = None) -> str | None:
         """Why one version's manifest or blocks do not open, or do not match what
-        its signed document says of the records it wrote (``digests``), or None."""
+        its signed document says of the records it wrote (``digests``), or None.
+
+        Its inherited blocks are compared with the hashes its own Merkle tree
+        holds, never with another version's: the reader's hashes start empty
+        for each version, so a root no signature vouches for (a version from
+        before digests, resealed by a holder of the file's key) cannot speak
+        for the blocks of any other (docs/SECURITY.md)."""
+        reader._hashes = BlockHashes()
         try:
             manifest = reader.load_manifest(place, vid, dek)
         except (VaultError, OSError, ValueError) as err:

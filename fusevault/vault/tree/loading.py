@@ -130,7 +130,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         gate.deleted(tree, doc, signer)
     tree.authorship = gate
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
-        layout.places.admit = lambda doc: gate.version_ok(tree, doc)
+        layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
     tree.ledger = at_load(tree, store, ledger)
     return tree
 
