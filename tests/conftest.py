@@ -89,8 +89,11 @@ def _detach_inherited_mounts() -> None:
         return
     from fusevault.mounts import fusevault_mounts
 
-    for point in reversed(fusevault_mounts()):
-        subprocess.run(["umount", "--lazy", point], capture_output=True)
+    for point in reversed(fusevault_mounts()):  # as listed: no path lookup in a mount that may hang
+        subprocess.run(["umount", "--lazy", "--no-canonicalize", point], capture_output=True)
+    left = fusevault_mounts()
+    if left:  # a command run outside a mount would find them: say so once, not as "say which vault"
+        pytest.fail(f"this worker could not detach the mounts it inherited: {left}")
 
 
 @pytest.fixture(autouse=True, scope="session")
