@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -54,8 +55,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONG_FILES)))  # stable
 
 
+# --- xdist workers: each in a mount namespace of its own
+#
+# A command run outside a mount finds mounts machine-wide (fusevault/mounts.py reads
+# /proc/self/mountinfo: "say which vault" when there are several), so workers that share a mount
+# namespace see each other's mounts.  The controller starts every worker through `unshare --mount
+# --propagation private`: a worker, its mounts' servers and the commands it runs see only the mounts
+# made inside it (copies of the ones that were there before are detached at its start, below).
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return  # no mount can be made then either: the mount tests fail saying so
+    for spec in specs:
+        if spec.popen and not spec.python:  # `-n N`; a --tx with a python of its own is left alone
+            spec.python = shlex.join(["unshare", "--mount", "--propagation", "private", "--",
+                                      sys.executable])
+
+
+def _own_mount_namespace() -> bool:
+    """This process's mount namespace is not its parent's (an xdist worker started through unshare)."""
+    try:
+        return os.readlink("/proc/self/ns/mnt") != os.readlink(f"/proc/{os.getppid()}/ns/mnt")
+    except OSError:
+        return False
+
+
+def _detach_inherited_mounts() -> None:
+    # Only ever in a namespace of this worker's own, whose mounts are private: detaching a copy there
+    # leaves the mount where it was made (another run's, or a leftover) untouched.
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not _own_mount_namespace():
+        return
+    from fusevault.mounts import fusevault_mounts
+
+    for point in reversed(fusevault_mounts()):  # as listed: no path lookup in a mount that may hang
+        subprocess.run(["umount", "--lazy", "--no-canonicalize", point], capture_output=True)
+    left = fusevault_mounts()
+    if left:  # a command run outside a mount would find them: say so once, not as "say which vault"
+        pytest.fail(f"this worker could not detach the mounts it inherited: {left}")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _environment():
+    _detach_inherited_mounts()
     short = Path(tempfile.mkdtemp(prefix="fvt", dir="/tmp"))  # UNIX socket paths must be short
     saved = dict(os.environ)
     os.environ.update({
@@ -328,8 +371,10 @@ def laptop_and_desktop(tmp_path: Path,
 # --- redis-server and the relay, real processes on loopback
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
+    """A redis-server of the test file's own: nothing a relay left in it (an open session, an address's
+    call count) reaches another file, whichever files ran before on this worker (or in this run)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (apt-get install redis-server)")

@@ -29,9 +29,13 @@ from conftest import (
     wait_for,
 )
 
-# 50 MiB sealed, sent, fetched and placed: on a loaded machine (CI, many
-# mounts at once) this alone can take longer than LONG, at any commit.
+# The large file sealed, sent, fetched and placed: on a loaded machine (CI,
+# many mounts at once) this alone can take longer than LONG, at any commit.
 LARGE = 240
+# 20 MiB: 1,280 blocks of 16 KiB under a manifest tree of a root and 5 leaves (256 blocks each),
+# more than a batch of the changes feed (200) and 40 batches of records (32): the same shape and
+# boundaries as any larger file; the edit at 12 MiB falls inside a middle leaf.
+BIG, EDIT_AT = 20 << 20, 12 << 20
 
 
 def server_dump(url: str) -> bytes:
@@ -97,26 +101,26 @@ def test_two_devices_exchange_creates_edits_renames_deletes_and_a_large_file(
             wait_for(lambda: (b / "renamed.txt").exists(), "the restore to reach the desktop")
             assert (b / "renamed.txt").read_bytes() == b"made on the laptop"
 
-            # 50 MiB, block by block; never seen half-arrived: the desktop sees
+            # BIG, block by block; never seen half-arrived: the desktop sees
             # the empty file `cp` made first, then all of it.
             big = tmp_path / "big"
-            big.write_bytes(os.urandom(50 << 20))
+            big.write_bytes(os.urandom(BIG))
             subprocess.run(["cp", big, a / "big"], check=True)
             sizes = set()
 
             def arrived() -> bool:
                 sizes.add((b / "big").stat().st_size)
-                return (50 << 20) in sizes
+                return BIG in sizes
 
             wait_for(arrived, "the large file to reach the desktop", LARGE)
-            assert sizes <= {0, 50 << 20}, sizes
+            assert sizes <= {0, BIG}, sizes
             assert subprocess.run(["cmp", big, b / "big"]).returncode == 0
 
             # A small edit of the large file sends only the blocks it changed.
             wait_for(lambda: settled(a), "the laptop to be done sending")
             before, ids_before = sync_status(a), set(record_ids(couchdb_url))
             with open(a / "big", "r+b") as f:
-                f.seek(20 << 20)
+                f.seek(EDIT_AT)
                 f.write(b"x" * 4096)
             wait_for(lambda: settled(a) and sync_status(a)["records_up"] > before["records_up"],
                      "the edit to be sent")
@@ -126,7 +130,7 @@ def test_two_devices_exchange_creates_edits_renames_deletes_and_a_large_file(
             assert len(set(record_ids(couchdb_url)) - ids_before) == 3
             assert after["bytes_up"] - before["bytes_up"] < 300_000
             expected = bytearray(big.read_bytes())
-            expected[20 << 20:(20 << 20) + 4096] = b"x" * 4096
+            expected[EDIT_AT:EDIT_AT + 4096] = b"x" * 4096
             wait_for(lambda: (b / "big").read_bytes() == expected, "the edit to reach the desktop", LARGE)
 
     # The server saw only ciphertext: no file name, no content (user names
