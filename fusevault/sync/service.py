@@ -62,8 +62,6 @@ class SyncService:
         self.keys = KeyMirror(store, layout)  # one for all peers
         self._running: dict[str, tuple[dict, trio.CancelScope]] = {}
         self._replicators: dict[str, Replicator] = {}
-        # Why peers are not synced by this mount (None: they are).
-        self.paused: str | None = None
 
     def has_peers(self) -> bool:
         return bool(peers(self.store))
@@ -101,9 +99,6 @@ class SyncService:
                 status.state, status.error = "stopped", NO_BUDDY
                 log.error("peer %s: %s", peer["name"], NO_BUDDY)
                 return
-            if self.paused:
-                status.state, status.error = "paused", self.paused
-                await trio.sleep_forever()
             if not await trio.to_thread.run_sync(is_confirmed, self.layout.root, peer):
                 status.state, status.error = "stopped", NOT_CONFIRMED
                 self._refused(peer)
