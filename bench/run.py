@@ -181,8 +181,7 @@ class PouchDB:
 
 
 class FuseVaultPeer(FuseVault):
-    """The same vault with one peer, added before the mount: the mount syncs with it all along
-    (and, as any vault with peers, runs without the kernel's writeback cache)."""
+    """The same vault with one peer, added before the mount: the mount syncs with it all along."""
 
     name = "fusevault+peer"
     DB = "benchvault"
@@ -238,13 +237,13 @@ class FuseVaultPeer(FuseVault):
             dirs, per_dir = files
             small_files_create(mnt / "heavy", dirs, per_dir)
             end = time.perf_counter()
-            pending = self.sync_status()["pending_up"]  # as counted at the push's last look
+            pending = self.sync_status()["pending_up"]  # documents and records not pushed yet
             arrived = _until(lambda: _count(far / "heavy") == dirs * per_dir, timeout=900, every=0.5) - end
         finally:
             other.unmount()
         sh("rm", "-rf", mnt / "heavy")
         return {"sync idle: to other device s": statistics.median(idle),
-                f"sync after {dirs * per_dir} creates: pending docs": float(pending),
+                f"sync after {dirs * per_dir} creates: pending up": float(pending),
                 f"sync after {dirs * per_dir} creates: all on other device s": arrived}
 
     def unmount(self) -> None:
