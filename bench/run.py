@@ -181,8 +181,7 @@ class PouchDB:
 
 
 class FuseVaultPeer(FuseVault):
-    """The same vault with one peer, added before the mount: the mount syncs with it all along
-    (and, as any vault with peers, runs without the kernel's writeback cache)."""
+    """The same vault with one peer, added before the mount: the mount syncs with it all along."""
 
     name = "fusevault+peer"
     DB = "benchvault"
@@ -217,6 +216,36 @@ class FuseVaultPeer(FuseVault):
                 raise RuntimeError(f"the mount never reached its peer: {peer}")
             time.sleep(0.2)
 
+    def sync_lag(self, mnt: Path, files: tuple[int, int]) -> dict:
+        """How long a change takes to reach the other device: a second device
+        (joined to the same server, mounted) while both are idle; then how
+        far behind the peer is right after a heavy workload (creating
+        ``files``: dirs x files per dir) and how long it takes to catch up."""
+        other = FuseVault(self.work / "other")  # its own vault, mount point and state
+        other.work.mkdir()
+        sh(*FUSEVAULT, "init", other.vault, "--join", f"{self.server.url}/{self.DB}", "--user", "bench",
+           env=other.env)
+        far = other.mount()
+        try:
+            idle = []
+            for i in range(5):
+                time.sleep(1)  # idle: nothing else in flight
+                data, probe = os.urandom(64), f"probe{i}"
+                start = time.perf_counter()
+                (mnt / probe).write_bytes(data)
+                idle.append(_until(lambda p=probe, d=data: _read_or_none(far / p) == d) - start)
+            dirs, per_dir = files
+            small_files_create(mnt / "heavy", dirs, per_dir)
+            end = time.perf_counter()
+            pending = self.sync_status()["pending_up"]  # documents and records not pushed yet
+            arrived = _until(lambda: _count(far / "heavy") == dirs * per_dir, timeout=900, every=0.5) - end
+        finally:
+            other.unmount()
+        sh("rm", "-rf", mnt / "heavy")
+        return {"sync idle: to other device s": statistics.median(idle),
+                f"sync after {dirs * per_dir} creates: pending up": float(pending),
+                f"sync after {dirs * per_dir} creates: all on other device s": arrived}
+
     def unmount(self) -> None:
         peer = self.sync_status()
         docs = self.server.doc_count(self.DB)
@@ -232,6 +261,30 @@ class FuseVaultPeer(FuseVault):
             super().cleanup()
         finally:
             self.server.stop()
+
+
+def _until(check, timeout: float = 120, every: float = 0.01) -> float:
+    """perf_counter() once ``check`` holds (polled every ``every`` s); fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"still not there after {timeout} s")
+        time.sleep(every)
+    return time.perf_counter()
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _count(root: Path) -> int:
+    try:
+        return sum(len(os.listdir(d)) for d in root.iterdir())
+    except OSError:
+        return 0
 
 
 def _is_mounted(path: Path) -> bool:
@@ -339,7 +392,7 @@ HIGHER_IS_BETTER = ("MiB/s", "IOPS")
 CONTESTANTS = {"plain": Plain, "gocryptfs": GoCryptFS, "fusevault": FuseVault,
                "fusevault+peer": FuseVaultPeer}
 NAMES = list(CONTESTANTS)
-WORKLOADS = ["seq", "random", "small", "tree", "mount"]
+WORKLOADS = ["seq", "random", "small", "tree", "mount", "sync"]  # sync: fusevault+peer only
 
 
 def _terminate(signum, frame) -> None:
@@ -365,6 +418,7 @@ def main() -> int:
         parser.error(f"unknown workload(s); known: {', '.join(WORKLOADS)}")
     signal.signal(signal.SIGTERM, _terminate)
     seq, rand, seconds, files = (64, 32, 2, 2000) if args.quick else (512, 256, 8, 100_000)
+    creates = (5, 100) if args.quick else (50, 100)  # the sync workload's heavy part: dirs, files each
     work = Path(tempfile.mkdtemp(prefix="fvbench-", dir=args.workdir))
     archive = work / "tree.tar"
     samples: dict[str, dict[str, list[float]]] = {}
@@ -385,6 +439,8 @@ def main() -> int:
                 try:
                     runs = {"seq": (seq_write_read, seq), "random": (random_io, rand, seconds),
                             "small": (small_files,), "tree": (tree, archive)}
+                    if isinstance(target, FuseVaultPeer):
+                        runs["sync"] = (target.sync_lag, creates)
                     for result in (run(mnt, *rest) for workload, (run, *rest) in runs.items()
                                    if workload in workloads):
                         for row, value in result.items():

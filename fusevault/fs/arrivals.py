@@ -41,6 +41,8 @@ from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
 
+HELD_POLL = 0.5  # seconds between looks at a file a peer changed while it was open here
+
 
 class Arrivals:
     def __init__(self, store: Store, agents: Callable[[], Iterable[Agent]],
@@ -53,6 +55,7 @@ class Arrivals:
         self._settling = trio.Lock()
         self._resharing = False
         self._again = False
+        self._held: set[tuple[Agent, int]] = set()  # (agent, ino): ``_forget_when_closed`` waits for it
 
     def unlocked(self) -> list[Agent]:
         return [agent for agent in self._agents() if agent.session is not None]
@@ -174,26 +177,42 @@ class Arrivals:
         self.follow_up(agent, volume, changed)
 
     async def _resized(self, agent: Agent, volume: Volume, nodes: list[tuple[Node, int]]) -> None:
-        """Files another device made longer or shorter.  With the writeback
-        cache the kernel keeps its own idea of a file's size, which no
-        invalidation changes: a file that grew is handed its last page at its
-        place (a store notification), which makes the kernel take the new size.
-        The kernel takes no smaller size that way: a file that shrank has its
-        names dropped too, so once no program holds it open the kernel forgets
-        the inode and asks again (FUSE drops an unused inode at once)."""
+        """Files another device changed in size or times.  With the writeback
+        cache the kernel keeps its own size, modification and change times of
+        a file it caches, which no invalidation changes.  A file that grew is
+        handed its last page at its place (a store notification), which makes
+        the kernel take the new size, also for a program that holds it open.
+        The kernel takes no smaller size and no times that way: every such
+        file has its names dropped as well as its pages, so once no program
+        holds it open the kernel forgets the inode and asks again (FUSE drops
+        an unused inode at once): its next ``stat`` shows what the writer's showed."""
         for node, old_size in nodes:
             if self.closing:
                 return
             try:
-                if node.size < old_size:
-                    await agent.kernel.drop_all(list(node.links), [node.ino])
-                else:
+                if node.size > old_size:
                     await contents_changed(volume, agent.kernel, node, old_size)
             except VaultError as err:  # unreadable now: the kernel only forgets it
                 log.warning("the new size of %s was not shown: %s", node.fid, err)
-                await agent.kernel.drop_all(list(node.links), [node.ino])
             except Exception:  # a background task: a bug must not end the mount
                 log.exception("showing a file's new size failed")
+            await agent.kernel.drop_all(list(node.links), [node.ino])
+            if node.opens > 0 and (agent, node.ino) not in self._held:
+                self._held.add((agent, node.ino))
+                self._start(self._forget_when_closed, agent, node)
+
+    async def _forget_when_closed(self, agent: Agent, node: Node) -> None:
+        """A file a peer changed while a program here held it open: the kernel
+        kept its inode, with the old times, and a ``stat`` meanwhile gave it a
+        name again.  Once the last handle is closed, its names are dropped
+        again, so the kernel forgets it and shows the new times."""
+        try:
+            while node.opens > 0 and not self.closing:
+                await trio.sleep(HELD_POLL)
+            if not self.closing:
+                await agent.kernel.drop_all(list(node.links), [node.ino])
+        finally:
+            self._held.discard((agent, node.ino))
 
     async def _settle_conflicts(self, agent: Agent, ids: list[str]) -> None:
         """Settle edits made on two devices while apart (vault/services/conflicts.py), one batch at a time."""

@@ -100,6 +100,7 @@ class Drive(pyfuse3.Operations):
         number = len(self.seats) + 1
         seat = Seat(number, uid, gid, user_id, Operations(timeout=0, shown=(uid, gid)))
         seat.ops.ino_out = seat.ino_out
+        seat.ops.enable_writeback_cache = self.enable_writeback_cache  # the kernel this one talks to
         self.seats[number] = seat
         self.by_uid[uid] = seat
         return seat

@@ -279,7 +279,9 @@ class Operations(pyfuse3.Operations):
 
     @boundary
     async def write(self, fh: FileHandleT, off: int, buf: bytes) -> int:
-        return await self.gate.held().volume.write(fh, off, buf)
+        # With the writeback cache the kernel keeps the file's times and sends
+        # them by SETATTR: the write leaves them to it.
+        return await self.gate.held().volume.write(fh, off, buf, times=not self.enable_writeback_cache)
 
     @boundary
     @by_handle("handles")

@@ -36,15 +36,22 @@ class PersonalMount(Mount):
         self.agent = Agent(user, operations.gate, Kernel(), Tasks(), volume.layout, volume.store,
                            host=Direct())
         volume.device = self.agent.device = self.sync.device["name"] if self.sync else None
-        if self.sync is not None and self.sync.has_peers():
-            # With the writeback cache the kernel keeps its own idea of a file's
-            # size, which no invalidation changes: what peers write would show
-            # cut or padded.  A vault with peers is mounted without it.
-            operations.enable_writeback_cache = False
-            operations.group_commit = False
-        elif self.sync is not None:
-            self.sync.paused = ("this mount began before the vault had peers (it caches writes in the "
-                                "kernel): unmount and mount again to sync")
+        # The writeback cache stays on with peers: the kernel's times are the
+        # ones committed (fs/operations.py ``write``), and a peer's change is
+        # shown with its size and times (fs/arrivals.py ``_resized``).
+        if self.sync is not None:
+            if self.sync.has_peers():
+                operations.group_commit = False
+
+            def ready_for_peers() -> bool:
+                # A peer's document must never meet a change to the same node that is
+                # not committed yet (group commit: vault/tree/inodes.py): once the vault
+                # has peers, grouping stops, and replication starts when what was
+                # grouped is saved (a peer added while mounted).
+                operations.group_commit = False
+                return not volume.tree.pending
+
+            self.sync.ready_for_peers = ready_for_peers
 
     def agents(self) -> list[Agent]:
         return [self.agent]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -62,8 +63,9 @@ class SyncService:
         self.keys = KeyMirror(store, layout)  # one for all peers
         self._running: dict[str, tuple[dict, trio.CancelScope]] = {}
         self._replicators: dict[str, Replicator] = {}
-        # Why peers are not synced by this mount (None: they are).
-        self.paused: str | None = None
+        # Whether this mount may start replicating now (fs/personal.py: not while
+        # metadata changes wait for a group commit).
+        self.ready_for_peers: Callable[[], bool] = lambda: True
 
     def has_peers(self) -> bool:
         return bool(peers(self.store))
@@ -88,7 +90,7 @@ class SyncService:
                         del self._running[peer_id]
                         self.status.pop(peer["name"], None)
                 for peer_id, peer in wanted.items():
-                    if peer_id not in self._running:
+                    if peer_id not in self._running and self.ready_for_peers():
                         scope = await nursery.start(self._replicate, peer, device)
                         self._running[peer_id] = (peer, scope)
                 await trio.sleep(PEERS_EVERY)
@@ -101,9 +103,6 @@ class SyncService:
                 status.state, status.error = "stopped", NO_BUDDY
                 log.error("peer %s: %s", peer["name"], NO_BUDDY)
                 return
-            if self.paused:
-                status.state, status.error = "paused", self.paused
-                await trio.sleep_forever()
             if not await trio.to_thread.run_sync(is_confirmed, self.layout.root, peer):
                 status.state, status.error = "stopped", NOT_CONFIRMED
                 self._refused(peer)

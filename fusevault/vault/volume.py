@@ -293,8 +293,8 @@ class Volume:
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         return await self.files.read(fh, offset, size)
 
-    async def write(self, fh: int, offset: int, data: bytes) -> int:
-        return await self.files.write(fh, offset, data)
+    async def write(self, fh: int, offset: int, data: bytes, *, times: bool = True) -> int:
+        return await self.files.write(fh, offset, data, times=times)
 
     async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
         await self.files.fallocate(fh, mode, offset, length)

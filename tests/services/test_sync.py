@@ -559,6 +559,44 @@ def test_a_peers_change_of_size_is_seen_whole_with_the_writeback_cache(couchdb_u
             assert len(json.loads(history.stdout)["versions"]) >= 3, history.stdout
 
 
+def test_a_peers_rewrite_is_read_fresh_and_shows_the_writers_times(couchdb_url: str, tmp_path: Path) -> None:
+    """With the writeback cache the kernel keeps the pages, size and times of
+    a file it caches: a peer's rewrite (same size) must not be read from the
+    old pages, also through a file opened before it came, and ``stat`` shows
+    the time the writer's ``stat`` showed, once no program holds the file."""
+    laptop = first_device(couchdb_url, tmp_path)
+    old, new, newer = b"x" * 10000, b"y" * 10000, b"z" * 10000
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "notes.txt").write_bytes(old)
+        wait_for(lambda: settled(a), "the laptop to send its file")
+        desktop = new_device(couchdb_url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            assert (b / "notes.txt").read_bytes() == old  # the kernel now holds its pages and times
+            before = os.stat(b / "notes.txt").st_mtime_ns
+            with open(b / "notes.txt", "rb") as held:
+                assert held.read() == old
+                down = sync_status(b)["docs_down"]
+                with open(a / "notes.txt", "r+b") as f:
+                    f.write(new)
+                written = os.stat(a / "notes.txt").st_mtime_ns
+                assert written != before
+                wait_for(lambda: sync_status(b)["docs_down"] > down, "the rewrite to reach the desktop")
+                # The kernel keeps the inode of a file held open, pages and all, whatever its
+                # names: only the invalidation drops the old pages.
+                wait_for(lambda: os.pread(held.fileno(), len(new) + 1, 0) == new,
+                         lambda: f"the old pages to go: {os.pread(held.fileno(), 3, 0)!r}")
+                assert (b / "notes.txt").read_bytes() == new
+            wait_for(lambda: os.stat(b / "notes.txt").st_mtime_ns == written,
+                     lambda: f"the writer's time on the desktop: {os.stat(b / 'notes.txt').st_mtime_ns} "
+                             f"!= {written}")
+            with open(a / "notes.txt", "r+b") as f:  # and again, with nothing open on the desktop
+                f.write(newer)
+            written = os.stat(a / "notes.txt").st_mtime_ns
+            wait_for(lambda: (b / "notes.txt").read_bytes() == newer, "the second rewrite to come")
+            wait_for(lambda: os.stat(b / "notes.txt").st_mtime_ns == written, "the second time to show")
+            assert os.stat(b / "notes.txt").st_size == len(newer)
+
+
 def _logs() -> str:
     state = Path(os.environ["FUSEVAULT_STATE_DIR"])
     return "\n".join(p.read_text()[-3000:] for p in state.rglob("*.log"))

@@ -202,7 +202,12 @@ class Files:
             return node
         return node if fh in self.writers else self.tree.check(node, write=True)
 
-    async def write(self, fh: int, offset: int, data: bytes) -> int:
+    async def write(self, fh: int, offset: int, data: bytes, *, times: bool = True) -> int:
+        """``times``: the write sets the file's modification and change times.
+        Not when the kernel's writeback cache sends them (it keeps its own and
+        sends them by SETATTR before the close or fsync that commits): a write
+        it sends back after that SETATTR must not put this process's clock
+        in the version instead of the time the writer's ``stat`` shows."""
         node = self._writing(fh)
         check_size(offset + len(data))
         async with node.lock:
@@ -212,7 +217,8 @@ class Files:
             except OSError as err:
                 raise os_error(err, "reading file contents") from None
             node.size = max(node.size, offset + len(data))
-            node.mtime = node.ctime = now_ns()
+            if times:
+                node.mtime = node.ctime = now_ns()
             self.cut.discard(node.ino)
             if content.dirty_bytes() >= FLUSH_AT:
                 await self.tree.in_thread(content.flush_blocks, node.size)

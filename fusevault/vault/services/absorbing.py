@@ -243,6 +243,7 @@ def _retry_incomplete(volume: Volume, out: Absorbed) -> None:
 
 
 def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:
+    shown = (node.size, node.mtime, node.ctime)  # what the kernel's writeback cache keeps of its own
     for name in ATTRS:
         setattr(node, name, getattr(fresh, name))
     content = node.content
@@ -258,7 +259,7 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
             out.busy.append(node)
         return
     stale = content is not None and (node.head != fresh.head or content.dek != fresh.dek)
-    if out is not None and node.is_reg and fresh.size != node.size:
+    if out is not None and node.is_reg and (fresh.size, fresh.mtime, fresh.ctime) != shown:
         out.resized.append((node, node.size))
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))

@@ -45,8 +45,9 @@ class Absorbed:
     # Nodes whose new version could not be taken in while this user was
     # committing (or sealing) theirs: taken in once that is done (``settle_busy``).
     busy: list[Node] = field(default_factory=list)
-    # Files whose size another device changed, with the size they had: the
-    # kernel's writeback cache keeps its own size, so it is told the new one.
+    # Files whose size or times another device changed, with the size they
+    # had: the kernel's writeback cache keeps its own size and times, so it
+    # is told the new size and made to forget the file (fs/arrivals.py).
     resized: list[tuple[Node, int]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
