@@ -43,13 +43,13 @@ class PersonalMount(Mount):
             if self.sync.has_peers():
                 operations.group_commit = False
 
-            def ready_for_peers() -> bool:
+            async def ready_for_peers() -> bool:
                 # A peer's document must never meet a change to the same node that is
                 # not committed yet (group commit: vault/tree/inodes.py): once the vault
                 # has peers, grouping stops, and replication starts when what was
                 # grouped is saved (a peer added while mounted).
                 operations.group_commit = False
-                return not volume.tree.pending
+                return await volume.save_grouped()
 
             self.sync.ready_for_peers = ready_for_peers
 

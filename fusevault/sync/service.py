@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -65,7 +65,7 @@ class SyncService:
         self._replicators: dict[str, Replicator] = {}
         # Whether this mount may start replicating now (fs/personal.py: not while
         # metadata changes wait for a group commit).
-        self.ready_for_peers: Callable[[], bool] = lambda: True
+        self.ready_for_peers: Callable[[], Awaitable[bool]] | None = None
 
     def has_peers(self) -> bool:
         return bool(peers(self.store))
@@ -89,10 +89,12 @@ class SyncService:
                         scope.cancel()
                         del self._running[peer_id]
                         self.status.pop(peer["name"], None)
-                for peer_id, peer in wanted.items():
-                    if peer_id not in self._running and self.ready_for_peers():
-                        scope = await nursery.start(self._replicate, peer, device)
-                        self._running[peer_id] = (peer, scope)
+                new = [peer for peer_id, peer in wanted.items() if peer_id not in self._running]
+                if new and self.ready_for_peers is not None and not await self.ready_for_peers():
+                    new = []  # next time round
+                for peer in new:
+                    scope = await nursery.start(self._replicate, peer, device)
+                    self._running[peer["_id"]] = (peer, scope)
                 await trio.sleep(PEERS_EVERY)
 
     async def _replicate(self, peer: dict, device: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

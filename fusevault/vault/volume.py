@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.errors import IsADirectory
+from fusevault.errors import IsADirectory, VaultError
 from fusevault.store import Store
 from fusevault.vault.files import rekeying
 from fusevault.vault.files.open_files import Files
@@ -339,6 +339,17 @@ class Volume:
     async def flush_pending(self) -> None:
         """Commit grouped metadata changes now (before reading what the store holds)."""
         await self.tree.flush_pending()
+
+    async def save_grouped(self) -> bool:
+        """Commit grouped metadata changes now, for a service that must not run
+        beside them (sync, once the vault has peers); whether none is left.  A
+        failure is kept for the next request to report, as a window's is."""
+        if self.tree.pending and self.tree.pending_error is None:
+            try:
+                await self.tree.flush_pending()
+            except VaultError as err:
+                self.tree.pending_error = err
+        return not self.tree.pending
 
     async def fsyncdir(self) -> None:
         await self.tree.flush_pending()

@@ -641,3 +641,37 @@ def test_the_pull_takes_the_echo_of_its_own_push_without_storing_anything(couchd
     finally:
         store.close()
     assert taken == []
+
+
+def test_a_peer_added_while_mounted_gets_the_grouped_changes_and_syncs(couchdb_url: str, monkeypatch,
+                                                                      tmp_path: Path) -> None:
+    """A mount of a vault without peers groups metadata commits (renames, removals, chmods ride
+    together: tests/mount/test_group_commit.py); a peer added while it is mounted starts
+    syncing once what was grouped is saved, and grouping stops: the other device sees every
+    change, made before and after the peer came."""
+    monkeypatch.setenv("FUSEVAULT_GROUP_WINDOW", "3600")  # still grouped when the peer comes
+    laptop = tmp_path / "laptop"
+    assert fusevault("init", laptop, "--user", "alice").returncode == 0
+    with mounted(laptop, tmp_path / "a") as a:
+        for i in range(6):
+            (a / f"f{i}").write_text(f"file {i}")
+        os.rename(a / "f0", a / "renamed")
+        os.unlink(a / "f1")
+        os.chmod(a / "f2", 0o600)
+        added = fusevault("peer", "add", "server", couchdb_url, "--vault", laptop, passphrase=None)
+        assert added.returncode == 0, added.stderr
+        wait_for(lambda: _peers(a) and settled(a), "the mount to reach the peer added while it was mounted")
+        os.rename(a / "f3", a / "after")  # grouping is off now: sent as it is made
+        wait_for(lambda: settled(a), "the rename after the peer came to be sent")
+        desktop = new_device(couchdb_url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            want = ["after", "f2", "f4", "f5", "renamed"]
+            wait_for(lambda: sorted(os.listdir(b)) == want, lambda: f"{sorted(os.listdir(b))} != {want}")
+            assert (b / "renamed").read_text() == "file 0"
+            assert os.stat(b / "f2").st_mode & 0o777 == 0o600
+
+
+def _peers(mountpoint: Path) -> list:
+    result = fusevault("sync", "status", mountpoint, "--json", passphrase=None)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["mounts"][0]["peers"]
