@@ -18,7 +18,7 @@ import logging
 import trio
 
 from fusevault.encoding import name_to_str
-from fusevault.errors import InvalidInput, NotFound, PermissionDenied
+from fusevault.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
@@ -26,7 +26,7 @@ from fusevault.vault.model import meta_files, sharing
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import Grant, acl_lines, share_doc, share_perm
-from fusevault.vault.model.users import find_user
+from fusevault.vault.model.users import USER, find_user
 from fusevault.vault.volume import ROOT_INODE, Volume
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,20 @@ def _rotation_put(existing: dict | None, owner: str, fid: str) -> list[dict]:
 
 def _grantee(volume: Volume, target: str) -> tuple[str, bool, str]:
     """(id, is a group, label) of ``bob`` or ``@team``."""
+    # A name several documents claim goes to the one this user trusts (pinned), or is refused.
     if target.startswith("@"):
-        group = find_group(volume.store, target[1:])
+        trusted = volume.sharing.groups if volume.sharing is not None else {}
+        group = find_group(volume.store, target[1:], lambda found: _only(
+            [g for g in found if g["_id"] in trusted]))
         return group["_id"], True, target
-    user = find_user(volume.store, target)
+    user = find_user(volume.store, target, volume.trust.trusted_user if volume.trust is not None else None)
     if user["_id"] == volume.key.user_id:
         raise InvalidInput("you already have every right to your own files")
     return user["_id"], False, target
+
+
+def _only(found: list[dict]) -> dict | None:
+    return found[0] if len(found) == 1 else None
 
 
 def _own(volume: Volume, path: bytes) -> Node:
@@ -175,6 +182,7 @@ async def resume(volume: Volume) -> None:
     if volume.sharing is None:
         return
     me = volume.key.user_id
+    await _drop_removed_members(volume)
     for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
         node = volume.find(doc.get("fid", ""))
         if doc.get("owner") == me and node is not None and doc["fid"] not in volume.rotating:
@@ -184,6 +192,36 @@ async def resume(volume: Volume) -> None:
     written = await volume.in_thread(volume.tree.fill_missing, keys)
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
+
+
+async def _drop_removed_members(volume: Volume) -> None:
+    """Sign again, without them, the groups of this user that still name removed
+    users (``user remove`` needs no key, so it leaves the owner's signed document
+    as it was): a removed user's document put back by the store's writer then
+    finds no membership to count (and the older body is a replay, freshness.py)."""
+    me, groups = volume.key.user_id, dict(volume.sharing.groups)
+
+    def work() -> int:
+        live = {u["_id"] for u in volume.store.iter_type(USER)}
+        changed = []
+        for group in groups.values():
+            members = group.get("users") or {}
+            kept = {u: p for u, p in members.items() if u in live}
+            if group.get("owner") == me and kept != members:
+                changed.append(volume.trust.sign({**group, "users": kept}))
+        if not changed:
+            return 0
+        try:
+            volume.store.put_many(changed)
+        except Conflict:  # changed meanwhile (the owner, elsewhere): the next unlock looks again
+            return 0
+        volume.store.sync()
+        volume.trust.save()
+        return len(changed)
+
+    if await volume.store_call(work):
+        log.info("removed users' memberships taken out of this user's groups")
+        volume.sharing.reload(volume.store)
 
 
 def listing(volume: Volume, path: bytes | None) -> list[dict]:

@@ -68,8 +68,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         trust.observe(store.iter_type(USER))
         trust.save()
     shares = Guests.read(store, owner, trust) if key.identity is not None else None
-    if trust is not None and trust.fresh is not None:
-        trust.fresh.save()  # the grants seen at this load (vault/model/freshness.py)
+    if trust is not None:
+        trust.save()  # the grants seen at this load (vault/model/freshness.py), the groups pinned
     givers = shares.givers() if shares else set()
     keys = key_files(layout, owner, shares.groups) if givers else {}
     # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
