@@ -47,13 +47,16 @@ def find_user(store: Store, username: str | None,
         matches = [doc for doc in users if doc.get("username") == username]
         if len(matches) == 1:
             return matches[0]
-        if not matches:
+        if not matches:  # a user's id names them too (the way out of a name several claim)
+            matches = [doc for doc in users if doc.get("_id") == username]
+            if matches:
+                return matches[0]
             raise VaultNotFound(f"no user {username!r} in this vault")
         if pick is not None and (chosen := pick(matches)) is not None:
             return chosen
         raise NameClash(f"{len(matches)} user documents claim the name {username!r} (ids "
-                        f"{', '.join(d['_id'] for d in matches)}): refused; compare fingerprints with "
-                        f"`fusevault user show` and remove the impostor")
+                        f"{', '.join(d['_id'] for d in matches)}): refused; give the id instead of the "
+                        f"name (`fusevault user show ID` prints its fingerprint) and remove the impostor")
     if not users:
         raise CorruptData("the vault has no user")
     if len(users) == 1:
