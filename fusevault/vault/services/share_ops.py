@@ -17,12 +17,13 @@ import logging
 
 import trio
 
+from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import name_to_str
 from fusevault.errors import InvalidInput, NotFound, PermissionDenied, VaultError
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.model import meta_files, sharing
+from fusevault.vault.model import freshness, meta_files, sharing
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import Grant, acl_lines, share_doc, share_perm
@@ -208,7 +209,10 @@ async def _drop_removed_members(volume: Volume) -> None:
             members = group.get("users") or {}
             kept = {u: p for u, p in members.items() if u in live}
             if group.get("owner") == me and kept != members:
-                changed.append(volume.trust.sign({**group, "users": kept}))
+                # Stamped newer than the body it replaces, but remembered as seen only once
+                # stored: a failed write must not make the current body a "replay" here.
+                body = freshness.stamp(None, {**group, "users": kept})
+                changed.append(sign_doc(me, volume.trust.identity.sign, body))
         if not changed:
             return 0
         try:
@@ -216,6 +220,9 @@ async def _drop_removed_members(volume: Volume) -> None:
         except VaultError as err:  # changed meanwhile (a Conflict), read-only: the next unlock looks again
             log.warning("removed users' memberships not taken out of groups yet: %s", err)
             return 0
+        if volume.trust.fresh is not None:
+            for doc in changed:
+                volume.trust.fresh.saw(doc)
         volume.store.sync()
         volume.trust.save()
         return len(changed)
