@@ -207,7 +207,9 @@ async def _drop_removed_members(volume: Volume) -> None:
         changed = []
         for group in groups.values():
             members = group.get("users") or {}
-            kept = {u: p for u, p in members.items() if u in live}
+            # Only users this device met (pinned) and whose documents are gone now: one whose
+            # document has not arrived yet (a peer's replication) is no removed user.
+            kept = {u: p for u, p in members.items() if u in live or volume.trust.pin(u) is None}
             if group.get("owner") == me and kept != members:
                 # Stamped newer than the body it replaces, but remembered as seen only once
                 # stored: a failed write must not make the current body a "replay" here.
