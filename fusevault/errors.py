@@ -250,6 +250,16 @@ class Damaged(VaultError):
     exit_code = 26
 
 
+# --- names
+
+
+class NameClash(VaultError):
+    """Several user (or group) documents claim one name and none is the one this
+    user trusts: refused rather than sealed to whichever the store lists first."""
+
+    exit_code = 31
+
+
 # --- OSErrors of a known kind, and the exit code of a bug (the command's
 # last line of defence, and the mount's server process, fs/daemon.py)
 

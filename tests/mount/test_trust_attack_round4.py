@@ -215,10 +215,6 @@ def _group_taken_over(vault: Path, tmp_path: Path) -> tuple[Path, MasterKey, Mas
     return mnt, bob, mallory
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a Group counts if signed by the owner IT names "
-                   "(vault/model/grants.py signed_by_owner); nothing binds the group's owner, so a member "
-                   "re-signs the group in his own name and the share owner's client seals her DEKs to "
-                   "whoever he adds (Guests.may_seal follows the members)")
 def test_a_group_signed_over_by_a_member_gets_no_key(vault: Path, tmp_path: Path) -> None:
     """Safe: alice's client seals none of her keys to mallory."""
     mnt, bob, mallory = _group_taken_over(vault, tmp_path)
@@ -254,8 +250,6 @@ def test_a_group_signed_over_by_a_member_gives_no_write_through_his_mount(vault:
         assert (mnt / "proj" / "plan.txt").read_text() == "step one"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: as above, by a store writer with no key: a user document it "
-                   "planted (self-signed, pinned at first sight) re-signs alice's group in its own name")
 def test_a_group_signed_over_by_a_user_the_store_writer_planted_gets_no_key(vault: Path,
                                                                            tmp_path: Path) -> None:
     """No vault user involved: the store writer plants mallory's user document (keys it made, signed
@@ -346,9 +340,6 @@ def test_a_file_back_from_the_trash_after_an_unshare_is_not_under_the_revoked_ke
 # --- 5. a second user document with the name of a real user
 
 
-@pytest.mark.xfail(strict=True, reason="hole: users.find_user returns the first UserDetails with the name, "
-                   "in store order; a store writer's planted 'bob' (self-signed, pinned at first sight) "
-                   "gets what alice shares 'with bob' (vault/services/share_ops.py)")
 def test_sharing_with_a_name_a_planted_user_document_also_has_seals_nothing_to_the_impostor(
         vault: Path, tmp_path: Path) -> None:
     """The store writer plants a user document named ``bob`` (keys it made, signed by them) and
@@ -379,9 +370,6 @@ def test_sharing_with_a_name_a_planted_user_document_also_has_seals_nothing_to_t
         f"alice shared 'with bob' to the impostor: {shared.stdout} {shared.stderr}"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: groups.find_group returns the first Group with the name, in "
-                   "store order; a planted 'team' (signed by a planted user, its owner) gets what alice "
-                   "shares 'with @team' (vault/services/share_ops.py)")
 def test_sharing_with_a_group_name_a_planted_group_also_has_seals_nothing_to_the_impostor(
         vault: Path, tmp_path: Path) -> None:
     """As above for a group: the store writer plants mallory's user document and a Group named
@@ -419,9 +407,6 @@ def test_sharing_with_a_group_name_a_planted_group_also_has_seals_nothing_to_the
 # --- 6. a removed user's document put back
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a removed user's membership 'counts nowhere' only while his "
-                   "user document is absent; put back (genuine, self-signed), the owner's rotation after "
-                   "the removal seals the new key to him through the group (vault/tree/guests.py members)")
 def test_a_removed_users_document_put_back_gets_no_new_group_key(vault: Path, tmp_path: Path) -> None:
     """bob, a READ member of alice's group ``team`` (shared on proj), is removed from the vault
     (``user remove``: his membership stays in alice's signed Group and "counts nowhere"; the

@@ -87,6 +87,34 @@ def test_keys_are_pinned_at_first_sight_and_a_changed_key_is_refused_and_said(tm
     assert again.fingerprint_of(bob["_id"]) == doc_fingerprint(forged)
 
 
+def test_a_groups_owner_and_a_users_name_are_pinned_at_first_sight(tmp_path: Path) -> None:
+    """The group's first owner travels with the pins (the store's document, another unlock); a body
+    naming another owner is refused; a new user with a pinned user's name is not pinned."""
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    users.create_user(layout, store, "bob", b"pass bob", uid=60002)
+    alice, bob = users.find_user(store, "alice"), users.find_user(store, "bob")
+    group = {"_id": "g" * 32, "type": "Group", "groupname": "team", "owner": alice["_id"],
+             "users": {alice["_id"]: "READ,WRITE"}}
+    alarms = Alarms()
+    trust = Trust(store, _unlock(store, "alice"), alarms)
+    assert trust.admit_groups([group]) == [group]
+    trust.save()
+    again = Trust(store, _unlock(store, "alice"), alarms)
+    assert again.group_owner(group["_id"]) == alice["_id"]
+    taken = {**group, "owner": bob["_id"], "users": {bob["_id"]: "READ,WRITE"}}
+    planted = {**group, "_id": "h" * 32}
+    assert again.admit_groups([taken, planted]) == []
+    assert "group-owner-changed" in alarms and "name-taken" in alarms
+    again.observe(store.iter_type(users.USER))
+    impostor = Identity.new("i" * 32)
+    doc = sign_doc(impostor.user_id, impostor.sign, {"_id": impostor.user_id, "type": users.USER,
+                                                     "username": "bob", **impostor.public_fields()})
+    again.observe([bob, doc])
+    assert again.pin(impostor.user_id) is None
+    assert again.trusted_user([doc, bob]) == bob
+
+
 def test_an_unsigned_document_counts_only_until_its_author_has_signed(tmp_path: Path) -> None:
     layout, store = _vault(tmp_path)
     users.create_user(layout, store, "alice", b"pass alice", uid=60001)

@@ -5,7 +5,9 @@
   owns the node it names is checked where the node is known
   (``Guests.covering`` and ``perm``, vault/tree/guests.py).
 - A ``Group`` counts (its memberships reach anyone) only if signed by the
-  group's ``owner``.
+  group's ``owner``, and that owner is the one this user pinned for the
+  group when they first met it (``Trust.admit_groups``): a member, or a user
+  the store writer planted, cannot re-sign it in their own name.
 - A ``.vfkey`` (and its ``FileKey`` mirror document) carries the file
   owner's signature over ``{"_id": "vfkey:<owner>:<fid>:<recipient>",
   "epoch", "key", "owner", "fid", "recipient"}``: the sealed key, its epoch
@@ -68,6 +70,8 @@ def verified_grants(store: Store, trust: Trust | None) -> tuple[list[Grant], dic
         except VaultError:
             continue
     signed = [g for g in groups if signed_by_owner(trust, g, "group")]
+    if trust is not None:  # the owner it names must be the one pinned for the group (vault/model/trust.py)
+        signed = trust.admit_groups(signed)
     return found, {g["_id"]: g for g in freshness.admitted(fresh, signed, "group")}
 
 

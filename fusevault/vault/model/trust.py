@@ -27,9 +27,19 @@ every user of a format-2 vault); one that appears later was made after
 signatures came (new users are signed from birth), so its unsigned
 documents are refused.
 
+Names and groups are pinned too, since the store's order is its writer's to
+choose: a user document that claims the name of a pinned user whose document
+is still there (or a name two new documents claim) is not pinned (an alarm),
+so ``share --with NAME`` resolves to the pinned one (``trusted_user``); a
+group's owner is pinned the first time the group is met (``admit_groups``),
+and a Group document naming another owner (a member, or a user the store
+writer planted, re-signing it in their own name) is refused, as is a new
+group with the name of a pinned one.
+
 Pins document (``_id`` ``pins-<user id>``, ``type`` ``Pins``, ``owner``):
-``enc`` seals ``{user id: {"username", "box", "sign", "signs", "pinned_at"}}``
-with AD ``ad("Pins", owner, _id)``.  The same map is kept, sealed with the
+``enc`` seals ``{user id: {"username", "box", "sign", "signs", "pinned_at"},
+"~groups": {group id: {"owner", "name", "pinned_at"}}}`` with AD
+``ad("Pins", owner, _id)``.  The same map is kept, sealed with the
 device-state key, outside the vault (``paths.state_dir()/pins/<hash of vault
 dir and user>``), since a writer of the store can delete or roll back the
 document: both are merged at load (per user, the later ``pinned_at`` wins),
@@ -75,6 +85,16 @@ class Pin:
     pinned_at: int
 
 
+@dataclass(frozen=True)
+class GroupPin:
+    owner: str  # the user id that signs the group: never another, whoever the document names
+    name: str
+    pinned_at: int
+
+
+GROUPS_KEY = "~groups"  # in the pins' plain text: never a user id (those are hex)
+
+
 def fingerprint(box_b64: str, sign_b64: str) -> str:
     """What two people compare: SHA-256 of both public keys, 80 bits in groups of four."""
     try:
@@ -115,6 +135,7 @@ class Trust:
         own = self.identity.public_fields()
         self._own = Pin("", own["public_box"], own["public_sign"], True, 0)
         self._pins: dict[str, Pin] = {}
+        self._groups: dict[str, GroupPin] = {}
         self._dirty = False
         self._root = root  # the vault's directory: where the device copy of the pins belongs
         # Whether this user had pins before this unlock (store or device): then an
@@ -136,22 +157,26 @@ class Trust:
     def _load(self) -> None:
         doc = self.store.get(self.pins_id)
         stored: dict[str, Pin] | None = None
+        stored_groups: dict[str, GroupPin] = {}
         if doc is not None and not doc.get("_deleted"):
             try:
                 plain = self.key.unseal_private(PINS, self.pins_id, b64d(doc["enc"]))
-                stored = _pins_of(plain)
+                stored, stored_groups = _pins_of(plain), _group_pins_of(plain)
             except (VaultError, KeyError, ValueError, TypeError):
                 self.alarms.warn("pins", self.pins_id, "this user's pinned keys of others were damaged or "
                                  "replaced in the store: the copy kept on this device is used")
-        device = self._read_device()
+        device, device_groups = self._read_device()
         self.had_pins = stored is not None or device is not None
         merged = _merge(stored or {}, device or {})
-        if device is not None and merged != (stored or {}):
+        groups = _merge(stored_groups, device_groups)
+        if device is not None and (merged != (stored or {}) or groups != stored_groups):
             # The store lost pins this device kept (deleted, rolled back, damaged): ours hold.
             self.alarms.warn("pins-lost", self.pins_id, "pins this device kept are missing or older in "
                              "the store (deleted or rolled back): the ones kept on this device are used")
         self._pins = merged
-        self._dirty = merged != (stored or {}) or device != merged or not self.had_pins
+        self._groups = groups
+        self._dirty = (merged != (stored or {}) or device != merged or not self.had_pins
+                       or groups != stored_groups or device_groups != groups)
 
     # --- the copy outside the vault
 
@@ -161,23 +186,24 @@ class Trust:
         name = hashlib.sha256(f"{os.path.realpath(self._root)}\0{self.user_id}".encode()).hexdigest()[:32]
         return paths.state_dir() / "pins" / name, name
 
-    def _read_device(self) -> dict[str, Pin] | None:
+    def _read_device(self) -> tuple[dict[str, Pin] | None, dict[str, GroupPin]]:
         found = self._device_file()
         if found is None:
-            return None
+            return None, {}
         path, name = found
         try:
             sealed = path.read_bytes()
         except FileNotFoundError:
-            return None
+            return None, {}
         except OSError:
             sealed = b""
         try:
-            return _pins_of(self.key.unseal_device(PINS, name, sealed))
+            plain = self.key.unseal_device(PINS, name, sealed)
+            return _pins_of(plain), _group_pins_of(plain)
         except (VaultError, KeyError, ValueError, TypeError):
             self.alarms.warn("pins", str(path), "the pins kept on this device were damaged or replaced: "
                              "the store's are used")
-            return {}
+            return {}, {}
 
     def _write_device(self, plain: bytes) -> None:
         found = self._device_file()
@@ -194,14 +220,17 @@ class Trust:
         if not self._dirty:
             return
         current = self.store.get(self.pins_id)
-        merged = dict(self._pins)
+        merged, groups = dict(self._pins), dict(self._groups)
         if current is not None and not current.get("_deleted"):
             try:  # another device's pins: theirs stay, ours are added (the later pin of a user wins)
                 plain = self.key.unseal_private(PINS, self.pins_id, b64d(current["enc"]))
                 merged = _merge(_pins_of(plain), self._pins)
+                groups = _merge(_group_pins_of(plain), self._groups)
             except (VaultError, KeyError, ValueError, TypeError):
                 pass
-        plain = json.dumps({uid: asdict(p) for uid, p in merged.items()}, sort_keys=True).encode()
+        plain = json.dumps({**{uid: asdict(p) for uid, p in merged.items()},
+                            GROUPS_KEY: {gid: asdict(g) for gid, g in groups.items()}},
+                           sort_keys=True).encode()
         doc = {"_id": self.pins_id, "type": PINS, "owner": self.user_id,
                "enc": b64e(self.key.seal_private(PINS, self.pins_id, plain))}
         if current is not None:
@@ -209,12 +238,15 @@ class Trust:
         self.store.put_many([self.sign(doc)])
         self._write_device(plain)  # after the store: both hold at least what was pinned
         self._pins = merged
+        self._groups = groups
         self._dirty = False
 
     # --- meeting users
 
     def observe(self, users: Iterable[dict]) -> None:
         """Pin users met for the first time; refuse (and say) keys that changed."""
+        users = [d for d in users if not d.get("_deleted")]
+        clashes = self._name_clashes(users)
         for doc in users:
             uid = doc.get("_id")
             if not isinstance(uid, str) or doc.get("_deleted") or uid == self.user_id:
@@ -228,6 +260,11 @@ class Trust:
                                  "carries a signature that does not hold: it is ignored")
                 continue
             pin = self._pins.get(uid)
+            if pin is None and uid in clashes:
+                self.alarms.warn("name-taken", uid, f"a new user document ({uid}) claims the name "
+                                 f"{doc.get('username')!r}, which {clashes[uid]}: it is not trusted "
+                                 "(compare fingerprints, then `fusevault user trust` it if it is genuine)")
+                continue
             if pin is None:
                 # Unsigned and new to a user who had pins: made after signatures came, so not legacy.
                 legacy_ok = signed or not self.had_pins
@@ -248,6 +285,70 @@ class Trust:
             elif signed and (not pin.signs or pin.username != doc.get("username")):
                 self._pins[uid] = Pin(str(doc.get("username")), box, sign, True, pin.pinned_at)
                 self._dirty = True
+
+    def _name_clashes(self, users: list[dict]) -> dict[str, str]:
+        """Users not pinned yet whose name another present user holds: id -> why.
+        The store's order is its writer's: a name is never given to whichever comes first."""
+        by_name: dict[str, list[str]] = {}
+        for doc in users:
+            if isinstance(doc.get("_id"), str):
+                by_name.setdefault(str(doc.get("username")), []).append(doc["_id"])
+        out = {}
+        for ids in by_name.values():
+            if len(ids) < 2:
+                continue
+            held = [i for i in ids if i == self.user_id or i in self._pins]
+            for uid in ids:
+                if uid not in held:
+                    out[uid] = (f"the pinned user {held[0]} holds" if held
+                                else f"{len(ids)} new documents claim at once")
+        return out
+
+    def trusted_user(self, matches: list[dict]) -> dict | None:
+        """Of several user documents claiming one name, the one whose keys are
+        pinned (None: none, or more than one)."""
+        pinned = [d for d in matches if (pin := self.pin(d["_id"])) is not None
+                  and (pin.box, pin.sign) == (d.get("public_box"), d.get("public_sign"))]
+        return pinned[0] if len(pinned) == 1 else None
+
+    # --- groups
+
+    def admit_groups(self, docs: list[dict]) -> list[dict]:
+        """The Group documents (signed by the owner they name) whose owner is the
+        one pinned for the group; a group met for the first time is pinned,
+        unless a pinned group still present has its name."""
+        present = {d["_id"] for d in docs}
+        taken = {pin.name: gid for gid, pin in self._groups.items() if gid in present}
+        fresh_names: dict[str, int] = {}
+        for doc in docs:
+            if doc["_id"] not in self._groups:
+                fresh_names[str(doc.get("groupname"))] = fresh_names.get(str(doc.get("groupname")), 0) + 1
+        out = []
+        for doc in docs:
+            gid, owner, name = doc["_id"], str(doc.get("owner")), str(doc.get("groupname"))
+            pin = self._groups.get(gid)
+            if pin is None:
+                if name in taken or fresh_names.get(name, 0) > 1:
+                    self.alarms.warn("name-taken", gid, f"refused group {gid}: its name {name!r} is held by "
+                                     f"{'the group ' + taken[name] if name in taken else 'another new group'}"
+                                     ": nothing is sealed by it")
+                    continue
+                self._groups[gid] = GroupPin(owner, name, int(time.time()))
+                self._dirty = True
+            elif pin.owner != owner:
+                self.alarms.warn("group-owner-changed", gid, f"refused group {name!r} ({gid}): it names "
+                                 f"{owner} as its owner, not {pin.owner}, its owner since this user met it "
+                                 "(re-signed by someone else): nothing is sealed by it")
+                continue
+            elif pin.name != name:
+                self._groups[gid] = GroupPin(owner, name, pin.pinned_at)
+                self._dirty = True
+            out.append(doc)
+        return out
+
+    def group_owner(self, gid: str) -> str | None:
+        pin = self._groups.get(gid)
+        return None if pin is None else pin.owner
 
     def repin(self, user_doc: dict, expected: str) -> None:
         """Trust a user's current keys after the person compared ``expected`` out of band."""
@@ -324,10 +425,14 @@ class Trust:
 
 
 def _pins_of(plain: bytes) -> dict[str, Pin]:
-    return {uid: Pin(**fields) for uid, fields in loads_untrusted(plain).items()}
+    return {uid: Pin(**fields) for uid, fields in loads_untrusted(plain).items() if uid != GROUPS_KEY}
 
 
-def _merge(older: dict[str, Pin], newer: dict[str, Pin]) -> dict[str, Pin]:
+def _group_pins_of(plain: bytes) -> dict[str, GroupPin]:
+    return {gid: GroupPin(**fields) for gid, fields in loads_untrusted(plain).get(GROUPS_KEY, {}).items()}
+
+
+def _merge(older: dict, newer: dict) -> dict:
     """Both maps' users; of a user pinned in both, the later pin (a re-pin); ``newer`` on a tie."""
     merged = dict(older)
     for uid, pin in newer.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Callable
 
 from fusevault.crypto import aead, recovery
 from fusevault.crypto.identity import Identity, open_identity, seal_identity
@@ -18,7 +19,14 @@ from fusevault.crypto.keys import (
     wrap_master,
 )
 from fusevault.crypto.signing import sign_doc, signer_of
-from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoRecoveryKey, VaultNotFound
+from fusevault.errors import (
+    AlreadyExists,
+    CorruptData,
+    InvalidInput,
+    NameClash,
+    NoRecoveryKey,
+    VaultNotFound,
+)
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, validate_name
 from fusevault.vault.model import confirmed
@@ -28,13 +36,27 @@ USER = "UserDetails"
 DEFAULT_TTL = {"ttl": "8", "unit": "hr"}
 
 
-def find_user(store: Store, username: str | None) -> dict:
+def find_user(store: Store, username: str | None,
+              pick: Callable[[list[dict]], dict | None] | None = None) -> dict:
+    """The user named ``username`` (or the caller's, by Linux uid).  Several
+    documents claiming one name (a store writer can plant one, and chooses the
+    store's order) are refused unless ``pick`` (the caller's pins,
+    ``Trust.trusted_user``) chooses one."""
     users = list(store.iter_type(USER))
     if username is not None:
-        for doc in users:
-            if doc.get("username") == username:
-                return doc
-        raise VaultNotFound(f"no user {username!r} in this vault")
+        matches = [doc for doc in users if doc.get("username") == username]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:  # a user's id names them too (the way out of a name several claim)
+            matches = [doc for doc in users if doc.get("_id") == username]
+            if matches:
+                return matches[0]
+            raise VaultNotFound(f"no user {username!r} in this vault")
+        if pick is not None and (chosen := pick(matches)) is not None:
+            return chosen
+        raise NameClash(f"{len(matches)} user documents claim the name {username!r} (ids "
+                        f"{', '.join(d['_id'] for d in matches)}): refused; give the id instead of the "
+                        f"name (`fusevault user show ID` prints its fingerprint) and remove the impostor")
     if not users:
         raise CorruptData("the vault has no user")
     if len(users) == 1:

@@ -17,16 +17,17 @@ import logging
 
 import trio
 
+from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import name_to_str
-from fusevault.errors import InvalidInput, NotFound, PermissionDenied
+from fusevault.errors import InvalidInput, NotFound, PermissionDenied, VaultError
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.model import meta_files, sharing
+from fusevault.vault.model import freshness, meta_files, sharing
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import Grant, acl_lines, share_doc, share_perm
-from fusevault.vault.model.users import find_user
+from fusevault.vault.model.users import USER, find_user
 from fusevault.vault.volume import ROOT_INODE, Volume
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,20 @@ def _rotation_put(existing: dict | None, owner: str, fid: str) -> list[dict]:
 
 def _grantee(volume: Volume, target: str) -> tuple[str, bool, str]:
     """(id, is a group, label) of ``bob`` or ``@team``."""
+    # A name several documents claim goes to the one this user trusts (pinned), or is refused.
     if target.startswith("@"):
-        group = find_group(volume.store, target[1:])
+        trusted = volume.sharing.groups if volume.sharing is not None else {}
+        group = find_group(volume.store, target[1:], lambda found: _only(
+            [g for g in found if g["_id"] in trusted]))
         return group["_id"], True, target
-    user = find_user(volume.store, target)
+    user = find_user(volume.store, target, volume.trust.trusted_user if volume.trust is not None else None)
     if user["_id"] == volume.key.user_id:
         raise InvalidInput("you already have every right to your own files")
     return user["_id"], False, target
+
+
+def _only(found: list[dict]) -> dict | None:
+    return found[0] if len(found) == 1 else None
 
 
 def _own(volume: Volume, path: bytes) -> Node:
@@ -175,6 +183,7 @@ async def resume(volume: Volume) -> None:
     if volume.sharing is None:
         return
     me = volume.key.user_id
+    await _drop_removed_members(volume)
     for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
         node = volume.find(doc.get("fid", ""))
         if doc.get("owner") == me and node is not None and doc["fid"] not in volume.rotating:
@@ -184,6 +193,45 @@ async def resume(volume: Volume) -> None:
     written = await volume.in_thread(volume.tree.fill_missing, keys)
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
+
+
+async def _drop_removed_members(volume: Volume) -> None:
+    """Sign again, without them, the groups of this user that still name removed
+    users (``user remove`` needs no key, so it leaves the owner's signed document
+    as it was): a removed user's document put back by the store's writer then
+    finds no membership to count (and the older body is a replay, freshness.py)."""
+    me, groups = volume.key.user_id, dict(volume.sharing.groups)
+
+    def work() -> int:
+        live = {u["_id"] for u in volume.store.iter_type(USER)}
+        changed = []
+        for group in groups.values():
+            members = group.get("users") or {}
+            # Only users this device met (pinned) and whose documents are gone now: one whose
+            # document has not arrived yet (a peer's replication) is no removed user.
+            kept = {u: p for u, p in members.items() if u in live or volume.trust.pin(u) is None}
+            if group.get("owner") == me and kept != members:
+                # Stamped newer than the body it replaces, but remembered as seen only once
+                # stored: a failed write must not make the current body a "replay" here.
+                body = freshness.stamp(None, {**group, "users": kept})
+                changed.append(sign_doc(me, volume.trust.identity.sign, body))
+        if not changed:
+            return 0
+        try:
+            volume.store.put_many(changed)
+        except VaultError as err:  # changed meanwhile (a Conflict), read-only: the next unlock looks again
+            log.warning("removed users' memberships not taken out of groups yet: %s", err)
+            return 0
+        if volume.trust.fresh is not None:
+            for doc in changed:
+                volume.trust.fresh.saw(doc)
+        volume.store.sync()
+        volume.trust.save()
+        return len(changed)
+
+    if await volume.store_call(work):
+        log.info("removed users' memberships taken out of this user's groups")
+        volume.sharing.reload(volume.store)
 
 
 def listing(volume: Volume, path: bytes | None) -> list[dict]:

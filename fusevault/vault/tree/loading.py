@@ -13,7 +13,7 @@ import sys
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import str_to_name
-from fusevault.errors import CorruptData
+from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import names
@@ -68,8 +68,11 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         trust.observe(store.iter_type(USER))
         trust.save()
     shares = Guests.read(store, owner, trust) if key.identity is not None else None
-    if trust is not None and trust.fresh is not None:
-        trust.fresh.save()  # the grants seen at this load (vault/model/freshness.py)
+    if trust is not None:
+        try:
+            trust.save()  # the grants seen at this load (vault/model/freshness.py), the groups pinned
+        except VaultError as err:  # kept in memory: saved at the next change
+            log.warning("the groups pinned at this load were not saved yet: %s", err)
     givers = shares.givers() if shares else set()
     keys = key_files(layout, owner, shares.groups) if givers else {}
     # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
