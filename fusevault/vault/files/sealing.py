@@ -318,7 +318,9 @@ class Sealing:
         self.manifest.hashed = True
         blocks = self.manifest.blocks
         if vid in self.manifest.vids:
-            mine_runs = [r for r in blocks.runs if r[4] == self.manifest.vids.index(vid)]
+            # The index once, not per run: a file rewritten N times has N writers and many runs.
+            mine = self.manifest.vids.index(vid)
+            mine_runs = [r for r in blocks.runs if r[4] == mine]
             written = [(i, o, n) for i, o, n, _, _ in blocks.blocks(mine_runs)]
             for first, count, *_ in mine_runs:  # this reader's reads of them are checked as any other's
                 self._hashes.add(vid, first, self._block_shas(vid, first, count))
@@ -415,9 +417,18 @@ class Sealing:
                                  manifest.blocks.renumber(renumber), manifest.padded, manifest.tree,
                                  block_size=manifest.block_size, hashed=manifest.hashed)
 
+    def seal_durably(self, file_size: int) -> tuple[str, tuple[int, int], bytes]:
+        """``seal_version``, then its records flushed to disk (fsync): one worker-thread call."""
+        sealed = self.seal_version(file_size)
+        self.fsync()
+        return sealed
+
     def fsync(self) -> None:
-        if self.fd is not None and not self.synced:
-            os.fsync(self.fd)
+        if not self.synced:
+            self._open_fd()  # a Content that took over records a closed one appended
+            # Data and what reading it back needs (the size after an append);
+            # not the modification time, which no one reads.
+            os.fdatasync(self.fd)
             self.synced = True
         if self.new_files:  # the sidecar and both directory entries
             fd = os.open(self.vfmeta_path, os.O_RDONLY)
