@@ -265,12 +265,16 @@ class Sealing:
         final_length = record_length(target - final * self.bs)
         blocks, dirty = self.manifest.blocks, self.dirty
         stale: dict[int, bool] = {}
-        for run in blocks.runs:
-            first, count, _, length, _, last = run
-            suspect = last or first <= final < first + count or (self.padded and length != self.full_record)
-            if not suspect:
+        for first, count, _, length, _, run_last in blocks.runs:
+            end = first + count
+            odd = self.padded and length != self.full_record  # every block of the run is suspect
+            if not (run_last or first <= final < end or odd):
                 continue
-            for index, _, length, _, last in blocks.blocks([run]):
+            # Else only the run's last block (the one that can carry the mark) and the
+            # final one can be wrong: not every block of a long run.
+            ends = {end - 1, final} if first <= final < end else (end - 1,)
+            for index in range(first, end) if odd else ends:
+                last = run_last if index == end - 1 else 0
                 if index == final:
                     wrong = not last or (self.padded and length != final_length)
                 else:
@@ -315,6 +319,7 @@ class Sealing:
         self.stored_kind = self.MANIFEST_KIND
         (place,) = self._append([(None, manifest_record, False)])
         self.manifest.tree = nodes
+        self.manifest.blocks.touched = set()  # the next build starts from this tree
         self.manifest.hashed = True
         blocks = self.manifest.blocks
         if vid in self.manifest.vids:
@@ -366,6 +371,8 @@ class Sealing:
         version's own as they were sealed, an older one's as a verified Merkle
         tree named it, else (a block of a kind 2, 3 or 4 manifest, once per
         file) read, checked as any read is, and hashed."""
+        if vid != self.pending_vid and (known := self._hashes.get_run(vid, first, count)) is not None:
+            return known  # a leaf's run of an older writer: one slice, not a look-up per block
         out = []
         for index in range(first, first + count):
             sha = self._record_sha.get(index) if vid == self.pending_vid else self._hashes.get(vid, index)
