@@ -431,6 +431,8 @@ class Sealing:
         return sealed
 
     def fsync(self) -> None:
+        if not self.synced and self.fd is None and not os.path.exists(self.vf_path):
+            self.synced = True  # records a closed Content appended, to a file since gone: nothing to flush
         if not self.synced:
             self._open_fd()  # a Content that took over records a closed one appended
             # Data and what reading it back needs (the size after an append);
