@@ -278,7 +278,7 @@ class Files:
             content = node.content
             if content is not None and content.changed:
                 await self.commit_version(node, content, durable=durable)
-            elif durable and content is not None:
+            elif durable and content is not None and (not content.synced or content.new_files):
                 # Records an earlier commit (a close) appended: on disk before the
                 # store's log is flushed, as for a version sealed now.
                 await self.tree.in_thread(content.fsync)
