@@ -214,7 +214,7 @@ class LocalStore:
         return results, (rows[-1][0] if rows else int(since))
 
     def sync(self) -> None:
-        """Make every commit so far durable: fsync the WAL.
+        """Make every commit so far durable: fdatasync the WAL.
 
         Only the WAL: SQLite fsyncs the database file itself after each
         checkpoint, and a descriptor of the database file opened and closed
@@ -226,7 +226,9 @@ class LocalStore:
             fd = None  # everything is in the database file (checkpointed)
         if fd is not None:
             try:
-                os.fsync(fd)
+                # As SQLite syncs its own files: the WAL is mostly rewritten in
+                # place, so only its data goes, without a journal commit for its times.
+                os.fdatasync(fd)
             finally:
                 os.close(fd)
         if not self._dir_synced:  # the WAL's name, made when the store was opened

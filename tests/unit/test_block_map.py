@@ -51,3 +51,16 @@ def test_block_hashes_are_kept_per_writer_and_index_and_holes_cost_nothing() -> 
     assert hashes.get("b", 10) is None and hashes.get("b", 1 << 40) == sha[5]
     # slots 10 to 255 of leaf 0, 256 to 299 of leaf 1, one far away
     assert sum(len(blob) for _, blob in hashes._by.values()) == 32 * (246 + 44 + 1)
+
+
+def test_a_run_of_block_hashes_is_one_slice_and_none_if_any_is_missing() -> None:
+    hashes = BlockHashes()
+    sha = [bytes([k % 251 + 1]) * 32 for k in range(600)]
+    hashes.add("a", 250, b"".join(sha[250:300]))
+    hashes.add("a", 10, sha[10])
+    assert hashes.get_run("a", 256, 44) == b"".join(sha[256:300])
+    assert hashes.get_run("a", 250, 6) == b"".join(sha[250:256])
+    assert hashes.get_run("a", 10, 1) == sha[10]
+    assert hashes.get_run("a", 10, 2) is None  # 11 is not known
+    assert hashes.get_run("a", 9, 2) is None
+    assert hashes.get_run("a", 299, 2) is None and hashes.get_run("b", 256, 1) is None

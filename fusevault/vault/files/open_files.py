@@ -10,7 +10,9 @@ where its blocks sit.  Names and attributes are the tree's (vault/tree/).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import trio
 
@@ -25,6 +27,7 @@ from fusevault.errors import (
 )
 from fusevault.vault.files.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.files.ports import TreePort
+from fusevault.vault.format.atomic import fsync_dir
 from fusevault.vault.format.layout import os_error
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node, now_ns, version_doc
@@ -38,6 +41,7 @@ FLUSH_AT = 8 * 1024 * 1024
 INLINE_SEAL = 2 * BLOCK_SIZE
 DAY_NS = 86400 * 10**9
 FALLOC_FL_KEEP_SIZE = 0x01
+UNFLUSHED_LIMIT = 4096  # closed files not flushed yet, before they are flushed together
 
 
 class Stale(Exception):
@@ -63,6 +67,11 @@ class Files:
         self.cut: set[int] = set()
         # Blocks recommit_newest_shape hashed with nothing signed to check them against.
         self.unchecked_carried = 0
+        # Files whose records were appended and not flushed when their Content
+        # closed (a close commits without fsync), by .vf path: whether the
+        # sidecar and directory entries are new too.  fsync(2) through a later
+        # handle flushes what any handle wrote, so the next Content takes it over.
+        self.unflushed: dict[str, bool] = {}
 
     def forget_node(self, node: Node) -> None:
         """The tree dropped ``node`` (no name, no reference, no handle)."""
@@ -79,19 +88,38 @@ class Files:
     def content(self, node: Node) -> Content:
         if node.content is None:
             try:
-                node.content = Content(self.tree.layout, node.owner, node.fid, node.dek,
-                                       node.manifest, node.head, acl=self.tree.acl(node), epoch=node.epoch,
-                                       alarms=names.alarms_of(self.tree))
+                content = Content(self.tree.layout, node.owner, node.fid, node.dek,
+                                  node.manifest, node.head, acl=self.tree.acl(node), epoch=node.epoch,
+                                  alarms=names.alarms_of(self.tree))
             except OSError as err:
                 raise os_error(err, "opening file contents") from None
+            new = self.unflushed.pop(content.vf_path, None)
+            if new is not None:
+                content.synced = False
+                content.new_files = content.new_files or new
+            node.content = content
         return node.content
+
+    def close(self, content: Content) -> None:
+        """Close ``content``, remembering what of it is not on disk yet (``unflushed``)."""
+        if not content.synced or content.new_files:
+            self.unflushed[content.vf_path] = self.unflushed.get(content.vf_path, False) or content.new_files
+        content.close()
+
+    async def flush_closed(self) -> None:
+        """Flush the files of closed contents once there are many of them: what
+        ``unflushed`` holds stays bounded (the kernel writes them back meanwhile anyway)."""
+        if len(self.unflushed) < UNFLUSHED_LIMIT:
+            return
+        paths, self.unflushed = self.unflushed, {}
+        await self.tree.in_thread(flush_paths, paths)
 
     def release_content(self, node: Node) -> None:
         if node.opens == 0:
             for old in self.retired.pop(node.ino, ()):
-                old.close()
+                self.close(old)
             if node.content is not None and not node.content.changed:
-                node.content.close()
+                self.close(node.content)
                 node.content = None
 
     def use_content(self, node: Node, content: Content) -> None:
@@ -102,7 +130,7 @@ class Files:
             if node.opens > 0:
                 self.retired.setdefault(node.ino, []).append(old)
             else:
-                old.close()
+                self.close(old)
         self.release_content(node)
 
     def switch_content(self, node: Node) -> None:
@@ -112,7 +140,7 @@ class Files:
             self.retired.setdefault(node.ino, []).append(old)
             self.content(node)
         else:
-            old.close()
+            self.close(old)
 
     async def change_contents(self, node: Node, change: Callable[[Content], int], now: int,
                               commit: bool = False) -> None:
@@ -255,21 +283,30 @@ class Files:
         async with self.content_lock(node):
             content = node.content
             if content is not None and content.changed:
-                await self.commit_version(node, content)
+                await self.commit_version(node, content, durable=durable)
+            elif durable and content is not None and (not content.synced or content.new_files):
+                # Records an earlier commit (a close) appended: on disk before the
+                # store's log is flushed, as for a version sealed now.
+                await self.tree.in_thread(content.fsync)
             await self.tree.save_new(node)  # a new file with no version to commit it
             if durable:
                 await self.tree.flush_pending()  # grouped metadata changes: durable too
-                if content is not None:
-                    await self.tree.in_thread(content.fsync)
                 await self.tree.in_thread(self.tree.store.sync)
 
     async def commit_version(self, node: Node, content: Content, expect_rev: object = False,
-                             key: tuple[bytes, int] | None = None) -> None:
+                             key: tuple[bytes, int] | None = None, durable: bool = False) -> None:
         """``expect_rev``: commit only over that revision of the node, else Stale;
-        ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key)."""
+        ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key);
+        ``durable`` (fsync): the version's records are flushed to disk before the
+        store commits the documents that name them, in the same worker thread
+        as the sealing (the caller then flushes the store: ``LocalStore.sync``).
+        So a power cut never leaves a durable document naming records that
+        were lost with the page cache."""
         try:
             # Padding may add blocks; a manifest of an older shape is written whole (a tree).
-            if content.seal_bytes(node.size) <= INLINE_SEAL and content.in_newest_shape():
+            if durable:
+                vid, place, nonce = await self.tree.in_thread(content.seal_durably, node.size)
+            elif content.seal_bytes(node.size) <= INLINE_SEAL and content.in_newest_shape():
                 vid, place, nonce = content.seal_version(node.size)
             else:
                 vid, place, nonce = await self.tree.in_thread(content.seal_version, node.size)
@@ -352,6 +389,7 @@ class Files:
             node.opens -= 1
             self.release_content(node)
             self.tree.purge_if_unused(node)
+        await self.flush_closed()
 
     # --- saving and closing everything
 
@@ -387,6 +425,26 @@ class Files:
         self.handles.clear()
         self.writers.clear()
         self.cut.clear()
+
+
+def flush_paths(paths: dict[str, bool]) -> None:
+    """Flush each .vf still there (gc or an unlink may have removed one), the
+    sidecars of new ones (same name, ``.vfmeta``) and their folders' entries."""
+    folders = set()
+    for path, new in paths.items():
+        for name in (path, path + "meta") if new else (path,):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        if new:
+            folders.add(os.path.dirname(path))
+    for folder in folders:
+        fsync_dir(Path(folder))
 
 
 def check_size(size: int) -> None:

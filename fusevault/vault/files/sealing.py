@@ -265,12 +265,16 @@ class Sealing:
         final_length = record_length(target - final * self.bs)
         blocks, dirty = self.manifest.blocks, self.dirty
         stale: dict[int, bool] = {}
-        for run in blocks.runs:
-            first, count, _, length, _, last = run
-            suspect = last or first <= final < first + count or (self.padded and length != self.full_record)
-            if not suspect:
+        for first, count, _, length, _, run_last in blocks.runs:
+            end = first + count
+            odd = self.padded and length != self.full_record  # every block of the run is suspect
+            if not (run_last or first <= final < end or odd):
                 continue
-            for index, _, length, _, last in blocks.blocks([run]):
+            # Else only the run's last block (the one that can carry the mark) and the
+            # final one can be wrong: not every block of a long run.
+            ends = {end - 1, final} if first <= final < end else (end - 1,)
+            for index in range(first, end) if odd else ends:
+                last = run_last if index == end - 1 else 0
                 if index == final:
                     wrong = not last or (self.padded and length != final_length)
                 else:
@@ -315,10 +319,13 @@ class Sealing:
         self.stored_kind = self.MANIFEST_KIND
         (place,) = self._append([(None, manifest_record, False)])
         self.manifest.tree = nodes
+        self.manifest.blocks.touched = set()  # the next build starts from this tree
         self.manifest.hashed = True
         blocks = self.manifest.blocks
         if vid in self.manifest.vids:
-            mine_runs = [r for r in blocks.runs if r[4] == self.manifest.vids.index(vid)]
+            # The index once, not per run: a file rewritten N times has N writers and many runs.
+            mine = self.manifest.vids.index(vid)
+            mine_runs = [r for r in blocks.runs if r[4] == mine]
             written = [(i, o, n) for i, o, n, _, _ in blocks.blocks(mine_runs)]
             for first, count, *_ in mine_runs:  # this reader's reads of them are checked as any other's
                 self._hashes.add(vid, first, self._block_shas(vid, first, count))
@@ -364,6 +371,8 @@ class Sealing:
         version's own as they were sealed, an older one's as a verified Merkle
         tree named it, else (a block of a kind 2, 3 or 4 manifest, once per
         file) read, checked as any read is, and hashed."""
+        if vid != self.pending_vid and (known := self._hashes.get_run(vid, first, count)) is not None:
+            return known  # a leaf's run of an older writer: one slice, not a look-up per block
         out = []
         for index in range(first, first + count):
             sha = self._record_sha.get(index) if vid == self.pending_vid else self._hashes.get(vid, index)
@@ -415,9 +424,20 @@ class Sealing:
                                  manifest.blocks.renumber(renumber), manifest.padded, manifest.tree,
                                  block_size=manifest.block_size, hashed=manifest.hashed)
 
+    def seal_durably(self, file_size: int) -> tuple[str, tuple[int, int], bytes]:
+        """``seal_version``, then its records flushed to disk (fsync): one worker-thread call."""
+        sealed = self.seal_version(file_size)
+        self.fsync()
+        return sealed
+
     def fsync(self) -> None:
-        if self.fd is not None and not self.synced:
-            os.fsync(self.fd)
+        if not self.synced and self.fd is None and not os.path.exists(self.vf_path):
+            self.synced = True  # records a closed Content appended, to a file since gone: nothing to flush
+        if not self.synced:
+            self._open_fd()  # a Content that took over records a closed one appended
+            # Data and what reading it back needs (the size after an append);
+            # not the modification time, which no one reads.
+            os.fdatasync(self.fd)
             self.synced = True
         if self.new_files:  # the sidecar and both directory entries
             fd = os.open(self.vfmeta_path, os.O_RDONLY)

@@ -56,3 +56,16 @@ class BlockHashes:
             return None
         sha = blob[k * SHA:(k + 1) * SHA]
         return None if sha == _NONE else sha
+
+    def get_run(self, vid: str, first: int, count: int) -> bytes | None:
+        """The hashes of blocks [first, first + count) of ``vid``, all in one leaf
+        (a leaf's run), in one slice; None if any is missing (``get`` says which)."""
+        held = self._by.get((vid, first >> LEAF_BITS))
+        if held is None:
+            return None
+        lo, blob = held
+        k = (first & (_SLOTS - 1)) - lo
+        if k < 0 or (k + count) * SHA > len(blob):
+            return None
+        shas = blob[k * SHA:(k + count) * SHA]
+        return None if _NONE in shas else shas  # a missing one (or, never in practice, zeros astride two)

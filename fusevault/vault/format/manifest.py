@@ -32,6 +32,7 @@ import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from fusevault.errors import CorruptData
 from fusevault.vault.format.padding import padme
@@ -61,6 +62,7 @@ RUN = struct.Struct("<QQQIHB")  # format 2: index, count, offset, record length,
 PADDED = b"\x01"  # format 1's trailer in a padded version; format 2 always has a flags byte
 FLAG_PADDED = 1
 HOLE = (0, 0, 0, 0)
+LEAF_BITS = 8  # a manifest tree's leaf covers 2**8 blocks (manifest_tree.py)
 
 Run = tuple[int, int, int, int, int, int]
 Entry = tuple[int, int, int, int]
@@ -71,6 +73,9 @@ def manifest_label(kind: int) -> str:
     kind byte is clear, so each shape is sealed under its own label."""
     return {KIND_MANIFEST: "manifest", KIND_TREE: "manifest tree",
             KIND_HTREE: "manifest merkle"}.get(kind, "manifest runs")
+
+
+_COUNT = itemgetter(1)  # a run's number of blocks
 
 
 def _joins(a: Run, b: Run) -> bool:
@@ -92,10 +97,14 @@ def _join_all(runs: Iterable[Run]) -> list[Run]:
 class BlockMap:
     """Blocks by index, stored as sorted runs (see the module's docstring)."""
 
-    __slots__ = ("state",)
+    __slots__ = ("state", "touched")
 
     def __init__(self, runs: Iterable[Run] = ()) -> None:
         self._swap(_join_all(runs))
+        # The leaves (manifest_tree.py: 2**LEAF_BITS blocks each) set since the
+        # manifest's tree was last built (its writer resets it to an empty set
+        # then), so the next build looks at those alone; None: unknown, every leaf.
+        self.touched: set[int] | None = None
 
     def _swap(self, runs: list[Run]) -> None:
         self.state = ([r[0] for r in runs], runs)
@@ -145,6 +154,10 @@ class BlockMap:
 
     def stored(self, lo: int, hi: int) -> int:
         """How many blocks in [lo, hi) are stored (not holes)."""
+        runs = self.state[1]
+        if runs and lo <= runs[0][0] and hi >= runs[-1][0] + runs[-1][1]:
+            # All of them (a version's allocated size, at every commit): summed in C, not per run in Python.
+            return sum(map(_COUNT, runs))
         return sum(min(f + c, hi) - max(f, lo) for f, c, *_ in self.overlapping(lo, hi))
 
     def put(self, entries: list[tuple[int, int, int, int, int]]) -> None:
@@ -152,6 +165,8 @@ class BlockMap:
 
         One copy of the runs a call, then each new run is laid over them with
         bisect and slice assignment (no Python loop over the runs)."""
+        if self.touched is not None:
+            self.touched.update(entry[0] >> LEAF_BITS for entry in entries)
         starts, runs = list(self.state[0]), list(self.state[1])
         for new in _join_all((i, 1, o, n, v, last) for i, o, n, v, last in entries):
             _overlay(starts, runs, new)
@@ -159,6 +174,7 @@ class BlockMap:
 
     def cut(self, nblocks: int) -> None:
         """Drop every block from ``nblocks`` on (a run cut short loses its last mark)."""
+        self.touched = None  # leaves dropped: the next tree looks at all of them
         a, _ = self._window(nblocks, nblocks + 1)
         runs = self.state[1][:a]
         if a < len(self.state[1]):
@@ -170,6 +186,8 @@ class BlockMap:
     def renumber(self, mapping: dict[int, int]) -> BlockMap:
         out = BlockMap()
         out._swap([(f, c, o, n, mapping[v], last) for f, c, o, n, v, last in self.state[1]])
+        # Leaves name writers by id, not by number: renumbering changes none.
+        out.touched = None if self.touched is None else set(self.touched)
         return out
 
     def blocks(self, runs: Iterable[Run] | None = None) -> Iterator[tuple[int, int, int, int, int]]:

@@ -40,6 +40,7 @@ from fusevault.errors import CorruptData
 from fusevault.vault.format.manifest import (
     BLOCK_SIZES,
     FLAG_PADDED,
+    LEAF_BITS,
     MAX_FILE_SIZE,
     MIN_RECORD,
     RUN,
@@ -49,7 +50,7 @@ from fusevault.vault.format.manifest import (
     max_blocks,
 )
 
-LEAF_BITS = 8  # a leaf covers 256 blocks: at most 256 runs, 8 KiB, however the file is cut
+# LEAF_BITS (from manifest.py): a leaf covers 256 blocks: at most 256 runs, 8 KiB, however the file is cut
 FAN_BITS = 6  # 64 children a node
 FANOUT = 1 << FAN_BITS
 MAX_LEVEL = 7  # 2**(8 + 6 * 7) blocks: past max_blocks() of every block size
@@ -258,6 +259,19 @@ def leaves_of(manifest: Manifest) -> dict[int, tuple[LeafRun, ...]]:
     return {pos: tuple(runs) for pos, runs in out.items()}
 
 
+def leaf_runs(manifest: Manifest, pos: int) -> tuple[LeafRun, ...]:
+    """The runs of the leaf at ``pos``, cut as ``leaves_of`` cuts them (bisect, not a walk of all runs)."""
+    lo, hi = pos * span(0), (pos + 1) * span(0)
+    vids = manifest.vids
+    out = []
+    for first, count, offset, length, vidx, last in manifest.blocks.overlapping(lo, hi):
+        if first < lo:
+            count, offset, first = count - (lo - first), offset + (lo - first) * length, lo
+        take = min(count, hi - first)
+        out.append((first, take, offset, length, vids[vidx], last if take == count else 0))
+    return tuple(out)
+
+
 WriteNodes = Callable[[list[tuple[int, int, bytes]]], list[tuple[int, int, bytes]]]
 # The SHA-256 of the records of blocks [first, first + count) of writer ``vid``, in order.
 BlockShas = Callable[[str, int, int], bytes]
@@ -273,13 +287,12 @@ def build(manifest: Manifest, write_nodes: WriteNodes, vid: str, block_shas: Blo
     runs changed ask ``block_shas``: a commit costs what it changed."""
     old = manifest.tree if manifest.hashed else {}
     top = root_level(manifest.blocks.end)
+    touched = manifest.blocks.touched
+    if old and touched is not None and top == 1 + max(level for level, _ in old):
+        return _build_touched(manifest, old, touched, top, write_nodes, vid, block_shas)
     level_nodes: dict[int, tuple] = {}
     for pos, runs in leaves_of(manifest).items():
-        before = old.get((0, pos))
-        if before is not None and tuple(r[:6] for r in before[1]) == runs:
-            level_nodes[pos] = before[1]  # the same runs: the same records, so the same hashes
-        else:
-            level_nodes[pos] = tuple((*r, block_shas(r[4], r[0], r[1])) for r in runs)
+        level_nodes[pos] = _leaf_node(old, pos, runs, block_shas)
     tree: Tree = {}
     for level in range(top):
         refs: dict[int, tuple[int, int, str, bytes]] = {}
@@ -304,3 +317,49 @@ def build(manifest: Manifest, write_nodes: WriteNodes, vid: str, block_shas: Blo
     body = level_nodes.get(0, ())
     packed = pack_leaf(body) if top == 0 else pack_inner(body)
     return pack_root(manifest.size, manifest.block_size, manifest.padded, top, packed), tree
+
+
+def _leaf_node(old: Tree, pos: int, runs: tuple[LeafRun, ...], block_shas: BlockShas) -> tuple:
+    before = old.get((0, pos))
+    if before is not None and tuple(r[:6] for r in before[1]) == runs:
+        return before[1]  # the same runs: the same records, so the same hashes
+    return tuple((*r, block_shas(r[4], r[0], r[1])) for r in runs)
+
+
+def _build_touched(manifest: Manifest, old: Tree, touched: set[int], top: int, write_nodes: WriteNodes,
+                   vid: str, block_shas: BlockShas) -> tuple[bytes, Tree]:
+    """``build`` when only blocks of the ``touched`` leaves were set since ``old``
+    was built (no cut, the same root level): the same nodes, written in the same
+    order, but only the touched leaves and their ancestors are looked at, so a
+    commit's work follows what changed, not how many leaves the file has."""
+    tree: Tree = dict(old)
+    changed = sorted(touched)
+    for level in range(top):
+        fresh = []
+        for pos in changed:
+            if level == 0:
+                canon = _leaf_node(old, pos, leaf_runs(manifest, pos), block_shas)
+            else:
+                canon = _children(tree, level - 1, pos)
+            before = old.get((level, pos))
+            if not canon:  # nothing under it (cannot happen without a cut)
+                tree.pop((level, pos), None)
+            elif before is None or before[1] != canon:
+                fresh.append((pos, canon))
+        if fresh:
+            plains = [(level, pos, pack_leaf(c) if level == 0 else pack_inner(c)) for pos, c in fresh]
+            for (pos, canon), (offset, length, sha) in zip(fresh, write_nodes(plains)):
+                tree[(level, pos)] = ((offset, length, vid), canon, sha)
+        changed = sorted({pos >> FAN_BITS for pos, _ in fresh})
+    body = _children(tree, top - 1, 0)
+    return pack_root(manifest.size, manifest.block_size, manifest.padded, top, pack_inner(body)), tree
+
+
+def _children(tree: Tree, level: int, parent: int) -> tuple[Child, ...]:
+    """The child references of the node at (``level`` + 1, ``parent``), from the nodes of ``level``."""
+    out = []
+    for slot in range(FANOUT):
+        node = tree.get((level, parent * FANOUT + slot))
+        if node is not None:
+            out.append((slot, *node[0], node[2]))
+    return tuple(out)
