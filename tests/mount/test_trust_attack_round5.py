@@ -135,6 +135,9 @@ def _owned_fid(vault: Path, owner: str, passphrase: str, name: str) -> str:
 
 
 @needs_users
+@pytest.mark.xfail(strict=True, reason="hole: store/places.py Places.vouched is one cache per mount, keyed "
+                   "by (fid, vid): a version bob's view admitted while alice was locked is not judged again "
+                   "by hers once she unlocks (vault/files/placements.py version_shas returns it first)")
 def test_a_version_vouched_by_a_recipients_stale_view_is_not_served_to_the_owner(
         shared_vault: Path, place: Path, linux, python) -> None:  # noqa: F811
     """alice shares notes.txt with bob (WRITE), then makes it READ.  bob reseals her current
@@ -164,6 +167,10 @@ def test_a_version_vouched_by_a_recipients_stale_view_is_not_served_to_the_owner
     read_share = adversary.get(shared_vault, f"share-{fid}-{bob_id}")
     assert "WRITE" not in read_share["perm"], read_share
     assert _bobs_forgery(shared_vault)[0] == fid
+    with mounted(shared_vault, mountpoint, "--allow-other"):  # alone, alice's view refuses it
+        people.unlock("alice")
+        alone = people.sh("alice", "cat $M/notes.txt")
+        assert "PLANTED" not in alone.stdout and "Input/output error" in alone.stderr, alone
     adversary.put(shared_vault, write_share)
     with mounted(shared_vault, mountpoint, "--allow-other"):
         people.unlock("bob")
