@@ -1,17 +1,27 @@
-"""Issue 22, attack round 5: ``check --repair`` rebuilding a "lost" node (its document does not
-open) only from versions the user signed (vault/services/check.py ``_version_doc``).
+"""Issue 22, attack round 5: the fixes of round 4 (a shared mount's judges of version documents,
+``check --repair`` rebuilding a lost node only from versions its user signed), attacked.
 
-The attacker: a writer of the vault folder with no key at all.  He cannot plant a file any more,
-but every version alice ever signed is still a version she signed: the rebuild takes one of
-hers and signs a new node for it.  Each test asserts the SAFE behaviour; failing ones are marked
-``xfail(strict=True)`` with where the hole is.
+The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files) with no key at all, and
+bob, a user who holds a key of alice's file (READ) and can write the vault folder.  Each test
+asserts the SAFE behaviour; the ones that fail on main are marked ``xfail(strict=True)`` with where
+the hole is.
 
 Found at commit 782ef19 (main):
-- HOLE: a file alice deleted (in her trash) whose node document the writer damages (one byte of
-  ``enc``) is put back by ``check --repair`` at its old place in her tree, under a node document
-  signed in her name: the store writer undid her delete.  check.py ``_own_node`` treats a node
-  that does not open as "lost" whatever it was (``delete`` is not looked at), and
-  repairing.py ``_rebuild`` links it at its newest version's path.
+- HOLE: a file alice deleted (in her trash) whose node document the keyless writer damages (one
+  byte of ``enc``) is put back by ``check --repair`` at its old place in her tree, under a node
+  document signed in her name (check.py ``_own_node``: every node that does not open is "lost",
+  ``delete`` is not looked at; repairing.py ``_rebuild`` links it at its version's path).
+- HOLE: the node document from before an unshare, put back with one byte flipped, is rebuilt by
+  ``check --repair`` under the DEK the revoked recipient kept (``doc_dek`` of whatever revision
+  is there; it never loads, so no rollback alarm): alice's next write is readable by bob.
+- HOLE: a version document whose clear ``fid`` names another file of alice's that bob may write
+  (proj/plan.txt) is admitted for notes.txt, where he holds READ: ``version_shas`` forces the
+  document's ``_id`` but not its ``fid``, ``version_ok`` judges by ``doc["fid"]``, the AEAD by
+  the real one.  alice's own (single-user) mount serves bob's bytes.
+- HOLE: in a shared mount a version admitted by bob's view while alice is locked (his device
+  never saw her downgrade his share to READ; the store put back the older WRITE share) stays
+  vouched for (``Places.vouched``, one per mount): once alice unlocks, her read is served bob's
+  bytes, which she alone refuses (EIO).
 """
 
 from __future__ import annotations
