@@ -234,9 +234,6 @@ def _forged_as_another_file(vault: Path, name: str, other: str) -> tuple[str, st
     return fid, vid
 
 
-@pytest.mark.xfail(strict=True, reason="hole: vault/files/placements.py version_shas forces the document's "
-                   "_id to the version read but not its clear fid; authorship.py version_ok judges the "
-                   "writer by doc['fid'] (a file bob may write), the AEAD by the real fid: his digest counts")
 def test_a_version_document_naming_another_file_it_may_write_does_not_vouch(vault: Path,
                                                                           tmp_path: Path) -> None:
     """bob holds READ on alice's notes.txt and WRITE on her folder proj.  He replaces the document

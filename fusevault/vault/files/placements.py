@@ -98,6 +98,11 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
         if not isinstance(plain, dict) or not isinstance(doc, dict):
             raise ValueError
         doc["_id"] = vid  # kept beside the body (store/local.py), signed with it
+        if doc.get("fid") != fid:
+            # Its clear ``fid`` is what the signature and the writer's grant are
+            # judged by (vault/tree/authorship.py): a version of another file,
+            # one its signer may write, vouches for nothing here.
+            raise ValueError
     except (CorruptData, KeyError, TypeError, ValueError):
         # Damaged, or resealed by a holder of the file's key: nothing here
         # tells which, and what it vouches for cannot be known: refused.
