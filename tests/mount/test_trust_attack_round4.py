@@ -86,10 +86,6 @@ def _alice_dek(vault: Path, fid: str) -> bytes:
 # --- 1. a node put back to its state before an unshare: is new contents sealed to the revoked key?
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a node document put back to before an unshare is reported "
-                   "(ledger at_load) but loaded as is, and the owner's next commit seals new contents "
-                   "under its epoch-0 DEK, which the revoked recipient kept (vault/tree/loading.py, "
-                   "vault/model/ledger.py at_load)")
 def test_contents_written_after_an_unshare_and_a_rollback_are_not_sealed_under_the_revoked_key(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (READ), then unshares: the file gets a new DEK.  The store
@@ -321,9 +317,6 @@ def test_a_version_restored_after_an_unshare_does_not_bring_back_the_revoked_key
     _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
 
 
-@pytest.mark.xfail(strict=True, reason="hole: unshare re-keys the live files under the folder only; a file "
-                   "in the trash keeps the DEK the revoked recipient holds, and once restored, what the "
-                   "owner writes in it is sealed under that DEK (vault/files/rekeying.py)")
 def test_a_file_back_from_the_trash_after_an_unshare_is_not_under_the_revoked_key(
         vault: Path, tmp_path: Path) -> None:
     """alice shares the folder proj with bob, deletes proj/secret.txt, unshares proj (its live files

@@ -108,6 +108,10 @@ class Ledger:
         self.counter = 0
         self.fids: dict[str, Entry] = {}
         self.mine: set[str] = set()  # the files seen as this user's own (not a share's)
+        # Loaded in an older state than seen (this load only): their key may be
+        # one revoked since, so they get a new one before they are written
+        # (vault/services/share_ops.py resume); refused to write until then.
+        self.rolled: set[str] = set()
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -238,6 +242,15 @@ class Ledger:
                 held.rev = doc["_rev"]
             return False
         self.record(fid, fresh.seq, not doc.get("delete"))
+        self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
+        return True
+
+    def replayed(self, volume: Held, fid: str, seq: Seq | None, how: str) -> bool:
+        """Is this state of ``fid`` older than one seen?  If so it is said
+        (a replay, never taken in: vault/services/conflicts.py)."""
+        if not self.older(fid, seq):
+            return False
+        self._rolled_back(volume, fid, how)
         return True
 
     def _rolled_back(self, volume: Held, fid: str, how: str) -> None:
@@ -261,6 +274,7 @@ class Ledger:
                 top = seq[1]  # the ledger lagged (a crash): the counter never goes back
             if self.older(node.fid, seq):
                 rolled.append((node.fid, _path(volume, node)))
+                self.rolled.add(node.fid)
             else:
                 self.record(node.fid, seq, True)
             if node.owner == self.key.user_id:

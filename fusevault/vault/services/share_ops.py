@@ -18,7 +18,7 @@ import logging
 import trio
 
 from fusevault.encoding import name_to_str
-from fusevault.errors import InvalidInput, NotFound, PermissionDenied
+from fusevault.errors import InvalidInput, NotFound, PermissionDenied, VaultError
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
@@ -180,10 +180,33 @@ async def resume(volume: Volume) -> None:
         if doc.get("owner") == me and node is not None and doc["fid"] not in volume.rotating:
             log.info("finishing a key rotation of %s", doc["fid"])
             await rotate(volume, node)
+    await _rekey_rolled_back(volume)
     keys = volume.tree.held_keys()
     written = await volume.in_thread(volume.tree.fill_missing, keys)
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
+
+
+async def _rekey_rolled_back(volume: Volume) -> None:
+    """A file of the user's loaded in an older state than this device saw (a
+    rollback, reported) holds the key it had then, which may be one revoked
+    since: it gets a new key before anything is written to it.  One that
+    cannot (its older contents are gone) stays refused to write this mount."""
+    ledger = volume.ledger
+    if ledger is None:
+        return
+    for fid in sorted(ledger.rolled):
+        node = volume.find(fid)
+        if node is None or node.owner != volume.key.user_id or not node.dek:
+            continue  # another's file: its owner gives it a new key
+        log.info("giving %s, rolled back, a new key", fid)
+        try:
+            await volume.rekey(node)
+        except VaultError as err:
+            log.error("could not give the rolled-back file %s a new key: %s", fid, err)
+            continue
+        ledger.rolled.discard(fid)
+        await trio.sleep(0)
 
 
 def listing(volume: Volume, path: bytes | None) -> list[dict]:
