@@ -16,7 +16,6 @@ import trio
 
 from fusevault.errors import (
     BadHandle,
-    CorruptData,
     FileTooLarge,
     InvalidArgument,
     IsADirectory,
@@ -119,7 +118,6 @@ class Files:
                               commit: bool = False) -> None:
         # A change made to a file that is not open is a whole change: it is
         # committed at once.  One made while open waits for close or fsync.
-        self._not_rolled_back(node)
         opened_here = node.content is None
         node.opens += 1
         try:
@@ -190,19 +188,9 @@ class Files:
             self.tree.lazy.add(node.ino)
         return data
 
-    def _not_rolled_back(self, node: Node) -> None:
-        ledger = self.tree.ledger
-        if ledger is not None and node.fid in ledger.rolled:
-            # Its key is the one of an older state (maybe revoked since) and
-            # could not be replaced (vault/services/share_ops.py): nothing new
-            # is sealed under it.  The rollback alarm says why.
-            raise CorruptData(f"{node.fid} is in an older state than this device saw (rolled back) "
-                              "and has no new key yet: not written")
-
     def _writing(self, fh: int) -> Node:
         """The node of a handle opened for writing, or one this user may write now."""
         node = self.handle(fh)
-        self._not_rolled_back(node)
         if node.owner != self.tree.key.user_id:
             if not node.dek or not (self.tree.writable(node) or (fh in self.writers and not node.links)):
                 # A share revoked (or made READ) while the file was open: refused

@@ -109,8 +109,8 @@ class Ledger:
         self.fids: dict[str, Entry] = {}
         self.mine: set[str] = set()  # the files seen as this user's own (not a share's)
         # Loaded in an older state than seen (this load only): their key may be
-        # one revoked since, so they get a new one before they are written
-        # (vault/services/share_ops.py resume); refused to write until then.
+        # one revoked since, so the user's own get a new one before the mount
+        # serves (vault/services/share_ops.py resume).
         self.rolled: set[str] = set()
         self.version = 0  # bumped at each change
         self._saved = 0

@@ -191,7 +191,8 @@ async def _rekey_rolled_back(volume: Volume) -> None:
     """A file of the user's loaded in an older state than this device saw (a
     rollback, reported) holds the key it had then, which may be one revoked
     since: it gets a new key before anything is written to it.  One that
-    cannot (its older contents are gone) stays refused to write this mount."""
+    cannot (its older records are gone) does not open either: nothing is
+    written to it."""
     ledger = volume.ledger
     if ledger is None:
         return
