@@ -19,6 +19,10 @@ rules (docs/ARCHITECTURE.md "Sync"):
 5. Two revisions with no common history (two devices made the same conflict
    copy at once, under one derived id): one is kept; they hold the same contents.
 
+Before any rule: a branch older than what this device saw of the file (the
+rollback ledger, vault/model/ledger.py) is a replay of the owner's own older
+revision, not an edit: reported, and nothing of it is kept.
+
 Every device that sees the conflict settles it, and gets the same answer:
 the conflict copy's id is derived from the losing revision, and the losing
 branch is closed with a revision whose id is derived from it too
