@@ -189,10 +189,10 @@ async def resume(volume: Volume) -> None:
 
 async def _rekey_rolled_back(volume: Volume) -> None:
     """A file of the user's loaded in an older state than this device saw (a
-    rollback, reported) holds the key it had then, which may be one revoked
-    since: it gets a new key before anything is written to it.  One that
-    cannot (its older records are gone) does not open either: nothing is
-    written to it."""
+    rollback, reported) under an older key than seen holds a key that may
+    have been revoked since: it gets a new one, above every epoch seen, before
+    anything is written to it.  One that cannot (its older records are gone)
+    does not open either: nothing is written to it."""
     ledger = volume.ledger
     if ledger is None:
         return
@@ -201,6 +201,7 @@ async def _rekey_rolled_back(volume: Volume) -> None:
         if node is None or node.owner != volume.key.user_id or not node.dek:
             continue  # another's file: its owner gives it a new key
         log.info("giving %s, rolled back, a new key", fid)
+        volume.tree.top_epochs[fid] = max(volume.tree.top_epochs.get(fid, 0), ledger.epochs.get(fid, 0))
         try:
             await volume.rekey(node)
         except VaultError as err:
