@@ -3,10 +3,11 @@
 The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files) with no key at all, and
 bob, a user of the vault who was shared a file and can write the vault folder.  Each test asserts
 the SAFE behaviour (nothing sealed to a key the owner did not choose or took back, nothing planted
-signed by the owner's own client); the ones that fail on main are marked ``xfail(strict=True)``
-with where the hole is.
+signed by the owner's own client); those that failed when found
+say where the hole was.
 
-Found at commit 2ede38f (main):
+Found at commit 2ede38f (main); every hole below was closed the same day (its test passes,
+no xfail is left; docs/SECURITY.md names each):
 - HOLE: a node document put back to before an unshare is loaded (with a rollback alarm) and the
   owner's next write is sealed under the DEK the revoked recipient kept.
 - HOLE: ``check --repair`` signs, in the owner's name, a node for a file a keyless store writer
@@ -33,7 +34,6 @@ import time
 from pathlib import Path
 
 import adversary
-import pytest
 from conftest import PASSPHRASE, docs_of, fusevault, mounted
 
 from fusevault.crypto import aead
@@ -86,10 +86,6 @@ def _alice_dek(vault: Path, fid: str) -> bytes:
 # --- 1. a node put back to its state before an unshare: is new contents sealed to the revoked key?
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a node document put back to before an unshare is reported "
-                   "(ledger at_load) but loaded as is, and the owner's next commit seals new contents "
-                   "under its epoch-0 DEK, which the revoked recipient kept (vault/tree/loading.py, "
-                   "vault/model/ledger.py at_load)")
 def test_contents_written_after_an_unshare_and_a_rollback_are_not_sealed_under_the_revoked_key(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (READ), then unshares: the file gets a new DEK.  The store
@@ -311,9 +307,6 @@ def test_a_version_restored_after_an_unshare_does_not_bring_back_the_revoked_key
     _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
 
 
-@pytest.mark.xfail(strict=True, reason="hole: unshare re-keys the live files under the folder only; a file "
-                   "in the trash keeps the DEK the revoked recipient holds, and once restored, what the "
-                   "owner writes in it is sealed under that DEK (vault/files/rekeying.py)")
 def test_a_file_back_from_the_trash_after_an_unshare_is_not_under_the_revoked_key(
         vault: Path, tmp_path: Path) -> None:
     """alice shares the folder proj with bob, deletes proj/secret.txt, unshares proj (its live files

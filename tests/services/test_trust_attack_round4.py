@@ -9,7 +9,8 @@ is not taken in (no deleted file brought back, no rename undone), and it is repo
 
 Found at commit 2ede38f (main): vault/services/conflicts.py settles the replayed branch after
 ``Authorship.leaf_ok`` (its signature is alice's own, so it passes) without asking the rollback
-ledger whether it is older than what this device has seen.
+ledger whether it is older than what this device has seen.  Both holes were closed the same day
+(conflicts.py asks the ledger first; the tests pass):
 - HOLE: rule 3 (one side's contents descend from the other's) gives the current contents the
   replayed revision's names: a rename is undone, with no alarm.
 - HOLE: the same moves a file back into the folder it was in before that folder was shared:
@@ -110,8 +111,6 @@ def test_a_deleted_file_is_not_brought_back_by_its_older_revision_replayed_as_a_
         assert any(fid in json.dumps(x) for x in _alarms(a)), "no alarm for the replayed revision"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: conflicts._decide rule 3 gives the current contents the "
-                   "replayed older revision's names: a rename is undone by the server, with no alarm")
 def test_a_rename_is_not_undone_by_an_older_revision_replayed_as_a_branch(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     url, server = couch
@@ -137,9 +136,6 @@ def test_a_rename_is_not_undone_by_an_older_revision_replayed_as_a_branch(
         assert any(fid in json.dumps(x) for x in _alarms(a)), "no alarm for the replayed revision"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: rule 3 of conflicts._decide moves the file back to where the "
-                   "replayed older revision had it: into a folder shared since, whose recipient then gets "
-                   "its key sealed by the owner's own client")
 def test_a_file_moved_out_before_a_share_is_not_moved_back_into_it_by_a_replayed_branch(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """alice moves secret.txt out of proj into private/ and edits it; later she shares proj with bob.

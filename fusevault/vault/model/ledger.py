@@ -108,6 +108,14 @@ class Ledger:
         self.counter = 0
         self.fids: dict[str, Entry] = {}
         self.mine: set[str] = set()  # the files seen as this user's own (not a share's)
+        # The newest key epoch seen of each file (only those above 0): a file
+        # loaded in an older state under an older key holds a key that may
+        # have been revoked since (an unshare gives a new epoch).
+        self.epochs: dict[str, int] = {}
+        # Those files (this load only): the user's own get a new key, above
+        # every epoch seen, before the mount serves (vault/services/share_ops.py
+        # resume).
+        self.rolled: set[str] = set()
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -131,6 +139,7 @@ class Ledger:
             ledger.fids = {fid: (bool(live), {sys.intern(d): int(n) for d, n in seen.items()})
                            for fid, (live, seen) in data["fids"].items()}
             ledger.mine = {str(fid) for fid in data.get("mine", ())}
+            ledger.epochs = {str(fid): int(epoch) for fid, epoch in data.get("epochs", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -141,7 +150,8 @@ class Ledger:
     def snapshot(self) -> tuple[int, dict]:
         """What to write (on the loop: cheap, a shallow copy)."""
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
-                              "fids": dict(self.fids), "mine": list(self.mine)}
+                              "fids": dict(self.fids), "mine": list(self.mine),
+                              "epochs": dict(self.epochs)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -199,6 +209,12 @@ class Ledger:
         self.fids[fid] = (live, seen)
         self.version += 1
 
+    def keyed(self, fid: str, epoch: int) -> None:
+        """Remember the newest key epoch seen of the file."""
+        if epoch > self.epochs.get(fid, 0):
+            self.epochs[fid] = epoch
+            self.version += 1
+
     # --- commits (vault/tree/inodes.py: Inodes.commit)
 
     def stamp(self, nodes: list[Node]) -> None:
@@ -211,6 +227,7 @@ class Ledger:
     def committed(self, nodes: list[Node], deleted: list[bool]) -> None:
         for node, gone in zip(nodes, deleted):
             self.record(node.fid, node.seq, not gone)
+            self.keyed(node.fid, node.epoch)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
 
@@ -238,6 +255,16 @@ class Ledger:
                 held.rev = doc["_rev"]
             return False
         self.record(fid, fresh.seq, not doc.get("delete"))
+        self.keyed(fid, fresh.epoch)
+        self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
+        return True
+
+    def replayed(self, volume: Held, fid: str, seq: Seq | None, how: str) -> bool:
+        """Is this state of ``fid`` older than one seen?  If so it is said
+        (a replay, never taken in: vault/services/conflicts.py)."""
+        if not self.older(fid, seq):
+            return False
+        self._rolled_back(volume, fid, how)
         return True
 
     def _rolled_back(self, volume: Held, fid: str, how: str) -> None:
@@ -261,8 +288,11 @@ class Ledger:
                 top = seq[1]  # the ledger lagged (a crash): the counter never goes back
             if self.older(node.fid, seq):
                 rolled.append((node.fid, _path(volume, node)))
+                if node.epoch < self.epochs.get(node.fid, 0):
+                    self.rolled.add(node.fid)
             else:
                 self.record(node.fid, seq, True)
+                self.keyed(node.fid, node.epoch)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
         self.counter = top

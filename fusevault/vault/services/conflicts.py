@@ -19,6 +19,10 @@ rules (docs/ARCHITECTURE.md "Sync"):
 5. Two revisions with no common history (two devices made the same conflict
    copy at once, under one derived id): one is kept; they hold the same contents.
 
+Before any rule: a branch older than what this device saw of the file (the
+rollback ledger, vault/model/ledger.py) is a replay of the owner's own older
+revision, not an edit: reported, and nothing of it is kept.
+
 Every device that sees the conflict settles it, and gets the same answer:
 the conflict copy's id is derived from the losing revision, and the losing
 branch is closed with a revision whose id is derived from it too
@@ -104,9 +108,19 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             continue
         mine = _open(current, replica.current_history(store, doc_id), volume)
         theirs = _open(other, replica.history_from(other), volume)
+        if _replayed(volume, theirs, "written back as a concurrent edit"):
+            # The owner's own older revision, validly signed, put back as a
+            # branch: a replay, not an edit.  Settled in, rule 3 would give the
+            # current contents its old names (a rename undone, a file moved
+            # back into a folder shared since).
+            replica.close_leaf(store, doc_id, other["_rev"])
+            continue
         if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
             return  # a version has not arrived yet: settled after a later arrival
-        keeper, links, loser = _decide(store, mine, theirs)
+        if _replayed(volume, mine, "made the current revision, beside a newer one"):
+            keeper, links, loser = theirs, theirs.links, None  # nothing of the replay is kept
+        else:
+            keeper, links, loser = _decide(store, mine, theirs)
         log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
                  f"{loser.doc['_rev']} copied" if loser else "no copy")
         if loser is not None:
@@ -114,6 +128,13 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         if keeper is theirs or links != keeper.links:
             await _adopt(volume, current, keeper, links, out)
         replica.close_leaf(store, doc_id, other["_rev"])
+
+
+def _replayed(volume: Volume, leaf: Leaf, how: str) -> bool:
+    """Is this branch older than what this device saw of the file (the
+    rollback ledger: vault/model/ledger.py)?  Said if so."""
+    ledger = volume.ledger
+    return ledger is not None and ledger.replayed(volume.tree, leaf.doc["_id"], leaf.node.seq, how)
 
 
 def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:

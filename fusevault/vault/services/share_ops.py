@@ -189,6 +189,7 @@ async def resume(volume: Volume) -> None:
         if doc.get("owner") == me and node is not None and doc["fid"] not in volume.rotating:
             log.info("finishing a key rotation of %s", doc["fid"])
             await rotate(volume, node)
+    await _rekey_rolled_back(volume)
     keys = volume.tree.held_keys()
     written = await volume.in_thread(volume.tree.fill_missing, keys)
     if written:
@@ -232,6 +233,30 @@ async def _drop_removed_members(volume: Volume) -> None:
     if await volume.store_call(work):
         log.info("removed users' memberships taken out of this user's groups")
         volume.sharing.reload(volume.store)
+
+
+async def _rekey_rolled_back(volume: Volume) -> None:
+    """A file of the user's loaded in an older state than this device saw (a
+    rollback, reported) under an older key than seen holds a key that may
+    have been revoked since: it gets a new one, above every epoch seen, before
+    anything is written to it.  One that cannot (its older records are gone)
+    does not open either: nothing is written to it."""
+    ledger = volume.ledger
+    if ledger is None:
+        return
+    for fid in sorted(ledger.rolled):
+        node = volume.find(fid)
+        if node is None or node.owner != volume.key.user_id or not node.dek:
+            continue  # another's file: its owner gives it a new key
+        log.info("giving %s, rolled back, a new key", fid)
+        volume.tree.top_epochs[fid] = max(volume.tree.top_epochs.get(fid, 0), ledger.epochs.get(fid, 0))
+        try:
+            await volume.rekey(node)
+        except VaultError as err:
+            log.error("could not give the rolled-back file %s a new key: %s", fid, err)
+            continue
+        ledger.rolled.discard(fid)
+        await trio.sleep(0)
 
 
 def listing(volume: Volume, path: bytes | None) -> list[dict]:
