@@ -10,7 +10,6 @@ from pathlib import Path
 from fusevault import mounts as mount_table
 from fusevault import paths
 from fusevault.cli.options import Command
-from fusevault.fs import control
 from fusevault.mounts import mount_path, visible_mounts
 
 
@@ -23,6 +22,8 @@ def add_commands(command: Command) -> None:
 
 def gather(only: Path | None, cmd: str = "status") -> list[dict]:
     """Each mount's answer to ``cmd`` (every mount the caller may ask, or the one at ``only``)."""
+    from fusevault.fs import control  # imports trio: only when there is a mount to ask
+
     wanted = str(mount_path(only)) if only is not None else None
     found = []
     for mountpoint in visible_mounts():
