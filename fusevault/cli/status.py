@@ -22,13 +22,13 @@ def add_commands(command: Command) -> None:
 
 def gather(only: Path | None, cmd: str = "status") -> list[dict]:
     """Each mount's answer to ``cmd`` (every mount the caller may ask, or the one at ``only``)."""
-    from fusevault.fs import control  # imports trio: only when there is a mount to ask
-
     wanted = str(mount_path(only)) if only is not None else None
     found = []
     for mountpoint in visible_mounts():
         if wanted is not None and mountpoint != wanted:
             continue
+        from fusevault.fs import control  # imports trio: only when there is a mount to ask
+
         try:
             answer = control.request(paths.socket_of(Path(mountpoint)), {"cmd": cmd}, timeout=5)
         except (OSError, ValueError):
