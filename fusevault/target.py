@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import trio
-
 from fusevault import passphrase, paths
 from fusevault.errors import MountPointError, VaultError
-from fusevault.fs import control
 from fusevault.mounts import fusevault_mounts
+
+# trio, the control socket's module (which imports trio) and the vault's services are
+# imported by the functions that use them: every command imports this module, and
+# `fusevault --help` should not pay for them (tests/unit/test_cli_startup.py).
 
 
 class Answered(VaultError):
@@ -60,6 +61,8 @@ def _mount_for(place: str | None, follow: bool = True) -> str:
 
 
 def _mount_of_vault(vault: Path) -> str | None:
+    from fusevault.fs import control
+
     wanted = str(vault.resolve())
     for mountpoint in fusevault_mounts():
         try:
@@ -79,6 +82,8 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
     mount they are made relative to its root; with --vault they already are.
     ``follow=False``: a symbolic link at the end of such a path stays a link.
     """
+    from fusevault.fs import control
+
     vault = getattr(args, "vault", None)
     mountpoint = _mount_of_vault(vault) if vault is not None else None
     if vault is not None and mountpoint is None:
@@ -103,6 +108,8 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
 
 
 def _offline(args, request: dict) -> dict:
+    import trio
+
     from fusevault.vault.services.opening import hold, unlock_vault
     from fusevault.vault.services.requests import Requests
     from fusevault.vault.volume import Volume

@@ -18,17 +18,16 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from fusevault import passphrase
 from fusevault.cli.options import VAULT_ENV, Command, passphrase_options, vault_option
 from fusevault.errors import InvalidInput
-from fusevault.store import Store
-from fusevault.vault.format.layout import Layout
-from fusevault.vault.model import groups, meta_files, shapes, users
-from fusevault.vault.model.freshness import Freshness
-from fusevault.vault.model.trust import Trust, doc_fingerprint, self_signed
-from fusevault.vault.services import accounts
-from fusevault.vault.services.opening import open_vault
+
+if TYPE_CHECKING:  # the vault's modules are imported by the commands (app.py: a cheap parser)
+    from fusevault.store import Store
+    from fusevault.vault.format.layout import Layout
+    from fusevault.vault.model.trust import Trust
 
 
 def _list_and_remove(actions, list_help: str, remove_help: str) -> None:
@@ -106,6 +105,9 @@ def add_commands(command: Command) -> None:
 
 @contextmanager
 def administering(args: argparse.Namespace) -> Iterator[tuple[Layout, Store]]:
+    from fusevault.vault.model import meta_files
+    from fusevault.vault.services.opening import open_vault
+
     if args.vault is None:
         raise InvalidInput(f"which vault? pass --vault PATH or set ${VAULT_ENV}")
     layout, store = open_vault(args.vault)
@@ -118,6 +120,9 @@ def administering(args: argparse.Namespace) -> Iterator[tuple[Layout, Store]]:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
+    from fusevault.vault.model import users
+    from fusevault.vault.services import accounts
+
     with administering(args) as (layout, store):
         if args.action == "add":
             if args.uid is not None and not 0 <= args.uid < 2**32:
@@ -140,6 +145,8 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def _print_users(store: Store, as_json: bool) -> None:
+    from fusevault.vault.services import accounts
+
     rows = accounts.user_rows(store)
     if as_json:
         print(json.dumps(rows, indent=1))
@@ -152,6 +159,10 @@ def _print_users(store: Store, as_json: bool) -> None:
 
 def _unlock(args: argparse.Namespace, store: Store, user: dict, layout: Layout | None = None) -> Trust:
     """``user``'s keys, with their passphrase (the usual options or $FUSEVAULT_PASSPHRASE)."""
+    from fusevault.vault.model import users
+    from fusevault.vault.model.freshness import Freshness
+    from fusevault.vault.model.trust import Trust
+
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file,
                             prompt=f"Passphrase of {user['username']}: ",
                             about=f"user {user['username']} of vault {os.path.abspath(args.vault)}")
@@ -165,6 +176,9 @@ def _unlock(args: argparse.Namespace, store: Store, user: dict, layout: Layout |
 
 
 def _show_user(args: argparse.Namespace, store: Store) -> None:
+    from fusevault.vault.model import groups, shapes, users
+    from fusevault.vault.model.trust import doc_fingerprint, self_signed
+
     user = users.find_user(store, args.name)
     mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}"
                   for g in shapes.well_formed(store, groups.GROUP) if user["_id"] in (g.get("users") or {}))
@@ -191,6 +205,9 @@ def _show_user(args: argparse.Namespace, store: Store) -> None:
 
 
 def _trust_user(args: argparse.Namespace, store: Store) -> None:
+    from fusevault.vault.model import users
+    from fusevault.vault.model.trust import doc_fingerprint
+
     user = users.find_user(store, args.name)
     trust = _unlock(args, store, users.find_user(store, args.caller))
     if user["_id"] == trust.user_id:
@@ -206,6 +223,9 @@ def _date(when: int) -> str:
 
 
 def cmd_group(args: argparse.Namespace) -> int:
+    from fusevault.vault.model import groups, users
+    from fusevault.vault.services import accounts
+
     with administering(args) as (layout, store):
         if args.action == "add":
             owner = users.find_user(store, args.owner)
@@ -236,6 +256,8 @@ def cmd_group(args: argparse.Namespace) -> int:
 
 
 def _print_groups(store: Store, as_json: bool) -> None:
+    from fusevault.vault.services import accounts
+
     rows = accounts.group_rows(store)
     if as_json:
         print(json.dumps(rows, indent=1))

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from fusevault.cli.options import Command, passphrase_options
 from fusevault.target import ask
-from fusevault.vault.model.history import iso_time
 
 
 def _where(p: argparse.ArgumentParser) -> None:
@@ -99,6 +98,8 @@ def _size(n: int) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from fusevault.vault.model.history import iso_time
+
     answer = ask(args, {"cmd": "history", "path": args.path}, ("path",))
 
     def text(a: dict) -> None:
@@ -110,6 +111,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from fusevault.vault.model.history import iso_time
+
     request = {"cmd": "restore", "path": args.path, "at": args.at, "version": args.version,
                "to": args.to}
     answer = ask(args, request, ("path", "to"))
@@ -125,6 +128,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_trash(args: argparse.Namespace) -> int:
+    from fusevault.vault.model.history import iso_time
+
     answer = ask(args, {"cmd": "trash", "place": args.place, "all": args.all}, ("place",))
 
     def text(a: dict) -> None:

@@ -80,6 +80,6 @@ def default_relay() -> str:
 
 
 def _builtin_relay() -> str:
-    from fusevault.transfer.client import DEFAULT_RELAY
+    from fusevault.transfer import DEFAULT_RELAY  # not transfer.client: it imports httpx
 
     return DEFAULT_RELAY

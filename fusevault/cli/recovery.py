@@ -18,7 +18,6 @@ from pathlib import Path
 
 from fusevault import passphrase
 from fusevault.cli.options import Command, about, passphrase_options
-from fusevault.crypto import recovery
 from fusevault.errors import AlreadyExists, InvalidInput, NoRecoveryKey, VaultError
 
 NOTE = """\
@@ -74,6 +73,8 @@ class Output:
 
     def write(self, secret: bytes) -> str:
         """Hand the words over; return what to tell the user about where they went."""
+        from fusevault.crypto import recovery
+
         words = recovery.to_words(secret)
         if self._handle is None and self.fd is None:
             print(NOTE)
@@ -116,6 +117,8 @@ def wanted_at_init(args: argparse.Namespace) -> bool:
 
 def read_secret(fd: int | None, file: str | None) -> bytes:
     """The recovery secret from a descriptor, a file or a hidden prompt."""
+    from fusevault.crypto import recovery  # cryptography: imported by the commands, not the parser
+
     if fd is not None and file is not None:
         raise InvalidInput("give --recovery-fd or --recovery-file, not both")
     if fd is not None:
@@ -156,6 +159,7 @@ def add_commands(command: Command) -> None:
 
 
 def cmd_recovery_key(args: argparse.Namespace) -> int:
+    from fusevault.crypto import recovery
     from fusevault.vault.model import users
     from fusevault.vault.services.opening import open_vault
 

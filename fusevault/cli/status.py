@@ -10,7 +10,6 @@ from pathlib import Path
 from fusevault import mounts as mount_table
 from fusevault import paths
 from fusevault.cli.options import Command
-from fusevault.fs import control
 from fusevault.mounts import mount_path, visible_mounts
 
 
@@ -28,6 +27,8 @@ def gather(only: Path | None, cmd: str = "status") -> list[dict]:
     for mountpoint in visible_mounts():
         if wanted is not None and mountpoint != wanted:
             continue
+        from fusevault.fs import control  # imports trio: only when there is a mount to ask
+
         try:
             answer = control.request(paths.socket_of(Path(mountpoint)), {"cmd": cmd}, timeout=5)
         except (OSError, ValueError):

@@ -15,14 +15,12 @@ import time
 from functools import partial
 from pathlib import Path
 
-import trio
-
 from fusevault.cli.options import VAULT_ENV, Command, credential_options, vault_option
 from fusevault.cli.status import answers, span
 from fusevault.errors import AlreadyExists, InvalidInput
-from fusevault.sync.probe import check_peer
-from fusevault.vault.model import peers as peer_docs
-from fusevault.vault.services.opening import open_vault
+
+# trio, the sync package and the vault's modules are imported by the functions that use
+# them: app.py imports this module for its parsers, and every command builds them.
 
 
 def add_commands(command: Command) -> None:
@@ -62,6 +60,9 @@ def add_commands(command: Command) -> None:
 
 
 def cmd_peer(args: argparse.Namespace) -> int:
+    from fusevault.vault.model import peers as peer_docs
+    from fusevault.vault.services.opening import open_vault
+
     if args.vault is None:
         raise InvalidInput(f"which vault? pass --vault PATH or set ${VAULT_ENV}")
     layout, store = open_vault(args.vault)
@@ -84,6 +85,11 @@ def cmd_peer(args: argparse.Namespace) -> int:
 
 def _add(layout, store, args: argparse.Namespace) -> None:
     """Check the peer (reachable, and not another vault's database), then save it."""
+    import trio
+
+    from fusevault.sync.probe import check_peer
+    from fusevault.vault.model import peers as peer_docs
+
     source = peer_docs.credentials_source(args.credentials_file, args.credentials_env)
     dump_to = _storage_dir(store, args) if args.store_only else None
     url = peer_docs.url_of(peer_docs.parse_url(args.url))
@@ -108,6 +114,8 @@ def _add(layout, store, args: argparse.Namespace) -> None:
 
 def _confirm(layout, store, args: argparse.Namespace) -> None:
     """Show a peer (URL, credentials source, folder) and, once agreed, let this device sync with it."""
+    from fusevault.vault.model import peers as peer_docs
+
     peer = peer_docs.find_peer(store, args.name)
     if peer_docs.is_confirmed(layout.root, peer):
         print(f"peer {args.name} is already confirmed on this device")
@@ -141,6 +149,8 @@ def _storage_dir(store, args: argparse.Namespace) -> str:
 
 
 def _print_peers(peers: list[dict], as_json: bool) -> None:
+    from fusevault.vault.model import peers as peer_docs
+
     rows = [{"name": p["name"], "url": peer_docs.url_of(p), "host": p["host"], "port": p["port"],
              "credentials": _source(p.get("credentials")),
              "path_to_dump_chunks": p.get("path_to_dump_chunks")} for p in peers]

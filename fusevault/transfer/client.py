@@ -19,8 +19,8 @@ import httpx
 
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import InvalidInput, NotFound, RateLimited, RelayUnavailable, VaultError, WrongCode
+from fusevault.transfer import DEFAULT_RELAY as DEFAULT_RELAY  # where it was (the parser's is light)
 
-DEFAULT_RELAY = "http://127.0.0.1:4080"
 # A call over the per-second budget is retried this many times before giving up.
 CALL_RETRIES = 30
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
