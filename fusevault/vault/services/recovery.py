@@ -117,6 +117,10 @@ def find_file(volume: Volume, path: bytes) -> tuple[Node, Trashed | None]:
 
 async def versions(volume: Volume, node: Node) -> list[Version]:
     """The file's versions, and those of the files it replaced by renames."""
+    # Read from the store: a rename over the file it replaced (an editor's save)
+    # may still wait for its group commit (vault/tree/inodes.py), and until
+    # then the store does not say that file was replaced.
+    await volume.flush_pending()
     accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
     return await volume.store_call(file_history, volume.store, volume.key, node.fid, node.dek,
                                    node.previous, node.epoch, accept)
