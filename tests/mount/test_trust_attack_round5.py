@@ -145,9 +145,6 @@ def _owned_fid(vault: Path, owner: str, passphrase: str, name: str) -> str:
 
 
 @needs_users
-@pytest.mark.xfail(strict=True, reason="hole: store/places.py Places.vouched is one cache per mount, keyed "
-                   "by (fid, vid): a version bob's view admitted while alice was locked is not judged again "
-                   "by hers once she unlocks (vault/files/placements.py version_shas returns it first)")
 def test_a_version_vouched_by_a_recipients_stale_view_is_not_served_to_the_owner(
         shared_vault: Path, place: Path, linux, python) -> None:  # noqa: F811
     """alice shares notes.txt with bob (WRITE), then makes it READ.  bob reseals her current

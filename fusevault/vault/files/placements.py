@@ -73,7 +73,9 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
     (``_rows_from_manifest``)."""
     if (fid, vid) in places.refused:
         raise Forged(f"records of version {vid} of {fid} do not match it")
-    if (fid, vid) in places.vouched:  # checked once per version for the life of the process
+    if (fid, vid) in places.vouched and places.judged(fid, vid):
+        # The records are checked once per version for the life of the process,
+        # the document once per judge (a shared mount: each user's view judges it).
         return places.vouched[(fid, vid)], True
     rows = places.of_version(fid, vid)
     body = places.document_body(vid)
@@ -102,9 +104,11 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
         # Damaged, or resealed by a holder of the file's key: nothing here
         # tells which, and what it vouches for cannot be known: refused.
         _forged(places, fid, vid, "its version document does not open, so its records")
-    if places.admit is not None and not places.admit(doc):  # it said why (an alarm)
-        places.refused.add((fid, vid))
+    if places.admit is not None and not places.admits(fid, vid, doc):  # it said why (an alarm)
+        # Refused under these views only (another user's view may admit it): no ``refused``.
         raise Forged(f"the document of version {vid} of {fid} is not signed by who may write it")
+    if (fid, vid) in places.vouched:  # its records were checked under another view
+        return places.vouched[(fid, vid)], True
     if "records" not in plain and "manifest_sha256" not in plain:
         # Signed before digests existed (docs/SECURITY.md): AEAD only.  A writer
         # who signed it with a digest cannot have it read without one: the
