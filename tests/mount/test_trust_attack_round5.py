@@ -68,9 +68,6 @@ def _damaged(vault: Path, fid: str) -> None:
     adversary.put(vault, {**doc, "enc": b64e(bytes(enc))})
 
 
-@pytest.mark.xfail(strict=True, reason="hole: vault/services/check.py _own_node makes every node that does "
-                   "not open 'lost' (its clear 'delete' flag and the trash are not considered) and "
-                   "repairing.py _rebuild links it at its version's path: a deleted file comes back")
 def test_check_repair_does_not_bring_a_deleted_file_back_into_the_tree(vault: Path, tmp_path: Path) -> None:
     """alice deletes ``old-contract.txt`` (it goes to her trash); a keyless store writer flips one
     byte of its node document.  ``check --repair`` may rebuild it, but in the trash where alice

@@ -114,6 +114,7 @@ class Checker:
         if attrs is None:
             state = FileState(fid, "", "file", "lost", doc.get("owner", ""))
             state.rev = doc.get("_rev")
+            state.deleted = bool(doc.get("delete"))
             try:
                 state.dek = doc_dek(doc, self.key)
                 state.problems.append("its node document does not open (fails authentication)")

@@ -46,6 +46,8 @@ class FileState:
     manifest: tuple[int, int] | None = field(default=None, repr=False)
     dek: bytes = field(default=b"", repr=False)
     epoch: int = 0
+    # A lost node whose stored document says it was deleted: rebuilt, it goes to the trash.
+    deleted: bool = False
 
     @property
     def damaged(self) -> bool:

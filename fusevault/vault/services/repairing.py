@@ -207,6 +207,10 @@ async def _rebuild(volume: Volume, state: FileState) -> str:
     volume.tree.add(node)
     await volume.relink(node, parent.ino, wanted)
     where = name_to_str(volume.path_of(node))
+    if state.deleted:  # the user deleted it: it goes back to the trash, never into the tree
+        await volume.unlink(parent.ino, wanted)
+        return (f"its node document was made again and the file put back in the trash as {where}, "
+                "where its damaged document said it was (`fusevault trash` lists it)")
     if newest is None:
         await volume.unlink(parent.ino, wanted)
         return (f"its node document was made again and the file moved to the trash as {where}: no "
