@@ -90,10 +90,6 @@ def test_check_repair_does_not_bring_a_deleted_file_back_into_the_tree(vault: Pa
     assert doc.get("delete") or said_signer(doc) != alice, "a live node signed in alice's name"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: check.py _own_node takes the DEK and epoch of a node that does "
-                   "not open from its owner_dek (doc_dek) whatever revision it is, and repairing.py _rebuild "
-                   "signs a node with them: a node put back to before an unshare, one byte flipped, is "
-                   "rebuilt under the DEK the revoked recipient kept (no rollback alarm: it never loads)")
 def test_check_repair_does_not_rebuild_a_file_under_the_key_taken_back_from_a_recipient(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (READ) then unshares (a new key).  The store writer puts

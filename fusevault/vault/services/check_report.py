@@ -19,6 +19,7 @@ class VersionState:
     problem: str | None = None  # None: intact
     version: Version | None = field(default=None, repr=False)
     digests: dict | None = field(default=None, repr=False)  # what it signed of its own records
+    epoch: int = field(default=0, repr=False)  # of the key it is sealed under (its signed document's)
 
     def as_dict(self) -> dict:
         return {"id": self.vid, "time": self.time, "size": self.size, "intact": self.problem is None,
