@@ -43,7 +43,7 @@ from fusevault.encoding import b64d, b64e
 from fusevault.vault.files.content import KIND_BLOCK, block_ad
 from fusevault.vault.format.manifest import KIND_HTREE
 from fusevault.vault.model import sharing, users
-from fusevault.vault.model.nodes import node_from_doc, open_node_attrs, open_node_doc
+from fusevault.vault.model.nodes import VERSION, node_from_doc, open_node_attrs, open_node_doc
 from fusevault.vault.tree.authorship import said_signer
 from mount.test_shared_admission import PLANTED, _bobs_forgery, _clear_hashes, _reseal, _rows
 from mount.test_shared_mount import (  # noqa: F401  (fixtures)
@@ -108,6 +108,44 @@ def test_check_repair_does_not_rebuild_a_file_under_the_key_taken_back_from_a_re
         done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
         assert done.returncode == 0, done.stderr
     assert _alice_dek(vault, fid) != revoked
+    adversary.put(vault, before_unshare)
+    _damaged(vault, fid)
+    repaired = fusevault("check", vault, "--repair", "--json")
+    print(repaired.stdout[-3000:], repaired.stderr[-2000:])
+    with mounted(vault, mnt):
+        written = True
+        try:
+            (mnt / "notes.txt").write_text("written after bob was revoked: not for bob")
+        except OSError as err:
+            assert err.errno in (2, 5), err  # not there, or refused: safe too
+            written = False
+    if written:
+        head = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))[1]["head"]
+        assert b"not for bob" not in _block_0(vault, fid, revoked, head), \
+            "bob reads, with the DEK he kept, what alice wrote after the repair"
+
+
+def test_check_repair_gives_a_rebuilt_file_a_new_key_when_its_newer_versions_are_gone_too(
+        vault: Path, tmp_path: Path) -> None:
+    """As above, and the store writer also removes the versions sealed under the new key (the
+    unshare's), so nothing in the vault tells the node document put back is older.  Safe: the
+    rebuilt file is given a new key, and what alice writes after the repair is not under bob's."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob for a while")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    fid = _node_fid(vault, "alice", "notes.txt")
+    revoked = _bobs_dek(vault, fid)
+    before_unshare = adversary.get(vault, fid)
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    newer = [d["_id"] for d in adversary.docs(vault, VERSION)
+             if d.get("fid") == fid and d.get("epoch", 0) > 0]
+    assert newer, "the unshare sealed the contents again under the new key"
+    for vid in newer:
+        adversary.delete_row(vault, vid)
     adversary.put(vault, before_unshare)
     _damaged(vault, fid)
     repaired = fusevault("check", vault, "--repair", "--json")
