@@ -93,6 +93,17 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
             # nothing to check against (docs/SECURITY.md says so).
             log.info("records of version %s of %s arrived without its document: not checked", vid, fid)
             return None, False
+        if not places.rows_kept and not sealed_here(fid, vid):
+            # A vault kept in CouchDB: the server may delete any document, and nothing
+            # here (no rows) tells a document retention dropped from one it took away
+            # while a holder of the key resealed a record the current version inherits
+            # (a format 4 manifest names blocks by the version that wrote them).
+            # Refused: such records are read with nothing vouching for them never.
+            places.refused.add((fid, vid))
+            alarm(places, f"{fid}/{vid}", f"file {fid}: version {vid} is refused (EIO): its version "
+                  "document is missing (deleted in the database?), so nothing vouches for the records it "
+                  "wrote (`fusevault upgrade` cannot vouch for them either)")
+            raise Forged(f"the document of version {vid} of {fid} is missing: nothing vouches for it")
         return None, True  # being committed by this process, or dropped by retention
     try:
         doc = loads_untrusted(body)
