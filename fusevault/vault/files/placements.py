@@ -98,7 +98,7 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
             # here (no rows) tells a document retention dropped from one it took away
             # while a holder of the key resealed a record the current version inherits
             # (a format 4 manifest names blocks by the version that wrote them).
-            # Refused: such records are read with nothing vouching for them never.
+            # Refused: such records are never read with nothing vouching for them.
             places.refused.add((fid, vid))
             alarm(places, f"{fid}/{vid}", f"file {fid}: version {vid} is refused (EIO): its version "
                   "document is missing (deleted in the database?), so nothing vouches for the records it "
