@@ -196,6 +196,12 @@ class Places:
         # (vault/tree/authorship.py ``version_ok``); set by the mount (``judge_as``).
         self.admit: Callable[[dict], bool] | None = None
         self._judges: dict[str, Callable[[dict], bool]] = {}
+        # user -> (fid, vid) -> that user's judge's verdict on the version's document,
+        # dropped when the user's tree loads again: ``vouched`` holds the record check
+        # (the same for every reader), this which views admitted the document; one
+        # user's stale view never vouches to another (``admits``, ``judged``).
+        self._verdicts: dict[str, dict[tuple[str, str], bool]] = {}
+        self._owners: dict[tuple[str, str], object] = {}  # (fid, vid) -> its document's clear owner
 
     def judge_as(self, user_id: str, judge: Callable[[dict], bool]) -> None:
         """``judge``: how user ``user_id``'s loaded tree admits a version document.
@@ -205,6 +211,7 @@ class Places:
         judge must admit it (one that does not hold the file in its tree knows
         only that the writer holds WRITE on something of the owner's)."""
         self._judges[user_id] = judge
+        self._verdicts[user_id] = {}
         self.admit = self._judge
 
     def _judge(self, doc: dict) -> bool:
@@ -213,6 +220,37 @@ class Places:
         if isinstance(owner, str) and owner in judges:
             return judges[owner](doc)
         return all(judge(doc) for judge in judges.values())
+
+    def _deciding(self, owner: object) -> dict[str, Callable[[dict], bool]]:
+        judges = dict(self._judges)
+        if isinstance(owner, str) and owner in judges:
+            return {owner: judges[owner]}
+        return judges
+
+    def admits(self, fid: str, vid: str, doc: dict) -> bool:
+        """Whether the judges that decide (``_judge``) admit version ``vid``'s document,
+        each judge asked once per version (until its user's tree loads again)."""
+        owner = doc.get("owner")
+        self._owners[(fid, vid)] = owner
+        for user_id, judge in self._deciding(owner).items():
+            verdicts = self._verdicts.setdefault(user_id, {})
+            verdict = verdicts.get((fid, vid))
+            if verdict is None:
+                verdict = verdicts[(fid, vid)] = bool(judge(doc))
+            if not verdict:
+                return False
+        return True
+
+    def judged(self, fid: str, vid: str) -> bool:
+        """Whether every judge that decides now has admitted version ``vid`` (a version
+        vouched for under other judges is judged again: ``version_shas``).  A version
+        this process sealed needs none (its writer's rights were checked as it wrote)."""
+        if not self._judges or sealed_here(fid, vid):
+            return True
+        if (fid, vid) not in self._owners:
+            return False
+        return all(self._verdicts.get(user_id, {}).get((fid, vid)) is True
+                   for user_id in self._deciding(self._owners[(fid, vid)]))
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

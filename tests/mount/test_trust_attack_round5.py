@@ -43,7 +43,7 @@ from fusevault.encoding import b64d, b64e
 from fusevault.vault.files.content import KIND_BLOCK, block_ad
 from fusevault.vault.format.manifest import KIND_HTREE
 from fusevault.vault.model import sharing, users
-from fusevault.vault.model.nodes import node_from_doc, open_node_attrs, open_node_doc
+from fusevault.vault.model.nodes import VERSION, node_from_doc, open_node_attrs, open_node_doc
 from fusevault.vault.tree.authorship import said_signer
 from mount.test_shared_admission import PLANTED, _bobs_forgery, _clear_hashes, _reseal, _rows
 from mount.test_shared_mount import (  # noqa: F401  (fixtures)
@@ -68,9 +68,6 @@ def _damaged(vault: Path, fid: str) -> None:
     adversary.put(vault, {**doc, "enc": b64e(bytes(enc))})
 
 
-@pytest.mark.xfail(strict=True, reason="hole: vault/services/check.py _own_node makes every node that does "
-                   "not open 'lost' (its clear 'delete' flag and the trash are not considered) and "
-                   "repairing.py _rebuild links it at its version's path: a deleted file comes back")
 def test_check_repair_does_not_bring_a_deleted_file_back_into_the_tree(vault: Path, tmp_path: Path) -> None:
     """alice deletes ``old-contract.txt`` (it goes to her trash); a keyless store writer flips one
     byte of its node document.  ``check --repair`` may rebuild it, but in the trash where alice
@@ -93,10 +90,6 @@ def test_check_repair_does_not_bring_a_deleted_file_back_into_the_tree(vault: Pa
     assert doc.get("delete") or said_signer(doc) != alice, "a live node signed in alice's name"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: check.py _own_node takes the DEK and epoch of a node that does "
-                   "not open from its owner_dek (doc_dek) whatever revision it is, and repairing.py _rebuild "
-                   "signs a node with them: a node put back to before an unshare, one byte flipped, is "
-                   "rebuilt under the DEK the revoked recipient kept (no rollback alarm: it never loads)")
 def test_check_repair_does_not_rebuild_a_file_under_the_key_taken_back_from_a_recipient(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (READ) then unshares (a new key).  The store writer puts
@@ -132,6 +125,44 @@ def test_check_repair_does_not_rebuild_a_file_under_the_key_taken_back_from_a_re
             "bob reads, with the DEK he kept, what alice wrote after the repair"
 
 
+def test_check_repair_gives_a_rebuilt_file_a_new_key_when_its_newer_versions_are_gone_too(
+        vault: Path, tmp_path: Path) -> None:
+    """As above, and the store writer also removes the versions sealed under the new key (the
+    unshare's), so nothing in the vault tells the node document put back is older.  Safe: the
+    rebuilt file is given a new key, and what alice writes after the repair is not under bob's."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob for a while")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    fid = _node_fid(vault, "alice", "notes.txt")
+    revoked = _bobs_dek(vault, fid)
+    before_unshare = adversary.get(vault, fid)
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    newer = [d["_id"] for d in adversary.docs(vault, VERSION)
+             if d.get("fid") == fid and d.get("epoch", 0) > 0]
+    assert newer, "the unshare sealed the contents again under the new key"
+    for vid in newer:
+        adversary.delete_row(vault, vid)
+    adversary.put(vault, before_unshare)
+    _damaged(vault, fid)
+    repaired = fusevault("check", vault, "--repair", "--json")
+    print(repaired.stdout[-3000:], repaired.stderr[-2000:])
+    with mounted(vault, mnt):
+        written = True
+        try:
+            (mnt / "notes.txt").write_text("written after bob was revoked: not for bob")
+        except OSError as err:
+            assert err.errno in (2, 5), err  # not there, or refused: safe too
+            written = False
+    if written:
+        head = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))[1]["head"]
+        assert b"not for bob" not in _block_0(vault, fid, revoked, head), \
+            "bob reads, with the DEK he kept, what alice wrote after the repair"
+
+
 # --- a shared mount: a version vouched for by one user's view, then read by the owner
 
 
@@ -145,9 +176,6 @@ def _owned_fid(vault: Path, owner: str, passphrase: str, name: str) -> str:
 
 
 @needs_users
-@pytest.mark.xfail(strict=True, reason="hole: store/places.py Places.vouched is one cache per mount, keyed "
-                   "by (fid, vid): a version bob's view admitted while alice was locked is not judged again "
-                   "by hers once she unlocks (vault/files/placements.py version_shas returns it first)")
 def test_a_version_vouched_by_a_recipients_stale_view_is_not_served_to_the_owner(
         shared_vault: Path, place: Path, linux, python) -> None:  # noqa: F811
     """alice shares notes.txt with bob (WRITE), then makes it READ.  bob reseals her current

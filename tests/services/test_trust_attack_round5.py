@@ -22,7 +22,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import adversary
-import pytest
 from conftest import mounted
 
 from services.test_couchdb_records import (
@@ -62,10 +61,6 @@ def test_another_versions_document_served_under_the_current_id_is_refused(
         _refused(mnt, "f", 0, fid)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: vault/files/placements.py version_shas returns (None, True) "
-                   "for a non-current version whose document is missing and no row 'arrived' (always so "
-                   "in CouchDB: CouchPlaces.of_version is []): the server deletes the writer's document "
-                   "and the resealed inherited block of a format 4 file is served")
 def test_a_format_4_inherited_block_resealed_with_its_writers_document_deleted_is_refused(
         tmp_path: Path, couchdb_url: str) -> None:
     """tests/services/test_couchdb_records.py's format 4 attack (a block of ``dense`` written by

@@ -73,7 +73,9 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
     (``_rows_from_manifest``)."""
     if (fid, vid) in places.refused:
         raise Forged(f"records of version {vid} of {fid} do not match it")
-    if (fid, vid) in places.vouched:  # checked once per version for the life of the process
+    if (fid, vid) in places.vouched and places.judged(fid, vid):
+        # The records are checked once per version for the life of the process,
+        # the document once per judge (a shared mount: each user's view judges it).
         return places.vouched[(fid, vid)], True
     rows = places.of_version(fid, vid)
     body = places.document_body(vid)
@@ -91,6 +93,17 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
             # nothing to check against (docs/SECURITY.md says so).
             log.info("records of version %s of %s arrived without its document: not checked", vid, fid)
             return None, False
+        if not places.rows_kept and not sealed_here(fid, vid):
+            # A vault kept in CouchDB: the server may delete any document, and nothing
+            # here (no rows) tells a document retention dropped from one it took away
+            # while a holder of the key resealed a record the current version inherits
+            # (a format 4 manifest names blocks by the version that wrote them).
+            # Refused: such records are never read with nothing vouching for them.
+            places.refused.add((fid, vid))
+            alarm(places, f"{fid}/{vid}", f"file {fid}: version {vid} is refused (EIO): its version "
+                  "document is missing (deleted in the database?), so nothing vouches for the records it "
+                  "wrote (`fusevault upgrade` cannot vouch for them either)")
+            raise Forged(f"the document of version {vid} of {fid} is missing: nothing vouches for it")
         return None, True  # being committed by this process, or dropped by retention
     try:
         doc = loads_untrusted(body)
@@ -107,9 +120,11 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
         # Damaged, or resealed by a holder of the file's key: nothing here
         # tells which, and what it vouches for cannot be known: refused.
         _forged(places, fid, vid, "its version document does not open, so its records")
-    if places.admit is not None and not places.admit(doc):  # it said why (an alarm)
-        places.refused.add((fid, vid))
+    if places.admit is not None and not places.admits(fid, vid, doc):  # it said why (an alarm)
+        # Refused under these views only (another user's view may admit it): no ``refused``.
         raise Forged(f"the document of version {vid} of {fid} is not signed by who may write it")
+    if (fid, vid) in places.vouched:  # its records were checked under another view
+        return places.vouched[(fid, vid)], True
     if "records" not in plain and "manifest_sha256" not in plain:
         # Signed before digests existed (docs/SECURITY.md): AEAD only.  A writer
         # who signed it with a digest cannot have it read without one: the

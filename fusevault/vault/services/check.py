@@ -114,6 +114,7 @@ class Checker:
         if attrs is None:
             state = FileState(fid, "", "file", "lost", doc.get("owner", ""))
             state.rev = doc.get("_rev")
+            state.deleted = bool(doc.get("delete"))
             try:
                 state.dek = doc_dek(doc, self.key)
                 state.problems.append("its node document does not open (fails authentication)")
@@ -152,6 +153,8 @@ class Checker:
         for doc in self.store.by_file(VERSION, state.fid):
             state.versions.append(self._version_doc(state, doc, key))
         state.versions.sort(key=lambda v: (v.time is None, v.time or 0, v.vid))
+        if state.where == "lost":
+            self._newest_key(state)
         if not state.path:  # a node document that does not open: where its newest version was
             named = [v.version.path for v in state.versions if v.version is not None]
             state.path = named[-1] if named else self._folder_path(state)
@@ -234,7 +237,25 @@ class Checker:
                 and not self.layout.places.admit(doc):  # the loaded tree's check (vault/tree/authorship.py)
             return VersionState(vid, problem="its version document is not signed by who may write the file")
         digests = {k: plain[k] for k in ("records", "records_n", "manifest_sha256") if k in plain}
-        return VersionState(vid, version.time, version.size, None, version, digests or None)
+        epoch = doc.get("epoch", 0)
+        return VersionState(vid, version.time, version.size, None, version, digests or None,
+                            epoch if isinstance(epoch, int) else 0)
+
+    def _newest_key(self, state: FileState) -> None:
+        """A node document that does not open may be an older revision put back (its
+        clear epoch and wrapped key are whatever that revision held): one from before an
+        unshare brings back the key the recipient kept.  An unshare seals the contents
+        again under the new key as a version this user signs (files/rekeying.py), so a
+        version of a later epoch than the document's tells: the file is rebuilt under
+        that version's key, never the older one."""
+        signed = [v for v in state.versions if v.problem is None and v.version is not None]
+        newest = max(signed, key=lambda v: v.epoch, default=None)
+        if newest is None or newest.version is None or newest.epoch <= state.epoch:
+            return
+        state.problems.append(f"its stored node document is of key epoch {state.epoch}, older than its "
+                              f"version {newest.vid[:12]} (epoch {newest.epoch}, signed by you): an older "
+                              "revision put back? it is rebuilt under the newer key only")
+        state.dek, state.epoch = newest.version.dek, newest.epoch
 
     def _vf_and_sidecar(self, state: FileState, vf) -> str | None:
         """The .vf's presence and header, the sidecar's tag; what makes every version unreadable."""

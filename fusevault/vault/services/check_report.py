@@ -19,6 +19,7 @@ class VersionState:
     problem: str | None = None  # None: intact
     version: Version | None = field(default=None, repr=False)
     digests: dict | None = field(default=None, repr=False)  # what it signed of its own records
+    epoch: int = field(default=0, repr=False)  # of the key it is sealed under (its signed document's)
 
     def as_dict(self) -> dict:
         return {"id": self.vid, "time": self.time, "size": self.size, "intact": self.problem is None,
@@ -46,6 +47,8 @@ class FileState:
     manifest: tuple[int, int] | None = field(default=None, repr=False)
     dek: bytes = field(default=b"", repr=False)
     epoch: int = 0
+    # A lost node whose stored document says it was deleted: rebuilt, it goes to the trash.
+    deleted: bool = False
 
     @property
     def damaged(self) -> bool:

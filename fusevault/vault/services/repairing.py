@@ -207,10 +207,22 @@ async def _rebuild(volume: Volume, state: FileState) -> str:
     volume.tree.add(node)
     await volume.relink(node, parent.ino, wanted)
     where = name_to_str(volume.path_of(node))
+    if state.deleted:  # the user deleted it: it goes back to the trash, never into the tree
+        await volume.unlink(parent.ino, wanted)
+        return (f"its node document was made again and the file put back in the trash as {where}, "
+                "where its damaged document said it was (`fusevault trash` lists it)")
     if newest is None:
         await volume.unlink(parent.ino, wanted)
         return (f"its node document was made again and the file moved to the trash as {where}: no "
                 "version of it is intact")
+    # The damaged document may be an older revision put back, with a key taken back
+    # from a recipient since (an unshare), and nothing left here may tell: the file
+    # is given a new key, as an unshare does, so nothing is sealed under that one again.
+    try:
+        await volume.rekey(node)
+        keyed = f"; given a new key (epoch {node.epoch}), as the damaged document's may be an older one"
+    except VaultError as err:
+        keyed = f"; it could not be given a new key ({err}): run `fusevault check --repair` again"
     return (f"its node document was made again from version {newest.vid[:12]} of "
             f"{iso_time(newest.time or 0)}: the file is back at {where} (mode 0600: its mode, owner and "
-            "extended attributes were only in the damaged document)")
+            f"extended attributes were only in the damaged document){keyed}")
