@@ -68,9 +68,13 @@ def test_a_changed_body_signature_or_key_is_checked_afresh(tmp_path: Path) -> No
     with pytest.raises(Forged):
         verify_doc(me.sign.public_key(), forged, cache)
     assert cache.cached == 0
+    assert cache.verified == 4  # each checked, none admitted
     changed = _node(me, "new contents")  # a real new version: checked once, then remembered
     verify_doc(me.sign.public_key(), changed, cache)
-    assert (cache.verified, cache.cached) == (1, 0)
+    verify_doc(me.sign.public_key(), changed, cache)
+    assert (cache.verified, cache.cached) == (5, 1)
+    cache.save()
+    assert len(Verified.open(key, tmp_path).known) == 1  # only what holds is remembered
 
 
 def test_a_tampered_cache_is_ignored(tmp_path: Path) -> None:
@@ -86,7 +90,7 @@ def test_a_tampered_cache_is_ignored(tmp_path: Path) -> None:
     verify_doc(me.sign.public_key(), doc, cache)
     assert (cache.verified, cache.cached) == (1, 0)
     cache.save()  # rewritten whole
-    assert Verified.open(key, tmp_path).known == cache.known
+    assert Verified.open(key, tmp_path).known == cache.used
 
 
 def test_another_users_cache_is_ignored(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ user's device-state key (AES-GCM under an HKDF sub-key of the master key,
 bound to this kind, the user id and the file's name): a file someone else
 wrote or changed, or another user's, does not open and is ignored (every
 signature is checked again, and the file rewritten).  Written atomically
-(temp file, fsync, rename) at the end of a load, which runs off the trio
-loop; only the digests used by that load are kept, so the file holds the
-documents still present and no more.
+(temp file, fsync, rename) off the trio loop at the end of a load (adding
+what it checked) and when the volume is saved whole (lock, unmount): then
+only the digests used since the load are kept, so the file holds the
+documents still present (and read) and no more.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from pathlib import Path
 
 from fusevault import paths
@@ -53,9 +55,11 @@ class Verified:
         self.path = path
         self.name = name
         self.known = known  # read from the file
+        self._written = known  # what the file holds now
         self.used: set[bytes] = set()  # found or added since: what is written back
         self.verified = 0
         self.cached = 0
+        self._lock = threading.Lock()  # one save at a time (a lock and an unmount)
 
     @classmethod
     def open(cls, key: MasterKey, vault_root: Path | str) -> Verified:
@@ -79,29 +83,37 @@ class Verified:
         return cls(key, path, name, frozenset(bytes(body[i:i + DIGEST]) for i in range(0, len(body), DIGEST)))
 
     def __contains__(self, digest: object) -> bool:
-        if digest in self.known:
+        if digest in self.known or digest in self.used:
             self.used.add(digest)  # type: ignore[arg-type]  # in known: bytes
             self.cached += 1
             STATS["cached"] += 1
             return True
+        self.verified += 1  # not found: the caller checks it now (and adds it if it holds)
+        STATS["verified"] += 1
         return False
 
     def add(self, digest: bytes) -> None:
-        self.verified += 1
-        STATS["verified"] += 1
         if len(self.used) < LIMIT:
             self.used.add(digest)
 
-    def save(self) -> None:
-        """Write the digests used since opened, if they differ from the file's (off the trio loop)."""
-        used = frozenset(self.used)
-        if used == self.known:
-            return
-        plain = MAGIC + b"".join(sorted(used))
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write(self.path, self.key.seal_device(KIND, self.name, plain))
-        except OSError as err:  # only speed is lost: the next mount checks them again
-            log.warning("could not save the signatures checked (%s): the next mount checks them again", err)
-            return
-        self.known = used
+    def save(self, prune: bool = True) -> None:
+        """Write the digests used since opened (off the trio loop), if the file holds others.
+
+        ``prune=False`` (the end of a load) keeps the file's too: the documents
+        read only later (a file's versions, when it is opened) are still there
+        to be found; the volume's save at lock or unmount drops what went unused."""
+        with self._lock:
+            used = frozenset(self.used.copy())  # one step under the GIL: others may add meanwhile
+            if not prune:
+                used |= self.known
+            if used == self._written:
+                return
+            plain = MAGIC + b"".join(sorted(used))
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                atomic_write(self.path, self.key.seal_device(KIND, self.name, plain))
+            except OSError as err:  # only speed is lost: the next mount checks them again
+                log.warning("could not save the signatures checked (%s): the next mount checks them again",
+                            err)
+                return
+            self._written = used

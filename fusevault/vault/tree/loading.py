@@ -140,7 +140,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     if trust is not None and trust.verified is not None:
         log.info("signatures at load: %d checked, %d checked before", trust.verified.verified,
                  trust.verified.cached)
-        trust.verified.save()
+        trust.verified.save(prune=False)
     return tree
 
 
