@@ -140,6 +140,7 @@ class Trust:
         self._root = root  # the vault's directory: where the device copy of the pins belongs
         # Signatures this device checked before (vault/model/verified.py), set by a load.
         self.verified: Verified | None = None
+        self._sign_keys: dict[str, Ed25519PublicKey] = {}
         # Whether this user had pins before this unlock (store or device): then an
         # unsigned user met now is not one from before signatures.
         self.had_pins = False
@@ -384,10 +385,14 @@ class Trust:
         pin = self.pin(user_id)
         if pin is None:
             return None
-        try:
-            return Ed25519PublicKey.from_public_bytes(b64d(pin.sign))
-        except (ValueError, TypeError):
-            return None
+        # Made once per pinned key, not once per document (a load asks for each); keyed by
+        # the pinned value itself, so a re-pin is a new key.
+        if (public := self._sign_keys.get(pin.sign)) is None:
+            try:
+                public = self._sign_keys[pin.sign] = Ed25519PublicKey.from_public_bytes(b64d(pin.sign))
+            except (ValueError, TypeError):
+                return None
+        return public
 
     # --- documents
 
