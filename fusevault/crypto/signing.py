@@ -11,10 +11,13 @@ moved to another signer or to another kind of signed thing.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
@@ -73,8 +76,27 @@ def signer_of(doc: dict) -> str | None:
     return sig["by"]
 
 
-def verify_doc(public: Ed25519PublicKey, doc: dict) -> str:
-    """Check a document's signature with its signer's key; return the signer's id."""
+class Verified(Protocol):
+    """What a caller remembers of signatures already checked (vault/model/verified.py)."""
+
+    def __contains__(self, digest: object) -> bool: ...
+
+    def add(self, digest: bytes) -> None: ...
+
+
+def verification_digest(public: Ed25519PublicKey, message: bytes, signature: bytes) -> bytes:
+    """SHA-256 over all a verification depends on: the key, the signature (both of fixed
+    length) and the signed message; a change to any of them is a new digest."""
+    raw_key = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(b"fusevault verified-sig v1\0" + raw_key + signature + message).digest()
+
+
+def verify_doc(public: Ed25519PublicKey, doc: dict, verified: Verified | None = None) -> str:
+    """Check a document's signature with its signer's key; return the signer's id.
+
+    ``verified``: the digests (``verification_digest``) of signatures this
+    device checked before; one found there is not checked again, one
+    checked now is added."""
     signer = signer_of(doc)
     if signer is None:
         raise Forged(f"document {doc.get('_id')!r} is not signed")
@@ -82,7 +104,14 @@ def verify_doc(public: Ed25519PublicKey, doc: dict) -> str:
         raw = b64d(doc[SIG]["ed25519"])
         if len(raw) != SIGNATURE_SIZE:
             raise ValueError
-        public.verify(raw, _message(signer, doc))
+        message = _message(signer, doc)
+        if verified is None:
+            public.verify(raw, message)
+            return signer
+        digest = verification_digest(public, message, raw)
+        if digest not in verified:
+            public.verify(raw, message)
+            verified.add(digest)
     except (InvalidSignature, KeyError, ValueError, TypeError):
         raise Forged(f"document {doc.get('_id')!r} does not carry a valid signature of its author") from None
     return signer

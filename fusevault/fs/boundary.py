@@ -18,6 +18,7 @@ import pyfuse3
 
 from fusevault import errors
 from fusevault.store.local import LocalStore
+from fusevault.vault.model.verified import STATS as VERIFIED
 
 log = logging.getLogger("fusevault.fs.operations")  # the name the mount's log always showed
 
@@ -105,4 +106,7 @@ def write_op_stats() -> None:
             stats = {op: {"count": n, "seconds": t} for op, (n, t) in OP_STATS.items()}
             # Not a request: the store's write transactions, to count group commit's effect.
             stats["store commits"] = {"count": LocalStore.commits, "seconds": 0.0}
+            # Signatures checked, and those this device had checked before (vault/model/verified.py).
+            stats["signatures verified"] = {"count": VERIFIED["verified"], "seconds": 0.0}
+            stats["signatures cached"] = {"count": VERIFIED["cached"], "seconds": 0.0}
             json.dump(stats, out)

@@ -62,7 +62,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
-from fusevault.crypto.signing import sign_doc, signer_of, verify_doc
+from fusevault.crypto.signing import Verified, sign_doc, signer_of, verify_doc
 from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
@@ -138,6 +138,9 @@ class Trust:
         self._groups: dict[str, GroupPin] = {}
         self._dirty = False
         self._root = root  # the vault's directory: where the device copy of the pins belongs
+        # Signatures this device checked before (vault/model/verified.py), set by a load.
+        self.verified: Verified | None = None
+        self._sign_keys: dict[str, Ed25519PublicKey] = {}
         # Whether this user had pins before this unlock (store or device): then an
         # unsigned user met now is not one from before signatures.
         self.had_pins = False
@@ -382,10 +385,14 @@ class Trust:
         pin = self.pin(user_id)
         if pin is None:
             return None
-        try:
-            return Ed25519PublicKey.from_public_bytes(b64d(pin.sign))
-        except (ValueError, TypeError):
-            return None
+        # Made once per pinned key, not once per document (a load asks for each); keyed by
+        # the pinned value itself, so a re-pin is a new key.
+        if (public := self._sign_keys.get(pin.sign)) is None:
+            try:
+                public = self._sign_keys[pin.sign] = Ed25519PublicKey.from_public_bytes(b64d(pin.sign))
+            except (ValueError, TypeError):
+                return None
+        return public
 
     # --- documents
 
@@ -406,7 +413,7 @@ class Trust:
         public = self.sign_key(signer)
         if public is None:
             raise Forged(f"document {doc.get('_id')!r} is signed by a user this one does not trust")
-        return verify_doc(public, doc)
+        return verify_doc(public, doc, self.verified)
 
     def legacy(self, author: str) -> bool:
         """Whether ``author`` may still have documents from before signatures."""

@@ -22,6 +22,7 @@ from fusevault.vault.model.ledger import Ledger, at_load
 from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import USER, Trust
+from fusevault.vault.model.verified import Verified
 from fusevault.vault.tree.arrivals import Absorbed, leave
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
@@ -63,6 +64,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     trust = None
     if key.identity is not None:
         trust = Trust(store, key, root=layout.root)
+        trust.verified = Verified.open(key, layout.root)  # checked before: not again (issue 25)
         trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)  # before signing
         sign_own(store, trust, layout.root)
         trust.observe(store.iter_type(USER))
@@ -135,6 +137,10 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
         layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
     tree.ledger = at_load(tree, store, ledger)
+    if trust is not None and trust.verified is not None:
+        log.info("signatures at load: %d checked, %d checked before", trust.verified.verified,
+                 trust.verified.cached)
+        trust.verified.save(prune=False)
     return tree
 
 
