@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from fusevault.errors import AlreadyExists, InvalidInput, NameClash, VaultNotFound
+from fusevault.errors import AlreadyExists, InvalidInput, VaultNotFound
 from fusevault.store import Store, tombstone
 from fusevault.vault.format.layout import validate_name
 from fusevault.vault.model import shapes
@@ -39,20 +39,8 @@ def find_group(store: Store, name: str, pick: Callable[[list[dict]], dict | None
     """The group named ``name``; several claiming it (a planted one: the store's
     order is its writer's) are refused unless ``pick`` (the groups the caller
     trusts) chooses one."""
-    every = list(shapes.well_formed(store, GROUP))
-    matches = [doc for doc in every if doc.get("groupname") == name]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:  # a group's id names it too (the way out of a name several claim)
-        matches = [doc for doc in every if doc.get("_id") == name]
-        if matches:
-            return matches[0]
-        raise VaultNotFound(f"no group {name!r} in this vault")
-    if pick is not None and (chosen := pick(matches)) is not None:
-        return chosen
-    raise NameClash(f"{len(matches)} group documents claim the name {name!r} (ids "
-                    f"{', '.join(d['_id'] for d in matches)}): refused; give the id instead of the name, "
-                    "and remove the one that is not yours")
+    return shapes.one_named(list(shapes.well_formed(store, GROUP)), "groupname", name, "group", pick,
+                            ", and remove the one that is not yours")
 
 
 Sign = Callable[[dict], dict]  # the group owner's Trust.sign

@@ -10,8 +10,9 @@ one bad document never stops a mount or an admin command.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+from fusevault.errors import NameClash, VaultNotFound
 from fusevault.store import Store
 from fusevault.vault.model.alarms import Alarms
 
@@ -67,3 +68,24 @@ def well_formed(store: Store, kind: str, alarms: Alarms | None = None) -> Iterat
     for doc in store.iter_type(kind):
         if doc.get("_deleted") or ok(doc, alarms):
             yield doc
+
+
+def one_named(docs: list[dict], field: str, name: str, what: str,
+              pick: Callable[[list[dict]], dict | None] | None, way_out: str) -> dict:
+    """The document whose ``field`` is ``name`` (or, if none, whose id is).
+    Several claiming one name (a store writer can plant one, and chooses the
+    store's order) are refused unless ``pick`` (what the caller trusts: its
+    pins) chooses one; ``way_out`` ends the refusal's line."""
+    matches = [doc for doc in docs if doc.get(field) == name]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:  # an id names it too (the way out of a name several claim)
+        matches = [doc for doc in docs if doc.get("_id") == name]
+        if matches:
+            return matches[0]
+        raise VaultNotFound(f"no {what} {name!r} in this vault")
+    if pick is not None and (chosen := pick(matches)) is not None:
+        return chosen
+    raise NameClash(f"{len(matches)} {what} documents claim the name {name!r} (ids "
+                    f"{', '.join(d['_id'] for d in matches)}): refused; give the id instead of the name"
+                    f"{way_out}")

@@ -23,13 +23,11 @@ from fusevault.errors import (
     AlreadyExists,
     CorruptData,
     InvalidInput,
-    NameClash,
     NoRecoveryKey,
-    VaultNotFound,
 )
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, validate_name
-from fusevault.vault.model import confirmed
+from fusevault.vault.model import confirmed, shapes
 from fusevault.vault.model.nodes import NODE, VERSION, Node, new_id, node_doc
 
 USER = "UserDetails"
@@ -44,19 +42,8 @@ def find_user(store: Store, username: str | None,
     ``Trust.trusted_user``) chooses one."""
     users = list(store.iter_type(USER))
     if username is not None:
-        matches = [doc for doc in users if doc.get("username") == username]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:  # a user's id names them too (the way out of a name several claim)
-            matches = [doc for doc in users if doc.get("_id") == username]
-            if matches:
-                return matches[0]
-            raise VaultNotFound(f"no user {username!r} in this vault")
-        if pick is not None and (chosen := pick(matches)) is not None:
-            return chosen
-        raise NameClash(f"{len(matches)} user documents claim the name {username!r} (ids "
-                        f"{', '.join(d['_id'] for d in matches)}): refused; give the id instead of the "
-                        f"name (`fusevault user show ID` prints its fingerprint) and remove the impostor")
+        return shapes.one_named(users, "username", username, "user", pick,
+                                " (`fusevault user show ID` prints its fingerprint) and remove the impostor")
     if not users:
         raise CorruptData("the vault has no user")
     if len(users) == 1:
