@@ -138,7 +138,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
     tree.ledger = at_load(tree, store, ledger)
     if trust is not None and trust.verified is not None:
-        log.info("signatures at load: %d checked, %d checked before", trust.verified.verified,
+        log.debug("signatures at load: %d checked, %d checked before", trust.verified.verified,
                  trust.verified.cached)
         trust.verified.save(prune=False)
     return tree
