@@ -1,0 +1,139 @@
+"""Issue 22, attack round 6: fusevault as it is at 6c94ad1 (main), attacked through its real entry points.
+
+The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files, sidecars) or of the
+CouchDB database, with no key at all; and users of the vault.  Each test asserts the SAFE
+behaviour; the ones that fail are marked ``xfail(strict=True)`` with where the hole is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import fusevault, mounted
+
+from fusevault.crypto.signing import sign_doc
+from mount.test_shared_admission import _bobs_forgery
+from mount.test_shared_mount import (  # noqa: F401  (fixtures)
+    People,
+    linux,
+    place,
+    python,
+    shared_vault,
+)
+from mount.test_shared_mount import pytestmark as needs_users
+from mount.test_trust_grants import _mallory
+from mount.test_trust_writes import BOB, _admin, _user
+
+
+def _share(mnt: Path, path: str, target: str, perm: str = "READ") -> str | None:
+    """``fusevault share`` through the mount; what it printed, or None if it was refused."""
+    done = fusevault("share", mnt / path, "--with", target, "--perm", perm)
+    print(done.stdout[-2000:], done.stderr[-2000:])
+    if done.returncode != 0:
+        return None
+    return done.stdout
+
+
+def _grantees(vault: Path) -> set[str]:
+    return {d.get("grantee") for d in adversary.docs(vault, "Share") if not d.get("_deleted")}
+
+
+def _sealed_to(vault: Path, user_id: str) -> list[Path]:
+    """Files under the vault folder whose path names ``user_id`` (keys sealed to them live there)."""
+    return [p for p in vault.rglob("*") if user_id in str(p.relative_to(vault))]
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a pinned user's name is free again once their document is "
+                   "gone from the store; a new self-signed document claiming it is pinned (trust.py "
+                   "Trust.observe/_name_clashes look only at documents present) and `share --with NAME` "
+                   "resolves to it (users.find_user: one match) and seals the file key to the impostor")
+def test_a_pinned_users_name_taken_over_after_their_document_is_deleted_gets_no_key(
+        vault: Path, tmp_path: Path) -> None:
+    """alice meets bob (his keys pinned on her mount).  The store writer deletes bob's user document
+    and plants a self-signed one of its own claiming the name ``bob`` (and bob's uid).  alice shares
+    notes.txt ``--with bob``: SAFE is a refusal, or at least nothing sealed to the impostor."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    real = _user(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for bob's eyes, and nobody else's")
+        (mnt / "other.txt").write_text("shared once so that bob is surely met and pinned")
+        assert _share(mnt, "other.txt", "bob") is not None
+    ident, impostor = _mallory(_user(vault, "alice")["root"])
+    impostor.update(username="bob", uid=real["uid"])
+    adversary.delete_row(vault, real["_id"])
+    adversary.put(vault, sign_doc(ident.user_id, ident.sign, impostor))
+    with mounted(vault, mnt):
+        answer = _share(mnt, "notes.txt", "bob")
+    assert not _sealed_to(vault, ident.user_id), answer
+    assert ident.user_id not in _grantees(vault), answer
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a pinned group's name is free again once its document is "
+                   "gone; a group planted under that name (owned by a planted, self-signed user) is pinned "
+                   "(trust.py admit_groups: `taken` holds only pinned groups still present) and "
+                   "`share --with @team` resolves to it (share_ops._grantee: find_group's pick is asked only "
+                   "when several claim the name), sealing the file key to the planted owner")
+def test_a_pinned_groups_name_taken_over_after_its_document_is_deleted_gets_no_key(
+        vault: Path, tmp_path: Path) -> None:
+    """alice owns group ``team`` (bob a member).  The store writer deletes the group document and plants
+    its own group ``team`` owned by a user it planted (signed by that user), with itself as member.
+    alice shares notes.txt ``--with @team``: SAFE is a refusal, or nothing sealed to the planted user."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for the team alice made")
+        (mnt / "other.txt").write_text("shared once so that team is surely met and pinned")
+        assert _share(mnt, "other.txt", "@team") is not None
+    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    ident, mallory = _mallory(_user(vault, "alice")["root"])
+    planted = {"_id": "f" * 32, "type": "Group", "groupname": "team", "owner": ident.user_id,
+               "created_at": team["created_at"], "users": {ident.user_id: "READ,WRITE"}}
+    adversary.delete_row(vault, team["_id"])
+    adversary.put(vault, sign_doc(ident.user_id, ident.sign, mallory),
+                  sign_doc(ident.user_id, ident.sign, planted))
+    with mounted(vault, mnt):
+        answer = _share(mnt, "notes.txt", "@team")
+    assert not _sealed_to(vault, ident.user_id), answer
+    assert planted["_id"] not in _grantees(vault), answer
+
+
+# --- a shared mount: the judge of a locked owner's version documents
+
+
+@needs_users
+@pytest.mark.xfail(strict=True, reason="hole: a user's judge of version documents outlives their lock "
+                   "(store/places.py judge_as is never undone; agent/sessions.py lock/_wipe leave it): the "
+                   "locked owner's judge still decides alone for her files (Places._deciding), over a wiped "
+                   "tree (find() is None), so authorship.version_ok falls back to writer_of: WRITE on "
+                   "*anything* of hers admits a READ recipient's version of notes.txt")
+def test_a_locked_owners_stale_judge_does_not_admit_a_read_recipients_version(
+        shared_vault: Path, place: Path, linux, python) -> None:  # noqa: F811
+    """alice shares notes.txt with bob and carol (READ) and her folder proj with bob (WRITE).  bob, who
+    can write the vault folder, reseals her current version's block and signs its document himself
+    (``_bobs_forgery``, as in round 4).  In a shared mount alice unlocks and then locks; carol reads
+    notes.txt.  Safe: carol is never served bob's bytes (carol's own view refuses them; so would alice's
+    while unlocked, test_shared_admission)."""
+    mountpoint = place / "mnt-stale-judge"
+    mountpoint.mkdir()
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        people = People(linux, place, python, mountpoint)
+        people.unlock("alice")
+        people.ok("alice", "echo genuine > $M/notes.txt && mkdir $M/proj && echo plan > $M/proj/plan.txt")
+        for path, who, perm in (("notes.txt", "bob", "READ"), ("notes.txt", "carol", "READ"),
+                                ("proj", "bob", "WRITE")):
+            done = people.fusevault("alice", "share", f"{mountpoint}/{path}", "--with", who, "--perm", perm)
+            assert done.returncode == 0, done.stderr
+    _bobs_forgery(shared_vault)
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        people.unlock("alice")
+        people.unlock("carol")
+        locked = people.fusevault("alice", "lock", str(mountpoint))
+        assert locked.returncode == 0, locked.stderr
+        result = people.sh("carol", "cat $M/shared/alice/notes.txt")
+        print("carol read:", result.returncode, result.stdout, result.stderr)
+        assert "PLANTED" not in result.stdout, "carol was served bob's bytes"
