@@ -23,8 +23,9 @@ from mount.test_shared_mount import (  # noqa: F401  (fixtures)
     shared_vault,
 )
 from mount.test_shared_mount import pytestmark as needs_users
+from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
 from mount.test_trust_grants import _mallory
-from mount.test_trust_writes import BOB, _admin, _user
+from mount.test_trust_writes import BOB, _admin, _node_fid, _user
 
 
 def _share(mnt: Path, path: str, target: str, perm: str = "READ") -> str | None:
@@ -137,3 +138,34 @@ def test_a_locked_owners_stale_judge_does_not_admit_a_read_recipients_version(
         result = people.sh("carol", "cat $M/shared/alice/notes.txt")
         print("carol read:", result.returncode, result.stdout, result.stderr)
         assert "PLANTED" not in result.stdout, "carol was served bob's bytes"
+
+
+# --- unshare when the store withholds the Share document
+
+
+@pytest.mark.xfail(strict=True, reason="hole: `unshare` looks the grant up only in the store "
+                   "(share_ops.unshare: store.get(share id) is None -> NotFound 'is not shared'), so a store "
+                   "that withholds the Share document stops the revoke: no new key, bob's .vfkey stays, and "
+                   "what alice writes next is sealed under the DEK bob holds")
+def test_unshare_with_the_share_document_withheld_still_takes_the_key_back(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ).  The store writer (bob, or a server he colludes with)
+    deletes the Share document.  alice unshares, then writes.  Safe: what she writes afterwards is not
+    sealed under the DEK bob opened from his key file (the revoke happens, or the write is refused)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob for a while")
+        assert _share(mnt, "notes.txt", "bob") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    kept = _bobs_dek(vault, fid)
+    (share,) = [d for d in adversary.docs(vault, "Share") if d.get("fid") == fid]
+    adversary.delete_row(vault, share["_id"])
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        print("unshare:", done.returncode, done.stdout, done.stderr)
+        try:
+            (mnt / "notes.txt").write_text("written after alice revoked bob: not for bob")
+        except OSError as err:
+            print("write refused:", err)
+    assert _alice_dek(vault, fid) != kept, "alice's file is still under the key bob holds"
