@@ -14,8 +14,10 @@ import pytest
 from conftest import fusevault, mounted
 
 from fusevault.crypto.signing import sign_doc
+from fusevault.vault.model import users
 from mount.test_shared_admission import _bobs_forgery
 from mount.test_shared_mount import (  # noqa: F401  (fixtures)
+    SECRETS,
     People,
     linux,
     place,
@@ -169,3 +171,37 @@ def test_unshare_with_the_share_document_withheld_still_takes_the_key_back(
         except OSError as err:
             print("write refused:", err)
     assert _alice_dek(vault, fid) != kept, "alice's file is still under the key bob holds"
+
+
+# --- a shared mount: the clear ``owner`` of a version document chooses its judge
+
+
+@needs_users
+@pytest.mark.parametrize("named", ["bob", "carol"])
+def test_a_version_naming_another_loaded_user_as_owner_is_not_judged_by_that_user_alone(
+        shared_vault: Path, place: Path, linux, python, named: str) -> None:  # noqa: F811
+    """``Places._deciding`` picks the judge by the version document's clear ``owner``.  bob (READ on
+    alice's notes.txt, WRITE on her proj) forges her current version, then names ``named`` (himself,
+    or carol, both unlocked) as its owner and signs it.  Safe: neither alice nor carol is served his
+    bytes (the named user's judge checks the owner against the file's: authorship.version_ok)."""
+    mountpoint = place / f"mnt-owner-{named}"
+    mountpoint.mkdir()
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        people = People(linux, place, python, mountpoint)
+        people.unlock("alice")
+        people.ok("alice", "echo genuine > $M/notes.txt && mkdir $M/proj && echo plan > $M/proj/plan.txt")
+        for path, who, perm in (("notes.txt", "bob", "READ"), ("notes.txt", "carol", "READ"),
+                                ("proj", "bob", "WRITE")):
+            done = people.fusevault("alice", "share", f"{mountpoint}/{path}", "--with", who, "--perm", perm)
+            assert done.returncode == 0, done.stderr
+    _, vid = _bobs_forgery(shared_vault)
+    bob = users.unlock(_user(shared_vault, "bob"), SECRETS["bob"].encode())
+    doc = {**adversary.get(shared_vault, vid), "owner": _user(shared_vault, named)["_id"]}
+    adversary.put(shared_vault, sign_doc(bob.user_id, bob.identity.sign, doc))
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        for who in ("alice", "bob", "carol"):
+            people.unlock(who)
+        for who, path in (("carol", "shared/alice/notes.txt"), ("alice", "notes.txt")):
+            result = people.sh(who, f"cat $M/{path}")
+            print(who, "read:", result.returncode, result.stdout, result.stderr)
+            assert "PLANTED" not in result.stdout, f"{who} was served bob's bytes"
