@@ -3,6 +3,16 @@
 The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files, sidecars) or of the
 CouchDB database, with no key at all; and users of the vault.  Each test asserts the SAFE
 behaviour; the ones that fail are marked ``xfail(strict=True)`` with where the hole is.
+
+Found at 6c94ad1:
+- HOLE: a pinned user's name, once their document is gone from the store, is taken by a planted
+  self-signed document: it is pinned as a new user and ``share --with bob`` seals to it.
+- HOLE: the same for a pinned group's name (``share --with @team`` seals to the planted owner).
+- HOLE: in a shared mount a user's judge of version documents outlives their lock: alone it
+  decides for their files over a wiped tree, so WRITE anywhere admits a READ recipient's version.
+- HOLE: ``unshare`` with the Share document withheld by the store says "not shared" and revokes
+  nothing: the file stays under the key the recipient holds.
+- holds: a version naming another loaded user (or its signer) as owner is refused by that judge.
 """
 
 from __future__ import annotations
