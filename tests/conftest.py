@@ -215,6 +215,22 @@ def docs_of(vault: Path, kind: str) -> list[dict]:
 
 
 @pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 24 MiB tmpfs (a disk that fills up), and a mount point beside it; both cleaned up
+    however the test ends.  (small, mountpoint)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small], check=True)
+    mnt = tmp_path / "mnt"
+    try:
+        yield small, mnt
+    finally:
+        if is_mounted(mnt):
+            force_unmount(mnt)
+        subprocess.run(["umount", "-l", small], check=True)
+
+
+@pytest.fixture
 def vault(tmp_path: Path) -> Path:
     path = tmp_path / "vault"
     result = fusevault("init", path, "--user", "alice")

@@ -195,20 +195,6 @@ def test_kill_9_during_removals_keeps_what_fsyncdir_acknowledged_and_never_a_lat
         assert gone == kill_at + 1
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 24 MiB tmpfs and a mount point beside it (as in test_robustness.py), cleaned up however it ends."""
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small], check=True)
-    mnt = tmp_path / "mnt"
-    try:
-        yield small, mnt
-    finally:
-        force_unmount(mnt)
-        subprocess.run(["umount", "-l", small], check=True)
-
-
 def test_a_group_commit_that_fails_is_reported_and_saved_once_it_can_be(small_disk) -> None:
     small, mnt = small_disk
     vault = small / "vault"

@@ -241,21 +241,6 @@ def test_read_only_vault_is_refused_clearly(vault: Path, tmp_path: Path) -> None
         subprocess.run(["umount", ro], check=True)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 24 MiB tmpfs, and a mount point beside it; both cleaned up however the test ends."""
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small], check=True)
-    mnt = tmp_path / "mnt"
-    try:
-        yield small, mnt
-    finally:
-        if is_mounted(mnt):
-            force_unmount(mnt)
-        subprocess.run(["umount", "-l", small], check=True)
-
-
 def test_full_disk_gives_enospc_and_keeps_the_vault(small_disk) -> None:
     small, mnt = small_disk
     vault = small / "vault"

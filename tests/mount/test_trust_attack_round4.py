@@ -86,13 +86,9 @@ def _alice_dek(vault: Path, fid: str) -> bytes:
 # --- 1. a node put back to its state before an unshare: is new contents sealed to the revoked key?
 
 
-def test_contents_written_after_an_unshare_and_a_rollback_are_not_sealed_under_the_revoked_key(
-        vault: Path, tmp_path: Path) -> None:
-    """alice shares notes.txt with bob (READ), then unshares: the file gets a new DEK.  The store
-    writer (bob, or a server he colludes with) puts back the node document from before the unshare
-    (genuine, signed by alice, epoch 0).  alice's next mount reports the rollback; she then writes
-    the file.  Safe: what she writes is never sealed under the DEK bob kept (refused, or a key
-    bob does not hold)."""
+def _shared_then_unshared(vault: Path, tmp_path: Path) -> tuple[Path, str, bytes, dict]:
+    """alice shares notes.txt with bob (READ), then unshares: the file gets a new DEK.
+    (mount point, fid, the DEK bob kept, the node document from before the unshare)."""
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
@@ -105,6 +101,17 @@ def test_contents_written_after_an_unshare_and_a_rollback_are_not_sealed_under_t
         done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
         assert done.returncode == 0, done.stderr
     assert _alice_dek(vault, fid) != revoked
+    return mnt, fid, revoked, before_unshare
+
+
+def test_contents_written_after_an_unshare_and_a_rollback_are_not_sealed_under_the_revoked_key(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ), then unshares: the file gets a new DEK.  The store
+    writer (bob, or a server he colludes with) puts back the node document from before the unshare
+    (genuine, signed by alice, epoch 0).  alice's next mount reports the rollback; she then writes
+    the file.  Safe: what she writes is never sealed under the DEK bob kept (refused, or a key
+    bob does not hold)."""
+    mnt, fid, revoked, before_unshare = _shared_then_unshared(vault, tmp_path)
 
     planted_head = open_node_doc(before_unshare, _key(vault, "alice", PASSPHRASE))[1]["head"]
     adversary.put(vault, before_unshare)

@@ -56,7 +56,7 @@ from mount.test_shared_mount import (  # noqa: F401  (fixtures)
     shared_vault,
 )
 from mount.test_shared_mount import pytestmark as needs_users
-from mount.test_trust_attack_round4 import _alice_dek, _block_0, _bobs_dek
+from mount.test_trust_attack_round4 import _block_0, _shared_then_unshared
 from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
 
 
@@ -91,26 +91,8 @@ def test_check_repair_does_not_bring_a_deleted_file_back_into_the_tree(vault: Pa
     assert doc.get("delete") or said_signer(doc) != alice, "a live node signed in alice's name"
 
 
-def test_check_repair_does_not_rebuild_a_file_under_the_key_taken_back_from_a_recipient(
-        vault: Path, tmp_path: Path) -> None:
-    """alice shares notes.txt with bob (READ) then unshares (a new key).  The store writer puts
-    back the node document from before the unshare with one byte flipped, so that it does not
-    open (and so is not met as a rollback).  ``check --repair`` rebuilds it; alice writes.  Safe:
-    nothing she writes after the repair is sealed under the DEK bob kept."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob for a while")
-        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
-    fid = _node_fid(vault, "alice", "notes.txt")
-    revoked = _bobs_dek(vault, fid)
-    before_unshare = adversary.get(vault, fid)
-    with mounted(vault, mnt):
-        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
-        assert done.returncode == 0, done.stderr
-    assert _alice_dek(vault, fid) != revoked
-    adversary.put(vault, before_unshare)
-    _damaged(vault, fid)
+def _repair_then_write_not_under(vault: Path, mnt: Path, fid: str, revoked: bytes) -> None:
+    """``check --repair``, then alice writes notes.txt: never sealed under ``revoked`` (bob's)."""
     repaired = fusevault("check", vault, "--repair", "--json")
     print(repaired.stdout[-3000:], repaired.stderr[-2000:])
     with mounted(vault, mnt):
@@ -124,6 +106,18 @@ def test_check_repair_does_not_rebuild_a_file_under_the_key_taken_back_from_a_re
         head = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))[1]["head"]
         assert b"not for bob" not in _block_0(vault, fid, revoked, head), \
             "bob reads, with the DEK he kept, what alice wrote after the repair"
+
+
+def test_check_repair_does_not_rebuild_a_file_under_the_key_taken_back_from_a_recipient(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ) then unshares (a new key).  The store writer puts
+    back the node document from before the unshare with one byte flipped, so that it does not
+    open (and so is not met as a rollback).  ``check --repair`` rebuilds it; alice writes.  Safe:
+    nothing she writes after the repair is sealed under the DEK bob kept."""
+    mnt, fid, revoked, before_unshare = _shared_then_unshared(vault, tmp_path)
+    adversary.put(vault, before_unshare)
+    _damaged(vault, fid)
+    _repair_then_write_not_under(vault, mnt, fid, revoked)
 
 
 def test_check_repair_gives_a_rebuilt_file_a_new_key_when_its_newer_versions_are_gone_too(
@@ -131,17 +125,7 @@ def test_check_repair_gives_a_rebuilt_file_a_new_key_when_its_newer_versions_are
     """As above, and the store writer also removes the versions sealed under the new key (the
     unshare's), so nothing in the vault tells the node document put back is older.  Safe: the
     rebuilt file is given a new key, and what alice writes after the repair is not under bob's."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob for a while")
-        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
-    fid = _node_fid(vault, "alice", "notes.txt")
-    revoked = _bobs_dek(vault, fid)
-    before_unshare = adversary.get(vault, fid)
-    with mounted(vault, mnt):
-        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
-        assert done.returncode == 0, done.stderr
+    mnt, fid, revoked, before_unshare = _shared_then_unshared(vault, tmp_path)
     newer = [d["_id"] for d in adversary.docs(vault, VERSION)
              if d.get("fid") == fid and d.get("epoch", 0) > 0]
     assert newer, "the unshare sealed the contents again under the new key"
@@ -149,19 +133,7 @@ def test_check_repair_gives_a_rebuilt_file_a_new_key_when_its_newer_versions_are
         adversary.delete_row(vault, vid)
     adversary.put(vault, before_unshare)
     _damaged(vault, fid)
-    repaired = fusevault("check", vault, "--repair", "--json")
-    print(repaired.stdout[-3000:], repaired.stderr[-2000:])
-    with mounted(vault, mnt):
-        written = True
-        try:
-            (mnt / "notes.txt").write_text("written after bob was revoked: not for bob")
-        except OSError as err:
-            assert err.errno in (2, 5), err  # not there, or refused: safe too
-            written = False
-    if written:
-        head = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))[1]["head"]
-        assert b"not for bob" not in _block_0(vault, fid, revoked, head), \
-            "bob reads, with the DEK he kept, what alice wrote after the repair"
+    _repair_then_write_not_under(vault, mnt, fid, revoked)
 
 
 # --- a shared mount: a version vouched for by one user's view, then read by the owner
