@@ -214,8 +214,17 @@ class Places:
         self._verdicts[user_id] = {}
         self.admit = self._judge
 
+    def forget_judge(self, user_id: str) -> None:
+        """The user locked: their view judges nothing any more (and no longer holds
+        their tree, and through it their keys).  With no judge left nothing is
+        admitted until a user unlocks again."""
+        self._judges.pop(user_id, None)
+        self._verdicts.pop(user_id, None)
+
     def _judge(self, doc: dict) -> bool:
         judges = dict(self._judges)
+        if not judges:
+            return False
         owner = doc.get("owner")
         if isinstance(owner, str) and owner in judges:
             return judges[owner](doc)
@@ -232,7 +241,10 @@ class Places:
         each judge asked once per version (until its user's tree loads again)."""
         owner = doc.get("owner")
         self._owners[(fid, vid)] = owner
-        for user_id, judge in self._deciding(owner).items():
+        deciding = self._deciding(owner)
+        if not deciding:  # every user locked: no view to judge with
+            return False
+        for user_id, judge in deciding.items():
             verdicts = self._verdicts.setdefault(user_id, {})
             verdict = verdicts.get((fid, vid))
             if verdict is None:
@@ -245,8 +257,10 @@ class Places:
         """Whether every judge that decides now has admitted version ``vid`` (a version
         vouched for under other judges is judged again: ``version_shas``).  A version
         this process sealed needs none (its writer's rights were checked as it wrote)."""
-        if not self._judges or sealed_here(fid, vid):
+        if sealed_here(fid, vid) or self.admit is None:  # sealed here, or no judging (no identities)
             return True
+        if not self._judges:  # every user locked
+            return False
         if (fid, vid) not in self._owners:
             return False
         return all(self._verdicts.get(user_id, {}).get((fid, vid)) is True

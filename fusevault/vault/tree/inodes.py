@@ -407,4 +407,8 @@ class Inodes:
         self.unsaved.clear()  # saved before (save_all), else the lock was refused
         self.pending.clear()  # likewise
         self.ledger = None  # saved before; it holds a key of the user's
+        if self.layout.places is not None and self.key is not None:
+            # Their view of who may write (it holds this tree, and so their keys) judges no
+            # version documents any more: in a shared mount others read on.
+            self.layout.places.forget_judge(self.key.user_id)
         self.key = None  # type: ignore[assignment]
