@@ -255,7 +255,9 @@ class Damaged(VaultError):
 
 class NameClash(VaultError):
     """Several user (or group) documents claim one name and none is the one this
-    user trusts: refused rather than sealed to whichever the store lists first."""
+    user trusts, or the one that claims it is not the one pinned under it (the
+    pinned one's document is gone): refused rather than granted to whichever
+    the store lists."""
 
     exit_code = 31
 

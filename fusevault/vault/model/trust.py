@@ -290,13 +290,21 @@ class Trust:
                 self._dirty = True
 
     def _name_clashes(self, users: list[dict]) -> dict[str, str]:
-        """Users not pinned yet whose name another present user holds: id -> why.
-        The store's order is its writer's: a name is never given to whichever comes first."""
+        """Users not pinned yet whose name another user holds: one present, or one
+        pinned whose document is gone (deleting it must not free the name for an
+        impostor): id -> why.  The store's order is its writer's: a name is never
+        given to whichever comes first."""
         by_name: dict[str, list[str]] = {}
         for doc in users:
             if isinstance(doc.get("_id"), str):
                 by_name.setdefault(str(doc.get("username")), []).append(doc["_id"])
         out = {}
+        present = {doc.get("_id") for doc in users}
+        for uid, pin in self._pins.items():
+            if uid not in present:
+                for new in by_name.get(pin.username, []):
+                    if new not in self._pins and new != self.user_id:
+                        out[new] = f"the pinned user {uid} held (their document is gone)"
         for ids in by_name.values():
             if len(ids) < 2:
                 continue
@@ -306,6 +314,27 @@ class Trust:
                     out[uid] = (f"the pinned user {held[0]} holds" if held
                                 else f"{len(ids)} new documents claim at once")
         return out
+
+    def name_taken(self, doc: dict) -> str | None:
+        """Why a user document that is not pinned may not have its name (a pinned
+        user held it), or None."""
+        uid = doc.get("_id")
+        if uid == self.user_id or uid in self._pins:
+            return None
+        for other, pin in self._pins.items():
+            if pin.username == doc.get("username") and other != uid:
+                return f"the name is the pinned user {other}'s"
+        return None
+
+    def group_name_taken(self, doc: dict) -> str | None:
+        """Why a group document that is not pinned may not have its name (a pinned
+        group of another owner held it), or None."""
+        if doc.get("_id") in self._groups:
+            return None
+        for gid, pin in self._groups.items():
+            if pin.name == doc.get("groupname") and pin.owner != doc.get("owner"):
+                return f"the name was the group {gid}'s, whose owner is {pin.owner}"
+        return None
 
     def trusted_user(self, matches: list[dict]) -> dict | None:
         """Of several user documents claiming one name, the one whose keys are
@@ -322,6 +351,9 @@ class Trust:
         unless a pinned group still present has its name."""
         present = {d["_id"] for d in docs}
         taken = {pin.name: gid for gid, pin in self._groups.items() if gid in present}
+        # A pinned group whose document is gone keeps its name from a group of another
+        # owner (deleting it must not free the name for one a store writer planted).
+        gone = {pin.name: (gid, pin.owner) for gid, pin in self._groups.items() if gid not in present}
         fresh_names: dict[str, int] = {}
         for doc in docs:
             if doc["_id"] not in self._groups:
@@ -331,6 +363,12 @@ class Trust:
             gid, owner, name = doc["_id"], str(doc.get("owner")), str(doc.get("groupname"))
             pin = self._groups.get(gid)
             if pin is None:
+                if name in gone and gone[name][1] != owner:
+                    was, was_owner = gone[name]
+                    self.alarms.warn("name-taken", gid, f"refused group {gid}: its name {name!r} was the "
+                                     f"group {was}'s, whose owner was {was_owner}, not {owner}: nothing is "
+                                     "sealed by it")
+                    continue
                 if name in taken or fresh_names.get(name, 0) > 1:
                     self.alarms.warn("name-taken", gid, f"refused group {gid}: its name {name!r} is held by "
                                      f"{'the group ' + taken[name] if name in taken else 'another new group'}"

@@ -19,7 +19,7 @@ import trio
 
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import name_to_str
-from fusevault.errors import InvalidInput, NotFound, PermissionDenied, VaultError
+from fusevault.errors import InvalidInput, NameClash, NotFound, PermissionDenied, VaultError
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
@@ -50,10 +50,18 @@ def _grantee(volume: Volume, target: str) -> tuple[str, bool, str]:
         trusted = volume.sharing.groups if volume.sharing is not None else {}
         group = find_group(volume.store, target[1:], lambda found: _only(
             [g for g in found if g["_id"] in trusted]))
+        if volume.trust is not None and (why := volume.trust.group_name_taken(group)):
+            raise NameClash(f"group {target[1:]!r} ({group['_id']}) is not the one this device knows by that "
+                            f"name ({why}): refused; give the id of the group you mean")
         return group["_id"], True, target
     user = find_user(volume.store, target, volume.trust.trusted_user if volume.trust is not None else None)
     if user["_id"] == volume.key.user_id:
         raise InvalidInput("you already have every right to your own files")
+    if volume.trust is not None and (why := volume.trust.name_taken(user)):
+        # A pinned user's document deleted and another planted under the name: never granted.
+        raise NameClash(f"user {target!r} ({user['_id']}) is not the one this device knows by that name "
+                        f"({why}): refused; compare `fusevault user show {user['_id']}` with them, then "
+                        f"`fusevault user trust` it if it is genuine")
     return user["_id"], False, target
 
 
