@@ -12,6 +12,7 @@ import stat
 import pyfuse3
 import pytest
 
+from fusevault.vault.services.absorbing import save_leaving, settle_busy
 from inprocess.conftest import (
     ALICE_UID,
     BOB_UID,
@@ -216,3 +217,30 @@ async def test_a_shared_mount_checks_the_owners_mode_bits(shared):
         await drive.access(mine.st_ino, os.W_OK, ALICE)
     assert code_of(err) == errno.EACCES
     assert await _read(drive, mine.st_ino, ALICE) == b"read only"
+
+
+async def test_writes_saved_just_after_a_share_ended_survive_the_owners_second_look(shared):
+    """bob has unsaved writes when alice ends his share: they are saved as her
+    file's next version (his seat checked his rights when he wrote).  When
+    that save lands while alice's mount is busy with the file (sealing it
+    under a new key: its content lock held), her tree looks at the version
+    again afterwards.  It used to refuse it on that second look (bob holds no
+    WRITE now) and seal her older contents over it: bob's acknowledged
+    writes were gone from her file (found by the shared-mount stress test)."""
+    drive = shared.drive
+    alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+    mine = await _write(drive, ROOT, b"log.txt", b"alice\n", ALICE)
+    await _share(shared, "log.txt", "WRITE")
+    theirs = await _walk(drive, b"shared/alice/log.txt", BOB)
+    info = await drive.open(theirs.st_ino, os.O_WRONLY, BOB)
+    await drive.write(info.fh, 6, b"bob\n")  # acknowledged, not saved yet
+    await _unshare(shared, "log.txt")
+    (hers,) = [node for node in alice.tree.nodes() if node.is_reg]
+    his = bob.find(hers.fid)
+    async with alice.content_lock(hers):  # alice's mount busy with the file
+        await save_leaving(bob, [his])
+    await settle_busy(alice, [hers])  # what the shared mount does once she is done
+    assert await _read(drive, mine.st_ino, ALICE) == b"alice\nbob\n"
+    await alice.rekey(hers)  # and the file goes back under a key bob does not hold
+    assert await _read(drive, mine.st_ino, ALICE) == b"alice\nbob\n"
+    await drive.release(info.fh)

@@ -138,6 +138,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         keep(node, doc)
         return
     opened = None if doc.get("_deleted") else open_doc(tree, doc)
+    if opened is not None and signer is not None and here:
+        tree.vouched[doc["_id"]] = (signer, opened[0].head)
     if (opened is not None and signer is not None and not here
             and not may_take(tree, doc, signer, node, opened)):
         keep(node, doc)

@@ -83,7 +83,7 @@ def keep(node: Node | None, doc: dict) -> None:
 def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:
     """Whether the signer of ``doc`` may make the change it makes (the owner, or a WRITE grantee)."""
     gate, fresh = tree.authorship, opened[0]
-    if signer == doc.get("owner"):
+    if signer == doc.get("owner") or tree.vouched.get(doc["_id"]) == (signer, fresh.head):
         return True
     parents = [p for p, _ in opened[1]]
     if not gate.may_write(tree, signer, doc["owner"], doc["_id"], parents, node):

@@ -97,6 +97,13 @@ class Inodes:
         # took in another writer's version under an older key goes back to
         # it, and its next key must still be new (one DEK per epoch).
         self.top_epochs: dict[str, int] = {}
+        # fid -> (signer, version) of the newest version another user's seat in
+        # this process committed (a shared mount), which took it in with that
+        # seat's own check of their rights then (vault/services/absorbing.py
+        # ``here``).  A later look at the same version (sealing it again, a
+        # retry) takes it as then: a recipient's writes saved just after their
+        # share ended must not be refused on that second look, and sealed over.
+        self.vouched: dict[str, tuple[str, str | None]] = {}
         # Folders whose keys share_ops is rotating now (not started twice).
         self.rotating: set[str] = set()
         # What this device has seen of each file (rollback detection).
@@ -406,6 +413,7 @@ class Inodes:
         self._by_fid.clear()
         self.unsaved.clear()  # saved before (save_all), else the lock was refused
         self.pending.clear()  # likewise
+        self.vouched.clear()
         self.ledger = None  # saved before; it holds a key of the user's
         if self.layout.places is not None and self.key is not None:
             # Their view of who may write (it holds this tree, and so their keys) judges no
