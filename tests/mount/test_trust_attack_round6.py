@@ -4,15 +4,17 @@ The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files, sideca
 CouchDB database, with no key at all; and users of the vault.  Each test asserts the SAFE
 behaviour; the ones that fail are marked ``xfail(strict=True)`` with where the hole is.
 
-Found at 6c94ad1; the first three holes were closed the same day (their tests pass), the fourth
-is open (its test is still marked):
+Found at 6c94ad1: 4 holes, all 4 closed (their tests pass; none is marked any more):
 - HOLE: a pinned user's name, once their document is gone from the store, is taken by a planted
   self-signed document: it is pinned as a new user and ``share --with bob`` seals to it.
 - HOLE: the same for a pinned group's name (``share --with @team`` seals to the planted owner).
 - HOLE: in a shared mount a user's judge of version documents outlives their lock: alone it
   decides for their files over a wiped tree, so WRITE anywhere admits a READ recipient's version.
 - HOLE: ``unshare`` with the Share document withheld by the store says "not shared" and revokes
-  nothing: the file stays under the key the recipient holds.
+  nothing: the file stays under the key the recipient holds.  Closed: what the device remembers of
+  the share, or key files left for the grantee, take the key back anyway (a user, a group, with the
+  key file withheld too); a forged body at the Share's id turns the revoke nowhere else; nothing
+  known still says "not shared".
 - holds: a version naming another loaded user (or its signer) as owner is refused by that judge.
 """
 
