@@ -8,7 +8,10 @@ contents are sealed again, old versions keep their own key), seals the new
 DEKs for whoever still has a share, and only then deletes the ``Rotation``.
 A rotation that a crash (or a removed group member, who needs no one's
 passphrase to remove) leaves pending is finished at the owner's next unlock
-(``resume``).
+(``resume``).  The store's Share document is not needed for that: a share
+it lost (deleted or withheld) that this device remembers, or whose keys are
+still there, is taken back all the same (with an alarm); the grant revoked
+is always the one named, never a stored body's fields.
 """
 
 from __future__ import annotations
