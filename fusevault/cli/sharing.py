@@ -59,6 +59,10 @@ def cmd_unshare(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "unshare", "path": _path(args), "with": args.grantee})
     print(f"{answer['with']} no longer has {answer['path']}; its key changed "
           f"({answer['files']} file(s) and folder(s))")
+    if answer.get("missing"):
+        # Taken back from what this device knows: the store had lost the grant (see fusevault status).
+        print(f"note: the store no longer had the share of {answer['path']} with {answer['with']} "
+              "(deleted or withheld: the store may have been tampered with); its keys were taken back anyway")
     return 0
 
 

@@ -4,15 +4,17 @@ The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files, sideca
 CouchDB database, with no key at all; and users of the vault.  Each test asserts the SAFE
 behaviour; the ones that fail are marked ``xfail(strict=True)`` with where the hole is.
 
-Found at 6c94ad1; the first three holes were closed the same day (their tests pass), the fourth
-is open (its test is still marked):
+Found at 6c94ad1: 4 holes, all 4 closed (their tests pass; none is marked any more):
 - HOLE: a pinned user's name, once their document is gone from the store, is taken by a planted
   self-signed document: it is pinned as a new user and ``share --with bob`` seals to it.
 - HOLE: the same for a pinned group's name (``share --with @team`` seals to the planted owner).
 - HOLE: in a shared mount a user's judge of version documents outlives their lock: alone it
   decides for their files over a wiped tree, so WRITE anywhere admits a READ recipient's version.
 - HOLE: ``unshare`` with the Share document withheld by the store says "not shared" and revokes
-  nothing: the file stays under the key the recipient holds.
+  nothing: the file stays under the key the recipient holds.  Closed: what the device remembers of
+  the share, or key files left for the grantee, take the key back anyway (a user, a group, with the
+  key file withheld too); a forged body at the Share's id turns the revoke nowhere else; nothing
+  known still says "not shared".
 - holds: a version naming another loaded user (or its signer) as owner is refused by that judge.
 """
 
@@ -24,8 +26,10 @@ import adversary
 import pytest
 from conftest import fusevault, mounted
 
+from fusevault.crypto.identity import open_file_key
 from fusevault.crypto.signing import sign_doc
-from fusevault.vault.model import users
+from fusevault.errors import NotFound
+from fusevault.vault.model import sharing, users
 from mount.test_shared_admission import _bobs_forgery
 from mount.test_shared_mount import (  # noqa: F401  (fixtures)
     SECRETS,
@@ -38,7 +42,7 @@ from mount.test_shared_mount import (  # noqa: F401  (fixtures)
 from mount.test_shared_mount import pytestmark as needs_users
 from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
 from mount.test_trust_grants import _mallory
-from mount.test_trust_writes import BOB, _admin, _node_fid, _user
+from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
 
 
 def _share(mnt: Path, path: str, target: str, perm: str = "READ") -> str | None:
@@ -143,10 +147,6 @@ def test_a_locked_owners_stale_judge_does_not_admit_a_read_recipients_version(
 # --- unshare when the store withholds the Share document
 
 
-@pytest.mark.xfail(strict=True, reason="hole: `unshare` looks the grant up only in the store "
-                   "(share_ops.unshare: store.get(share id) is None -> NotFound 'is not shared'), so a store "
-                   "that withholds the Share document stops the revoke: no new key, bob's .vfkey stays, and "
-                   "what alice writes next is sealed under the DEK bob holds")
 def test_unshare_with_the_share_document_withheld_still_takes_the_key_back(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (READ).  The store writer (bob, or a server he colludes with)
@@ -169,6 +169,126 @@ def test_unshare_with_the_share_document_withheld_still_takes_the_key_back(
         except OSError as err:
             print("write refused:", err)
     assert _alice_dek(vault, fid) != kept, "alice's file is still under the key bob holds"
+
+
+def test_unshare_with_the_share_document_and_the_key_file_withheld_still_gives_a_new_key(
+        vault: Path, tmp_path: Path) -> None:
+    """The store writer deletes both the Share document and bob's key file (bob already opened it):
+    only alice's device remembers the share (grants seen, vault/model/freshness.py).  Her unshare still
+    gives the file a new key; a second unshare says "not shared" (taken back here already)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob for a while")
+        assert _share(mnt, "notes.txt", "bob") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    kept = _bobs_dek(vault, fid)
+    (share,) = [d for d in adversary.docs(vault, "Share") if d.get("fid") == fid]
+    adversary.delete_row(vault, share["_id"])
+    for key in _sealed_to(vault, _user(vault, "bob")["_id"]):
+        key.unlink()
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        print("unshare:", done.returncode, done.stdout, done.stderr)
+        assert done.returncode == 0, done.stderr
+        (mnt / "notes.txt").write_text("written after alice revoked bob: not for bob")
+        again = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        assert again.returncode == NotFound.exit_code and "not shared" in again.stderr, again.stderr
+    assert _alice_dek(vault, fid) != kept, "alice's file is still under the key bob holds"
+
+
+def test_a_forged_share_body_does_not_turn_unshare_to_another_file(vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt and other.txt with bob.  The store writer replaces the Share body of
+    notes.txt (same id) with one naming another owner and other.txt.  ``unshare notes.txt --with bob``
+    takes back notes.txt's key (bob's key file of it goes) and nothing else: other.txt keeps its key
+    and bob his key of it, and no Rotation is left behind."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob for a while")
+        (mnt / "other.txt").write_text("still shared with bob")
+        assert _share(mnt, "notes.txt", "bob") is not None
+        assert _share(mnt, "other.txt", "bob") is not None
+    fid, other = _node_fid(vault, "alice", "notes.txt"), _node_fid(vault, "alice", "other.txt")
+    kept, others = _bobs_dek(vault, fid), _alice_dek(vault, other)
+    ident, mallory = _mallory(_user(vault, "alice")["root"])
+    (share,) = [d for d in adversary.docs(vault, "Share") if d.get("fid") == fid]
+    adversary.put(vault, sign_doc(ident.user_id, ident.sign, mallory),
+                  {**share, "owner": ident.user_id, "fid": other})
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        print("unshare:", done.returncode, done.stdout, done.stderr)
+        assert done.returncode == 0, done.stderr
+        (mnt / "notes.txt").write_text("written after alice revoked bob: not for bob")
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    assert not (vault / "users" / bob / "shared" / f"{alice}_{fid}.vfkey").exists()
+    assert _alice_dek(vault, fid) != kept
+    assert _alice_dek(vault, other) == others and _bobs_dek(vault, other) == others
+    assert not adversary.docs(vault, "Rotation")
+
+
+def _bobs_group_dek(vault: Path, group_id: str, fid: str) -> bytes:
+    """The DEK bob opens from his ``.vfkey`` of alice's file shared with a group he is in."""
+    alice, bob = _user(vault, "alice"), _key(vault, "bob", BOB)
+    found = sharing.read_key(vault / "groups" / group_id / "own" / fid / "keys" / f"{bob.user_id}.vfkey")
+    assert found is not None
+    return open_file_key(bob.identity, alice["_id"], fid, found[0], found[1])
+
+
+def test_unshare_from_a_group_with_the_share_document_withheld_still_takes_the_key_back(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares her folder proj with @team (bob a member).  The store writer deletes the Share
+    document.  ``unshare proj --with @team`` still takes the keys back (one line, a note that the share
+    was missing), and what alice writes next in proj is not under the DEK bob opened from the group's
+    key file.  A second unshare finds nothing left to take back: "not shared"."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("the team's plan, for a while")
+        assert _share(mnt, "proj", "@team") is not None
+    fid = _node_fid(vault, "alice", "plan.txt")
+    kept = _bobs_group_dek(vault, team["_id"], fid)
+    (share,) = [d for d in adversary.docs(vault, "Share") if d.get("grantee") == team["_id"]]
+    adversary.delete_row(vault, share["_id"])
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "proj", "--with", "@team")
+        print("unshare:", done.returncode, done.stdout, done.stderr)
+        assert done.returncode == 0, done.stderr
+        assert "no longer has" in done.stdout and "tampered" in done.stdout
+        (mnt / "proj" / "plan.txt").write_text("written after alice revoked the team: not for bob")
+        again = fusevault("unshare", mnt / "proj", "--with", "@team")
+        assert again.returncode == NotFound.exit_code and "not shared" in again.stderr, again.stderr
+    assert not _sealed_to(vault, _user(vault, "bob")["_id"])
+    assert _alice_dek(vault, fid) != kept, "alice's file is still under the key bob holds"
+
+
+def test_unshare_of_what_was_never_shared_says_not_shared(vault: Path, tmp_path: Path) -> None:
+    """Nothing known of a share (no Share document, none seen on this device, no key file): unshare
+    answers "not shared" with NotFound's exit code and changes nothing (no Rotation, no new key)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("never shared")
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("shared through its folder only")
+        assert _share(mnt, "proj", "bob") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    before = _alice_dek(vault, fid)
+    with mounted(vault, mnt):
+        for path, target in (("notes.txt", "bob"), ("notes.txt", "@team"), ("proj/plan.txt", "bob")):
+            done = fusevault("unshare", mnt / path, "--with", target)
+            print("unshare:", path, target, done.returncode, done.stdout, done.stderr)
+            assert done.returncode == NotFound.exit_code, done.stderr
+            assert "not shared" in done.stderr
+    assert _alice_dek(vault, fid) == before
+    assert not adversary.docs(vault, "Rotation")
+    assert _bobs_dek(vault, _node_fid(vault, "alice", "plan.txt"))  # the folder's share still holds
 
 
 # --- a shared mount: the clear ``owner`` of a version document chooses its judge

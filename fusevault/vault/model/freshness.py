@@ -15,6 +15,11 @@ never sealed to.  A new signing (sharing again after an unshare) is newer
 and counts.  A body without the field (from before it) is taken only while
 this device has seen no stamped or deleted body of that id.
 
+It also remembers which grants ``unshare`` took back here (``took_back``):
+a Share seen here that is gone from the store without that mark (withheld
+or deleted by the store's writer, or unshared on another device) is still
+a share ``unshare`` takes the key back from (vault/services/share_ops.py).
+
 The state lives outside the vault (``paths.state_dir()/grants/``), sealed
 with the device-state sub-key of the user's master key, bound to its file
 name (like vault/model/ledger.py); a device that has none yet (a new one, a wiped
@@ -83,6 +88,8 @@ class Freshness:
         self.alarms = alarms
         # id -> (kind, newest made_at_us seen (NONE: only unstamped), deleted since)
         self.seen: dict[str, tuple[str, int, bool]] = {}
+        # id -> its newest made_at_us seen when this device's ``unshare`` took it back
+        self.taken_back: dict[str, int] = {}
         self._dirty = False
         self._lock = threading.Lock()
 
@@ -98,6 +105,7 @@ class Freshness:
             if data.get("format") != FORMAT:
                 raise ValueError("unknown format")
             fresh.seen = {i: (str(k), int(n), bool(d)) for i, (k, n, d) in data["seen"].items()}
+            fresh.taken_back = {str(i): int(n) for i, n in data.get("taken_back", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             alarms.warn("grants-state", str(fresh.path), f"this device's record of grants seen {fresh.path} "
                         "was damaged or replaced: replayed grants before now cannot be told; started afresh")
@@ -110,7 +118,8 @@ class Freshness:
             if not self._dirty:
                 return
             self._dirty = False
-            data = {"format": FORMAT, "seen": {i: list(v) for i, v in self.seen.items()}}
+            data = {"format": FORMAT, "seen": {i: list(v) for i, v in self.seen.items()},
+                    "taken_back": dict(self.taken_back)}
             plain = json.dumps(data, separators=(",", ":")).encode()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -137,6 +146,19 @@ class Freshness:
         if entry is not None and not entry[2]:
             self.seen[doc_id] = (entry[0], entry[1], True)
             self._dirty = True
+
+    def took_back(self, doc_id: str) -> None:
+        """This device's ``unshare`` took the grant back (its newest body seen so far)."""
+        entry = self.seen.get(doc_id)
+        if entry is not None and self.taken_back.get(doc_id) != entry[1]:
+            self.taken_back[doc_id] = entry[1]
+            self._dirty = True
+
+    def remembered(self, doc_id: str) -> bool:
+        """Whether a signed body of this grant was seen here and no ``unshare`` here
+        took it back since (a newer signing, sharing again, counts again)."""
+        entry = self.seen.get(doc_id)
+        return entry is not None and self.taken_back.get(doc_id) != entry[1]
 
     def admit(self, doc: dict, what: str) -> bool:
         """Whether this (signed) grant body is not older than one seen here; remembers it."""

@@ -8,12 +8,17 @@ contents are sealed again, old versions keep their own key), seals the new
 DEKs for whoever still has a share, and only then deletes the ``Rotation``.
 A rotation that a crash (or a removed group member, who needs no one's
 passphrase to remove) leaves pending is finished at the owner's next unlock
-(``resume``).
+(``resume``).  The store's Share document is not needed for that: a share
+it lost (deleted or withheld) that this device remembers, or whose keys are
+still there, is taken back all the same (with an alarm); the grant revoked
+is always the one named, never a stored body's fields.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import trio
 
@@ -23,6 +28,7 @@ from fusevault.errors import InvalidInput, NameClash, NotFound, PermissionDenied
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import freshness, meta_files, sharing
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
@@ -146,30 +152,75 @@ def _fingerprints(volume: Volume, grant: Grant) -> dict[str, str | None]:
 
 async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     node = _own(volume, path)
-    grantee, _, label = _grantee(volume, target)
-    doc = await volume.store_call(volume.store.get, sharing.doc_id(node.fid, grantee))
-    if doc is None:
-        raise NotFound(f"{name_to_str(path)} is not shared with {label}")
-    grant = sharing.grant_of(doc)
+    grantee, group, label = _grantee(volume, target)
+    # The grant is the one the owner names, never a stored body's fields: a forged document at
+    # this id must neither point the revoke at another file or person nor stop it.
+    grant = Grant(volume.key.user_id, node.fid, grantee, group, "READ")
+    share_id = sharing.doc_id(node.fid, grantee)
+    doc = await volume.store_call(volume.store.get, share_id)
+    nodes = subtree(volume, node)
     reaches = volume.sharing.reaches(grant)
+    held = await volume.in_thread(_held_keys, volume.layout, grant, _unexplained(volume, grant, nodes))
+    missing = doc is None or doc.get("_deleted") is True
+    if missing:
+        remembered = volume.trust.fresh is not None and volume.trust.fresh.remembered(share_id)
+        if not remembered and not held:
+            raise NotFound(f"{name_to_str(path)} is not shared with {label}")
+        # The store has no Share this device saw, or keys sealed for it are still there: deleted or
+        # withheld by the store's writer (or unshared on another device): the key is taken back anyway.
+        volume.trust.alarms.warn("share-missing", share_id, f"the store no longer has share {share_id} "
+                                 f"({name_to_str(path)} with {label}) that this device "
+                                 f"{'saw' if remembered else 'sealed keys for'}: deleted or withheld, "
+                                 "the store may have been tampered with; its keys are taken back anyway")
     pending = await volume.store_call(volume.store.get, f"rotate-{grant.fid}")
     await volume.store_call(volume.store.put_many, [
-        tombstone(doc),
+        *([] if missing else [tombstone(doc)]),
         *_rotation_put(pending, grant.owner, grant.fid)])
     await volume.in_thread(volume.store.sync)
-    nodes = subtree(volume, node)
+    paths = [reach.key_path(volume.layout, n.fid) for n in nodes for reach in reaches]
 
     def remove_keys() -> None:
-        for n in nodes:
-            for reach in reaches:
-                sharing.remove_key(reach.key_path(volume.layout, n.fid))
+        for each in dict.fromkeys([*paths, *held]):
+            sharing.remove_key(each)
 
     await volume.in_thread(remove_keys)
     volume.sharing.reload(volume.store)  # the Share is remembered as deleted on this device ...
+    if volume.trust.fresh is not None:
+        volume.trust.fresh.took_back(share_id)  # ... and as taken back here (a second unshare: "not shared")
     await volume.store_call(volume.trust.save)  # ... at once: its old body is a replay from now
     await rotate(volume, node)
     await _settle(volume, nodes)
-    return {"path": name_to_str(path), "with": label, "files": len(nodes)}
+    return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
+
+
+def _unexplained(volume: Volume, grant: Grant, nodes: list[Node]) -> list[tuple[str, set[Path]]]:
+    """Each node's fid, with where the keys sealed by the other shares still in force on
+    it (on a folder above) belong: a key there is no trace of this share."""
+    out = []
+    this = sharing.doc_id(grant.fid, grant.grantee)
+    for n in nodes:
+        others = [g for g in volume.covering(n) if sharing.doc_id(g.fid, g.grantee) != this]
+        out.append((n.fid, {r.key_path(volume.layout, n.fid) for g in others
+                            for r in volume.sharing.reaches(g)}))
+    return out
+
+
+def _held_keys(layout: Layout, grant: Grant, nodes: list[tuple[str, set[Path]]]) -> list[Path]:
+    """Key files sealed for ``grant``'s grantee (a user, or a group's members) of these
+    nodes that no other share explains."""
+    found = []
+    for fid, explained in nodes:
+        if grant.group:
+            try:
+                names = os.listdir(sharing.group_key_path(layout, grant.grantee, fid, "-").parent)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            here = [sharing.group_key_path(layout, grant.grantee, fid, name[:-len(".vfkey")])
+                    for name in names if name.endswith(".vfkey") and not name.startswith(".")]
+        else:
+            here = [sharing.user_key_path(layout, grant.grantee, grant.owner, fid)]
+        found += [p for p in here if p not in explained and p.exists()]
+    return found
 
 
 async def rotate(volume: Volume, node: Node) -> None:
