@@ -250,7 +250,7 @@ class Operations(pyfuse3.Operations):
         node = self.vol.require(inode, write=write)
         mode = flags & os.O_ACCMODE
         self._mode(node, (os.R_OK if mode != os.O_WRONLY else 0) | (os.W_OK if write else 0))
-        fh = self.vol.open(inode, write=write)
+        fh = await self.vol.open(inode, write=write)
         if flags & os.O_TRUNC and self.vol.node(inode).size:
             # libfuse asks for atomic O_TRUNC: the kernel truncates only its
             # own cache and leaves the stored file to us.

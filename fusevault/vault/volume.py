@@ -287,7 +287,11 @@ class Volume:
                                      ident=ident, defer=defer)
         return self.files.open(node.ino, write=True), node
 
-    def open(self, ino: int, write: bool = False) -> int:
+    async def open(self, ino: int, write: bool = False) -> int:
+        """A handle on the file, its contents opened first in a worker thread."""
+        node = self.tree.require(ino, write)
+        if node.is_reg:
+            await self.files.load_content(node)
         return self.files.open(ino, write)
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:

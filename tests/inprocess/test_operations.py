@@ -315,7 +315,7 @@ async def test_contents_survive_a_reload_of_the_tree(fs, vault_copy):
     try:
         again = Volume.load(layout, store, fs.volume.key, fs.volume.root.fid)
         node = again.resolve(b"big")
-        fh = again.open(node.ino)
+        fh = await again.open(node.ino)
         assert await again.read(fh, 0, 1 << 20) == data
         await again.release(fh)
     finally:

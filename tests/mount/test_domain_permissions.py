@@ -90,7 +90,7 @@ class Trees:
 
 async def _save(tree: Volume, ino: int, data: bytes) -> None:
     """Write the whole file, as a program saving it would: one version."""
-    fh = tree.open(ino, write=True)
+    fh = await tree.open(ino, write=True)
     try:
         await tree.setattr(ino, size=0)
         await tree.write(fh, 0, data)
@@ -99,7 +99,7 @@ async def _save(tree: Volume, ino: int, data: bytes) -> None:
 
 
 async def _read(tree: Volume, ino: int) -> bytes:
-    fh = tree.open(ino)
+    fh = await tree.open(ino)
     try:
         return await tree.read(fh, 0, 1 << 20)
     finally:
@@ -197,8 +197,8 @@ def test_a_read_recipient_changes_nothing_through_any_domain_operation(three: Pa
                      lambda: bob.rekey(their_doc)):
             await _refused(call)
         with pytest.raises(PermissionDenied):
-            bob.open(their_doc.ino, write=True)
-        fh = bob.open(their_doc.ino)  # opened to read: no write gets through it
+            await bob.open(their_doc.ino, write=True)
+        fh = await bob.open(their_doc.ino)  # opened to read: no write gets through it
         await _refused(lambda: bob.write(fh, 0, b"overwritten"))
         await _refused(lambda: bob.fallocate(fh, 0, 0, 1 << 20))
         await bob.release(fh)

@@ -263,7 +263,7 @@ def test_a_users_tree_takes_in_what_another_user_commits(vault: Path, tmp_path: 
                            user["root"])
 
     async def write(tree: Volume, ino: int, data: bytes) -> None:
-        fh = tree.open(ino)
+        fh = await tree.open(ino)
         await tree.setattr(ino, size=0)
         await tree.write(fh, 0, data)
         await tree.release(fh)
@@ -285,7 +285,7 @@ def test_a_users_tree_takes_in_what_another_user_commits(vault: Path, tmp_path: 
         await write(alice, new.ino, b"written by alice")
         seen = bob_sees("proj/new.txt")
         assert seen is not None and seen is not new  # bob's own node for it
-        fh = bob.open(seen.ino)
+        fh = await bob.open(seen.ino)
         assert await bob.read(fh, 0, 100) == b"written by alice"
         # Alice writes again while bob has it open: his reads follow the new version.
         await write(alice, new.ino, b"second")
@@ -293,7 +293,7 @@ def test_a_users_tree_takes_in_what_another_user_commits(vault: Path, tmp_path: 
         await bob.release(fh)
         # Bob writes; alice's node follows, and its next commit does not conflict.
         await write(bob, seen.ino, b"bob's turn")
-        fh = alice.open(new.ino)
+        fh = await alice.open(new.ino)
         assert await alice.read(fh, 0, 100) == b"bob's turn"
         await alice.release(fh)
         await alice.setattr(new.ino, mode=0o600)

@@ -141,6 +141,9 @@ class Content(Sealing):
         # digests): `fusevault upgrade` says how many (docs/SECURITY.md).
         self.unchecked = 0
         self.head = head  # the version its signed node names: its document must be here
+        # A vault kept in CouchDB: checking a record may fetch its version's
+        # document from the server, so reads go to a worker thread.
+        self.asks_server = layout.places is not None and not layout.places.rows_kept
         self.stored_kind = self.MANIFEST_KIND  # the kind of the current version's manifest record
         if manifest_loc is None:
             self.manifest = Manifest(0, [], block_size=NEW_BLOCK_SIZE, hashed=True)

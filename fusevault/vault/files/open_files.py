@@ -87,18 +87,41 @@ class Files:
 
     def content(self, node: Node) -> Content:
         if node.content is None:
-            try:
-                content = Content(self.tree.layout, node.owner, node.fid, node.dek,
-                                  node.manifest, node.head, acl=self.tree.acl(node), epoch=node.epoch,
-                                  alarms=names.alarms_of(self.tree))
-            except OSError as err:
-                raise os_error(err, "opening file contents") from None
-            new = self.unflushed.pop(content.vf_path, None)
-            if new is not None:
-                content.synced = False
-                content.new_files = content.new_files or new
-            node.content = content
+            self._adopt(node, self._build(*self._content_args(node)))
         return node.content
+
+    async def load_content(self, node: Node) -> None:
+        """Open a stored file's contents in a worker thread, before a handle
+        needs them: opening reads and checks its manifest (disk reads, and in
+        a vault kept in CouchDB its version document from the server), which
+        must not hold up the trio thread.  A version committed meanwhile is
+        opened instead."""
+        while node.content is None and node.manifest is not None:
+            args = self._content_args(node)
+            content = await self.tree.in_thread(self._build, *args)
+            if node.content is None and self._content_args(node) == args:
+                self._adopt(node, content)
+            else:
+                content.close()
+
+    def _content_args(self, node: Node) -> tuple:
+        return (node.owner, node.fid, node.dek, node.manifest, node.head, tuple(self.tree.acl(node) or ()),
+                node.epoch)
+
+    def _build(self, owner: str, fid: str, dek: bytes, manifest: tuple[int, int] | None, head: str | None,
+               acl: tuple[str, ...], epoch: int) -> Content:
+        try:
+            return Content(self.tree.layout, owner, fid, dek, manifest, head, acl=list(acl), epoch=epoch,
+                           alarms=names.alarms_of(self.tree))
+        except OSError as err:
+            raise os_error(err, "opening file contents") from None
+
+    def _adopt(self, node: Node, content: Content) -> None:
+        new = self.unflushed.pop(content.vf_path, None)
+        if new is not None:
+            content.synced = False
+            content.new_files = content.new_files or new
+        node.content = content
 
     def close(self, content: Content) -> None:
         """Close ``content``, remembering what of it is not on disk yet (``unflushed``)."""
@@ -203,7 +226,7 @@ class Files:
         content = node.content
         # No lock: reads run in parallel, with each other and with a flush in
         # a worker thread (Content.read says why that is safe).
-        if content.blocks_to_load(offset, size) > 1:
+        if content.blocks_to_load(offset, size) > 1 or content.asks_server:
             data = await self.tree.in_thread(content.read, offset, size, node.size)
         else:
             data = content.read(offset, size, node.size)

@@ -140,7 +140,7 @@ async def contents_changed(volume: Volume, kernel: KernelCache, node: Node, old_
     tail = b""
     if node.size > old_size:
         start = max(0, node.size - TAIL)
-        fh = volume.open(node.ino)
+        fh = await volume.open(node.ino)
         try:
             tail = await volume.read(fh, start, node.size - start)
         finally:
@@ -150,7 +150,7 @@ async def contents_changed(volume: Volume, kernel: KernelCache, node: Node, old_
 
 async def make_durable(volume: Volume, node: Node) -> None:
     """The file's contents and its document on disk (fsync), as a close-and-fsync would."""
-    fh = volume.open(node.ino)
+    fh = await volume.open(node.ino)
     try:
         await volume.fsync(fh)
     finally:
@@ -159,7 +159,7 @@ async def make_durable(volume: Volume, node: Node) -> None:
 
 async def read_file(volume: Volume, node: Node) -> AsyncIterator[bytes]:
     """The current contents of a vault file, decrypted (and so verified), in chunks."""
-    fh = volume.open(node.ino)
+    fh = await volume.open(node.ino)
     try:
         for offset in range(0, node.size, READ_CHUNK):
             yield await volume.read(fh, offset, READ_CHUNK)

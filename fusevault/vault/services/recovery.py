@@ -158,7 +158,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         if version.fid == node.fid and version.dek == node.dek:
             await volume.restore_contents(node, version.manifest, version.vid)
         else:  # another file's version (this one replaced it) or another epoch: other key, so copied
-            fh = volume.open(node.ino, write=True)
+            fh = await volume.open(node.ino, write=True)
             try:
                 await volume.setattr(node.ino, size=0)
                 await _copy(volume, node, version, fh)

@@ -1,0 +1,105 @@
+"""Reads of a vault kept in CouchDB (``init --couchdb``) never hold up the mount.
+
+A file's first read checks its records against the signed version document,
+which lives on the server (store/couch.py ``CouchPlaces``).  That fetch must
+not run on the trio thread: a slow or stalling server would stop every other
+request of the mount (``ls``, ``stat``, other files) until it answered.  The
+server here is real (pouchdb-server); between it and the mount sits a
+loopback relay of bytes that can hold the request for one document, as a
+stalled server would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import adversary
+from conftest import PASSPHRASE, fusevault, mounted
+
+from fusevault.vault.model import users
+from fusevault.vault.model.nodes import open_node_doc
+
+HANG_GUARD = 60  # seconds: only ends a run that hangs; a pass never waits for it
+
+
+class StallingRelay:
+    """Forwards loopback TCP to the CouchDB server; a request naming ``hold_for``
+    waits (unanswered) until ``release`` is set."""
+
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self.target = (parts.hostname, parts.port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"{parts.scheme}://127.0.0.1:{self.listener.getsockname()[1]}{parts.path}"
+        self.hold_for: bytes | None = None
+        self.held, self.release = threading.Event(), threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if requests and self.hold_for is not None and self.hold_for in data:
+                    self.held.set()
+                    self.release.wait(HANG_GUARD)
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+
+
+def _head_of(server: adversary.Server, name: str) -> str:
+    """The current version id of alice's ``name`` (read as the owner would)."""
+    (user,) = [u for u in server.all("UserDetails") if u.get("username") == "alice"]
+    key = users.unlock(user, PASSPHRASE.encode())
+    for doc in server.all("node"):
+        if doc.get("owner") == key.user_id and not doc.get("delete"):
+            _, attrs = open_node_doc(doc, key)
+            if any(n == name for _, n in attrs["links"]):
+                return attrs["head"]
+    raise AssertionError(f"no node {name}")
+
+
+def test_a_stalled_version_fetch_holds_up_only_its_own_read(tmp_path: Path, couchdb_url: str) -> None:
+    relay = StallingRelay(couchdb_url)
+    try:
+        vault, mnt = tmp_path / "vault", tmp_path / "mnt"
+        made = fusevault("init", vault, "--user", "alice", "--couchdb", relay.url)
+        assert made.returncode == 0, made.stderr
+        with mounted(vault, mnt):
+            (mnt / "slow.txt").write_text("first read waits for the server")
+            (mnt / "other.txt").write_text("meanwhile")
+        relay.hold_for = _head_of(adversary.Server(couchdb_url), "slow.txt").encode()
+        with mounted(vault, mnt):  # a new process: nothing of slow.txt's version is known yet
+            reader = subprocess.Popen(["cat", str(mnt / "slow.txt")], stdout=subprocess.PIPE, text=True)
+            try:
+                assert relay.held.wait(HANG_GUARD), "the read never asked the server for the version"
+                # While that request hangs, the mount answers everyone else.
+                listing = subprocess.run(["ls", str(mnt)], capture_output=True, text=True, timeout=HANG_GUARD)
+                assert sorted(listing.stdout.split()) == ["other.txt", "slow.txt"]
+                assert os.stat(mnt / "other.txt").st_size == len("meanwhile")
+                assert reader.poll() is None  # still waiting for its server
+            finally:
+                relay.release.set()
+                out, _ = reader.communicate(timeout=HANG_GUARD)
+            assert out == "first read waits for the server"
+    finally:
+        relay.close()
