@@ -311,7 +311,7 @@ def _server_view(record: LinkRecord) -> dict:
 
 def _vault_blocks(volume: Volume, node: Node) -> Iterator[bytes]:
     """A vault file's plaintext from a worker thread, read through the trio loop."""
-    fh = trio.from_thread.run_sync(volume.open, node.ino)
+    fh = trio.from_thread.run(volume.open, node.ino)
     try:
         for offset in range(0, node.size, content.BLOCK):
             yield trio.from_thread.run(volume.read, fh, offset, content.BLOCK)
