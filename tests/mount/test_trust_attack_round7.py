@@ -1,0 +1,179 @@
+"""Issue 22, attack round 7: fusevault as it is at fe65463 (main), attacked through its entry points.
+
+The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files) or of the CouchDB
+database, with no key of the owner; and users of the vault (a recipient whose share ended).
+Each test asserts the SAFE behaviour; the ones that fail are marked ``xfail(strict=True)`` with
+where the hole is.
+
+The shared-mount attacks run in-process (tests/inprocess/conftest.py's ``shared``: the mount's
+``Drive`` with a seat for alice and one for bob over one store, each taking in what the other
+commits, exactly as fs/shared.py composes them).  A document another process writes into the
+store is taken in as fs/shared.py ``_watch_store`` hands it over: ``Arrivals.committed(None, ...)``,
+that is ``absorb_arrivals`` for every unlocked seat.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import adversary
+import pyfuse3
+import pytest
+import trio
+from conftest import fusevault, mounted
+from inprocess.conftest import (  # noqa: F401  (fixtures)
+    ALICE_UID,
+    BOB_UID,
+    FILE,
+    ROOT,
+    Ctx,
+    shared,
+    template_vault,
+    vault_copy,
+)
+
+from fusevault.vault.services.absorbing import absorb_arrivals
+from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import _admin, _node_fid, _user
+
+ALICE = Ctx(ALICE_UID, ALICE_UID)
+BOB = Ctx(BOB_UID, BOB_UID)
+
+
+# --- in-process helpers (tests/inprocess/test_two_users.py does the same)
+
+
+async def _write(drive, parent: int, name: bytes, data: bytes, ctx: Ctx) -> pyfuse3.EntryAttributes:
+    info, entry = await drive.create(parent, name, FILE, os.O_RDWR, ctx)
+    await drive.write(info.fh, 0, data)
+    await drive.release(info.fh)
+    return entry
+
+
+async def _rewrite(drive, ino: int, data: bytes, ctx: Ctx) -> None:
+    info = await drive.open(ino, os.O_WRONLY | os.O_TRUNC, ctx)
+    await drive.write(info.fh, 0, data)
+    await drive.release(info.fh)
+
+
+async def _read(drive, ino: int, ctx: Ctx) -> bytes:
+    info = await drive.open(ino, os.O_RDONLY, ctx)
+    try:
+        return await drive.read(info.fh, 0, 1 << 20)
+    finally:
+        await drive.release(info.fh)
+
+
+async def _walk(drive, path: bytes, ctx: Ctx) -> pyfuse3.EntryAttributes:
+    entry = await drive.getattr(ROOT, ctx)
+    for name in path.split(b"/"):
+        entry = await drive.lookup(entry.st_ino, name, ctx)
+    return entry
+
+
+async def _ask(shared, cmd: str, path: str, perm: str = "READ") -> dict:  # noqa: F811
+    requests = shared.drive.seat_of(ALICE_UID).ops.session.requests
+    answer = await requests.handle({"cmd": cmd, "path": path, "with": "bob", "perm": perm})
+    assert "error" not in answer, answer
+    return answer
+
+
+def _planted(shared, doc: dict) -> None:  # noqa: F811
+    """Another process (the vault folder's writer) puts ``doc`` as the current revision of its id;
+    the shared mount's store watcher hands it to every unlocked seat (fs/shared.py ``_watch_store``)."""
+    store = shared.store
+    current = store.get(doc["_id"])
+    body = {k: v for k, v in doc.items() if k != "_rev"}
+    if current is not None:
+        body["_rev"] = current["_rev"]
+    (rev,) = store.put_many([body])
+    arrived = [{**body, "_rev": rev}]
+    for volume in shared.volumes.values():
+        absorb_arrivals(volume, arrived)
+
+
+# --- (1) the versions another seat vouched for (Tree.vouched)
+
+
+@pytest.mark.xfail(strict=True, reason="hole: Tree.vouched binds (signer, head) only and outlives the share: "
+                   "vault/tree/arrivals.py may_take takes any later document bob signs with that head")
+def test_a_revoked_writer_cannot_replay_his_vouched_version_over_the_owners_later_one(
+        shared) -> None:  # noqa: F811
+    """alice shares log.txt with bob (WRITE); bob saves a version through his seat (alice's tree
+    notes it as vouched for: (bob, its head)).  alice unshares (the file gets a new key) and writes
+    again.  bob, who can write the vault folder, puts his own old node document back (his signature,
+    his head, a seq the ledger has seen but not passed).  Safe: alice's file keeps her later bytes."""
+
+    async def attack() -> tuple[bytes, bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        mine = await _write(drive, ROOT, b"log.txt", b"alice v1\n", ALICE)
+        await _ask(shared, "share", "log.txt", "WRITE")
+        theirs = await _walk(drive, b"shared/alice/log.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
+        (hers,) = [node for node in alice.tree.nodes() if node.is_reg]
+        kept = shared.store.get(hers.fid)  # bob's node document, as he signed it
+        assert await _read(drive, mine.st_ino, ALICE) == b"bob's version\n"
+        await _ask(shared, "unshare", "log.txt")
+        await _rewrite(drive, mine.st_ino, b"alice, after bob's share ended\n", ALICE)
+        before = await _read(drive, mine.st_ino, ALICE)
+        _planted(shared, kept)
+        await trio.sleep(0)
+        return before, await _read(drive, mine.st_ino, ALICE)
+
+    before, after = trio.run(attack)
+    assert before == b"alice, after bob's share ended\n"
+    assert after == before, f"alice's file was rolled back to bob's version: {after!r}"
+
+
+# --- the real mount, its command and the vault folder
+
+
+def _share(mnt: Path, path: str, target: str, perm: str = "READ") -> str | None:
+    """``fusevault share`` through the mount; what it printed, or None if it was refused."""
+    done = fusevault("share", mnt / path, "--with", target, "--perm", perm)
+    print(done.stdout[-2000:], done.stderr[-2000:])
+    return None if done.returncode != 0 else done.stdout
+
+
+def _keys_for(vault: Path, user_id: str, fid: str) -> list[Path]:
+    """Key files (``.vfkey``) of ``fid`` sealed to ``user_id`` under the vault folder."""
+    return [p for p in vault.rglob("*.vfkey")
+            if user_id in str(p.relative_to(vault)) and fid in str(p.relative_to(vault))]
+
+
+# --- (5) the ledger does not remember where a file was
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: the ledger (vault/model/ledger.py) knows a seq, not a place: the rolled-back node is shown "
+    "in proj/ (alarm only) and share_ops.resume -> Guests.fill_missing (vault/tree/guests.py) seals its "
+    "key to proj's recipient"))
+def test_an_old_node_document_from_when_a_file_sat_in_a_folder_shared_since_gets_no_key_sealed(
+        vault: Path, tmp_path: Path) -> None:
+    """alice keeps secret.txt in proj/, then moves it to her root and writes it again; only then does
+    she share proj with bob (READ).  The store writer puts back secret.txt's node document from when
+    it sat in proj/ (a rollback: the ledger says so, but knows a seq, not a place).  alice mounts
+    again (share_ops.resume seals keys nobody sealed yet: ``fill_missing``).  Safe: no key of
+    secret.txt is ever sealed to bob (his key would open every version of it, the newest too)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    bob = _user(vault, "bob")["_id"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "secret.txt").write_text("a secret while it sat in proj")
+    fid = _node_fid(vault, "alice", "secret.txt")
+    old = adversary.get(vault, fid)
+    with mounted(vault, mnt):
+        (mnt / "proj" / "secret.txt").rename(mnt / "secret.txt")
+        (mnt / "secret.txt").write_text("the newest secret: never for bob")
+        (mnt / "proj" / "plan.txt").write_text("the plan bob may read")
+        assert _share(mnt, "proj", "bob") is not None
+    assert not _keys_for(vault, bob, fid)
+    adversary.put(vault, old)
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-3000:])
+        listed = sorted(p.name for p in (mnt / "proj").iterdir())
+        print("proj holds:", listed)
+    assert not _keys_for(vault, bob, fid), f"secret.txt's key was sealed to bob (proj lists {listed})"
