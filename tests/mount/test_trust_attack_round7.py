@@ -14,7 +14,9 @@ that is ``absorb_arrivals`` for every unlocked seat.
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 from pathlib import Path
 
 import adversary
@@ -33,6 +35,10 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
     vault_copy,
 )
 
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.vault.model.nodes import open_node_attrs
 from fusevault.vault.services.absorbing import absorb_arrivals
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import _admin, _node_fid, _user
@@ -125,6 +131,56 @@ def test_a_revoked_writer_cannot_replay_his_vouched_version_over_the_owners_late
     before, after = trio.run(attack)
     assert before == b"alice, after bob's share ended\n"
     assert after == before, f"alice's file was rolled back to bob's version: {after!r}"
+
+
+
+def _bobs_node_doc(shared, fid: str, change: dict) -> dict:  # noqa: F811
+    """bob's own node document of ``fid`` with its sealed attributes changed, sealed under the DEK he
+    holds and signed by him (what a WRITE recipient who can write the vault folder can make)."""
+    bob = shared.volumes["bob"]
+    dek = bob.find(fid).dek
+    doc = shared.store.get(fid)
+    attrs = {**open_node_attrs(doc, dek), **change}
+    plain = json.dumps(attrs, separators=(",", ":")).encode()
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
+    return sign_doc(bob.key.user_id, bob.key.identity.sign, body)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/arrivals.py may_take trusts Tree.vouched[(fid)] == (signer, head) for any document "
+    "with that head: may_write is skipped, so the document's new place is never checked"))
+def test_a_writer_cannot_move_the_owners_file_out_of_the_shared_folder_by_reusing_a_vouched_head(
+        shared) -> None:  # noqa: F811
+    """alice shares her folder team with bob (WRITE); bob saves team/plan.txt through his seat (vouched
+    for: (bob, its head)).  bob then writes into the store a node document of plan.txt signed by him, with
+    that same head, that puts it in alice's own root folder (where he holds no WRITE).  Safe: alice's
+    tree refuses the move: plan.txt stays in team/ and nothing named plan.txt shows in her root."""
+
+    async def attack() -> list[bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, folder.st_ino, b"plan.txt", b"v1", ALICE)
+        await _ask(shared, "share", "team", "WRITE")
+        team = await _walk(drive, b"shared/alice/team", BOB)
+        theirs = await drive.lookup(team.st_ino, b"plan.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"v2 by bob", BOB)
+        (plan,) = [node for node in alice.tree.nodes() if node.is_reg]
+        root_fid = alice.tree.node(ROOT).fid
+        _planted(shared, _bobs_node_doc(shared, plan.fid, {"links": [[root_fid, "moved-by-bob.txt"]]}))
+        await trio.sleep(0)
+        found = []
+        for parent in (ROOT, folder.st_ino):
+            for name in (b"plan.txt", b"moved-by-bob.txt"):
+                try:
+                    await drive.lookup(parent, name, ALICE)
+                    found.append(name if parent == folder.st_ino else b"/" + name)
+                except pyfuse3.FUSEError:
+                    pass
+        return found
+
+    assert trio.run(attack) == [b"plan.txt"], "bob moved alice's file where he holds no WRITE"
 
 
 # --- the real mount, its command and the vault folder
