@@ -41,7 +41,7 @@ from fusevault.encoding import b64e
 from fusevault.vault.model.nodes import open_node_attrs
 from fusevault.vault.services.absorbing import absorb_arrivals
 from mount.test_trust_writes import BOB as BOB_SECRET
-from mount.test_trust_writes import _admin, _node_fid, _user
+from mount.test_trust_writes import _admin, _key, _node_fid, _user
 
 ALICE = Ctx(ALICE_UID, ALICE_UID)
 BOB = Ctx(BOB_UID, BOB_UID)
@@ -233,3 +233,36 @@ def test_an_old_node_document_from_when_a_file_sat_in_a_folder_shared_since_gets
         listed = sorted(p.name for p in (mnt / "proj").iterdir())
         print("proj holds:", listed)
     assert not _keys_for(vault, bob, fid), f"secret.txt's key was sealed to bob (proj lists {listed})"
+
+
+# --- (3) a pinned user's name, held after their document is deleted
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/model/trust.py observe renames a pinned user's pin to any name their own signed document "
+    "claims (``pin.username != doc['username']``), unchecked against ``_name_clashes``/``name_taken``"))
+def test_a_pinned_user_cannot_take_the_name_of_another_pinned_user_whose_document_is_gone(
+        vault: Path, tmp_path: Path) -> None:
+    """alice meets bob and carol (both pinned).  bob, who can write the vault folder, deletes carol's
+    user document and signs his own (his keys, his id) again with the username ``carol``.  alice shares
+    notes.txt ``--with carol``: safe is a refusal, or at least nothing sealed to bob."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for carol's eyes, and nobody else's")
+        (mnt / "other.txt").write_text("shared once so that bob and carol are surely met and pinned")
+        assert _share(mnt, "other.txt", "bob") is not None
+        assert _share(mnt, "other.txt", "carol") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    bob, carol = _user(vault, "bob"), _user(vault, "carol")
+    key = _key(vault, "bob", BOB_SECRET)
+    renamed = {k: v for k, v in bob.items() if k not in ("_rev", "sig")}
+    renamed["username"] = "carol"
+    adversary.delete_row(vault, carol["_id"])
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, renamed))
+    with mounted(vault, mnt):
+        answer = _share(mnt, "notes.txt", "carol")
+    assert not _keys_for(vault, bob["_id"], fid), answer
+    assert bob["_id"] not in {d.get("grantee") for d in adversary.docs(vault, "Share")
+                              if d.get("fid") == fid and not d.get("_deleted")}, answer
