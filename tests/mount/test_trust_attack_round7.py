@@ -266,3 +266,38 @@ def test_a_pinned_user_cannot_take_the_name_of_another_pinned_user_whose_documen
     assert not _keys_for(vault, bob["_id"], fid), answer
     assert bob["_id"] not in {d.get("grantee") for d in adversary.docs(vault, "Share")
                               if d.get("fid") == fid and not d.get("_deleted")}, answer
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/model/trust.py admit_groups renames a pinned group's pin to any name its owner's signed "
+    "document claims (``pin.name != name``), unchecked against ``gone``/``taken``"))
+def test_a_pinned_group_cannot_take_the_name_of_another_pinned_group_whose_document_is_gone(
+        vault: Path, tmp_path: Path) -> None:
+    """alice owns group ``team`` (carol a member); bob owns group ``bobs`` (alice met both: pinned).
+    bob, who can write the vault folder, deletes the document of ``team`` and signs his own group again
+    with the name ``team``.  alice shares notes.txt ``--with @team``: safe is a refusal, or at least
+    nothing sealed to bob."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
+    bob = _user(vault, "bob")
+    key = _key(vault, "bob", BOB_SECRET)
+    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    bobs = {"_id": "e" * 32, "type": "Group", "groupname": "bobs", "owner": bob["_id"],
+            "created_at": team["created_at"], "users": {bob["_id"]: "READ,WRITE"}}
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, bobs))
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for the team alice made")
+        (mnt / "other.txt").write_text("shared once so that team is surely met and pinned")
+        assert _share(mnt, "other.txt", "@team") is not None
+        print(fusevault("group", "list", env={"FUSEVAULT_VAULT": str(vault)}).stdout)
+    fid = _node_fid(vault, "alice", "notes.txt")
+    adversary.delete_row(vault, team["_id"])
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, {**bobs, "groupname": "team"}))
+    with mounted(vault, mnt):
+        answer = _share(mnt, "notes.txt", "@team")
+    assert not _keys_for(vault, bob["_id"], fid), answer
+    assert bobs["_id"] not in {d.get("grantee") for d in adversary.docs(vault, "Share")
+                               if d.get("fid") == fid and not d.get("_deleted")}, answer
