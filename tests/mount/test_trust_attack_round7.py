@@ -40,6 +40,7 @@ from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.vault.model.nodes import open_node_attrs
 from fusevault.vault.services.absorbing import absorb_arrivals
+from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import _admin, _key, _node_fid, _user
 
@@ -301,3 +302,66 @@ def test_a_pinned_group_cannot_take_the_name_of_another_pinned_group_whose_docum
     assert not _keys_for(vault, bob["_id"], fid), answer
     assert bobs["_id"] not in {d.get("grantee") for d in adversary.docs(vault, "Share")
                                if d.get("fid") == fid and not d.get("_deleted")}, answer
+
+
+# --- (2) unshare when the store withholds what it names
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/services/share_ops.py _grantee resolves the grantee only from the store's user documents "
+    "(users.find_user -> shapes.one_named): with bob's withheld, unshare fails (no user), revokes nothing"))
+def test_unshare_with_the_grantees_user_document_withheld_still_takes_the_key_back(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ; bob pinned).  The store writer withholds bob's user document
+    (deletes its row; the Share and bob's key file stay).  alice unshares ``--with bob`` (and, if that is
+    refused, with bob's id), then writes.  Safe: what she writes afterwards is not under the DEK bob
+    opened from his key file (the revoke happens, whatever the store withholds)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    bob = _user(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob for a while")
+        assert _share(mnt, "notes.txt", "bob") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    kept = _bobs_dek(vault, fid)
+    adversary.delete_row(vault, bob["_id"])
+    with mounted(vault, mnt):
+        for target in ("bob", bob["_id"]):
+            done = fusevault("unshare", mnt / "notes.txt", "--with", target)
+            print("unshare", target, done.returncode, done.stdout, done.stderr)
+            if done.returncode == 0:
+                break
+        (mnt / "notes.txt").write_text("written after alice revoked bob: not for bob")
+    assert _alice_dek(vault, fid) != kept, "alice's file is still under the key bob holds"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/services/share_ops.py _grantee resolves a group only from the store's Group documents "
+    "(find_group): with the group's withheld, unshare fails (no group) and revokes nothing"))
+def test_unshare_with_the_groups_document_withheld_still_takes_the_key_back(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with her group ``team`` (bob a member).  The store writer withholds the
+    group's document.  alice unshares ``--with @team`` (and, if refused, with the group's id), then writes.
+    Safe: what she writes afterwards is not under the DEK bob opened from the group's key file."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with the team for a while")
+        assert _share(mnt, "notes.txt", "@team") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    (before,) = [p for p in vault.rglob("*.vfkey") if team["_id"] in str(p) and fid in str(p)
+                 and _user(vault, "bob")["_id"] in p.name]
+    adversary.delete_row(vault, team["_id"])
+    with mounted(vault, mnt):
+        for target in ("@team", "@" + team["_id"]):
+            done = fusevault("unshare", mnt / "notes.txt", "--with", target)
+            print("unshare", target, done.returncode, done.stdout, done.stderr)
+            if done.returncode == 0:
+                break
+        (mnt / "notes.txt").write_text("written after alice revoked the team: not for bob")
+    node = adversary.get(vault, fid)
+    assert node is not None and node.get("epoch", 0) > 0, (
+        f"alice's file is still under the key sealed for the team ({before.name}, epoch 0)")
