@@ -36,9 +36,10 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
 )
 
 from fusevault.crypto import aead
+from fusevault.crypto.identity import seal_file_key
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
-from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from fusevault.vault.services.absorbing import absorb_arrivals
 from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
 from mount.test_trust_writes import BOB as BOB_SECRET
@@ -182,6 +183,47 @@ def test_a_writer_cannot_move_the_owners_file_out_of_the_shared_folder_by_reusin
         return found
 
     assert trio.run(attack) == [b"plan.txt"], "bob moved alice's file where he holds no WRITE"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/arrivals.py may_take returns on Tree.vouched before owner_dek_ok: a revoked writer's "
+    "document with the vouched head gives the owner's file a DEK he chose (owner_dek), and her next "
+    "write is sealed under it"))
+def test_a_revoked_writer_cannot_give_the_owners_file_a_key_he_chose_with_a_vouched_head(
+        shared) -> None:  # noqa: F811
+    """As above, bob's share of log.txt ended (the file has a new key) after a save of his was vouched
+    for.  bob writes into the store a node document signed by him with that head, at the file's current
+    key epoch, whose DEK is one he made and sealed to alice's public key (``owner_dek``, which anyone
+    can).  alice then saves new contents.  Safe: they are not sealed under bob's DEK."""
+    chosen = aead.new_key()
+
+    async def attack() -> bytes:
+        drive = shared.drive
+        alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+        mine = await _write(drive, ROOT, b"log.txt", b"alice v1\n", ALICE)
+        await _ask(shared, "share", "log.txt", "WRITE")
+        theirs = await _walk(drive, b"shared/alice/log.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
+        (hers,) = [node for node in alice.tree.nodes() if node.is_reg]
+        fid, old = hers.fid, bob.find(hers.fid).dek
+        kept = shared.store.get(fid)
+        await _ask(shared, "unshare", "log.txt")
+        epoch = hers.epoch + 1  # above the sidecar's: it is written again from the documents
+        attrs = {**open_node_attrs(kept, old), "epoch": epoch, "seq": ["b0b0b0b0b0b0b0b0", 1],
+                 "manifest": None, "size": 0}  # the head stays (vouched), its manifest is not named
+        body = {k: v for k, v in kept.items() if k not in ("_rev", "sig", "en_file_dek")}
+        public = alice.key.identity.box.public_key()  # alice's public_box, in her user document
+        body.update(epoch=epoch, owner_dek=b64e(seal_file_key(public, alice.key.user_id, alice.key.user_id,
+                                                              fid, epoch, chosen)),
+                    enc=b64e(aead.seal(chosen, json.dumps(attrs).encode(), aead.ad("node", fid))))
+        _planted(shared, sign_doc(bob.key.user_id, bob.key.identity.sign, body))
+        await trio.sleep(0)
+        await _rewrite(drive, mine.st_ino, b"alice's next secret, never for bob\n", ALICE)
+        assert await _read(drive, mine.st_ino, ALICE) == b"alice's next secret, never for bob\n"
+        dek, _ = open_node_doc(shared.store.get(fid), alice.key)
+        return dek
+
+    assert trio.run(attack) != chosen, "alice's new contents are sealed under the DEK bob chose"
 
 
 # --- the real mount, its command and the vault folder
