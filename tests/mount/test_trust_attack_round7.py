@@ -226,6 +226,46 @@ def test_a_revoked_writer_cannot_give_the_owners_file_a_key_he_chose_with_a_vouc
     assert trio.run(attack) != chosen, "alice's new contents are sealed under the DEK bob chose"
 
 
+
+# --- a WRITE recipient's own signed documents (no vouching involved)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write asks WRITE of the union of the grants over every parent the "
+    "document names (``writes(..., new)`` is any()), not of each parent: one shared parent lets a second "
+    "link go anywhere in the owner's tree"))
+def test_a_writer_cannot_add_a_link_to_the_owners_file_in_a_folder_he_may_not_write(
+        shared) -> None:  # noqa: F811
+    """alice shares her folder team with bob (WRITE).  bob, who can write the vault folder, writes into
+    the store a node document of team/plan.txt signed by him that keeps its name in team and adds a second
+    one in alice's root folder (where he holds no WRITE).  Safe: alice's root shows no new name."""
+
+    async def attack() -> list[bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, folder.st_ino, b"plan.txt", b"v1", ALICE)
+        await _ask(shared, "share", "team", "WRITE")
+        await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        (plan,) = [node for node in alice.tree.nodes() if node.is_reg]
+        team = alice.tree.node(plan.links[0][0]).fid
+        root_fid = alice.tree.node(ROOT).fid
+        assert not alice.tree.vouched
+        _planted(shared, _bobs_node_doc(shared, plan.fid, {
+            "links": [[team, "plan.txt"], [root_fid, "planted-by-bob.txt"]]}))
+        await trio.sleep(0)
+        found = []
+        for name in (b"planted-by-bob.txt",):
+            try:
+                await drive.lookup(ROOT, name, ALICE)
+                found.append(name)
+            except pyfuse3.FUSEError:
+                pass
+        return found
+
+    assert trio.run(attack) == [], "bob put a name in alice's root folder, where he holds no WRITE"
+
+
 # --- the real mount, its command and the vault folder
 
 
