@@ -447,3 +447,34 @@ def test_unshare_with_the_groups_document_withheld_still_takes_the_key_back(
     node = adversary.get(vault, fid)
     assert node is not None and node.get("epoch", 0) > 0, (
         f"alice's file is still under the key sealed for the team ({before.name}, epoch 0)")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write (and settle at unlock) asks WRITE of the union of the grants "
+    "over the document's parents: one shared parent lets a second link go anywhere in the owner's tree"))
+def test_a_writer_cannot_add_a_link_to_the_owners_file_in_her_private_folder_at_unlock(
+        vault: Path, tmp_path: Path) -> None:
+    """The same through a real mount, taken in at unlock: alice shares team with bob (WRITE) and keeps
+    private/.  bob signs a node document of team/plan.txt naming it in team and in private/.  Safe:
+    alice's private/ lists nothing new."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "private").mkdir()
+        (mnt / "private" / "diary.txt").write_text("alice's own")
+        (mnt / "team" / "plan.txt").write_text("the plan")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    fid, team, private = (_node_fid(vault, "alice", name) for name in ("plan.txt", "team", "private"))
+    dek = _bobs_dek(vault, fid)
+    doc = adversary.get(vault, fid)
+    attrs = open_node_attrs(doc, dek)
+    attrs["links"] = [[team, "plan.txt"], [private, "planted-by-bob.txt"]]
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    key = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    with mounted(vault, mnt):
+        listed = sorted(p.name for p in (mnt / "private").iterdir())
+        print(fusevault("status", mnt).stdout[-2000:])
+    assert listed == ["diary.txt"], f"bob put a name in alice's private folder: {listed}"
