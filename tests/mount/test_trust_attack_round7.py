@@ -266,6 +266,39 @@ def test_a_writer_cannot_add_a_link_to_the_owners_file_in_a_folder_he_may_not_wr
     assert trio.run(attack) == [], "bob put a name in alice's root folder, where he holds no WRITE"
 
 
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write (any grant over the parents) and vault/tree/arrivals.py relink "
+    "let a WRITE recipient's document link a shared folder inside its own subfolder: the tree has a cycle "
+    "(seen: alice's `unshare` of it then spins on the trio loop until interrupted)"))
+def test_a_writer_cannot_link_the_shared_folder_inside_itself(shared) -> None:  # noqa: F811
+    """alice shares her folder team (with team/sub/plan.txt) with bob (WRITE).  bob, who can write the vault
+    folder, signs a node document of team itself that keeps its name in alice's root and adds one,
+    ``loop``, in team/sub.  Safe: alice's tree takes no such link (a folder is never its own descendant)."""
+
+    async def attack() -> bool:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+        sub = await drive.mkdir(folder.st_ino, b"sub", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, sub.st_ino, b"plan.txt", b"v1", ALICE)
+        await _ask(shared, "share", "team", "WRITE")
+        await _walk(drive, b"shared/alice/team/sub/plan.txt", BOB)
+        root = alice.tree.node(ROOT)
+        team = alice.tree.node(root.children[b"team"])
+        inner = alice.tree.node(team.children[b"sub"])
+        links = [[root.fid, "team"], [inner.fid, "loop"]]
+        _planted(shared, _bobs_node_doc(shared, team.fid, {"links": links}))
+        await trio.sleep(0)
+        try:
+            await _walk(drive, b"team/sub/loop/sub/loop/sub/plan.txt", ALICE)
+        except pyfuse3.FUSEError:
+            return False
+        return True
+
+    assert not trio.run(attack), "alice's folder team now lies inside itself (team/sub/loop is team)"
+
+
 # --- the real mount, its command and the vault folder
 
 
