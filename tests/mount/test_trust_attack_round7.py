@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import adversary
 import pyfuse3
 import pytest
 import trio
-from conftest import fusevault, mounted
+from conftest import force_unmount, fusevault, mounted
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     ALICE_UID,
     BOB_UID,
@@ -511,3 +512,42 @@ def test_a_writer_cannot_add_a_link_to_the_owners_file_in_her_private_folder_at_
         listed = sorted(p.name for p in (mnt / "private").iterdir())
         print(fusevault("status", mnt).stdout[-2000:])
     assert listed == ["diary.txt"], f"bob put a name in alice's private folder: {listed}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write/settle and the unlock's placing let a WRITE recipient's "
+    "document link a shared folder inside its own subfolder: a cycle in the owner's tree"))
+def test_a_writer_cannot_make_the_owners_tree_a_cycle_through_a_real_mount(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares team (team/sub/plan.txt) with bob (WRITE).  bob signs a node document of team that keeps
+    its name and adds ``loop`` in team/sub.  alice mounts again, lists team/sub and unshares team.  Safe: no
+    ``loop`` there, and the unshare finishes."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team" / "sub").mkdir(parents=True)
+        (mnt / "team" / "sub" / "plan.txt").write_text("the plan")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    team, sub = _node_fid(vault, "alice", "team"), _node_fid(vault, "alice", "sub")
+    dek = _bobs_dek(vault, team)
+    doc = adversary.get(vault, team)
+    attrs = open_node_attrs(doc, dek)
+    attrs["links"] = [*attrs["links"], [sub, "loop"]]
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", team)))
+    key = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    listed: list[str] = []
+    try:
+        with mounted(vault, mnt):
+            listed = sorted(p.name for p in (mnt / "team" / "sub").iterdir())
+            try:
+                done = fusevault("unshare", mnt / "team", "--with", "bob", timeout=60)
+                finished = done.returncode == 0
+                print("unshare:", done.returncode, done.stdout, done.stderr)
+            except subprocess.TimeoutExpired:
+                finished = False
+                print("unshare did not finish in 60 s")
+    finally:
+        force_unmount(mnt)
+    assert "loop" not in listed and finished, f"team/sub lists {listed}; the unshare finished: {finished}"
