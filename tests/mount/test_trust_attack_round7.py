@@ -37,11 +37,15 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
 )
 
 from fusevault.crypto import aead
-from fusevault.crypto.identity import seal_file_key
+from fusevault.crypto.identity import open_file_key, seal_file_key
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
+from fusevault.vault.model import users
 from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
+from fusevault.vault.model.sharing import read_key
 from fusevault.vault.services.absorbing import absorb_arrivals
+from mount.test_shared_admission import PLANTED, _bobs_forgery
+from mount.test_shared_mount import SECRETS
 from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import _admin, _key, _node_fid, _user
@@ -551,3 +555,44 @@ def test_a_writer_cannot_make_the_owners_tree_a_cycle_through_a_real_mount(
     finally:
         force_unmount(mnt)
     assert "loop" not in listed and finished, f"team/sub lists {listed}; the unshare finished: {finished}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write at unlock (settle: no node held yet) asks WRITE of any grant "
+    "over the document's parents; version_ok then finds WRITE through the planted first link "
+    "(Guests.covering follows links[0] only)"))
+def test_a_read_recipient_cannot_write_the_owners_file_by_linking_it_into_a_folder_he_may_write(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ) and her folder proj with him (WRITE).  bob, who can write the
+    vault folder, reseals her current version of notes.txt with his own bytes and signs its document
+    (``_bobs_forgery``), and signs a node document of notes.txt that keeps its name and adds one in proj/
+    (listed first).
+    alice mounts again and reads notes.txt.  Safe: she is never served bob's bytes."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=SECRETS["bob"])
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("genuine\n")
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("plan\n")
+        assert _share(mnt, "notes.txt", "bob", "READ") is not None
+        assert _share(mnt, "proj", "bob", "WRITE") is not None
+    fid, _ = _bobs_forgery(vault)
+    proj = _node_fid(vault, "alice", "proj")
+    key = users.unlock(_user(vault, "bob"), SECRETS["bob"].encode())
+    alice = _user(vault, "alice")
+    found = read_key(vault / "users" / key.user_id / "shared" / f"{alice['_id']}_{fid}.vfkey")
+    dek = open_file_key(key.identity, alice["_id"], fid, found[0], found[1])
+    doc = adversary.get(vault, fid)
+    attrs = open_node_attrs(doc, dek)
+    attrs["links"] = [[proj, "notes-in-proj.txt"], *attrs["links"]]  # first: the ACL follows the first link
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    with mounted(vault, mnt):
+        try:
+            read = (mnt / "notes.txt").read_bytes()
+        except OSError as err:
+            read = str(err).encode()
+        print("alice read:", read, sorted(p.name for p in (mnt / "proj").iterdir()))
+    assert not read.startswith(PLANTED[:len(b"genuine\n")]), (
+        f"alice was served bob's bytes in her notes.txt (bob holds READ on it): {read!r}")
