@@ -596,3 +596,33 @@ def test_a_read_recipient_cannot_write_the_owners_file_by_linking_it_into_a_fold
         print("alice read:", read, sorted(p.name for p in (mnt / "proj").iterdir()))
     assert not read.startswith(PLANTED[:len(b"genuine\n")]), (
         f"alice was served bob's bytes in her notes.txt (bob holds READ on it): {read!r}")
+
+
+# --- the owner's groups, when the store withholds a member's document
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/services/share_ops.py _drop_removed_members takes a pinned member whose user document is "
+    "missing for a removed user and signs the group again without them: a withholding becomes a change "
+    "of the owner's group"))
+def test_a_withheld_member_document_does_not_make_the_owner_sign_them_out_of_her_group(
+        vault: Path, tmp_path: Path) -> None:
+    """alice's group team has bob as a member (pinned on her device).  The store writer withholds bob's user
+    document while alice mounts once; then it is back.  Safe: alice's group still names bob (withholding
+    may delay, never make the owner sign a change she did not choose)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    bob = _user(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for the team")
+        assert _share(mnt, "notes.txt", "@team") is not None
+    adversary.delete_row(vault, bob["_id"])
+    with mounted(vault, mnt):
+        (mnt / "other.txt").write_text("a day's work while bob's document was away")
+    adversary.put(vault, bob)
+    with mounted(vault, mnt):
+        (mnt / "more.txt").write_text("bob's document is back")
+    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    assert bob["_id"] in (team.get("users") or {}), f"alice's group team no longer names bob: {team}"
