@@ -232,6 +232,38 @@ def test_a_revoked_writer_cannot_give_the_owners_file_a_key_he_chose_with_a_vouc
 
 
 
+
+def test_a_read_recipients_seat_commits_nothing_so_vouches_for_nothing(shared) -> None:  # noqa: F811
+    """Holds: bob (READ on alice's folder team) tries, through his seat, an xattr on her file and a new file
+    in her folder, then saves everything.  Both are refused, nothing he signed is in the store, and alice's
+    tree holds no version vouched for by his seat (``Tree.vouched`` stays empty)."""
+
+    async def attack() -> tuple[list[str], dict, set]:
+        drive = shared.drive
+        alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, folder.st_ino, b"log.txt", b"alice v1\n", ALICE)
+        await _ask(shared, "share", "team", "READ")
+        theirs = await _walk(drive, b"shared/alice/team/log.txt", BOB)
+        team = await _walk(drive, b"shared/alice/team", BOB)
+        assert await _read(drive, theirs.st_ino, BOB) == b"alice v1\n"
+        refused = []
+        for name, call in (("setxattr", drive.setxattr(theirs.st_ino, b"user.x", b"y", BOB)),
+                           ("create", drive.create(team.st_ino, b"new.txt", FILE, os.O_RDWR, BOB))):
+            try:
+                await call
+            except pyfuse3.FUSEError:
+                refused.append(name)
+        assert await bob.save_all() == 0
+        docs = [shared.store.get(n.fid) or {} for n in alice.tree.nodes() if n.dek]
+        signers = {doc.get("sig", {}).get("by") for doc in docs}
+        return refused, dict(alice.tree.vouched), signers
+
+    refused, vouched, signers = trio.run(attack)
+    assert refused == ["setxattr", "create"] and not vouched
+    assert shared.volumes["bob"].key.user_id not in signers
+
+
 # --- a WRITE recipient's own signed documents (no vouching involved)
 
 
