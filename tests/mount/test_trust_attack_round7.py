@@ -10,6 +10,26 @@ The shared-mount attacks run in-process (tests/inprocess/conftest.py's ``shared`
 commits, exactly as fs/shared.py composes them).  A document another process writes into the
 store is taken in as fs/shared.py ``_watch_store`` hands it over: ``Arrivals.committed(None, ...)``,
 that is ``absorb_arrivals`` for every unlocked seat.
+
+Found at fe65463 (each marked xfail with where the hole is):
+- (1) ``Tree.vouched`` binds (signer, head) only and outlives the share: bob's own vouched node document
+  put back verbatim (no key needed) rolls alice's file back after his share ended; one he signs with that
+  head moves her file out of the shared folder, or (at a newer epoch, ``owner_dek``) gives her file a DEK
+  he chose, under which her next write is sealed.
+- (5) the ledger knows a seq, not a place: an old node document from when a file sat in a folder shared
+  since makes ``fill_missing`` seal its key to that folder's recipient.
+- (3) a pinned user (group) takes the name of another pinned user (group) whose document is gone, by
+  signing their own document again under that name: ``share --with carol`` (``@team``) seals to bob.
+- (2) ``unshare`` with the grantee's user or group document withheld: "no user/group", nothing revoked.
+- ``may_write`` asks WRITE of the union of grants over the document's parents, and ``covering``
+  follows the first link only: a WRITE recipient adds a link to the owner's file anywhere in her tree,
+  links a shared folder inside itself (a cycle: her ``unshare`` never finishes), and a READ recipient
+  whose file is linked first into a folder he may write has his version served to the owner.
+- a withheld member's document makes the owner sign them out of her group.
+- a recipient's node document with a huge mode (2**40) or key epoch (2**64) stops the owner's mount
+  (OverflowError, not CorruptData), or (READ) leads to her acknowledged write vanishing; a READ
+  recipient's refused document hides the owner's new file of that name at the next unlock.
+Holds: a READ recipient's seat commits nothing, so vouches for nothing.
 """
 
 from __future__ import annotations
@@ -703,7 +723,8 @@ def test_a_recipients_node_document_with_a_huge_mode_does_not_stop_the_owners_mo
 @pytest.mark.xfail(strict=True, reason=(
     "hole: a sealed epoch of 2**64 is taken unchecked (vault/model/nodes.py apply_attrs): WRITE: the mount "
     "dies at unlock (share_ops.resume -> Guests.fill_missing -> identity.seal_file_key/_vfkey_ad); READ: "
-    "alice's write is acknowledged, and notes.txt is gone at the next mount"))
+    "bob's document is refused and alice's new notes.txt is gone at the next mount (the hole of "
+    "test_a_read_recipients_refused_document_does_not_hide_the_owners_new_file_of_that_name)"))
 @pytest.mark.parametrize("perm", ["READ", "WRITE"])
 def test_a_recipients_node_document_with_a_huge_epoch_does_not_lose_the_owners_next_write(
         vault: Path, tmp_path: Path, perm: str) -> None:
