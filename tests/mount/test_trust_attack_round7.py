@@ -29,7 +29,8 @@ Found at fe65463 (each marked xfail with where the hole is):
 - a recipient's node document with a huge mode (2**40) or key epoch (2**64) stops the owner's mount
   (OverflowError, not CorruptData), or (READ) leads to her acknowledged write vanishing; a READ
   recipient's refused document hides the owner's new file of that name at the next unlock.
-Holds: a READ recipient's seat commits nothing, so vouches for nothing.
+Holds: a READ recipient's seat commits nothing, so vouches for nothing; a pinned user renamed to the name
+of a pinned user still present gets no key (two claims: refused).
 """
 
 from __future__ import annotations
@@ -808,3 +809,25 @@ def test_a_replayed_document_of_an_ended_writer_does_not_hide_the_owners_new_fil
         except OSError as err:
             now = str(err)
     assert now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
+
+
+def test_a_pinned_user_renamed_to_a_present_pinned_users_name_gets_no_key(
+        vault: Path, tmp_path: Path) -> None:
+    """Holds: as above, but carol's document stays: two pinned users claim ``carol``.  alice's
+    ``share --with carol`` is refused (or seals to carol only): nothing is sealed to bob."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for carol's eyes, and nobody else's")
+        (mnt / "other.txt").write_text("shared once so that bob and carol are surely met and pinned")
+        assert _share(mnt, "other.txt", "bob") is not None
+        assert _share(mnt, "other.txt", "carol") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    bob = _user(vault, "bob")
+    key = _key(vault, "bob", BOB_SECRET)
+    renamed = {k: v for k, v in bob.items() if k not in ("_rev", "sig")}
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, {**renamed, "username": "carol"}))
+    with mounted(vault, mnt):
+        answer = _share(mnt, "notes.txt", "carol")
+    assert not _keys_for(vault, bob["_id"], fid), answer
