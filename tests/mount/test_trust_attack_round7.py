@@ -28,7 +28,8 @@ Found at fe65463 (each marked xfail with where the hole is):
 - a withheld member's document makes the owner sign them out of her group.
 - a recipient's node document with a huge mode (2**40) or key epoch (2**64) stops the owner's mount
   (OverflowError, not CorruptData), or (READ) leads to her acknowledged write vanishing; a READ
-  recipient's refused document hides the owner's new file of that name at the next unlock.
+  recipient's refused document (or, from a store writer with no key, a replayed one of a writer whose
+  share ended) hides the owner's new file of that name at the next unlock.
 Holds: a READ recipient's seat commits nothing, so vouches for nothing; a pinned user renamed to the name
 of a pinned user still present gets no key (two claims: refused).
 """
