@@ -1,0 +1,834 @@
+"""Issue 22, attack round 7: fusevault as it is at fe65463 (main), attacked through its entry points.
+
+The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files) or of the CouchDB
+database, with no key of the owner; and users of the vault (a recipient whose share ended).
+Each test asserts the SAFE behaviour; the ones that fail are marked ``xfail(strict=True)`` with
+where the hole is.
+
+The shared-mount attacks run in-process (tests/inprocess/conftest.py's ``shared``: the mount's
+``Drive`` with a seat for alice and one for bob over one store, each taking in what the other
+commits, exactly as fs/shared.py composes them).  A document another process writes into the
+store is taken in as fs/shared.py ``_watch_store`` hands it over: ``Arrivals.committed(None, ...)``,
+that is ``absorb_arrivals`` for every unlocked seat.
+
+Found at fe65463 (each marked xfail with where the hole is):
+- (1) ``Tree.vouched`` binds (signer, head) only and outlives the share: bob's own vouched node document
+  put back verbatim (no key needed) rolls alice's file back after his share ended; one he signs with that
+  head moves her file out of the shared folder, or (at a newer epoch, ``owner_dek``) gives her file a DEK
+  he chose, under which her next write is sealed.
+- (5) the ledger knows a seq, not a place: an old node document from when a file sat in a folder shared
+  since makes ``fill_missing`` seal its key to that folder's recipient.
+- (3) a pinned user (group) takes the name of another pinned user (group) whose document is gone, by
+  signing their own document again under that name: ``share --with carol`` (``@team``) seals to bob.
+- (2) ``unshare`` with the grantee's user or group document withheld: "no user/group", nothing revoked.
+- ``may_write`` asks WRITE of the union of grants over the document's parents, and ``covering``
+  follows the first link only: a WRITE recipient adds a link to the owner's file anywhere in her tree,
+  links a shared folder inside itself (a cycle: her ``unshare`` never finishes), and a READ recipient
+  whose file is linked first into a folder he may write has his version served to the owner.
+- a withheld member's document makes the owner sign them out of her group.
+- a recipient's node document with a huge mode (2**40) or key epoch (2**64) stops the owner's mount
+  (OverflowError, not CorruptData), or (READ) leads to her acknowledged write vanishing; a READ
+  recipient's refused document (or, from a store writer with no key, a replayed one of a writer whose
+  share ended) hides the owner's new file of that name at the next unlock.
+Holds: a READ recipient's seat commits nothing, so vouches for nothing; a pinned user renamed to the name
+of a pinned user still present gets no key (two claims: refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import adversary
+import pyfuse3
+import pytest
+import trio
+from conftest import force_unmount, fusevault, mounted
+from inprocess.conftest import (  # noqa: F401  (fixtures)
+    ALICE_UID,
+    BOB_UID,
+    FILE,
+    ROOT,
+    Ctx,
+    shared,
+    template_vault,
+    vault_copy,
+)
+
+from fusevault.crypto import aead
+from fusevault.crypto.identity import open_file_key, seal_file_key
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.vault.model import users
+from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
+from fusevault.vault.model.sharing import read_key
+from fusevault.vault.services.absorbing import absorb_arrivals
+from mount.test_shared_admission import PLANTED, _bobs_forgery
+from mount.test_shared_mount import SECRETS
+from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
+from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import _admin, _key, _node_fid, _user
+
+ALICE = Ctx(ALICE_UID, ALICE_UID)
+BOB = Ctx(BOB_UID, BOB_UID)
+
+
+# --- in-process helpers (tests/inprocess/test_two_users.py does the same)
+
+
+async def _write(drive, parent: int, name: bytes, data: bytes, ctx: Ctx) -> pyfuse3.EntryAttributes:
+    info, entry = await drive.create(parent, name, FILE, os.O_RDWR, ctx)
+    await drive.write(info.fh, 0, data)
+    await drive.release(info.fh)
+    return entry
+
+
+async def _rewrite(drive, ino: int, data: bytes, ctx: Ctx) -> None:
+    info = await drive.open(ino, os.O_WRONLY | os.O_TRUNC, ctx)
+    await drive.write(info.fh, 0, data)
+    await drive.release(info.fh)
+
+
+async def _read(drive, ino: int, ctx: Ctx) -> bytes:
+    info = await drive.open(ino, os.O_RDONLY, ctx)
+    try:
+        return await drive.read(info.fh, 0, 1 << 20)
+    finally:
+        await drive.release(info.fh)
+
+
+async def _walk(drive, path: bytes, ctx: Ctx) -> pyfuse3.EntryAttributes:
+    entry = await drive.getattr(ROOT, ctx)
+    for name in path.split(b"/"):
+        entry = await drive.lookup(entry.st_ino, name, ctx)
+    return entry
+
+
+async def _ask(shared, cmd: str, path: str, perm: str = "READ") -> dict:  # noqa: F811
+    requests = shared.drive.seat_of(ALICE_UID).ops.session.requests
+    answer = await requests.handle({"cmd": cmd, "path": path, "with": "bob", "perm": perm})
+    assert "error" not in answer, answer
+    return answer
+
+
+def _planted(shared, doc: dict) -> None:  # noqa: F811
+    """Another process (the vault folder's writer) puts ``doc`` as the current revision of its id;
+    the shared mount's store watcher hands it to every unlocked seat (fs/shared.py ``_watch_store``)."""
+    store = shared.store
+    current = store.get(doc["_id"])
+    body = {k: v for k, v in doc.items() if k != "_rev"}
+    if current is not None:
+        body["_rev"] = current["_rev"]
+    (rev,) = store.put_many([body])
+    arrived = [{**body, "_rev": rev}]
+    for volume in shared.volumes.values():
+        absorb_arrivals(volume, arrived)
+
+
+# --- (1) the versions another seat vouched for (Tree.vouched)
+
+
+@pytest.mark.xfail(strict=True, reason="hole: Tree.vouched binds (signer, head) only and outlives the share: "
+                   "vault/tree/arrivals.py may_take takes any later document bob signs with that head")
+def test_a_revoked_writer_cannot_replay_his_vouched_version_over_the_owners_later_one(
+        shared) -> None:  # noqa: F811
+    """alice shares log.txt with bob (WRITE); bob saves a version through his seat (alice's tree
+    notes it as vouched for: (bob, its head)).  alice unshares (the file gets a new key) and writes
+    again.  bob, who can write the vault folder, puts his own old node document back (his signature,
+    his head, a seq the ledger has seen but not passed).  Safe: alice's file keeps her later bytes."""
+
+    async def attack() -> tuple[bytes, bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        mine = await _write(drive, ROOT, b"log.txt", b"alice v1\n", ALICE)
+        await _ask(shared, "share", "log.txt", "WRITE")
+        theirs = await _walk(drive, b"shared/alice/log.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
+        (hers,) = [node for node in alice.tree.nodes() if node.is_reg]
+        kept = shared.store.get(hers.fid)  # bob's node document, as he signed it
+        assert await _read(drive, mine.st_ino, ALICE) == b"bob's version\n"
+        await _ask(shared, "unshare", "log.txt")
+        await _rewrite(drive, mine.st_ino, b"alice, after bob's share ended\n", ALICE)
+        before = await _read(drive, mine.st_ino, ALICE)
+        _planted(shared, kept)
+        await trio.sleep(0)
+        return before, await _read(drive, mine.st_ino, ALICE)
+
+    before, after = trio.run(attack)
+    assert before == b"alice, after bob's share ended\n"
+    assert after == before, f"alice's file was rolled back to bob's version: {after!r}"
+
+
+
+def _bobs_node_doc(shared, fid: str, change: dict) -> dict:  # noqa: F811
+    """bob's own node document of ``fid`` with its sealed attributes changed, sealed under the DEK he
+    holds and signed by him (what a WRITE recipient who can write the vault folder can make)."""
+    bob = shared.volumes["bob"]
+    dek = bob.find(fid).dek
+    doc = shared.store.get(fid)
+    attrs = {**open_node_attrs(doc, dek), **change}
+    plain = json.dumps(attrs, separators=(",", ":")).encode()
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
+    return sign_doc(bob.key.user_id, bob.key.identity.sign, body)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/arrivals.py may_take trusts Tree.vouched[(fid)] == (signer, head) for any document "
+    "with that head: may_write is skipped, so the document's new place is never checked"))
+def test_a_writer_cannot_move_the_owners_file_out_of_the_shared_folder_by_reusing_a_vouched_head(
+        shared) -> None:  # noqa: F811
+    """alice shares her folder team with bob (WRITE); bob saves team/plan.txt through his seat (vouched
+    for: (bob, its head)).  bob then writes into the store a node document of plan.txt signed by him, with
+    that same head, that puts it in alice's own root folder (where he holds no WRITE).  Safe: alice's
+    tree refuses the move: plan.txt stays in team/ and nothing named plan.txt shows in her root."""
+
+    async def attack() -> list[bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, folder.st_ino, b"plan.txt", b"v1", ALICE)
+        await _ask(shared, "share", "team", "WRITE")
+        team = await _walk(drive, b"shared/alice/team", BOB)
+        theirs = await drive.lookup(team.st_ino, b"plan.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"v2 by bob", BOB)
+        (plan,) = [node for node in alice.tree.nodes() if node.is_reg]
+        root_fid = alice.tree.node(ROOT).fid
+        _planted(shared, _bobs_node_doc(shared, plan.fid, {"links": [[root_fid, "moved-by-bob.txt"]]}))
+        await trio.sleep(0)
+        found = []
+        for parent in (ROOT, folder.st_ino):
+            for name in (b"plan.txt", b"moved-by-bob.txt"):
+                try:
+                    await drive.lookup(parent, name, ALICE)
+                    found.append(name if parent == folder.st_ino else b"/" + name)
+                except pyfuse3.FUSEError:
+                    pass
+        return found
+
+    assert trio.run(attack) == [b"plan.txt"], "bob moved alice's file where he holds no WRITE"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/arrivals.py may_take returns on Tree.vouched before owner_dek_ok: a revoked writer's "
+    "document with the vouched head gives the owner's file a DEK he chose (owner_dek), and her next "
+    "write is sealed under it"))
+def test_a_revoked_writer_cannot_give_the_owners_file_a_key_he_chose_with_a_vouched_head(
+        shared) -> None:  # noqa: F811
+    """As above, bob's share of log.txt ended (the file has a new key) after a save of his was vouched
+    for.  bob writes into the store a node document signed by him with that head, at the file's current
+    key epoch, whose DEK is one he made and sealed to alice's public key (``owner_dek``, which anyone
+    can).  alice then saves new contents.  Safe: they are not sealed under bob's DEK."""
+    chosen = aead.new_key()
+
+    async def attack() -> bytes:
+        drive = shared.drive
+        alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+        mine = await _write(drive, ROOT, b"log.txt", b"alice v1\n", ALICE)
+        await _ask(shared, "share", "log.txt", "WRITE")
+        theirs = await _walk(drive, b"shared/alice/log.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
+        (hers,) = [node for node in alice.tree.nodes() if node.is_reg]
+        fid, old = hers.fid, bob.find(hers.fid).dek
+        kept = shared.store.get(fid)
+        await _ask(shared, "unshare", "log.txt")
+        epoch = hers.epoch + 1  # above the sidecar's: it is written again from the documents
+        attrs = {**open_node_attrs(kept, old), "epoch": epoch, "seq": ["b0b0b0b0b0b0b0b0", 1],
+                 "manifest": None, "size": 0}  # the head stays (vouched), its manifest is not named
+        body = {k: v for k, v in kept.items() if k not in ("_rev", "sig", "en_file_dek")}
+        public = alice.key.identity.box.public_key()  # alice's public_box, in her user document
+        body.update(epoch=epoch, owner_dek=b64e(seal_file_key(public, alice.key.user_id, alice.key.user_id,
+                                                              fid, epoch, chosen)),
+                    enc=b64e(aead.seal(chosen, json.dumps(attrs).encode(), aead.ad("node", fid))))
+        _planted(shared, sign_doc(bob.key.user_id, bob.key.identity.sign, body))
+        await trio.sleep(0)
+        await _rewrite(drive, mine.st_ino, b"alice's next secret, never for bob\n", ALICE)
+        assert await _read(drive, mine.st_ino, ALICE) == b"alice's next secret, never for bob\n"
+        dek, _ = open_node_doc(shared.store.get(fid), alice.key)
+        return dek
+
+    assert trio.run(attack) != chosen, "alice's new contents are sealed under the DEK bob chose"
+
+
+
+
+def test_a_read_recipients_seat_commits_nothing_so_vouches_for_nothing(shared) -> None:  # noqa: F811
+    """Holds: bob (READ on alice's folder team) tries, through his seat, an xattr on her file and a new file
+    in her folder, then saves everything.  Both are refused, nothing he signed is in the store, and alice's
+    tree holds no version vouched for by his seat (``Tree.vouched`` stays empty)."""
+
+    async def attack() -> tuple[list[str], dict, set]:
+        drive = shared.drive
+        alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, folder.st_ino, b"log.txt", b"alice v1\n", ALICE)
+        await _ask(shared, "share", "team", "READ")
+        theirs = await _walk(drive, b"shared/alice/team/log.txt", BOB)
+        team = await _walk(drive, b"shared/alice/team", BOB)
+        assert await _read(drive, theirs.st_ino, BOB) == b"alice v1\n"
+        refused = []
+        for name, call in (("setxattr", drive.setxattr(theirs.st_ino, b"user.x", b"y", BOB)),
+                           ("create", drive.create(team.st_ino, b"new.txt", FILE, os.O_RDWR, BOB))):
+            try:
+                await call
+            except pyfuse3.FUSEError:
+                refused.append(name)
+        assert await bob.save_all() == 0
+        docs = [shared.store.get(n.fid) or {} for n in alice.tree.nodes() if n.dek]
+        signers = {doc.get("sig", {}).get("by") for doc in docs}
+        return refused, dict(alice.tree.vouched), signers
+
+    refused, vouched, signers = trio.run(attack)
+    assert refused == ["setxattr", "create"] and not vouched
+    assert shared.volumes["bob"].key.user_id not in signers
+
+
+# --- a WRITE recipient's own signed documents (no vouching involved)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write asks WRITE of the union of the grants over every parent the "
+    "document names (``writes(..., new)`` is any()), not of each parent: one shared parent lets a second "
+    "link go anywhere in the owner's tree"))
+def test_a_writer_cannot_add_a_link_to_the_owners_file_in_a_folder_he_may_not_write(
+        shared) -> None:  # noqa: F811
+    """alice shares her folder team with bob (WRITE).  bob, who can write the vault folder, writes into
+    the store a node document of team/plan.txt signed by him that keeps its name in team and adds a second
+    one in alice's root folder (where he holds no WRITE).  Safe: alice's root shows no new name."""
+
+    async def attack() -> list[bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, folder.st_ino, b"plan.txt", b"v1", ALICE)
+        await _ask(shared, "share", "team", "WRITE")
+        await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        (plan,) = [node for node in alice.tree.nodes() if node.is_reg]
+        team = alice.tree.node(plan.links[0][0]).fid
+        root_fid = alice.tree.node(ROOT).fid
+        assert not alice.tree.vouched
+        _planted(shared, _bobs_node_doc(shared, plan.fid, {
+            "links": [[team, "plan.txt"], [root_fid, "planted-by-bob.txt"]]}))
+        await trio.sleep(0)
+        found = []
+        for name in (b"planted-by-bob.txt",):
+            try:
+                await drive.lookup(ROOT, name, ALICE)
+                found.append(name)
+            except pyfuse3.FUSEError:
+                pass
+        return found
+
+    assert trio.run(attack) == [], "bob put a name in alice's root folder, where he holds no WRITE"
+
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write (any grant over the parents) and vault/tree/arrivals.py relink "
+    "let a WRITE recipient's document link a shared folder inside its own subfolder: the tree has a cycle "
+    "(seen: alice's `unshare` of it then spins on the trio loop until interrupted)"))
+def test_a_writer_cannot_link_the_shared_folder_inside_itself(shared) -> None:  # noqa: F811
+    """alice shares her folder team (with team/sub/plan.txt) with bob (WRITE).  bob, who can write the vault
+    folder, signs a node document of team itself that keeps its name in alice's root and adds one,
+    ``loop``, in team/sub.  Safe: alice's tree takes no such link (a folder is never its own descendant)."""
+
+    async def attack() -> bool:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+        sub = await drive.mkdir(folder.st_ino, b"sub", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, sub.st_ino, b"plan.txt", b"v1", ALICE)
+        await _ask(shared, "share", "team", "WRITE")
+        await _walk(drive, b"shared/alice/team/sub/plan.txt", BOB)
+        root = alice.tree.node(ROOT)
+        team = alice.tree.node(root.children[b"team"])
+        inner = alice.tree.node(team.children[b"sub"])
+        links = [[root.fid, "team"], [inner.fid, "loop"]]
+        _planted(shared, _bobs_node_doc(shared, team.fid, {"links": links}))
+        await trio.sleep(0)
+        try:
+            await _walk(drive, b"team/sub/loop/sub/loop/sub/plan.txt", ALICE)
+        except pyfuse3.FUSEError:
+            return False
+        return True
+
+    assert not trio.run(attack), "alice's folder team now lies inside itself (team/sub/loop is team)"
+
+
+# --- the real mount, its command and the vault folder
+
+
+def _share(mnt: Path, path: str, target: str, perm: str = "READ") -> str | None:
+    """``fusevault share`` through the mount; what it printed, or None if it was refused."""
+    done = fusevault("share", mnt / path, "--with", target, "--perm", perm)
+    print(done.stdout[-2000:], done.stderr[-2000:])
+    return None if done.returncode != 0 else done.stdout
+
+
+def _keys_for(vault: Path, user_id: str, fid: str) -> list[Path]:
+    """Key files (``.vfkey``) of ``fid`` sealed to ``user_id`` under the vault folder."""
+    return [p for p in vault.rglob("*.vfkey")
+            if user_id in str(p.relative_to(vault)) and fid in str(p.relative_to(vault))]
+
+
+# --- (5) the ledger does not remember where a file was
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: the ledger (vault/model/ledger.py) knows a seq, not a place: the rolled-back node is shown "
+    "in proj/ (alarm only) and share_ops.resume -> Guests.fill_missing (vault/tree/guests.py) seals its "
+    "key to proj's recipient"))
+def test_an_old_node_document_from_when_a_file_sat_in_a_folder_shared_since_gets_no_key_sealed(
+        vault: Path, tmp_path: Path) -> None:
+    """alice keeps secret.txt in proj/, then moves it to her root and writes it again; only then does
+    she share proj with bob (READ).  The store writer puts back secret.txt's node document from when
+    it sat in proj/ (a rollback: the ledger says so, but knows a seq, not a place).  alice mounts
+    again (share_ops.resume seals keys nobody sealed yet: ``fill_missing``).  Safe: no key of
+    secret.txt is ever sealed to bob (his key would open every version of it, the newest too)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    bob = _user(vault, "bob")["_id"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "secret.txt").write_text("a secret while it sat in proj")
+    fid = _node_fid(vault, "alice", "secret.txt")
+    old = adversary.get(vault, fid)
+    with mounted(vault, mnt):
+        (mnt / "proj" / "secret.txt").rename(mnt / "secret.txt")
+        (mnt / "secret.txt").write_text("the newest secret: never for bob")
+        (mnt / "proj" / "plan.txt").write_text("the plan bob may read")
+        assert _share(mnt, "proj", "bob") is not None
+    assert not _keys_for(vault, bob, fid)
+    adversary.put(vault, old)
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-3000:])
+        listed = sorted(p.name for p in (mnt / "proj").iterdir())
+        print("proj holds:", listed)
+    assert not _keys_for(vault, bob, fid), f"secret.txt's key was sealed to bob (proj lists {listed})"
+
+
+# --- (3) a pinned user's name, held after their document is deleted
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/model/trust.py observe renames a pinned user's pin to any name their own signed document "
+    "claims (``pin.username != doc['username']``), unchecked against ``_name_clashes``/``name_taken``"))
+def test_a_pinned_user_cannot_take_the_name_of_another_pinned_user_whose_document_is_gone(
+        vault: Path, tmp_path: Path) -> None:
+    """alice meets bob and carol (both pinned).  bob, who can write the vault folder, deletes carol's
+    user document and signs his own (his keys, his id) again with the username ``carol``.  alice shares
+    notes.txt ``--with carol``: safe is a refusal, or at least nothing sealed to bob."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for carol's eyes, and nobody else's")
+        (mnt / "other.txt").write_text("shared once so that bob and carol are surely met and pinned")
+        assert _share(mnt, "other.txt", "bob") is not None
+        assert _share(mnt, "other.txt", "carol") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    bob, carol = _user(vault, "bob"), _user(vault, "carol")
+    key = _key(vault, "bob", BOB_SECRET)
+    renamed = {k: v for k, v in bob.items() if k not in ("_rev", "sig")}
+    renamed["username"] = "carol"
+    adversary.delete_row(vault, carol["_id"])
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, renamed))
+    with mounted(vault, mnt):
+        answer = _share(mnt, "notes.txt", "carol")
+    assert not _keys_for(vault, bob["_id"], fid), answer
+    assert bob["_id"] not in {d.get("grantee") for d in adversary.docs(vault, "Share")
+                              if d.get("fid") == fid and not d.get("_deleted")}, answer
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/model/trust.py admit_groups renames a pinned group's pin to any name its owner's signed "
+    "document claims (``pin.name != name``), unchecked against ``gone``/``taken``"))
+def test_a_pinned_group_cannot_take_the_name_of_another_pinned_group_whose_document_is_gone(
+        vault: Path, tmp_path: Path) -> None:
+    """alice owns group ``team`` (carol a member); bob owns group ``bobs`` (alice met both: pinned).
+    bob, who can write the vault folder, deletes the document of ``team`` and signs his own group again
+    with the name ``team``.  alice shares notes.txt ``--with @team``: safe is a refusal, or at least
+    nothing sealed to bob."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
+    bob = _user(vault, "bob")
+    key = _key(vault, "bob", BOB_SECRET)
+    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    bobs = {"_id": "e" * 32, "type": "Group", "groupname": "bobs", "owner": bob["_id"],
+            "created_at": team["created_at"], "users": {bob["_id"]: "READ,WRITE"}}
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, bobs))
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for the team alice made")
+        (mnt / "other.txt").write_text("shared once so that team is surely met and pinned")
+        assert _share(mnt, "other.txt", "@team") is not None
+        print(fusevault("group", "list", env={"FUSEVAULT_VAULT": str(vault)}).stdout)
+    fid = _node_fid(vault, "alice", "notes.txt")
+    adversary.delete_row(vault, team["_id"])
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, {**bobs, "groupname": "team"}))
+    with mounted(vault, mnt):
+        answer = _share(mnt, "notes.txt", "@team")
+    assert not _keys_for(vault, bob["_id"], fid), answer
+    assert bobs["_id"] not in {d.get("grantee") for d in adversary.docs(vault, "Share")
+                               if d.get("fid") == fid and not d.get("_deleted")}, answer
+
+
+# --- (2) unshare when the store withholds what it names
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/services/share_ops.py _grantee resolves the grantee only from the store's user documents "
+    "(users.find_user -> shapes.one_named): with bob's withheld, unshare fails (no user), revokes nothing"))
+def test_unshare_with_the_grantees_user_document_withheld_still_takes_the_key_back(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ; bob pinned).  The store writer withholds bob's user document
+    (deletes its row; the Share and bob's key file stay).  alice unshares ``--with bob`` (and, if that is
+    refused, with bob's id), then writes.  Safe: what she writes afterwards is not under the DEK bob
+    opened from his key file (the revoke happens, whatever the store withholds)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    bob = _user(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob for a while")
+        assert _share(mnt, "notes.txt", "bob") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    kept = _bobs_dek(vault, fid)
+    adversary.delete_row(vault, bob["_id"])
+    with mounted(vault, mnt):
+        for target in ("bob", bob["_id"]):
+            done = fusevault("unshare", mnt / "notes.txt", "--with", target)
+            print("unshare", target, done.returncode, done.stdout, done.stderr)
+            if done.returncode == 0:
+                break
+        (mnt / "notes.txt").write_text("written after alice revoked bob: not for bob")
+    assert _alice_dek(vault, fid) != kept, "alice's file is still under the key bob holds"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/services/share_ops.py _grantee resolves a group only from the store's Group documents "
+    "(find_group): with the group's withheld, unshare fails (no group) and revokes nothing"))
+def test_unshare_with_the_groups_document_withheld_still_takes_the_key_back(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with her group ``team`` (bob a member).  The store writer withholds the
+    group's document.  alice unshares ``--with @team`` (and, if refused, with the group's id), then writes.
+    Safe: what she writes afterwards is not under the DEK bob opened from the group's key file."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with the team for a while")
+        assert _share(mnt, "notes.txt", "@team") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    (before,) = [p for p in vault.rglob("*.vfkey") if team["_id"] in str(p) and fid in str(p)
+                 and _user(vault, "bob")["_id"] in p.name]
+    adversary.delete_row(vault, team["_id"])
+    with mounted(vault, mnt):
+        for target in ("@team", "@" + team["_id"]):
+            done = fusevault("unshare", mnt / "notes.txt", "--with", target)
+            print("unshare", target, done.returncode, done.stdout, done.stderr)
+            if done.returncode == 0:
+                break
+        (mnt / "notes.txt").write_text("written after alice revoked the team: not for bob")
+    node = adversary.get(vault, fid)
+    assert node is not None and node.get("epoch", 0) > 0, (
+        f"alice's file is still under the key sealed for the team ({before.name}, epoch 0)")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write (and settle at unlock) asks WRITE of the union of the grants "
+    "over the document's parents: one shared parent lets a second link go anywhere in the owner's tree"))
+def test_a_writer_cannot_add_a_link_to_the_owners_file_in_her_private_folder_at_unlock(
+        vault: Path, tmp_path: Path) -> None:
+    """The same through a real mount, taken in at unlock: alice shares team with bob (WRITE) and keeps
+    private/.  bob signs a node document of team/plan.txt naming it in team and in private/.  Safe:
+    alice's private/ lists nothing new."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "private").mkdir()
+        (mnt / "private" / "diary.txt").write_text("alice's own")
+        (mnt / "team" / "plan.txt").write_text("the plan")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    fid, team, private = (_node_fid(vault, "alice", name) for name in ("plan.txt", "team", "private"))
+    dek = _bobs_dek(vault, fid)
+    doc = adversary.get(vault, fid)
+    attrs = open_node_attrs(doc, dek)
+    attrs["links"] = [[team, "plan.txt"], [private, "planted-by-bob.txt"]]
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    key = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    with mounted(vault, mnt):
+        listed = sorted(p.name for p in (mnt / "private").iterdir())
+        print(fusevault("status", mnt).stdout[-2000:])
+    assert listed == ["diary.txt"], f"bob put a name in alice's private folder: {listed}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write/settle and the unlock's placing let a WRITE recipient's "
+    "document link a shared folder inside its own subfolder: a cycle in the owner's tree"))
+def test_a_writer_cannot_make_the_owners_tree_a_cycle_through_a_real_mount(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares team (team/sub/plan.txt) with bob (WRITE).  bob signs a node document of team that keeps
+    its name and adds ``loop`` in team/sub.  alice mounts again, lists team/sub and unshares team.  Safe: no
+    ``loop`` there, and the unshare finishes."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team" / "sub").mkdir(parents=True)
+        (mnt / "team" / "sub" / "plan.txt").write_text("the plan")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    team, sub = _node_fid(vault, "alice", "team"), _node_fid(vault, "alice", "sub")
+    dek = _bobs_dek(vault, team)
+    doc = adversary.get(vault, team)
+    attrs = open_node_attrs(doc, dek)
+    attrs["links"] = [*attrs["links"], [sub, "loop"]]
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", team)))
+    key = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    listed: list[str] = []
+    try:
+        with mounted(vault, mnt):
+            listed = sorted(p.name for p in (mnt / "team" / "sub").iterdir())
+            try:
+                done = fusevault("unshare", mnt / "team", "--with", "bob", timeout=60)
+                finished = done.returncode == 0
+                print("unshare:", done.returncode, done.stdout, done.stderr)
+            except subprocess.TimeoutExpired:
+                finished = False
+                print("unshare did not finish in 60 s")
+    finally:
+        force_unmount(mnt)
+    assert "loop" not in listed and finished, f"team/sub lists {listed}; the unshare finished: {finished}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/tree/authorship.py may_write at unlock (settle: no node held yet) asks WRITE of any grant "
+    "over the document's parents; version_ok then finds WRITE through the planted first link "
+    "(Guests.covering follows links[0] only)"))
+def test_a_read_recipient_cannot_write_the_owners_file_by_linking_it_into_a_folder_he_may_write(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ) and her folder proj with him (WRITE).  bob, who can write the
+    vault folder, reseals her current version of notes.txt with his own bytes and signs its document
+    (``_bobs_forgery``), and signs a node document of notes.txt that keeps its name and adds one in proj/
+    (listed first).
+    alice mounts again and reads notes.txt.  Safe: she is never served bob's bytes."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=SECRETS["bob"])
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("genuine\n")
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("plan\n")
+        assert _share(mnt, "notes.txt", "bob", "READ") is not None
+        assert _share(mnt, "proj", "bob", "WRITE") is not None
+    fid, _ = _bobs_forgery(vault)
+    proj = _node_fid(vault, "alice", "proj")
+    key = users.unlock(_user(vault, "bob"), SECRETS["bob"].encode())
+    alice = _user(vault, "alice")
+    found = read_key(vault / "users" / key.user_id / "shared" / f"{alice['_id']}_{fid}.vfkey")
+    dek = open_file_key(key.identity, alice["_id"], fid, found[0], found[1])
+    doc = adversary.get(vault, fid)
+    attrs = open_node_attrs(doc, dek)
+    attrs["links"] = [[proj, "notes-in-proj.txt"], *attrs["links"]]  # first: the ACL follows the first link
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    with mounted(vault, mnt):
+        try:
+            read = (mnt / "notes.txt").read_bytes()
+        except OSError as err:
+            read = str(err).encode()
+        print("alice read:", read, sorted(p.name for p in (mnt / "proj").iterdir()))
+    assert not read.startswith(PLANTED[:len(b"genuine\n")]), (
+        f"alice was served bob's bytes in her notes.txt (bob holds READ on it): {read!r}")
+
+
+# --- the owner's groups, when the store withholds a member's document
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/services/share_ops.py _drop_removed_members takes a pinned member whose user document is "
+    "missing for a removed user and signs the group again without them: a withholding becomes a change "
+    "of the owner's group"))
+def test_a_withheld_member_document_does_not_make_the_owner_sign_them_out_of_her_group(
+        vault: Path, tmp_path: Path) -> None:
+    """alice's group team has bob as a member (pinned on her device).  The store writer withholds bob's user
+    document while alice mounts once; then it is back.  Safe: alice's group still names bob (withholding
+    may delay, never make the owner sign a change she did not choose)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    bob = _user(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for the team")
+        assert _share(mnt, "notes.txt", "@team") is not None
+    adversary.delete_row(vault, bob["_id"])
+    with mounted(vault, mnt):
+        (mnt / "other.txt").write_text("a day's work while bob's document was away")
+    adversary.put(vault, bob)
+    with mounted(vault, mnt):
+        (mnt / "more.txt").write_text("bob's document is back")
+    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    assert bob["_id"] in (team.get("users") or {}), f"alice's group team no longer names bob: {team}"
+
+
+# --- huge numbers in a recipient's signed document
+
+
+def _resigned_by_bob(vault: Path, fid: str, change: dict) -> None:
+    """alice's node document of ``fid`` with its sealed attributes changed under the DEK bob holds (from
+    his key file) and signed by bob: what a recipient who can write the vault folder can put there."""
+    dek = _bobs_dek(vault, fid)
+    doc = adversary.get(vault, fid)
+    attrs = {**open_node_attrs(doc, dek), **change}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    key = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: vault/model/nodes.py node_from_doc builds Node(..., attrs['mode']) outside its try, and "
+    "stat.S_ISDIR raises OverflowError (not caught: not CorruptData): the unlock fails, exit 70"))
+@pytest.mark.parametrize("perm", ["READ", "WRITE"])
+def test_a_recipients_node_document_with_a_huge_mode_does_not_stop_the_owners_mount(
+        vault: Path, tmp_path: Path, perm: str) -> None:
+    """alice shares notes.txt with bob.  bob, who can write the vault folder, signs a node document of it
+    whose sealed mode is 2**40.  Safe: alice still mounts and reads her other files."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob")
+        (mnt / "diary.txt").write_text("alice's own")
+        assert _share(mnt, "notes.txt", "bob", perm) is not None
+    _resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {"mode": 2**40})
+    mnt.mkdir(exist_ok=True)
+    done = fusevault("mount", vault, mnt)
+    try:
+        print("mount:", done.returncode, done.stderr[-2000:])
+        assert done.returncode == 0, f"alice's vault does not mount any more: {done.stderr[-500:]}"
+        assert (mnt / "diary.txt").read_text() == "alice's own"
+    finally:
+        force_unmount(mnt)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: a sealed epoch of 2**64 is taken unchecked (vault/model/nodes.py apply_attrs): WRITE: the mount "
+    "dies at unlock (share_ops.resume -> Guests.fill_missing -> identity.seal_file_key/_vfkey_ad); READ: "
+    "bob's document is refused and alice's new notes.txt is gone at the next mount (the hole of "
+    "test_a_read_recipients_refused_document_does_not_hide_the_owners_new_file_of_that_name)"))
+@pytest.mark.parametrize("perm", ["READ", "WRITE"])
+def test_a_recipients_node_document_with_a_huge_epoch_does_not_lose_the_owners_next_write(
+        vault: Path, tmp_path: Path, perm: str) -> None:
+    """bob signs a node document of alice's shared notes.txt whose sealed key epoch is 2**64 (above what a
+    CouchDB server keeps exactly).  alice mounts and writes notes.txt.  Safe: her write is saved (it reads
+    back after a remount), or the write is refused at once; it never vanishes after a success."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob")
+        assert _share(mnt, "notes.txt", "bob", perm) is not None
+    _resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {"epoch": 2**64})
+    wrote = False
+    with mounted(vault, mnt):
+        try:
+            (mnt / "notes.txt").write_text("alice's next words")
+            wrote = True
+        except OSError as err:
+            print("the write was refused:", err)
+    with mounted(vault, mnt):
+        try:
+            now = (mnt / "notes.txt").read_text()
+        except OSError as err:
+            now = str(err)
+    assert not wrote or now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: at unlock vault/tree/loading.py places every node before Authorship.settle judges the foreign "
+    "ones: bob's refused node takes the name first ('skipping a dangling link' of alice's new file), then "
+    "settle takes it out, and alice's new file has no name left"))
+def test_a_read_recipients_refused_document_does_not_hide_the_owners_new_file_of_that_name(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (READ).  bob, who can write the vault folder, signs her node document
+    of it again, unchanged, in his own name.  alice mounts: it is refused (left out, an alarm), so she
+    writes notes.txt afresh.  Safe: at her next mount notes.txt holds what she wrote."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob")
+        assert _share(mnt, "notes.txt", "bob", "READ") is not None
+    _resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {})
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("alice's next words")
+    with mounted(vault, mnt):
+        try:
+            now = (mnt / "notes.txt").read_text()
+        except OSError as err:
+            now = str(err)
+    assert now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: as above (vault/tree/loading.py places before Authorship.settle judges), reached by a store "
+    "writer with no key: a document a WRITE recipient signed while he could is refused once his share ended, "
+    "and hides the owner's new file of that name"))
+def test_a_replayed_document_of_an_ended_writer_does_not_hide_the_owners_new_file(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (WRITE); bob saves it (a node document he signed, from his device).
+    alice unshares.  The store writer, with no key, puts bob's document back; alice mounts (it is refused:
+    bob holds no WRITE now), finds notes.txt gone and writes it afresh.  Safe: at her next mount notes.txt
+    holds what she wrote."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob")
+        assert _share(mnt, "notes.txt", "bob", "WRITE") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    _resigned_by_bob(vault, fid, {"seq": ["b0b0b0b0b0b0b0b0", 1]})  # bob's save, from his own device
+    bobs = adversary.get(vault, fid)
+    with mounted(vault, mnt):
+        assert (mnt / "notes.txt").read_text() == "shared with bob"
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    adversary.put(vault, bobs)
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("alice's next words")
+    with mounted(vault, mnt):
+        try:
+            now = (mnt / "notes.txt").read_text()
+        except OSError as err:
+            now = str(err)
+    assert now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
+
+
+def test_a_pinned_user_renamed_to_a_present_pinned_users_name_gets_no_key(
+        vault: Path, tmp_path: Path) -> None:
+    """Holds: as above, but carol's document stays: two pinned users claim ``carol``.  alice's
+    ``share --with carol`` is refused (or seals to carol only): nothing is sealed to bob."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("for carol's eyes, and nobody else's")
+        (mnt / "other.txt").write_text("shared once so that bob and carol are surely met and pinned")
+        assert _share(mnt, "other.txt", "bob") is not None
+        assert _share(mnt, "other.txt", "carol") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    bob = _user(vault, "bob")
+    key = _key(vault, "bob", BOB_SECRET)
+    renamed = {k: v for k, v in bob.items() if k not in ("_rev", "sig")}
+    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, {**renamed, "username": "carol"}))
+    with mounted(vault, mnt):
+        answer = _share(mnt, "notes.txt", "carol")
+    assert not _keys_for(vault, bob["_id"], fid), answer
