@@ -66,6 +66,13 @@ def sign_doc(signer: str, key: Ed25519PrivateKey, doc: dict) -> dict:
     return {**body, SIG: {"by": signer, "ed25519": b64e(key.sign(_message(signer, body)))}}
 
 
+def signature_of(doc: dict) -> str:
+    """The signature a document carries (not verified), or "" if it has none."""
+    sig = doc.get(SIG)
+    value = sig.get("ed25519") if isinstance(sig, dict) else None
+    return value if isinstance(value, str) else ""
+
+
 def signer_of(doc: dict) -> str | None:
     """Who a document says signed it (not yet verified), or None if unsigned."""
     sig = doc.get(SIG)

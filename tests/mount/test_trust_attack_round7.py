@@ -131,8 +131,6 @@ def _planted(shared, doc: dict) -> None:  # noqa: F811
 # --- (1) the versions another seat vouched for (Tree.vouched)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: Tree.vouched binds (signer, head) only and outlives the share: "
-                   "vault/tree/arrivals.py may_take takes any later document bob signs with that head")
 def test_a_revoked_writer_cannot_replay_his_vouched_version_over_the_owners_later_one(
         shared) -> None:  # noqa: F811
     """alice shares log.txt with bob (WRITE); bob saves a version through his seat (alice's tree
@@ -176,9 +174,6 @@ def _bobs_node_doc(shared, fid: str, change: dict) -> dict:  # noqa: F811
     return sign_doc(bob.key.user_id, bob.key.identity.sign, body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/tree/arrivals.py may_take trusts Tree.vouched[(fid)] == (signer, head) for any document "
-    "with that head: may_write is skipped, so the document's new place is never checked"))
 def test_a_writer_cannot_move_the_owners_file_out_of_the_shared_folder_by_reusing_a_vouched_head(
         shared) -> None:  # noqa: F811
     """alice shares her folder team with bob (WRITE); bob saves team/plan.txt through his seat (vouched
@@ -212,10 +207,6 @@ def test_a_writer_cannot_move_the_owners_file_out_of_the_shared_folder_by_reusin
     assert trio.run(attack) == [b"plan.txt"], "bob moved alice's file where he holds no WRITE"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/tree/arrivals.py may_take returns on Tree.vouched before owner_dek_ok: a revoked writer's "
-    "document with the vouched head gives the owner's file a DEK he chose (owner_dek), and her next "
-    "write is sealed under it"))
 def test_a_revoked_writer_cannot_give_the_owners_file_a_key_he_chose_with_a_vouched_head(
         shared) -> None:  # noqa: F811
     """As above, bob's share of log.txt ended (the file has a new key) after a save of his was vouched

@@ -95,8 +95,11 @@ class Files:
         needs them: opening reads and checks its manifest (disk reads, and in
         a vault kept in CouchDB its version document from the server), which
         must not hold up the trio thread.  A version committed meanwhile is
-        opened instead."""
+        opened instead; a file that lost its key meanwhile (its share ended) is
+        refused, as an open after the revoke would be."""
         while node.content is None and node.manifest is not None:
+            if not node.dek:
+                raise PermissionDenied("the file's share ended")
             args = self._content_args(node)
             content = await self.tree.in_thread(self._build, *args)
             if node.content is None and self._content_args(node) == args:
@@ -364,6 +367,7 @@ class Files:
         except BaseException:
             content.changed = True  # the blocks are written; commit them next time
             raise
+        tree.vouched.pop(node.fid, None)  # a version of this user's own now: nothing older is vouched for
 
     async def recommit_newest_shape(self, node: Node) -> bool:
         """Recommit this file's current content in the newest manifest shape (a

@@ -25,6 +25,7 @@ class TreePort(Protocol):
     ledger: Ledger | None
     lazy: set[int]
     top_epochs: dict[str, int]
+    vouched: dict[str, tuple[str, str | None, str]]
 
     def nodes(self) -> list[Node]: ...
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 
 from fusevault.crypto import aead
+from fusevault.crypto.signing import signature_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, VaultError
 from fusevault.vault.model.groups import GROUP
@@ -139,7 +140,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         return
     opened = None if doc.get("_deleted") else open_doc(tree, doc)
     if opened is not None and signer is not None and here:
-        tree.vouched[doc["_id"]] = (signer, opened[0].head)
+        tree.vouched[doc["_id"]] = (signer, opened[0].head, signature_of(doc))
     if (opened is not None and signer is not None and not here
             and not may_take(tree, doc, signer, node, opened)):
         keep(node, doc)

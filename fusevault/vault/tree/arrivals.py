@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fusevault.crypto.signing import signature_of
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node, node_from_doc, open_node_doc
 from fusevault.vault.tree.guests import open_guest
@@ -83,8 +84,10 @@ def keep(node: Node | None, doc: dict) -> None:
 def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:
     """Whether the signer of ``doc`` may make the change it makes (the owner, or a WRITE grantee)."""
     gate, fresh = tree.authorship, opened[0]
-    if signer == doc.get("owner") or tree.vouched.get(doc["_id"]) == (signer, fresh.head):
+    if signer == doc.get("owner"):
         return True
+    if tree.vouched.get(doc["_id"]) == (signer, fresh.head, signature_of(doc)):
+        return gate.owner_dek_ok(doc, signer, fresh.dek, node)  # the very document a seat here vouched for
     parents = [p for p, _ in opened[1]]
     if not gate.may_write(tree, signer, doc["owner"], doc["_id"], parents, node):
         gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")

@@ -97,13 +97,15 @@ class Inodes:
         # took in another writer's version under an older key goes back to
         # it, and its next key must still be new (one DEK per epoch).
         self.top_epochs: dict[str, int] = {}
-        # fid -> (signer, version) of the newest version another user's seat in
-        # this process committed (a shared mount), which took it in with that
-        # seat's own check of their rights then (vault/services/absorbing.py
-        # ``here``).  A later look at the same version (sealing it again, a
-        # retry) takes it as then: a recipient's writes saved just after their
-        # share ended must not be refused on that second look, and sealed over.
-        self.vouched: dict[str, tuple[str, str | None]] = {}
+        # fid -> (signer, version, signature) of the node document another
+        # user's seat in this process committed last (a shared mount), taken
+        # in on that seat's own check of their rights when they wrote
+        # (vault/services/absorbing.py ``here``).  A second look at that very
+        # document (sealing the file again after a Stale, a retry) takes it as
+        # then: a recipient's writes saved just after their share ended must
+        # not be refused then and sealed over.  Only that document (its
+        # signature), and only until this tree commits a version of the file.
+        self.vouched: dict[str, tuple[str, str | None, str]] = {}
         # Folders whose keys share_ops is rotating now (not started twice).
         self.rotating: set[str] = set()
         # What this device has seen of each file (rollback detection).
