@@ -34,7 +34,9 @@ so ``share --with NAME`` resolves to the pinned one (``trusted_user``); a
 group's owner is pinned the first time the group is met (``admit_groups``),
 and a Group document naming another owner (a member, or a user the store
 writer planted, re-signing it in their own name) is refused, as is a new
-group with the name of a pinned one.
+group with the name of a pinned one.  A pinned user (group) whose signed
+document claims a name another pin holds keeps the pinned name (an alarm),
+so deleting the holder's document and renaming oneself does not take it.
 
 Pins document (``_id`` ``pins-<user id>``, ``type`` ``Pins``, ``owner``):
 ``enc`` seals ``{user id: {"username", "box", "sign", "signs", "pinned_at"},
