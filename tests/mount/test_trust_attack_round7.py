@@ -404,9 +404,6 @@ def test_an_old_node_document_from_when_a_file_sat_in_a_folder_shared_since_gets
 # --- (3) a pinned user's name, held after their document is deleted
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/model/trust.py observe renames a pinned user's pin to any name their own signed document "
-    "claims (``pin.username != doc['username']``), unchecked against ``_name_clashes``/``name_taken``"))
 def test_a_pinned_user_cannot_take_the_name_of_another_pinned_user_whose_document_is_gone(
         vault: Path, tmp_path: Path) -> None:
     """alice meets bob and carol (both pinned).  bob, who can write the vault folder, deletes carol's
@@ -434,9 +431,6 @@ def test_a_pinned_user_cannot_take_the_name_of_another_pinned_user_whose_documen
                               if d.get("fid") == fid and not d.get("_deleted")}, answer
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/model/trust.py admit_groups renames a pinned group's pin to any name its owner's signed "
-    "document claims (``pin.name != name``), unchecked against ``gone``/``taken``"))
 def test_a_pinned_group_cannot_take_the_name_of_another_pinned_group_whose_document_is_gone(
         vault: Path, tmp_path: Path) -> None:
     """alice owns group ``team`` (carol a member); bob owns group ``bobs`` (alice met both: pinned).
@@ -472,9 +466,6 @@ def test_a_pinned_group_cannot_take_the_name_of_another_pinned_group_whose_docum
 # --- (2) unshare when the store withholds what it names
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/services/share_ops.py _grantee resolves the grantee only from the store's user documents "
-    "(users.find_user -> shapes.one_named): with bob's withheld, unshare fails (no user), revokes nothing"))
 def test_unshare_with_the_grantees_user_document_withheld_still_takes_the_key_back(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (READ; bob pinned).  The store writer withholds bob's user document
@@ -500,9 +491,6 @@ def test_unshare_with_the_grantees_user_document_withheld_still_takes_the_key_ba
     assert _alice_dek(vault, fid) != kept, "alice's file is still under the key bob holds"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/services/share_ops.py _grantee resolves a group only from the store's Group documents "
-    "(find_group): with the group's withheld, unshare fails (no group) and revokes nothing"))
 def test_unshare_with_the_groups_document_withheld_still_takes_the_key_back(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with her group ``team`` (bob a member).  The store writer withholds the

@@ -191,3 +191,38 @@ def test_a_user_signed_before_the_sealed_flag_gets_it_at_the_next_unlock(tmp_pat
     assert sign_own(store, trust) == 0
     again = users.find_user(store, "alice")
     assert self_signed(again) and users.unlock(again, b"pass alice").identity.signs
+
+
+def test_a_pinned_user_or_group_keeps_its_name_when_it_claims_one_another_holds(tmp_path: Path) -> None:
+    """A rename to a free name is taken; one to a name another pin holds (its document gone or not), or
+    another document claims, is not (alarm), and that name does not resolve to the renamed one."""
+    layout, store = _vault(tmp_path)
+    for uid, name in enumerate(("alice", "bob", "carol"), 60001):
+        users.create_user(layout, store, name, b"pass " + name.encode(), uid=uid)
+    alice, bob, carol = (users.find_user(store, n) for n in ("alice", "bob", "carol"))
+    bobs_key = _unlock(store, "bob")
+    alarms = Alarms()
+    trust = Trust(store, _unlock(store, "alice"), alarms)
+    trust.observe([alice, bob, carol])
+
+    def bob_as(name: str) -> dict:
+        body = {k: v for k, v in bob.items() if k not in ("_rev", "sig")}
+        return sign_doc(bob["_id"], bobs_key.identity.sign, {**body, "username": name})
+
+    trust.observe([alice, bob_as("robert"), carol])
+    assert trust.pin(bob["_id"]).username == "robert" and "name-taken" not in alarms
+    for others in ([alice], [alice, carol], [alice, {**carol, "_id": "d" * 32}]):
+        trust.observe([*others, bob_as("carol")])
+        assert trust.pin(bob["_id"]).username == "robert"
+        assert trust.name_taken(bob_as("carol")) is not None
+    assert "name-taken" in alarms and trust.pinned_user_named("carol") == carol["_id"]
+    assert trust.pinned_user_named("robert") == bob["_id"] and trust.pinned_user_named("nobody") is None
+    team = {"_id": "t" * 32, "type": "Group", "groupname": "team", "owner": alice["_id"], "users": {}}
+    crew = {"_id": "c" * 32, "type": "Group", "groupname": "crew", "owner": bob["_id"], "users": {}}
+    assert trust.admit_groups([team, crew]) == [team, crew]
+    renamed = {**crew, "groupname": "team"}
+    for others in ([], [team]):
+        assert trust.admit_groups([*others, renamed]) == [*others, renamed]  # its members still count
+        assert trust.group_name_taken(renamed) is not None and trust.pinned_group_named("team") == team["_id"]
+    assert trust.admit_groups([team, {**crew, "groupname": "gang"}])
+    assert trust.pinned_group_named("gang") == crew["_id"]

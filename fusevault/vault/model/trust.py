@@ -34,7 +34,9 @@ so ``share --with NAME`` resolves to the pinned one (``trusted_user``); a
 group's owner is pinned the first time the group is met (``admit_groups``),
 and a Group document naming another owner (a member, or a user the store
 writer planted, re-signing it in their own name) is refused, as is a new
-group with the name of a pinned one.
+group with the name of a pinned one.  A pinned user (group) whose signed
+document claims a name another pin holds keeps the pinned name (an alarm),
+so deleting the holder's document and renaming oneself does not take it.
 
 Pins document (``_id`` ``pins-<user id>``, ``type`` ``Pins``, ``owner``):
 ``enc`` seals ``{user id: {"username", "box", "sign", "signs", "pinned_at"},
@@ -286,8 +288,27 @@ class Trust:
                 self.alarms.warn("unsigned-user", uid, f"an unsigned document of user {pin.username!r} "
                                  "replaced their signed one: it is ignored")
             elif signed and (not pin.signs or pin.username != doc.get("username")):
-                self._pins[uid] = Pin(str(doc.get("username")), box, sign, True, pin.pinned_at)
-                self._dirty = True
+                name = str(doc.get("username"))
+                if name != pin.username and (why := self._rename_clash(uid, name, users)):
+                    # Renaming oneself to a name another holds (their document deleted or not)
+                    # would make ``share --with`` that name seal to the renamed one.
+                    self.alarms.warn("name-taken", uid, f"user {pin.username!r} ({uid}) now claims the name "
+                                     f"{name!r}, which {why}: they keep the name {pin.username!r} here")
+                    name = pin.username
+                if (pin.signs, pin.username) != (True, name):
+                    self._pins[uid] = Pin(name, box, sign, True, pin.pinned_at)
+                    self._dirty = True
+
+    def _rename_clash(self, uid: str, name: str, users: list[dict]) -> str | None:
+        """Why the pinned user ``uid`` may not take ``name``: another pinned user holds
+        it (whether their document is there or gone), or another document claims it."""
+        for other, pin in self._pins.items():
+            if other != uid and pin.username == name:
+                return f"the pinned user {other} holds"
+        for doc in users:
+            if doc.get("_id") != uid and doc.get("username") == name:
+                return f"the user document {doc.get('_id')} claims too"
+        return None
 
     def _name_clashes(self, users: list[dict]) -> dict[str, str]:
         """Users not pinned yet whose name another user holds: one present, or one
@@ -319,8 +340,10 @@ class Trust:
         """Why a user document that is not pinned may not have its name (a pinned
         user held it), or None."""
         uid = doc.get("_id")
-        if uid == self.user_id or uid in self._pins:
+        held = self._pins.get(uid) if isinstance(uid, str) else None
+        if uid == self.user_id or (held is not None and held.username == doc.get("username")):
             return None
+        # Not pinned, or pinned under another name (a rename refused: ``observe``).
         for other, pin in self._pins.items():
             if pin.username == doc.get("username") and other != uid:
                 return f"the name is the pinned user {other}'s"
@@ -329,12 +352,26 @@ class Trust:
     def group_name_taken(self, doc: dict) -> str | None:
         """Why a group document that is not pinned may not have its name (a pinned
         group of another owner held it), or None."""
-        if doc.get("_id") in self._groups:
+        held = self._groups.get(str(doc.get("_id")))
+        if held is not None and held.name == doc.get("groupname"):
             return None
+        # Not pinned, or pinned under another name (a rename refused: ``admit_groups``).
         for gid, pin in self._groups.items():
-            if pin.name == doc.get("groupname") and pin.owner != doc.get("owner"):
+            if gid != doc.get("_id") and pin.name == doc.get("groupname") and (
+                    held is not None or pin.owner != doc.get("owner")):
                 return f"the name was the group {gid}'s, whose owner is {pin.owner}"
         return None
+
+    def pinned_user_named(self, name: str) -> str | None:
+        """The id of the one other user pinned under ``name`` (or with that id), or None:
+        whom ``unshare`` means when the store withholds their document."""
+        found = [uid for uid, pin in self._pins.items() if name in (uid, pin.username)]
+        return found[0] if len(found) == 1 else None
+
+    def pinned_group_named(self, name: str) -> str | None:
+        """The id of the one group pinned under ``name`` (or with that id), or None."""
+        found = [gid for gid, pin in self._groups.items() if name in (gid, pin.name)]
+        return found[0] if len(found) == 1 else None
 
     def trusted_user(self, matches: list[dict]) -> dict | None:
         """Of several user documents claiming one name, the one whose keys are
@@ -382,10 +419,25 @@ class Trust:
                                  "(re-signed by someone else): nothing is sealed by it")
                 continue
             elif pin.name != name:
-                self._groups[gid] = GroupPin(owner, name, pin.pinned_at)
-                self._dirty = True
+                if (was := self._group_rename_clash(gid, owner, name, present)) is not None:
+                    # Taking a name another group holds (its document deleted or not) would make
+                    # ``share --with @name`` seal to this one: its members count, its new name does not.
+                    self.alarms.warn("name-taken", gid, f"group {pin.name!r} ({gid}) now claims the name "
+                                     f"{name!r}, which is the group {was}'s: it keeps the name {pin.name!r} "
+                                     "here")
+                else:
+                    self._groups[gid] = GroupPin(owner, name, pin.pinned_at)
+                    self._dirty = True
             out.append(doc)
         return out
+
+    def _group_rename_clash(self, gid: str, owner: str, name: str, present: set[str]) -> str | None:
+        """The pinned group whose name the pinned group ``gid`` may not take: one still
+        present (any owner), or one whose document is gone and whose owner is another."""
+        for other, pin in self._groups.items():
+            if other != gid and pin.name == name and (other in present or pin.owner != owner):
+                return other
+        return None
 
     def group_owner(self, gid: str) -> str | None:
         pin = self._groups.get(gid)

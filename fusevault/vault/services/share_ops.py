@@ -24,7 +24,7 @@ import trio
 
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import name_to_str
-from fusevault.errors import InvalidInput, NameClash, NotFound, PermissionDenied, VaultError
+from fusevault.errors import InvalidInput, NameClash, NotFound, PermissionDenied, VaultError, VaultNotFound
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
@@ -49,18 +49,31 @@ def _rotation_put(existing: dict | None, owner: str, fid: str) -> list[dict]:
     return [] if existing is not None else [rotation_doc(owner, fid)]
 
 
-def _grantee(volume: Volume, target: str) -> tuple[str, bool, str]:
-    """(id, is a group, label) of ``bob`` or ``@team``."""
+def _grantee(volume: Volume, target: str, revoking: bool = False) -> tuple[str, bool, str]:
+    """(id, is a group, label) of ``bob`` or ``@team``.  ``revoking`` (unshare): one the
+    store has no document of is found through the pins of this device, since a store
+    writer withholding it must not stop the key being taken back (never for a share)."""
     # A name several documents claim goes to the one this user trusts (pinned), or is refused.
     if target.startswith("@"):
         trusted = volume.sharing.groups if volume.sharing is not None else {}
-        group = find_group(volume.store, target[1:], lambda found: _only(
-            [g for g in found if g["_id"] in trusted]))
+        try:
+            group = find_group(volume.store, target[1:], lambda found: _only(
+                [g for g in found if g["_id"] in trusted]))
+        except VaultNotFound:
+            if revoking and volume.trust is not None and (gid := volume.trust.pinned_group_named(target[1:])):
+                return gid, True, target
+            raise
         if volume.trust is not None and (why := volume.trust.group_name_taken(group)):
             raise NameClash(f"group {target[1:]!r} ({group['_id']}) is not the one this device knows by that "
                             f"name ({why}): refused; give the id of the group you mean")
         return group["_id"], True, target
-    user = find_user(volume.store, target, volume.trust.trusted_user if volume.trust is not None else None)
+    pick = volume.trust.trusted_user if volume.trust is not None else None
+    try:
+        user = find_user(volume.store, target, pick)
+    except VaultNotFound:
+        if revoking and volume.trust is not None and (uid := volume.trust.pinned_user_named(target)):
+            return uid, False, target
+        raise
     if user["_id"] == volume.key.user_id:
         raise InvalidInput("you already have every right to your own files")
     if volume.trust is not None and (why := volume.trust.name_taken(user)):
@@ -152,7 +165,7 @@ def _fingerprints(volume: Volume, grant: Grant) -> dict[str, str | None]:
 
 async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     node = _own(volume, path)
-    grantee, group, label = _grantee(volume, target)
+    grantee, group, label = _grantee(volume, target, revoking=True)
     # The grant is the one the owner names, never a stored body's fields: a forged document at
     # this id must neither point the revoke at another file or person nor stop it.
     grant = Grant(volume.key.user_id, node.fid, grantee, group, "READ")
