@@ -21,6 +21,7 @@ from transfer_helpers import (
     EXIT_NOT_FOUND,
     EXIT_RELAY,
     MISMATCH,
+    SIGNAL_AT,
     finished,
     free_port,
     join,
@@ -328,8 +329,26 @@ def test_a_second_receiver_is_refused_unless_the_sender_keeps_serving(relay, db,
             assert result.returncode == 0, result.stderr
             assert (tmp_path / who / "f").read_bytes() == b"only for one"
         sender.send_signal(signal.SIGINT)
-        status, said, _ = finished(sender)
+        status, said, err = finished(sender)
         assert "another receiver joined; its verification words:" in said
+        assert status == 130 and err.strip().endswith("fusevault: interrupted"), err
+
+
+# httpcore marks a connection idle, then h11 starts its next cycle: a KeyboardInterrupt raised between
+# the two (the signal handled wherever the main thread was) left an idle connection h11 would not use,
+# and closing the session over it crashed.  Under load the same race stopped `send --keep` from ending.
+@pytest.mark.parametrize("nth", [2, 4])
+def test_ctrl_c_landing_in_the_middle_of_a_relay_call_ends_send_keep_cleanly(relay, db, tmp_path: Path,
+                                                                           nth: int) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with sending(relay, tmp_path / "f", args=("--keep",),
+                 via=(SIGNAL_AT, "h11._connection:Connection.start_next_cycle", str(nth))) as (sender, _, _):
+        status, _, err = finished(sender)
+    assert status == 130 and err.strip() == "fusevault: interrupted", err
+    assert live_keys(db) == []  # the session was closed on the relay: the address may send again at once
+    with sending(relay, tmp_path / "f") as (again, name, code):
+        assert receive(relay, name, code, tmp_path / "out").returncode == 0
+        assert again.wait(60) == 0
 
 
 def test_list_then_receive(relay, db, tmp_path: Path) -> None:
