@@ -410,3 +410,25 @@ def test_received_files_land_in_the_mounted_vaults_dump_folder(relay, db, tmp_pa
             assert sender.wait(30) == 0
     assert (dump / "letter.txt").read_text() == "dear bob\n"
     assert sorted(os.listdir(dump)) == ["letter.txt"]
+
+
+def test_ctrl_c_on_a_sender_while_it_sends_ends_both_sides(relay, db, tmp_path: Path) -> None:
+    big = random_file(tmp_path / "big.bin", 64)
+    out = tmp_path / "out"
+    with sending(relay, big, args=("--keep",)) as (sender, name, code):
+        taker = receiving(relay, name, code, out)
+        deadline = time.monotonic() + 120
+        while not _partial_size(out) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sender.send_signal(signal.SIGINT)
+        status, _, err = finished(sender)
+        assert status == 130 and err.strip().endswith("fusevault: interrupted"), err
+        assert live_keys(db) == []
+        taken = taker.wait(120)
+        said = taker.stderr.read()
+        taker.stdout.close()
+        taker.stderr.close()
+    # The receiver is told (its next take finds the transfer gone), and may resume from another send.
+    assert taken != 0 and "the sender stopped this transfer" in said, said
+    assert "Traceback" not in said and "internal error" not in said, said
+    assert visible(out) == []  # nothing under the real name
