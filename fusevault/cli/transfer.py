@@ -133,7 +133,9 @@ def interruptible(work: Callable[[threading.Event], int]) -> int:
     if "code" in outcome:
         return outcome["code"]
     err = outcome["error"]
-    if caught and isinstance(err, KeyboardInterrupt):
+    if caught:  # what asked to stop it says how it ended (a relay away is not waited for then)
+        if not isinstance(err, KeyboardInterrupt):
+            log.debug("stopping: %s", err)
         _stopped(caught[0])
     raise err
 

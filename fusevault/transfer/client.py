@@ -103,7 +103,8 @@ class RelayClient:
                 problem = self.failure(response)
             # The relay is away, or its storage is: wait for it as long as we may.
             away_since = away_since or time.monotonic()
-            if not retry or time.monotonic() - away_since >= self.patience or self.stopping.is_set():
+            if not retry or time.monotonic() - away_since >= self.patience or self.stopping.is_set() \
+                    or self.interrupt.is_set():  # Ctrl-C: stop waiting for it
                 raise problem
             time.sleep(pause)
             pause = min(pause * 2, 5.0)

@@ -432,3 +432,17 @@ def test_ctrl_c_on_a_sender_while_it_sends_ends_both_sides(relay, db, tmp_path: 
     assert taken != 0 and "the sender stopped this transfer" in said, said
     assert "Traceback" not in said and "internal error" not in said, said
     assert visible(out) == []  # nothing under the real name
+
+
+def test_ctrl_c_on_a_sender_whose_relay_stopped_answering_still_ends_it(redis_url: str, db,
+                                                                        tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with running_relay(redis_url) as (relay_proc, url), sending(url, tmp_path / "f", args=("--keep",)) as (
+            sender, _, _):
+        relay_proc.send_signal(signal.SIGSTOP)  # its connections stay open; nothing answers on them
+        try:
+            sender.send_signal(signal.SIGINT)
+            status, _, err = finished(sender)
+        finally:
+            relay_proc.send_signal(signal.SIGCONT)
+    assert status == 130 and "fusevault: interrupted" in err and "Traceback" not in err, err
