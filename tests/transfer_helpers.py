@@ -22,6 +22,7 @@ from fusevault.transfer.client import RelayClient
 EXIT_NOT_FOUND, EXIT_CORRUPT, EXIT_EXISTS, EXIT_RELAY, EXIT_LIMIT, EXIT_CODE = 4, 5, 11, 14, 15, 16
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 CHEATING = str(Path(__file__).parent / "cheating_relay.py")
+SIGNAL_AT = str(Path(__file__).parent / "signal_at.py")
 
 
 def free_port() -> int:
@@ -58,9 +59,10 @@ def relay_at(redis_url: str, port: int, *args: str, cheat: list[str] | None = No
 
 
 @contextlib.contextmanager
-def sending(url: str, *paths: Path, args: tuple[str, ...] = ()):
-    """A `fusevault send` process; yields (process, session name, code)."""
-    proc = subprocess.Popen([sys.executable, "-m", "fusevault", "send", *map(str, paths), "--relay", url,
+def sending(url: str, *paths: Path, args: tuple[str, ...] = (), via: tuple[str, ...] = ("-m", "fusevault")):
+    """A `fusevault send` process; yields (process, session name, code).  ``via``: how Python runs it
+    (e.g. SIGNAL_AT and its arguments)."""
+    proc = subprocess.Popen([sys.executable, *via, "send", *map(str, paths), "--relay", url,
                              *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import logging
 import os
+import select
 import signal
 import sys
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fusevault import passphrase
 from fusevault.cli.options import Command, default_relay, relay_option
@@ -82,43 +85,95 @@ def add_commands(command: Command) -> None:
                         "none: no links); credentials from $FUSEVAULT_COUCHDB_USER/_PASSWORD")
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: ends a send or receive the way Ctrl-C does."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+GRACE = 15.0  # seconds a stopped send or receive gets to end its session before it is left behind
 
 
-@contextlib.contextmanager
-def stopped_by_signals() -> Iterator[None]:
-    """SIGTERM (kill, timeout, systemd) and SIGHUP (a closed terminal) clean up as Ctrl-C does."""
-    def stop(signum: int, frame) -> None:
-        for sig in (signal.SIGTERM, signal.SIGHUP):  # once: let the cleanup run
-            signal.signal(sig, signal.SIG_IGN)
-        raise Stopped(signum)
+def interruptible(work: Callable[[threading.Event], int]) -> int:
+    """``work(interrupt)`` in a thread of its own; Ctrl-C, SIGTERM and SIGHUP only set ``interrupt``.
 
-    saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    Python raises KeyboardInterrupt wherever the main thread happens to be: in the middle of httpx's
+    and h11's bookkeeping of a request, or of a thread pool's, it left a connection or a lock half
+    changed, and the cleanup that should close the session on the relay failed, or never ended (a
+    ``send --keep`` that Ctrl-C did not stop).  Here the transfer stops where it looks
+    (RelayClient.interrupted), between calls, and this thread only waits.  SIGTERM and SIGHUP
+    (kill, timeout, systemd, a closed terminal) end it the way Ctrl-C does; a second signal, or a
+    relay that does not answer within GRACE, leaves the session to expire on the relay."""
+    interrupt = threading.Event()
+    caught: list[int] = []
+    outcome: dict[str, Any] = {}
+
+    def on_signal(signum: int, frame) -> None:
+        caught.append(signum)
+        interrupt.set()
+
+    def body() -> None:
+        try:
+            outcome["code"] = work(interrupt)
+        except BaseException as err:  # noqa: BLE001 - raised again in the main thread, below
+            outcome["error"] = err
+
+    worker = threading.Thread(target=body, name="transfer", daemon=True)
+    saved = {sig: signal.signal(sig, on_signal) for sig in SIGNALS}
     try:
-        yield
-    except Stopped as err:
-        log.error("stopped by %s", signal.Signals(err.signum).name)
-        raise SystemExit(128 + err.signum) from None
+        worker.start()
+        deadline = None
+        while worker.is_alive() and len(caught) < 2:
+            worker.join(0.2)  # a timeout: a signal only sets the event, it does not end a join
+            if caught and deadline is None:
+                deadline = time.monotonic() + GRACE
+            if deadline is not None and time.monotonic() > deadline:
+                break
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+    if worker.is_alive():
+        log.warning("stopped before the relay confirmed it: the session expires there on its own")
+        _left_behind(caught[0])
+    if "code" in outcome:
+        return outcome["code"]
+    err = outcome["error"]
+    if caught:  # what asked to stop it says how it ended (a relay away is not waited for then)
+        if not isinstance(err, KeyboardInterrupt):
+            log.debug("stopping: %s", err)
+        _stopped(caught[0])
+    raise err
 
 
-def _ask() -> Callable[[str], bool] | None:
-    """A yes/no question on the terminal, or None when there is no one to ask."""
+def _stopped(signum: int) -> None:
+    """End as the signal says: 130 for Ctrl-C (cli/guard.py), 128 + its number for SIGTERM and SIGHUP."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    log.error("stopped by %s", signal.Signals(signum).name)
+    raise SystemExit(128 + signum)
+
+
+def _left_behind(signum: int) -> None:
+    """Exit now, leaving the transfer's threads (waiting for a relay that does not answer) behind."""
+    if signum == signal.SIGINT:
+        log.error("interrupted")
+    else:
+        log.error("stopped by %s", signal.Signals(signum).name)
+    sys.stdout.flush()
+    logging.shutdown()
+    os._exit(128 + signum)
+
+
+def _ask(interrupt: threading.Event) -> Callable[[str], bool] | None:
+    """A yes/no question on the terminal, or None when there is no one to ask.
+
+    It is asked in the transfer's thread (interruptible): the answer is awaited in short looks, so
+    that Ctrl-C at the question ends the command at once."""
     if not sys.stdin.isatty():
         return None
 
     def ask(question: str) -> bool:
-        try:
-            return input(question).strip().lower() in ("y", "yes")
-        except EOFError:
-            return False
+        print(question, end="", flush=True)
+        while not select.select([sys.stdin], [], [], 0.2)[0]:
+            if interrupt.is_set():
+                print(flush=True)
+                raise KeyboardInterrupt
+        return sys.stdin.readline().strip().lower() in ("y", "yes")  # "" at the end of the input: no
     return ask
 
 
@@ -134,9 +189,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    with stopped_by_signals():
-        return send(args.relay, args.paths, announce, words=args.code_length, keep=args.keep,
-                    verify=args.verify, ask=_ask(), say=say)
+    return interruptible(lambda interrupt: send(
+        args.relay, args.paths, announce, words=args.code_length, keep=args.keep, verify=args.verify,
+        ask=_ask(interrupt), say=say, interrupt=interrupt))
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
@@ -148,9 +203,9 @@ def cmd_receive(args: argparse.Namespace) -> int:
         check_output(output)  # before asking for the code
     code = passphrase.get(args.code_fd, args.code_file, env=ENV_CODE, prompt="Code: ")
     code = code.decode(errors="replace")
-    with stopped_by_signals():
-        return receive(args.relay, args.name, code, output, only=args.only, list_only=args.list,
-                       verify=args.verify, ask=_ask())
+    return interruptible(lambda interrupt: receive(
+        args.relay, args.name, code, output, only=args.only, list_only=args.list, verify=args.verify,
+        ask=_ask(interrupt), interrupt=interrupt))
 
 
 def _dump_dir(args: argparse.Namespace) -> Path | None:

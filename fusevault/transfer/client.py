@@ -47,6 +47,9 @@ class RelayClient:
         self.token = token
         self.patience = patience
         self.stopping = threading.Event()  # set: stop waiting for a relay that is away
+        # Set by whoever caught Ctrl-C/SIGTERM/SIGHUP (cli/transfer.py): the transfer stops at its
+        # next look (interrupted()), between calls, never in the middle of one.
+        self.interrupt = threading.Event()
 
     def close(self) -> None:
         self.http.close()
@@ -55,8 +58,13 @@ class RelayClient:
         """Another client with the same token, for a thread of its own (stopped with this one)."""
         other = type(self)(self.url, self.token, patience=self.patience,
                            tls=self.tls if isinstance(self.tls, ssl.SSLContext) else None)
-        other.stopping = self.stopping
+        other.stopping, other.interrupt = self.stopping, self.interrupt
         return other
+
+    def interrupted(self) -> None:
+        """KeyboardInterrupt once ``interrupt`` is set: called where stopping leaves nothing half done."""
+        if self.interrupt.is_set():
+            raise KeyboardInterrupt
 
     def __enter__(self) -> Self:
         return self
@@ -95,7 +103,8 @@ class RelayClient:
                 problem = self.failure(response)
             # The relay is away, or its storage is: wait for it as long as we may.
             away_since = away_since or time.monotonic()
-            if not retry or time.monotonic() - away_since >= self.patience or self.stopping.is_set():
+            if not retry or time.monotonic() - away_since >= self.patience or self.stopping.is_set() \
+                    or self.interrupt.is_set():  # Ctrl-C: stop waiting for it
                 raise problem
             time.sleep(pause)
             pause = min(pause * 2, 5.0)

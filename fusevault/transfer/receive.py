@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 STALL = 120.0           # seconds without a chunk before giving up on the sender
 HANDSHAKE_WAIT = 600.0  # seconds for the sender to answer (it may be asking its user)
-POLL = 10.0
+POLL = 10.0  # seconds a take waits for a chunk (in a thread)
+LOOK = 1.0   # seconds of a long poll in the main thread: between its looks at Ctrl-C
 PARALLEL = 3  # chunks asked for at once
 REFUSED = "the sender refused this receiver (it sends to someone else, or did not confirm you)"
 
@@ -74,12 +75,16 @@ class Incoming:
 
 def receive(relay_url: str, name: str, code: str, output: Path, *, only: list[str] | None = None,
             list_only: bool = False, verify: bool = False, ask: Callable[[str], bool] | None = None,
-            say: Callable[[str], None] = print) -> int:
+            say: Callable[[str], None] = print, interrupt: threading.Event | None = None) -> int:
+    """Fetch the session's files; ``interrupt`` set (Ctrl-C): KeyboardInterrupt at the next look,
+    what arrived kept for the next run."""
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InvalidInput(f"{output} is not a folder ({err.strerror})") from None
     client = RelayClient(relay_url)
+    if interrupt is not None:
+        client.interrupt = interrupt
     try:
         Receiver(client, output, only, list_only, verify, ask, say).run(name, code)
     finally:
@@ -157,7 +162,8 @@ class Receiver:
     def answer(self, want: str) -> dict:
         deadline = time.monotonic() + HANDSHAKE_WAIT
         while True:
-            found = self.client.handshake(self.sid, want, wait=POLL)
+            self.client.interrupted()
+            found = self.client.handshake(self.sid, want, wait=LOOK)
             if found and "refused" in found:
                 raise RefusedReceiver(REFUSED)
             if found:
@@ -194,7 +200,8 @@ class Receiver:
         with transfer_progress() as progress:
             last_news = time.monotonic()
             while remaining:
-                acks = {a["filename"]: a for a in self.client.acknowledgements(self.sid, wait=POLL)
+                self.client.interrupted()
+                acks = {a["filename"]: a for a in self.client.acknowledgements(self.sid, wait=LOOK)
                         if a["filename"] in remaining}
                 if not acks:
                     if time.monotonic() - last_news > HANDSHAKE_WAIT:
@@ -289,11 +296,12 @@ class Receiver:
         nr, last_seen = inc.first, time.monotonic()
         arrived: dict[int, tuple[str, bytes]] = {}
         asked: set[Future] = set()
-        first = self.client.pop(rid, wait=POLL, first=True)  # the sender may start now
+        first = self.client.pop(rid, wait=LOOK, first=True)  # the sender may start now
         if first is not None:
             arrived[first[0]] = first[1:]
         try:
             while True:
+                self.client.interrupted()
                 while nr in arrived:
                     iv, data = arrived.pop(nr)
                     last = nr == inc.chunks - 1
@@ -312,7 +320,7 @@ class Receiver:
                     nr += 1
                 while len(asked) < PARALLEL and nr + len(arrived) + len(asked) < inc.chunks:
                     asked.add(self.pool.submit(self._pop, rid))
-                done, asked = wait(asked, return_when=FIRST_COMPLETED)
+                done, asked = wait(asked, timeout=LOOK, return_when=FIRST_COMPLETED)
                 for future in done:
                     got = future.result()
                     if got is None:

@@ -36,7 +36,7 @@ from fusevault.transfer.progress import transfer_progress
 
 log = logging.getLogger(__name__)
 
-EVENTS_WAIT = 5.0     # seconds of one long poll for news
+EVENTS_WAIT = 1.0     # seconds of one long poll for news (and between looks at Ctrl-C)
 PUSH_WAIT = 2.0       # seconds a chunk waits at the relay for room in the queue
 PARALLEL = 3          # chunks on their way to the relay at once (it queues them in order)
 LOOK_EVERY = 10.0     # seconds between looks at the key exchanges while streaming
@@ -57,13 +57,18 @@ class Push:
 
 def send(relay_url: str, paths: list[Path], announce: Callable[[str, str], None], *,
          words: int = crypto.DEFAULT_WORDS, keep: bool = False, verify: bool = False,
-         ask: Callable[[str], bool] | None = None, say: Callable[[str], None] = print) -> int:
-    """Offer the files; return once the receiver got all it asked for (never, with ``keep``)."""
+         ask: Callable[[str], bool] | None = None, say: Callable[[str], None] = print,
+         interrupt: threading.Event | None = None) -> int:
+    """Offer the files; return once the receiver got all it asked for (never, with ``keep``).
+
+    ``interrupt`` set (Ctrl-C): KeyboardInterrupt at the next look, after the session is closed."""
     offer = collect(paths)
     for skipped in offer.skipped:
         log.warning("skipped %s: %s", skipped["name"], skipped["why"])
     code, salt = crypto.make_code(words), crypto.new_salt()
     client = RelayClient(relay_url, patience=RELAY_PATIENCE)
+    if interrupt is not None:
+        client.interrupt = interrupt
     try:
         session = client.open_session(salt, [{"id": f.fid, "size": f.size} for f in offer.files])
         try:
@@ -105,6 +110,7 @@ class Sender:
         try:
             with self.progress:
                 while not self.finished:
+                    self.client.interrupted()
                     events = self.client.events(self.sid, wait=EVENTS_WAIT)
                     self.last_look = time.monotonic()
                     self.handshakes(events["handshakes"])
@@ -292,6 +298,7 @@ class Sender:
         """Wait until the relay queued ``push`` (sending it again while its queue stays full)."""
         full_since = None
         while True:
+            self.client.interrupted()
             if time.monotonic() - self.last_look > LOOK_EVERY:
                 self.look()
             if uid not in self.peers:

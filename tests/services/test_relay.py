@@ -21,6 +21,7 @@ from transfer_helpers import (
     EXIT_NOT_FOUND,
     EXIT_RELAY,
     MISMATCH,
+    SIGNAL_AT,
     finished,
     free_port,
     join,
@@ -328,8 +329,26 @@ def test_a_second_receiver_is_refused_unless_the_sender_keeps_serving(relay, db,
             assert result.returncode == 0, result.stderr
             assert (tmp_path / who / "f").read_bytes() == b"only for one"
         sender.send_signal(signal.SIGINT)
-        status, said, _ = finished(sender)
+        status, said, err = finished(sender)
         assert "another receiver joined; its verification words:" in said
+        assert status == 130 and err.strip().endswith("fusevault: interrupted"), err
+
+
+# httpcore marks a connection idle, then h11 starts its next cycle: a KeyboardInterrupt raised between
+# the two (the signal handled wherever the main thread was) left an idle connection h11 would not use,
+# and closing the session over it crashed.  Under load the same race stopped `send --keep` from ending.
+@pytest.mark.parametrize("nth", [2, 4])
+def test_ctrl_c_landing_in_the_middle_of_a_relay_call_ends_send_keep_cleanly(relay, db, tmp_path: Path,
+                                                                           nth: int) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with sending(relay, tmp_path / "f", args=("--keep",),
+                 via=(SIGNAL_AT, "h11._connection:Connection.start_next_cycle", str(nth))) as (sender, _, _):
+        status, _, err = finished(sender)
+    assert status == 130 and err.strip() == "fusevault: interrupted", err
+    assert live_keys(db) == []  # the session was closed on the relay: the address may send again at once
+    with sending(relay, tmp_path / "f") as (again, name, code):
+        assert receive(relay, name, code, tmp_path / "out").returncode == 0
+        assert again.wait(60) == 0
 
 
 def test_list_then_receive(relay, db, tmp_path: Path) -> None:
@@ -391,3 +410,39 @@ def test_received_files_land_in_the_mounted_vaults_dump_folder(relay, db, tmp_pa
             assert sender.wait(30) == 0
     assert (dump / "letter.txt").read_text() == "dear bob\n"
     assert sorted(os.listdir(dump)) == ["letter.txt"]
+
+
+def test_ctrl_c_on_a_sender_while_it_sends_ends_both_sides(relay, db, tmp_path: Path) -> None:
+    big = random_file(tmp_path / "big.bin", 64)
+    out = tmp_path / "out"
+    with sending(relay, big, args=("--keep",)) as (sender, name, code):
+        taker = receiving(relay, name, code, out)
+        deadline = time.monotonic() + 120
+        while not _partial_size(out) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sender.send_signal(signal.SIGINT)
+        status, _, err = finished(sender)
+        assert status == 130 and err.strip().endswith("fusevault: interrupted"), err
+        assert live_keys(db) == []
+        taken = taker.wait(120)
+        said = taker.stderr.read()
+        taker.stdout.close()
+        taker.stderr.close()
+    # The receiver is told (its next take finds the transfer gone), and may resume from another send.
+    assert taken != 0 and "the sender stopped this transfer" in said, said
+    assert "Traceback" not in said and "internal error" not in said, said
+    assert visible(out) == []  # nothing under the real name
+
+
+def test_ctrl_c_on_a_sender_whose_relay_stopped_answering_still_ends_it(redis_url: str, db,
+                                                                        tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with running_relay(redis_url) as (relay_proc, url), sending(url, tmp_path / "f", args=("--keep",)) as (
+            sender, _, _):
+        relay_proc.send_signal(signal.SIGSTOP)  # its connections stay open; nothing answers on them
+        try:
+            sender.send_signal(signal.SIGINT)
+            status, _, err = finished(sender)
+        finally:
+            relay_proc.send_signal(signal.SIGCONT)
+    assert status == 130 and "fusevault: interrupted" in err and "Traceback" not in err, err
