@@ -15,6 +15,7 @@ import pytest
 from fusevault.crypto import aead
 from fusevault.encoding import b64e
 from fusevault.errors import CorruptData
+from fusevault.vault.model.history import open_version_doc
 from fusevault.vault.model.nodes import clear_epoch, node_from_doc, open_node_attrs
 
 FID = "f" * 32
@@ -72,3 +73,23 @@ def test_a_clear_key_epoch_out_of_range_is_corrupt_data(epoch: object) -> None:
     with pytest.raises(CorruptData):
         clear_epoch({"_id": FID, "epoch": epoch})
     assert clear_epoch({"_id": FID}) == 0 and clear_epoch({"_id": FID, "epoch": 2**53 - 1}) == 2**53 - 1
+
+
+VID = "v" * 32
+PLAIN = {"file_entry_ts": 5, "file_location": "", "file_name": "a.txt", "file_iv": "", "size": 5, "mtime": 2,
+         "author": "alice", "manifest": [0, 10], "parents": []}
+
+
+def _version(plain: dict):
+    sealed = aead.seal(DEK, json.dumps(plain).encode(), aead.ad("version", FID, VID))
+    return open_version_doc({"_id": VID, "_rev": "1-a", "fid": FID, "enc": b64e(sealed)}, DEK)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("size", 2**63), ("size", -1), ("size", True), ("mtime", 2**63), ("file_entry_ts", 1e300),
+    ("file_entry_ts", "5"), ("manifest", [0, 2**64]), ("manifest", [0]),
+])
+def test_a_versions_number_out_of_range_is_malformed(field: str, value: object) -> None:
+    assert _version(PLAIN).size == 5
+    with pytest.raises(CorruptData, match="malformed"):
+        _version({**PLAIN, field: value})

@@ -40,38 +40,48 @@ VERSION = "FilesMetaData"
 # say anything: out of range, it is malformed (CorruptData), never an
 # OverflowError deep in a mount.
 _U32, _I63, _EXACT = 1 << 32, 1 << 63, 1 << 53
+MAX_SIZE = _I63 - 1  # off_t
 _RANGES = (("mode", 0, 0o177777), ("uid", 0, _U32 - 1), ("gid", 0, _U32 - 1), ("rdev", 0, _U32 - 1),
-           ("size", 0, _I63 - 1), ("allocated", 0, _I63 - 1), ("epoch", 0, _EXACT - 1),
+           ("size", 0, MAX_SIZE), ("allocated", 0, MAX_SIZE), ("epoch", 0, _EXACT - 1),
            ("atime", -_I63, _I63 - 1), ("mtime", -_I63, _I63 - 1), ("ctime", -_I63, _I63 - 1),
            ("btime", -_I63, _I63 - 1))
 
 
-def _int_in(value: object, low: int, high: int) -> bool:
+def int_in(value: object, low: int, high: int) -> bool:
     return type(value) is int and low <= value <= high  # a bool is not a number here
+
+
+def time_ok(value: object) -> bool:
+    """A time in nanoseconds the kernel carries (signed 64 bits)."""
+    return int_in(value, -_I63, _I63 - 1)
+
+
+def manifest_ok(manifest: object) -> bool:
+    """``[offset, length]`` of a manifest record."""
+    return (isinstance(manifest, list) and len(manifest) == 2
+            and all(int_in(n, 0, MAX_SIZE) for n in manifest))
 
 
 def check_numbers(attrs: dict) -> None:
     """Raise ValueError if a number of opened node attributes has the wrong type or range
     (one left out is the reader's to miss: the fields a document may lack differ)."""
     for field, low, high in _RANGES:
-        if (value := attrs.get(field)) is not None and not _int_in(value, low, high):
+        if (value := attrs.get(field)) is not None and not int_in(value, low, high):
             raise ValueError(f"{field} out of range")
-    if (manifest := attrs.get("manifest")) and not (
-            isinstance(manifest, list) and len(manifest) == 2
-            and all(_int_in(n, 0, _I63 - 1) for n in manifest)):
+    if (manifest := attrs.get("manifest")) and not manifest_ok(manifest):
         raise ValueError("bad manifest")
     if (trashed := attrs.get("trashed")) and not (
-            isinstance(trashed, list) and len(trashed) == 2 and _int_in(trashed[1], -_I63, _I63 - 1)):
+            isinstance(trashed, list) and len(trashed) == 2 and time_ok(trashed[1])):
         raise ValueError("bad trashed")
     if (seq := attrs.get("seq")) is not None and not (
-            isinstance(seq, list) and len(seq) == 2 and _int_in(seq[1], 0, _I63 - 1)):
+            isinstance(seq, list) and len(seq) == 2 and int_in(seq[1], 0, _I63 - 1)):
         raise ValueError("bad seq")
 
 
 def clear_epoch(doc: dict) -> int:
     """The key epoch a document carries in clear, checked as its sealed one is."""
     epoch = doc.get("epoch", 0)
-    if not _int_in(epoch, 0, _EXACT - 1):
+    if not int_in(epoch, 0, _EXACT - 1):
         raise CorruptData(f"document {doc.get('_id')} has a key epoch out of range")
     return epoch
 
