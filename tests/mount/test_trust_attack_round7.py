@@ -676,9 +676,6 @@ def _resigned_by_bob(vault: Path, fid: str, change: dict) -> None:
     adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/model/nodes.py node_from_doc builds Node(..., attrs['mode']) outside its try, and "
-    "stat.S_ISDIR raises OverflowError (not caught: not CorruptData): the unlock fails, exit 70"))
 @pytest.mark.parametrize("perm", ["READ", "WRITE"])
 def test_a_recipients_node_document_with_a_huge_mode_does_not_stop_the_owners_mount(
         vault: Path, tmp_path: Path, perm: str) -> None:
@@ -701,11 +698,6 @@ def test_a_recipients_node_document_with_a_huge_mode_does_not_stop_the_owners_mo
         force_unmount(mnt)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: a sealed epoch of 2**64 is taken unchecked (vault/model/nodes.py apply_attrs): WRITE: the mount "
-    "dies at unlock (share_ops.resume -> Guests.fill_missing -> identity.seal_file_key/_vfkey_ad); READ: "
-    "bob's document is refused and alice's new notes.txt is gone at the next mount (the hole of "
-    "test_a_read_recipients_refused_document_does_not_hide_the_owners_new_file_of_that_name)"))
 @pytest.mark.parametrize("perm", ["READ", "WRITE"])
 def test_a_recipients_node_document_with_a_huge_epoch_does_not_lose_the_owners_next_write(
         vault: Path, tmp_path: Path, perm: str) -> None:
@@ -733,10 +725,6 @@ def test_a_recipients_node_document_with_a_huge_epoch_does_not_lose_the_owners_n
     assert not wrote or now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: at unlock vault/tree/loading.py places every node before Authorship.settle judges the foreign "
-    "ones: bob's refused node takes the name first ('skipping a dangling link' of alice's new file), then "
-    "settle takes it out, and alice's new file has no name left"))
 def test_a_read_recipients_refused_document_does_not_hide_the_owners_new_file_of_that_name(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (READ).  bob, who can write the vault folder, signs her node document
@@ -758,10 +746,6 @@ def test_a_read_recipients_refused_document_does_not_hide_the_owners_new_file_of
     assert now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: as above (vault/tree/loading.py places before Authorship.settle judges), reached by a store "
-    "writer with no key: a document a WRITE recipient signed while he could is refused once his share ended, "
-    "and hides the owner's new file of that name"))
 def test_a_replayed_document_of_an_ended_writer_does_not_hide_the_owners_new_file(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (WRITE); bob saves it (a node document he signed, from his device).

@@ -22,7 +22,15 @@ from fusevault.errors import CorruptData, InvalidInput, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
-from fusevault.vault.model.nodes import VERSION, doc_dek, open_node_doc
+from fusevault.vault.model.nodes import (
+    MAX_SIZE,
+    VERSION,
+    doc_dek,
+    int_in,
+    manifest_ok,
+    open_node_doc,
+    time_ok,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,9 @@ def open_version_doc(doc: dict, dek: bytes) -> Version:
         if names.problem(name) or names.path_problem(location):
             log.warning("version %s names a path that is not one: shown as %r", vid, REFUSED_PATH)
             path = REFUSED_PATH
+        if not (time_ok(plain["file_entry_ts"]) and time_ok(plain["mtime"])
+                and int_in(plain["size"], 0, MAX_SIZE) and manifest_ok(plain["manifest"])):
+            raise ValueError("a number out of range")  # as a node's (nodes.check_numbers)
         return Version(vid, fid, doc["_rev"], plain["file_entry_ts"], plain["size"], plain["mtime"],
                        plain["author"], path, tuple(plain["manifest"]), dek)
     except (KeyError, TypeError, ValueError):

@@ -33,6 +33,58 @@ NODE = "node"
 NO_XATTRS: Mapping[bytes, bytes] = MappingProxyType({})
 VERSION = "FilesMetaData"
 
+# What the numbers of a node document may be: what the kernel (FUSE's mode,
+# uid_t, gid_t, 32-bit rdev, off_t, 64-bit nanosecond times) and the format
+# (aead.ad packs an epoch as a signed 64-bit int; CouchDB keeps integers
+# exactly below 2**53) carry.  A document from anyone who holds the DEK can
+# say anything: out of range, it is malformed (CorruptData), never an
+# OverflowError deep in a mount.
+_U32, _I63, _EXACT = 1 << 32, 1 << 63, 1 << 53
+MAX_SIZE = _I63 - 1  # off_t
+_RANGES = (("mode", 0, 0o177777), ("uid", 0, _U32 - 1), ("gid", 0, _U32 - 1), ("rdev", 0, _U32 - 1),
+           ("size", 0, MAX_SIZE), ("allocated", 0, MAX_SIZE), ("epoch", 0, _EXACT - 1),
+           ("atime", -_I63, _I63 - 1), ("mtime", -_I63, _I63 - 1), ("ctime", -_I63, _I63 - 1),
+           ("btime", -_I63, _I63 - 1))
+
+
+def int_in(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high  # a bool is not a number here
+
+
+def time_ok(value: object) -> bool:
+    """A time in nanoseconds the kernel carries (signed 64 bits)."""
+    return int_in(value, -_I63, _I63 - 1)
+
+
+def manifest_ok(manifest: object) -> bool:
+    """``[offset, length]`` of a manifest record."""
+    return (isinstance(manifest, list) and len(manifest) == 2
+            and all(int_in(n, 0, MAX_SIZE) for n in manifest))
+
+
+def check_numbers(attrs: dict) -> None:
+    """Raise ValueError if a number of opened node attributes has the wrong type or range
+    (one left out is the reader's to miss: the fields a document may lack differ)."""
+    for field, low, high in _RANGES:
+        if (value := attrs.get(field)) is not None and not int_in(value, low, high):
+            raise ValueError(f"{field} out of range")
+    if (manifest := attrs.get("manifest")) and not manifest_ok(manifest):
+        raise ValueError("bad manifest")
+    if (trashed := attrs.get("trashed")) and not (
+            isinstance(trashed, list) and len(trashed) == 2 and time_ok(trashed[1])):
+        raise ValueError("bad trashed")
+    if (seq := attrs.get("seq")) is not None and not (
+            isinstance(seq, list) and len(seq) == 2 and int_in(seq[1], 0, _I63 - 1)):
+        raise ValueError("bad seq")
+
+
+def clear_epoch(doc: dict) -> int:
+    """The key epoch a document carries in clear, checked as its sealed one is."""
+    epoch = doc.get("epoch", 0)
+    if not int_in(epoch, 0, _EXACT - 1):
+        raise CorruptData(f"document {doc.get('_id')} has a key epoch out of range")
+    return epoch
+
 
 def now_ns() -> int:
     return time.time_ns()
@@ -176,7 +228,7 @@ def doc_dek(doc: dict, key: MasterKey, fid: str | None = None) -> bytes:
         raise CorruptData(f"document {doc.get('_id')} holds no file key") from None
     if key.identity is None:
         raise CorruptData(f"document {doc.get('_id')} needs the owner's key pair")
-    return open_file_key(key.identity, doc["owner"], fid, doc.get("epoch", 0), blob)
+    return open_file_key(key.identity, doc["owner"], fid, clear_epoch(doc), blob)
 
 
 def node_doc(node: Node, key: MasterKey, fid_of, deleted: bool = False) -> dict:
@@ -213,10 +265,15 @@ def open_node_doc(doc: dict, key: MasterKey) -> tuple[bytes, dict]:
 
 
 def open_node_attrs(doc: dict, dek: bytes) -> dict:
-    """The sealed attributes of a node document, with its DEK (owner's or shared)."""
+    """The sealed attributes of a node document, with its DEK (owner's or shared);
+    its numbers checked (``check_numbers``)."""
     fid = doc["_id"]
     try:
-        return loads_untrusted(aead.unseal(dek, b64d(doc["enc"]), aead.ad("node", fid)))
+        attrs = loads_untrusted(aead.unseal(dek, b64d(doc["enc"]), aead.ad("node", fid)))
+        if not isinstance(attrs, dict):
+            raise ValueError("not an object")
+        check_numbers(attrs)
+        return attrs
     except (KeyError, ValueError, TypeError):
         raise CorruptData(f"node document {fid} is malformed") from None
     except CorruptData:
@@ -226,22 +283,22 @@ def open_node_attrs(doc: dict, dek: bytes) -> dict:
 def detached_node(doc: dict, key: MasterKey, ino: int = 0) -> Node:
     """A node from its document, outside any tree (one in the trash or replaced)."""
     dek, attrs = open_node_doc(doc, key)
-    node = Node(ino, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
     try:
+        node = Node(ino, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
         apply_attrs(node, attrs)  # links are not followed: it has none
-    except (KeyError, TypeError, ValueError):
-        raise CorruptData(f"node document {node.fid} is malformed") from None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise CorruptData(f"node document {doc['_id']} is malformed") from None
     node.rev = doc["_rev"]
     return node
 
 
 def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[str, bytes]]]:
     """A node from its opened document, and its links as (parent fid, name)."""
-    node = Node(0, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
     try:
+        node = Node(0, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
         links = apply_attrs(node, attrs)
-    except (KeyError, TypeError, ValueError):
-        raise CorruptData(f"node document {node.fid} is malformed") from None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise CorruptData(f"node document {doc['_id']} is malformed") from None
     node.rev = doc["_rev"]
     return node, links
 

@@ -312,10 +312,10 @@ def open_guest(doc: dict, key: MasterKey, paths: list[Path],
                 continue  # not sealed by the file's owner (said by key_signed)
             dek = open_file_key(key.identity, owner, fid, found[0], found[1])
             attrs = open_node_attrs(doc, dek)
+            node, links = node_from_doc(doc, dek, attrs)
         except VaultError as err:
             log.warning("a shared key for %s does not open it: %s", fid, err)
             continue
-        node, links = node_from_doc(doc, dek, attrs)
         node.wrapped = {k: doc[k] for k in ("en_file_dek", "owner_dek") if k in doc}
         return node, links
     return None

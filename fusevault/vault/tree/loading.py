@@ -102,10 +102,14 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                     if signer is not None and signer != doc["owner"]:
                         foreign.append((*opened, signer, True))
             continue
-        dek, attrs = open_node_doc(doc, key)
-        if signer is not None and not gate.owner_dek_ok(doc, signer, dek):
+        try:
+            dek, attrs = open_node_doc(doc, key)
+            if signer is not None and not gate.owner_dek_ok(doc, signer, dek):
+                continue
+            node, links = node_from_doc(doc, dek, attrs)
+        except CorruptData as err:  # one bad document (numbers out of range, say) never stops the mount
+            _refuse(trust, doc["_id"], err)
             continue
-        node, links = node_from_doc(doc, dek, attrs)
         node.owner = owner  # interned: shared by every node of the tree
         pending.append((node, links))
         if signer is not None and signer != owner:
@@ -124,13 +128,17 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     for node, _ in pending:
         if node.ino != ROOT_INODE:
             tree.add(node, inodes)
-    for node, links in pending:
-        _link_loaded(tree, node, links)
+    taken = [(node, lost) for node, links in pending if (lost := _link_loaded(tree, node, links))]
     if guests:
-        admit_guests(tree, guests, inodes)
+        taken += admit_guests(tree, guests, inodes)
     if foreign:
         out = Absorbed()
         gate.settle(tree, foreign, lambda node: leave(tree, node, out))
+        # Placed before judged (the judging asks where each node is): a name a
+        # refused node held, the node it was taken from gets back.
+        for node, lost in taken:
+            if tree.get(node.ino) is node:
+                _link_loaded(tree, node, lost)
     for doc, signer in deleted:
         gate.deleted(tree, doc, signer)
     tree.authorship = gate
@@ -144,8 +152,17 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     return tree
 
 
+def _refuse(trust: Trust | None, fid: str, err: CorruptData) -> None:
+    if trust is None:
+        log.warning("file %s is left out: %s", fid, err)
+    else:
+        trust.alarms.warn("malformed", fid, f"file {fid} is left out: {err}")
+
+
 def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
-                 guest_inodes: dict[str, int] | None = None) -> None:
+                 guest_inodes: dict[str, int] | None = None) -> list[tuple[str, bytes]]:
+    """Place ``node`` under each of its links; return the links whose name was taken."""
+    taken = []
     for parent_fid, name in links:
         if not names.link_ok(tree, node.fid, name):
             continue
@@ -157,21 +174,26 @@ def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
         parent = tree.get(parent_ino) if parent_ino else None
         if parent is None or not parent.is_dir or name in parent.children:
             log.warning("skipping a dangling link of node %s", node.fid)
+            if parent is not None and parent.is_dir:
+                taken.append((parent_fid, name))
             continue
         tree.link_entry(parent, name, node)
+    return taken
 
 
 def admit_guests(tree: Tree, guests: list[tuple[Node, list[tuple[str, bytes]]]],
-                 inodes: dict[str, int] | None = None) -> None:
+                 inodes: dict[str, int] | None = None) -> list[tuple[Node, list[tuple[str, bytes]]]]:
     """Add others' nodes shared with this user (at load, or when a share
-    arrives while unlocked), and show each share's root in its folder."""
+    arrives while unlocked), and show each share's root in its folder.
+    Returns the links whose name was taken, by node."""
     inodes = {} if inodes is None else inodes
     fresh = [(node, links) for node, links in guests if not tree.holds(node.fid)]
     for node, _ in fresh:
         tree.add(node, inodes)
-    for node, links in fresh:
-        _link_loaded(tree, node, links, guest_inodes=inodes)
+    taken = [(node, lost) for node, links in fresh
+             if (lost := _link_loaded(tree, node, links, guest_inodes=inodes))]
     _place_shares(tree, inodes)
+    return taken
 
 
 def _place_shares(tree: Tree, inodes: dict[str, int]) -> None:

@@ -1,0 +1,95 @@
+"""The numbers of a node document are checked where it is opened (vault/model/nodes.py).
+
+Anyone holding a file's DEK (a recipient) can seal any attributes: a number the kernel or the format
+cannot carry is a malformed document (CorruptData, which the load leaves out with an alarm), never an
+OverflowError or a TypeError deep in a mount (tests/mount/test_trust_attack_round7.py, end to end)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from fusevault.crypto import aead
+from fusevault.encoding import b64e
+from fusevault.errors import CorruptData
+from fusevault.vault.model.history import open_version_doc
+from fusevault.vault.model.nodes import clear_epoch, node_from_doc, open_node_attrs
+
+FID = "f" * 32
+DEK = os.urandom(32)
+GOOD = {"mode": stat.S_IFREG | 0o644, "uid": 1000, "gid": 1000, "rdev": 0, "size": 5,
+        "atime": 1, "mtime": 2, "ctime": 3, "btime": 4, "links": [["p" * 32, "a.txt"]], "xattrs": {},
+        "target": None, "head": None, "manifest": [0, 10], "trashed": None, "previous": None,
+        "epoch": 3, "allocated": 5, "seq": ["d" * 16, 7]}
+
+
+def _doc(attrs: dict) -> dict:
+    sealed = aead.seal(DEK, json.dumps(attrs).encode(), aead.ad("node", FID))
+    return {"_id": FID, "_rev": "1-a", "type": "node", "owner": "alice", "epoch": 0, "enc": b64e(sealed)}
+
+
+def _open(attrs: dict):
+    doc = _doc(attrs)
+    return node_from_doc(doc, DEK, open_node_attrs(doc, DEK))
+
+
+def test_in_range_numbers_open_at_their_limits() -> None:
+    limits = {"mode": 0o177777, "uid": 2**32 - 1, "gid": 2**32 - 1, "rdev": 2**32 - 1, "size": 2**63 - 1,
+              "atime": -2**63, "mtime": 2**63 - 1, "epoch": 2**53 - 1, "allocated": 0,
+              "manifest": [2**63 - 1, 2**63 - 1], "seq": ["d", 2**63 - 1]}
+    node, links = _open({**GOOD, **limits})
+    assert (node.uid, node.size, node.epoch, node.atime, node.seq) == (2**32 - 1, 2**63 - 1, 2**53 - 1,
+                                                                      -2**63, ("d", 2**63 - 1))
+    assert links == [("p" * 32, b"a.txt")]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("mode", 2**40), ("mode", -1), ("mode", 0o200000), ("mode", True), ("mode", 1.5), ("mode", None),
+    ("uid", 2**32), ("uid", -1), ("gid", 2**64), ("gid", "0"), ("rdev", 2**32), ("rdev", False),
+    ("size", 2**63), ("size", -1), ("allocated", 2**63), ("allocated", "5"),
+    ("atime", 2**63), ("mtime", -2**63 - 1), ("ctime", 1e30), ("btime", 2**100),
+    ("epoch", 2**64), ("epoch", 2**53), ("epoch", -1), ("epoch", "1"),
+    ("manifest", [0, 2**64]), ("manifest", [0, -1]), ("manifest", [1, 2, 3]), ("manifest", "x"),
+    ("trashed", ["/a", 2**64]), ("trashed", ["/a"]), ("seq", ["d", 2**64]), ("seq", ["d", -1]),
+    ("seq", "d"),
+])
+def test_a_number_out_of_range_or_of_another_type_is_malformed(field: str, value: object) -> None:
+    with pytest.raises(CorruptData, match="malformed"):
+        _open({**GOOD, field: value})
+
+
+def test_attributes_that_are_not_an_object_are_malformed() -> None:
+    for attrs in ([1, 2], "x", 5):
+        doc = {**_doc({}), "enc": b64e(aead.seal(DEK, json.dumps(attrs).encode(), aead.ad("node", FID)))}
+        with pytest.raises(CorruptData, match="malformed"):
+            open_node_attrs(doc, DEK)
+
+
+@pytest.mark.parametrize("epoch", [2**64, 2**53, -1, True, "0", None])
+def test_a_clear_key_epoch_out_of_range_is_corrupt_data(epoch: object) -> None:
+    with pytest.raises(CorruptData):
+        clear_epoch({"_id": FID, "epoch": epoch})
+    assert clear_epoch({"_id": FID}) == 0 and clear_epoch({"_id": FID, "epoch": 2**53 - 1}) == 2**53 - 1
+
+
+VID = "v" * 32
+PLAIN = {"file_entry_ts": 5, "file_location": "", "file_name": "a.txt", "file_iv": "", "size": 5, "mtime": 2,
+         "author": "alice", "manifest": [0, 10], "parents": []}
+
+
+def _version(plain: dict):
+    sealed = aead.seal(DEK, json.dumps(plain).encode(), aead.ad("version", FID, VID))
+    return open_version_doc({"_id": VID, "_rev": "1-a", "fid": FID, "enc": b64e(sealed)}, DEK)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("size", 2**63), ("size", -1), ("size", True), ("mtime", 2**63), ("file_entry_ts", 1e300),
+    ("file_entry_ts", "5"), ("manifest", [0, 2**64]), ("manifest", [0]),
+])
+def test_a_versions_number_out_of_range_is_malformed(field: str, value: object) -> None:
+    assert _version(PLAIN).size == 5
+    with pytest.raises(CorruptData, match="malformed"):
+        _version({**PLAIN, field: value})
