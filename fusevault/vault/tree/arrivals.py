@@ -132,7 +132,7 @@ def makes_cycle(tree: Tree, node: Node | None, links: list[tuple[str, bytes]]) -
     deep, or in itself).  Each folder above is looked at once."""
     if node is None or not node.is_dir or tree.get(node.ino) is not node:
         return False  # a new node has nothing under it yet; a file nothing at all
-    todo = [parent for fid, _ in links if (parent := tree.find(fid)) is not None]
+    todo = [parent for fid, _ in links if isinstance(fid, str) and (parent := tree.find(fid)) is not None]
     seen: set[int] = set()
     while todo:
         each = todo.pop()

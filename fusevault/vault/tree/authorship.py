@@ -171,7 +171,7 @@ class Authorship:
         for ino, name in held.links if held is not None else ():
             if (parent := volume.get(ino)) is not None and ino not in sharing.phantoms:
                 now[(parent.fid, name)] = parent
-        named = set(links)
+        named = {(parent, name) for parent, name in links if isinstance(parent, str)}
         new = [parent for fid_, name in named if (fid_, name) not in now
                if (parent := volume.find(fid_)) is not None and parent.ino not in sharing.phantoms]
         gone = [parent for key, parent in now.items() if key not in named]
