@@ -280,10 +280,6 @@ def test_a_read_recipients_seat_commits_nothing_so_vouches_for_nothing(shared) -
 # --- a WRITE recipient's own signed documents (no vouching involved)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/tree/authorship.py may_write asks WRITE of the union of the grants over every parent the "
-    "document names (``writes(..., new)`` is any()), not of each parent: one shared parent lets a second "
-    "link go anywhere in the owner's tree"))
 def test_a_writer_cannot_add_a_link_to_the_owners_file_in_a_folder_he_may_not_write(
         shared) -> None:  # noqa: F811
     """alice shares her folder team with bob (WRITE).  bob, who can write the vault folder, writes into
@@ -317,10 +313,6 @@ def test_a_writer_cannot_add_a_link_to_the_owners_file_in_a_folder_he_may_not_wr
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/tree/authorship.py may_write (any grant over the parents) and vault/tree/arrivals.py relink "
-    "let a WRITE recipient's document link a shared folder inside its own subfolder: the tree has a cycle "
-    "(seen: alice's `unshare` of it then spins on the trio loop until interrupted)"))
 def test_a_writer_cannot_link_the_shared_folder_inside_itself(shared) -> None:  # noqa: F811
     """alice shares her folder team (with team/sub/plan.txt) with bob (WRITE).  bob, who can write the vault
     folder, signs a node document of team itself that keeps its name in alice's root and adds one,
@@ -520,9 +512,6 @@ def test_unshare_with_the_groups_document_withheld_still_takes_the_key_back(
         f"alice's file is still under the key sealed for the team ({before.name}, epoch 0)")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/tree/authorship.py may_write (and settle at unlock) asks WRITE of the union of the grants "
-    "over the document's parents: one shared parent lets a second link go anywhere in the owner's tree"))
 def test_a_writer_cannot_add_a_link_to_the_owners_file_in_her_private_folder_at_unlock(
         vault: Path, tmp_path: Path) -> None:
     """The same through a real mount, taken in at unlock: alice shares team with bob (WRITE) and keeps
@@ -551,9 +540,6 @@ def test_a_writer_cannot_add_a_link_to_the_owners_file_in_her_private_folder_at_
     assert listed == ["diary.txt"], f"bob put a name in alice's private folder: {listed}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/tree/authorship.py may_write/settle and the unlock's placing let a WRITE recipient's "
-    "document link a shared folder inside its own subfolder: a cycle in the owner's tree"))
 def test_a_writer_cannot_make_the_owners_tree_a_cycle_through_a_real_mount(
         vault: Path, tmp_path: Path) -> None:
     """alice shares team (team/sub/plan.txt) with bob (WRITE).  bob signs a node document of team that keeps
@@ -590,10 +576,6 @@ def test_a_writer_cannot_make_the_owners_tree_a_cycle_through_a_real_mount(
     assert "loop" not in listed and finished, f"team/sub lists {listed}; the unshare finished: {finished}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/tree/authorship.py may_write at unlock (settle: no node held yet) asks WRITE of any grant "
-    "over the document's parents; version_ok then finds WRITE through the planted first link "
-    "(Guests.covering follows links[0] only)"))
 def test_a_read_recipient_cannot_write_the_owners_file_by_linking_it_into_a_folder_he_may_write(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (READ) and her folder proj with him (WRITE).  bob, who can write the

@@ -84,12 +84,14 @@ def keep(node: Node | None, doc: dict) -> None:
 def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:
     """Whether the signer of ``doc`` may make the change it makes (the owner, or a WRITE grantee)."""
     gate, fresh = tree.authorship, opened[0]
+    if makes_cycle(tree, node, opened[1]):  # whoever signed it: a peer's, the owner's, a grantee's
+        gate.deny(doc, f"signed by {signer}, it puts a folder inside itself")
+        return False
     if signer == doc.get("owner"):
         return True
     if tree.vouched.get(doc["_id"]) == (signer, fresh.head, signature_of(doc)):
         return gate.owner_dek_ok(doc, signer, fresh.dek, node)  # the very document a seat here vouched for
-    parents = [p for p, _ in opened[1]]
-    if not gate.may_write(tree, signer, doc["owner"], doc["_id"], parents, node):
+    if not gate.may_write(tree, signer, doc["owner"], doc["_id"], opened[1], node):
         gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
         return False
     return gate.owner_dek_ok(doc, signer, fresh.dek, node)
@@ -127,8 +129,33 @@ def reopen(tree: Tree, node: Node) -> bool:
     return True
 
 
+def makes_cycle(tree: Tree, node: Node | None, links: list[tuple[str, bytes]]) -> bool:
+    """Whether the names ``links`` (parent fid, name) would put ``node``, a
+    folder held here, inside itself (in one of its own subfolders, however
+    deep, or in itself).  Each folder above is looked at once."""
+    if node is None or not node.is_dir or tree.get(node.ino) is not node:
+        return False  # a new node has nothing under it yet; a file nothing at all
+    todo = [parent for fid, _ in links if isinstance(fid, str) and (parent := tree.find(fid)) is not None]
+    seen: set[int] = set()
+    while todo:
+        each = todo.pop()
+        if each is node:
+            return True
+        if each.ino not in seen:
+            seen.add(each.ino)
+            todo += [parent for ino, _ in each.links if (parent := tree.get(ino)) is not None]
+    return False
+
+
 def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
-    """Give ``node`` the names ``links`` (parent fid, name) gives it here."""
+    """Give ``node`` the names ``links`` (parent fid, name) gives it here.
+
+    Never names that would put a folder inside itself (``may_take`` refuses
+    such a document; callers that do not judge land here): it keeps the names
+    it has."""
+    if makes_cycle(tree, node, links):
+        log.warning("%s: its new names would put the folder inside itself: it keeps its place", node.fid)
+        return
     wanted = [(tree.ino_of(p), name) for p, name in links
               if tree.holds(p) and names.link_ok(tree, node.fid, name)]
     for parent_ino, name in list(node.links):

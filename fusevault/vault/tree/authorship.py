@@ -9,8 +9,12 @@ only if (``Authorship``):
 - its signer is the node's owner, or holds WRITE on the node by a grant of
   that owner (a Share on the node or a folder above it, as ``Guests``
   reads them: the grants work makes Guests ignore unsigned or forged ones).
-  For a node this reader already holds, the signer must hold WRITE where the
-  node is now and where the document puts it;
+  WRITE where it is: a grant on the node, or on every folder it sits in (all
+  the way up).  For a node this reader already holds, the signer must also
+  hold WRITE on every folder a new name of it goes into or an old one leaves
+  (the node's own grant, READ or WRITE, puts no name in a folder);
+- a document never puts a folder inside itself (vault/tree/arrivals.py,
+  vault/tree/loading.py);
 - a new file's ``owner_dek`` (sealed to the owner's public key, which anyone
   can do) comes from a WRITE grantee, at key epoch 0, and never gives a node
   the owner already holds (or has wrapped versions of) another DEK.
@@ -137,22 +141,68 @@ class Authorship:
                                                 for r in sharing.reaches(grant)) for grant in grants)
 
     def may_write(self, volume: Held, signer: str, owner: str, fid: str,
-                  parents: list[str], node: Node | None = None) -> bool:
-        """Whether ``signer`` holds WRITE on ``owner``'s node ``fid``: where the
-        document puts it (under ``parents``) and, if held, where it is now."""
+                  links: list[tuple[str, bytes]] | None = None, node: Node | None = None, *,
+                  placed: bool = False) -> bool:
+        """Whether ``signer`` holds WRITE on ``owner``'s node ``fid`` for a
+        document naming ``links`` (parent fid, name; None: its names are not
+        what is judged).
+
+        Held here: he must write it as it stands (``writes_at``: a grant on
+        it, or on every folder it sits in now), every folder a new link puts
+        it in, and every folder a link it loses leaves.  Not held: every
+        folder the document puts it in.  ``placed`` (at unlock: the tree was
+        built from the documents themselves, no link is known to be new):
+        where it sits.  A grant on the node never lets a new name go into a
+        folder he does not write, nor does a folder he writes make the
+        node's own READ a WRITE.  A folder this user cannot open (a phantom,
+        or not held) puts nothing here, and is not judged."""
         sharing = volume.sharing
         if sharing is None:
             return False
-        own = list(sharing.by_fid.get(fid, ()))
-        new = list(own)
-        for parent in parents:
-            if (held := volume.find(parent)) is not None:
-                new += volume.covering(held)
-        if (parents or node is None) and not self.writes(sharing, signer, owner, new):
+        held = node if node is not None and volume.get(node.ino) is node else None
+        if placed:
+            return held is not None and self.writes_at(volume, signer, owner, held)
+        if held is not None and not self.writes_at(volume, signer, owner, held):
             return False
-        if node is not None and volume.get(node.ino) is not None:
-            return self.writes(sharing, signer, owner, own + volume.covering(node))
-        return True
+        own = self.writes(sharing, signer, owner, list(sharing.by_fid.get(fid, ())))
+        if links is None:
+            return held is not None or own
+        now: dict[tuple[str, bytes], Node] = {}
+        for ino, name in held.links if held is not None else ():
+            if (parent := volume.get(ino)) is not None and ino not in sharing.phantoms:
+                now[(parent.fid, name)] = parent
+        named = {(parent, name) for parent, name in links if isinstance(parent, str)}
+        new = [parent for fid_, name in named if (fid_, name) not in now
+               if (parent := volume.find(fid_)) is not None and parent.ino not in sharing.phantoms]
+        gone = [parent for key, parent in now.items() if key not in named]
+        if held is None and not new:
+            return own  # placed nowhere here (its folder may come later: judged again then)
+        return all(self.writes_at(volume, signer, owner, parent) for parent in [*new, *gone])
+
+    def writes_at(self, volume: Held, signer: str, owner: str, start: Node) -> bool:
+        """WRITE on ``start`` by a grant on it or, failing that, on every folder
+        it sits in, all the way up: every way to the top passes a grant of
+        ``owner``'s to ``signer``.  Each node is looked at once (a cycle
+        ends the walk)."""
+        sharing = volume.sharing
+        if sharing is None:
+            return False
+        seen, todo, granted = {start.ino}, [start], False
+        while todo:
+            each = todo.pop()
+            if self.writes(sharing, signer, owner, list(sharing.by_fid.get(each.fid, ()))):
+                granted = True
+                continue
+            parents = [volume.get(ino) for ino, _ in each.links]
+            if not parents or each.ino in sharing.phantoms:
+                return False  # the top (or a folder this user cannot see) with no grant on the way
+            for parent in parents:
+                if parent is None:
+                    return False
+                if parent.ino not in seen:
+                    seen.add(parent.ino)
+                    todo.append(parent)
+        return granted
 
     def writer_of(self, sharing: Guests | None, signer: str, owner: str) -> bool:
         """Whether ``owner`` gave ``signer`` WRITE on anything (a deleted node's place is not known)."""
@@ -195,10 +245,11 @@ class Authorship:
         under them: ``leave`` takes one out), and are said.  All are judged
         before any leaves."""
         refused = []
-        for node, links, signer, _ in foreign:
-            if not self.may_write(volume, signer, node.owner, node.fid, [p for p, _ in links]):
+        for node, _, signer, _ in foreign:
+            placed = volume.find(node.fid) or node  # where the unlock put it (its own names: judged)
+            if not self.may_write(volume, signer, node.owner, node.fid, node=placed, placed=True):
                 self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
-                refused.append(node)
+                refused.append(placed)
         for node in refused:
             todo = [node]
             while todo:
@@ -222,7 +273,7 @@ class Authorship:
         if signer == doc.get("owner") == self.user_id:
             return True
         if doc.get("owner") == self.user_id and self.may_write(
-                volume, signer, self.user_id, doc["_id"], [], volume.find(doc["_id"])):
+                volume, signer, self.user_id, doc["_id"], None, volume.find(doc["_id"])):
             return True
         self._alarm(doc, f"a concurrent revision signed by {signer}, who holds no WRITE on it")
         return False
@@ -282,7 +333,7 @@ class Authorship:
             return True
         node = volume.find(doc.get("fid"))
         if node is not None and node.owner == owner:
-            ok = self.may_write(volume, signer, owner, node.fid, [], node)
+            ok = self.may_write(volume, signer, owner, node.fid, None, node)
         else:  # a file out of the tree (in the trash, or replaced by a rename)
             ok = self.writer_of(volume.sharing, signer, owner)
         if not ok:

@@ -130,7 +130,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             tree.add(node, inodes)
     taken = [(node, lost) for node, links in pending if (lost := _link_loaded(tree, node, links))]
     if guests:
-        taken += admit_guests(tree, guests, inodes)
+        taken += admit_guests(tree, guests, inodes, unlooped=False)
+    _break_cycles(tree)  # before settling: what leaves takes what is under it
     if foreign:
         out = Absorbed()
         gate.settle(tree, foreign, lambda node: leave(tree, node, out))
@@ -139,6 +140,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         for node, lost in taken:
             if tree.get(node.ino) is node:
                 _link_loaded(tree, node, lost)
+        if taken:
+            _break_cycles(tree)  # a name given back closes no loop either
     for doc, signer in deleted:
         gate.deleted(tree, doc, signer)
     tree.authorship = gate
@@ -181,17 +184,55 @@ def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
     return taken
 
 
+def _break_cycles(tree: Tree) -> None:
+    """A folder is never inside itself, whoever's documents say so (a grantee's,
+    two devices' concurrent moves): walking the names down from the root
+    (then from every folder not reached), a name leading back to a folder on
+    the way down is left out, and said.  Nothing walking the tree loops then."""
+    state: dict[int, bool] = {}  # inode -> still on the way down (False: done)
+    alarms = tree.trust.alarms if tree.trust is not None else None
+    for start in [tree.root, *tree.nodes()]:
+        if not start.is_dir or start.ino in state:
+            continue
+        state[start.ino] = True
+        way = [(start, list((start.children or {}).items()))]
+        while way:
+            parent, todo = way[-1]
+            if not todo:
+                state[parent.ino] = False
+                way.pop()
+                continue
+            name, ino = todo.pop()
+            child = tree.get(ino)
+            if child is None or not child.is_dir or state.get(ino) is False:
+                continue
+            if state.get(ino):
+                tree.unlink_entry(parent, name, child)
+                said = f"folder {child.fid} was named inside itself (in {parent.fid}): that name is left out"
+                if alarms is not None:
+                    alarms.warn("cycle", child.fid, said)
+                else:
+                    log.warning("%s", said)
+                continue
+            state[ino] = True
+            way.append((child, list((child.children or {}).items())))
+
+
 def admit_guests(tree: Tree, guests: list[tuple[Node, list[tuple[str, bytes]]]],
-                 inodes: dict[str, int] | None = None) -> list[tuple[Node, list[tuple[str, bytes]]]]:
+                 inodes: dict[str, int] | None = None, *,
+                 unlooped: bool = True) -> list[tuple[Node, list[tuple[str, bytes]]]]:
     """Add others' nodes shared with this user (at load, or when a share
     arrives while unlocked), and show each share's root in its folder.
-    Returns the links whose name was taken, by node."""
+    Returns the links whose name was taken, by node.  ``unlooped``: no
+    folder left inside itself (the load does that once, after)."""
     inodes = {} if inodes is None else inodes
     fresh = [(node, links) for node, links in guests if not tree.holds(node.fid)]
     for node, _ in fresh:
         tree.add(node, inodes)
     taken = [(node, lost) for node, links in fresh
              if (lost := _link_loaded(tree, node, links, guest_inodes=inodes))]
+    if unlooped and fresh:
+        _break_cycles(tree)
     _place_shares(tree, inodes)
     return taken
 
