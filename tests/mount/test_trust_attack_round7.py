@@ -377,10 +377,6 @@ def _keys_for(vault: Path, user_id: str, fid: str) -> list[Path]:
 # --- (5) the ledger does not remember where a file was
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: the ledger (vault/model/ledger.py) knows a seq, not a place: the rolled-back node is shown "
-    "in proj/ (alarm only) and share_ops.resume -> Guests.fill_missing (vault/tree/guests.py) seals its "
-    "key to proj's recipient"))
 def test_an_old_node_document_from_when_a_file_sat_in_a_folder_shared_since_gets_no_key_sealed(
         vault: Path, tmp_path: Path) -> None:
     """alice keeps secret.txt in proj/, then moves it to her root and writes it again; only then does

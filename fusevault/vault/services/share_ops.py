@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Container
 from pathlib import Path
 
 import trio
@@ -86,14 +87,16 @@ def _own(volume: Volume, path: bytes) -> Node:
     return node
 
 
-def subtree(volume: Volume, node: Node) -> list[Node]:
-    """The node and everything under it."""
+def subtree(volume: Volume, node: Node, behind: Container[str] = ()) -> list[Node]:
+    """The node and everything under it (not what sits under it only as a
+    file in ``behind`` says, an older state than the device saw: ledger.py)."""
     found, todo = [], [node]
     while todo:
         current = todo.pop()
         found.append(current)
         if current.children:
-            todo += [child for i in current.children.values() if (child := volume.get(i)) is not None]
+            todo += [child for i in current.children.values()
+                     if (child := volume.get(i)) is not None and child.fid not in behind]
     return found
 
 
@@ -120,7 +123,7 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     node = _own(volume, path)
     grantee, group, label = _grantee(volume, target)
     grant = Grant(volume.key.user_id, node.fid, grantee, group, share_perm(perm))
-    nodes = subtree(volume, node)
+    nodes = subtree(volume, node, volume.tree.behind)
     sealing = volume.sharing
     keys = [(n, (n.dek, n.epoch)) for n in nodes]
 
