@@ -65,7 +65,12 @@ def test_users_and_groups_keep_both_lists_in_agreement(vault: Path) -> None:
     assert _meta(vault / "users" / ids["carol"] / "meta.inf")["GROUPS"] == []
     assert f"{ids['carol']}:READ" not in _meta(vault / "groups" / group["_id"] / "meta.inf")["USERS"]
 
-    # Removing a user takes them out of every group in the same transaction.
+    # A member is removed only once the group's owner took them out (signed): a missing
+    # user document is never taken for a removal (docs/SECURITY.md).
+    refused = _run(vault, "user", "remove", "bob")
+    assert refused.returncode == 12 and "member of the group(s) team" in refused.stderr
+    assert (vault / "users" / ids["bob"]).exists()
+    assert _run(vault, "group", "member", "remove", "team", "bob").returncode == 0
     assert _run(vault, "user", "remove", "bob").returncode == 0
     assert not (vault / "users" / ids["bob"]).exists()
     assert _meta(vault / "groups" / group["_id"] / "meta.inf")["USERS"] == [f"{ids['alice']}:READ,WRITE"]

@@ -651,10 +651,6 @@ def test_a_read_recipient_cannot_write_the_owners_file_by_linking_it_into_a_fold
 # --- the owner's groups, when the store withholds a member's document
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/services/share_ops.py _drop_removed_members takes a pinned member whose user document is "
-    "missing for a removed user and signs the group again without them: a withholding becomes a change "
-    "of the owner's group"))
 def test_a_withheld_member_document_does_not_make_the_owner_sign_them_out_of_her_group(
         vault: Path, tmp_path: Path) -> None:
     """alice's group team has bob as a member (pinned on her device).  The store writer withholds bob's user
