@@ -330,6 +330,8 @@ class Ledger:
             if node.owner == self.key.user_id:
                 self._own(node.fid)
         self.counter = top
+        for fid in [f for f in self.behind if not volume.holds(f)]:
+            self._placed(fid)  # gone: one put back older is found behind again
         vanished: list[str] = []
         for fid in [f for f, (live, _) in self.fids.items() if live and not volume.holds(f)]:
             self._missing(volume, store, fid, rolled, vanished)

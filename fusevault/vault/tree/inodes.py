@@ -192,7 +192,7 @@ class Inodes:
         """Who else a file's versions are sealed for (None: shared with nobody)."""
         if self.sharing is None or not self.sharing.by_fid:
             return None
-        return acl_lines(self.sharing.covering(node, self._nodes))
+        return acl_lines(self.sharing.covering(node, self._nodes, self.behind))
 
     # --- adding and removing nodes
 
