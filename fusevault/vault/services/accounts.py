@@ -50,7 +50,7 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
         shares = [d for d in store.iter_type(sharing.SHARE) if d.get("grantee") == user["_id"]]
         changes = [tombstone(d) for d in [user, *owned, *shares]]
         changes += sharing.rotations(store, [sharing.grant_of(d) for d in shares])
-        store.put_many(changes)  # one transaction: the memberships go with the user
+        store.put_many(changes)  # one transaction
         store.sync()
         # What is left there (the .vf of files in their trash) no document names any more.
         shutil.rmtree(layout.user_dir(user["_id"]), ignore_errors=True)
