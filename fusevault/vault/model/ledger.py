@@ -14,7 +14,9 @@ device (or that carries no ``seq`` where one was seen) is a rollback: a
 restored ``store.sqlite``, or a server or peer serving an older revision.
 A file that was live and whose row is simply gone (no tombstone, no trashed
 revision) has vanished.  Both are reported (``Alarms``) and, when they
-arrive while mounted, not applied.
+arrive while mounted, not applied.  A file loaded in such an older state is
+also kept ``behind``, with the folders that state puts it in: no share of
+those folders seals its key (the owner never chose that place).
 
 The ledger lives OUTSIDE the vault folder (``paths.state_dir()/ledger/``), so
 a restored backup of the vault does not restore it; it is sealed with a
