@@ -65,7 +65,12 @@ def test_users_and_groups_keep_both_lists_in_agreement(vault: Path) -> None:
     assert _meta(vault / "users" / ids["carol"] / "meta.inf")["GROUPS"] == []
     assert f"{ids['carol']}:READ" not in _meta(vault / "groups" / group["_id"] / "meta.inf")["USERS"]
 
-    # Removing a user takes them out of every group in the same transaction.
+    # A member is removed only once the group's owner took them out (signed): a missing
+    # user document is never taken for a removal (docs/SECURITY.md).
+    refused = _run(vault, "user", "remove", "bob")
+    assert refused.returncode == 12 and "member of the group(s) team" in refused.stderr
+    assert (vault / "users" / ids["bob"]).exists()
+    assert _run(vault, "group", "member", "remove", "team", "bob").returncode == 0
     assert _run(vault, "user", "remove", "bob").returncode == 0
     assert not (vault / "users" / ids["bob"]).exists()
     assert _meta(vault / "groups" / group["_id"] / "meta.inf")["USERS"] == [f"{ids['alice']}:READ,WRITE"]
@@ -103,6 +108,23 @@ def test_a_user_with_files_or_a_group_is_not_removed(vault: Path, tmp_path: Path
     refused = _run(vault, "user", "remove", "alice")
     assert refused.returncode == 12 and "owns the group(s) team" in refused.stderr
     assert _run(vault, "user", "list", "--json").stdout.count('"name"') == 2
+
+
+def test_a_withheld_member_document_is_not_signed_out_by_another_member_change(vault: Path) -> None:
+    """The store's writer withholds bob's user document while alice adds carol to her group: the group
+    she signs still names bob (a missing document is not a removal: docs/SECURITY.md, Withholding)."""
+    import adversary
+
+    for name, uid in (("bob", "2001"), ("carol", "2002")):
+        assert _run(vault, "user", "add", name, "--uid", uid).returncode == 0
+    assert _run(vault, "group", "add", "team", "--owner", "alice").returncode == 0
+    assert _run(vault, "group", "member", "add", "team", "bob", "--perm", "READ").returncode == 0
+    (bob,) = [u for u in docs_of(vault, "UserDetails") if u["username"] == "bob"]
+    adversary.delete_row(vault, bob["_id"])
+    assert _run(vault, "group", "member", "add", "team", "carol", "--perm", "READ").returncode == 0
+    adversary.put(vault, bob)
+    (team,) = docs_of(vault, "Group")
+    assert team["users"].get(bob["_id"]) == "READ", team["users"]
 
 
 def test_every_user_has_key_pairs_only_their_passphrase_opens(vault: Path) -> None:

@@ -409,10 +409,10 @@ def test_sharing_with_a_group_name_a_planted_group_also_has_seals_nothing_to_the
 
 def test_a_removed_users_document_put_back_gets_no_new_group_key(vault: Path, tmp_path: Path) -> None:
     """bob, a READ member of alice's group ``team`` (shared on proj), is removed from the vault
-    (``user remove``: his membership stays in alice's signed Group and "counts nowhere"; the
-    files get new keys at alice's next unlock, which this device sees).  Then the store writer puts
-    bob's user document back (genuine, self-signed).  Safe: alice's device seals none of the
-    current keys to bob."""
+    (``user remove`` is refused while he is a member: alice signs him out with ``group member
+    remove``; the files get new keys at alice's next unlock, which this device sees).  Then the
+    store writer puts bob's user document back (genuine, self-signed) and alice's older Group body
+    naming him.  Safe: alice's device seals none of the current keys to bob."""
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     _admin(vault, "group", "add", "team", "--owner", "alice")
     _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
@@ -422,10 +422,14 @@ def test_a_removed_users_document_put_back_gets_no_new_group_key(vault: Path, tm
         (mnt / "proj" / "plan.txt").write_text("step one")
         assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
     bob_doc, bob = _user(vault, "bob"), _key(vault, "bob", BOB)
+    (team,) = adversary.docs(vault, "Group")
+    refused = fusevault("user", "remove", "bob", env={"FUSEVAULT_VAULT": str(vault)})
+    assert refused.returncode == 12 and "group member remove" in refused.stderr
+    _admin(vault, "group", "member", "remove", "team", "bob")
     _admin(vault, "user", "remove", "bob")
     with mounted(vault, mnt):  # alice's device sees the removal: the rotation leaves bob out
         (mnt / "proj" / "plan.txt").write_text("step two, after bob was removed")
-    adversary.put(vault, bob_doc)
+    adversary.put(vault, bob_doc, team)
     with mounted(vault, mnt):
         (mnt / "proj" / "plan.txt").write_text("step three")
     alice = _user(vault, "alice")["_id"]

@@ -360,10 +360,6 @@ def _keys_for(vault: Path, user_id: str, fid: str) -> list[Path]:
 # --- (5) the ledger does not remember where a file was
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: the ledger (vault/model/ledger.py) knows a seq, not a place: the rolled-back node is shown "
-    "in proj/ (alarm only) and share_ops.resume -> Guests.fill_missing (vault/tree/guests.py) seals its "
-    "key to proj's recipient"))
 def test_an_old_node_document_from_when_a_file_sat_in_a_folder_shared_since_gets_no_key_sealed(
         vault: Path, tmp_path: Path) -> None:
     """alice keeps secret.txt in proj/, then moves it to her root and writes it again; only then does
@@ -616,10 +612,6 @@ def test_a_read_recipient_cannot_write_the_owners_file_by_linking_it_into_a_fold
 # --- the owner's groups, when the store withholds a member's document
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: vault/services/share_ops.py _drop_removed_members takes a pinned member whose user document is "
-    "missing for a removed user and signs the group again without them: a withholding becomes a change "
-    "of the owner's group"))
 def test_a_withheld_member_document_does_not_make_the_owner_sign_them_out_of_her_group(
         vault: Path, tmp_path: Path) -> None:
     """alice's group team has bob as a member (pinned on her device).  The store writer withholds bob's user

@@ -264,3 +264,39 @@ def test_a_file_of_the_users_that_now_names_another_owner_is_reported(vault: Pat
         assert logged(fid)
         assert (mnt / "keep.txt").read_bytes() == b"kept"
         (mnt / "new.txt").write_bytes(b"still writes")
+
+
+def test_a_file_rolled_back_into_a_shared_folder_under_an_older_key_gets_no_key_sealed_there(
+        vault: Path, tmp_path: Path) -> None:
+    """secret.txt sat in proj/, then moved to alice's root, was shared with bob and unshared (a new key);
+    only then is proj shared with bob.  The store writer puts back secret.txt's document from proj/ under
+    its older key: alice's device gives it a new key (a rollback under a revoked key), and, at that and at
+    the next unlock (the new key's commit is this device's own), seals it to no one by proj's share."""
+    from mount.test_trust_writes import BOB, _admin, _node_fid, _user
+
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    bob = _user(vault, "bob")["_id"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "secret.txt").write_text("while it sat in proj")
+    fid = _node_fid(vault, "alice", "secret.txt")
+    old = adversary.get(vault, fid)
+    with mounted(vault, mnt):
+        (mnt / "proj" / "secret.txt").rename(mnt / "secret.txt")
+        assert fusevault("share", mnt / "secret.txt", "--with", "bob", "--perm", "READ").returncode == 0
+        assert fusevault("unshare", mnt / "secret.txt", "--with", "bob").returncode == 0
+        (mnt / "proj" / "plan.txt").write_text("the plan bob may read")
+        assert fusevault("share", mnt / "proj", "--with", "bob", "--perm", "READ").returncode == 0
+
+    def bobs_keys() -> list[Path]:
+        return [p for p in vault.rglob(f"*{fid}*.vfkey") if bob in str(p)] + \
+            [p for p in vault.rglob(f"{bob}.vfkey") if fid in str(p)]
+
+    assert not bobs_keys()
+    adversary.put(vault, old)
+    for first in (True, False):
+        with mounted(vault, mnt):
+            assert not first or fid in [a["subject"] for a in alarms(mnt)]
+            assert (mnt / "proj" / "plan.txt").exists()
+        assert not bobs_keys(), "secret.txt's key was sealed to bob by the folder its older state names"

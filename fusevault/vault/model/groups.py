@@ -64,8 +64,9 @@ def set_member(store: Store, group: dict, user: dict, perm: str | None,
     """Add or change a member (``perm``), or remove one (``perm=None``),
     signed by the group's owner (``sign``); ``extra`` documents are committed
     in the same transaction."""
-    live = {u["_id"] for u in store.iter_type("UserDetails")}  # removed users' memberships go now
-    members = {u: p for u, p in (group.get("users") or {}).items() if u in live}
+    # Every membership the owner signed stays: one whose user document is missing now
+    # (withheld by the store's writer) is not a removal (`user remove` refuses a member).
+    members = dict(group.get("users") or {})
     if perm is None:
         if user["_id"] not in members:
             raise VaultNotFound(f"{user['username']} is not in group {group['groupname']}")

@@ -14,7 +14,9 @@ device (or that carries no ``seq`` where one was seen) is a rollback: a
 restored ``store.sqlite``, or a server or peer serving an older revision.
 A file that was live and whose row is simply gone (no tombstone, no trashed
 revision) has vanished.  Both are reported (``Alarms``) and, when they
-arrive while mounted, not applied.
+arrive while mounted, not applied.  A file loaded in such an older state is
+also kept ``behind``, with the folders that state puts it in: no share of
+those folders seals its key (the owner never chose that place).
 
 The ledger lives OUTSIDE the vault folder (``paths.state_dir()/ledger/``), so
 a restored backup of the vault does not restore it; it is sealed with a
@@ -35,6 +37,7 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -116,6 +119,14 @@ class Ledger:
         # every epoch seen, before the mount serves (vault/services/share_ops.py
         # resume).
         self.rolled: set[str] = set()
+        # Files loaded in an older state than seen, with the parents (fids)
+        # that older document gives them: where it puts the file is no place
+        # the owner's device chose, so no key is sealed by it (the tree's
+        # ``covering`` stops there).  Kept (saved) while the file still sits
+        # there: a commit of this device's that leaves it in place (a new
+        # key) does not make that place chosen; a newer state arriving, or
+        # the owner moving the file, ends it.
+        self.behind: dict[str, list[str]] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -140,6 +151,8 @@ class Ledger:
                            for fid, (live, seen) in data["fids"].items()}
             ledger.mine = {str(fid) for fid in data.get("mine", ())}
             ledger.epochs = {str(fid): int(epoch) for fid, epoch in data.get("epochs", {}).items()}
+            ledger.behind = {str(fid): sorted(str(p) for p in parents)
+                             for fid, parents in data.get("behind", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -151,7 +164,7 @@ class Ledger:
         """What to write (on the loop: cheap, a shallow copy)."""
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
                               "fids": dict(self.fids), "mine": list(self.mine),
-                              "epochs": dict(self.epochs)}
+                              "epochs": dict(self.epochs), "behind": dict(self.behind)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -199,6 +212,11 @@ class Ledger:
         newest = seen.get(seq[0])
         return newest is not None and seq[1] < newest
 
+    def newer(self, fid: str, seq: Seq | None) -> bool:
+        """Is this state of ``fid`` newer than every one seen from its device?"""
+        entry = self.fids.get(fid)
+        return seq is not None and (entry is None or seq[1] > entry[1].get(seq[0], -1))
+
     def record(self, fid: str, seq: Seq | None, live: bool) -> None:
         entry = self.fids.get(fid)
         seen = entry[1] if entry else {}
@@ -224,8 +242,13 @@ class Ledger:
             node.seq = (self.device, self.counter)
         self.version += 1
 
-    def committed(self, nodes: list[Node], deleted: list[bool]) -> None:
-        for node, gone in zip(nodes, deleted):
+    def committed(self, nodes: list[Node], deleted: list[bool],
+                  places: list[list[str]] | None = None) -> None:
+        """``places``: each node's parents (fids) as committed."""
+        for i, (node, gone) in enumerate(zip(nodes, deleted)):
+            moved = places is not None and places[i] != self.behind.get(node.fid)
+            if node.fid in self.behind and (gone or moved):
+                self._placed(node.fid)  # moved (or deleted) by the owner on this device: her choice
             self.record(node.fid, node.seq, not gone)
             self.keyed(node.fid, node.epoch)
             if node.owner == self.key.user_id:
@@ -257,7 +280,12 @@ class Ledger:
         self.record(fid, fresh.seq, not doc.get("delete"))
         self.keyed(fid, fresh.epoch)
         self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
+        self._placed(fid)  # and where it sits is where that newer state puts it
         return True
+
+    def _placed(self, fid: str) -> None:
+        if self.behind.pop(fid, None) is not None:
+            self.version += 1
 
     def replayed(self, volume: Held, fid: str, seq: Seq | None, how: str) -> bool:
         """Is this state of ``fid`` older than one seen?  If so it is said
@@ -280,7 +308,9 @@ class Ledger:
         and vanished files, then remember the tree."""
         rolled: list[tuple[str, str]] = []  # (fid, where it shows)
         top = self.counter
-        for node in volume.nodes():
+        loaded = volume.nodes()
+        fids = {node.ino: node.fid for node in loaded}
+        for node in loaded:
             if not node.dek:
                 continue  # a share's virtual folder or a phantom parent: no document opened
             seq = node.seq
@@ -290,12 +320,20 @@ class Ledger:
                 rolled.append((node.fid, _path(volume, node)))
                 if node.epoch < self.epochs.get(node.fid, 0):
                     self.rolled.add(node.fid)
+                place = parents_of(node, fids.get)
+                if self.behind.get(node.fid) != place:
+                    self.behind[node.fid] = place
+                    self.version += 1
             else:
+                if self.newer(node.fid, seq):
+                    self._placed(node.fid)  # a state no one had seen here: where it sits is its own
                 self.record(node.fid, seq, True)
                 self.keyed(node.fid, node.epoch)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
         self.counter = top
+        for fid in [f for f in self.behind if not volume.holds(f)]:
+            self._placed(fid)  # gone: one put back older is found behind again
         vanished: list[str] = []
         for fid in [f for f, (live, _) in self.fids.items() if live and not volume.holds(f)]:
             self._missing(volume, store, fid, rolled, vanished)
@@ -349,6 +387,11 @@ class Ledger:
             self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as this user's, "
                              f"now names another owner ({owner!s:.40}) in the store: it is not taken in")
         self.record(fid, None, False)  # in the trash, or a share that no longer reaches this user
+
+
+def parents_of(node: Node, fid_of: Callable[[int], str | None]) -> list[str]:
+    """The fids of the folders the node is linked in (``fid_of``: an inode's fid)."""
+    return sorted({fid_of(parent) or "" for parent, _ in node.links})
 
 
 def _tombstone(store: Store, fid: str) -> bool:

@@ -22,8 +22,8 @@ from fusevault.vault.services.opening import hold
 
 def remove_user(layout: Layout, store: Store, name: str) -> None:
     """``name`` and every document of theirs, in one transaction; refused while they own
-    files or groups, or are the only user.  Grants that reached them (directly or
-    through a group) get new keys at their owners' next unlock."""
+    files or groups, are a member of a group, or are the only user.  Shares with
+    them get new keys at their owners' next unlock."""
     user = users.find_user(store, name)
     everyone = list(store.iter_type(users.USER))
     if len(everyone) == 1:
@@ -37,19 +37,20 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
     owns = [g["groupname"] for g in shapes.well_formed(store, groups.GROUP) if g["owner"] == user["_id"]]
     if owns:
         raise InvalidInput(f"{name} owns the group(s) {', '.join(owns)}: remove them first")
+    # A membership ends only as the group's owner signs it (`group member remove`):
+    # a user document that is merely missing (withheld by the store's writer) is
+    # not told from a removal, so no device takes anyone out of a group by it.
+    member = [g["groupname"] for g in shapes.well_formed(store, groups.GROUP)
+              if user["_id"] in (g.get("users") or {})]
+    if member:
+        raise InvalidInput(f"{name} is a member of the group(s) {', '.join(member)}: take them out first "
+                           "(`fusevault group member remove GROUP USER`, the group owner's passphrase)")
     lock = hold(layout)  # not while a mount serves the vault
     try:
         shares = [d for d in store.iter_type(sharing.SHARE) if d.get("grantee") == user["_id"]]
         changes = [tombstone(d) for d in [user, *owned, *shares]]
-        lost = [sharing.grant_of(d) for d in shares]
-        for group in shapes.well_formed(store, groups.GROUP):
-            if user["_id"] in group.get("users", {}):
-                # The group's document is its owner's to sign: it stays, and a
-                # membership of a removed user counts nowhere (Guests.members).
-                lost += [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
-                sharing.drop_group_keys(layout, group["_id"], user["_id"])
-        changes += sharing.rotations(store, lost)
-        store.put_many(changes)  # one transaction: the memberships go with the user
+        changes += sharing.rotations(store, [sharing.grant_of(d) for d in shares])
+        store.put_many(changes)  # one transaction
         store.sync()
         # What is left there (the .vf of files in their trash) no document names any more.
         shutil.rmtree(layout.user_dir(user["_id"]), ignore_errors=True)

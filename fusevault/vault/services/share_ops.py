@@ -18,22 +18,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Container
 from pathlib import Path
 
 import trio
 
-from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import name_to_str
 from fusevault.errors import InvalidInput, NameClash, NotFound, PermissionDenied, VaultError, VaultNotFound
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import Layout
-from fusevault.vault.model import freshness, meta_files, sharing
+from fusevault.vault.model import meta_files, sharing
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import Grant, acl_lines, share_doc, share_perm
-from fusevault.vault.model.users import USER, find_user
+from fusevault.vault.model.users import find_user
 from fusevault.vault.volume import ROOT_INODE, Volume
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,16 @@ def _own(volume: Volume, path: bytes) -> Node:
     return node
 
 
-def subtree(volume: Volume, node: Node) -> list[Node]:
-    """The node and everything under it."""
+def subtree(volume: Volume, node: Node, behind: Container[str] = ()) -> list[Node]:
+    """The node and everything under it (not what sits under it only as a
+    file in ``behind`` says, an older state than the device saw: ledger.py)."""
     found, todo = [], [node]
     while todo:
         current = todo.pop()
         found.append(current)
         if current.children:
-            todo += [child for i in current.children.values() if (child := volume.get(i)) is not None]
+            todo += [child for i in current.children.values()
+                     if (child := volume.get(i)) is not None and child.fid not in behind]
     return found
 
 
@@ -133,7 +135,7 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     node = _own(volume, path)
     grantee, group, label = _grantee(volume, target)
     grant = Grant(volume.key.user_id, node.fid, grantee, group, share_perm(perm))
-    nodes = subtree(volume, node)
+    nodes = subtree(volume, node, volume.tree.behind)
     sealing = volume.sharing
     keys = [(n, (n.dek, n.epoch)) for n in nodes]
 
@@ -255,7 +257,6 @@ async def resume(volume: Volume) -> None:
     if volume.sharing is None:
         return
     me = volume.key.user_id
-    await _drop_removed_members(volume)
     for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
         node = volume.find(doc.get("fid", ""))
         if doc.get("owner") == me and node is not None and doc["fid"] not in volume.rotating:
@@ -266,45 +267,6 @@ async def resume(volume: Volume) -> None:
     written = await volume.in_thread(volume.tree.fill_missing, keys)
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
-
-
-async def _drop_removed_members(volume: Volume) -> None:
-    """Sign again, without them, the groups of this user that still name removed
-    users (``user remove`` needs no key, so it leaves the owner's signed document
-    as it was): a removed user's document put back by the store's writer then
-    finds no membership to count (and the older body is a replay, freshness.py)."""
-    me, groups = volume.key.user_id, dict(volume.sharing.groups)
-
-    def work() -> int:
-        live = {u["_id"] for u in volume.store.iter_type(USER)}
-        changed = []
-        for group in groups.values():
-            members = group.get("users") or {}
-            # Only users this device met (pinned) and whose documents are gone now: one whose
-            # document has not arrived yet (a peer's replication) is no removed user.
-            kept = {u: p for u, p in members.items() if u in live or volume.trust.pin(u) is None}
-            if group.get("owner") == me and kept != members:
-                # Stamped newer than the body it replaces, but remembered as seen only once
-                # stored: a failed write must not make the current body a "replay" here.
-                body = freshness.stamp(None, {**group, "users": kept})
-                changed.append(sign_doc(me, volume.trust.identity.sign, body))
-        if not changed:
-            return 0
-        try:
-            volume.store.put_many(changed)
-        except VaultError as err:  # changed meanwhile (a Conflict), read-only: the next unlock looks again
-            log.warning("removed users' memberships not taken out of groups yet: %s", err)
-            return 0
-        if volume.trust.fresh is not None:
-            for doc in changed:
-                volume.trust.fresh.saw(doc)
-        volume.store.sync()
-        volume.trust.save()
-        return len(changed)
-
-    if await volume.store_call(work):
-        log.info("removed users' memberships taken out of this user's groups")
-        volume.sharing.reload(volume.store)
 
 
 async def _rekey_rolled_back(volume: Volume) -> None:

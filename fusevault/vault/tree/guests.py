@@ -20,7 +20,7 @@ import logging
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,14 +165,16 @@ class Guests:
                         best = _better(best, reach.perm)
         return best
 
-    def covering(self, node: Node, nodes: dict[int, Node]) -> list[Grant]:
+    def covering(self, node: Node, nodes: dict[int, Node], behind: Container[str] = ()) -> list[Grant]:
         """Every share on ``node`` or a folder above it (the node's ACL), made
-        by the owner of the node it names: another's grant there is no grant."""
+        by the owner of the node it names: another's grant there is no grant.
+        Not above a node in ``behind`` (loaded in an older state than the
+        device saw: the folder it names is no place the owner chose)."""
         found: list[Grant] = []
         seen = 0
         while node is not None and seen < 4096:
             found += [g for g in self.by_fid.get(node.fid, ()) if g.owner == node.owner]
-            if node.ino in self.phantoms or not node.links:
+            if node.ino in self.phantoms or not node.links or node.fid in behind:
                 break
             node = nodes.get(node.links[0][0])
             seen += 1
@@ -216,7 +218,7 @@ class Guests:
         return top
 
     def fill_missing(self, layout: Layout, nodes: dict[int, Node],
-                     keys: list[tuple[Node, bytes, int]]) -> int:
+                     keys: list[tuple[Node, bytes, int]], behind: Container[str] = ()) -> int:
         """Seal keys nobody has sealed yet (a member who joined a group later,
         a crash between a share and its keys) for every node whose DEK this
         user holds (``keys``: node, DEK, epoch, taken on the trio thread): so
@@ -225,7 +227,7 @@ class Guests:
         meanwhile has the last word."""
         written = 0
         for node, dek, epoch in keys:
-            for grant in self.covering(node, nodes):
+            for grant in self.covering(node, nodes, behind):
                 if not self.may_seal(node, grant):
                     continue
                 for reach in self.reaches(grant):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Any
 
 import trio
@@ -22,7 +22,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.errors import NotFound, StoreUnavailable, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, os_error
-from fusevault.vault.model.ledger import Ledger
+from fusevault.vault.model.ledger import Ledger, parents_of
 from fusevault.vault.model.nodes import ROOT_INODE, Node, node_doc
 from fusevault.vault.model.sharing import Grant, acl_lines
 from fusevault.vault.model.trust import Trust
@@ -171,19 +171,30 @@ class Inodes:
         return self.sharing.perm(node, self._nodes) if self.sharing is not None else None
 
     def covering(self, node: Node) -> list[Grant]:
-        return self.sharing.covering(node, self._nodes) if self.sharing is not None else []
+        return self.sharing.covering(node, self._nodes, self.behind) if self.sharing is not None else []
+
+    @property
+    def behind(self) -> Container[str]:
+        """Files loaded in an older state than this device saw (a rollback): no
+        share is followed above them, as the place that state gives them is no
+        place the owner chose (vault/model/ledger.py)."""
+        return self.ledger.behind if self.ledger is not None else ()
+
+    def _fid_at(self, ino: int) -> str | None:
+        node = self._nodes.get(ino)
+        return node.fid if node is not None else None
 
     def held_keys(self) -> list[tuple[Node, bytes, int]]:
         return self.sharing.held_keys(self._nodes) if self.sharing is not None else []
 
     def fill_missing(self, keys: list[tuple[Node, bytes, int]]) -> Any:
-        return self.sharing.fill_missing(self.layout, self._nodes, keys)
+        return self.sharing.fill_missing(self.layout, self._nodes, keys, self.behind)
 
     def acl(self, node: Node) -> list[str] | None:
         """Who else a file's versions are sealed for (None: shared with nobody)."""
         if self.sharing is None or not self.sharing.by_fid:
             return None
-        return acl_lines(self.sharing.covering(node, self._nodes))
+        return acl_lines(self.sharing.covering(node, self._nodes, self.behind))
 
     # --- adding and removing nodes
 
@@ -332,7 +343,8 @@ class Inodes:
             self.unsaved.discard(node.ino)
             self.pending.pop(node.ino, None)
         if self.ledger is not None:
-            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes])
+            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes],
+                                  [parents_of(n, self._fid_at) for n in nodes])
 
     async def save(self, tx: Tx, group: bool = False) -> None:
         """Commit ``tx`` now, or with ``group`` (a request from the kernel, in a
