@@ -2,8 +2,7 @@
 
 The attackers: a writer of the vault folder (store.sqlite, ``.vf`` files) or of the CouchDB
 database, with no key of the owner; and users of the vault (a recipient whose share ended).
-Each test asserts the SAFE behaviour; the ones that fail are marked ``xfail(strict=True)`` with
-where the hole is.
+Each test asserts the SAFE behaviour (the holes were marked ``xfail(strict=True)`` until closed).
 
 The shared-mount attacks run in-process (tests/inprocess/conftest.py's ``shared``: the mount's
 ``Drive`` with a seat for alice and one for bob over one store, each taking in what the other
@@ -11,7 +10,8 @@ commits, exactly as fs/shared.py composes them).  A document another process wri
 store is taken in as fs/shared.py ``_watch_store`` hands it over: ``Arrivals.committed(None, ...)``,
 that is ``absorb_arrivals`` for every unlocked seat.
 
-Found at fe65463 (each marked xfail with where the hole is):
+Found at fe65463: 16 holes (in 9 kinds, below), all closed the same day (each test failed before its
+fix; docs/SECURITY.md names them):
 - (1) ``Tree.vouched`` binds (signer, head) only and outlives the share: bob's own vouched node document
   put back verbatim (no key needed) rolls alice's file back after his share ended; one he signs with that
   head moves her file out of the shared folder, or (at a newer epoch, ``owner_dek``) gives her file a DEK
