@@ -57,6 +57,7 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
     template_vault,
     vault_copy,
 )
+from inprocess.test_two_users import _read, _walk, _write
 
 from fusevault.crypto import aead
 from fusevault.crypto.identity import open_file_key, seal_file_key
@@ -76,35 +77,13 @@ ALICE = Ctx(ALICE_UID, ALICE_UID)
 BOB = Ctx(BOB_UID, BOB_UID)
 
 
-# --- in-process helpers (tests/inprocess/test_two_users.py does the same)
-
-
-async def _write(drive, parent: int, name: bytes, data: bytes, ctx: Ctx) -> pyfuse3.EntryAttributes:
-    info, entry = await drive.create(parent, name, FILE, os.O_RDWR, ctx)
-    await drive.write(info.fh, 0, data)
-    await drive.release(info.fh)
-    return entry
+# --- in-process helpers (more in tests/inprocess/test_two_users.py)
 
 
 async def _rewrite(drive, ino: int, data: bytes, ctx: Ctx) -> None:
     info = await drive.open(ino, os.O_WRONLY | os.O_TRUNC, ctx)
     await drive.write(info.fh, 0, data)
     await drive.release(info.fh)
-
-
-async def _read(drive, ino: int, ctx: Ctx) -> bytes:
-    info = await drive.open(ino, os.O_RDONLY, ctx)
-    try:
-        return await drive.read(info.fh, 0, 1 << 20)
-    finally:
-        await drive.release(info.fh)
-
-
-async def _walk(drive, path: bytes, ctx: Ctx) -> pyfuse3.EntryAttributes:
-    entry = await drive.getattr(ROOT, ctx)
-    for name in path.split(b"/"):
-        entry = await drive.lookup(entry.st_ino, name, ctx)
-    return entry
 
 
 async def _ask(shared, cmd: str, path: str, perm: str = "READ") -> dict:  # noqa: F811
