@@ -62,8 +62,10 @@ def reconcile(layout: Layout, store: Store) -> int:
                                      user_meta(user, groups, grants))
     live_users = {u["_id"] for u in users}
     for group in groups:
-        # A removed user's membership stays in the group's signed document
-        # (only its owner may change it) but is listed nowhere.
+        # A member whose user document is missing (withheld, or removed
+        # before `user remove` asked for `group member remove` first) stays
+        # in the group's signed document (only its owner may change it) but
+        # is listed nowhere.
         group = {**group, "users": {u: p for u, p in (group.get("users") or {}).items() if u in live_users}}
         changed += _write_if_changed(layout.group_dir(group["_id"]) / "meta.inf", group_meta(group))
     live_groups = {g["_id"] for g in groups}

@@ -103,7 +103,8 @@ class Guests:
         return cls(user_id, grants, groups, users, trust=trust)
 
     def members(self) -> dict[str, dict[str, str]]:
-        # Only current users: a removed one's membership stays in the signed document.
+        # Only users whose document is here: a missing one (withheld, or removed
+        # under older code) stays in the signed document and is reached by nothing.
         return {gid: {u: p for u, p in (g.get("users") or {}).items() if u in self.users}
                 for gid, g in self.groups.items()}
 
