@@ -1,0 +1,120 @@
+"""Issue 22, attack round 8: fusevault as it is at 00e28b0 (main), attacked through its entry points.
+
+The attacker: a WRITE (or READ) recipient of alice's who can write the vault folder (or the store), and
+so signs node documents of alice's shared files with the DEK he holds.  Each test asserts the SAFE
+behaviour; holes are marked ``xfail(strict=True)``.
+
+In-process shared-mount attacks as in tests/mount/test_trust_attack_round7.py (``shared``: alice's and
+bob's seats over one store; a planted document is handed to every seat as fs/shared.py does).
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import adversary
+import pytest
+import trio
+from conftest import force_unmount, fusevault, mounted
+from inprocess.conftest import (  # noqa: F401  (fixtures)
+    ALICE_UID,
+    BOB_UID,
+    ROOT,
+    Ctx,
+    shared,
+    template_vault,
+    vault_copy,
+)
+from inprocess.test_two_users import _read, _walk, _write
+
+from fusevault.vault.model.nodes import open_node_attrs
+from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_attack_round7 import _ask, _bobs_node_doc, _planted, _resigned_by_bob, _share
+from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import _admin, _node_fid
+
+ALICE = Ctx(ALICE_UID, ALICE_UID)
+BOB = Ctx(BOB_UID, BOB_UID)
+
+# Sealed attributes of a node document that check_numbers (vault/model/nodes.py) does not look at, each
+# given a value of the wrong type: apply_attrs calls str_to_name (``.encode``) or ``.items()`` on it.
+WRONG_TYPES = {
+    "link-name-int": lambda team: {"links": [[team, 5]]},
+    "xattrs-list": lambda team: {"xattrs": [1, 2]},
+    "xattr-value-int": lambda team: {"xattrs": {"user.x": 5}},
+    "target-int": lambda team: {"target": 7},
+    "trashed-name-int": lambda team: {"trashed": [9, 0], "links": []},
+}
+
+
+async def _team_with_plan(shared, perm: str = "WRITE"):  # noqa: F811
+    drive = shared.drive
+    folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
+    mine = await _write(drive, folder.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+    await _write(drive, ROOT, b"diary.txt", b"alice's own\n", ALICE)
+    await _ask(shared, "share", "team", perm)
+    await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+    return folder, mine
+
+
+HOLE_TYPES = ("hole: check_numbers (vault/model/nodes.py) checks numbers only; apply_attrs calls "
+              "str_to_name / .items() on sealed fields of the wrong type and node_from_doc "
+              "catches KeyError, TypeError, ValueError, OverflowError, not AttributeError")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_TYPES)
+@pytest.mark.parametrize("kind", sorted(WRONG_TYPES))
+def test_a_writers_node_document_with_a_wrongly_typed_field_is_refused_not_a_crash(
+        shared, kind: str) -> None:  # noqa: F811
+    """alice shares team (with team/plan.txt) with bob (WRITE).  bob signs a node document of plan.txt
+    whose sealed attributes hold a field of the wrong type (a link name that is a number, xattrs that are
+    a list, ...).  Safe: taking it in raises nothing (it is malformed: refused), and alice still reads
+    plan.txt and her other files."""
+
+    async def attack() -> tuple[bytes, bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder, mine = await _team_with_plan(shared)
+        folder_node = alice.tree.node(alice.tree.node(ROOT).children[b"team"])
+        plan = alice.tree.node(folder_node.children[b"plan.txt"])
+        _planted(shared, _bobs_node_doc(shared, plan.fid, WRONG_TYPES[kind](folder_node.fid)))
+        await trio.sleep(0)
+        diary = await drive.lookup(ROOT, b"diary.txt", ALICE)
+        return await _read(drive, diary.st_ino, ALICE), await _read(drive, mine.st_ino, ALICE)
+
+    diary, plan = trio.run(attack)
+    assert diary == b"alice's own\n"
+    assert plan == b"alice's plan\n"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_TYPES + ": the mount fails (internal error, exit 70)")
+@pytest.mark.parametrize("kind", ["link-name-int", "xattrs-list", "target-int"])
+def test_a_recipients_node_document_with_a_wrongly_typed_field_does_not_stop_the_owners_mount(
+        vault: Path, tmp_path: Path, kind: str) -> None:
+    """As above through the vault folder and a real mount: bob (READ on notes.txt) signs a node document of
+    it with a field of the wrong type.  Safe: alice still mounts and reads her other files."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob")
+        (mnt / "diary.txt").write_text("alice's own")
+        assert _share(mnt, "notes.txt", "bob", "READ") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    root = _root_fid(vault)
+    _resigned_by_bob(vault, fid, WRONG_TYPES[kind](root))
+    mnt.mkdir(exist_ok=True)
+    done = fusevault("mount", vault, mnt)
+    try:
+        print("mount:", done.returncode, done.stderr[-2000:])
+        assert done.returncode == 0, f"alice's vault does not mount any more: {done.stderr[-500:]}"
+        assert (mnt / "diary.txt").read_text() == "alice's own"
+    finally:
+        force_unmount(mnt)
+
+
+def _root_fid(vault: Path) -> str:
+    fid = _node_fid(vault, "alice", "notes.txt")
+    doc = adversary.get(vault, fid)
+    return open_node_attrs(doc, _alice_dek(vault, fid))["links"][0][0]
+
