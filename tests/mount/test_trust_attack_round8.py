@@ -172,3 +172,28 @@ def test_a_writers_version_with_a_number_for_its_folder_does_not_hide_the_files_
     print(answer)
     assert "error" not in answer, answer
     assert len(answer["versions"]) >= 1
+
+
+# --- names that are not names, from a writer
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "", "a/b", "x\0y", "n" * 256])
+def test_a_writer_cannot_give_the_owners_file_a_name_that_is_not_one(shared, bad: str) -> None:  # noqa: F811
+    """bob (WRITE on team) signs a node document of team/plan.txt that adds a second name in team: ``..``,
+    ``.``, empty, with ``/`` or NUL, or 256 bytes long.  Safe: alice's team folder lists only valid names
+    and plan.txt still reads."""
+
+    async def attack() -> tuple[list[bytes], bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder, mine = await _team_with_plan(shared)
+        folder_node = alice.tree.node(alice.tree.node(ROOT).children[b"team"])
+        plan = alice.tree.node(folder_node.children[b"plan.txt"])
+        links = [[folder_node.fid, "plan.txt"], [folder_node.fid, bad]]
+        _planted(shared, _bobs_node_doc(shared, plan.fid, {"links": links}))
+        await trio.sleep(0)
+        return sorted(folder_node.children), await _read(drive, mine.st_ino, ALICE)
+
+    listed, plan = trio.run(attack)
+    assert listed == [b"plan.txt"], listed
+    assert plan == b"alice's plan\n"
