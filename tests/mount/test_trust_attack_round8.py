@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 from pathlib import Path
 
 import adversary
@@ -197,3 +198,51 @@ def test_a_writer_cannot_give_the_owners_file_a_name_that_is_not_one(shared, bad
     listed, plan = trio.run(attack)
     assert listed == [b"plan.txt"], listed
     assert plan == b"alice's plan\n"
+
+
+# --- a cycle of two folders, each document alone no cycle, met at unlock
+
+
+def _bobs_relink(vault: Path, fid: str, links: list) -> None:
+    _resigned_by_bob(vault, fid, {"links": links})
+
+
+def test_two_writer_documents_that_together_make_a_cycle_do_not_stop_the_owners_mount(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares team (team/a, team/b, team/a/plan.txt) with bob (WRITE).  bob signs a node document of a
+    that puts it in b, and one of b that puts it in a (each alone moves a folder inside a folder he
+    writes; together a and b hang from nothing but each other).  alice mounts.  Safe: the mount comes
+    up, lists team and her root, reads her own file, and ``unshare`` of team finishes."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team" / "a").mkdir(parents=True)
+        (mnt / "team" / "b").mkdir()
+        (mnt / "team" / "a" / "plan.txt").write_text("the plan")
+        (mnt / "diary.txt").write_text("alice's own")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    a, b = _node_fid(vault, "alice", "a"), _node_fid(vault, "alice", "b")
+    _bobs_relink(vault, a, [[b, "a"]])
+    _bobs_relink(vault, b, [[a, "b"]])
+    mnt.mkdir(exist_ok=True)
+    done = fusevault("mount", vault, mnt)
+    try:
+        print("mount:", done.returncode, done.stderr[-2000:])
+        assert done.returncode == 0, f"alice's vault does not mount any more: {done.stderr[-500:]}"
+        assert (mnt / "diary.txt").read_text() == "alice's own"
+        listed = sorted(p.name for p in (mnt / "team").iterdir())
+        print("team:", listed)
+        for top in listed:  # no path goes round forever
+            found = [mnt / "team" / top, *(mnt / "team" / top).rglob("*")]
+            depth = max(len(p.relative_to(mnt).parts) for p in found)
+            assert depth < 6, f"team/{top} is {depth} deep"
+        status = fusevault("status", mnt)
+        print("status:", status.returncode, status.stdout[-3000:], status.stderr[-1000:])
+        try:
+            gone = fusevault("unshare", mnt / "team", "--with", "bob", timeout=60)
+            print("unshare:", gone.returncode, gone.stdout, gone.stderr)
+            assert gone.returncode == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError("unshare did not finish in 60 s") from None
+    finally:
+        force_unmount(mnt)
