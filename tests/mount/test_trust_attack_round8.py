@@ -246,3 +246,30 @@ def test_two_writer_documents_that_together_make_a_cycle_do_not_stop_the_owners_
             raise AssertionError("unshare did not finish in 60 s") from None
     finally:
         force_unmount(mnt)
+
+
+# --- a replayed live revision of a deleted file takes the name of the owner's new file
+
+
+def test_a_replayed_revision_of_a_deleted_file_does_not_take_the_name_of_the_owners_new_file(
+        vault: Path, tmp_path: Path) -> None:
+    """alice writes report.txt, deletes it, and writes a new report.txt (another file).  The vault folder's
+    writer (no key) puts back the deleted file's last live node document.  alice mounts.  Safe: report.txt
+    reads what she wrote last (the replay is a rollback: said, and it takes no name from her file)."""
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "report.txt").write_text("the old report")
+    old = adversary.get(vault, _node_fid(vault, "alice", "report.txt"))
+    assert old is not None
+    with mounted(vault, mnt):
+        (mnt / "report.txt").unlink()
+        (mnt / "report.txt").write_text("the new report")
+    adversary.put(vault, old)
+    with mounted(vault, mnt):
+        try:
+            now = (mnt / "report.txt").read_text()
+        except OSError as err:
+            now = str(err)
+        status = fusevault("status", mnt)
+        print("status:", status.stdout[-3000:])
+    assert now == "the new report", f"alice's new report.txt was replaced by the replayed one: {now!r}"
