@@ -251,11 +251,14 @@ def test_two_writer_documents_that_together_make_a_cycle_do_not_stop_the_owners_
 # --- a replayed live revision of a deleted file takes the name of the owner's new file
 
 
+@pytest.mark.parametrize("device", ["this", "new"])
 def test_a_replayed_revision_of_a_deleted_file_does_not_take_the_name_of_the_owners_new_file(
-        vault: Path, tmp_path: Path) -> None:
+        vault: Path, tmp_path: Path, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """alice writes report.txt, deletes it, and writes a new report.txt (another file).  The vault folder's
     writer (no key) puts back the deleted file's last live node document.  alice mounts.  Safe: report.txt
-    reads what she wrote last (the replay is a rollback: said, and it takes no name from her file)."""
+    reads what she wrote last (the replay is a rollback: said, and it takes no name from her file).  ``new``:
+    she mounts on a device that has seen nothing (no ledger): both documents are hers, the replayed one
+    carries the lower (device, n) of the same writing device."""
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "report.txt").write_text("the old report")
@@ -265,6 +268,8 @@ def test_a_replayed_revision_of_a_deleted_file_does_not_take_the_name_of_the_own
         (mnt / "report.txt").unlink()
         (mnt / "report.txt").write_text("the new report")
     adversary.put(vault, old)
+    if device == "new":
+        monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state-of-a-new-device"))
     with mounted(vault, mnt):
         try:
             now = (mnt / "report.txt").read_text()
