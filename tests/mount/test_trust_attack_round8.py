@@ -380,3 +380,32 @@ def _log_tail() -> None:
     for log in sorted(Path(os.environ["FUSEVAULT_STATE_DIR"], "logs").glob("*")):
         text = log.read_text(errors="replace")
         print(log.name, text[text.rfind("Traceback"):][-3000:] if "Traceback" in text else "")
+
+
+# --- a READ recipient's deletion, arriving while the owner is unlocked
+
+
+@pytest.mark.parametrize("how", ["tombstone", "trashed"])
+def test_a_read_recipients_deletion_does_not_take_the_owners_file_away(shared, how: str) -> None:  # noqa: F811
+    """alice shares team (team/plan.txt) with bob (READ).  bob, who can write the store, signs a node document
+    of plan.txt that deletes it (``delete: true``) or moves it to the trash (no links, ``trashed``).  Safe:
+    alice's unlocked tree keeps team/plan.txt, and it reads."""
+
+    async def attack() -> bytes:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder, mine = await _team_with_plan(shared, "READ")
+        folder_node = alice.tree.node(alice.tree.node(ROOT).children[b"team"])
+        plan = alice.tree.node(folder_node.children[b"plan.txt"])
+        doc = _bobs_node_doc(shared, plan.fid, {"links": [], "trashed": ["team/plan.txt", 1]}
+                             if how == "trashed" else {})
+        if how == "tombstone":
+            bob = shared.volumes["bob"]
+            body = {k: v for k, v in doc.items() if k != "sig"}
+            doc = sign_doc(bob.key.user_id, bob.key.identity.sign, {**body, "delete": True})
+        _planted(shared, doc)
+        await trio.sleep(0)
+        found = await drive.lookup(folder.st_ino, b"plan.txt", ALICE)
+        return await _read(drive, found.st_ino, ALICE)
+
+    assert trio.run(attack) == b"alice's plan\n"
