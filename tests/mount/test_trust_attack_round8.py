@@ -22,7 +22,7 @@ import adversary
 import pyfuse3
 import pytest
 import trio
-from conftest import force_unmount, fusevault, mounted
+from conftest import PASSPHRASE, force_unmount, fusevault, mounted
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     ALICE_UID,
     BOB_UID,
@@ -37,7 +37,7 @@ from inprocess.test_two_users import _read, _walk, _write
 from fusevault.crypto import aead
 from fusevault.crypto.identity import open_file_key
 from fusevault.crypto.signing import sign_doc, signer_of
-from fusevault.encoding import b64e
+from fusevault.encoding import b64d, b64e
 from fusevault.vault.model.history import version_plain
 from fusevault.vault.model.nodes import doc_dek, open_node_attrs
 from fusevault.vault.model.sharing import read_key
@@ -469,3 +469,46 @@ def _node_fid_as(vault: Path, name: str) -> str:
             if any(n == name for _, n in open_node_attrs(doc, doc_dek(doc, key))["links"]):
                 return doc["_id"]
     raise AssertionError(f"no node {name}")
+
+
+# --- a writer's document carrying the owner's device with the largest counter
+
+
+@pytest.mark.xfail(strict=True, reason="hole: vault/model/ledger.py check_loaded takes the device counter "
+                   "from any loaded node's seq naming this device (a WRITE recipient's document): the next "
+                   "commits carry n = 2**63, which nodes.check_numbers refuses: her root's document is "
+                   "refused, the vault no longer mounts")
+def test_a_writers_document_with_the_owners_device_at_the_top_counter_does_not_break_her_later_files(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares notes.txt with bob (WRITE).  bob signs a node document of it whose ``seq`` names alice's
+    own writing device with n = 2**63 - 1 (the largest check_numbers lets through).  alice mounts, writes a
+    new file and edits notes.txt, and mounts again.  Safe: both read back what she wrote."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("shared with bob")
+        assert _share(mnt, "notes.txt", "bob", "WRITE") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    device = open_node_attrs(adversary.get(vault, fid), _alice_dek(vault, fid))["seq"][0]
+    _resigned_by_bob(vault, fid, {"seq": [device, 2**63 - 1]})
+    with mounted(vault, mnt):
+        (mnt / "later.txt").write_text("alice's later file")
+        (mnt / "notes.txt").write_text("alice's edit")
+    root = _user(vault, "alice")["root"]
+    doc = adversary.get(vault, root)
+    key = _key(vault, "alice", PASSPHRASE)
+    plain = aead.unseal(doc_dek(doc, key), b64d(doc["enc"]), aead.ad("node", root))
+    print("her root's seq now:", json.loads(plain)["seq"])  # n > 2**63 - 1: refused at the next load
+    done = fusevault("mount", vault, mnt)
+    try:
+        print("mount:", done.returncode, done.stderr[-2000:])
+        assert done.returncode == 0, f"alice's vault does not mount any more: {done.stderr[-500:]}"
+        got = []
+        for name in ("later.txt", "notes.txt"):
+            try:
+                got.append((mnt / name).read_text())
+            except OSError as err:
+                got.append(str(err))
+    finally:
+        force_unmount(mnt)
+    assert got == ["alice's later file", "alice's edit"], got
