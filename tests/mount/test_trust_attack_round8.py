@@ -6,6 +6,20 @@ behaviour; holes are marked ``xfail(strict=True)``.
 
 In-process shared-mount attacks as in tests/mount/test_trust_attack_round7.py (``shared``: alice's and
 bob's seats over one store; a planted document is handed to every seat as fs/shared.py does).
+
+Found at 00e28b0 (xfail strict until closed):
+- a sealed field check_numbers does not look at, of the wrong type (a link name or trashed name that is a
+  number, xattrs a list, an xattr value or symlink target a number; a link's parent fid a list or dict; a
+  head a list or dict; previous a list): absorb_arrivals raises (AttributeError, TypeError,
+  sqlite3.ProgrammingError); in a real shared mount that ends the mount for every user; at unlock
+  (a READ recipient suffices for the wrongly typed names) alice's vault no longer mounts (exit 70);
+  ``history`` of the file is an internal error.
+- a version document whose ``file_location`` is a number: the file's whole history is an internal error.
+- a WRITE recipient's node document whose ``seq`` names alice's device with n = 2**63 - 1: her ledger
+  takes it as her device's counter, her next commits carry n >= 2**63, which check_numbers refuses: her
+  vault no longer mounts ("the root directory's document is missing").
+Holds: names that are not names; two documents making a cycle at unlock; a replayed revision of a
+deleted file (this device or a new one); a READ recipient's deletion or trashing while unlocked.
 """
 
 from __future__ import annotations
