@@ -2,12 +2,12 @@
 
 The attacker: a WRITE (or READ) recipient of alice's who can write the vault folder (or the store), and
 so signs node documents of alice's shared files with the DEK he holds.  Each test asserts the SAFE
-behaviour; holes are marked ``xfail(strict=True)``.
+behaviour (holes were marked ``xfail(strict=True)`` until closed).
 
 In-process shared-mount attacks as in tests/mount/test_trust_attack_round7.py (``shared``: alice's and
 bob's seats over one store; a planted document is handed to every seat as fs/shared.py does).
 
-Found at 00e28b0 (xfail strict until closed):
+Found at 00e28b0, 4 holes, all closed the same day (each test failed before; docs/SECURITY.md):
 - a sealed field check_numbers does not look at, of the wrong type (a link name or trashed name that is a
   number, xattrs a list, an xattr value or symlink target a number; a link's parent fid a list or dict; a
   head a list or dict; previous a list): absorb_arrivals raises (AttributeError, TypeError,
@@ -91,7 +91,6 @@ HOLE_TYPES = ("hole: check_numbers (vault/model/nodes.py) checks numbers only; a
               "catches KeyError, TypeError, ValueError, OverflowError, not AttributeError")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_TYPES)
 @pytest.mark.parametrize("kind", sorted(WRONG_TYPES))
 def test_a_writers_node_document_with_a_wrongly_typed_field_is_refused_not_a_crash(
         shared, kind: str) -> None:  # noqa: F811
@@ -116,7 +115,6 @@ def test_a_writers_node_document_with_a_wrongly_typed_field_is_refused_not_a_cra
     assert plan == b"alice's plan\n"
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_TYPES + ": the mount fails (internal error, exit 70)")
 @pytest.mark.parametrize("kind", ["link-name-int", "xattrs-list", "target-int"])
 def test_a_recipients_node_document_with_a_wrongly_typed_field_does_not_stop_the_owners_mount(
         vault: Path, tmp_path: Path, kind: str) -> None:
@@ -165,10 +163,6 @@ def _bobs_version_doc(shared, doc: dict, change: dict) -> dict:  # noqa: F811
     return sign_doc(bob.key.user_id, bob.key.identity.sign, body)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: open_version_doc (vault/model/history.py) calls "
-                   "names.path_problem on a file_location that is not a str (.strip: AttributeError, "
-                   "not caught there nor by versions_of, which leaves out VaultError only): the whole "
-                   "history fails")
 def test_a_writers_version_with_a_number_for_its_folder_does_not_hide_the_files_history(
         shared) -> None:  # noqa: F811
     """alice shares team (team/plan.txt) with bob (WRITE); bob saves a version of plan.txt, then writes his
@@ -323,7 +317,7 @@ HOLE_REFS = ("hole: nodes.check_numbers / apply_attrs (vault/model/nodes.py) lea
 def _odd(kind: str, where: str | None) -> object:
     if where is None:
         return kind
-    return pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=HOLE_REFS + where))
+    return pytest.param(kind)  # closed: nodes.check_shapes (was: HOLE_REFS + where)
 
 
 @pytest.mark.parametrize("kind", [
@@ -448,9 +442,6 @@ def _resigned_by(vault: Path, name: str, fid: str, change: dict) -> None:
 
 
 @SHARED_ONLY
-@pytest.mark.xfail(strict=True, reason="hole: relink (vault/tree/arrivals.py) asks tree.holds(list): "
-                   "TypeError out of absorb_arrivals, through fs/arrivals.py committed() and fs/shared.py "
-                   "_watch_store (no except) into the mount's nursery: the shared mount ends for every user")
 def test_a_writers_odd_document_arriving_does_not_take_the_shared_mount_down(
         shared_vault: Path, place: Path, linux, python) -> None:  # noqa: F811
     """alice, unlocked in a shared mount, shares notes.txt with bob (WRITE).  bob, who can write the vault
@@ -488,10 +479,6 @@ def _node_fid_as(vault: Path, name: str) -> str:
 # --- a writer's document carrying the owner's device with the largest counter
 
 
-@pytest.mark.xfail(strict=True, reason="hole: vault/model/ledger.py check_loaded takes the device counter "
-                   "from any loaded node's seq naming this device (a WRITE recipient's document): the next "
-                   "commits carry n = 2**63, which nodes.check_numbers refuses: her root's document is "
-                   "refused, the vault no longer mounts")
 def test_a_writers_document_with_the_owners_device_at_the_top_counter_does_not_break_her_later_files(
         vault: Path, tmp_path: Path) -> None:
     """alice shares notes.txt with bob (WRITE).  bob signs a node document of it whose ``seq`` names alice's

@@ -75,6 +75,8 @@ def open_version_doc(doc: dict, dek: bytes) -> Version:
     plain = version_plain(doc, dek)
     try:
         location, name = plain["file_location"], plain["file_name"]
+        if not isinstance(location, str) or not isinstance(name, str):
+            raise ValueError("a name that is not a string")
         path = f"{location}/{name}" if location else name
         if names.problem(name) or names.path_problem(location):
             log.warning("version %s names a path that is not one: shown as %r", vid, REFUSED_PATH)

@@ -102,6 +102,10 @@ def seq_of(attrs: dict) -> Seq | None:
     return sys.intern(device), n
 
 
+# How far the documents this device committed may run ahead of its saved
+# ledger (written after them, off the loop): far more than a crash leaves.
+MAX_LAG = 1 << 32
+
 class Ledger:
     def __init__(self, key: MasterKey, path: Path, alarms: Alarms) -> None:
         self.key = key
@@ -314,8 +318,12 @@ class Ledger:
             if not node.dek:
                 continue  # a share's virtual folder or a phantom parent: no document opened
             seq = node.seq
-            if seq is not None and seq[0] == self.device and seq[1] > top:
-                top = seq[1]  # the ledger lagged (a crash): the counter never goes back
+            if seq is not None and seq[0] == self.device and top < seq[1] <= self.counter + MAX_LAG:
+                # The ledger lagged (a crash): the counter never goes back.  Never further
+                # than a crash can leave it behind: a writer's document naming this device
+                # at the top of the range would make every later commit of the owner's
+                # one that check_numbers refuses.
+                top = seq[1]
             if self.older(node.fid, seq):
                 rolled.append((node.fid, _path(volume, node)))
                 if node.epoch < self.epochs.get(node.fid, 0):

@@ -78,6 +78,32 @@ def check_numbers(attrs: dict) -> None:
         raise ValueError("bad seq")
 
 
+def _str_or_none(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def check_shapes(attrs: dict) -> None:
+    """Raise ValueError if a field of opened node attributes other than a number has the
+    wrong shape: a signed document of a writer is still a writer's input, and a list where
+    a name belongs must be a refusal, not an exception deep in whatever reads it."""
+    links = attrs.get("links", [])
+    if not isinstance(links, list) or not all(
+            isinstance(link, list) and len(link) == 2 and all(isinstance(part, str) for part in link)
+            for link in links):
+        raise ValueError("bad links")
+    xattrs = attrs.get("xattrs")
+    if xattrs and not (isinstance(xattrs, dict)
+                       and all(isinstance(k, str) and isinstance(v, str) for k, v in xattrs.items())):
+        raise ValueError("bad xattrs")
+    for field in ("target", "head", "previous"):
+        if not _str_or_none(attrs.get(field)):
+            raise ValueError(f"bad {field}")
+    if (trashed := attrs.get("trashed")) and not isinstance(trashed[0], str):
+        raise ValueError("bad trashed")
+    if (seq := attrs.get("seq")) is not None and not isinstance(seq[0], str):
+        raise ValueError("bad seq")
+
+
 def clear_epoch(doc: dict) -> int:
     """The key epoch a document carries in clear, checked as its sealed one is."""
     epoch = doc.get("epoch", 0)
@@ -273,6 +299,7 @@ def open_node_attrs(doc: dict, dek: bytes) -> dict:
         if not isinstance(attrs, dict):
             raise ValueError("not an object")
         check_numbers(attrs)
+        check_shapes(attrs)
         return attrs
     except (KeyError, ValueError, TypeError):
         raise CorruptData(f"node document {fid} is malformed") from None
