@@ -7,7 +7,7 @@ behaviour (holes were marked ``xfail(strict=True)`` until closed).
 In-process shared-mount attacks as in tests/mount/test_trust_attack_round7.py (``shared``: alice's and
 bob's seats over one store; a planted document is handed to every seat as fs/shared.py does).
 
-Found at 00e28b0, 4 holes, all closed the same day (each test failed before; docs/SECURITY.md):
+Found at 00e28b0, 3 kinds of hole, all closed the same day (each test failed before; docs/SECURITY.md):
 - a sealed field check_numbers does not look at, of the wrong type (a link name or trashed name that is a
   number, xattrs a list, an xattr value or symlink target a number; a link's parent fid a list or dict; a
   head a list or dict; previous a list): absorb_arrivals raises (AttributeError, TypeError,
