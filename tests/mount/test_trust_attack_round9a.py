@@ -1,0 +1,161 @@
+"""Issue 22, attack round 9a: fusevault as it is at 9b2364a (after round 8's fixes), attacked through its
+entry points.
+
+The attacker: a WRITE recipient of alice's who can write the vault folder (or the store), and so signs
+node and version documents of alice's shared files with the DEK he holds; the ledger's and history's
+newest code is the target (round 8: ``check_shapes``, ``check_numbers``, ``MAX_LAG``).  Each test asserts
+the SAFE behaviour; holes are marked ``xfail(strict=True)``.
+
+In-process shared-mount attacks as in tests/mount/test_trust_attack_round7.py (``shared``: alice's and
+bob's seats over one store; a planted document is handed to every seat as fs/shared.py does).
+"""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+import trio
+from inprocess.conftest import (  # noqa: F401  (fixtures)
+    ALICE_UID,
+    BOB_UID,
+    ROOT,
+    Ctx,
+    shared,
+    template_vault,
+    vault_copy,
+)
+from inprocess.test_two_users import _read, _walk, _write
+
+from fusevault.crypto.signing import signer_of
+from mount.test_trust_attack_round7 import _bobs_node_doc, _planted, _rewrite
+from mount.test_trust_attack_round8 import _bobs_version_doc, _team_with_plan
+
+ALICE = Ctx(ALICE_UID, ALICE_UID)
+BOB = Ctx(BOB_UID, BOB_UID)
+
+
+def _alice_requests(shared):  # noqa: F811
+    return shared.drive.seat_of(ALICE_UID).ops.session.requests
+
+
+def _plan_of(shared):  # noqa: F811
+    alice = shared.volumes["alice"]
+    folder_node = alice.tree.node(alice.tree.node(ROOT).children[b"team"])
+    return folder_node, alice.tree.node(folder_node.children[b"plan.txt"])
+
+
+def _bobs_versions(shared, fid: str) -> list[dict]:  # noqa: F811
+    bob_id = shared.volumes["bob"].key.user_id
+    return [d for d in shared.store.iter_type("FilesMetaData")
+            if d.get("fid") == fid and signer_of(d) == bob_id]
+
+
+# --- (1) a writer's version document names its author: the history shows it as the owner's
+
+
+HOLE_AUTHOR = ("hole: history's author is the sealed 'author' field of a version document "
+               "(vault/model/history.py open_version_doc), never compared with who signed it")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_AUTHOR)
+def test_a_writers_version_is_not_shown_in_history_as_the_owners(shared) -> None:  # noqa: F811
+    """alice shares team (team/plan.txt) with bob (WRITE); bob saves a version of plan.txt, then writes his
+    version document again (signed by him) with ``author`` alice's user id.  Safe: alice's history of
+    plan.txt does not show bob's version as hers (it names bob, or leaves it out)."""
+
+    async def attack() -> tuple[str, dict]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        await _team_with_plan(shared)
+        theirs = await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's vandalism\n", BOB)
+        _, plan = _plan_of(shared)
+        (bobs,) = _bobs_versions(shared, plan.fid)
+        _planted(shared, _bobs_version_doc(shared, bobs, {"author": alice.key.user_id}))
+        await trio.sleep(0)
+        return bobs["_id"], await _alice_requests(shared).handle({"cmd": "history", "path": "team/plan.txt"})
+
+    vid, answer = trio.run(attack)
+    print(answer)
+    assert "error" not in answer, answer
+    shown = [v["author"] for v in answer["versions"] if v["id"] == vid]
+    assert shown in ([], ["bob"]), f"bob's version is shown as {shown}'s"
+
+
+HOLE_AUTHOR_TYPE = ("hole: open_version_doc (vault/model/history.py) checks no type of 'author'; "
+                    "requests._learn_authors puts it in a set: a list is TypeError, history is an "
+                    "internal error")
+
+
+@pytest.mark.parametrize("author", [
+    pytest.param(["x"], marks=pytest.mark.xfail(strict=True, reason=HOLE_AUTHOR_TYPE)),
+    pytest.param({"a": 1}, marks=pytest.mark.xfail(strict=True, reason=HOLE_AUTHOR_TYPE)),
+    5,
+])
+def test_a_writers_version_with_an_odd_author_does_not_hide_the_files_history(
+        shared, author: object) -> None:  # noqa: F811
+    """As above with ``author`` a list, a dict or a number.  Safe: alice's history of plan.txt answers and
+    lists her own version (bob's left out, or shown)."""
+
+    async def attack() -> dict:
+        drive = shared.drive
+        await _team_with_plan(shared)
+        theirs = await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's vandalism\n", BOB)
+        _, plan = _plan_of(shared)
+        (bobs,) = _bobs_versions(shared, plan.fid)
+        _planted(shared, _bobs_version_doc(shared, bobs, {"author": author}))
+        await trio.sleep(0)
+        return await _alice_requests(shared).handle({"cmd": "history", "path": "team/plan.txt"})
+
+    answer = trio.run(attack)
+    print(answer)
+    assert "error" not in answer, answer
+    assert any(v["author"] == "alice" for v in answer["versions"]), answer
+
+
+# --- (2) a writer's ``previous`` names the owner's private file in the trash
+
+
+HOLE_PREVIOUS = ("hole: a writer's node document may name any of the owner's deleted files as 'previous' "
+                 "(vault/model/history.py lineage follows it: owner and signature of the trashed file "
+                 "are hers); the file's history takes in that file's versions and restore copies one "
+                 "into the shared file")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_PREVIOUS)
+def test_a_writer_cannot_graft_the_owners_private_trashed_file_into_a_shared_files_history(
+        shared) -> None:  # noqa: F811
+    """alice shares team (team/plan.txt) with bob (WRITE); she keeps private/secret.txt (never shared) and
+    deletes it (it goes to her trash).  bob saves a version of plan.txt, then signs a node document of
+    plan.txt (his head) whose ``previous`` is secret.txt's file id (every node document's id is in clear
+    in the store).  alice, to undo bob's edit, runs ``restore team/plan.txt`` (the previous version).
+    Safe: plan.txt's history lists none of secret.txt's versions, and bob does not read alice's secret in
+    team/plan.txt."""
+
+    async def attack() -> tuple[dict, dict, bytes]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        await _team_with_plan(shared)
+        private = await drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
+        await _write(drive, private.st_ino, b"secret.txt", b"alice's secret\n", ALICE)
+        folder = alice.tree.node(alice.tree.node(ROOT).children[b"private"])
+        secret = alice.tree.node(folder.children[b"secret.txt"])
+        secret_fid = secret.fid
+        await drive.unlink(private.st_ino, b"secret.txt", ALICE)
+        theirs = await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's vandalism\n", BOB)
+        _, plan = _plan_of(shared)
+        _planted(shared, _bobs_node_doc(shared, plan.fid, {"previous": secret_fid}))
+        await trio.sleep(0)
+        requests = _alice_requests(shared)
+        history = await requests.handle({"cmd": "history", "path": "team/plan.txt"})
+        restored = await requests.handle({"cmd": "restore", "path": "team/plan.txt"})
+        theirs = await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        return history, restored, await _read(drive, theirs.st_ino, BOB)
+
+    history, restored, seen = trio.run(attack)
+    print(history, restored, seen)
+    assert seen != b"alice's secret\n", "bob reads alice's private file through the shared plan.txt"
+    assert not any("secret" in str(v["path"]) for v in history.get("versions", [])), history
