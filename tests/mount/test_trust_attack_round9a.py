@@ -12,10 +12,14 @@ bob's seats over one store; a planted document is handed to every seat as fs/sha
 
 from __future__ import annotations
 
+import os
 import stat
+from pathlib import Path
 
+import adversary
 import pytest
 import trio
+from conftest import fusevault, mounted
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     ALICE_UID,
     BOB_UID,
@@ -28,8 +32,20 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
 from inprocess.test_two_users import _read, _walk, _write
 
 from fusevault.crypto.signing import signer_of
-from mount.test_trust_attack_round7 import _bobs_node_doc, _planted, _rewrite
+from fusevault.vault.model.nodes import open_node_attrs
+from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_attack_round7 import (
+    _bobs_node_doc,
+    _keys_for,
+    _planted,
+    _resigned_by_bob,
+    _rewrite,
+    _share,
+)
 from mount.test_trust_attack_round8 import _bobs_version_doc, _team_with_plan
+from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import CAROL as CAROL_SECRET
+from mount.test_trust_writes import _admin, _node_fid, _user
 
 ALICE = Ctx(ALICE_UID, ALICE_UID)
 BOB = Ctx(BOB_UID, BOB_UID)
@@ -159,3 +175,52 @@ def test_a_writer_cannot_graft_the_owners_private_trashed_file_into_a_shared_fil
     print(history, restored, seen)
     assert seen != b"alice's secret\n", "bob reads alice's private file through the shared plan.txt"
     assert not any("secret" in str(v["path"]) for v in history.get("versions", [])), history
+
+
+# --- (3) a writer's seq naming the owner's device far above MAX_LAG: her own later states are "rollbacks"
+
+
+HOLE_SEQ = ("hole: Ledger.record / check_loaded (vault/model/ledger.py) keep the n of a seq naming this "
+            "device from a writer's document, whatever its size (MAX_LAG bounds only the counter): every "
+            "later state the owner commits is then 'older than seen', a rollback, kept behind, and no "
+            "share of its folder seals its key")
+
+
+@pytest.mark.parametrize("ahead", [pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_SEQ)),
+                                   False])
+def test_a_writers_seq_far_ahead_on_the_owners_device_does_not_make_her_later_edits_rollbacks(
+        vault: Path, tmp_path: Path, ahead: bool) -> None:
+    """alice shares team/notes.txt with bob (WRITE).  bob signs a node document of it whose ``seq`` names
+    alice's own device with n = 2**63 - 1 (far beyond MAX_LAG: her counter is not moved, round 8's fix).
+    alice mounts and edits notes.txt; she mounts again and shares team with carol (READ).  Safe: notes.txt's
+    key is sealed to carol (alice's own edit is no rollback), and no rollback is reported.
+    ``ahead=False``: the control, bob's document re-signed with its seq unchanged."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "team" / "notes.txt").write_text("shared with bob")
+        assert _share(mnt, "team/notes.txt", "bob", "WRITE") is not None
+    fid = _node_fid(vault, "alice", "notes.txt")
+    device = open_node_attrs(adversary.get(vault, fid), _alice_dek(vault, fid))["seq"][0]
+    _resigned_by_bob(vault, fid, {"seq": [device, 2**63 - 1]} if ahead else {})
+    with mounted(vault, mnt):
+        (mnt / "team" / "notes.txt").write_text("alice's edit")
+    with mounted(vault, mnt):
+        assert (mnt / "team" / "notes.txt").read_text() == "alice's edit"
+        assert _share(mnt, "team", "carol", "READ") is not None
+        status = fusevault("status", mnt)
+        print("status:", status.stdout[-3000:])
+    carol = _user(vault, "carol")["_id"]
+    _log_says("rollback")
+    assert _keys_for(vault, carol, fid), "notes.txt's key is not sealed to carol: her own edit is 'behind'"
+    assert "rollback" not in status.stdout, "alice's own edit of notes.txt is reported as a rollback"
+
+
+def _log_says(word: str) -> None:
+    """Print the lines of the mounts' logs with ``word`` (the alarms are logged there too)."""
+    for log in sorted(Path(os.environ["FUSEVAULT_STATE_DIR"], "logs").glob("*")):
+        for line in log.read_text(errors="replace").splitlines():
+            if word in line:
+                print(log.name, line[:300])
