@@ -12,8 +12,11 @@ bob's seats over one store; a planted document is handed to every seat as fs/sha
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import struct
+import time
 from pathlib import Path
 
 import adversary
@@ -31,8 +34,12 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
 )
 from inprocess.test_two_users import _read, _walk, _write
 
-from fusevault.crypto.signing import signer_of
-from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc, signer_of
+from fusevault.encoding import b64e
+from fusevault.vault.model.nodes import doc_dek, open_node_attrs
+from mount.test_shared_mount import SECRETS, People, linux, place, python, shared_vault  # noqa: F401
+from mount.test_shared_mount import pytestmark as SHARED_ONLY
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round7 import (
     _bobs_node_doc,
@@ -45,7 +52,7 @@ from mount.test_trust_attack_round7 import (
 from mount.test_trust_attack_round8 import _bobs_version_doc, _team_with_plan
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL as CAROL_SECRET
-from mount.test_trust_writes import _admin, _node_fid, _user
+from mount.test_trust_writes import _admin, _key, _node_fid, _user
 
 ALICE = Ctx(ALICE_UID, ALICE_UID)
 BOB = Ctx(BOB_UID, BOB_UID)
@@ -224,3 +231,58 @@ def _log_says(word: str) -> None:
         for line in log.read_text(errors="replace").splitlines():
             if word in line:
                 print(log.name, line[:300])
+
+
+# --- (4) an extended attribute no one may set through the mount, from a user's own node document
+
+
+# struct vfs_cap_data, revision 2, effective: CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH permitted.
+FILE_CAPS = struct.pack("<IIIII", 0x02000000 | 0x1, (1 << 1) | (1 << 2), 0, 0, 0)
+
+# Holds, by the mount's nosuid alone (libfuse's default): setxattr takes user.* only
+# (vault/tree/attributes.py), but getxattr serves any name a node document holds, security.capability too.
+
+
+@SHARED_ONLY
+def test_a_user_cannot_give_his_own_program_file_capabilities_in_the_shared_mount(
+        shared_vault: Path, place: Path, linux, python) -> None:  # noqa: F811
+    """bob, unlocked in root's shared mount, copies cat into his own files.  He signs (his own key: it is
+    his file; he may write the vault folder, or sync it from a device of his) a node document of it whose
+    sealed xattrs hold ``security.capability`` (CAP_DAC_OVERRIDE, effective), a name the mount never lets
+    anyone set.  Safe: bob's cat cannot read /etc/shadow (he never acts with root's rights)."""
+    mountpoint = place / "mnt-round9a"
+    mountpoint.mkdir()
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        people = People(linux, place, python, mountpoint)
+        people.unlock("bob")
+        people.ok("bob", "cp /bin/cat $M/cat && chmod 755 $M/cat")
+        before = people.sh("bob", "$M/cat /etc/shadow")
+        assert before.returncode != 0, "bob reads /etc/shadow before the attack: the test proves nothing"
+        key = _key(shared_vault, "bob", SECRETS["bob"])
+        fid = _own_fid(shared_vault, key, "cat")
+        doc = adversary.get(shared_vault, fid)
+        dek = doc_dek(doc, key)
+        attrs = {**open_node_attrs(doc, dek), "xattrs": {"security.capability": b64e(FILE_CAPS)}}
+        body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+        body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+        adversary.put(shared_vault, sign_doc(key.user_id, key.identity.sign, body))
+        print([line for line in Path("/proc/mounts").read_text().splitlines() if str(mountpoint) in line])
+        got = before
+        for _ in range(10):  # the watcher looks once a second (fs/shared.py WATCH_EVERY)
+            time.sleep(1)
+            got = people.sh("bob", "$M/cat /etc/shadow")
+            if got.returncode == 0:
+                break
+        print(got.returncode, got.stdout[:80], got.stderr[-300:])
+        probe = "import os; print(os.getxattr(os.environ['M'] + '/cat', 'security.capability'))"
+        shown = people.sh("bob", f'{python} -S -c "{probe}"')
+        print("bob's getxattr security.capability:", shown.stdout, shown.stderr[-200:])
+        assert got.returncode != 0, "bob's own cat reads /etc/shadow: root's rights from a document he signed"
+
+
+def _own_fid(vault: Path, key, name: str) -> str:
+    for doc in adversary.docs(vault, "node"):
+        if doc.get("owner") == key.user_id and not doc.get("delete"):
+            if any(n == name for _, n in open_node_attrs(doc, doc_dek(doc, key))["links"]):
+                return doc["_id"]
+    raise AssertionError(f"no node {name}")
