@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import adversary
+import pyfuse3
 import pytest
 import trio
 from conftest import fusevault, mounted
@@ -182,6 +183,50 @@ def test_a_writer_cannot_graft_the_owners_private_trashed_file_into_a_shared_fil
     print(history, restored, seen)
     assert seen != b"alice's secret\n", "bob reads alice's private file through the shared plan.txt"
     assert not any("secret" in str(v["path"]) for v in history.get("versions", [])), history
+
+
+HOLE_PREVIOUS_GC = ("hole: gc (vault/services/gc.py collect) thins a lineage (history.lineage follows a "
+                    "writer's 'previous' to any of the owner's deleted files): the owner's file in the trash "
+                    "loses its last version to the shared file's policy")
+
+
+@pytest.mark.parametrize("graft", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_PREVIOUS_GC)), False])
+def test_a_writer_cannot_make_the_owners_gc_drop_her_trashed_private_files_last_version(
+        shared, graft: bool) -> None:  # noqa: F811
+    """As above (bob's ``previous`` of team/plan.txt names alice's private/secret.txt, in her trash); alice
+    runs ``gc`` (her policy, as of 20 minutes later: well inside the 30 days a deleted file stays in the
+    trash).  Safe: ``restore private/secret.txt`` out of the trash still gives alice her secret.
+    ``graft=False``: the control, bob's edit without the ``previous``."""
+
+    async def attack() -> tuple[dict, dict, bytes | str]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        await _team_with_plan(shared)
+        private = await drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
+        await _write(drive, private.st_ino, b"secret.txt", b"alice's secret\n", ALICE)
+        folder = alice.tree.node(alice.tree.node(ROOT).children[b"private"])
+        secret_fid = alice.tree.node(folder.children[b"secret.txt"]).fid
+        await drive.unlink(private.st_ino, b"secret.txt", ALICE)
+        theirs = await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's vandalism\n", BOB)
+        _, plan = _plan_of(shared)
+        if graft:
+            _planted(shared, _bobs_node_doc(shared, plan.fid, {"previous": secret_fid}))
+        await trio.sleep(0)
+        requests = _alice_requests(shared)
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 20 * 60))
+        collected = await requests.handle({"cmd": "gc", "as_of": later})
+        restored = await requests.handle({"cmd": "restore", "path": "private/secret.txt"})
+        try:
+            mine = await _walk(drive, b"private/secret.txt", ALICE)
+            return collected, restored, await _read(drive, mine.st_ino, ALICE)
+        except pyfuse3.FUSEError as err:
+            return collected, restored, f"errno {err.errno}"
+
+    collected, restored, got = trio.run(attack)
+    print(collected, restored, got)
+    assert got == b"alice's secret\n", f"alice's trashed secret.txt lost its contents: {restored} {got!r}"
 
 
 # --- (3) a writer's seq naming the owner's device far above MAX_LAG: her own later states are "rollbacks"
