@@ -50,7 +50,13 @@ from mount.test_trust_attack_round7 import (
     _rewrite,
     _share,
 )
-from mount.test_trust_attack_round8 import _bobs_version_doc, _team_with_plan
+from mount.test_trust_attack_round8 import (
+    _bobs_version_doc,
+    _log_tail,
+    _node_fid_as,
+    _resigned_by,
+    _team_with_plan,
+)
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL as CAROL_SECRET
 from mount.test_trust_writes import _admin, _key, _node_fid, _user
@@ -227,6 +233,70 @@ def test_a_writer_cannot_make_the_owners_gc_drop_her_trashed_private_files_last_
     collected, restored, got = trio.run(attack)
     print(collected, restored, got)
     assert got == b"alice's secret\n", f"alice's trashed secret.txt lost its contents: {restored} {got!r}"
+
+
+# --- (5) a file a writer's document turns into a folder, then a folder for another node
+
+
+HOLE_MODE = ("hole: a node document may change a node's type (check_numbers checks mode's range only); "
+             "arrivals._update takes the new mode but leaves children None (vault/services/absorbing.py), "
+             "and relink (vault/tree/arrivals.py) then calls parent.children.get on None: AttributeError "
+             "out of absorb_arrivals")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_MODE)
+def test_a_writer_turning_the_owners_file_into_a_folder_and_filling_it_breaks_nothing(
+        shared) -> None:  # noqa: F811
+    """alice shares team (team/plan.txt, team/memo.txt) with bob (WRITE).  bob signs a node document of
+    plan.txt whose mode is a folder's, then one of memo.txt that names it plan.txt/memo.txt.  Safe: taking
+    them in raises nothing, and alice reads her own diary.txt."""
+
+    async def attack() -> bytes:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        folder, _ = await _team_with_plan(shared)
+        await _write(drive, folder.st_ino, b"memo.txt", b"alice's memo\n", ALICE)
+        folder_node, plan = _plan_of(shared)
+        memo = alice.tree.node(folder_node.children[b"memo.txt"])
+        await _walk(drive, b"shared/alice/team/memo.txt", BOB)
+        _planted(shared, _bobs_node_doc(shared, plan.fid, {"mode": stat.S_IFDIR | 0o755}))
+        await trio.sleep(0)
+        _planted(shared, _bobs_node_doc(shared, memo.fid, {"links": [[plan.fid, "memo.txt"]]}))
+        await trio.sleep(0)
+        diary = await drive.lookup(ROOT, b"diary.txt", ALICE)
+        return await _read(drive, diary.st_ino, ALICE)
+
+    assert trio.run(attack) == b"alice's own\n"
+
+
+@SHARED_ONLY
+@pytest.mark.xfail(strict=True, reason=HOLE_MODE)
+def test_a_writer_turning_the_owners_file_into_a_folder_does_not_take_the_shared_mount_down(
+        shared_vault: Path, place: Path, linux, python) -> None:  # noqa: F811
+    """As above in root's real shared mount: alice, unlocked, shares team (team/plan.txt, team/memo.txt)
+    with bob (WRITE); bob, who can write the vault folder, puts there his node document of plan.txt with a
+    folder's mode, then one of memo.txt naming it plan.txt/memo.txt.  The mount's store watcher takes them
+    in.  Safe: the mount stays up and alice reads other.txt."""
+    mountpoint = place / "mnt-round9a-mode"
+    mountpoint.mkdir()
+    with mounted(shared_vault, mountpoint, "--allow-other"):
+        people = People(linux, place, python, mountpoint)
+        people.unlock("alice")
+        people.ok("alice", "mkdir $M/team && echo plan > $M/team/plan.txt && echo memo > $M/team/memo.txt"
+                  " && echo untouched > $M/other.txt")
+        assert people.fusevault("alice", "share", f"{mountpoint}/team", "--with", "bob",
+                                "--perm", "WRITE").returncode == 0
+        plan, memo = _node_fid_as(shared_vault, "plan.txt"), _node_fid_as(shared_vault, "memo.txt")
+        _resigned_by(shared_vault, "bob", plan, {"mode": stat.S_IFDIR | 0o755})
+        _resigned_by(shared_vault, "bob", memo, {"links": [[plan, "memo.txt"]]})
+        for _ in range(10):  # the watcher looks once a second (fs/shared.py WATCH_EVERY)
+            time.sleep(1)
+            if str(mountpoint) not in Path("/proc/mounts").read_text():
+                break  # the mount is gone
+        result = people.sh("alice", "cat $M/other.txt")
+        print(result.returncode, result.stdout, result.stderr)
+        _log_tail()
+        assert result.stdout == "untouched\n", f"the shared mount is down: {result.stderr}"
 
 
 # --- (3) a writer's seq naming the owner's device far above MAX_LAG: her own later states are "rollbacks"
