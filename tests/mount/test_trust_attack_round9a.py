@@ -23,7 +23,7 @@ import adversary
 import pyfuse3
 import pytest
 import trio
-from conftest import fusevault, mounted
+from conftest import force_unmount, fusevault, mounted
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     ALICE_UID,
     BOB_UID,
@@ -297,6 +297,31 @@ def test_a_writer_turning_the_owners_file_into_a_folder_does_not_take_the_shared
         print(result.returncode, result.stdout, result.stderr)
         _log_tail()
         assert result.stdout == "untouched\n", f"the shared mount is down: {result.stderr}"
+
+
+@pytest.mark.parametrize("mode", [stat.S_IFREG | 0o644, stat.S_IFLNK | 0o777, 0o644])
+def test_a_writer_turning_the_owners_folder_into_a_file_does_not_stop_her_mount(
+        vault: Path, tmp_path: Path, mode: int) -> None:
+    """alice shares team (team/sub/inner.txt) with bob (WRITE).  bob signs a node document of team/sub with
+    a file's (a symlink's, no type's) mode; inner.txt still names sub as its folder.  alice mounts.  Safe:
+    the mount comes up and she reads diary.txt."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team" / "sub").mkdir(parents=True)
+        (mnt / "team" / "sub" / "inner.txt").write_text("inner")
+        (mnt / "diary.txt").write_text("alice's own")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    _resigned_by_bob(vault, _node_fid(vault, "alice", "sub"), {"mode": mode})
+    mnt.mkdir(exist_ok=True)
+    done = fusevault("mount", vault, mnt)
+    try:
+        print("mount:", done.returncode, done.stderr[-2000:])
+        _log_tail()
+        assert done.returncode == 0, f"alice's vault does not mount any more: {done.stderr[-500:]}"
+        assert (mnt / "diary.txt").read_text() == "alice's own"
+    finally:
+        force_unmount(mnt)
 
 
 # --- (3) a writer's seq naming the owner's device far above MAX_LAG: her own later states are "rollbacks"
