@@ -43,6 +43,7 @@ from mount.test_shared_mount import SECRETS, People, linux, place, python, share
 from mount.test_shared_mount import pytestmark as SHARED_ONLY
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round7 import (
+    _ask,
     _bobs_node_doc,
     _keys_for,
     _planted,
@@ -322,6 +323,48 @@ def test_a_writer_turning_the_owners_folder_into_a_file_does_not_stop_her_mount(
         assert (mnt / "diary.txt").read_text() == "alice's own"
     finally:
         force_unmount(mnt)
+
+
+# --- (6) a writer made a reader keeps what a seat vouched for
+
+
+HOLE_VOUCHED = ("hole: Tree.vouched (vault/tree/arrivals.py may_take) outlives a downgrade to READ and the "
+                "owner's metadata commits (only her own version pops it: files/open_files.py): the "
+                "recipient's old document, put back verbatim, is taken without may_write")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_VOUCHED)
+def test_a_writer_made_a_reader_cannot_undo_the_owners_rename_with_his_vouched_document(
+        shared) -> None:  # noqa: F811
+    """alice shares team (team/plan.txt) with bob (WRITE); bob saves a version of plan.txt through his seat
+    (alice's tree notes his document as vouched for), and keeps that document.  alice shares team with
+    him again as READ (his writes are refused from now on) and renames plan.txt to final.txt.  bob, who
+    can write the store, puts his kept document back (his signature, no key needed).  Safe: alice's team
+    still lists final.txt, not plan.txt."""
+
+    async def attack() -> tuple[object, list[bytes]]:
+        drive = shared.drive
+        folder, mine = await _team_with_plan(shared)
+        theirs = await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
+        folder_node, plan = _plan_of(shared)
+        kept = shared.store.get(plan.fid)
+        assert signer_of(kept) == shared.volumes["bob"].key.user_id
+        await _ask(shared, "share", "team", "READ")
+        try:
+            await _rewrite(drive, theirs.st_ino, b"bob again\n", BOB)
+            refused: object = None
+        except pyfuse3.FUSEError as err:
+            refused = err.errno
+        await drive.rename(folder.st_ino, b"plan.txt", folder.st_ino, b"final.txt", 0, ALICE)
+        _planted(shared, kept)
+        await trio.sleep(0)
+        return refused, sorted(folder_node.children)
+
+    refused, listed = trio.run(attack)
+    print(refused, listed)
+    assert refused is not None, "bob may still write: the share was not made READ"
+    assert listed == [b"final.txt"], f"alice's rename was undone by bob's old document: {listed}"
 
 
 # --- (3) a writer's seq naming the owner's device far above MAX_LAG: her own later states are "rollbacks"
