@@ -333,14 +333,15 @@ HOLE_VOUCHED = ("hole: Tree.vouched (vault/tree/arrivals.py may_take) outlives a
                 "recipient's old document, put back verbatim, is taken without may_write")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_VOUCHED)
+@pytest.mark.parametrize("then", [
+    pytest.param("READ", marks=pytest.mark.xfail(strict=True, reason=HOLE_VOUCHED)), "unshare"])
 def test_a_writer_made_a_reader_cannot_undo_the_owners_rename_with_his_vouched_document(
-        shared) -> None:  # noqa: F811
+        shared, then: str) -> None:  # noqa: F811
     """alice shares team (team/plan.txt) with bob (WRITE); bob saves a version of plan.txt through his seat
     (alice's tree notes his document as vouched for), and keeps that document.  alice shares team with
     him again as READ (his writes are refused from now on) and renames plan.txt to final.txt.  bob, who
     can write the store, puts his kept document back (his signature, no key needed).  Safe: alice's team
-    still lists final.txt, not plan.txt."""
+    still lists final.txt, not plan.txt.  ``unshare``: his share ends instead of becoming READ."""
 
     async def attack() -> tuple[object, list[bytes]]:
         drive = shared.drive
@@ -350,7 +351,7 @@ def test_a_writer_made_a_reader_cannot_undo_the_owners_rename_with_his_vouched_d
         folder_node, plan = _plan_of(shared)
         kept = shared.store.get(plan.fid)
         assert signer_of(kept) == shared.volumes["bob"].key.user_id
-        await _ask(shared, "share", "team", "READ")
+        await _ask(shared, "share" if then == "READ" else "unshare", "team", "READ")
         try:
             await _rewrite(drive, theirs.st_ino, b"bob again\n", BOB)
             refused: object = None
