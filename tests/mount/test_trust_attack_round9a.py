@@ -202,7 +202,7 @@ HOLE_PREVIOUS_GC = ("hole: gc (vault/services/gc.py collect) thins a lineage (hi
 def test_a_writer_cannot_make_the_owners_gc_drop_her_trashed_private_files_last_version(
         shared, graft: bool) -> None:  # noqa: F811
     """As above (bob's ``previous`` of team/plan.txt names alice's private/secret.txt, in her trash); alice
-    runs ``gc`` (her policy, as of 20 minutes later: well inside the 30 days a deleted file stays in the
+    runs ``gc`` (her policy, as of 8 days later: well inside the 30 days a deleted file stays in the
     trash).  Safe: ``restore private/secret.txt`` out of the trash still gives alice her secret.
     ``graft=False``: the control, bob's edit without the ``previous``."""
 
@@ -222,7 +222,8 @@ def test_a_writer_cannot_make_the_owners_gc_drop_her_trashed_private_files_last_
             _planted(shared, _bobs_node_doc(shared, plan.fid, {"previous": secret_fid}))
         await trio.sleep(0)
         requests = _alice_requests(shared)
-        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 20 * 60))
+        # 8 days on: every version is in its day's period (one kept a day), the trash keeps 30 days.
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 8 * 86400))
         collected = await requests.handle({"cmd": "gc", "as_of": later})
         restored = await requests.handle({"cmd": "restore", "path": "private/secret.txt"})
         try:
