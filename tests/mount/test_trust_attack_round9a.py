@@ -8,6 +8,24 @@ the SAFE behaviour; holes are marked ``xfail(strict=True)``.
 
 In-process shared-mount attacks as in tests/mount/test_trust_attack_round7.py (``shared``: alice's and
 bob's seats over one store; a planted document is handed to every seat as fs/shared.py does).
+
+Found at 9b2364a (each xfail test fails for the reason named; its control, where there is one, passes):
+- (2) ``previous`` is a writer's to set and history.lineage follows it to any deleted file of the
+  owner's: bob grafts alice's trashed private/secret.txt into shared team/plan.txt's history; her
+  ``restore team/plan.txt`` (undoing his edit) copies her secret into the file he reads; her ``gc``
+  thins it as plan.txt's history, and secret.txt leaves her trash for good.
+- (1) a version's ``author`` is its sealed field, never compared with its signer: bob's version shows as
+  alice's in her history; a list or dict there makes history an internal error.
+- (3) a writer's ``seq`` naming the owner's device is recorded for the file whatever its n (MAX_LAG
+  bounds only her counter): her own later edits load as rollbacks, kept behind, and a new share of
+  the folder seals no key of the file.
+- (5) a writer's document may change a node's type: a file turned folder has no children map, and the
+  next document naming a node inside it raises AttributeError out of absorb_arrivals, which ends
+  root's real shared mount for every user.
+- (6) Tree.vouched outlives a downgrade of the share to READ: bob's old document, put back verbatim,
+  undoes alice's later rename.
+Holds: an author that is a number; a folder turned into a file at unlock; the vouched document after a
+full unshare; security.capability in a user's own document on root's shared mount (nosuid alone).
 """
 
 from __future__ import annotations
@@ -302,7 +320,8 @@ def test_a_writer_turning_the_owners_file_into_a_folder_does_not_take_the_shared
         assert result.stdout == "untouched\n", f"the shared mount is down: {result.stderr}"
 
 
-@pytest.mark.parametrize("mode", [stat.S_IFREG | 0o644, stat.S_IFLNK | 0o777, 0o644])
+@pytest.mark.parametrize("mode", [stat.S_IFREG | 0o644, stat.S_IFLNK | 0o777, 0o644],
+                         ids=["file", "symlink", "no-type"])
 def test_a_writer_turning_the_owners_folder_into_a_file_does_not_stop_her_mount(
         vault: Path, tmp_path: Path, mode: int) -> None:
     """alice shares team (team/sub/inner.txt) with bob (WRITE).  bob signs a node document of team/sub with
