@@ -24,6 +24,8 @@ Found at 9b2364a (each xfail test fails for the reason named; its control, where
   root's real shared mount for every user.
 - (6) Tree.vouched outlives a downgrade of the share to READ: bob's old document, put back verbatim,
   undoes alice's later rename.
+- (7) the time a file went to the trash is the deleting writer's: bob's deletion dated 1970 makes alice's
+  next ``gc`` purge her file and every version of it at once (the trash promises 30 days).
 Holds: an author that is a number; a folder turned into a file at unlock; the vouched document after a
 full unshare; security.capability in a user's own document on root's shared mount (nosuid alone).
 """
@@ -59,7 +61,7 @@ from fusevault.encoding import b64e
 from fusevault.vault.model.nodes import doc_dek, open_node_attrs
 from mount.test_shared_mount import SECRETS, People, linux, place, python, shared_vault  # noqa: F401
 from mount.test_shared_mount import pytestmark as SHARED_ONLY
-from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
 from mount.test_trust_attack_round7 import (
     _ask,
     _bobs_node_doc,
@@ -388,6 +390,50 @@ def test_a_writer_made_a_reader_cannot_undo_the_owners_rename_with_his_vouched_d
     assert refused is not None, "bob may still write: the share was not made READ"
     assert listed == [b"final.txt"], f"alice's rename was undone by bob's old document: {listed}"
 
+
+# --- (7) a writer's deletion dated long ago
+
+
+HOLE_TRASHED = ("hole: the time a file went to the trash is the deleting writer's sealed 'trashed' field "
+                "(check_numbers checks its range only); gc (vault/services/gc.py collect) purges by it: a "
+                "writer's deletion dated 1970 makes the owner's next gc remove the file and every version")
+
+
+@pytest.mark.parametrize("when", [
+    pytest.param("1970", marks=pytest.mark.xfail(strict=True, reason=HOLE_TRASHED)), "now"])
+def test_a_writers_deletion_dated_long_ago_does_not_make_the_owners_gc_purge_the_file(
+        vault: Path, tmp_path: Path, when: str) -> None:
+    """alice shares team (team/plan.txt) with bob (WRITE).  bob deletes plan.txt (he may: it goes to the
+    trash) by a node document, signed by him and put in the vault folder, whose ``trashed`` time is 1 ns
+    after 1970.  alice mounts and runs ``fusevault gc`` (her policy: the trash keeps a file 30 days).
+    Safe: ``fusevault restore team/plan.txt`` brings it back and it reads.  ``now``: the control, his
+    deletion dated now."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "team" / "plan.txt").write_text("alice's plan")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    fid = _node_fid(vault, "alice", "plan.txt")
+    dek = _bobs_dek(vault, fid)
+    doc = adversary.get(vault, fid)
+    stamp = 1 if when == "1970" else time.time_ns()
+    attrs = {**open_node_attrs(doc, dek), "links": [], "trashed": ["team/plan.txt", stamp]}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    bob = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, {**body, "delete": True}))
+    with mounted(vault, mnt):
+        print(fusevault("trash", mnt).stdout[-1000:])
+        collected = fusevault("gc", mnt)
+        print("gc:", collected.returncode, collected.stdout[-1500:], collected.stderr[-500:])
+        restored = fusevault("restore", mnt / "team" / "plan.txt")
+        print("restore:", restored.returncode, restored.stdout[-500:], restored.stderr[-500:])
+        try:
+            got = (mnt / "team" / "plan.txt").read_text()
+        except OSError as err:
+            got = str(err)
+    assert got == "alice's plan", f"alice's plan.txt is gone for good: {got!r}"
 
 # --- (3) a writer's seq naming the owner's device far above MAX_LAG: her own later states are "rollbacks"
 
