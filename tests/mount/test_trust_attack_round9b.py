@@ -1,0 +1,62 @@
+"""Issue 22, attack round 9b: a fresh sweep through paths earlier rounds rarely used (two devices of
+one user, replays of the user's own signed documents, the per-device caches).
+
+Each test asserts the SAFE behaviour; failing ones are ``xfail(strict=True)`` naming the hole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import fusevault
+
+
+def _config(vault: Path, state: Path | None = None) -> dict:
+    env = {"FUSEVAULT_STATE_DIR": str(state)} if state else None
+    result = fusevault("config", "show", "--json", "--vault", vault, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _set(vault: Path, key: str, value: object, state: Path | None = None) -> None:
+    env = {"FUSEVAULT_STATE_DIR": str(state)} if state else None
+    result = fusevault("config", "set", key, value, "--vault", vault, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def _user_doc(vault: Path) -> dict:
+    [doc] = adversary.docs(vault, "UserDetails")
+    return doc
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a folder/deletion setting turned off on another device is "
+                   "applied here without being recorded as confirmed (confirmed.effective), so the server "
+                   "replaying the older signed user document turns watching and deletion back on silently")
+def test_watching_turned_off_elsewhere_is_not_turned_back_on_by_a_replayed_user_document(
+        vault: Path, tmp_path: Path) -> None:
+    """This device confirmed a watched folder with deletion on.  On her other device alice turns both
+    off; this device applies that (off is safer).  The server (or a store writer) then replays her
+    older user document, validly signed by her, with the folder and deletion on.  Safe: they stay
+    off here (at most pending, waiting for `config confirm`), as she last chose."""
+    folder = tmp_path / "Documents"
+    folder.mkdir()
+    (folder / "taxes.pdf").write_bytes(b"the user's taxes\n")
+    _set(vault, "source_dir_to_watch", folder)
+    _set(vault, "delete_file_from_source", "on")
+    older = _user_doc(vault)  # signed by alice: the server keeps every revision it was given
+
+    other = tmp_path / "other-device-state"  # her other device (its own state directory)
+    _set(vault, "source_dir_to_watch", "off", state=other)
+    _set(vault, "delete_file_from_source", "off", state=other)
+    now = _config(vault)
+    assert now["source_dir_to_watch"] is None and now["delete_file_from_source"] is False, now
+
+    adversary.put(vault, older)  # the replay
+    replayed = _config(vault)
+    assert replayed["source_dir_to_watch"] is None, replayed
+    assert replayed["delete_file_from_source"] is False, replayed
+    assert os.path.exists(folder / "taxes.pdf")
