@@ -12,7 +12,9 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import fusevault
+from conftest import fusevault, mounted
+
+from mount.test_trust_settings import Listener, status, wait_for
 
 
 def _config(vault: Path, state: Path | None = None) -> dict:
@@ -60,3 +62,32 @@ def test_watching_turned_off_elsewhere_is_not_turned_back_on_by_a_replayed_user_
     assert replayed["source_dir_to_watch"] is None, replayed
     assert replayed["delete_file_from_source"] is False, replayed
     assert os.path.exists(folder / "taxes.pdf")
+
+
+@pytest.mark.xfail(strict=True, reason="hole: `peer remove` tombstones the Peers document but leaves its "
+                   "digest confirmed in $state_dir/peers (peers.remove_peer), so the same document put back "
+                   "by a store writer is contacted again with no warning")
+def test_a_removed_peer_put_back_in_the_store_is_not_contacted(vault: Path, tmp_path: Path) -> None:
+    """alice adds a peer (a backup buddy's database) on this device, then removes it: she no longer
+    wants her vault sent there.  Whoever writes the vault folder puts the Peers document back, as it
+    was (a revision over the tombstone).  Safe: this device does not contact it again (it is no peer
+    she confirmed any more), and says so."""
+    buddy = Listener()
+    try:
+        result = fusevault("peer", "add", "buddy", f"http://127.0.0.1:{buddy.port}/vault", "--offline",
+                           "--vault", vault, passphrase=None)
+        assert result.returncode == 0, result.stderr
+        [peer] = adversary.docs(vault, "Peers")
+        result = fusevault("peer", "remove", "buddy", "--vault", vault, passphrase=None)
+        assert result.returncode == 0, result.stderr
+        assert not [p for p in adversary.docs(vault, "Peers") if not p.get("_deleted")]
+
+        adversary.put(vault, peer)  # put back over its tombstone
+        with mounted(vault, tmp_path / "mnt") as mnt:
+            def decided() -> bool:
+                return buddy.connections > 0 or any(
+                    "buddy" in a["text"] for a in status(mnt).get("alarms", []))
+            wait_for("the sync service to contact or refuse the put-back peer", decided)
+            assert buddy.connections == 0, "the removed peer was contacted again"
+    finally:
+        buddy.close()
