@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import adversary
 import pytest
 from conftest import fusevault, mounted
 
+from fusevault.crypto.identity import Identity
+from fusevault.crypto.signing import sign_doc
+from mount.test_trust_anchors import _opens, _warnings
 from mount.test_trust_settings import Listener, status, wait_for
+from mount.test_trust_writes import BOB, _admin, _node_fid, _user
 
 
 def _config(vault: Path, state: Path | None = None) -> dict:
@@ -91,3 +96,39 @@ def test_a_removed_peer_put_back_in_the_store_is_not_contacted(vault: Path, tmp_
             assert buddy.connections == 0, "the removed peer was contacted again"
     finally:
         buddy.close()
+
+
+@pytest.mark.xfail(strict=True, reason="hole: pins from another device of the user's override this device's "
+                   "pin of the same user with other keys, silently, because the later pinned_at wins "
+                   "(trust._merge in Trust._load/save): one device's first-use pin of a replaced key "
+                   "re-pins it on the device that had the genuine one")
+def test_a_replaced_key_pinned_first_on_a_new_device_does_not_override_the_genuine_pin(
+        vault: Path, tmp_path: Path, monkeypatch) -> None:
+    """alice's laptop pinned bob's genuine keys.  The server replaces bob's user document with its
+    own keys (self-signed: anyone can) and withholds alice's Pins document from her new desktop, which
+    meets bob for the first time (trust on first use: out of reach there) and pins the server's keys.
+    The desktop's Pins document (genuinely alice's) then reaches the laptop.  Safe: the laptop keeps
+    bob's genuine keys, warns that they changed, and seals nothing to the server's key."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the laptop meets bob: his genuine keys are pinned
+        (mnt / "notes.txt").write_text("for bob only")
+    alice, bob = _user(vault, "alice"), _user(vault, "bob")
+    evil = Identity.new(bob["_id"])
+    adversary.put(vault, sign_doc(bob["_id"], evil.sign, {**bob, **evil.public_fields()}))
+    adversary.delete_row(vault, f"pins-{alice['_id']}")  # withheld from the desktop
+
+    laptop_state = os.environ["FUSEVAULT_STATE_DIR"]
+    time.sleep(1.1)  # pins carry whole seconds: the desktop's comes later, as it would
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the desktop: first sight of bob is the forgery
+        assert (mnt / "notes.txt").read_text() == "for bob only"
+    assert adversary.get(vault, f"pins-{alice['_id']}") is not None  # the desktop's pins, synced up
+
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", laptop_state)  # back on the laptop
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ")
+        warnings = _warnings(mnt)
+        assert (mnt / "notes.txt").read_text() == "for bob only"
+    fid = _node_fid(vault, "alice", "notes.txt")
+    assert not _opens(vault, alice, fid, bob["_id"], evil), "the file key was sealed to the server's key"
+    assert any("keys of user 'bob' changed" in w for w in warnings), warnings
