@@ -17,9 +17,10 @@ from conftest import fusevault, mounted
 
 from fusevault.crypto.identity import Identity
 from fusevault.crypto.signing import sign_doc
+from mount.test_check import flip_enc
 from mount.test_trust_anchors import _opens, _warnings
 from mount.test_trust_settings import Listener, status, wait_for
-from mount.test_trust_writes import BOB, _admin, _node_fid, _user
+from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
 
 
 def _config(vault: Path, state: Path | None = None) -> dict:
@@ -132,3 +133,36 @@ def test_a_replaced_key_pinned_first_on_a_new_device_does_not_override_the_genui
     fid = _node_fid(vault, "alice", "notes.txt")
     assert not _opens(vault, alice, fid, bob["_id"], evil), "the file key was sealed to the server's key"
     assert any("keys of user 'bob' changed" in w for w in warnings), warnings
+
+
+@pytest.mark.xfail(strict=True, reason="hole: `check --repair` rebuilds a file whose node document does not "
+                   "open at the place its newest version names (repairing._rebuild: source.path), a folder "
+                   "it was moved out of and that was shared since, and the new key goes to its grantee")
+def test_repair_does_not_put_a_file_back_into_a_folder_shared_after_it_left(
+        vault: Path, tmp_path: Path) -> None:
+    """alice writes plan.txt in S, moves it to P (its version still says S/plan.txt: a move makes
+    no version), then shares S with bob: bob gets no key to plan.txt.  A writer of the vault folder
+    damages plan.txt's node document; alice runs `fusevault check --repair`, as check tells her to.
+    Safe: the file is not put back where its owner no longer keeps it, into a shared folder (round 7's
+    rule for an old node document: the place an old state names is no place the owner chose), and
+    bob gets no key to it."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "S").mkdir()
+        (mnt / "P").mkdir()
+        (mnt / "S" / "plan.txt").write_text("alice's private plan")
+        os.rename(mnt / "S" / "plan.txt", mnt / "P" / "plan.txt")
+        result = fusevault("share", mnt / "S", "--with", "bob", "--perm", "READ")
+        assert result.returncode == 0, result.stderr
+    alice, bob = _user(vault, "alice"), _user(vault, "bob")
+    fid = _node_fid(vault, "alice", "plan.txt")
+    bob_ident = _key(vault, "bob", BOB).identity
+    assert not _opens(vault, alice, fid, bob["_id"], bob_ident)
+
+    flip_enc(vault, fid)  # the store writer damages one document
+    result = fusevault("check", vault, "--repair", "--json")
+    assert json.loads(result.stdout)["repaired"] is True, result.stderr  # exit 26: it found damage
+    with mounted(vault, tmp_path / "mnt") as mnt:  # her next unlock (fills in the keys of shares)
+        placed = sorted(os.listdir(mnt / "S"))
+    assert not _opens(vault, alice, fid, bob["_id"], bob_ident), "bob was given plan.txt's key"
+    assert placed == [], placed
