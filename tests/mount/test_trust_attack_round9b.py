@@ -2,6 +2,24 @@
 one user, replays of the user's own signed documents, the per-device caches).
 
 Each test asserts the SAFE behaviour; failing ones are ``xfail(strict=True)`` naming the hole.
+
+Found at commit 9b2364a (main), 7 holes, 1 hold:
+- HOLE (settings replay): a folder or deletion setting turned off on another device is applied here but not
+  recorded as confirmed (vault/model/confirmed.py ``effective``), so her older signed user document put back
+  by the store or served by the server turns watching and deletion back on (also through pouchdb-server).
+- HOLE (false alarm, real server): a user document signed with ``settle_seconds: 2.0`` comes back from
+  pouchdb-server as ``2``; its signature fails on every other device (crypto/signing.py ``canonical``), so
+  every settings change from another device is "not signed with their key" and an `off` never applies there.
+- HOLE (peers): `peer remove` leaves the peer's digest confirmed (vault/model/peers.py ``remove_peer``): the
+  same Peers document put back in the store is contacted again.
+- HOLE (pins): a pin made at first sight on a new device (the server withheld the Pins document and
+  replaced bob's key) overrides the genuine pin of another device of hers, silently (vault/model/trust.py
+  ``_merge``: the later ``pinned_at`` wins), and `share` there seals the file key to the server's key.
+- HOLE (repair): `check --repair` puts a file whose node document was damaged back at its newest version's
+  path, a folder it left and that was shared since, and its grantee gets the file's key
+  (vault/services/repairing.py ``_rebuild``).
+- HOLE (retention replay): an older signed Retention document put back is obeyed by gc (no freshness).
+- held: the settings replay when the values were turned off on this device (pending, not applied).
 """
 
 from __future__ import annotations
@@ -69,6 +87,23 @@ def test_watching_turned_off_elsewhere_is_not_turned_back_on_by_a_replayed_user_
     assert replayed["source_dir_to_watch"] is None, replayed
     assert replayed["delete_file_from_source"] is False, replayed
     assert os.path.exists(folder / "taxes.pdf")
+
+
+def test_watching_turned_off_on_this_device_is_not_turned_back_on_by_a_replayed_user_document(
+        vault: Path, tmp_path: Path) -> None:
+    """Holds: the same replay when the folder and deletion were turned off on THIS device (`config set`
+    confirms what it sets): the replayed values wait as pending."""
+    folder = tmp_path / "Documents"
+    folder.mkdir()
+    _set(vault, "source_dir_to_watch", folder)
+    _set(vault, "delete_file_from_source", "on")
+    older = _user_doc(vault)
+    _set(vault, "source_dir_to_watch", "off")
+    _set(vault, "delete_file_from_source", "off")
+    adversary.put(vault, older)
+    replayed = _config(vault)
+    assert replayed["source_dir_to_watch"] is None and replayed["delete_file_from_source"] is False, replayed
+    assert replayed["pending"] == {"source_dir_to_watch": str(folder), "delete_file_from_source": True}
 
 
 @pytest.mark.xfail(strict=True, reason="hole: `peer remove` tombstones the Peers document but leaves its "
