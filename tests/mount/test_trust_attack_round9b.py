@@ -3,7 +3,7 @@ one user, replays of the user's own signed documents, the per-device caches).
 
 Each test asserts the SAFE behaviour; failing ones are ``xfail(strict=True)`` naming the hole.
 
-Found at commit 9b2364a (main), 7 holes, 1 hold:
+Found at commit 9b2364a (main): 6 holes in 7 xfail tests, 1 hold:
 - HOLE (settings replay): a folder or deletion setting turned off on another device is applied here but not
   recorded as confirmed (vault/model/confirmed.py ``effective``), so her older signed user document put back
   by the store or served by the server turns watching and deletion back on (also through pouchdb-server).
