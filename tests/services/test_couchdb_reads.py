@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -101,5 +102,39 @@ def test_a_stalled_version_fetch_holds_up_only_its_own_read(tmp_path: Path, couc
                 relay.release.set()
                 out, _ = reader.communicate(timeout=HANG_GUARD)
             assert out == "first read waits for the server"
+    finally:
+        relay.close()
+
+
+def test_a_stalled_version_fetch_holds_up_only_its_own_truncation(tmp_path: Path, couchdb_url: str) -> None:
+    """truncate(2) of a closed file opens its contents (its manifest, checked
+    against the version document on the server) outside the trio thread too."""
+    relay = StallingRelay(couchdb_url)
+    try:
+        vault, mnt = tmp_path / "vault", tmp_path / "mnt"
+        made = fusevault("init", vault, "--user", "alice", "--couchdb", relay.url)
+        assert made.returncode == 0, made.stderr
+        with mounted(vault, mnt):
+            (mnt / "slow.txt").write_text("cut short while the server stalls")
+            (mnt / "other.txt").write_text("meanwhile")
+        relay.hold_for = _head_of(adversary.Server(couchdb_url), "slow.txt").encode()
+        with mounted(vault, mnt):  # a new process: nothing of slow.txt's version is known yet
+            # By path, with no open(2): the mount changes a file no handle holds.
+            cutter = subprocess.Popen([sys.executable, "-c", "import os, sys; os.truncate(sys.argv[1], 6)",
+                                       str(mnt / "slow.txt")])
+            try:
+                assert relay.held.wait(HANG_GUARD), "the truncation never asked the server for the version"
+                # While that request hangs, the mount answers everyone else (a
+                # mount whose trio thread waits answers nothing until the relay gives up).
+                looked = subprocess.run(["stat", "-c", "%s", str(mnt / "other.txt")], capture_output=True,
+                                        text=True, timeout=HANG_GUARD / 2)
+                assert looked.stdout.split() == [str(len("meanwhile"))]
+                assert cutter.poll() is None  # still waiting for its server
+            finally:
+                relay.release.set()
+                assert cutter.wait(HANG_GUARD) == 0
+            assert (mnt / "slow.txt").read_text() == "cut sh"
+        with mounted(vault, mnt):
+            assert (mnt / "slow.txt").read_text() == "cut sh"  # a version of its own, committed at once
     finally:
         relay.close()
