@@ -268,3 +268,21 @@ async def test_an_open_file_follows_another_writers_version_opened_by_its_next_r
     finally:
         await drive.release(held.fh)
     assert await _read(drive, theirs.st_ino, BOB) == b"second words"
+
+
+async def test_unshare_without_pinned_keys_is_refused_in_one_line(shared):
+    """A volume without its pinned keys (``volume.trust``: a user from before
+    key pairs) is refused share and unshare alike, before anything changes."""
+    drive = shared.drive
+    await _write(drive, ROOT, b"doc.txt", b"shared a while", ALICE)
+    await _share(shared, "doc.txt", "READ")
+    alice = shared.volumes["alice"]
+    trust, alice.tree.trust = alice.tree.trust, None
+    try:
+        requests = drive.seat_of(ALICE_UID).ops.session.requests
+        answer = await requests.handle({"cmd": "unshare", "path": "doc.txt", "with": "bob"})
+    finally:
+        alice.tree.trust = trust
+    assert "key pairs" in answer.get("error", ""), answer
+    theirs = await _walk(drive, b"shared/alice/doc.txt", BOB)  # still shared: nothing changed
+    assert await _read(drive, theirs.st_ino, BOB) == b"shared a while"
