@@ -79,16 +79,24 @@ def _head_of(server: adversary.Server, name: str) -> str:
     raise AssertionError(f"no node {name}")
 
 
+def _slow_and_other(tmp_path: Path, couchdb_url: str, relay: StallingRelay, slow: str) -> tuple[Path, Path]:
+    """alice's vault kept in CouchDB behind ``relay``, with slow.txt (``slow``) and other.txt written
+    through one mount; from now on the relay holds the request for slow.txt's version document.
+    (vault, mount point)."""
+    vault, mnt = tmp_path / "vault", tmp_path / "mnt"
+    made = fusevault("init", vault, "--user", "alice", "--couchdb", relay.url)
+    assert made.returncode == 0, made.stderr
+    with mounted(vault, mnt):
+        (mnt / "slow.txt").write_text(slow)
+        (mnt / "other.txt").write_text("meanwhile")
+    relay.hold_for = _head_of(adversary.Server(couchdb_url), "slow.txt").encode()
+    return vault, mnt
+
+
 def test_a_stalled_version_fetch_holds_up_only_its_own_read(tmp_path: Path, couchdb_url: str) -> None:
     relay = StallingRelay(couchdb_url)
     try:
-        vault, mnt = tmp_path / "vault", tmp_path / "mnt"
-        made = fusevault("init", vault, "--user", "alice", "--couchdb", relay.url)
-        assert made.returncode == 0, made.stderr
-        with mounted(vault, mnt):
-            (mnt / "slow.txt").write_text("first read waits for the server")
-            (mnt / "other.txt").write_text("meanwhile")
-        relay.hold_for = _head_of(adversary.Server(couchdb_url), "slow.txt").encode()
+        vault, mnt = _slow_and_other(tmp_path, couchdb_url, relay, "first read waits for the server")
         with mounted(vault, mnt):  # a new process: nothing of slow.txt's version is known yet
             reader = subprocess.Popen(["cat", str(mnt / "slow.txt")], stdout=subprocess.PIPE, text=True)
             try:
@@ -111,13 +119,7 @@ def test_a_stalled_version_fetch_holds_up_only_its_own_truncation(tmp_path: Path
     against the version document on the server) outside the trio thread too."""
     relay = StallingRelay(couchdb_url)
     try:
-        vault, mnt = tmp_path / "vault", tmp_path / "mnt"
-        made = fusevault("init", vault, "--user", "alice", "--couchdb", relay.url)
-        assert made.returncode == 0, made.stderr
-        with mounted(vault, mnt):
-            (mnt / "slow.txt").write_text("cut short while the server stalls")
-            (mnt / "other.txt").write_text("meanwhile")
-        relay.hold_for = _head_of(adversary.Server(couchdb_url), "slow.txt").encode()
+        vault, mnt = _slow_and_other(tmp_path, couchdb_url, relay, "cut short while the server stalls")
         with mounted(vault, mnt):  # a new process: nothing of slow.txt's version is known yet
             # By path, with no open(2): the mount changes a file no handle holds.
             cutter = subprocess.Popen([sys.executable, "-c", "import os, sys; os.truncate(sys.argv[1], 6)",
