@@ -140,3 +140,63 @@ def test_a_stalled_version_fetch_holds_up_only_its_own_truncation(tmp_path: Path
             assert (mnt / "slow.txt").read_text() == "cut sh"  # a version of its own, committed at once
     finally:
         relay.close()
+
+
+def test_a_stalled_version_fetch_holds_up_only_the_old_version_opened_in_versions(
+        tmp_path: Path, couchdb_url: str) -> None:
+    """Opening an old version in ``.versions/`` opens its contents (its manifest, checked against that
+    version's document on the server) outside the trio thread too."""
+    relay = StallingRelay(couchdb_url)
+    try:
+        vault, mnt = _slow_and_other(tmp_path, couchdb_url, relay, "the first version")
+        first, relay.hold_for = relay.hold_for, None
+        with mounted(vault, mnt):
+            (mnt / "slow.txt").write_text("the second version")
+        with mounted(vault, mnt):  # a new process: nothing of the first version is known yet
+            names = sorted((mnt / ".versions" / "slow.txt").iterdir())  # named by time: the first first
+            assert len(names) == 2, names
+            relay.hold_for = first
+            reader = subprocess.Popen(["cat", str(names[0])], stdout=subprocess.PIPE, text=True)
+            try:
+                assert relay.held.wait(HANG_GUARD), "the open never asked the server for the version"
+                looked = subprocess.run(["stat", "-c", "%s", str(mnt / "other.txt")], capture_output=True,
+                                        text=True, timeout=HANG_GUARD / 2)
+                assert looked.stdout.split() == [str(len("meanwhile"))]
+                assert reader.poll() is None  # still waiting for its server
+            finally:
+                relay.release.set()
+                out, _ = reader.communicate(timeout=HANG_GUARD)
+            assert out == "the first version"
+    finally:
+        relay.close()
+
+
+def test_a_stalled_version_fetch_holds_up_only_the_restore_that_copies_it(
+        tmp_path: Path, couchdb_url: str) -> None:
+    """``restore --to`` opens the old version's contents (its manifest, checked against its document on
+    the server) outside the trio thread too."""
+    relay = StallingRelay(couchdb_url)
+    try:
+        vault, mnt = _slow_and_other(tmp_path, couchdb_url, relay, "the first version")
+        first, relay.hold_for = relay.hold_for, None
+        with mounted(vault, mnt):
+            (mnt / "slow.txt").write_text("the second version")
+        with mounted(vault, mnt):  # a new process: nothing of the first version is known yet
+            relay.hold_for = first
+            done: list[subprocess.CompletedProcess] = []
+            restore = threading.Thread(target=lambda: done.append(fusevault(
+                "restore", mnt / "slow.txt", "--version", first.decode(), "--to", mnt / "copy.txt")))
+            restore.start()
+            try:
+                assert relay.held.wait(HANG_GUARD), "the restore never asked the server for the version"
+                looked = subprocess.run(["stat", "-c", "%s", str(mnt / "other.txt")], capture_output=True,
+                                        text=True, timeout=HANG_GUARD / 2)
+                assert looked.stdout.split() == [str(len("meanwhile"))]
+                assert restore.is_alive()  # still waiting for its server
+            finally:
+                relay.release.set()
+                restore.join(HANG_GUARD)
+            assert done and done[0].returncode == 0, done
+            assert (mnt / "copy.txt").read_text() == "the first version"
+    finally:
+        relay.close()
