@@ -390,6 +390,12 @@ def test_a_read_recipients_deletion_does_not_take_the_owners_file_away(shared, h
 # --- the same arriving while a real shared mount serves: the store watcher
 
 
+def _resigned_by(vault: Path, name: str, fid: str, change: dict) -> None:
+    """alice's node document of ``fid`` with sealed attributes changed, under the DEK ``name`` opens from
+    their key file, signed by them (``SECRETS``: the shared mount's users; round 9a imports it)."""
+    resigned(vault, fid, change, recipients_dek(vault, name, SECRETS[name], fid), name, SECRETS[name])
+
+
 @SHARED_ONLY
 def test_a_writers_odd_document_arriving_does_not_take_the_shared_mount_down(
         shared_vault: Path, place: Path, linux, python) -> None:  # noqa: F811
@@ -404,9 +410,7 @@ def test_a_writers_odd_document_arriving_does_not_take_the_shared_mount_down(
                         [("notes.txt", "bob", "WRITE")])
         fid = _node_fid_as(shared_vault, "notes.txt")
         root = _user(shared_vault, "alice")["root"]
-        dek = recipients_dek(shared_vault, "bob", SECRETS["bob"], fid)
-        resigned(shared_vault, fid, {"links": [[root, "notes.txt"], [[root], "again.txt"]]}, dek, "bob",
-                 SECRETS["bob"])
+        _resigned_by(shared_vault, "bob", fid, {"links": [[root, "notes.txt"], [[root], "again.txt"]]})
         for _ in range(10):  # the watcher looks once a second (fs/shared.py WATCH_EVERY)
             time.sleep(1)
             if str(mountpoint) not in Path("/proc/mounts").read_text():
