@@ -115,7 +115,7 @@ class VersionsOps:
     async def open(self, inode: InodeT, flags: int, ctx: RequestContext) -> pyfuse3.FileInfo:
         view = self.gate.view()
         fh = self.gate.volume().new_fh()
-        view.open(inode, fh, writing(flags))
+        await view.open(inode, fh, writing(flags))
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:

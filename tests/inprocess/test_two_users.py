@@ -244,3 +244,45 @@ async def test_writes_saved_just_after_a_share_ended_survive_the_owners_second_l
     await alice.rekey(hers)  # and the file goes back under a key bob does not hold
     assert await _read(drive, mine.st_ino, ALICE) == b"alice\nbob\n"
     await drive.release(info.fh)
+
+
+async def test_an_open_file_follows_another_writers_version_opened_by_its_next_read(shared):
+    """Taking in alice's version opens nothing on the trio thread (in a vault
+    kept in CouchDB that asks the server): bob's open handle opens the new
+    version, in a worker thread, when it next reads."""
+    drive = shared.drive
+    mine = await _write(drive, ROOT, b"doc.txt", b"first words", ALICE)
+    await _share(shared, "doc.txt", "READ")
+    theirs = await _walk(drive, b"shared/alice/doc.txt", BOB)
+    held = await drive.open(theirs.st_ino, os.O_RDONLY, BOB)
+    try:
+        assert await drive.read(held.fh, 0, 100) == b"first words"
+        info = await drive.open(mine.st_ino, os.O_WRONLY | os.O_TRUNC, ALICE)
+        await drive.write(info.fh, 0, b"second words")
+        await drive.release(info.fh)
+        volume = drive.seat_of(BOB_UID).ops.session.volume
+        (node,) = set(volume.files.handles.values())
+        assert node.content is None  # the old one retired, the new one not opened yet
+        assert await drive.read(held.fh, 0, 100) == b"second words"
+        assert node.content is not None
+    finally:
+        await drive.release(held.fh)
+    assert await _read(drive, theirs.st_ino, BOB) == b"second words"
+
+
+async def test_unshare_without_pinned_keys_is_refused_in_one_line(shared):
+    """A volume without its pinned keys (``volume.trust``: a user from before
+    key pairs) is refused share and unshare alike, before anything changes."""
+    drive = shared.drive
+    await _write(drive, ROOT, b"doc.txt", b"shared a while", ALICE)
+    await _share(shared, "doc.txt", "READ")
+    alice = shared.volumes["alice"]
+    trust, alice.tree.trust = alice.tree.trust, None
+    try:
+        requests = drive.seat_of(ALICE_UID).ops.session.requests
+        answer = await requests.handle({"cmd": "unshare", "path": "doc.txt", "with": "bob"})
+    finally:
+        alice.tree.trust = trust
+    assert "key pairs" in answer.get("error", ""), answer
+    theirs = await _walk(drive, b"shared/alice/doc.txt", BOB)  # still shared: nothing changed
+    assert await _read(drive, theirs.st_ino, BOB) == b"shared a while"

@@ -24,6 +24,16 @@ from pathlib import Path
 
 import adversary
 import pytest
+from attack_scenes import (
+    NOTES_AND_PROJ,
+    add_team,
+    add_users,
+    alice_shares_in,
+    alices_files,
+    group_doc,
+    scene,
+    share,
+)
 from conftest import fusevault, mounted
 
 from fusevault.crypto.identity import open_file_key
@@ -42,16 +52,7 @@ from mount.test_shared_mount import (  # noqa: F401  (fixtures)
 from mount.test_shared_mount import pytestmark as needs_users
 from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
 from mount.test_trust_grants import _mallory
-from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
-
-
-def _share(mnt: Path, path: str, target: str, perm: str = "READ") -> str | None:
-    """``fusevault share`` through the mount; what it printed, or None if it was refused."""
-    done = fusevault("share", mnt / path, "--with", target, "--perm", perm)
-    print(done.stdout[-2000:], done.stderr[-2000:])
-    if done.returncode != 0:
-        return None
-    return done.stdout
+from mount.test_trust_writes import BOB, _key, _node_fid, _user
 
 
 def _grantees(vault: Path) -> set[str]:
@@ -69,19 +70,16 @@ def test_a_pinned_users_name_taken_over_after_their_document_is_deleted_gets_no_
     """alice meets bob (his keys pinned on her mount).  The store writer deletes bob's user document
     and plants a self-signed one of its own claiming the name ``bob`` (and bob's uid).  alice shares
     notes.txt ``--with bob``: SAFE is a refusal, or at least nothing sealed to the impostor."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = scene(vault, tmp_path, {"notes.txt": "for bob's eyes, and nobody else's",
+                                  "other.txt": "shared once so that bob is surely met and pinned"},
+                [("other.txt", "bob", "READ")])
     real = _user(vault, "bob")
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("for bob's eyes, and nobody else's")
-        (mnt / "other.txt").write_text("shared once so that bob is surely met and pinned")
-        assert _share(mnt, "other.txt", "bob") is not None
     ident, impostor = _mallory(_user(vault, "alice")["root"])
     impostor.update(username="bob", uid=real["uid"])
     adversary.delete_row(vault, real["_id"])
     adversary.put(vault, sign_doc(ident.user_id, ident.sign, impostor))
     with mounted(vault, mnt):
-        answer = _share(mnt, "notes.txt", "bob")
+        answer = share(mnt, "notes.txt", "bob")
     assert not _sealed_to(vault, ident.user_id), answer
     assert ident.user_id not in _grantees(vault), answer
 
@@ -91,15 +89,10 @@ def test_a_pinned_groups_name_taken_over_after_its_document_is_deleted_gets_no_k
     """alice owns group ``team`` (bob a member).  The store writer deletes the group document and plants
     its own group ``team`` owned by a user it planted (signed by that user), with itself as member.
     alice shares notes.txt ``--with @team``: SAFE is a refusal, or nothing sealed to the planted user."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    _admin(vault, "group", "add", "team")
-    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("for the team alice made")
-        (mnt / "other.txt").write_text("shared once so that team is surely met and pinned")
-        assert _share(mnt, "other.txt", "@team") is not None
-    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    mnt = scene(vault, tmp_path, {"notes.txt": "for the team alice made",
+                                  "other.txt": "shared once so that team is surely met and pinned"},
+                [("other.txt", "@team", "READ")], team=["bob"])
+    team = group_doc(vault, "team")
     ident, mallory = _mallory(_user(vault, "alice")["root"])
     planted = {"_id": "f" * 32, "type": "Group", "groupname": "team", "owner": ident.user_id,
                "created_at": team["created_at"], "users": {ident.user_id: "READ,WRITE"}}
@@ -107,7 +100,7 @@ def test_a_pinned_groups_name_taken_over_after_its_document_is_deleted_gets_no_k
     adversary.put(vault, sign_doc(ident.user_id, ident.sign, mallory),
                   sign_doc(ident.user_id, ident.sign, planted))
     with mounted(vault, mnt):
-        answer = _share(mnt, "notes.txt", "@team")
+        answer = share(mnt, "notes.txt", "@team")
     assert not _sealed_to(vault, ident.user_id), answer
     assert planted["_id"] not in _grantees(vault), answer
 
@@ -127,12 +120,7 @@ def test_a_locked_owners_stale_judge_does_not_admit_a_read_recipients_version(
     mountpoint.mkdir()
     with mounted(shared_vault, mountpoint, "--allow-other"):
         people = People(linux, place, python, mountpoint)
-        people.unlock("alice")
-        people.ok("alice", "echo genuine > $M/notes.txt && mkdir $M/proj && echo plan > $M/proj/plan.txt")
-        for path, who, perm in (("notes.txt", "bob", "READ"), ("notes.txt", "carol", "READ"),
-                                ("proj", "bob", "WRITE")):
-            done = people.fusevault("alice", "share", f"{mountpoint}/{path}", "--with", who, "--perm", perm)
-            assert done.returncode == 0, done.stderr
+        alice_shares_in(people, mountpoint, *NOTES_AND_PROJ)
     _bobs_forgery(shared_vault)
     with mounted(shared_vault, mountpoint, "--allow-other"):
         people.unlock("alice")
@@ -152,11 +140,7 @@ def test_unshare_with_the_share_document_withheld_still_takes_the_key_back(
     """alice shares notes.txt with bob (READ).  The store writer (bob, or a server he colludes with)
     deletes the Share document.  alice unshares, then writes.  Safe: what she writes afterwards is not
     sealed under the DEK bob opened from his key file (the revoke happens, or the write is refused)."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob for a while")
-        assert _share(mnt, "notes.txt", "bob") is not None
+    mnt = scene(vault, tmp_path, {"notes.txt": "shared with bob for a while"}, [("notes.txt", "bob", "READ")])
     fid = _node_fid(vault, "alice", "notes.txt")
     kept = _bobs_dek(vault, fid)
     (share,) = [d for d in adversary.docs(vault, "Share") if d.get("fid") == fid]
@@ -176,11 +160,7 @@ def test_unshare_with_the_share_document_and_the_key_file_withheld_still_gives_a
     """The store writer deletes both the Share document and bob's key file (bob already opened it):
     only alice's device remembers the share (grants seen, vault/model/freshness.py).  Her unshare still
     gives the file a new key; a second unshare says "not shared" (taken back here already)."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob for a while")
-        assert _share(mnt, "notes.txt", "bob") is not None
+    mnt = scene(vault, tmp_path, {"notes.txt": "shared with bob for a while"}, [("notes.txt", "bob", "READ")])
     fid = _node_fid(vault, "alice", "notes.txt")
     kept = _bobs_dek(vault, fid)
     (share,) = [d for d in adversary.docs(vault, "Share") if d.get("fid") == fid]
@@ -202,13 +182,9 @@ def test_a_forged_share_body_does_not_turn_unshare_to_another_file(vault: Path, 
     notes.txt (same id) with one naming another owner and other.txt.  ``unshare notes.txt --with bob``
     takes back notes.txt's key (bob's key file of it goes) and nothing else: other.txt keeps its key
     and bob his key of it, and no Rotation is left behind."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob for a while")
-        (mnt / "other.txt").write_text("still shared with bob")
-        assert _share(mnt, "notes.txt", "bob") is not None
-        assert _share(mnt, "other.txt", "bob") is not None
+    mnt = scene(vault, tmp_path, {"notes.txt": "shared with bob for a while",
+                                  "other.txt": "still shared with bob"},
+                [("notes.txt", "bob", "READ"), ("other.txt", "bob", "READ")])
     fid, other = _node_fid(vault, "alice", "notes.txt"), _node_fid(vault, "alice", "other.txt")
     kept, others = _bobs_dek(vault, fid), _alice_dek(vault, other)
     ident, mallory = _mallory(_user(vault, "alice")["root"])
@@ -241,15 +217,12 @@ def test_unshare_from_a_group_with_the_share_document_withheld_still_takes_the_k
     document.  ``unshare proj --with @team`` still takes the keys back (one line, a note that the share
     was missing), and what alice writes next in proj is not under the DEK bob opened from the group's
     key file.  A second unshare finds nothing left to take back: "not shared"."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    _admin(vault, "group", "add", "team")
-    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
-    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    add_users(vault, "bob")
+    add_team(vault, "bob")
+    team = group_doc(vault, "team")
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "proj").mkdir()
-        (mnt / "proj" / "plan.txt").write_text("the team's plan, for a while")
-        assert _share(mnt, "proj", "@team") is not None
+    alices_files(vault, mnt, {"proj": None, "proj/plan.txt": "the team's plan, for a while"},
+                 [("proj", "@team", "READ")])
     fid = _node_fid(vault, "alice", "plan.txt")
     kept = _bobs_group_dek(vault, team["_id"], fid)
     (share,) = [d for d in adversary.docs(vault, "Share") if d.get("grantee") == team["_id"]]
@@ -269,15 +242,9 @@ def test_unshare_from_a_group_with_the_share_document_withheld_still_takes_the_k
 def test_unshare_of_what_was_never_shared_says_not_shared(vault: Path, tmp_path: Path) -> None:
     """Nothing known of a share (no Share document, none seen on this device, no key file): unshare
     answers "not shared" with NotFound's exit code and changes nothing (no Rotation, no new key)."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    _admin(vault, "group", "add", "team")
-    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("never shared")
-        (mnt / "proj").mkdir()
-        (mnt / "proj" / "plan.txt").write_text("shared through its folder only")
-        assert _share(mnt, "proj", "bob") is not None
+    mnt = scene(vault, tmp_path, {"notes.txt": "never shared", "proj": None,
+                                  "proj/plan.txt": "shared through its folder only"},
+                [("proj", "bob", "READ")], team=["bob"])
     fid = _node_fid(vault, "alice", "notes.txt")
     before = _alice_dek(vault, fid)
     with mounted(vault, mnt):
@@ -306,12 +273,7 @@ def test_a_version_naming_another_loaded_user_as_owner_is_not_judged_by_that_use
     mountpoint.mkdir()
     with mounted(shared_vault, mountpoint, "--allow-other"):
         people = People(linux, place, python, mountpoint)
-        people.unlock("alice")
-        people.ok("alice", "echo genuine > $M/notes.txt && mkdir $M/proj && echo plan > $M/proj/plan.txt")
-        for path, who, perm in (("notes.txt", "bob", "READ"), ("notes.txt", "carol", "READ"),
-                                ("proj", "bob", "WRITE")):
-            done = people.fusevault("alice", "share", f"{mountpoint}/{path}", "--with", who, "--perm", perm)
-            assert done.returncode == 0, done.stderr
+        alice_shares_in(people, mountpoint, *NOTES_AND_PROJ)
     _, vid = _bobs_forgery(shared_vault)
     bob = users.unlock(_user(shared_vault, "bob"), SECRETS["bob"].encode())
     doc = {**adversary.get(shared_vault, vid), "owner": _user(shared_vault, named)["_id"]}

@@ -46,13 +46,31 @@ import adversary
 import pyfuse3
 import pytest
 import trio
+from attack_scenes import (
+    ALICE,
+    BOB,
+    add_team,
+    add_users,
+    alices_files,
+    ask,
+    bobs_node_doc,
+    group_doc,
+    mounts_again,
+    planted,
+    read_back,
+    recipients_dek,
+    resigned,
+    resigned_by_bob,
+    rewrite,
+    scene,
+    share,
+    team_with_plan,
+)
 from conftest import force_unmount, fusevault, mounted
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     ALICE_UID,
-    BOB_UID,
     FILE,
     ROOT,
-    Ctx,
     shared,
     template_vault,
     vault_copy,
@@ -60,51 +78,20 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
 from inprocess.test_two_users import _read, _walk, _write
 
 from fusevault.crypto import aead
-from fusevault.crypto.identity import open_file_key, seal_file_key
+from fusevault.crypto.identity import seal_file_key
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
-from fusevault.vault.model import users
 from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
-from fusevault.vault.model.sharing import read_key
-from fusevault.vault.services.absorbing import absorb_arrivals
 from mount.test_shared_admission import PLANTED, _bobs_forgery
 from mount.test_shared_mount import SECRETS
 from mount.test_trust_attack_round4 import _alice_dek, _bobs_dek
 from mount.test_trust_writes import BOB as BOB_SECRET
-from mount.test_trust_writes import _admin, _key, _node_fid, _user
+from mount.test_trust_writes import _key, _node_fid, _user
 
-ALICE = Ctx(ALICE_UID, ALICE_UID)
-BOB = Ctx(BOB_UID, BOB_UID)
-
-
-# --- in-process helpers (more in tests/inprocess/test_two_users.py)
-
-
-async def _rewrite(drive, ino: int, data: bytes, ctx: Ctx) -> None:
-    info = await drive.open(ino, os.O_WRONLY | os.O_TRUNC, ctx)
-    await drive.write(info.fh, 0, data)
-    await drive.release(info.fh)
-
-
-async def _ask(shared, cmd: str, path: str, perm: str = "READ") -> dict:  # noqa: F811
-    requests = shared.drive.seat_of(ALICE_UID).ops.session.requests
-    answer = await requests.handle({"cmd": cmd, "path": path, "with": "bob", "perm": perm})
-    assert "error" not in answer, answer
-    return answer
-
-
-def _planted(shared, doc: dict) -> None:  # noqa: F811
-    """Another process (the vault folder's writer) puts ``doc`` as the current revision of its id;
-    the shared mount's store watcher hands it to every unlocked seat (fs/shared.py ``_watch_store``)."""
-    store = shared.store
-    current = store.get(doc["_id"])
-    body = {k: v for k, v in doc.items() if k != "_rev"}
-    if current is not None:
-        body["_rev"] = current["_rev"]
-    (rev,) = store.put_many([body])
-    arrived = [{**body, "_rev": rev}]
-    for volume in shared.volumes.values():
-        absorb_arrivals(volume, arrived)
+# The scenes (alice's files and shares, bob's signed documents) are built in tests/attack_scenes.py; these
+# names stay for the test files that import them from here (round 9a, tests/inprocess/test_link_grants.py).
+_ask, _bobs_node_doc, _planted, _rewrite = ask, bobs_node_doc, planted, rewrite
+_resigned_by_bob, _share = resigned_by_bob, share
 
 
 # --- (1) the versions another seat vouched for (Tree.vouched)
@@ -121,16 +108,16 @@ def test_a_revoked_writer_cannot_replay_his_vouched_version_over_the_owners_late
         drive = shared.drive
         alice = shared.volumes["alice"]
         mine = await _write(drive, ROOT, b"log.txt", b"alice v1\n", ALICE)
-        await _ask(shared, "share", "log.txt", "WRITE")
+        await ask(shared, "share", "log.txt", "WRITE")
         theirs = await _walk(drive, b"shared/alice/log.txt", BOB)
-        await _rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
+        await rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
         (hers,) = [node for node in alice.tree.nodes() if node.is_reg]
         kept = shared.store.get(hers.fid)  # bob's node document, as he signed it
         assert await _read(drive, mine.st_ino, ALICE) == b"bob's version\n"
-        await _ask(shared, "unshare", "log.txt")
-        await _rewrite(drive, mine.st_ino, b"alice, after bob's share ended\n", ALICE)
+        await ask(shared, "unshare", "log.txt")
+        await rewrite(drive, mine.st_ino, b"alice, after bob's share ended\n", ALICE)
         before = await _read(drive, mine.st_ino, ALICE)
-        _planted(shared, kept)
+        planted(shared, kept)
         await trio.sleep(0)
         return before, await _read(drive, mine.st_ino, ALICE)
 
@@ -138,19 +125,6 @@ def test_a_revoked_writer_cannot_replay_his_vouched_version_over_the_owners_late
     assert before == b"alice, after bob's share ended\n"
     assert after == before, f"alice's file was rolled back to bob's version: {after!r}"
 
-
-
-def _bobs_node_doc(shared, fid: str, change: dict) -> dict:  # noqa: F811
-    """bob's own node document of ``fid`` with its sealed attributes changed, sealed under the DEK he
-    holds and signed by him (what a WRITE recipient who can write the vault folder can make)."""
-    bob = shared.volumes["bob"]
-    dek = bob.find(fid).dek
-    doc = shared.store.get(fid)
-    attrs = {**open_node_attrs(doc, dek), **change}
-    plain = json.dumps(attrs, separators=(",", ":")).encode()
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
-    return sign_doc(bob.key.user_id, bob.key.identity.sign, body)
 
 
 def test_a_writer_cannot_move_the_owners_file_out_of_the_shared_folder_by_reusing_a_vouched_head(
@@ -163,15 +137,13 @@ def test_a_writer_cannot_move_the_owners_file_out_of_the_shared_folder_by_reusin
     async def attack() -> list[bytes]:
         drive = shared.drive
         alice = shared.volumes["alice"]
-        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
-        await _write(drive, folder.st_ino, b"plan.txt", b"v1", ALICE)
-        await _ask(shared, "share", "team", "WRITE")
+        folder, _ = await team_with_plan(shared, plan=b"v1", diary=None, walk=False)
         team = await _walk(drive, b"shared/alice/team", BOB)
         theirs = await drive.lookup(team.st_ino, b"plan.txt", BOB)
-        await _rewrite(drive, theirs.st_ino, b"v2 by bob", BOB)
+        await rewrite(drive, theirs.st_ino, b"v2 by bob", BOB)
         (plan,) = [node for node in alice.tree.nodes() if node.is_reg]
         root_fid = alice.tree.node(ROOT).fid
-        _planted(shared, _bobs_node_doc(shared, plan.fid, {"links": [[root_fid, "moved-by-bob.txt"]]}))
+        planted(shared, bobs_node_doc(shared, plan.fid, {"links": [[root_fid, "moved-by-bob.txt"]]}))
         await trio.sleep(0)
         found = []
         for parent in (ROOT, folder.st_ino):
@@ -198,13 +170,13 @@ def test_a_revoked_writer_cannot_give_the_owners_file_a_key_he_chose_with_a_vouc
         drive = shared.drive
         alice, bob = shared.volumes["alice"], shared.volumes["bob"]
         mine = await _write(drive, ROOT, b"log.txt", b"alice v1\n", ALICE)
-        await _ask(shared, "share", "log.txt", "WRITE")
+        await ask(shared, "share", "log.txt", "WRITE")
         theirs = await _walk(drive, b"shared/alice/log.txt", BOB)
-        await _rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
+        await rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
         (hers,) = [node for node in alice.tree.nodes() if node.is_reg]
         fid, old = hers.fid, bob.find(hers.fid).dek
         kept = shared.store.get(fid)
-        await _ask(shared, "unshare", "log.txt")
+        await ask(shared, "unshare", "log.txt")
         epoch = hers.epoch + 1  # above the sidecar's: it is written again from the documents
         attrs = {**open_node_attrs(kept, old), "epoch": epoch, "seq": ["b0b0b0b0b0b0b0b0", 1],
                  "manifest": None, "size": 0}  # the head stays (vouched), its manifest is not named
@@ -213,9 +185,9 @@ def test_a_revoked_writer_cannot_give_the_owners_file_a_key_he_chose_with_a_vouc
         body.update(epoch=epoch, owner_dek=b64e(seal_file_key(public, alice.key.user_id, alice.key.user_id,
                                                               fid, epoch, chosen)),
                     enc=b64e(aead.seal(chosen, json.dumps(attrs).encode(), aead.ad("node", fid))))
-        _planted(shared, sign_doc(bob.key.user_id, bob.key.identity.sign, body))
+        planted(shared, sign_doc(bob.key.user_id, bob.key.identity.sign, body))
         await trio.sleep(0)
-        await _rewrite(drive, mine.st_ino, b"alice's next secret, never for bob\n", ALICE)
+        await rewrite(drive, mine.st_ino, b"alice's next secret, never for bob\n", ALICE)
         assert await _read(drive, mine.st_ino, ALICE) == b"alice's next secret, never for bob\n"
         dek, _ = open_node_doc(shared.store.get(fid), alice.key)
         return dek
@@ -235,7 +207,7 @@ def test_a_read_recipients_seat_commits_nothing_so_vouches_for_nothing(shared) -
         alice, bob = shared.volumes["alice"], shared.volumes["bob"]
         folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
         await _write(drive, folder.st_ino, b"log.txt", b"alice v1\n", ALICE)
-        await _ask(shared, "share", "team", "READ")
+        await ask(shared, "share", "team", "READ")
         theirs = await _walk(drive, b"shared/alice/team/log.txt", BOB)
         team = await _walk(drive, b"shared/alice/team", BOB)
         assert await _read(drive, theirs.st_ino, BOB) == b"alice v1\n"
@@ -268,15 +240,12 @@ def test_a_writer_cannot_add_a_link_to_the_owners_file_in_a_folder_he_may_not_wr
     async def attack() -> list[bytes]:
         drive = shared.drive
         alice = shared.volumes["alice"]
-        folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
-        await _write(drive, folder.st_ino, b"plan.txt", b"v1", ALICE)
-        await _ask(shared, "share", "team", "WRITE")
-        await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        await team_with_plan(shared, plan=b"v1", diary=None)
         (plan,) = [node for node in alice.tree.nodes() if node.is_reg]
         team = alice.tree.node(plan.links[0][0]).fid
         root_fid = alice.tree.node(ROOT).fid
         assert not alice.tree.vouched
-        _planted(shared, _bobs_node_doc(shared, plan.fid, {
+        planted(shared, bobs_node_doc(shared, plan.fid, {
             "links": [[team, "plan.txt"], [root_fid, "planted-by-bob.txt"]]}))
         await trio.sleep(0)
         found = []
@@ -303,13 +272,13 @@ def test_a_writer_cannot_link_the_shared_folder_inside_itself(shared) -> None:  
         folder = await drive.mkdir(ROOT, b"team", stat.S_IFDIR | 0o755, ALICE)
         sub = await drive.mkdir(folder.st_ino, b"sub", stat.S_IFDIR | 0o755, ALICE)
         await _write(drive, sub.st_ino, b"plan.txt", b"v1", ALICE)
-        await _ask(shared, "share", "team", "WRITE")
+        await ask(shared, "share", "team", "WRITE")
         await _walk(drive, b"shared/alice/team/sub/plan.txt", BOB)
         root = alice.tree.node(ROOT)
         team = alice.tree.node(root.children[b"team"])
         inner = alice.tree.node(team.children[b"sub"])
         links = [[root.fid, "team"], [inner.fid, "loop"]]
-        _planted(shared, _bobs_node_doc(shared, team.fid, {"links": links}))
+        planted(shared, bobs_node_doc(shared, team.fid, {"links": links}))
         await trio.sleep(0)
         try:
             await _walk(drive, b"team/sub/loop/sub/loop/sub/plan.txt", ALICE)
@@ -321,13 +290,6 @@ def test_a_writer_cannot_link_the_shared_folder_inside_itself(shared) -> None:  
 
 
 # --- the real mount, its command and the vault folder
-
-
-def _share(mnt: Path, path: str, target: str, perm: str = "READ") -> str | None:
-    """``fusevault share`` through the mount; what it printed, or None if it was refused."""
-    done = fusevault("share", mnt / path, "--with", target, "--perm", perm)
-    print(done.stdout[-2000:], done.stderr[-2000:])
-    return None if done.returncode != 0 else done.stdout
 
 
 def _keys_for(vault: Path, user_id: str, fid: str) -> list[Path]:
@@ -346,19 +308,15 @@ def test_an_old_node_document_from_when_a_file_sat_in_a_folder_shared_since_gets
     it sat in proj/ (a rollback: the ledger says so, but knows a seq, not a place).  alice mounts
     again (share_ops.resume seals keys nobody sealed yet: ``fill_missing``).  Safe: no key of
     secret.txt is ever sealed to bob (his key would open every version of it, the newest too)."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = scene(vault, tmp_path, {"proj": None, "proj/secret.txt": "a secret while it sat in proj"})
     bob = _user(vault, "bob")["_id"]
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "proj").mkdir()
-        (mnt / "proj" / "secret.txt").write_text("a secret while it sat in proj")
     fid = _node_fid(vault, "alice", "secret.txt")
     old = adversary.get(vault, fid)
     with mounted(vault, mnt):
         (mnt / "proj" / "secret.txt").rename(mnt / "secret.txt")
         (mnt / "secret.txt").write_text("the newest secret: never for bob")
         (mnt / "proj" / "plan.txt").write_text("the plan bob may read")
-        assert _share(mnt, "proj", "bob") is not None
+        assert share(mnt, "proj", "bob") is not None
     assert not _keys_for(vault, bob, fid)
     adversary.put(vault, old)
     with mounted(vault, mnt):
@@ -376,14 +334,9 @@ def test_a_pinned_user_cannot_take_the_name_of_another_pinned_user_whose_documen
     """alice meets bob and carol (both pinned).  bob, who can write the vault folder, deletes carol's
     user document and signs his own (his keys, his id) again with the username ``carol``.  alice shares
     notes.txt ``--with carol``: safe is a refusal, or at least nothing sealed to bob."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("for carol's eyes, and nobody else's")
-        (mnt / "other.txt").write_text("shared once so that bob and carol are surely met and pinned")
-        assert _share(mnt, "other.txt", "bob") is not None
-        assert _share(mnt, "other.txt", "carol") is not None
+    mnt = scene(vault, tmp_path, {"notes.txt": "for carol's eyes, and nobody else's",
+                                  "other.txt": "shared once so that bob and carol are surely met and pinned"},
+                [("other.txt", "bob", "READ"), ("other.txt", "carol", "READ")], users=("bob", "carol"))
     fid = _node_fid(vault, "alice", "notes.txt")
     bob, carol = _user(vault, "bob"), _user(vault, "carol")
     key = _key(vault, "bob", BOB_SECRET)
@@ -392,7 +345,7 @@ def test_a_pinned_user_cannot_take_the_name_of_another_pinned_user_whose_documen
     adversary.delete_row(vault, carol["_id"])
     adversary.put(vault, sign_doc(key.user_id, key.identity.sign, renamed))
     with mounted(vault, mnt):
-        answer = _share(mnt, "notes.txt", "carol")
+        answer = share(mnt, "notes.txt", "carol")
     assert not _keys_for(vault, bob["_id"], fid), answer
     assert bob["_id"] not in {d.get("grantee") for d in adversary.docs(vault, "Share")
                               if d.get("fid") == fid and not d.get("_deleted")}, answer
@@ -404,13 +357,11 @@ def test_a_pinned_group_cannot_take_the_name_of_another_pinned_group_whose_docum
     bob, who can write the vault folder, deletes the document of ``team`` and signs his own group again
     with the name ``team``.  alice shares notes.txt ``--with @team``: safe is a refusal, or at least
     nothing sealed to bob."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
-    _admin(vault, "group", "add", "team")
-    _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
+    add_users(vault, "bob", "carol")
+    add_team(vault, "carol")
     bob = _user(vault, "bob")
     key = _key(vault, "bob", BOB_SECRET)
-    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    team = group_doc(vault, "team")
     bobs = {"_id": "e" * 32, "type": "Group", "groupname": "bobs", "owner": bob["_id"],
             "created_at": team["created_at"], "users": {bob["_id"]: "READ,WRITE"}}
     adversary.put(vault, sign_doc(key.user_id, key.identity.sign, bobs))
@@ -418,13 +369,13 @@ def test_a_pinned_group_cannot_take_the_name_of_another_pinned_group_whose_docum
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("for the team alice made")
         (mnt / "other.txt").write_text("shared once so that team is surely met and pinned")
-        assert _share(mnt, "other.txt", "@team") is not None
+        assert share(mnt, "other.txt", "@team") is not None
         print(fusevault("group", "list", env={"FUSEVAULT_VAULT": str(vault)}).stdout)
     fid = _node_fid(vault, "alice", "notes.txt")
     adversary.delete_row(vault, team["_id"])
     adversary.put(vault, sign_doc(key.user_id, key.identity.sign, {**bobs, "groupname": "team"}))
     with mounted(vault, mnt):
-        answer = _share(mnt, "notes.txt", "@team")
+        answer = share(mnt, "notes.txt", "@team")
     assert not _keys_for(vault, bob["_id"], fid), answer
     assert bobs["_id"] not in {d.get("grantee") for d in adversary.docs(vault, "Share")
                                if d.get("fid") == fid and not d.get("_deleted")}, answer
@@ -439,12 +390,9 @@ def test_unshare_with_the_grantees_user_document_withheld_still_takes_the_key_ba
     (deletes its row; the Share and bob's key file stay).  alice unshares ``--with bob`` (and, if that is
     refused, with bob's id), then writes.  Safe: what she writes afterwards is not under the DEK bob
     opened from his key file (the revoke happens, whatever the store withholds)."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = scene(vault, tmp_path, {"notes.txt": "shared with bob for a while"},
+                [("notes.txt", "bob", "READ")])
     bob = _user(vault, "bob")
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob for a while")
-        assert _share(mnt, "notes.txt", "bob") is not None
     fid = _node_fid(vault, "alice", "notes.txt")
     kept = _bobs_dek(vault, fid)
     adversary.delete_row(vault, bob["_id"])
@@ -463,14 +411,12 @@ def test_unshare_with_the_groups_document_withheld_still_takes_the_key_back(
     """alice shares notes.txt with her group ``team`` (bob a member).  The store writer withholds the
     group's document.  alice unshares ``--with @team`` (and, if refused, with the group's id), then writes.
     Safe: what she writes afterwards is not under the DEK bob opened from the group's key file."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    _admin(vault, "group", "add", "team")
-    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
-    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    add_users(vault, "bob")
+    add_team(vault, "bob")
+    team = group_doc(vault, "team")
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with the team for a while")
-        assert _share(mnt, "notes.txt", "@team") is not None
+    alices_files(vault, mnt, {"notes.txt": "shared with the team for a while"},
+                 [("notes.txt", "@team", "READ")])
     fid = _node_fid(vault, "alice", "notes.txt")
     (before,) = [p for p in vault.rglob("*.vfkey") if team["_id"] in str(p) and fid in str(p)
                  and _user(vault, "bob")["_id"] in p.name]
@@ -492,23 +438,10 @@ def test_a_writer_cannot_add_a_link_to_the_owners_file_in_her_private_folder_at_
     """The same through a real mount, taken in at unlock: alice shares team with bob (WRITE) and keeps
     private/.  bob signs a node document of team/plan.txt naming it in team and in private/.  Safe:
     alice's private/ lists nothing new."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "team").mkdir()
-        (mnt / "private").mkdir()
-        (mnt / "private" / "diary.txt").write_text("alice's own")
-        (mnt / "team" / "plan.txt").write_text("the plan")
-        assert _share(mnt, "team", "bob", "WRITE") is not None
+    mnt = scene(vault, tmp_path, {"team": None, "private": None, "private/diary.txt": "alice's own",
+                                  "team/plan.txt": "the plan"}, [("team", "bob", "WRITE")])
     fid, team, private = (_node_fid(vault, "alice", name) for name in ("plan.txt", "team", "private"))
-    dek = _bobs_dek(vault, fid)
-    doc = adversary.get(vault, fid)
-    attrs = open_node_attrs(doc, dek)
-    attrs["links"] = [[team, "plan.txt"], [private, "planted-by-bob.txt"]]
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
-    key = _key(vault, "bob", BOB_SECRET)
-    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    resigned_by_bob(vault, fid, {"links": [[team, "plan.txt"], [private, "planted-by-bob.txt"]]})
     with mounted(vault, mnt):
         listed = sorted(p.name for p in (mnt / "private").iterdir())
         print(fusevault("status", mnt).stdout[-2000:])
@@ -520,21 +453,11 @@ def test_a_writer_cannot_make_the_owners_tree_a_cycle_through_a_real_mount(
     """alice shares team (team/sub/plan.txt) with bob (WRITE).  bob signs a node document of team that keeps
     its name and adds ``loop`` in team/sub.  alice mounts again, lists team/sub and unshares team.  Safe: no
     ``loop`` there, and the unshare finishes."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "team" / "sub").mkdir(parents=True)
-        (mnt / "team" / "sub" / "plan.txt").write_text("the plan")
-        assert _share(mnt, "team", "bob", "WRITE") is not None
+    mnt = scene(vault, tmp_path, {"team/sub": None, "team/sub/plan.txt": "the plan"},
+                [("team", "bob", "WRITE")])
     team, sub = _node_fid(vault, "alice", "team"), _node_fid(vault, "alice", "sub")
-    dek = _bobs_dek(vault, team)
-    doc = adversary.get(vault, team)
-    attrs = open_node_attrs(doc, dek)
-    attrs["links"] = [*attrs["links"], [sub, "loop"]]
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", team)))
-    key = _key(vault, "bob", BOB_SECRET)
-    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    links = open_node_attrs(adversary.get(vault, team), _bobs_dek(vault, team))["links"]
+    resigned_by_bob(vault, team, {"links": [*links, [sub, "loop"]]})
     listed: list[str] = []
     try:
         with mounted(vault, mnt):
@@ -558,26 +481,16 @@ def test_a_read_recipient_cannot_write_the_owners_file_by_linking_it_into_a_fold
     (``_bobs_forgery``), and signs a node document of notes.txt that keeps its name and adds one in proj/
     (listed first).
     alice mounts again and reads notes.txt.  Safe: she is never served bob's bytes."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=SECRETS["bob"])
+    add_users(vault, "bob", passphrase=SECRETS["bob"])  # the passphrase _bobs_forgery unlocks him with
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("genuine\n")
-        (mnt / "proj").mkdir()
-        (mnt / "proj" / "plan.txt").write_text("plan\n")
-        assert _share(mnt, "notes.txt", "bob", "READ") is not None
-        assert _share(mnt, "proj", "bob", "WRITE") is not None
+    alices_files(vault, mnt, {"notes.txt": "genuine\n", "proj": None, "proj/plan.txt": "plan\n"},
+                 [("notes.txt", "bob", "READ"), ("proj", "bob", "WRITE")])
     fid, _ = _bobs_forgery(vault)
     proj = _node_fid(vault, "alice", "proj")
-    key = users.unlock(_user(vault, "bob"), SECRETS["bob"].encode())
-    alice = _user(vault, "alice")
-    found = read_key(vault / "users" / key.user_id / "shared" / f"{alice['_id']}_{fid}.vfkey")
-    dek = open_file_key(key.identity, alice["_id"], fid, found[0], found[1])
-    doc = adversary.get(vault, fid)
-    attrs = open_node_attrs(doc, dek)
-    attrs["links"] = [[proj, "notes-in-proj.txt"], *attrs["links"]]  # first: the ACL follows the first link
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
-    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
+    dek = recipients_dek(vault, "bob", SECRETS["bob"], fid)
+    links = open_node_attrs(adversary.get(vault, fid), dek)["links"]
+    # First: the ACL follows the first link.
+    resigned(vault, fid, {"links": [[proj, "notes-in-proj.txt"], *links]}, dek, "bob", SECRETS["bob"])
     with mounted(vault, mnt):
         try:
             read = (mnt / "notes.txt").read_bytes()
@@ -596,37 +509,22 @@ def test_a_withheld_member_document_does_not_make_the_owner_sign_them_out_of_her
     """alice's group team has bob as a member (pinned on her device).  The store writer withholds bob's user
     document while alice mounts once; then it is back.  Safe: alice's group still names bob (withholding
     may delay, never make the owner sign a change she did not choose)."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    _admin(vault, "group", "add", "team")
-    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
-    bob = _user(vault, "bob")
+    add_users(vault, "bob")
+    add_team(vault, "bob")
+    bob = _user(vault, "bob")  # as it was before alice met him
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("for the team")
-        assert _share(mnt, "notes.txt", "@team") is not None
+    alices_files(vault, mnt, {"notes.txt": "for the team"}, [("notes.txt", "@team", "READ")])
     adversary.delete_row(vault, bob["_id"])
     with mounted(vault, mnt):
         (mnt / "other.txt").write_text("a day's work while bob's document was away")
     adversary.put(vault, bob)
     with mounted(vault, mnt):
         (mnt / "more.txt").write_text("bob's document is back")
-    (team,) = [g for g in adversary.docs(vault, "Group") if g.get("groupname") == "team"]
+    team = group_doc(vault, "team")
     assert bob["_id"] in (team.get("users") or {}), f"alice's group team no longer names bob: {team}"
 
 
 # --- huge numbers in a recipient's signed document
-
-
-def _resigned_by_bob(vault: Path, fid: str, change: dict) -> None:
-    """alice's node document of ``fid`` with its sealed attributes changed under the DEK bob holds (from
-    his key file) and signed by bob: what a recipient who can write the vault folder can put there."""
-    dek = _bobs_dek(vault, fid)
-    doc = adversary.get(vault, fid)
-    attrs = {**open_node_attrs(doc, dek), **change}
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
-    key = _key(vault, "bob", BOB_SECRET)
-    adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
 
 
 @pytest.mark.parametrize("perm", ["READ", "WRITE"])
@@ -634,21 +532,11 @@ def test_a_recipients_node_document_with_a_huge_mode_does_not_stop_the_owners_mo
         vault: Path, tmp_path: Path, perm: str) -> None:
     """alice shares notes.txt with bob.  bob, who can write the vault folder, signs a node document of it
     whose sealed mode is 2**40.  Safe: alice still mounts and reads her other files."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob")
-        (mnt / "diary.txt").write_text("alice's own")
-        assert _share(mnt, "notes.txt", "bob", perm) is not None
-    _resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {"mode": 2**40})
-    mnt.mkdir(exist_ok=True)
-    done = fusevault("mount", vault, mnt)
-    try:
-        print("mount:", done.returncode, done.stderr[-2000:])
-        assert done.returncode == 0, f"alice's vault does not mount any more: {done.stderr[-500:]}"
+    mnt = scene(vault, tmp_path, {"notes.txt": "shared with bob", "diary.txt": "alice's own"},
+                [("notes.txt", "bob", perm)])
+    resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {"mode": 2**40})
+    with mounts_again(vault, mnt):
         assert (mnt / "diary.txt").read_text() == "alice's own"
-    finally:
-        force_unmount(mnt)
 
 
 @pytest.mark.parametrize("perm", ["READ", "WRITE"])
@@ -657,12 +545,8 @@ def test_a_recipients_node_document_with_a_huge_epoch_does_not_lose_the_owners_n
     """bob signs a node document of alice's shared notes.txt whose sealed key epoch is 2**64 (above what a
     CouchDB server keeps exactly).  alice mounts and writes notes.txt.  Safe: her write is saved (it reads
     back after a remount), or the write is refused at once; it never vanishes after a success."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob")
-        assert _share(mnt, "notes.txt", "bob", perm) is not None
-    _resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {"epoch": 2**64})
+    mnt = scene(vault, tmp_path, {"notes.txt": "shared with bob"}, [("notes.txt", "bob", perm)])
+    resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {"epoch": 2**64})
     wrote = False
     with mounted(vault, mnt):
         try:
@@ -670,11 +554,7 @@ def test_a_recipients_node_document_with_a_huge_epoch_does_not_lose_the_owners_n
             wrote = True
         except OSError as err:
             print("the write was refused:", err)
-    with mounted(vault, mnt):
-        try:
-            now = (mnt / "notes.txt").read_text()
-        except OSError as err:
-            now = str(err)
+    now = read_back(vault, mnt, "notes.txt")
     assert not wrote or now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
 
 
@@ -683,19 +563,11 @@ def test_a_read_recipients_refused_document_does_not_hide_the_owners_new_file_of
     """alice shares notes.txt with bob (READ).  bob, who can write the vault folder, signs her node document
     of it again, unchanged, in his own name.  alice mounts: it is refused (left out, an alarm), so she
     writes notes.txt afresh.  Safe: at her next mount notes.txt holds what she wrote."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob")
-        assert _share(mnt, "notes.txt", "bob", "READ") is not None
-    _resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {})
+    mnt = scene(vault, tmp_path, {"notes.txt": "shared with bob"}, [("notes.txt", "bob", "READ")])
+    resigned_by_bob(vault, _node_fid(vault, "alice", "notes.txt"), {})
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("alice's next words")
-    with mounted(vault, mnt):
-        try:
-            now = (mnt / "notes.txt").read_text()
-        except OSError as err:
-            now = str(err)
+    now = read_back(vault, mnt, "notes.txt")
     assert now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
 
 
@@ -705,13 +577,9 @@ def test_a_replayed_document_of_an_ended_writer_does_not_hide_the_owners_new_fil
     alice unshares.  The store writer, with no key, puts bob's document back; alice mounts (it is refused:
     bob holds no WRITE now), finds notes.txt gone and writes it afresh.  Safe: at her next mount notes.txt
     holds what she wrote."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("shared with bob")
-        assert _share(mnt, "notes.txt", "bob", "WRITE") is not None
+    mnt = scene(vault, tmp_path, {"notes.txt": "shared with bob"}, [("notes.txt", "bob", "WRITE")])
     fid = _node_fid(vault, "alice", "notes.txt")
-    _resigned_by_bob(vault, fid, {"seq": ["b0b0b0b0b0b0b0b0", 1]})  # bob's save, from his own device
+    resigned_by_bob(vault, fid, {"seq": ["b0b0b0b0b0b0b0b0", 1]})  # bob's save, from his own device
     bobs = adversary.get(vault, fid)
     with mounted(vault, mnt):
         assert (mnt / "notes.txt").read_text() == "shared with bob"
@@ -720,11 +588,7 @@ def test_a_replayed_document_of_an_ended_writer_does_not_hide_the_owners_new_fil
     adversary.put(vault, bobs)
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("alice's next words")
-    with mounted(vault, mnt):
-        try:
-            now = (mnt / "notes.txt").read_text()
-        except OSError as err:
-            now = str(err)
+    now = read_back(vault, mnt, "notes.txt")
     assert now == "alice's next words", f"alice's acknowledged write is gone: {now!r}"
 
 
@@ -732,19 +596,14 @@ def test_a_pinned_user_renamed_to_a_present_pinned_users_name_gets_no_key(
         vault: Path, tmp_path: Path) -> None:
     """Holds: as above, but carol's document stays: two pinned users claim ``carol``.  alice's
     ``share --with carol`` is refused (or seals to carol only): nothing is sealed to bob."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase="carol's own passphrase")
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("for carol's eyes, and nobody else's")
-        (mnt / "other.txt").write_text("shared once so that bob and carol are surely met and pinned")
-        assert _share(mnt, "other.txt", "bob") is not None
-        assert _share(mnt, "other.txt", "carol") is not None
+    mnt = scene(vault, tmp_path, {"notes.txt": "for carol's eyes, and nobody else's",
+                                  "other.txt": "shared once so that bob and carol are surely met and pinned"},
+                [("other.txt", "bob", "READ"), ("other.txt", "carol", "READ")], users=("bob", "carol"))
     fid = _node_fid(vault, "alice", "notes.txt")
     bob = _user(vault, "bob")
     key = _key(vault, "bob", BOB_SECRET)
     renamed = {k: v for k, v in bob.items() if k not in ("_rev", "sig")}
     adversary.put(vault, sign_doc(key.user_id, key.identity.sign, {**renamed, "username": "carol"}))
     with mounted(vault, mnt):
-        answer = _share(mnt, "notes.txt", "carol")
+        answer = share(mnt, "notes.txt", "carol")
     assert not _keys_for(vault, bob["_id"], fid), answer

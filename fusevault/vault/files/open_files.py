@@ -107,6 +107,13 @@ class Files:
             else:
                 content.close()
 
+    async def opened(self, node: Node) -> Content:
+        """The node's Content, opened in a worker thread if it has none yet
+        (``load_content``); a file never written has nothing stored to read
+        and gets a new one here."""
+        await self.load_content(node)
+        return self.content(node)  # no await since: what load_content opened, or a new file's
+
     def _content_args(self, node: Node) -> tuple:
         return (node.owner, node.fid, node.dek, node.manifest, node.head, tuple(self.tree.acl(node) or ()),
                 node.epoch)
@@ -160,11 +167,16 @@ class Files:
         self.release_content(node)
 
     def switch_content(self, node: Node) -> None:
-        """Open contents follow the node's new version (another writer's)."""
+        """Open contents follow the node's new version (another writer's).  The
+        new version is opened by the next request that needs it (``opened``),
+        in a worker thread: opening reads its manifest, and in a vault kept in
+        CouchDB asks the server for its version document, which the trio
+        thread taking the version in must not wait for."""
         old, node.content = node.content, None
+        if old is None:
+            return
         if node.opens > 0:
             self.retired.setdefault(node.ino, []).append(old)
-            self.content(node)
         else:
             self.close(old)
 
@@ -172,11 +184,12 @@ class Files:
                               commit: bool = False) -> None:
         # A change made to a file that is not open is a whole change: it is
         # committed at once.  One made while open waits for close or fsync.
-        opened_here = node.content is None
+        # (Open with no Content: another writer's version came in, not opened yet.)
+        opened_here = node.content is None and node.opens == 0
         node.opens += 1
         try:
             async with self.content_lock(node):
-                node.size = change(self.content(node))
+                node.size = change(await self.opened(node))
                 node.mtime = node.ctime = now
             if commit or opened_here:
                 await self.commit_content(node)
@@ -227,6 +240,8 @@ class Files:
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         node = self.handle(fh)
         content = node.content
+        if content is None:  # another writer's version came in since (switch_content)
+            content = await self.opened(node)
         # No lock: reads run in parallel, with each other and with a flush in
         # a worker thread (Content.read says why that is safe).
         if content.blocks_to_load(offset, size) > 1 or content.asks_server:
@@ -266,6 +281,8 @@ class Files:
         check_size(offset + len(data))
         async with node.lock:
             content = node.content
+            if content is None:  # another writer's version came in since (switch_content)
+                content = await self.opened(node)
             try:
                 content.write(offset, data)
             except OSError as err:
@@ -383,7 +400,7 @@ class Files:
         node.opens += 1
         try:
             async with self.content_lock(node):
-                content = self.content(node)
+                content = await self.opened(node)
                 if not content.changed and content.in_newest_shape():
                     return False
                 content.changed = True

@@ -7,6 +7,7 @@ file out of the trash gives its node a name again, with all its versions.
 
 from __future__ import annotations
 
+import functools
 import re
 import stat
 from dataclasses import dataclass
@@ -190,8 +191,12 @@ async def _copy_out(volume: Volume, node: Node, version: Version | None, to: byt
 
 
 async def _copy(volume: Volume, node: Node, version: Version, fh: int) -> None:
-    await copy_into(volume, fh, Content(volume.layout, node.owner, version.fid, version.dek,
-                                        version.manifest, version.vid, check_sidecar=False), version.size)
+    # Opened in a worker thread: its manifest is read and checked (in a vault
+    # kept in CouchDB, with its version document from the server).
+    reader = await volume.in_thread(functools.partial(Content, volume.layout, node.owner, version.fid,
+                                                      version.dek, version.manifest, version.vid,
+                                                      check_sidecar=False))
+    await copy_into(volume, fh, reader, version.size)
 
 
 async def copy_into(volume: Volume, fh: int, reader: Content, size: int) -> None:

@@ -89,7 +89,10 @@ def _only(found: list[dict]) -> dict | None:
 
 
 def _own(volume: Volume, path: bytes) -> Node:
-    if volume.sharing is None:  # a user from before key pairs, opened without a mount
+    # A user from before key pairs, opened without a mount, has neither shares nor
+    # pinned keys (both come with the key pairs): share and unshare sign, pin
+    # and warn through ``volume.trust`` from here on, which is then set.
+    if volume.sharing is None or volume.trust is None:
         raise InvalidInput("your key pairs are made at your next mount: mount once, then share")
     node = volume.resolve(path)
     if node.owner != volume.key.user_id:

@@ -14,6 +14,7 @@ itself is VIEW_BASE + 1); version files get numbers from FILE_BASE up, one per
 
 from __future__ import annotations
 
+import functools
 import stat
 from collections import Counter
 
@@ -140,7 +141,9 @@ class VersionsView:
 
     # --- reading a version
 
-    def open(self, ino: int, fh: int, writing: bool) -> None:
+    async def open(self, ino: int, fh: int, writing: bool) -> None:
+        """Open a version, its contents in a worker thread: opening reads and checks its
+        manifest (in a vault kept in CouchDB, with the version document from the server)."""
         if writing:
             raise VaultReadOnly("old versions are read-only: restore one to change it")
         try:
@@ -149,19 +152,31 @@ class VersionsView:
             raise NotFound("no such version") from None
         if version.vid in self.vol.retiring:
             raise NotFound("this version is being removed by the retention policy")
-        self.handles[fh] = (Content(self.vol.layout, real.owner, version.fid, version.dek,
-                                    version.manifest, version.vid, check_sidecar=False), version)
-        self.busy[version.vid] += 1
+        self.busy[version.vid] += 1  # already while it opens: the garbage collector keeps it
+        try:
+            content = await self.vol.in_thread(functools.partial(
+                Content, self.vol.layout, real.owner, version.fid, version.dek, version.manifest, version.vid,
+                check_sidecar=False))
+            if version.vid in self.vol.retiring:  # the retention policy took it meanwhile
+                content.close()
+                raise NotFound("this version is being removed by the retention policy")
+        except BaseException:
+            self._done_with(version.vid)
+            raise
+        self.handles[fh] = (content, version)
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         content, version = self.handles[fh]
-        if content.blocks_to_load(offset, size) > 1:
+        if content.blocks_to_load(offset, size) > 1 or content.asks_server:
             return await self.vol.in_thread(content.read, offset, size, version.size)
         return content.read(offset, size, version.size)
 
     def release(self, fh: int) -> None:
         content, version = self.handles.pop(fh)
         content.close()
-        self.busy[version.vid] -= 1
-        if not self.busy[version.vid]:
-            del self.busy[version.vid]
+        self._done_with(version.vid)
+
+    def _done_with(self, vid: str) -> None:
+        self.busy[vid] -= 1
+        if not self.busy[vid]:
+            del self.busy[vid]
