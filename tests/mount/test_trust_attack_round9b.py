@@ -7,7 +7,7 @@ Found at commit 9b2364a (main): 6 holes in 7 xfail tests, 1 hold:
 - HOLE (settings replay): a folder or deletion setting turned off on another device is applied here but not
   recorded as confirmed (vault/model/confirmed.py ``effective``), so her older signed user document put back
   by the store or served by the server turns watching and deletion back on (also through pouchdb-server).
-- HOLE (false alarm, real server): a user document signed with ``settle_seconds: 2.0`` comes back from
+- FIXED (false alarm, real server): a user document signed with ``settle_seconds: 2.0`` comes back from
   pouchdb-server as ``2``; its signature fails on every other device (crypto/signing.py ``canonical``), so
   every settings change from another device is "not signed with their key" and an `off` never applies there.
 - HOLE (peers): `peer remove` leaves the peer's digest confirmed (vault/model/peers.py ``remove_peer``): the
@@ -219,10 +219,6 @@ def _alarms(mnt: Path) -> list[str]:
     return [alarm["text"] for alarm in status(mnt).get("alarms", [])]
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a user document signed with settle_seconds 2.0 comes back from "
-                   "pouchdb-server as 2 (JavaScript numbers), so its signature no longer holds "
-                   "(signing.canonical prints 2.0 and 2 differently; _check_portable only looks at big "
-                   "integers): every settings change made on another device is 'not signed with their key'")
 def test_settings_changed_on_another_device_arrive_signed_through_a_real_server(tmp_path: Path) -> None:
     """No attacker: alice sets a watched folder with deletion on, on her desktop; later she turns
     deletion off on her laptop.  Safe (and no false alarm): neither device says her settings are not
