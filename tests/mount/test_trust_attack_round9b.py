@@ -12,7 +12,7 @@ Found at commit 9b2364a (main): 6 holes in 7 xfail tests, 1 hold:
   every settings change from another device is "not signed with their key" and an `off` never applies there.
 - HOLE (peers): `peer remove` leaves the peer's digest confirmed (vault/model/peers.py ``remove_peer``): the
   same Peers document put back in the store is contacted again.
-- HOLE (pins): a pin made at first sight on a new device (the server withheld the Pins document and
+- FIXED (pins): a pin made at first sight on a new device (the server withheld the Pins document and
   replaced bob's key) overrides the genuine pin of another device of hers, silently (vault/model/trust.py
   ``_merge``: the later ``pinned_at`` wins), and `share` there seals the file key to the server's key.
 - HOLE (repair): `check --repair` puts a file whose node document was damaged back at its newest version's
@@ -135,10 +135,6 @@ def test_a_removed_peer_put_back_in_the_store_is_not_contacted(vault: Path, tmp_
         buddy.close()
 
 
-@pytest.mark.xfail(strict=True, reason="hole: pins from another device of the user's override this device's "
-                   "pin of the same user with other keys, silently, because the later pinned_at wins "
-                   "(trust._merge in Trust._load/save): one device's first-use pin of a replaced key "
-                   "re-pins it on the device that had the genuine one")
 def test_a_replaced_key_pinned_first_on_a_new_device_does_not_override_the_genuine_pin(
         vault: Path, tmp_path: Path, monkeypatch) -> None:
     """alice's laptop pinned bob's genuine keys.  The server replaces bob's user document with its
