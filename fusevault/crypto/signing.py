@@ -7,6 +7,13 @@ in one canonical JSON form, behind the label ``doc-sig`` and the signer's
 id: so changing any clear field a server needs (``owner``, ``delete``,
 ``epoch``, ``_deleted``, ``_id``) is detected, and a signature cannot be
 moved to another signer or to another kind of signed thing.
+
+A CouchDB-protocol server (pouchdb-server, CouchDB) holds numbers as
+JavaScript doubles and sends a whole-valued float back as an integer
+(``2.0`` comes back as ``2``): so the canonical form writes a whole-valued
+float as that integer, and 2.0 and 2 sign the same.  Documents signed before
+that (round 9b) were signed over the plain ``json.dumps`` form (``2.0``):
+``verify_doc`` accepts a signature over either form (docs/FORMAT.md).
 """
 
 from __future__ import annotations
@@ -29,18 +36,49 @@ SIGNATURE_SIZE = 64
 _NOT_SIGNED = frozenset({"_rev", "_revisions", "_conflicts", "_deleted_conflicts", "_local_seq", SIG})
 
 
-def canonical(doc: dict) -> bytes:
-    """The bytes a document's signature covers (sorted keys, no spaces, ASCII)."""
-    body = {k: v for k, v in doc.items() if k not in _NOT_SIGNED}
+def _whole_as_int(value: object) -> object:
+    """``value`` with every finite whole-valued float (at any depth) as the integer it equals."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value  # NaN and infinities are not integers
+    if isinstance(value, dict):
+        return {k: _whole_as_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_as_int(v) for v in value]
+    return value
+
+
+def _dumps(body: object, doc_id: object) -> bytes:
     try:
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                           allow_nan=False).encode()
     except (TypeError, ValueError):
-        raise Forged(f"document {doc.get('_id')!r} cannot be put in canonical form") from None
+        raise Forged(f"document {doc_id!r} cannot be put in canonical form") from None
+
+
+def canonical(doc: dict) -> bytes:
+    """The bytes a document's signature covers (sorted keys, no spaces, ASCII, whole floats as integers)."""
+    body = {k: v for k, v in doc.items() if k not in _NOT_SIGNED}
+    return _dumps(_whole_as_int(body), doc.get("_id"))
+
+
+def canonical_before_9b(doc: dict) -> bytes:
+    """The form documents were signed over before round 9b: floats as Python prints them (``2.0``).
+
+    Only verified, never signed: it differs from ``canonical`` only for a document holding a
+    whole-valued float."""
+    return _dumps({k: v for k, v in doc.items() if k not in _NOT_SIGNED}, doc.get("_id"))
 
 
 def _message(signer: str, doc: dict) -> bytes:
     return aead.ad("doc-sig", signer, canonical(doc))
+
+
+def _messages(signer: str, doc: dict) -> list[bytes]:
+    """The messages a valid signature of ``doc`` may cover: the current form, then the one before."""
+    current = canonical(doc)
+    before = canonical_before_9b(doc)
+    forms = [current] if before == current else [current, before]
+    return [aead.ad("doc-sig", signer, form) for form in forms]
 
 
 # A CouchDB server (and PouchDB) parses numbers as doubles: an integer beyond
@@ -57,6 +95,10 @@ def _check_portable(value: object, doc_id: object) -> None:
             _check_portable(item, doc_id)
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > SAFE_INTEGER:
         raise ValueError(f"document {doc_id!r} holds an integer a CouchDB server would round")
+    elif isinstance(value, float) and value.is_integer() and abs(value) > SAFE_INTEGER:
+        # JavaScript prints such a double with its shortest digits padded with zeros
+        # (2.0**60 as 1152921504606847000): not the integer the canonical form writes.
+        raise ValueError(f"document {doc_id!r} holds a number a CouchDB server would print rounded")
 
 
 def sign_doc(signer: str, key: Ed25519PrivateKey, doc: dict) -> dict:
@@ -103,7 +145,9 @@ def verify_doc(public: Ed25519PublicKey, doc: dict, verified: Verified | None = 
 
     ``verified``: the digests (``verification_digest``) of signatures this
     device checked before; one found there is not checked again, one
-    checked now is added."""
+    checked now is added.  The signature may cover the canonical form or
+    the one before round 9b (``_messages``); the digest is over the message
+    it covers."""
     signer = signer_of(doc)
     if signer is None:
         raise Forged(f"document {doc.get('_id')!r} is not signed")
@@ -111,14 +155,18 @@ def verify_doc(public: Ed25519PublicKey, doc: dict, verified: Verified | None = 
         raw = b64d(doc[SIG]["ed25519"])
         if len(raw) != SIGNATURE_SIZE:
             raise ValueError
-        message = _message(signer, doc)
-        if verified is None:
-            public.verify(raw, message)
+        messages = _messages(signer, doc)
+        if verified is not None and any(
+                verification_digest(public, message, raw) in verified for message in messages):
             return signer
-        digest = verification_digest(public, message, raw)
-        if digest not in verified:
-            public.verify(raw, message)
-            verified.add(digest)
-    except (InvalidSignature, KeyError, ValueError, TypeError):
-        raise Forged(f"document {doc.get('_id')!r} does not carry a valid signature of its author") from None
-    return signer
+        for message in messages:
+            try:
+                public.verify(raw, message)
+            except InvalidSignature:
+                continue
+            if verified is not None:
+                verified.add(verification_digest(public, message, raw))
+            return signer
+    except (KeyError, ValueError, TypeError):
+        pass
+    raise Forged(f"document {doc.get('_id')!r} does not carry a valid signature of its author")

@@ -7,12 +7,12 @@ Found at commit 9b2364a (main): 6 holes in 7 xfail tests, 1 hold:
 - HOLE (settings replay): a folder or deletion setting turned off on another device is applied here but not
   recorded as confirmed (vault/model/confirmed.py ``effective``), so her older signed user document put back
   by the store or served by the server turns watching and deletion back on (also through pouchdb-server).
-- HOLE (false alarm, real server): a user document signed with ``settle_seconds: 2.0`` comes back from
+- FIXED (false alarm, real server): a user document signed with ``settle_seconds: 2.0`` comes back from
   pouchdb-server as ``2``; its signature fails on every other device (crypto/signing.py ``canonical``), so
   every settings change from another device is "not signed with their key" and an `off` never applies there.
 - HOLE (peers): `peer remove` leaves the peer's digest confirmed (vault/model/peers.py ``remove_peer``): the
   same Peers document put back in the store is contacted again.
-- HOLE (pins): a pin made at first sight on a new device (the server withheld the Pins document and
+- FIXED (pins): a pin made at first sight on a new device (the server withheld the Pins document and
   replaced bob's key) overrides the genuine pin of another device of hers, silently (vault/model/trust.py
   ``_merge``: the later ``pinned_at`` wins), and `share` there seals the file key to the server's key.
 - HOLE (repair): `check --repair` puts a file whose node document was damaged back at its newest version's
@@ -135,10 +135,6 @@ def test_a_removed_peer_put_back_in_the_store_is_not_contacted(vault: Path, tmp_
         buddy.close()
 
 
-@pytest.mark.xfail(strict=True, reason="hole: pins from another device of the user's override this device's "
-                   "pin of the same user with other keys, silently, because the later pinned_at wins "
-                   "(trust._merge in Trust._load/save): one device's first-use pin of a replaced key "
-                   "re-pins it on the device that had the genuine one")
 def test_a_replaced_key_pinned_first_on_a_new_device_does_not_override_the_genuine_pin(
         vault: Path, tmp_path: Path, monkeypatch) -> None:
     """alice's laptop pinned bob's genuine keys.  The server replaces bob's user document with its
@@ -219,10 +215,6 @@ def _alarms(mnt: Path) -> list[str]:
     return [alarm["text"] for alarm in status(mnt).get("alarms", [])]
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a user document signed with settle_seconds 2.0 comes back from "
-                   "pouchdb-server as 2 (JavaScript numbers), so its signature no longer holds "
-                   "(signing.canonical prints 2.0 and 2 differently; _check_portable only looks at big "
-                   "integers): every settings change made on another device is 'not signed with their key'")
 def test_settings_changed_on_another_device_arrive_signed_through_a_real_server(tmp_path: Path) -> None:
     """No attacker: alice sets a watched folder with deletion on, on her desktop; later she turns
     deletion off on her laptop.  Safe (and no false alarm): neither device says her settings are not

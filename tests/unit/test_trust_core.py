@@ -18,7 +18,7 @@ from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import users
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.migrate import sign_own
-from fusevault.vault.model.trust import Trust, doc_fingerprint, self_signed
+from fusevault.vault.model.trust import GroupPin, Pin, Trust, doc_fingerprint, self_signed
 
 
 @pytest.fixture(autouse=True)
@@ -226,3 +226,75 @@ def test_a_pinned_user_or_group_keeps_its_name_when_it_claims_one_another_holds(
         assert trust.group_name_taken(renamed) is not None and trust.pinned_group_named("team") == team["_id"]
     assert trust.admit_groups([team, {**crew, "groupname": "gang"}])
     assert trust.pinned_group_named("gang") == crew["_id"]
+
+
+def test_another_devices_first_sight_pin_does_not_replace_this_devices_pin(tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    """Round 9b: the server withheld the Pins document from alice's new desktop and showed it a
+    forged bob; the desktop's first-sight pin reaches the laptop in her (genuine) Pins document.
+    The laptop keeps its own pin and says the keys changed; only an explicit, later re-pin
+    (`fusevault user trust`) made on another device replaces it."""
+    import fusevault.vault.model.trust as trust_module
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    users.create_user(layout, store, "bob", b"pass bob", uid=60002)
+    bob = users.find_user(store, "bob")
+    now = [1_800_000_000]
+    monkeypatch.setattr(trust_module.time, "time", lambda: now[0])
+
+    def device(name: str) -> tuple[Trust, Alarms]:
+        monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / name))
+        alarms = Alarms()
+        return Trust(store, _unlock(store, "alice"), alarms, root=layout.root), alarms
+
+    laptop, _ = device("laptop")
+    laptop.observe(store.iter_type(users.USER))
+    laptop.save()
+    genuine = laptop.fingerprint_of(bob["_id"])
+    mallory = Identity.new(bob["_id"])
+    forged = sign_doc(bob["_id"], mallory.sign, {**bob, **mallory.public_fields()})
+    store.put_many([forged])
+    pins = store.get(laptop.pins_id)
+    store.put_many([{"_id": pins["_id"], "_rev": pins["_rev"], "_deleted": True}])  # withheld
+
+    now[0] += 60
+    desktop, _ = device("desktop")
+    desktop.observe(store.iter_type(users.USER))  # first sight: the forgery (out of reach there)
+    desktop.save()
+    assert desktop.fingerprint_of(bob["_id"]) == doc_fingerprint(forged)
+
+    laptop, alarms = device("laptop")  # the desktop's pins reach the laptop
+    assert laptop.fingerprint_of(bob["_id"]) == genuine
+    assert [a for a in alarms.as_list() if a["kind"] == "pin-differs"
+            and "keys of user 'bob' changed" in a["text"]], alarms.as_list()
+    laptop.save()  # and the store holds the laptop's pin again
+    assert device("fresh")[0].fingerprint_of(bob["_id"]) == genuine
+
+    now[0] += 60  # she compares fingerprints and re-pins on the desktop: that travels
+    desktop, _ = device("desktop")
+    desktop.repin(forged, doc_fingerprint(forged))
+    desktop.save()
+    assert device("laptop")[0].fingerprint_of(bob["_id"]) == doc_fingerprint(forged)
+
+
+def test_a_merge_never_takes_back_signs_nor_a_groups_pinned_owner(tmp_path: Path) -> None:
+    """Merging another device's pins: ``signs`` stays set, a pin only there is taken, a later
+    re-pin replaces ours (an earlier one does not), a group keeps the owner this device pinned."""
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    alarms = Alarms()
+    trust = Trust(store, _unlock(store, "alice"), alarms)
+    ours = {"b" * 32: Pin("bob", "box", "sign", True, 100)}
+    theirs = {"b" * 32: Pin("bob", "box", "sign", False, 200), "c" * 32: Pin("carol", "x", "y", False, 50)}
+    merged = trust._merge(ours, theirs)
+    assert merged["b" * 32].signs is True and merged["c" * 32] == theirs["c" * 32]
+    repin = Pin("bob", "box2", "sign2", True, 300, repinned=True)
+    older = {"b" * 32: Pin("bob", "box", "sign", False, 100)}
+    assert trust._merge(older, {"b" * 32: repin})["b" * 32] == repin
+    assert trust._merge({"b" * 32: Pin("bob", "box", "sign", True, 400, repinned=True)},
+                        {"b" * 32: repin})["b" * 32].pinned_at == 400  # ours is the later re-pin
+    groups = trust._merge_groups({"g" * 32: GroupPin("a" * 32, "team", 100)},
+                                 {"g" * 32: GroupPin("m" * 32, "team", 200),
+                                  "h" * 32: GroupPin("a" * 32, "x", 9)})
+    assert groups["g" * 32].owner == "a" * 32 and groups["h" * 32].owner == "a" * 32
+    assert "group-owner-changed" in alarms

@@ -39,13 +39,22 @@ document claims a name another pin holds keeps the pinned name (an alarm),
 so deleting the holder's document and renaming oneself does not take it.
 
 Pins document (``_id`` ``pins-<user id>``, ``type`` ``Pins``, ``owner``):
-``enc`` seals ``{user id: {"username", "box", "sign", "signs", "pinned_at"},
-"~groups": {group id: {"owner", "name", "pinned_at"}}}`` with AD
-``ad("Pins", owner, _id)``.  The same map is kept, sealed with the
+``enc`` seals ``{user id: {"username", "box", "sign", "signs", "pinned_at"
+[, "repinned": true]}, "~groups": {group id: {"owner", "name", "pinned_at"}}}``
+with AD ``ad("Pins", owner, _id)``.  The same map is kept, sealed with the
 device-state key, outside the vault (``paths.state_dir()/pins/<hash of vault
 dir and user>``), since a writer of the store can delete or roll back the
-document: both are merged at load (per user, the later ``pinned_at`` wins),
-and pins the store lost are said (alarm) and kept.
+document: both are merged at load and at save (``_merge``), and pins the
+store lost are said (alarm) and kept.
+
+The Pins document is the user's own, but what another device of theirs
+pinned at first sight is only what the server showed it (a forged user
+document, with this device's pins withheld): so a pin this device holds is
+replaced by another device's pin with other keys only if that one is an
+explicit, later re-pin (``repinned``: ``fusevault user trust``); otherwise
+this device keeps its own and says the keys changed.  ``signs`` is never
+taken back by a merge, and a group's pinned owner is never replaced by
+another device's (a group has no re-pin).
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -85,6 +94,9 @@ class Pin:
     sign: str  # base64 of the raw Ed25519 public key
     signs: bool  # a signed user document of theirs was seen: unsigned ones are forged since
     pinned_at: int
+    # Pinned by `fusevault user trust` after comparing fingerprints (not at first sight):
+    # the only pin of other keys another device of this user's takes over its own.
+    repinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,9 +184,9 @@ class Trust:
                                  "replaced in the store: the copy kept on this device is used")
         device, device_groups = self._read_device()
         self.had_pins = stored is not None or device is not None
-        merged = _merge(stored or {}, device or {})
-        groups = _merge(stored_groups, device_groups)
-        if device is not None and (merged != (stored or {}) or groups != stored_groups):
+        merged = self._merge(device or {}, stored or {})
+        groups = self._merge_groups(device_groups, stored_groups)
+        if device is not None and (_lost(device, stored or {}) or _lost(device_groups, stored_groups)):
             # The store lost pins this device kept (deleted, rolled back, damaged): ours hold.
             self.alarms.warn("pins-lost", self.pins_id, "pins this device kept are missing or older in "
                              "the store (deleted or rolled back): the ones kept on this device are used")
@@ -227,13 +239,13 @@ class Trust:
         current = self.store.get(self.pins_id)
         merged, groups = dict(self._pins), dict(self._groups)
         if current is not None and not current.get("_deleted"):
-            try:  # another device's pins: theirs stay, ours are added (the later pin of a user wins)
+            try:  # another device's pins: theirs are added, ours stay (but for its later re-pins)
                 plain = self.key.unseal_private(PINS, self.pins_id, b64d(current["enc"]))
-                merged = _merge(_pins_of(plain), self._pins)
-                groups = _merge(_group_pins_of(plain), self._groups)
+                merged = self._merge(self._pins, _pins_of(plain))
+                groups = self._merge_groups(self._groups, _group_pins_of(plain))
             except (VaultError, KeyError, ValueError, TypeError):
                 pass
-        plain = json.dumps({**{uid: asdict(p) for uid, p in merged.items()},
+        plain = json.dumps({**{uid: _pin_fields(p) for uid, p in merged.items()},
                             GROUPS_KEY: {gid: asdict(g) for gid, g in groups.items()}},
                            sort_keys=True).encode()
         doc = {"_id": self.pins_id, "type": PINS, "owner": self.user_id,
@@ -245,6 +257,44 @@ class Trust:
         self._pins = merged
         self._groups = groups
         self._dirty = False
+
+    def _merge(self, ours: dict[str, Pin], theirs: dict[str, Pin]) -> dict[str, Pin]:
+        """This device's pins (``ours``) with another copy's (the store's: another device's).
+
+        Theirs are taken for users this device has not pinned.  Of a user pinned in
+        both with other keys, theirs replaces ours only if it is an explicit re-pin made
+        later (``fusevault user trust``); a pin of theirs made at first sight is only
+        what the server showed that device, so ours stays and the change is said.  With
+        the same keys ours stays, ``signs`` set if either saw the user sign."""
+        merged = dict(ours)
+        for uid, pin in theirs.items():
+            mine = merged.get(uid)
+            if mine is None:
+                merged[uid] = pin
+            elif pin.repinned and pin.pinned_at > mine.pinned_at:
+                merged[uid] = replace(pin, signs=True) if mine.signs else pin
+            elif (pin.box, pin.sign) != (mine.box, mine.sign):
+                self.alarms.warn("pin-differs", uid, f"the keys of user {mine.username!r} changed: another "
+                                 "device of this user pinned other keys for them, at first sight, not "
+                                 "with `fusevault user trust`: the ones pinned on this device are kept, "
+                                 "nothing is shared with the others (check with them, then "
+                                 f"`fusevault user trust {mine.username} --fingerprint ...`)")
+            elif pin.signs and not mine.signs:
+                merged[uid] = replace(mine, signs=True)  # never goes back
+        return merged
+
+    def _merge_groups(self, ours: dict[str, GroupPin], theirs: dict[str, GroupPin]) -> dict[str, GroupPin]:
+        """As ``_merge`` for groups: there is no re-pin of a group, so this device's stays."""
+        merged = dict(ours)
+        for gid, pin in theirs.items():
+            mine = merged.get(gid)
+            if mine is None:
+                merged[gid] = pin
+            elif pin.owner != mine.owner:
+                self.alarms.warn("group-owner-changed", gid, "another device of this user pinned "
+                                 f"{pin.owner} as the owner of group {mine.name!r} ({gid}), not "
+                                 f"{mine.owner}, its owner since this device met it: this one keeps its own")
+        return merged
 
     # --- meeting users
 
@@ -296,7 +346,7 @@ class Trust:
                                      f"{name!r}, which {why}: they keep the name {pin.username!r} here")
                     name = pin.username
                 if (pin.signs, pin.username) != (True, name):
-                    self._pins[uid] = Pin(name, box, sign, True, pin.pinned_at)
+                    self._pins[uid] = replace(pin, username=name, signs=True)
                     self._dirty = True
 
     def _rename_clash(self, uid: str, name: str, users: list[dict]) -> str | None:
@@ -451,7 +501,7 @@ class Trust:
         if not self_signed(user_doc):
             raise Forged(f"the document of user {user_doc.get('username')!r} is not signed with its key")
         self._pins[user_doc["_id"]] = Pin(str(user_doc["username"]), user_doc["public_box"],
-                                          user_doc["public_sign"], True, int(time.time()))
+                                          user_doc["public_sign"], True, int(time.time()), repinned=True)
         self._dirty = True
 
     def pin(self, user_id: str) -> Pin | None:
@@ -529,10 +579,14 @@ def _group_pins_of(plain: bytes) -> dict[str, GroupPin]:
     return {gid: GroupPin(**fields) for gid, fields in loads_untrusted(plain).get(GROUPS_KEY, {}).items()}
 
 
-def _merge(older: dict, newer: dict) -> dict:
-    """Both maps' users; of a user pinned in both, the later pin (a re-pin); ``newer`` on a tie."""
-    merged = dict(older)
-    for uid, pin in newer.items():
-        if uid not in merged or pin.pinned_at >= merged[uid].pinned_at:
-            merged[uid] = pin
-    return merged
+def _pin_fields(pin: Pin) -> dict:
+    """A pin as stored: ``repinned`` only when set (a pins map without one reads as before)."""
+    fields = asdict(pin)
+    if not pin.repinned:
+        del fields["repinned"]
+    return fields
+
+
+def _lost(device: dict, stored: dict) -> bool:
+    """Whether the store misses a pin this device kept, or holds an older one (a rollback)."""
+    return any(uid not in stored or stored[uid].pinned_at < pin.pinned_at for uid, pin in device.items())
