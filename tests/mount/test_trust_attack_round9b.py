@@ -60,9 +60,6 @@ def _user_doc(vault: Path) -> dict:
     return doc
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a folder/deletion setting turned off on another device is "
-                   "applied here without being recorded as confirmed (confirmed.effective), so the server "
-                   "replaying the older signed user document turns watching and deletion back on silently")
 def test_watching_turned_off_elsewhere_is_not_turned_back_on_by_a_replayed_user_document(
         vault: Path, tmp_path: Path) -> None:
     """This device confirmed a watched folder with deletion on.  On her other device alice turns both
@@ -247,10 +244,6 @@ def test_settings_changed_on_another_device_arrive_signed_through_a_real_server(
             assert _shown(b)["delete_file_from_source"] is False, _shown(b)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: the same as the replayed user document above, through a real "
-                   "CouchDB server between two devices: the desktop applies the laptop's `off` without "
-                   "recording it as confirmed (confirmed.effective), so the server's replay of her older "
-                   "document turns watching and deletion back on there")
 def test_the_server_replaying_the_older_settings_does_not_turn_deletion_back_on(tmp_path: Path) -> None:
     """alice watches a folder with deletion on, set on her desktop.  On her laptop she turns both off;
     the desktop follows.  The CouchDB server then serves her older user document (validly signed by
