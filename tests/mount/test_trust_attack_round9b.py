@@ -103,9 +103,6 @@ def test_watching_turned_off_on_this_device_is_not_turned_back_on_by_a_replayed_
     assert replayed["pending"] == {"source_dir_to_watch": str(folder), "delete_file_from_source": True}
 
 
-@pytest.mark.xfail(strict=True, reason="hole: `peer remove` tombstones the Peers document but leaves its "
-                   "digest confirmed in $state_dir/peers (peers.remove_peer), so the same document put back "
-                   "by a store writer is contacted again with no warning")
 def test_a_removed_peer_put_back_in_the_store_is_not_contacted(vault: Path, tmp_path: Path) -> None:
     """alice adds a peer (a backup buddy's database) on this device, then removes it: she no longer
     wants her vault sent there.  Whoever writes the vault folder puts the Peers document back, as it
@@ -128,6 +125,9 @@ def test_a_removed_peer_put_back_in_the_store_is_not_contacted(vault: Path, tmp_
                     "buddy" in a["text"] for a in status(mnt).get("alarms", []))
             wait_for("the sync service to contact or refuse the put-back peer", decided)
             assert buddy.connections == 0, "the removed peer was contacted again"
+        result = fusevault("peer", "confirm", "buddy", "--vault", vault, passphrase=None)
+        assert result.returncode != 0 and "already confirmed" not in result.stdout, result.stdout
+        assert f"127.0.0.1:{buddy.port}" in result.stdout, result.stdout  # shown, waiting for --yes
     finally:
         buddy.close()
 
