@@ -285,9 +285,6 @@ def _retention(mnt: Path, *args: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a Retention document carries no freshness (unlike Share and "
-                   "Group: freshness.py made_at_us), so her older signed policy put back is obeyed by gc; "
-                   "docs/SECURITY.md says the rollback ledger notices such a replay, nothing does")
 def test_an_older_signed_retention_policy_put_back_drops_no_versions(vault: Path, tmp_path: Path) -> None:
     """alice once tried a policy that keeps nothing (signed by her), then went back to the usual one
     before writing anything.  Whoever writes the vault folder puts the older policy back.  Safe: gc
@@ -305,3 +302,4 @@ def test_an_older_signed_retention_policy_put_back_drops_no_versions(vault: Path
         result = fusevault("gc", mnt, "--json", passphrase=None)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["versions_dropped"] == 0, result.stdout
+        assert any(f"retention-{uid}" in text for text in _alarms(mnt)), _alarms(mnt)
