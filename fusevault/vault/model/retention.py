@@ -44,7 +44,6 @@ from datetime import UTC, datetime
 
 from fusevault.errors import Forged, InvalidInput
 from fusevault.store import Store
-from fusevault.vault.model.freshness import FIELD, made_at
 from fusevault.vault.model.history import NS, Version
 
 POLICY_ID = "retention"
@@ -169,12 +168,12 @@ def drop_own(store: Store, user_id: str, sign) -> None:
 
 
 def _replace(store: Store, doc: dict, sign) -> None:
-    """Sign ``doc`` over the current body, its stamp above the current one's (freshness.stamp)."""
+    """Sign ``doc`` over the current body.  Its stamp (freshness.stamp) is above the newest this device
+    admitted, never taken from the current body: that one may be forged, with a stamp a JavaScript
+    server cannot hold exactly."""
     current = store.get(doc["_id"])
     if current is not None:
         doc["_rev"] = current["_rev"]
-        if (made := made_at(current)) is not None:
-            doc[FIELD] = made
     store.put_many([sign(doc)])
 
 
