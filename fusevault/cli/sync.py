@@ -74,7 +74,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         elif args.action == "confirm":
             _confirm(layout, store, args)
         elif args.action == "remove":
-            peer_docs.remove_peer(store, args.name)
+            peer_docs.remove_peer(store, layout.root, args.name)
             print(f"removed peer {args.name}")
         else:
             _print_peers(peer_docs.peers(store), args.json)

@@ -60,9 +60,6 @@ def _user_doc(vault: Path) -> dict:
     return doc
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a folder/deletion setting turned off on another device is "
-                   "applied here without being recorded as confirmed (confirmed.effective), so the server "
-                   "replaying the older signed user document turns watching and deletion back on silently")
 def test_watching_turned_off_elsewhere_is_not_turned_back_on_by_a_replayed_user_document(
         vault: Path, tmp_path: Path) -> None:
     """This device confirmed a watched folder with deletion on.  On her other device alice turns both
@@ -106,9 +103,6 @@ def test_watching_turned_off_on_this_device_is_not_turned_back_on_by_a_replayed_
     assert replayed["pending"] == {"source_dir_to_watch": str(folder), "delete_file_from_source": True}
 
 
-@pytest.mark.xfail(strict=True, reason="hole: `peer remove` tombstones the Peers document but leaves its "
-                   "digest confirmed in $state_dir/peers (peers.remove_peer), so the same document put back "
-                   "by a store writer is contacted again with no warning")
 def test_a_removed_peer_put_back_in_the_store_is_not_contacted(vault: Path, tmp_path: Path) -> None:
     """alice adds a peer (a backup buddy's database) on this device, then removes it: she no longer
     wants her vault sent there.  Whoever writes the vault folder puts the Peers document back, as it
@@ -131,6 +125,9 @@ def test_a_removed_peer_put_back_in_the_store_is_not_contacted(vault: Path, tmp_
                     "buddy" in a["text"] for a in status(mnt).get("alarms", []))
             wait_for("the sync service to contact or refuse the put-back peer", decided)
             assert buddy.connections == 0, "the removed peer was contacted again"
+        result = fusevault("peer", "confirm", "buddy", "--vault", vault, passphrase=None)
+        assert result.returncode != 0 and "already confirmed" not in result.stdout, result.stdout
+        assert f"127.0.0.1:{buddy.port}" in result.stdout, result.stdout  # shown, waiting for --yes
     finally:
         buddy.close()
 
@@ -239,10 +236,6 @@ def test_settings_changed_on_another_device_arrive_signed_through_a_real_server(
             assert _shown(b)["delete_file_from_source"] is False, _shown(b)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: the same as the replayed user document above, through a real "
-                   "CouchDB server between two devices: the desktop applies the laptop's `off` without "
-                   "recording it as confirmed (confirmed.effective), so the server's replay of her older "
-                   "document turns watching and deletion back on there")
 def test_the_server_replaying_the_older_settings_does_not_turn_deletion_back_on(tmp_path: Path) -> None:
     """alice watches a folder with deletion on, set on her desktop.  On her laptop she turns both off;
     the desktop follows.  The CouchDB server then serves her older user document (validly signed by
@@ -284,9 +277,6 @@ def _retention(mnt: Path, *args: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a Retention document carries no freshness (unlike Share and "
-                   "Group: freshness.py made_at_us), so her older signed policy put back is obeyed by gc; "
-                   "docs/SECURITY.md says the rollback ledger notices such a replay, nothing does")
 def test_an_older_signed_retention_policy_put_back_drops_no_versions(vault: Path, tmp_path: Path) -> None:
     """alice once tried a policy that keeps nothing (signed by her), then went back to the usual one
     before writing anything.  Whoever writes the vault folder puts the older policy back.  Safe: gc
@@ -304,3 +294,4 @@ def test_an_older_signed_retention_policy_put_back_drops_no_versions(vault: Path
         result = fusevault("gc", mnt, "--json", passphrase=None)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["versions_dropped"] == 0, result.stdout
+        assert any(f"retention-{uid}" in text for text in _alarms(mnt)), _alarms(mnt)

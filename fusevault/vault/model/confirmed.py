@@ -14,10 +14,14 @@ So every reader takes them from here, never from the document directly:
   value this device last confirmed (``fusevault config set`` or ``config
   confirm`` here), or a safe one (no folder, no deletion).  A different value
   that arrived from elsewhere is *pending*: ``config show`` lists it, ``config
-  confirm`` applies it.
+  confirm`` applies it.  A safe value applied from her signed document (turned
+  off on another device) becomes this device's confirmed value: her older
+  signed document, replayed, then waits as pending rather than matching the
+  old confirmation again.
 - ``passphrase_expiry_ttl`` from a signed document applies at once if it is no
   longer than the one this device confirmed (shorter is safer); a longer one is
-  pending.  A device that confirmed nothing yet compares with the default TTL.
+  pending (a shorter one applied is recorded as confirmed, like a safe value).
+  A device that confirmed nothing yet compares with the default TTL.
 
 What this device confirmed is kept outside the vault, in the user's state
 directory (``paths.state_dir()/confirmed/<hash of vault dir and user>``),
@@ -33,7 +37,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import threading
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -53,6 +59,10 @@ TTL = "passphrase_expiry_ttl"
 SAFE = {"source_dir_to_watch": None, "target_dir_to_dump": None, "peer_dir_for_storage": None,
         "delete_file_from_source": False}
 KIND = "confirmed-settings"
+log = logging.getLogger(__name__)
+# One writer at a time in this process: a reader recording a safer value must not overwrite what a
+# `config set` in another thread confirms meanwhile.
+_writing = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,11 @@ def read(root: Path | str, key: MasterKey, alarms: Alarms | None = None) -> Sett
 
 def write(root: Path | str, key: MasterKey, settings: Settings) -> None:
     """Remember ``settings`` as confirmed on this device (temp, fsync, rename; off the trio loop)."""
+    with _writing:
+        _write(root, key, settings)
+
+
+def _write(root: Path | str, key: MasterKey, settings: Settings) -> None:
     path, name = _file(root, key.user_id)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     sealed = key.seal_device(KIND, name, json.dumps(settings.as_dict(), sort_keys=True).encode())
@@ -165,7 +180,29 @@ def effective(user_doc: dict | None, key: MasterKey, root: Path | str,
     else:
         applied[TTL] = base.passphrase_expiry_ttl
         pending[TTL] = offered.passphrase_expiry_ttl
+    _remember_safer(root, key, mine, base, applied)
     return Effective(replace(offered, **applied), pending, True)
+
+
+def _remember_safer(root: Path | str, key: MasterKey, mine: Settings | None, base: Settings,
+                    applied: dict) -> None:
+    """A safer value applied from her signed document (a folder or deletion off, a shorter TTL) becomes
+    what this device confirmed: her older signed document, put back by the store or served by the
+    server, then differs from it and waits as pending, instead of matching the old confirmation and
+    turning watching and deletion back on (attack round 9b)."""
+    safer = {name: value for name, value in applied.items() if value != getattr(base, name)}
+    if not safer:
+        return
+    if mine is None and _file(root, key.user_id)[0].exists():
+        return  # damaged or not ours (read() raised the alarm): left for `config confirm` to replace
+    with _writing:
+        now = read(root, key)  # what another thread may have confirmed meanwhile
+        if now != mine:
+            return  # the next reader compares with that
+        try:
+            _write(root, key, replace(base, **safer))
+        except OSError as err:  # the safer value still applies now; only the memory of it is lost
+            log.error("could not record the settings applied on this device: %s", err)
 
 
 def ttl_seconds(user_doc: dict | None, key: MasterKey, root: Path | str) -> float:

@@ -15,6 +15,11 @@ never sealed to.  A new signing (sharing again after an unshare) is newer
 and counts.  A body without the field (from before it) is taken only while
 this device has seen no stamped or deleted body of that id.
 
+A user's own Retention policy (``retention-<uid>``) is stamped and
+remembered the same way (not swept: nothing deletes one): an older signed
+policy put back is refused, and gc then drops nothing of that user's
+(vault/model/retention.py).
+
 It also remembers which grants ``unshare`` took back here (``took_back``):
 a Share seen here that is gone from the store without that mark (withheld
 or deleted by the store's writer, or unshared on another device) is still
@@ -52,7 +57,11 @@ log = logging.getLogger(__name__)
 # exactly only below 2**53 (nanoseconds since 1970 are above: a replicated
 # signature would no longer hold).
 FIELD = "made_at_us"
-KINDS = ("Share", "Group")
+KINDS = ("Share", "Group")  # the grants (swept: gone from the store means deleted)
+# Stamped and remembered the same way: a user's own Retention policy, whose older signed body put back
+# would make gc drop versions (vault/model/retention.py).  Never swept: `retention --follow-default`
+# writes a new body, nothing deletes one.
+STAMPED = (*KINDS, "Retention")
 FORMAT = 1
 NONE = -1  # seen only without the field
 
@@ -68,9 +77,9 @@ def made_at(doc: dict) -> int | None:
 
 
 def stamp(fresh: Freshness | None, doc: dict) -> dict:
-    """``doc`` (a Share or Group about to be signed) with a ``made_at_us``
+    """``doc`` (a Share, Group or Retention about to be signed) with a ``made_at_us``
     above the one it replaces and any this device has seen of it."""
-    if doc.get("type") not in KINDS:
+    if doc.get("type") not in STAMPED:
         return doc
     floor = max(made_at(doc) or NONE, fresh.newest(str(doc.get("_id"))) if fresh else NONE)
     doc = {**doc, FIELD: max(time.time_ns() // 1000, floor + 1)}
@@ -160,8 +169,10 @@ class Freshness:
         entry = self.seen.get(doc_id)
         return entry is not None and self.taken_back.get(doc_id) != entry[1]
 
-    def admit(self, doc: dict, what: str) -> bool:
-        """Whether this (signed) grant body is not older than one seen here; remembers it."""
+    def admit(self, doc: dict, what: str, then: str = "nothing is sealed by it") -> bool:
+        """Whether this (signed) grant body is not older than one seen here; remembers it.
+
+        ``then``: what follows from a refusal, for the alarm."""
         doc_id, made = str(doc.get("_id")), made_at(doc)
         entry = self.seen.get(doc_id)
         if entry is not None:
@@ -172,9 +183,10 @@ class Freshness:
                 replay = made < newest or (gone and made <= newest)
             if replay:
                 state = "was deleted" if gone else "was replaced by a newer one"
-                self.alarms.warn("replayed-grant", doc_id, f"refused {what} {doc_id}: an older signed "
+                kind = "replayed-grant" if doc.get("type") in KINDS else "replayed-retention"
+                self.alarms.warn(kind, doc_id, f"refused {what} {doc_id}: an older signed "
                                  f"body of it came back (it {state}, as this device saw): a replay; "
-                                 "nothing is sealed by it")
+                                 f"{then}")
                 return False
         self.saw(doc)
         return True

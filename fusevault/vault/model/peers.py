@@ -14,7 +14,8 @@ its ``path_to_dump_chunks`` written) only if it was confirmed on this device:
 ``fusevault peer add`` / ``join`` / ``peer confirm`` record a digest of every
 field that matters in ``paths.state_dir()/peers/<hash of the vault's
 directory>``, outside the vault and its store, where whoever writes the store
-cannot.  A Peers document a store writer planted or changed (pointing the
+cannot; ``peer remove`` drops it (the same document put back is then pending
+again).  A Peers document a store writer planted or changed (pointing the
 credentials at ``~/.ssh/id_rsa``, say) matches no digest: the sync service
 refuses it with a warning and never opens the file nor contacts the host.
 """
@@ -123,12 +124,12 @@ def add_peer(store: Store, name: str, url: str, credentials: dict | None = None,
     return doc
 
 
-def remove_peer(store: Store, name: str) -> None:
-    for peer in peers(store):
-        if peer["name"] == name:
-            store.put_many([tombstone(peer)])
-            return
-    raise NotFound(f"no peer named {name}")
+def remove_peer(store: Store, root: Path | str, name: str) -> None:
+    """Stop syncing with the peer: its confirmation on this device goes first (so the same document put
+    back over its tombstone by a store writer is pending, not contacted), then its document."""
+    peer = find_peer(store, name)
+    forget_peer(root, peer)
+    store.put_many([tombstone(peer)])
 
 
 # --- which Peers documents this device confirmed
@@ -161,9 +162,20 @@ def is_confirmed(root: Path | str, peer: dict) -> bool:
 
 def confirm_peer(root: Path | str, peer: dict) -> None:
     """Remember ``peer`` as confirmed on this device (temp, fsync, rename)."""
+    _save(root, _confirmed(root) | {digest(peer)})
+
+
+def forget_peer(root: Path | str, peer: dict) -> None:
+    """``peer remove``: this device no longer acts on ``peer`` (nor on the same document put back)."""
+    known = _confirmed(root)
+    if digest(peer) in known:
+        _save(root, known - {digest(peer)})
+
+
+def _save(root: Path | str, digests: set[str]) -> None:
     path = _confirmed_file(root)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    known = sorted(_confirmed(root) | {digest(peer)})
+    known = sorted(digests)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

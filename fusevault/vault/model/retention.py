@@ -28,6 +28,13 @@ Who decides what gc deletes (issue 22): the store is written by others, so
   (``at_least_built_in``).  ``retention --follow-default`` writes a signed
   ``{"follow_default": true}`` in ``retention-<uid>``: that user accepted the
   default as it is, shorter windows included.
+- ``retention-<uid>`` carries, signed with it, ``made_at_us`` (stamped by
+  ``Trust.sign``), and each device remembers the newest it saw
+  (vault/model/freshness.py): an older signed policy put back (one that kept
+  less, say) is refused with an alarm and gc drops nothing of that user's
+  (``ROLLED_BACK``: ``KEEP_ALL``) until they set their policy again.  A
+  document from before the stamp is read as before while this device has
+  seen no stamped one.
 """
 
 from __future__ import annotations
@@ -70,7 +77,9 @@ class Policy:
 OWN, DEFAULT, BUILT_IN = "yours", "the vault's default", "built in"
 MERGED = "the vault's default, never shorter than the built-in one"
 FORGED = "none that holds: your policy document is not signed by you, nothing is dropped"
-# What gc applies when the user's own policy is forged: no window ever ends.
+ROLLED_BACK = ("none that holds: an older policy of yours was put back in place of a newer one this device "
+               "saw, nothing is dropped until you set yours again")
+# What gc applies when the user's own policy is forged or rolled back: no window ever ends.
 KEEP_ALL = Policy(keep_all_days=10**6, daily_days=0, weekly_weeks=None, trash_days=10**6,
                   keep_all_minutes=10**9)
 
@@ -84,6 +93,10 @@ def at_least_built_in(default: Policy) -> Policy:
                   daily_days=max(default.daily_days, built_in.daily_days), weekly_weeks=weekly,
                   trash_days=max(default.trash_days, built_in.trash_days),
                   keep_all_minutes=max(default.keep_all_minutes, built_in.keep_all_minutes))
+
+
+class RolledBack(Forged):
+    """The user's own policy is an older signed body than one this device saw (a replay)."""
 
 
 def own_id(user_id: str) -> str:
@@ -113,6 +126,10 @@ def _own_doc(store: Store, user_id: str, trust) -> dict | None:
                           "is not signed by its user: ignored, gc drops nothing of theirs until it is "
                           "set again (`fusevault retention ...`)")
         raise Forged(f"the retention document {own_id(user_id)} is not signed by its user")
+    fresh = getattr(trust, "fresh", None)
+    if fresh is not None and not fresh.admit(doc, "retention policy", "gc drops nothing of theirs until "
+                                             "it is set again (`fusevault retention ...`)"):
+        raise RolledBack(f"the retention document {own_id(user_id)} is older than one this device saw")
     return doc
 
 
@@ -127,6 +144,8 @@ def policy_for(store: Store, user_id: str, trust) -> tuple[Policy, str]:
     (OWN, DEFAULT, MERGED, BUILT_IN or FORGED)."""
     try:
         own = _own_doc(store, user_id, trust)
+    except RolledBack:
+        return KEEP_ALL, ROLLED_BACK
     except Forged:
         return KEEP_ALL, FORGED
     if own is not None and not own.get("follow_default"):
@@ -140,17 +159,19 @@ def policy_for(store: Store, user_id: str, trust) -> tuple[Policy, str]:
 
 def save_own(store: Store, user_id: str, policy: Policy, sign) -> None:
     """The user's own policy, signed (``sign``: ``Trust.sign``, last, over the final fields)."""
-    current = store.get(own_id(user_id))
-    doc = {"_id": own_id(user_id), "type": POLICY, "user": user_id, **asdict(policy)}
-    if current is not None:
-        doc["_rev"] = current["_rev"]
-    store.put_many([sign(doc)])
+    _replace(store, {"_id": own_id(user_id), "type": POLICY, "user": user_id, **asdict(policy)}, sign)
 
 
 def drop_own(store: Store, user_id: str, sign) -> None:
     """Forget the user's own policy: they follow the vault's default again, by their signed choice."""
-    current = store.get(own_id(user_id))
-    doc = {"_id": own_id(user_id), "type": POLICY, "user": user_id, "follow_default": True}
+    _replace(store, {"_id": own_id(user_id), "type": POLICY, "user": user_id, "follow_default": True}, sign)
+
+
+def _replace(store: Store, doc: dict, sign) -> None:
+    """Sign ``doc`` over the current body.  Its stamp (freshness.stamp) is above the newest this device
+    admitted, never taken from the current body: that one may be forged, with a stamp a JavaScript
+    server cannot hold exactly."""
+    current = store.get(doc["_id"])
     if current is not None:
         doc["_rev"] = current["_rev"]
     store.put_many([sign(doc)])

@@ -108,6 +108,7 @@ class Requests:
         now = parse_when(request["as_of"]) if request.get("as_of") else time.time_ns()
         policy, source = await self.vol.store_call(retention.policy_for, self.vol.store, self.vol.key.user_id,
                                                    self.vol.trust)
+        await self.vol.store_call(self.vol.trust.save)  # the newest policy seen (vault/model/freshness.py)
         report = await gc.collect(self.vol, policy, now, self.busy(), bool(request.get("dry_run")),
                                   rebuild_store=not self.mounted)
         return {"policy": policy.describe(), "policy_source": source, **report.as_dict()}
@@ -138,10 +139,12 @@ class Requests:
             await self.vol.in_thread(store.sync)
         policy, source = await self.vol.store_call(retention.policy_for, store, me, self.vol.trust)
         if changes:
-            base = retention.Policy() if source == retention.FORGED else policy
+            base = retention.Policy() if source in (retention.FORGED, retention.ROLLED_BACK) else policy
             policy, source = retention.changed(base, changes), retention.OWN
             await self.vol.store_call(retention.save_own, store, me, policy, self.vol.trust.sign)
             await self.vol.in_thread(store.sync)
+        # At once, as `unshare` does: the policy it replaces is a replay from now (vault/model/freshness.py).
+        await self.vol.store_call(self.vol.trust.save)
         return retention.answer(policy, source)
 
     async def do_config(self, request: dict) -> dict:
