@@ -138,7 +138,11 @@ def cmd_trash(args: argparse.Namespace) -> int:
         elif not a.get("hidden"):
             print("the trash is empty")
         for t in a["trash"]:
-            print(f"{iso_time(t['deleted_at']):<24} {_size(t['size']):>10}  {t['path']}")
+            # The date the trash counts from; a deleter's own date that differs is only said.
+            dated = t.get("dated", t["deleted_at"])
+            differs = abs(dated - t["deleted_at"]) >= 60 * 10**9
+            said = f"  (dated {iso_time(dated)} by its deleter)" if differs else ""
+            print(f"{iso_time(t['deleted_at']):<24} {_size(t['size']):>10}  {t['path']}{said}")
         if a.get("hidden"):
             print(f"({a['hidden']} temporary file(s) not shown: --all shows them)")
 

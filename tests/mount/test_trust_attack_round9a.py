@@ -400,7 +400,7 @@ HOLE_TRASHED = ("hole: the time a file went to the trash is the deleting writer'
 
 
 @pytest.mark.parametrize("when", [
-    pytest.param("1970", marks=pytest.mark.xfail(strict=True, reason=HOLE_TRASHED)), "now"])
+    "1970", "now"])
 def test_a_writers_deletion_dated_long_ago_does_not_make_the_owners_gc_purge_the_file(
         vault: Path, tmp_path: Path, when: str) -> None:
     """alice shares team (team/plan.txt) with bob (WRITE).  bob deletes plan.txt (he may: it goes to the
@@ -408,21 +408,7 @@ def test_a_writers_deletion_dated_long_ago_does_not_make_the_owners_gc_purge_the
     after 1970.  alice mounts and runs ``fusevault gc`` (her policy: the trash keeps a file 30 days).
     Safe: ``fusevault restore team/plan.txt`` brings it back and it reads.  ``now``: the control, his
     deletion dated now."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "team").mkdir()
-        (mnt / "team" / "plan.txt").write_text("alice's plan")
-        assert _share(mnt, "team", "bob", "WRITE") is not None
-    fid = _node_fid(vault, "alice", "plan.txt")
-    dek = _bobs_dek(vault, fid)
-    doc = adversary.get(vault, fid)
-    stamp = 1 if when == "1970" else time.time_ns()
-    attrs = {**open_node_attrs(doc, dek), "links": [], "trashed": ["team/plan.txt", stamp]}
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
-    bob = _key(vault, "bob", BOB_SECRET)
-    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, {**body, "delete": True}))
+    mnt = _bobs_deletion(vault, tmp_path, 1 if when == "1970" else time.time_ns())
     with mounted(vault, mnt):
         print(fusevault("trash", mnt).stdout[-1000:])
         collected = fusevault("gc", mnt)
@@ -434,6 +420,50 @@ def test_a_writers_deletion_dated_long_ago_does_not_make_the_owners_gc_purge_the
         except OSError as err:
             got = str(err)
     assert got == "alice's plan", f"alice's plan.txt is gone for good: {got!r}"
+
+
+def _bobs_deletion(vault: Path, tmp_path: Path, stamp: int) -> Path:
+    """alice's team/plan.txt, shared with bob (WRITE), deleted by his node document dated ``stamp``."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "team" / "plan.txt").write_text("alice's plan")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    fid = _node_fid(vault, "alice", "plan.txt")
+    dek = _bobs_dek(vault, fid)
+    doc = adversary.get(vault, fid)
+    attrs = {**open_node_attrs(doc, dek), "links": [], "trashed": ["team/plan.txt", stamp]}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    bob = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, {**body, "delete": True}))
+    return mnt
+
+
+def test_a_writers_deletion_dated_in_the_future_neither_wins_restore_nor_stays_in_the_trash_for_ever(
+        vault: Path, tmp_path: Path) -> None:
+    """As above, bob's deletion dated 2100.  alice mounts and lists her trash; then writes a new
+    team/plan.txt and deletes it herself.  Safe: the listing dates bob's deletion no later than now;
+    ``restore team/plan.txt`` brings back the latest deletion there, hers (not bob's, dated 2100); and
+    ``gc`` as of 31 days on (her trash keeps 30) removes bob's entry from the trash."""
+    future = int(time.mktime((2100, 1, 1, 0, 0, 0, 0, 1, 0))) * 10**9
+    mnt = _bobs_deletion(vault, tmp_path, future)
+    with mounted(vault, mnt):
+        listed = json.loads(fusevault("trash", mnt, "--json").stdout)["trash"]
+        print("trash:", listed, fusevault("trash", mnt).stdout)
+        assert [t["path"] for t in listed] == ["team/plan.txt"]
+        assert listed[0]["deleted_at"] <= time.time_ns(), "bob's deletion is listed as made in 2100"
+        (mnt / "team" / "plan.txt").write_text("alice's new plan")
+        os.unlink(mnt / "team" / "plan.txt")
+        restored = fusevault("restore", mnt / "team" / "plan.txt")
+        print("restore:", restored.returncode, restored.stdout[-500:], restored.stderr[-500:])
+        assert (mnt / "team" / "plan.txt").read_text() == "alice's new plan", "bob's deletion won the pick"
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 31 * 86400))
+        collected = fusevault("gc", mnt, "--as-of", later)
+        print("gc:", collected.returncode, collected.stdout[-1500:], collected.stderr[-500:])
+        left = json.loads(fusevault("trash", mnt, "--json").stdout)["trash"]
+        assert left == [], f"bob's deletion dated 2100 stays in the trash past its 30 days: {left}"
 
 # --- (3) a writer's seq naming the owner's device far above MAX_LAG: her own later states are "rollbacks"
 

@@ -23,6 +23,7 @@ import ctypes
 import errno
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 import trio
@@ -33,6 +34,7 @@ from fusevault.vault.format.vf import HEADER
 from fusevault.vault.model.history import Link, Version, lineage
 from fusevault.vault.model.nodes import Node, detached_node
 from fusevault.vault.model.retention import DAY, Policy, to_drop
+from fusevault.vault.model.trash_seen import TrashSeen, deleted_at
 from fusevault.vault.services.recovery import deleted_nodes
 from fusevault.vault.volume import Volume
 
@@ -177,7 +179,12 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
         else:
             await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
         await trio.sleep(0)  # let file-system requests through between files
-    for doc in await volume.store_call(deleted_nodes, store, key.user_id):
+    # The time a deletion counts from is this device's first sight of it unless its owner signed it
+    # (a writer chooses the sealed time: vault/model/trash_seen.py); real time, not ``now_ns`` (as_of).
+    seen = await volume.in_thread(TrashSeen.open, key, volume.layout.root)
+    first_sight = time.time_ns()
+    deleted = await volume.store_call(deleted_nodes, store, key.user_id)
+    for doc in deleted:
         if not _owns(volume, doc.get("owner")):
             continue
         if volume.holds(doc["_id"]):
@@ -190,12 +197,14 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
         links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
                                         accept)
         links[0].doc = doc
-        if node.trashed[1] > now_ns - policy.trash_days * DAY:
+        since = deleted_at(doc, node.trashed[1], key.user_id, seen.first_seen(doc, first_sight))
+        if since > now_ns - policy.trash_days * DAY:
             # In the trash: thinned like any file, its last version kept.
             keep = {node.head} if node.head else set()
             await _thin(volume, links, keep, policy, now_ns, busy, dry_run, report)
         else:
             await _purge(volume, links, dry_run, report)
+    await volume.in_thread(seen.save, [d["_id"] for d in deleted])  # a dry run sees them too
     if not dry_run:
         await volume.in_thread(store.sync)
         if report.versions_dropped:

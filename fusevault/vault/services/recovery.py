@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import stat
+import time
 from dataclasses import dataclass
 
 from fusevault.encoding import name_to_str, str_to_name
@@ -19,6 +20,7 @@ from fusevault.vault.files.content import Content
 from fusevault.vault.model import names
 from fusevault.vault.model.history import Version, file_history, pick
 from fusevault.vault.model.nodes import NODE, Node, detached_node, open_node_doc
+from fusevault.vault.model.trash_seen import TrashSeen, deleted_at
 from fusevault.vault.services.placing import make_dirs, split
 from fusevault.vault.volume import Caller, Volume
 
@@ -29,12 +31,13 @@ COPY_CHUNK = 1024 * 1024
 class Trashed:
     doc: dict
     path: bytes
-    deleted_at: int
+    deleted_at: int  # the time the trash counts from (vault/model/trash_seen.py)
     size: int
+    dated: int  # the time its deleter sealed in it
 
     def as_dict(self) -> dict:
         return {"id": self.doc["_id"], "path": name_to_str(self.path),
-                "deleted_at": self.deleted_at, "size": self.size}
+                "deleted_at": self.deleted_at, "dated": self.dated, "size": self.size}
 
 
 # Names programs give their temporary files, deleted again within moments:
@@ -73,11 +76,17 @@ def within(path: bytes, place: bytes) -> bool:
     return not place or path == place or path.startswith(place + b"/")
 
 
-def trash(volume: Volume) -> list[Trashed]:
-    """Deleted files still recoverable, most recently deleted first."""
+def trash(volume: Volume, remember: bool = True) -> list[Trashed]:
+    """Deleted files still recoverable, most recently deleted first (by the
+    time the trash counts from: a deleter's own date is not taken as it is,
+    vault/model/trash_seen.py).  ``remember``: note the deletions seen for
+    the first time (a small write: not on the trio loop)."""
     entries = []
     accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
-    for doc in deleted_nodes(volume.store, volume.key.user_id):
+    seen = TrashSeen.open(volume.key, volume.layout.root)
+    now = time.time_ns()
+    docs = deleted_nodes(volume.store, volume.key.user_id)
+    for doc in docs:
         if accept is not None and not accept(doc):
             continue  # refused, and said (vault/tree/authorship.py)
         _, attrs = open_node_doc(doc, volume.key)
@@ -87,7 +96,11 @@ def trash(volume: Volume) -> list[Trashed]:
             if why is not None:
                 names.refuse(volume, doc["_id"], f"refused the trash entry of {doc['_id']}: {why}")
                 continue
-            entries.append(Trashed(doc, str_to_name(path), when, attrs["size"]))
+            first = seen.first_seen(doc, now, remember)
+            entries.append(Trashed(doc, str_to_name(path), deleted_at(doc, when, volume.key.user_id, first),
+                                   attrs["size"], when))
+    if remember:
+        seen.save(keep=[d["_id"] for d in docs])
     return sorted(entries, key=lambda t: t.deleted_at, reverse=True)
 
 
@@ -96,7 +109,7 @@ def deleted_nodes(store: Store, owner: str) -> list[dict]:
 
 
 def _from_trash(volume: Volume, path: bytes) -> Trashed:
-    for entry in trash(volume):  # the latest deletion at that path
+    for entry in trash(volume, remember=False):  # the latest deletion at that path
         if entry.path == path.strip(b"/"):
             return entry
     raise NotFound(f"{name_to_str(path)} is neither in the vault nor in its trash")
