@@ -16,7 +16,7 @@ Found at 9b2364a (each xfail test fails for the reason named; its control, where
   thins it as plan.txt's history, and secret.txt leaves her trash for good.
 - (1) a version's ``author`` is its sealed field, never compared with its signer: bob's version shows as
   alice's in her history; a list or dict there makes history an internal error.
-- (3) a writer's ``seq`` naming the owner's device is recorded for the file whatever its n (MAX_LAG
+- (3, FIXED: vault/model/ledger.py ``writer_seq``) a writer's ``seq`` naming the owner's device is recorded for the file whatever its n (MAX_LAG
   bounds only her counter): her own later edits load as rollbacks, kept behind, and a new share of
   the folder seals no key of the file.
 - (5) a writer's document may change a node's type: a file turned folder has no children map, and the
@@ -468,14 +468,7 @@ def test_a_writers_deletion_dated_in_the_future_neither_wins_restore_nor_stays_i
 # --- (3) a writer's seq naming the owner's device far above MAX_LAG: her own later states are "rollbacks"
 
 
-HOLE_SEQ = ("hole: Ledger.record / check_loaded (vault/model/ledger.py) keep the n of a seq naming this "
-            "device from a writer's document, whatever its size (MAX_LAG bounds only the counter): every "
-            "later state the owner commits is then 'older than seen', a rollback, kept behind, and no "
-            "share of its folder seals its key")
-
-
-@pytest.mark.parametrize("ahead", [pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_SEQ)),
-                                   False])
+@pytest.mark.parametrize("ahead", [True, False])
 def test_a_writers_seq_far_ahead_on_the_owners_device_does_not_make_her_later_edits_rollbacks(
         vault: Path, tmp_path: Path, ahead: bool) -> None:
     """alice shares team/notes.txt with bob (WRITE).  bob signs a node document of it whose ``seq`` names

@@ -1,24 +1,25 @@
 """Issue 22, attack round 9b: a fresh sweep through paths earlier rounds rarely used (two devices of
 one user, replays of the user's own signed documents, the per-device caches).
 
-Each test asserts the SAFE behaviour; failing ones are ``xfail(strict=True)`` naming the hole.
+Each test asserts the SAFE behaviour; the holes were marked ``xfail(strict=True)`` until closed (all six
+were closed the same day; docs/SECURITY.md names each test).
 
 Found at commit 9b2364a (main): 6 holes in 7 xfail tests, 1 hold:
-- HOLE (settings replay): a folder or deletion setting turned off on another device is applied here but not
+- FIXED (settings replay): a folder or deletion setting turned off on another device is applied here but not
   recorded as confirmed (vault/model/confirmed.py ``effective``), so her older signed user document put back
   by the store or served by the server turns watching and deletion back on (also through pouchdb-server).
 - FIXED (false alarm, real server): a user document signed with ``settle_seconds: 2.0`` comes back from
   pouchdb-server as ``2``; its signature fails on every other device (crypto/signing.py ``canonical``), so
   every settings change from another device is "not signed with their key" and an `off` never applies there.
-- HOLE (peers): `peer remove` leaves the peer's digest confirmed (vault/model/peers.py ``remove_peer``): the
+- FIXED (peers): `peer remove` leaves the peer's digest confirmed (vault/model/peers.py ``remove_peer``): the
   same Peers document put back in the store is contacted again.
 - FIXED (pins): a pin made at first sight on a new device (the server withheld the Pins document and
   replaced bob's key) overrides the genuine pin of another device of hers, silently (vault/model/trust.py
   ``_merge``: the later ``pinned_at`` wins), and `share` there seals the file key to the server's key.
-- HOLE (repair): `check --repair` puts a file whose node document was damaged back at its newest version's
+- FIXED (repair): `check --repair` puts a file whose node document was damaged back at its newest version's
   path, a folder it left and that was shared since, and its grantee gets the file's key
   (vault/services/repairing.py ``_rebuild``).
-- HOLE (retention replay): an older signed Retention document put back is obeyed by gc (no freshness).
+- FIXED (retention replay): an older signed Retention document put back is obeyed by gc (no freshness).
 - held: the settings replay when the values were turned off on this device (pending, not applied).
 """
 
@@ -30,7 +31,6 @@ import time
 from pathlib import Path
 
 import adversary
-import pytest
 from conftest import fusevault, laptop_and_desktop, mounted, settled
 from conftest import wait_for as wait_until
 
@@ -164,9 +164,6 @@ def test_a_replaced_key_pinned_first_on_a_new_device_does_not_override_the_genui
     assert any("keys of user 'bob' changed" in w for w in warnings), warnings
 
 
-@pytest.mark.xfail(strict=True, reason="hole: `check --repair` rebuilds a file whose node document does not "
-                   "open at the place its newest version names (repairing._rebuild: source.path), a folder "
-                   "it was moved out of and that was shared since, and the new key goes to its grantee")
 def test_repair_does_not_put_a_file_back_into_a_folder_shared_after_it_left(
         vault: Path, tmp_path: Path) -> None:
     """alice writes plan.txt in S, moves it to P (its version still says S/plan.txt: a move makes

@@ -44,8 +44,9 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from fusevault import paths
+from fusevault.crypto.signing import signer_of
 from fusevault.encoding import loads_untrusted
-from fusevault.errors import CorruptData, VaultError
+from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.nodes import open_node_doc
@@ -102,6 +103,23 @@ def seq_of(attrs: dict) -> Seq | None:
     return sys.intern(device), n
 
 
+def writer_seq(seq: Seq | None, doc: dict) -> Seq | None:
+    """The ``seq`` of a document as the ledger keeps it: a device's counter
+    counts only for its own user's documents.  Another signer's (a WRITE
+    grantee's) is kept apart, under ``<device>/<signer>``, so a document he
+    signs naming the owner's device, with any number, can never make her
+    later states look older (or newer) than his."""
+    if seq is None:
+        return None
+    try:
+        signer = signer_of(doc)
+    except Forged:
+        signer = None
+    if signer is None or signer == doc.get("owner"):
+        return seq
+    return sys.intern(f"{seq[0]}/{signer}"), seq[1]
+
+
 # How far the documents this device committed may run ahead of its saved
 # ledger (written after them, off the loop): far more than a crash leaves.
 MAX_LAG = 1 << 32
@@ -131,6 +149,12 @@ class Ledger:
         # key) does not make that place chosen; a newer state arriving, or
         # the owner moving the file, ends it.
         self.behind: dict[str, list[str]] = {}
+        # Where each of the user's own files was last seen by this device in a
+        # place the owner chose or a writer was judged to move it to (the
+        # parents' fids): at unlock the tree is built from the documents, and
+        # a writer's document that moves a file from a folder they may not
+        # write is told from this (vault/tree/authorship.py ``settle``).
+        self.where: dict[str, list[str]] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -157,6 +181,8 @@ class Ledger:
             ledger.epochs = {str(fid): int(epoch) for fid, epoch in data.get("epochs", {}).items()}
             ledger.behind = {str(fid): sorted(str(p) for p in parents)
                              for fid, parents in data.get("behind", {}).items()}
+            ledger.where = {str(fid): sorted(str(p) for p in parents)
+                            for fid, parents in data.get("where", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -168,7 +194,8 @@ class Ledger:
         """What to write (on the loop: cheap, a shallow copy)."""
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
                               "fids": dict(self.fids), "mine": list(self.mine),
-                              "epochs": dict(self.epochs), "behind": dict(self.behind)}
+                              "epochs": dict(self.epochs), "behind": dict(self.behind),
+                              "where": dict(self.where)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -257,6 +284,24 @@ class Ledger:
             self.keyed(node.fid, node.epoch)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
+                if places is not None and not gone and node.fid not in self.behind:
+                    self._at(node.fid, places[i])
+
+    def _at(self, fid: str, parents: list[str]) -> None:
+        if self.where.get(fid) != parents:
+            self.where[fid] = parents
+            self.version += 1
+
+    def hold_back(self, fid: str, parents: list[str]) -> None:
+        """Keep the file ``behind`` in ``parents``: a place nothing says the owner
+        chose (``check --repair`` rebuilding it where an old version names)."""
+        if self.behind.get(fid) != parents:
+            self.behind[fid] = parents
+            self.version += 1
+
+    def was_at(self, fid: str) -> list[str] | None:
+        """The parents (fids) this device last saw the user's own file in, if known."""
+        return self.where.get(fid)
 
     def _own(self, fid: str) -> None:
         if fid not in self.mine:
@@ -274,18 +319,33 @@ class Ledger:
             return True
         if fresh is None:
             return True
-        if self.older(fid, fresh.seq):
+        seq = writer_seq(fresh.seq, doc)
+        if self.older(fid, seq):
             self._rolled_back(volume, fid, "offered by a peer or the server")
             if (held := volume.find(fid)) is not None:
                 # The tree keeps its newer state; its next commit goes on top
                 # of the older revision (and puts the newer state back).
                 held.rev = doc["_rev"]
             return False
-        self.record(fid, fresh.seq, not doc.get("delete"))
+        self.record(fid, seq, not doc.get("delete"))
         self.keyed(fid, fresh.epoch)
         self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
-        self._placed(fid)  # and where it sits is where that newer state puts it
         return True
+
+    def arrived(self, fid: str, parents: list[str], by_owner: bool) -> None:
+        """The user's own file, taken in from a newer document (placed where it
+        puts it, after its WRITE was judged).  One the owner signed ends a
+        ``behind`` (where it sits is hers); a writer's document keeps it behind,
+        wherever it puts it: a place the owner never chose gives a writer's
+        move from it no weight."""
+        if fid in self.behind:
+            if not by_owner:
+                if self.behind[fid] != parents:
+                    self.behind[fid] = parents
+                    self.version += 1
+                return
+            self._placed(fid)
+        self._at(fid, parents)
 
     def _placed(self, fid: str) -> None:
         if self.behind.pop(fid, None) is not None:
@@ -307,9 +367,16 @@ class Ledger:
 
     # --- load (vault/tree/loading.py)
 
-    def check_loaded(self, volume: Held, store: Store) -> None:
+    def check_loaded(self, volume: Held, store: Store, moved: dict[str, list[str]] | None = None,
+                     signers: dict[str, str] | None = None) -> None:
         """Compare the loaded tree with what this device saw; report rollbacks
-        and vanished files, then remember the tree."""
+        and vanished files, then remember the tree.  ``moved``: the user's own
+        files a writer's document put where the writer was not judged to move
+        them (vault/tree/authorship.py ``settle``): kept ``behind`` there.
+        ``signers``: the files whose document another than their owner signed,
+        and who (their ``seq`` is that writer's: ``writer_seq``)."""
+        moved = moved or {}
+        signers = signers or {}
         rolled: list[tuple[str, str]] = []  # (fid, where it shows)
         top = self.counter
         loaded = volume.nodes()
@@ -318,6 +385,8 @@ class Ledger:
             if not node.dek:
                 continue  # a share's virtual folder or a phantom parent: no document opened
             seq = node.seq
+            if seq is not None and (signer := signers.get(node.fid)) is not None:
+                seq = (sys.intern(f"{seq[0]}/{signer}"), seq[1])  # as writer_seq keeps it
             if seq is not None and seq[0] == self.device and top < seq[1] <= self.counter + MAX_LAG:
                 # The ledger lagged (a crash): the counter never goes back.  Never further
                 # than a crash can leave it behind: a writer's document naming this device
@@ -333,10 +402,16 @@ class Ledger:
                     self.behind[node.fid] = place
                     self.version += 1
             else:
-                if self.newer(node.fid, seq):
+                if self.newer(node.fid, seq) and node.fid not in moved:
                     self._placed(node.fid)  # a state no one had seen here: where it sits is its own
                 self.record(node.fid, seq, True)
                 self.keyed(node.fid, node.epoch)
+                if node.fid in moved:
+                    if self.behind.get(node.fid) != moved[node.fid]:
+                        self.behind[node.fid] = moved[node.fid]
+                        self.version += 1
+                elif node.owner == self.key.user_id and node.fid not in self.behind:
+                    self._at(node.fid, parents_of(node, fids.get))
             if node.owner == self.key.user_id:
                 self._own(node.fid)
         self.counter = top
@@ -381,7 +456,7 @@ class Ledger:
         if doc.get("delete") and doc.get("owner") == volume.key.user_id:
             try:
                 dek, attrs = open_node_doc(doc, volume.key)
-                seq = seq_of(attrs)
+                seq = writer_seq(seq_of(attrs), doc)
             except (VaultError, ValueError, TypeError):
                 seq = None  # damaged: the load's other checks say so
             if self.older(fid, seq):
@@ -417,11 +492,12 @@ def _path(volume: Held, node: Node) -> str:
         return node.fid
 
 
-def at_load(volume: Held, store: Store, ledger: Ledger | None = None) -> Ledger:
+def at_load(volume: Held, store: Store, ledger: Ledger | None = None,
+            moved: dict[str, list[str]] | None = None, signers: dict[str, str] | None = None) -> Ledger:
     """The user's ledger (opened before the load, to judge every file it knows),
     checked against the tree just loaded, and saved."""
     if ledger is None:
         ledger = Ledger.open(volume.key, volume.layout.root, volume.layout.vault_id)
-    ledger.check_loaded(volume, store)
+    ledger.check_loaded(volume, store, moved, signers)
     ledger.save()
     return ledger

@@ -38,6 +38,7 @@ from fusevault.crypto.signing import signature_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, VaultError
 from fusevault.vault.model.groups import GROUP
+from fusevault.vault.model.ledger import parents_of
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node
 from fusevault.vault.model.sharing import FILE_KEY, SHARE
 from fusevault.vault.model.users import USER
@@ -204,6 +205,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             out.rekey.append(node)
         _update(volume, node, fresh, out)
     relink(tree, node, links, out)
+    if volume.ledger is not None and node.owner == volume.key.user_id and node.links:
+        volume.ledger.arrived(node.fid, parents_of(node, tree.fid_at), signer in (None, node.owner))
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)

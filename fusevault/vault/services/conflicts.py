@@ -46,6 +46,7 @@ from fusevault.store.local import LocalStore
 from fusevault.vault.files.content import Content
 from fusevault.vault.model import names
 from fusevault.vault.model.history import version_parents, version_plain
+from fusevault.vault.model.ledger import writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.services.absorbing import absorb_node
 from fusevault.vault.services.recovery import copy_into
@@ -135,7 +136,8 @@ def _replayed(volume: Volume, leaf: Leaf, how: str) -> bool:
     """Is this branch older than what this device saw of the file (the
     rollback ledger: vault/model/ledger.py)?  Said if so."""
     ledger = volume.ledger
-    return ledger is not None and ledger.replayed(volume.tree, leaf.doc["_id"], leaf.node.seq, how)
+    return ledger is not None and ledger.replayed(volume.tree, leaf.doc["_id"],
+                                                  writer_seq(leaf.node.seq, leaf.doc), how)
 
 
 def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:

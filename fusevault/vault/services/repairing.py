@@ -103,11 +103,28 @@ async def rebuild_folders(volume: Volume, report: Report) -> set[str]:
     return done
 
 
+async def _place_of(volume: Volume, fid: str, location: str, caller: Caller) -> Node:
+    """Where a file or folder made again goes: the folder this device last saw it
+    in (the rollback ledger's ``where``), else ``location`` (where its newest
+    version or its children say it was), where it is kept ``behind``: nothing
+    says the owner keeps it there now (it may have been moved out of a folder
+    shared since), so no share there seals its key, nor those of what is under it."""
+    ledger = volume.ledger
+    for parent_fid in (ledger.was_at(fid) if ledger is not None else None) or ():
+        parent = volume.find(parent_fid)
+        if parent is not None and parent.is_dir and parent.owner == volume.key.user_id:
+            return volume.check(parent, write=True)
+    parent = await make_dirs(volume, str_to_name(location), caller)
+    if ledger is not None:
+        ledger.hold_back(fid, [parent.fid])
+    return parent
+
+
 async def _rebuild_folder(volume: Volume, state: FileState) -> str:
     named = not state.path.startswith("(unnamed")
     location, _, name = state.path.rpartition("/") if named else ("", "", f"lost+found {state.fid[:8]}")
     caller = Caller(os.getuid(), os.getgid())
-    parent = await make_dirs(volume, str_to_name(location), caller)
+    parent = await _place_of(volume, state.fid, location, caller)
     wanted = str_to_name(name)
     if wanted in parent.children:
         wanted += b" (recovered %s)" % state.fid[:8].encode()
@@ -194,7 +211,7 @@ async def _rebuild(volume: Volume, state: FileState) -> str:
     source = (newest or named[-1]).version
     location, _, name = source.path.rpartition("/")
     caller = Caller(os.getuid(), os.getgid())
-    parent = await make_dirs(volume, str_to_name(location), caller)
+    parent = await _place_of(volume, state.fid, location, caller)
     wanted = str_to_name(name)
     if wanted in parent.children:
         wanted += b" (recovered %s)" % state.fid[:8].encode()

@@ -80,6 +80,9 @@ class Authorship:
         self.trust = trust
         self.store = store
         self.user_id = trust.user_id
+        # Where this device last saw each of the user's own files (the
+        # ledger's ``was_at``: parents' fids), set once the ledger is open.
+        self.was_at: Callable[[str], list[str] | None] = lambda fid: None
 
     def deny(self, doc: dict, why: str) -> None:
         self._alarm(doc, why)
@@ -175,9 +178,22 @@ class Authorship:
         new = [parent for fid_, name in named if (fid_, name) not in now
                if (parent := volume.find(fid_)) is not None and parent.ino not in sharing.phantoms]
         gone = [parent for key, parent in now.items() if key not in named]
+        if held is None and owner == self.user_id:
+            # Not in the tree (in the trash, say): the folders it was last seen
+            # in here are the ones it leaves.
+            gone = self._left(volume, self.was_at(fid), {fid_ for fid_, _ in named})
         if held is None and not new:
             return own  # placed nowhere here (its folder may come later: judged again then)
         return all(self.writes_at(volume, signer, owner, parent) for parent in [*new, *gone])
+
+    @staticmethod
+    def _left(volume: Held, parents: list[str] | None, kept: set[str]) -> list[Node]:
+        """The folders of ``parents`` (fids) not in ``kept`` that this user holds
+        (one not held, or a phantom, cannot be judged, and puts nothing here)."""
+        sharing = volume.sharing
+        phantoms = sharing.phantoms if sharing is not None else ()
+        return [parent for fid in parents or () if fid not in kept
+                if (parent := volume.find(fid)) is not None and parent.ino not in phantoms]
 
     def writes_at(self, volume: Held, signer: str, owner: str, start: Node) -> bool:
         """WRITE on ``start`` by a grant on it or, failing that, on every folder
@@ -239,17 +255,36 @@ class Authorship:
 
     # --- at unlock: nodes signed by others than their owner
 
-    def settle(self, volume: Held, foreign: list[Foreign], leave: Callable[[Node], None]) -> None:
+    def settle(self, volume: Held, foreign: list[Foreign],
+               leave: Callable[[Node], None]) -> dict[str, list[str]]:
         """After an unlock placed every node: those a grantee wrote whose
         grantee holds no WRITE where they are leave the tree (with what is
         under them: ``leave`` takes one out), and are said.  All are judged
-        before any leaves."""
-        refused = []
-        for node, _, signer, _ in foreign:
+        before any leaves.
+
+        Returned: the user's own files a grantee's document moved from where
+        this device last saw them (``was_at``) into or out of a folder the
+        grantee holds no WRITE on, with the folders (fids) they sit in now.
+        They stay where they are, said, but no key is sealed by that place
+        (the ledger keeps them ``behind``): leaving them out would hide the
+        owner's file, and their earlier name is not known."""
+        refused, moved = [], {}
+        for node, _, signer, guest in foreign:
             placed = volume.find(node.fid) or node  # where the unlock put it (its own names: judged)
             if not self.may_write(volume, signer, node.owner, node.fid, node=placed, placed=True):
                 self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
                 refused.append(placed)
+                continue
+            was = None if guest or node.owner != self.user_id else self.was_at(node.fid)
+            now = sorted({parent.fid if (parent := volume.get(ino)) is not None else ""
+                          for ino, _ in placed.links})
+            if was is None or was == now:
+                continue
+            changed = self._left(volume, was, set(now)) + self._left(volume, now, set(was))
+            if not all(self.writes_at(volume, signer, node.owner, parent) for parent in changed):
+                self._alarm({"_id": node.fid}, f"moved by {signer} from or into a folder they hold no WRITE "
+                            "on: shown where it is, but no share there gets its key")
+                moved[node.fid] = now
         for node in refused:
             todo = [node]
             while todo:
@@ -258,11 +293,23 @@ class Authorship:
                     continue
                 todo += [c for i in (each.children or {}).values() if (c := volume.get(i)) is not None]
                 leave(each)
+        return moved
 
-    def deleted(self, volume: Held, doc: dict, signer: str) -> None:
-        """A deletion signed by another than the owner: said if they may not write the owner's files."""
-        if not self.writer_of(volume.sharing, signer, doc.get("owner")):
+    def deleted(self, volume: Held, doc: dict, signer: str) -> bool:
+        """A deletion signed by another than the owner.  Of a file of this user's
+        that this device last saw in folders it holds: refused (True: the
+        caller keeps the file) unless the signer holds WRITE in every one.
+        Else (a place not known) said if they may not write the owner's files."""
+        owner = doc.get("owner")
+        was = self._left(volume, self.was_at(doc["_id"]), set()) if owner == self.user_id else []
+        if was:
+            if all(self.writes_at(volume, signer, self.user_id, parent) for parent in was):
+                return False
+            self._alarm(doc, f"deleted by {signer}, who holds no WRITE where it was: it stays")
+            return True
+        if not self.writer_of(volume.sharing, signer, owner):
             self._alarm(doc, f"deleted by {signer}, who holds no WRITE: the file is left out")
+        return False
 
     def leaf_ok(self, volume: Held, doc: dict) -> bool:
         """A concurrent revision of a node of this user's (services/conflicts.py): theirs or a writer's."""

@@ -180,7 +180,7 @@ class Inodes:
         place the owner chose (vault/model/ledger.py)."""
         return self.ledger.behind if self.ledger is not None else ()
 
-    def _fid_at(self, ino: int) -> str | None:
+    def fid_at(self, ino: int) -> str | None:
         node = self._nodes.get(ino)
         return node.fid if node is not None else None
 
@@ -344,7 +344,7 @@ class Inodes:
             self.pending.pop(node.ino, None)
         if self.ledger is not None:
             self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes],
-                                  [parents_of(n, self._fid_at) for n in nodes])
+                                  [parents_of(n, self.fid_at) for n in nodes])
 
     async def save(self, tx: Tx, group: bool = False) -> None:
         """Commit ``tx`` now, or with ``group`` (a request from the kernel, in a

@@ -18,7 +18,7 @@ from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import names
 from fusevault.vault.model.freshness import Freshness
-from fusevault.vault.model.ledger import Ledger, at_load
+from fusevault.vault.model.ledger import Ledger, at_load, parents_of
 from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import USER, Trust
@@ -132,9 +132,12 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     if guests:
         taken += admit_guests(tree, guests, inodes, unlooped=False)
     _break_cycles(tree)  # before settling: what leaves takes what is under it
+    moved: dict[str, list[str]] = {}
+    if gate is not None:
+        gate.was_at = ledger.was_at
     if foreign:
         out = Absorbed()
-        gate.settle(tree, foreign, lambda node: leave(tree, node, out))
+        moved = gate.settle(tree, foreign, lambda node: leave(tree, node, out))
         # Placed before judged (the judging asks where each node is): a name a
         # refused node held, the node it was taken from gets back.
         for node, lost in taken:
@@ -142,17 +145,48 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 _link_loaded(tree, node, lost)
         if taken:
             _break_cycles(tree)  # a name given back closes no loop either
-    for doc, signer in deleted:
-        gate.deleted(tree, doc, signer)
+    if kept := _keep_undeleted(tree, key, gate, [doc for doc, by in deleted if gate.deleted(tree, doc, by)],
+                               inodes):
+        _break_cycles(tree)
+        for node in kept:  # where the refused deletion's document puts it: no place she chose
+            if (now := parents_of(node, tree.fid_at)) != ledger.was_at(node.fid):
+                moved[node.fid] = now
     tree.authorship = gate
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
         layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
-    tree.ledger = at_load(tree, store, ledger)
+    tree.ledger = at_load(tree, store, ledger, moved,
+                          {node.fid: signer for node, _, signer, _ in foreign if signer != node.owner})
     if trust is not None and trust.verified is not None:
         log.debug("signatures at load: %d checked, %d checked before", trust.verified.verified,
                  trust.verified.cached)
         trust.verified.save(prune=False)
     return tree
+
+
+def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship | None, docs: list[dict],
+                    inodes: dict[str, int]) -> list[Node]:
+    """Files of the user's whose deletion by another was refused: placed as
+    their documents say when they open under the user's own key (else left
+    out, and said).  Returned: those placed."""
+    placed: list[Node] = []
+    if gate is None:
+        return placed
+    for doc in docs:
+        if tree.holds(doc["_id"]):
+            continue
+        try:
+            dek, attrs = open_node_doc(doc, key)
+            if not gate.owner_dek_ok(doc, str(said_signer(doc)), dek):
+                continue
+            node, links = node_from_doc(doc, dek, attrs)
+        except CorruptData as err:
+            _refuse(tree.trust, doc["_id"], err)
+            continue
+        node.owner = key.user_id
+        tree.add(node, inodes)
+        _link_loaded(tree, node, links)
+        placed.append(node)
+    return placed
 
 
 def _refuse(trust: Trust | None, fid: str, err: CorruptData) -> None:
