@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import signer_of
 from fusevault.encoding import b64d, loads_untrusted
-from fusevault.errors import CorruptData, InvalidInput, VaultError
+from fusevault.errors import CorruptData, Forged, InvalidInput, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
@@ -84,10 +85,29 @@ def open_version_doc(doc: dict, dek: bytes) -> Version:
         if not (time_ok(plain["file_entry_ts"]) and time_ok(plain["mtime"])
                 and int_in(plain["size"], 0, MAX_SIZE) and manifest_ok(plain["manifest"])):
             raise ValueError("a number out of range")  # as a node's (nodes.check_numbers)
+        if not isinstance(plain["author"], str) or not isinstance(vid, str):
+            raise ValueError("an author that is not a user id")  # history shows it, and keys sets by it
         return Version(vid, fid, doc["_rev"], plain["file_entry_ts"], plain["size"], plain["mtime"],
-                       plain["author"], path, tuple(plain["manifest"]), dek)
+                       _author(doc, plain["author"]), path, tuple(plain["manifest"]), dek)
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"version document {vid} is malformed") from None
+
+
+def _author(doc: dict, said: str) -> str:
+    """Who made a version: its sealed ``author`` is the signer's to write, so it
+    is believed only from that author, or from the file's owner (who signed
+    her own and her grantees' documents from before signatures: migrate.py);
+    a writer naming another is shown as himself.  (The signature itself is
+    checked by the caller's ``accept``: vault/tree/authorship.py.)"""
+    try:
+        signer = signer_of(doc)
+    except Forged:
+        return said  # refused by ``accept`` before it gets here
+    if signer is None or signer in (said, doc.get("owner")):
+        return said
+    log.warning("version %s names %s as its author but was signed by %s: shown as %s's",
+                doc.get("_id"), said, signer, signer)
+    return signer
 
 
 def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None,
