@@ -170,7 +170,6 @@ HOLE_PREVIOUS = ("hole: a writer's node document may name any of the owner's del
                  "into the shared file")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_PREVIOUS)
 def test_a_writer_cannot_graft_the_owners_private_trashed_file_into_a_shared_files_history(
         shared) -> None:  # noqa: F811
     """alice shares team (team/plan.txt) with bob (WRITE); she keeps private/secret.txt (never shared) and
@@ -212,8 +211,7 @@ HOLE_PREVIOUS_GC = ("hole: gc (vault/services/gc.py collect) thins a lineage (hi
                     "loses its last version to the shared file's policy, and leaves the trash")
 
 
-@pytest.mark.parametrize("graft", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_PREVIOUS_GC)), False])
+@pytest.mark.parametrize("graft", [True, False])
 def test_a_writer_cannot_make_the_owners_gc_drop_her_trashed_private_files_last_version(
         shared, graft: bool) -> None:  # noqa: F811
     """As above (bob's ``previous`` of team/plan.txt names alice's private/secret.txt, in her trash); alice
