@@ -16,9 +16,9 @@ Found at 9b2364a (each xfail test fails for the reason named; its control, where
   thins it as plan.txt's history, and secret.txt leaves her trash for good.
 - (1) a version's ``author`` is its sealed field, never compared with its signer: bob's version shows as
   alice's in her history; a list or dict there makes history an internal error.
-- (3, FIXED: vault/model/ledger.py ``writer_seq``) a writer's ``seq`` naming the owner's device is recorded for the file whatever its n (MAX_LAG
-  bounds only her counter): her own later edits load as rollbacks, kept behind, and a new share of
-  the folder seals no key of the file.
+- (3, FIXED: vault/model/ledger.py ``writer_seq``) a writer's ``seq`` naming the owner's device is
+  recorded for the file whatever its n (MAX_LAG bounds only her counter): her own later edits load as
+  rollbacks, kept behind, and a new share of the folder seals no key of the file.
 - (5) a writer's document may change a node's type: a file turned folder has no children map, and the
   next document naming a node inside it raises AttributeError out of absorb_arrivals, which ends
   root's real shared mount for every user.
@@ -109,7 +109,6 @@ HOLE_AUTHOR = ("hole: history's author is the sealed 'author' field of a version
                "(vault/model/history.py open_version_doc), never compared with who signed it")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_AUTHOR)
 def test_a_writers_version_is_not_shown_in_history_as_the_owners(shared) -> None:  # noqa: F811
     """alice shares team (team/plan.txt) with bob (WRITE); bob saves a version of plan.txt, then writes his
     version document again (signed by him) with ``author`` alice's user id.  Safe: alice's history of
@@ -139,11 +138,7 @@ HOLE_AUTHOR_TYPE = ("hole: open_version_doc (vault/model/history.py) checks no t
                     "internal error")
 
 
-@pytest.mark.parametrize("author", [
-    pytest.param(["x"], marks=pytest.mark.xfail(strict=True, reason=HOLE_AUTHOR_TYPE)),
-    pytest.param({"a": 1}, marks=pytest.mark.xfail(strict=True, reason=HOLE_AUTHOR_TYPE)),
-    5,
-])
+@pytest.mark.parametrize("author", [["x"], {"a": 1}, 5])
 def test_a_writers_version_with_an_odd_author_does_not_hide_the_files_history(
         shared, author: object) -> None:  # noqa: F811
     """As above with ``author`` a list, a dict or a number.  Safe: alice's history of plan.txt answers and
@@ -175,7 +170,6 @@ HOLE_PREVIOUS = ("hole: a writer's node document may name any of the owner's del
                  "into the shared file")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_PREVIOUS)
 def test_a_writer_cannot_graft_the_owners_private_trashed_file_into_a_shared_files_history(
         shared) -> None:  # noqa: F811
     """alice shares team (team/plan.txt) with bob (WRITE); she keeps private/secret.txt (never shared) and
@@ -217,8 +211,7 @@ HOLE_PREVIOUS_GC = ("hole: gc (vault/services/gc.py collect) thins a lineage (hi
                     "loses its last version to the shared file's policy, and leaves the trash")
 
 
-@pytest.mark.parametrize("graft", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_PREVIOUS_GC)), False])
+@pytest.mark.parametrize("graft", [True, False])
 def test_a_writer_cannot_make_the_owners_gc_drop_her_trashed_private_files_last_version(
         shared, graft: bool) -> None:  # noqa: F811
     """As above (bob's ``previous`` of team/plan.txt names alice's private/secret.txt, in her trash); alice

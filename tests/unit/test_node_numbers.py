@@ -93,3 +93,11 @@ def test_a_versions_number_out_of_range_is_malformed(field: str, value: object) 
     assert _version(PLAIN).size == 5
     with pytest.raises(CorruptData, match="malformed"):
         _version({**PLAIN, field: value})
+
+
+@pytest.mark.parametrize("author", [["x"], {"a": 1}, 5, None])
+def test_a_versions_author_that_is_not_a_user_id_is_malformed(author: object) -> None:
+    """History shows the author and keys a set by it: a writer's list there was an internal error
+    (tests/mount/test_trust_attack_round9a.py)."""
+    with pytest.raises(CorruptData, match="malformed"):
+        _version({**PLAIN, "author": author})

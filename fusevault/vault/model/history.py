@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import signer_of
 from fusevault.encoding import b64d, loads_untrusted
-from fusevault.errors import CorruptData, InvalidInput, VaultError
+from fusevault.errors import CorruptData, Forged, InvalidInput, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
@@ -84,10 +85,29 @@ def open_version_doc(doc: dict, dek: bytes) -> Version:
         if not (time_ok(plain["file_entry_ts"]) and time_ok(plain["mtime"])
                 and int_in(plain["size"], 0, MAX_SIZE) and manifest_ok(plain["manifest"])):
             raise ValueError("a number out of range")  # as a node's (nodes.check_numbers)
+        if not isinstance(plain["author"], str) or not isinstance(vid, str):
+            raise ValueError("an author that is not a user id")  # history shows it, and keys sets by it
         return Version(vid, fid, doc["_rev"], plain["file_entry_ts"], plain["size"], plain["mtime"],
-                       plain["author"], path, tuple(plain["manifest"]), dek)
+                       _author(doc, plain["author"]), path, tuple(plain["manifest"]), dek)
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"version document {vid} is malformed") from None
+
+
+def _author(doc: dict, said: str) -> str:
+    """Who made a version: its sealed ``author`` is the signer's to write, so it
+    is believed only from that author, or from the file's owner (who signed
+    her own and her grantees' documents from before signatures: migrate.py);
+    a writer naming another is shown as himself.  (The signature itself is
+    checked by the caller's ``accept``: vault/tree/authorship.py.)"""
+    try:
+        signer = signer_of(doc)
+    except Forged:
+        return said  # refused by ``accept`` before it gets here
+    if signer is None or signer in (said, doc.get("owner")):
+        return said
+    log.warning("version %s names %s as its author but was signed by %s: shown as %s's",
+                doc.get("_id"), said, signer, signer)
+    return signer
 
 
 def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None,
@@ -130,21 +150,58 @@ def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | 
             epoch: int = 0, accept: Accept | None = None) -> list[Link]:
     """The node and the files it replaced by renames (newest first), with their versions.
 
-    The chain ends at a replaced file that is gone (its history was collected)."""
+    ``previous`` is the word of whoever signed the node's document, a WRITE
+    grantee too: a replaced file is followed only if its own document agrees
+    (``replaced``). The chain ends at a replaced file that is gone (its
+    history was collected), or one that does not agree."""
     links = [Link(fid, dek, None, versions_of(store, fid, dek, key, epoch, accept))]
     seen = {fid}
+    naming: tuple[str, dict | None] = (fid, None)  # the file whose document names ``previous``
     while previous is not None and previous not in seen and len(links) < MAX_LINEAGE:
         doc = store.get(previous)
         if doc is None or not doc.get("delete") or doc.get("owner") != key.user_id:
             break
         if accept is not None and not accept(doc):
             break  # a replaced file's document not signed by its owner: the chain ends
-        seen.add(previous)
         dek, attrs = open_node_doc(doc, key)
+        if not replaced(store, key.user_id, naming, attrs, accept):
+            for_user(key.user_id).warn(
+                "bad-previous", naming[0], f"file {naming[0]} names {previous} as the file it replaced, "
+                "which does not say so: its versions are not this file's history")
+            break
+        seen.add(previous)
         links.append(Link(previous, dek, doc,
                           versions_of(store, previous, dek, key, attrs.get("epoch", 0), accept)))
+        naming = (previous, doc)
         previous = attrs.get("previous")
     return links
+
+
+def replaced(store: Store, owner: str, naming: tuple[str, dict | None], attrs: dict,
+             accept: Accept | None) -> bool:
+    """Whether the deleted file whose opened attributes are ``attrs`` was replaced by
+    the file ``naming`` (its id, and its document if already read) by a rename.
+
+    A rename over a file records it on both sides (vault/tree/namespace.py):
+    the new file's ``previous``, the old file's ``replaced_by``, sealed with
+    the old file's key and signed with its document. A writer of a shared
+    file can set its ``previous`` to any file id (they are in clear), but
+    cannot make the owner's own private file in the trash name his file
+    (round 9a). Before ``replaced_by`` was recorded, a replaced file (not one
+    in the trash) is followed from a document signed by the owner only."""
+    fid, doc = naming
+    if (by := attrs.get("replaced_by")) is not None:
+        return by == fid
+    if attrs.get("trashed"):
+        return False  # deleted to the trash, never replaced
+    doc = store.get(fid) if doc is None else doc
+    if doc is None:
+        return False
+    try:
+        signer = signer_of(doc) or doc.get("owner")  # unsigned: from before signatures, its owner's
+    except Forged:
+        return False
+    return signer == owner and (accept is None or accept(doc))
 
 
 def file_history(store: Store, key: MasterKey, fid: str, dek: bytes,

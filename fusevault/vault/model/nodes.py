@@ -95,7 +95,7 @@ def check_shapes(attrs: dict) -> None:
     if xattrs and not (isinstance(xattrs, dict)
                        and all(isinstance(k, str) and isinstance(v, str) for k, v in xattrs.items())):
         raise ValueError("bad xattrs")
-    for field in ("target", "head", "previous"):
+    for field in ("target", "head", "previous", "replaced_by"):
         if not _str_or_none(attrs.get(field)):
             raise ValueError(f"bad {field}")
     if (trashed := attrs.get("trashed")) and not isinstance(trashed[0], str):
@@ -128,6 +128,7 @@ class Node:
         "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped", "seq",
+        "replaced_by",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -167,6 +168,10 @@ class Node:
         # The file this one replaced by a rename (an editor's save): its
         # versions are this file's earlier history.
         self.previous: str | None = None
+        # The file that replaced this one by a rename (set with its
+        # ``previous``): the replaced file's own word, signed with its
+        # document, that it belongs to that file's history (history.lineage).
+        self.replaced_by: str | None = None
         # The generation of the DEK: a revoked share gives the file a new one.
         self.epoch = 0
         # Another owner's file (shared with this user): its DEK as that
@@ -192,7 +197,8 @@ class Node:
 
     # Snapshots let a metadata operation be undone when its commit fails.
     _SAVED = ("mode", "uid", "gid", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "xattrs",
-              "head", "manifest", "rev", "trashed", "previous", "dek", "epoch")
+              "head", "manifest", "rev", "trashed", "previous", "dek", "epoch",
+              "replaced_by")
 
     def save(self) -> tuple:
         return (tuple(getattr(self, f) for f in self._SAVED), list(self.links))
@@ -221,6 +227,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         if node.trashed and not node.links else None,
         "previous": node.previous,
         "epoch": node.epoch,
+        **({"replaced_by": node.replaced_by} if node.replaced_by is not None else {}),
         **({"allocated": node.allocated} if node.allocated is not None else {}),
         **({"seq": list(node.seq)} if node.seq is not None else {}),
     }
@@ -346,6 +353,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     trashed = attrs.get("trashed")
     node.trashed = (str_to_name(trashed[0]), trashed[1]) if trashed else None
     node.previous = attrs.get("previous")
+    node.replaced_by = attrs.get("replaced_by")
     node.epoch = attrs.get("epoch", 0)
     node.allocated = attrs.get("allocated")
     if (seq := attrs.get("seq")) is not None:

@@ -256,7 +256,9 @@ class Tree(Attributes):
                     # one (editors, rsync): the old file's versions become this
                     # one's history instead of a trash entry.
                     tx.touch(node)
-                    node.previous, target.trashed = target.fid, None
+                    # The old file's document names its replacement: a writer's
+                    # ``previous`` alone grafts no file into another's history.
+                    node.previous, target.trashed, target.replaced_by = target.fid, None, node.fid
                 target.ctime = now
             if not exchange:
                 tx.detach(old_parent, old_name, node)
