@@ -32,8 +32,10 @@ full unshare; security.capability in a user's own document on root's shared moun
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shlex
 import stat
 import struct
 import time
@@ -490,8 +492,9 @@ def _log_says(word: str) -> None:
 # struct vfs_cap_data, revision 2, effective: CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH permitted.
 FILE_CAPS = struct.pack("<IIIII", 0x02000000 | 0x1, (1 << 1) | (1 << 2), 0, 0, 0)
 
-# Holds, by the mount's nosuid alone (libfuse's default): setxattr takes user.* only
-# (vault/tree/attributes.py), but getxattr serves any name a node document holds, security.capability too.
+# Held at 9b2364a by the mount's nosuid alone (libfuse's default): setxattr took user.* only
+# (vault/tree/attributes.py), but getxattr served any name a node document holds, security.capability too.
+# Now getxattr and listxattr serve user.* only, and every mount says nosuid,nodev itself (fs/lifecycle.py).
 
 
 @SHARED_ONLY
@@ -517,7 +520,10 @@ def test_a_user_cannot_give_his_own_program_file_capabilities_in_the_shared_moun
         body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
         body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
         adversary.put(shared_vault, sign_doc(key.user_id, key.identity.sign, body))
-        print([line for line in Path("/proc/mounts").read_text().splitlines() if str(mountpoint) in line])
+        (line,) = [line for line in Path("/proc/mounts").read_text().splitlines()
+                   if line.split()[1] == str(mountpoint)]
+        print(line)
+        assert {"nosuid", "nodev"} <= set(line.split()[3].split(",")), line
         got = before
         for _ in range(10):  # the watcher looks once a second (fs/shared.py WATCH_EVERY)
             time.sleep(1)
@@ -525,10 +531,15 @@ def test_a_user_cannot_give_his_own_program_file_capabilities_in_the_shared_moun
             if got.returncode == 0:
                 break
         print(got.returncode, got.stdout[:80], got.stderr[-300:])
-        probe = "import os; print(os.getxattr(os.environ['M'] + '/cat', 'security.capability'))"
-        shown = people.sh("bob", f'{python} -S -c "{probe}"')
+        probe = ("import os, sys\n"
+                 "try: print(os.getxattr(sys.argv[1], 'security.capability'))\n"
+                 "except OSError as err: print('errno', err.errno)\n"
+                 "print(os.listxattr(sys.argv[1]))")
+        shown = people.sh("bob", f"{python} -S -c {shlex.quote(probe)} $M/cat")
         print("bob's getxattr security.capability:", shown.stdout, shown.stderr[-200:])
         assert got.returncode != 0, "bob's own cat reads /etc/shadow: root's rights from a document he signed"
+        # Served as setxattr takes them: user.* only (not left to nosuid alone).
+        assert shown.stdout == f"errno {errno.ENODATA}\n[]\n", shown.stdout + shown.stderr
 
 
 def _own_fid(vault: Path, key, name: str) -> str:
