@@ -51,6 +51,7 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
     BOB_UID,
     ROOT,
     Ctx,
+    Fields,
     shared,
     template_vault,
     vault_copy,
@@ -358,8 +359,7 @@ HOLE_VOUCHED = ("hole: Tree.vouched (vault/tree/arrivals.py may_take) outlives a
                 "recipient's old document, put back verbatim, is taken without may_write")
 
 
-@pytest.mark.parametrize("then", [
-    pytest.param("READ", marks=pytest.mark.xfail(strict=True, reason=HOLE_VOUCHED)), "unshare"])
+@pytest.mark.parametrize("then", ["READ", "unshare"])
 def test_a_writer_made_a_reader_cannot_undo_the_owners_rename_with_his_vouched_document(
         shared, then: str) -> None:  # noqa: F811
     """alice shares team (team/plan.txt) with bob (WRITE); bob saves a version of plan.txt through his seat
@@ -391,6 +391,35 @@ def test_a_writer_made_a_reader_cannot_undo_the_owners_rename_with_his_vouched_d
     print(refused, listed)
     assert refused is not None, "bob may still write: the share was not made READ"
     assert listed == [b"final.txt"], f"alice's rename was undone by bob's old document: {listed}"
+
+
+@pytest.mark.parametrize("then", ["share", "chmod"])
+def test_what_a_seat_vouched_for_is_forgotten_at_a_change_of_grants_and_at_the_owners_commit(
+        shared, then: str) -> None:  # noqa: F811
+    """The fix of the above, each half alone: bob saves a version of team/plan.txt through his seat
+    (alice's tree vouches for his document); then alice shares team with him again as READ (``share``:
+    the grants change), or changes plan.txt's mode (``chmod``: her tree commits the node, no version).
+    Safe: her tree vouches for nothing any more."""
+
+    async def attack() -> tuple[dict, dict]:
+        drive = shared.drive
+        alice = shared.volumes["alice"]
+        _, mine = await _team_with_plan(shared)
+        theirs = await _walk(drive, b"shared/alice/team/plan.txt", BOB)
+        await _rewrite(drive, theirs.st_ino, b"bob's version\n", BOB)
+        before = dict(alice.tree.vouched)
+        if then == "share":
+            await _ask(shared, "share", "team", "READ")
+        else:
+            attrs = pyfuse3.EntryAttributes()
+            attrs.st_mode = stat.S_IFREG | 0o600
+            await drive.setattr(mine.st_ino, attrs, Fields(mode=True), None, ALICE)
+        return before, dict(alice.tree.vouched)
+
+    before, after = trio.run(attack)
+    print(before, after)
+    assert before, "bob's save was not vouched for: the test proves nothing"
+    assert not after, f"still vouched for after the {then}: {after}"
 
 
 # --- (7) a writer's deletion dated long ago
