@@ -268,7 +268,7 @@ class Inodes:
 
     @staticmethod
     def unlink_entry(parent: Node, name: bytes, node: Node) -> None:
-        if parent.children.get(name) == node.ino:
+        if parent.children is not None and parent.children.get(name) == node.ino:
             del parent.children[name]
             parent.subdirs -= int(node.is_dir)
         if (parent.ino, name) in node.links:
