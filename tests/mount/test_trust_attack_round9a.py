@@ -422,6 +422,36 @@ def test_a_writer_turning_the_owners_folder_into_a_file_does_not_stop_her_mount(
         force_unmount(mnt)
 
 
+def test_a_writer_turning_the_owners_file_into_a_folder_and_filling_it_does_not_stop_her_mount(
+        vault: Path, tmp_path: Path) -> None:
+    """(5) at unlock: alice shares team (team/plan.txt, team/memo.txt) with bob (WRITE); unmounted, bob
+    signs a node document of plan.txt with a folder's mode, then one of memo.txt naming it
+    plan.txt/memo.txt.  alice mounts.  Safe: the mount comes up, she reads diary.txt and lists team."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "team" / "plan.txt").write_text("plan")
+        (mnt / "team" / "memo.txt").write_text("memo")
+        (mnt / "diary.txt").write_text("alice's own")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    plan, memo = _node_fid(vault, "alice", "plan.txt"), _node_fid(vault, "alice", "memo.txt")
+    _resigned_by_bob(vault, plan, {"mode": stat.S_IFDIR | 0o755})
+    _resigned_by_bob(vault, memo, {"links": [[plan, "memo.txt"]]})
+    mnt.mkdir(exist_ok=True)
+    done = fusevault("mount", vault, mnt)
+    try:
+        print("mount:", done.returncode, done.stderr[-2000:])
+        _log_tail()
+        assert done.returncode == 0, f"alice's vault does not mount any more: {done.stderr[-500:]}"
+        assert (mnt / "diary.txt").read_text() == "alice's own"
+        listed = {p.name: p.is_dir() for p in (mnt / "team").iterdir()}
+        print("team:", listed, [p.name for p in (mnt / "team" / "plan.txt").iterdir()]
+              if listed.get("plan.txt") else "")
+    finally:
+        force_unmount(mnt)
+
+
 # --- (6) a writer made a reader keeps what a seat vouched for
 
 
