@@ -87,10 +87,15 @@ class Arrivals:
                 agent.missed.extend(docs)
         for agent in self.unlocked():
             volume = _volume(agent)
-            if writer is None:
-                changed = absorb_arrivals(volume, docs)
-            else:
-                changed = absorb(volume, docs, own=agent is writer, here=True)
+            try:
+                if writer is None:
+                    changed = absorb_arrivals(volume, docs)
+                else:
+                    changed = absorb(volume, docs, own=agent is writer, here=True)
+            except Exception:  # a bug a document reached: never the end of the store watcher or sync
+                log.exception("taking in %d document(s) failed for one user; the others take them in",
+                              len(docs))
+                continue
             self.follow_up(agent, volume, changed)
 
     def follow_up(self, agent: Agent, volume: Volume, changed: Absorbed) -> None:

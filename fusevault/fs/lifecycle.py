@@ -87,7 +87,9 @@ class Mount:
         return False
 
     def fuse_options(self) -> set[str]:
-        options = set(pyfuse3.default_options) | {"fsname=fusevault", "subtype=fusevault"}
+        # nosuid, nodev: said, not left to libfuse's default (root's mount could drop it).  A
+        # document's mode bits or xattrs (which a writer signs) never give a program more rights.
+        options = set(pyfuse3.default_options) | {"fsname=fusevault", "subtype=fusevault", "nosuid", "nodev"}
         if getattr(self.operations, "allow_other", False):
             # One user's tree for every uid: the kernel checks each caller against
             # the mode bits shown (pyfuse3's default_permissions stays).

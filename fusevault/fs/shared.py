@@ -168,17 +168,23 @@ class SharedMount(Mount):
         task_status.started()
         while True:
             await trio.sleep(WATCH_EVERY)
-            rows, since = self.store.changes(since)
-            docs = []
-            for row in rows:
-                if self._known.get(row["id"]) == row["rev"]:
-                    continue
-                doc = None if row["deleted"] else self.store.get(row["id"])
-                # A removed document's type is gone with it: read as a change of
-                # groups, which makes every user's shares be read again.
-                docs.append(doc or {"_id": row["id"], "_rev": row["rev"], "_deleted": True, "type": GROUP})
-            if docs and not self.arrivals.closing:
-                self.arrivals.committed(None, docs)
+            try:
+                rows, since = self.store.changes(since)
+                self._take_in(rows)
+            except Exception:  # a bug a document reached: logged, the watcher and the mount go on
+                log.exception("taking in what another process wrote failed")
+
+    def _take_in(self, rows: list[dict]) -> None:
+        docs = []
+        for row in rows:
+            if self._known.get(row["id"]) == row["rev"]:
+                continue
+            doc = None if row["deleted"] else self.store.get(row["id"])
+            # A removed document's type is gone with it: read as a change of
+            # groups, which makes every user's shares be read again.
+            docs.append(doc or {"_id": row["id"], "_rev": row["rev"], "_deleted": True, "type": GROUP})
+        if docs and not self.arrivals.closing:
+            self.arrivals.committed(None, docs)
 
 
 async def _host_access(spawner: Spawner, uid: int, gid: int) -> HostAccess:

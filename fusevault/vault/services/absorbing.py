@@ -37,6 +37,7 @@ from fusevault.crypto import aead
 from fusevault.crypto.signing import signature_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, VaultError
+from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.ledger import parents_of
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node
@@ -46,12 +47,14 @@ from fusevault.vault.tree.arrivals import (
     ATTRS,
     CONTENTS,
     Absorbed,
+    into_a_file,
     judge,
     keep,
     leave,
     may_take,
     open_doc,
     relink,
+    retyped,
     unsaved,
 )
 from fusevault.vault.tree.guests import key_files, open_guest
@@ -61,6 +64,7 @@ from fusevault.vault.volume import Volume
 log = logging.getLogger(__name__)
 
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
+GRANT_TYPES = frozenset((SHARE, GROUP, USER))  # who may write what (a FileKey only carries a key)
 # Absorbed is what every caller gets back (vault/tree/arrivals.py holds it, as the unlock uses it too).
 __all__ = ["Absorbed", "absorb", "absorb_arrivals", "absorb_node", "admit_new", "retry_awaiting",
            "save_leaving", "settle_busy", "sweep"]
@@ -76,6 +80,10 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
     out = Absorbed()
     if volume.key is None:  # locked meanwhile
         return out
+    if any(d.get("type") in GRANT_TYPES for d in docs):
+        # What a seat vouched for was judged by the grants then: from now on every
+        # document is judged by those in force (a writer made a reader keeps nothing).
+        volume.tree.vouched.clear()
     if volume.sharing is not None and volume.sharing.leaving and not own:
         sweep(volume, out)
     if volume.sharing is not None and volume.sharing.awaiting:
@@ -96,11 +104,26 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
         return out
     for doc in docs:
         if doc.get("type") == NODE:
-            try:
-                absorb_node(volume, doc, out, here=here)
-            except VaultError as err:
-                log.warning("could not take in a change of %s: %s", doc.get("_id"), err)
+            _take(volume, doc, out, here=here)
     return out
+
+
+def _take(volume: Volume, doc: dict, out: Absorbed, **how: bool) -> None:
+    """``absorb_node``, for one document of many: what it cannot take in is said and
+    skipped, and the others are taken in still.  Anything but a VaultError is a bug
+    an odd document reached: an alarm, never the end of the loop that takes in
+    documents (a shared mount's store watcher, the sync, every user's arrivals)."""
+    fid = str(doc.get("_id"))
+    try:
+        absorb_node(volume, doc, out, **how)
+    except VaultError as err:
+        log.warning("could not take in a change of %s: %s", fid, err)
+    except Exception as err:
+        log.exception("taking in a change of %s failed", fid)
+        if volume.key is not None:
+            alarms.for_user(volume.key.user_id).warn(
+                "malformed", fid, f"a change of file {fid} could not be taken in "
+                f"({type(err).__name__}): skipped, the file keeps what it had")
 
 
 def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
@@ -142,6 +165,16 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     opened = None if doc.get("_deleted") else open_doc(tree, doc)
     if opened is not None and signer is not None and here:
         tree.vouched[doc["_id"]] = (signer, opened[0].head, signature_of(doc))
+    if opened is not None and (retyped(node, opened[0]) or into_a_file(tree, opened[1])):
+        # Whoever signed it: a file turned folder has no children map here (and
+        # a folder turned file would leave its children nowhere); a file is no folder.
+        why = "it changes the file's type" if retyped(node, opened[0]) else "it names a file as its folder"
+        if tree.authorship is not None:
+            tree.authorship.deny(doc, f"signed by {signer or doc.get('owner')}, {why}")
+        else:
+            log.warning("%s: refused a change: %s", doc["_id"], why)
+        keep(node, doc)
+        return
     if (opened is not None and signer is not None and not here
             and not may_take(tree, doc, signer, node, opened)):
         keep(node, doc)
@@ -242,10 +275,7 @@ def _retry_incomplete(volume: Volume, out: Absorbed) -> None:
     for fid in volume.tree.incomplete():
         volume.tree.complete(fid)  # held back again if still incomplete
         if (doc := volume.store.get(fid)) is not None:
-            try:
-                absorb_node(volume, doc, out, again=True)
-            except VaultError as err:
-                log.warning("could not take in a change of %s: %s", fid, err)
+            _take(volume, doc, out, again=True)
 
 
 def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:
@@ -280,7 +310,7 @@ def retry_awaiting(volume: Volume, out: Absorbed) -> None:
     for fid in list(volume.sharing.awaiting):
         volume.sharing.awaiting.discard(fid)
         if (doc := volume.store.get(fid)) is not None:
-            absorb_node(volume, doc, out, again=True)
+            _take(volume, doc, out, again=True)
 
 
 async def settle_busy(volume: Volume, nodes: list[Node]) -> Absorbed:
@@ -359,8 +389,11 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         if ino is None:
             guests.append(opened)
         else:  # shared again while still held (open, or a share root's parent)
-            sharing.phantoms.discard(ino)
             node = tree.node(ino)
+            if retyped(node, opened[0]):
+                log.warning("%s: its document changes the file's type: it keeps what it had", fid)
+                continue
+            sharing.phantoms.discard(ino)
             _update(volume, node, opened[0], out)
             relink(tree, node, opened[1], out)
             out.inodes.append(ino)

@@ -10,6 +10,7 @@ unlock uses ``leave`` too (vault/tree/loading.py).
 from __future__ import annotations
 
 import logging
+import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,26 @@ def judge(tree: Tree, doc: dict, node: Node | None) -> tuple[dict, str] | None |
     if gate is None or (node is None and not gate.concerns(doc, givers)):
         return None
     return gate.admit(doc) or False
+
+
+def retyped(node: Node | None, fresh: Node) -> bool:
+    """Whether ``fresh`` would change the type of ``node`` (a file into a folder, a
+    folder into a symlink): no commit of fusevault's does (a name given to another
+    node is a new node), and a node's children map is made with it."""
+    return node is not None and stat.S_IFMT(node.mode) != stat.S_IFMT(fresh.mode)
+
+
+def folder(tree: Tree, fid: object) -> Node | None:
+    """The folder held here with this id; None for anything else (a link into a
+    file is never followed)."""
+    ino = tree.ino_of(fid) if isinstance(fid, str) else None
+    parent = tree.get(ino) if ino is not None else None
+    return parent if parent is not None and parent.is_dir and parent.children is not None else None
+
+
+def into_a_file(tree: Tree, links: list[tuple[str, bytes]]) -> bool:
+    """Whether ``links`` name, as a folder, a node held here that is not one."""
+    return any(tree.holds(fid) and folder(tree, fid) is None for fid, _ in links)
 
 
 def keep(node: Node | None, doc: dict) -> None:
@@ -156,8 +177,8 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
     if makes_cycle(tree, node, links):
         log.warning("%s: its new names would put the folder inside itself: it keeps its place", node.fid)
         return
-    wanted = [(tree.ino_of(p), name) for p, name in links
-              if tree.holds(p) and names.link_ok(tree, node.fid, name)]
+    wanted = [(parent.ino, name) for p, name in links
+              if (parent := folder(tree, p)) is not None and names.link_ok(tree, node.fid, name)]
     for parent_ino, name in list(node.links):
         if (parent_ino, name) not in wanted:
             if (parent := tree.get(parent_ino)) is None:  # left and gone before it
@@ -169,7 +190,7 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
         if (parent_ino, name) in node.links:
             continue
         parent = tree.node(parent_ino)
-        if not parent.is_dir or parent.children.get(name, node.ino) != node.ino:
+        if parent.children is None or parent.children.get(name, node.ino) != node.ino:
             log.warning("%s: the name is taken here; it shows at the next unlock", node.fid)
             continue
         tree.link_entry(parent, name, node)

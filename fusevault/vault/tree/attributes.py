@@ -77,7 +77,7 @@ class Attributes(Access):
     # --- xattrs (user.* only; values are sealed with the node document)
 
     async def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
-        if not name.startswith(XATTR_PREFIX) or name == XATTR_PREFIX:
+        if not _settable(name):
             raise NotSupported("only user.* extended attributes are supported")
         async with self.meta_lock:
             node = self.require(ino, write=True)
@@ -87,19 +87,24 @@ class Attributes(Access):
             node.ctime = now_ns()
             await self.commit(tx)
 
+    # Served as set: user.* only.  A node document (a writer signs it) may hold any name;
+    # security.capability, trusted.* or system.* from it would be the kernel's to act on.
+
     def getxattr(self, ino: int, name: bytes) -> bytes:
         try:
-            return self.node(ino).xattrs[name]
+            if _settable(name):
+                return self.node(ino).xattrs[name]
         except KeyError:
-            raise NoAttribute("no such attribute") from None
+            pass
+        raise NoAttribute("no such attribute")
 
     def listxattr(self, ino: int) -> list[bytes]:
-        return list(self.node(ino).xattrs)
+        return [name for name in self.node(ino).xattrs if _settable(name)]
 
     async def removexattr(self, ino: int, name: bytes) -> None:
         async with self.meta_lock:
             node = self.require(ino, write=True)
-            if name not in node.xattrs:
+            if not _settable(name) or name not in node.xattrs:
                 raise NoAttribute("no such attribute")
             tx = Tx()
             tx.touch(node)
@@ -139,3 +144,8 @@ class Attributes(Access):
                 return len(new) + len(changed)
         self.pending_error = None  # what a window could not commit is saved now
         return 0
+
+
+def _settable(name: bytes) -> bool:
+    """An extended attribute's name the mount serves: user.* (and not the bare prefix)."""
+    return name.startswith(XATTR_PREFIX) and name != XATTR_PREFIX

@@ -104,7 +104,8 @@ class Inodes:
         # document (sealing the file again after a Stale, a retry) takes it as
         # then: a recipient's writes saved just after their share ended must
         # not be refused then and sealed over.  Only that document (its
-        # signature), and only until this tree commits a version of the file.
+        # signature), only until this tree commits the node (any change of it)
+        # and only until the grants change (vault/services/absorbing.py).
         self.vouched: dict[str, tuple[str, str | None, str]] = {}
         # Folders whose keys share_ops is rotating now (not started twice).
         self.rotating: set[str] = set()
@@ -267,7 +268,7 @@ class Inodes:
 
     @staticmethod
     def unlink_entry(parent: Node, name: bytes, node: Node) -> None:
-        if parent.children.get(name) == node.ino:
+        if parent.children is not None and parent.children.get(name) == node.ino:
             del parent.children[name]
             parent.subdirs -= int(node.is_dir)
         if (parent.ino, name) in node.links:
@@ -342,6 +343,9 @@ class Inodes:
             self.lazy.discard(node.ino)
             self.unsaved.discard(node.ino)
             self.pending.pop(node.ino, None)
+            # This tree's own document is the node's now: nothing another seat
+            # wrote before it is vouched for any more (any commit, not only a version).
+            self.vouched.pop(node.fid, None)
         if self.ledger is not None:
             self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes],
                                   [parents_of(n, self.fid_at) for n in nodes])
