@@ -4,12 +4,13 @@ entry points.
 The attacker: a WRITE recipient of alice's who can write the vault folder (or the store), and so signs
 node and version documents of alice's shared files with the DEK he holds; the ledger's and history's
 newest code is the target (round 8: ``check_shapes``, ``check_numbers``, ``MAX_LAG``).  Each test asserts
-the SAFE behaviour; holes are marked ``xfail(strict=True)``.
+the SAFE behaviour; the holes were marked ``xfail(strict=True)`` until closed (all closed the same day,
+each test failing before its fix; docs/SECURITY.md names them).
 
 In-process shared-mount attacks as in tests/mount/test_trust_attack_round7.py (``shared``: alice's and
 bob's seats over one store; a planted document is handed to every seat as fs/shared.py does).
 
-Found at 9b2364a (each xfail test fails for the reason named; its control, where there is one, passes):
+Found at 9b2364a (each test failed for the reason named; its control, where there is one, passed):
 - (2) ``previous`` is a writer's to set and history.lineage follows it to any deleted file of the
   owner's: bob grafts alice's trashed private/secret.txt into shared team/plan.txt's history; her
   ``restore team/plan.txt`` (undoing his edit) copies her secret into the file he reads; her ``gc``
@@ -108,10 +109,6 @@ def _bobs_versions(shared, fid: str) -> list[dict]:  # noqa: F811
 # --- (1) a writer's version document names its author: the history shows it as the owner's
 
 
-HOLE_AUTHOR = ("hole: history's author is the sealed 'author' field of a version document "
-               "(vault/model/history.py open_version_doc), never compared with who signed it")
-
-
 def test_a_writers_version_is_not_shown_in_history_as_the_owners(shared) -> None:  # noqa: F811
     """alice shares team (team/plan.txt) with bob (WRITE); bob saves a version of plan.txt, then writes his
     version document again (signed by him) with ``author`` alice's user id.  Safe: alice's history of
@@ -134,11 +131,6 @@ def test_a_writers_version_is_not_shown_in_history_as_the_owners(shared) -> None
     assert "error" not in answer, answer
     shown = [v["author"] for v in answer["versions"] if v["id"] == vid]
     assert shown in ([], ["bob"]), f"bob's version is shown as {shown}'s"
-
-
-HOLE_AUTHOR_TYPE = ("hole: open_version_doc (vault/model/history.py) checks no type of 'author'; "
-                    "requests._learn_authors puts it in a set: a list is TypeError, history is an "
-                    "internal error")
 
 
 @pytest.mark.parametrize("author", [["x"], {"a": 1}, 5])
@@ -165,12 +157,6 @@ def test_a_writers_version_with_an_odd_author_does_not_hide_the_files_history(
 
 
 # --- (2) a writer's ``previous`` names the owner's private file in the trash
-
-
-HOLE_PREVIOUS = ("hole: a writer's node document may name any of the owner's deleted files as 'previous' "
-                 "(vault/model/history.py lineage follows it: owner and signature of the trashed file "
-                 "are hers); the file's history takes in that file's versions and restore copies one "
-                 "into the shared file")
 
 
 def test_a_writer_cannot_graft_the_owners_private_trashed_file_into_a_shared_files_history(
@@ -207,11 +193,6 @@ def test_a_writer_cannot_graft_the_owners_private_trashed_file_into_a_shared_fil
     print(history, restored, seen)
     assert seen != b"alice's secret\n", "bob reads alice's private file through the shared plan.txt"
     assert not any("secret" in str(v["path"]) for v in history.get("versions", [])), history
-
-
-HOLE_PREVIOUS_GC = ("hole: gc (vault/services/gc.py collect) thins a lineage (history.lineage follows a "
-                    "writer's 'previous' to any of the owner's deleted files): the owner's file in the trash "
-                    "loses its last version to the shared file's policy, and leaves the trash")
 
 
 @pytest.mark.parametrize("graft", [True, False])
@@ -513,11 +494,6 @@ def test_what_a_seat_vouched_for_is_forgotten_at_a_change_of_grants_and_at_the_o
 
 
 # --- (7) a writer's deletion dated long ago
-
-
-HOLE_TRASHED = ("hole: the time a file went to the trash is the deleting writer's sealed 'trashed' field "
-                "(check_numbers checks its range only); gc (vault/services/gc.py collect) purges by it: a "
-                "writer's deletion dated 1970 makes the owner's next gc remove the file and every version")
 
 
 @pytest.mark.parametrize("when", [
