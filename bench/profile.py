@@ -134,6 +134,8 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, bench._terminate)
     if args.workload == "mount":
+        if args.peer or args.strace:
+            parser.error("mount: py-spy of a vault without peers only")
         return profile_mount(args.files)
     work = Path(tempfile.mkdtemp(prefix="fvprof-", dir="/var/tmp"))
     fv = (bench.FuseVaultPeer if args.peer else bench.FuseVault)(work)
