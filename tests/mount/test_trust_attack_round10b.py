@@ -1,0 +1,175 @@
+"""Issue 22, attack round 10b: the code of round 9's fixes (pins merged between devices, the two canonical
+forms of a signature, settings a signed document makes safer, stamped retention policies).
+
+Each test asserts the SAFE behaviour; a hole is marked ``xfail(strict=True)`` until closed.
+Found at commit 5f9522b (main).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import fusevault, mounted
+
+from fusevault.crypto.identity import Identity
+from fusevault.crypto.signing import sign_doc
+from mount.test_trust_anchors import _opens
+from mount.test_trust_writes import BOB, _admin, _node_fid, _user
+
+
+def _config(vault: Path, state: Path | None = None) -> dict:
+    env = {"FUSEVAULT_STATE_DIR": str(state)} if state else None
+    result = fusevault("config", "show", "--json", "--vault", vault, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _set(vault: Path, key: str, value: object, state: Path | None = None) -> None:
+    env = {"FUSEVAULT_STATE_DIR": str(state)} if state else None
+    result = fusevault("config", "set", key, value, "--vault", vault, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def _user_doc(vault: Path, name: str = "alice") -> dict:
+    return _user(vault, name)
+
+
+# --- pins: a re-pin made after comparing fingerprints, against a later pin made at first sight
+
+
+@pytest.mark.xfail(strict=True, reason="hole: trust.py _merge lets a later first-sight pin outrank another "
+                   "device's earlier explicit re-pin (`user trust`), so the server's key stays trusted")
+def test_a_verified_repin_is_not_outranked_by_a_later_first_sight_pin_of_the_servers_key(
+        vault: Path, tmp_path: Path, monkeypatch) -> None:
+    """On her laptop alice compares bob's fingerprint with him and runs `fusevault user trust bob
+    --fingerprint F` (an explicit re-pin of his genuine keys).  The server then withholds her Pins
+    document from her new desktop and shows it a bob with the server's own keys (self-signed: anyone
+    can), which the desktop pins at first sight, a second or more later.  The server then stops
+    withholding: her laptop's Pins document (genuinely hers, with the verified re-pin) reaches the
+    desktop.  Safe: the desktop trusts what she verified, not what the server showed it first, and a
+    share made there seals nothing to the server's key."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the laptop meets bob: genuine keys, first sight
+        (mnt / "notes.txt").write_text("for bob only")
+    alice, bob = _user(vault, "alice"), _user(vault, "bob")
+    shown = fusevault("user", "show", "bob", "--json", "--vault", vault)
+    assert shown.returncode == 0, shown.stderr
+    genuine = json.loads(shown.stdout)["fingerprint"]
+    trusted = fusevault("user", "trust", "bob", "--fingerprint", genuine, "--vault", vault)
+    assert trusted.returncode == 0, trusted.stderr  # verified out of band: repinned
+    laptop_pins = adversary.get(vault, f"pins-{alice['_id']}")
+    assert laptop_pins is not None
+
+    evil = Identity.new(bob["_id"])
+    adversary.put(vault, sign_doc(bob["_id"], evil.sign, {**bob, **evil.public_fields()}))
+    adversary.delete_row(vault, f"pins-{alice['_id']}")  # withheld from the desktop
+    time.sleep(1.1)  # pins carry whole seconds: the desktop's first sight comes later, as it would
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the desktop: first sight of bob is the forgery
+        assert (mnt / "notes.txt").read_text() == "for bob only"
+
+    adversary.put(vault, laptop_pins)  # no longer withheld: her laptop's pins (with the re-pin) arrive
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ")
+    fid = _node_fid(vault, "alice", "notes.txt")
+    assert not _opens(vault, alice, fid, bob["_id"], evil), \
+        "the desktop sealed the file key to the server's key over the re-pin she verified"
+
+
+# --- confirmed settings: a replayed older document whose value is "safer"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: confirmed.py _remember_safer records a replayed older signed "
+                   "document's 'safer' value as this device's confirmed one: the server changes her settings")
+def test_a_replayed_older_user_document_does_not_change_what_this_device_confirmed(
+        vault: Path, tmp_path: Path) -> None:
+    """alice's user document, signed by her, once had no watched folder.  She then chose one on this
+    device (`config set`: confirmed here).  The server (or whoever writes the vault folder) puts the
+    older signed document back for one look, then serves the current one again.  Safe: her watched
+    folder is still what applies here, not a value waiting for `config confirm` (the server may withhold
+    or delay her document, never change her settings)."""
+    folder = tmp_path / "Documents"
+    folder.mkdir()
+    _set(vault, "settle_seconds", "3")  # any change: her document is signed, no folder watched
+    older = _user_doc(vault)
+    assert older.get("sig") and older.get("source_dir_to_watch") is None, older
+    _set(vault, "source_dir_to_watch", folder)
+    current = _user_doc(vault)
+    assert _config(vault)["source_dir_to_watch"] == str(folder)
+
+    adversary.put(vault, older)  # the replay, seen once
+    _config(vault)
+    adversary.put(vault, current)  # her current document again
+    after = _config(vault)
+    assert after["source_dir_to_watch"] == str(folder), after
+    assert after["pending"] == {}, after
+
+
+@pytest.mark.xfail(strict=True, reason="hole: confirmed.py _remember_safer records a replayed older signed "
+                   "document's shorter TTL as confirmed: her longer TTL never applies again by itself")
+def test_a_replayed_older_shorter_ttl_does_not_stick(vault: Path, tmp_path: Path) -> None:
+    """The same replay with the unlock's lifetime: she had 10 minutes, then chose 8 hours here.  An
+    older signed document with 10 minutes shown once must not make 10 minutes this device's choice."""
+    _set(vault, "passphrase_expiry_ttl", "10min")
+    older = _user_doc(vault)
+    _set(vault, "passphrase_expiry_ttl", "8hr")
+    current = _user_doc(vault)
+    chosen = _config(vault)["passphrase_expiry_ttl"]
+
+    adversary.put(vault, older)
+    _config(vault)
+    adversary.put(vault, current)
+    after = _config(vault)
+    assert after["passphrase_expiry_ttl"] == chosen, after
+    assert after["pending"] == {}, after
+
+
+# --- signatures: 7 and 7.0 sign the same; do they mean the same?
+
+
+def _retention_vault(vault: Path, *args: str) -> subprocess.CompletedProcess:
+    return fusevault("retention", "--vault", vault, "--json", *args)
+
+
+@pytest.mark.xfail(strict=True, reason="hole: signing.canonical renders 7.0 as 7, so a store writer turns a "
+                   "signed retention field into a float and it still verifies; retention.Policy then refuses "
+                   "it as a user mistake: gc and even setting a new policy fail")
+def test_a_whole_float_put_in_a_signed_retention_policy_does_not_lock_her_out_of_gc(vault: Path) -> None:
+    """alice signed her policy (`keep all 7 days`).  Whoever writes the vault folder rewrites the number
+    as ``7.0``: the canonical form writes a whole float as the integer, so her signature still holds.
+    Safe: gc still runs (by her policy, or dropping nothing with an alarm), and she can still set her
+    policy."""
+    set_first = _retention_vault(vault, "--keep-all", "7", "--daily", "30")
+    assert set_first.returncode == 0, set_first.stderr
+    uid = _user(vault, "alice")["_id"]
+    doc = adversary.get(vault, f"retention-{uid}")
+    assert doc is not None and doc.get("sig") and doc["keep_all_days"] == 7, doc
+    adversary.put(vault, {**doc, "keep_all_days": 7.0, "daily_days": 30.0})
+
+    gc = fusevault("gc", "--vault", vault, "--json")
+    assert gc.returncode == 0, gc.stderr
+    again = _retention_vault(vault, "--keep-all", "8")
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_whole_float_stamp_is_no_way_around_the_replay_check(vault: Path) -> None:
+    """The stamp ``made_at_us`` of an older signed policy rewritten as a float (its signature still
+    holds: one canonical form) is not taken for "no stamp" by a device that never saw one.  Here: the
+    device saw the newer policy, so the older one, stamp as float, is refused like any replay."""
+    first = _retention_vault(vault, "--keep-every", "0", "--keep-all", "0", "--daily", "0", "--weekly", "0")
+    assert first.returncode == 0, first.stderr
+    uid = _user(vault, "alice")["_id"]
+    older = adversary.get(vault, f"retention-{uid}")
+    assert isinstance(older.get("made_at_us"), int), older
+    second = _retention_vault(vault, "--keep-every", "10", "--keep-all", "7", "--daily", "30")
+    assert second.returncode == 0, second.stderr
+    adversary.put(vault, {**older, "made_at_us": float(older["made_at_us"])})
+    shown = _retention_vault(vault)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["policy"]["keep_all_minutes"] != 0, shown.stdout
+
