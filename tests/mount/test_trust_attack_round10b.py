@@ -14,12 +14,13 @@ from pathlib import Path
 
 import adversary
 import pytest
+from attack_scenes import add_team, add_users, group_doc
 from conftest import fusevault, mounted
 
 from fusevault.crypto.identity import Identity
 from fusevault.crypto.signing import sign_doc
 from mount.test_trust_anchors import _opens
-from mount.test_trust_writes import BOB, _admin, _node_fid, _user
+from mount.test_trust_writes import BOB, CAROL, _admin, _key, _node_fid, _user
 
 
 def _config(vault: Path, state: Path | None = None) -> dict:
@@ -79,6 +80,42 @@ def test_a_verified_repin_is_not_outranked_by_a_later_first_sight_pin_of_the_ser
     fid = _node_fid(vault, "alice", "notes.txt")
     assert not _opens(vault, alice, fid, bob["_id"], evil), \
         "the desktop sealed the file key to the server's key over the re-pin she verified"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: trust.py _merge_groups keeps this device's first-sight group "
+                   "owner over her other device's pin, for ever (no re-pin of a group), even for her own "
+                   "group")
+def test_an_owner_pinned_first_on_a_new_device_for_her_own_group_yields_to_her_laptops_pin(
+        vault: Path, tmp_path: Path, monkeypatch) -> None:
+    """alice's group team (bob in it, READ) is pinned as hers on her laptop.  bob re-signs her Group
+    document in his own name, with carol added, and the server serves that to her new desktop while
+    withholding her Pins document: the desktop pins bob as team's owner at first sight.  Then her
+    laptop's Pins document (team's owner: alice) reaches the desktop.  Safe: a share with @team made
+    there afterwards seals nothing to carol, whom alice never put in her group."""
+    add_users(vault, "bob", "carol")
+    add_team(vault, "bob")
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the laptop pins team (owner alice), bob and carol
+        (mnt / "plan.txt").write_text("for the team")
+    alice, carol = _user(vault, "alice"), _key(vault, "carol", CAROL)
+    laptop_pins = adversary.get(vault, f"pins-{alice['_id']}")
+    assert laptop_pins is not None
+    team, bob = group_doc(vault, "team"), _key(vault, "bob", BOB)
+    body = {k: v for k, v in team.items() if k not in ("sig", "_rev")}
+    bobs = {**body, "owner": bob.user_id, "users": {**team["users"], carol.user_id: "READ"}}
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, bobs))
+    adversary.delete_row(vault, f"pins-{alice['_id']}")  # withheld from the desktop
+
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the desktop: first sight of team is bob's
+        assert (mnt / "plan.txt").read_text() == "for the team"
+    adversary.put(vault, laptop_pins)  # no longer withheld: her laptop's pins reach the desktop
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        done = fusevault("share", mnt / "plan.txt", "--with", "@team", "--perm", "READ")
+        print(done.stdout, done.stderr)
+    fid = _node_fid(vault, "alice", "plan.txt")
+    carols = vault / "groups" / team["_id"] / "own" / fid / "keys" / f"{carol.user_id}.vfkey"
+    assert not carols.exists(), "the desktop sealed her file to carol through bob's version of her own group"
+    assert not _opens(vault, alice, fid, carol.user_id, carol.identity)
 
 
 # --- confirmed settings: a replayed older document whose value is "safer"
