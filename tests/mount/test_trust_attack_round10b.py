@@ -241,3 +241,22 @@ def test_her_policy_deleted_from_the_store_makes_gc_drop_nothing_her_policy_keep
     assert _gc(vault, "--dry-run", "--as-of", later)["versions_dropped"] == 0  # her policy keeps them
     adversary.delete_row(vault, f"retention-{uid}")
     assert _gc(vault, "--as-of", later)["versions_dropped"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="hole (documented trade-off): retention.py policy_for applies the "
+                   "vault's default, unsigned, as it is to a user who chose --follow-default: "
+                   "a store writer's default of zeros makes gc drop her versions")
+def test_following_the_vaults_default_does_not_let_a_store_writer_empty_her_history(
+        vault: Path, tmp_path: Path) -> None:
+    """alice chose to follow the vault's default (the built-in one: none was set).  The vault's default
+    is unsigned: whoever writes the vault folder (or the CouchDB server) writes one that keeps nothing.
+    Safe: gc drops none of the versions the default she agreed to (here the built-in one) keeps."""
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        done = fusevault("retention", mnt, "--follow-default", passphrase=None)
+        assert done.returncode == 0, done.stderr
+        for n in range(4):
+            (mnt / "f.txt").write_bytes(b"version %d\n" % n)
+    assert _gc(vault, "--dry-run")["versions_dropped"] == 0  # every version of the last 10 minutes stays
+    adversary.put(vault, {"_id": "retention", "type": "Retention", "keep_all_days": 0, "daily_days": 0,
+                          "weekly_weeks": 0, "trash_days": 0, "keep_all_minutes": 0})
+    assert _gc(vault)["versions_dropped"] == 0
