@@ -21,6 +21,7 @@ from conftest import fusevault, mounted
 from fusevault.crypto.identity import Identity
 from fusevault.crypto.signing import sign_doc
 from mount.test_trust_anchors import _opens
+from mount.test_trust_settings import Listener, status, wait_for
 from mount.test_trust_writes import BOB, CAROL, _admin, _key, _node_fid, _user
 
 
@@ -260,3 +261,39 @@ def test_following_the_vaults_default_does_not_let_a_store_writer_empty_her_hist
     adversary.put(vault, {"_id": "retention", "type": "Retention", "keep_all_days": 0, "daily_days": 0,
                           "weekly_weeks": 0, "trash_days": 0, "keep_all_minutes": 0})
     assert _gc(vault)["versions_dropped"] == 0
+
+
+# --- peers: `peer remove` when the store holds two peers of that name
+
+
+@pytest.mark.xfail(strict=True, reason="hole: peers.py find_peer/remove_peer take the first Peers document "
+                   "of that name: the planted one is removed, the confirmed one stays and is still contacted")
+def test_peer_remove_stops_the_peer_she_confirmed_even_beside_a_planted_namesake(
+        vault: Path, tmp_path: Path) -> None:
+    """alice adds a peer buddy on this device.  Whoever writes the vault folder plants a second Peers
+    document named buddy (pointing nowhere she confirmed), placed so the store lists it first.  She
+    runs `peer remove buddy`.  Safe: either the command refuses (two peers of that name) or the buddy
+    she confirmed is never contacted again."""
+    buddy = Listener()
+    try:
+        result = fusevault("peer", "add", "buddy", f"http://127.0.0.1:{buddy.port}/vault", "--offline",
+                           "--vault", vault, passphrase=None)
+        assert result.returncode == 0, result.stderr
+        [real] = adversary.docs(vault, "Peers")
+        planted = {**{k: v for k, v in real.items() if k != "_rev"}, "_id": "0" * 32, "port": 9}
+        adversary.put(vault, planted)
+        for doc in adversary.docs(vault, "Peers"):  # the real one again, after the planted one
+            if doc["_id"] == real["_id"]:
+                adversary.delete_row(vault, real["_id"])
+                adversary.put(vault, {k: v for k, v in doc.items() if k != "_rev"})
+        result = fusevault("peer", "remove", "buddy", "--vault", vault, passphrase=None)
+        if result.returncode != 0:
+            return  # refused: safe
+        with mounted(vault, tmp_path / "mnt") as mnt:
+            def decided() -> bool:
+                return buddy.connections > 0 or any(
+                    "buddy" in a["text"] for a in status(mnt).get("alarms", []))
+            wait_for("the sync service to contact or refuse a peer named buddy", decided)
+            assert buddy.connections == 0, "the peer she removed is still contacted"
+    finally:
+        buddy.close()
