@@ -2,7 +2,33 @@
 forms of a signature, settings a signed document makes safer, stamped retention policies).
 
 Each test asserts the SAFE behaviour; a hole is marked ``xfail(strict=True)`` until closed.
-Found at commit 5f9522b (main).
+
+Found at commit 5f9522b (main): 8 holes, 1 hold:
+- pins: a re-pin she made after comparing fingerprints (`user trust`, laptop) loses to a LATER first-sight pin
+  of the server's key on her new desktop (trust.py ``_merge``: ``pin.repinned and pin.pinned_at >
+  mine.pinned_at``); `share` there seals to the server's key.  Fix: a re-pin replaces any first-sight pin of
+  other keys; only between two re-pins does the later win.
+- group pins: bob re-signs alice's OWN group in his name (carol added) and the server shows it to her new
+  desktop with her Pins withheld; her laptop's pin (owner: alice) never replaces it (``_merge_groups``: no
+  re-pin of a group) and `share --with @team` there seals to carol.  Fix: a group pin naming this user as
+  owner wins (only her key makes her group); else refuse the group while the pins differ.
+- settings: her older signed user document (no watched folder / a shorter TTL), replayed ONCE, becomes this
+  device's confirmed value (confirmed.py ``_remember_safer``); her current document, back, is only pending.
+  Fix: stamp UserDetails (freshness.py, like Retention) and record a safer value only from a body newer
+  than any this device admitted.
+- signing: 7 and 7.0 share one canonical form, so a store writer rewrites a signed retention field as 7.0;
+  it verifies, then retention.Policy refuses it as a user mistake: gc and even `retention --keep-all N`
+  fail (exit 12).  Fix: ``_policy`` takes whole floats as ints (or ``_own_doc`` treats a bad body as FORGED).
+- retention: her stamped policy deleted from the store: gc falls back to the built-in policy and drops the
+  versions hers keeps (retention.py ``_own_doc``: missing/``_deleted`` = never set).  Fix: when
+  ``fresh.newest(own_id)`` is known, a missing or deleted body is KEEP_ALL with an alarm.
+- retention (documented trade-off): with `--follow-default` the unsigned vault default applies as it is; a
+  store writer's default of zeros empties her history.  Fix: her follow_default body names the digest of
+  the default she accepted; another default is MERGED (never below the built-in one).
+- peers: a planted Peers document of the same name listed first: `peer remove buddy` removes it and says
+  "removed", the confirmed buddy is still contacted (peers.py ``find_peer``/``remove_peer``).  Fix: refuse
+  an ambiguous name, or forget and tombstone every peer of that name.
+- held: a float ``made_at_us`` (same canonical form) is no way around the replay check.
 """
 
 from __future__ import annotations
