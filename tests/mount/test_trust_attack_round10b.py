@@ -3,7 +3,7 @@ forms of a signature, settings a signed document makes safer, stamped retention 
 
 Each test asserts the SAFE behaviour; a hole is marked ``xfail(strict=True)`` until closed.
 
-Found at commit 5f9522b (main): 8 holes, 1 hold:
+Found at commit 5f9522b (main): 7 holes in 8 xfail tests, 1 hold:
 - pins: a re-pin she made after comparing fingerprints (`user trust`, laptop) loses to a LATER first-sight pin
   of the server's key on her new desktop (trust.py ``_merge``: ``pin.repinned and pin.pinned_at >
   mine.pinned_at``); `share` there seals to the server's key.  Fix: a re-pin replaces any first-sight pin of
