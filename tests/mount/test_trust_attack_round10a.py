@@ -1,0 +1,198 @@
+"""Issue 22, attack round 10a: fusevault at 5f9522b (the ledger's ``where``, authorship ``settle`` and
+``deleted``, repairing ``_place_of``), attacked through its entry points.
+
+The owner, alice, has two devices (two state directories over one vault folder: her laptop and her
+desktop, each with its own rollback ledger and so its own ``where``); bob is a WRITE grantee of her
+folder team who can write the vault folder.  Each test asserts the SAFE behaviour; holes are marked
+``xfail(strict=True)``.
+
+Found at 5f9522b (each xfail test fails for the reason named):
+- (1) ``where`` is only what THIS device saw: alice moves private/diary.txt into team on her desktop,
+  bob edits team/diary.txt (his grant allows it), and her laptop (last saw diary.txt in private) judges
+  bob's document as a move out of private: a false alarm, and diary.txt is kept ``behind`` for good on
+  the laptop: carol, given team there, never gets its key (a denial of the owner's own share).
+- (2) same root: bob's real deletion of team/diary.txt (moved there by alice on her desktop) is refused
+  by the laptop: the deleted file comes back there.
+- (3) ``_place_of`` trusts ``was_at`` without ``hold_back``: the laptop last saw plan.txt in S; on her
+  desktop alice moves it to P and shares S with bob (READ); its node document is damaged; the
+  laptop's ``check --repair`` puts it back in S as a place she chose: bob gets its new key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import fusevault, mounted
+
+from mount.test_check import flip_enc
+from mount.test_trust_attack_round7 import _keys_for, _share
+from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import CAROL, _admin, _node_fid, _user
+
+
+def _desktop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """alice's second device: its own state directory (ledger, trash-seen, verified signatures)."""
+    ctx = monkeypatch.context()
+    patch = ctx.__enter__()
+    patch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
+    return ctx
+
+
+def _on_desktop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, vault: Path, mnt: Path, action) -> None:
+    ctx = _desktop(monkeypatch, tmp_path)
+    try:
+        with mounted(vault, mnt):
+            action(mnt)
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def _team_and_private(vault: Path, tmp_path: Path, *users: str) -> Path:
+    """bob (and carol) added; on alice's laptop: team/plan.txt, private/diary.txt, team shared with
+    bob (WRITE)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    if "carol" in users:
+        _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "private").mkdir()
+        (mnt / "team" / "plan.txt").write_text("the plan")
+        (mnt / "private" / "diary.txt").write_text("alice's diary, to share with her team")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    return mnt
+
+
+def _bob_edits(mnt: Path) -> None:
+    """bob, in his mount, reads alice's team/diary.txt and writes it."""
+    diary = mnt / "shared" / "alice" / "team" / "diary.txt"
+    assert diary.read_text() == "alice's diary, to share with her team"
+    diary.write_text("bob's edit of the team diary")
+
+
+# --- (1) a writer's ordinary edit of a file the owner moved on her other device
+
+
+HOLE_OTHER_DEVICE_MOVE = (
+    "hole: vault/tree/authorship.py settle judges a writer's document against this device's ledger "
+    "'where' (vault/model/ledger.py), never updated by the owner's own move made on another device "
+    "(the store holds only the writer's later revision): her own move reads as his, alarmed, and the "
+    "file is kept behind for good: a new reader of the folder gets no key")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_OTHER_DEVICE_MOVE)
+def test_a_writers_edit_of_a_file_the_owner_moved_on_her_other_device_is_no_alarm(
+        vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On her laptop alice keeps private/diary.txt and shares team with bob (WRITE).  On her desktop she
+    moves diary.txt into team.  bob, through his own mount, writes team/diary.txt (his grant on team
+    allows it).  alice mounts on her laptop again and shares team with carol (READ).  Safe: no warning
+    in her status, and carol gets diary.txt's key (alice put it in team herself)."""
+    mnt = _team_and_private(vault, tmp_path, "carol")
+    carol = _user(vault, "carol")["_id"]
+    _on_desktop(monkeypatch, tmp_path, vault, mnt,
+                lambda m: (m / "private" / "diary.txt").rename(m / "team" / "diary.txt"))
+    # A move into a shared folder seals the grantees' keys at the next unlock (fill_missing): the desktop's.
+    _on_desktop(monkeypatch, tmp_path, vault, mnt, lambda m: None)
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
+        _bob_edits(mnt)
+    diary = _node_fid(vault, "alice", "diary.txt")
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-3000:])
+        assert (mnt / "team" / "diary.txt").read_text() == "bob's edit of the team diary"
+        assert _share(mnt, "team", "carol", "READ") is not None
+    assert "WARNING" not in status, "alice's own move is alarmed as bob's"
+    assert _keys_for(vault, carol, diary), "team's new reader got no key of the diary alice put there"
+
+
+def test_control_a_writers_edit_of_a_file_moved_on_the_same_device_is_no_alarm(
+        vault: Path, tmp_path: Path) -> None:
+    """The same with alice's move made on her laptop: passes (the laptop's ``where`` knows it)."""
+    mnt = _team_and_private(vault, tmp_path, "carol")
+    carol = _user(vault, "carol")["_id"]
+    with mounted(vault, mnt):
+        (mnt / "private" / "diary.txt").rename(mnt / "team" / "diary.txt")
+    with mounted(vault, mnt):
+        pass  # its unlock seals the key to bob
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
+        _bob_edits(mnt)
+    diary = _node_fid(vault, "alice", "diary.txt")
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        assert _share(mnt, "team", "carol", "READ") is not None
+    assert "WARNING" not in status
+    assert _keys_for(vault, carol, diary)
+
+
+# --- (2) a writer's real deletion of a file the owner moved on her other device
+
+
+HOLE_OTHER_DEVICE_DELETE = (
+    "hole: vault/tree/authorship.py deleted judges a writer's deletion against this device's ledger "
+    "'where' only: the owner's move into his folder made on another device is not known, his deletion "
+    "is refused and loading.py _keep_undeleted brings the file back")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_OTHER_DEVICE_DELETE)
+def test_a_writers_deletion_of_a_file_the_owner_moved_to_him_on_her_other_device_is_taken(
+        vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On her desktop alice moves private/diary.txt into team (WRITE to bob); bob deletes
+    team/diary.txt through his mount.  alice mounts on her laptop.  Safe: team/diary.txt is gone (it
+    is in her trash), no warning."""
+    mnt = _team_and_private(vault, tmp_path)
+    _on_desktop(monkeypatch, tmp_path, vault, mnt,
+                lambda m: (m / "private" / "diary.txt").rename(m / "team" / "diary.txt"))
+    _on_desktop(monkeypatch, tmp_path, vault, mnt, lambda m: None)  # seals the key to bob
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
+        (mnt / "shared" / "alice" / "team" / "diary.txt").unlink()
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-3000:])
+        left = sorted(os.listdir(mnt / "team")) + sorted(os.listdir(mnt / "private"))
+    assert left == ["plan.txt"], f"bob's deletion was refused: {left}"
+    assert "WARNING" not in status
+
+
+# --- (3) check --repair on a device whose ``where`` is older than the owner's move
+
+
+HOLE_REPAIR_WHERE = (
+    "hole: vault/services/repairing.py _place_of puts a rebuilt file in the ledger's was_at folder as a "
+    "place she chose (no hold_back): this device's 'where' may be older than her move on another "
+    "device, into a folder shared since: its new key is sealed to the grantee")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_REPAIR_WHERE)
+def test_a_file_repaired_where_this_device_last_saw_it_gets_no_key_in_a_folder_it_left_elsewhere(
+        vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On her laptop alice writes S/plan.txt.  On her desktop she moves it to P/plan.txt and shares S
+    with bob (READ): bob never held plan.txt.  Its node document is damaged (a store writer); on the
+    laptop alice runs ``check --repair``.  Safe: bob gets no key of plan.txt (at the repair, or at the
+    laptop's next unlock)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    bob = _user(vault, "bob")["_id"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "S").mkdir()
+        (mnt / "P").mkdir()
+        (mnt / "S" / "plan.txt").write_text("alice's private plan")
+
+    def move_and_share(m: Path) -> None:
+        (m / "S" / "plan.txt").rename(m / "P" / "plan.txt")
+        assert _share(m, "S", "bob", "READ") is not None
+
+    _on_desktop(monkeypatch, tmp_path, vault, mnt, move_and_share)
+    fid = _node_fid(vault, "alice", "plan.txt")
+    assert not _keys_for(vault, bob, fid)
+    flip_enc(vault, fid)
+    done = fusevault("check", vault, "--repair", "--json")
+    print(done.stdout[-3000:], done.stderr[-2000:])
+    assert json.loads(done.stdout)["repaired"] is True
+    with mounted(vault, mnt):
+        print(sorted(os.listdir(mnt / "S")), sorted(os.listdir(mnt / "P")))
+    assert not _keys_for(vault, bob, fid), "bob was given the key of the plan alice moved out of S"
+    assert adversary.get(vault, fid) is not None
