@@ -16,6 +16,10 @@ Found at 5f9522b (each xfail test fails for the reason named):
 - (3) ``_place_of`` trusts ``was_at`` without ``hold_back``: the laptop last saw plan.txt in S; on her
   desktop alice moves it to P and shares S with bob (READ); its node document is damaged; the
   laptop's ``check --repair`` puts it back in S as a place she chose: bob gets its new key.
+- (4) a deleting writer writes the sealed ``trashed`` path (he holds the DEK): bob deletes team/plan.txt
+  and re-signs the deletion with ``club/plan.txt`` (club: READ to carol); ``fusevault trash`` shows that
+  path with no alarm and ``restore`` puts the file in club: carol gets the key of team's plan.  (The
+  owner typed the path, but only the writer's word named it; the ledger's ``where`` knew team.)
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from pathlib import Path
 
 import adversary
 import pytest
+from attack_scenes import recipients_dek, resigned
 from conftest import fusevault, mounted
 
+from fusevault.vault.model.nodes import open_node_attrs
 from mount.test_check import flip_enc
 from mount.test_trust_attack_round7 import _keys_for, _share
 from mount.test_trust_writes import BOB as BOB_SECRET
@@ -196,3 +202,49 @@ def test_a_file_repaired_where_this_device_last_saw_it_gets_no_key_in_a_folder_i
         print(sorted(os.listdir(mnt / "S")), sorted(os.listdir(mnt / "P")))
     assert not _keys_for(vault, bob, fid), "bob was given the key of the plan alice moved out of S"
     assert adversary.get(vault, fid) is not None
+
+
+# --- (4) a writer's deletion names where restore puts the file back
+
+
+HOLE_RESTORE_PLACE = (
+    "hole: vault/services/recovery.py restores a deleted file at its sealed 'trashed' path, which the "
+    "deleting writer writes (he holds the DEK), never at the ledger's 'where' (the folder this device "
+    "last saw it in): the owner's restore moves his folder's file into another share, sealing its key there")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_RESTORE_PLACE)
+def test_a_writers_deletion_cannot_make_the_owners_restore_put_the_file_in_another_share(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares team (team/plan.txt) with bob (WRITE) and club (club/agenda.txt) with carol (READ).
+    bob deletes team/plan.txt through his mount (his right), then signs its deleted document again with
+    the sealed ``trashed`` path ``club/plan.txt`` (he holds its DEK).  alice lists her trash and restores
+    the plan by the path it shows.  Safe: carol gets no key of plan.txt (it never was in club)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    carol = _user(vault, "carol")["_id"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "club").mkdir()
+        (mnt / "team" / "plan.txt").write_text("team's plan, never for carol")
+        (mnt / "club" / "agenda.txt").write_text("for carol")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+        assert _share(mnt, "club", "carol", "READ") is not None
+    plan = _node_fid(vault, "alice", "plan.txt")
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
+        (mnt / "shared" / "alice" / "team" / "plan.txt").unlink()
+    doc = adversary.get(vault, plan)
+    assert doc["delete"]
+    dek = recipients_dek(vault, "bob", BOB_SECRET, plan)
+    path, when = open_node_attrs(doc, dek)["trashed"]
+    assert path == "team/plan.txt"
+    resigned(vault, plan, {"trashed": ["club/plan.txt", when]}, dek, "bob", BOB_SECRET)
+    with mounted(vault, mnt):
+        listed = fusevault("trash", mnt)
+        print(listed.stdout[-2000:], listed.stderr[-2000:])
+        shown = "club/plan.txt" if "club/plan.txt" in listed.stdout else "team/plan.txt"
+        done = fusevault("restore", mnt / shown)
+        print(done.stdout[-2000:], done.stderr[-2000:])
+        print(sorted(os.listdir(mnt / "team")), sorted(os.listdir(mnt / "club")))
+    assert not _keys_for(vault, carol, plan), "carol was given the key of team's plan"
