@@ -20,6 +20,11 @@ Found at 5f9522b (each xfail test fails for the reason named):
   and re-signs the deletion with ``club/plan.txt`` (club: READ to carol); ``fusevault trash`` shows that
   path with no alarm and ``restore`` puts the file in club: carol gets the key of team's plan.  (The
   owner typed the path, but only the writer's word named it; the ledger's ``where`` knew team.)
+- (5) round 9a's graft, past its ``replaced_by`` fix: bob signs a node document of alice's trashed
+  private/secret.txt under a DEK of his own (``owner_dek``, no key of hers needed) saying ``replaced_by``
+  plan.txt and ``epoch`` 1 (so versions_of opens her versions with their own ``en_file_dek``), and
+  plan.txt's ``previous`` = secret.txt: her ``restore team/plan.txt`` (undoing bob's edit) copies her
+  secret into the file bob reads.
 """
 
 from __future__ import annotations
@@ -33,11 +38,15 @@ import pytest
 from attack_scenes import recipients_dek, resigned
 from conftest import fusevault, mounted
 
-from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.crypto import aead
+from fusevault.crypto.identity import seal_file_key
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from mount.test_check import flip_enc
 from mount.test_trust_attack_round7 import _keys_for, _share
 from mount.test_trust_writes import BOB as BOB_SECRET
-from mount.test_trust_writes import CAROL, _admin, _node_fid, _user
+from mount.test_trust_writes import CAROL, PASSPHRASE, _admin, _key, _node_fid, _user
 
 
 def _desktop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -248,3 +257,63 @@ def test_a_writers_deletion_cannot_make_the_owners_restore_put_the_file_in_anoth
         print(done.stdout[-2000:], done.stderr[-2000:])
         print(sorted(os.listdir(mnt / "team")), sorted(os.listdir(mnt / "club")))
     assert not _keys_for(vault, carol, plan), "carol was given the key of team's plan"
+
+
+# --- (5) lineage: a writer's own key for the owner's trashed file makes it say ``replaced_by``
+
+
+HOLE_REPLACED_BY_OWN_KEY = (
+    "hole: vault/model/history.py lineage believes a replaced file's sealed 'replaced_by' from any "
+    "document detached_ok accepts (a WRITE grantee of anything of hers), opened under a key the signer "
+    "chose (owner_dek) and with an 'epoch' he chose, so versions_of opens her real versions with their "
+    "own en_file_dek: her private trashed file joins the shared file's history and restore copies it in")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_REPLACED_BY_OWN_KEY)
+def test_a_writer_cannot_graft_the_owners_trashed_file_by_resealing_it_under_his_own_key(
+        vault: Path, tmp_path: Path) -> None:
+    """alice writes team/plan.txt, then private/secret.txt, and deletes secret.txt (her trash); team is
+    WRITE to bob.  bob writes plan.txt (vandalism).  Then he signs a node document of secret.txt (still
+    deleted) under a DEK of his own sealed to alice (``owner_dek``: no key of secret.txt needed), whose
+    sealed attributes say ``replaced_by`` plan.txt and ``epoch`` 1; and a node document of plan.txt
+    (his DEK of it) whose ``previous`` is secret.txt.  alice undoes bob's edit: ``restore
+    team/plan.txt``.  Safe: team/plan.txt does not hold her secret (bob would read it)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "private").mkdir()
+        (mnt / "team" / "plan.txt").write_text("alice's plan")
+        (mnt / "private" / "secret.txt").write_text("alice's secret, never for bob")
+        secret = _node_fid(vault, "alice", "secret.txt")
+        (mnt / "private" / "secret.txt").unlink()
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
+        (mnt / "shared" / "alice" / "team" / "plan.txt").write_text("bob's vandalism")
+    plan = _node_fid(vault, "alice", "plan.txt")
+    doc = adversary.get(vault, secret)
+    assert doc["delete"]
+    alice = _key(vault, "alice", PASSPHRASE)
+    _, attrs = open_node_doc(doc, alice)  # read with her key for brevity: bob could write any he likes
+    attrs.update(replaced_by=plan, epoch=1, seq=["bobs-device", 1])
+    attrs.pop("trashed", None)
+    bob = _key(vault, "bob", BOB_SECRET)
+    dek = aead.new_key()
+    owner = doc["owner"]
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig", "en_file_dek")}
+    body["owner_dek"] = b64e(seal_file_key(alice.identity.box.public_key(), owner, owner, secret, 0, dek))
+    body["epoch"] = 0
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", secret)))
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+    resigned(vault, plan, {"previous": secret}, recipients_dek(vault, "bob", BOB_SECRET, plan), "bob",
+             BOB_SECRET)
+    with mounted(vault, mnt):
+        history = fusevault("history", mnt / "team" / "plan.txt")
+        print(history.stdout[-3000:], history.stderr[-2000:])
+        done = fusevault("restore", mnt / "team" / "plan.txt")
+        print(done.stdout[-2000:], done.stderr[-2000:])
+        now = (mnt / "team" / "plan.txt").read_text()
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
+        bobs = (mnt / "shared" / "alice" / "team" / "plan.txt").read_text()
+    print("bob reads:", bobs)
+    assert "secret" not in now, "alice's private trashed secret was copied into team/plan.txt"
