@@ -25,6 +25,12 @@ Found at 5f9522b (each xfail test fails for the reason named):
   plan.txt and ``epoch`` 1 (so versions_of opens her versions with their own ``en_file_dek``), and
   plan.txt's ``previous`` = secret.txt: her ``restore team/plan.txt`` (undoing bob's edit) copies her
   secret into the file bob reads.
+- (6) ``behind`` escaped: bob moves alice's private/inner into team (kept behind, as it should), then
+  signs a second document of it (same place, a newer counter) and damages private's node document:
+  private is refused at load, so settle's ``_left`` drops it from the folders judged, the move looks
+  like none, check_loaded (newer, not moved) ends ``behind``: inner's diary.txt key is sealed to bob.
+  Control (no damage): holds.
+Holds: the same-device control of (1); (6) without the damaged folder.
 """
 
 from __future__ import annotations
@@ -317,3 +323,67 @@ def test_a_writer_cannot_graft_the_owners_trashed_file_by_resealing_it_under_his
         bobs = (mnt / "shared" / "alice" / "team" / "plan.txt").read_text()
     print("bob reads:", bobs)
     assert "secret" not in now, "alice's private trashed secret was copied into team/plan.txt"
+
+
+# --- (6) a file kept behind leaves ``behind`` once the folder it left is not held at an unlock
+
+
+def _bobs_move_of(vault: Path, fid: str, links: list, n: int) -> None:
+    """test_trust_places.py's ``_bobs_move`` with bob's device counter ``n``."""
+    doc = adversary.get(vault, fid)
+    alice = _key(vault, "alice", PASSPHRASE)
+    _, attrs = open_node_doc(doc, alice)  # read with her key for brevity: bob could write any he likes
+    attrs["links"] = links
+    attrs["seq"] = ["bobs-device", n]
+    bob = _key(vault, "bob", BOB_SECRET)
+    dek = aead.new_key()
+    owner = doc["owner"]
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig", "en_file_dek")}
+    body["owner_dek"] = b64e(seal_file_key(alice.identity.box.public_key(), owner, owner, fid, 0, dek))
+    body["epoch"] = 0
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+
+
+HOLE_BEHIND_ESCAPE = (
+    "hole: vault/tree/authorship.py settle judges only the folders of 'where' the tree holds (_left): a "
+    "store writer who damages the folder it left (refused at load) makes a writer's second document of "
+    "it look like no move, and ledger.check_loaded (newer, not moved) ends 'behind': fill_missing seals "
+    "its keys to the folder's grantees")
+
+
+@pytest.mark.parametrize("damaged", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_BEHIND_ESCAPE)),
+    False,  # the control: bob's second document alone keeps it behind
+])
+def test_a_folder_kept_behind_does_not_escape_when_the_folder_it_left_is_damaged(
+        vault: Path, tmp_path: Path, damaged: bool) -> None:
+    """alice keeps private/inner/diary.txt and shares team with bob (WRITE).  bob moves inner into team
+    (a document of his, a key of his own): at her unlock it is kept behind, bob gets no key of the
+    diary (test_trust_places.py's first test).  Then bob signs a second such document (his counter
+    2, the same place) and damages private's node document (one flipped byte: a store writer).  alice
+    unlocks again.  Safe: still no key of diary.txt is sealed to bob."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    bob = _user(vault, "bob")["_id"]
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "private" / "inner").mkdir(parents=True)
+        (mnt / "private" / "inner" / "diary.txt").write_text("alice's own")
+        (mnt / "team" / "plan.txt").write_text("the plan")
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    diary, team, inner, private = (_node_fid(vault, "alice", n)
+                                   for n in ("diary.txt", "team", "inner", "private"))
+    _bobs_move_of(vault, inner, [[team, "inner"]], 1)
+    with mounted(vault, mnt):
+        first = fusevault("status", mnt).stdout
+        print(first[-2000:])
+    assert "no share there gets its key" in first
+    assert not _keys_for(vault, bob, diary)
+    _bobs_move_of(vault, inner, [[team, "inner"]], 2)
+    if damaged:
+        flip_enc(vault, private)
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-2000:])
+        print(sorted(os.listdir(mnt)), sorted(os.listdir(mnt / "team")))
+    assert not _keys_for(vault, bob, diary), "diary.txt's key was sealed to bob"
