@@ -77,8 +77,6 @@ def _user_doc(vault: Path, name: str = "alice") -> dict:
 # --- pins: a re-pin made after comparing fingerprints, against a later pin made at first sight
 
 
-@pytest.mark.xfail(strict=True, reason="hole: trust.py _merge lets a later first-sight pin outrank another "
-                   "device's earlier explicit re-pin (`user trust`), so the server's key stays trusted")
 def test_a_verified_repin_is_not_outranked_by_a_later_first_sight_pin_of_the_servers_key(
         vault: Path, tmp_path: Path, monkeypatch) -> None:
     """On her laptop alice compares bob's fingerprint with him and runs `fusevault user trust bob
@@ -116,9 +114,6 @@ def test_a_verified_repin_is_not_outranked_by_a_later_first_sight_pin_of_the_ser
         "the desktop sealed the file key to the server's key over the re-pin she verified"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: trust.py _merge_groups keeps this device's first-sight group "
-                   "owner over her other device's pin, for ever (no re-pin of a group), even for her own "
-                   "group")
 def test_an_owner_pinned_first_on_a_new_device_for_her_own_group_yields_to_her_laptops_pin(
         vault: Path, tmp_path: Path, monkeypatch) -> None:
     """alice's group team (bob in it, READ) is pinned as hers on her laptop.  bob re-signs her Group
