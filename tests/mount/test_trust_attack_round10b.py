@@ -77,8 +77,6 @@ def _user_doc(vault: Path, name: str = "alice") -> dict:
 # --- pins: a re-pin made after comparing fingerprints, against a later pin made at first sight
 
 
-@pytest.mark.xfail(strict=True, reason="hole: trust.py _merge lets a later first-sight pin outrank another "
-                   "device's earlier explicit re-pin (`user trust`), so the server's key stays trusted")
 def test_a_verified_repin_is_not_outranked_by_a_later_first_sight_pin_of_the_servers_key(
         vault: Path, tmp_path: Path, monkeypatch) -> None:
     """On her laptop alice compares bob's fingerprint with him and runs `fusevault user trust bob
@@ -116,9 +114,6 @@ def test_a_verified_repin_is_not_outranked_by_a_later_first_sight_pin_of_the_ser
         "the desktop sealed the file key to the server's key over the re-pin she verified"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: trust.py _merge_groups keeps this device's first-sight group "
-                   "owner over her other device's pin, for ever (no re-pin of a group), even for her own "
-                   "group")
 def test_an_owner_pinned_first_on_a_new_device_for_her_own_group_yields_to_her_laptops_pin(
         vault: Path, tmp_path: Path, monkeypatch) -> None:
     """alice's group team (bob in it, READ) is pinned as hers on her laptop.  bob re-signs her Group
@@ -150,6 +145,39 @@ def test_an_owner_pinned_first_on_a_new_device_for_her_own_group_yields_to_her_l
     carols = vault / "groups" / team["_id"] / "own" / fid / "keys" / f"{carol.user_id}.vfkey"
     assert not carols.exists(), "the desktop sealed her file to carol through bob's version of her own group"
     assert not _opens(vault, alice, fid, carol.user_id, carol.identity)
+
+
+def test_a_group_whose_owner_her_devices_pinned_differently_is_refused_on_both(
+        vault: Path, tmp_path: Path, monkeypatch) -> None:
+    """bob's group crew is pinned as his on alice's laptop.  carol re-signs it in her own name and the
+    server serves that to alice's new desktop with her Pins withheld: the desktop pins carol as its
+    owner.  When the laptop's Pins document (owner: bob) arrives, neither device can tell which owner
+    is right: `share --with @crew` is refused in one line naming the conflict, there and on the laptop
+    (the dispute travels with her pins), and no key is written for the group."""
+    add_users(vault, "bob", "carol")
+    _admin(vault, "group", "add", "crew", "--owner", "bob", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the laptop pins crew (owner bob)
+        (mnt / "plan.txt").write_text("for the crew")
+    alice, carol = _user(vault, "alice"), _key(vault, "carol", CAROL)
+    laptop_pins = adversary.get(vault, f"pins-{alice['_id']}")
+    assert laptop_pins is not None
+    crew = group_doc(vault, "crew")
+    body = {k: v for k, v in crew.items() if k not in ("sig", "_rev")}
+    adversary.put(vault, sign_doc(carol.user_id, carol.identity.sign, {**body, "owner": carol.user_id}))
+    adversary.delete_row(vault, f"pins-{alice['_id']}")  # withheld from the desktop
+
+    laptop_state = os.environ["FUSEVAULT_STATE_DIR"]
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the desktop: first sight of crew is carol's
+        assert (mnt / "plan.txt").read_text() == "for the crew"
+    adversary.put(vault, laptop_pins)  # her laptop's pins reach the desktop
+    for state in (str(tmp_path / "desktop-state"), laptop_state):
+        monkeypatch.setenv("FUSEVAULT_STATE_DIR", state)
+        with mounted(vault, tmp_path / "mnt") as mnt:
+            done = fusevault("share", mnt / "plan.txt", "--with", "@crew", "--perm", "READ")
+        assert done.returncode != 0, done.stdout
+        assert len(done.stderr.strip().splitlines()) == 1 and "different owners" in done.stderr, done.stderr
+    assert not any((vault / "groups" / crew["_id"]).rglob("*.vfkey")), "a key was sealed to the group"
 
 
 # --- confirmed settings: a replayed older document whose value is "safer"

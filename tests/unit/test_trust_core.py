@@ -298,3 +298,48 @@ def test_a_merge_never_takes_back_signs_nor_a_groups_pinned_owner(tmp_path: Path
                                   "h" * 32: GroupPin("a" * 32, "x", 9)})
     assert groups["g" * 32].owner == "a" * 32 and groups["h" * 32].owner == "a" * 32
     assert "group-owner-changed" in alarms
+
+
+def test_a_repin_outranks_a_later_first_sight_pin_of_other_keys(tmp_path: Path) -> None:
+    """A re-pin she made after comparing fingerprints replaces another device's first-sight pin of
+    other keys whatever the times (that device's first sight came later, from a server); a re-pin of
+    the same keys marks this device's pin re-pinned too, so it travels on; of two re-pins the later wins."""
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    trust = Trust(store, _unlock(store, "alice"), Alarms())
+    repin = Pin("bob", "genuine-box", "genuine-sign", True, 100, repinned=True)
+    later_sight = Pin("bob", "server-box", "server-sign", True, 200)
+    assert trust._merge({"b" * 32: later_sight}, {"b" * 32: repin})["b" * 32] == repin
+    assert trust._merge({"b" * 32: repin}, {"b" * 32: later_sight})["b" * 32] == repin
+    same = trust._merge({"b" * 32: Pin("bob", "genuine-box", "genuine-sign", False, 300)}, {"b" * 32: repin})
+    assert same["b" * 32].repinned and same["b" * 32].signs
+    newer = Pin("bob", "new-box", "new-sign", True, 400, repinned=True)
+    assert trust._merge({"b" * 32: repin}, {"b" * 32: newer})["b" * 32] == newer
+    assert trust._merge({"b" * 32: newer}, {"b" * 32: repin})["b" * 32] == newer
+
+
+def test_her_own_group_wins_a_merge_and_two_other_owners_refuse_the_group(tmp_path: Path) -> None:
+    """A group pin naming this user as the owner wins over another device's (only her key makes her
+    group); two devices naming two other owners: the group is refused (not admitted, `share --with
+    @group` refused naming the conflict) and the dispute travels with the pins (store and device)."""
+    layout, store = _vault(tmp_path)
+    users.create_user(layout, store, "alice", b"pass alice", uid=60001)
+    alice = users.find_user(store, "alice")["_id"]
+    alarms = Alarms()
+    trust = Trust(store, _unlock(store, "alice"), alarms)
+    hers, bobs = GroupPin(alice, "team", 100), GroupPin("b" * 32, "team", 200)
+    assert trust._merge_groups({"g" * 32: bobs}, {"g" * 32: hers})["g" * 32] == hers
+    assert trust._merge_groups({"g" * 32: hers}, {"g" * 32: bobs})["g" * 32] == hers
+    assert "group-owner-changed" in alarms
+
+    crew = {"_id": "c" * 32, "type": "Group", "groupname": "crew", "owner": "b" * 32,
+            "users": {"b" * 32: "READ,WRITE", alice: "READ"}}
+    trust._groups = trust._merge_groups({"c" * 32: GroupPin("b" * 32, "crew", 100)},
+                                        {"c" * 32: GroupPin("d" * 32, "crew", 50)})
+    assert trust._groups["c" * 32].disputed == ("d" * 32,)
+    assert trust.admit_groups([crew]) == [] and "group-disputed" in alarms
+    assert "d" * 32 in (trust.group_dispute("crew") or "") and trust.group_dispute("team") is None
+    trust._dirty = True
+    trust.save()
+    again = Trust(store, _unlock(store, "alice"), alarms)  # the store's copy holds the dispute
+    assert again.admit_groups([crew]) == [] and again.group_dispute("crew") is not None

@@ -40,7 +40,8 @@ so deleting the holder's document and renaming oneself does not take it.
 
 Pins document (``_id`` ``pins-<user id>``, ``type`` ``Pins``, ``owner``):
 ``enc`` seals ``{user id: {"username", "box", "sign", "signs", "pinned_at"
-[, "repinned": true]}, "~groups": {group id: {"owner", "name", "pinned_at"}}}``
+[, "repinned": true]}, "~groups": {group id: {"owner", "name", "pinned_at"
+[, "disputed": [user id, ...]]}}}``
 with AD ``ad("Pins", owner, _id)``.  The same map is kept, sealed with the
 device-state key, outside the vault (``paths.state_dir()/pins/<hash of vault
 dir and user>``), since a writer of the store can delete or roll back the
@@ -51,10 +52,15 @@ The Pins document is the user's own, but what another device of theirs
 pinned at first sight is only what the server showed it (a forged user
 document, with this device's pins withheld): so a pin this device holds is
 replaced by another device's pin with other keys only if that one is an
-explicit, later re-pin (``repinned``: ``fusevault user trust``); otherwise
-this device keeps its own and says the keys changed.  ``signs`` is never
-taken back by a merge, and a group's pinned owner is never replaced by
-another device's (a group has no re-pin).
+explicit re-pin (``repinned``: ``fusevault user trust``) and this one is not,
+whatever the times (a device's first sight may come after her re-pin), or
+both are re-pins and theirs is the later; otherwise this device keeps its
+own and says the keys changed.  ``signs`` is never taken back by a merge.
+A group has no re-pin: a group pin naming this user as the owner wins (only
+her key signs her group, so no device of hers pinned that from a forgery);
+two devices naming two other owners leave the group refused (``disputed``,
+kept in the pins so every device refuses it) until she settles it, for which
+there is no command yet.
 """
 
 from __future__ import annotations
@@ -104,6 +110,9 @@ class GroupPin:
     owner: str  # the user id that signs the group: never another, whoever the document names
     name: str
     pinned_at: int
+    # Owners other devices of this user pinned for the group (none of them her): while any
+    # is, the group is refused (``admit_groups``), since no device knows which is right.
+    disputed: tuple[str, ...] = ()
 
 
 GROUPS_KEY = "~groups"  # in the pins' plain text: never a user id (those are hex)
@@ -246,7 +255,7 @@ class Trust:
             except (VaultError, KeyError, ValueError, TypeError):
                 pass
         plain = json.dumps({**{uid: _pin_fields(p) for uid, p in merged.items()},
-                            GROUPS_KEY: {gid: asdict(g) for gid, g in groups.items()}},
+                            GROUPS_KEY: {gid: _group_fields(g) for gid, g in groups.items()}},
                            sort_keys=True).encode()
         doc = {"_id": self.pins_id, "type": PINS, "owner": self.user_id,
                "enc": b64e(self.key.seal_private(PINS, self.pins_id, plain))}
@@ -262,38 +271,65 @@ class Trust:
         """This device's pins (``ours``) with another copy's (the store's: another device's).
 
         Theirs are taken for users this device has not pinned.  Of a user pinned in
-        both with other keys, theirs replaces ours only if it is an explicit re-pin made
-        later (``fusevault user trust``); a pin of theirs made at first sight is only
-        what the server showed that device, so ours stays and the change is said.  With
-        the same keys ours stays, ``signs`` set if either saw the user sign."""
+        both with other keys, theirs replaces ours only if it is an explicit re-pin
+        (``fusevault user trust``) and ours is a first-sight pin (whatever the times), or
+        both are re-pins and theirs is the later; a pin of theirs made at first sight is
+        only what the server showed that device, so ours stays and the change is said.
+        With the same keys ours stays, ``signs`` set if either saw the user sign and
+        ``repinned`` if theirs is (so the re-pin travels on to her other devices)."""
         merged = dict(ours)
         for uid, pin in theirs.items():
             mine = merged.get(uid)
             if mine is None:
                 merged[uid] = pin
-            elif pin.repinned and pin.pinned_at > mine.pinned_at:
+            elif (pin.box, pin.sign) == (mine.box, mine.sign):
+                if pin.repinned and not mine.repinned:  # the same keys, verified there: say so here too
+                    merged[uid] = replace(mine, signs=pin.signs or mine.signs, pinned_at=pin.pinned_at,
+                                          repinned=True)
+                elif pin.signs and not mine.signs:
+                    merged[uid] = replace(mine, signs=True)  # never goes back
+            elif pin.repinned and (not mine.repinned or pin.pinned_at > mine.pinned_at):
+                # What she verified outranks what a server showed a device first, whatever the
+                # times (a device's first sight may come after her re-pin); of two re-pins the later.
                 merged[uid] = replace(pin, signs=True) if mine.signs else pin
-            elif (pin.box, pin.sign) != (mine.box, mine.sign):
+            else:
                 self.alarms.warn("pin-differs", uid, f"the keys of user {mine.username!r} changed: another "
-                                 "device of this user pinned other keys for them, at first sight, not "
-                                 "with `fusevault user trust`: the ones pinned on this device are kept, "
+                                 "device of this user pinned other keys for them, "
+                                 + ("at first sight, not with `fusevault user trust`: "
+                                    if not pin.repinned else "with an earlier `fusevault user trust`: ")
+                                 + "the ones pinned on this device are kept, "
                                  "nothing is shared with the others (check with them, then "
                                  f"`fusevault user trust {mine.username} --fingerprint ...`)")
-            elif pin.signs and not mine.signs:
-                merged[uid] = replace(mine, signs=True)  # never goes back
         return merged
 
     def _merge_groups(self, ours: dict[str, GroupPin], theirs: dict[str, GroupPin]) -> dict[str, GroupPin]:
-        """As ``_merge`` for groups: there is no re-pin of a group, so this device's stays."""
+        """As ``_merge`` for groups, which have no re-pin.  A pin naming this user as the
+        owner wins (only her key signs her group: no device of hers pinned it from a forgery);
+        of other owners, none wins: the pin keeps this device's owner and lists the others
+        (``disputed``), and the group is refused while they differ."""
         merged = dict(ours)
         for gid, pin in theirs.items():
             mine = merged.get(gid)
             if mine is None:
                 merged[gid] = pin
-            elif pin.owner != mine.owner:
-                self.alarms.warn("group-owner-changed", gid, "another device of this user pinned "
-                                 f"{pin.owner} as the owner of group {mine.name!r} ({gid}), not "
-                                 f"{mine.owner}, its owner since this device met it: this one keeps its own")
+                continue
+            owners = {mine.owner, *mine.disputed, pin.owner, *pin.disputed}
+            if len(owners) == 1:
+                continue
+            if self.user_id in owners:
+                hers = pin if pin.owner == self.user_id and mine.owner != self.user_id else mine
+                merged[gid] = GroupPin(self.user_id, hers.name, hers.pinned_at)
+                self.alarms.warn("group-owner-changed", gid, "a device of this user pinned "
+                                 f"{', '.join(sorted(owners - {self.user_id}))} as the owner of group "
+                                 f"{hers.name!r} ({gid}), which is this user's own: it stays hers (a "
+                                 "Group document naming another owner is refused)")
+                continue
+            disputed = tuple(sorted(owners - {mine.owner}))
+            if disputed != mine.disputed:
+                merged[gid] = replace(mine, disputed=disputed)
+            self.alarms.warn("group-owner-changed", gid, f"this user's devices pinned different owners of "
+                             f"group {mine.name!r} ({gid}): {', '.join(sorted(owners))}: it is refused "
+                             "(nothing is sealed to it) until this is settled")
         return merged
 
     # --- meeting users
@@ -418,6 +454,16 @@ class Trust:
         found = [uid for uid, pin in self._pins.items() if name in (uid, pin.username)]
         return found[0] if len(found) == 1 else None
 
+    def group_dispute(self, name: str) -> str | None:
+        """Why the group pinned under ``name`` (or with that id) is refused: the owners this
+        user's devices pinned for it differ (``_merge_groups``); or None."""
+        gid = self.pinned_group_named(name)
+        pin = None if gid is None else self._groups[gid]
+        if pin is None or not pin.disputed:
+            return None
+        return (f"group {pin.name!r} ({gid}) is refused: this user's devices pinned different owners of it "
+                f"({', '.join((pin.owner, *pin.disputed))})")
+
     def pinned_group_named(self, name: str) -> str | None:
         """The id of the one group pinned under ``name`` (or with that id), or None."""
         found = [gid for gid, pin in self._groups.items() if name in (gid, pin.name)]
@@ -463,6 +509,11 @@ class Trust:
                     continue
                 self._groups[gid] = GroupPin(owner, name, int(time.time()))
                 self._dirty = True
+            elif pin.disputed:
+                owners = ", ".join((pin.owner, *pin.disputed))
+                self.alarms.warn("group-disputed", gid, f"refused group {pin.name!r} ({gid}): this user's "
+                                 f"devices pinned different owners of it ({owners}): nothing is sealed to it")
+                continue
             elif pin.owner != owner:
                 self.alarms.warn("group-owner-changed", gid, f"refused group {name!r} ({gid}): it names "
                                  f"{owner} as its owner, not {pin.owner}, its owner since this user met it "
@@ -576,7 +627,20 @@ def _pins_of(plain: bytes) -> dict[str, Pin]:
 
 
 def _group_pins_of(plain: bytes) -> dict[str, GroupPin]:
-    return {gid: GroupPin(**fields) for gid, fields in loads_untrusted(plain).get(GROUPS_KEY, {}).items()}
+    out = {}
+    for gid, fields in loads_untrusted(plain).get(GROUPS_KEY, {}).items():
+        out[gid] = GroupPin(**{**fields, "disputed": tuple(fields.get("disputed", ()))})
+    return out
+
+
+def _group_fields(pin: GroupPin) -> dict:
+    """A group pin as stored: ``disputed`` only when set (a pins map without one reads as before)."""
+    fields = asdict(pin)
+    if pin.disputed:
+        fields["disputed"] = list(pin.disputed)
+    else:
+        del fields["disputed"]
+    return fields
 
 
 def _pin_fields(pin: Pin) -> dict:
@@ -588,5 +652,12 @@ def _pin_fields(pin: Pin) -> dict:
 
 
 def _lost(device: dict, stored: dict) -> bool:
-    """Whether the store misses a pin this device kept, or holds an older one (a rollback)."""
-    return any(uid not in stored or stored[uid].pinned_at < pin.pinned_at for uid, pin in device.items())
+    """Whether the store misses a pin this device kept, or holds an older one (a rollback); a
+    re-pin there over a first-sight pin here is no loss, whatever the times (``_merge``)."""
+    return any(uid not in stored or (stored[uid].pinned_at < pin.pinned_at
+                                     and not (_repinned(stored[uid]) and not _repinned(pin)))
+               for uid, pin in device.items())
+
+
+def _repinned(pin: Pin | GroupPin) -> bool:
+    return isinstance(pin, Pin) and pin.repinned

@@ -55,6 +55,8 @@ def _grantee(volume: Volume, target: str, revoking: bool = False) -> tuple[str, 
     writer withholding it must not stop the key being taken back (never for a share)."""
     # A name several documents claim goes to the one this user trusts (pinned), or is refused.
     if target.startswith("@"):
+        if not revoking and volume.trust is not None and (why := volume.trust.group_dispute(target[1:])):
+            raise NameClash(f"{why}: refused")  # taking keys back from it stays possible
         trusted = volume.sharing.groups if volume.sharing is not None else {}
         try:
             group = find_group(volume.store, target[1:], lambda found: _only(
