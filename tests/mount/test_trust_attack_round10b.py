@@ -293,14 +293,13 @@ def test_following_the_vaults_default_does_not_let_a_store_writer_empty_her_hist
 # --- peers: `peer remove` when the store holds two peers of that name
 
 
-@pytest.mark.xfail(strict=True, reason="hole: peers.py find_peer/remove_peer take the first Peers document "
-                   "of that name: the planted one is removed, the confirmed one stays and is still contacted")
 def test_peer_remove_stops_the_peer_she_confirmed_even_beside_a_planted_namesake(
         vault: Path, tmp_path: Path) -> None:
     """alice adds a peer buddy on this device.  Whoever writes the vault folder plants a second Peers
     document named buddy (pointing nowhere she confirmed), placed so the store lists it first.  She
-    runs `peer remove buddy`.  Safe: either the command refuses (two peers of that name) or the buddy
-    she confirmed is never contacted again."""
+    runs `peer remove buddy`; the store writer then puts her buddy's document back (over its tombstone,
+    if it has one).  Safe: either the command refuses (two peers of that name) or the buddy she confirmed
+    is never contacted again (it is pending here, as a planted one is)."""
     buddy = Listener()
     try:
         result = fusevault("peer", "add", "buddy", f"http://127.0.0.1:{buddy.port}/vault", "--offline",
@@ -316,6 +315,7 @@ def test_peer_remove_stops_the_peer_she_confirmed_even_beside_a_planted_namesake
         result = fusevault("peer", "remove", "buddy", "--vault", vault, passphrase=None)
         if result.returncode != 0:
             return  # refused: safe
+        adversary.put(vault, {k: v for k, v in real.items() if k != "_rev"})  # hers, put back
         with mounted(vault, tmp_path / "mnt") as mnt:
             def decided() -> bool:
                 return buddy.connections > 0 or any(
