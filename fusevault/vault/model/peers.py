@@ -15,9 +15,10 @@ its ``path_to_dump_chunks`` written) only if it was confirmed on this device:
 field that matters in ``paths.state_dir()/peers/<hash of the vault's
 directory>``, outside the vault and its store, where whoever writes the store
 cannot; ``peer remove NAME`` drops it, for every peer of that name (a planted
-namesake too; the same documents put back are then pending again).  A Peers document a store writer planted or changed (pointing the
-credentials at ``~/.ssh/id_rsa``, say) matches no digest: the sync service
-refuses it with a warning and never opens the file nor contacts the host.
+namesake too; the same documents put back are then pending again).  A Peers
+document a store writer planted or changed (pointing the credentials at
+``~/.ssh/id_rsa``, say) matches no digest: the sync service refuses it with a
+warning and never opens the file nor contacts the host.
 """
 
 from __future__ import annotations
