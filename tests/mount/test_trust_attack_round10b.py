@@ -271,9 +271,6 @@ def test_her_policy_deleted_from_the_store_makes_gc_drop_nothing_her_policy_keep
     assert _gc(vault, "--as-of", later)["versions_dropped"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="hole (documented trade-off): retention.py policy_for applies the "
-                   "vault's default, unsigned, as it is to a user who chose --follow-default: "
-                   "a store writer's default of zeros makes gc drop her versions")
 def test_following_the_vaults_default_does_not_let_a_store_writer_empty_her_history(
         vault: Path, tmp_path: Path) -> None:
     """alice chose to follow the vault's default (the built-in one: none was set).  The vault's default

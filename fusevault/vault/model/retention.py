@@ -23,11 +23,11 @@ Who decides what gc deletes (issue 22): the store is written by others, so
   (``FORGED``: ``KEEP_ALL``): their real policy is unknown, and may keep more.
 - The vault's default is written by the administrator without a key, so
   anyone who writes the store can forge it.  It never makes gc drop what the
-  built-in policy keeps: a user who did not choose to follow it gets, window
-  by window, the longer of the default and the built-in policy
-  (``at_least_built_in``).  ``retention --follow-default`` writes a signed
-  ``{"follow_default": true}`` in ``retention-<uid>``: that user accepted the
-  default as it is, shorter windows included.
+  built-in policy keeps: every user who follows it gets, window by window,
+  the longer of the default and the built-in policy (``at_least_built_in``),
+  also one who chose to (``retention --follow-default`` writes a signed
+  ``{"follow_default": true}`` in ``retention-<uid>``; attack round 10b).  A
+  user who wants less sets their own (signed) policy.
 - ``retention-<uid>`` carries, signed with it, ``made_at_us`` (stamped by
   ``Trust.sign``), and each device remembers the newest it saw
   (vault/model/freshness.py): an older signed policy put back (one that kept
@@ -123,6 +123,7 @@ def _whole(value: object) -> object:
 
 
 def _policy(doc: dict | None) -> Policy | None:
+    """The policy in a Retention document; InvalidInput if it holds none."""
     if doc is None:
         return None
     return Policy(**{f.name: _whole(doc[f.name]) for f in fields(Policy) if f.name in doc})
@@ -184,10 +185,17 @@ def policy_for(store: Store, user_id: str, trust) -> tuple[Policy, str]:
         return KEEP_ALL, FORGED
     if mine is not None:
         return mine, OWN
-    if (default := load_default(store)) is not None:
-        if own is not None:  # they chose to follow it
-            return default, DEFAULT
-        return at_least_built_in(default), MERGED
+    try:
+        default = load_default(store)
+    except InvalidInput:  # unsigned, anyone who writes the store can write it: never a user's mistake
+        trust.alarms.warn("bad-default-retention", POLICY_ID, "the vault's default retention policy is "
+                          "not a valid policy: ignored, the built-in one applies")
+        default = None
+    if default is not None:
+        # Unsigned, so never below the built-in policy, even for a user who chose to follow it (attack
+        # round 10b): a forged default can only make gc keep more.
+        merged = at_least_built_in(default)
+        return merged, (DEFAULT if own is not None and merged == default else MERGED)
     return Policy(), BUILT_IN
 
 
