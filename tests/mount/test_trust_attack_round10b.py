@@ -155,8 +155,6 @@ def test_an_owner_pinned_first_on_a_new_device_for_her_own_group_yields_to_her_l
 # --- confirmed settings: a replayed older document whose value is "safer"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: confirmed.py _remember_safer records a replayed older signed "
-                   "document's 'safer' value as this device's confirmed one: the server changes her settings")
 def test_a_replayed_older_user_document_does_not_change_what_this_device_confirmed(
         vault: Path, tmp_path: Path) -> None:
     """alice's user document, signed by her, once had no watched folder.  She then chose one on this
@@ -181,8 +179,6 @@ def test_a_replayed_older_user_document_does_not_change_what_this_device_confirm
     assert after["pending"] == {}, after
 
 
-@pytest.mark.xfail(strict=True, reason="hole: confirmed.py _remember_safer records a replayed older signed "
-                   "document's shorter TTL as confirmed: her longer TTL never applies again by itself")
 def test_a_replayed_older_shorter_ttl_does_not_stick(vault: Path, tmp_path: Path) -> None:
     """The same replay with the unlock's lifetime: she had 10 minutes, then chose 8 hours here.  An
     older signed document with 10 minutes shown once must not make 10 minutes this device's choice."""

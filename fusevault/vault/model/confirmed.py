@@ -22,6 +22,13 @@ So every reader takes them from here, never from the document directly:
   longer than the one this device confirmed (shorter is safer); a longer one is
   pending (a shorter one applied is recorded as confirmed, like a safe value).
   A device that confirmed nothing yet compares with the default TTL.
+- Only from the newest body of her document this device saw: each device
+  remembers the digests of the signed bodies it saw (in order); one seen
+  before another that came after it is older, a replay (attack round 10b),
+  whose safer values apply while it is served but are not recorded as
+  confirmed (her current document, back, is then not merely pending).
+  ``settings.save`` writes ``settings_at_us`` in each body, so a body she
+  signs again is never one seen before.
 
 What this device confirmed is kept outside the vault, in the user's state
 directory (``paths.state_dir()/confirmed/<hash of vault dir and user>``),
@@ -47,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
-from fusevault.crypto.signing import signer_of, verify_doc
+from fusevault.crypto.signing import canonical, signer_of, verify_doc
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Forged, InvalidInput, VaultError
 from fusevault.vault.format.atomic import atomic_write
@@ -59,6 +66,8 @@ TTL = "passphrase_expiry_ttl"
 SAFE = {"source_dir_to_watch": None, "target_dir_to_dump": None, "peer_dir_for_storage": None,
         "delete_file_from_source": False}
 KIND = "confirmed-settings"
+SEEN = "seen-user-documents"
+KEEP_SEEN = 256  # the newest signed bodies remembered (a replay of an older one is rarer than that)
 log = logging.getLogger(__name__)
 # One writer at a time in this process: a reader recording a safer value must not overwrite what a
 # `config set` in another thread confirms meanwhile.
@@ -180,8 +189,37 @@ def effective(user_doc: dict | None, key: MasterKey, root: Path | str,
     else:
         applied[TTL] = base.passphrase_expiry_ttl
         pending[TTL] = offered.passphrase_expiry_ttl
-    _remember_safer(root, key, mine, base, applied)
+    if _newest_seen(root, key, user_doc):
+        _remember_safer(root, key, mine, base, applied)
     return Effective(replace(offered, **applied), pending, True)
+
+
+def _newest_seen(root: Path | str, key: MasterKey, user_doc: dict) -> bool:
+    """Whether ``user_doc`` (signed by her) is the newest body of it this device saw: not one seen before
+    another (a replay by the store or the server, attack round 10b); remembers it.  Only the newest
+    records a safer value as confirmed here: her older body, replayed once, must not make its value
+    this device's choice (her current one would then only be pending)."""
+    path, name = _file(root, key.user_id)
+    path = path.with_suffix(".seen")
+    digest = hashlib.sha256(canonical(user_doc)).hexdigest()
+    with _writing:
+        try:
+            seen = loads_untrusted(key.unseal_device(SEEN, name, path.read_bytes()))
+            if not isinstance(seen, list) or not all(isinstance(d, str) for d in seen):
+                raise ValueError("not a list of digests")
+        except FileNotFoundError:
+            seen = []
+        except (OSError, VaultError, ValueError, TypeError):
+            seen = []  # damaged or not ours: started afresh (what it kept was only a memory of bodies)
+        if digest in seen:
+            return digest == seen[-1]
+        seen = [*seen, digest][-KEEP_SEEN:]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(path, key.seal_device(SEEN, name, json.dumps(seen).encode()))
+        except OSError as err:
+            log.error("could not record the user documents seen on this device: %s", err)
+        return True
 
 
 def _remember_safer(root: Path | str, key: MasterKey, mine: Settings | None, base: Settings,
