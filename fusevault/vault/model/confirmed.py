@@ -27,8 +27,9 @@ So every reader takes them from here, never from the document directly:
   before another that came after it is older, a replay (attack round 10b),
   whose safer values apply while it is served but are not recorded as
   confirmed (her current document, back, is then not merely pending).
-  ``settings.save`` writes ``settings_at_us`` in each body, so a body she
-  signs again is never one seen before.
+  ``settings.save`` writes ``settings_at_us`` in each body (above the one it
+  replaces), so a body she signs again is never one seen before, and one
+  signed before the newest seen here, never seen itself, is older too.
 
 What this device confirmed is kept outside the vault, in the user's state
 directory (``paths.state_dir()/confirmed/<hash of vault dir and user>``),
@@ -59,7 +60,7 @@ from fusevault.encoding import loads_untrusted
 from fusevault.errors import Forged, InvalidInput, VaultError
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model.alarms import Alarms, for_user
-from fusevault.vault.model.settings import FOLDERS, Settings, change
+from fusevault.vault.model.settings import FOLDERS, STAMP, Settings, change
 
 GUARDED = (*FOLDERS, "delete_file_from_source")
 TTL = "passphrase_expiry_ttl"
@@ -202,21 +203,28 @@ def _newest_seen(root: Path | str, key: MasterKey, user_doc: dict) -> bool:
     path, name = _file(root, key.user_id)
     path = path.with_suffix(".seen")
     digest = hashlib.sha256(canonical(user_doc)).hexdigest()
+    made = user_doc.get(STAMP)
+    made = made if isinstance(made, int) and not isinstance(made, bool) else -1
     with _writing:
         try:
-            seen = loads_untrusted(key.unseal_device(SEEN, name, path.read_bytes()))
-            if not isinstance(seen, list) or not all(isinstance(d, str) for d in seen):
-                raise ValueError("not a list of digests")
+            kept = loads_untrusted(key.unseal_device(SEEN, name, path.read_bytes()))
+            seen, newest = kept["bodies"], kept["newest"]
+            if not isinstance(newest, int) or not isinstance(seen, list) or not all(
+                    isinstance(d, str) for d in seen):
+                raise ValueError("not a record of bodies")
         except FileNotFoundError:
-            seen = []
-        except (OSError, VaultError, ValueError, TypeError):
-            seen = []  # damaged or not ours: started afresh (what it kept was only a memory of bodies)
+            seen, newest = [], -1
+        except (OSError, VaultError, ValueError, TypeError, KeyError):
+            seen, newest = [], -1  # damaged or not ours: started afresh (it was only a memory of bodies)
         if digest in seen:
             return digest == seen[-1]
+        if made < newest:  # signed before one this device saw (``settings_at_us``): older, never seen
+            return False
         seen = [*seen, digest][-KEEP_SEEN:]
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write(path, key.seal_device(SEEN, name, json.dumps(seen).encode()))
+            record = {"bodies": seen, "newest": max(newest, made)}
+            atomic_write(path, key.seal_device(SEEN, name, json.dumps(record).encode()))
         except OSError as err:
             log.error("could not record the user documents seen on this device: %s", err)
         return True
