@@ -12,22 +12,22 @@ Found at commit 5f9522b (main): 8 holes in 9 xfail tests, 1 hold:
   desktop with her Pins withheld; her laptop's pin (owner: alice) never replaces it (``_merge_groups``: no
   re-pin of a group) and `share --with @team` there seals to carol.  Fix: a group pin naming this user as
   owner wins (only her key makes her group); else refuse the group while the pins differ.
-- settings: her older signed user document (no watched folder / a shorter TTL), replayed ONCE, becomes this
-  device's confirmed value (confirmed.py ``_remember_safer``); her current document, back, is only pending.
-  Fix: stamp UserDetails (freshness.py, like Retention) and record a safer value only from a body newer
-  than any this device admitted.
-- signing: 7 and 7.0 share one canonical form, so a store writer rewrites a signed retention field as 7.0;
-  it verifies, then retention.Policy refuses it as a user mistake: gc and even `retention --keep-all N`
+- FIXED (settings): her older signed user document (no watched folder / a shorter TTL), replayed ONCE, becomes
+  this device's confirmed value (confirmed.py ``_remember_safer``); her current document, back, is only
+  pending. Fix: stamp UserDetails (freshness.py, like Retention) and record a safer value only from a body
+  newer than any this device admitted.
+- FIXED (signing): 7 and 7.0 share one canonical form, so a store writer rewrites a signed retention field as
+  7.0; it verifies, then retention.Policy refuses it as a user mistake: gc and even `retention --keep-all N`
   fail (exit 12).  Fix: ``_policy`` takes whole floats as ints (or ``_own_doc`` treats a bad body as FORGED).
-- retention: her stamped policy deleted from the store: gc falls back to the built-in policy and drops the
-  versions hers keeps (retention.py ``_own_doc``: missing/``_deleted`` = never set).  Fix: when
+- FIXED (retention): her stamped policy deleted from the store: gc falls back to the built-in policy and drops
+  the versions hers keeps (retention.py ``_own_doc``: missing/``_deleted`` = never set).  Fix: when
   ``fresh.newest(own_id)`` is known, a missing or deleted body is KEEP_ALL with an alarm.
-- retention (documented trade-off): with `--follow-default` the unsigned vault default applies as it is; a
-  store writer's default of zeros empties her history.  Fix: her follow_default body names the digest of
-  the default she accepted; another default is MERGED (never below the built-in one).
-- peers: a planted Peers document of the same name listed first: `peer remove buddy` removes it and says
-  "removed", the confirmed buddy is still contacted (peers.py ``find_peer``/``remove_peer``).  Fix: refuse
-  an ambiguous name, or forget and tombstone every peer of that name.
+- FIXED (retention, was a documented trade-off): with `--follow-default` the unsigned vault default applies as
+  it is; a store writer's default of zeros empties her history.  Fix: her follow_default body names the digest
+  of the default she accepted; another default is MERGED (never below the built-in one).
+- FIXED (peers): a planted Peers document of the same name listed first: `peer remove buddy` removes it and
+  says "removed", the confirmed buddy is still contacted (peers.py ``find_peer``/``remove_peer``).  Fix:
+  refuse an ambiguous name, or forget and tombstone every peer of that name.
 - retention, clock skew: on her desktop, whose clock is a day behind, she sets "keep a year" while the server
   withholds the laptop's earlier "keep nothing"; served later, the laptop's body has the larger made_at_us
   and is admitted: `retention` there shows "keep nothing" as hers (freshness.py ``admit``/``stamp``: wall
