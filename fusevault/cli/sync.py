@@ -74,8 +74,9 @@ def cmd_peer(args: argparse.Namespace) -> int:
         elif args.action == "confirm":
             _confirm(layout, store, args)
         elif args.action == "remove":
-            peer_docs.remove_peer(store, layout.root, args.name)
-            print(f"removed peer {args.name}")
+            count = peer_docs.remove_peer(store, layout.root, args.name)
+            store.sync()
+            print(f"removed peer {args.name}" if count == 1 else f"removed {count} peers named {args.name}")
         else:
             _print_peers(peer_docs.peers(store), args.json)
     finally:
@@ -116,7 +117,7 @@ def _confirm(layout, store, args: argparse.Namespace) -> None:
     """Show a peer (URL, credentials source, folder) and, once agreed, let this device sync with it."""
     from fusevault.vault.model import peers as peer_docs
 
-    peer = peer_docs.find_peer(store, args.name)
+    peer = peer_docs.find_peer(store, args.name, layout.root)
     if peer_docs.is_confirmed(layout.root, peer):
         print(f"peer {args.name} is already confirmed on this device")
         return

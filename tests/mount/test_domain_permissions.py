@@ -315,8 +315,8 @@ def test_each_users_policy_applies_to_their_own_files_only(three: Path) -> None:
         assert [t.path for t in recovery.trash(alice)] == [b"gone.txt"]  # her trash_days: still 30
 
         # The vault's default (what `retention --default --vault` writes, or anyone who writes the
-        # store) never keeps less than the built-in policy for carol, until she chooses to follow it;
-        # then it reaches carol only.
+        # store) never keeps less than the built-in policy for carol, even once she chooses to follow it
+        # (unsigned: attack round 10b); it reaches carol only.
         assert await versions(carol, b"c.txt") == 3
         default = retention.Policy(keep_all_minutes=0, keep_all_days=0, daily_days=0, weekly_weeks=0)
         retention.save_default(trees.store, default)
@@ -325,9 +325,9 @@ def test_each_users_policy_applies_to_their_own_files_only(three: Path) -> None:
         assert answer["policy_source"] == retention.MERGED and answer["versions_dropped"] == 0, answer
         await carols.handle({"cmd": "retention", "follow_default": True})
         answer = await carols.handle({"cmd": "gc"})
-        assert answer["policy_source"] == retention.DEFAULT and answer["versions_dropped"] == 2, answer
+        assert answer["policy_source"] == retention.MERGED and answer["versions_dropped"] == 0, answer
         answer = await bobs.handle({"cmd": "retention", "follow_default": True})
-        assert answer["source"] == retention.DEFAULT, answer
+        assert answer["source"] == retention.MERGED, answer
         answer = await alices.handle({"cmd": "retention"})
         assert answer["source"] == retention.OWN and answer["policy"]["keep_all_days"] == 0, answer
         await trees.close()
@@ -532,9 +532,9 @@ def test_a_write_recipient_restores_and_the_default_policy_is_roots(people: Peop
     shown = people.run("carol", "retention")  # never shorter than built in, until she follows it
     assert "(the vault's default, never shorter than the built-in one)" in shown.stdout, shown.stderr
     assert people.run("carol", "retention", "--follow-default").returncode == 0
-    shown = people.run("carol", "retention")
-    assert "(the vault's default)" in shown.stdout, shown.stderr
+    shown = people.run("carol", "retention")  # unsigned: never shorter, even followed (round 10b)
+    assert "(the vault's default, never shorter than the built-in one)" in shown.stdout, shown.stderr
     for name in ("alice", "carol"):
         assert people.run(name, "gc").returncode == 0
-    assert count("carol", "c.txt") == 1
+    assert count("carol", "c.txt") == 3
     assert count("alice", "a.txt") == 3  # her own policy keeps every version for 30 days

@@ -12,22 +12,22 @@ Found at commit 5f9522b (main): 8 holes in 9 xfail tests, 1 hold:
   desktop with her Pins withheld; her laptop's pin (owner: alice) never replaces it (``_merge_groups``: no
   re-pin of a group) and `share --with @team` there seals to carol.  Fix: a group pin naming this user as
   owner wins (only her key makes her group); else refuse the group while the pins differ.
-- settings: her older signed user document (no watched folder / a shorter TTL), replayed ONCE, becomes this
-  device's confirmed value (confirmed.py ``_remember_safer``); her current document, back, is only pending.
-  Fix: stamp UserDetails (freshness.py, like Retention) and record a safer value only from a body newer
-  than any this device admitted.
-- signing: 7 and 7.0 share one canonical form, so a store writer rewrites a signed retention field as 7.0;
-  it verifies, then retention.Policy refuses it as a user mistake: gc and even `retention --keep-all N`
+- FIXED (settings): her older signed user document (no watched folder / a shorter TTL), replayed ONCE, becomes
+  this device's confirmed value (confirmed.py ``_remember_safer``); her current document, back, is only
+  pending. Fix: stamp UserDetails (freshness.py, like Retention) and record a safer value only from a body
+  newer than any this device admitted.
+- FIXED (signing): 7 and 7.0 share one canonical form, so a store writer rewrites a signed retention field as
+  7.0; it verifies, then retention.Policy refuses it as a user mistake: gc and even `retention --keep-all N`
   fail (exit 12).  Fix: ``_policy`` takes whole floats as ints (or ``_own_doc`` treats a bad body as FORGED).
-- retention: her stamped policy deleted from the store: gc falls back to the built-in policy and drops the
-  versions hers keeps (retention.py ``_own_doc``: missing/``_deleted`` = never set).  Fix: when
+- FIXED (retention): her stamped policy deleted from the store: gc falls back to the built-in policy and drops
+  the versions hers keeps (retention.py ``_own_doc``: missing/``_deleted`` = never set).  Fix: when
   ``fresh.newest(own_id)`` is known, a missing or deleted body is KEEP_ALL with an alarm.
-- retention (documented trade-off): with `--follow-default` the unsigned vault default applies as it is; a
-  store writer's default of zeros empties her history.  Fix: her follow_default body names the digest of
-  the default she accepted; another default is MERGED (never below the built-in one).
-- peers: a planted Peers document of the same name listed first: `peer remove buddy` removes it and says
-  "removed", the confirmed buddy is still contacted (peers.py ``find_peer``/``remove_peer``).  Fix: refuse
-  an ambiguous name, or forget and tombstone every peer of that name.
+- FIXED (retention, was a documented trade-off): with `--follow-default` the unsigned vault default applies as
+  it is; a store writer's default of zeros empties her history.  Fix: her follow_default body names the digest
+  of the default she accepted; another default is MERGED (never below the built-in one).
+- FIXED (peers): a planted Peers document of the same name listed first: `peer remove buddy` removes it and
+  says "removed", the confirmed buddy is still contacted (peers.py ``find_peer``/``remove_peer``).  Fix:
+  refuse an ambiguous name, or forget and tombstone every peer of that name.
 - retention, clock skew: on her desktop, whose clock is a day behind, she sets "keep a year" while the server
   withholds the laptop's earlier "keep nothing"; served later, the laptop's body has the larger made_at_us
   and is admitted: `retention` there shows "keep nothing" as hers (freshness.py ``admit``/``stamp``: wall
@@ -183,8 +183,6 @@ def test_a_group_whose_owner_her_devices_pinned_differently_is_refused_on_both(
 # --- confirmed settings: a replayed older document whose value is "safer"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: confirmed.py _remember_safer records a replayed older signed "
-                   "document's 'safer' value as this device's confirmed one: the server changes her settings")
 def test_a_replayed_older_user_document_does_not_change_what_this_device_confirmed(
         vault: Path, tmp_path: Path) -> None:
     """alice's user document, signed by her, once had no watched folder.  She then chose one on this
@@ -209,8 +207,6 @@ def test_a_replayed_older_user_document_does_not_change_what_this_device_confirm
     assert after["pending"] == {}, after
 
 
-@pytest.mark.xfail(strict=True, reason="hole: confirmed.py _remember_safer records a replayed older signed "
-                   "document's shorter TTL as confirmed: her longer TTL never applies again by itself")
 def test_a_replayed_older_shorter_ttl_does_not_stick(vault: Path, tmp_path: Path) -> None:
     """The same replay with the unlock's lifetime: she had 10 minutes, then chose 8 hours here.  An
     older signed document with 10 minutes shown once must not make 10 minutes this device's choice."""
@@ -235,9 +231,6 @@ def _retention_vault(vault: Path, *args: str) -> subprocess.CompletedProcess:
     return fusevault("retention", "--vault", vault, "--json", *args)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: signing.canonical renders 7.0 as 7, so a store writer turns a "
-                   "signed retention field into a float and it still verifies; retention.Policy then refuses "
-                   "it as a user mistake: gc and even setting a new policy fail")
 def test_a_whole_float_put_in_a_signed_retention_policy_does_not_lock_her_out_of_gc(vault: Path) -> None:
     """alice signed her policy (`keep all 7 days`).  Whoever writes the vault folder rewrites the number
     as ``7.0``: the canonical form writes a whole float as the integer, so her signature still holds.
@@ -283,9 +276,6 @@ def _gc(vault: Path, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: retention.py _own_doc takes a missing or deleted "
-                   "retention-<uid> as never set although this device admitted a stamped one: gc "
-                   "falls back to the built-in policy and drops versions hers keeps")
 def test_her_policy_deleted_from_the_store_makes_gc_drop_nothing_her_policy_keeps(
         vault: Path, tmp_path: Path) -> None:
     """alice keeps every version for a year (her signed, stamped policy; this device saw it).  Whoever
@@ -294,7 +284,8 @@ def test_her_policy_deleted_from_the_store_makes_gc_drop_nothing_her_policy_keep
     policy keeps (it cannot know her policy: it keeps everything, with an alarm)."""
     uid = _user(vault, "alice")["_id"]
     with mounted(vault, tmp_path / "mnt") as mnt:
-        done = fusevault("retention", mnt, "--keep-all", "365", "--daily", "3650", passphrase=None)
+        done = fusevault("retention", mnt, "--keep-every", str(365 * 24 * 60), "--keep-all", "365",
+                         "--daily", "3650", passphrase=None)  # every version for a year
         assert done.returncode == 0, done.stderr
         for n in range(4):
             (mnt / "f.txt").write_bytes(b"version %d\n" % n)
@@ -304,9 +295,6 @@ def test_her_policy_deleted_from_the_store_makes_gc_drop_nothing_her_policy_keep
     assert _gc(vault, "--as-of", later)["versions_dropped"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="hole (documented trade-off): retention.py policy_for applies the "
-                   "vault's default, unsigned, as it is to a user who chose --follow-default: "
-                   "a store writer's default of zeros makes gc drop her versions")
 def test_following_the_vaults_default_does_not_let_a_store_writer_empty_her_history(
         vault: Path, tmp_path: Path) -> None:
     """alice chose to follow the vault's default (the built-in one: none was set).  The vault's default
@@ -326,14 +314,13 @@ def test_following_the_vaults_default_does_not_let_a_store_writer_empty_her_hist
 # --- peers: `peer remove` when the store holds two peers of that name
 
 
-@pytest.mark.xfail(strict=True, reason="hole: peers.py find_peer/remove_peer take the first Peers document "
-                   "of that name: the planted one is removed, the confirmed one stays and is still contacted")
 def test_peer_remove_stops_the_peer_she_confirmed_even_beside_a_planted_namesake(
         vault: Path, tmp_path: Path) -> None:
     """alice adds a peer buddy on this device.  Whoever writes the vault folder plants a second Peers
     document named buddy (pointing nowhere she confirmed), placed so the store lists it first.  She
-    runs `peer remove buddy`.  Safe: either the command refuses (two peers of that name) or the buddy
-    she confirmed is never contacted again."""
+    runs `peer remove buddy`; the store writer then puts her buddy's document back (over its tombstone,
+    if it has one).  Safe: either the command refuses (two peers of that name) or the buddy she confirmed
+    is never contacted again (it is pending here, as a planted one is)."""
     buddy = Listener()
     try:
         result = fusevault("peer", "add", "buddy", f"http://127.0.0.1:{buddy.port}/vault", "--offline",
@@ -349,6 +336,7 @@ def test_peer_remove_stops_the_peer_she_confirmed_even_beside_a_planted_namesake
         result = fusevault("peer", "remove", "buddy", "--vault", vault, passphrase=None)
         if result.returncode != 0:
             return  # refused: safe
+        adversary.put(vault, {k: v for k, v in real.items() if k != "_rev"})  # hers, put back
         with mounted(vault, tmp_path / "mnt") as mnt:
             def decided() -> bool:
                 return buddy.connections > 0 or any(

@@ -93,3 +93,30 @@ def test_setting_it_again_after_a_replay_counts(tmp_path: Path) -> None:
     assert retention.policy_for(store, ALICE, trust)[1] == retention.ROLLED_BACK
     retention.save_own(store, ALICE, retention.Policy(daily_days=40), trust.sign)
     assert retention.policy_for(store, ALICE, trust) == (retention.Policy(daily_days=40), retention.OWN)
+
+
+def test_her_policy_gone_from_the_store_keeps_everything_until_she_sets_it_again(tmp_path: Path) -> None:
+    store, trust = _Store(), _trust(tmp_path)
+    retention.save_own(store, ALICE, retention.Policy(keep_all_days=365), trust.sign)
+    del store.docs[retention.own_id(ALICE)]  # deleted (or withheld) by whoever writes the store
+    assert retention.policy_for(store, ALICE, trust) == (retention.KEEP_ALL, retention.MISSING)
+    assert "missing-retention" in trust.alarms, trust.alarms.as_list()
+    store.docs[retention.own_id(ALICE)] = {"_id": retention.own_id(ALICE), "_rev": "2-y", "_deleted": True}
+    assert retention.policy_for(store, ALICE, trust)[1] == retention.MISSING
+    retention.save_own(store, ALICE, retention.Policy(), trust.sign)
+    assert retention.policy_for(store, ALICE, trust) == (retention.Policy(), retention.OWN)
+
+
+def test_a_device_that_never_saw_her_policy_reads_none_as_never_set(tmp_path: Path) -> None:
+    assert retention.policy_for(_Store(), ALICE, _trust(tmp_path)) == (retention.Policy(), retention.BUILT_IN)
+
+
+def test_a_whole_float_is_the_integer_and_a_bad_signed_body_is_forged(tmp_path: Path) -> None:
+    store, trust = _Store(), _trust(tmp_path)
+    retention.save_own(store, ALICE, retention.Policy(keep_all_days=7), trust.sign)
+    doc = store.docs[retention.own_id(ALICE)]
+    store.docs[doc["_id"]] = {**doc, "keep_all_days": 7.0, "daily_days": 30.0}  # one canonical form
+    assert retention.policy_for(store, ALICE, trust) == (retention.Policy(keep_all_days=7), retention.OWN)
+    store.docs[doc["_id"]] = {**doc, "keep_all_days": -1}
+    assert retention.policy_for(store, ALICE, trust) == (retention.KEEP_ALL, retention.FORGED)
+    assert "forged-retention" in trust.alarms, trust.alarms.as_list()

@@ -22,6 +22,14 @@ So every reader takes them from here, never from the document directly:
   longer than the one this device confirmed (shorter is safer); a longer one is
   pending (a shorter one applied is recorded as confirmed, like a safe value).
   A device that confirmed nothing yet compares with the default TTL.
+- Only from the newest body of her document this device saw: each device
+  remembers the digests of the signed bodies it saw (in order); one seen
+  before another that came after it is older, a replay (attack round 10b),
+  whose safer values apply while it is served but are not recorded as
+  confirmed (her current document, back, is then not merely pending).
+  ``settings.save`` writes ``settings_at_us`` in each body (above the one it
+  replaces), so a body she signs again is never one seen before, and one
+  signed before the newest seen here, never seen itself, is older too.
 
 What this device confirmed is kept outside the vault, in the user's state
 directory (``paths.state_dir()/confirmed/<hash of vault dir and user>``),
@@ -47,18 +55,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
-from fusevault.crypto.signing import signer_of, verify_doc
+from fusevault.crypto.signing import canonical, signer_of, verify_doc
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Forged, InvalidInput, VaultError
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model.alarms import Alarms, for_user
-from fusevault.vault.model.settings import FOLDERS, Settings, change
+from fusevault.vault.model.settings import FOLDERS, STAMP, Settings, change
 
 GUARDED = (*FOLDERS, "delete_file_from_source")
 TTL = "passphrase_expiry_ttl"
 SAFE = {"source_dir_to_watch": None, "target_dir_to_dump": None, "peer_dir_for_storage": None,
         "delete_file_from_source": False}
 KIND = "confirmed-settings"
+SEEN = "seen-user-documents"
+KEEP_SEEN = 256  # the newest signed bodies remembered (a replay of an older one is rarer than that)
 log = logging.getLogger(__name__)
 # One writer at a time in this process: a reader recording a safer value must not overwrite what a
 # `config set` in another thread confirms meanwhile.
@@ -180,8 +190,44 @@ def effective(user_doc: dict | None, key: MasterKey, root: Path | str,
     else:
         applied[TTL] = base.passphrase_expiry_ttl
         pending[TTL] = offered.passphrase_expiry_ttl
-    _remember_safer(root, key, mine, base, applied)
+    if _newest_seen(root, key, user_doc):
+        _remember_safer(root, key, mine, base, applied)
     return Effective(replace(offered, **applied), pending, True)
+
+
+def _newest_seen(root: Path | str, key: MasterKey, user_doc: dict) -> bool:
+    """Whether ``user_doc`` (signed by her) is the newest body of it this device saw: not one seen before
+    another (a replay by the store or the server, attack round 10b); remembers it.  Only the newest
+    records a safer value as confirmed here: her older body, replayed once, must not make its value
+    this device's choice (her current one would then only be pending)."""
+    path, name = _file(root, key.user_id)
+    path = path.with_suffix(".seen")
+    digest = hashlib.sha256(canonical(user_doc)).hexdigest()
+    made = user_doc.get(STAMP)
+    made = made if isinstance(made, int) and not isinstance(made, bool) else -1
+    with _writing:
+        try:
+            kept = loads_untrusted(key.unseal_device(SEEN, name, path.read_bytes()))
+            seen, newest = kept["bodies"], kept["newest"]
+            if not isinstance(newest, int) or not isinstance(seen, list) or not all(
+                    isinstance(d, str) for d in seen):
+                raise ValueError("not a record of bodies")
+        except FileNotFoundError:
+            seen, newest = [], -1
+        except (OSError, VaultError, ValueError, TypeError, KeyError):
+            seen, newest = [], -1  # damaged or not ours: started afresh (it was only a memory of bodies)
+        if digest in seen:
+            return digest == seen[-1]
+        if made < newest:  # signed before one this device saw (``settings_at_us``): older, never seen
+            return False
+        seen = [*seen, digest][-KEEP_SEEN:]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            record = {"bodies": seen, "newest": max(newest, made)}
+            atomic_write(path, key.seal_device(SEEN, name, json.dumps(record).encode()))
+        except OSError as err:
+            log.error("could not record the user documents seen on this device: %s", err)
+        return True
 
 
 def _remember_safer(root: Path | str, key: MasterKey, mine: Settings | None, base: Settings,

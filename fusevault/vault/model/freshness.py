@@ -18,7 +18,8 @@ this device has seen no stamped or deleted body of that id.
 A user's own Retention policy (``retention-<uid>``) is stamped and
 remembered the same way (not swept: nothing deletes one): an older signed
 policy put back is refused, and gc then drops nothing of that user's
-(vault/model/retention.py).
+(vault/model/retention.py); so does one this device saw that is gone from
+the store (``knows``).
 
 It also remembers which grants ``unshare`` took back here (``took_back``):
 a Share seen here that is gone from the store without that mark (withheld
@@ -141,6 +142,10 @@ class Freshness:
     def newest(self, doc_id: str) -> int:
         entry = self.seen.get(doc_id)
         return entry[1] if entry else NONE
+
+    def knows(self, doc_id: str) -> bool:
+        """Whether this device saw a body of ``doc_id`` (stamped or not)."""
+        return doc_id in self.seen
 
     def saw(self, doc: dict) -> None:
         doc_id, made = str(doc.get("_id")), made_at(doc)

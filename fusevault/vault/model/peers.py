@@ -14,10 +14,11 @@ its ``path_to_dump_chunks`` written) only if it was confirmed on this device:
 ``fusevault peer add`` / ``join`` / ``peer confirm`` record a digest of every
 field that matters in ``paths.state_dir()/peers/<hash of the vault's
 directory>``, outside the vault and its store, where whoever writes the store
-cannot; ``peer remove`` drops it (the same document put back is then pending
-again).  A Peers document a store writer planted or changed (pointing the
-credentials at ``~/.ssh/id_rsa``, say) matches no digest: the sync service
-refuses it with a warning and never opens the file nor contacts the host.
+cannot; ``peer remove NAME`` drops it, for every peer of that name (a planted
+namesake too; the same documents put back are then pending again).  A Peers
+document a store writer planted or changed (pointing the credentials at
+``~/.ssh/id_rsa``, say) matches no digest: the sync service refuses it with a
+warning and never opens the file nor contacts the host.
 """
 
 from __future__ import annotations
@@ -124,12 +125,18 @@ def add_peer(store: Store, name: str, url: str, credentials: dict | None = None,
     return doc
 
 
-def remove_peer(store: Store, root: Path | str, name: str) -> None:
-    """Stop syncing with the peer: its confirmation on this device goes first (so the same document put
-    back over its tombstone by a store writer is pending, not contacted), then its document."""
-    peer = find_peer(store, name)
-    forget_peer(root, peer)
-    store.put_many([tombstone(peer)])
+def remove_peer(store: Store, root: Path | str, name: str) -> int:
+    """Stop syncing with every peer of that name (a store writer may plant a namesake of the one she
+    confirmed, listed first): their confirmations on this device go first (so the same documents put back
+    over their tombstones by a store writer are pending, not contacted), then their documents.
+    Returns how many."""
+    named = [peer for peer in peers(store) if peer["name"] == name]
+    if not named:
+        raise NotFound(f"no peer named {name}")
+    for peer in named:
+        forget_peer(root, peer)
+    store.put_many([tombstone(peer) for peer in named])
+    return len(named)
 
 
 # --- which Peers documents this device confirmed
@@ -189,8 +196,13 @@ def _save(root: Path | str, digests: set[str]) -> None:
             os.unlink(temp)
 
 
-def find_peer(store: Store, name: str) -> dict:
-    for peer in peers(store):
-        if peer["name"] == name:
-            return peer
-    raise NotFound(f"no peer named {name}")
+def find_peer(store: Store, name: str, root: Path | str | None = None) -> dict:
+    """The peer of that name; with ``root``, the one this device confirmed before any namesake (a store
+    writer may plant one listed first)."""
+    named = [peer for peer in peers(store) if peer["name"] == name]
+    if not named:
+        raise NotFound(f"no peer named {name}")
+    if root is not None:
+        known = _confirmed(root)
+        named.sort(key=lambda peer: digest(peer) not in known)  # stable: confirmed first
+    return named[0]

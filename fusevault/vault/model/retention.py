@@ -23,18 +23,24 @@ Who decides what gc deletes (issue 22): the store is written by others, so
   (``FORGED``: ``KEEP_ALL``): their real policy is unknown, and may keep more.
 - The vault's default is written by the administrator without a key, so
   anyone who writes the store can forge it.  It never makes gc drop what the
-  built-in policy keeps: a user who did not choose to follow it gets, window
-  by window, the longer of the default and the built-in policy
-  (``at_least_built_in``).  ``retention --follow-default`` writes a signed
-  ``{"follow_default": true}`` in ``retention-<uid>``: that user accepted the
-  default as it is, shorter windows included.
+  built-in policy keeps: every user who follows it gets, window by window,
+  the longer of the default and the built-in policy (``at_least_built_in``),
+  also one who chose to (``retention --follow-default`` writes a signed
+  ``{"follow_default": true}`` in ``retention-<uid>``; attack round 10b).  A
+  user who wants less sets their own (signed) policy.
 - ``retention-<uid>`` carries, signed with it, ``made_at_us`` (stamped by
   ``Trust.sign``), and each device remembers the newest it saw
   (vault/model/freshness.py): an older signed policy put back (one that kept
   less, say) is refused with an alarm and gc drops nothing of that user's
   (``ROLLED_BACK``: ``KEEP_ALL``) until they set their policy again.  A
   document from before the stamp is read as before while this device has
-  seen no stamped one.
+  seen no stamped one.  One this device saw that is gone from the store
+  (deleted or withheld: nothing in fusevault deletes one) is no "never set"
+  either (``MISSING``: ``KEEP_ALL``, with an alarm).
+- A signed body that is no valid policy (no command writes one) is ``FORGED``,
+  never the user's mistake: gc and ``retention --keep-all ...`` still run.  A
+  whole-valued float is the integer (the signed canonical form writes 7.0 as
+  7: they are the same document).
 """
 
 from __future__ import annotations
@@ -79,6 +85,9 @@ MERGED = "the vault's default, never shorter than the built-in one"
 FORGED = "none that holds: your policy document is not signed by you, nothing is dropped"
 ROLLED_BACK = ("none that holds: an older policy of yours was put back in place of a newer one this device "
                "saw, nothing is dropped until you set yours again")
+MISSING = ("none that holds: your policy, which this device saw, is gone from the store, nothing is "
+           "dropped until you set yours again")
+UNKNOWN = (FORGED, ROLLED_BACK, MISSING)  # her policy cannot be known: gc applies KEEP_ALL
 # What gc applies when the user's own policy is forged or rolled back: no window ever ends.
 KEEP_ALL = Policy(keep_all_days=10**6, daily_days=0, weekly_weeks=None, trash_days=10**6,
                   keep_all_minutes=10**9)
@@ -99,14 +108,25 @@ class RolledBack(Forged):
     """The user's own policy is an older signed body than one this device saw (a replay)."""
 
 
+class Missing(Forged):
+    """The user's own policy, which this device saw, is gone from the store (deleted or withheld)."""
+
+
 def own_id(user_id: str) -> str:
     return f"{POLICY_ID}-{user_id}"
 
 
+def _whole(value: object) -> object:
+    """A whole-valued float as the integer: a signature covers the canonical form, which writes 7.0 as 7,
+    so both are the same signed document (a store writer may turn one into the other)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _policy(doc: dict | None) -> Policy | None:
+    """The policy in a Retention document; InvalidInput if it holds none."""
     if doc is None:
         return None
-    return Policy(**{f.name: doc[f.name] for f in fields(Policy) if f.name in doc})
+    return Policy(**{f.name: _whole(doc[f.name]) for f in fields(Policy) if f.name in doc})
 
 
 def load_default(store: Store) -> Policy | None:
@@ -117,16 +137,23 @@ def load_default(store: Store) -> Policy | None:
 def _own_doc(store: Store, user_id: str, trust) -> dict | None:
     """The user's own retention document if it holds (signed by them); None if there is none.
 
-    Raises Forged (after an alarm) if there is one that does not hold."""
+    Raises Forged (after an alarm) if there is one that does not hold, RolledBack if it is older than one
+    this device saw, Missing if this device saw one and the store has none."""
     doc = store.get(own_id(user_id))
+    fresh = getattr(trust, "fresh", None)
     if doc is None or doc.get("_deleted"):
+        if fresh is not None and fresh.knows(own_id(user_id)):
+            # This device saw her policy: gone from the store is no "never set" (it may have kept more).
+            trust.alarms.warn("missing-retention", own_id(user_id), f"the retention policy "
+                              f"{own_id(user_id)} this device saw is gone from the store: gc drops nothing "
+                              "of theirs until it is set again (`fusevault retention ...`)")
+            raise Missing(f"the retention document {own_id(user_id)} is gone from the store")
         return None
     if doc.get("user") != user_id or trust.checked(doc, user_id, "retention policy") != user_id:
         trust.alarms.warn("forged-retention", own_id(user_id), f"the retention policy {own_id(user_id)} "
                           "is not signed by its user: ignored, gc drops nothing of theirs until it is "
                           "set again (`fusevault retention ...`)")
         raise Forged(f"the retention document {own_id(user_id)} is not signed by its user")
-    fresh = getattr(trust, "fresh", None)
     if fresh is not None and not fresh.admit(doc, "retention policy", "gc drops nothing of theirs until "
                                              "it is set again (`fusevault retention ...`)"):
         raise RolledBack(f"the retention document {own_id(user_id)} is older than one this device saw")
@@ -141,19 +168,34 @@ def load_own(store: Store, user_id: str, trust) -> Policy | None:
 
 def policy_for(store: Store, user_id: str, trust) -> tuple[Policy, str]:
     """The policy that applies to ``user_id``'s files, and where it comes from
-    (OWN, DEFAULT, MERGED, BUILT_IN or FORGED)."""
+    (OWN, DEFAULT, MERGED, BUILT_IN, or FORGED, ROLLED_BACK, MISSING: KEEP_ALL)."""
     try:
         own = _own_doc(store, user_id, trust)
+        mine = None if own is None or own.get("follow_default") else _policy(own)
     except RolledBack:
         return KEEP_ALL, ROLLED_BACK
+    except Missing:
+        return KEEP_ALL, MISSING
     except Forged:
         return KEEP_ALL, FORGED
-    if own is not None and not own.get("follow_default"):
-        return _policy(own), OWN
-    if (default := load_default(store)) is not None:
-        if own is not None:  # they chose to follow it
-            return default, DEFAULT
-        return at_least_built_in(default), MERGED
+    except InvalidInput:  # signed by her but no policy (no command of hers writes one): never her mistake
+        trust.alarms.warn("forged-retention", own_id(user_id), f"the retention policy {own_id(user_id)} "
+                          "is not a valid policy: ignored, gc drops nothing of theirs until it is set again "
+                          "(`fusevault retention ...`)")
+        return KEEP_ALL, FORGED
+    if mine is not None:
+        return mine, OWN
+    try:
+        default = load_default(store)
+    except InvalidInput:  # unsigned, anyone who writes the store can write it: never a user's mistake
+        trust.alarms.warn("bad-default-retention", POLICY_ID, "the vault's default retention policy is "
+                          "not a valid policy: ignored, the built-in one applies")
+        default = None
+    if default is not None:
+        # Unsigned, so never below the built-in policy, even for a user who chose to follow it (attack
+        # round 10b): a forged default can only make gc keep more.
+        merged = at_least_built_in(default)
+        return merged, (DEFAULT if own is not None and merged == default else MERGED)
     return Policy(), BUILT_IN
 
 

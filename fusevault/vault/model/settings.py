@@ -14,6 +14,7 @@ import math
 import os
 import re
 import stat
+import time
 from dataclasses import asdict, dataclass, field, replace
 
 from fusevault.errors import InvalidInput
@@ -21,6 +22,7 @@ from fusevault.host_access import Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
 
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
+STAMP = "settings_at_us"  # when these settings were signed (microseconds: JavaScript-exact)
 TTL_UNITS = {"min": 60, "hr": 3600, "day": 86400}
 _UNIT_WORDS = {"m": "min", "min": "min", "mins": "min", "minute": "min", "minutes": "min",
                "h": "hr", "hr": "hr", "hrs": "hr", "hour": "hr", "hours": "hr",
@@ -154,5 +156,10 @@ def save(store, user_id: str, settings: Settings, sign) -> None:
     """Write the settings into the user's document (the key fields are left alone),
     signed again with the user's key (``sign``: ``Trust.sign``)."""
     doc = store.get(user_id)
-    store.put_many([sign({**doc, **settings.as_dict()})])
+    # A time in each body: never byte for byte one she signed before (vault/model/confirmed.py tells an
+    # older body, replayed, by having seen it before another).
+    stamp, before = time.time_ns() // 1000, doc.get(STAMP)
+    if isinstance(before, int) and not isinstance(before, bool):
+        stamp = max(stamp, before + 1)
+    store.put_many([sign({**doc, **settings.as_dict(), STAMP: stamp})])
     store.sync()

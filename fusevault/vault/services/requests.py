@@ -139,7 +139,7 @@ class Requests:
             await self.vol.in_thread(store.sync)
         policy, source = await self.vol.store_call(retention.policy_for, store, me, self.vol.trust)
         if changes:
-            base = retention.Policy() if source in (retention.FORGED, retention.ROLLED_BACK) else policy
+            base = retention.Policy() if source in retention.UNKNOWN else policy
             policy, source = retention.changed(base, changes), retention.OWN
             await self.vol.store_call(retention.save_own, store, me, policy, self.vol.trust.sign)
             await self.vol.in_thread(store.sync)
