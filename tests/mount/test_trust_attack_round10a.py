@@ -4,7 +4,8 @@
 The owner, alice, has two devices (two state directories over one vault folder: her laptop and her
 desktop, each with its own rollback ledger and so its own ``where``); bob is a WRITE grantee of her
 folder team who can write the vault folder.  Each test asserts the SAFE behaviour; holes are marked
-``xfail(strict=True)``.
+``xfail(strict=True)`` until closed: (3)-(6) were closed the same day (docs/SECURITY.md names the tests);
+(1) and (2) stay open, a false alarm on the safe side (docs/SECURITY.md, "Signed writes").
 
 Found at 5f9522b (each xfail test fails for the reason named):
 - (1) ``where`` is only what THIS device saw: alice moves private/diary.txt into team on her desktop,
@@ -13,19 +14,19 @@ Found at 5f9522b (each xfail test fails for the reason named):
   the laptop: carol, given team there, never gets its key (a denial of the owner's own share).
 - (2) same root: bob's real deletion of team/diary.txt (moved there by alice on her desktop) is refused
   by the laptop: the deleted file comes back there.
-- (3) ``_place_of`` trusts ``was_at`` without ``hold_back``: the laptop last saw plan.txt in S; on her
+- (3) FIXED: ``_place_of`` trusts ``was_at`` without ``hold_back``: the laptop last saw plan.txt in S; on her
   desktop alice moves it to P and shares S with bob (READ); its node document is damaged; the
   laptop's ``check --repair`` puts it back in S as a place she chose: bob gets its new key.
-- (4) a deleting writer writes the sealed ``trashed`` path (he holds the DEK): bob deletes team/plan.txt
-  and re-signs the deletion with ``club/plan.txt`` (club: READ to carol); ``fusevault trash`` shows that
-  path with no alarm and ``restore`` puts the file in club: carol gets the key of team's plan.  (The
-  owner typed the path, but only the writer's word named it; the ledger's ``where`` knew team.)
-- (5) round 9a's graft, past its ``replaced_by`` fix: bob signs a node document of alice's trashed
+- (4) FIXED: a deleting writer writes the sealed ``trashed`` path (he holds the DEK): bob deletes
+  team/plan.txt and re-signs the deletion with ``club/plan.txt`` (club: READ to carol); ``fusevault trash``
+  shows that path with no alarm and ``restore`` puts the file in club: carol gets the key of team's plan.
+  (The owner typed the path, but only the writer's word named it; the ledger's ``where`` knew team.)
+- (5) FIXED: round 9a's graft, past its ``replaced_by`` fix: bob signs a node document of alice's trashed
   private/secret.txt under a DEK of his own (``owner_dek``, no key of hers needed) saying ``replaced_by``
   plan.txt and ``epoch`` 1 (so versions_of opens her versions with their own ``en_file_dek``), and
   plan.txt's ``previous`` = secret.txt: her ``restore team/plan.txt`` (undoing bob's edit) copies her
   secret into the file bob reads.
-- (6) ``behind`` escaped: bob moves alice's private/inner into team (kept behind, as it should), then
+- (6) FIXED: ``behind`` escaped: bob moves alice's private/inner into team (kept behind, as it should), then
   signs a second document of it (same place, a newer counter) and damages private's node document:
   private is refused at load, so settle's ``_left`` drops it from the folders judged, the move looks
   like none, check_loaded (newer, not moved) ends ``behind``: inner's diary.txt key is sealed to bob.
@@ -181,13 +182,6 @@ def test_a_writers_deletion_of_a_file_the_owner_moved_to_him_on_her_other_device
 # --- (3) check --repair on a device whose ``where`` is older than the owner's move
 
 
-HOLE_REPAIR_WHERE = (
-    "hole: vault/services/repairing.py _place_of puts a rebuilt file in the ledger's was_at folder as a "
-    "place she chose (no hold_back): this device's 'where' may be older than her move on another "
-    "device, into a folder shared since: its new key is sealed to the grantee")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_REPAIR_WHERE)
 def test_a_file_repaired_where_this_device_last_saw_it_gets_no_key_in_a_folder_it_left_elsewhere(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On her laptop alice writes S/plan.txt.  On her desktop she moves it to P/plan.txt and shares S
@@ -222,13 +216,6 @@ def test_a_file_repaired_where_this_device_last_saw_it_gets_no_key_in_a_folder_i
 # --- (4) a writer's deletion names where restore puts the file back
 
 
-HOLE_RESTORE_PLACE = (
-    "hole: vault/services/recovery.py restores a deleted file at its sealed 'trashed' path, which the "
-    "deleting writer writes (he holds the DEK), never at the ledger's 'where' (the folder this device "
-    "last saw it in): the owner's restore moves his folder's file into another share, sealing its key there")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_RESTORE_PLACE)
 def test_a_writers_deletion_cannot_make_the_owners_restore_put_the_file_in_another_share(
         vault: Path, tmp_path: Path) -> None:
     """alice shares team (team/plan.txt) with bob (WRITE) and club (club/agenda.txt) with carol (READ).
@@ -268,14 +255,6 @@ def test_a_writers_deletion_cannot_make_the_owners_restore_put_the_file_in_anoth
 # --- (5) lineage: a writer's own key for the owner's trashed file makes it say ``replaced_by``
 
 
-HOLE_REPLACED_BY_OWN_KEY = (
-    "hole: vault/model/history.py lineage believes a replaced file's sealed 'replaced_by' from any "
-    "document detached_ok accepts (a WRITE grantee of anything of hers), opened under a key the signer "
-    "chose (owner_dek) and with an 'epoch' he chose, so versions_of opens her real versions with their "
-    "own en_file_dek: her private trashed file joins the shared file's history and restore copies it in")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_REPLACED_BY_OWN_KEY)
 def test_a_writer_cannot_graft_the_owners_trashed_file_by_resealing_it_under_his_own_key(
         vault: Path, tmp_path: Path) -> None:
     """alice writes team/plan.txt, then private/secret.txt, and deletes secret.txt (her trash); team is
@@ -345,15 +324,8 @@ def _bobs_move_of(vault: Path, fid: str, links: list, n: int) -> None:
     adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
 
 
-HOLE_BEHIND_ESCAPE = (
-    "hole: vault/tree/authorship.py settle judges only the folders of 'where' the tree holds (_left): a "
-    "store writer who damages the folder it left (refused at load) makes a writer's second document of "
-    "it look like no move, and ledger.check_loaded (newer, not moved) ends 'behind': fill_missing seals "
-    "its keys to the folder's grantees")
-
-
 @pytest.mark.parametrize("damaged", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_BEHIND_ESCAPE)),
+    True,
     False,  # the control: bob's second document alone keeps it behind
 ])
 def test_a_folder_kept_behind_does_not_escape_when_the_folder_it_left_is_damaged(

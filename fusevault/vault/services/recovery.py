@@ -22,6 +22,7 @@ from fusevault.vault.model.history import Version, file_history, pick
 from fusevault.vault.model.nodes import NODE, Node, detached_node, open_node_doc
 from fusevault.vault.model.trash_seen import TrashSeen, deleted_at
 from fusevault.vault.services.placing import make_dirs, split
+from fusevault.vault.tree.authorship import said_signer
 from fusevault.vault.volume import Caller, Volume
 
 COPY_CHUNK = 1024 * 1024
@@ -166,6 +167,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         node = volume.adopt(entry.doc)
         where, name = split(entry.path)
         parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
+        _hold_back_unless_seen_there(volume, entry.doc, parent)
         await volume.relink(node, parent.ino, name)
         path = entry.path
     if version is not None and version.vid != node.head:
@@ -185,6 +187,19 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         # is sealed under a new key, given to whoever may read it now.
         await volume.rekey(node)
     return path, version, node
+
+
+def _hold_back_unless_seen_there(volume: Volume, doc: dict, parent: Node) -> None:
+    """A deletion another user signed names the path it went from (``trashed``)
+    in his own words: a file restored there, in a folder this device did not
+    last see it in, is kept ``behind`` (vault/model/ledger.py): no share of
+    that folder seals its key (the restore gives it a new one) until the owner
+    moves it herself."""
+    ledger = volume.ledger
+    if ledger is None or said_signer(doc) in (None, doc.get("owner")):
+        return
+    if parent.fid not in (ledger.was_at(doc["_id"]) or ()):
+        ledger.hold_back(doc["_id"], [parent.fid])
 
 
 async def _copy_out(volume: Volume, node: Node, version: Version | None, to: bytes) -> Node:

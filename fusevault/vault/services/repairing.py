@@ -106,15 +106,20 @@ async def rebuild_folders(volume: Volume, report: Report) -> set[str]:
 async def _place_of(volume: Volume, fid: str, location: str, caller: Caller) -> Node:
     """Where a file or folder made again goes: the folder this device last saw it
     in (the rollback ledger's ``where``), else ``location`` (where its newest
-    version or its children say it was), where it is kept ``behind``: nothing
-    says the owner keeps it there now (it may have been moved out of a folder
-    shared since), so no share there seals its key, nor those of what is under it."""
+    version or its children say it was).  Either way it is kept ``behind``
+    there: nothing says the owner keeps it there now (another device of hers
+    may have moved it out of a folder shared since), so no share there seals
+    its key (the repair gives it a new one), nor those of what is under it,
+    until she moves it herself."""
     ledger = volume.ledger
+    parent = None
     for parent_fid in (ledger.was_at(fid) if ledger is not None else None) or ():
-        parent = volume.find(parent_fid)
-        if parent is not None and parent.is_dir and parent.owner == volume.key.user_id:
-            return volume.check(parent, write=True)
-    parent = await make_dirs(volume, str_to_name(location), caller)
+        found = volume.find(parent_fid)
+        if found is not None and found.is_dir and found.owner == volume.key.user_id:
+            parent = volume.check(found, write=True)
+            break
+    if parent is None:
+        parent = await make_dirs(volume, str_to_name(location), caller)
     if ledger is not None:
         ledger.hold_back(fid, [parent.fid])
     return parent

@@ -281,7 +281,10 @@ class Authorship:
             if was is None or was == now:
                 continue
             changed = self._left(volume, was, set(now)) + self._left(volume, now, set(was))
-            if not all(self.writes_at(volume, signer, node.owner, parent) for parent in changed):
+            # A folder it was seen in that this load does not hold (refused,
+            # damaged, withheld) cannot vouch for the move: judged as failed.
+            unheld = [fid for fid in was if fid not in now and volume.find(fid) is None]
+            if unheld or not all(self.writes_at(volume, signer, node.owner, parent) for parent in changed):
                 self._alarm({"_id": node.fid}, f"moved by {signer} from or into a folder they hold no WRITE "
                             "on: shown where it is, but no share there gets its key")
                 moved[node.fid] = now
@@ -357,10 +360,21 @@ class Authorship:
         if admitted is None:
             return False
         doc, signer = admitted
-        if signer == doc.get("owner") or self.writer_of(volume.sharing, signer, doc.get("owner")):
+        if signer == doc.get("owner"):
             return True
-        self._alarm(doc, f"signed by {signer}, who holds no WRITE on it")
-        return False
+        if not self.writer_of(volume.sharing, signer, doc.get("owner")):
+            self._alarm(doc, f"signed by {signer}, who holds no WRITE on it")
+            return False
+        if "owner_dek" in doc and doc.get("owner") == self.user_id:
+            # A key he sealed to her: only for a new file of his (never one she
+            # wrapped versions of), as for a node in the tree.
+            try:
+                dek = doc_dek(doc, self.trust.key)
+            except VaultError:
+                self._alarm(doc, "its key sealed to its owner does not open")
+                return False
+            return self.owner_dek_ok(doc, signer, dek)
+        return True
 
     def version_ok(self, volume: Held, doc: dict, owners: dict[str, str | None] | None = None) -> bool:
         """Whether a FilesMetaData document was written by its file's owner or a WRITE grantee.
