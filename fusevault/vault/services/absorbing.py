@@ -64,7 +64,6 @@ from fusevault.vault.volume import Volume
 log = logging.getLogger(__name__)
 
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
-GRANT_TYPES = frozenset((SHARE, GROUP, USER))  # who may write what (a FileKey only carries a key)
 # Absorbed is what every caller gets back (vault/tree/arrivals.py holds it, as the unlock uses it too).
 __all__ = ["Absorbed", "absorb", "absorb_arrivals", "absorb_node", "admit_new", "retry_awaiting",
            "save_leaving", "settle_busy", "sweep"]
@@ -80,10 +79,6 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
     out = Absorbed()
     if volume.key is None:  # locked meanwhile
         return out
-    if any(d.get("type") in GRANT_TYPES for d in docs):
-        # What a seat vouched for was judged by the grants then: from now on every
-        # document is judged by those in force (a writer made a reader keeps nothing).
-        volume.tree.vouched.clear()
     if volume.sharing is not None and volume.sharing.leaving and not own:
         sweep(volume, out)
     if volume.sharing is not None and volume.sharing.awaiting:
