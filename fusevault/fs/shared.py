@@ -44,6 +44,7 @@ from fusevault.vault.model.users import USER
 
 log = logging.getLogger(__name__)
 WATCH_EVERY = 1.0  # seconds between looks at what other processes wrote
+WATCH_RETRIES = 5  # turns a failing batch of changes is read again before it is left
 
 
 class SharedMount(Mount):
@@ -165,14 +166,22 @@ class SharedMount(Mount):
             task_status.started()
             return
         since = self.store.next_seq() - 1
+        failed = 0
         task_status.started()
         while True:
             await trio.sleep(WATCH_EVERY)
+            after = since
             try:
-                rows, since = self.store.changes(since)
+                rows, after = self.store.changes(since)
                 self._take_in(rows)
+                since, failed = after, 0
             except Exception:  # a bug a document reached: logged, the watcher and the mount go on
-                log.exception("taking in what another process wrote failed")
+                # Read again at the next turn (a store another process holds
+                # locked is free soon); a batch that keeps failing is left.
+                failed += 1
+                log.exception("taking in what another process wrote failed (%d time(s))", failed)
+                if failed >= WATCH_RETRIES:
+                    since, failed = after, 0
 
     def _take_in(self, rows: list[dict]) -> None:
         docs = []

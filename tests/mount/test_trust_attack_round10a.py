@@ -179,6 +179,26 @@ def test_a_writers_deletion_of_a_file_the_owner_moved_to_him_on_her_other_device
     assert "WARNING" not in status
 
 
+def test_a_refused_deletion_never_leaves_the_file_in_no_folder(
+        vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scene of (2), the safe side it stays on: bob's deletion, made by his own client, names no
+    folder (its links are empty); the laptop refuses it.  Safe: the file is not left in no folder (hidden
+    from every listing, the trash included, for good): it is back where this device last saw it,
+    private/diary.txt, with its bytes (found by the lead's review of (2)'s fix; failed before)."""
+    mnt = _team_and_private(vault, tmp_path)
+    _on_desktop(monkeypatch, tmp_path, vault, mnt,
+                lambda m: (m / "private" / "diary.txt").rename(m / "team" / "diary.txt"))
+    _on_desktop(monkeypatch, tmp_path, vault, mnt, lambda m: None)  # seals the key to bob
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
+        (mnt / "shared" / "alice" / "team" / "diary.txt").unlink()
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-3000:])
+        listed = sorted(os.listdir(mnt / "private"))
+        text = (mnt / "private" / "diary.txt").read_text() if listed == ["diary.txt"] else None
+    assert listed == ["diary.txt"], f"the file whose deletion was refused is in no folder: {listed}"
+    assert text == "alice's diary, to share with her team"
+
+
 # --- (3) check --repair on a device whose ``where`` is older than the owner's move
 
 

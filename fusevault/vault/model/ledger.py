@@ -103,9 +103,10 @@ def seq_of(attrs: dict) -> Seq | None:
     return sys.intern(device), n
 
 
-def writer_seq(seq: Seq | None, doc: dict) -> Seq | None:
-    """The ``seq`` of a document as the ledger keeps it: a device's counter
-    counts only for its own user's documents.  Another signer's (a WRITE
+def writer_seq(seq: Seq | None, doc: dict, me: str) -> Seq | None:
+    """The ``seq`` of a document as the ledger of user ``me`` keeps it: a
+    device's counter counts as it is only in documents of the file's owner or
+    of ``me`` (the ledger's own commits).  Another signer's (a WRITE
     grantee's) is kept apart, under ``<device>/<signer>``, so a document he
     signs naming the owner's device, with any number, can never make her
     later states look older (or newer) than his."""
@@ -115,9 +116,13 @@ def writer_seq(seq: Seq | None, doc: dict) -> Seq | None:
         signer = signer_of(doc)
     except Forged:
         signer = None
-    if signer is None or signer == doc.get("owner"):
-        return seq
-    return sys.intern(f"{seq[0]}/{signer}"), seq[1]
+    return apart(seq, signer if signer not in (doc.get("owner"), me) else None)
+
+
+def apart(seq: Seq, signer: str | None) -> Seq:
+    """``seq`` under ``<device>/<signer>`` (``signer``: a writer other than the
+    file's owner and the ledger's user), else as it is."""
+    return seq if signer is None else (sys.intern(f"{seq[0]}/{signer}"), seq[1])
 
 
 # How far the documents this device committed may run ahead of its saved
@@ -319,7 +324,7 @@ class Ledger:
             return True
         if fresh is None:
             return True
-        seq = writer_seq(fresh.seq, doc)
+        seq = writer_seq(fresh.seq, doc, self.key.user_id)
         if self.older(fid, seq):
             self._rolled_back(volume, fid, "offered by a peer or the server")
             if (held := volume.find(fid)) is not None:
@@ -374,7 +379,8 @@ class Ledger:
         files a writer's document put where the writer was not judged to move
         them (vault/tree/authorship.py ``settle``): kept ``behind`` there.
         ``signers``: the files whose document another than their owner signed,
-        and who (their ``seq`` is that writer's: ``writer_seq``)."""
+        and who (their ``seq`` is kept apart unless that writer is this
+        ledger's user: ``writer_seq``)."""
         moved = moved or {}
         signers = signers or {}
         rolled: list[tuple[str, str]] = []  # (fid, where it shows)
@@ -385,8 +391,9 @@ class Ledger:
             if not node.dek:
                 continue  # a share's virtual folder or a phantom parent: no document opened
             seq = node.seq
-            if seq is not None and (signer := signers.get(node.fid)) is not None:
-                seq = (sys.intern(f"{seq[0]}/{signer}"), seq[1])  # as writer_seq keeps it
+            if seq is not None:
+                signer = signers.get(node.fid)
+                seq = apart(seq, signer if signer != self.key.user_id else None)  # as writer_seq keeps it
             if seq is not None and seq[0] == self.device and top < seq[1] <= self.counter + MAX_LAG:
                 # The ledger lagged (a crash): the counter never goes back.  Never further
                 # than a crash can leave it behind: a writer's document naming this device
@@ -402,8 +409,11 @@ class Ledger:
                     self.behind[node.fid] = place
                     self.version += 1
             else:
-                if self.newer(node.fid, seq) and node.fid not in moved:
-                    self._placed(node.fid)  # a state no one had seen here: where it sits is its own
+                if self.newer(node.fid, seq) and node.fid not in moved and node.fid not in signers:
+                    # A state of the owner's no one had seen here: where it sits is
+                    # hers.  A writer's newer document never ends ``behind`` (as
+                    # while mounted: ``arrived``).
+                    self._placed(node.fid)
                 self.record(node.fid, seq, True)
                 self.keyed(node.fid, node.epoch)
                 if node.fid in moved:
@@ -456,7 +466,7 @@ class Ledger:
         if doc.get("delete") and doc.get("owner") == volume.key.user_id:
             try:
                 dek, attrs = open_node_doc(doc, volume.key)
-                seq = writer_seq(seq_of(attrs), doc)
+                seq = writer_seq(seq_of(attrs), doc, volume.key.user_id)
             except (VaultError, ValueError, TypeError):
                 seq = None  # damaged: the load's other checks say so
             if self.older(fid, seq):

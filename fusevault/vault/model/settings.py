@@ -23,6 +23,7 @@ from fusevault.mounts import fusevault_mounts, within
 
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
 STAMP = "settings_at_us"  # when these settings were signed (microseconds: JavaScript-exact)
+MAX_AHEAD_US = 366 * 86400 * 10**6  # how far another device's clock may run ahead of this one's
 TTL_UNITS = {"min": 60, "hr": 3600, "day": 86400}
 _UNIT_WORDS = {"m": "min", "min": "min", "mins": "min", "minute": "min", "minutes": "min",
                "h": "hr", "hr": "hr", "hrs": "hr", "hour": "hr", "hours": "hr",
@@ -159,7 +160,9 @@ def save(store, user_id: str, settings: Settings, sign) -> None:
     # A time in each body: never byte for byte one she signed before (vault/model/confirmed.py tells an
     # older body, replayed, by having seen it before another).
     stamp, before = time.time_ns() // 1000, doc.get(STAMP)
-    if isinstance(before, int) and not isinstance(before, bool):
+    if isinstance(before, int) and not isinstance(before, bool) and before < stamp + MAX_AHEAD_US:
+        # Above the body it replaces, but never from one dated far ahead: a store
+        # writer's 2**53-1 there would leave no stamp a server can hold.
         stamp = max(stamp, before + 1)
     store.put_many([sign({**doc, **settings.as_dict(), STAMP: stamp})])
     store.sync()

@@ -136,8 +136,8 @@ def _replayed(volume: Volume, leaf: Leaf, how: str) -> bool:
     """Is this branch older than what this device saw of the file (the
     rollback ledger: vault/model/ledger.py)?  Said if so."""
     ledger = volume.ledger
-    return ledger is not None and ledger.replayed(volume.tree, leaf.doc["_id"],
-                                                  writer_seq(leaf.node.seq, leaf.doc), how)
+    seq = writer_seq(leaf.node.seq, leaf.doc, volume.key.user_id)
+    return ledger is not None and ledger.replayed(volume.tree, leaf.doc["_id"], seq, how)
 
 
 def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:

@@ -184,9 +184,28 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship | None, docs: l
             continue
         node.owner = key.user_id
         tree.add(node, inodes)
+        if not links:  # a deletion names no folder: back where this device last saw it
+            links = _where_it_was(tree, gate.was_at(node.fid), node.fid, attrs.get("trashed"))
         _link_loaded(tree, node, links)
         placed.append(node)
     return placed
+
+
+def _where_it_was(tree: Tree, parents: list[str] | None, fid: str,
+                  trashed: object) -> list[tuple[str, bytes]]:
+    """A name for a file whose deletion was refused, in the first folder this
+    device last saw it in: the name it was deleted under, or one made from its
+    id; another name where that one is taken."""
+    path = trashed[0] if isinstance(trashed, list) and trashed and isinstance(trashed[0], str) else ""
+    name = str_to_name(path.rpartition("/")[2])
+    if names.problem(name) is not None:  # none given, or not a name: one made from its id
+        name = b"recovered " + fid[:8].encode()
+    for parent_fid in parents or ():
+        if (parent := tree.find(parent_fid)) is not None and parent.is_dir:
+            if name in parent.children:
+                name += b" (recovered %s)" % fid[:8].encode()
+            return [(parent_fid, name)]
+    return []
 
 
 def _refuse(trust: Trust | None, fid: str, err: CorruptData) -> None:
