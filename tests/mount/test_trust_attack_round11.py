@@ -1,0 +1,142 @@
+"""Issue 22, attack round 11: fusevault at 5056f39 (a refused deletion kept where it was last seen,
+``_keep_undeleted``/``_where_it_was``; the ledger's ``where``; pin merges; settings and retention
+stamps), attacked through its entry points.
+
+The owner, alice; bob, a user of her vault who can write the vault folder (a WRITE grantee of her folder
+team, unless said).  Each test asserts the SAFE behaviour; holes are marked ``xfail(strict=True)``.
+
+Found at 5056f39 (each xfail test fails for the reason named):
+FINDINGS
+Holds: HOLDS
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import fusevault, mounted
+
+from fusevault.crypto import aead
+from fusevault.crypto.identity import seal_file_key
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.vault.model.nodes import VERSION, doc_dek, open_node_doc
+from mount.test_trust_attack_round7 import _keys_for, _share
+from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import CAROL, PASSPHRASE, _admin, _key, _node_fid, _user
+
+
+def _private_and_team(vault: Path, tmp_path: Path, files: dict[str, str], *users: str) -> Path:
+    """bob (and ``users``) added; on alice's device: team/plan.txt shared with bob (WRITE), and each of
+    ``files`` (path under her root: text, None: only made) written in folder private, never shared."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
+    if "carol" in users:
+        _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "team").mkdir()
+        (mnt / "private").mkdir()
+        (mnt / "team" / "plan.txt").write_text("the plan")
+        for path, text in files.items():
+            if text is None:
+                (mnt / path).touch()  # made, nothing written yet
+            else:
+                (mnt / path).write_text(text)
+        assert _share(mnt, "team", "bob", "WRITE") is not None
+    return mnt
+
+
+def _bobs_deletion(vault: Path, fid: str, dek: bytes, change: dict) -> None:
+    """bob's deletion of alice's node ``fid``: a copy of her document marked deleted, its sealed attributes
+    (``change`` applied; no links, as a grantee's client's deletion names no folder) sealed under ``dek``,
+    a key of his own sealed to her public key (``owner_dek``, which anyone can make), key epoch 0, signed
+    by him.  No key of hers is needed: her attributes are read here with her key for brevity only (he can
+    write any he likes: mode, times, size 0)."""
+    doc = adversary.get(vault, fid)
+    alice = _key(vault, "alice", PASSPHRASE)
+    _, attrs = open_node_doc(doc, alice)
+    attrs.update(links=[], seq=["bobs-device", 1], **change)
+    bob = _key(vault, "bob", BOB_SECRET)
+    owner = doc["owner"]
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig", "en_file_dek")}
+    body["owner_dek"] = b64e(seal_file_key(alice.identity.box.public_key(), owner, owner, fid, 0, dek))
+    body["epoch"] = 0
+    body["delete"] = True
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+
+
+def _deks_of(vault: Path, fid: str) -> set[bytes]:
+    """Every DEK alice's documents of ``fid`` hold for her: its node document's and its versions'."""
+    alice = _key(vault, "alice", PASSPHRASE)
+    found = {doc_dek(adversary.get(vault, fid), alice)}
+    for version in adversary.docs(vault, VERSION):
+        if version.get("fid") == fid and "en_file_dek" in version:
+            found.add(doc_dek(version, alice, fid))
+    return found
+
+
+# --- (1) a refused deletion is taken in with the deleter's key for the file
+
+
+HOLE_UNDELETED_KEY = (
+    "hole: vault/tree/loading.py _keep_undeleted places a file whose deletion was refused from the "
+    "deleter's own document, with the DEK that document holds (owner_dek, sealed to her by him): "
+    "owner_dek_ok is asked without the file's earlier state, so a file with no wrapped version takes "
+    "his key, and every later write of hers is sealed under a key he chose")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_UNDELETED_KEY)
+def test_a_refused_deletion_does_not_give_the_owners_private_file_the_deleters_key(
+        vault: Path, tmp_path: Path) -> None:
+    """alice keeps private/todo.txt (empty: touched, to be filled) in her folder private, never shared;
+    bob holds WRITE on team only.  bob signs a deletion of todo.txt under a DEK of his own sealed to her
+    (``owner_dek``), naming no folder.  alice unlocks: the deletion is refused (bob holds no WRITE in
+    private) and the file is put back where her device last saw it.  She writes her secret into it.
+    Safe: no document of todo.txt holds the DEK bob chose (he would read her secret)."""
+    mnt = _private_and_team(vault, tmp_path, {"private/todo.txt": None})
+    todo = _node_fid(vault, "alice", "todo.txt")
+    dek = aead.new_key()
+    _bobs_deletion(vault, todo, dek, {"trashed": ["team/todo.txt", 1]})
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-2000:])
+        print(sorted(os.listdir(mnt / "private")))
+        (mnt / "private" / "todo.txt").write_text("alice's secret, never for bob")
+    with mounted(vault, mnt):
+        assert (mnt / "private" / "todo.txt").read_text() == "alice's secret, never for bob"
+    assert dek not in _deks_of(vault, todo), "alice's secret is sealed under the key bob chose"
+
+
+# --- (2) a refused deletion whose document does not give the file back hides it
+
+
+HOLE_UNDELETED_HIDDEN = (
+    "hole: vault/tree/loading.py _keep_undeleted places a file whose deletion was refused only from the "
+    "deleter's document: one under a key of his own (owner_dek, refused by owner_dek_ok as the file has "
+    "versions she wrapped) is 'left out': her file, whose deletion was refused, is in no folder")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_UNDELETED_HIDDEN)
+def test_a_refused_deletion_under_the_deleters_own_key_does_not_hide_the_owners_file(
+        vault: Path, tmp_path: Path) -> None:
+    """alice keeps private/diary.txt (written), never shared; bob holds WRITE on team only.  bob signs a
+    deletion of diary.txt under a DEK of his own sealed to her (``owner_dek``).  alice unlocks: the
+    deletion is refused (bob holds no WRITE in private).  Safe: diary.txt is in private with its bytes
+    (round 10a's fix of a deletion naming no folder: the file is never left in no folder)."""
+    mnt = _private_and_team(vault, tmp_path, {"private/diary.txt": "alice's own diary"})
+    diary = _node_fid(vault, "alice", "diary.txt")
+    _bobs_deletion(vault, diary, aead.new_key(), {"trashed": ["private/diary.txt", 1]})
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-2000:])
+        print(fusevault("trash", mnt).stdout[-2000:])
+        listed = sorted(os.listdir(mnt / "private"))
+        text = (mnt / "private" / "diary.txt").read_text() if "diary.txt" in listed else None
+    assert "who holds no WRITE where it was" in status
+    assert listed == ["diary.txt"], f"the file whose deletion was refused is in no folder: {listed}"
+    assert text == "alice's own diary"
