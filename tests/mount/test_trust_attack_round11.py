@@ -18,13 +18,14 @@ from pathlib import Path
 
 import adversary
 import pytest
+from attack_scenes import recipients_dek
 from conftest import fusevault, mounted
 
 from fusevault.crypto import aead
 from fusevault.crypto.identity import seal_file_key
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
-from fusevault.vault.model.nodes import VERSION, doc_dek, open_node_doc
+from fusevault.vault.model.nodes import VERSION, doc_dek, open_node_attrs, open_node_doc
 from mount.test_trust_attack_round7 import _keys_for, _share
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL, PASSPHRASE, _admin, _key, _node_fid, _user
@@ -140,3 +141,90 @@ def test_a_refused_deletion_under_the_deleters_own_key_does_not_hide_the_owners_
     assert "who holds no WRITE where it was" in status
     assert listed == ["diary.txt"], f"the file whose deletion was refused is in no folder: {listed}"
     assert text == "alice's own diary"
+
+
+# --- (3), (4) a READ recipient's refused deletion: its sealed attributes are taken in as they are
+
+
+def _notes_read_to_bob(vault: Path, tmp_path: Path) -> tuple[Path, str, dict]:
+    """alice's private/notes.txt written twice ("first", then "second"), and that one file shared READ
+    with bob.  Returned: the mount point, the file's id, and its node document as the store held it
+    after the first write (bob, a reader of the store, kept it)."""
+    mnt = _private_and_team(vault, tmp_path, {"private/notes.txt": "first: alice's draft"})
+    notes = _node_fid(vault, "alice", "notes.txt")
+    old = adversary.get(vault, notes)
+    with mounted(vault, mnt):
+        (mnt / "private" / "notes.txt").write_text("second: alice's final text")
+        assert _share(mnt, "private/notes.txt", "bob", "READ") is not None
+    return mnt, notes, old
+
+
+def _bobs_read_deletion(vault: Path, fid: str, attrs: dict) -> None:
+    """bob's deletion of alice's ``fid``: her current document marked deleted, with ``attrs`` sealed
+    under the file's DEK, which he opens from his key file (a READ grant), signed by him."""
+    dek = recipients_dek(vault, "bob", BOB_SECRET, fid)
+    doc = adversary.get(vault, fid)
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["delete"] = True
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    bob = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+
+
+HOLE_UNDELETED_ATTRS = (
+    "hole: vault/tree/loading.py _keep_undeleted takes the refused deleter's sealed attributes (head, "
+    "manifest, size, mode, xattrs, seq) as the file's state, unjudged: a READ recipient sets her file back "
+    "to an older version of hers, the alarm saying only that the file stays")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_UNDELETED_ATTRS)
+def test_a_read_recipients_refused_deletion_does_not_set_the_owners_file_back(
+        vault: Path, tmp_path: Path) -> None:
+    """alice writes private/notes.txt ("first"), then again ("second"), and shares that file READ with
+    bob.  bob opens the node document of the first state (he kept it from the store) with the file's
+    key, names no folder and a device of his, and signs it as a deletion.  alice unlocks: the deletion is
+    refused (READ, and no WRITE in private).  Safe: notes.txt still reads "second" (a READ recipient
+    changes nothing of hers)."""
+    mnt, notes, old = _notes_read_to_bob(vault, tmp_path)
+    attrs = open_node_attrs(old, recipients_dek(vault, "bob", BOB_SECRET, notes))
+    attrs.update(links=[], seq=["bobs-device", 1], trashed=["private/notes.txt", attrs["mtime"]])
+    _bobs_read_deletion(vault, notes, attrs)
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-2000:])
+        text = (mnt / "private" / "notes.txt").read_text()
+    assert "who holds no WRITE where it was" in status
+    assert text == "second: alice's final text", f"bob set alice's file back: {text!r}"
+
+
+HOLE_UNDELETED_SEQ = (
+    "hole: vault/tree/loading.py passes at_load no signer for a file kept by _keep_undeleted, so "
+    "ledger.check_loaded counts the deleter's seq as hers (not apart, writer_seq): a seq naming her "
+    "device with a counter far ahead makes every later save of hers an older state: a rollback alarm at "
+    "each unlock, and the file kept behind")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_UNDELETED_SEQ)
+def test_a_read_recipients_refused_deletion_does_not_make_the_owners_later_saves_rollbacks(
+        vault: Path, tmp_path: Path) -> None:
+    """The scene of (3); bob's deletion carries the current state, with ``seq`` naming alice's own device
+    (read from any document of hers he opens) and a counter far ahead.  alice unlocks (one alarm: the
+    refused deletion), writes notes.txt again, and unlocks again; then shares private with carol (READ).
+    Safe: no rollback is reported, and carol gets the key of notes.txt."""
+    mnt, notes, _ = _notes_read_to_bob(vault, tmp_path)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    carol = _user(vault, "carol")["_id"]
+    attrs = open_node_attrs(adversary.get(vault, notes), recipients_dek(vault, "bob", BOB_SECRET, notes))
+    device, _ = attrs["seq"]
+    attrs.update(links=[], seq=[device, 2**40 + 7], trashed=["private/notes.txt", attrs["mtime"]])
+    _bobs_read_deletion(vault, notes, attrs)
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-2000:])
+        (mnt / "private" / "notes.txt").write_text("third: alice's own edit")
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-2000:])
+        assert (mnt / "private" / "notes.txt").read_text() == "third: alice's own edit"
+        assert _share(mnt, "private", "carol", "READ") is not None
+    keyed = bool(_keys_for(vault, carol, notes))
+    assert ("rollback" not in status, keyed) == (True, True), "(no false rollback, carol keyed)"
