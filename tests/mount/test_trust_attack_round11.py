@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import adversary
@@ -228,3 +229,52 @@ def test_a_read_recipients_refused_deletion_does_not_make_the_owners_later_saves
         assert _share(mnt, "private", "carol", "READ") is not None
     keyed = bool(_keys_for(vault, carol, notes))
     assert ("rollback" not in status, keyed) == (True, True), "(no false rollback, carol keyed)"
+
+
+# --- (5) her own older deletion, replayed: detected as a rollback, yet gc purges the file
+
+
+def _days_on(days: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + days * 86400))
+
+
+HOLE_REPLAYED_DELETION_GC = (
+    "hole: vault/services/gc.py purges every deleted document of hers that holds (signed by her) and whose "
+    "time is past trash_days, without asking the ledger: her older deletion of a file she restored since, "
+    "served again (a rollback check_loaded reports: 'a file now in the trash'), dates from her first "
+    "deletion (trash_seen.deleted_at: her own time), so gc drops the file with every version")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_REPLAYED_DELETION_GC)
+def test_her_own_older_deletion_replayed_does_not_make_gc_purge_the_file_she_restored(
+        vault: Path, tmp_path: Path) -> None:
+    """alice writes private/keep.txt, deletes it, restores it (``fusevault restore``) and writes it again.
+    The server (or a store writer) serves her older deletion of it again: her own signed document, an
+    older revision.  alice unlocks (a rollback is reported: the file is shown in the trash) and, as weeks
+    pass, runs ``gc`` (``--as-of`` 31 days on: her trash keeps 30).  Safe: the file is not purged:
+    ``restore private/keep.txt`` brings back her last text."""
+    mnt = _private_and_team(vault, tmp_path, {"private/keep.txt": "first"})
+    keep = _node_fid(vault, "alice", "keep.txt")
+    with mounted(vault, mnt):
+        (mnt / "private" / "keep.txt").unlink()
+    deletion = adversary.get(vault, keep)
+    assert deletion["delete"]
+    with mounted(vault, mnt):
+        done = fusevault("restore", mnt / "private" / "keep.txt")
+        print("restore:", done.returncode, done.stdout[-500:], done.stderr[-500:])
+        (mnt / "private" / "keep.txt").write_text("alice's text after she restored it")
+    assert not adversary.get(vault, keep)["delete"]
+    adversary.put(vault, deletion)  # her older deletion, served again
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-2000:])
+        collected = fusevault("gc", mnt, "--as-of", _days_on(31))
+        print("gc:", collected.returncode, collected.stdout[-1500:], collected.stderr[-500:])
+        done = fusevault("restore", mnt / "private" / "keep.txt")
+        print("restore:", done.returncode, done.stdout[-500:], done.stderr[-500:])
+        try:
+            got = (mnt / "private" / "keep.txt").read_text()
+        except OSError as err:
+            got = str(err)
+    assert "rollback" in status
+    assert got == "alice's text after she restored it", f"her file is gone for good: {got!r}"
