@@ -278,3 +278,43 @@ def test_her_own_older_deletion_replayed_does_not_make_gc_purge_the_file_she_res
             got = str(err)
     assert "rollback" in status
     assert got == "alice's text after she restored it", f"her file is gone for good: {got!r}"
+
+
+# --- (6) a deletion of the folder too: the file's own deletion is judged with its folder not yet held
+
+
+def _deleted_copy_by_bob(vault: Path, fid: str) -> None:
+    """bob's deletion of alice's ``fid`` that needs no key: her document, ``delete`` set, signed by him."""
+    doc = adversary.get(vault, fid)
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["delete"] = True
+    bob = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+
+
+HOLE_FOLDER_AND_FILE_DELETED = (
+    "hole: vault/tree/loading.py judges every refused-or-not deletion (Authorship.deleted) before "
+    "_keep_undeleted puts any back: a file whose folder's deletion is refused too finds its folder not "
+    "held, so _left gives no place and deleted() falls back to 'he may write something of hers': a "
+    "non-writer's deletion of her private file is taken, with no alarm of its own")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_AND_FILE_DELETED)
+def test_a_non_writers_deletion_of_a_file_and_its_folder_deletes_neither(
+        vault: Path, tmp_path: Path) -> None:
+    """alice keeps private/diary.txt, never shared; bob holds WRITE on team only.  bob signs deletions
+    (copies of her documents marked deleted: no key needed) of diary.txt and of private itself.  alice
+    unlocks.  Safe: both deletions are refused: private/diary.txt is there with its bytes (the one on
+    diary.txt alone is: test_trust_places.py::test_a_folder_writer_cannot_delete_the_owners_private_file)."""
+    mnt = _private_and_team(vault, tmp_path, {"private/diary.txt": "alice's own diary"})
+    diary, private = (_node_fid(vault, "alice", name) for name in ("diary.txt", "private"))
+    _deleted_copy_by_bob(vault, diary)
+    _deleted_copy_by_bob(vault, private)
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-2000:])
+        print(fusevault("trash", mnt).stdout[-2000:])
+        listed = sorted(os.listdir(mnt / "private")) if (mnt / "private").is_dir() else None
+        text = (mnt / "private" / "diary.txt").read_text() if listed and "diary.txt" in listed else None
+    assert listed == ["diary.txt"], f"bob's deletion of alice's private file was taken: {listed}"
+    assert text == "alice's own diary"
