@@ -20,7 +20,7 @@ from pathlib import Path
 import adversary
 import pytest
 from attack_scenes import recipients_dek
-from conftest import fusevault, mounted
+from conftest import force_unmount, fusevault, mounted
 
 from fusevault.crypto import aead
 from fusevault.crypto.identity import seal_file_key
@@ -318,3 +318,37 @@ def test_a_non_writers_deletion_of_a_file_and_its_folder_deletes_neither(
         text = (mnt / "private" / "diary.txt").read_text() if listed and "diary.txt" in listed else None
     assert listed == ["diary.txt"], f"bob's deletion of alice's private file was taken: {listed}"
     assert text == "alice's own diary"
+
+
+# --- (7) a deletion of her root
+
+
+def _root_fid(vault: Path) -> str:
+    return _user(vault, "alice")["root"]
+
+
+HOLE_ROOT_DELETED = (
+    "hole: vault/tree/loading.py skips every deletion document before a tree exists: a deletion of her root "
+    "folder signed by any user of the vault (no key needed: a copy of her document) leaves the load no "
+    "root, and the mount fails ('the root directory's document is missing')")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_ROOT_DELETED)
+@pytest.mark.parametrize("how", ["signed-deletion", "row-removed"])
+def test_a_users_deletion_of_the_owners_root_does_not_stop_her_mount(
+        vault: Path, tmp_path: Path, how: str) -> None:
+    """bob, a user of alice's vault (WRITE on her team), signs a copy of her root folder's node document
+    marked deleted (``row-removed``: a store writer removes the row instead).  Safe: alice's vault mounts,
+    her files list (a deletion of the root is nobody's; the root being gone is a rollback to report)."""
+    mnt = _private_and_team(vault, tmp_path, {"private/diary.txt": "alice's own diary"})
+    if how == "signed-deletion":
+        _deleted_copy_by_bob(vault, _root_fid(vault))
+    else:
+        adversary.delete_row(vault, _root_fid(vault))
+    done = fusevault("mount", vault, mnt)
+    try:
+        print("mount:", done.returncode, done.stderr[-1000:])
+        assert done.returncode == 0, f"alice's vault does not mount any more: {done.stderr[-300:]}"
+        assert (mnt / "private" / "diary.txt").read_text() == "alice's own diary"
+    finally:
+        force_unmount(mnt)
