@@ -352,3 +352,32 @@ def test_a_users_deletion_of_the_owners_root_does_not_stop_her_mount(
         assert (mnt / "private" / "diary.txt").read_text() == "alice's own diary"
     finally:
         force_unmount(mnt)
+
+
+# --- holds: a refused deletion naming another of her shared folders is kept behind there
+
+
+def test_a_read_recipients_refused_deletion_naming_another_share_gives_its_reader_no_key(
+        vault: Path, tmp_path: Path) -> None:
+    """The scene of (3), and alice's folder club shared READ with carol.  bob's deletion of notes.txt
+    names club as its folder (links: club/notes.txt).  alice unlocks (the deletion is refused) and
+    writes club/agenda.txt (a commit in club).  Holds: carol gets no key of notes.txt (the place is only
+    bob's word: loading.py keeps it behind)."""
+    mnt, notes, _ = _notes_read_to_bob(vault, tmp_path)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    carol = _user(vault, "carol")["_id"]
+    with mounted(vault, mnt):
+        (mnt / "club").mkdir()
+        assert _share(mnt, "club", "carol", "READ") is not None
+    club = _node_fid(vault, "alice", "club")
+    attrs = open_node_attrs(adversary.get(vault, notes), recipients_dek(vault, "bob", BOB_SECRET, notes))
+    attrs.update(links=[[club, "notes.txt"]], seq=["bobs-device", 1])
+    _bobs_read_deletion(vault, notes, attrs)
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-2000:])
+        print(sorted(os.listdir(mnt / "club")), sorted(os.listdir(mnt / "private")))
+        (mnt / "club" / "agenda.txt").write_text("for carol")
+    with mounted(vault, mnt):
+        assert (mnt / "club" / "agenda.txt").read_text() == "for carol"
+    assert _keys_for(vault, carol, _node_fid(vault, "alice", "agenda.txt"))
+    assert not _keys_for(vault, carol, notes), "carol got the key of alice's private notes"
