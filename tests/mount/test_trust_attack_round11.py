@@ -86,7 +86,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from attack_scenes import recipients_dek
+from attack_scenes import recipients_dek, scene
 from conftest import force_unmount, fusevault, mounted
 
 from fusevault.crypto import aead
@@ -101,23 +101,17 @@ from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL, PASSPHRASE, _admin, _key, _node_fid, _user
 
 
-def _private_and_team(vault: Path, tmp_path: Path, files: dict[str, str], *users: str) -> Path:
-    """bob (and ``users``) added; on alice's device: team/plan.txt shared with bob (WRITE), and each of
-    ``files`` (path under her root: text, None: only made) written in folder private, never shared."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB_SECRET)
-    if "carol" in users:
-        _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
-    mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "team").mkdir()
-        (mnt / "private").mkdir()
-        (mnt / "team" / "plan.txt").write_text("the plan")
-        for path, text in files.items():
-            if text is None:
-                (mnt / path).touch()  # made, nothing written yet
-            else:
-                (mnt / path).write_text(text)
-        assert _share(mnt, "team", "bob", "WRITE") is not None
+def _private_and_team(vault: Path, tmp_path: Path, files: dict[str, str | None], *users: str) -> Path:
+    """bob (and ``users``) added; on alice's device (attack_scenes.scene): team/plan.txt shared with bob
+    (WRITE), and each of ``files`` (path under her root: text; None: made, nothing written, by a second
+    mount) in folder private, never shared."""
+    written = {path: text for path, text in files.items() if text is not None}
+    mnt = scene(vault, tmp_path, {"team": None, "private": None, "team/plan.txt": "the plan", **written},
+                [("team", "bob", "WRITE")], users=("bob", *users))
+    if made := [path for path, text in files.items() if text is None]:
+        with mounted(vault, mnt):
+            for path in made:
+                (mnt / path).touch()
     return mnt
 
 
