@@ -68,6 +68,13 @@ Found at 5056f39, most severe first:
   (``test_a_users_deletion_of_the_owners_root_does_not_stop_her_mount``).  Fix: a deletion of the root
   is never taken (refused, said); a missing root is a rollback to report, with an empty root made in
   memory so the rest of the tree loads (the ledger saw it).
+- (9) DATA HIDDEN (docs/SECURITY.md's known "not covered", measured): bob, WRITE on team, signs
+  team/plan.txt's node document with a folder's mode.  At her unlock it is that folder, no alarm; unlike
+  his deletion (which the trash keeps) her text is in no trash, ``restore`` says "not a file", history
+  cannot reach it: nothing she can type brings it back
+  (``test_a_writers_type_change_seen_at_unlock_leaves_the_owners_text_restorable``).  Fix: at unlock,
+  as while mounted, a document changing a node's type from the one this device saw is refused (the
+  ledger could keep the type with ``where``); or such a change puts the file in the trash.
 Holds: a READ recipient's refused deletion naming another of her shared folders (club, READ to carol)
 shows the file there (moved: part of (3)) but keeps it behind: carol gets no key of it
 (``test_a_read_recipients_refused_deletion_naming_another_share_gives_its_reader_no_key``).
@@ -80,13 +87,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
 
 import adversary
 import pytest
-from attack_scenes import recipients_dek, scene
+from attack_scenes import recipients_dek, resigned_by_bob, scene
 from conftest import force_unmount, fusevault, mounted
 
 from fusevault.crypto import aead
@@ -510,3 +518,34 @@ def test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_
     epochs = [d.get("epoch", 0) for d in adversary.docs(shared_vault, "node") if not d.get("delete")]
     print("key epochs:", epochs)  # seen at 5056f39: all 0, no file of proj given a new key
     assert kept.stdout != "plan\n", "bob, removed from team, still reads its folder"
+
+
+# --- (9) known-uncovered, measured: a writer's type change seen at unlock
+
+
+HOLE_RETYPED_AT_UNLOCK = (
+    "hole: vault/tree/loading.py makes each node from its newest document alone: a WRITE grantee's "
+    "document turning her file into a folder is shown as that folder (docs/SECURITY.md: 'as his deleting "
+    "the file and making a folder would be'), but unlike a deletion the file is in no trash: her text "
+    "cannot be listed or restored (history, trash, restore all miss it)")
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_RETYPED_AT_UNLOCK)
+def test_a_writers_type_change_seen_at_unlock_leaves_the_owners_text_restorable(
+        vault: Path, tmp_path: Path) -> None:
+    """alice's team/plan.txt, team shared WRITE with bob.  bob signs a node document of plan.txt (the key
+    he holds) with a folder's mode.  alice unlocks.  Safe: her text is still hers to get back: plan.txt
+    reads it, or ``restore team/plan.txt`` brings it back."""
+    mnt = _private_and_team(vault, tmp_path, {})
+    plan = _node_fid(vault, "alice", "plan.txt")
+    resigned_by_bob(vault, plan, {"mode": stat.S_IFDIR | 0o755, "seq": ["bobs-device", 1]})
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-1500:])
+        print(fusevault("trash", mnt).stdout[-1000:])
+        done = fusevault("restore", mnt / "team" / "plan.txt")
+        print("restore:", done.returncode, done.stdout[-500:], done.stderr[-500:])
+        try:
+            got = (mnt / "team" / "plan.txt").read_text()
+        except OSError as err:
+            got = str(err)
+    assert got == "the plan", f"alice's text of plan.txt cannot be got back: {got!r}"
