@@ -21,7 +21,7 @@ Found at 5056f39, most severe first:
   (no wrapped version), under a DEK of his own sealed to her (``owner_dek``; no key of hers needed).
   The deletion is refused, the file put back with HIS key (``owner_dek_ok`` is asked without the
   file's earlier state, and a file with no wrapped version passes); alice writes her secret into it:
-  its node and version documents hold bob's DEK
+  its node and version documents hold bob's DEK, and bob decrypts her secret from the vault folder
   (``test_a_refused_deletion_does_not_give_the_owners_private_file_the_deleters_key``).
 - (2) REVOKED MEMBER KEEPS ACCESS (root's shared mount): a store writer plants rows whose body does not
   read (JSON nested deeper than encoding.JSON_DEPTH: SQLite takes it, ``LocalStore.get`` raises), one every
@@ -101,10 +101,12 @@ from fusevault.crypto import aead
 from fusevault.crypto.identity import seal_file_key
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
+from fusevault.vault.files.content import RECORD_HEAD, block_ad
 from fusevault.vault.model.nodes import VERSION, doc_dek, open_node_attrs, open_node_doc
 from mount.test_shared_mount import SECRETS, People, linux, people, place, python, shared_vault  # noqa: F401
 from mount.test_shared_mount import pytestmark as SHARED_ONLY
 from mount.test_trust_attack_round7 import _keys_for, _share
+from mount.test_trust_merkle import _read, _rows, _vf
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL, PASSPHRASE, _admin, _key, _node_fid, _user
 
@@ -156,6 +158,21 @@ def _deks_of(vault: Path, fid: str) -> set[bytes]:
 # --- (1) a refused deletion is taken in with the deleter's key for the file
 
 
+def _opened_with(vault: Path, fid: str, dek: bytes) -> bytes:
+    """Every block record of ``fid`` in the vault folder that ``dek`` opens, in order (what anyone who
+    holds that DEK and reads the vault folder gets: test_trust_merkle.py's helpers)."""
+    out = b""
+    vf = _vf(vault, fid)
+    for vid, index, offset, length in _rows(vault, fid):
+        record = _read(vf, offset, length)
+        for last in (False, True):
+            try:
+                out += aead.unseal(dek, record[RECORD_HEAD.size:], block_ad(fid, index, vid, last))
+            except Exception:
+                continue
+    return out
+
+
 HOLE_UNDELETED_KEY = (
     "hole: vault/tree/loading.py _keep_undeleted places a file whose deletion was refused from the "
     "deleter's own document, with the DEK that document holds (owner_dek, sealed to her by him): "
@@ -170,7 +187,7 @@ def test_a_refused_deletion_does_not_give_the_owners_private_file_the_deleters_k
     bob holds WRITE on team only.  bob signs a deletion of todo.txt under a DEK of his own sealed to her
     (``owner_dek``), naming no folder.  alice unlocks: the deletion is refused (bob holds no WRITE in
     private) and the file is put back where her device last saw it.  She writes her secret into it.
-    Safe: no document of todo.txt holds the DEK bob chose (he would read her secret)."""
+    Safe: bob's DEK opens none of her bytes, and no document of todo.txt holds it."""
     mnt = _private_and_team(vault, tmp_path, {"private/todo.txt": None})
     todo = _node_fid(vault, "alice", "todo.txt")
     dek = aead.new_key()
@@ -182,7 +199,10 @@ def test_a_refused_deletion_does_not_give_the_owners_private_file_the_deleters_k
         (mnt / "private" / "todo.txt").write_text("alice's secret, never for bob")
     with mounted(vault, mnt):
         assert (mnt / "private" / "todo.txt").read_text() == "alice's secret, never for bob"
-    assert dek not in _deks_of(vault, todo), "alice's secret is sealed under the key bob chose"
+    read = _opened_with(vault, todo, dek)
+    print("bob reads:", read)
+    assert b"alice's secret" not in read, "bob decrypts alice's secret with the key he chose"
+    assert dek not in _deks_of(vault, todo), "alice's file is sealed under the key bob chose"
 
 
 # --- (6) a refused deletion whose document does not give the file back hides it
