@@ -9,11 +9,11 @@ are marked ``xfail(strict=True)``, each seen to fail for the reason named (``--r
 Root of (1), (3), (7), (8): at unlock a deletion signed by another than the owner is refused when this
 device last saw the file in folders the signer may not write (``Authorship.deleted``), and
 ``_keep_undeleted`` then makes the file from THAT refused document: its key, its sealed attributes, its
-``seq``, none of them judged (while mounted, ``may_take`` judges the same document and refuses it whole).
-Suggested fix: a refused deletion changes nothing: keep the node from the owner's (or an admitted
-writer's) last state (the ledger could remember the head/DEK digest it last saw; or rebuild it as ``check
---repair`` does, from her newest signed version, kept behind); at least ignore every attribute but the
-file's identity, take no ``owner_dek`` from a signer other than the owner, and pass the signer to
+``seq``, none of them judged (while mounted, by reading the code, ``may_take`` judges such a document and
+refuses it whole). Suggested fix: a refused deletion changes nothing: keep the node from the owner's (or
+an admitted writer's) last state (the ledger could remember the head/DEK digest it last saw; or rebuild it
+as ``check --repair`` does, from her newest signed version, kept behind); at least ignore every attribute
+but the file's identity, take no ``owner_dek`` from a signer other than the owner, and pass the signer to
 ``at_load`` (``signers``). Root of (5), (6): the load's order: a refused deletion's folder is put back
 after every other node was linked and every deletion judged, so what sits in it finds no folder.
 
@@ -29,7 +29,7 @@ Found at 5056f39, most severe first:
   half second, while the administrator removes bob from team.  fs/shared.py ``_watch_store`` reads the
   failing batch 5 times, then skips it whole: the removal with it.  bob, unlocked, still reads the group's
   folder, and alice's seat gives none of its files a new key (epochs stay 0), so her later writes there
-  are under keys bob holds, until her next unlock
+  are under keys bob holds (seen for 20 s after; later turns not measured)
   (``test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_removal``).  Fix: take
   in row by row in ``_take_in``: a row that does not read is a ``malformed`` alarm and skipped alone
   (as absorbing does per document); never skip a batch's readable rows.
