@@ -511,7 +511,6 @@ HOLE_WATCHER_BATCH = (
 
 
 @SHARED_ONLY
-@pytest.mark.xfail(strict=True, reason=HOLE_WATCHER_BATCH)
 def test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_removal(
         people: People, shared_vault: Path) -> None:  # noqa: F811
     """root's shared mount: alice shares proj with @team (bob a member); bob reads it.  A store writer
