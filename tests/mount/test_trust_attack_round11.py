@@ -348,7 +348,6 @@ HOLE_REPLAYED_DELETION_GC = (
     "deletion (trash_seen.deleted_at: her own time), so gc drops the file with every version")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_REPLAYED_DELETION_GC)
 def test_her_own_older_deletion_replayed_does_not_make_gc_purge_the_file_she_restored(
         vault: Path, tmp_path: Path) -> None:
     """alice writes private/keep.txt, deletes it, restores it (``fusevault restore``) and writes it again.
