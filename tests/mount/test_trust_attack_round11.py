@@ -560,7 +560,6 @@ HOLE_RETYPED_AT_UNLOCK = (
     "cannot be listed or restored (history, trash, restore all miss it)")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_RETYPED_AT_UNLOCK)
 def test_a_writers_type_change_seen_at_unlock_leaves_the_owners_text_restorable(
         vault: Path, tmp_path: Path) -> None:
     """alice's team/plan.txt, team shared WRITE with bob.  bob signs a node document of plan.txt (the key
@@ -579,6 +578,26 @@ def test_a_writers_type_change_seen_at_unlock_leaves_the_owners_text_restorable(
         except OSError as err:
             got = str(err)
     assert got == "the plan", f"alice's text of plan.txt cannot be got back: {got!r}"
+
+
+def test_a_writers_type_change_of_the_owners_folder_seen_at_unlock_keeps_her_files_in_it(
+        vault: Path, tmp_path: Path) -> None:
+    """(10), the other way: alice's folder team/sub holds inner.txt, team shared WRITE with bob.  bob signs
+    sub's node document with a file's mode.  alice unlocks.  Safe: sub is still a folder and inner.txt
+    reads her text in it (at 5056f39 sub was a file and inner.txt in no folder)."""
+    mnt = scene(vault, tmp_path, {"team/sub": None, "team/sub/inner.txt": "alice's inner text"},
+                [("team", "bob", "WRITE")])
+    sub = _node_fid(vault, "alice", "sub")
+    resigned_by_bob(vault, sub, {"mode": stat.S_IFREG | 0o644, "seq": ["bobs-device", 1]})
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-1500:])
+        try:
+            got = (mnt / "team" / "sub" / "inner.txt").read_text()
+        except OSError as err:
+            got = str(err)
+    assert got == "alice's inner text", f"her file in the folder bob made a file is lost: {got!r}"
+    assert "changes its type" in status
 
 
 # --- (5) a refused deletion of her folder: what is inside it
