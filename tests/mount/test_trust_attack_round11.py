@@ -118,6 +118,12 @@ from fusevault.vault.model.nodes import VERSION, doc_dek, open_node_attrs, open_
 from mount.test_shared_mount import SECRETS, People, linux, people, place, python, shared_vault  # noqa: F401
 from mount.test_shared_mount import pytestmark as SHARED_ONLY
 from mount.test_trust_attack_round7 import _keys_for, _share
+from mount.test_trust_attack_round9a import (  # noqa: F401  (fixtures)
+    _two_of_bobs_documents,
+    shared,
+    template_vault,
+    vault_copy,
+)
 from mount.test_trust_merkle import _read, _rows, _vf
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL, PASSPHRASE, _admin, _key, _node_fid, _user
@@ -548,6 +554,35 @@ def test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_
     epochs = [d.get("epoch", 0) for d in adversary.docs(shared_vault, "node") if not d.get("delete")]
     print("key epochs:", epochs)  # seen at 5056f39: all 0, no file of proj given a new key
     assert kept.stdout != "plan\n", "bob, removed from team, still reads its folder"
+
+
+@pytest.mark.parametrize("waits", ["for its folder", "for its key"])
+def test_a_row_that_does_not_read_does_not_make_a_users_tree_drop_a_batch(
+        shared, waits: str) -> None:  # noqa: F811
+    """(2)'s pattern where each user's tree takes a batch in (vault/services/absorbing.py): a file waits
+    in alice's tree (for its folder, as a peer's file that came first does; for its key, as a shared
+    file under a key not sealed to her yet does) and a store writer puts a body that does not read in its
+    row.  bob then changes memo.txt's mode (one batch).  Safe: nothing leaves absorb_arrivals (the mount's
+    follow-ups of the batch run: the kernel's caches dropped, files sealed again), memo.txt takes bob's
+    mode and the unreadable row is a ``malformed`` alarm.  Failed before: LocalStore.get's CorruptData
+    left absorb_arrivals (every later batch too, while the file waits for its folder)."""
+    from fusevault.vault.model import alarms
+    from fusevault.vault.services.absorbing import absorb_arrivals
+
+    docs, _, memo = _two_of_bobs_documents(shared, stat.S_IFREG | 0o600)
+    alice = shared.volumes["alice"]
+    with shared.store.transaction() as db:
+        (seq,) = db.execute("SELECT MAX(seq) + 1 FROM docs").fetchone()
+        db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body) VALUES ('waiting', '1-0', ?, 0, "
+                   "'node', ?)", (seq, '{"a":' + "[" * 100 + "]" * 100 + "}"))
+    if waits == "for its folder":
+        alice.tree.wait_for_folder("waiting")
+    else:
+        alice.sharing.awaiting.add("waiting")
+    absorb_arrivals(alice, docs[1:])
+    assert stat.S_IMODE(memo.mode) == 0o600, "bob's change of memo.txt was dropped with the batch"
+    said = [a for a in alarms.for_user(alice.key.user_id).as_list() if a["subject"] == "waiting"]
+    assert said and said[0]["kind"] == "malformed", said
 
 
 # --- (10) known-uncovered, measured: a writer's type change seen at unlock
