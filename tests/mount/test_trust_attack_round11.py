@@ -32,7 +32,10 @@ Found at 5056f39, most severe first:
   are under keys bob holds (seen for 20 s after; later turns not measured)
   (``test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_removal``).  Fix: take
   in row by row in ``_take_in``: a row that does not read is a ``malformed`` alarm and skipped alone
-  (as absorbing does per document); never skip a batch's readable rows.
+  (as absorbing does per document); never skip a batch's readable rows.  FIXED (h-rounds11b): so, and
+  a batch is read again until the store answers, never left; the same in each user's intake (a file
+  waiting for its folder or key: ``test_a_row_that_does_not_read_does_not_make_a_users_tree_drop_a_batch``)
+  and the sync's key mirror (tests/unit/test_key_mirror.py).
 - (3) SILENT CHANGE: bob, READ on private/notes.txt only, signs the file's older state (kept from the
   store, opened with the key he holds) as a deletion naming no folder.  Refused, and the file is made
   from it: notes.txt reads alice's older text; her only alarm says the file "stays".  He can as well
@@ -45,7 +48,8 @@ Found at 5056f39, most severe first:
   (trash_seen.deleted_at), without asking the ledger
   (``test_her_own_older_deletion_replayed_does_not_make_gc_purge_the_file_she_restored``).  Fix: gc
   keeps a deleted file whose deletion the ledger finds older than a state it saw (``Ledger.older``), or
-  counts such a deletion from this device's first sight.
+  counts such a deletion from this device's first sight.  FIXED (h-rounds11b): gc neither purges nor
+  thins it (``kept_replayed``); a device whose ledger never saw the file cannot tell (docs/SECURITY.md).
 - (5) DATA HIDDEN: bob (WRITE on team only; no grant needed) signs a deletion of alice's folder private
   (a copy of her document marked deleted: no key).  Refused ("it stays"), and private comes back EMPTY:
   every node was linked before ``_keep_undeleted`` put the folder back, so its files' links named a folder
@@ -82,7 +86,10 @@ Found at 5056f39, most severe first:
   cannot reach it: nothing she can type brings it back
   (``test_a_writers_type_change_seen_at_unlock_leaves_the_owners_text_restorable``).  Fix: at unlock,
   as while mounted, a document changing a node's type from the one this device saw is refused (the
-  ledger could keep the type with ``where``); or such a change puts the file in the trash.
+  ledger could keep the type with ``where``); or such a change puts the file in the trash.  FIXED
+  (h-rounds11b): the ledger keeps the type first seen of each of her nodes (``kinds``); at unlock the node
+  keeps it, with a ``retyped`` alarm (also folder to file:
+  ``test_a_writers_type_change_of_the_owners_folder_seen_at_unlock_keeps_her_files_in_it``).
 Holds: a READ recipient's refused deletion naming another of her shared folders (club, READ to carol)
 shows the file there (moved: part of (3)) but keeps it behind: carol gets no key of it
 (``test_a_read_recipients_refused_deletion_naming_another_share_gives_its_reader_no_key``).
