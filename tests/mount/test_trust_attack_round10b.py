@@ -365,9 +365,6 @@ def _skewed(state: Path, shim: Path, skew_s: int) -> dict:
             "PYTHONPATH": os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH")) if p)}
 
 
-@pytest.mark.xfail(strict=True, reason="hole: freshness.py orders Retention bodies by wall-clock made_at_us "
-                   "only: on a device whose clock is behind, her older policy (withheld, then replayed) "
-                   "counts over the one she set there later")
 def test_a_device_whose_clock_is_behind_does_not_obey_her_older_policy_over_the_one_it_set(
         vault: Path, tmp_path: Path) -> None:
     """On her laptop alice once set a policy that keeps nothing.  The server withholds it from her desktop,
