@@ -384,3 +384,31 @@ def test_a_device_whose_clock_is_behind_does_not_obey_her_older_policy_over_the_
     shown = fusevault("retention", "--vault", vault, "--json", env=desktop)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["policy"]["keep_all_days"] != 0, shown.stdout
+
+
+def test_a_device_whose_clock_is_behind_does_not_confirm_her_older_shorter_ttl_over_the_one_it_set(
+        vault: Path, tmp_path: Path) -> None:
+    """The same skew with her settings (``settings_at_us``): on her laptop she sets a 10-minute unlock;
+    the server keeps serving her desktop (clock a day behind) the body before it, and there she chooses 8
+    hours.  The server then serves the laptop's body to the desktop once, then the desktop's again.  Safe:
+    the desktop never took the laptop's body for her newest (the two were made apart): its 10 minutes
+    are not recorded as confirmed there, and her 8 hours there, served again, still apply."""
+    _set(vault, "settle_seconds", "3")  # signed: the body both devices start from
+    before = _user_doc(vault)
+    _set(vault, "passphrase_expiry_ttl", "10min")  # the laptop
+    laptops = _user_doc(vault)
+    adversary.put(vault, before)  # withheld from the desktop: it is served the body before
+    desktop = _skewed(tmp_path / "desktop-state", tmp_path / "shim", -86400)
+    result = fusevault("config", "set", "passphrase_expiry_ttl", "8hr", "--vault", vault, env=desktop)
+    assert result.returncode == 0, result.stderr
+    desktops = _user_doc(vault)
+    assert desktops["settings_at_us"] < laptops["settings_at_us"]  # the clock is behind
+
+    adversary.put(vault, laptops)  # the laptop's body, served once to the desktop
+    fusevault("config", "show", "--json", "--vault", vault, env=desktop)
+    adversary.put(vault, desktops)  # the desktop's own again
+    shown = fusevault("config", "show", "--json", "--vault", vault, env=desktop)
+    assert shown.returncode == 0, shown.stderr
+    after = json.loads(shown.stdout)
+    assert after["passphrase_expiry_ttl"] == {"ttl": "8", "unit": "hr"}, after
+    assert after["pending"] == {}, after

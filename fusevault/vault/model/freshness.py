@@ -50,7 +50,6 @@ from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model import lineage
 from fusevault.vault.model.alarms import Alarms
-from fusevault.vault.model.lineage import Order
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -68,9 +67,6 @@ KINDS = ("Share", "Group")  # the grants (swept: gone from the store means delet
 STAMPED = (*KINDS, "Retention")
 FORMAT = 1
 NONE = -1  # seen only without the field
-# The newest bodies of one id seen here, as (version vector, made_at_us): one, or several that are
-# concurrent (signed on devices that had not seen each other's).
-Tip = tuple[lineage.Vector, int]
 
 
 def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
@@ -110,7 +106,7 @@ class Freshness:
         # id -> its newest made_at_us seen when this device's ``unshare`` took it back
         self.taken_back: dict[str, int] = {}
         # id -> the newest bodies seen with a version vector (vault/model/lineage.py)
-        self.tips: dict[str, list[Tip]] = {}
+        self.tips: dict[str, list[lineage.Tip]] = {}
         # This device in the version vectors it signs (only ever compared with her other devices')
         self.device = uuid.uuid4().hex[:16]
         self._dirty = False
@@ -183,12 +179,8 @@ class Freshness:
         except lineage.Malformed:
             vector = None
         tips = self.tips.get(doc_id, [])
-        if vector is None:  # from before vectors: ordered by its stamp alone, as it was
-            kept = [t for t in tips if t[1] >= value]
-        else:
-            kept = [t for t in tips if not _supersedes(vector, value, t)]
-            if not any(_order(vector, value, t) is Order.SAME for t in kept):
-                kept.append((vector, value))
+        # from before vectors: ordered by its stamp alone, as it was
+        kept = lineage.stamped_only(tips, value) if vector is None else lineage.add(tips, vector, value)
         if kept != tips:
             self.tips[doc_id] = kept
             if not kept:
@@ -199,7 +191,7 @@ class Freshness:
         elif vector is None or not tips:
             newer = value > entry[1]
         else:  # above each body of it seen: a newer signing (also after a deletion)
-            newer = all(_supersedes(vector, value, t) for t in tips)
+            newer = lineage.newest(tips, vector, value)
         if newer:
             self.seen[doc_id] = (str(doc.get("type")), max(value, entry[1] if entry else NONE), False)
             self._dirty = True
@@ -267,8 +259,8 @@ class Freshness:
                 return newest != NONE or gone
             return made < newest or (gone and made <= newest)
         value = NONE if made is None else made
-        orders = [_order(vector, value, t) for t in tips]
-        return Order.OLDER in orders or (gone and Order.SAME in orders)
+        return lineage.older(tips, vector, value) or (gone and any(
+            lineage.placed(vector, value, tip) is lineage.Order.SAME for tip in tips))
 
     def sweep(self, present: set[str]) -> None:
         """Grants this device saw that are no longer in the store were deleted
@@ -291,15 +283,3 @@ def _vector(value: object) -> lineage.Vector:
         raise ValueError("no vector")
     return vector
 
-
-def _order(vector: lineage.Vector, made: int, tip: Tip) -> Order:
-    """How a body stands to a tip; of two with one vector (code from before vectors re-signed the
-    body, keeping its field), the later stamp is the newer."""
-    order = lineage.compare(vector, tip[0])
-    if order is Order.SAME and made != tip[1]:
-        return Order.NEWER if made > tip[1] else Order.OLDER
-    return order
-
-
-def _supersedes(vector: lineage.Vector, made: int, tip: Tip) -> bool:
-    return _order(vector, made, tip) is Order.NEWER

@@ -23,6 +23,8 @@ MAX_ENTRIES = 1024  # devices that ever signed one document: far above any user'
 MAX_COUNT = 2**52  # a CouchDB server (JavaScript) holds integers exactly below 2**53
 
 Vector = dict[str, int]
+# The newest bodies of one id a device saw, as (vector, stamp): one, or several that are concurrent.
+Tip = tuple[Vector, int]
 
 
 class Order(enum.Enum):
@@ -81,3 +83,36 @@ def next_after(vectors: list[Vector], device: str) -> Vector:
     """The vector of a body ``device`` signs after having seen ``vectors``: above each of them."""
     joined = join(vectors)
     return {**joined, device: min(joined.get(device, 0) + 1, MAX_COUNT)}
+
+
+def placed(vector: Vector, made: int, tip: Tip) -> Order:
+    """How a body (its vector and stamp) stands to ``tip``; of two with one vector (code from before
+    vectors re-signed a body, keeping its field), the later stamp is the newer."""
+    order = compare(vector, tip[0])
+    if order is Order.SAME and made != tip[1]:
+        return Order.NEWER if made > tip[1] else Order.OLDER
+    return order
+
+
+def older(tips: list[Tip], vector: Vector, made: int) -> bool:
+    """Whether the body is below one of ``tips``: its signer's body was seen after it (a replay)."""
+    return any(placed(vector, made, tip) is Order.OLDER for tip in tips)
+
+
+def newest(tips: list[Tip], vector: Vector, made: int) -> bool:
+    """Whether the body is above every one of ``tips``."""
+    return all(placed(vector, made, tip) is Order.NEWER for tip in tips)
+
+
+def add(tips: list[Tip], vector: Vector, made: int) -> list[Tip]:
+    """``tips`` once the body (not older than any) was seen: less those it is above, with it."""
+    kept = [tip for tip in tips if placed(vector, made, tip) is not Order.NEWER]
+    if not any(placed(vector, made, tip) is Order.SAME for tip in kept):
+        kept.append((vector, made))
+    return kept
+
+
+def stamped_only(tips: list[Tip], made: int) -> list[Tip]:
+    """``tips`` once a body without a vector, stamped ``made``, was taken as newer (by its stamp, the
+    rule before vectors): those stamped before it are below it."""
+    return [tip for tip in tips if tip[1] >= made]
