@@ -46,7 +46,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import adversary
-import pytest
 from attack_scenes import add_team, add_users, group_doc
 from conftest import fusevault, mounted
 

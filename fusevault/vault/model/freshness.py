@@ -125,7 +125,7 @@ class Freshness:
                 raise ValueError("unknown format")
             fresh.seen = {i: (str(k), int(n), bool(d)) for i, (k, n, d) in data["seen"].items()}
             fresh.taken_back = {str(i): int(n) for i, n in data.get("taken_back", {}).items()}
-            fresh.tips = {str(i): [(_vector(v), int(m)) for v, m in tips]
+            fresh.tips = {str(i): [(lineage.parsed(v), int(m)) for v, m in tips]
                           for i, tips in data.get("tips", {}).items()}
             fresh.device = str(data.get("device") or fresh.device)
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
@@ -231,7 +231,8 @@ class Freshness:
             lineage.of(doc)
         except lineage.Malformed:  # her fusevault writes none such: a store writer's rewrite
             self.alarms.warn("replayed-grant" if grant else "replayed-retention", doc_id,
-                             f"refused {what} {doc_id}: its version vector is not one fusevault writes; {then}")
+                             f"refused {what} {doc_id}: its version vector is not one fusevault writes; "
+                             f"{then}")
             return False
         if entry is not None and self._replay(doc, entry):
             state = "was deleted" if entry[2] else "was replaced by a newer one"
@@ -275,11 +276,4 @@ def admitted(fresh: Freshness | None, docs: list[dict], what: str) -> list[dict]
     if fresh is None:
         return docs
     return [d for d in docs if fresh.admit(d, what)]
-
-
-def _vector(value: object) -> lineage.Vector:
-    vector = lineage.of({lineage.FIELD: value})
-    if vector is None:
-        raise ValueError("no vector")
-    return vector
 

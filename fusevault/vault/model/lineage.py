@@ -59,6 +59,14 @@ def of(doc: dict) -> Vector | None:
     return vector
 
 
+def parsed(value: object) -> Vector:
+    """A vector kept in a device's own record (raises Malformed, a ValueError, if it is none)."""
+    vector = of({FIELD: value})
+    if vector is None:
+        raise Malformed("no vector")
+    return vector
+
+
 def compare(mine: Vector, other: Vector) -> Order:
     """How ``mine`` stands to ``other``."""
     above = any(n > other.get(d, 0) for d, n in mine.items())
