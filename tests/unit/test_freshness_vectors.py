@@ -13,21 +13,10 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.vault.model import freshness, lineage, retention
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.freshness import Freshness, stamp
+from unit.test_retention_freshness import _Store
 
 ALICE = "a" * 32
 DAY_NS = 86400 * 10**9
-
-
-class _Store:
-    def __init__(self) -> None:
-        self.docs: dict[str, dict] = {}
-
-    def get(self, doc_id: str) -> dict | None:
-        return self.docs.get(doc_id)
-
-    def put_many(self, docs: list[dict]) -> None:
-        for doc in docs:
-            self.docs[doc["_id"]] = {**doc, "_rev": "1-x"}
 
 
 class _Device:
