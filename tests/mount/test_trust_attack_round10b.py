@@ -28,11 +28,13 @@ Found at commit 5f9522b (main): 8 holes in 9 xfail tests, 1 hold:
 - FIXED (peers): a planted Peers document of the same name listed first: `peer remove buddy` removes it and
   says "removed", the confirmed buddy is still contacted (peers.py ``find_peer``/``remove_peer``).  Fix:
   refuse an ambiguous name, or forget and tombstone every peer of that name.
-- retention, clock skew: on her desktop, whose clock is a day behind, she sets "keep a year" while the server
-  withholds the laptop's earlier "keep nothing"; served later, the laptop's body has the larger made_at_us
-  and is admitted: `retention` there shows "keep nothing" as hers (freshness.py ``admit``/``stamp``: wall
-  clock only).  Fix: each body names the digest of the body it replaced; a body this device never saw that
-  does not descend from the one it signed is concurrent: KEEP_ALL with an alarm until she sets it again.
+- FIXED (retention, clock skew): on her desktop, whose clock is a day behind, she sets "keep a year" while
+  the server withholds the laptop's earlier "keep nothing"; served later, the laptop's body has the larger
+  made_at_us and is admitted: `retention` there shows "keep nothing" as hers (freshness.py
+  ``admit``/``stamp``: wall clock only). Fixed: each body carries a signed version vector
+  (vault/model/lineage.py); a body neither above nor below the newest seen is concurrent: KEEP_ALL with an
+  alarm until she sets it again. The same skew with her settings (``settings_at_us``) is closed the same way
+  (the test after it).
 - held: a float ``made_at_us`` (same canonical form) is no way around the replay check.
 """
 

@@ -28,8 +28,12 @@ So every reader takes them from here, never from the document directly:
   whose safer values apply while it is served but are not recorded as
   confirmed (her current document, back, is then not merely pending).
   ``settings.save`` writes ``settings_at_us`` in each body (above the one it
-  replaces), so a body she signs again is never one seen before, and one
-  signed before the newest seen here, never seen itself, is older too.
+  replaces), so a body she signs again is never one seen before, and a
+  version vector (vault/model/lineage.py; ``next_vector``): one below the
+  newest seen here, never seen itself, is older too, and one made on a device
+  that had not seen that one (concurrent: the server withheld it) is not the
+  newest either, whatever the clocks say (an alarm).  Bodies without a vector
+  are ordered by ``settings_at_us``, as before.
 
 What this device confirmed is kept outside the vault, in the user's state
 directory (``paths.state_dir()/confirmed/<hash of vault dir and user>``),

@@ -15,6 +15,17 @@ never sealed to.  A new signing (sharing again after an unshare) is newer
 and counts.  A body without the field (from before it) is taken only while
 this device has seen no stamped or deleted body of that id.
 
+Which body is older is told by the version vector each carries, signed with it
+(vault/model/lineage.py), not by ``made_at_us``: a wall clock lies on a device
+whose clock is behind, where a body she signs after one the server withheld
+gets the smaller time (attack round 10b).  Each device keeps, per id, the newest
+bodies seen (``tips``: their vectors and stamps) and signs above all of them.
+A body below a tip is a replay; one neither above nor below (concurrent: made
+on a device that had not seen the other's) is refused too, with an alarm
+(``concurrent``: for a grant, nothing is sealed by either; for a Retention
+policy, gc drops nothing) until she signs it again on a device that saw both.
+Bodies without a vector (older code) are ordered by ``made_at_us`` as before.
+
 A user's own Retention policy (``retention-<uid>``) is stamped and
 remembered the same way (not swept: nothing deletes one): an older signed
 policy put back is refused, and gc then drops nothing of that user's
