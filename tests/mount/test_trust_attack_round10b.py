@@ -353,16 +353,17 @@ def test_peer_remove_stops_the_peer_she_confirmed_even_beside_a_planted_namesake
 
 def _skewed(state: Path, shim: Path, skew_s: int) -> dict:
     """The environment of a device whose clock is ``skew_s`` seconds off (``sitecustomize`` in ``shim``
-    shifts time.time and time.time_ns of the real ``fusevault`` command)."""
+    shifts time.time and time.time_ns of the real ``fusevault`` command, and of the mount server it starts:
+    that one is handed the PYTHONPATH at its start, other variables only after its imports, so the skew is
+    written in the shim)."""
     shim.mkdir(exist_ok=True)
     (shim / "sitecustomize.py").write_text(
-        "import os, time\n"
-        "_skew = int(os.environ.get('FV_TEST_CLOCK_SKEW_S', '0'))\n"
-        "if _skew:\n"
-        "    _ns, _t = time.time_ns, time.time\n"
-        "    time.time_ns = lambda: _ns() + _skew * 1_000_000_000\n"
-        "    time.time = lambda: _t() + _skew\n")
-    return {"FUSEVAULT_STATE_DIR": str(state), "FV_TEST_CLOCK_SKEW_S": str(skew_s),
+        "import time\n"
+        f"_skew = {int(skew_s)}\n"
+        "_ns, _t = time.time_ns, time.time\n"
+        "time.time_ns = lambda: _ns() + _skew * 1_000_000_000\n"
+        "time.time = lambda: _t() + _skew\n")
+    return {"FUSEVAULT_STATE_DIR": str(state),
             "PYTHONPATH": os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH")) if p)}
 
 
@@ -413,3 +414,30 @@ def test_a_device_whose_clock_is_behind_does_not_confirm_her_older_shorter_ttl_o
     after = json.loads(shown.stdout)
     assert after["passphrase_expiry_ttl"] == {"ttl": "8", "unit": "hr"}, after
     assert after["pending"] == {}, after
+
+
+def test_a_device_whose_clock_is_behind_does_not_take_her_older_write_share_over_the_read_one_it_made(
+        vault: Path, tmp_path: Path, monkeypatch) -> None:
+    """The same skew with a grant: on her laptop alice shares notes.txt with bob READ,WRITE; the server
+    withholds that Share from her desktop (clock a day behind), where she shares the file with bob READ.
+    The server then serves the laptop's READ,WRITE Share to the desktop.  Safe: the desktop does not grant
+    bob WRITE (the two were made apart: it cannot tell which she meant last, so neither counts, with an
+    alarm)."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("genuine notes")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ,WRITE").returncode == 0
+    (laptops,) = adversary.docs(vault, "Share")
+    adversary.delete_row(vault, laptops["_id"])  # withheld from the desktop
+    for name, value in _skewed(tmp_path / "desktop-state", tmp_path / "shim", -86400).items():
+        monkeypatch.setenv(name, value)
+    with mounted(vault, mnt):
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    (desktops,) = adversary.docs(vault, "Share")
+    assert desktops["made_at_us"] < laptops["made_at_us"]  # the clock is behind
+    adversary.put(vault, laptops)  # the laptop's READ,WRITE, served to the desktop
+    with mounted(vault, mnt):
+        listed = fusevault("shares", "--mount", mnt, passphrase=None).stdout
+        assert "READ,WRITE" not in listed, listed
+        assert any("had not seen each other" in a["text"] for a in status(mnt).get("alarms", []))
