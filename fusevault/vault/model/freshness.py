@@ -287,4 +287,3 @@ def admitted(fresh: Freshness | None, docs: list[dict], what: str) -> list[dict]
     if fresh is None:
         return docs
     return [d for d in docs if fresh.admit(d, what)]
-
