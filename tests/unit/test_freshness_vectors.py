@@ -4,6 +4,7 @@ was seen (two state files), sharing one store; a device's clock is made wrong by
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -150,3 +151,22 @@ def test_the_record_keeps_vectors_and_the_device_id(tmp_path: Path) -> None:
     assert again.device == fresh.device
     assert again.tips == fresh.tips
     assert lineage.compare(again.next_vector("share-1"), signed[lineage.FIELD]) is lineage.Order.NEWER
+
+
+def test_a_record_from_before_vectors_opens_without_alarm_and_orders_by_stamp_then_vector(
+        tmp_path: Path) -> None:
+    key = MasterKey(ALICE, b"\1" * 32)
+    fresh = Freshness.open(key, tmp_path / "vault", "v1", Alarms())
+    plain = json.dumps({"format": 1, "seen": {"share-1": ["Share", 1000, False]}}).encode()
+    fresh.path.parent.mkdir(parents=True, exist_ok=True)
+    fresh.path.write_bytes(key.seal_device("grants", fresh.path.name, plain))
+    alarms = Alarms()
+    old = Freshness.open(key, tmp_path / "vault", "v1", alarms)
+    assert not len(alarms) and old.tips == {}
+    other = _Device(tmp_path, "other")
+    before = {**other.sign(_share("WRITE")), freshness.FIELD: 999}  # a vector, but signed before: by stamp
+    assert freshness.admitted(old, [before], "share") == []
+    after = other.sign(_share("READ"))
+    assert freshness.admitted(old, [after], "share") == [after]
+    ahead = {**before, freshness.FIELD: 10**17}  # the older vector, a stamp far ahead: by vector now
+    assert freshness.admitted(old, [ahead], "share") == []
