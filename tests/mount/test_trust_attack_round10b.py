@@ -54,6 +54,7 @@ from conftest import fusevault, mounted
 from fusevault.crypto.identity import Identity
 from fusevault.crypto.signing import sign_doc
 from mount.test_trust_anchors import _opens
+from mount.test_trust_grants import notes_shared_with_bob
 from mount.test_trust_settings import Listener, status, wait_for
 from mount.test_trust_writes import BOB, CAROL, _admin, _key, _node_fid, _user
 
@@ -423,12 +424,8 @@ def test_a_device_whose_clock_is_behind_does_not_take_her_older_write_share_over
     The server then serves the laptop's READ,WRITE Share to the desktop.  Safe: the desktop does not grant
     bob WRITE (the two were made apart: it cannot tell which she meant last, so neither counts, with an
     alarm)."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("genuine notes")
-        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ,WRITE").returncode == 0
-    (laptops,) = adversary.docs(vault, "Share")
+    laptops = notes_shared_with_bob(vault, mnt, "READ,WRITE")
     adversary.delete_row(vault, laptops["_id"])  # withheld from the desktop
     for name, value in _skewed(tmp_path / "desktop-state", tmp_path / "shim", -86400).items():
         monkeypatch.setenv(name, value)
