@@ -389,6 +389,23 @@ def test_a_device_whose_clock_is_behind_does_not_obey_her_older_policy_over_the_
     assert json.loads(shown.stdout)["policy"]["keep_all_days"] != 0, shown.stdout
 
 
+def test_her_policy_set_in_turn_on_two_devices_whose_clocks_differ_is_hers_on_both_without_alarm(
+        vault: Path, tmp_path: Path) -> None:
+    """Legitimate use: she sets her policy on her laptop, her desktop (clock a day behind) shows it and she
+    sets it again there, the laptop shows that one and she sets it again.  Each device applies the last
+    one she set, as hers (never "none that holds": nothing here was withheld)."""
+    desktop = _skewed(tmp_path / "desktop-state", tmp_path / "shim", -86400)
+    for n, env in enumerate([None, desktop, None, desktop]):
+        seen = fusevault("retention", "--vault", vault, "--json", env=env)
+        assert seen.returncode == 0, seen.stderr
+        assert json.loads(seen.stdout)["source"] in ("yours", "built in"), seen.stdout
+        done = fusevault("retention", "--vault", vault, "--json", "--keep-all", str(n + 1), env=env)
+        assert done.returncode == 0, done.stderr
+        for each in (None, desktop):
+            shown = json.loads(fusevault("retention", "--vault", vault, "--json", env=each).stdout)
+            assert (shown["policy"]["keep_all_days"], shown["source"]) == (n + 1, "yours"), shown
+
+
 def test_a_device_whose_clock_is_behind_does_not_confirm_her_older_shorter_ttl_over_the_one_it_set(
         vault: Path, tmp_path: Path) -> None:
     """The same skew with her settings (``settings_at_us``): on her laptop she sets a 10-minute unlock;
