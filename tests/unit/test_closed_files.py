@@ -51,16 +51,16 @@ def _vf_files(tmp_path: Path, count: int) -> list[str]:
 
 def test_closed_files_are_flushed_in_small_batches_as_they_close(tmp_path: Path) -> None:
     # Before: 4,096 closed files waited, then one thread flushed them all
-    # (during the listing that followed a create); now a batch of 256 at most.
+    # (during the listing that followed a create); now a batch of 1,024 at most.
     files = Files(Tree())  # type: ignore[arg-type]
 
     async def main() -> None:
-        for path in _vf_files(tmp_path, 300):
+        for path in _vf_files(tmp_path, 1100):
             files.close(Closed(path))  # type: ignore[arg-type]
             await files.flush_closed()  # as each release does
 
     trio.run(main)
-    assert len(files.unflushed) < 256
+    assert len(files.unflushed) < 1024
 
 
 def test_a_file_whose_batch_is_being_flushed_is_flushed_again_by_its_fsync(tmp_path: Path,

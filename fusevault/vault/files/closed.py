@@ -29,7 +29,7 @@ import trio
 
 from fusevault.vault.format.atomic import fsync_dir
 
-FLUSH_BATCH = 256  # closed files flushed together, as they close
+FLUSH_BATCH = 1024  # closed files flushed together, as they close
 # Past this many waiting (the batch before still being flushed), another batch starts anyway.
 UNFLUSHED_LIMIT = 4096
 # From this many files on, one syncfs is cheaper than a flush per file and per folder.
