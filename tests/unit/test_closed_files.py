@@ -111,3 +111,25 @@ def test_flush_paths_takes_files_and_folders_that_are_gone(tmp_path: Path, count
     paths = _vf_files(tmp_path / "kept", count)
     os.unlink(paths[0])
     closed.flush_paths({**dict.fromkeys(paths, True), str(tmp_path / "gone" / "x.vf"): True})
+
+
+def test_a_batch_whose_flush_failed_waits_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: a batch was forgotten once its flush began, so after a failed
+    # syncfs (EIO) a later fsync of one of its files took it as on disk.
+    files = Files(Tree())  # type: ignore[arg-type]
+    paths = _vf_files(tmp_path, closed.FLUSH_BATCH)
+
+    def failing(batch: dict[str, bool]) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(closed, "flush_paths", failing)
+
+    async def main() -> None:
+        for path in paths:
+            files.close(Closed(path))  # type: ignore[arg-type]
+        with pytest.raises(OSError):
+            await files.flush_closed()
+
+    trio.run(main)
+    assert files.unflushed.take(paths[0]) is True, "a file whose flush failed counts as on disk"
+    assert len(files.unflushed) == closed.FLUSH_BATCH - 1

@@ -75,6 +75,13 @@ class ClosedFiles:
         self.in_flight.append(batch)
         try:
             await trio.to_thread.run_sync(flush_paths, batch, limiter=self.limiter)
+        except BaseException:
+            # Not known to be on disk: they wait again, so that a later fsync of
+            # one of them (or the unmount) flushes it and reports what fails,
+            # never returns over records a power cut could still take.
+            for path, new in batch.items():
+                self.add(path, new)
+            raise
         finally:
             self.in_flight[:] = [b for b in self.in_flight if b is not batch]
 
