@@ -106,7 +106,7 @@ HOLE_OTHER_DEVICE_MOVE = (
     "file is kept behind for good: a new reader of the folder gets no key")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_OTHER_DEVICE_MOVE)
+
 def test_a_writers_edit_of_a_file_the_owner_moved_on_her_other_device_is_no_alarm(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On her laptop alice keeps private/diary.txt and shares team with bob (WRITE).  On her desktop she
@@ -159,7 +159,7 @@ HOLE_OTHER_DEVICE_DELETE = (
     "is refused and loading.py _keep_undeleted brings the file back")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_OTHER_DEVICE_DELETE)
+
 def test_a_writers_deletion_of_a_file_the_owner_moved_to_him_on_her_other_device_is_taken(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On her desktop alice moves private/diary.txt into team (WRITE to bob); bob deletes

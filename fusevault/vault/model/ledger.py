@@ -308,6 +308,15 @@ class Ledger:
         """The parents (fids) this device last saw the user's own file in, if known."""
         return self.where.get(fid)
 
+    def saw_placed(self, fid: str, parents: list[str], seq: Seq) -> None:
+        """The owner's stamp of her file in ``parents`` at ``seq``, newer than any
+        state this device saw from that device (vault/tree/authorship.py
+        ``was_placed``): remembered as seen, so it is news only once, and as
+        where she last put the file."""
+        entry = self.fids.get(fid)
+        self.record(fid, seq, entry[0] if entry is not None else True)
+        self._at(fid, parents)
+
     def _own(self, fid: str) -> None:
         if fid not in self.mine:
             self.mine.add(fid)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # has no unsaved changes of their own (those are sealed under the key they
 # were opened with, and committed with it).
 ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
-         "previous", "rev")
+         "previous", "rev", "placed")
 CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
 
 
