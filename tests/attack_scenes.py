@@ -133,12 +133,14 @@ def recipients_dek(vault: Path, name: str, passphrase: str, fid: str) -> bytes:
     return open_file_key(them.identity, alice["_id"], fid, found[0], found[1])
 
 
-def resigned(vault: Path, fid: str, change: dict, dek: bytes, name: str, passphrase: str) -> None:
-    """alice's node document of ``fid`` with its sealed attributes changed, sealed under ``dek`` and
-    signed by ``name`` (a recipient who can write the vault folder and holds that key), put there."""
+def resigned(vault: Path, fid: str, change: dict, dek: bytes, name: str, passphrase: str,
+             clear: dict | None = None) -> None:
+    """alice's node document of ``fid`` with its sealed attributes changed (and its ``clear``
+    fields), sealed under ``dek`` and signed by ``name`` (a recipient who can write the vault
+    folder and holds that key), put there."""
     doc = adversary.get(vault, fid)
     attrs = {**open_node_attrs(doc, dek), **change}
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")} | (clear or {})
     body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
     key = _key(vault, name, passphrase)
     adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))

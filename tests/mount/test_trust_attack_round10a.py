@@ -327,13 +327,15 @@ def test_a_writer_cannot_graft_the_owners_trashed_file_by_resealing_it_under_his
 # --- (6) a file kept behind leaves ``behind`` once the folder it left is not held at an unlock
 
 
-def _bobs_move_of(vault: Path, fid: str, links: list, n: int) -> None:
-    """test_trust_places.py's ``_bobs_move`` with bob's device counter ``n``."""
+def _bobs_move_of(vault: Path, fid: str, links: list, n: int, extra: dict | None = None) -> None:
+    """test_trust_places.py's ``_bobs_move`` with bob's device counter ``n`` (and ``extra``
+    sealed attributes)."""
     doc = adversary.get(vault, fid)
     alice = _key(vault, "alice", PASSPHRASE)
     _, attrs = open_node_doc(doc, alice)  # read with her key for brevity: bob could write any he likes
     attrs["links"] = links
     attrs["seq"] = ["bobs-device", n]
+    attrs.update(extra or {})
     bob = _key(vault, "bob", BOB_SECRET)
     dek = aead.new_key()
     owner = doc["owner"]

@@ -124,6 +124,8 @@ class Authorship:
         if found is None or not self.seen.newer(fid, found[1]):
             return self.was_at(fid)
         parents, seq = found
+        if not parents:
+            return self.was_at(fid)  # she stamps no place in no folder: never judged by one
         phantoms = volume.sharing.phantoms if volume.sharing is not None else ()
         for parent_fid in parents:
             parent = volume.find(parent_fid)
