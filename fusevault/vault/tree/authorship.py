@@ -114,23 +114,29 @@ class Authorship:
         carried again is no longer news, so a grantee can never carry an older
         stamp back over a move this device saw); else where this device last
         saw it (``was_at``)."""
+        taken = self._stamp_taken(volume, fid, placed)
+        return self.was_at(fid) if taken is None else taken
+
+    def _stamp_taken(self, volume: Held, fid: str, placed: dict | None) -> list[str] | None:
+        """The folders the owner's stamp ``placed`` puts her file in, if it is
+        followed (``was_placed``); else None."""
         if placed is None or self.seen is None:
-            return self.was_at(fid)
+            return None
         sig = placed.get("sig")
         if (taken := self._stamps.get(fid)) is not None and taken[0] == sig:
             return taken[1]
         public = self.trust.sign_key(self.user_id)
         found = None if public is None else placement.holds(public, self.vault_id, self.user_id, fid, placed)
         if found is None or not self.seen.newer(fid, found[1]):
-            return self.was_at(fid)
+            return None
         parents, seq = found
         if not parents:
-            return self.was_at(fid)  # she stamps no place in no folder: never judged by one
+            return None  # she stamps no place in no folder: never judged by one
         phantoms = volume.sharing.phantoms if volume.sharing is not None else ()
         for parent_fid in parents:
             parent = volume.find(parent_fid)
             if parent is None or not parent.is_dir or parent.owner != self.user_id or parent.ino in phantoms:
-                return self.was_at(fid)  # a folder not hers, or not held here: not judged by it
+                return None  # a folder not hers, or not held here: not judged by it
         self._stamps[fid] = (str(sig), parents)
         self.seen.saw_placed(fid, parents, seq)
         return parents
@@ -204,7 +210,7 @@ class Authorship:
 
     def may_write(self, volume: Held, signer: str, owner: str, fid: str,
                   links: list[tuple[str, bytes]] | None = None, node: Node | None = None, *,
-                  placed: bool = False) -> bool:
+                  placed: bool = False, stamp: dict | None = None) -> bool:
         """Whether ``signer`` holds WRITE on ``owner``'s node ``fid`` for a
         document naming ``links`` (parent fid, name; None: its names are not
         what is judged).
@@ -217,13 +223,20 @@ class Authorship:
         where it sits.  A grant on the node never lets a new name go into a
         folder he does not write, nor does a folder he writes make the
         node's own READ a WRITE.  A folder this user cannot open (a phantom,
-        or not held) puts nothing here, and is not judged."""
+        or not held) puts nothing here, and is not judged.  ``stamp``: the
+        owner's placement stamp the document carries; followed
+        (``was_placed``), it is where the node is judged from, not where
+        this tree holds it: she moved it on another device (of which this
+        tree saw nothing)."""
         sharing = volume.sharing
         if sharing is None:
             return False
         held = node if node is not None and volume.get(node.ino) is node else None
         if placed:
             return held is not None and self.writes_at(volume, signer, owner, held)
+        if held is not None and links is not None and owner == self.user_id and (
+                parents := self._stamp_taken(volume, fid, stamp)) is not None:
+            return self._writes_from(volume, signer, owner, parents, links)
         if held is not None and not self.writes_at(volume, signer, owner, held):
             return False
         own = self.writes(sharing, signer, owner, list(sharing.by_fid.get(fid, ())))
@@ -244,6 +257,17 @@ class Authorship:
         if held is None and not new:
             return own  # placed nowhere here (its folder may come later: judged again then)
         return all(self.writes_at(volume, signer, owner, parent) for parent in [*new, *gone])
+
+    def _writes_from(self, volume: Held, signer: str, owner: str, parents: list[str],
+                     links: list[tuple[str, bytes]]) -> bool:
+        """``may_write`` from where the owner's stamp put the node (``parents``,
+        folders of hers this tree holds): WRITE in every one of them, all the
+        way up (a grant on the node alone does not do: its names there are not
+        known), and in every folder the document puts it in or takes it out of."""
+        where = [parent for fid in parents if (parent := volume.find(fid)) is not None]
+        named = {parent for parent, _ in links if isinstance(parent, str)}
+        return all(self.writes_at(volume, signer, owner, parent)
+                   for parent in [*where, *self._left(volume, sorted(named), set(parents))])
 
     @staticmethod
     def _left(volume: Held, parents: list[str] | None, kept: set[str]) -> list[Node]:
