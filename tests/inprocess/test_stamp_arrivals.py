@@ -6,19 +6,12 @@ document handed over as the store watcher does."""
 
 from __future__ import annotations
 
-import json
-
-import pyfuse3
 import pytest
 import trio
-from attack_scenes import ALICE, planted, team_with_plan
+from attack_scenes import ALICE, bobs_node_doc, names_found, planted, team_with_plan
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fusevault.crypto import aead
-from fusevault.crypto.signing import sign_doc
-from fusevault.encoding import b64e
 from fusevault.vault.model import placement
-from fusevault.vault.model.nodes import open_node_attrs
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     ROOT,
     shared,
@@ -52,23 +45,12 @@ def test_a_writers_edit_over_the_owners_move_on_another_device_is_taken_by_her_s
         if stamp != "none":
             change["placed"] = placement.stamp(signer, alice.layout.vault_id, alice.key.user_id, diary.fid,
                                                [team.fid], (device, 1))
-        # bob's document, sealed under the key her desktop sealed to him (her DEK, read here for brevity)
-        doc = shared.store.get(diary.fid)
-        attrs = {**open_node_attrs(doc, diary.dek), **change}
-        body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-        body["enc"] = b64e(aead.seal(diary.dek, json.dumps(attrs).encode(), aead.ad("node", diary.fid)))
-        bob = shared.volumes["bob"].key
-        planted(shared, sign_doc(bob.user_id, bob.identity.sign, body))
+        # bob's document, under the key her desktop sealed to him (her DEK: the same key)
+        planted(shared, bobs_node_doc(shared, diary.fid, change, diary.dek))
         await trio.sleep(0)
-        found = []
-        for parent in (ROOT, team_entry.st_ino):
-            try:
-                await drive.lookup(parent, b"diary.txt", ALICE)
-                found.append(True)
-            except pyfuse3.FUSEError:
-                found.append(False)
+        in_root, in_team = await names_found(drive, (ROOT, team_entry.st_ino), b"diary.txt", ALICE)
         alarmed = any(a["subject"] == diary.fid for a in alice.tree.trust.alarms.as_list())
-        return found[0], found[1], alarmed
+        return in_root, in_team, alarmed
 
     in_root, in_team, alarmed = trio.run(scene)
     if taken:
