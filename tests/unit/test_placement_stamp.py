@@ -16,6 +16,7 @@ from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.ledger import Ledger
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.tree.authorship import Authorship
+from unit.test_ledger_writers import Loaded
 
 ALICE, BOB = "a" * 32, "b" * 32
 VAULT = "v" * 32
@@ -114,3 +115,32 @@ def test_a_stamp_not_followed_leaves_where_this_device_saw_the_file(gate: Author
                                                                     stamp: dict) -> None:
     assert gate.was_placed(Tree(), FILE, stamp) == [PRIVATE], why
     assert gate.seen.newer(FILE, ("desktop", 7)), "a stamp not followed was remembered as seen"
+
+
+def _held_in_team(signer_seq: tuple[str, int]) -> list[Node]:
+    team = _folder(2, TEAM, ALICE)
+    diary = Node(5, FILE, ALICE, b"k" * 32, 0o100600, 0, 0)
+    diary.links, diary.seq = [(2, b"diary.txt")], signer_seq
+    return [team, diary]
+
+
+@pytest.mark.parametrize("stamped, behind", [
+    ([TEAM], False),  # her followed stamp puts it where bob's document leaves it: hers
+    ([PRIVATE], True),  # his document leaves it elsewhere than she put it
+    (None, True),  # no stamp: a writer's document never ends behind
+])
+def test_a_writers_document_ends_behind_only_where_her_followed_stamp_puts_the_file(
+        gate: Authorship, stamped: list[str] | None, behind: bool) -> None:
+    """diary.txt was kept behind in bobs' folder on the laptop; bob's newer document puts it in team.
+    At the load (``check_loaded``) and while mounted (``arrived``)."""
+    ledger = gate.seen
+    assert isinstance(ledger, Ledger)
+    ledger.behind[FILE] = [BOBS]
+    if stamped is not None:
+        ledger.saw_placed(FILE, stamped, ("desktop", 7))
+    ledger.check_loaded(Loaded(ledger.key, _held_in_team(("bobs-device", 1))), None,  # type: ignore[arg-type]
+                        {}, {FILE: BOB})
+    assert (FILE in ledger.behind) is behind
+    ledger.behind[FILE] = [BOBS]
+    ledger.arrived(FILE, [TEAM], by_owner=False)
+    assert (FILE in ledger.behind) is behind
