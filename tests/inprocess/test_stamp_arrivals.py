@@ -25,6 +25,7 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
     ("none", False),  # before stamps: judged from where this mount holds it (the safe side)
     ("another key", False),
     ("older", False),  # a state of her device this mount saw already
+    ("carried back", False),  # hers, taken; she then moves the file back here; bob carries it again
 ])
 def test_a_writers_edit_over_the_owners_move_on_another_device_is_taken_by_her_stamp(
         shared, stamp: str, taken: bool) -> None:  # noqa: F811
@@ -32,7 +33,9 @@ def test_a_writers_edit_over_the_owners_move_on_another_device_is_taken_by_her_s
     moves diary.txt into team: her stamp says so.  bob writes team/diary.txt; only his document (which
     carries her stamp) reaches alice's mount.  Safe and no false alarm: with her stamp diary.txt moves
     into team, no alarm; with none, one signed by another key, or one of a state this mount saw, bob's
-    document is judged as his own move out of her root: refused, diary.txt stays there."""
+    document is judged as his own move out of her root: refused, diary.txt stays there; so is one
+    carrying her stamp again after she moved the file back into her root on this mount (the stamp
+    taken once is not news any more)."""
 
     async def scene() -> tuple[bool, bool, bool]:
         drive, alice = shared.drive, shared.volumes["alice"]
@@ -48,6 +51,12 @@ def test_a_writers_edit_over_the_owners_move_on_another_device_is_taken_by_her_s
         # bob's document, under the key her desktop sealed to him (her DEK: the same key)
         planted(shared, bobs_node_doc(shared, diary.fid, change, diary.dek))
         await trio.sleep(0)
+        if stamp == "carried back":
+            assert await names_found(drive, (ROOT, team_entry.st_ino), b"diary.txt", ALICE) == [False, True]
+            await drive.rename(team_entry.st_ino, b"diary.txt", ROOT, b"diary.txt", 0, ALICE)
+            again = {**change, "seq": ["bobs-device", 2]}
+            planted(shared, bobs_node_doc(shared, diary.fid, again, diary.dek))
+            await trio.sleep(0)
         in_root, in_team = await names_found(drive, (ROOT, team_entry.st_ino), b"diary.txt", ALICE)
         alarmed = any(a["subject"] == diary.fid for a in alice.tree.trust.alarms.as_list())
         return in_root, in_team, alarmed

@@ -123,8 +123,8 @@ class Authorship:
         if placed is None or self.seen is None:
             return None
         sig = placed.get("sig")
-        if (taken := self._stamps.get(fid)) is not None and taken[0] == sig:
-            return taken[1]
+        if (taken := self._stamps.get(fid)) is not None and taken[0] == sig and self.was_at(fid) == taken[1]:
+            return taken[1]  # the same stamp, and no other place seen since (a move here ends it)
         public = self.trust.sign_key(self.user_id)
         found = None if public is None else placement.holds(public, self.vault_id, self.user_id, fid, placed)
         if found is None or not self.seen.newer(fid, found[1]):
