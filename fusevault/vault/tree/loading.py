@@ -136,7 +136,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     _break_cycles(tree)  # before settling: what leaves takes what is under it
     moved: dict[str, list[str]] = {}
     if gate is not None:
-        gate.was_at = ledger.was_at
+        gate.seen, gate.vault_id = ledger, layout.vault_id
     if foreign:
         out = Absorbed()
         moved = gate.settle(tree, foreign, lambda node: leave(tree, node, out))
@@ -151,7 +151,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                                inodes):
         _break_cycles(tree)
         for node in kept:  # where the refused deletion's document puts it: no place she chose
-            if (now := parents_of(node, tree.fid_at)) != ledger.was_at(node.fid):
+            if (now := parents_of(node, tree.fid_at)) != gate.was_placed(tree, node.fid, node.placed):
                 moved[node.fid] = now
     tree.authorship = gate
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
@@ -186,8 +186,9 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship | None, docs: l
             continue
         node.owner = key.user_id
         tree.add(node, inodes)
-        if not links:  # a deletion names no folder: back where this device last saw it
-            links = _where_it_was(tree, gate.was_at(node.fid), node.fid, attrs.get("trashed"))
+        if not links:  # a deletion names no folder: back where she put it, as far as this device can tell
+            links = _where_it_was(tree, gate.was_placed(tree, node.fid, node.placed), node.fid,
+                                  attrs.get("trashed"))
         _link_loaded(tree, node, links)
         placed.append(node)
     return placed
