@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.vault.model import freshness, lineage, sharing
+from fusevault.vault.model import confirmed, freshness, lineage, settings, sharing
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.freshness import Freshness, stamp
 
@@ -125,3 +125,40 @@ def test_two_devices_with_one_device_id_are_not_ordered_by_their_clocks(tmp_path
     # Served now: the laptop's earlier WRITE must not silently replace the READ she set after it.
     assert not desktop.takes(write)
     assert desktop.alarms.as_list()
+
+
+class _UserStore:
+    """Her user document as the store holds it (one body at a time)."""
+
+    def __init__(self, doc: dict) -> None:
+        self.doc = doc
+
+    def get(self, doc_id: str) -> dict:
+        return dict(self.doc)
+
+    def put_many(self, docs: list[dict]) -> None:
+        self.doc = docs[0]
+
+    def sync(self) -> None:
+        pass
+
+
+@pytest.mark.xfail(strict=True, reason="hole: confirmed.py _newest_seen: with no tips yet (the newest body seen "
+                   "had no vector) a vectored body is judged by settings_at_us alone, and settings.save dates "
+                   "it 'now' under a stamp from a clock over MAX_AHEAD_US ahead: her new settings are never "
+                   "the newest, and the older body, replayed, is")
+def test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_newest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
+    key, root = MasterKey(ALICE, b"\1" * 32), tmp_path / "vault"
+    ahead = time.time_ns() // 1000 + 2 * settings.MAX_AHEAD_US
+    # Signed by fusevault from before vectors on a device whose clock ran two years ahead: a watched folder.
+    old = {"_id": ALICE, "type": "UserDetails", **settings.Settings(source_dir_to_watch="/home/a/in").as_dict(),
+           settings.STAMP: ahead}
+    assert confirmed._newest_seen(root, key, old)
+    store = _UserStore(old)
+    # Now, on this device (new code, clock right), she turns watching off.
+    settings.save(store, ALICE, settings.Settings(), lambda doc: doc, confirmed.next_vector(root, key))
+    current = store.doc
+    assert confirmed._newest_seen(root, key, current)  # hers, the newest
+    assert not confirmed._newest_seen(root, key, old)  # the older one, replayed, is not
