@@ -12,9 +12,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import adversary
 import pytest
+from attack_scenes import add_users
+from conftest import fusevault, mounted
+from mount.test_trust_grants import notes_shared_with_bob
+from mount.test_trust_settings import status
+from mount.test_trust_writes import CAROL as CAROL_SECRET
+from mount.test_trust_writes import _key
 
 from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import sign_doc
 from fusevault.vault.model import confirmed, freshness, lineage, settings, sharing
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.freshness import Freshness, stamp
@@ -61,7 +69,7 @@ def test_a_grantee_body_under_her_share_id_does_not_move_her_record(tmp_path: Pa
     # Bob (a grantee of the file: he knows its id and carol's) signs, in his own name, a Share under the same
     # id: a vector naming her device at the top and a made_at_us far past 2**53; a writer of the vault folder
     # puts it in the place of hers.  It verifies (signed by the owner it names).
-    poison = {**_share(owner=BOB, perm="WRITE"), freshness.FIELD: 2**62,
+    poison = {**_share(owner=BOB, perm="WRITE"), freshness.FIELD: JS_EXACT - 1,
               lineage.FIELD: {laptop.fresh.device: lineage.MAX_COUNT, "bob-device": 1}}
     laptop.takes(poison)  # its grant is on her node, not his: Guests.covering ignores it; her record does not
     # Her own body, back in the store (her other device, the writer putting it back), must still count ...
@@ -162,6 +170,36 @@ def test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_n
     current = store.doc
     assert confirmed._newest_seen(root, key, current)  # hers, the newest
     assert not confirmed._newest_seen(root, key, old)  # the older one, replayed, is not
+
+
+@pytest.mark.xfail(strict=True, reason="hole: freshness.py Freshness.admit/saw key the record by document id "
+                   "alone (sharing.doc_id names no owner): carol's own Share under alice's id, served once, "
+                   "makes alice's genuine share a 'replay' and her next share unsignable (made_at_us past 2**53)")
+def test_a_users_share_under_her_share_id_does_not_revoke_her_share(vault: Path, tmp_path: Path) -> None:
+    """The real commands: alice shares notes.txt with bob.  Carol (another user of the vault, who writes the
+    vault folder) signs in her own name a Share with alice's id (share-<fid>-<bob>), a vector above alice's
+    (her device's id is in clear in alice's body) and made_at_us 2**53-1 (the largest it may sign), and puts it in the place of alice's;
+    alice mounts once.  Then alice's body is back (her other device, or carol putting it back).  Safe:
+    alice's share with bob still counts (listed, no replay alarm), and her next share is one a CouchDB
+    server holds exactly."""
+    mnt = tmp_path / "mnt"
+    hers = notes_shared_with_bob(vault, mnt, "READ")
+    add_users(vault, "carol")
+    carol = _key(vault, "carol", CAROL_SECRET)
+    body = {k: v for k, v in hers.items() if k not in ("_rev", "sig")}
+    poison = {**body, "owner": carol.user_id, freshness.FIELD: JS_EXACT - 1,
+              lineage.FIELD: {**{d: lineage.MAX_COUNT for d in hers[lineage.FIELD]}, "carol-device": 1}}
+    adversary.put(vault, sign_doc(carol.user_id, carol.identity.sign, poison))
+    with mounted(vault, mnt):
+        pass  # alice's device sees carol's body
+    adversary.put(vault, hers)  # alice's own body is back
+    with mounted(vault, mnt):
+        alarms = [a["text"] for a in status(mnt).get("alarms", [])]
+        listed = fusevault("shares", "--mount", mnt, passphrase=None).stdout
+        assert not [a for a in alarms if "replay" in a], alarms
+        assert "bob" in listed, listed
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ,WRITE").returncode == 0
+    assert adversary.get(vault, hers["_id"])[freshness.FIELD] < JS_EXACT
 
 
 @pytest.mark.xfail(strict=True, reason="hole: freshness.py next_vector joins every tip of the id, a grantee's "
