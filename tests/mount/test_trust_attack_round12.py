@@ -9,6 +9,7 @@ FINDINGS (most severe first): see the list filled in below.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -93,6 +94,33 @@ def test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm
     assert desktop.takes(again)
     assert laptop.takes(again), laptop.alarms.as_list()  # sequential use: hers, on both
     assert not laptop.alarms.as_list()
+
+
+@pytest.mark.xfail(strict=True, reason="hole: freshness.py Freshness._replay/lineage: the unshared body's vector "
+                   "stays a tip on the laptop; her new share from the desktop, which never saw it, is "
+                   "'concurrent': refused with an alarm, nothing shared")
+def test_sharing_again_from_her_desktop_after_an_unshare_on_her_laptop_counts_there(
+        vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real commands, sequential use of two devices: on her laptop alice shares notes.txt with bob and
+    unshares it again (before her desktop ever synced it).  A week later she shares it with bob on the
+    desktop.  Safe: the laptop shares it with bob too, with no alarm (the made_at_us rule did)."""
+    mnt = tmp_path / "mnt"
+    notes_shared_with_bob(vault, mnt, "READ,WRITE")
+    with mounted(vault, mnt):
+        assert fusevault("unshare", mnt / "notes.txt", "--with", "bob").returncode == 0
+    laptop = os.environ.get("FUSEVAULT_STATE_DIR")
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
+    with mounted(vault, mnt):
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    if laptop is None:
+        monkeypatch.delenv("FUSEVAULT_STATE_DIR")
+    else:
+        monkeypatch.setenv("FUSEVAULT_STATE_DIR", laptop)
+    with mounted(vault, mnt):
+        alarms = [a["text"] for a in status(mnt).get("alarms", [])]
+        listed = fusevault("shares", "--mount", mnt, passphrase=None).stdout
+        assert "bob" in listed, (listed, alarms)
+        assert not alarms, alarms
 
 
 @pytest.mark.xfail(strict=True, reason="hole: lineage.add/Freshness.saw keep every concurrent body as a tip, "
