@@ -99,6 +99,28 @@ def test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm
     assert not laptop.alarms.as_list()
 
 
+def test_unshare_takes_the_key_back_with_another_users_body_at_her_share_id(vault: Path, tmp_path: Path) -> None:
+    """Holds (deny an unshare): carol's poisoned body at alice's share id (above), alice's own refused as a
+    replay since; alice unshares notes.txt from bob: his key file is gone (the unshare goes by the id and
+    the keys held, not by the admitted body)."""
+    mnt = tmp_path / "mnt"
+    hers = notes_shared_with_bob(vault, mnt, "READ")
+    add_users(vault, "carol")
+    carol = _key(vault, "carol", CAROL_SECRET)
+    body = {k: v for k, v in hers.items() if k not in ("_rev", "sig")}
+    poison = {**body, "owner": carol.user_id, freshness.FIELD: JS_EXACT - 1,
+              lineage.FIELD: {**{d: lineage.MAX_COUNT for d in hers[lineage.FIELD]}, "carol-device": 1}}
+    adversary.put(vault, sign_doc(carol.user_id, carol.identity.sign, poison))
+    keys = list((vault / "users" / hers["grantee"] / "shared").glob(f"*_{hers['fid']}.vfkey"))
+    assert keys
+    with mounted(vault, mnt):
+        pass
+    adversary.put(vault, hers)
+    with mounted(vault, mnt):
+        assert fusevault("unshare", mnt / "notes.txt", "--with", "bob").returncode == 0
+    assert not [k for k in keys if k.exists()]
+
+
 @pytest.mark.xfail(strict=True, reason="hole: freshness.py Freshness._replay/lineage: the unshared body's vector "
                    "stays a tip on the laptop; her new share from the desktop, which never saw it, is "
                    "'concurrent': refused with an alarm, nothing shared")
@@ -357,3 +379,20 @@ def test_flush_all_returns_only_once_the_batch_in_flight_is_on_disk(monkeypatch:
 
     trio.run(main)
     assert not left
+
+
+def test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holds: the same far-ahead stamp on a body WITH a vector: her next body (dated 'now', below it) is
+    above it by its vector: the newest; the far-ahead one, replayed, is not."""
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
+    key, root = MasterKey(ALICE, b"\1" * 32), tmp_path / "vault"
+    ahead = time.time_ns() // 1000 + 2 * settings.MAX_AHEAD_US
+    old = {"_id": ALICE, "type": "UserDetails", **settings.Settings(source_dir_to_watch="/home/a/in").as_dict(),
+           settings.STAMP: ahead, lineage.FIELD: {"laptop": 3}}
+    assert confirmed._newest_seen(root, key, old)
+    store = _UserStore(old)
+    settings.save(store, ALICE, settings.Settings(), lambda doc: doc, confirmed.next_vector(root, key))
+    assert store.doc[settings.STAMP] < ahead
+    assert confirmed._newest_seen(root, key, store.doc)
+    assert not confirmed._newest_seen(root, key, old)
