@@ -1,10 +1,78 @@
-"""Issue 22, attack round 12: version vectors ordering signed bodies (vault/model/lineage.py, freshness.py).
+"""Issue 22, attack round 12: version vectors ordering signed bodies (vault/model/lineage.py, freshness.py,
+confirmed.py) and closed files flushed in batches (vault/files/closed.py).
 
-Each test asserts the SAFE behaviour; a hole is marked ``xfail(strict=True)`` until closed.  The entry points
-attacked are pure (``Freshness.admit``/``stamp`` on one device's record, as tests/unit/test_freshness_vectors.py
-drives them): two devices are two records, a grantee is a second owner whose signatures hold.
+Each test asserts the SAFE behaviour; a hole is marked ``xfail(strict=True)`` until closed.  Where the entry
+point is pure (``Freshness.admit``/``stamp``, ``confirmed._newest_seen``, ``ClosedFiles``) the test drives it
+as tests/unit/test_freshness_vectors.py does: two devices are two records, a second user is a second owner
+whose signatures hold; the two worst are also played with the real commands and mounts.
 
-FINDINGS (most severe first): see the list filled in below.
+Found at commit 4a908bc (main): 7 holes in 10 xfail tests, most severe first:
+1. Another user's Share at her share id revokes her share on her device, for good (real commands).  Carol
+   (any user of the vault who writes the vault folder) signs in her own name a Share with alice's id
+   ``share-<fid>-<bob>`` (sharing.doc_id names no owner), a vector above alice's (her device ids are in clear
+   in her bodies) and made_at_us 2**53-1; alice's device sees it once.  Then alice's own body, back, is
+   refused as a replay ("nothing is shared", nothing sealed to bob), and her `share` fails ("internal
+   error": the next made_at_us, 2**53, cannot be signed) on that device forever; a 1,024-device vector makes
+   her next body's vector one no fusevault takes (refused on her other devices).  Cause: freshness.py keys
+   ``seen``/``tips`` by document id alone and admits bodies of every owner into them; ``stamp`` takes any
+   made_at_us seen as its floor (settings.save bounds its own by MAX_AHEAD_US; this does not);
+   ``next_vector`` joins foreign vectors.  Fix: key the record by (owner, id), or refuse at
+   grants.verified_grants a Share not signed by the owner of the node it names before ``admit``; bound the
+   floor like settings.save.  Tests: test_a_users_share_under_her_share_id_does_not_revoke_her_share,
+   test_a_grantee_body_under_her_share_id_does_not_move_her_record,
+   test_a_grantee_body_under_her_share_id_leaves_her_next_body_valid.
+2. False alarm, legitimate use (real commands): she shares notes.txt on her laptop and unshares it before her
+   desktop synced; later she shares it again on the desktop.  The laptop refuses it as "concurrent" (alarm
+   "the server may have withheld one"; nothing shared there) until she shares it again on the laptop; the
+   made_at_us rule took it.  Cause: the deleted body's vector stays a tip (``Freshness._replay``/``saw``),
+   and a device that never saw it signs {desktop: 1}.  Fix: after a deletion this device saw, a body
+   concurrent with the deleted tips is a new signing if its made_at_us is above the time the deletion was
+   seen here (kept in the record); alarm otherwise.  Tests:
+   test_sharing_again_from_her_desktop_after_an_unshare_on_her_laptop_counts_there,
+   test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm.
+3. Unbounded record (DoS): bob signs 300 bodies of his own share with alice, no one above another; her device
+   keeps all 300 as tips (refused or not), rewrites them sealed at each save and compares each new body with
+   all (a 1,024-entry vector, device names of any length: MBs per body).  Cause: ``lineage.add``/``saw``
+   never bound ``tips``; ``lineage.of`` bounds no device name.  Fix: cap the tips per id (past it: keep the
+   join as one "concurrent" tip) and the device name length.  Test:
+   test_a_flood_of_concurrent_bodies_keeps_her_record_bounded.
+4. Unmount or lock during a create storm: ``ClosedFiles.flush_all`` returns at once when nothing waits while
+   the batch of the 1,024th close is still being flushed in its thread; ``save_all`` then syncs the store's
+   log naming records not yet on disk (a power cut loses them; kill -9 does not).  Fix: flush_all also waits
+   for the batches in flight.  Test: test_flush_all_returns_only_once_the_batch_in_flight_is_on_disk.
+5. A batch whose flush failed (EIO from syncfs) is forgotten: the error is raised into a FUSE release (the
+   kernel ignores it), the paths are in neither ``waiting`` nor ``in_flight``, and the next flush_all
+   (unmount, lock) reports nothing.  From before h-flush (its flush_closed dropped the paths too).  Fix:
+   remember the failure and make save_all report it (an alarm; the store's log not synced as if fine).
+   Test: test_a_batch_that_failed_to_flush_is_not_forgotten.
+6. Settings after a far-ahead body from before vectors: her device saw a vector-less body stamped more than
+   MAX_AHEAD_US ahead (a laptop with a wrong clock, older code); she turns watching off there: settings.save
+   dates it "now", ``_newest_seen`` has no tips and judges it by settings_at_us alone: never the newest (her
+   safer value is not recorded as confirmed), and the far-ahead body, replayed, is the newest again.  Fix:
+   when the body it replaces is her own signed one, settings.save stamps above it (clamped only at the 2**53
+   limit), so the stamp rule still orders it.
+   Test: test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_newest.
+7. Two devices with one device id (a state directory copied to set up a new machine): they sign equal
+   vectors and ``lineage.placed`` orders them by made_at_us: the laptop's (clock a day ahead) earlier WRITE,
+   withheld and served later, silently replaces the READ she set after it on the desktop: the round 10b
+   skew again.  Fix: equal vectors on two different bodies are concurrent unless one is a re-signing by
+   older code (no vector field of its own), or bind the device id to the machine (refuse a copied record).
+   Test: test_two_devices_with_one_device_id_are_not_ordered_by_their_clocks.
+
+Holds: a vector with a float, negative, zero, boolean, huge or string count, an empty device name, no entry,
+not a dict or 1,025 entries is refused with an alarm and leaves the record
+(test_a_vector_no_fusevault_writes_is_refused_and_leaves_her_record); 7.0 for 7 is the same body
+(test_a_whole_float_count_is_its_integer); her pre-vector body replayed after vectors were seen
+(downgrade: test_a_body_from_before_vectors_replayed_after_vectors_is_refused); a record from before vectors
+(no tips) still refuses a replay and takes her next body (test_a_record_from_before_vectors_refuses_a_replay);
+a revoked grantee's own bodies at the id (same vector and a later stamp, or concurrent) never bring her
+deleted share back (test_a_revoked_grantee_cannot_bring_her_share_back_with_bodies_of_his_own); `unshare`
+takes bob's key back with carol's body at the id
+(test_unshare_takes_the_key_back_with_another_users_body_at_her_share_id);
+the unshare/re-share cycle on a device that saw the unshare
+(test_sharing_again_after_an_unshare_on_a_device_that_saw_it_counts);
+a far-ahead settings body WITH a vector is outranked by her next one
+(test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest).
 """
 
 from __future__ import annotations
@@ -20,10 +88,6 @@ import pytest
 import trio
 from attack_scenes import add_users
 from conftest import fusevault, mounted
-from mount.test_trust_grants import notes_shared_with_bob
-from mount.test_trust_settings import status
-from mount.test_trust_writes import CAROL as CAROL_SECRET
-from mount.test_trust_writes import _key
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc
@@ -31,6 +95,10 @@ from fusevault.vault.files import closed
 from fusevault.vault.model import confirmed, freshness, lineage, settings, sharing
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.freshness import Freshness, stamp
+from mount.test_trust_grants import notes_shared_with_bob
+from mount.test_trust_settings import status
+from mount.test_trust_writes import CAROL as CAROL_SECRET
+from mount.test_trust_writes import _key
 
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 FID = "f" * 32
@@ -64,9 +132,10 @@ def _share(owner: str = ALICE, perm: str = "READ", grantee: str = CAROL) -> dict
             "grantee": grantee, "group": False, "perm": perm}
 
 
-@pytest.mark.xfail(strict=True, reason="hole: freshness.py Freshness.admit/saw key the record by document id "
-                   "alone, and a Share's id (sharing.doc_id: share-<fid>-<grantee>) does not name its owner: "
-                   "another user's body under her id moves her record (vector, made_at_us)")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: freshness.py Freshness.admit/saw key the record by document id "
+    "alone, and a Share's id (sharing.doc_id: share-<fid>-<grantee>) does not name its owner: "
+    "another user's body under her id moves her record (vector, made_at_us)"))
 def test_a_grantee_body_under_her_share_id_does_not_move_her_record(tmp_path: Path) -> None:
     laptop = _Device(tmp_path, "laptop")
     hers = laptop.sign(_share())
@@ -85,9 +154,10 @@ def test_a_grantee_body_under_her_share_id_does_not_move_her_record(tmp_path: Pa
     assert again[lineage.FIELD][laptop.fresh.device] < lineage.MAX_COUNT
 
 
-@pytest.mark.xfail(strict=True, reason="hole: freshness.py Freshness._replay/lineage.placed: after an unshare "
-                   "the deleted body's vector stays a tip, so a new share signed on a device that never saw "
-                   "it is 'concurrent' (refused, alarm) where the made_at_us rule took it as newer")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: freshness.py Freshness._replay/lineage.placed: after an unshare "
+    "the deleted body's vector stays a tip, so a new share signed on a device that never saw "
+    "it is 'concurrent' (refused, alarm) where the made_at_us rule took it as newer"))
 def test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm(tmp_path: Path) -> None:
     laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
     first = laptop.sign(_share(perm="WRITE"))  # shared on the laptop ...
@@ -100,7 +170,8 @@ def test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm
     assert not laptop.alarms.as_list()
 
 
-def test_unshare_takes_the_key_back_with_another_users_body_at_her_share_id(vault: Path, tmp_path: Path) -> None:
+def test_unshare_takes_the_key_back_with_another_users_body_at_her_share_id(
+        vault: Path, tmp_path: Path) -> None:
     """Holds (deny an unshare): carol's poisoned body at alice's share id (above), alice's own refused as a
     replay since; alice unshares notes.txt from bob: his key file is gone (the unshare goes by the id and
     the keys held, not by the admitted body)."""
@@ -122,9 +193,10 @@ def test_unshare_takes_the_key_back_with_another_users_body_at_her_share_id(vaul
     assert not [k for k in keys if k.exists()]
 
 
-@pytest.mark.xfail(strict=True, reason="hole: freshness.py Freshness._replay/lineage: the unshared body's vector "
-                   "stays a tip on the laptop; her new share from the desktop, which never saw it, is "
-                   "'concurrent': refused with an alarm, nothing shared")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: freshness.py Freshness._replay/lineage: the unshared body's vector "
+    "stays a tip on the laptop; her new share from the desktop, which never saw it, is "
+    "'concurrent': refused with an alarm, nothing shared"))
 def test_sharing_again_from_her_desktop_after_an_unshare_on_her_laptop_counts_there(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real commands, sequential use of two devices: on her laptop alice shares notes.txt with bob and
@@ -149,9 +221,10 @@ def test_sharing_again_from_her_desktop_after_an_unshare_on_her_laptop_counts_th
         assert not alarms, alarms
 
 
-@pytest.mark.xfail(strict=True, reason="hole: lineage.add/Freshness.saw keep every concurrent body as a tip, "
-                   "refused or not: a grantee's flood of bodies grows her record (memory, state file, CPU) "
-                   "without bound")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: lineage.add/Freshness.saw keep every concurrent body as a tip, "
+    "refused or not: a grantee's flood of bodies grows her record (memory, state file, CPU) "
+    "without bound"))
 def test_a_flood_of_concurrent_bodies_keeps_her_record_bounded(tmp_path: Path) -> None:
     laptop = _Device(tmp_path, "laptop")
     # Bob owns a share with her (his own id: he may sign it at will) and signs bodies no one of which saw
@@ -166,11 +239,12 @@ def test_a_flood_of_concurrent_bodies_keeps_her_record_bounded(tmp_path: Path) -
     assert len(kept) <= 64, (len(kept), laptop.fresh.path.stat().st_size)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: lineage.placed orders two bodies with ONE vector by made_at_us: "
-                   "two devices with one device id (a copied state directory) sign equal vectors, and the "
-                   "wall clock decides again, silently (the round 10b skew reopens)")
-def test_two_devices_with_one_device_id_are_not_ordered_by_their_clocks(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: lineage.placed orders two bodies with ONE vector by made_at_us: "
+    "two devices with one device id (a copied state directory) sign equal vectors, and the "
+    "wall clock decides again, silently (the round 10b skew reopens)"))
+def test_two_devices_with_one_device_id_are_not_ordered_by_their_clocks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     laptop = _Device(tmp_path, "laptop", skew_ns=DAY_NS)  # clock a day ahead
     first = laptop.sign(_share(perm="READ"))
     laptop.fresh.save()
@@ -205,17 +279,18 @@ class _UserStore:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="hole: confirmed.py _newest_seen: with no tips yet (the newest body seen "
-                   "had no vector) a vectored body is judged by settings_at_us alone, and settings.save dates "
-                   "it 'now' under a stamp from a clock over MAX_AHEAD_US ahead: her new settings are never "
-                   "the newest, and the older body, replayed, is")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: confirmed.py _newest_seen: with no tips yet (the newest body seen "
+    "had no vector) a vectored body is judged by settings_at_us alone, and settings.save dates "
+    "it 'now' under a stamp from a clock over MAX_AHEAD_US ahead: her new settings are never "
+    "the newest, and the older body, replayed, is"))
 def test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_newest(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
     key, root = MasterKey(ALICE, b"\1" * 32), tmp_path / "vault"
     ahead = time.time_ns() // 1000 + 2 * settings.MAX_AHEAD_US
     # Signed by fusevault from before vectors on a device whose clock ran two years ahead: a watched folder.
-    old = {"_id": ALICE, "type": "UserDetails", **settings.Settings(source_dir_to_watch="/home/a/in").as_dict(),
+    old = {"_id": ALICE, "type": "UserDetails", **settings.Settings(source_dir_to_watch="/in").as_dict(),
            settings.STAMP: ahead}
     assert confirmed._newest_seen(root, key, old)
     store = _UserStore(old)
@@ -226,13 +301,15 @@ def test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_n
     assert not confirmed._newest_seen(root, key, old)  # the older one, replayed, is not
 
 
-@pytest.mark.xfail(strict=True, reason="hole: freshness.py Freshness.admit/saw key the record by document id "
-                   "alone (sharing.doc_id names no owner): carol's own Share under alice's id, served once, "
-                   "makes alice's genuine share a 'replay' and her next share unsignable (made_at_us past 2**53)")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: freshness.py Freshness.admit/saw key the record by document id "
+    "alone (sharing.doc_id names no owner): carol's own Share under alice's id, served once, "
+    "makes alice's genuine share a 'replay' and her next share unsignable (made_at_us past 2**53)"))
 def test_a_users_share_under_her_share_id_does_not_revoke_her_share(vault: Path, tmp_path: Path) -> None:
     """The real commands: alice shares notes.txt with bob.  Carol (another user of the vault, who writes the
     vault folder) signs in her own name a Share with alice's id (share-<fid>-<bob>), a vector above alice's
-    (her device's id is in clear in alice's body) and made_at_us 2**53-1 (the largest it may sign), and puts it in the place of alice's;
+    (her device's id is in clear in alice's body) and made_at_us 2**53-1 (the largest it may sign), and puts
+    it in the place of alice's;
     alice mounts once.  Then alice's body is back (her other device, or carol putting it back).  Safe:
     alice's share with bob still counts (listed, no replay alarm), and her next share is one a CouchDB
     server holds exactly."""
@@ -256,9 +333,10 @@ def test_a_users_share_under_her_share_id_does_not_revoke_her_share(vault: Path,
     assert adversary.get(vault, hers["_id"])[freshness.FIELD] < JS_EXACT
 
 
-@pytest.mark.xfail(strict=True, reason="hole: freshness.py next_vector joins every tip of the id, a grantee's "
-                   "body under her share id among them (sharing.doc_id names no owner): 1,024 devices of his "
-                   "and hers make her next body's vector one no fusevault takes (lineage.MAX_ENTRIES)")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: freshness.py next_vector joins every tip of the id, a grantee's "
+    "body under her share id among them (sharing.doc_id names no owner): 1,024 devices of his "
+    "and hers make her next body's vector one no fusevault takes (lineage.MAX_ENTRIES)"))
 def test_a_grantee_body_under_her_share_id_leaves_her_next_body_valid(tmp_path: Path) -> None:
     laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
     hers = laptop.sign(_share())
@@ -274,7 +352,8 @@ def test_a_grantee_body_under_her_share_id_leaves_her_next_body_valid(tmp_path: 
 @pytest.mark.parametrize("vector", [
     {"d": 1.5}, {"d": -1}, {"d": 0}, {"d": True}, {"d": lineage.MAX_COUNT + 1}, {"d": "1"}, {"": 1}, {},
     [["d", 1]], {f"d{n}": 1 for n in range(lineage.MAX_ENTRIES + 1)}])
-def test_a_vector_no_fusevault_writes_is_refused_and_leaves_her_record(tmp_path: Path, vector: object) -> None:
+def test_a_vector_no_fusevault_writes_is_refused_and_leaves_her_record(
+        tmp_path: Path, vector: object) -> None:
     """Holds: a float, negative, zero, boolean, huge or string count, an empty device, no entry, no dict,
     1,025 entries: refused with an alarm (``lineage.of``), and her record is as it was."""
     laptop = _Device(tmp_path, "laptop")
@@ -308,7 +387,8 @@ def test_a_body_from_before_vectors_replayed_after_vectors_is_refused(tmp_path: 
         assert "replayed-grant" in device.alarms
 
 
-def test_a_record_from_before_vectors_refuses_a_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_record_from_before_vectors_refuses_a_replay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Holds: a state file with no ``tips`` (written before vectors) still refuses her older body, and takes
     her newer vectored one."""
     laptop = _Device(tmp_path, "laptop")
@@ -358,9 +438,10 @@ def test_sharing_again_after_an_unshare_on_a_device_that_saw_it_counts(tmp_path:
 # --- closed files flushed in batches (vault/files/closed.py, merge of h-flush): the order save_all promises
 
 
-@pytest.mark.xfail(strict=True, reason="hole: closed.py ClosedFiles.flush_all returns at once when nothing "
-                   "waits, while a batch is still being flushed in its thread: save_all (unmount, lock) then "
-                   "makes the store's log durable before the records it names")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: closed.py ClosedFiles.flush_all returns at once when nothing "
+    "waits, while a batch is still being flushed in its thread: save_all (unmount, lock) then "
+    "makes the store's log durable before the records it names"))
 def test_flush_all_returns_only_once_the_batch_in_flight_is_on_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     unmounting = threading.Event()  # the batch's syncfs is slow; it ends once unmount has begun
     monkeypatch.setattr(closed, "flush_paths", lambda paths: unmounting.wait(30))
@@ -389,7 +470,7 @@ def test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest(
     monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
     key, root = MasterKey(ALICE, b"\1" * 32), tmp_path / "vault"
     ahead = time.time_ns() // 1000 + 2 * settings.MAX_AHEAD_US
-    old = {"_id": ALICE, "type": "UserDetails", **settings.Settings(source_dir_to_watch="/home/a/in").as_dict(),
+    old = {"_id": ALICE, "type": "UserDetails", **settings.Settings(source_dir_to_watch="/in").as_dict(),
            settings.STAMP: ahead, lineage.FIELD: {"laptop": 3}}
     assert confirmed._newest_seen(root, key, old)
     store = _UserStore(old)
@@ -399,9 +480,10 @@ def test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest(
     assert not confirmed._newest_seen(root, key, old)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: closed.py ClosedFiles.flush_all/flush_some: a batch whose flush "
-                   "failed (EIO from syncfs, raised into a release the kernel ignores) is forgotten; the next "
-                   "flush_all (unmount, lock) reports nothing and save_all syncs the log naming its records")
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: closed.py ClosedFiles.flush_all/flush_some: a batch whose flush "
+    "failed (EIO from syncfs, raised into a release the kernel ignores) is forgotten; the next "
+    "flush_all (unmount, lock) reports nothing and save_all syncs the log naming its records"))
 def test_a_batch_that_failed_to_flush_is_not_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     def eio(paths: dict[str, bool]) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
