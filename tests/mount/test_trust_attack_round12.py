@@ -88,13 +88,13 @@ import pytest
 import trio
 from attack_scenes import add_users
 from conftest import fusevault, mounted
+from unit.test_freshness_vectors import _Device as _VectorsDevice
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc
 from fusevault.vault.files import closed
 from fusevault.vault.model import confirmed, freshness, lineage, settings, sharing
-from fusevault.vault.model.alarms import Alarms
-from fusevault.vault.model.freshness import Freshness, stamp
+from fusevault.vault.model.freshness import Freshness
 from mount.test_trust_grants import notes_shared_with_bob
 from mount.test_trust_settings import status
 from mount.test_trust_writes import CAROL as CAROL_SECRET
@@ -106,25 +106,33 @@ DAY_NS = 86400 * 10**9
 JS_EXACT = 2**53  # a CouchDB server holds integers exactly below this
 
 
-class _Device:
-    """One device of ``user``: its own record of bodies seen (a state file), maybe a wrong clock."""
+class _Device(_VectorsDevice):
+    """One of alice's devices (tests/unit/test_freshness_vectors.py), its record named as on every device."""
 
-    def __init__(self, tmp_path: Path, name: str, user: str = ALICE, skew_ns: int = 0) -> None:
+    def __init__(self, tmp_path: Path, name: str, skew_ns: int = 0) -> None:
+        super().__init__(tmp_path, name, skew_ns)
         (tmp_path / name).mkdir()
-        self.fresh = Freshness(MasterKey(user, b"\1" * 32), tmp_path / name / "grants", Alarms())
-        self.alarms, self.skew_ns = self.fresh.alarms, skew_ns
-
-    def sign(self, doc: dict) -> dict:
-        real = time.time_ns
-        try:
-            time.time_ns = lambda: real() + self.skew_ns  # type: ignore[assignment]
-            return stamp(self.fresh, doc)
-        finally:
-            time.time_ns = real  # type: ignore[assignment]
+        self.fresh = Freshness(self.fresh.key, tmp_path / name / "grants", self.alarms)
 
     def takes(self, doc: dict) -> bool:
         """Whether this device acts on the (signature-checked) grant body."""
         return freshness.admitted(self.fresh, [doc], "share") == [doc]
+
+
+def _carols_body_seen_at_her_share(vault: Path, mnt: Path) -> dict:
+    """alice's notes.txt shared with bob; carol's own Share at its id (a vector above alice's, made_at_us
+    2**53-1) seen once by alice's device, then alice's body back in the store: alice's body."""
+    hers = notes_shared_with_bob(vault, mnt, "READ")
+    add_users(vault, "carol")
+    carol = _key(vault, "carol", CAROL_SECRET)
+    body = {k: v for k, v in hers.items() if k not in ("_rev", "sig")}
+    poison = {**body, "owner": carol.user_id, freshness.FIELD: JS_EXACT - 1,
+              lineage.FIELD: {**{d: lineage.MAX_COUNT for d in hers[lineage.FIELD]}, "carol-device": 1}}
+    adversary.put(vault, sign_doc(carol.user_id, carol.identity.sign, poison))
+    with mounted(vault, mnt):
+        pass  # alice's device sees carol's body
+    adversary.put(vault, hers)  # alice's own body is back (her other device, or carol putting it back)
+    return hers
 
 
 def _share(owner: str = ALICE, perm: str = "READ", grantee: str = CAROL) -> dict:
@@ -176,18 +184,9 @@ def test_unshare_takes_the_key_back_with_another_users_body_at_her_share_id(
     replay since; alice unshares notes.txt from bob: his key file is gone (the unshare goes by the id and
     the keys held, not by the admitted body)."""
     mnt = tmp_path / "mnt"
-    hers = notes_shared_with_bob(vault, mnt, "READ")
-    add_users(vault, "carol")
-    carol = _key(vault, "carol", CAROL_SECRET)
-    body = {k: v for k, v in hers.items() if k not in ("_rev", "sig")}
-    poison = {**body, "owner": carol.user_id, freshness.FIELD: JS_EXACT - 1,
-              lineage.FIELD: {**{d: lineage.MAX_COUNT for d in hers[lineage.FIELD]}, "carol-device": 1}}
-    adversary.put(vault, sign_doc(carol.user_id, carol.identity.sign, poison))
+    hers = _carols_body_seen_at_her_share(vault, mnt)
     keys = list((vault / "users" / hers["grantee"] / "shared").glob(f"*_{hers['fid']}.vfkey"))
     assert keys
-    with mounted(vault, mnt):
-        pass
-    adversary.put(vault, hers)
     with mounted(vault, mnt):
         assert fusevault("unshare", mnt / "notes.txt", "--with", "bob").returncode == 0
     assert not [k for k in keys if k.exists()]
@@ -314,16 +313,7 @@ def test_a_users_share_under_her_share_id_does_not_revoke_her_share(vault: Path,
     alice's share with bob still counts (listed, no replay alarm), and her next share is one a CouchDB
     server holds exactly."""
     mnt = tmp_path / "mnt"
-    hers = notes_shared_with_bob(vault, mnt, "READ")
-    add_users(vault, "carol")
-    carol = _key(vault, "carol", CAROL_SECRET)
-    body = {k: v for k, v in hers.items() if k not in ("_rev", "sig")}
-    poison = {**body, "owner": carol.user_id, freshness.FIELD: JS_EXACT - 1,
-              lineage.FIELD: {**{d: lineage.MAX_COUNT for d in hers[lineage.FIELD]}, "carol-device": 1}}
-    adversary.put(vault, sign_doc(carol.user_id, carol.identity.sign, poison))
-    with mounted(vault, mnt):
-        pass  # alice's device sees carol's body
-    adversary.put(vault, hers)  # alice's own body is back
+    hers = _carols_body_seen_at_her_share(vault, mnt)
     with mounted(vault, mnt):
         alarms = [a["text"] for a in status(mnt).get("alarms", [])]
         listed = fusevault("shares", "--mount", mnt, passphrase=None).stdout
