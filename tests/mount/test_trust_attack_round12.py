@@ -6,8 +6,17 @@ point is pure (``Freshness.admit``/``stamp``, ``confirmed._newest_seen``, ``Clos
 as tests/unit/test_freshness_vectors.py does: two devices are two records, a second user is a second owner
 whose signatures hold; the two worst are also played with the real commands and mounts.
 
-Found at commit 4a908bc (main): 8 holes in 11 xfail tests, most severe first:
-1. Another user's Share at her share id revokes her share on her device, for good (real commands).  Carol
+Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first:
+1. A removed group member comes back, signed by her (real commands; not new with vectors: the made_at_us rule
+   did the same).  alice removes bob from team; the store's writer puts the older signed team (bob in it)
+   back: every reader refuses it as a replay, but her next `group member add team carol` (or a remove of
+   another member) re-signs that body with carol added and a vector above all her device saw: bob is in
+   team again, everywhere, for good, and keys of the group's files are sealed to him.  Cause:
+   cli/accounts.py ``cmd_group`` -> ``groups.set_member`` builds on ``find_group``'s store body, which is
+   never put through ``freshness.admit`` (nor its signature checked).  Fix: build only on a body that is
+   signed by the owner and admitted on this device (else refuse, with the replay alarm).
+   Test: test_adding_a_member_never_re_signs_a_replayed_group_with_a_removed_member.
+2. Another user's Share at her share id revokes her share on her device, for good (real commands).  Carol
    (any user of the vault who writes the vault folder) signs in her own name a Share with alice's id
    ``share-<fid>-<bob>`` (sharing.doc_id names no owner), a vector above alice's (her device ids are in clear
    in her bodies) and made_at_us 2**53-1; alice's device sees it once.  Then alice's own body, back, is
@@ -21,7 +30,7 @@ Found at commit 4a908bc (main): 8 holes in 11 xfail tests, most severe first:
    floor like settings.save.  Tests: test_a_users_share_under_her_share_id_does_not_revoke_her_share,
    test_a_grantee_body_under_her_share_id_does_not_move_her_record,
    test_a_grantee_body_under_her_share_id_leaves_her_next_body_valid.
-2. False alarm, legitimate use (real commands): she shares notes.txt on her laptop and unshares it before her
+3. False alarm, legitimate use (real commands): she shares notes.txt on her laptop and unshares it before her
    desktop synced; later she shares it again on the desktop.  The laptop refuses it as "concurrent" (alarm
    "the server may have withheld one"; nothing shared there) until she shares it again on the laptop; the
    made_at_us rule took it.  Cause: the deleted body's vector stays a tip (``Freshness._replay``/``saw``),
@@ -30,36 +39,36 @@ Found at commit 4a908bc (main): 8 holes in 11 xfail tests, most severe first:
    seen here (kept in the record); alarm otherwise.  Tests:
    test_sharing_again_from_her_desktop_after_an_unshare_on_her_laptop_counts_there,
    test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm.
-3. False alarm, legitimate use (real commands): she sets her policy on the laptop, the desktop shows it, she
+4. False alarm, legitimate use (real commands): she sets her policy on the laptop, the desktop shows it, she
    changes it on the laptop, then on the desktop (synced, no gc run meanwhile) `retention --follow-default`:
    the laptop shows "none that holds: two policies ... had not seen each other's" (KEEP_ALL) until she sets
    it again there.  Cause: requests.py ``do_retention`` signs ``retention.drop_own`` before ``policy_for``
    has admitted the current body on this device, so its vector is above only what the desktop saw.  Fix:
    ``policy_for`` (admit) first, as the "set" path does.
    Test: test_following_the_default_on_her_desktop_after_a_change_on_her_laptop_is_no_alarm.
-4. Unbounded record (DoS): bob signs 300 bodies of his own share with alice, no one above another; her device
+5. Unbounded record (DoS): bob signs 300 bodies of his own share with alice, no one above another; her device
    keeps all 300 as tips (refused or not), rewrites them sealed at each save and compares each new body with
    all (a 1,024-entry vector, device names of any length: MBs per body).  Cause: ``lineage.add``/``saw``
    never bound ``tips``; ``lineage.of`` bounds no device name.  Fix: cap the tips per id (past it: keep the
    join as one "concurrent" tip) and the device name length.  Test:
    test_a_flood_of_concurrent_bodies_keeps_her_record_bounded.
-5. Unmount or lock during a create storm: ``ClosedFiles.flush_all`` returns at once when nothing waits while
+6. Unmount or lock during a create storm: ``ClosedFiles.flush_all`` returns at once when nothing waits while
    the batch of the 1,024th close is still being flushed in its thread; ``save_all`` then syncs the store's
    log naming records not yet on disk (a power cut loses them; kill -9 does not).  Fix: flush_all also waits
    for the batches in flight.  Test: test_flush_all_returns_only_once_the_batch_in_flight_is_on_disk.
-6. A batch whose flush failed (EIO from syncfs) is forgotten: the error is raised into a FUSE release (the
+7. A batch whose flush failed (EIO from syncfs) is forgotten: the error is raised into a FUSE release (the
    kernel ignores it), the paths are in neither ``waiting`` nor ``in_flight``, and the next flush_all
    (unmount, lock) reports nothing.  From before h-flush (its flush_closed dropped the paths too).  Fix:
    remember the failure and make save_all report it (an alarm; the store's log not synced as if fine).
    Test: test_a_batch_that_failed_to_flush_is_not_forgotten.
-7. Settings after a far-ahead body from before vectors: her device saw a vector-less body stamped more than
+8. Settings after a far-ahead body from before vectors: her device saw a vector-less body stamped more than
    MAX_AHEAD_US ahead (a laptop with a wrong clock, older code); she turns watching off there: settings.save
    dates it "now", ``_newest_seen`` has no tips and judges it by settings_at_us alone: never the newest (her
    safer value is not recorded as confirmed), and the far-ahead body, replayed, is the newest again.  Fix:
    when the body it replaces is her own signed one, settings.save stamps above it (clamped only at the 2**53
    limit), so the stamp rule still orders it.
    Test: test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_newest.
-8. Two devices with one device id (a state directory copied to set up a new machine): they sign equal
+9. Two devices with one device id (a state directory copied to set up a new machine): they sign equal
    vectors and ``lineage.placed`` orders them by made_at_us: the laptop's (clock a day ahead) earlier WRITE,
    withheld and served later, silently replaces the READ she set after it on the desktop: the round 10b
    skew again.  Fix: equal vectors on two different bodies are concurrent unless one is a re-signing by
@@ -94,7 +103,7 @@ from pathlib import Path
 import adversary
 import pytest
 import trio
-from attack_scenes import add_users
+from attack_scenes import add_team, add_users, group_doc
 from conftest import fusevault, mounted
 from unit.test_freshness_vectors import _Device as _VectorsDevice
 
@@ -106,7 +115,7 @@ from fusevault.vault.model.freshness import Freshness
 from mount.test_trust_grants import notes_shared_with_bob
 from mount.test_trust_settings import status
 from mount.test_trust_writes import CAROL as CAROL_SECRET
-from mount.test_trust_writes import _key
+from mount.test_trust_writes import PASSPHRASE, _admin, _key
 
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 FID = "f" * 32
@@ -529,3 +538,23 @@ def test_following_the_default_on_her_desktop_after_a_change_on_her_laptop_is_no
     retention_on(desktop, "--follow-default")
     shown = retention_on(None)
     assert shown["source"] not in retention.UNKNOWN, shown
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hole: cli/accounts.py cmd_group -> groups.set_member signs over the store's current group body "
+    "(find_group: no freshness.admit): a replayed older body, re-signed with a vector above all seen, "
+    "brings a removed member back for good"))
+def test_adding_a_member_never_re_signs_a_replayed_group_with_a_removed_member(vault: Path) -> None:
+    """The real commands: alice's group team has bob; she removes him (`group member remove`).  The store's
+    writer puts the older signed team back (bob in it).  She adds carol (`group member add`).  Safe: bob is
+    not in the team she signs (the command refuses the replay, or builds on the newest body she saw)."""
+    add_users(vault, "bob", "carol")
+    add_team(vault, "bob")
+    older = group_doc(vault, "team")
+    bob = older["users"].keys() - {older["owner"]}
+    _admin(vault, "group", "member", "remove", "team", "bob")
+    adversary.put(vault, older)  # the replay: refused by every reader of grants, but not by `member add`
+    result = fusevault("group", "member", "add", "team", "carol", "--perm", "READ",
+                       env={"FUSEVAULT_VAULT": str(vault)}, passphrase=PASSPHRASE)
+    print(result.returncode, result.stdout[-500:], result.stderr[-500:])
+    assert not bob & group_doc(vault, "team")["users"].keys()
