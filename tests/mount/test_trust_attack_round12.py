@@ -88,7 +88,9 @@ takes bob's key back with carol's body at the id
 the unshare/re-share cycle on a device that saw the unshare
 (test_sharing_again_after_an_unshare_on_a_device_that_saw_it_counts);
 a far-ahead settings body WITH a vector is outranked by her next one
-(test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest).
+(test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest); `config set` over her replayed older
+user document re-signs its older values (a lost update, no alarm) but applies none of them
+(test_config_set_over_a_replayed_user_document_applies_none_of_its_older_values).
 """
 
 from __future__ import annotations
@@ -112,10 +114,11 @@ from fusevault.crypto.signing import sign_doc
 from fusevault.vault.files import closed
 from fusevault.vault.model import confirmed, freshness, lineage, retention, settings, sharing
 from fusevault.vault.model.freshness import Freshness
+from mount.test_trust_attack_round10b import _config, _set
 from mount.test_trust_grants import notes_shared_with_bob
 from mount.test_trust_settings import status
 from mount.test_trust_writes import CAROL as CAROL_SECRET
-from mount.test_trust_writes import PASSPHRASE, _admin, _key
+from mount.test_trust_writes import PASSPHRASE, _admin, _key, _user
 
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 FID = "f" * 32
@@ -558,3 +561,18 @@ def test_adding_a_member_never_re_signs_a_replayed_group_with_a_removed_member(v
                        env={"FUSEVAULT_VAULT": str(vault)}, passphrase=PASSPHRASE)
     print(result.returncode, result.stdout[-500:], result.stderr[-500:])
     assert not bob & group_doc(vault, "team")["users"].keys()
+
+
+def test_config_set_over_a_replayed_user_document_applies_none_of_its_older_values(vault: Path) -> None:
+    """Holds (the settings analogue of the group re-signing above): she sets a 10-minute unlock; the
+    store's writer puts her older user document back (the default TTL); she sets another key.  The body
+    she signs then carries the older TTL with a vector above all (re-signed: a lost update, no alarm),
+    but the TTL that applies stays 10 minutes (a longer one only waits for `config confirm`)."""
+    _set(vault, "settle_seconds", "3")
+    older = _user(vault, "alice")
+    _set(vault, "passphrase_expiry_ttl", "10min")
+    adversary.put(vault, older)
+    _set(vault, "settle_seconds", "4")
+    assert _user(vault, "alice")["passphrase_expiry_ttl"] == older["passphrase_expiry_ttl"]  # re-signed
+    shown = _config(vault)
+    assert shown["passphrase_expiry_ttl"] == {"ttl": "10", "unit": "min"}, shown
