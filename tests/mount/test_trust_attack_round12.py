@@ -52,11 +52,13 @@ Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first:
    never bound ``tips``; ``lineage.of`` bounds no device name.  Fix: cap the tips per id (past it: keep the
    join as one "concurrent" tip) and the device name length.  Test:
    test_a_flood_of_concurrent_bodies_keeps_her_record_bounded.
-6. Unmount or lock during a create storm: ``ClosedFiles.flush_all`` returns at once when nothing waits while
+6. FIXED (flush_all waits for each batch in flight).
+   Unmount or lock during a create storm: ``ClosedFiles.flush_all`` returns at once when nothing waits while
    the batch of the 1,024th close is still being flushed in its thread; ``save_all`` then syncs the store's
    log naming records not yet on disk (a power cut loses them; kill -9 does not).  Fix: flush_all also waits
    for the batches in flight.  Test: test_flush_all_returns_only_once_the_batch_in_flight_is_on_disk.
-7. A batch whose flush failed (EIO from syncfs) is forgotten: the error is raised into a FUSE release (the
+7. FIXED (the batch's files wait again: a later fsync or flush_all flushes them or raises).
+   A batch whose flush failed (EIO from syncfs) is forgotten: the error is raised into a FUSE release (the
    kernel ignores it), the paths are in neither ``waiting`` nor ``in_flight``, and the next flush_all
    (unmount, lock) reports nothing.  From before h-flush (its flush_closed dropped the paths too).  Fix:
    remember the failure and make save_all report it (an alarm; the store's log not synced as if fine).
@@ -448,10 +450,6 @@ def test_sharing_again_after_an_unshare_on_a_device_that_saw_it_counts(tmp_path:
 # --- closed files flushed in batches (vault/files/closed.py, merge of h-flush): the order save_all promises
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: closed.py ClosedFiles.flush_all returns at once when nothing "
-    "waits, while a batch is still being flushed in its thread: save_all (unmount, lock) then "
-    "makes the store's log durable before the records it names"))
 def test_flush_all_returns_only_once_the_batch_in_flight_is_on_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     unmounting = threading.Event()  # the batch's syncfs is slow; it ends once unmount has begun
     monkeypatch.setattr(closed, "flush_paths", lambda paths: unmounting.wait(30))
@@ -490,10 +488,6 @@ def test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest(
     assert not confirmed._newest_seen(root, key, old)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: closed.py ClosedFiles.flush_all/flush_some: a batch whose flush "
-    "failed (EIO from syncfs, raised into a release the kernel ignores) is forgotten; the next "
-    "flush_all (unmount, lock) reports nothing and save_all syncs the log naming its records"))
 def test_a_batch_that_failed_to_flush_is_not_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     def eio(paths: dict[str, bool]) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))

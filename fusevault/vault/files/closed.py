@@ -41,7 +41,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 class ClosedFiles:
     def __init__(self) -> None:
         self.waiting: dict[str, bool] = {}  # .vf path -> whether its sidecar and entries are new
-        self.in_flight: list[dict[str, bool]] = []  # batches a worker thread is flushing now
+        # Batches a worker thread is flushing now, each with the event set once it is done.
+        self.in_flight: list[tuple[dict[str, bool], trio.Event]] = []
         self.limiter = trio.CapacityLimiter(1)
 
     def __len__(self) -> int:
@@ -56,7 +57,7 @@ class ClosedFiles:
         of a batch being flushed counts as waiting: its fsync must not return
         before its records are on disk, whatever that batch's thread has done so far."""
         new = self.waiting.pop(path, None)
-        for batch in self.in_flight:
+        for batch, _ in self.in_flight:
             if path in batch:
                 new = bool(new) or batch[path]
         return new
@@ -65,25 +66,35 @@ class ClosedFiles:
         """Flush the waiting files once a batch of them is there (after a close)."""
         if len(self.waiting) < FLUSH_BATCH or (self.in_flight and len(self.waiting) < UNFLUSHED_LIMIT):
             return
-        await self.flush_all()
+        await self._flush_batch()
 
     async def flush_all(self) -> None:
-        """Flush every waiting file now (also at unmount and lock, before the store's log)."""
+        """Flush every waiting file now, and wait for the batches under way (unmount
+        and lock, before the store's log): when it returns, every file closed before
+        is on disk, or it raised."""
+        while self.waiting or self.in_flight:
+            if self.waiting:
+                await self._flush_batch()
+            else:  # a batch that fails puts its files back in ``waiting``: flushed (or raised) here
+                await self.in_flight[0][1].wait()
+
+    async def _flush_batch(self) -> None:
         batch, self.waiting = self.waiting, {}
-        if not batch:
-            return
-        self.in_flight.append(batch)
+        done = trio.Event()
+        self.in_flight.append((batch, done))
         try:
             await trio.to_thread.run_sync(flush_paths, batch, limiter=self.limiter)
         except BaseException:
             # Not known to be on disk: they wait again, so that a later fsync of
             # one of them (or the unmount) flushes it and reports what fails,
-            # never returns over records a power cut could still take.
+            # never returns over records a power cut could still take.  (A
+            # release that triggered the batch gets the error, which the kernel drops.)
             for path, new in batch.items():
                 self.add(path, new)
             raise
         finally:
-            self.in_flight[:] = [b for b in self.in_flight if b is not batch]
+            self.in_flight[:] = [entry for entry in self.in_flight if entry[0] is not batch]
+            done.set()
 
 
 def flush_paths(paths: dict[str, bool]) -> None:
