@@ -39,7 +39,8 @@ Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first:
    seen here (kept in the record); alarm otherwise.  Tests:
    test_sharing_again_from_her_desktop_after_an_unshare_on_her_laptop_counts_there,
    test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm.
-4. False alarm, legitimate use (real commands): she sets her policy on the laptop, the desktop shows it, she
+4. FIXED (do_retention admits her current body before signing the drop).
+   False alarm, legitimate use (real commands): she sets her policy on the laptop, the desktop shows it, she
    changes it on the laptop, then on the desktop (synced, no gc run meanwhile) `retention --follow-default`:
    the laptop shows "none that holds: two policies ... had not seen each other's" (KEEP_ALL) until she sets
    it again there.  Cause: requests.py ``do_retention`` signs ``retention.drop_own`` before ``policy_for``
@@ -513,10 +514,6 @@ def test_a_batch_that_failed_to_flush_is_not_forgotten(monkeypatch: pytest.Monke
     assert outcome != ["forgotten"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: requests.py do_retention signs follow_default (retention.drop_own) before policy_for has "
-    "admitted the current policy on this device: its vector is below none seen elsewhere, 'concurrent' "
-    "on her other device (KEEP_ALL, alarm) after strictly sequential use"))
 def test_following_the_default_on_her_desktop_after_a_change_on_her_laptop_is_no_alarm(
         vault: Path, tmp_path: Path) -> None:
     """The real commands, sequential use: she sets her policy on the laptop, her desktop shows it, she

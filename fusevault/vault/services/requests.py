@@ -135,6 +135,9 @@ class Requests:
         if request.get("follow_default"):
             if changes:
                 raise InvalidInput("either change your policy or follow the vault's default, not both")
+            # Her current body admitted here first (as "set" does): the one dropping it
+            # is then signed above it, never concurrent with it on her other devices.
+            await self.vol.store_call(retention.policy_for, store, me, self.vol.trust)
             await self.vol.store_call(retention.drop_own, store, me, self.vol.trust.sign)
             await self.vol.in_thread(store.sync)
         policy, source = await self.vol.store_call(retention.policy_for, store, me, self.vol.trust)
