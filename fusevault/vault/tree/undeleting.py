@@ -1,0 +1,127 @@
+"""A deletion refused at unlock changes nothing: the file rebuilt from what its owner signed.
+
+A deletion of the user's file signed by another who holds no WRITE where this
+device last saw it is refused (vault/tree/authorship.py ``deleted``).  Its
+document is the deleter's word: its key (an ``owner_dek`` he sealed to her
+himself, or an older wrapping of hers replayed), its sealed attributes (which
+any holder of the file's key can write: a READ recipient) and its ``seq``.
+None of them is used (attack round 11: his key for her later writes, her file
+set back to an older state, her later saves made "rollbacks").  Only the
+file's identity is kept: its id, its revision, and the name it is shown under.
+The rest comes from what the owner (or a writer of every folder it was in)
+signed, as ``check --repair`` rebuilds a file:
+
+- a file: its newest such version (key, epoch, contents, size, time); with
+  none, an empty file under a new key (nothing was written to it);
+- a folder (the document says so and no version names it): a new key, as a
+  folder's key seals only its own document;
+- mode 0600 (a folder 0700) and the owner ids of the root: the rest was only
+  in the refused document;
+- where: the folders this device last saw it in (the ledger's ``where``).
+"""
+
+from __future__ import annotations
+
+import stat
+
+from fusevault.crypto import aead
+from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import str_to_name
+from fusevault.errors import Forged, VaultError
+from fusevault.vault.model import names
+from fusevault.vault.model.history import Version, open_version_doc
+from fusevault.vault.model.nodes import VERSION, Node, doc_dek, open_node_doc
+from fusevault.vault.tree.authorship import Authorship
+from fusevault.vault.tree.namespace import Tree
+
+
+def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str]) -> Node:
+    """The user's node ``doc`` names, whose deletion was refused, from her own material
+    (``was``: the folders this device last saw it in)."""
+    fid = doc["_id"]
+    newest = _newest_version(tree, key, gate, fid, was)
+    said = _said(doc, key)
+    root = tree.root
+    if newest is None and said is not None and stat.S_ISDIR(said.get("mode", 0)):
+        node = Node(0, fid, key.user_id, aead.new_key(), stat.S_IFDIR | 0o700, root.uid, root.gid)
+    else:
+        node = Node(0, fid, key.user_id, aead.new_key(), stat.S_IFREG | 0o600, root.uid, root.gid)
+    if newest is not None:
+        version, epoch = newest
+        node.dek, node.epoch = version.dek, epoch
+        node.size = node.stored_size = version.size
+        node.mtime = node.ctime = version.mtime
+        node.head, node.manifest = version.vid, version.manifest
+    node.rev = doc["_rev"]
+    return node
+
+
+def name_of(doc: dict, key: MasterKey, was: list[str], node: Node, tree: Tree) -> bytes:
+    """The name the file is put back under: the one the deletion gives it in a folder it
+    was in (a name only: the place is this device's), else its newest version's, else one
+    made from its id."""
+    said = _said(doc, key) or {}
+    candidates: list[str] = []
+    links = said.get("links") or []
+    candidates += [name for parent, name in links if parent in was and isinstance(name, str)]
+    trashed = said.get("trashed")
+    if isinstance(trashed, list) and trashed and isinstance(trashed[0], str):
+        candidates.append(trashed[0].rpartition("/")[2])
+    if node.head is not None:
+        for version in _versions(tree, key, node.fid):
+            if version.vid == node.head:
+                candidates.append(version.path.rpartition("/")[2])
+    for candidate in candidates:
+        name = str_to_name(candidate)
+        if names.problem(name) is None:
+            return name
+    return b"recovered " + node.fid[:8].encode()
+
+
+def _said(doc: dict, key: MasterKey) -> dict | None:
+    """The refused document's sealed attributes, if they open (the deleter's word: only its
+    type and name are read)."""
+    try:
+        return open_node_doc(doc, key)[1]
+    except VaultError:
+        return None
+
+
+def _versions(tree: Tree, key: MasterKey, fid: str) -> list[Version]:
+    found = []
+    for version in tree.store.by_file(VERSION, fid):
+        try:
+            found.append(open_version_doc(version, doc_dek(version, key, fid)))
+        except (VaultError, KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def _newest_version(tree: Tree, key: MasterKey, gate: Authorship, fid: str,
+                    was: list[str]) -> tuple[Version, int] | None:
+    """The newest version of ``fid`` (highest key epoch, then time) signed by the owner
+    or by a writer of every folder it was in, that opens with the key it holds for her:
+    (it, its epoch)."""
+    held = [parent for p in was if (parent := tree.find(p)) is not None]
+    best: tuple[int, int, str, Version] | None = None
+    for doc in tree.store.by_file(VERSION, fid):
+        if doc.get("owner") != key.user_id:
+            continue
+        try:
+            signer = gate.trust.verify(doc, author=key.user_id)
+        except Forged:
+            continue
+        if signer != key.user_id and not (held and all(
+                gate.writes_at(tree, signer, key.user_id, parent) for parent in held)):
+            continue
+        epoch = doc.get("epoch", 0)
+        try:
+            version = open_version_doc(doc, doc_dek(doc, key, fid))
+        except (VaultError, KeyError, TypeError, ValueError):
+            continue
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            continue
+        rank = (epoch, version.time, version.vid, version)
+        if best is None or rank[:3] > best[:3]:
+            best = rank
+    return None if best is None else (best[3], best[0])
