@@ -314,6 +314,36 @@ def test_a_read_recipients_refused_deletion_does_not_make_the_owners_later_saves
     assert ("rollback" not in status, keyed) == (True, True), "(no false rollback, carol keyed)"
 
 
+def test_a_refused_deletion_replaying_her_key_from_before_an_unshare_gives_the_file_no_revoked_key(
+        vault: Path, tmp_path: Path) -> None:
+    """Round 11's fix attacked: the scene of (3), then alice unshares notes.txt from bob (a new key).
+    bob signs, as a deletion, her node document from before the unshare (her own wrapping of the key
+    he kept: no ``owner_dek``), its attributes sealed under that key, the clear epoch set to the
+    current one.  alice unlocks (the deletion is refused) and writes notes.txt.  Safe: the key bob kept
+    opens none of her later bytes, and no document of notes.txt holds it (the file is made from her
+    newest version, never from the refused document's wrapping)."""
+    mnt, notes, old = _notes_read_to_bob(vault, tmp_path)
+    revoked = recipients_dek(vault, "bob", BOB_SECRET, notes)
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "private" / "notes.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    attrs = open_node_attrs(old, revoked)
+    attrs.update(links=[], seq=["bobs-device", 1], trashed=["private/notes.txt", attrs["mtime"]])
+    body = {k: v for k, v in old.items() if k not in ("_rev", "sig")}
+    body.update(delete=True, epoch=adversary.get(vault, notes)["epoch"],
+                enc=b64e(aead.seal(revoked, json.dumps(attrs).encode(), aead.ad("node", notes))))
+    bob = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-2000:])
+        assert (mnt / "private" / "notes.txt").read_text() == "second: alice's final text"
+        (mnt / "private" / "notes.txt").write_text("after the unshare: never for bob")
+    with mounted(vault, mnt):
+        assert (mnt / "private" / "notes.txt").read_text() == "after the unshare: never for bob"
+    assert b"never for bob" not in _opened_with(vault, notes, revoked), "bob reads her text after the unshare"
+    assert revoked not in _deks_of(vault, notes)
+
+
 # --- (4) her own older deletion, replayed: detected as a rollback, yet gc purges the file
 
 

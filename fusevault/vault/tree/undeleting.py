@@ -12,9 +12,10 @@ The rest comes from what the owner (or a writer of every folder it was in)
 signed, as ``check --repair`` rebuilds a file:
 
 - a file: its newest such version (key, epoch, contents, size, time); with
-  none, an empty file under a new key (nothing was written to it);
-- a folder (the document says so and no version names it): a new key, as a
-  folder's key seals only its own document;
+  none, an empty file (nothing was written to it), its key as for a folder;
+- a folder (the document says so and no version names it): her own wrapping
+  of its key, if this device never saw it given a new one; else a new key (a
+  folder's key seals only its own document);
 - mode 0600 (a folder 0700) and the owner ids of the root: the rest was only
   in the refused document;
 - where: the folders this device last saw it in (the ledger's ``where``).
@@ -26,7 +27,7 @@ import stat
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import str_to_name
+from fusevault.encoding import b64d, str_to_name
 from fusevault.errors import Forged, VaultError
 from fusevault.vault.model import names
 from fusevault.vault.model.history import Version, open_version_doc
@@ -35,17 +36,19 @@ from fusevault.vault.tree.authorship import Authorship
 from fusevault.vault.tree.namespace import Tree
 
 
-def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str]) -> Node:
+def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str], seen_epoch: int) -> Node:
     """The user's node ``doc`` names, whose deletion was refused, from her own material
-    (``was``: the folders this device last saw it in)."""
+    (``was``: the folders this device last saw it in; ``seen_epoch``: the newest key
+    epoch this device saw of it)."""
     fid = doc["_id"]
     newest = _newest_version(tree, key, gate, fid, was)
     said = _said(doc, key)
     root = tree.root
+    dek = _first_key(doc, key) if newest is None and seen_epoch == 0 else None
     if newest is None and said is not None and stat.S_ISDIR(said.get("mode", 0)):
-        node = Node(0, fid, key.user_id, aead.new_key(), stat.S_IFDIR | 0o700, root.uid, root.gid)
+        node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFDIR | 0o700, root.uid, root.gid)
     else:
-        node = Node(0, fid, key.user_id, aead.new_key(), stat.S_IFREG | 0o600, root.uid, root.gid)
+        node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFREG | 0o600, root.uid, root.gid)
     if newest is not None:
         version, epoch = newest
         node.dek, node.epoch = version.dek, epoch
@@ -76,6 +79,20 @@ def name_of(doc: dict, key: MasterKey, was: list[str], node: Node, tree: Tree) -
         if names.problem(name) is None:
             return name
     return b"recovered " + node.fid[:8].encode()
+
+
+def _first_key(doc: dict, key: MasterKey) -> bytes | None:
+    """Her own wrapping of the file's key in the refused document, at key epoch 0,
+    for a file this device never saw given a new key: the only key it ever had
+    (its readers keep reading it).  A wrapping does not bind its epoch: a file
+    given a new key since may be served an older wrapping, so then none is used.
+    Never an ``owner_dek``: anyone can seal one to her."""
+    if "en_file_dek" not in doc or doc.get("epoch", 0) != 0:
+        return None
+    try:
+        return key.unwrap_dek(doc["_id"], b64d(doc["en_file_dek"]))
+    except (VaultError, ValueError, TypeError):
+        return None
 
 
 def _said(doc: dict, key: MasterKey) -> dict | None:
