@@ -152,7 +152,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         # writers' documents are judged: what sits in a folder whose deletion
         # was refused finds it there (linked again now), and is judged there.
         waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]] = {}
-        for node, links in pending:
+        for node, links in pending if deleted else ():
             for link in links:
                 if not tree.holds(link[0]):
                     waiting.setdefault(link[0], []).append((node, link))
@@ -246,9 +246,11 @@ def _root_again(store: Store, key: MasterKey, root_fid: str, ledger: Ledger, del
     user = store.get(key.user_id) or {}
     uid = user.get("uid")
     uid = uid if isinstance(uid, int) and not isinstance(uid, bool) and 0 <= uid < 2**32 else os.getuid()
-    root = Node(ROOT_INODE, root_fid, sys.intern(key.user_id), aead.new_key(), stat.S_IFDIR | 0o755, uid,
-                os.getgid())
-    if (doc := store.get(root_fid)) is not None:
+    doc = store.get(root_fid)
+    dek = undeleting.first_key(doc, key) if doc is not None and not ledger.epochs.get(root_fid) else None
+    root = Node(ROOT_INODE, root_fid, sys.intern(key.user_id), dek or aead.new_key(), stat.S_IFDIR | 0o755,
+                uid, os.getgid())
+    if doc is not None:
         root.rev = doc.get("_rev")
     root.seq = next(iter(ledger.fids.get(root_fid, (True, {}))[1].items()), None)
     if deleted_by is None:

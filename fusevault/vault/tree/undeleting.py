@@ -44,7 +44,7 @@ def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[s
     newest = _newest_version(tree, key, gate, fid, was)
     said = _said(doc, key)
     root = tree.root
-    dek = _first_key(doc, key) if newest is None and seen_epoch == 0 else None
+    dek = first_key(doc, key) if newest is None and seen_epoch == 0 else None
     if newest is None and said is not None and stat.S_ISDIR(said.get("mode", 0)):
         node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFDIR | 0o700, root.uid, root.gid)
     else:
@@ -81,7 +81,7 @@ def name_of(doc: dict, key: MasterKey, was: list[str], node: Node, tree: Tree) -
     return b"recovered " + node.fid[:8].encode()
 
 
-def _first_key(doc: dict, key: MasterKey) -> bytes | None:
+def first_key(doc: dict, key: MasterKey) -> bytes | None:
     """Her own wrapping of the file's key in the refused document, at key epoch 0,
     for a file this device never saw given a new key: the only key it ever had
     (its readers keep reading it).  A wrapping does not bind its epoch: a file
