@@ -344,6 +344,28 @@ def test_a_refused_deletion_replaying_her_key_from_before_an_unshare_gives_the_f
     assert revoked not in _deks_of(vault, notes)
 
 
+def test_a_folder_readers_refused_deletion_calling_her_folder_a_file_does_not_hide_what_is_in_it(
+        vault: Path, tmp_path: Path) -> None:
+    """Round 11's fix attacked: alice shares her folder private (a.txt, b.txt in it) READ with bob.  bob
+    seals, with the folder's key he holds, its attributes as a file's (mode S_IFREG) and signs them as a
+    deletion of private.  alice unlocks (the deletion is refused: no WRITE where it was).  Safe: private
+    is a folder listing a.txt and b.txt (what is in it names it: the deleter's word never makes it a
+    file that hides them)."""
+    mnt = _private_and_team(vault, tmp_path, {"private/a.txt": "alice's a", "private/b.txt": "alice's b"})
+    with mounted(vault, mnt):
+        assert _share(mnt, "private", "bob", "READ") is not None
+    private = _node_fid(vault, "alice", "private")
+    attrs = open_node_attrs(adversary.get(vault, private), recipients_dek(vault, "bob", BOB_SECRET, private))
+    attrs.update(links=[], seq=["bobs-device", 1], mode=stat.S_IFREG | 0o644, trashed=["private", 1])
+    _bobs_read_deletion(vault, private, attrs)
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-2000:])
+        listed = sorted(os.listdir(mnt / "private")) if (mnt / "private").is_dir() else None
+        texts = [(mnt / "private" / n).read_text() for n in listed or () if n in ("a.txt", "b.txt")]
+    assert listed == ["a.txt", "b.txt"], f"her folder's files are hidden: {listed}"
+    assert texts == ["alice's a", "alice's b"]
+
+
 # --- (4) her own older deletion, replayed: detected as a rollback, yet gc purges the file
 
 

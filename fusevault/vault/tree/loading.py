@@ -202,7 +202,7 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         if not gate.deleted(tree, doc, signer) or tree.holds(fid):
             continue
         was = ledger.was_at(fid) or []
-        node = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0))
+        node = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0), fid in waiting)
         # Its state is the one this device last saw: its seq too (never the
         # deleter's: a counter of his naming her device would make her later
         # saves "older").  A key older than one seen may have been revoked: a new one.

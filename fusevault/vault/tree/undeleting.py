@@ -13,9 +13,10 @@ signed, as ``check --repair`` rebuilds a file:
 
 - a file: its newest such version (key, epoch, contents, size, time); with
   none, an empty file (nothing was written to it), its key as for a folder;
-- a folder (the document says so and no version names it): her own wrapping
-  of its key, if this device never saw it given a new one; else a new key (a
-  folder's key seals only its own document);
+- a folder (no version names it, and what was in it names it or the
+  document says so): her own wrapping of its key, if this device never saw
+  it given a new one; else a new key (a folder's key seals only its own
+  document);
 - mode 0600 (a folder 0700) and the owner ids of the root: the rest was only
   in the refused document;
 - where: the folders this device last saw it in (the ledger's ``where``).
@@ -36,16 +37,20 @@ from fusevault.vault.tree.authorship import Authorship
 from fusevault.vault.tree.namespace import Tree
 
 
-def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str], seen_epoch: int) -> Node:
+def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str], seen_epoch: int,
+            holds: bool) -> Node:
     """The user's node ``doc`` names, whose deletion was refused, from her own material
     (``was``: the folders this device last saw it in; ``seen_epoch``: the newest key
-    epoch this device saw of it)."""
+    epoch this device saw of it; ``holds``: documents of hers name it as their folder)."""
     fid = doc["_id"]
     newest = _newest_version(tree, key, gate, fid, was)
     said = _said(doc, key)
     root = tree.root
     dek = first_key(doc, key) if newest is None and seen_epoch == 0 else None
-    if newest is None and said is not None and stat.S_ISDIR(said.get("mode", 0)):
+    # A file if a version of hers says so; else a folder if what was in it names
+    # it (the deleter's word, which a reader of the folder can seal, never makes
+    # it a file that hides them) or the document says so.
+    if newest is None and (holds or (said is not None and stat.S_ISDIR(said.get("mode", 0)))):
         node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFDIR | 0o700, root.uid, root.gid)
     else:
         node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFREG | 0o600, root.uid, root.gid)
