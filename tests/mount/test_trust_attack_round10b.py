@@ -28,11 +28,13 @@ Found at commit 5f9522b (main): 8 holes in 9 xfail tests, 1 hold:
 - FIXED (peers): a planted Peers document of the same name listed first: `peer remove buddy` removes it and
   says "removed", the confirmed buddy is still contacted (peers.py ``find_peer``/``remove_peer``).  Fix:
   refuse an ambiguous name, or forget and tombstone every peer of that name.
-- retention, clock skew: on her desktop, whose clock is a day behind, she sets "keep a year" while the server
-  withholds the laptop's earlier "keep nothing"; served later, the laptop's body has the larger made_at_us
-  and is admitted: `retention` there shows "keep nothing" as hers (freshness.py ``admit``/``stamp``: wall
-  clock only).  Fix: each body names the digest of the body it replaced; a body this device never saw that
-  does not descend from the one it signed is concurrent: KEEP_ALL with an alarm until she sets it again.
+- FIXED (retention, clock skew): on her desktop, whose clock is a day behind, she sets "keep a year" while
+  the server withholds the laptop's earlier "keep nothing"; served later, the laptop's body has the larger
+  made_at_us and is admitted: `retention` there shows "keep nothing" as hers (freshness.py
+  ``admit``/``stamp``: wall clock only). Fixed: each body carries a signed version vector
+  (vault/model/lineage.py); a body neither above nor below the newest seen is concurrent: KEEP_ALL with an
+  alarm until she sets it again. The same skew with her settings (``settings_at_us``) is closed the same way
+  (the test after it).
 - held: a float ``made_at_us`` (same canonical form) is no way around the replay check.
 """
 
@@ -46,13 +48,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import adversary
-import pytest
 from attack_scenes import add_team, add_users, group_doc
 from conftest import fusevault, mounted
 
 from fusevault.crypto.identity import Identity
 from fusevault.crypto.signing import sign_doc
 from mount.test_trust_anchors import _opens
+from mount.test_trust_grants import notes_shared_with_bob
 from mount.test_trust_settings import Listener, status, wait_for
 from mount.test_trust_writes import BOB, CAROL, _admin, _key, _node_fid, _user
 
@@ -352,22 +354,20 @@ def test_peer_remove_stops_the_peer_she_confirmed_even_beside_a_planted_namesake
 
 def _skewed(state: Path, shim: Path, skew_s: int) -> dict:
     """The environment of a device whose clock is ``skew_s`` seconds off (``sitecustomize`` in ``shim``
-    shifts time.time and time.time_ns of the real ``fusevault`` command)."""
+    shifts time.time and time.time_ns of the real ``fusevault`` command, and of the mount server it starts:
+    that one is handed the PYTHONPATH at its start, other variables only after its imports, so the skew is
+    written in the shim)."""
     shim.mkdir(exist_ok=True)
     (shim / "sitecustomize.py").write_text(
-        "import os, time\n"
-        "_skew = int(os.environ.get('FV_TEST_CLOCK_SKEW_S', '0'))\n"
-        "if _skew:\n"
-        "    _ns, _t = time.time_ns, time.time\n"
-        "    time.time_ns = lambda: _ns() + _skew * 1_000_000_000\n"
-        "    time.time = lambda: _t() + _skew\n")
-    return {"FUSEVAULT_STATE_DIR": str(state), "FV_TEST_CLOCK_SKEW_S": str(skew_s),
+        "import time\n"
+        f"_skew = {int(skew_s)}\n"
+        "_ns, _t = time.time_ns, time.time\n"
+        "time.time_ns = lambda: _ns() + _skew * 1_000_000_000\n"
+        "time.time = lambda: _t() + _skew\n")
+    return {"FUSEVAULT_STATE_DIR": str(state),
             "PYTHONPATH": os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH")) if p)}
 
 
-@pytest.mark.xfail(strict=True, reason="hole: freshness.py orders Retention bodies by wall-clock made_at_us "
-                   "only: on a device whose clock is behind, her older policy (withheld, then replayed) "
-                   "counts over the one she set there later")
 def test_a_device_whose_clock_is_behind_does_not_obey_her_older_policy_over_the_one_it_set(
         vault: Path, tmp_path: Path) -> None:
     """On her laptop alice once set a policy that keeps nothing.  The server withholds it from her desktop,
@@ -387,3 +387,71 @@ def test_a_device_whose_clock_is_behind_does_not_obey_her_older_policy_over_the_
     shown = fusevault("retention", "--vault", vault, "--json", env=desktop)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["policy"]["keep_all_days"] != 0, shown.stdout
+
+
+def test_her_policy_set_in_turn_on_two_devices_whose_clocks_differ_is_hers_on_both_without_alarm(
+        vault: Path, tmp_path: Path) -> None:
+    """Legitimate use: she sets her policy on her laptop, her desktop (clock a day behind) shows it and she
+    sets it again there, the laptop shows that one and she sets it again.  Each device applies the last
+    one she set, as hers (never "none that holds": nothing here was withheld)."""
+    desktop = _skewed(tmp_path / "desktop-state", tmp_path / "shim", -86400)
+    for n, env in enumerate([None, desktop, None, desktop]):
+        seen = fusevault("retention", "--vault", vault, "--json", env=env)
+        assert seen.returncode == 0, seen.stderr
+        assert json.loads(seen.stdout)["source"] in ("yours", "built in"), seen.stdout
+        done = fusevault("retention", "--vault", vault, "--json", "--keep-all", str(n + 1), env=env)
+        assert done.returncode == 0, done.stderr
+        for each in (None, desktop):
+            shown = json.loads(fusevault("retention", "--vault", vault, "--json", env=each).stdout)
+            assert (shown["policy"]["keep_all_days"], shown["source"]) == (n + 1, "yours"), shown
+
+
+def test_a_device_whose_clock_is_behind_does_not_confirm_her_older_shorter_ttl_over_the_one_it_set(
+        vault: Path, tmp_path: Path) -> None:
+    """The same skew with her settings (``settings_at_us``): on her laptop she sets a 10-minute unlock;
+    the server keeps serving her desktop (clock a day behind) the body before it, and there she chooses 8
+    hours.  The server then serves the laptop's body to the desktop once, then the desktop's again.  Safe:
+    the desktop never took the laptop's body for her newest (the two were made apart): its 10 minutes
+    are not recorded as confirmed there, and her 8 hours there, served again, still apply."""
+    _set(vault, "settle_seconds", "3")  # signed: the body both devices start from
+    before = _user_doc(vault)
+    _set(vault, "passphrase_expiry_ttl", "10min")  # the laptop
+    laptops = _user_doc(vault)
+    adversary.put(vault, before)  # withheld from the desktop: it is served the body before
+    desktop = _skewed(tmp_path / "desktop-state", tmp_path / "shim", -86400)
+    result = fusevault("config", "set", "passphrase_expiry_ttl", "8hr", "--vault", vault, env=desktop)
+    assert result.returncode == 0, result.stderr
+    desktops = _user_doc(vault)
+    assert desktops["settings_at_us"] < laptops["settings_at_us"]  # the clock is behind
+
+    adversary.put(vault, laptops)  # the laptop's body, served once to the desktop
+    fusevault("config", "show", "--json", "--vault", vault, env=desktop)
+    adversary.put(vault, desktops)  # the desktop's own again
+    shown = fusevault("config", "show", "--json", "--vault", vault, env=desktop)
+    assert shown.returncode == 0, shown.stderr
+    after = json.loads(shown.stdout)
+    assert after["passphrase_expiry_ttl"] == {"ttl": "8", "unit": "hr"}, after
+    assert after["pending"] == {}, after
+
+
+def test_a_device_whose_clock_is_behind_does_not_take_her_older_write_share_over_the_read_one_it_made(
+        vault: Path, tmp_path: Path, monkeypatch) -> None:
+    """The same skew with a grant: on her laptop alice shares notes.txt with bob READ,WRITE; the server
+    withholds that Share from her desktop (clock a day behind), where she shares the file with bob READ.
+    The server then serves the laptop's READ,WRITE Share to the desktop.  Safe: the desktop does not grant
+    bob WRITE (the two were made apart: it cannot tell which she meant last, so neither counts, with an
+    alarm)."""
+    mnt = tmp_path / "mnt"
+    laptops = notes_shared_with_bob(vault, mnt, "READ,WRITE")
+    adversary.delete_row(vault, laptops["_id"])  # withheld from the desktop
+    for name, value in _skewed(tmp_path / "desktop-state", tmp_path / "shim", -86400).items():
+        monkeypatch.setenv(name, value)
+    with mounted(vault, mnt):
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    (desktops,) = adversary.docs(vault, "Share")
+    assert desktops["made_at_us"] < laptops["made_at_us"]  # the clock is behind
+    adversary.put(vault, laptops)  # the laptop's READ,WRITE, served to the desktop
+    with mounted(vault, mnt):
+        listed = fusevault("shares", "--mount", mnt, passphrase=None).stdout
+        assert "READ,WRITE" not in listed, listed
+        assert any("had not seen each other" in a["text"] for a in status(mnt).get("alarms", []))

@@ -321,13 +321,19 @@ def test_a_group_replayed_after_member_remove_gets_no_new_keys(vault: Path, tmp_
     assert "a replay" in _log()
 
 
-def test_a_share_replayed_after_a_downgrade_to_read_does_not_grant_write(vault: Path, tmp_path: Path) -> None:
+def notes_shared_with_bob(vault: Path, mnt: Path, perm: str) -> dict:
+    """bob added; alice's notes.txt written and shared with him (``perm``): its Share document."""
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("genuine notes")
-        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ,WRITE").returncode == 0
-    (old,) = adversary.docs(vault, "Share")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", perm).returncode == 0
+    (share,) = adversary.docs(vault, "Share")
+    return share
+
+
+def test_a_share_replayed_after_a_downgrade_to_read_does_not_grant_write(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    old = notes_shared_with_bob(vault, mnt, "READ,WRITE")
     with mounted(vault, mnt):
         assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
     adversary.put(vault, old)  # READ,WRITE again

@@ -28,8 +28,12 @@ So every reader takes them from here, never from the document directly:
   whose safer values apply while it is served but are not recorded as
   confirmed (her current document, back, is then not merely pending).
   ``settings.save`` writes ``settings_at_us`` in each body (above the one it
-  replaces), so a body she signs again is never one seen before, and one
-  signed before the newest seen here, never seen itself, is older too.
+  replaces), so a body she signs again is never one seen before, and a
+  version vector (vault/model/lineage.py; ``next_vector``): one below the
+  newest seen here, never seen itself, is older too, and one made on a device
+  that had not seen that one (concurrent: the server withheld it) is not the
+  newest either, whatever the clocks say (an alarm).  Bodies without a vector
+  are ordered by ``settings_at_us``, as before.
 
 What this device confirmed is kept outside the vault, in the user's state
 directory (``paths.state_dir()/confirmed/<hash of vault dir and user>``),
@@ -48,6 +52,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -59,6 +64,7 @@ from fusevault.crypto.signing import canonical, signer_of, verify_doc
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Forged, InvalidInput, VaultError
 from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model import lineage
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.settings import FOLDERS, STAMP, Settings, change
 
@@ -190,44 +196,91 @@ def effective(user_doc: dict | None, key: MasterKey, root: Path | str,
     else:
         applied[TTL] = base.passphrase_expiry_ttl
         pending[TTL] = offered.passphrase_expiry_ttl
-    if _newest_seen(root, key, user_doc):
+    if _newest_seen(root, key, user_doc, alarms):
         _remember_safer(root, key, mine, base, applied)
     return Effective(replace(offered, **applied), pending, True)
 
 
-def _newest_seen(root: Path | str, key: MasterKey, user_doc: dict) -> bool:
+def _newest_seen(root: Path | str, key: MasterKey, user_doc: dict, alarms: Alarms | None = None) -> bool:
     """Whether ``user_doc`` (signed by her) is the newest body of it this device saw: not one seen before
-    another (a replay by the store or the server, attack round 10b); remembers it.  Only the newest
-    records a safer value as confirmed here: her older body, replayed once, must not make its value
-    this device's choice (her current one would then only be pending)."""
-    path, name = _file(root, key.user_id)
-    path = path.with_suffix(".seen")
+    another (a replay by the store or the server, attack round 10b), nor one made apart from the newest
+    seen here (concurrent: its version vector neither above nor below, vault/model/lineage.py);
+    remembers it.  Only the newest records a safer value as confirmed here: her older body, replayed
+    once, must not make its value this device's choice (her current one would then only be pending)."""
     digest = hashlib.sha256(canonical(user_doc)).hexdigest()
     made = user_doc.get(STAMP)
     made = made if isinstance(made, int) and not isinstance(made, bool) else -1
+    try:
+        vector = lineage.of(user_doc)
+    except lineage.Malformed:  # her fusevault writes none such: a store writer's rewrite
+        return False
     with _writing:
-        try:
-            kept = loads_untrusted(key.unseal_device(SEEN, name, path.read_bytes()))
-            seen, newest = kept["bodies"], kept["newest"]
-            if not isinstance(newest, int) or not isinstance(seen, list) or not all(
-                    isinstance(d, str) for d in seen):
-                raise ValueError("not a record of bodies")
-        except FileNotFoundError:
-            seen, newest = [], -1
-        except (OSError, VaultError, ValueError, TypeError, KeyError):
-            seen, newest = [], -1  # damaged or not ours: started afresh (it was only a memory of bodies)
-        if digest in seen:
+        kept = _seen(root, key)
+        seen, newest, tips = kept["bodies"], kept["newest"], kept["tips"]
+        if vector is not None and tips:
+            if lineage.older(tips, vector, made):
+                return False  # a body of hers was seen here that was signed after this one
+            tips = lineage.add(tips, vector, made)
+            result = len(tips) == 1
+            if not result and alarms is not None:
+                alarms.warn("concurrent-settings", key.user_id, "two bodies of this user's settings were "
+                            "signed on devices that had not seen each other's (the server may have withheld "
+                            "one): which is her last cannot be told; values that differ from the ones "
+                            "confirmed here wait for `fusevault config confirm`, or `config set` here")
+        elif digest in seen:
             return digest == seen[-1]
-        if made < newest:  # signed before one this device saw (``settings_at_us``): older, never seen
+        elif made < newest:  # signed before one this device saw (``settings_at_us``): older, never seen
             return False
-        seen = [*seen, digest][-KEEP_SEEN:]
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            record = {"bodies": seen, "newest": max(newest, made)}
-            atomic_write(path, key.seal_device(SEEN, name, json.dumps(record).encode()))
-        except OSError as err:
-            log.error("could not record the user documents seen on this device: %s", err)
-        return True
+        else:
+            tips = lineage.stamped_only(tips, made) if vector is None else [(vector, made)]
+            result = True
+        record = {**kept, "bodies": seen if digest in seen else [*seen, digest][-KEEP_SEEN:],
+                  "newest": max(newest, made), "tips": tips}
+        if record != kept:
+            _keep_seen(root, key, record)
+        return result
+
+
+def next_vector(root: Path | str, key: MasterKey) -> lineage.Vector:
+    """The version vector of her settings body this device signs now: above each body seen here
+    (``settings.save``; this device's id is kept from now on)."""
+    with _writing:
+        kept = _seen(root, key)
+        if not kept.get("device"):
+            kept["device"] = uuid.uuid4().hex[:16]
+            _keep_seen(root, key, kept)
+        return lineage.next_after([v for v, _ in kept["tips"]], kept["device"])
+
+
+def _seen_file(root: Path | str, key: MasterKey) -> tuple[Path, str]:
+    path, name = _file(root, key.user_id)
+    return path.with_suffix(".seen"), name
+
+
+def _seen(root: Path | str, key: MasterKey) -> dict:
+    """This device's record of her settings bodies seen (under ``_writing``)."""
+    path, name = _seen_file(root, key)
+    try:
+        kept = loads_untrusted(key.unseal_device(SEEN, name, path.read_bytes()))
+        seen, newest = kept["bodies"], kept["newest"]
+        if not isinstance(newest, int) or not isinstance(seen, list) or not all(
+                isinstance(d, str) for d in seen):
+            raise ValueError("not a record of bodies")
+        tips = [(lineage.parsed(v), int(m)) for v, m in kept.get("tips", [])]
+        return {"bodies": seen, "newest": newest, "tips": tips, "device": str(kept.get("device") or "")}
+    except (OSError, VaultError, ValueError, TypeError, KeyError):
+        # none yet, or damaged or not ours: started afresh (it was only a memory of bodies)
+        return {"bodies": [], "newest": -1, "tips": [], "device": ""}
+
+
+def _keep_seen(root: Path | str, key: MasterKey, record: dict) -> None:
+    path, name = _seen_file(root, key)
+    plain = {**record, "tips": [[v, m] for v, m in record["tips"]]}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, key.seal_device(SEEN, name, json.dumps(plain).encode()))
+    except OSError as err:
+        log.error("could not record the user documents seen on this device: %s", err)
 
 
 def _remember_safer(root: Path | str, key: MasterKey, mine: Settings | None, base: Settings,

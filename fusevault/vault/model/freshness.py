@@ -15,6 +15,17 @@ never sealed to.  A new signing (sharing again after an unshare) is newer
 and counts.  A body without the field (from before it) is taken only while
 this device has seen no stamped or deleted body of that id.
 
+Which body is older is told by the version vector each carries, signed with it
+(vault/model/lineage.py), not by ``made_at_us``: a wall clock lies on a device
+whose clock is behind, where a body she signs after one the server withheld
+gets the smaller time (attack round 10b).  Each device keeps, per id, the newest
+bodies seen (``tips``: their vectors and stamps) and signs above all of them.
+A body below a tip is a replay; one neither above nor below (concurrent: made
+on a device that had not seen the other's) is refused too, with an alarm
+(``concurrent``: for a grant, nothing is sealed by either; for a Retention
+policy, gc drops nothing) until she signs it again on a device that saw both.
+Bodies without a vector (older code) are ordered by ``made_at_us`` as before.
+
 A user's own Retention policy (``retention-<uid>``) is stamped and
 remembered the same way (not swept: nothing deletes one): an older signed
 policy put back is refused, and gc then drops nothing of that user's
@@ -40,6 +51,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +59,7 @@ from fusevault import paths
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
+from fusevault.vault.model import lineage
 from fusevault.vault.model.alarms import Alarms
 
 if TYPE_CHECKING:
@@ -79,12 +92,15 @@ def made_at(doc: dict) -> int | None:
 
 def stamp(fresh: Freshness | None, doc: dict) -> dict:
     """``doc`` (a Share, Group or Retention about to be signed) with a ``made_at_us``
-    above the one it replaces and any this device has seen of it."""
+    above the one it replaces and any this device has seen of it, and a version vector
+    above every body of it this device has seen (vault/model/lineage.py)."""
     if doc.get("type") not in STAMPED:
         return doc
     floor = max(made_at(doc) or NONE, fresh.newest(str(doc.get("_id"))) if fresh else NONE)
-    doc = {**doc, FIELD: max(time.time_ns() // 1000, floor + 1)}
+    doc = {k: v for k, v in doc.items() if k != lineage.FIELD}  # never a lineage copied from another body
+    doc[FIELD] = max(time.time_ns() // 1000, floor + 1)
     if fresh is not None:
+        doc[lineage.FIELD] = fresh.next_vector(str(doc.get("_id")))
         fresh.saw(doc)
     return doc
 
@@ -100,6 +116,10 @@ class Freshness:
         self.seen: dict[str, tuple[str, int, bool]] = {}
         # id -> its newest made_at_us seen when this device's ``unshare`` took it back
         self.taken_back: dict[str, int] = {}
+        # id -> the newest bodies seen with a version vector (vault/model/lineage.py)
+        self.tips: dict[str, list[lineage.Tip]] = {}
+        # This device in the version vectors it signs (only ever compared with her other devices')
+        self.device = uuid.uuid4().hex[:16]
         self._dirty = False
         self._lock = threading.Lock()
 
@@ -116,6 +136,9 @@ class Freshness:
                 raise ValueError("unknown format")
             fresh.seen = {i: (str(k), int(n), bool(d)) for i, (k, n, d) in data["seen"].items()}
             fresh.taken_back = {str(i): int(n) for i, n in data.get("taken_back", {}).items()}
+            fresh.tips = {str(i): [(lineage.parsed(v), int(m)) for v, m in tips]
+                          for i, tips in data.get("tips", {}).items()}
+            fresh.device = str(data.get("device") or fresh.device)
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             alarms.warn("grants-state", str(fresh.path), f"this device's record of grants seen {fresh.path} "
                         "was damaged or replaced: replayed grants before now cannot be told; started afresh")
@@ -129,7 +152,8 @@ class Freshness:
                 return
             self._dirty = False
             data = {"format": FORMAT, "seen": {i: list(v) for i, v in self.seen.items()},
-                    "taken_back": dict(self.taken_back)}
+                    "taken_back": dict(self.taken_back), "device": self.device,
+                    "tips": {i: [[v, m] for v, m in tips] for i, tips in self.tips.items()}}
             plain = json.dumps(data, separators=(",", ":")).encode()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -147,12 +171,43 @@ class Freshness:
         """Whether this device saw a body of ``doc_id`` (stamped or not)."""
         return doc_id in self.seen
 
+    def next_vector(self, doc_id: str) -> lineage.Vector:
+        """The version vector of a body of ``doc_id`` this device signs now: above all it saw."""
+        return lineage.next_after([v for v, _ in self.tips.get(doc_id, [])], self.device)
+
+    def concurrent(self, doc_id: str) -> bool:
+        """Whether the newest bodies of ``doc_id`` seen here are concurrent: signed on devices that
+        had not seen each other's, so which came last cannot be told."""
+        return len(self.tips.get(doc_id, [])) > 1
+
     def saw(self, doc: dict) -> None:
+        """Remember ``doc`` (admitted, or just signed here) as seen."""
         doc_id, made = str(doc.get("_id")), made_at(doc)
         entry = self.seen.get(doc_id)
         value = NONE if made is None else made
-        if entry is None or value > entry[1]:  # a newer signing (also after a deletion)
-            self.seen[doc_id] = (str(doc.get("type")), value, False)
+        try:
+            vector = lineage.of(doc)
+        except lineage.Malformed:
+            vector = None
+        tips = self.tips.get(doc_id, [])
+        # from before vectors: ordered by its stamp alone, as it was
+        kept = lineage.stamped_only(tips, value) if vector is None else lineage.add(tips, vector, value)
+        if kept != tips:
+            self.tips[doc_id] = kept
+            if not kept:
+                del self.tips[doc_id]
+            self._dirty = True
+        if entry is None:
+            newer = True
+        elif vector is None or not tips:
+            newer = value > entry[1]
+        else:  # above each body of it seen: a newer signing (also after a deletion)
+            newer = lineage.newest(tips, vector, value)
+        if newer:
+            self.seen[doc_id] = (str(doc.get("type")), max(value, entry[1] if entry else NONE), False)
+            self._dirty = True
+        elif value > entry[1]:
+            self.seen[doc_id] = (entry[0], value, entry[2])
             self._dirty = True
 
     def deleted(self, doc_id: str) -> None:
@@ -175,26 +230,49 @@ class Freshness:
         return entry is not None and self.taken_back.get(doc_id) != entry[1]
 
     def admit(self, doc: dict, what: str, then: str = "nothing is sealed by it") -> bool:
-        """Whether this (signed) grant body is not older than one seen here; remembers it.
+        """Whether this (signed) grant body is not older than one seen here, nor concurrent with the
+        newest seen (its signer had not seen that one: which she meant last cannot be told);
+        remembers it.
 
         ``then``: what follows from a refusal, for the alarm."""
-        doc_id, made = str(doc.get("_id")), made_at(doc)
+        doc_id = str(doc.get("_id"))
         entry = self.seen.get(doc_id)
-        if entry is not None:
-            _, newest, gone = entry
-            if made is None:
-                replay = newest != NONE or gone
-            else:
-                replay = made < newest or (gone and made <= newest)
-            if replay:
-                state = "was deleted" if gone else "was replaced by a newer one"
-                kind = "replayed-grant" if doc.get("type") in KINDS else "replayed-retention"
-                self.alarms.warn(kind, doc_id, f"refused {what} {doc_id}: an older signed "
-                                 f"body of it came back (it {state}, as this device saw): a replay; "
-                                 f"{then}")
-                return False
+        grant = doc.get("type") in KINDS
+        try:
+            lineage.of(doc)
+        except lineage.Malformed:  # her fusevault writes none such: a store writer's rewrite
+            self.alarms.warn("replayed-grant" if grant else "replayed-retention", doc_id,
+                             f"refused {what} {doc_id}: its version vector is not one fusevault writes; "
+                             f"{then}")
+            return False
+        if entry is not None and self._replay(doc, entry):
+            state = "was deleted" if entry[2] else "was replaced by a newer one"
+            self.alarms.warn("replayed-grant" if grant else "replayed-retention", doc_id,
+                             f"refused {what} {doc_id}: an older signed body of it came back (it {state}, "
+                             f"as this device saw): a replay; {then}")
+            return False
         self.saw(doc)
+        if self.concurrent(doc_id):
+            self.alarms.warn("concurrent-grant" if grant else "concurrent-retention", doc_id,
+                             f"refused {what} {doc_id}: two signed bodies of it were made on devices that "
+                             f"had not seen each other's (the server may have withheld one): which is her "
+                             f"last cannot be told; {then}, until she signs it again on a device that has "
+                             f"seen both (this one)")
+            return False
         return True
+
+    def _replay(self, doc: dict, entry: tuple[str, int, bool]) -> bool:
+        """Whether ``doc`` is older than a body of its id seen here (or no newer than a deletion)."""
+        doc_id, made = str(doc.get("_id")), made_at(doc)
+        _, newest, gone = entry
+        vector, tips = lineage.of(doc), self.tips.get(doc_id)
+        if vector is None or not tips:  # a body or a memory from before vectors: the stamps, as it was
+            if made is None:
+                return newest != NONE or gone
+            return made < newest or (gone and made <= newest)
+        value = NONE if made is None else made
+        return lineage.older(tips, vector, value) or (gone and any(
+            lineage.placed(vector, value, tip) is lineage.Order.SAME for tip in tips))
 
     def sweep(self, present: set[str]) -> None:
         """Grants this device saw that are no longer in the store were deleted

@@ -32,7 +32,11 @@ Who decides what gc deletes (issue 22): the store is written by others, so
   ``Trust.sign``), and each device remembers the newest it saw
   (vault/model/freshness.py): an older signed policy put back (one that kept
   less, say) is refused with an alarm and gc drops nothing of that user's
-  (``ROLLED_BACK``: ``KEEP_ALL``) until they set their policy again.  A
+  (``ROLLED_BACK``: ``KEEP_ALL``) until they set their policy again.  Which
+  body is newer is told by the version vectors they carry (vault/model/lineage.py),
+  not by clocks: two bodies signed on devices that had not seen each other's
+  (one withheld by the server) are ``CONCURRENT``: ``KEEP_ALL``, with an alarm,
+  until they set it again on a device that has seen both.  A
   document from before the stamp is read as before while this device has
   seen no stamped one.  One this device saw that is gone from the store
   (deleted or withheld: nothing in fusevault deletes one) is no "never set"
@@ -87,7 +91,9 @@ ROLLED_BACK = ("none that holds: an older policy of yours was put back in place 
                "saw, nothing is dropped until you set yours again")
 MISSING = ("none that holds: your policy, which this device saw, is gone from the store, nothing is "
            "dropped until you set yours again")
-UNKNOWN = (FORGED, ROLLED_BACK, MISSING)  # her policy cannot be known: gc applies KEEP_ALL
+CONCURRENT = ("none that holds: two policies of yours were set on devices that had not seen each other's, "
+              "nothing is dropped until you set yours again (here)")
+UNKNOWN = (FORGED, ROLLED_BACK, MISSING, CONCURRENT)  # her policy cannot be known: gc applies KEEP_ALL
 # What gc applies when the user's own policy is forged or rolled back: no window ever ends.
 KEEP_ALL = Policy(keep_all_days=10**6, daily_days=0, weekly_weeks=None, trash_days=10**6,
                   keep_all_minutes=10**9)
@@ -106,6 +112,10 @@ def at_least_built_in(default: Policy) -> Policy:
 
 class RolledBack(Forged):
     """The user's own policy is an older signed body than one this device saw (a replay)."""
+
+
+class Concurrent(Forged):
+    """Two bodies of the user's own policy were signed on devices that had not seen each other's."""
 
 
 class Missing(Forged):
@@ -156,6 +166,8 @@ def _own_doc(store: Store, user_id: str, trust) -> dict | None:
         raise Forged(f"the retention document {own_id(user_id)} is not signed by its user")
     if fresh is not None and not fresh.admit(doc, "retention policy", "gc drops nothing of theirs until "
                                              "it is set again (`fusevault retention ...`)"):
+        if fresh.concurrent(own_id(user_id)):
+            raise Concurrent(f"the retention document {own_id(user_id)} has two concurrent bodies")
         raise RolledBack(f"the retention document {own_id(user_id)} is older than one this device saw")
     return doc
 
@@ -174,6 +186,8 @@ def policy_for(store: Store, user_id: str, trust) -> tuple[Policy, str]:
         mine = None if own is None or own.get("follow_default") else _policy(own)
     except RolledBack:
         return KEEP_ALL, ROLLED_BACK
+    except Concurrent:
+        return KEEP_ALL, CONCURRENT
     except Missing:
         return KEEP_ALL, MISSING
     except Forged:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
+from fusevault.vault.model import lineage
 
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
 STAMP = "settings_at_us"  # when these settings were signed (microseconds: JavaScript-exact)
@@ -153,10 +154,11 @@ def _isdir(host: HostAccess, path: str) -> bool:
         return False
 
 
-def save(store, user_id: str, settings: Settings, sign) -> None:
+def save(store, user_id: str, settings: Settings, sign, vector: dict[str, int] | None = None) -> None:
     """Write the settings into the user's document (the key fields are left alone),
-    signed again with the user's key (``sign``: ``Trust.sign``)."""
-    doc = store.get(user_id)
+    signed again with the user's key (``sign``: ``Trust.sign``).  ``vector``: its version vector
+    (``confirmed.next_vector``: above each body this device saw; vault/model/lineage.py)."""
+    doc = {k: v for k, v in store.get(user_id).items() if k != lineage.FIELD}  # never one copied from before
     # A time in each body: never byte for byte one she signed before (vault/model/confirmed.py tells an
     # older body, replayed, by having seen it before another).
     stamp, before = time.time_ns() // 1000, doc.get(STAMP)
@@ -164,5 +166,6 @@ def save(store, user_id: str, settings: Settings, sign) -> None:
         # Above the body it replaces, but never from one dated far ahead: a store
         # writer's 2**53-1 there would leave no stamp a server can hold.
         stamp = max(stamp, before + 1)
-    store.put_many([sign({**doc, **settings.as_dict(), STAMP: stamp})])
+    vectored = {lineage.FIELD: vector} if vector else {}
+    store.put_many([sign({**doc, **settings.as_dict(), STAMP: stamp, **vectored})])
     store.sync()
