@@ -320,8 +320,8 @@ def test_a_refused_deletion_replaying_her_key_from_before_an_unshare_gives_the_f
     bob signs, as a deletion, her node document from before the unshare (her own wrapping of the key
     he kept: no ``owner_dek``), its attributes sealed under that key, the clear epoch set to the
     current one.  alice unlocks (the deletion is refused) and writes notes.txt.  Safe: the key bob kept
-    opens none of her later bytes, and no document of notes.txt holds it (the file is made from her
-    newest version, never from the refused document's wrapping)."""
+    opens none of her later bytes, and her node document of notes.txt holds another (the file is made
+    from her newest version, never from the refused document's wrapping)."""
     mnt, notes, old = _notes_read_to_bob(vault, tmp_path)
     revoked = recipients_dek(vault, "bob", BOB_SECRET, notes)
     with mounted(vault, mnt):
@@ -341,7 +341,8 @@ def test_a_refused_deletion_replaying_her_key_from_before_an_unshare_gives_the_f
     with mounted(vault, mnt):
         assert (mnt / "private" / "notes.txt").read_text() == "after the unshare: never for bob"
     assert b"never for bob" not in _opened_with(vault, notes, revoked), "bob reads her text after the unshare"
-    assert revoked not in _deks_of(vault, notes)
+    # (her versions from before the unshare keep the key bob held: only her node document is asked)
+    assert doc_dek(adversary.get(vault, notes), _key(vault, "alice", PASSPHRASE)) != revoked
 
 
 def test_a_folder_readers_refused_deletion_calling_her_folder_a_file_does_not_hide_what_is_in_it(
