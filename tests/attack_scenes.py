@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import adversary
+import pyfuse3
 from conftest import force_unmount, fusevault, mounted
 from inprocess.conftest import ALICE_UID, BOB_UID, ROOT, Ctx
 from inprocess.test_two_users import _walk, _write
@@ -133,12 +134,14 @@ def recipients_dek(vault: Path, name: str, passphrase: str, fid: str) -> bytes:
     return open_file_key(them.identity, alice["_id"], fid, found[0], found[1])
 
 
-def resigned(vault: Path, fid: str, change: dict, dek: bytes, name: str, passphrase: str) -> None:
-    """alice's node document of ``fid`` with its sealed attributes changed, sealed under ``dek`` and
-    signed by ``name`` (a recipient who can write the vault folder and holds that key), put there."""
+def resigned(vault: Path, fid: str, change: dict, dek: bytes, name: str, passphrase: str,
+             clear: dict | None = None) -> None:
+    """alice's node document of ``fid`` with its sealed attributes changed (and its ``clear``
+    fields), sealed under ``dek`` and signed by ``name`` (a recipient who can write the vault
+    folder and holds that key), put there."""
     doc = adversary.get(vault, fid)
     attrs = {**open_node_attrs(doc, dek), **change}
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")} | (clear or {})
     body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
     key = _key(vault, name, passphrase)
     adversary.put(vault, sign_doc(key.user_id, key.identity.sign, body))
@@ -199,17 +202,30 @@ def planted(shared, doc: dict) -> None:
         absorb_arrivals(volume, arrived)
 
 
-def bobs_node_doc(shared, fid: str, change: dict) -> dict:
+def bobs_node_doc(shared, fid: str, change: dict, dek: bytes | None = None) -> dict:
     """bob's own node document of ``fid`` with its sealed attributes changed, sealed under the DEK he
-    holds and signed by him (what a WRITE recipient who can write the vault folder can make)."""
+    holds (or ``dek``, one sealed to him that his tree does not hold yet) and signed by him (what a
+    WRITE recipient who can write the vault folder can make)."""
     bob = shared.volumes["bob"]
-    dek = bob.find(fid).dek
+    dek = dek or bob.find(fid).dek
     doc = shared.store.get(fid)
     attrs = {**open_node_attrs(doc, dek), **change}
     plain = json.dumps(attrs, separators=(",", ":")).encode()
     body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
     body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
     return sign_doc(bob.key.user_id, bob.key.identity.sign, body)
+
+
+async def names_found(drive, parents: Iterable[int], name: bytes, ctx: Ctx) -> list[bool]:
+    """Whether ``ctx`` looks ``name`` up in each folder (inode) of ``parents``."""
+    found = []
+    for parent in parents:
+        try:
+            await drive.lookup(parent, name, ctx)
+            found.append(True)
+        except pyfuse3.FUSEError:
+            found.append(False)
+    return found
 
 
 async def team_with_plan(shared, perm: str = "WRITE", plan: bytes = b"alice's plan\n",

@@ -172,3 +172,24 @@ def verify_doc(public: Ed25519PublicKey, doc: dict, verified: Verified | None = 
     except (KeyError, ValueError, TypeError):
         pass
     raise Forged(f"document {doc.get('_id')!r} does not carry a valid signature of its author")
+
+
+def sign_parts(key: Ed25519PrivateKey, label: str, *parts: str | int) -> str:
+    """A detached signature (b64) over ``parts`` behind ``label`` (``aead.ad``: length-prefixed,
+    so no two lists of parts sign the same bytes): for a signed value that travels inside
+    another signer's document (vault/model/placement.py), where no whole document is signed."""
+    return b64e(key.sign(aead.ad(label, *parts)))
+
+
+def parts_hold(public: Ed25519PublicKey, signature: object, label: str, *parts: str | int) -> bool:
+    """Whether ``signature`` (b64, as ``sign_parts`` made it) holds over ``parts`` under ``public``."""
+    if not isinstance(signature, str):
+        return False
+    try:
+        raw = b64d(signature)
+        if len(raw) != SIGNATURE_SIZE:
+            return False
+        public.verify(raw, aead.ad(label, *parts))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True

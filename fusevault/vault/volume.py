@@ -367,6 +367,7 @@ class Volume:
         contents stay in memory, so a lock that fails loses nothing."""
         failures = await self.files.save_changed()
         failures += await self.tree.commit_lazy()
+        await self.files.flush_all_closed()  # records first: the log that names them is flushed next
         await self.tree.in_thread(self.tree.store.sync)
         if self.tree.ledger is not None:
             await self.tree.ledger.save_async()

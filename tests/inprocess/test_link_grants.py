@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import stat
 
-import pyfuse3
 import trio
+from attack_scenes import names_found
 from mount.test_trust_attack_round7 import ALICE, BOB, _ask, _bobs_node_doc, _planted, _walk, _write
 
 from inprocess.conftest import (  # noqa: F401  (fixtures)
@@ -38,13 +38,7 @@ def test_a_writer_of_the_file_alone_cannot_move_it_out_of_the_owners_folder(shar
         assert not alice.tree.vouched
         _planted(shared, _bobs_node_doc(shared, notes.fid, {"links": [[team.fid, "notes.txt"]]}))
         await trio.sleep(0)
-        found = []
-        for parent in (ROOT, folder.st_ino):
-            try:
-                await drive.lookup(parent, b"notes.txt", ALICE)
-                found.append(True)
-            except pyfuse3.FUSEError:
-                found.append(False)
-        return found[0], found[1]
+        in_root, in_team = await names_found(drive, (ROOT, folder.st_ino), b"notes.txt", ALICE)
+        return in_root, in_team
 
     assert trio.run(attack) == (True, False), "bob took alice's notes.txt out of her root folder"

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import server_pids
+from conftest import mounted, server_pids
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 
@@ -109,3 +109,26 @@ def test_fsync_flushes_the_records_before_the_store_commits_the_documents_naming
     else:
         _check_order(events)
     assert path.read_bytes() == bytes(data)
+
+
+def test_unmount_flushes_closed_files_before_the_stores_log(vault: Path, tmp_path: Path) -> None:
+    # A close commits without flushing its records; unmount flushes the store's
+    # log, which names them: the records of every closed file go to disk first
+    # (before, unmount flushed the log alone, and a power cut after it could
+    # leave durable documents naming records the page cache never wrote).
+    mnt = tmp_path / "mnt"
+    out = tmp_path / "strace.txt"
+    with mounted(vault, mnt):
+        (mnt / "closed.bin").write_bytes(os.urandom(40_000))
+        (pid,) = server_pids(mnt)
+        tracer = _traced(pid, out)
+    try:
+        tracer.wait(60)
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+    events = _events(out)
+    assert ("sync", "vf") in events, events
+    assert events.index(("sync", "vf")) < max(i for i, e in enumerate(events) if e == ("sync", "wal")), events
+    with mounted(vault, mnt):
+        assert len((mnt / "closed.bin").read_bytes()) == 40_000

@@ -59,7 +59,8 @@ def test_kill_9_right_after_many_creates_and_closes_keeps_every_closed_file(vaul
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mnt), str(journal)],
                                   stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while not journal.exists() or len(journal.read_text().splitlines()) < 400:
+        # Past a batch of closed files flushed as they close (vault/files/closed.py: 1,024).
+        while not journal.exists() or len(journal.read_text().splitlines()) < 1100:
             assert time.monotonic() < deadline and writer.poll() is None
             time.sleep(0.01)
         for pid in server_pids(mnt):  # mid-loop: the writer is creating the next files
@@ -67,7 +68,7 @@ def test_kill_9_right_after_many_creates_and_closes_keeps_every_closed_file(vaul
         force_unmount(mnt)
         writer.wait(30)
     written = journal.read_text().splitlines()
-    assert len(written) >= 400
+    assert len(written) >= 1100
     with mounted(vault, mnt):
         for name in written:
             i = int(Path(name).name[1:])

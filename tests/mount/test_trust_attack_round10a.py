@@ -4,15 +4,16 @@
 The owner, alice, has two devices (two state directories over one vault folder: her laptop and her
 desktop, each with its own rollback ledger and so its own ``where``); bob is a WRITE grantee of her
 folder team who can write the vault folder.  Each test asserts the SAFE behaviour; holes are marked
-``xfail(strict=True)`` until closed: (3)-(6) were closed the same day (docs/SECURITY.md names the tests);
-(1) and (2) stay open, a false alarm on the safe side (docs/SECURITY.md, "Signed writes").
+``xfail(strict=True)`` until closed: (3)-(6) were closed the same day, (1) and (2) by the owner's placement
+stamp (vault/model/placement.py; docs/SECURITY.md, "Signed writes", names the tests; the stamp's own attacks
+are tests/mount/test_trust_stamps.py).
 
 Found at 5f9522b (each xfail test fails for the reason named):
-- (1) ``where`` is only what THIS device saw: alice moves private/diary.txt into team on her desktop,
+- (1) FIXED: ``where`` is only what THIS device saw: alice moves private/diary.txt into team on her desktop,
   bob edits team/diary.txt (his grant allows it), and her laptop (last saw diary.txt in private) judges
   bob's document as a move out of private: a false alarm, and diary.txt is kept ``behind`` for good on
   the laptop: carol, given team there, never gets its key (a denial of the owner's own share).
-- (2) same root: bob's real deletion of team/diary.txt (moved there by alice on her desktop) is refused
+- (2) FIXED: same root: bob's real deletion of team/diary.txt (moved there by alice on her desktop) is refused
   by the laptop: the deleted file comes back there.
 - (3) FIXED: ``_place_of`` trusts ``was_at`` without ``hold_back``: the laptop last saw plan.txt in S; on her
   desktop alice moves it to P and shares S with bob (READ); its node document is damaged; the
@@ -32,6 +33,7 @@ Found at 5f9522b (each xfail test fails for the reason named):
   like none, check_loaded (newer, not moved) ends ``behind``: inner's diary.txt key is sealed to bob.
   Control (no damage): holds.
 Holds: the same-device control of (1); (6) without the damaged folder.
+(1) and (2) now pass by her desktop's stamp, which bob's client carries over in his documents.
 """
 
 from __future__ import annotations
@@ -99,14 +101,6 @@ def _bob_edits(mnt: Path) -> None:
 # --- (1) a writer's ordinary edit of a file the owner moved on her other device
 
 
-HOLE_OTHER_DEVICE_MOVE = (
-    "hole: vault/tree/authorship.py settle judges a writer's document against this device's ledger "
-    "'where' (vault/model/ledger.py), never updated by the owner's own move made on another device "
-    "(the store holds only the writer's later revision): her own move reads as his, alarmed, and the "
-    "file is kept behind for good: a new reader of the folder gets no key")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_OTHER_DEVICE_MOVE)
 def test_a_writers_edit_of_a_file_the_owner_moved_on_her_other_device_is_no_alarm(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On her laptop alice keeps private/diary.txt and shares team with bob (WRITE).  On her desktop she
@@ -153,13 +147,6 @@ def test_control_a_writers_edit_of_a_file_moved_on_the_same_device_is_no_alarm(
 # --- (2) a writer's real deletion of a file the owner moved on her other device
 
 
-HOLE_OTHER_DEVICE_DELETE = (
-    "hole: vault/tree/authorship.py deleted judges a writer's deletion against this device's ledger "
-    "'where' only: the owner's move into his folder made on another device is not known, his deletion "
-    "is refused and loading.py _keep_undeleted brings the file back")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_OTHER_DEVICE_DELETE)
 def test_a_writers_deletion_of_a_file_the_owner_moved_to_him_on_her_other_device_is_taken(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On her desktop alice moves private/diary.txt into team (WRITE to bob); bob deletes
@@ -181,16 +168,20 @@ def test_a_writers_deletion_of_a_file_the_owner_moved_to_him_on_her_other_device
 
 def test_a_refused_deletion_never_leaves_the_file_in_no_folder(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scene of (2), the safe side it stays on: bob's deletion, made by his own client, names no
-    folder (its links are empty); the laptop refuses it.  Safe: the file is not left in no folder (hidden
+    """The scene of (2), the safe side it stays on where no stamp tells her move: bob's deletion, made
+    by his own client, names no folder (its links are empty) and carries no placement stamp (a client
+    from before stamps); the laptop refuses it.  Safe: the file is not left in no folder (hidden
     from every listing, the trash included, for good): it is back where this device last saw it,
     private/diary.txt, with its bytes (found by the lead's review of (2)'s fix; failed before)."""
     mnt = _team_and_private(vault, tmp_path)
     _on_desktop(monkeypatch, tmp_path, vault, mnt,
                 lambda m: (m / "private" / "diary.txt").rename(m / "team" / "diary.txt"))
     _on_desktop(monkeypatch, tmp_path, vault, mnt, lambda m: None)  # seals the key to bob
+    diary = _node_fid(vault, "alice", "diary.txt")
     with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
         (mnt / "shared" / "alice" / "team" / "diary.txt").unlink()
+    resigned(vault, diary, {"placed": None}, recipients_dek(vault, "bob", BOB_SECRET, diary), "bob",
+             BOB_SECRET)
     with mounted(vault, mnt):
         print(fusevault("status", mnt).stdout[-3000:])
         listed = sorted(os.listdir(mnt / "private"))
@@ -327,13 +318,15 @@ def test_a_writer_cannot_graft_the_owners_trashed_file_by_resealing_it_under_his
 # --- (6) a file kept behind leaves ``behind`` once the folder it left is not held at an unlock
 
 
-def _bobs_move_of(vault: Path, fid: str, links: list, n: int) -> None:
-    """test_trust_places.py's ``_bobs_move`` with bob's device counter ``n``."""
+def _bobs_move_of(vault: Path, fid: str, links: list, n: int, extra: dict | None = None) -> None:
+    """test_trust_places.py's ``_bobs_move`` with bob's device counter ``n`` (and ``extra``
+    sealed attributes)."""
     doc = adversary.get(vault, fid)
     alice = _key(vault, "alice", PASSPHRASE)
     _, attrs = open_node_doc(doc, alice)  # read with her key for brevity: bob could write any he likes
     attrs["links"] = links
     attrs["seq"] = ["bobs-device", n]
+    attrs.update(extra or {})
     bob = _key(vault, "bob", BOB_SECRET)
     dek = aead.new_key()
     owner = doc["owner"]

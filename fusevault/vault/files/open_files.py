@@ -10,9 +10,7 @@ where its blocks sit.  Names and attributes are the tree's (vault/tree/).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import trio
 
@@ -25,9 +23,9 @@ from fusevault.errors import (
     PermissionDenied,
     VaultError,
 )
+from fusevault.vault.files.closed import ClosedFiles
 from fusevault.vault.files.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.files.ports import TreePort
-from fusevault.vault.format.atomic import fsync_dir
 from fusevault.vault.format.layout import os_error
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node, now_ns, version_doc
@@ -41,7 +39,6 @@ FLUSH_AT = 8 * 1024 * 1024
 INLINE_SEAL = 2 * BLOCK_SIZE
 DAY_NS = 86400 * 10**9
 FALLOC_FL_KEEP_SIZE = 0x01
-UNFLUSHED_LIMIT = 4096  # closed files not flushed yet, before they are flushed together
 
 
 class Stale(Exception):
@@ -68,10 +65,10 @@ class Files:
         # Blocks recommit_newest_shape hashed with nothing signed to check them against.
         self.unchecked_carried = 0
         # Files whose records were appended and not flushed when their Content
-        # closed (a close commits without fsync), by .vf path: whether the
-        # sidecar and directory entries are new too.  fsync(2) through a later
-        # handle flushes what any handle wrote, so the next Content takes it over.
-        self.unflushed: dict[str, bool] = {}
+        # closed (a close commits without fsync): fsync(2) through a later
+        # handle flushes what any handle wrote, so the next Content takes them
+        # over; flushed in small batches as files close (vault/files/closed.py).
+        self.unflushed = ClosedFiles()
 
     def forget_node(self, node: Node) -> None:
         """The tree dropped ``node`` (no name, no reference, no handle)."""
@@ -127,7 +124,7 @@ class Files:
             raise os_error(err, "opening file contents") from None
 
     def _adopt(self, node: Node, content: Content) -> None:
-        new = self.unflushed.pop(content.vf_path, None)
+        new = self.unflushed.take(content.vf_path)
         if new is not None:
             content.synced = False
             content.new_files = content.new_files or new
@@ -136,16 +133,25 @@ class Files:
     def close(self, content: Content) -> None:
         """Close ``content``, remembering what of it is not on disk yet (``unflushed``)."""
         if not content.synced or content.new_files:
-            self.unflushed[content.vf_path] = self.unflushed.get(content.vf_path, False) or content.new_files
+            self.unflushed.add(content.vf_path, content.new_files)
         content.close()
 
     async def flush_closed(self) -> None:
-        """Flush the files of closed contents once there are many of them: what
-        ``unflushed`` holds stays bounded (the kernel writes them back meanwhile anyway)."""
-        if len(self.unflushed) < UNFLUSHED_LIMIT:
-            return
-        paths, self.unflushed = self.unflushed, {}
-        await self.tree.in_thread(flush_paths, paths)
+        """Flush the files of closed contents once a batch of them waits: what
+        ``unflushed`` holds stays small, and no large flush is left for later."""
+        try:
+            await self.unflushed.flush_some()
+        except OSError as err:
+            raise os_error(err, "flushing closed files") from None
+
+    async def flush_all_closed(self) -> None:
+        """Flush every closed file still waiting (unmount, lock): before the
+        store's log is flushed, so that no durable document names records
+        that a power cut could still take."""
+        try:
+            await self.unflushed.flush_all()
+        except OSError as err:
+            raise os_error(err, "flushing closed files") from None
 
     def release_content(self, node: Node) -> None:
         if node.opens == 0:
@@ -469,26 +475,6 @@ class Files:
         self.handles.clear()
         self.writers.clear()
         self.cut.clear()
-
-
-def flush_paths(paths: dict[str, bool]) -> None:
-    """Flush each .vf still there (gc or an unlink may have removed one), the
-    sidecars of new ones (same name, ``.vfmeta``) and their folders' entries."""
-    folders = set()
-    for path, new in paths.items():
-        for name in (path, path + "meta") if new else (path,):
-            try:
-                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-        if new:
-            folders.add(os.path.dirname(path))
-    for folder in folders:
-        fsync_dir(Path(folder))
 
 
 def check_size(size: int) -> None:

@@ -160,6 +160,10 @@ class Ledger:
         # a writer's document that moves a file from a folder they may not
         # write is told from this (vault/tree/authorship.py ``settle``).
         self.where: dict[str, list[str]] = {}
+        # The owner's stamps followed while this ledger is open (fid -> the
+        # folders it names; never saved): a writer's document that leaves the
+        # file there leaves it where she put it, which ends a ``behind``.
+        self.stamped: dict[str, list[str]] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -308,6 +312,16 @@ class Ledger:
         """The parents (fids) this device last saw the user's own file in, if known."""
         return self.where.get(fid)
 
+    def saw_placed(self, fid: str, parents: list[str], seq: Seq) -> None:
+        """The owner's stamp of her file in ``parents`` at ``seq``, newer than any
+        state this device saw from that device (vault/tree/authorship.py
+        ``was_placed``): remembered as seen, so it is news only once, and as
+        where she last put the file."""
+        entry = self.fids.get(fid)
+        self.record(fid, seq, entry[0] if entry is not None else True)
+        self._at(fid, parents)
+        self.stamped[fid] = parents
+
     def _own(self, fid: str) -> None:
         if fid not in self.mine:
             self.mine.add(fid)
@@ -342,9 +356,10 @@ class Ledger:
         puts it, after its WRITE was judged).  One the owner signed ends a
         ``behind`` (where it sits is hers); a writer's document keeps it behind,
         wherever it puts it: a place the owner never chose gives a writer's
-        move from it no weight."""
+        move from it no weight; unless it is where her stamp that document
+        carried puts it (``stamped``): hers."""
         if fid in self.behind:
-            if not by_owner:
+            if not by_owner and self.stamped.get(fid) != parents:
                 if self.behind[fid] != parents:
                     self.behind[fid] = parents
                     self.version += 1
@@ -409,10 +424,14 @@ class Ledger:
                     self.behind[node.fid] = place
                     self.version += 1
             else:
-                if self.newer(node.fid, seq) and node.fid not in moved and node.fid not in signers:
+                stamped = self.stamped.get(node.fid)
+                if node.fid not in moved and (
+                        (self.newer(node.fid, seq) and node.fid not in signers)
+                        or (stamped is not None and stamped == parents_of(node, fids.get))):
                     # A state of the owner's no one had seen here: where it sits is
                     # hers.  A writer's newer document never ends ``behind`` (as
-                    # while mounted: ``arrived``).
+                    # while mounted: ``arrived``), unless it leaves the file where
+                    # her stamp it carried puts it.
                     self._placed(node.fid)
                 self.record(node.fid, seq, True)
                 self.keyed(node.fid, node.epoch)

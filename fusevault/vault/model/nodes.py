@@ -24,6 +24,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64d, b64e, loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData
+from fusevault.vault.model.placement import shaped
 
 # The root directory's inode number (FUSE fixes it at 1).
 ROOT_INODE = 1
@@ -128,7 +129,7 @@ class Node:
         "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped", "seq",
-        "replaced_by",
+        "replaced_by", "placed",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -180,6 +181,9 @@ class Node:
         # (writing device, its counter) of the document this state came from
         # or goes to: rollback detection (vault/model/ledger.py).
         self.seq: tuple[str, int] | None = None
+        # The owner's signed stamp of where she put it (vault/model/placement.py):
+        # made at her commits, carried over unchanged by a grantee's.
+        self.placed: dict | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -230,6 +234,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         **({"replaced_by": node.replaced_by} if node.replaced_by is not None else {}),
         **({"allocated": node.allocated} if node.allocated is not None else {}),
         **({"seq": list(node.seq)} if node.seq is not None else {}),
+        **({"placed": node.placed} if node.placed is not None else {}),
     }
 
 
@@ -356,6 +361,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     node.replaced_by = attrs.get("replaced_by")
     node.epoch = attrs.get("epoch", 0)
     node.allocated = attrs.get("allocated")
+    node.placed = shaped(attrs.get("placed"))
     if (seq := attrs.get("seq")) is not None:
         device, n = seq
         if not isinstance(device, str) or not isinstance(n, int):

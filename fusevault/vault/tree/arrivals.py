@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # has no unsaved changes of their own (those are sealed under the key they
 # were opened with, and committed with it).
 ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
-         "previous", "rev")
+         "previous", "rev", "placed")
 CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
 
 
@@ -112,7 +112,7 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
         return True
     if tree.vouched.get(doc["_id"]) == (signer, fresh.head, signature_of(doc)):
         return gate.owner_dek_ok(doc, signer, fresh.dek, node)  # the very document a seat here vouched for
-    if not gate.may_write(tree, signer, doc["owner"], doc["_id"], opened[1], node):
+    if not gate.may_write(tree, signer, doc["owner"], doc["_id"], opened[1], node, stamp=fresh.placed):
         gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
         return False
     return gate.owner_dek_ok(doc, signer, fresh.dek, node)

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Protocol
 from fusevault.crypto.signing import signer_of
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
+from fusevault.vault.model import placement
 from fusevault.vault.model.groups import can_write
-from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek
+from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek, open_node_doc
 from fusevault.vault.model.trust import Trust
 
 if TYPE_CHECKING:
@@ -65,6 +66,17 @@ class Held(Protocol):
     def covering(self, node: Node) -> list: ...
 
 
+class Seen(Protocol):
+    """What this device saw of the user's own files (vault/model/ledger.py's
+    Ledger is it): declared here, as with ``Held``."""
+
+    def was_at(self, fid: str) -> list[str] | None: ...
+
+    def newer(self, fid: str, seq: tuple[str, int] | None) -> bool: ...
+
+    def saw_placed(self, fid: str, parents: list[str], seq: tuple[str, int]) -> None: ...
+
+
 def said_signer(doc: dict) -> str | None:
     """Who a document says signed it (unchecked; None if unsigned or malformed)."""
     try:
@@ -80,9 +92,62 @@ class Authorship:
         self.trust = trust
         self.store = store
         self.user_id = trust.user_id
-        # Where this device last saw each of the user's own files (the
-        # ledger's ``was_at``: parents' fids), set once the ledger is open.
-        self.was_at: Callable[[str], list[str] | None] = lambda fid: None
+        # What this device saw of the user's own files (the ledger), set once
+        # the ledger is open; and the vault the owner's placement stamps name.
+        self.seen: Seen | None = None
+        self.vault_id = ""
+        # The owner's stamps taken (fid -> (its signature, its parents)): asked
+        # again (a refused deletion put back), the same stamp gives the same place.
+        self._stamps: dict[str, tuple[str, list[str]]] = {}
+
+    def was_at(self, fid: str) -> list[str] | None:
+        """The parents (fids) this device last saw the user's own file in, if known."""
+        return None if self.seen is None else self.seen.was_at(fid)
+
+    def was_placed(self, volume: Held, fid: str, placed: dict | None) -> list[str] | None:
+        """Where the owner last put her file ``fid``, as far as this device can
+        tell: the folders her stamp ``placed`` names (carried by a grantee's
+        document: vault/model/placement.py) if it holds under her pinned key for
+        this vault and file, names only folders of hers this load holds, and is
+        newer than every state of the file this device saw from the device it
+        names (then remembered, with the place, by the ledger: the same stamp
+        carried again is no longer news, so a grantee can never carry an older
+        stamp back over a move this device saw); else where this device last
+        saw it (``was_at``)."""
+        taken = self._stamp_taken(volume, fid, placed)
+        return self.was_at(fid) if taken is None else taken
+
+    def _stamp_taken(self, volume: Held, fid: str, placed: dict | None) -> list[str] | None:
+        """The folders the owner's stamp ``placed`` puts her file in, if it is
+        followed (``was_placed``); else None."""
+        if placed is None or self.seen is None:
+            return None
+        sig = placed.get("sig")
+        if (taken := self._stamps.get(fid)) is not None and taken[0] == sig and self.was_at(fid) == taken[1]:
+            return taken[1]  # the same stamp, and no other place seen since (a move here ends it)
+        public = self.trust.sign_key(self.user_id)
+        found = None if public is None else placement.holds(public, self.vault_id, self.user_id, fid, placed)
+        if found is None or not self.seen.newer(fid, found[1]):
+            return None
+        parents, seq = found
+        if not parents:
+            return None  # she stamps no place in no folder: never judged by one
+        phantoms = volume.sharing.phantoms if volume.sharing is not None else ()
+        for parent_fid in parents:
+            parent = volume.find(parent_fid)
+            if parent is None or not parent.is_dir or parent.owner != self.user_id or parent.ino in phantoms:
+                return None  # a folder not hers, or not held here: not judged by it
+        self._stamps[fid] = (str(sig), parents)
+        self.seen.saw_placed(fid, parents, seq)
+        return parents
+
+    def placed_in(self, doc: dict) -> dict | None:
+        """The owner's stamp a document of her file carries, if it opens under her key."""
+        try:
+            _, attrs = open_node_doc(doc, self.trust.key)
+        except VaultError:
+            return None
+        return placement.shaped(attrs.get("placed"))
 
     def deny(self, doc: dict, why: str) -> None:
         self._alarm(doc, why)
@@ -145,7 +210,7 @@ class Authorship:
 
     def may_write(self, volume: Held, signer: str, owner: str, fid: str,
                   links: list[tuple[str, bytes]] | None = None, node: Node | None = None, *,
-                  placed: bool = False) -> bool:
+                  placed: bool = False, stamp: dict | None = None) -> bool:
         """Whether ``signer`` holds WRITE on ``owner``'s node ``fid`` for a
         document naming ``links`` (parent fid, name; None: its names are not
         what is judged).
@@ -158,13 +223,20 @@ class Authorship:
         where it sits.  A grant on the node never lets a new name go into a
         folder he does not write, nor does a folder he writes make the
         node's own READ a WRITE.  A folder this user cannot open (a phantom,
-        or not held) puts nothing here, and is not judged."""
+        or not held) puts nothing here, and is not judged.  ``stamp``: the
+        owner's placement stamp the document carries; followed
+        (``was_placed``), it is where the node is judged from, not where
+        this tree holds it: she moved it on another device (of which this
+        tree saw nothing)."""
         sharing = volume.sharing
         if sharing is None:
             return False
         held = node if node is not None and volume.get(node.ino) is node else None
         if placed:
             return held is not None and self.writes_at(volume, signer, owner, held)
+        if held is not None and links is not None and owner == self.user_id and (
+                parents := self._stamp_taken(volume, fid, stamp)) is not None:
+            return self._writes_from(volume, signer, owner, parents, links)
         if held is not None and not self.writes_at(volume, signer, owner, held):
             return False
         own = self.writes(sharing, signer, owner, list(sharing.by_fid.get(fid, ())))
@@ -185,6 +257,17 @@ class Authorship:
         if held is None and not new:
             return own  # placed nowhere here (its folder may come later: judged again then)
         return all(self.writes_at(volume, signer, owner, parent) for parent in [*new, *gone])
+
+    def _writes_from(self, volume: Held, signer: str, owner: str, parents: list[str],
+                     links: list[tuple[str, bytes]]) -> bool:
+        """``may_write`` from where the owner's stamp put the node (``parents``,
+        folders of hers this tree holds): WRITE in every one of them, all the
+        way up (a grant on the node alone does not do: its names there are not
+        known), and in every folder the document puts it in or takes it out of."""
+        where = [parent for fid in parents if (parent := volume.find(fid)) is not None]
+        named = {parent for parent, _ in links if isinstance(parent, str)}
+        return all(self.writes_at(volume, signer, owner, parent)
+                   for parent in [*where, *self._left(volume, sorted(named), set(parents))])
 
     @staticmethod
     def _left(volume: Held, parents: list[str] | None, kept: set[str]) -> list[Node]:
@@ -275,7 +358,8 @@ class Authorship:
                 self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
                 refused.append(placed)
                 continue
-            was = None if guest or node.owner != self.user_id else self.was_at(node.fid)
+            mine = not guest and node.owner == self.user_id
+            was = self.was_placed(volume, node.fid, node.placed) if mine else None
             now = sorted({parent.fid if (parent := volume.get(ino)) is not None else ""
                           for ino, _ in placed.links})
             if was is None or was == now:
@@ -304,7 +388,8 @@ class Authorship:
         caller keeps the file) unless the signer holds WRITE in every one.
         Else (a place not known) said if they may not write the owner's files."""
         owner = doc.get("owner")
-        was = self._left(volume, self.was_at(doc["_id"]), set()) if owner == self.user_id else []
+        was = self._left(volume, self.was_placed(volume, doc["_id"], self.placed_in(doc)), set()
+                         ) if owner == self.user_id else []
         if was:
             if all(self.writes_at(volume, signer, self.user_id, parent) for parent in was):
                 return False

@@ -22,6 +22,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.errors import NotFound, StoreUnavailable, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, os_error
+from fusevault.vault.model import placement
 from fusevault.vault.model.ledger import Ledger, parents_of
 from fusevault.vault.model.nodes import ROOT_INODE, Node, node_doc
 from fusevault.vault.model.sharing import Grant, acl_lines
@@ -327,8 +328,10 @@ class Inodes:
         The deferred changes (``pending``) ride along; they stay pending if it fails."""
         nodes = list(tx.nodes.values())
         nodes += [node for ino, node in self.pending.items() if ino not in tx.nodes]
+        parents = [parents_of(n, self.fid_at) for n in nodes]
         if self.ledger is not None:
             self.ledger.stamp(nodes)
+            self._place_stamps(nodes, parents)
         docs = list(extra or [])
         docs += [node_doc(n, self.key, self.fid_of, deleted=self.is_deleted(n)) for n in nodes]
         try:
@@ -347,8 +350,27 @@ class Inodes:
             # wrote before it is vouched for any more (any commit, not only a version).
             self.vouched.pop(node.fid, None)
         if self.ledger is not None:
-            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes],
-                                  [parents_of(n, self.fid_at) for n in nodes])
+            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents)
+
+    def _place_stamps(self, nodes: list[Node], places: list[list[str]]) -> None:
+        """The owner's placement stamp of each of her nodes committed in folders
+        other than its stamp names (vault/model/placement.py), signed with the
+        commit's ``seq``; none for one with no name left (the trash), and a
+        file kept ``behind`` keeps the one it has (where it sits is not her choice)."""
+        identity, ledger = self.key.identity, self.ledger
+        if identity is None or ledger is None:
+            return
+        for node, parents in zip(nodes, places):
+            if node.owner != self.key.user_id:
+                continue  # another's file: its stamp is carried over as it came
+            if not node.links or self.is_deleted(node):
+                node.placed = None
+            elif ledger.behind.get(node.fid) == parents:
+                continue
+            elif node.placed is None or node.placed.get("parents") != parents:
+                assert node.seq is not None  # ledger.stamp gave it
+                node.placed = placement.stamp(identity.sign, self.layout.vault_id, node.owner, node.fid,
+                                              parents, node.seq)
 
     async def save(self, tx: Tx, group: bool = False) -> None:
         """Commit ``tx`` now, or with ``group`` (a request from the kernel, in a

@@ -144,7 +144,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     _break_cycles(tree)  # before settling: what leaves takes what is under it
     moved: dict[str, list[str]] = {}
     if gate is not None:
-        gate.was_at = ledger.was_at
+        gate.seen, gate.vault_id = ledger, layout.vault_id
         if root_deleted is not None:
             gate.deny({"_id": root_fid}, f"a deletion of the root folder signed by {root_deleted}: it is "
                       "never taken")
@@ -161,7 +161,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         if kept:
             _break_cycles(tree)
             for node in kept:  # one name in the first folder it was seen in: a file it was in twice
-                if (now := parents_of(node, tree.fid_at)) != ledger.was_at(node.fid):
+                if (now := parents_of(node, tree.fid_at)) != gate.was_placed(tree, node.fid, node.placed):
                     moved[node.fid] = now
     if foreign:
         out = Absorbed()
@@ -201,8 +201,12 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         doc, signer = by_fid[fid]
         if not gate.deleted(tree, doc, signer) or tree.holds(fid):
             continue
-        was = ledger.was_at(fid) or []
+        # Where she put it as far as this device can tell: her own stamp (signed
+        # by her, newer than seen: authorship.py ``was_placed``), else ``where``.
+        stamp = gate.placed_in(doc)
+        was = gate.was_placed(tree, fid, stamp) or []
         node = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0), fid in waiting)
+        node.placed = stamp  # hers, carried on as a grantee's commit would
         # Its state is the one this device last saw: its seq too (never the
         # deleter's: a counter of his naming her device would make her later
         # saves "older").  A key older than one seen may have been revoked: a new one.
