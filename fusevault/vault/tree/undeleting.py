@@ -19,7 +19,8 @@ signed, as ``check --repair`` rebuilds a file:
   document);
 - mode 0600 (a folder 0700) and the owner ids of the root: the rest was only
   in the refused document;
-- where: the folders this device last saw it in (the ledger's ``where``).
+- where: the folders her own placement stamp puts it in, if followed, else
+  those this device last saw it in (authorship.py ``was_placed``).
 """
 
 from __future__ import annotations
