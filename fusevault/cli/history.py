@@ -160,6 +160,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
               f"{a['kept_open']} version(s) kept because they are open")
         if a.get("kept_unverified"):
             print(f"{a['kept_unverified']} file(s) kept whole: a block failed its check (`fusevault check`)")
+        if a.get("kept_replayed"):
+            print(f"{a['kept_replayed']} deleted file(s) kept whole: this device saw a newer state of them "
+                  "than their deletion (a rollback: `fusevault status`)")
 
     return _show(args, answer, text)
 

@@ -28,7 +28,7 @@ import trio
 
 from fusevault.agent.gate import LOCKED
 from fusevault.agent.sessions import Agent
-from fusevault.errors import InvalidInput, Locked, PermissionDenied, VaultError
+from fusevault.errors import CorruptData, InvalidInput, Locked, PermissionDenied, VaultError
 from fusevault.fs.drive import Drive, Seat
 from fusevault.fs.kernel import Kernel
 from fusevault.fs.lifecycle import Mount
@@ -39,12 +39,13 @@ from fusevault.store.watched import WatchedStore
 from fusevault.tasks import Tasks
 from fusevault.vault.files.content import Content
 from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.users import USER
 
 log = logging.getLogger(__name__)
 WATCH_EVERY = 1.0  # seconds between looks at what other processes wrote
-WATCH_RETRIES = 5  # turns a failing batch of changes is read again before it is left
+WATCH_LOG_EVERY = 60  # turns between log lines while the store keeps failing to be read
 
 
 class SharedMount(Mount):
@@ -68,7 +69,9 @@ class SharedMount(Mount):
 
     @staticmethod
     def _read_uids(store: Store) -> dict[int, dict]:
-        return {doc["uid"]: doc for doc in store.iter_type(USER) if doc.get("uid") is not None}
+        # Only whole numbers: another type (a store writer's) would fail every read of the watcher's batch.
+        return {doc["uid"]: doc for doc in store.iter_type(USER)
+                if isinstance(doc.get("uid"), int) and not isinstance(doc["uid"], bool)}
 
     def fuse_options(self) -> set[str]:
         # One inode serves several users: the Drive checks each request,
@@ -170,30 +173,45 @@ class SharedMount(Mount):
         task_status.started()
         while True:
             await trio.sleep(WATCH_EVERY)
-            after = since
             try:
                 rows, after = self.store.changes(since)
                 self._take_in(rows)
                 since, failed = after, 0
-            except Exception:  # a bug a document reached: logged, the watcher and the mount go on
-                # Read again at the next turn (a store another process holds
-                # locked is free soon); a batch that keeps failing is left.
+            except Exception:  # the store failed (held locked, damaged): the watcher and the mount go on
+                # Read again at the next turn, however long it takes: a batch
+                # is never left unread, for it may hold a member's removal.
+                # Rows that do not read are skipped one by one in _take_in.
+                if failed % WATCH_LOG_EVERY == 0:
+                    log.exception("taking in what another process wrote failed (%d time(s))", failed + 1)
                 failed += 1
-                log.exception("taking in what another process wrote failed (%d time(s))", failed)
-                if failed >= WATCH_RETRIES:
-                    since, failed = after, 0
 
     def _take_in(self, rows: list[dict]) -> None:
         docs = []
         for row in rows:
             if self._known.get(row["id"]) == row["rev"]:
                 continue
-            doc = None if row["deleted"] else self.store.get(row["id"])
+            try:
+                doc = None if row["deleted"] else self.store.get(row["id"])
+            except CorruptData as err:
+                # A body that does not read (a store writer's, nested too deep,
+                # not JSON) is skipped alone: the rows that came with it (an
+                # administrator's `group member remove`) are taken in still.
+                self._unreadable(row["id"], err)
+                continue
             # A removed document's type is gone with it: read as a change of
             # groups, which makes every user's shares be read again.
             docs.append(doc or {"_id": row["id"], "_rev": row["rev"], "_deleted": True, "type": GROUP})
         if docs and not self.arrivals.closing:
             self.arrivals.committed(None, docs)
+
+    def _unreadable(self, doc_id: str, err: CorruptData) -> None:
+        """An alarm for every unlocked user (``fusevault status``), once per document."""
+        text = f"document {doc_id!r} in the store does not read ({err}): skipped, the others are taken in"
+        users = [agent.user_id for agent in self.arrivals.unlocked()]
+        if not users:
+            log.warning("%s", text)
+        for user_id in users:
+            alarms.for_user(user_id).warn("malformed", doc_id, text)
 
 
 async def _host_access(spawner: Spawner, uid: int, gid: int) -> HostAccess:

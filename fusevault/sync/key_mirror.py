@@ -35,7 +35,7 @@ from pathlib import Path
 import trio
 
 from fusevault.encoding import b64e
-from fusevault.errors import Conflict, VaultError
+from fusevault.errors import Conflict, CorruptData, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault.format.layout import Layout
@@ -173,42 +173,16 @@ class KeyMirror:
     def _settle(self, doc_ids: Iterable[str], files: dict[str, Key]) -> None:
         base = replica.get_local(self.store, _BASE)
         before = dict(base)
-        updates = []
+        updates: list[dict] = []
         for doc_id in doc_ids:
             if (path := place(self.layout, doc_id)) is None:
                 continue
-            doc = self._current(doc_id)
-            in_doc, in_file = _key_of(doc), files.get(doc_id)
-            if doc is not None and in_doc is None:
-                continue  # malformed (logged): the file stays as it is
-            doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
-            if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
-                    and in_file.sig is not None and file_ok:
-                doc_ok = False  # an unsigned key never replaces a signed one
-            if _fingerprint(in_doc) == _fingerprint(in_file):
-                pass
-            elif not doc_ok:
-                self._refused(doc_id)
-                if in_file is None or not file_ok:
-                    continue
-                updates.append(_document(doc_id, doc, in_file))  # the genuine key replaces it
-                in_doc = in_file
-            elif not file_ok:
-                if in_doc is None:
-                    continue  # a forged key file, no document: never mirrored
-                sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
-            elif _document_wins(in_doc, in_file, base.get(doc_id)):
-                if in_doc is None:
-                    sharing.remove_key(path)
-                else:
-                    sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
-            else:
-                updates.append(_document(doc_id, doc, in_file))
-                in_doc = in_file
-            if (fingerprint := _fingerprint(in_doc)) is None:
-                base.pop(doc_id, None)
-            else:
-                base[doc_id] = fingerprint
+            try:
+                self._settle_one(doc_id, path, files, base, updates)
+            except CorruptData as err:
+                # A row whose body does not read (a store writer's): skipped
+                # alone, said; the other keys are mirrored and sync goes on.
+                log.warning("key document %s is left out: %s", doc_id, err)
         try:
             if updates:
                 self.store.put_many(updates)
@@ -216,6 +190,42 @@ class KeyMirror:
             return  # changed by a peer meanwhile: settled again at the next look
         if base != before:
             replica.put_local(self.store, _BASE, base)
+
+    def _settle_one(self, doc_id: str, path: Path, files: dict[str, Key], base: dict,
+                    updates: list[dict]) -> None:
+        """One key: its document and its file brought together (``_settle``)."""
+        doc = self._current(doc_id)
+        in_doc, in_file = _key_of(doc), files.get(doc_id)
+        if doc is not None and in_doc is None:
+            return  # malformed (logged): the file stays as it is
+        doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
+        if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
+                and in_file.sig is not None and file_ok:
+            doc_ok = False  # an unsigned key never replaces a signed one
+        if _fingerprint(in_doc) == _fingerprint(in_file):
+            pass
+        elif not doc_ok:
+            self._refused(doc_id)
+            if in_file is None or not file_ok:
+                return
+            updates.append(_document(doc_id, doc, in_file))  # the genuine key replaces it
+            in_doc = in_file
+        elif not file_ok:
+            if in_doc is None:
+                return  # a forged key file, no document: never mirrored
+            sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
+        elif _document_wins(in_doc, in_file, base.get(doc_id)):
+            if in_doc is None:
+                sharing.remove_key(path)
+            else:
+                sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
+        else:
+            updates.append(_document(doc_id, doc, in_file))
+            in_doc = in_file
+        if (fingerprint := _fingerprint(in_doc)) is None:
+            base.pop(doc_id, None)
+        else:
+            base[doc_id] = fingerprint
 
     def _refused(self, doc_id: str) -> None:
         """Said to the file's owner (and in the log): a forged key document is not written."""

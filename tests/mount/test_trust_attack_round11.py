@@ -33,7 +33,10 @@ Found at 5056f39, most severe first:
   are under keys bob holds (seen for 20 s after; later turns not measured)
   (``test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_removal``).  Fix: take
   in row by row in ``_take_in``: a row that does not read is a ``malformed`` alarm and skipped alone
-  (as absorbing does per document); never skip a batch's readable rows.
+  (as absorbing does per document); never skip a batch's readable rows.  FIXED (h-rounds11b): so, and
+  a batch is read again until the store answers, never left; the same in each user's intake (a file
+  waiting for its folder or key: ``test_a_row_that_does_not_read_does_not_make_a_users_tree_drop_a_batch``)
+  and the sync's key mirror (tests/unit/test_key_mirror.py).
 - (3) FIXED: undeleting.py: the file from her newest version.
   SILENT CHANGE: bob, READ on private/notes.txt only, signs the file's older state (kept from the
   store, opened with the key he holds) as a deletion naming no folder.  Refused, and the file is made
@@ -47,7 +50,8 @@ Found at 5056f39, most severe first:
   (trash_seen.deleted_at), without asking the ledger
   (``test_her_own_older_deletion_replayed_does_not_make_gc_purge_the_file_she_restored``).  Fix: gc
   keeps a deleted file whose deletion the ledger finds older than a state it saw (``Ledger.older``), or
-  counts such a deletion from this device's first sight.
+  counts such a deletion from this device's first sight.  FIXED (h-rounds11b): gc neither purges nor
+  thins it (``kept_replayed``); a device whose ledger never saw the file cannot tell (docs/SECURITY.md).
 - (5) FIXED: loading.py: refused deletions put back before the writers' documents are judged, what
   was in a folder put back linked again.
   DATA HIDDEN: bob (WRITE on team only; no grant needed) signs a deletion of alice's folder private
@@ -92,7 +96,10 @@ Found at 5056f39, most severe first:
   cannot reach it: nothing she can type brings it back
   (``test_a_writers_type_change_seen_at_unlock_leaves_the_owners_text_restorable``).  Fix: at unlock,
   as while mounted, a document changing a node's type from the one this device saw is refused (the
-  ledger could keep the type with ``where``); or such a change puts the file in the trash.
+  ledger could keep the type with ``where``); or such a change puts the file in the trash.  FIXED
+  (h-rounds11b): the ledger keeps the type first seen of each of her nodes (``kinds``); at unlock the node
+  keeps it, with a ``retyped`` alarm (also folder to file:
+  ``test_a_writers_type_change_of_the_owners_folder_seen_at_unlock_keeps_her_files_in_it``).
 Holds: a READ recipient's refused deletion naming another of her shared folders (club, READ to carol)
 shows the file there (moved: part of (3)) but keeps it behind: carol gets no key of it
 (``test_a_read_recipients_refused_deletion_naming_another_share_gives_its_reader_no_key``).
@@ -128,6 +135,12 @@ from fusevault.vault.model.nodes import VERSION, doc_dek, open_node_attrs, open_
 from mount.test_shared_mount import SECRETS, People, linux, people, place, python, shared_vault  # noqa: F401
 from mount.test_shared_mount import pytestmark as SHARED_ONLY
 from mount.test_trust_attack_round7 import _keys_for, _share
+from mount.test_trust_attack_round9a import (  # noqa: F401  (fixtures)
+    _two_of_bobs_documents,
+    shared,
+    template_vault,
+    vault_copy,
+)
 from mount.test_trust_merkle import _read, _rows, _vf
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL, PASSPHRASE, _admin, _key, _node_fid, _user
@@ -381,7 +394,6 @@ HOLE_REPLAYED_DELETION_GC = (
     "deletion (trash_seen.deleted_at: her own time), so gc drops the file with every version")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_REPLAYED_DELETION_GC)
 def test_her_own_older_deletion_replayed_does_not_make_gc_purge_the_file_she_restored(
         vault: Path, tmp_path: Path) -> None:
     """alice writes private/keep.txt, deletes it, restores it (``fusevault restore``) and writes it again.
@@ -529,7 +541,6 @@ HOLE_WATCHER_BATCH = (
 
 
 @SHARED_ONLY
-@pytest.mark.xfail(strict=True, reason=HOLE_WATCHER_BATCH)
 def test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_removal(
         people: People, shared_vault: Path) -> None:  # noqa: F811
     """root's shared mount: alice shares proj with @team (bob a member); bob reads it.  A store writer
@@ -570,6 +581,35 @@ def test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_
     assert kept.stdout != "plan\n", "bob, removed from team, still reads its folder"
 
 
+@pytest.mark.parametrize("waits", ["for its folder", "for its key"])
+def test_a_row_that_does_not_read_does_not_make_a_users_tree_drop_a_batch(
+        shared, waits: str) -> None:  # noqa: F811
+    """(2)'s pattern where each user's tree takes a batch in (vault/services/absorbing.py): a file waits
+    in alice's tree (for its folder, as a peer's file that came first does; for its key, as a shared
+    file under a key not sealed to her yet does) and a store writer puts a body that does not read in its
+    row.  bob then changes memo.txt's mode (one batch).  Safe: nothing leaves absorb_arrivals (the mount's
+    follow-ups of the batch run: the kernel's caches dropped, files sealed again), memo.txt takes bob's
+    mode and the unreadable row is a ``malformed`` alarm.  Failed before: LocalStore.get's CorruptData
+    left absorb_arrivals (every later batch too, while the file waits for its folder)."""
+    from fusevault.vault.model import alarms
+    from fusevault.vault.services.absorbing import absorb_arrivals
+
+    docs, _, memo = _two_of_bobs_documents(shared, stat.S_IFREG | 0o600)
+    alice = shared.volumes["alice"]
+    with shared.store.transaction() as db:
+        (seq,) = db.execute("SELECT MAX(seq) + 1 FROM docs").fetchone()
+        db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body) VALUES ('waiting', '1-0', ?, 0, "
+                   "'node', ?)", (seq, '{"a":' + "[" * 100 + "]" * 100 + "}"))
+    if waits == "for its folder":
+        alice.tree.wait_for_folder("waiting")
+    else:
+        alice.sharing.awaiting.add("waiting")
+    absorb_arrivals(alice, docs[1:])
+    assert stat.S_IMODE(memo.mode) == 0o600, "bob's change of memo.txt was dropped with the batch"
+    said = [a for a in alarms.for_user(alice.key.user_id).as_list() if a["subject"] == "waiting"]
+    assert said and said[0]["kind"] == "malformed", said
+
+
 # --- (10) known-uncovered, measured: a writer's type change seen at unlock
 
 
@@ -580,7 +620,6 @@ HOLE_RETYPED_AT_UNLOCK = (
     "cannot be listed or restored (history, trash, restore all miss it)")
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_RETYPED_AT_UNLOCK)
 def test_a_writers_type_change_seen_at_unlock_leaves_the_owners_text_restorable(
         vault: Path, tmp_path: Path) -> None:
     """alice's team/plan.txt, team shared WRITE with bob.  bob signs a node document of plan.txt (the key
@@ -599,6 +638,26 @@ def test_a_writers_type_change_seen_at_unlock_leaves_the_owners_text_restorable(
         except OSError as err:
             got = str(err)
     assert got == "the plan", f"alice's text of plan.txt cannot be got back: {got!r}"
+
+
+def test_a_writers_type_change_of_the_owners_folder_seen_at_unlock_keeps_her_files_in_it(
+        vault: Path, tmp_path: Path) -> None:
+    """(10), the other way: alice's folder team/sub holds inner.txt, team shared WRITE with bob.  bob signs
+    sub's node document with a file's mode.  alice unlocks.  Safe: sub is still a folder and inner.txt
+    reads her text in it (at 5056f39 sub was a file and inner.txt in no folder)."""
+    mnt = scene(vault, tmp_path, {"team/sub": None, "team/sub/inner.txt": "alice's inner text"},
+                [("team", "bob", "WRITE")])
+    sub = _node_fid(vault, "alice", "sub")
+    resigned_by_bob(vault, sub, {"mode": stat.S_IFREG | 0o644, "seq": ["bobs-device", 1]})
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-1500:])
+        try:
+            got = (mnt / "team" / "sub" / "inner.txt").read_text()
+        except OSError as err:
+            got = str(err)
+    assert got == "alice's inner text", f"her file in the folder bob made a file is lost: {got!r}"
+    assert "changes its type" in status
 
 
 # --- (5) a refused deletion of her folder: what is inside it

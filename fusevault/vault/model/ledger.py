@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import sys
 import threading
 import uuid
@@ -160,6 +161,11 @@ class Ledger:
         # a writer's document that moves a file from a folder they may not
         # write is told from this (vault/tree/authorship.py ``settle``).
         self.where: dict[str, list[str]] = {}
+        # The type (``stat.S_IFMT(mode) >> 12``) each of the user's own nodes was
+        # first seen with: no commit of fusevault's changes it (a name given to
+        # another node is a new node), so at unlock a document that does is
+        # refused as while mounted (vault/tree/loading.py ``_typed_as_seen``).
+        self.kinds: dict[str, int] = {}
         # The owner's stamps followed while this ledger is open (fid -> the
         # folders it names; never saved): a writer's document that leaves the
         # file there leaves it where she put it, which ends a ``behind``.
@@ -192,6 +198,7 @@ class Ledger:
                              for fid, parents in data.get("behind", {}).items()}
             ledger.where = {str(fid): sorted(str(p) for p in parents)
                             for fid, parents in data.get("where", {}).items()}
+            ledger.kinds = {str(fid): int(kind) for fid, kind in data.get("kinds", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -204,7 +211,7 @@ class Ledger:
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
                               "fids": dict(self.fids), "mine": list(self.mine),
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
-                              "where": dict(self.where)}
+                              "where": dict(self.where), "kinds": dict(self.kinds)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -293,6 +300,7 @@ class Ledger:
             self.keyed(node.fid, node.epoch)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
+                self.saw_kind(node)
                 if places is not None and not gone and node.fid not in self.behind:
                     self._at(node.fid, places[i])
 
@@ -311,6 +319,18 @@ class Ledger:
     def was_at(self, fid: str) -> list[str] | None:
         """The parents (fids) this device last saw the user's own file in, if known."""
         return self.where.get(fid)
+
+    def kind_seen(self, fid: str) -> int | None:
+        """The type (``stat.S_IFMT``) the user's own node was first seen with, if known."""
+        kind = self.kinds.get(fid)
+        return None if kind is None else kind << 12
+
+    def saw_kind(self, node: Node) -> None:
+        """Remember the type of the user's own node, at its first sight only:
+        a later document changing it is refused, never learnt."""
+        if node.owner == self.key.user_id and node.fid not in self.kinds:
+            self.kinds[node.fid] = stat.S_IFMT(node.mode) >> 12
+            self.version += 1
 
     def saw_placed(self, fid: str, parents: list[str], seq: Seq) -> None:
         """The owner's stamp of her file in ``parents`` at ``seq``, newer than any
@@ -348,6 +368,7 @@ class Ledger:
             return False
         self.record(fid, seq, not doc.get("delete"))
         self.keyed(fid, fresh.epoch)
+        self.saw_kind(fresh)
         self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
         return True
 
@@ -443,6 +464,7 @@ class Ledger:
                     self._at(node.fid, parents_of(node, fids.get))
             if node.owner == self.key.user_id:
                 self._own(node.fid)
+                self.saw_kind(node)
         self.counter = top
         for fid in [f for f in self.behind if not volume.holds(f)]:
             self._placed(fid)  # gone: one put back older is found behind again

@@ -121,6 +121,18 @@ def _take(volume: Volume, doc: dict, out: Absorbed, **how: bool) -> None:
                 f"({type(err).__name__}): skipped, the file keeps what it had")
 
 
+def _stored(volume: Volume, fid: str) -> dict | None:
+    """The stored document of ``fid`` looked up again, or None; a row whose
+    body does not read (a store writer's: nested too deep, not JSON) is a
+    ``malformed`` alarm and None, never an exception that drops the batch
+    being taken in with it (and every later one, while a file waits)."""
+    try:
+        return volume.store.get(fid)
+    except CorruptData as err:
+        alarms.for_user(volume.key.user_id).warn("malformed", fid, f"file {fid} is left out: {err}")
+        return None
+
+
 def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
     """Take in documents a peer sent: as ``absorb``, again while folders that
     arrived give files that came before them a place to go.
@@ -135,7 +147,7 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
         count = len(volume.tree)
         waiting = {d["_id"]: d for d in docs if d.get("type") == NODE and not volume.tree.holds(d["_id"])}
         for fid in list(volume.tree.unplaced() - waiting.keys()):
-            if (doc := volume.store.get(fid)) is None or volume.tree.holds(fid):
+            if (doc := _stored(volume, fid)) is None or volume.tree.holds(fid):
                 volume.tree.placed(fid)
             else:
                 waiting[fid] = doc
@@ -269,7 +281,7 @@ def _retry_incomplete(volume: Volume, out: Absorbed) -> None:
         return
     for fid in volume.tree.incomplete():
         volume.tree.complete(fid)  # held back again if still incomplete
-        if (doc := volume.store.get(fid)) is not None:
+        if (doc := _stored(volume, fid)) is not None:
             _take(volume, doc, out, again=True)
 
 
@@ -304,7 +316,7 @@ def retry_awaiting(volume: Volume, out: Absorbed) -> None:
     """Open again the documents whose key was not sealed to the user yet."""
     for fid in list(volume.sharing.awaiting):
         volume.sharing.awaiting.discard(fid)
-        if (doc := volume.store.get(fid)) is not None:
+        if (doc := _stored(volume, fid)) is not None:
             _take(volume, doc, out, again=True)
 
 
@@ -366,7 +378,7 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         ino = tree.ino_of(fid)
         if ino is not None and not _keyless(volume, ino):
             continue
-        doc = volume.store.get(fid)
+        doc = _stored(volume, fid)
         if doc is None or doc.get("delete") or doc.get("owner") not in givers:
             continue
         if (judged := judge(tree, doc, None)) is False:

@@ -32,6 +32,7 @@ from fusevault.errors import CorruptData, PermissionDenied, VaultError
 from fusevault.vault.files.content import Content
 from fusevault.vault.format.vf import HEADER
 from fusevault.vault.model.history import Link, Version, lineage
+from fusevault.vault.model.ledger import writer_seq
 from fusevault.vault.model.nodes import Node, detached_node
 from fusevault.vault.model.retention import DAY, Policy, to_drop
 from fusevault.vault.model.trash_seen import TrashSeen, deleted_at
@@ -53,12 +54,14 @@ class Report:
     bytes_freed: int = 0
     kept_open: int = 0
     kept_unverified: int = 0  # files whose versions stay: a block failed its check (EIO to readers)
+    kept_replayed: int = 0  # deleted files kept whole: the ledger saw a newer state than the deletion
     dropped: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"versions_dropped": self.versions_dropped, "files_purged": self.files_purged,
                 "bytes_freed": self.bytes_freed, "kept_open": self.kept_open,
-                "kept_unverified": self.kept_unverified, "dropped": self.dropped}
+                "kept_unverified": self.kept_unverified, "kept_replayed": self.kept_replayed,
+                "dropped": self.dropped}
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:
@@ -194,6 +197,9 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
         node = detached_node(doc, key)
         if node.trashed is None:
             continue  # replaced by a rename: collected with the file that replaced it
+        if _replayed(volume, doc, node):
+            report.kept_replayed += 1
+            continue
         links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
                                         accept)
         links[0].doc = doc
@@ -213,6 +219,23 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
             while await volume.store_call(store.compact, rebuild_store):
                 await trio.sleep(0)
     return report
+
+
+def _replayed(volume: Volume, doc: dict, node: Node) -> bool:
+    """Is this deletion older than a state of the file this device saw (the
+    ledger, vault/model/ledger.py)?  Then it is a rollback (her own older
+    deletion served again after she restored the file, check_loaded says
+    so): its date says nothing of the file she has now, so nothing of it is
+    collected, neither purged nor thinned (tests/mount/test_trust_attack_round11.py).
+    A device whose ledger never saw the file cannot tell: the deletion
+    counts as trash_seen dates it (docs/SECURITY.md)."""
+    ledger = volume.ledger
+    if ledger is None:
+        return False
+    if ledger.older(node.fid, writer_seq(node.seq, doc, volume.key.user_id)):
+        log.warning("gc: kept %s: its deletion is older than a state of it this device saw", node.fid)
+        return True
+    return False
 
 
 async def _hashed_first(volume: Volume, node: Node, report: Report) -> bool:

@@ -121,6 +121,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             _refuse(trust, doc["_id"], err)
             continue
         node.owner = owner  # interned: shared by every node of the tree
+        _typed_as_seen(ledger, trust, node, signer)
         pending.append((node, links))
         if signer is not None and signer != owner:
             foreign.append((node, links, signer, False))
@@ -205,7 +206,8 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         # by her, newer than seen: authorship.py ``was_placed``), else ``where``.
         stamp = gate.placed_in(doc)
         was = gate.was_placed(tree, fid, stamp) or []
-        node = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0), fid in waiting)
+        node = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0), fid in waiting,
+                                  ledger.kind_seen(fid))
         node.placed = stamp  # hers, carried on as a grantee's commit would
         # Its state is the one this device last saw: its seq too (never the
         # deleter's: a counter of his naming her device would make her later
@@ -276,6 +278,31 @@ def _where_it_was(tree: Tree, parents: list[str] | None, fid: str, name: bytes) 
                 name += b" (recovered %s)" % fid[:8].encode()
             return [(parent_fid, name)]
     return []
+
+
+def _typed_as_seen(ledger: Ledger, trust: Trust | None, node: Node, signer: str | None) -> None:
+    """A document of the user's own node that changes the type this device
+    first saw it with (a WRITE grantee's making her file a folder: no commit
+    of fusevault's does) is refused as while mounted (absorbing.py,
+    ``retyped``): the node keeps its type, with what else the document says
+    (judged as any writer's), and an alarm.  So her file stays a file and
+    reads what it held (its versions stay hers to restore), and a folder
+    stays a folder with its files in it (a name under a file is left out).
+    A node the ledger has no type of (a ledger from before, a first sight) is
+    taken as its document says (docs/SECURITY.md)."""
+    seen = ledger.kind_seen(node.fid)
+    if seen is None or seen == stat.S_IFMT(node.mode) or seen not in (stat.S_IFREG, stat.S_IFDIR):
+        return
+    was = "a folder" if seen == stat.S_IFDIR else "a file"
+    text = (f"{node.fid}: its document, signed by {signer or node.owner}, changes its type: refused, "
+            f"it stays {was}")
+    if trust is None:
+        log.warning("%s", text)
+    else:
+        trust.alarms.warn("retyped", node.fid, text)
+    node.mode = seen | stat.S_IMODE(node.mode)
+    node.children = {} if seen == stat.S_IFDIR else None
+    node.target = None
 
 
 def _refuse(trust: Trust | None, fid: str, err: CorruptData) -> None:

@@ -39,19 +39,26 @@ from fusevault.vault.tree.namespace import Tree
 
 
 def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str], seen_epoch: int,
-            holds: bool) -> Node:
+            holds: bool, kind: int | None = None) -> Node:
     """The user's node ``doc`` names, whose deletion was refused, from her own material
     (``was``: the folders this device last saw it in; ``seen_epoch``: the newest key
-    epoch this device saw of it; ``holds``: documents of hers name it as their folder)."""
+    epoch this device saw of it; ``holds``: documents of hers name it as their folder;
+    ``kind``: the type this device first saw it with, if known: it decides)."""
     fid = doc["_id"]
     newest = _newest_version(tree, key, gate, fid, was)
     said = _said(doc, key)
     root = tree.root
     dek = first_key(doc, key) if newest is None and seen_epoch == 0 else None
-    # A file if a version of hers says so; else a folder if what was in it names
+    # The type this device first saw decides (the ledger's ``kinds``); unknown:
+    # a file if a version of hers says so; else a folder if what was in it names
     # it (the deleter's word, which a reader of the folder can seal, never makes
     # it a file that hides them) or the document says so.
-    if newest is None and (holds or (said is not None and stat.S_ISDIR(said.get("mode", 0)))):
+    if kind in (stat.S_IFDIR, stat.S_IFREG):
+        folder = kind == stat.S_IFDIR
+    else:
+        folder = newest is None and (holds or (said is not None and stat.S_ISDIR(said.get("mode", 0))))
+    if folder:
+        newest = None
         node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFDIR | 0o700, root.uid, root.gid)
     else:
         node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFREG | 0o600, root.uid, root.gid)
