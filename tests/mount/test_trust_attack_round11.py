@@ -18,7 +18,8 @@ but the file's identity, take no ``owner_dek`` from a signer other than the owne
 after every other node was linked and every deletion judged, so what sits in it finds no folder.
 
 Found at 5056f39, most severe first:
-- (1) KEY: bob (no grant on it) signs a deletion of alice's private/todo.txt, made but not yet written
+- (1) FIXED: vault/tree/undeleting.py: nothing of a refused deletion but the file's identity.
+  KEY: bob (no grant on it) signs a deletion of alice's private/todo.txt, made but not yet written
   (no wrapped version), under a DEK of his own sealed to her (``owner_dek``; no key of hers needed).
   The deletion is refused, the file put back with HIS key (``owner_dek_ok`` is asked without the
   file's earlier state, and a file with no wrapped version passes); alice writes her secret into it:
@@ -36,7 +37,8 @@ Found at 5056f39, most severe first:
   a batch is read again until the store answers, never left; the same in each user's intake (a file
   waiting for its folder or key: ``test_a_row_that_does_not_read_does_not_make_a_users_tree_drop_a_batch``)
   and the sync's key mirror (tests/unit/test_key_mirror.py).
-- (3) SILENT CHANGE: bob, READ on private/notes.txt only, signs the file's older state (kept from the
+- (3) FIXED: undeleting.py: the file from her newest version.
+  SILENT CHANGE: bob, READ on private/notes.txt only, signs the file's older state (kept from the
   store, opened with the key he holds) as a deletion naming no folder.  Refused, and the file is made
   from it: notes.txt reads alice's older text; her only alarm says the file "stays".  He can as well
   set its size, mode, uid, xattrs, name or folder (a move into another share is kept behind: see Holds)
@@ -50,14 +52,18 @@ Found at 5056f39, most severe first:
   keeps a deleted file whose deletion the ledger finds older than a state it saw (``Ledger.older``), or
   counts such a deletion from this device's first sight.  FIXED (h-rounds11b): gc neither purges nor
   thins it (``kept_replayed``); a device whose ledger never saw the file cannot tell (docs/SECURITY.md).
-- (5) DATA HIDDEN: bob (WRITE on team only; no grant needed) signs a deletion of alice's folder private
+- (5) FIXED: loading.py: refused deletions put back before the writers' documents are judged, what
+  was in a folder put back linked again.
+  DATA HIDDEN: bob (WRITE on team only; no grant needed) signs a deletion of alice's folder private
   (a copy of her document marked deleted: no key).  Refused ("it stays"), and private comes back EMPTY:
   every node was linked before ``_keep_undeleted`` put the folder back, so its files' links named a folder
   not in the tree ("skipping a dangling link") and nothing links them again.  Her files (and everything
   under private) are in no folder and not in the trash, at every unlock while his document is there
   (``test_a_refused_deletion_of_the_owners_folder_brings_it_back_with_its_files``).  Fix: put refused
   deletions back before linking the rest (or link again the nodes whose folder came back).
-- (6) DATA HIDDEN: bob (WRITE on team only) signs deletions (copies of her documents: no key) of
+- (6) FIXED: loading.py ``_parents_first``: a folder's deletion judged, and put back, before what
+  was in it.
+  DATA HIDDEN: bob (WRITE on team only) signs deletions (copies of her documents: no key) of
   private/diary.txt AND of private.  All deletions are judged before any is put back, so diary.txt's
   folder is not held when its deletion is judged: ``_left`` gives no place and ``deleted()`` falls back
   to "he may write something of hers": taken, no alarm for it.  private comes back empty; diary.txt is
@@ -65,16 +71,20 @@ Found at 5056f39, most severe first:
   (``test_a_non_writers_deletion_of_a_file_and_its_folder_deletes_neither``).  Fix: judge the deletions
   after ``_keep_undeleted`` (or treat a folder whose deletion is refused as held; a folder not held
   vouches for nothing, as settle's ``unheld`` does).
-- (7) DATA HIDDEN: as (1) on a file with versions: ``owner_dek_ok`` refuses bob's key, and the file whose
+- (7) FIXED: undeleting.py: never left out: her key from her versions, else a new one.
+  DATA HIDDEN: as (1) on a file with versions: ``owner_dek_ok`` refuses bob's key, and the file whose
   deletion was refused is "left out": in no folder, not in the trash (round 10a's fix of "a refused
   deletion never leaves the file in no folder" bypassed); the alarm about the key is merged under the
   deletion's (``test_a_refused_deletion_under_the_deleters_own_key_does_not_hide_the_owners_file``).
-- (8) DENIAL + FALSE ALARM: as (3), bob's refused deletion carries ``seq`` naming alice's own device (read
+- (8) FIXED: loading.py: the kept file's seq is the one this device last saw.
+  DENIAL + FALSE ALARM: as (3), bob's refused deletion carries ``seq`` naming alice's own device (read
   from any document of hers he opens) with a counter far ahead; the kept node's signer is not passed to
   ``at_load``, so check_loaded counts it as hers (round 9a's fix, ``writer_seq``, bypassed): each later
   save of hers is a "rollback" at every unlock and the file is kept behind: private's new reader carol
   gets no key (``test_a_read_recipients_refused_deletion_does_not_make_the_owners_later_saves_rollbacks``).
-- (9) DENIAL: a deletion of her root folder signed by any user of the vault (a copy of her document), or
+- (9) FIXED: loading.py ``_root_again``: never taken, said; a missing root a rollback, made empty in
+  memory.
+  DENIAL: a deletion of her root folder signed by any user of the vault (a copy of her document), or
   its row removed by a store writer, and her vault does not mount ("the root directory's document is
   missing", exit 5): loading.py skips deletions before a tree exists and never puts a root back
   (``test_a_users_deletion_of_the_owners_root_does_not_stop_her_mount``).  Fix: a deletion of the root
@@ -198,14 +208,6 @@ def _opened_with(vault: Path, fid: str, dek: bytes) -> bytes:
     return out
 
 
-HOLE_UNDELETED_KEY = (
-    "hole: vault/tree/loading.py _keep_undeleted places a file whose deletion was refused from the "
-    "deleter's own document, with the DEK that document holds (owner_dek, sealed to her by him): "
-    "owner_dek_ok is asked without the file's earlier state, so a file with no wrapped version takes "
-    "his key, and every later write of hers is sealed under a key he chose")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_UNDELETED_KEY)
 def test_a_refused_deletion_does_not_give_the_owners_private_file_the_deleters_key(
         vault: Path, tmp_path: Path) -> None:
     """alice keeps private/todo.txt (empty: touched, to be filled) in her folder private, never shared;
@@ -233,13 +235,6 @@ def test_a_refused_deletion_does_not_give_the_owners_private_file_the_deleters_k
 # --- (7) a refused deletion whose document does not give the file back hides it
 
 
-HOLE_UNDELETED_HIDDEN = (
-    "hole: vault/tree/loading.py _keep_undeleted places a file whose deletion was refused only from the "
-    "deleter's document: one under a key of his own (owner_dek, refused by owner_dek_ok as the file has "
-    "versions she wrapped) is 'left out': her file, whose deletion was refused, is in no folder")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_UNDELETED_HIDDEN)
 def test_a_refused_deletion_under_the_deleters_own_key_does_not_hide_the_owners_file(
         vault: Path, tmp_path: Path) -> None:
     """alice keeps private/diary.txt (written), never shared; bob holds WRITE on team only.  bob signs a
@@ -288,13 +283,6 @@ def _bobs_read_deletion(vault: Path, fid: str, attrs: dict) -> None:
     adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
 
 
-HOLE_UNDELETED_ATTRS = (
-    "hole: vault/tree/loading.py _keep_undeleted takes the refused deleter's sealed attributes (head, "
-    "manifest, size, mode, xattrs, seq) as the file's state, unjudged: a READ recipient sets her file back "
-    "to an older version of hers, the alarm saying only that the file stays")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_UNDELETED_ATTRS)
 def test_a_read_recipients_refused_deletion_does_not_set_the_owners_file_back(
         vault: Path, tmp_path: Path) -> None:
     """alice writes private/notes.txt ("first"), then again ("second"), and shares that file READ with
@@ -314,14 +302,6 @@ def test_a_read_recipients_refused_deletion_does_not_set_the_owners_file_back(
     assert text == "second: alice's final text", f"bob set alice's file back: {text!r}"
 
 
-HOLE_UNDELETED_SEQ = (
-    "hole: vault/tree/loading.py passes at_load no signer for a file kept by _keep_undeleted, so "
-    "ledger.check_loaded counts the deleter's seq as hers (not apart, writer_seq): a seq naming her "
-    "device with a counter far ahead makes every later save of hers an older state: a rollback alarm at "
-    "each unlock, and the file kept behind")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_UNDELETED_SEQ)
 def test_a_read_recipients_refused_deletion_does_not_make_the_owners_later_saves_rollbacks(
         vault: Path, tmp_path: Path) -> None:
     """The scene of (3); bob's deletion carries the current state, with ``seq`` naming alice's own device
@@ -345,6 +325,59 @@ def test_a_read_recipients_refused_deletion_does_not_make_the_owners_later_saves
         assert _share(mnt, "private", "carol", "READ") is not None
     keyed = bool(_keys_for(vault, carol, notes))
     assert ("rollback" not in status, keyed) == (True, True), "(no false rollback, carol keyed)"
+
+
+def test_a_refused_deletion_replaying_her_key_from_before_an_unshare_gives_the_file_no_revoked_key(
+        vault: Path, tmp_path: Path) -> None:
+    """Round 11's fix attacked: the scene of (3), then alice unshares notes.txt from bob (a new key).
+    bob signs, as a deletion, her node document from before the unshare (her own wrapping of the key
+    he kept: no ``owner_dek``), its attributes sealed under that key, the clear epoch set to the
+    current one.  alice unlocks (the deletion is refused) and writes notes.txt.  Safe: the key bob kept
+    opens none of her later bytes, and her node document of notes.txt holds another (the file is made
+    from her newest version, never from the refused document's wrapping)."""
+    mnt, notes, old = _notes_read_to_bob(vault, tmp_path)
+    revoked = recipients_dek(vault, "bob", BOB_SECRET, notes)
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "private" / "notes.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    attrs = open_node_attrs(old, revoked)
+    attrs.update(links=[], seq=["bobs-device", 1], trashed=["private/notes.txt", attrs["mtime"]])
+    body = {k: v for k, v in old.items() if k not in ("_rev", "sig")}
+    body.update(delete=True, epoch=adversary.get(vault, notes)["epoch"],
+                enc=b64e(aead.seal(revoked, json.dumps(attrs).encode(), aead.ad("node", notes))))
+    bob = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-2000:])
+        assert (mnt / "private" / "notes.txt").read_text() == "second: alice's final text"
+        (mnt / "private" / "notes.txt").write_text("after the unshare: never for bob")
+    with mounted(vault, mnt):
+        assert (mnt / "private" / "notes.txt").read_text() == "after the unshare: never for bob"
+    assert b"never for bob" not in _opened_with(vault, notes, revoked), "bob reads her text after the unshare"
+    # (her versions from before the unshare keep the key bob held: only her node document is asked)
+    assert doc_dek(adversary.get(vault, notes), _key(vault, "alice", PASSPHRASE)) != revoked
+
+
+def test_a_folder_readers_refused_deletion_calling_her_folder_a_file_does_not_hide_what_is_in_it(
+        vault: Path, tmp_path: Path) -> None:
+    """Round 11's fix attacked: alice shares her folder private (a.txt, b.txt in it) READ with bob.  bob
+    seals, with the folder's key he holds, its attributes as a file's (mode S_IFREG) and signs them as a
+    deletion of private.  alice unlocks (the deletion is refused: no WRITE where it was).  Safe: private
+    is a folder listing a.txt and b.txt (what is in it names it: the deleter's word never makes it a
+    file that hides them)."""
+    mnt = _private_and_team(vault, tmp_path, {"private/a.txt": "alice's a", "private/b.txt": "alice's b"})
+    with mounted(vault, mnt):
+        assert _share(mnt, "private", "bob", "READ") is not None
+    private = _node_fid(vault, "alice", "private")
+    attrs = open_node_attrs(adversary.get(vault, private), recipients_dek(vault, "bob", BOB_SECRET, private))
+    attrs.update(links=[], seq=["bobs-device", 1], mode=stat.S_IFREG | 0o644, trashed=["private", 1])
+    _bobs_read_deletion(vault, private, attrs)
+    with mounted(vault, mnt):
+        print(fusevault("status", mnt).stdout[-2000:])
+        listed = sorted(os.listdir(mnt / "private")) if (mnt / "private").is_dir() else None
+        texts = [(mnt / "private" / n).read_text() for n in listed or () if n in ("a.txt", "b.txt")]
+    assert listed == ["a.txt", "b.txt"], f"her folder's files are hidden: {listed}"
+    assert texts == ["alice's a", "alice's b"]
 
 
 # --- (4) her own older deletion, replayed: detected as a rollback, yet gc purges the file
@@ -407,14 +440,6 @@ def _deleted_copy_by_bob(vault: Path, fid: str) -> None:
     adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
 
 
-HOLE_FOLDER_AND_FILE_DELETED = (
-    "hole: vault/tree/loading.py judges every refused-or-not deletion (Authorship.deleted) before "
-    "_keep_undeleted puts any back: a file whose folder's deletion is refused too finds its folder not "
-    "held, so _left gives no place and deleted() falls back to 'he may write something of hers': a "
-    "non-writer's deletion of her private file is taken, with no alarm of its own")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_AND_FILE_DELETED)
 def test_a_non_writers_deletion_of_a_file_and_its_folder_deletes_neither(
         vault: Path, tmp_path: Path) -> None:
     """alice keeps private/diary.txt, never shared; bob holds WRITE on team only.  bob signs deletions
@@ -442,13 +467,6 @@ def _root_fid(vault: Path) -> str:
     return _user(vault, "alice")["root"]
 
 
-HOLE_ROOT_DELETED = (
-    "hole: vault/tree/loading.py skips every deletion document before a tree exists: a deletion of her root "
-    "folder signed by any user of the vault (no key needed: a copy of her document) leaves the load no "
-    "root, and the mount fails ('the root directory's document is missing')")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_ROOT_DELETED)
 @pytest.mark.parametrize("how", ["signed-deletion", "row-removed"])
 def test_a_users_deletion_of_the_owners_root_does_not_stop_her_mount(
         vault: Path, tmp_path: Path, how: str) -> None:
@@ -645,13 +663,6 @@ def test_a_writers_type_change_of_the_owners_folder_seen_at_unlock_keeps_her_fil
 # --- (5) a refused deletion of her folder: what is inside it
 
 
-HOLE_FOLDER_EMPTIED = (
-    "hole: vault/tree/loading.py links every loaded node before _keep_undeleted puts a folder whose "
-    "deletion was refused back: its files' links name a folder not yet in the tree ('a dangling link'), "
-    "and nothing links them again: the folder comes back empty, its files in no folder and no trash")
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_EMPTIED)
 def test_a_refused_deletion_of_the_owners_folder_brings_it_back_with_its_files(
         vault: Path, tmp_path: Path) -> None:
     """alice keeps private/a.txt and private/b.txt, never shared; bob holds WRITE on team only.  bob signs

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import stat
 import sys
+from collections.abc import Callable
 
+from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import str_to_name
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import names
+from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import Freshness
 from fusevault.vault.model.ledger import Ledger, at_load, parents_of
 from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
+from fusevault.vault.tree import undeleting
 from fusevault.vault.tree.arrivals import Absorbed, leave
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
@@ -82,6 +87,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     gate = Authorship(trust, store) if trust is not None else None
     foreign: list[Foreign] = []
     deleted: list[tuple[dict, str]] = []
+    root_deleted: str | None = None  # who signed a deletion of the root
     # Every file this device saw is judged, whatever its clear owner now says.
     ledger = Ledger.open(key, layout.root, layout.vault_id)
     seen = ledger.fids
@@ -93,6 +99,9 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 continue
             doc, signer = admitted
         if doc.get("delete"):
+            if doc["_id"] == root_fid:  # never taken, whoever signed it: the root is made again below
+                root_deleted = signer or str(said_signer(doc))
+                continue
             if signer is not None and signer != doc.get("owner"):
                 deleted.append((doc, signer))
             continue
@@ -121,7 +130,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             node.ino = ROOT_INODE
             tree = Tree(layout, store, key, node)
     if tree is None:
-        raise CorruptData("the root directory's document is missing")
+        tree = Tree(layout, store, key, _root_again(store, key, root_fid, ledger, root_deleted))
     tree.sharing = shares
     tree.trust = trust
     if trust is not None and layout.places is not None and trust.alarms not in layout.places.alarms:
@@ -137,9 +146,27 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     moved: dict[str, list[str]] = {}
     if gate is not None:
         gate.seen, gate.vault_id = ledger, layout.vault_id
+        if root_deleted is not None:
+            gate.deny({"_id": root_fid}, f"a deletion of the root folder signed by {root_deleted}: it is "
+                      "never taken")
+        # A refused deletion changes nothing, and is put back before the
+        # writers' documents are judged: what sits in a folder whose deletion
+        # was refused finds it there (linked again now), and is judged there.
+        waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]] = {}
+        for node, links in pending if deleted else ():
+            for link in links:
+                if not tree.holds(link[0]):
+                    waiting.setdefault(link[0], []).append((node, link))
+        kept, lost_names = _keep_undeleted(tree, key, gate, ledger, deleted, waiting, inodes)
+        taken += lost_names
+        if kept:
+            _break_cycles(tree)
+            for node in kept:  # one name in the first folder it was seen in: a file it was in twice
+                if (now := parents_of(node, tree.fid_at)) != gate.was_placed(tree, node.fid, node.placed):
+                    moved[node.fid] = now
     if foreign:
         out = Absorbed()
-        moved = gate.settle(tree, foreign, lambda node: leave(tree, node, out))
+        moved.update(gate.settle(tree, foreign, lambda node: leave(tree, node, out)))
         # Placed before judged (the judging asks where each node is): a name a
         # refused node held, the node it was taken from gets back.
         for node, lost in taken:
@@ -147,12 +174,6 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 _link_loaded(tree, node, lost)
         if taken:
             _break_cycles(tree)  # a name given back closes no loop either
-    if kept := _keep_undeleted(tree, key, gate, [doc for doc, by in deleted if gate.deleted(tree, doc, by)],
-                               inodes):
-        _break_cycles(tree)
-        for node in kept:  # where the refused deletion's document puts it: no place she chose
-            if (now := parents_of(node, tree.fid_at)) != gate.was_placed(tree, node.fid, node.placed):
-                moved[node.fid] = now
     tree.authorship = gate
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
         layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
@@ -165,44 +186,92 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     return tree
 
 
-def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship | None, docs: list[dict],
-                    inodes: dict[str, int]) -> list[Node]:
-    """Files of the user's whose deletion by another was refused: placed as
-    their documents say when they open under the user's own key (else left
-    out, and said).  Returned: those placed."""
+def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger,
+                    deleted: list[tuple[dict, str]], waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]],
+                    inodes: dict[str, int]) -> tuple[list[Node], list[tuple[Node, list[tuple[str, bytes]]]]]:
+    """Files of the user's whose deletion by another was refused, put back as
+    they were (vault/tree/undeleting.py: nothing of the refused document but
+    the file's identity), where this device last saw them.  Judged folders
+    first: a folder put back holds what was in it (``waiting``: links to a
+    folder not held, by its fid) when that is linked and its own deletion is
+    judged.  Returned: those placed, and the names that were taken."""
     placed: list[Node] = []
-    if gate is None:
-        return placed
-    for doc in docs:
-        if tree.holds(doc["_id"]):
+    taken: list[tuple[Node, list[tuple[str, bytes]]]] = []
+    by_fid = {doc["_id"]: (doc, signer) for doc, signer in deleted}
+    for fid in _parents_first(by_fid, ledger.was_at):
+        doc, signer = by_fid[fid]
+        if not gate.deleted(tree, doc, signer) or tree.holds(fid):
             continue
-        try:
-            dek, attrs = open_node_doc(doc, key)
-            if not gate.owner_dek_ok(doc, str(said_signer(doc)), dek):
-                continue
-            node, links = node_from_doc(doc, dek, attrs)
-        except CorruptData as err:
-            _refuse(tree.trust, doc["_id"], err)
-            continue
-        node.owner = key.user_id
+        # Where she put it as far as this device can tell: her own stamp (signed
+        # by her, newer than seen: authorship.py ``was_placed``), else ``where``.
+        stamp = gate.placed_in(doc)
+        was = gate.was_placed(tree, fid, stamp) or []
+        node = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0), fid in waiting,
+                                  ledger.kind_seen(fid))
+        node.placed = stamp  # hers, carried on as a grantee's commit would
+        # Its state is the one this device last saw: its seq too (never the
+        # deleter's: a counter of his naming her device would make her later
+        # saves "older").  A key older than one seen may have been revoked: a new one.
+        node.seq = next(iter(ledger.fids.get(fid, (True, {}))[1].items()), None)
+        if node.epoch < ledger.epochs.get(fid, 0):
+            ledger.rolled.add(fid)
         tree.add(node, inodes)
-        if not links:  # a deletion names no folder: back where she put it, as far as this device can tell
-            links = _where_it_was(tree, gate.was_placed(tree, node.fid, node.placed), node.fid,
-                                  attrs.get("trashed"))
-        _link_loaded(tree, node, links)
+        name = undeleting.name_of(doc, key, was, node, tree)
+        _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
+        for child, link in waiting.pop(fid, ()):
+            if tree.get(child.ino) is child and (lost := _link_loaded(tree, child, [link])):
+                taken.append((child, lost))
         placed.append(node)
-    return placed
+    return placed, taken
 
 
-def _where_it_was(tree: Tree, parents: list[str] | None, fid: str,
-                  trashed: object) -> list[tuple[str, bytes]]:
-    """A name for a file whose deletion was refused, in the first folder this
-    device last saw it in: the name it was deleted under, or one made from its
-    id; another name where that one is taken."""
-    path = trashed[0] if isinstance(trashed, list) and trashed and isinstance(trashed[0], str) else ""
-    name = str_to_name(path.rpartition("/")[2])
-    if names.problem(name) is not None:  # none given, or not a name: one made from its id
-        name = b"recovered " + fid[:8].encode()
+def _parents_first(deleted: dict[str, tuple[dict, str]],
+                   was_at: Callable[[str], list[str] | None]) -> list[str]:
+    """The fids of ``deleted``, each after those of the folders it was last seen in."""
+    order: list[str] = []
+    state: dict[str, bool] = {}  # fid -> its folders being walked (False: ordered)
+    for start in deleted:
+        todo = [start]
+        while todo:
+            fid = todo[-1]
+            if state.get(fid) is False:
+                todo.pop()
+            elif fid in state:
+                state[fid] = False
+                order.append(todo.pop())
+            else:
+                state[fid] = True
+                todo += [p for p in was_at(fid) or () if p in deleted and p not in state]
+    return order
+
+
+def _root_again(store: Store, key: MasterKey, root_fid: str, ledger: Ledger, deleted_by: str | None) -> Node:
+    """An empty root made in memory when the store gives none (its deletion is
+    never taken; its row removed, or not admitted): the rest of the tree loads
+    into it, and it is said.  Its next commit writes its document again."""
+    user = store.get(key.user_id) or {}
+    uid = user.get("uid")
+    uid = uid if isinstance(uid, int) and not isinstance(uid, bool) and 0 <= uid < 2**32 else os.getuid()
+    doc = store.get(root_fid)
+    dek = undeleting.first_key(doc, key) if doc is not None and not ledger.epochs.get(root_fid) else None
+    root = Node(ROOT_INODE, root_fid, sys.intern(key.user_id), dek or aead.new_key(), stat.S_IFDIR | 0o755,
+                uid, os.getgid())
+    if doc is not None:
+        root.rev = doc.get("_rev")
+    root.seq = next(iter(ledger.fids.get(root_fid, (True, {}))[1].items()), None)
+    if deleted_by is None:
+        said = ("rollback: the root folder's document is missing from the store (its row removed, or "
+                "not one its owner signed): an empty root folder is shown, with the rest of the tree")
+        if key.identity is None:
+            log.warning("%s", said)
+        else:
+            for_user(key.user_id).warn("rollback", root_fid, said)
+    return root
+
+
+def _where_it_was(tree: Tree, parents: list[str] | None, fid: str, name: bytes) -> list[tuple[str, bytes]]:
+    """A place for a file whose deletion was refused, in the first folder this
+    device last saw it in; another name where that one is taken."""
     for parent_fid in parents or ():
         if (parent := tree.find(parent_fid)) is not None and parent.is_dir:
             if name in parent.children:

@@ -1,0 +1,157 @@
+"""A deletion refused at unlock changes nothing: the file rebuilt from what its owner signed.
+
+A deletion of the user's file signed by another who holds no WRITE where this
+device last saw it is refused (vault/tree/authorship.py ``deleted``).  Its
+document is the deleter's word: its key (an ``owner_dek`` he sealed to her
+himself, or an older wrapping of hers replayed), its sealed attributes (which
+any holder of the file's key can write: a READ recipient) and its ``seq``.
+None of them is used (attack round 11: his key for her later writes, her file
+set back to an older state, her later saves made "rollbacks").  Only the
+file's identity is kept: its id, its revision, and the name it is shown under.
+The rest comes from what the owner (or a writer of every folder it was in)
+signed, as ``check --repair`` rebuilds a file:
+
+- a file: its newest such version (key, epoch, contents, size, time); with
+  none, an empty file (nothing was written to it), its key as for a folder;
+- a folder (no version names it, and what was in it names it or the
+  document says so): her own wrapping of its key, if this device never saw
+  it given a new one; else a new key (a folder's key seals only its own
+  document);
+- mode 0600 (a folder 0700) and the owner ids of the root: the rest was only
+  in the refused document;
+- where: the folders her own placement stamp puts it in, if followed, else
+  those this device last saw it in (authorship.py ``was_placed``).
+"""
+
+from __future__ import annotations
+
+import stat
+
+from fusevault.crypto import aead
+from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import b64d, str_to_name
+from fusevault.errors import Forged, VaultError
+from fusevault.vault.model import names
+from fusevault.vault.model.history import Version, open_version_doc
+from fusevault.vault.model.nodes import VERSION, Node, doc_dek, open_node_doc
+from fusevault.vault.tree.authorship import Authorship
+from fusevault.vault.tree.namespace import Tree
+
+
+def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str], seen_epoch: int,
+            holds: bool, kind: int | None = None) -> Node:
+    """The user's node ``doc`` names, whose deletion was refused, from her own material
+    (``was``: the folders this device last saw it in; ``seen_epoch``: the newest key
+    epoch this device saw of it; ``holds``: documents of hers name it as their folder;
+    ``kind``: the type this device first saw it with, if known: it decides)."""
+    fid = doc["_id"]
+    newest = _newest_version(tree, key, gate, fid, was)
+    said = _said(doc, key)
+    root = tree.root
+    dek = first_key(doc, key) if newest is None and seen_epoch == 0 else None
+    # The type this device first saw decides (the ledger's ``kinds``); unknown:
+    # a file if a version of hers says so; else a folder if what was in it names
+    # it (the deleter's word, which a reader of the folder can seal, never makes
+    # it a file that hides them) or the document says so.
+    if kind in (stat.S_IFDIR, stat.S_IFREG):
+        folder = kind == stat.S_IFDIR
+    else:
+        folder = newest is None and (holds or (said is not None and stat.S_ISDIR(said.get("mode", 0))))
+    if folder:
+        newest = None
+        node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFDIR | 0o700, root.uid, root.gid)
+    else:
+        node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFREG | 0o600, root.uid, root.gid)
+    if newest is not None:
+        version, epoch = newest
+        node.dek, node.epoch = version.dek, epoch
+        node.size = node.stored_size = version.size
+        node.mtime = node.ctime = version.mtime
+        node.head, node.manifest = version.vid, version.manifest
+    node.rev = doc["_rev"]
+    return node
+
+
+def name_of(doc: dict, key: MasterKey, was: list[str], node: Node, tree: Tree) -> bytes:
+    """The name the file is put back under: the one the deletion gives it in a folder it
+    was in (a name only: the place is this device's), else its newest version's, else one
+    made from its id."""
+    said = _said(doc, key) or {}
+    candidates: list[str] = []
+    links = said.get("links") or []
+    candidates += [name for parent, name in links if parent in was and isinstance(name, str)]
+    trashed = said.get("trashed")
+    if isinstance(trashed, list) and trashed and isinstance(trashed[0], str):
+        candidates.append(trashed[0].rpartition("/")[2])
+    if node.head is not None:
+        for version in _versions(tree, key, node.fid):
+            if version.vid == node.head:
+                candidates.append(version.path.rpartition("/")[2])
+    for candidate in candidates:
+        name = str_to_name(candidate)
+        if names.problem(name) is None:
+            return name
+    return b"recovered " + node.fid[:8].encode()
+
+
+def first_key(doc: dict, key: MasterKey) -> bytes | None:
+    """Her own wrapping of the file's key in the refused document, at key epoch 0,
+    for a file this device never saw given a new key: the only key it ever had
+    (its readers keep reading it).  A wrapping does not bind its epoch: a file
+    given a new key since may be served an older wrapping, so then none is used.
+    Never an ``owner_dek``: anyone can seal one to her."""
+    if "en_file_dek" not in doc or doc.get("epoch", 0) != 0:
+        return None
+    try:
+        return key.unwrap_dek(doc["_id"], b64d(doc["en_file_dek"]))
+    except (VaultError, ValueError, TypeError):
+        return None
+
+
+def _said(doc: dict, key: MasterKey) -> dict | None:
+    """The refused document's sealed attributes, if they open (the deleter's word: only its
+    type and name are read)."""
+    try:
+        return open_node_doc(doc, key)[1]
+    except VaultError:
+        return None
+
+
+def _versions(tree: Tree, key: MasterKey, fid: str) -> list[Version]:
+    found = []
+    for version in tree.store.by_file(VERSION, fid):
+        try:
+            found.append(open_version_doc(version, doc_dek(version, key, fid)))
+        except (VaultError, KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def _newest_version(tree: Tree, key: MasterKey, gate: Authorship, fid: str,
+                    was: list[str]) -> tuple[Version, int] | None:
+    """The newest version of ``fid`` (highest key epoch, then time) signed by the owner
+    or by a writer of every folder it was in, that opens with the key it holds for her:
+    (it, its epoch)."""
+    held = [parent for p in was if (parent := tree.find(p)) is not None]
+    best: tuple[int, int, str, Version] | None = None
+    for doc in tree.store.by_file(VERSION, fid):
+        if doc.get("owner") != key.user_id:
+            continue
+        try:
+            signer = gate.trust.verify(doc, author=key.user_id)
+        except Forged:
+            continue
+        if signer != key.user_id and not (held and all(
+                gate.writes_at(tree, signer, key.user_id, parent) for parent in held)):
+            continue
+        epoch = doc.get("epoch", 0)
+        try:
+            version = open_version_doc(doc, doc_dek(doc, key, fid))
+        except (VaultError, KeyError, TypeError, ValueError):
+            continue
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            continue
+        rank = (epoch, version.time, version.vid, version)
+        if best is None or rank[:3] > best[:3]:
+            best = rank
+    return None if best is None else (best[3], best[0])
