@@ -7,7 +7,8 @@ member remove``), and it still verifies.  So every Share and Group carries,
 signed with it, ``made_at_us``: the time of its signing, and always above
 the value of the body it replaces (``stamp``, called by ``Trust.sign``).
 
-Each device remembers, per user and per grant document id, the newest
+Each device remembers, per grant document id (per owner and id for another
+user's bodies: ``record_id``), the newest
 ``made_at_us`` it has seen and whether the document was deleted since.  A
 body older than the newest seen, or no newer than a deleted one, is a
 replay: refused (an alarm, in the log and in ``fusevault status``) and
