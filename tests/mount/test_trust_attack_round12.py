@@ -6,9 +6,9 @@ point is pure (``Freshness.admit``/``stamp``, ``confirmed._newest_seen``, ``Clos
 as tests/unit/test_freshness_vectors.py does: two devices are two records, a second user is a second owner
 whose signatures hold; the two worst are also played with the real commands and mounts.
 
-Found at commit 4a908bc (main): 9 holes in 12 xfail tests (h-r12fix closed 1 and 2: 4 tests), most severe first:
-1. FIXED (group member add/remove refuse a body not signed by the owner or not admitted here: exit 32,
-   errors.Replayed). A removed group member comes back, signed by her (real commands; not new with vectors: the made_at_us rule
+Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first (1 and 2 FIXED: 4 tests):
+1. FIXED (group member add/remove refuse a body not signed by the owner or not admitted here: exit 32).
+   A removed group member comes back, signed by her (real commands; not new with vectors: the made_at_us rule
    did the same).  alice removes bob from team; the store's writer puts the older signed team (bob in it)
    back: every reader refuses it as a replay, but her next `group member add team carol` (or a remove of
    another member) re-signs that body with carol added and a vector above all her device saw: bob is in
@@ -18,7 +18,8 @@ Found at commit 4a908bc (main): 9 holes in 12 xfail tests (h-r12fix closed 1 and
    signed by the owner and admitted on this device (else refuse, with the replay alarm).
    Test: test_adding_a_member_never_re_signs_a_replayed_group_with_a_removed_member.
 2. FIXED (freshness.record_id: another user's body is remembered under (owner, id); stamp floor bounded
-   by MAX_AHEAD_US). Another user's Share at her share id revokes her share on her device, for good (real commands).  Carol
+   by MAX_AHEAD_US).  Another user's Share at her share id revokes her share on her device, for good
+   (real commands).  Carol
    (any user of the vault who writes the vault folder) signs in her own name a Share with alice's id
    ``share-<fid>-<bob>`` (sharing.doc_id names no owner), a vector above alice's (her device ids are in clear
    in her bodies) and made_at_us 2**53-1; alice's device sees it once.  Then alice's own body, back, is
