@@ -49,7 +49,8 @@ Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first (1,
    has admitted the current body on this device, so its vector is above only what the desktop saw.  Fix:
    ``policy_for`` (admit) first, as the "set" path does.
    Test: test_following_the_default_on_her_desktop_after_a_change_on_her_laptop_is_no_alarm.
-5. FIXED (lineage.MAX_TIPS, MAX_DEVICE).  Unbounded record (DoS): bob signs 300 bodies of his own share with alice, no one above another; her device
+5. FIXED (lineage.MAX_TIPS, MAX_DEVICE).  Unbounded record (DoS): bob signs 300 bodies of his own share
+   with alice, no one above another; her device
    keeps all 300 as tips (refused or not), rewrites them sealed at each save and compares each new body with
    all (a 1,024-entry vector, device names of any length: MBs per body).  Cause: ``lineage.add``/``saw``
    never bound ``tips``; ``lineage.of`` bounds no device name.  Fix: cap the tips per id (past it: keep the
