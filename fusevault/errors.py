@@ -262,6 +262,13 @@ class NameClash(VaultError):
     exit_code = 31
 
 
+class Replayed(VaultError):
+    """A grant body in the store is older than one this device saw, concurrent with it, or not signed by
+    its owner: a command that would re-sign it (and so make it the newest) refuses."""
+
+    exit_code = 32
+
+
 # --- OSErrors of a known kind, and the exit code of a bug (the command's
 # last line of defence, and the mount's server process, fs/daemon.py)
 

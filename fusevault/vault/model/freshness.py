@@ -7,7 +7,8 @@ member remove``), and it still verifies.  So every Share and Group carries,
 signed with it, ``made_at_us``: the time of its signing, and always above
 the value of the body it replaces (``stamp``, called by ``Trust.sign``).
 
-Each device remembers, per user and per grant document id, the newest
+Each device remembers, per grant document id (per owner and id for another
+user's bodies: ``record_id``), the newest
 ``made_at_us`` it has seen and whether the document was deleted since.  A
 body older than the newest seen, or no newer than a deleted one, is a
 replay: refused (an alarm, in the log and in ``fusevault status``) and
@@ -78,6 +79,9 @@ KINDS = ("Share", "Group")  # the grants (swept: gone from the store means delet
 STAMPED = (*KINDS, "Retention")
 FORMAT = 1
 NONE = -1  # seen only without the field
+# How far ahead of this device's clock a stamp it signs may follow one seen (as settings.MAX_AHEAD_US): a body
+# stamped further ahead (a wrong clock, or a forgery) is still ordered by its version vector.
+MAX_AHEAD_US = 366 * 86400 * 10**6
 
 
 def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
@@ -96,11 +100,12 @@ def stamp(fresh: Freshness | None, doc: dict) -> dict:
     above every body of it this device has seen (vault/model/lineage.py)."""
     if doc.get("type") not in STAMPED:
         return doc
-    floor = max(made_at(doc) or NONE, fresh.newest(str(doc.get("_id"))) if fresh else NONE)
+    now = time.time_ns() // 1000
+    floor = max(made_at(doc) or NONE, fresh.newest(fresh.record_id(doc)) if fresh else NONE)
     doc = {k: v for k, v in doc.items() if k != lineage.FIELD}  # never a lineage copied from another body
-    doc[FIELD] = max(time.time_ns() // 1000, floor + 1)
+    doc[FIELD] = max(now, min(floor + 1, now + MAX_AHEAD_US))
     if fresh is not None:
-        doc[lineage.FIELD] = fresh.next_vector(str(doc.get("_id")))
+        doc[lineage.FIELD] = fresh.next_vector(fresh.record_id(doc))
         fresh.saw(doc)
     return doc
 
@@ -163,6 +168,15 @@ class Freshness:
                 self._dirty = True
                 log.error("could not save the record of grants seen %s: %s", self.path, err)
 
+    def record_id(self, doc: dict) -> str:
+        """Where ``doc`` is remembered: its id for this user's own bodies (and those naming no owner), else
+        (owner, id): a Share's id names no owner (sharing.doc_id), and another user's signed body under her
+        id must not move her record (attack round 12)."""
+        doc_id, owner = str(doc.get("_id")), doc.get("owner")
+        if not isinstance(owner, str) or owner == self.key.user_id:
+            return doc_id
+        return f"{owner}/{doc_id}"
+
     def newest(self, doc_id: str) -> int:
         entry = self.seen.get(doc_id)
         return entry[1] if entry else NONE
@@ -182,7 +196,7 @@ class Freshness:
 
     def saw(self, doc: dict) -> None:
         """Remember ``doc`` (admitted, or just signed here) as seen."""
-        doc_id, made = str(doc.get("_id")), made_at(doc)
+        doc_id, made = self.record_id(doc), made_at(doc)
         entry = self.seen.get(doc_id)
         value = NONE if made is None else made
         try:
@@ -236,7 +250,7 @@ class Freshness:
 
         ``then``: what follows from a refusal, for the alarm."""
         doc_id = str(doc.get("_id"))
-        entry = self.seen.get(doc_id)
+        entry = self.seen.get(self.record_id(doc))
         grant = doc.get("type") in KINDS
         try:
             lineage.of(doc)
@@ -252,7 +266,7 @@ class Freshness:
                              f"as this device saw): a replay; {then}")
             return False
         self.saw(doc)
-        if self.concurrent(doc_id):
+        if self.concurrent(self.record_id(doc)):
             self.alarms.warn("concurrent-grant" if grant else "concurrent-retention", doc_id,
                              f"refused {what} {doc_id}: two signed bodies of it were made on devices that "
                              f"had not seen each other's (the server may have withheld one): which is her "
@@ -263,7 +277,7 @@ class Freshness:
 
     def _replay(self, doc: dict, entry: tuple[str, int, bool]) -> bool:
         """Whether ``doc`` is older than a body of its id seen here (or no newer than a deletion)."""
-        doc_id, made = str(doc.get("_id")), made_at(doc)
+        doc_id, made = self.record_id(doc), made_at(doc)
         _, newest, gone = entry
         vector, tips = lineage.of(doc), self.tips.get(doc_id)
         if vector is None or not tips:  # a body or a memory from before vectors: the stamps, as it was
@@ -276,10 +290,12 @@ class Freshness:
 
     def sweep(self, present: set[str]) -> None:
         """Grants this device saw that are no longer in the store were deleted
-        (here by ``unshare``, or on a peer)."""
-        for doc_id, (kind, _, gone) in list(self.seen.items()):
-            if not gone and kind in KINDS and doc_id not in present:
-                self.deleted(doc_id)
+        (here by ``unshare``, or on a peer).  ``present``: the ids of the live bodies; an id held by another
+        user's body (hers replaced by the store's writer) is not a deletion of hers."""
+        for key, (kind, _, gone) in list(self.seen.items()):
+            owner, _, doc_id = key.rpartition("/")  # record_id: "<owner>/<id>" for another user's body
+            if not gone and kind in KINDS and (doc_id if owner else key) not in present:
+                self.deleted(key)
 
 
 def admitted(fresh: Freshness | None, docs: list[dict], what: str) -> list[dict]:

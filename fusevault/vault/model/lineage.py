@@ -21,6 +21,10 @@ import enum
 FIELD = "version_vector"
 MAX_ENTRIES = 1024  # devices that ever signed one document: far above any user's
 MAX_COUNT = 2**52  # a CouchDB server (JavaScript) holds integers exactly below 2**53
+MAX_DEVICE = 64  # characters of a device id (fusevault writes 16 hex digits)
+# Concurrent tips kept per id: past it the oldest are kept as their join, one tip (still "concurrent":
+# the safe side), so a signer of many bodies made apart cannot grow a device's record without bound.
+MAX_TIPS = 64
 
 Vector = dict[str, int]
 # The newest bodies of one id a device saw, as (vector, stamp): one, or several that are concurrent.
@@ -52,7 +56,8 @@ def of(doc: dict) -> Vector | None:
     for device, n in value.items():
         if isinstance(n, float) and n.is_integer():
             n = int(n)
-        if not isinstance(device, str) or not device or isinstance(n, bool) or not isinstance(n, int) \
+        if not isinstance(device, str) or not 0 < len(device) <= MAX_DEVICE or isinstance(n, bool) \
+                or not isinstance(n, int) \
                 or not 0 < n <= MAX_COUNT:
             raise Malformed("not a version vector")
         vector[device] = n
@@ -117,6 +122,9 @@ def add(tips: list[Tip], vector: Vector, made: int) -> list[Tip]:
     kept = [tip for tip in tips if placed(vector, made, tip) is not Order.NEWER]
     if not any(placed(vector, made, tip) is Order.SAME for tip in kept):
         kept.append((vector, made))
+    if len(kept) > MAX_TIPS:  # the oldest kept as one tip, their join: bodies below it are refused
+        merged = kept[:len(kept) - MAX_TIPS + 1]
+        kept = [(join([v for v, _ in merged]), max(m for _, m in merged)), *kept[len(merged):]]
     return kept
 
 

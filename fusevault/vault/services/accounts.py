@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 
-from fusevault.errors import InvalidInput
+from fusevault.errors import InvalidInput, Replayed
 from fusevault.store import Store, tombstone
 from fusevault.vault.format.layout import Layout
-from fusevault.vault.model import groups, shapes, sharing, users
+from fusevault.vault.model import grants, groups, shapes, sharing, users
 from fusevault.vault.model.trust import Trust
 from fusevault.vault.services.opening import hold
 
@@ -58,8 +58,25 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
         os.close(lock)
 
 
+def checked_group(group: dict, owner: Trust) -> dict:
+    """``group`` (the store's body) if its owner may build on it: signed by her and no older than (nor
+    concurrent with) a body of it this device saw.  Re-signing a replayed body would make it the newest
+    everywhere: a removed member back for good (attack round 12)."""
+    name = group.get("groupname")
+    if not grants.signed_by_owner(owner, group, "group"):
+        raise Replayed(f"group {name} in the store is not signed by its owner: refused to sign over it "
+                       "(see `fusevault status` alarms); the store's writer may have replaced it")
+    if owner.fresh is not None and not owner.fresh.admit(group, "group", "nothing was signed over it"):
+        owner.save()  # the alarm, and what was seen, stay on this device
+        raise Replayed(f"group {name} in the store is older than (or concurrent with) one this device saw: "
+                       "a replay, refused to sign over it; put its newest body back (or sign it on the "
+                       "device that saw both) and try again")
+    return group
+
+
 def remove_member(layout: Layout, store: Store, group: dict, user: dict, owner: Trust) -> None:
     """Take ``user`` out of ``group``, signed by its owner (``owner``, unlocked)."""
+    group = checked_group(group, owner)
     # Their keys go now; the files get new keys at their owners' next unlock.
     lost = [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
     groups.set_member(store, group, user, None, sharing.rotations(store, lost), sign=owner.sign)
