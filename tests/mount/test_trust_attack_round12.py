@@ -6,7 +6,8 @@ point is pure (``Freshness.admit``/``stamp``, ``confirmed._newest_seen``, ``Clos
 as tests/unit/test_freshness_vectors.py does: two devices are two records, a second user is a second owner
 whose signatures hold; the two worst are also played with the real commands and mounts.
 
-Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first (1, 2, 5 FIXED: 5 tests):
+Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first
+(1, 2, 4, 5, 6, 7 FIXED; 3, 8, 9 open):
 1. FIXED (group member add/remove refuse a body not signed by the owner or not admitted here: exit 32).
    A removed group member comes back, signed by her (real commands; not new with vectors: the made_at_us rule
    did the same).  alice removes bob from team; the store's writer puts the older signed team (bob in it)
