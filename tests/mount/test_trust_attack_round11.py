@@ -25,7 +25,8 @@ Found at 5056f39, most severe first:
   file's earlier state, and a file with no wrapped version passes); alice writes her secret into it:
   its node and version documents hold bob's DEK, and bob decrypts her secret from the vault folder
   (``test_a_refused_deletion_does_not_give_the_owners_private_file_the_deleters_key``).
-- (2) REVOKED MEMBER KEEPS ACCESS (root's shared mount): a store writer plants rows whose body does not
+- (2) FIXED (fs/shared.py: rows that do not read skipped alone).
+  REVOKED MEMBER KEEPS ACCESS (root's shared mount): a store writer plants rows whose body does not
   read (JSON nested deeper than encoding.JSON_DEPTH: SQLite takes it, ``LocalStore.get`` raises), one every
   half second, while the administrator removes bob from team.  fs/shared.py ``_watch_store`` reads the
   failing batch 5 times, then skips it whole: the removal with it.  bob, unlocked, still reads the group's
@@ -43,7 +44,8 @@ Found at 5056f39, most severe first:
   from it: notes.txt reads alice's older text; her only alarm says the file "stays".  He can as well
   set its size, mode, uid, xattrs, name or folder (a move into another share is kept behind: see Holds)
   (``test_a_read_recipients_refused_deletion_does_not_set_the_owners_file_back``).
-- (4) DATA LOSS: alice deletes private/keep.txt, restores it and writes it again; the server serves her
+- (4) FIXED (gc.py asks the ledger).
+  DATA LOSS: alice deletes private/keep.txt, restores it and writes it again; the server serves her
   older deletion again (her own signed document).  The load reports a rollback ("a file now in the
   trash") but gc, 31 days on (``--as-of``), purges the file with every version, her later text included:
   gc.py takes every deleted document she signed, dated by its own ``trashed`` time
@@ -90,7 +92,8 @@ Found at 5056f39, most severe first:
   (``test_a_users_deletion_of_the_owners_root_does_not_stop_her_mount``).  Fix: a deletion of the root
   is never taken (refused, said); a missing root is a rollback to report, with an empty root made in
   memory so the rest of the tree loads (the ledger saw it).
-- (10) DATA HIDDEN (docs/SECURITY.md's known "not covered", measured): bob, WRITE on team, signs
+- (10) FIXED (the ledger's kinds).
+  DATA HIDDEN (docs/SECURITY.md's known "not covered", measured): bob, WRITE on team, signs
   team/plan.txt's node document with a folder's mode.  At her unlock it is that folder, no alarm; unlike
   his deletion (which the trash keeps) her text is in no trash, ``restore`` says "not a file", history
   cannot reach it: nothing she can type brings it back
