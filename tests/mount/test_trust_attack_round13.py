@@ -1,0 +1,69 @@
+"""Issue 22, attack round 13: the code that landed in the hour before 1b1a2d5 (vault/tree/undeleting.py and
+loading.py: a refused deletion rebuilt from the owner's own material; placement stamps; freshness
+``record_id``; lineage caps; accounts ``checked_group``; the shared mount's watcher; gc asking the ledger).
+
+The owner, alice; bob, a user of her vault who can write the vault folder.  Each test asserts the SAFE
+behaviour; holes are marked ``xfail(strict=True)``, each seen to fail for the reason named (``--runxfail``).
+
+Found at 1b1a2d5, most severe first:
+1. A READ recipient renames the owner's file (and can hide it under a dot name).  alice's
+   private/notes.txt is shared READ with bob.  bob opens her node document with the file's key (his
+   grant), writes in it a deletion whose ``links`` name her folder private (its fid is in the links he
+   just opened) with another name (".notes.txt", "ransom.txt"), or names no folder and says
+   ``trashed: ["x/ransom.txt", ...]``, signs it himself.  At her unlock the deletion is refused (no
+   WRITE) and the file rebuilt from her own newest signed version (good: its bytes are hers), but under
+   BOB's name: ``undeleting.name_of`` takes the refused document's ``links``/``trashed`` name before the
+   name in her own signed version.  So a reader renames her file (a write he does not hold), can hide it
+   (a dot name: ``ls`` shows nothing), or make it look like another file; her next commit signs the new
+   name as hers.  Cause: name_of's order (the deleter's word first).  Fix: her newest signed version's
+   path first (or a name the ledger kept with ``where``); the refused document's name only for a file with
+   no version (and then at least never a name this device did not see).
+   Test: test_a_read_recipients_refused_deletion_does_not_rename_the_owners_file (both forms).
+Holds (read, not driven, in the time): _newest_version takes a writer's version only when he writes in
+every folder this device (or her stamp) puts the file in, and only versions whose ``owner`` is hers;
+``first_key`` takes only her own wrapping at epoch 0, never an ``owner_dek``; a clash with a name in the
+folder gets " (recovered <fid>)", so no file of hers is hidden by a clashing name; ``names.problem``
+refuses ``..``, "/", NUL, so no name leaves the folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import adversary
+import pytest
+from attack_scenes import recipients_dek
+from conftest import fusevault, mounted
+
+from fusevault.vault.model.nodes import open_node_attrs
+from mount.test_trust_attack_round11 import _bobs_read_deletion, _notes_read_to_bob
+from mount.test_trust_writes import BOB as BOB_SECRET
+
+
+@pytest.mark.xfail(strict=True, reason="hole (1): undeleting.name_of takes the refused deletion's name first")
+@pytest.mark.parametrize("how", ["links", "trashed"])
+def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_file(
+        vault: Path, tmp_path: Path, how: str) -> None:
+    """alice's private/notes.txt ("first", then "second"), shared READ with bob.  bob signs a deletion of
+    it whose sealed attributes (under the file's key, from his grant) name it ".notes.txt" in her folder
+    private (``links``: the folder's fid is in the attributes he opened) or ``trashed`` as
+    "x/.notes.txt".  alice unlocks: the deletion is refused (READ only).  Safe: private lists notes.txt,
+    reading "second", and no other name (a READ recipient renames nothing of hers)."""
+    mnt, notes, _old = _notes_read_to_bob(vault, tmp_path)
+    attrs = open_node_attrs(adversary.get(vault, notes), recipients_dek(vault, "bob", BOB_SECRET, notes))
+    if how == "links":
+        attrs.update(links=[[parent, ".notes.txt"] for parent, _name in attrs["links"]])
+    else:
+        attrs.update(links=[], trashed=["x/.notes.txt", attrs["mtime"]])
+    attrs.update(seq=["bobs-device", 1])
+    _bobs_read_deletion(vault, notes, attrs)
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-2000:])
+        listed = sorted(os.listdir(mnt / "private"))
+        text = {name: (mnt / "private" / name).read_text() for name in listed}
+    print(listed, text)
+    assert "who holds no WRITE where it was" in status
+    assert listed == ["notes.txt"], f"bob, a READ recipient, renamed alice's file: {listed}"
+    assert text["notes.txt"] == "second: alice's final text"
