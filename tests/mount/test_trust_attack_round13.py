@@ -33,12 +33,13 @@ from pathlib import Path
 
 import adversary
 import pytest
-from attack_scenes import recipients_dek
+from attack_scenes import add_team, add_users, group_doc, recipients_dek
 from conftest import fusevault, mounted
 
 from fusevault.vault.model.nodes import open_node_attrs
 from mount.test_trust_attack_round11 import _bobs_read_deletion, _notes_read_to_bob
 from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import PASSPHRASE, _admin
 
 
 @pytest.mark.xfail(strict=True, reason="hole (1): undeleting.name_of takes the refused deletion's name first")
@@ -67,3 +68,23 @@ def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_file(
     assert "who holds no WRITE where it was" in status
     assert listed == ["notes.txt"], f"bob, a READ recipient, renamed alice's file: {listed}"
     assert text["notes.txt"] == "second: alice's final text"
+
+
+@pytest.mark.xfail(strict=True, reason="hole (2): checked_group refuses a removal over a replay")
+def test_a_member_replaying_an_older_group_body_cannot_stop_his_removal(vault: Path) -> None:
+    """The real commands: alice's group team has bob (READ), then carol.  bob, who writes the vault folder,
+    puts back the older signed team (bob alone: every reader refuses it as a replay, so nothing shows).
+    alice then removes bob (`group member remove team bob`).  Safe: the command succeeds and the team
+    she signs has no bob (it builds on the newest body her device saw, not on the store's replay)."""
+    add_users(vault, "bob", "carol")
+    add_team(vault, "bob")
+    older = group_doc(vault, "team")
+    bob = older["users"].keys() - {older["owner"]}
+    _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
+    adversary.put(vault, older)  # bob's replay: he stays in it
+    result = fusevault("group", "member", "remove", "team", "bob",
+                       env={"FUSEVAULT_VAULT": str(vault)}, passphrase=PASSPHRASE)
+    print(result.returncode, result.stderr[-1000:])
+    now = group_doc(vault, "team")
+    assert result.returncode == 0, f"alice cannot remove bob from her group: {result.stderr[-300:]}"
+    assert not bob & now["users"].keys(), "bob is still in alice's group"
