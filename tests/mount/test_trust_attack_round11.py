@@ -543,6 +543,17 @@ HOLE_WATCHER_BATCH = (
     "meanwhile: the removed member keeps the group's files while unlocked")
 
 
+def bob_reads_proj_through_team(people: People) -> None:  # noqa: F811
+    """alice and bob unlocked in root's shared mount; alice shares proj (plan.txt) with @team READ; bob, a
+    member, reads it."""
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
+    assert people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team",
+                            "--perm", "READ").returncode == 0
+    assert people.ok("bob", "cat $M/groups/team/proj/plan.txt") == "plan\n"
+
+
 @SHARED_ONLY
 def test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_removal(
         people: People, shared_vault: Path) -> None:  # noqa: F811
@@ -551,12 +562,7 @@ def test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_
     administrator removes bob from team (alice's passphrase); then stops.  Safe: bob loses the group's
     folder while unlocked (as in test_shared_mount.py's
     test_group_members_added_and_removed_while_unlocked_gain_and_lose_its_files)."""
-    people.unlock("alice")
-    people.unlock("bob")
-    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
-    assert people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team",
-                            "--perm", "READ").returncode == 0
-    assert people.ok("bob", "cat $M/groups/team/proj/plan.txt") == "plan\n"
+    bob_reads_proj_through_team(people)
     stop = threading.Event()
 
     def plant() -> None:

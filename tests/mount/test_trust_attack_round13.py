@@ -77,7 +77,11 @@ from fusevault.errors import CorruptData
 from fusevault.vault.model.nodes import open_node_attrs
 from mount.test_shared_mount import SECRETS, People, linux, people, place, python, shared_vault  # noqa: F401
 from mount.test_shared_mount import pytestmark as SHARED_ONLY
-from mount.test_trust_attack_round11 import _bobs_read_deletion, _notes_read_to_bob
+from mount.test_trust_attack_round11 import (
+    _bobs_read_deletion,
+    _notes_read_to_bob,
+    bob_reads_proj_through_team,
+)
 from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import PASSPHRASE, _admin, _node_fid
 
@@ -180,12 +184,7 @@ def test_a_row_whose_body_is_no_object_does_not_make_the_shared_mount_miss_a_mem
     """root's shared mount: alice shares proj with @team (bob a member); bob reads it.  A store writer
     plants ONE row (no type) whose body is ``[]``; then the administrator removes bob from team.  Safe:
     bob loses the group's folder while unlocked (round 11 (2)'s scene, one row enough)."""
-    people.unlock("alice")
-    people.unlock("bob")
-    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
-    assert people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team",
-                            "--perm", "READ").returncode == 0
-    assert people.ok("bob", "cat $M/groups/team/proj/plan.txt") == "plan\n"
+    bob_reads_proj_through_team(people)
     _plant_raw(shared_vault, "planted", None, "[]")
     _admin(shared_vault, "group", "member", "remove", "team", "bob", passphrase=SECRETS["alice"])
     deadline = time.monotonic() + 20  # the watcher turns every second: 20 turns
