@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from fusevault.encoding import loads_untrusted
@@ -124,6 +124,8 @@ class LocalStore:
             doc = loads_untrusted(body)
         except ValueError:
             raise CorruptData(f"document {doc_id} is not valid JSON") from None
+        if not isinstance(doc, dict):  # `[]`, `7`: JSON, but no document (a store writer's)
+            raise CorruptData(f"document {doc_id} is not a JSON object")
         doc["_id"] = doc_id
         doc["_rev"] = rev
         return doc
@@ -190,21 +192,22 @@ class LocalStore:
         cursor = self._db.execute(
             "SELECT id, rev, body FROM docs WHERE type = ? AND deleted = 0", (doc_type,))
         while rows := cursor.fetchmany(2000):
-            for doc_id, rev, body in rows:
-                try:
-                    doc = self._doc(doc_id, rev, body)
-                except CorruptData as err:
-                    # One forged body (nested too deep, not JSON) must not hide all the others:
-                    # it is left out, as a document that fails its checks is (get still refuses it).
-                    log.warning("%s document %s is left out: %s", doc_type, doc_id, err)
-                    continue
-                yield doc
+            yield from self._readable(doc_type, rows)
 
     def by_file(self, doc_type: str, fid: str) -> list[dict]:
         rows = self._db.execute(
             "SELECT id, rev, body FROM docs WHERE json_extract(body, '$.fid') = ? AND deleted = 0 "
             "AND type = ?", (fid, doc_type)).fetchall()
-        return [self._doc(doc_id, rev, body) for doc_id, rev, body in rows]
+        return list(self._readable(doc_type, rows))
+
+    def _readable(self, doc_type: str, rows: Iterable[tuple[str, str, str]]) -> Iterator[dict]:
+        for doc_id, rev, body in rows:
+            try:
+                yield self._doc(doc_id, rev, body)
+            except CorruptData as err:
+                # One forged body (nested too deep, not JSON, not an object) must not hide all
+                # the others: it is left out, as a document that fails its checks is (get still refuses it).
+                log.warning("%s document %s is left out: %s", doc_type, doc_id, err)
 
     def changes(self, since: int | str = 0, limit: int = -1) -> tuple[list[dict], int]:
         rows = self._db.execute(

@@ -5,8 +5,10 @@ loading.py: a refused deletion rebuilt from the owner's own material; placement 
 The owner, alice; bob, a user of her vault who can write the vault folder.  Each test asserts the SAFE
 behaviour; holes are marked ``xfail(strict=True)``, each seen to fail for the reason named (``--runxfail``).
 
-Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first:
-1. A ROW WHOSE BODY IS NO OBJECT (any writer of the vault folder, no key).  A row put in store.sqlite whose
+Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first ((1) and (4) FIXED: store/local.py;
+(2) and (3) open):
+1. FIXED (``_doc`` raises CorruptData; ``by_file`` skips such a body alone).
+   A ROW WHOSE BODY IS NO OBJECT (any writer of the vault folder, no key).  A row put in store.sqlite whose
    body is valid JSON but not an object (``[]``).  ``LocalStore._doc`` does ``doc["_id"] = ...`` on it:
    TypeError, not the CorruptData every reader skips (``iter_type``, the watcher's ``_take_in``).  Impact:
    typed ``node`` or ``Group``, every user's mount fails ("internal error", exit 70) until the row is
@@ -44,7 +46,8 @@ Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first:
    document with the chosen version's ``vid`` and an ``owner_dek`` he sealed to her names it; take the
    name from the very version ``_newest_version`` chose.
    Test: test_a_read_recipients_refused_deletion_does_not_rename_the_owners_file (links, trashed).
-4. A VERSION ROW THAT DOES NOT READ TAKES HER FILE'S HISTORY (any writer of the vault folder, no key).
+4. FIXED (``LocalStore.by_file`` leaves out a body that does not read, as ``iter_type`` does).
+   A VERSION ROW THAT DOES NOT READ TAKES HER FILE'S HISTORY (any writer of the vault folder, no key).
    A row of type FilesMetaData whose body names her file's ``fid`` (SQLite's ``json_extract`` reads it)
    but is nested deeper than fusevault reads: ``LocalStore.by_file`` raises CorruptData for the whole
    list, so `fusevault history notes.txt` fails ("document planted is not valid JSON", exit 5): she
@@ -150,7 +153,6 @@ def _plant_raw(vault: Path, doc_id: str, doc_type: str | None, body: str) -> Non
 HOLE_NO_OBJECT = "hole (1): LocalStore._doc raises TypeError on a body that is no object"
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_NO_OBJECT)
 @pytest.mark.parametrize("doc_type", ["node", "Group"])
 def test_a_row_whose_body_is_no_object_does_not_stop_her_mount(
         vault: Path, tmp_path: Path, doc_type: str) -> None:
@@ -165,7 +167,6 @@ def test_a_row_whose_body_is_no_object_does_not_stop_her_mount(
         assert (mnt / "notes.txt").read_text() == "alice's notes"
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_NO_OBJECT)
 def test_a_row_whose_body_is_no_object_is_refused_as_one_that_does_not_read(vault: Path) -> None:
     """The store watcher of root's shared mount (fs/shared.py ``_take_in``) and every reader skip a row
     alone only when ``LocalStore.get`` raises CorruptData; anything else fails the whole batch, which the
@@ -178,7 +179,6 @@ def test_a_row_whose_body_is_no_object_is_refused_as_one_that_does_not_read(vaul
 
 
 @SHARED_ONLY
-@pytest.mark.xfail(strict=True, reason=HOLE_NO_OBJECT + ": the watcher reads its batch forever")
 def test_a_row_whose_body_is_no_object_does_not_make_the_shared_mount_miss_a_members_removal(
         people: People, shared_vault: Path) -> None:  # noqa: F811
     """root's shared mount: alice shares proj with @team (bob a member); bob reads it.  A store writer
@@ -197,7 +197,6 @@ def test_a_row_whose_body_is_no_object_does_not_make_the_shared_mount_miss_a_mem
     assert kept.stdout != "plan\n", "bob, removed from team, still reads its folder"
 
 
-@pytest.mark.xfail(strict=True, reason="hole (4): LocalStore.by_file raises on one body that does not read")
 def test_a_version_row_that_does_not_read_does_not_take_her_files_history(
         vault: Path, tmp_path: Path) -> None:
     """alice writes notes.txt twice (two versions).  A store writer (no key) plants a row of type
