@@ -5,8 +5,8 @@ loading.py: a refused deletion rebuilt from the owner's own material; placement 
 The owner, alice; bob, a user of her vault who can write the vault folder.  Each test asserts the SAFE
 behaviour; holes are marked ``xfail(strict=True)``, each seen to fail for the reason named (``--runxfail``).
 
-Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first ((1) and (4) FIXED: store/local.py;
-(2) and (3) open):
+Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first ((1), (3) and (4) FIXED;
+(2) open):
 1. FIXED (``_doc`` raises CorruptData; ``by_file`` skips such a body alone).
    A ROW WHOSE BODY IS NO OBJECT (any writer of the vault folder, no key).  A row put in store.sqlite whose
    body is valid JSON but not an object (``[]``).  ``LocalStore._doc`` does ``doc["_id"] = ...`` on it:
@@ -30,7 +30,8 @@ Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first ((1) and (4) FIXED
    sealed) and build add/remove on it, never on the store's; or for a removal sign over the store body
    with the removed member out AND every member this device saw removed kept out (a vector above both).
    Test: test_a_member_replaying_an_older_group_body_cannot_stop_his_removal.
-3. A READ recipient renames the owner's file (and can hide it under a dot name).  alice's
+3. FIXED (name_of: the path of her version the file is rebuilt from first; no unchecked scan).
+   A READ recipient renames the owner's file (and can hide it under a dot name).  alice's
    private/notes.txt is shared READ with bob.  bob opens her node document with the file's key (his
    grant), writes in it a deletion whose ``links`` name her folder private (its fid is in the links he
    just opened) with another name (".notes.txt"), or names no folder and says
@@ -89,7 +90,6 @@ from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import PASSPHRASE, _admin, _node_fid
 
 
-@pytest.mark.xfail(strict=True, reason="hole (3): undeleting.name_of takes the refused deletion's name first")
 @pytest.mark.parametrize("how", ["links", "trashed"])
 def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_file(
         vault: Path, tmp_path: Path, how: str) -> None:

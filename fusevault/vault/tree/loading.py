@@ -206,8 +206,8 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         # by her, newer than seen: authorship.py ``was_placed``), else ``where``.
         stamp = gate.placed_in(doc)
         was = gate.was_placed(tree, fid, stamp) or []
-        node = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0), fid in waiting,
-                                  ledger.kind_seen(fid))
+        node, signed_path = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
+                                               fid in waiting, ledger.kind_seen(fid))
         node.placed = stamp  # hers, carried on as a grantee's commit would
         # Its state is the one this device last saw: its seq too (never the
         # deleter's: a counter of his naming her device would make her later
@@ -216,7 +216,7 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         if node.epoch < ledger.epochs.get(fid, 0):
             ledger.rolled.add(fid)
         tree.add(node, inodes)
-        name = undeleting.name_of(doc, key, was, node, tree)
+        name = undeleting.name_of(doc, key, was, signed_path)
         _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
         for child, link in waiting.pop(fid, ()):
             if tree.get(child.ino) is child and (lost := _link_loaded(tree, child, [link])):

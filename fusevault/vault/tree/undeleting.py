@@ -39,11 +39,12 @@ from fusevault.vault.tree.namespace import Tree
 
 
 def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str], seen_epoch: int,
-            holds: bool, kind: int | None = None) -> Node:
+            holds: bool, kind: int | None = None) -> tuple[Node, str | None]:
     """The user's node ``doc`` names, whose deletion was refused, from her own material
     (``was``: the folders this device last saw it in; ``seen_epoch``: the newest key
     epoch this device saw of it; ``holds``: documents of hers name it as their folder;
-    ``kind``: the type this device first saw it with, if known: it decides)."""
+    ``kind``: the type this device first saw it with, if known: it decides), and the path
+    her chosen version names (signed: the name it is put back under, ``name_of``)."""
     fid = doc["_id"]
     newest = _newest_version(tree, key, gate, fid, was)
     said = _said(doc, key)
@@ -69,29 +70,28 @@ def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[s
         node.mtime = node.ctime = version.mtime
         node.head, node.manifest = version.vid, version.manifest
     node.rev = doc["_rev"]
-    return node
+    return node, (newest[0].path if newest is not None else None)
 
 
-def name_of(doc: dict, key: MasterKey, was: list[str], node: Node, tree: Tree) -> bytes:
-    """The name the file is put back under: the one the deletion gives it in a folder it
-    was in (a name only: the place is this device's), else its newest version's, else one
-    made from its id."""
+def name_of(doc: dict, key: MasterKey, was: list[str], signed_path: str | None) -> bytes:
+    """The name the file is put back under: the one in the path of her own version it was
+    rebuilt from (``signed_path``: signed by her or a writer of its folders); for a file with
+    none, the one the deletion gives it in a folder it was in (a name only: the place is this
+    device's; the deleter's word, but the only one there is); else one made from its id.
+    Her version first: a READ recipient's refused deletion renames nothing of hers (attack
+    round 13 (3))."""
+    candidates = [signed_path.rpartition("/")[2]] if signed_path else []
     said = _said(doc, key) or {}
-    candidates: list[str] = []
     links = said.get("links") or []
     candidates += [name for parent, name in links if parent in was and isinstance(name, str)]
     trashed = said.get("trashed")
     if isinstance(trashed, list) and trashed and isinstance(trashed[0], str):
         candidates.append(trashed[0].rpartition("/")[2])
-    if node.head is not None:
-        for version in _versions(tree, key, node.fid):
-            if version.vid == node.head:
-                candidates.append(version.path.rpartition("/")[2])
     for candidate in candidates:
         name = str_to_name(candidate)
         if names.problem(name) is None:
             return name
-    return b"recovered " + node.fid[:8].encode()
+    return b"recovered " + doc["_id"][:8].encode()
 
 
 def first_key(doc: dict, key: MasterKey) -> bytes | None:
@@ -115,16 +115,6 @@ def _said(doc: dict, key: MasterKey) -> dict | None:
         return open_node_doc(doc, key)[1]
     except VaultError:
         return None
-
-
-def _versions(tree: Tree, key: MasterKey, fid: str) -> list[Version]:
-    found = []
-    for version in tree.store.by_file(VERSION, fid):
-        try:
-            found.append(open_version_doc(version, doc_dek(version, key, fid)))
-        except (VaultError, KeyError, TypeError, ValueError):
-            continue
-    return found
 
 
 def _newest_version(tree: Tree, key: MasterKey, gate: Authorship, fid: str,
