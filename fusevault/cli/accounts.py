@@ -246,7 +246,7 @@ def cmd_group(args: argparse.Namespace) -> int:
                 raise InvalidInput(f"the owner of group {args.group} is no longer a user: remove the group")
             trust = _unlock(args, store, owner, layout)
             if args.member_action == "add":
-                group = accounts.checked_group(group, trust)
+                group = accounts.group_base(group, trust)
                 doc = groups.set_member(store, group, user, args.perm, sign=trust.sign)
                 trust.save()
                 print(f"{args.user} is in {args.group} with {doc['users'][user['_id']]}")

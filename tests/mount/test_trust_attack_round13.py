@@ -117,7 +117,6 @@ def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_file(
     assert text["notes.txt"] == "second: alice's final text"
 
 
-@pytest.mark.xfail(strict=True, reason="hole (2): checked_group refuses a removal over a replay")
 def test_a_member_replaying_an_older_group_body_cannot_stop_his_removal(vault: Path) -> None:
     """The real commands: alice's group team has bob (READ), then carol.  bob, who writes the vault folder,
     puts back the older signed team (bob alone: every reader refuses it as a replay, so nothing shows).

@@ -62,6 +62,7 @@ from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model import lineage
 from fusevault.vault.model.alarms import Alarms
+from fusevault.vault.model.group_copies import GroupCopies
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -89,9 +90,20 @@ def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
     return paths.state_dir() / "grants" / f"{vault_id}-{user_id}-{where}"
 
 
+def copies_path(record: Path) -> Path:
+    """Where the copies of her groups' newest bodies (vault/model/group_copies.py) are kept beside
+    the record of grants seen at ``record``."""
+    return record.parent.parent / "groups" / record.name
+
+
 def made_at(doc: dict) -> int | None:
     value = doc.get(FIELD)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _made(doc: dict) -> int:
+    made = made_at(doc)
+    return NONE if made is None else made
 
 
 def stamp(fresh: Freshness | None, doc: dict) -> dict:
@@ -101,7 +113,7 @@ def stamp(fresh: Freshness | None, doc: dict) -> dict:
     if doc.get("type") not in STAMPED:
         return doc
     now = time.time_ns() // 1000
-    floor = max(made_at(doc) or NONE, fresh.newest(fresh.record_id(doc)) if fresh else NONE)
+    floor = max(_made(doc), fresh.newest(fresh.record_id(doc)) if fresh else NONE)
     doc = {k: v for k, v in doc.items() if k != lineage.FIELD}  # never a lineage copied from another body
     doc[FIELD] = max(now, min(floor + 1, now + MAX_AHEAD_US))
     if fresh is not None:
@@ -125,34 +137,89 @@ class Freshness:
         self.tips: dict[str, list[lineage.Tip]] = {}
         # This device in the version vectors it signs (only ever compared with her other devices')
         self.device = uuid.uuid4().hex[:16]
+        # The newest body of each of her own groups admitted or signed here (vault/model/group_copies.py)
+        self.copies = GroupCopies(key, copies_path(path))
+        # Her groups whose copy is below a body this device saw (an older copy put back): not used
+        self.stale: set[str] = set()
         self._dirty = False
         self._lock = threading.Lock()
 
     @classmethod
     def open(cls, key: MasterKey, vault_root: Path, vault_id: str, alarms: Alarms) -> Freshness:
         fresh = cls(key, state_path(vault_root, vault_id, key.user_id), alarms)
+        fresh._read()
+        fresh._take_copies(GroupCopies.open(key, fresh.copies.path))
+        return fresh
+
+    def _read(self) -> None:
+        """The record kept on this device, if any (one that does not open: started afresh, an alarm)."""
         try:
-            sealed = fresh.path.read_bytes()
+            sealed = self.path.read_bytes()
         except FileNotFoundError:
-            return fresh
+            return
         try:
-            data = loads_untrusted(key.unseal_device("grants", fresh.path.name, sealed))
+            data = loads_untrusted(self.key.unseal_device("grants", self.path.name, sealed))
             if data.get("format") != FORMAT:
                 raise ValueError("unknown format")
-            fresh.seen = {i: (str(k), int(n), bool(d)) for i, (k, n, d) in data["seen"].items()}
-            fresh.taken_back = {str(i): int(n) for i, n in data.get("taken_back", {}).items()}
-            fresh.tips = {str(i): [(lineage.parsed(v), int(m)) for v, m in tips]
-                          for i, tips in data.get("tips", {}).items()}
-            fresh.device = str(data.get("device") or fresh.device)
+            self.seen = {i: (str(k), int(n), bool(d)) for i, (k, n, d) in data["seen"].items()}
+            self.taken_back = {str(i): int(n) for i, n in data.get("taken_back", {}).items()}
+            self.tips = {str(i): [(lineage.parsed(v), int(m)) for v, m in tips]
+                         for i, tips in data.get("tips", {}).items()}
+            self.device = str(data.get("device") or self.device)
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
-            alarms.warn("grants-state", str(fresh.path), f"this device's record of grants seen {fresh.path} "
-                        "was damaged or replaced: replayed grants before now cannot be told; started afresh")
-            fresh._dirty = True
-        return fresh
+            self.alarms.warn("grants-state", str(self.path), f"this device's record of grants seen {self.path} "
+                             "was damaged or replaced: replayed grants before now cannot be told; started afresh")
+            self._dirty = True
+
+    def _take_copies(self, copies: GroupCopies) -> None:
+        """Her groups' copies, as seen bodies: one above the record (the record's write lost to a
+        kill) moves it up; one below it (an older copy put back) is never built on."""
+        self.copies = copies
+        if copies.damaged is not None:
+            self.alarms.warn("group-copies", str(copies.path), f"this device's copy of her groups' newest "
+                             f"bodies {copies.path} is not used: {copies.damaged}; `group member` refuses "
+                             "until it is removed")
+        for group_id, body in copies.bodies.items():
+            try:
+                vector = lineage.of(body)
+            except lineage.Malformed:
+                vector = None
+            tips = self.tips.get(group_id, [])
+            if vector is None or lineage.older(tips, vector, _made(body)):
+                self.stale.add(group_id)
+            else:
+                self.saw(body)
+
+    def copy_of(self, group_id: str) -> dict | None:
+        """The copy of her group kept here, if it is the one newest body this device saw of it."""
+        body = self.copies.bodies.get(group_id)
+        if body is None or group_id in self.stale:
+            return None
+        tips = self.tips.get(group_id, [])
+        return body if tips == [(lineage.of(body), _made(body))] else None
+
+    def kept(self, doc: dict) -> None:
+        """``doc`` (signed) was just signed or admitted here: if it is a body of her own group and the
+        one newest seen of it, it is the group's copy from now."""
+        if doc.get("type") != "Group" or doc.get("owner") != self.key.user_id:
+            return
+        try:
+            vector = lineage.of(doc)
+        except lineage.Malformed:
+            return
+        doc_id = str(doc.get("_id"))
+        if vector is not None and self.tips.get(doc_id) == [(vector, _made(doc))]:
+            self.copies.keep(doc)
+            self.stale.discard(doc_id)
 
     def save(self) -> None:
         """Write it if changed (temp, fsync, rename; off the trio loop)."""
         with self._lock:
+            try:  # first: a record above its group copies would make them stale
+                self.copies.save()
+            except OSError as err:
+                log.error("could not save the copies of her groups %s: %s", self.copies.path, err)
+                return
             if not self._dirty:
                 return
             self._dirty = False
@@ -223,6 +290,11 @@ class Freshness:
         elif value > entry[1]:
             self.seen[doc_id] = (entry[0], value, entry[2])
             self._dirty = True
+
+    def was_deleted(self, doc_id: str) -> bool:
+        """Whether this device saw ``doc_id`` deleted since its newest body."""
+        entry = self.seen.get(doc_id)
+        return entry is not None and entry[2]
 
     def deleted(self, doc_id: str) -> None:
         entry = self.seen.get(doc_id)

@@ -588,7 +588,10 @@ class Trust:
     # --- documents
 
     def sign(self, doc: dict) -> dict:
-        return sign_doc(self.user_id, self.identity.sign, stamp(self.fresh, doc))
+        signed = sign_doc(self.user_id, self.identity.sign, stamp(self.fresh, doc))
+        if self.fresh is not None:
+            self.fresh.kept(signed)  # her group's newest body: the copy member changes build on
+        return signed
 
     def verify(self, doc: dict, author: str | None = None) -> str:
         """The id of who signed ``doc``, checked with their trusted key; or Forged.

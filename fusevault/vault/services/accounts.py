@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from fusevault.errors import InvalidInput, Replayed
+from fusevault.errors import CorruptData, InvalidInput, Replayed
 from fusevault.store import Store, tombstone
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import grants, groups, shapes, sharing, users
@@ -58,25 +58,61 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
         os.close(lock)
 
 
-def checked_group(group: dict, owner: Trust) -> dict:
-    """``group`` (the store's body) if its owner may build on it: signed by her and no older than (nor
-    concurrent with) a body of it this device saw.  Re-signing a replayed body would make it the newest
-    everywhere: a removed member back for good (attack round 12)."""
+def group_base(group: dict, owner: Trust, removing: bool = False) -> dict:
+    """What a member change of ``group`` (the store's body) signs over: the newest body of it this device
+    admitted or signed.  That is the store's body if its owner signed it and this device admits it (no
+    older than, nor concurrent with, one seen here), else this device's copy of the newest one
+    (vault/model/group_copies.py): re-signing a replayed body would make it the newest everywhere, a
+    removed member back for good (attack round 12), and refusing would let a member who writes the vault
+    folder keep himself in by a replay (round 13 (2)).  With no copy here (a new device, one from before
+    copies), a removal (``removing``) still signs over her signed store body, the member out, with a
+    vector above every body seen: anyone a newer body had removed is back in it (docs/SECURITY.md)."""
     name = group.get("groupname")
-    if not grants.signed_by_owner(owner, group, "group"):
+    fresh = owner.fresh
+    if fresh is not None and fresh.copies.damaged is not None:
+        raise CorruptData(f"this device's copy of your groups {fresh.copies.path} is not used: "
+                          f"{fresh.copies.damaged}; nothing was signed over group {name} (remove that file to "
+                          "go on without it)")
+    if fresh is not None and group.get("_id") in fresh.stale:
+        raise CorruptData(f"this device's copy of group {name} ({fresh.copies.path}) is older than a body of "
+                          "it this device saw (an older copy put back): nothing was signed over it (remove that "
+                          "file to go on without it)")
+    signed = grants.signed_by_owner(owner, group, "group")
+    if fresh is None:
+        if not signed:
+            raise Replayed(f"group {name} in the store is not signed by its owner: refused to sign over it "
+                           "(see `fusevault status` alarms); the store's writer may have replaced it")
+        return group
+    if signed and fresh.admit(group, "group", "nothing was signed over it"):
+        return group
+    owner.save()  # the alarm, and what was seen, stay on this device
+    if fresh.was_deleted(fresh.record_id(group)):  # never sign a group she removed back to life
+        raise Replayed(f"group {name} was removed (as this device saw): the store's body is a replay; "
+                       "nothing was signed over it")  # the alarm, and what was seen, stay on this device
+    copy = fresh.copy_of(str(group.get("_id")))
+    if copy is not None:  # the newest body she saw: the store's is a replay, or not hers
+        return {**copy, "_rev": group.get("_rev")}
+    if not signed:
         raise Replayed(f"group {name} in the store is not signed by its owner: refused to sign over it "
                        "(see `fusevault status` alarms); the store's writer may have replaced it")
-    if owner.fresh is not None and not owner.fresh.admit(group, "group", "nothing was signed over it"):
-        owner.save()  # the alarm, and what was seen, stay on this device
-        raise Replayed(f"group {name} in the store is older than (or concurrent with) one this device saw: "
-                       "a replay, refused to sign over it; put its newest body back (or sign it on the "
-                       "device that saw both) and try again")
-    return group
+    if fresh.concurrent(fresh.record_id(group)):
+        raise Replayed(f"group {name} in the store is concurrent with one this device saw (signed on devices "
+                       "that had not seen each other's): refused to sign over it; sign it on the device that "
+                       "saw both and try again")
+    if removing:  # no copy: her older body, the member out, above all seen (a removal is never blocked)
+        owner.alarms.warn("group-rebuilt", str(group.get("_id")),
+                          f"group {name}: the store holds an older body of it and this device kept no copy of "
+                          "the newest; the removal was signed over the older body (members a newer body had "
+                          "removed are in it again: check `fusevault group list`)")
+        return group
+    raise Replayed(f"group {name} in the store is older than one this device saw and this device kept no "
+                   "copy of the newest: a replay, refused to sign over it; put its newest body back (or "
+                   "sign it on the device that saw it) and try again")
 
 
 def remove_member(layout: Layout, store: Store, group: dict, user: dict, owner: Trust) -> None:
     """Take ``user`` out of ``group``, signed by its owner (``owner``, unlocked)."""
-    group = checked_group(group, owner)
+    group = group_base(group, owner, removing=True)
     # Their keys go now; the files get new keys at their owners' next unlock.
     lost = [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
     groups.set_member(store, group, user, None, sharing.rotations(store, lost), sign=owner.sign)

@@ -1,0 +1,98 @@
+"""This device's copy of the newest body of each of her own groups it admitted or signed.
+
+A member who writes the vault folder can put back an older signed body of a group (himself in it):
+every reader refuses it as a replay (vault/model/freshness.py), but the owner's `group member
+remove` then has nothing to sign over but that replay (attack round 13 (2): he kept himself in).
+So the device that signs or admits a body of a group its user owns keeps that body, and member
+changes build on the newest of it and the store's (vault/services/accounts.py ``group_base``).
+
+The copy lives outside the vault (``paths.state_dir()/groups/``, named as the grants record),
+sealed with the device-state sub-key of her master key, bound to its file name; written before
+the record of grants seen (``Freshness.save``), by temp + fsync + rename.  A copy that does not
+open (damaged, truncated, another local user's file, one not hers) is never used nor overwritten:
+member changes refuse with one line until she removes it (``damaged``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fusevault.encoding import loads_untrusted
+from fusevault.errors import VaultError
+from fusevault.vault.format.atomic import atomic_write, fsync_dir
+
+if TYPE_CHECKING:
+    from fusevault.crypto.keys import MasterKey
+
+KIND = "groups"  # the AD kind of the sealed file
+FORMAT = 1
+MAX_SIZE = 64 * 2**20  # far above any user's groups: a larger file is no copy fusevault wrote
+
+
+class GroupCopies:
+    """Group id -> the newest signed body of her group this device admitted or signed."""
+
+    def __init__(self, key: MasterKey, path: Path) -> None:
+        self.key = key
+        self.path = path
+        self.bodies: dict[str, dict] = {}
+        # Why the file on disk is not used (None: it opened, or there is none): member changes refuse.
+        self.damaged: str | None = None
+        self._dirty = False
+
+    @classmethod
+    def open(cls, key: MasterKey, path: Path) -> GroupCopies:
+        copies = cls(key, path)
+        try:
+            sealed = _read_own(path)
+        except FileNotFoundError:
+            return copies
+        except (OSError, ValueError) as err:
+            copies.damaged = str(err)
+            return copies
+        try:
+            data = loads_untrusted(key.unseal_device(KIND, path.name, sealed))
+            if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data["bodies"], dict):
+                raise ValueError("unknown format")
+            bodies = data["bodies"]
+            if not all(isinstance(i, str) and isinstance(b, dict) and b.get("_id") == i for i, b in bodies.items()):
+                raise ValueError("malformed")
+            copies.bodies = bodies
+        except (VaultError, KeyError, ValueError, TypeError):
+            copies.damaged = "it does not open with her key (damaged, truncated or replaced)"
+        return copies
+
+    def keep(self, doc: dict) -> None:
+        """``doc`` (a body of her group, the newest this device has seen) is the copy from now."""
+        body = {k: v for k, v in doc.items() if k != "_rev"}
+        if self.bodies.get(body["_id"]) != body:
+            self.bodies[body["_id"]] = body
+            self._dirty = True
+
+    def save(self) -> None:
+        """Write the copies if changed; never over a file that did not open (raises OSError)."""
+        if not self._dirty or self.damaged is not None:
+            return
+        plain = json.dumps({"format": FORMAT, "bodies": self.bodies}, separators=(",", ":")).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(self.path, self.key.seal_device(KIND, self.path.name, plain))
+        fsync_dir(self.path.parent)
+        self._dirty = False
+
+
+def _read_own(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file of this user's, not through a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000) or st.st_uid != os.geteuid():
+            raise ValueError("it is not a file of this user's")
+        if st.st_size > MAX_SIZE:
+            raise ValueError("it is larger than any copy fusevault writes")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_SIZE + 1)
+    finally:
+        os.close(fd)
