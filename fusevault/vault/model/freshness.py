@@ -175,10 +175,6 @@ class Freshness:
         """Her groups' copies, as seen bodies: one above the record (the record's write lost to a
         kill) moves it up; one below it (an older copy put back) is never built on."""
         self.copies = copies
-        if copies.damaged is not None:
-            self.alarms.warn("group-copies", str(copies.path), f"this device's copy of her groups' newest "
-                             f"bodies {copies.path} is not used: {copies.damaged}; `group member` refuses "
-                             "until it is removed")
         for group_id, body in copies.bodies.items():
             try:
                 vector = lineage.of(body)
@@ -208,9 +204,19 @@ class Freshness:
         except lineage.Malformed:
             return
         doc_id = str(doc.get("_id"))
-        if vector is not None and self.tips.get(doc_id) == [(vector, _made(doc))]:
+        if vector is not None and self.tips.get(doc_id) == [(vector, _made(doc))] \
+                and self.copies.bodies.get(doc_id) != {k: v for k, v in doc.items() if k != "_rev"}:
+            if self.copies.damaged is not None and doc_id not in self.copies.bodies:  # said once
+                self.alarms.warn("group-copies", str(self.copies.path), f"this device's copy of her groups' "
+                                 f"newest bodies {self.copies.path} is not used nor written: "
+                                 f"{self.copies.damaged}; `group member` refuses until it is removed")
             self.copies.keep(doc)
             self.stale.discard(doc_id)
+            # At once, before the body goes to the store: a kill -9 then leaves the copy above the store's
+            # body (built on next time), never the store above a device that forgot (a member she removed
+            # back in by a replay of the body before).
+            self.copies.save()
+            self.save()
 
     def save(self) -> None:
         """Write it if changed (temp, fsync, rename; off the trio loop)."""
