@@ -18,7 +18,7 @@ from mount.test_trust_grants import _fid
 from mount.test_trust_writes import PASSPHRASE, _admin, _user
 
 from fusevault.crypto.identity import open_file_key
-from fusevault.errors import CorruptData, VaultError
+from fusevault.errors import CorruptData, Replayed, VaultError
 from fusevault.vault.format.layout import open_layout
 from fusevault.vault.model import freshness, sharing, users
 
@@ -166,3 +166,31 @@ def test_every_kill_9_state_of_the_device_copy_lets_the_command_run(vault: Path,
     print(result.returncode, result.stderr[-1000:])
     assert result.returncode == 0, result.stderr[-300:]
     assert _members(vault) == {"alice": "READ,WRITE", "carol": "READ"}
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_with_no_copy_on_the_device_a_removal_over_a_replay_still_runs_and_an_addition_is_refused(
+        vault: Path, change: str) -> None:
+    """team has bob, then carol; her device's copy is gone (a device from before copies; the record of
+    bodies seen is kept).  bob puts back the team without carol.  Safe: removing bob still runs (over the
+    replay, bob out, an alarm saying members a newer body removed may be back); adding is refused in one
+    line (exit 32) and nothing is signed."""
+    add_users(vault, "bob", "carol")
+    add_team(vault, "bob")
+    older = group_doc(vault, "team")
+    _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
+    _state(vault, "groups").unlink()
+    adversary.put(vault, older)
+    replayed = group_doc(vault, "team")
+    if change == "remove":
+        result = _group(vault, "member", "remove", "team", "bob")
+        print(result.returncode, result.stderr[-1000:])
+        assert result.returncode == 0, result.stderr[-300:]
+        assert _members(vault) == {"alice": "READ,WRITE"}
+        assert "members a newer body had removed are in it again" in result.stderr
+    else:
+        result = _group(vault, "member", "add", "team", "bob", "--perm", "READ,WRITE")
+        print(result.returncode, result.stderr[-1000:])
+        assert result.returncode == Replayed.exit_code and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("fusevault: group team in the store is older")
+        assert group_doc(vault, "team") == replayed
