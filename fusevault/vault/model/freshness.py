@@ -93,7 +93,7 @@ def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
 def copies_path(record: Path) -> Path:
     """Where the copies of her groups' newest bodies (vault/model/group_copies.py) are kept beside
     the record of grants seen at ``record``."""
-    return record.parent.parent / "groups" / record.name
+    return record.with_name(f"{record.name}.groups")
 
 
 def made_at(doc: dict) -> int | None:

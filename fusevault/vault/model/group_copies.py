@@ -6,7 +6,7 @@ remove` then has nothing to sign over but that replay (attack round 13 (2): he k
 So the device that signs or admits a body of a group its user owns keeps that body, and member
 changes build on the newest of it and the store's (vault/services/accounts.py ``group_base``).
 
-The copy lives outside the vault (``paths.state_dir()/groups/``, named as the grants record),
+The copy lives outside the vault (beside the record of grants seen: ``<its name>.groups``),
 sealed with the device-state sub-key of her master key, bound to its file name; written before
 the record of grants seen (``Freshness.save``), by temp + fsync + rename.  A copy that does not
 open (damaged, truncated, another local user's file, one not hers) is never used nor overwritten:
