@@ -14,13 +14,13 @@ import adversary
 import pytest
 from attack_scenes import PEOPLE, add_team, add_users, group_doc
 from conftest import fusevault, mounted
-from mount.test_trust_grants import _fid
-from mount.test_trust_writes import PASSPHRASE, _admin, _user
 
 from fusevault.crypto.identity import open_file_key
 from fusevault.errors import CorruptData, Replayed, VaultError
 from fusevault.vault.format.layout import open_layout
 from fusevault.vault.model import freshness, sharing, users
+from mount.test_trust_grants import _fid
+from mount.test_trust_writes import PASSPHRASE, _admin, _user
 
 
 def _group(vault: Path, *args: str):
@@ -192,5 +192,6 @@ def test_with_no_copy_on_the_device_a_removal_over_a_replay_still_runs_and_an_ad
         result = _group(vault, "member", "add", "team", "bob", "--perm", "READ,WRITE")
         print(result.returncode, result.stderr[-1000:])
         assert result.returncode == Replayed.exit_code and "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1].startswith("fusevault: group team in the store is older")
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("fusevault: group team in the store is older"), result.stderr
         assert group_doc(vault, "team") == replayed

@@ -167,8 +167,9 @@ class Freshness:
                          for i, tips in data.get("tips", {}).items()}
             self.device = str(data.get("device") or self.device)
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
-            self.alarms.warn("grants-state", str(self.path), f"this device's record of grants seen {self.path} "
-                             "was damaged or replaced: replayed grants before now cannot be told; started afresh")
+            self.alarms.warn("grants-state", str(self.path), f"this device's record of grants seen "
+                             f"{self.path} was damaged or replaced: replayed grants before now cannot be "
+                             "told; started afresh")
             self._dirty = True
 
     def _take_copies(self, copies: GroupCopies) -> None:

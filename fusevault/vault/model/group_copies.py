@@ -55,10 +55,9 @@ class GroupCopies:
             return copies
         try:
             data = loads_untrusted(key.unseal_device(KIND, path.name, sealed))
-            if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data["bodies"], dict):
-                raise ValueError("unknown format")
-            bodies = data["bodies"]
-            if not all(isinstance(i, str) and isinstance(b, dict) and b.get("_id") == i for i, b in bodies.items()):
+            bodies = data["bodies"] if isinstance(data, dict) and data.get("format") == FORMAT else None
+            if not isinstance(bodies, dict) or not all(isinstance(i, str) and isinstance(b, dict)
+                                                       and b.get("_id") == i for i, b in bodies.items()):
                 raise ValueError("malformed")
             copies.bodies = bodies
         except (VaultError, KeyError, ValueError, TypeError):

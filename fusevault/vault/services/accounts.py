@@ -71,12 +71,12 @@ def group_base(group: dict, owner: Trust, removing: bool = False) -> dict:
     fresh = owner.fresh
     if fresh is not None and fresh.copies.damaged is not None:
         raise CorruptData(f"this device's copy of your groups {fresh.copies.path} is not used: "
-                          f"{fresh.copies.damaged}; nothing was signed over group {name} (remove that file to "
-                          "go on without it)")
+                          f"{fresh.copies.damaged}; nothing was signed over group {name} (remove that file "
+                          "to go on without it)")
     if fresh is not None and group.get("_id") in fresh.stale:
-        raise CorruptData(f"this device's copy of group {name} ({fresh.copies.path}) is older than a body of "
-                          "it this device saw (an older copy put back): nothing was signed over it (remove that "
-                          "file to go on without it)")
+        raise CorruptData(f"this device's copy of group {name} ({fresh.copies.path}) is older than a body "
+                          "of it this device saw (an older copy put back): nothing was signed over it "
+                          "(remove that file to go on without it)")
     signed = grants.signed_by_owner(owner, group, "group")
     if fresh is None:
         if not signed:
@@ -101,9 +101,9 @@ def group_base(group: dict, owner: Trust, removing: bool = False) -> dict:
                        "saw both and try again")
     if removing:  # no copy: her older body, the member out, above all seen (a removal is never blocked)
         owner.alarms.warn("group-rebuilt", str(group.get("_id")),
-                          f"group {name}: the store holds an older body of it and this device kept no copy of "
-                          "the newest; the removal was signed over the older body (members a newer body had "
-                          "removed are in it again: check `fusevault group list`)")
+                          f"group {name}: the store holds an older body of it and this device kept no copy "
+                          "of the newest; the removal was signed over the older body (members a newer body "
+                          "had removed are in it again: check `fusevault group list`)")
         return group
     raise Replayed(f"group {name} in the store is older than one this device saw and this device kept no "
                    "copy of the newest: a replay, refused to sign over it; put its newest body back (or "
