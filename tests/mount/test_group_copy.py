@@ -195,3 +195,30 @@ def test_with_no_copy_on_the_device_a_removal_over_a_replay_still_runs_and_an_ad
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("fusevault: group team in the store is older"), result.stderr
         assert group_doc(vault, "team") == replayed
+
+
+def test_a_group_signed_apart_on_two_devices_can_be_changed_and_keeps_no_one_either_removed(
+        vault: Path, tmp_path: Path) -> None:
+    """team has bob and carol.  Her laptop (its own state) removes carol; the server then serves her desktop
+    the body before (the laptop's withheld), and the desktop removes bob: two bodies signed apart.  The
+    desktop is then served the laptop's body (bob in, carol out) and she gives alice's team carol back.
+    Safe: the command runs (it is not blocked by the two bodies), bob, removed on the desktop, is not in
+    what she signs, and the laptop, which saw the other body, takes it (removes carol on it again)."""
+    add_users(vault, "bob", "carol")
+    add_team(vault, "bob", "carol")
+    both = group_doc(vault, "team")
+    laptop = {"FUSEVAULT_VAULT": str(vault), "FUSEVAULT_STATE_DIR": str(tmp_path / "laptop")}
+    done = fusevault("group", "member", "remove", "team", "carol", env=laptop, passphrase=PASSPHRASE)
+    assert done.returncode == 0, done.stderr
+    laptops = group_doc(vault, "team")
+    adversary.put(vault, both)  # the server withholds the laptop's body from the desktop
+    assert _group(vault, "member", "remove", "team", "bob").returncode == 0
+    adversary.put(vault, laptops)  # and now serves it: signed apart from the desktop's
+    result = _group(vault, "member", "add", "team", "carol", "--perm", "READ")
+    print(result.returncode, result.stderr[-1000:])
+    assert result.returncode == 0, f"a group signed apart blocks her: {result.stderr[-300:]}"
+    assert _members(vault) == {"alice": "READ,WRITE", "carol": "READ"}
+    again = fusevault("group", "member", "remove", "team", "carol", env=laptop, passphrase=PASSPHRASE)
+    print(again.returncode, again.stderr[-1000:])
+    assert again.returncode == 0, again.stderr[-300:]
+    assert _members(vault) == {"alice": "READ,WRITE"}

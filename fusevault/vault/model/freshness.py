@@ -195,6 +195,14 @@ class Freshness:
         tips = self.tips.get(group_id, [])
         return body if tips == [(lineage.of(body), _made(body))] else None
 
+    def made_apart(self, doc_id: str, bodies: list[dict]) -> bool:
+        """Whether the newest bodies of ``doc_id`` seen here are exactly ``bodies``, signed apart."""
+        tips = self.tips.get(doc_id, [])
+        try:
+            return len(tips) == len(bodies) > 1 and all((lineage.of(b), _made(b)) in tips for b in bodies)
+        except lineage.Malformed:
+            return False
+
     def kept(self, doc: dict) -> None:
         """``doc`` (signed) was just signed or admitted here: if it is a body of her own group and the
         one newest seen of it, it is the group's copy from now."""

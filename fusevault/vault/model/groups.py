@@ -81,6 +81,18 @@ def set_member(store: Store, group: dict, user: dict, perm: str | None,
     return doc
 
 
+def common_members(one: dict, other: dict) -> dict[str, str]:
+    """The members two bodies of a group signed apart both keep, each with the rights both give: no one
+    either body removed, no right either took away (the safe join; one the other added is left out)."""
+    theirs = other.get("users") or {}
+    members = {}
+    for user, perm in (one.get("users") or {}).items():
+        both = set(str(perm).split(",")) & set(str(theirs.get(user, "")).split(","))
+        if both & {"READ", "WRITE"}:
+            members[user] = ",".join(w for w in ("READ", "WRITE") if w in both)
+    return members
+
+
 def groups_of(store: Store, user_id: str) -> dict[str, str]:
     """Seed 003's user ``GROUPS``: group id -> permission."""
     return {g["_id"]: g["users"][user_id] for g in shapes.well_formed(store, GROUP)

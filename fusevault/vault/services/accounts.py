@@ -62,11 +62,13 @@ def group_base(group: dict, owner: Trust, removing: bool = False) -> dict:
     """What a member change of ``group`` (the store's body) signs over: the newest body of it this device
     admitted or signed.  That is the store's body if its owner signed it and this device admits it (no
     older than, nor concurrent with, one seen here), else this device's copy of the newest one
-    (vault/model/group_copies.py): re-signing a replayed body would make it the newest everywhere, a
-    removed member back for good (attack round 12), and refusing would let a member who writes the vault
-    folder keep himself in by a replay (round 13 (2)).  With no copy here (a new device, one from before
-    copies), a removal (``removing``) still signs over her signed store body, the member out, with a
-    vector above every body seen: anyone a newer body had removed is back in it (docs/SECURITY.md)."""
+    (vault/model/group_copies.py), or, if the two were signed apart, the members both keep.  Re-signing
+    a replayed body would make it the newest everywhere, a removed member back for good (attack round
+    12); refusing would let a member who writes the vault folder keep himself in by a replay (round 13
+    (2)), and leave a group signed apart on two devices changed by none.  With no copy here (a new
+    device, one from before copies), a removal (``removing``) still signs over her signed store body, the
+    member out, with a vector above every body seen: anyone a newer body had removed is back in it
+    (docs/SECURITY.md)."""
     name = group.get("groupname")
     fresh = owner.fresh
     if fresh is not None and fresh.copies.damaged is not None:
@@ -88,13 +90,22 @@ def group_base(group: dict, owner: Trust, removing: bool = False) -> dict:
     owner.save()  # the alarm, and what was seen, stay on this device
     if fresh.was_deleted(fresh.record_id(group)):  # never sign a group she removed back to life
         raise Replayed(f"group {name} was removed (as this device saw): the store's body is a replay; "
-                       "nothing was signed over it")  # the alarm, and what was seen, stay on this device
+                       "nothing was signed over it")
     copy = fresh.copy_of(str(group.get("_id")))
     if copy is not None:  # the newest body she saw: the store's is a replay, or not hers
         return {**copy, "_rev": group.get("_rev")}
     if not signed:
         raise Replayed(f"group {name} in the store is not signed by its owner: refused to sign over it "
                        "(see `fusevault status` alarms); the store's writer may have replaced it")
+    kept = fresh.copies.bodies.get(str(group.get("_id")))
+    if kept is not None and fresh.made_apart(fresh.record_id(group), [kept, group]):
+        # Her two bodies signed apart (the server withheld one from the other device): the one signed now,
+        # above both, keeps no one either removed and no right either took away.
+        owner.alarms.warn("group-joined", str(group.get("_id")),
+                          f"group {name}: two bodies of it were signed on devices that had not seen each "
+                          "other's; the one signed now keeps only the members both keep, with the rights "
+                          "both give (add again any one the other device added)")
+        return {**kept, "users": groups.common_members(kept, group), "_rev": group.get("_rev")}
     if fresh.concurrent(fresh.record_id(group)):
         raise Replayed(f"group {name} in the store is concurrent with one this device saw (signed on devices "
                        "that had not seen each other's): refused to sign over it; sign it on the device that "
