@@ -5,8 +5,7 @@ loading.py: a refused deletion rebuilt from the owner's own material; placement 
 The owner, alice; bob, a user of her vault who can write the vault folder.  Each test asserts the SAFE
 behaviour; holes are marked ``xfail(strict=True)``, each seen to fail for the reason named (``--runxfail``).
 
-Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first ((1), (3) and (4) FIXED;
-(2) open):
+Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first (all FIXED):
 1. FIXED (``_doc`` raises CorruptData; ``by_file`` skips such a body alone).
    A ROW WHOSE BODY IS NO OBJECT (any writer of the vault folder, no key).  A row put in store.sqlite whose
    body is valid JSON but not an object (``[]``).  ``LocalStore._doc`` does ``doc["_id"] = ...`` on it:
@@ -20,7 +19,10 @@ Found at 1b1a2d5: 4 holes in 8 xfail tests, most severe first ((1), (3) and (4) 
    test_a_row_whose_body_is_no_object_does_not_stop_her_mount (node, Group),
    test_a_row_whose_body_is_no_object_is_refused_as_one_that_does_not_read,
    test_a_row_whose_body_is_no_object_does_not_make_the_shared_mount_miss_a_members_removal.
-2. A MEMBER KEEPS HIMSELF IN (round 12 (1)'s fix, fail-closed the wrong way).  alice's team has bob, then
+2. FIXED (the owner's device keeps the newest body of her group it admitted or signed, sealed:
+   vault/model/group_copies.py; `group member add/remove` build on it, a vector above both; with no copy a
+   removal still signs over the replay, the member out; more in tests/mount/test_group_copy.py).
+   A MEMBER KEEPS HIMSELF IN (round 12 (1)'s fix, fail-closed the wrong way).  alice's team has bob, then
    carol; bob (who writes the vault folder) puts the older signed team back.  Readers refuse it as a replay
    (fine), but `group member remove team bob` now exits 32 ("a replay, refused to sign over it; put its
    newest body back"): she holds no copy of the newest body, so she cannot take bob out; bob stays a member
