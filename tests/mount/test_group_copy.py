@@ -12,7 +12,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from attack_scenes import PEOPLE, add_team, add_users, group_doc
+from attack_scenes import PEOPLE, add_team, add_users, alices_files, group_doc
 from conftest import fusevault, mounted
 
 from fusevault.crypto.identity import open_file_key
@@ -63,10 +63,7 @@ def test_a_removal_over_a_replay_is_signed_without_him_and_read_so_by_every_read
     older = group_doc(vault, "team")
     _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "proj").mkdir()
-        (mnt / "proj" / "plan.txt").write_text("step one")
-        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
+    alices_files(vault, mnt, {"proj": None, "proj/plan.txt": "step one"}, [("proj", "@team", "READ")])
     adversary.put(vault, older)
     result = _group(vault, "member", "remove", "team", "bob")
     print(result.returncode, result.stderr[-1000:])
