@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import adversary
@@ -19,6 +20,9 @@ from fusevault.crypto.identity import open_file_key
 from fusevault.errors import CorruptData, Replayed, VaultError
 from fusevault.vault.format.layout import open_layout
 from fusevault.vault.model import freshness, sharing, users
+from mount.test_shared_mount import SECRETS, People, linux, people, place, python, shared_vault  # noqa: F401
+from mount.test_shared_mount import pytestmark as SHARED_ONLY
+from mount.test_trust_attack_round11 import bob_reads_proj_through_team
 from mount.test_trust_grants import _fid
 from mount.test_trust_writes import PASSPHRASE, _admin, _user
 
@@ -77,6 +81,30 @@ def test_a_removal_over_a_replay_is_signed_without_him_and_read_so_by_every_read
     assert adversary.get(vault, fid)["epoch"] > 0
     assert _opens(vault, "carol", fid, older["_id"]), "her mount did not take the body she signed"
     assert not _opens(vault, "bob", fid, older["_id"]), "bob, removed, holds the new key"
+
+
+@SHARED_ONLY
+def test_a_removal_over_a_replay_takes_the_group_from_him_in_the_shared_mount(
+        people: People, shared_vault: Path) -> None:  # noqa: F811
+    """root's shared mount, alice and bob unlocked: alice shares proj with @team, bob reads it; carol is
+    added.  bob puts back the team from before carol; alice removes bob.  Safe: the removal runs, and bob,
+    unlocked, loses the group's folder (the shared mount takes the body she signed over her copy)."""
+    bob_reads_proj_through_team(people)
+    older = group_doc(shared_vault, "team")
+    _admin(shared_vault, "group", "member", "add", "team", "carol", "--perm", "READ",
+           passphrase=SECRETS["alice"])
+    adversary.put(shared_vault, older)
+    result = fusevault("group", "member", "remove", "team", "bob", env={"FUSEVAULT_VAULT": str(shared_vault)},
+                       passphrase=SECRETS["alice"])
+    print(result.returncode, result.stderr[-1000:])
+    assert result.returncode == 0, f"alice cannot remove bob from her group: {result.stderr[-300:]}"
+    for _turn in range(40):  # the watcher turns every second
+        if people.sh("bob", "cat $M/groups/team/proj/plan.txt").stdout != "plan\n":
+            break
+        time.sleep(0.5)
+    kept = people.sh("bob", "cat $M/groups/team/proj/plan.txt")
+    print(kept.returncode, kept.stdout, kept.stderr)
+    assert kept.stdout != "plan\n", "bob, removed from team over his replay, still reads its folder"
 
 
 @pytest.mark.parametrize("change", ["add", "remove"])
