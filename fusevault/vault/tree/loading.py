@@ -207,7 +207,7 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         stamp = gate.placed_in(doc)
         was = gate.was_placed(tree, fid, stamp) or []
         node, signed_path = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
-                                               fid in waiting, ledger.kind_seen(fid))
+                                               fid in waiting, ledger.kind_seen(fid), ledger.mode_seen(fid))
         node.placed = stamp  # hers, carried on as a grantee's commit would
         # Its state is the one this device last saw: its seq too (never the
         # deleter's: a counter of his naming her device would make her later
