@@ -12,6 +12,7 @@ import json
 import stat
 
 import trio
+from attack_scenes import rewrite
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     ALICE_UID,
     BOB_UID,
@@ -142,3 +143,36 @@ def test_a_replaced_file_from_before_replaced_by_is_followed_from_the_owners_doc
     assert [v["path"] for v in plan["versions"]] == ["team/plan.txt"], plan
     assert [v["path"] for v in secret["versions"]] == ["private/secret.txt", "private/.secret.txt.tmp"], \
         secret
+
+
+def test_a_writers_previous_arriving_while_mounted_is_not_laundered_by_the_owners_next_commit(
+        shared) -> None:  # noqa: F811
+    """The scene above (a replaced file from before ``replaced_by``); bob's document naming it as
+    team/plan.txt's ``previous`` arrives while alice's seat is unlocked, and alice then writes plan.txt
+    (her commit carried the field over, signed by her: followed).  Safe: plan.txt's history is its own,
+    and her document of it names no such ``previous`` (tests/mount/test_refused_deletion_rebuilt.py
+    drives the same at unlock on a real mount)."""
+
+    async def run() -> tuple[dict, str | None]:
+        drive = shared.drive
+        await _team_with_plan(shared)
+        private = await drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
+        await _write(drive, private.st_ino, b"secret.txt", b"alice's first secret\n", ALICE)
+        old = _fid(shared, b"private", b"secret.txt")
+        await _save_by_rename(drive, private.st_ino, b"secret.txt", b"alice's secret\n", ALICE)
+        await shared.volumes["alice"].flush_pending()
+        _as_before_replaced_by(shared, old)
+        plan = _fid(shared, b"team", b"plan.txt")
+        _planted(shared, _bobs_node_doc(shared, plan, {"previous": old}))
+        await trio.sleep(0)
+        mine = await _walk(drive, b"team/plan.txt", ALICE)
+        await rewrite(drive, mine.st_ino, b"alice's new plan\n", ALICE)
+        await shared.volumes["alice"].flush_pending()
+        _, attrs = open_node_doc(shared.store.get(plan), shared.volumes["alice"].key)
+        history = await _requests(shared).handle({"cmd": "history", "path": "team/plan.txt"})
+        return history, attrs.get("previous") if attrs.get("previous") == old else None
+
+    plan, laundered = trio.run(run)
+    print(plan, laundered)
+    assert laundered is None, "alice's commit signed bob's previous as hers"
+    assert {v["path"] for v in plan["versions"]} == {"team/plan.txt"}, plan

@@ -3,7 +3,7 @@ refused deletion (vault/tree/undeleting.py, loading.py ``_keep_undeleted``) and 
 
 The owner, alice; bob, a user of her vault who can write the vault folder (READ on her private/notes.txt,
 or WRITE on team only: the scenes of tests/mount/test_trust_attack_round11.py).  Each test asserts the SAFE
-behaviour; one still open is marked ``xfail(strict=True)``.
+behaviour.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import stat
 from pathlib import Path
 
 import adversary
-from attack_scenes import recipients_dek
+from attack_scenes import recipients_dek, resigned_by_bob
 from conftest import fusevault, mounted
 
-from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from mount.test_trust_attack_round11 import (
     _bobs_deletion,
     _bobs_read_deletion,
@@ -26,7 +29,7 @@ from mount.test_trust_attack_round11 import (
     _private_and_team,
 )
 from mount.test_trust_writes import BOB as BOB_SECRET
-from mount.test_trust_writes import _node_fid, _user
+from mount.test_trust_writes import PASSPHRASE, _key, _node_fid, _user
 
 
 def _stat(path: Path) -> tuple[int, int, int]:
@@ -86,7 +89,8 @@ def test_a_refused_deletion_on_a_device_that_never_saw_the_mode_takes_no_access_
                  mode=stat.S_IFREG | 0o777)
     _bobs_read_deletion(vault, notes, attrs)
     where = hashlib.sha256(os.fsencode(vault.resolve())).hexdigest()[:16]
-    (ledger,) = (Path(os.environ["FUSEVAULT_STATE_DIR"]) / "ledger").glob(f"*-{_user(vault, 'alice')['_id']}-{where}")
+    alice = _user(vault, "alice")["_id"]
+    (ledger,) = (Path(os.environ["FUSEVAULT_STATE_DIR"]) / "ledger").glob(f"*-{alice}-{where}")
     ledger.unlink()
     with mounted(vault, mnt):
         mode = _stat(mnt / "private" / "notes.txt")[0]
@@ -111,3 +115,42 @@ def test_the_trash_does_not_list_a_live_file_whose_deletion_was_refused(vault: P
     assert json.loads(listed.stdout)["trash"] == [], "the trash lists alice's live file"
     assert restored.returncode != 0 and not elsewhere, "restore gave her live file a second name"
     assert text == "second: alice's final text"
+
+
+def _as_before_replaced_by(vault: Path, fid: str) -> None:
+    """alice's document of her replaced file ``fid`` as a version without ``replaced_by`` wrote it
+    (re-signed by her: her own file, from before the field was recorded)."""
+    alice = _key(vault, "alice", PASSPHRASE)
+    doc = adversary.get(vault, fid)
+    dek, attrs = open_node_doc(doc, alice)
+    attrs.pop("replaced_by", None)
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    adversary.put(vault, sign_doc(alice.user_id, alice.identity.sign, body))
+
+
+def test_a_writers_previous_naming_her_file_from_before_replaced_by_is_not_laundered_by_her_next_commit(
+        vault: Path, tmp_path: Path) -> None:
+    """A vault from before ``replaced_by``: alice's private/secret.txt saved by rename (an editor's save),
+    the replaced file's document without the field.  bob (WRITE on team) signs team/plan.txt's document
+    with ``previous`` naming that replaced file (not followed: round 9a).  alice unlocks and writes
+    plan.txt: her commit carried bob's ``previous`` over, signed now by her, so plan.txt's history took
+    her private secret's versions (her restore would copy them into the shared file).  Safe: her document
+    of plan.txt names no such ``previous`` and its history is plan.txt's own."""
+    mnt = _private_and_team(vault, tmp_path, {"private/secret.txt": "alice's first secret"})
+    old = _node_fid(vault, "alice", "secret.txt")
+    with mounted(vault, mnt):
+        (mnt / "private" / ".secret.txt.tmp").write_text("alice's secret")
+        (mnt / "private" / ".secret.txt.tmp").rename(mnt / "private" / "secret.txt")
+    _as_before_replaced_by(vault, old)
+    plan = _node_fid(vault, "alice", "plan.txt")
+    resigned_by_bob(vault, plan, {"previous": old})
+    with mounted(vault, mnt):
+        (mnt / "team" / "plan.txt").write_text("alice's new plan")
+    with mounted(vault, mnt):
+        listed = fusevault("history", mnt / "team" / "plan.txt", "--json")
+    print(listed.stdout, listed.stderr)
+    paths = [v["path"] for v in json.loads(listed.stdout)["versions"]]
+    attrs = open_node_doc(adversary.get(vault, plan), _key(vault, "alice", PASSPHRASE))[1]
+    assert attrs.get("previous") != old, "alice's commit signed bob's previous as hers"
+    assert not [p for p in paths if p.startswith("private/")], f"her secret is in plan.txt's history: {paths}"
