@@ -170,7 +170,10 @@ class Ledger:
         # user's own nodes was last seen with in a state this device took: a
         # file rebuilt from a refused deletion keeps them (vault/tree/undeleting.py),
         # since the store then holds them only in the deleter's document.
+        # Values are shared (``_one``): most nodes have one of a few, so 100,000
+        # nodes cost their dict slots only (docs/PERFORMANCE.md).
         self.modes: dict[str, tuple[int, int, int]] = {}
+        self._values: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         # The owner's stamps followed while this ledger is open (fid -> the
         # folders it names; never saved): a writer's document that leaves the
         # file there leaves it where she put it, which ends a ``behind``.
@@ -204,7 +207,7 @@ class Ledger:
             ledger.where = {str(fid): sorted(str(p) for p in parents)
                             for fid, parents in data.get("where", {}).items()}
             ledger.kinds = {str(fid): int(kind) for fid, kind in data.get("kinds", {}).items()}
-            ledger.modes = {str(fid): (int(perm) & 0o7777, int(uid), int(gid))
+            ledger.modes = {str(fid): ledger._one((int(perm) & 0o7777, int(uid), int(gid)))
                             for fid, (perm, uid, gid) in data.get("modes", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
@@ -348,8 +351,11 @@ class Ledger:
         if node.owner == self.key.user_id:
             now = (stat.S_IMODE(node.mode), node.uid, node.gid)
             if self.modes.get(node.fid) != now:
-                self.modes[node.fid] = now
+                self.modes[node.fid] = self._one(now)
                 self.version += 1
+
+    def _one(self, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        return self._values.setdefault(value, value)
 
     def mode_seen(self, fid: str) -> tuple[int, int, int] | None:
         """(permission bits, uid, gid) the user's own node was last seen with, if known."""
