@@ -111,8 +111,8 @@ peers.py (remove of namesakes), trust.py pin and group pin merges, signing.py's 
 trash_seen.py (a deletion withheld then put back only counts later).  Seen, left: ``fusevault trash``
 also lists a refused deletion of a file that is still live (bob's ``trashed`` path), and ``restore`` of
 that path relinks the live file there (kept behind: no key) (FIXED since: recovery.py ``trash`` leaves
-out a file the tree holds linked, tests/mount/test_refused_deletion_rebuilt.py); the alarm for a refused ``owner_dek`` is
-merged under the deletion's (same file id), so it never shows.
+out a file the tree holds linked, tests/mount/test_refused_deletion_rebuilt.py); the alarm for a
+refused ``owner_dek`` is merged under the deletion's (same file id), so it never shows.
 """
 
 from __future__ import annotations
