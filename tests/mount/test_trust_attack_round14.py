@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 from pathlib import Path
 
+import adversary
 import pytest
-from conftest import mounted
+from attack_scenes import recipients_dek, scene
+from conftest import fusevault, mounted
+
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.vault.model.nodes import open_node_attrs
+from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import CAROL, _key, _node_fid
 
 
 def _plant_seq(vault: Path, seq: object) -> None:
@@ -44,3 +55,85 @@ def test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes(
         print(listed)
         assert (mnt / "new.txt").read_text() == "new file"
         assert (mnt / "notes.txt").read_text() == "second"
+
+
+def _bobs_read_deletion(vault: Path, fid: str, *, keyless: bool = False, name: str | None = None) -> None:
+    """bob, a READ recipient of alice's ``fid``, signs a deletion of it: her current document marked
+    deleted, its attributes as she sealed them (opened and sealed again with the key his grant gives;
+    ``name``: each of its names made that one), signed by him.  ``keyless``: without her wrapping of its
+    key (``en_file_dek``: he leaves it out, as a grantee's client's document has none of hers)."""
+    dek = recipients_dek(vault, "bob", BOB_SECRET, fid)
+    doc = adversary.get(vault, fid)
+    attrs = open_node_attrs(doc, dek)
+    if name is not None:
+        attrs["links"] = [[parent, name] for parent, _ in attrs["links"]]
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig") and not (keyless and k == "en_file_dek")}
+    body["delete"] = True
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    bob = _key(vault, "bob", BOB_SECRET)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+
+
+def _proj_read_to(vault: Path, tmp_path: Path, *readers: str) -> tuple[Path, str]:
+    """alice's folder proj (plan.txt), shared READ with each of ``readers`` (bob first).  Returned: her
+    mount point (unmounted) and proj's id."""
+    mnt = scene(vault, tmp_path, {"proj": None, "proj/plan.txt": "plan"},
+                [("proj", reader, "READ") for reader in readers], users=readers)
+    return mnt, _node_fid(vault, "alice", "proj")
+
+
+HOLE_FOLDER_NAME = "hole (2): undeleting.name_of takes a folder's name from the refused document only"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_NAME)
+@pytest.mark.parametrize("how", ["dot-name", "keyless"])
+def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_folder(
+        vault: Path, tmp_path: Path, how: str) -> None:
+    """alice's folder proj (plan.txt) shared READ with bob.  bob signs a deletion of proj naming it
+    ".proj" in her root (``dot-name``), or one without her wrapping of its key, so that she cannot open
+    the name in it (``keyless``).  alice unlocks: refused ("it stays").  Safe: her root lists proj and
+    nothing else, holding plan.txt (round 13 (3), a folder's case: a READ recipient renames nothing)."""
+    mnt, proj = _proj_read_to(vault, tmp_path, "bob")
+    if how == "dot-name":
+        _bobs_read_deletion(vault, proj, name=".proj")
+    else:
+        _bobs_read_deletion(vault, proj, keyless=True)
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        listed = sorted(os.listdir(mnt))
+        print(status[-1500:], listed)
+        assert "who holds no WRITE where it was" in status
+        assert listed == ["proj"], f"bob, a READ recipient, renamed alice's folder: {listed}"
+        assert (mnt / "proj" / "plan.txt").read_text() == "plan"
+
+
+HOLE_FOLDER_KEY = "hole (3): undeleting.rebuilt gives a folder a new key its readers' key files never get"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_KEY)
+def test_a_read_recipients_refused_deletion_of_a_shared_folder_does_not_lock_out_its_other_readers(
+        vault: Path, tmp_path: Path) -> None:
+    """alice's folder proj (plan.txt) shared READ with bob and with carol; carol reads it.  bob signs a
+    deletion of proj that leaves out alice's wrapping of its key.  alice unlocks (refused: "it stays")
+    and writes a file in it.  Safe: carol, at her next mount, still reads proj's files (a READ
+    recipient takes nothing from another reader; alice's own commit over his document mends it)."""
+    mnt, proj = _proj_read_to(vault, tmp_path, "bob", "carol")
+    with mounted(vault, tmp_path / "carol", "--user", "carol", passphrase=CAROL) as cmnt:
+        assert (cmnt / "shared" / "alice" / "proj" / "plan.txt").read_text() == "plan"
+    _bobs_read_deletion(vault, proj, keyless=True)
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-1500:])
+        (folder,) = os.listdir(mnt)  # its name is (2)'s: whichever it is, she writes in it
+        print("alice sees", folder, sorted(os.listdir(mnt / folder)))
+        assert (mnt / folder / "plan.txt").read_text() == "plan"
+        (mnt / folder / "more.txt").write_text("more")
+        os.utime(mnt / folder)
+    assert "who holds no WRITE where it was" in status
+    with mounted(vault, tmp_path / "carol", "--user", "carol", passphrase=CAROL) as cmnt:
+        print(fusevault("status", cmnt).stdout[-1500:])
+        shared = cmnt / "shared" / "alice"
+        listed = sorted(os.listdir(shared)) if shared.exists() else []
+        print("carol sees", listed)
+        assert len(listed) == 1, "carol lost alice's shared folder"
+        assert (shared / listed[0] / "plan.txt").read_text() == "plan"
