@@ -9,7 +9,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from attack_scenes import recipients_dek, scene
+from attack_scenes import mounts_again, recipients_dek, scene
 from conftest import fusevault, mounted
 
 from fusevault.crypto import aead
@@ -80,6 +80,37 @@ def _proj_read_to(vault: Path, tmp_path: Path, *readers: str) -> tuple[Path, str
     mnt = scene(vault, tmp_path, {"proj": None, "proj/plan.txt": "plan"},
                 [("proj", reader, "READ") for reader in readers], users=readers)
     return mnt, _node_fid(vault, "alice", "proj")
+
+
+def _root_fid(vault: Path) -> str:
+    """alice's root folder's id (her user document names it)."""
+    user = next(u for u in adversary.docs(vault, "UserDetails") if u.get("username") == "alice")
+    return user["root"]
+
+
+HOLE_ROOT_ROW = "hole (4): loading._root_again reads the root row with store.get, which raises CorruptData"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_ROOT_ROW)
+@pytest.mark.parametrize("body", ["[]", "[" * 200 + "]" * 200], ids=["no-object", "too-deep"])
+def test_a_root_row_that_does_not_read_does_not_stop_her_mount(
+        vault: Path, tmp_path: Path, body: str) -> None:
+    """alice's notes.txt.  A store writer (no key) puts a body that does not read in her root folder's
+    row (JSON that is no object, or nested deeper than fusevault reads).  Safe: her vault mounts and
+    notes.txt reads (round 11 (9): a root not in the store is a rollback, said, and made empty in memory;
+    what is in it loads into it)."""
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("alice's notes")
+    root = _root_fid(vault)
+    db = sqlite3.connect(vault / "store.sqlite", timeout=30)
+    try:
+        with db:
+            assert db.execute("UPDATE docs SET body = ? WHERE id = ?", (body, root)).rowcount == 1
+    finally:
+        db.close()
+    with mounts_again(vault, mnt):
+        assert (mnt / "notes.txt").read_text() == "alice's notes"
 
 
 HOLE_FOLDER_NAME = "hole (2): undeleting.name_of takes a folder's name from the refused document only"
