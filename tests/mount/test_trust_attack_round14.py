@@ -113,6 +113,60 @@ def test_a_root_row_that_does_not_read_does_not_stop_her_mount(
         assert (mnt / "notes.txt").read_text() == "alice's notes"
 
 
+def _plant_row(vault: Path, doc_id: str, doc_type: str, body: dict) -> None:
+    """A row a store writer (no key) puts in the vault folder's store: ``doc_type`` in the row's type
+    column (which ``LocalStore.iter_type`` selects on), ``body`` as its JSON."""
+    db = sqlite3.connect(vault / "store.sqlite", timeout=30)
+    try:
+        with db:
+            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM docs").fetchone()
+            db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body, revs) "
+                       "VALUES (?, '1-0', ?, 0, ?, ?, NULL)", (doc_id, seq, doc_type, json.dumps(body)))
+    finally:
+        db.close()
+
+
+HOLE_META_PATH = "hole (5): meta_files.reconcile makes a path of an unsigned user or group document's id"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_META_PATH)
+@pytest.mark.parametrize("kind", ["UserDetails", "Group"])
+def test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder(
+        vault: Path, tmp_path: Path, kind: str) -> None:
+    """A store writer (no key, nothing signed) plants a UserDetails (or Group) row whose id is
+    "../../escaped/x" and whose body has the shape ``shapes.well_formed`` asks.  alice mounts (every
+    mount, and every administrative command, reconciles meta.inf files first; root's shared mount
+    does it as root).  Safe: nothing is made outside the vault folder, and her mount comes up."""
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("alice's notes")
+    body = ({"type": kind, "username": "x", "created_at": 1} if kind == "UserDetails" else
+            {"type": kind, "groupname": "x", "owner": "x", "created_at": 1, "users": {}})
+    _plant_row(vault, "../../escaped/x", kind, body)
+    with mounts_again(vault, mnt):
+        made = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "escaped").rglob("*"))
+        print("made outside the vault folder:", made)
+        assert not (tmp_path / "escaped").exists(), f"a planted id wrote outside the vault folder: {made}"
+        assert (mnt / "notes.txt").read_text() == "alice's notes"
+
+
+HOLE_UNTYPED = "hole (6): shapes.ok checks the body's type, iter_type selects the row's: no check, KeyError"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_UNTYPED)
+@pytest.mark.parametrize("kind", ["UserDetails", "Group", "Share"])
+def test_a_row_typed_only_by_its_column_does_not_stop_her_mount(vault: Path, tmp_path: Path, kind: str) -> None:
+    """A store writer (no key) plants a row of type ``kind`` (the row's type column) whose body is
+    ``{}``: no ``type`` field, so ``shapes.ok`` has no shape to check it against.  Safe: alice's vault
+    mounts and notes.txt reads (a row that is no document of its kind is left out, as ``[]`` is)."""
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("alice's notes")
+    _plant_row(vault, "planted", kind, {})
+    with mounts_again(vault, mnt):
+        assert (mnt / "notes.txt").read_text() == "alice's notes"
+
+
 HOLE_FOLDER_NAME = "hole (2): undeleting.name_of takes a folder's name from the refused document only"
 
 
