@@ -6,8 +6,10 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import adversary
+import httpx
 import pytest
 from attack_scenes import mounts_again, recipients_dek, scene
 from conftest import fusevault, mounted
@@ -148,6 +150,24 @@ def test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder(
         print("made outside the vault folder:", made)
         assert not (tmp_path / "escaped").exists(), f"a planted id wrote outside the vault folder: {made}"
         assert (mnt / "notes.txt").read_text() == "alice's notes"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_META_PATH)
+def test_a_servers_user_id_writes_nothing_outside_the_vault_folder(tmp_path: Path, couchdb_url: str) -> None:
+    """alice's vault kept in a CouchDB database (``init --couchdb``).  The server (no key) adds a
+    UserDetails document whose id is "../../escaped/x" (ids may hold "/": percent-encoded in the URL).
+    Safe: alice's mount makes nothing outside the vault folder, and comes up."""
+    vault = tmp_path / "vault"
+    assert fusevault("init", vault, "--user", "alice", "--couchdb", couchdb_url).returncode == 0
+    body = {"type": "UserDetails", "username": "x", "created_at": 1}
+    put = httpx.put(f"{couchdb_url}/{quote('../../escaped/x', safe='')}", json=body, timeout=30)
+    print(put.status_code, put.text)
+    put.raise_for_status()
+    mnt = tmp_path / "mnt"
+    with mounts_again(vault, mnt):
+        made = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "escaped").rglob("*"))
+        print("made outside the vault folder:", made)
+        assert not (tmp_path / "escaped").exists(), f"the server's id wrote outside the vault folder: {made}"
 
 
 HOLE_UNTYPED = "hole (6): shapes.ok checks the body's type, iter_type selects the row's: no check, KeyError"
