@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -12,17 +13,20 @@ import adversary
 import httpx
 import pytest
 from attack_scenes import mounts_again, recipients_dek, scene
-from conftest import fusevault, mounted
+from conftest import fusevault, mounted, wait_for
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.vault.model.nodes import open_node_attrs
+from mount.test_shared_mount import SECRETS, People, linux, people, place, python, shared_vault  # noqa: F401
+from mount.test_shared_mount import pytestmark as SHARED_ONLY
+from mount.test_trust_attack_round11 import bob_reads_proj_through_team
 from mount.test_trust_writes import BOB as BOB_SECRET
-from mount.test_trust_writes import CAROL, _key, _node_fid
+from mount.test_trust_writes import CAROL, _admin, _key, _node_fid
 
 
-def _plant_seq(vault: Path, seq: object) -> None:
+def _plant_seq(vault: Path, seq: object, body: str = "{}") -> None:
     """A row a store writer (no key) puts in the vault folder's SQLite store directly, whose ``seq``
     (the store's change counter) is not a whole number: SQLite keeps a column's value of another type
     as it is (``seq INTEGER`` is only an affinity)."""
@@ -30,7 +34,7 @@ def _plant_seq(vault: Path, seq: object) -> None:
     try:
         with db:
             db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body, revs) "
-                       "VALUES ('planted', '1-0', ?, 0, NULL, '{}', NULL)", (seq,))
+                       "VALUES ('planted', '1-0', ?, 0, NULL, ?, NULL)", (seq, body))
     finally:
         db.close()
 
@@ -57,6 +61,32 @@ def test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes(
         print(listed)
         assert (mnt / "new.txt").read_text() == "new file"
         assert (mnt / "notes.txt").read_text() == "second"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_SEQ)
+@SHARED_ONLY
+def test_a_row_whose_seq_is_no_whole_number_does_not_make_the_shared_mount_miss_a_members_removal(
+        people: People, shared_vault: Path) -> None:  # noqa: F811
+    """root's shared mount: alice shares proj with @team (bob a member); bob reads it.  A store writer
+    plants ONE row whose ``seq`` is 1e300 (its body does not read, which the watcher skips and says);
+    then the administrator removes bob from team.  Safe: bob
+    loses the group's folder while unlocked (round 13 (1)'s scene: the watcher, which reads the
+    store's changes after the last seq it took in, must not be stalled by one row)."""
+    bob_reads_proj_through_team(people)
+    _plant_seq(shared_vault, 1e300, body="[]")
+    # Its body does not read: the watcher skips it with an alarm to each unlocked user, so alice's
+    # status tells when the watcher has read past it (nothing else is waited on).
+    wait_for(lambda: "document 'planted' in the store does not read" in
+             people.fusevault("alice", "status", str(people.mnt)).stdout, "the watcher reading the row")
+    _admin(shared_vault, "group", "member", "remove", "team", "bob", passphrase=SECRETS["alice"])
+    deadline = time.monotonic() + 20  # the watcher turns every second: 20 turns
+    while time.monotonic() < deadline:
+        if people.sh("bob", "cat $M/groups/team/proj/plan.txt").stdout != "plan\n":
+            break
+        time.sleep(0.5)
+    kept = people.sh("bob", "cat $M/groups/team/proj/plan.txt")
+    print(kept.returncode, kept.stdout, kept.stderr)
+    assert kept.stdout != "plan\n", "bob, removed from team, still reads its folder"
 
 
 def _bobs_read_deletion(vault: Path, fid: str, *, keyless: bool = False, name: str | None = None) -> None:
