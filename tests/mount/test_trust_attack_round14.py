@@ -30,9 +30,9 @@ Found at 3e89cc8: 7 holes in 15 xfail tests, most severe first:
    attacker's) at that path: any folder made, any file named meta.inf replaced, as the mounting user;
    root's shared mount reconciles as root before anything is dropped (fs/shared.py ``serve``; read, not
    driven: these tests run as root anyway).  Cause: meta_files.reconcile and layout.user_dir/group_dir
-   take an unsigned document's id as a path (an absolute id, "/x", goes anywhere too: read).  Fix: an id used as a path must be one name fusevault makes
-   (32 hex digits) or is refused with an alarm (in ``shapes``: user_ok/group_ok), and the sync's pull
-   refuses such ids; ``atomic_write`` under the vault root only (openat, O_NOFOLLOW, as export does).
+   take an unsigned document's id as a path (an absolute id, "/x", goes anywhere too: read).  Fix: an
+   id used as a path must be one name fusevault makes (32 hex digits) or is refused with an alarm (in
+   ``shapes``: user_ok/group_ok), and the sync's pull refuses such ids; ``atomic_write`` under the vault root only (openat, O_NOFOLLOW, as export does).
    Tests: test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder (UserDetails, Group),
    test_a_servers_user_id_writes_nothing_outside_the_vault_folder.
 3. A READ RECIPIENT RENAMES OR HIDES HER FOLDER (round 13 (3)'s fix covers files with a version only).
@@ -240,7 +240,7 @@ def _plant_row(vault: Path, doc_id: str, doc_type: str, body: dict) -> None:
         db.close()
 
 
-HOLE_LINEAGE = "hole (7): history.lineage reads a replaced file's row with store.get, which raises CorruptData"
+HOLE_LINEAGE = "hole (7): history.lineage reads a replaced file's row with store.get: CorruptData"
 
 
 @pytest.mark.xfail(strict=True, reason=HOLE_LINEAGE)
