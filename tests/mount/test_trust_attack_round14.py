@@ -32,7 +32,8 @@ Found at 3e89cc8: 7 holes in 15 xfail tests, most severe first:
    driven: these tests run as root anyway).  Cause: meta_files.reconcile and layout.user_dir/group_dir
    take an unsigned document's id as a path (an absolute id, "/x", goes anywhere too: read).  Fix: an
    id used as a path must be one name fusevault makes (32 hex digits) or is refused with an alarm (in
-   ``shapes``: user_ok/group_ok), and the sync's pull refuses such ids; ``atomic_write`` under the vault root only (openat, O_NOFOLLOW, as export does).
+   ``shapes``: user_ok/group_ok), and the sync's pull refuses such ids; meta.inf written under the
+   vault root only (openat, O_NOFOLLOW, as export does).
    Tests: test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder (UserDetails, Group),
    test_a_servers_user_id_writes_nothing_outside_the_vault_folder.
 3. A READ RECIPIENT RENAMES OR HIDES HER FOLDER (round 13 (3)'s fix covers files with a version only).
