@@ -6,7 +6,7 @@ The owner, alice; bob, a user of her vault (a READ recipient where said) who can
 carol, another reader; the CouchDB server.  Each test asserts the SAFE behaviour; holes are marked
 ``xfail(strict=True)``, each seen to fail for the reason named (``--runxfail``), with a control passing.
 
-Found at 3e89cc8: 7 holes in 15 xfail tests, most severe first:
+Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
 1. DATA LOSS, SILENT (a writer of the vault folder, no key).  One row put in store.sqlite whose ``seq``
    is no whole number: SQLite keeps 1e300 (REAL) or "x" (TEXT) in ``seq INTEGER``.  1e300:
    ``LocalStore.next_seq`` (MAX(seq)+1) gives 1e300 to every document of every later commit, and
@@ -23,19 +23,23 @@ Found at 3e89cc8: 7 holes in 15 xfail tests, most severe first:
    REPLACE: a seq clash fails the commit, never deletes another document).
    Tests: test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes (real, text),
    test_a_row_whose_seq_is_no_whole_number_does_not_make_the_shared_mount_miss_a_members_removal.
-2. WRITES OUTSIDE THE VAULT FOLDER (the CouchDB server, or a store writer; no key, nothing signed).  A
-   UserDetails (or Group) document whose id is "../../escaped/x", with the shape ``shapes.well_formed``
-   asks: at every mount and every `user`/`group` command, ``meta_files.reconcile`` makes
-   ``users/<id>/own``, ``users/<id>/shared`` and writes ``<id>/meta.inf`` (JSON, fields of the
-   attacker's) at that path: any folder made, any file named meta.inf replaced, as the mounting user;
-   root's shared mount reconciles as root before anything is dropped (fs/shared.py ``serve``; read, not
-   driven: these tests run as root anyway).  Cause: meta_files.reconcile and layout.user_dir/group_dir
-   take an unsigned document's id as a path (an absolute id, "/x", goes anywhere too: read).  Fix: an
-   id used as a path must be one name fusevault makes (32 hex digits) or is refused with an alarm (in
-   ``shapes``: user_ok/group_ok), and the sync's pull refuses such ids; meta.inf written under the
-   vault root only (openat, O_NOFOLLOW, as export does).
+2. WRITES AND DELETES OUTSIDE THE VAULT FOLDER (the CouchDB server, or a store writer; no key, nothing
+   signed).  A UserDetails (or Group) document whose id is "../../escaped/x", with the shape
+   ``shapes.well_formed`` asks: at every mount and every `user`/`group` command,
+   ``meta_files.reconcile`` makes ``<id>/own``, ``<id>/shared`` and writes ``<id>/meta.inf`` (JSON,
+   fields of the attacker's) at that path under ``users/``: any folder made, any file named meta.inf
+   replaced, as the mounting user; root's shared mount reconciles as root (fs/shared.py ``serve``;
+   read, not driven).  Worse, `user remove` of such a user (an administrator cleaning out a user she
+   does not know) does ``shutil.rmtree(layout.user_dir(id))``: seen deleting a whole folder outside
+   the vault folder ("removed user mallory", exit 0).  An absolute id ("/x") goes anywhere too (read).
+   Cause: meta_files.reconcile, services/accounts.py (user removal), layout.user_dir/group_dir take an
+   unsigned document's id as a path.  Fix: an id used as a path must be one name fusevault makes (32
+   hex digits), else refused with an alarm (``shapes.user_ok``/``group_ok``), and the sync's pull
+   refuses such ids; meta.inf written and folders removed under the vault root only (openat,
+   O_NOFOLLOW, as export does).
    Tests: test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder (UserDetails, Group),
-   test_a_servers_user_id_writes_nothing_outside_the_vault_folder.
+   test_a_servers_user_id_writes_nothing_outside_the_vault_folder,
+   test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder.
 3. A READ RECIPIENT RENAMES OR HIDES HER FOLDER (round 13 (3)'s fix covers files with a version only).
    bob, READ on alice's folder proj, signs a deletion of it naming it ".proj" (his attributes, sealed
    under the key his grant gives), or leaving out her wrapping of its key (she cannot open his
@@ -275,7 +279,7 @@ def test_a_replaced_files_row_that_does_not_read_does_not_take_her_files_history
     assert len(after.stdout.splitlines()) >= 3  # the heading and her two versions of the file she has
 
 
-HOLE_META_PATH = "hole (2): meta_files.reconcile makes a path of an unsigned user or group document's id"
+HOLE_META_PATH = "hole (2): reconcile and user removal make a path of an unsigned user/group id"
 
 
 @pytest.mark.xfail(strict=True, reason=HOLE_META_PATH)
@@ -315,6 +319,25 @@ def test_a_servers_user_id_writes_nothing_outside_the_vault_folder(tmp_path: Pat
         made = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "escaped").rglob("*"))
         print("made outside the vault folder:", made)
         assert not (tmp_path / "escaped").exists(), f"the server's id wrote outside the vault folder: {made}"
+
+
+@pytest.mark.xfail(strict=True, reason=HOLE_META_PATH)
+def test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder(
+        vault: Path, tmp_path: Path) -> None:
+    """A store writer (or the server, as above) adds a user "mallory" whose id is "../../victim" (no key,
+    nothing signed); tmp_path/victim holds a file of someone's.  The administrator, seeing a user she
+    does not know in her vault, runs `fusevault user remove mallory`.  Safe: the file outside the vault
+    folder is still there (whatever the command says)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("not the vault's")
+    _plant_row(vault, "../../victim", "UserDetails",
+               {"type": "UserDetails", "username": "mallory", "created_at": 1, "root": "0" * 32})
+    done = fusevault("user", "remove", "mallory", env={"FUSEVAULT_VAULT": str(vault)})
+    print(done.returncode, done.stdout[-500:], done.stderr[-500:])
+    left = sorted(str(p.relative_to(tmp_path)) for p in victim.rglob("*")) if victim.exists() else None
+    print("left outside the vault folder:", left)
+    assert (victim / "precious.txt").exists(), "removing a planted user deleted a folder outside the vault"
 
 
 HOLE_UNTYPED = "hole (5): shapes.ok checks the body's type, iter_type selects the row's: no check, KeyError"
