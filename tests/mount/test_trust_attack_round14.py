@@ -55,11 +55,11 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    holds the old key at the same epoch 0, which ``fill_missing`` counts as good ("a key is only ever
    created, never replaced"): at her next mount carol sees proj as a folder named by its id that she may
    not enter (EACCES), though alice shares it still (control: his deletion keeping her wrapping: carol
-   reads on).  The same for a
-   folder ever given a new key (epoch > 0: a new key whatever his document holds) and a file with no
-   version (read, not driven).  Cause: undeleting.rebuilt (``aead.new_key()`` at the seen epoch).  Fix:
-   a node rebuilt under a new key takes an epoch above every one seen and goes to ``ledger.rolled`` (its
-   grantees' keys sealed again, as after a rollback); or the ledger keeps her folders' keys (sealed).
+   reads on).  The same for a folder ever given a new key (epoch > 0: a new key whatever his document
+   holds) and a file with no version (read, not driven).  Cause: undeleting.rebuilt (``aead.new_key()``
+   at the seen epoch).  Fix: a node rebuilt under a new key takes an epoch above every one seen and goes
+   to ``ledger.rolled`` (its grantees' keys sealed again, as after a rollback); or the ledger keeps her
+   folders' keys (sealed).
    Test: test_a_read_recipients_refused_deletion_of_a_shared_folder_does_not_lock_out_its_other_readers.
 5. A ROW TYPED ONLY BY ITS COLUMN STOPS EVERY MOUNT AND EVERY ADMIN COMMAND (store writer, no key).  A
    row of type UserDetails, Group or Share (the type column, which ``iter_type`` selects on) whose body
