@@ -65,7 +65,7 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    row of type UserDetails, Group or Share (the type column, which ``iter_type`` selects on) whose body
    is ``{}``: ``shapes.ok`` picks its check by the BODY's type (none: no check), so reconcile's
    ``group_meta``/``user_meta`` raise KeyError ("internal error", exit 70) and ``all_grants`` raises
-   CorruptData ("share document planted is malformed", exit 5), before any key is asked.  Cause:
+   CorruptData ("share document planted is malformed", exit 5).  Cause:
    vault/model/shapes.py ``ok``/``well_formed``.  Fix: well_formed checks the shape of the kind asked for
    (and that the body's type is it); all_grants leaves a bad Share out, as iter_type leaves out ``[]``.
    Test: test_a_row_typed_only_by_its_column_does_not_stop_her_mount (UserDetails, Group, Share).
