@@ -555,6 +555,20 @@ def bob_reads_proj_through_team(people: People) -> None:  # noqa: F811
     assert people.ok("bob", "cat $M/groups/team/proj/plan.txt") == "plan\n"
 
 
+def removed_bob_loses_proj(people: People, vault: Path) -> None:  # noqa: F811
+    """The administrator removes bob from team (alice's passphrase); bob, unlocked, must lose the group's
+    folder within 20 of the watcher's turns (one a second)."""
+    _admin(vault, "group", "member", "remove", "team", "bob", passphrase=SECRETS["alice"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if people.sh("bob", "cat $M/groups/team/proj/plan.txt").stdout != "plan\n":
+            break
+        time.sleep(0.5)
+    kept = people.sh("bob", "cat $M/groups/team/proj/plan.txt")
+    print(kept.returncode, kept.stdout, kept.stderr)
+    assert kept.stdout != "plan\n", "bob, removed from team, still reads its folder"
+
+
 @SHARED_ONLY
 def test_a_row_that_does_not_read_does_not_make_the_shared_mount_miss_a_members_removal(
         people: People, shared_vault: Path) -> None:  # noqa: F811
