@@ -7,7 +7,7 @@ as tests/unit/test_freshness_vectors.py does: two devices are two records, a sec
 whose signatures hold; the two worst are also played with the real commands and mounts.
 
 Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first
-(1, 2, 4, 5, 6, 7 FIXED; 3, 8, 9 open):
+(all 9 FIXED):
 1. FIXED (group member add/remove refuse a body not signed by the owner or not admitted here: exit 32).
    A removed group member comes back, signed by her (real commands; not new with vectors: the made_at_us rule
    did the same).  alice removes bob from team; the store's writer puts the older signed team (bob in it)
@@ -34,7 +34,12 @@ Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first
    floor like settings.save.  Tests: test_a_users_share_under_her_share_id_does_not_revoke_her_share,
    test_a_grantee_body_under_her_share_id_does_not_move_her_record,
    test_a_grantee_body_under_her_share_id_leaves_her_next_body_valid.
-3. False alarm, legitimate use (real commands): she shares notes.txt on her laptop and unshares it before her
+3. FIXED (freshness.Freshness keeps when each deletion was seen here, ``deleted_at``; a body of hers made
+   apart from the deleted ones and stamped after that time and every body seen is a new signing: it becomes
+   the one tip, the deleted vectors are kept joined as ``buried`` (a body at or below them: a replay); the
+   trade: her body signed BEFORE the unshare on a device whose clock ran ahead past the time the deletion
+   was seen here, withheld, counts again; without that skew it is refused, concurrent alarm).
+   False alarm, legitimate use (real commands): she shares notes.txt on her laptop and unshares it before her
    desktop synced; later she shares it again on the desktop.  The laptop refuses it as "concurrent" (alarm
    "the server may have withheld one"; nothing shared there) until she shares it again on the laptop; the
    made_at_us rule took it.  Cause: the deleted body's vector stays a tip (``Freshness._replay``/``saw``),
@@ -69,14 +74,19 @@ Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first
    (unmount, lock) reports nothing.  From before h-flush (its flush_closed dropped the paths too).  Fix:
    remember the failure and make save_all report it (an alarm; the store's log not synced as if fine).
    Test: test_a_batch_that_failed_to_flush_is_not_forgotten.
-8. Settings after a far-ahead body from before vectors: her device saw a vector-less body stamped more than
+8. FIXED (settings.save stamps above a body WITHOUT a vector however far ahead, at most 2**53-1; a
+   vectored one's far-ahead stamp is still not followed: its vector orders it).
+   Settings after a far-ahead body from before vectors: her device saw a vector-less body stamped more than
    MAX_AHEAD_US ahead (a laptop with a wrong clock, older code); she turns watching off there: settings.save
    dates it "now", ``_newest_seen`` has no tips and judges it by settings_at_us alone: never the newest (her
    safer value is not recorded as confirmed), and the far-ahead body, replayed, is the newest again.  Fix:
    when the body it replaces is her own signed one, settings.save stamps above it (clamped only at the 2**53
    limit), so the stamp rule still orders it.
    Test: test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_newest.
-9. Two devices with one device id (a state directory copied to set up a new machine): they sign equal
+9. FIXED (vault/model/device.py: a record keeps, with its device id, a digest of the machine id and its
+   real path; read elsewhere, it signs under a new device id from its first signing there: freshness and
+   confirmed; not caught: a clone at the same path with the same machine id).
+   Two devices with one device id (a state directory copied to set up a new machine): they sign equal
    vectors and ``lineage.placed`` orders them by made_at_us: the laptop's (clock a day ahead) earlier WRITE,
    withheld and served later, silently replaces the READ she set after it on the desktop: the round 10b
    skew again.  Fix: equal vectors on two different bodies are concurrent unless one is a re-signing by
@@ -187,10 +197,6 @@ def test_a_grantee_body_under_her_share_id_does_not_move_her_record(tmp_path: Pa
     assert again[lineage.FIELD][laptop.fresh.device] < lineage.MAX_COUNT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: freshness.py Freshness._replay/lineage.placed: after an unshare "
-    "the deleted body's vector stays a tip, so a new share signed on a device that never saw "
-    "it is 'concurrent' (refused, alarm) where the made_at_us rule took it as newer"))
 def test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm(tmp_path: Path) -> None:
     laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
     first = laptop.sign(_share(perm="WRITE"))  # shared on the laptop ...
@@ -217,10 +223,6 @@ def test_unshare_takes_the_key_back_with_another_users_body_at_her_share_id(
     assert not [k for k in keys if k.exists()]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: freshness.py Freshness._replay/lineage: the unshared body's vector "
-    "stays a tip on the laptop; her new share from the desktop, which never saw it, is "
-    "'concurrent': refused with an alarm, nothing shared"))
 def test_sharing_again_from_her_desktop_after_an_unshare_on_her_laptop_counts_there(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real commands, sequential use of two devices: on her laptop alice shares notes.txt with bob and
@@ -259,10 +261,6 @@ def test_a_flood_of_concurrent_bodies_keeps_her_record_bounded(tmp_path: Path) -
     assert len(kept) <= 64, (len(kept), laptop.fresh.path.stat().st_size)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: lineage.placed orders two bodies with ONE vector by made_at_us: "
-    "two devices with one device id (a copied state directory) sign equal vectors, and the "
-    "wall clock decides again, silently (the round 10b skew reopens)"))
 def test_two_devices_with_one_device_id_are_not_ordered_by_their_clocks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     laptop = _Device(tmp_path, "laptop", skew_ns=DAY_NS)  # clock a day ahead
@@ -299,11 +297,6 @@ class _UserStore:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: confirmed.py _newest_seen: with no tips yet (the newest body seen "
-    "had no vector) a vectored body is judged by settings_at_us alone, and settings.save dates "
-    "it 'now' under a stamp from a clock over MAX_AHEAD_US ahead: her new settings are never "
-    "the newest, and the older body, replayed, is"))
 def test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_newest(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
