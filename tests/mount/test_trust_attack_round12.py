@@ -116,6 +116,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -132,7 +133,8 @@ from fusevault.crypto.signing import sign_doc
 from fusevault.errors import Replayed
 from fusevault.vault.files import closed
 from fusevault.vault.model import confirmed, freshness, lineage, retention, settings, sharing
-from fusevault.vault.model.freshness import Freshness
+from fusevault.vault.model import device as device_ids
+from fusevault.vault.model.freshness import Freshness, stamp
 from mount.test_trust_attack_round10b import _config, _set
 from mount.test_trust_grants import notes_shared_with_bob
 from mount.test_trust_settings import status
@@ -431,6 +433,164 @@ def test_sharing_again_after_an_unshare_on_a_device_that_saw_it_counts(tmp_path:
     assert not laptop.takes(first) and not desktop.takes(first)
 
 
+# --- abuse of the round 12 (3) fix: a new signing after a deletion, never an unshare undone
+
+
+def _reopened(device: _Device, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device's record, saved and read back (what a new mount of it holds)."""
+    device.fresh.save()
+    monkeypatch.setattr(freshness, "state_path", lambda *_: device.fresh.path)
+    device.fresh = Freshness.open(device.fresh.key, device.fresh.path.parent, "vault", device.alarms)
+
+
+def test_a_body_she_signed_apart_before_the_unshare_served_after_it_is_refused(tmp_path: Path) -> None:
+    """Holds (the trade of the (3) fix): her desktop shares notes.txt with carol (WRITE) while her laptop
+    shares it too, neither seeing the other's; the server withholds the desktop's; she unshares on the
+    laptop.  Served now, the desktop's body (stamped before the laptop saw the deletion) must not bring the
+    share back: refused, with the concurrent alarm (a fix taking any body made apart after a deletion fails
+    here)."""
+    laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
+    withheld = desktop.sign(_share(perm="WRITE"))
+    first = laptop.sign(_share(perm="READ"))
+    assert laptop.takes(first)
+    time.sleep(0.001)
+    laptop.fresh.sweep(set())  # unshared on the laptop
+    assert not laptop.takes(withheld)
+    assert "concurrent-grant" in laptop.alarms
+    assert not laptop.takes(first)  # and her unshared body stays a replay
+
+
+def test_the_unshared_body_replayed_after_she_shares_again_elsewhere_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holds: the laptop takes the desktop's new share after its own unshare (the (3) fix), the record read
+    back from disk between each step; then the server puts the unshared WRITE body back: a replay, refused,
+    and the new READ still counts; what the laptop signs next is above both (the desktop takes it)."""
+    laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
+    first = laptop.sign(_share(perm="WRITE"))
+    assert laptop.takes(first)
+    laptop.fresh.sweep(set())
+    _reopened(laptop, monkeypatch)  # when the deletion was seen is kept
+    time.sleep(0.001)
+    again = desktop.sign(_share(perm="READ"))
+    assert desktop.takes(again) and laptop.takes(again)
+    _reopened(laptop, monkeypatch)  # the deleted body's vector is kept
+    assert not laptop.takes(first)
+    assert "replayed-grant" in laptop.alarms
+    assert laptop.takes(again)
+    later = laptop.sign(_share(perm="READ,WRITE"))
+    assert desktop.takes(later), desktop.alarms.as_list()
+    assert lineage.compare(later[lineage.FIELD], first[lineage.FIELD]) is lineage.Order.NEWER
+    for device in (laptop, desktop):
+        assert not device.takes(first) and not device.takes(again)
+
+
+@pytest.mark.parametrize("made", [JS_EXACT, 2**64, float("inf"), float("nan"), 1e300, True, None, "9" * 20])
+def test_a_stamp_no_fusevault_signs_never_makes_a_body_a_new_signing_after_an_unshare(
+        tmp_path: Path, made: object) -> None:
+    """Holds: after her unshare on the laptop, a body made apart (a desktop that never saw the share) whose
+    made_at_us is none fusevault signs (at or past 2**53, not finite, not an integer, absent) is not taken as
+    a new signing: refused with an alarm, and the deletion stays."""
+    laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
+    assert laptop.takes(laptop.sign(_share(perm="WRITE")))
+    laptop.fresh.sweep(set())
+    body = desktop.sign(_share(perm="READ"))
+    body = {k: v for k, v in body.items() if k != freshness.FIELD}
+    if made is not None:
+        body[freshness.FIELD] = made
+    assert not laptop.takes(body)
+    assert laptop.alarms.as_list()
+    assert laptop.fresh.seen[sharing.doc_id(FID, CAROL)][2]  # still deleted
+
+
+@pytest.mark.parametrize("count", [float("inf"), float("nan"), lineage.MAX_COUNT + 1, 2**64, 1e300])
+def test_a_vector_count_no_fusevault_signs_never_makes_a_body_a_new_signing_after_an_unshare(
+        tmp_path: Path, count: object) -> None:
+    """Holds: the same with the body's own device count huge or not finite: refused as malformed, and her
+    record (deletion, tips) is as it was."""
+    laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
+    assert laptop.takes(laptop.sign(_share(perm="WRITE")))
+    laptop.fresh.sweep(set())
+    before = (dict(laptop.fresh.seen), dict(laptop.fresh.tips), dict(laptop.fresh.deleted_at))
+    time.sleep(0.001)
+    body = desktop.sign(_share(perm="READ"))
+    body[lineage.FIELD] = {desktop.fresh.device: count}
+    assert not laptop.takes(body)
+    assert "replayed-grant" in laptop.alarms
+    assert (laptop.fresh.seen, laptop.fresh.tips, laptop.fresh.deleted_at) == before
+
+
+def test_another_users_body_after_her_unshare_leaves_her_share_deleted(tmp_path: Path) -> None:
+    """Holds: bob's own body at her share id after her unshare (a vector made apart, the largest stamp a
+    server holds: a new signing by the (3) rule, were it hers) moves only his record: her unshared body,
+    back, is still a replay, and her deletion stays."""
+    laptop = _Device(tmp_path, "laptop")
+    hers = laptop.sign(_share(grantee=BOB))
+    assert laptop.takes(hers)
+    laptop.fresh.sweep(set())
+    his = {**_share(owner=BOB, grantee=BOB), freshness.FIELD: JS_EXACT - 1, lineage.FIELD: {"bob-device": 1}}
+    laptop.takes(his)
+    assert laptop.fresh.seen[sharing.doc_id(FID, BOB)][2]
+    assert not laptop.takes(hers)
+
+
+# --- abuse of the round 12 (9) fix: a copied record signs under a new id; the original never grows one
+
+
+def test_a_record_copied_to_another_machine_at_the_same_path_signs_under_a_new_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state directory restored on a new machine (same path, another machine id): its first body is
+    signed under a new device id, above all the record saw."""
+    machine = tmp_path / "machine-id"
+    machine.write_text("1" * 32 + "\n")
+    monkeypatch.setattr(device_ids, "MACHINE_IDS", (str(machine),))
+    laptop = _Device(tmp_path, "laptop")
+    first = laptop.sign(_share(perm="READ"))
+    laptop.fresh.save()
+    machine.write_text("2" * 32 + "\n")  # the same record, read on the new machine
+    monkeypatch.setattr(freshness, "state_path", lambda *_: laptop.fresh.path)
+    desktop = Freshness.open(laptop.fresh.key, tmp_path, "vault", laptop.alarms)
+    again = stamp(desktop, _share(perm="WRITE"))
+    assert set(again[lineage.FIELD]) == {laptop.fresh.device, desktop.device} and len(again[lineage.FIELD]) == 2
+    assert lineage.compare(again[lineage.FIELD], first[lineage.FIELD]) is lineage.Order.NEWER
+
+
+def test_a_record_read_back_where_it_was_written_keeps_its_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holds: the record reopened on its own machine and path (each mount, each reboot), and one from before
+    the binding (no "bound"), keep their device id: her vectors never grow an entry for nothing."""
+    laptop = _Device(tmp_path, "laptop")
+    signed = [laptop.sign(_share(perm="READ"))]
+    for _ in range(3):
+        _reopened(laptop, monkeypatch)
+        signed.append(laptop.sign(_share(perm="READ")))
+    laptop.fresh.save()  # as a record from before the binding: without it ...
+    plain = json.loads(laptop.fresh.key.unseal_device("grants", laptop.fresh.path.name,
+                                                      laptop.fresh.path.read_bytes()))
+    del plain["bound"]
+    laptop.fresh.path.write_bytes(laptop.fresh.key.seal_device("grants", laptop.fresh.path.name,
+                                                               json.dumps(plain).encode()))
+    laptop.fresh = Freshness.open(laptop.fresh.key, tmp_path, "vault", laptop.alarms)  # ... read back
+    signed.append(laptop.sign(_share(perm="READ")))
+    assert [list(s[lineage.FIELD]) for s in signed] == [[laptop.fresh.device]] * 5
+    assert [s[lineage.FIELD][laptop.fresh.device] for s in signed] == [1, 2, 3, 4, 5]
+
+
+def test_a_settings_record_copied_elsewhere_signs_under_a_new_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for her settings (vault/model/confirmed.py): the state directory copied for the desktop, its
+    next settings body is signed under a new device id, while the laptop's keeps its own."""
+    key, root = MasterKey(ALICE, b"\1" * 32), tmp_path / "vault"
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "laptop"))
+    first = confirmed.next_vector(root, key)
+    assert confirmed.next_vector(root, key) == first  # the same id, read again
+    shutil.copytree(tmp_path / "laptop", tmp_path / "desktop")
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop"))
+    copied = confirmed.next_vector(root, key)
+    assert set(copied) != set(first)
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "laptop"))
+    assert confirmed.next_vector(root, key) == first
+
+
 # --- closed files flushed in batches (vault/files/closed.py, merge of h-flush): the order save_all promises
 
 
@@ -470,6 +630,27 @@ def test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest(
     assert store.doc[settings.STAMP] < ahead
     assert confirmed._newest_seen(root, key, store.doc)
     assert not confirmed._newest_seen(root, key, old)
+
+
+@pytest.mark.parametrize("far", [2**60, JS_EXACT - 1, JS_EXACT, float("inf"), float("nan"), True, "9" * 30])
+def test_a_far_stamp_planted_without_a_vector_leaves_her_stamps_exact_and_ordered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, far: object) -> None:
+    """Holds (abuse of the (8) fix, which follows a vector-less body's stamp however far ahead): the store's
+    writer plants her user document without a vector, stamped at or past 2**53, not finite, or not an
+    integer.  What she signs then is stamped with an integer a server holds exactly (at most 2**53-1), and
+    her next body is newer than it (by its vector), the one before a replay."""
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
+    key, root = MasterKey(ALICE, b"\1" * 32), tmp_path / "vault"
+    store = _UserStore({"_id": ALICE, "type": "UserDetails", **settings.Settings().as_dict(), settings.STAMP: far})
+    bodies = []
+    for watched in ("/in", None):
+        settings.save(store, ALICE, settings.Settings(source_dir_to_watch=watched), lambda doc: doc,
+                      confirmed.next_vector(root, key))
+        bodies.append(store.doc)
+        stamp_ = store.doc[settings.STAMP]
+        assert type(stamp_) is int and stamp_ < JS_EXACT, stamp_
+        assert confirmed._newest_seen(root, key, store.doc)
+    assert not confirmed._newest_seen(root, key, bodies[0])
 
 
 def test_a_batch_that_failed_to_flush_is_not_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
