@@ -25,6 +25,11 @@ A body below a tip is a replay; one neither above nor below (concurrent: made
 on a device that had not seen the other's) is refused too, with an alarm
 (``concurrent``: for a grant, nothing is sealed by either; for a Retention
 policy, gc drops nothing) until she signs it again on a device that saw both.
+One exception, after a deletion seen here: her body made apart from the deleted
+ones (sharing again on a device that never saw them) is a new signing if it is
+stamped after the deletion was seen here (``deleted_at``) and after every body
+seen; the deleted ones stay refused (``buried``; the trade is at
+``_signed_after_deletion``).
 Bodies without a vector (older code) are ordered by ``made_at_us`` as before.
 
 A user's own Retention policy (``retention-<uid>``) is stamped and
