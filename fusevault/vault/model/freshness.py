@@ -137,7 +137,8 @@ class Freshness:
         # This device in the version vectors it signs (only ever compared with her other devices'), and
         # where the record was written (vault/model/device.py: a copy elsewhere signs under a new id)
         self.device = device.new_id()
-        self.bound = device.binding(path)
+        self.here = device.binding(path)
+        self.bound = self.here
         self._dirty = False
         self._lock = threading.Lock()
 
@@ -205,11 +206,10 @@ class Freshness:
     def next_vector(self, doc_id: str) -> lineage.Vector:
         """The version vector of a body of ``doc_id`` this device signs now: above all it saw (deleted
         bodies too).  A record copied from elsewhere signs under a new device id from now on."""
-        here = device.binding(self.path)
-        if self.bound != here:
+        if self.bound != self.here:
             log.info("the record of grants seen %s was written elsewhere: this device signs under a new id",
                      self.path)
-            self.device, self.bound, self._dirty = device.new_id(), here, True
+            self.device, self.bound, self._dirty = device.new_id(), self.here, True
         seen = [v for v, _ in self.tips.get(doc_id, [])]
         return lineage.next_after([*seen, *([self.buried[doc_id]] if doc_id in self.buried else [])],
                                   self.device)
@@ -337,7 +337,8 @@ class Freshness:
             return made < newest or (gone and made <= newest)
         value = NONE if made is None else made
         buried = self.buried.get(doc_id)
-        if buried is not None and lineage.compare(vector, buried) in (lineage.Order.OLDER, lineage.Order.SAME):
+        if buried is not None and lineage.compare(vector, buried) in (lineage.Order.OLDER,
+                                                                      lineage.Order.SAME):
             return True  # at or below a body that was deleted, then replaced by a new signing
         return lineage.older(tips, vector, value) or (gone and any(
             lineage.placed(vector, value, tip) is lineage.Order.SAME for tip in tips))
