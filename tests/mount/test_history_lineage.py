@@ -12,6 +12,7 @@ import json
 import stat
 
 import trio
+from attack_scenes import rewrite
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     ALICE_UID,
     BOB_UID,
@@ -88,6 +89,26 @@ def test_a_writers_save_by_rename_in_the_shared_folder_keeps_one_history(shared)
     assert seen == b"alice's plan\n"
 
 
+async def _bobs_previous_naming_a_replaced_file(shared, before_replaced_by: bool = True  # noqa: F811
+                                                ) -> tuple[str, str]:
+    """alice's team/plan.txt (WRITE to bob) and private/secret.txt saved by rename (``before_replaced_by``:
+    the replaced file's document without ``replaced_by``); bob's document of plan.txt naming the replaced
+    file as ``previous`` arrives.  Returned: the replaced file's id and plan.txt's."""
+    drive = shared.drive
+    await _team_with_plan(shared)
+    private = await drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
+    await _write(drive, private.st_ino, b"secret.txt", b"alice's first secret\n", ALICE)
+    old = _fid(shared, b"private", b"secret.txt")
+    await _save_by_rename(drive, private.st_ino, b"secret.txt", b"alice's secret\n", ALICE)
+    if before_replaced_by:
+        await shared.volumes["alice"].flush_pending()
+        _as_before_replaced_by(shared, old)
+    plan = _fid(shared, b"team", b"plan.txt")
+    _planted(shared, _bobs_node_doc(shared, plan, {"previous": old}))
+    await trio.sleep(0)
+    return old, plan
+
+
 def test_a_writer_cannot_graft_the_owners_private_replaced_file_into_a_shared_files_history(
         shared) -> None:  # noqa: F811
     """alice saves her private/secret.txt by rename (the old file is replaced, not in the trash: it
@@ -96,14 +117,7 @@ def test_a_writer_cannot_graft_the_owners_private_replaced_file_into_a_shared_fi
     versions, and alice's own history of private/secret.txt keeps both."""
 
     async def run() -> tuple[dict, dict]:
-        drive = shared.drive
-        await _team_with_plan(shared)
-        private = await drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
-        await _write(drive, private.st_ino, b"secret.txt", b"alice's first secret\n", ALICE)
-        old = _fid(shared, b"private", b"secret.txt")
-        await _save_by_rename(drive, private.st_ino, b"secret.txt", b"alice's secret\n", ALICE)
-        _planted(shared, _bobs_node_doc(shared, _fid(shared, b"team", b"plan.txt"), {"previous": old}))
-        await trio.sleep(0)
+        await _bobs_previous_naming_a_replaced_file(shared, before_replaced_by=False)
         requests = _requests(shared)
         return (await requests.handle({"cmd": "history", "path": "team/plan.txt"}),
                 await requests.handle({"cmd": "history", "path": "private/secret.txt"}))
@@ -123,16 +137,7 @@ def test_a_replaced_file_from_before_replaced_by_is_followed_from_the_owners_doc
     (her own ``previous``); bob's ``previous`` of team/plan.txt naming it is not followed."""
 
     async def run() -> tuple[dict, dict]:
-        drive = shared.drive
-        await _team_with_plan(shared)
-        private = await drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
-        await _write(drive, private.st_ino, b"secret.txt", b"alice's first secret\n", ALICE)
-        old = _fid(shared, b"private", b"secret.txt")
-        await _save_by_rename(drive, private.st_ino, b"secret.txt", b"alice's secret\n", ALICE)
-        await shared.volumes["alice"].flush_pending()
-        _as_before_replaced_by(shared, old)
-        _planted(shared, _bobs_node_doc(shared, _fid(shared, b"team", b"plan.txt"), {"previous": old}))
-        await trio.sleep(0)
+        await _bobs_previous_naming_a_replaced_file(shared)
         requests = _requests(shared)
         return (await requests.handle({"cmd": "history", "path": "team/plan.txt"}),
                 await requests.handle({"cmd": "history", "path": "private/secret.txt"}))
@@ -142,3 +147,27 @@ def test_a_replaced_file_from_before_replaced_by_is_followed_from_the_owners_doc
     assert [v["path"] for v in plan["versions"]] == ["team/plan.txt"], plan
     assert [v["path"] for v in secret["versions"]] == ["private/secret.txt", "private/.secret.txt.tmp"], \
         secret
+
+
+def test_a_writers_previous_arriving_while_mounted_is_not_laundered_by_the_owners_next_commit(
+        shared) -> None:  # noqa: F811
+    """The scene above (a replaced file from before ``replaced_by``); bob's document naming it as
+    team/plan.txt's ``previous`` arrives while alice's seat is unlocked, and alice then writes plan.txt
+    (her commit carried the field over, signed by her: followed).  Safe: plan.txt's history is its own,
+    and her document of it names no such ``previous`` (tests/mount/test_refused_deletion_rebuilt.py
+    drives the same at unlock on a real mount)."""
+
+    async def run() -> tuple[dict, str | None]:
+        drive = shared.drive
+        old, plan = await _bobs_previous_naming_a_replaced_file(shared)
+        mine = await _walk(drive, b"team/plan.txt", ALICE)
+        await rewrite(drive, mine.st_ino, b"alice's new plan\n", ALICE)
+        await shared.volumes["alice"].flush_pending()
+        _, attrs = open_node_doc(shared.store.get(plan), shared.volumes["alice"].key)
+        history = await _requests(shared).handle({"cmd": "history", "path": "team/plan.txt"})
+        return history, attrs.get("previous") if attrs.get("previous") == old else None
+
+    plan, laundered = trio.run(run)
+    print(plan, laundered)
+    assert laundered is None, "alice's commit signed bob's previous as hers"
+    assert {v["path"] for v in plan["versions"]} == {"team/plan.txt"}, plan

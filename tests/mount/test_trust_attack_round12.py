@@ -7,7 +7,7 @@ as tests/unit/test_freshness_vectors.py does: two devices are two records, a sec
 whose signatures hold; the two worst are also played with the real commands and mounts.
 
 Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first
-(1, 2, 4, 5, 6, 7 FIXED; 3, 8, 9 open):
+(all 9 FIXED):
 1. FIXED (group member add/remove refuse a body not signed by the owner or not admitted here: exit 32).
    A removed group member comes back, signed by her (real commands; not new with vectors: the made_at_us rule
    did the same).  alice removes bob from team; the store's writer puts the older signed team (bob in it)
@@ -34,7 +34,12 @@ Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first
    floor like settings.save.  Tests: test_a_users_share_under_her_share_id_does_not_revoke_her_share,
    test_a_grantee_body_under_her_share_id_does_not_move_her_record,
    test_a_grantee_body_under_her_share_id_leaves_her_next_body_valid.
-3. False alarm, legitimate use (real commands): she shares notes.txt on her laptop and unshares it before her
+3. FIXED (freshness.Freshness keeps when each deletion was seen here, ``deleted_at``; a body of hers made
+   apart from the deleted ones and stamped after that time and every body seen is a new signing: it becomes
+   the one tip, the deleted vectors are kept joined as ``buried`` (a body at or below them: a replay); the
+   trade: her body signed BEFORE the unshare on a device whose clock ran ahead past the time the deletion
+   was seen here, withheld, counts again; without that skew it is refused, concurrent alarm).
+   False alarm, legitimate use (real commands): she shares notes.txt on her laptop and unshares it before her
    desktop synced; later she shares it again on the desktop.  The laptop refuses it as "concurrent" (alarm
    "the server may have withheld one"; nothing shared there) until she shares it again on the laptop; the
    made_at_us rule took it.  Cause: the deleted body's vector stays a tip (``Freshness._replay``/``saw``),
@@ -69,14 +74,19 @@ Found at commit 4a908bc (main): 9 holes in 12 xfail tests, most severe first
    (unmount, lock) reports nothing.  From before h-flush (its flush_closed dropped the paths too).  Fix:
    remember the failure and make save_all report it (an alarm; the store's log not synced as if fine).
    Test: test_a_batch_that_failed_to_flush_is_not_forgotten.
-8. Settings after a far-ahead body from before vectors: her device saw a vector-less body stamped more than
+8. FIXED (settings.save stamps above a body WITHOUT a vector however far ahead, at most 2**53-1; a
+   vectored one's far-ahead stamp is still not followed: its vector orders it).
+   Settings after a far-ahead body from before vectors: her device saw a vector-less body stamped more than
    MAX_AHEAD_US ahead (a laptop with a wrong clock, older code); she turns watching off there: settings.save
    dates it "now", ``_newest_seen`` has no tips and judges it by settings_at_us alone: never the newest (her
    safer value is not recorded as confirmed), and the far-ahead body, replayed, is the newest again.  Fix:
    when the body it replaces is her own signed one, settings.save stamps above it (clamped only at the 2**53
    limit), so the stamp rule still orders it.
    Test: test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_newest.
-9. Two devices with one device id (a state directory copied to set up a new machine): they sign equal
+9. FIXED (vault/model/device.py: a record keeps, with its device id, a digest of the machine id and its
+   real path; read elsewhere, it signs under a new device id from its first signing there: freshness and
+   confirmed; not caught: a clone at the same path with the same machine id).
+   Two devices with one device id (a state directory copied to set up a new machine): they sign equal
    vectors and ``lineage.placed`` orders them by made_at_us: the laptop's (clock a day ahead) earlier WRITE,
    withheld and served later, silently replaces the READ she set after it on the desktop: the round 10b
    skew again.  Fix: equal vectors on two different bodies are concurrent unless one is a re-signing by
@@ -106,6 +116,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -122,7 +133,8 @@ from fusevault.crypto.signing import sign_doc
 from fusevault.errors import Replayed
 from fusevault.vault.files import closed
 from fusevault.vault.model import confirmed, freshness, lineage, retention, settings, sharing
-from fusevault.vault.model.freshness import Freshness
+from fusevault.vault.model import device as device_ids
+from fusevault.vault.model.freshness import Freshness, stamp
 from mount.test_trust_attack_round10b import _config, _set
 from mount.test_trust_grants import notes_shared_with_bob
 from mount.test_trust_settings import status
@@ -187,10 +199,6 @@ def test_a_grantee_body_under_her_share_id_does_not_move_her_record(tmp_path: Pa
     assert again[lineage.FIELD][laptop.fresh.device] < lineage.MAX_COUNT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: freshness.py Freshness._replay/lineage.placed: after an unshare "
-    "the deleted body's vector stays a tip, so a new share signed on a device that never saw "
-    "it is 'concurrent' (refused, alarm) where the made_at_us rule took it as newer"))
 def test_sharing_again_on_a_device_that_never_saw_the_unshared_share_is_no_alarm(tmp_path: Path) -> None:
     laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
     first = laptop.sign(_share(perm="WRITE"))  # shared on the laptop ...
@@ -217,10 +225,6 @@ def test_unshare_takes_the_key_back_with_another_users_body_at_her_share_id(
     assert not [k for k in keys if k.exists()]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: freshness.py Freshness._replay/lineage: the unshared body's vector "
-    "stays a tip on the laptop; her new share from the desktop, which never saw it, is "
-    "'concurrent': refused with an alarm, nothing shared"))
 def test_sharing_again_from_her_desktop_after_an_unshare_on_her_laptop_counts_there(
         vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real commands, sequential use of two devices: on her laptop alice shares notes.txt with bob and
@@ -259,10 +263,6 @@ def test_a_flood_of_concurrent_bodies_keeps_her_record_bounded(tmp_path: Path) -
     assert len(kept) <= 64, (len(kept), laptop.fresh.path.stat().st_size)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: lineage.placed orders two bodies with ONE vector by made_at_us: "
-    "two devices with one device id (a copied state directory) sign equal vectors, and the "
-    "wall clock decides again, silently (the round 10b skew reopens)"))
 def test_two_devices_with_one_device_id_are_not_ordered_by_their_clocks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     laptop = _Device(tmp_path, "laptop", skew_ns=DAY_NS)  # clock a day ahead
@@ -299,11 +299,6 @@ class _UserStore:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hole: confirmed.py _newest_seen: with no tips yet (the newest body seen "
-    "had no vector) a vectored body is judged by settings_at_us alone, and settings.save dates "
-    "it 'now' under a stamp from a clock over MAX_AHEAD_US ahead: her new settings are never "
-    "the newest, and the older body, replayed, is"))
 def test_settings_she_signs_after_a_far_ahead_body_from_before_vectors_are_the_newest(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
@@ -438,6 +433,165 @@ def test_sharing_again_after_an_unshare_on_a_device_that_saw_it_counts(tmp_path:
     assert not laptop.takes(first) and not desktop.takes(first)
 
 
+# --- abuse of the round 12 (3) fix: a new signing after a deletion, never an unshare undone
+
+
+def _reopened(device: _Device, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device's record, saved and read back (what a new mount of it holds)."""
+    device.fresh.save()
+    monkeypatch.setattr(freshness, "state_path", lambda *_: device.fresh.path)
+    device.fresh = Freshness.open(device.fresh.key, device.fresh.path.parent, "vault", device.alarms)
+
+
+def test_a_body_she_signed_apart_before_the_unshare_served_after_it_is_refused(tmp_path: Path) -> None:
+    """Holds (the trade of the (3) fix): her desktop shares notes.txt with carol (WRITE) while her laptop
+    shares it too, neither seeing the other's; the server withholds the desktop's; she unshares on the
+    laptop.  Served now, the desktop's body (stamped before the laptop saw the deletion) must not bring the
+    share back: refused, with the concurrent alarm (a fix taking any body made apart after a deletion fails
+    here)."""
+    laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
+    withheld = desktop.sign(_share(perm="WRITE"))
+    first = laptop.sign(_share(perm="READ"))
+    assert laptop.takes(first)
+    time.sleep(0.001)
+    laptop.fresh.sweep(set())  # unshared on the laptop
+    assert not laptop.takes(withheld)
+    assert "concurrent-grant" in laptop.alarms
+    assert not laptop.takes(first)  # and her unshared body stays a replay
+
+
+def test_the_unshared_body_replayed_after_she_shares_again_elsewhere_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holds: the laptop takes the desktop's new share after its own unshare (the (3) fix), the record read
+    back from disk between each step; then the server puts the unshared WRITE body back: a replay, refused,
+    and the new READ still counts; what the laptop signs next is above both (the desktop takes it)."""
+    laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
+    first = laptop.sign(_share(perm="WRITE"))
+    assert laptop.takes(first)
+    laptop.fresh.sweep(set())
+    _reopened(laptop, monkeypatch)  # when the deletion was seen is kept
+    time.sleep(0.001)
+    again = desktop.sign(_share(perm="READ"))
+    assert desktop.takes(again) and laptop.takes(again)
+    _reopened(laptop, monkeypatch)  # the deleted body's vector is kept
+    assert not laptop.takes(first)
+    assert "replayed-grant" in laptop.alarms
+    assert laptop.takes(again)
+    later = laptop.sign(_share(perm="READ,WRITE"))
+    assert desktop.takes(later), desktop.alarms.as_list()
+    assert lineage.compare(later[lineage.FIELD], first[lineage.FIELD]) is lineage.Order.NEWER
+    for device in (laptop, desktop):
+        assert not device.takes(first) and not device.takes(again)
+
+
+@pytest.mark.parametrize("made", [JS_EXACT, 2**64, float("inf"), float("nan"), 1e300, True, None, "9" * 20])
+def test_a_stamp_no_fusevault_signs_never_makes_a_body_a_new_signing_after_an_unshare(
+        tmp_path: Path, made: object) -> None:
+    """Holds: after her unshare on the laptop, a body made apart (a desktop that never saw the share) whose
+    made_at_us is none fusevault signs (at or past 2**53, not finite, not an integer, absent) is not taken as
+    a new signing: refused with an alarm, and the deletion stays."""
+    laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
+    assert laptop.takes(laptop.sign(_share(perm="WRITE")))
+    laptop.fresh.sweep(set())
+    body = desktop.sign(_share(perm="READ"))
+    body = {k: v for k, v in body.items() if k != freshness.FIELD}
+    if made is not None:
+        body[freshness.FIELD] = made
+    assert not laptop.takes(body)
+    assert laptop.alarms.as_list()
+    assert laptop.fresh.seen[sharing.doc_id(FID, CAROL)][2]  # still deleted
+
+
+@pytest.mark.parametrize("count", [float("inf"), float("nan"), lineage.MAX_COUNT + 1, 2**64, 1e300])
+def test_a_vector_count_no_fusevault_signs_never_makes_a_body_a_new_signing_after_an_unshare(
+        tmp_path: Path, count: object) -> None:
+    """Holds: the same with the body's own device count huge or not finite: refused as malformed, and her
+    record (deletion, tips) is as it was."""
+    laptop, desktop = _Device(tmp_path, "laptop"), _Device(tmp_path, "desktop")
+    assert laptop.takes(laptop.sign(_share(perm="WRITE")))
+    laptop.fresh.sweep(set())
+    before = (dict(laptop.fresh.seen), dict(laptop.fresh.tips), dict(laptop.fresh.deleted_at))
+    time.sleep(0.001)
+    body = desktop.sign(_share(perm="READ"))
+    body[lineage.FIELD] = {desktop.fresh.device: count}
+    assert not laptop.takes(body)
+    assert "replayed-grant" in laptop.alarms
+    assert (laptop.fresh.seen, laptop.fresh.tips, laptop.fresh.deleted_at) == before
+
+
+def test_another_users_body_after_her_unshare_leaves_her_share_deleted(tmp_path: Path) -> None:
+    """Holds: bob's own body at her share id after her unshare (a vector made apart, the largest stamp a
+    server holds: a new signing by the (3) rule, were it hers) moves only his record: her unshared body,
+    back, is still a replay, and her deletion stays."""
+    laptop = _Device(tmp_path, "laptop")
+    hers = laptop.sign(_share(grantee=BOB))
+    assert laptop.takes(hers)
+    laptop.fresh.sweep(set())
+    his = {**_share(owner=BOB, grantee=BOB), freshness.FIELD: JS_EXACT - 1, lineage.FIELD: {"bob-device": 1}}
+    laptop.takes(his)
+    assert laptop.fresh.seen[sharing.doc_id(FID, BOB)][2]
+    assert not laptop.takes(hers)
+
+
+# --- abuse of the round 12 (9) fix: a copied record signs under a new id; the original never grows one
+
+
+def test_a_record_copied_to_another_machine_at_the_same_path_signs_under_a_new_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state directory restored on a new machine (same path, another machine id): its first body is
+    signed under a new device id, above all the record saw."""
+    machine = tmp_path / "machine-id"
+    machine.write_text("1" * 32 + "\n")
+    monkeypatch.setattr(device_ids, "MACHINE_IDS", (str(machine),))
+    laptop = _Device(tmp_path, "laptop")
+    first = laptop.sign(_share(perm="READ"))
+    laptop.fresh.save()
+    machine.write_text("2" * 32 + "\n")  # the same record, read on the new machine
+    monkeypatch.setattr(freshness, "state_path", lambda *_: laptop.fresh.path)
+    desktop = Freshness.open(laptop.fresh.key, tmp_path, "vault", laptop.alarms)
+    again = stamp(desktop, _share(perm="WRITE"))
+    assert desktop.device != laptop.fresh.device
+    assert set(again[lineage.FIELD]) == {laptop.fresh.device, desktop.device}
+    assert lineage.compare(again[lineage.FIELD], first[lineage.FIELD]) is lineage.Order.NEWER
+
+
+def test_a_record_read_back_where_it_was_written_keeps_its_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holds: the record reopened on its own machine and path (each mount, each reboot), and one from before
+    the binding (no "bound"), keep their device id: her vectors never grow an entry for nothing."""
+    laptop = _Device(tmp_path, "laptop")
+    signed = [laptop.sign(_share(perm="READ"))]
+    for _ in range(3):
+        _reopened(laptop, monkeypatch)
+        signed.append(laptop.sign(_share(perm="READ")))
+    laptop.fresh.save()  # as a record from before the binding: without it ...
+    plain = json.loads(laptop.fresh.key.unseal_device("grants", laptop.fresh.path.name,
+                                                      laptop.fresh.path.read_bytes()))
+    del plain["bound"]
+    laptop.fresh.path.write_bytes(laptop.fresh.key.seal_device("grants", laptop.fresh.path.name,
+                                                               json.dumps(plain).encode()))
+    laptop.fresh = Freshness.open(laptop.fresh.key, tmp_path, "vault", laptop.alarms)  # ... read back
+    signed.append(laptop.sign(_share(perm="READ")))
+    assert [list(s[lineage.FIELD]) for s in signed] == [[laptop.fresh.device]] * 5
+    assert [s[lineage.FIELD][laptop.fresh.device] for s in signed] == [1, 2, 3, 4, 5]
+
+
+def test_a_settings_record_copied_elsewhere_signs_under_a_new_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for her settings (vault/model/confirmed.py): the state directory copied for the desktop, its
+    next settings body is signed under a new device id, while the laptop's keeps its own."""
+    key, root = MasterKey(ALICE, b"\1" * 32), tmp_path / "vault"
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "laptop"))
+    first = confirmed.next_vector(root, key)
+    assert confirmed.next_vector(root, key) == first  # the same id, read again
+    shutil.copytree(tmp_path / "laptop", tmp_path / "desktop")
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop"))
+    copied = confirmed.next_vector(root, key)
+    assert set(copied) != set(first)
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "laptop"))
+    assert confirmed.next_vector(root, key) == first
+
+
 # --- closed files flushed in batches (vault/files/closed.py, merge of h-flush): the order save_all promises
 
 
@@ -477,6 +631,28 @@ def test_settings_she_signs_after_a_far_ahead_vectored_body_are_the_newest(
     assert store.doc[settings.STAMP] < ahead
     assert confirmed._newest_seen(root, key, store.doc)
     assert not confirmed._newest_seen(root, key, old)
+
+
+@pytest.mark.parametrize("far", [2**60, JS_EXACT - 1, JS_EXACT, float("inf"), float("nan"), True, "9" * 30])
+def test_a_far_stamp_planted_without_a_vector_leaves_her_stamps_exact_and_ordered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, far: object) -> None:
+    """Holds (abuse of the (8) fix, which follows a vector-less body's stamp however far ahead): the store's
+    writer plants her user document without a vector, stamped at or past 2**53, not finite, or not an
+    integer.  What she signs then is stamped with an integer a server holds exactly (at most 2**53-1), and
+    her next body is newer than it (by its vector), the one before a replay."""
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
+    key, root = MasterKey(ALICE, b"\1" * 32), tmp_path / "vault"
+    store = _UserStore({"_id": ALICE, "type": "UserDetails", **settings.Settings().as_dict(),
+                        settings.STAMP: far})
+    bodies = []
+    for watched in ("/in", None):
+        settings.save(store, ALICE, settings.Settings(source_dir_to_watch=watched), lambda doc: doc,
+                      confirmed.next_vector(root, key))
+        bodies.append(store.doc)
+        stamp_ = store.doc[settings.STAMP]
+        assert type(stamp_) is int and stamp_ < JS_EXACT, stamp_
+        assert confirmed._newest_seen(root, key, store.doc)
+    assert not confirmed._newest_seen(root, key, bodies[0])
 
 
 def test_a_batch_that_failed_to_flush_is_not_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:

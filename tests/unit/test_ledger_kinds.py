@@ -60,3 +60,22 @@ def test_a_ledger_from_before_has_no_types(key: MasterKey, tmp_path: Path) -> No
     before = Ledger.open(key, tmp_path / "vault", "vault-id")
     assert before.fids.keys() == {"plan"} and before.kind_seen("plan") is None
     assert not before.alarms.as_list(), "a ledger from before is not damaged"
+
+
+def test_a_ledger_keeps_the_last_mode_and_ids_of_her_own_nodes_and_reads_them_again(
+        key: MasterKey, tmp_path: Path) -> None:
+    """``modes``: the permission bits and owner ids of the last state of each of her own nodes a load
+    took (not another's shared with her), saved and read again; a ledger from before has none."""
+    ledger = Ledger.open(key, tmp_path / "vault", "vault-id")
+    store = None
+    his = (BOB, stat.S_IFREG | 0o644)
+    for mode in (0o600, 0o640):
+        ledger.check_loaded(_loaded(key, {"plan": (ALICE, stat.S_IFREG | mode), "his": his}),
+                            store)  # type: ignore[arg-type]
+    ledger.save()
+    assert Ledger.open(key, tmp_path / "vault", "vault-id").mode_seen("plan") == (0o640, 0, 0)
+    assert ledger.mode_seen("his") is None
+    data = json.loads(key.unseal_device("ledger", ledger.path.name, ledger.path.read_bytes()))
+    del data["modes"]
+    ledger.path.write_bytes(key.seal_device("ledger", ledger.path.name, json.dumps(data).encode()))
+    assert Ledger.open(key, tmp_path / "vault", "vault-id").mode_seen("plan") is None

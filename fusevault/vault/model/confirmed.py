@@ -52,7 +52,6 @@ import json
 import logging
 import os
 import threading
-import uuid
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -64,7 +63,7 @@ from fusevault.crypto.signing import canonical, signer_of, verify_doc
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Forged, InvalidInput, VaultError
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.model import lineage
+from fusevault.vault.model import device, lineage
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.settings import FOLDERS, STAMP, Settings, change
 
@@ -243,11 +242,15 @@ def _newest_seen(root: Path | str, key: MasterKey, user_doc: dict, alarms: Alarm
 
 def next_vector(root: Path | str, key: MasterKey) -> lineage.Vector:
     """The version vector of her settings body this device signs now: above each body seen here
-    (``settings.save``; this device's id is kept from now on)."""
+    (``settings.save``; this device's id is kept from now on, and a record copied from elsewhere signs
+    under a new one: vault/model/device.py)."""
     with _writing:
         kept = _seen(root, key)
-        if not kept.get("device"):
-            kept["device"] = uuid.uuid4().hex[:16]
+        here = device.binding(_seen_file(root, key)[0])
+        if not kept["device"] or kept["bound"] != here:
+            if not kept["device"] or kept["bound"]:  # none yet, or written elsewhere (none: from before)
+                kept["device"] = device.new_id()
+            kept["bound"] = here
             _keep_seen(root, key, kept)
         return lineage.next_after([v for v, _ in kept["tips"]], kept["device"])
 
@@ -267,10 +270,11 @@ def _seen(root: Path | str, key: MasterKey) -> dict:
                 isinstance(d, str) for d in seen):
             raise ValueError("not a record of bodies")
         tips = [(lineage.parsed(v), int(m)) for v, m in kept.get("tips", [])]
-        return {"bodies": seen, "newest": newest, "tips": tips, "device": str(kept.get("device") or "")}
+        return {"bodies": seen, "newest": newest, "tips": tips, "device": str(kept.get("device") or ""),
+                "bound": str(kept.get("bound") or "")}
     except (OSError, VaultError, ValueError, TypeError, KeyError):
         # none yet, or damaged or not ours: started afresh (it was only a memory of bodies)
-        return {"bodies": [], "newest": -1, "tips": [], "device": ""}
+        return {"bodies": [], "newest": -1, "tips": [], "device": "", "bound": ""}
 
 
 def _keep_seen(root: Path | str, key: MasterKey, record: dict) -> None:

@@ -25,6 +25,11 @@ A body below a tip is a replay; one neither above nor below (concurrent: made
 on a device that had not seen the other's) is refused too, with an alarm
 (``concurrent``: for a grant, nothing is sealed by either; for a Retention
 policy, gc drops nothing) until she signs it again on a device that saw both.
+One exception, after a deletion seen here: her body made apart from the deleted
+ones (sharing again on a device that never saw them) is a new signing if it is
+stamped after the deletion was seen here (``deleted_at``) and after every body
+seen; the deleted ones stay refused (``buried``; the trade is at
+``_signed_after_deletion``).
 Bodies without a vector (older code) are ordered by ``made_at_us`` as before.
 
 A user's own Retention policy (``retention-<uid>``) is stamped and
@@ -52,7 +57,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +64,7 @@ from fusevault import paths
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
-from fusevault.vault.model import lineage
+from fusevault.vault.model import device, lineage
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.group_copies import GroupCopies
 
@@ -83,6 +87,7 @@ NONE = -1  # seen only without the field
 # How far ahead of this device's clock a stamp it signs may follow one seen (as settings.MAX_AHEAD_US): a body
 # stamped further ahead (a wrong clock, or a forgery) is still ordered by its version vector.
 MAX_AHEAD_US = 366 * 86400 * 10**6
+EXACT = 2**53  # a stamp at or above it is none fusevault signs (a server would not hold it exactly)
 
 
 def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
@@ -135,8 +140,17 @@ class Freshness:
         self.taken_back: dict[str, int] = {}
         # id -> the newest bodies seen with a version vector (vault/model/lineage.py)
         self.tips: dict[str, list[lineage.Tip]] = {}
-        # This device in the version vectors it signs (only ever compared with her other devices')
-        self.device = uuid.uuid4().hex[:16]
+        # id -> when this device saw it deleted (its clock, microseconds): a body of hers signed after it,
+        # on a device that never saw the deleted one, is a new signing (``_signed_after_deletion``)
+        self.deleted_at: dict[str, int] = {}
+        # id -> the join of the deleted bodies' vectors, once a new signing replaced them as tips: a body
+        # at or below it is a replay of a deleted one
+        self.buried: dict[str, lineage.Vector] = {}
+        # This device in the version vectors it signs (only ever compared with her other devices'), and
+        # where the record was written (vault/model/device.py: a copy elsewhere signs under a new id)
+        self.device = device.new_id()
+        self.here = device.binding(path)
+        self.bound = self.here
         # The newest body of each of her own groups admitted or signed here (vault/model/group_copies.py)
         self.copies = GroupCopies(key, copies_path(path))
         # Her groups whose copy is below a body this device saw (an older copy put back): not used
@@ -165,7 +179,10 @@ class Freshness:
             self.taken_back = {str(i): int(n) for i, n in data.get("taken_back", {}).items()}
             self.tips = {str(i): [(lineage.parsed(v), int(m)) for v, m in tips]
                          for i, tips in data.get("tips", {}).items()}
+            self.deleted_at = {str(i): int(n) for i, n in data.get("deleted_at", {}).items()}
+            self.buried = {str(i): lineage.parsed(v) for i, v in data.get("buried", {}).items()}
             self.device = str(data.get("device") or self.device)
+            self.bound = str(data.get("bound") or self.bound)  # none: from before, kept where it is
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             self.alarms.warn("grants-state", str(self.path), f"this device's record of grants seen "
                              f"{self.path} was damaged or replaced: replayed grants before now cannot be "
@@ -239,7 +256,8 @@ class Freshness:
                 return
             self._dirty = False
             data = {"format": FORMAT, "seen": {i: list(v) for i, v in self.seen.items()},
-                    "taken_back": dict(self.taken_back), "device": self.device,
+                    "taken_back": dict(self.taken_back), "device": self.device, "bound": self.bound,
+                    "deleted_at": dict(self.deleted_at), "buried": dict(self.buried),
                     "tips": {i: [[v, m] for v, m in tips] for i, tips in self.tips.items()}}
             plain = json.dumps(data, separators=(",", ":")).encode()
             try:
@@ -268,8 +286,15 @@ class Freshness:
         return doc_id in self.seen
 
     def next_vector(self, doc_id: str) -> lineage.Vector:
-        """The version vector of a body of ``doc_id`` this device signs now: above all it saw."""
-        return lineage.next_after([v for v, _ in self.tips.get(doc_id, [])], self.device)
+        """The version vector of a body of ``doc_id`` this device signs now: above all it saw (deleted
+        bodies too).  A record copied from elsewhere signs under a new device id from now on."""
+        if self.bound != self.here:
+            log.info("the record of grants seen %s was written elsewhere: this device signs under a new id",
+                     self.path)
+            self.device, self.bound, self._dirty = device.new_id(), self.here, True
+        seen = [v for v, _ in self.tips.get(doc_id, [])]
+        return lineage.next_after([*seen, *([self.buried[doc_id]] if doc_id in self.buried else [])],
+                                  self.device)
 
     def concurrent(self, doc_id: str) -> bool:
         """Whether the newest bodies of ``doc_id`` seen here are concurrent: signed on devices that
@@ -286,6 +311,12 @@ class Freshness:
         except lineage.Malformed:
             vector = None
         tips = self.tips.get(doc_id, [])
+        if vector is not None and entry is not None and self._signed_after_deletion(doc_id, vector, value):
+            # She shared it again on a device that never saw the deleted body: the deleted tips are kept
+            # only to refuse them (``buried``), the new body is the one tip.
+            self.buried[doc_id] = lineage.join([v for v, _ in tips] + (
+                [self.buried[doc_id]] if doc_id in self.buried else []))
+            tips = []
         # from before vectors: ordered by its stamp alone, as it was
         kept = lineage.stamped_only(tips, value) if vector is None else lineage.add(tips, vector, value)
         if kept != tips:
@@ -293,6 +324,9 @@ class Freshness:
             if not kept:
                 del self.tips[doc_id]
             self._dirty = True
+        if doc_id in self.buried and kept and all(
+                lineage.compare(v, self.buried[doc_id]) is lineage.Order.NEWER for v, _ in kept):
+            del self.buried[doc_id]  # every tip is above the deleted bodies: a replay of one is older
         if entry is None:
             newer = True
         elif vector is None or not tips:
@@ -301,6 +335,7 @@ class Freshness:
             newer = lineage.newest(tips, vector, value)
         if newer:
             self.seen[doc_id] = (str(doc.get("type")), max(value, entry[1] if entry else NONE), False)
+            self.deleted_at.pop(doc_id, None)
             self._dirty = True
         elif value > entry[1]:
             self.seen[doc_id] = (entry[0], value, entry[2])
@@ -315,7 +350,23 @@ class Freshness:
         entry = self.seen.get(doc_id)
         if entry is not None and not entry[2]:
             self.seen[doc_id] = (entry[0], entry[1], True)
+            self.deleted_at[doc_id] = time.time_ns() // 1000
             self._dirty = True
+
+    def _signed_after_deletion(self, doc_id: str, vector: lineage.Vector, made: int) -> bool:
+        """Whether a body (not a replay: checked first) of an id deleted as this device saw, made apart
+        from the deleted bodies (its signer never saw them), is a new signing: stamped after the deletion
+        was seen here and after every body of it seen (attack round 12 (3): sharing again on her desktop
+        after an unshare on her laptop the desktop never saw).
+
+        Only her devices sign her bodies (``record_id``), so the one left open is hers alone: a body she
+        signed apart from the deleted one, BEFORE the unshare, on a device whose clock ran ahead past the
+        time the deletion was seen here, withheld and served after it, counts again.  Without that skew,
+        such a body is refused with the concurrent alarm (as before), as is one with no stamp."""
+        entry, tips = self.seen[doc_id], self.tips.get(doc_id)
+        if not entry[2] or not tips or doc_id not in self.deleted_at or lineage.newest(tips, vector, made):
+            return False  # not deleted (or from before vectors or deletion times), or plainly newer
+        return max(self.deleted_at[doc_id], entry[1]) < made < EXACT
 
     def took_back(self, doc_id: str) -> None:
         """This device's ``unshare`` took the grant back (its newest body seen so far)."""
@@ -372,6 +423,10 @@ class Freshness:
                 return newest != NONE or gone
             return made < newest or (gone and made <= newest)
         value = NONE if made is None else made
+        buried = self.buried.get(doc_id)
+        if buried is not None and lineage.compare(vector, buried) in (lineage.Order.OLDER,
+                                                                      lineage.Order.SAME):
+            return True  # at or below a body that was deleted, then replaced by a new signing
         return lineage.older(tips, vector, value) or (gone and any(
             lineage.placed(vector, value, tip) is lineage.Order.SAME for tip in tips))
 

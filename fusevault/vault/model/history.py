@@ -204,6 +204,28 @@ def replaced(store: Store, owner: str, naming: tuple[str, dict | None], attrs: d
     return signer == owner and (accept is None or accept(doc))
 
 
+def carried(store: Store, key: MasterKey, previous: str | None) -> str | None:
+    """The ``previous`` a node document of the user's file signed by another (a WRITE
+    grantee) leaves her tree holding, which her next commit signs as hers: none when it
+    names a file of hers replaced before ``replaced_by`` was recorded (no ``replaced_by``,
+    not in the trash), which ``replaced`` follows from a document she signed only; else
+    as it is (``replaced`` judges it by that file's own word, whoever signs the naming
+    document).  So a writer's ``previous`` is not laundered by her next commit (issue 22)."""
+    if previous is None:
+        return None
+    try:
+        doc = store.get(previous)
+    except CorruptData:
+        return previous
+    if doc is None or not doc.get("delete") or doc.get("owner") != key.user_id:
+        return previous
+    try:
+        _, attrs = open_node_doc(doc, key)
+    except VaultError:
+        return previous  # the lineage stops there anyway
+    return previous if attrs.get("replaced_by") is not None or attrs.get("trashed") else None
+
+
 def file_history(store: Store, key: MasterKey, fid: str, dek: bytes,
                  previous: str | None, epoch: int = 0, accept: Accept | None = None) -> list[Version]:
     """Every version of a file, those of the files it replaced included, oldest first.

@@ -166,6 +166,14 @@ class Ledger:
         # another node is a new node), so at unlock a document that does is
         # refused as while mounted (vault/tree/loading.py ``_typed_as_seen``).
         self.kinds: dict[str, int] = {}
+        # The permission bits and owner ids (mode & 0o7777, uid, gid) each of the
+        # user's own nodes was last seen with in a state this device took: a
+        # file rebuilt from a refused deletion keeps them (vault/tree/undeleting.py),
+        # since the store then holds them only in the deleter's document.
+        # Values are shared (``_one``): most nodes have one of a few, so 100,000
+        # nodes cost their dict slots only (docs/PERFORMANCE.md).
+        self.modes: dict[str, tuple[int, int, int]] = {}
+        self._values: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         # The owner's stamps followed while this ledger is open (fid -> the
         # folders it names; never saved): a writer's document that leaves the
         # file there leaves it where she put it, which ends a ``behind``.
@@ -199,6 +207,8 @@ class Ledger:
             ledger.where = {str(fid): sorted(str(p) for p in parents)
                             for fid, parents in data.get("where", {}).items()}
             ledger.kinds = {str(fid): int(kind) for fid, kind in data.get("kinds", {}).items()}
+            ledger.modes = {str(fid): ledger._one((int(perm) & 0o7777, int(uid), int(gid)))
+                            for fid, (perm, uid, gid) in data.get("modes", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -211,7 +221,8 @@ class Ledger:
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
                               "fids": dict(self.fids), "mine": list(self.mine),
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
-                              "where": dict(self.where), "kinds": dict(self.kinds)}
+                              "where": dict(self.where), "kinds": dict(self.kinds),
+                              "modes": dict(self.modes)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -301,6 +312,8 @@ class Ledger:
             if node.owner == self.key.user_id:
                 self._own(node.fid)
                 self.saw_kind(node)
+                if not gone:
+                    self.saw_mode(node)
                 if places is not None and not gone and node.fid not in self.behind:
                     self._at(node.fid, places[i])
 
@@ -331,6 +344,22 @@ class Ledger:
         if node.owner == self.key.user_id and node.fid not in self.kinds:
             self.kinds[node.fid] = stat.S_IFMT(node.mode) >> 12
             self.version += 1
+
+    def saw_mode(self, node: Node) -> None:
+        """Remember the permission bits and owner ids of the user's own node, as
+        taken in (her commit, a load, an arrival judged and taken)."""
+        if node.owner == self.key.user_id:
+            now = (stat.S_IMODE(node.mode), node.uid, node.gid)
+            if self.modes.get(node.fid) != now:
+                self.modes[node.fid] = self._one(now)
+                self.version += 1
+
+    def _one(self, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        return self._values.setdefault(value, value)
+
+    def mode_seen(self, fid: str) -> tuple[int, int, int] | None:
+        """(permission bits, uid, gid) the user's own node was last seen with, if known."""
+        return self.modes.get(fid)
 
     def saw_placed(self, fid: str, parents: list[str], seq: Seq) -> None:
         """The owner's stamp of her file in ``parents`` at ``seq``, newer than any
@@ -462,6 +491,7 @@ class Ledger:
                         self.version += 1
                 elif node.owner == self.key.user_id and node.fid not in self.behind:
                     self._at(node.fid, parents_of(node, fids.get))
+                self.saw_mode(node)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
                 self.saw_kind(node)

@@ -25,6 +25,7 @@ from fusevault.vault.model import lineage
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
 STAMP = "settings_at_us"  # when these settings were signed (microseconds: JavaScript-exact)
 MAX_AHEAD_US = 366 * 86400 * 10**6  # how far another device's clock may run ahead of this one's
+MAX_STAMP = 2**53 - 1  # a CouchDB server (JavaScript) holds integers exactly up to this
 TTL_UNITS = {"min": 60, "hr": 3600, "day": 86400}
 _UNIT_WORDS = {"m": "min", "min": "min", "mins": "min", "minute": "min", "minutes": "min",
                "h": "hr", "hr": "hr", "hrs": "hr", "hour": "hr", "hours": "hr",
@@ -158,14 +159,18 @@ def save(store, user_id: str, settings: Settings, sign, vector: dict[str, int] |
     """Write the settings into the user's document (the key fields are left alone),
     signed again with the user's key (``sign``: ``Trust.sign``).  ``vector``: its version vector
     (``confirmed.next_vector``: above each body this device saw; vault/model/lineage.py)."""
-    doc = {k: v for k, v in store.get(user_id).items() if k != lineage.FIELD}  # never one copied from before
+    current = store.get(user_id)
+    doc = {k: v for k, v in current.items() if k != lineage.FIELD}  # never one copied from before
     # A time in each body: never byte for byte one she signed before (vault/model/confirmed.py tells an
     # older body, replayed, by having seen it before another).
     stamp, before = time.time_ns() // 1000, doc.get(STAMP)
-    if isinstance(before, int) and not isinstance(before, bool) and before < stamp + MAX_AHEAD_US:
-        # Above the body it replaces, but never from one dated far ahead: a store
-        # writer's 2**53-1 there would leave no stamp a server can hold.
-        stamp = max(stamp, before + 1)
+    if isinstance(before, int) and not isinstance(before, bool) and (
+            before < stamp + MAX_AHEAD_US or lineage.FIELD not in current):
+        # Above the body it replaces.  From one with a vector, never far ahead (its vector orders
+        # it below this one).  From one without (older code: its stamp is all that orders it on
+        # every device), however far ahead: else this body would be below it everywhere (attack
+        # round 12 (8)); at most 2**53-1, which a server still holds exactly.
+        stamp = max(stamp, min(before + 1, MAX_STAMP))
     vectored = {lineage.FIELD: vector} if vector else {}
     store.put_many([sign({**doc, **settings.as_dict(), STAMP: stamp, **vectored})])
     store.sync()

@@ -39,6 +39,7 @@ from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, VaultError
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
+from fusevault.vault.model.history import carried
 from fusevault.vault.model.ledger import parents_of
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node
 from fusevault.vault.model.sharing import FILE_KEY, SHARE
@@ -227,6 +228,10 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         leave(tree, node, out)
         return
     fresh, links = opened
+    if signer not in (None, fresh.owner) and fresh.owner == volume.key.user_id:
+        # A writer's ``previous`` naming her file replaced before ``replaced_by``:
+        # never carried into her next commit, which would vouch for it.
+        fresh.previous = carried(volume.store, volume.key, fresh.previous)
     if sharing is not None:
         sharing.awaiting.discard(doc["_id"])
         if node is not None:
@@ -247,6 +252,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     relink(tree, node, links, out)
     if volume.ledger is not None and node.owner == volume.key.user_id and node.links:
         volume.ledger.arrived(node.fid, parents_of(node, tree.fid_at), signer in (None, node.owner))
+        volume.ledger.saw_mode(node)
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)

@@ -90,6 +90,11 @@ def trash(volume: Volume, remember: bool = True) -> list[Trashed]:
     for doc in docs:
         if accept is not None and not accept(doc):
             continue  # refused, and said (vault/tree/authorship.py)
+        if (live := volume.find(doc["_id"])) is not None and live.links:
+            # A deletion refused at unlock (vault/tree/undeleting.py): the file is
+            # still in its folder, never in the trash (nor restorable at the
+            # deleter's ``trashed`` path: a second name for it).
+            continue
         _, attrs = open_node_doc(doc, volume.key)
         if attrs.get("trashed") and not stat.S_ISDIR(attrs["mode"]):
             path, when = attrs["trashed"]

@@ -20,7 +20,7 @@ from fusevault.encoding import str_to_name
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
-from fusevault.vault.model import names
+from fusevault.vault.model import history, names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import Freshness
 from fusevault.vault.model.ledger import Ledger, at_load, parents_of
@@ -124,6 +124,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         _typed_as_seen(ledger, trust, node, signer)
         pending.append((node, links))
         if signer is not None and signer != owner:
+            node.previous = history.carried(store, key, node.previous)  # never signed by her unread
             foreign.append((node, links, signer, False))
     for node, _ in pending:
         if node.fid == root_fid:
@@ -207,7 +208,7 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         stamp = gate.placed_in(doc)
         was = gate.was_placed(tree, fid, stamp) or []
         node, signed_path = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
-                                               fid in waiting, ledger.kind_seen(fid))
+                                               fid in waiting, ledger.kind_seen(fid), ledger.mode_seen(fid))
         node.placed = stamp  # hers, carried on as a grantee's commit would
         # Its state is the one this device last saw: its seq too (never the
         # deleter's: a counter of his naming her device would make her later

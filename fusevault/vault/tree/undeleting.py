@@ -17,8 +17,12 @@ signed, as ``check --repair`` rebuilds a file:
   document says so): her own wrapping of its key, if this device never saw
   it given a new one; else a new key (a folder's key seals only its own
   document);
-- mode 0600 (a folder 0700) and the owner ids of the root: the rest was only
-  in the refused document;
+- its permission bits and owner ids as this device last saw them in a state
+  it took (the ledger's ``modes``: her commit, a load, a judged arrival);
+  unknown to this device (a new device, a ledger from before), owner-only:
+  0600 (a folder 0700), her own execute bit as the refused document says (it
+  widens nobody's access but hers), never a group's or other's bit from it,
+  and the owner ids of the root;
 - where: the folders her own placement stamp puts it in, if followed, else
   those this device last saw it in (authorship.py ``was_placed``).
 """
@@ -39,11 +43,13 @@ from fusevault.vault.tree.namespace import Tree
 
 
 def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str], seen_epoch: int,
-            holds: bool, kind: int | None = None) -> tuple[Node, str | None]:
+            holds: bool, kind: int | None = None,
+            seen_mode: tuple[int, int, int] | None = None) -> tuple[Node, str | None]:
     """The user's node ``doc`` names, whose deletion was refused, from her own material
     (``was``: the folders this device last saw it in; ``seen_epoch``: the newest key
     epoch this device saw of it; ``holds``: documents of hers name it as their folder;
-    ``kind``: the type this device first saw it with, if known: it decides), and the path
+    ``kind``: the type this device first saw it with, if known: it decides; ``seen_mode``:
+    its permission bits and owner ids as this device last saw them, if known), and the path
     her chosen version names (signed: the name it is put back under, ``name_of``)."""
     fid = doc["_id"]
     newest = _newest_version(tree, key, gate, fid, was)
@@ -60,9 +66,9 @@ def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[s
         folder = newest is None and (holds or (said is not None and stat.S_ISDIR(said.get("mode", 0))))
     if folder:
         newest = None
-        node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFDIR | 0o700, root.uid, root.gid)
-    else:
-        node = Node(0, fid, key.user_id, dek or aead.new_key(), stat.S_IFREG | 0o600, root.uid, root.gid)
+    perm, uid, gid = seen_mode or (_owner_only(said, folder), root.uid, root.gid)
+    node = Node(0, fid, key.user_id, dek or aead.new_key(), (stat.S_IFDIR if folder else stat.S_IFREG) | perm,
+                uid, gid)
     if newest is not None:
         version, epoch = newest
         node.dek, node.epoch = version.dek, epoch
@@ -108,9 +114,19 @@ def first_key(doc: dict, key: MasterKey) -> bytes | None:
         return None
 
 
+def _owner_only(said: dict | None, folder: bool) -> int:
+    """The permission bits of a node this device never saw the mode of: hers only (0600,
+    a folder 0700), with her execute bit if the refused document gives it (the deleter's
+    word: it may only add to her own access, never a group's or another user's)."""
+    if folder:
+        return 0o700
+    mode = said.get("mode") if said is not None else None
+    return 0o600 | (mode & 0o100 if isinstance(mode, int) and not isinstance(mode, bool) else 0)
+
+
 def _said(doc: dict, key: MasterKey) -> dict | None:
     """The refused document's sealed attributes, if they open (the deleter's word: only its
-    type and name are read)."""
+    type, name and owner execute bit are read)."""
     try:
         return open_node_doc(doc, key)[1]
     except VaultError:
