@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import first_device, mounted, new_device, settled, wait_for
+from conftest import first_device, fsync_dir, mounted, new_device, settled, wait_for
 
 
 def _node_revs(vault: Path) -> dict[str, str]:
@@ -37,15 +37,6 @@ def _holds(vault: Path, doc_id: str, rev: str) -> bool:
         return not replica.missing(store, {doc_id: [rev]})
     finally:
         store.close()
-
-
-def _commit(mountpoint: Path) -> None:
-    """What waits for a group commit committed now (fsyncdir)."""
-    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def test_a_grouped_rename_the_pull_meets_is_committed_first_and_kept(couchdb_url: str, monkeypatch,
@@ -77,7 +68,7 @@ def test_a_grouped_rename_the_pull_meets_is_committed_first_and_kept(couchdb_url
             # The desktop's pull stores the laptop's revision (nothing here commits the rename).
             wait_for(lambda: _holds(desktop, fid, theirs), "the desktop to pull the laptop's edit")
 
-            _commit(b)
+            fsync_dir(b)
             wait_for(lambda: settled(b), "the desktop to send what it holds")
             want = ["g"]
             wait_for(lambda: sorted(os.listdir(a)) == sorted(os.listdir(b)) == want,
