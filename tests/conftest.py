@@ -345,15 +345,6 @@ def sync_status(mountpoint: Path) -> dict:
     return peer
 
 
-def fsync_dir(path: Path) -> None:
-    """fsync(2) of a folder: in a mount, what waits for a group commit is committed (fsyncdir)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def settled(mountpoint: Path) -> bool:
     peer = sync_status(mountpoint)
     return peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None

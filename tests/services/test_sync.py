@@ -20,7 +20,6 @@ from conftest import (
     PouchServer,
     docs_of,
     first_device,
-    fsync_dir,
     fusevault,
     laptop_and_desktop,
     mounted,
@@ -29,6 +28,8 @@ from conftest import (
     sync_status,
     wait_for,
 )
+
+from fusevault.vault.format.atomic import fsync_dir  # in a mount: commits what waits (fsyncdir)
 
 # The large file sealed, sent, fetched and placed: on a loaded machine (CI,
 # many mounts at once) this alone can take longer than LONG, at any commit.

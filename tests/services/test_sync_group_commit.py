@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import first_device, fsync_dir, mounted, new_device, settled, wait_for
+from conftest import first_device, mounted, new_device, settled, wait_for
+
+from fusevault.vault.format.atomic import fsync_dir  # in a mount: commits what waits (fsyncdir)
 
 
 def _node_revs(vault: Path) -> dict[str, str]:
