@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import first_device, mounted, new_device, settled, wait_for
+from conftest import first_device, mounted, new_device, settled, sync_status, wait_for
 
 from fusevault.vault.format.atomic import fsync_dir  # in a mount: commits what waits (fsyncdir)
 
@@ -56,19 +56,20 @@ def test_a_grouped_rename_the_pull_meets_is_committed_first_and_kept(couchdb_url
         wait_for(lambda: settled(a), "the laptop to send the file")
         desktop = new_device(couchdb_url, tmp_path, "desktop")
         with mounted(desktop, tmp_path / "b") as b:
-            wait_for(lambda: (b / "f").exists(), "the file to reach the desktop")
+            # Both at rest: all sent, and the desktop's pull caught up (no batch on its way).
+            wait_for(lambda: (b / "f").exists() and settled(a) and settled(b)
+                     and sync_status(b)["pending_down"] == 0, "the file to reach the desktop")
             laptop_before, desktop_before = _node_revs(laptop), _node_revs(desktop)
 
             os.rename(b / "f", b / "g")
             # It waits for its group commit (nothing in the desktop's store yet): with a peer too.
             assert _node_revs(desktop) == desktop_before
             (a / "f").write_text("edited on the laptop")  # committed at once (its close or release)
-            (fid,) = wait_for(lambda: [i for i, r in _node_revs(laptop).items() if laptop_before.get(i) != r],
-                              "the laptop to commit its edit")
-            wait_for(lambda: settled(a), "the laptop to send its edit")
-            theirs = _node_revs(laptop)[fid]
+            wait_for(lambda: _node_revs(laptop) != laptop_before and settled(a), "the edit to be sent")
+            edited = {i: r for i, r in _node_revs(laptop).items() if laptop_before.get(i) != r}
             # The desktop's pull stores the laptop's revision (nothing here commits the rename).
-            wait_for(lambda: _holds(desktop, fid, theirs), "the desktop to pull the laptop's edit")
+            wait_for(lambda: all(_holds(desktop, i, r) for i, r in edited.items()),
+                     "the desktop to pull the laptop's edit")
 
             fsync_dir(b)
             wait_for(lambda: settled(b), "the desktop to send what it holds")
