@@ -2,10 +2,13 @@
 """Two versions of fusevault side by side with gocryptfs: bench/run.py's random I/O,
 small-file and tree rows (no sequential rows, no 100k mount), round-robin.
 
-    .venv/bin/python bench/before_after.py BEFORE_DIR [--repeat 2]
+    .venv/bin/python bench/before_after.py BEFORE_DIR [--repeat 2] [--peer] [--workloads small,random]
 
 BEFORE_DIR holds the other version's source (``git archive COMMIT | tar x -C DIR``);
-"after" is this checkout.  Prints each round's JSON, then the rows per round.
+"after" is this checkout.  ``--peer``: both with a sync peer (bench/run.py's
+fusevault+peer), without gocryptfs.  The two versions swap places each round, so
+that neither always meets the later load of a shared machine.  Prints each
+round's JSON, then the rows per round.
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--peer", action="store_true", help="both versions with a sync peer, no gocryptfs")
+    parser.add_argument("--workloads", default="random,small,tree", help="some of random,small,tree")
     args = parser.parse_args()
+    workloads = set(args.workloads.split(","))
+    kind = bench.FuseVaultPeer if args.peer else bench.FuseVault
 
-    class Before(bench.FuseVault):
+    class Before(kind):
         name = "fv-before"
         env = dict(bench.FuseVault.env, PYTHONPATH=str(Path(args.before).resolve()))
 
-    class After(bench.FuseVault):
+    class After(kind):
         name = "fv-after"
 
     work = Path(tempfile.mkdtemp(prefix="fvab-", dir="/var/tmp"))
@@ -41,13 +48,15 @@ def main() -> int:
         bench.sh("tar", "cf", archive, "--exclude=site-packages", "--exclude=__pycache__",
                  "--exclude=./test", "-C", bench.SOURCE, ".")
         for round_no in range(args.repeat):
-            for cls in (bench.GoCryptFS, Before, After):
+            pair: list[type] = [Before, After] if round_no % 2 == 0 else [After, Before]
+            for cls in pair if args.peer else [bench.GoCryptFS, *pair]:
                 target = cls(work / f"{cls.name}-{round_no}")
                 target.work.mkdir()
                 mnt = target.mount()
                 try:
-                    result = {**bench.random_io(mnt, 256, 8), **bench.small_files(mnt),
-                              **bench.tree(mnt, archive)}
+                    result = {**(bench.random_io(mnt, 256, 8) if "random" in workloads else {}),
+                              **(bench.small_files(mnt) if "small" in workloads else {}),
+                              **(bench.tree(mnt, archive) if "tree" in workloads else {})}
                 finally:
                     target.unmount()
                     target.cleanup()

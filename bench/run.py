@@ -32,7 +32,9 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FUSEVAULT = [sys.executable, "-m", "fusevault"]
+# -P: never the fusevault of the current folder (a checkout) before PYTHONPATH's (before_after.py's
+# "before" ran the code of the folder it was started from).
+FUSEVAULT = [sys.executable, "-P", "-m", "fusevault"]
 PASSPHRASE = "benchmark passphrase"
 SOURCE = Path(os.__file__).parent  # the standard library: a real tree of a few thousand files
 

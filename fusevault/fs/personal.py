@@ -8,7 +8,9 @@ bits allow (the kernel checks them).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import trio
@@ -39,19 +41,17 @@ class PersonalMount(Mount):
         # The writeback cache stays on with peers: the kernel's times are the
         # ones committed (fs/operations.py ``write``), and a peer's change is
         # shown with its size and times (fs/arrivals.py ``_resized``).
+        # Group commit stays on with peers too: the pull stores each batch
+        # with the metadata changes waiting for it committed first (``settled``).
         if self.sync is not None:
-            if self.sync.has_peers():
-                operations.group_commit = False
+            self.sync.settled = self._settled
 
-            async def ready_for_peers() -> bool:
-                # A peer's document must never meet a change to the same node that is
-                # not committed yet (group commit: vault/tree/inodes.py): once the vault
-                # has peers, grouping stops, and replication starts when what was
-                # grouped is saved (a peer added while mounted).
-                operations.group_commit = False
-                return await volume.save_grouped()
-
-            self.sync.ready_for_peers = ready_for_peers
+    def _settled(self) -> AbstractAsyncContextManager[object]:
+        """Around storing a batch a peer sent (sync/replicator.py ``pull``): the
+        unlocked volume's grouped metadata changes committed, its metadata lock
+        held (vault/tree/inodes.py ``settled``); nothing while locked."""
+        session = self.agent.session
+        return session.volume.settled() if session is not None else contextlib.nullcontext()
 
     def agents(self) -> list[Agent]:
         return [self.agent]

@@ -17,14 +17,16 @@ since both sides only ever ask "what do you lack?".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 
 import trio
 
-from fusevault.errors import ForeignVault, PeerUnavailable
+from fusevault.errors import ForeignVault, NoSpace, PeerUnavailable, StoreUnavailable, VaultReadOnly
 from fusevault.store import places as places_table
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
@@ -59,6 +61,9 @@ BACKOFF_MAX = 30.0
 CHANGES_BATCH = 200
 RECORDS_BATCH = 32  # about 2.8 MB per request at 64 KiB blocks
 VAULT_DOC = "vault"
+# The local store refusing a commit (the mount's metadata changes waiting for a
+# group commit, committed before a pulled batch): said in one line, retried.
+LOCAL_STORE_ERRORS = (NoSpace, StoreUnavailable, VaultReadOnly)
 
 # Documents whose current revision changed, and every id still in conflict.
 Arrived = Callable[[list[dict], list[str]], None]
@@ -124,6 +129,10 @@ class Replicator:
         self.checkpoint_id = f"sync-{name}"
         self.checkpoint = replica.get_local(store, self.checkpoint_id)
         self._pull_saved = time.monotonic()
+        # What the mount holds around storing a pulled batch: its metadata
+        # changes still waiting for a group commit committed first, and the
+        # next ones held until the batch is taken in (fs/personal.py).
+        self.settled: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext
 
     # --- the life of one peer's replication
 
@@ -138,7 +147,7 @@ class Replicator:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._push_loop)
                     nursery.start_soon(self._pull_loop)
-            except* (PeerUnavailable, ForeignVault) as group:
+            except* (PeerUnavailable, ForeignVault, *LOCAL_STORE_ERRORS) as group:
                 self._failed(str(group.exceptions[0]), delay)
             except* Exception as group:  # a bug must not end the mount: logged, retried
                 log.error("sync with %s failed", self.name, exc_info=group.exceptions[0])
@@ -300,8 +309,18 @@ class Replicator:
         docs = await self.db.bulk_get([(i, r) for i, revs in lacking.items() for r in revs])
         docs = [doc for doc in docs if self._takes(doc)]
         places = await trio.to_thread.run_sync(place_records, self.layout, record_docs)
-        # From here to `arrived` nothing awaits: the mount's tree takes the
-        # documents in before any request can see the store ahead of it.
+        async with self.settled():
+            self._store(docs, record_docs, places, last)
+        self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
+        self.status.state = "idle"
+        self._contact()
+        return True
+
+    def _store(self, docs: list[dict], record_docs: list[dict], places: list, last: object) -> None:
+        """Store a batch and have the mount take it in: nothing awaits here, so
+        the mount's tree takes the documents in before any request can see
+        the store ahead of it (and, inside ``settled``, after every local
+        change the kernel was answered for is committed)."""
         arrival = replica.store_revisions(self.store, docs, places)
         if self.keys is not None:
             self.keys.arrived(d["_id"] for d in arrival.current if is_key_doc(d["_id"]))
@@ -318,10 +337,6 @@ class Replicator:
         if arrival.current or arrival.conflicts or places:
             # Records alone too: a file held back until its version's records came is shown now.
             self.arrived(arrival.current, replica.conflicted(self.store))
-        self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
-        self.status.state = "idle"
-        self._contact()
-        return True
 
     def _not_ours(self, offered: dict[str, list[str]]) -> dict[str, list[str]]:
         """``offered`` without what is current here as offered (one indexed

@@ -15,10 +15,12 @@ status``, the log); the user's personal mount keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import trio
@@ -63,9 +65,9 @@ class SyncService:
         self.keys = KeyMirror(store, layout)  # one for all peers
         self._running: dict[str, tuple[dict, trio.CancelScope]] = {}
         self._replicators: dict[str, Replicator] = {}
-        # Whether this mount may start replicating now (fs/personal.py: not while
-        # metadata changes wait for a group commit).
-        self.ready_for_peers: Callable[[], Awaitable[bool]] | None = None
+        # What each replicator of this store holds around storing a pulled
+        # batch (Replicator.settled): a personal mount's group commit (fs/personal.py).
+        self.settled: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext
 
     def has_peers(self) -> bool:
         return bool(peers(self.store))
@@ -90,8 +92,6 @@ class SyncService:
                         del self._running[peer_id]
                         self.status.pop(peer["name"], None)
                 new = [peer for peer_id, peer in wanted.items() if peer_id not in self._running]
-                if new and self.ready_for_peers is not None and not await self.ready_for_peers():
-                    new = []  # next time round
                 for peer in new:
                     scope = await nursery.start(self._replicate, peer, device)
                     self._running[peer["_id"]] = (peer, scope)
@@ -119,8 +119,10 @@ class SyncService:
                 if peer.get("path_to_dump_chunks"):
                     await self._keep_for_owner(peer, device, db, status)
                 else:
-                    await self._run(Replicator(self.store, self.layout, device, peer["name"], db,
-                                               self.arrived, status, self.keys))
+                    replicator = Replicator(self.store, self.layout, device, peer["name"], db,
+                                            self.arrived, status, self.keys)
+                    replicator.settled = self.settled
+                    await self._run(replicator)
             finally:
                 with trio.CancelScope(shield=True):
                     await db.aclose()

@@ -14,12 +14,13 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import trio
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.errors import IsADirectory, VaultError
+from fusevault.errors import IsADirectory
 from fusevault.store import Store
 from fusevault.vault.files import rekeying
 from fusevault.vault.files.open_files import Files
@@ -344,16 +345,15 @@ class Volume:
         """Commit grouped metadata changes now (before reading what the store holds)."""
         await self.tree.flush_pending()
 
-    async def save_grouped(self) -> bool:
-        """Commit grouped metadata changes now, for a service that must not run
-        beside them (sync, once the vault has peers); whether none is left.  A
-        failure is kept for the next request to report, as a window's is."""
-        if self.tree.pending and self.tree.pending_error is None:
-            try:
-                await self.tree.flush_pending()
-            except VaultError as err:
-                self.tree.pending_error = err
-        return not self.tree.pending
+    def settled(self) -> AbstractAsyncContextManager[None]:
+        """Grouped metadata changes committed, and the metadata lock held, while
+        sync's pull stores a peer's documents and takes them in (Inodes.settled)."""
+        return self.tree.settled()
+
+    async def commit_pending(self) -> None:
+        """Grouped metadata changes committed now, for a reader of the store
+        that must see them; a failure is raised and kept for the next request."""
+        await self.tree.commit_pending()
 
     async def fsyncdir(self) -> None:
         await self.tree.flush_pending()

@@ -161,14 +161,19 @@ REMOVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kill_at", [549, -1])
+@pytest.mark.parametrize(("kill_at", "peer"), [(549, False), (-1, False), (549, True)])
 def test_kill_9_during_removals_keeps_what_fsyncdir_acknowledged_and_never_a_later_change_alone(
-        vault: Path, tmp_path: Path, kill_at: int) -> None:
+        vault: Path, tmp_path: Path, kill_at: int, peer: bool, request) -> None:
     # kill_at: the remover kills the server itself right after an fsyncdir
     # returned; -1: the test kills it at some moment while removals go on.
+    # peer: the vault syncs with a pouchdb-server meanwhile (grouping stays on).
     count = 1500
     mnt = tmp_path / "mnt"
     journal = tmp_path / "journal"
+    if peer:
+        added = fusevault("peer", "add", "server", request.getfixturevalue("couchdb_url"), "--vault", vault,
+                          passphrase=None)
+        assert added.returncode == 0, added.stderr
     with mounted(vault, mnt):
         for i in range(count):
             (mnt / f"f{i:04d}").write_bytes(b"y")

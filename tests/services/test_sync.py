@@ -29,6 +29,8 @@ from conftest import (
     wait_for,
 )
 
+from fusevault.vault.format.atomic import fsync_dir  # in a mount: commits what waits (fsyncdir)
+
 # The large file sealed, sent, fetched and placed: on a loaded machine (CI,
 # many mounts at once) this alone can take longer than LONG, at any commit.
 LARGE = 240
@@ -645,10 +647,12 @@ def test_the_pull_takes_the_echo_of_its_own_push_without_storing_anything(couchd
 
 def test_a_peer_added_while_mounted_gets_the_grouped_changes_and_syncs(couchdb_url: str, monkeypatch,
                                                                       tmp_path: Path) -> None:
-    """A mount of a vault without peers groups metadata commits (renames, removals, chmods ride
-    together: tests/mount/test_group_commit.py); a peer added while it is mounted starts
-    syncing once what was grouped is saved, and grouping stops: the other device sees every
-    change, made before and after the peer came."""
+    """A mount groups metadata commits (renames, removals, chmods ride together:
+    tests/mount/test_group_commit.py), with a peer or without; a peer added while it is mounted
+    starts syncing, and what was grouped goes out once committed (the window's end; here the
+    fsync of the folder, as the window is an hour): the other device sees every change, made
+    before and after the peer came.  The pull meeting a grouped change:
+    tests/services/test_sync_group_commit.py."""
     monkeypatch.setenv("FUSEVAULT_GROUP_WINDOW", "3600")  # still grouped when the peer comes
     laptop = tmp_path / "laptop"
     assert fusevault("init", laptop, "--user", "alice").returncode == 0
@@ -661,8 +665,9 @@ def test_a_peer_added_while_mounted_gets_the_grouped_changes_and_syncs(couchdb_u
         added = fusevault("peer", "add", "server", couchdb_url, "--vault", laptop, passphrase=None)
         assert added.returncode == 0, added.stderr
         wait_for(lambda: _peers(a) and settled(a), "the mount to reach the peer added while it was mounted")
-        os.rename(a / "f3", a / "after")  # grouping is off now: sent as it is made
-        wait_for(lambda: settled(a), "the rename after the peer came to be sent")
+        os.rename(a / "f3", a / "after")  # grouped as well
+        fsync_dir(a)
+        wait_for(lambda: settled(a), "the grouped changes to be sent")
         desktop = new_device(couchdb_url, tmp_path, "desktop")
         with mounted(desktop, tmp_path / "b") as b:
             want = ["after", "f2", "f4", "f5", "renamed"]

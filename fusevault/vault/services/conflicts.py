@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 
 from fusevault.crypto.keys import subkey
-from fusevault.errors import VaultError
+from fusevault.errors import Conflict, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault.files.content import Content
@@ -93,6 +93,10 @@ async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absor
 
 
 async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absorbed) -> None:
+    # The metadata changes waiting for a group commit first: the current
+    # revision read below must hold them, or adopting the other branch would
+    # take the node in memory back over them (lost, with no conflict).
+    await volume.commit_pending()
     for other in replica.other_leaves(store, doc_id):
         current = store.get(doc_id)
         if current is None:
@@ -238,6 +242,10 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, links: list, out: 
     """Make the keeper's state (with ``links``) the next revision after ``current``."""
     # Taken into the tree as if it were a newer revision (absorb skips the
     # revision the tree already holds), then committed on top of ``current``.
+    if (waiting := volume.find(current["_id"])) is not None and waiting.ino in volume.tree.pending:
+        # Changed here since ``current`` was read (a request while the copy
+        # was made): settled again after a later arrival, never taken back.
+        raise Conflict(f"{current['_id']} changed here while its concurrent edits were settled")
     absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out)
     node = volume.find(current["_id"])
     if node is None:

@@ -11,9 +11,10 @@ fsyncdir, or at the end of a short window (group commit).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Container, Iterator
+from collections.abc import AsyncIterator, Callable, Container, Iterator
 from typing import Any
 
 import trio
@@ -398,6 +399,37 @@ class Inodes:
             async with self.meta_lock:
                 if self.pending:
                     await self.commit(Tx())
+
+    async def commit_pending(self) -> None:
+        """Commit the deferred changes now, under the metadata lock, for a
+        reader of the store that must see them (sync's conflict settling).
+        A failure is raised and kept for the next request, as a window's is;
+        an earlier one still waiting for a request is left for it."""
+        async with self.meta_lock:
+            await self._commit_pending()
+
+    async def _commit_pending(self) -> None:
+        if not self.pending:
+            return
+        try:
+            await self.commit(Tx())
+        except VaultError as err:
+            if self.pending_error is None:
+                self.pending_error = err
+            raise
+
+    @contextlib.asynccontextmanager
+    async def settled(self) -> AsyncIterator[None]:
+        """The metadata lock, held with nothing pending: sync's pull stores a
+        peer's documents and takes them in inside it.  A change the kernel
+        asked for before is then a committed revision, which the replica's
+        conflict handling sees (else the peer's state would be taken into the
+        node in memory and this change committed over it: lost, no conflict),
+        and one asked for after waits for the lock, as after any local change.
+        A failed commit is raised (the pull takes the batch later)."""
+        async with self.meta_lock:
+            await self._commit_pending()
+            yield
 
     async def keep_flushed(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Commit deferred changes GROUP_WINDOW after the first of them (a
