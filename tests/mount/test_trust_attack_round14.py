@@ -358,10 +358,6 @@ def test_a_row_typed_only_by_its_column_does_not_stop_her_mount(
         assert (mnt / "notes.txt").read_text() == "alice's notes"
 
 
-HOLE_FOLDER_NAME = "hole (3): undeleting.name_of takes a folder's name from the refused document only"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_NAME)
 @pytest.mark.parametrize("how", ["dot-name", "keyless"])
 def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_folder(
         vault: Path, tmp_path: Path, how: str) -> None:
@@ -383,10 +379,6 @@ def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_folder(
         assert (mnt / "proj" / "plan.txt").read_text() == "plan"
 
 
-HOLE_FOLDER_KEY = "hole (4): undeleting.rebuilt gives a folder a new key its readers' key files never get"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_KEY)
 def test_a_read_recipients_refused_deletion_of_a_shared_folder_does_not_lock_out_its_other_readers(
         vault: Path, tmp_path: Path) -> None:
     """alice's folder proj (plan.txt) shared READ with bob and with carol; carol reads it.  bob signs a
