@@ -36,7 +36,8 @@ def _loaded(key: MasterKey, named: dict[str, tuple[str, bytes | None]]) -> Loade
     return Loaded(key, nodes)
 
 
-def test_a_ledger_keeps_the_last_name_of_her_own_nodes_and_reads_it_again(key: MasterKey, tmp_path: Path) -> None:
+def test_a_ledger_keeps_the_last_name_of_her_own_nodes_and_reads_it_again(
+        key: MasterKey, tmp_path: Path) -> None:
     """A load learns the name of each of her own nodes (not of another's shared with her), the last
     one taken (a rename); a node with no name keeps the one it had; saved and read again, any bytes."""
     ledger = Ledger.open(key, tmp_path / "vault", "vault-id")

@@ -7,7 +7,9 @@ himself, or an older wrapping of hers replayed), its sealed attributes (which
 any holder of the file's key can write: a READ recipient) and its ``seq``.
 None of them is used (attack round 11: his key for her later writes, her file
 set back to an older state, her later saves made "rollbacks").  Only the
-file's identity is kept: its id, its revision, and the name it is shown under.
+file's identity is kept: its id and its revision.  The name it is shown under
+is the one this device last saw (the ledger's ``names``), else her version's,
+and the deleter's only when no other is known, never a dot name (``name_of``).
 The rest comes from what the owner (or a writer of every folder it was in)
 signed, as ``check --repair`` rebuilds a file:
 
@@ -16,7 +18,9 @@ signed, as ``check --repair`` rebuilds a file:
 - a folder (no version names it, and what was in it names it or the
   document says so): her own wrapping of its key, if this device never saw
   it given a new one; else a new key (a folder's key seals only its own
-  document);
+  document), which the caller replaces, before the mount serves, by one
+  above every epoch its grantees hold, sealed to them (their key files
+  hold the old key at the epoch it would have: attack round 14 (4));
 - its permission bits and owner ids as this device last saw them in a state
   it took (the ledger's ``modes``: her commit, a load, a judged arrival);
   unknown to this device (a new device, a ledger from before), owner-only:
