@@ -451,7 +451,9 @@ def test_a_read_recipients_refused_deletion_of_a_shared_file_with_no_version_doe
     _bobs_read_deletion(vault, empty, keyless=True)
     with mounted(vault, mnt):
         status = fusevault("status", mnt).stdout
-        print(status[-1500:], sorted(os.listdir(mnt / "proj")))
+        listed = sorted(os.listdir(mnt / "proj"))
+        print(status[-1500:], listed)
+        assert listed == ["empty.txt", "plan.txt"]  # (3): its name is hers
         os.utime(mnt / "proj" / "empty.txt")
     assert "who holds no WRITE where it was" in status
     with mounted(vault, tmp_path / "carol", "--user", "carol", passphrase=CAROL) as cmnt:
