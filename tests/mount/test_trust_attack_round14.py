@@ -378,13 +378,19 @@ def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_folder(
         _bobs_read_deletion(vault, proj, name=".proj")
     else:
         _bobs_read_deletion(vault, proj, keyless=True)
+    _refused_under(vault, mnt, "proj")
+
+
+def _refused_under(vault: Path, mnt: Path, name: str) -> None:
+    """alice unlocks: bob's deletion is refused, and her root lists her folder under ``name`` only,
+    holding plan.txt."""
     with mounted(vault, mnt):
         status = fusevault("status", mnt).stdout
         listed = sorted(os.listdir(mnt))
         print(status[-1500:], listed)
         assert "who holds no WRITE where it was" in status
-        assert listed == ["proj"], f"bob, a READ recipient, renamed alice's folder: {listed}"
-        assert (mnt / "proj" / "plan.txt").read_text() == "plan"
+        assert listed == [name], f"bob, a READ recipient, renamed alice's folder: {listed}"
+        assert (mnt / name / "plan.txt").read_text() == "plan"
 
 
 def test_a_read_recipients_refused_deletion_of_a_shared_folder_does_not_lock_out_its_other_readers(
@@ -424,13 +430,7 @@ def test_a_read_recipients_refused_deletion_does_not_give_back_a_name_she_rename
     with mounted(vault, mnt):
         os.rename(mnt / "proj", mnt / "work")
     _bobs_read_deletion(vault, proj, name="proj")
-    with mounted(vault, mnt):
-        status = fusevault("status", mnt).stdout
-        listed = sorted(os.listdir(mnt))
-        print(status[-1500:], listed)
-        assert "who holds no WRITE where it was" in status
-        assert listed == ["work"], f"bob, a READ recipient, named alice's folder: {listed}"
-        assert (mnt / "work" / "plan.txt").read_text() == "plan"
+    _refused_under(vault, mnt, "work")
 
 
 def test_a_read_recipients_refused_deletion_of_a_shared_file_with_no_version_does_not_lock_out_its_readers(
