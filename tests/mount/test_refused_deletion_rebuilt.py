@@ -72,9 +72,11 @@ def test_a_refused_deletion_of_the_owners_folder_keeps_its_mode(vault: Path, tmp
     _bobs_deletion(vault, _node_fid(vault, "alice", "private"), os.urandom(32),
                    {"mode": stat.S_IFDIR | 0o777, "uid": 4242, "gid": 4242})
     with mounted(vault, mnt):
-        # A folder has no version to take its name from: it comes back under one made from its id.
+        # A folder has no version to take its name from: it comes back under the one this device
+        # last saw (the ledger's ``names``; attack round 14 (3)).
         (back,) = [path for path in mnt.iterdir() if (path / "a.txt").is_file()]
         after = _stat(back)
+    assert back.name == "private"
     assert after == before, f"rebuilt as {oct(after[0])} {after[1:]}, was {oct(before[0])} {before[1:]}"
 
 

@@ -40,7 +40,11 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    Tests: test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder (UserDetails, Group),
    test_a_servers_user_id_writes_nothing_outside_the_vault_folder,
    test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder.
-3. A READ RECIPIENT RENAMES OR HIDES HER FOLDER (round 13 (3)'s fix covers files with a version only).
+3. FIXED (the ledger's ``names``: the name of each of her nodes in the last state this device took;
+   ``undeleting.name_of`` takes it first, then her version's, the deleter's only when none is known and
+   never a dot name).  Tests also: tests/unit/test_ledger_names.py,
+   test_a_read_recipients_refused_deletion_does_not_give_back_a_name_she_renamed_away.
+   A READ RECIPIENT RENAMES OR HIDES HER FOLDER (round 13 (3)'s fix covers files with a version only).
    bob, READ on alice's folder proj, signs a deletion of it naming it ".proj" (his attributes, sealed
    under the key his grant gives), or leaving out her wrapping of its key (she cannot open his
    attributes).  Refused ("it stays"), and put back as ".proj" (``ls`` shows nothing) or "recovered
@@ -49,7 +53,11 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    Fix: the ledger keeps the name (with ``where``) each of her nodes was last seen under; name_of takes
    it first; with none, never a name the deleter's document gives unless no other is known (and then
    never a dot name).  Test: test_a_read_recipients_refused_deletion_does_not_rename_the_owners_folder.
-4. A READ RECIPIENT LOCKS THE OTHER READERS OUT FOR GOOD.  proj shared READ with bob and carol.  bob's
+4. FIXED (``undeleting.rebuilt`` says when it made the key; ``_keep_undeleted`` puts such a node in
+   ``ledger.rolled``: before the mount serves it gets a key above every epoch seen or held by its
+   grantees, sealed to them; no key kept in the ledger, so no new copy of one on disk).  Test also:
+   test_a_read_recipients_refused_deletion_of_a_shared_file_with_no_version_does_not_lock_out_its_readers.
+   A READ RECIPIENT LOCKS THE OTHER READERS OUT FOR GOOD.  proj shared READ with bob and carol.  bob's
    deletion of proj leaves out her wrapping (``en_file_dek``): refused, and rebuilt under a NEW random
    key (``first_key`` finds none).  Her next commit seals proj's document under it; carol's key file
    holds the old key at the same epoch 0, which ``fill_missing`` counts as good ("a key is only ever
@@ -113,7 +121,7 @@ from conftest import fusevault, mounted, wait_for
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
-from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.vault.model.nodes import VERSION, open_node_attrs
 from mount.test_shared_mount import SECRETS, People, linux, people, place, python, shared_vault  # noqa: F401
 from mount.test_shared_mount import pytestmark as SHARED_ONLY
 from mount.test_trust_attack_round11 import bob_reads_proj_through_team, removed_bob_loses_proj
@@ -358,10 +366,6 @@ def test_a_row_typed_only_by_its_column_does_not_stop_her_mount(
         assert (mnt / "notes.txt").read_text() == "alice's notes"
 
 
-HOLE_FOLDER_NAME = "hole (3): undeleting.name_of takes a folder's name from the refused document only"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_NAME)
 @pytest.mark.parametrize("how", ["dot-name", "keyless"])
 def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_folder(
         vault: Path, tmp_path: Path, how: str) -> None:
@@ -374,19 +378,21 @@ def test_a_read_recipients_refused_deletion_does_not_rename_the_owners_folder(
         _bobs_read_deletion(vault, proj, name=".proj")
     else:
         _bobs_read_deletion(vault, proj, keyless=True)
+    _refused_under(vault, mnt, "proj")
+
+
+def _refused_under(vault: Path, mnt: Path, name: str) -> None:
+    """alice unlocks: bob's deletion is refused, and her root lists her folder under ``name`` only,
+    holding plan.txt."""
     with mounted(vault, mnt):
         status = fusevault("status", mnt).stdout
         listed = sorted(os.listdir(mnt))
         print(status[-1500:], listed)
         assert "who holds no WRITE where it was" in status
-        assert listed == ["proj"], f"bob, a READ recipient, renamed alice's folder: {listed}"
-        assert (mnt / "proj" / "plan.txt").read_text() == "plan"
+        assert listed == [name], f"bob, a READ recipient, renamed alice's folder: {listed}"
+        assert (mnt / name / "plan.txt").read_text() == "plan"
 
 
-HOLE_FOLDER_KEY = "hole (4): undeleting.rebuilt gives a folder a new key its readers' key files never get"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_FOLDER_KEY)
 def test_a_read_recipients_refused_deletion_of_a_shared_folder_does_not_lock_out_its_other_readers(
         vault: Path, tmp_path: Path) -> None:
     """alice's folder proj (plan.txt) shared READ with bob and with carol; carol reads it.  bob signs a
@@ -413,3 +419,45 @@ def test_a_read_recipients_refused_deletion_of_a_shared_folder_does_not_lock_out
         print("carol sees", listed)
         assert len(listed) == 1, "carol lost alice's shared folder"
         assert (shared / listed[0] / "plan.txt").read_text() == "plan"
+
+
+def test_a_read_recipients_refused_deletion_does_not_give_back_a_name_she_renamed_away(
+        vault: Path, tmp_path: Path) -> None:
+    """(3), the fix's own abuse: alice's folder proj, shared READ with bob, which she then renames work.
+    bob signs a deletion of it naming it "proj" again (a plausible name, no dot: the old one).  Safe: it
+    stays work, the name this device last saw (before the fix: the deleter's name, "proj")."""
+    mnt, proj = _proj_read_to(vault, tmp_path, "bob")
+    with mounted(vault, mnt):
+        os.rename(mnt / "proj", mnt / "work")
+    _bobs_read_deletion(vault, proj, name="proj")
+    _refused_under(vault, mnt, "work")
+
+
+def test_a_read_recipients_refused_deletion_of_a_shared_file_with_no_version_does_not_lock_out_its_readers(
+        vault: Path, tmp_path: Path) -> None:
+    """(4), a file's case: proj holds empty.txt, made and never written (no version: its key is kept
+    only in its document and its readers' key files), shared READ with bob and carol; carol reads it.
+    bob signs a deletion of empty.txt without alice's wrapping of its key.  alice unlocks (refused) and
+    touches it (a commit of its document).  Safe: carol still opens empty.txt (before the fix: sealed
+    under a new key at the epoch her key file holds the old one of)."""
+    mnt, _proj = _proj_read_to(vault, tmp_path, "bob", "carol")
+    with mounted(vault, mnt):
+        os.close(os.open(mnt / "proj" / "empty.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+    empty = _node_fid(vault, "alice", "empty.txt")
+    with adversary.store_of(vault) as store:
+        assert not list(store.by_file(VERSION, empty)), "the scene: empty.txt has no version"
+    with mounted(vault, tmp_path / "carol", "--user", "carol", passphrase=CAROL) as cmnt:
+        assert (cmnt / "shared" / "alice" / "proj" / "empty.txt").read_text() == ""
+    _bobs_read_deletion(vault, empty, keyless=True)
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        listed = sorted(os.listdir(mnt / "proj"))
+        print(status[-1500:], listed)
+        assert listed == ["empty.txt", "plan.txt"]  # (3): its name is hers
+        os.utime(mnt / "proj" / "empty.txt")
+    assert "who holds no WRITE where it was" in status
+    with mounted(vault, tmp_path / "carol", "--user", "carol", passphrase=CAROL) as cmnt:
+        print(fusevault("status", cmnt).stdout[-1500:])
+        proj = cmnt / "shared" / "alice" / "proj"
+        print("carol sees", sorted(os.listdir(proj)))
+        assert (proj / "empty.txt").read_text() == "", "carol lost alice's file"

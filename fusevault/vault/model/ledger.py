@@ -46,7 +46,7 @@ import trio
 
 from fusevault import paths
 from fusevault.crypto.signing import signer_of
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model.alarms import Alarms, for_user
@@ -174,6 +174,13 @@ class Ledger:
         # nodes cost their dict slots only (docs/PERFORMANCE.md).
         self.modes: dict[str, tuple[int, int, int]] = {}
         self._values: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+        # The name (of its first link) each of the user's own nodes was last seen
+        # under in a state this device took, as ``modes``: a node rebuilt from a
+        # refused deletion is put back under it (vault/tree/undeleting.py
+        # ``name_of``), never under one the deleter's document gives (attack
+        # round 14 (3)).  The value is the node's own ``bytes`` object (shared
+        # with its link while mounted): each node costs its dict slot only.
+        self.names: dict[str, bytes] = {}
         # The owner's stamps followed while this ledger is open (fid -> the
         # folders it names; never saved): a writer's document that leaves the
         # file there leaves it where she put it, which ends a ``behind``.
@@ -209,6 +216,8 @@ class Ledger:
             ledger.kinds = {str(fid): int(kind) for fid, kind in data.get("kinds", {}).items()}
             ledger.modes = {str(fid): ledger._one((int(perm) & 0o7777, int(uid), int(gid)))
                             for fid, (perm, uid, gid) in data.get("modes", {}).items()}
+            ledger.names = {str(fid): str_to_name(name) for fid, name in data.get("names", {}).items()
+                            if isinstance(name, str)}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -222,7 +231,8 @@ class Ledger:
                               "fids": dict(self.fids), "mine": list(self.mine),
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
                               "where": dict(self.where), "kinds": dict(self.kinds),
-                              "modes": dict(self.modes)}
+                              "modes": dict(self.modes),
+                              "names": dict(self.names)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -231,7 +241,8 @@ class Ledger:
             if version <= self._saved:
                 return
             fids = {f: [live, seen] for f, (live, seen) in data["fids"].items()}
-            plain = json.dumps({**data, "fids": fids}, separators=(",", ":")).encode()
+            names = {f: name_to_str(name) for f, name in data["names"].items()}
+            plain = json.dumps({**data, "fids": fids, "names": names}, separators=(",", ":")).encode()
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write(self.path, self.key.seal_device("ledger", self.path.name, plain))
             fsync_dir(self.path.parent)
@@ -314,6 +325,7 @@ class Ledger:
                 self.saw_kind(node)
                 if not gone:
                     self.saw_mode(node)
+                    self.saw_name(node)
                 if places is not None and not gone and node.fid not in self.behind:
                     self._at(node.fid, places[i])
 
@@ -356,6 +368,22 @@ class Ledger:
 
     def _one(self, value: tuple[int, int, int]) -> tuple[int, int, int]:
         return self._values.setdefault(value, value)
+
+    def saw_name(self, node: Node) -> None:
+        """Remember the name the user's own node is linked under (its first link),
+        as taken in (as ``saw_mode``).  A node with no name (the root, the trash)
+        keeps the one it had."""
+        if node.owner == self.key.user_id and node.links:
+            name = node.links[0][1]
+            held = self.names.get(node.fid)
+            if held is not name:
+                self.names[node.fid] = name  # the link's own object, even when equal: shared
+                if held != name:
+                    self.version += 1
+
+    def name_seen(self, fid: str) -> bytes | None:
+        """The name the user's own node was last seen under, if known."""
+        return self.names.get(fid)
 
     def mode_seen(self, fid: str) -> tuple[int, int, int] | None:
         """(permission bits, uid, gid) the user's own node was last seen with, if known."""
@@ -492,6 +520,7 @@ class Ledger:
                 elif node.owner == self.key.user_id and node.fid not in self.behind:
                     self._at(node.fid, parents_of(node, fids.get))
                 self.saw_mode(node)
+                self.saw_name(node)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
                 self.saw_kind(node)

@@ -207,17 +207,21 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         # by her, newer than seen: authorship.py ``was_placed``), else ``where``.
         stamp = gate.placed_in(doc)
         was = gate.was_placed(tree, fid, stamp) or []
-        node, signed_path = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
-                                               fid in waiting, ledger.kind_seen(fid), ledger.mode_seen(fid))
+        node, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
+                                                        fid in waiting, ledger.kind_seen(fid),
+                                                        ledger.mode_seen(fid))
         node.placed = stamp  # hers, carried on as a grantee's commit would
         # Its state is the one this device last saw: its seq too (never the
         # deleter's: a counter of his naming her device would make her later
         # saves "older").  A key older than one seen may have been revoked: a new one.
+        # A key made here (none of hers to take) is one no grantee holds, at an epoch
+        # theirs may have: a new one too, above every epoch seen or held, sealed to them
+        # as after a rollback (share_ops ``resume``), before anything is sealed under it.
         node.seq = next(iter(ledger.fids.get(fid, (True, {}))[1].items()), None)
-        if node.epoch < ledger.epochs.get(fid, 0):
+        if new_key or node.epoch < ledger.epochs.get(fid, 0):
             ledger.rolled.add(fid)
         tree.add(node, inodes)
-        name = undeleting.name_of(doc, key, was, signed_path)
+        name = undeleting.name_of(doc, key, was, signed_path, ledger.name_seen(fid))
         _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
         for child, link in waiting.pop(fid, ()):
             if tree.get(child.ino) is child and (lost := _link_loaded(tree, child, [link])):

@@ -7,7 +7,9 @@ himself, or an older wrapping of hers replayed), its sealed attributes (which
 any holder of the file's key can write: a READ recipient) and its ``seq``.
 None of them is used (attack round 11: his key for her later writes, her file
 set back to an older state, her later saves made "rollbacks").  Only the
-file's identity is kept: its id, its revision, and the name it is shown under.
+file's identity is kept: its id and its revision.  The name it is shown under
+is the one this device last saw (the ledger's ``names``), else her version's,
+and the deleter's only when no other is known, never a dot name (``name_of``).
 The rest comes from what the owner (or a writer of every folder it was in)
 signed, as ``check --repair`` rebuilds a file:
 
@@ -16,7 +18,9 @@ signed, as ``check --repair`` rebuilds a file:
 - a folder (no version names it, and what was in it names it or the
   document says so): her own wrapping of its key, if this device never saw
   it given a new one; else a new key (a folder's key seals only its own
-  document);
+  document), which the caller replaces, before the mount serves, by one
+  above every epoch its grantees hold, sealed to them (their key files
+  hold the old key at the epoch it would have: attack round 14 (4));
 - its permission bits and owner ids as this device last saw them in a state
   it took (the ledger's ``modes``: her commit, a load, a judged arrival);
   unknown to this device (a new device, a ledger from before), owner-only:
@@ -44,13 +48,17 @@ from fusevault.vault.tree.namespace import Tree
 
 def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[str], seen_epoch: int,
             holds: bool, kind: int | None = None,
-            seen_mode: tuple[int, int, int] | None = None) -> tuple[Node, str | None]:
+            seen_mode: tuple[int, int, int] | None = None) -> tuple[Node, str | None, bool]:
     """The user's node ``doc`` names, whose deletion was refused, from her own material
     (``was``: the folders this device last saw it in; ``seen_epoch``: the newest key
     epoch this device saw of it; ``holds``: documents of hers name it as their folder;
     ``kind``: the type this device first saw it with, if known: it decides; ``seen_mode``:
-    its permission bits and owner ids as this device last saw them, if known), and the path
-    her chosen version names (signed: the name it is put back under, ``name_of``)."""
+    its permission bits and owner ids as this device last saw them, if known), the path
+    her chosen version names (signed: a name it may be put back under, ``name_of``), and
+    whether its key is a new one (no version, no wrapping of hers at a key epoch never
+    changed): the caller then gives it a key above every epoch seen or held by its grantees,
+    sealed to them, before anything is sealed under this one (the ledger's ``rolled``; attack
+    round 14 (4): its readers' key files hold the old key at the epoch it would get)."""
     fid = doc["_id"]
     newest = _newest_version(tree, key, gate, fid, was)
     said = _said(doc, key)
@@ -76,26 +84,32 @@ def rebuilt(tree: Tree, key: MasterKey, gate: Authorship, doc: dict, was: list[s
         node.mtime = node.ctime = version.mtime
         node.head, node.manifest = version.vid, version.manifest
     node.rev = doc["_rev"]
-    return node, (newest[0].path if newest is not None else None)
+    return node, (newest[0].path if newest is not None else None), newest is None and dek is None
 
 
-def name_of(doc: dict, key: MasterKey, was: list[str], signed_path: str | None) -> bytes:
-    """The name the file is put back under: the one in the path of her own version it was
-    rebuilt from (``signed_path``: signed by her or a writer of its folders); for a file with
-    none, the one the deletion gives it in a folder it was in (a name only: the place is this
-    device's; the deleter's word, but the only one there is); else one made from its id.
-    Her version first: a READ recipient's refused deletion renames nothing of hers (attack
-    round 13 (3))."""
-    candidates = [signed_path.rpartition("/")[2]] if signed_path else []
+def name_of(doc: dict, key: MasterKey, was: list[str], signed_path: str | None,
+            seen: bytes | None = None) -> bytes:
+    """The name the node is put back under: the one this device last saw it under (``seen``:
+    the ledger's ``names``, a state it took); else the one in the path of her own version it
+    was rebuilt from (``signed_path``: signed by her or a writer of its folders); for a node
+    with neither (a folder has no version), the one the deletion gives it in a folder it was
+    in, or its ``trashed`` path's (a name only: the place is this device's; the deleter's
+    word, but the only one there is), never a dot name (he would hide it from ``ls``); else
+    one made from its id.  A READ recipient's refused deletion renames nothing of hers
+    (attack rounds 13 (3) and 14 (3))."""
+    if seen is not None and names.problem(seen) is None:
+        return seen
+    if signed_path and names.problem(name := str_to_name(signed_path.rpartition("/")[2])) is None:
+        return name
     said = _said(doc, key) or {}
     links = said.get("links") or []
-    candidates += [name for parent, name in links if parent in was and isinstance(name, str)]
+    candidates = [name for parent, name in links if parent in was and isinstance(name, str)]
     trashed = said.get("trashed")
     if isinstance(trashed, list) and trashed and isinstance(trashed[0], str):
         candidates.append(trashed[0].rpartition("/")[2])
     for candidate in candidates:
         name = str_to_name(candidate)
-        if names.problem(name) is None:
+        if names.problem(name) is None and not name.startswith(b"."):
             return name
     return b"recovered " + doc["_id"][:8].encode()
 
