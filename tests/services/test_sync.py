@@ -423,6 +423,42 @@ def test_edits_made_while_apart_keep_both_sides(tmp_path: Path) -> None:
                 assert (mnt / "renamed.txt").read_bytes() == b"edited on the desktop too"
 
 
+HOOKS = Path(__file__).parents[1] / "hooks"  # sitecustomize.py: a pause point in a mount server
+
+
+def test_a_conflict_copy_looked_at_while_it_is_made_reads_whole_once_shown(tmp_path: Path) -> None:
+    """The unlucky moment of the sync test above, made certain: a program
+    looks at the folder while the desktop makes the conflict copy (created,
+    its bytes not written yet).  The kernel, which keeps its own size of a
+    file it knows (writeback cache), then read the copy as empty for good.
+    The copy is shown only once it holds the loser's bytes."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    hooked = {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
+    with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b), "the desktop's pull")
+            server.kill()  # apart from here
+            (b / "notes.txt").write_bytes(b"the desktop's words")
+        (a / "notes.txt").write_bytes(b"the laptop's later words")  # the later edit keeps the name
+        server.start()
+        wait_for(lambda: settled(a), "the laptop's push")
+        # Only the desktop meets both edits (the laptop is away again): one device makes the copy.
+        assert fusevault("unmount", a, passphrase=None).returncode == 0
+        with mounted(desktop, tmp_path / "b", env=hooked) as b:
+            wait_for(lambda: (gate / "paused").exists(), "the desktop to start making the conflict copy")
+            shown = [name for name in os.listdir(b) if "(conflict " in name]
+            for name in shown:
+                os.stat(b / name)  # the kernel takes what it is told now
+            (gate / "go").touch()
+            wait_for(lambda: (gate / "settled").exists(), "the desktop to settle")
+            (copy,) = [name for name in os.listdir(b) if name.startswith("notes (conflict ")]
+            assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
+            assert (b / copy).read_bytes() == b"the desktop's words"
+            assert os.stat(b / copy).st_size == len(b"the desktop's words")
+            assert shown == [], "a conflict copy was shown before it held the loser's bytes"
+
+
 def test_a_backup_buddy_keeps_another_vault_without_its_keys_and_refills_its_server(
         couchdb_url: str, tmp_path: Path) -> None:
     laptop = first_device(couchdb_url, tmp_path)

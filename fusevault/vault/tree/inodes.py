@@ -68,6 +68,11 @@ class Inodes:
         # was never closed: ``kill -9`` may lose it, as it may lose the
         # unwritten data of any open file.
         self.unsaved: set[int] = set()
+        # Files being made from inside fusevault whose bytes are not all
+        # written yet (a conflict copy: vault/services/conflicts.py), by fid:
+        # no lookup or listing shows them, so the kernel never takes (and,
+        # with the writeback cache, keeps) a size or contents from before.
+        self.unshown: set[str] = set()
         # A shared mount's store tells the other users' trees of each write:
         # there a new file is committed at once, so they see it while open.
         self.defer_creates = not getattr(store, "watched", False)
