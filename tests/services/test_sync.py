@@ -7,6 +7,7 @@ process; they meet only through the CouchDB-protocol server.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -14,12 +15,14 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import (
     PouchServer,
     docs_of,
     first_device,
+    force_unmount,
     fusevault,
     laptop_and_desktop,
     mounted,
@@ -426,12 +429,12 @@ def test_edits_made_while_apart_keep_both_sides(tmp_path: Path) -> None:
 HOOKS = Path(__file__).parents[1] / "hooks"  # sitecustomize.py: a pause point in a mount server
 
 
-def test_a_conflict_copy_looked_at_while_it_is_made_reads_whole_once_shown(tmp_path: Path) -> None:
-    """The unlucky moment of the sync test above, made certain: a program
-    looks at the folder while the desktop makes the conflict copy (created,
-    its bytes not written yet).  The kernel, which keeps its own size of a
-    file it knows (writeback cache), then read the copy as empty for good.
-    The copy is shown only once it holds the loser's bytes."""
+@contextlib.contextmanager
+def _only_the_desktop_meets_both_edits(tmp_path: Path) -> Iterator[tuple[Path, dict, Path]]:
+    """notes.txt edited on both devices while apart, the laptop's edit the later,
+    and the laptop away again, so one device makes the conflict copy: yields
+    (the desktop, not mounted; the environment that mounts it with the pause
+    point of tests/hooks/sitecustomize.py; that pause point's gate folder)."""
     gate = tmp_path / "gate"
     gate.mkdir()
     hooked = {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
@@ -443,20 +446,46 @@ def test_a_conflict_copy_looked_at_while_it_is_made_reads_whole_once_shown(tmp_p
         (a / "notes.txt").write_bytes(b"the laptop's later words")  # the later edit keeps the name
         server.start()
         wait_for(lambda: settled(a), "the laptop's push")
-        # Only the desktop meets both edits (the laptop is away again): one device makes the copy.
         assert fusevault("unmount", a, passphrase=None).returncode == 0
+        yield desktop, hooked, gate
+
+
+def _copies(mountpoint: Path) -> list[str]:
+    return [name for name in os.listdir(mountpoint) if name.startswith("notes (conflict ")]
+
+
+def test_a_conflict_copy_looked_at_while_it_is_made_reads_whole_once_shown(tmp_path: Path) -> None:
+    """The unlucky moment of the sync test above, made certain: a program
+    looks at the folder while the desktop makes the conflict copy (created,
+    its bytes not written yet).  The kernel, which keeps its own size of a
+    file it knows (writeback cache), then read the copy as empty for good.
+    The copy is shown only once it holds the loser's bytes."""
+    with _only_the_desktop_meets_both_edits(tmp_path) as (desktop, hooked, gate):
         with mounted(desktop, tmp_path / "b", env=hooked) as b:
             wait_for(lambda: (gate / "paused").exists(), "the desktop to start making the conflict copy")
-            shown = [name for name in os.listdir(b) if "(conflict " in name]
+            shown = _copies(b)
             for name in shown:
                 os.stat(b / name)  # the kernel takes what it is told now
             (gate / "go").touch()
             wait_for(lambda: (gate / "settled").exists(), "the desktop to settle")
-            (copy,) = [name for name in os.listdir(b) if name.startswith("notes (conflict ")]
+            (copy,) = _copies(b)
             assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
             assert (b / copy).read_bytes() == b"the desktop's words"
             assert os.stat(b / copy).st_size == len(b"the desktop's words")
             assert shown == [], "a conflict copy was shown before it held the loser's bytes"
+
+
+def test_a_conflict_copy_cut_short_by_kill_9_is_made_whole_at_the_next_mount(tmp_path: Path) -> None:
+    """The mount killed while it makes the copy: no replica keeps an empty copy
+    "made already"; the next mount settles the conflict again, whole."""
+    with _only_the_desktop_meets_both_edits(tmp_path) as (desktop, hooked, gate):
+        with mounted(desktop, tmp_path / "b", env=hooked) as b:
+            wait_for(lambda: (gate / "paused").exists(), "the desktop to start making the conflict copy")
+            force_unmount(b)  # kill -9, the copy created, its bytes not written
+        with mounted(desktop, tmp_path / "b") as b:
+            (copy,) = wait_for(lambda: _copies(b) and settled(b) and _copies(b), "the copy at the next mount")
+            assert (b / copy).read_bytes() == b"the desktop's words"
+            assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
 
 
 def test_a_backup_buddy_keeps_another_vault_without_its_keys_and_refills_its_server(
