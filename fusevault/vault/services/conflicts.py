@@ -32,6 +32,7 @@ Both edits also stay in the file's version history.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import stat
@@ -203,6 +204,16 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     fid, dek = copy_ident(loser.doc["_id"], loser.doc["_rev"], loser.node.dek)
     if volume.holds(fid) or store.get(fid) is not None:
         return  # made already, here or by another device
+    node = loser.node
+    # Opened first, in a worker thread: its manifest is read and checked (in a
+    # vault kept in CouchDB, with its version document from the server).  From
+    # here on nothing waits until the copy exists, so its name stays free.
+    reader = await volume.in_thread(functools.partial(Content, volume.layout, node.owner, node.fid, node.dek,
+                                                      node.manifest, node.head, check_sidecar=False,
+                                                      epoch=node.epoch))
+    if volume.holds(fid) or store.get(fid) is not None:
+        reader.close()
+        return  # made meanwhile
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
     parent = volume.find(parent_fid) or volume.root
     device = _device_of(store, loser) or "another device"
@@ -217,12 +228,6 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     while copy in parent.children:
         copy = copy_name(name, f"{device} {number}", loser.node.mtime)
         number += 1
-    node = loser.node
-    # Opened here, on the trio thread: no wait between the check above and the
-    # copy's creation, so this device makes it at most once.  In a vault kept
-    # in CouchDB this may wait for the server: a rare path.
-    reader = Content(volume.layout, node.owner, node.fid, node.dek, node.manifest, node.head,
-                     check_sidecar=False, epoch=node.epoch)
     volume.tree.unshown.add(fid)
     try:
         try:
