@@ -440,7 +440,8 @@ def _only_the_desktop_meets_both_edits(tmp_path: Path) -> Iterator[tuple[Path, d
     hooked = {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
     with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
         with mounted(desktop, tmp_path / "b") as b:
-            wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b), "the desktop's pull")
+            wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
+                     "the desktop's pull")
             server.kill()  # apart from here
             (b / "notes.txt").write_bytes(b"the desktop's words")
         (a / "notes.txt").write_bytes(b"the laptop's later words")  # the later edit keeps the name

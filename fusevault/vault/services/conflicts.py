@@ -231,8 +231,8 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     volume.tree.unshown.add(fid)
     try:
         try:
-            fh, made = await volume.create(parent.ino, copy, stat.S_IMODE(node.mode), Caller(node.uid, node.gid),
-                                           ident=(fid, dek), defer=True)
+            fh, made = await volume.create(parent.ino, copy, stat.S_IMODE(node.mode),
+                                           Caller(node.uid, node.gid), ident=(fid, dek), defer=True)
         except BaseException:
             reader.close()
             raise
