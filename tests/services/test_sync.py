@@ -489,6 +489,41 @@ def test_a_conflict_copy_cut_short_by_kill_9_is_made_whole_at_the_next_mount(tmp
             assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
 
 
+def test_a_conflict_copy_made_on_both_devices_at_once_is_one_whole_file(tmp_path: Path) -> None:
+    """Both devices meet both edits and make the copy at the same moment
+    (each held after it created its copy, before writing it): one copy
+    with the loser's bytes on both, no copy of the copy."""
+    gates = {side: tmp_path / f"gate-{side}" for side in "ab"}
+    hooked = {side: {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
+              for side, gate in gates.items()}
+    for gate in gates.values():
+        gate.mkdir()
+    with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b", env=hooked["b"]) as b:
+            wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
+                     "the desktop's pull")
+            server.kill()  # apart from here
+            (a / "notes.txt").write_bytes(b"the laptop's words")
+            assert fusevault("unmount", a, passphrase=None).returncode == 0
+            (b / "notes.txt").write_bytes(b"the desktop's later words")
+            with mounted(laptop, a, env=hooked["a"]):
+                server.start()
+                wait_for(lambda: all((gate / "paused").exists() for gate in gates.values()),
+                         "both devices to start making the conflict copy")
+                shown = [name for mnt in (a, b) for name in _copies(mnt) if os.stat(mnt / name)]
+                for gate in gates.values():
+                    (gate / "go").touch()
+                wait_for(lambda: all((gate / "settled").exists() for gate in gates.values()),
+                         "both devices to settle")
+                wait_for(lambda: len(os.listdir(a)) == 2 and sorted(os.listdir(a)) == sorted(os.listdir(b))
+                         and settled(a) and settled(b), lambda: f"agreement: {os.listdir(a)} {os.listdir(b)}")
+                for mnt in (a, b):
+                    (copy,) = _copies(mnt)
+                    assert (mnt / copy).read_bytes() == b"the laptop's words"
+                    assert (mnt / "notes.txt").read_bytes() == b"the desktop's later words"
+                assert shown == [], "a conflict copy was shown before it held the loser's bytes"
+
+
 def test_a_backup_buddy_keeps_another_vault_without_its_keys_and_refills_its_server(
         couchdb_url: str, tmp_path: Path) -> None:
     laptop = first_device(couchdb_url, tmp_path)
