@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import (
     PouchServer,
     docs_of,
@@ -476,13 +477,18 @@ def test_a_conflict_copy_looked_at_while_it_is_made_reads_whole_once_shown(tmp_p
             assert shown == [], "a conflict copy was shown before it held the loser's bytes"
 
 
-def test_a_conflict_copy_cut_short_by_kill_9_is_made_whole_at_the_next_mount(tmp_path: Path) -> None:
-    """The mount killed while it makes the copy: no replica keeps an empty copy
-    "made already"; the next mount settles the conflict again, whole."""
+@pytest.mark.parametrize("stop", ["kill -9", "unmount"])
+def test_a_conflict_copy_cut_short_is_made_whole_at_the_next_mount(tmp_path: Path, stop: str) -> None:
+    """The mount killed, or unmounted, while it makes the copy: no replica keeps
+    an empty copy "made already"; the next mount settles the conflict again, whole."""
     with _only_the_desktop_meets_both_edits(tmp_path) as (desktop, hooked, gate):
         with mounted(desktop, tmp_path / "b", env=hooked) as b:
             wait_for(lambda: (gate / "paused").exists(), "the desktop to start making the conflict copy")
-            force_unmount(b)  # kill -9, the copy created, its bytes not written
+            if stop == "kill -9":  # the copy created, its bytes not written
+                force_unmount(b)
+            else:
+                unmounted = fusevault("unmount", b, passphrase=None)
+                assert unmounted.returncode == 0, unmounted.stderr
         with mounted(desktop, tmp_path / "b") as b:
             (copy,) = wait_for(lambda: _copies(b) and settled(b) and _copies(b), "the copy at the next mount")
             assert (b / copy).read_bytes() == b"the desktop's words"

@@ -239,13 +239,18 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
         volume.forget(made.ino, 1)  # made here, not looked up by the kernel
         try:
             await copy_into(volume, fh, reader, node.size)
-            if made.rev is None and (stored := store.get(fid)) is not None:
-                # The other device's copy of it came meanwhile, its version
-                # still on its way (the tree waits for that): the same bytes,
-                # and ours is committed as its next revision, not beside it.
-                made.rev = stored["_rev"]
-        finally:
-            await volume.release(fh)
+        except BaseException:
+            # Not all of its bytes (unreadable, or the mount stopping): no
+            # copy rather than a short one, which would count as made already.
+            # The conflict stays open: the next arrival or mount settles it again.
+            volume.abandon(fh)
+            raise
+        if made.rev is None and (stored := store.get(fid)) is not None:
+            # The other device's copy of it came meanwhile, its version still
+            # on its way (the tree waits for that): the same bytes, and ours
+            # is committed as its next revision, not beside it.
+            made.rev = stored["_rev"]
+        await volume.release(fh)
     finally:
         volume.tree.unshown.discard(fid)
     out.entries.append((parent.ino, copy))  # the kernel asks again: nothing it holds says "no such file"

@@ -235,6 +235,19 @@ class Inodes:
             if self.on_purge is not None:
                 self.on_purge(node)
 
+    def take_back(self, node: Node) -> None:
+        """Undo the making of a new file never committed (``unsaved``), in
+        memory: its names go and, unused, the node (``Files.abandon``)."""
+        if node.ino not in self.unsaved:
+            return  # committed meanwhile: it stays
+        for parent_ino, name in list(node.links):
+            parent = self._nodes.get(parent_ino)
+            if parent is not None and parent.children is not None and parent.children.get(name) == node.ino:
+                del parent.children[name]
+        node.links.clear()
+        self.unsaved.discard(node.ino)
+        self.purge_if_unused(node)
+
     def forget_key(self, node: Node) -> None:
         """Drop a node's key (a share that no longer reaches this user)."""
         node.dek = b""
