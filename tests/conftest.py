@@ -151,9 +151,10 @@ def force_unmount(mountpoint: Path) -> None:
 
 
 @contextlib.contextmanager
-def mounted(vault: Path, mountpoint: Path, *extra: str, passphrase: str = PASSPHRASE):
+def mounted(vault: Path, mountpoint: Path, *extra: str, passphrase: str = PASSPHRASE,
+            env: dict | None = None):
     mountpoint.mkdir(exist_ok=True)
-    result = fusevault("mount", vault, mountpoint, *extra, passphrase=passphrase)
+    result = fusevault("mount", vault, mountpoint, *extra, passphrase=passphrase, env=env)
     assert result.returncode == 0, result.stderr
     try:
         yield mountpoint

@@ -313,6 +313,10 @@ class Volume:
     async def release(self, fh: int) -> None:
         await self.files.release(fh)
 
+    def abandon(self, fh: int) -> None:
+        """Close a new file never committed and take it back (vault/files/open_files.py)."""
+        self.files.abandon(fh)
+
     async def commit_content(self, node: Node, durable: bool = False) -> None:
         await self.files.commit_content(node, durable)
 

@@ -7,6 +7,7 @@ process; they meet only through the CouchDB-protocol server.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -14,12 +15,14 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import (
     PouchServer,
     docs_of,
     first_device,
+    force_unmount,
     fusevault,
     laptop_and_desktop,
     mounted,
@@ -423,6 +426,120 @@ def test_edits_made_while_apart_keep_both_sides(tmp_path: Path) -> None:
             for mnt in (a, b):
                 assert (mnt / "notes.txt").read_bytes() == b"the desktop's words"
                 assert (mnt / "renamed.txt").read_bytes() == b"edited on the desktop too"
+
+
+HOOKS = Path(__file__).parents[1] / "hooks"  # sitecustomize.py: a pause point in a mount server
+
+
+@contextlib.contextmanager
+def _only_the_desktop_meets_both_edits(tmp_path: Path) -> Iterator[tuple[Path, dict, Path]]:
+    """notes.txt edited on both devices while apart, the laptop's edit the later,
+    and the laptop away again, so one device makes the conflict copy: yields
+    (the desktop, not mounted; the environment that mounts it with the pause
+    point of tests/hooks/sitecustomize.py; that pause point's gate folder)."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    hooked = {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
+    with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
+                     "the desktop's pull")
+            server.kill()  # apart from here
+            (b / "notes.txt").write_bytes(b"the desktop's words")
+        (a / "notes.txt").write_bytes(b"the laptop's later words")  # the later edit keeps the name
+        server.start()
+        wait_for(lambda: settled(a), "the laptop's push")
+        assert fusevault("unmount", a, passphrase=None).returncode == 0
+        yield desktop, hooked, gate
+
+
+def _copies(mountpoint: Path) -> list[str]:
+    return [name for name in os.listdir(mountpoint) if name.startswith("notes (conflict ")]
+
+
+def test_a_conflict_copy_looked_at_while_it_is_made_reads_whole_once_shown(tmp_path: Path) -> None:
+    """The unlucky moment of the sync test above, made certain: a program
+    looks at the folder while the desktop makes the conflict copy (created,
+    its bytes not written yet).  The kernel, which keeps its own size of a
+    file it knows (writeback cache), then read the copy as empty for good.
+    The copy is shown only once it holds the loser's bytes."""
+    with _only_the_desktop_meets_both_edits(tmp_path) as (desktop, hooked, gate):
+        with mounted(desktop, tmp_path / "b", env=hooked) as b:
+            wait_for(lambda: (gate / "paused").exists(), "the desktop to start making the conflict copy")
+            shown = _copies(b)
+            for name in shown:
+                os.stat(b / name)  # the kernel takes what it is told now
+            (gate / "go").touch()
+            wait_for(lambda: (gate / "settled").exists(), "the desktop to settle")
+            (copy,) = _copies(b)
+            assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
+            assert (b / copy).read_bytes() == b"the desktop's words"
+            assert os.stat(b / copy).st_size == len(b"the desktop's words")
+            assert shown == [], "a conflict copy was shown before it held the loser's bytes"
+
+
+def test_a_conflict_copy_cut_short_by_kill_9_is_made_whole_at_the_next_mount(tmp_path: Path) -> None:
+    """The mount killed while it makes the copy: no replica keeps an empty
+    copy "made already"; the next mount settles the conflict again, whole."""
+    with _only_the_desktop_meets_both_edits(tmp_path) as (desktop, hooked, gate):
+        with mounted(desktop, tmp_path / "b", env=hooked) as b:
+            wait_for(lambda: (gate / "paused").exists(), "the desktop to start making the conflict copy")
+            force_unmount(b)  # kill -9, the copy created, its bytes not written
+        with mounted(desktop, tmp_path / "b") as b:
+            (copy,) = wait_for(lambda: _copies(b) and settled(b) and _copies(b),
+                               lambda: f"the copy at the next mount: {_logs()}")
+            assert (b / copy).read_bytes() == b"the desktop's words"
+            assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
+
+
+def test_a_conflict_copy_cut_short_by_an_unmount_is_never_committed(tmp_path: Path) -> None:
+    """Unmounted while it makes the copy (the settling cancelled, its bytes
+    not written): nothing of the copy is saved, rather than an empty copy
+    that every later settling takes for "made already".  (Not asserted: that
+    the next mount makes it.  The rollback ledger, saved at this unmount, may
+    then take the device's own losing edit for a replay and close it uncopied.)"""
+    with _only_the_desktop_meets_both_edits(tmp_path) as (desktop, hooked, gate):
+        nodes = len(docs_of(desktop, "node"))
+        with mounted(desktop, tmp_path / "b", env=hooked) as b:
+            wait_for(lambda: (gate / "paused").exists(), "the desktop to start making the conflict copy")
+            unmounted = fusevault("unmount", b, passphrase=None)
+            assert unmounted.returncode == 0, unmounted.stderr
+        assert len(docs_of(desktop, "node")) == nodes  # notes.txt changed, and no copy
+
+
+def test_a_conflict_copy_made_on_both_devices_at_once_is_one_whole_file(tmp_path: Path) -> None:
+    """Both devices meet both edits and make the copy at the same moment
+    (each held after it created its copy, before writing it): one copy
+    with the loser's bytes on both, no copy of the copy."""
+    gates = {side: tmp_path / f"gate-{side}" for side in "ab"}
+    hooked = {side: {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
+              for side, gate in gates.items()}
+    for gate in gates.values():
+        gate.mkdir()
+    with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b", env=hooked["b"]) as b:
+            wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
+                     "the desktop's pull")
+            server.kill()  # apart from here
+            (a / "notes.txt").write_bytes(b"the laptop's words")
+            assert fusevault("unmount", a, passphrase=None).returncode == 0
+            (b / "notes.txt").write_bytes(b"the desktop's later words")
+            with mounted(laptop, a, env=hooked["a"]):
+                server.start()
+                wait_for(lambda: all((gate / "paused").exists() for gate in gates.values()),
+                         "both devices to start making the conflict copy")
+                shown = [name for mnt in (a, b) for name in _copies(mnt) if os.stat(mnt / name)]
+                for gate in gates.values():
+                    (gate / "go").touch()
+                wait_for(lambda: all((gate / "settled").exists() for gate in gates.values()),
+                         "both devices to settle")
+                wait_for(lambda: len(os.listdir(a)) == 2 and sorted(os.listdir(a)) == sorted(os.listdir(b))
+                         and settled(a) and settled(b), lambda: f"agreement: {os.listdir(a)} {os.listdir(b)}")
+                for mnt in (a, b):
+                    (copy,) = _copies(mnt)
+                    assert (mnt / copy).read_bytes() == b"the laptop's words"
+                    assert (mnt / "notes.txt").read_bytes() == b"the desktop's later words"
+                assert shown == [], "a conflict copy was shown before it held the loser's bytes"
 
 
 def test_a_backup_buddy_keeps_another_vault_without_its_keys_and_refills_its_server(

@@ -441,6 +441,21 @@ class Files:
             self.tree.purge_if_unused(node)
         await self.flush_closed()
 
+    def abandon(self, fh: int) -> None:
+        """Close a handle on a new file whose document was never committed
+        (``Tree.unsaved``) and take the file back, in memory only: nothing of
+        it is committed.  A conflict copy whose bytes could not all be
+        written (vault/services/conflicts.py): none, rather than a short one."""
+        node = self.handles.pop(fh, None)
+        self.writers.discard(fh)
+        if node is None:
+            raise BadHandle("bad file handle")
+        node.opens -= 1
+        if node.content is not None:
+            node.content.changed = False  # its records stay unreferenced in the .vf
+        self.release_content(node)
+        self.tree.take_back(node)
+
     # --- saving and closing everything
 
     async def save_changed(self) -> int:

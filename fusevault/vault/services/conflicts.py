@@ -32,6 +32,7 @@ Both edits also stay in the file's version history.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import stat
@@ -129,7 +130,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
                  f"{loser.doc['_rev']} copied" if loser else "no copy")
         if loser is not None:
-            await _conflict_copy(volume, store, loser)
+            await _conflict_copy(volume, store, loser, out)
         if keeper is theirs or links != keeper.links:
             await _adopt(volume, current, keeper, links, out)
         replica.close_leaf(store, doc_id, other["_rev"])
@@ -193,10 +194,30 @@ def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None) -> bool:
     return False
 
 
-async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf) -> None:
+async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Absorbed) -> None:
+    """Make the conflict copy, shown only once it holds all of the loser's bytes.
+
+    Until then no lookup or listing shows it (``Tree.unshown``): with the
+    writeback cache the kernel keeps the size it first took of a file it
+    knows, and a program that looked at the folder while the copy was still
+    empty read it empty for good (tests/services/test_sync.py, the copy looked
+    at while it is made).  Its document is committed with its first version
+    (``defer``), so no replica ever holds it empty: a peer takes it whole, and
+    a ``kill -9`` before that leaves no copy, so the next mount settles the
+    conflict again, rather than finding an empty copy "made already"."""
     fid, dek = copy_ident(loser.doc["_id"], loser.doc["_rev"], loser.node.dek)
     if volume.holds(fid) or store.get(fid) is not None:
         return  # made already, here or by another device
+    node = loser.node
+    # Opened first, in a worker thread: its manifest is read and checked (in a
+    # vault kept in CouchDB, with its version document from the server).  From
+    # here on nothing waits until the copy exists, so its name stays free.
+    reader = await volume.in_thread(functools.partial(Content, volume.layout, node.owner, node.fid, node.dek,
+                                                      node.manifest, node.head, check_sidecar=False,
+                                                      epoch=node.epoch))
+    if volume.holds(fid) or store.get(fid) is not None:
+        reader.close()
+        return  # made meanwhile
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
     parent = volume.find(parent_fid) or volume.root
     device = _device_of(store, loser) or "another device"
@@ -211,26 +232,32 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf) -> None
     while copy in parent.children:
         copy = copy_name(name, f"{device} {number}", loser.node.mtime)
         number += 1
-    node = loser.node
-    # Opened here, on the trio thread: no wait between the check above and the
-    # copy's creation (both devices make the copy under the same id; a wait lets
-    # an arrival make it meanwhile).  Opening it in a worker thread was tried
-    # and taken back: tests/services/test_sync.py::test_edits_made_while_apart_keep_both_sides
-    # then once read an empty copy under load (cause not proven).  In a vault
-    # kept in CouchDB this may wait for the server: a rare path.
-    reader = Content(volume.layout, node.owner, node.fid, node.dek, node.manifest, node.head,
-                     check_sidecar=False, epoch=node.epoch)
+    volume.tree.unshown.add(fid)
     try:
-        fh, made = await volume.create(parent.ino, copy, stat.S_IMODE(node.mode), Caller(node.uid, node.gid),
-                                       ident=(fid, dek))
-    except BaseException:
-        reader.close()
-        raise
-    volume.forget(made.ino, 1)  # made here, not looked up by the kernel
-    try:
-        await copy_into(volume, fh, reader, node.size)
-    finally:
+        try:
+            fh, made = await volume.create(parent.ino, copy, stat.S_IMODE(node.mode),
+                                           Caller(node.uid, node.gid), ident=(fid, dek), defer=True)
+        except BaseException:
+            reader.close()
+            raise
+        volume.forget(made.ino, 1)  # made here, not looked up by the kernel
+        try:
+            await copy_into(volume, fh, reader, node.size)
+        except BaseException:
+            # Not all of its bytes (unreadable, or the mount stopping): no
+            # copy rather than a short one, which would count as made already.
+            # The conflict stays open: the next arrival or mount settles it again.
+            volume.abandon(fh)
+            raise
+        if made.rev is None and (stored := store.get(fid)) is not None:
+            # The other device's copy of it came meanwhile, its version still
+            # on its way (the tree waits for that): the same bytes, and ours
+            # is committed as its next revision, not beside it.
+            made.rev = stored["_rev"]
         await volume.release(fh)
+    finally:
+        volume.tree.unshown.discard(fid)
+    out.entries.append((parent.ino, copy))  # the kernel asks again: nothing it holds says "no such file"
 
 
 def _device_of(store: LocalStore, leaf: Leaf) -> str | None:

@@ -69,6 +69,11 @@ class Inodes:
         # was never closed: ``kill -9`` may lose it, as it may lose the
         # unwritten data of any open file.
         self.unsaved: set[int] = set()
+        # Files being made from inside fusevault whose bytes are not all
+        # written yet (a conflict copy: vault/services/conflicts.py), by fid:
+        # no lookup or listing shows them, so the kernel never takes (and,
+        # with the writeback cache, keeps) a size or contents from before.
+        self.unshown: set[str] = set()
         # A shared mount's store tells the other users' trees of each write:
         # there a new file is committed at once, so they see it while open.
         self.defer_creates = not getattr(store, "watched", False)
@@ -230,6 +235,19 @@ class Inodes:
             self.unsaved.discard(node.ino)
             if self.on_purge is not None:
                 self.on_purge(node)
+
+    def take_back(self, node: Node) -> None:
+        """Undo the making of a new file never committed (``unsaved``), in
+        memory: its names go and, unused, the node (``Files.abandon``)."""
+        if node.ino not in self.unsaved:
+            return  # committed meanwhile: it stays
+        for parent_ino, name in list(node.links):
+            parent = self._nodes.get(parent_ino)
+            if parent is not None and parent.children is not None and parent.children.get(name) == node.ino:
+                del parent.children[name]
+        node.links.clear()
+        self.unsaved.discard(node.ino)
+        self.purge_if_unused(node)
 
     def forget_key(self, node: Node) -> None:
         """Drop a node's key (a share that no longer reaches this user)."""

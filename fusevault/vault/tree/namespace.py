@@ -61,11 +61,15 @@ class Tree(Attributes):
             if len(name) > NAME_MAX:
                 raise NameTooLong("file name too long")
             ino = parent.children.get(name)
-            if ino is None:
+            if ino is None or self._unshown(ino):
                 raise NotFound("no such file")
             node = self._nodes[ino]
         self.remember(node)
         return node
+
+    def _unshown(self, ino: int) -> bool:
+        """A file being made whose bytes are not all written yet (``unshown``)."""
+        return bool(self.unshown) and (node := self._nodes.get(ino)) is not None and node.fid in self.unshown
 
     def resolve(self, path: bytes) -> Node:
         """The node at a path relative to the root (no lookup count is taken)."""
@@ -313,7 +317,7 @@ class Tree(Attributes):
             raise BadHandle("bad directory handle") from None
         while index < len(entries):
             name, ino = entries[index]
-            if name in (b".", b"..") or node.children.get(name) == ino:
+            if name in (b".", b"..") or (node.children.get(name) == ino and not self._unshown(ino)):
                 child = self._nodes.get(ino)
                 if child is not None:
                     return index, name, child
