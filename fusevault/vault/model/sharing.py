@@ -33,7 +33,7 @@ from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 from fusevault.store import Store
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.format.layout import Layout
+from fusevault.vault.format.layout import Layout, checked_id, is_id
 from fusevault.vault.model.groups import can_write, parse_perm
 
 SHARE = "Share"
@@ -122,11 +122,14 @@ def key_path(layout: Layout, grant: Grant, recipient: str, fid: str) -> Path:
 
 
 def user_key_path(layout: Layout, recipient: str, owner: str, fid: str) -> Path:
-    return layout.user_dir(recipient) / "shared" / f"{owner}_{fid}.vfkey"
+    # Each id checked (layout.py ``checked_id``): grants and key documents come from the store.
+    name = f"{checked_id('user', owner)}_{checked_id('file', fid)}.vfkey"
+    return layout.user_dir(recipient) / "shared" / name
 
 
 def group_key_path(layout: Layout, group_id: str, fid: str, recipient: str) -> Path:
-    return layout.group_dir(group_id) / "own" / fid / "keys" / f"{recipient}.vfkey"
+    return (layout.group_dir(group_id) / "own" / checked_id("file", fid) / "keys"
+            / f"{checked_id('user', recipient)}.vfkey")
 
 
 def key_writes() -> int:
@@ -229,7 +232,8 @@ def drop_group_keys(layout: Layout, group_id: str, user_id: str) -> None:
     except FileNotFoundError:
         return
     for fid in fids:
-        remove_key(own / fid / "keys" / f"{user_id}.vfkey")
+        if is_id(fid):  # only what fusevault names there
+            remove_key(group_key_path(layout, group_id, fid, user_id))
 
 
 def acl_lines(grants: list[Grant]) -> list[str]:
