@@ -111,7 +111,7 @@ def places(root: Path, kind: str) -> list[str]:
     fd = open_dir(root, [kind])
     try:
         return [name for name in os.listdir(fd)
-                if stat.S_ISDIR(os.lstat(name, dir_fd=fd, follow_symlinks=False).st_mode)]
+                if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)]
     finally:
         os.close(fd)
 
@@ -132,7 +132,7 @@ def remove_tree(root: Path, names: Iterable[str], name: str) -> None:
     """``root/names.../name`` and all below it; a link there (or on the way) is refused, never followed."""
     fd = open_dir(root, names)
     try:
-        if stat.S_ISLNK(os.lstat(_one(name), dir_fd=fd, follow_symlinks=False).st_mode):
+        if stat.S_ISLNK(os.stat(_one(name), dir_fd=fd, follow_symlinks=False).st_mode):
             raise CorruptData(f"refused to remove {name} in the vault folder {root}: a symbolic link")
         shutil.rmtree(name, dir_fd=fd)  # fd-based: nothing below is followed either
     finally:
