@@ -93,7 +93,8 @@ def test_reconcile_writes_no_meta_inf_through_a_link_and_removes_nothing_it_poin
     assert (layout.root / "groups" / gone).is_symlink()
 
 
-def test_reconcile_never_walks_a_linked_users_or_groups_folder(layout: layouts.Layout, tmp_path: Path) -> None:
+def test_reconcile_never_walks_a_linked_users_or_groups_folder(
+        layout: layouts.Layout, tmp_path: Path) -> None:
     """users/ and groups/ themselves made links to folders holding folders of nobody's (named as ids, or
     not): reconcile's cleaning of places no document names removes none of them."""
     for kind in ("users", "groups"):
