@@ -129,3 +129,25 @@ def test_inside_refuses_a_link_on_the_way_and_writes_where_asked(tmp_path: Path)
     assert inside.read_file(tmp_path / "root", ["users", "y"], "ln") is None  # a link is not read through
     inside.remove_tree(tmp_path / "root", ["users"], "y")
     assert sorted(os.listdir(tmp_path / "root" / "users")) == ["x"]
+
+
+@pytest.mark.parametrize("field", ["_id", "owner"])
+def test_a_node_whose_fid_or_owner_is_no_id_is_refused_before_any_path(field: str) -> None:
+    """A node document (a grantee can sign his own with any id) whose fid or owner would become
+    users/<owner>/own/<fid>.vf: refused as malformed (UnsafeId is a CorruptData: the file is left out)."""
+    from fusevault.vault.model.nodes import node_from_doc
+
+    doc = {"_id": GOOD, "owner": GOOD, "_rev": "1-0", field: "../../escaped/x"}
+    with pytest.raises(UnsafeId):
+        node_from_doc(doc, b"\0" * 32, {"mode": 0o100600})
+
+
+def test_the_key_mirror_skips_folders_not_named_as_ids(layout: layouts.Layout) -> None:
+    """A writer of the vault folder adds users/lost+found/shared/x_y.vfkey and groups/..x/: the scan of
+    key files for peers passes over them (no UnsafeId, no crash)."""
+    from fusevault.sync.key_mirror import scan
+
+    (layout.root / "users" / "lost+found" / "shared").mkdir(parents=True)
+    (layout.root / "users" / "lost+found" / "shared" / f"{GOOD}_{GOOD}.vfkey").write_text("{}")
+    (layout.root / "groups" / "..x" / "own" / GOOD / "keys").mkdir(parents=True)
+    assert scan(layout) == {}

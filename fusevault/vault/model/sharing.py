@@ -127,9 +127,12 @@ def user_key_path(layout: Layout, recipient: str, owner: str, fid: str) -> Path:
     return layout.user_dir(recipient) / "shared" / name
 
 
+def group_keys_dir(layout: Layout, group_id: str, fid: str) -> Path:
+    return layout.group_dir(group_id) / "own" / checked_id("file", fid) / "keys"
+
+
 def group_key_path(layout: Layout, group_id: str, fid: str, recipient: str) -> Path:
-    return (layout.group_dir(group_id) / "own" / checked_id("file", fid) / "keys"
-            / f"{checked_id('user', recipient)}.vfkey")
+    return group_keys_dir(layout, group_id, fid) / f"{checked_id('user', recipient)}.vfkey"
 
 
 def key_writes() -> int:
