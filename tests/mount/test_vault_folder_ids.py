@@ -152,3 +152,29 @@ def test_a_peers_documents_whose_ids_are_paths_are_refused_at_the_pull(
         db.close()
     assert stored == [], f"the pull stored a peer's document whose id is a path: {stored}"
     assert not (tmp_path / "escaped").exists() and not (laptop.parent / "escaped").exists()
+
+
+def test_check_reports_a_planted_node_whose_id_is_a_path_and_reads_nothing_there(
+        vault: Path, tmp_path: Path) -> None:
+    """A store writer plants a node of alice's whose id is "../../escaped/x" (and a file escaped/x.vf
+    outside waits there).  `fusevault check` reports it as a problem and runs to its end: no path is
+    made of the id (no UnsafeId, no "internal error")."""
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("alice's notes")
+    (tmp_path / "escaped").mkdir()
+    (tmp_path / "escaped" / "x.vf").write_bytes(b"not the vault's")
+    db = sqlite3.connect(vault / "store.sqlite", timeout=30)
+    try:
+        with db:
+            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM docs").fetchone()
+            body = {"type": "node", "owner": _alice_id(vault), "enc": "AAAA", "en_file_dek": "AAAA"}
+            db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body, revs) "
+                       "VALUES ('../../escaped/x', '1-0', ?, 0, 'node', ?, NULL)", (seq, json.dumps(body)))
+    finally:
+        db.close()
+    done = fusevault("check", vault)
+    print(done.returncode, done.stdout[-1500:], done.stderr[-1500:])
+    assert "internal error" not in done.stderr and "not a name fusevault makes" not in done.stderr
+    assert "../../escaped/x" in done.stdout + done.stderr
+    assert (tmp_path / "escaped" / "x.vf").read_bytes() == b"not the vault's"
