@@ -151,3 +151,28 @@ def test_the_key_mirror_skips_folders_not_named_as_ids(layout: layouts.Layout) -
     (layout.root / "users" / "lost+found" / "shared" / f"{GOOD}_{GOOD}.vfkey").write_text("{}")
     (layout.root / "groups" / "..x" / "own" / GOOD / "keys").mkdir(parents=True)
     assert scan(layout) == {}
+
+
+def test_a_key_file_is_never_written_or_removed_through_a_linked_folder(
+        layout: layouts.Layout, tmp_path: Path) -> None:
+    """users/<recipient>/shared (or a group's keys folder) made a link to a folder outside: writing or
+    removing a key file there is refused (CorruptData), nothing outside is made or removed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    recipient, owner, fid = (uuid.uuid4().hex for _ in range(3))
+    layout.make_user_dirs(recipient)
+    os.rmdir(layout.user_dir(recipient) / "shared")
+    os.symlink(outside, layout.user_dir(recipient) / "shared")
+    path = sharing.user_key_path(layout, recipient, owner, fid)
+    (outside / path.name).write_text("someone's")
+    with pytest.raises(CorruptData, match="symbolic link"):
+        sharing.write_key(path, 0, b"k" * 32)
+    with pytest.raises(CorruptData, match="symbolic link"):
+        sharing.remove_key(path)
+    group = uuid.uuid4().hex
+    (layout.root / "groups" / group / "own").mkdir(parents=True)
+    os.symlink(outside, layout.root / "groups" / group / "own" / fid)
+    with pytest.raises(CorruptData, match="symbolic link"):
+        sharing.write_key(sharing.group_key_path(layout, group, fid, recipient), 0, b"k" * 32)
+    assert os.listdir(outside) == [path.name] and (outside / path.name).read_text() == "someone's"
+    sharing.write_key(sharing.user_key_path(layout, owner, recipient, fid), 0, b"k" * 32)  # a real folder

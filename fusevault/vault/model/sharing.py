@@ -161,10 +161,22 @@ class KeyRecord(NamedTuple):
         return {"owner": self.owner, "fid": self.fid, "recipient": self.recipient, "sig": self.sig}
 
 
+def _no_link_on_the_way(folder: Path) -> None:
+    """A key file's folders, up to ``users``/``groups``, are folders, never links: a writer of the vault
+    folder (no key) who made users/<id>/shared a link to /etc would have root's shared mount write (or
+    remove) key files there.  (A link made between this check and the write is not caught.)"""
+    for place in (folder, *folder.parents):
+        if place.is_symlink():
+            raise CorruptData(f"refused a key file under {place}: a symbolic link in the vault folder")
+        if place.name in ("users", "groups"):
+            return
+
+
 def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
               signed: dict | None = None) -> bool:
     """Write a ``.vfkey``; ``replace=False``: only if there is none (else False);
     ``signed``: the owner's signature and what it names (vault/model/grants.py)."""
+    _no_link_on_the_way(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"epoch": epoch, "key": b64e(sealed), **(signed or {})}).encode()
     if replace:
@@ -206,6 +218,7 @@ def key_record(data: dict) -> KeyRecord:
 
 
 def remove_key(path: Path) -> None:
+    _no_link_on_the_way(path.parent)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     if path.parent.name == "keys":  # a group file's folder goes with its last key
