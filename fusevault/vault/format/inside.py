@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import stat
 import threading
@@ -88,7 +89,8 @@ def write_file(root: Path, names: Iterable[str], filename: str, data: bytes) -> 
     """``root/names.../filename`` replaced by ``data``: a new temporary file, fsync, rename, fsync."""
     fd = open_dir(root, names, make=True)
     try:
-        temp = f".{_one(filename)}.tmp{os.getpid()}.{threading.get_ident()}"
+        # A new name each time (O_EXCL): a leftover of a killed writer is never in the way.
+        temp = f".{_one(filename)}.tmp{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}"
         file = os.open(temp, NEW_FILE, 0o600, dir_fd=fd)
         try:
             view = memoryview(data)
