@@ -40,7 +40,8 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    FIXED (layout.checked_id: every user, group and file id made a path must be 32 hex digits, else
    UnsafeId; shapes.user_ok/group_ok/share_ok refuse such documents (a ``malformed`` alarm), the pull
    refuses them from a peer (an alarm), `user remove` refuses first; meta.inf written, folders made and
-   removed from the vault root with O_NOFOLLOW, a symbolic link refused (vault/format/inside.py)).
+   removed from the vault root with O_NOFOLLOW, a symbolic link refused (vault/format/inside.py); a node
+   whose fid or owner is no id is left out as malformed; key files are not written through a link).
    Tests: test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder (UserDetails, Group),
    test_a_servers_user_id_writes_nothing_outside_the_vault_folder,
    test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder; more in
