@@ -38,6 +38,12 @@ class Forged(CorruptData):
     (vault/model/alarms.py) and go on with the others."""
 
 
+class UnsafeId(CorruptData):
+    """An id that would become a path in the vault folder but is no name fusevault makes (32 hex
+    digits): "../x" or "/x" from an unsigned document would write or delete outside it
+    (vault/format/layout.py ``checked_id``).  Refused before any path is made of it."""
+
+
 class MountPointError(VaultError):
     exit_code = 6
 

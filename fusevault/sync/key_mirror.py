@@ -38,7 +38,7 @@ from fusevault.encoding import b64e
 from fusevault.errors import Conflict, CorruptData, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
-from fusevault.vault.format.layout import Layout
+from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import sharing
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.grants import genuine_in_store
@@ -83,11 +83,12 @@ def place(layout: Layout, doc_id: str) -> Path | None:
 def scan(layout: Layout) -> dict[str, Key]:
     """Every key file of the vault, by the id of its document (a worker thread's job)."""
     found: dict[str, Key] = {}
-    for recipient in _listdir(layout.root / "users"):
+    # Only folders named as fusevault names them: another is no place of a key (layout.py ``checked_id``).
+    for recipient in filter(is_id, _listdir(layout.root / "users")):
         for name in _listdir(layout.user_dir(recipient) / "shared"):
             if name.endswith(".vfkey") and "_" in name:
                 _add(layout, found, f"{PREFIX}u-{recipient}-{name[:-6].replace('_', '-', 1)}")
-    for group in _listdir(layout.root / "groups"):
+    for group in filter(is_id, _listdir(layout.root / "groups")):
         own = layout.group_dir(group) / "own"
         for fid in _listdir(own):
             for name in _listdir(own / fid / "keys"):

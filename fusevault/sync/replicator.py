@@ -43,11 +43,16 @@ from fusevault.sync.content_docs import (
 from fusevault.sync.couch_api import WAITED, CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
 from fusevault.vault.files.placements import alarm
-from fusevault.vault.format.layout import Layout
+from fusevault.vault.format.layout import Layout, is_id
+from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.nodes import NODE
 from fusevault.vault.model.peers import PEER
+from fusevault.vault.model.users import USER
 
 log = logging.getLogger(__name__)
+
+# Documents whose id becomes a path in the vault folder (vault/format/layout.py ``checked_id``).
+PLACED = (USER, GROUP, NODE)
 
 PUSH_EVERY = 0.5  # how soon a local commit is offered to peers
 # Sync's share of the mount's time while the drive is busy: after a push or
@@ -362,6 +367,16 @@ class Replicator:
         # another vault would be refused at the next connect anyway.
         if doc["_id"] == VAULT_DOC:
             return doc.get("vault_id") == self.layout.vault_id
+        if doc.get("type") in PLACED and not is_id(doc["_id"]) and not doc.get("_deleted"):
+            # Its id becomes a path in the vault folder (users/<id>/, groups/<id>/, own/<id>.vf): one
+            # that is no name fusevault makes ("../../x") is the peer's forgery, never stored here.
+            text = (f"sync with {self.name}: refused a {doc.get('type')} document whose id "
+                    f"{str(doc['_id'])[:80]!r} is no name fusevault makes (a path outside the vault folder?)")
+            if self.layout.places is not None:
+                alarm(self.layout.places, f"id {str(doc['_id'])[:80]}", text)
+            else:
+                log.warning("%s", text)
+            return False
         return doc.get("type") != PEER
 
     async def _check_replaced(self, offered: list[tuple[str, str]]) -> None:

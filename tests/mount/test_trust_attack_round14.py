@@ -37,9 +37,15 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    hex digits), else refused with an alarm (``shapes.user_ok``/``group_ok``), and the sync's pull
    refuses such ids; meta.inf written and folders removed under the vault root only (openat,
    O_NOFOLLOW, as export does).
+   FIXED (layout.checked_id: every user, group and file id made a path must be 32 hex digits, else
+   UnsafeId; shapes.user_ok/group_ok/share_ok refuse such documents (a ``malformed`` alarm), the pull
+   refuses them from a peer (an alarm), `user remove` refuses first; meta.inf written, folders made and
+   removed from the vault root with O_NOFOLLOW, a symbolic link refused (vault/format/inside.py); a node
+   whose fid or owner is no id is left out as malformed; key files are not written through a link).
    Tests: test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder (UserDetails, Group),
    test_a_servers_user_id_writes_nothing_outside_the_vault_folder,
-   test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder.
+   test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder; more in
+   tests/mount/test_vault_folder_ids.py and tests/unit/test_layout_ids.py.
 3. FIXED (the ledger's ``names``: the name of each of her nodes in the last state this device took;
    ``undeleting.name_of`` takes it first, then her version's, the deleter's only when none is known and
    never a dot name).  Tests also: tests/unit/test_ledger_names.py,
@@ -287,10 +293,6 @@ def test_a_replaced_files_row_that_does_not_read_does_not_take_her_files_history
     assert len(after.stdout.splitlines()) >= 3  # the heading and her two versions of the file she has
 
 
-HOLE_META_PATH = "hole (2): reconcile and user removal make a path of an unsigned user/group id"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_META_PATH)
 @pytest.mark.parametrize("kind", ["UserDetails", "Group"])
 def test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder(
         vault: Path, tmp_path: Path, kind: str) -> None:
@@ -311,7 +313,6 @@ def test_a_planted_user_or_group_id_writes_nothing_outside_the_vault_folder(
         assert (mnt / "notes.txt").read_text() == "alice's notes"
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_META_PATH)
 def test_a_servers_user_id_writes_nothing_outside_the_vault_folder(tmp_path: Path, couchdb_url: str) -> None:
     """alice's vault kept in a CouchDB database (``init --couchdb``).  The server (no key) adds a
     UserDetails document whose id is "../../escaped/x" (ids may hold "/": percent-encoded in the URL).
@@ -329,7 +330,6 @@ def test_a_servers_user_id_writes_nothing_outside_the_vault_folder(tmp_path: Pat
         assert not (tmp_path / "escaped").exists(), f"the server's id wrote outside the vault folder: {made}"
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_META_PATH)
 def test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder(
         vault: Path, tmp_path: Path) -> None:
     """A store writer (or the server, as above) adds a user "mallory" whose id is "../../victim" (no key,
@@ -361,7 +361,7 @@ def test_a_row_typed_only_by_its_column_does_not_stop_her_mount(
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("alice's notes")
-    _plant_row(vault, "planted", kind, {})
+    _plant_row(vault, "f" * 32, kind, {})  # an id fusevault could make: layout.checked_id passes it
     with mounts_again(vault, mnt):
         assert (mnt / "notes.txt").read_text() == "alice's notes"
 

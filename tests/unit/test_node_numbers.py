@@ -28,7 +28,7 @@ GOOD = {"mode": stat.S_IFREG | 0o644, "uid": 1000, "gid": 1000, "rdev": 0, "size
 
 def _doc(attrs: dict) -> dict:
     sealed = aead.seal(DEK, json.dumps(attrs).encode(), aead.ad("node", FID))
-    return {"_id": FID, "_rev": "1-a", "type": "node", "owner": "alice", "epoch": 0, "enc": b64e(sealed)}
+    return {"_id": FID, "_rev": "1-a", "type": "node", "owner": "a" * 32, "epoch": 0, "enc": b64e(sealed)}
 
 
 def _open(attrs: dict):

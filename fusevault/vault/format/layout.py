@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,11 +28,13 @@ from fusevault.errors import (
     CorruptData,
     InvalidInput,
     NoSpace,
+    UnsafeId,
     UnsupportedFormat,
     VaultNotFound,
     VaultReadOnly,
 )
 from fusevault.store.places import Places
+from fusevault.vault.format import inside
 from fusevault.vault.format import padding as paddings
 from fusevault.vault.format.atomic import atomic_write
 
@@ -49,6 +52,25 @@ log = logging.getLogger(__name__)
 # version is written in the hashed shape.
 FORMAT_VERSION = 5
 MARKER = "vault.json"
+
+# Every id that becomes a name in the vault folder (a user's, a group's, a file's: users/<uid>/own/<fid>.vf,
+# shared/<owner>_<fid>.vfkey, groups/<gid>/own/<fid>/keys/<uid>.vfkey) is one fusevault made:
+# ``uuid4().hex`` (model/nodes.py ``new_id``).  Documents are unsigned until checked, and some never are
+# (a planted UserDetails), so an id is checked here, where each path is made: "../x" or "/x" never is one.
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` is a name fusevault makes for a user, group or file (32 lowercase hex digits)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def checked_id(kind: str, value: object) -> str:
+    """``value`` if it is such a name, else UnsafeId: no path is ever made of it."""
+    if not is_id(value):
+        raise UnsafeId(f"refused a {kind} id {str(value)[:80]!r}: not a name fusevault makes "
+                       "(32 hex digits); as a path it would reach outside its place in the vault folder")
+    return value  # type: ignore[return-value]
 
 
 @dataclass
@@ -75,23 +97,22 @@ class Layout:
         return Places(self.root / "store.sqlite")
 
     def user_dir(self, user_id: str) -> Path:
-        return self.root / "users" / user_id
+        return self.root / "users" / checked_id("user", user_id)
 
     def own_dir(self, user_id: str) -> Path:
         return self.user_dir(user_id) / "own"
 
     def vf_path(self, owner: str, fid: str) -> Path:
-        return self.own_dir(owner) / f"{fid}.vf"
+        return self.own_dir(owner) / f"{checked_id('file', fid)}.vf"
 
     def vfmeta_path(self, owner: str, fid: str) -> Path:
-        return self.own_dir(owner) / f"{fid}.vfmeta"
+        return self.own_dir(owner) / f"{checked_id('file', fid)}.vfmeta"
 
     def group_dir(self, group_id: str) -> Path:
-        return self.root / "groups" / group_id
+        return self.root / "groups" / checked_id("group", group_id)
 
     def make_user_dirs(self, user_id: str) -> None:
-        for sub in ("own", "shared"):
-            (self.user_dir(user_id) / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        inside.make_dirs(self.root, ["users", checked_id("user", user_id)], ("own", "shared"))
 
 
 def os_error(err: OSError, what: str) -> Exception:

@@ -11,15 +11,18 @@ writes: every administrative command and every mount reconciles first.
 from __future__ import annotations
 
 import json
-import shutil
+import logging
 
+from fusevault.errors import CorruptData
 from fusevault.store import Store
-from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.format.layout import Layout
+from fusevault.vault.format import inside
+from fusevault.vault.format.layout import Layout, checked_id, is_id
 from fusevault.vault.model import shapes
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.sharing import Grant, all_grants, shared_files
 from fusevault.vault.model.users import USER
+
+log = logging.getLogger(__name__)
 
 
 def user_meta(user: dict, groups: list[dict], grants: list[Grant]) -> dict:
@@ -38,28 +41,29 @@ def group_meta(group: dict) -> dict:
             "USERS": sorted(f"{u}:{p}" for u, p in (group.get("users") or {}).items())}
 
 
-def _write_if_changed(path, meta: dict) -> bool:
+def _write_if_changed(layout: Layout, kind: str, place_id: str, meta: dict) -> bool:
+    # Under the vault root only, no link followed (vault/format/inside.py): root's shared mount does this.
+    names = [kind, checked_id(kind[:-1], place_id)]
     data = json.dumps(meta, indent=1).encode()
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, data)
+    if inside.read_file(layout.root, names, "meta.inf") == data:
+        return False
+    inside.write_file(layout.root, names, "meta.inf", data)
     return True
 
 
 def reconcile(layout: Layout, store: Store) -> int:
-    """Make every meta.inf match the documents; return how many files changed."""
+    """Make every meta.inf match the documents; return how many files changed.  A place refused (an id
+    that is no name fusevault makes, a symbolic link on the way) is logged and left alone."""
     users = list(shapes.well_formed(store, USER))
     groups = list(shapes.well_formed(store, GROUP))
     grants = all_grants(store)
     changed = 0
     for user in users:
-        layout.make_user_dirs(user["_id"])
-        changed += _write_if_changed(layout.user_dir(user["_id"]) / "meta.inf",
-                                     user_meta(user, groups, grants))
+        try:
+            layout.make_user_dirs(user["_id"])
+            changed += _write_if_changed(layout, "users", user["_id"], user_meta(user, groups, grants))
+        except CorruptData as err:
+            log.warning("meta.inf of user %r not written: %s", user["_id"], err)
     live_users = {u["_id"] for u in users}
     for group in groups:
         # A member whose user document is missing (withheld, or removed
@@ -67,12 +71,20 @@ def reconcile(layout: Layout, store: Store) -> int:
         # in the group's signed document (only its owner may change it) but
         # is listed nowhere.
         group = {**group, "users": {u: p for u, p in (group.get("users") or {}).items() if u in live_users}}
-        changed += _write_if_changed(layout.group_dir(group["_id"]) / "meta.inf", group_meta(group))
+        try:
+            changed += _write_if_changed(layout, "groups", group["_id"], group_meta(group))
+        except CorruptData as err:
+            log.warning("meta.inf of group %r not written: %s", group["_id"], err)
     live_groups = {g["_id"] for g in groups}
     for kind, live in (("users", live_users), ("groups", live_groups)):
-        for entry in (layout.root / kind).iterdir():
-            if entry.is_dir() and entry.name not in live and not any((entry / "own").glob("*")):
-                # Only an empty place goes: the files of a removed owner are never deleted here.
-                shutil.rmtree(entry)
-                changed += 1
+        try:
+            for name in inside.places(layout.root, kind):  # real folders only: a link is never followed
+                # Only an empty place of an id goes: the files of a removed owner are never deleted here,
+                # nor anything fusevault did not name.
+                if (is_id(name) and name not in live
+                        and not inside.holds_files(layout.root, [kind, name, "own"])):
+                    inside.remove_tree(layout.root, [kind], name)
+                    changed += 1
+        except CorruptData as err:
+            log.warning("the vault folder's %s: %s", kind, err)
     return changed

@@ -24,6 +24,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64d, b64e, loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData
+from fusevault.vault.format.layout import checked_id
 from fusevault.vault.model.placement import shaped
 
 # The root directory's inode number (FUSE fixes it at 1).
@@ -319,11 +320,18 @@ def open_node_attrs(doc: dict, dek: bytes) -> dict:
         raise CorruptData(f"node document {fid} fails authentication") from None
 
 
+def _place_ids(doc: dict) -> str:
+    """The node's fid, once it and its owner are names fusevault makes: both become its files' paths
+    (users/<owner>/own/<fid>.vf, key files); another is refused (UnsafeId, a CorruptData: left out)."""
+    checked_id("user", doc["owner"])
+    return checked_id("file", doc["_id"])
+
+
 def detached_node(doc: dict, key: MasterKey, ino: int = 0) -> Node:
     """A node from its document, outside any tree (one in the trash or replaced)."""
     dek, attrs = open_node_doc(doc, key)
     try:
-        node = Node(ino, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
+        node = Node(ino, _place_ids(doc), doc["owner"], dek, attrs["mode"], 0, 0)
         apply_attrs(node, attrs)  # links are not followed: it has none
     except (KeyError, TypeError, ValueError, OverflowError):
         raise CorruptData(f"node document {doc['_id']} is malformed") from None
@@ -334,7 +342,7 @@ def detached_node(doc: dict, key: MasterKey, ino: int = 0) -> Node:
 def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[str, bytes]]]:
     """A node from its opened document, and its links as (parent fid, name)."""
     try:
-        node = Node(0, doc["_id"], doc["owner"], dek, attrs["mode"], 0, 0)
+        node = Node(0, _place_ids(doc), doc["owner"], dek, attrs["mode"], 0, 0)
         links = apply_attrs(node, attrs)
     except (KeyError, TypeError, ValueError, OverflowError):
         raise CorruptData(f"node document {doc['_id']} is malformed") from None

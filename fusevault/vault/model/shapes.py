@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 from fusevault.errors import NameClash, VaultNotFound
 from fusevault.store import Store
+from fusevault.vault.format.layout import is_id
 from fusevault.vault.model.alarms import Alarms
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,25 @@ def _str(doc: dict, *fields: str) -> bool:
 
 
 def share_ok(doc: dict) -> bool:
+    # owner, fid and grantee become key files' paths (model/sharing.py ``key_path``).
     return (_str(doc, "_id", "owner", "fid", "grantee", "perm")
-            and isinstance(doc.get("group", False), bool))
+            and isinstance(doc.get("group", False), bool)
+            and all(is_id(doc[f]) for f in ("owner", "fid", "grantee")))
 
 
 def group_ok(doc: dict) -> bool:
+    # Its id is groups/<gid>/ and each member's a key file's name in it (layout.py ``checked_id``).
     members = doc.get("users", {})
     return (_str(doc, "_id", "owner", "groupname")
+            and is_id(doc["_id"]) and is_id(doc["owner"])
             and isinstance(members, dict)
-            and all(isinstance(u, str) and isinstance(p, str) for u, p in members.items()))
+            and all(is_id(u) and isinstance(p, str) for u, p in members.items()))
 
 
 def user_ok(doc: dict) -> bool:
+    # Its id is users/<uid>/, made and written at every mount (model/meta_files.py).
     return (_str(doc, "_id", "username")
+            and is_id(doc["_id"])
             and all(doc.get(f) is None or isinstance(doc.get(f), str) for f in ("root", "public_box",
                                                                                 "public_sign"))
             and (doc.get("uid") is None or (isinstance(doc.get("uid"), int)

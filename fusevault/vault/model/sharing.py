@@ -33,7 +33,7 @@ from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 from fusevault.store import Store
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.format.layout import Layout
+from fusevault.vault.format.layout import Layout, checked_id, is_id
 from fusevault.vault.model.groups import can_write, parse_perm
 
 SHARE = "Share"
@@ -122,11 +122,17 @@ def key_path(layout: Layout, grant: Grant, recipient: str, fid: str) -> Path:
 
 
 def user_key_path(layout: Layout, recipient: str, owner: str, fid: str) -> Path:
-    return layout.user_dir(recipient) / "shared" / f"{owner}_{fid}.vfkey"
+    # Each id checked (layout.py ``checked_id``): grants and key documents come from the store.
+    name = f"{checked_id('user', owner)}_{checked_id('file', fid)}.vfkey"
+    return layout.user_dir(recipient) / "shared" / name
+
+
+def group_keys_dir(layout: Layout, group_id: str, fid: str) -> Path:
+    return layout.group_dir(group_id) / "own" / checked_id("file", fid) / "keys"
 
 
 def group_key_path(layout: Layout, group_id: str, fid: str, recipient: str) -> Path:
-    return layout.group_dir(group_id) / "own" / fid / "keys" / f"{recipient}.vfkey"
+    return group_keys_dir(layout, group_id, fid) / f"{checked_id('user', recipient)}.vfkey"
 
 
 def key_writes() -> int:
@@ -155,10 +161,22 @@ class KeyRecord(NamedTuple):
         return {"owner": self.owner, "fid": self.fid, "recipient": self.recipient, "sig": self.sig}
 
 
+def _no_link_on_the_way(folder: Path) -> None:
+    """A key file's folders, up to ``users``/``groups``, are folders, never links: a writer of the vault
+    folder (no key) who made users/<id>/shared a link to /etc would have root's shared mount write (or
+    remove) key files there.  (A link made between this check and the write is not caught.)"""
+    for place in (folder, *folder.parents):
+        if place.is_symlink():
+            raise CorruptData(f"refused a key file under {place}: a symbolic link in the vault folder")
+        if place.name in ("users", "groups"):
+            return
+
+
 def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
               signed: dict | None = None) -> bool:
     """Write a ``.vfkey``; ``replace=False``: only if there is none (else False);
     ``signed``: the owner's signature and what it names (vault/model/grants.py)."""
+    _no_link_on_the_way(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"epoch": epoch, "key": b64e(sealed), **(signed or {})}).encode()
     if replace:
@@ -200,6 +218,7 @@ def key_record(data: dict) -> KeyRecord:
 
 
 def remove_key(path: Path) -> None:
+    _no_link_on_the_way(path.parent)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     if path.parent.name == "keys":  # a group file's folder goes with its last key
@@ -229,7 +248,8 @@ def drop_group_keys(layout: Layout, group_id: str, user_id: str) -> None:
     except FileNotFoundError:
         return
     for fid in fids:
-        remove_key(own / fid / "keys" / f"{user_id}.vfkey")
+        if is_id(fid):  # only what fusevault names there
+            remove_key(group_key_path(layout, group_id, fid, user_id))
 
 
 def acl_lines(grants: list[Grant]) -> list[str]:

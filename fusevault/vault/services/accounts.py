@@ -9,15 +9,18 @@ owner's to sign, so taking a member out asks for the owner's Trust.
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 
 from fusevault.errors import CorruptData, InvalidInput, Replayed
 from fusevault.store import Store, tombstone
-from fusevault.vault.format.layout import Layout
+from fusevault.vault.format import inside
+from fusevault.vault.format.layout import Layout, checked_id
 from fusevault.vault.model import grants, groups, shapes, sharing, users
 from fusevault.vault.model.trust import Trust
 from fusevault.vault.services.opening import hold
+
+log = logging.getLogger(__name__)
 
 
 def remove_user(layout: Layout, store: Store, name: str) -> None:
@@ -25,6 +28,9 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
     files or groups, are a member of a group, or are the only user.  Shares with
     them get new keys at their owners' next unlock."""
     user = users.find_user(store, name)
+    # Its folder is removed below: an id that is no name fusevault makes ("../../x", planted, unsigned)
+    # is refused here, before anything is changed (layout.py ``checked_id``, UnsafeId).
+    checked_id("user", user["_id"])
     everyone = list(store.iter_type(users.USER))
     if len(everyone) == 1:
         raise InvalidInput(f"{name} is the only user of this vault")
@@ -53,7 +59,11 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
         store.put_many(changes)  # one transaction
         store.sync()
         # What is left there (the .vf of files in their trash) no document names any more.
-        shutil.rmtree(layout.user_dir(user["_id"]), ignore_errors=True)
+        # Under the vault root only: a symbolic link users/<id> -> elsewhere is refused, never followed.
+        try:
+            inside.remove_tree(layout.root, ["users"], user["_id"])
+        except (OSError, CorruptData) as err:
+            log.warning("the folder of removed user %s is left: %s", name, err)
     finally:
         os.close(lock)
 

@@ -30,7 +30,7 @@ from fusevault.vault.files.content import Content
 from fusevault.vault.files.sidecar import check_vfmeta
 from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.block_hashes import BlockHashes
-from fusevault.vault.format.layout import Layout
+from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.format.vf import HEADER, header_for
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.history import open_version_doc, version_plain
@@ -158,6 +158,9 @@ class Checker:
         if not state.path:  # a node document that does not open: where its newest version was
             named = [v.version.path for v in state.versions if v.version is not None]
             state.path = named[-1] if named else self._folder_path(state)
+        if not (is_id(state.owner) and is_id(state.fid)):  # a planted document's: no path is made of it
+            state.problems.append("its id is no name fusevault makes: its files are not looked for")
+            return
         vf = self.layout.vf_path(state.owner, state.fid)
         needed = state.manifest is not None or any(v.version is not None for v in state.versions)
         if not needed:

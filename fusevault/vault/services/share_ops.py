@@ -28,7 +28,7 @@ from fusevault.errors import InvalidInput, NameClash, NotFound, PermissionDenied
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.format.layout import Layout
+from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import meta_files, sharing
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
@@ -232,11 +232,12 @@ def _held_keys(layout: Layout, grant: Grant, nodes: list[tuple[str, set[Path]]])
     for fid, explained in nodes:
         if grant.group:
             try:
-                names = os.listdir(sharing.group_key_path(layout, grant.grantee, fid, "-").parent)
+                names = os.listdir(sharing.group_keys_dir(layout, grant.grantee, fid))
             except (FileNotFoundError, NotADirectoryError):
                 continue
+            # Only key files named as fusevault names them (another name is no user's: layout.py ``is_id``).
             here = [sharing.group_key_path(layout, grant.grantee, fid, name[:-len(".vfkey")])
-                    for name in names if name.endswith(".vfkey") and not name.startswith(".")]
+                    for name in names if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")])]
         else:
             here = [sharing.user_key_path(layout, grant.grantee, grant.owner, fid)]
         found += [p for p in here if p not in explained and p.exists()]
