@@ -24,6 +24,7 @@ from fusevault.encoding import loads_untrusted
 from fusevault.store import places as places_table
 from fusevault.store.local import REVS_LIMIT, LocalStore, history_of
 from fusevault.store.places import PlaceRow
+from fusevault.store.revs import generation, well_formed
 
 
 def revisions(history: list[str]) -> dict:
@@ -41,8 +42,8 @@ def history_from(doc: dict) -> list[str]:
 
 
 def _rank(deleted: bool, rev: str) -> tuple:
-    generation, rev_id = rev.split("-", 1)
-    return (not deleted, int(generation), rev_id)
+    # A row's rev that is no revision (a store writer's) ranks below every revision.
+    return (not deleted, generation(rev), rev.split("-", 1)[-1] if generation(rev) else "")
 
 
 @dataclass
@@ -68,8 +69,8 @@ def _known(store: LocalStore, doc_id: str) -> list[str]:
     db = store.db
     row = db.execute("SELECT rev, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
     known = history_of(*row) if row else []
-    for (revs,) in db.execute("SELECT revs FROM leaves WHERE id = ?", (doc_id,)):
-        known += loads_untrusted(revs)
+    for rev, revs in db.execute("SELECT rev, revs FROM leaves WHERE id = ?", (doc_id,)):
+        known += history_of(rev, revs)
     return known
 
 
@@ -135,6 +136,8 @@ def leaves(store: LocalStore, doc_id: str) -> list[dict]:
     rows = db.execute("SELECT rev, revs, deleted, body FROM docs WHERE id = ?", (doc_id,)).fetchall()
     rows += db.execute("SELECT rev, revs, deleted, body FROM leaves WHERE id = ?", (doc_id,)).fetchall()
     for rev, revs, deleted, body in rows:
+        if not well_formed(rev):
+            continue  # a store writer's, no revision: no peer could take it
         doc = {**loads_untrusted(body), "_id": doc_id, "_rev": rev,
                "_revisions": revisions(history_of(rev, revs))}
         if deleted:
@@ -154,7 +157,7 @@ def other_leaves(store: LocalStore, doc_id: str) -> list[dict]:
     rows = store.db.execute("SELECT rev, revs, body FROM leaves WHERE id = ? AND deleted = 0",
                             (doc_id,)).fetchall()
     return [{**loads_untrusted(body), "_id": doc_id, "_rev": rev,
-             "_revisions": revisions(loads_untrusted(revs))} for rev, revs, body in rows]
+             "_revisions": revisions(history_of(rev, revs))} for rev, revs, body in rows if well_formed(rev)]
 
 
 def current_history(store: LocalStore, doc_id: str) -> list[str]:
@@ -168,9 +171,8 @@ def close_leaf(store: LocalStore, doc_id: str, rev: str) -> str:
         row = db.execute("SELECT revs FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev)).fetchone()
         if row is None:
             return rev
-        history = loads_untrusted(row[0])
-        generation = int(rev.split("-", 1)[0])
-        closed = f"{generation + 1}-{_rev_id(doc_id, rev)}"
+        history = history_of(rev, row[0])
+        closed = f"{generation(rev) + 1}-{_rev_id(doc_id, rev)}"
         _keep_leaf(db, doc_id, closed, [closed] + history[:REVS_LIMIT - 1], True, "{}")
         db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev))
         db.execute("UPDATE docs SET seq = ? WHERE id = ?", (store.next_seq(), doc_id))

@@ -23,6 +23,11 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    REPLACE: a seq clash fails the commit, never deletes another document).
    Tests: test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes (real, text),
    test_a_row_whose_seq_is_no_whole_number_does_not_make_the_shared_mount_miss_a_members_removal.
+   FIXED (store/local.py): a seq is whole only if ``typeof(seq)`` is integer in 1..2**62 (WHOLE_SEQ);
+   ``next_seq``, ``changes`` (and the push's count) read those only, the odd rows are counted in a
+   warning at open; a ``since`` that is no seq of the store (a checkpoint in local_docs) reads as 0;
+   ``write_doc`` deletes by id then INSERTs, so a clash fails the commit.  Also tests/services/
+   test_store_rows.py (1e300, 5.5, "x", a BLOB, 2**63-1, -5; the clash; odd checkpoints).
 2. WRITES AND DELETES OUTSIDE THE VAULT FOLDER (the CouchDB server, or a store writer; no key, nothing
    signed).  A UserDetails (or Group) document whose id is "../../escaped/x", with the shape
    ``shapes.well_formed`` asks: at every mount and every `user`/`group` command,
@@ -91,8 +96,9 @@ user's bodies by (owner, id), and only her own devices sign her vectors.  gc nev
 deletion was refused (the tree holds it); a replay of a writer's own newest deletion after her restore is
 the documented per-device limit (docs/SECURITY.md "Rollback").  The shared mount's watcher otherwise held:
 ``committed`` catches per user, ``_reshare`` catches, a row that does not read is skipped alone; seq is the
-one way found to stall it.  Seen, left: a row's ``rev`` made "x-0" by a store writer makes every commit of
-that document fail (revs.next_rev's int(); not driven); a row whose id is a BLOB stops the mount too
+one way found to stall it (fixed with (1)).  Seen, left: a row's ``rev`` made "x-0" by a store writer makes every commit of
+that document fail (revs.next_rev's int(); not driven; fixed: store/revs.py, a rev that is none ranks
+as generation 0, test_store_rows.py); a row whose id is a BLOB stops the mount too
 (LocalStore._doc takes any id; seen together with (5)'s empty body, not isolated).
 """
 
@@ -134,10 +140,6 @@ def _plant_seq(vault: Path, seq: object, body: str = "{}") -> None:
         db.close()
 
 
-HOLE_SEQ = "hole (1): LocalStore.next_seq takes MAX(seq) of any type; write_doc's REPLACE drops the clash"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_SEQ)
 @pytest.mark.parametrize("seq", [1e300, "x"], ids=["real", "text"])
 def test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes(
         vault: Path, tmp_path: Path, seq: object) -> None:
@@ -158,7 +160,6 @@ def test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes(
         assert (mnt / "notes.txt").read_text() == "second"
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_SEQ)
 @SHARED_ONLY
 def test_a_row_whose_seq_is_no_whole_number_does_not_make_the_shared_mount_miss_a_members_removal(
         people: People, shared_vault: Path) -> None:  # noqa: F811
