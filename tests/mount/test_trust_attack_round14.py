@@ -74,6 +74,10 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    vault/model/shapes.py ``ok``/``well_formed``.  Fix: well_formed checks the shape of the kind asked for
    (and that the body's type is it); all_grants leaves a bad Share out, as iter_type leaves out ``[]``.
    Test: test_a_row_typed_only_by_its_column_does_not_stop_her_mount (UserDetails, Group, Share).
+   FIXED (vault/model/shapes.py): well_formed checks each row as the kind asked for, its body's type
+   that kind, and no body's ``_deleted`` passes unchecked; sharing.grant_of takes a Share without
+   ``group`` (share_ok allows it).  Also tests/unit/test_shapes_kind.py (``{}``, ``_deleted``, a
+   well-formed document of another kind, as each kind; all_grants).
 6. HER ROOT'S ROW MADE UNREADABLE STOPS HER MOUNT (store writer, no key; round 11 (9)'s fix bypassed).
    Her root folder's row given the body ``[]`` or JSON nested too deep: iter_type leaves it out, then
    ``loading._root_again`` reads it with ``store.get``, which raises CorruptData: "document ... is not a
@@ -96,9 +100,9 @@ user's bodies by (owner, id), and only her own devices sign her vectors.  gc nev
 deletion was refused (the tree holds it); a replay of a writer's own newest deletion after her restore is
 the documented per-device limit (docs/SECURITY.md "Rollback").  The shared mount's watcher otherwise held:
 ``committed`` catches per user, ``_reshare`` catches, a row that does not read is skipped alone; seq is the
-one way found to stall it (fixed with (1)).  Seen, left: a row's ``rev`` made "x-0" by a store writer makes every commit of
-that document fail (revs.next_rev's int(); not driven; fixed: store/revs.py, a rev that is none ranks
-as generation 0, test_store_rows.py); a row whose id is a BLOB stops the mount too
+one way found to stall it (fixed with (1)).  Seen, left: a row's ``rev`` made "x-0" by a store writer
+makes every commit of that document fail (revs.next_rev's int(); not driven; FIXED: store/revs.py, a rev
+that is none is generation 0, test_store_rows.py); a row whose id is a BLOB stops the mount too
 (LocalStore._doc takes any id; seen together with (5)'s empty body, not isolated).
 """
 
@@ -127,7 +131,7 @@ from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL, _key, _node_fid
 
 
-def _plant_seq(vault: Path, seq: object, body: str = "{}") -> None:
+def _plant_seq(vault: Path, seq: object, body: str = "{}", doc_id: str = "planted") -> None:
     """A row a store writer (no key) puts in the vault folder's SQLite store directly, whose ``seq``
     (the store's change counter) is not a whole number: SQLite keeps a column's value of another type
     as it is (``seq INTEGER`` is only an affinity)."""
@@ -135,7 +139,7 @@ def _plant_seq(vault: Path, seq: object, body: str = "{}") -> None:
     try:
         with db:
             db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body, revs) "
-                       "VALUES ('planted', '1-0', ?, 0, NULL, ?, NULL)", (seq, body))
+                       "VALUES (?, '1-0', ?, 0, NULL, ?, NULL)", (doc_id, seq, body))
     finally:
         db.close()
 
@@ -164,15 +168,22 @@ def test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes(
 def test_a_row_whose_seq_is_no_whole_number_does_not_make_the_shared_mount_miss_a_members_removal(
         people: People, shared_vault: Path) -> None:  # noqa: F811
     """root's shared mount: alice shares proj with @team (bob a member); bob reads it.  A store writer
-    plants ONE row whose ``seq`` is 1e300 (its body does not read, which the watcher skips and says);
-    then the administrator removes bob from team.  Safe: bob
+    plants ONE row whose ``seq`` is 1e300, and a marker after the last whole seq (their bodies do not
+    read, which the watcher skips and says); then the administrator removes bob from team.  Safe: bob
     loses the group's folder while unlocked (round 13 (1)'s scene: the watcher, which reads the
     store's changes after the last seq it took in, must not be stalled by one row)."""
     bob_reads_proj_through_team(people)
     _plant_seq(shared_vault, 1e300, body="[]")
-    # Its body does not read: the watcher skips it with an alarm to each unlocked user, so alice's
-    # status tells when the watcher has read past it (nothing else is waited on).
-    wait_for(lambda: "document 'planted' in the store does not read" in
+    db = sqlite3.connect(shared_vault / "store.sqlite", timeout=30)
+    try:
+        (last,) = db.execute("SELECT MAX(seq) FROM docs WHERE typeof(seq) = 'integer'").fetchone()
+    finally:
+        db.close()
+    _plant_seq(shared_vault, last + 1, body="[]", doc_id="marker")
+    # Their bodies do not read: the watcher skips each it reads with an alarm to each unlocked user,
+    # so alice's status tells when the watcher has read past the marker (which comes before 1e300 in
+    # the store's order: before the fix, with it), nothing else is waited on.
+    wait_for(lambda: "document 'marker' in the store does not read" in
              people.fusevault("alice", "status", str(people.mnt)).stdout, "the watcher reading the row")
     removed_bob_loses_proj(people, shared_vault)
 
@@ -341,10 +352,6 @@ def test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder(
     assert (victim / "precious.txt").exists(), "removing a planted user deleted a folder outside the vault"
 
 
-HOLE_UNTYPED = "hole (5): shapes.ok checks the body's type, iter_type selects the row's: no check, KeyError"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_UNTYPED)
 @pytest.mark.parametrize("kind", ["UserDetails", "Group", "Share"])
 def test_a_row_typed_only_by_its_column_does_not_stop_her_mount(
         vault: Path, tmp_path: Path, kind: str) -> None:
