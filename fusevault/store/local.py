@@ -26,6 +26,7 @@ from pathlib import Path
 
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
+from fusevault.store import Unreadable
 from fusevault.store import places as places_table
 from fusevault.store.revs import next_rev, well_formed
 
@@ -146,12 +147,15 @@ class LocalStore:
 
     @staticmethod
     def _doc(doc_id: str, rev: str, body: str) -> dict:
+        # Every column is the vault folder's writer's to set, of any type SQLite keeps.
+        if not isinstance(doc_id, str) or not isinstance(body, str | bytes):
+            raise Unreadable(f"document {doc_id!r} is not text", rev)
         try:
             doc = loads_untrusted(body)
         except ValueError:
-            raise CorruptData(f"document {doc_id} is not valid JSON") from None
+            raise Unreadable(f"document {doc_id} is not valid JSON", rev) from None
         if not isinstance(doc, dict):  # `[]`, `7`: JSON, but no document (a store writer's)
-            raise CorruptData(f"document {doc_id} is not a JSON object")
+            raise Unreadable(f"document {doc_id} is not a JSON object", rev)
         doc["_id"] = doc_id
         doc["_rev"] = rev
         return doc
