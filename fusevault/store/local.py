@@ -72,6 +72,8 @@ REVS_LIMIT = 100  # revisions of history kept per document, as CouchDB's _revs_l
 # clashing seq nor stall a reader of the changes.
 SEQ_LIMIT = 1 << 62
 WHOLE_SEQ = f"typeof(seq) = 'integer' AND seq BETWEEN 1 AND {SEQ_LIMIT}"
+# A row in the changes: a whole seq and an id that is text (a BLOB id is none of fusevault's either).
+CHANGED = f"{WHOLE_SEQ} AND typeof(id) = 'text'"
 
 
 def history_of(rev: str, revs: str | None) -> list[str]:
@@ -244,19 +246,19 @@ class LocalStore:
                 log.warning("%s document %s is left out: %s", doc_type, doc_id, err)
 
     def changes(self, since: int | str = 0, limit: int = -1) -> tuple[list[dict], int]:
-        """The rows written after ``since``, whole seqs only (WHOLE_SEQ).  A ``since`` that is no
+        """The rows written after ``since``, whole seqs and text ids only (CHANGED).  A ``since`` that is no
         whole number of ours (a sync checkpoint in the vault folder, set by its writer) reads as 0:
         everything again, never nothing ever after."""
         start = self._since(since)
         rows = self._db.execute(
-            f"SELECT seq, id, rev, deleted FROM docs WHERE {WHOLE_SEQ} AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT seq, id, rev, deleted FROM docs WHERE {CHANGED} AND seq > ? ORDER BY seq LIMIT ?",
             (start, limit)).fetchall()
         results = [{"seq": s, "id": i, "rev": r, "deleted": bool(d)} for s, i, r, d in rows]
         return results, (rows[-1][0] if rows else start)
 
     def count_after(self, since: object) -> int:
         """How many rows ``changes(since)`` has."""
-        return int(self._db.execute(f"SELECT COUNT(*) FROM docs WHERE {WHOLE_SEQ} AND seq > ?",
+        return int(self._db.execute(f"SELECT COUNT(*) FROM docs WHERE {CHANGED} AND seq > ?",
                                     (self._since(since),)).fetchone()[0])
 
     def _since(self, since: object) -> int:

@@ -108,7 +108,8 @@ the documented per-device limit (docs/SECURITY.md "Rollback").  The shared mount
 one way found to stall it (fixed with (1)).  Seen, left: a row's ``rev`` made "x-0" by a store writer
 makes every commit of that document fail (revs.next_rev's int(); not driven; FIXED: store/revs.py, a rev
 that is none is generation 0, test_store_rows.py); a row whose id is a BLOB stops the mount too
-(LocalStore._doc takes any id; seen together with (5)'s empty body, not isolated).
+(LocalStore._doc takes any id; seen together with (5)'s empty body, not isolated; FIXED: such a row does
+not read, and is left out of the changes, test_store_rows.py).
 """
 
 from __future__ import annotations

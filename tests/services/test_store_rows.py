@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fusevault.errors import StoreUnavailable
-from fusevault.store import replica
+from fusevault.store import Unreadable, replica
 from fusevault.store.local import LocalStore
 
 ODD_SEQS = [1e300, 5.5, "x", b"\x01", 2**63 - 1, 2**62 + 1, -5]
@@ -89,3 +89,20 @@ def test_a_peers_revision_of_a_row_whose_rev_is_no_revision_is_taken(tmp_path: P
     _plant(store, 2, rev="x-0")
     arrival = replica.store_revisions(store, [{"_id": "planted", "_rev": "1-abc", "n": 3}])
     assert [d["_id"] for d in arrival.current] == ["planted"] and store.get("planted")["n"] == 3
+
+
+@pytest.mark.parametrize("doc_id,body", [(b"blob", "{}"), ("text", "7"), ("text", "[]")], ids=repr)
+def test_a_row_whose_id_or_body_is_no_text_does_not_read(tmp_path: Path, doc_id: object, body: bytes) -> None:
+    """Seen in round 14, left: a row whose id is a BLOB stopped the mount (``_doc`` took any id).  Such
+    a row is left out by ``iter_type`` (one that does not read) and by the changes (no peer or watcher
+    is given an id that is no text); ``get`` says it does not read, with its revision."""
+    store = _store(tmp_path)
+    store.db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body) VALUES (?, '1-0', 2, 0, 'T', ?)",
+                     (doc_id, body))
+    assert [d["_id"] for d in store.iter_type("T")] == ["a"]
+    if isinstance(doc_id, str):
+        with pytest.raises(Unreadable) as caught:
+            store.get(doc_id)
+        assert caught.value.rev == "1-0"
+    else:
+        assert [r["id"] for r in store.changes(0)[0]] == ["a"]
