@@ -136,10 +136,9 @@ def leaves(store: LocalStore, doc_id: str) -> list[dict]:
     rows = db.execute("SELECT rev, revs, deleted, body FROM docs WHERE id = ?", (doc_id,)).fetchall()
     rows += db.execute("SELECT rev, revs, deleted, body FROM leaves WHERE id = ?", (doc_id,)).fetchall()
     for rev, revs, deleted, body in rows:
-        if not well_formed(rev):
-            continue  # a store writer's, no revision: no peer could take it
-        doc = {**loads_untrusted(body), "_id": doc_id, "_rev": rev,
-               "_revisions": revisions(history_of(rev, revs))}
+        if (opened := _body(rev, body)) is None:
+            continue  # a store writer's, no revision or no document: no peer could take it
+        doc = {**opened, "_id": doc_id, "_rev": rev, "_revisions": revisions(history_of(rev, revs))}
         if deleted:
             doc["_deleted"] = True
         out.append(doc)
@@ -156,8 +155,20 @@ def other_leaves(store: LocalStore, doc_id: str) -> list[dict]:
     each with its history (``_revisions``)."""
     rows = store.db.execute("SELECT rev, revs, body FROM leaves WHERE id = ? AND deleted = 0",
                             (doc_id,)).fetchall()
-    return [{**loads_untrusted(body), "_id": doc_id, "_rev": rev,
-             "_revisions": revisions(history_of(rev, revs))} for rev, revs, body in rows if well_formed(rev)]
+    return [{**opened, "_id": doc_id, "_rev": rev, "_revisions": revisions(history_of(rev, revs))}
+            for rev, revs, body in rows if (opened := _body(rev, body)) is not None]
+
+
+def _body(rev: object, body: object) -> dict | None:
+    """A stored revision's body, None if it is no revision a peer could take (every column of
+    ``docs`` and ``leaves`` is the vault folder's writer's to set)."""
+    if not well_formed(rev) or not isinstance(body, str | bytes):
+        return None
+    try:
+        doc = loads_untrusted(body)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def current_history(store: LocalStore, doc_id: str) -> list[str]:
@@ -190,7 +201,9 @@ def _rev_id(doc_id: str, rev: str) -> str:
 
 def get_local(store: LocalStore, doc_id: str) -> dict:
     row = store.db.execute("SELECT body FROM local_docs WHERE id = ?", (doc_id,)).fetchone()
-    return loads_untrusted(row[0]) if row else {}
+    # A checkpoint that does not read (the vault folder's writer's) is none: sync starts over.
+    body = _body("1-0", row[0]) if row else None
+    return body or {}
 
 
 def put_local(store: LocalStore, doc_id: str, body: dict) -> None:

@@ -106,3 +106,17 @@ def test_a_row_whose_id_or_body_is_no_text_does_not_read(tmp_path: Path, doc_id:
         assert caught.value.rev == "1-0"
     else:
         assert [r["id"] for r in store.changes(0)[0]] == ["a"]
+
+
+@pytest.mark.parametrize("body", ["[]", "7", "{"], ids=repr)
+def test_a_branch_or_checkpoint_that_does_not_read_is_left_out(tmp_path: Path, body: str) -> None:
+    """A row of ``leaves`` (another branch) or of ``local_docs`` (a sync checkpoint) whose body is no
+    document: the push sends the current revision without it, a conflict's branches are listed without
+    it, and the checkpoint reads as none (``{**[]}`` raised on every push)."""
+    store = _store(tmp_path)
+    store.db.execute("INSERT INTO leaves (id, rev, revs, deleted, body) "
+                     "VALUES ('a', '1-b', '[\"1-b\"]', 0, ?)", (body,))
+    store.db.execute("INSERT INTO local_docs (id, body) VALUES ('checkpoint', ?)", (body,))
+    assert [d["_rev"] for d in replica.leaves(store, "a")] == [store.get("a")["_rev"]]
+    assert replica.other_leaves(store, "a") == []
+    assert replica.get_local(store, "checkpoint") == {}
