@@ -11,17 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from fusevault.errors import CorruptData
-
-
-class Unreadable(CorruptData):
-    """A stored row whose body is no document (a store writer's): what a commit replacing it
-    must name as the revision it replaces is known still."""
-
-    def __init__(self, text: str, rev: str) -> None:
-        super().__init__(text)
-        self.rev = rev
-
 
 class Store(Protocol):
     #: True when calls are quick local writes that may run on the trio loop.

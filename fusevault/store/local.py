@@ -26,9 +26,9 @@ from pathlib import Path
 
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
-from fusevault.store import Unreadable
 from fusevault.store import places as places_table
 from fusevault.store.revs import next_rev, well_formed
+from fusevault.store.unreadable import Unreadable
 
 log = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    rollback, said; an empty root in memory): seen passing with that one change.
    Test: test_a_root_row_that_does_not_read_does_not_stop_her_mount (no-object, too-deep).
    FIXED (vault/tree/loading.py): _root_again takes a root whose row does not read as missing (said
-   as a rollback), keeping the row's revision (store.Unreadable carries it) so her next commit of the
+   as a rollback), keeping the row's revision (store/unreadable.py carries it) so her next commit of the
    root replaces that row.  Also test_a_root_row_that_does_not_read_takes_her_next_writes_there.
 7. A REPLACED FILE'S ROW THAT DOES NOT READ TAKES HER FILE'S HISTORY (store writer, no key; round 13
    (4)'s fix covers by_file only).  notes.txt saved as editors do (a new file renamed over it, which

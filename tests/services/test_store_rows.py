@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from fusevault.errors import StoreUnavailable
-from fusevault.store import Unreadable, replica
+from fusevault.store import replica
 from fusevault.store.local import LocalStore
+from fusevault.store.unreadable import Unreadable
 
 ODD_SEQS = [1e300, 5.5, "x", b"\x01", 2**63 - 1, 2**62 + 1, -5]
 

@@ -18,7 +18,8 @@ from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import str_to_name
 from fusevault.errors import CorruptData, VaultError
-from fusevault.store import Store, Unreadable
+from fusevault.store import Store
+from fusevault.store.unreadable import Unreadable
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import history, names
 from fusevault.vault.model.alarms import for_user
