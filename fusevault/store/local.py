@@ -138,12 +138,13 @@ class LocalStore:
             places_table.migrate(self._db)
             # Out of range only (a TEXT or BLOB sorts above every number): two index
             # searches, not a scan at every open; a fraction such as 5.5 goes unsaid.
-            (odd,) = self._db.execute(f"SELECT COUNT(*) FROM docs WHERE seq < 1 OR seq > {SEQ_LIMIT}").fetchone()
+            (odd,) = self._db.execute(
+                f"SELECT COUNT(*) FROM docs WHERE seq < 1 OR seq > {SEQ_LIMIT}").fetchone()
         except sqlite3.Error as err:
             raise _translate(err) from None
         if odd:
-            log.warning("store %s: %d row(s) whose seq is no seq of fusevault's (a writer of the vault folder's): "
-                        "left out of the changes", self.path, odd)
+            log.warning("store %s: %d row(s) whose seq is none of fusevault's (a writer of the vault "
+                        "folder's): left out of the changes", self.path, odd)
         self.check_linked()
 
     def get(self, doc_id: str) -> dict | None:
