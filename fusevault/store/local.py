@@ -27,7 +27,8 @@ from pathlib import Path
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
 from fusevault.store import places as places_table
-from fusevault.store.revs import next_rev
+from fusevault.store.revs import next_rev, well_formed
+from fusevault.store.unreadable import Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,31 @@ COMPACT_MIN_PAGES = 64  # less free (256 KiB at 4 KiB pages) is not worth a step
 WAL_LIMIT = 4 << 20
 
 REVS_LIMIT = 100  # revisions of history kept per document, as CouchDB's _revs_limit
+# The store's change counter is this replica's own, one a document written: it never comes near this.
+# A row whose ``seq`` is not a whole number in 1..SEQ_LIMIT was put there by a writer of the vault folder
+# (``seq INTEGER`` is only an affinity: SQLite keeps 1e300 or "x" as they are, and 2**63-1 has no next):
+# it is left out of the counter and of the changes, so it can neither give every later document one
+# clashing seq nor stall a reader of the changes.
+SEQ_LIMIT = 1 << 62
+WHOLE_SEQ = f"typeof(seq) = 'integer' AND seq BETWEEN 1 AND {SEQ_LIMIT}"
+# The rows of the changes after a seq (the ``?``, at least 0): a whole seq and an id that is text (a BLOB
+# id is none of fusevault's either).  Its lower bound first: SQLite scans the seq index from it (with
+# BETWEEN 1 too it scanned from 1: 50 ms a watcher's turn at 200,000 rows).
+AFTER = f"seq > ? AND seq <= {SEQ_LIMIT} AND typeof(seq) = 'integer' AND typeof(id) = 'text'"
 
 
 def history_of(rev: str, revs: str | None) -> list[str]:
-    """A document's revisions, newest first (a document from before sync knows only its own)."""
-    return loads_untrusted(revs) if revs else [rev]
+    """A document's revisions, newest first (a document from before sync knows only its own).
+    Both columns are the vault folder's writer's to set: a ``rev`` that is no revision has no
+    history, and of ``revs`` only revisions count (none: ``rev`` alone)."""
+    if not well_formed(rev):
+        return []
+    try:
+        history = loads_untrusted(revs) if isinstance(revs, str) and revs else None
+    except ValueError:
+        history = None
+    kept = [r for r in history if well_formed(r)] if isinstance(history, list) else []
+    return kept or [rev]
 
 
 def _translate(err: sqlite3.Error) -> Exception:
@@ -80,6 +101,13 @@ def _translate(err: sqlite3.Error) -> Exception:
     if "malformed" in text or "not a database" in text:
         return CorruptData("the vault's document store is damaged")
     return StoreUnavailable(f"document store error: {err}")
+
+
+def _whole(seq: object) -> int:
+    """``seq`` as a seq of this store, 0 if it is none (not a whole number in 0..SEQ_LIMIT)."""
+    if isinstance(seq, str) and seq.isascii() and seq.isdigit() and len(seq) < 20:
+        seq = int(seq)
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= SEQ_LIMIT else 0
 
 
 class LocalStore:
@@ -108,8 +136,15 @@ class LocalStore:
             if "revs" not in columns:  # a vault from before sync: history starts now
                 self._db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
             places_table.migrate(self._db)
+            # Out of range only (a TEXT or BLOB sorts above every number): two index
+            # searches, not a scan at every open; a fraction such as 5.5 goes unsaid.
+            (odd,) = self._db.execute(
+                f"SELECT COUNT(*) FROM docs WHERE seq < 1 OR seq > {SEQ_LIMIT}").fetchone()
         except sqlite3.Error as err:
             raise _translate(err) from None
+        if odd:
+            log.warning("store %s: %d row(s) whose seq is none of fusevault's (a writer of the vault "
+                        "folder's): left out of the changes", self.path, odd)
         self.check_linked()
 
     def get(self, doc_id: str) -> dict | None:
@@ -120,12 +155,15 @@ class LocalStore:
 
     @staticmethod
     def _doc(doc_id: str, rev: str, body: str) -> dict:
+        # Every column is the vault folder's writer's to set, of any type SQLite keeps.
+        if not isinstance(doc_id, str) or not isinstance(body, str | bytes):
+            raise Unreadable(f"document {doc_id!r} is not text", rev)
         try:
             doc = loads_untrusted(body)
         except ValueError:
-            raise CorruptData(f"document {doc_id} is not valid JSON") from None
+            raise Unreadable(f"document {doc_id} is not valid JSON", rev) from None
         if not isinstance(doc, dict):  # `[]`, `7`: JSON, but no document (a store writer's)
-            raise CorruptData(f"document {doc_id} is not a JSON object")
+            raise Unreadable(f"document {doc_id} is not a JSON object", rev)
         doc["_id"] = doc_id
         doc["_rev"] = rev
         return doc
@@ -149,8 +187,9 @@ class LocalStore:
             raise _translate(err) from None
 
     def next_seq(self) -> int:
-        (seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM docs").fetchone()
-        return seq + 1
+        """The seq of the next document written: after the largest whole one (WHOLE_SEQ)."""
+        (seq,) = self._db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM docs WHERE {WHOLE_SEQ}").fetchone()
+        return int(seq) + 1
 
     def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         """Commit ``docs`` (and the places of the content records they need: ``PlaceRow``s)."""
@@ -177,8 +216,11 @@ class LocalStore:
     def write_doc(self, doc_id: str, rev: str, history: list[str], seq: int, doc: dict) -> None:
         """Make ``doc`` the current revision (inside a transaction)."""
         body = {k: v for k, v in doc.items() if not k.startswith("_")}
+        # Its own row goes by id, then a plain INSERT: a seq another row holds
+        # (a store writer's) fails the commit, where REPLACE would delete that row.
+        self._db.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
         self._db.execute(
-            "INSERT OR REPLACE INTO docs (id, rev, seq, deleted, type, body, revs) "
+            "INSERT INTO docs (id, rev, seq, deleted, type, body, revs) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (doc_id, rev, seq, int(bool(doc.get("_deleted"))), body.get("type"), json.dumps(body),
              json.dumps(history)))
@@ -210,11 +252,26 @@ class LocalStore:
                 log.warning("%s document %s is left out: %s", doc_type, doc_id, err)
 
     def changes(self, since: int | str = 0, limit: int = -1) -> tuple[list[dict], int]:
+        """The rows written after ``since``, whole seqs and text ids only (AFTER).  A ``since`` that is no
+        whole number of ours (a sync checkpoint in the vault folder, set by its writer) reads as 0:
+        everything again, never nothing ever after."""
+        start = self._since(since)
         rows = self._db.execute(
-            "SELECT seq, id, rev, deleted FROM docs WHERE seq > ? ORDER BY seq LIMIT ?", (int(since), limit)
-        ).fetchall()
+            f"SELECT seq, id, rev, deleted FROM docs WHERE {AFTER} ORDER BY seq LIMIT ?",
+            (start, limit)).fetchall()
         results = [{"seq": s, "id": i, "rev": r, "deleted": bool(d)} for s, i, r, d in rows]
-        return results, (rows[-1][0] if rows else int(since))
+        return results, (rows[-1][0] if rows else start)
+
+    def count_after(self, since: object) -> int:
+        """How many rows ``changes(since)`` has."""
+        return int(self._db.execute(f"SELECT COUNT(*) FROM docs WHERE {AFTER}",
+                                    (self._since(since),)).fetchone()[0])
+
+    def _since(self, since: object) -> int:
+        # Past the last seq there is nothing (no row ever leaves docs): such a
+        # checkpoint is not this store's, and reads as 0.
+        start = _whole(since)
+        return start if start < self.next_seq() else 0
 
     def sync(self) -> None:
         """Make every commit so far durable: fdatasync the WAL.

@@ -24,6 +24,7 @@ from fusevault.encoding import loads_untrusted
 from fusevault.store import places as places_table
 from fusevault.store.local import REVS_LIMIT, LocalStore, history_of
 from fusevault.store.places import PlaceRow
+from fusevault.store.revs import generation, well_formed
 
 
 def revisions(history: list[str]) -> dict:
@@ -41,8 +42,8 @@ def history_from(doc: dict) -> list[str]:
 
 
 def _rank(deleted: bool, rev: str) -> tuple:
-    generation, rev_id = rev.split("-", 1)
-    return (not deleted, int(generation), rev_id)
+    # A row's rev that is no revision (a store writer's) ranks below every revision.
+    return (not deleted, generation(rev), rev.split("-", 1)[-1] if generation(rev) else "")
 
 
 @dataclass
@@ -68,8 +69,8 @@ def _known(store: LocalStore, doc_id: str) -> list[str]:
     db = store.db
     row = db.execute("SELECT rev, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
     known = history_of(*row) if row else []
-    for (revs,) in db.execute("SELECT revs FROM leaves WHERE id = ?", (doc_id,)):
-        known += loads_untrusted(revs)
+    for rev, revs in db.execute("SELECT rev, revs FROM leaves WHERE id = ?", (doc_id,)):
+        known += history_of(rev, revs)
     return known
 
 
@@ -135,8 +136,9 @@ def leaves(store: LocalStore, doc_id: str) -> list[dict]:
     rows = db.execute("SELECT rev, revs, deleted, body FROM docs WHERE id = ?", (doc_id,)).fetchall()
     rows += db.execute("SELECT rev, revs, deleted, body FROM leaves WHERE id = ?", (doc_id,)).fetchall()
     for rev, revs, deleted, body in rows:
-        doc = {**loads_untrusted(body), "_id": doc_id, "_rev": rev,
-               "_revisions": revisions(history_of(rev, revs))}
+        if (opened := _body(rev, body)) is None:
+            continue  # a store writer's, no revision or no document: no peer could take it
+        doc = {**opened, "_id": doc_id, "_rev": rev, "_revisions": revisions(history_of(rev, revs))}
         if deleted:
             doc["_deleted"] = True
         out.append(doc)
@@ -153,8 +155,20 @@ def other_leaves(store: LocalStore, doc_id: str) -> list[dict]:
     each with its history (``_revisions``)."""
     rows = store.db.execute("SELECT rev, revs, body FROM leaves WHERE id = ? AND deleted = 0",
                             (doc_id,)).fetchall()
-    return [{**loads_untrusted(body), "_id": doc_id, "_rev": rev,
-             "_revisions": revisions(loads_untrusted(revs))} for rev, revs, body in rows]
+    return [{**opened, "_id": doc_id, "_rev": rev, "_revisions": revisions(history_of(rev, revs))}
+            for rev, revs, body in rows if (opened := _body(rev, body)) is not None]
+
+
+def _body(rev: object, body: object) -> dict | None:
+    """A stored revision's body, None if it is no revision a peer could take (every column of
+    ``docs`` and ``leaves`` is the vault folder's writer's to set)."""
+    if not well_formed(rev) or not isinstance(body, str | bytes):
+        return None
+    try:
+        doc = loads_untrusted(body)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def current_history(store: LocalStore, doc_id: str) -> list[str]:
@@ -168,9 +182,8 @@ def close_leaf(store: LocalStore, doc_id: str, rev: str) -> str:
         row = db.execute("SELECT revs FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev)).fetchone()
         if row is None:
             return rev
-        history = loads_untrusted(row[0])
-        generation = int(rev.split("-", 1)[0])
-        closed = f"{generation + 1}-{_rev_id(doc_id, rev)}"
+        history = history_of(rev, row[0])
+        closed = f"{generation(rev) + 1}-{_rev_id(doc_id, rev)}"
         _keep_leaf(db, doc_id, closed, [closed] + history[:REVS_LIMIT - 1], True, "{}")
         db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev))
         db.execute("UPDATE docs SET seq = ? WHERE id = ?", (store.next_seq(), doc_id))
@@ -188,7 +201,9 @@ def _rev_id(doc_id: str, rev: str) -> str:
 
 def get_local(store: LocalStore, doc_id: str) -> dict:
     row = store.db.execute("SELECT body FROM local_docs WHERE id = ?", (doc_id,)).fetchone()
-    return loads_untrusted(row[0]) if row else {}
+    # A checkpoint that does not read (the vault folder's writer's) is none: sync starts over.
+    body = _body("1-0", row[0]) if row else None
+    return body or {}
 
 
 def put_local(store: LocalStore, doc_id: str, body: dict) -> None:

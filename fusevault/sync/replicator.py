@@ -262,8 +262,7 @@ class Replicator:
 
     def pending_up(self) -> int:
         db = self.store.db
-        (docs,) = db.execute("SELECT COUNT(*) FROM docs WHERE seq > ?",
-                             (self.checkpoint.get("push", 0),)).fetchone()
+        docs = self.store.count_after(self.checkpoint.get("push", 0))
         records = places_table.count_since(db, self.checkpoint.get("records", 0))
         return docs + records
 

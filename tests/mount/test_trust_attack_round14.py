@@ -23,6 +23,11 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    REPLACE: a seq clash fails the commit, never deletes another document).
    Tests: test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes (real, text),
    test_a_row_whose_seq_is_no_whole_number_does_not_make_the_shared_mount_miss_a_members_removal.
+   FIXED (store/local.py): a seq is whole only if ``typeof(seq)`` is integer in 1..2**62 (WHOLE_SEQ);
+   ``next_seq``, ``changes`` (and the push's count) read those only, the odd rows are counted in a
+   warning at open; a ``since`` that is no seq of the store (a checkpoint in local_docs) reads as 0;
+   ``write_doc`` deletes by id then INSERTs, so a clash fails the commit.  Also tests/services/
+   test_store_rows.py (1e300, 5.5, "x", a BLOB, 2**63-1, -5; the clash; odd checkpoints).
 2. WRITES AND DELETES OUTSIDE THE VAULT FOLDER (the CouchDB server, or a store writer; no key, nothing
    signed).  A UserDetails (or Group) document whose id is "../../escaped/x", with the shape
    ``shapes.well_formed`` asks: at every mount and every `user`/`group` command,
@@ -83,12 +88,19 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    vault/model/shapes.py ``ok``/``well_formed``.  Fix: well_formed checks the shape of the kind asked for
    (and that the body's type is it); all_grants leaves a bad Share out, as iter_type leaves out ``[]``.
    Test: test_a_row_typed_only_by_its_column_does_not_stop_her_mount (UserDetails, Group, Share).
+   FIXED (vault/model/shapes.py): well_formed checks each row as the kind asked for, its body's type
+   that kind, and no body's ``_deleted`` passes unchecked; sharing.grant_of takes a Share without
+   ``group`` (share_ok allows it).  Also tests/unit/test_shapes_kind.py (``{}``, ``_deleted``, a
+   well-formed document of another kind, as each kind; all_grants).
 6. HER ROOT'S ROW MADE UNREADABLE STOPS HER MOUNT (store writer, no key; round 11 (9)'s fix bypassed).
    Her root folder's row given the body ``[]`` or JSON nested too deep: iter_type leaves it out, then
    ``loading._root_again`` reads it with ``store.get``, which raises CorruptData: "document ... is not a
    JSON object", exit 5, at every mount.  Fix: _root_again takes a root that does not read as missing (a
    rollback, said; an empty root in memory): seen passing with that one change.
    Test: test_a_root_row_that_does_not_read_does_not_stop_her_mount (no-object, too-deep).
+   FIXED (vault/tree/loading.py): _root_again takes a root whose row does not read as missing (said
+   as a rollback), keeping the row's revision (store/unreadable.py carries it) so her next commit of the
+   root replaces that row.  Also test_a_root_row_that_does_not_read_takes_her_next_writes_there.
 7. A REPLACED FILE'S ROW THAT DOES NOT READ TAKES HER FILE'S HISTORY (store writer, no key; round 13
    (4)'s fix covers by_file only).  notes.txt saved as editors do (a new file renamed over it, which
    names the old one as replaced); the old file's row given the body ``[]``: `fusevault history
@@ -97,6 +109,8 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    would stop every gc run).  Cause: vault/model/history.py ``lineage``'s ``store.get(previous)``.  Fix:
    a replaced file whose row does not read ends the chain (a ``malformed`` alarm), as a gone one does.
    Test: test_a_replaced_files_row_that_does_not_read_does_not_take_her_files_history.
+   FIXED (vault/model/history.py): lineage takes a replaced file whose row does not read as the end of
+   the chain, with a ``malformed`` alarm.  Also test_a_replaced_files_row_that_does_not_read_does_not_stop_gc.
 Holds (read, not driven, in the time): placement stamps bind vault, owner, fid, seq and parents; one not
 newer than what this device saw from its device, naming a folder not hers or not held, or no folder, is
 not followed, so a grantee carrying an older stamp of hers only has his own document judged from where
@@ -105,9 +119,11 @@ user's bodies by (owner, id), and only her own devices sign her vectors.  gc nev
 deletion was refused (the tree holds it); a replay of a writer's own newest deletion after her restore is
 the documented per-device limit (docs/SECURITY.md "Rollback").  The shared mount's watcher otherwise held:
 ``committed`` catches per user, ``_reshare`` catches, a row that does not read is skipped alone; seq is the
-one way found to stall it.  Seen, left: a row's ``rev`` made "x-0" by a store writer makes every commit of
-that document fail (revs.next_rev's int(); not driven); a row whose id is a BLOB stops the mount too
-(LocalStore._doc takes any id; seen together with (5)'s empty body, not isolated).
+one way found to stall it (fixed with (1)).  Seen, left: a row's ``rev`` made "x-0" by a store writer
+makes every commit of that document fail (revs.next_rev's int(); not driven; FIXED: store/revs.py, a rev
+that is none is generation 0, test_store_rows.py); a row whose id is a BLOB stops the mount too
+(LocalStore._doc takes any id; seen together with (5)'s empty body, not isolated; FIXED: such a row does
+not read, and is left out of the changes, test_store_rows.py).
 """
 
 from __future__ import annotations
@@ -135,7 +151,7 @@ from mount.test_trust_writes import BOB as BOB_SECRET
 from mount.test_trust_writes import CAROL, _key, _node_fid
 
 
-def _plant_seq(vault: Path, seq: object, body: str = "{}") -> None:
+def _plant_seq(vault: Path, seq: object, body: str = "{}", doc_id: str = "planted") -> None:
     """A row a store writer (no key) puts in the vault folder's SQLite store directly, whose ``seq``
     (the store's change counter) is not a whole number: SQLite keeps a column's value of another type
     as it is (``seq INTEGER`` is only an affinity)."""
@@ -143,15 +159,11 @@ def _plant_seq(vault: Path, seq: object, body: str = "{}") -> None:
     try:
         with db:
             db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body, revs) "
-                       "VALUES ('planted', '1-0', ?, 0, NULL, ?, NULL)", (seq, body))
+                       "VALUES (?, '1-0', ?, 0, NULL, ?, NULL)", (doc_id, seq, body))
     finally:
         db.close()
 
 
-HOLE_SEQ = "hole (1): LocalStore.next_seq takes MAX(seq) of any type; write_doc's REPLACE drops the clash"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_SEQ)
 @pytest.mark.parametrize("seq", [1e300, "x"], ids=["real", "text"])
 def test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes(
         vault: Path, tmp_path: Path, seq: object) -> None:
@@ -172,20 +184,26 @@ def test_a_row_whose_seq_is_no_whole_number_loses_none_of_her_writes(
         assert (mnt / "notes.txt").read_text() == "second"
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE_SEQ)
 @SHARED_ONLY
 def test_a_row_whose_seq_is_no_whole_number_does_not_make_the_shared_mount_miss_a_members_removal(
         people: People, shared_vault: Path) -> None:  # noqa: F811
     """root's shared mount: alice shares proj with @team (bob a member); bob reads it.  A store writer
-    plants ONE row whose ``seq`` is 1e300 (its body does not read, which the watcher skips and says);
-    then the administrator removes bob from team.  Safe: bob
+    plants ONE row whose ``seq`` is 1e300, and a marker after the last whole seq (their bodies do not
+    read, which the watcher skips and says); then the administrator removes bob from team.  Safe: bob
     loses the group's folder while unlocked (round 13 (1)'s scene: the watcher, which reads the
     store's changes after the last seq it took in, must not be stalled by one row)."""
     bob_reads_proj_through_team(people)
     _plant_seq(shared_vault, 1e300, body="[]")
-    # Its body does not read: the watcher skips it with an alarm to each unlocked user, so alice's
-    # status tells when the watcher has read past it (nothing else is waited on).
-    wait_for(lambda: "document 'planted' in the store does not read" in
+    db = sqlite3.connect(shared_vault / "store.sqlite", timeout=30)
+    try:
+        (last,) = db.execute("SELECT MAX(seq) FROM docs WHERE typeof(seq) = 'integer'").fetchone()
+    finally:
+        db.close()
+    _plant_seq(shared_vault, last + 1, body="[]", doc_id="marker")
+    # Their bodies do not read: the watcher skips each it reads with an alarm to each unlocked user,
+    # so alice's status tells when the watcher has read past the marker (which comes before 1e300 in
+    # the store's order: before the fix, with it), nothing else is waited on.
+    wait_for(lambda: "document 'marker' in the store does not read" in
              people.fusevault("alice", "status", str(people.mnt)).stdout, "the watcher reading the row")
     removed_bob_loses_proj(people, shared_vault)
 
@@ -221,10 +239,6 @@ def _root_fid(vault: Path) -> str:
     return user["root"]
 
 
-HOLE_ROOT_ROW = "hole (6): loading._root_again reads the root row with store.get, which raises CorruptData"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_ROOT_ROW)
 @pytest.mark.parametrize("body", ["[]", "[" * 200 + "]" * 200], ids=["no-object", "too-deep"])
 def test_a_root_row_that_does_not_read_does_not_stop_her_mount(
         vault: Path, tmp_path: Path, body: str) -> None:
@@ -235,6 +249,12 @@ def test_a_root_row_that_does_not_read_does_not_stop_her_mount(
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("alice's notes")
+    _unreadable_root(vault, body)
+    with mounts_again(vault, mnt):
+        assert (mnt / "notes.txt").read_text() == "alice's notes"
+
+
+def _unreadable_root(vault: Path, body: str) -> None:
     root = _root_fid(vault)
     db = sqlite3.connect(vault / "store.sqlite", timeout=30)
     try:
@@ -242,7 +262,20 @@ def test_a_root_row_that_does_not_read_does_not_stop_her_mount(
             assert db.execute("UPDATE docs SET body = ? WHERE id = ?", (body, root)).rowcount == 1
     finally:
         db.close()
-    with mounts_again(vault, mnt):
+
+
+def test_a_root_row_that_does_not_read_takes_her_next_writes_there(vault: Path, tmp_path: Path) -> None:
+    """Round 14 (6)'s fix, abused: her root's row made ``[]``; she mounts (an empty root, said) and
+    makes new.txt in it.  Safe: the commit of her root replaces that row (its revision kept, not a
+    conflict on every write), and new.txt and notes.txt read at the next mount."""
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("alice's notes")
+    _unreadable_root(vault, "[]")
+    with mounted(vault, mnt):
+        (mnt / "new.txt").write_text("new file")
+    with mounted(vault, mnt):
+        assert (mnt / "new.txt").read_text() == "new file"
         assert (mnt / "notes.txt").read_text() == "alice's notes"
 
 
@@ -259,10 +292,6 @@ def _plant_row(vault: Path, doc_id: str, doc_type: str, body: dict) -> None:
         db.close()
 
 
-HOLE_LINEAGE = "hole (7): history.lineage reads a replaced file's row with store.get: CorruptData"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_LINEAGE)
 def test_a_replaced_files_row_that_does_not_read_does_not_take_her_files_history(
         vault: Path, tmp_path: Path) -> None:
     """alice writes notes.txt, then saves it as an editor does (a new file renamed over it: the new file
@@ -270,6 +299,17 @@ def test_a_replaced_files_row_that_does_not_read_does_not_take_her_files_history
     body ``[]`` in the replaced file's row.  Safe: `fusevault history notes.txt` still lists her versions
     of the file she has (the replaced file's are left out, as a row that does not read is elsewhere)."""
     mnt = tmp_path / "mnt"
+    _replaced_row_unreadable(vault, mnt)
+    with mounted(vault, mnt):
+        after = fusevault("history", mnt / "notes.txt")
+    print("after:", after.returncode, after.stdout, after.stderr)
+    assert after.returncode == 0, f"her file's history does not list: {after.stderr[-300:]}"
+    assert len(after.stdout.splitlines()) >= 3  # the heading and her two versions of the file she has
+
+
+def _replaced_row_unreadable(vault: Path, mnt: Path) -> None:
+    """notes.txt written, saved as editors do (a new file renamed over it), written again; then the
+    replaced file's row given the body ``[]`` by a store writer."""
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("first")
     replaced = _node_fid(vault, "alice", "notes.txt")
@@ -286,11 +326,18 @@ def test_a_replaced_files_row_that_does_not_read_does_not_take_her_files_history
             assert db.execute("UPDATE docs SET body = '[]' WHERE id = ?", (replaced,)).rowcount == 1
     finally:
         db.close()
+
+
+def test_a_replaced_files_row_that_does_not_read_does_not_stop_gc(vault: Path, tmp_path: Path) -> None:
+    """Round 14 (7)'s fix, driven where it was only read: gc follows the same lineage for each of her
+    files.  Safe: gc runs (as of far ahead, so every policy applies), and notes.txt reads after."""
+    mnt = tmp_path / "mnt"
+    _replaced_row_unreadable(vault, mnt)
     with mounted(vault, mnt):
-        after = fusevault("history", mnt / "notes.txt")
-    print("after:", after.returncode, after.stdout, after.stderr)
-    assert after.returncode == 0, f"her file's history does not list: {after.stderr[-300:]}"
-    assert len(after.stdout.splitlines()) >= 3  # the heading and her two versions of the file she has
+        gc = fusevault("gc", mnt, "--as-of", "2099-01-01", "--json")
+        print("gc:", gc.returncode, gc.stdout[-500:], gc.stderr[-500:])
+        assert gc.returncode == 0, f"gc failed: {gc.stderr[-300:]}"
+        assert (mnt / "notes.txt").read_text() == "third"
 
 
 @pytest.mark.parametrize("kind", ["UserDetails", "Group"])
@@ -348,10 +395,6 @@ def test_removing_a_planted_user_deletes_nothing_outside_the_vault_folder(
     assert (victim / "precious.txt").exists(), "removing a planted user deleted a folder outside the vault"
 
 
-HOLE_UNTYPED = "hole (5): shapes.ok checks the body's type, iter_type selects the row's: no check, KeyError"
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE_UNTYPED)
 @pytest.mark.parametrize("kind", ["UserDetails", "Group", "Share"])
 def test_a_row_typed_only_by_its_column_does_not_stop_her_mount(
         vault: Path, tmp_path: Path, kind: str) -> None:

@@ -158,7 +158,14 @@ def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | 
     seen = {fid}
     naming: tuple[str, dict | None] = (fid, None)  # the file whose document names ``previous``
     while previous is not None and previous not in seen and len(links) < MAX_LINEAGE:
-        doc = store.get(previous)
+        try:
+            doc = store.get(previous)
+        except CorruptData as err:
+            # A row that does not read (a store writer's) ends the chain, as a gone one does:
+            # never the history of the file she has with it (nor every gc run).
+            for_user(key.user_id).warn("malformed", previous, f"file {naming[0]} replaced {previous}, "
+                                       f"whose document does not read ({err}): its versions are left out")
+            break
         if doc is None or not doc.get("delete") or doc.get("owner") != key.user_id:
             break
         if accept is not None and not accept(doc):

@@ -94,7 +94,8 @@ def grant_of(doc: dict) -> Grant:
     try:
         if not share_ok(doc):
             raise KeyError
-        return Grant(doc["owner"], doc["fid"], doc["grantee"], bool(doc["group"]), doc["perm"])
+        # "group" may be absent (share_ok: False), as in a Share from before groups
+        return Grant(doc["owner"], doc["fid"], doc["grantee"], bool(doc.get("group", False)), doc["perm"])
     except KeyError:
         raise CorruptData(f"share document {doc.get('_id')} is malformed") from None
 

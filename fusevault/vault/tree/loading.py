@@ -19,6 +19,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import str_to_name
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
+from fusevault.store.unreadable import Unreadable
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import history, names
 from fusevault.vault.model.alarms import for_user
@@ -254,24 +255,40 @@ def _root_again(store: Store, key: MasterKey, root_fid: str, ledger: Ledger, del
     """An empty root made in memory when the store gives none (its deletion is
     never taken; its row removed, or not admitted): the rest of the tree loads
     into it, and it is said.  Its next commit writes its document again."""
-    user = store.get(key.user_id) or {}
+    user = _readable(store, key.user_id)[0] or {}
     uid = user.get("uid")
     uid = uid if isinstance(uid, int) and not isinstance(uid, bool) and 0 <= uid < 2**32 else os.getuid()
-    doc = store.get(root_fid)
+    # A row that does not read (a store writer's body) is a root missing, as one not admitted is:
+    # its revision is kept, for the next commit of the root replaces that row.
+    doc, rev = _readable(store, root_fid)
     dek = undeleting.first_key(doc, key) if doc is not None and not ledger.epochs.get(root_fid) else None
     root = Node(ROOT_INODE, root_fid, sys.intern(key.user_id), dek or aead.new_key(), stat.S_IFDIR | 0o755,
                 uid, os.getgid())
-    if doc is not None:
-        root.rev = doc.get("_rev")
+    root.rev = rev
     root.seq = next(iter(ledger.fids.get(root_fid, (True, {}))[1].items()), None)
     if deleted_by is None:
-        said = ("rollback: the root folder's document is missing from the store (its row removed, or "
-                "not one its owner signed): an empty root folder is shown, with the rest of the tree")
+        said = ("rollback: the root folder's document is missing from the store (its row removed or "
+                "unreadable, or not one its owner signed): an empty root folder is shown, with the rest "
+                "of the tree")
         if key.identity is None:
             log.warning("%s", said)
         else:
             for_user(key.user_id).warn("rollback", root_fid, said)
     return root
+
+
+def _readable(store: Store, doc_id: str) -> tuple[dict | None, str | None]:
+    """The document and its revision; None for a document whose row does not read (its
+    revision still, where the store knows it)."""
+    try:
+        doc = store.get(doc_id)
+    except Unreadable as err:
+        log.warning("%s: taken as missing", err)
+        return None, err.rev
+    except CorruptData as err:
+        log.warning("%s: taken as missing", err)
+        return None, None
+    return doc, None if doc is None else doc.get("_rev")
 
 
 def _where_it_was(tree: Tree, parents: list[str] | None, fid: str, name: bytes) -> list[tuple[str, bytes]]:
