@@ -480,7 +480,8 @@ class Content(Sealing):
             out.append(chunk)
         return b"".join(out)
 
-    def _blocks(self, indices: range, fresh: list[tuple[Key, bytes]] | None = None) -> list[bytes | bytearray]:
+    def _blocks(self, indices: range,
+                fresh: list[tuple[Key, bytes]] | None = None) -> list[bytes | bytearray]:
         """Blocks by index; stored records next to each other come in one pread.
         ``fresh``: gets (key, plaintext) of each stored block, once verified."""
         manifest = self.manifest  # once: sealing a version may swap it (_drop_unused_vids)
