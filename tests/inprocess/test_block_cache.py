@@ -10,6 +10,8 @@ import os
 
 import pyfuse3
 import pytest
+import trio
+import trio.testing
 
 from fusevault.vault.files.block_cache import CACHE_BYTES, BlockCache
 from inprocess.conftest import ALICE_UID, BOB_UID, ME, ROOT, Ctx, Fields, code_of, make
@@ -59,6 +61,41 @@ async def test_a_sequential_reader_hops_to_a_thread_for_one_request_in_several(f
     # 1 MiB: one hop serves up to 9 requests.
     assert hops[0] <= requests // 4, (hops[0], requests)
     assert len(fs.volume.files.cache) == 0  # the file's blocks went with its last handle
+
+
+async def test_a_request_inside_a_window_under_way_waits_for_it_instead_of_reading_it_again(fs, monkeypatch):
+    """The kernel sends a sequential reader's next request before the last is
+    answered: the one a window under way will hold is served from it."""
+    ops = fs.ops
+    data = pattern(1024 * KIB, 10)
+    made = await make(ops, b"f", data)
+    info = await ops.open(made.st_ino, os.O_RDONLY, ME)
+    try:
+        assert await ops.read(info.fh, 0, REQUEST) == data[:REQUEST]
+        tree = fs.volume.files.tree
+        real, hops, held = tree.in_thread, [0], trio.Event()
+
+        async def slow_hop(fn, *args):  # the thread's answer comes after the next request
+            hops[0] += 1
+            await held.wait()
+            return await real(fn, *args)
+
+        monkeypatch.setattr(tree, "in_thread", slow_hop)
+        got = {}
+
+        async def read(offset: int) -> None:
+            got[offset] = await ops.read(info.fh, offset, REQUEST)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read, REQUEST)  # its window: the next 128 KiB
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(read, 2 * REQUEST)
+            await trio.testing.wait_all_tasks_blocked()
+            held.set()
+        assert got == {o: data[o:o + REQUEST] for o in (REQUEST, 2 * REQUEST)}
+        assert hops[0] == 1
+    finally:
+        await ops.release(info.fh)
 
 
 async def test_random_reads_get_no_readahead(fs, monkeypatch):

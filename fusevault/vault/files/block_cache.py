@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import trio
+
 # A key: (file id, version id, block index, record offset, record length, last flag).
 Key = tuple[str, str, int, int, int, int]
 
@@ -90,13 +92,35 @@ class BlockCache:
 class Readahead:
     """How many blocks past a handle's request to read in the same hop: none
     for random access; on each request that starts where the last one ended,
-    the window doubles (from ``MIN_AHEAD``, or the request's size) up to ``MAX_AHEAD``."""
+    the window doubles (from ``MIN_AHEAD``, or the request's size) up to ``MAX_AHEAD``.
 
-    __slots__ = ("next", "window")
+    Also the reads of this handle under way in a worker thread, with their
+    windows: the kernel sends a sequential reader's next request before the
+    last is answered, and that request waits for the window that will hold
+    it rather than read and decrypt the same blocks in a hop of its own."""
+
+    __slots__ = ("next", "window", "under_way")
 
     def __init__(self) -> None:
         self.next = -1
         self.window = 0
+        self.under_way: list[tuple[int, int, trio.Event]] = []
+
+    def covering(self, offset: int, size: int) -> trio.Event | None:
+        """The read under way whose window holds [offset, offset+size), if any."""
+        for start, end, done in self.under_way:
+            if start <= offset and offset + size <= end:
+                return done
+        return None
+
+    def start(self, offset: int, end: int) -> tuple[int, int, trio.Event]:
+        entry = (offset, end, trio.Event())
+        self.under_way.append(entry)
+        return entry
+
+    def finish(self, entry: tuple[int, int, trio.Event]) -> None:
+        self.under_way.remove(entry)
+        entry[2].set()
 
     def request(self, offset: int, size: int) -> int:
         """Record a request; the window in bytes to read after it."""

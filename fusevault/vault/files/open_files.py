@@ -258,16 +258,14 @@ class Files:
         # blocks a read before it left in the cache are served here, on the
         # loop; a miss reads the blocks and, for a sequential reader, a
         # window after them, in one hop (vault/files/block_cache.py).
-        ahead = self.readahead.setdefault(fh, Readahead()).request(offset, size)
+        readahead = self.readahead.setdefault(fh, Readahead())
+        ahead = readahead.request(offset, size)
         data = content.cached(offset, size, node.size, self.cache)
+        if data is None and (under_way := readahead.covering(offset, size)) is not None:
+            await under_way.wait()  # its window holds this request: read once, not twice
+            data = content.cached(offset, size, node.size, self.cache)
         if data is None:
-            fresh: list[tuple[Key, bytes]] = []
-            if ahead or content.blocks_to_load(offset, size) > 1 or content.asks_server:
-                data = await self.tree.in_thread(content.read, offset, size, node.size, fresh, ahead)
-            else:
-                data = content.read(offset, size, node.size, fresh)
-            for key, block in fresh:
-                self.cache.put(key, block)
+            data = await self._read_stored(content, readahead, offset, size, node.size, ahead)
         now = now_ns()
         # relatime: record an access once per change, or once a day (only
         # in one's own files: reading a shared file writes nothing).
@@ -276,6 +274,23 @@ class Files:
             node.atime = now
             self.tree.lazy.add(node.ino)
         return data
+
+    async def _read_stored(self, content: Content, readahead: Readahead, offset: int, size: int,
+                           file_size: int, ahead: int) -> bytes:
+        """Read what the cache did not hold, with ``ahead`` bytes of readahead
+        (in a worker thread), and keep every block verified on the way."""
+        fresh: list[tuple[Key, bytes]] = []
+        under_way = None
+        try:
+            if not (ahead or content.blocks_to_load(offset, size) > 1 or content.asks_server):
+                return content.read(offset, size, file_size, fresh)
+            under_way = readahead.start(offset, offset + size + ahead)
+            return await self.tree.in_thread(content.read, offset, size, file_size, fresh, ahead)
+        finally:  # also what was verified before a block further on failed
+            for key, block in fresh:
+                self.cache.put(key, block)
+            if under_way is not None:
+                readahead.finish(under_way)
 
     def _writing(self, fh: int) -> Node:
         """The node of a handle opened for writing, or one this user may write now."""
