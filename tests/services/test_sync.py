@@ -716,6 +716,39 @@ def test_a_peers_rewrite_is_read_fresh_and_shows_the_writers_times(couchdb_url: 
             assert os.stat(b / "notes.txt").st_size == len(newer)
 
 
+def test_a_peers_edit_is_read_fresh_through_a_handle_whose_blocks_are_cached(couchdb_url: str,
+                                                                            tmp_path: Path) -> None:
+    """The mount keeps verified blocks a handle read, and reads ahead for a
+    sequential reader (vault/files/block_cache.py): a peer's edit in the
+    middle of them is read, never the cached blocks, through the same handle
+    (its pages dropped from the kernel's cache, so the reads reach the mount)."""
+    laptop = first_device(couchdb_url, tmp_path)
+    old = bytes(i % 251 for i in range(2 << 20))
+    edit_at, edit = 1 << 20, b"the laptop's edit" * 6000
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "big.bin").write_bytes(old)
+        wait_for(lambda: settled(a), "the laptop to send its file")
+        desktop = new_device(couchdb_url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "big.bin").stat().st_size == len(old), "the file to reach the desktop")
+            with open(b / "big.bin", "rb") as held:
+                os.posix_fadvise(held.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                assert held.read() == old  # through the mount: its blocks now cached there
+                down = sync_status(b)["docs_down"]
+                with open(a / "big.bin", "r+b") as f:
+                    f.seek(edit_at)
+                    f.write(edit)
+                new = old[:edit_at] + edit + old[edit_at + len(edit):]
+                wait_for(lambda: sync_status(b)["docs_down"] > down, "the edit to reach the desktop")
+
+                def fresh() -> bool:
+                    os.posix_fadvise(held.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    return os.pread(held.fileno(), len(new) + 1, 0) == new
+
+                wait_for(fresh, lambda: f"the edit through the held file: {_logs()}")
+            assert (b / "big.bin").read_bytes() == new
+
+
 def _logs() -> str:
     state = Path(os.environ["FUSEVAULT_STATE_DIR"])
     return "\n".join(p.read_text()[-3000:] for p in state.rglob("*.log"))

@@ -19,10 +19,12 @@ from fusevault.vault.files.open_files import Files
 
 
 class Closed:
-    """What ``Files.close`` reads of a Content: its records appended, not flushed."""
+    """What ``Files.close`` reads of a Content: its records appended, not flushed
+    (and its file id, whose cached blocks go)."""
 
     def __init__(self, vf_path: str, new_files: bool = True) -> None:
         self.vf_path = vf_path
+        self.fid = os.path.basename(vf_path)
         self.synced = False
         self.new_files = new_files
 

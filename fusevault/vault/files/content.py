@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from fusevault.crypto import aead
 from fusevault.errors import CorruptData, Forged
 from fusevault.vault.files import placements
+from fusevault.vault.files.block_cache import BlockCache, Key
 from fusevault.vault.files.sealing import Sealing
 from fusevault.vault.files.sidecar import check_vfmeta, vfmeta_bytes
 from fusevault.vault.format import manifest_tree as tree
@@ -414,20 +415,63 @@ class Content(Sealing):
             self._vouch(vids[vidx], index, record)
         return self._open_block(index, record, length, vids, vidx, last)
 
-    def read(self, offset: int, size: int, file_size: int) -> bytes:
+    def read(self, offset: int, size: int, file_size: int, fresh: list[tuple[Key, bytes]] | None = None,
+             ahead: int = 0) -> bytes:
         """Plaintext of [offset, offset+size) cut at file_size.
 
         Safe without the file's lock: stored records never change once
         appended, and entries and dirty blocks are replaced, never edited in
-        place, by the writer (see _write_blocks).
+        place, by the writer (see _write_blocks).  ``fresh``: where to put
+        each stored block read and verified, under its key for the block
+        cache (vault/files/block_cache.py), with those of up to ``ahead``
+        bytes of readahead after the request.  A readahead block that fails
+        its checks is left out (EIO comes when it is asked for).
         """
         end = min(offset + size, file_size)
         if end <= offset:
             return b""
         first, last = offset // self.bs, (end - 1) // self.bs
-        blocks = self._blocks(range(first, last + 1))
+        blocks = self._blocks(range(first, last + 1), fresh)
+        if ahead > 0 and fresh is not None:
+            stop = min(-(-min(end + ahead, file_size) // self.bs), last + 1 + -(-ahead // self.bs))
+            try:
+                self._blocks(range(last + 1, stop), fresh)
+            except CorruptData:
+                pass
+        return self._cut(offset, end, first, blocks)
+
+    def cached(self, offset: int, size: int, file_size: int, cache: BlockCache) -> bytes | None:
+        """[offset, offset+size) from dirty blocks, holes and ``cache`` alone;
+        None if a stored block it needs is not cached (on the trio loop: no I/O)."""
+        end = min(offset + size, file_size)
+        if end <= offset:
+            return b""
+        manifest = self.manifest
+        vids = manifest.vids
+        first, last = offset // self.bs, (end - 1) // self.bs
+        blocks: list[bytes | bytearray] = []
+        for index in range(first, last + 1):
+            data = self.dirty.get(index)
+            if data is None:
+                entry = manifest.blocks.get(index)
+                if entry[1] == 0:
+                    data = b""
+                elif entry[2] >= len(vids):
+                    return None
+                else:
+                    data = cache.get(self._key(index, entry, vids))
+                    if data is None:
+                        return None
+            blocks.append(data)
+        return self._cut(offset, end, first, blocks)
+
+    def _key(self, index: int, entry: tuple[int, int, int, int], vids: list[str]) -> Key:
+        offset, length, vidx, last = entry
+        return (self.fid, vids[vidx], index, offset, length, last)
+
+    def _cut(self, offset: int, end: int, first: int, blocks: list[bytes | bytearray]) -> bytes:
         out = []
-        for index, data in zip(range(first, last + 1), blocks):
+        for index, data in zip(range(first, first + len(blocks)), blocks):
             start = max(offset - index * self.bs, 0)
             stop = min(end - index * self.bs, self.bs)
             chunk = bytes(data[start:stop])
@@ -436,12 +480,15 @@ class Content(Sealing):
             out.append(chunk)
         return b"".join(out)
 
-    def _blocks(self, indices: range) -> list[bytes | bytearray]:
-        """Blocks by index; stored records next to each other come in one pread."""
+    def _blocks(self, indices: range,
+                fresh: list[tuple[Key, bytes]] | None = None) -> list[bytes | bytearray]:
+        """Blocks by index; stored records next to each other come in one pread.
+        ``fresh``: gets (key, plaintext) of each stored block, once verified."""
         manifest = self.manifest  # once: sealing a version may swap it (_drop_unused_vids)
         blocks, vids = manifest.blocks, manifest.vids
         found: dict[int, bytes | bytearray] = {}
         runs: list[list[tuple[int, int, int, int, int]]] = []
+        keys: dict[int, Key] = {}  # by the manifest's entry, not where ``where`` found the record
         for index in indices:
             dirty = self.dirty.get(index)
             if dirty is not None:
@@ -452,6 +499,8 @@ class Content(Sealing):
                 found[index] = b""
                 continue
             if entry[2] < len(vids):
+                if fresh is not None:
+                    keys[index] = self._key(index, entry, vids)
                 entry = (*self.where(entry[0], entry[1], vids[entry[2]], index), *entry[2:])
             if runs and runs[-1][-1][1] + runs[-1][-1][2] == entry[0]:
                 runs[-1].append((index, *entry))
@@ -464,7 +513,9 @@ class Content(Sealing):
                 record = data[offset - start: offset - start + length]
                 if vidx < len(vids):
                     self._vouch(vids[vidx], index, record)
-                found[index] = self._open_block(index, record, length, vids, vidx, last)
+                found[index] = plain = self._open_block(index, record, length, vids, vidx, last)
+                if index in keys and fresh is not None:
+                    fresh.append((keys[index], plain))
         return [found[i] for i in indices]
 
     def _open_block(self, index: int, record: bytes, length: int, vids: list[str],

@@ -23,6 +23,7 @@ from fusevault.errors import (
     PermissionDenied,
     VaultError,
 )
+from fusevault.vault.files.block_cache import BlockCache, Key, Readahead
 from fusevault.vault.files.closed import ClosedFiles
 from fusevault.vault.files.content import BLOCK_SIZE, MAX_FILE_SIZE, Content
 from fusevault.vault.files.ports import TreePort
@@ -69,6 +70,9 @@ class Files:
         # handle flushes what any handle wrote, so the next Content takes them
         # over; flushed in small batches as files close (vault/files/closed.py).
         self.unflushed = ClosedFiles()
+        # Verified plaintext blocks, and each handle's readahead window.
+        self.cache = BlockCache()
+        self.readahead: dict[int, Readahead] = {}
 
     def forget_node(self, node: Node) -> None:
         """The tree dropped ``node`` (no name, no reference, no handle)."""
@@ -134,6 +138,7 @@ class Files:
         """Close ``content``, remembering what of it is not on disk yet (``unflushed``)."""
         if not content.synced or content.new_files:
             self.unflushed.add(content.vf_path, content.new_files)
+        self.cache.drop_file(content.fid)
         content.close()
 
     async def flush_closed(self) -> None:
@@ -249,11 +254,18 @@ class Files:
         if content is None:  # another writer's version came in since (switch_content)
             content = await self.opened(node)
         # No lock: reads run in parallel, with each other and with a flush in
-        # a worker thread (Content.read says why that is safe).
-        if content.blocks_to_load(offset, size) > 1 or content.asks_server:
-            data = await self.tree.in_thread(content.read, offset, size, node.size)
-        else:
-            data = content.read(offset, size, node.size)
+        # a worker thread (Content.read says why that is safe).  Verified
+        # blocks a read before it left in the cache are served here, on the
+        # loop; a miss reads the blocks and, for a sequential reader, a
+        # window after them, in one hop (vault/files/block_cache.py).
+        readahead = self.readahead.setdefault(fh, Readahead())
+        ahead = readahead.request(offset, size)
+        data = content.cached(offset, size, node.size, self.cache)
+        if data is None and (under_way := readahead.covering(offset, size)) is not None:
+            await under_way.wait()  # its window holds this request: read once, not twice
+            data = content.cached(offset, size, node.size, self.cache)
+        if data is None:
+            data = await self._read_stored(content, readahead, offset, size, node.size, ahead)
         now = now_ns()
         # relatime: record an access once per change, or once a day (only
         # in one's own files: reading a shared file writes nothing).
@@ -262,6 +274,23 @@ class Files:
             node.atime = now
             self.tree.lazy.add(node.ino)
         return data
+
+    async def _read_stored(self, content: Content, readahead: Readahead, offset: int, size: int,
+                           file_size: int, ahead: int) -> bytes:
+        """Read what the cache did not hold, with ``ahead`` bytes of readahead
+        (in a worker thread), and keep every block verified on the way."""
+        fresh: list[tuple[Key, bytes]] = []
+        under_way = None
+        try:
+            if not (ahead or content.blocks_to_load(offset, size) > 1 or content.asks_server):
+                return content.read(offset, size, file_size, fresh)
+            under_way = readahead.start(offset, offset + size + ahead)
+            return await self.tree.in_thread(content.read, offset, size, file_size, fresh, ahead)
+        finally:  # also what was verified before a block further on failed
+            for key, block in fresh:
+                self.cache.put(key, block)
+            if under_way is not None:
+                readahead.finish(under_way)
 
     def _writing(self, fh: int) -> Node:
         """The node of a handle opened for writing, or one this user may write now."""
@@ -431,6 +460,7 @@ class Files:
     async def release(self, fh: int) -> None:
         node = self.handles.pop(fh, None)
         self.writers.discard(fh)
+        self.readahead.pop(fh, None)
         if node is None:
             raise BadHandle("bad file handle")
         try:
@@ -476,6 +506,7 @@ class Files:
         return failures
 
     def close_contents(self) -> None:
+        self.cache.clear()  # unmount, lock: no plaintext kept past the keys
         for old in [c for contents in self.retired.values() for c in contents]:
             old.close()
         self.retired.clear()
@@ -489,6 +520,7 @@ class Files:
         self.close_contents()
         self.handles.clear()
         self.writers.clear()
+        self.readahead.clear()
         self.cut.clear()
 
 
