@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import (
     PouchServer,
     docs_of,
@@ -432,11 +433,15 @@ HOOKS = Path(__file__).parents[1] / "hooks"  # sitecustomize.py: a pause point i
 
 
 @contextlib.contextmanager
-def _only_the_desktop_meets_both_edits(tmp_path: Path) -> Iterator[tuple[Path, dict, Path]]:
+def _only_the_desktop_meets_both_edits(tmp_path: Path, current: str | None = None
+                                       ) -> Iterator[tuple[Path, dict, Path]]:
     """notes.txt edited on both devices while apart, the laptop's edit the later,
     and the laptop away again, so one device makes the conflict copy: yields
     (the desktop, not mounted; the environment that mounts it with the pause
-    point of tests/hooks/sitecustomize.py; that pause point's gate folder)."""
+    point of tests/hooks/sitecustomize.py; that pause point's gate folder).
+    ``current``: "laptop" or "desktop", the side whose revision CouchDB's rule
+    makes current (it saves twice: a higher generation), else left to the
+    rule's tie-break between two random revision ids."""
     gate = tmp_path / "gate"
     gate.mkdir()
     hooked = {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
@@ -445,12 +450,44 @@ def _only_the_desktop_meets_both_edits(tmp_path: Path) -> Iterator[tuple[Path, d
             wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
                      "the desktop's pull")
             server.kill()  # apart from here
-            (b / "notes.txt").write_bytes(b"the desktop's words")
-        (a / "notes.txt").write_bytes(b"the laptop's later words")  # the later edit keeps the name
+            _save(b, b"the desktop's words", twice=current == "desktop")
+        _save(a, b"the laptop's later words", twice=current == "laptop")  # the later edit keeps the name
         server.start()
         wait_for(lambda: settled(a), "the laptop's push")
         assert fusevault("unmount", a, passphrase=None).returncode == 0
         yield desktop, hooked, gate
+
+
+def _save(mountpoint: Path, words: bytes, *, twice: bool) -> None:
+    """Write notes.txt; ``twice``: a draft first, committed (fsync) before the
+    words, so this side's revision is one generation ahead."""
+    if twice:
+        with open(mountpoint / "notes.txt", "wb") as draft:
+            draft.write(b"a draft")
+            os.fsync(draft.fileno())
+    (mountpoint / "notes.txt").write_bytes(words)
+
+
+def _conflicted_leaves(vault: Path) -> list[list[int]]:
+    """Per document with a live other branch: the generations of its current
+    revision and of the other branches."""
+    from fusevault.store import replica
+    from fusevault.store.local import LocalStore
+
+    store = LocalStore(vault / "store.sqlite")
+    try:
+        return [[int(rev.split("-")[0]) for rev in [store.get(doc_id)["_rev"]]
+                 + [leaf["_rev"] for leaf in replica.other_leaves(store, doc_id)]]
+                for doc_id in replica.conflicted(store)]
+    finally:
+        store.close()
+
+
+def _mount_log(mountpoint: Path) -> str:
+    """The log of the mounts made at ``mountpoint`` (fs/daemon.py ``_log_to_file``)."""
+    from fusevault import paths
+
+    return (paths.state_dir() / "logs" / f"mount-{paths.control_socket(mountpoint).stem}.log").read_text()
 
 
 def _copies(mountpoint: Path) -> list[str]:
@@ -505,6 +542,29 @@ def test_a_conflict_copy_cut_short_by_an_unmount_is_never_committed(tmp_path: Pa
             unmounted = fusevault("unmount", b, passphrase=None)
             assert unmounted.returncode == 0, unmounted.stderr
         assert len(docs_of(desktop, "node")) == nodes  # notes.txt changed, and no copy
+
+
+@pytest.mark.parametrize("current", ["laptop", "desktop"])
+def test_a_conflict_left_unsettled_at_an_unmount_is_copied_at_the_next_mount(tmp_path: Path,
+                                                                             current: str) -> None:
+    """Unmounted after the laptop's edit arrived, before the conflict copy was
+    made: the rollback ledger saved then has seen the desktop's own losing
+    edit, which is no replay.  The next mount makes the copy (the desktop's
+    words kept), with no rollback alarm, whichever side CouchDB's rule made
+    the current revision."""
+    with _only_the_desktop_meets_both_edits(tmp_path, current) as (desktop, hooked, gate):
+        with mounted(desktop, tmp_path / "b", env=hooked) as b:
+            wait_for(lambda: (gate / "paused").exists(), "the desktop to start making the conflict copy")
+            unmounted = fusevault("unmount", b, passphrase=None)
+            assert unmounted.returncode == 0, unmounted.stderr
+        (leaves,) = _conflicted_leaves(desktop)  # left unsettled: both edits, as CouchDB ranks them
+        assert leaves[0] > leaves[1]  # the side that saved twice is current
+        with mounted(desktop, tmp_path / "b") as b:
+            (copy,) = wait_for(lambda: _copies(b) and settled(b) and _copies(b),
+                               lambda: f"the copy at the next mount: {_mount_log(b)}")
+            assert (b / copy).read_bytes() == b"the desktop's words"
+            assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
+            assert "rollback" not in _mount_log(b)
 
 
 def test_a_conflict_copy_made_on_both_devices_at_once_is_one_whole_file(tmp_path: Path) -> None:
