@@ -567,6 +567,51 @@ def test_a_conflict_left_unsettled_at_an_unmount_is_copied_at_the_next_mount(tmp
             assert "rollback" not in _mount_log(b)
 
 
+def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_path: Path) -> None:
+    """Abuse: the server keeps the desktop's own losing edit (noted by the
+    desktop's ledger as a live branch of the conflict: no replay then) and
+    puts it back as a new branch once the conflict is settled.  The note ends
+    with the settling: a replay, not taken in (no second copy), said."""
+    import httpx
+
+    with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
+        couch = f"{server.url}/vault"
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
+                     "the desktop's pull")
+            server.kill()  # apart from here
+            (b / "notes.txt").write_bytes(b"the desktop's words")
+        (a / "notes.txt").write_bytes(b"the laptop's later words")
+        server.start()
+        wait_for(lambda: settled(a), "the laptop's push")
+        assert fusevault("unmount", a, passphrase=None).returncode == 0
+        on_server = {doc["_id"]: doc["_rev"] for doc in _server_docs(couch)}
+        (own,) = [doc for doc in docs_of(desktop, "node")  # notes.txt, the desktop's edit not pushed
+                  if on_server.get(doc["_id"]) not in (None, doc["_rev"])]
+        with mounted(desktop, tmp_path / "b") as b:
+            (copy,) = wait_for(lambda: _copies(b) and settled(b) and _copies(b), "the conflict settled")
+            at = f"{couch}/{own['_id']}"
+            wait_for(lambda: httpx.get(at, params={"rev": own["_rev"]}).status_code == 200,
+                     "the desktop's edit on the server")
+            old = httpx.get(at, params={"rev": own["_rev"], "revs": "true"}).json()
+            revs = old["_revisions"]
+            rev_id = uuid.uuid4().hex
+            replay = {**{k: v for k, v in old.items() if k not in ("_rev", "_revisions")},
+                      "_rev": f"{revs['start'] + 1}-{rev_id}",
+                      "_revisions": {"start": revs["start"] + 1, "ids": [rev_id, *revs["ids"]]}}
+            httpx.post(f"{couch}/_bulk_docs", json={"docs": [replay], "new_edits": False}).raise_for_status()
+            wait_for(lambda: "rollback" in _mount_log(b), lambda: f"the replay refused: {_mount_log(b)}")
+            wait_for(lambda: settled(b), "the sync to settle")
+            assert _copies(b) == [copy]
+            assert (b / copy).read_bytes() == b"the desktop's words"
+            assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
+
+
+def _server_docs(couch: str) -> list[dict]:
+    with urllib.request.urlopen(f"{couch}/_all_docs?include_docs=true") as reply:
+        return [row["doc"] for row in json.load(reply)["rows"]]
+
+
 def test_a_conflict_copy_made_on_both_devices_at_once_is_one_whole_file(tmp_path: Path) -> None:
     """Both devices meet both edits and make the copy at the same moment
     (each held after it created its copy, before writing it): one copy
