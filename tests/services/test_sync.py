@@ -532,9 +532,8 @@ def test_a_conflict_copy_cut_short_by_kill_9_is_made_whole_at_the_next_mount(tmp
 def test_a_conflict_copy_cut_short_by_an_unmount_is_never_committed(tmp_path: Path) -> None:
     """Unmounted while it makes the copy (the settling cancelled, its bytes
     not written): nothing of the copy is saved, rather than an empty copy
-    that every later settling takes for "made already".  (Not asserted: that
-    the next mount makes it.  The rollback ledger, saved at this unmount, may
-    then take the device's own losing edit for a replay and close it uncopied.)"""
+    that every later settling takes for "made already".  (The next mount
+    makes it: the test of a conflict left unsettled at an unmount.)"""
     with _only_the_desktop_meets_both_edits(tmp_path) as (desktop, hooked, gate):
         nodes = len(docs_of(desktop, "node"))
         with mounted(desktop, tmp_path / "b", env=hooked) as b:
