@@ -21,7 +21,10 @@ rules (docs/ARCHITECTURE.md "Sync"):
 
 Before any rule: a branch older than what this device saw of the file (the
 rollback ledger, vault/model/ledger.py) is a replay of the owner's own older
-revision, not an edit: reported, and nothing of it is kept.
+revision, not an edit: reported, and nothing of it is kept.  Unless the
+ledger noted it as a live leaf of this conflict when first met
+(``note_branches``): a later commit of this device's on the other branch
+does not make its own losing edit a replay.
 
 Every device that sees the conflict settles it, and gets the same answer:
 the conflict copy's id is derived from the losing revision, and the losing
