@@ -33,6 +33,8 @@ from conftest import (
     wait_for,
 )
 
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
 from fusevault.vault.format.atomic import fsync_dir  # in a mount: commits what waits (fsyncdir)
 
 # The large file sealed, sent, fetched and placed: on a loaded machine (CI,
@@ -471,9 +473,6 @@ def _save(mountpoint: Path, words: bytes, *, twice: bool) -> None:
 def _conflicted_leaves(vault: Path) -> list[list[int]]:
     """Per document with a live other branch: the generations of its current
     revision and of the other branches."""
-    from fusevault.store import replica
-    from fusevault.store.local import LocalStore
-
     store = LocalStore(vault / "store.sqlite")
     try:
         return [[int(rev.split("-")[0]) for rev in [store.get(doc_id)["_rev"]]
@@ -585,15 +584,13 @@ def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_p
         wait_for(lambda: settled(a), "the laptop's push")
         assert fusevault("unmount", a, passphrase=None).returncode == 0
         on_server = {doc["_id"]: doc["_rev"] for doc in _server_docs(couch)}
-        (own,) = [doc for doc in docs_of(desktop, "node")  # notes.txt, the desktop's edit not pushed
+        (old,) = [doc for doc in docs_of(desktop, "node")  # notes.txt, the desktop's edit not pushed
                   if on_server.get(doc["_id"]) not in (None, doc["_rev"])]
+        # What the server is given at the push (kept here: once the desktop has
+        # closed its leaf, only its history may reach the server).
+        revs = replica.revisions(_history(desktop, old["_id"]))
         with mounted(desktop, tmp_path / "b") as b:
             (copy,) = wait_for(lambda: _copies(b) and settled(b) and _copies(b), "the conflict settled")
-            at = f"{couch}/{own['_id']}"
-            wait_for(lambda: httpx.get(at, params={"rev": own["_rev"]}).status_code == 200,
-                     "the desktop's edit on the server")
-            old = httpx.get(at, params={"rev": own["_rev"], "revs": "true"}).json()
-            revs = old["_revisions"]
             rev_id = uuid.uuid4().hex
             replay = {**{k: v for k, v in old.items() if k not in ("_rev", "_revisions")},
                       "_rev": f"{revs['start'] + 1}-{rev_id}",
@@ -604,6 +601,14 @@ def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_p
             assert _copies(b) == [copy]
             assert (b / copy).read_bytes() == b"the desktop's words"
             assert (b / "notes.txt").read_bytes() == b"the laptop's later words"
+
+
+def _history(vault: Path, doc_id: str) -> list[str]:
+    store = LocalStore(vault / "store.sqlite")
+    try:
+        return replica.current_history(store, doc_id)
+    finally:
+        store.close()
 
 
 def _server_docs(couch: str) -> list[dict]:
