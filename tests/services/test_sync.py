@@ -569,7 +569,10 @@ def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_p
     """Abuse: the server keeps the desktop's own losing edit (noted by the
     desktop's ledger as a live branch of the conflict: no replay then) and
     puts it back as a new branch once the conflict is settled.  The note ends
-    with the settling: a replay, not taken in (no second copy), said."""
+    with the settling: a replay, not taken in (no second copy), said.  The
+    desktop's revision is the current one (it saved twice), so settling
+    commits the laptop's contents on top of it: the ledger has seen a newer
+    state of the desktop's than the one put back."""
     import httpx
 
     with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
@@ -578,7 +581,7 @@ def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_p
             wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
                      "the desktop's pull")
             server.kill()  # apart from here
-            (b / "notes.txt").write_bytes(b"the desktop's words")
+            _save(b, b"the desktop's words", twice=True)
         (a / "notes.txt").write_bytes(b"the laptop's later words")
         server.start()
         wait_for(lambda: settled(a), "the laptop's push")
