@@ -565,14 +565,23 @@ def test_a_conflict_left_unsettled_at_an_unmount_is_copied_at_the_next_mount(tmp
             assert "rollback" not in _mount_log(b)
 
 
-def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("current", [
+    "desktop",
+    pytest.param("laptop", marks=pytest.mark.xfail(strict=True, reason=(
+        "found here, older than this branch: the laptop's revision current, settling commits nothing "
+        "on notes.txt, so the desktop's closed edit is still the newest state the ledger saw from the "
+        "desktop, and put back under a new revision id it is settled again (a second copy); the ledger "
+        "would have to remember the leaves a settling closed"))),
+])
+def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_path: Path,
+                                                                          current: str) -> None:
     """Abuse: the server keeps the desktop's own losing edit (noted by the
     desktop's ledger as a live branch of the conflict: no replay then) and
     puts it back as a new branch once the conflict is settled.  The note ends
-    with the settling: a replay, not taken in (no second copy), said.  The
-    desktop's revision is the current one (it saved twice), so settling
-    commits the laptop's contents on top of it: the ledger has seen a newer
-    state of the desktop's than the one put back."""
+    with the settling: a replay, not taken in (no second copy), said.  With
+    the desktop's revision current (it saved twice), settling commits the
+    laptop's contents on top of it: the ledger has seen a newer state of the
+    desktop's than the one put back."""
     import httpx
 
     with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
@@ -581,8 +590,8 @@ def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_p
             wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
                      "the desktop's pull")
             server.kill()  # apart from here
-            _save(b, b"the desktop's words", twice=True)
-        (a / "notes.txt").write_bytes(b"the laptop's later words")
+            _save(b, b"the desktop's words", twice=current == "desktop")
+        _save(a, b"the laptop's later words", twice=current == "laptop")
         server.start()
         wait_for(lambda: settled(a), "the laptop's push")
         assert fusevault("unmount", a, passphrase=None).returncode == 0
