@@ -34,7 +34,7 @@ from fusevault.vault.services.absorbing import (
     save_leaving,
     settle_busy,
 )
-from fusevault.vault.services.conflicts import settle
+from fusevault.vault.services.conflicts import note_branches, settle
 from fusevault.vault.services.placing import contents_changed
 from fusevault.vault.services.share_ops import ROTATION
 from fusevault.vault.volume import Volume
@@ -69,6 +69,9 @@ class Arrivals:
         self.committed(None, docs)
         if conflicts:
             for agent in self.unlocked():
+                if isinstance(self.store, LocalStore):
+                    # Now, before any commit of this device's (the settling waits its turn).
+                    note_branches(_volume(agent), self.store, conflicts)
                 self._start(self._settle_conflicts, agent, conflicts)
 
     def committed(self, writer: Agent | None, docs: list[dict]) -> None:

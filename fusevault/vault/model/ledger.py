@@ -185,6 +185,14 @@ class Ledger:
         # folders it names; never saved): a writer's document that leaves the
         # file there leaves it where she put it, which ends a ``behind``.
         self.stamped: dict[str, list[str]] = {}
+        # The live leaves of each unsettled conflict (fid -> their seqs), noted
+        # when met (vault/services/conflicts.py ``note_branches``) and only if
+        # then no older than seen: a concurrent edit, never a replay, though
+        # this device's own later commit on the other branch (a lazy commit at
+        # unmount) numbers past its own losing edit before the conflict is
+        # settled.  Kept (saved) until the conflict is settled; a state met
+        # older than seen is never noted, so a replay stays one.
+        self.branches: dict[str, list[Seq]] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -218,6 +226,8 @@ class Ledger:
                             for fid, (perm, uid, gid) in data.get("modes", {}).items()}
             ledger.names = {str(fid): str_to_name(name) for fid, name in data.get("names", {}).items()
                             if isinstance(name, str)}
+            ledger.branches = {str(fid): [(sys.intern(str(d)), int(n)) for d, n in seqs]
+                               for fid, seqs in data.get("branches", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -232,7 +242,7 @@ class Ledger:
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
                               "where": dict(self.where), "kinds": dict(self.kinds),
                               "modes": dict(self.modes),
-                              "names": dict(self.names)}
+                              "names": dict(self.names), "branches": dict(self.branches)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -449,10 +459,28 @@ class Ledger:
         if self.behind.pop(fid, None) is not None:
             self.version += 1
 
+    def branch(self, fid: str, seq: Seq | None) -> None:
+        """A live leaf of an unsettled conflict of ``fid``, at ``seq``, signed
+        by the file's owner: noted as a concurrent edit if no older than seen
+        (and, if this device's, a number it gave)."""
+        if seq is None or self.older(fid, seq) or (seq[0] == self.device and seq[1] > self.counter):
+            return
+        held = self.branches.get(fid, [])
+        if seq not in held:
+            self.branches[fid] = [*held, seq]
+            self.version += 1
+
+    def settled_branches(self, fid: str) -> None:
+        """The conflict of ``fid`` is settled: its leaves are closed, and one
+        put back later is judged as any other state."""
+        if self.branches.pop(fid, None) is not None:
+            self.version += 1
+
     def replayed(self, volume: Held, fid: str, seq: Seq | None, how: str) -> bool:
-        """Is this state of ``fid`` older than one seen?  If so it is said
-        (a replay, never taken in: vault/services/conflicts.py)."""
-        if not self.older(fid, seq):
+        """Is this state of ``fid`` older than one seen, and no leaf of its
+        conflict met live (``branches``)?  If so it is said (a replay, never
+        taken in: vault/services/conflicts.py)."""
+        if not self.older(fid, seq) or seq in self.branches.get(fid, ()):
             return False
         self._rolled_back(volume, fid, how)
         return True

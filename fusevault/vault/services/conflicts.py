@@ -21,7 +21,10 @@ rules (docs/ARCHITECTURE.md "Sync"):
 
 Before any rule: a branch older than what this device saw of the file (the
 rollback ledger, vault/model/ledger.py) is a replay of the owner's own older
-revision, not an edit: reported, and nothing of it is kept.
+revision, not an edit: reported, and nothing of it is kept.  Unless the
+ledger noted it as a live leaf of this conflict when first met
+(``note_branches``): a later commit of this device's on the other branch
+does not make its own losing edit a replay.
 
 Every device that sees the conflict settles it, and gets the same answer:
 the conflict copy's id is derived from the losing revision, and the losing
@@ -40,6 +43,7 @@ import time
 from dataclasses import dataclass
 
 from fusevault.crypto.keys import subkey
+from fusevault.crypto.signing import signer_of
 from fusevault.errors import Conflict, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
@@ -82,8 +86,41 @@ def copy_name(name: bytes, device: str, mtime_ns: int) -> bytes:
     return stem[:max(1, names.MAX_BYTES - len(tail))] + tail  # a long name's copy is a name still
 
 
+def note_branches(volume: Volume, store: LocalStore, doc_ids: list[str]) -> None:
+    """Tell the rollback ledger the live leaves of these conflicts, as they are
+    met (before any await: no commit of this device's comes between).  A
+    commit of this device's on the other branch before the conflict is settled
+    (at unmount, the lazy ones) numbers past its own losing edit: noted here,
+    that edit is settled as a concurrent edit (a copy), never taken for a
+    replay (tests/services/test_sync.py, the conflict left unsettled at an
+    unmount).  Only leaves signed by the owner, this user, are noted."""
+    ledger = volume.ledger
+    if ledger is None or volume.key is None:
+        return
+    for doc_id in doc_ids:
+        current = store.get(doc_id)
+        if current is None or current.get("type") != NODE or current.get("owner") != volume.key.user_id:
+            continue
+        for leaf in [current, *replica.other_leaves(store, doc_id)]:
+            try:
+                if volume.authorship is not None:
+                    admitted = volume.authorship.admit(leaf)  # its signature checked
+                    if admitted is None:
+                        continue  # refused when settled
+                    leaf, signer = admitted
+                else:
+                    signer = signer_of(leaf)
+                if signer != volume.key.user_id or leaf.get("owner") != volume.key.user_id:
+                    continue  # a writer's: judged when settled
+                node, _ = node_from_doc(leaf, *open_node_doc(leaf, volume.key))
+            except (VaultError, ValueError, TypeError, KeyError):
+                continue  # refused when settled, and said then
+            ledger.branch(doc_id, writer_seq(node.seq, leaf, volume.key.user_id))
+
+
 async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absorbed:
     """Settle the conflicts of these documents; what the kernel must forget."""
+    note_branches(volume, store, doc_ids)
     out = Absorbed()
     for doc_id in doc_ids:
         try:
@@ -134,6 +171,8 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         if keeper is theirs or links != keeper.links:
             await _adopt(volume, current, keeper, links, out)
         replica.close_leaf(store, doc_id, other["_rev"])
+    if volume.ledger is not None and not replica.other_leaves(store, doc_id):
+        volume.ledger.settled_branches(doc_id)
 
 
 def _replayed(volume: Volume, leaf: Leaf, how: str) -> bool:
