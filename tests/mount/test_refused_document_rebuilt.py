@@ -119,3 +119,19 @@ def test_a_refused_replay_of_her_own_older_rename_puts_nothing_back(vault: Path,
         assert os.listdir(mnt / "other") == []
         _as_hers(mnt)
     assert private in status and "rebuilt" in status
+
+
+def test_a_document_of_her_folder_not_admitted_hides_nothing(vault: Path, tmp_path: Path) -> None:
+    """bob's document of private renamed "bobs", its signature made to say alice's (a forgery: it does not
+    hold).  Not admitted.  Safe: private as she left it, with everything under it, and an alarm."""
+    mnt, private = _private_read_to_bob(vault, tmp_path)
+    resigned_by_bob(vault, private, {"links": [[parent, "bobs"] for parent, _ in _links(vault, private)]})
+    forged = adversary.get(vault, private)
+    forged["sig"] = {**forged["sig"], "by": _key(vault, "alice", PASSPHRASE).user_id}
+    adversary.put(vault, forged)
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-1500:])
+        assert not (mnt / "bobs").exists()
+        _as_hers(mnt)
+    assert private in status and "rebuilt" in status

@@ -24,7 +24,8 @@ signed like the rest.  A document whose ``delete`` was set or whose ``owner``
 was changed in the store, and whose signature holds with the field as it was
 (``delete`` false, ``owner`` its signer), is taken in as it was signed, with
 an alarm: the file stays.  Anything else refused is not acted on: at unlock
-the node is left out (its folder lists the rest), while mounted the node
+the user's own node is rebuilt from her own material (vault/tree/undeleting.py,
+issue 22), another owner's is left out (its folder lists the rest), while mounted the node
 keeps what it had; an alarm names the file id and why (``fusevault status``,
 the log).
 """
