@@ -378,8 +378,8 @@ class Authorship:
         kept = [node for node, signer in refused if keep(node)]
         for node, signer in refused:
             if node in kept:
-                self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: not taken, "
-                            "rebuilt from what its owner signed")
+                self.trust.alarms.warn("rebuilt", node.fid, f"refused a change of file {node.fid}: signed "
+                                       f"by {signer}, who holds no WRITE on it: rebuilt from what she signed")
                 continue
             self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
             todo = [node]

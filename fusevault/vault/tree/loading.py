@@ -232,7 +232,8 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         if signer is None:  # refused as read (said then): a place this device knows, or left out
             if not [parent for parent in was if tree.find(parent) is not None]:
                 continue
-            gate.deny(doc, "its document was not taken: rebuilt from what its owner signed")
+            gate.trust.alarms.warn("rebuilt", fid, f"refused a change of file {fid}: its document was not "
+                                   "taken: rebuilt from what its owner signed")
         node, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
                                                         fid in waiting, ledger.kind_seen(fid),
                                                         ledger.mode_seen(fid))
