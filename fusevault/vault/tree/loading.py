@@ -152,6 +152,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         taken += admit_guests(tree, guests, inodes, unlooped=False)
     _break_cycles(tree)  # before settling: what leaves takes what is under it
     moved: dict[str, list[str]] = {}
+    rebuilt: list[Node] = []  # the user's own nodes whose refused document settling rebuilt
     if gate is not None:
         gate.seen, gate.vault_id = ledger, layout.vault_id
         if root_deleted is not None:
@@ -174,7 +175,6 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                     moved[node.fid] = now
     if foreign:
         out = Absorbed()
-        rebuilt: list[Node] = []
 
         def keep(node: Node) -> bool:
             doc = others.get(node.fid)
@@ -193,13 +193,15 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         for node, lost in taken:
             if tree.get(node.ino) is node:
                 _link_loaded(tree, node, lost)
-        if taken:
-            _break_cycles(tree)  # a name given back closes no loop either
+        if taken or rebuilt:
+            _break_cycles(tree)  # a name given back, or a node rebuilt where it was, closes no loop either
     tree.authorship = gate
+    ours = {node.fid for node in rebuilt}
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
         layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
     tree.ledger = at_load(tree, store, ledger, moved,
-                          {node.fid: signer for node, _, signer, _ in foreign if signer != node.owner})
+                          {node.fid: signer for node, _, signer, _ in foreign
+                           if signer != node.owner and node.fid not in ours})  # a rebuilt one's seq is hers
     if trust is not None and trust.verified is not None:
         log.debug("signatures at load: %d checked, %d checked before", trust.verified.verified,
                  trust.verified.cached)
