@@ -129,12 +129,13 @@ def test_replaced_contents_with_a_new_key_and_a_forged_owner_dek_are_refused(vau
                                                                              notes: str) -> None:
     """epoch + 1 and a DEK sealed to alice's public key, over her existing file, by a store writer.
 
-    At unlock nothing else is known of the file: it is left out, with the alarm."""
+    At unlock the forged document is refused, with the alarm: her file is rebuilt from her own newest
+    version (issue 22; it was left out before), never the forged (empty) contents."""
     old = adversary.get(vault, notes)
     forged = _planted(vault, "alice", "notes.txt", fid=notes, epoch=old["epoch"] + 1)
     adversary.put(vault, forged)
     with mounted(vault, tmp_path / "mnt") as mnt:
-        assert "notes.txt" not in os.listdir(mnt)  # never the forged (empty) contents
+        assert (mnt / "notes.txt").read_text() == "genuine notes"  # never the forged (empty) contents
         assert (mnt / "docs" / "plan.txt").read_text() == "the plan"
         _warned(mnt, notes)
         _serving(mnt)
@@ -165,7 +166,9 @@ def test_a_write_grantees_owner_dek_never_replaces_the_owners_key(vault: Path, t
     with mounted(vault, tmp_path / "mnt") as mnt:
         listed = sorted(os.listdir(mnt / "proj"))
         assert "by-bob.txt" in listed and (mnt / "proj" / "by-bob.txt").read_text() == "bob's new file"
-        assert "plan.txt" not in listed and "todo.txt" not in listed  # never bob's empty contents
+        # never bob's empty contents: hers, rebuilt from her own versions (issue 22)
+        assert (mnt / "proj" / "plan.txt").read_text() == "alice's plan"
+        assert (mnt / "proj" / "todo.txt").read_text() == "alice's todo"
         for fid in forged:
             _warned(mnt, fid)
         _serving(mnt)
@@ -208,8 +211,9 @@ def test_a_read_recipients_forged_version_is_refused_by_the_owner_and_other_reci
         assert (mnt / "notes.txt").read_text() == "genuine notes"
         _warned(mnt, notes)
     adversary.put(vault, node)  # and the node naming it
-    with mounted(vault, tmp_path / "mnt") as mnt:  # the owner: left out at unlock, with the alarm
-        assert sorted(os.listdir(mnt)) == ["docs"]
+    with mounted(vault, tmp_path / "mnt") as mnt:  # the owner: rebuilt from hers (issue 22), alarmed
+        assert sorted(os.listdir(mnt)) == ["docs", "notes.txt"]
+        assert (mnt / "notes.txt").read_text() == "genuine notes"
         _warned(mnt, notes)
         _serving(mnt)
     with mounted(vault, tmp_path / "mnt", "--user", "carol", passphrase=CAROL) as mnt:  # another recipient
@@ -272,11 +276,12 @@ def test_a_changed_clear_field_is_detected_and_not_obeyed(vault: Path, tmp_path:
 
 def test_an_unsigned_node_in_a_migrated_owners_name_is_refused(vault: Path, tmp_path: Path,
                                                               notes: str) -> None:
-    """Stripping the signature (and setting ``delete``) leaves the file out, with an alarm."""
+    """Stripping the signature (and setting ``delete``) is refused, with an alarm: the file is rebuilt
+    from her own versions (issue 22; it was left out before), never deleted."""
     doc = {k: v for k, v in adversary.get(vault, notes).items() if k != "sig"}
     adversary.put(vault, {**doc, "delete": True})
     with mounted(vault, tmp_path / "mnt") as mnt:
-        assert "notes.txt" not in os.listdir(mnt)
+        assert (mnt / "notes.txt").read_text() == "genuine notes"
         assert (mnt / "docs" / "plan.txt").read_text() == "the plan"
         _warned(mnt, notes)
         _serving(mnt)
@@ -301,8 +306,9 @@ def test_a_vault_from_before_signatures_mounts_whole_then_refuses_unsigned_nodes
     assert all("sig" in d for d in docs_of(vault, "node") + docs_of(vault, "FilesMetaData"))
     fid = _node_fid(vault, "alice", "dense")
     adversary.put(vault, {k: v for k, v in adversary.get(vault, fid).items() if k != "sig"})
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        assert sorted(os.listdir(mnt)) == ["doc", "sparse"]
+    with mounted(vault, tmp_path / "mnt") as mnt:  # refused: rebuilt from her signed versions (issue 22)
+        assert sorted(os.listdir(mnt)) == ["dense", "doc", "sparse"]
+        assert (mnt / "dense").read_bytes() == dense
         assert (mnt / "doc").read_bytes() == b"second\n" * 2000
         _warned(mnt, fid)
         _serving(mnt)

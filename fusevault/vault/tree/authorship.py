@@ -24,7 +24,8 @@ signed like the rest.  A document whose ``delete`` was set or whose ``owner``
 was changed in the store, and whose signature holds with the field as it was
 (``delete`` false, ``owner`` its signer), is taken in as it was signed, with
 an alarm: the file stays.  Anything else refused is not acted on: at unlock
-the node is left out (its folder lists the rest), while mounted the node
+the user's own node is rebuilt from her own material (vault/tree/undeleting.py,
+issue 22), another owner's is left out (its folder lists the rest), while mounted the node
 keeps what it had; an alarm names the file id and why (``fusevault status``,
 the log).
 """
@@ -338,12 +339,14 @@ class Authorship:
 
     # --- at unlock: nodes signed by others than their owner
 
-    def settle(self, volume: Held, foreign: list[Foreign],
-               leave: Callable[[Node], None]) -> dict[str, list[str]]:
+    def settle(self, volume: Held, foreign: list[Foreign], leave: Callable[[Node], None],
+               keep: Callable[[Node], bool] = lambda node: False) -> dict[str, list[str]]:
         """After an unlock placed every node: those a grantee wrote whose
         grantee holds no WRITE where they are leave the tree (with what is
         under them: ``leave`` takes one out), and are said.  All are judged
-        before any leaves.
+        before any leaves.  One ``keep`` rebuilds from its owner's own
+        material (the user's own node: issue 22) stays, said, with what is
+        under it: a READ recipient's rename or chmod hides nothing of hers.
 
         Returned: the user's own files a grantee's document moved from where
         this device last saw them (``was_at``) into or out of a folder the
@@ -351,12 +354,12 @@ class Authorship:
         They stay where they are, said, but no key is sealed by that place
         (the ledger keeps them ``behind``): leaving them out would hide the
         owner's file, and their earlier name is not known."""
-        refused, moved = [], {}
+        refused: list[tuple[Node, str]] = []
+        moved: dict[str, list[str]] = {}
         for node, _, signer, guest in foreign:
             placed = volume.find(node.fid) or node  # where the unlock put it (its own names: judged)
             if not self.may_write(volume, signer, node.owner, node.fid, node=placed, placed=True):
-                self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
-                refused.append(placed)
+                refused.append((placed, signer))
                 continue
             mine = not guest and node.owner == self.user_id
             was = self.was_placed(volume, node.fid, node.placed) if mine else None
@@ -372,7 +375,13 @@ class Authorship:
                 self._alarm({"_id": node.fid}, f"moved by {signer} from or into a folder they hold no WRITE "
                             "on: shown where it is, but no share there gets its key")
                 moved[node.fid] = now
-        for node in refused:
+        kept = [node for node, signer in refused if keep(node)]
+        for node, signer in refused:
+            if node in kept:
+                self.trust.alarms.warn("rebuilt", node.fid, f"refused a change of file {node.fid}: signed "
+                                       f"by {signer}, who holds no WRITE on it: rebuilt from what she signed")
+                continue
+            self._alarm({"_id": node.fid}, f"signed by {signer}, who holds no WRITE on it: left out")
             todo = [node]
             while todo:
                 each = todo.pop()

@@ -87,7 +87,10 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     # Checked before use: signed by the owner, or by a WRITE grantee (placed last).
     gate = Authorship(trust, store) if trust is not None else None
     foreign: list[Foreign] = []
-    deleted: list[tuple[dict, str]] = []
+    others: dict[str, dict] = {}  # fid -> the document of the user's own node another signed
+    # Deletions by another (the signer), and documents of the user's own nodes refused
+    # as they were read (None): each judged and rebuilt from her own material below.
+    deleted: list[tuple[dict, str | None]] = []
     root_deleted: str | None = None  # who signed a deletion of the root
     # Every file this device saw is judged, whatever its clear owner now says.
     ledger = Ledger.open(key, layout.root, layout.vault_id)
@@ -97,6 +100,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         if gate is not None and (doc.get("owner") == owner or doc["_id"] in keys
                                  or said_signer(doc) == owner or doc["_id"] in seen):
             if (admitted := gate.admit(doc)) is None:
+                if doc["_id"] != root_fid and (doc.get("owner") == owner or doc["_id"] in ledger.mine):
+                    deleted.append((_identity(doc), None))
                 continue
             doc, signer = admitted
         if doc.get("delete"):
@@ -116,6 +121,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         try:
             dek, attrs = open_node_doc(doc, key)
             if signer is not None and not gate.owner_dek_ok(doc, signer, dek):
+                deleted.append((_identity(doc), None))
                 continue
             node, links = node_from_doc(doc, dek, attrs)
         except CorruptData as err:  # one bad document (numbers out of range, say) never stops the mount
@@ -127,6 +133,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         if signer is not None and signer != owner:
             node.previous = history.carried(store, key, node.previous)  # never signed by her unread
             foreign.append((node, links, signer, False))
+            others[node.fid] = doc
     for node, _ in pending:
         if node.fid == root_fid:
             node.ino = ROOT_INODE
@@ -146,6 +153,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         taken += admit_guests(tree, guests, inodes, unlooped=False)
     _break_cycles(tree)  # before settling: what leaves takes what is under it
     moved: dict[str, list[str]] = {}
+    rebuilt: list[Node] = []  # the user's own nodes whose refused document settling rebuilt
     if gate is not None:
         gate.seen, gate.vault_id = ledger, layout.vault_id
         if root_deleted is not None:
@@ -168,19 +176,33 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                     moved[node.fid] = now
     if foreign:
         out = Absorbed()
-        moved.update(gate.settle(tree, foreign, lambda node: leave(tree, node, out)))
+
+        def keep(node: Node) -> bool:
+            doc = others.get(node.fid)
+            if doc is None or not _rebuilt_in_place(tree, key, gate, ledger, doc, node):
+                return False
+            rebuilt.append(node)
+            return True
+
+        moved.update(gate.settle(tree, foreign, lambda node: leave(tree, node, out), keep))
+        for node in rebuilt:
+            if tree.get(node.ino) is node and (now := parents_of(node, tree.fid_at)) != gate.was_placed(
+                    tree, node.fid, node.placed):
+                moved[node.fid] = now
         # Placed before judged (the judging asks where each node is): a name a
         # refused node held, the node it was taken from gets back.
         for node, lost in taken:
             if tree.get(node.ino) is node:
                 _link_loaded(tree, node, lost)
-        if taken:
-            _break_cycles(tree)  # a name given back closes no loop either
+        if taken or rebuilt:
+            _break_cycles(tree)  # a name given back, or a node rebuilt where it was, closes no loop either
     tree.authorship = gate
+    ours = {node.fid for node in rebuilt}
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
         layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
     tree.ledger = at_load(tree, store, ledger, moved,
-                          {node.fid: signer for node, _, signer, _ in foreign if signer != node.owner})
+                          {node.fid: signer for node, _, signer, _ in foreign
+                           if signer != node.owner and node.fid not in ours})  # a rebuilt one's seq is hers
     if trust is not None and trust.verified is not None:
         log.debug("signatures at load: %d checked, %d checked before", trust.verified.verified,
                  trust.verified.cached)
@@ -189,11 +211,13 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
 
 
 def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger,
-                    deleted: list[tuple[dict, str]], waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]],
+                    deleted: list[tuple[dict, str | None]],
+                    waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]],
                     inodes: dict[str, int]) -> tuple[list[Node], list[tuple[Node, list[tuple[str, bytes]]]]]:
-    """Files of the user's whose deletion by another was refused, put back as
-    they were (vault/tree/undeleting.py: nothing of the refused document but
-    the file's identity), where this device last saw them.  Judged folders
+    """Files of the user's whose deletion by another was refused, or whose
+    document was refused as it was read (not admitted: signer None; issue 22),
+    put back as they were (vault/tree/undeleting.py: nothing of the refused
+    document but the file's identity), where this device last saw them.  Judged folders
     first: a folder put back holds what was in it (``waiting``: links to a
     folder not held, by its fid) when that is linked and its own deletion is
     judged.  Returned: those placed, and the names that were taken."""
@@ -202,12 +226,17 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
     by_fid = {doc["_id"]: (doc, signer) for doc, signer in deleted}
     for fid in _parents_first(by_fid, ledger.was_at):
         doc, signer = by_fid[fid]
-        if not gate.deleted(tree, doc, signer) or tree.holds(fid):
+        if tree.holds(fid) or (signer is not None and not gate.deleted(tree, doc, signer)):
             continue
         # Where she put it as far as this device can tell: her own stamp (signed
         # by her, newer than seen: authorship.py ``was_placed``), else ``where``.
         stamp = gate.placed_in(doc)
         was = gate.was_placed(tree, fid, stamp) or []
+        if signer is None:  # refused as read (said then): a place this device knows, or left out
+            if not [parent for parent in was if tree.find(parent) is not None]:
+                continue
+            gate.trust.alarms.warn("rebuilt", fid, f"refused a change of file {fid}: its document was not "
+                                   "taken: rebuilt from what its owner signed")
         node, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
                                                         fid in waiting, ledger.kind_seen(fid),
                                                         ledger.mode_seen(fid))
@@ -231,7 +260,52 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
     return placed, taken
 
 
-def _parents_first(deleted: dict[str, tuple[dict, str]],
+def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger, doc: dict,
+                      node: Node) -> bool:
+    """The user's own ``node``, loaded from ``doc``, a document another signed that is refused
+    (no WRITE where it is: a READ recipient's rename or chmod), rebuilt from her own material
+    exactly as a node whose deletion was refused (vault/tree/undeleting.py; issue 22), and put
+    back where this device last saw it, under the name it last saw; what is under it stays
+    under it.  False (left out, as before): a place this device does not know, a type neither
+    file nor folder, or a file of hers that folders' entries are under (a type not known)."""
+    fid = node.fid
+    stamp = gate.placed_in(doc)
+    was = gate.was_placed(tree, fid, stamp) or []
+    kind = ledger.kind_seen(fid)
+    if node.ino == ROOT_INODE or not [p for p in was if tree.find(p) is not None] or kind not in (
+            None, stat.S_IFDIR, stat.S_IFREG) or not (node.is_dir or stat.S_ISREG(node.mode)):
+        return False
+    mine, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
+                                                    bool(node.children), kind, ledger.mode_seen(fid))
+    if mine.is_dir != node.is_dir and node.children:
+        return False
+    for slot in ("dek", "rev", "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime",
+                 "mtime", "ctime", "btime", "xattrs", "target", "head", "manifest", "trashed", "previous",
+                 "epoch", "wrapped", "replaced_by"):
+        setattr(node, slot, getattr(mine, slot))
+    node.children = ({} if node.children is None else node.children) if node.is_dir else None
+    node.placed = stamp
+    node.seq = next(iter(ledger.fids.get(fid, (True, {}))[1].items()), None)
+    if new_key or node.epoch < ledger.epochs.get(fid, 0):
+        ledger.rolled.add(fid)
+    for parent_ino, name in list(node.links):  # the names his document gave it
+        if (parent := tree.get(parent_ino)) is not None:
+            tree.unlink_entry(parent, name, node)
+        else:
+            node.links.remove((parent_ino, name))
+    name = undeleting.name_of(doc, key, was, signed_path, ledger.name_seen(fid))
+    _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
+    return True
+
+
+def _identity(doc: dict) -> dict:
+    """Of a document of the user's own node refused as it was read, what its rebuilding
+    uses: its id and revision (her next commit goes over it), nothing it says (not its
+    key, nor its attributes, nor a stamp: all from this device's ledger and her versions)."""
+    return {"_id": doc["_id"], "_rev": doc.get("_rev")}
+
+
+def _parents_first(deleted: dict[str, tuple[dict, str | None]],
                    was_at: Callable[[str], list[str] | None]) -> list[str]:
     """The fids of ``deleted``, each after those of the folders it was last seen in."""
     order: list[str] = []
