@@ -80,7 +80,7 @@ def _unblocker(fifo: Path, done: threading.Event) -> threading.Thread:
 
 
 @pytest.mark.xfail(strict=True, reason="inside.read_file opens a FIFO for reading without O_NONBLOCK "
-                   "or a regular-file check: it blocks until a writer comes (root's shared mount never starts)")
+                   "or a regular-file check: it blocks until a writer comes (shared mount never starts)")
 def test_fifo_meta_inf_is_not_read(tmp_path: Path) -> None:
     place = tmp_path / "users" / UID
     place.mkdir(parents=True)
