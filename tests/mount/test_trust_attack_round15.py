@@ -1,6 +1,6 @@
 """Attack round 15 on issue 22 (the authenticated vault): what landed in 3e89cc8..main.
 
-Short round (28 minutes); two holes found, most severe first.
+Short round (28 minutes); three holes found, most severe first.
 
 Holes
 -----
@@ -25,6 +25,16 @@ Holes
    non-file at the name is CorruptData ("not a file fusevault wrote"), which reconcile logs and leaves
    alone.  Test: ``test_folder_meta_inf_does_not_stop_reconcile``.
 
+3. A UserDetails (or Group) document without ``created_at`` passes shapes.user_ok/group_ok, and
+   meta_files.user_meta/group_meta index ``["created_at"]``: reconcile raises KeyError, so root's
+   shared mount, every mount that reconciles and every administrative command stop.
+   Impact: stop every mount of the vault, by a store writer with no key (CouchDB server, any peer):
+   reconcile reads the documents by shape only, before any signature.  Cause:
+   vault/model/shapes.py:user_ok/group_ok (the fields meta_files reads are not all checked) with
+   model/meta_files.py:user_meta/group_meta.  Fix: the shape checks name every field that is read
+   (created_at, of a JSON-safe type), or meta_files reads with ``.get``; a test per field read.
+   Test: ``test_user_without_created_at_does_not_stop_reconcile``.
+
 What held (tests below)
 -----------------------
 - inside.write_file through a linked user folder (``users/<uid> -> outside``): refused (CorruptData),
@@ -44,15 +54,18 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from fusevault.errors import CorruptData
+from fusevault.store.local import LocalStore
 from fusevault.vault.files.block_cache import BlockCache
 from fusevault.vault.format import inside
-from fusevault.vault.model import meta_files
+from fusevault.vault.format import layout as layouts
+from fusevault.vault.model import meta_files, shapes
 
 UID = "0123456789abcdef0123456789abcdef"
 
@@ -110,6 +123,22 @@ def test_folder_meta_inf_does_not_stop_reconcile(tmp_path: Path) -> None:
         meta_files._write_if_changed(layout, "users", UID, {"USER_ID": UID})  # type: ignore[arg-type]
     except CorruptData:
         pass
+
+
+@pytest.mark.xfail(strict=True, reason="shapes.user_ok does not check created_at; meta_files.user_meta "
+                   "indexes it: KeyError out of reconcile")
+def test_user_without_created_at_does_not_stop_reconcile(tmp_path: Path) -> None:
+    layout = layouts.create(tmp_path / "vault", {"kind": "local"})
+    honest = uuid.uuid4().hex
+    store = LocalStore(layout.root / "store.sqlite")
+    try:
+        # A store writer with no key adds a user document of the right shape but for created_at.
+        store.put_many([{"_id": honest, "type": shapes.USER, "username": "alice", "created_at": 1},
+                        {"_id": UID, "type": shapes.USER, "username": "mallory"}])
+        meta_files.reconcile(layout, store)  # safe: refused and left out (a log line), never raised
+    finally:
+        store.close()
+    assert (layout.root / "users" / honest / "meta.inf").is_file()
 
 
 def test_write_through_linked_place_refused(tmp_path: Path) -> None:
