@@ -15,7 +15,8 @@ Holes
    Cause: vault/format/inside.py:read_file (no O_NONBLOCK, no fstat check of a regular file).
    Fix: open with ``O_NONBLOCK`` as well, ``fstat`` the fd and treat anything but ``S_ISREG`` as
    absent (None: the next write renames a real file over it), as ELOOP already is; consider a size
-   cap on what is read.  Test: ``test_fifo_meta_inf_is_not_read``.
+   cap on what is read (as group_copies._read_own and imports/importer.py already do).
+   Test: ``test_fifo_meta_inf_is_not_read``.
 
 2. A folder named meta.inf (``mkdir users/<uid>/meta.inf``) makes every reconcile raise, so root's
    shared mount (fs/shared.py:serve) and every administrative command stop with an IsADirectoryError.
