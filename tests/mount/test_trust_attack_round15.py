@@ -1,10 +1,22 @@
 """Attack round 15 on issue 22 (the authenticated vault): what landed in 3e89cc8..main.
 
-Short round (28 minutes); three holes found, most severe first.
+Short round (28 minutes); four holes found, most severe first.
 
 Holes
 -----
-1. A named pipe in the vault folder stops root's shared mount from starting (and hangs every
+1. A store writer with no key deletes the key files shared WITH a user who owns no file (a READ
+   recipient): he makes her UserDetails malformed (``"username": 7``, or any field of the wrong type)
+   and the next reconcile (root's shared mount at start, any admin command, any mount) takes her for
+   gone and removes ``users/<uid>/`` whole, ``shared/<owner>_<fid>.vfkey`` included, because only
+   ``own/`` is asked whether it holds files.  Impact: lose her data (her access to every file shared
+   with her; per sync/key_mirror.py's docstring a key file removed becomes a new revision
+   offered to peers: not tested here).
+   Cause: vault/model/meta_files.py:reconcile (a refused document counts as a removed user;
+   ``holds_files`` asked of ``own`` only).  Fix: a place goes only when it holds nothing at all (own/
+   and shared/ empty), and never for an id that has a document, even one refused.
+   Test: ``test_refused_user_document_does_not_remove_her_shared_keys``.
+
+2. A named pipe in the vault folder stops root's shared mount from starting (and hangs every
    reconcile: a share op's worker thread, ``user add``, ``sync join``).
    Impact: stop her mount (every user's, for root's shared mount) with no key: whoever may write a
    place in the vault folder (another local user, a vault-folder writer) runs
@@ -18,15 +30,15 @@ Holes
    cap on what is read (as group_copies._read_own and imports/importer.py already do).
    Test: ``test_fifo_meta_inf_is_not_read``.
 
-2. A folder named meta.inf (``mkdir users/<uid>/meta.inf``) makes every reconcile raise, so root's
+3. A folder named meta.inf (``mkdir users/<uid>/meta.inf``) makes every reconcile raise, so root's
    shared mount (fs/shared.py:serve) and every administrative command stop with an IsADirectoryError.
    Impact: stop her mount, no key, deterministic.  Cause: vault/format/inside.py:read_file lets the
    OSError of reading a folder out and write_file's ``os.replace`` over a folder raises too;
-   model/meta_files.py:reconcile catches CorruptData only.  Fix: with (1)'s regular-file check, a
+   model/meta_files.py:reconcile catches CorruptData only.  Fix: with (2)'s regular-file check, a
    non-file at the name is CorruptData ("not a file fusevault wrote"), which reconcile logs and leaves
    alone.  Test: ``test_folder_meta_inf_does_not_stop_reconcile``.
 
-3. A UserDetails (or Group) document without ``created_at`` passes shapes.user_ok/group_ok, and
+4. A UserDetails (or Group) document without ``created_at`` passes shapes.user_ok/group_ok, and
    meta_files.user_meta/group_meta index ``["created_at"]``: reconcile raises KeyError, so root's
    shared mount, every mount that reconciles and every administrative command stop.
    Impact: stop every mount of the vault, by a store writer with no key (CouchDB server, any peer):
@@ -66,7 +78,7 @@ from fusevault.store.local import LocalStore
 from fusevault.vault.files.block_cache import BlockCache
 from fusevault.vault.format import inside
 from fusevault.vault.format import layout as layouts
-from fusevault.vault.model import meta_files, shapes
+from fusevault.vault.model import meta_files, shapes, sharing
 
 UID = "0123456789abcdef0123456789abcdef"
 
@@ -140,6 +152,27 @@ def test_user_without_created_at_does_not_stop_reconcile(tmp_path: Path) -> None
     finally:
         store.close()
     assert (layout.root / "users" / honest / "meta.inf").is_file()
+
+
+@pytest.mark.xfail(strict=True, reason="reconcile takes a user whose document is refused for gone and "
+                   "removes users/<uid>/ with shared/'s key files (only own/ is asked)")
+def test_refused_user_document_does_not_remove_her_shared_keys(tmp_path: Path) -> None:
+    layout = layouts.create(tmp_path / "vault", {"kind": "local"})
+    owner = uuid.uuid4().hex
+    store = LocalStore(layout.root / "store.sqlite")
+    try:
+        store.put_many([{"_id": UID, "type": shapes.USER, "username": "bob", "created_at": 1}])
+        meta_files.reconcile(layout, store)
+        key = sharing.user_key_path(layout, UID, owner, uuid.uuid4().hex)
+        key.write_bytes(b"her sealed file key")  # what a share to her wrote
+        # The store writer: a new revision of her document, of the wrong shape.
+        doc = store.get(UID)
+        assert doc is not None
+        store.put_many([{**doc, "username": 7}])
+        meta_files.reconcile(layout, store)
+    finally:
+        store.close()
+    assert key.read_bytes() == b"her sealed file key"
 
 
 def test_write_through_linked_place_refused(tmp_path: Path) -> None:
