@@ -22,6 +22,9 @@ from pathlib import Path
 from fusevault.errors import CorruptData
 
 FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# The most read_file reads: the files written here are a few KiB (meta.inf); a bigger one planted there
+# is read as absent, so the next write replaces it, never held in memory (root's shared mount reads it).
+READ_LIMIT = 1 << 20
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -65,22 +68,30 @@ def make_dirs(root: Path, names: list[str], subs: Iterable[str] = ()) -> None:
 
 
 def read_file(root: Path, names: Iterable[str], filename: str) -> bytes | None:
-    """The bytes of ``root/names.../filename`` (None: no such folder or file; a link is refused)."""
+    """The bytes of ``root/names.../filename`` (None: no such folder or regular file of at most
+    READ_LIMIT bytes there; a link on the way is refused)."""
     try:
         fd = open_dir(root, names)
     except FileNotFoundError:
         return None
     try:
         try:
-            file = os.open(_one(filename), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            # O_NONBLOCK: a named pipe planted there is opened without waiting for a writer (whose bytes
+            # would be read); only a regular file is read at all.
+            file = os.open(_one(filename), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                           dir_fd=fd)
         except FileNotFoundError:
             return None
         except OSError as err:
             if err.errno == errno.ELOOP:
                 return None  # replaced by the next write (a rename over the link, never through it)
             raise
+        if not stat.S_ISREG(os.fstat(file).st_mode):
+            os.close(file)
+            return None  # a pipe, a device, a folder: none fusevault wrote (the next write replaces it)
         with os.fdopen(file, "rb") as f:
-            return f.read()
+            data = f.read(READ_LIMIT + 1)
+            return data if len(data) <= READ_LIMIT else None
     finally:
         os.close(fd)
 
@@ -102,7 +113,13 @@ def write_file(root: Path, names: Iterable[str], filename: str, data: bytes) -> 
             os.unlink(temp, dir_fd=fd)
             raise
         os.close(file)
-        os.replace(temp, filename, src_dir_fd=fd, dst_dir_fd=fd)
+        try:
+            os.replace(temp, filename, src_dir_fd=fd, dst_dir_fd=fd)
+        except IsADirectoryError:
+            # A folder planted at the file's name: refused as any other damage (the caller logs it).
+            os.unlink(temp, dir_fd=fd)
+            raise CorruptData(f"refused to write {filename} in the vault folder {root}: a folder is "
+                              "in its place") from None
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -29,7 +29,7 @@ def user_meta(user: dict, groups: list[dict], grants: list[Grant]) -> dict:
     # OWN_FILES is not repeated here: it is the listing of own/, so it can
     # never disagree with it (docs/FORMAT.md).
     uid = user["_id"]
-    return {"USER_ID": uid, "USERNAME": user["username"], "CREATED_AT": user["created_at"],
+    return {"USER_ID": uid, "USERNAME": user["username"], "CREATED_AT": user.get("created_at"),
             "GROUPS": sorted(f"{g['_id']}:{g['users'][uid]}" for g in groups
                              if uid in (g.get("users") or {})),
             "SHARED_FILES": shared_files(grants, uid)}
@@ -37,7 +37,7 @@ def user_meta(user: dict, groups: list[dict], grants: list[Grant]) -> dict:
 
 def group_meta(group: dict) -> dict:
     return {"GROUP_ID": group["_id"], "GROUPNAME": group["groupname"], "OWNER_ID": group["owner"],
-            "CREATED_AT": group["created_at"],
+            "CREATED_AT": group.get("created_at"),
             "USERS": sorted(f"{u}:{p}" for u, p in (group.get("users") or {}).items())}
 
 
@@ -79,12 +79,23 @@ def reconcile(layout: Layout, store: Store) -> int:
     for kind, live in (("users", live_users), ("groups", live_groups)):
         try:
             for name in inside.places(layout.root, kind):  # real folders only: a link is never followed
-                # Only an empty place of an id goes: the files of a removed owner are never deleted here,
-                # nor anything fusevault did not name.
-                if (is_id(name) and name not in live
-                        and not inside.holds_files(layout.root, [kind, name, "own"])):
+                # Only an empty place of an id with no document goes: the files of a removed owner and
+                # the key files shared with a user are never deleted here, nor anything fusevault did
+                # not name; a document refused for its shape (a store writer's revision) or unreadable
+                # is not a removal (round 15 (1)).
+                if (is_id(name) and name not in live and not _has_document(store, name)
+                        and not any(inside.holds_files(layout.root, [kind, name, sub])
+                                    for sub in ("own", "shared"))):
                     inside.remove_tree(layout.root, [kind], name)
                     changed += 1
         except CorruptData as err:
             log.warning("the vault folder's %s: %s", kind, err)
     return changed
+
+
+def _has_document(store: Store, doc_id: str) -> bool:
+    """Whether the store holds a live row of ``doc_id``, readable or not."""
+    try:
+        return store.get(doc_id) is not None
+    except CorruptData:
+        return True

@@ -149,7 +149,7 @@ def user_rows(store: Store) -> list[dict]:
         mine = sorted(f"{g['groupname']}:{g['users'][user['_id']]}" for g in all_groups
                       if user["_id"] in g.get("users", {}))
         rows.append({"name": user["username"], "id": user["_id"], "uid": user.get("uid"),
-                     "created_at": user["created_at"], "groups": mine,
+                     "created_at": user.get("created_at"), "groups": mine,
                      "passphrase_expiry_ttl": user.get("passphrase_expiry_ttl")})
     return rows
 
@@ -158,6 +158,6 @@ def group_rows(store: Store) -> list[dict]:
     """Every group, by name: id, owner's name, when made, members' names and permissions."""
     names = {u["_id"]: u["username"] for u in store.iter_type(users.USER)}
     return [{"name": g["groupname"], "id": g["_id"], "owner": names.get(g["owner"], g["owner"]),
-             "created_at": g["created_at"],
+             "created_at": g.get("created_at"),
              "members": {names.get(u, u): p for u, p in sorted(g.get("users", {}).items())}}
             for g in sorted(shapes.well_formed(store, groups.GROUP), key=lambda g: g["groupname"])]
