@@ -16,9 +16,8 @@ import stat
 from pathlib import Path
 
 import adversary
-import pytest
 from attack_scenes import recipients_dek, resigned_by_bob, scene, share
-from conftest import fusevault, mounted
+from conftest import fusevault, laptop_and_desktop, mounted, remount, settled, wait_for
 
 from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from mount.test_trust_attack_round11 import _notes_read_to_bob
@@ -138,32 +137,14 @@ def test_a_document_of_her_folder_not_admitted_hides_nothing(vault: Path, tmp_pa
     assert private in status and "rebuilt" in status
 
 
-@pytest.mark.xfail(strict=True, reason="an own older document replayed is shown at unlock (with a "
-                   "rollback alarm), not refused and rebuilt: see the docstring")
 def test_a_replay_of_her_own_older_document_signed_by_her_puts_nothing_back(vault: Path,
                                                                             tmp_path: Path) -> None:
     """Abuse (issue 22, "rollback is silent"): alice moves private into other as "old", then back as
     "private", on this device.  A store writer puts her own older document of private back (validly
     signed by her, its seq this device's, lower than the one it stamped since) as the store's newest
-    row.  Safe: at her next unlock "private" is where she left it, other empty, nothing hidden, and an
-    alarm names it.
-
-    XFAIL (found 2026-12-02): "old" shows in other.  Not silent: ``Ledger.check_loaded`` sees the seq
-    older than this device's own newer one and says "rollback: /other/old ... the older state is
-    shown", and keeps it ``behind`` (no key sealed by other).  But the older state is taken: only a
-    document ANOTHER signed reaches the rebuild (loading.py ``keep`` -> ``_rebuilt_in_place``, via
-    ``gate.settle`` over ``foreign``); one she signed is loaded as it says, and the ledger only judges
-    it after the tree is built.  test_trust_rollback.py test 1 asserts that shown-older behaviour for a
-    file put back, and docs/SECURITY.md says it ("the older state is shown").
-    Suggested fix: in loading.py, before ``at_load``, for each of her own nodes whose document she
-    signed and whose ``seq`` names THIS device (``ledger.device``) with ``n`` below the one the ledger
-    holds for it (``ledger.older`` and ``seq not in ledger.branches``: never another device's concurrent
-    edit or move, test_trust_stamps.py / round 10a), rebuild it in place as ``_rebuilt_in_place`` does
-    (``ledger.was_at``/``name_seen``/``mode_seen``; a file from her newest version), keep the alarm,
-    and add it to ``rebuilt`` so its next commit puts her newer state back on top of the replayed
-    revision.  Then decide test_trust_rollback.py test 1 (its file would read "final, signed off") and
-    SECURITY.md with the lead; add the false-alarm test: a move of private made on her OTHER device
-    (laptop_and_desktop) arriving older-looking is taken, no alarm."""
+    row.  Safe: at her next unlock "private" is where she left it, other empty, nothing hidden, and a
+    rollback alarm names it (vault/tree/loading.py ``_replays_refused``).  Before, "old" showed in
+    other (said, but taken: only a document another signed was rebuilt)."""
     mnt, private = _private_read_to_bob(vault, tmp_path)
     with mounted(vault, mnt):
         (mnt / "private").rename(mnt / "other" / "old")
@@ -177,3 +158,27 @@ def test_a_replay_of_her_own_older_document_signed_by_her_puts_nothing_back(vaul
         assert os.listdir(mnt / "other") == []
         _as_hers(mnt)
     assert private in status and "rollback" in status
+
+
+def test_a_move_of_her_folder_made_on_her_other_device_is_taken_without_alarm(tmp_path: Path) -> None:
+    """False alarm guard for the test above: the laptop moves private away and back (its own numbers
+    grow), then her desktop moves it into other as "moved" (the desktop's numbers, lower).  Safe: at the
+    laptop's next unlock other/moved is hers, with a.txt, and no rollback is said."""
+    with laptop_and_desktop(tmp_path, ()) as (_server, laptop, a, desktop):
+        (a / "private").mkdir()
+        (a / "other").mkdir()
+        (a / "private" / "a.txt").write_text("alice's a")
+        (a / "private").rename(a / "other" / "old")
+        (a / "other" / "old").rename(a / "private")
+        wait_for(lambda: settled(a), "the laptop's push")
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "private" / "a.txt").exists(), "the desktop's pull")
+            (b / "private").rename(b / "other" / "moved")
+            wait_for(lambda: settled(b), "the desktop's push")
+        wait_for(lambda: (a / "other" / "moved").exists(), "the laptop's pull")
+        with remount(laptop, a):
+            status = fusevault("status", a, passphrase=None).stdout
+            print(status[-1500:])
+            assert sorted(os.listdir(a)) == ["other"]
+            assert (a / "other" / "moved" / "a.txt").read_text() == "alice's a"
+        assert "rollback" not in status
