@@ -17,7 +17,7 @@ from pathlib import Path
 
 import adversary
 from attack_scenes import recipients_dek, resigned_by_bob, scene, share
-from conftest import fusevault, mounted
+from conftest import fusevault, laptop_and_desktop, mounted, remount, settled, wait_for
 
 from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from mount.test_trust_attack_round11 import _notes_read_to_bob
@@ -135,3 +135,50 @@ def test_a_document_of_her_folder_not_admitted_hides_nothing(vault: Path, tmp_pa
         assert not (mnt / "bobs").exists()
         _as_hers(mnt)
     assert private in status and "rebuilt" in status
+
+
+def test_a_replay_of_her_own_older_document_signed_by_her_puts_nothing_back(vault: Path,
+                                                                            tmp_path: Path) -> None:
+    """Abuse (issue 22, "rollback is silent"): alice moves private into other as "old", then back as
+    "private", on this device.  A store writer puts her own older document of private back (validly
+    signed by her, its seq this device's, lower than the one it stamped since) as the store's newest
+    row.  Safe: at her next unlock "private" is where she left it, other empty, nothing hidden, and a
+    rollback alarm names it (vault/tree/loading.py ``_replays_refused``).  Before, "old" showed in
+    other (said, but taken: only a document another signed was rebuilt)."""
+    mnt, private = _private_read_to_bob(vault, tmp_path)
+    with mounted(vault, mnt):
+        (mnt / "private").rename(mnt / "other" / "old")
+    older = adversary.get(vault, private)
+    with mounted(vault, mnt):
+        (mnt / "other" / "old").rename(mnt / "private")
+    adversary.put(vault, older)  # her own older body, as the newest revision
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-1500:], os.listdir(mnt), os.listdir(mnt / "other"))
+        assert os.listdir(mnt / "other") == []
+        _as_hers(mnt)
+    assert private in status and "rollback" in status
+
+
+def test_a_move_of_her_folder_made_on_her_other_device_is_taken_without_alarm(tmp_path: Path) -> None:
+    """False alarm guard for the test above: the laptop moves private away and back (its own numbers
+    grow), then her desktop moves it into other as "moved" (the desktop's numbers, lower).  Safe: at the
+    laptop's next unlock other/moved is hers, with a.txt, and no rollback is said."""
+    with laptop_and_desktop(tmp_path, ()) as (_server, laptop, a, desktop):
+        (a / "private").mkdir()
+        (a / "other").mkdir()
+        (a / "private" / "a.txt").write_text("alice's a")
+        (a / "private").rename(a / "other" / "old")
+        (a / "other" / "old").rename(a / "private")
+        wait_for(lambda: settled(a), "the laptop's push")
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "private" / "a.txt").exists(), "the desktop's pull")
+            (b / "private").rename(b / "other" / "moved")
+            wait_for(lambda: settled(b), "the desktop's push")
+        wait_for(lambda: (a / "other" / "moved").exists(), "the laptop's pull")
+        with remount(laptop, a):
+            status = fusevault("status", a, passphrase=None).stdout
+            print(status[-1500:])
+            assert sorted(os.listdir(a)) == ["other"]
+            assert (a / "other" / "moved" / "a.txt").read_text() == "alice's a"
+        assert "rollback" not in status

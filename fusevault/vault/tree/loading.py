@@ -196,6 +196,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 _link_loaded(tree, node, lost)
         if taken or rebuilt:
             _break_cycles(tree)  # a name given back, or a node rebuilt where it was, closes no loop either
+    if gate is not None:
+        rebuilt += _replays_refused(tree, store, key, gate, ledger, {node.fid for node in rebuilt})
     tree.authorship = gate
     ours = {node.fid for node in rebuilt}
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
@@ -296,6 +298,32 @@ def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledg
     name = undeleting.name_of(doc, key, was, signed_path, ledger.name_seen(fid))
     _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
     return True
+
+
+def _replays_refused(tree: Tree, store: Store, key: MasterKey, gate: Authorship, ledger: Ledger,
+                     done: set[str]) -> list[Node]:
+    """The user's own folders whose loaded document (hers) carries a ``seq`` of THIS device
+    lower than one this device stamped or saw since (a store writer put her older document
+    back: issue 22), and no leaf of a conflict met live: refused, said, and rebuilt where
+    this device last saw them, as a refused document another signed (``_rebuilt_in_place``).
+    Another device's state is never judged here: its numbers are its own (concurrent edits,
+    moves made there: test_trust_stamps.py)."""
+    out: list[Node] = []
+    for node in tree.nodes():
+        seq = node.seq
+        if (node.fid in done or node.owner != key.user_id or not node.dek or not node.is_dir
+                or seq is None or seq[0] != ledger.device):
+            continue
+        if not ledger.older(node.fid, seq) or seq in ledger.branches.get(node.fid, ()):
+            continue
+        doc = store.get(node.fid)
+        # Not rebuilt (the root, a place this device does not know): shown older, and said,
+        # by the ledger's check as before.
+        if doc is not None and _rebuilt_in_place(tree, key, gate, ledger, doc, node):
+            ledger.replayed(tree, node.fid, seq, "put back in the store (its owner's own older "
+                            "document, replayed)")
+            out.append(node)
+    return out
 
 
 def _identity(doc: dict) -> dict:
