@@ -316,7 +316,7 @@ def _replays_refused(tree: Tree, store: Store, key: MasterKey, gate: Authorship,
             continue
         if not ledger.older(node.fid, seq) or seq in ledger.branches.get(node.fid, ()):
             continue
-        doc = store.get(node.fid)
+        doc = _readable(store, node.fid)[0]  # a row gone unreadable since it loaded: not rebuilt
         # Not rebuilt (the root, a place this device does not know): shown older, and said,
         # by the ledger's check as before.
         if doc is not None and _rebuilt_in_place(tree, key, gate, ledger, doc, node):
