@@ -14,13 +14,14 @@ from fusevault.store.local import LocalStore
 from fusevault.vault.model import shapes
 from fusevault.vault.model.sharing import all_grants
 
-SHARE = {"type": "Share", "owner": "o" * 32, "fid": "f" * 32, "grantee": "g" * 32, "perm": "READ"}
-GROUP = {"type": "Group", "owner": "o" * 32, "groupname": "team", "users": {}}
+PLANTED = "d" * 32  # an id fusevault could make (layout.checked_id): the row is refused for its body alone
+SHARE = {"type": "Share", "owner": "a" * 32, "fid": "f" * 32, "grantee": "b" * 32, "perm": "READ"}
+GROUP = {"type": "Group", "owner": "a" * 32, "groupname": "team", "users": {}}
 USER = {"type": "UserDetails", "username": "mallory"}
 BODIES = {"empty": {}, "deleted": {"_deleted": True}, "share": SHARE, "group": GROUP, "user": USER}
 
 
-def _plant(store: LocalStore, kind: str, body: dict, doc_id: str = "planted") -> None:
+def _plant(store: LocalStore, kind: str, body: dict, doc_id: str = PLANTED) -> None:
     store.db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body) VALUES (?, '1-0', ?, 0, ?, ?)",
                      (doc_id, store.next_seq(), kind, json.dumps(body)))
 
@@ -34,7 +35,7 @@ def test_a_row_is_checked_as_the_kind_asked_for(tmp_path: Path, kind: str, body:
     _plant(store, kind, BODIES[body])
     got = list(shapes.well_formed(store, kind))
     if BODIES[body].get("type") == kind:
-        assert [d["_id"] for d in got] == ["planted"]
+        assert [d["_id"] for d in got] == [PLANTED]
     else:
         assert got == []
 
