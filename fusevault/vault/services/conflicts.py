@@ -119,8 +119,10 @@ def note_branches(volume: Volume, store: LocalStore, doc_ids: list[str]) -> None
 
 
 async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absorbed:
-    """Settle the conflicts of these documents; what the kernel must forget."""
-    note_branches(volume, store, doc_ids)
+    """Settle the conflicts of these documents; what the kernel must forget.
+    Their live leaves were noted by the ledger when they arrived (fs/arrivals.py
+    ``arrived`` calls ``note_branches``, the only way here), not again here:
+    one signature check and decryption per leaf, not two."""
     out = Absorbed()
     for doc_id in doc_ids:
         try:
