@@ -258,7 +258,9 @@ class Files:
         # blocks a read before it left in the cache are served here, on the
         # loop; a miss reads the blocks and, for a sequential reader, a
         # window after them, in one hop (vault/files/block_cache.py).
-        readahead = self.readahead.setdefault(fh, Readahead())
+        readahead = self.readahead.get(fh)
+        if readahead is None:  # not setdefault: no Readahead made and dropped on every read
+            readahead = self.readahead[fh] = Readahead()
         ahead = readahead.request(offset, size)
         data = content.cached(offset, size, node.size, self.cache)
         if data is None and (under_way := readahead.covering(offset, size)) is not None:
