@@ -243,9 +243,9 @@ class Inodes:
             return  # committed meanwhile: it stays
         for parent_ino, name in list(node.links):
             parent = self._nodes.get(parent_ino)
-            if parent is not None and parent.children is not None and parent.children.get(name) == node.ino:
-                del parent.children[name]
-        node.links.clear()
+            if parent is not None:
+                self.unlink_entry(parent, name, node)
+        node.links.clear()  # also a name in a folder dropped meanwhile
         self.unsaved.discard(node.ino)
         self.purge_if_unused(node)
 
