@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault import paths
+from fusevault.crypto.signing import SAFE_INTEGER
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
@@ -87,7 +88,6 @@ NONE = -1  # seen only without the field
 # How far ahead of this device's clock a stamp it signs may follow one seen (as settings.MAX_AHEAD_US): a body
 # stamped further ahead (a wrong clock, or a forgery) is still ordered by its version vector.
 MAX_AHEAD_US = 366 * 86400 * 10**6
-EXACT = 2**53  # a stamp at or above it is none fusevault signs (a server would not hold it exactly)
 
 
 def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
@@ -366,7 +366,7 @@ class Freshness:
         entry, tips = self.seen[doc_id], self.tips.get(doc_id)
         if not entry[2] or not tips or doc_id not in self.deleted_at or lineage.newest(tips, vector, made):
             return False  # not deleted (or from before vectors or deletion times), or plainly newer
-        return max(self.deleted_at[doc_id], entry[1]) < made < EXACT
+        return max(self.deleted_at[doc_id], entry[1]) < made <= SAFE_INTEGER
 
     def took_back(self, doc_id: str) -> None:
         """This device's ``unshare`` took the grant back (its newest body seen so far)."""
