@@ -220,9 +220,10 @@ class Freshness:
         except lineage.Malformed:
             return False
 
-    def kept(self, doc: dict) -> None:
+    def kept(self, doc: dict, at_once: bool = True) -> None:
         """``doc`` (signed) was just signed or admitted here: if it is a body of her own group and the
-        one newest seen of it, it is the group's copy from now."""
+        one newest seen of it, it is the group's copy from now (written at once, or, ``at_once`` False: an
+        admitted body, with the record at the next ``save``)."""
         if doc.get("type") != "Group" or doc.get("owner") != self.key.user_id:
             return
         try:
@@ -238,6 +239,8 @@ class Freshness:
                                  f"{self.copies.damaged}; `group member` refuses until it is removed")
             self.copies.keep(doc)
             self.stale.discard(doc_id)
+            if not at_once:
+                return
             # At once, before the body goes to the store: a kill -9 then leaves the copy above the store's
             # body (built on next time), never the store above a device that forgot (a member she removed
             # back in by a replay of the body before).
@@ -411,6 +414,7 @@ class Freshness:
                              f"last cannot be told; {then}, until she signs it again on a device that has "
                              f"seen both (this one)")
             return False
+        self.kept(doc, at_once=False)  # her group's newest body, taken (her other device signed it)
         return True
 
     def _replay(self, doc: dict, entry: tuple[str, int, bool]) -> bool:
