@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault import paths
+from fusevault.crypto.signing import SAFE_INTEGER
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
@@ -87,7 +88,6 @@ NONE = -1  # seen only without the field
 # How far ahead of this device's clock a stamp it signs may follow one seen (as settings.MAX_AHEAD_US): a body
 # stamped further ahead (a wrong clock, or a forgery) is still ordered by its version vector.
 MAX_AHEAD_US = 366 * 86400 * 10**6
-EXACT = 2**53  # a stamp at or above it is none fusevault signs (a server would not hold it exactly)
 
 
 def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
@@ -220,9 +220,10 @@ class Freshness:
         except lineage.Malformed:
             return False
 
-    def kept(self, doc: dict) -> None:
+    def kept(self, doc: dict, at_once: bool = True) -> None:
         """``doc`` (signed) was just signed or admitted here: if it is a body of her own group and the
-        one newest seen of it, it is the group's copy from now."""
+        one newest seen of it, it is the group's copy from now (written at once, or, ``at_once`` False: an
+        admitted body, with the record at the next ``save``)."""
         if doc.get("type") != "Group" or doc.get("owner") != self.key.user_id:
             return
         try:
@@ -238,6 +239,8 @@ class Freshness:
                                  f"{self.copies.damaged}; `group member` refuses until it is removed")
             self.copies.keep(doc)
             self.stale.discard(doc_id)
+            if not at_once:
+                return
             # At once, before the body goes to the store: a kill -9 then leaves the copy above the store's
             # body (built on next time), never the store above a device that forgot (a member she removed
             # back in by a replay of the body before).
@@ -366,7 +369,7 @@ class Freshness:
         entry, tips = self.seen[doc_id], self.tips.get(doc_id)
         if not entry[2] or not tips or doc_id not in self.deleted_at or lineage.newest(tips, vector, made):
             return False  # not deleted (or from before vectors or deletion times), or plainly newer
-        return max(self.deleted_at[doc_id], entry[1]) < made < EXACT
+        return max(self.deleted_at[doc_id], entry[1]) < made <= SAFE_INTEGER
 
     def took_back(self, doc_id: str) -> None:
         """This device's ``unshare`` took the grant back (its newest body seen so far)."""
@@ -411,6 +414,7 @@ class Freshness:
                              f"last cannot be told; {then}, until she signs it again on a device that has "
                              f"seen both (this one)")
             return False
+        self.kept(doc, at_once=False)  # her group's newest body, taken (her other device signed it)
         return True
 
     def _replay(self, doc: dict, entry: tuple[str, int, bool]) -> bool:

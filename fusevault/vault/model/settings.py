@@ -17,6 +17,7 @@ import stat
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+from fusevault.crypto.signing import SAFE_INTEGER
 from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
@@ -25,7 +26,6 @@ from fusevault.vault.model import lineage
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
 STAMP = "settings_at_us"  # when these settings were signed (microseconds: JavaScript-exact)
 MAX_AHEAD_US = 366 * 86400 * 10**6  # how far another device's clock may run ahead of this one's
-MAX_STAMP = 2**53 - 1  # a CouchDB server (JavaScript) holds integers exactly up to this
 TTL_UNITS = {"min": 60, "hr": 3600, "day": 86400}
 _UNIT_WORDS = {"m": "min", "min": "min", "mins": "min", "minute": "min", "minutes": "min",
                "h": "hr", "hr": "hr", "hrs": "hr", "hour": "hr", "hours": "hr",
@@ -170,7 +170,7 @@ def save(store, user_id: str, settings: Settings, sign, vector: dict[str, int] |
         # it below this one).  From one without (older code: its stamp is all that orders it on
         # every device), however far ahead: else this body would be below it everywhere (attack
         # round 12 (8)); at most 2**53-1, which a server still holds exactly.
-        stamp = max(stamp, min(before + 1, MAX_STAMP))
+        stamp = max(stamp, min(before + 1, SAFE_INTEGER))
     vectored = {lineage.FIELD: vector} if vector else {}
     store.put_many([sign({**doc, **settings.as_dict(), STAMP: stamp, **vectored})])
     store.sync()
