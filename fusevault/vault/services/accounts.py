@@ -62,6 +62,8 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
         # Under the vault root only: a symbolic link users/<id> -> elsewhere is refused, never followed.
         try:
             inside.remove_tree(layout.root, ["users"], user["_id"])
+        except FileNotFoundError:
+            pass  # never had a folder here (as the rmtree before, which ignored it)
         except (OSError, CorruptData) as err:
             log.warning("the folder of removed user %s is left: %s", name, err)
     finally:
