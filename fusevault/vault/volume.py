@@ -45,6 +45,7 @@ class Volume:
         self.tree = tree
         self.files = Files(tree)
         tree.on_purge = self.files.forget_node
+        tree.on_key_gone = self.files.cache.drop_file
 
     @classmethod
     def load(cls, layout: Layout, store: Store, key: MasterKey, root_fid: str,

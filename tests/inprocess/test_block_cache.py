@@ -251,6 +251,20 @@ async def test_lock_and_unmount_drop_every_cached_block(fs):
     assert files.cache.size == 0 and len(files.cache) == 0
 
 
+async def test_a_key_lost_drops_the_files_cached_blocks(fs):
+    """A share that no longer reaches this user (Inodes.forget_key): no plaintext of
+    that file stays in the cache until the lock (only the lock dropped it before)."""
+    ops = fs.ops
+    data = pattern(512 * KIB, 11)
+    ino, fh = await _cached_handle(ops, data)
+    files = fs.volume.files
+    node = files.tree.get(ino)
+    assert files.cache.size > 0
+    files.tree.forget_key(node)
+    assert files.cache.size == 0 and len(files.cache) == 0
+    await ops.release(fh)
+
+
 def test_the_lru_evicts_the_oldest_and_drops_a_file():
     cache = BlockCache(budget=3 * BS)
     for i in range(4):

@@ -120,6 +120,8 @@ class Inodes:
         self.ledger: Ledger | None = None
         # Told when a node leaves the table (open-file state keyed by inode goes with it).
         self.on_purge: Callable[[Node], None] | None = None
+        # The file layer's plaintext of a file whose key this user lost (Volume: the block cache).
+        self.on_key_gone: Callable[[str], None] | None = None
 
     # --- asking the table
 
@@ -250,8 +252,12 @@ class Inodes:
         self.purge_if_unused(node)
 
     def forget_key(self, node: Node) -> None:
-        """Drop a node's key (a share that no longer reaches this user)."""
+        """Drop a node's key (a share that no longer reaches this user), and the
+        plaintext of it the file layer keeps (a handle still open reads on from
+        its own contents, as before)."""
         node.dek = b""
+        if self.on_key_gone is not None:
+            self.on_key_gone(node.fid)
         if node.opens == 0 and node.content is not None:
             node.content.close()
             node.content = None
