@@ -1,11 +1,33 @@
 """Attack round 16 on issue 22 (the authenticated vault): what landed in 3e89cc8..main.
 
-Short round (about 45 minutes); two holes found, most severe first, both in reading the vault folder
-(round 15 closed them for meta.inf's FIFO and folder only).  One real mount; the rest in-process.
+Short round (about 45 minutes); three holes found, most severe first, all in how fusevault opens
+names in the vault folder outside vault/format/inside.py (round 15 hardened meta.inf only).  One real
+mount; the rest in-process.
 
 Holes
 -----
-1. A key file (``.vfkey``) that is no regular file stops her mount, hangs it, or is read through a link.
+1. A PEER'S BYTES WRITTEN ANYWHERE THE SYNCING PROCESS MAY WRITE (e.g. ~/.ssh/authorized_keys; as root
+   in a shared vault's sync).  The sync server (or any peer) offers Record documents for any hex owner and
+   file id; the replicator's pull (sync/replicator.py, before anything is verified) hands them to
+   sync/content_docs.py:place_records -> vault/files/placements.py:append_arrived, which makes
+   ``users/<owner>/own`` with Path.mkdir(parents=True) and opens ``<fid>.vf`` with O_RDWR|O_CREAT:
+   links are followed at every step, and the record bytes (the peer's, unchecked) are appended at the
+   end of whatever is there (no header check: a file of 32 bytes or more is taken as a .vf).  With a
+   link planted by whoever may write the vault folder (``own/<fid>.vf -> ~/.ssh/authorized_keys``, or
+   ``users/<owner> -> ~/.ssh``), the peer appends "\nssh-ed25519 AAAA... attacker\n": a login key
+   for the account that runs the sync (a dangling link creates the target, 0600).  Impact: the
+   server/vault-folder party writes any file of the user (root, for root's sync), i.e. runs code as
+   her; beyond "plant, replace or roll back a file unnoticed", and "act with root's rights".
+   Cause: vault/files/placements.py:append_arrived (and content_docs.place_records for unknown ids).
+   Fix: open the place through vault/format/inside.py (open_dir from the vault root with O_NOFOLLOW per
+   component, then the .vf with O_NOFOLLOW relative to it; O_CREAT only with O_EXCL for a new file),
+   check the header of an existing .vf (header_for(fid)) before appending, and take records only for
+   a file id the store knows (a node document of that owner), else drop them.  Also
+   vault/files/content.py:_open_fd/_join_files/_write_new_files (os.open follows links; O_TRUNC of a
+   planted .vfmeta link; read_records' O_RDONLY) should go the same way.
+   Test: test_a_peers_records_are_never_written_outside_the_vault_folder (vf, dangling-vf, place).
+
+2. A key file (``.vfkey``) that is no regular file stops her mount, hangs it, or is read through a link.
    Whoever may write the vault folder (no key; in a shared vault another local user with host access to
    it) replaces the key file sealed to bob of a file alice shared (``users/<bob>/shared/<alice>_<fid>
    .vfkey``) by a folder or a socket: alice's next mount fails ("internal error: the mount failed"): at
@@ -26,7 +48,7 @@ Holes
    test_a_linked_key_file_is_not_followed, test_a_non_file_key_file_does_not_stop_the_key_mirror
    (folder, socket).
 
-2. A UNIX socket at a user's meta.inf stops root's shared mount from starting (and every reconcile: a
+3. A UNIX socket at a user's meta.inf stops root's shared mount from starting (and every reconcile: a
    share op's worker thread, ``user add``, ``sync join``), as round 15's named pipe and folder did.
    Impact: stop every user's mount of a shared vault, no key: whoever may write a place in the vault
    folder runs ``python -c "import socket; socket.socket(socket.AF_UNIX).bind('users/<uid>/meta.inf')"``.
@@ -82,9 +104,9 @@ from attack_scenes import mounts_again, scene
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import b64e
-from fusevault.errors import CorruptData
+from fusevault.errors import CorruptData, VaultError
 from fusevault.store.local import LocalStore
-from fusevault.sync import key_mirror
+from fusevault.sync import content_docs, key_mirror
 from fusevault.vault.files.block_cache import BlockCache
 from fusevault.vault.format import inside
 from fusevault.vault.format import layout as layouts
@@ -404,3 +426,43 @@ def _state_log() -> None:
     """The end of each log in the state directory (why a mount failed)."""
     for log in Path(os.environ["FUSEVAULT_STATE_DIR"]).rglob("*.log"):
         print(log, log.read_text(errors="replace")[-3000:])
+
+
+# --- sync/content_docs.place_records: a peer's records appended in the vault folder
+
+
+RECORDS_HOLE = ("content_docs.place_records -> placements.append_arrived opens users/<owner>/own/<fid>.vf "
+                "with O_RDWR|O_CREAT (links followed, parents made with Path.mkdir) and appends the peer's "
+                "bytes before anything is verified")
+PLANTED = b"\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIattacker attacker@server\n"
+
+
+@pytest.mark.xfail(strict=True, reason=RECORDS_HOLE)
+@pytest.mark.parametrize("link", ["vf", "dangling-vf", "place"], ids=["vf", "dangling-vf", "place"])
+def test_a_peers_records_are_never_written_outside_the_vault_folder(tmp_path: Path, link: str) -> None:
+    """A vault-folder writer (no key) plants a link in the vault folder; the sync server (or any peer)
+    offers a record of that owner and file id (any hex ids: nothing says they are a file of the vault).
+    Safe: nothing outside the vault folder is created or changed (the link is refused or replaced)."""
+    layout = layouts.create(tmp_path / "vault", {"kind": "local"})
+    owner, fid, vid = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    outside = tmp_path / "home" / ".ssh"
+    outside.mkdir(parents=True)
+    victim = outside / "authorized_keys"
+    if link == "place":  # users/<owner> -> ~/.ssh
+        (layout.root / "users" / owner).symlink_to(outside)
+    else:
+        layout.own_dir(owner).mkdir(parents=True)
+        if link == "vf":
+            victim.write_bytes(b"ssh-ed25519 AAAAowner owner@home\n")
+        layout.vf_path(owner, fid).symlink_to(victim)
+    before = sorted(p.name for p in outside.rglob("*"))
+    held = victim.read_bytes() if victim.exists() else None
+    doc_id = content_docs.record_id(fid, vid, 0)
+    doc = {"_id": doc_id, "_rev": content_docs.record_rev(doc_id), "type": content_docs.RECORD,
+           "owner": owner, "fid": fid, "data": b64e(PLANTED)}
+    try:
+        content_docs.place_records(layout, [doc])
+    except (VaultError, OSError):
+        pass  # refused: safe
+    assert sorted(p.name for p in outside.rglob("*")) == before, "a file was made outside the vault folder"
+    assert (victim.read_bytes() if victim.exists() else None) == held, "a peer's bytes were written outside"
