@@ -102,7 +102,6 @@ at the copy's name while the copy is being written; history.carried with a WRITE
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -123,6 +122,7 @@ from fusevault.vault.format import inside
 from fusevault.vault.format import layout as layouts
 from fusevault.vault.model import device, groups, meta_files, shapes, sharing
 from fusevault.vault.model.group_copies import KIND, MAX_SIZE, GroupCopies
+from mount.test_trust_attack_round15 import read_with_writer
 
 ALICE, BOB = "a" * 32, "b" * 32
 UID = "0123456789abcdef0123456789abcdef"
@@ -342,43 +342,12 @@ def _key_file(layout: layouts.Layout) -> Path:
     return path
 
 
-def _writer(fifo: Path, done: threading.Event) -> threading.Thread:
-    """Opens the pipe for writing once a reader holds it open, and writes a key record (so a reader
-    that waited returns, with the writer's bytes)."""
-    def run() -> None:
-        while not done.is_set():
-            try:
-                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as err:
-                if err.errno == errno.ENXIO:  # no reader yet
-                    done.wait(0.01)
-                    continue
-                raise
-            try:
-                os.write(fd, RECORD)
-            finally:
-                os.close(fd)
-            return
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 @pytest.mark.xfail(strict=True, reason=KEY_HOLE)
 def test_a_fifo_key_file_is_not_waited_on(tmp_path: Path) -> None:
     layout = layouts.create(tmp_path / "vault", {"kind": "local"})
     path = _key_file(layout)
     os.mkfifo(path)
-    done = threading.Event()
-    helper = _writer(path, done)
-    try:
-        try:
-            got = sharing.read_key(path)
-        except CorruptData:
-            got = None
-    finally:
-        done.set()
-        helper.join()
+    got = read_with_writer(path, lambda: sharing.read_key(path), RECORD)
     # Safe: a pipe is no key file fusevault wrote: absent or refused, never waited on.
     assert got is None, f"read_key waited on a named pipe and took {got!r} from whoever opened it"
 
