@@ -74,8 +74,10 @@ import errno
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TypeVar
 
 import pytest
 
@@ -87,11 +89,12 @@ from fusevault.vault.format import layout as layouts
 from fusevault.vault.model import meta_files, shapes, sharing
 
 UID = "0123456789abcdef0123456789abcdef"
+T = TypeVar("T")
 
 
-def _unblocker(fifo: Path, done: threading.Event) -> threading.Thread:
+def _unblocker(fifo: Path, done: threading.Event, data: bytes = b"attacker") -> threading.Thread:
     """A writer that opens the pipe once a reader holds it open (so a blocked reader returns and the
-    test ends), writing bytes the reader would then take for the file's contents."""
+    test ends), writing ``data``, which the reader would then take for the file's contents."""
     def run() -> None:
         while not done.is_set():
             try:
@@ -102,7 +105,7 @@ def _unblocker(fifo: Path, done: threading.Event) -> threading.Thread:
                     continue
                 raise
             try:
-                os.write(fd, b"attacker")
+                os.write(fd, data)
             finally:
                 os.close(fd)
             return
@@ -111,20 +114,26 @@ def _unblocker(fifo: Path, done: threading.Event) -> threading.Thread:
     return thread
 
 
+def read_with_writer(fifo: Path, read: Callable[[], T], data: bytes = b"attacker") -> T | None:
+    """What ``read`` of the pipe ``fifo`` gives (None: it refused it, CorruptData), with a writer of
+    ``data`` at the other end, so a read that waits for one returns and the test ends."""
+    done = threading.Event()
+    helper = _unblocker(fifo, done, data)
+    try:
+        try:
+            return read()
+        except CorruptData:
+            return None
+    finally:
+        done.set()
+        helper.join()
+
+
 def test_fifo_meta_inf_is_not_read(tmp_path: Path) -> None:
     place = tmp_path / "users" / UID
     place.mkdir(parents=True)
     os.mkfifo(place / "meta.inf")
-    done = threading.Event()
-    helper = _unblocker(place / "meta.inf", done)
-    try:
-        try:
-            got = inside.read_file(tmp_path, ["users", UID], "meta.inf")
-        except CorruptData:
-            got = None
-    finally:
-        done.set()
-        helper.join()
+    got = read_with_writer(place / "meta.inf", lambda: inside.read_file(tmp_path, ["users", UID], "meta.inf"))
     # Safe: a pipe is no file fusevault wrote; it is taken for absent (or refused), never waited on.
     assert got is None, f"read_file waited on a named pipe and read {got!r} from whoever opened it"
 
