@@ -149,6 +149,22 @@ def test_folder_meta_inf_does_not_stop_reconcile(tmp_path: Path) -> None:
         pass
 
 
+def test_a_folder_at_one_users_meta_inf_leaves_the_others_written(tmp_path: Path) -> None:
+    """Fix of (3), end to end: reconcile goes on past the refused place (logged) and writes the others'."""
+    layout = layouts.create(tmp_path / "vault", {"kind": "local"})
+    (layout.root / "users" / UID / "meta.inf").mkdir(parents=True)
+    honest = "f" * 32
+    store = LocalStore(layout.root / "store.sqlite")
+    try:
+        store.put_many([{"_id": u, "type": shapes.USER, "username": n, "created_at": 1}
+                        for u, n in ((UID, "mallory"), (honest, "alice"))])
+        meta_files.reconcile(layout, store)
+    finally:
+        store.close()
+    assert (layout.root / "users" / honest / "meta.inf").is_file()
+    assert (layout.root / "users" / UID / "meta.inf").is_dir()
+
+
 def _reconciled(tmp_path: Path, docs: list[dict]) -> layouts.Layout:
     """A new vault whose store holds ``docs``, reconciled once."""
     layout = layouts.create(tmp_path / "vault", {"kind": "local"})
