@@ -281,6 +281,13 @@ def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledg
                                                     bool(node.children), kind, ledger.mode_seen(fid))
     if mine.is_dir != node.is_dir and node.children:
         return False
+    # The names his document gave it go first, while it has the type they were linked with
+    # (a folder counts its subfolders: its link count).
+    for parent_ino, name in list(node.links):
+        if (parent := tree.get(parent_ino)) is not None:
+            tree.unlink_entry(parent, name, node)
+        else:
+            node.links.remove((parent_ino, name))
     for slot in ("dek", "rev", "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime",
                  "mtime", "ctime", "btime", "xattrs", "target", "head", "manifest", "trashed", "previous",
                  "epoch", "wrapped", "replaced_by"):
@@ -290,11 +297,6 @@ def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledg
     node.seq = next(iter(ledger.fids.get(fid, (True, {}))[1].items()), None)
     if new_key or node.epoch < ledger.epochs.get(fid, 0):
         ledger.rolled.add(fid)
-    for parent_ino, name in list(node.links):  # the names his document gave it
-        if (parent := tree.get(parent_ino)) is not None:
-            tree.unlink_entry(parent, name, node)
-        else:
-            node.links.remove((parent_ino, name))
     name = undeleting.name_of(doc, key, was, signed_path, ledger.name_seen(fid))
     _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
     return True
