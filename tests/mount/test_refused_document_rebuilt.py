@@ -11,6 +11,7 @@ write the vault folder.  Each test asserts the SAFE behaviour.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -19,6 +20,7 @@ import adversary
 from attack_scenes import recipients_dek, resigned_by_bob, scene, share
 from conftest import fusevault, laptop_and_desktop, mounted, remount, settled, wait_for
 
+from fusevault import paths
 from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from mount.test_trust_attack_round11 import _notes_read_to_bob
 from mount.test_trust_writes import BOB as BOB_SECRET
@@ -46,6 +48,32 @@ def _as_hers(mnt: Path) -> None:
     assert stat.S_IMODE(os.stat(mnt / "private").st_mode) == 0o750
     assert (mnt / "private" / "a.txt").read_text() == "alice's a"
     assert (mnt / "private" / "sub" / "b.txt").read_text() == "alice's b"
+
+
+def _forget_types(vault: Path) -> None:
+    """alice's ledger as one from before ``kinds`` (or a state this device never typed): no node's type."""
+    key = _key(vault, "alice", PASSPHRASE)
+    (path,) = (paths.state_dir() / "ledger").glob(f"*-{key.user_id}-*")
+    data = json.loads(key.unseal_device("ledger", path.name, path.read_bytes()))
+    data["kinds"] = {}
+    path.write_bytes(key.seal_device("ledger", path.name, json.dumps(data).encode()))
+
+
+def test_a_read_recipients_retyping_of_her_file_rebuilt_keeps_her_folders_link_count(
+        vault: Path, tmp_path: Path) -> None:
+    """bob (READ on private/notes.txt) signs its document as an empty folder, on a device whose ledger
+    knows no types.  Refused, and rebuilt a file from her versions (``_rebuilt_in_place``).  Safe: it reads
+    her text and private's link count is 2 (no folder in it): before, the rebuilt node was unlinked from
+    private after it had become a file, so private kept counting it as a subfolder (st_nlink 3)."""
+    mnt, notes, _old = _notes_read_to_bob(vault, tmp_path)
+    _forget_types(vault)
+    resigned_by_bob(vault, notes, {"mode": stat.S_IFDIR | 0o700})
+    with mounted(vault, mnt):
+        status = fusevault("status", mnt).stdout
+        print(status[-1500:])
+        assert (mnt / "private" / "notes.txt").read_text() == "second: alice's final text"
+        assert os.stat(mnt / "private").st_nlink == 2
+    assert notes in status and "rebuilt" in status
 
 
 def test_a_read_recipients_rename_and_chmod_of_her_folder_hides_nothing(vault: Path, tmp_path: Path) -> None:

@@ -242,19 +242,8 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         node, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
                                                         fid in waiting, ledger.kind_seen(fid),
                                                         ledger.mode_seen(fid))
-        node.placed = stamp  # hers, carried on as a grantee's commit would
-        # Its state is the one this device last saw: its seq too (never the
-        # deleter's: a counter of his naming her device would make her later
-        # saves "older").  A key older than one seen may have been revoked: a new one.
-        # A key made here (none of hers to take) is one no grantee holds, at an epoch
-        # theirs may have: a new one too, above every epoch seen or held, sealed to them
-        # as after a rollback (share_ops ``resume``), before anything is sealed under it.
-        node.seq = next(iter(ledger.fids.get(fid, (True, {}))[1].items()), None)
-        if new_key or node.epoch < ledger.epochs.get(fid, 0):
-            ledger.rolled.add(fid)
         tree.add(node, inodes)
-        name = undeleting.name_of(doc, key, was, signed_path, ledger.name_seen(fid))
-        _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
+        _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key)
         for child, link in waiting.pop(fid, ()):
             if tree.get(child.ino) is child and (lost := _link_loaded(tree, child, [link])):
                 taken.append((child, lost))
@@ -281,23 +270,39 @@ def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledg
                                                     bool(node.children), kind, ledger.mode_seen(fid))
     if mine.is_dir != node.is_dir and node.children:
         return False
+    # The names his document gave it go first, while it has the type they were linked with
+    # (a folder counts its subfolders: its link count).
+    for parent_ino, name in list(node.links):
+        if (parent := tree.get(parent_ino)) is not None:
+            tree.unlink_entry(parent, name, node)
+        else:
+            node.links.remove((parent_ino, name))
     for slot in ("dek", "rev", "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime",
                  "mtime", "ctime", "btime", "xattrs", "target", "head", "manifest", "trashed", "previous",
                  "epoch", "wrapped", "replaced_by"):
         setattr(node, slot, getattr(mine, slot))
     node.children = ({} if node.children is None else node.children) if node.is_dir else None
-    node.placed = stamp
+    _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key)
+    return True
+
+
+def _as_seen(tree: Tree, key: MasterKey, ledger: Ledger, doc: dict, node: Node, stamp: dict | None,
+             was: list[str], signed_path: str | None, new_key: bool) -> None:
+    """What a node rebuilt from her own material (``undeleting.rebuilt``, in ``_keep_undeleted``
+    and ``_rebuilt_in_place``) takes from this device, then linked where it last saw it."""
+    fid = node.fid
+    node.placed = stamp  # hers, carried on as a grantee's commit would
+    # Its state is the one this device last saw: its seq too (never the
+    # refused document's: a counter of his naming her device would make her later
+    # saves "older").  A key older than one seen may have been revoked: a new one.
+    # A key made here (none of hers to take) is one no grantee holds, at an epoch
+    # theirs may have: a new one too, above every epoch seen or held, sealed to them
+    # as after a rollback (share_ops ``resume``), before anything is sealed under it.
     node.seq = next(iter(ledger.fids.get(fid, (True, {}))[1].items()), None)
     if new_key or node.epoch < ledger.epochs.get(fid, 0):
         ledger.rolled.add(fid)
-    for parent_ino, name in list(node.links):  # the names his document gave it
-        if (parent := tree.get(parent_ino)) is not None:
-            tree.unlink_entry(parent, name, node)
-        else:
-            node.links.remove((parent_ino, name))
     name = undeleting.name_of(doc, key, was, signed_path, ledger.name_seen(fid))
     _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
-    return True
 
 
 def _replays_refused(tree: Tree, store: Store, key: MasterKey, gate: Authorship, ledger: Ledger,
