@@ -8,6 +8,10 @@ import json
 from itertools import accumulate
 from typing import Any
 
+# A CouchDB server (and PouchDB) parses numbers as doubles: an integer beyond
+# this would come back rounded, and a signature over it would no longer hold.
+SAFE_INTEGER = 2**53 - 1
+
 
 def b64e(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import SAFE_INTEGER, b64d, b64e
 from fusevault.errors import Forged
 
 SIG = "sig"
@@ -82,11 +82,6 @@ def _messages(signer: str, doc: dict) -> Iterator[bytes]:
     before = canonical_before_9b(doc)
     if before != current:
         yield aead.ad("doc-sig", signer, before)
-
-
-# A CouchDB server (and PouchDB) parses numbers as doubles: an integer beyond
-# this would come back rounded, and the signature over it would no longer hold.
-SAFE_INTEGER = 2**53 - 1
 
 
 def _check_portable(value: object, doc_id: object) -> None:

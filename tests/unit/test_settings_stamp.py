@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 from fusevault.crypto.identity import Identity
-from fusevault.crypto.signing import SAFE_INTEGER, sign_doc
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import SAFE_INTEGER
 from fusevault.vault.model import lineage
 from fusevault.vault.model.settings import STAMP, Settings, save
 

@@ -61,8 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault import paths
-from fusevault.crypto.signing import SAFE_INTEGER
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import SAFE_INTEGER, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model import device, lineage

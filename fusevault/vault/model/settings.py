@@ -17,7 +17,7 @@ import stat
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-from fusevault.crypto.signing import SAFE_INTEGER
+from fusevault.encoding import SAFE_INTEGER
 from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
