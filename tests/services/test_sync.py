@@ -565,14 +565,7 @@ def test_a_conflict_left_unsettled_at_an_unmount_is_copied_at_the_next_mount(tmp
             assert "rollback" not in _mount_log(b)
 
 
-@pytest.mark.parametrize("current", [
-    "desktop",
-    pytest.param("laptop", marks=pytest.mark.xfail(strict=True, reason=(
-        "found here, older than this branch: the laptop's revision current, settling commits nothing "
-        "on notes.txt, so the desktop's closed edit is still the newest state the ledger saw from the "
-        "desktop, and put back under a new revision id it is settled again (a second copy); the ledger "
-        "would have to remember the leaves a settling closed"))),
-])
+@pytest.mark.parametrize("current", ["desktop", "laptop"])
 def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_path: Path,
                                                                           current: str) -> None:
     """Abuse: the server keeps the desktop's own losing edit (noted by the
@@ -581,7 +574,10 @@ def test_a_settled_edit_put_back_as_a_branch_is_a_replay_not_a_second_copy(tmp_p
     with the settling: a replay, not taken in (no second copy), said.  With
     the desktop's revision current (it saved twice), settling commits the
     laptop's contents on top of it: the ledger has seen a newer state of the
-    desktop's than the one put back."""
+    desktop's than the one put back.  With the laptop's current, settling
+    commits nothing on notes.txt: the desktop's edit is still the newest
+    state seen from the desktop, and the ledger's note of the leaf the
+    settling closed (``closed``) tells the replay."""
     import httpx
 
     with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):

@@ -129,6 +129,7 @@ def apart(seq: Seq, signer: str | None) -> Seq:
 # How far the documents this device committed may run ahead of its saved
 # ledger (written after them, off the loop): far more than a crash leaves.
 MAX_LAG = 1 << 32
+_CLOSED = 8  # closed leaves kept per file (a settling closes one or two)
 
 class Ledger:
     def __init__(self, key: MasterKey, path: Path, alarms: Alarms) -> None:
@@ -193,6 +194,14 @@ class Ledger:
         # settled.  Kept (saved) until the conflict is settled; a state met
         # older than seen is never noted, so a replay stays one.
         self.branches: dict[str, list[Seq]] = {}
+        # The leaves a settling closed (fid -> their seqs), while no newer state
+        # of their device was seen: one put back under a new revision id is a
+        # replay, though no older than seen (the other device's revision kept,
+        # settling committed nothing: tests/services/test_sync.py, a settled
+        # edit put back as a branch).  No client makes a new revision with a
+        # closed leaf's seq: a settling that keeps its contents commits them
+        # under a new one (conflicts.py ``_adopt``).
+        self.closed: dict[str, list[Seq]] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -228,6 +237,8 @@ class Ledger:
                             if isinstance(name, str)}
             ledger.branches = {str(fid): [(sys.intern(str(d)), int(n)) for d, n in seqs]
                                for fid, seqs in data.get("branches", {}).items()}
+            ledger.closed = {str(fid): [(sys.intern(str(d)), int(n)) for d, n in seqs]
+                             for fid, seqs in data.get("closed", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -242,7 +253,8 @@ class Ledger:
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
                               "where": dict(self.where), "kinds": dict(self.kinds),
                               "modes": dict(self.modes),
-                              "names": dict(self.names), "branches": dict(self.branches)}
+                              "names": dict(self.names), "branches": dict(self.branches),
+                              "closed": dict(self.closed)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -463,7 +475,8 @@ class Ledger:
         """A live leaf of an unsettled conflict of ``fid``, at ``seq``, signed
         by the file's owner: noted as a concurrent edit if no older than seen
         (and, if this device's, a number it gave)."""
-        if seq is None or self.older(fid, seq) or (seq[0] == self.device and seq[1] > self.counter):
+        if (seq is None or self.older(fid, seq) or seq in self.closed.get(fid, ())
+                or (seq[0] == self.device and seq[1] > self.counter)):
             return
         held = self.branches.get(fid, [])
         if seq not in held:
@@ -476,11 +489,21 @@ class Ledger:
         if self.branches.pop(fid, None) is not None:
             self.version += 1
 
+    def close_leaf(self, fid: str, seq: Seq | None) -> None:
+        """A settling closed the leaf of ``fid`` at ``seq``: put back, it is a
+        replay.  Kept while it is the newest seen of its device (then
+        ``older`` tells), the last few per file."""
+        if seq is None or self.older(fid, seq) or seq in self.closed.get(fid, ()):
+            return
+        self.closed[fid] = [*(s for s in self.closed.get(fid, ()) if not self.older(fid, s)), seq][-_CLOSED:]
+        self.version += 1
+
     def replayed(self, volume: Held, fid: str, seq: Seq | None, how: str) -> bool:
-        """Is this state of ``fid`` older than one seen, and no leaf of its
-        conflict met live (``branches``)?  If so it is said (a replay, never
-        taken in: vault/services/conflicts.py)."""
-        if not self.older(fid, seq) or seq in self.branches.get(fid, ()):
+        """Is this state of ``fid`` older than one seen, or a leaf a settling
+        closed, and no leaf of its conflict met live (``branches``)?  If so it
+        is said (a replay, never taken in: vault/services/conflicts.py)."""
+        closed = seq is not None and seq in self.closed.get(fid, ())
+        if not (closed or self.older(fid, seq)) or seq in self.branches.get(fid, ()):
             return False
         self._rolled_back(volume, fid, how)
         return True

@@ -158,7 +158,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             # branch: a replay, not an edit.  Settled in, rule 3 would give the
             # current contents its old names (a rename undone, a file moved
             # back into a folder shared since).
-            replica.close_leaf(store, doc_id, other["_rev"])
+            _close(volume, store, theirs)
             continue
         if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
             return  # a version has not arrived yet: settled after a later arrival
@@ -172,9 +172,17 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             await _conflict_copy(volume, store, loser, out)
         if keeper is theirs or links != keeper.links:
             await _adopt(volume, current, keeper, links, out)
-        replica.close_leaf(store, doc_id, other["_rev"])
+        _close(volume, store, theirs)
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
+
+
+def _close(volume: Volume, store: LocalStore, leaf: Leaf) -> None:
+    """Close a settled leaf; the ledger keeps its seq, so that the same
+    state put back under a new revision id is a replay, not a second copy."""
+    replica.close_leaf(store, leaf.doc["_id"], leaf.doc["_rev"])
+    if volume.ledger is not None:
+        volume.ledger.close_leaf(leaf.doc["_id"], writer_seq(leaf.node.seq, leaf.doc, volume.key.user_id))
 
 
 def _replayed(volume: Volume, leaf: Leaf, how: str) -> bool:
