@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fusevault.crypto.keys import MasterKey
+from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.ledger import Ledger
 from fusevault.vault.model.nodes import Node
 from unit.test_ledger_writers import Loaded
@@ -57,7 +58,7 @@ def test_a_ledger_from_before_has_no_types(key: MasterKey, tmp_path: Path) -> No
     data = json.loads(key.unseal_device("ledger", ledger.path.name, ledger.path.read_bytes()))
     del data["kinds"]
     ledger.path.write_bytes(key.seal_device("ledger", ledger.path.name, json.dumps(data).encode()))
-    before = Ledger.open(key, tmp_path / "vault", "vault-id")
+    before = Ledger.open(key, tmp_path / "vault", "vault-id", Alarms())  # its own: for_user is per process
     assert before.fids.keys() == {"plan"} and before.kind_seen("plan") is None
     assert not before.alarms.as_list(), "a ledger from before is not damaged"
 

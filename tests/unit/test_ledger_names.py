@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fusevault.crypto.keys import MasterKey
+from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.ledger import Ledger
 from fusevault.vault.model.nodes import Node, node_doc
 from fusevault.vault.tree.undeleting import name_of
@@ -76,7 +77,7 @@ def test_a_ledger_from_before_has_no_names(key: MasterKey, tmp_path: Path) -> No
     data = json.loads(key.unseal_device("ledger", ledger.path.name, ledger.path.read_bytes()))
     del data["names"]
     ledger.path.write_bytes(key.seal_device("ledger", ledger.path.name, json.dumps(data).encode()))
-    before = Ledger.open(key, tmp_path / "vault", "vault-id")
+    before = Ledger.open(key, tmp_path / "vault", "vault-id", Alarms())  # its own: for_user is per process
     assert before.name_seen("proj") is None and not before.alarms.as_list()
 
 

@@ -135,7 +135,7 @@ def read(root: Path | str, key: MasterKey, alarms: Alarms | None = None) -> Sett
         values = loads_untrusted(key.unseal_device(KIND, name, sealed))
         return Settings(**{f.name: values[f.name] for f in fields(Settings) if f.name in values})
     except (VaultError, ValueError, TypeError):
-        (alarms or for_user(key.user_id)).warn(
+        (alarms if alarms is not None else for_user(key.user_id)).warn(
             "confirmed-settings", str(path), "the settings confirmed on this device were damaged or "
             "replaced: the safe defaults apply until `fusevault config confirm`")
         return None
@@ -166,7 +166,7 @@ def effective(user_doc: dict | None, key: MasterKey, root: Path | str,
     """The settings to apply for this user on this device, and what waits for confirmation."""
     if user_doc is None:
         raise InvalidInput("this vault's user document is missing")
-    alarms = alarms or for_user(key.user_id)
+    alarms = alarms if alarms is not None else for_user(key.user_id)
     mine = read(root, key, alarms)
     base = mine or Settings()
     try:

@@ -210,7 +210,9 @@ class Ledger:
 
     @classmethod
     def open(cls, key: MasterKey, vault_root: Path, vault_id: str, alarms: Alarms | None = None) -> Ledger:
-        ledger = cls(key, ledger_path(vault_root, vault_id, key.user_id), alarms or for_user(key.user_id))
+        # ``is not None``: an empty list of alarms is falsy, and the caller's own must still be used.
+        alarms = alarms if alarms is not None else for_user(key.user_id)
+        ledger = cls(key, ledger_path(vault_root, vault_id, key.user_id), alarms)
         try:
             sealed = ledger.path.read_bytes()
         except FileNotFoundError:
