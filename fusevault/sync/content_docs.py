@@ -12,14 +12,15 @@ reads as other bytes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from itertools import groupby
 
 from fusevault.encoding import b64d, b64e
-from fusevault.errors import PeerUnavailable
+from fusevault.errors import CorruptData, PeerUnavailable
 from fusevault.store.places import PlaceRow
-from fusevault.vault.files.placements import append_arrived
+from fusevault.vault.files.placements import append_arrived, vf_for_reading
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.format.manifest import (
     KIND_HNODE,
@@ -34,6 +35,7 @@ from fusevault.vault.format.vf import KIND_BLOCK, MANIFEST_INDEX, RECORD_HEAD
 
 RECORD = "Record"
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
+log = logging.getLogger(__name__)
 
 
 def record_id(fid: str, vid: str, idx: int) -> str:
@@ -75,8 +77,12 @@ def read_records(layout: Layout, rows: list[PlaceRow] | list[tuple]) -> list[dic
     rows = [PlaceRow(*row) for row in rows]  # a PlaceRow, or its first six fields
     for (owner, fid), group in groupby(rows, key=lambda r: (r.owner, r.fid)):
         try:
-            fd = os.open(layout.vf_path(owner, fid), os.O_RDONLY)
+            fd = vf_for_reading(layout, owner, fid)
         except FileNotFoundError:
+            continue
+        except CorruptData as err:
+            # A link or a foreign file in its place: its bytes are never sent to a peer.
+            log.warning("records not sent to peers: %s", err)
             continue
         try:
             for row in group:
@@ -107,7 +113,12 @@ def place_records(layout: Layout, docs: list[dict]) -> list[PlaceRow]:
     checked = [(_checked(doc), _data(doc)) for doc in docs]
     for (owner, fid), group in groupby(checked, key=lambda c: (c[0][3], c[0][0])):
         arrived = list(group)
-        places = append_arrived(layout.vf_path(owner, fid), fid, [data for _, data in arrived])
+        try:
+            places = append_arrived(layout, owner, fid, [data for _, data in arrived])
+        except CorruptData as err:
+            # Not taken (the file's reads stay refused until its records come whole); the rest are.
+            log.warning("records from a peer were not kept: %s", err)
+            continue
         rows += [PlaceRow(fid, vid, idx, owner, offset, length, 1, hashlib.sha256(data).hexdigest())
                  for ((fid, vid, idx, owner), data), (offset, length) in zip(arrived, places)]
     return rows

@@ -27,7 +27,6 @@ import hashlib
 import logging
 import os
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault.crypto import aead
@@ -36,8 +35,8 @@ from fusevault.vault.files import placements
 from fusevault.vault.files.block_cache import BlockCache, Key
 from fusevault.vault.files.sealing import Sealing
 from fusevault.vault.files.sidecar import check_vfmeta, vfmeta_bytes
+from fusevault.vault.format import inside
 from fusevault.vault.format import manifest_tree as tree
-from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.block_hashes import BlockHashes
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.format.manifest import (
@@ -122,6 +121,10 @@ class Content(Sealing):
         # Paths as plain strings, built once: this runs for every file opened.
         self.vf_path = str(layout.vf_path(owner, fid))
         self.vfmeta_path = str(layout.vfmeta_path(owner, fid))
+        # Opened from the vault root with no link followed (vault/format/inside.py):
+        # whoever may write the vault folder can put a link where a file or its
+        # folder is, and the mount (root's, if shared) must not open through it.
+        self._own = layout.own_names(owner)
         self.stored = manifest_loc is not None
         # Records that came from peers sit elsewhere in this replica's .vf
         # than their manifest says (vault/files/placements.py): looked up per version.
@@ -305,8 +308,8 @@ class Content(Sealing):
         self.changed = True
 
     def write_sidecar(self) -> None:
-        atomic_write(Path(self.vfmeta_path),
-                     vfmeta_bytes(self.fid, self.owner, self.dek, self.acl, self.epoch))
+        inside.write_file(self.layout.root, self._own, os.path.basename(self.vfmeta_path),
+                          vfmeta_bytes(self.fid, self.owner, self.dek, self.acl, self.epoch))
 
     def reset_to(self, place: tuple[int, int], vid: str) -> int:
         """Make an older version's blocks the pending contents; return its size.
@@ -329,19 +332,19 @@ class Content(Sealing):
             self._create_files()
             return
         try:
-            self.fd = os.open(self.vf_path, os.O_RDWR)
+            fd = inside.open_file(self.layout.root, self._own, os.path.basename(self.vf_path), os.O_RDWR)
         except FileNotFoundError:
             raise CorruptData(f"content of {self.fid} is missing") from None
-        header = os.pread(self.fd, HEADER.size, 0)
-        if header != header_for(self.fid):
+        if os.pread(fd, HEADER.size, 0) != header_for(self.fid):
+            os.close(fd)
             raise CorruptData(f"content of {self.fid} has a damaged header")
+        self.fd = fd
         if self.check_sidecar:
-            try:
-                with open(self.vfmeta_path, "rb") as sidecar:
-                    current = check_vfmeta(sidecar.read(), self.fid, self.owner, self.dek, self.epoch,
-                                           self.alarms)
-            except FileNotFoundError:
-                current = None  # the file came from a peer: no sidecar here yet
+            # None: none here (the file came from a peer), or no regular file: written anew.
+            sidecar = inside.read_file(self.layout.root, self._own, os.path.basename(self.vfmeta_path))
+            current = None
+            if sidecar is not None:
+                current = check_vfmeta(sidecar, self.fid, self.owner, self.dek, self.epoch, self.alarms)
             if current is None:
                 # Missing, or a crash between a key change and the sidecar's
                 # rewrite left it at the older key: written from the documents.
@@ -356,9 +359,9 @@ class Content(Sealing):
     def _join_files(self) -> bool:
         """Another user of a shared mount began this file a moment ago: append to theirs."""
         try:
-            fd = os.open(self.vf_path, os.O_RDWR)
-        except FileNotFoundError:
-            return False
+            fd = inside.open_file(self.layout.root, self._own, os.path.basename(self.vf_path), os.O_RDWR)
+        except (FileNotFoundError, CorruptData):
+            return False  # none, or no file of ours: made anew (what is there is removed)
         if os.pread(fd, HEADER.size, 0) != header_for(self.fid) or not os.path.exists(self.vfmeta_path):
             os.close(fd)
             return False  # what a crash left: begun again
@@ -370,12 +373,16 @@ class Content(Sealing):
         # own/ exists from the user's creation.  No temporary file needed:
         # the .vf does not exist yet, and a missing .vf makes the next
         # attempt write the sidecar again from scratch.
-        fd = os.open(self.vfmeta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        folder = inside.open_dir(self.layout.root, self._own)
         try:
-            os.write(fd, vfmeta_bytes(self.fid, self.owner, self.dek, self.acl, self.epoch))
+            fd = _made_new(folder, os.path.basename(self.vfmeta_path), os.O_WRONLY)
+            try:
+                os.write(fd, vfmeta_bytes(self.fid, self.owner, self.dek, self.acl, self.epoch))
+            finally:
+                os.close(fd)
+            fd = _made_new(folder, os.path.basename(self.vf_path), os.O_RDWR)
         finally:
-            os.close(fd)
-        fd = os.open(self.vf_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.close(folder)
         os.pwrite(fd, header_for(self.fid), 0)
         self.fd = fd
         self.end = HEADER.size
@@ -532,3 +539,17 @@ class Content(Sealing):
         first, last = offset // self.bs, (offset + max(size, 1) - 1) // self.bs
         stored = self.manifest.blocks.stored(first, last + 1)
         return stored - sum(1 for i in self.dirty if first <= i <= last and self.manifest.blocks.get(i)[1])
+
+
+def _made_new(folder: int, name: str, flags: int) -> int:
+    """``name`` made new (O_EXCL) in the folder ``folder`` (an fd): what a crash left there, or what
+    someone put there (a link: removed, never followed), goes first."""
+    try:
+        return inside.open_in(folder, name, flags | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        try:
+            os.unlink(name, dir_fd=folder)
+        except IsADirectoryError:
+            raise CorruptData(f"refused to write {name} in the vault folder: a folder is in its "
+                              "place") from None
+        return inside.open_in(folder, name, flags | os.O_CREAT | os.O_EXCL)

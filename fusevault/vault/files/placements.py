@@ -22,13 +22,14 @@ import logging
 import os
 import struct
 from collections.abc import Callable
-from pathlib import Path
 from typing import NoReturn
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged
 from fusevault.store.places import PlaceRow, Places, sealed_here
+from fusevault.vault.format import inside
+from fusevault.vault.format.layout import Layout
 from fusevault.vault.format.manifest import KIND_HTREE
 from fusevault.vault.format.vf import HEADER, MANIFEST_INDEX, append_lock, header_for
 
@@ -212,16 +213,30 @@ def _forged(places: Places, fid: str, vid: str, what: str) -> NoReturn:
     raise Forged(f"records of version {vid} of {fid} do not match it")
 
 
-def append_arrived(vf_path: Path, fid: str, records: list[bytes]) -> list[tuple[int, int]]:
-    """Append records a peer sent to this replica's ``.vf``; their places here."""
+def append_arrived(layout: Layout, owner: str, fid: str, records: list[bytes]) -> list[tuple[int, int]]:
+    """Append records a peer sent to this replica's ``.vf``; their places here.
+
+    The peer's bytes are unchecked here (they are checked against the version
+    that names them when read), so where they go is: the ``.vf`` is reached
+    from the vault root with no link followed (vault/format/inside.py), made
+    new with O_EXCL, and an existing one is appended to only if it is a regular
+    file that begins with this file's header.  Anything else there (a link to
+    ~/.ssh/authorized_keys planted by whoever may write the vault folder) is
+    refused (CorruptData), never written (attack round 16 (1))."""
     if not records:
         return []
-    vf_path.parent.mkdir(parents=True, exist_ok=True)
-    with append_lock(str(vf_path)):
-        fd = os.open(vf_path, os.O_RDWR | os.O_CREAT, 0o600)
+    with append_lock(str(layout.vf_path(owner, fid))):
+        fd = _open_vf(layout, owner, fid)
         try:
-            end = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            end = st.st_size
+            if end >= HEADER.size and os.pread(fd, HEADER.size, 0) != header_for(fid):
+                raise CorruptData(f"refused a peer's records of {fid}: the file in its place in the vault "
+                                  "folder is not that file's (its header differs)")
             if end < HEADER.size:  # new here (or a crash left a torn header)
+                if st.st_nlink != 1:
+                    raise CorruptData(f"refused a peer's records of {fid}: the file in its place in the "
+                                      "vault folder has other names (a hard link)")
                 os.pwrite(fd, header_for(fid), 0)
                 end = HEADER.size
             places = []
@@ -233,3 +248,27 @@ def append_arrived(vf_path: Path, fid: str, records: list[bytes]) -> list[tuple[
         finally:
             os.close(fd)
     return places
+
+
+def vf_for_reading(layout: Layout, owner: str, fid: str) -> int:
+    """The ``.vf`` of ``fid`` opened read-only, reached with no link followed, its header checked
+    (CorruptData: something else is in its place; FileNotFoundError: none)."""
+    fd = inside.open_file(layout.root, layout.own_names(owner), layout.vf_path(owner, fid).name, os.O_RDONLY)
+    if os.pread(fd, HEADER.size, 0) != header_for(fid):
+        os.close(fd)
+        raise CorruptData(f"the file in the place of {fid} in the vault folder is not that file's "
+                          "(its header differs)")
+    return fd
+
+
+def _open_vf(layout: Layout, owner: str, fid: str) -> int:
+    """The ``.vf`` of ``fid`` opened for appending, made new (and its folders) if there is none."""
+    names, name = layout.own_names(owner), layout.vf_path(owner, fid).name
+    try:
+        return inside.open_file(layout.root, names, name, os.O_RDWR, make=True)
+    except FileNotFoundError:
+        pass
+    try:
+        return inside.open_file(layout.root, names, name, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:  # made meanwhile (by a shared mount's user): checked as any other
+        return inside.open_file(layout.root, names, name, os.O_RDWR)

@@ -1,14 +1,25 @@
-"""Crash-safe small-file writes: temporary file, (fsync), rename, (fsync dir)."""
+"""Crash-safe small-file writes: a new temporary file, (fsync), rename, (fsync dir).
+
+The temporary file gets a random name and is made with O_EXCL | O_NOFOLLOW
+relative to its folder's fd: whatever another party put in the folder (a
+symbolic link or a named pipe at a name it guessed, the leftover of a killed
+writer) is never opened, so a write never goes through it (attack round 16 (4)).
+"""
 
 from __future__ import annotations
 
 import os
-import threading
+import secrets
 from pathlib import Path
+
+from fusevault.errors import CorruptData
+
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+FOLDER_FD = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, FOLDER_FD)
     try:
         os.fsync(fd)
     finally:
@@ -22,21 +33,45 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     in a batch (a file's fsync() syncs its sidecar too); the rename still makes
     the write all-or-nothing against a killed process.
     """
-    # Per thread too: a mount writes one file's sidecar from several tasks'
-    # worker threads (a share's ACLs, a new key), and they must not share a temp.
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path.parent, FOLDER_FD)
+    try:
+        write_in(fd, path.name, data, durable)
+    finally:
+        os.close(fd)
+
+
+def write_aside(folder: int, name: str, data: bytes, durable: bool = True) -> str:
+    """A new file holding ``data`` beside ``name`` in the folder ``folder`` (an fd), under a fresh
+    random name (returned), for the caller to rename or link into place."""
+    # Random, and made with O_EXCL: several threads (a shared mount's users)
+    # write one name at once, and nothing planted at a guessed name is opened.
+    temp = f".{name}.tmp{os.getpid()}.{secrets.token_hex(8)}"
+    file = os.open(temp, NEW_FILE, 0o600, dir_fd=folder)
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(file, view):]
         if durable:
-            os.fsync(fd)
+            os.fsync(file)
     except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
+        os.close(file)
+        os.unlink(temp, dir_fd=folder)
         raise
-    os.close(fd)
-    os.replace(tmp, path)
+    os.close(file)
+    return temp
+
+
+def write_in(folder: int, name: str, data: bytes, durable: bool = True) -> None:
+    """``name`` in the folder ``folder`` (an fd) replaced by ``data`` (see ``atomic_write``)."""
+    temp = write_aside(folder, name, data, durable)
+    try:
+        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except IsADirectoryError:
+        # A folder planted at the file's name: refused as any other damage (the caller logs it).
+        os.unlink(temp, dir_fd=folder)
+        raise CorruptData(f"refused to write {name}: a folder is in its place") from None
+    except BaseException:
+        os.unlink(temp, dir_fd=folder)
+        raise
     if durable:
-        fsync_dir(path.parent)
+        os.fsync(folder)

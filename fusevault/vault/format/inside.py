@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import shutil
 import stat
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from fusevault.errors import CorruptData
+from fusevault.vault.format.atomic import write_in
 
 FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # The most read_file reads: the files written here are a few KiB (meta.inf); a bigger one planted there
 # is read as absent, so the next write replaces it, never held in memory (root's shared mount reads it).
 READ_LIMIT = 1 << 20
-NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# What opening something that is no regular file fails with: a link (O_NOFOLLOW), a socket, a device
+# with no driver, a folder opened for writing.
+NOT_A_FILE = (errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP, errno.EISDIR)
 
 
 def _one(name: str) -> str:
@@ -67,62 +68,83 @@ def make_dirs(root: Path, names: list[str], subs: Iterable[str] = ()) -> None:
         os.close(open_dir(root, names if sub is None else [*names, sub], make=True))
 
 
-def read_file(root: Path, names: Iterable[str], filename: str) -> bytes | None:
+def read_file(root: Path, names: Iterable[str], filename: str, limit: int = READ_LIMIT) -> bytes | None:
     """The bytes of ``root/names.../filename`` (None: no such folder or regular file of at most
-    READ_LIMIT bytes there; a link on the way is refused)."""
+    ``limit`` bytes there; a link on the way is refused)."""
     try:
         fd = open_dir(root, names)
     except FileNotFoundError:
         return None
     try:
-        try:
-            # O_NONBLOCK: a named pipe planted there is opened without waiting for a writer (whose bytes
-            # would be read); only a regular file is read at all.
-            file = os.open(_one(filename), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                           dir_fd=fd)
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                return None  # replaced by the next write (a rename over the link, never through it)
-            raise
-        if not stat.S_ISREG(os.fstat(file).st_mode):
-            os.close(file)
-            return None  # a pipe, a device, a folder: none fusevault wrote (the next write replaces it)
-        with os.fdopen(file, "rb") as f:
-            data = f.read(READ_LIMIT + 1)
-            return data if len(data) <= READ_LIMIT else None
+        return read_in(fd, _one(filename), limit)
     finally:
         os.close(fd)
 
 
-def write_file(root: Path, names: Iterable[str], filename: str, data: bytes) -> None:
-    """``root/names.../filename`` replaced by ``data``: a new temporary file, fsync, rename, fsync."""
+def read_in(folder: int, name: str, limit: int = READ_LIMIT) -> bytes | None:
+    """The bytes of the regular file ``name`` in the folder ``folder`` (an fd), at most ``limit``;
+    None for anything else there: nothing, a link, a pipe, a socket, a device, a folder, a bigger file.
+    Only a regular file is ever opened: a socket or a device is not even tried (ENXIO, or a device's
+    open, as root), a pipe is not waited on."""
+    try:
+        if not stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+            return None  # none fusevault wrote (the next write renames a file over it)
+        # O_NOFOLLOW | O_NONBLOCK: what was swapped in after the lstat is refused, never waited on.
+        file = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno in NOT_A_FILE:
+            return None
+        raise
+    with os.fdopen(file, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read(limit + 1)
+        return data if len(data) <= limit else None
+
+
+def write_file(root: Path, names: Iterable[str], filename: str, data: bytes, durable: bool = True) -> None:
+    """``root/names.../filename`` replaced by ``data``: a new temporary file, fsync, rename, fsync
+    (format/atomic.py; ``durable=False``: no fsyncs)."""
     fd = open_dir(root, names, make=True)
     try:
-        # A new name each time (O_EXCL): a leftover of a killed writer is never in the way.
-        temp = f".{_one(filename)}.tmp{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}"
-        file = os.open(temp, NEW_FILE, 0o600, dir_fd=fd)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(file, view):]
-            os.fsync(file)
-        except BaseException:
-            os.close(file)
-            os.unlink(temp, dir_fd=fd)
-            raise
-        os.close(file)
-        try:
-            os.replace(temp, filename, src_dir_fd=fd, dst_dir_fd=fd)
-        except IsADirectoryError:
-            # A folder planted at the file's name: refused as any other damage (the caller logs it).
-            os.unlink(temp, dir_fd=fd)
-            raise CorruptData(f"refused to write {filename} in the vault folder {root}: a folder is "
-                              "in its place") from None
-        os.fsync(fd)
+        write_in(fd, _one(filename), data, durable)
     finally:
         os.close(fd)
+
+
+def open_file(root: Path, names: Iterable[str], filename: str, flags: int, make: bool = False) -> int:
+    """An fd of the regular file ``root/names.../filename`` (see ``open_in``), no link followed below
+    ``root``.  ``make``: the folders on the way are made (0700)."""
+    fd = open_dir(root, names, make=make)
+    try:
+        return open_in(fd, filename, flags)
+    finally:
+        os.close(fd)
+
+
+def open_in(folder: int, name: str, flags: int) -> int:
+    """An fd of the regular file ``name`` in the folder ``folder`` (an fd) opened with ``flags``
+    (O_CREAT only with O_EXCL: a new file).  Anything else at the name (a link, a folder, a socket, a
+    pipe, a device) is refused (CorruptData), never opened through; a device is not opened at all."""
+    assert not flags & os.O_CREAT or flags & os.O_EXCL, "a file is made new, never opened through"
+    try:
+        if not flags & os.O_CREAT and not stat.S_ISREG(
+                os.stat(_one(name), dir_fd=folder, follow_symlinks=False).st_mode):
+            raise OSError(errno.ENXIO, "not a regular file")
+        # O_NOFOLLOW | O_NONBLOCK: what was swapped in after the lstat is refused, never waited on.
+        file = os.open(_one(name), flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600,
+                       dir_fd=folder)
+    except OSError as err:
+        if err.errno in NOT_A_FILE:
+            raise CorruptData(f"refused {name} in the vault folder: not a file fusevault wrote (a link, "
+                              "a folder, a socket or a device)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(file).st_mode):
+        os.close(file)
+        raise CorruptData(f"refused {name} in the vault folder: not a regular file")
+    return file
 
 
 def places(root: Path, kind: str) -> list[str]:

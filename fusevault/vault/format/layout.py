@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 # version is written in the hashed shape.
 FORMAT_VERSION = 5
 MARKER = "vault.json"
+MARKER_LIMIT = 64 << 10  # a few hundred bytes are written
 
 # Every id that becomes a name in the vault folder (a user's, a group's, a file's: users/<uid>/own/<fid>.vf,
 # shared/<owner>_<fid>.vfkey, groups/<gid>/own/<fid>/keys/<uid>.vfkey) is one fusevault made:
@@ -101,6 +102,10 @@ class Layout:
 
     def own_dir(self, user_id: str) -> Path:
         return self.user_dir(user_id) / "own"
+
+    def own_names(self, user_id: str) -> list[str]:
+        """``own_dir`` as the names below the vault root (vault/format/inside.py walks them)."""
+        return ["users", checked_id("user", user_id), "own"]
 
     def vf_path(self, owner: str, fid: str) -> Path:
         return self.own_dir(owner) / f"{checked_id('file', fid)}.vf"
@@ -152,13 +157,23 @@ def create(root: Path, store: dict, vault_id: str | None = None,
     return layout
 
 
+def read_marker(root: Path) -> bytes:
+    """The vault marker's bytes: only a regular file is read (a named pipe there would hang every
+    command, a link be followed); anything else is CorruptData, none FileNotFoundError."""
+    os.lstat(root / MARKER)
+    data = inside.read_file(root, [], MARKER, MARKER_LIMIT)
+    if data is None:
+        raise CorruptData(f"{root / MARKER} is no file fusevault wrote (a link, a pipe, a folder, too big)")
+    return data
+
+
 def open_layout(root: Path) -> Layout:
     root = Path(root)
     marker = root / MARKER
     if not root.is_dir():
         raise VaultNotFound(f"no vault at {root}")
     try:
-        data = loads_untrusted(marker.read_bytes())
+        data = loads_untrusted(read_marker(root))
     except FileNotFoundError:
         raise VaultNotFound(f"{root} is not a fusevault vault (no {MARKER})") from None
     except PermissionError:
@@ -187,12 +202,12 @@ def upgrade(layout: Layout) -> None:
     """Mark a vault of an older format as this one, before this process writes to it."""
     marker = layout.root / MARKER
     try:
-        data = loads_untrusted(marker.read_bytes())
+        data = loads_untrusted(read_marker(layout.root))
         if data.get("format", FORMAT_VERSION) >= FORMAT_VERSION:
             return
         data["format"] = FORMAT_VERSION
         atomic_write(marker, json.dumps(data, indent=1).encode())
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, CorruptData):
         return  # read-only, or damaged: whoever writes next says so
     log.info("vault %s upgraded to format %d", layout.root, FORMAT_VERSION)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +32,16 @@ from typing import NamedTuple
 from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 from fusevault.store import Store
-from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.format import inside
+from fusevault.vault.format.atomic import FOLDER_FD, write_aside, write_in
 from fusevault.vault.format.layout import Layout, checked_id, is_id
 from fusevault.vault.model.groups import can_write, parse_perm
 
 SHARE = "Share"
 # A ``.vfkey`` as a document, so peers replicate it (sync/key_mirror.py).
 FILE_KEY = "FileKey"
+# A key file is a few hundred bytes (a sealed key and a signature); a bigger one is no key file.
+KEY_LIMIT = 64 << 10
 
 # Key files this process wrote or removed: the sync mirror's cue to look at
 # them again (other processes' are found by its slower full rescan).
@@ -180,28 +183,50 @@ def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
     _no_link_on_the_way(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"epoch": epoch, "key": b64e(sealed), **(signed or {})}).encode()
-    if replace:
-        atomic_write(path, data, durable=False)
-    else:
-        # Written aside, then linked into place: never over a key written meanwhile.
-        tmp = path.with_name(f".{path.name}.new{os.getpid()}.{threading.get_ident()}")
-        atomic_write(tmp, data, durable=False)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
+    folder = os.open(path.parent, FOLDER_FD)
+    try:
+        if replace:
+            write_in(folder, path.name, data, durable=False)
+        else:
+            # Written aside, then linked into place: never over a key written meanwhile.
+            temp = write_aside(folder, path.name, data, durable=False)
+            try:
+                os.link(temp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(temp, dir_fd=folder)
+    finally:
+        os.close(folder)
     _wrote_key()
     return True
 
 
 def read_key(path: Path) -> KeyRecord | None:
-    """The (epoch, sealed key, signature) of a ``.vfkey``, or None when there is none."""
+    """The (epoch, sealed key, signature) of a ``.vfkey``, or None when there is none.
+
+    Whoever may write the vault folder can put anything at the name: only a
+    regular file of at most KEY_LIMIT bytes is read (no link followed, no pipe
+    waited on, no socket or device opened); anything else is CorruptData, which
+    every caller handles (the key sealed again, or the name skipped with a log
+    line), never an OSError that stops a mount or the key mirror (attack round
+    16 (2))."""
     try:
-        return key_record(loads_untrusted(path.read_bytes()))
-    except FileNotFoundError:
+        kind = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    data = None
+    if stat.S_ISREG(kind):
+        folder = os.open(path.parent, FOLDER_FD)
+        try:
+            data = inside.read_in(folder, path.name, KEY_LIMIT)
+        finally:
+            os.close(folder)
+    if data is None:
+        raise CorruptData(f"{path.name} is no key file fusevault wrote (a link, a folder, a pipe, a socket, "
+                          "or too big)")
+    try:
+        return key_record(loads_untrusted(data))
     except (ValueError, KeyError, TypeError):
         raise CorruptData(f"{path.name} is damaged") from None
 

@@ -1,0 +1,196 @@
+"""Opening names in the vault folder (vault/format/inside.py ``open_file``/``read_in``, format/atomic.py,
+vault/files/placements.py ``append_arrived``/``vf_for_reading``, vault/files/content.py ``_made_new``,
+layout.py ``read_marker``): whoever may write the vault folder (no key; another local user of root's
+shared vault) puts a link, a named pipe, a socket, a folder or a foreign file at a name fusevault opens.
+Each is refused or replaced, never opened through, never waited on (attack round 16; its scenes are in
+tests/mount/test_trust_attack_round16.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fusevault.errors import CorruptData
+from fusevault.sync import content_docs
+from fusevault.vault.files import content, placements
+from fusevault.vault.format import atomic, inside
+from fusevault.vault.format import layout as layouts
+from fusevault.vault.format.vf import HEADER, header_for
+
+KINDS = ["link", "dangling-link", "fifo", "socket", "folder"]
+
+
+def _plant(place: Path, kind: str, target: Path) -> None:
+    if kind == "link":
+        place.symlink_to(target)
+    elif kind == "dangling-link":
+        place.symlink_to(target.with_name("made-through-the-link"))
+    elif kind == "fifo":
+        os.mkfifo(place)
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        cwd = os.getcwd()
+        os.chdir(place.parent)  # a socket's path is short: bound relative to its folder
+        try:
+            sock.bind(place.name)
+        finally:
+            os.chdir(cwd)
+            sock.close()
+    else:
+        place.mkdir()
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    path = tmp_path / "outside" / "authorized_keys"
+    path.parent.mkdir()
+    path.write_bytes(b"ssh-ed25519 AAAAowner owner@home\n")
+    return path
+
+
+def _outside_unchanged(victim: Path) -> None:
+    assert sorted(p.name for p in victim.parent.iterdir()) == ["authorized_keys"]
+    assert victim.read_bytes() == b"ssh-ed25519 AAAAowner owner@home\n"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("flags", [os.O_RDONLY, os.O_RDWR, os.O_WRONLY], ids=["r", "rw", "w"])
+def test_open_file_refuses_what_is_no_regular_file(tmp_path: Path, victim: Path, kind: str,
+                                                   flags: int) -> None:
+    (tmp_path / "v" / "own").mkdir(parents=True)
+    _plant(tmp_path / "v" / "own" / "x.vf", kind, victim)
+    with pytest.raises(CorruptData):
+        os.close(inside.open_file(tmp_path / "v", ["own"], "x.vf", flags))
+    _outside_unchanged(victim)
+
+
+def test_open_file_makes_new_files_only_with_o_excl(tmp_path: Path, victim: Path) -> None:
+    (tmp_path / "v").mkdir()
+    with pytest.raises(AssertionError):
+        inside.open_file(tmp_path / "v", [], "x.vf", os.O_RDWR | os.O_CREAT)
+    (tmp_path / "v" / "x.vf").symlink_to(victim)
+    with pytest.raises(FileExistsError):  # a link at the name is never the new file
+        inside.open_file(tmp_path / "v", [], "x.vf", os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    _outside_unchanged(victim)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_read_in_takes_what_is_no_regular_file_for_absent(tmp_path: Path, victim: Path, kind: str) -> None:
+    _plant(tmp_path / "meta.inf", kind, victim)
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert inside.read_in(folder, "meta.inf") is None
+    finally:
+        os.close(folder)
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_atomic_write_never_opens_a_name_planted_beside_it(tmp_path: Path, victim: Path, kind: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary name is random and made with O_EXCL | O_NOFOLLOW: even a planted name it is
+    handed (here: the random part known) is refused, never written through nor waited on."""
+    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: "known")
+    _plant(tmp_path / f".k.vfkey.tmp{os.getpid()}.known", kind, victim)
+    with pytest.raises(FileExistsError):
+        atomic.atomic_write(tmp_path / "k.vfkey", b"sealed")
+    _outside_unchanged(victim)
+    assert not (tmp_path / "k.vfkey").exists()
+
+
+def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    for data in (b"one", b"two"):
+        atomic.atomic_write(tmp_path / "k.vfkey", data, durable=False)
+    assert os.listdir(tmp_path) == ["k.vfkey"] and (tmp_path / "k.vfkey").read_bytes() == b"two"
+    (tmp_path / "f").mkdir()
+    with pytest.raises(CorruptData):
+        atomic.atomic_write(tmp_path / "f", b"x")
+    assert sorted(os.listdir(tmp_path)) == ["f", "k.vfkey"]
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> layouts.Layout:
+    return layouts.create(tmp_path / "vault", {"kind": "local"})
+
+
+def test_a_peers_records_go_to_a_new_vf_or_one_with_its_header(layout: layouts.Layout) -> None:
+    owner, fid = uuid.uuid4().hex, uuid.uuid4().hex
+    assert placements.append_arrived(layout, owner, fid, [b"one", b"two"]) == [(HEADER.size, 3),
+                                                                                (HEADER.size + 3, 3)]
+    assert placements.append_arrived(layout, owner, fid, [b"three"]) == [(HEADER.size + 6, 5)]
+    path = layout.vf_path(owner, fid)
+    assert path.read_bytes() == header_for(fid) + b"onetwothree" and path.stat().st_mode & 0o777 == 0o600
+    fd = placements.vf_for_reading(layout, owner, fid)
+    os.close(fd)
+
+
+def test_a_peers_records_never_go_into_a_foreign_file(layout: layouts.Layout, victim: Path) -> None:
+    """A regular file in the .vf's place that is not that file's (another file's header, anything of
+    24 bytes or more) or a short one with other names (a hard link) is refused, never appended to."""
+    owner, fid = uuid.uuid4().hex, uuid.uuid4().hex
+    layout.own_dir(owner).mkdir(parents=True)
+    foreign = layout.vf_path(owner, fid)
+    foreign.write_bytes(header_for(uuid.uuid4().hex))
+    with pytest.raises(CorruptData):
+        placements.append_arrived(layout, owner, fid, [b"planted"])
+    with pytest.raises(CorruptData):
+        os.close(placements.vf_for_reading(layout, owner, fid))
+    assert foreign.read_bytes()[HEADER.size:] == b""
+    foreign.unlink()
+    short = victim.with_name("short")
+    short.write_bytes(b"short")
+    os.link(short, foreign)
+    with pytest.raises(CorruptData):
+        placements.append_arrived(layout, owner, fid, [b"planted"])
+    assert short.read_bytes() == b"short"
+
+
+def test_records_are_never_read_through_a_link_to_be_sent(layout: layouts.Layout, tmp_path: Path) -> None:
+    """A .vf replaced by a link to another file (root's, in a shared vault) is not read for a peer,
+    though the places this replica keeps name offsets in it."""
+    owner, fid, vid = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    placements.append_arrived(layout, owner, fid, [b"x" * 40])
+    secret = tmp_path / "secret"
+    secret.write_bytes(header_for(fid) + b"y" * 40)  # even one that looks like the file's own
+    layout.vf_path(owner, fid).unlink()
+    layout.vf_path(owner, fid).symlink_to(secret)
+    rows = [(fid, vid, 0, owner, HEADER.size, 40)]
+    assert content_docs.read_records(layout, rows) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_new_files_place_is_cleared_never_written_through(tmp_path: Path, victim: Path, kind: str) -> None:
+    """What a crash left, or someone put, at a new file's name is removed (a link: the link), and the
+    file made new; a folder there is refused."""
+    _plant(tmp_path / "x.vfmeta", kind, victim)
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if kind == "folder":
+            with pytest.raises(CorruptData):
+                content._made_new(folder, "x.vfmeta", os.O_WRONLY)
+        else:
+            fd = content._made_new(folder, "x.vfmeta", os.O_WRONLY)
+            os.write(fd, b"sidecar")
+            os.close(fd)
+            assert (tmp_path / "x.vfmeta").read_bytes() == b"sidecar"
+    finally:
+        os.close(folder)
+    _outside_unchanged(victim)
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "folder"])
+def test_a_vault_marker_that_is_no_file_is_refused_never_waited_on(layout: layouts.Layout, victim: Path,
+                                                                    kind: str) -> None:
+    marker = layout.root / layouts.MARKER
+    good = marker.read_bytes()
+    marker.unlink()
+    victim.write_bytes(good)  # a link to a good marker is still refused: nothing is read through one
+    _plant(marker, kind, victim)
+    with pytest.raises(CorruptData):
+        layouts.open_layout(layout.root)
+    marker.unlink() if kind != "folder" else marker.rmdir()
+    with pytest.raises(layouts.VaultNotFound):
+        layouts.open_layout(layout.root)
