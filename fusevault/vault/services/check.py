@@ -28,6 +28,7 @@ from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.sidecar import check_vfmeta
+from fusevault.vault.format import inside
 from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.block_hashes import BlockHashes
 from fusevault.vault.format.layout import Layout, is_id
@@ -262,21 +263,34 @@ class Checker:
 
     def _vf_and_sidecar(self, state: FileState, vf) -> str | None:
         """The .vf's presence and header, the sidecar's tag; what makes every version unreadable."""
+        # Opened as the mount opens them (vault/format/inside.py): a link or a pipe put in the vault
+        # folder is reported, never followed nor waited on.
+        own = self.layout.own_names(state.owner)
         try:
-            with open(vf, "rb") as f:
-                header = f.read(HEADER.size)
+            fd = inside.open_file(self.layout.root, own, vf.name, os.O_RDONLY)
         except FileNotFoundError:
             state.problems.append("its content file (.vf) is missing")
             return "the content file is missing"
+        except CorruptData:
+            state.problems.append("its content file (.vf) is no regular file (a link, a pipe, a folder)")
+            return "the content file is no regular file"
+        try:
+            header = os.pread(fd, HEADER.size, 0)
+        finally:
+            os.close(fd)
         if header != header_for(state.fid):
             state.problems.append("its content file (.vf) has a damaged header")
             return "the content file's header is damaged"
         try:
-            with open(self.layout.vfmeta_path(state.owner, state.fid), "rb") as f:
-                check_vfmeta(f.read(), state.fid, state.owner, state.dek, state.epoch,
-                             alarms=Alarms())  # reported below, not logged
+            name = self.layout.vfmeta_path(state.owner, state.fid).name
+            sidecar = inside.read_file(self.layout.root, own, name)
+            if sidecar is None:
+                raise FileNotFoundError
+            check_vfmeta(sidecar, state.fid, state.owner, state.dek, state.epoch,
+                         alarms=Alarms())  # reported below, not logged
         except FileNotFoundError:
-            self.report.notes.append(f"{state.path}: no sidecar (.vfmeta); the next open writes it")
+            self.report.notes.append(f"{state.path}: no sidecar (.vfmeta), or no regular file in its "
+                                     "place; the next open writes it")
         except (VaultError, ValueError) as err:
             state.problems.append(f"its sidecar (.vfmeta) is damaged ({_why(err)})")
             state.sidecar_damaged = True

@@ -30,6 +30,7 @@ import trio
 
 from fusevault.errors import CorruptData, PermissionDenied, VaultError
 from fusevault.vault.files.content import Content
+from fusevault.vault.format import inside
 from fusevault.vault.format.vf import HEADER
 from fusevault.vault.model.history import Link, Version, lineage
 from fusevault.vault.model.ledger import writer_seq
@@ -410,12 +411,25 @@ async def _remove(volume: Volume, owner: str, fid: str) -> int:
 
 
 def _remove_files(volume: Volume, owner: str, fid: str, dry_run: bool = False) -> int:
+    layout = volume.layout
+    # Relative to its folder, reached with no link followed (vault/format/inside.py): a folder on the
+    # way made a link by whoever may write the vault folder loses nothing where it points.
+    try:
+        folder = inside.open_dir(layout.root, layout.own_names(owner))
+    except FileNotFoundError:
+        return 0
+    except CorruptData as err:
+        log.warning("the files of %s are not removed: %s", fid, err)
+        return 0
     freed = 0
-    for path in (volume.layout.vf_path(owner, fid), volume.layout.vfmeta_path(owner, fid)):
-        try:
-            freed += path.stat().st_blocks * 512
-            if not dry_run:
-                path.unlink()
-        except FileNotFoundError:
-            pass
+    try:
+        for name in (layout.vf_path(owner, fid).name, layout.vfmeta_path(owner, fid).name):
+            try:
+                freed += os.stat(name, dir_fd=folder, follow_symlinks=False).st_blocks * 512
+                if not dry_run:
+                    os.unlink(name, dir_fd=folder)
+            except FileNotFoundError:
+                pass
+    finally:
+        os.close(folder)
     return freed

@@ -23,8 +23,9 @@ import os
 
 import trio
 
-from fusevault.errors import VaultError
+from fusevault.errors import CorruptData, VaultError
 from fusevault.store.places import PlaceRow
+from fusevault.vault.files.placements import vf_for_reading
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.volume import Volume
 
@@ -83,9 +84,10 @@ def _hash_rows(layout: Layout, rows: list[PlaceRow]) -> list[tuple[str, str, str
             key = (row.owner, row.fid)
             if key not in fds:
                 try:
-                    fds[key] = os.open(layout.vf_path(row.owner, row.fid), os.O_RDONLY)
-                except OSError:
-                    fds[key] = None  # gone (or not readable here): left for a reader to tell
+                    fds[key] = vf_for_reading(layout, row.owner, row.fid)
+                except (OSError, CorruptData):
+                    # Gone, not readable here, or no file of ours (a link): left for a reader to tell.
+                    fds[key] = None
             fd = fds[key]
             if fd is None:
                 continue
