@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import fusevault, mounted
+
 from mount.test_check import DAMAGED
 from mount.test_history import edit, run_json
 
