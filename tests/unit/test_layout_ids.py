@@ -5,6 +5,7 @@ they are read (vault/model/shapes.py), and what is written or removed there neve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -176,3 +177,44 @@ def test_a_key_file_is_never_written_or_removed_through_a_linked_folder(
         sharing.write_key(sharing.group_key_path(layout, group, fid, recipient), 0, b"k" * 32)
     assert os.listdir(outside) == [path.name] and (outside / path.name).read_text() == "someone's"
     sharing.write_key(sharing.user_key_path(layout, owner, recipient, fid), 0, b"k" * 32)  # a real folder
+
+
+def test_a_key_folder_made_a_link_while_keys_are_written_gets_none(layout: layouts.Layout,
+                                                                   tmp_path: Path) -> None:
+    """The race the check by ``lstat`` left open: users/<recipient>/shared swapped, again and again,
+    between the real folder and a link to a folder outside while key files are written and removed.
+    The folder is opened with no link followed and the key file written relative to that fd, so
+    nothing is ever made or removed outside (before: a swap between the check and the write won)."""
+    import ctypes
+    import threading
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    recipient, owner = uuid.uuid4().hex, uuid.uuid4().hex
+    layout.make_user_dirs(recipient)
+    shared = layout.user_dir(recipient) / "shared"
+    other = shared.with_name("shared-other")
+    other.symlink_to(outside)
+    stop = threading.Event()
+    swaps = []
+
+    def swap() -> None:  # renameat2(RENAME_EXCHANGE): "shared" is always there, a folder or the link
+        while not stop.is_set():
+            assert libc.renameat2(-100, bytes(shared), -100, bytes(other), 2) == 0, ctypes.get_errno()
+            swaps.append(1)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        for _ in range(3000):
+            path = sharing.user_key_path(layout, recipient, owner, uuid.uuid4().hex)
+            with contextlib.suppress(CorruptData, FileNotFoundError):
+                sharing.write_key(path, 0, b"k" * 32)
+            with contextlib.suppress(CorruptData, FileNotFoundError):
+                sharing.remove_key(path)
+    finally:
+        stop.set()
+        swapper.join()
+    assert len(swaps) > 100, "the swapper ran"
+    assert os.listdir(outside) == []

@@ -33,7 +33,7 @@ from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 from fusevault.store import Store
 from fusevault.vault.format import inside
-from fusevault.vault.format.atomic import FOLDER_FD, write_aside, write_in
+from fusevault.vault.format.atomic import write_aside, write_in
 from fusevault.vault.format.layout import Layout, checked_id, is_id
 from fusevault.vault.model.groups import can_write, parse_perm
 
@@ -165,25 +165,23 @@ class KeyRecord(NamedTuple):
         return {"owner": self.owner, "fid": self.fid, "recipient": self.recipient, "sig": self.sig}
 
 
-def _no_link_on_the_way(folder: Path) -> None:
-    """A key file's folders, up to ``users``/``groups``, are folders, never links: a writer of the vault
-    folder (no key) who made users/<id>/shared a link to /etc would have root's shared mount write (or
-    remove) key files there.  (A link made between this check and the write is not caught.)"""
-    for place in (folder, *folder.parents):
-        if place.is_symlink():
-            raise CorruptData(f"refused a key file under {place}: a symbolic link in the vault folder")
+def _key_folder(folder: Path, make: bool = False) -> int:
+    """An fd of a key file's folder, reached from the vault root with no link followed
+    (vault/format/inside.py): a writer of the vault folder (no key) who made users/<id>/shared a link to
+    /etc would have root's shared mount write (or remove) key files there.  The fd is what the key file
+    is then written, read or removed relative to, so no link made meanwhile is followed either."""
+    for place in folder.parents:
         if place.name in ("users", "groups"):
-            return
+            return inside.open_dir(place.parent, folder.relative_to(place.parent).parts, make=make)
+    raise CorruptData(f"refused a key file under {folder}: not a place of the vault folder")
 
 
 def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
               signed: dict | None = None) -> bool:
     """Write a ``.vfkey``; ``replace=False``: only if there is none (else False);
     ``signed``: the owner's signature and what it names (vault/model/grants.py)."""
-    _no_link_on_the_way(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"epoch": epoch, "key": b64e(sealed), **(signed or {})}).encode()
-    folder = os.open(path.parent, FOLDER_FD)
+    folder = _key_folder(path.parent, make=True)
     try:
         if replace:
             write_in(folder, path.name, data, durable=False)
@@ -212,16 +210,16 @@ def read_key(path: Path) -> KeyRecord | None:
     line), never an OSError that stops a mount or the key mirror (attack round
     16 (2))."""
     try:
-        kind = os.lstat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
+        folder = _key_folder(path.parent)
+    except FileNotFoundError:
         return None
-    data = None
-    if stat.S_ISREG(kind):
-        folder = os.open(path.parent, FOLDER_FD)
-        try:
-            data = inside.read_in(folder, path.name, KEY_LIMIT)
-        finally:
-            os.close(folder)
+    try:
+        kind = os.stat(path.name, dir_fd=folder, follow_symlinks=False).st_mode
+        data = inside.read_in(folder, path.name, KEY_LIMIT) if stat.S_ISREG(kind) else None
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(folder)
     if data is None:
         raise CorruptData(f"{path.name} is no key file fusevault wrote (a link, a folder, a pipe, a socket, "
                           "or too big)")
@@ -244,13 +242,23 @@ def key_record(data: dict) -> KeyRecord:
 
 
 def remove_key(path: Path) -> None:
-    _no_link_on_the_way(path.parent)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    if path.parent.name == "keys":  # a group file's folder goes with its last key
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
-            path.parent.parent.rmdir()
+    try:
+        folder = _key_folder(path.parent)
+    except FileNotFoundError:
+        return
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path.name, dir_fd=folder)
+    finally:
+        os.close(folder)
+    if path.parent.name == "keys":  # a group file's folder goes with its last key (if empty)
+        with contextlib.suppress(OSError, CorruptData):
+            for place in (path.parent, path.parent.parent):
+                above = _key_folder(place.parent)
+                try:
+                    os.rmdir(place.name, dir_fd=above)  # a link there: ENOTDIR, nothing removed
+                finally:
+                    os.close(above)
     _wrote_key()
 
 
