@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from fusevault.transfer import crypto
+from fusevault.vault.format.atomic import atomic_write
 
 HEADER = "fusevault-receive 1"
 
@@ -59,14 +60,7 @@ class ResumeState:
         """Write the token before the sender can learn it (so a crash after that still resumes)."""
         if self.saved:
             return
-        temp = self.path.with_name(self.path.name + ".new")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, f"{HEADER} {self.token_for_run().hex()}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, self.path)
+        atomic_write(self.path, f"{HEADER} {self.token_for_run().hex()}\n".encode())
         self.saved = True
 
     def finished(self, fid: str) -> None:

@@ -23,7 +23,6 @@ warning and never opens the file nor contacts the host.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +34,7 @@ from fusevault import paths
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import AlreadyExists, InvalidInput, NotFound
 from fusevault.store import Store, tombstone
+from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model.nodes import new_id
 
 PEER = "Peers"
@@ -182,18 +182,7 @@ def forget_peer(root: Path | str, peer: dict) -> None:
 def _save(root: Path | str, digests: set[str]) -> None:
     path = _confirmed_file(root)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    known = sorted(digests)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(known, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+    atomic_write(path, json.dumps(sorted(digests)).encode())
 
 
 def find_peer(store: Store, name: str, root: Path | str | None = None) -> dict:
