@@ -17,10 +17,12 @@ goes to an unlinked file.  ``check_linked`` is the tripwire for that.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -110,6 +112,20 @@ def _whole(seq: object) -> int:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= SEQ_LIMIT else 0
 
 
+def _no_link(path: Path) -> None:
+    """The store file is a regular file or none (SQLite makes it), never a link: SQLite follows one for
+    the database (its -wal and -shm it opens O_NOFOLLOW itself), so ``store.sqlite -> /etc/nologin``,
+    put there by whoever may write the vault folder, would have root's shared mount make and write that
+    file.  (A link made between this check and SQLite's open is not caught.)"""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise CorruptData(f"refused the vault's document store {path}: not a regular file (a symbolic "
+                          "link?), which fusevault never follows")
+
+
 class LocalStore:
     inline = True
     # Write transactions committed by this process (all stores): a debug
@@ -120,6 +136,7 @@ class LocalStore:
         self.path = Path(path)
         self.broken: str | None = None  # why commits are refused (check_linked)
         self._dir_synced = False
+        _no_link(self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             # Before any table: a new store frees pages step by step (compact).
@@ -281,14 +298,21 @@ class LocalStore:
         here would drop SQLite's locks (see the module's docstring).  SQLite
         puts no lock on the WAL, so its own descriptor here is harmless."""
         try:
-            fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            # O_NOFOLLOW | O_NONBLOCK: a pipe swapped in is not waited on (check_linked
+            # then finds SQLite's own WAL removed), a link is not followed.
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             fd = None  # everything is in the database file (checkpointed)
+        except OSError as err:
+            if err.errno not in (errno.ELOOP, errno.ENXIO):
+                raise
+            fd = None
         if fd is not None:
             try:
                 # As SQLite syncs its own files: the WAL is mostly rewritten in
                 # place, so only its data goes, without a journal commit for its times.
-                os.fdatasync(fd)
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.fdatasync(fd)
             finally:
                 os.close(fd)
         if not self._dir_synced:  # the WAL's name, made when the store was opened

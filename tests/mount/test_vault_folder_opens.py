@@ -52,3 +52,16 @@ def test_gc_removes_nothing_through_a_folder_made_a_link(vault: Path, tmp_path: 
         later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 86400))
         run_json("gc", mnt, "--as-of", later)
     assert (elsewhere / vf.name).exists() and (elsewhere / vf.with_suffix(".vfmeta").name).exists()
+
+
+def test_check_counts_no_orphan_that_is_no_file_and_never_waits_on_one(vault: Path, tmp_path: Path) -> None:
+    """A named pipe (or a link) named as a content file no document names, put in her own/: ``check``
+    lists no such orphan and returns (before: it opened the pipe and waited for a writer for ever)."""
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        edit(mnt / "plan.txt", b"alice's plan\n")
+    (vf,) = vault.glob("users/*/own/*.vf")
+    os.mkfifo(vf.with_name("f" * 32 + ".vf"), 0o600)
+    vf.with_name("e" * 32 + ".vf").symlink_to(vf)
+    result = fusevault("check", vault, "--json", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "f" * 32 not in result.stdout and "e" * 32 not in result.stdout

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from fusevault.errors import CorruptData
+from fusevault.errors import CorruptData, VaultError
+from fusevault.store.local import LocalStore
 from fusevault.sync import content_docs
-from fusevault.vault.files import content, placements
+from fusevault.vault.files import closed, content, placements
 from fusevault.vault.format import atomic, inside
 from fusevault.vault.format import layout as layouts
 from fusevault.vault.format.vf import HEADER, header_for
+from fusevault.vault.services import opening
 
 KINDS = ["link", "dangling-link", "fifo", "socket", "folder"]
 
@@ -194,3 +198,87 @@ def test_a_vault_marker_that_is_no_file_is_refused_never_waited_on(layout: layou
     marker.unlink() if kind != "folder" else marker.rmdir()
     with pytest.raises(layouts.VaultNotFound):
         layouts.open_layout(layout.root)
+
+
+def _opened_by_someone(fifo: Path, call) -> bool:
+    """Run ``call`` with a writer at the other end of ``fifo`` that connects once a reader holds it open
+    (so a reader that waits for one returns, and the test ends); whether anyone ever opened it."""
+    done, connected = threading.Event(), []
+
+    def writer() -> None:
+        while not done.is_set():
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                connected.append(True)
+                return
+            except OSError:
+                done.wait(0.005)  # ENXIO: no reader (yet)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        call()
+    finally:
+        done.set()
+        thread.join()
+    return bool(connected)
+
+
+def test_flushing_a_new_files_sidecar_never_waits_on_a_pipe_put_in_its_place(tmp_path: Path) -> None:
+    """A new file's ``.vfmeta`` swapped for a named pipe before its flush: skipped (nothing of ours to
+    make durable), never opened (before: the flush waited for a writer, holding the mount's thread)."""
+    vf = tmp_path / "f.vf"
+    vf.write_bytes(b"x")
+    os.mkfifo(str(vf) + "meta")
+    assert not _opened_by_someone(Path(str(vf) + "meta"), lambda: closed.flush_paths({str(vf): True}))
+    assert not _opened_by_someone(Path(str(vf) + "meta"), lambda: atomic.datasync_file(str(vf) + "meta"))
+
+
+@pytest.mark.parametrize("kind", ["dangling-link", "link", "fifo"])
+def test_the_vault_lock_is_never_made_or_opened_through_what_is_in_its_place(
+        layout: layouts.Layout, victim: Path, kind: str) -> None:
+    """``vault.lock -> /etc/nologin`` (dangling: O_CREAT would make it, as root in a shared mount): the
+    lock is refused in one line, nothing is made or opened where it points."""
+    _plant(layout.root / "vault.lock", kind, victim)
+    with pytest.raises(CorruptData):
+        os.close(opening.hold(layout))
+    _outside_unchanged(victim)
+    (layout.root / "vault.lock").unlink()
+    os.close(opening.hold(layout))  # a regular one is made, and taken
+    assert stat.S_ISREG(os.lstat(layout.root / "vault.lock").st_mode)
+
+
+def test_the_write_probe_is_never_opened_through_a_planted_name(layout: layouts.Layout, victim: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    class Known:
+        hex = "k" * 32
+
+    monkeypatch.setattr(layouts.uuid, "uuid4", lambda: Known)
+    (layout.root / f".write-probe-{os.getpid()}-{'k' * 16}").symlink_to(victim)
+    with pytest.raises((VaultError, OSError)):  # refused: the name is taken
+        layouts.check_writable(layout.root)
+    _outside_unchanged(victim)
+
+
+@pytest.mark.parametrize("kind", ["dangling-link", "link", "fifo"])
+def test_a_store_file_that_is_no_regular_file_is_refused(tmp_path: Path, victim: Path, kind: str) -> None:
+    """``store.sqlite -> /etc/nologin``: SQLite follows a link for the database (not for its -wal and
+    -shm), and would make and write the file it points to; refused, nothing made or written there."""
+    (tmp_path / "vault").mkdir()
+    _plant(tmp_path / "vault" / "store.sqlite", kind, victim)
+    with pytest.raises(CorruptData):
+        LocalStore(tmp_path / "vault" / "store.sqlite")
+    _outside_unchanged(victim)
+
+
+def test_the_stores_flush_never_waits_on_a_pipe_at_its_wal(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store.sqlite")
+    try:
+        store.put_many([{"_id": "a" * 32, "type": "x"}])
+        wal = tmp_path / "store.sqlite-wal"
+        moved = wal.rename(tmp_path / "kept-wal")  # SQLite's own stays open under another name
+        os.mkfifo(wal)
+        assert not _opened_by_someone(wal, store.sync)
+        moved.rename(wal)
+    finally:
+        store.close()

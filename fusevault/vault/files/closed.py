@@ -27,7 +27,7 @@ from pathlib import Path
 
 import trio
 
-from fusevault.vault.format.atomic import fsync_dir
+from fusevault.vault.format.atomic import datasync_file, fsync_dir
 
 FLUSH_BATCH = 1024  # closed files flushed together, as they close
 # Past this many waiting (the batch before still being flushed), another batch starts anyway.
@@ -106,14 +106,7 @@ def flush_paths(paths: dict[str, bool]) -> None:
         return
     for path, new in paths.items():
         for name in (path, path + "meta") if new else (path,):
-            try:
-                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+            datasync_file(name)
     for folder in folders:
         try:
             fsync_dir(Path(folder))

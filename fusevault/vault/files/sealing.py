@@ -18,7 +18,7 @@ from fusevault.crypto import aead
 from fusevault.errors import CorruptData
 from fusevault.store.places import note_written
 from fusevault.vault.format import manifest_tree as tree
-from fusevault.vault.format.atomic import fsync_dir
+from fusevault.vault.format.atomic import datasync_file, fsync_dir
 from fusevault.vault.format.block_hashes import BlockHashes
 from fusevault.vault.format.manifest import (
     KIND_HNODE,
@@ -440,10 +440,6 @@ class Sealing:
             os.fdatasync(self.fd)
             self.synced = True
         if self.new_files:  # the sidecar and both directory entries
-            fd = os.open(self.vfmeta_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            datasync_file(self.vfmeta_path)
             fsync_dir(self.layout.own_dir(self.owner))
             self.new_files = False

@@ -8,8 +8,10 @@ writer) is never opened, so a write never goes through it (attack round 16 (4)).
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from fusevault.errors import CorruptData
@@ -22,6 +24,27 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, FOLDER_FD)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def datasync_file(path: str | Path) -> None:
+    """fdatasync the regular file at ``path``; nothing there, or anything else (a link, a named pipe, a
+    socket, a device: put there by whoever may write the vault folder), is skipped, never followed,
+    waited on or opened as a device: there is nothing of ours to make durable."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENXIO):
+            return  # swapped after the lstat
+        raise
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fdatasync(fd)
     finally:
         os.close(fd)
 

@@ -213,9 +213,11 @@ def upgrade(layout: Layout) -> None:
 
 
 def check_writable(root: Path) -> None:
-    probe = root / f".write-probe-{os.getpid()}"
+    # A new random name made with O_EXCL | O_NOFOLLOW: nothing planted at a name (a guessed pid) is
+    # opened or truncated through, as root in a shared mount.
+    probe = root / f".write-probe-{os.getpid()}-{uuid.uuid4().hex[:16]}"
     try:
-        probe.write_bytes(b"")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         probe.unlink()
     except OSError as err:
         raise os_error(err, "checking the vault directory") from None

@@ -396,8 +396,11 @@ class Checker:
             fid, dot, ext = name.partition(".")
             if ext != "vf" or fid in self.own:
                 continue
-            path = own / name
-            fd = os.open(path, os.O_RDONLY)
+            try:
+                fd = inside.open_file(self.layout.root, self.layout.own_names(self.key.user_id), name,
+                                         os.O_RDONLY)
+            except (OSError, CorruptData):
+                continue  # gone, or no regular file (a link, a pipe): nothing of ours to count
             try:
                 size = os.fstat(fd).st_size
                 self.report.orphans.append({"file": name, "bytes": size, "on_disk": allocated(fd, 0, size)})

@@ -10,6 +10,7 @@ from pathlib import Path
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import VaultInUse
 from fusevault.store import Store, open_store
+from fusevault.vault.format import inside
 from fusevault.vault.format import layout as layouts
 from fusevault.vault.format.layout import Layout, open_layout
 from fusevault.vault.model import users
@@ -40,6 +41,22 @@ def unlock_vault(path: Path, username: str | None, passphrase: bytes) -> Unlocke
     return Unlocked(layout, store, user, key)
 
 
+def _lock_file(layout: Layout) -> int:
+    """``vault.lock``, made if missing, never through a link: whoever may write the vault folder could
+    put ``vault.lock -> /etc/nologin`` there, and root's shared mount would make that file (O_CREAT
+    follows a dangling link).  A link or anything but a regular file there is refused, one line."""
+    root = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return inside.open_in(root, "vault.lock", os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            return inside.open_in(root, "vault.lock", os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:  # made meanwhile by another mount or watcher
+            return inside.open_in(root, "vault.lock", os.O_RDWR)
+    finally:
+        os.close(root)
+
+
 def hold(layout: Layout) -> int:
     """Take the vault's lock for this process's life (one mount or watcher per vault).
 
@@ -47,7 +64,7 @@ def hold(layout: Layout) -> int:
     and overwrite each other's documents.  The kernel drops the lock when the
     process ends, however it ends, so a crash never leaves the vault locked.
     """
-    fd = os.open(layout.root / "vault.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _lock_file(layout)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
