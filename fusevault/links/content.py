@@ -24,7 +24,7 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
-from fusevault.transfer.output import inside, safe_target
+from fusevault.transfer.output import inside, mkdir_inside, safe_target
 from fusevault.vault.format.atomic import fsync_dir
 
 BLOCK = 1024 * 1024  # plaintext bytes per block
@@ -113,8 +113,12 @@ def entries(manifest: dict) -> list[dict]:
         found = list(manifest["entries"])
         top = str(manifest["name"])
         b64d(manifest["key"])
+        seen: set[str] = set()
         for entry in found:
             path = str(entry["path"])
+            if path in seen:  # a name twice (a symlink, then a folder through it): one thing each
+                raise ValueError(path)
+            seen.add(path)
             safe_target(Path("/"), path)  # no "..", no absolute names
             if entry["type"] not in KINDS or (path != top and not path.startswith(top + "/")):
                 raise ValueError(path)
@@ -158,7 +162,7 @@ def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, 
         if not inside(dest, target.parent):  # through a symlink the link itself made
             raise CorruptData(f"{entry['path']} would land outside {dest}: stopped")
         if entry["type"] == "dir":
-            target.mkdir(mode=0o700, exist_ok=True)
+            mkdir_inside(dest, target)  # a link or file in its place is refused, never followed
             continue
         temp = target.with_name(f".{target.name[:200]}.fvpart-{uuid.uuid4().hex[:8]}")
         try:
@@ -172,10 +176,20 @@ def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, 
             temp.unlink(missing_ok=True)
         fsync_dir(target.parent)
     # Folders get their modes once everything is in them (a read-only one would refuse its files).
+    # Through a descriptor opened O_NOFOLLOW: a link in a folder's place (the sender's own symlink
+    # to ../.ssh) never gives the folder it names the sender's mode (attack round 17 (4)).
     for entry, target in reversed(list(zip(found, targets, strict=True))):
         if entry["type"] == "dir":
-            os.chmod(target, int(entry["mode"]) & 0o7777)
-            os.utime(target, ns=(entry["mtime_ns"], entry["mtime_ns"]))
+            try:
+                fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as err:
+                raise CorruptData(f"{entry['path']} is no longer a folder here: stopped ({err.strerror})") \
+                    from None
+            try:
+                os.fchmod(fd, int(entry["mode"]) & 0o7777)
+                os.utime(fd, ns=(entry["mtime_ns"], entry["mtime_ns"]))
+            finally:
+                os.close(fd)
     return targets[0]
 
 
