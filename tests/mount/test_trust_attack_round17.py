@@ -194,3 +194,31 @@ def test_the_mount_refuses_a_linked_store(vault: Path, outside: Path, tmp_path: 
     done = fusevault("mount", vault, tmp_path / "mnt")
     assert done.returncode != 0
     _outside_unchanged(outside)
+
+
+# --- hole 5: a link's download (links/content.py write_local) chmods through the sender's own symlink
+
+
+@pytest.mark.xfail(strict=True, reason="links/content.py write_local: a manifest with a symlink entry and "
+                   "then a dir entry of the same path: mkdir(exist_ok=True) takes the link to a folder for "
+                   "the folder, the closing os.chmod/os.utime follow it: receiver chmods a folder of hers")
+def test_a_links_folder_entry_never_chmods_through_its_own_symlink(tmp_path: Path) -> None:
+    from fusevault.encoding import b64e
+    from fusevault.links import content
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    dest = home / "Downloads"
+    dest.mkdir()
+    # What the sender of a link (no vault key of hers, only a link she opens) puts in its manifest:
+    # first "top" as a link to her ~/.ssh (relative: no name of hers needed), then "top" as a folder.
+    manifest = {"name": "top", "key": b64e(b"k" * 32), "entries": [
+        {"path": "top", "type": "symlink", "mode": 0o777, "mtime_ns": 0, "target": "../.ssh"},
+        {"path": "top", "type": "dir", "mode": 0o777, "mtime_ns": 0},
+    ]}
+    try:
+        content.write_local(None, b"r" * 32, "item", manifest, dest)  # type: ignore[arg-type]
+    except VaultError:
+        pass  # refusing the manifest is fine
+    mode = os.stat(home / ".ssh").st_mode & 0o777
+    assert mode == 0o700, f"the download made her ~/.ssh mode {mode:o} (through the sender's symlink)"
