@@ -5,6 +5,7 @@ DRAFT (being written; the docstring is completed at the end of the round).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import threading
@@ -222,3 +223,45 @@ def test_a_links_folder_entry_never_chmods_through_its_own_symlink(tmp_path: Pat
         pass  # refusing the manifest is fine
     mode = os.stat(home / ".ssh").st_mode & 0o777
     assert mode == 0o700, f"the download made her ~/.ssh mode {mode:o} (through the sender's symlink)"
+
+
+# --- hole 6: upgrade's digests of old place rows read a .vf through a link (as root, one byte at a time)
+
+
+@pytest.mark.xfail(strict=True, reason="vault/services/upgrading.py _hash_rows opens each row's .vf with "
+                   "os.open(O_RDONLY), no O_NOFOLLOW, no header check: the SHA-256 of any byte range of any "
+                   "file the process may read is written into store.sqlite (set_place_shas)")
+def test_upgrades_digests_never_read_through_a_linked_vf(vault: Path, outside: Path) -> None:
+    from fusevault.store.places import PlaceRow
+    from fusevault.vault.services import upgrading
+
+    layout = layouts.open_layout(vault)
+    owner, fid = "c" * 32, "d" * 32
+    own = layout.own_dir(owner)
+    own.mkdir(parents=True)
+    # What a writer of the vault folder who can also write store.sqlite (a synced cloud folder: the
+    # provider) plants: a link at a .vf, and place rows "kept before digests" one byte long each.
+    layout.vf_path(owner, fid).symlink_to(outside / "shadow")
+    rows = [PlaceRow(fid, "e" * 32, k, owner, k, 1) for k in range(len(VICTIM))]
+    shas = upgrading._hash_rows(layout, rows)
+    by_byte = {hashlib.sha256(bytes([b])).hexdigest(): bytes([b]) for b in range(256)}
+    learnt = b"".join(by_byte[sha] for sha, *_ in sorted(shas, key=lambda s: s[3]))
+    assert not shas, f"upgrade hashed bytes of a file outside the vault folder (they spell {learnt!r})"
+
+
+# --- hole 7 (a hang): the same open waits on a named pipe at a .vf
+
+
+@pytest.mark.xfail(strict=True, reason="upgrading._hash_rows: os.open(O_RDONLY) of a named pipe at a .vf "
+                   "waits for a writer (the upgrade request never ends, its worker thread held)")
+def test_upgrades_digests_never_wait_on_a_named_pipe(vault: Path) -> None:
+    from fusevault.store.places import PlaceRow
+    from fusevault.vault.services import upgrading
+
+    layout = layouts.open_layout(vault)
+    owner, fid = "c" * 32, "d" * 32
+    layout.own_dir(owner).mkdir(parents=True)
+    os.mkfifo(layout.vf_path(owner, fid))
+    row = PlaceRow(fid, "e" * 32, 0, owner, 0, 1)
+    returned, _ = _within(3, lambda: upgrading._hash_rows(layout, [row]), layout.vf_path(owner, fid))
+    assert returned, "upgrade waited on a named pipe at a .vf"
