@@ -265,3 +265,19 @@ def test_upgrades_digests_never_wait_on_a_named_pipe(vault: Path) -> None:
     row = PlaceRow(fid, "e" * 32, 0, owner, 0, 1)
     returned, _ = _within(3, lambda: upgrading._hash_rows(layout, [row]), layout.vf_path(owner, fid))
     assert returned, "upgrade waited on a named pipe at a .vf"
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_sqlite_never_writes_through_a_link_at_the_wal_or_shm(vault: Path, outside: Path,
+                                                              suffix: str) -> None:
+    # Held (SQLite itself: its -wal and -shm are opened O_NOFOLLOW; "unable to open database file"),
+    # on the admin commands' path too, which has no check_private.  Stops the command (as removing
+    # the store would), writes nothing where the link points.
+    (vault / f"store.sqlite{suffix}").unlink(missing_ok=True)
+    (vault / f"store.sqlite{suffix}").symlink_to(outside / "shadow")
+    try:
+        _, store = opening.open_vault(vault)
+        store.close()
+    except VaultError:
+        pass
+    _outside_unchanged(outside)
