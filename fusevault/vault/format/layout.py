@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -213,10 +214,12 @@ def upgrade(layout: Layout) -> None:
 
 
 def check_writable(root: Path) -> None:
-    probe = root / f".write-probe-{os.getpid()}"
+    # A random name made with O_EXCL (mkstemp): a link or a named pipe put ahead at a name known
+    # in advance (the pid's, as before) is never opened, by root's mount either (attack round 17 (1)).
     try:
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as err:
         raise os_error(err, "checking the vault directory") from None
 
