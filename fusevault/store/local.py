@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -110,6 +111,20 @@ def _whole(seq: object) -> int:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= SEQ_LIMIT else 0
 
 
+def _refuse_no_file(path: Path) -> None:
+    """SQLite resolves a link at the database's name and opens (O_CREAT) what it names: a writer of
+    the vault folder would have root make or write a file anywhere (attack round 17 (3)).  Only a
+    regular file, or none (a new store), is opened.  (Python's sqlite3 cannot ask for
+    SQLITE_OPEN_NOFOLLOW; a swap between this lstat and the open is not caught.)"""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise CorruptData(f"{path} is no file fusevault made (a link, a folder, a pipe?): another hand "
+                          "put it there; nothing was opened")
+
+
 class LocalStore:
     inline = True
     # Write transactions committed by this process (all stores): a debug
@@ -120,6 +135,7 @@ class LocalStore:
         self.path = Path(path)
         self.broken: str | None = None  # why commits are refused (check_linked)
         self._dir_synced = False
+        _refuse_no_file(self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             # Before any table: a new store frees pages step by step (compact).
