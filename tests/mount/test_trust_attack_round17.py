@@ -53,7 +53,8 @@ Holes
    and the sync service (sync/service.py:165) have no such check.  Impact: as hole 2 (root creates a
    file anywhere), and writes into files it names.  Fix: in LocalStore, lstat the path first and refuse
    anything but a regular file (or a missing one for a new store).
-   Test: test_a_linked_store_is_not_opened_by_an_admin_command (dangling-link, empty-file-link).
+   Test: test_a_linked_store_is_not_opened_by_an_admin_command (dangling-link, empty-file-link; folder
+   added with the fix).
    FIXED in this round (a few lines): LocalStore lstats its path first and opens only a regular file
    or none (store/local.py ``_refuse_no_file``; anything else CorruptData, nothing opened).  Python's
    sqlite3 cannot ask for SQLITE_OPEN_NOFOLLOW (no URI parameter for it), so a swap between the lstat
