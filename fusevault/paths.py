@@ -26,10 +26,35 @@ def override(kind: str, path: str | None) -> None:
         _overrides[kind] = path
 
 
+_checked: set[Path] = set()
+
+
 def _dir(kind: str, default: str) -> Path:
     path = Path(_overrides.get(kind) or os.environ.get(f"FUSEVAULT_{kind.upper()}_DIR") or default)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path not in _checked:  # once per process and folder: the callers ask often
+        _own_place(path, kind)
+        _checked.add(path)
     return path
+
+
+def _own_place(path: Path, kind: str) -> None:
+    """``path`` is this user's own folder (not a link), and no one else may take it away: each folder
+    above it belongs to this user or to root, and one others may write is sticky (/tmp).  Root's state
+    (pins, the rollback ledger, logs) kept in a user's folder (``sudo -E`` keeps HOME) would be hers to
+    replace or move away, and its logs written where her link points: refused, one line.  (A folder
+    above that its group may write is taken: user private groups make homes so.)"""
+    me = os.geteuid()
+    how = f"set FUSEVAULT_{kind.upper()}_DIR to a folder of yours"
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != me:
+        raise Unsafe(f"the {kind} folder {path} is not a folder of yours (uid {me}): refused, another user "
+                     f"could change what fusevault keeps there; {how}")
+    for above in Path(os.path.realpath(path)).parents:
+        st = os.stat(above)
+        if st.st_uid not in (me, 0) or (st.st_mode & 0o002 and not st.st_mode & stat.S_ISVTX):
+            raise Unsafe(f"the {kind} folder {path} is inside {above}, which another user may change "
+                         f"(uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): refused; {how}")
 
 
 def runtime_dir() -> Path:

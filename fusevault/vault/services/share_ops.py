@@ -264,15 +264,41 @@ async def resume(volume: Volume) -> None:
         return
     me = volume.key.user_id
     for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
-        node = volume.find(doc.get("fid", ""))
-        if doc.get("owner") == me and node is not None and doc["fid"] not in volume.rotating:
-            log.info("finishing a key rotation of %s", doc["fid"])
+        fid = _rotated(volume, doc)
+        node = volume.find(fid) if fid is not None else None
+        if node is not None and node.owner == me and fid not in volume.rotating:
+            log.info("finishing a key rotation of %s", fid)
             await rotate(volume, node)
     await _rekey_rolled_back(volume)
     keys = volume.tree.held_keys()
     written = await volume.in_thread(volume.tree.fill_missing, keys)
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
+
+
+def _rotated(volume: Volume, doc: dict) -> str | None:
+    """The file a Rotation document asks this user to give new keys, or None.
+
+    A Rotation is unsigned (a group's owner or an administrator writes one for
+    the owner's files, without her key), so it is only a request, and one
+    whose shape is not the one fusevault writes is not taken: its id is
+    ``rotate-<fid>`` of a file id, owned by this user.  So a malformed one never
+    stops her unlock (a list as its fid raised TypeError out of it), and one
+    under an id of the writer's own is never a request repeated at every
+    unlock (``rotate`` deletes ``rotate-<fid>`` when done).  What remains: a
+    store writer may ask for a rotation of any of her files, once per document
+    it puts; new keys cost time, and are sealed only to those her signed grants
+    name (docs/SECURITY.md)."""
+    fid, owner = doc.get("fid"), doc.get("owner")
+    if is_id(fid) and owner == volume.key.user_id and doc.get("_id") == f"rotate-{fid}":
+        return fid  # type: ignore[return-value]
+    text = (f"a Rotation document {str(doc.get('_id'))[:80]!r} not of the shape fusevault writes was "
+            "not acted on")
+    if volume.trust is not None:
+        volume.trust.alarms.warn("malformed", str(doc.get("_id"))[:80], text)
+    else:
+        log.warning("%s", text)
+    return None
 
 
 async def _rekey_rolled_back(volume: Volume) -> None:
