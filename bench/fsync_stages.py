@@ -75,6 +75,13 @@ if OUT:
 '''
 
 
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """The CPU time (user, system; every thread) process ``pid`` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,6 +111,7 @@ def main() -> int:
             os.fsync(f.fileno())
         log.write_text("")
         rng, times = random.Random(3), []
+        cpu = _cpu_s(bench._server_pid(fs)) if not args.gocryptfs else (0.0, 0.0)
         fd = os.open(path, os.O_RDWR)
         try:
             for _ in range(args.rewrites):
@@ -113,6 +121,10 @@ def main() -> int:
                 times.append(time.perf_counter() - start)
         finally:
             os.close(fd)
+        if not args.gocryptfs:  # all threads of the server, user + system
+            user, system = (b - a for a, b in zip(cpu, _cpu_s(bench._server_pid(fs))))
+            print(f"server CPU per fsync: user {user / args.rewrites * 1e3:.2f} ms, "
+                  f"system {system / args.rewrites * 1e3:.2f} ms")
         times.sort()
         print(f"{fs.name}: fsync median {statistics.median(times) * 1e3:.2f} ms, "
               f"p10 {times[len(times) // 10] * 1e3:.2f}, p90 {times[len(times) * 9 // 10] * 1e3:.2f} "
