@@ -103,6 +103,7 @@ class Content(Sealing):
         self.end = 0
         self.dirty: dict[int, bytearray] = {}
         self.pending_vid = uuid.uuid4().hex
+        self._vid_fresh = True
         self.changed = False
         self.synced = True
         self.new_files = False

@@ -83,6 +83,8 @@ class Sealing:
     _marks: tuple[BlockMap, set[int]] | None
     # How many writers the manifest had when unused ones were last dropped.
     _vids_kept: int
+    # ``pending_vid`` was never added to a manifest's writers (``_vidx``).
+    _vid_fresh: bool
 
     if TYPE_CHECKING:
         bs: int
@@ -206,6 +208,10 @@ class Sealing:
     def _vidx(self, vid: str) -> int:
         vids = self.manifest.vids
         if vids and vids[-1] == vid:  # the pending version's, appended last: no scan of every writer
+            return len(vids) - 1
+        if vid == self.pending_vid and self._vid_fresh:  # a new random id: in no list yet
+            self._vid_fresh = False
+            vids.append(vid)
             return len(vids) - 1
         try:
             return vids.index(vid)
@@ -382,6 +388,7 @@ class Sealing:
                 self.layout.places.vouched[(self.fid, vid)] = shas
         self._record_sha = {}
         self.pending_vid = uuid.uuid4().hex
+        self._vid_fresh = True
         self.changed = False
         self._marks = (blocks, {nblocks - 1} if nblocks else set())
         return vid, place, nonce
