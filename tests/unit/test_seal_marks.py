@@ -21,6 +21,7 @@ import pytest
 from fusevault.vault.files.content import Content
 from fusevault.vault.format import layout as layouts
 from fusevault.vault.format import padding as paddings
+from fusevault.vault.format.manifest import BlockMap
 
 BS = 16 * 1024
 
@@ -104,3 +105,37 @@ def test_a_small_edit_of_a_long_history_looks_at_a_few_runs(tmp_path) -> None:
     assert [i for i, _, _ in content.sealed if i >= 0] == [content.sealed[-2][0]]  # the one block it wrote
     assert reread(content, place, vid, size)[:BS * 2] == content.read(0, BS * 2, size)
     content.close()
+
+
+def test_the_count_of_stored_blocks_follows_every_change() -> None:
+    """``BlockMap.stored`` over the whole map is kept by ``put`` from what
+    each call replaced (not summed over every run at every version)."""
+    rng = random.Random(11)
+    blocks = BlockMap()
+    for step in range(400):
+        op = rng.random()
+        if op < 0.8:
+            first = rng.randrange(0, 600)
+            entries = [(i, rng.randrange(1 << 30), 100, rng.randrange(4), int(rng.random() < 0.1))
+                       for i in sorted(rng.sample(range(first, first + 40), rng.randrange(1, 12)))]
+            blocks.put(entries)
+        elif op < 0.9:
+            blocks.cut(rng.randrange(0, 700))
+        else:
+            blocks = blocks.renumber({v: 3 - v for v in range(4)})
+        assert blocks.stored(0, 1 << 20) == sum(run[1] for run in blocks.runs), step
+        assert blocks.stored(0, 1 << 20) == len(list(blocks.blocks())), step
+
+
+def test_a_put_does_not_count_every_run_again(monkeypatch) -> None:
+    from fusevault.vault.format import manifest
+
+    blocks = BlockMap([(i * 2, 1, i * 100, 100, 0, 0) for i in range(2000)])  # 2,000 runs, holes between
+    assert blocks.stored(0, 1 << 20) == 2000
+    counted = []
+    real = manifest._COUNT
+    monkeypatch.setattr(manifest, "_COUNT", lambda run: counted.append(run) or real(run))
+    for k in range(20):
+        blocks.put([(k * 2 + 1, 10 ** 6, 100, 1, 0)])  # a hole filled: two runs and it join
+        assert blocks.stored(0, 1 << 20) == 2001 + k
+    assert len(counted) < 200  # a few runs a put, not 2,000
