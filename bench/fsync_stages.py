@@ -2,6 +2,7 @@
 """Where a dense file's fsync spends its time, stage by stage (issue 26).
 
     .venv/bin/python bench/fsync_stages.py [--mib 1024] [--rewrites 100] [--gocryptfs] [--no-stages]
+                                           [--chunks N]
 
 bench/scale.py's dense row (4 KiB at a random offset of a file of --mib MiB
 written whole, then fsync), with the wall time of each stage of the server's
@@ -75,6 +76,24 @@ if OUT:
 '''
 
 
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """The CPU time (user, system; every thread) process ``pid`` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _by_chunk(times: list[float], log: Path, chunks: int) -> None:
+    """The writer's and the sealing's median fsync over each slice of the rewrites, in order."""
+    seal = [float(line.rpartition(" ")[2]) for line in log.read_text().splitlines() if line.startswith("4a ")]
+    size = max(1, len(times) // chunks)
+    for start in range(0, len(times), size):
+        part = seal[start:start + size]
+        sealed = f", seal_version {statistics.median(part):.2f} ms" if part else ""
+        print(f"  rewrites {start}-{start + size}: fsync median "
+              f"{statistics.median(times[start:start + size]) * 1e3:.2f} ms{sealed}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,6 +101,9 @@ def main() -> int:
     parser.add_argument("--rewrites", type=int, default=100)
     parser.add_argument("--gocryptfs", action="store_true")
     parser.add_argument("--no-stages", action="store_true", help="no wrappers: the fsync time alone")
+    parser.add_argument("--chunks", type=int, default=0,
+                        help="also the medians of each of this many consecutive slices of the rewrites "
+                             "(does the cost grow with the file's history?)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fvstages-", dir="/var/tmp"))
     log = work / "stages.txt"
@@ -104,6 +126,7 @@ def main() -> int:
             os.fsync(f.fileno())
         log.write_text("")
         rng, times = random.Random(3), []
+        cpu = _cpu_s(bench._server_pid(fs)) if not args.gocryptfs else (0.0, 0.0)
         fd = os.open(path, os.O_RDWR)
         try:
             for _ in range(args.rewrites):
@@ -113,6 +136,12 @@ def main() -> int:
                 times.append(time.perf_counter() - start)
         finally:
             os.close(fd)
+        if not args.gocryptfs:  # all threads of the server, user + system
+            user, system = (b - a for a, b in zip(cpu, _cpu_s(bench._server_pid(fs))))
+            print(f"server CPU per fsync: user {user / args.rewrites * 1e3:.2f} ms, "
+                  f"system {system / args.rewrites * 1e3:.2f} ms")
+        if args.chunks:
+            _by_chunk(times, log, args.chunks)
         times.sort()
         print(f"{fs.name}: fsync median {statistics.median(times) * 1e3:.2f} ms, "
               f"p10 {times[len(times) // 10] * 1e3:.2f}, p90 {times[len(times) * 9 // 10] * 1e3:.2f} "

@@ -103,6 +103,7 @@ class Content(Sealing):
         self.end = 0
         self.dirty: dict[int, bytearray] = {}
         self.pending_vid = uuid.uuid4().hex
+        self._vid_fresh = True
         self.changed = False
         self.synced = True
         self.new_files = False
@@ -111,6 +112,8 @@ class Content(Sealing):
         # taken as it is sealed: the version document binds them
         # (``digests``) without the data being read again.
         self._record_sha: dict[int, bytes] = {}
+        self._marks = None  # not known yet: the first version looks at every run (Sealing._stale)
+        self._vids_kept = 0
         self.digests: dict = {}
         # The sidecar's ACL when this writes it first; a reader of a version
         # from before the file's key changed cannot check the sidecar (it is

@@ -25,7 +25,9 @@ from fusevault.vault.format.manifest import (
     KIND_HTREE,
     MAX_FILE_SIZE,
     NEW_BLOCK_SIZE,
+    BlockMap,
     Manifest,
+    Run,
     manifest_label,
 )
 from fusevault.vault.format.padding import padme
@@ -73,6 +75,16 @@ class Sealing:
     _shas: dict[str, dict[int, bytes] | None]
     _hashes: BlockHashes
     unchecked: int
+    # The only blocks whose last mark or record length can be wrong since the
+    # last version was sealed (its final block, and every block sealed since
+    # with a last mark or a short record), for the block map they were noted
+    # on; None or another map (loaded, cut to nothing, rekeyed): not known,
+    # every run is looked at (``_stale``).
+    _marks: tuple[BlockMap, set[int]] | None
+    # How many writers the manifest had when unused ones were last dropped.
+    _vids_kept: int
+    # ``pending_vid`` was never added to a manifest's writers (``_vidx``).
+    _vid_fresh: bool
 
     if TYPE_CHECKING:
         bs: int
@@ -194,8 +206,15 @@ class Sealing:
     # --- sealing a version
 
     def _vidx(self, vid: str) -> int:
+        vids = self.manifest.vids
+        if vids and vids[-1] == vid:  # the pending version's, appended last: no scan of every writer
+            return len(vids) - 1
+        if vid == self.pending_vid and self._vid_fresh:  # a new random id: in no list yet
+            self._vid_fresh = False
+            vids.append(vid)
+            return len(vids) - 1
         try:
-            return self.manifest.vids.index(vid)
+            return vids.index(vid)
         except ValueError:
             self.manifest.vids.append(vid)
             return len(self.manifest.vids) - 1
@@ -245,8 +264,31 @@ class Sealing:
             # each block in one or the other.
             self.manifest.blocks.put([(index, offset, length, vidx, int(last))
                                       for (index, _, last), (offset, length) in zip(records, places)])
+            self._note_marks([index for (index, _, last), (_, length) in zip(records, places)
+                              if last or length != self.full_record])
             for index, _, _ in records:
                 del self.dirty[index]
+
+    def _note_marks(self, indices: list[int]) -> None:
+        marks = self._marks
+        if marks is not None and marks[0] is self.manifest.blocks:
+            marks[1].update(indices)
+
+    def _runs_to_check(self, final: int) -> list[Run]:
+        """The runs ``_stale`` must look at: every run, or, when the marks
+        since the last version are known (``_marks``), the runs holding them
+        and the final block.  A version leaves no block but its final one
+        marked last, nor (padded) with a short record, so no other run can be
+        stale: the cost of a small edit does not grow with the runs a long
+        history of scattered writes left (issue 26)."""
+        blocks, marks = self.manifest.blocks, self._marks
+        if marks is None or marks[0] is not blocks:
+            return blocks.runs
+        found: dict[int, Run] = {}
+        for index in sorted(marks[1] | {final}):
+            for run in blocks.overlapping(index, index + 1):
+                found[run[0]] = run
+        return [found[first] for first in sorted(found)]
 
     def _stale(self, file_size: int, target: int) -> dict[int, bool]:
         """Stored blocks the next manifest cannot list as they are, and whether
@@ -265,7 +307,7 @@ class Sealing:
         final_length = record_length(target - final * self.bs)
         blocks, dirty = self.manifest.blocks, self.dirty
         stale: dict[int, bool] = {}
-        for first, count, _, length, _, run_last in blocks.runs:
+        for first, count, _, length, _, run_last in self._runs_to_check(final):
             end = first + count
             odd = self.padded and length != self.full_record  # every block of the run is suspect
             if not (run_last or first <= final < end or odd):
@@ -322,10 +364,11 @@ class Sealing:
         self.manifest.blocks.touched = set()  # the next build starts from this tree
         self.manifest.hashed = True
         blocks = self.manifest.blocks
-        if vid in self.manifest.vids:
+        vids = self.manifest.vids
+        if vids and vids[-1] == vid or vid in vids:  # its own writer is the last one, as a rule
             # The index once, not per run: a file rewritten N times has N writers and many runs.
-            mine = self.manifest.vids.index(vid)
-            mine_runs = [r for r in blocks.runs if r[4] == mine]
+            mine = self._vidx(vid)
+            mine_runs = self._runs_of(mine)
             written = [(i, o, n) for i, o, n, _, _ in blocks.blocks(mine_runs)]
             for first, count, *_ in mine_runs:  # this reader's reads of them are checked as any other's
                 self._hashes.add(vid, first, self._block_shas(vid, first, count))
@@ -345,8 +388,26 @@ class Sealing:
                 self.layout.places.vouched[(self.fid, vid)] = shas
         self._record_sha = {}
         self.pending_vid = uuid.uuid4().hex
+        self._vid_fresh = True
         self.changed = False
+        self._marks = (blocks, {nblocks - 1} if nblocks else set())
         return vid, place, nonce
+
+    def _runs_of(self, vidx: int) -> list[Run]:
+        """The runs of writer ``vidx``, the pending version's: only blocks it
+        sealed (``_record_sha``, indices from 0; its tree nodes' are negative)
+        can be in them, so only the runs over those are looked at, not every run."""
+        blocks = self.manifest.blocks
+        out: dict[int, Run] = {}
+        indices = sorted(i for i in self._record_sha if i >= 0)
+        k = 0
+        while k < len(indices):  # by ranges of consecutive indices: one look-up each
+            lo = hi = indices[k]
+            while k < len(indices) and indices[k] == hi:
+                hi += 1
+                k += 1
+            out.update((run[0], run) for run in blocks.overlapping(lo, hi) if run[4] == vidx)
+        return [out[first] for first in sorted(out)]
 
     def _write_nodes(self, plains: list[tuple[int, int, bytes]],
                      written: list[tuple[int, int, int]]) -> list[tuple[int, int, bytes]]:
@@ -416,7 +477,13 @@ class Sealing:
         A new Manifest replaces the old at once: a read in another thread
         pairs the blocks with the version ids of the same manifest."""
         manifest = self.manifest
+        # Looked at once the writers have doubled since: every run is read, so at
+        # every version it was a cost that grew with the file's history.
+        # Unused writers are in memory only (each tree leaf names its own).
+        if len(manifest.vids) < 2 * self._vids_kept + 8:
+            return
         used = sorted({run[4] for run in manifest.blocks.runs})
+        self._vids_kept = len(used)
         if len(used) == len(manifest.vids):
             return
         renumber = {old: new for new, old in enumerate(used)}

@@ -97,9 +97,13 @@ def _join_all(runs: Iterable[Run]) -> list[Run]:
 class BlockMap:
     """Blocks by index, stored as sorted runs (see the module's docstring)."""
 
-    __slots__ = ("state", "touched")
+    __slots__ = ("state", "touched", "_count")
 
     def __init__(self, runs: Iterable[Run] = ()) -> None:
+        # (the run list it counts, how many blocks it holds): kept up to date by
+        # ``put`` from what each call replaced, so a version's allocated size does
+        # not sum every run (a file's runs grow with its history of scattered writes).
+        self._count: tuple[list[Run], int] | None = None
         self._swap(_join_all(runs))
         # The leaves (manifest_tree.py: 2**LEAF_BITS blocks each) set since the
         # manifest's tree was last built (its writer resets it to an empty set
@@ -156,9 +160,18 @@ class BlockMap:
         """How many blocks in [lo, hi) are stored (not holes)."""
         runs = self.state[1]
         if runs and lo <= runs[0][0] and hi >= runs[-1][0] + runs[-1][1]:
-            # All of them (a version's allocated size, at every commit): summed in C, not per run in Python.
-            return sum(map(_COUNT, runs))
+            # All of them (a version's allocated size, at every commit).
+            return self._total(runs)
         return sum(min(f + c, hi) - max(f, lo) for f, c, *_ in self.overlapping(lo, hi))
+
+    def _total(self, runs: list[Run]) -> int:
+        """How many blocks ``runs`` (this map's list, now or just before) hold."""
+        count = self._count  # once: a reader in another thread may look while the writer swaps
+        if count is not None and count[0] is runs:
+            return count[1]
+        total = sum(map(_COUNT, runs))  # in C, not per run in Python
+        self._count = (runs, total)
+        return total
 
     def put(self, entries: list[tuple[int, int, int, int, int]]) -> None:
         """Set blocks: ``entries`` of (index, offset, length, vidx, last), sorted by index.
@@ -167,10 +180,12 @@ class BlockMap:
         bisect and slice assignment (no Python loop over the runs)."""
         if self.touched is not None:
             self.touched.update(entry[0] >> LEAF_BITS for entry in entries)
+        total = self._total(self.state[1])
         starts, runs = list(self.state[0]), list(self.state[1])
         for new in _join_all((i, 1, o, n, v, last) for i, o, n, v, last in entries):
-            _overlay(starts, runs, new)
+            total += _overlay(starts, runs, new)
         self.state = (starts, runs)
+        self._count = (runs, total)
 
     def cut(self, nblocks: int) -> None:
         """Drop every block from ``nblocks`` on (a run cut short loses its last mark)."""
@@ -186,6 +201,7 @@ class BlockMap:
     def renumber(self, mapping: dict[int, int]) -> BlockMap:
         out = BlockMap()
         out._swap([(f, c, o, n, mapping[v], last) for f, c, o, n, v, last in self.state[1]])
+        out._count = (out.state[1], self._total(self.state[1]))  # the same blocks
         # Leaves name writers by id, not by number: renumbering changes none.
         out.touched = None if self.touched is None else set(self.touched)
         return out
@@ -197,8 +213,9 @@ class BlockMap:
                 yield first + k, offset + k * length, length, vidx, last if k == count - 1 else 0
 
 
-def _overlay(starts: list[int], runs: list[Run], new: Run) -> None:
-    """Lay ``new`` over ``runs`` (and their ``starts``), in place."""
+def _overlay(starts: list[int], runs: list[Run], new: Run) -> int:
+    """Lay ``new`` over ``runs`` (and their ``starts``), in place; how many
+    more blocks they hold."""
     lo, hi = new[0], new[0] + new[1]
     a = bisect_right(starts, lo) - 1
     if a < 0 or runs[a][0] + runs[a][1] <= lo:
@@ -216,8 +233,10 @@ def _overlay(starts: list[int], runs: list[Run], new: Run) -> None:
     before = runs[a - 1:a] if a > 0 else []
     after = runs[b:b + 1]
     joined = _join_all(before + middle + after)
+    grown = sum(map(_COUNT, joined)) - sum(map(_COUNT, runs[max(a - 1, 0):b + 1]))
     runs[max(a - 1, 0):b + 1] = joined
     starts[max(a - 1, 0):b + 1] = [r[0] for r in joined]
+    return grown
 
 
 @dataclass
