@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import adversary
 import pytest
-from conftest import mounted
+from conftest import fusevault
 
 USER_UID = 4242  # the user whose home root's `sudo -E` keeps (no login needed: only the owner counts)
 
@@ -29,6 +34,38 @@ def _as_sudo_e(home: Path) -> dict[str, str]:
             "FUSEVAULT_CONFIG_DIR": ""}
 
 
+def _prepared_state_folder(home: Path) -> Path:
+    """What the user (no root) does before root's next `sudo -E` mount: root's state folder is hers."""
+    state = home / ".local" / "state" / "fusevault"
+    state.mkdir(mode=0o700)
+    os.chown(state, USER_UID, USER_UID)
+    return state
+
+
+@contextlib.contextmanager
+def _sudo_e_mount(vault: Path, mountpoint: Path, home: Path) -> Iterator[Path | None]:
+    """Root's mount with the user's HOME; None if fusevault refuses it (a safe outcome: the refusal must
+    name the state folder)."""
+    mountpoint.mkdir(exist_ok=True)
+    env = _as_sudo_e(home)
+    result = fusevault("mount", vault, mountpoint, env=env)
+    if result.returncode != 0:
+        assert "state" in result.stderr.lower(), result.stderr
+        yield None
+        return
+    try:
+        yield mountpoint
+    finally:
+        assert fusevault("unmount", mountpoint, passphrase=None).returncode == 0
+
+
+def _alarms(mountpoint: Path) -> list[dict]:
+    result = fusevault("status", mountpoint, "--json", passphrase=None)
+    assert result.returncode == 0, result.stderr
+    (mount,) = json.loads(result.stdout)["mounts"]
+    return mount["alarms"]
+
+
 @pytest.mark.xfail(strict=True, reason="hole: paths.state_dir() takes a folder the user owns for root's "
                    "state; its logs link is followed and root writes where the user points it")
 def test_roots_mount_under_sudo_e_writes_nothing_through_the_users_state_folder(
@@ -36,15 +73,43 @@ def test_roots_mount_under_sudo_e_writes_nothing_through_the_users_state_folder(
     home = _users_home(tmp_path)
     # The user (no root) prepares root's state folder in her home before root's next `sudo -E` mount:
     # its logs folder is a link to a folder only root may write (think /etc/cron.d or /etc/sudoers.d).
-    state = home / ".local" / "state" / "fusevault"
-    state.mkdir(mode=0o700)
-    os.chown(state, USER_UID, USER_UID)
+    state = _prepared_state_folder(home)
     roots_only = tmp_path / "roots-only"
     roots_only.mkdir(mode=0o700)
     (state / "logs").symlink_to(roots_only)
     os.lchown(state / "logs", USER_UID, USER_UID)
 
-    with mounted(vault, tmp_path / "mnt", env=_as_sudo_e(home)) as mnt:
-        (mnt / "a.txt").write_bytes(b"root's mount works")
+    with _sudo_e_mount(vault, tmp_path / "mnt", home) as mnt:
+        if mnt is not None:
+            (mnt / "a.txt").write_bytes(b"root's mount works")
     written = sorted(p.name for p in roots_only.iterdir())
     assert written == [], f"root wrote {written} into a folder only root may write, through the user's link"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: root's rollback ledger (pins, grants) under sudo -E live in a "
+                   "folder the user owns: she moves them away and a rolled-back store is taken silently")
+def test_roots_rollback_ledger_under_sudo_e_cannot_be_reset_by_the_user(vault: Path, tmp_path: Path) -> None:
+    home = _users_home(tmp_path)
+    state = _prepared_state_folder(home)
+    mnt = tmp_path / "mnt"
+    with _sudo_e_mount(vault, mnt, home) as m:
+        if m is None:
+            return  # refused: nothing of root's trust is kept where the user may reach it
+        (m / "plan.txt").write_bytes(b"as it was")
+    adversary.snapshot(vault, tmp_path / "snap")
+    with _sudo_e_mount(vault, mnt, home) as m:
+        assert m is not None
+        (m / "plan.txt").write_bytes(b"the newer plan")
+    kept = sorted(p.name for p in state.iterdir())
+    # The user owns the folder: she moves root's memory of what it has seen out of the way (a rename in
+    # her own folder needs no right on what root made inside), and the store writer (in a shared vault,
+    # another local user; or she) puts the old store back.
+    shutil.move(state, home / ".local" / "state" / "moved-away")
+    adversary.roll_back(vault, tmp_path / "snap")
+    with _sudo_e_mount(vault, mnt, home) as m:
+        assert m is not None
+        contents = (m / "plan.txt").read_bytes()
+        found = _alarms(m)
+    assert contents == b"the newer plan" or any(a["kind"] == "store-rollback" for a in found), (
+        f"root's mount took the rolled-back store silently ({contents!r}, alarms {found}); root's state "
+        f"kept in the user's folder: {kept}")
