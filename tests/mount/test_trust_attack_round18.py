@@ -14,7 +14,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import fusevault
+from conftest import fusevault, mounted
 
 USER_UID = 4242  # the user whose home root's `sudo -E` keeps (no login needed: only the owner counts)
 
@@ -113,3 +113,51 @@ def test_roots_rollback_ledger_under_sudo_e_cannot_be_reset_by_the_user(vault: P
     assert contents == b"the newer plan" or any(a["kind"] == "store-rollback" for a in found), (
         f"root's mount took the rolled-back store silently ({contents!r}, alarms {found}); root's state "
         f"kept in the user's folder: {kept}")
+
+
+# --- an unsigned Rotation document (vault/services/share_ops.py resume)
+
+
+def _alice(vault: Path) -> dict:
+    (user,) = [u for u in adversary.docs(vault, "UserDetails") if u.get("username") == "alice"]
+    return user
+
+
+def _fid_named(vault: Path, before: set[str]) -> str:
+    (fid,) = {d["_id"] for d in adversary.docs(vault, "node")} - before
+    return fid
+
+
+@pytest.mark.xfail(strict=True, reason="hole: share_ops.resume acts on any Rotation document (unsigned, any "
+                   "id): a forged one naming her root gives every file of hers a new key at each unlock")
+def test_a_forged_rotation_document_makes_her_client_rekey_nothing(vault: Path, tmp_path: Path) -> None:
+    from mount.test_trust_attack_round4 import _alice_dek
+
+    mnt = tmp_path / "mnt"
+    before = {d["_id"] for d in adversary.docs(vault, "node")}
+    with mounted(vault, mnt):
+        (mnt / "plan.txt").write_bytes(b"her plan")
+    fid = _fid_named(vault, before)
+    dek = _alice_dek(vault, fid)
+    # The store writer (no key) asks for a key rotation of her whole tree; an id of his own, so
+    # the rotation's end (which deletes rotate-<fid> only) never removes it: every unlock again.
+    adversary.put(vault, {"_id": "rotate-forged", "type": "Rotation", "owner": _alice(vault)["_id"],
+                          "fid": _alice(vault)["root"]})
+    for _ in range(2):
+        with mounted(vault, mnt):
+            assert (mnt / "plan.txt").read_bytes() == b"her plan"
+    assert _alice_dek(vault, fid) == dek, "an unsigned Rotation document gave her file a new key"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: share_ops.resume looks up a Rotation's fid as it is: a list "
+                   "raises TypeError out of the unlock (sessions._settle_shares catches VaultError only)")
+def test_a_rotation_document_with_a_malformed_fid_does_not_stop_her_mount(
+        vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "plan.txt").write_bytes(b"her plan")
+    adversary.put(vault, {"_id": "rotate-forged", "type": "Rotation", "owner": _alice(vault)["_id"],
+                          "fid": ["not", "an", "id"]})
+    with mounted(vault, mnt):
+        assert (mnt / "plan.txt").read_bytes() == b"her plan"
+        (mnt / "after.txt").write_bytes(b"serving")
