@@ -14,7 +14,9 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import fusevault, mounted
+from conftest import PASSPHRASE, PouchServer, first_device, fusevault, mounted, settled, wait_for
+
+from fusevault.vault.model.nodes import open_node_doc
 
 USER_UID = 4242  # the user whose home root's `sudo -E` keeps (no login needed: only the owner counts)
 
@@ -161,3 +163,67 @@ def test_a_rotation_document_with_a_malformed_fid_does_not_stop_her_mount(
     with mounted(vault, mnt):
         assert (mnt / "plan.txt").read_bytes() == b"her plan"
         (mnt / "after.txt").write_bytes(b"serving")
+
+
+@pytest.fixture
+def couch(tmp_path: Path) -> Iterator[tuple[str, adversary.Server]]:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        yield url, adversary.Server(url)
+    finally:
+        server.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a Rotation document from the sync server is acted on (arrivals "
+                   "._reshare -> share_ops.resume): her whole tree gets new keys while she works")
+def test_the_servers_rotation_document_rekeys_nothing_while_she_is_mounted(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    from mount.test_trust_attack_round4 import _alice_dek
+
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+        before = {d["_id"] for d in server.all("node")}
+        (a / "plan.txt").write_bytes(b"her plan")
+        wait_for(lambda: settled(a), "the file pushed")
+        (fid,) = {d["_id"] for d in server.all("node")} - before
+        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        old = server.get(fid)
+        server.put({"_id": "rotate-forged", "type": "Rotation", "owner": alice["_id"], "fid": alice["root"]})
+        wait_for(lambda: adversary.get(laptop, "rotate-forged") is not None, "the forged document to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+        (a / "marker.txt").write_bytes(b"after")  # a round trip through the mount
+        wait_for(lambda: settled(a), "the marker pushed")
+        assert (a / "plan.txt").read_bytes() == b"her plan"
+        rekeyed = server.get(fid)["_rev"] != old["_rev"]
+    dek_now = _alice_dek(laptop, fid)
+    dek_then, _ = _opened(laptop, old)
+    assert dek_now == dek_then and not rekeyed, "the server's Rotation document gave her file a new key"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a Rotation document from the sync server whose fid is a list "
+                   "stops her every later mount (TypeError at share_ops.py:267, unlock)")
+def test_the_servers_malformed_rotation_document_does_not_stop_her_next_mount(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "plan.txt").write_bytes(b"her plan")
+        wait_for(lambda: settled(a), "the file pushed")
+        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        server.put({"_id": "rotate-x", "type": "Rotation", "owner": alice["_id"], "fid": [alice["root"]]})
+        wait_for(lambda: adversary.get(laptop, "rotate-x") is not None, "the forged document to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+        (a / "live.txt").write_bytes(b"the live mount still serves")
+    result = fusevault("mount", laptop, tmp_path / "a")
+    if result.returncode == 0:
+        assert fusevault("unmount", tmp_path / "a", passphrase=None).returncode == 0
+    assert result.returncode == 0, f"her next mount failed: {result.stderr}"
+
+
+def _opened(vault: Path, doc: dict) -> tuple[bytes, dict]:
+    from mount.test_trust_attack_round4 import _key
+
+    return open_node_doc(doc, _key(vault, "alice", PASSPHRASE))
