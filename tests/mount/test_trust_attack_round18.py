@@ -275,3 +275,45 @@ def test_her_own_older_deletion_put_back_is_said_and_restore_brings_back_the_new
         restored = fusevault("restore", mnt / "plan.txt")
         assert restored.returncode == 0, restored.stderr
         assert (mnt / "plan.txt").read_bytes() == b"the newer plan"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a replayed revision refused live stays the current row of the "
+                   "local store: at her next mount her file is gone into the trash (fs arrivals refuse, replica "
+                   "keeps)")
+def test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_next_mount(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """The server keeps her signed deletion of plan.txt and, after she restored it and wrote on,
+    serves it as the newest revision while she is mounted; then she mounts again."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+        before = {d["_id"] for d in server.all("node")}
+        (a / "plan.txt").write_bytes(b"first plan")
+        wait_for(lambda: settled(a), "the file pushed")
+        (fid,) = {d["_id"] for d in server.all("node")} - before
+        os.unlink(a / "plan.txt")
+        wait_for(lambda: settled(a) and server.get(fid).get("delete"), "the deletion pushed")
+        deletion = server.get(fid)
+        assert fusevault("restore", a / "plan.txt").returncode == 0
+        (a / "plan.txt").write_bytes(b"the newer plan")
+        wait_for(lambda: settled(a) and not server.get(fid).get("delete"), "the restore pushed")
+        rev = server.put(deletion)
+        wait_for(lambda: adversary.get(laptop, fid) is not None and _known(laptop, fid, rev),
+                 "the replayed deletion to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+        live = sorted(os.listdir(a))
+        said = any(a_["subject"] == fid for a_ in _alarms(a))
+    with mounted(laptop, tmp_path / "a") as a:
+        again = sorted(os.listdir(a))
+        contents = (a / "plan.txt").read_bytes() if "plan.txt" in again else None
+    assert live == ["plan.txt"] and said, (live, said)
+    assert again == ["plan.txt"] and contents == b"the newer plan", (
+        f"at her next mount the server's replayed deletion hid her file: {again}")
+
+
+def _known(vault: Path, doc_id: str, rev: str) -> bool:
+    from fusevault.store import replica
+
+    with adversary.store_of(vault) as store:
+        return rev in replica._known(store, doc_id)
