@@ -441,3 +441,26 @@ def _known(vault: Path, doc_id: str, rev: str) -> bool:
 
     with adversary.store_of(vault) as store:
         return rev in replica._known(store, doc_id)
+
+
+@pytest.mark.xfail(strict=True, reason="hole: the server's tombstone of her UserDetails is taken (unsigned "
+                   "deletion): her next mount fails 'the vault has no user', her wrapped key gone")
+def test_the_server_deleting_her_user_document_does_not_lock_her_out(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """The server (no key) deletes her UserDetails document (a tombstone, as a CouchDB client may):
+    her device takes it; can she still mount, and is the deletion said?"""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "plan.txt").write_bytes(b"her plan")
+        wait_for(lambda: settled(a), "the file pushed")
+        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        server.delete(alice["_id"])
+        wait_for(lambda: adversary.get(laptop, alice["_id"]) is None, "the tombstone to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+        assert (a / "plan.txt").read_bytes() == b"her plan"
+    result = fusevault("mount", laptop, tmp_path / "a")
+    if result.returncode == 0:
+        assert (tmp_path / "a" / "plan.txt").read_bytes() == b"her plan"
+        assert fusevault("unmount", tmp_path / "a", passphrase=None).returncode == 0
+    assert result.returncode == 0, f"her next mount failed: {result.stderr}"
