@@ -2,12 +2,32 @@
 
 Short round (about 50 minutes).  Asked for: forged and replayed documents through a real pouchdb-server
 while a mount is live, loading's rebuilding with forged documents, the trash, and root's state folder
-under ``sudo -E``.  Round 17's file opens were not swept again.  Five holes (the fifth a documented
-limit), most severe first; real mounts throughout (three tests through a live pouchdb-server).
+under ``sudo -E``.  Round 17's file opens were not swept again.  Six holes (the sixth a documented
+limit), most severe first; real mounts throughout (four tests through a live pouchdb-server).
 
 Holes
 -----
-1. AN UNSIGNED ``Rotation`` DOCUMENT IS OBEYED: HER WHOLE TREE RE-KEYED AND RE-SEALED, AGAIN AND AGAIN.
+1. THE SERVER ERASES HER ACCOUNT FROM HER DEVICE: A TOMBSTONE OF HER ``UserDetails`` IS TAKEN.
+   The server (no key) deletes her user document (``DELETE /vault/<her id>?rev=...``, as any
+   CouchDB client may).  The replicator takes the tombstone like any deletion (sync/replicator.py
+   ``_takes`` checks ids, not deletions; store/replica.py stores it): the local row becomes
+   ``{}``, deleted.  Her live mount serves on, but her next mount fails "the vault has no user"
+   (exit 5), and every command with it.  Her passphrase-wrapped master key, her identity keys and
+   her recovery key's wrapping lived only in that document (users/<id>/meta.inf holds none, and
+   reconcile removes it for a user gone): on this device, and on every device that syncs after,
+   nothing of hers opens any more, unless an old copy of store.sqlite exists.  No alarm.
+   Impact: a no-key server destroys a user's access to all her files (permanent data loss for a
+   vault with one device and no backup), the worst of "vanish".  A forged tombstone of a Group or
+   another user's document is taken the same way (not tested here).
+   Cause: deletions of UserDetails (and of other signed documents) are not authenticated: a bare
+   ``_deleted`` revision needs no signature (replicator ``_takes``; replica.store_revisions).
+   Fix: never take a deletion of the document of a user this device unlocks (keep the last signed
+   body; a deletion counts only as a signed "removed" body made by an administrator's or her own
+   key, as ``user remove`` would then write), say a refused one (alarm), and keep a sealed copy of
+   her own last signed UserDetails in the device state (as pins are) so a lost row is restored.
+   Test: test_the_server_deleting_her_user_document_does_not_lock_her_out (pouchdb-server, live).
+
+2. AN UNSIGNED ``Rotation`` DOCUMENT IS OBEYED: HER WHOLE TREE RE-KEYED AND RE-SEALED, AGAIN AND AGAIN.
    The sync server (or whoever writes the vault folder's store) puts
    ``{"_id": "rotate-<anything>", "type": "Rotation", "owner": <her id>, "fid": <her root's fid>}``.
    vault/services/share_ops.py:266-270 (``resume``) acts on every Rotation document whose clear
@@ -29,7 +49,7 @@ Holes
    Tests: test_a_forged_rotation_document_makes_her_client_rekey_nothing (the store writer),
    test_the_servers_rotation_document_rekeys_nothing_while_she_is_mounted (pouchdb-server, live).
 
-2. A ROTATION DOCUMENT WHOSE ``fid`` IS NO STRING STOPS EVERY LATER MOUNT OF HERS.
+3. A ROTATION DOCUMENT WHOSE ``fid`` IS NO STRING STOPS EVERY LATER MOUNT OF HERS.
    ``"fid": [...]`` (a list) reaches ``volume.find`` (share_ops.py:267) -> inodes.py:143
    ``self._by_fid.get(fid)``: TypeError (unhashable).  At unlock this leaves
    agent/sessions.py:86-91 ``_settle_shares`` (catches VaultError only) and the mount fails
@@ -39,13 +59,13 @@ Holes
    In a shared mount each user's unlock would fail the same way (seen in the code, not tested).
    Impact: a no-key party takes her drive away for good with one document.
    Cause: share_ops.py:267 (a clear field used with no type check); sessions.py:89-91 (only
-   VaultError caught).  Fix: with hole 1's fix (a signed document of a known shape) this goes; also
+   VaultError caught).  Fix: with hole 2's fix (a signed document of a known shape) this goes; also
    check ``isinstance(doc.get("fid"), str)`` before use, and have ``_settle_shares`` log, not raise,
    any error of settling (a bug a document reaches must never stop the unlock).
    Tests: test_a_rotation_document_with_a_malformed_fid_does_not_stop_her_mount (the store writer),
    test_the_servers_malformed_rotation_document_does_not_stop_her_next_mount (pouchdb-server).
 
-3. ROOT'S STATE UNDER ``sudo -E`` IS KEPT IN THE USER'S HOME, UNCHECKED: ITS LOG IS WRITTEN THROUGH
+4. ROOT'S STATE UNDER ``sudo -E`` IS KEPT IN THE USER'S HOME, UNCHECKED: ITS LOG IS WRITTEN THROUGH
    HER LINKS, AND SHE RESETS ROOT'S TRUST.  paths.py:29-33 ``_dir`` (state_dir, config_dir) takes
    whatever folder the environment names (``sudo -E`` keeps HOME, so platformdirs gives the
    user's ``~/.local/state/fusevault``) with ``mkdir(exist_ok=True)``: no owner, link or mode check,
@@ -67,7 +87,7 @@ Holes
    test_roots_rollback_ledger_under_sudo_e_cannot_be_reset_by_the_user (each passes also if the
    mount is refused with a message naming the state folder).
 
-4. A REPLAYED REVISION "REFUSED WHILE MOUNTED" IS THE STORE'S CURRENT ROW: AT HER NEXT MOUNT IT IS
+5. A REPLAYED REVISION "REFUSED WHILE MOUNTED" IS THE STORE'S CURRENT ROW: AT HER NEXT MOUNT IT IS
    TAKEN (A LIVE FILE GONE INTO THE TRASH).  The server keeps her signed deletion of plan.txt; she
    restores the file and writes on; the server serves the deletion again as a new revision while
    she is mounted.  Live it is refused and said (ledger.admit), and the file stays; but
@@ -79,7 +99,7 @@ Holes
    SECURITY.md's "A server (or peer) offering an older revision while mounted: reported, and not
    taken in; the file keeps its newer contents" holds only until the next mount.
    Impact: the server makes a live file of hers vanish (or roll back) at her next mount, with only
-   the alarm to tell (the same as a store writer's replay: hole 5).
+   the alarm to tell (the same as a store writer's replay: hole 6).
    Cause: ledger.py:443-447 (absorbing refuses, the store keeps).  Fix: when an arrival is refused
    as a replay, commit the tree's newer state at once as the next revision over the replayed one
    (as conflicts.py ``_adopt`` does), so the store never holds the replay as current; or remember
@@ -87,8 +107,8 @@ Holes
    last state: the ledger knows its place and name).
    Test: test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_next_mount.
 
-5. (Documented limit, "Not yet for a file": SECURITY.md Rollback.)  Her own older signed DELETION
-   put back as the current row (by the store writer, or hole 4) moves her live file into the trash
+6. (Documented limit, "Not yet for a file": SECURITY.md Rollback.)  Her own older signed DELETION
+   put back as the current row (by the store writer, or hole 5) moves her live file into the trash
    at the next mount: the folder no longer shows it; a rollback alarm names the fid; ``restore``
    brings back its newest contents (held, below).  ``_replays_refused`` (loading.py:308-331) rebuilds
    only folders (``node.is_dir``), and a deleted document never becomes a node at all (loading.py
