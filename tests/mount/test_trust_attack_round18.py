@@ -29,7 +29,7 @@ Holes
 
 2. THE SERVER REMOVES A LIVE FILE OF HERS, SILENTLY, WITH A BARE TOMBSTONE OF ITS NODE DOCUMENT.
    The server deletes plan.txt's node document (``DELETE``: a ``_deleted`` revision, unsigned).
-   vault/model/ledger.py:436-438 ``admit`` takes any arriving ``_deleted`` as "a peer's gc of
+   vault/model/ledger.py:437-439 ``admit`` takes any arriving ``_deleted`` as "a peer's gc of
    expired trash" and records the file as no longer live (``record(fid, None, False)``), without
    asking whether this device saw it deleted (in the trash) first.  Live the tree keeps showing
    it; the local row is the tombstone; at her next mount the file is gone and NO alarm is raised
@@ -37,7 +37,7 @@ Holes
    as vanished" holds only for a row removed from the store, not for one tombstoned by sync).
    Impact: a no-key server deletes any of her files (and folders, with what is under them) without
    a trace; exactly issue 22's "deleting a node row makes files vanish silently", through sync.
-   Cause: ledger.py:436-438.  Fix: take a tombstone only of a file this device last saw deleted
+   Cause: ledger.py:437-439.  Fix: take a tombstone only of a file this device last saw deleted
    (in the trash: ``entry[0]`` False) and old enough to have been purged; else refuse it (an
    alarm naming the file), and re-commit the tree's state over it (as for hole 6); a signed
    "purged" body from gc would make this exact.
@@ -107,7 +107,7 @@ Holes
    TAKEN (A LIVE FILE GONE INTO THE TRASH).  The server keeps her signed deletion of plan.txt; she
    restores the file and writes on; the server serves the deletion again as a new revision while
    she is mounted.  Live it is refused and said (ledger.admit), and the file stays; but
-   vault/model/ledger.py:443-447 only moves ``held.rev`` onto the replayed revision ("its next
+   vault/model/ledger.py:443-448 only moves ``held.rev`` onto the replayed revision ("its next
    commit goes on top"), nothing is committed, so the local store's current row IS the replay.  If
    she does not write that file before unmounting, her next mount loads it: the file is gone from
    its folder (in the trash; a rollback alarm).  The same holds for a replayed older contents
@@ -116,7 +116,7 @@ Holes
    taken in; the file keeps its newer contents" holds only until the next mount.
    Impact: the server makes a live file of hers vanish (or roll back) at her next mount, with only
    the alarm to tell (the same as a store writer's replay: hole 7).
-   Cause: ledger.py:443-447 (absorbing refuses, the store keeps).  Fix: when an arrival is refused
+   Cause: ledger.py:443-448 (absorbing refuses, the store keeps).  Fix: when an arrival is refused
    as a replay, commit the tree's newer state at once as the next revision over the replayed one
    (as conflicts.py ``_adopt`` does), so the store never holds the replay as current; or remember
    the refused revision id in the ledger and refuse it again at load (rebuild from the tree's
