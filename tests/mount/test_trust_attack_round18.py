@@ -42,6 +42,13 @@ Holes
    alarm naming the file), and re-commit the tree's state over it (as for hole 6); a signed
    "purged" body from gc would make this exact.
    Test: test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_unsaid.
+   The same class: a bare tombstone of the version document (FilesMetaData) her live file's head
+   names is taken too (replica stores any deletion): the file reads EIO from then on, live after the
+   next open and at every mount, with an alarm that blames "someone holding the file's key"; her
+   records are still on disk, only the (signed) manifest's document is gone.  Fix: never take a
+   deletion of a version a live node (or a version retention keeps) names; gc's own deletions are
+   of versions no kept state names.
+   Test: test_the_server_deleting_her_files_version_document_leaves_it_readable.
 
 3. AN UNSIGNED ``Rotation`` DOCUMENT IS OBEYED: HER WHOLE TREE RE-KEYED AND RE-SEALED, AGAIN AND AGAIN.
    The sync server (or whoever writes the vault folder's store) puts
@@ -529,3 +536,32 @@ def test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_u
     assert live == ["plan.txt"] and again == ["plan.txt"], (
         f"the server's bare tombstone removed her live file (live {live}, said {said_live}; next mount "
         f"{again}, said {said_again})")
+
+
+@pytest.mark.xfail(strict=True, reason="hole: a bare tombstone of the version document a live file's head "
+                   "names is taken: the file gives EIO from then on (said, as a 'forgery')")
+def test_the_server_deleting_her_files_version_document_leaves_it_readable(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """The server tombstones the version document (FilesMetaData) of a live file's newest version."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+        before = {d["_id"] for d in server.all("FilesMetaData")}
+        (a / "plan.txt").write_bytes(b"her plan")
+        wait_for(lambda: settled(a), "the file pushed")
+        (vid,) = {d["_id"] for d in server.all("FilesMetaData")} - before
+        server.delete(vid)
+        wait_for(lambda: adversary.get(laptop, vid) is None, "the tombstone to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+        live = (a / "plan.txt").read_bytes()
+    with mounted(laptop, tmp_path / "a") as a:
+        again = sorted(os.listdir(a))
+        try:
+            contents: bytes | str = (a / "plan.txt").read_bytes()
+        except OSError as err:
+            contents = f"{type(err).__name__}: {err}"
+        said = _alarms(a)
+    assert live == b"her plan"
+    assert again == ["plan.txt"] and contents == b"her plan", (
+        f"after the server's tombstone of its version: {again}, {contents!r}, alarms {said}")
