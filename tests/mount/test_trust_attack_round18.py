@@ -43,8 +43,8 @@ Holes
    "purged" body from gc would make this exact.
    Test: test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_unsaid.
    The same class: a bare tombstone of the version document (FilesMetaData) her live file's head
-   names is taken too (replica stores any deletion): the file reads EIO from then on, live after the
-   next open and at every mount, with an alarm that blames "someone holding the file's key"; her
+   names is taken too (replica stores any deletion): the file reads EIO at every mount from then
+   on (live, it still read), with an alarm that blames "someone holding the file's key"; her
    records are still on disk, only the (signed) manifest's document is gone.  Fix: never take a
    deletion of a version a live node (or a version retention keeps) names; gc's own deletions are
    of versions no kept state names.
