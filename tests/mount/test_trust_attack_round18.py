@@ -146,6 +146,9 @@ What held
   file), the trash offers the file once (no second name), and ``restore`` brings back its newest
   contents, not the deleted state's -
   test_her_own_older_deletion_put_back_is_said_and_restore_brings_back_the_newest_contents.
+- The server's tombstone of her ROOT folder's document: at her next mount her files are all where
+  they were (loading.py ``_root_again``), unlike a file's (hole 2) -
+  test_the_server_deleting_her_root_folders_document_leaves_her_files_where_they_are.
 - Live, a replayed deletion from the server is refused and said, the file stays (the first half of
   test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_next_mount; the
   xfail is its next mount).
@@ -565,3 +568,24 @@ def test_the_server_deleting_her_files_version_document_leaves_it_readable(
     assert live == b"her plan"
     assert again == ["plan.txt"] and contents == b"her plan", (
         f"after the server's tombstone of its version: {again}, {contents!r}, alarms {said}")
+
+
+def test_the_server_deleting_her_root_folders_document_leaves_her_files_where_they_are(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """held: the server tombstones the node document of her root folder; at her next mount her files
+    are all where they were (loading's ``_root_again``)."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "docs").mkdir()
+        (a / "docs" / "plan.txt").write_bytes(b"her plan")
+        (a / "top.txt").write_bytes(b"at the top")
+        wait_for(lambda: settled(a), "the files pushed")
+        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        server.delete(alice["root"])
+        wait_for(lambda: adversary.get(laptop, alice["root"]) is None, "the tombstone to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+    with mounted(laptop, tmp_path / "a") as a:
+        again = sorted(os.listdir(a))
+        said = _alarms(a)
+    assert again == ["docs", "top.txt"], f"after the server's tombstone of her root: {again}, alarms {said}"
