@@ -35,13 +35,15 @@ Holes
    it; the local row is the tombstone; at her next mount the file is gone and NO alarm is raised
    (the ledger was told it went legitimately; test_trust_rollback's "deleted node row is reported
    as vanished" holds only for a row removed from the store, not for one tombstoned by sync).
-   Impact: a no-key server deletes any of her files (and folders, with what is under them) without
+   Impact: a no-key server deletes any of her files and folders (with what is under them) without
    a trace; exactly issue 22's "deleting a node row makes files vanish silently", through sync.
    Cause: ledger.py:437-439.  Fix: take a tombstone only of a file this device last saw deleted
    (in the trash: ``entry[0]`` False) and old enough to have been purged; else refuse it (an
    alarm naming the file), and re-commit the tree's state over it (as for hole 6); a signed
    "purged" body from gc would make this exact.
-   Test: test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_unsaid.
+   Tests: test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_unsaid,
+   test_the_server_deleting_a_live_folders_document_neither_removes_it_nor_goes_unsaid (a folder:
+   it and the file in it gone at the next mount, no alarm).
    The same class: a bare tombstone of the version document (FilesMetaData) her live file's head
    names is taken too (replica stores any deletion): the file reads EIO at every mount from then
    on (live, it still read), with an alarm that blames "someone holding the file's key"; her
@@ -589,3 +591,28 @@ def test_the_server_deleting_her_root_folders_document_leaves_her_files_where_th
         again = sorted(os.listdir(a))
         said = _alarms(a)
     assert again == ["docs", "top.txt"], f"after the server's tombstone of her root: {again}, alarms {said}"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: as for a file, a bare tombstone of a live folder's document is "
+                   "recorded as gone (ledger.admit): at her next mount the folder and what it holds are gone")
+def test_the_server_deleting_a_live_folders_document_neither_removes_it_nor_goes_unsaid(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+        before = {d["_id"] for d in server.all("node")}
+        (a / "docs").mkdir()
+        wait_for(lambda: settled(a), "the folder pushed")
+        (fid,) = {d["_id"] for d in server.all("node")} - before
+        (a / "docs" / "plan.txt").write_bytes(b"her plan")
+        wait_for(lambda: settled(a), "the file pushed")
+        server.delete(fid)
+        wait_for(lambda: adversary.get(laptop, fid) is None, "the tombstone to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+    with mounted(laptop, tmp_path / "a") as a:
+        again = sorted(os.listdir(a))
+        said = fid in json.dumps(_alarms(a))
+        inside = sorted(os.listdir(a / "docs")) if "docs" in again else None
+    assert again == ["docs"] and inside == ["plan.txt"], (
+        f"the server's tombstone of her folder: next mount shows {again} (docs holds {inside}), said {said}")
