@@ -2,8 +2,8 @@
 
 Short round (about 50 minutes).  Asked for: forged and replayed documents through a real pouchdb-server
 while a mount is live, loading's rebuilding with forged documents, the trash, and root's state folder
-under ``sudo -E``.  Round 17's file opens were not swept again.  Seven holes (the seventh a documented
-limit), most severe first; real mounts throughout (five tests through a live pouchdb-server).
+under ``sudo -E``.  Round 17's file opens were not swept again.  Eight holes (the eighth a documented
+limit), most severe first; real mounts throughout (the tombstones and replays through a live pouchdb-server).
 
 Holes
 -----
@@ -39,7 +39,7 @@ Holes
    a trace; exactly issue 22's "deleting a node row makes files vanish silently", through sync.
    Cause: ledger.py:437-439.  Fix: take a tombstone only of a file this device last saw deleted
    (in the trash: ``entry[0]`` False) and old enough to have been purged; else refuse it (an
-   alarm naming the file), and re-commit the tree's state over it (as for hole 6); a signed
+   alarm naming the file), and re-commit the tree's state over it (as for hole 7); a signed
    "purged" body from gc would make this exact.
    Tests: test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_unsaid,
    test_the_server_deleting_a_live_folders_document_neither_removes_it_nor_goes_unsaid (a folder:
@@ -90,7 +90,25 @@ Holes
    Tests: test_a_rotation_document_with_a_malformed_fid_does_not_stop_her_mount (the store writer),
    test_the_servers_malformed_rotation_document_does_not_stop_her_next_mount (pouchdb-server).
 
-5. ROOT'S STATE UNDER ``sudo -E`` IS KEPT IN THE USER'S HOME, UNCHECKED: ITS LOG IS WRITTEN THROUGH
+5. THE SERVER UNDOES HER ``passwd``: HER OLDER SIGNED USER DOCUMENT SERVED AGAIN IS TAKEN WHOLE.
+   She changes her passphrase (the old one leaked); the server keeps her user document from
+   before (genuinely signed by her) and PUTs it back as the newest revision.  Her device takes it
+   (store/replica.py: a newer revision; nothing orders UserDetails bodies but the settings'
+   ``settings_at_us``/vector, which confirmed.py uses for the settings only): at her next mount
+   the OLD passphrase opens her vault, the new one no longer does, and no alarm says so.
+   Impact: a passphrase change after a leak is silently undone by a no-key server; whoever holds
+   the old passphrase and reaches her device (a stolen laptop, a shoulder-surfer) opens it again.
+   (Her master key is unchanged by ``passwd``, so the server itself, holding the old wrapped copy,
+   gains nothing new; the harm is to her device's unlock.)  Cause: UserDetails key fields are taken
+   from the current revision with no "newest body seen" check (users.unlock reads the store's
+   row; confirmed.py's seen-bodies order is used for settings only).  Fix: order her user
+   document's key fields as the settings are (the signed vector/stamp; a body older than one seen
+   here refused with an alarm, the newest seen kept in the device state) and keep her last wrapped
+   key there so a replay never decides which passphrase opens her vault.
+   Test: test_the_server_replaying_her_user_document_from_before_passwd_does_not_bring_the_old_
+   passphrase_back.
+
+6. ROOT'S STATE UNDER ``sudo -E`` IS KEPT IN THE USER'S HOME, UNCHECKED: ITS LOG IS WRITTEN THROUGH
    HER LINKS, AND SHE RESETS ROOT'S TRUST.  paths.py:29-33 ``_dir`` (state_dir, config_dir) takes
    whatever folder the environment names (``sudo -E`` keeps HOME, so platformdirs gives the
    user's ``~/.local/state/fusevault``) with ``mkdir(exist_ok=True)``: no owner, link or mode check,
@@ -112,7 +130,7 @@ Holes
    test_roots_rollback_ledger_under_sudo_e_cannot_be_reset_by_the_user (each passes also if the
    mount is refused with a message naming the state folder).
 
-6. A REPLAYED REVISION "REFUSED WHILE MOUNTED" IS THE STORE'S CURRENT ROW: AT HER NEXT MOUNT IT IS
+7. A REPLAYED REVISION "REFUSED WHILE MOUNTED" IS THE STORE'S CURRENT ROW: AT HER NEXT MOUNT IT IS
    TAKEN (A LIVE FILE GONE INTO THE TRASH).  The server keeps her signed deletion of plan.txt; she
    restores the file and writes on; the server serves the deletion again as a new revision while
    she is mounted.  Live it is refused and said (ledger.admit), and the file stays; but
@@ -124,7 +142,7 @@ Holes
    SECURITY.md's "A server (or peer) offering an older revision while mounted: reported, and not
    taken in; the file keeps its newer contents" holds only until the next mount.
    Impact: the server makes a live file of hers vanish (or roll back) at her next mount, with only
-   the alarm to tell (the same as a store writer's replay: hole 7).
+   the alarm to tell (the same as a store writer's replay: hole 8).
    Cause: ledger.py:443-448 (absorbing refuses, the store keeps).  Fix: when an arrival is refused
    as a replay, commit the tree's newer state at once as the next revision over the replayed one
    (as conflicts.py ``_adopt`` does), so the store never holds the replay as current; or remember
@@ -132,8 +150,8 @@ Holes
    last state: the ledger knows its place and name).
    Test: test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_next_mount.
 
-7. (Documented limit, "Not yet for a file": SECURITY.md Rollback.)  Her own older signed DELETION
-   put back as the current row (by the store writer, or hole 6) moves her live file into the trash
+8. (Documented limit, "Not yet for a file": SECURITY.md Rollback.)  Her own older signed DELETION
+   put back as the current row (by the store writer, or hole 7) moves her live file into the trash
    at the next mount: the folder no longer shows it; a rollback alarm names the fid; ``restore``
    brings back its newest contents (held, below).  ``_replays_refused`` (loading.py:308-331) rebuilds
    only folders (``node.is_dir``), and a deleted document never becomes a node at all (loading.py
@@ -616,3 +634,34 @@ def test_the_server_deleting_a_live_folders_document_neither_removes_it_nor_goes
         inside = sorted(os.listdir(a / "docs")) if "docs" in again else None
     assert again == ["docs"] and inside == ["plan.txt"], (
         f"the server's tombstone of her folder: next mount shows {again} (docs holds {inside}), said {said}")
+
+
+NEW = "a new passphrase, the old one leaked"
+
+
+@pytest.mark.xfail(strict=True, reason="hole: her older signed UserDetails served as the newest revision is "
+                   "taken whole: the passphrase she changed (passwd) opens her vault again, nothing said")
+def test_the_server_replaying_her_user_document_from_before_passwd_does_not_bring_the_old_passphrase_back(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """She changes her passphrase (the old one leaked); the server keeps her signed user document from
+    before and serves it again as the newest revision.  The old passphrase must not open her
+    vault on her device again."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "plan.txt").write_bytes(b"her plan")
+        wait_for(lambda: settled(a), "the first push")
+        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+    changed = fusevault("passwd", laptop, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
+    assert changed.returncode == 0, changed.stderr
+    with mounted(laptop, tmp_path / "a", passphrase=NEW) as a:
+        wait_for(lambda: settled(a) and server.get(alice["_id"])["_rev"] != alice["_rev"],
+                 "the change pushed")
+        rev = server.put(alice)  # her older, signed body, as the newest revision
+        wait_for(lambda: _known(laptop, alice["_id"], rev), "the replayed document to arrive")
+        wait_for(lambda: settled(a), "the sync to settle")
+        said = _alarms(a)
+    old = fusevault("mount", laptop, tmp_path / "a")  # the leaked passphrase
+    if old.returncode == 0:
+        assert fusevault("unmount", tmp_path / "a", passphrase=None).returncode == 0
+    assert old.returncode != 0, f"the old passphrase opens her vault again (alarms while mounted: {said})"
