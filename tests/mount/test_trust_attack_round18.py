@@ -1,9 +1,10 @@
 """Attack round 18 on issue 22 (the authenticated vault): what landed in e9b4751 (main).
 
-Short round (about 50 minutes).  Asked for: forged and replayed documents through a real pouchdb-server
+Short round (about an hour).  Asked for: forged and replayed documents through a real pouchdb-server
 while a mount is live, loading's rebuilding with forged documents, the trash, and root's state folder
 under ``sudo -E``.  Round 17's file opens were not swept again.  Eight holes (the eighth a documented
-limit), most severe first; real mounts throughout (the tombstones and replays through a live pouchdb-server).
+limit), most severe first; real mounts throughout (the tombstones and replays through a live
+pouchdb-server).
 
 Holes
 -----
@@ -17,8 +18,8 @@ Holes
    reconcile removes it for a user gone): on this device, and on every device that syncs after,
    nothing of hers opens any more, unless an old copy of store.sqlite exists.  No alarm.
    Impact: a no-key server destroys a user's access to all her files (permanent data loss for a
-   vault with one device and no backup), the worst of "vanish".  A forged tombstone of a Group or
-   another user's document is taken the same way (not tested here).
+   vault with one device and no backup), the worst of "vanish".  A tombstone of a Group or another
+   user's document is most likely taken the same way (not tested here).
    Cause: deletions of UserDetails (and of other signed documents) are not authenticated: a bare
    ``_deleted`` revision needs no signature (replicator ``_takes``; replica.store_revisions).
    Fix: never take a deletion of the document of a user this device unlocks (keep the last signed
