@@ -31,6 +31,7 @@ from fusevault.store import places as places_table
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.store.places import PlaceRow
+from fusevault.store.unreadable import Unreadable
 from fusevault.sync.content_docs import (
     is_record,
     parse_record_id,
@@ -366,6 +367,8 @@ class Replicator:
         # another vault would be refused at the next connect anyway.
         if doc["_id"] == VAULT_DOC:
             return doc.get("vault_id") == self.layout.vault_id
+        if doc.get("_deleted") and not self._deletion_taken(doc):
+            return False
         if doc.get("type") in PLACED and not is_id(doc["_id"]) and not doc.get("_deleted"):
             # Its id becomes a path in the vault folder (users/<id>/, groups/<id>/, own/<id>.vf): one
             # that is no name fusevault makes ("../../x") is the peer's forgery, never stored here.
@@ -377,6 +380,41 @@ class Replicator:
                 log.warning("%s", text)
             return False
         return doc.get("type") != PEER
+
+    def _deletion_taken(self, doc: dict) -> bool:
+        """May a deletion a peer sent be stored here?  A deletion is a bare revision
+        that anyone holding the database may make (no signature), so one that would
+        delete what this replica holds live is not taken where that would lose what
+        only that document holds (attack round 18):
+        - a user's document (her wrapped master key, her identity keys): a server that
+          deleted it locked her out of every file on every device it reached.  A user is
+          removed with ``fusevault user remove`` on each device (docs/SECURITY.md);
+        - a node document this replica holds live and not in the trash: a server that
+          deleted one made the file vanish at the next mount, unsaid.  A peer's gc purges
+          only files in the trash, which this replica then holds deleted too.
+        A deletion on another branch (a conflict's losing leaf closed) deletes nothing
+        live and is taken.  Refused: kept as it is here, and said (``fusevault status``)."""
+        try:
+            current = self.store.get(doc["_id"])
+        except Unreadable:
+            return True  # nothing here that reads: nothing to keep
+        if current is None:
+            return True
+        kind = current.get("type")
+        if not (kind == USER or (kind == NODE and not current.get("delete"))):
+            return True
+        try:
+            if current["_rev"] not in replica.history_from(doc):
+                return True  # another branch closed: nothing live is deleted
+        except (KeyError, TypeError, ValueError):
+            pass  # a malformed history: never taken over a live document
+        text = (f"sync with {self.name}: refused the deletion of {kind} {str(doc['_id'])[:80]} (unsigned, "
+                "and it would lose what this replica holds live); kept here")
+        if self.layout.places is not None:
+            alarm(self.layout.places, f"deletion {str(doc['_id'])[:80]}", text)
+        else:
+            log.warning("%s", text)
+        return False
 
     async def _check_replaced(self, offered: list[tuple[str, str]]) -> None:
         """The first copy of a record is kept; one offered with other bytes
