@@ -358,6 +358,19 @@ def new_device(url: str, tmp_path: Path, name: str) -> Path:
     return vault
 
 
+@pytest.fixture
+def couch(tmp_path: Path):
+    """A pouchdb-server of this test's own and an adversary's hand on its database (tests/adversary.py)."""
+    import adversary
+
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        yield url, adversary.Server(url)
+    finally:
+        server.stop()
+
+
 def first_device(url: str, tmp_path: Path) -> Path:
     vault = tmp_path / "laptop"
     assert fusevault("init", vault, "--user", "alice").returncode == 0

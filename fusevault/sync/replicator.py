@@ -374,10 +374,7 @@ class Replicator:
             # that is no name fusevault makes ("../../x") is the peer's forgery, never stored here.
             text = (f"sync with {self.name}: refused a {doc.get('type')} document whose id "
                     f"{str(doc['_id'])[:80]!r} is no name fusevault makes (a path outside the vault folder?)")
-            if self.layout.places is not None:
-                alarm(self.layout.places, f"id {str(doc['_id'])[:80]}", text)
-            else:
-                log.warning("%s", text)
+            self._refused(f"id {str(doc['_id'])[:80]}", text)
             return False
         return doc.get("type") != PEER
 
@@ -410,11 +407,16 @@ class Replicator:
             pass  # a malformed history: never taken over a live document
         text = (f"sync with {self.name}: refused the deletion of {kind} {str(doc['_id'])[:80]} (unsigned, "
                 "and it would lose what this replica holds live); kept here")
+        self._refused(f"deletion {str(doc['_id'])[:80]}", text)
+        return False
+
+    def _refused(self, subject: str, text: str) -> None:
+        """Say what a peer sent that was refused: an alarm for ``fusevault status`` (the log when
+        this vault keeps no places, a CouchDB store's)."""
         if self.layout.places is not None:
-            alarm(self.layout.places, f"deletion {str(doc['_id'])[:80]}", text)
+            alarm(self.layout.places, subject, text)
         else:
             log.warning("%s", text)
-        return False
 
     async def _check_replaced(self, offered: list[tuple[str, str]]) -> None:
         """The first copy of a record is kept; one offered with other bytes
@@ -431,10 +433,7 @@ class Replicator:
             if ours and record_sha(ours[0]) != theirs:
                 text = (f"sync with {self.name}: record {doc['_id']} was offered with other bytes than "
                         "the copy kept here: refused (a forgery by someone holding the file's key?)")
-                if self.layout.places is not None:
-                    alarm(self.layout.places, f"replaced {doc['_id']}", text)
-                else:
-                    log.warning("%s", text)
+                self._refused(f"replaced {doc['_id']}", text)
 
     def _placed(self, records: dict[str, str]) -> set[str]:
         placed = set()

@@ -226,7 +226,8 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PASSPHRASE, PouchServer, first_device, fusevault, mounted, settled, wait_for
+from conftest import PASSPHRASE, first_device, fusevault, mounted, settled, wait_for
+from services.test_trust_attack_round4 import _alarms
 
 from fusevault.vault.model.nodes import open_node_doc
 
@@ -271,13 +272,6 @@ def _sudo_e_mount(vault: Path, mountpoint: Path, home: Path) -> Iterator[Path | 
         yield mountpoint
     finally:
         assert fusevault("unmount", mountpoint, passphrase=None).returncode == 0
-
-
-def _alarms(mountpoint: Path) -> list[dict]:
-    result = fusevault("status", mountpoint, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    (mount,) = json.loads(result.stdout)["mounts"]
-    return mount["alarms"]
 
 
 def test_roots_mount_under_sudo_e_writes_nothing_through_the_users_state_folder(
@@ -369,14 +363,19 @@ def test_a_rotation_document_with_a_malformed_fid_does_not_stop_her_mount(
         (mnt / "after.txt").write_bytes(b"serving")
 
 
-@pytest.fixture
-def couch(tmp_path: Path) -> Iterator[tuple[str, adversary.Server]]:
-    server = PouchServer(tmp_path / "pouch")
-    url = f"{server.start()}/vault"
-    try:
-        yield url, adversary.Server(url)
-    finally:
-        server.stop()
+def _her_user(server: adversary.Server) -> dict:
+    (user,) = [u for u in server.all("UserDetails") if u.get("username") == "alice"]
+    return user
+
+
+def _pushed(server: adversary.Server, a: Path, data: bytes, kind: str = "node") -> str:
+    """plan.txt written with ``data`` and pushed: the id of the new document of ``kind`` it made."""
+    wait_for(lambda: settled(a), "the first push")
+    before = {d["_id"] for d in server.all(kind)}
+    (a / "plan.txt").write_bytes(data)
+    wait_for(lambda: settled(a), "the file pushed")
+    (new,) = {d["_id"] for d in server.all(kind)} - before
+    return new
 
 
 def test_the_servers_rotation_document_rekeys_nothing_while_she_is_mounted(
@@ -386,12 +385,8 @@ def test_the_servers_rotation_document_rekeys_nothing_while_she_is_mounted(
     url, server = couch
     laptop = first_device(url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
-        wait_for(lambda: settled(a), "the first push")
-        before = {d["_id"] for d in server.all("node")}
-        (a / "plan.txt").write_bytes(b"her plan")
-        wait_for(lambda: settled(a), "the file pushed")
-        (fid,) = {d["_id"] for d in server.all("node")} - before
-        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        fid = _pushed(server, a, b"her plan")
+        alice = _her_user(server)
         old = server.get(fid)
         server.put({"_id": "rotate-forged", "type": "Rotation", "owner": alice["_id"], "fid": alice["root"]})
         wait_for(lambda: adversary.get(laptop, "rotate-forged") is not None, "the forged document to arrive")
@@ -412,7 +407,7 @@ def test_the_servers_malformed_rotation_document_does_not_stop_her_next_mount(
     with mounted(laptop, tmp_path / "a") as a:
         (a / "plan.txt").write_bytes(b"her plan")
         wait_for(lambda: settled(a), "the file pushed")
-        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        alice = _her_user(server)
         server.put({"_id": "rotate-x", "type": "Rotation", "owner": alice["_id"], "fid": [alice["root"]]})
         wait_for(lambda: adversary.get(laptop, "rotate-x") is not None, "the forged document to arrive")
         wait_for(lambda: settled(a), "the sync to settle")
@@ -486,11 +481,7 @@ def test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_
     url, server = couch
     laptop = first_device(url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
-        wait_for(lambda: settled(a), "the first push")
-        before = {d["_id"] for d in server.all("node")}
-        (a / "plan.txt").write_bytes(b"first plan")
-        wait_for(lambda: settled(a), "the file pushed")
-        (fid,) = {d["_id"] for d in server.all("node")} - before
+        fid = _pushed(server, a, b"first plan")
         os.unlink(a / "plan.txt")
         wait_for(lambda: settled(a) and server.get(fid).get("delete"), "the deletion pushed")
         deletion = server.get(fid)
@@ -533,7 +524,7 @@ def test_the_server_deleting_her_user_document_does_not_lock_her_out(
     with mounted(laptop, tmp_path / "a") as a:
         (a / "plan.txt").write_bytes(b"her plan")
         wait_for(lambda: settled(a), "the file pushed")
-        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        alice = _her_user(server)
         server.delete(alice["_id"])
         wait_for(lambda: _deleted_or_refused(laptop, a, alice["_id"]), "the tombstone (or its refusal)")
         wait_for(lambda: settled(a), "the sync to settle")
@@ -552,11 +543,7 @@ def test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_u
     url, server = couch
     laptop = first_device(url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
-        wait_for(lambda: settled(a), "the first push")
-        before = {d["_id"] for d in server.all("node")}
-        (a / "plan.txt").write_bytes(b"her plan")
-        wait_for(lambda: settled(a), "the file pushed")
-        (fid,) = {d["_id"] for d in server.all("node")} - before
+        fid = _pushed(server, a, b"her plan")
         server.delete(fid)
         wait_for(lambda: _deleted_or_refused(laptop, a, fid), "the tombstone (or its refusal)")
         wait_for(lambda: settled(a), "the sync to settle")
@@ -580,11 +567,7 @@ def test_the_server_deleting_her_files_version_document_leaves_it_readable(
     url, server = couch
     laptop = first_device(url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
-        wait_for(lambda: settled(a), "the first push")
-        before = {d["_id"] for d in server.all("FilesMetaData")}
-        (a / "plan.txt").write_bytes(b"her plan")
-        wait_for(lambda: settled(a), "the file pushed")
-        (vid,) = {d["_id"] for d in server.all("FilesMetaData")} - before
+        vid = _pushed(server, a, b"her plan", "FilesMetaData")
         server.delete(vid)
         wait_for(lambda: adversary.get(laptop, vid) is None, "the tombstone to arrive")
         wait_for(lambda: settled(a), "the sync to settle")
@@ -612,7 +595,7 @@ def test_the_server_deleting_her_root_folders_document_leaves_her_files_where_th
         (a / "docs" / "plan.txt").write_bytes(b"her plan")
         (a / "top.txt").write_bytes(b"at the top")
         wait_for(lambda: settled(a), "the files pushed")
-        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        alice = _her_user(server)
         server.delete(alice["root"])
         wait_for(lambda: _deleted_or_refused(laptop, a, alice["root"]), "the tombstone (or its refusal)")
         wait_for(lambda: settled(a), "the sync to settle")
@@ -660,7 +643,7 @@ def test_the_server_replaying_her_user_document_from_before_passwd_does_not_brin
     with mounted(laptop, tmp_path / "a") as a:
         (a / "plan.txt").write_bytes(b"her plan")
         wait_for(lambda: settled(a), "the first push")
-        alice = [u for u in server.all("UserDetails") if u.get("username") == "alice"][0]
+        alice = _her_user(server)
     changed = fusevault("passwd", laptop, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
     assert changed.returncode == 0, changed.stderr
     with mounted(laptop, tmp_path / "a", passphrase=NEW) as a:

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import adversary
 import httpx
-import pytest
-from conftest import PouchServer, first_device, fusevault, mounted, settled, wait_for
+from conftest import first_device, fusevault, mounted, settled, wait_for
 
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
@@ -73,16 +72,6 @@ def _alarms(mnt: Path) -> list[dict]:
     assert result.returncode == 0, result.stderr
     (mount,) = json.loads(result.stdout)["mounts"]
     return mount["alarms"]
-
-
-@pytest.fixture
-def couch(tmp_path: Path):
-    server = PouchServer(tmp_path / "pouch")
-    url = f"{server.start()}/vault"
-    try:
-        yield url, adversary.Server(url)
-    finally:
-        server.stop()
 
 
 def test_a_deleted_file_is_not_brought_back_by_its_older_revision_replayed_as_a_branch(
