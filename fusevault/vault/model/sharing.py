@@ -25,6 +25,7 @@ import json
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -262,16 +263,35 @@ def remove_key(path: Path) -> None:
     _wrote_key()
 
 
-def rotations(store: Store, grants: list[Grant]) -> list[dict]:
+ROTATION = "Rotation"
+
+
+def rotation_doc(owner: str, fid: str, epoch: int) -> dict:
+    """The request to give ``fid`` (and what is under it) new keys, made while its key epoch is
+    ``epoch``: once that epoch is passed the request is done, and a replay of it asks for nothing."""
+    return {"_id": f"rotate-{fid}", "type": ROTATION, "owner": owner, "fid": fid, "epoch": epoch}
+
+
+def rotations(store: Store, grants: list[Grant], sign: Callable[[dict], dict] | None = None) -> list[dict]:
     """``Rotation`` documents for shares someone lost without their owner
     (a member leaving a group, a user removed): the owner's next unlock gives
-    those files new keys (``share_ops.resume``)."""
+    those files new keys (``share_ops.resume``).  ``sign``: the group owner's
+    key (a member's removal), which the file's owner trusts for a file she
+    shared with that group; an administrator's (``user remove``) is unsigned:
+    its owner is told, and revokes with ``unshare`` (share_ops.py ``_request``)."""
     docs = {}
     for grant in grants:
         doc_id_ = f"rotate-{grant.fid}"
         if doc_id_ not in docs and store.get(doc_id_) is None:
-            docs[doc_id_] = {"_id": doc_id_, "type": "Rotation", "owner": grant.owner, "fid": grant.fid}
-    return list(docs.values())
+            docs[doc_id_] = rotation_doc(grant.owner, grant.fid, _clear_epoch(store, grant.fid))
+    return [sign(d) for d in docs.values()] if sign is not None else list(docs.values())
+
+
+def _clear_epoch(store: Store, fid: str) -> int:
+    """The key epoch the file's document shows (0 if it has none that reads)."""
+    doc = store.get(fid)
+    epoch = doc.get("epoch", 0) if doc is not None else 0
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else 0
 
 
 def drop_group_keys(layout: Layout, group_id: str, user_id: str) -> None:

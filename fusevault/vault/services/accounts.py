@@ -138,7 +138,7 @@ def remove_member(layout: Layout, store: Store, group: dict, user: dict, owner: 
     group = group_base(group, owner, removing=True)
     # Their keys go now; the files get new keys at their owners' next unlock.
     lost = [g for g in sharing.all_grants(store) if g.group and g.grantee == group["_id"]]
-    groups.set_member(store, group, user, None, sharing.rotations(store, lost), sign=owner.sign)
+    groups.set_member(store, group, user, None, sharing.rotations(store, lost, owner.sign), sign=owner.sign)
     owner.save()  # the older bodies of the group are replays on this device from now
     sharing.drop_group_keys(layout, group["_id"], user["_id"])
 

@@ -8,7 +8,10 @@ contents are sealed again, old versions keep their own key), seals the new
 DEKs for whoever still has a share, and only then deletes the ``Rotation``.
 A rotation that a crash (or a removed group member, who needs no one's
 passphrase to remove) leaves pending is finished at the owner's next unlock
-(``resume``).  The store's Share document is not needed for that: a share
+(``resume``): a Rotation is signed (by her, or by the owner of a group she
+shared the file with) and names the file's key epoch when it was asked for,
+so a forged one is refused (an alarm) and a replayed one asks for nothing
+(``_request``).  The store's Share document is not needed for that: a share
 it lost (deleted or withheld) that this device remembers, or whose keys are
 still there, is taken back all the same (with an alarm); the grant revoked
 is always the one named, never a stored body's fields.
@@ -23,8 +26,17 @@ from pathlib import Path
 
 import trio
 
+from fusevault.crypto.signing import signer_of
 from fusevault.encoding import name_to_str
-from fusevault.errors import InvalidInput, NameClash, NotFound, PermissionDenied, VaultError, VaultNotFound
+from fusevault.errors import (
+    Forged,
+    InvalidInput,
+    NameClash,
+    NotFound,
+    PermissionDenied,
+    VaultError,
+    VaultNotFound,
+)
 from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
@@ -32,21 +44,22 @@ from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import meta_files, sharing
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.model.sharing import Grant, acl_lines, share_doc, share_perm
+from fusevault.vault.model.sharing import ROTATION, Grant, acl_lines, share_doc, share_perm
+from fusevault.vault.model.trust import Trust
 from fusevault.vault.model.users import find_user
 from fusevault.vault.volume import ROOT_INODE, Volume
 
 log = logging.getLogger(__name__)
 
-ROTATION = "Rotation"
 
 
-def rotation_doc(owner: str, fid: str) -> dict:
-    return {"_id": f"rotate-{fid}", "type": ROTATION, "owner": owner, "fid": fid}
-
-
-def _rotation_put(existing: dict | None, owner: str, fid: str) -> list[dict]:
-    return [] if existing is not None else [rotation_doc(owner, fid)]
+def _rotation_put(trust: Trust, existing: dict | None, node: Node) -> list[dict]:
+    """Her signed request (one pending in the store, of whatever signer, replaced): a crash
+    before the rotation ends leaves one that her next unlock acts on."""
+    doc = sharing.rotation_doc(node.owner, node.fid, node.epoch)
+    if existing is not None and existing.get("_rev"):
+        doc["_rev"] = existing["_rev"]
+    return [trust.sign(doc)]
 
 
 def _grantee(volume: Volume, target: str, revoking: bool = False) -> tuple[str, bool, str]:
@@ -182,20 +195,22 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     reaches = volume.sharing.reaches(grant)
     held = await volume.in_thread(_held_keys, volume.layout, grant, _unexplained(volume, grant, nodes))
     missing = doc is None or doc.get("_deleted") is True
-    if missing:
-        remembered = volume.trust.fresh is not None and volume.trust.fresh.remembered(share_id)
-        if not remembered and not held:
-            raise NotFound(f"{name_to_str(path)} is not shared with {label}")
+    pending = await volume.store_call(volume.store.get, f"rotate-{grant.fid}")
+    remembered = volume.trust.fresh is not None and volume.trust.fresh.remembered(share_id)
+    if missing and not remembered and not held and pending is None:
+        raise NotFound(f"{name_to_str(path)} is not shared with {label}")
+    # Nothing known of the share but a request for new keys that was not acted on (unsigned: an
+    # administrator's `user remove`, or hers from before signed requests): her command finishes it.
+    if missing and (remembered or held):
         # The store has no Share this device saw, or keys sealed for it are still there: deleted or
         # withheld by the store's writer (or unshared on another device): the key is taken back anyway.
         volume.trust.alarms.warn("share-missing", share_id, f"the store no longer has share {share_id} "
                                  f"({name_to_str(path)} with {label}) that this device "
                                  f"{'saw' if remembered else 'sealed keys for'}: deleted or withheld, "
                                  "the store may have been tampered with; its keys are taken back anyway")
-    pending = await volume.store_call(volume.store.get, f"rotate-{grant.fid}")
     await volume.store_call(volume.store.put_many, [
         *([] if missing else [tombstone(doc)]),
-        *_rotation_put(pending, grant.owner, grant.fid)])
+        *_rotation_put(volume.trust, pending, node)])
     await volume.in_thread(volume.store.sync)
     paths = [reach.key_path(volume.layout, n.fid) for n in nodes for reach in reaches]
 
@@ -245,10 +260,14 @@ def _held_keys(layout: Layout, grant: Grant, nodes: list[tuple[str, set[Path]]])
 
 
 async def rotate(volume: Volume, node: Node) -> None:
-    """A new DEK for the node and everything under it, then forget the Rotation."""
+    """A new DEK for the node and everything under it, then forget the Rotation.
+
+    The node itself is given its new key last: its epoch above the request's says the
+    whole rotation is done (``_request``), so one a crash interrupts is finished later."""
     volume.rotating.add(node.fid)
     try:
-        for each in subtree(volume, node):
+        nodes = subtree(volume, node)
+        for each in [*nodes[1:], nodes[0]]:
             await volume.rekey(each)
             await trio.sleep(0)
         doc = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
@@ -262,13 +281,18 @@ async def resume(volume: Volume) -> None:
     """At unlock: finish rotations left pending, seal keys others still lack."""
     if volume.sharing is None:
         return
-    me = volume.key.user_id
     for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
-        fid = _rotated(volume, doc)
-        node = volume.find(fid) if fid is not None else None
-        if node is not None and node.owner == me and fid not in volume.rotating:
-            log.info("finishing a key rotation of %s", fid)
-            await rotate(volume, node)
+        node = _request(volume, doc)
+        if node is None or node.fid in volume.rotating:
+            continue
+        if node.epoch > doc["epoch"]:
+            # Done since it was asked for (a replay of her old request, or another device of hers
+            # finished it): nothing to do, the request goes.
+            log.info("the key rotation of %s was done already", node.fid)
+            await volume.store_call(_forget, volume, doc)
+            continue
+        log.info("finishing a key rotation of %s", node.fid)
+        await rotate(volume, node)
     await _rekey_rolled_back(volume)
     keys = volume.tree.held_keys()
     written = await volume.in_thread(volume.tree.fill_missing, keys)
@@ -276,29 +300,73 @@ async def resume(volume: Volume) -> None:
         log.info("sealed %d file key(s) for new recipients", written)
 
 
-def _rotated(volume: Volume, doc: dict) -> str | None:
-    """The file a Rotation document asks this user to give new keys, or None.
+def _forget(volume: Volume, doc: dict) -> None:
+    """Delete a request done already, unless it changed meanwhile (then it is looked at again)."""
+    current = volume.store.get(str(doc["_id"]))
+    if current is not None and current.get("_rev") == doc.get("_rev"):
+        volume.store.put_many([tombstone(current)])
 
-    A Rotation is unsigned (a group's owner or an administrator writes one for
-    the owner's files, without her key), so it is only a request, and one
-    whose shape is not the one fusevault writes is not taken: its id is
-    ``rotate-<fid>`` of a file id, owned by this user.  So a malformed one never
-    stops her unlock (a list as its fid raised TypeError out of it), and one
-    under an id of the writer's own is never a request repeated at every
-    unlock (``rotate`` deletes ``rotate-<fid>`` when done).  What remains: a
-    store writer may ask for a rotation of any of her files, once per document
-    it puts; new keys cost time, and are sealed only to those her signed grants
-    name (docs/SECURITY.md)."""
+
+def _request(volume: Volume, doc: dict) -> Node | None:
+    """Her file a Rotation document asks for new keys, or None.
+
+    Acted on only in the shape fusevault writes (id ``rotate-<fid>`` of a file id, an
+    ``epoch``), for a node of hers, and signed, under the key this device trusts, by her
+    (``unshare``) or by the pinned owner of a group her signed grant shares that file with
+    (``group member remove``).  Anything else is said and left alone: a store writer's or
+    server's request (forged: otherwise it makes her client re-seal her whole tree), an
+    unsigned one (an administrator's ``user remove``, or her own from before signed
+    requests: she revokes with ``unshare`` again, which finishes it).  A Rotation of
+    another user's file is theirs: not looked at.  Whether it is done already (its epoch
+    passed: a replay) is the caller's (``resume``)."""
     fid, owner = doc.get("fid"), doc.get("owner")
-    if is_id(fid) and owner == volume.key.user_id and doc.get("_id") == f"rotate-{fid}":
-        return fid  # type: ignore[return-value]
-    text = (f"a Rotation document {str(doc.get('_id'))[:80]!r} not of the shape fusevault writes was "
-            "not acted on")
+    if isinstance(owner, str) and owner != volume.key.user_id:
+        return None  # another user's request (a shared store): theirs to judge
+    epoch = doc.get("epoch", 0)
+    if not (is_id(fid) and owner == volume.key.user_id and doc.get("_id") == f"rotate-{fid}"
+            and isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0):
+        _said(volume, "malformed", doc, "not of the shape fusevault writes")
+        return None
+    node = volume.find(fid)  # type: ignore[arg-type]
+    if node is None or node.owner != volume.key.user_id or volume.trust is None:
+        return None
+    if (why := _unsigned_why(volume, doc, node)) is not None:
+        kind = "rotation-unsigned" if why == UNSIGNED else "forged"
+        _said(volume, kind, doc, f"for {name_to_str(volume.path_of(node))}: {why}; if you revoked a share of "
+              "it (or an administrator removed a user you shared it with), run `fusevault unshare` for "
+              "it again: that gives it new keys")
+        return None
+    return node
+
+
+UNSIGNED = "not signed"
+
+
+def _unsigned_why(volume: Volume, doc: dict, node: Node) -> str | None:
+    """Why ``doc`` is no request of hers nor of a group owner she shares ``node`` with (None: it is)."""
+    assert volume.trust is not None
+    try:
+        signer = signer_of(doc)
+        if signer is None:
+            return UNSIGNED
+        volume.trust.verify(doc)
+    except Forged as err:
+        return f"refused: {err}"
+    if signer == volume.key.user_id:
+        return None
+    shared = volume.sharing.by_fid.get(node.fid, []) if volume.sharing is not None else []
+    if any(g.group and g.owner == volume.key.user_id and volume.trust.group_owner(g.grantee) == signer
+           for g in shared):
+        return None
+    return f"refused: signed by {signer}, neither you nor the owner of a group you share it with"
+
+
+def _said(volume: Volume, kind: str, doc: dict, why: str) -> None:
+    text = f"a Rotation document {str(doc.get('_id'))[:80]!r} {why}: not acted on"
     if volume.trust is not None:
-        volume.trust.alarms.warn("malformed", str(doc.get("_id"))[:80], text)
+        volume.trust.alarms.warn(kind, str(doc.get("_id"))[:80], text)
     else:
         log.warning("%s", text)
-    return None
 
 
 async def _rekey_rolled_back(volume: Volume) -> None:
