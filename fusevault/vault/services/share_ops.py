@@ -285,7 +285,7 @@ async def resume(volume: Volume) -> None:
         node = _request(volume, doc)
         if node is None or node.fid in volume.rotating:
             continue
-        if node.epoch > doc["epoch"]:
+        if node.epoch > doc.get("epoch", 0):  # none: signed by the format-2 migration (migrate.py)
             # Done since it was asked for (a replay of her old request, or another device of hers
             # finished it): nothing to do, the request goes.
             log.info("the key rotation of %s was done already", node.fid)
@@ -331,15 +331,11 @@ def _request(volume: Volume, doc: dict) -> Node | None:
     if node is None or node.owner != volume.key.user_id or volume.trust is None:
         return None
     if (why := _unsigned_why(volume, doc, node)) is not None:
-        kind = "rotation-unsigned" if why == UNSIGNED else "forged"
-        _said(volume, kind, doc, f"for {name_to_str(volume.path_of(node))}: {why}; if you revoked a share of "
-              "it (or an administrator removed a user you shared it with), run `fusevault unshare` for "
-              "it again: that gives it new keys")
+        _said(volume, "forged", doc, f"for {_where(volume, node)}: {why}; if you revoked a share of it (or "
+              "an administrator removed a user you shared it with), run `fusevault unshare` for it again: "
+              "that gives it new keys")
         return None
     return node
-
-
-UNSIGNED = "not signed"
 
 
 def _unsigned_why(volume: Volume, doc: dict, node: Node) -> str | None:
@@ -348,7 +344,8 @@ def _unsigned_why(volume: Volume, doc: dict, node: Node) -> str | None:
     try:
         signer = signer_of(doc)
         if signer is None:
-            return UNSIGNED
+            return ("not signed (a forgery by the store's writer, an administrator's `user remove`, or one "
+                    "from before signed requests)")
         volume.trust.verify(doc)
     except Forged as err:
         return f"refused: {err}"
@@ -359,6 +356,13 @@ def _unsigned_why(volume: Volume, doc: dict, node: Node) -> str | None:
            for g in shared):
         return None
     return f"refused: signed by {signer}, neither you nor the owner of a group you share it with"
+
+
+def _where(volume: Volume, node: Node) -> str:
+    try:
+        return "/" + name_to_str(volume.path_of(node))
+    except (VaultError, KeyError):  # no path reaches it: its id
+        return node.fid
 
 
 def _said(volume: Volume, kind: str, doc: dict, why: str) -> None:
