@@ -1,0 +1,214 @@
+"""Round 19 fixes on issue 22 (the authenticated vault): signed Rotation documents, and the uid map of
+root's shared mount.
+
+Holes
+-----
+1. A FORGED ``Rotation`` OF THE RIGHT SHAPE MADE HER CLIENT RE-KEY AND RE-SEAL A WHOLE SUBTREE (round 18
+   hole 3, "still open").  A store writer or the sync server puts ``{"_id": "rotate-<fid>", "type":
+   "Rotation", "owner": <her id>, "fid": <fid of a file of hers>}``: the shape fusevault wrote, and
+   unsigned, so ``share_ops.resume`` (at unlock, and live after any Rotation or Group arrived:
+   fs/arrivals.py ``_reshare``) gave everything under it new keys and sealed its current contents
+   again (one re-key per document: time and storage, pushed to every peer).
+   Cause: Rotation documents were unsigned (a group's owner and an administrator wrote them for her
+   files, without her key).  Fix (vault/services/share_ops.py ``_request``, vault/model/sharing.py
+   ``rotation_doc``/``rotations``): a Rotation is signed, by her (``unshare``) or by the owner of a group
+   she shared the file with (``group member remove``, pinned as that group's owner on her device), and
+   names the key epoch the file had when it was asked for; it is acted on only if the signature holds
+   under the key this device trusts, its id is ``rotate-<fid>`` of the fid it names, the node is hers,
+   and that node's epoch has not passed the request's (``rotate`` gives the named node its new key
+   last, so a passed epoch means the whole subtree was done: a replay of her own older request asks for
+   nothing and is deleted).  Anything else is said (alarm ``forged`` naming the document and the file)
+   and left alone, at every unlock and live.  An unsigned one is never acted on: the store writer's,
+   an administrator's ``user remove`` (no key of hers), and her own from before this change (an
+   ``unshare`` a crash interrupted): the alarm asks her to run ``unshare`` for the file again, which
+   finishes it even when nothing else is known of the share (a pending request is enough).
+   Tests: test_a_forged_rotation_of_the_right_shape_rekeys_nothing (store writer),
+   test_a_rotation_signed_by_another_user_rekeys_nothing,
+   test_the_servers_rotation_of_the_right_shape_rekeys_nothing_while_she_is_mounted (pouchdb-server),
+   test_her_own_signed_request_left_pending_is_finished_at_her_next_unlock,
+   test_her_own_request_replayed_after_it_was_done_rekeys_nothing,
+   test_a_genuine_unshare_still_rotates, test_an_administrators_user_remove_is_said_and_unshare_finishes_it,
+   test_a_group_owners_member_removal_rotates_the_file_of_another_user_shared_with_the_group.
+   Left: a group owner she shares with may ask for one re-key of what she shares with the group per
+   document (as a member's removal and re-adding would); a request signed while a peer of hers had
+   already given the file a newer key the group owner's device had not seen counts as done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import adversary
+from conftest import PASSPHRASE, first_device, fusevault, mounted, settled, wait_for
+from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _signed, _user
+from services.test_trust_attack_round4 import _alarms
+
+from fusevault.vault.model.nodes import open_node_doc
+
+CAROL = "carol's passphrase, long enough"
+
+
+def _vault_bytes(vault: Path) -> int:
+    """What the vault folder holds in file contents (a re-seal writes a new copy of each file)."""
+    return sum(p.stat().st_size for p in (vault / "users").rglob("*.vf"))
+
+
+def _with_plan(vault: Path, mnt: Path) -> str:
+    with mounted(vault, mnt):
+        (mnt / "plan.txt").write_bytes(b"her plan " * 4096)
+    return _node_fid(vault, "alice", "plan.txt")
+
+
+def _request(vault: Path, fid: str, epoch: int | None = None) -> dict:
+    """A Rotation of the shape fusevault writes for alice's ``fid`` (unsigned)."""
+    node = adversary.get(vault, fid)
+    assert node is not None
+    return {"_id": f"rotate-{fid}", "type": "Rotation", "owner": _user(vault, "alice")["_id"], "fid": fid,
+            "epoch": node.get("epoch", 0) if epoch is None else epoch}
+
+
+def _said(alarms: list[dict], fid: str) -> list[dict]:
+    return [a for a in alarms if a["subject"] == f"rotate-{fid}" and a["kind"] == "forged"]
+
+
+def test_a_forged_rotation_of_the_right_shape_rekeys_nothing(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _with_plan(vault, mnt)
+    dek, size, rev = _alice_dek(vault, fid), _vault_bytes(vault), adversary.get(vault, fid)["_rev"]
+    adversary.put(vault, _request(vault, fid))  # the store writer: no key of hers
+    for _ in range(2):
+        with mounted(vault, mnt):
+            assert (mnt / "plan.txt").read_bytes() == b"her plan " * 4096
+            found = _alarms(mnt)
+    assert _alice_dek(vault, fid) == dek, "a forged Rotation gave her file a new key"
+    assert adversary.get(vault, fid)["_rev"] == rev and _vault_bytes(vault) == size, "her file was re-sealed"
+    assert _said(found, fid), f"no alarm said the forged request: {found}"
+    assert adversary.get(vault, f"rotate-{fid}") is not None  # left alone: it is no request of hers
+
+
+def test_a_rotation_signed_by_another_user_rekeys_nothing(vault: Path, tmp_path: Path) -> None:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    fid = _with_plan(vault, mnt)
+    with mounted(vault, mnt):
+        pass  # bob pinned
+    dek = _alice_dek(vault, fid)
+    adversary.put(vault, _signed(_request(vault, fid), _key(vault, "bob", BOB)))
+    with mounted(vault, mnt):
+        found = _alarms(mnt)
+    assert _alice_dek(vault, fid) == dek, "bob's Rotation for her file gave it a new key"
+    assert _said(found, fid), found
+
+
+def test_the_servers_rotation_of_the_right_shape_rekeys_nothing_while_she_is_mounted(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+        before = {d["_id"] for d in server.all("node")}
+        (a / "plan.txt").write_bytes(b"her plan")
+        wait_for(lambda: settled(a), "the file pushed")
+        (fid,) = {d["_id"] for d in server.all("node")} - before
+        old = server.get(fid)
+        alice = next(u for u in server.all("UserDetails") if u.get("username") == "alice")
+        server.put({"_id": f"rotate-{fid}", "type": "Rotation", "owner": alice["_id"], "fid": fid,
+                    "epoch": old.get("epoch", 0)})
+        wait_for(lambda: adversary.get(laptop, f"rotate-{fid}") is not None, "the forged document to arrive")
+        wait_for(lambda: bool(_said(_alarms(a), fid)), "an alarm to say the forged request")
+        (a / "marker.txt").write_bytes(b"after")  # a round trip through the mount
+        wait_for(lambda: settled(a), "the marker pushed")
+        assert (a / "plan.txt").read_bytes() == b"her plan"
+        assert server.get(fid)["_rev"] == old["_rev"], "the server's Rotation made her client re-seal the file"
+    dek_then, _ = open_node_doc(old, _key(laptop, "alice", PASSPHRASE))
+    assert _alice_dek(laptop, fid) == dek_then
+
+
+def test_her_own_signed_request_left_pending_is_finished_at_her_next_unlock(
+        vault: Path, tmp_path: Path) -> None:
+    """As an ``unshare`` a crash interrupted leaves it: signed by her, at the file's current epoch."""
+    mnt = tmp_path / "mnt"
+    fid = _with_plan(vault, mnt)
+    dek = _alice_dek(vault, fid)
+    adversary.put(vault, _signed(_request(vault, fid), _key(vault, "alice", PASSPHRASE)))
+    with mounted(vault, mnt):
+        assert (mnt / "plan.txt").read_bytes() == b"her plan " * 4096
+        found = _alarms(mnt)
+    assert _alice_dek(vault, fid) != dek, "her own pending request was not finished"
+    assert adversary.get(vault, f"rotate-{fid}") is None
+    assert not _said(found, fid), found
+
+
+def test_her_own_request_replayed_after_it_was_done_rekeys_nothing(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _with_plan(vault, mnt)
+    done = _signed(_request(vault, fid), _key(vault, "alice", PASSPHRASE))
+    adversary.put(vault, done)
+    with mounted(vault, mnt):
+        pass  # done: the file's epoch passed the request's
+    dek, size = _alice_dek(vault, fid), _vault_bytes(vault)
+    # The store writer (or the server) kept her signed request and puts it back, again and again.
+    for _ in range(2):
+        adversary.put(vault, {k: v for k, v in done.items() if k != "_rev"})
+        with mounted(vault, mnt):
+            found = _alarms(mnt)
+        assert adversary.get(vault, f"rotate-{fid}") is None, "the replayed request was not dropped"
+    assert _alice_dek(vault, fid) == dek and _vault_bytes(vault) == size, "a replayed request re-keyed"
+    assert not _said(found, fid), found  # hers, and done: nothing to say
+
+
+def _shared_with_bob(vault: Path, mnt: Path) -> str:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    fid = _with_plan(vault, mnt)
+    with mounted(vault, mnt):
+        assert fusevault("share", mnt / "plan.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    return fid
+
+
+def test_a_genuine_unshare_still_rotates(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _shared_with_bob(vault, mnt)
+    dek = _alice_dek(vault, fid)
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "plan.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+        found = _alarms(mnt)
+    assert _alice_dek(vault, fid) != dek
+    assert adversary.docs(vault, "Rotation") == [] and not _said(found, fid), found
+
+
+def test_an_administrators_user_remove_is_said_and_unshare_finishes_it(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _shared_with_bob(vault, mnt)
+    dek = _alice_dek(vault, fid)
+    _admin(vault, "user", "remove", "bob")  # no key of hers: its request for new keys is unsigned
+    assert [d["fid"] for d in adversary.docs(vault, "Rotation")] == [fid]
+    with mounted(vault, mnt):
+        assert _said(_alarms(mnt), fid)
+        assert _alice_dek(vault, fid) == dek
+        done = fusevault("unshare", mnt / "plan.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    assert _alice_dek(vault, fid) != dek
+    assert adversary.docs(vault, "Rotation") == []
+
+
+def test_a_group_owners_member_removal_rotates_the_file_of_another_user_shared_with_the_group(
+        vault: Path, tmp_path: Path) -> None:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    _admin(vault, "group", "add", "crew", "--owner", "bob", passphrase=BOB)
+    _admin(vault, "group", "member", "add", "crew", "carol", "--perm", "READ", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    fid = _with_plan(vault, mnt)
+    with mounted(vault, mnt):
+        shared = fusevault("share", mnt / "plan.txt", "--with", "@crew", "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+    dek = _alice_dek(vault, fid)
+    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)
+    (pending,) = adversary.docs(vault, "Rotation")
+    assert pending["fid"] == fid and pending["sig"]["by"] == _user(vault, "bob")["_id"]
+    with mounted(vault, mnt):
+        found = _alarms(mnt)
+    assert _alice_dek(vault, fid) != dek, "the group owner's signed request was not acted on"
+    assert adversary.docs(vault, "Rotation") == [] and not _said(found, fid), found
