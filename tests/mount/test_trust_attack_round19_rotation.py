@@ -40,11 +40,11 @@ from pathlib import Path
 
 import adversary
 from conftest import PASSPHRASE, first_device, fusevault, mounted, settled, wait_for
-from mount.test_trust_attack_round4 import _alice_dek
-from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _signed, _user
 from services.test_trust_attack_round4 import _alarms
 
 from fusevault.vault.model.nodes import open_node_doc
+from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _signed, _user
 
 CAROL = "carol's passphrase, long enough"
 
@@ -120,7 +120,7 @@ def test_the_servers_rotation_of_the_right_shape_rekeys_nothing_while_she_is_mou
         (a / "marker.txt").write_bytes(b"after")  # a round trip through the mount
         wait_for(lambda: settled(a), "the marker pushed")
         assert (a / "plan.txt").read_bytes() == b"her plan"
-        assert server.get(fid)["_rev"] == old["_rev"], "the server's Rotation made her client re-seal the file"
+        assert server.get(fid)["_rev"] == old["_rev"], "the server's Rotation re-sealed her file"
     dek_then, _ = open_node_doc(old, _key(laptop, "alice", PASSPHRASE))
     assert _alice_dek(laptop, fid) == dek_then
 
