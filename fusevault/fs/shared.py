@@ -28,7 +28,8 @@ import trio
 
 from fusevault.agent.gate import LOCKED
 from fusevault.agent.sessions import Agent
-from fusevault.errors import CorruptData, InvalidInput, Locked, PermissionDenied, VaultError
+from fusevault.crypto.signing import signer_of
+from fusevault.errors import CorruptData, Forged, InvalidInput, Locked, PermissionDenied, VaultError
 from fusevault.fs.drive import Drive, Seat
 from fusevault.fs.kernel import Kernel
 from fusevault.fs.lifecycle import Mount
@@ -39,8 +40,9 @@ from fusevault.store.watched import WatchedStore
 from fusevault.tasks import Tasks
 from fusevault.vault.files.content import Content
 from fusevault.vault.format.layout import Layout
-from fusevault.vault.model import alarms
+from fusevault.vault.model import alarms, confirmed
 from fusevault.vault.model.groups import GROUP
+from fusevault.vault.model.trust import self_signed
 from fusevault.vault.model.users import USER
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class SharedMount(Mount):
         self.spawner = spawner  # a helper per seat: host paths with the user's rights
         Content.joinable = True  # seats may begin the same new file at once
         self.layout = layout
+        self.disputed: dict[int, list[str]] = {}  # uids two users claim: no one's (``_read_uids``)
         self.uids = self._read_uids(store)
         self.drive = Drive(lambda uid: uid in self.uids, lambda: os.stat(layout.root),
                            lambda: os.statvfs(layout.root))
@@ -67,11 +70,20 @@ class SharedMount(Mount):
         # shows in the store's changes was written by another process.
         self._known: dict[str, str | None] = {}
 
-    @staticmethod
-    def _read_uids(store: Store) -> dict[int, dict]:
-        # Only whole numbers: another type (a store writer's) would fail every read of the watcher's batch.
-        return {doc["uid"]: doc for doc in store.iter_type(USER)
-                if isinstance(doc.get("uid"), int) and not isinstance(doc["uid"], bool)}
+    def _read_uids(self, store: Store) -> dict[int, dict]:
+        """uid -> the user document that maps it: one its user signed (``_vouched``), the only one that
+        claims that uid.  A uid two users claim maps neither (an alarm for each, ``disputed``): which
+        one is genuine is not the store's order to say, and the later must never take her seat."""
+        claims: dict[int, dict[str, dict]] = {}
+        for doc in store.iter_type(USER):
+            uid = doc.get("uid")
+            # Only whole numbers: another type (a store writer's) would fail every read of the watcher's batch
+            if isinstance(uid, int) and not isinstance(uid, bool) and _vouched(self.layout.root, doc):
+                claims.setdefault(uid, {})[str(doc["_id"])] = doc
+        self.disputed = {uid: sorted(docs) for uid, docs in claims.items() if len(docs) > 1}
+        for uid, ids in self.disputed.items():
+            _said_disputed(uid, ids)
+        return {uid: next(iter(docs.values())) for uid, docs in claims.items() if len(docs) == 1}
 
     def fuse_options(self) -> set[str]:
         # One inode serves several users: the Drive checks each request,
@@ -90,13 +102,13 @@ class SharedMount(Mount):
         """Who may use the control socket besides root: mapped uids.  A uid not
         known is looked up again (a `user add` since the mount), at most once a
         second, so that strangers cannot keep the store busy."""
-        if uid in self.uids:
+        if uid in self.uids or uid in self.disputed:  # disputed: told why at their unlock
             return True
         async with self._looking_up:
             if time.monotonic() >= self._looked_up + 1:
                 self.uids = await trio.to_thread.run_sync(self._read_uids, self.store)
                 self._looked_up = time.monotonic()
-        return uid in self.uids
+        return uid in self.uids or uid in self.disputed
 
     # --- the control socket (routed by fs/lifecycle.py)
 
@@ -127,6 +139,10 @@ class SharedMount(Mount):
                 return seat
             self.uids = await trio.to_thread.run_sync(self._read_uids, self.store)  # `user add` since
             user = self.uids.get(uid)
+            if uid in self.disputed:
+                raise PermissionDenied(f"uid {uid} is claimed by several users of this vault "
+                                       f"({', '.join(self.disputed[uid])}): refused; its administrator "
+                                       "removes the one that is not genuine")
             if user is None:
                 raise PermissionDenied(_not_mapped(uid))
             try:
@@ -212,6 +228,34 @@ class SharedMount(Mount):
             log.warning("%s", text)
         for user_id in users:
             alarms.for_user(user_id).warn("malformed", doc_id, text)
+
+
+def _vouched(root: Path, doc: dict) -> bool:
+    """Whether a user document may map a uid: signed by the key it names (its ``uid`` changed by the
+    store's writer breaks that), or unsigned from a user this device never saw sign (one from before
+    signatures, who signs at their first unlock: vault/model/migrate.py).  Refused: an alarm."""
+    user_id = doc.get("_id")
+    try:
+        signer = signer_of(doc)
+    except Forged:
+        signer = ""
+    if signer is None:
+        held = isinstance(user_id, str) and not confirmed.signed_before(root, user_id)
+    else:
+        held = self_signed(doc)
+    if not held:
+        alarms.for_user(str(user_id)[:80]).warn(
+            "forged-user", f"uid {doc.get('uid')}", f"user document {str(user_id)[:80]!r} naming uid "
+            f"{doc.get('uid')} is not signed by its user's key (forged, or its uid changed): it maps no uid "
+            "in the shared mount")
+    return held
+
+
+def _said_disputed(uid: int, ids: list[str]) -> None:
+    for user_id in ids:
+        alarms.for_user(user_id[:80]).warn(
+            "uid-disputed", f"uid {uid}", f"Linux uid {uid} is claimed by several users of this vault "
+            f"({', '.join(i[:80] for i in ids)}): the shared mount maps it to none of them")
 
 
 async def _host_access(spawner: Spawner, uid: int, gid: int) -> HostAccess:
