@@ -36,6 +36,8 @@ Holes
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import adversary
@@ -43,6 +45,8 @@ from conftest import PASSPHRASE, first_device, fusevault, mounted, settled, wait
 from services.test_trust_attack_round4 import _alarms
 
 from fusevault.vault.model.nodes import open_node_doc
+from mount import test_shared_mount as shared_mount
+from mount.test_shared_mount import SECRETS, People
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _signed, _user
 
@@ -212,3 +216,60 @@ def test_a_group_owners_member_removal_rotates_the_file_of_another_user_shared_w
         found = _alarms(mnt)
     assert _alice_dek(vault, fid) != dek, "the group owner's signed request was not acted on"
     assert adversary.docs(vault, "Rotation") == [] and not _said(found, fid), found
+
+
+# --- 2. the uid -> user map of root's shared mount (fs/shared.py ``_read_uids``)
+
+MALLORY = "mallory's passphrase, the store writer's"
+# Real Linux users and root's shared vault (tests/mount/test_shared_mount.py).
+linux, place, python, shared_vault = (shared_mount.linux, shared_mount.place, shared_mount.python,
+                                      shared_mount.shared_vault)
+
+
+def _user_of_the_store_writer(tmp_path: Path, uid: int) -> dict:
+    """A user document the store writer made with fusevault itself (keys of his own, signed by them),
+    claiming ``uid``: made in a scratch vault of his and copied over."""
+    scratch = tmp_path / "scratch"
+    assert fusevault("init", scratch, "--user", "writer").returncode == 0
+    _admin(scratch, "user", "add", "mallory", "--uid", str(uid), passphrase=MALLORY)
+    return _user(scratch, "mallory")
+
+
+@contextlib.contextmanager
+def _shared(vault: Path, place: Path, linux, python, name: str) -> Iterator[People]:
+    mountpoint = place / f"mnt-r19-{name}"
+    mountpoint.mkdir()
+    with mounted(vault, mountpoint, "--allow-other"):
+        yield People(linux, place, python, mountpoint)
+
+
+@shared_mount.pytestmark  # root, useradd and setpriv
+def test_a_second_user_claiming_her_uid_never_takes_her_seat_in_the_shared_mount(
+        shared_vault: Path, place: Path, linux, python, tmp_path: Path) -> None:
+    mallory = _user_of_the_store_writer(tmp_path, linux["alice"].pw_uid)
+    adversary.put(shared_vault, mallory)
+    with _shared(shared_vault, place, linux, python, "claim") as people:
+        # At alice's uid, the store writer's user (whose passphrase he knows) gets no seat ...
+        taken = people.fusevault("alice", "unlock", str(people.mnt), passphrase=MALLORY)
+        assert taken.returncode != 0, "the store writer's user took the seat of alice's uid"
+        # ... nor does alice's own: which of the two is genuine is not the store's order to say.
+        refused = people.fusevault("alice", "unlock", str(people.mnt), passphrase=SECRETS["alice"])
+        assert refused.returncode != 0 and "claimed by several users" in refused.stderr, refused.stderr
+        assert people.sh("alice", "ls -A $M").stdout == ""  # nothing of anyone's
+        people.unlock("bob")  # the others are not touched
+        adversary.delete_row(shared_vault, mallory["_id"])  # the administrator removes the forgery
+        people.unlock("alice")
+        assert people.ok("alice", "echo mine > $M/mine.txt && cat $M/mine.txt") == "mine\n"
+
+
+@shared_mount.pytestmark
+def test_a_user_document_whose_uid_was_changed_maps_no_one_in_the_shared_mount(
+        shared_vault: Path, place: Path, linux, python) -> None:
+    bob = _user(shared_vault, "bob")
+    # The store writer moves bob's (signed) document onto dave's uid, a local user of no vault.
+    adversary.put(shared_vault, {**bob, "uid": linux["dave"].pw_uid})
+    with _shared(shared_vault, place, linux, python, "moved") as people:
+        seated = people.fusevault("dave", "unlock", str(people.mnt), passphrase=SECRETS["bob"])
+        assert seated.returncode != 0, "dave's uid got bob's seat from a document whose uid was changed"
+        people.unlock("alice")
+        assert people.ok("alice", "ls -A $M/") is not None
