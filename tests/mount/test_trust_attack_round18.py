@@ -89,6 +89,9 @@ Holes
    writes (id ``rotate-<fid>`` of a file id, owned by her); others are said (kind ``malformed``).
    ``rotate`` deletes ``rotate-<fid>`` when done, so one forged document costs one re-key, never
    one per unlock.  Still open: a forged one of the right shape (Rotations are unsigned).
+   FIXED (share_ops.py ``_request``, round 19): a Rotation is signed (by her, or by the pinned owner of a
+   group she shares the file with) and names the epoch it asks to pass; any other is said (``forged``) and
+   left alone, a replay of hers asks for nothing: tests/mount/test_trust_attack_round19_rotation.py.
 
 4. A ROTATION DOCUMENT WHOSE ``fid`` IS NO STRING STOPS EVERY LATER MOUNT OF HERS.
    ``"fid": [...]`` (a list) reaches ``volume.find`` (share_ops.py:267) -> inodes.py:143
@@ -210,6 +213,8 @@ Seen, not tested (for the next round)
 - fs/shared.py:73 ``_read_uids``: the uid -> user map of a shared mount is read from clear,
   unsigned UserDetails ``uid`` fields; a later document naming another user's uid takes the seat
   (at most a denial of her unlock: the passphrase still decides).
+  FIXED (fs/shared.py ``_read_uids``, round 19): only a document its user signed maps a uid, and a uid
+  two users claim maps neither (an alarm for each): tests/mount/test_trust_attack_round19_rotation.py.
 - Not reached: vault/tree/loading.py ``_rebuilt_in_place``/``_replays_refused`` with forged documents
   through a mount (only read; no hole found by reading), conflicting revisions of Share/Group/
   UserDetails with a server-chosen winner (conflicts.py keeps CouchDB's pick for non-node types).
