@@ -212,6 +212,8 @@ def test_a_group_owners_member_removal_rotates_the_file_of_another_user_shared_w
     _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)
     (pending,) = adversary.docs(vault, "Rotation")
     assert pending["fid"] == fid and pending["sig"]["by"] == _user(vault, "bob")["_id"]
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB):  # another user's request: not his to judge
+        assert not [a for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
     with mounted(vault, mnt):
         found = _alarms(mnt)
     assert _alice_dek(vault, fid) != dek, "the group owner's signed request was not acted on"
