@@ -160,12 +160,13 @@ def add_commands(command: Command) -> None:
 
 def cmd_recovery_key(args: argparse.Namespace) -> int:
     from fusevault.crypto import recovery
-    from fusevault.vault.model import users
+    from fusevault.vault.model import key_memory, users
     from fusevault.vault.services.opening import open_vault
 
     _, store = open_vault(args.vault)
     try:
-        user = users.find_user(store, args.user)
+        # Her newest keys this device saw, not an older body the store may offer (key_memory).
+        user, _ = key_memory.newest(args.vault, users.find_user(store, args.user))
         name = user["username"]
         if args.action == "revoke":
             if args.recovery_key_fd is not None or args.recovery_key_file is not None:
@@ -173,7 +174,7 @@ def cmd_recovery_key(args: argparse.Namespace) -> int:
             if not users.has_recovery_key(user):  # said before a passphrase is asked
                 raise NoRecoveryKey(f"user {name!r} has no recovery key")
             secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=about(args.vault, name))
-            users.revoke_recovery_key(store, user, secret)
+            users.revoke_recovery_key(store, args.vault, user, secret)
             print(f"recovery key of user {name} revoked: its words open nothing from now on")
             return 0
         output = Output(args)
@@ -181,7 +182,7 @@ def cmd_recovery_key(args: argparse.Namespace) -> int:
             secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=about(args.vault, name))
             new = recovery.new_secret()
             replaced = users.has_recovery_key(user)
-            users.create_recovery_key(store, user, secret, new)
+            users.create_recovery_key(store, args.vault, user, secret, new)
         except BaseException:
             output.abandon()
             raise

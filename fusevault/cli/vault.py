@@ -112,12 +112,13 @@ def _join(args: argparse.Namespace) -> int:
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
-    from fusevault.vault.model import users
+    from fusevault.vault.model import key_memory, users
     from fusevault.vault.services.opening import open_vault
 
     _, store = open_vault(args.vault)  # before asking for anything
     try:
-        user = users.find_user(store, args.user)
+        # Her newest keys this device saw, not an older body the store may offer (key_memory).
+        user, _ = key_memory.newest(args.vault, users.find_user(store, args.user))
         about = _about(args.vault, user["username"])
         if args.recovery or args.recovery_fd is not None or args.recovery_file is not None:
             # Forgotten: the words open the master key (checked before a new passphrase is asked).
@@ -125,7 +126,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             users.recover(user, words)
             new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
                                  confirm=True, prompt="New passphrase: ", about=about)
-            users.reset_passphrase(store, user, words, new)
+            users.reset_passphrase(store, args.vault, user, words, new)
             print(f"passphrase reset with the recovery key for user {user['username']} "
                   "(the recovery key still works)")
             return 0
@@ -135,7 +136,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
                              confirm=True, prompt="New passphrase: ", about=about)
         if new == old:
             raise InvalidInput("the new passphrase is the same as the old one")
-        users.change_passphrase(store, user, old, new)
+        users.change_passphrase(store, args.vault, user, old, new)
     finally:
         store.close()
     print(f"passphrase changed for user {user['username']}")

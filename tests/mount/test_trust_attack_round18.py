@@ -127,6 +127,12 @@ Holes
    key there so a replay never decides which passphrase opens her vault.
    Test: test_the_server_replaying_her_user_document_from_before_passwd_does_not_bring_the_old_
    passphrase_back.
+   FIXED (vault/model/key_memory.py, users.unlock_here): every body that changes key fields carries a
+   signed ``keys_seq``; each device remembers the newest key fields it saw, and an older body from the
+   store or the server is not used (alarm ``rollback``, subject ``keys <id>``); passwd and the recovery
+   key commands start from the newest too.  tests/mount/test_key_replay.py (the store writer's replay,
+   a revoked recovery key put back, a genuine passwd from her other device: no alarm),
+   tests/unit/test_key_memory.py.  Not covered: a device that never saw the newer body.
 
 6. ROOT'S STATE UNDER ``sudo -E`` IS KEPT IN THE USER'S HOME, UNCHECKED: ITS LOG IS WRITTEN THROUGH
    HER LINKS, AND SHE RESETS ROOT'S TRUST.  paths.py:29-33 ``_dir`` (state_dir, config_dir) takes
@@ -636,8 +642,6 @@ def test_the_server_deleting_a_live_folders_document_neither_removes_it_nor_goes
 NEW = "a new passphrase, the old one leaked"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: her older signed UserDetails served as the newest revision is "
-                   "taken whole: the passphrase she changed (passwd) opens her vault again, nothing said")
 def test_the_server_replaying_her_user_document_from_before_passwd_does_not_bring_the_old_passphrase_back(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """She changes her passphrase (the old one leaked); the server keeps her signed user document from

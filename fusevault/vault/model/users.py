@@ -6,6 +6,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from fusevault.crypto import aead, recovery
 from fusevault.crypto.identity import Identity, open_identity, seal_identity
@@ -27,7 +28,8 @@ from fusevault.errors import (
 )
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, validate_name
-from fusevault.vault.model import confirmed, shapes
+from fusevault.vault.model import confirmed, key_memory, shapes
+from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.nodes import NODE, VERSION, Node, new_id, node_doc
 
 USER = "UserDetails"
@@ -128,11 +130,28 @@ def unlock(doc: dict, passphrase: bytes) -> MasterKey:
     return key
 
 
-def change_passphrase(store: Store, doc: dict, old: bytes, new: bytes) -> None:
+def unlock_here(root: Path | str, doc: dict, passphrase: bytes, alarms: Alarms | None = None) -> MasterKey:
+    """``unlock`` on this device: with the newest key fields it saw (vault/model/key_memory.py), so
+    her older body served again (from before ``passwd`` or a revoked recovery key) never decides
+    what opens her vault; the replay is said.  A body of hers newer than remembered is remembered."""
+    body, replayed = key_memory.newest(root, doc)
+    key = unlock(body, passphrase)
+    if replayed:
+        (alarms if alarms is not None else for_user(key.user_id)).warn(
+            "rollback", f"keys {doc['_id']}", f"rollback: the store offers an older body of the keys of user "
+            f"{doc.get('username')!r} than this device saw (a passphrase or recovery key change undone by "
+            "the server or the vault folder?): the newer keys apply here")
+    elif confirmed.own_signature(doc, key):
+        key_memory.remember(root, doc)
+    return key
+
+
+def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new: bytes) -> None:
+    doc, _ = key_memory.newest(root, doc)
     master = _master(doc, old)
     fields = wrap_master(doc["_id"], master, new, default_params())
     # The recovery wrapping (if any) is of the same master key: it stays valid.
-    _save(store, {**doc, **fields, "checksum": checksum(fields)}, master)
+    _save(store, root, {**doc, **fields, "checksum": checksum(fields)}, master)
 
 
 def _master(doc: dict, passphrase: bytes) -> bytes:
@@ -141,13 +160,16 @@ def _master(doc: dict, passphrase: bytes) -> bytes:
     return unwrap_master(doc["_id"], doc, passphrase)
 
 
-def _save(store: Store, doc: dict, master: bytes) -> None:
-    """Store a changed user document, signed again by its user over every field."""
+def _save(store: Store, root: Path | str, doc: dict, master: bytes) -> None:
+    """Store a user document whose key fields changed, signed again by its user over every field, a
+    key sequence above any this device knows; remembered here as the newest (key_memory)."""
+    doc = {**doc, key_memory.SEQ: key_memory.next_seq(root, doc)}
     if signer_of(doc) is not None or "en_private_keys" in doc:
         identity = open_identity(MasterKey(doc["_id"], master), doc)
         doc = sign_doc(doc["_id"], identity.sign, doc)
     store.put_many([doc])
     store.sync()
+    key_memory.remember(root, doc)
 
 
 # --- the recovery key (crypto/recovery.py)
@@ -157,18 +179,20 @@ def has_recovery_key(doc: dict) -> bool:
     return recovery.FIELD in doc
 
 
-def create_recovery_key(store: Store, doc: dict, passphrase: bytes, secret: bytes) -> None:
+def create_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: bytes, secret: bytes) -> None:
     """Wrap the user's master key under ``secret`` too (replacing an earlier recovery key)."""
+    doc, _ = key_memory.newest(root, doc)
     master = _master(doc, passphrase)
-    _save(store, {**doc, recovery.FIELD: recovery.wrap(doc["_id"], master, secret, int(time.time()))},
+    _save(store, root, {**doc, recovery.FIELD: recovery.wrap(doc["_id"], master, secret, int(time.time()))},
           master)
 
 
-def revoke_recovery_key(store: Store, doc: dict, passphrase: bytes) -> None:
+def revoke_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: bytes) -> None:
+    doc, _ = key_memory.newest(root, doc)
     if not has_recovery_key(doc):
         raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key")
     master = _master(doc, passphrase)
-    _save(store, {k: v for k, v in doc.items() if k != recovery.FIELD}, master)
+    _save(store, root, {k: v for k, v in doc.items() if k != recovery.FIELD}, master)
 
 
 def recover(doc: dict, secret: bytes) -> bytes:
@@ -182,8 +206,9 @@ def recover(doc: dict, secret: bytes) -> bytes:
     return master
 
 
-def reset_passphrase(store: Store, doc: dict, secret: bytes, new: bytes) -> None:
+def reset_passphrase(store: Store, root: Path | str, doc: dict, secret: bytes, new: bytes) -> None:
     """A forgotten passphrase: a new one, the master key opened with the recovery key."""
+    doc, _ = key_memory.newest(root, doc)
     master = recover(doc, secret)
     fields = wrap_master(doc["_id"], master, new, default_params())
-    _save(store, {**doc, **fields, "checksum": checksum(fields)}, master)
+    _save(store, root, {**doc, **fields, "checksum": checksum(fields)}, master)

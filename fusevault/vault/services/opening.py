@@ -34,7 +34,7 @@ def unlock_vault(path: Path, username: str | None, passphrase: bytes) -> Unlocke
     layout, store = open_vault(path)
     try:
         user = users.find_user(store, username)
-        key = users.unlock(user, passphrase)
+        key = users.unlock_here(layout.root, user, passphrase)
     except BaseException:
         store.close()
         raise

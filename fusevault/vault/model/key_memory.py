@@ -1,0 +1,101 @@
+"""This device's memory of the newest key fields of each user: a replayed older body never decides
+which passphrase (or recovery key) opens her vault.
+
+Her master key is wrapped under her passphrase (and her recovery key) in clear fields of her
+UserDetails document.  ``passwd``, ``passwd --recovery`` and ``recovery-key create``/``revoke``
+write those fields again, signed; but anyone holding the store or the database (the CouchDB
+server, a writer of the vault folder) keeps her body from before and can serve it again as the
+newest revision.  Its signature holds (she made it), so without a memory the passphrase she
+changed because it leaked opened her vault again (attack round 18, hole 5).
+
+So every body that changes key fields carries ``keys_seq`` (one above the newest this device
+knows; covered by her signature, as every field is), and each device remembers the newest key
+fields it saw, signed by her (``paths.state_dir()/confirmed/<hash>.keys``, temp + fsync +
+rename, beside the settings it confirmed: outside the vault, which is what the attacker writes).
+At every unlock a store body with older key fields than remembered is not used: the remembered
+fields are, and the replay is said (alarm ``rollback``).  The record is not sealed: it is read
+before any key is open, it holds what the store's row holds in clear anyway, and the state
+directory is this user's own (paths._own_place).  A device that never saw the newer body (a new
+one, a lost state directory) cannot tell; a server can always withhold (docs/SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from fusevault.crypto import recovery
+from fusevault.encoding import loads_untrusted
+from fusevault.errors import VaultError
+from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model import confirmed
+
+SEQ = "keys_seq"
+# The fields that decide what opens her master key (crypto/keys.py wrap_master, crypto/recovery.py).
+WRAPPING = ("salt", "kdf", "iv", "en_master_kek", "en_validation_string", "checksum")
+KEY_FIELDS = (*WRAPPING, recovery.FIELD, SEQ)
+SAFE_INTEGER = 2**53 - 1  # what a CouchDB server (JavaScript numbers) holds exactly
+log = logging.getLogger(__name__)
+
+
+def seq(doc: dict) -> int:
+    """The body's key sequence (0: from before it existed; a malformed one counts as 0)."""
+    value = doc.get(SEQ, 0)
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return value if whole and 0 <= value <= SAFE_INTEGER else 0
+
+
+def _place(root: Path | str, user_id: str) -> Path:
+    return confirmed.place(root, user_id).with_suffix(".keys")
+
+
+def remembered(root: Path | str, user_id: str) -> dict | None:
+    """The newest key fields this device saw for ``user_id``, or None (none, or not readable)."""
+    try:
+        kept = loads_untrusted(_place(root, user_id).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, VaultError, ValueError) as err:
+        log.error("this device's record of the newest keys of %s is unreadable (%s): not used", user_id, err)
+        return None
+    if not (isinstance(kept, dict) and kept.get("_id") == user_id
+            and all(isinstance(kept.get(k), str) for k in WRAPPING if k != "kdf")):
+        log.error("this device's record of the newest keys of %s is damaged: not used", user_id)
+        return None
+    return kept
+
+
+def newest(root: Path | str, doc: dict) -> tuple[dict, bool]:
+    """``doc`` with the newest key fields this device knows: (the body to unlock with, whether the
+    store's were older, a replay).  Everything but the key fields is the store's (the settings have
+    their own order: vault/model/confirmed.py)."""
+    kept = remembered(root, doc["_id"])
+    if kept is None or seq(kept) <= seq(doc):
+        return doc, False
+    rest = {k: v for k, v in doc.items() if k not in KEY_FIELDS}
+    return {**rest, **{k: kept[k] for k in KEY_FIELDS if k in kept}}, True
+
+
+def remember(root: Path | str, doc: dict) -> None:
+    """Keep ``doc``'s key fields as the newest this device saw (the caller checked her signature, or
+    made the body).  Never below one kept: a body of an equal sequence (two devices changed the keys
+    apart) replaces it, the last one signed here or unlocked with."""
+    kept = remembered(root, doc["_id"])
+    if kept is not None and seq(kept) > seq(doc):
+        return
+    record = {"_id": doc["_id"], **{k: doc[k] for k in KEY_FIELDS if k in doc}}
+    if kept == record:
+        return
+    path = _place(root, doc["_id"])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, json.dumps(record, sort_keys=True).encode())
+    except OSError as err:
+        log.error("could not record the newest keys of %s on this device: %s", doc["_id"], err)
+
+
+def next_seq(root: Path | str, doc: dict) -> int:
+    """The sequence of a body that changes ``doc``'s key fields: above the store's and this device's."""
+    kept = remembered(root, doc["_id"])
+    return min(SAFE_INTEGER, max(seq(doc), seq(kept) if kept is not None else 0) + 1)
