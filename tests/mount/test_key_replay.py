@@ -42,12 +42,17 @@ def test_her_body_from_before_passwd_put_back_in_the_store_does_not_bring_the_ol
     with mounted(vault, tmp_path / "mnt", passphrase=NEW) as mnt:
         assert (mnt / "plan.txt").read_bytes() == b"her plan"
         assert _key_alarms(mnt), _alarms(mnt)
+        # A body she signs here (a setting changed) carries the newer keys, not the store's older ones.
+        ttl = fusevault("config", "set", "passphrase_expiry_ttl", "4hr", "--mount", mnt, passphrase=None)
+        assert ttl.returncode == 0, ttl.stderr
+    newest = _her_doc(vault)
+    assert newest["keys_seq"] == 1 and newest["salt"] != before["salt"], "her older keys signed again"
     # passwd on this device takes the newer keys too: the old passphrase is no "current" one.
     again = fusevault("passwd", vault, env={"FUSEVAULT_NEW_PASSPHRASE": "a third"})
     assert again.returncode == 3, again.stderr
     third = fusevault("passwd", vault, passphrase=NEW, env={"FUSEVAULT_NEW_PASSPHRASE": "a third"})
     assert third.returncode == 0, third.stderr
-    assert _her_doc(vault)["keys_seq"] > before.get("keys_seq", 0)  # the newer keys written back
+    assert _her_doc(vault)["keys_seq"] == 2
 
 
 def test_a_revoked_recovery_key_put_back_in_the_store_opens_nothing(tmp_path: Path) -> None:

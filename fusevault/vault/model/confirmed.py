@@ -105,11 +105,6 @@ def _file(root: Path | str, user_id: str) -> tuple[Path, str]:
     return paths.state_dir() / "confirmed" / name, name
 
 
-def place(root: Path | str, user_id: str) -> Path:
-    """Where this device keeps what it confirmed for this user of this vault (other records beside it)."""
-    return _file(root, user_id)[0]
-
-
 def mark_signed(root: Path | str, user_id: str) -> None:
     """Remember that this device saw the user's document signed (vault/model/migrate.py): from then on an
     unsigned one is a forgery, never a document from before signatures to sign."""

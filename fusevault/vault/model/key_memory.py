@@ -21,21 +21,22 @@ one, a lost state directory) cannot tell; a server can always withhold (docs/SEC
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
+from fusevault import paths
 from fusevault.crypto import recovery
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import SAFE_INTEGER, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.model import confirmed
 
 SEQ = "keys_seq"
 # The fields that decide what opens her master key (crypto/keys.py wrap_master, crypto/recovery.py).
 WRAPPING = ("salt", "kdf", "iv", "en_master_kek", "en_validation_string", "checksum")
 KEY_FIELDS = (*WRAPPING, recovery.FIELD, SEQ)
-SAFE_INTEGER = 2**53 - 1  # what a CouchDB server (JavaScript numbers) holds exactly
 log = logging.getLogger(__name__)
 
 
@@ -47,7 +48,9 @@ def seq(doc: dict) -> int:
 
 
 def _place(root: Path | str, user_id: str) -> Path:
-    return confirmed.place(root, user_id).with_suffix(".keys")
+    """Beside what this device confirmed for her in this vault (vault/model/confirmed.py ``_file``)."""
+    name = hashlib.sha256(f"{os.path.realpath(root)}\0{user_id}".encode()).hexdigest()[:32]
+    return paths.state_dir() / "confirmed" / f"{name}.keys"
 
 
 def remembered(root: Path | str, user_id: str) -> dict | None:

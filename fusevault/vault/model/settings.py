@@ -16,12 +16,13 @@ import re
 import stat
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from fusevault.encoding import SAFE_INTEGER
 from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
-from fusevault.vault.model import lineage
+from fusevault.vault.model import key_memory, lineage
 
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
 STAMP = "settings_at_us"  # when these settings were signed (microseconds: JavaScript-exact)
@@ -155,11 +156,16 @@ def _isdir(host: HostAccess, path: str) -> bool:
         return False
 
 
-def save(store, user_id: str, settings: Settings, sign, vector: dict[str, int] | None = None) -> None:
+def save(store, user_id: str, settings: Settings, sign, vector: dict[str, int] | None = None,
+         root: Path | str | None = None) -> None:
     """Write the settings into the user's document (the key fields are left alone),
     signed again with the user's key (``sign``: ``Trust.sign``).  ``vector``: its version vector
-    (``confirmed.next_vector``: above each body this device saw; vault/model/lineage.py)."""
+    (``confirmed.next_vector``: above each body this device saw; vault/model/lineage.py).  With
+    ``root`` (the vault), the key fields are the newest this device saw: her body signed here never
+    carries older ones the store offers (vault/model/key_memory.py)."""
     current = store.get(user_id)
+    if root is not None:
+        current, _ = key_memory.newest(root, current)
     doc = {k: v for k, v in current.items() if k != lineage.FIELD}  # never one copied from before
     # A time in each body: never byte for byte one she signed before (vault/model/confirmed.py tells an
     # older body, replayed, by having seen it before another).

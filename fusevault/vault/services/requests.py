@@ -172,7 +172,7 @@ class Requests:
             await trio.to_thread.run_sync(user_settings.check, wanted, root, self.host)
             vector = await trio.to_thread.run_sync(confirmed.next_vector, root, key)
             await self.vol.store_call(user_settings.save, store, key.user_id, in_doc, self.vol.trust.sign,
-                                      vector)
+                                      vector, root)
             await trio.to_thread.run_sync(confirmed.write, root, key, wanted)
             doc = await self.vol.store_call(store.get, key.user_id)
             now = await trio.to_thread.run_sync(confirmed.effective, doc, key, root, self.vol.trust.alarms)
