@@ -139,8 +139,12 @@ def cmd_user(args: argparse.Namespace) -> int:
         elif args.action == "trust":
             _trust_user(args, store)
         else:
-            accounts.remove_user(layout, store, args.name)
+            sharers = accounts.remove_user(layout, store, args.name)
             print(f"removed user {args.name}")
+            if sharers:
+                # Their files get new keys only from their owners (signed): say whose turn it is.
+                print(f"{', '.join(sharers)} shared files with {args.name}: each gives them new keys with "
+                      f"`fusevault unshare PATH --with {args.name}` (their next mount names the files)")
     return 0
 
 

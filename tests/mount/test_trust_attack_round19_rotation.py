@@ -186,7 +186,10 @@ def test_an_administrators_user_remove_is_said_and_unshare_finishes_it(vault: Pa
     mnt = tmp_path / "mnt"
     fid = _shared_with_bob(vault, mnt)
     dek = _alice_dek(vault, fid)
-    _admin(vault, "user", "remove", "bob")  # no key of hers: its request for new keys is unsigned
+    # No key of hers: its request for new keys is unsigned; the administrator is told whose turn it is.
+    removed = fusevault("user", "remove", "bob", env={"FUSEVAULT_VAULT": str(vault)})
+    assert removed.returncode == 0, removed.stderr
+    assert "alice shared files with bob" in removed.stdout and "unshare" in removed.stdout, removed.stdout
     assert [d["fid"] for d in adversary.docs(vault, "Rotation")] == [fid]
     with mounted(vault, mnt):
         assert _said(_alarms(mnt), fid)

@@ -23,10 +23,11 @@ from fusevault.vault.services.opening import hold
 log = logging.getLogger(__name__)
 
 
-def remove_user(layout: Layout, store: Store, name: str) -> None:
+def remove_user(layout: Layout, store: Store, name: str) -> list[str]:
     """``name`` and every document of theirs, in one transaction; refused while they own
-    files or groups, are a member of a group, or are the only user.  Shares with
-    them get new keys at their owners' next unlock."""
+    files or groups, are a member of a group, or are the only user.  Returns the names of the
+    users who had shared files with them: each is asked (an unsigned request, said at their
+    next mount: share_ops.py ``_request``) to give those files new keys with ``unshare``."""
     user = users.find_user(store, name)
     # Its folder is removed below: an id that is no name fusevault makes ("../../x", planted, unsigned)
     # is refused here, before anything is changed (layout.py ``checked_id``, UnsafeId).
@@ -68,6 +69,8 @@ def remove_user(layout: Layout, store: Store, name: str) -> None:
             log.warning("the folder of removed user %s is left: %s", name, err)
     finally:
         os.close(lock)
+    names = {d["_id"]: d.get("username") for d in everyone}
+    return sorted({str(names.get(d.get("owner")) or d.get("owner")) for d in shares})
 
 
 def group_base(group: dict, owner: Trust, removing: bool = False) -> dict:
