@@ -446,8 +446,6 @@ def _deleted_then_restored(vault: Path, tmp_path: Path) -> tuple[Path, str, dict
     return mnt, fid, deletion
 
 
-@pytest.mark.xfail(strict=True, reason="hole (documented limit, 'not yet for a file'): her own older signed "
-                   "deletion put back as the current row hides her live file (moved into the trash)")
 def test_her_own_older_deletion_put_back_does_not_hide_the_live_file(vault: Path, tmp_path: Path) -> None:
     mnt, fid, deletion = _deleted_then_restored(vault, tmp_path)
     adversary.put(vault, deletion)
@@ -458,22 +456,26 @@ def test_her_own_older_deletion_put_back_does_not_hide_the_live_file(vault: Path
 
 def test_her_own_older_deletion_put_back_is_said_and_restore_brings_back_the_newest_contents(
         vault: Path, tmp_path: Path) -> None:
-    """held: the replayed deletion is said (a rollback alarm naming the file), the trash offers the file
-    once, and ``restore`` brings back its newest contents (the versions are not rolled back)."""
+    """held: the replayed deletion is said (a rollback alarm naming the file).  Since hole 8's fix the
+    file simply stays (refused, rebuilt where this device last saw it, with its newest contents), so
+    the trash offers nothing to restore; the unlock commits her newer state over the replay, so the
+    next mount finds nothing to refuse, says nothing, and the trash is still empty.  (Before: the trash
+    offered the file once and ``restore`` brought back its newest contents.)"""
     mnt, fid, deletion = _deleted_then_restored(vault, tmp_path)
     adversary.put(vault, deletion)
     with mounted(vault, mnt):
         assert any(a["kind"] == "rollback" and a["subject"] == fid for a in _alarms(mnt)), _alarms(mnt)
         trash = fusevault("trash", mnt, "--json")
         assert trash.returncode == 0, trash.stderr
-        assert [t["path"] for t in json.loads(trash.stdout)["trash"]].count("plan.txt") == 1
-        restored = fusevault("restore", mnt / "plan.txt")
-        assert restored.returncode == 0, restored.stderr
+        assert json.loads(trash.stdout)["trash"] == []
+        assert (mnt / "plan.txt").read_bytes() == b"the newer plan"
+    assert not adversary.get(vault, fid).get("delete"), "the replay is still the store's current row"
+    with mounted(vault, mnt):
+        assert _alarms(mnt) == []
+        assert sorted(os.listdir(mnt)) == ["plan.txt"]
         assert (mnt / "plan.txt").read_bytes() == b"the newer plan"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a replayed revision refused live stays the current row of "
-                   "the local store: at her next mount her file is gone into the trash (ledger.admit)")
 def test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_next_mount(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """The server keeps her signed deletion of plan.txt and, after she restored it and wrote on,
