@@ -65,6 +65,9 @@ def no_file_keys_for_strangers(vault: Path) -> None:
 
 
 def test_an_older_revision_of_one_file_put_back_in_the_store_is_reported(vault: Path, tmp_path: Path) -> None:
+    """Her own older document of this device's put back: said, and not taken in (vault/tree/loading.py
+    ``_replays_refused``, attack round 18 (7, 8)): the file keeps its newer contents, and the unlock
+    commits them over the replay, so the next mount says nothing.  (Before: the older state was shown.)"""
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "report.txt").write_bytes(b"first draft")
@@ -80,11 +83,13 @@ def test_an_older_revision_of_one_file_put_back_in_the_store_is_reported(vault: 
         assert [a["subject"] for a in found] == [fid]
         assert "report.txt" in found[0]["text"]
         assert "WARNING" in status_text(mnt) and fid in status_text(mnt)
-        assert logged(f"rollback: /report.txt ({fid})")
-        # Still serving (the older state is what the store holds: it is shown, and said).
+        assert logged(f"rollback: an older state of /report.txt ({fid})")
         assert (mnt / "other.txt").read_bytes() == b"untouched"
-        assert (mnt / "report.txt").read_bytes() == b"first draft"
+        assert (mnt / "report.txt").read_bytes() == b"final, signed off"
         (mnt / "new.txt").write_bytes(b"still writes")
+    with mounted(vault, mnt):
+        assert alarms(mnt) == []
+        assert (mnt / "report.txt").read_bytes() == b"final, signed off"
     no_file_keys_for_strangers(vault)
 
 
