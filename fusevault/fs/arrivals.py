@@ -115,6 +115,8 @@ class Arrivals:
             self._start(self._settle_busy, agent, volume, changed.busy)
         if changed.resized:
             self._start(self._resized, agent, volume, changed.resized)
+        for node, rev in changed.recommit:
+            self._start(self._recommit, volume, node, rev)
 
     async def _reshare(self) -> None:
         """Group members changed: each unlocked holder of a group's file keys
@@ -162,6 +164,19 @@ class Arrivals:
                 changed = Absorbed()
                 retry_awaiting(other, changed)
                 self.follow_up(agent, other, changed)
+
+    async def _recommit(self, volume: Volume, node: Node, rev: str) -> None:
+        """A replay of the user's own node was refused (absorbing.py): her newer
+        state, which the tree kept, committed as the revision after it, so that
+        neither her next unlock nor a peer takes the replay for her current state.
+        Nothing if a commit went on top of it meanwhile, or she locked."""
+        try:
+            if volume.key is not None and volume.find(node.fid) is node and node.rev == rev:
+                await volume.save_node(node)
+        except VaultError as err:  # the next unlock judges the replay again (vault/tree/loading.py)
+            log.error("could not put the newer state of %s back over a replay: %s", node.fid, err)
+        except Exception:  # a background task: a bug must not end the mount
+            log.exception("putting the newer state of %s back over a replay failed", node.fid)
 
     async def _save_leaving(self, agent: Agent, volume: Volume, nodes: list[Node]) -> None:
         """A share ended while this user had unsaved writes in its files:

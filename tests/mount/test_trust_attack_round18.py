@@ -179,6 +179,11 @@ Holes
    the refused revision id in the ledger and refuse it again at load (rebuild from the tree's
    last state: the ledger knows its place and name).
    Test: test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_next_mount.
+   FIXED (services/absorbing.py ``absorb_node``, fs/arrivals.py ``_recommit``): a revision refused as
+   a replay of her own node is followed at once by her newer state committed over it (and pushed), so
+   the store never keeps the replay current; one left current anyway (she locked first) is refused at
+   the next unlock as hole 8's.  Also for older contents: test_trust_rollback.py
+   ``test_a_server_serving_an_older_revision_is_refused_at_the_next_mount_too``.
 
 8. (Documented limit, "Not yet for a file": SECURITY.md Rollback.)  Her own older signed DELETION
    put back as the current row (by the store writer, or hole 7) moves her live file into the trash
@@ -189,13 +194,19 @@ Holes
    deletion whose seq is older than one this device saw is refused and the file rebuilt in place
    from the ledger (``_keep_undeleted`` already rebuilds refused deletions by another signer).
    Test: test_her_own_older_deletion_put_back_does_not_hide_the_live_file.
+   FIXED (vault/tree/loading.py ``_deletion_replayed``, ``_replays_refused``): her own deletion, and a
+   file's older state, numbered by THIS device below a state it saw since, of a file it last saw live,
+   is refused at unlock, the file rebuilt where it was with its newest version (an alarm), and the state
+   rebuilt committed over the replay before the mount serves (share_ops.py ``_put_back_over_replays``).
+   Not done: another device's older deletion (its numbers order none of this device's states).
 
 What held
 ---------
 - recovery.trash / restore: her own older deletion put back is said (a rollback alarm naming the
   file), the trash offers the file once (no second name), and ``restore`` brings back its newest
   contents, not the deleted state's -
-  test_her_own_older_deletion_put_back_is_said_and_restore_brings_back_the_newest_contents.
+  test_her_own_older_deletion_put_back_is_said_and_restore_brings_back_the_newest_contents (since
+  hole 8's fix the file simply stays, said, the trash empty; the test asserts that now).
 - The server's tombstone of her ROOT folder's document: at her next mount her files are all where
   they were (loading.py ``_root_again``), unlike a file's (hole 2) -
   test_the_server_deleting_her_root_folders_document_leaves_her_files_where_they_are.
@@ -457,8 +468,6 @@ def _deleted_then_restored(vault: Path, tmp_path: Path) -> tuple[Path, str, dict
     return mnt, fid, deletion
 
 
-@pytest.mark.xfail(strict=True, reason="hole (documented limit, 'not yet for a file'): her own older signed "
-                   "deletion put back as the current row hides her live file (moved into the trash)")
 def test_her_own_older_deletion_put_back_does_not_hide_the_live_file(vault: Path, tmp_path: Path) -> None:
     mnt, fid, deletion = _deleted_then_restored(vault, tmp_path)
     adversary.put(vault, deletion)
@@ -469,22 +478,26 @@ def test_her_own_older_deletion_put_back_does_not_hide_the_live_file(vault: Path
 
 def test_her_own_older_deletion_put_back_is_said_and_restore_brings_back_the_newest_contents(
         vault: Path, tmp_path: Path) -> None:
-    """held: the replayed deletion is said (a rollback alarm naming the file), the trash offers the file
-    once, and ``restore`` brings back its newest contents (the versions are not rolled back)."""
+    """held: the replayed deletion is said (a rollback alarm naming the file).  Since hole 8's fix the
+    file simply stays (refused, rebuilt where this device last saw it, with its newest contents), so
+    the trash offers nothing to restore; the unlock commits her newer state over the replay, so the
+    next mount finds nothing to refuse, says nothing, and the trash is still empty.  (Before: the trash
+    offered the file once and ``restore`` brought back its newest contents.)"""
     mnt, fid, deletion = _deleted_then_restored(vault, tmp_path)
     adversary.put(vault, deletion)
     with mounted(vault, mnt):
         assert any(a["kind"] == "rollback" and a["subject"] == fid for a in _alarms(mnt)), _alarms(mnt)
         trash = fusevault("trash", mnt, "--json")
         assert trash.returncode == 0, trash.stderr
-        assert [t["path"] for t in json.loads(trash.stdout)["trash"]].count("plan.txt") == 1
-        restored = fusevault("restore", mnt / "plan.txt")
-        assert restored.returncode == 0, restored.stderr
+        assert json.loads(trash.stdout)["trash"] == []
+        assert (mnt / "plan.txt").read_bytes() == b"the newer plan"
+    assert not adversary.get(vault, fid).get("delete"), "the replay is still the store's current row"
+    with mounted(vault, mnt):
+        assert _alarms(mnt) == []
+        assert sorted(os.listdir(mnt)) == ["plan.txt"]
         assert (mnt / "plan.txt").read_bytes() == b"the newer plan"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a replayed revision refused live stays the current row of "
-                   "the local store: at her next mount her file is gone into the trash (ledger.admit)")
 def test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_next_mount(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """The server keeps her signed deletion of plan.txt and, after she restored it and wrote on,

@@ -65,6 +65,9 @@ def no_file_keys_for_strangers(vault: Path) -> None:
 
 
 def test_an_older_revision_of_one_file_put_back_in_the_store_is_reported(vault: Path, tmp_path: Path) -> None:
+    """Her own older document of this device's put back: said, and not taken in (vault/tree/loading.py
+    ``_replays_refused``, attack round 18 (7, 8)): the file keeps its newer contents, and the unlock
+    commits them over the replay, so the next mount says nothing.  (Before: the older state was shown.)"""
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "report.txt").write_bytes(b"first draft")
@@ -80,11 +83,13 @@ def test_an_older_revision_of_one_file_put_back_in_the_store_is_reported(vault: 
         assert [a["subject"] for a in found] == [fid]
         assert "report.txt" in found[0]["text"]
         assert "WARNING" in status_text(mnt) and fid in status_text(mnt)
-        assert logged(f"rollback: /report.txt ({fid})")
-        # Still serving (the older state is what the store holds: it is shown, and said).
+        assert logged(f"rollback: an older state of /report.txt ({fid})")
         assert (mnt / "other.txt").read_bytes() == b"untouched"
-        assert (mnt / "report.txt").read_bytes() == b"first draft"
+        assert (mnt / "report.txt").read_bytes() == b"final, signed off"
         (mnt / "new.txt").write_bytes(b"still writes")
+    with mounted(vault, mnt):
+        assert alarms(mnt) == []
+        assert (mnt / "report.txt").read_bytes() == b"final, signed off"
     no_file_keys_for_strangers(vault)
 
 
@@ -117,6 +122,65 @@ def test_a_server_serving_an_older_revision_is_refused_while_mounted(tmp_path: P
         assert couch.all("FileKey") == [] and couch.all("Share") == []
     finally:
         server.stop()
+
+
+def test_a_server_serving_an_older_revision_is_refused_at_the_next_mount_too(tmp_path: Path) -> None:
+    """As above, but she writes nothing after: the refused replay must not stay the local store's
+    current row (attack round 18 (7)).  Her newer state is committed over it at once (and pushed), so
+    her next mount shows plan B, with nothing to refuse or say."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "plan.txt").write_bytes(b"plan A")
+            wait_for(lambda: settled(a), "the first push")
+            old = {d["_id"]: d for d in couch.all("node")}
+            (a / "plan.txt").write_bytes(b"plan B, the real one")
+            wait_for(lambda: settled(a), "the second push")
+            new = {d["_id"]: d for d in couch.all("node")}
+            (fid,) = changed(old, new, root_fid(laptop))
+            replay = couch.put(old[fid])
+            wait_for(lambda: any(x["kind"] == "rollback" for x in alarms(a)), "the rollback to be reported")
+            wait_for(lambda: settled(a) and couch.get(fid)["_rev"] not in (replay, new[fid]["_rev"]),
+                     "her newer state pushed over the replay")
+            assert couch.get(fid)["enc"] != old[fid]["enc"]
+            assert (a / "plan.txt").read_bytes() == b"plan B, the real one"
+        assert adversary.get(laptop, fid)["_rev"] != replay
+        with mounted(laptop, tmp_path / "a") as a:
+            assert (a / "plan.txt").read_bytes() == b"plan B, the real one"
+            assert alarms(a) == []
+    finally:
+        server.stop()
+
+
+def test_a_deletion_and_a_restore_on_her_two_devices_raise_no_alarm(tmp_path: Path) -> None:
+    """False-alarm guard for the refused replays of her own deletions (vault/tree/loading.py
+    ``_deletion_replayed``): the laptop deletes and restores plan.txt (its own numbers grow); her
+    desktop then deletes it (the desktop's numbers, lower): taken, at once and at the laptop's next
+    mount (in the trash), with no alarm; the laptop restores it again: the desktop takes that."""
+    with laptop_and_desktop(tmp_path, ("plan.txt",)) as (_server, laptop, a, desktop):
+        os.unlink(a / "plan.txt")
+        assert fusevault("restore", a / "plan.txt").returncode == 0
+        (a / "plan.txt").write_bytes(b"restored on the laptop")
+        wait_for(lambda: settled(a), "the laptop's push")
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "plan.txt").exists() and (b / "plan.txt").read_bytes()
+                     == b"restored on the laptop", "the desktop's pull")
+            os.unlink(b / "plan.txt")
+            wait_for(lambda: settled(b), "the desktop's push")
+            wait_for(lambda: not (a / "plan.txt").exists(), "the laptop to take the deletion")
+            with remount(laptop, a):
+                assert os.listdir(a) == []
+                assert alarms(a) == []
+                assert fusevault("restore", a / "plan.txt").returncode == 0
+                wait_for(lambda: settled(a), "the laptop's restore pushed")
+                wait_for(lambda: (b / "plan.txt").exists(), "the desktop to take the restore")
+            assert alarms(b) == []
+        with mounted(laptop, a):  # the first remount's end unmounted it
+            assert sorted(os.listdir(a)) == ["plan.txt"]
+            assert alarms(a) == []
 
 
 def test_a_rolled_back_store_is_one_alarm_and_the_mount_serves(vault: Path, tmp_path: Path) -> None:

@@ -202,6 +202,12 @@ class Ledger:
         # closed leaf's seq: a settling that keeps its contents commits them
         # under a new one (conflicts.py ``_adopt``).
         self.closed: dict[str, list[Seq]] = {}
+        # The user's own nodes rebuilt at this load from a refused replay of her
+        # own older document (vault/tree/loading.py ``_replays_refused``), with the
+        # replayed revision (never saved): said with the load's rollbacks, and her
+        # newer state committed over that revision before the mount serves
+        # (vault/services/share_ops.py ``resume``; attack round 18 (7, 8)).
+        self.replays: dict[str, str | None] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -500,6 +506,21 @@ class Ledger:
         self.closed[fid] = [*(s for s in self.closed.get(fid, ()) if not self.older(fid, s)), seq][-_CLOSED:]
         self.version += 1
 
+    def own_replay(self, fid: str, seq: Seq | None) -> bool:
+        """Is ``seq`` a state of ``fid`` that THIS device gave, older than one it gave
+        or saw since, and no live leaf of a conflict met (``branches``)?  Her own older
+        document put back (a store writer, a server's replay left current).  Another
+        device's numbers are never judged so at load: they order only that device's
+        states, never its state against one made here (a deletion made there, then a
+        restore here, are both the newest of their device)."""
+        return (seq is not None and seq[0] == self.device and self.older(fid, seq)
+                and seq not in self.branches.get(fid, ()))
+
+    def seen_live(self, fid: str) -> bool:
+        """Was the newest state this device saw of ``fid`` a live one (not in the trash)?"""
+        entry = self.fids.get(fid)
+        return entry is not None and entry[0]
+
     def replayed(self, volume: Held, fid: str, seq: Seq | None, how: str) -> bool:
         """Is this state of ``fid`` older than one seen, or a leaf a settling
         closed, and no leaf of its conflict met live (``branches``)?  If so it
@@ -578,18 +599,27 @@ class Ledger:
                 self._own(node.fid)
                 self.saw_kind(node)
         self.counter = top
+        refused = [(fid, _path(volume, held)) for fid in sorted(self.replays)
+                   if (held := volume.find(fid)) is not None]
         for fid in [f for f in self.behind if not volume.holds(f)]:
             self._placed(fid)  # gone: one put back older is found behind again
         vanished: list[str] = []
         for fid in [f for f, (live, _) in self.fids.items() if live and not volume.holds(f)]:
             self._missing(volume, store, fid, rolled, vanished)
-        if len(rolled) + len(vanished) > MANY:
+        if len(rolled) + len(refused) + len(vanished) > MANY:
+            rebuilt = (f" ({len(refused)} of them, older states this device gave, rebuilt as it last saw "
+                       "them)") if refused else ""
             self.alarms.warn("store-rollback", volume.layout.vault_id,
                              f"rollback: the vault's store is older than this device has seen "
-                             f"({len(rolled)} file(s) in an older state, {len(vanished)} file(s) gone "
-                             "without a deletion): a restored store or a server serving old revisions; "
-                             "the older state is shown")
+                             f"({len(rolled) + len(refused)} file(s) in an older state, {len(vanished)} "
+                             "file(s) gone without a deletion): a restored store or a server serving old "
+                             f"revisions; the older state is shown{rebuilt}")
         else:
+            for fid, name in refused:
+                self.alarms.warn("rollback", fid,
+                                 f"rollback: an older state of {name} ({fid}) than this device has seen "
+                                 "was put back in the store (its owner's own older document, replayed); "
+                                 "it is not taken in: rebuilt as this device last saw it")
             for fid, name in rolled:
                 self.alarms.warn("rollback", fid,
                                  f"rollback: {name} ({fid}) is in an older state than "

@@ -195,7 +195,11 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         return
     tree.complete(doc["_id"])
     if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0]):
-        return  # older than this device has seen: reported, what the tree holds stays
+        # Older than this device has seen: reported, what the tree holds stays,
+        # and is committed again over the replay (the ledger put it on top of it).
+        if node is not None and node.owner == volume.key.user_id and node.rev == doc["_rev"]:
+            out.recommit.append((node, doc["_rev"]))
+        return
     if opened is None:
         if node is None:
             return

@@ -294,6 +294,7 @@ async def resume(volume: Volume) -> None:
         log.info("finishing a key rotation of %s", node.fid)
         await rotate(volume, node)
     await _rekey_rolled_back(volume)
+    await _put_back_over_replays(volume)
     keys = volume.tree.held_keys()
     written = await volume.in_thread(volume.tree.fill_missing, keys)
     if written:
@@ -394,6 +395,27 @@ async def _rekey_rolled_back(volume: Volume) -> None:
             log.error("could not give the rolled-back file %s a new key: %s", fid, err)
             continue
         ledger.rolled.discard(fid)
+        await trio.sleep(0)
+
+
+async def _put_back_over_replays(volume: Volume) -> None:
+    """Her own nodes rebuilt at this load from a refused replay of her own older
+    document (vault/tree/loading.py ``_replays_refused``): the state rebuilt is
+    committed over the replayed revision, so the store (and every peer it syncs
+    with) holds her newer state again, not the replay, and the next unlock finds
+    nothing to refuse.  One given a new key since (``_rekey_rolled_back``) was
+    committed then."""
+    ledger = volume.ledger
+    if ledger is None:
+        return
+    for fid, rev in sorted(ledger.replays.items()):
+        node = volume.find(fid)
+        if node is not None and node.owner == volume.key.user_id and node.rev == rev:
+            try:
+                await volume.save_node(node)
+            except VaultError as err:  # judged again at the next unlock
+                log.error("could not put the newer state of %s back over a replay: %s", fid, err)
+        ledger.replays.pop(fid, None)
         await trio.sleep(0)
 
 

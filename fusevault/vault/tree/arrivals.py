@@ -51,9 +51,15 @@ class Absorbed:
     # had: the kernel's writeback cache keeps its own size and times, so it
     # is told the new size and made to forget the file (fs/arrivals.py).
     resized: list[tuple[Node, int]] = field(default_factory=list)
+    # The user's own nodes whose arrived revision was refused as a replay (older
+    # than this device saw), with that revision: the tree's newer state is
+    # committed over it at once, so the store never keeps the replay as its
+    # current row (attack round 18 (7): the next unlock would load it).
+    recommit: list[tuple[Node, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.entries or self.inodes or self.rekey or self.save or self.busy or self.resized)
+        return bool(self.entries or self.inodes or self.rekey or self.save or self.busy or self.resized
+                    or self.recommit)
 
     def add(self, other: Absorbed) -> None:
         self.entries += other.entries
@@ -62,6 +68,7 @@ class Absorbed:
         self.save += other.save
         self.busy += other.busy
         self.resized += other.resized
+        self.recommit += other.recommit
 
 
 def judge(tree: Tree, doc: dict, node: Node | None) -> tuple[dict, str] | None | bool:

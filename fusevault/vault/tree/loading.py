@@ -24,7 +24,7 @@ from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import history, names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import Freshness
-from fusevault.vault.model.ledger import Ledger, at_load, parents_of
+from fusevault.vault.model.ledger import Ledger, at_load, parents_of, seq_of
 from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import USER, Trust
@@ -92,6 +92,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     # as they were read (None): each judged and rebuilt from her own material below.
     deleted: list[tuple[dict, str | None]] = []
     root_deleted: str | None = None  # who signed a deletion of the root
+    replayed: set[str] = set()  # her own older deletions put back (``_deletion_replayed``), refused
     # Every file this device saw is judged, whatever its clear owner now says.
     ledger = Ledger.open(key, layout.root, layout.vault_id)
     seen = ledger.fids
@@ -110,6 +111,9 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 continue
             if signer is not None and signer != doc.get("owner"):
                 deleted.append((doc, signer))
+            elif signer is not None and _deletion_replayed(ledger, key, doc):
+                deleted.append((_identity(doc), None))  # her own older deletion: rebuilt, as refused
+                replayed.add(doc["_id"])
             continue
         if doc.get("owner") != owner:
             if doc.get("owner") in givers and doc["_id"] in keys:
@@ -167,7 +171,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             for link in links:
                 if not tree.holds(link[0]):
                     waiting.setdefault(link[0], []).append((node, link))
-        kept, lost_names = _keep_undeleted(tree, key, gate, ledger, deleted, waiting, inodes)
+        kept, lost_names = _keep_undeleted(tree, key, gate, ledger, deleted, waiting, inodes, replayed)
         taken += lost_names
         if kept:
             _break_cycles(tree)
@@ -214,15 +218,16 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
 
 def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger,
                     deleted: list[tuple[dict, str | None]],
-                    waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]],
-                    inodes: dict[str, int]) -> tuple[list[Node], list[tuple[Node, list[tuple[str, bytes]]]]]:
+                    waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]], inodes: dict[str, int],
+                    replayed: set[str]) -> tuple[list[Node], list[tuple[Node, list[tuple[str, bytes]]]]]:
     """Files of the user's whose deletion by another was refused, or whose
     document was refused as it was read (not admitted: signer None; issue 22),
     put back as they were (vault/tree/undeleting.py: nothing of the refused
     document but the file's identity), where this device last saw them.  Judged folders
     first: a folder put back holds what was in it (``waiting``: links to a
     folder not held, by its fid) when that is linked and its own deletion is
-    judged.  Returned: those placed, and the names that were taken."""
+    judged.  ``replayed``: her own older deletions refused (said with the load's rollbacks,
+    ``Ledger.replays``).  Returned: those placed, and the names that were taken."""
     placed: list[Node] = []
     taken: list[tuple[Node, list[tuple[str, bytes]]]] = []
     by_fid = {doc["_id"]: (doc, signer) for doc, signer in deleted}
@@ -237,8 +242,11 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         if signer is None:  # refused as read (said then): a place this device knows, or left out
             if not [parent for parent in was if tree.find(parent) is not None]:
                 continue
-            gate.trust.alarms.warn("rebuilt", fid, f"refused a change of file {fid}: its document was not "
-                                   "taken: rebuilt from what its owner signed")
+            if fid in replayed:
+                ledger.replays[fid] = doc["_rev"]
+            else:
+                gate.trust.alarms.warn("rebuilt", fid, f"refused a change of file {fid}: its document was "
+                                       "not taken: rebuilt from what its owner signed")
         node, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
                                                         fid in waiting, ledger.kind_seen(fid),
                                                         ledger.mode_seen(fid))
@@ -307,28 +315,45 @@ def _as_seen(tree: Tree, key: MasterKey, ledger: Ledger, doc: dict, node: Node, 
 
 def _replays_refused(tree: Tree, store: Store, key: MasterKey, gate: Authorship, ledger: Ledger,
                      done: set[str]) -> list[Node]:
-    """The user's own folders whose loaded document (hers) carries a ``seq`` of THIS device
-    lower than one this device stamped or saw since (a store writer put her older document
-    back: issue 22), and no leaf of a conflict met live: refused, said, and rebuilt where
-    this device last saw them, as a refused document another signed (``_rebuilt_in_place``).
-    Another device's state is never judged here: its numbers are its own (concurrent edits,
-    moves made there: test_trust_stamps.py)."""
+    """The user's own folders and files whose loaded document (hers) carries a ``seq`` of THIS
+    device lower than one this device stamped or saw since (a store writer put her older document
+    back, or a server's replay refused while mounted stayed the current row: issue 22, attack round
+    18 (7)), and no leaf of a conflict met live: refused and rebuilt where this device last saw
+    them, as a refused document another signed (``_rebuilt_in_place``; a file from her newest
+    version, so it keeps its newer contents), said with the load's rollbacks (``Ledger.replays``).
+    A file only if this device last saw it live: one it saw go into the trash is shown older, and
+    said, as before (rebuilt live, it would leave the trash).  Another device's state is never
+    judged here: its numbers are its own (concurrent edits, moves made there: test_trust_stamps.py;
+    ``Ledger.own_replay``)."""
     out: list[Node] = []
     for node in tree.nodes():
-        seq = node.seq
-        if (node.fid in done or node.owner != key.user_id or not node.dek or not node.is_dir
-                or seq is None or seq[0] != ledger.device):
-            continue
-        if not ledger.older(node.fid, seq) or seq in ledger.branches.get(node.fid, ()):
+        if (node.fid in done or node.owner != key.user_id or not node.dek
+                or not (node.is_dir or (node.is_reg and ledger.seen_live(node.fid)))
+                or not ledger.own_replay(node.fid, node.seq)):
             continue
         doc = _readable(store, node.fid)[0]  # a row gone unreadable since it loaded: not rebuilt
         # Not rebuilt (the root, a place this device does not know): shown older, and said,
         # by the ledger's check as before.
         if doc is not None and _rebuilt_in_place(tree, key, gate, ledger, doc, node):
-            ledger.replayed(tree, node.fid, seq, "put back in the store (its owner's own older "
-                            "document, replayed)")
+            ledger.replays[node.fid] = doc.get("_rev")
             out.append(node)
     return out
+
+
+def _deletion_replayed(ledger: Ledger, key: MasterKey, doc: dict) -> bool:
+    """Is ``doc``, her own deletion (signed by her), older than a state THIS device gave
+    or saw since, of a file it last saw live: her older deletion put back over her
+    restore (attack round 18 (8))?  Then it is refused, and the file rebuilt where this
+    device last saw it (``_keep_undeleted``).  A deletion made on her other device is
+    never judged so (``Ledger.own_replay``): taken, as before."""
+    fid = doc["_id"]
+    if not ledger.seen_live(fid):
+        return False
+    try:
+        seq = seq_of(open_node_doc(doc, key)[1])
+    except (VaultError, ValueError, TypeError):
+        return False  # does not open: taken as a deletion, as before (nothing to judge it by)
+    return ledger.own_replay(fid, seq)
 
 
 def _identity(doc: dict) -> dict:
