@@ -183,11 +183,16 @@ def close_leaf(store: LocalStore, doc_id: str, rev: str) -> str:
         if row is None:
             return rev
         history = history_of(rev, row[0])
-        closed = f"{generation(rev) + 1}-{_rev_id(doc_id, rev)}"
+        closed = closing_rev(doc_id, rev)
         _keep_leaf(db, doc_id, closed, [closed] + history[:REVS_LIMIT - 1], True, "{}")
         db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev))
         db.execute("UPDATE docs SET seq = ? WHERE id = ?", (store.next_seq(), doc_id))
     return closed
+
+
+def closing_rev(doc_id: str, rev: str) -> str:
+    """The deleted revision that closes the branch ending at ``rev`` (``close_leaf``)."""
+    return f"{generation(rev) + 1}-{_rev_id(doc_id, rev)}"
 
 
 def _rev_id(doc_id: str, rev: str) -> str:

@@ -405,6 +405,16 @@ class Replicator:
                 return True  # another branch closed: nothing live is deleted
         except (KeyError, TypeError, ValueError):
             pass  # a malformed history: never taken over a live document
+        if doc.get("_rev") == replica.closing_rev(doc["_id"], current["_rev"]):
+            # Another device settled a conflict by closing the branch that is current here, before
+            # the branch it kept reached this replica (the pull takes changes in the order the
+            # server lists them).  Not stored (this replica would hold the file deleted until then),
+            # and not said: when the kept branch comes, the conflict is settled here the same way,
+            # closing this branch with this very revision (its id is derived).  A server that forges
+            # one gains nothing: it is not taken.
+            log.info("sync with %s: the close of the current branch of %s waits for the branch kept",
+                     self.name, str(doc["_id"])[:80])
+            return False
         text = (f"sync with {self.name}: refused the deletion of {kind} {str(doc['_id'])[:80]} (unsigned, "
                 "and it would lose what this replica holds live); kept here")
         self._refused(f"deletion {str(doc['_id'])[:80]}", text)
