@@ -226,7 +226,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PASSPHRASE, first_device, fusevault, mounted, settled, wait_for
+from conftest import PASSPHRASE, first_device, fusevault, mounted, new_device, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
 from fusevault.vault.model.nodes import open_node_doc
@@ -582,6 +582,40 @@ def test_the_server_deleting_her_files_version_document_leaves_it_readable(
     assert again == ["plan.txt"] and contents == b"her plan", (
         f"after the server's tombstone of its version: {again}, {contents!r}, alarms {said}")
     assert said_live, "the server's deletion of her file's version was refused unsaid"
+
+
+def _version_ids(vault: Path) -> set[str]:
+    return {d["_id"] for d in adversary.docs(vault, "FilesMetaData")}
+
+
+def test_gc_on_one_device_deletes_the_same_versions_on_the_other_and_says_nothing(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """held (hole 2's fix must not refuse gc): the laptop's gc thins plan.txt's old versions and purges
+    a file from the trash; the desktop, mounted, deletes the same version documents, no alarm."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        for text in (b"first", b"second", b"third"):
+            (a / "plan.txt").write_bytes(text)
+        (a / "old.txt").write_bytes(b"into the trash")
+        wait_for(lambda: settled(a), "the files pushed")
+        os.unlink(a / "old.txt")
+        wait_for(lambda: settled(a), "the deletion pushed")
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            in_step = lambda: settled(b) and _version_ids(desktop) == _version_ids(laptop)  # noqa: E731
+            wait_for(in_step, "the desktop in step")
+            assert (b / "plan.txt").read_bytes() == b"third"
+            gc = fusevault("gc", a, "--as-of", "2099-01-01", "--json")
+            assert gc.returncode == 0, gc.stderr
+            report = json.loads(gc.stdout)
+            assert report["files_purged"] == 1 and report["versions_dropped"] >= 3, report
+            dropped = {d["version"] for d in report["dropped"]}
+            wait_for(lambda: settled(a), "the gc's deletions pushed")
+            wait_for(in_step, lambda: f"the desktop to drop {dropped & _version_ids(desktop)}")
+            assert (b / "plan.txt").read_bytes() == b"third" and sorted(os.listdir(b)) == ["plan.txt"]
+            said = [x for x in _alarms(b) if str(x["subject"]).startswith("deletion ")]
+    assert not dropped & _version_ids(desktop) and not said, said
 
 
 def test_the_server_deleting_her_root_folders_document_leaves_her_files_where_they_are(
