@@ -299,6 +299,8 @@ class Replicator:
             if self.checkpoint.get(HELD):
                 async with self.settled():
                     self._judge_held(caught_up=True)
+            if self.keys is not None:
+                self.keys.caught_up()
             return False
         self.status.state = "receiving"
         records: dict[str, str] = {}
@@ -332,6 +334,8 @@ class Replicator:
             self._store(docs, record_docs, places, last)
             # After the batch is taken in: a node's newer head sent with a gc's deletion of its old one.
             self._judge_held(caught_up=len(results) < CHANGES_BATCH)
+        if self.keys is not None and len(results) < CHANGES_BATCH:
+            self.keys.caught_up()  # the key deletions refused meanwhile judged again, and said
         self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
         self.status.state = "idle"
         self._contact()
