@@ -157,8 +157,9 @@ class KeyMirror:
         self._cue: int | None = None  # sharing.key_writes() at the last full look
         self._looked_at = -math.inf
         self._lock = trio.Lock()
-        # Deletions refused since the last ``caught_up``: said there if refused again.
+        # Deletions refused (judged again at each ``caught_up``), and those of them said.
         self._refusing: set[str] = set()
+        self._said: set[str] = set()
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
@@ -185,8 +186,8 @@ class KeyMirror:
 
     def caught_up(self) -> None:
         """The peer's changes are all taken in (the replicator's pull): the deletions refused
-        meanwhile are judged again (the grant's end may have come after them, in a later batch),
-        and those still refused are said."""
+        are judged again (the grant's end may have come after them: a later batch, the owner's
+        rotation), and those still refused are said, once each."""
         if not self._refusing:
             return
         ids, self._refusing = self._refusing, set()
@@ -194,9 +195,9 @@ class KeyMirror:
         for doc_id in ids:
             _add(self.layout, files, doc_id)
         self._settle(ids, files)
-        for doc_id in self._refusing:
+        for doc_id in self._refusing - self._said:
             self._removal_refused(doc_id)
-        self._refusing.clear()
+        self._said = set(self._refusing)
 
     def _settle(self, doc_ids: Iterable[str], files: dict[str, Key]) -> None:
         base = replica.get_local(self.store, _BASE)
