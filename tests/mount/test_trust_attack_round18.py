@@ -584,6 +584,39 @@ def test_the_server_deleting_her_files_version_document_leaves_it_readable(
     assert said_live, "the server's deletion of her file's version was refused unsaid"
 
 
+def _held(vault: Path) -> set[str]:
+    """The deletions of version documents the laptop's replicator holds for a verdict."""
+    from fusevault.store import replica
+
+    with adversary.store_of(vault) as store:
+        return set(replica.get_local(store, "sync-server").get("held") or {})
+
+
+def test_version_deletions_arriving_while_she_is_locked_wait_for_her_unlock(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """Locked, no tree tells a live file's version from one gc may drop: the server's deletions of
+    plan.txt's newest version (forged) and of its older one (as a peer's gc would) are held, and
+    judged at her unlock: the older one deleted, the newest refused and said."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        older = _pushed(server, a, b"first plan", "FilesMetaData")
+        newest = _pushed(server, a, b"her plan", "FilesMetaData")
+        assert fusevault("lock", a, passphrase=None).returncode == 0
+        server.delete(older)
+        server.delete(newest)
+        wait_for(lambda: _held(laptop) == {older, newest}, "the deletions held while she is locked")
+        assert adversary.get(laptop, older) is not None and adversary.get(laptop, newest) is not None
+        assert fusevault("unlock", a).returncode == 0
+        wait_for(lambda: not _held(laptop), "the held deletions judged after her unlock")
+        said = any(x["subject"] == f"deletion {newest}" for x in _alarms(a))
+        gone, kept = adversary.get(laptop, older) is None, adversary.get(laptop, newest) is not None
+        assert (a / "plan.txt").read_bytes() == b"her plan"
+    assert gone and kept and said, (gone, kept, said)
+    with mounted(laptop, tmp_path / "a") as a:
+        assert (a / "plan.txt").read_bytes() == b"her plan"
+
+
 def _version_ids(vault: Path) -> set[str]:
     return {d["_id"] for d in adversary.docs(vault, "FilesMetaData")}
 
