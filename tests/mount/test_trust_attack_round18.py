@@ -63,6 +63,11 @@ Holes
    needs the file's head, which the replicator does not read).  A device that never saw a file's
    deletion before a peer's gc purged it keeps the file, with the alarm (a false alarm after an
    absence longer than the trash's retention).
+   FIXED (sync/replicator.py ``_judge_held``, fs/arrivals.py ``names``): a deletion of a version
+   document is held and judged by the unlocked trees once its batch is taken in: one a live file shows
+   as its head is refused (once caught up), kept and said; gc's are taken; locked, it waits for the
+   unlock.  Tests: test_version_deletions_arriving_while_she_is_locked_wait_for_her_unlock,
+   test_gc_on_one_device_deletes_the_same_versions_on_the_other_and_says_nothing.
 
 3. AN UNSIGNED ``Rotation`` DOCUMENT IS OBEYED: HER WHOLE TREE RE-KEYED AND RE-SEALED, AGAIN AND AGAIN.
    The sync server (or whoever writes the vault folder's store) puts
@@ -206,7 +211,8 @@ Seen, not tested (for the next round)
   signed FileKey (an earlier epoch) put back as a new revision is written over the current key file:
   a recipient's access to a shared file lost until the owner's next unlock re-seals (availability;
   nothing sealed to anyone new).  A later epoch than the file's could be required of a document
-  that replaces a key file, and a deletion taken only if the grant is gone.
+  that replaces a key file, and a deletion taken only if the grant is gone.  (Round 19: both
+  fixed, tests/mount/test_trust_attack_round19_keys.py.)
 - fs/shared.py:73 ``_read_uids``: the uid -> user map of a shared mount is read from clear,
   unsigned UserDetails ``uid`` fields; a later document naming another user's uid takes the seat
   (at most a denial of her unlock: the passphrase still decides).
