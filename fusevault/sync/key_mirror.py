@@ -26,8 +26,7 @@ serving an older revision again): the key file stays and is the document's
 next revision.  A deletion (a bare revision anyone holding the database may
 make) removes a key file only once its grant is gone as someone signed it:
 the file's owner gave the file a later epoch (a share revoked), or a group's
-owner took the recipient out of it; or the file is gone or in the trash.  Until
-then the file stays; one still refused once the peer's changes are all taken
+owner took the recipient out of it.  Until then the file stays; one still refused once the peer's changes are all taken
 in (``caught_up``) is said (attack round 19,
 tests/mount/test_trust_attack_round19_keys.py).
 """
@@ -275,20 +274,21 @@ class KeyMirror:
                            "file's owner, not written")
 
     def _removal_taken(self, doc_id: str, held: Key) -> bool:
-        """May a key document's deletion remove the key file ``held``?  Only once what it
-        opens is gone as someone signed it: the file's owner signed a later epoch for the
-        file (its share revoked: vault/services/share_ops.py ``unshare`` rotates) or its
-        deletion (the trash), or the group's owner signed the group without the recipient.
-        A bare deletion alone (a server's) never takes a recipient's current key; an unsigned
-        one (its owner's from before signatures) nothing here can vouch for: taken as it comes."""
+        """May a key document's deletion remove the key file ``held``?  Only once its grant is
+        gone as someone signed it: the file's owner signed a later epoch for the file (a share
+        revoked: vault/services/share_ops.py ``unshare`` rotates), or the group's owner signed
+        the group without the recipient (``group member remove``).  A bare deletion alone (a
+        server's) never takes a recipient's current key.  (A file's deletion is no reason: the
+        trash and gc leave its keys, and her own older deletion may be served again.)  An
+        unsigned key (its owner's from before signatures) nothing here vouches for: taken."""
         if held.sig is None:
             return True
         fid, recipient = names(doc_id) or ("", "")
         node = self.store.get(fid) if fid else None
-        if node is not None and signed_in_store(self.store, node, node.get("owner")):
-            epoch = node.get("epoch")
-            if node.get("delete") is True or (isinstance(epoch, int) and epoch > held.epoch):
-                return True
+        epoch = node.get("epoch") if node else None
+        if isinstance(epoch, int) and epoch > held.epoch and node is not None \
+                and signed_in_store(self.store, node, node.get("owner")):
+            return True  # epochs only grow: a replayed older node never shows a later one
         found = _GROUP_KEY.fullmatch(doc_id)
         group = self.store.get(found.group(1)) if found else None
         if group is None:

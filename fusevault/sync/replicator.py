@@ -451,7 +451,7 @@ class Replicator:
         held: dict[str, dict] = self.checkpoint.get(HELD) or {}
         if not held:
             return
-        taken = []
+        taken, before = [], len(held)
         for doc_id, doc in list(held.items()):
             current = self._live(doc)
             verdict = None if current is None else self.names(current)
@@ -470,7 +470,8 @@ class Replicator:
             arrival = replica.store_revisions(self.store, taken)
             if arrival.current:
                 self.arrived(arrival.current, replica.conflicted(self.store))
-        replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
+        if len(held) != before:
+            replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
 
     def _refused_deletion(self, kind: object, doc_id: str) -> None:
         text = (f"sync with {self.name}: refused the deletion of {kind} {doc_id[:80]} (unsigned, "

@@ -13,8 +13,9 @@ Holes
    Impact: a no-key server takes away any recipient's access to any share (availability; nothing is
    sealed to anyone new).  Cause: key_mirror.py ``_settle_one``: a deletion taken as it comes.
    Fix: a deletion removes a signed key file only once its grant is gone as someone signed it: the
-   file's owner signed a later epoch (``unshare`` rotates) or the file's deletion, or the group's
-   owner signed the group without the member; else the key file stays, and a deletion still refused
+   file's owner signed a later epoch (``unshare`` rotates), or the group's owner signed the group
+   without the member (not the file's deletion: the trash and gc leave keys, and an older deletion
+   of hers may be served again); else the key file stays, and a deletion still refused
    once the pull has caught up is said (alarm kind ``forged-key``, subject ``deletion <doc id>``).
    Test: test_the_server_deleting_bobs_key_document_leaves_his_share_open.
    FIXED (sync/key_mirror.py ``_removal_taken``, ``caught_up``).  Not done: an unsigned key (its
