@@ -26,9 +26,9 @@ serving an older revision again): the key file stays and is the document's
 next revision.  A deletion (a bare revision anyone holding the database may
 make) removes a key file only once its grant is gone as someone signed it:
 the file's owner gave the file a later epoch (a share revoked), or a group's
-owner took the recipient out of it.  Until then the file stays; one still refused once the peer's changes are all taken
-in (``caught_up``) is said (attack round 19,
-tests/mount/test_trust_attack_round19_keys.py).
+owner took the recipient out of it.  Until then the file stays; one still
+refused once the peer's changes are all taken in (``caught_up``) is said
+(attack round 19, tests/mount/test_trust_attack_round19_keys.py).
 """
 
 from __future__ import annotations
