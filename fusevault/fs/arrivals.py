@@ -60,6 +60,18 @@ class Arrivals:
     def unlocked(self) -> list[Agent]:
         return [agent for agent in self._agents() if agent.session is not None]
 
+    def names(self, version: dict) -> bool | None:
+        """Does a tree unlocked here show ``version`` (a version document) as a live file's
+        newest version (its head)?  gc never deletes that one, so a peer's deletion of it is a
+        forgery (sync/replicator.py ``_judge_held``).  None: nobody is unlocked to tell."""
+        volumes = [_volume(agent) for agent in self.unlocked()]
+        if not volumes:
+            return None
+        fid = version.get("fid")
+        if not isinstance(fid, str):
+            return False
+        return any(_shows(volume.find(fid), version["_id"]) for volume in volumes)
+
     def _start(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
         if self.nursery is not None and not self.closing:
             self.nursery.start_soon(task, *args)
@@ -256,6 +268,12 @@ class Arrivals:
                 await agent.kernel.drop_all(changed.entries, changed.inodes)
             if changed.resized:  # the side kept may differ in size from what the kernel holds
                 await self._resized(agent, volume, changed.resized)
+
+
+def _shows(node: Node | None, vid: str) -> bool:
+    """``vid`` is the head of a file linked in the tree (one unlinked but still open may be
+    purged from the trash by a peer's gc)."""
+    return node is not None and node.is_reg and node.head == vid and bool(node.links)
 
 
 def _volume(agent: Agent) -> Volume:

@@ -54,7 +54,8 @@ class Mount:
         self.started = time.time()
         self.arrivals = Arrivals(store, self.agents, self.noted)
         # What peers send is taken in by every unlocked user, like a commit of theirs.
-        self.sync = sync_service(store, layout, self.arrivals.arrived, shared=self.shared)
+        self.sync = sync_service(store, layout, self.arrivals.arrived, self.arrivals.names,
+                                 shared=self.shared)
         self.failures = 0
 
     # --- what a kind of mount says

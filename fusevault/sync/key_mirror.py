@@ -20,6 +20,15 @@ A key counts only if the file's owner signed it (``vault/model/grants.py``:
 ``owner``, ``fid``, ``recipient`` and ``sig`` travel in the document): a
 forged document (a server's, any epoch) never replaces a genuine key file,
 and a genuine key file replaces a forged document.
+
+Nor does a genuine one of an earlier epoch than the key file's (a server
+serving an older revision again): the key file stays and is the document's
+next revision.  A deletion (a bare revision anyone holding the database may
+make) removes a key file only once its grant is gone as someone signed it:
+the file's owner gave the file a later epoch (a share revoked), or a group's
+owner took the recipient out of it.  Until then the file stays; one still
+refused once the peer's changes are all taken in (``caught_up``) is said
+(attack round 19, tests/mount/test_trust_attack_round19_keys.py).
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from fusevault.store.local import LocalStore
 from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import sharing
 from fusevault.vault.model.alarms import for_user
-from fusevault.vault.model.grants import genuine_in_store
+from fusevault.vault.model.grants import genuine_in_store, signed_in_store
 from fusevault.vault.model.sharing import KeyRecord
 
 log = logging.getLogger(__name__)
@@ -147,6 +156,9 @@ class KeyMirror:
         self._cue: int | None = None  # sharing.key_writes() at the last full look
         self._looked_at = -math.inf
         self._lock = trio.Lock()
+        # Deletions refused (judged again at each ``caught_up``), and those of them said.
+        self._refusing: set[str] = set()
+        self._said: set[str] = set()
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
@@ -170,6 +182,21 @@ class KeyMirror:
             for doc_id in doc_ids:
                 _add(self.layout, files, doc_id)
             self._settle(doc_ids, files)
+
+    def caught_up(self) -> None:
+        """The peer's changes are all taken in (the replicator's pull): the deletions refused
+        are judged again (the grant's end may have come after them: a later batch, the owner's
+        rotation), and those still refused are said, once each."""
+        if not self._refusing:
+            return
+        ids, self._refusing = self._refusing, set()
+        files: dict[str, Key] = {}
+        for doc_id in ids:
+            _add(self.layout, files, doc_id)
+        self._settle(ids, files)
+        for doc_id in self._refusing - self._said:
+            self._removal_refused(doc_id)
+        self._said = set(self._refusing)
 
     def _settle(self, doc_ids: Iterable[str], files: dict[str, Key]) -> None:
         base = replica.get_local(self.store, _BASE)
@@ -217,7 +244,16 @@ class KeyMirror:
             sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
         elif _document_wins(in_doc, in_file, base.get(doc_id)):
             if in_doc is None:
+                assert in_file is not None  # their fingerprints differ
+                if not self._removal_taken(doc_id, in_file):
+                    self._refusing.add(doc_id)
+                    return  # the key file stays, and what both last had: judged again
                 sharing.remove_key(path)
+            elif in_file is not None and in_doc.epoch < in_file.epoch:
+                # Never written over a later epoch (epochs only grow: a revoked share, a member gone).
+                self._replay_refused(doc_id, in_doc, in_file)
+                updates.append(_document(doc_id, doc, in_file))  # the key file's is the newest revision
+                in_doc = in_file
             else:
                 sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
         else:
@@ -236,6 +272,46 @@ class KeyMirror:
         who = owner if isinstance(owner, str) else recipient
         for_user(who).warn("forged-key", doc_id, f"refused key document {doc_id}: not signed by the "
                            "file's owner, not written")
+
+    def _removal_taken(self, doc_id: str, held: Key) -> bool:
+        """May a key document's deletion remove the key file ``held``?  Only once its grant is
+        gone as someone signed it: the file's owner signed a later epoch for the file (a share
+        revoked: vault/services/share_ops.py ``unshare`` rotates), or the group's owner signed
+        the group without the recipient (``group member remove``).  A bare deletion alone (a
+        server's) never takes a recipient's current key.  (A file's deletion is no reason: the
+        trash and gc leave its keys, and her own older deletion may be served again.)  An
+        unsigned key (its owner's from before signatures) nothing here vouches for: taken."""
+        if held.sig is None:
+            return True
+        fid, recipient = names(doc_id) or ("", "")
+        node = self.store.get(fid) if fid else None
+        epoch = node.get("epoch") if node else None
+        if isinstance(epoch, int) and epoch > held.epoch and node is not None \
+                and signed_in_store(self.store, node, node.get("owner")):
+            return True  # epochs only grow: a replayed older node never shows a later one
+        found = _GROUP_KEY.fullmatch(doc_id)
+        group = self.store.get(found.group(1)) if found else None
+        if group is None:
+            return False
+        members = group.get("users")
+        return isinstance(members, dict) and recipient not in members and \
+            signed_in_store(self.store, group, group.get("owner"))
+
+    def _removal_refused(self, doc_id: str) -> None:
+        """Said to the recipient and the file's owner: a key document's deletion was refused."""
+        self._say(doc_id, f"deletion {doc_id}", f"refused the deletion of key document {doc_id}: unsigned, "
+                  "and the file and its grant are as they were (its key is this epoch's); the key is kept")
+
+    def _replay_refused(self, doc_id: str, doc: Key, file: Key) -> None:
+        self._say(doc_id, f"older {doc_id}", f"refused key document {doc_id} of epoch {doc.epoch}: older "
+                  f"than the key of epoch {file.epoch} held here (served again?); the newer key is kept")
+
+    def _say(self, doc_id: str, subject: str, text: str) -> None:
+        fid, recipient = names(doc_id) or ("", "")
+        node = self.store.get(fid) if fid else None
+        owner = node.get("owner") if node else None
+        for who in dict.fromkeys(w for w in (recipient, owner) if isinstance(w, str) and w):
+            for_user(who).warn("forged-key", subject, text)
 
     def _genuine(self, doc_id: str, key: Key | None) -> bool:
         if key is None:

@@ -46,7 +46,7 @@ from fusevault.sync.key_mirror import KeyMirror, is_key_doc
 from fusevault.vault.files.placements import alarm
 from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model.groups import GROUP
-from fusevault.vault.model.nodes import NODE
+from fusevault.vault.model.nodes import NODE, VERSION
 from fusevault.vault.model.peers import PEER
 from fusevault.vault.model.users import USER
 
@@ -73,6 +73,15 @@ LOCAL_STORE_ERRORS = (NoSpace, StoreUnavailable, VaultReadOnly)
 
 # Documents whose current revision changed, and every id still in conflict.
 Arrived = Callable[[list[dict], list[str]], None]
+# Does a tree unlocked here show this version document (its current body) as a live file's
+# newest version?  None: nobody is unlocked, nothing here can tell yet.
+Names = Callable[[dict], bool | None]
+HELD = "held"  # the checkpoint's deletions of version documents waiting for a verdict (``_judge_held``)
+
+
+def _names_nothing(doc: dict) -> bool | None:
+    """A replica kept for someone else (a backup buddy's) or being joined: no tree judges."""
+    return False
 
 
 @dataclass
@@ -139,6 +148,8 @@ class Replicator:
         # changes still waiting for a group commit committed first, and the
         # next ones held until the batch is taken in (fs/personal.py).
         self.settled: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext
+        # Whether a deletion of a version document would take a live file's contents (the mount's trees).
+        self.names: Names = _names_nothing
 
     # --- the life of one peer's replication
 
@@ -285,6 +296,11 @@ class Replicator:
         self._contact()
         if not results:
             self.status.pending_down = 0
+            if self.checkpoint.get(HELD):
+                async with self.settled():
+                    self._judge_held(caught_up=True)
+            if self.keys is not None:
+                self.keys.caught_up()
             return False
         self.status.state = "receiving"
         records: dict[str, str] = {}
@@ -316,6 +332,10 @@ class Replicator:
         places = await trio.to_thread.run_sync(place_records, self.layout, record_docs)
         async with self.settled():
             self._store(docs, record_docs, places, last)
+            # After the batch is taken in: a node's newer head sent with a gc's deletion of its old one.
+            self._judge_held(caught_up=len(results) < CHANGES_BATCH)
+        if self.keys is not None and len(results) < CHANGES_BATCH:
+            self.keys.caught_up()  # the key deletions refused meanwhile judged again, and said
         self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
         self.status.state = "idle"
         self._contact()
@@ -388,23 +408,13 @@ class Replicator:
           removed with ``fusevault user remove`` on each device (docs/SECURITY.md);
         - a node document this replica holds live and not in the trash: a server that
           deleted one made the file vanish at the next mount, unsaid.  A peer's gc purges
-          only files in the trash, which this replica then holds deleted too.
+          only files in the trash, which this replica then holds deleted too;
+        - a version document: held back, judged once the batch is taken in (``_judge_held``).
         A deletion on another branch (a conflict's losing leaf closed) deletes nothing
         live and is taken.  Refused: kept as it is here, and said (``fusevault status``)."""
-        try:
-            current = self.store.get(doc["_id"])
-        except Unreadable:
-            return True  # nothing here that reads: nothing to keep
+        current = self._live(doc)
         if current is None:
             return True
-        kind = current.get("type")
-        if not (kind == USER or (kind == NODE and not current.get("delete"))):
-            return True
-        try:
-            if current["_rev"] not in replica.history_from(doc):
-                return True  # another branch closed: nothing live is deleted
-        except (KeyError, TypeError, ValueError):
-            pass  # a malformed history: never taken over a live document
         if doc.get("_rev") == replica.closing_rev(doc["_id"], current["_rev"]):
             # Another device settled a conflict by closing the branch that is current here, before
             # the branch it kept reached this replica (the pull takes changes in the order the
@@ -415,10 +425,68 @@ class Replicator:
             log.info("sync with %s: the close of the current branch of %s waits for the branch kept",
                      self.name, str(doc["_id"])[:80])
             return False
-        text = (f"sync with {self.name}: refused the deletion of {kind} {str(doc['_id'])[:80]} (unsigned, "
-                "and it would lose what this replica holds live); kept here")
-        self._refused(f"deletion {str(doc['_id'])[:80]}", text)
+        kind = current.get("type")
+        if kind == VERSION:
+            self.checkpoint.setdefault(HELD, {})[doc["_id"]] = doc
+            return False
+        if not (kind == USER or (kind == NODE and not current.get("delete"))):
+            return True
+        self._refused_deletion(kind, doc["_id"])
         return False
+
+    def _live(self, doc: dict) -> dict | None:
+        """The live current revision here that deletion ``doc`` would end, or None (nothing
+        here, a deletion already, or another branch's leaf that the deletion closes)."""
+        try:
+            current = self.store.get(doc["_id"])
+        except Unreadable:
+            return None  # nothing here that reads: nothing to keep
+        if current is None:
+            return None
+        try:
+            if current["_rev"] not in replica.history_from(doc):
+                return None  # another branch closed: nothing live is deleted
+        except (KeyError, TypeError, ValueError):
+            pass  # a malformed history: never taken over a live document
+        return current
+
+    def _judge_held(self, caught_up: bool) -> None:
+        """The held deletions of version documents, judged by the trees unlocked here.  gc
+        (vault/services/gc.py) deletes only versions no kept state names: never the one a live
+        file shows (its head), which a server's bare tombstone would make unreadable for good
+        (attack round 18, hole 2).  A version a tree does not name (one gc thinned, or of a
+        file purged from the trash) is deleted here too; one it names stays held until this
+        replica has caught up with the peer (the peer's newer head may follow the deletion
+        in a later batch) and is then refused and said.  Nobody unlocked: held."""
+        held: dict[str, dict] = self.checkpoint.get(HELD) or {}
+        if not held:
+            return
+        taken, before = [], len(held)
+        for doc_id, doc in list(held.items()):
+            current = self._live(doc)
+            verdict = None if current is None else self.names(current)
+            if verdict is None and current is not None:
+                continue  # nobody here can tell yet
+            if verdict and not caught_up:
+                continue  # the peer's newer head may be on its way
+            del held[doc_id]
+            if verdict:
+                self._refused_deletion(VERSION, doc_id)
+            else:
+                taken.append(doc)
+        if not held:
+            self.checkpoint.pop(HELD, None)
+        if taken:
+            arrival = replica.store_revisions(self.store, taken)
+            if arrival.current:
+                self.arrived(arrival.current, replica.conflicted(self.store))
+        if len(held) != before:
+            replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
+
+    def _refused_deletion(self, kind: object, doc_id: str) -> None:
+        text = (f"sync with {self.name}: refused the deletion of {kind} {doc_id[:80]} (unsigned, "
+                "and it would lose what this replica holds live); kept here")
+        self._refused(f"deletion {doc_id[:80]}", text)
 
     def _refused(self, subject: str, text: str) -> None:
         """Say what a peer sent that was refused: an alarm for ``fusevault status`` (the log when

@@ -63,6 +63,11 @@ Holes
    needs the file's head, which the replicator does not read).  A device that never saw a file's
    deletion before a peer's gc purged it keeps the file, with the alarm (a false alarm after an
    absence longer than the trash's retention).
+   FIXED (sync/replicator.py ``_judge_held``, fs/arrivals.py ``names``): a deletion of a version
+   document is held and judged by the unlocked trees once its batch is taken in: one a live file shows
+   as its head is refused (once caught up), kept and said; gc's are taken; locked, it waits for the
+   unlock.  Tests: test_version_deletions_arriving_while_she_is_locked_wait_for_her_unlock,
+   test_gc_on_one_device_deletes_the_same_versions_on_the_other_and_says_nothing.
 
 3. AN UNSIGNED ``Rotation`` DOCUMENT IS OBEYED: HER WHOLE TREE RE-KEYED AND RE-SEALED, AGAIN AND AGAIN.
    The sync server (or whoever writes the vault folder's store) puts
@@ -226,7 +231,8 @@ Seen, not tested (for the next round)
   signed FileKey (an earlier epoch) put back as a new revision is written over the current key file:
   a recipient's access to a shared file lost until the owner's next unlock re-seals (availability;
   nothing sealed to anyone new).  A later epoch than the file's could be required of a document
-  that replaces a key file, and a deletion taken only if the grant is gone.
+  that replaces a key file, and a deletion taken only if the grant is gone.  (Round 19: both
+  fixed, tests/mount/test_trust_attack_round19_keys.py.)
 - fs/shared.py:73 ``_read_uids``: the uid -> user map of a shared mount is read from clear,
   unsigned UserDetails ``uid`` fields; a later document naming another user's uid takes the seat
   (at most a denial of her unlock: the passphrase still decides).
@@ -247,8 +253,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import adversary
-import pytest
-from conftest import PASSPHRASE, first_device, fusevault, mounted, settled, wait_for
+from conftest import PASSPHRASE, first_device, fusevault, mounted, new_device, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
 from fusevault.vault.model.nodes import open_node_doc
@@ -583,8 +588,6 @@ def test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_u
         f"{again}, said {said_again})")
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a bare tombstone of the version document a live file's head "
-                   "names is taken: the file gives EIO from then on (said, as a 'forgery')")
 def test_the_server_deleting_her_files_version_document_leaves_it_readable(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """The server tombstones the version document (FilesMetaData) of a live file's newest version."""
@@ -593,9 +596,10 @@ def test_the_server_deleting_her_files_version_document_leaves_it_readable(
     with mounted(laptop, tmp_path / "a") as a:
         vid = _pushed(server, a, b"her plan", "FilesMetaData")
         server.delete(vid)
-        wait_for(lambda: adversary.get(laptop, vid) is None, "the tombstone to arrive")
+        wait_for(lambda: _deleted_or_refused(laptop, a, vid), "the tombstone (or its refusal)")
         wait_for(lambda: settled(a), "the sync to settle")
         live = (a / "plan.txt").read_bytes()
+        said_live = any(a_["subject"] == f"deletion {vid}" for a_ in _alarms(a))
     with mounted(laptop, tmp_path / "a") as a:
         again = sorted(os.listdir(a))
         try:
@@ -606,6 +610,77 @@ def test_the_server_deleting_her_files_version_document_leaves_it_readable(
     assert live == b"her plan"
     assert again == ["plan.txt"] and contents == b"her plan", (
         f"after the server's tombstone of its version: {again}, {contents!r}, alarms {said}")
+    assert said_live, "the server's deletion of her file's version was refused unsaid"
+
+
+def _held(vault: Path) -> set[str]:
+    """The deletions of version documents the laptop's replicator holds for a verdict."""
+    from fusevault.store import replica
+
+    with adversary.store_of(vault) as store:
+        return set(replica.get_local(store, "sync-server").get("held") or {})
+
+
+def test_version_deletions_arriving_while_she_is_locked_wait_for_her_unlock(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """Locked, no tree tells a live file's version from one gc may drop: the server's deletions of
+    plan.txt's newest version (forged) and of its older one (as a peer's gc would) are held, and
+    judged at her unlock: the older one deleted, the newest refused and said."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        older = _pushed(server, a, b"first plan", "FilesMetaData")
+        newest = _pushed(server, a, b"her plan", "FilesMetaData")
+        assert fusevault("lock", a, passphrase=None).returncode == 0
+        server.delete(older)
+        server.delete(newest)
+        wait_for(lambda: _held(laptop) == {older, newest}, "the deletions held while she is locked")
+        assert adversary.get(laptop, older) is not None and adversary.get(laptop, newest) is not None
+        assert fusevault("unlock", a).returncode == 0
+        wait_for(lambda: not _held(laptop), "the held deletions judged after her unlock")
+        said = any(x["subject"] == f"deletion {newest}" for x in _alarms(a))
+        gone, kept = adversary.get(laptop, older) is None, adversary.get(laptop, newest) is not None
+        assert (a / "plan.txt").read_bytes() == b"her plan"
+    assert gone and kept and said, (gone, kept, said)
+    with mounted(laptop, tmp_path / "a") as a:
+        assert (a / "plan.txt").read_bytes() == b"her plan"
+
+
+def _version_ids(vault: Path) -> set[str]:
+    return {d["_id"] for d in adversary.docs(vault, "FilesMetaData")}
+
+
+def test_gc_on_one_device_deletes_the_same_versions_on_the_other_and_says_nothing(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """held (hole 2's fix must not refuse gc): the laptop's gc thins plan.txt's old versions (the one the
+    desktop shows among them: the laptop's newer one comes with the deletion) and purges a file from the
+    trash; the desktop, mounted, deletes the same version documents, and nothing is said."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        for text in (b"first", b"second", b"third"):
+            (a / "plan.txt").write_bytes(text)
+        (a / "old.txt").write_bytes(b"into the trash")
+        wait_for(lambda: settled(a), "the files pushed")
+        os.unlink(a / "old.txt")
+        wait_for(lambda: settled(a), "the deletion pushed")
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            in_step = lambda: settled(b) and _version_ids(desktop) == _version_ids(laptop)  # noqa: E731
+            wait_for(in_step, "the desktop in step")
+            assert (b / "plan.txt").read_bytes() == b"third"
+            # Its newest version, pushed with gc's deletion of the one the desktop shows until it arrives.
+            (a / "plan.txt").write_bytes(b"fourth")
+            gc = fusevault("gc", a, "--as-of", "2099-01-01", "--json")
+            assert gc.returncode == 0, gc.stderr
+            report = json.loads(gc.stdout)
+            assert report["files_purged"] == 1 and report["versions_dropped"] >= 4, report
+            dropped = {d["version"] for d in report["dropped"]}
+            wait_for(lambda: settled(a), "the gc's deletions pushed")
+            wait_for(in_step, lambda: f"the desktop to drop {dropped & _version_ids(desktop)}")
+            assert (b / "plan.txt").read_bytes() == b"fourth" and sorted(os.listdir(b)) == ["plan.txt"]
+            said = [x for x in _alarms(b) if str(x["subject"]).startswith("deletion ")]
+    assert not dropped & _version_ids(desktop) and not said, said
 
 
 def test_the_server_deleting_her_root_folders_document_leaves_her_files_where_they_are(

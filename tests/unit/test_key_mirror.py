@@ -139,3 +139,23 @@ def test_a_key_documents_row_that_does_not_read_is_skipped_alone(pair) -> None:
     sharing.write_key(place(here.layout, later), 2, b"sealed later")
     here.refresh()
     assert here.store.get(later)["epoch"] == 2
+
+
+def test_an_older_epoch_served_again_as_the_newest_revision_never_replaces_the_key_file(pair) -> None:
+    """Only the document changed, to a key of an earlier epoch than the key file's (a server serving
+    an older revision again, attack round 19): the key file stays, and is the document's next revision."""
+    here, there = pair
+    doc_id = key_made_here(here, 1, b"first")
+    sharing.write_key(place(here.layout, doc_id), 2, b"rotated")
+    here.refresh()
+    here.send(doc_id, there)
+    current = there.store.get(doc_id)
+    generation, rev_id = current["_rev"].split("-", 1)
+    after = int(generation) + 1
+    replayed = {"_id": doc_id, "_rev": f"{after}-" + "c" * 32, "type": "FileKey", "epoch": 1,
+                "key": b64e(b"first"), "_revisions": {"start": after, "ids": ["c" * 32, rev_id]}}
+    arrival = replica.store_revisions(there.store, [replayed])
+    assert there.store.get(doc_id)["epoch"] == 1 and not arrival.conflicts
+    there.keys.arrived(d["_id"] for d in arrival.current)
+    assert sharing.read_key(place(there.layout, doc_id))[:2] == (2, b"rotated")
+    assert there.store.get(doc_id)["epoch"] == 2

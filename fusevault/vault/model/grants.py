@@ -110,6 +110,29 @@ def key_signed(trust: Trust, found: KeyRecord, owner: str, fid: str, recipient: 
     return signer == owner
 
 
+def owners_key(store: Store, owner: object) -> Ed25519PublicKey | None:
+    """The signing key of ``owner`` as their self-signed user document in the store names it
+    (the key mirror serves every user, so it has no pins), or None."""
+    user = store.get(owner) if isinstance(owner, str) else None
+    if user is None or user.get("_deleted") or not self_signed(user):
+        return None
+    try:
+        return Ed25519PublicKey.from_public_bytes(b64d(user["public_sign"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def signed_in_store(store: Store, doc: dict, signer: object) -> bool:
+    """Whether ``doc`` is signed by ``signer`` under the key of their self-signed user document."""
+    public = owners_key(store, signer)
+    if public is None:
+        return False
+    try:
+        return verify_doc(public, doc) == signer
+    except (Forged, KeyError, ValueError, TypeError):
+        return False
+
+
 def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str) -> bool:
     """The key mirror's check (it serves every user, so it has no pins): the
     record is signed by the owner the file's node document names, under the
