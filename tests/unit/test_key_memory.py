@@ -39,6 +39,12 @@ def test_a_newer_or_equal_body_is_used_as_it_is(tmp_path: Path) -> None:
     assert key_memory.newest(tmp_path, _body(1, "old")) == (_body(1, "old"), False)
 
 
+def test_the_recovery_field_is_the_one_crypto_writes() -> None:
+    from fusevault.crypto import recovery
+
+    assert key_memory.RECOVERY == recovery.FIELD
+
+
 def test_nothing_remembered_a_body_from_before_keys_seq_and_the_next_seq(tmp_path: Path) -> None:
     legacy = _body(None, "first")
     assert key_memory.newest(tmp_path, legacy) == (legacy, False)

@@ -28,7 +28,6 @@ import os
 from pathlib import Path
 
 from fusevault import paths
-from fusevault.crypto import recovery
 from fusevault.encoding import SAFE_INTEGER, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write
@@ -36,7 +35,9 @@ from fusevault.vault.format.atomic import atomic_write
 SEQ = "keys_seq"
 # The fields that decide what opens her master key (crypto/keys.py wrap_master, crypto/recovery.py).
 WRAPPING = ("salt", "kdf", "iv", "en_master_kek", "en_validation_string", "checksum")
-KEY_FIELDS = (*WRAPPING, recovery.FIELD, SEQ)
+RECOVERY = "recovery_key"  # crypto/recovery.py FIELD, named here: `settings` (and so the CLI's parser)
+# reads this module, and must not load `cryptography` (tests/unit/test_cli_startup.py)
+KEY_FIELDS = (*WRAPPING, RECOVERY, SEQ)
 log = logging.getLogger(__name__)
 
 
