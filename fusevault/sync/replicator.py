@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -77,6 +78,8 @@ Arrived = Callable[[list[dict], list[str]], None]
 # newest version?  None: nobody is unlocked, nothing here can tell yet.
 Names = Callable[[dict], bool | None]
 HELD = "held"  # the checkpoint's deletions of version documents waiting for a verdict (``_judge_held``)
+HELD_SINCE = "held_since"  # when each was first judged to name a live head
+SAY_HELD_AFTER = 10.0  # seconds a held deletion names a live head before it is said (a forgery)
 
 
 def _names_nothing(doc: dict) -> bool | None:
@@ -455,33 +458,51 @@ class Replicator:
         (vault/services/gc.py) deletes only versions no kept state names: never the one a live
         file shows (its head), which a server's bare tombstone would make unreadable for good
         (attack round 18, hole 2).  A version a tree does not name (one gc thinned, or of a
-        file purged from the trash) is deleted here too; one it names stays held until this
-        replica has caught up with the peer (the peer's newer head may follow the deletion
-        in a later batch) and is then refused and said.  Nobody unlocked: held."""
+        file purged from the trash) is deleted here too; one it names stays held, judged again
+        at every batch: the peer's newer head may follow the deletion, even after this replica
+        caught up with the server (the device that ran gc pushes its newer head after gc's
+        deletions, now and then).  Once it has been held a while (``SAY_HELD_AFTER``) with the
+        pull caught up, it is said (refused, kept here); it is still taken if the head moves
+        on.  Nobody unlocked: held."""
         held: dict[str, dict] = self.checkpoint.get(HELD) or {}
         if not held:
             return
-        taken, before = [], len(held)
+        since = self._held_since(held)
+        taken, before = [], (len(held), dict(since))
         for doc_id, doc in list(held.items()):
             current = self._live(doc)
             verdict = None if current is None else self.names(current)
             if verdict is None and current is not None:
                 continue  # nobody here can tell yet
-            if verdict and not caught_up:
-                continue  # the peer's newer head may be on its way
-            del held[doc_id]
             if verdict:
-                self._refused_deletion(VERSION, doc_id)
-            else:
-                taken.append(doc)
+                first = since.setdefault(doc_id, time.time())
+                if caught_up and time.time() - first >= SAY_HELD_AFTER:
+                    self._refused_deletion(VERSION, doc_id)  # once: alarms count repeats
+                continue
+            del held[doc_id]
+            since.pop(doc_id, None)
+            taken.append(doc)
         if not held:
             self.checkpoint.pop(HELD, None)
+            self.checkpoint.pop(HELD_SINCE, None)
         if taken:
             arrival = replica.store_revisions(self.store, taken)
             if arrival.current:
                 self.arrived(arrival.current, replica.conflicted(self.store))
-        if len(held) != before:
+        if (len(held), since) != before:
             replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
+
+    def _held_since(self, held: dict) -> dict[str, float]:
+        """When each held deletion was first seen naming a live head (wall clock, kept in the
+        checkpoint across mounts; a value that is no finite time, a store writer's, is reset)."""
+        since = self.checkpoint.get(HELD_SINCE)
+        if not isinstance(since, dict):
+            since = {}
+        now = time.time()
+        kept = {k: v for k, v in since.items() if k in held and isinstance(v, int | float)
+                and not isinstance(v, bool) and math.isfinite(v) and v <= now}
+        self.checkpoint[HELD_SINCE] = kept
+        return kept
 
     def _refused_deletion(self, kind: object, doc_id: str) -> None:
         text = (f"sync with {self.name}: refused the deletion of {kind} {doc_id[:80]} (unsigned, "

@@ -627,7 +627,8 @@ def test_version_deletions_arriving_while_she_is_locked_wait_for_her_unlock(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """Locked, no tree tells a live file's version from one gc may drop: the server's deletions of
     plan.txt's newest version (forged) and of its older one (as a peer's gc would) are held, and
-    judged at her unlock: the older one deleted, the newest refused and said."""
+    judged at her unlock: the older one deleted, the newest refused and said (still held: taken only
+    if her tree's head moves on)."""
     url, server = couch
     laptop = first_device(url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
@@ -639,8 +640,9 @@ def test_version_deletions_arriving_while_she_is_locked_wait_for_her_unlock(
         wait_for(lambda: _held(laptop) == {older, newest}, "the deletions held while she is locked")
         assert adversary.get(laptop, older) is not None and adversary.get(laptop, newest) is not None
         assert fusevault("unlock", a).returncode == 0
-        wait_for(lambda: not _held(laptop), "the held deletions judged after her unlock")
-        said = any(x["subject"] == f"deletion {newest}" for x in _alarms(a))
+        wait_for(lambda: _held(laptop) == {newest}, "the held deletions judged after her unlock")
+        wait_for(lambda: any(x["subject"] == f"deletion {newest}" for x in _alarms(a)), "the refusal said")
+        said = True
         gone, kept = adversary.get(laptop, older) is None, adversary.get(laptop, newest) is not None
         assert (a / "plan.txt").read_bytes() == b"her plan"
     assert gone and kept and said, (gone, kept, said)

@@ -63,7 +63,7 @@ def remembered(root: Path | str, user_id: str) -> dict | None:
     except (OSError, VaultError, ValueError) as err:
         log.error("this device's record of the newest keys of %s is unreadable (%s): not used", user_id, err)
         return None
-    if not (isinstance(kept, dict) and kept.get("_id") == user_id
+    if not (isinstance(kept, dict) and kept.get("_id") == user_id and isinstance(kept.get("public_sign"), str)
             and all(isinstance(kept.get(k), str) for k in WRAPPING if k != "kdf")):
         log.error("this device's record of the newest keys of %s is damaged: not used", user_id)
         return None
@@ -73,12 +73,28 @@ def remembered(root: Path | str, user_id: str) -> dict | None:
 def newest(root: Path | str, doc: dict) -> tuple[dict, bool]:
     """``doc`` with the newest key fields this device knows: (the body to unlock with, whether the
     store's were older, a replay).  Everything but the key fields is the store's (the settings have
-    their own order: vault/model/confirmed.py)."""
+    their own order: vault/model/confirmed.py).  A store body above the one remembered counts only
+    if her signing key (the one remembered with it) signed it: a ``keys_seq`` raised on her older
+    body by anyone else is a replay too (attack round 19)."""
     kept = remembered(root, doc["_id"])
-    if kept is None or seq(kept) <= seq(doc):
+    if kept is None or (seq(kept) <= seq(doc) and _signed_by_her(kept, doc)):
         return doc, False
+    if seq(kept) == seq(doc) and all(doc.get(k) == kept.get(k) for k in KEY_FIELDS):
+        return doc, False  # the same keys (its other fields are judged where they are used)
     rest = {k: v for k, v in doc.items() if k not in KEY_FIELDS}
     return {**rest, **{k: kept[k] for k in KEY_FIELDS if k in kept}}, True
+
+
+def _signed_by_her(kept: dict, doc: dict) -> bool:
+    """Whether ``doc`` is signed by the signing key this device remembered of her."""
+    from fusevault.crypto.identity import public_sign  # `cryptography`: only once a vault is opened
+    from fusevault.crypto.signing import verify_doc
+    from fusevault.errors import Forged
+
+    try:
+        return verify_doc(public_sign(kept), doc) == doc["_id"]
+    except (Forged, VaultError, KeyError, TypeError, ValueError):
+        return False
 
 
 def remember(root: Path | str, doc: dict) -> None:
@@ -88,7 +104,7 @@ def remember(root: Path | str, doc: dict) -> None:
     kept = remembered(root, doc["_id"])
     if kept is not None and seq(kept) > seq(doc):
         return
-    record = {"_id": doc["_id"], **{k: doc[k] for k in KEY_FIELDS if k in doc}}
+    record = {"_id": doc["_id"], **{k: doc[k] for k in (*KEY_FIELDS, "public_sign") if k in doc}}
     if kept == record:
         return
     path = _place(root, doc["_id"])
