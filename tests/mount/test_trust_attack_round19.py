@@ -48,3 +48,28 @@ def test_her_older_keys_relabelled_with_a_higher_keys_seq_do_not_bring_the_old_p
     assert opened.returncode == 3, opened.stderr
     with mounted(vault, tmp_path / "mnt", passphrase=NEW) as mnt:
         assert (mnt / "plan.txt").read_bytes() == b"her plan"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: a forged keys_seq is trusted (key_memory.newest): her older "
+                   "body relabelled locks her new passphrase out on the device that made it")
+def test_her_older_keys_relabelled_with_a_higher_keys_seq_do_not_lock_her_new_passphrase_out(
+        vault: Path, tmp_path: Path) -> None:
+    before = _her_doc(vault)
+    changed = fusevault("passwd", vault, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
+    assert changed.returncode == 0, changed.stderr
+    adversary.put(vault, {**before, "keys_seq": 1000})
+    assert _mount_status(vault, tmp_path / "mnt", passphrase=NEW) == 0, "her new passphrase opens nothing"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: a forged keys_seq of 2**53-1 caps her sequence (next_seq): "
+                   "every later passwd signs the same number, so any of them replayed is taken quietly")
+def test_a_forged_top_keys_seq_does_not_let_a_later_passwd_be_replayed(vault: Path, tmp_path: Path) -> None:
+    adversary.put(vault, {**_her_doc(vault), "keys_seq": 2**53 - 1})  # her own fields: she unlocks as ever
+    first = fusevault("passwd", vault, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
+    assert first.returncode == 0, first.stderr
+    leaked = _her_doc(vault)  # genuinely signed by her, NEW's wrapping
+    second = fusevault("passwd", vault, passphrase=NEW, env={"FUSEVAULT_NEW_PASSPHRASE": "a third one"})
+    assert second.returncode == 0, second.stderr
+    assert _her_doc(vault)["keys_seq"] == leaked["keys_seq"] == 2**53 - 1
+    adversary.put(vault, leaked)  # her body from before the second passwd, current again
+    assert _mount_status(vault, tmp_path / "mnt", passphrase=NEW) == 3, "the leaked passphrase opens again"
