@@ -9,6 +9,10 @@ import pytest
 from conftest import docs_of, fusevault, mounted
 from services.test_trust_attack_round4 import _alarms
 
+from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_attack_round19_rotation import CAROL, _vault_bytes, _with_plan
+from mount.test_trust_writes import BOB, _admin
+
 NEW = "a new passphrase, the old one leaked"
 
 
@@ -73,3 +77,45 @@ def test_a_forged_top_keys_seq_does_not_let_a_later_passwd_be_replayed(vault: Pa
     assert _her_doc(vault)["keys_seq"] == leaked["keys_seq"] == 2**53 - 1
     adversary.put(vault, leaked)  # her body from before the second passwd, current again
     assert _mount_status(vault, tmp_path / "mnt", passphrase=NEW) == 3, "the leaked passphrase opens again"
+
+
+# --- Rotation documents (vault/services/share_ops.py ``_request``/``resume``; sharing.rotations)
+
+def _crew_sharing_her_plan(vault: Path, mnt: Path) -> str:
+    """alice's plan.txt shared with @crew (owner bob, member carol); its fid."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    _admin(vault, "group", "add", "crew", "--owner", "bob", passphrase=BOB)
+    _admin(vault, "group", "member", "add", "crew", "carol", "--perm", "READ", passphrase=BOB)
+    fid = _with_plan(vault, mnt)
+    with mounted(vault, mnt):
+        shared = fusevault("share", mnt / "plan.txt", "--with", "@crew", "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+    return fid
+
+
+@pytest.mark.xfail(strict=True, reason="hole 3: the epoch a group owner's request names is the clear one the "
+                   "store shows (sharing._clear_epoch): a forged one makes his genuine request replayable")
+def test_the_group_owners_request_made_from_a_forged_clear_epoch_cannot_be_replayed_to_rekey_again(
+        vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _crew_sharing_her_plan(vault, mnt)
+    node = adversary.get(vault, fid)
+    assert node is not None
+    # The store writer (no key) shows bob's device her file at a huge clear epoch (her signature broken:
+    # nothing of bob's checks it, he cannot read her node), then puts her genuine body back.
+    adversary.put(vault, {**node, "epoch": 2**53 - 1})
+    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)  # genuine, signed by bob
+    (signed,) = adversary.docs(vault, "Rotation")
+    adversary.put(vault, node)
+    with mounted(vault, mnt):  # the genuine request: one re-key
+        pass
+    assert adversary.docs(vault, "Rotation") == []
+    dek, size = _alice_dek(vault, fid), _vault_bytes(vault)
+    for _ in range(2):  # the store writer (or the server) replays bob's signed request
+        adversary.put(vault, signed)
+        with mounted(vault, mnt):
+            found = _alarms(mnt)
+    assert _alice_dek(vault, fid) == dek and _vault_bytes(vault) == size, (
+        f"a replayed request re-keyed her file again ({size} -> {_vault_bytes(vault)} bytes; said: "
+        f"{[a for a in found if a['subject'] == f'rotate-{fid}']})")
