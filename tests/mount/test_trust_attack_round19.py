@@ -6,14 +6,16 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import docs_of, fusevault, mounted
+from conftest import PASSPHRASE, docs_of, fusevault, mounted, new_device, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
+from mount.test_recovery_key import _init_with_words, _recover
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round19_rotation import CAROL, _vault_bytes, _with_plan
 from mount.test_trust_writes import BOB, _admin
 
 NEW = "a new passphrase, the old one leaked"
+THIRD = "a third passphrase, long enough"
 
 
 def _her_doc(vault: Path) -> dict:
@@ -119,3 +121,32 @@ def test_the_group_owners_request_made_from_a_forged_clear_epoch_cannot_be_repla
     assert _alice_dek(vault, fid) == dek and _vault_bytes(vault) == size, (
         f"a replayed request re-keyed her file again ({size} -> {_vault_bytes(vault)} bytes; said: "
         f"{[a for a in found if a['subject'] == f'rotate-{fid}']})")
+
+
+@pytest.mark.xfail(strict=True, reason="hole 4: keys_seq orders key changes of two devices made apart as if "
+                   "one followed the other: a passwd on a device that never saw the revocation undoes it")
+def test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_the_desktop(
+        couch, tmp_path: Path) -> None:
+    url, _ = couch
+    laptop = tmp_path / "laptop"
+    words = _init_with_words(laptop)
+    assert fusevault("peer", "add", "server", url, "--vault", laptop, passphrase=None).returncode == 0
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+    desktop = new_device(url, tmp_path, "desktop")
+    # On the laptop, apart (or the server withholds it from the desktop): the words were stolen.
+    revoked = fusevault("recovery-key", "revoke", laptop)
+    assert revoked.returncode == 0, revoked.stderr
+    # On the desktop, which never saw the revocation: two genuine passphrase changes.
+    for old, new in ((PASSPHRASE, NEW), (NEW, THIRD)):
+        changed = fusevault("passwd", desktop, passphrase=old, env={"FUSEVAULT_NEW_PASSPHRASE": new})
+        assert changed.returncode == 0, changed.stderr
+    with mounted(desktop, tmp_path / "d", passphrase=THIRD) as d:
+        wait_for(lambda: settled(d), "the desktop's push")
+    user_id = _her_doc(laptop)["_id"]
+    with mounted(laptop, tmp_path / "a") as a:  # the laptop meets the desktop's keys
+        wait_for(lambda: (adversary.get(laptop, user_id) or {}).get("keys_seq") == 2, "the desktop's keys")
+        wait_for(lambda: settled(a), "the sync to settle")
+        said = [x for x in _alarms(a) if x["subject"].startswith("keys ")]
+    thief = _recover(laptop, words, "the thief's passphrase")
+    assert thief.returncode != 0, f"the words she revoked on this device open her vault again (said: {said})"
