@@ -6,7 +6,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PASSPHRASE, docs_of, fusevault, mounted, new_device, settled, wait_for
+from conftest import PASSPHRASE, docs_of, first_device, fusevault, mounted, new_device, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
 from mount.test_recovery_key import _init_with_words, _recover
@@ -16,6 +16,7 @@ from mount.test_trust_writes import BOB, _admin
 
 NEW = "a new passphrase, the old one leaked"
 THIRD = "a third passphrase, long enough"
+DESKTOP = "the desktop's new passphrase"
 
 
 def _her_doc(vault: Path) -> dict:
@@ -150,3 +151,35 @@ def test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_th
         said = [x for x in _alarms(a) if x["subject"].startswith("keys ")]
     thief = _recover(laptop, words, "the thief's passphrase")
     assert thief.returncode != 0, f"the words she revoked on this device open her vault again (said: {said})"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 5: two genuine key changes made apart: the one the sync keeps is"
+                   " called a rollback on the other device, which keeps its own (the devices disagree)")
+def test_passwd_on_two_devices_apart_raises_no_rollback_alarm_and_both_agree(couch, tmp_path: Path) -> None:
+    url, _ = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+    desktop = new_device(url, tmp_path, "desktop")
+    for old, new in ((PASSPHRASE, NEW), (NEW, THIRD)):  # the laptop, apart: twice (keys_seq 2)
+        changed = fusevault("passwd", laptop, passphrase=old, env={"FUSEVAULT_NEW_PASSPHRASE": new})
+        assert changed.returncode == 0, changed.stderr
+    # The desktop, apart: once (keys_seq 1), and two settings, so its body is the one the sync keeps.
+    changed = fusevault("passwd", desktop, env={"FUSEVAULT_NEW_PASSPHRASE": DESKTOP})
+    assert changed.returncode == 0, changed.stderr
+    with mounted(desktop, tmp_path / "d", passphrase=DESKTOP) as d:
+        for ttl in ("4hr", "8hr"):
+            done = fusevault("config", "set", "passphrase_expiry_ttl", ttl, "--mount", d, passphrase=None)
+            assert done.returncode == 0, done.stderr
+        wait_for(lambda: settled(d), "the desktop's push")
+    user_id = _her_doc(laptop)["_id"]
+    with mounted(laptop, tmp_path / "a", passphrase=THIRD) as a:
+        wait_for(lambda: (adversary.get(laptop, user_id) or {}).get("keys_seq") == 1, "the desktop's body")
+        wait_for(lambda: settled(a), "the sync to settle")
+    with mounted(desktop, tmp_path / "d", passphrase=DESKTOP) as d:
+        wait_for(lambda: settled(d), "the desktop's pull")
+    on_laptop = {p: _mount_status(laptop, tmp_path / "a", passphrase=p) for p in (THIRD, DESKTOP)}
+    on_desktop = {p: _mount_status(desktop, tmp_path / "d", passphrase=p) for p in (THIRD, DESKTOP)}
+    with mounted(laptop, tmp_path / "a", passphrase=next(p for p, s in on_laptop.items() if s == 0)) as a:
+        said = [x for x in _alarms(a) if x["subject"].startswith("keys ")]
+    assert on_laptop == on_desktop and not said, f"laptop {on_laptop}, desktop {on_desktop}; said: {said}"
