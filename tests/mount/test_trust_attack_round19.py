@@ -12,7 +12,7 @@ from services.test_trust_attack_round4 import _alarms
 from mount.test_recovery_key import _init_with_words, _recover
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round19_rotation import CAROL, _vault_bytes, _with_plan
-from mount.test_trust_writes import BOB, _admin
+from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _signed, _user
 
 NEW = "a new passphrase, the old one leaked"
 THIRD = "a third passphrase, long enough"
@@ -183,3 +183,55 @@ def test_passwd_on_two_devices_apart_raises_no_rollback_alarm_and_both_agree(cou
     with mounted(laptop, tmp_path / "a", passphrase=next(p for p, s in on_laptop.items() if s == 0)) as a:
         said = [x for x in _alarms(a) if x["subject"].startswith("keys ")]
     assert on_laptop == on_desktop and not said, f"laptop {on_laptop}, desktop {on_desktop}; said: {said}"
+
+
+def _bobs_request(vault: Path, fid: str, epoch: object) -> dict:
+    """A Rotation for alice's ``fid`` signed by bob (crew's owner) naming ``epoch``."""
+    body = {"_id": f"rotate-{fid}", "type": "Rotation", "owner": _user(vault, "alice")["_id"], "fid": fid,
+            "epoch": epoch}
+    return _signed(body, _key(vault, "bob", BOB))
+
+
+@pytest.mark.xfail(strict=True, reason="hole 3: a group owner's signed request names any epoch (share_ops."
+                   "_request checks only that it is a whole number): one above hers is replayable for ever")
+def test_a_group_owners_request_naming_a_huge_epoch_rekeys_her_file_once_only(
+        vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _crew_sharing_her_plan(vault, mnt)
+    signed = _bobs_request(vault, fid, 2**53 - 1)
+    adversary.put(vault, signed)
+    with mounted(vault, mnt):  # once: as a member's removal would
+        pass
+    dek, size = _alice_dek(vault, fid), _vault_bytes(vault)
+    adversary.put(vault, signed)  # replayed (by bob, the store writer, or the server)
+    with mounted(vault, mnt):
+        pass
+    assert _alice_dek(vault, fid) == dek and _vault_bytes(vault) == size, "the replay re-keyed her file again"
+
+
+def test_a_group_owners_request_for_her_file_not_shared_with_the_group_rekeys_nothing(
+        vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    _crew_sharing_her_plan(vault, mnt)
+    with mounted(vault, mnt):
+        (mnt / "secret.txt").write_bytes(b"not for the crew")
+    fid = _node_fid(vault, "alice", "secret.txt")
+    dek = _alice_dek(vault, fid)
+    adversary.put(vault, _bobs_request(vault, fid, adversary.get(vault, fid)["epoch"]))
+    with mounted(vault, mnt):
+        found = [a for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
+    assert _alice_dek(vault, fid) == dek, "crew's owner re-keyed a file of hers not shared with crew"
+    assert [a["kind"] for a in found] == ["forged"], found
+
+
+@pytest.mark.parametrize("epoch", [True, -1, 1.5, "0", None])
+def test_a_group_owners_request_naming_a_malformed_epoch_rekeys_nothing(
+        vault: Path, tmp_path: Path, epoch: object) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _crew_sharing_her_plan(vault, mnt)
+    dek = _alice_dek(vault, fid)
+    adversary.put(vault, _bobs_request(vault, fid, epoch))
+    with mounted(vault, mnt):
+        found = [a for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
+    assert _alice_dek(vault, fid) == dek, f"a request naming epoch {epoch!r} re-keyed her file"
+    assert found, "not said"
