@@ -68,6 +68,19 @@ def test_her_older_keys_relabelled_with_a_higher_keys_seq_do_not_lock_her_new_pa
     assert _mount_status(vault, tmp_path / "mnt", passphrase=NEW) == 0, "her new passphrase opens nothing"
 
 
+@pytest.mark.xfail(strict=True, reason="hole 1: a forged keys_seq is trusted (key_memory.newest): her body "
+                   "from before the revocation, relabelled, makes the revoked words reset her passphrase")
+def test_a_revoked_recovery_key_relabelled_with_a_higher_keys_seq_opens_nothing(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    words = _init_with_words(vault)
+    with_key = _her_doc(vault)
+    revoked = fusevault("recovery-key", "revoke", vault)
+    assert revoked.returncode == 0, revoked.stderr
+    adversary.put(vault, {**with_key, "keys_seq": 1000})
+    thief = _recover(vault, words, "the thief's passphrase")
+    assert thief.returncode != 0, "the revoked words set a new passphrase of the thief's choosing"
+
+
 @pytest.mark.xfail(strict=True, reason="hole 2: a forged keys_seq of 2**53-1 caps her sequence (next_seq): "
                    "every later passwd signs the same number, so any of them replayed is taken quietly")
 def test_a_forged_top_keys_seq_does_not_let_a_later_passwd_be_replayed(vault: Path, tmp_path: Path) -> None:
