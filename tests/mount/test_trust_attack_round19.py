@@ -9,9 +9,17 @@ import pytest
 from conftest import PASSPHRASE, docs_of, first_device, fusevault, mounted, new_device, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
+from mount import test_shared_mount as shared_mount
 from mount.test_recovery_key import _init_with_words, _recover
+from mount.test_shared_mount import SECRETS
 from mount.test_trust_attack_round4 import _alice_dek
-from mount.test_trust_attack_round19_rotation import CAROL, _vault_bytes, _with_plan
+from mount.test_trust_attack_round19_rotation import (
+    CAROL,
+    _shared,
+    _user_of_the_store_writer,
+    _vault_bytes,
+    _with_plan,
+)
 from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _signed, _user
 
 NEW = "a new passphrase, the old one leaked"
@@ -248,3 +256,29 @@ def test_a_group_owners_request_naming_a_malformed_epoch_rekeys_nothing(
         found = [a for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
     assert _alice_dek(vault, fid) == dek, f"a request naming epoch {epoch!r} re-keyed her file"
     assert found, "not said"
+
+
+# --- root's shared mount: the uid -> user map (fs/shared.py ``_read_uids``)
+
+# Real Linux users and root's shared vault (tests/mount/test_shared_mount.py).
+linux, place, python, shared_vault = (shared_mount.linux, shared_mount.place, shared_mount.python,
+                                      shared_mount.shared_vault)
+
+@shared_mount.pytestmark  # root, useradd and setpriv
+@pytest.mark.xfail(strict=True, reason="hole 6: a seat is bound to the user the map named at its uid's first "
+                   "unlock (fs/shared.py _seat_for) and never looked at again: a claim planted then holds it")
+def test_a_claim_of_her_uid_planted_before_her_first_unlock_does_not_hold_her_seat_once_removed(
+        shared_vault: Path, place: Path, linux, python, tmp_path: Path) -> None:
+    alice = _user(shared_vault, "alice")
+    mallory = _user_of_the_store_writer(tmp_path, linux["alice"].pw_uid)
+    # The store writer: alice's document with a field added (its signature broken: it maps no uid) and
+    # a user of his own claiming her uid, the only claim that holds.
+    adversary.put(shared_vault, {**alice, "note": "x"}, mallory)
+    with _shared(shared_vault, place, linux, python, "seat") as people:
+        first = people.fusevault("alice", "unlock", str(people.mnt), passphrase=SECRETS["alice"])
+        assert first.returncode != 0, "alice unlocked a seat the map gave to another user"
+        # The administrator puts things right: her genuine document, the forgery gone.
+        adversary.put(shared_vault, alice)
+        adversary.delete_row(shared_vault, mallory["_id"])
+        again = people.fusevault("alice", "unlock", str(people.mnt), passphrase=SECRETS["alice"])
+        assert again.returncode == 0, f"her seat is still the forger's user's: {again.stderr}"
