@@ -282,3 +282,16 @@ def test_a_claim_of_her_uid_planted_before_her_first_unlock_does_not_hold_her_se
         adversary.delete_row(shared_vault, mallory["_id"])
         again = people.fusevault("alice", "unlock", str(people.mnt), passphrase=SECRETS["alice"])
         assert again.returncode == 0, f"her seat is still the forger's user's: {again.stderr}"
+
+
+@shared_mount.pytestmark
+def test_her_document_stripped_of_its_signature_and_moved_to_another_uid_maps_no_one(
+        shared_vault: Path, place: Path, linux, python) -> None:
+    bob = _user(shared_vault, "bob")
+    # Unsigned, as from before signatures: root's device saw bob sign (his `user add`): a forgery.
+    adversary.put(shared_vault, {**{k: v for k, v in bob.items() if k != "sig"}, "uid": linux["dave"].pw_uid})
+    with _shared(shared_vault, place, linux, python, "unsigned") as people:
+        seated = people.fusevault("dave", "unlock", str(people.mnt), passphrase=SECRETS["bob"])
+        assert seated.returncode != 0, "dave's uid got bob's seat from an unsigned copy of his document"
+        people.unlock("alice")  # the others are not touched
+        assert people.ok("alice", "echo mine > $M/mine.txt && cat $M/mine.txt") == "mine\n"
