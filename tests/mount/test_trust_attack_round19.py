@@ -89,6 +89,17 @@ def test_a_revoked_recovery_key_relabelled_with_a_higher_keys_seq_opens_nothing(
     assert thief.returncode != 0, "the revoked words set a new passphrase of the thief's choosing"
 
 
+@pytest.mark.parametrize("forged", [True, 1.5, -5, "9", None])
+def test_her_older_keys_with_a_keys_seq_of_another_type_do_not_bring_the_old_passphrase_back(
+        vault: Path, tmp_path: Path, forged: object) -> None:
+    before = _her_doc(vault)
+    changed = fusevault("passwd", vault, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
+    assert changed.returncode == 0, changed.stderr
+    adversary.put(vault, {**before, "keys_seq": forged})  # counts as 0: below the 1 this device saw
+    assert _mount_status(vault, tmp_path / "mnt") == 3, f"keys_seq {forged!r}: the old passphrase opens"
+    assert _mount_status(vault, tmp_path / "mnt", passphrase=NEW) == 0
+
+
 @pytest.mark.xfail(strict=True, reason="hole 2: a forged keys_seq of 2**53-1 caps her sequence (next_seq): "
                    "every later passwd signs the same number, so any of them replayed is taken quietly")
 def test_a_forged_top_keys_seq_does_not_let_a_later_passwd_be_replayed(vault: Path, tmp_path: Path) -> None:
