@@ -306,3 +306,18 @@ def test_her_document_stripped_of_its_signature_and_moved_to_another_uid_maps_no
         assert seated.returncode != 0, "dave's uid got bob's seat from an unsigned copy of his document"
         people.unlock("alice")  # the others are not touched
         assert people.ok("alice", "echo mine > $M/mine.txt && cat $M/mine.txt") == "mine\n"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 7: sharing.rotations writes no request for a file whose "
+                   "rotate-<fid> exists: a store writer's unsigned one stands in for the owner's")
+def test_a_forged_request_planted_before_a_members_removal_does_not_stop_the_rekey(
+        vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _crew_sharing_her_plan(vault, mnt)
+    dek = _alice_dek(vault, fid)
+    adversary.put(vault, {"_id": f"rotate-{fid}", "type": "Rotation", "owner": _user(vault, "alice")["_id"],
+                          "fid": fid, "epoch": adversary.get(vault, fid)["epoch"]})  # unsigned: refused
+    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)  # genuine, by crew's owner
+    with mounted(vault, mnt):
+        pass
+    assert _alice_dek(vault, fid) != dek, "carol, removed from crew, still holds the key of what alice writes"
