@@ -1,4 +1,129 @@
-"""Attack round 19 on issue 22 (the authenticated vault): PLACEHOLDER, docstring written at the end."""
+"""Attack round 19 on issue 22 (the authenticated vault): what landed in c664974..74e9903 (main).
+
+Asked for: her key fields ordered by a signed ``keys_seq`` and remembered per device
+(vault/model/key_memory.py, users.unlock_here), signed Rotation documents (vault/services/share_ops.py
+``_request``/``resume``/``rotate``, sharing.rotations, accounts.remove_member), and the uid map of root's
+shared mount (fs/shared.py ``_read_uids``).  Seven holes, most severe first; real mounts, the real
+``fusevault`` command, the store writer (tests/adversary.py) and a pouchdb-server throughout.
+
+Holes
+-----
+1. A FORGED ``keys_seq`` BRINGS THE OLD PASSPHRASE (OR A REVOKED RECOVERY KEY) BACK, SILENTLY; OR LOCKS
+   HER NEW PASSPHRASE OUT.  The store writer takes her body from before ``passwd`` (or before
+   ``recovery-key revoke``) and sets ``keys_seq`` to 1000.  Its signature no longer holds, but
+   key_memory.py:77 ``newest`` compares the store's (unverified) number with the remembered one and,
+   being higher, unlocks with the store's fields (users.py:137-138); only then users.py:144 checks her
+   signature, and a failure only means "not remembered".  The leaked passphrase mounts her vault on the
+   device that made the change and reads her files, with no alarm at all; the revoked words run
+   ``passwd --recovery`` and set a passphrase of the thief's choosing; and her new passphrase is refused
+   (exit 3) on that device until the store is repaired.  Exactly round 18 hole 5, one field away.
+   Cause: key_memory.py:77 (and the CLI's ``newest`` before ``passwd``/``recovery-key``: cli/vault.py:121,
+   cli/recovery.py:169) trusts a sequence no signature was checked for.
+   Fix: a store body overrides the remembered one only if her signature holds on it: unlock with the
+   store's body, and if ``own_signature(doc, key)`` fails (or the key does not open), use the remembered
+   fields (alarm ``forged``, subject ``keys <id>``); for ``passwd``/``recovery-key``/``passwd --recovery``
+   do the same before anything is written (keep ``public_sign`` in the record to check before a key is
+   open).  Not tried through pouchdb-server (the server's variant of the same body).
+   Tests: test_her_older_keys_relabelled_with_a_higher_keys_seq_do_not_bring_the_old_passphrase_back,
+   test_her_older_keys_relabelled_with_a_higher_keys_seq_do_not_lock_her_new_passphrase_out,
+   test_a_revoked_recovery_key_relabelled_with_a_higher_keys_seq_opens_nothing.
+
+2. A RECOVERY KEY REVOKED ON ONE DEVICE IS BACK AFTER A GENUINE ``passwd`` ON ANOTHER, ON EVERY DEVICE,
+   SILENTLY.  Her laptop revokes the recovery key (the words were stolen): keys_seq 1.  Her desktop,
+   which has not seen that body (apart, or the server simply withholds it), changes her passphrase
+   twice: keys_seq 2, still carrying the recovery wrapping it knew.  At the next sync the laptop takes
+   the desktop's body quietly (a higher number, genuinely signed: key_memory.py:77, and ``remember``
+   :88), and the revoked words reset her passphrase on the laptop that revoked them.  With one passwd
+   on the desktop the numbers are equal and the laptop takes whichever body the sync keeps (an equal
+   one replaces the kept one, :88), so a server that withholds the revocation from the desktop and
+   serves the desktop's body gets the same with a single ``passwd``.  No alarm anywhere.
+   Cause: ``keys_seq`` is a counter, not a history: two changes made apart are ordered as if one
+   followed the other, and a revocation is just the absence of a field.
+   Fix: each key body names the hash of the key fields it replaced (``keys_prev``, signed); a device
+   takes a body newer than the kept one only if it descends from it, else it is a fork (alarm, kind
+   ``keys-diverged``); and a revocation is a signed tombstone that survives merges (the hash of each
+   revoked recovery wrapping kept in her document and in key_memory's record, never taken back).
+   Test: test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_the_desktop
+   (pouchdb-server).
+
+3. A GROUP OWNER'S GENUINE REQUEST, MADE FROM A FORGED CLEAR EPOCH (OR NAMING A HUGE ONE), IS REPLAYABLE:
+   HER FILE RE-KEYED AND RE-SEALED AT EVERY REPLAY.  ``group member remove`` signs ``rotation_doc`` with
+   the epoch the file's node document shows in clear (sharing.py:286, ``_clear_epoch`` :290): the group
+   owner cannot read her node and checks no signature.  The store writer (or the server, for the group
+   owner's device) shows him her node with ``epoch`` 2**53-1; his request then names it.  She acts on it
+   (signed by crew's pinned owner), ``rotate`` tombstones it, and the store writer puts the same signed
+   body back: share_ops.py:288 finds ``node.epoch`` (1, 2, ...) not above 2**53-1, so every replay
+   re-keys the whole subtree and writes a new sealed copy of each file (measured: 74 KB -> 149 KB for
+   two replays of one 37 KB file), at every unlock and live; no alarm.  A group owner can sign such an
+   epoch himself (share_ops.py:327 checks only that it is a whole number).  This is round 18 hole 3's
+   impact again (storage and CPU exhaustion, her history filled), through a signature.
+   Cause: share_ops.py:288/:327 accept an epoch above the node's.  Fix: a request naming an epoch above
+   the node's current one is not acted on (alarm ``forged``: no one asked for a key her file never had),
+   so once a request is done every replay of it is; the group owner's device verifies her node's
+   signature (her pinned key) before taking its clear epoch.
+   Tests: test_the_group_owners_request_made_from_a_forged_clear_epoch_cannot_be_replayed_to_rekey_again,
+   test_a_group_owners_request_naming_a_huge_epoch_rekeys_her_file_once_only.
+
+4. A FORGED TOP ``keys_seq`` CAPS HER SEQUENCE: EVERY LATER ``passwd`` IS REPLAYABLE.  The store writer
+   sets ``keys_seq`` to 2**53-1 on her current body (her own fields: she notices nothing).  Her next
+   ``passwd`` writes ``next_seq`` = min(2**53-1, 2**53) (key_memory.py:104): the same number, every time
+   from then on.  Her body from before her second passwd (genuinely signed, the leaked passphrase) put
+   back is equal to the kept one, so it is taken (key_memory.py:77, :88) and the leaked passphrase opens
+   her vault again, no alarm.  Cause: as hole 1 (an unverified store number counts in ``next_seq``), and
+   the cap.  Fix: hole 1's (only a verified body's number counts); refuse to sign at the cap rather than
+   repeat a number.  Test: test_a_forged_top_keys_seq_does_not_let_a_later_passwd_be_replayed.
+
+5. ``passwd`` ON TWO DEVICES APART: A FALSE ROLLBACK ALARM, AND HER DEVICES DISAGREE ON HER PASSPHRASE.
+   The laptop changes her passphrase twice (keys_seq 2), the desktop once (keys_seq 1) and changes two
+   settings, so the sync keeps the desktop's body (CouchDB's winner is the longer revision history, not
+   the higher keys_seq).  The laptop then raises ``rollback`` ("a passphrase or recovery key change undone
+   by the server or the vault folder?") about her own genuine change, and keeps its own keys: from then on
+   only the laptop's passphrase opens the laptop and only the desktop's the desktop (until the laptop
+   signs a body again, which then silently replaces the desktop's passphrase there).
+   Cause: key_memory.py:77 with the rev-tree's choice of winner.  Fix: with hole 2's ``keys_prev``, a
+   fork is said as such (not as a rollback) and resolved the same way on every device (the higher
+   (keys_seq, hash of the key fields) wins everywhere, revocations merged), asking her to run passwd.
+   Test: test_passwd_on_two_devices_apart_raises_no_rollback_alarm_and_both_agree (pouchdb-server).
+
+6. A CLAIM OF HER UID PLANTED BEFORE HER FIRST UNLOCK IN ROOT'S SHARED MOUNT HOLDS HER SEAT UNTIL REMOUNT.
+   The store writer breaks her document's signature (a field added: it maps no uid) and adds a user of
+   his own (self-signed) claiming her uid: the only claim that holds, so ``_read_uids`` maps her uid to
+   his user.  Her first ``unlock`` makes the seat (fs/shared.py:138-154) bound to his user's id, and
+   fails.  The administrator then puts her document back and removes the forgery; her unlock still
+   fails ("user mallory is no longer in this vault", exit 12): ``agent_for``/``_seat_for``
+   (fs/shared.py:126, :138) return the existing seat without looking at the map again.  Root never acts
+   for her with his user (the passphrase decides), so this is denial only, but one the administrator's
+   repair does not end (SECURITY.md says a planted claim stops her unlock "until the administrator
+   removes it").  Fix: at each unlock of a locked seat, read the map again; a seat whose uid now maps to
+   another user (or none, or is disputed) is dropped and made again.
+   Test: test_a_claim_of_her_uid_planted_before_her_first_unlock_does_not_hold_her_seat_once_removed.
+
+7. A FORGED ROTATION PLANTED BEFORE A MEMBER'S REMOVAL STANDS IN FOR THE GROUP OWNER'S SIGNED ONE: NO
+   RE-KEY.  The store writer puts an unsigned ``rotate-<fid>`` for alice's file shared with @crew.  When
+   bob (crew's owner) removes carol, sharing.py:285 (``store.get(doc_id_) is None``) writes no request for
+   that file since one exists; alice's device refuses the unsigned one (alarm ``forged``, telling her to
+   run ``unshare`` "if you revoked a share of it": she did not) and her file keeps the key carol held.
+   A store writer could delete bob's request after the fact too (withholding); this way bob's command
+   says nothing and the alarm misleads.  Fix: ``rotations`` writes its signed request over a pending one
+   that does not verify under a key it trusts (or merges into it), and says so.
+   Test: test_a_forged_request_planted_before_a_members_removal_does_not_stop_the_rekey.
+
+What held
+---------
+- A ``keys_seq`` of another type (true, 1.5, -5, "9", null) on her older body counts as 0: the newer keys
+  this device saw apply, the old passphrase is refused and the new one opens:
+  test_her_older_keys_with_a_keys_seq_of_another_type_do_not_bring_the_old_passphrase_back.
+- A request signed by crew's owner for a file of hers not shared with crew re-keys nothing and is said
+  (``forged``): test_a_group_owners_request_for_her_file_not_shared_with_the_group_rekeys_nothing.
+- A request signed by crew's owner naming an epoch true, -1, 1.5, "0" or null re-keys nothing and is
+  said: test_a_group_owners_request_naming_a_malformed_epoch_rekeys_nothing (2**53 cannot even be
+  stored: the encoding refuses an integer a CouchDB server would round).
+- An unsigned copy of bob's document moved to dave's uid maps no one in root's shared mount (root's
+  device saw bob sign), and the others unlock:
+  test_her_document_stripped_of_its_signature_and_moved_to_another_uid_maps_no_one.
+- Not swept again: what tests/mount/test_trust_attack_round19_rotation.py shows (unsigned and
+  other-user Rotations, the server's live Rotation, her own replayed request, a second claim of a uid).
+"""
 
 from __future__ import annotations
 
@@ -100,7 +225,7 @@ def test_her_older_keys_with_a_keys_seq_of_another_type_do_not_bring_the_old_pas
     assert _mount_status(vault, tmp_path / "mnt", passphrase=NEW) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: a forged keys_seq of 2**53-1 caps her sequence (next_seq): "
+@pytest.mark.xfail(strict=True, reason="hole 4: a forged keys_seq of 2**53-1 caps her sequence (next_seq): "
                    "every later passwd signs the same number, so any of them replayed is taken quietly")
 def test_a_forged_top_keys_seq_does_not_let_a_later_passwd_be_replayed(vault: Path, tmp_path: Path) -> None:
     adversary.put(vault, {**_her_doc(vault), "keys_seq": 2**53 - 1})  # her own fields: she unlocks as ever
@@ -156,7 +281,7 @@ def test_the_group_owners_request_made_from_a_forged_clear_epoch_cannot_be_repla
         f"{[a for a in found if a['subject'] == f'rotate-{fid}']})")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: keys_seq orders key changes of two devices made apart as if "
+@pytest.mark.xfail(strict=True, reason="hole 2: keys_seq orders key changes of two devices made apart as if "
                    "one followed the other: a passwd on a device that never saw the revocation undoes it")
 def test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_the_desktop(
         couch, tmp_path: Path) -> None:
