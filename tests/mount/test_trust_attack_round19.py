@@ -23,8 +23,11 @@ Holes
    store's body, and if ``own_signature(doc, key)`` fails (or the key does not open), use the remembered
    fields (alarm ``forged``, subject ``keys <id>``); for ``passwd``/``recovery-key``/``passwd --recovery``
    do the same before anything is written (keep ``public_sign`` in the record to check before a key is
-   open).  Not tried through pouchdb-server (the server's variant of the same body).
+   open).  The server does the same: its relabelled body arrives while she is mounted, is stored
+   without a word, and the leaked passphrase mounts her vault at her next unlock.
    Tests: test_her_older_keys_relabelled_with_a_higher_keys_seq_do_not_bring_the_old_passphrase_back,
+   test_the_servers_older_keys_relabelled_with_a_higher_keys_seq_do_not_bring_the_old_passphrase_back
+   (pouchdb-server),
    test_her_older_keys_relabelled_with_a_higher_keys_seq_do_not_lock_her_new_passphrase_out,
    test_a_revoked_recovery_key_relabelled_with_a_higher_keys_seq_opens_nothing.
 
@@ -446,3 +449,24 @@ def test_a_forged_request_planted_before_a_members_removal_does_not_stop_the_rek
     with mounted(vault, mnt):
         pass
     assert _alice_dek(vault, fid) != dek, "carol, removed from crew, still holds the key of what alice writes"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: a forged keys_seq is trusted (key_memory.newest): the server's"
+                   " relabelled older body brings the old passphrase back")
+def test_the_servers_older_keys_relabelled_with_a_higher_keys_seq_do_not_bring_the_old_passphrase_back(
+        couch, tmp_path: Path) -> None:
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+    (before,) = server.all("UserDetails")
+    changed = fusevault("passwd", laptop, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
+    assert changed.returncode == 0, changed.stderr
+    with mounted(laptop, tmp_path / "a", passphrase=NEW) as a:
+        wait_for(lambda: settled(a), "the new keys pushed")
+        server.put({**before, "keys_seq": 1000})  # the server: her older body, relabelled
+        wait_for(lambda: (adversary.get(laptop, before["_id"]) or {}).get("keys_seq") == 1000
+                 or bool([x for x in _alarms(a) if x["subject"].startswith(("keys ", before["_id"]))]),
+                 "the server's body taken or refused")
+        said = [x for x in _alarms(a) if before["_id"] in x["subject"]]
+    assert _mount_status(laptop, tmp_path / "a") == 3, f"the leaked passphrase opens again (said: {said})"
