@@ -451,8 +451,8 @@ def test_a_forged_request_planted_before_a_members_removal_does_not_stop_the_rek
     assert _alice_dek(vault, fid) != dek, "carol, removed from crew, still holds the key of what alice writes"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a forged keys_seq is trusted (key_memory.newest): the server's"
-                   " relabelled older body brings the old passphrase back")
+@pytest.mark.xfail(strict=True, reason="hole 1: a forged keys_seq is trusted (key_memory.newest): the"
+                   " server's relabelled older body brings the old passphrase back")
 def test_the_servers_older_keys_relabelled_with_a_higher_keys_seq_do_not_bring_the_old_passphrase_back(
         couch, tmp_path: Path) -> None:
     url, server = couch
