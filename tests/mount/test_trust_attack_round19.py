@@ -59,7 +59,8 @@ Holes
    (signed by crew's pinned owner), ``rotate`` tombstones it, and the store writer puts the same signed
    body back: share_ops.py:288 finds ``node.epoch`` (1, 2, ...) not above 2**53-1, so every replay
    re-keys the whole subtree and writes a new sealed copy of each file (measured: 74 KB -> 149 KB for
-   two replays of one 37 KB file), at every unlock and live; no alarm.  A group owner can sign such an
+   two replays of one 37 KB file), at every unlock (live too, by the code: fs/arrivals.py ``_reshare``
+   runs ``resume`` when a Rotation arrives; not tested); no alarm at all.  A group owner can sign such an
    epoch himself (share_ops.py:327 checks only that it is a whole number).  This is round 18 hole 3's
    impact again (storage and CPU exhaustion, her history filled), through a signature.
    Cause: share_ops.py:288/:327 accept an epoch above the node's.  Fix: a request naming an epoch above
