@@ -59,8 +59,9 @@ Holes
    (signed by crew's pinned owner), ``rotate`` tombstones it, and the store writer puts the same signed
    body back: share_ops.py:288 finds ``node.epoch`` (1, 2, ...) not above 2**53-1, so every replay
    re-keys the whole subtree and writes a new sealed copy of each file (measured: 74 KB -> 149 KB for
-   two replays of one 37 KB file), at every unlock (live too, by the code: fs/arrivals.py ``_reshare``
-   runs ``resume`` when a Rotation arrives; not tested); no alarm at all.  A group owner can sign such an
+   two replays of one 37 KB file), at every unlock, and live: in root's shared mount each replay while
+   she is unlocked is re-keyed at once (fs/arrivals.py ``_reshare`` runs ``resume``: epochs 0, 1, 2, 3
+   for one request and two replays); no alarm at all.  A group owner can sign such an
    epoch himself (share_ops.py:327 checks only that it is a whole number).  This is round 18 hole 3's
    impact again (storage and CPU exhaustion, her history filled), through a signature.
    Cause: share_ops.py:288/:327 accept an epoch above the node's.  Fix: a request naming an epoch above
@@ -68,7 +69,9 @@ Holes
    so once a request is done every replay of it is; the group owner's device verifies her node's
    signature (her pinned key) before taking its clear epoch.
    Tests: test_the_group_owners_request_made_from_a_forged_clear_epoch_cannot_be_replayed_to_rekey_again,
-   test_a_group_owners_request_naming_a_huge_epoch_rekeys_her_file_once_only.
+   test_a_group_owners_request_naming_a_huge_epoch_rekeys_her_file_once_only,
+   test_a_group_owners_request_replayed_while_she_is_unlocked_rekeys_her_file_once_only (root's shared
+   mount, real Linux users).
 
 4. A FORGED TOP ``keys_seq`` CAPS HER SEQUENCE: EVERY LATER ``passwd`` IS REPLAYABLE.  The store writer
    sets ``keys_seq`` to 2**53-1 on her current body (her own fields: she unlocks as ever; only a mount
@@ -141,9 +144,11 @@ import pytest
 from conftest import PASSPHRASE, docs_of, first_device, fusevault, mounted, new_device, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
+from fusevault.vault.model import users
+from fusevault.vault.model.nodes import open_node_doc
 from mount import test_shared_mount as shared_mount
 from mount.test_recovery_key import _init_with_words, _recover
-from mount.test_shared_mount import SECRETS
+from mount.test_shared_mount import SECRETS, _wait_until
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round19_rotation import (
     CAROL,
@@ -474,3 +479,35 @@ def test_the_servers_older_keys_relabelled_with_a_higher_keys_seq_do_not_bring_t
                  "the server's body taken or refused")
         said = [x for x in _alarms(a) if before["_id"] in x["subject"]]
     assert _mount_status(laptop, tmp_path / "a") == 3, f"the leaked passphrase opens again (said: {said})"
+
+
+def _epoch_of(vault: Path, fid: str) -> int:
+    return (adversary.get(vault, fid) or {}).get("epoch", 0)
+
+
+@shared_mount.pytestmark
+@pytest.mark.xfail(strict=True, reason="hole 3: a group owner's signed request naming a huge epoch is done "
+                   "over again at every replay, live in root's shared mount (arrivals._reshare)")
+def test_a_group_owners_request_replayed_while_she_is_unlocked_rekeys_her_file_once_only(
+        shared_vault: Path, place: Path, linux, python) -> None:
+    _admin(shared_vault, "group", "add", "crew", "--owner", "bob", passphrase=SECRETS["bob"])
+    _admin(shared_vault, "group", "member", "add", "crew", "carol", "--perm", "READ",
+           passphrase=SECRETS["bob"])
+    with _shared(shared_vault, place, linux, python, "replay") as people:
+        people.unlock("alice")
+        people.ok("alice", "echo plan > $M/plan.txt")
+        shared = people.fusevault("alice", "share", f"{people.mnt}/plan.txt", "--with", "@crew",
+                                  "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+        key = users.unlock(_user(shared_vault, "alice"), SECRETS["alice"].encode())
+        (fid,) = [d["_id"] for d in docs_of(shared_vault, "node") if d.get("owner") == key.user_id
+                  and any(n == "plan.txt" for _, n in open_node_doc(d, key)[1]["links"])]
+        body = {"_id": f"rotate-{fid}", "type": "Rotation", "owner": key.user_id, "fid": fid,
+                "epoch": 2**53 - 1}
+        signed = _signed(body, users.unlock(_user(shared_vault, "bob"), SECRETS["bob"].encode()))
+        epochs = [_epoch_of(shared_vault, fid)]
+        for _ in range(3):  # once as a member's removal would, then replayed twice (the store writer)
+            adversary.put(shared_vault, signed)
+            _wait_until(people, lambda: not adversary.docs(shared_vault, "Rotation"), "the request taken")
+            epochs.append(_epoch_of(shared_vault, fid))
+    assert epochs[2:] == [epochs[1]] * 2, f"her file re-keyed at each replay, live: epochs {epochs}"
