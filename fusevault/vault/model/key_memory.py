@@ -115,7 +115,9 @@ def remember(root: Path | str, doc: dict) -> None:
         log.error("could not record the newest keys of %s on this device: %s", doc["_id"], err)
 
 
-def next_seq(root: Path | str, doc: dict) -> int:
-    """The sequence of a body that changes ``doc``'s key fields: above the store's and this device's."""
+def next_seq(root: Path | str, doc: dict, hers: bool = True) -> int:
+    """The sequence of a body that changes ``doc``'s key fields: above this device's and, if ``hers``
+    (her signature on ``doc`` holds), the store's.  A number someone else wrote never counts: one of
+    2**53-1 would cap every later change of hers at it, so that any could be replayed (round 19 (4))."""
     kept = remembered(root, doc["_id"])
-    return min(SAFE_INTEGER, max(seq(doc), seq(kept) if kept is not None else 0) + 1)
+    return min(SAFE_INTEGER, max(seq(doc) if hers else 0, seq(kept) if kept is not None else 0) + 1)

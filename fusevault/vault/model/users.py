@@ -19,10 +19,11 @@ from fusevault.crypto.keys import (
     unwrap_master,
     wrap_master,
 )
-from fusevault.crypto.signing import sign_doc, signer_of
+from fusevault.crypto.signing import sign_doc, verify_doc
 from fusevault.errors import (
     AlreadyExists,
     CorruptData,
+    Forged,
     InvalidInput,
     NoRecoveryKey,
 )
@@ -96,10 +97,11 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     layout.make_user_dirs(user_id)
     # Signed from birth: readers pin the keys it names, and the signature
     # covers the seed 000 settings and the TTL (vault/model/trust.py).
-    store.put_many([sign_doc(user_id, identity.sign, doc),
-                    sign_doc(user_id, identity.sign, node_doc(root, key, lambda ino: root_fid))])
+    signed = sign_doc(user_id, identity.sign, doc)
+    store.put_many([signed, sign_doc(user_id, identity.sign, node_doc(root, key, lambda ino: root_fid))])
     store.sync()
     confirmed.mark_signed(layout.root, user_id)  # this device: an unsigned one later is forged
+    key_memory.remember(layout.root, signed)  # its keys: a body with older ones is never used here
     return user_id
 
 
@@ -151,7 +153,7 @@ def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new
     master = _master(doc, old)
     fields = wrap_master(doc["_id"], master, new, default_params())
     # The recovery wrapping (if any) is of the same master key: it stays valid.
-    _save(store, root, {**doc, **fields, "checksum": checksum(fields)}, master)
+    _save(store, root, doc, {**doc, **fields, "checksum": checksum(fields)}, master)
 
 
 def _master(doc: dict, passphrase: bytes) -> bytes:
@@ -160,16 +162,25 @@ def _master(doc: dict, passphrase: bytes) -> bytes:
     return unwrap_master(doc["_id"], doc, passphrase)
 
 
-def _save(store: Store, root: Path | str, doc: dict, master: bytes) -> None:
-    """Store a user document whose key fields changed, signed again by its user over every field, a
-    key sequence above any this device knows; remembered here as the newest (key_memory)."""
-    doc = {**doc, key_memory.SEQ: key_memory.next_seq(root, doc)}
-    if signer_of(doc) is not None or "en_private_keys" in doc:
-        identity = open_identity(MasterKey(doc["_id"], master), doc)
+def _save(store: Store, root: Path | str, base: dict, doc: dict, master: bytes) -> None:
+    """Store ``doc`` (``base`` with its key fields changed), signed again by its user over every field,
+    a key sequence above any this device knows (above ``base``'s only if she signed ``base``);
+    remembered here as the newest (key_memory)."""
+    identity = open_identity(MasterKey(doc["_id"], master), doc) if "en_private_keys" in doc else None
+    hers = identity is not None and _signed_with(identity, base)
+    doc = {**doc, key_memory.SEQ: key_memory.next_seq(root, base, hers)}
+    if identity is not None:
         doc = sign_doc(doc["_id"], identity.sign, doc)
     store.put_many([doc])
     store.sync()
     key_memory.remember(root, doc)
+
+
+def _signed_with(identity: Identity, doc: dict) -> bool:
+    try:
+        return verify_doc(identity.sign.public_key(), doc) == doc["_id"]
+    except Forged:
+        return False
 
 
 # --- the recovery key (crypto/recovery.py)
@@ -183,8 +194,8 @@ def create_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: b
     """Wrap the user's master key under ``secret`` too (replacing an earlier recovery key)."""
     doc, _ = key_memory.newest(root, doc)
     master = _master(doc, passphrase)
-    _save(store, root, {**doc, recovery.FIELD: recovery.wrap(doc["_id"], master, secret, int(time.time()))},
-          master)
+    wrapped = recovery.wrap(doc["_id"], master, secret, int(time.time()))
+    _save(store, root, doc, {**doc, recovery.FIELD: wrapped}, master)
 
 
 def revoke_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: bytes) -> None:
@@ -192,7 +203,7 @@ def revoke_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: b
     if not has_recovery_key(doc):
         raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key")
     master = _master(doc, passphrase)
-    _save(store, root, {k: v for k, v in doc.items() if k != recovery.FIELD}, master)
+    _save(store, root, doc, {k: v for k, v in doc.items() if k != recovery.FIELD}, master)
 
 
 def recover(doc: dict, secret: bytes) -> bytes:
@@ -211,4 +222,4 @@ def reset_passphrase(store: Store, root: Path | str, doc: dict, secret: bytes, n
     doc, _ = key_memory.newest(root, doc)
     master = recover(doc, secret)
     fields = wrap_master(doc["_id"], master, new, default_params())
-    _save(store, root, {**doc, **fields, "checksum": checksum(fields)}, master)
+    _save(store, root, doc, {**doc, **fields, "checksum": checksum(fields)}, master)
