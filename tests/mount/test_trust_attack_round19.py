@@ -123,6 +123,7 @@ Holes
    says nothing and the alarm misleads.  Fix: ``rotations`` writes its signed request over a pending one
    that does not verify under a key it trusts (or merges into it), and says so.
    Test: test_a_forged_request_planted_before_a_members_removal_does_not_stop_the_rekey.
+   FIXED (sharing.py ``rotations``): a signed request replaces whatever stands under its id.
 
 What held
 ---------
@@ -443,8 +444,6 @@ def test_her_document_stripped_of_its_signature_and_moved_to_another_uid_maps_no
         assert people.ok("alice", "echo mine > $M/mine.txt && cat $M/mine.txt") == "mine\n"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 7: sharing.rotations writes no request for a file whose "
-                   "rotate-<fid> exists: a store writer's unsigned one stands in for the owner's")
 def test_a_forged_request_planted_before_a_members_removal_does_not_stop_the_rekey(
         vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"

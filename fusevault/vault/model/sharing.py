@@ -282,8 +282,18 @@ def rotations(store: Store, grants: list[Grant], sign: Callable[[dict], dict] | 
     docs = {}
     for grant in grants:
         doc_id_ = f"rotate-{grant.fid}"
-        if doc_id_ not in docs and store.get(doc_id_) is None:
-            docs[doc_id_] = rotation_doc(grant.owner, grant.fid, _clear_epoch(store, grant.fid))
+        if doc_id_ in docs:
+            continue
+        pending = store.get(doc_id_)
+        if pending is not None and sign is None:
+            continue  # one is pending already; an unsigned one adds nothing to it
+        doc = rotation_doc(grant.owner, grant.fid, _clear_epoch(store, grant.fid))
+        if pending is not None:
+            # A signed request replaces whatever stands under its id: an unsigned one there (a store
+            # writer's, planted first) is never acted on, and would have kept the removed member's
+            # key in force (attack round 19 (7)); a signed one asks for the same re-key.
+            doc["_rev"] = pending["_rev"]
+        docs[doc_id_] = doc
     return [sign(d) for d in docs.values()] if sign is not None else list(docs.values())
 
 
