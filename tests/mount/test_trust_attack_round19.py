@@ -76,6 +76,9 @@ Holes
    test_a_group_owners_request_naming_a_huge_epoch_rekeys_her_file_once_only,
    test_a_group_owners_request_replayed_while_she_is_unlocked_rekeys_her_file_once_only (root's shared
    mount, real Linux users).
+   FIXED (share_ops.py ``resume``): a request naming an epoch above the file's is refused, said
+   (``forged``) and dropped.  Known: a genuine request made while her other device's re-key had not yet
+   reached this one is refused the same way (the alarm asks her to run ``unshare``).
 
 4. A FORGED TOP ``keys_seq`` CAPS HER SEQUENCE: EVERY LATER ``passwd`` IS REPLAYABLE.  The store writer
    sets ``keys_seq`` to 2**53-1 on her current body (her own fields: she unlocks as ever; only a mount
@@ -265,8 +268,6 @@ def _crew_sharing_her_plan(vault: Path, mnt: Path) -> str:
     return fid
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: the epoch a group owner's request names is the clear one the "
-                   "store shows (sharing._clear_epoch): a forged one makes his genuine request replayable")
 def test_the_group_owners_request_made_from_a_forged_clear_epoch_cannot_be_replayed_to_rekey_again(
         vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
@@ -360,8 +361,6 @@ def _bobs_request(vault: Path, fid: str, epoch: object) -> dict:
     return _signed(body, _key(vault, "bob", BOB))
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: a group owner's signed request names any epoch (share_ops."
-                   "_request checks only that it is a whole number): one above hers is replayable for ever")
 def test_a_group_owners_request_naming_a_huge_epoch_rekeys_her_file_once_only(
         vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
@@ -481,8 +480,6 @@ def _epoch_of(vault: Path, fid: str) -> int:
 
 
 @shared_mount.pytestmark
-@pytest.mark.xfail(strict=True, reason="hole 3: a group owner's signed request naming a huge epoch is done "
-                   "over again at every replay, live in root's shared mount (arrivals._reshare)")
 def test_a_group_owners_request_replayed_while_she_is_unlocked_rekeys_her_file_once_only(
         shared_vault: Path, place: Path, linux, python) -> None:
     _admin(shared_vault, "group", "add", "crew", "--owner", "bob", passphrase=SECRETS["bob"])

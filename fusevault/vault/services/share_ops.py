@@ -291,6 +291,15 @@ async def resume(volume: Volume) -> None:
             log.info("the key rotation of %s was done already", node.fid)
             await volume.store_call(_forget, volume, doc)
             continue
+        if doc.get("epoch", 0) > node.epoch:
+            # A key epoch the file never had: the request was signed from a forged view of her node
+            # (its clear epoch, which a group owner cannot verify).  Acted on, it would be done again
+            # at every replay (the file's epoch never passes it): refused, said, and dropped.
+            _said(volume, "forged", doc, f"for {_where(volume, node)}: asks for new keys from key epoch "
+                  f"{doc.get('epoch')}, which the file never had (it is at {node.epoch}); if a member left a "
+                  "group you share it with, run `fusevault unshare` for it: that gives it new keys")
+            await volume.store_call(_forget, volume, doc)
+            continue
         log.info("finishing a key rotation of %s", node.fid)
         await rotate(volume, node)
     await _rekey_rolled_back(volume)
