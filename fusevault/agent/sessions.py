@@ -148,7 +148,8 @@ class Agent:
             doc = await trio.to_thread.run_sync(self._store.get, self.user_id)
             if doc is None:
                 raise InvalidInput(f"user {self.username} is no longer in this vault")
-            key = await trio.to_thread.run_sync(users.unlock_here, self._layout.root, doc, passphrase)
+            key = await trio.to_thread.run_sync(users.unlock_here, self._layout.root, doc, passphrase, None,
+                                                self._store)
             doc = await trio.to_thread.run_sync(users.ensure_identity, self._store, doc, key)
             if self.session is None:
                 self.missed = []

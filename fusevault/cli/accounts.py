@@ -170,7 +170,7 @@ def _unlock(args: argparse.Namespace, store: Store, user: dict, layout: Layout |
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file,
                             prompt=f"Passphrase of {user['username']}: ",
                             about=f"user {user['username']} of vault {os.path.abspath(args.vault)}")
-    key = users.unlock_here(args.vault, user, secret)
+    key = users.unlock_here(args.vault, user, secret, store=store)
     if key.identity is None:
         raise InvalidInput(f"{user['username']} has no key pairs yet: they are made at their next mount")
     trust = Trust(store, key, root=args.vault)

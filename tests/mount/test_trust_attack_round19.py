@@ -54,6 +54,9 @@ Holes
    revoked recovery wrapping kept in her document and in key_memory's record, never taken back).
    Test: test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_the_desktop
    (pouchdb-server).
+   FIXED (key_memory.py ``newest``/``remember``, users.py ``judged``, ``_save``): a revocation is kept as
+   the digest of the wrapping revoked (``revoked_recovery``, signed, carried by every later body, and in
+   this device's record); a body that still carries it is taken without it, and written back so.
 
 3. A GROUP OWNER'S GENUINE REQUEST, MADE FROM A FORGED CLEAR EPOCH (OR NAMING A HUGE ONE), IS REPLAYABLE:
    HER FILE RE-KEYED AND RE-SEALED AT EVERY REPLAY.  ``group member remove`` signs ``rotation_doc`` with
@@ -103,6 +106,10 @@ Holes
    fork is said as such (not as a rollback) and resolved the same way on every device (the higher
    (keys_seq, hash of the key fields) wins everywhere, revocations merged), asking her to run passwd.
    Test: test_passwd_on_two_devices_apart_raises_no_rollback_alarm_and_both_agree (pouchdb-server).
+   FIXED (key_memory.py ``newest``: ``seen`` digests tell a replay from a fork; users.py ``judged``, and
+   fs/arrivals.py ``_keys_arrived`` live): a body of hers never seen here, made apart, is a fork, said as
+   such (``keys-diverged``), and the higher (``keys_seq``, digest) wins on every device: the winner is
+   written back over the store's row (its other fields kept, signed again), so her devices agree.
 
 6. A CLAIM OF HER UID PLANTED BEFORE HER FIRST UNLOCK IN ROOT'S SHARED MOUNT HOLDS HER SEAT UNTIL REMOUNT.
    The store writer breaks her document's signature (a field added: it maps no uid) and adds a user of
@@ -293,8 +300,6 @@ def test_the_group_owners_request_made_from_a_forged_clear_epoch_cannot_be_repla
         f"{[(a['kind'], a['subject']) for a in found]})")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: keys_seq orders key changes of two devices made apart as if "
-                   "one followed the other: a passwd on a device that never saw the revocation undoes it")
 def test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_the_desktop(
         couch, tmp_path: Path) -> None:
     url, _ = couch
@@ -322,8 +327,6 @@ def test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_th
     assert thief.returncode != 0, f"the words she revoked on this device open her vault again (said: {said})"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 5: two genuine key changes made apart: the one the sync keeps is"
-                   " called a rollback on the other device, which keeps its own (the devices disagree)")
 def test_passwd_on_two_devices_apart_raises_no_rollback_alarm_and_both_agree(couch, tmp_path: Path) -> None:
     url, _ = couch
     laptop = first_device(url, tmp_path)
@@ -342,8 +345,10 @@ def test_passwd_on_two_devices_apart_raises_no_rollback_alarm_and_both_agree(cou
             assert done.returncode == 0, done.stderr
         wait_for(lambda: settled(d), "the desktop's push")
     user_id = _her_doc(laptop)["_id"]
+    stamp = _her_doc(desktop)["settings_at_us"]  # the desktop's body (its keys may be written over at once)
     with mounted(laptop, tmp_path / "a", passphrase=THIRD) as a:
-        wait_for(lambda: (adversary.get(laptop, user_id) or {}).get("keys_seq") == 1, "the desktop's body")
+        wait_for(lambda: (adversary.get(laptop, user_id) or {}).get("settings_at_us") == stamp,
+                 "the desktop's body")
         wait_for(lambda: settled(a), "the sync to settle")
     with mounted(desktop, tmp_path / "d", passphrase=DESKTOP) as d:
         wait_for(lambda: settled(d), "the desktop's pull")

@@ -33,10 +33,11 @@ def _body(seq: object, salt: str, signed: bool = True, **extra) -> dict:
 
 
 def test_an_older_body_is_given_the_newer_key_fields_and_said_a_replay(tmp_path: Path) -> None:
-    key_memory.remember(tmp_path, _body(2, "new"))
     older = _body(1, "old", recovery_key="words", source_dir_to_watch="x")
-    used, replayed = key_memory.newest(tmp_path, older)
-    assert replayed and used["salt"] == "new" and used["en_master_kek"] == "kek-new"
+    key_memory.remember(tmp_path, older)  # seen here before the newer one came
+    key_memory.remember(tmp_path, _body(2, "new"))
+    used, verdict = key_memory.newest(tmp_path, older)
+    assert verdict == key_memory.REPLAY and used["salt"] == "new" and used["en_master_kek"] == "kek-new"
     assert "recovery_key" not in used  # revoked in the newer body: not brought back
     assert used["source_dir_to_watch"] == "x"  # the rest is the store's (settings have their own order)
 
@@ -44,9 +45,9 @@ def test_an_older_body_is_given_the_newer_key_fields_and_said_a_replay(tmp_path:
 def test_a_newer_or_equal_body_of_hers_is_used_as_it_is(tmp_path: Path) -> None:
     key_memory.remember(tmp_path, _body(1, "old"))
     newer = _body(2, "new")
-    assert key_memory.newest(tmp_path, newer) == (newer, False)
+    assert key_memory.newest(tmp_path, newer) == (newer, key_memory.CURRENT)
     same = _body(1, "old")
-    assert key_memory.newest(tmp_path, same) == (same, False)
+    assert key_memory.newest(tmp_path, same) == (same, key_memory.CURRENT)
 
 
 @pytest.mark.parametrize("raised", [5, 2**53 - 1])
@@ -57,8 +58,8 @@ def test_her_older_body_with_a_keys_seq_raised_by_another_is_a_replay(tmp_path: 
     key_memory.remember(tmp_path, _body(2, "new"))
     before = _body(1, "old")
     for forged in ({**before, key_memory.SEQ: raised}, _body(raised, "old", signed=False)):
-        used, replayed = key_memory.newest(tmp_path, forged)
-        assert replayed and used["salt"] == "new" and key_memory.seq(used) == 2
+        used, verdict = key_memory.newest(tmp_path, forged)
+        assert verdict == key_memory.REPLAY and used["salt"] == "new" and key_memory.seq(used) == 2
         assert key_memory.next_seq(tmp_path, used) == 3
 
 
@@ -66,8 +67,8 @@ def test_a_body_signed_by_another_key_is_not_hers(tmp_path: Path) -> None:
     key_memory.remember(tmp_path, _body(1, "one"))
     unsigned = _body(9, "x", signed=False)
     other = sign_doc(HER, Ed25519PrivateKey.generate(), unsigned)
-    used, replayed = key_memory.newest(tmp_path, other)
-    assert replayed and used["salt"] == "one"
+    used, verdict = key_memory.newest(tmp_path, other)
+    assert verdict == key_memory.REPLAY and used["salt"] == "one"
 
 
 def test_the_recovery_field_is_the_one_crypto_writes() -> None:
@@ -78,7 +79,7 @@ def test_the_recovery_field_is_the_one_crypto_writes() -> None:
 
 def test_nothing_remembered_a_body_from_before_keys_seq_and_the_next_seq(tmp_path: Path) -> None:
     legacy = _body(None, "first")
-    assert key_memory.newest(tmp_path, legacy) == (legacy, False)
+    assert key_memory.newest(tmp_path, legacy) == (legacy, key_memory.CURRENT)
     assert key_memory.next_seq(tmp_path, legacy) == 1
     key_memory.remember(tmp_path, _body(5, "five"))
     assert key_memory.next_seq(tmp_path, legacy) == 6  # above what this device saw, not the store's
@@ -94,8 +95,8 @@ def test_remember_never_goes_back(tmp_path: Path) -> None:
 def test_a_malformed_or_huge_seq_counts_as_zero(tmp_path: Path, seq: object) -> None:
     key_memory.remember(tmp_path, _body(1, "one"))
     doc = {**_body(None, "forged", signed=False), key_memory.SEQ: seq}
-    used, replayed = key_memory.newest(tmp_path, doc)
-    assert replayed and used["salt"] == "one"
+    used, verdict = key_memory.newest(tmp_path, doc)
+    assert verdict == key_memory.REPLAY and used["salt"] == "one"
 
 
 @pytest.mark.parametrize("content", [b"", b"not json", b"[]", b'{"_id": "someone else"}', b'{"_id": "'
@@ -105,4 +106,36 @@ def test_a_damaged_record_is_not_used(tmp_path: Path, content: bytes) -> None:
     path = next((tmp_path / "state").rglob("*.keys"))
     path.write_bytes(content)
     doc = _body(1, "store")
-    assert key_memory.newest(tmp_path, doc) == (doc, False)
+    assert key_memory.newest(tmp_path, doc) == (doc, key_memory.CURRENT)
+
+
+def test_a_body_of_hers_made_apart_is_a_fork_that_the_higher_seq_wins_on_every_device(tmp_path: Path) -> None:
+    """Round 19 (5): her laptop changed her keys twice, her desktop once, apart.  Each device, whatever
+    it holds, ends with the same winner (the higher sequence; then the digest)."""
+    laptop, desktop = tmp_path / "laptop", tmp_path / "desktop"
+    twice, once = _body(2, "laptop"), _body(1, "desktop", settings_at_us=7)
+    key_memory.remember(laptop, twice)
+    key_memory.remember(desktop, once)
+    used, verdict = key_memory.newest(laptop, once)
+    assert verdict == key_memory.FORK and used["salt"] == "laptop" and used["settings_at_us"] == 7
+    assert key_memory.newest(desktop, twice) == (twice, key_memory.CURRENT)
+    a, b = _body(3, "a"), _body(3, "b")
+    key_memory.remember(laptop, a)
+    key_memory.remember(desktop, b)
+    assert key_memory.newest(laptop, b)[0]["salt"] == key_memory.newest(desktop, a)[0]["salt"]
+
+
+def test_a_recovery_key_revoked_here_stays_revoked_in_a_body_made_apart(tmp_path: Path) -> None:
+    """Round 19 (2): revoked on this device; a newer body made on a device that never saw the revocation
+    still carries the wrapping: taken, without it."""
+    words = {"v": 1, "en_master": "sealed"}
+    with_key = _body(0, "first", recovery_key=words)
+    key_memory.remember(tmp_path, with_key)
+    key_memory.remember(tmp_path, _body(1, "first"), revoking=key_memory.recovery_digest(with_key))
+    apart = _body(2, "second", recovery_key=words)
+    used, verdict = key_memory.newest(tmp_path, apart)
+    assert verdict == key_memory.REVOKED and "recovery_key" not in used and used["salt"] == "second"
+    key_memory.remember(tmp_path, apart)
+    assert "recovery_key" not in key_memory.remembered(tmp_path, HER)
+    fresh = _body(3, "second", recovery_key={"v": 1, "en_master": "a new one"})
+    assert key_memory.newest(tmp_path, fresh) == (fresh, key_memory.CURRENT)  # a new key is not revoked

@@ -38,6 +38,8 @@ WRAPPING = ("salt", "kdf", "iv", "en_master_kek", "en_validation_string", "check
 RECOVERY = "recovery_key"  # crypto/recovery.py FIELD, named here: `settings` (and so the CLI's parser)
 # reads this module, and must not load `cryptography` (tests/unit/test_cli_startup.py)
 KEY_FIELDS = (*WRAPPING, RECOVERY, SEQ)
+REVOKED_FIELD = "revoked_recovery"  # the digests of the recovery wrappings she revoked (signed)
+KEEP = 64  # digests remembered (key bodies seen, revocations)
 log = logging.getLogger(__name__)
 
 
@@ -67,22 +69,68 @@ def remembered(root: Path | str, user_id: str) -> dict | None:
             and all(isinstance(kept.get(k), str) for k in WRAPPING if k != "kdf")):
         log.error("this device's record of the newest keys of %s is damaged: not used", user_id)
         return None
+    for name in ("seen", "revoked"):  # lists of digests (a record from before them has none)
+        kept[name] = [d for d in kept.get(name) or [] if isinstance(d, str)] if isinstance(
+            kept.get(name) or [], list) else []
     return kept
 
 
-def newest(root: Path | str, doc: dict) -> tuple[dict, bool]:
-    """``doc`` with the newest key fields this device knows: (the body to unlock with, whether the
-    store's were older, a replay).  Everything but the key fields is the store's (the settings have
-    their own order: vault/model/confirmed.py).  A store body above the one remembered counts only
-    if her signing key (the one remembered with it) signed it: a ``keys_seq`` raised on her older
-    body by anyone else is a replay too (attack round 19)."""
+CURRENT, REPLAY, FORK, REVOKED = "current", "replay", "fork", "revoked"
+
+
+def newest(root: Path | str, doc: dict) -> tuple[dict, str]:
+    """``doc`` with the newest key fields this device knows, and what the store's body was:
+
+    - ``CURRENT``: hers, and not older than the one remembered (or the same keys): used as it is;
+    - ``REPLAY``: older than remembered and seen here before, or not signed by her (a ``keys_seq``
+      raised on her older body by anyone else, attack round 19): the remembered fields are used;
+    - ``FORK``: hers, never seen here, and made apart from the one remembered (two devices changed
+      her keys without seeing each other's: round 19 (5)): the higher (``keys_seq``, digest of the
+      key fields) wins, on every device alike;
+    - ``REVOKED``: hers and taken, but it still carries a recovery key this device saw her revoke
+      (made on a device that never saw the revocation, round 19 (2)): the wrapping is left out.
+
+    Everything but the key fields is the store's (the settings have their own order:
+    vault/model/confirmed.py)."""
     kept = remembered(root, doc["_id"])
-    if kept is None or (seq(kept) <= seq(doc) and _signed_by_her(kept, doc)):
-        return doc, False
-    if seq(kept) == seq(doc) and all(doc.get(k) == kept.get(k) for k in KEY_FIELDS):
-        return doc, False  # the same keys (its other fields are judged where they are used)
+    if kept is None:
+        return doc, CURRENT
+    hers = _signed_by_her(kept, doc)
+    same = all(doc.get(k) == kept.get(k) for k in KEY_FIELDS)
+    if same or (hers and seq(doc) > seq(kept)):
+        return _without_revoked(doc, kept, CURRENT)
+    if hers and key_digest(doc) not in kept.get("seen", []):
+        if (seq(doc), key_digest(doc)) > (seq(kept), key_digest(kept)):
+            return _without_revoked(doc, kept, CURRENT)  # the fork's winner: taken as a newer body
+        return _kept_fields(doc, kept), FORK
+    return _kept_fields(doc, kept), REPLAY
+
+
+def _kept_fields(doc: dict, kept: dict) -> dict:
     rest = {k: v for k, v in doc.items() if k not in KEY_FIELDS}
-    return {**rest, **{k: kept[k] for k in KEY_FIELDS if k in kept}}, True
+    return {**rest, **{k: kept[k] for k in KEY_FIELDS if k in kept}}
+
+
+def _without_revoked(doc: dict, kept: dict, verdict: str) -> tuple[dict, str]:
+    if RECOVERY in doc and recovery_digest(doc) in revoked(kept, doc):
+        return {k: v for k, v in doc.items() if k != RECOVERY}, REVOKED
+    return doc, verdict
+
+
+def key_digest(doc: dict) -> str:
+    """The digest of a body's key fields (what ``seen`` remembers, and a fork's tie-break)."""
+    fields = {k: doc.get(k) for k in KEY_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def recovery_digest(doc: dict) -> str:
+    return hashlib.sha256(json.dumps(doc.get(RECOVERY), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def revoked(kept: dict | None, doc: dict | None = None) -> list[str]:
+    """The recovery wrappings she revoked: those this device saw, and those her body names."""
+    names = [*(kept or {}).get("revoked", []), *((doc or {}).get(REVOKED_FIELD) or [])]
+    return sorted({n for n in names if isinstance(n, str)})[-KEEP:]
 
 
 def _signed_by_her(kept: dict, doc: dict) -> bool:
@@ -97,14 +145,21 @@ def _signed_by_her(kept: dict, doc: dict) -> bool:
         return False
 
 
-def remember(root: Path | str, doc: dict) -> None:
+def remember(root: Path | str, doc: dict, revoking: str | None = None) -> None:
     """Keep ``doc``'s key fields as the newest this device saw (the caller checked her signature, or
-    made the body).  Never below one kept: a body of an equal sequence (two devices changed the keys
-    apart) replaces it, the last one signed here or unlocked with."""
+    made the body), and its digest among those seen; ``revoking``: a recovery wrapping she revoked
+    here.  Never below one kept: a body of an equal sequence replaces it only if it wins the fork."""
     kept = remembered(root, doc["_id"])
-    if kept is not None and seq(kept) > seq(doc):
-        return
-    record = {"_id": doc["_id"], **{k: doc[k] for k in (*KEY_FIELDS, "public_sign") if k in doc}}
+    gone = revoked(kept, doc) + ([revoking] if revoking else [])
+    newer = kept is None or (seq(doc), key_digest(doc)) >= (seq(kept), key_digest(kept))
+    base = doc if newer else kept
+    assert base is not None
+    record = {"_id": doc["_id"], **{k: base[k] for k in (*KEY_FIELDS, "public_sign") if k in base},
+              "seen": [*[d for d in (kept or {}).get("seen", []) if d != key_digest(doc)],
+                       key_digest(doc)][-KEEP:],
+              "revoked": sorted(set(gone))[-KEEP:]}
+    if record.get(RECOVERY) is not None and recovery_digest(record) in record["revoked"]:
+        del record[RECOVERY]
     if kept == record:
         return
     path = _place(root, doc["_id"])

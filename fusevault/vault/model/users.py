@@ -132,20 +132,53 @@ def unlock(doc: dict, passphrase: bytes) -> MasterKey:
     return key
 
 
-def unlock_here(root: Path | str, doc: dict, passphrase: bytes, alarms: Alarms | None = None) -> MasterKey:
+def unlock_here(root: Path | str, doc: dict, passphrase: bytes, alarms: Alarms | None = None,
+                store: Store | None = None) -> MasterKey:
     """``unlock`` on this device: with the newest key fields it saw (vault/model/key_memory.py), so
     her older body served again (from before ``passwd`` or a revoked recovery key) never decides
-    what opens her vault; the replay is said.  A body of hers newer than remembered is remembered."""
-    body, replayed = key_memory.newest(root, doc)
+    what opens her vault; the replay is said.  A body of hers newer than remembered is remembered;
+    with ``store``, a fork's winner or a revocation this device saw is written back (``judged``)."""
+    body, verdict = key_memory.newest(root, doc)
     key = unlock(body, passphrase)
-    if replayed:
-        (alarms if alarms is not None else for_user(key.user_id)).warn(
-            "rollback", f"keys {doc['_id']}", f"rollback: the store offers an older body of the keys of user "
-            f"{doc.get('username')!r} than this device saw (a passphrase or recovery key change undone by "
-            "the server or the vault folder?): the newer keys apply here")
-    elif confirmed.own_signature(doc, key):
-        key_memory.remember(root, doc)
+    judged(root, doc, key, alarms, store, (body, verdict))
     return key
+
+
+def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = None,
+           store: Store | None = None, seen: tuple[dict, str] | None = None) -> None:
+    """Her user document, from the store or just arrived from a peer, judged against the newest key
+    fields this device saw (key_memory.newest): remembered if it is the newest; a replay said; a
+    fork (two devices changed her keys apart) or a recovery key she revoked here said, and with
+    ``store`` the winner written back as her next revision, signed, so every device ends with the
+    same keys (the document's other fields kept: they are hers, her signature on them holds)."""
+    body, verdict = seen or key_memory.newest(root, doc)
+    said = alarms if alarms is not None else for_user(key.user_id)
+    name = doc.get("username")
+    if verdict == key_memory.REPLAY:
+        said.warn("rollback", f"keys {doc['_id']}",
+                  f"rollback: the store offers an older body of the keys of user {name!r} than this device "
+                  "saw (a passphrase or recovery key change undone by the server or the vault folder?): the "
+                  "newer keys apply here")
+        return
+    if verdict == key_memory.FORK:
+        said.warn("keys-diverged", f"diverged {doc['_id']}",
+                  f"the keys of user {name!r} were changed on two devices that had not seen each other's "
+                  "change: the later one applies here and is written back; a passphrase set on the other "
+                  "device no longer opens this vault")
+    if not confirmed.own_signature(doc, key):
+        return
+    if verdict == key_memory.CURRENT:
+        key_memory.remember(root, doc)
+        return
+    assert key.identity is not None  # own_signature held
+    back = sign_doc(doc["_id"], key.identity.sign, {
+        **{k: v for k, v in doc.items() if k not in key_memory.KEY_FIELDS},
+        **{k: body[k] for k in key_memory.KEY_FIELDS if k in body},
+        key_memory.REVOKED_FIELD: key_memory.revoked(key_memory.remembered(root, doc["_id"]), doc)})
+    if store is not None:
+        store.put_many([back])
+        store.sync()
+    key_memory.remember(root, back)
 
 
 def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new: bytes) -> None:
@@ -162,18 +195,22 @@ def _master(doc: dict, passphrase: bytes) -> bytes:
     return unwrap_master(doc["_id"], doc, passphrase)
 
 
-def _save(store: Store, root: Path | str, base: dict, doc: dict, master: bytes) -> None:
+def _save(store: Store, root: Path | str, base: dict, doc: dict, master: bytes,
+          revoking: str | None = None) -> None:
     """Store ``doc`` (``base`` with its key fields changed), signed again by its user over every field,
-    a key sequence above any this device knows (above ``base``'s only if she signed ``base``);
-    remembered here as the newest (key_memory)."""
+    a key sequence above any this device knows (above ``base``'s only if she signed ``base``), the
+    recovery wrappings she revoked carried on (``revoking``: one revoked now); remembered here as the
+    newest (key_memory)."""
     identity = open_identity(MasterKey(doc["_id"], master), doc) if "en_private_keys" in doc else None
     hers = identity is not None and _signed_with(identity, base)
-    doc = {**doc, key_memory.SEQ: key_memory.next_seq(root, base, hers)}
+    gone = key_memory.revoked(key_memory.remembered(root, doc["_id"]), base if hers else None)
+    doc = {**doc, key_memory.SEQ: key_memory.next_seq(root, base, hers),
+           key_memory.REVOKED_FIELD: sorted({*gone, *([revoking] if revoking else [])})}
     if identity is not None:
         doc = sign_doc(doc["_id"], identity.sign, doc)
     store.put_many([doc])
     store.sync()
-    key_memory.remember(root, doc)
+    key_memory.remember(root, doc, revoking)
 
 
 def _signed_with(identity: Identity, doc: dict) -> bool:
@@ -203,7 +240,8 @@ def revoke_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: b
     if not has_recovery_key(doc):
         raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key")
     master = _master(doc, passphrase)
-    _save(store, root, doc, {k: v for k, v in doc.items() if k != recovery.FIELD}, master)
+    _save(store, root, doc, {k: v for k, v in doc.items() if k != recovery.FIELD}, master,
+          revoking=key_memory.recovery_digest(doc))
 
 
 def recover(doc: dict, secret: bytes) -> bytes:

@@ -34,7 +34,7 @@ def unlock_vault(path: Path, username: str | None, passphrase: bytes) -> Unlocke
     layout, store = open_vault(path)
     try:
         user = users.find_user(store, username)
-        key = users.unlock_here(layout.root, user, passphrase)
+        key = users.unlock_here(layout.root, user, passphrase, store=store)
     except BaseException:
         store.close()
         raise
