@@ -201,9 +201,17 @@ def test_a_flipped_node_document_is_refused_and_said_and_the_rest_serves(sample:
         fusevault("unmount", sample["mnt"], passphrase=None)
 
 
+def _keys_not_remembered() -> None:
+    """This device forgets her key fields (vault/model/key_memory.py): as a device that never saw them,
+    it has only the store's body to go by."""
+    for kept in (Path(os.environ["FUSEVAULT_STATE_DIR"]) / "confirmed").glob("*.keys"):
+        kept.unlink()
+
+
 @pytest.mark.parametrize("field", ["en_master_kek", "salt", "iv", "en_validation_string"])
 def test_flipped_key_material_refuses_to_mount(sample: dict, field: str) -> None:
     _edit_doc(sample["vault"], "UserDetails", lambda body: _flip_b64(body, field))
+    _keys_not_remembered()
     result = fusevault("mount", sample["vault"], sample["mnt"])
     assert result.returncode == 5 and "damaged" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -217,9 +225,21 @@ def test_forged_key_material_with_fixed_checksum_is_still_refused(sample: dict) 
         body["checksum"] = checksum(body)
 
     _edit_doc(sample["vault"], "UserDetails", forge)
+    _keys_not_remembered()
     result = fusevault("mount", sample["vault"], sample["mnt"])
     assert result.returncode in (3, 5) and "Traceback" not in result.stderr
     assert not is_mounted(sample["mnt"])
+
+
+def test_flipped_key_material_on_a_device_that_remembers_her_keys_is_said_and_not_used(sample: dict) -> None:
+    """The device remembers her key fields (signed by her): a store body whose fields were changed is
+    not used; her passphrase opens her vault with the remembered ones, and the change is said."""
+    _edit_doc(sample["vault"], "UserDetails", lambda body: _flip_b64(body, "en_master_kek"))
+    with mounted(sample["vault"], sample["mnt"]) as mnt:
+        status = json.loads(fusevault("status", mnt, "--json", passphrase=None).stdout)
+        (mount,) = status["mounts"]
+        assert any(a["kind"] == "rollback" and a["subject"].startswith("keys ") for a in mount["alarms"]), (
+            mount["alarms"])
 
 
 def test_damaged_vault_json_is_a_clear_error(sample: dict) -> None:
