@@ -364,7 +364,8 @@ def test_a_user_whose_tree_breaks_on_a_batch_does_not_keep_it_from_the_others(
 
     monkeypatch.setattr(arrivals, "absorb_arrivals", failing)
     kernel = SimpleNamespace(drop_all=None)  # its tasks are not started: no nursery here
-    agents = [SimpleNamespace(session=SimpleNamespace(volume=v), missed=None, kernel=kernel)
+    agents = [SimpleNamespace(session=SimpleNamespace(volume=v), missed=None, kernel=kernel,
+                              user_id=v.key.user_id)  # as sessions.Agent
               for v in (alice, bob)]
     arrivals.Arrivals(shared.store, lambda: agents).committed(None, docs)
     assert stat.S_IMODE(bob.find(memo.fid).mode) == 0o600, "bob did not take the batch in"
