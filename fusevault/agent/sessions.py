@@ -239,6 +239,18 @@ class Agent:
         return [{"user": self.username, "since": u.since, "expires": u.expires}
                 for u in self.expiry.unlocked.values()]
 
+    async def retire(self) -> bool:
+        """Stop for good if locked (a shared mount's seat whose uid the user map now gives to another
+        user, fs/shared.py): its services end, its store and host helper close.  False if unlocked."""
+        async with self._busy:  # not while an unlock is under way
+            if self.session is not None:
+                return False
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+            self._store.close()
+            self.host.close()
+            return True
+
     async def close(self) -> int:
         """Unmounting: save what the user has open, close the store; how
         many things could not be saved."""

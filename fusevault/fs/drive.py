@@ -97,7 +97,7 @@ class Drive(pyfuse3.Operations):
     def add_seat(self, uid: int, gid: int, user_id: str) -> Seat:
         if len(self.seats) >= MAX_SEATS:
             raise OverflowError("too many users in one shared mount")
-        number = len(self.seats) + 1
+        number = len(self.seats) + 1  # a retired seat keeps its number: its inodes stay its own
         seat = Seat(number, uid, gid, user_id, Operations(timeout=0, shown=(uid, gid)))
         seat.ops.ino_out = seat.ino_out
         seat.ops.enable_writeback_cache = self.enable_writeback_cache  # the kernel this one talks to
@@ -285,6 +285,14 @@ class Drive(pyfuse3.Operations):
 
     def seat_of(self, uid: int) -> Seat | None:
         return self.by_uid.get(uid)
+
+    def unseat(self, seat: Seat) -> None:
+        """``seat``'s uid has no seat any more (its agent retired, fs/shared.py); the seat stays in
+        ``seats`` so that its number, and with it its inode numbers the kernel may still hold, are
+        never handed to another seat: a request naming them is refused (``Seat.ino_in``)."""
+        if self.by_uid.get(seat.uid) is seat:
+            del self.by_uid[seat.uid]
+        seat.agent = None
 
     def unlocked(self) -> list[Seat]:
         return [s for s in self.seats.values() if s.ops.gate.session is not None]

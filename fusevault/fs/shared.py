@@ -124,7 +124,7 @@ class SharedMount(Mount):
 
     async def agent_for(self, uid: int, cmd: object) -> Agent:
         seat = self.drive.seat_of(uid)
-        if seat is None and cmd == "unlock":
+        if cmd == "unlock" and (seat is None or seat.agent is None or seat.agent.session is None):
             seat = await self._seat_for(uid)
         if seat is None or seat.agent is None:
             if uid not in self.uids:
@@ -133,12 +133,22 @@ class SharedMount(Mount):
         return seat.agent
 
     async def _seat_for(self, uid: int) -> Seat:
-        """The seat of a mapped uid, made at their first unlock."""
+        """The seat of a mapped uid, made at their first unlock.  The map is read again at every
+        unlock of a locked seat: a seat whose uid it now gives to another user, or to no one, is
+        retired (a claim planted before her first unlock held her seat until remount, round 19 (6);
+        an administrator's `user remove` and `user add --uid` of the same uid as well).  An unlocked
+        seat keeps its user until locked."""
         async with self._seating:
-            if (seat := self.drive.seat_of(uid)) is not None:
-                return seat
             self.uids = await trio.to_thread.run_sync(self._read_uids, self.store)  # `user add` since
             user = self.uids.get(uid)
+            if (seat := self.drive.seat_of(uid)) is not None:
+                if user is not None and user["_id"] == seat.user_id:
+                    return seat
+                if seat.agent is not None and not await seat.agent.retire():
+                    return seat  # unlocked meanwhile: hers until she locks
+                self.drive.unseat(seat)
+                log.warning("uid %d is no longer %s's in the user map: that seat is retired", uid,
+                            seat.user_id)
             if uid in self.disputed:
                 raise PermissionDenied(f"uid {uid} is claimed by several users of this vault "
                                        f"({', '.join(self.disputed[uid])}): refused; its administrator "

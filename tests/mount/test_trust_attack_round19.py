@@ -123,6 +123,9 @@ Holes
    removes it").  Fix: at each unlock of a locked seat, read the map again; a seat whose uid now maps to
    another user (or none, or is disputed) is dropped and made again.
    Test: test_a_claim_of_her_uid_planted_before_her_first_unlock_does_not_hold_her_seat_once_removed.
+   FIXED (fs/shared.py ``_seat_for``, sessions.Agent ``retire``, drive.Drive ``unseat``): the map is read
+   at every unlock of a locked seat; a seat whose uid it gives to another user (or to no one) is retired,
+   its number (and inode numbers) never reused, and a new one made.
 
 7. A FORGED ROTATION PLANTED BEFORE A MEMBER'S REMOVAL STANDS IN FOR THE GROUP OWNER'S SIGNED ONE: NO
    RE-KEY.  The store writer puts an unsigned ``rotate-<fid>`` for alice's file shared with @crew.  When
@@ -416,8 +419,6 @@ linux, place, python, shared_vault = (shared_mount.linux, shared_mount.place, sh
                                       shared_mount.shared_vault)
 
 @shared_mount.pytestmark  # root, useradd and setpriv
-@pytest.mark.xfail(strict=True, reason="hole 6: a seat is bound to the user the map named at its uid's first "
-                   "unlock (fs/shared.py _seat_for) and never looked at again: a claim planted then holds it")
 def test_a_claim_of_her_uid_planted_before_her_first_unlock_does_not_hold_her_seat_once_removed(
         shared_vault: Path, place: Path, linux, python, tmp_path: Path) -> None:
     alice = _user(shared_vault, "alice")
@@ -433,6 +434,24 @@ def test_a_claim_of_her_uid_planted_before_her_first_unlock_does_not_hold_her_se
         adversary.delete_row(shared_vault, mallory["_id"])
         again = people.fusevault("alice", "unlock", str(people.mnt), passphrase=SECRETS["alice"])
         assert again.returncode == 0, f"her seat is still the forger's user's: {again.stderr}"
+        assert people.ok("alice", "echo mine > $M/mine.txt && cat $M/mine.txt") == "mine\n"
+
+
+@shared_mount.pytestmark
+def test_a_claim_of_her_uid_planted_while_she_is_unlocked_does_not_take_her_open_seat(
+        shared_vault: Path, place: Path, linux, python, tmp_path: Path) -> None:
+    """The other side of hole 6's fix (the map read at every unlock of a locked seat): a seat in use is
+    never retired under her.  Her document broken and a claim of her uid planted while she is unlocked:
+    she goes on reading and writing her files, and an unlock (her TTL renewed) keeps her seat."""
+    alice = _user(shared_vault, "alice")
+    with _shared(shared_vault, place, linux, python, "open-seat") as people:
+        people.unlock("alice")
+        people.ok("alice", "echo before > $M/kept.txt")
+        adversary.put(shared_vault, {**alice, "note": "x"},
+                      _user_of_the_store_writer(tmp_path, linux["alice"].pw_uid))
+        people.unlock("alice")
+        assert people.ok("alice", "cat $M/kept.txt && echo after >> $M/kept.txt && cat $M/kept.txt") == \
+            "before\nbefore\nafter\n"
 
 
 @shared_mount.pytestmark
