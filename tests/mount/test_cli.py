@@ -129,6 +129,17 @@ def _foreground(vault: Path, mnt: Path) -> subprocess.Popen:
     return proc
 
 
+def _fusermount_u(mnt: Path) -> None:
+    """``fusermount3 -u`` as a person would run it: again while the kernel still says the mount is busy
+    (seen once in 70 loaded runs, just after the file's close, its release not yet answered)."""
+    for _ in range(50):
+        result = subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True, text=True)
+        if result.returncode == 0 or "busy" not in result.stderr:
+            break
+        time.sleep(0.2)
+    assert result.returncode == 0, result.stderr
+
+
 def test_signals_and_fusermount_unmount_cleanly(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     for stop in (signal.SIGTERM, signal.SIGINT, "fusermount"):
@@ -137,10 +148,12 @@ def test_signals_and_fusermount_unmount_cleanly(vault: Path, tmp_path: Path) -> 
             with open(mnt / f"file-{stop}", "w") as f:
                 f.write(f"saved before {stop}")
             if stop == "fusermount":
-                subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
+                _fusermount_u(mnt)
             else:
                 proc.send_signal(stop)
-            assert proc.wait(30) == 0
+            # The guard of a hang, not a timing: the unmount saves (fsync of the file and the store),
+            # which on a disk shared with a loaded suite took over 30 s (CI).
+            assert proc.wait(120) == 0
             assert "Traceback" not in proc.stderr.read()
             assert not is_mounted(mnt)
         finally:
