@@ -121,8 +121,6 @@ from mount.test_trust_writes import BOB, _admin, _user
 NEW = "a new passphrase, the old one leaked"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: the desktop's body (keys_seq 2, her leaked passphrase's "
-                   "wrapping) is taken quietly as newer (key_memory.newest): a higher number is no descent")
 def test_her_passphrase_changed_on_the_laptop_stays_changed_after_recovery_key_changes_on_the_desktop(
         couch, tmp_path: Path) -> None:
     url, _ = couch
@@ -141,7 +139,7 @@ def test_her_passphrase_changed_on_the_laptop_stays_changed_after_recovery_key_c
         wait_for(lambda: settled(d), "the desktop's push")
     user_id = _her_doc(laptop)["_id"]
     with mounted(laptop, tmp_path / "a", passphrase=NEW) as a:
-        wait_for(lambda: (adversary.get(laptop, user_id) or {}).get("keys_seq") == 2, "the desktop's keys")
+        wait_for(lambda: (adversary.get(laptop, user_id) or {}).get("keys_seq", 0) >= 2, "the desktop's keys")
         wait_for(lambda: settled(a), "the sync to settle")
         said = [(x["kind"], x["subject"]) for x in _alarms(a)]
     leaked = _mount_status(laptop, tmp_path / "a")
@@ -236,12 +234,7 @@ def test_a_local_user_and_the_store_writer_cannot_use_up_the_shared_mounts_seats
         assert bob.returncode == 0, f"bob has no seat: {bob.stderr.strip()} (dave was told {answers[-1]})"
 
 
-CRASHES = pytest.mark.xfail(strict=True, reason="hole 2: key_memory.revoked unpacks a store field no check "
-                             "covered (TypeError): the mount ends in an internal error")
-
-
-@pytest.mark.parametrize("forged", [pytest.param(5, marks=CRASHES), pytest.param(True, marks=CRASHES),
-                                    pytest.param(1.5, marks=CRASHES), "abc", {"x": 1}, [None, 3]])
+@pytest.mark.parametrize("forged", [5, True, 1.5, "abc", {"x": 1}, [None, 3]])
 def test_a_malformed_revoked_recovery_field_does_not_stop_her_unlock(tmp_path: Path, forged: object) -> None:
     vault = tmp_path / "vault"
     _init_with_words(vault)
@@ -254,7 +247,6 @@ def test_a_malformed_revoked_recovery_field_does_not_stop_her_unlock(tmp_path: P
     assert opened.returncode == 0, opened.stderr[-600:]
 
 
-@CRASHES
 def test_the_servers_malformed_revoked_recovery_field_does_not_stop_her_next_mount(
         couch, tmp_path: Path) -> None:
     url, server = couch

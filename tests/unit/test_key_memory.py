@@ -139,3 +139,41 @@ def test_a_recovery_key_revoked_here_stays_revoked_in_a_body_made_apart(tmp_path
     assert "recovery_key" not in key_memory.remembered(tmp_path, HER)
     fresh = _body(3, "second", recovery_key={"v": 1, "en_master": "a new one"})
     assert key_memory.newest(tmp_path, fresh) == (fresh, key_memory.CURRENT)  # a new key is not revoked
+
+
+def test_a_body_numbered_above_her_passwd_does_not_bring_back_the_wrapping_it_retired(tmp_path: Path) -> None:
+    """Round 20 (1): ``passwd`` here (wrapping "old" retired, keys_seq 1); apart, her other device made
+    two recovery-key changes on the old wrapping (keys_seq 2).  Its body is numbered above, but the
+    passphrase she replaced stays replaced: its recovery key is taken, her new wrapping kept, under a
+    sequence above both (the same on every device that sees the pair)."""
+    base = _body(0, "old")
+    key_memory.remember(tmp_path, base)
+    changed = _body(1, "new", **{key_memory.RETIRED_FIELD: [key_memory.wrapping_digest(base)]})
+    key_memory.remember(tmp_path, changed, retiring=key_memory.wrapping_digest(base))
+    apart = _body(2, "old", recovery_key="words")
+    used, verdict = key_memory.newest(tmp_path, apart)
+    assert verdict == key_memory.MERGED
+    assert (used["salt"], used["checksum"], used["recovery_key"], key_memory.seq(used)) == (
+        "new", "c-new", "words", 3)
+    # Her other device, which remembers the body numbered 2 and is shown the passwd body: the same.
+    other = tmp_path / "other"
+    key_memory.remember(other, base)
+    key_memory.remember(other, apart)
+    used, verdict = key_memory.newest(other, changed)
+    assert verdict == key_memory.MERGED
+    assert (used["salt"], used["recovery_key"], key_memory.seq(used)) == ("new", "words", 3)
+
+
+@pytest.mark.parametrize("listed", [5, True, 1.5, "abc", {"x": 1}, [None, 3], None])
+def test_a_list_of_revocations_of_another_type_counts_as_none(tmp_path: Path, listed: object) -> None:
+    """Round 20 (2): ``revoked_recovery`` set to 5 by the store (her signature broken) made every
+    unlock end in a TypeError; and a revocation named only in a body she did not sign counts for nothing."""
+    mine = _body(1, "one", recovery_key="words")
+    key_memory.remember(tmp_path, mine)
+    for field in (key_memory.REVOKED_FIELD, key_memory.RETIRED_FIELD):
+        used, verdict = key_memory.newest(tmp_path, {**mine, field: listed})
+        assert (verdict, used["recovery_key"]) == (key_memory.CURRENT, "words")
+        assert key_memory.revoked(None, {field: listed}) == key_memory.retired(None, {field: listed}) == []
+    forged = {**mine, key_memory.REVOKED_FIELD: [key_memory.recovery_digest(mine)]}
+    used, verdict = key_memory.newest(tmp_path, forged)
+    assert (verdict, used["recovery_key"]) == (key_memory.CURRENT, "words")

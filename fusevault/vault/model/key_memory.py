@@ -39,6 +39,7 @@ RECOVERY = "recovery_key"  # crypto/recovery.py FIELD, named here: `settings` (a
 # reads this module, and must not load `cryptography` (tests/unit/test_cli_startup.py)
 KEY_FIELDS = (*WRAPPING, RECOVERY, SEQ)
 REVOKED_FIELD = "revoked_recovery"  # the digests of the recovery wrappings she revoked (signed)
+RETIRED_FIELD = "retired_wrappings"  # the digests of the passphrase wrappings `passwd` replaced (signed)
 KEEP = 64  # digests remembered (key bodies seen, revocations)
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,12 @@ def remembered(root: Path | str, user_id: str) -> dict | None:
             and all(isinstance(kept.get(k), str) for k in WRAPPING if k != "kdf")):
         log.error("this device's record of the newest keys of %s is damaged: not used", user_id)
         return None
-    for name in ("seen", "revoked"):  # lists of digests (a record from before them has none)
-        kept[name] = [d for d in kept.get(name) or [] if isinstance(d, str)] if isinstance(
-            kept.get(name) or [], list) else []
+    for name in ("seen", "revoked", "retired"):  # lists of digests (a record from before them has none)
+        kept[name] = _digests(kept.get(name))
     return kept
 
 
-CURRENT, REPLAY, FORK, REVOKED = "current", "replay", "fork", "revoked"
+CURRENT, REPLAY, FORK, MERGED, REVOKED = "current", "replay", "fork", "merged", "revoked"
 
 
 def newest(root: Path | str, doc: dict) -> tuple[dict, str]:
@@ -87,23 +87,38 @@ def newest(root: Path | str, doc: dict) -> tuple[dict, str]:
     - ``FORK``: hers, never seen here, and made apart from the one remembered (two devices changed
       her keys without seeing each other's: round 19 (5)): the higher (``keys_seq``, digest of the
       key fields) wins, on every device alike;
-    - ``REVOKED``: hers and taken, but it still carries a recovery key this device saw her revoke
-      (made on a device that never saw the revocation, round 19 (2)): the wrapping is left out.
+    - ``MERGED``: a body taken (newer, or a fork's winner) whose passphrase wrapping she retired with
+      ``passwd`` on a device apart: the other side's wrapping is kept, the rest of the winner's key
+      fields taken, under a sequence above both (the same on every device that sees the pair).  A
+      ``keys_seq`` is a counter, not a history: two recovery-key changes on a device that never saw
+      her ``passwd`` numbered above it and brought the leaked passphrase back (attack round 20 (1));
+    - ``REVOKED``: hers and taken, but it still carries a recovery key she revoked (on this device or
+      on the other side of a fork, round 19 (2)): the wrapping is left out.
 
     Everything but the key fields is the store's (the settings have their own order:
     vault/model/confirmed.py)."""
     kept = remembered(root, doc["_id"])
     if kept is None:
         return doc, CURRENT
-    hers = _signed_by_her(kept, doc)
-    same = all(doc.get(k) == kept.get(k) for k in KEY_FIELDS)
-    if same or (hers and seq(doc) > seq(kept)):
-        return _without_revoked(doc, kept, CURRENT)
-    if hers and key_digest(doc) not in kept.get("seen", []):
-        if (seq(doc), key_digest(doc)) > (seq(kept), key_digest(kept)):
-            return _without_revoked(doc, kept, CURRENT)  # the fork's winner: taken as a newer body
-        return _kept_fields(doc, kept), FORK
-    return _kept_fields(doc, kept), REPLAY
+    if not _signed_by_her(kept, doc):
+        # Nothing of a body she did not sign counts, its lists of revocations included (round 20 (2)).
+        same = all(doc.get(k) == kept.get(k) for k in KEY_FIELDS)
+        return _without_revoked(doc if same else _kept_fields(doc, kept), kept, None,
+                                CURRENT if same else REPLAY)
+    if all(doc.get(k) == kept.get(k) for k in KEY_FIELDS):
+        return _without_revoked(doc, kept, doc, CURRENT)
+    newer = seq(doc) > seq(kept)
+    if not newer and key_digest(doc) in kept["seen"]:
+        return _kept_fields(doc, kept), REPLAY
+    taken = newer or (seq(doc), key_digest(doc)) > (seq(kept), key_digest(kept))
+    body, other = (doc, _kept_fields(doc, kept)) if taken else (_kept_fields(doc, kept), doc)
+    verdict = CURRENT if taken else FORK
+    gone = retired(kept, doc)
+    if wrapping_digest(body) in gone and wrapping_digest(other) not in gone:
+        body = {**body, **{k: other[k] for k in WRAPPING if k in other},
+                SEQ: min(SAFE_INTEGER, max(seq(doc), seq(kept)) + 1)}
+        verdict = MERGED
+    return _without_revoked(body, kept, doc, verdict)
 
 
 def _kept_fields(doc: dict, kept: dict) -> dict:
@@ -111,10 +126,11 @@ def _kept_fields(doc: dict, kept: dict) -> dict:
     return {**rest, **{k: kept[k] for k in KEY_FIELDS if k in kept}}
 
 
-def _without_revoked(doc: dict, kept: dict, verdict: str) -> tuple[dict, str]:
-    if RECOVERY in doc and recovery_digest(doc) in revoked(kept, doc):
-        return {k: v for k, v in doc.items() if k != RECOVERY}, REVOKED
-    return doc, verdict
+def _without_revoked(body: dict, kept: dict, signed: dict | None, verdict: str) -> tuple[dict, str]:
+    """``body`` without a recovery wrapping she revoked (``signed``: her body, whose list counts)."""
+    if RECOVERY in body and recovery_digest(body) in revoked(kept, signed):
+        return {k: v for k, v in body.items() if k != RECOVERY}, REVOKED if verdict == CURRENT else verdict
+    return body, verdict
 
 
 def key_digest(doc: dict) -> str:
@@ -127,10 +143,29 @@ def recovery_digest(doc: dict) -> str:
     return hashlib.sha256(json.dumps(doc.get(RECOVERY), sort_keys=True, default=str).encode()).hexdigest()
 
 
+def wrapping_digest(doc: dict) -> str:
+    """The digest of a body's passphrase wrapping (what a ``passwd`` retires)."""
+    fields = {k: doc.get(k) for k in WRAPPING}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _digests(value: object) -> list[str]:
+    """A list of digests from a store field or a record: anything else (5, true, a string) is none."""
+    return [d for d in value if isinstance(d, str)] if isinstance(value, list) else []
+
+
 def revoked(kept: dict | None, doc: dict | None = None) -> list[str]:
-    """The recovery wrappings she revoked: those this device saw, and those her body names."""
-    names = [*(kept or {}).get("revoked", []), *((doc or {}).get(REVOKED_FIELD) or [])]
-    return sorted({n for n in names if isinstance(n, str)})[-KEEP:]
+    """The recovery wrappings she revoked: those this device saw, and those ``doc`` (a body she
+    signed: the caller checked) names."""
+    names = [*_digests((kept or {}).get("revoked")), *_digests((doc or {}).get(REVOKED_FIELD))]
+    return sorted(set(names))[-KEEP:]
+
+
+def retired(kept: dict | None, doc: dict | None = None) -> list[str]:
+    """The passphrase wrappings she replaced with ``passwd``: those this device saw, and those
+    ``doc`` (a body she signed: the caller checked) names."""
+    names = [*_digests((kept or {}).get("retired")), *_digests((doc or {}).get(RETIRED_FIELD))]
+    return sorted(set(names))[-KEEP:]
 
 
 def _signed_by_her(kept: dict, doc: dict) -> bool:
@@ -145,19 +180,20 @@ def _signed_by_her(kept: dict, doc: dict) -> bool:
         return False
 
 
-def remember(root: Path | str, doc: dict, revoking: str | None = None) -> None:
+def remember(root: Path | str, doc: dict, revoking: str | None = None, retiring: str | None = None) -> None:
     """Keep ``doc``'s key fields as the newest this device saw (the caller checked her signature, or
     made the body), and its digest among those seen; ``revoking``: a recovery wrapping she revoked
-    here.  Never below one kept: a body of an equal sequence replaces it only if it wins the fork."""
+    here, ``retiring``: the passphrase wrapping a ``passwd`` here replaced.  Never below one kept: a
+    body of an equal sequence replaces it only if it wins the fork."""
     kept = remembered(root, doc["_id"])
-    gone = revoked(kept, doc) + ([revoking] if revoking else [])
     newer = kept is None or (seq(doc), key_digest(doc)) >= (seq(kept), key_digest(kept))
     base = doc if newer else kept
     assert base is not None
     record = {"_id": doc["_id"], **{k: base[k] for k in (*KEY_FIELDS, "public_sign") if k in base},
               "seen": [*[d for d in (kept or {}).get("seen", []) if d != key_digest(doc)],
                        key_digest(doc)][-KEEP:],
-              "revoked": sorted(set(gone))[-KEEP:]}
+              "revoked": sorted({*revoked(kept, doc), *([revoking] if revoking else [])})[-KEEP:],
+              "retired": sorted({*retired(kept, doc), *([retiring] if retiring else [])})[-KEEP:]}
     if record.get(RECOVERY) is not None and recovery_digest(record) in record["revoked"]:
         del record[RECOVERY]
     if kept == record:

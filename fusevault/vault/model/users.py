@@ -165,6 +165,11 @@ def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = 
                   f"the keys of user {name!r} were changed on two devices that had not seen each other's "
                   "change: the later one applies here and is written back; a passphrase set on the other "
                   "device no longer opens this vault")
+    if verdict == key_memory.MERGED:
+        said.warn("keys-diverged", f"diverged {doc['_id']}",
+                  f"the keys of user {name!r} were changed on two devices that had not seen each other's "
+                  "change: the passphrase set last with `passwd` stays, the other change is taken too, and "
+                  "both are written back; a passphrase she replaced no longer opens this vault")
     if not confirmed.own_signature(doc, key):
         return
     if verdict == key_memory.CURRENT:
@@ -174,7 +179,8 @@ def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = 
     back = sign_doc(doc["_id"], key.identity.sign, {
         **{k: v for k, v in doc.items() if k not in key_memory.KEY_FIELDS},
         **{k: body[k] for k in key_memory.KEY_FIELDS if k in body},
-        key_memory.REVOKED_FIELD: key_memory.revoked(key_memory.remembered(root, doc["_id"]), doc)})
+        key_memory.REVOKED_FIELD: key_memory.revoked(key_memory.remembered(root, doc["_id"]), doc),
+        key_memory.RETIRED_FIELD: key_memory.retired(key_memory.remembered(root, doc["_id"]), doc)})
     if store is not None:
         store.put_many([back])
         store.sync()
@@ -185,8 +191,10 @@ def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new
     doc, _ = key_memory.newest(root, doc)
     master = _master(doc, old)
     fields = wrap_master(doc["_id"], master, new, default_params())
-    # The recovery wrapping (if any) is of the same master key: it stays valid.
-    _save(store, root, doc, {**doc, **fields, "checksum": checksum(fields)}, master)
+    # The recovery wrapping (if any) is of the same master key: it stays valid.  The wrapping replaced
+    # is retired: a body still carrying it never wins again, whatever its number (key_memory.newest).
+    _save(store, root, doc, {**doc, **fields, "checksum": checksum(fields)}, master,
+          retiring=key_memory.wrapping_digest(doc))
 
 
 def _master(doc: dict, passphrase: bytes) -> bytes:
@@ -196,21 +204,24 @@ def _master(doc: dict, passphrase: bytes) -> bytes:
 
 
 def _save(store: Store, root: Path | str, base: dict, doc: dict, master: bytes,
-          revoking: str | None = None) -> None:
+          revoking: str | None = None, retiring: str | None = None) -> None:
     """Store ``doc`` (``base`` with its key fields changed), signed again by its user over every field,
     a key sequence above any this device knows (above ``base``'s only if she signed ``base``), the
-    recovery wrappings she revoked carried on (``revoking``: one revoked now); remembered here as the
-    newest (key_memory)."""
+    recovery wrappings she revoked and the passphrase wrappings she replaced carried on (``revoking``,
+    ``retiring``: one now); remembered here as the newest (key_memory)."""
     identity = open_identity(MasterKey(doc["_id"], master), doc) if "en_private_keys" in doc else None
     hers = identity is not None and _signed_with(identity, base)
-    gone = key_memory.revoked(key_memory.remembered(root, doc["_id"]), base if hers else None)
+    kept = key_memory.remembered(root, doc["_id"])
+    revoked = key_memory.revoked(kept, base if hers else None)
+    retired = key_memory.retired(kept, base if hers else None)
     doc = {**doc, key_memory.SEQ: key_memory.next_seq(root, base, hers),
-           key_memory.REVOKED_FIELD: sorted({*gone, *([revoking] if revoking else [])})}
+           key_memory.REVOKED_FIELD: sorted({*revoked, *([revoking] if revoking else [])}),
+           key_memory.RETIRED_FIELD: sorted({*retired, *([retiring] if retiring else [])})}
     if identity is not None:
         doc = sign_doc(doc["_id"], identity.sign, doc)
     store.put_many([doc])
     store.sync()
-    key_memory.remember(root, doc, revoking)
+    key_memory.remember(root, doc, revoking, retiring)
 
 
 def _signed_with(identity: Identity, doc: dict) -> bool:
@@ -260,4 +271,5 @@ def reset_passphrase(store: Store, root: Path | str, doc: dict, secret: bytes, n
     doc, _ = key_memory.newest(root, doc)
     master = recover(doc, secret)
     fields = wrap_master(doc["_id"], master, new, default_params())
-    _save(store, root, doc, {**doc, **fields, "checksum": checksum(fields)}, master)
+    _save(store, root, doc, {**doc, **fields, "checksum": checksum(fields)}, master,
+          retiring=key_memory.wrapping_digest(doc))
