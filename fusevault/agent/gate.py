@@ -34,6 +34,9 @@ class Gate:
         # While locking: the kernel writes back and forgets, nothing new opens.
         self._locking = False
         self._remnant: dict[int, int] = {}
+        # Ever unlocked: only then has the kernel been given inode numbers of this tree (a shared
+        # mount's seat never unlocked may hand its number to another: fs/drive.py ``unseat``).
+        self.opened = False
 
     @property
     def session(self) -> Unlocked | None:
@@ -77,6 +80,7 @@ class Gate:
                 node.lookups = count
         self._remnant = {}
         self._session = session
+        self.opened = True
         self._locking = False
 
     def locking(self, on: bool) -> None:

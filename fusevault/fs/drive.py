@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 SEAT_SHIFT = BITS.seat_shift  # below it: a Volume's inodes, its .versions view's and handles
 LOCAL = BITS.local
 MAX_SEATS = BITS.max_seats
+RETIRED_PER_UID = 3  # users a uid may have had (each seat ever unlocked) before it gets no new seat
 NOBODY_FH = 0  # the empty root's directory handle, for a uid that is no vault user
 
 
@@ -90,14 +91,29 @@ class Drive(pyfuse3.Operations):
         super().__init__()
         self.seats: dict[int, Seat] = {}  # by number
         self.by_uid: dict[int, Seat] = {}
+        self._retired: dict[tuple[int, str], Seat] = {}  # by (uid, vault user): ever unlocked
+        self._free: list[int] = []  # numbers of retired seats that never unlocked
         self._mapped = mapped
         self._root_stat = root_stat
         self._statvfs = statvfs
 
     def add_seat(self, uid: int, gid: int, user_id: str) -> Seat:
-        if len(self.seats) >= MAX_SEATS:
+        """A seat for ``uid`` as vault user ``user_id``: the one retired from that pair if any (its
+        inode numbers are its own), else a new number (one freed by a seat never unlocked first:
+        ``unseat``).  OverflowError when all MAX_SEATS numbers are taken, or when ``uid`` has
+        been given to RETIRED_PER_UID users before (then only that uid is refused: a local user
+        and a writer of the store, trading claims of his uid, cannot use up the mount's numbers
+        for everyone; attack round 20 (4))."""
+        if (seat := self._retired.pop((uid, user_id), None)) is not None:
+            self.by_uid[uid] = seat
+            return seat
+        if sum(1 for (owner, _) in self._retired if owner == uid) >= RETIRED_PER_UID:
+            raise OverflowError(f"uid {uid} was given to {RETIRED_PER_UID} other users of the vault "
+                                "since this shared mount began")
+        if not self._free and len(self.seats) >= MAX_SEATS:
             raise OverflowError("too many users in one shared mount")
-        number = len(self.seats) + 1  # a retired seat keeps its number: its inodes stay its own
+        # seats holds 1..len minus the free numbers, so with none free len + 1 is new.
+        number = self._free.pop() if self._free else len(self.seats) + 1
         seat = Seat(number, uid, gid, user_id, Operations(timeout=0, shown=(uid, gid)))
         seat.ops.ino_out = seat.ino_out
         seat.ops.enable_writeback_cache = self.enable_writeback_cache  # the kernel this one talks to
@@ -287,12 +303,19 @@ class Drive(pyfuse3.Operations):
         return self.by_uid.get(uid)
 
     def unseat(self, seat: Seat) -> None:
-        """``seat``'s uid has no seat any more (its agent retired, fs/shared.py); the seat stays in
-        ``seats`` so that its number, and with it its inode numbers the kernel may still hold, are
-        never handed to another seat: a request naming them is refused (``Seat.ino_in``)."""
+        """``seat``'s uid has no seat any more (its agent retired, fs/shared.py).  A seat ever
+        unlocked stays in ``seats``, so that its number, and with it its inode numbers the kernel
+        may still hold, are never handed to another user (a request naming them is refused:
+        ``Seat.ino_in``); it comes back if the uid is given to that user again.  A seat never
+        unlocked gave the kernel no inode or handle: its number is free for the next seat."""
         if self.by_uid.get(seat.uid) is seat:
             del self.by_uid[seat.uid]
         seat.agent = None
+        if seat.ops.gate.opened:
+            self._retired[(seat.uid, seat.user_id)] = seat
+        else:
+            del self.seats[seat.number]
+            self._free.append(seat.number)
 
     def unlocked(self) -> list[Seat]:
         return [s for s in self.seats.values() if s.ops.gate.session is not None]

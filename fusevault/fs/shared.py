@@ -162,9 +162,10 @@ class SharedMount(Mount):
             host = await _host_access(self.spawner, uid, gid)
             try:
                 seat = self.drive.add_seat(uid, gid, user["_id"])
-            except OverflowError:
+            except OverflowError as err:
                 host.close()
-                raise InvalidInput("this shared mount has no room for another user: remount it") from None
+                raise InvalidInput(f"this shared mount has no room for another user ({err}): its "
+                                   "administrator checks the users of the vault and remounts it") from None
             store = WatchedStore(self.store, seat, self._committed)
             seat.agent = Agent(user, seat.ops.gate, Kernel(seat.ino_out), Tasks(), self.layout, store,
                                host=host)

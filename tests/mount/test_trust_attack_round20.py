@@ -201,8 +201,6 @@ def _writers_user(tmp_path: Path, name: str, uid: int) -> dict:
 
 
 @shared_mount.pytestmark  # root, useradd and setpriv
-@pytest.mark.xfail(strict=True, reason="hole 4: every retired seat keeps its number (drive.add_seat): "
-                   "MAX_SEATS of them and nobody else gets a seat until remount")
 def test_a_local_user_and_the_store_writer_cannot_use_up_the_shared_mounts_seats(
         shared_vault: Path, place: Path, linux, python, tmp_path: Path) -> None:
     dave = linux["dave"]
