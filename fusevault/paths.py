@@ -99,6 +99,14 @@ def state_dir() -> Path:
     return _dir("state", platformdirs.user_state_dir(APP))
 
 
+def confirmed_file(root: Path | str, user_id: str, suffix: str = "") -> Path:
+    """Where this device keeps what it confirmed or saw for a user of a vault (her settings, her
+    newest keys, the key-rotation requests it carried out): outside the vault, which is what a
+    writer of the store or the vault folder controls."""
+    name = hashlib.sha256(f"{os.path.realpath(root)}\0{user_id}".encode()).hexdigest()[:32]
+    return state_dir() / "confirmed" / f"{name}{suffix}"
+
+
 def config_dir() -> Path:
     return _dir("config", platformdirs.user_config_dir(APP))
 

@@ -148,8 +148,6 @@ def test_her_passphrase_changed_on_the_laptop_stays_changed_after_recovery_key_c
                                       f"chose {hers} (said: {said})")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: the request bob signed from the forged clear epoch is "
-                   "refused and dropped (share_ops.resume): no re-key, carol keeps the key")
 def test_a_forged_clear_epoch_does_not_turn_a_members_removal_into_no_rekey(
         vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
@@ -165,6 +163,28 @@ def test_a_forged_clear_epoch_does_not_turn_a_members_removal_into_no_rekey(
     with mounted(vault, mnt):
         said = [(a["kind"], a["text"][:100]) for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
     assert _alice_dek(vault, fid) != dek, f"carol, removed from crew, still holds its key (said: {said})"
+
+
+def test_a_lowered_clear_epoch_does_not_turn_a_members_removal_into_no_rekey(
+        vault: Path, tmp_path: Path) -> None:
+    """Hole 3 the other way (found while fixing it): her file re-keyed once (epoch 1), the store writer
+    shows crew's owner its clear epoch one below; his request then looked done already on her device."""
+    mnt = tmp_path / "mnt"
+    fid = _crew_sharing_her_plan(vault, mnt)
+    with mounted(vault, mnt):
+        for args in (("share", mnt / "plan.txt", "--with", "carol", "--perm", "READ"),
+                     ("unshare", mnt / "plan.txt", "--with", "carol")):
+            done = fusevault(*args, timeout=60)
+            assert done.returncode == 0, done.stderr
+    node = adversary.get(vault, fid)
+    assert node is not None and node["epoch"] >= 1
+    dek = _alice_dek(vault, fid)
+    adversary.put(vault, {**node, "epoch": node["epoch"] - 1})
+    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)  # genuine, signed by bob
+    adversary.put(vault, node)
+    with mounted(vault, mnt):
+        pass
+    assert _alice_dek(vault, fid) != dek, "carol, removed from crew, still holds its key"
 
 
 # --- root's shared mount: retired seats (fs/shared.py ``_seat_for``, drive.Drive ``unseat``)

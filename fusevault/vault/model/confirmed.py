@@ -101,8 +101,8 @@ def own_signature(doc: dict, key: MasterKey) -> bool:
 
 
 def _file(root: Path | str, user_id: str) -> tuple[Path, str]:
-    name = hashlib.sha256(f"{os.path.realpath(root)}\0{user_id}".encode()).hexdigest()[:32]
-    return paths.state_dir() / "confirmed" / name, name
+    path = paths.confirmed_file(root, user_id)
+    return path, path.name
 
 
 def mark_signed(root: Path | str, user_id: str) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 from fusevault import paths
@@ -53,8 +52,7 @@ def seq(doc: dict) -> int:
 
 def _place(root: Path | str, user_id: str) -> Path:
     """Beside what this device confirmed for her in this vault (vault/model/confirmed.py ``_file``)."""
-    name = hashlib.sha256(f"{os.path.realpath(root)}\0{user_id}".encode()).hexdigest()[:32]
-    return paths.state_dir() / "confirmed" / f"{name}.keys"
+    return paths.confirmed_file(root, user_id, ".keys")
 
 
 def remembered(root: Path | str, user_id: str) -> dict | None:

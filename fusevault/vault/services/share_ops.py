@@ -41,7 +41,7 @@ from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import Layout, is_id
-from fusevault.vault.model import meta_files, sharing
+from fusevault.vault.model import meta_files, rotations_done, sharing
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import ROTATION, Grant, acl_lines, share_doc, share_perm
@@ -285,19 +285,31 @@ async def resume(volume: Volume) -> None:
         node = _request(volume, doc)
         if node is None or node.fid in volume.rotating:
             continue
+        if signer_of(doc) != volume.key.user_id:
+            # A group owner's (a member's removal): the epoch it names is what the store showed him in
+            # clear, which a writer of the store moves either way (attack round 20 (3)): done unless
+            # this device did it before (vault/model/rotations_done.py).
+            root, user_id = volume.layout.root, volume.key.user_id
+            if await volume.in_thread(rotations_done.done, root, user_id, doc):
+                log.info("the key rotation of %s was done here already", node.fid)
+                await volume.store_call(_forget, volume, doc)
+                continue
+            log.info("a key rotation of %s asked by a group's owner", node.fid)
+            await rotate(volume, node)
+            await volume.in_thread(rotations_done.remember, root, user_id, doc)
+            continue
         if node.epoch > doc.get("epoch", 0):  # none: signed by the format-2 migration (migrate.py)
-            # Done since it was asked for (a replay of her old request, or another device of hers
+            # Done since she asked for it (a replay of her old request, or another device of hers
             # finished it): nothing to do, the request goes.
             log.info("the key rotation of %s was done already", node.fid)
             await volume.store_call(_forget, volume, doc)
             continue
         if doc.get("epoch", 0) > node.epoch:
-            # A key epoch the file never had: the request was signed from a forged view of her node
-            # (its clear epoch, which a group owner cannot verify).  Acted on, it would be done again
-            # at every replay (the file's epoch never passes it): refused, said, and dropped.
+            # Her own request names the epoch her own verified tree had: one above the file's is no
+            # request of hers (acted on, it would be done again at every replay): refused and dropped.
             _said(volume, "forged", doc, f"for {_where(volume, node)}: asks for new keys from key epoch "
-                  f"{doc.get('epoch')}, which the file never had (it is at {node.epoch}); if a member left a "
-                  "group you share it with, run `fusevault unshare` for it: that gives it new keys")
+                  f"{doc.get('epoch')}, which the file never had (it is at {node.epoch}); if you revoked a "
+                  "share of it, run `fusevault unshare` for it: that gives it new keys")
             await volume.store_call(_forget, volume, doc)
             continue
         log.info("finishing a key rotation of %s", node.fid)

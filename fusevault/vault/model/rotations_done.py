@@ -1,0 +1,70 @@
+"""This device's memory of the key-rotation requests of group owners it carried out.
+
+A group owner's ``group member remove`` signs a ``Rotation`` for each file of another user shared
+with the group (vault/model/sharing.py ``rotations``), naming the file's key epoch as his device
+sees it.  He cannot read her node, so that epoch is whatever the store showed him in clear: a
+writer of the store moved it up (the request then named an epoch the file never had, and was
+dropped: the removed member kept the key, attack round 20 (3)) or down (then it looked done).  So
+her device does not judge a group owner's request by its epoch: it carries it out unless it did so
+before, and remembers its digest here; a replay of it (the server, the store writer) finds it done
+and asks for nothing (a replay re-keyed her tree at every unlock: round 19 (3)).  A device that
+never saw a request carries it out once: a re-key is always safe, only its cost is repeated.  Her
+own requests (``unshare``) name the epoch her own verified tree had, and are judged by it
+(vault/services/share_ops.py ``resume``).
+
+Kept beside what this device confirmed for her (paths.confirmed_file, temp + fsync + rename); not
+sealed: it holds digests of documents the store holds in clear anyway.  Lost, it only costs one
+more re-key per request replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from fusevault import paths
+from fusevault.encoding import loads_untrusted
+from fusevault.errors import VaultError
+from fusevault.vault.format.atomic import atomic_write
+
+KEEP = 512  # requests remembered (the oldest forgotten first)
+log = logging.getLogger(__name__)
+
+
+def digest(doc: dict) -> str:
+    """The request as signed (its revision is the store's, not part of it)."""
+    body = {k: v for k, v in doc.items() if k != "_rev"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _place(root: Path | str, user_id: str) -> Path:
+    return paths.confirmed_file(root, user_id, ".rotations")
+
+
+def _done(root: Path | str, user_id: str) -> list[str]:
+    try:
+        kept = loads_untrusted(_place(root, user_id).read_bytes())
+    except FileNotFoundError:
+        return []
+    except (OSError, VaultError, ValueError) as err:
+        log.error("this device's record of the key rotations it did is unreadable (%s): not used", err)
+        return []
+    return [d for d in kept if isinstance(d, str)] if isinstance(kept, list) else []
+
+
+def done(root: Path | str, user_id: str, doc: dict) -> bool:
+    """Whether this device carried out ``doc`` for ``user_id`` already."""
+    return digest(doc) in _done(root, user_id)
+
+
+def remember(root: Path | str, user_id: str, doc: dict) -> None:
+    """``doc`` carried out here (a failure to record it costs one more re-key if it is replayed)."""
+    kept = [d for d in _done(root, user_id) if d != digest(doc)]
+    path = _place(root, user_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, json.dumps([*kept, digest(doc)][-KEEP:]).encode())
+    except OSError as err:
+        log.error("could not record a key rotation done on this device: %s", err)

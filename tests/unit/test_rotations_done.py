@@ -1,0 +1,38 @@
+"""vault/model/rotations_done.py: a group owner's key-rotation request is carried out once per device,
+whatever epoch it names (attack round 20 (3)); a damaged record only costs one more re-key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fusevault import paths
+from fusevault.vault.model import rotations_done
+
+HER = "a" * 32
+REQUEST = {"_id": "rotate-f", "type": "Rotation", "owner": HER, "fid": "f", "epoch": 3, "sig": {"by": "bob"}}
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
+
+
+def test_a_request_done_here_is_known_whatever_its_revision(tmp_path: Path) -> None:
+    assert not rotations_done.done(tmp_path, HER, REQUEST)
+    rotations_done.remember(tmp_path, HER, {**REQUEST, "_rev": "1-a"})
+    assert rotations_done.done(tmp_path, HER, {**REQUEST, "_rev": "7-b"})  # replayed under another revision
+    assert not rotations_done.done(tmp_path, HER, {**REQUEST, "epoch": 4})  # another request
+    assert not rotations_done.done(tmp_path, "b" * 32, REQUEST)  # another user's memory
+    assert not rotations_done.done(tmp_path / "other vault", HER, REQUEST)
+
+
+@pytest.mark.parametrize("content", [b"not json", b"5", b'{"x": 1}', b'[5, null]'])
+def test_a_damaged_record_counts_as_none_and_is_written_again(tmp_path: Path, content: bytes) -> None:
+    place = paths.confirmed_file(tmp_path, HER, ".rotations")
+    place.parent.mkdir(parents=True)
+    place.write_bytes(content)
+    assert not rotations_done.done(tmp_path, HER, REQUEST)
+    rotations_done.remember(tmp_path, HER, REQUEST)
+    assert rotations_done.done(tmp_path, HER, REQUEST)
