@@ -1,5 +1,7 @@
 """Where domain errors become errno values: the one wrapper every FUSE handler runs in.
 
+It also notes that the drive is in use, for sync to wait (sync/foreground.py).
+
 Also counts requests for ``FUSEVAULT_OP_STATS`` (bench/profile.py).
 """
 
@@ -18,6 +20,7 @@ import pyfuse3
 
 from fusevault import errors
 from fusevault.store.local import LocalStore
+from fusevault.sync.foreground import FOREGROUND
 from fusevault.vault.model.verified import STATS as VERIFIED
 
 log = logging.getLogger("fusevault.fs.operations")  # the name the mount's log always showed
@@ -62,9 +65,11 @@ OP_STATS: dict[str, list[float]] | None = {} if os.environ.get("FUSEVAULT_OP_STA
 
 def boundary(handler: Handler) -> Handler:
     inner = _timed(handler) if OP_STATS is not None else handler
+    served = FOREGROUND.served  # sync's batches wait while requests keep coming (sync/foreground.py)
 
     @functools.wraps(handler)
     async def wrapper(*args: Any) -> Any:
+        served()
         try:
             return await inner(*args)
         except pyfuse3.FUSEError:

@@ -43,6 +43,7 @@ from fusevault.sync.content_docs import (
     record_sha,
 )
 from fusevault.sync.couch_api import WAITED, CouchDatabase
+from fusevault.sync.foreground import FOREGROUND
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
 from fusevault.vault.files.placements import alarm
 from fusevault.vault.format.layout import Layout, is_id
@@ -153,6 +154,8 @@ class Replicator:
         self.settled: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext
         # Whether a deletion of a version document would take a live file's contents (the mount's trees).
         self.names: Names = _names_nothing
+        # The mount's requests, which each batch lets pass first (sync/foreground.py).
+        self.foreground = FOREGROUND
 
     # --- the life of one peer's replication
 
@@ -217,6 +220,13 @@ class Replicator:
                                     {"push": self.checkpoint.get("push", 0),
                                      "records": self.checkpoint.get("records", 0)})
 
+    async def _after_foreground(self) -> None:
+        """Wait for a pause in the mount's requests before a batch (at most ``foreground.MOST``):
+        the drive's user first.  The wait is no work of sync's: not counted in its ``BUDGET``."""
+        waited = await self.foreground.quiet()
+        if waited and (counter := WAITED.get()) is not None:
+            counter[0] += waited
+
     # --- push
 
     async def _push_loop(self) -> None:
@@ -240,6 +250,7 @@ class Replicator:
         await self._push_records()
         ids = list(dict.fromkeys(c["id"] for c in changes))
         for batch in _chunks(ids, CHANGES_BATCH):
+            await self._after_foreground()
             docs = [doc for doc_id in batch for doc in replica.leaves(self.store, doc_id)
                     if doc.get("type") != PEER]
             wanted: dict[str, list[str]] = {}
@@ -265,6 +276,7 @@ class Replicator:
             by_id = {record_id(row.fid, row.vid, row.idx): row for _, row in rows}
             lacking = await self.db.revs_diff({doc_id: [record_rev(doc_id)] for doc_id in by_id})
             for batch in _chunks([by_id[doc_id] for doc_id in by_id if doc_id in lacking], RECORDS_BATCH):
+                await self._after_foreground()
                 docs = await trio.to_thread.run_sync(read_records, self.layout, batch)
                 await self.db.bulk_docs(docs)
                 self.status.records_up += len(docs)
@@ -287,6 +299,8 @@ class Replicator:
         WAITED.set(waited := [0.0])
         caught_up = False
         while True:
+            if not caught_up:
+                await self._after_foreground()
             began, before = time.monotonic(), waited[0]
             caught_up = not await self.pull(wait=caught_up)
             if not caught_up:  # only a batch taken in rests

@@ -45,6 +45,20 @@ async def test_root_is_a_directory_and_lookup_finds_what_was_made(fs):
     assert (await ops.getattr(made.st_ino, ME)).st_size == 5
 
 
+async def test_every_request_tells_sync_the_drive_is_in_use(fs):
+    """fs/boundary.py notes each request, refused ones too, for sync's batches to wait
+    (sync/foreground.py)."""
+    from fusevault.sync.foreground import FOREGROUND
+
+    FOREGROUND.last = before = -1.0
+    await fs.ops.getattr(ROOT, ME)
+    assert FOREGROUND.last > before
+    FOREGROUND.last = -1.0
+    with pytest.raises(pyfuse3.FUSEError):
+        await fs.ops.lookup(ROOT, b"nothing", ME)
+    assert FOREGROUND.last > before
+
+
 async def test_lookup_of_a_missing_name_is_enoent(fs):
     with pytest.raises(pyfuse3.FUSEError) as err:
         await fs.ops.lookup(ROOT, b"nothing", ME)

@@ -912,6 +912,54 @@ def test_the_pull_takes_the_echo_of_its_own_push_without_storing_anything(couchd
     assert taken == []
 
 
+def test_the_push_lets_the_mounts_requests_pass_before_each_batch(couchdb_url: str, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Sync yields to the drive's user batch by batch (sync/foreground.py), not once per
+    push: before this, a push sent everything pending in one go (a 512 MiB file's 32,768
+    records) while fio or a build on the drive waited for the two cores."""
+    import trio
+
+    from fusevault.store.local import LocalStore
+    from fusevault.sync import replicator as replicator_module
+    from fusevault.sync.couch_api import CouchDatabase
+    from fusevault.sync.replicator import PeerStatus, Replicator
+    from fusevault.sync.service import device_of
+    from fusevault.vault.format.layout import open_layout
+
+    monkeypatch.setattr(replicator_module, "CHANGES_BATCH", 2)  # several batches from a new vault
+    vault = tmp_path / "vault"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    store = LocalStore(vault / "store.sqlite")
+    asked: list[int] = []  # documents sent when each batch asked
+
+    async def main() -> None:
+        db = CouchDatabase(couchdb_url)
+        try:
+            replicator = Replicator(store, open_layout(vault), device_of(store)["id"], "server", db,
+                                    lambda docs, conflicts: None, PeerStatus("server", couchdb_url))
+
+            class Busy:  # a drive in use: each batch waits (here: only counted)
+                async def quiet(self) -> float:
+                    asked.append(replicator.status.docs_up)
+                    return 0.5
+
+            replicator.foreground = Busy()  # type: ignore[assignment]
+            await replicator.connect()
+            documents = replicator.pending_up()
+            await replicator.push()
+            assert replicator.pending_up() == 0 and replicator.status.docs_up == documents
+            assert len(asked) == -(-documents // 2)  # once before each batch of 2
+            assert asked == sorted(asked) and asked[-1] < documents
+        finally:
+            await db.aclose()
+
+    try:
+        trio.run(main)
+    finally:
+        store.close()
+    assert len(asked) >= 2  # a new vault's user, vault and root documents: 2 batches or more
+
+
 def test_a_peer_added_while_mounted_gets_the_grouped_changes_and_syncs(couchdb_url: str, monkeypatch,
                                                                       tmp_path: Path) -> None:
     """A mount groups metadata commits (renames, removals, chmods ride together:
