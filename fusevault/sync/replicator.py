@@ -68,6 +68,11 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 CHANGES_BATCH = 200
 RECORDS_BATCH = 32  # about 2.8 MB per request at 64 KiB blocks
+# More documents and records than this waiting to go (or a full batch of the
+# peer's changes come) is a backlog: each of its batches waits for a pause in
+# the mount's requests (sync/foreground.py).  Less is a change someone waits
+# for on another device: it goes at once, however busy this drive is.
+BACKLOG = 32
 VAULT_DOC = "vault"
 # The local store refusing a commit (the mount's metadata changes waiting for a
 # group commit, committed before a pulled batch): said in one line, retried.
@@ -220,9 +225,12 @@ class Replicator:
                                     {"push": self.checkpoint.get("push", 0),
                                      "records": self.checkpoint.get("records", 0)})
 
-    async def _after_foreground(self) -> None:
-        """Wait for a pause in the mount's requests before a batch (at most ``foreground.MOST``):
-        the drive's user first.  The wait is no work of sync's: not counted in its ``BUDGET``."""
+    async def _after_foreground(self, backlog: bool) -> None:
+        """Before a batch of a ``backlog``, wait for a pause in the mount's requests (at most
+        ``foreground.MOST``): the drive's user first.  The wait is no work of sync's: not counted
+        in its ``BUDGET``."""
+        if not backlog:
+            return
         waited = await self.foreground.quiet()
         if waited and (counter := WAITED.get()) is not None:
             counter[0] += waited
@@ -247,10 +255,11 @@ class Replicator:
         # The documents to send are fixed first: any record one of them needs
         # was placed before it was committed, so it goes in the loop below.
         changes, last = self.store.changes(self.checkpoint.get("push", 0), CHANGES_BATCH * 10)
-        await self._push_records()
+        backlog = self.status.pending_up > BACKLOG
+        await self._push_records(backlog)
         ids = list(dict.fromkeys(c["id"] for c in changes))
         for batch in _chunks(ids, CHANGES_BATCH):
-            await self._after_foreground()
+            await self._after_foreground(backlog)
             docs = [doc for doc_id in batch for doc in replica.leaves(self.store, doc_id)
                     if doc.get("type") != PEER]
             wanted: dict[str, list[str]] = {}
@@ -271,12 +280,12 @@ class Replicator:
         self.status.pending_up = self.pending_up()
         self.status.state = "idle"
 
-    async def _push_records(self) -> None:
+    async def _push_records(self, backlog: bool) -> None:
         while rows := self._records_since(self.checkpoint.get("records", 0), CHANGES_BATCH):
             by_id = {record_id(row.fid, row.vid, row.idx): row for _, row in rows}
             lacking = await self.db.revs_diff({doc_id: [record_rev(doc_id)] for doc_id in by_id})
             for batch in _chunks([by_id[doc_id] for doc_id in by_id if doc_id in lacking], RECORDS_BATCH):
-                await self._after_foreground()
+                await self._after_foreground(backlog)
                 docs = await trio.to_thread.run_sync(read_records, self.layout, batch)
                 await self.db.bulk_docs(docs)
                 self.status.records_up += len(docs)
@@ -299,8 +308,8 @@ class Replicator:
         WAITED.set(waited := [0.0])
         caught_up = False
         while True:
-            if not caught_up:
-                await self._after_foreground()
+            # pending_down None: the last batch was full, more is waiting (a backlog).
+            await self._after_foreground(not caught_up and self.status.pending_down is None)
             began, before = time.monotonic(), waited[0]
             caught_up = not await self.pull(wait=caught_up)
             if not caught_up:  # only a batch taken in rests

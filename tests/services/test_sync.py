@@ -916,7 +916,8 @@ def test_the_push_lets_the_mounts_requests_pass_before_each_batch(couchdb_url: s
                                                                   monkeypatch) -> None:
     """Sync yields to the drive's user batch by batch (sync/foreground.py), not once per
     push: before this, a push sent everything pending in one go (a 512 MiB file's 32,768
-    records) while fio or a build on the drive waited for the two cores."""
+    records) while fio or a build on the drive waited for the two cores.  Only a backlog
+    waits: a small change goes at once, however busy the drive."""
     import trio
 
     from fusevault.store.local import LocalStore
@@ -927,6 +928,7 @@ def test_the_push_lets_the_mounts_requests_pass_before_each_batch(couchdb_url: s
     from fusevault.vault.format.layout import open_layout
 
     monkeypatch.setattr(replicator_module, "CHANGES_BATCH", 2)  # several batches from a new vault
+    monkeypatch.setattr(replicator_module, "BACKLOG", 2)  # ... and they are a backlog
     vault = tmp_path / "vault"
     assert fusevault("init", vault, "--user", "alice").returncode == 0
     store = LocalStore(vault / "store.sqlite")
@@ -950,6 +952,13 @@ def test_the_push_lets_the_mounts_requests_pass_before_each_batch(couchdb_url: s
             assert replicator.pending_up() == 0 and replicator.status.docs_up == documents
             assert len(asked) == -(-documents // 2)  # once before each batch of 2
             assert asked == sorted(asked) and asked[-1] < documents
+            assert len(asked) >= 2  # a new vault's user, vault and root documents: 2 batches or more
+            # A change someone waits for on another device is no backlog: it goes at once.
+            asked.clear()
+            monkeypatch.setattr(replicator_module, "BACKLOG", 32)
+            store.put_many([{"_id": "one-more", "type": "Note"}])
+            await replicator.push()
+            assert replicator.pending_up() == 0 and asked == []
         finally:
             await db.aclose()
 
@@ -957,7 +966,6 @@ def test_the_push_lets_the_mounts_requests_pass_before_each_batch(couchdb_url: s
         trio.run(main)
     finally:
         store.close()
-    assert len(asked) >= 2  # a new vault's user, vault and root documents: 2 batches or more
 
 
 def test_a_peer_added_while_mounted_gets_the_grouped_changes_and_syncs(couchdb_url: str, monkeypatch,
