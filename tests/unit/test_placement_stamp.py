@@ -37,6 +37,20 @@ def test_a_stamp_holds_only_for_its_vault_owner_file_seq_and_parents() -> None:
         assert placement.holds(public, VAULT, ALICE, FILE, {**made, **changed}) is None, changed
 
 
+def test_a_stamp_read_from_a_document_keeps_its_three_fields_and_shares_its_names() -> None:
+    """What a mount keeps per node (nodes.py ``apply_attrs``): only the stamp (a writer's extra
+    field is not carried on into memory or the next document), its parent and device strings one
+    object across nodes (100,000 nodes: ~34 MB less, docs/PERFORMANCE.md)."""
+    import json
+
+    made = placement.stamp(HERS, VAULT, ALICE, FILE, [TEAM], ("desktop", 7))
+    text = json.dumps({**made, "junk": "x" * 1000})
+    one, two = placement.shaped(json.loads(text)), placement.shaped(json.loads(text))
+    assert one == two == made and set(one) == {"parents", "seq", "sig"}
+    assert one["parents"][0] is two["parents"][0] and one["seq"][0] is two["seq"][0]
+    assert placement.holds(HERS.public_key(), VAULT, ALICE, FILE, one) == ([TEAM], ("desktop", 7))
+
+
 @pytest.mark.parametrize("odd", [None, [], "x", {"parents": "team", "seq": ["d", 1], "sig": ""},
                                  {"parents": [TEAM], "seq": ["d", -1], "sig": ""},
                                  {"parents": [TEAM], "seq": ["d", True], "sig": ""},

@@ -234,9 +234,9 @@ class Ledger:
                            for fid, (live, seen) in data["fids"].items()}
             ledger.mine = {str(fid) for fid in data.get("mine", ())}
             ledger.epochs = {str(fid): int(epoch) for fid, epoch in data.get("epochs", {}).items()}
-            ledger.behind = {str(fid): sorted(str(p) for p in parents)
+            ledger.behind = {str(fid): sorted(sys.intern(str(p)) for p in parents)
                              for fid, parents in data.get("behind", {}).items()}
-            ledger.where = {str(fid): sorted(str(p) for p in parents)
+            ledger.where = {str(fid): sorted(sys.intern(str(p)) for p in parents)
                             for fid, parents in data.get("where", {}).items()}
             ledger.kinds = {str(fid): int(kind) for fid, kind in data.get("kinds", {}).items()}
             ledger.modes = {str(fid): ledger._one((int(perm) & 0o7777, int(uid), int(gid)))

@@ -48,7 +48,11 @@ def shaped(value: object) -> dict | None:
             and isinstance(seq, list) and len(seq) == 2 and isinstance(seq[0], str)
             and type(seq[1]) is int and 0 <= seq[1] < _EXACT and isinstance(value.get("sig"), str)):
         return None
-    return value
+    # Rebuilt, not kept: only the stamp's three fields (nothing else a writer put there lives on in
+    # memory or in the next document), and the names shared (every node of a folder names the same
+    # parent, every node of a device the same device): ~340 bytes less per node in a mount's memory.
+    return {"parents": [sys.intern(p) for p in parents], "seq": [sys.intern(seq[0]), seq[1]],
+            "sig": value["sig"]}
 
 
 def holds(public: Ed25519PublicKey, vault_id: str, owner: str, fid: str,
