@@ -1,0 +1,66 @@
+"""Attack round 21 on issue 22 (the authenticated vault): what landed in 4b2f84c, 26bd0ca, a4e4b32.
+
+Asked for: a passwd retires the wrapping it replaced and a body carrying it is merged
+(vault/model/key_memory.py ``newest``/``retired``, users.py ``judged``/``_save``); a group owner's
+signed Rotation carried out unless this device did it before (vault/services/share_ops.py ``resume``,
+vault/model/rotations_done.py); retired seats of root's shared mount (fs/drive.py ``add_seat``/``unseat``).
+
+Holes
+-----
+1. A REPLAYED GROUP OWNER'S ROTATION RE-KEYS HER FILE AGAIN AT EVERY UNLOCK: THE "DONE" MEMORY IS KEYED
+   BY BYTES THE SIGNATURE DOES NOT COVER.  ``rotations_done.digest`` (rotations_done.py:41-44) hashes the
+   whole request but its ``_rev``, the ``sig`` object included; the signature covers neither the ``sig``
+   object (signing.py:37 ``_NOT_SIGNED``) nor anything in it but ``ed25519`` is read (signing.py:153,
+   ``signer_of``: ``by``).  The store writer (or the server: no key) keeps bob's genuine request and puts
+   it back with one more member in its ``sig`` object (``{"by": ..., "ed25519": ..., "n": k}``): it
+   still verifies as bob's, its digest is new, so alice's device carries it out again
+   (share_ops.py:293-299): a new key for her file (and its whole subtree for a folder), every file
+   re-encrypted and re-sealed, at every unlock the writer wants, each time written to the store and
+   synced to every peer.  Round 19 (3)/round 20 (3)'s promise ("a replay of it finds it done and asks for
+   nothing") does not hold; only its cost is at stake (carol lost the key at the first re-key).  The
+   same with ``_revisions``/``_conflicts``-like members the signature leaves out, if the store keeps them.
+   Fix: digest the request as signed: ``signing.canonical(doc)`` (the fields the signature covers) plus
+   the signer and the raw signature bytes, never the ``sig`` object as stored; better, key the memory by
+   (fid, signer, the epoch named) so a re-signed identical request is done too.
+   Test: test_a_group_owners_request_replayed_with_a_padded_signature_object_rekeys_nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import mounted
+from services.test_trust_attack_round4 import _alarms
+
+from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_attack_round19 import _crew_sharing_her_plan
+from mount.test_trust_attack_round19_rotation import _vault_bytes
+from mount.test_trust_writes import BOB, _admin
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: rotations_done.digest covers the unsigned sig object: "
+                   "a padded replay of bob's request is carried out again")
+def test_a_group_owners_request_replayed_with_a_padded_signature_object_rekeys_nothing(
+        vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _crew_sharing_her_plan(vault, mnt)
+    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)  # genuine, signed by bob
+    (signed,) = adversary.docs(vault, "Rotation")
+    with mounted(vault, mnt):  # the genuine request: one re-key, remembered as done here
+        pass
+    assert adversary.docs(vault, "Rotation") == []
+    dek, size = _alice_dek(vault, fid), _vault_bytes(vault)
+    with mounted(vault, mnt):  # nothing pending: nothing changes
+        pass
+    assert _alice_dek(vault, fid) == dek
+    found: list[dict] = []
+    for n in range(2):  # the store writer (or the server) replays it, the sig object padded each time
+        replay = {k: v for k, v in signed.items() if k != "_rev"}
+        adversary.put(vault, {**replay, "sig": {**signed["sig"], "n": n}})
+        with mounted(vault, mnt):
+            found = _alarms(mnt)
+    assert _alice_dek(vault, fid) == dek and _vault_bytes(vault) == size, (
+        f"a replay of bob's request, its sig object padded, re-keyed her file again ({size} -> "
+        f"{_vault_bytes(vault)} bytes; said: {[(a['kind'], a['subject']) for a in found]})")
