@@ -7,7 +7,28 @@ vault/model/rotations_done.py); retired seats of root's shared mount (fs/drive.p
 
 Holes
 -----
-1. A REPLAYED GROUP OWNER'S ROTATION RE-KEYS HER FILE AGAIN AT EVERY UNLOCK: THE "DONE" MEMORY IS KEYED
+1. A STORE WRITER MAKES A MEMBER'S SECOND REMOVAL NO RE-KEY: THE REMOVED MEMBER KEEPS THE FILE'S KEY.
+   Round 20 (3) again, through its fix.  A request is ``{_id, type, owner, fid, epoch}`` (sharing.py:272),
+   the epoch read in clear from her node (sharing.py:290 ``_clear_epoch``), signed with Ed25519
+   (deterministic); her device drops a group owner's request whose digest it remembers as done
+   (share_ops.py:293-296, rotations_done.py:41).  bob removes carol from crew: request R(E), alice's
+   device re-keys her file (epoch E+1) and remembers R(E).  bob takes carol back (she gets the file's
+   new key through the group) and removes her again; meanwhile the store writer (or the server) shows
+   bob's device her node at clear epoch E (her signature on it broken: bob cannot read or check it) and
+   puts it back after.  bob signs R(E) again: byte for byte the first request, same signature, same
+   digest; alice's device finds it "done here already" and deletes it, silently (no alarm at all): the
+   file keeps the key carol holds, and everything alice writes to it next is readable by carol.  A
+   genuine second removal without the writer re-keys (checked while writing the test).
+   Cause: share_ops.py:293 + rotations_done.py:41 (a request is identified by its bytes, and a group
+   owner's request carries nothing that tells a second removal from a replay of the first: no nonce,
+   no member, no date), sharing.py:290 (its epoch is a clear field nobody checked).
+   Fix: put something unique and signed into every request (a random nonce, or the removed member and
+   the group's own signed membership revision), so a new removal never collides with one done; or key
+   "done" by (fid, group, membership revision the request names) and re-key whenever the group's
+   signed membership changed since the last re-key of that file.
+   Test: test_a_second_removal_of_the_same_member_rekeys_her_file_again.
+
+2. A REPLAYED GROUP OWNER'S ROTATION RE-KEYS HER FILE AGAIN AT EVERY UNLOCK: THE "DONE" MEMORY IS KEYED
    BY BYTES THE SIGNATURE DOES NOT COVER.  ``rotations_done.digest`` (rotations_done.py:41-44) hashes the
    whole request but its ``_rev``, the ``sig`` object included; the signature covers neither the ``sig``
    object (signing.py:37 ``_NOT_SIGNED``) nor anything in it but ``ed25519`` is read (signing.py:153,
@@ -40,7 +61,7 @@ from mount.test_trust_attack_round19_rotation import _vault_bytes
 from mount.test_trust_writes import BOB, _admin
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: rotations_done.digest covers the unsigned sig object: "
+@pytest.mark.xfail(strict=True, reason="hole 2: rotations_done.digest covers the unsigned sig object: "
                    "a padded replay of bob's request is carried out again")
 def test_a_group_owners_request_replayed_with_a_padded_signature_object_rekeys_nothing(
         vault: Path, tmp_path: Path) -> None:
@@ -64,3 +85,35 @@ def test_a_group_owners_request_replayed_with_a_padded_signature_object_rekeys_n
     assert _alice_dek(vault, fid) == dek and _vault_bytes(vault) == size, (
         f"a replay of bob's request, its sig object padded, re-keyed her file again ({size} -> "
         f"{_vault_bytes(vault)} bytes; said: {[(a['kind'], a['subject']) for a in found]})")
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: bob's second request, made from the first one's epoch, is "
+                   "byte for byte the first (deterministic body and signature): taken as done, dropped")
+def test_a_second_removal_of_the_same_member_rekeys_her_file_again(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _crew_sharing_her_plan(vault, mnt)
+    first_epoch = adversary.get(vault, fid)["epoch"]  # type: ignore[index]
+    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)  # genuine, signed by bob
+    (first,) = adversary.docs(vault, "Rotation")
+    with mounted(vault, mnt):  # carried out: a new key, the request remembered as done on this device
+        pass
+    assert adversary.docs(vault, "Rotation") == []
+    # bob takes carol back into crew (she is sealed the file's new key through the group), then removes
+    # her again; meanwhile the store writer shows his device alice's file at the epoch it had the first
+    # time (her signature on it broken: bob cannot read her node), then puts her genuine body back.
+    _admin(vault, "group", "member", "add", "crew", "carol", "--perm", "READ", passphrase=BOB)
+    with mounted(vault, mnt):
+        pass
+    dek = _alice_dek(vault, fid)
+    node = adversary.get(vault, fid)
+    assert node is not None and node["epoch"] > first_epoch
+    adversary.put(vault, {**node, "epoch": first_epoch})
+    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)  # genuine, signed by bob
+    adversary.put(vault, node)
+    (second,) = adversary.docs(vault, "Rotation")
+    same = {k: v for k, v in second.items() if k != "_rev"} == {k: v for k, v in first.items() if k != "_rev"}
+    with mounted(vault, mnt):
+        said = [(a["kind"], a["text"][:100]) for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
+    assert _alice_dek(vault, fid) != dek, (
+        f"carol, removed from crew a second time, still holds its key (the second request is the first "
+        f"byte for byte: {same}; said: {said})")
