@@ -18,7 +18,10 @@ Holes
    puts it back after.  bob signs R(E) again: byte for byte the first request, same signature, same
    digest; alice's device finds it "done here already" and deletes it, silently (no alarm at all): the
    file keeps the key carol holds, and everything alice writes to it next is readable by carol.  A
-   genuine second removal without the writer re-keys (checked while writing the test).
+   genuine second removal without the writer re-keys (checked while writing the test).  No re-adding
+   is needed: any two removals from the same group (carol, then dave) collide the same way, so after
+   the first removal of a group sharing her file, the store writer can keep every later removed
+   member in possession of the key.
    Cause: share_ops.py:293 + rotations_done.py:41 (a request is identified by its bytes, and a group
    owner's request carries nothing that tells a second removal from a replay of the first: no nonce,
    no member, no date), sharing.py:290 (its epoch is a clear field nobody checked).
@@ -26,7 +29,8 @@ Holes
    the group's own signed membership revision), so a new removal never collides with one done; or key
    "done" by (fid, group, membership revision the request names) and re-key whenever the group's
    signed membership changed since the last re-key of that file.
-   Test: test_a_second_removal_of_the_same_member_rekeys_her_file_again.
+   Tests: test_a_second_members_removal_rekeys_her_file_again (carol, then dave),
+   test_a_second_removal_of_the_same_member_rekeys_her_file_again (carol removed, re-added, removed).
 
 2. A REPLAYED GROUP OWNER'S ROTATION RE-KEYS HER FILE AGAIN AT EVERY UNLOCK: THE "DONE" MEMORY IS KEYED
    BY BYTES THE SIGNATURE DOES NOT COVER.  ``rotations_done.digest`` (rotations_done.py:41-44) hashes the
@@ -59,6 +63,8 @@ from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round19 import _crew_sharing_her_plan
 from mount.test_trust_attack_round19_rotation import _vault_bytes
 from mount.test_trust_writes import BOB, _admin
+
+DAVE = "dave's passphrase"
 
 
 @pytest.mark.xfail(strict=True, reason="hole 2: rotations_done.digest covers the unsigned sig object: "
@@ -117,3 +123,31 @@ def test_a_second_removal_of_the_same_member_rekeys_her_file_again(vault: Path, 
     assert _alice_dek(vault, fid) != dek, (
         f"carol, removed from crew a second time, still holds its key (the second request is the first "
         f"byte for byte: {same}; said: {said})")
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: bob's request for dave's removal, made from the epoch of his "
+                   "request for carol's, is byte for byte that one: taken as done, dropped")
+def test_a_second_members_removal_rekeys_her_file_again(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    fid = _crew_sharing_her_plan(vault, mnt)
+    _admin(vault, "user", "add", "dave", "--uid", "2003", passphrase=DAVE)
+    _admin(vault, "group", "member", "add", "crew", "dave", "--perm", "READ", passphrase=BOB)
+    first_epoch = adversary.get(vault, fid)["epoch"]  # type: ignore[index]
+    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)  # genuine, signed by bob
+    (first,) = adversary.docs(vault, "Rotation")
+    with mounted(vault, mnt):  # carried out: a new key (dave gets it through the group)
+        pass
+    dek = _alice_dek(vault, fid)
+    node = adversary.get(vault, fid)
+    assert node is not None and node["epoch"] > first_epoch
+    # bob removes dave too; the store writer shows his device her file at the epoch of the first request.
+    adversary.put(vault, {**node, "epoch": first_epoch})
+    _admin(vault, "group", "member", "remove", "crew", "dave", passphrase=BOB)  # genuine, signed by bob
+    adversary.put(vault, node)
+    (second,) = adversary.docs(vault, "Rotation")
+    same = {k: v for k, v in second.items() if k != "_rev"} == {k: v for k, v in first.items() if k != "_rev"}
+    with mounted(vault, mnt):
+        said = [(a["kind"], a["text"][:100]) for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
+    assert _alice_dek(vault, fid) != dek, (
+        f"dave, removed from crew, still holds its key (his request is carol's byte for byte: {same}; "
+        f"said: {said})")
