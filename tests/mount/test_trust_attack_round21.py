@@ -48,6 +48,27 @@ Holes
    the signer and the raw signature bytes, never the ``sig`` object as stored; better, key the memory by
    (fid, signer, the epoch named) so a re-signed identical request is done too.
    Test: test_a_group_owners_request_replayed_with_a_padded_signature_object_rekeys_nothing.
+
+3. THE SERVER MAKES HER OWN DEVICE SIGN HER OLD SETTINGS AGAIN AND WRITE THEM OVER HER CURRENT ONES.
+   A device remembers as ``seen`` only the key bodies it saw itself (key_memory.py ``remember``): one
+   that joined after she ran ``passwd`` never saw her older bodies.  The server (or the writer of that
+   device's vault folder) serves it one of them again (signed by her, a lower ``keys_seq``): not in
+   ``seen`` and not newer, so it is taken for the losing side of a FORK (key_memory.py:109-113), not a
+   replay; ``judged`` (users.py:179) then signs with her key and writes back every field of the OLD
+   body but the key fields: her settings as they were (here ``passphrase_expiry_ttl`` 8 h over the 2 h
+   she set; likewise ``source_dir_to_watch``, ``delete_file_from_source``, ``settings_at_us`` and the
+   settings vector), pushed to the server and every peer, and says ``keys-diverged`` ("a passphrase set
+   on the other device no longer opens this vault"), which is false.  Her current settings are gone from
+   the store (devices that confirmed them keep them; a device joining next, or ``config show``, sees the
+   old ones, the guarded ones as pending), at each replay, as often as the server likes.
+   Cause: key_memory.py:109 (a body of hers with a lower ``keys_seq`` than the kept one is a replay only
+   if this device saw it) and users.py:179-183 (the write-back takes the non-key fields from the body
+   the store served, not from the newest body this device knows).
+   Fix: a body of hers with a ``keys_seq`` below the kept one is a replay whether seen or not (a fork is
+   only ever at an equal number: each side numbers above what it saw); and write back over the newest
+   signed body known (the kept one's other fields, or re-read the store), never over the one judged old.
+   Test: test_an_old_body_of_hers_replayed_to_a_device_that_joined_later_does_not_undo_her_settings
+   (pouchdb-server).
 """
 
 from __future__ import annotations
@@ -56,11 +77,11 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import mounted
+from conftest import first_device, fusevault, mounted, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
 from mount.test_trust_attack_round4 import _alice_dek
-from mount.test_trust_attack_round19 import _crew_sharing_her_plan
+from mount.test_trust_attack_round19 import _crew_sharing_her_plan, _her_doc
 from mount.test_trust_attack_round19_rotation import _vault_bytes
 from mount.test_trust_writes import BOB, _admin
 
@@ -151,3 +172,40 @@ def test_a_second_members_removal_rekeys_her_file_again(vault: Path, tmp_path: P
     assert _alice_dek(vault, fid) != dek, (
         f"dave, removed from crew, still holds its key (his request is carol's byte for byte: {same}; "
         f"said: {said})")
+
+
+NEW = "a new passphrase, the old one leaked"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 3: an old body of hers replayed to a device that joined after "
+                   "it is a FORK: her device signs the old body's settings again and writes them back")
+def test_an_old_body_of_hers_replayed_to_a_device_that_joined_later_does_not_undo_her_settings(
+        couch, tmp_path: Path) -> None:
+    url, _ = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+    old = _her_doc(laptop)  # her signed body, kept by the server
+    changed = fusevault("passwd", laptop, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
+    assert changed.returncode == 0, changed.stderr
+    with mounted(laptop, tmp_path / "a", passphrase=NEW) as a:
+        done = fusevault("config", "set", "passphrase_expiry_ttl", "2 hour", "--mount", a, passphrase=None)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: settled(a), "the push")
+    hers = _her_doc(laptop)["passphrase_expiry_ttl"]
+    assert hers != old["passphrase_expiry_ttl"]
+    desktop = tmp_path / "desktop"
+    joined = fusevault("init", desktop, "--join", url, "--user", "alice", passphrase=NEW)
+    assert joined.returncode == 0, joined.stderr
+    with mounted(desktop, tmp_path / "d", passphrase=NEW) as d:
+        wait_for(lambda: settled(d), "the desktop's first sync")
+    assert _her_doc(desktop)["passphrase_expiry_ttl"] == hers
+    # The server (or the desktop's vault folder's writer) serves her old body again.
+    adversary.put(desktop, old)
+    with mounted(desktop, tmp_path / "d", passphrase=NEW) as d:
+        wait_for(lambda: settled(d), "the sync to settle")
+        said = [(x["kind"], x["subject"]) for x in _alarms(d)]
+    now = _her_doc(desktop)
+    assert now["passphrase_expiry_ttl"] == hers, (
+        f"her device signed her old settings again and wrote them over hers: {now['passphrase_expiry_ttl']} "
+        f"(she set {hers}; said: {said}; her body now signed over keys_seq {now.get('keys_seq')})")
