@@ -64,9 +64,11 @@ Holes
    Cause: key_memory.py:109 (a body of hers with a lower ``keys_seq`` than the kept one is a replay only
    if this device saw it) and users.py:179-183 (the write-back takes the non-key fields from the body
    the store served, not from the newest body this device knows).
-   Fix: a body of hers with a ``keys_seq`` below the kept one is a replay whether seen or not (a fork is
-   only ever at an equal number: each side numbers above what it saw); and write back over the newest
-   signed body known (the kept one's other fields, or re-read the store), never over the one judged old.
+   Fix: write back over the newest signed body this device knows (keep her other fields with the key
+   record, or take them from the body kept), never over the one judged the loser; and tell an ancestor
+   from a fork (each body names the digest of the key body it replaced, signed: ``keys_prev``), so an
+   old body of hers is a replay, said as such, even where it was never seen (a lower number alone
+   cannot decide: round 20 (1)'s merge takes a lower body that retired the kept wrapping).
    Test: test_an_old_body_of_hers_replayed_to_a_device_that_joined_later_does_not_undo_her_settings
    (pouchdb-server).
 """
