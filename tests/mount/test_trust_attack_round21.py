@@ -71,6 +71,25 @@ Holes
    cannot decide: round 20 (1)'s merge takes a lower body that retired the kept wrapping).
    Test: test_an_old_body_of_hers_replayed_to_a_device_that_joined_later_does_not_undo_her_settings
    (pouchdb-server).
+
+What held
+---------
+- key_memory.py ``newest``'s merge against a keyless server: forks of ``passwd`` against a recovery-key
+  revoke on the other side (either digest winning), a withheld intermediate ``passwd`` body served to a
+  device with a higher ``keys_seq`` (merged to that passphrase, and undone by the laptop's next body:
+  only the withholding any server can do), an unsigned body (its lists not read) -- no rollback of a
+  revocation or of a retired wrapping was found; the lists grow only from bodies she signed
+  (``_digests``, ``retired``), so the server cannot poison or inflate them (only her own 64+ changes
+  reach ``KEEP``, which then keeps the highest digests, not the newest: not pursued).
+- Crash between the store write and the ``.keys`` record in ``_save``: the next unlock takes her signed
+  body as newer and records it (the record is written after the store, never before).
+- Seats (drive.py ``add_seat``/``unseat``): a locked gate answers nothing (gate.py ``volume``/``view``
+  raise Locked), so a seat never unlocked gave the kernel no inode and freeing its number is safe; the
+  per-uid cap counts only seats ever unlocked, which a local user without a passphrase cannot make for
+  another user's uid (SO_PEERCRED); a retired seat comes back only for the same (uid, user).
+- A group owner's request unsigned, or signed by someone else: refused as before (share_ops ``_request``).
+- Not tried for lack of time: uid reuse by a new Linux account (inherent to a uid map), an owner who
+  lost the group still asking for re-keys (a re-key is always safe: only cost).
 """
 
 from __future__ import annotations
