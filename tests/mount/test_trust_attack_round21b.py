@@ -1,0 +1,94 @@
+"""Attack round 21b on issue 22 (the authenticated vault): a broad, fresh attack on the whole promise.
+
+Real mounts, the real ``fusevault`` command and the store writer (tests/adversary.py).
+
+Holes
+-----
+1. A READ RECIPIENT CHOOSES WHAT THE OWNER'S TRASHED FILE COMES BACK AS.  bob holds READ on alice's
+   notes.txt and WRITE on her folder docs (any WRITE of hers will do).  alice deletes notes.txt (it
+   goes to her trash).  bob, as a writer of the vault folder, takes alice's older version document of
+   notes.txt ("first"), re-seals its sealed fields under the file's DEK (his READ key file opens it)
+   with a time newer than her last save, and signs it in his own name.  While the file is in the tree
+   a READ recipient's version is refused (authorship.py ``version_ok`` -> ``may_write`` on the node),
+   but out of the tree the rule is "WRITE on ANYTHING of the owner's" (authorship.py:491-492
+   ``version_ok`` -> ``writer_of``, :307-309: "a deleted node's place is not known"), and the records
+   judge (store/places.py ``admits`` -> loading.py:208 -> the same ``version_ok``) asks the same rule
+   while the node is out of the tree.  So bob's version is the newest of the trashed file's history
+   and ``fusevault restore notes.txt --to notes-back.txt`` (recovery.py ``_copy_out``, the node stays
+   in the trash; history.py:315 ``pick(latest=True)``) writes bob's choice (her older text) as her file,
+   signed by her next commit, instead of her last save.  Seen: notes-back.txt reads "first", exit 0.
+   (An in-place ``restore`` relinks the node first, so the records judge then refuses bob's version:
+   exit 5 "not signed by who may write it": her trashed file cannot be restored in place by default,
+   the two judges disagreeing about the same document.)  Bob re-signing a version with a manifest he
+   appended for that version id (he holds the DEK and signs the digests) would put contents of his own
+   there the same way (not tried).
+   The promise (SECURITY.md "Signed writes": "the signer is the node's owner or holds WRITE on the node
+   (a Share of the owner's on it or a folder above it)"; "READ is read-only on every replica") does not
+   hold for the trash, although the trashed node's place IS known: her signed ``trashed`` path and the
+   ledger's ``was_at`` name the folder it left.
+   Cause: vault/tree/authorship.py:491-492 (``writer_of``: WRITE on any grant of the owner's, for a
+   version of a file out of the tree), used by history/``restore``/``.versions``/gc (``accepts``) and
+   by the records judge.
+   Fix: judge a trashed or replaced file's version by the grants on the place it left (the folder this
+   device's ledger last saw it in, or the owner-signed ``trashed`` path), or by a grant on the file id
+   itself; failing both, only the owner's signature.  Same for ``detached_ok`` (its node document).
+   Test: test_a_read_recipient_cannot_choose_what_her_trashed_file_is_restored_as.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import adversary
+import pytest
+from attack_scenes import recipients_dek
+from conftest import fusevault, mounted
+
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64d, b64e
+from mount.test_trust_writes import BOB, _admin, _key, _node_fid
+
+
+def _versions(vault: Path, fid: str, dek: bytes) -> list[tuple[int, dict, dict]]:
+    """(time, plain, doc) of every version document of ``fid``, oldest first."""
+    out = []
+    for doc in adversary.docs(vault, "FilesMetaData"):
+        if doc.get("fid") != fid:
+            continue
+        plain = json.loads(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", fid, doc["_id"])))
+        out.append((plain["file_entry_ts"], plain, doc))
+    return sorted(out, key=lambda t: t[0])
+
+
+@pytest.mark.xfail(strict=True, reason="round 21b hole 1: a trashed file's version is judged by WRITE "
+                   "on anything of the owner's (authorship.py writer_of): a READ recipient's version wins")
+def test_a_read_recipient_cannot_choose_what_her_trashed_file_is_restored_as(vault: Path,
+                                                                             tmp_path: Path) -> None:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "notes.txt").write_text("first")
+        (mnt / "notes.txt").write_text("genuine notes")
+        (mnt / "docs").mkdir()
+        (mnt / "docs" / "plan.txt").write_text("the plan")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+        assert fusevault("share", mnt / "docs", "--with", "bob", "--perm", "WRITE").returncode == 0
+    fid = _node_fid(vault, "alice", "notes.txt")
+    dek = recipients_dek(vault, "bob", BOB, fid)  # bob's READ key file
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        os.unlink(mnt / "notes.txt")  # to her trash
+    found = _versions(vault, fid, dek)
+    assert len(found) >= 2
+    newest = found[-1][0]
+    _, plain, doc = found[0]  # her older text, "first"
+    plain = {**plain, "file_entry_ts": newest + 10**9}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(plain).encode(), aead.ad("version", fid, doc["_id"])))
+    bob = _key(vault, "bob", BOB)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        restored = fusevault("restore", mnt / "notes.txt", "--to", mnt / "notes-back.txt")
+        assert restored.returncode == 0, restored.stderr
+        assert (mnt / "notes-back.txt").read_text() == "genuine notes", "bob chose what her file came back as"
