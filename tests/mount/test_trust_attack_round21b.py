@@ -33,12 +33,32 @@ Holes
    device's ledger last saw it in, or the owner-signed ``trashed`` path), or by a grant on the file id
    itself; failing both, only the owner's signature.  Same for ``detached_ok`` (its node document).
    Test: test_a_read_recipient_cannot_choose_what_her_trashed_file_is_restored_as.
+
+2. A READ RECIPIENT MAKES THE OWNER'S GC DELETE A GENUINE VERSION HER POLICY KEEPS (DATA LOSS), SAME
+   CAUSE.  alice's notes.txt has three versions in three different minutes; bob holds READ on it and
+   WRITE on her folder docs; she deletes it (trash, 30 days).  Her ``gc`` (``--as-of`` an hour on,
+   the built-in policy: one version per minute for 7 days) keeps all three.  bob re-dates her first
+   version document into the second version's minute, just after it, and signs it (as in 1).  gc
+   reads the trashed file's versions through ``accepts`` (gc.py ``collect`` -> ``lineage`` ->
+   ``versions_of``), which takes bob's document (authorship.py:491-492 ``writer_of``); the kept
+   versions' manifests check out under the same judge (``_checked_with``), so retention.py
+   ``to_drop`` sees two versions in the second minute and drops the older: her genuine second
+   version's document is deleted and its records punched out of the ``.vf`` (gc.py ``_thin``):
+   gone for good, on every replica the deletion reaches.  Exit 0, nothing said.  With more re-dated
+   copies bob chooses which of her versions go (every one but the head).
+   Cause: vault/tree/authorship.py:491-492 (as in 1), read by gc.py:169/:206 (``accept``).
+   Fix: as in 1; and gc should count only versions signed by the owner or a writer of the file's own
+   place (a version whose signer the judge of the place cannot name is kept, never a reason to drop
+   another).
+   Test: test_a_read_recipients_redated_version_does_not_make_gc_drop_her_trashed_files_kept_version
+   [True] (the hole; [False] is the passing control).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import adversary
@@ -92,3 +112,50 @@ def test_a_read_recipient_cannot_choose_what_her_trashed_file_is_restored_as(vau
         restored = fusevault("restore", mnt / "notes.txt", "--to", mnt / "notes-back.txt")
         assert restored.returncode == 0, restored.stderr
         assert (mnt / "notes-back.txt").read_text() == "genuine notes", "bob chose what her file came back as"
+
+
+def _next_minute() -> None:
+    time.sleep(60 - time.time() % 60 + 1)
+
+
+@pytest.mark.parametrize("forged", [
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="round 21b hole 2: a READ recipient's re-dated version of a trashed file is "
+        "counted by gc (authorship.py writer_of): her genuine version is dropped")),
+    False])
+def test_a_read_recipients_redated_version_does_not_make_gc_drop_her_trashed_files_kept_version(
+        vault: Path, tmp_path: Path, forged: bool) -> None:
+    """Three versions of notes.txt in three minutes; gc as of an hour on keeps one per minute, so all
+    three (``forged=False``, the control: without bob's document her second version stays).  bob
+    re-dates her first version into the second's minute, after it: the second is then "not the first
+    of its minute" and dropped."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "docs").mkdir()
+        assert fusevault("share", mnt / "docs", "--with", "bob", "--perm", "WRITE").returncode == 0
+        (mnt / "notes.txt").write_text("first")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+        _next_minute()
+        (mnt / "notes.txt").write_text("second, kept by her policy")
+        _next_minute()
+        (mnt / "notes.txt").write_text("genuine notes")
+    fid = _node_fid(vault, "alice", "notes.txt")
+    dek = recipients_dek(vault, "bob", BOB, fid)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        os.unlink(mnt / "notes.txt")  # to her trash
+    found = _versions(vault, fid, dek)
+    assert len(found) == 3, found
+    second = found[1][2]["_id"]
+    _, plain, doc = found[0]
+    plain = {**plain, "file_entry_ts": found[1][0] + 1}  # her first, in the second's minute, after it
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(plain).encode(), aead.ad("version", fid, doc["_id"])))
+    bob = _key(vault, "bob", BOB)
+    if forged:
+        adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        collected = fusevault("gc", mnt, "--as-of", later)
+        print("gc:", collected.returncode, collected.stdout[-1500:], collected.stderr[-500:])
+    kept = adversary.get(vault, second)
+    assert kept is not None and not kept.get("_deleted"), "gc dropped her second version for bob's document"
