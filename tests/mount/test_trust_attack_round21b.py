@@ -10,7 +10,7 @@ Holes
    notes.txt ("first"), re-seals its sealed fields under the file's DEK (his READ key file opens it)
    with a time newer than her last save, and signs it in his own name.  While the file is in the tree
    a READ recipient's version is refused (authorship.py ``version_ok`` -> ``may_write`` on the node),
-   but out of the tree the rule is "WRITE on ANYTHING of the owner's" (authorship.py:491-492
+   but out of the tree the rule is "WRITE on ANYTHING of the owner's" (authorship.py:492-493
    ``version_ok`` -> ``writer_of``, :307-309: "a deleted node's place is not known"), and the records
    judge (store/places.py ``admits`` -> loading.py:208 -> the same ``version_ok``) asks the same rule
    while the node is out of the tree.  So bob's version is the newest of the trashed file's history
@@ -26,7 +26,7 @@ Holes
    (a Share of the owner's on it or a folder above it)"; "READ is read-only on every replica") does not
    hold for the trash, although the trashed node's place IS known: her signed ``trashed`` path and the
    ledger's ``was_at`` name the folder it left.
-   Cause: vault/tree/authorship.py:491-492 (``writer_of``: WRITE on any grant of the owner's, for a
+   Cause: vault/tree/authorship.py:492-493 (``writer_of``: WRITE on any grant of the owner's, for a
    version of a file out of the tree), used by history/``restore``/``.versions``/gc (``accepts``) and
    by the records judge.
    Fix: judge a trashed or replaced file's version by the grants on the place it left (the folder this
@@ -40,13 +40,14 @@ Holes
    the built-in policy: one version per minute for 7 days) keeps all three.  bob re-dates her first
    version document into the second version's minute, just after it, and signs it (as in 1).  gc
    reads the trashed file's versions through ``accepts`` (gc.py ``collect`` -> ``lineage`` ->
-   ``versions_of``), which takes bob's document (authorship.py:491-492 ``writer_of``); the kept
+   ``versions_of``), which takes bob's document (authorship.py:492-493 ``writer_of``); the kept
    versions' manifests check out under the same judge (``_checked_with``), so retention.py
    ``to_drop`` sees two versions in the second minute and drops the older: her genuine second
    version's document is deleted and its records punched out of the ``.vf`` (gc.py ``_thin``):
    gone for good, on every replica the deletion reaches.  Exit 0, nothing said.  With more re-dated
    copies bob chooses which of her versions go (every one but the head).
-   Cause: vault/tree/authorship.py:491-492 (as in 1), read by gc.py:169/:206 (``accept``).
+   Cause: vault/tree/authorship.py:492-493 (as in 1), read by gc.py:170 (``accept``,
+   passed to every ``lineage``).
    Fix: as in 1; and gc should count only versions signed by the owner or a writer of the file's own
    place (a version whose signer the judge of the place cannot name is kept, never a reason to drop
    another).
