@@ -44,8 +44,9 @@ Holes
    versions' manifests check out under the same judge (``_checked_with``), so retention.py
    ``to_drop`` sees two versions in the second minute and drops the older: her genuine second
    version's document is deleted and its records punched out of the ``.vf`` (gc.py ``_thin``):
-   gone for good, on every replica the deletion reaches.  Exit 0, nothing said.  With more re-dated
-   copies bob chooses which of her versions go (every one but the head).
+   gone for good, on every replica the deletion reaches.  gc exits 0 (whether any alarm is raised was
+   not checked).  With more re-dated copies bob could choose which of her versions go, all but the
+   head (inferred from ``to_drop``, not tried).
    Cause: vault/tree/authorship.py:492-493 (as in 1), read by gc.py:170 (``accept``,
    passed to every ``lineage``).
    Fix: as in 1; and gc should count only versions signed by the owner or a writer of the file's own
