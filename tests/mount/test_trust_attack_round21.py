@@ -97,7 +97,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import adversary
-import pytest
 from conftest import first_device, fusevault, mounted, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
@@ -109,8 +108,6 @@ from mount.test_trust_writes import BOB, _admin
 DAVE = "dave's passphrase"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: rotations_done.digest covers the unsigned sig object: "
-                   "a padded replay of bob's request is carried out again")
 def test_a_group_owners_request_replayed_with_a_padded_signature_object_rekeys_nothing(
         vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
@@ -135,8 +132,6 @@ def test_a_group_owners_request_replayed_with_a_padded_signature_object_rekeys_n
         f"{_vault_bytes(vault)} bytes; said: {[(a['kind'], a['subject']) for a in found]})")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: bob's second request, made from the first one's epoch, is "
-                   "byte for byte the first (deterministic body and signature): taken as done, dropped")
 def test_a_second_removal_of_the_same_member_rekeys_her_file_again(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     fid = _crew_sharing_her_plan(vault, mnt)
@@ -167,8 +162,6 @@ def test_a_second_removal_of_the_same_member_rekeys_her_file_again(vault: Path, 
         f"byte for byte: {same}; said: {said})")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: bob's request for dave's removal, made from the epoch of his "
-                   "request for carol's, is byte for byte that one: taken as done, dropped")
 def test_a_second_members_removal_rekeys_her_file_again(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     fid = _crew_sharing_her_plan(vault, mnt)
@@ -198,8 +191,6 @@ def test_a_second_members_removal_rekeys_her_file_again(vault: Path, tmp_path: P
 NEW = "a new passphrase, the old one leaked"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: an old body of hers replayed to a device that joined after "
-                   "it is a FORK: her device signs the old body's settings again and writes them back")
 def test_an_old_body_of_hers_replayed_to_a_device_that_joined_later_does_not_undo_her_settings(
         couch, tmp_path: Path) -> None:
     url, _ = couch

@@ -85,8 +85,6 @@ def _versions(vault: Path, fid: str, dek: bytes) -> list[tuple[int, dict, dict]]
     return sorted(out, key=lambda t: t[0])
 
 
-@pytest.mark.xfail(strict=True, reason="round 21b hole 1: a trashed file's version is judged by WRITE "
-                   "on anything of the owner's (authorship.py writer_of): a READ recipient's version wins")
 def test_a_read_recipient_cannot_choose_what_her_trashed_file_is_restored_as(vault: Path,
                                                                              tmp_path: Path) -> None:
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
@@ -116,15 +114,39 @@ def test_a_read_recipient_cannot_choose_what_her_trashed_file_is_restored_as(vau
         assert (mnt / "notes-back.txt").read_text() == "genuine notes", "bob chose what her file came back as"
 
 
+def test_a_writer_where_the_file_was_still_writes_the_history_of_her_trashed_file(vault: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The fix of hole 1 refuses no genuine writer: bob holds WRITE on docs, where notes.txt was when
+    she deleted it, so his version (here made by hand, as his device would) stays in its history."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "docs").mkdir()
+        (mnt / "docs" / "notes.txt").write_text("first")
+        (mnt / "docs" / "notes.txt").write_text("her notes")
+        assert fusevault("share", mnt / "docs", "--with", "bob", "--perm", "WRITE").returncode == 0
+    fid = _node_fid(vault, "alice", "notes.txt")
+    dek = recipients_dek(vault, "bob", BOB, fid)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        os.unlink(mnt / "docs" / "notes.txt")
+    found = _versions(vault, fid, dek)
+    _, plain, doc = found[0]
+    plain = {**plain, "file_entry_ts": found[-1][0] + 10**9}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(plain).encode(), aead.ad("version", fid, doc["_id"])))
+    bob = _key(vault, "bob", BOB)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        restored = fusevault("restore", mnt / "docs" / "notes.txt", "--to", mnt / "back.txt")
+        assert restored.returncode == 0, restored.stderr
+        assert (mnt / "back.txt").read_text() == "first", "a writer of docs' version was refused"
+
+
 def _next_minute() -> None:
     time.sleep(60 - time.time() % 60 + 1)
 
 
 @pytest.mark.parametrize("forged", [
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="round 21b hole 2: a READ recipient's re-dated version of a trashed file is "
-        "counted by gc (authorship.py writer_of): her genuine version is dropped")),
-    False])
+    True, False])
 def test_a_read_recipients_redated_version_does_not_make_gc_drop_her_trashed_files_kept_version(
         vault: Path, tmp_path: Path, forged: bool) -> None:
     """Three versions of notes.txt in three minutes; gc as of an hour on keeps one per minute, so all

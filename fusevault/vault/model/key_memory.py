@@ -30,6 +30,7 @@ from fusevault import paths
 from fusevault.encoding import SAFE_INTEGER, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model import lineage
 
 SEQ = "keys_seq"
 # The fields that decide what opens her master key (crypto/keys.py wrap_master, crypto/recovery.py).
@@ -166,6 +167,45 @@ def retired(kept: dict | None, doc: dict | None = None) -> list[str]:
     return sorted(set(names))[-KEEP:]
 
 
+REST = "settings"  # in the record: the settings of the newest body of hers this device knows
+
+
+def settings_of(doc: dict) -> dict:
+    """A body's settings fields (seed 000's, their signing time and version vector)."""
+    from fusevault.vault.model.settings import KEYS, STAMP  # settings imports this module
+
+    return {k: doc[k] for k in (*KEYS, STAMP, lineage.FIELD) if k in doc}
+
+
+def _settings_after(one: dict, other: dict) -> bool:
+    """Whether ``one``'s settings were signed after ``other``'s: by their version vectors (one
+    above the other), else by ``settings_at_us``."""
+    try:
+        mine, theirs = lineage.of(one), lineage.of(other)
+    except lineage.Malformed:
+        return False
+    if mine is not None and theirs is not None:
+        order = lineage.compare(mine, theirs)
+        if order in (lineage.Order.NEWER, lineage.Order.OLDER):
+            return order is lineage.Order.NEWER
+
+    def stamp(body: dict) -> int:
+        made = body.get("settings_at_us")  # settings.STAMP
+        return made if isinstance(made, int) and not isinstance(made, bool) else -1
+    return stamp(one) > stamp(other)
+
+
+def newest_settings(doc: dict, kept: dict | None) -> dict:
+    """The settings to write back with the keys that won (users.py ``judged``): ``doc``'s, unless
+    this device knows a body of hers whose settings were signed after them.  An old body of hers
+    served to a device that never saw it looks like the losing side of a fork; its settings, written
+    back, undid her current ones on every device (attack round 21 (3))."""
+    known = (kept or {}).get(REST)
+    if isinstance(known, dict) and _settings_after(known, doc):
+        return known
+    return settings_of(doc)
+
+
 def _signed_by_her(kept: dict, doc: dict) -> bool:
     """Whether ``doc`` is signed by the signing key this device remembered of her."""
     from fusevault.crypto.identity import public_sign  # `cryptography`: only once a vault is opened
@@ -192,6 +232,7 @@ def remember(root: Path | str, doc: dict, revoking: str | None = None, retiring:
                        key_digest(doc)][-KEEP:],
               "revoked": sorted({*revoked(kept, doc), *([revoking] if revoking else [])})[-KEEP:],
               "retired": sorted({*retired(kept, doc), *([retiring] if retiring else [])})[-KEEP:]}
+    record[REST] = newest_settings(doc, kept)
     if record.get(RECOVERY) is not None and recovery_digest(record) in record["revoked"]:
         del record[RECOVERY]
     if kept == record:

@@ -7,7 +7,9 @@ writer of the store moved it up (the request then named an epoch the file never 
 dropped: the removed member kept the key, attack round 20 (3)) or down (then it looked done).  So
 her device does not judge a group owner's request by its epoch: it carries it out unless it did so
 before, and remembers its digest here; a replay of it (the server, the store writer) finds it done
-and asks for nothing (a replay re-keyed her tree at every unlock: round 19 (3)).  A device that
+and asks for nothing (a replay re-keyed her tree at every unlock: round 19 (3)).  A request is
+known by what its signer signed (``digest``), a random nonce among it, so a second removal is never
+the first one again (attack round 21 (1) and (2)).  A device that
 never saw a request carries it out once: a re-key is always safe, only its cost is repeated.  Her
 own requests (``unshare``) name the epoch her own verified tree had, and are judged by it
 (vault/services/share_ops.py ``resume``).
@@ -25,6 +27,7 @@ import logging
 from pathlib import Path
 
 from fusevault import paths
+from fusevault.crypto.signing import canonical, signer_of
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write
@@ -34,9 +37,13 @@ log = logging.getLogger(__name__)
 
 
 def digest(doc: dict) -> str:
-    """The request as signed (its revision is the store's, not part of it)."""
-    body = {k: v for k, v in doc.items() if k != "_rev"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    """The request as its signer signed it: the signer and what the signature covers
+    (``signing.canonical``), never the bytes around it a store writer may change freely (the ``sig``
+    object's other members, ``_rev``): one with a padded ``sig`` object was new each time, and
+    re-keyed her file at every replay (attack round 21 (2)).  The caller has verified the signature;
+    a request that cannot be put in canonical form has none (``Forged``)."""
+    signed = f"{signer_of(doc)}\n".encode() + canonical(doc)
+    return hashlib.sha256(signed).hexdigest()
 
 
 def _place(root: Path | str, user_id: str) -> Path:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import stat
 import time
 from collections.abc import Callable
@@ -268,8 +269,15 @@ ROTATION = "Rotation"
 
 def rotation_doc(owner: str, fid: str, epoch: int) -> dict:
     """The request to give ``fid`` (and what is under it) new keys, made while its key epoch is
-    ``epoch``: once that epoch is passed the request is done, and a replay of it asks for nothing."""
-    return {"_id": f"rotate-{fid}", "type": ROTATION, "owner": owner, "fid": fid, "epoch": epoch}
+    ``epoch``: once that epoch is passed the request is done, and a replay of it asks for nothing.
+
+    ``nonce``: random, signed with the rest, so that no two requests are ever the same bytes.  A
+    group owner's request is remembered as done by what it signs (vault/model/rotations_done.py);
+    without it, a second removal from the same group, made while the store showed him the same
+    clear epoch, was byte for byte the first (Ed25519 is deterministic) and looked done: the
+    removed member kept the file's key (attack round 21 (1))."""
+    return {"_id": f"rotate-{fid}", "type": ROTATION, "owner": owner, "fid": fid, "epoch": epoch,
+            "nonce": secrets.token_hex(16)}
 
 
 def rotations(store: Store, grants: list[Grant], sign: Callable[[dict], dict] | None = None) -> list[dict]:

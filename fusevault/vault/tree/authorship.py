@@ -308,6 +308,37 @@ class Authorship:
         """Whether ``owner`` gave ``signer`` WRITE on anything (a deleted node's place is not known)."""
         return sharing is not None and self.writes(sharing, signer, owner, list(sharing.grants))
 
+    def writes_where_it_left(self, volume: Held, signer: str, owner: str, fid: object) -> bool:
+        """WRITE on ``owner``'s file ``fid`` that is out of the tree (in the trash, or replaced by a
+        rename): by a grant on the file itself, or, for a file of this user's, in every folder this
+        device last saw it in (all of them held here, all the way up).  Nothing else: WRITE on any
+        other folder of hers made a READ recipient of the file a writer of its history once it was
+        in the trash, to choose what ``restore`` brings back or make gc drop a version she keeps
+        (attack round 21b).  A file whose place is not known here is hers alone to write."""
+        sharing = volume.sharing
+        if sharing is None or not isinstance(fid, str):
+            return False
+        seen: set[str] = set()
+
+        def writes(fid: str) -> bool:
+            # A folder trashed with it is judged the same way, from where that folder was.
+            seen.add(fid)
+            if self.writes(sharing, signer, owner, list(sharing.by_fid.get(fid, ()))):
+                return True
+            parents = self.was_at(fid) if owner == self.user_id else None
+            if not parents:
+                return False
+            for parent_fid in parents:
+                parent = volume.find(parent_fid)
+                if parent is not None and parent.ino not in sharing.phantoms:
+                    if not self.writes_at(volume, signer, owner, parent):
+                        return False
+                elif parent is not None or parent_fid in seen or not writes(parent_fid):
+                    return False
+            return True
+
+        return writes(fid)
+
     # --- owner_dek: a new file made by a WRITE grantee
 
     def owner_dek_ok(self, doc: dict, signer: str, dek: bytes, held: Node | None = None) -> bool:
@@ -456,8 +487,8 @@ class Authorship:
         doc, signer = admitted
         if signer == doc.get("owner"):
             return True
-        if not self.writer_of(volume.sharing, signer, doc.get("owner")):
-            self._alarm(doc, f"signed by {signer}, who holds no WRITE on it")
+        if not self.writes_where_it_left(volume, signer, doc.get("owner"), doc.get("_id")):
+            self._alarm(doc, f"signed by {signer}, who holds no WRITE on it where it was")
             return False
         if "owner_dek" in doc and doc.get("owner") == self.user_id:
             # A key he sealed to her: only for a new file of his (never one she
@@ -489,8 +520,8 @@ class Authorship:
         node = volume.find(doc.get("fid"))
         if node is not None and node.owner == owner:
             ok = self.may_write(volume, signer, owner, node.fid, None, node)
-        else:  # a file out of the tree (in the trash, or replaced by a rename)
-            ok = self.writer_of(volume.sharing, signer, owner)
+        else:  # a file out of the tree (in the trash, or replaced by a rename): where it left
+            ok = self.writes_where_it_left(volume, signer, owner, doc.get("fid"))
         if not ok:
             self._alarm(doc, f"version {doc.get('_id')} signed by {signer}, who holds no WRITE on it")
         return ok
