@@ -161,13 +161,20 @@ class RelayState:
         if not data or b"failed" in data:
             return
         session = {k.decode(): v.decode() for k, v in data.items()}
-        self._drop(sid, session)
-        pipe = self.r.pipeline()
+        # One MULTI/EXEC: the session and its tombstone are never both absent.  Dropped first and
+        # marked after, a receiver asking in between found no session and was told the sender had
+        # ended it, not that the code was wrong (tests/services/test_relay_state.py).
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(*self._doomed(sid, session))
         pipe.hset(keys.session(sid), mapping={"name": session["name"], "failed": 1})
         pipe.expire(keys.session(sid), FAILED_TTL)
         pipe.execute()
 
     def _drop(self, sid: str, session: dict[str, str]) -> None:
+        self.r.delete(*self._doomed(sid, session))
+
+    def _doomed(self, sid: str, session: dict[str, str]) -> list:
+        """Every key of the session (read now; deleted by the caller)."""
         doomed = [keys.session(sid), keys.files(sid), keys.file_reqs(sid), keys.receivers(sid),
                   keys.sender_requests(session["owner.id"])]
         if self.r.get(keys.session_name(session["name"])) == sid.encode():
@@ -181,7 +188,7 @@ class RelayState:
             doomed += self._request_keys(rid.decode())
         for uid in self.r.smembers(keys.receivers(sid)):
             doomed.append(keys.receiver_requests(uid.decode()))
-        self.r.delete(*doomed)
+        return doomed
 
     # --- the key exchange
 

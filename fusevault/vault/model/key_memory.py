@@ -31,6 +31,7 @@ from fusevault.encoding import SAFE_INTEGER, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model import lineage
+from fusevault.vault.model.setting_names import KEYS, STAMP
 
 SEQ = "keys_seq"
 # The fields that decide what opens her master key (crypto/keys.py wrap_master, crypto/recovery.py).
@@ -172,8 +173,6 @@ REST = "settings"  # in the record: the settings of the newest body of hers this
 
 def settings_of(doc: dict) -> dict:
     """A body's settings fields (seed 000's, their signing time and version vector)."""
-    from fusevault.vault.model.settings import KEYS, STAMP  # settings imports this module
-
     return {k: doc[k] for k in (*KEYS, STAMP, lineage.FIELD) if k in doc}
 
 
@@ -190,7 +189,7 @@ def _settings_after(one: dict, other: dict) -> bool:
             return order is lineage.Order.NEWER
 
     def stamp(body: dict) -> int:
-        made = body.get("settings_at_us")  # settings.STAMP
+        made = body.get(STAMP)
         return made if isinstance(made, int) and not isinstance(made, bool) else -1
     return stamp(one) > stamp(other)
 

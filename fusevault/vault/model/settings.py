@@ -23,9 +23,9 @@ from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
 from fusevault.vault.model import key_memory, lineage
+from fusevault.vault.model.setting_names import KEYS, STAMP
 
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
-STAMP = "settings_at_us"  # when these settings were signed (microseconds: JavaScript-exact)
 MAX_AHEAD_US = 366 * 86400 * 10**6  # how far another device's clock may run ahead of this one's
 TTL_UNITS = {"min": 60, "hr": 3600, "day": 86400}
 _UNIT_WORDS = {"m": "min", "min": "min", "mins": "min", "minute": "min", "minutes": "min",
@@ -58,7 +58,7 @@ class Settings:
         return float(self.passphrase_expiry_ttl["ttl"]) * TTL_UNITS[self.passphrase_expiry_ttl["unit"]]
 
 
-KEYS = tuple(Settings.__dataclass_fields__)
+assert KEYS == tuple(Settings.__dataclass_fields__), "setting_names.KEYS names the fields of Settings"
 
 
 def parse(key: str, text: str) -> object:

@@ -1,0 +1,44 @@
+"""relay/state.py against a real redis-server: what other callers can see between two steps."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from fusevault.relay.limits import Refused
+from fusevault.relay.state import MISMATCH, RelayState
+
+
+def test_a_failed_session_is_never_seen_missing_on_its_way_to_its_tombstone(redis_url: str) -> None:
+    """A receiver asking while the sender fails the session is told the code was wrong (410), never
+    that there is no such session (404: "the sender ended the session"), which it was told under load
+    when the session was dropped in one step and marked failed in the next.  Checked by what redis
+    executed (MONITOR): the drop and the mark inside one MULTI ... EXEC."""
+    state = RelayState(redis_url)
+    sid, _ = state.create_session("127.0.0.1", "owner-1", "ab" * 32, [{"id": "f0", "size": 6}])
+    seen: list[str] = []
+    monitor_client = redis.Redis.from_url(redis_url)
+    ready, stop = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        with monitor_client.monitor() as m:
+            ready.set()
+            for command in m.listen():
+                text = command["command"].upper()
+                seen.append(text.split(" ", 1)[0])
+                if text.startswith("EXPIRE") or stop.is_set():
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    ready.wait(5)
+    state.fail_session(sid)
+    watcher.join(5)
+    stop.set()
+    writes = [c for c in seen if c in ("MULTI", "DEL", "HSET", "EXPIRE", "EXEC")]
+    assert writes[:3] == ["MULTI", "DEL", "HSET"], seen
+    with pytest.raises(Refused) as refused:
+        state.session(sid)
+    assert refused.value.status == 410 and MISMATCH in str(refused.value)
