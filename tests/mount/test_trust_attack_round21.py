@@ -132,6 +132,26 @@ def test_a_group_owners_request_replayed_with_a_padded_signature_object_rekeys_n
         f"{_vault_bytes(vault)} bytes; said: {[(a['kind'], a['subject']) for a in found]})")
 
 
+def _removed_while_the_store_shows_the_first_epoch(vault: Path, mnt: Path, fid: str, first: dict,
+                                                   first_epoch: int, member: str) -> None:
+    """bob removes ``member`` from crew while the store writer shows his device her file at the epoch
+    of the ``first`` request (her signature on it broken: bob cannot read her node), then puts her
+    genuine body back: her next mount must give the file a new key all the same."""
+    dek = _alice_dek(vault, fid)
+    node = adversary.get(vault, fid)
+    assert node is not None and node["epoch"] > first_epoch
+    adversary.put(vault, {**node, "epoch": first_epoch})
+    _admin(vault, "group", "member", "remove", "crew", member, passphrase=BOB)  # genuine, signed by bob
+    adversary.put(vault, node)
+    (second,) = adversary.docs(vault, "Rotation")
+    same = {k: v for k, v in second.items() if k != "_rev"} == {k: v for k, v in first.items() if k != "_rev"}
+    with mounted(vault, mnt):
+        said = [(a["kind"], a["text"][:100]) for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
+    assert _alice_dek(vault, fid) != dek, (
+        f"{member}, removed from crew, still holds its key (the request is the first byte for byte: "
+        f"{same}; said: {said})")
+
+
 def test_a_second_removal_of_the_same_member_rekeys_her_file_again(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     fid = _crew_sharing_her_plan(vault, mnt)
@@ -147,19 +167,7 @@ def test_a_second_removal_of_the_same_member_rekeys_her_file_again(vault: Path, 
     _admin(vault, "group", "member", "add", "crew", "carol", "--perm", "READ", passphrase=BOB)
     with mounted(vault, mnt):
         pass
-    dek = _alice_dek(vault, fid)
-    node = adversary.get(vault, fid)
-    assert node is not None and node["epoch"] > first_epoch
-    adversary.put(vault, {**node, "epoch": first_epoch})
-    _admin(vault, "group", "member", "remove", "crew", "carol", passphrase=BOB)  # genuine, signed by bob
-    adversary.put(vault, node)
-    (second,) = adversary.docs(vault, "Rotation")
-    same = {k: v for k, v in second.items() if k != "_rev"} == {k: v for k, v in first.items() if k != "_rev"}
-    with mounted(vault, mnt):
-        said = [(a["kind"], a["text"][:100]) for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
-    assert _alice_dek(vault, fid) != dek, (
-        f"carol, removed from crew a second time, still holds its key (the second request is the first "
-        f"byte for byte: {same}; said: {said})")
+    _removed_while_the_store_shows_the_first_epoch(vault, mnt, fid, first, first_epoch, "carol")
 
 
 def test_a_second_members_removal_rekeys_her_file_again(vault: Path, tmp_path: Path) -> None:
@@ -172,20 +180,7 @@ def test_a_second_members_removal_rekeys_her_file_again(vault: Path, tmp_path: P
     (first,) = adversary.docs(vault, "Rotation")
     with mounted(vault, mnt):  # carried out: a new key (dave gets it through the group)
         pass
-    dek = _alice_dek(vault, fid)
-    node = adversary.get(vault, fid)
-    assert node is not None and node["epoch"] > first_epoch
-    # bob removes dave too; the store writer shows his device her file at the epoch of the first request.
-    adversary.put(vault, {**node, "epoch": first_epoch})
-    _admin(vault, "group", "member", "remove", "crew", "dave", passphrase=BOB)  # genuine, signed by bob
-    adversary.put(vault, node)
-    (second,) = adversary.docs(vault, "Rotation")
-    same = {k: v for k, v in second.items() if k != "_rev"} == {k: v for k, v in first.items() if k != "_rev"}
-    with mounted(vault, mnt):
-        said = [(a["kind"], a["text"][:100]) for a in _alarms(mnt) if a["subject"] == f"rotate-{fid}"]
-    assert _alice_dek(vault, fid) != dek, (
-        f"dave, removed from crew, still holds its key (his request is carol's byte for byte: {same}; "
-        f"said: {said})")
+    _removed_while_the_store_shows_the_first_epoch(vault, mnt, fid, first, first_epoch, "dave")
 
 
 NEW = "a new passphrase, the old one leaked"

@@ -85,6 +85,18 @@ def _versions(vault: Path, fid: str, dek: bytes) -> list[tuple[int, dict, dict]]
     return sorted(out, key=lambda t: t[0])
 
 
+def _first_again_by_bob(vault: Path, fid: str, dek: bytes) -> None:
+    """The file's first version again, dated after its last, signed by bob (sealed under ``dek``)."""
+    found = _versions(vault, fid, dek)
+    assert len(found) >= 2
+    _, plain, doc = found[0]
+    plain = {**plain, "file_entry_ts": found[-1][0] + 10**9}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(plain).encode(), aead.ad("version", fid, doc["_id"])))
+    bob = _key(vault, "bob", BOB)
+    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+
+
 def test_a_read_recipient_cannot_choose_what_her_trashed_file_is_restored_as(vault: Path,
                                                                              tmp_path: Path) -> None:
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
@@ -99,15 +111,7 @@ def test_a_read_recipient_cannot_choose_what_her_trashed_file_is_restored_as(vau
     dek = recipients_dek(vault, "bob", BOB, fid)  # bob's READ key file
     with mounted(vault, tmp_path / "mnt") as mnt:
         os.unlink(mnt / "notes.txt")  # to her trash
-    found = _versions(vault, fid, dek)
-    assert len(found) >= 2
-    newest = found[-1][0]
-    _, plain, doc = found[0]  # her older text, "first"
-    plain = {**plain, "file_entry_ts": newest + 10**9}
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-    body["enc"] = b64e(aead.seal(dek, json.dumps(plain).encode(), aead.ad("version", fid, doc["_id"])))
-    bob = _key(vault, "bob", BOB)
-    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+    _first_again_by_bob(vault, fid, dek)  # her older text, "first"
     with mounted(vault, tmp_path / "mnt") as mnt:
         restored = fusevault("restore", mnt / "notes.txt", "--to", mnt / "notes-back.txt")
         assert restored.returncode == 0, restored.stderr
@@ -128,13 +132,7 @@ def test_a_writer_where_the_file_was_still_writes_the_history_of_her_trashed_fil
     dek = recipients_dek(vault, "bob", BOB, fid)
     with mounted(vault, tmp_path / "mnt") as mnt:
         os.unlink(mnt / "docs" / "notes.txt")
-    found = _versions(vault, fid, dek)
-    _, plain, doc = found[0]
-    plain = {**plain, "file_entry_ts": found[-1][0] + 10**9}
-    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-    body["enc"] = b64e(aead.seal(dek, json.dumps(plain).encode(), aead.ad("version", fid, doc["_id"])))
-    bob = _key(vault, "bob", BOB)
-    adversary.put(vault, sign_doc(bob.user_id, bob.identity.sign, body))
+    _first_again_by_bob(vault, fid, dek)
     with mounted(vault, tmp_path / "mnt") as mnt:
         restored = fusevault("restore", mnt / "docs" / "notes.txt", "--to", mnt / "back.txt")
         assert restored.returncode == 0, restored.stderr
@@ -145,8 +143,7 @@ def _next_minute() -> None:
     time.sleep(60 - time.time() % 60 + 1)
 
 
-@pytest.mark.parametrize("forged", [
-    True, False])
+@pytest.mark.parametrize("forged", [True, False])
 def test_a_read_recipients_redated_version_does_not_make_gc_drop_her_trashed_files_kept_version(
         vault: Path, tmp_path: Path, forged: bool) -> None:
     """Three versions of notes.txt in three minutes; gc as of an hour on keeps one per minute, so all
