@@ -178,9 +178,9 @@ def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = 
     assert key.identity is not None  # own_signature held
     kept = key_memory.remembered(root, doc["_id"])
     settings = key_memory.newest_settings(doc, kept)  # the newest this device knows, not the old body's
+    replaced = {*key_memory.KEY_FIELDS, *settings, *key_memory.settings_of(doc)}
     back = sign_doc(doc["_id"], key.identity.sign, {
-        **{k: v for k, v in doc.items()
-           if k not in key_memory.KEY_FIELDS and k not in settings and k not in key_memory.settings_of(doc)},
+        **{k: v for k, v in doc.items() if k not in replaced},
         **settings,
         **{k: body[k] for k in key_memory.KEY_FIELDS if k in body},
         key_memory.REVOKED_FIELD: key_memory.revoked(kept, doc),
