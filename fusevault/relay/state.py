@@ -192,10 +192,18 @@ class RelayState:
 
     # --- the key exchange
 
+    def _no_such_receiver(self, sid: str) -> Refused:
+        """The receiver is not in the session: unless the session failed since it was read (then 410).
+
+        A sender failing the session between our read of it and of its receivers deletes both; told
+        404 ("the sender ended the session"), the receiver would not learn the code was wrong."""
+        self.session(sid)
+        return Refused(404, "no such receiver in this session")
+
     def post_handshake(self, sid: str, uid: str, role: str, fields: dict) -> None:
         self.session(sid)
         if not self.r.sismember(keys.receivers(sid), uid):
-            raise Refused(404, "no such receiver in this session")
+            raise self._no_such_receiver(sid)
         allowed = _FIELDS[role]
         if not fields or any(f not in allowed or not isinstance(v, str) for f, v in fields.items()):
             raise Refused(400, f"a {role} may post {', '.join(allowed)} (strings)")
@@ -229,7 +237,7 @@ class RelayState:
         values = self.r.hmget(keys.handshake(sid, uid), fields)
         found = {f: v.decode() for f, v in zip(fields, values) if v is not None}
         if not found and not self.r.sismember(keys.receivers(sid), uid):
-            raise Refused(404, "no such receiver in this session")
+            raise self._no_such_receiver(sid)
         return found if want in found or "refused" in found else None
 
     def sender_turn(self, sid: str) -> list[dict]:
@@ -251,6 +259,7 @@ class RelayState:
         self.session(sid)
         admitted, refused = self.r.hmget(keys.handshake(sid, uid), ["manifest", "refused"])
         if not admitted or refused:
+            self.session(sid)  # failed since it was read: 410, as in _no_such_receiver
             raise Refused(403, "the sender has not let this receiver in")
         names = {n.decode() for n in self.r.smembers(keys.files(sid))}
         ttl = self.limits.session_ttl
