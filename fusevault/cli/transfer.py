@@ -57,8 +57,12 @@ def add_commands(command: Command) -> None:
     p.add_argument("--list", action="store_true", help="only list the session's files")
     p.add_argument("--verify", action="store_true",
                    help="show verification words and ask whether the sender sees the same")
-    p.add_argument("--vault", type=Path, help="use this vault user's target_dir_to_dump")
+    p.add_argument("--vault", type=Path,
+                   help="use this vault user's target_dir_to_dump (asks for the passphrase: the folder "
+                        "this device confirmed, never one a writer of the vault folder put there)")
     p.add_argument("--user", help="with --vault: which user")
+    p.add_argument("--passphrase-fd", type=int, metavar="N", help="with --vault: read the passphrase from fd N")
+    p.add_argument("--passphrase-file", metavar="FILE", help="with --vault: read the passphrase from FILE")
     p.add_argument("--code-fd", type=int, metavar="N", help=f"read the code from fd N (or ${ENV_CODE})")
     p.add_argument("--code-file", metavar="FILE", help="read the code from FILE")
     relay_option(p)
@@ -217,17 +221,18 @@ def _dump_dir(args: argparse.Namespace) -> Path | None:
         except VaultError:
             return None
         return Path(target) if target else None
-    from fusevault.vault.model import users
-    from fusevault.vault.model.trust import self_signed
-    from fusevault.vault.services.opening import open_vault
+    from fusevault.vault.model import confirmed
+    from fusevault.vault.services.opening import unlock_vault
 
-    _, store = open_vault(args.vault)
+    # Her key, and the folder this device confirmed: a writer of the vault folder can sign a user
+    # document of hers with a key of his naming any folder (an autostart folder, /etc/cron.d), so
+    # the document's own signature says nothing (tests/mount/test_trust_attack_round22b.py, hole 5).
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=str(args.vault))
+    unlocked = unlock_vault(args.vault, args.user, secret)
     try:
-        user = users.find_user(store, args.user)
-        # Without the key only the document's own signature can be checked: unsigned, no default.
-        target = user.get("target_dir_to_dump") if self_signed(user) else None
+        target = confirmed.load(unlocked.store, unlocked.key, unlocked.layout.root).target_dir_to_dump
     finally:
-        store.close()
+        unlocked.store.close()
     return Path(target) if target else None
 
 

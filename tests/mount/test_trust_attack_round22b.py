@@ -422,8 +422,6 @@ def transfer_relay(redis_url: str):
         yield url
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 5: receive --vault trusts a self-signed dump folder (cli/transfer.py:228)")
 def test_receive_with_vault_does_not_land_files_where_a_store_writer_says(transfer_relay: str, vault: Path,
                                                                           tmp_path: Path) -> None:
     dump, chosen = tmp_path / "dump", tmp_path / "autostart"
@@ -431,23 +429,34 @@ def test_receive_with_vault_does_not_land_files_where_a_store_writer_says(transf
     with mounted(vault, tmp_path / "mnt") as mnt:
         result = fusevault("config", "set", "target_dir_to_dump", dump, "--mount", mnt, passphrase=None)
         assert result.returncode == 0, result.stderr
-    # The store writer: her user document, its signing key his, its dump folder his choice, signed by him.
     [her] = adversary.docs(vault, "UserDetails")
     assert her["target_dir_to_dump"] == str(dump)
+    src = tmp_path / "sent" / "evil.desktop"
+    src.parent.mkdir()
+    src.write_text("[Desktop Entry]\nExec=sh -c 'id > /tmp/owned'\n")
+    # Her own device, her key: the folder it confirmed (fixed: cli/transfer.py ``_dump_dir`` unlocks).
+    with sending(transfer_relay, src) as (sender, name, code):
+        got = fusevault("receive", name, "--relay", transfer_relay, "--vault", vault,
+                        env={"FUSEVAULT_CODE": code}, cwd=tmp_path)
+        assert got.returncode == 0 and (dump / "evil.desktop").exists(), got.stderr
+        sender.wait(30)
+    (dump / "evil.desktop").unlink()
+    # The store writer: her user document, its signing key his, its dump folder his choice, signed by him.
     his = Ed25519PrivateKey.generate()
     forged = {**her, "target_dir_to_dump": str(chosen),
               "public_sign": b64e(his.public_key().public_bytes_raw())}
     adversary.put(vault, sign_doc(her["_id"], his, forged))
-    src = tmp_path / "sent" / "evil.desktop"
-    src.parent.mkdir()
-    src.write_text("[Desktop Entry]\nExec=sh -c 'id > /tmp/owned'\n")
     with sending(transfer_relay, src) as (sender, name, code):
-        got = fusevault("receive", name, "--relay", transfer_relay, "--vault", vault, passphrase=None,
+        got = fusevault("receive", name, "--relay", transfer_relay, "--vault", vault,
                         env={"FUSEVAULT_CODE": code}, cwd=tmp_path)
-        sender.wait(30)
     assert not (chosen / "evil.desktop").exists(), (
         f"the received file landed in {chosen}, the folder the store writer's self-signed document named "
         f"(receive exit {got.returncode})")
+    assert got.returncode == 5 and "do not match" in got.stderr and "Traceback" not in got.stderr, got.stderr
+    assert not (dump / "evil.desktop").exists()
+    no_key = fusevault("receive", "1234", "--relay", transfer_relay, "--vault", vault, passphrase=None,
+                       env={"FUSEVAULT_CODE": "1-a-b"}, cwd=tmp_path)
+    assert no_key.returncode != 0 and "no passphrase" in no_key.stderr and "Traceback" not in no_key.stderr
 
 
 # --- hole 6: the sender's names reach her terminal raw
