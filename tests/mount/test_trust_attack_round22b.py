@@ -49,13 +49,19 @@ Holes
    and the mount server ends.  Seen: 60 s after the drop the mount is gone (``fusevault status``:
    "no vault is mounted"), and a program still writing to the mount point writes plaintext into
    the empty folder under it; ``fusevault link collect`` answers "internal error".  The item is
-   never discarded (the server still holds it), so every later mount dies the same way a minute
-   after unlocking.  A symlink entry without ``target``, a huge ``mtime_ns`` are likely the same
-   (not tried).
+   never discarded (the server still holds it), so every later mount should die the same way a
+   minute after unlocking (inferred, not waited for).  A symlink entry without ``target``, a huge
+   ``mtime_ns`` are likely the same (not tried).
+   Whoever runs the link store needs not even a drop: answering ``{}`` (HTTP 200) to the list of
+   versions, ``LinkClient.versions`` raises KeyError (client.py:55, ``["versions"]``; a list
+   without ``deleted`` fails at owner.py:216 the same way), and the mount is gone a minute later:
+   seen.  A proxy in front of the store that answers a 200 page of its own would do the same.
    Fix: ``content.entries`` checks every field it will use (mode and mtime_ns ints in range,
-   target a string); ``_take`` turns anything wrong in a dropped item into CorruptData; the
-   collector catches Exception per item and per run.
-   Test: test_a_strangers_dropped_item_does_not_take_her_mount_down (waits up to 75 s: the
+   target a string); ``_take`` turns anything wrong in a dropped item into CorruptData; the link
+   client turns any answer it cannot read into a VaultError; the collector catches Exception per
+   item and per run.
+   Tests: test_a_strangers_dropped_item_does_not_take_her_mount_down,
+   test_a_link_store_answering_nonsense_does_not_take_her_mount_down (each waits up to 75 s: the
    collector's period).
 
 4. ONE DROPPED ITEM STOPS HER DROP BOX FOR GOOD, AND HER DEVICE FORGETS THE BOX.  The dropper names
@@ -187,8 +193,9 @@ Holes
 
 What held
 ---------
-- Send / receive, a hostile sender or relay: names with ``/``-tricks, ``..``, ``.``, absolute or
-  empty parts, NUL or parts over 255 bytes are refused (output.py ``safe_target``); a file where a
+- Send / receive, a hostile sender or relay: names with ``..``, ``.``, absolute or empty parts,
+  NUL or parts over 255 bytes are refused (output.py ``safe_target``; hole 9 is what a name of
+  several parts still does inside the output folder); a file where a
   folder of the list is, or a symlink on the way (hers or one the list made), is refused, never
   followed (``mkdir_inside``); partial files are opened ``O_NOFOLLOW`` and linked under their name
   only if nothing is there (``os.link``), so an existing file is never replaced; the received
@@ -216,8 +223,9 @@ What held
   id and key are derived; conflicts on files shared with her are settled by the owner's devices
   only.
 - Settings: the mount's ``config``, ``export`` and ``receive`` (through the mount) use the
-  settings this device confirmed, not the store's; ``settings.check`` refuses a watched folder
-  that holds the vault folder or a mount, or nests with the dump folder.
+  settings this device confirmed, not the store's (``receive --vault`` aside: hole 5);
+  ``settings.check`` refuses a watched folder that holds the vault folder or a mount, or nests
+  with the dump folder (not one reached through a link inside it: hole 8).
 - Drop boxes: a dropped file's mode is ``& 0o777``; a dropped name never replaces her file
   (``unique_name``, rename ``noreplace``); an item that does not open or check out is discarded
   (`tests/services/test_links.py::test_garbage_in_a_drop_box_does_not_block_what_comes_after`),
@@ -376,6 +384,50 @@ def test_a_strangers_dropped_item_does_not_take_her_mount_down(relay: str, vault
             time.sleep(1)
         assert is_mounted(mnt), "a stranger's dropped item took her mount down (the collector's ValueError)"
         assert (mnt / "keep.txt").read_text() == "hers\n"
+
+
+@pytest.mark.xfail(strict=True,
+                   reason="hole 3: a link store answering {} to the list of versions ends the mount "
+                          "(client.py:55, owner.py:216,342)")
+def test_a_link_store_answering_nonsense_does_not_take_her_mount_down(redis_url: str, couchdb_server: str,
+                                                                      vault: Path, tmp_path: Path) -> None:
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    class Nonsense(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "keep.txt").write_text("hers\n")
+        db = f"{couchdb_server}/links{uuid.uuid4().hex[:8]}"
+        with running_relay(redis_url, "--couchdb", db) as (_, url):
+            made = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", url)
+            assert made.returncode == 0, made.stderr
+        # Whoever runs the link store now answers every request with 200 and "{}".
+        where = urlsplit(url)
+        server = http.server.ThreadingHTTPServer((where.hostname, where.port), Nonsense)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            deadline = time.monotonic() + 75  # DROPS_EVERY (agent/sessions.py) is 60 s
+            while time.monotonic() < deadline and is_mounted(mnt):
+                time.sleep(1)
+            alive = is_mounted(mnt)
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert alive, "a link store answering {} to the list of versions took her mount down"
 
 
 @pytest.mark.xfail(strict=True,
