@@ -24,6 +24,7 @@ import trio
 
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.imports import source_paths
 from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.placing import (
@@ -54,24 +55,24 @@ def ignored(name: str) -> bool:
             or ".fvpart-" in name or name.startswith((".#", ".~lock.")))
 
 
-def open_source(host: HostAccess, path: Path) -> BinaryIO:
-    """The regular file at ``path``, opened as the user; FileNotFoundError for
-    anything else (gone, a symbolic link, a fifo or device)."""
+def open_source(host: HostAccess, source: Path, location: str) -> BinaryIO:
+    """The regular file at ``location`` in the watched folder, opened as the user; FileNotFoundError
+    for anything else (gone, a symbolic link on the way or at the end, a fifo or device)."""
     try:
-        fd = host.open(str(path), SOURCE_FLAGS)
+        fd = source_paths.open_file(host, source, location, SOURCE_FLAGS)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise FileNotFoundError(errno.ENOENT, "a symbolic link", str(path)) from None
+            raise FileNotFoundError(errno.ENOENT, "a symbolic link", location) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise FileNotFoundError(errno.ENOENT, "not a regular file", str(path))
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", location)
     return os.fdopen(fd, "rb")
 
 
-def hash_file(host: HostAccess, path: Path) -> tuple[str, Stamp]:
+def hash_file(host: HostAccess, source: Path, location: str) -> tuple[str, Stamp]:
     digest = hashlib.sha256()
-    with open_source(host, path) as f:
+    with open_source(host, source, location) as f:
         before = Stamp.of(os.fstat(f.fileno()))
         while data := f.read(READ_CHUNK):
             digest.update(data)
@@ -103,10 +104,9 @@ class Importer:
 
     async def take(self, location: str) -> tuple[str, int, bool]:
         """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
-        path = self.source / location
         try:
-            st = await trio.to_thread.run_sync(self.host.lstat, str(path))
-        except FileNotFoundError:
+            st = await trio.to_thread.run_sync(source_paths.lstat, self.host, self.source, location)
+        except (FileNotFoundError, NotADirectoryError):
             return GONE, 0, False
         if not stat.S_ISREG(st.st_mode):
             return GONE, 0, False  # symbolic links, devices, sockets: not imported
@@ -120,14 +120,14 @@ class Importer:
         mode = stat.S_IMODE(st.st_mode)
         if known is None and not self._in_vault(location):
             # New, and nothing there to compare with: copy (and hash) in one pass.
-            return await self._copy(location, path, mode, None, stamp, None)
+            return await self._copy(location, mode, None, stamp, None)
         try:
-            sha, before = await self.vol.in_thread(hash_file, self.host, path)
+            sha, before = await self.vol.in_thread(hash_file, self.host, self.source, location)
         except FileNotFoundError:
             return GONE, 0, False
         if (record := await self._already_there(location, known, sha, before)) is not None:
             return UNCHANGED, 0, await self._remove_source(record)
-        return await self._copy(location, path, mode, sha, before, known)
+        return await self._copy(location, mode, sha, before, known)
 
     def _in_vault(self, location: str) -> bool:
         try:
@@ -143,13 +143,13 @@ class Importer:
             return None
         record = self.records[location][0]
         if record.stamp == stamp and self.vol.holds(record.fid):
-            if not await trio.to_thread.run_sync(self._exists, self.source / location):
+            if not await trio.to_thread.run_sync(self._exists, location):
                 return record
         return None
 
-    def _exists(self, path: Path) -> bool:
+    def _exists(self, location: str) -> bool:
         try:
-            self.host.lstat(str(path))
+            source_paths.lstat(self.host, self.source, location)
         except (FileNotFoundError, NotADirectoryError):
             return False
         return True
@@ -193,14 +193,14 @@ class Importer:
         await self._save(record)
         return record
 
-    async def _copy(self, location: str, path: Path, mode: int, sha: str | None, before: Stamp,
+    async def _copy(self, location: str, mode: int, sha: str | None, before: Stamp,
                     known: tuple[Record, str] | None) -> tuple[str, int, bool]:
         """Write the file into the vault; ``sha`` (when hashed first) and ``before`` are the
         state it was decided on, so a change while copying is noticed."""
         where, name = split(self._vault_path(location))
         parent = await make_dirs(self.vol, where, self.caller)
         try:
-            source = await trio.to_thread.run_sync(open_source, self.host, path)
+            source = await trio.to_thread.run_sync(open_source, self.host, self.source, location)
         except FileNotFoundError:
             return GONE, 0, False
         with source:
@@ -243,18 +243,16 @@ class Importer:
         await make_durable(self.vol, node)
         if await file_digest(self.vol, node) != record.sha256:
             return False  # changed in the vault since: the source is the only copy of that state
-        path = self.source / record.file_location
 
         def remove_if_unchanged() -> bool:
             try:
-                if Stamp.of(self.host.lstat(str(path))) != record.stamp:
-                    return False
-                self.host.unlink(str(path))  # as the user: only what they may delete
-            except FileNotFoundError:
+                # As the user (only what they may delete), and only the file imported.
+                return source_paths.remove_if(self.host, self.source, record.file_location,
+                                              lambda st: Stamp.of(st) == record.stamp)
+            except (FileNotFoundError, NotADirectoryError):
                 return False
             except PermissionError as err:
                 log.warning("import: %s stays in the source: %s", record.file_location, err.strerror)
                 return False
-            return True
 
         return await trio.to_thread.run_sync(remove_if_unchanged)

@@ -28,6 +28,7 @@ from watchfiles import Change, awatch
 
 from fusevault.errors import VaultError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.imports import source_paths
 from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import GONE, Importer, ignored
 from fusevault.tasks import TaskState
@@ -88,7 +89,8 @@ def stamps(host: HostAccess, source: Path, locations: list[str]) -> dict[str, St
     found: dict[str, Stamp | None] = {}
     for location in locations:
         try:
-            st = host.lstat(str(source / location))
+            # Never through a link: watchfiles reports what lies under a linked folder too.
+            st = source_paths.lstat(host, source, location)
         except OSError:
             found[location] = None
             continue

@@ -653,9 +653,6 @@ def test_a_write_grantees_concurrent_branch_does_not_delete_her_file_past_the_tr
 # --- hole 8: a link in the watched folder: files outside it are imported and deleted
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 8: events through a symlinked folder are imported and removed "
-                          "(watcher.py:91,181-190; importer.py:61,108,252)")
 def test_a_link_in_the_watched_folder_does_not_make_her_device_delete_files_outside_it(
         vault: Path, tmp_path: Path) -> None:
     from mount.test_imports import watch
@@ -680,9 +677,6 @@ def test_a_link_in_the_watched_folder_does_not_make_her_device_delete_files_outs
         f"the vault now holds {imported}")
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 8: a link to the vault folder: the import deletes store.sqlite "
-                          "(settings.py check only looks at the folder itself)")
 def test_a_link_in_the_watched_folder_to_the_vault_folder_does_not_destroy_her_vault(
         vault: Path, tmp_path: Path) -> None:
     from mount.test_imports import watch
