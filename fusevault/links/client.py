@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from fusevault.encoding import loads_untrusted
-from fusevault.errors import InvalidInput, LinkGone, LinkRefused, VaultError
+from fusevault.errors import CorruptData, InvalidInput, LinkGone, LinkRefused, VaultError
 from fusevault.links.capability import b64url
 from fusevault.transfer.client import RelayClient, _error, _failure
 
@@ -51,8 +51,16 @@ class LinkClient(RelayClient):
         return loads_untrusted(self._send("GET", f"/items/{item}/versions/latest", key).content)
 
     def versions(self, item: str, delete_key: bytes) -> list[dict]:
+        """The item's versions, each ``{id: str, deleted: bool, ...}``: anything else is the link
+        store's garbage, said as such (CorruptData), never a KeyError in the caller."""
         listed = self._send("GET", f"/items/{item}/versions", (DELETE, delete_key))
-        return loads_untrusted(listed.content)["versions"]
+        try:
+            found = loads_untrusted(listed.content)["versions"]
+            if not isinstance(found, list) or not all(_a_version(v) for v in found):
+                raise TypeError
+        except (KeyError, TypeError, ValueError):
+            raise CorruptData("the link store's list of versions is malformed") from None
+        return found
 
     def delete_version(self, item: str, delete_key: bytes, version_id: str) -> None:
         self._send("DELETE", f"/items/{item}/versions/{version_id}", (DELETE, delete_key))
@@ -67,3 +75,9 @@ class LinkClient(RelayClient):
         if response.status_code == 503 and "links" in message:
             return InvalidInput(message)
         return _failure(response)
+
+
+def _a_version(value: object) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("id"), str)
+            and isinstance(value.get("deleted"), bool))
+

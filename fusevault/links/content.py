@@ -26,6 +26,7 @@ from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
 from fusevault.transfer.output import inside, mkdir_inside, safe_target
 from fusevault.vault.format.atomic import fsync_dir
+from fusevault.vault.model import names
 
 BLOCK = 1024 * 1024  # plaintext bytes per block
 UPLOADERS = 4  # blocks sent at once
@@ -203,3 +204,32 @@ def _write_file(temp: Path, chunks: Iterator[bytes], entry: dict, advance: Calla
         os.fchmod(out.fileno(), int(entry["mode"]) & 0o7777)
         os.utime(out.fileno(), ns=(entry["mtime_ns"], entry["mtime_ns"]))
         os.fsync(out.fileno())
+
+
+def dropped_entries(manifest: dict) -> list[dict]:
+    """A dropped item's entries: ``entries``, and every field the drop box uses checked, since
+    anyone with the drop link writes them (a mode that was no number ended the mount's collector,
+    a top name "a/b" stopped the box for good: tests/mount/test_trust_attack_round22b.py, holes 3
+    and 4).  The top is one name; modes and times are whole numbers in range; a link's target is
+    text."""
+    found = entries(manifest)
+    try:
+        if names.problem(str(manifest["name"])) is not None:
+            raise ValueError("top")
+        for entry in found:
+            if entry["type"] == "symlink":
+                if not isinstance(entry["target"], str):
+                    raise ValueError("target")
+            elif not _whole(entry.get("mode"), 0, 0o7777):
+                raise ValueError("mode")
+            if entry["type"] == "file" and not _whole(entry.get("mtime_ns"), -(2**63), 2**63 - 1):
+                raise ValueError("mtime_ns")
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData("the dropped item's list of files is malformed or unsafe: "
+                          "nothing was written") from None
+    return found
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+

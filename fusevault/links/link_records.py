@@ -60,10 +60,15 @@ def load_records(store: Store, key: MasterKey) -> dict[str, tuple[LinkRecord, st
             record = LinkRecord(**{**fields, "keys": OwnerKeys.from_dict(fields["keys"])})
         except (KeyError, TypeError, ValueError):
             raise CorruptData(f"link record {doc_id} is malformed") from None
-        why = names.path_problem(record.path) or next(
-            (names.problem(n) for n in record.pending.values() if names.problem(n)), None)
+        why = names.path_problem(record.path)
         if why is not None:
             log.warning("link record %s refused: %s", doc_id, why)
             continue
+        # A pending name is a dropped item's, chosen by whoever dropped it (before round 22 one
+        # that was no file name refused the whole record: her box forgotten, never revoked).
+        for vid, name in list(record.pending.items()):
+            if (why := names.problem(name)) is not None:
+                log.warning("link record %s: pending name of %s dropped: %s", doc_id, vid, why)
+                del record.pending[vid]
         found[record.item] = (record, rev)
     return found

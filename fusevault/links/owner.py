@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 import trio
 
 from fusevault.encoding import name_to_str, str_to_name
-from fusevault.errors import CorruptData, InvalidInput, LinkGone, NotFound, VaultError
+from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, NotFound, VaultError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
@@ -205,8 +205,11 @@ class Links:
                     continue
                 try:
                     files += await self._collect_one(record, rev, errors)
-                except VaultError as err:  # one box's server away: the others still arrive
+                except VaultError as err:  # one box's server away, or garbage: the others still arrive
                     errors.append(f"{record.path}: {err}")
+                except Exception:  # a defect met in what a stranger or the link store sent
+                    log.exception("drop box %s", record.path)
+                    errors.append(f"{record.path}: internal error (see the log); the other boxes go on")
         return {"files": files, "errors": errors}
 
     async def _collect_one(self, record: LinkRecord, rev: str, errors: list[str]) -> int:
@@ -217,9 +220,9 @@ class Links:
                 vid = version["id"]
                 try:
                     files, rev = await self._take(client, record, rev, version)
-                except CorruptData as err:
-                    # Anyone with the drop link can post garbage: it must not block what
-                    # comes after it.  Nobody can read it, so it goes.
+                except (CorruptData, FsError) as err:
+                    # Anyone with the drop link can post garbage (or a name the vault refuses): it
+                    # must not block what comes after it.  Nobody can read it, so it goes.
                     errors.append(f"{record.path}: a dropped item could not be opened "
                                   f"and was discarded ({err})")
                     files = 0
@@ -245,9 +248,9 @@ class Links:
             await self._remove(folder, temp)
         try:
             manifest = capability.open_drop(keys, record.item, version)
-            found = content.entries(manifest)
+            found = content.dropped_entries(manifest)
             await self._write_drop(client, keys.read_key, record.item, manifest, found, folder, temp)
-        except CorruptData:
+        except (CorruptData, FsError):
             if temp in folder.children:
                 await self._remove(folder, temp)
             raise
@@ -341,6 +344,9 @@ async def collect_periodically(links: Links, every: float, task: TaskState, *,
             answer = await links.collect()
         except VaultError as err:
             answer = {"files": 0, "errors": [str(err)]}
+        except Exception:  # never the mount's end: what a stranger drops is all this reads
+            log.exception("drop boxes")
+            answer = {"files": 0, "errors": ["internal error (see the log)"]}
         for error in answer["errors"]:
             log.error("drop boxes: %s", error)
             task.failed(error)

@@ -370,8 +370,6 @@ def _drop_hostile(drop: str, tmp_path: Path, how: str) -> None:
         client.add_version(link.item, link.first, {**capability.seal_drop(link, manifest), "blocks": blocks})
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 3: a dropped mode that is no number ends the mount (owner.py:281,342)")
 def test_a_strangers_dropped_item_does_not_take_her_mount_down(relay: str, vault: Path,
                                                                 tmp_path: Path) -> None:
     """The mount's own collector (every 60 s) meets the item: a ValueError it does not catch."""
@@ -386,9 +384,6 @@ def test_a_strangers_dropped_item_does_not_take_her_mount_down(relay: str, vault
         assert (mnt / "keep.txt").read_text() == "hers\n"
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 3: a link store answering {} to the list of versions ends the mount "
-                          "(client.py:55, owner.py:216,342)")
 def test_a_link_store_answering_nonsense_does_not_take_her_mount_down(redis_url: str, couchdb_server: str,
                                                                       vault: Path, tmp_path: Path) -> None:
     import http.server
@@ -430,8 +425,6 @@ def test_a_link_store_answering_nonsense_does_not_take_her_mount_down(redis_url:
         assert alive, "a link store answering {} to the list of versions took her mount down"
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 4: a dropped item named a/b stops the box (owner.py:220,257)")
 def test_a_strangers_dropped_item_named_a_slash_b_does_not_block_the_drops_after_it(
         relay: str, vault: Path, tmp_path: Path) -> None:
     (tmp_path / "invoice.pdf").write_bytes(b"%PDF a real drop")
@@ -449,8 +442,6 @@ def test_a_strangers_dropped_item_named_a_slash_b_does_not_block_the_drops_after
             f"Inbox holds {os.listdir(mnt / 'Inbox')}")
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 4: pending a/b refuses her box's record (link_records.py:63-67)")
 def test_a_strangers_dropped_item_does_not_make_her_device_forget_her_drop_box(
         relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
