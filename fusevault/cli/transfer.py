@@ -61,7 +61,8 @@ def add_commands(command: Command) -> None:
                    help="use this vault user's target_dir_to_dump (asks for the passphrase: the folder "
                         "this device confirmed, never one a writer of the vault folder put there)")
     p.add_argument("--user", help="with --vault: which user")
-    p.add_argument("--passphrase-fd", type=int, metavar="N", help="with --vault: read the passphrase from fd N")
+    p.add_argument("--passphrase-fd", type=int, metavar="N",
+                   help="with --vault: read the passphrase from fd N")
     p.add_argument("--passphrase-file", metavar="FILE", help="with --vault: read the passphrase from FILE")
     p.add_argument("--code-fd", type=int, metavar="N", help=f"read the code from fd N (or ${ENV_CODE})")
     p.add_argument("--code-file", metavar="FILE", help="read the code from FILE")
