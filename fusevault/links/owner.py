@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import trio
 
-from fusevault.encoding import name_to_str, str_to_name
+from fusevault.encoding import name_to_str, shown, str_to_name
 from fusevault.errors import CorruptData, InvalidInput, LinkGone, NotFound, VaultError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links import capability, content
@@ -206,7 +206,7 @@ class Links:
                 try:
                     files += await self._collect_one(record, rev, errors)
                 except VaultError as err:  # one box's server away: the others still arrive
-                    errors.append(f"{record.path}: {err}")
+                    errors.append(f"{shown(record.path)}: {shown(str(err))}")
         return {"files": files, "errors": errors}
 
     async def _collect_one(self, record: LinkRecord, rev: str, errors: list[str]) -> int:
@@ -220,8 +220,9 @@ class Links:
                 except CorruptData as err:
                     # Anyone with the drop link can post garbage: it must not block what
                     # comes after it.  Nobody can read it, so it goes.
-                    errors.append(f"{record.path}: a dropped item could not be opened "
-                                  f"and was discarded ({err})")
+                    # Its text may hold the dropper's names: shown, never raw (`link collect`, status).
+                    errors.append(f"{shown(record.path)}: a dropped item could not be opened "
+                                  f"and was discarded ({shown(str(err))})")
                     files = 0
                 # The server forgets it only once the vault holds it for good.
                 with contextlib.suppress(LinkGone):
@@ -340,7 +341,7 @@ async def collect_periodically(links: Links, every: float, task: TaskState, *,
         try:
             answer = await links.collect()
         except VaultError as err:
-            answer = {"files": 0, "errors": [str(err)]}
+            answer = {"files": 0, "errors": [shown(str(err))]}
         for error in answer["errors"]:
             log.error("drop boxes: %s", error)
             task.failed(error)
