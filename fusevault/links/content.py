@@ -22,6 +22,7 @@ from pathlib import Path
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e, shown
 from fusevault.errors import CorruptData, InvalidInput
+from fusevault.host_access import SAFE_MODE_BITS  # never a setuid, setgid or sticky bit (as export)
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
 from fusevault.transfer.output import check_new_tops, inside, mkdir_inside, safe_target
@@ -32,7 +33,6 @@ BLOCK = 1024 * 1024  # plaintext bytes per block
 UPLOADERS = 4  # blocks sent at once
 IN_FLIGHT = 8  # blocks read but not yet stored
 KINDS = ("file", "dir", "symlink")
-SAFE_MODE_BITS = 0o777  # never a setuid, setgid or sticky bit from a link (as export)
 
 
 @dataclass(frozen=True)
