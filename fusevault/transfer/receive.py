@@ -101,6 +101,7 @@ class Receiver:
         self.token = b""
         self.open: set[str] = set()  # request ids to cancel if we stop
         self.partials: list[Path] = []
+        self.resuming = False  # whether this run found an earlier run's state (set in _run)
         self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="pop")
         self.local = threading.local()
         self.clients: list[RelayClient] = []
@@ -118,6 +119,7 @@ class Receiver:
         session = self.client.join(name)
         self.sid = session["id"]
         self.state = ResumeState(self.output, self.sid)
+        self.resuming = self.state.saved  # an earlier run of this session left its state here
         try:
             keys, manifest = self.handshake(code, session)
             self.fetch(keys, manifest)
@@ -190,7 +192,12 @@ class Receiver:
         links = [link for link in links if self._wanted(link["name"])]
         if not files and not links:
             raise InvalidInput("none of the session's files match: see --list")
-        todo = self.plan(files, links)
+        try:
+            todo = self.plan(files, links)
+        except AlreadyExists:
+            if not self.resuming:  # refused before anything was made: nothing to resume, no state left
+                self.forget()
+            raise
         requests = {inc.fid: crypto.FileRequest(keys, inc.fid, inc.first) for inc in todo}
         if requests:
             self.client.request(self.sid, [
