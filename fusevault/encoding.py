@@ -1,5 +1,6 @@
 """Text encodings for binary values and file names inside JSON documents,
-and the one parser for JSON that comes from outside this process."""
+the one way a name from outside is shown, and the one parser for JSON that
+comes from outside this process."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ def name_to_str(name: bytes) -> str:
 
 def str_to_name(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+def shown(text: str) -> str:
+    """A name from outside (a sender's, a link owner's, a dropper's) as it may reach a terminal or a
+    log: as it is when every character prints, else its repr.  Any of them may carry ESC, BEL or
+    CR, which a terminal obeys (set the clipboard, overwrite the line above): every message and
+    progress line that holds such a name passes it through here."""
+    return text if text.isprintable() else repr(text)
 
 
 # --- JSON from the store, peers, the relay, links, helpers: hostile until parsed

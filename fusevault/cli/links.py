@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from fusevault.cli.options import Command, offline_options, relay_option
+from fusevault.encoding import shown
 from fusevault.errors import InvalidInput
 
 UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600,
@@ -120,10 +121,10 @@ def _get(args: argparse.Namespace) -> int:
         seq, manifest = capability.open_share(link, client.latest(link.item, ("read", link.read_key)))
         total = sum(int(e.get("size", 0)) for e in content.entries(manifest))
         with transfer_progress() as progress:
-            task = progress.add_task(f"fetching {manifest['name']}", total=total)
+            task = progress.add_task(f"fetching {shown(str(manifest['name']))}", total=total)
             top = content.write_local(client, link.read_key, link.item, manifest, dest, args.overwrite,
                                       advance=lambda n: progress.advance(task, n))
-    print(f"fetched {top} (version {seq})")
+    print(f"fetched {shown(str(top))} (version {seq})")
     return 0
 
 
@@ -185,8 +186,8 @@ def _revoke(args: argparse.Namespace) -> int:
 def _collect(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "link_collect"})
     print(f"took in {answer['files']} dropped file(s)")
-    for error in answer["errors"]:
-        print(f"fusevault: {error}", file=sys.stderr)
+    for error in answer["errors"]:  # the mount shows a dropper's names already; a mount of before did not
+        print(f"fusevault: {shown(str(error))}", file=sys.stderr)
     return 1 if answer["errors"] else 0
 
 

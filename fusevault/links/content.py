@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d, b64e
-from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
+from fusevault.encoding import b64d, b64e, shown
+from fusevault.errors import CorruptData, InvalidInput
+from fusevault.host_access import SAFE_MODE_BITS  # never a setuid, setgid or sticky bit (as export)
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
-from fusevault.transfer.output import inside, mkdir_inside, safe_target
+from fusevault.transfer.output import check_new_tops, inside, mkdir_inside, safe_target
 from fusevault.vault.format.atomic import fsync_dir
 from fusevault.vault.model import names
 
@@ -109,10 +110,13 @@ def upload(client: LinkClient, item: str, append_key: bytes, sources: list[Sourc
 
 
 def entries(manifest: dict) -> list[dict]:
-    """The manifest's entries, checked: known kinds, relative names under one top name."""
+    """The manifest's entries, checked: known kinds, relative names under one top name, which is
+    one name (no "/"): whoever signs a link names what it makes, never a path into a folder of hers."""
     try:
         found = list(manifest["entries"])
         top = str(manifest["name"])
+        if not names.valid(top):
+            raise ValueError(top)
         b64d(manifest["key"])
         seen: set[str] = set()
         for entry in found:
@@ -125,6 +129,7 @@ def entries(manifest: dict) -> list[dict]:
                 raise ValueError(path)
             if entry["type"] == "file" and not isinstance(entry["blocks"], list):
                 raise ValueError(path)
+            _check_fields(entry)
     except (KeyError, TypeError, ValueError, CorruptData):
         raise CorruptData("the link's list of files is malformed or unsafe: nothing was written") from None
     return found
@@ -145,53 +150,66 @@ def verified(chunks: Iterator[bytes], entry: dict) -> Iterator[bytes]:
         size += len(data)
         yield data
     if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-        raise CorruptData(f"{entry['path']} did not arrive intact")
+        raise CorruptData(f"{shown(str(entry['path']))} did not arrive intact")
 
 
 def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, dest: Path,
                 overwrite: bool = False, advance: Callable[[int], None] = lambda n: None) -> Path:
-    """Write a fetched version into the folder ``dest``; return the top file or folder."""
+    """Write a fetched version into the folder ``dest``; return the top file or folder.
+
+    The top must be new in ``dest`` (or ``overwrite``): a link never writes into a folder of hers
+    that was there before.  Modes (``& SAFE_MODE_BITS``) and times go only to what this made."""
     if not dest.is_dir():
         raise InvalidInput(f"{dest} is not a folder")
     found = entries(manifest)
     targets = [safe_target(dest, e["path"]) for e in found]
-    if not overwrite:
-        for entry, target in zip(found, targets, strict=True):
-            if entry["type"] != "dir" and os.path.lexists(target):
-                raise AlreadyExists(f"{target} exists (use --overwrite to replace it)")
+    if not overwrite:  # the same refusal (exit 11) as an existing file's
+        check_new_tops(dest, [e["path"] for e in found], set(), " (use --overwrite to replace it)")
+    made: set[Path] = set()  # the folders this fetch made: her own keep their modes, --overwrite or not
     for index, (entry, target) in enumerate(zip(found, targets, strict=True)):
         if not inside(dest, target.parent):  # through a symlink the link itself made
-            raise CorruptData(f"{entry['path']} would land outside {dest}: stopped")
+            raise CorruptData(f"{shown(str(entry['path']))} would land outside {dest}: stopped")
         if entry["type"] == "dir":
-            mkdir_inside(dest, target)  # a link or file in its place is refused, never followed
+            made.update(mkdir_inside(dest, target))  # a link or file in its place is refused, never followed
             continue
-        temp = target.with_name(f".{target.name[:200]}.fvpart-{uuid.uuid4().hex[:8]}")
-        try:
-            if entry["type"] == "symlink":
-                os.symlink(str(entry["target"]), temp)
-            else:
-                _write_file(temp, verified(contents(client, read_key, item, manifest, index), entry), entry,
-                            advance)
-            os.replace(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
-        fsync_dir(target.parent)
-    # Folders get their modes once everything is in them (a read-only one would refuse its files).
-    # Through a descriptor opened O_NOFOLLOW: a link in a folder's place (the sender's own symlink
-    # to ../.ssh) never gives the folder it names the sender's mode (attack round 17 (4)).
-    for entry, target in reversed(list(zip(found, targets, strict=True))):
-        if entry["type"] == "dir":
-            try:
-                fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError as err:
-                raise CorruptData(f"{entry['path']} is no longer a folder here: stopped ({err.strerror})") \
-                    from None
-            try:
-                os.fchmod(fd, int(entry["mode"]) & 0o7777)
-                os.utime(fd, ns=(entry["mtime_ns"], entry["mtime_ns"]))
-            finally:
-                os.close(fd)
+        _write_entry(client, read_key, item, manifest, index, target, advance)
+    _set_folder_modes([(e, t) for e, t in zip(found, targets, strict=True) if t in made])
     return targets[0]
+
+
+def _write_entry(client: LinkClient, read_key: bytes, item: str, manifest: dict, index: int, target: Path,
+                 advance: Callable[[int], None]) -> None:
+    """One file or symlink under a hidden name, then renamed to ``target``."""
+    entry = manifest["entries"][index]
+    temp = target.with_name(f".{target.name[:200]}.fvpart-{uuid.uuid4().hex[:8]}")
+    try:
+        if entry["type"] == "symlink":
+            os.symlink(str(entry["target"]), temp)
+        else:
+            chunks = verified(contents(client, read_key, item, manifest, index), entry)
+            _write_file(temp, chunks, entry, advance)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(target.parent)
+
+
+def _set_folder_modes(folders: list[tuple[dict, Path]]) -> None:
+    """The link's modes and times for the folders this fetch made, deepest first, once everything
+    is in them (a read-only one would refuse its files).  Through a descriptor opened O_NOFOLLOW:
+    a link in a folder's place (the sender's own symlink to ../.ssh) never gives the folder it names
+    the sender's mode (attack round 17 (4))."""
+    for entry, target in reversed(folders):
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            raise CorruptData(f"{shown(str(entry['path']))} is no longer a folder here: stopped "
+                              f"({err.strerror})") from None
+        try:
+            os.fchmod(fd, int(entry["mode"]) & SAFE_MODE_BITS)
+            os.utime(fd, ns=(entry["mtime_ns"], entry["mtime_ns"]))
+        finally:
+            os.close(fd)
 
 
 def _write_file(temp: Path, chunks: Iterator[bytes], entry: dict, advance: Callable[[int], None]) -> None:
@@ -201,35 +219,22 @@ def _write_file(temp: Path, chunks: Iterator[bytes], entry: dict, advance: Calla
             out.write(data)
             advance(len(data))
         out.flush()
-        os.fchmod(out.fileno(), int(entry["mode"]) & 0o7777)
+        os.fchmod(out.fileno(), int(entry["mode"]) & SAFE_MODE_BITS)
         os.utime(out.fileno(), ns=(entry["mtime_ns"], entry["mtime_ns"]))
         os.fsync(out.fileno())
 
 
-def dropped_entries(manifest: dict) -> list[dict]:
-    """A dropped item's entries: ``entries``, and every field the drop box uses checked, since
-    anyone with the drop link writes them (a mode that was no number ended the mount's collector,
-    a top name "a/b" stopped the box for good: tests/mount/test_trust_attack_round22b.py, holes 3
-    and 4).  The top is one name; modes and times are whole numbers in range; a link's target is
-    text."""
-    found = entries(manifest)
-    try:
-        if names.problem(str(manifest["name"])) is not None:
-            raise ValueError("top")
-        for entry in found:
-            if entry["type"] == "symlink":
-                if not isinstance(entry["target"], str):
-                    raise ValueError("target")
-            elif not _whole(entry.get("mode"), 0, 0o7777):
-                raise ValueError("mode")
-            if entry["type"] == "file" and not _whole(entry.get("mtime_ns"), -(2**63), 2**63 - 1):
-                raise ValueError("mtime_ns")
-    except (KeyError, TypeError, ValueError):
-        raise CorruptData("the dropped item's list of files is malformed or unsafe: "
-                          "nothing was written") from None
-    return found
+def _check_fields(entry: dict) -> None:
+    """The fields writing an entry uses, of the types it uses: whoever signs a link or drops into
+    a box writes them (a mode that was no number ended the mount's drop-box collector:
+    tests/mount/test_trust_attack_round22b.py, hole 3)."""
+    if entry["type"] == "symlink":
+        if not isinstance(entry["target"], str):
+            raise ValueError("target")
+        return
+    if not _whole(entry["mode"], 0, 0o7777) or not _whole(entry["mtime_ns"], -(2**63), 2**63 - 1):
+        raise ValueError("mode or mtime_ns")
 
 
 def _whole(value: object, low: int, high: int) -> bool:
     return type(value) is int and low <= value <= high
-

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import trio
 
-from fusevault.encoding import name_to_str, str_to_name
+from fusevault.encoding import name_to_str, shown, str_to_name
 from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, NotFound, VaultError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links import capability, content
@@ -206,10 +206,10 @@ class Links:
                 try:
                     files += await self._collect_one(record, rev, errors)
                 except VaultError as err:  # one box's server away, or garbage: the others still arrive
-                    errors.append(f"{record.path}: {err}")
+                    errors.append(f"{shown(record.path)}: {shown(str(err))}")
                 except Exception:  # a defect met in what a stranger or the link store sent
-                    log.exception("drop box %s", record.path)
-                    errors.append(f"{record.path}: internal error (see the log); the other boxes go on")
+                    log.exception("drop box %s", shown(record.path))
+                    errors.append(f"{shown(record.path)}: internal error (see the log); the others go on")
         return {"files": files, "errors": errors}
 
     async def _collect_one(self, record: LinkRecord, rev: str, errors: list[str]) -> int:
@@ -223,8 +223,9 @@ class Links:
                 except (CorruptData, FsError) as err:
                     # Anyone with the drop link can post garbage (or a name the vault refuses): it
                     # must not block what comes after it.  Nobody can read it, so it goes.
-                    errors.append(f"{record.path}: a dropped item could not be opened "
-                                  f"and was discarded ({err})")
+                    # Its text may hold the dropper's names: shown, never raw (`link collect`, status).
+                    errors.append(f"{shown(record.path)}: a dropped item could not be opened "
+                                  f"and was discarded ({shown(str(err))})")
                     files = 0
                 # The server forgets it only once the vault holds it for good.
                 with contextlib.suppress(LinkGone):
@@ -248,7 +249,7 @@ class Links:
             await self._remove(folder, temp)
         try:
             manifest = capability.open_drop(keys, record.item, version)
-            found = content.dropped_entries(manifest)
+            found = content.entries(manifest)
             await self._write_drop(client, keys.read_key, record.item, manifest, found, folder, temp)
         except (CorruptData, FsError):
             if temp in folder.children:
@@ -343,7 +344,7 @@ async def collect_periodically(links: Links, every: float, task: TaskState, *,
         try:
             answer = await links.collect()
         except VaultError as err:
-            answer = {"files": 0, "errors": [str(err)]}
+            answer = {"files": 0, "errors": [shown(str(err))]}
         except Exception:  # never the mount's end: what a stranger drops is all this reads
             log.exception("drop boxes")
             answer = {"files": 0, "errors": ["internal error (see the log)"]}

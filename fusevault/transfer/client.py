@@ -17,7 +17,7 @@ from typing import Self
 import certifi
 import httpx
 
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import loads_untrusted, shown
 from fusevault.errors import InvalidInput, NotFound, RateLimited, RelayUnavailable, VaultError, WrongCode
 from fusevault.transfer import DEFAULT_RELAY as DEFAULT_RELAY  # where it was (the parser's is light)
 
@@ -195,8 +195,9 @@ class RelayClient:
 
 
 def _error(response: httpx.Response) -> str:
+    """The server's own words (a relay or link store is from outside too): shown, never raw."""
     try:
-        return str(loads_untrusted(response.content).get("error", ""))
+        return shown(str(loads_untrusted(response.content).get("error", "")))
     except (ValueError, AttributeError):
         return ""
 

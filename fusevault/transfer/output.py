@@ -3,6 +3,10 @@
 Names come from the sender and are checked here: no absolute path, no ``..``,
 no folder made through a symbolic link, and a symlink is kept only when it
 stays inside its folder, as text and, with every link in place, resolved.
+The first part of every name (the file or folder the sender offered) must be
+new in the output folder (``check_new_tops``): a session only ever makes new
+top-level entries, never writes into a folder that was there before (her
+``~/.ssh`` when the output folder is her home).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from fusevault.errors import CorruptData, InvalidInput, PermissionDenied
+from fusevault.encoding import shown
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, PermissionDenied
 from fusevault.transfer.offer import link_stays_inside
 from fusevault.vault.format.atomic import fsync_dir
 
@@ -27,6 +32,22 @@ def safe_target(output: Path, name: str) -> Path:
             p in ("", ".", "..") or len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
         raise CorruptData(f"the sender offered an unsafe file name: {name!r}")
     return output.joinpath(*parts)
+
+
+def top_of(name: str) -> str:
+    """The file or folder the sender offered that ``name`` (checked by ``safe_target``) is in."""
+    return name.split("/", 1)[0]
+
+
+def check_new_tops(output: Path, names: list[str], ours: set[str], hint: str) -> list[str]:
+    """The top-level names of ``names`` that are not ``ours`` (made by an earlier run of the same
+    session), each refused if anything is there already: a session writes only into what it made.
+    ``hint`` ends the refusal: what she can do about it."""
+    new = sorted({top_of(name) for name in names} - ours)
+    for top in new:
+        if os.path.lexists(output / top):
+            raise AlreadyExists(f"{shown(str(output / top))} exists{hint}")
+    return new
 
 
 def inside(output: Path, path: Path) -> bool:
@@ -49,21 +70,25 @@ def check_output(output: Path) -> None:
         raise PermissionDenied(f"cannot {doing} {output}: {existing} is not writable for you")
 
 
-def mkdir_inside(output: Path, folder: Path) -> None:
+def mkdir_inside(output: Path, folder: Path) -> list[Path]:
     """``mkdir -p`` of ``folder`` under ``output``, following no symbolic link
-    on the way: a folder of the sender's list is a real folder or nothing."""
+    on the way: a folder of the sender's list is a real folder or nothing.
+    Returns the folders it made (only those may be given the sender's mode)."""
     try:
         parts = folder.relative_to(output).parts
     except ValueError:
-        raise CorruptData(f"{folder} would land outside {output}") from None
-    here = output
+        raise CorruptData(f"{shown(str(folder))} would land outside {shown(str(output))}") from None
+    here, made = output, []
     for part in parts:
         here = here / part
         try:
             os.mkdir(here, 0o777)  # less the umask, as mkdir -p
+            made.append(here)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(here).st_mode):  # a symlink or a file: never followed
-                raise CorruptData(f"the sender's list has a file or link where a folder is: {here}") from None
+                raise CorruptData("the sender's list has a file or link where a folder is: "
+                                  f"{shown(str(here))}") from None
+    return made
 
 
 def _resolves_inside(top: Path, path: Path) -> bool:
@@ -81,7 +106,7 @@ def make_links(output: Path, links: list[dict], say: Callable[[str], None]) -> N
         name, target = link["name"], link["target"]
         path = safe_target(output, name)
         if not link_stays_inside(name, target):
-            log.warning("did not make %s: a symlink to %s, outside its folder", name, target)
+            log.warning("did not make %s: a symlink to %s, outside its folder", shown(name), shown(target))
             continue
         if path.is_symlink() and os.readlink(path) == target:
             continue  # an earlier run made it
@@ -89,17 +114,17 @@ def make_links(output: Path, links: list[dict], say: Callable[[str], None]) -> N
         try:
             os.symlink(target, path)
         except FileExistsError:
-            raise CorruptData(f"the sender's list has a symlink where a folder is: {name}") from None
+            raise CorruptData(f"the sender's list has a symlink where a folder is: {shown(name)}") from None
         made.append((name, path, target))
     for name, path, target in made:
         # Checked again with every link in place: a chain of them must not lead out
         # either, and a link must lead somewhere now: a dangling one could be given a
         # meaning by links a later session adds (d/.. climbs wherever d points).
-        if not _resolves_inside(output / name.split("/")[0], path):
+        if not _resolves_inside(output / top_of(name), path):
             path.unlink()
-            log.warning("did not keep %s: through other symlinks it leads outside its folder", name)
+            log.warning("did not keep %s: through other symlinks it leads outside its folder", shown(name))
         else:
-            say(f"received {path} -> {target}")
+            say(f"received {shown(str(path))} -> {shown(target)}")
     if made:
         fsync_dir(output)
 

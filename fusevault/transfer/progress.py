@@ -16,6 +16,8 @@ from rich.progress import (
 
 
 def transfer_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+    # markup=False: a description holds a name from outside (already ``shown``), whose "[...]"
+    # rich would otherwise read as markup (styles, or a MarkupError for "[/x]").
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                     TransferSpeedColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), disable=not sys.stderr.isatty())

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from fusevault.encoding import b64e
+from fusevault.encoding import b64e, shown
 from fusevault.errors import (
     AlreadyExists,
     CorruptData,
@@ -42,7 +42,7 @@ from fusevault.errors import (
 )
 from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient, SessionEnded
-from fusevault.transfer.output import current_umask, make_links, mkdir_inside, safe_target
+from fusevault.transfer.output import check_new_tops, current_umask, make_links, mkdir_inside, safe_target
 from fusevault.transfer.progress import transfer_progress
 from fusevault.transfer.resume import ResumeState, partial_path
 from fusevault.vault.format.atomic import fsync_dir
@@ -101,6 +101,7 @@ class Receiver:
         self.token = b""
         self.open: set[str] = set()  # request ids to cancel if we stop
         self.partials: list[Path] = []
+        self.resuming = False  # whether this run found an earlier run's state (set in _run)
         self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="pop")
         self.local = threading.local()
         self.clients: list[RelayClient] = []
@@ -118,6 +119,7 @@ class Receiver:
         session = self.client.join(name)
         self.sid = session["id"]
         self.state = ResumeState(self.output, self.sid)
+        self.resuming = self.state.saved  # an earlier run of this session left its state here
         try:
             keys, manifest = self.handshake(code, session)
             self.fetch(keys, manifest)
@@ -177,20 +179,25 @@ class Receiver:
         files, links, skipped = _checked(manifest)
         if self.list_only:
             for f in files:
-                self.say(f"{f['size']:>12}  {_shown(f['name'])}")
+                self.say(f"{f['size']:>12}  {shown(f['name'])}")
             for link in links:
-                self.say(f"{'symlink':>12}  {_shown(link['name'])} -> {_shown(link['target'])}")
+                self.say(f"{'symlink':>12}  {shown(link['name'])} -> {shown(link['target'])}")
             for s in skipped:
-                self.say(f"{'skipped':>12}  {_shown(s['name'])} ({_shown(s['why'])})")
+                self.say(f"{'skipped':>12}  {shown(s['name'])} ({shown(s['why'])})")
             self.client.post(self.sid, {"done": keys.seal_done(self.token, "list", [])})
             return
         for s in skipped:
-            log.warning("the sender skipped %s: %s", _shown(s["name"]), _shown(s["why"]))
+            log.warning("the sender skipped %s: %s", shown(s["name"]), shown(s["why"]))
         files = [f for f in files if self._wanted(f["name"])]
         links = [link for link in links if self._wanted(link["name"])]
         if not files and not links:
             raise InvalidInput("none of the session's files match: see --list")
-        todo = self.plan(files, links)
+        try:
+            todo = self.plan(files, links)
+        except AlreadyExists:
+            if not self.resuming:  # refused before anything was made: nothing to resume, no state left
+                self.forget()
+            raise
         requests = {inc.fid: crypto.FileRequest(keys, inc.fid, inc.first) for inc in todo}
         if requests:
             self.client.request(self.sid, [
@@ -219,13 +226,18 @@ class Receiver:
                                     for o in self.only)
 
     def plan(self, files: list[dict], links: list[dict]) -> list[Incoming]:
+        names = [f["name"] for f in files] + [link["name"] for link in links]
+        for name in names:
+            safe_target(self.output, name)  # every name checked before any is used
+        # Only new top-level entries: a sender's ".ssh/authorized_keys2" never lands in her ~/.ssh.
+        new = check_new_tops(self.output, names, self.state.tops, ": move it away or use --output")
         todo = []
         for f in files:
             target = safe_target(self.output, f["name"])
             if f["id"] in self.state.done and os.path.lexists(target):
                 continue  # an earlier run of this command received it
             if os.path.lexists(target):
-                raise AlreadyExists(f"{target} exists: move it away or use --output")
+                raise AlreadyExists(f"{shown(str(target))} exists: move it away or use --output")
             inc = Incoming(f["id"], f["name"], f["size"], f["chunks"], target,
                            partial_path(target, self.sid, f["id"]))
             try:
@@ -239,7 +251,8 @@ class Receiver:
         for link in links:
             path = safe_target(self.output, link["name"])
             if os.path.lexists(path) and not (path.is_symlink() and os.readlink(path) == link["target"]):
-                raise AlreadyExists(f"{path} exists: move it away or use --output")
+                raise AlreadyExists(f"{shown(str(path))} exists: move it away or use --output")
+        self.state.claim(new)
         return todo
 
     def one(self, inc: Incoming, request: crypto.FileRequest, ack: dict, progress) -> None:
@@ -254,21 +267,21 @@ class Receiver:
             held = os.fstat(fd)
             prefix = inc.first * crypto.CHUNK
             if not stat.S_ISREG(held.st_mode) or held.st_size < prefix:
-                raise CorruptData(f"{inc.partial} changed while this ran")
+                raise CorruptData(f"{shown(str(inc.partial))} changed while this ran")
             os.ftruncate(fd, prefix)
             digest = hashlib.sha256()
             for offset in range(0, prefix, crypto.CHUNK):
                 digest.update(os.pread(fd, crypto.CHUNK, offset))
             os.lseek(fd, prefix, os.SEEK_SET)
             if prefix:
-                self.say(f"resuming {inc.name} at {prefix} of {inc.size} bytes")
-            task = progress.add_task(f"receiving {inc.name}", total=inc.size, completed=prefix)
+                self.say(f"resuming {shown(inc.name)} at {prefix} of {inc.size} bytes")
+            task = progress.add_task(f"receiving {shown(inc.name)}", total=inc.size, completed=prefix)
             trailer = self._chunks(fd, inc, key, rid, digest, progress, task)
             if os.fstat(fd).st_size != inc.size or digest.digest() != trailer:
                 os.close(fd)
                 fd = -1
                 inc.partial.unlink(missing_ok=True)
-                raise CorruptData(f"{inc.name} did not arrive intact: {RESUME} to fetch it again")
+                raise CorruptData(f"{shown(inc.name)} did not arrive intact: {RESUME} to fetch it again")
             os.fchmod(fd, 0o666 & ~current_umask())
             os.fsync(fd)
             os.close(fd)
@@ -276,7 +289,8 @@ class Receiver:
             try:
                 os.link(inc.partial, inc.target)  # never replaces a file that appeared meanwhile
             except FileExistsError:
-                raise AlreadyExists(f"{inc.target} appeared while receiving: not replaced") from None
+                raise AlreadyExists(f"{shown(str(inc.target))} appeared while receiving: "
+                                    "not replaced") from None
             fsync_dir(inc.target.parent)
             inc.partial.unlink()
             self.partials.remove(inc.partial)
@@ -286,7 +300,7 @@ class Receiver:
                 os.close(fd)
         self.client.finish(rid)
         self.open.discard(rid)
-        self.say(f"received {inc.target}")
+        self.say(f"received {shown(str(inc.target))}")
 
     def _chunks(self, fd: int, inc: Incoming, key: bytes, rid: str, digest, progress, task) -> bytes:
         """Take, open and write chunks from ``inc.first`` on; the SHA-256 the last one carries.
@@ -309,7 +323,7 @@ class Receiver:
                     trailer = b""
                     if last:
                         if len(plain) < crypto.DIGEST:
-                            raise CorruptData(f"{inc.name} did not arrive intact")
+                            raise CorruptData(f"{shown(inc.name)} did not arrive intact")
                         plain, trailer = plain[:-crypto.DIGEST], plain[-crypto.DIGEST:]
                     _write(fd, plain)
                     digest.update(plain)
@@ -389,8 +403,3 @@ def _write(fd: int, data: bytes) -> None:
         if err.errno == errno.ENOSPC:
             raise NoSpace(f"the disk is full: {RESUME} once there is room") from None
         raise
-
-
-def _shown(text: str) -> str:
-    """Text from the sender, safe for a terminal."""
-    return text if text.isprintable() else repr(text)

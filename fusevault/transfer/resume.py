@@ -1,7 +1,9 @@
 """What a receive leaves in its output folder so that the same command resumes it.
 
 ``.fusevault-receive-<tag>`` (mode 0600, one per session): the receiver's
-resume token on the first line, then one line per file received whole.  The
+resume token on the first line, then one line per top-level name the session
+made (``top HEX``: a new run may go on writing into it, output.py
+``check_new_tops``) and one per file received whole.  The
 token proves to the sender that a new run is the same receiver as before
 (anyone else with the code is a second receiver, refused).  It is worth
 nothing without the code and the session, and it sits beside the partial
@@ -17,6 +19,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from fusevault.encoding import name_to_str, str_to_name
 from fusevault.transfer import crypto
 from fusevault.vault.format.atomic import atomic_write
 
@@ -25,6 +28,10 @@ HEADER = "fusevault-receive 1"
 
 def _tag(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _name(hexed: str) -> str:
+    return name_to_str(bytes.fromhex(hexed))  # a name is any bytes: hex keeps newlines out of the file
 
 
 def partial_path(target: Path, sid: str, fid: str) -> Path:
@@ -36,6 +43,7 @@ class ResumeState:
         self.path = output / f".fusevault-receive-{_tag(sid)}"
         self.token: bytes | None = None
         self.done: set[str] = set()
+        self.tops: set[str] = set()  # top-level names this session made in the output folder
         self.saved = False
         try:
             lines = self.path.read_text().splitlines()
@@ -47,6 +55,7 @@ class ResumeState:
             try:
                 self.token = bytes.fromhex(lines[0].split()[-1])
                 self.done = {line.split(" ", 1)[1] for line in lines[1:] if line.startswith("done ")}
+                self.tops = {_name(line.split(" ", 1)[1]) for line in lines[1:] if line.startswith("top ")}
                 self.saved = True
             except ValueError:
                 self.token = None
@@ -66,9 +75,19 @@ class ResumeState:
     def finished(self, fid: str) -> None:
         """One more file is under its name: a new run must not ask for it again."""
         self.done.add(fid)
+        self._append(f"done {fid}\n")
+
+    def claim(self, tops: list[str]) -> None:
+        """Top-level names this session is about to make (none exists yet): a new run may go on
+        writing into them.  Saved before the first is made, so a crash never leaves one unclaimed."""
+        if tops:
+            self.tops.update(tops)
+            self._append("".join(f"top {str_to_name(top).hex()}\n" for top in tops))
+
+    def _append(self, lines: str) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
         try:
-            os.write(fd, f"done {fid}\n".encode())
+            os.write(fd, lines.encode())
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -143,10 +143,14 @@
     return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(plain));
   }
 
-  // content.entries: known kinds, relative names under one top name, no "." or "..".
+  // content.entries: known kinds, relative names under one top name, no "." or "..";
+  // the top is one name (no "/"), as `link get` refuses.
   function checkedEntries(manifest) {
     const top = manifest.name;
     if (typeof top !== "string" || !Array.isArray(manifest.entries)) throw new LinkError("malformed");
+    if (top === "" || top === "." || top === ".." || top.includes("/") || top.includes("\0")) {
+      throw new LinkError("unsafe name");
+    }
     if (fromBase64(manifest.key).length !== KEY) throw new LinkError("malformed");
     for (const entry of manifest.entries) {
       const path = entry.path;
