@@ -216,6 +216,10 @@ def dropped_entries(manifest: dict) -> list[dict]:
     try:
         if names.problem(str(manifest["name"])) is not None:
             raise ValueError("top")
+        # The first entry is the top the box writes first and names the item by: an empty list
+        # (an IndexError in the collector, every run) stopped the box for good.
+        if not found or found[0]["path"] != manifest["name"]:
+            raise ValueError("first")
         for entry in found:
             if entry["type"] == "symlink":
                 if not isinstance(entry["target"], str):
