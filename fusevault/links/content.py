@@ -117,6 +117,10 @@ def entries(manifest: dict) -> list[dict]:
         top = str(manifest["name"])
         if not names.valid(top):
             raise ValueError(top)
+        # The first entry is the top, written first and naming the whole: an empty list (an
+        # IndexError in the drop-box collector, at every run) stopped a box for good.
+        if not found or found[0]["path"] != top:
+            raise ValueError(top)
         b64d(manifest["key"])
         seen: set[str] = set()
         for entry in found:

@@ -227,6 +227,15 @@ class Links:
                     errors.append(f"{shown(record.path)}: a dropped item could not be opened "
                                   f"and was discarded ({shown(str(err))})")
                     files = 0
+                except VaultError:
+                    raise  # the link store or the vault away: this box waits for the next run
+                except Exception:
+                    # A defect met in one item: it stays on the server (nothing of hers is lost)
+                    # and the items after it still arrive.
+                    log.exception("drop box %s: dropped version %s", shown(record.path), shown(vid))
+                    errors.append(f"{shown(record.path)}: internal error on a dropped item (see the log); "
+                                  "it stays on the server")
+                    continue
                 # The server forgets it only once the vault holds it for good.
                 with contextlib.suppress(LinkGone):
                     await trio.to_thread.run_sync(client.delete_version, record.item, keys.delete, vid)
@@ -251,15 +260,19 @@ class Links:
             manifest = capability.open_drop(keys, record.item, version)
             found = content.entries(manifest)
             await self._write_drop(client, keys.read_key, record.item, manifest, found, folder, temp)
-        except (CorruptData, FsError):
+        except Exception:  # nothing of an item that does not arrive stays behind, hidden
             if temp in folder.children:
                 await self._remove(folder, temp)
             raise
         final = name_to_str(unique_name(folder.children, str_to_name(found[0]["path"])))
         record.pending[vid] = final
         rev = await self._save(record, rev)
-        await self.vol.rename(folder.ino, temp, folder.ino, str_to_name(final),
-                              noreplace=True, exchange=False)
+        try:
+            await self.vol.rename(folder.ino, temp, folder.ino, str_to_name(final),
+                                  noreplace=True, exchange=False)
+        except FsError:  # discarded by the caller: its hidden copy goes with it
+            await self._remove(folder, temp)
+            raise
         await self.kernel.entry(folder.ino, temp)
         await self.kernel.inode(folder.ino)
         await self.vol.fsyncdir()
@@ -280,7 +293,7 @@ class Links:
                 made = await self.vol.symlink(parent.ino, name, str_to_name(entry["target"]), self.caller)
                 self.vol.forget(made.ino, 1)
                 continue
-            blocks = content.verified(content.contents(client, read_key, item, manifest, index), entry)
+            blocks = content.verified(_held(content.contents(client, read_key, item, manifest, index)), entry)
             node, _ = await write_file(self.vol, parent, name, _pull(blocks),
                                        mode=int(entry["mode"]) & 0o777, caller=self.caller,
                                        kernel=self.kernel, mtime_ns=int(entry["mtime_ns"]))
@@ -321,6 +334,17 @@ def _vault_blocks(volume: Volume, node: Node) -> Iterator[bytes]:
             yield trio.from_thread.run(volume.read, fh, offset, content.BLOCK)
     finally:
         trio.from_thread.run(volume.release, fh)
+
+
+def _held(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """A dropped file's blocks; one the link store does not serve (404 "no such block", LinkGone:
+    the dropper named blocks he never stored; or a 4xx, InvalidInput) makes the item CorruptData,
+    discarded, instead of an error that stopped the whole box at every run.  A store that is
+    away or busy (RelayUnavailable, RateLimited) still only postpones the box."""
+    try:
+        yield from blocks
+    except (LinkGone, InvalidInput) as err:
+        raise CorruptData(f"the link store does not hold a block of it ({err})") from None
 
 
 async def _pull(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:

@@ -450,3 +450,29 @@ def test_garbage_in_a_drop_box_does_not_block_what_comes_after(relay: str, vault
         assert (mnt / "Inbox" / "good.txt").read_text() == "a real drop\n"
         again = fusevault("link", "collect", cwd=mnt)
         assert again.returncode == 0 and "0 dropped" in again.stdout  # the garbage is gone for good
+
+
+def test_a_dropped_item_with_no_entries_or_missing_blocks_does_not_block_what_comes_after(
+        relay: str, vault: Path, tmp_path: Path) -> None:
+    """Sealed to her box like any drop: an empty list of entries (an IndexError in the collector)
+    and a file whose blocks the store never got (its 404: InvalidInput) each stopped the box at
+    every run, the genuine drop behind them never arriving.  Both are discarded now."""
+    (tmp_path / "good.txt").write_text("a real drop\n")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        drop = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip()
+        link = capability.parse(drop)
+        with LinkClient(relay) as client:  # what anyone holding the drop link can send
+            real = content.local_sources(tmp_path / "good.txt")
+            manifest, blocks = content.upload(client, link.item, link.first, real)
+            empty = {**manifest, "entries": []}
+            missing = {**manifest, "entries": [{**manifest["entries"][0], "blocks": ["nosuchblock"]}]}
+            for hostile in (empty, missing):
+                sealed = capability.seal_drop(link, hostile)
+                client.add_version(link.item, link.first, {**sealed, "blocks": blocks})
+        assert fusevault("link", "push", tmp_path / "good.txt", drop, passphrase=None).returncode == 0
+        collected = fusevault("link", "collect", cwd=mnt)
+        assert collected.stderr.count("discarded") == 2, collected.stderr
+        assert (mnt / "Inbox" / "good.txt").read_text() == "a real drop\n"
+        assert os.listdir(mnt / "Inbox") == ["good.txt"]  # no half-written hidden folder left
+        again = fusevault("link", "collect", cwd=mnt)
+        assert again.returncode == 0 and "0 dropped" in again.stdout  # the garbage is gone for good
