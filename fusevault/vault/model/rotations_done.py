@@ -17,6 +17,10 @@ own requests (``unshare``) name the epoch her own verified tree had, and are jud
 Kept beside what this device confirmed for her (paths.confirmed_file, temp + fsync + rename); not
 sealed: it holds digests of documents the store holds in clear anyway.  Lost, it only costs one
 more re-key per request replayed.
+
+Beside it, the members this device sealed each of her group shares' keys to (``sealed_members``):
+a member the group's signed body no longer names is a removal even if its request was withheld
+(attack round 22a (3)).  Lost, a removal made before the loss is carried out only through its request.
 """
 
 from __future__ import annotations

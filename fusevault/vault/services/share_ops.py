@@ -15,6 +15,15 @@ so a forged one is refused (an alarm) and a replayed one asks for nothing
 it lost (deleted or withheld) that this device remembers, or whose keys are
 still there, is taken back all the same (with an alarm); the grant revoked
 is always the one named, never a stored body's fields.
+
+A request is deleted only as it was carried out (its ``_rev``): one that
+replaced it during the re-key (a second member's removal) is carried out by
+another pass (attack round 22a (7)).  The group owner's request is not the
+only sign of a removal: his signed group body without the member is one too,
+so a file of hers shared with a group that lost a member since this device
+sealed its keys (vault/model/rotations_done.py ``sealed_members``) is
+re-keyed even when the request was withheld (``_rekey_for_removals``,
+attack round 22a (3)).
 """
 
 from __future__ import annotations
@@ -236,7 +245,10 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     if volume.trust.fresh is not None:
         volume.trust.fresh.took_back(share_id)  # ... and as taken back here (a second unshare: "not shared")
     await volume.store_call(volume.trust.save)  # ... at once: its old body is a replay from now
-    await rotate(volume, node, request)
+    if not await rotate(volume, node, request):
+        # Another request replaced hers during the re-key (a group owner's removal): carried out now,
+        # never left for whenever the next change or unlock comes.
+        await resume(volume)
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
 
