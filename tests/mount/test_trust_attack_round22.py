@@ -333,8 +333,6 @@ def test_a_writer_of_the_folder_she_moved_her_file_out_of_cannot_choose_what_it_
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: a member's removal re-keys her file only through bob's "
-                   "Rotation document; withheld, the removed member keeps the key, and nothing is said")
 def test_a_withheld_rotation_does_not_let_the_removed_member_keep_her_files_key(vault: Path,
                                                                                 tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
@@ -468,8 +466,6 @@ def _opens_current_keys(vault: Path, name: str, passphrase: str) -> int:
     return opened
 
 
-@pytest.mark.xfail(strict=True, reason="hole 7: a re-key under way deletes whatever request stands at "
-                   "rotate-<fid> when it ends: a second removal arriving meanwhile is dropped undone")
 def test_a_removal_arriving_while_her_file_is_rekeyed_for_another_is_not_dropped(vault: Path,
                                                                                   tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"

@@ -36,3 +36,31 @@ def test_a_damaged_record_counts_as_none_and_is_written_again(tmp_path: Path, co
     assert not rotations_done.done(tmp_path, HER, REQUEST)
     rotations_done.remember(tmp_path, HER, REQUEST)
     assert rotations_done.done(tmp_path, HER, REQUEST)
+
+
+def test_the_members_a_share_was_sealed_to_are_kept_per_share_and_user(tmp_path: Path) -> None:
+    assert rotations_done.sealed_members(tmp_path, HER) == {}
+    rotations_done.remember_members(tmp_path, HER, {"s1": {"bob", "carol"}, "s2": {"bob"}})
+    rotations_done.remember_members(tmp_path, HER, {"s1": {"bob"}})  # the others kept
+    assert rotations_done.sealed_members(tmp_path, HER) == {"s1": {"bob"}, "s2": {"bob"}}
+    assert rotations_done.sealed_members(tmp_path, "b" * 32) == {}  # another user's memory
+    assert rotations_done.sealed_members(tmp_path / "other vault", HER) == {}
+
+
+def test_the_oldest_shares_are_forgotten_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rotations_done, "SEALED_KEEP", 2)
+    for sid in ("s1", "s2", "s3"):
+        rotations_done.remember_members(tmp_path, HER, {sid: {"bob"}})
+    rotations_done.remember_members(tmp_path, HER, {"s2": {"bob", "dave"}})  # the newest again
+    assert list(rotations_done.sealed_members(tmp_path, HER)) == ["s3", "s2"]
+
+
+@pytest.mark.parametrize("content", [b"not json", b"5", b'["s1"]', b'{"s1": "bob", "s2": [5, "bob"]}'])
+def test_a_damaged_members_record_keeps_only_what_reads(tmp_path: Path, content: bytes) -> None:
+    place = paths.confirmed_file(tmp_path, HER, ".sealed-members")
+    place.parent.mkdir(parents=True)
+    place.write_bytes(content)
+    kept = rotations_done.sealed_members(tmp_path, HER)
+    assert kept in ({}, {"s2": {"bob"}})
+    rotations_done.remember_members(tmp_path, HER, {"s1": {"carol"}})
+    assert rotations_done.sealed_members(tmp_path, HER)["s1"] == {"carol"}

@@ -17,6 +17,10 @@ own requests (``unshare``) name the epoch her own verified tree had, and are jud
 Kept beside what this device confirmed for her (paths.confirmed_file, temp + fsync + rename); not
 sealed: it holds digests of documents the store holds in clear anyway.  Lost, it only costs one
 more re-key per request replayed.
+
+Beside it, the members this device sealed each of her group shares' keys to (``sealed_members``):
+a member the group's signed body no longer names is a removal even if its request was withheld
+(attack round 22a (3)).  Lost, a removal made before the loss is carried out only through its request.
 """
 
 from __future__ import annotations
@@ -75,3 +79,51 @@ def remember(root: Path | str, user_id: str, doc: dict) -> None:
         atomic_write(path, json.dumps([*kept, digest(doc)][-KEEP:]).encode())
     except OSError as err:
         log.error("could not record a key rotation done on this device: %s", err)
+
+
+# --- the members this device sealed each group share's keys to (attack round 22a (3))
+#
+# A member's removal reaches her device as two documents: the group owner's signed body without the
+# member, and his Rotation request.  The request alone asked for the re-key, so a server (or a writer of
+# the vault folder) that deleted it left the removed member holding her file's key, nothing said.  The
+# signed body is enough: this device remembers, per share of hers with a group (its Share id), the members
+# it sealed that share's keys to; a member the group's admitted body no longer names is a removal, and her
+# files shared with the group are re-keyed as if the request were there (share_ops.py ``resume``).
+
+SEALED_KEEP = 4096  # shares remembered (the oldest forgotten first: then taken as they are, no re-key)
+
+
+def _sealed_place(root: Path | str, user_id: str) -> Path:
+    return paths.confirmed_file(root, user_id, ".sealed-members")
+
+
+def sealed_members(root: Path | str, user_id: str) -> dict[str, set[str]]:
+    """Share id -> the group members this device sealed that share's keys to (none known: absent)."""
+    try:
+        kept = loads_untrusted(_sealed_place(root, user_id).read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, VaultError, ValueError) as err:
+        log.error("this device's record of the group members it sealed keys to is unreadable (%s): "
+                  "not used", err)
+        return {}
+    if not isinstance(kept, dict):
+        return {}
+    return {sid: {m for m in members if isinstance(m, str)} for sid, members in kept.items()
+            if isinstance(sid, str) and isinstance(members, list)}
+
+
+def remember_members(root: Path | str, user_id: str, sealed: dict[str, set[str]]) -> None:
+    """Record the members each share in ``sealed`` has its keys sealed to now (the others kept); a
+    failure to record costs at most one more re-key, or a removal seen only through its request."""
+    kept = sealed_members(root, user_id)
+    for sid in sealed:
+        kept.pop(sid, None)  # re-inserted last: the newest are the ones kept
+    kept.update(sealed)
+    rows = list(kept.items())[-SEALED_KEEP:]
+    path = _sealed_place(root, user_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, json.dumps({sid: sorted(members) for sid, members in rows}).encode())
+    except OSError as err:
+        log.error("could not record the group members this device sealed keys to: %s", err)

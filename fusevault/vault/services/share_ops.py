@@ -15,6 +15,15 @@ so a forged one is refused (an alarm) and a replayed one asks for nothing
 it lost (deleted or withheld) that this device remembers, or whose keys are
 still there, is taken back all the same (with an alarm); the grant revoked
 is always the one named, never a stored body's fields.
+
+A request is deleted only as it was carried out (its ``_rev``): one that
+replaced it during the re-key (a second member's removal) is carried out by
+another pass (attack round 22a (7)).  The group owner's request is not the
+only sign of a removal: his signed group body without the member is one too,
+so a file of hers shared with a group that lost a member since this device
+sealed its keys (vault/model/rotations_done.py ``sealed_members``) is
+re-keyed even when the request was withheld (``_rekey_for_removals``,
+attack round 22a (3)).
 """
 
 from __future__ import annotations
@@ -53,13 +62,13 @@ log = logging.getLogger(__name__)
 
 
 
-def _rotation_put(trust: Trust, existing: dict | None, node: Node) -> list[dict]:
+def _rotation_put(trust: Trust, existing: dict | None, node: Node) -> dict:
     """Her signed request (one pending in the store, of whatever signer, replaced): a crash
     before the rotation ends leaves one that her next unlock acts on."""
     doc = sharing.rotation_doc(node.owner, node.fid, node.epoch)
     if existing is not None and existing.get("_rev"):
         doc["_rev"] = existing["_rev"]
-    return [trust.sign(doc)]
+    return trust.sign(doc)
 
 
 def _grantee(volume: Volume, target: str, revoking: bool = False) -> tuple[str, bool, str]:
@@ -170,8 +179,21 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     await volume.store_call(volume.trust.save)
     await volume.in_thread(volume.store.sync)
     await _settle(volume, nodes)
+    if group:
+        await volume.in_thread(_sealed_to, volume, grant, old is not None)
     return {"path": name_to_str(path), "with": label, "perm": grant.perm, "files": len(nodes), "keys": keys,
             "fingerprints": _fingerprints(volume, grant)}
+
+
+def _sealed_to(volume: Volume, grant: Grant, existed: bool) -> None:
+    """Remember the members a group share's keys are sealed to now (``_rekey_for_removals``); for a
+    share that existed, with those sealed to before: a removal not yet carried out stays one."""
+    root, me = volume.layout.root, volume.key.user_id
+    share_id = sharing.doc_id(grant.fid, grant.grantee)
+    members = set((volume.sharing.groups.get(grant.grantee) or {}).get("users") or {})
+    if existed:
+        members |= rotations_done.sealed_members(root, me).get(share_id, set())
+    rotations_done.remember_members(root, me, {share_id: members})
 
 
 def _fingerprints(volume: Volume, grant: Grant) -> dict[str, str | None]:
@@ -208,9 +230,9 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
                                  f"({name_to_str(path)} with {label}) that this device "
                                  f"{'saw' if remembered else 'sealed keys for'}: deleted or withheld, "
                                  "the store may have been tampered with; its keys are taken back anyway")
-    await volume.store_call(volume.store.put_many, [
-        *([] if missing else [tombstone(doc)]),
-        *_rotation_put(volume.trust, pending, node)])
+    request = _rotation_put(volume.trust, pending, node)
+    revs = await volume.store_call(volume.store.put_many, [*([] if missing else [tombstone(doc)]), request])
+    request["_rev"] = revs[-1]  # the request this unshare carries out: deleted only as it is (``rotate``)
     await volume.in_thread(volume.store.sync)
     paths = [reach.key_path(volume.layout, n.fid) for n in nodes for reach in reaches]
 
@@ -223,7 +245,10 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     if volume.trust.fresh is not None:
         volume.trust.fresh.took_back(share_id)  # ... and as taken back here (a second unshare: "not shared")
     await volume.store_call(volume.trust.save)  # ... at once: its old body is a replay from now
-    await rotate(volume, node)
+    if not await rotate(volume, node, request):
+        # Another request replaced hers during the re-key (a group owner's removal): carried out now,
+        # never left for whenever the next change or unlock comes.
+        await resume(volume)
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
 
@@ -259,8 +284,11 @@ def _held_keys(layout: Layout, grant: Grant, nodes: list[tuple[str, set[Path]]])
     return found
 
 
-async def rotate(volume: Volume, node: Node) -> None:
-    """A new DEK for the node and everything under it, then forget the Rotation.
+async def rotate(volume: Volume, node: Node, request: dict | None = None) -> bool:
+    """A new DEK for the node and everything under it, then forget ``request`` (the Rotation
+    carried out, if any).  False when the request at its id changed meanwhile: a newer one (a
+    second member's removal arriving during the re-key) is not deleted undone, but looked at
+    again (``resume``; attack round 22a (7)).
 
     The node itself is given its new key last: its epoch above the request's says the
     whole rotation is done (``_request``), so one a crash interrupts is finished later."""
@@ -270,50 +298,28 @@ async def rotate(volume: Volume, node: Node) -> None:
         for each in [*nodes[1:], nodes[0]]:
             await volume.rekey(each)
             await trio.sleep(0)
-        doc = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
-        if doc is not None:
-            await volume.store_call(volume.store.put_many, [tombstone(doc)])
     finally:
         volume.rotating.discard(node.fid)
+    if request is None:
+        return True
+    return await volume.store_call(_forget, volume, request)
+
+
+# A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is
+# carried out by another pass, up to this many; past them the next change or unlock goes on.
+PASSES = 6
 
 
 async def resume(volume: Volume) -> None:
     """At unlock: finish rotations left pending, seal keys others still lack."""
     if volume.sharing is None:
         return
-    for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
-        node = _request(volume, doc)
-        if node is None or node.fid in volume.rotating:
-            continue
-        if signer_of(doc) != volume.key.user_id:
-            # A group owner's (a member's removal): the epoch it names is what the store showed him in
-            # clear, which a writer of the store moves either way (attack round 20 (3)): done unless
-            # this device did it before (vault/model/rotations_done.py).
-            root, user_id = volume.layout.root, volume.key.user_id
-            if await volume.in_thread(rotations_done.done, root, user_id, doc):
-                log.info("the key rotation of %s was done here already", node.fid)
-                await volume.store_call(_forget, volume, doc)
-                continue
-            log.info("a key rotation of %s asked by a group's owner", node.fid)
-            await rotate(volume, node)
-            await volume.in_thread(rotations_done.remember, root, user_id, doc)
-            continue
-        if node.epoch > doc.get("epoch", 0):  # none: signed by the format-2 migration (migrate.py)
-            # Done since she asked for it (a replay of her old request, or another device of hers
-            # finished it): nothing to do, the request goes.
-            log.info("the key rotation of %s was done already", node.fid)
-            await volume.store_call(_forget, volume, doc)
-            continue
-        if doc.get("epoch", 0) > node.epoch:
-            # Her own request names the epoch her own verified tree had: one above the file's is no
-            # request of hers (acted on, it would be done again at every replay): refused and dropped.
-            _said(volume, "forged", doc, f"for {_where(volume, node)}: asks for new keys from key epoch "
-                  f"{doc.get('epoch')}, which the file never had (it is at {node.epoch}); if you revoked a "
-                  "share of it, run `fusevault unshare` for it: that gives it new keys")
-            await volume.store_call(_forget, volume, doc)
-            continue
-        log.info("finishing a key rotation of %s", node.fid)
-        await rotate(volume, node)
+    for n in range(PASSES):
+        if not await _rotation_pass(volume, reload=n > 0):
+            break
+    else:
+        log.warning("key rotations kept arriving while others were carried out: the rest at the next "
+                    "change of groups or unlock")
     await _rekey_rolled_back(volume)
     await _put_back_over_replays(volume)
     keys = volume.tree.held_keys()
@@ -322,11 +328,124 @@ async def resume(volume: Volume) -> None:
         log.info("sealed %d file key(s) for new recipients", written)
 
 
-def _forget(volume: Volume, doc: dict) -> None:
-    """Delete a request done already, unless it changed meanwhile (then it is looked at again)."""
+async def _rotation_pass(volume: Volume, reload: bool) -> bool:
+    """Carry out the Rotation requests of the store, then the removals from groups she shares with
+    that no request asked for; whether anything was re-keyed or changed meanwhile (then one more
+    pass: what arrived during a re-key is not lost)."""
+    assert volume.sharing is not None
+    if reload:
+        # The shares, groups and users as the store holds them now: an unlock's tree takes in nothing
+        # that arrives while an earlier pass re-keys, and a re-key seals to the members read here.
+        volume.sharing.reload(volume.store)
+    members = _group_members(volume)
+    rotated: set[str] = set()
+    again = False
+    for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
+        node = _request(volume, doc)
+        if node is None or node.fid in volume.rotating:
+            continue
+        again |= await _carry_out(volume, node, doc, rotated)
+    again |= await _rekey_for_removals(volume, members, rotated)
+    return again
+
+
+async def _carry_out(volume: Volume, node: Node, doc: dict, rotated: set[str]) -> bool:
+    """Act on one request for her ``node``; True when it re-keyed, or the request changed meanwhile."""
+    if signer_of(doc) != volume.key.user_id:
+        # A group owner's (a member's removal): the epoch it names is what the store showed him in
+        # clear, which a writer of the store moves either way (attack round 20 (3)): done unless
+        # this device did it before (vault/model/rotations_done.py).
+        root, user_id = volume.layout.root, volume.key.user_id
+        if await volume.in_thread(rotations_done.done, root, user_id, doc):
+            log.info("the key rotation of %s was done here already", node.fid)
+            return not await volume.store_call(_forget, volume, doc)
+        log.info("a key rotation of %s asked by a group's owner", node.fid)
+        rotated.update(n.fid for n in subtree(volume, node))
+        await rotate(volume, node)
+        await volume.in_thread(rotations_done.remember, root, user_id, doc)
+        await volume.store_call(_forget, volume, doc)
+        return True
+    if node.epoch > doc.get("epoch", 0):  # none: signed by the format-2 migration (migrate.py)
+        # Done since she asked for it (a replay of her old request, or another device of hers
+        # finished it): nothing to do, the request goes.
+        log.info("the key rotation of %s was done already", node.fid)
+        return not await volume.store_call(_forget, volume, doc)
+    if doc.get("epoch", 0) > node.epoch:
+        # Her own request names the epoch her own verified tree had: one above the file's is no
+        # request of hers (acted on, it would be done again at every replay): refused and dropped.
+        _said(volume, "forged", doc, f"for {_where(volume, node)}: asks for new keys from key epoch "
+              f"{doc.get('epoch')}, which the file never had (it is at {node.epoch}); if you revoked a "
+              "share of it, run `fusevault unshare` for it: that gives it new keys")
+        return not await volume.store_call(_forget, volume, doc)
+    log.info("finishing a key rotation of %s", node.fid)
+    rotated.update(n.fid for n in subtree(volume, node))
+    await rotate(volume, node, doc)
+    return True
+
+
+def _group_members(volume: Volume) -> dict[str, set[str]]:
+    """Each admitted group's members as its owner signed them (a member whose user document is
+    missing is still one: withholding it is no removal)."""
+    assert volume.sharing is not None
+    return {gid: set(g.get("users") or {}) for gid, g in volume.sharing.groups.items()}
+
+
+async def _rekey_for_removals(volume: Volume, before: dict[str, set[str]], rotated: set[str]) -> bool:
+    """Re-key each file of hers shared with a group that lost a member since this device sealed its
+    keys (attack round 22a (3)): the group owner's signed body is the proof of the removal, his
+    Rotation request only a reminder, which a server may withhold.  ``before``: the members read at
+    the start of this pass, which what it re-keyed was sealed to; ``rotated``: fids re-keyed in it.
+    True when it re-keyed."""
+    assert volume.sharing is not None
+    root, me = volume.layout.root, volume.key.user_id
+    sealed = await volume.in_thread(rotations_done.sealed_members, root, me)
+    now = _group_members(volume)  # a pass may have taken in a change of groups meanwhile
+    record: dict[str, set[str]] = {}
+    rekeyed = False
+    for grant in [g for g in volume.sharing.grants if g.group and g.owner == me]:
+        node = volume.find(grant.fid)
+        if grant.grantee not in now or node is None or node.owner != me:
+            continue  # a group not admitted (withheld, refused): judged once its signed body is here
+        share_id = sharing.doc_id(grant.fid, grant.grantee)
+        lost = sealed.get(share_id, set()) - now[grant.grantee]
+        if lost and node.fid in volume.rotating:
+            continue  # re-keyed meanwhile by another task: judged at the next pass
+        if lost:
+            await volume.in_thread(_drop_members_keys, volume, grant.grantee, subtree(volume, node), lost)
+        if lost and node.fid not in rotated:
+            log.warning("group %s lost %d member(s) since this device sealed the keys of %s: giving it new "
+                        "keys (the group owner's request for it is not in the store, or not yet)",
+                        grant.grantee, len(lost), _where(volume, node))
+            rotated.update(n.fid for n in subtree(volume, node))
+            await rotate(volume, node)
+            rekeyed = True
+        # Sealed to the members of now, and to those read at the start if it was re-keyed in this pass
+        # (one removed during the re-key may hold its new key: the next pass re-keys it again).
+        record[share_id] = now[grant.grantee] | (before.get(grant.grantee, set()) if node.fid in rotated
+                                                 else set())
+    if any(sealed.get(share_id) != members for share_id, members in record.items()):
+        await volume.in_thread(rotations_done.remember_members, root, me, record)
+    return rekeyed
+
+
+def _drop_members_keys(volume: Volume, group_id: str, nodes: list[Node], lost: set[str]) -> None:
+    """The group key files of ``nodes`` sealed to members it lost: theirs no longer (a re-key under way
+    when they left may have written them again with the old members)."""
+    for node in nodes:
+        for member in lost:
+            sharing.remove_key(sharing.group_key_path(volume.layout, group_id, node.fid, member))
+
+
+def _forget(volume: Volume, doc: dict) -> bool:
+    """Delete a request done already, unless it changed meanwhile (then it is looked at again:
+    False)."""
     current = volume.store.get(str(doc["_id"]))
-    if current is not None and current.get("_rev") == doc.get("_rev"):
-        volume.store.put_many([tombstone(current)])
+    if current is None or current.get("_deleted") is True:
+        return True
+    if current.get("_rev") != doc.get("_rev"):
+        return False
+    volume.store.put_many([tombstone(current)])
+    return True
 
 
 def _request(volume: Volume, doc: dict) -> Node | None:
