@@ -41,7 +41,7 @@ from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import placement
 from fusevault.vault.model.groups import can_write
-from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek, open_node_doc
+from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import Trust
 
 if TYPE_CHECKING:
@@ -440,18 +440,33 @@ class Authorship:
         return False
 
     def leaf_ok(self, volume: Held, doc: dict) -> bool:
-        """A concurrent revision of a node of this user's (services/conflicts.py): theirs or a writer's."""
+        """A concurrent revision of a node of this user's (services/conflicts.py): theirs or a writer's.
+
+        A writer's branch is judged with the names it gives the node, as any
+        writer's node document is (``may_write`` with its links, from where the
+        node sits here): settling may keep those names (rule 3), so a branch
+        moving her file into a folder he does not write, or out of one, is
+        refused whole (attack round 22b (7))."""
         admitted = self.admit(doc)
         if admitted is None:
             return False
         doc, signer = admitted
         if signer == doc.get("owner") == self.user_id:
             return True
-        if doc.get("owner") == self.user_id and self.may_write(
-                volume, signer, self.user_id, doc["_id"], None, volume.find(doc["_id"])):
+        opened = self._branch(doc) if doc.get("owner") == self.user_id else None
+        if opened is not None and self.may_write(volume, signer, self.user_id, doc["_id"], opened[1],
+                                                 volume.find(doc["_id"]), stamp=opened[0].placed) \
+                and self.owner_dek_ok(doc, signer, opened[0].dek, volume.find(doc["_id"])):
             return True
         self._alarm(doc, f"a concurrent revision signed by {signer}, who holds no WRITE on it")
         return False
+
+    def _branch(self, doc: dict) -> tuple[Node, list[tuple[str, bytes]]] | None:
+        """A branch of this user's node opened (its node, its links), or None if it does not open."""
+        try:
+            return node_from_doc(doc, *open_node_doc(doc, self.trust.key))
+        except VaultError:
+            return None
 
     # --- versions, and the nodes a file's history goes through
 
