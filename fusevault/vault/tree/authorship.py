@@ -73,6 +73,8 @@ class Seen(Protocol):
 
     def was_at(self, fid: str) -> list[str] | None: ...
 
+    def left_from(self, fid: str) -> list[str] | None: ...
+
     def newer(self, fid: str, seq: tuple[str, int] | None) -> bool: ...
 
     def saw_placed(self, fid: str, parents: list[str], seq: tuple[str, int]) -> None: ...
@@ -314,7 +316,9 @@ class Authorship:
         device last saw it in (all of them held here, all the way up).  Nothing else: WRITE on any
         other folder of hers made a READ recipient of the file a writer of its history once it was
         in the trash, to choose what ``restore`` brings back or make gc drop a version she keeps
-        (attack round 21b).  A file whose place is not known here is hers alone to write."""
+        (attack round 21b).  A file whose place is not known here is hers alone to write: so is
+        one whose deletion came from another device of hers (``Seen.left_from``: she may have
+        moved it out of his reach there first, attack round 22a (2))."""
         sharing = volume.sharing
         if sharing is None or not isinstance(fid, str):
             return False
@@ -325,7 +329,9 @@ class Authorship:
             seen.add(fid)
             if self.writes(sharing, signer, owner, list(sharing.by_fid.get(fid, ()))):
                 return True
-            parents = self.was_at(fid) if owner == self.user_id else None
+            # Where it left from as this device knows it: none once her deletion came
+            # from another device (she may have moved it there first: round 22a (2)).
+            parents = self.seen.left_from(fid) if owner == self.user_id and self.seen is not None else None
             if not parents:
                 return False
             for parent_fid in parents:
