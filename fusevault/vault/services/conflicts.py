@@ -332,7 +332,8 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
         # was made): settled again after a later arrival, never taken back.
         raise Conflict(f"{current['_id']} changed here while its concurrent edits were settled")
     links = named.links
-    if named is not keeper and volume.authorship is not None and not volume.authorship.leaf_ok(volume, named.doc):
+    gate = volume.authorship
+    if named is not keeper and gate is not None and not gate.leaf_ok(volume, named.doc):
         # Names another branch gives the kept contents (rule 3) are committed
         # as hers: judged as that branch's signer's, from where the node sits
         # now (before the keeper is taken in), or not applied (said).
