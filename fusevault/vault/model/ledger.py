@@ -686,7 +686,7 @@ class Ledger:
             if self.older(fid, seq):
                 rolled.append((fid, "a file now in the trash"))
                 return
-            if self.newer(fid, seq) and _signed_by(doc, volume.key.user_id):
+            if self.newer(fid, seq) and _not_anothers(doc, volume.key.user_id):
                 self.trashed_elsewhere(fid, seq)  # her deletion made elsewhere, met first at this load
             self.record(fid, seq, False)
             return
@@ -698,11 +698,13 @@ class Ledger:
         self.record(fid, None, False)  # in the trash, or a share that no longer reaches this user
 
 
-def _signed_by(doc: dict, user_id: str) -> bool:
-    """Whether ``doc`` says ``user_id`` signed it (unchecked: the load checks
-    signatures; a forged claim only makes its file hers alone to write)."""
+def _not_anothers(doc: dict, user_id: str) -> bool:
+    """Whether ``doc`` says ``user_id`` signed it, or is unsigned (vault format 2):
+    not a writer's (his deletion is judged where it was: authorship.py ``deleted``).
+    Unchecked (the load checks signatures): a forged claim only makes its file
+    hers alone to write."""
     try:
-        return signer_of(doc) == user_id
+        return signer_of(doc) in (None, user_id)
     except Forged:
         return False
 
