@@ -6,7 +6,8 @@ For a file or folder, this module then decides what the user sees, by these
 rules (docs/ARCHITECTURE.md "Sync"):
 
 1. Edit against delete: the edit is kept; the file stays (a delete is only
-   a trash flag, so nothing else is lost).
+   a trash flag, so nothing else is lost).  A branch with no names is a
+   delete, whatever its ``delete`` flag says.
 2. Both sides have the same contents (renames, chmod): the side changed last
    (ctime) wins.
 3. One side's contents descend from the other's (one renamed, the other
@@ -19,7 +20,11 @@ rules (docs/ARCHITECTURE.md "Sync"):
 5. Two revisions with no common history (two devices made the same conflict
    copy at once, under one derived id): one is kept; they hold the same contents.
 
-Before any rule: a branch older than what this device saw of the file (the
+Before any rule: a branch another user (a WRITE grantee) signed is judged
+with the names it gives, as his node document would be
+(vault/tree/authorship.py ``leaf_ok``): refused (said), nothing of it is
+kept; and names one branch gives the other's contents (rule 3) are judged
+again as that branch's signer's when applied.  A branch older than what this device saw of the file (the
 rollback ledger, vault/model/ledger.py) is a replay of the owner's own older
 revision, not an edit: reported, and nothing of it is kept.  Unless the
 ledger noted it as a live leaf of this conflict when first met
