@@ -24,9 +24,10 @@ Before any rule: a branch another user (a WRITE grantee) signed is judged
 with the names it gives, as his node document would be
 (vault/tree/authorship.py ``leaf_ok``): refused (said), nothing of it is
 kept; and names one branch gives the other's contents (rule 3) are judged
-again as that branch's signer's when applied.  A branch older than what this device saw of the file (the
-rollback ledger, vault/model/ledger.py) is a replay of the owner's own older
-revision, not an edit: reported, and nothing of it is kept.  Unless the
+again as that branch's signer's when applied.  A branch older than what
+this device saw of the file (the rollback ledger, vault/model/ledger.py) is
+a replay of the owner's own older revision, not an edit: reported, and
+nothing of it is kept.  Unless the
 ledger noted it as a live leaf of this conflict when first met
 (``note_branches``): a later commit of this device's on the other branch
 does not make its own losing edit a replay.
