@@ -287,9 +287,7 @@ def _first_again_by_bob(vault: Path, into: Path, fid: str, dek: bytes) -> None:
 
 
 @pytest.mark.parametrize("where", [
-    pytest.param("desktop", marks=pytest.mark.xfail(strict=True, reason=(
-        "hole 2: a device that did not see her move keeps the folder the file left as where it was: bob, "
-        "a writer there only, writes the history of her trashed file"))),
+    "desktop",
     "laptop"])  # the control: the device that made the move refuses bob's version
 def test_a_writer_of_the_folder_she_moved_her_file_out_of_cannot_choose_what_it_is_restored_as(
         tmp_path: Path, where: str) -> None:

@@ -572,9 +572,6 @@ def _settled(path: Path, wait: float = 10) -> None:
     time.sleep(0.5)
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 7: rule 3 of a conflict relinks her file where bob's branch says, unjudged "
-                          "(conflicts.py:215,331; authorship.py:451)")
 def test_a_write_grantees_concurrent_branch_does_not_move_her_file_into_a_folder_he_cannot_write(
         vault: Path, tmp_path: Path) -> None:
     add_users(vault, "bob", "carol")
@@ -607,9 +604,6 @@ def test_a_write_grantees_concurrent_branch_does_not_move_her_file_into_a_folder
         f"its key sealed to carol: {sealed_to_carol}")
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="hole 7: a branch with no names deletes her file past the trash "
-                          "(conflicts.py:215,331; authorship.py:451)")
 def test_a_write_grantees_concurrent_branch_does_not_delete_her_file_past_the_trash(
         vault: Path, tmp_path: Path) -> None:
     add_users(vault, "bob")

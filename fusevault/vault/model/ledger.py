@@ -162,6 +162,10 @@ class Ledger:
         # a writer's document that moves a file from a folder they may not
         # write is told from this (vault/tree/authorship.py ``settle``).
         self.where: dict[str, list[str]] = {}
+        # The user's own files whose state with no name (the trash) came from
+        # another device of hers: where they left from is not known here
+        # (``trashed_elsewhere``), whatever ``where`` says.
+        self.unplaced: set[str] = set()
         # The type (``stat.S_IFMT(mode) >> 12``) each of the user's own nodes was
         # first seen with: no commit of fusevault's changes it (a name given to
         # another node is a new node), so at unlock a document that does is
@@ -238,6 +242,7 @@ class Ledger:
                              for fid, parents in data.get("behind", {}).items()}
             ledger.where = {str(fid): sorted(sys.intern(str(p)) for p in parents)
                             for fid, parents in data.get("where", {}).items()}
+            ledger.unplaced = {str(fid) for fid in data.get("unplaced", ())}
             ledger.kinds = {str(fid): int(kind) for fid, kind in data.get("kinds", {}).items()}
             ledger.modes = {str(fid): ledger._one((int(perm) & 0o7777, int(uid), int(gid)))
                             for fid, (perm, uid, gid) in data.get("modes", {}).items()}
@@ -259,7 +264,8 @@ class Ledger:
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
                               "fids": dict(self.fids), "mine": list(self.mine),
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
-                              "where": dict(self.where), "kinds": dict(self.kinds),
+                              "where": dict(self.where), "unplaced": list(self.unplaced),
+                              "kinds": dict(self.kinds),
                               "modes": dict(self.modes),
                               "names": dict(self.names), "branches": dict(self.branches),
                               "closed": dict(self.closed)}
@@ -360,6 +366,9 @@ class Ledger:
                     self._at(node.fid, places[i])
 
     def _at(self, fid: str, parents: list[str]) -> None:
+        if fid in self.unplaced:
+            self.unplaced.discard(fid)  # placed again: its place is known
+            self.version += 1
         if self.where.get(fid) != parents:
             self.where[fid] = parents
             self.version += 1
@@ -478,6 +487,28 @@ class Ledger:
     def _placed(self, fid: str) -> None:
         if self.behind.pop(fid, None) is not None:
             self.version += 1
+
+    def trashed_elsewhere(self, fid: str, seq: Seq | None) -> None:
+        """The owner's own state of her file ``fid`` with no name (the trash), at
+        ``seq``, from another device, taken in: where it sat when she deleted it
+        is not known here (she may have moved it first, there: a move this device
+        never saw).  Its place is then unknown (``left_from``), so its history is hers alone to write
+        (authorship.py ``writes_where_it_left``), as on a new device: a writer of
+        the folder it was last seen in here never chooses what it is restored
+        as (attack round 22a (2)).  A state this device gave knows its place;
+        a later state of it with a name (restored, here or there) ends this
+        (``_at``)."""
+        if seq is None or seq[0] == self.device or fid in self.unplaced:
+            return
+        self.unplaced.add(fid)
+        self.version += 1
+
+    def left_from(self, fid: str) -> list[str] | None:
+        """The parents (fids) the user's own file out of the tree left from, if
+        known here: not for one whose deletion came from another device
+        (``trashed_elsewhere``).  ``was_at`` stays, for the judging of a writer's
+        document that brings it back (every folder it goes into is judged)."""
+        return None if fid in self.unplaced else self.where.get(fid)
 
     def branch(self, fid: str, seq: Seq | None) -> None:
         """A live leaf of an unsettled conflict of ``fid``, at ``seq``, signed
@@ -655,6 +686,8 @@ class Ledger:
             if self.older(fid, seq):
                 rolled.append((fid, "a file now in the trash"))
                 return
+            if self.newer(fid, seq) and _not_anothers(doc, volume.key.user_id):
+                self.trashed_elsewhere(fid, seq)  # her deletion made elsewhere, met first at this load
             self.record(fid, seq, False)
             return
         owner = doc.get("owner")
@@ -663,6 +696,17 @@ class Ledger:
             self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as this user's, "
                              f"now names another owner ({owner!s:.40}) in the store: it is not taken in")
         self.record(fid, None, False)  # in the trash, or a share that no longer reaches this user
+
+
+def _not_anothers(doc: dict, user_id: str) -> bool:
+    """Whether ``doc`` says ``user_id`` signed it, or is unsigned (vault format 2):
+    not a writer's (his deletion is judged where it was: authorship.py ``deleted``).
+    Unchecked (the load checks signatures): a forged claim only makes its file
+    hers alone to write."""
+    try:
+        return signer_of(doc) in (None, user_id)
+    except Forged:
+        return False
 
 
 def parents_of(node: Node, fid_of: Callable[[int], str | None]) -> list[str]:

@@ -200,6 +200,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if node is not None and node.owner == volume.key.user_id and node.rev == doc["_rev"]:
             out.recommit.append((node, doc["_rev"]))
         return
+    if _her_deletion(volume, node, opened, signer):
+        volume.ledger.trashed_elsewhere(doc["_id"], opened[0].seq)  # where it left from: not known here
     if opened is None:
         if node is None:
             return
@@ -261,6 +263,16 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)
+
+
+def _her_deletion(volume: Volume, node: Node | None, opened: tuple[Node, list] | None,
+                  signer: str | None) -> bool:
+    """Whether an arrived state, taken, is one of the user's own files with no name
+    (the trash, or replaced by a rename) that she signed (the ledger then judges
+    its place unknown if another device of hers made it: ``trashed_elsewhere``)."""
+    return (opened is not None and volume.ledger is not None and not opened[1]
+            and (node is None or node.ino != ROOT_INODE)
+            and opened[0].owner == volume.key.user_id and signer in (None, opened[0].owner))
 
 
 def _version_here(volume: Volume, fresh: Node, node: Node | None) -> bool:

@@ -6,7 +6,8 @@ For a file or folder, this module then decides what the user sees, by these
 rules (docs/ARCHITECTURE.md "Sync"):
 
 1. Edit against delete: the edit is kept; the file stays (a delete is only
-   a trash flag, so nothing else is lost).
+   a trash flag, so nothing else is lost).  A branch with no names is a
+   delete, whatever its ``delete`` flag says.
 2. Both sides have the same contents (renames, chmod): the side changed last
    (ctime) wins.
 3. One side's contents descend from the other's (one renamed, the other
@@ -19,9 +20,14 @@ rules (docs/ARCHITECTURE.md "Sync"):
 5. Two revisions with no common history (two devices made the same conflict
    copy at once, under one derived id): one is kept; they hold the same contents.
 
-Before any rule: a branch older than what this device saw of the file (the
-rollback ledger, vault/model/ledger.py) is a replay of the owner's own older
-revision, not an edit: reported, and nothing of it is kept.  Unless the
+Before any rule: a branch another user (a WRITE grantee) signed is judged
+with the names it gives, as his node document would be
+(vault/tree/authorship.py ``leaf_ok``): refused (said), nothing of it is
+kept; and names one branch gives the other's contents (rule 3) are judged
+again as that branch's signer's when applied.  A branch older than what
+this device saw of the file (the rollback ledger, vault/model/ledger.py) is
+a replay of the owner's own older revision, not an edit: reported, and
+nothing of it is kept.  Unless the
 ledger noted it as a live leaf of this conflict when first met
 (``note_branches``): a later commit of this device's on the other branch
 does not make its own losing edit a replay.
@@ -163,15 +169,15 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
             return  # a version has not arrived yet: settled after a later arrival
         if _replayed(volume, mine, "made the current revision, beside a newer one"):
-            keeper, links, loser = theirs, theirs.links, None  # nothing of the replay is kept
+            keeper, named, loser = theirs, theirs, None  # nothing of the replay is kept
         else:
-            keeper, links, loser = _decide(store, mine, theirs)
+            keeper, named, loser = _decide(store, mine, theirs)
         log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
                  f"{loser.doc['_rev']} copied" if loser else "no copy")
         if loser is not None:
             await _conflict_copy(volume, store, loser, out)
-        if keeper is theirs or links != keeper.links:
-            await _adopt(volume, current, keeper, links, out)
+        if keeper is theirs or named.links != keeper.links:
+            await _adopt(volume, current, keeper, named, out)
         _close(volume, store, theirs)
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
@@ -198,23 +204,32 @@ def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:
     return Leaf(doc, node, links, history)
 
 
-def _decide(store: LocalStore, mine: Leaf, theirs: Leaf) -> tuple[Leaf, list, Leaf | None]:
-    """(the leaf whose contents stay, the names it gets, the leaf to copy or None)."""
+def _decide(store: LocalStore, mine: Leaf, theirs: Leaf) -> tuple[Leaf, Leaf, Leaf | None]:
+    """(the leaf whose contents stay, the leaf whose names it gets, the leaf to copy or None)."""
     if _made_twice(mine, theirs):
-        return mine, mine.links, None  # rule 5
-    if bool(mine.doc.get("delete")) != bool(theirs.doc.get("delete")):
-        keeper = theirs if mine.doc.get("delete") else mine  # rule 1
-        return keeper, keeper.links, None
+        return mine, mine, None  # rule 5
+    if _deletes(mine) != _deletes(theirs):
+        keeper = theirs if _deletes(mine) else mine  # rule 1
+        return keeper, keeper, None
     later = max(mine, theirs, key=lambda leaf: (leaf.node.ctime, leaf.doc["_rev"]))
     if mine.node.head == theirs.node.head:
-        return later, later.links, None  # rule 2
+        return later, later, None  # rule 2
     for newer, older in ((mine, theirs), (theirs, mine)):
         if _descends(store, newer, older.node.head):
             # Rule 3: the side with the older contents changed only names or
             # modes: its names are the change to keep, with the newer contents.
-            return newer, older.links, None
+            return newer, older, None
     keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))  # rule 4
-    return keeper, keeper.links, theirs if keeper is mine else mine
+    return keeper, keeper, theirs if keeper is mine else mine
+
+
+def _deletes(leaf: Leaf) -> bool:
+    """Whether a branch takes the file out of every folder: a deletion (rule 1:
+    the edit beside it is kept), never names to keep under rule 3.  A branch with
+    no names but ``delete`` false (none of fusevault's commits: a writer's made
+    up) taken as names would delete her file past the trash (attack round 22b (7)).  The
+    root has no names on either side: equal, so never rule 1 by this."""
+    return bool(leaf.doc.get("delete")) or not leaf.links
 
 
 def _made_twice(mine: Leaf, theirs: Leaf) -> bool:
@@ -314,14 +329,21 @@ def _device_of(store: LocalStore, leaf: Leaf) -> str | None:
     return version_plain(doc, leaf.node.dek).get("device") if doc else None
 
 
-async def _adopt(volume: Volume, current: dict, keeper: Leaf, links: list, out: Absorbed) -> None:
-    """Make the keeper's state (with ``links``) the next revision after ``current``."""
+async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: Absorbed) -> None:
+    """Make the keeper's state (with the names of ``named``) the next revision after ``current``."""
     # Taken into the tree as if it were a newer revision (absorb skips the
     # revision the tree already holds), then committed on top of ``current``.
     if (waiting := volume.find(current["_id"])) is not None and waiting.ino in volume.tree.pending:
         # Changed here since ``current`` was read (a request while the copy
         # was made): settled again after a later arrival, never taken back.
         raise Conflict(f"{current['_id']} changed here while its concurrent edits were settled")
+    links = named.links
+    gate = volume.authorship
+    if named is not keeper and gate is not None and not gate.leaf_ok(volume, named.doc):
+        # Names another branch gives the kept contents (rule 3) are committed
+        # as hers: judged as that branch's signer's, from where the node sits
+        # now (before the keeper is taken in), or not applied (said).
+        links = keeper.links
     absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out)
     node = volume.find(current["_id"])
     if node is None:

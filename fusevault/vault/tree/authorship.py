@@ -41,7 +41,7 @@ from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import placement
 from fusevault.vault.model.groups import can_write
-from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek, open_node_doc
+from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import Trust
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ class Seen(Protocol):
     Ledger is it): declared here, as with ``Held``."""
 
     def was_at(self, fid: str) -> list[str] | None: ...
+
+    def left_from(self, fid: str) -> list[str] | None: ...
 
     def newer(self, fid: str, seq: tuple[str, int] | None) -> bool: ...
 
@@ -314,7 +316,9 @@ class Authorship:
         device last saw it in (all of them held here, all the way up).  Nothing else: WRITE on any
         other folder of hers made a READ recipient of the file a writer of its history once it was
         in the trash, to choose what ``restore`` brings back or make gc drop a version she keeps
-        (attack round 21b).  A file whose place is not known here is hers alone to write."""
+        (attack round 21b).  A file whose place is not known here is hers alone to write: so is
+        one whose deletion came from another device of hers (``Seen.left_from``: she may have
+        moved it out of his reach there first, attack round 22a (2))."""
         sharing = volume.sharing
         if sharing is None or not isinstance(fid, str):
             return False
@@ -325,7 +329,9 @@ class Authorship:
             seen.add(fid)
             if self.writes(sharing, signer, owner, list(sharing.by_fid.get(fid, ()))):
                 return True
-            parents = self.was_at(fid) if owner == self.user_id else None
+            # Where it left from as this device knows it: none once her deletion came
+            # from another device (she may have moved it there first: round 22a (2)).
+            parents = self.seen.left_from(fid) if owner == self.user_id and self.seen is not None else None
             if not parents:
                 return False
             for parent_fid in parents:
@@ -440,18 +446,33 @@ class Authorship:
         return False
 
     def leaf_ok(self, volume: Held, doc: dict) -> bool:
-        """A concurrent revision of a node of this user's (services/conflicts.py): theirs or a writer's."""
+        """A concurrent revision of a node of this user's (services/conflicts.py): theirs or a writer's.
+
+        A writer's branch is judged with the names it gives the node, as any
+        writer's node document is (``may_write`` with its links, from where the
+        node sits here): settling may keep those names (rule 3), so a branch
+        moving her file into a folder he does not write, or out of one, is
+        refused whole (attack round 22b (7))."""
         admitted = self.admit(doc)
         if admitted is None:
             return False
         doc, signer = admitted
         if signer == doc.get("owner") == self.user_id:
             return True
-        if doc.get("owner") == self.user_id and self.may_write(
-                volume, signer, self.user_id, doc["_id"], None, volume.find(doc["_id"])):
+        opened = self._branch(doc) if doc.get("owner") == self.user_id else None
+        if opened is not None and self.may_write(volume, signer, self.user_id, doc["_id"], opened[1],
+                                                 volume.find(doc["_id"]), stamp=opened[0].placed) \
+                and self.owner_dek_ok(doc, signer, opened[0].dek, volume.find(doc["_id"])):
             return True
         self._alarm(doc, f"a concurrent revision signed by {signer}, who holds no WRITE on it")
         return False
+
+    def _branch(self, doc: dict) -> tuple[Node, list[tuple[str, bytes]]] | None:
+        """A branch of this user's node opened (its node, its links), or None if it does not open."""
+        try:
+            return node_from_doc(doc, *open_node_doc(doc, self.trust.key))
+        except VaultError:
+            return None
 
     # --- versions, and the nodes a file's history goes through
 
