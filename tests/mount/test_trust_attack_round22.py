@@ -505,9 +505,6 @@ def test_a_removal_arriving_while_her_file_is_rekeyed_for_another_is_not_dropped
         f"request was deleted by the re-key for carol's, never carried out (said: {said})")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: the group's body without carol delivered after bob's "
-                   "request: the re-key sealed the new key to her, and her removal arriving then re-keys "
-                   "nothing")
 def test_a_removal_whose_group_body_comes_after_its_rotation_does_not_leave_the_member_the_new_key(
         vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
