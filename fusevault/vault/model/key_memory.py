@@ -205,6 +205,26 @@ def newest_settings(doc: dict, kept: dict | None) -> dict:
     return settings_of(doc)
 
 
+def signing_base(root: Path | str, doc: dict, hers: bool, body: dict | None = None) -> dict:
+    """The body a new body of hers is built on, whatever signs it (``settings.save``, ``passwd``,
+    ``recovery-key create``/``revoke``, ``passwd --recovery``, ``judged``'s write-back): the newest
+    of hers this device knows, never the store's as served.  Its key fields are the newest this device
+    saw (``newest``; ``body``: that result, when the caller has it), its settings the newest signed
+    (``newest_settings``: the record's, when they were signed after the store's), its lists of
+    revoked recovery keys and retired passphrases this device's merged with ``doc``'s if ``hers``
+    (her signature on ``doc`` holds: the caller checked; one she did not sign is never built on).
+    An older body of hers, replayed, signed again made her old settings and a dropped revocation
+    current on every device (attack round 22 (4), (5))."""
+    kept = remembered(root, doc["_id"])
+    if body is None:
+        body, _ = newest(root, doc)
+    settings = newest_settings(body, kept)
+    replaced = {*settings_of(body), *settings}
+    return {**{k: v for k, v in body.items() if k not in replaced}, **settings,
+            REVOKED_FIELD: revoked(kept, doc if hers else None),
+            RETIRED_FIELD: retired(kept, doc if hers else None)}
+
+
 def _signed_by_her(kept: dict, doc: dict) -> bool:
     """Whether ``doc`` is signed by the signing key this device remembered of her."""
     from fusevault.crypto.identity import public_sign  # `cryptography`: only once a vault is opened
