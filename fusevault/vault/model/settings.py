@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from fusevault.encoding import SAFE_INTEGER
-from fusevault.errors import Forged, InvalidInput
+from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
 from fusevault.vault.model import key_memory, lineage
@@ -164,14 +164,13 @@ def save(store, user_id: str, settings: Settings, sign, vector: dict[str, int] |
     (``confirmed.next_vector``: above each body this device saw; vault/model/lineage.py).  With
     ``root`` (the vault) and ``hers`` (whether her own key signed a body: ``confirmed.own_signature``),
     the body is built on the newest of hers this device knows (``key_memory.signing_base``): a store
-    body she did not sign is refused, never signed over (attack round 22 (6)), and the signed body
+    body she did not sign is never signed over (attack round 22 (6)): her newest body this device
+    keeps is (``key_memory.own_body``; none kept: ``Forged``, nothing saved), and the signed body
     becomes the newest this device knows, its settings those the key record keeps (round 22 (1))."""
     current = store.get(user_id)
     if root is not None and hers is not None:
-        if not hers(current):
-            raise Forged("your user document in the store is not signed with your key (the store's "
-                         "writer changed it?): the settings were not saved; see `fusevault status` alarms")
-        current = key_memory.signing_base(root, current, True)
+        # A body she did not sign: her newest this device keeps instead, or refused (Forged).
+        current = key_memory.signing_base(root, key_memory.own_body(root, current, hers(current)), True)
     elif root is not None:
         current, _ = key_memory.newest(root, current)
     doc = {k: v for k, v in current.items() if k != lineage.FIELD}  # never one copied from before

@@ -185,20 +185,22 @@ def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = 
 
 
 def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new: bytes) -> None:
-    base = _base(root, doc)
+    served, base = _base(root, doc)
     master = _master(base, old)
     fields = wrap_master(doc["_id"], master, new, default_params())
     # The recovery wrapping (if any) is of the same master key: it stays valid.  The wrapping replaced
     # is retired: a body still carrying it never wins again, whatever its number (key_memory.newest).
-    _save(store, root, doc, {**base, **fields, "checksum": checksum(fields)}, master,
+    _save(store, root, served, {**base, **fields, "checksum": checksum(fields)}, master,
           retiring=key_memory.wrapping_digest(base))
 
 
-def _base(root: Path | str, doc: dict) -> dict:
-    """What a key change builds on before her signature on the store's ``doc`` can be checked (her
-    private keys are opened with the master key it unwraps): the newest body of hers this device
-    knows, its lists this device's alone (``_save`` merges ``doc``'s once it is known to be hers)."""
-    return key_memory.signing_base(root, doc, False)
+def _base(root: Path | str, doc: dict) -> tuple[dict, dict]:
+    """The store's body as it counts (``doc``, or if her key remembered here did not sign it, her newest
+    body this device keeps: ``key_memory.own_body``), and what a key change builds on: the newest body
+    of hers this device knows, its lists this device's alone until her own key (opened with the master
+    key it unwraps) confirms the first is hers (``_save`` merges them then)."""
+    served = key_memory.own_body(root, doc)
+    return served, key_memory.signing_base(root, served, False)
 
 
 def _master(doc: dict, passphrase: bytes) -> bytes:
@@ -262,18 +264,18 @@ def has_recovery_key(doc: dict) -> bool:
 
 def create_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: bytes, secret: bytes) -> None:
     """Wrap the user's master key under ``secret`` too (replacing an earlier recovery key)."""
-    base = _base(root, doc)
+    served, base = _base(root, doc)
     master = _master(base, passphrase)
     wrapped = recovery.wrap(doc["_id"], master, secret, int(time.time()))
-    _save(store, root, doc, {**base, recovery.FIELD: wrapped}, master)
+    _save(store, root, served, {**base, recovery.FIELD: wrapped}, master)
 
 
 def revoke_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: bytes) -> None:
-    base = _base(root, doc)
+    served, base = _base(root, doc)
     if not has_recovery_key(base):
         raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key")
     master = _master(base, passphrase)
-    _save(store, root, doc, {k: v for k, v in base.items() if k != recovery.FIELD}, master,
+    _save(store, root, served, {k: v for k, v in base.items() if k != recovery.FIELD}, master,
           revoking=key_memory.recovery_digest(base))
 
 
@@ -290,8 +292,8 @@ def recover(doc: dict, secret: bytes) -> bytes:
 
 def reset_passphrase(store: Store, root: Path | str, doc: dict, secret: bytes, new: bytes) -> None:
     """A forgotten passphrase: a new one, the master key opened with the recovery key."""
-    base = _base(root, doc)
+    served, base = _base(root, doc)
     master = recover(base, secret)
     fields = wrap_master(doc["_id"], master, new, default_params())
-    _save(store, root, doc, {**base, **fields, "checksum": checksum(fields)}, master,
+    _save(store, root, served, {**base, **fields, "checksum": checksum(fields)}, master,
           retiring=key_memory.wrapping_digest(base))
