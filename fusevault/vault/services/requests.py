@@ -171,7 +171,7 @@ class Requests:
                 in_doc = wanted
             await trio.to_thread.run_sync(user_settings.check, wanted, root, self.host)
             vector = await trio.to_thread.run_sync(confirmed.next_vector, root, key)
-            # Only over a body her own key signed (round 22 (6)): the forged one was said by `effective`.
+            # Never over a body her key did not sign (round 22 (6)): `effective` said it; her kept one used.
             await self.vol.store_call(user_settings.save, store, key.user_id, in_doc, self.vol.trust.sign,
                                       vector, root, lambda body: confirmed.own_signature(body, key))
             await trio.to_thread.run_sync(confirmed.write, root, key, wanted)
