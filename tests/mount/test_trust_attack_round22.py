@@ -225,8 +225,6 @@ def _kept_settings(vault: Path, user_id: str) -> dict:
     return (key_memory.remembered(vault, user_id) or {}).get(key_memory.REST) or {}
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: the .keys record's settings are those of the last unlock, "
-                   "not of the settings she set since: a fork's write-back signs them over hers")
 def test_settings_she_set_after_her_last_unlock_survive_an_old_body_replayed(couch, tmp_path: Path) -> None:
     url, _ = couch
     laptop = first_device(url, tmp_path)
@@ -350,8 +348,6 @@ def test_a_withheld_rotation_does_not_let_the_removed_member_keep_her_files_key(
         f"of what alice writes to plan.txt; said: {said}")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: passwd signs the settings of the body the store serves, "
-                   "never the newest this device knows: her old settings, replayed, are signed again")
 def test_passwd_over_her_replayed_older_body_does_not_sign_her_old_settings_again(vault: Path,
                                                                                   tmp_path: Path) -> None:
     old = _her_doc(vault)  # her signed body as the store writer (or the server) keeps it
@@ -379,9 +375,7 @@ THIRD = "a third passphrase, long enough"
 
 
 @pytest.mark.parametrize("replayed", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "hole 5: a settings change signs the lists of revocations of the body the store serves: her older "
-        "body, replayed, drops the revocation from the body she signs, and a fork brings the words back"))),
+    True,
     False])  # the control: the same steps, no replay: the desktop drops the revoked words
 def test_a_settings_change_over_her_replayed_body_does_not_unrevoke_her_recovery_key_on_the_desktop(
         couch, tmp_path: Path, replayed: bool) -> None:
@@ -422,9 +416,6 @@ def test_a_settings_change_over_her_replayed_body_does_not_unrevoke_her_recovery
         f"said: {said})")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 6: a settings change signs every field of the store's "
-                   "unsigned body of hers with the key fields kept: her private keys sealed wrong, signed, "
-                   "lock her out")
 def test_a_settings_change_does_not_sign_a_body_of_hers_the_store_writer_changed(vault: Path,
                                                                                   tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"

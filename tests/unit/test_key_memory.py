@@ -177,3 +177,33 @@ def test_a_list_of_revocations_of_another_type_counts_as_none(tmp_path: Path, li
     forged = {**mine, key_memory.REVOKED_FIELD: [key_memory.recovery_digest(mine)]}
     used, verdict = key_memory.newest(tmp_path, forged)
     assert (verdict, used["recovery_key"]) == (key_memory.CURRENT, "words")
+
+
+def test_a_body_she_signs_is_built_on_the_newest_of_hers_this_device_knows(tmp_path: Path) -> None:
+    """Round 22a (4), (5): her older body, replayed (the same keys, her old settings, no list of
+    revocations), is never the base of one she signs: the record's newer settings and lists are."""
+    older = _body(1, "k", passphrase_expiry_ttl={"ttl": "8", "unit": "hr"}, settings_at_us=1)
+    newer = _body(1, "k", passphrase_expiry_ttl={"ttl": "2", "unit": "hr"}, settings_at_us=2,
+                  revoked_recovery=["d"], retired_wrappings=["w"])
+    key_memory.remember(tmp_path, newer)
+    base = key_memory.signing_base(tmp_path, older, True)
+    assert base["passphrase_expiry_ttl"] == {"ttl": "2", "unit": "hr"} and base["settings_at_us"] == 2
+    assert base[key_memory.REVOKED_FIELD] == ["d"] and base[key_memory.RETIRED_FIELD] == ["w"]
+    # A list in a body she did not sign never counts (the caller says whether she signed it).
+    planted = {**older, key_memory.REVOKED_FIELD: ["x"]}
+    assert key_memory.signing_base(tmp_path, planted, False)[key_memory.REVOKED_FIELD] == ["d"]
+
+
+def test_a_body_she_did_not_sign_is_replaced_by_her_kept_body_or_refused(tmp_path: Path) -> None:
+    """Round 22a (6): a store body the store's writer changed is never the base of one she signs: her
+    newest body this device keeps is (with the store's revision), and with none kept, ``Forged``."""
+    from fusevault.errors import Forged
+
+    forged = {**_body(1, "k"), "en_private_keys": "flipped", "_rev": "9-x"}
+    with pytest.raises(Forged):
+        key_memory.own_body(tmp_path, forged, False)
+    genuine = _body(1, "k", en_private_keys="sealed")
+    key_memory.remember(tmp_path, genuine)
+    used = key_memory.own_body(tmp_path, forged)
+    assert used["en_private_keys"] == "sealed" and used["_rev"] == "9-x" and used["sig"] == genuine["sig"]
+    assert key_memory.own_body(tmp_path, genuine) is genuine  # hers: as it is

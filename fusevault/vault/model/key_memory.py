@@ -28,7 +28,7 @@ from pathlib import Path
 
 from fusevault import paths
 from fusevault.encoding import SAFE_INTEGER, loads_untrusted
-from fusevault.errors import VaultError
+from fusevault.errors import Forged, VaultError
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model import lineage
 from fusevault.vault.model.setting_names import KEYS, STAMP
@@ -72,6 +72,8 @@ def remembered(root: Path | str, user_id: str) -> dict | None:
         return None
     for name in ("seen", "revoked", "retired"):  # lists of digests (a record from before them has none)
         kept[name] = _digests(kept.get(name))
+    if not isinstance(kept.get(BODY), dict):  # none (a record from before it), or not a body
+        kept.pop(BODY, None)
     return kept
 
 
@@ -169,6 +171,7 @@ def retired(kept: dict | None, doc: dict | None = None) -> list[str]:
 
 
 REST = "settings"  # in the record: the settings of the newest body of hers this device knows
+BODY = "body"  # in the record: that body whole, as she signed it (what a body she signs rebuilds from)
 
 
 def settings_of(doc: dict) -> dict:
@@ -205,11 +208,52 @@ def newest_settings(doc: dict, kept: dict | None) -> dict:
     return settings_of(doc)
 
 
+def own_body(root: Path | str, doc: dict, hers: bool | None = None) -> dict:
+    """``doc`` if ``hers`` (her own key signed it: the caller checked; None: her key remembered here
+    checks, and with none remembered ``doc`` is taken as it is), else the newest body of hers
+    this device keeps (its signature checked again under her remembered key), with ``doc``'s revision
+    (it replaces ``doc`` in the store).  Every field of a body she signs but the ones changed is signed
+    as hers: built on a body the store's writer changed, her sealed private keys, ``public_box``,
+    ``uid`` or name as he left them became hers, signed (attack round 22 (6)).  None kept (a record
+    from before bodies were kept): ``Forged``, nothing is signed."""
+    kept = remembered(root, doc["_id"])
+    if hers is None:
+        hers = kept is None or _signed_by_her(kept, doc)
+    if hers:
+        return doc
+    body = (kept or {}).get(BODY)
+    if kept is None or body is None or body.get("_id") != doc["_id"] or not _signed_by_her(kept, body):
+        raise Forged(f"the document of user {doc.get('username')!r} in the store is not signed with "
+                     "their key (its writer changed it?) and this device keeps no body of theirs to "
+                     "sign over instead: nothing was signed (see `fusevault status` alarms)")
+    return {**body, **({"_rev": doc["_rev"]} if "_rev" in doc else {})}
+
+
+def signing_base(root: Path | str, doc: dict, hers: bool, body: dict | None = None) -> dict:
+    """The body a new body of hers is built on, whatever signs it (``settings.save``, ``passwd``,
+    ``recovery-key create``/``revoke``, ``passwd --recovery``, ``judged``'s write-back): the newest
+    of hers this device knows, never the store's as served.  Its key fields are the newest this device
+    saw (``newest``; ``body``: that result, when the caller has it), its settings the newest signed
+    (``newest_settings``: the record's, when they were signed after the store's), its lists of
+    revoked recovery keys and retired passphrases this device's merged with ``doc``'s if ``hers``
+    (her signature on ``doc`` holds: the caller checked; one she did not sign is never built on:
+    ``own_body`` first).
+    An older body of hers, replayed, signed again made her old settings and a dropped revocation
+    current on every device (attack round 22 (4), (5))."""
+    kept = remembered(root, doc["_id"])
+    if body is None:
+        body, _ = newest(root, doc)
+    settings = newest_settings(body, kept)
+    replaced = {*settings_of(body), *settings}
+    return {**{k: v for k, v in body.items() if k not in replaced}, **settings,
+            REVOKED_FIELD: revoked(kept, doc if hers else None),
+            RETIRED_FIELD: retired(kept, doc if hers else None)}
+
+
 def _signed_by_her(kept: dict, doc: dict) -> bool:
     """Whether ``doc`` is signed by the signing key this device remembered of her."""
     from fusevault.crypto.identity import public_sign  # `cryptography`: only once a vault is opened
     from fusevault.crypto.signing import verify_doc
-    from fusevault.errors import Forged
 
     try:
         return verify_doc(public_sign(kept), doc) == doc["_id"]
@@ -232,6 +276,9 @@ def remember(root: Path | str, doc: dict, revoking: str | None = None, retiring:
               "revoked": sorted({*revoked(kept, doc), *([revoking] if revoking else [])})[-KEEP:],
               "retired": sorted({*retired(kept, doc), *([retiring] if retiring else [])})[-KEEP:]}
     record[REST] = newest_settings(doc, kept)
+    whole = _whole(doc) if newer else (kept or {}).get(BODY)
+    if whole is not None:
+        record[BODY] = whole
     if record.get(RECOVERY) is not None and recovery_digest(record) in record["revoked"]:
         del record[RECOVERY]
     if kept == record:
@@ -242,6 +289,11 @@ def remember(root: Path | str, doc: dict, revoking: str | None = None, retiring:
         atomic_write(path, json.dumps(record, sort_keys=True).encode())
     except OSError as err:
         log.error("could not record the newest keys of %s on this device: %s", doc["_id"], err)
+
+
+def _whole(doc: dict) -> dict | None:
+    """``doc`` as kept in the record (``BODY``): signed (the caller checked by whom), its revision not."""
+    return {k: v for k, v in doc.items() if k != "_rev"} if "sig" in doc else None
 
 
 def next_seq(root: Path | str, doc: dict, hers: bool = True) -> int:

@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -157,14 +158,20 @@ def _isdir(host: HostAccess, path: str) -> bool:
 
 
 def save(store, user_id: str, settings: Settings, sign, vector: dict[str, int] | None = None,
-         root: Path | str | None = None) -> None:
+         root: Path | str | None = None, hers: Callable[[dict], bool] | None = None) -> None:
     """Write the settings into the user's document (the key fields are left alone),
     signed again with the user's key (``sign``: ``Trust.sign``).  ``vector``: its version vector
     (``confirmed.next_vector``: above each body this device saw; vault/model/lineage.py).  With
-    ``root`` (the vault), the key fields are the newest this device saw: her body signed here never
-    carries older ones the store offers (vault/model/key_memory.py)."""
+    ``root`` (the vault) and ``hers`` (whether her own key signed a body: ``confirmed.own_signature``),
+    the body is built on the newest of hers this device knows (``key_memory.signing_base``): a store
+    body she did not sign is never signed over (attack round 22 (6)): her newest body this device
+    keeps is (``key_memory.own_body``; none kept: ``Forged``, nothing saved), and the signed body
+    becomes the newest this device knows, its settings those the key record keeps (round 22 (1))."""
     current = store.get(user_id)
-    if root is not None:
+    if root is not None and hers is not None:
+        # A body she did not sign: her newest this device keeps instead, or refused (Forged).
+        current = key_memory.signing_base(root, key_memory.own_body(root, current, hers(current)), True)
+    elif root is not None:
         current, _ = key_memory.newest(root, current)
     doc = {k: v for k, v in current.items() if k != lineage.FIELD}  # never one copied from before
     # A time in each body: never byte for byte one she signed before (vault/model/confirmed.py tells an
@@ -178,5 +185,8 @@ def save(store, user_id: str, settings: Settings, sign, vector: dict[str, int] |
         # round 12 (8)); at most 2**53-1, which a server still holds exactly.
         stamp = max(stamp, min(before + 1, SAFE_INTEGER))
     vectored = {lineage.FIELD: vector} if vector else {}
-    store.put_many([sign({**doc, **settings.as_dict(), STAMP: stamp, **vectored})])
+    signed = sign({**doc, **settings.as_dict(), STAMP: stamp, **vectored})
+    store.put_many([signed])
     store.sync()
+    if root is not None and hers is not None:
+        key_memory.remember(root, signed)  # the key record's settings: these, from now

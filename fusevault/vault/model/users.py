@@ -176,15 +176,8 @@ def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = 
         key_memory.remember(root, doc)
         return
     assert key.identity is not None  # own_signature held
-    kept = key_memory.remembered(root, doc["_id"])
-    settings = key_memory.newest_settings(doc, kept)  # the newest this device knows, not the old body's
-    replaced = {*key_memory.KEY_FIELDS, *settings, *key_memory.settings_of(doc)}
-    back = sign_doc(doc["_id"], key.identity.sign, {
-        **{k: v for k, v in doc.items() if k not in replaced},
-        **settings,
-        **{k: body[k] for k in key_memory.KEY_FIELDS if k in body},
-        key_memory.REVOKED_FIELD: key_memory.revoked(kept, doc),
-        key_memory.RETIRED_FIELD: key_memory.retired(kept, doc)})
+    # The settings the newest this device knows, not the old body's (round 21 (3)); its lists merged.
+    back = sign_doc(doc["_id"], key.identity.sign, key_memory.signing_base(root, doc, True, body))
     if store is not None:
         store.put_many([back])
         store.sync()
@@ -192,13 +185,22 @@ def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = 
 
 
 def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new: bytes) -> None:
-    doc, _ = key_memory.newest(root, doc)
-    master = _master(doc, old)
+    served, base = _base(root, doc)
+    master = _master(base, old)
     fields = wrap_master(doc["_id"], master, new, default_params())
     # The recovery wrapping (if any) is of the same master key: it stays valid.  The wrapping replaced
     # is retired: a body still carrying it never wins again, whatever its number (key_memory.newest).
-    _save(store, root, doc, {**doc, **fields, "checksum": checksum(fields)}, master,
-          retiring=key_memory.wrapping_digest(doc))
+    _save(store, root, served, {**base, **fields, "checksum": checksum(fields)}, master,
+          retiring=key_memory.wrapping_digest(base))
+
+
+def _base(root: Path | str, doc: dict) -> tuple[dict, dict]:
+    """The store's body as it counts (``doc``, or if her key remembered here did not sign it, her newest
+    body this device keeps: ``key_memory.own_body``), and what a key change builds on: the newest body
+    of hers this device knows, its lists this device's alone until her own key (opened with the master
+    key it unwraps) confirms the first is hers (``_save`` merges them then)."""
+    served = key_memory.own_body(root, doc)
+    return served, key_memory.signing_base(root, served, False)
 
 
 def _master(doc: dict, passphrase: bytes) -> bytes:
@@ -207,18 +209,21 @@ def _master(doc: dict, passphrase: bytes) -> bytes:
     return unwrap_master(doc["_id"], doc, passphrase)
 
 
-def _save(store: Store, root: Path | str, base: dict, doc: dict, master: bytes,
+def _save(store: Store, root: Path | str, served: dict, doc: dict, master: bytes,
           revoking: str | None = None, retiring: str | None = None) -> None:
-    """Store ``doc`` (``base`` with its key fields changed), signed again by its user over every field,
-    a key sequence above any this device knows (above ``base``'s only if she signed ``base``), the
-    recovery wrappings she revoked and the passphrase wrappings she replaced carried on (``revoking``,
-    ``retiring``: one now); remembered here as the newest (key_memory)."""
+    """Store ``doc`` (``_base`` of the store's body ``served``, its key fields changed), signed again by
+    its user over every field, a key sequence above any this device knows (above ``served``'s only if
+    she signed it), the recovery wrappings she revoked and the passphrase wrappings she replaced carried
+    on (``revoking``, ``retiring``: one now); remembered here as the newest (key_memory).  A ``served``
+    body her key did not sign is never signed over: refused (``_refuse_unsigned``)."""
     identity = open_identity(MasterKey(doc["_id"], master), doc) if "en_private_keys" in doc else None
-    hers = identity is not None and _signed_with(identity, base)
+    hers = identity is not None and _signed_with(identity, served)
+    if identity is not None and not hers:
+        _refuse_unsigned(root, served)
     kept = key_memory.remembered(root, doc["_id"])
-    revoked = key_memory.revoked(kept, base if hers else None)
-    retired = key_memory.retired(kept, base if hers else None)
-    doc = {**doc, key_memory.SEQ: key_memory.next_seq(root, base, hers),
+    revoked = key_memory.revoked(kept, served if hers else None)
+    retired = key_memory.retired(kept, served if hers else None)
+    doc = {**doc, key_memory.SEQ: key_memory.next_seq(root, served, hers),
            key_memory.REVOKED_FIELD: sorted({*revoked, *([revoking] if revoking else [])}),
            key_memory.RETIRED_FIELD: sorted({*retired, *([retiring] if retiring else [])})}
     if identity is not None:
@@ -226,6 +231,21 @@ def _save(store: Store, root: Path | str, base: dict, doc: dict, master: bytes,
     store.put_many([doc])
     store.sync()
     key_memory.remember(root, doc, revoking, retiring)
+
+
+def _refuse_unsigned(root: Path | str, served: dict) -> None:
+    """Refuse (with an alarm) to sign over ``served``, a body of hers her key did not sign, unless it is
+    one from before signatures (no ``sig``, never seen signed on this device: vault/model/migrate.py
+    signs those).  Every field of it but the ones changed would be signed as hers: her sealed private
+    keys, ``public_box``, ``uid`` or name as the store's writer left them (attack round 22 (6))."""
+    user_id = served["_id"]
+    if "sig" not in served and not confirmed.signed_before(root, user_id) \
+            and key_memory.remembered(root, user_id) is None:
+        return
+    for_user(user_id).warn("forged-settings", user_id, "this user's document in the store is not signed "
+                           "with their key (the store's writer changed it?): nothing was signed over it")
+    raise Forged(f"the document of user {served.get('username')!r} in the store is not signed with their "
+                 "key (its writer changed it?): refused to sign over it; see `fusevault status` alarms")
 
 
 def _signed_with(identity: Identity, doc: dict) -> bool:
@@ -244,19 +264,19 @@ def has_recovery_key(doc: dict) -> bool:
 
 def create_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: bytes, secret: bytes) -> None:
     """Wrap the user's master key under ``secret`` too (replacing an earlier recovery key)."""
-    doc, _ = key_memory.newest(root, doc)
-    master = _master(doc, passphrase)
+    served, base = _base(root, doc)
+    master = _master(base, passphrase)
     wrapped = recovery.wrap(doc["_id"], master, secret, int(time.time()))
-    _save(store, root, doc, {**doc, recovery.FIELD: wrapped}, master)
+    _save(store, root, served, {**base, recovery.FIELD: wrapped}, master)
 
 
 def revoke_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: bytes) -> None:
-    doc, _ = key_memory.newest(root, doc)
-    if not has_recovery_key(doc):
+    served, base = _base(root, doc)
+    if not has_recovery_key(base):
         raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key")
-    master = _master(doc, passphrase)
-    _save(store, root, doc, {k: v for k, v in doc.items() if k != recovery.FIELD}, master,
-          revoking=key_memory.recovery_digest(doc))
+    master = _master(base, passphrase)
+    _save(store, root, served, {k: v for k, v in base.items() if k != recovery.FIELD}, master,
+          revoking=key_memory.recovery_digest(base))
 
 
 def recover(doc: dict, secret: bytes) -> bytes:
@@ -272,8 +292,8 @@ def recover(doc: dict, secret: bytes) -> bytes:
 
 def reset_passphrase(store: Store, root: Path | str, doc: dict, secret: bytes, new: bytes) -> None:
     """A forgotten passphrase: a new one, the master key opened with the recovery key."""
-    doc, _ = key_memory.newest(root, doc)
-    master = recover(doc, secret)
+    served, base = _base(root, doc)
+    master = recover(base, secret)
     fields = wrap_master(doc["_id"], master, new, default_params())
-    _save(store, root, doc, {**doc, **fields, "checksum": checksum(fields)}, master,
-          retiring=key_memory.wrapping_digest(doc))
+    _save(store, root, served, {**base, **fields, "checksum": checksum(fields)}, master,
+          retiring=key_memory.wrapping_digest(base))

@@ -171,8 +171,9 @@ class Requests:
                 in_doc = wanted
             await trio.to_thread.run_sync(user_settings.check, wanted, root, self.host)
             vector = await trio.to_thread.run_sync(confirmed.next_vector, root, key)
+            # Never over a body her key did not sign (round 22 (6)): `effective` said it; her kept one used.
             await self.vol.store_call(user_settings.save, store, key.user_id, in_doc, self.vol.trust.sign,
-                                      vector, root)
+                                      vector, root, lambda body: confirmed.own_signature(body, key))
             await trio.to_thread.run_sync(confirmed.write, root, key, wanted)
             doc = await self.vol.store_call(store.get, key.user_id)
             now = await trio.to_thread.run_sync(confirmed.effective, doc, key, root, self.vol.trust.alarms)
