@@ -7,6 +7,10 @@ of the newest body of hers kept with the device's key record and written back by
 of the tree judged by WRITE where it was (authorship.py ``writes_where_it_left``).  Real mounts, the
 real ``fusevault`` command, a pouchdb-server of the test's own, the store writer (tests/adversary.py).
 
+Status: every hole below is fixed and its test passes (key_memory.signing_base/own_body;
+rotations_done.sealed_members and share_ops._rekey_for_removals; rotate deletes only the request it
+carried out; the ledger's ``unplaced``); docs/SECURITY.md "Attack round 22" says what holds now.
+
 Holes
 -----
 1. THE KEY RECORD'S SETTINGS ARE THOSE OF HER LAST UNLOCK: A FORK'S WRITE-BACK STILL SIGNS HER OLD

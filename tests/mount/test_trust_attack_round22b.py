@@ -6,6 +6,11 @@ pouchdb-server), the store writer (tests/adversary.py).  Holes 1 and 2 call ``co
 (what ``fusevault link get`` runs, cli/links.py:124) directly with a manifest the link's owner signs,
 as round 17 (4) did; the rest go through the commands.
 
+Status: every hole below is fixed and its test passes (content.entries/write_local and
+output.check_new_tops; encoding.shown; links/owner.py and client.versions; imports/source_paths.py;
+receive --vault unlocks; authorship.leaf_ok judges a branch with its names); docs/SECURITY.md "Attack
+round 22" says what holds now.
+
 Holes
 -----
 1. ``LINK GET`` WRITES INTO HER EXISTING FOLDERS AND CHANGES THEIR MODES.  Whoever sends her a link
