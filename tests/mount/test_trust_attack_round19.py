@@ -303,14 +303,20 @@ def test_the_group_owners_request_made_from_a_forged_clear_epoch_cannot_be_repla
         f"{[(a['kind'], a['subject']) for a in found]})")
 
 
-def test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_the_desktop(
-        couch, tmp_path: Path) -> None:
-    url, _ = couch
+def laptop_with_words(url: str, tmp_path: Path) -> tuple[Path, str]:
+    """Her first device, made with recovery words, syncing with ``url``: (its vault, the words)."""
     laptop = tmp_path / "laptop"
     words = _init_with_words(laptop)
     assert fusevault("peer", "add", "server", url, "--vault", laptop, passphrase=None).returncode == 0
     with mounted(laptop, tmp_path / "a") as a:
         wait_for(lambda: settled(a), "the first push")
+    return laptop, words
+
+
+def test_a_recovery_key_revoked_on_the_laptop_stays_revoked_after_a_passwd_on_the_desktop(
+        couch, tmp_path: Path) -> None:
+    url, _ = couch
+    laptop, words = laptop_with_words(url, tmp_path)
     desktop = new_device(url, tmp_path, "desktop")
     # On the laptop, apart (or the server withholds it from the desktop): the words were stolen.
     revoked = fusevault("recovery-key", "revoke", laptop)

@@ -186,15 +186,22 @@ def test_a_second_members_removal_rekeys_her_file_again(vault: Path, tmp_path: P
 NEW = "a new passphrase, the old one leaked"
 
 
-def test_an_old_body_of_hers_replayed_to_a_device_that_joined_later_does_not_undo_her_settings(
-        couch, tmp_path: Path) -> None:
-    url, _ = couch
+def laptop_after_passwd(url: str, tmp_path: Path) -> tuple[Path, dict]:
+    """Her first device, syncing with ``url``, after a ``passwd`` to NEW: (its vault, her signed user
+    document from before the passwd, as the server keeps it)."""
     laptop = first_device(url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
         wait_for(lambda: settled(a), "the first push")
-    old = _her_doc(laptop)  # her signed body, kept by the server
+    old = _her_doc(laptop)
     changed = fusevault("passwd", laptop, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
     assert changed.returncode == 0, changed.stderr
+    return laptop, old
+
+
+def test_an_old_body_of_hers_replayed_to_a_device_that_joined_later_does_not_undo_her_settings(
+        couch, tmp_path: Path) -> None:
+    url, _ = couch
+    laptop, old = laptop_after_passwd(url, tmp_path)  # old: her signed body from before, kept by the server
     with mounted(laptop, tmp_path / "a", passphrase=NEW) as a:
         done = fusevault("config", "set", "passphrase_expiry_ttl", "2 hour", "--mount", a, passphrase=None)
         assert done.returncode == 0, done.stderr

@@ -215,13 +215,12 @@ from fusevault.encoding import b64d, b64e
 from fusevault.vault.model import key_memory
 from fusevault.vault.model.sharing import read_key
 from fusevault.vault.model.trust import self_signed
-from mount.test_recovery_key import _init_with_words, _recover
+from mount.test_recovery_key import _recover
 from mount.test_trust_attack_round4 import _alice_dek
-from mount.test_trust_attack_round19 import _crew_sharing_her_plan, _her_doc
+from mount.test_trust_attack_round19 import _crew_sharing_her_plan, _her_doc, laptop_with_words
 from mount.test_trust_attack_round19_rotation import CAROL as CREW_CAROL
+from mount.test_trust_attack_round21 import NEW, laptop_after_passwd
 from mount.test_trust_writes import BOB, CAROL, _admin, _key, _node_fid, _user
-
-NEW = "a new passphrase, the old one leaked"
 
 
 def _kept_settings(vault: Path, user_id: str) -> dict:
@@ -231,12 +230,7 @@ def _kept_settings(vault: Path, user_id: str) -> dict:
 
 def test_settings_she_set_after_her_last_unlock_survive_an_old_body_replayed(couch, tmp_path: Path) -> None:
     url, _ = couch
-    laptop = first_device(url, tmp_path)
-    with mounted(laptop, tmp_path / "a") as a:
-        wait_for(lambda: settled(a), "the first push")
-    old = _her_doc(laptop)  # her signed body, kept by the server
-    changed = fusevault("passwd", laptop, env={"FUSEVAULT_NEW_PASSPHRASE": NEW})
-    assert changed.returncode == 0, changed.stderr
+    laptop, old = laptop_after_passwd(url, tmp_path)  # old: her signed body from before, kept by the server
     with mounted(laptop, tmp_path / "a", passphrase=NEW) as a:
         wait_for(lambda: settled(a), "the push")
     desktop = tmp_path / "desktop"
@@ -384,11 +378,7 @@ THIRD = "a third passphrase, long enough"
 def test_a_settings_change_over_her_replayed_body_does_not_unrevoke_her_recovery_key_on_the_desktop(
         couch, tmp_path: Path, replayed: bool) -> None:
     url, _ = couch
-    laptop = tmp_path / "laptop"
-    words = _init_with_words(laptop)
-    assert fusevault("peer", "add", "server", url, "--vault", laptop, passphrase=None).returncode == 0
-    with mounted(laptop, tmp_path / "a") as a:
-        wait_for(lambda: settled(a), "the first push")
+    laptop, words = laptop_with_words(url, tmp_path)
     before = _her_doc(laptop)  # her body with the words, signed (the server keeps it)
     desktop = new_device(url, tmp_path, "desktop")
     # On the laptop, the desktop off: the words were stolen, she revokes them.
