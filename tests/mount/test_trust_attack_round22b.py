@@ -577,24 +577,35 @@ def _settled(path: Path, wait: float = 10) -> None:
     time.sleep(0.5)
 
 
-def test_a_write_grantees_concurrent_branch_does_not_move_her_file_into_a_folder_he_cannot_write(
-        vault: Path, tmp_path: Path) -> None:
-    add_users(vault, "bob", "carol")
+def her_plan_beside_bobs(vault: Path, tmp_path: Path, final: str, *, carol_reads_public: bool = False
+                         ) -> tuple[str, dict]:
+    """Her team/plan.txt, team shared WRITE with bob (and, with ``carol_reads_public``, her public/
+    shared READ with carol), then saved again as ``final``: (its id, what bob's branch takes of her
+    first version: head, manifest, size, allocated, so that hers descends from his)."""
+    add_users(vault, "bob", *(["carol"] if carol_reads_public else []))
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "team").mkdir()
-        (mnt / "public").mkdir()
         (mnt / "team" / "plan.txt").write_text("the plan, first draft\n")
-        (mnt / "public" / "readme.txt").write_text("for carol\n")
         assert share(mnt, "team", "bob", "WRITE") is not None  # bob writes team, nothing else
-        assert share(mnt, "public", "carol", "READ") is not None  # carol reads public, nothing else
-    fid, public = _node_fid(vault, "alice", "plan.txt"), _node_fid(vault, "alice", "public")
+        if carol_reads_public:
+            (mnt / "public").mkdir()
+            (mnt / "public" / "readme.txt").write_text("for carol\n")
+            assert share(mnt, "public", "carol", "READ") is not None  # carol reads public, nothing else
+    fid = _node_fid(vault, "alice", "plan.txt")
     first = open_node_attrs(adversary.get(vault, fid), recipients_dek(vault, "bob", BOB, fid))
     with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "team" / "plan.txt").write_text("the plan, final: not for carol\n")
+        (mnt / "team" / "plan.txt").write_text(final)
+    return fid, {k: first[k] for k in ("head", "manifest", "size", "allocated")}
+
+
+def test_a_write_grantees_concurrent_branch_does_not_move_her_file_into_a_folder_he_cannot_write(
+        vault: Path, tmp_path: Path) -> None:
+    fid, kept = her_plan_beside_bobs(vault, tmp_path, "the plan, final: not for carol\n",
+                                     carol_reads_public=True)
+    public = _node_fid(vault, "alice", "public")
     # bob's branch: her first version's contents (so hers "descends" from it: rule 3 keeps her contents
     # and takes his names), and the name public/plan.txt.
-    _bobs_branch(vault, fid, {"links": [[public, "plan.txt"]], **{
-        k: first[k] for k in ("head", "manifest", "size", "allocated")}})
+    _bobs_branch(vault, fid, {"links": [[public, "plan.txt"]], **kept})
     with mounted(vault, tmp_path / "mnt") as mnt:
         _settled(mnt / "team" / "plan.txt")
         team, shown = sorted(os.listdir(mnt / "team")), sorted(os.listdir(mnt / "public"))
@@ -611,16 +622,7 @@ def test_a_write_grantees_concurrent_branch_does_not_move_her_file_into_a_folder
 
 def test_a_write_grantees_concurrent_branch_does_not_delete_her_file_past_the_trash(
         vault: Path, tmp_path: Path) -> None:
-    add_users(vault, "bob")
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "team").mkdir()
-        (mnt / "team" / "plan.txt").write_text("the plan, first draft\n")
-        assert share(mnt, "team", "bob", "WRITE") is not None
-    fid = _node_fid(vault, "alice", "plan.txt")
-    first = open_node_attrs(adversary.get(vault, fid), recipients_dek(vault, "bob", BOB, fid))
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "team" / "plan.txt").write_text("the plan, final\n")
-    kept = {k: first[k] for k in ("head", "manifest", "size", "allocated")}
+    fid, kept = her_plan_beside_bobs(vault, tmp_path, "the plan, final\n")
     _bobs_branch(vault, fid, {"links": [], **kept})
     with mounted(vault, tmp_path / "mnt") as mnt:
         _settled(mnt / "team" / "plan.txt")
