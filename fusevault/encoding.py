@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from itertools import accumulate
 from typing import Any
 
@@ -38,6 +39,20 @@ def shown(text: str) -> str:
     CR, which a terminal obeys (set the clipboard, overwrite the line above): every message and
     progress line that holds such a name passes it through here."""
     return text if text.isprintable() else repr(text)
+
+
+# What a terminal obeys: C0 controls but tab and newline, DEL, C1 controls, the bidirectional
+# overrides and isolates (they reorder what is shown), and lone surrogates (bytes a file name
+# held that are no UTF-8).
+_OBEYED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def defused(text: str) -> str:
+    """``text`` with every character a terminal would obey written out (``\\x1b``, ``\\u202e``),
+    lines and tabs kept: what the ``fusevault`` command prints passes through here
+    (cli/terminal.py), so a name no message thought of passing through ``shown`` still cannot
+    act on her terminal."""
+    return _OBEYED.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode(), text)
 
 
 # --- JSON from the store, peers, the relay, links, helpers: hostile until parsed

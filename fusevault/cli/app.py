@@ -32,6 +32,7 @@ from fusevault.cli import (
     transfer,
     vault,
 )
+from fusevault.cli.terminal import Defused, DefusedFormatter
 
 EPILOG = """\
 examples:
@@ -87,14 +88,17 @@ def _setup_logging(verbose: bool) -> None:
 
     handler = logging.StreamHandler(sys.stderr)
     if systemd.under_journal():  # the journal adds the unit's name and reads the level
-        handler.setFormatter(systemd.JournalFormatter("%(message)s"))
+        formatter: logging.Formatter = systemd.JournalFormatter("%(message)s")
     else:
-        handler.setFormatter(logging.Formatter("fusevault: %(message)s"))
+        formatter = logging.Formatter("fusevault: %(message)s")
+    handler.setFormatter(DefusedFormatter(formatter))  # names from outside never act on the terminal
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # every file and folder fusevault makes is its user's alone (fs/server.py too)
+    if not isinstance(sys.stdout, Defused):
+        sys.stdout = Defused(sys.stdout)  # type: ignore[assignment]  # cli/terminal.py
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # a mount's server shows them in `ps`

@@ -283,8 +283,6 @@ def test_link_get_does_not_write_through_its_own_symlink_into_her_folder(tmp_pat
 ESCAPES = "\x1b]52;c;ZWNobyBvd25lZA==\x07\x1b[2K\r\x1b[1Afusevault: wrong passphrase"
 
 
-@pytest.mark.xfail(strict=True, reason="cli/accounts.py _print_users prints usernames from the store as "
-                   "they are (even of a document it calls malformed), never through encoding.shown()")
 def test_a_store_writers_username_does_not_write_control_sequences_to_her_terminal(
         vault: Path) -> None:
     [her] = adversary.docs(vault, "UserDetails")
@@ -385,9 +383,6 @@ class _HostileCouch:
         self.server.server_close()
 
 
-@pytest.mark.xfail(strict=True, reason="couch_api.bulk_docs puts the server's 'reason' text in the error "
-                   "as it came, and cli/sync.py prints a peer's error raw: `sync status` writes the "
-                   "server's escape sequences to her terminal")
 def test_a_couchdb_servers_error_text_does_not_write_control_sequences_to_her_terminal(
         vault: Path, tmp_path: Path) -> None:
     server = _HostileCouch(ESCAPES)
@@ -464,9 +459,6 @@ def _drop(drop: str, tmp_path: Path, change: dict, name: str | None = None, key:
 # --- hole 7: a dropped file's name reaches her terminal raw in `fusevault trash`
 
 
-@pytest.mark.xfail(strict=True, reason="cli/history.py prints a trashed file's path as it is (and `ls` "
-                   "aside, vault names may hold any byte but / and NUL): a stranger's dropped name, once "
-                   "she deletes the file, writes his escape sequences to her terminal")
 def test_a_dropped_name_does_not_write_control_sequences_to_her_terminal_from_the_trash(
         relay: str, vault: Path, tmp_path: Path) -> None:
     name = "invoice" + ESCAPES
@@ -507,9 +499,6 @@ def test_a_dropped_item_with_a_short_key_is_discarded_not_fetched_again_at_every
 # --- hole 9: a file name in the watched folder reaches her terminal raw in `fusevault status`
 
 
-@pytest.mark.xfail(strict=True, reason="watcher.py _batch keeps f'{location}: {err}' as the import task's "
-                   "last error and cli/status.py prints it raw: a scanner's file name writes escape "
-                   "sequences to her terminal")
 def test_a_watched_file_name_does_not_write_control_sequences_to_her_terminal_from_status(
         vault: Path, tmp_path: Path) -> None:
     from mount.test_imports import watch
@@ -567,8 +556,6 @@ def test_the_watched_folder_swapped_for_a_link_to_the_vault_folder_does_not_dest
         f"`fusevault info` now says {again.stdout + again.stderr!r}")
 
 
-@pytest.mark.xfail(strict=True, reason="cli/sync.py _print_peers prints a Peers document's name as it is in "
-                   "the store, never through encoding.shown()")
 def test_a_store_writers_peer_name_does_not_write_control_sequences_to_her_terminal(vault: Path) -> None:
     added = fusevault("peer", "add", "buddy", "http://127.0.0.1:9/vault", "--offline", "--vault", vault,
                       passphrase=None)
