@@ -15,7 +15,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from fusevault.cli.options import VAULT_ENV, Command, credential_options, vault_option
+from fusevault.cli.options import VAULT_ENV, Command, credential_options, passphrase_options, vault_option
 from fusevault.cli.status import answers, span
 from fusevault.errors import AlreadyExists, InvalidInput
 
@@ -39,6 +39,7 @@ def add_commands(command: Command) -> None:
                    help="add it without reaching it now (the mount syncs once it can)")
     credential_options(q)
     vault_option(q)
+    passphrase_options(q)  # --store-only: the folder this device confirmed, under her key
     q = actions.add_parser("list", help="the peers")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     vault_option(q)
@@ -92,7 +93,7 @@ def _add(layout, store, args: argparse.Namespace) -> None:
     from fusevault.vault.model import peers as peer_docs
 
     source = peer_docs.credentials_source(args.credentials_file, args.credentials_env)
-    dump_to = _storage_dir(store, args) if args.store_only else None
+    dump_to = _storage_dir(layout, store, args) if args.store_only else None
     url = peer_docs.url_of(peer_docs.parse_url(args.url))
     for peer in peer_docs.peers(store):  # refused before anything is asked of the server
         if peer["name"] == args.name:
@@ -132,17 +133,17 @@ def _confirm(layout, store, args: argparse.Namespace) -> None:
     print(f"confirmed peer {args.name} on this device (a running mount syncs with it within a second)")
 
 
-def _storage_dir(store, args: argparse.Namespace) -> str:
-    from fusevault.vault.model.trust import self_signed
-    from fusevault.vault.model.users import find_user
+def _storage_dir(layout, store, args: argparse.Namespace) -> str:
+    """Her ``peer_dir_for_storage`` as this device confirmed it, under her key: a writer of the vault
+    folder signed her user document with a key of his naming any folder, and the document's own
+    signature said nothing (attack round 23b (6), as round 22b (5) for ``receive --vault``)."""
+    from fusevault import passphrase
+    from fusevault.vault.model import confirmed, users
 
-    user = find_user(store, args.user)
-    # No key here (the mount's settings are authenticated: vault/model/confirmed.py); at least the
-    # document must be signed, and the folder is shown in the answer and bound to the peer.
-    if not self_signed(user):
-        raise InvalidInput(f"the settings of {user['username']} are not signed: set peer_dir_for_storage "
-                           "again with `fusevault config set` first")
-    base = user.get("peer_dir_for_storage")
+    user = users.find_user(store, args.user)
+    secret = passphrase.get(args.passphrase_fd, args.passphrase_file, about=str(args.vault))
+    key = users.unlock_here(layout.root, user, secret, store=store)
+    base = confirmed.load(store, key, layout.root).peer_dir_for_storage
     if not base:
         raise InvalidInput(f"{user['username']} has no peer_dir_for_storage: set it with "
                            "`fusevault config set peer_dir_for_storage DIR` first")

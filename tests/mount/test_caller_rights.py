@@ -242,7 +242,7 @@ def test_links_and_backup_buddies_are_refused_in_a_shared_mount(erin_in_shared_m
     erin.ok(f"mkdir {kept}")
     assert erin.fusevault("config", "set", "peer_dir_for_storage", kept, "--mount", erin.mnt).returncode == 0
     added = fusevault("peer", "add", "friend", "http://127.0.0.1:9/friend", "--store-only", "--user", "erin",
-                      "--offline", "--vault", erin.vault, passphrase=None)
+                      "--offline", "--vault", erin.vault, passphrase=SECRET)
     assert added.returncode == 0, added.stderr
 
     def friend() -> dict | None:

@@ -408,9 +408,6 @@ def test_a_couchdb_servers_error_text_does_not_write_control_sequences_to_her_te
 # --- hole 6: `peer add --store-only` keeps a buddy's store where a store writer says
 
 
-@pytest.mark.xfail(strict=True, reason="cli/sync.py _storage_dir takes peer_dir_for_storage from the user "
-                   "document when it is self_signed (by the key it names): a store writer's key and folder "
-                   "pass, as receive --vault's did (round 22b hole 5)")
 def test_peer_add_store_only_does_not_keep_a_buddys_store_where_a_store_writer_says(
         vault: Path, tmp_path: Path) -> None:
     kept, chosen = tmp_path / "kept", tmp_path / "chosen"
@@ -427,11 +424,13 @@ def test_peer_add_store_only_does_not_keep_a_buddys_store_where_a_store_writer_s
               "public_sign": b64e(his.public_key().public_bytes_raw())}
     adversary.put(vault, sign_doc(her["_id"], his, forged))
     added = fusevault("peer", "add", "friend", "http://127.0.0.1:9/friend", "--store-only", "--user", "alice",
-                      "--offline", "--vault", vault, passphrase=None)
+                      "--offline", "--vault", vault)
     [peer] = adversary.docs(vault, "Peers") or [{}]
     assert str(chosen) not in str(peer.get("path_to_dump_chunks")), (
         f"her buddy's store is kept in {peer.get('path_to_dump_chunks')}, the folder the store writer's "
         f"self-signed document named: {added.stdout!r}")
+    # Fixed (cli/sync.py ``_storage_dir``): her key, whose pinned keys refuse the forged document.
+    assert added.returncode == 5 and "do not match" in added.stderr, added.stderr
 
 
 # --- drop boxes

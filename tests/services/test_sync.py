@@ -672,7 +672,7 @@ def test_a_backup_buddy_keeps_another_vault_without_its_keys_and_refills_its_ser
     storage.mkdir()
     configured = fusevault("config", "set", "peer_dir_for_storage", storage, "--vault", zoe)
     assert configured.returncode == 0, configured.stderr
-    added = fusevault("peer", "add", "alice", couchdb_url, "--store-only", "--vault", zoe, passphrase=None)
+    added = fusevault("peer", "add", "alice", couchdb_url, "--store-only", "--vault", zoe)  # her passphrase
     assert added.returncode == 0, added.stderr
     with mounted(zoe, tmp_path / "z") as z:
         wait_for(lambda: settled(z) and sync_status(z)["records_down"] > 0,
