@@ -121,11 +121,19 @@ def entries(manifest: dict) -> list[dict]:
         # IndexError in the drop-box collector, at every run) stopped a box for good.
         if not found or found[0]["path"] != top:
             raise ValueError(top)
-        b64d(manifest["key"])
+        # A key of another length failed only at decryption, a ValueError that kept a dropped item
+        # on the server, fetched again at every run (attack round 23b (8)).
+        if len(b64d(manifest["key"])) != aead.KEY_SIZE:
+            raise ValueError("key")
         seen: set[str] = set()
+        links = {str(entry["path"]) for entry in found if entry["type"] == "symlink"}
         for entry in found:
             path = str(entry["path"])
             if path in seen:  # a name twice (a symlink, then a folder through it): one thing each
+                raise ValueError(path)
+            # Nothing under one of the link's own symlinks: written through it, `photos/l -> ../.ssh`
+            # put `photos/l/authorized_keys2` into her ~/.ssh (attack round 23b (2)).
+            if any(path.startswith(link + "/") for link in links):
                 raise ValueError(path)
             seen.add(path)
             safe_target(Path("/"), path)  # no "..", no absolute names

@@ -254,9 +254,6 @@ class _Blocks:
         return self.sealed[block_id]
 
 
-@pytest.mark.xfail(strict=True, reason="write_local checks a path's folder is inside the destination "
-                   "(content.py inside(dest, ...)), not inside the link's top: the link's symlink "
-                   "top/l -> ../.ssh leads into her ~/.ssh when she fetches at home")
 def test_link_get_does_not_write_through_its_own_symlink_into_her_folder(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
@@ -477,9 +474,6 @@ def test_a_dropped_name_does_not_write_control_sequences_to_her_terminal_from_th
 # --- hole 8: a dropped item with a content key of the wrong length stays on the server for good
 
 
-@pytest.mark.xfail(strict=True, reason="entries() checks that the manifest's key decodes, not that it is "
-                   "32 bytes: aead's ValueError is no CorruptData, so owner.py _collect_one keeps the item "
-                   "('internal error ... it stays on the server') and downloads it again at every run")
 def test_a_dropped_item_with_a_short_key_is_discarded_not_fetched_again_at_every_run(
         relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
