@@ -10,11 +10,10 @@ guard.py.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-from fusevault import __version__, paths
+from fusevault import __version__, log_lines, paths
 from fusevault.cli import (
     accounts,
     agent,
@@ -32,7 +31,7 @@ from fusevault.cli import (
     transfer,
     vault,
 )
-from fusevault.cli.terminal import Defused, DefusedFormatter
+from fusevault.cli.terminal import Defused
 
 EPILOG = """\
 examples:
@@ -83,18 +82,6 @@ COMMANDS = {**vault.COMMANDS, **mount.COMMANDS, **history.COMMANDS, **transfer.C
             **check.COMMANDS, "completion": _completion}
 
 
-def _setup_logging(verbose: bool) -> None:
-    from fusevault import systemd
-
-    handler = logging.StreamHandler(sys.stderr)
-    if systemd.under_journal():  # the journal adds the unit's name and reads the level
-        formatter: logging.Formatter = systemd.JournalFormatter("%(message)s")
-    else:
-        formatter = logging.Formatter("fusevault: %(message)s")
-    handler.setFormatter(DefusedFormatter(formatter))  # names from outside never act on the terminal
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
-
-
 def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # every file and folder fusevault makes is its user's alone (fs/server.py too)
     if not isinstance(sys.stdout, Defused):
@@ -105,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    _setup_logging(args.verbose)
-    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    log_lines.to_stderr(args.verbose)
     paths.override("runtime", args.runtime_dir)
     paths.override("state", args.state_dir)
     paths.override("config", args.config_dir)

@@ -4,14 +4,14 @@ Names from outside (a store writer's user name, a peer's name, a CouchDB server'
 dropped file's name in the trash, a watched file's name in an import error) reached standard output
 and the log raw, escape sequences and all: set the clipboard, overwrite the line above (attack
 rounds 22b (6) and 23b (3, 5, 7, 9)).  Each message passing them through ``encoding.shown`` is one
-defence; this is the other, at the boundary: standard output and the log's lines go through
-``encoding.defused``, which writes out every character a terminal would obey.  The progress bars
-(rich) write their own cursor movements to the real standard error, not through here.
+defence; this is the other, at the boundary: standard output (here) and the log's lines
+(log_lines.py) go through ``encoding.defused``, which writes out every character a terminal
+would obey.  The progress bars (rich) write their own cursor movements to the real standard
+error, not through here.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any, TextIO
 
 from fusevault.encoding import defused
@@ -29,14 +29,3 @@ class Defused:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
-
-
-class DefusedFormatter(logging.Formatter):
-    """A formatter whose lines are ``defused`` after ``inner`` formatted them."""
-
-    def __init__(self, inner: logging.Formatter) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def format(self, record: logging.LogRecord) -> str:
-        return defused(self.inner.format(record))

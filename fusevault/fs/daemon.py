@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from fusevault import paths
+from fusevault import log_lines, paths
 from fusevault.errors import INTERNAL_ERROR, InvalidInput, VaultError, explain
 
 log = logging.getLogger("fusevault")
@@ -250,7 +250,6 @@ def _log_to_file(mountpoint: Path) -> None:
     logs = paths.state_dir() / "logs"
     logs.mkdir(exist_ok=True, mode=0o700)
     name = paths.control_socket(mountpoint).stem
-    handler = logging.FileHandler(logs / f"mount-{name}.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = log_lines.to_file(logs / f"mount-{name}.log")
     root = logging.getLogger()
     root.handlers[:] = [handler]

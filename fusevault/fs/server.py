@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fusevault import paths, systemd
+from fusevault import log_lines, paths
 from fusevault.errors import VaultError
 from fusevault.fs import daemon
 
@@ -33,7 +32,7 @@ def main() -> int:
     args = argparse.Namespace(vault=Path(given["vault"]), mountpoint=Path(given["mountpoint"]),
                               user=given["user"], allow_other=given["allow_other"],
                               allow_other_users=given.get("allow_other_users", False))
-    _log_to_stderr(given["verbose"])
+    log_lines.to_stderr(given["verbose"])
     for kind, path in given["dirs"].items():
         paths.override(kind, path)
     secret = server.secret
@@ -48,14 +47,6 @@ def main() -> int:
         return 130
 
 
-def _log_to_stderr(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if systemd.under_journal():  # the journal adds the unit's name and reads the level
-        handler.setFormatter(systemd.JournalFormatter("%(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("fusevault: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def serve_mount(args: argparse.Namespace, secret: bytes | None, on_ready: Callable[[], None] | None) -> int:

@@ -286,8 +286,8 @@ def test_mount_on_a_folder_the_user_may_not_write(stranger, open_place: Path) ->
 
 def test_a_bug_is_one_line_on_the_terminal_and_a_traceback_in_a_crash_log() -> None:
     """What no command expected (a bug) still reaches the terminal as one line."""
-    bug = ("import sys; from fusevault.cli import app, guard; app._setup_logging(False); "
-           "sys.exit(guard.run(lambda: {}['missing'], 'test', False))")
+    bug = ("import sys; from fusevault import log_lines; from fusevault.cli import guard; "
+           "log_lines.to_stderr(False); sys.exit(guard.run(lambda: {}['missing'], 'test', False))")
     result = subprocess.run([sys.executable, "-c", bug], capture_output=True, text=True)
     clean(result, 70, "internal error (KeyError: 'missing'); please report it with ")
     log = Path(result.stderr.strip().rsplit(" ", 1)[-1])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import logging
 
-from fusevault.cli.terminal import Defused, DefusedFormatter
+from fusevault.cli.terminal import Defused
 from fusevault.encoding import defused
+from fusevault.log_lines import DefusedFormatter
 
 HOSTILE = "a\x1b]52;c;b3duZWQ=\x07b\x1b[2K\x9b1A\u202ecod.exe\udc80"
 
