@@ -299,9 +299,6 @@ def test_a_store_writers_username_does_not_write_control_sequences_to_her_termin
 # --- hole 4: the watched folder swapped for a link after settings.check: her files elsewhere deleted
 
 
-@pytest.mark.xfail(strict=True, reason="source_paths.parent opens the watched folder by its path, following "
-                   "a link (settings.check looked at it once, when the watch started): a pending name is "
-                   "imported and deleted from wherever the folder now leads")
 def test_the_watched_folder_swapped_for_a_link_does_not_make_her_device_delete_files_elsewhere(
         vault: Path, tmp_path: Path) -> None:
     from mount.test_imports import watch
@@ -538,8 +535,6 @@ def test_a_watched_file_name_does_not_write_control_sequences_to_her_terminal_fr
     assert "\x1b" not in shown and "\x07" not in shown, f"`status` printed the scanner's name raw: {shown!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="the same swap, to a link to the vault folder: settings.check refused "
-                   "it only when the watch started; the import takes store.sqlite in and deletes it")
 def test_the_watched_folder_swapped_for_a_link_to_the_vault_folder_does_not_destroy_her_vault(
         vault: Path, tmp_path: Path) -> None:
     from mount.test_imports import watch
