@@ -167,7 +167,8 @@ def read_only_folder(path: Path):
         try:
             yield path
         finally:
-            subprocess.run(["umount", str(path)], check=True)
+            # Lazily: a watch of it holds the folder open (source_paths.hold) until the watch ends.
+            subprocess.run(["umount", "--lazy", str(path)], check=True)
     else:
         path.chmod(0o555)
         yield path

@@ -16,7 +16,7 @@ from fusevault.encoding import b64e, shown
 from fusevault.errors import AlreadyExists, CorruptData
 from fusevault.links import capability, content
 from fusevault.transfer.output import check_new_tops
-from fusevault.transfer.resume import ResumeState
+from fusevault.transfer.resume import ResumeState, _tag
 
 
 def test_shown_keeps_a_printable_name_and_quotes_any_other() -> None:
@@ -44,6 +44,35 @@ def test_the_tops_a_session_claims_survive_a_new_run(tmp_path: Path) -> None:
     again = ResumeState(tmp_path, "sid")
     assert again.tops == {"photos", odd} and again.done == {"0"}
     assert ResumeState(tmp_path, "another session").tops == set()
+
+
+def test_a_resume_file_this_users_fusevault_did_not_write_is_refused_not_trusted(tmp_path: Path) -> None:
+    # Round 23b hole 1: a sender's file under the resume file's name claimed her ~/.ssh.
+    state = ResumeState(tmp_path, "sid")
+    state.save()
+    state.claim(["photos"])
+    genuine = state.path.read_bytes()
+    with open(state.path, "ab") as torn:  # an append cut short: its line is dropped, the rest kept
+        torn.write(b"top 2e737368")
+    assert ResumeState(tmp_path, "sid").tops == {"photos"}
+    planted = genuine.replace(b"top " + b"photos".hex().encode(), b"top " + b".ssh".hex().encode())
+    for text in (f"fusevault-receive 1 {'00' * 32}\ntop {b'.ssh'.hex()}\n".encode(), planted):
+        state.path.write_bytes(text)
+        with pytest.raises(AlreadyExists, match="not a resume file"):
+            ResumeState(tmp_path, "sid")
+    other = tmp_path / f".fusevault-receive-{_tag('other')}"
+    other.write_bytes(genuine)  # one session's state under another session's name
+    other.chmod(0o600)
+    with pytest.raises(AlreadyExists):
+        ResumeState(tmp_path, "other")
+    state.path.write_bytes(genuine)
+    os.chmod(state.path, 0o644)  # others may read or write it: not state of hers
+    with pytest.raises(AlreadyExists):
+        ResumeState(tmp_path, "sid")
+    state.path.unlink()
+    os.symlink(tmp_path / "elsewhere", state.path)
+    with pytest.raises(AlreadyExists):
+        ResumeState(tmp_path, "sid")
 
 
 class _Blocks:
