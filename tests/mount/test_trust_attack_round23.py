@@ -161,8 +161,6 @@ def test_a_group_removed_by_its_administrator_leaves_its_members_no_key_of_what_
         f"said: {said}")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: sharing again over a withheld Share records the members of "
-                   "now as those its keys are sealed to: the removal the record held is forgotten, no re-key")
 def test_sharing_again_over_a_withheld_share_does_not_forget_a_members_removal(vault: Path,
                                                                                tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"

@@ -179,21 +179,37 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     await volume.store_call(volume.trust.save)
     await volume.in_thread(volume.store.sync)
     await _settle(volume, nodes)
-    if group:
-        await volume.in_thread(_sealed_to, volume, grant, old is not None)
+    if group and await volume.in_thread(_sealed_to, volume, grant, label, _gone(old)):
+        # A member the record holds that the group no longer names: re-keyed away now, not at some
+        # later unlock (attack round 23a (2)).
+        await resume(volume)
     return {"path": name_to_str(path), "with": label, "perm": grant.perm, "files": len(nodes), "keys": keys,
             "fingerprints": _fingerprints(volume, grant)}
 
 
-def _sealed_to(volume: Volume, grant: Grant, existed: bool) -> None:
-    """Remember the members a group share's keys are sealed to now (``_rekey_for_removals``); for a
-    share that existed, with those sealed to before: a removal not yet carried out stays one."""
+def _gone(doc: dict | None) -> bool:
+    """Whether the store has no live Share at this id (never written, deleted or withheld)."""
+    return doc is None or doc.get("_deleted") is True
+
+
+def _sealed_to(volume: Volume, grant: Grant, label: str, missing: bool) -> bool:
+    """Remember the members a group share's keys are sealed to now (``_rekey_for_removals``), with
+    those this device recorded as sealed to before, whether or not the store still has the Share:
+    the record is this device's own, and a Share withheld says nothing of who holds keys, so a removal
+    not yet carried out stays one (attack round 23a (2)).  True when the record names a member the
+    group no longer does (a re-key is due)."""
     root, me = volume.layout.root, volume.key.user_id
     share_id = sharing.doc_id(grant.fid, grant.grantee)
-    members = set((volume.sharing.groups.get(grant.grantee) or {}).get("users") or {})
-    if existed:
-        members |= rotations_done.sealed_members(root, me).get(share_id, set())
-    rotations_done.remember_members(root, me, {share_id: members})
+    now = set((volume.sharing.groups.get(grant.grantee) or {}).get("users") or {})
+    before = rotations_done.sealed_members(root, me).get(share_id, set())
+    if missing and before:
+        # This device sealed keys for this share, and the store no longer has it (as ``unshare``).
+        volume.trust.alarms.warn("share-missing", share_id, f"the store no longer has share {share_id} "
+                                 f"(shared again with {label}) that this device sealed keys for: deleted "
+                                 "or withheld, the store may have been tampered with; the members its "
+                                 "keys were sealed to are kept, and any no longer in the group re-keyed away")
+    rotations_done.remember_members(root, me, {share_id: now | before})
+    return bool(before - now)
 
 
 def _fingerprints(volume: Volume, grant: Grant) -> dict[str, str | None]:
@@ -249,6 +265,11 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
         # Another request replaced hers during the re-key (a group owner's removal): carried out now,
         # never left for whenever the next change or unlock comes.
         await resume(volume)
+    if group:
+        # Taken back and re-keyed: its keys are sealed to no member now (sharing it again starts anew,
+        # and is no "share-missing").
+        await volume.in_thread(rotations_done.remember_members, volume.layout.root, volume.key.user_id,
+                               {share_id: set()})
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
 
