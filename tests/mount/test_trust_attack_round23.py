@@ -139,8 +139,6 @@ from mount.test_trust_attack_round19 import _crew_sharing_her_plan
 from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a group removed (group remove) re-keys nothing: its former "
-                   "members hold the key of what she writes next")
 @pytest.mark.parametrize("removed_user", [False, True])
 def test_a_group_removed_by_its_administrator_leaves_its_members_no_key_of_what_she_writes_next(
         vault: Path, tmp_path: Path, removed_user: bool) -> None:
