@@ -188,9 +188,7 @@ def test_sharing_again_over_a_withheld_share_does_not_forget_a_members_removal(v
 
 
 @pytest.mark.parametrize("where", [
-    pytest.param("desktop", marks=pytest.mark.xfail(strict=True, reason=(
-        "hole 3: the desktop, which did not see her move, takes a writer's document bringing her trashed "
-        "file back into his folder silently"))),
+    "desktop",
     "laptop"])  # the control: the device that made the move refuses it with an alarm
 def test_a_writer_cannot_silently_bring_back_into_his_folder_her_file_she_moved_out_and_deleted(
         tmp_path: Path, where: str) -> None:
