@@ -31,7 +31,12 @@ def do(op: str, args: list, dir_fd: int | None = None) -> tuple[Any, int | None]
     elif op == "lstat":
         return _fields(os.stat(args[0], dir_fd=dir_fd, follow_symlinks=False)), None
     elif op == "scan":
-        return _scan(args[0], dir_fd), None
+        found = []
+        with os.scandir(args[0]) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):  # gone meanwhile
+                    found.append([entry.name, _fields(entry.stat(follow_symlinks=False))])
+        return found, None
     elif op == "listdir":
         return os.listdir(args[0]), None
     elif op == "access":
@@ -41,27 +46,6 @@ def do(op: str, args: list, dir_fd: int | None = None) -> tuple[Any, int | None]
     else:
         raise OSError(errno.ENOSYS, f"unknown operation {op}")
     return None, None
-
-
-def _scan(path: str, dir_fd: int | None) -> list:
-    """[name, lstat] of every entry of the folder ``path`` (relative to ``dir_fd``: never through a
-    link, so a folder held open is listed, not what its name leads to now)."""
-    if dir_fd is None:
-        return _entries(path)
-    folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        return _entries(folder)
-    finally:
-        os.close(folder)
-
-
-def _entries(folder: str | int) -> list:
-    found = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            with contextlib.suppress(OSError):  # gone meanwhile
-                found.append([entry.name, _fields(entry.stat(follow_symlinks=False))])
-    return found
 
 
 RENAME_NOREPLACE = 1
@@ -161,9 +145,8 @@ class Calls:
     def listdir(self, path: str) -> list[str]:
         return self.call("listdir", os.fsdecode(path))[0]
 
-    def scan(self, path: str, *, dir_fd: int | None = None) -> list[tuple[str, os.stat_result]]:
-        found, _ = self.call("scan", os.fsdecode(path), fd=dir_fd)
-        return [(name, _stat_result(fields)) for name, fields in found]
+    def scan(self, path: str) -> list[tuple[str, os.stat_result]]:
+        return [(name, _stat_result(fields)) for name, fields in self.call("scan", os.fsdecode(path))[0]]
 
     def access(self, path: str, mode: int) -> bool:
         return bool(self.call("access", os.fsdecode(path), mode)[0])

@@ -42,9 +42,8 @@ class HostAccess(Protocol):
 
     def listdir(self, path: str) -> list[str]: ...
 
-    def scan(self, path: str, *, dir_fd: int | None = None) -> list[tuple[str, os.stat_result]]:
-        """Every entry of a folder with its ``lstat`` (one call for a whole folder); with ``dir_fd``,
-        ``path`` is opened from it without following a link ("." lists that folder itself)."""
+    def scan(self, path: str) -> list[tuple[str, os.stat_result]]:
+        """Every entry of a folder with its ``lstat`` (one call for a whole folder)."""
 
     def access(self, path: str, mode: int) -> bool:
         """``os.access`` for the user (their real ids, which are also their effective ones)."""

@@ -55,12 +55,11 @@ def ignored(name: str) -> bool:
             or ".fvpart-" in name or name.startswith((".#", ".~lock.")))
 
 
-def open_source(host: HostAccess, root: int, location: str) -> BinaryIO:
-    """The regular file at ``location`` in the watched folder (``root``, held), opened as the user;
-    FileNotFoundError for anything else (gone, a symbolic link on the way or at the end, a fifo or
-    device)."""
+def open_source(host: HostAccess, source: Path, location: str) -> BinaryIO:
+    """The regular file at ``location`` in the watched folder, opened as the user; FileNotFoundError
+    for anything else (gone, a symbolic link on the way or at the end, a fifo or device)."""
     try:
-        fd = source_paths.open_file(host, root, location, SOURCE_FLAGS)
+        fd = source_paths.open_file(host, source, location, SOURCE_FLAGS)
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise FileNotFoundError(errno.ENOENT, "a symbolic link", location) from None
@@ -71,9 +70,9 @@ def open_source(host: HostAccess, root: int, location: str) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def hash_file(host: HostAccess, root: int, location: str) -> tuple[str, Stamp]:
+def hash_file(host: HostAccess, source: Path, location: str) -> tuple[str, Stamp]:
     digest = hashlib.sha256()
-    with open_source(host, root, location) as f:
+    with open_source(host, source, location) as f:
         before = Stamp.of(os.fstat(f.fileno()))
         while data := f.read(READ_CHUNK):
             digest.update(data)
@@ -81,21 +80,14 @@ def hash_file(host: HostAccess, root: int, location: str) -> tuple[str, Stamp]:
 
 
 class Importer:
-    """Imports files of ``source_dir_to_watch`` under ``import_into``, keeping their relative paths.
-
-    Every file is reached from ``root``, one descriptor of the watched folder held for the whole
-    watch (source_paths.py): given by the ImportService, which closes it when the watch ends, or
-    opened (and checked) by ``load`` and closed by ``close``."""
+    """Imports files of ``source_dir_to_watch`` under ``import_into``, keeping their relative paths."""
 
     def __init__(self, volume: Volume, settings: Settings, kernel: KernelCache,
-                 host: HostAccess | None = None, root: int | None = None) -> None:
+                 host: HostAccess | None = None) -> None:
         assert settings.source_dir_to_watch is not None
         self.vol = volume
         self.host = host or Direct()  # the user's rights on the source folder
-        self.settings = settings
-        self.source = Path(settings.source_dir_to_watch)  # for messages only: never opened by name
-        self.root = -1 if root is None else root
-        self._owns_root = root is None
+        self.source = Path(settings.source_dir_to_watch)
         self.into = settings.import_into
         self.delete = settings.delete_file_from_source
         self.kernel = kernel
@@ -104,17 +96,8 @@ class Importer:
         self.inodes: dict[tuple[int, int], str] = {}  # (dev, ino) -> location, to spot renames
 
     async def load(self) -> None:
-        if self._owns_root and self.root < 0:
-            self.root = await trio.to_thread.run_sync(
-                source_paths.hold, self.host, self.settings, str(self.vol.layout.root))
         self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
         self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
-
-    def close(self) -> None:
-        """Let go of the watched folder, if ``load`` opened it."""
-        if self._owns_root and self.root >= 0:
-            os.close(self.root)
-            self.root = -1
 
     def _vault_path(self, location: str) -> bytes:
         return os.fsencode(f"{self.into}/{location}" if self.into else location)
@@ -122,7 +105,7 @@ class Importer:
     async def take(self, location: str) -> tuple[str, int, bool]:
         """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
         try:
-            st = await trio.to_thread.run_sync(source_paths.lstat, self.host, self.root, location)
+            st = await trio.to_thread.run_sync(source_paths.lstat, self.host, self.source, location)
         except (FileNotFoundError, NotADirectoryError):
             return GONE, 0, False
         if not stat.S_ISREG(st.st_mode):
@@ -139,7 +122,7 @@ class Importer:
             # New, and nothing there to compare with: copy (and hash) in one pass.
             return await self._copy(location, mode, None, stamp, None)
         try:
-            sha, before = await self.vol.in_thread(hash_file, self.host, self.root, location)
+            sha, before = await self.vol.in_thread(hash_file, self.host, self.source, location)
         except FileNotFoundError:
             return GONE, 0, False
         if (record := await self._already_there(location, known, sha, before)) is not None:
@@ -166,7 +149,7 @@ class Importer:
 
     def _exists(self, location: str) -> bool:
         try:
-            source_paths.lstat(self.host, self.root, location)
+            source_paths.lstat(self.host, self.source, location)
         except (FileNotFoundError, NotADirectoryError):
             return False
         return True
@@ -217,7 +200,7 @@ class Importer:
         where, name = split(self._vault_path(location))
         parent = await make_dirs(self.vol, where, self.caller)
         try:
-            source = await trio.to_thread.run_sync(open_source, self.host, self.root, location)
+            source = await trio.to_thread.run_sync(open_source, self.host, self.source, location)
         except FileNotFoundError:
             return GONE, 0, False
         with source:
@@ -264,7 +247,7 @@ class Importer:
         def remove_if_unchanged() -> bool:
             try:
                 # As the user (only what they may delete), and only the file imported.
-                return source_paths.remove_if(self.host, self.root, record.file_location,
+                return source_paths.remove_if(self.host, self.source, record.file_location,
                                               lambda st: Stamp.of(st) == record.stamp)
             except (FileNotFoundError, NotADirectoryError):
                 return False

@@ -9,12 +9,7 @@ of the importer goes through ``parent`` now: the folder a location lies in, open
 the watched folder with ``O_NOFOLLOW | O_DIRECTORY``, and the last name, used relative to it.  A link
 or a non-folder on the way is "gone" (FileNotFoundError), as for a file removed meanwhile.
 
-The watched folder itself may be a link (it is her setting), but it is opened once per watch
-(``hold``), and checked by ``settings.check`` as the folder that descriptor really is; every path is
-then reached from that descriptor, never from the folder's name again.  Whoever owns the folder the
-watched one lies in can move it aside and put a link to ``~/Documents`` or to the vault folder in its
-place: the names then still lead into the folder held, wherever it is now, and nowhere else (attack
-round 23b, hole 4).
+The watched folder itself may be a link: it is her setting, checked by ``settings.check``.
 """
 
 from __future__ import annotations
@@ -23,100 +18,50 @@ import errno
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from pathlib import Path
 
 from fusevault.host_access import HostAccess
-from fusevault.vault.model import settings as user_settings
-from fusevault.vault.model.settings import Settings
 
 # Each folder on the way: never a link (ELOOP), never anything but a folder (ENOTDIR).
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
-# The watched folder itself: her setting may be a link, followed once, when the watch starts.
-_WATCHED = os.O_RDONLY | os.O_DIRECTORY
-
-
-def hold(host: HostAccess, settings: Settings, vault_root: str) -> int:
-    """A descriptor of the watched folder, opened as ``host``'s user, once ``settings.check`` has
-    passed for the folder it really is (not merely for what its name led to a moment before)."""
-    assert settings.source_dir_to_watch is not None
-    user_settings.check(settings, vault_root, host)  # her setting, in the words she wrote it
-    root = host.open(settings.source_dir_to_watch, _WATCHED)
-    try:
-        # Swapped between that check and the open: checked again, as the folder now held.
-        held = replace(settings, source_dir_to_watch=real_path(root))
-        user_settings.check(held, vault_root, host)
-    except BaseException:
-        os.close(root)
-        raise
-    return root
-
-
-def real_path(fd: int) -> str:
-    """Where the folder behind ``fd`` is now (the kernel's answer, no link left in it)."""
-    path = os.readlink(f"/proc/self/fd/{fd}")
-    if not path.startswith("/"):  # not a path at all; a removed folder ("... (deleted)") fails the check
-        raise FileNotFoundError(errno.ENOENT, "the watched folder is gone", path)
-    return path
-
-
 @contextmanager
-def parent(host: HostAccess, root: int, location: str) -> Iterator[tuple[int, str]]:
-    """(a descriptor of the folder ``location`` lies in, its last name), opened as ``host``'s user
-    from ``root`` (the held watched folder, left open: its owner closes it)."""
+def parent(host: HostAccess, source: Path, location: str) -> Iterator[tuple[int, str]]:
+    """(a descriptor of the folder ``location`` lies in, its last name), opened as ``host``'s user."""
     parts = location.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise FileNotFoundError(errno.ENOENT, "not a name in the watched folder", location)
-    folder = root
+    folder = host.open(str(source), os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in parts[:-1]:
-            inner = _inner(host, folder, part, location)
-            if folder != root:
-                os.close(folder)
+            try:
+                inner = host.open(part, _FOLDER, dir_fd=folder)
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise FileNotFoundError(errno.ENOENT, "a link or a file on the way", location) from None
+                raise
+            os.close(folder)
             folder = inner
         yield folder, parts[-1]
     finally:
-        if folder != root:
-            os.close(folder)
+        os.close(folder)
 
 
-def _inner(host: HostAccess, folder: int, part: str, location: str) -> int:
-    """The folder ``part`` of ``folder``, never through a link (then: gone)."""
-    try:
-        return host.open(part, _FOLDER, dir_fd=folder)
-    except OSError as err:
-        if err.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise FileNotFoundError(errno.ENOENT, "a link or a file on the way", location) from None
-        raise
-
-
-def lstat(host: HostAccess, root: int, location: str) -> os.stat_result:
-    with parent(host, root, location) as (folder, name):
+def lstat(host: HostAccess, source: Path, location: str) -> os.stat_result:
+    with parent(host, source, location) as (folder, name):
         return host.lstat(name, dir_fd=folder)
 
 
-def open_file(host: HostAccess, root: int, location: str, flags: int) -> int:
-    with parent(host, root, location) as (folder, name):
+def open_file(host: HostAccess, source: Path, location: str, flags: int) -> int:
+    with parent(host, source, location) as (folder, name):
         return host.open(name, flags, dir_fd=folder)
 
 
-def scan(host: HostAccess, root: int, location: str = "") -> list[tuple[str, os.stat_result]]:
-    """Every entry of the folder ``location`` ("": the watched folder) with its lstat."""
-    if not location:
-        return host.scan(".", dir_fd=root)
-    with parent(host, root, location) as (folder, name):
-        inner = _inner(host, folder, name, location)
-    try:
-        return host.scan(".", dir_fd=inner)
-    finally:
-        os.close(inner)
-
-
-def remove_if(host: HostAccess, root: int, location: str, same: Callable[[os.stat_result], bool]) -> bool:
+def remove_if(host: HostAccess, source: Path, location: str, same: Callable[[os.stat_result], bool]) -> bool:
     """Remove the file if ``same(stat)`` says it is still the one meant: both through one
     descriptor of its folder, so nothing swapped on the way between the look and the removal."""
-    with parent(host, root, location) as (folder, name):
+    with parent(host, source, location) as (folder, name):
         if not same(host.lstat(name, dir_fd=folder)):
             return False
         host.unlink(name, dir_fd=folder)

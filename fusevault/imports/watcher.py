@@ -33,6 +33,7 @@ from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import GONE, Importer, ignored
 from fusevault.tasks import TaskState
 from fusevault.vault.model import confirmed
+from fusevault.vault.model import settings as user_settings
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.placing import KernelCache
 from fusevault.vault.volume import Volume
@@ -83,33 +84,32 @@ class Pending:
         return False
 
 
-def stamps(host: HostAccess, root: int, locations: list[str]) -> dict[str, Stamp | None]:
-    """Stamps of regular files (``root``: the watched folder, held); folders are expanded into
-    the files under them."""
+def stamps(host: HostAccess, source: Path, locations: list[str]) -> dict[str, Stamp | None]:
+    """Stamps of regular files; folders are expanded into the files under them."""
     found: dict[str, Stamp | None] = {}
     for location in locations:
         try:
             # Never through a link: watchfiles reports what lies under a linked folder too.
-            st = source_paths.lstat(host, root, location)
+            st = source_paths.lstat(host, source, location)
         except OSError:
             found[location] = None
             continue
         if stat.S_ISDIR(st.st_mode):  # a folder moved in: its files made no events of their own
-            found.update(walk(host, root, location))
+            found.update(walk(host, source, location))
         elif stat.S_ISREG(st.st_mode):
             found[location] = Stamp.of(st)
     return found
 
 
-def walk(host: HostAccess, root: int, under: str = "") -> dict[str, Stamp | None]:
-    """Every regular file under ``under`` in the watched folder (``root``, held; links are not
-    followed; folders the user may not read are passed over, as os.walk does)."""
+def walk(host: HostAccess, source: Path, under: str = "") -> dict[str, Stamp | None]:
+    """Every regular file under ``source/under`` (links are not followed; folders
+    the user may not read are passed over, as os.walk does)."""
     found: dict[str, Stamp | None] = {}
     folders = [under]
     while folders:
         folder = folders.pop()
         try:
-            entries = source_paths.scan(host, root, folder)
+            entries = host.scan(str(source / folder) if folder else str(source))
         except OSError:
             continue
         for name, st in entries:
@@ -166,18 +166,9 @@ class ImportService:
         self.task.set("waiting after an error")
 
     async def _watch(self, settings: Settings) -> None:
-        # One descriptor of the watched folder for the whole watch, checked as the folder it is:
-        # every name is looked up from it, so a link later put in the folder's place leads nowhere.
-        root = await trio.to_thread.run_sync(source_paths.hold, self.host, settings,
-                                             str(self.vol.layout.root))
-        try:
-            await self._watch_held(settings, root)
-        finally:
-            os.close(root)
-
-    async def _watch_held(self, settings: Settings, root: int) -> None:
         source = Path(settings.source_dir_to_watch or "")
-        importer = Importer(self.vol, settings, self.kernel, self.host, root=root)
+        await trio.to_thread.run_sync(user_settings.check, settings, str(self.vol.layout.root), self.host)
+        importer = Importer(self.vol, settings, self.kernel, self.host)
         await importer.load()
         pending = Pending(settings.settle_seconds)
         stop = anyio.Event()
@@ -193,14 +184,14 @@ class ImportService:
                                         rust_timeout=1000, yield_on_timeout=True, stop_event=stop):
                 if not scanned:
                     scanned = True
-                    found = await trio.to_thread.run_sync(walk, self.host, root)
+                    found = await trio.to_thread.run_sync(walk, self.host, source)
                     self._note(pending, found)
                 deleted = {c[1] for c in changes if c[0] == Change.deleted}
                 for path in deleted:
                     pending.forget(os.path.relpath(path, source))
                 changed = [os.path.relpath(p, source) for c, p in changes if c != Change.deleted]
                 if changed:
-                    self._note(pending, await trio.to_thread.run_sync(stamps, self.host, root, changed))
+                    self._note(pending, await trio.to_thread.run_sync(stamps, self.host, source, changed))
 
     @staticmethod
     def _note(pending: Pending, found: dict[str, Stamp | None]) -> None:
@@ -215,7 +206,7 @@ class ImportService:
             due = pending.due(trio.current_time())
             if not due:
                 continue
-            now_stamps = await trio.to_thread.run_sync(stamps, self.host, importer.root, due)
+            now_stamps = await trio.to_thread.run_sync(stamps, self.host, importer.source, due)
             now = trio.current_time()
             ready = [loc for loc in due if pending.settled(loc, now_stamps.get(loc), now)]
             if ready:

@@ -69,6 +69,16 @@ class CouchStore:
             raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
         return None if doc is None else dict(doc)
 
+    def deleted(self, doc_id: str) -> bool:
+        # CouchDB answers 404 for a document deleted and one never written alike; its reason tells them apart.
+        try:
+            self._db.resource.get_json(doc_id)
+        except couchdb.http.ResourceNotFound as err:
+            return "deleted" in str(err)
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+        return False
+
     def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         # ``places`` serve peer sync, which a vault kept in CouchDB does not need.
         try:
