@@ -63,7 +63,7 @@ def test_her_deletion_from_another_device_leaves_no_known_place(key: MasterKey, 
 
 def test_a_writers_document_placing_her_file_leaves_its_place_unknown(key: MasterKey, tmp_path: Path) -> None:
     """Her deletion from another device taken in: a writer's document placing the file again (refused by
-    ``may_write``; not hers in any case) makes no place known; only a state she signed does (round 23a (3))."""
+    ``may_write``; not hers in any case) makes no place known; only a state she signed does (round 23a 3)."""
     ledger = Ledger.open(key, tmp_path / "vault", "vault-id")
     ledger.arrived("notes", ["docs"], True)
     ledger.trashed_elsewhere("notes", ("laptop", 9))
