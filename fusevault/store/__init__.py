@@ -19,6 +19,9 @@ class Store(Protocol):
     def get(self, doc_id: str) -> dict | None:
         """The current document (with ``_id`` and ``_rev``), or None."""
 
+    def deleted(self, doc_id: str) -> bool:
+        """Whether the store holds the deletion of ``doc_id`` (a tombstone: not a document merely absent)."""
+
     def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         """Write documents atomically where the backend can; return new revs.
 

@@ -69,6 +69,18 @@ class CouchStore:
             raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
         return None if doc is None else dict(doc)
 
+    def deleted(self, doc_id: str) -> bool:
+        # A plain GET answers 404 for a document deleted and one never written alike (pouchdb-server
+        # gives both the reason "missing"); its leaves tell them apart: a deleted one has only deleted leaves.
+        try:
+            _, _, leaves = self._db.resource.get_json(doc_id, open_revs="all")
+        except couchdb.http.ResourceNotFound:
+            return False
+        except _NETWORK_ERRORS as err:
+            raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
+        found = [leaf["ok"] for leaf in leaves if isinstance(leaf, dict) and isinstance(leaf.get("ok"), dict)]
+        return bool(found) and all(leaf.get("_deleted") is True for leaf in found)
+
     def put_many(self, docs: list[dict], places: Sequence[tuple] = ()) -> list[str]:
         # ``places`` serve peer sync, which a vault kept in CouchDB does not need.
         try:

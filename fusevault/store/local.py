@@ -172,6 +172,11 @@ class LocalStore:
         ).fetchone()
         return None if row is None else self._doc(doc_id, row[0], row[1])
 
+    def deleted(self, doc_id: str) -> bool:
+        """Whether the row of ``doc_id`` is a deletion (rows never leave ``docs``: a tombstone stays)."""
+        row = self._db.execute("SELECT deleted FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        return row is not None and row[0] == 1
+
     @staticmethod
     def _doc(doc_id: str, rev: str, body: str) -> dict:
         # Every column is the vault folder's writer's to set, of any type SQLite keeps.

@@ -52,6 +52,9 @@ class WatchedStore:
     def get(self, doc_id: str) -> dict | None:
         return self.inner.get(doc_id)
 
+    def deleted(self, doc_id: str) -> bool:
+        return self.inner.deleted(doc_id)
+
     def iter_type(self, doc_type: str) -> Iterator[dict]:
         return self.inner.iter_type(doc_type)
 

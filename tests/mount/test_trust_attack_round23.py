@@ -139,8 +139,6 @@ from mount.test_trust_attack_round19 import _crew_sharing_her_plan
 from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a group removed (group remove) re-keys nothing: its former "
-                   "members hold the key of what she writes next")
 @pytest.mark.parametrize("removed_user", [False, True])
 def test_a_group_removed_by_its_administrator_leaves_its_members_no_key_of_what_she_writes_next(
         vault: Path, tmp_path: Path, removed_user: bool) -> None:
@@ -161,8 +159,6 @@ def test_a_group_removed_by_its_administrator_leaves_its_members_no_key_of_what_
         f"said: {said}")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: sharing again over a withheld Share records the members of "
-                   "now as those its keys are sealed to: the removal the record held is forgotten, no re-key")
 def test_sharing_again_over_a_withheld_share_does_not_forget_a_members_removal(vault: Path,
                                                                                tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
@@ -192,9 +188,7 @@ def test_sharing_again_over_a_withheld_share_does_not_forget_a_members_removal(v
 
 
 @pytest.mark.parametrize("where", [
-    pytest.param("desktop", marks=pytest.mark.xfail(strict=True, reason=(
-        "hole 3: the desktop, which did not see her move, takes a writer's document bringing her trashed "
-        "file back into his folder silently"))),
+    "desktop",
     "laptop"])  # the control: the device that made the move refuses it with an alarm
 def test_a_writer_cannot_silently_bring_back_into_his_folder_her_file_she_moved_out_and_deleted(
         tmp_path: Path, where: str) -> None:

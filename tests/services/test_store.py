@@ -53,6 +53,14 @@ def test_iter_type_and_deletion(store) -> None:
     assert [d["_id"] for d in store.iter_type("UserDetails")] == ["u"]
 
 
+def test_a_deletion_is_told_from_a_document_never_written(store) -> None:
+    """``deleted``: a tombstone, not merely nothing (a group removed, not withheld: attack round 23a (1))."""
+    (rev,) = store.put_many([{"_id": "g", "type": "Group"}])
+    assert not store.deleted("g") and not store.deleted("never")
+    store.put_many([{"_id": "g", "_rev": rev, "_deleted": True, "type": "Group"}])
+    assert store.deleted("g") and not store.deleted("never")
+
+
 def test_changes_feed(store) -> None:
     _, start = store.changes(0)
     store.put_many([{"_id": "a", "type": "t"}, {"_id": "b", "type": "t"}])

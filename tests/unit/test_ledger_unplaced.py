@@ -61,6 +61,18 @@ def test_her_deletion_from_another_device_leaves_no_known_place(key: MasterKey, 
     assert again.left_from("notes") == ["private"]
 
 
+def test_a_writers_document_placing_her_file_leaves_its_place_unknown(key: MasterKey, tmp_path: Path) -> None:
+    """Her deletion from another device taken in: a writer's document placing the file again (refused by
+    ``may_write``; not hers in any case) makes no place known; only a state she signed does (round 23a 3)."""
+    ledger = Ledger.open(key, tmp_path / "vault", "vault-id")
+    ledger.arrived("notes", ["docs"], True)
+    ledger.trashed_elsewhere("notes", ("laptop", 9))
+    ledger.arrived("notes", ["docs"], False)
+    assert ledger.place_unknown("notes") and ledger.left_from("notes") is None
+    ledger.arrived("notes", ["private"], True)
+    assert not ledger.place_unknown("notes") and ledger.left_from("notes") == ["private"]
+
+
 def test_her_deletion_met_first_at_a_load_leaves_no_known_place(key: MasterKey, tmp_path: Path) -> None:
     """The desktop saw notes in docs; at its next load the store holds her trashed state from the
     laptop (newer than seen): no known place.  The same state loaded again changes nothing more."""

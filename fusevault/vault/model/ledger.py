@@ -475,6 +475,8 @@ class Ledger:
         wherever it puts it: a place the owner never chose gives a writer's
         move from it no weight; unless it is where her stamp that document
         carried puts it (``stamped``): hers."""
+        if not by_owner and fid in self.unplaced:
+            return  # only she knows where it is: a writer's document placing it tells nothing (round 23a (3))
         if fid in self.behind:
             if not by_owner and self.stamped.get(fid) != parents:
                 if self.behind[fid] != parents:
@@ -509,6 +511,11 @@ class Ledger:
         (``trashed_elsewhere``).  ``was_at`` stays, for the judging of a writer's
         document that brings it back (every folder it goes into is judged)."""
         return None if fid in self.unplaced else self.where.get(fid)
+
+    def place_unknown(self, fid: str) -> bool:
+        """Whether the user's own file ``fid`` left the tree from a place not known here
+        (``trashed_elsewhere``), and no document she signed placed it since."""
+        return fid in self.unplaced
 
     def branch(self, fid: str, seq: Seq | None) -> None:
         """A live leaf of an unsettled conflict of ``fid``, at ``seq``, signed

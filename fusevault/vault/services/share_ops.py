@@ -179,21 +179,37 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     await volume.store_call(volume.trust.save)
     await volume.in_thread(volume.store.sync)
     await _settle(volume, nodes)
-    if group:
-        await volume.in_thread(_sealed_to, volume, grant, old is not None)
+    if group and await volume.in_thread(_sealed_to, volume, grant, label, _gone(old)):
+        # A member the record holds that the group no longer names: re-keyed away now, not at some
+        # later unlock (attack round 23a (2)).
+        await resume(volume)
     return {"path": name_to_str(path), "with": label, "perm": grant.perm, "files": len(nodes), "keys": keys,
             "fingerprints": _fingerprints(volume, grant)}
 
 
-def _sealed_to(volume: Volume, grant: Grant, existed: bool) -> None:
-    """Remember the members a group share's keys are sealed to now (``_rekey_for_removals``); for a
-    share that existed, with those sealed to before: a removal not yet carried out stays one."""
+def _gone(doc: dict | None) -> bool:
+    """Whether the store has no live Share at this id (never written, deleted or withheld)."""
+    return doc is None or doc.get("_deleted") is True
+
+
+def _sealed_to(volume: Volume, grant: Grant, label: str, missing: bool) -> bool:
+    """Remember the members a group share's keys are sealed to now (``_rekey_for_removals``), with
+    those this device recorded as sealed to before, whether or not the store still has the Share:
+    the record is this device's own, and a Share withheld says nothing of who holds keys, so a removal
+    not yet carried out stays one (attack round 23a (2)).  True when the record names a member the
+    group no longer does (a re-key is due)."""
     root, me = volume.layout.root, volume.key.user_id
     share_id = sharing.doc_id(grant.fid, grant.grantee)
-    members = set((volume.sharing.groups.get(grant.grantee) or {}).get("users") or {})
-    if existed:
-        members |= rotations_done.sealed_members(root, me).get(share_id, set())
-    rotations_done.remember_members(root, me, {share_id: members})
+    now = set((volume.sharing.groups.get(grant.grantee) or {}).get("users") or {})
+    before = rotations_done.sealed_members(root, me).get(share_id, set())
+    if missing and before:
+        # This device sealed keys for this share, and the store no longer has it (as ``unshare``).
+        volume.trust.alarms.warn("share-missing", share_id, f"the store no longer has share {share_id} "
+                                 f"(shared again with {label}) that this device sealed keys for: deleted "
+                                 "or withheld, the store may have been tampered with; the members its "
+                                 "keys were sealed to are kept, and any no longer in the group re-keyed away")
+    rotations_done.remember_members(root, me, {share_id: now | before})
+    return bool(before - now)
 
 
 def _fingerprints(volume: Volume, grant: Grant) -> dict[str, str | None]:
@@ -249,6 +265,11 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
         # Another request replaced hers during the re-key (a group owner's removal): carried out now,
         # never left for whenever the next change or unlock comes.
         await resume(volume)
+    if group:
+        # Taken back and re-keyed: its keys are sealed to no member now (sharing it again starts anew,
+        # and is no "share-missing").
+        await volume.in_thread(rotations_done.remember_members, volume.layout.root, volume.key.user_id,
+                               {share_id: set()})
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
 
@@ -402,30 +423,50 @@ async def _rekey_for_removals(volume: Volume, before: dict[str, set[str]], rotat
     now = _group_members(volume)  # a pass may have taken in a change of groups meanwhile
     record: dict[str, set[str]] = {}
     rekeyed = False
-    for grant in [g for g in volume.sharing.grants if g.group and g.owner == me]:
+    grants = [g for g in volume.sharing.grants if g.group and g.owner == me]
+    removed = await volume.store_call(_groups_removed, volume, grants, now, sealed)
+    for grant in grants:
         node = volume.find(grant.fid)
-        if grant.grantee not in now or node is None or node.owner != me:
+        members = set() if grant.grantee in removed else now.get(grant.grantee)
+        if members is None or node is None or node.owner != me:
             continue  # a group not admitted (withheld, refused): judged once its signed body is here
         share_id = sharing.doc_id(grant.fid, grant.grantee)
-        lost = sealed.get(share_id, set()) - now[grant.grantee]
+        lost = sealed.get(share_id, set()) - members
         if lost and node.fid in volume.rotating:
             continue  # re-keyed meanwhile by another task: judged at the next pass
         if lost:
             await volume.in_thread(_drop_members_keys, volume, grant.grantee, subtree(volume, node), lost)
         if lost and node.fid not in rotated:
-            log.warning("group %s lost %d member(s) since this device sealed the keys of %s: giving it new "
-                        "keys (the group owner's request for it is not in the store, or not yet)",
-                        grant.grantee, len(lost), _where(volume, node))
+            _say_lost(volume, grant.grantee, node, lost, grant.grantee in removed)
             rotated.update(n.fid for n in subtree(volume, node))
             await rotate(volume, node)
             rekeyed = True
         # Sealed to the members of now, and to those read at the start if it was re-keyed in this pass
         # (one removed during the re-key may hold its new key: the next pass re-keys it again).
-        record[share_id] = now[grant.grantee] | (before.get(grant.grantee, set()) if node.fid in rotated
-                                                 else set())
-    if any(sealed.get(share_id) != members for share_id, members in record.items()):
+        record[share_id] = members | (before.get(grant.grantee, set()) if node.fid in rotated else set())
+    if any(sealed.get(share_id) != sealed_to for share_id, sealed_to in record.items()):
         await volume.in_thread(rotations_done.remember_members, root, me, record)
     return rekeyed
+
+
+def _say_lost(volume: Volume, group_id: str, node: Node, lost: set[str], removed: bool) -> None:
+    if removed:
+        log.warning("group %s was removed (the store holds its deletion): giving %s new keys, which none of "
+                    "its %d former member(s) holds", group_id, _where(volume, node), len(lost))
+    else:
+        log.warning("group %s lost %d member(s) since this device sealed the keys of %s: giving it new keys "
+                    "(the group owner's request for it is not in the store, or not yet)",
+                    group_id, len(lost), _where(volume, node))
+
+
+def _groups_removed(volume: Volume, grants: list[Grant], now: dict[str, set[str]],
+                    sealed: dict[str, set[str]]) -> set[str]:
+    """The groups of ``grants`` not admitted whose deletion the store holds (``group remove``, or a
+    ``user remove`` of their owner after it; attack round 23a (1)), among those this device recorded
+    sealing keys to members of: each of those members is lost.  A group body merely missing (withheld)
+    is no removal; a server's bare deletion costs one re-key, which is always safe."""
+    return {g.grantee for g in grants if g.grantee not in now
+            and sealed.get(sharing.doc_id(g.fid, g.grantee)) and volume.store.deleted(g.grantee)}
 
 
 def _drop_members_keys(volume: Volume, group_id: str, nodes: list[Node], lost: set[str]) -> None:

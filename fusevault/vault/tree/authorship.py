@@ -75,6 +75,8 @@ class Seen(Protocol):
 
     def left_from(self, fid: str) -> list[str] | None: ...
 
+    def place_unknown(self, fid: str) -> bool: ...
+
     def newer(self, fid: str, seq: tuple[str, int] | None) -> bool: ...
 
     def saw_placed(self, fid: str, parents: list[str], seq: tuple[str, int]) -> None: ...
@@ -235,6 +237,11 @@ class Authorship:
         if sharing is None:
             return False
         held = node if node is not None and volume.get(node.ino) is node else None
+        if signer != owner and self._place_unknown(owner, fid):
+            # Her file whose place is not known here (her deletion came from another device, where she
+            # may have moved it out of his reach first): a writer's document that has it named
+            # somewhere is judged as from nowhere he writes (attack round 23a (3)).
+            return False
         if placed:
             return held is not None and self.writes_at(volume, signer, owner, held)
         if held is not None and links is not None and owner == self.user_id and (
@@ -260,6 +267,11 @@ class Authorship:
         if held is None and not new:
             return own  # placed nowhere here (its folder may come later: judged again then)
         return all(self.writes_at(volume, signer, owner, parent) for parent in [*new, *gone])
+
+    def _place_unknown(self, owner: str, fid: str) -> bool:
+        """Whether ``fid`` is this user's own file out of the tree whose place this device does not know
+        (``Seen.place_unknown``): hers alone to put back anywhere."""
+        return owner == self.user_id and self.seen is not None and self.seen.place_unknown(fid)
 
     def _writes_from(self, volume: Held, signer: str, owner: str, parents: list[str],
                      links: list[tuple[str, bytes]]) -> bool:

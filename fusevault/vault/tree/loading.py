@@ -265,9 +265,12 @@ def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledg
     (no WRITE where it is: a READ recipient's rename or chmod), rebuilt from her own material
     exactly as a node whose deletion was refused (vault/tree/undeleting.py; issue 22), and put
     back where this device last saw it, under the name it last saw; what is under it stays
-    under it.  False (left out, as before): a place this device does not know, a type neither
-    file nor folder, or a file of hers that folders' entries are under (a type not known)."""
+    under it.  False (left out, as before): a place this device does not know (none seen, or her
+    deletion came from another device: ``Ledger.place_unknown``), a type neither file nor folder,
+    or a file of hers that folders' entries are under (a type not known)."""
     fid = node.fid
+    if ledger.place_unknown(fid):
+        return False  # her deletion came from another device: where it was is not known (round 23a (3))
     stamp = gate.placed_in(doc)
     was = gate.was_placed(tree, fid, stamp) or []
     kind = ledger.kind_seen(fid)
