@@ -10,6 +10,10 @@ group shares (rotations_done.py ``sealed_members``/``remember_members``, share_o
 authorship.py ``leaf_ok``).  Real mounts, the real ``fusevault`` command, the store writer
 (tests/adversary.py); a pouchdb-server of the test's own where said.
 
+Status: every hole below is fixed and its test passes (share_ops: a removed group is the removal of its
+members, sharing again keeps the members record; a writer cannot put back her file whose place is
+unknown); docs/SECURITY.md "Attack round 23" says what holds now.
+
 Holes
 -----
 1. A GROUP REMOVED (``group remove``) RE-KEYS NOTHING: EVERY FORMER MEMBER KEEPS THE KEY OF WHAT SHE

@@ -6,6 +6,11 @@ Real ``fusevault`` commands, real mounts, a real relay with its link store (redi
 pouchdb-server), the store writer (tests/adversary.py).  Hole 2 calls ``content.write_local`` (what
 ``fusevault link get`` runs) directly with a manifest the link's owner signs, as round 22b (1) did.
 
+Status: every hole below is fixed and its test passes (cli/terminal.py and log_lines.py defuse what is
+printed and logged; content.entries refuses names under a link's own symlinks and short keys; peer add
+--store-only unlocks; the watched folder is held as one descriptor; resume files carry an HMAC);
+docs/SECURITY.md "Attack round 23" says what holds now.
+
 Holes
 -----
 1. A SENDER'S FILE IS HIS NEXT SESSION'S RESUME STATE: IT CLAIMS HER ``~/.ssh``.  ``check_new_tops``
