@@ -282,6 +282,22 @@ def _first_again_by_bob(vault: Path, into: Path, fid: str, dek: bytes) -> None:
     adversary.put(into, sign_doc(bob.user_id, bob.identity.sign, body))
 
 
+def moved_out_and_deleted_apart(url: str, laptop: Path, tmp_path: Path) -> Path:
+    """A desktop that saw docs/notes.txt; then, on the laptop (the desktop off), she takes it out of
+    bob's folder (to private/) and deletes it; the desktop syncs that: (the desktop)."""
+    desktop = new_device(url, tmp_path, "desktop")
+    with mounted(desktop, tmp_path / "d") as d:  # the desktop sees notes.txt in docs
+        wait_for(lambda: settled(d) and (d / "docs" / "notes.txt").exists(), "the desktop's first sync")
+    with mounted(laptop, tmp_path / "a") as a:
+        os.rename(a / "docs" / "notes.txt", a / "private" / "notes.txt")
+        wait_for(lambda: settled(a), "the move pushed")
+        os.unlink(a / "private" / "notes.txt")
+        wait_for(lambda: settled(a), "the deletion pushed")
+    with mounted(desktop, tmp_path / "d") as d:
+        wait_for(lambda: settled(d) and not (d / "docs" / "notes.txt").exists(), "the desktop's sync")
+    return desktop
+
+
 @pytest.mark.parametrize("where", [
     "desktop",
     "laptop"])  # the control: the device that made the move refuses bob's version
@@ -301,17 +317,7 @@ def test_a_writer_of_the_folder_she_moved_her_file_out_of_cannot_choose_what_it_
             wait_for(lambda: settled(a), "the first push")
         fid = _node_fid(laptop, "alice", "notes.txt")
         dek = recipients_dek(laptop, "bob", BOB, fid)  # bob's, while he wrote docs
-        desktop = new_device(url, tmp_path, "desktop")
-        with mounted(desktop, tmp_path / "d") as d:  # the desktop sees notes.txt in docs
-            wait_for(lambda: settled(d) and (d / "docs" / "notes.txt").exists(), "the desktop's first sync")
-        # On the laptop (the desktop off): she takes notes.txt out of bob's reach, then deletes it.
-        with mounted(laptop, tmp_path / "a") as a:
-            os.rename(a / "docs" / "notes.txt", a / "private" / "notes.txt")
-            wait_for(lambda: settled(a), "the move pushed")
-            os.unlink(a / "private" / "notes.txt")
-            wait_for(lambda: settled(a), "the deletion pushed")
-        with mounted(desktop, tmp_path / "d") as d:
-            wait_for(lambda: settled(d) and not (d / "docs" / "notes.txt").exists(), "the desktop's sync")
+        desktop = moved_out_and_deleted_apart(url, laptop, tmp_path)
         # bob (a peer, or the server) gives the desktop her first text again, dated last, signed by him.
         device = desktop if where == "desktop" else laptop
         _first_again_by_bob(laptop, device, fid, dek)

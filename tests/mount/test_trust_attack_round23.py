@@ -123,14 +123,13 @@ What held
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import adversary
 import pytest
 from attack_scenes import recipients_dek
-from conftest import PouchServer, first_device, fusevault, mounted, new_device, settled, wait_for
+from conftest import PouchServer, first_device, fusevault, mounted, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
 from fusevault.crypto import aead
@@ -140,6 +139,7 @@ from fusevault.vault.model import rotations_done
 from fusevault.vault.model.nodes import open_node_attrs
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round19 import _crew_sharing_her_plan
+from mount.test_trust_attack_round22 import moved_out_and_deleted_apart
 from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
 
 
@@ -212,17 +212,7 @@ def test_a_writer_cannot_silently_bring_back_into_his_folder_her_file_she_moved_
         with mounted(laptop, tmp_path / "a") as a:
             (a / "docs" / "notes.txt").write_text("her notes")
             wait_for(lambda: settled(a), "the first push")
-        desktop = new_device(url, tmp_path, "desktop")
-        with mounted(desktop, tmp_path / "d") as d:  # the desktop sees notes.txt in docs
-            wait_for(lambda: settled(d) and (d / "docs" / "notes.txt").exists(), "the desktop's first sync")
-        # On the laptop (the desktop off): she takes notes.txt out of bob's folder, then deletes it.
-        with mounted(laptop, tmp_path / "a") as a:
-            os.rename(a / "docs" / "notes.txt", a / "private" / "notes.txt")
-            wait_for(lambda: settled(a), "the move pushed")
-            os.unlink(a / "private" / "notes.txt")
-            wait_for(lambda: settled(a), "the deletion pushed")
-        with mounted(desktop, tmp_path / "d") as d:
-            wait_for(lambda: settled(d) and not (d / "docs" / "notes.txt").exists(), "the desktop's sync")
+        desktop = moved_out_and_deleted_apart(url, laptop, tmp_path)
         # bob (a peer, or the server) serves her trashed node live again in docs, signed by him, with the
         # contents of his choice: her first text.
         device = desktop if where == "desktop" else laptop
