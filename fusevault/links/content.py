@@ -218,7 +218,7 @@ def _set_folder_modes(folders: list[tuple[dict, Path]]) -> None:
             raise CorruptData(f"{shown(str(entry['path']))} is no longer a folder here: stopped "
                               f"({err.strerror})") from None
         try:
-            os.fchmod(fd, int(entry["mode"]) & SAFE_MODE_BITS)
+            os.fchmod(fd, entry["mode"] & SAFE_MODE_BITS)
             os.utime(fd, ns=(entry["mtime_ns"], entry["mtime_ns"]))
         finally:
             os.close(fd)
@@ -231,7 +231,7 @@ def _write_file(temp: Path, chunks: Iterator[bytes], entry: dict, advance: Calla
             out.write(data)
             advance(len(data))
         out.flush()
-        os.fchmod(out.fileno(), int(entry["mode"]) & SAFE_MODE_BITS)
+        os.fchmod(out.fileno(), entry["mode"] & SAFE_MODE_BITS)
         os.utime(out.fileno(), ns=(entry["mtime_ns"], entry["mtime_ns"]))
         os.fsync(out.fileno())
 

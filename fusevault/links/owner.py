@@ -27,7 +27,7 @@ import trio
 
 from fusevault.encoding import name_to_str, shown, str_to_name
 from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, NotFound, VaultError
-from fusevault.host_access import Direct, HostAccess
+from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
 from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.link_records import LinkRecord, load_records, record_doc
@@ -295,8 +295,8 @@ class Links:
                 continue
             blocks = content.verified(_held(content.contents(client, read_key, item, manifest, index)), entry)
             node, _ = await write_file(self.vol, parent, name, _pull(blocks),
-                                       mode=int(entry["mode"]) & 0o777, caller=self.caller,
-                                       kernel=self.kernel, mtime_ns=int(entry["mtime_ns"]))
+                                       mode=entry["mode"] & SAFE_MODE_BITS, caller=self.caller,
+                                       kernel=self.kernel, mtime_ns=entry["mtime_ns"])  # entries(): ints
             await make_durable(self.vol, node)
 
     async def _remove(self, folder: Node, name: bytes) -> None:
