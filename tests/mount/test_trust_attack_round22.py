@@ -298,6 +298,16 @@ def moved_out_and_deleted_apart(url: str, laptop: Path, tmp_path: Path) -> Path:
     return desktop
 
 
+def docs_shared_with_bob(laptop: Path, mnt: Path) -> None:
+    """Her folders docs (notes.txt: "first", shared with bob for WRITE) and private."""
+    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(laptop, mnt) as a:
+        (a / "docs").mkdir()
+        (a / "private").mkdir()
+        (a / "docs" / "notes.txt").write_text("first")
+        assert fusevault("share", a / "docs", "--with", "bob", "--perm", "WRITE").returncode == 0
+
+
 @pytest.mark.parametrize("where", [
     "desktop",
     "laptop"])  # the control: the device that made the move refuses bob's version
@@ -307,13 +317,9 @@ def test_a_writer_of_the_folder_she_moved_her_file_out_of_cannot_choose_what_it_
     url = f"{server.start()}/vault"
     try:
         laptop = first_device(url, tmp_path)
-        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+        docs_shared_with_bob(laptop, tmp_path / "a")
         with mounted(laptop, tmp_path / "a") as a:
-            (a / "docs").mkdir()
-            (a / "private").mkdir()
-            (a / "docs" / "notes.txt").write_text("first")
             (a / "docs" / "notes.txt").write_text("her notes")
-            assert fusevault("share", a / "docs", "--with", "bob", "--perm", "WRITE").returncode == 0
             wait_for(lambda: settled(a), "the first push")
         fid = _node_fid(laptop, "alice", "notes.txt")
         dek = recipients_dek(laptop, "bob", BOB, fid)  # bob's, while he wrote docs

@@ -139,7 +139,7 @@ from fusevault.vault.model import rotations_done
 from fusevault.vault.model.nodes import open_node_attrs
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round19 import _crew_sharing_her_plan
-from mount.test_trust_attack_round22 import moved_out_and_deleted_apart
+from mount.test_trust_attack_round22 import docs_shared_with_bob, moved_out_and_deleted_apart
 from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
 
 
@@ -200,12 +200,7 @@ def test_a_writer_cannot_silently_bring_back_into_his_folder_her_file_she_moved_
     url = f"{server.start()}/vault"
     try:
         laptop = first_device(url, tmp_path)
-        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-        with mounted(laptop, tmp_path / "a") as a:
-            (a / "docs").mkdir()
-            (a / "private").mkdir()
-            (a / "docs" / "notes.txt").write_text("first")
-            assert fusevault("share", a / "docs", "--with", "bob", "--perm", "WRITE").returncode == 0
+        docs_shared_with_bob(laptop, tmp_path / "a")
         fid, docs = _node_fid(laptop, "alice", "notes.txt"), _node_fid(laptop, "alice", "docs")
         dek = recipients_dek(laptop, "bob", BOB, fid)  # bob's, while he wrote docs
         first = open_node_attrs(adversary.get(laptop, fid), dek)  # her first text, as bob saw it
