@@ -20,11 +20,13 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PouchServer, first_device, mounted, settled, wait_for
+from conftest import PouchServer, docs_of, first_device, mounted, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_attack_round19 import _crew_sharing_her_plan
+from mount.test_shared_mount import _admin as _shared_admin
+from mount.test_shared_mount import People, linux, people, place, python, shared_vault  # noqa: F401 (fixtures)
 
 
 def _http(method: str, url: str) -> dict:
@@ -67,3 +69,26 @@ def test_a_group_removed_through_sync_while_she_is_mounted_rekeys_before_she_wri
             f"unlock; said: {said}")
     finally:
         server.stop()
+
+
+def test_a_group_removed_while_its_sharer_is_unlocked_in_the_shared_mount_rekeys_at_once(
+        people: People, shared_vault: Path) -> None:
+    people.unlock("alice")
+    before = {d["_id"] for d in docs_of(shared_vault, "node")}
+    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt")
+    shared = people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team", "--perm", "WRITE")
+    assert shared.returncode == 0, shared.stderr
+
+    def epochs() -> list[int]:  # of proj and plan.txt
+        return [d.get("epoch", 0) for d in docs_of(shared_vault, "node") if d["_id"] not in before]
+
+    assert epochs() == [0, 0]
+    _shared_admin(shared_vault, "group", "remove", "team")  # the administrator's, while alice is unlocked
+    assert docs_of(shared_vault, "Group") == []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and 0 in epochs():
+        time.sleep(0.3)
+    people.ok("alice", "echo written after team was removed >> $M/proj/plan.txt")
+    assert 0 not in epochs(), (
+        f"team was removed while alice was unlocked in root's shared mount, yet proj and plan.txt keep the "
+        f"key bob holds (epochs {epochs()}) and what she writes is sealed under it, until she locks")
