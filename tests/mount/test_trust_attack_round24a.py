@@ -20,7 +20,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PouchServer, docs_of, first_device, fusevault, mounted, settled, wait_for
+from conftest import PouchServer, docs_of, first_device, fusevault, mounted, new_device, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
 from fusevault.vault.format.layout import Layout
@@ -132,3 +132,40 @@ def test_a_group_removed_while_its_sharer_is_unlocked_in_the_shared_mount_rekeys
     assert 0 not in epochs(), (
         f"team was removed while alice was unlocked in root's shared mount, yet proj and plan.txt keep the "
         f"key bob holds (epochs {epochs()}) and what she writes is sealed under it, until she locks")
+
+
+def test_a_file_made_on_her_desktop_after_her_unshare_on_the_laptop_is_not_sealed_to_the_revoked_user(
+        tmp_path: Path) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "proj").mkdir()
+            shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "READ")
+            assert shared.returncode == 0, shared.stderr
+            wait_for(lambda: settled(a), "the first push")
+            desktop = new_device(url, tmp_path, "desktop")
+            (share,) = [s["_id"] for s in adversary.docs(laptop, "Share")]
+            with mounted(desktop, tmp_path / "d") as d:
+                wait_for(lambda: settled(d) and (d / "proj").is_dir(), "the desktop to take in proj")
+                (d / "proj" / "before.txt").write_text("made on the desktop while bob may read proj")
+                time.sleep(1)
+                alice, bob = _user(desktop, "alice")["_id"], _user(desktop, "bob")["_id"]
+                control = _node_fid(desktop, "alice", "before.txt")
+                assert (desktop / "users" / bob / "shared" / f"{alice}_{control}.vfkey").exists()  # the control
+                gone = fusevault("unshare", a / "proj", "--with", "bob")  # on her laptop
+                assert gone.returncode == 0, gone.stderr
+                wait_for(lambda: _deleted_here(desktop, share), "her unshare's deletion in the desktop's store")
+                time.sleep(3)
+                (d / "proj" / "new.txt").write_text("made on the desktop after bob's share was revoked")
+                time.sleep(2)
+                fid = _node_fid(desktop, "alice", "new.txt")
+                said = [(x["kind"], x["text"][:100]) for x in _alarms(d)]
+        sealed = desktop / "users" / bob / "shared" / f"{alice}_{fid}.vfkey"
+        assert not sealed.exists(), (
+            f"alice unshared proj from bob on her laptop (the Share's deletion reached her mounted desktop), "
+            f"yet new.txt, made in proj on the desktop afterwards, has its key sealed to bob; said: {said}")
+    finally:
+        server.stop()
