@@ -1,14 +1,82 @@
-"""Attack round 24a on issue 22 (the authenticated vault): the fixes of round 23a (f58294e, 66eaa0e:
-``Store.deleted`` on both backends and share_ops.py ``_groups_removed``/``_rekey_for_removals``; fc33127
-and the ledger's ``unplaced``).
+"""Attack round 24a on issue 22 (the authenticated vault): the fixes of round 23a that landed on main
+(f58294e, 66eaa0e: ``Store.deleted`` on both backends and share_ops.py ``_groups_removed`` /
+``_rekey_for_removals``; b499425: the ledger's ``unplaced`` / authorship ``_place_unknown``), from the
+server / sync peer / store writer / group member side.  Real mounts, the real ``fusevault`` command, a
+pouchdb-server of the test's own, root's shared mount where said.
 
 Holes
 -----
-(filled in below)
+1. A GROUP REMOVED THROUGH SYNC WHILE SHE IS MOUNTED IS NOT TAKEN IN: NO RE-KEY, AND A FILE SHE MAKES IN
+   THE FOLDER SHE SHARED WITH IT IS SEALED TO ITS FORMER MEMBERS, UNTIL HER NEXT UNLOCK, NOTHING SAID.
+   A deletion that arrives through peer sync is a bare tombstone (``_id``, ``_rev``, ``_deleted``: no
+   ``type``).  fs/arrivals.py:100 (``committed``) starts ``_reshare`` (share_ops.resume ->
+   ``_rekey_for_removals`` -> round 23a's ``_groups_removed``) only for documents of ``type`` Group or
+   Rotation, and vault/services/absorbing.py:87 reads the shares and groups again
+   (``volume.sharing.reload``, which is also where freshness.py ``sweep`` records a grant deleted,
+   grants.py:64) only for a document of a SHARING_TYPES ``type``: neither ever looks at the group's
+   tombstone.  So ``volume.sharing`` keeps admitting the removed group with its old members: plan.txt
+   (shared with @crew: bob, carol) keeps the key they hold for everything she writes, and a file she makes
+   in proj (shared with @crew) gets its key sealed to carol and bob, for as long as the mount runs (or
+   until some typed group change comes).  Root's shared mount does it right: its store watcher
+   (fs/shared.py:228-230) gives a removed document the type Group on purpose ("read as a change of
+   groups"), and an administrator's ``group remove`` there re-keys at once (the passing control below).
+   SECURITY.md, "Attack round 23": "at her next unlock or change of groups each file she shared with it
+   is re-keyed once"; round 22a: "at every unlock and every group change taken in"; "Sharing and
+   revoking": "a member removed from a group ... loses their keys at once".  (SECURITY.md:591-593 says an
+   administrator's ``group remove`` is "seen by the owner's device only at its next unlock", of a device
+   with no store watcher; here the deletion is in her store, delivered by the sync that takes in every
+   other group change at once.)
+   Fix: in ``Arrivals.committed`` (or where the replicator hands over ``arrival.current``) treat a bare
+   deletion as fs/shared.py does: a possible change of groups (start ``_reshare``) and of shares (reload
+   ``volume.sharing`` in ``absorb``), e.g. by looking up the type the store knew before the deletion, or
+   simply by reading any ``_deleted`` arrival as SHARING_TYPES.
+   Tests: test_a_group_removed_through_sync_while_she_is_mounted_rekeys_before_she_writes_again,
+   test_a_file_she_makes_after_a_group_removed_through_sync_is_not_sealed_to_its_former_members.
+
+2. THE SAME TOMBSTONE, STORED BUT NEVER LOOKED AT, IS UNDONE FOR GOOD BY THE SERVER SERVING THE GROUP'S OLD
+   BODY AFTER IT: HER NEXT UNLOCK RE-KEYS NOTHING, NOTHING SAID.  Hole 1's consequence with one more
+   document: crew's deletion reaches her store while she is mounted (hole 1: not taken in, freshness
+   never records it deleted); the server then serves crew's last genuine body as a revision after the
+   tombstone (``_takes`` takes a live body).  At her next unlock the store holds crew live with its old
+   members, freshness never saw it deleted, so it is admitted, ``_groups_removed`` sees no deletion and
+   ``sealed_members`` matches: plan.txt stays under the key carol and bob hold, no alarm.  A device whose
+   unlock (or a reload) saw the tombstone records the deletion and refuses that body as a replay
+   (SECURITY.md "A revoked grant cannot be put back": "no newer than a deleted one (..., ``group
+   remove``, a deletion from a peer), is a replay"); this device had the deletion in its own store and
+   forgot it only because the mount ignored it, so it is not "a device that never saw the deletion".
+   Fix: hole 1's (a tombstone arriving while mounted is swept like one read at unlock, so the old body is
+   then a replay), or have the replicator note deletions of grant ids in freshness as it stores them.
+   Test: test_a_group_removal_her_mounted_device_stored_is_not_undone_by_the_server_serving_the_group_again.
 
 What held
 ---------
-(filled in below)
+- Root's shared mount: the administrator's ``group remove team`` while alice (the sharer) is unlocked
+  re-keys proj and plan.txt at once (the store watcher's removed documents are typed Group): kept as the
+  passing control
+  test_a_group_removed_while_its_sharer_is_unlocked_in_the_shared_mount_rekeys_at_once.
+- Her ``unshare`` on the laptop reaching her mounted desktop through sync: a file she makes afterwards in
+  the folder on the desktop is not sealed to bob (before the unshare it was: the test's control), kept as
+  test_a_file_made_on_her_desktop_after_her_unshare_on_the_laptop_is_not_sealed_to_the_revoked_user.
+- ``group remove`` then a FORGED body at the group's id in store.sqlite (the old body with its name
+  changed, signature broken): no re-key (the store no longer holds a deletion) but a ``forged`` alarm
+  ("refused group ...: does not carry a valid signature"): said, not silent (run, not kept).
+- ``_groups_removed`` wants the device's own record of sealing to members (``sealed_members``) and the
+  store's deletion: a bare deletion by the server or a store writer costs one re-key (conceded), after
+  which the record is empty and the group is refused as a replay until its owner signs a newer body, so
+  no loop; re-keys are bounded by the group owner's genuine signings (read).  ``remember_members`` keeps
+  4096 shares, filled only by her own group shares (read).  ``CouchStore.deleted``: a live leaf kept by
+  the server hides a deletion only as withholding does (read).
+- The ledger's ``unplaced`` (b499425): ``arrived`` no longer clears it for a document she did not sign
+  and ``Authorship.may_write`` refuses a writer's document placing her own unplaced file before any
+  stamp logic; ``_at`` is reached otherwise only from her own commits (``committed``), her stamp
+  (``saw_placed``, newer than seen) and ``check_loaded`` for states of hers not moved (read).
+- ``key_memory.own_body``/``signing_base``: a body she did not sign is replaced by the kept one, checked
+  again; with no kept body ``Forged`` and nothing signed (read; the no-record case is "a device with no
+  memory", conceded).
+- Not tried for lack of time: a READ grantee's device (carol) judging bob's document that brings back
+  alice's file she moved out of his folder and deleted (``_place_unknown`` checks only
+  ``owner == self.user_id``, so another user's tree falls back to ``was_at``); ``CouchStore.deleted``
+  given a non-list answer by a hostile CouchDB server at unlock.
 """
 
 from __future__ import annotations
