@@ -93,11 +93,15 @@ from services.test_trust_attack_round4 import _alarms
 
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model.sharing import group_key_path
-from mount.test_trust_attack_round4 import _alice_dek
-from mount.test_trust_writes import BOB, CAROL, _admin, _node_fid, _user
-from mount.test_trust_attack_round19 import _crew_sharing_her_plan
+from mount import test_shared_mount as shared_mount
+from mount.test_shared_mount import People
 from mount.test_shared_mount import _admin as _shared_admin
-from mount.test_shared_mount import People, linux, people, place, python, shared_vault  # noqa: F401 (fixtures)
+from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_attack_round19 import _crew_sharing_her_plan
+from mount.test_trust_writes import BOB, CAROL, _admin, _node_fid, _user
+
+linux, place, python, shared_vault, people = (shared_mount.linux, shared_mount.place, shared_mount.python,
+                                              shared_mount.shared_vault, shared_mount.people)
 
 
 def _http(method: str, url: str) -> dict:
@@ -110,8 +114,8 @@ def _deleted_here(vault: Path, doc_id: str) -> bool:
         return store.deleted(doc_id)
 
 
-@pytest.mark.xfail(strict=True, reason="a Group tombstone arriving through sync starts no re-key while mounted: "
-                   "fs/arrivals.py committed() looks for type GROUP, which a bare deletion has not")
+@pytest.mark.xfail(strict=True, reason="a Group tombstone arriving through sync starts no re-key while "
+                   "mounted: fs/arrivals.py committed() looks for type GROUP, which a bare deletion has not")
 def test_a_group_removed_through_sync_while_she_is_mounted_rekeys_before_she_writes_again(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")
@@ -144,8 +148,9 @@ def test_a_group_removed_through_sync_while_she_is_mounted_rekeys_before_she_wri
 
 
 
-@pytest.mark.xfail(strict=True, reason="a Group tombstone her mounted device stored through sync is never looked at: "
-                   "the server serves the old group body after it and her next unlock re-keys nothing, silently")
+@pytest.mark.xfail(strict=True, reason="a Group tombstone her mounted device stored through sync is never "
+                   "looked at: the server serves the old group body after it and her next unlock re-keys "
+                   "nothing, silently")
 def test_a_group_removal_her_mounted_device_stored_is_not_undone_by_the_server_serving_the_group_again(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")
@@ -181,8 +186,9 @@ def test_a_group_removal_her_mounted_device_stored_is_not_undone_by_the_server_s
     finally:
         server.stop()
 
-@pytest.mark.xfail(strict=True, reason="a Group tombstone arriving through sync is not taken in while mounted: "
-                   "a file she makes in the folder she shared with the removed group is sealed to its members")
+@pytest.mark.xfail(strict=True, reason="a Group tombstone arriving through sync is not taken in while "
+                   "mounted: a file she makes in the folder she shared with the removed group is sealed to "
+                   "its members")
 def test_a_file_she_makes_after_a_group_removed_through_sync_is_not_sealed_to_its_former_members(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")
@@ -260,10 +266,12 @@ def test_a_file_made_on_her_desktop_after_her_unshare_on_the_laptop_is_not_seale
                 time.sleep(1)
                 alice, bob = _user(desktop, "alice")["_id"], _user(desktop, "bob")["_id"]
                 control = _node_fid(desktop, "alice", "before.txt")
-                assert (desktop / "users" / bob / "shared" / f"{alice}_{control}.vfkey").exists()  # the control
+                # The control: bob may read proj, and the desktop seals him a new file's key.
+                assert (desktop / "users" / bob / "shared" / f"{alice}_{control}.vfkey").exists()
                 gone = fusevault("unshare", a / "proj", "--with", "bob")  # on her laptop
                 assert gone.returncode == 0, gone.stderr
-                wait_for(lambda: _deleted_here(desktop, share), "her unshare's deletion in the desktop's store")
+                wait_for(lambda: _deleted_here(desktop, share), "her unshare's deletion in the desktop's "
+                         "store")
                 time.sleep(3)
                 (d / "proj" / "new.txt").write_text("made on the desktop after bob's share was revoked")
                 time.sleep(2)
