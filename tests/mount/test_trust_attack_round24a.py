@@ -48,6 +48,32 @@ Holes
    then a replay), or have the replicator note deletions of grant ids in freshness as it stores them.
    Test: test_a_group_removal_her_mounted_device_stored_is_not_undone_by_the_server_serving_the_group_again.
 
+3. ON A READ GRANTEE'S DEVICE A WRITER STILL BRINGS BACK INTO HIS FOLDER THE OWNER'S FILE SHE MOVED OUT OF
+   IT AND DELETED, WITH THE CONTENTS OF HIS CHOICE, SHOWN AS HERS, NOTHING SAID.  Round 23a (3)'s fix
+   (b499425) is the owner's device only: ``Authorship._place_unknown`` (vault/tree/authorship.py:274)
+   is ``owner == self.user_id and ...``, and for a file not in the tree ``may_write`` takes the folders
+   it leaves from ``was_at`` only ``if held is None and owner == self.user_id`` (authorship.py:263-266);
+   the ledger keeps ``where`` and ``unplaced`` for the user's own files only.  On carol's device (READ on
+   alice's docs, as bob WRITE), alice's docs/notes.txt left her tree when alice moved it to private/
+   (which carol cannot see) and deleted it; bob (a peer, or the server) serves alice's node live again,
+   links [docs, notes.txt], her first text's head/manifest, signed by him: judged only by the folder it
+   enters (docs, which bob writes), so carol's device shows shared/alice/docs/notes.txt = "first" as
+   alice's file, no alarm.  The laptop, in the same scene, refuses it (``forged-write``: the passing
+   control).  Impact: alice's move out of bob's reach and her deletion are undone for every reader of the
+   folder, as alice's file, in the folder she took it out of, with contents he picks (her old version,
+   or any version he signs as a writer of docs), and nothing says so.  Scope note, honestly: SECURITY.md
+   "the rollback ledger keeps, for each of the user's own files, the folders it sat in" scopes the place
+   memory to her own files; nothing in "Out of reach" concedes a grantee's view, and the brief's promise
+   (no device shows wrong bytes as her file) covers carol's.  The maintainers may judge it a documented
+   limit; then SECURITY.md should say so.
+   Fix: a grantee's tree remembers, per file of another owner it showed, where it last saw it (or at
+   least that the owner's own signed state took it out of every folder this user can see): a writer's
+   document putting it back in is then judged as a move from a folder he does not write (refused,
+   ``forged-write``); or the owner's trashing state, signed by her, is final against any non-owner's
+   document with an older or concurrent seq.
+   Test: test_a_writer_cannot_bring_back_on_a_readers_device_her_file_she_moved_out_of_his_folder_and_deleted
+   [carol] (the hole; [laptop] is the passing control).
+
 What held
 ---------
 - Root's shared mount: the administrator's ``group remove team`` while alice (the sharer) is unlocked
