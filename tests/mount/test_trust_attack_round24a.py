@@ -60,8 +60,8 @@ Holes
    enters (docs, which bob writes), so carol's device shows shared/alice/docs/notes.txt = "first" as
    alice's file, no alarm.  The laptop, in the same scene, refuses it (``forged-write``: the passing
    control).  Impact: alice's move out of bob's reach and her deletion are undone for every reader of the
-   folder, as alice's file, in the folder she took it out of, with contents he picks (her old version,
-   or any version he signs as a writer of docs), and nothing says so.  Scope note, honestly: SECURITY.md
+   folder, as alice's file, in the folder she took it out of, with contents he picks (here her old
+   version; a version he signs as a writer of docs not tried), and nothing says so.  Scope note, honestly: SECURITY.md
    "the rollback ledger keeps, for each of the user's own files, the folders it sat in" scopes the place
    memory to her own files; nothing in "Out of reach" concedes a grantee's view, and the brief's promise
    (no device shows wrong bytes as her file) covers carol's.  The maintainers may judge it a documented
@@ -99,10 +99,10 @@ What held
 - ``key_memory.own_body``/``signing_base``: a body she did not sign is replaced by the kept one, checked
   again; with no kept body ``Forged`` and nothing signed (read; the no-record case is "a device with no
   memory", conceded).
-- Not tried for lack of time: a READ grantee's device (carol) judging bob's document that brings back
-  alice's file she moved out of his folder and deleted (``_place_unknown`` checks only
-  ``owner == self.user_id``, so another user's tree falls back to ``was_at``); ``CouchStore.deleted``
-  given a non-list answer by a hostile CouchDB server at unlock.
+- Not tried for lack of time: ``CouchStore.deleted`` given a non-list answer by a hostile CouchDB
+  server at unlock (``_, _, leaves = ...``: a TypeError there would stop her unlock, where a withholding
+  server stops it anyway); a group owner's stream of changes exhausting PASSES; the ``init --couchdb``
+  backend's mount (no store watcher: "at the next unlock", as documented).
 """
 
 from __future__ import annotations
