@@ -61,10 +61,10 @@ Holes
    alice's file, no alarm.  The laptop, in the same scene, refuses it (``forged-write``: the passing
    control).  Impact: alice's move out of bob's reach and her deletion are undone for every reader of the
    folder, as alice's file, in the folder she took it out of, with contents he picks (here her old
-   version; a version he signs as a writer of docs not tried), and nothing says so.  Scope note, honestly: SECURITY.md
-   "the rollback ledger keeps, for each of the user's own files, the folders it sat in" scopes the place
-   memory to her own files; nothing in "Out of reach" concedes a grantee's view, and the brief's promise
-   (no device shows wrong bytes as her file) covers carol's.  The maintainers may judge it a documented
+   version; a version he signs as a writer of docs not tried), and nothing says so.  Scope note:
+   SECURITY.md "the rollback ledger keeps, for each of the user's own files, the folders it sat in"
+   scopes the place memory to her own files; nothing in "Out of reach" concedes a grantee's view, and
+   the promise that no device shows wrong bytes as her file covers carol's.  The maintainers may judge it a documented
    limit; then SECURITY.md should say so.
    Fix: a grantee's tree remembers, per file of another owner it showed, where it last saw it (or at
    least that the owner's own signed state took it out of every folder this user can see): a writer's
