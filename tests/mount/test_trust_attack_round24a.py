@@ -64,8 +64,8 @@ Holes
    version; a version he signs as a writer of docs not tried), and nothing says so.  Scope note:
    SECURITY.md "the rollback ledger keeps, for each of the user's own files, the folders it sat in"
    scopes the place memory to her own files; nothing in "Out of reach" concedes a grantee's view, and
-   the promise that no device shows wrong bytes as her file covers carol's.  The maintainers may judge it a documented
-   limit; then SECURITY.md should say so.
+   the promise that no device shows wrong bytes as her file covers carol's.  The maintainers may judge it
+   a documented limit; then SECURITY.md should say so.
    Fix: a grantee's tree remembers, per file of another owner it showed, where it last saw it (or at
    least that the owner's own signed state took it out of every folder this user can see): a writer's
    document putting it back in is then judged as a move from a folder he does not write (refused,
