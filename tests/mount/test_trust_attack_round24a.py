@@ -76,6 +76,8 @@ Holes
 
 What held
 ---------
+- Hole 1's window ends at her next unlock: the tombstone in her store, unmounted and mounted again,
+  plan.txt gets a new DEK (``_groups_removed`` with ``LocalStore.deleted``; run, not kept).
 - Root's shared mount: the administrator's ``group remove team`` while alice (the sharer) is unlocked
   re-keys proj and plan.txt at once (the store watcher's removed documents are typed Group): kept as the
   passing control
