@@ -8,6 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
+import adversary
 import pytest
 from conftest import fusevault, mounted, running_relay
 
@@ -75,3 +76,38 @@ def test_a_dropped_item_missing_a_field_is_discarded_not_fetched_again_at_every_
     assert "internal error" not in said[1] + said[2], (
         f"the stranger's item is neither taken nor discarded: every collect meets it "
         f"again: {said!r}; the server still holds {record.get('versions', record)}")
+
+
+# --- hole 2: defused() keeps the newline: a name from outside still writes whole lines of its own
+
+
+FORGED = "\nfusevault: wrong passphrase"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: `user list` prints a store writer's user name through "
+                   "defused() only, which keeps newlines: he writes a line of his own on her terminal")
+def test_a_store_writers_username_does_not_write_a_line_of_its_own_to_her_terminal(vault: Path) -> None:
+    [her] = adversary.docs(vault, "UserDetails")
+    adversary.put(vault, {**her, "_id": "u-planted", "username": "mallory" + FORGED, "uid": 4242})
+    users = fusevault("user", "list", "--vault", vault, passphrase=None)
+    assert "mallory" in users.stdout, users.stdout + users.stderr
+    assert FORGED not in users.stdout, f"a planted name wrote a line of its own: {users.stdout!r}"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: `trash` prints a dropped name through defused() only, "
+                   "which keeps newlines: a stranger's name writes a trash line of its own")
+def test_a_dropped_name_does_not_write_a_line_of_its_own_to_her_terminal_from_the_trash(
+        relay: str, vault: Path, tmp_path: Path) -> None:
+    # A dropped name holds any byte but "/" and NUL: a second trash line of his, her thesis "deleted".
+    name = "invoice\n2026-12-01 09:12:44 UTC     1.2 MiB  thesis-final.pdf"
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        drop = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip()
+        _drop(drop, tmp_path, lambda m: {**m, "name": name, "entries": [{**m["entries"][0], "path": name}]})
+        collected = fusevault("link", "collect", cwd=mnt)
+        assert "took in 1" in collected.stdout, collected.stdout + collected.stderr
+        [arrived] = os.listdir(mnt / "Inbox")
+        os.unlink(mnt / "Inbox" / arrived)  # she throws the junk away
+        trash = fusevault("trash", mnt, passphrase=None)
+    assert "invoice" in trash.stdout, trash.stdout + trash.stderr
+    assert "\n2026-12-01 09:12:44 UTC" not in trash.stdout, (
+        f"`trash` printed a line the dropper wrote: her thesis seems deleted: {trash.stdout!r}")
