@@ -111,3 +111,43 @@ def test_a_dropped_name_does_not_write_a_line_of_its_own_to_her_terminal_from_th
     assert "invoice" in trash.stdout, trash.stdout + trash.stderr
     assert "\n2026-12-01 09:12:44 UTC" not in trash.stdout, (
         f"`trash` printed a line the dropper wrote: her thesis seems deleted: {trash.stdout!r}")
+
+
+FAKE_LOG = "2026-12-04 09:00:00,000 ERROR fusevault.trust: FORGED"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: the importer's task error and log line hold the watched "
+                   "file's name through defused() only, which keeps newlines: a scanner writes a line "
+                   "of his own into `status` and into her mount's log")
+def test_a_watched_file_name_does_not_write_a_line_of_its_own_to_status_or_her_log(
+        vault: Path, tmp_path: Path) -> None:
+    from mount.test_imports import watch
+
+    from fusevault import paths
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        watch(mnt, inbox, settle=0.3)
+        # The scanner (round 23b hole 9's way to make an import fail): a file "a", imported; then
+        # a folder "a" in its place holding a file whose name holds a newline and a log line.
+        (inbox / "a").write_text("one\n")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (mnt / "Imported" / "a").exists():
+            time.sleep(0.2)
+        (inbox / "a").unlink()
+        (inbox / "a").mkdir()
+        (inbox / "a" / ("scan\n" + FAKE_LOG)).write_text("two\n")
+        deadline = time.monotonic() + 10
+        while True:
+            status = fusevault("status", cwd=mnt)
+            if "last error" in status.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        logs = "".join(p.read_text(errors="replace") for p in (paths.state_dir() / "logs").glob("mount-*.log"))
+    assert "last error" in status.stdout, status.stdout
+    forged_status = "\n" + FAKE_LOG in status.stdout
+    forged_log = "\n" + FAKE_LOG in logs
+    assert not forged_status and not forged_log, (
+        f"the scanner's file name wrote a line of its own: in status {forged_status}, in her mount's "
+        f"log {forged_log}: {[line for line in logs.splitlines() if 'FORGED' in line]!r}")
