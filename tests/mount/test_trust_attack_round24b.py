@@ -212,3 +212,37 @@ def test_a_received_name_sent_on_does_not_write_control_sequences_to_her_termina
     os.close(master)
     assert b"sending" in seen, seen
     assert b"\x1b]52" not in seen, f"`send` wrote the name's OSC 52 to her terminal: {seen[-400:]!r}"
+
+
+# --- hole 4: a dropped item naming a block of another link stops the whole box at every run
+
+
+@pytest.mark.xfail(strict=True, reason="hole 4: owner._held turns LinkGone/InvalidInput into CorruptData, "
+                   "not LinkRefused (403 'this read key does not open this block'): the VaultError "
+                   "stops the box at every run, the items after it never arrive")
+def test_a_dropped_item_naming_another_links_block_does_not_stop_the_box(
+        relay: str, vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        drop = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip()
+        # Any link item the stranger may add blocks to (one of his own; here a second box).
+        other = capability.parse(
+            fusevault("link", "create", mnt / "Other", "--append", "--relay", relay).stdout.strip())
+        link = capability.parse(drop)
+        (tmp_path / "junk.txt").write_text("junk\n")
+        with LinkClient(link.server) as client:
+            _, foreign = content.upload(client, other.item, other.first,
+                                        content.local_sources(tmp_path / "junk.txt"))
+            manifest, blocks = content.upload(client, link.item, link.first,
+                                              content.local_sources(tmp_path / "junk.txt"))
+            # His manifest (sealed: the store cannot see it) names the other link's block.
+            manifest = {**manifest, "entries": [{**manifest["entries"][0], "blocks": foreign}]}
+            client.add_version(link.item, link.first, {**capability.seal_drop(link, manifest), "blocks": []})
+        # Then a friend drops her invoice.
+        (tmp_path / "invoice.txt").write_text("pay me\n")
+        dropped = fusevault("link", "push", tmp_path / "invoice.txt", drop, passphrase=None)
+        assert dropped.returncode == 0, dropped.stderr
+        runs = [fusevault("link", "collect", cwd=mnt) for _ in range(2)]
+        arrived = os.listdir(mnt / "Inbox")
+    said = [r.stdout + r.stderr for r in runs]
+    assert "invoice.txt" in arrived, (
+        f"one stranger's item stops the box: the friend's invoice never arrives: {said!r}")
