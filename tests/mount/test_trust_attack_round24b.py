@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -19,6 +20,9 @@ import redis
 from conftest import fusevault, mounted, running_relay
 from transfer_helpers import receive
 
+from fusevault.crypto import aead
+from fusevault.encoding import b64e
+from fusevault.errors import VaultError
 from fusevault.links import capability, content
 from fusevault.links.client import LinkClient
 
@@ -246,3 +250,48 @@ def test_a_dropped_item_naming_another_links_block_does_not_stop_the_box(
     said = [r.stdout + r.stderr for r in runs]
     assert "invoice.txt" in arrived, (
         f"one stranger's item stops the box: the friend's invoice never arrives: {said!r}")
+
+
+# --- hole 5: `link get --overwrite` of a link's new version writes through the symlink its old one made
+
+
+class _Blocks:
+    """What a link store serves for a manifest the link's owner made (as round 23b's)."""
+
+    def __init__(self, dek: bytes, item: str, files: dict[int, bytes]) -> None:
+        self.sealed = {f"b{i}": capability.seal_block(dek, item, i, 0, data) for i, data in files.items()}
+
+    def block(self, block_id: str, read_key: bytes) -> bytes:
+        return self.sealed[block_id]
+
+
+@pytest.mark.xfail(strict=True, reason="hole 5: write_local checks inside(dest, target.parent), not inside "
+                   "the top, and follows a symlink on disk: version 1's photos/l -> ../.ssh, version 2's "
+                   "photos/l/authorized_keys lands in her ~/.ssh")
+def test_link_get_overwrite_does_not_write_through_the_symlink_an_older_version_made(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA her own key\n")
+    key = b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNlbmRlcidzIGtleQ the link's owner\n"
+    dek = aead.new_key()
+    # Version 1: a folder "photos" (new at her home) holding a symlink "l" -> "../.ssh" (a link makes
+    # any symlink it lists: only what lies under it in the same list is refused).
+    v1 = {"name": "photos", "key": b64e(dek), "entries": [
+        {"path": "photos", "type": "dir", "mode": 0o755, "mtime_ns": 0},
+        {"path": "photos/l", "type": "symlink", "mode": 0o777, "mtime_ns": 0, "target": "../.ssh"},
+    ]}
+    content.write_local(_Blocks(dek, "item", {}), b"r" * 32, "item", v1, home)  # type: ignore[arg-type]
+    # Version 2 (the owner's next push): "photos/l/authorized_keys", no symlink in its own list.
+    v2 = {"name": "photos", "key": b64e(dek), "entries": [
+        {"path": "photos", "type": "dir", "mode": 0o755, "mtime_ns": 0},
+        {"path": "photos/l/authorized_keys", "type": "file", "mode": 0o600, "mtime_ns": 0,
+         "size": len(key), "sha256": hashlib.sha256(key).hexdigest(), "blocks": ["b1"]},
+    ]}
+    try:  # she refreshes her copy: `fusevault link get LINK --overwrite`, at home
+        content.write_local(_Blocks(dek, "item", {1: key}), b"r" * 32, "item", v2, home,  # type: ignore[arg-type]
+                            overwrite=True)
+    except VaultError:
+        pass  # refusing the version is fine
+    assert (home / ".ssh" / "authorized_keys").read_bytes() != key, (
+        "`link get --overwrite` replaced her ~/.ssh/authorized_keys through the symlink the link's "
+        "first version made: --overwrite reached outside the link's top")
