@@ -1,4 +1,139 @@
-"""Attack round 24b: DOCSTRING (filled in below)."""
+r"""Attack round 24b: the fixes of round 23b -- HMAC'd resume files, the watched folder held as one
+descriptor, output defused at the boundary (cli/terminal.py, log_lines.py), ``content.entries``
+refusing names under a link's own symlinks and keys of another length -- attacked from the sender's,
+the link owner's, the dropper's, the link store's and another local user's side.
+
+Real ``fusevault`` commands, real mounts, a real relay with its link store (redis-server,
+pouchdb-server), the store writer (tests/adversary.py).  Hole 5 calls ``content.write_local`` (what
+``fusevault link get`` runs) directly with manifests the link's owner signs, as round 23b (2) did.
+
+Holes
+-----
+1. A DROPPED ITEM MISSING ``size`` OR ``sha256``, OR WITH A SYMLINK TARGET THAT IS NO NAME, STAYS ON
+   THE SERVER AND IS FETCHED AGAIN AT EVERY RUN.  Round 23b (8) fixed the key's length only.
+   ``content.entries`` checks through ``_check_fields`` (content.py:239) a file's mode and time and
+   that a symlink's target is a ``str``; not that a file entry has ``size`` and ``sha256``, nor that
+   the target encodes as a file name.  ``verified`` reads ``entry["size"]`` / ``entry["sha256"]``
+   after the last block (content.py:164): a KeyError; ``_write_drop`` encodes the target with
+   ``str_to_name`` (owner.py:293): a lone surrogate (``"x\ud800"``, valid JSON) is a
+   UnicodeEncodeError.  Neither is CorruptData, so ``_collect_one`` (owner.py:232) keeps the item:
+   "internal error on a dropped item (see the log); it stays on the server".  Seen, all three: three
+   ``link collect`` in a row meet it again, the server still holds it; the mount's collector does the
+   same every minute, with a traceback in her log, for as many such items as a stranger drops.
+   Fix: ``entries`` checks every field any writer reads (file: ``size`` an int >= 0, ``sha256`` 64
+   hex, ``blocks`` a list of str; symlink: a target ``str_to_name`` encodes); and ``_take`` turns any
+   exception met in one item into CorruptData (discarded), the "stays on the server" path only for
+   the vault's own failures.
+   Test: test_a_dropped_item_missing_a_field_is_discarded_not_fetched_again_at_every_run
+   (no-size, no-sha256, symlink-target-lone-surrogate).
+
+2. ``defused()`` KEEPS THE NEWLINE: A NAME FROM OUTSIDE STILL WRITES LINES OF ITS OWN ON HER TERMINAL
+   AND INTO HER MOUNT'S LOG.  Round 23b's holes 3, 7, 9 were fixed at the boundary: standard output
+   and the log's lines go through ``encoding.defused`` (encoding.py:47-55), which writes out C0/C1
+   controls *but tab and newline*; the commands still print the names raw (``user list``,
+   cli/accounts.py:160; ``trash``, cli/history.py:145; the importer's task error, watcher.py:235,
+   printed by ``status``, cli/status.py:97, and logged, watcher.py:236).  A vault name may hold any
+   byte but "/" and NUL, a user name in the store any text.  Seen: a store writer's user
+   ``mallory\nfusevault: wrong passphrase`` prints a line "fusevault: wrong passphrase ..." in
+   ``user list``; a stranger's dropped ``invoice\n2026-12-01 09:12:44 UTC     1.2 MiB
+   thesis-final.pdf``, once she deletes it, makes ``trash`` list a deleted ``thesis-final.pdf`` she
+   never had; a scanner's file name in the watched folder writes ``2026-12-04 09:00:00,000 ERROR
+   fusevault.trust: FORGED`` as a line of its own into ``fusevault status`` and into her mount's log
+   file (state/logs/mount-*.log): a forged log entry, time and level and all (CWE-117).  Under the
+   journal each line gets the real priority prefix, but is a line of its own (JournalFormatter
+   splits with ``splitlines()``, systemd.py:60, which also makes U+2028, U+0085, FS/GS/RS real
+   newlines before ``defused`` sees them).  ``group list``, ``share list``, ``history`` (author),
+   ``sync status`` (peer name) print store names the same way (read, not run).
+   Fix: ``shown()`` on every name from outside where it is put into a message (it reprs a name with
+   a newline); and in the log formatter, write out line breaks inside a record's message, so that
+   one record is one line.
+   Tests: test_a_store_writers_username_does_not_write_a_line_of_its_own_to_her_terminal,
+   test_a_dropped_name_does_not_write_a_line_of_its_own_to_her_terminal_from_the_trash,
+   test_a_watched_file_name_does_not_write_a_line_of_its_own_to_status_or_her_log.
+
+3. ``FUSEVAULT SEND`` WRITES A FILE'S NAME RAW TO HER TERMINAL IN ITS PROGRESS BAR.  ``Sender.stream``
+   (send.py:255) makes the task ``f"sending {file.name}"`` without ``shown()``; the progress bar is
+   rich on the real standard error (transfer/progress.py), not through cli/terminal.py; rich drops
+   BEL, BS, VT, FF and CR but passes ESC.  A name a sender gave (``receive`` and ``link get`` write
+   any name but "/" and NUL into her Downloads), sent on to a friend: seen, ``ESC ] 52 ; c ; ...
+   ESC \`` (set her clipboard; ST instead of BEL) and erase-line / cursor-up reach her terminal (a
+   pty in the test).
+   Fix: ``shown(file.name)`` in the task (as receive.py:278 does), and the progress console writing
+   through ``defused`` too (``Console(file=Defused(sys.stderr))``).
+   Test: test_a_received_name_sent_on_does_not_write_control_sequences_to_her_terminal.
+
+4. A DROPPED ITEM NAMING A BLOCK OF ANOTHER LINK STOPS THE WHOLE DROP BOX AT EVERY RUN.  The link
+   store checks that the blocks a version *owns* belong to the box (relay/items.py:236), but the
+   owner fetches the blocks the sealed manifest names, which the store cannot see.  A stranger names
+   a block of an item of his own (anyone may create items on the store and add blocks to them);
+   fetched with her box's read key, the store answers 403 "this read key does not open this block"
+   (items.py:308): LinkRefused, a VaultError.  ``_held`` (owner.py:346) turns only LinkGone and
+   InvalidInput into CorruptData, so ``_collect_one`` re-raises it (owner.py:230, "the link store or
+   the vault away: this box waits for the next run") and the items after it are never reached.
+   Seen: a friend's ``link push`` of ``invoice.txt`` after the stranger's item never arrives; every
+   ``link collect`` (and the mount's collector, every minute) says "Inbox: this read key does not
+   open this block", for good -- round 22b (4)'s promise ("one item's defect leaves it on the server
+   and the items after it still arrive") broken with one request.
+   Fix: in ``_held``, every answer about one block that is not the store being away (LinkRefused,
+   LinkGone, InvalidInput, any 4xx) makes the item CorruptData; only RelayUnavailable and
+   RateLimited postpone, and a postponed item should not stop the items after it.
+   Test: test_a_dropped_item_naming_another_links_block_does_not_stop_the_box.
+
+5. ``LINK GET --OVERWRITE`` OF A LINK'S NEW VERSION WRITES THROUGH THE SYMLINK ITS OLD VERSION MADE,
+   INTO HER ``~/.ssh``.  Round 23b (2)'s fix checks the manifest's own names (no path under a symlink
+   *the same list* holds); ``write_local`` still checks each file's folder with ``inside(dest,
+   target.parent)`` (content.py:182: inside the destination, not the top, symlinks on disk followed)
+   and writes ``temp`` + ``os.replace`` through the path (content.py:203).  Version 1 of the link
+   (top ``photos``, new at her home) holds ``photos/l -> ../.ssh`` (``link get`` makes any symlink it
+   lists, even out of its folder, unlike ``receive``); version 2 lists only ``photos`` and
+   ``photos/l/authorized_keys`` (no dir entry is needed for ``photos/l``).  She refreshes her copy the
+   documented way, ``link get LINK --overwrite`` at home: ``photos/l`` resolves to ``~/.ssh``, inside
+   her home, and her ``~/.ssh/authorized_keys`` is *replaced* by the link owner's key.  Seen.
+   ``--overwrite`` is her consent to replace what is under the link's top, not her ``~/.ssh``.
+   Fix: check against the top (``inside(dest / top, target.parent)``); better, reach every folder
+   from a descriptor of the top, ``O_NOFOLLOW | O_DIRECTORY`` part by part (as source_paths does), so
+   no symlink on disk is followed; and make a link's symlink only when it stays inside its folder,
+   as ``receive`` does (output.py ``link_stays_inside`` / ``_resolves_inside``).
+   Test: test_link_get_overwrite_does_not_write_through_the_symlink_an_older_version_made.
+
+What held
+---------
+- Resume files (transfer/resume.py): every line is HMAC'd under ``state/receive.key`` (0600; refused
+  if not hers, readable by others, or not 32 bytes) and bound to the session id with NUL separators
+  (a line is ASCII hex without NUL: no sid/line split ambiguity); a line from another session fails
+  its MAC (AlreadyExists: a refusal, never trusted); a file not hers, not 0600, a symlink, fifo or
+  socket at the name is refused; a last line without its newline is dropped (an append cut short),
+  other truncation only forgets state; a sender's file delivered under a later session's resume
+  name is hers and 0600 but its lines fail the MAC (a refusal only).  Two receives starting at once
+  read one key (written aside, then ``link``ed into place).  Not pursued: the lines are bound
+  neither to the output folder nor to the inode of a claimed top (a relay that gives a new session
+  an interrupted session's id lets it write into that session's top folders; needs a cheating
+  relay that is also a sender: weak); a run interrupted between ``make_links`` making a chained
+  symlink and its second check keeps it, and the resumed run skips it as "made by an earlier run"
+  (needs an interrupt at that instant).
+- Receive and another local user (read, not run): a partial file is opened ``O_CREAT`` without
+  ``O_EXCL`` and checked only for being regular (receive.py ``one``), so in a group-writable shared
+  output folder a ``.NAME.fvpart-TAG`` planted by him (a link to a file of his) would get her
+  plaintext; the tag needs the session id (any joiner learns it) and the file id (an index), but
+  also the top-level file name, which the relay never sees.  Worth an ``O_EXCL`` / owner check.
+- Drop boxes: block ids ``%``, ``x?y``, ``_design%2Fz`` and a 9000-character id are answered
+  404/4xx (LinkGone/InvalidInput): the item is discarded and a later drop arrives; a symlink
+  target with NUL, an empty one and one of 70000 characters are discarded too (tried as
+  parameters of holes 4 and 1, passing); the key's length is checked (32); names under a listed
+  symlink and a second top are refused by ``entries``.
+- The watched folder (imports/source_paths.py): every look, open, scan and unlink is reached from
+  the held descriptor part by part ``O_NOFOLLOW | O_DIRECTORY``; sources are opened ``O_NONBLOCK``
+  and read only if ``fstat`` says regular (a fifo swapped in is not waited on); ``remove_if`` looks
+  and unlinks through one folder descriptor; ``walk`` is iterative (a deep tree costs O(depth^2)
+  opens, no recursion, no descriptor kept open); a hard link in the watched folder to a file
+  elsewhere is only unlinked as that name (the file keeps its other name).  Read, not run:
+  ``Stamp`` has no ctime (a same-size rewrite with the mtime put back counts as unchanged: only the
+  writer's own data is at stake).
+- ``--json`` outputs are ``json.dumps`` (every control character escaped); the progress bars of
+  ``receive`` and ``link get`` use ``shown``; the passphrase and confirmation prompts hold only her
+  own arguments; ``receive`` without ``--vault`` takes the dump folder from the mount's
+  ``confirmed.effective`` settings.
+"""
 
 from __future__ import annotations
 
