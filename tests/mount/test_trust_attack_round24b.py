@@ -96,6 +96,25 @@ Holes
    as ``receive`` does (output.py ``link_stays_inside`` / ``_resolves_inside``).
    Test: test_link_get_overwrite_does_not_write_through_the_symlink_an_older_version_made.
 
+6. A PARTIAL FILE ANOTHER LOCAL USER PLANTS IN A SHARED OUTPUT FOLDER GETS HER PLAINTEXT, AND BECOMES
+   HER RECEIVED FILE.  ``Receiver.one`` opens the partial file ``O_RDWR | O_CREAT | O_NOFOLLOW``
+   (receive.py:265), no ``O_EXCL``, and checks only that it is a regular file at least as long as the
+   chunks it holds; its name is predictable: ``.NAME.fvpart-<sha256(sid|fid)[:16]>`` (resume.py
+   ``partial_path``), the session id is what any ``join`` of the session's name answers (the name is
+   on her command line, in ``ps``), the file id is the file's index.  Another local user who writes
+   the output folder (a folder a group shares, model (e)) and knows a top-level file's name plants an
+   empty file of his at that name, mode 0666, with a second hard link of his own elsewhere.  Seen:
+   ``receive`` exits 0, "received incoming/report.txt", and his other link holds her whole plaintext;
+   ``report.txt`` *is* his inode (owned by him: he may rewrite her received file later).  As a
+   non-root receiver the ``fchmod`` at the end fails (EPERM, an unexpected PermissionError) -- after
+   every byte was written into his file.  ``fs.protected_regular`` stops the open only in sticky
+   world-writable (=1) or group-writable (=2) folders; a shared folder without the sticky bit is
+   never protected (and the sysctl is 0 here).
+   Fix: create the partial with ``O_EXCL`` on a first run; on a resume, take an existing one only if it
+   is hers (``st_uid``), has one link (``st_nlink == 1``) and is not readable by others; better,
+   keep partial files in a private folder of hers (0700) in the output folder's file system.
+   Test: test_a_partial_file_planted_by_another_local_user_does_not_get_her_plaintext.
+
 What held
 ---------
 - Resume files (transfer/resume.py): every line is HMAC'd under ``state/receive.key`` (0600; refused
@@ -111,11 +130,6 @@ What held
   relay that is also a sender: weak); a run interrupted between ``make_links`` making a chained
   symlink and its second check keeps it, and the resumed run skips it as "made by an earlier run"
   (needs an interrupt at that instant).
-- Receive and another local user (read, not run): a partial file is opened ``O_CREAT`` without
-  ``O_EXCL`` and checked only for being regular (receive.py ``one``), so in a group-writable shared
-  output folder a ``.NAME.fvpart-TAG`` planted by him (a link to a file of his) would get her
-  plaintext; the tag needs the session id (any joiner learns it) and the file id (an index), but
-  also the top-level file name, which the relay never sees.  Worth an ``O_EXCL`` / owner check.
 - Drop boxes: block ids ``%``, ``x?y``, ``_design%2Fz`` and a 9000-character id are answered
   404/4xx (LinkGone/InvalidInput): the item is discarded and a later drop arrives; a symlink
   target with NUL, an empty one and one of 70000 characters are discarded too (tried as
@@ -153,13 +167,15 @@ import adversary
 import pytest
 import redis
 from conftest import fusevault, mounted, running_relay
-from transfer_helpers import receive
+from transfer_helpers import receive, sending
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
 from fusevault.links import capability, content
 from fusevault.links.client import LinkClient
+from fusevault.transfer.client import RelayClient
+from fusevault.transfer.resume import _tag
 
 
 @pytest.fixture(scope="module")
@@ -430,3 +446,34 @@ def test_link_get_overwrite_does_not_write_through_the_symlink_an_older_version_
     assert (home / ".ssh" / "authorized_keys").read_bytes() != key, (
         "`link get --overwrite` replaced her ~/.ssh/authorized_keys through the symlink the link's "
         "first version made: --overwrite reached outside the link's top")
+
+
+# --- hole 6: a partial file another local user planted in a shared output folder gets her plaintext
+
+
+@pytest.mark.xfail(strict=True, reason="hole 6: receive.py one() opens the partial O_CREAT without O_EXCL "
+                   "and checks only S_ISREG: a file another user planted (and hard-linked) at the "
+                   "predictable partial name receives her plaintext")
+def test_a_partial_file_planted_by_another_local_user_does_not_get_her_plaintext(
+        transfer_relay: str, tmp_path: Path) -> None:
+    secret = b"the contract, not for mallory\n" * 100
+    (tmp_path / "report.txt").write_bytes(secret)
+    shared = tmp_path / "incoming"  # a folder a group shares (writable to him, no sticky bit)
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with sending(transfer_relay, tmp_path / "report.txt") as (sender, name, code):
+        # Mallory, another local user: the session's name (on her command line, in `ps`) is all a
+        # join needs; it tells him the session id.  The file id is its index; the name he knows
+        # ("I'll send you report.txt").
+        sid = RelayClient(transfer_relay).join(name)["id"]
+        planted = shared / f".report.txt.fvpart-{_tag(sid, '0')}"
+        planted.write_bytes(b"")
+        os.chown(planted, 4242, 4242)
+        planted.chmod(0o666)
+        his = tmp_path / "mallory-keeps"
+        os.link(planted, his)  # his own second name for his own file
+        got = receive(transfer_relay, name, code, shared)
+        sender.wait(60)
+    assert secret not in his.read_bytes(), (
+        f"her received plaintext went into a file another user owns and keeps a link to "
+        f"(receive exit {got.returncode}: {got.stdout + got.stderr!r})")
