@@ -98,7 +98,7 @@ Holes
 
 6. A PARTIAL FILE ANOTHER LOCAL USER PLANTS IN A SHARED OUTPUT FOLDER GETS HER PLAINTEXT, AND BECOMES
    HER RECEIVED FILE.  ``Receiver.one`` opens the partial file ``O_RDWR | O_CREAT | O_NOFOLLOW``
-   (receive.py:265), no ``O_EXCL``, and checks only that it is a regular file at least as long as the
+   (receive.py:264), no ``O_EXCL``, and checks only that it is a regular file at least as long as the
    chunks it holds; its name is predictable: ``.NAME.fvpart-<sha256(sid|fid)[:16]>`` (resume.py
    ``partial_path``), the session id is what any ``join`` of the session's name answers (the name is
    on her command line, in ``ps``), the file id is the file's index.  Another local user who writes
