@@ -43,7 +43,8 @@ Holes
    journal each line gets the real priority prefix, but is a line of its own (JournalFormatter
    splits with ``splitlines()``, systemd.py:60, which also makes U+2028, U+0085, FS/GS/RS real
    newlines before ``defused`` sees them).  ``group list``, ``share list``, ``history`` (author),
-   ``sync status`` (peer name) print store names the same way (read, not run).
+   ``sync status`` (peer name) print store names the same way (read, not run).  Also (read, not run):
+   ``_OBEYED`` leaves out U+061C ARABIC LETTER MARK, which does what the RLM it covers (U+200F) does.
    Fix: ``shown()`` on every name from outside where it is put into a message (it reprs a name with
    a newline); and in the log formatter, write out line breaks inside a record's message, so that
    one record is one line.
