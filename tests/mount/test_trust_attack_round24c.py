@@ -27,6 +27,28 @@ Holes
    a time (a queue per uid, not 16 at once); or bound the work per request (pages of the trash).
    Test: test_a_mapped_users_trash_requests_do_not_stall_the_other_users_files.
 
+2. A WRITE MEMBER TAKES THE OWNER'S TRASH, RESTORE AND GARBAGE COLLECTION AWAY FOR GOOD WITH ONE DEEP
+   CHAIN OF FOLDERS: RecursionError, "internal error" for ``trash``, ``restore`` (of any of her
+   deleted files) and ``gc`` (and the mount's background gc), no alarm.  ``writes_where_it_left``
+   (vault/tree/authorship.py:325-358) judges a deletion another user signed of a file of hers that is
+   out of the tree by walking up the folders this device last saw it in, with a nested ``writes`` that
+   calls itself once per folder (:354) whenever the parent is itself out of the tree (trashed with
+   it).  ``recovery.trash`` (recovery.py:86-91) and gc (gc.py:170-196) run ``accepts`` on every deleted
+   document, so the first chain deeper than Python's recursion limit raises RecursionError out of the
+   whole request.  Bob, a WRITE member of @team, makes 1500 folders one inside the other in her
+   shared folder proj (mkdir + chdir, about 2 s) and ``rm -rf`` them: from then on alice's ``fusevault
+   trash`` and ``gc`` say "internal error: see the mount's log", and her own keep.txt, deleted
+   before, can no longer be brought back (``restore`` goes through ``_from_trash`` -> ``trash``).  The
+   deleted documents stay (the trash keeps them 30 days, and gc, which would drop them, is what
+   fails), so it lasts across remounts: her deleted files are lost to her, and her old versions are
+   never collected.  Impact on the claims: "nothing they do makes ... her lose her data"; a WRITE
+   member may delete what is shared with him (it goes to her trash), never her trash itself.
+   Fix: walk the chain with a loop and an explicit stack (``seen`` is already there), as
+   ``Tree.path_of`` and ``is_ancestor`` do; and let one document that cannot be judged be refused
+   alone (an alarm), never the whole trash or gc.  (``exporting.tree``/``Destination.folder`` recurse
+   the same way: an export or a link of such a tree fails with "internal error".)
+   Test: test_a_write_members_deep_folder_chain_does_not_take_her_trash_and_gc.
+
 What held
 ---------
 Another local user of root's shared mount (alice owner, bob a READ recipient of her file notes.txt and
@@ -138,3 +160,38 @@ def test_a_mapped_users_trash_requests_do_not_stall_the_other_users_files(people
                           f"({before:.3f} s before)")
 
 
+
+
+# Run as the WRITE member: a chain of ``depth`` folders made one inside the other (relative to the
+# last, so no path is ever long), then removed with rm -rf (which walks it without recursion).
+DEEP = r"""
+import os, sys
+os.chdir(sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    os.mkdir("d")
+    os.chdir("d")
+open("leaf.txt", "w").write("leaf")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: judging a deletion out of a deep trashed chain recurses "
+                                       "per folder (authorship.writes_where_it_left): RecursionError, "
+                                       "her trash, restore and gc fail for good")
+def test_a_write_members_deep_folder_chain_does_not_take_her_trash_and_gc(people: People) -> None:  # noqa: F811
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "mkdir $M/proj && echo plan > $M/proj/plan.txt && echo mine > $M/keep.txt"
+                       " && rm $M/keep.txt")
+    share = people.fusevault("alice", "share", f"{people.mnt}/proj", "--with", "@team", "--perm", "WRITE")
+    assert share.returncode == 0, share.stderr
+    # Bob, a WRITE member of @team: 1500 folders one in the other in her shared folder, then removed.
+    people.ok("bob", f"mkdir $M/groups/team/proj/deep && {people.python} -S -c '{DEEP}' "
+                     "$M/groups/team/proj/deep 1500 && rm -rf $M/groups/team/proj/deep")
+    # Her own trash, her own file back from it, her own garbage collection.
+    trash = people.fusevault("alice", "trash", str(people.mnt))
+    gc = people.fusevault("alice", "gc", "--dry-run", str(people.mnt))
+    back = people.fusevault("alice", "restore", f"{people.mnt}/keep.txt")
+    assert (trash.returncode, gc.returncode, back.returncode) == (0, 0, 0), (trash.stderr, gc.stderr,
+                                                                             back.stderr)
+    assert "keep.txt" in trash.stdout
+    assert people.ok("alice", "cat $M/keep.txt") == "mine\n"
