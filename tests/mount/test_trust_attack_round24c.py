@@ -41,8 +41,9 @@ Holes
    before, can no longer be brought back (``restore`` goes through ``_from_trash`` -> ``trash``).  The
    deleted documents stay (the trash keeps them 30 days, and gc, which would drop them, is what
    fails), so it lasts (seen: after an unmount and a new mount, ``trash`` still fails): her deleted
-   files are lost to her, and her old versions are never collected.  Impact on the claims: "nothing they do makes ... her lose her data"; a WRITE
-   member may delete what is shared with him (it goes to her trash), never her trash itself.
+   files are lost to her, and her old versions are never collected.  Impact on the claims: "nothing
+   they do makes ... her lose her data"; a WRITE member may delete what is shared with him (it goes to
+   her trash), never her trash itself.
    Fix: walk the chain with a loop and an explicit stack (``seen`` is already there), as
    ``Tree.path_of`` and ``is_ancestor`` do; and let one document that cannot be judged be refused
    alone (an alarm), never the whole trash or gc.  (``exporting.tree``/``Destination.folder`` recurse
