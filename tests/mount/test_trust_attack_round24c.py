@@ -74,6 +74,10 @@ her folder proj, carol mapped with nothing shared, dave no vault user; all real 
   his rights ("cannot write /root"), into /tmp it writes a file of his.  Carol sees nothing of hers.
 - Authorship: bob (WRITE through @team) restoring her older version in place and ``--to`` a copy is
   recorded as bob's version in her history, never as hers.
+- Deep trees kept live: with bob's chain of 1500 folders in her shared folder, alice's ``share`` of it
+  with carol and ``unshare`` from @team went through (1504 files and folders re-keyed; bob then reads
+  nothing, also after she writes again); with 3000, an unmount, a new mount and her unlock load it, her
+  files read, ``fusevault check`` passes.  (Only ``export`` of it fails: "internal error", see 2.)
 - Sizes: ``truncate -s 1T`` and ``fallocate -l 100G`` are instant and cost the mount no memory; a
   3 GiB sparse file with one byte at its end adds about 100 KiB to the vault (no padding written out).
 - Read in the code: the watched folder is held by a descriptor and checked again as the folder it is
