@@ -284,9 +284,8 @@ FAKE_LOG = "2026-12-04 09:00:00,000 ERROR fusevault.trust: FORGED"
                    "of his own into `status` and into her mount's log")
 def test_a_watched_file_name_does_not_write_a_line_of_its_own_to_status_or_her_log(
         vault: Path, tmp_path: Path) -> None:
-    from mount.test_imports import watch
-
     from fusevault import paths
+    from mount.test_imports import watch
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -307,7 +306,8 @@ def test_a_watched_file_name_does_not_write_a_line_of_its_own_to_status_or_her_l
             if "last error" in status.stdout or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
-        logs = "".join(p.read_text(errors="replace") for p in (paths.state_dir() / "logs").glob("mount-*.log"))
+        logs = "".join(p.read_text(errors="replace")
+                       for p in (paths.state_dir() / "logs").glob("mount-*.log"))
     assert "last error" in status.stdout, status.stdout
     forged_status = "\n" + FAKE_LOG in status.stdout
     forged_log = "\n" + FAKE_LOG in logs
