@@ -94,6 +94,8 @@ class Arrivals:
         loading keeps them, a locked one is loaded from the store at unlock)."""
         if self._noted is not None:
             self._noted(docs)
+        if writer is None:
+            docs = self._typed(docs)
         # Group changes and pending rotations come from other processes (an
         # administrator's `group member add|remove`) or peers; a rotation a
         # user here started is finished by that user's own request.
@@ -117,8 +119,28 @@ class Arrivals:
         if writer is None:
             for agent in self.unlocked():
                 for doc in docs:
-                    if doc.get("_id") == agent.user_id and doc.get("type") == USER:
+                    if doc.get("_id") == agent.user_id and doc.get("type") == USER and not doc.get("_deleted"):
                         self._start(self._keys_arrived, _volume(agent), doc)
+
+    def _typed(self, docs: list[dict]) -> list[dict]:
+        """``docs`` with each bare deletion of a grant or user in force here given the type it had.
+
+        A deletion from a peer is a bare tombstone (``_id``, ``_rev``, ``_deleted``): read by its
+        missing type it would be no change of groups or shares, so a group removed through sync
+        while she is mounted would keep admitting its former members (new files sealed to them, no
+        re-key, the deletion never recorded, so a replay of the old body passes) until her next
+        unlock (attack round 24a (1), (2)).  Typed, it is taken in as a shared mount's store watcher
+        takes in a removal: shares and groups read again (freshness records the deletion) and
+        removed members' files re-keyed.  Only ids some unlocked user holds in force are typed: a
+        flood of bare deletions of other documents costs no reload and no re-key."""
+        if not any(d.get("_deleted") and "type" not in d for d in docs):
+            return docs
+        known: dict[str, str] = {}
+        for agent in self.unlocked():
+            if (sharing := _volume(agent).sharing) is not None:
+                known.update(sharing.kinds())
+        return [{**d, "type": known[d["_id"]]} if d.get("_deleted") and "type" not in d
+                and isinstance(d.get("_id"), str) and d["_id"] in known else d for d in docs]
 
     async def _keys_arrived(self, volume: Volume, doc: dict) -> None:
         """Her own user document from a peer or the server: judged against the newest key fields this

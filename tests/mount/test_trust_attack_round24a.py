@@ -149,8 +149,6 @@ def _deleted_here(vault: Path, doc_id: str) -> bool:
         return store.deleted(doc_id)
 
 
-@pytest.mark.xfail(strict=True, reason="a Group tombstone arriving through sync starts no re-key while "
-                   "mounted: fs/arrivals.py committed() looks for type GROUP, which a bare deletion has not")
 def test_a_group_removed_through_sync_while_she_is_mounted_rekeys_before_she_writes_again(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")
@@ -183,9 +181,6 @@ def test_a_group_removed_through_sync_while_she_is_mounted_rekeys_before_she_wri
 
 
 
-@pytest.mark.xfail(strict=True, reason="a Group tombstone her mounted device stored through sync is never "
-                   "looked at: the server serves the old group body after it and her next unlock re-keys "
-                   "nothing, silently")
 def test_a_group_removal_her_mounted_device_stored_is_not_undone_by_the_server_serving_the_group_again(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")
@@ -221,9 +216,6 @@ def test_a_group_removal_her_mounted_device_stored_is_not_undone_by_the_server_s
     finally:
         server.stop()
 
-@pytest.mark.xfail(strict=True, reason="a Group tombstone arriving through sync is not taken in while "
-                   "mounted: a file she makes in the folder she shared with the removed group is sealed to "
-                   "its members")
 def test_a_file_she_makes_after_a_group_removed_through_sync_is_not_sealed_to_its_former_members(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")

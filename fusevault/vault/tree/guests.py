@@ -33,7 +33,7 @@ from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import grants as granting
 from fusevault.vault.model import shapes, sharing
-from fusevault.vault.model.groups import can_write
+from fusevault.vault.model.groups import GROUP, can_write
 from fusevault.vault.model.nodes import Node, node_from_doc, open_node_attrs
 from fusevault.vault.model.sharing import Grant, Reach
 from fusevault.vault.model.trust import Trust
@@ -101,6 +101,15 @@ class Guests:
             trust.observe(users.values())  # a user document that arrived: changed keys are said
         grants, groups = granting.verified_grants(store, trust)
         return cls(user_id, grants, groups, users, trust=trust)
+
+    def kinds(self) -> dict[str, str]:
+        """The type of each Share, Group and user document in force here, by id.  A deletion that
+        arrives bare (a peer's tombstone carries no ``type``) of one of these is a change of shares,
+        groups or users; of any other id it changes nothing here, so it costs no reload."""
+        known = {sharing.doc_id(g.fid, g.grantee): sharing.SHARE for g in self.grants}
+        known.update(dict.fromkeys(self.groups, GROUP))
+        known.update(dict.fromkeys(self.users, USER))
+        return known
 
     def members(self) -> dict[str, dict[str, str]]:
         # Only users whose document is here: a missing one (withheld, or removed
