@@ -179,9 +179,6 @@ open("leaf.txt", "w").write("leaf")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: judging a deletion out of a deep trashed chain recurses "
-                                       "per folder (authorship.writes_where_it_left): RecursionError, "
-                                       "her trash, restore and gc fail for good")
 def test_a_write_members_deep_folder_chain_does_not_take_her_trash_and_gc(people: People) -> None:  # noqa: F811
     people.unlock("alice")
     people.unlock("bob")

@@ -40,13 +40,23 @@ NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY
 
 
 def tree(volume: Volume, node: Node, rel: str) -> list[tuple[str, Node]]:
-    """(path relative to the destination, node) for node and everything under it."""
-    found = [(rel, node)]
-    if node.is_dir:
-        for name, ino in sorted(node.children.items()):
+    """(path relative to the destination, node) for node and everything under it, each folder
+    before what it holds, names in order.  Walked with a list, not a call per folder: a chain of
+    folders as deep as a writer of a shared folder likes to make it (attack round 24c (2)) is
+    exported or linked like any other tree, never a RecursionError."""
+    found: list[tuple[str, Node]] = []
+    todo = [(rel, node)]
+    while todo:
+        rel, each = todo.pop()
+        found.append((rel, each))
+        if not each.is_dir:
+            continue
+        below = []
+        for name, ino in sorted(each.children.items()):
             if not names.valid(name):  # refused where it came in; never a host path
-                raise CorruptData(f"a name in {name_to_str(volume.path_of(node))} is not a file name")
-            found += tree(volume, volume.node(ino), os.path.join(rel, name_to_str(name)))
+                raise CorruptData(f"a name in {name_to_str(volume.path_of(each))} is not a file name")
+            below.append((os.path.join(rel, name_to_str(name)), volume.node(ino)))
+        todo.extend(reversed(below))  # the first name is taken next
     return found
 
 
@@ -108,20 +118,23 @@ class Destination:
 
     def folder(self, rel: str) -> int:
         """The descriptor of folder ``rel``, made (0700) where missing; never through a link."""
-        if rel in self.fds:
-            return self.fds[rel]
-        above, _, name = rel.rpartition("/")
-        parent = self.folder(above)
-        try:
+        missing = []  # from ``rel`` up to the first folder opened already ("" is): no call per level
+        while rel not in self.fds:
+            missing.append(rel)
+            rel = rel.rpartition("/")[0]
+        parent = self.fds[rel]
+        for rel in reversed(missing):
+            name = rel.rpartition("/")[2]
             try:
-                self.host.mkdir(name, 0o700, dir_fd=parent)
-            except FileExistsError:
-                pass
-            fd = self.host.open(name, FOLDER, dir_fd=parent)
-        except OSError as err:
-            raise _failed(self.dest / rel, err) from None
-        self.fds[rel] = fd
-        return fd
+                try:
+                    self.host.mkdir(name, 0o700, dir_fd=parent)
+                except FileExistsError:
+                    pass
+                parent = self.host.open(name, FOLDER, dir_fd=parent)
+            except OSError as err:
+                raise _failed(self.dest / rel, err) from None
+            self.fds[rel] = parent
+        return parent
 
     def create(self, rel: str) -> tuple[int, str, int]:
         """A new hidden file next to ``rel``: (folder descriptor, its name, its descriptor)."""

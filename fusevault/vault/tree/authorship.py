@@ -334,16 +334,19 @@ class Authorship:
         sharing = volume.sharing
         if sharing is None or not isinstance(fid, str):
             return False
-        seen: set[str] = set()
-
-        def writes(fid: str) -> bool:
-            # A folder trashed with it is judged the same way, from where that folder was.
-            seen.add(fid)
-            if self.writes(sharing, signer, owner, list(sharing.by_fid.get(fid, ()))):
-                return True
+        # A folder trashed with it is judged the same way, from where that folder was: walked with a
+        # list, not a call per folder, so a chain of folders as deep as a writer likes to make it
+        # (attack round 24c (2)) is judged like any other, never a RecursionError out of the trash or
+        # gc.  A folder met twice (a cycle, or two ways to one) is refused, as the ways cannot all be
+        # judged from it.
+        seen, todo = {fid}, [fid]
+        while todo:
+            each = todo.pop()
+            if self.writes(sharing, signer, owner, list(sharing.by_fid.get(each, ()))):
+                continue
             # Where it left from as this device knows it: none once her deletion came
             # from another device (she may have moved it there first: round 22a (2)).
-            parents = self.seen.left_from(fid) if owner == self.user_id and self.seen is not None else None
+            parents = self.seen.left_from(each) if owner == self.user_id and self.seen is not None else None
             if not parents:
                 return False
             for parent_fid in parents:
@@ -351,11 +354,12 @@ class Authorship:
                 if parent is not None and parent.ino not in sharing.phantoms:
                     if not self.writes_at(volume, signer, owner, parent):
                         return False
-                elif parent is not None or parent_fid in seen or not writes(parent_fid):
+                elif parent is not None or parent_fid in seen:
                     return False
-            return True
-
-        return writes(fid)
+                else:
+                    seen.add(parent_fid)
+                    todo.append(parent_fid)
+        return True
 
     # --- owner_dek: a new file made by a WRITE grantee
 
@@ -493,9 +497,18 @@ class Authorship:
         owners: dict[str, str | None] = {}  # fid -> its owner, for this one use
 
         def accept(doc: dict) -> bool:
-            if doc.get("type") == VERSION:
-                return self.version_ok(volume, doc, owners)
-            return self.detached_ok(volume, doc)
+            try:
+                if doc.get("type") == VERSION:
+                    return self.version_ok(volume, doc, owners)
+                return self.detached_ok(volume, doc)
+            except VaultError:
+                raise  # the store's (unreadable, locked): the request says it, no document is to blame
+            except Exception as err:  # a bug an odd document reached: that document alone is refused
+                log.exception("judging document %s failed", str(doc.get("_id"))[:80])
+                fid = str(doc.get("fid") or doc.get("_id"))
+                self.trust.alarms.warn("malformed", fid, f"refused a document of file {fid}: it could not "
+                                       f"be judged ({type(err).__name__}); the others are used")
+                return False  # never the whole trash, history or gc (attack round 24c (2))
         return accept
 
     def file_owner(self, volume: Held, fid: object, owners: dict[str, str | None]) -> str | None:
