@@ -119,7 +119,7 @@ class Arrivals:
         if writer is None:
             for agent in self.unlocked():
                 for doc in docs:
-                    if doc.get("_id") == agent.user_id and doc.get("type") == USER and not doc.get("_deleted"):
+                    if doc.get("_id") == agent.user_id and doc.get("type") == USER and "_deleted" not in doc:
                         self._start(self._keys_arrived, _volume(agent), doc)
 
     def _typed(self, docs: list[dict]) -> list[dict]:
