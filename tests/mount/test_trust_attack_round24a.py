@@ -313,9 +313,7 @@ def test_a_file_made_on_her_desktop_after_her_unshare_on_the_laptop_is_not_seale
 
 
 @pytest.mark.parametrize("where", [
-    pytest.param("carol", marks=pytest.mark.xfail(
-        strict=True, reason="authorship._place_unknown (round 23a (3)) judges only the owner's own device: a "
-        "READ grantee's device takes the writer's document putting her deleted file back in his folder")),
+    "carol",
     "laptop"])  # the control: the device that made the move refuses it with an alarm
 def test_a_writer_cannot_bring_back_on_a_readers_device_her_file_she_moved_out_of_his_folder_and_deleted(
         tmp_path: Path, where: str) -> None:

@@ -166,6 +166,12 @@ class Ledger:
         # another device of hers: where they left from is not known here
         # (``trashed_elsewhere``), whatever ``where`` says.
         self.unplaced: set[str] = set()
+        # Other users' files whose newest state this device took in is their owner's own deletion (her
+        # trash): hers alone to bring back, as on her own device a file is judged from where it sat
+        # (``where``, which keeps her own files only).  A writer's document putting it back in a folder
+        # he writes is refused here too: she may have moved it out of his reach before deleting it,
+        # out of this user's sight (attack round 24a (3)).
+        self.owner_trashed: set[str] = set()
         # The type (``stat.S_IFMT(mode) >> 12``) each of the user's own nodes was
         # first seen with: no commit of fusevault's changes it (a name given to
         # another node is a new node), so at unlock a document that does is
@@ -243,6 +249,7 @@ class Ledger:
             ledger.where = {str(fid): sorted(sys.intern(str(p)) for p in parents)
                             for fid, parents in data.get("where", {}).items()}
             ledger.unplaced = {str(fid) for fid in data.get("unplaced", ())}
+            ledger.owner_trashed = {str(fid) for fid in data.get("owner_trashed", ())}
             ledger.kinds = {str(fid): int(kind) for fid, kind in data.get("kinds", {}).items()}
             ledger.modes = {str(fid): ledger._one((int(perm) & 0o7777, int(uid), int(gid)))
                             for fid, (perm, uid, gid) in data.get("modes", {}).items()}
@@ -265,6 +272,7 @@ class Ledger:
                               "fids": dict(self.fids), "mine": list(self.mine),
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
                               "where": dict(self.where), "unplaced": list(self.unplaced),
+                              "owner_trashed": list(self.owner_trashed),
                               "kinds": dict(self.kinds),
                               "modes": dict(self.modes),
                               "names": dict(self.names), "branches": dict(self.branches),
@@ -452,6 +460,7 @@ class Ledger:
         if doc.get("_deleted"):
             self.record(fid, None, False)  # a peer's gc of expired trash arrives so
             return True
+        self._trashed_by_owner(fid, doc)  # judged already (signature, WRITE): whether it opens here or not
         if fresh is None:
             return True
         seq = writer_seq(fresh.seq, doc, self.key.user_id)
@@ -511,6 +520,25 @@ class Ledger:
         (``trashed_elsewhere``).  ``was_at`` stays, for the judging of a writer's
         document that brings it back (every folder it goes into is judged)."""
         return None if fid in self.unplaced else self.where.get(fid)
+
+    def _trashed_by_owner(self, fid: str, doc: dict) -> None:
+        """Note another user's file put in the trash (or taken out of it) by a state its owner signed.
+        A writer's state changes nothing: his deletion is his to undo, and his document bringing back
+        one of hers is refused before it is taken (``trashed_by_owner``)."""
+        owner = doc.get("owner")
+        if owner == self.key.user_id or not isinstance(owner, str) or _signer(doc) != owner:
+            return
+        if doc.get("delete") is True and fid not in self.owner_trashed:
+            self.owner_trashed.add(fid)
+            self.version += 1
+        elif doc.get("delete") is False and fid in self.owner_trashed:
+            self.owner_trashed.discard(fid)
+            self.version += 1
+
+    def trashed_by_owner(self, fid: str) -> bool:
+        """Whether another user's file ``fid`` was last seen here put in the trash by its owner: only a
+        document she signs brings it back (a ``restore`` is hers alone: the trash is the owner's)."""
+        return fid in self.owner_trashed
 
     def place_unknown(self, fid: str) -> bool:
         """Whether the user's own file ``fid`` left the tree from a place not known here
@@ -625,6 +653,9 @@ class Ledger:
                     self._placed(node.fid)
                 self.record(node.fid, seq, True)
                 self.keyed(node.fid, node.epoch)
+                if node.fid not in signers and node.fid in self.owner_trashed:
+                    self.owner_trashed.discard(node.fid)  # live again as its owner signed it: restored
+                    self.version += 1
                 if node.fid in moved:
                     if self.behind.get(node.fid) != moved[node.fid]:
                         self.behind[node.fid] = moved[node.fid]
@@ -702,7 +733,16 @@ class Ledger:
             # Never a share that ended: the user's own file now says it is another's.
             self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as this user's, "
                              f"now names another owner ({owner!s:.40}) in the store: it is not taken in")
+        self._trashed_by_owner(fid, doc)  # met first at this load (signatures are checked when it is read)
         self.record(fid, None, False)  # in the trash, or a share that no longer reaches this user
+
+
+def _signer(doc: dict) -> str | None:
+    """Who ``doc`` says signed it (None: unsigned or malformed); checked where it is read."""
+    try:
+        return signer_of(doc)
+    except Forged:
+        return None
 
 
 def _not_anothers(doc: dict, user_id: str) -> bool:

@@ -77,6 +77,8 @@ class Seen(Protocol):
 
     def place_unknown(self, fid: str) -> bool: ...
 
+    def trashed_by_owner(self, fid: str) -> bool: ...
+
     def newer(self, fid: str, seq: tuple[str, int] | None) -> bool: ...
 
     def saw_placed(self, fid: str, parents: list[str], seq: tuple[str, int]) -> None: ...
@@ -242,6 +244,8 @@ class Authorship:
             # may have moved it out of his reach first): a writer's document that has it named
             # somewhere is judged as from nowhere he writes (attack round 23a (3)).
             return False
+        if signer != owner and self._back_from_owners_trash(volume, owner, fid, links, held, stamp):
+            return False
         if placed:
             return held is not None and self.writes_at(volume, signer, owner, held)
         if held is not None and links is not None and owner == self.user_id and (
@@ -267,6 +271,32 @@ class Authorship:
         if held is None and not new:
             return own  # placed nowhere here (its folder may come later: judged again then)
         return all(self.writes_at(volume, signer, owner, parent) for parent in [*new, *gone])
+
+    def _back_from_owners_trash(self, volume: Held, owner: str, fid: str,
+                                links: list[tuple[str, bytes]] | None, held: Node | None,
+                                stamp: dict | None) -> bool:
+        """Whether a writer's document would bring back another user's file that her own signed state
+        put in the trash, as this device last saw it.  A grantee's device keeps no place of her files
+        (``was_at`` is her own device's), and she may have moved it out of his folder before deleting
+        it, out of this user's sight; the trash is hers, so only she brings it back (attack round 24a
+        (3)).  Unless the document carries her placement stamp, newer than every state of hers seen
+        here, putting it where the document does: she restored it there since, and he wrote it after.
+        Said here: the callers' "no WRITE on it" would not tell why."""
+        if owner == self.user_id or self.seen is None or not self.seen.trashed_by_owner(fid):
+            return False
+        if links is not None:
+            there = sorted({parent for parent, _ in links if isinstance(parent, str)})
+        else:
+            there = sorted({p.fid for ino, _ in (held.links if held is not None else ())
+                            if (p := volume.get(ino)) is not None})
+        placed = stamp if stamp is not None else (held.placed if held is not None else None)
+        public = self.trust.sign_key(owner)
+        found = None if public is None else placement.holds(public, self.vault_id, owner, fid, placed)
+        if found is not None and found[0] and found[0] == there and self.seen.newer(fid, found[1]):
+            return False
+        self._alarm({"_id": fid}, f"another user's document brings it back from the trash of its owner "
+                    f"{owner}, who alone restores it: refused")
+        return True
 
     def _place_unknown(self, owner: str, fid: str) -> bool:
         """Whether ``fid`` is this user's own file out of the tree whose place this device does not know
