@@ -145,7 +145,8 @@ def cmd_user(args: argparse.Namespace) -> int:
             if sharers:
                 # Their files get new keys only from their owners (signed): say whose turn it is.
                 print(f"{', '.join(map(shown, sharers))} shared files with {args.name}: each gives them new "
-                      f"keys with `fusevault unshare PATH --with {args.name}` (their next mount names the files)")
+                      f"keys with `fusevault unshare PATH --with {args.name}` "
+                      "(their next mount names the files)")
     return 0
 
 

@@ -63,7 +63,8 @@ def cmd_unshare(args: argparse.Namespace) -> int:
     if answer.get("missing"):
         # Taken back from what this device knows: the store had lost the grant (see fusevault status).
         print(f"note: the store no longer had the share of {shown(answer['path'])} with "
-              f"{shown(answer['with'])} (deleted or withheld: the store may have been tampered with); its keys were taken back anyway")
+              f"{shown(answer['with'])} (deleted or withheld: the store may have been tampered with); "
+              "its keys were taken back anyway")
     return 0
 
 
