@@ -33,18 +33,29 @@ def str_to_name(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def shown(text: str) -> str:
-    """A name from outside (a sender's, a link owner's, a dropper's) as it may reach a terminal or a
-    log: as it is when every character prints, else its repr.  Any of them may carry ESC, BEL or
-    CR, which a terminal obeys (set the clipboard, overwrite the line above): every message and
-    progress line that holds such a name passes it through here."""
+def shown(text: object) -> str:
+    """A name from outside (a sender's, a link owner's, a dropper's, a store writer's) as it may
+    reach a terminal or a log: as it is when every character prints, else its repr.  Any of them
+    may carry ESC, BEL or CR, which a terminal obeys (set the clipboard, overwrite the line above),
+    or a line break, which writes a line of its own (a forged message, a forged log entry): every
+    message, table row and progress line that holds such a name passes it through here.
+    ``str.isprintable`` is false for every control (Cc), format (Cf: the bidirectional marks,
+    overrides and isolates, U+061C too), line and paragraph separator (Zl, Zp) and surrogate, and
+    ``repr`` writes exactly those out.  Not a string (a field of a store's document may be
+    anything): its ``str``, shown the same way."""
+    text = text if isinstance(text, str) else str(text)
     return text if text.isprintable() else repr(text)
 
 
 # What a terminal obeys: C0 controls but tab and newline, DEL, C1 controls, the bidirectional
-# overrides and isolates (they reorder what is shown), and lone surrogates (bytes a file name
-# held that are no UTF-8).
-_OBEYED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# marks, overrides and isolates (they reorder what is shown; U+061C ARABIC LETTER MARK does what
+# U+200F does), and lone surrogates (bytes a file name held that are no UTF-8).
+_OBEYED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff]")
+
+# Every line break ``str.splitlines`` knows (the journal's formatter splits with it), and
+# U+2028/U+2029, which some viewers break lines at too.
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
 def defused(text: str) -> str:
@@ -52,7 +63,18 @@ def defused(text: str) -> str:
     lines and tabs kept: what the ``fusevault`` command prints passes through here
     (cli/terminal.py), so a name no message thought of passing through ``shown`` still cannot
     act on her terminal."""
-    return _OBEYED.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode(), text)
+    return _OBEYED.sub(_written_out, text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break written out (``\\n``, ``\\u2028``): what is meant as one line
+    (a log record's message, a task's last error) stays one line whatever names from outside it
+    holds, so no one can write a line (a forged log entry, time and level and all) of his own."""
+    return _LINE_BREAK.sub(_written_out, text)
+
+
+def _written_out(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape", "backslashreplace").decode()
 
 
 # --- JSON from the store, peers, the relay, links, helpers: hostile until parsed

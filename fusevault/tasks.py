@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+from fusevault.encoding import one_line
+
 
 @dataclass
 class TaskState:
@@ -21,7 +23,9 @@ class TaskState:
             self.state, self.since = state, time.time()
 
     def failed(self, message: str) -> None:
-        self.last_error, self.last_error_at = message, time.time()
+        # One line (``fusevault status`` shows it as one): an error names what failed, often a
+        # name from outside, whose line break would write a line of its own (attack round 24b (2)).
+        self.last_error, self.last_error_at = one_line(message), time.time()
 
     def add(self, counts: dict[str, int]) -> None:
         for key, n in counts.items():

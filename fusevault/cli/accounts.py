@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from fusevault import passphrase
 from fusevault.cli.options import VAULT_ENV, Command, passphrase_options, vault_option
+from fusevault.encoding import shown
 from fusevault.errors import InvalidInput
 
 if TYPE_CHECKING:  # the vault's modules are imported by the commands (app.py: a cheap parser)
@@ -143,8 +144,9 @@ def cmd_user(args: argparse.Namespace) -> int:
             print(f"removed user {args.name}")
             if sharers:
                 # Their files get new keys only from their owners (signed): say whose turn it is.
-                print(f"{', '.join(sharers)} shared files with {args.name}: each gives them new keys with "
-                      f"`fusevault unshare PATH --with {args.name}` (their next mount names the files)")
+                print(f"{', '.join(map(shown, sharers))} shared files with {args.name}: each gives them new "
+                      f"keys with `fusevault unshare PATH --with {args.name}` "
+                      "(their next mount names the files)")
     return 0
 
 
@@ -156,9 +158,11 @@ def _print_users(store: Store, as_json: bool) -> None:
         print(json.dumps(rows, indent=1))
         return
     for row in rows:
+        # Every field a store writer wrote is shown(): a user name may hold a line break.
         ttl = row["passphrase_expiry_ttl"] or {}
-        print(f"{row['name']:<16} uid {row['uid']!s:<6} created {_date(row['created_at'])}  "
-              f"unlock for {ttl.get('ttl')} {ttl.get('unit')}  groups: {', '.join(row['groups']) or '-'}")
+        print(f"{shown(row['name']):<16} uid {shown(row['uid']):<6} created {_date(row['created_at'])}  "
+              f"unlock for {shown(ttl.get('ttl'))} {shown(ttl.get('unit'))}  "
+              f"groups: {', '.join(map(shown, row['groups'])) or '-'}")
 
 
 def _unlock(args: argparse.Namespace, store: Store, user: dict, layout: Layout | None = None) -> Trust:
@@ -198,12 +202,13 @@ def _show_user(args: argparse.Namespace, store: Store) -> None:
     if args.json:
         print(json.dumps(row, indent=1))
         return
-    print(f"{row['name']}  id {row['id']}  uid {row['uid']}  groups: {', '.join(mine) or '-'}")
+    print(f"{shown(row['name'])}  id {shown(row['id'])}  uid {shown(row['uid'])}  "
+          f"groups: {', '.join(map(shown, mine)) or '-'}")
     signed = "self-signed" if row["self_signed"] else "NOT self-signed"
     print(f"key fingerprint {row['fingerprint']}  ({signed})")
     if row["pinned"] is not None and not row["matches_pin"]:
-        print(f"WARNING: you pinned {row['pinned']} for {row['name']}: their keys changed; check with them, "
-              f"then `fusevault user trust {row['name']} --fingerprint ...`")
+        print(f"WARNING: you pinned {row['pinned']} for {shown(row['name'])}: their keys changed; check with "
+              f"them, then `fusevault user trust {shown(row['name'])} --fingerprint ...`")
     elif row["pinned"] is not None:
         print("matches the keys you pinned")
 
@@ -219,7 +224,7 @@ def _trust_user(args: argparse.Namespace, store: Store) -> None:
     trust.repin(user, args.fingerprint)
     trust.save()
     store.sync()
-    print(f"pinned the keys of {user['username']} ({doc_fingerprint(user)})")
+    print(f"pinned the keys of {shown(user['username'])} ({doc_fingerprint(user)})")
 
 
 def _date(when: int) -> str:
@@ -236,7 +241,7 @@ def cmd_group(args: argparse.Namespace) -> int:
             trust = _unlock(args, store, owner, layout)
             groups.create_group(store, args.name, owner, trust.sign)
             trust.save()
-            print(f"added group {args.name}, owned by {owner['username']}")
+            print(f"added group {args.name}, owned by {shown(owner['username'])}")
         elif args.action == "list":
             _print_groups(store, args.json)
         elif args.action == "remove":
@@ -270,8 +275,8 @@ def _print_groups(store: Store, as_json: bool) -> None:
     if not rows:
         print("no groups")
     for row in rows:
-        members = ", ".join(f"{n}:{p}" for n, p in sorted(row["members"].items()))
-        print(f"{row['name']:<16} owner {row['owner']:<12} members: {members}")
+        members = ", ".join(f"{shown(n)}:{shown(p)}" for n, p in sorted(row["members"].items()))
+        print(f"{shown(row['name']):<16} owner {shown(row['owner']):<12} members: {members}")
 
 
 COMMANDS = {"user": cmd_user, "group": cmd_group}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fusevault import passphrase
 from fusevault.cli.options import Command, passphrase_options
+from fusevault.encoding import one_line
 from fusevault.errors import Damaged, VaultInUse
 
 
@@ -130,7 +131,7 @@ def _text(report, answer: dict) -> None:
     for state in report.damaged:
         print("\n".join(describe(state)))
     for alarm in report.alarms:
-        print(f"refused: {alarm['text']}")
+        print(f"refused: {one_line(alarm['text'])}")
     for note in report.notes:
         print(f"note: {note}")
     counts = answer["checked"]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fusevault.cli.options import Command, passphrase_options
+from fusevault.encoding import shown
 from fusevault.target import ask
 
 
@@ -105,7 +106,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     def text(a: dict) -> None:
         print(f"{'TIME':<24} {'SIZE':>10}  {'AUTHOR':<12} VERSION")
         for v in a["versions"]:
-            print(f"{iso_time(v['time']):<24} {_size(v['size']):>10}  {v['author']:<12} {v['id'][:12]}")
+            # The author is a store writer's user name, a path any name a sender gave: shown().
+            print(f"{iso_time(v['time']):<24} {_size(v['size']):>10}  {shown(v['author']):<12} "
+                  f"{shown(v['id'][:12])}")
 
     return _show(args, answer, text)
 
@@ -120,9 +123,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     def text(a: dict) -> None:
         v = a["version"]
         if v is None:
-            print(f"restored {a['restored']} (an empty file)")
+            print(f"restored {shown(a['restored'])} (an empty file)")
         else:
-            print(f"restored {a['restored']} as it was at {iso_time(v['time'])} (version {v['id'][:12]})")
+            print(f"restored {shown(a['restored'])} as it was at {iso_time(v['time'])} "
+                  f"(version {v['id'][:12]})")
 
     return _show(args, answer, text)
 
@@ -142,7 +146,7 @@ def cmd_trash(args: argparse.Namespace) -> int:
             dated = t.get("dated", t["deleted_at"])
             differs = abs(dated - t["deleted_at"]) >= 60 * 10**9
             said = f"  (dated {iso_time(dated)} by its deleter)" if differs else ""
-            print(f"{iso_time(t['deleted_at']):<24} {_size(t['size']):>10}  {t['path']}{said}")
+            print(f"{iso_time(t['deleted_at']):<24} {_size(t['size']):>10}  {shown(t['path'])}{said}")
         if a.get("hidden"):
             print(f"({a['hidden']} temporary file(s) not shown: --all shows them)")
 

@@ -103,7 +103,7 @@ def _create(args: argparse.Namespace) -> int:
     print(answer["link"])
     what = "drop box for" if answer["kind"] == "drop" else "link to"
     until = f", until {_when(answer['expires_at'])}" if answer["expires_at"] else ""
-    print(f"({what} {answer['path'] or '/'}, id {answer['item']}{until})", file=sys.stderr)
+    print(f"({what} {shown(answer['path'] or '/')}, id {answer['item']}{until})", file=sys.stderr)
     return 0
 
 
@@ -137,7 +137,7 @@ def _push(args: argparse.Namespace) -> int:
         return _drop(link, Path(args.path))
     item = link.item if link is not None else text
     answer = _ask(args, {"cmd": "link_push", "link": item, "path": _vault_path(args)}, ("path",))
-    print(f"published version {answer['seq']} of {answer['path']}")
+    print(f"published version {answer['seq']} of {shown(answer['path'])}")
     return 0
 
 
@@ -172,14 +172,15 @@ def _list(args: argparse.Namespace) -> int:
             state = f"{found['versions']} version(s) on the server, {opened}"
         kind = "drop box" if found["kind"] == "drop" else "share"
         until = f"until {_when(found['expires_at'])}" if found["expires_at"] else "no expiry"
-        print(f"{found['item']}  {kind:<8}  /{found['path']}  ({until}; {state})")
+        # A path in her vault may hold a name a sender or a dropper gave: shown().
+        print(f"{shown(found['item'])}  {kind:<8}  /{shown(found['path'])}  ({until}; {state})")
         print(f"    {found['link']}")
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "link_revoke", "link": _link_text(args.link)})
-    print(f"revoked {answer['item']} (/{answer['path']}): the server no longer opens it")
+    print(f"revoked {shown(answer['item'])} (/{shown(answer['path'])}): the server no longer opens it")
     return 0
 
 

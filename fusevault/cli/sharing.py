@@ -7,6 +7,7 @@ import json
 import os
 
 from fusevault.cli.options import Command, mount_option, offline_options
+from fusevault.encoding import shown
 
 
 def add_commands(command: Command) -> None:
@@ -47,22 +48,23 @@ def _ask(args: argparse.Namespace, request: dict) -> dict:
 
 def cmd_share(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "share", "path": _path(args), "with": args.grantee, "perm": args.perm})
-    print(f"shared {answer['path']} with {answer['with']} ({answer['perm']}, "
+    print(f"shared {shown(answer['path'])} with {shown(answer['with'])} ({answer['perm']}, "
           f"{answer['files']} file(s) and folder(s))")
     for name, fingerprint in sorted((answer.get("fingerprints") or {}).items()):
         # What to compare with them out of band: the keys their files are sealed to.
-        print(f"  {name}: key fingerprint {fingerprint or '(not pinned: nothing sealed to them)'}")
+        print(f"  {shown(name)}: key fingerprint {fingerprint or '(not pinned: nothing sealed to them)'}")
     return 0
 
 
 def cmd_unshare(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "unshare", "path": _path(args), "with": args.grantee})
-    print(f"{answer['with']} no longer has {answer['path']}; its key changed "
+    print(f"{shown(answer['with'])} no longer has {shown(answer['path'])}; its key changed "
           f"({answer['files']} file(s) and folder(s))")
     if answer.get("missing"):
         # Taken back from what this device knows: the store had lost the grant (see fusevault status).
-        print(f"note: the store no longer had the share of {answer['path']} with {answer['with']} "
-              "(deleted or withheld: the store may have been tampered with); its keys were taken back anyway")
+        print(f"note: the store no longer had the share of {shown(answer['path'])} with "
+              f"{shown(answer['with'])} (deleted or withheld: the store may have been tampered with); "
+              "its keys were taken back anyway")
     return 0
 
 
@@ -75,9 +77,11 @@ def cmd_shares(args: argparse.Namespace) -> int:
         print("nothing is shared")
     for entry in shares:
         if entry["mine"]:
-            print(f"{entry['path']}  ->  {entry['with']}  {entry['perm']}")
+            # Paths hold names senders gave, grantees and owners are store writers' names: shown().
+            print(f"{shown(entry['path'])}  ->  {shown(entry['with'])}  {shown(entry['perm'])}")
         else:
-            print(f"{entry['path']}  <-  {entry['owner']}  {entry['perm']}  (via {entry['with']})")
+            print(f"{shown(entry['path'])}  <-  {shown(entry['owner'])}  {shown(entry['perm'])}  "
+                  f"(via {shown(entry['with'])})")
     return 0
 
 

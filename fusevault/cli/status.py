@@ -10,6 +10,7 @@ from pathlib import Path
 from fusevault import mounts as mount_table
 from fusevault import paths
 from fusevault.cli.options import Command
+from fusevault.encoding import one_line, shown
 from fusevault.mounts import mount_path, visible_mounts
 
 
@@ -74,7 +75,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no vault is mounted")
     for m in mounts:
         if "error" in m:
-            print(f"{m['mountpoint']}: {m['error']}")
+            print(f"{m['mountpoint']}: {one_line(m['error'])}")
             continue
         who = "shared by its users" if m.get("shared") else f"user {m.get('user')}"
         print(f"{m['mountpoint']}: vault {m.get('vault')}, {who}, pid {m['pid']}, "
@@ -84,17 +85,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         for who in m.get("unlocked", []):
             left = who["expires"]
             until = "until unmounted" if left is None else f"for {span(left - time.time())} more"
-            print(f"  unlocked {who['user']} {_age(who['since'])} ago, {until}")
+            print(f"  unlocked {shown(who['user'])} {_age(who['since'])} ago, {until}")
         for alarm in m.get("alarms", []):
             times = f" ({alarm['count']} times)" if alarm["count"] > 1 else ""
-            print(f"  WARNING {_age(alarm['first'])} ago{times}: {alarm['text']}")
+            # An alarm, a summary, an error: one line each, whatever names from outside they hold.
+            print(f"  WARNING {_age(alarm['first'])} ago{times}: {one_line(alarm['text'])}")
         for name, task in sorted(m.get("tasks", {}).items()):
             line = f"  {name:<8} {task['state']} for {_age(task['since'])}"
             if task["summary"]:
-                line += f"; last: {task['summary']}"
+                line += f"; last: {one_line(task['summary'])}"
             print(line)
             if task["last_error"]:
-                print(f"  {'':<8} last error {_age(task['last_error_at'])} ago: {task['last_error']}")
+                error = one_line(task["last_error"])
+                print(f"  {'':<8} last error {_age(task['last_error_at'])} ago: {error}")
     return 0
 
 

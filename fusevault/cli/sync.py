@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fusevault.cli.options import VAULT_ENV, Command, credential_options, passphrase_options, vault_option
 from fusevault.cli.status import answers, span
+from fusevault.encoding import one_line, shown
 from fusevault.errors import AlreadyExists, InvalidInput
 
 # trio, the sync package and the vault's modules are imported by the functions that use
@@ -163,7 +164,7 @@ def _print_peers(peers: list[dict], as_json: bool) -> None:
         print("no peers: add one with `fusevault peer add NAME URL`")
     for row in rows:
         kept = f"  stored for its owner in {row['path_to_dump_chunks']}" if row["path_to_dump_chunks"] else ""
-        print(f"{row['name']:<16} {row['url']}  credentials: {row['credentials']}{kept}")
+        print(f"{shown(row['name']):<16} {shown(row['url'])}  credentials: {shown(row['credentials'])}{kept}")
 
 
 def _source(source: dict | None) -> str:
@@ -185,7 +186,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def _print_mount(mount: dict) -> None:
     if "error" in mount:
-        print(f"{mount['mountpoint']}: {mount['error']}")
+        print(f"{mount['mountpoint']}: {one_line(mount['error'])}")
         return
     if mount.get("peers") is None:
         print(f"{mount['mountpoint']}: its documents are kept in CouchDB; no peer sync")
@@ -194,11 +195,12 @@ def _print_mount(mount: dict) -> None:
     for peer in mount["peers"]:
         contact = f"{span(time.time() - peer['last_contact'])} ago" if peer["last_contact"] else "never"
         down = "?" if peer["pending_down"] is None else peer["pending_down"]
-        print(f"  {peer['name']:<12} {peer['state']:<16} last contact {contact}, pending "
+        # A peer's name is a store writer's text, its error a server's: neither writes a line of its own.
+        print(f"  {shown(peer['name']):<12} {peer['state']:<16} last contact {contact}, pending "
               f"up {peer['pending_up']} down {down}; sent {peer['records_up']} blocks "
               f"{peer['docs_up']} docs, received {peer['records_down']} blocks {peer['docs_down']} docs")
         if peer["error"]:
-            print(f"  {'':<12} error: {peer['error']}")
+            print(f"  {'':<12} error: {one_line(peer['error'])}")
 
 
 COMMANDS = {"peer": cmd_peer, "sync": cmd_sync}

@@ -7,7 +7,9 @@ rounds 22b (6) and 23b (3, 5, 7, 9)).  Each message passing them through ``encod
 defence; this is the other, at the boundary: standard output (here) and the log's lines
 (log_lines.py) go through ``encoding.defused``, which writes out every character a terminal
 would obey.  The progress bars (rich) write their own cursor movements to the real standard
-error, not through here.
+error, not through here; their descriptions are defused by transfer/progress.py's column.
+``defused`` keeps line breaks (tables and help are many lines on purpose): a name from outside is
+kept on its line by ``shown`` where a command prints it, and a log record by log_lines.py.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import trio
 
+from fusevault.encoding import shown
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.imports import source_paths
@@ -269,7 +270,7 @@ class Importer:
             except (FileNotFoundError, NotADirectoryError):
                 return False
             except PermissionError as err:
-                log.warning("import: %s stays in the source: %s", record.file_location, err.strerror)
+                log.warning("import: %s stays in the source: %s", shown(record.file_location), err.strerror)
                 return False
 
         return await trio.to_thread.run_sync(remove_if_unchanged)

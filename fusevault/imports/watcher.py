@@ -26,6 +26,7 @@ import anyio
 import trio
 from watchfiles import Change, awatch
 
+from fusevault.encoding import shown
 from fusevault.errors import VaultError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.imports import source_paths
@@ -232,8 +233,8 @@ class ImportService:
                 outcome, written, gone = await importer.take(location)
             except (VaultError, OSError) as err:
                 counts["failed"] += 1
-                self.task.failed(f"{location}: {err}")
-                log.warning("import: %s failed: %s; trying again in %d s", location, err, RETRY_AFTER)
+                self.task.failed(f"{shown(location)}: {err}")
+                log.warning("import: %s failed: %s; trying again in %d s", shown(location), err, RETRY_AFTER)
                 pending.retry(location, trio.current_time(), RETRY_AFTER)
                 continue
             counts[outcome] += 1

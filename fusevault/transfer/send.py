@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fusevault.encoding import b64e
+from fusevault.encoding import b64e, shown
 from fusevault.errors import InvalidInput, VaultError
 from fusevault.transfer import crypto
 from fusevault.transfer.client import Gone, RelayClient
@@ -64,7 +64,7 @@ def send(relay_url: str, paths: list[Path], announce: Callable[[str, str], None]
     ``interrupt`` set (Ctrl-C): KeyboardInterrupt at the next look, after the session is closed."""
     offer = collect(paths)
     for skipped in offer.skipped:
-        log.warning("skipped %s: %s", skipped["name"], skipped["why"])
+        log.warning("skipped %s: %s", shown(skipped["name"]), skipped["why"])
     code, salt = crypto.make_code(words), crypto.new_salt()
     client = RelayClient(relay_url, patience=RELAY_PATIENCE)
     if interrupt is not None:
@@ -230,7 +230,7 @@ class Sender:
             key, public, mac = self._checked(crypto.answer_request, keys, file.fid, first, file.chunks,
                                              req["public_key"], req["mac"])
             if not 0 <= first < file.chunks:  # its own request (the MAC holds), but not one we can answer
-                self.refuse(uid, f"{file.name} has no chunk {first}")
+                self.refuse(uid, f"{shown(file.name)} has no chunk {first}")
                 continue
             rid = self.client.acknowledge(self.sid, {
                 "filename": file.fid, "user_id": uid, "public_key": public, "chunks": file.chunks,
@@ -245,14 +245,15 @@ class Sender:
                 self.stream(uid, file, rid, key, first)
             except Gone:
                 if uid in self.peers:
-                    self.say(f"the receiver stopped receiving {file.name}: waiting for it to come back "
-                             "(Ctrl-C to stop)")
+                    self.say(f"the receiver stopped receiving {shown(file.name)}: waiting for it to come "
+                             "back (Ctrl-C to stop)")
             finally:
                 self.requests.get(uid, set()).discard(rid)
 
     def stream(self, uid: str, file: Outgoing, rid: str, key: bytes, first: int) -> None:
         chunks, done = file.chunks, min(first * crypto.CHUNK, file.size)
-        task = self.progress.add_task(f"sending {file.name}", total=file.size, completed=done)
+        # shown(): a name from outside (one a sender gave, received into her Downloads), as receive does.
+        task = self.progress.add_task(f"sending {shown(file.name)}", total=file.size, completed=done)
         digest, read = hashlib.sha256(), 0
         on_the_way: deque[Push] = deque()
         try:

@@ -247,8 +247,6 @@ def test_a_dropped_item_missing_a_field_is_discarded_not_fetched_again_at_every_
 FORGED = "\nfusevault: wrong passphrase"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: `user list` prints a store writer's user name through "
-                   "defused() only, which keeps newlines: he writes a line of his own on her terminal")
 def test_a_store_writers_username_does_not_write_a_line_of_its_own_to_her_terminal(vault: Path) -> None:
     [her] = adversary.docs(vault, "UserDetails")
     adversary.put(vault, {**her, "_id": "u-planted", "username": "mallory" + FORGED, "uid": 4242})
@@ -257,8 +255,6 @@ def test_a_store_writers_username_does_not_write_a_line_of_its_own_to_her_termin
     assert FORGED not in users.stdout, f"a planted name wrote a line of its own: {users.stdout!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: `trash` prints a dropped name through defused() only, "
-                   "which keeps newlines: a stranger's name writes a trash line of its own")
 def test_a_dropped_name_does_not_write_a_line_of_its_own_to_her_terminal_from_the_trash(
         relay: str, vault: Path, tmp_path: Path) -> None:
     # A dropped name holds any byte but "/" and NUL: a second trash line of his, her thesis "deleted".
@@ -279,9 +275,6 @@ def test_a_dropped_name_does_not_write_a_line_of_its_own_to_her_terminal_from_th
 FAKE_LOG = "2026-12-04 09:00:00,000 ERROR fusevault.trust: FORGED"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: the importer's task error and log line hold the watched "
-                   "file's name through defused() only, which keeps newlines: a scanner writes a line "
-                   "of his own into `status` and into her mount's log")
 def test_a_watched_file_name_does_not_write_a_line_of_its_own_to_status_or_her_log(
         vault: Path, tmp_path: Path) -> None:
     from fusevault import paths
@@ -331,8 +324,6 @@ def transfer_relay(redis_url: str):
 OSC52 = "\x1b]52;c;ZWNobyBvd25lZA==\x1b\\\x1b[2K\x1b[1A"  # ST, not BEL: rich drops BEL, not ESC
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: send.py:255 puts file.name in the progress bar without "
-                   "shown(); rich writes ESC through to her terminal")
 def test_a_received_name_sent_on_does_not_write_control_sequences_to_her_terminal(
         transfer_relay: str, tmp_path: Path) -> None:
     # A name a sender gave (receive and link get write any name but "/" and NUL), in her Downloads;

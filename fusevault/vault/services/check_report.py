@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fusevault.encoding import shown
 from fusevault.vault.model.history import Version, iso_time
 
 
@@ -104,7 +105,8 @@ class Report:
 
 def describe(state: FileState) -> list[str]:
     """The text lines of one damaged file."""
-    lines = [f"{state.path}{'  (in the trash)' if state.where == 'trash' else ''}"
+    # The path may hold a name from outside (a sender's, a dropper's): shown, one line of its own.
+    lines = [f"{shown(state.path)}{'  (in the trash)' if state.where == 'trash' else ''}"
              f"{'  (shared with you)' if state.where == 'shared' else ''}"]
     lines += [f"  {p}" for p in state.problems]
     for v in state.versions:
