@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d, b64e, shown
+from fusevault.encoding import b64d, b64e, shown, str_to_name
 from fusevault.errors import CorruptData, InvalidInput
 from fusevault.host_access import SAFE_MODE_BITS  # never a setuid, setgid or sticky bit (as export)
 from fusevault.links.capability import open_block, seal_block
@@ -33,6 +33,7 @@ BLOCK = 1024 * 1024  # plaintext bytes per block
 UPLOADERS = 4  # blocks sent at once
 IN_FLIGHT = 8  # blocks read but not yet stored
 KINDS = ("file", "dir", "symlink")
+_HEX = frozenset("0123456789abcdef")  # a SHA-256 as hexdigest() writes it
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,6 @@ def entries(manifest: dict) -> list[dict]:
             safe_target(Path("/"), path)  # no "..", no absolute names
             if entry["type"] not in KINDS or (path != top and not path.startswith(top + "/")):
                 raise ValueError(path)
-            if entry["type"] == "file" and not isinstance(entry["blocks"], list):
-                raise ValueError(path)
             _check_fields(entry)
     except (KeyError, TypeError, ValueError, CorruptData):
         raise CorruptData("the link's list of files is malformed or unsafe: nothing was written") from None
@@ -241,11 +240,31 @@ def _check_fields(entry: dict) -> None:
     a box writes them (a mode that was no number ended the mount's drop-box collector:
     tests/mount/test_trust_attack_round22b.py, hole 3)."""
     if entry["type"] == "symlink":
-        if not isinstance(entry["target"], str):
+        target = entry["target"]
+        # A target is written as a file name: text that is no name (a lone surrogate, valid JSON)
+        # was a UnicodeEncodeError in the collector, which kept the item on the server for good
+        # (attack round 24b (1)); an empty one or one with NUL no file system takes either.
+        if not isinstance(target, str) or not target or "\0" in target:
             raise ValueError("target")
+        str_to_name(target)  # UnicodeEncodeError, a ValueError: malformed
         return
     if not _whole(entry["mode"], 0, 0o7777) or not _whole(entry["mtime_ns"], -(2**63), 2**63 - 1):
         raise ValueError("mode or mtime_ns")
+    if entry["type"] == "file":
+        _check_file_fields(entry)
+
+
+def _check_file_fields(entry: dict) -> None:
+    """What checking a fetched file reads after its last block (``verified``): a file entry without
+    ``size`` or ``sha256`` was a KeyError there, which kept a dropped item on the server, fetched
+    again at every run (attack round 24b (1))."""
+    blocks, digest = entry["blocks"], entry["sha256"]
+    if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
+        raise ValueError("blocks")
+    if not _whole(entry["size"], 0, 2**63 - 1):
+        raise ValueError("size")
+    if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
+        raise ValueError("sha256")
 
 
 def _whole(value: object, low: int, high: int) -> bool:
