@@ -44,7 +44,7 @@ from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient, SessionEnded
 from fusevault.transfer.output import check_new_tops, current_umask, make_links, mkdir_inside, safe_target
 from fusevault.transfer.progress import transfer_progress
-from fusevault.transfer.resume import ResumeState, partial_path
+from fusevault.transfer.resume import ResumeState
 from fusevault.vault.format.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ class Receiver:
             if os.path.lexists(target):
                 raise AlreadyExists(f"{shown(str(target))} exists: move it away or use --output")
             inc = Incoming(f["id"], f["name"], f["size"], f["chunks"], target,
-                           partial_path(target, self.sid, f["id"]))
+                           self.state.partial_path(target, f["id"]))
             try:
                 held = os.lstat(inc.partial)
             except FileNotFoundError:
@@ -384,10 +384,10 @@ _OLD_PARTIAL = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 def _open_partial(path: Path) -> int:
     """A descriptor of the partial file at ``path``: made new (0600, O_EXCL), or an earlier run's
-    if it is one (``_check_partial``).  The name is predictable (resume.py ``partial_path``: the
-    session id and the file's index): opened O_CREAT without O_EXCL, a file another local user
-    planted there in a shared output folder (with a second hard link of his) received her
-    plaintext and became her received file (attack round 24b (6))."""
+    if it is one (``_check_partial``).  When its name was the session id and the file's index only
+    and it was opened O_CREAT without O_EXCL, a file another local user planted there in a shared
+    output folder (with a second hard link of his) received her plaintext and became her received
+    file (attack round 24b (6)); the name is keyed now too (resume.py ``partial_path``)."""
     try:
         return os.open(path, _NEW_PARTIAL, 0o600)
     except FileExistsError:
