@@ -216,20 +216,22 @@ def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, 
     return targets[0]
 
 
-def _reach(root: int, parts: list[str], made: set[str]) -> int:
-    """A descriptor of the folder ``parts`` under ``root``, made where missing (``mkdir -p``),
-    each part opened ``O_NOFOLLOW | O_DIRECTORY``: a symlink or a file on the way is refused (on
-    disk, whoever made it: an older version of the link, or she), never followed.  The relative
-    names of the folders it made go into ``made`` (only those may be given the link's mode)."""
+def _reach(root: int, parts: list[str], made: set[str] | None) -> int:
+    """A descriptor of the folder ``parts`` under ``root``, each part opened ``O_NOFOLLOW |
+    O_DIRECTORY``: a symlink or a file on the way is refused (on disk, whoever made it: an older
+    version of the link, or she), never followed.  With ``made``, missing folders are made
+    (``mkdir -p``) and their relative names added to it (only those may get the link's mode)."""
     here = os.dup(root)
     try:
         for depth, part in enumerate(parts, 1):
-            try:
-                os.mkdir(part, 0o777, dir_fd=here)  # less the umask, as mkdir -p
-                made.add("/".join(parts[:depth]))
-            except FileExistsError:
-                pass
-            inner = _open_folder_at(here, part, "/".join(parts[:depth]))
+            rel = "/".join(parts[:depth])
+            if made is not None:
+                try:
+                    os.mkdir(part, 0o777, dir_fd=here)  # less the umask, as mkdir -p
+                    made.add(rel)
+                except FileExistsError:
+                    pass
+            inner = _open_folder_at(here, part, rel)
             os.close(here)
             here = inner
     except BaseException:
@@ -246,20 +248,6 @@ def _open_folder_at(folder: int, name: str, rel: str) -> int:
             raise CorruptData(f"{shown(rel)} is not a folder here (a symbolic link or a file is in its "
                               "place, or it is gone): nothing is written through it, stopped") from None
         raise
-
-
-def _open_folder(root: int, parts: list[str]) -> int:
-    """The existing folder ``parts`` under ``root``, reached as ``_reach`` does, nothing made."""
-    here = os.dup(root)
-    try:
-        for depth, part in enumerate(parts, 1):
-            inner = _open_folder_at(here, part, "/".join(parts[:depth]))
-            os.close(here)
-            here = inner
-    except BaseException:
-        os.close(here)
-        raise
-    return here
 
 
 def _write_entry(client: LinkClient, read_key: bytes, item: str, manifest: dict, index: int, folder: int,
@@ -290,7 +278,7 @@ def _drop_links_leading_out(root: int, dest: Path, links: list[dict]) -> None:
         parts = entry["path"].split("/")
         if _resolves_inside(dest / parts[0], dest.joinpath(*parts)):
             continue
-        folder = _open_folder(root, parts[:-1])
+        folder = _reach(root, parts[:-1], None)
         try:
             if os.readlink(parts[-1], dir_fd=folder) == entry["target"]:  # the one made here
                 os.unlink(parts[-1], dir_fd=folder)
@@ -314,7 +302,7 @@ def _set_folder_modes(root: int, folders: list[dict]) -> None:
     O_NOFOLLOW: a link in a folder's place (the sender's own symlink to ../.ssh) never gives the
     folder it names the sender's mode (attack round 17 (4))."""
     for entry in reversed(folders):
-        fd = _open_folder(root, entry["path"].split("/"))
+        fd = _reach(root, entry["path"].split("/"), None)
         try:
             os.fchmod(fd, entry["mode"] & SAFE_MODE_BITS)
             os.utime(fd, ns=(entry["mtime_ns"], entry["mtime_ns"]))
