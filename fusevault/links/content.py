@@ -10,7 +10,10 @@ into the vault by the mount.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import logging
 import os
 import stat
 import uuid
@@ -20,19 +23,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d, b64e, shown
+from fusevault.encoding import b64d, b64e, shown, str_to_name
 from fusevault.errors import CorruptData, InvalidInput
 from fusevault.host_access import SAFE_MODE_BITS  # never a setuid, setgid or sticky bit (as export)
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
-from fusevault.transfer.output import check_new_tops, inside, mkdir_inside, safe_target
-from fusevault.vault.format.atomic import fsync_dir
+from fusevault.transfer.offer import link_stays_inside
+from fusevault.transfer.output import check_new_tops, inside, safe_target
 from fusevault.vault.model import names
+
+log = logging.getLogger(__name__)
 
 BLOCK = 1024 * 1024  # plaintext bytes per block
 UPLOADERS = 4  # blocks sent at once
 IN_FLIGHT = 8  # blocks read but not yet stored
 KINDS = ("file", "dir", "symlink")
+# Each folder on the way to what a link writes: never a link (ELOOP), never anything but a folder.
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_HEX = frozenset("0123456789abcdef")  # a SHA-256 as hexdigest() writes it
 
 
 @dataclass(frozen=True)
@@ -139,8 +147,6 @@ def entries(manifest: dict) -> list[dict]:
             safe_target(Path("/"), path)  # no "..", no absolute names
             if entry["type"] not in KINDS or (path != top and not path.startswith(top + "/")):
                 raise ValueError(path)
-            if entry["type"] == "file" and not isinstance(entry["blocks"], list):
-                raise ValueError(path)
             _check_fields(entry)
     except (KeyError, TypeError, ValueError, CorruptData):
         raise CorruptData("the link's list of files is malformed or unsafe: nothing was written") from None
@@ -170,53 +176,133 @@ def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, 
     """Write a fetched version into the folder ``dest``; return the top file or folder.
 
     The top must be new in ``dest`` (or ``overwrite``): a link never writes into a folder of hers
-    that was there before.  Modes (``& SAFE_MODE_BITS``) and times go only to what this made."""
+    that was there before.  Modes (``& SAFE_MODE_BITS``) and times go only to what this made.
+
+    Every folder is reached from a descriptor of ``dest``, one name at a time, ``O_NOFOLLOW``, and
+    every file is made and renamed relative to its folder's descriptor: no symbolic link on disk is
+    ever followed, whoever made it.  Checked by path instead (``inside(dest, ...)``, then a write
+    by path), ``--overwrite`` of a new version wrote ``photos/l/authorized_keys`` through the
+    ``photos/l -> ../.ssh`` its old version had made, into her ~/.ssh (attack round 24b (5))."""
     if not dest.is_dir():
         raise InvalidInput(f"{dest} is not a folder")
     found = entries(manifest)
     targets = [safe_target(dest, e["path"]) for e in found]
     if not overwrite:  # the same refusal (exit 11) as an existing file's
         check_new_tops(dest, [e["path"] for e in found], set(), " (use --overwrite to replace it)")
-    made: set[Path] = set()  # the folders this fetch made: her own keep their modes, --overwrite or not
-    for index, (entry, target) in enumerate(zip(found, targets, strict=True)):
-        if not inside(dest, target.parent):  # through a symlink the link itself made
-            raise CorruptData(f"{shown(str(entry['path']))} would land outside {dest}: stopped")
-        if entry["type"] == "dir":
-            made.update(mkdir_inside(dest, target))  # a link or file in its place is refused, never followed
-            continue
-        _write_entry(client, read_key, item, manifest, index, target, advance)
-    _set_folder_modes([(e, t) for e, t in zip(found, targets, strict=True) if t in made])
+    root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # her choice: followed once
+    try:
+        made: set[str] = set()  # the folders this fetch made: her own keep their modes, --overwrite or not
+        links: list[dict] = []  # the symlinks this fetch made, checked again once all are in place
+        for index, entry in enumerate(found):
+            parts = entry["path"].split("/")  # safe names (entries): none "", "." or ".."
+            if entry["type"] == "dir":
+                os.close(_reach(root, parts, made))  # a link or file in its place is refused, never followed
+                continue
+            if entry["type"] == "symlink" and not link_stays_inside(entry["path"], entry["target"]):
+                log.warning("did not make %s: a symlink to %s, outside its folder",
+                            shown(entry["path"]), shown(entry["target"]))
+                continue
+            folder = _reach(root, parts[:-1], made)
+            try:
+                _write_entry(client, read_key, item, manifest, index, folder, parts[-1], advance)
+            finally:
+                os.close(folder)
+            if entry["type"] == "symlink":
+                links.append(entry)
+        _drop_links_leading_out(root, dest, links)
+        _set_folder_modes(root, [e for e in found if e["path"] in made])
+    finally:
+        os.close(root)
     return targets[0]
 
 
-def _write_entry(client: LinkClient, read_key: bytes, item: str, manifest: dict, index: int, target: Path,
-                 advance: Callable[[int], None]) -> None:
-    """One file or symlink under a hidden name, then renamed to ``target``."""
+def _reach(root: int, parts: list[str], made: set[str] | None) -> int:
+    """A descriptor of the folder ``parts`` under ``root``, each part opened ``O_NOFOLLOW |
+    O_DIRECTORY``: a symlink or a file on the way is refused (on disk, whoever made it: an older
+    version of the link, or she), never followed.  With ``made``, missing folders are made
+    (``mkdir -p``) and their relative names added to it (only those may get the link's mode)."""
+    here = os.dup(root)
+    try:
+        for depth, part in enumerate(parts, 1):
+            rel = "/".join(parts[:depth])
+            if made is not None:
+                try:
+                    os.mkdir(part, 0o777, dir_fd=here)  # less the umask, as mkdir -p
+                    made.add(rel)
+                except FileExistsError:
+                    pass
+            inner = _open_folder_at(here, part, rel)
+            os.close(here)
+            here = inner
+    except BaseException:
+        os.close(here)
+        raise
+    return here
+
+
+def _open_folder_at(folder: int, name: str, rel: str) -> int:
+    try:
+        return os.open(name, _FOLDER, dir_fd=folder)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise CorruptData(f"{shown(rel)} is not a folder here (a symbolic link or a file is in its "
+                              "place, or it is gone): nothing is written through it, stopped") from None
+        raise
+
+
+def _write_entry(client: LinkClient, read_key: bytes, item: str, manifest: dict, index: int, folder: int,
+                 name: str, advance: Callable[[int], None]) -> None:
+    """One file or symlink under a hidden name in ``folder``, then renamed to ``name`` there: the
+    rename replaces whatever ``name`` is (a symlink itself, never what it points to)."""
     entry = manifest["entries"][index]
-    temp = target.with_name(f".{target.name[:200]}.fvpart-{uuid.uuid4().hex[:8]}")
+    temp = f".{name[:200]}.fvpart-{uuid.uuid4().hex[:8]}"
     try:
         if entry["type"] == "symlink":
-            os.symlink(str(entry["target"]), temp)
+            os.symlink(str(entry["target"]), temp, dir_fd=folder)
         else:
             chunks = verified(contents(client, read_key, item, manifest, index), entry)
-            _write_file(temp, chunks, entry, advance)
-        os.replace(temp, target)
+            _write_file(folder, temp, chunks, entry, advance)
+        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
     finally:
-        temp.unlink(missing_ok=True)
-    fsync_dir(target.parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=folder)
+    os.fsync(folder)
 
 
-def _set_folder_modes(folders: list[tuple[dict, Path]]) -> None:
-    """The link's modes and times for the folders this fetch made, deepest first, once everything
-    is in them (a read-only one would refuse its files).  Through a descriptor opened O_NOFOLLOW:
-    a link in a folder's place (the sender's own symlink to ../.ssh) never gives the folder it names
-    the sender's mode (attack round 17 (4))."""
-    for entry, target in reversed(folders):
+def _drop_links_leading_out(root: int, dest: Path, links: list[dict]) -> None:
+    """Each symlink made stays inside its folder by its text (``link_stays_inside``); checked again
+    with every link in place, resolved: a chain of them must not lead out either, and a dangling
+    one could be given a meaning later (``d/..`` climbs wherever ``d`` points).  As ``receive``
+    does (transfer/output.py ``make_links``)."""
+    for entry in links:
+        parts = entry["path"].split("/")
+        if _resolves_inside(dest / parts[0], dest.joinpath(*parts)):
+            continue
+        folder = _reach(root, parts[:-1], None)
         try:
-            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as err:
-            raise CorruptData(f"{shown(str(entry['path']))} is no longer a folder here: stopped "
-                              f"({err.strerror})") from None
+            if os.readlink(parts[-1], dir_fd=folder) == entry["target"]:  # the one made here
+                os.unlink(parts[-1], dir_fd=folder)
+        finally:
+            os.close(folder)
+        log.warning("did not keep %s: through other symlinks it leads outside its folder",
+                    shown(entry["path"]))
+
+
+def _resolves_inside(top: Path, path: Path) -> bool:
+    try:
+        real = os.path.realpath(path, strict=True)
+    except OSError:  # dangling, or a loop
+        return False
+    return inside(top, Path(real))
+
+
+def _set_folder_modes(root: int, folders: list[dict]) -> None:
+    """The link's modes and times for the folders this fetch made, deepest first, once everything
+    is in them (a read-only one would refuse its files).  Each reached from ``root`` part by part
+    O_NOFOLLOW: a link in a folder's place (the sender's own symlink to ../.ssh) never gives the
+    folder it names the sender's mode (attack round 17 (4))."""
+    for entry in reversed(folders):
+        fd = _reach(root, entry["path"].split("/"), None)
         try:
             os.fchmod(fd, entry["mode"] & SAFE_MODE_BITS)
             os.utime(fd, ns=(entry["mtime_ns"], entry["mtime_ns"]))
@@ -224,8 +310,11 @@ def _set_folder_modes(folders: list[tuple[dict, Path]]) -> None:
             os.close(fd)
 
 
-def _write_file(temp: Path, chunks: Iterator[bytes], entry: dict, advance: Callable[[int], None]) -> None:
-    with open(temp, "xb") as out:
+def _write_file(folder: int, temp: str, chunks: Iterator[bytes], entry: dict,
+                advance: Callable[[int], None]) -> None:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                 dir_fd=folder)
+    with open(fd, "wb") as out:
         os.fchmod(out.fileno(), 0o600)
         for data in chunks:
             out.write(data)
@@ -241,11 +330,31 @@ def _check_fields(entry: dict) -> None:
     a box writes them (a mode that was no number ended the mount's drop-box collector:
     tests/mount/test_trust_attack_round22b.py, hole 3)."""
     if entry["type"] == "symlink":
-        if not isinstance(entry["target"], str):
+        target = entry["target"]
+        # A target is written as a file name: text that is no name (a lone surrogate, valid JSON)
+        # was a UnicodeEncodeError in the collector, which kept the item on the server for good
+        # (attack round 24b (1)); an empty one or one with NUL no file system takes either.
+        if not isinstance(target, str) or not target or "\0" in target:
             raise ValueError("target")
+        str_to_name(target)  # UnicodeEncodeError, a ValueError: malformed
         return
     if not _whole(entry["mode"], 0, 0o7777) or not _whole(entry["mtime_ns"], -(2**63), 2**63 - 1):
         raise ValueError("mode or mtime_ns")
+    if entry["type"] == "file":
+        _check_file_fields(entry)
+
+
+def _check_file_fields(entry: dict) -> None:
+    """What checking a fetched file reads after its last block (``verified``): a file entry without
+    ``size`` or ``sha256`` was a KeyError there, which kept a dropped item on the server, fetched
+    again at every run (attack round 24b (1))."""
+    blocks, digest = entry["blocks"], entry["sha256"]
+    if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
+        raise ValueError("blocks")
+    if not _whole(entry["size"], 0, 2**63 - 1):
+        raise ValueError("size")
+    if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
+        raise ValueError("sha256")
 
 
 def _whole(value: object, low: int, high: int) -> bool:

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 import trio
 
 from fusevault.encoding import name_to_str, shown, str_to_name
-from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, NotFound, VaultError
+from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, LinkRefused, NotFound, VaultError
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
 from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
@@ -337,14 +337,17 @@ def _vault_blocks(volume: Volume, node: Node) -> Iterator[bytes]:
 
 
 def _held(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """A dropped file's blocks; one the link store does not serve (404 "no such block", LinkGone:
-    the dropper named blocks he never stored; or a 4xx, InvalidInput) makes the item CorruptData,
-    discarded, instead of an error that stopped the whole box at every run.  A store that is
-    away or busy (RelayUnavailable, RateLimited) still only postpones the box."""
+    """A dropped file's blocks; one the link store does not serve to this box makes the item
+    CorruptData, discarded, instead of an error that stopped the whole box at every run: 404 "no
+    such block" (LinkGone: the dropper named blocks he never stored), 403 "this read key does not
+    open this block" (LinkRefused: he named a block of another link's item, which the store cannot
+    see in a sealed manifest, attack round 24b (4)), or another 4xx (InvalidInput).  Every such
+    answer is about the one block the dropper named.  A store that is away or busy
+    (RelayUnavailable, RateLimited) still only postpones the box."""
     try:
         yield from blocks
-    except (LinkGone, InvalidInput) as err:
-        raise CorruptData(f"the link store does not hold a block of it ({err})") from None
+    except (LinkGone, LinkRefused, InvalidInput) as err:
+        raise CorruptData(f"the link store does not serve a block of it to this box ({err})") from None
 
 
 async def _pull(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:

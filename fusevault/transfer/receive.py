@@ -44,7 +44,7 @@ from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient, SessionEnded
 from fusevault.transfer.output import check_new_tops, current_umask, make_links, mkdir_inside, safe_target
 from fusevault.transfer.progress import transfer_progress
-from fusevault.transfer.resume import ResumeState, partial_path
+from fusevault.transfer.resume import ResumeState
 from fusevault.vault.format.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -239,14 +239,14 @@ class Receiver:
             if os.path.lexists(target):
                 raise AlreadyExists(f"{shown(str(target))} exists: move it away or use --output")
             inc = Incoming(f["id"], f["name"], f["size"], f["chunks"], target,
-                           partial_path(target, self.sid, f["id"]))
+                           self.state.partial_path(target, f["id"]))
             try:
                 held = os.lstat(inc.partial)
             except FileNotFoundError:
                 pass
-            else:
-                if stat.S_ISREG(held.st_mode):
-                    inc.first = min(held.st_size // crypto.CHUNK, inc.chunks - 1)
+            else:  # refused before anything is asked for, and checked again on the descriptor
+                _check_partial(inc.partial, held)
+                inc.first = min(held.st_size // crypto.CHUNK, inc.chunks - 1)
             todo.append(inc)
         for link in links:
             path = safe_target(self.output, link["name"])
@@ -261,12 +261,12 @@ class Receiver:
         rid = str(ack["request_id"])
         self.open.add(rid)
         mkdir_inside(self.output, inc.target.parent)
-        fd = os.open(inc.partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        self.partials.append(inc.partial)
+        fd = _open_partial(inc.partial)
+        self.partials.append(inc.partial)  # hers (checked): removed if the session is given up
         try:
             held = os.fstat(fd)
             prefix = inc.first * crypto.CHUNK
-            if not stat.S_ISREG(held.st_mode) or held.st_size < prefix:
+            if held.st_size < prefix:
                 raise CorruptData(f"{shown(str(inc.partial))} changed while this ran")
             os.ftruncate(fd, prefix)
             digest = hashlib.sha256()
@@ -374,6 +374,50 @@ class Receiver:
             self.state.remove()
         for partial in self.partials:
             partial.unlink(missing_ok=True)
+
+
+# A partial file made by this run: never one that is there already (whoever made it).
+_NEW_PARTIAL = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# An earlier run's, to resume: never through a link; a fifo or device is refused once open (fstat).
+_OLD_PARTIAL = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _open_partial(path: Path) -> int:
+    """A descriptor of the partial file at ``path``: made new (0600, O_EXCL), or an earlier run's
+    if it is one (``_check_partial``).  When its name was the session id and the file's index only
+    and it was opened O_CREAT without O_EXCL, a file another local user planted there in a shared
+    output folder (with a second hard link of his) received her plaintext and became her received
+    file (attack round 24b (6)); the name is keyed now too (resume.py ``partial_path``)."""
+    try:
+        return os.open(path, _NEW_PARTIAL, 0o600)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, _OLD_PARTIAL)
+    except OSError as err:  # a symlink (ELOOP), or gone meanwhile
+        raise _foreign_partial(path, err.strerror) from None
+    try:
+        _check_partial(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_partial(path: Path, held: os.stat_result) -> None:
+    """Refuse a partial file an earlier run of hers cannot have made: what this receiver makes is a
+    regular file of her own, 0600, with no other name (it gets its real name only when whole).  Not
+    hers, or with a second link, or readable by others: someone else may read or keep it, so none
+    of her plaintext goes into it."""
+    if not stat.S_ISREG(held.st_mode):
+        raise _foreign_partial(path, "not a regular file")
+    if held.st_uid != os.geteuid() or held.st_nlink != 1 or held.st_mode & 0o077:
+        raise _foreign_partial(path, "not made by a receive of yours")
+
+
+def _foreign_partial(path: Path, why: str | None) -> AlreadyExists:
+    return AlreadyExists(f"{shown(str(path))} is there and is no partial file of yours ({why}): "
+                         "not used; move it away or use --output")
 
 
 def _checked(manifest: Any) -> tuple[list[dict], list[dict], list[dict]]:

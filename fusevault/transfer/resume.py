@@ -8,7 +8,7 @@ token proves to the sender that a new run is the same receiver as before
 (anyone else with the code is a second receiver, refused).  It is worth
 nothing without the code and the session, and it sits beside the partial
 files, whose plaintext is worth more.  Each partial file has a name fixed by
-the session and the file, so a new run finds it and asks only for the chunks
+the session, the file and her key (``partial_path``), so a new run finds it and asks only for the chunks
 after the whole ones it holds.  All of it goes when the receive ends: done,
 or beyond resuming (a failed confirmation, the session gone).
 
@@ -56,10 +56,6 @@ def _name(hexed: str) -> str:
 
 def _fid(hexed: str) -> str:
     return bytes.fromhex(hexed).decode("utf-8", "surrogatepass")
-
-
-def partial_path(target: Path, sid: str, fid: str) -> Path:
-    return target.parent / f".{target.name[:200]}.fvpart-{_tag(sid, fid)}"
 
 
 def _receive_key() -> bytes:
@@ -155,6 +151,18 @@ class ResumeState:
         message = b"\0".join([b"fusevault resume", self.sid.encode("utf-8", "surrogateescape"),
                               line.encode()])
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()
+
+    def partial_path(self, target: Path, fid: str) -> Path:
+        """Where the file ``fid`` of this session is received until it is whole: a name fixed by
+        the session and the file (a new run finds it) and keyed by her ``receive.key`` (nobody
+        else can foresee it).  Named by the session id and the index alone, any local user who
+        may write a shared output folder planted his own file there first, which then received
+        her plaintext (attack round 24b (6)); receive.py also makes it O_EXCL and takes an
+        existing one only if it is hers, private, with one link."""
+        message = b"\0".join([b"fusevault partial", self.sid.encode("utf-8", "surrogateescape"),
+                              fid.encode("utf-8", "surrogatepass")])
+        tag = hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
+        return target.parent / f".{target.name[:200]}.fvpart-{tag}"
 
     def _sealed(self, line: str) -> str:
         return f"{line} {self._mac(line)}\n"

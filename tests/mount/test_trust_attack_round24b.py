@@ -228,9 +228,6 @@ def _symlink_to(target: str):
     return edit
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: content.entries does not check size/sha256 of a file "
-                   "entry nor that a symlink target is a name: a KeyError/UnicodeEncodeError keeps the "
-                   "dropped item on the server for good")
 @pytest.mark.parametrize("edit", [_without("size"), _without("sha256"), _symlink_to("x\ud800")],
                          ids=["no-size", "no-sha256", "symlink-target-lone-surrogate"])
 def test_a_dropped_item_missing_a_field_is_discarded_not_fetched_again_at_every_run(
@@ -364,9 +361,6 @@ def test_a_received_name_sent_on_does_not_write_control_sequences_to_her_termina
 # --- hole 4: a dropped item naming a block of another link stops the whole box at every run
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: owner._held turns LinkGone/InvalidInput into CorruptData, "
-                   "not LinkRefused (403 'this read key does not open this block'): the VaultError "
-                   "stops the box at every run, the items after it never arrive")
 def test_a_dropped_item_naming_another_links_block_does_not_stop_the_box(
         relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
@@ -408,9 +402,6 @@ class _Blocks:
         return self.sealed[block_id]
 
 
-@pytest.mark.xfail(strict=True, reason="hole 5: write_local checks inside(dest, target.parent), not inside "
-                   "the top, and follows a symlink on disk: version 1's photos/l -> ../.ssh, version 2's "
-                   "photos/l/authorized_keys lands in her ~/.ssh")
 def test_link_get_overwrite_does_not_write_through_the_symlink_an_older_version_made(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
@@ -443,9 +434,6 @@ def test_link_get_overwrite_does_not_write_through_the_symlink_an_older_version_
 # --- hole 6: a partial file another local user planted in a shared output folder gets her plaintext
 
 
-@pytest.mark.xfail(strict=True, reason="hole 6: receive.py one() opens the partial O_CREAT without O_EXCL "
-                   "and checks only S_ISREG: a file another user planted (and hard-linked) at the "
-                   "predictable partial name receives her plaintext")
 def test_a_partial_file_planted_by_another_local_user_does_not_get_her_plaintext(
         transfer_relay: str, tmp_path: Path) -> None:
     secret = b"the contract, not for mallory\n" * 100
