@@ -98,7 +98,7 @@ class Requests:
         """Deleted files under "place" (default: everywhere); programs'
         temporary files only with "all" ("hidden" counts those left out)."""
         place = self._path(request, "place") if request.get("place") else b""
-        entries = await self.vol.store_call(recovery.trash, self.vol)
+        entries = await self.vol.read_call(recovery.trash, self.vol)  # off the loop: a long scan
         entries = [t for t in entries if recovery.within(t.path, place)]
         shown = entries if request.get("all") else [t for t in entries if not recovery.temporary(t.path)]
         return {"trash": [t.as_dict() for t in shown], "hidden": len(entries) - len(shown)}
