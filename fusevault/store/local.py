@@ -431,6 +431,18 @@ class LocalStore:
                 return False
         return True
 
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it, as far as no reader holds it back, without
+        waiting: this runs on the loop, and a long read on a worker thread (``reading``: the trash, a
+        history) would hold a TRUNCATE checkpoint for the whole busy timeout (5 s), and with it every
+        FUSE request.  What is left is folded by the next checkpoint."""
+        waits = self._db.execute("PRAGMA busy_timeout").fetchone()[0]
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(waits)}")
+
     def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
         with self.transaction() as db:
             places_table.forget(db, fid, ranges)
@@ -457,7 +469,7 @@ class LocalStore:
             pages = self._db.execute("PRAGMA page_count").fetchone()[0]
             free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
             if free < COMPACT_MIN_PAGES or free * 5 < pages:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._checkpoint()
                 return False
             if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
                 self._db.execute(f"PRAGMA incremental_vacuum({COMPACT_STEP})")

@@ -187,8 +187,10 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     # (a writer chooses the sealed time: vault/model/trash_seen.py); real time, not ``now_ns`` (as_of).
     seen = await volume.in_thread(TrashSeen.open, key, volume.layout.root)
     first_sight = time.time_ns()
-    deleted = await volume.store_call(deleted_nodes, store, key.user_id)
+    # Off the loop: every node document of the store is parsed (round 24c (1)).
+    deleted = await volume.read_call(deleted_nodes, store, key.user_id)
     for doc in deleted:
+        await trio.sleep(0)  # one deleted file at a time: file-system requests go through between them
         if not _owns(volume, doc.get("owner")):
             continue
         if volume.holds(doc["_id"]):
