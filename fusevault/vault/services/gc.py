@@ -169,16 +169,17 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     # Documents not signed by whom may write them are neither counted nor removed (vault/tree/authorship.py).
     accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
     for node in mine:
-        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
-                                        accept)
+        # Off the loop (round 24c (1)): a file's versions are as many as its writers made, each judged.
+        links = await volume.read_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
+                                       accept)
         if not dry_run and _drops(links, _current(node.head, links), policy, now_ns):
             if not await _hashed_first(volume, node, report):
                 continue
             # Under the file's lock, so no version is committed or restored
             # meanwhile; only files with something to drop take it.
             async with volume.content_lock(node):
-                links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous,
-                                                node.epoch, accept)
+                links = await volume.read_call(lineage, store, key, node.fid, node.dek, node.previous,
+                                               node.epoch, accept)
                 await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
         else:
             await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
@@ -203,8 +204,8 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
         if _replayed(volume, doc, node):
             report.kept_replayed += 1
             continue
-        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
-                                        accept)
+        links = await volume.read_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
+                                       accept)
         links[0].doc = doc
         since = deleted_at(doc, node.trashed[1], key.user_id, seen.first_seen(doc, first_sight))
         if since > now_ns - policy.trash_days * DAY:
