@@ -9,12 +9,16 @@ commits from a worker thread (both backends say ``inline = False``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 
 class Store(Protocol):
     #: True when calls are quick local writes that may run on the trio loop.
     inline: bool
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Reads on this thread from a snapshot of their own until the end (a long read off the loop)."""
 
     def get(self, doc_id: str) -> dict | None:
         """The current document (with ``_id`` and ``_rev``), or None."""

@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -138,6 +139,8 @@ class LocalStore:
         self._dir_synced = False
         # The store's descriptors the last full check found, each with its name and file (check_linked).
         self._known_files: list[tuple[int, str, tuple[int, int]]] = []
+        # The read connection of a worker thread inside ``reading`` (none elsewhere).
+        self._local = threading.local()
         _no_link(self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -166,15 +169,42 @@ class LocalStore:
                         "folder's): left out of the changes", self.path, odd)
         self.check_linked()
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Reads on this thread, until the end, from a read-only connection of their own, in one read
+        transaction: a snapshot of what was committed when it began.  For long reads on a worker thread
+        (the trash, a history: vault/tree/inodes.py ``read_call``) while the loop goes on committing
+        on the main connection: they never see half a transaction of it, nor hold the loop."""
+        if getattr(self._local, "db", None) is not None:  # already reading on this thread
+            yield
+            return
+        _no_link(self.path)  # as at open: never a link someone put in its place since
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            db.execute("BEGIN")
+        except sqlite3.Error as err:
+            raise _translate(err) from None
+        self._local.db = db
+        try:
+            yield
+        finally:
+            self._local.db = None
+            db.close()  # ends the read transaction (nothing was written)
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        """The connection reads use: this thread's read connection inside ``reading``, else the main one."""
+        return getattr(self._local, "db", None) or self._db
+
     def get(self, doc_id: str) -> dict | None:
-        row = self._db.execute(
+        row = self._reader.execute(
             "SELECT rev, body FROM docs WHERE id = ? AND deleted = 0", (doc_id,)
         ).fetchone()
         return None if row is None else self._doc(doc_id, row[0], row[1])
 
     def deleted(self, doc_id: str) -> bool:
         """Whether the row of ``doc_id`` is a deletion (rows never leave ``docs``: a tombstone stays)."""
-        row = self._db.execute("SELECT deleted FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        row = self._reader.execute("SELECT deleted FROM docs WHERE id = ?", (doc_id,)).fetchone()
         return row is not None and row[0] == 1
 
     @staticmethod
@@ -255,13 +285,13 @@ class LocalStore:
 
     def iter_type(self, doc_type: str) -> Iterator[dict]:
         # Streamed in batches: a vault of 100,000 files is never all in memory twice.
-        cursor = self._db.execute(
+        cursor = self._reader.execute(
             "SELECT id, rev, body FROM docs WHERE type = ? AND deleted = 0", (doc_type,))
         while rows := cursor.fetchmany(2000):
             yield from self._readable(doc_type, rows)
 
     def by_file(self, doc_type: str, fid: str) -> list[dict]:
-        rows = self._db.execute(
+        rows = self._reader.execute(
             "SELECT id, rev, body FROM docs WHERE json_extract(body, '$.fid') = ? AND deleted = 0 "
             "AND type = ?", (fid, doc_type)).fetchall()
         return list(self._readable(doc_type, rows))
@@ -401,6 +431,18 @@ class LocalStore:
                 return False
         return True
 
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it, as far as no reader holds it back, without
+        waiting: this runs on the loop, and a long read on a worker thread (``reading``: the trash, a
+        history) would hold a TRUNCATE checkpoint for the whole busy timeout (5 s), and with it every
+        FUSE request.  What is left is folded by the next checkpoint."""
+        waits = self._db.execute("PRAGMA busy_timeout").fetchone()[0]
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(waits)}")
+
     def forget_places(self, fid: str, ranges: Sequence[tuple[int, int]] | None) -> None:
         with self.transaction() as db:
             places_table.forget(db, fid, ranges)
@@ -427,7 +469,7 @@ class LocalStore:
             pages = self._db.execute("PRAGMA page_count").fetchone()[0]
             free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
             if free < COMPACT_MIN_PAGES or free * 5 < pages:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._checkpoint()
                 return False
             if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
                 self._db.execute(f"PRAGMA incremental_vacuum({COMPACT_STEP})")

@@ -10,6 +10,7 @@ of it.  Closing a view does nothing: the mount closes the store itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
@@ -48,6 +49,9 @@ class WatchedStore:
             self._listener(self.writer, written)
         except Exception:
             log.exception("taking in a change failed")
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        return self.inner.reading()
 
     def get(self, doc_id: str) -> dict | None:
         return self.inner.get(doc_id)

@@ -337,6 +337,9 @@ class Volume:
     async def store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.tree.store_call(fn, *args)
 
+    async def read_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.tree.read_call(fn, *args)
+
     async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.tree.in_thread(fn, *args)
 

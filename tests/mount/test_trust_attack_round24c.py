@@ -143,8 +143,6 @@ def _timed(people: People, name: str, script: str) -> float:  # noqa: F811
     return time.monotonic() - start
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: control-socket requests scan the store on the trio "
-                                       "thread; one user's trash flood stalls every user's FUSE requests")
 def test_a_mapped_users_trash_requests_do_not_stall_the_other_users_files(people: People) -> None:  # noqa: F811
     people.unlock("alice")
     people.unlock("bob")

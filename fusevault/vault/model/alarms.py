@@ -10,6 +10,7 @@ keeps offering the same forgery.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 
@@ -22,28 +23,34 @@ LIMIT = 200
 class Alarms:
     def __init__(self) -> None:
         self._seen: OrderedDict[tuple[str, str], dict] = OrderedDict()
+        # Raised on worker threads too (the trash and histories are judged off the loop, store
+        # read_call) while the loop lists them for ``status``: one at a time.
+        self._lock = threading.Lock()
 
     def warn(self, kind: str, subject: str, text: str) -> None:
         """Report ``text`` (one line, no secrets) about ``subject`` once; later ones count."""
-        entry = self._seen.get((kind, subject))
-        if entry is not None:
-            entry["count"] += 1
-            entry["last"] = time.time()
-            return
+        with self._lock:
+            entry = self._seen.get((kind, subject))
+            if entry is not None:
+                entry["count"] += 1
+                entry["last"] = time.time()
+                return
+            self._seen[(kind, subject)] = {"kind": kind, "subject": subject, "text": text,
+                                           "first": time.time(), "last": time.time(), "count": 1}
+            while len(self._seen) > LIMIT:
+                self._seen.popitem(last=False)
         log.warning("%s", text)
-        self._seen[(kind, subject)] = {"kind": kind, "subject": subject, "text": text,
-                                       "first": time.time(), "last": time.time(), "count": 1}
-        while len(self._seen) > LIMIT:
-            self._seen.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def __contains__(self, kind: str) -> bool:
-        return any(k == kind for k, _ in self._seen)
+        with self._lock:
+            return any(k == kind for k, _ in self._seen)
 
     def as_list(self) -> list[dict]:
-        return [dict(e) for e in self._seen.values()]
+        with self._lock:
+            return [dict(e) for e in self._seen.values()]
 
 
 # One list per user for the life of the process: a lock and an unlock make a

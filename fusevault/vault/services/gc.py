@@ -169,16 +169,17 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     # Documents not signed by whom may write them are neither counted nor removed (vault/tree/authorship.py).
     accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
     for node in mine:
-        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
-                                        accept)
+        # Off the loop (round 24c (1)): a file's versions are as many as its writers made, each judged.
+        links = await volume.read_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
+                                       accept)
         if not dry_run and _drops(links, _current(node.head, links), policy, now_ns):
             if not await _hashed_first(volume, node, report):
                 continue
             # Under the file's lock, so no version is committed or restored
             # meanwhile; only files with something to drop take it.
             async with volume.content_lock(node):
-                links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous,
-                                                node.epoch, accept)
+                links = await volume.read_call(lineage, store, key, node.fid, node.dek, node.previous,
+                                               node.epoch, accept)
                 await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
         else:
             await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
@@ -187,8 +188,10 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
     # (a writer chooses the sealed time: vault/model/trash_seen.py); real time, not ``now_ns`` (as_of).
     seen = await volume.in_thread(TrashSeen.open, key, volume.layout.root)
     first_sight = time.time_ns()
-    deleted = await volume.store_call(deleted_nodes, store, key.user_id)
+    # Off the loop: every node document of the store is parsed (round 24c (1)).
+    deleted = await volume.read_call(deleted_nodes, store, key.user_id)
     for doc in deleted:
+        await trio.sleep(0)  # one deleted file at a time: file-system requests go through between them
         if not _owns(volume, doc.get("owner")):
             continue
         if volume.holds(doc["_id"]):
@@ -201,8 +204,8 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
         if _replayed(volume, doc, node):
             report.kept_replayed += 1
             continue
-        links = await volume.store_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
-                                        accept)
+        links = await volume.read_call(lineage, store, key, node.fid, node.dek, node.previous, node.epoch,
+                                       accept)
         links[0].doc = doc
         since = deleted_at(doc, node.trashed[1], key.user_id, seen.first_seen(doc, first_sight))
         if since > now_ns - policy.trash_days * DAY:

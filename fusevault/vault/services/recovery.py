@@ -121,13 +121,14 @@ def _from_trash(volume: Volume, path: bytes) -> Trashed:
     raise NotFound(f"{name_to_str(path)} is neither in the vault nor in its trash")
 
 
-def find_file(volume: Volume, path: bytes) -> tuple[Node, Trashed | None]:
+async def find_file(volume: Volume, path: bytes) -> tuple[Node, Trashed | None]:
     """The file at ``path``, or the last one deleted there (with its trash entry),
     if this user may read it (its versions need READ)."""
     try:
         node = volume.resolve(path)
     except NotFound:
-        entry = _from_trash(volume, path)  # their own trash only
+        # Their own trash only, read off the loop: it parses and judges every deleted document.
+        entry = await volume.read_call(_from_trash, volume, path)
         return detached_node(entry.doc, volume.key), entry
     volume.check(node)
     if not node.is_reg:
@@ -142,12 +143,13 @@ async def versions(volume: Volume, node: Node) -> list[Version]:
     # then the store does not say that file was replaced.
     await volume.flush_pending()
     accept = volume.authorship.accepts(volume) if volume.authorship is not None else None
-    return await volume.store_call(file_history, volume.store, volume.key, node.fid, node.dek,
-                                   node.previous, node.epoch, accept)
+    # Off the loop: every version's document is opened and its signature judged.
+    return await volume.read_call(file_history, volume.store, volume.key, node.fid, node.dek,
+                                  node.previous, node.epoch, accept)
 
 
 async def history(volume: Volume, path: bytes) -> list[Version]:
-    node, _ = find_file(volume, path)
+    node, _ = await find_file(volume, path)
     return await versions(volume, node)
 
 
@@ -159,7 +161,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
     version: it comes back empty, and ``which`` is None.  In place, the file
     must be the user's or shared with them with WRITE; ``to`` must be a
     folder they may write (the Volume refuses otherwise, whoever calls)."""
-    node, entry = find_file(volume, path)
+    node, entry = await find_file(volume, path)
     if to is None and entry is None:
         volume.check(node, write=True)  # before anything is read or changed
     found = await versions(volume, node)

@@ -44,14 +44,18 @@ class Requests:
         self.settings_changed = settings_changed  # the import service starts over
         self.names: dict[str, str] = {}
         self.links = Links(volume, self.kernel, self.host)
+        # One request of this user at a time, in the order they came (trio's Lock is fair): however
+        # many connections a user keeps asking, the loop and the workers serve them one by one.
+        self.turn = trio.Lock()
 
     async def handle(self, request: dict) -> dict:
         handler = getattr(self, f"do_{request.get('cmd')}", None)
         if handler is None:
             return {"error": "unknown command", "code": 1}
         try:
-            await self.vol.flush_pending()  # what the kernel's requests changed, before it is read
-            return await handler(request)
+            async with self.turn:
+                await self.vol.flush_pending()  # what the kernel's requests changed, before it is read
+                return await handler(request)
         except VaultError as err:
             return {"error": str(err), "code": err.exit_code}
         except Exception:
@@ -98,7 +102,7 @@ class Requests:
         """Deleted files under "place" (default: everywhere); programs'
         temporary files only with "all" ("hidden" counts those left out)."""
         place = self._path(request, "place") if request.get("place") else b""
-        entries = await self.vol.store_call(recovery.trash, self.vol)
+        entries = await self.vol.read_call(recovery.trash, self.vol)  # off the loop: a long scan
         entries = [t for t in entries if recovery.within(t.path, place)]
         shown = entries if request.get("all") else [t for t in entries if not recovery.temporary(t.path)]
         return {"trash": [t.as_dict() for t in shown], "hidden": len(entries) - len(shown)}

@@ -340,6 +340,23 @@ class Inodes:
         except OSError as err:
             raise os_error(err, "committing metadata") from None
 
+    async def read_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A long read of the store (and of this tree) for a request, never on the loop: the trash,
+        a file's history, each of which parses and judges many documents.  A local store is read on a
+        worker thread from a snapshot of its own (store/local.py ``reading``), so the FUSE requests of
+        every user go on meanwhile; other stores as ``store_call`` does.  ``fn`` writes nothing to the
+        store."""
+        if not self.store.inline:
+            return await self.store_call(fn, *args)
+
+        def snapshot() -> Any:
+            with self.store.reading():
+                return fn(*args)
+        try:
+            return await trio.to_thread.run_sync(snapshot, limiter=self.limiter)
+        except OSError as err:
+            raise os_error(err, "reading metadata") from None
+
     async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run CPU or disk work on a worker thread (bounded by the tree's limiter)."""
         try:
