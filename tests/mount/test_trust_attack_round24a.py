@@ -4,6 +4,11 @@
 server / sync peer / store writer / group member side.  Real mounts, the real ``fusevault`` command, a
 pouchdb-server of the test's own, root's shared mount where said.
 
+Status: every hole below is fixed and its test passes (a bare deletion of a grant in force, arriving
+through sync, is taken in as a change of groups and shares: fs/arrivals.py ``_typed``; a grantee's device
+keeps which of another owner's files her signed state put in the trash: the ledger's ``owner_trashed``,
+authorship ``_back_from_owners_trash``); docs/SECURITY.md "Attack round 24" says what holds now.
+
 Holes
 -----
 1. A GROUP REMOVED THROUGH SYNC WHILE SHE IS MOUNTED IS NOT TAKEN IN: NO RE-KEY, AND A FILE SHE MAKES IN

@@ -7,6 +7,12 @@ Real ``fusevault`` commands, real mounts, a real relay with its link store (redi
 pouchdb-server), the store writer (tests/adversary.py).  Hole 5 calls ``content.write_local`` (what
 ``fusevault link get`` runs) directly with manifests the link's owner signs, as round 23b (2) did.
 
+Status: every hole below is fixed and its test passes (every field of a link's list checked up front;
+a block refused for that link makes the one item corrupt; ``shown()`` where names are printed and one
+line per log record; progress descriptions defused; ``link get`` reaches every folder from the
+destination's descriptor with O_NOFOLLOW; a receive's partial file named under ``receive.key`` and made
+O_EXCL); docs/SECURITY.md "Attack round 24" says what holds now.
+
 Holes
 -----
 1. A DROPPED ITEM MISSING ``size`` OR ``sha256``, OR WITH A SYMLINK TARGET THAT IS NO NAME, STAYS ON

@@ -3,6 +3,10 @@ emphasis on what the last rounds did not reach: another local user of root's sha
 users, useradd + setpriv, against a real ``--allow-other`` mount), a READ recipient through every entry
 point, the relay, and what a server receives.
 
+Status: both holes are fixed and their tests pass (long control requests read the store on a worker
+thread from a snapshot, one request per user at a time; every walk along a folder chain is a loop);
+docs/SECURITY.md "Attack round 24" says what holds now.
+
 Holes
 -----
 1. ONE MAPPED USER STALLS EVERY OTHER USER'S FILES THROUGH THE CONTROL SOCKET: ALICE'S ``cat`` TAKES
