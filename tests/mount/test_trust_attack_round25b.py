@@ -1,0 +1,182 @@
+r"""Attack round 25b: the fixes of round 24 on the transfer and local side -- ``link get``'s
+descriptor walk (links/content.py ``write_local``, ``_reach``, ``_write_entry``,
+``_drop_links_leading_out``), a receive's keyed partial files (transfer/receive.py
+``_open_partial``/``_check_partial``, resume.py ``partial_path``), the defused terminal and log
+(encoding.py ``shown``/``one_line``, log_lines.py ``DefusedFormatter``, transfer/progress.py
+``DescriptionColumn``) and the drop box's ``_held`` (links/owner.py) -- attacked from the link
+owner's, the dropper's, the link store's and another local user's side.
+
+Both holes call ``content.write_local`` (what ``fusevault link get`` runs, cli/links.py:125)
+directly with manifests the link's owner signs, as round 24b (5) did: no mount, no relay.
+
+Holes
+-----
+1. A SYMLINK AN OLDER VERSION MADE IS RE-AIMED OUT OF THE LINK'S FOLDER BY A NEWER VERSION'S
+   SYMLINK: ``link get --overwrite`` LEAVES ``photos/l`` POINTING AT HER HOME.  Round 24b (5)'s fix
+   makes a link's symlink only when it stays inside by its text and, "resolved with every link in
+   place" (docs/SECURITY.md, Attack round 24), ``_drop_links_leading_out`` (content.py:272)
+   re-checks -- but only the symlinks *this* fetch made (``links``, content.py:196-212).  A symlink
+   an earlier version made is never looked at again, though what it resolves to depends on the
+   links beside it.  Version 1 (top ``photos``, new at her home): ``photos/a/`` a folder,
+   ``photos/d -> a``, ``photos/l -> d/..``; every text stays inside (``d/..`` is ``photos`` by
+   text), every link resolves inside (``photos/a/..`` is ``photos``): all kept.  Version 2 lists
+   only ``photos`` and ``photos/d -> .`` (by text ``photos``, resolved ``photos``: kept).  Seen:
+   after ``link get LINK --overwrite`` of version 2, ``photos/l`` resolves to her home folder (it
+   lists ``.ssh``); one more staged level per version climbs further (``d -> e/..`` with ``e``
+   re-aimed next).  This is exactly the "a dangling or relative link given a meaning later (``d/..``
+   climbs wherever ``d`` points)" that output.py ``make_links`` was written against; whatever she
+   later does with the fetched folder that follows links (a backup, ``cp -rL``, ``tar -h``, a web
+   server or file manager, sending it on) reaches her home.  (fusevault itself no longer writes
+   through it: ``_reach`` opens every part O_NOFOLLOW; a v3 listing ``photos/l/.ssh/x`` is
+   refused.)
+   Fix: after writing, re-check every symlink under the top (walk it from ``root`` with
+   O_NOFOLLOW), not only those made now, and remove (or refuse the version while keeping) any that
+   resolves outside; or under ``--overwrite`` remove the old version's symlinks the new list does
+   not name before making the new ones.
+   Test: test_link_get_overwrite_does_not_leave_an_older_versions_symlink_leading_out_of_the_folder.
+
+2. ``LINK GET`` WITHOUT ``--OVERWRITE`` REPLACES A FILE THAT APPEARED AT ITS NAME WHILE IT WAS
+   FETCHED.  ``write_local`` checks that the top is new (``check_new_tops``, content.py:189) before
+   the first block is fetched, then downloads the whole file into a hidden temporary and puts it
+   in place with ``os.replace`` (content.py:266): whatever appeared at that name during the
+   download -- her own ``report.pdf`` her browser saved meanwhile, or in a shared destination
+   another user's file (as root, the sticky bit does not stop the rename) -- is silently replaced
+   and lost, with no ``--overwrite``.  ``receive`` refuses the same case ("appeared while receiving:
+   not replaced", receive.py:292, ``os.link``).  The window is the whole download (minutes for a big
+   file), not an instant.  Seen: the test's block fetch saves a file at the name (the download's
+   duration, made deterministic); ``write_local`` returns normally and her file's bytes are gone.
+   Fix: without ``overwrite``, put the top in place with ``os.link`` + unlink of the temporary
+   (or ``renameat2(RENAME_NOREPLACE)``), refusing with AlreadyExists (exit 11) as ``receive`` does;
+   for a folder top, ``mkdir`` it first and refuse if it exists (``_reach`` now takes an existing
+   one silently: content.py:229).
+   Test: test_link_get_without_overwrite_does_not_replace_a_file_that_appeared_during_the_fetch.
+
+What held
+---------
+- ``_reach`` / ``_open_folder_at``: a symlink an older version (or she) left at any folder's place
+  on the way is refused (ELOOP, CorruptData), never followed; a file at a folder's place is refused
+  (ENOTDIR); a version-2 file listed under ``photos/l`` (a version-1 link to ``..``) is refused.
+- ``_write_entry``: a file or symlink is made under a random hidden name O_EXCL|O_NOFOLLOW and
+  renamed relative to the folder's descriptor: a symlink (or a hard link of hers) at the file's
+  name is replaced, never written through; a file top over an existing folder of hers fails
+  (EISDIR), never writes into it.
+- ``_set_folder_modes``: only folders this fetch made (``made``) get the link's mode, reached
+  again O_NOFOLLOW; an existing folder under ``--overwrite`` keeps hers.
+- Descriptors: ``_reach`` closes every intermediate descriptor (``dup`` + close per part), the
+  folder of each entry is closed in ``finally``; a long list costs O(entries x depth) opens, no
+  descriptor kept open.
+- Receive's partial files: the name is an HMAC under ``receive.key`` (not foreseeable by another
+  local user), made O_EXCL|O_NOFOLLOW 0600; an existing one is taken only if a regular file of
+  hers, one link, no access for others (checked on the descriptor); the final ``os.link`` never
+  replaces a file that appeared meanwhile.  The resume file's name (``sha256(sid)``) is foreseeable:
+  a file another user plants there makes her receive refuse to start (exit 11, a refusal, nothing
+  written) -- a denial only.
+- Terminal and log: ``DescriptionColumn`` renders with markup off and ``one_line(defused(..))``
+  (``[link=...]``, ``[/]`` in a name are shown as text); ``DefusedFormatter`` writes out every line
+  break of a message and indents every traceback line, also under the journal formatter (each
+  journal line then begins ``<N>  | ``); ``--json`` outputs are ``json.dumps`` (controls escaped);
+  the link store's and relay's error texts pass ``shown`` (client.py ``_error``).
+- Drop boxes (``_held``): a stranger cannot make her friend's item be refused: block ids are
+  ``secrets.token_urlsafe(18)`` (not guessable), a version may own only blocks of its own box, and
+  the sealed manifest is opened per item; a block the store will not serve discards only the item
+  that named it.  The link store could make her lose drops by answering 403/404 for a real drop's
+  block, but it can delete them outright anyway ("Withholding", conceded).
+
+Seen, not made a test
+---------------------
+(none)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from fusevault.crypto import aead
+from fusevault.encoding import b64e
+from fusevault.errors import VaultError
+from fusevault.links import capability, content
+
+
+class _Blocks:
+    """What a link store serves for a manifest the link's owner made; ``meanwhile`` runs at the
+    first block fetched (what happens on her disk while the download goes on)."""
+
+    def __init__(self, dek: bytes, item: str, files: dict[int, bytes], meanwhile=lambda: None) -> None:
+        self.sealed = {f"b{i}": capability.seal_block(dek, item, i, 0, data) for i, data in files.items()}
+        self.meanwhile = meanwhile
+
+    def block(self, block_id: str, read_key: bytes) -> bytes:
+        self.meanwhile()
+        return self.sealed[block_id]
+
+
+def _link(kind: str, path: str, **fields) -> dict:
+    return {"path": path, "type": kind, "mode": 0o777 if kind == "symlink" else 0o755, "mtime_ns": 0, **fields}
+
+
+# --- hole 1: an older version's symlink re-aimed out of the folder by a newer version's symlink
+
+
+@pytest.mark.xfail(strict=True, reason="round 25b hole 1: only the symlinks a fetch makes are checked "
+                   "resolved; an older version's `photos/l -> d/..` leads to her home once v2 makes d -> .")
+def test_link_get_overwrite_does_not_leave_an_older_versions_symlink_leading_out_of_the_folder(
+        tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    dek = aead.new_key()
+    # Version 1: every symlink stays inside, by its text and resolved (photos/a/.. is photos).
+    v1 = {"name": "photos", "key": b64e(dek), "entries": [
+        _link("dir", "photos"), _link("dir", "photos/a"),
+        _link("symlink", "photos/d", target="a"),
+        _link("symlink", "photos/l", target="d/.."),
+    ]}
+    content.write_local(_Blocks(dek, "item", {}), b"r" * 32, "item", v1, home)  # type: ignore[arg-type]
+    assert os.path.realpath(home / "photos" / "l") == os.path.realpath(home / "photos")  # kept, inside
+    # Version 2 (the owner's next push): photos/d -> "." (by text and resolved: photos itself).
+    v2 = {"name": "photos", "key": b64e(dek), "entries": [
+        _link("dir", "photos"), _link("symlink", "photos/d", target="."),
+    ]}
+    try:  # she refreshes her copy: `fusevault link get LINK --overwrite`, at home
+        content.write_local(_Blocks(dek, "item", {}), b"r" * 32, "item", v2, home,  # type: ignore[arg-type]
+                            overwrite=True)
+    except VaultError:
+        pass  # refusing the version is fine
+    top = os.path.realpath(home / "photos")
+    real = os.path.realpath(home / "photos" / "l")
+    assert not os.path.lexists(home / "photos" / "l") or real == top or real.startswith(top + "/"), (
+        f"after `link get --overwrite`, the fetched folder's symlink photos/l leads out of it, to "
+        f"{real} (her home: {sorted(os.listdir(home / 'photos' / 'l'))})")
+
+
+# --- hole 2: `link get` without --overwrite replaces a file that appeared while it fetched
+
+
+@pytest.mark.xfail(strict=True, reason="round 25b hole 2: the top is checked new before the download and "
+                   "put in place with os.replace: a file that appeared at its name meanwhile is lost")
+def test_link_get_without_overwrite_does_not_replace_a_file_that_appeared_during_the_fetch(
+        tmp_path: Path) -> None:
+    dest = tmp_path / "Downloads"
+    dest.mkdir()
+    data = b"the link's report\n" * 64
+    hers = b"her own report.pdf, saved by her browser while the link was fetched\n"
+    dek = aead.new_key()
+    manifest = {"name": "report.pdf", "key": b64e(dek), "entries": [
+        {"path": "report.pdf", "type": "file", "mode": 0o644, "mtime_ns": 0, "size": len(data),
+         "sha256": hashlib.sha256(data).hexdigest(), "blocks": ["b0"]}]}
+
+    def saved_meanwhile() -> None:
+        if not (dest / "report.pdf").exists():
+            (dest / "report.pdf").write_bytes(hers)
+
+    try:  # `fusevault link get LINK` in her Downloads, no --overwrite
+        content.write_local(_Blocks(dek, "item", {0: data}, saved_meanwhile), b"r" * 32, "item",  # type: ignore[arg-type]
+                            manifest, dest)
+    except VaultError:
+        pass  # refusing (exit 11, as receive does) is fine
+    assert (dest / "report.pdf").read_bytes() == hers, (
+        "`link get` without --overwrite replaced her report.pdf, which appeared while the link was "
+        "fetched: her file is lost")
