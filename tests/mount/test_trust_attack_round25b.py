@@ -6,7 +6,7 @@ descriptor walk (links/content.py ``write_local``, ``_reach``, ``_write_entry``,
 ``DescriptionColumn``) and the drop box's ``_held`` (links/owner.py) -- attacked from the link
 owner's, the dropper's, the link store's and another local user's side.
 
-Both holes call ``content.write_local`` (what ``fusevault link get`` runs, cli/links.py:125)
+Holes 1 and 2 call ``content.write_local`` (what ``fusevault link get`` runs, cli/links.py:125)
 directly with manifests the link's owner signs, as round 24b (5) did: no mount, no relay.
 
 Holes
@@ -51,6 +51,26 @@ Holes
    one silently: content.py:229).
    Test: test_link_get_without_overwrite_does_not_replace_a_file_that_appeared_during_the_fetch.
 
+3. A RESUMED RECEIVE WRITES INTO A FOLDER ANOTHER LOCAL USER MADE AT A TOP ITS INTERRUPTED RUN
+   CLAIMED BUT HAD NOT MADE YET.  ``Receiver.plan`` claims every new top at once (``state.claim``,
+   receive.py:253, "saved before the first is made"), but a top folder is made only when its first
+   file arrives (``mkdir_inside`` in ``one``, receive.py:262): a session of ``photos/`` and
+   ``videos/`` cut off (Ctrl-C, the network, the relay) while ``photos`` arrived leaves ``videos``
+   claimed and absent.  On the next run ``check_new_tops`` skips a claimed top whatever is there now
+   (output.py:46, ``ours``), and ``mkdir_inside`` takes any existing real folder (output.py:84):
+   nothing checks that the folder is the one her run made, or is hers.  Another local user who may
+   write the shared output folder -- even a sticky one like /tmp, where he can touch none of her
+   entries -- makes ``videos`` (his, 0777) in the pause.  Seen: the resumed receive exits 0,
+   "received incoming/videos/holiday.txt", into his folder: he may rename, replace or delete her
+   received files there (a file of his own under her received name: wrong bytes as her file) and
+   sees every name and size; the promise "a session only ever makes new top-level entries, never
+   writes into a folder that was there before" (output.py docstring) is broken.
+   Fix: claim a top when it is made, recording its (st_dev, st_ino) in the resume line; on a
+   resume, take a claimed top only if it is that very folder (or, not yet made, still absent: then
+   make it with ``mkdir`` and refuse EEXIST); at least refuse a claimed top not owned by her
+   (``st_uid``) or writable by others.
+   Test: test_a_resumed_receive_does_not_write_into_a_folder_another_user_made_at_a_claimed_top.
+
 What held
 ---------
 - ``_reach`` / ``_open_folder_at``: a symlink an older version (or she) left at any folder's place
@@ -94,11 +114,16 @@ import os
 from pathlib import Path
 
 import pytest
+import redis
+from conftest import running_relay
+from transfer_helpers import receive, sending
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
 from fusevault.links import capability, content
+from fusevault.transfer.client import RelayClient
+from fusevault.transfer.resume import ResumeState
 
 
 class _Blocks:
@@ -180,3 +205,46 @@ def test_link_get_without_overwrite_does_not_replace_a_file_that_appeared_during
     assert (dest / "report.pdf").read_bytes() == hers, (
         "`link get` without --overwrite replaced her report.pdf, which appeared while the link was "
         "fetched: her file is lost")
+
+
+# --- hole 3: a top claimed by an interrupted receive but not yet made: the resumed run writes into
+# whatever folder another local user made at that name meanwhile
+
+
+@pytest.fixture
+def transfer_relay(redis_url: str):
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.close()
+    with running_relay(redis_url) as (_, url):
+        yield url
+
+
+@pytest.mark.xfail(strict=True, reason="round 25b hole 3: a resumed receive writes into a folder another "
+                   "user made at a top the interrupted run claimed but had not made yet")
+def test_a_resumed_receive_does_not_write_into_a_folder_another_user_made_at_a_claimed_top(
+        transfer_relay: str, tmp_path: Path) -> None:
+    (tmp_path / "src" / "videos").mkdir(parents=True)
+    (tmp_path / "src" / "videos" / "holiday.txt").write_bytes(b"her family's video, not for mallory\n")
+    shared = tmp_path / "incoming"  # a folder every local user may write, sticky (as /tmp)
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with sending(transfer_relay, tmp_path / "src" / "videos") as (sender, name, code):
+        # What her first run left when it was cut off (Ctrl-C, the network) after claiming its tops
+        # (plan(): every new top at once, "saved before the first is made") and before `videos`'s
+        # first file arrived (made only then, receive.py one()): her own resume file, her key.
+        sid = RelayClient(transfer_relay).join(name)["id"]
+        state = ResumeState(shared, sid)
+        state.save()
+        state.claim(["videos"])
+        # Meanwhile Mallory, another local user, makes a folder of his own at that name.
+        (shared / "videos").mkdir()
+        os.chown(shared / "videos", 4242, 4242)
+        (shared / "videos").chmod(0o777)
+        got = receive(transfer_relay, name, code, shared)  # she resumes: the same command
+        sender.wait(60)
+    inside_his = sorted(os.listdir(shared / "videos"))
+    assert (shared / "videos").stat().st_uid != 4242 or not inside_his, (
+        f"the resumed receive wrote her files into a folder another local user made and owns "
+        f"(he may rename, replace or delete them there): {inside_his} "
+        f"(receive exit {got.returncode}: {got.stdout + got.stderr!r})")
