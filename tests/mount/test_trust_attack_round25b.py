@@ -7,7 +7,9 @@ descriptor walk (links/content.py ``write_local``, ``_reach``, ``_write_entry``,
 owner's, the dropper's, the link store's and another local user's side.
 
 Holes 1 and 2 call ``content.write_local`` (what ``fusevault link get`` runs, cli/links.py:125)
-directly with manifests the link's owner signs, as round 24b (5) did: no mount, no relay.
+directly with manifests the link's owner signs, as round 24b (5) did: no mount, no relay.  Hole 3
+runs real ``fusevault send``/``receive`` through a relay (another local user played by root with
+``chown``); hole 4 a real mount, a relay with its link store and ``link push``/``link collect``.
 
 Holes
 -----
@@ -15,7 +17,7 @@ Holes
    SYMLINK: ``link get --overwrite`` LEAVES ``photos/l`` POINTING AT HER HOME.  Round 24b (5)'s fix
    makes a link's symlink only when it stays inside by its text and, "resolved with every link in
    place" (docs/SECURITY.md, Attack round 24), ``_drop_links_leading_out`` (content.py:272)
-   re-checks -- but only the symlinks *this* fetch made (``links``, content.py:196-212).  A symlink
+   re-checks -- but only the symlinks *this* fetch made (``links``, content.py:195, 211).  A symlink
    an earlier version made is never looked at again, though what it resolves to depends on the
    links beside it.  Version 1 (top ``photos``, new at her home): ``photos/a/`` a folder,
    ``photos/d -> a``, ``photos/l -> d/..``; every text stays inside (``d/..`` is ``photos`` by
@@ -36,9 +38,9 @@ Holes
    Test: test_link_get_overwrite_does_not_leave_an_older_versions_symlink_leading_out_of_the_folder.
 
 2. ``LINK GET`` WITHOUT ``--OVERWRITE`` REPLACES A FILE THAT APPEARED AT ITS NAME WHILE IT WAS
-   FETCHED.  ``write_local`` checks that the top is new (``check_new_tops``, content.py:189) before
+   FETCHED.  ``write_local`` checks that the top is new (``check_new_tops``, content.py:191) before
    the first block is fetched, then downloads the whole file into a hidden temporary and puts it
-   in place with ``os.replace`` (content.py:266): whatever appeared at that name during the
+   in place with ``os.replace`` (content.py:265): whatever appeared at that name during the
    download -- her own ``report.pdf`` her browser saved meanwhile, or in a shared destination
    another user's file (as root, the sticky bit does not stop the rename) -- is silently replaced
    and lost, with no ``--overwrite``.  ``receive`` refuses the same case ("appeared while receiving:
@@ -48,16 +50,16 @@ Holes
    Fix: without ``overwrite``, put the top in place with ``os.link`` + unlink of the temporary
    (or ``renameat2(RENAME_NOREPLACE)``), refusing with AlreadyExists (exit 11) as ``receive`` does;
    for a folder top, ``mkdir`` it first and refuse if it exists (``_reach`` now takes an existing
-   one silently: content.py:229).
+   one silently: content.py:228-233).
    Test: test_link_get_without_overwrite_does_not_replace_a_file_that_appeared_during_the_fetch.
 
 3. A RESUMED RECEIVE WRITES INTO A FOLDER ANOTHER LOCAL USER MADE AT A TOP ITS INTERRUPTED RUN
    CLAIMED BUT HAD NOT MADE YET.  ``Receiver.plan`` claims every new top at once (``state.claim``,
-   receive.py:253, "saved before the first is made"), but a top folder is made only when its first
-   file arrives (``mkdir_inside`` in ``one``, receive.py:262): a session of ``photos/`` and
+   receive.py:255, "saved before the first is made"), but a top folder is made only when its first
+   file arrives (``mkdir_inside`` in ``one``, receive.py:263): a session of ``photos/`` and
    ``videos/`` cut off (Ctrl-C, the network, the relay) while ``photos`` arrived leaves ``videos``
    claimed and absent.  On the next run ``check_new_tops`` skips a claimed top whatever is there now
-   (output.py:46, ``ours``), and ``mkdir_inside`` takes any existing real folder (output.py:84):
+   (output.py:46, ``ours``; receive.py:233), and ``mkdir_inside`` takes any existing real folder (output.py:85-86):
    nothing checks that the folder is the one her run made, or is hers.  Another local user who may
    write the shared output folder -- even a sticky one like /tmp, where he can touch none of her
    entries -- makes ``videos`` (his, 0777) in the pause.  Seen: the resumed receive exits 0,
@@ -72,10 +74,10 @@ Holes
    Test: test_a_resumed_receive_does_not_write_into_a_folder_another_user_made_at_a_claimed_top.
 
 4. A DROP BOX WHOSE FOLDER IS IN THE WAY FOR ONE RUN DISCARDS, AND DELETES FROM THE LINK STORE,
-   EVERY ITEM WAITING IN IT.  ``_collect_one`` (links/owner.py:222-228) takes any CorruptData or
+   EVERY ITEM WAITING IN IT.  ``_collect_one`` (links/owner.py:223-229) takes any CorruptData or
    FsError out of ``_take`` as "a dropped item could not be opened and was discarded", then deletes
-   the version on the server (owner.py:238).  But ``_take`` begins with ``make_dirs(self.vol,
-   record.path, ...)`` (owner.py:246): the box's *own* folder.  When that folder is not a folder
+   the version on the server (owner.py:241).  But ``_take`` begins with ``make_dirs(self.vol,
+   record.path, ...)`` (owner.py:251): the box's *own* folder.  When that folder is not a folder
    (moved away, a file in its place: ``Exists`` "Inbox is in the way", placing.py:80), not
    writable for her (``PermissionDenied``, an FsError), or refused by the vault (a store writer's
    damaged folder document: CorruptData), that is no defect of the item, yet every item of the box
