@@ -59,7 +59,7 @@ Holes
    file arrives (``mkdir_inside`` in ``one``, receive.py:263): a session of ``photos/`` and
    ``videos/`` cut off (Ctrl-C, the network, the relay) while ``photos`` arrived leaves ``videos``
    claimed and absent.  On the next run ``check_new_tops`` skips a claimed top whatever is there now
-   (output.py:46, ``ours``; receive.py:233), and ``mkdir_inside`` takes any existing real folder (output.py:85-86):
+   (output.py:46, ``ours``; receive.py:233), and ``mkdir_inside`` takes any existing real folder (output.py:87-88):
    nothing checks that the folder is the one her run made, or is hers.  Another local user who may
    write the shared output folder -- even a sticky one like /tmp, where he can touch none of her
    entries -- makes ``videos`` (his, 0777) in the pause.  Seen: the resumed receive exits 0,
