@@ -9,7 +9,7 @@ owner's, the dropper's, the link store's and another local user's side.
 Holes 1 and 2 call ``content.write_local`` (what ``fusevault link get`` runs, cli/links.py:125)
 directly with manifests the link's owner signs, as round 24b (5) did: no mount, no relay.  Hole 3
 runs real ``fusevault send``/``receive`` through a relay (another local user played by root with
-``chown``); hole 4 a real mount, a relay with its link store and ``link push``/``link collect``.
+``chown``); holes 4 and 7 a real mount, a relay with its link store and ``link push``/``link collect``.
 
 Holes
 -----
@@ -128,6 +128,25 @@ Holes
    run made too; and refuse in ``_checked`` a link whose name is a folder of a listed file.
    Test: test_a_receive_whose_links_are_refused_half_way_leaves_no_symlink_leading_out.
 
+7. A DROPPED SYMLINK LEADS ANYWHERE ON HER MACHINE: A STRANGER'S ``invoice.pdf`` IN HER INBOX
+   READS AS HER PRIVATE KEY.  ``link get`` and ``receive`` make a symlink only when it stays inside
+   its folder (``link_stays_inside``, checked resolved too); the drop collector does not:
+   ``_write_drop`` (links/owner.py:295) makes every symlink the dropper lists, any target
+   (``entries`` checks only that it is a non-empty name without NUL), the top item itself
+   included.  Anyone with the drop link (a stranger, by design) drops ``invoice.pdf ->
+   /home/alice/.ssh/id_ed25519`` (absolute; or ``../../..`` up to her home through the mount).
+   Seen: ``link collect`` ("took in 0 dropped file(s)", no word of a link) puts ``Inbox/invoice.pdf``
+   in her vault, and reading it through the mount gives her private key.  Whatever she does with
+   "the invoice she was sent" -- attach it to a reply, upload it, copy it to a share (a group's
+   folder: ``cp`` follows it), publish the Inbox with ``link push`` from another device where the
+   path exists -- sends her key.  In a shared mount (root's, model (e)) the link is also followed
+   with the reading user's rights.
+   Fix: in ``_write_drop`` (and for the top) make a symlink only when ``link_stays_inside`` its
+   dropped folder and it resolves inside once all are made, as ``link get`` does; drop the others
+   with a line in ``link collect``'s answer; a top-level symlink never (a drop of one link has no
+   folder to stay in).
+   Test: test_a_dropped_symlink_does_not_lead_out_of_the_box.
+
 What held
 ---------
 - ``_reach`` / ``_open_folder_at``: a symlink an older version (or she) left at any folder's place
@@ -180,6 +199,7 @@ from fusevault.crypto import aead
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
 from fusevault.links import capability, content
+from fusevault.links.client import LinkClient
 from fusevault.transfer.client import RelayClient
 from fusevault.transfer.output import make_links
 from fusevault.transfer.resume import ResumeState
@@ -403,3 +423,30 @@ def test_a_receive_whose_links_are_refused_half_way_leaves_no_symlink_leading_ou
     assert not os.path.lexists(home / "photos" / "l") or real == top or real.startswith(top + "/"), (
         f"the refused receive left photos/l, a symlink leading out of the sender's folder to {real} "
         f"(her home: {sorted(os.listdir(home / 'photos' / 'l'))})")
+
+
+# --- hole 7: a dropped symlink leads anywhere on her machine
+
+
+@pytest.mark.xfail(strict=True, reason="round 25b hole 7: _write_drop makes any symlink a dropper lists: "
+                   "a dropped invoice.pdf -> ~/.ssh/id_ed25519 reads her private key in her Inbox")
+def test_a_dropped_symlink_does_not_lead_out_of_the_box(relay: str, vault: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "home" / ".ssh" / "id_ed25519"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY----- hers\n")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        drop = capability.parse(
+            fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip())
+        # A stranger with the drop link drops "invoice.pdf": a symlink to her private key.
+        (tmp_path / "stranger").mkdir()
+        (tmp_path / "stranger" / "invoice.pdf").symlink_to(secret)
+        with LinkClient(drop.server) as client:
+            manifest, blocks = content.upload(client, drop.item, drop.first,
+                                              content.local_sources(tmp_path / "stranger" / "invoice.pdf"))
+            client.add_version(drop.item, drop.first, {**capability.seal_drop(drop, manifest), "blocks": blocks})
+        collected = fusevault("link", "collect", cwd=mnt)
+        shown_as = sorted(os.listdir(mnt / "Inbox"))
+        reads = (mnt / "Inbox" / "invoice.pdf").read_bytes() if os.path.exists(mnt / "Inbox" / "invoice.pdf") else b""
+    assert b"PRIVATE KEY" not in reads, (
+        f"a dropped 'invoice.pdf' in her Inbox reads her private key (a symlink to {secret}): "
+        f"{shown_as} ({collected.stdout + collected.stderr!r})")
