@@ -131,7 +131,7 @@ Holes
 7. A DROPPED SYMLINK LEADS ANYWHERE ON HER MACHINE: A STRANGER'S ``invoice.pdf`` IN HER INBOX
    READS AS HER PRIVATE KEY.  ``link get`` and ``receive`` make a symlink only when it stays inside
    its folder (``link_stays_inside``, checked resolved too); the drop collector does not:
-   ``_write_drop`` (links/owner.py:295) makes every symlink the dropper lists, any target
+   ``_write_drop`` (links/owner.py:293) makes every symlink the dropper lists, any target
    (``entries`` checks only that it is a non-empty name without NUL), the top item itself
    included.  Anyone with the drop link (a stranger, by design) drops ``invoice.pdf ->
    /home/alice/.ssh/id_ed25519`` (absolute; or ``../../..`` up to her home through the mount).
