@@ -345,13 +345,14 @@ def test_a_drop_box_whose_folder_is_in_the_way_does_not_discard_the_drops(
         relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         drop = fusevault("link", "create", mnt / "Shared" / "Inbox", "--append", "--relay", relay).stdout.strip()
+        # Her box's folder is not a folder for a while (moved away, a file in its place: what a WRITE
+        # member of a shared folder may do too).  Before the drop: no collector (the mount's runs
+        # every minute) can take the drop in before the folder is in the way.
+        os.rename(mnt / "Shared" / "Inbox", mnt / "Shared" / "Inbox.old")
+        (mnt / "Shared" / "Inbox").write_text("in the way\n")
         (tmp_path / "invoice.txt").write_text("pay me\n")
         dropped = fusevault("link", "push", tmp_path / "invoice.txt", drop, passphrase=None)
         assert dropped.returncode == 0, dropped.stderr
-        # Her box's folder is not a folder for a while (moved away, a file in its place: what a WRITE
-        # member of a shared folder may do too).
-        os.rename(mnt / "Shared" / "Inbox", mnt / "Shared" / "Inbox.old")
-        (mnt / "Shared" / "Inbox").write_text("in the way\n")
         first = fusevault("link", "collect", cwd=mnt)
         # Put back: the next collect should bring the friend's invoice.
         os.unlink(mnt / "Shared" / "Inbox")
