@@ -172,6 +172,13 @@ What held
   break of a message and indents every traceback line, also under the journal formatter (each
   journal line then begins ``<N>  | ``); ``--json`` outputs are ``json.dumps`` (controls escaped);
   the link store's and relay's error texts pass ``shown`` (client.py ``_error``).
+- ``link get`` symlinks in one version: a chain listed at once (``d -> .``, ``l -> d/..``) is caught
+  by the resolved check when the fetch completes (hole 5 is the fetch that does not); a symlink
+  top (``photos -> photos/x``) dangles and is dropped; ``d/../..`` from ``photos/l`` is refused by
+  its text.
+- Drop boxes, the vault side: a dropped folder's modes are not applied (``make_dirs`` 0755); the
+  temporary name ``.fvdrop-<version id>`` and ``unique_name`` keep one item from another's name; a
+  disk that fills (NoSpace) postpones the box, it discards nothing.
 - Drop boxes (``_held``): a stranger cannot make her friend's item be refused: block ids are
   ``secrets.token_urlsafe(18)`` (not guessable), a version may own only blocks of its own box, and
   the sealed manifest is opened per item; a block the store will not serve discards only the item
@@ -180,7 +187,13 @@ What held
 
 Seen, not made a test
 ---------------------
-(none)
+Nothing was seen only by a race.  Read, not run (races, so no strict xfail would be deterministic):
+``link get`` of a folder top checks it new (content.py:191) and then ``mkdir``s it, taking one that
+exists (content.py:230-233): a folder another user makes at that name in a shared destination in
+that instant gets her files (hole 3's effect, by a race instead of a pause); ``receive`` reaches a
+partial file's folder by path after ``mkdir_inside``'s lstat checks (receive.py:263-264), so in a
+shared output folder *without* the sticky bit (where he may rename her top anyway) a folder swapped
+for a symlink in that instant is followed.
 """
 
 from __future__ import annotations
