@@ -59,7 +59,8 @@ Holes
    file arrives (``mkdir_inside`` in ``one``, receive.py:263): a session of ``photos/`` and
    ``videos/`` cut off (Ctrl-C, the network, the relay) while ``photos`` arrived leaves ``videos``
    claimed and absent.  On the next run ``check_new_tops`` skips a claimed top whatever is there now
-   (output.py:46, ``ours``; receive.py:233), and ``mkdir_inside`` takes any existing real folder (output.py:87-88):
+   (output.py:46, ``ours``; receive.py:233), and ``mkdir_inside`` takes any existing real folder
+   (output.py:87-88):
    nothing checks that the folder is the one her run made, or is hers.  Another local user who may
    write the shared output folder -- even a sticky one like /tmp, where he can touch none of her
    entries -- makes ``videos`` (his, 0777) in the pause.  Seen: the resumed receive exits 0,
@@ -232,7 +233,8 @@ class _Blocks:
 
 
 def _link(kind: str, path: str, **fields) -> dict:
-    return {"path": path, "type": kind, "mode": 0o777 if kind == "symlink" else 0o755, "mtime_ns": 0, **fields}
+    mode = 0o777 if kind == "symlink" else 0o755
+    return {"path": path, "type": kind, "mode": mode, "mtime_ns": 0, **fields}
 
 
 # --- hole 1: an older version's symlink re-aimed out of the folder by a newer version's symlink
@@ -357,7 +359,8 @@ def relay(redis_url: str, couchdb_server: str):
 def test_a_drop_box_whose_folder_is_in_the_way_does_not_discard_the_drops(
         relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
-        drop = fusevault("link", "create", mnt / "Shared" / "Inbox", "--append", "--relay", relay).stdout.strip()
+        box = mnt / "Shared" / "Inbox"
+        drop = fusevault("link", "create", box, "--append", "--relay", relay).stdout.strip()
         # Her box's folder is not a folder for a while (moved away, a file in its place: what a WRITE
         # member of a shared folder may do too).  Before the drop: no collector (the mount's runs
         # every minute) can take the drop in before the folder is in the way.
@@ -391,7 +394,8 @@ class _ChangedBlock:
 
 
 @pytest.mark.xfail(strict=True, reason="round 25b hole 5: a fetch refused at a bad block never reaches "
-                   "_drop_links_leading_out: a chain photos/l -> d/.., d -> . made before it stays, to her home")
+                   "_drop_links_leading_out: a chain photos/l -> d/.., d -> . made before it stays, "
+                   "to her home")
 def test_a_link_get_refused_half_way_leaves_no_symlink_leading_out_of_the_folder(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
@@ -457,10 +461,12 @@ def test_a_dropped_symlink_does_not_lead_out_of_the_box(relay: str, vault: Path,
         with LinkClient(drop.server) as client:
             manifest, blocks = content.upload(client, drop.item, drop.first,
                                               content.local_sources(tmp_path / "stranger" / "invoice.pdf"))
-            client.add_version(drop.item, drop.first, {**capability.seal_drop(drop, manifest), "blocks": blocks})
+            sealed = capability.seal_drop(drop, manifest)
+            client.add_version(drop.item, drop.first, {**sealed, "blocks": blocks})
         collected = fusevault("link", "collect", cwd=mnt)
         shown_as = sorted(os.listdir(mnt / "Inbox"))
-        reads = (mnt / "Inbox" / "invoice.pdf").read_bytes() if os.path.exists(mnt / "Inbox" / "invoice.pdf") else b""
+        dropped = mnt / "Inbox" / "invoice.pdf"
+        reads = dropped.read_bytes() if os.path.exists(dropped) else b""
     assert b"PRIVATE KEY" not in reads, (
         f"a dropped 'invoice.pdf' in her Inbox reads her private key (a symlink to {secret}): "
         f"{shown_as} ({collected.stdout + collected.stderr!r})")
