@@ -155,8 +155,9 @@ What held
   (ENOTDIR); a version-2 file listed under ``photos/l`` (a version-1 link to ``..``) is refused.
 - ``_write_entry``: a file or symlink is made under a random hidden name O_EXCL|O_NOFOLLOW and
   renamed relative to the folder's descriptor: a symlink (or a hard link of hers) at the file's
-  name is replaced, never written through; a file top over an existing folder of hers fails
-  (EISDIR), never writes into it.
+  name is replaced, never written through (tried: her hard link keeps the old bytes); a file top
+  over an existing folder of hers under ``--overwrite`` fails (a raw IsADirectoryError, so an
+  "internal error" exit: a rough edge, not a hole), her folder untouched.
 - ``_set_folder_modes``: only folders this fetch made (``made``) get the link's mode, reached
   again O_NOFOLLOW; an existing folder under ``--overwrite`` keeps hers.
 - Descriptors: ``_reach`` closes every intermediate descriptor (``dup`` + close per part), the
@@ -169,7 +170,8 @@ What held
   a file another user plants there makes her receive refuse to start (exit 11, a refusal, nothing
   written) -- a denial only.
 - Terminal and log: ``DescriptionColumn`` renders with markup off and ``one_line(defused(..))``
-  (``[link=...]``, ``[/]`` in a name are shown as text); ``DefusedFormatter`` writes out every line
+  (tried on a forced terminal: ``[link=http://evil]x[/link] [/]``, OSC 52 and U+2028 in a task's
+  description come out as text, ``\x1b]52...``, ``\u2028``); ``DefusedFormatter`` writes out every line
   break of a message and indents every traceback line, also under the journal formatter (each
   journal line then begins ``<N>  | ``); ``--json`` outputs are ``json.dumps`` (controls escaped);
   the link store's and relay's error texts pass ``shown`` (client.py ``_error``).
