@@ -1,0 +1,186 @@
+"""Attack round 25a on the vault-side fixes of round 24 (fs/arrivals.py ``_typed`` / ``Guests.kinds``;
+the ledger's ``owner_trashed`` and authorship ``_back_from_owners_trash``; ``Inodes.read_call`` /
+``LocalStore.reading``; the per-user ``Requests.turn``), from the server / sync peer / store writer side.
+Real mounts, the real ``fusevault`` command, a pouchdb-server of the test's own.
+
+Holes
+-----
+1. THE SERVER REPLAYING THE OWNER'S OLD SIGNED DELETION TAKES HER RESTORED FILE FROM A READER'S MOUNTED
+   DEVICE, NOTHING SAID.  alice deletes docs/notes.txt (shared: bob WRITE, carol READ) and restores it;
+   carol's device sees it live (the restored state, newer).  The server then serves alice's deletion
+   document again (genuine, signed by her, older than the restored state) as a revision after it.  On
+   carol's mounted device ``absorb_node`` gets ``opened`` None for it (a document with ``delete`` does not
+   open for a grantee), so vault/model/ledger.py:464-465 (``admit``: ``if fresh is None: return True``)
+   admits it without the ``older`` check every live state gets, and vault/services/absorbing.py:234
+   (``leave``) takes the file out of her tree: shared/alice/docs/notes.txt is gone, no rollback alarm, no
+   alarm at all (checked for 5 s after it left).  SECURITY.md "Rollback": "A file put back in an older
+   state in the store ... reported ... naming the file"; "Withholding": "A device that saw them reports
+   what vanished".  The owner's own device refuses her replayed deletion (round 18); a grantee's does not.
+   Impact: a server (or a sync peer) hides any file of another owner that was ever deleted and restored
+   from every reader's device, silently, for as long as it likes, and (hole 2) locks writers out of it.
+   Fix: in ``Ledger.admit`` judge a trashing state of another owner by its signed ``seq`` (open its
+   sealed attributes with the key the tree holds, or keep the seq the tree's node has) before it is
+   admitted: an older one is a rollback, refused and said, and the tree keeps the file.
+   Test: test_a_replayed_old_deletion_of_hers_does_not_silently_take_her_file_from_a_readers_device.
+
+2. THE SAME REPLAY SETS ``owner_trashed`` ON THE READER'S DEVICE: EVERY LATER GENUINE WRITE OF A WRITER OF
+   THE FOLDER IS REFUSED THERE AS A FORGERY ("brings it back from the trash of its owner").
+   vault/model/ledger.py:463 (``admit``) calls ``_trashed_by_owner(fid, doc)`` before any check that the
+   state is not older than one seen (and ledger.py:736 at load does the same for a document not in the
+   tree): a replayed signed ``delete: true`` of the owner's marks the file as in her trash again, although
+   carol's device saw the newer restored state.  Then bob's genuine document (WRITE on docs, her file left
+   where it is, only its mtime moved, her placement stamp as it was) reaches
+   vault/tree/authorship.py:247 ``_back_from_owners_trash``: refused, ``forged-write`` naming bob, and (with
+   hole 1) the file stays away.  Round 24a's price ("a writer's rename ... arriving on a reader's device
+   that saw her deletion but not her restore") does not cover this: carol saw the restore; only the
+   server's replay put the mark back.  Impact: a denial (the writers of a folder are locked out of her
+   file on every reader's device the server chooses, until alice changes it again) and a false
+   accusation of forgery against a genuine writer.
+   Fix: note ``owner_trashed`` only for a state that ``admit`` takes (after the ``older`` check; at load
+   only when ``check_loaded`` finds it no older than seen), never for a refused replay.
+   Test: test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_on_a_readers_device
+   [True] (the hole; [False], the same write with no replay, is the passing control).
+
+What held
+---------
+- (read) ``Arrivals._typed`` types a bare deletion only for ids in force for an unlocked user; a flood of
+  deletions of other ids starts nothing.  A bare deletion of a Share/Group is recorded as deleted by
+  freshness, as the same deletion read at unlock always was ("swept: gone from the store means deleted");
+  a group deletion costs one re-key, conceded in round 24a's "What held" (``group remove`` needs no key).
+  A deletion of her own user document typed USER starts no ``_keys_arrived`` (only live bodies) and no
+  ``_reshare`` (USER is not GROUP/ROTATION); a missing user document changes no group ("Out of reach").
+- (read) gc reads the list of deleted nodes from a snapshot, but checks ``volume.holds`` (a file
+  restored meanwhile is skipped) and, for a file with something to drop, reads its lineage again under
+  the file's content lock; ``LocalStore.reading`` opens its own read-only connection per thread and
+  checks the path is no link, as at open.
+- (read) ``Requests.turn`` is per user (per session); no handler takes the turn again, so no request
+  waits for another of the same user.
+- Not tried for lack of time: a long-hanging link-store server holding her ``turn`` (link push/collect
+  while her trash/restore wait); ``writes_where_it_left`` over a cycle of folders forged by a writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import adversary
+import pytest
+from attack_scenes import recipients_dek
+from conftest import PouchServer, first_device, fusevault, mounted, settled, wait_for
+from services.test_trust_attack_round4 import _alarms
+
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.vault.model.nodes import open_node_attrs
+from mount.test_trust_attack_round22 import docs_shared_with_bob
+from mount.test_trust_writes import BOB, CAROL, _admin, _key, _node_fid
+
+
+def _bobs_touch(vault: Path, doc: dict, dek: bytes) -> tuple[dict, int]:
+    """alice's node document ``doc`` with its mtime moved, signed by bob (WRITE on its folder): a genuine
+    write of his, (the document, the new mtime)."""
+    fid = doc["_id"]
+    attrs = open_node_attrs(doc, dek)
+    attrs["mtime"] = attrs["mtime"] + 3_600 * 10**9
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    bob = _key(vault, "bob", BOB)
+    return sign_doc(bob.user_id, bob.identity.sign, body), attrs["mtime"]
+
+
+def _her_deleted_and_restored_file_seen_by_carol(url: str, tmp_path: Path) -> tuple[Path, str, dict, dict,
+                                                                                     bytes]:
+    """alice's docs (bob WRITE, carol READ) with notes.txt, which she deleted and restored (the server
+    keeps her signed deletion: returned); carol's device joins after and sees it live:
+    (carol's vault, the file's fid, her deletion, her restored document, the file's DEK)."""
+    laptop = first_device(url, tmp_path)
+    docs_shared_with_bob(laptop, tmp_path / "a")  # docs/notes.txt, bob WRITE on docs
+    _admin(laptop, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    fid = _node_fid(laptop, "alice", "notes.txt")
+    with mounted(laptop, tmp_path / "a") as a:
+        shared = fusevault("share", a / "docs", "--with", "carol", "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+        os.unlink(a / "docs" / "notes.txt")  # she deletes it ...
+        wait_for(lambda: settled(a), "the deletion pushed")
+        deletion = adversary.get(laptop, fid)  # her signed deletion, kept by the server
+        assert deletion is not None and deletion.get("delete") is True
+        restored = fusevault("restore", a / "docs" / "notes.txt")  # ... and restores it
+        assert restored.returncode == 0, restored.stderr
+        wait_for(lambda: settled(a), "the restore pushed")
+    live = adversary.get(laptop, fid)
+    assert live is not None and not live.get("delete")
+    carols = tmp_path / "carols"
+    joined = fusevault("init", carols, "--join", url, "--user", "carol", passphrase=CAROL)
+    assert joined.returncode == 0, joined.stderr
+    return carols, fid, deletion, live, recipients_dek(laptop, "bob", BOB, fid)
+
+
+SEEN = ("c", "shared", "alice", "docs", "notes.txt")
+
+
+def _replayed(db: adversary.Server, carols: Path, deletion: dict) -> None:
+    """The server serves her old deletion again, over her restored file; carol's device stores it."""
+    rev = db.put(deletion)
+    wait_for(lambda: (adversary.get(carols, deletion["_id"]) or {}).get("_rev") == rev, "the replay stored")
+
+
+@pytest.mark.xfail(strict=True, reason="round 25a hole 1: her replayed old deletion is admitted on a grantee's "
+                   "device without the older check (ledger.py:464): the file leaves, nothing said")
+def test_a_replayed_old_deletion_of_hers_does_not_silently_take_her_file_from_a_readers_device(
+        tmp_path: Path) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        carols, fid, deletion, _, _ = _her_deleted_and_restored_file_seen_by_carol(url, tmp_path)
+        seen = tmp_path.joinpath(*SEEN)
+        with mounted(carols, tmp_path / "c", "--user", "carol", passphrase=CAROL) as c:
+            wait_for(lambda: settled(c) and seen.exists(), "carol's device to see docs/notes.txt")
+            _replayed(adversary.Server(url), carols, deletion)
+            wait_for(lambda: not seen.exists() or any(fid in x["text"] for x in _alarms(c)),
+                     "the replay taken in or refused")
+            deadline = time.monotonic() + 5  # an alarm said just after the file left would do
+            while not (said := [(x["kind"], x["text"][:120]) for x in _alarms(c) if fid in x["text"]]) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
+            shown = seen.exists()
+        assert shown or said, (
+            "the server served again alice's old signed deletion of docs/notes.txt, older than the restored "
+            "state carol's device had seen and shown: the file left carol's view, nothing said")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("replayed", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="round 25a hole 2: a replayed deletion sets "
+                                               "owner_trashed (ledger.py:463): bob's write refused as forged")),
+    False])  # the control: bob's write taken in
+def test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_on_a_readers_device(
+        tmp_path: Path, replayed: bool) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        carols, fid, deletion, live, dek = _her_deleted_and_restored_file_seen_by_carol(url, tmp_path)
+        seen = tmp_path.joinpath(*SEEN)
+        db = adversary.Server(url)
+        with mounted(carols, tmp_path / "c", "--user", "carol", passphrase=CAROL) as c:
+            wait_for(lambda: settled(c) and seen.exists(), "carol's device to see docs/notes.txt")
+            if replayed:
+                _replayed(db, carols, deletion)
+            touch, mtime = _bobs_touch(carols, live, dek)
+            rev = db.put(touch)  # bob, WRITE on docs, writes her file (a peer of his sends it)
+            wait_for(lambda: (adversary.get(carols, fid) or {}).get("_rev") == rev, "bob's write stored")
+            refused = [(x["kind"], x["text"][:140]) for x in wait_for(
+                lambda: [x for x in _alarms(c) if x["kind"] == "forged-write" and fid in x["text"]]
+                or (seen.exists() and seen.stat().st_mtime_ns == mtime and [None]),
+                "bob's write taken in or refused") if x is not None]
+            got = seen.stat().st_mtime_ns if seen.exists() else None
+        assert got == mtime and not refused, (
+            f"bob's genuine write of docs/notes.txt (WRITE on docs) is refused on carol's device as a forgery "
+            f"once the server replayed alice's old deletion (a state older than what carol saw): "
+            f"mtime {got} (his: {mtime}); said: {refused}")
+    finally:
+        server.stop()
