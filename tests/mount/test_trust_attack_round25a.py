@@ -128,8 +128,8 @@ def _replayed(db: adversary.Server, carols: Path, deletion: dict) -> None:
     wait_for(lambda: (adversary.get(carols, deletion["_id"]) or {}).get("_rev") == rev, "the replay stored")
 
 
-@pytest.mark.xfail(strict=True, reason="round 25a hole 1: her replayed old deletion is admitted on a grantee's "
-                   "device without the older check (ledger.py:464): the file leaves, nothing said")
+@pytest.mark.xfail(strict=True, reason="round 25a hole 1: her replayed old deletion is admitted on a "
+                   "grantee's device without the older check (ledger.py:464): the file leaves, nothing said")
 def test_a_replayed_old_deletion_of_hers_does_not_silently_take_her_file_from_a_readers_device(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")
@@ -155,8 +155,9 @@ def test_a_replayed_old_deletion_of_hers_does_not_silently_take_her_file_from_a_
 
 
 @pytest.mark.parametrize("replayed", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="round 25a hole 2: a replayed deletion sets "
-                                               "owner_trashed (ledger.py:463): bob's write refused as forged")),
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="round 25a hole 2: a replayed deletion sets owner_trashed (ledger.py:463): "
+        "bob's write refused as forged")),
     False])  # the control: bob's write taken in
 def test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_on_a_readers_device(
         tmp_path: Path, replayed: bool) -> None:
@@ -179,7 +180,8 @@ def test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_
                 "bob's write taken in or refused") if x is not None]
             got = seen.stat().st_mtime_ns if seen.exists() else None
         assert got == mtime and not refused, (
-            f"bob's genuine write of docs/notes.txt (WRITE on docs) is refused on carol's device as a forgery "
+            f"bob's genuine write of docs/notes.txt (WRITE on docs) is refused on carol's device as a "
+            f"forgery "
             f"once the server replayed alice's old deletion (a state older than what carol saw): "
             f"mtime {got} (his: {mtime}); said: {refused}")
     finally:
