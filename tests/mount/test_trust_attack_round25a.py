@@ -13,7 +13,8 @@ Holes
    open for a grantee), so vault/model/ledger.py:464-465 (``admit``: ``if fresh is None: return True``)
    admits it without the ``older`` check every live state gets, and vault/services/absorbing.py:234
    (``leave``) takes the file out of her tree: shared/alice/docs/notes.txt is gone, no rollback alarm, no
-   alarm at all (checked for 5 s after it left).  SECURITY.md "Rollback": "A file put back in an older
+   alarm at all (checked for 5 s after it left; and at her next mount the file is still not shown and
+   ``status`` lists no alarm: run, not kept).  SECURITY.md "Rollback": "A file put back in an older
    state in the store ... reported ... naming the file"; "Withholding": "A device that saw them reports
    what vanished".  The owner's own device refuses her replayed deletion (round 18); a grantee's does not.
    Impact: a server (or a sync peer) hides any file of another owner that was ever deleted and restored
@@ -128,8 +129,8 @@ def _replayed(db: adversary.Server, carols: Path, deletion: dict) -> None:
     wait_for(lambda: (adversary.get(carols, deletion["_id"]) or {}).get("_rev") == rev, "the replay stored")
 
 
-@pytest.mark.xfail(strict=True, reason="round 25a hole 1: her replayed old deletion is admitted on a "
-                   "grantee's device without the older check (ledger.py:464): the file leaves, nothing said")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="round 25a hole 1: her replayed old deletion "
+                   "is admitted on a grantee's device without the older check (ledger.py:464): the file leaves, nothing said")
 def test_a_replayed_old_deletion_of_hers_does_not_silently_take_her_file_from_a_readers_device(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")
@@ -156,8 +157,9 @@ def test_a_replayed_old_deletion_of_hers_does_not_silently_take_her_file_from_a_
 
 @pytest.mark.parametrize("replayed", [
     pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="round 25a hole 2: a replayed deletion sets owner_trashed (ledger.py:463): "
-        "bob's write refused as forged")),
+        strict=True, raises=AssertionError,
+        reason="round 25a hole 2: a replayed deletion sets owner_trashed (ledger.py:463): bob's write refused "
+        "as forged")),
     False])  # the control: bob's write taken in
 def test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_on_a_readers_device(
         tmp_path: Path, replayed: bool) -> None:
