@@ -42,6 +42,19 @@ Holes
    Test: test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_on_a_readers_device
    [True] (the hole; [False], the same write with no replay, is the passing control).
 
+3. THE SAME AT LOAD: A WRITER OF THE READER'S VAULT FOLDER PUTS THE OWNER'S OLD DELETION BACK AND, AT
+   HER NEXT MOUNT, THE FILE IS GONE, NOTHING SAID.  vault/model/ledger.py:706 ``_missing`` (a file the
+   ledger saw live, not in the loaded tree) checks ``older`` only for a deletion of the user's OWN file
+   (``doc.get("owner") == volume.key.user_id``); for another owner's it only notes ``_trashed_by_owner``
+   (hole 2's mark, too) and records the file not live.  So carol's device, which saw alice's restored
+   state, takes the replayed deletion at unlock as the truth: shared/alice/docs/notes.txt missing, no
+   rollback alarm (``status`` lists none), the server not even reachable.  Same impact as hole 1, by a
+   store writer (a backup, a cloud folder) instead of the server.
+   Fix: as hole 1's, in ``_missing``: open the trashing state's signed ``seq`` (the grantee's key files
+   still open it) and report an older one as a rollback (the tree cannot show it without its live body;
+   at least said, the file named), never note ``owner_trashed`` from it.
+   Test: test_her_old_deletion_put_into_a_readers_store_does_not_silently_hide_her_file_at_the_next_mount.
+
 What held
 ---------
 - (read) ``Arrivals._typed`` types a bare deletion only for ids in force for an unlocked user; a flood of
@@ -187,5 +200,30 @@ def test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_
             f"forgery "
             f"once the server replayed alice's old deletion (a state older than what carol saw): "
             f"mtime {got} (his: {mtime}); said: {refused}")
+    finally:
+        server.stop()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="round 25a hole 3: at load another owner's replayed old deletion is not checked "
+                   "against the ledger (ledger.py _missing): the file is gone, nothing said")
+def test_her_old_deletion_put_into_a_readers_store_does_not_silently_hide_her_file_at_the_next_mount(
+        tmp_path: Path) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        carols, fid, deletion, _, _ = _her_deleted_and_restored_file_seen_by_carol(url, tmp_path)
+        seen = tmp_path.joinpath(*SEEN)
+        with mounted(carols, tmp_path / "c", "--user", "carol", passphrase=CAROL) as c:
+            wait_for(lambda: settled(c) and seen.exists(), "carol's device to see docs/notes.txt")
+        server.stop()  # nothing from the server at the next mount: only the store writer's row
+        adversary.put(carols, deletion)  # a writer of carol's vault folder puts alice's old deletion back
+        with mounted(carols, tmp_path / "c", "--user", "carol", passphrase=CAROL) as c:
+            shown = seen.exists()
+            said = [(x["kind"], x["text"][:120]) for x in _alarms(c) if fid in x["text"]]
+        assert shown or said, (
+            "a writer of carol's vault folder put back alice's old signed deletion of docs/notes.txt, older "
+            "than the restored state carol's device had seen: at her next mount the file is gone, nothing "
+            "said")
     finally:
         server.stop()
