@@ -55,6 +55,22 @@ Holes
    at least said, the file named), never note ``owner_trashed`` from it.
    Test: test_her_old_deletion_put_into_a_readers_store_does_not_silently_hide_her_file_at_the_next_mount.
 
+4. THE REVERSE: A REPLAY OF THE OWNER'S OLDER LIVE STATE CLEARS ``owner_trashed``, AND A WRITER THEN BRINGS
+   HER TRASHED FILE BACK ON THE READER'S DEVICE AS HERS (ROUND 24a HOLE 3 REOPENED).  Same line,
+   vault/model/ledger.py:463: ``_trashed_by_owner`` runs before ``older``, so alice's older signed body
+   with ``delete: false`` (her state before she put docs/notes.txt in her trash) served again by the
+   server drops the mark although ``admit`` then refuses that body as a rollback.  bob's document (WRITE
+   on docs) putting the file back live in docs, signed by him, is then no longer judged by
+   ``_back_from_owners_trash`` (authorship.py:247) and is taken in: carol's device shows
+   shared/alice/docs/notes.txt again as alice's file, with what bob chose (here her last text; any
+   version he may sign as a writer of docs).  Said: only the rollback of the replayed body (naming the
+   file id); bob's bring-back itself passes unsaid.  Without the replay the same document is refused
+   (``forged-write``: the passing control).
+   Fix: hole 2's (the mark follows only states ``admit`` takes).
+   Test:
+   test_a_replayed_live_state_of_hers_does_not_let_a_writer_bring_back_her_trashed_file_on_a_readers_device
+   [True] (the hole; [False] is the control).
+
 What held
 ---------
 - (read) ``Arrivals._typed`` types a bare deletion only for ids in force for an unlocked user; a flood of
@@ -225,5 +241,54 @@ def test_her_old_deletion_put_into_a_readers_store_does_not_silently_hide_her_fi
             "a writer of carol's vault folder put back alice's old signed deletion of docs/notes.txt, older "
             "than the restored state carol's device had seen: at her next mount the file is gone, nothing "
             "said")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("replayed", [
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="round 25a hole 4: a replayed older live state clears owner_trashed (ledger.py:463) before "
+        "it is refused: bob brings her trashed file back")),
+    False])  # the control: round 24a (3)'s refusal
+def test_a_replayed_live_state_of_hers_does_not_let_a_writer_bring_back_her_trashed_file_on_a_readers_device(
+        tmp_path: Path, replayed: bool) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        docs_shared_with_bob(laptop, tmp_path / "a")  # docs/notes.txt, bob WRITE on docs
+        _admin(laptop, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+        fid = _node_fid(laptop, "alice", "notes.txt")
+        with mounted(laptop, tmp_path / "a") as a:
+            shared = fusevault("share", a / "docs", "--with", "carol", "--perm", "READ")
+            assert shared.returncode == 0, shared.stderr
+            wait_for(lambda: settled(a), "the share pushed")
+        live = adversary.get(laptop, fid)  # her live state, signed by her
+        dek = recipients_dek(laptop, "bob", BOB, fid)
+        carols = tmp_path / "carols"
+        joined = fusevault("init", carols, "--join", url, "--user", "carol", passphrase=CAROL)
+        assert joined.returncode == 0, joined.stderr
+        seen = tmp_path.joinpath(*SEEN)
+        with mounted(carols, tmp_path / "c", "--user", "carol", passphrase=CAROL) as c:
+            wait_for(lambda: settled(c) and seen.exists(), "carol's device to see docs/notes.txt")
+        with mounted(laptop, tmp_path / "a") as a:
+            os.unlink(a / "docs" / "notes.txt")  # she puts it in her trash
+            wait_for(lambda: settled(a), "the deletion pushed")
+        db = adversary.Server(url)
+        with mounted(carols, tmp_path / "c", "--user", "carol", passphrase=CAROL) as c:
+            wait_for(lambda: settled(c) and not seen.exists(), "carol's device to see it go")
+            if replayed:  # the server serves her older live state: refused as a rollback, said
+                _replayed(db, carols, live)
+            touch, _ = _bobs_touch(carols, live, dek)  # bob brings it back into docs, as it was
+            rev = db.put(touch)
+            wait_for(lambda: (adversary.get(carols, fid) or {}).get("_rev") == rev, "bob's document stored")
+            wait_for(lambda: seen.exists() or any(x["kind"] == "forged-write" and fid in x["text"]
+                                                  for x in _alarms(c)), "bob's document taken in or refused")
+            back = seen.exists()
+            said = [(x["kind"], x["text"][:120]) for x in _alarms(c) if fid in x["text"]]
+        assert not back, (
+            f"bob, a writer of docs, brought back on carol's device alice's file she put in her trash, shown "
+            f"as hers, once the server replayed her older live state; said: {said}")
     finally:
         server.stop()
