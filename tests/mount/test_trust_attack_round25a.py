@@ -73,6 +73,13 @@ Holes
 
 What held
 ---------
+- Round 24a (3)'s refusal itself: with no replay, bob's document bringing back her trashed file on
+  carol's device is refused (``forged-write``): kept as the control of hole 4.  With no replay, bob's
+  genuine write of her restored file (mtime moved, her stamp as it was) is taken in on carol's device:
+  kept as the control of hole 2.
+- The replayed deletion and the replayed live state are both refused by ``admit``'s ``older`` check when
+  the state opens here (the rollback alarm of hole 4 says so): the holes are only in what runs before
+  that check (``_trashed_by_owner``) and in the states that do not open (a deletion, for a grantee).
 - (read) ``Arrivals._typed`` types a bare deletion only for ids in force for an unlocked user; a flood of
   deletions of other ids starts nothing.  A bare deletion of a Share/Group is recorded as deleted by
   freshness, as the same deletion read at unlock always was ("swept: gone from the store means deleted");
