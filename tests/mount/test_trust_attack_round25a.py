@@ -92,8 +92,13 @@ What held
   checks the path is no link, as at open.
 - (read) ``Requests.turn`` is per user (per session); no handler takes the turn again, so no request
   waits for another of the same user.
+- (read) ``writes_where_it_left`` (authorship.py:355): the walk keeps a ``seen`` set and refuses a folder
+  met twice, so a cycle of ``left_from`` parents ends in a refusal, not a loop; its cost is one step per
+  distinct folder.
 - Not tried for lack of time: a long-hanging link-store server holding her ``turn`` (link push/collect
-  while her trash/restore wait); ``writes_where_it_left`` over a cycle of folders forged by a writer.
+  while her trash/restore wait: the link store's operator, not one of this round's parties); gc judging
+  on a snapshot older than the tree beyond the ``holds`` check (only a race would show it); the owner's
+  own device under holes 1-4's replays (round 18 covers her own deletion replayed).
 """
 
 from __future__ import annotations
