@@ -32,6 +32,7 @@ from fusevault.links import capability, content
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.link_records import LinkRecord, load_records, record_doc
 from fusevault.tasks import TaskState
+from fusevault.transfer.offer import link_stays_inside
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.services.exporting import tree
 from fusevault.vault.services.placing import KernelCache, make_dirs, make_durable, split, write_file
@@ -218,8 +219,11 @@ class Links:
             versions = await trio.to_thread.run_sync(client.versions, record.item, keys.delete)
             for version in [v for v in versions if not v["deleted"]]:
                 vid = version["id"]
+                # Outside the item's ``try``: a box folder that cannot take drops now is no
+                # defect of the item; it postpones the whole box (attack round 25b (4)).
+                folder = await self._box_folder(record)
                 try:
-                    files, rev = await self._take(client, record, rev, version)
+                    files, rev = await self._take(client, record, rev, version, folder, errors)
                 except (CorruptData, FsError) as err:
                     # Anyone with the drop link can post garbage (or a name the vault refuses): it
                     # must not block what comes after it.  Nobody can read it, so it goes.
@@ -245,10 +249,22 @@ class Links:
                 rev = await self._save(record, rev)
         return taken
 
-    async def _take(self, client: LinkClient, record: LinkRecord, rev: str, version: dict) -> tuple[int, str]:
-        """One dropped version into the vault, unless a crash left it there already: (files, rev)."""
+    async def _box_folder(self, record: LinkRecord) -> Node:
+        """The box's own folder, made where missing, writable for her.  When it cannot be had (moved
+        away with a file in its place, not writable, a folder document the vault refuses), every
+        item waits on the server for the next run: raised as BoxWaits, which is neither FsError nor
+        CorruptData, so no item is discarded for it (attack round 25b (4))."""
+        try:
+            return await make_dirs(self.vol, str_to_name(record.path), self.caller)
+        except (FsError, CorruptData) as err:
+            raise BoxWaits(f"its folder cannot take drops now ({err}); every dropped item stays "
+                           "on the server for the next run") from None
+
+    async def _take(self, client: LinkClient, record: LinkRecord, rev: str, version: dict, folder: Node,
+                    notes: list[str]) -> tuple[int, str]:
+        """One dropped version into the box's ``folder``, unless a crash left it there already:
+        (files, rev).  What of it was not kept (a symlink leading out) is said in ``notes``."""
         vid, keys = version["id"], record.keys
-        folder = await make_dirs(self.vol, str_to_name(record.path), self.caller)
         assert folder.children is not None  # a folder
         temp = f".fvdrop-{vid}".encode()
         final = record.pending.get(vid)
@@ -260,6 +276,7 @@ class Links:
             manifest = capability.open_drop(keys, record.item, version)
             found = content.entries(manifest)
             await self._write_drop(client, keys.read_key, record.item, manifest, found, folder, temp)
+            dropped_links = await self._drop_links_leading_out(folder, temp, found)
         except Exception:  # nothing of an item that does not arrive stays behind, hidden
             if temp in folder.children:
                 await self._remove(folder, temp)
@@ -276,12 +293,18 @@ class Links:
         await self.kernel.entry(folder.ino, temp)
         await self.kernel.inode(folder.ino)
         await self.vol.fsyncdir()
+        notes.extend(f"{shown(record.path)}: did not keep the dropped symlink {shown(e['path'])} -> "
+                     f"{shown(e['target'])}: it leads outside the dropped folder" for e in dropped_links)
         return sum(1 for e in found if e["type"] == "file"), rev
 
     async def _write_drop(self, client: LinkClient, read_key: bytes, item: str, manifest: dict,
                           found: list[dict], folder: Node, temp: bytes) -> None:
         """A dropped file or folder, whole and durable, under the hidden name ``temp``."""
         top = found[0]["path"]
+        if found[0]["type"] == "symlink":
+            # A drop of one link has no folder to stay in: whatever it names is outside the drop
+            # (her ~/.ssh/id_ed25519 as "invoice.pdf", attack round 25b (7)).
+            raise CorruptData("it is a symlink, and a dropped symlink must stay inside a dropped folder")
         for index, entry in enumerate(found):
             rel = temp + str_to_name(entry["path"][len(top):])
             where, name = split(self.vol.path_of(folder) + b"/" + rel)
@@ -290,6 +313,8 @@ class Links:
                 continue
             parent = await make_dirs(self.vol, where, self.caller)
             if entry["type"] == "symlink":
+                if not link_stays_inside(entry["path"], entry["target"]):
+                    continue  # by its text it leads out: never made (said by _drop_links_leading_out)
                 made = await self.vol.symlink(parent.ino, name, str_to_name(entry["target"]), self.caller)
                 self.vol.forget(made.ino, 1)
                 continue
@@ -298,6 +323,62 @@ class Links:
                                        mode=entry["mode"] & SAFE_MODE_BITS, caller=self.caller,
                                        kernel=self.kernel, mtime_ns=entry["mtime_ns"])  # entries(): ints
             await make_durable(self.vol, node)
+
+    async def _drop_links_leading_out(self, folder: Node, temp: bytes, found: list[dict]) -> list[dict]:
+        """The dropped symlinks that lead out of the dropped folder, by their text or resolved in
+        the vault with every link in place (a chain of them, ``d -> .`` and ``l -> d/..``, or a
+        dangling one a later drop could give a meaning), removed: as ``link get`` and ``receive``
+        keep only the links that stay inside (content.py ``_drop_links_leading_out``, output.py
+        ``make_links``).  Checked again until none is removed: removing one may change another."""
+        assert folder.children is not None  # a folder
+        top = found[0]["path"]
+        links = [e for e in found if e["type"] == "symlink"]
+        dropped = [e for e in links if not link_stays_inside(e["path"], e["target"])]  # never made
+        kept = [e for e in links if e not in dropped]
+        while out := [e for e in kept
+                      if not self._resolves_inside(folder, [temp, *_parts(e["path"][len(top):])])]:
+            for entry in out:
+                parts = _parts(entry["path"][len(top):])
+                parent = self._walk(self.vol.node(folder.children[temp]), parts[:-1])
+                await self.vol.unlink(parent.ino, parts[-1])
+                kept.remove(entry)
+            dropped += out
+        return dropped
+
+    def _walk(self, node: Node, parts: list[bytes]) -> Node:
+        """The node at ``parts`` under ``node`` (folders this drop made: no link on the way)."""
+        for part in parts:
+            assert node.children is not None  # _write_drop made these folders
+            node = self.vol.node(node.children[part])
+        return node
+
+    def _resolves_inside(self, folder: Node, parts: list[bytes]) -> bool:
+        """Whether ``parts`` (``temp`` first) under the box's ``folder`` resolves, following every
+        symlink in the vault, to an existing node inside ``temp``.  Dangling, a loop or an absolute
+        target count as leading out."""
+        stack, todo, hops = [folder], list(parts), 0
+        while todo:
+            part = todo.pop(0)
+            if part in (b"", b"."):
+                continue
+            if part == b"..":
+                if len(stack) <= 2:  # above the dropped folder: the box's own folder, or beyond
+                    return False
+                stack.pop()
+                continue
+            here = stack[-1]
+            if here.children is None or part not in here.children:
+                return False  # dangling, or a name under a file
+            node = self.vol.node(here.children[part])
+            if stat.S_ISLNK(node.mode):
+                hops += 1
+                target = self.vol.readlink(node.ino)
+                if hops > _MAX_HOPS or target.startswith(b"/"):
+                    return False
+                todo[:0] = target.split(b"/")  # relative to the folder the link is in
+                continue
+            stack.append(node)
+        return len(stack) >= 2
 
     async def _remove(self, folder: Node, name: bytes) -> None:
         """A hidden folder a crash left half-written (its version is still on the server)."""
@@ -310,6 +391,19 @@ class Links:
             await self.vol.rmdir(folder.ino, name)
         else:
             await self.vol.unlink(folder.ino, name)
+
+
+class BoxWaits(VaultError):
+    """A drop box whose own folder cannot take drops now: the whole box waits for the next run,
+    every item kept on the server (never an item's defect, so never a discard)."""
+
+
+_MAX_HOPS = 40  # symlinks followed in one resolution, as the kernel's ELOOP limit
+
+
+def _parts(rel: str) -> list[bytes]:
+    """A dropped path below its top (``/a/b`` or ``""``) as vault names."""
+    return [str_to_name(p) for p in rel.split("/") if p]
 
 
 def _server_view(record: LinkRecord) -> dict:

@@ -356,8 +356,6 @@ def relay(redis_url: str, couchdb_server: str):
         yield url
 
 
-@pytest.mark.xfail(strict=True, reason="round 25b hole 4: an FsError of the box's own folder counts as the "
-                   "dropped item's defect: every drop is discarded and deleted on the server")
 def test_a_drop_box_whose_folder_is_in_the_way_does_not_discard_the_drops(
         relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
@@ -448,8 +446,6 @@ def test_a_receive_whose_links_are_refused_half_way_leaves_no_symlink_leading_ou
 # --- hole 7: a dropped symlink leads anywhere on her machine
 
 
-@pytest.mark.xfail(strict=True, reason="round 25b hole 7: _write_drop makes any symlink a dropper lists: "
-                   "a dropped invoice.pdf -> ~/.ssh/id_ed25519 reads her private key in her Inbox")
 def test_a_dropped_symlink_does_not_lead_out_of_the_box(relay: str, vault: Path, tmp_path: Path) -> None:
     secret = tmp_path / "home" / ".ssh" / "id_ed25519"
     secret.parent.mkdir(parents=True)

@@ -477,3 +477,34 @@ def test_a_dropped_item_with_no_entries_or_missing_blocks_does_not_block_what_co
         assert os.listdir(mnt / "Inbox") == ["good.txt"]  # no half-written hidden folder left
         again = fusevault("link", "collect", cwd=mnt)
         assert again.returncode == 0 and "0 dropped" in again.stdout  # the garbage is gone for good
+
+
+def test_a_dropped_folders_symlinks_are_kept_only_when_they_stay_inside_it(relay: str, vault: Path,
+                                                                          tmp_path: Path) -> None:
+    """As ``link get`` and ``receive``: a dropped symlink is made only when it stays inside the dropped
+    folder by its text, and kept only when it resolves inside with every link in place (a chain
+    ``d -> .``, ``l -> d/..`` climbs to her box folder); the others are said, the rest arrives
+    (attack round 25b (7))."""
+    photos = tmp_path / "stranger" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "a.txt").write_text("a picture\n")
+    for name, target in {"ok": "a.txt", "d": ".", "l": "d/..", "abs": "/etc/passwd",
+                         "up": "../private.txt", "dangling": "nothere"}.items():
+        (photos / name).symlink_to(target)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "Inbox").mkdir()
+        (mnt / "Inbox" / "private.txt").write_text("owner only\n")
+        drop = capability.parse(
+            fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip())
+        with LinkClient(drop.server) as client:  # what anyone holding the drop link can send
+            manifest, blocks = content.upload(client, drop.item, drop.first, content.local_sources(photos))
+            sealed = capability.seal_drop(drop, manifest)
+            client.add_version(drop.item, drop.first, {**sealed, "blocks": blocks})
+        collected = fusevault("link", "collect", cwd=mnt)
+        assert "1 dropped" in collected.stdout, collected.stdout + collected.stderr
+        for name in ("l", "abs", "up", "dangling"):
+            assert f"did not keep the dropped symlink photos/{name} " in collected.stderr, collected.stderr
+        assert sorted(os.listdir(mnt / "Inbox")) == ["photos", "private.txt"]  # no hidden folder left
+        assert sorted(os.listdir(mnt / "Inbox" / "photos")) == ["a.txt", "d", "ok"]
+        assert (mnt / "Inbox" / "photos" / "ok").read_text() == "a picture\n"
+        assert os.readlink(mnt / "Inbox" / "photos" / "d") == "."
