@@ -316,7 +316,6 @@ def transfer_relay(redis_url: str):
         yield url
 
 
-                   "user made at a top the interrupted run claimed but had not made yet")
 def test_a_resumed_receive_does_not_write_into_a_folder_another_user_made_at_a_claimed_top(
         transfer_relay: str, tmp_path: Path) -> None:
     (tmp_path / "src" / "videos").mkdir(parents=True)
@@ -421,7 +420,6 @@ def test_a_link_get_refused_half_way_leaves_no_symlink_leading_out_of_the_folder
 # --- hole 6: the same in receive: a symlink refused half-way leaves the ones made before it unchecked
 
 
-                   "ones it made before: a sender's photos/l -> d/.., d -> . stays, to her output folder")
 def test_a_receive_whose_links_are_refused_half_way_leaves_no_symlink_leading_out(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
