@@ -99,9 +99,71 @@ def _resolves_inside(top: Path, path: Path) -> bool:
     return inside(top, Path(real))
 
 
-def make_links(output: Path, links: list[dict], say: Callable[[str], None]) -> None:
-    """The symlinks of the sender's list, each only if it stays inside its folder."""
-    made = []
+def folder_tops(names: list[str]) -> set[str]:
+    """The top-level names of ``names`` that are folders (something of the list is inside them)."""
+    return {top_of(name) for name in names if "/" in name}
+
+
+def _check_claimed_top(path: Path) -> bool:
+    """Whether the claimed top ``path`` is there, refused unless it can be the folder an earlier
+    run of hers made: a real folder (lstat: never through a link) of her own (st_uid), with no
+    write bit for group or others her umask would have taken away.  Another local user may make a
+    folder at a claimed name in a shared output folder while the session is paused (attack round
+    25b, hole 3); her files must never land in his folder."""
+    try:
+        held = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if (not stat.S_ISDIR(held.st_mode) or held.st_uid != os.geteuid()
+            or held.st_mode & 0o022 & current_umask()):
+        raise AlreadyExists(f"{shown(str(path))} is not the folder an earlier run of this receive made "
+                            "(not a folder of yours, or writable by others): not used; move it away "
+                            "or use --output")
+    return True
+
+
+def make_top_folders(output: Path, tops: set[str], claimed: set[str]) -> list[Path]:
+    """Make every top folder of the session now, before any file arrives (so a run cut off leaves
+    no claimed name absent for someone else to take); one an earlier run claimed is taken only if it
+    is hers (``_check_claimed_top``).  ``mkdir`` never takes what is there: EEXIST is a refusal.
+    Returns the folders made (removed, while empty, if the session is given up)."""
+    made: list[Path] = []
+    try:
+        for top in sorted(tops):
+            path = output / top
+            if top in claimed and _check_claimed_top(path):
+                continue
+            try:
+                os.mkdir(path, 0o777)  # less the umask, as mkdir -p
+            except FileExistsError:
+                raise AlreadyExists(f"{shown(str(path))} appeared while receiving: not used; "
+                                    "move it away or use --output") from None
+            made.append(path)
+    except BaseException:
+        remove_empty(made)
+        raise
+    if made:
+        fsync_dir(output)
+    return made
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders of ``folders`` that are still empty (what a given-up run made)."""
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass  # not empty (or gone): kept
+
+
+_Link = tuple[str, Path, str]  # a link's name (the sender's), where it lands, its target
+
+
+def _links_to_make(output: Path, links: list[dict]) -> tuple[list[_Link], list[tuple[str, Path]]]:
+    """Every link of the list checked before any is made: the ones to make, and the ones an earlier
+    run made (to check again).  Anything at a link's name -- a folder the session's files made, a
+    file, another link -- is a refusal now, before a link exists (attack round 25b, hole 6)."""
+    todo, earlier = [], []
     for link in links:
         name, target = link["name"], link["target"]
         path = safe_target(output, name)
@@ -109,21 +171,62 @@ def make_links(output: Path, links: list[dict], say: Callable[[str], None]) -> N
             log.warning("did not make %s: a symlink to %s, outside its folder", shown(name), shown(target))
             continue
         if path.is_symlink() and os.readlink(path) == target:
-            continue  # an earlier run made it
-        mkdir_inside(output, path.parent)
-        try:
-            os.symlink(target, path)
-        except FileExistsError:
-            raise CorruptData(f"the sender's list has a symlink where a folder is: {shown(name)}") from None
-        made.append((name, path, target))
-    for name, path, target in made:
-        # Checked again with every link in place: a chain of them must not lead out
-        # either, and a link must lead somewhere now: a dangling one could be given a
-        # meaning by links a later session adds (d/.. climbs wherever d points).
-        if not _resolves_inside(output / top_of(name), path):
-            path.unlink()
-            log.warning("did not keep %s: through other symlinks it leads outside its folder", shown(name))
+            earlier.append((name, path))  # an earlier run made it: what it resolves to may have changed
+        elif os.path.lexists(path):
+            raise CorruptData(f"the sender's list has a symlink where a file or folder is: {shown(name)}")
         else:
+            todo.append((name, path, target))
+    return todo, earlier
+
+
+def _make_all(output: Path, todo: list[_Link]) -> list[_Link]:
+    """Make the links of ``todo``; if one is refused, remove those made before it: a half-made set
+    is never left unchecked (one alone may lead out through another)."""
+    made: list[_Link] = []
+    try:
+        for name, path, target in todo:
+            mkdir_inside(output, path.parent)
+            try:
+                os.symlink(target, path)
+            except FileExistsError:
+                raise CorruptData("the sender's list has a symlink where a folder is: "
+                                  f"{shown(name)}") from None
+            made.append((name, path, target))
+    except BaseException:
+        for _, path, _ in made:
+            path.unlink(missing_ok=True)
+        raise
+    return made
+
+
+def _drop_leading_out(output: Path, kept: list[tuple[str, Path]]) -> set[Path]:
+    """Remove every link of ``kept`` that, with every link in place, does not lead inside its
+    folder; again after each removal, since a link may have led inside only through a removed one.
+    Returns the links removed."""
+    dropped: set[Path] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, path in kept:
+            if path in dropped or _resolves_inside(output / top_of(name), path):
+                continue
+            path.unlink(missing_ok=True)
+            dropped.add(path)
+            changed = True
+            log.warning("did not keep %s: through other symlinks it leads outside its folder", shown(name))
+    return dropped
+
+
+def make_links(output: Path, links: list[dict], say: Callable[[str], None]) -> None:
+    """The symlinks of the sender's list, each only if it stays inside its folder."""
+    todo, earlier = _links_to_make(output, links)
+    made = _make_all(output, todo)
+    # Checked again with every link in place, the earlier run's too: a chain of them must not lead
+    # out either, and a link must lead somewhere now: a dangling one could be given a meaning by
+    # links a later session adds (d/.. climbs wherever d points).
+    dropped = _drop_leading_out(output, earlier + [(name, path) for name, path, _ in made])
+    for _, path, target in made:
+        if path not in dropped:
             say(f"received {shown(str(path))} -> {shown(target)}")
     if made:
         fsync_dir(output)

@@ -42,7 +42,16 @@ from fusevault.errors import (
 )
 from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient, SessionEnded
-from fusevault.transfer.output import check_new_tops, current_umask, make_links, mkdir_inside, safe_target
+from fusevault.transfer.output import (
+    check_new_tops,
+    current_umask,
+    folder_tops,
+    make_links,
+    make_top_folders,
+    mkdir_inside,
+    remove_empty,
+    safe_target,
+)
 from fusevault.transfer.progress import transfer_progress
 from fusevault.transfer.resume import ResumeState
 from fusevault.vault.format.atomic import fsync_dir
@@ -105,6 +114,7 @@ class Receiver:
         self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="pop")
         self.local = threading.local()
         self.clients: list[RelayClient] = []
+        self.made_tops: list[Path] = []  # top folders this run made (removed, while empty, if given up)
 
     def run(self, name: str, code: str) -> None:
         try:
@@ -252,7 +262,10 @@ class Receiver:
             path = safe_target(self.output, link["name"])
             if os.path.lexists(path) and not (path.is_symlink() and os.readlink(path) == link["target"]):
                 raise AlreadyExists(f"{shown(str(path))} exists: move it away or use --output")
-        self.state.claim(new)
+        self.state.claim(new)  # saved before the first is made: a crash never leaves one unclaimed
+        # Every top folder made now, before any file arrives: a run cut off leaves none of its claimed
+        # names absent for another local user to take; a claimed one there is taken only if hers.
+        self.made_tops = make_top_folders(self.output, folder_tops(names), self.state.tops - set(new))
         return todo
 
     def one(self, inc: Incoming, request: crypto.FileRequest, ack: dict, progress) -> None:
@@ -374,6 +387,7 @@ class Receiver:
             self.state.remove()
         for partial in self.partials:
             partial.unlink(missing_ok=True)
+        remove_empty(self.made_tops)  # nothing can resume into them: no empty folder left behind
 
 
 # A partial file made by this run: never one that is there already (whoever made it).

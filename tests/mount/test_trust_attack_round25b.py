@@ -316,8 +316,6 @@ def transfer_relay(redis_url: str):
         yield url
 
 
-@pytest.mark.xfail(strict=True, reason="round 25b hole 3: a resumed receive writes into a folder another "
-                   "user made at a top the interrupted run claimed but had not made yet")
 def test_a_resumed_receive_does_not_write_into_a_folder_another_user_made_at_a_claimed_top(
         transfer_relay: str, tmp_path: Path) -> None:
     (tmp_path / "src" / "videos").mkdir(parents=True)
@@ -338,7 +336,10 @@ def test_a_resumed_receive_does_not_write_into_a_folder_another_user_made_at_a_c
         os.chown(shared / "videos", 4242, 4242)
         (shared / "videos").chmod(0o777)
         got = receive(transfer_relay, name, code, shared)  # she resumes: the same command
-        sender.wait(60)
+        if got.returncode == 0:
+            sender.wait(60)
+        # Refused, so the sender's session stays open for another try (--output): `sending` ends it.
+    assert got.returncode in (0, 11) and "Traceback" not in got.stderr, got.stderr
     inside_his = sorted(os.listdir(shared / "videos"))
     assert (shared / "videos").stat().st_uid != 4242 or not inside_his, (
         f"the resumed receive wrote her files into a folder another local user made and owns "
@@ -420,8 +421,6 @@ def test_a_link_get_refused_half_way_leaves_no_symlink_leading_out_of_the_folder
 # --- hole 6: the same in receive: a symlink refused half-way leaves the ones made before it unchecked
 
 
-@pytest.mark.xfail(strict=True, reason="round 25b hole 6: make_links refused at one symlink never checks the "
-                   "ones it made before: a sender's photos/l -> d/.., d -> . stays, to her output folder")
 def test_a_receive_whose_links_are_refused_half_way_leaves_no_symlink_leading_out(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
