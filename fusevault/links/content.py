@@ -193,30 +193,39 @@ def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, 
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # her choice: followed once
     try:
         made: set[str] = set()  # the folders this fetch made: her own keep their modes, --overwrite or not
+        placed: set[str] = set()  # the file or symlink tops this fetch put in place
         try:
             # Symlinks last, once every file is whole: a fetch refused half-way (a bad block, Ctrl-C)
             # has made none, so none of them can lead out (attack round 25b (5)).
             for index, entry in enumerate(found):
                 if entry["type"] != "symlink":
-                    _place(client, read_key, item, manifest, index, root, made, overwrite, advance)
+                    _place(client, read_key, item, manifest, index, root, made, placed, overwrite, advance)
             for index, entry in enumerate(found):
                 if entry["type"] == "symlink":
-                    _place(client, read_key, item, manifest, index, root, made, overwrite, advance)
+                    _place(client, read_key, item, manifest, index, root, made, placed, overwrite, advance)
         except BaseException:
             with contextlib.suppress(OSError, CorruptData):  # the refusal is what she must see
-                _drop_links_leading_out(root, dest, tops)
+                _drop_links_leading_out(root, dest, _ours(tops, made | placed, overwrite))
             raise
-        _drop_links_leading_out(root, dest, tops)
+        _drop_links_leading_out(root, dest, _ours(tops, made | placed, overwrite))
         _set_folder_modes(root, [e for e in found if e["path"] in made])
     finally:
         os.close(root)
     return targets[0]
 
 
+def _ours(tops: list[str], made: set[str], overwrite: bool) -> list[str]:
+    """The tops whose symlinks are checked: all of them under ``overwrite`` (she chose to have the
+    link's folder replace hers), else only those this fetch made -- a top that appeared at its name
+    meanwhile (refused, exit 11) is not the link's, and nothing in it is touched."""
+    return tops if overwrite else [top for top in tops if top in made]
+
+
 def _place(client: LinkClient, read_key: bytes, item: str, manifest: dict, index: int, root: int,
-           made: set[str], overwrite: bool, advance: Callable[[int], None]) -> None:
+           made: set[str], placed: set[str], overwrite: bool, advance: Callable[[int], None]) -> None:
     """One entry of the list in its place under ``root``: a folder made (or reached), a file or a
-    symlink written.  Without ``overwrite`` a top is only ever made new, never put over anything."""
+    symlink written.  Without ``overwrite`` a top is only ever made new, never put over anything;
+    a file or symlink top put in place is added to ``placed``."""
     entry = manifest["entries"][index]
     parts = entry["path"].split("/")  # safe names (entries): none "", "." or ".."
     if entry["type"] == "dir":
@@ -232,6 +241,8 @@ def _place(client: LinkClient, read_key: bytes, item: str, manifest: dict, index
                      replace=overwrite or len(parts) > 1)
     finally:
         os.close(folder)
+    if len(parts) == 1:
+        placed.add(entry["path"])
 
 
 def _reach(root: int, parts: list[str], made: set[str] | None, new_top: bool = False) -> int:
