@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e, shown, str_to_name
-from fusevault.errors import CorruptData, InvalidInput
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
 from fusevault.host_access import SAFE_MODE_BITS  # never a setuid, setgid or sticky bit (as export)
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
@@ -187,40 +187,71 @@ def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, 
         raise InvalidInput(f"{dest} is not a folder")
     found = entries(manifest)
     targets = [safe_target(dest, e["path"]) for e in found]
-    if not overwrite:  # the same refusal (exit 11) as an existing file's
+    if not overwrite:  # the same refusal (exit 11) as an existing file's, before any block is fetched
         check_new_tops(dest, [e["path"] for e in found], set(), " (use --overwrite to replace it)")
+    tops = sorted({e["path"].split("/")[0] for e in found})
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # her choice: followed once
     try:
         made: set[str] = set()  # the folders this fetch made: her own keep their modes, --overwrite or not
-        links: list[dict] = []  # the symlinks this fetch made, checked again once all are in place
-        for index, entry in enumerate(found):
-            parts = entry["path"].split("/")  # safe names (entries): none "", "." or ".."
-            if entry["type"] == "dir":
-                os.close(_reach(root, parts, made))  # a link or file in its place is refused, never followed
-                continue
-            if entry["type"] == "symlink" and not link_stays_inside(entry["path"], entry["target"]):
-                log.warning("did not make %s: a symlink to %s, outside its folder",
-                            shown(entry["path"]), shown(entry["target"]))
-                continue
-            folder = _reach(root, parts[:-1], made)
-            try:
-                _write_entry(client, read_key, item, manifest, index, folder, parts[-1], advance)
-            finally:
-                os.close(folder)
-            if entry["type"] == "symlink":
-                links.append(entry)
-        _drop_links_leading_out(root, dest, links)
+        placed: set[str] = set()  # the file or symlink tops this fetch put in place
+        try:
+            # Symlinks last, once every file is whole: a fetch refused half-way (a bad block, Ctrl-C)
+            # has made none, so none of them can lead out (attack round 25b (5)).
+            for index, entry in enumerate(found):
+                if entry["type"] != "symlink":
+                    _place(client, read_key, item, manifest, index, root, made, placed, overwrite, advance)
+            for index, entry in enumerate(found):
+                if entry["type"] == "symlink":
+                    _place(client, read_key, item, manifest, index, root, made, placed, overwrite, advance)
+        except BaseException:
+            with contextlib.suppress(OSError, CorruptData):  # the refusal is what she must see
+                _drop_links_leading_out(root, dest, _ours(tops, made | placed, overwrite))
+            raise
+        _drop_links_leading_out(root, dest, _ours(tops, made | placed, overwrite))
         _set_folder_modes(root, [e for e in found if e["path"] in made])
     finally:
         os.close(root)
     return targets[0]
 
 
-def _reach(root: int, parts: list[str], made: set[str] | None) -> int:
+def _ours(tops: list[str], made: set[str], overwrite: bool) -> list[str]:
+    """The tops whose symlinks are checked: all of them under ``overwrite`` (she chose to have the
+    link's folder replace hers), else only those this fetch made -- a top that appeared at its name
+    meanwhile (refused, exit 11) is not the link's, and nothing in it is touched."""
+    return tops if overwrite else [top for top in tops if top in made]
+
+
+def _place(client: LinkClient, read_key: bytes, item: str, manifest: dict, index: int, root: int,
+           made: set[str], placed: set[str], overwrite: bool, advance: Callable[[int], None]) -> None:
+    """One entry of the list in its place under ``root``: a folder made (or reached), a file or a
+    symlink written.  Without ``overwrite`` a top is only ever made new, never put over anything;
+    a file or symlink top put in place is added to ``placed``."""
+    entry = manifest["entries"][index]
+    parts = entry["path"].split("/")  # safe names (entries): none "", "." or ".."
+    if entry["type"] == "dir":
+        os.close(_reach(root, parts, made, new_top=not overwrite))  # a link or file there is refused
+        return
+    if entry["type"] == "symlink" and not link_stays_inside(entry["path"], entry["target"]):
+        log.warning("did not make %s: a symlink to %s, outside its folder",
+                    shown(entry["path"]), shown(entry["target"]))
+        return
+    folder = _reach(root, parts[:-1], made, new_top=not overwrite)
+    try:
+        _write_entry(client, read_key, item, manifest, index, folder, parts[-1], advance,
+                     replace=overwrite or len(parts) > 1)
+    finally:
+        os.close(folder)
+    if len(parts) == 1:
+        placed.add(entry["path"])
+
+
+def _reach(root: int, parts: list[str], made: set[str] | None, new_top: bool = False) -> int:
     """A descriptor of the folder ``parts`` under ``root``, each part opened ``O_NOFOLLOW |
     O_DIRECTORY``: a symlink or a file on the way is refused (on disk, whoever made it: an older
     version of the link, or she), never followed.  With ``made``, missing folders are made
-    (``mkdir -p``) and their relative names added to it (only those may get the link's mode)."""
+    (``mkdir -p``) and their relative names added to it (only those may get the link's mode).
+    With ``new_top``, the top folder must be one this fetch made: one that appeared at its name
+    since it was checked new (hers, or another user's in a shared folder) is refused, exit 11."""
     here = os.dup(root)
     try:
         for depth, part in enumerate(parts, 1):
@@ -230,7 +261,8 @@ def _reach(root: int, parts: list[str], made: set[str] | None) -> int:
                     os.mkdir(part, 0o777, dir_fd=here)  # less the umask, as mkdir -p
                     made.add(rel)
                 except FileExistsError:
-                    pass
+                    if new_top and depth == 1 and rel not in made:
+                        raise _appeared(rel) from None
             inner = _open_folder_at(here, part, rel)
             os.close(here)
             here = inner
@@ -238,6 +270,11 @@ def _reach(root: int, parts: list[str], made: set[str] | None) -> int:
         os.close(here)
         raise
     return here
+
+
+def _appeared(name: str) -> AlreadyExists:
+    return AlreadyExists(f"{shown(name)} appeared while the link was fetched: not replaced "
+                         "(use --overwrite to replace it)")
 
 
 def _open_folder_at(folder: int, name: str, rel: str) -> int:
@@ -251,9 +288,12 @@ def _open_folder_at(folder: int, name: str, rel: str) -> int:
 
 
 def _write_entry(client: LinkClient, read_key: bytes, item: str, manifest: dict, index: int, folder: int,
-                 name: str, advance: Callable[[int], None]) -> None:
+                 name: str, advance: Callable[[int], None], replace: bool = True) -> None:
     """One file or symlink under a hidden name in ``folder``, then renamed to ``name`` there: the
-    rename replaces whatever ``name`` is (a symlink itself, never what it points to)."""
+    rename replaces whatever ``name`` is (a symlink itself, never what it points to).  Not
+    ``replace`` (a top without --overwrite): linked to ``name`` instead, which never replaces --
+    a file that appeared there during the download (minutes, for a big one) is kept, the fetch
+    refused (attack round 25b (2)), as ``receive`` does."""
     entry = manifest["entries"][index]
     temp = f".{name[:200]}.fvpart-{uuid.uuid4().hex[:8]}"
     try:
@@ -262,30 +302,77 @@ def _write_entry(client: LinkClient, read_key: bytes, item: str, manifest: dict,
         else:
             chunks = verified(contents(client, read_key, item, manifest, index), entry)
             _write_file(folder, temp, chunks, entry, advance)
-        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        if replace:
+            os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        else:
+            _link_new(folder, temp, name)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=folder)
     os.fsync(folder)
 
 
-def _drop_links_leading_out(root: int, dest: Path, links: list[dict]) -> None:
-    """Each symlink made stays inside its folder by its text (``link_stays_inside``); checked again
-    with every link in place, resolved: a chain of them must not lead out either, and a dangling
-    one could be given a meaning later (``d/..`` climbs wherever ``d`` points).  As ``receive``
-    does (transfer/output.py ``make_links``)."""
-    for entry in links:
-        parts = entry["path"].split("/")
-        if _resolves_inside(dest / parts[0], dest.joinpath(*parts)):
-            continue
-        folder = _reach(root, parts[:-1], None)
+def _link_new(folder: int, temp: str, name: str) -> None:
+    """``temp`` at ``name`` too, only if nothing is there (a symlink linked itself, not followed)."""
+    try:
+        os.link(temp, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+    except FileExistsError:
+        raise _appeared(name) from None
+
+
+def _drop_links_leading_out(root: int, dest: Path, tops: list[str]) -> None:
+    """Every symlink under the ``tops`` -- made now, by an older version, or by her -- resolved
+    with every link in place, must stay inside its top: what one resolves to depends on the links
+    beside it (an old ``l -> d/..`` climbs wherever a new ``d`` points, attack round 25b (1)), and
+    a dangling one could be given a meaning later.  Those that do not are removed, each said.
+    Again until none is: removing one can leave another dangling.  As ``receive`` does
+    (transfer/output.py ``make_links``)."""
+    while True:
+        out = [rel for top in tops for rel in _symlinks_under(root, top)
+               if not _resolves_inside(dest / top, dest / rel)]
+        if not out:
+            return
+        for rel in out:
+            _unlink_at(root, rel)
+            log.warning("did not keep %s: through other symlinks it leads outside its folder", shown(rel))
+
+
+def _symlinks_under(root: int, top: str) -> list[str]:
+    """The relative names of the symlinks at or under ``top``, folders walked ``O_NOFOLLOW`` from
+    ``root`` (a symlink is listed, never followed)."""
+    try:
+        st = os.stat(top, dir_fd=root, follow_symlinks=False)
+    except FileNotFoundError:
+        return []
+    if stat.S_ISLNK(st.st_mode):
+        return [top]
+    if not stat.S_ISDIR(st.st_mode):
+        return []
+    found: list[str] = []
+    pending = [top]
+    while pending:
+        rel = pending.pop()
+        fd = _reach(root, rel.split("/"), None)
         try:
-            if os.readlink(parts[-1], dir_fd=folder) == entry["target"]:  # the one made here
-                os.unlink(parts[-1], dir_fd=folder)
+            with os.scandir(fd) as listing:
+                for item in listing:
+                    if item.is_symlink():
+                        found.append(f"{rel}/{item.name}")
+                    elif item.is_dir(follow_symlinks=False):
+                        pending.append(f"{rel}/{item.name}")
         finally:
-            os.close(folder)
-        log.warning("did not keep %s: through other symlinks it leads outside its folder",
-                    shown(entry["path"]))
+            os.close(fd)
+    return found
+
+
+def _unlink_at(root: int, rel: str) -> None:
+    parts = rel.split("/")
+    folder = _reach(root, parts[:-1], None)
+    try:
+        if stat.S_ISLNK(os.stat(parts[-1], dir_fd=folder, follow_symlinks=False).st_mode):
+            os.unlink(parts[-1], dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def _resolves_inside(top: Path, path: Path) -> bool:

@@ -242,8 +242,6 @@ def _link(kind: str, path: str, **fields) -> dict:
 # --- hole 1: an older version's symlink re-aimed out of the folder by a newer version's symlink
 
 
-@pytest.mark.xfail(strict=True, reason="round 25b hole 1: only the symlinks a fetch makes are checked "
-                   "resolved; an older version's `photos/l -> d/..` leads to her home once v2 makes d -> .")
 def test_link_get_overwrite_does_not_leave_an_older_versions_symlink_leading_out_of_the_folder(
         tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -276,8 +274,6 @@ def test_link_get_overwrite_does_not_leave_an_older_versions_symlink_leading_out
 # --- hole 2: `link get` without --overwrite replaces a file that appeared while it fetched
 
 
-@pytest.mark.xfail(strict=True, reason="round 25b hole 2: the top is checked new before the download and "
-                   "put in place with os.replace: a file that appeared at its name meanwhile is lost")
 def test_link_get_without_overwrite_does_not_replace_a_file_that_appeared_during_the_fetch(
         tmp_path: Path) -> None:
     dest = tmp_path / "Downloads"
@@ -394,9 +390,6 @@ class _ChangedBlock:
         return self.sealed
 
 
-@pytest.mark.xfail(strict=True, reason="round 25b hole 5: a fetch refused at a bad block never reaches "
-                   "_drop_links_leading_out: a chain photos/l -> d/.., d -> . made before it stays, "
-                   "to her home")
 def test_a_link_get_refused_half_way_leaves_no_symlink_leading_out_of_the_folder(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
