@@ -29,7 +29,7 @@ from fusevault.host_access import SAFE_MODE_BITS  # never a setuid, setgid or st
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
 from fusevault.transfer.offer import link_stays_inside
-from fusevault.transfer.output import check_new_tops, inside, safe_target
+from fusevault.transfer.output import check_new_tops, resolves_inside, safe_target
 from fusevault.vault.model import names
 
 log = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ def _drop_links_leading_out(root: int, dest: Path, tops: list[str]) -> None:
     (transfer/output.py ``make_links``)."""
     while True:
         out = [rel for top in tops for rel in _symlinks_under(root, top)
-               if not _resolves_inside(dest / top, dest / rel)]
+               if not resolves_inside(dest / top, dest / rel)]
         if not out:
             return
         for rel in out:
@@ -373,14 +373,6 @@ def _unlink_at(root: int, rel: str) -> None:
             os.unlink(parts[-1], dir_fd=folder)
     finally:
         os.close(folder)
-
-
-def _resolves_inside(top: Path, path: Path) -> bool:
-    try:
-        real = os.path.realpath(path, strict=True)
-    except OSError:  # dangling, or a loop
-        return False
-    return inside(top, Path(real))
 
 
 def _set_folder_modes(root: int, folders: list[dict]) -> None:

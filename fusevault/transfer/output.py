@@ -91,7 +91,8 @@ def mkdir_inside(output: Path, folder: Path) -> list[Path]:
     return made
 
 
-def _resolves_inside(top: Path, path: Path) -> bool:
+def resolves_inside(top: Path, path: Path) -> bool:
+    """Whether ``path``, every link on the way followed, is an existing place under ``top``."""
     try:
         real = os.path.realpath(path, strict=True)
     except OSError:  # dangling, or a loop
@@ -208,7 +209,7 @@ def _drop_leading_out(output: Path, kept: list[tuple[str, Path]]) -> set[Path]:
     while changed:
         changed = False
         for name, path in kept:
-            if path in dropped or _resolves_inside(output / top_of(name), path):
+            if path in dropped or resolves_inside(output / top_of(name), path):
                 continue
             path.unlink(missing_ok=True)
             dropped.add(path)
