@@ -3,6 +3,9 @@ the ledger's ``owner_trashed`` and authorship ``_back_from_owners_trash``; ``Ino
 ``LocalStore.reading``; the per-user ``Requests.turn``), from the server / sync peer / store writer side.
 Real mounts, the real ``fusevault`` command, a pouchdb-server of the test's own.
 
+Status: the four holes below are OPEN (strict xfails); docs/SECURITY.md "Attack round 25" says so and names
+the fix to come.
+
 Holes
 -----
 1. THE SERVER REPLAYING THE OWNER'S OLD SIGNED DELETION TAKES HER RESTORED FILE FROM A READER'S MOUNTED

@@ -11,6 +11,11 @@ directly with manifests the link's owner signs, as round 24b (5) did: no mount, 
 runs real ``fusevault send``/``receive`` through a relay (another local user played by root with
 ``chown``); holes 4 and 7 a real mount, a relay with its link store and ``link push``/``link collect``.
 
+Status: every hole below is fixed and its test passes (the drop box postponed when its folder is in the way;
+dropped and fetched symlinks kept only when they stay inside, all re-checked with every link in place; a top
+linked into place without replacing; receive's top folders made at plan time, a claimed one used only if hers;
+make_links checks all before making any); docs/SECURITY.md "Attack round 25" says what holds now.
+
 Holes
 -----
 1. A SYMLINK AN OLDER VERSION MADE IS RE-AIMED OUT OF THE LINK'S FOLDER BY A NEWER VERSION'S
