@@ -3,8 +3,8 @@ the ledger's ``owner_trashed`` and authorship ``_back_from_owners_trash``; ``Ino
 ``LocalStore.reading``; the per-user ``Requests.turn``), from the server / sync peer / store writer side.
 Real mounts, the real ``fusevault`` command, a pouchdb-server of the test's own.
 
-Status: the four holes below are OPEN (strict xfails); docs/SECURITY.md "Attack round 25" says so and names
-the fix to come.
+Status: hole 4 is fixed (the ledger changes ``owner_trashed`` only from a state it takes); holes 1-3 are OPEN
+(strict xfails); docs/SECURITY.md "Attack round 25" says so and names the fix to come.
 
 Holes
 -----
@@ -261,10 +261,7 @@ def test_her_old_deletion_put_into_a_readers_store_does_not_silently_hide_her_fi
 
 
 @pytest.mark.parametrize("replayed", [
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError,
-        reason="round 25a hole 4: a replayed older live state clears owner_trashed (ledger.py:463) before "
-        "it is refused: bob brings her trashed file back")),
+    True,  # hole 4, fixed: the ledger changes owner_trashed only from a state it takes
     False])  # the control: round 24a (3)'s refusal
 def test_a_replayed_live_state_of_hers_does_not_let_a_writer_bring_back_her_trashed_file_on_a_readers_device(
         tmp_path: Path, replayed: bool) -> None:

@@ -460,8 +460,10 @@ class Ledger:
         if doc.get("_deleted"):
             self.record(fid, None, False)  # a peer's gc of expired trash arrives so
             return True
-        self._trashed_by_owner(fid, doc)  # judged already (signature, WRITE): whether it opens here or not
         if fresh is None:
+            # Judged already (signature, WRITE), but its seq cannot be read here: a replayed deletion
+            # is not told from a new one yet (attack round 25a (1)-(3), open).
+            self._trashed_by_owner(fid, doc)
             return True
         seq = writer_seq(fresh.seq, doc, self.key.user_id)
         if self.older(fid, seq):
@@ -471,6 +473,9 @@ class Ledger:
                 # of the older revision (and puts the newer state back).
                 held.rev = doc["_rev"]
             return False
+        # Only a state taken changes her trash as seen here: a replayed older live state of hers
+        # must not let a writer bring her trashed file back (attack round 25a (4)).
+        self._trashed_by_owner(fid, doc)
         self.record(fid, seq, not doc.get("delete"))
         self.keyed(fid, fresh.epoch)
         self.saw_kind(fresh)
