@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 PASSPHRASE = "correct horse battery staple"
 # Linux logins are machine-wide: each test process (a run, or an xdist worker of one) names its own, so
@@ -424,6 +425,17 @@ def redis_url(tmp_path_factory):
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def transfer_relay(redis_url: str):
+    """A relay on an empty redis: a session a test leaves open (a sender killed after a refusal)
+    holds its address's one open session for an hour, and the next test's sender is refused."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.close()
+    with running_relay(redis_url) as (_, url):
+        yield url
 
 
 @contextlib.contextmanager

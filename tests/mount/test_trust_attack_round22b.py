@@ -255,7 +255,6 @@ from pathlib import Path
 
 import adversary
 import pytest
-import redis
 from attack_scenes import add_users, recipients_dek, share
 from conftest import PASSPHRASE, fusevault, is_mounted, mounted, running_relay
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -456,17 +455,6 @@ def test_a_strangers_dropped_item_does_not_make_her_device_forget_her_drop_box(
 
 
 # --- hole 5: `receive --vault` takes its folder from a user document anyone can sign
-
-
-@pytest.fixture
-def transfer_relay(redis_url: str):
-    """A relay on an empty redis: a session a test leaves open (a sender killed after a refusal)
-    holds its address's one open session for an hour, and the next test's sender is refused."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
-    client.close()
-    with running_relay(redis_url) as (_, url):
-        yield url
 
 
 def test_receive_with_vault_does_not_land_files_where_a_store_writer_says(transfer_relay: str, vault: Path,

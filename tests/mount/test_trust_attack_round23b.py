@@ -199,16 +199,6 @@ from fusevault.links.client import LinkClient
 from fusevault.relay import keys as relay_keys
 from fusevault.transfer.resume import HEADER, _tag
 
-
-@pytest.fixture
-def transfer_relay(redis_url: str):
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
-    client.close()
-    with running_relay(redis_url) as (_, url):
-        yield url
-
-
 # --- hole 1: a file a sender sends is a resume file of his next session, claiming her ~/.ssh
 
 

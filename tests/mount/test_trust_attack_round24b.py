@@ -172,7 +172,6 @@ from pathlib import Path
 
 import adversary
 import pytest
-import redis
 from conftest import fusevault, mounted, running_relay
 from transfer_helpers import receive, sending
 
@@ -313,15 +312,6 @@ def test_a_watched_file_name_does_not_write_a_line_of_its_own_to_status_or_her_l
 
 
 # --- hole 3: `fusevault send` shows a file's name raw in its progress bar
-
-
-@pytest.fixture
-def transfer_relay(redis_url: str):
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
-    client.close()
-    with running_relay(redis_url) as (_, url):
-        yield url
 
 
 OSC52 = "\x1b]52;c;ZWNobyBvd25lZA==\x1b\\\x1b[2K\x1b[1A"  # ST, not BEL: rich drops BEL, not ESC

@@ -212,7 +212,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 from conftest import fusevault, mounted, running_relay
 from transfer_helpers import receive, sending
 
@@ -306,15 +305,6 @@ def test_link_get_without_overwrite_does_not_replace_a_file_that_appeared_during
 
 # --- hole 3: a top claimed by an interrupted receive but not yet made: the resumed run writes into
 # whatever folder another local user made at that name meanwhile
-
-
-@pytest.fixture
-def transfer_relay(redis_url: str):
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
-    client.close()
-    with running_relay(redis_url) as (_, url):
-        yield url
 
 
 def test_a_resumed_receive_does_not_write_into_a_folder_another_user_made_at_a_claimed_top(
