@@ -173,9 +173,6 @@ def _replayed(db: adversary.Server, carols: Path, deletion: dict) -> None:
     wait_for(lambda: (adversary.get(carols, deletion["_id"]) or {}).get("_rev") == rev, "the replay stored")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="round 25a hole 1: her replayed old deletion is admitted on a grantee's device "
-                   "without the older check (ledger.py:464): the file leaves, nothing said")
 def test_a_replayed_old_deletion_of_hers_does_not_silently_take_her_file_from_a_readers_device(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")
@@ -201,10 +198,7 @@ def test_a_replayed_old_deletion_of_hers_does_not_silently_take_her_file_from_a_
 
 
 @pytest.mark.parametrize("replayed", [
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError,
-        reason="round 25a hole 2: a replayed deletion sets owner_trashed (ledger.py:463): bob's write "
-        "refused as forged")),
+    True,  # hole 2
     False])  # the control: bob's write taken in
 def test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_on_a_readers_device(
         tmp_path: Path, replayed: bool) -> None:
@@ -235,9 +229,6 @@ def test_a_replayed_old_deletion_of_hers_does_not_lock_a_writer_out_of_her_file_
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="round 25a hole 3: at load another owner's replayed old deletion is not checked "
-                   "against the ledger (ledger.py _missing): the file is gone, nothing said")
 def test_her_old_deletion_put_into_a_readers_store_does_not_silently_hide_her_file_at_the_next_mount(
         tmp_path: Path) -> None:
     server = PouchServer(tmp_path / "pouch")

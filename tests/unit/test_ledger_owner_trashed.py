@@ -45,3 +45,34 @@ def test_her_own_deletion_of_her_file_is_hers_alone_to_undo(key: MasterKey, tmp_
     assert not again.trashed_by_owner("notes")
     again.admit(None, _state(CAROL, CAROL, True), None)  # type: ignore[arg-type]
     assert not again.trashed_by_owner("notes")
+
+
+class _Empty:
+    """A tree holding none of the files (the ledger only asks where one shows)."""
+
+    def find(self, fid: str | None) -> None:
+        return None
+
+
+def _at_epoch(signer: str, owner: str, delete: bool, epoch: int) -> dict:
+    body = {"_id": "notes", "_rev": "2-x", "type": "node", "owner": owner, "delete": delete, "enc": "",
+            "epoch": epoch}
+    return sign_doc(signer, Ed25519PrivateKey.generate(), body)
+
+
+def test_her_state_under_an_older_key_than_one_taken_here_is_a_replay(key: MasterKey, tmp_path: Path) -> None:
+    """Carol's device took alice's file at key epoch 2 (her restore re-keys it): her deletion signed at
+    epoch 1, which does not open here, is older: refused, said (rollback), her trash not noted, and
+    saved so (attack round 25a (1), (2)).  One at the epoch taken, a writer's, or carol's own is not
+    judged so."""
+    ledger = Ledger.open(key, tmp_path / "vault", "vault-id")
+    ledger.record("notes", None, True)
+    ledger.keyed("notes", 2)
+    ledger.save()
+    again = Ledger.open(key, tmp_path / "vault", "vault-id")
+    assert not again.admit(_Empty(), _at_epoch(ALICE, ALICE, True, 1), None)  # type: ignore[arg-type]
+    assert "rollback" in again.alarms and not again.trashed_by_owner("notes") and again.seen_live("notes")
+    assert not again.under_older_key("notes", _at_epoch(BOB, ALICE, True, 1))
+    assert not again.under_older_key("notes", _at_epoch(CAROL, CAROL, True, 1))
+    assert again.admit(_Empty(), _at_epoch(ALICE, ALICE, True, 2), None)  # type: ignore[arg-type]
+    assert again.trashed_by_owner("notes")

@@ -50,7 +50,7 @@ from fusevault.encoding import loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model.alarms import Alarms, for_user
-from fusevault.vault.model.nodes import open_node_doc
+from fusevault.vault.model.nodes import clear_epoch, open_node_doc
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -461,8 +461,14 @@ class Ledger:
             self.record(fid, None, False)  # a peer's gc of expired trash arrives so
             return True
         if fresh is None:
-            # Judged already (signature, WRITE), but its seq cannot be read here: a replayed deletion
-            # is not told from a new one yet (attack round 25a (1)-(3), open).
+            # Judged already (signature, WRITE), but its seq cannot be read here (another owner's state
+            # under a key not held here, as her deletion before her restore re-keyed the file): judged
+            # by the key epoch she signed instead, before it changes anything (attack round 25a (1), (2)).
+            if self.under_older_key(fid, doc):
+                self._rolled_back(volume, fid, "offered by a peer or the server")
+                if (held := volume.find(fid)) is not None:
+                    held.rev = doc["_rev"]  # as below: a later commit goes on top of the replay
+                return False
             self._trashed_by_owner(fid, doc)
             return True
         seq = writer_seq(fresh.seq, doc, self.key.user_id)
@@ -525,6 +531,23 @@ class Ledger:
         (``trashed_elsewhere``).  ``was_at`` stays, for the judging of a writer's
         document that brings it back (every folder it goes into is judged)."""
         return None if fid in self.unplaced else self.where.get(fid)
+
+    def under_older_key(self, fid: str, doc: dict) -> bool:
+        """Whether ``doc``, a state of another user's file signed by its owner that does not open here
+        (its sealed ``seq`` unread), carries a key epoch below one this device took of the file: made
+        before that state, a replay.  Her epochs only grow (a rotation, and her ``restore``, which
+        always gives the file a new key: vault/services/recovery.py), and only keys she sealed count
+        here (``keyed`` takes opened states only), so a writer cannot make her genuine state look old.
+        A deletion her other device made offline, concurrent with a new key given here, is refused so
+        too: said (a rollback), the file kept, never silently gone."""
+        owner = doc.get("owner")
+        if owner == self.key.user_id or not isinstance(owner, str) or _signer(doc) != owner:
+            return False
+        try:
+            epoch = clear_epoch(doc)
+        except CorruptData:
+            return False  # refused where it is opened or judged; no epoch to compare here
+        return epoch < self.epochs.get(fid, 0)
 
     def _trashed_by_owner(self, fid: str, doc: dict) -> None:
         """Note another user's file put in the trash (or taken out of it) by a state its owner signed.
@@ -738,6 +761,12 @@ class Ledger:
             # Never a share that ended: the user's own file now says it is another's.
             self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as this user's, "
                              f"now names another owner ({owner!s:.40}) in the store: it is not taken in")
+        if self.under_older_key(fid, doc):
+            # Her state (a deletion) older than the live one this device saw: said each load, never
+            # noted as her trash nor as not live (attack round 25a (3), (2)).  The tree cannot show
+            # the file without its live body: the alarm names it.
+            rolled.append((fid, "a shared file, now in its owner's trash"))
+            return
         self._trashed_by_owner(fid, doc)  # met first at this load (signatures are checked when it is read)
         self.record(fid, None, False)  # in the trash, or a share that no longer reaches this user
 
