@@ -3,8 +3,9 @@ the ledger's ``owner_trashed`` and authorship ``_back_from_owners_trash``; ``Ino
 ``LocalStore.reading``; the per-user ``Requests.turn``), from the server / sync peer / store writer side.
 Real mounts, the real ``fusevault`` command, a pouchdb-server of the test's own.
 
-Status: hole 4 is fixed (the ledger changes ``owner_trashed`` only from a state it takes); holes 1-3 are OPEN
-(strict xfails); docs/SECURITY.md "Attack round 25" says so and names the fix to come.
+Status: every hole below is fixed and its test passes (the ledger changes ``owner_trashed`` only from a state
+it takes; another owner's state that does not open here is judged by the key epoch she signed,
+``Ledger.under_older_key``); docs/SECURITY.md "Attack round 25" says what holds now.
 
 Holes
 -----
