@@ -34,7 +34,7 @@ from fusevault.errors import (
     VaultReadOnly,
 )
 from fusevault.store.places import Places
-from fusevault.vault.format import inside
+from fusevault.vault.format import inside, marker_pins
 from fusevault.vault.format import padding as paddings
 from fusevault.vault.format.atomic import atomic_write
 
@@ -152,6 +152,7 @@ def create(root: Path, store: dict, vault_id: str | None = None,
         marker = {"format": FORMAT_VERSION, "vault_id": layout.vault_id,
                   "created_at": int(time.time()), "store": store, "padding": padding}
         atomic_write(root / MARKER, json.dumps(marker, indent=1).encode())
+        marker_pins.keep(root, layout.vault_id, store)
     except OSError as err:
         raise os_error(err, "creating the vault") from None
     return layout
@@ -193,9 +194,11 @@ def open_layout(root: Path) -> Layout:
         raise UnsupportedFormat(f"{marker} asks for size padding {padding!r}, which this fusevault "
                                 "does not know; upgrade fusevault")
     try:
-        return Layout(root, str(data["vault_id"]), dict(data["store"]), padding)
+        layout = Layout(root, str(data["vault_id"]), dict(data["store"]), padding)
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"{marker} is damaged") from None
+    marker_pins.check(root, layout.vault_id, layout.store)  # before the store is opened or reached
+    return layout
 
 
 def upgrade(layout: Layout) -> None:
