@@ -1,0 +1,116 @@
+r"""Attack round 26b2: stop 41's transfer and link-fetch code (links/content.py ``write_local``,
+``_reach``, ``_write_entry``, ``_link_new``, ``_drop_links_leading_out``; transfer/receive.py
+``_open_partial``/``_check_partial``; resume.py ``partial_path``; output.py ``make_top_folders``,
+``_check_claimed_top``, ``_links_to_make``/``_make_all``/``_drop_leading_out``) attacked from a
+hostile link owner / sender and another local user of a shared output folder.
+
+Both tests call the product's functions directly (no mount, no relay): ``content.write_local`` is
+what ``fusevault link get`` runs, ``ResumeState.partial_path`` + ``receive._open_partial`` what
+``fusevault receive`` runs for every file, as rounds 24b/25b did.
+
+Holes
+-----
+1. ``LINK GET`` CANNOT WRITE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: ENAMETOOLONG, NOTHING
+   OF THE LINK ARRIVES.  ``entries`` accepts every name part up to 255 bytes (output.py:30,
+   ``safe_target``), as every Linux file system does, but ``_write_entry`` (content.py:262) makes
+   its hidden temporary as ``f".{name[:200]}.fvpart-{8 hex}"``: ``[:200]`` cuts *characters*, not
+   bytes.  A name of 85 CJK characters (255 bytes of UTF-8, e.g. a Japanese document title) keeps
+   all 255 bytes, and the temporary is 272 bytes: ``os.open`` fails with ENAMETOOLONG (an OSError,
+   no refusal of the product's own).  ASCII names pass (200 bytes cut), so it is only the non-Latin
+   user who cannot fetch.  Impact: a file she was given by a link (or a version of a folder holding
+   one) can never be fetched to her disk -- the link is unusable, a whole folder stops at that
+   file, no message but a raw OSError.  Fix: cut the name by bytes (encode, cut at 200 bytes, decode
+   with ``errors="ignore"``/surrogateescape) or name the temporary by the random tag alone.
+   Test: test_link_get_writes_a_file_with_a_long_valid_non_ascii_name.
+
+2. ``RECEIVE`` CANNOT RECEIVE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: THE SAME CUT BY
+   CHARACTERS IN ``partial_path`` (resume.py:165, ``f".{target.name[:200]}.fvpart-{32 hex}"``).
+   The partial name for a 255-byte name is 296 bytes; ``_open_partial`` (receive.py:407) gets
+   ENAMETOOLONG after the sender has been asked for the file.  ASCII names are fine (1 + 200 + 8 +
+   32 = 241 bytes); any name of more than 214 bytes of multi-byte letters (Greek, Cyrillic, CJK)
+   overflows.  Impact: a file a sender offers under a legitimate name is never received, the
+   session fails with an OSError.  Fix: cut by bytes so the whole partial name stays within 255
+   bytes (e.g. at most 200 bytes of the name), or name it by the tag alone.
+   Test: test_receive_partial_file_for_a_long_valid_non_ascii_name_can_be_made.
+
+What held
+---------
+(Tried in the short time this round had; each is a reading of the code, not a separate test.)
+- ``write_local`` without ``--overwrite``: a file or symlink top is put in place with ``os.link``
+  (``_link_new``), never replacing what appeared at its name; a folder top must be made by this
+  fetch (``_reach`` ``new_top``), one that appeared is refused (exit 11).
+- Every folder is reached ``O_NOFOLLOW | O_DIRECTORY`` from the destination's descriptor; a FIFO,
+  a file or a symlink in a folder's place is CorruptData, nothing followed.
+- A name twice, a path under one of the link's own symlinks, "", ".", "..", absolute names: refused
+  by ``entries`` before any block is fetched.
+- A file "a" and a folder "a/b" in one receive list: the folder top is made, the file's
+  ``os.link`` then refuses (AlreadyExists), nothing replaced.
+- A planted partial file (another uid, a second hard link, a FIFO, a symlink): refused by O_EXCL then
+  ``_check_partial`` on the descriptor (O_NONBLOCK: no hang on a FIFO).
+- Receive applies no sender mode to folders (umask only): no 0777 folder a local user could plant in.
+- ``_links_to_make`` takes an existing identical symlink only at a name inside a claimed top or a
+  claimed top-level name; a fresh top-level name is refused by ``check_new_tops`` first.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from fusevault.crypto import aead
+from fusevault.encoding import b64e
+from fusevault.links import capability, content
+from fusevault.transfer import receive as receive_mod
+from fusevault.transfer.output import safe_target
+from fusevault.transfer.resume import ResumeState
+
+# 85 CJK characters: 255 bytes of UTF-8, the longest name ext4/xfs/btrfs take, safe by safe_target.
+LONG_NAME = "日" * 85
+assert len(LONG_NAME.encode()) == 255
+
+
+class _Blocks:
+    def __init__(self, dek: bytes, files: dict[int, bytes]) -> None:
+        self.sealed = {f"b{i}": capability.seal_block(dek, "item", i, 0, data) for i, data in files.items()}
+
+    def block(self, block_id: str, read_key: bytes) -> bytes:
+        return self.sealed[block_id]
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: _write_entry's temporary name cuts characters, not bytes: "
+                   "ENAMETOOLONG for a valid 255-byte name")
+def test_link_get_writes_a_file_with_a_long_valid_non_ascii_name(tmp_path: Path) -> None:
+    data = b"the document\n"
+    dek = aead.new_key()
+    path = f"docs/{LONG_NAME}"
+    safe_target(tmp_path, path)  # a name the product itself calls safe
+    manifest = {"name": "docs", "key": b64e(dek), "entries": [
+        {"path": "docs", "type": "dir", "mode": 0o755, "mtime_ns": 0},
+        {"path": path, "type": "file", "mode": 0o644, "mtime_ns": 0, "size": len(data),
+         "sha256": hashlib.sha256(data).hexdigest(), "blocks": ["b1"]}]}
+    dest = tmp_path / "out"
+    dest.mkdir()
+    try:
+        content.write_local(_Blocks(dek, {1: data}), b"r" * 32, "item", manifest, dest)  # type: ignore[arg-type]
+    except OSError as err:
+        assert err.errno != errno.ENAMETOOLONG, f"a valid name could not be fetched: {err}"
+        raise
+    assert (dest / "docs" / LONG_NAME).read_bytes() == data
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: partial_path cuts characters, not bytes: the partial file "
+                   "of a valid 255-byte name cannot be made (ENAMETOOLONG)")
+def test_receive_partial_file_for_a_long_valid_non_ascii_name_can_be_made(tmp_path: Path) -> None:
+    target = safe_target(tmp_path, LONG_NAME)  # what Receiver.plan computes for the sender's name
+    partial = ResumeState(tmp_path, "sid").partial_path(target, "0")
+    try:
+        fd = receive_mod._open_partial(partial)  # what Receiver.one does first
+    except OSError as err:
+        assert err.errno != errno.ENAMETOOLONG, f"a valid name could not be received: {err}"
+        raise
+    os.close(fd)
+    assert len(partial.name.encode()) <= 255
