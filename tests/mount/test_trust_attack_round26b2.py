@@ -114,3 +114,38 @@ def test_receive_partial_file_for_a_long_valid_non_ascii_name_can_be_made(tmp_pa
         raise
     os.close(fd)
     assert len(partial.name.encode()) <= 255
+
+
+# --- hole 3: a version id the link store chose, used as a file name in her vault -------------------
+
+import uuid  # noqa: E402
+
+import couchdb  # noqa: E402
+from conftest import fusevault, mounted, running_relay  # noqa: E402
+
+from fusevault.links.client import LinkClient  # noqa: E402
+
+
+@pytest.fixture
+def link_store(redis_url: str, couchdb_server: str):
+    db_url = f"{couchdb_server}/links{uuid.uuid4().hex[:8]}"
+    with running_relay(redis_url, "--couchdb", db_url) as (_, url):
+        yield url, couchdb.Server(couchdb_server)[db_url.rsplit("/", 1)[1]]
+
+
+@pytest.mark.xfail(strict=True, reason="hole 3: the store's version id is used unchecked in the hidden name "
+                   "'.fvdrop-{vid}': an id with '/' leaves the dropped file hidden in her box folder")
+def test_a_version_id_with_a_slash_from_the_link_store_leaves_nothing_hidden_in_her_box(
+        link_store, vault: Path, tmp_path: Path) -> None:
+    relay, db = link_store
+    (tmp_path / "good.txt").write_text("a real drop\n")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        drop = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip()
+        assert fusevault("link", "push", tmp_path / "good.txt", drop, passphrase=None).returncode == 0
+        # The store's operator renames the version's id (what GET .../versions lists): any text.
+        (row,) = [db[d] for d in db if d.startswith("version:")]
+        row["id"] = "x/y"
+        db.save(row)
+        collected = fusevault("link", "collect", cwd=mnt)
+        listed = sorted(os.listdir(mnt / "Inbox"))
+        assert listed in ([], ["good.txt"]), (listed, collected.stdout, collected.stderr)
