@@ -4,19 +4,21 @@ r"""Attack round 26b2: stop 41's transfer and link-fetch code (links/content.py 
 ``_check_claimed_top``, ``_links_to_make``/``_make_all``/``_drop_leading_out``) attacked from a
 hostile link owner / sender and another local user of a shared output folder.
 
-Both tests call the product's functions directly (no mount, no relay): ``content.write_local`` is
-what ``fusevault link get`` runs, ``ResumeState.partial_path`` + ``receive._open_partial`` what
-``fusevault receive`` runs for every file, as rounds 24b/25b did.
+Holes 1 and 2 call the product's functions directly (no mount, no relay): ``content.write_local``
+is what ``fusevault link get`` runs, ``ResumeState.partial_path`` + ``receive._open_partial`` what
+``fusevault receive`` runs for every file, as rounds 24b/25b did.  Hole 3 runs a real mount, a real
+relay with its CouchDB link store, ``link push`` and ``link collect``; the store's operator edits
+one CouchDB document.
 
 Holes
 -----
 1. ``LINK GET`` CANNOT WRITE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: ENAMETOOLONG, NOTHING
    OF THE LINK ARRIVES.  ``entries`` accepts every name part up to 255 bytes (output.py:30,
-   ``safe_target``), as every Linux file system does, but ``_write_entry`` (content.py:262) makes
+   ``safe_target``), as every Linux file system does, but ``_write_entry`` (content.py:298) makes
    its hidden temporary as ``f".{name[:200]}.fvpart-{8 hex}"``: ``[:200]`` cuts *characters*, not
    bytes.  A name of 85 CJK characters (255 bytes of UTF-8, e.g. a Japanese document title) keeps
-   all 255 bytes, and the temporary is 272 bytes: ``os.open`` fails with ENAMETOOLONG (an OSError,
-   no refusal of the product's own).  ASCII names pass (200 bytes cut), so it is only the non-Latin
+   all 255 bytes, and the temporary is 272 bytes: ``os.open`` (content.py:394) fails with
+   ENAMETOOLONG (an OSError, no refusal of the product's own).  ASCII names pass (200 bytes cut), so it is only the non-Latin
    user who cannot fetch.  Impact: a file she was given by a link (or a version of a folder holding
    one) can never be fetched to her disk -- the link is unusable, a whole folder stops at that
    file, no message but a raw OSError.  Fix: cut the name by bytes (encode, cut at 200 bytes, decode
@@ -25,13 +27,32 @@ Holes
 
 2. ``RECEIVE`` CANNOT RECEIVE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: THE SAME CUT BY
    CHARACTERS IN ``partial_path`` (resume.py:165, ``f".{target.name[:200]}.fvpart-{32 hex}"``).
-   The partial name for a 255-byte name is 296 bytes; ``_open_partial`` (receive.py:407) gets
+   The partial name for a 255-byte name is 296 bytes; ``_open_partial`` (receive.py:406) gets
    ENAMETOOLONG after the sender has been asked for the file.  ASCII names are fine (1 + 200 + 8 +
    32 = 241 bytes); any name of more than 214 bytes of multi-byte letters (Greek, Cyrillic, CJK)
    overflows.  Impact: a file a sender offers under a legitimate name is never received, the
    session fails with an OSError.  Fix: cut by bytes so the whole partial name stays within 255
    bytes (e.g. at most 200 bytes of the name), or name it by the tag alone.
    Test: test_receive_partial_file_for_a_long_valid_non_ascii_name_can_be_made.
+
+3. THE LINK STORE'S VERSION ID IS USED UNCHECKED AS A FILE NAME IN HER VAULT: AN ID WITH "/"
+   LEAVES THE DROPPED FILE HIDDEN IN HER DROP-BOX FOLDER, RE-WRITTEN AT EVERY RUN.  ``_take``
+   (links/owner.py:269) names the hidden copy ``f".fvdrop-{vid}"`` with ``vid`` the ``id`` of the
+   store's list of versions (owner.py:221), checked only to be a string (links/client.py:81); the
+   id is bound to nothing sealed.  ``_write_drop`` splits the path on "/" (``make_dirs``), so an id
+   ``x/y`` writes the dropped file as ``Inbox/.fvdrop-x/y``; the rename of ``.fvdrop-x/y`` then
+   fails, and ``_remove(folder, temp)`` (owner.py:291) looks up ``folder.children[b".fvdrop-x/y"]``:
+   a KeyError, "internal error on a dropped item; it stays on the server".  Seen: ``link collect``
+   says "took in 0 dropped file(s)" and an internal error, and her ``Inbox`` holds ``.fvdrop-x/``
+   with the dropped bytes inside, never said, never removed; every later run writes it again.
+   (An id with ``..`` is refused by the vault's name check, "discarded", but leaves the empty
+   ``.fvdrop-x`` folder too; no escape out of the box folder was found.)  Impact: whoever runs the
+   link store (or anyone who can add a version, with the store) plants hidden files of his choice
+   in her vault folder, against SECURITY.md's "nothing of it left hidden in her folder", and the
+   item is never taken nor discarded (an error at every run).  Fix: refuse a version id that is not
+   the store's own form (``secrets.token_urlsafe``: ``[A-Za-z0-9_-]+``, bounded length) in
+   ``_a_version`` (CorruptData, as malformed), or name the hidden copy by a hash of the id.
+   Test: test_a_version_id_with_a_slash_from_the_link_store_leaves_nothing_hidden_in_her_box.
 
 What held
 ---------
@@ -47,6 +68,8 @@ What held
   ``os.link`` then refuses (AlreadyExists), nothing replaced.
 - A planted partial file (another uid, a second hard link, a FIFO, a symlink): refused by O_EXCL then
   ``_check_partial`` on the descriptor (O_NONBLOCK: no hang on a FIFO).
+- A version id with ``..`` (``x/../../Escaped``): the vault refuses ``..`` as a name (invalid
+  file name), the item is discarded; nothing is written outside the box folder.
 - Receive applies no sender mode to folders (umask only): no 0777 folder a local user could plant in.
 - ``_links_to_make`` takes an existing identical symlink only at a name inside a claimed top or a
   claimed top-level name; a fresh top-level name is refused by ``check_new_tops`` first.
@@ -57,9 +80,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import uuid
 from pathlib import Path
 
+import couchdb
 import pytest
+from conftest import fusevault, mounted, running_relay
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64e
@@ -118,13 +144,6 @@ def test_receive_partial_file_for_a_long_valid_non_ascii_name_can_be_made(tmp_pa
 
 # --- hole 3: a version id the link store chose, used as a file name in her vault -------------------
 
-import uuid  # noqa: E402
-
-import couchdb  # noqa: E402
-from conftest import fusevault, mounted, running_relay  # noqa: E402
-
-from fusevault.links.client import LinkClient  # noqa: E402
-
 
 @pytest.fixture
 def link_store(redis_url: str, couchdb_server: str):
@@ -148,4 +167,5 @@ def test_a_version_id_with_a_slash_from_the_link_store_leaves_nothing_hidden_in_
         db.save(row)
         collected = fusevault("link", "collect", cwd=mnt)
         listed = sorted(os.listdir(mnt / "Inbox"))
+        # Fixed: the item is refused as the store's garbage (nothing written) or taken as good.txt.
         assert listed in ([], ["good.txt"]), (listed, collected.stdout, collected.stderr)
