@@ -12,17 +12,18 @@ one CouchDB document.
 
 Holes
 -----
-1. ``LINK GET`` CANNOT WRITE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: ENAMETOOLONG, NOTHING
-   OF THE LINK ARRIVES.  ``entries`` accepts every name part up to 255 bytes (output.py:30,
+1. ``LINK GET`` CANNOT WRITE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: ENAMETOOLONG, THE FETCH
+   FAILS AT IT. ``entries`` accepts every name part up to 255 bytes (output.py:30,
    ``safe_target``), as every Linux file system does, but ``_write_entry`` (content.py:298) makes
    its hidden temporary as ``f".{name[:200]}.fvpart-{8 hex}"``: ``[:200]`` cuts *characters*, not
-   bytes.  A name of 85 CJK characters (255 bytes of UTF-8, e.g. a Japanese document title) keeps
-   all 255 bytes, and the temporary is 272 bytes: ``os.open`` (content.py:394) fails with
-   ENAMETOOLONG (an OSError, no refusal of the product's own).  ASCII names pass (200 bytes cut),
-   so it is only the non-Latin user who cannot fetch.  Impact: a file she was given by a link (or a version of a folder holding
-   one) can never be fetched to her disk -- the link is unusable, a whole folder stops at that
-   file, no message but a raw OSError.  Fix: cut the name by bytes (encode, cut at 200 bytes, decode
-   with ``errors="ignore"``/surrogateescape) or name the temporary by the random tag alone.
+   bytes. A name of 85 CJK characters (255 bytes of UTF-8, e.g. a Japanese document title) keeps all
+   255 bytes, and the temporary is 272 bytes: ``os.open`` (content.py:394) fails with ENAMETOOLONG
+   (an OSError, no refusal of the product's own). ASCII names pass (200 bytes cut), so it is only
+   the non-Latin user who cannot fetch. Impact: a file she was given by a link (or a version of a
+   folder holding one) can never be fetched to her disk -- the link is unusable, a whole folder
+   stops at that file, no message but a raw OSError. Fix: cut the name by bytes (encode, cut at 200
+   bytes, decode with ``errors="ignore"``/surrogateescape) or name the temporary by the random tag
+   alone.
    Test: test_link_get_writes_a_file_with_a_long_valid_non_ascii_name.
 
 2. ``RECEIVE`` CANNOT RECEIVE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: THE SAME CUT BY
