@@ -6,9 +6,9 @@ hostile link owner / sender and another local user of a shared output folder.
 
 Holes 1 and 2 call the product's functions directly (no mount, no relay): ``content.write_local``
 is what ``fusevault link get`` runs, ``ResumeState.partial_path`` + ``receive._open_partial`` what
-``fusevault receive`` runs for every file, as rounds 24b/25b did.  Hole 3 runs a real mount, a real
-relay with its CouchDB link store, ``link push`` and ``link collect``; the store's operator edits
-one CouchDB document.
+``fusevault receive`` runs for every file, as rounds 24b/25b did.  Holes 3 and 4 run a real mount, a
+real relay with its CouchDB link store, ``link push`` and ``link collect`` (in hole 3 the store's
+operator edits one CouchDB document; hole 4 needs no attacker at all).
 
 Holes
 -----
@@ -54,6 +54,22 @@ Holes
    the store's own form (``secrets.token_urlsafe``: ``[A-Za-z0-9_-]+``, bounded length) in
    ``_a_version`` (CorruptData, as malformed), or name the hidden copy by a hash of the id.
    Test: test_a_version_id_with_a_slash_from_the_link_store_leaves_nothing_hidden_in_her_box.
+
+4. A GENUINE SECOND DROP UNDER A LONG NAME IS DISCARDED AND DELETED FROM THE SERVER: DATA LOST.
+   When the box folder already holds the dropped name, ``_take`` (links/owner.py:285) takes
+   ``unique_name`` (owner.py:51-62), which appends `` (2)`` before the extension with no regard to
+   the 255-byte limit of a name.  A dropped file whose name is 252-255 bytes (a long report title;
+   every Linux file system and the vault take it, and the first one arrived) gets a 259-byte final
+   name; the vault's rename fails (ENAMETOOLONG, an FsError), which ``_collect_one`` (owner.py:227)
+   treats as the item's own defect: "a dropped item could not be opened and was discarded (File name
+   too long)", and the version is deleted from the server.  (The record is then saved with a stale
+   revision: "document link-... was changed by someone else".)  Seen: the second ``link collect``
+   discards it, the third finds nothing; the second report exists nowhere any more.  Impact: a file
+   dropped into her box by a genuine dropper is lost (and the dropper was told it was delivered),
+   and anyone with the drop link can make any later same-named drop vanish by dropping first.  Fix:
+   shorten the stem (by bytes, on a character boundary) so ``stem (n).ext`` fits in 255 bytes, and
+   never discard an item for a failure of the final rename of a name the collector itself chose.
+   Test: test_a_second_drop_under_a_long_name_arrives_and_is_not_discarded.
 
 What held
 ---------
@@ -170,3 +186,25 @@ def test_a_version_id_with_a_slash_from_the_link_store_leaves_nothing_hidden_in_
         listed = sorted(os.listdir(mnt / "Inbox"))
         # Fixed: the item is refused as the store's garbage (nothing written) or taken as good.txt.
         assert listed in ([], ["good.txt"]), (listed, collected.stdout, collected.stderr)
+
+
+@pytest.mark.xfail(strict=True, reason="hole 4: unique_name makes 'name (2).ext' past 255 bytes; the rename "
+                   "fails and the genuine second drop is discarded, deleted from the server")
+def test_a_second_drop_under_a_long_name_arrives_and_is_not_discarded(
+        link_store, vault: Path, tmp_path: Path) -> None:
+    relay, _ = link_store
+    name = "r" * 251 + ".pdf"  # 255 bytes: a name every Linux file system and the vault take
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one" / name).write_text("the first report\n")
+    (tmp_path / "two" / name).write_text("the second report\n")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        drop = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip()
+        assert fusevault("link", "push", tmp_path / "one" / name, drop, passphrase=None).returncode == 0
+        first = fusevault("link", "collect", cwd=mnt)
+        assert (mnt / "Inbox" / name).read_text() == "the first report\n", first.stderr
+        assert fusevault("link", "push", tmp_path / "two" / name, drop, passphrase=None).returncode == 0
+        second = fusevault("link", "collect", cwd=mnt)
+        again = fusevault("link", "collect", cwd=mnt)  # a postponed drop would arrive now
+        arrived = {p: (mnt / "Inbox" / p).read_text() for p in os.listdir(mnt / "Inbox")}
+        assert "the second report\n" in arrived.values(), (arrived.keys(), second.stderr, again.stderr)
