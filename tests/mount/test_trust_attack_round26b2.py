@@ -56,7 +56,7 @@ Holes
    Test: test_a_version_id_with_a_slash_from_the_link_store_leaves_nothing_hidden_in_her_box.
 
 4. A GENUINE SECOND DROP UNDER A LONG NAME IS DISCARDED AND DELETED FROM THE SERVER: DATA LOST.
-   When the box folder already holds the dropped name, ``_take`` (links/owner.py:285) takes
+   When the box folder already holds the dropped name, ``_take`` (links/owner.py:284) takes
    ``unique_name`` (owner.py:51-62), which appends `` (2)`` before the extension with no regard to
    the 255-byte limit of a name.  A dropped file whose name is 252-255 bytes (a long report title;
    every Linux file system and the vault take it, and the first one arrived) gets a 259-byte final
