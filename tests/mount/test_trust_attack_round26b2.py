@@ -71,6 +71,23 @@ Holes
    never discard an item for a failure of the final rename of a name the collector itself chose.
    Test: test_a_second_drop_under_a_long_name_arrives_and_is_not_discarded.
 
+5. ``LINK GET`` MAKES WHAT IT WRITES WRITABLE BY EVERY LOCAL USER WHEN THE LINK'S OWNER SAYS SO,
+   PAST HER UMASK.  ``_write_file`` (content.py:402) and ``_set_folder_modes`` (content.py:386) give
+   a file and a folder this fetch made the link's ``mode & SAFE_MODE_BITS`` (0o777): her umask
+   (022, 077) is never applied.  ``receive`` gives a file ``0o666 & ~umask`` and folders the umask,
+   and round 25b (hole 3, ``_check_claimed_top``) treats a folder "writable by others" as one she
+   cannot trust; ``tar`` as a user applies the umask too.  A link's owner lists ``docs`` 0777 and
+   ``docs/contract.txt`` 0666.  Seen: under umask 022 both land 0777/0666 in her folder.  Impact:
+   any other local user may then rewrite her fetched file's bytes or swap it for his own inside
+   the 0777 folder (wrong bytes as her file), on her machine's word that it came from the link.
+   (docs/SECURITY.md, 22b, says ``link get`` gives "the link's modes, & 0o777" -- it states the
+   bits kept, not that others may write; judged a hole against the "writable by others" rule of
+   round 25b.  The drop-box collector does the same in her vault, ``mode=entry["mode"] &
+   SAFE_MODE_BITS`` owner.py:323, for a stranger's drop: on root's shared mount other users of the
+   machine may then write a dropped file; read in the code, not made a test.)  Fix: ``& ~umask``
+   as ``receive`` does (or at least drop the group/other write bits).
+   Test: test_link_get_never_makes_what_it_writes_writable_by_other_local_users.
+
 What held
 ---------
 (Tried in the short time this round had; each is a reading of the code, not a separate test.)
@@ -208,3 +225,23 @@ def test_a_second_drop_under_a_long_name_arrives_and_is_not_discarded(
         again = fusevault("link", "collect", cwd=mnt)  # a postponed drop would arrive now
         arrived = {p: (mnt / "Inbox" / p).read_text() for p in os.listdir(mnt / "Inbox")}
         assert "the second report\n" in arrived.values(), (arrived.keys(), second.stderr, again.stderr)
+
+
+@pytest.mark.xfail(strict=True, reason="hole 5: link get gives what it made the link owner's mode & 0o777, "
+                   "past her umask: a 0777 folder / 0666 file other local users may change")
+def test_link_get_never_makes_what_it_writes_writable_by_other_local_users(tmp_path: Path) -> None:
+    data = b"the contract\n"
+    dek = aead.new_key()
+    manifest = {"name": "docs", "key": b64e(dek), "entries": [
+        {"path": "docs", "type": "dir", "mode": 0o777, "mtime_ns": 0},
+        {"path": "docs/contract.txt", "type": "file", "mode": 0o666, "mtime_ns": 0, "size": len(data),
+         "sha256": hashlib.sha256(data).hexdigest(), "blocks": ["b1"]}]}
+    dest = tmp_path / "home"
+    dest.mkdir(mode=0o700)
+    old = os.umask(0o022)
+    try:
+        content.write_local(_Blocks(dek, {1: data}), b"r" * 32, "item", manifest, dest)  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+    modes = {p: os.lstat(dest / p).st_mode & 0o777 for p in ("docs", "docs/contract.txt")}
+    assert all(mode & 0o022 == 0 for mode in modes.values()), {p: oct(m) for p, m in modes.items()}
