@@ -90,7 +90,7 @@ Holes
 
 What held
 ---------
-(Tried in the short time this round had; each is a reading of the code, not a separate test.)
+(Tried in the short time this round had; a reading of the code unless a run is said.)
 - ``write_local`` without ``--overwrite``: a file or symlink top is put in place with ``os.link``
   (``_link_new``), never replacing what appeared at its name; a folder top must be made by this
   fetch (``_reach`` ``new_top``), one that appeared is refused (exit 11).
@@ -102,8 +102,21 @@ What held
   ``os.link`` then refuses (AlreadyExists), nothing replaced.
 - A planted partial file (another uid, a second hard link, a FIFO, a symlink): refused by O_EXCL then
   ``_check_partial`` on the descriptor (O_NONBLOCK: no hang on a FIFO).
-- A version id with ``..`` (``x/../../Escaped``): the vault refuses ``..`` as a name (invalid
-  file name), the item is discarded; nothing is written outside the box folder.
+- A version id with ``..`` (``x/../../Escaped``, run against the real store): the vault refuses
+  ``..`` as a name (invalid file name), the item is discarded; nothing is written outside the box
+  folder (only the empty ``.fvdrop-x`` of hole 3 stays).
+- A top-level symlink of a receive or a link: by its text it must be ``l`` or under ``l/``, so
+  resolved it is always a loop and is dropped; none leads out.
+- Drop-box symlinks: ``_resolves_inside`` walks the vault with ``..`` above the dropped folder
+  counted as out, absolute targets out, 40 hops at most.
+
+Seen, not made a test
+---------------------
+- The vault's ``write_file`` (vault/services/placing.py:92) names its temporary
+  ``b"." + name[:200] + b".fvpart"`` and first unlinks anything there: two names sharing their
+  first 200 bytes share it, and a dropped folder holding a file literally named that way loses it
+  when the longer one is written (the dropper's own folder, so no harm to her found; elsewhere
+  ``write_file`` callers were not checked in time).
 - Receive applies no sender mode to folders (umask only): no 0777 folder a local user could plant in.
 - ``_links_to_make`` takes an existing identical symlink only at a name inside a claimed top or a
   claimed top-level name; a fresh top-level name is refused by ``check_new_tops`` first.
