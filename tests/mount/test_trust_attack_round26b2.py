@@ -28,8 +28,8 @@ Holes
 
 2. ``RECEIVE`` CANNOT RECEIVE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: THE SAME CUT BY
    CHARACTERS IN ``partial_path`` (resume.py:165, ``f".{target.name[:200]}.fvpart-{32 hex}"``).
-   The partial name for a 255-byte name is 296 bytes: ``plan``'s ``os.lstat`` of it (receive.py:254)
-   fails with ENAMETOOLONG (an OSError, not the FileNotFoundError it expects), and so would
+   The partial name for a 255-byte name is 296 bytes: ``plan``'s ``os.lstat`` of it
+   (receive.py:254) fails with ENAMETOOLONG (an OSError, not the FileNotFoundError it expects), and so would
    ``_open_partial`` (receive.py:406); the whole session fails, no file of it is received.  ASCII names are fine (1 + 200 + 8 +
    32 = 241 bytes); any name of more than 214 bytes of multi-byte letters (Greek, Cyrillic, CJK)
    overflows.  Impact: a file a sender offers under a legitimate name is never received, the
