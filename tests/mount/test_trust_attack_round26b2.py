@@ -27,14 +27,14 @@ Holes
    Test: test_link_get_writes_a_file_with_a_long_valid_non_ascii_name.
 
 2. ``RECEIVE`` CANNOT RECEIVE A FILE WHOSE NAME IS A VALID LONG NON-ASCII NAME: THE SAME CUT BY
-   CHARACTERS IN ``partial_path`` (resume.py:165, ``f".{target.name[:200]}.fvpart-{32 hex}"``).
-   The partial name for a 255-byte name is 296 bytes: ``plan``'s ``os.lstat`` of it
-   (receive.py:254) fails with ENAMETOOLONG (an OSError, not the FileNotFoundError it expects), and so would
-   ``_open_partial`` (receive.py:406); the whole session fails, no file of it is received.  ASCII names are fine (1 + 200 + 8 +
-   32 = 241 bytes); any name of more than 214 bytes of multi-byte letters (Greek, Cyrillic, CJK)
-   overflows.  Impact: a file a sender offers under a legitimate name is never received, the
-   session fails with an OSError.  Fix: cut by bytes so the whole partial name stays within 255
-   bytes (e.g. at most 200 bytes of the name), or name it by the tag alone.
+   CHARACTERS IN ``partial_path`` (resume.py:165, ``f".{target.name[:200]}.fvpart-{32 hex}"``). The
+   partial name for a 255-byte name is 296 bytes: ``plan``'s ``os.lstat`` of it (receive.py:254)
+   fails with ENAMETOOLONG (an OSError, not the FileNotFoundError it expects), and so would
+   ``_open_partial`` (receive.py:406); the whole session fails, no file of it is received. ASCII
+   names are fine (1 + 200 + 8 + 32 = 241 bytes); any name of more than 214 bytes of multi-byte
+   letters (Greek, Cyrillic, CJK) overflows. Impact: a file a sender offers under a legitimate name
+   is never received, the session fails with an OSError. Fix: cut by bytes so the whole partial name
+   stays within 255 bytes (e.g. at most 200 bytes of the name), or name it by the tag alone.
    Test: test_receive_partial_file_for_a_long_valid_non_ascii_name_can_be_made.
 
 3. THE LINK STORE'S VERSION ID IS USED UNCHECKED AS A FILE NAME IN HER VAULT: AN ID WITH "/"
