@@ -73,6 +73,23 @@ def one_line(text: str) -> str:
     return _LINE_BREAK.sub(_written_out, text)
 
 
+def name_start(name: str, limit: int = 200) -> str:
+    """The start of a file name, at most ``limit`` bytes of it, for a hidden temporary name made
+    from it (``.NAME.fvpart-TAG``).  A name may be 255 bytes and a file system counts bytes, not
+    characters: 200 characters of a Japanese or Greek name were up to 800 bytes, and the temporary
+    of a valid name could not be made at all (ENAMETOOLONG; attack round 26b2, holes 1 and 2)."""
+    return bytes_start(name.encode("utf-8", "surrogateescape"), limit).decode("utf-8", "surrogateescape")
+
+
+def bytes_start(name: bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``name``, never cutting a UTF-8 character in two."""
+    if len(name) <= limit:
+        return name
+    while limit > 0 and name[limit] & 0xC0 == 0x80:  # a continuation byte: back to its start
+        limit -= 1
+    return name[:limit]
+
+
 def _written_out(match: re.Match[str]) -> str:
     return match.group().encode("unicode_escape", "backslashreplace").decode()
 

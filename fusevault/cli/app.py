@@ -32,6 +32,7 @@ from fusevault.cli import (
     vault,
 )
 from fusevault.cli.terminal import Defused
+from fusevault.modes import keep_her_umask
 
 EPILOG = """\
 examples:
@@ -83,7 +84,9 @@ COMMANDS = {**vault.COMMANDS, **mount.COMMANDS, **history.COMMANDS, **transfer.C
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.umask(0o077)  # every file and folder fusevault makes is its user's alone (fs/server.py too)
+    # Every file and folder fusevault makes is its user's alone (fs/server.py too); what it writes
+    # for her with modes someone else gave (link get) is masked with hers (fusevault/modes.py).
+    keep_her_umask(os.umask(0o077))
     if not isinstance(sys.stdout, Defused):
         sys.stdout = Defused(sys.stdout)  # type: ignore[assignment]  # cli/terminal.py
     parser = build_parser()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from fusevault.encoding import loads_untrusted
@@ -77,7 +79,14 @@ class LinkClient(RelayClient):
         return _failure(response)
 
 
+# A version id as the link store makes it (relay/items.py: ``secrets.token_urlsafe``).  It becomes
+# part of a hidden file name in her drop box and of a URL path: "/" or ".." in it wrote the dropped
+# file into a hidden folder of its own (attack round 26b2 (3)).
+_VERSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def _a_version(value: object) -> bool:
     return (isinstance(value, dict) and isinstance(value.get("id"), str)
+            and _VERSION_ID.fullmatch(value["id"]) is not None
             and isinstance(value.get("deleted"), bool))
 

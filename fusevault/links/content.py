@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusevault.crypto import aead
-from fusevault.encoding import b64d, b64e, shown, str_to_name
+from fusevault.encoding import b64d, b64e, name_start, shown, str_to_name
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
 from fusevault.host_access import SAFE_MODE_BITS  # never a setuid, setgid or sticky bit (as export)
 from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
+from fusevault.modes import her_umask
 from fusevault.transfer.offer import link_stays_inside
 from fusevault.transfer.output import check_new_tops, resolves_inside, safe_target
 from fusevault.vault.model import names
@@ -295,7 +296,7 @@ def _write_entry(client: LinkClient, read_key: bytes, item: str, manifest: dict,
     a file that appeared there during the download (minutes, for a big one) is kept, the fetch
     refused (attack round 25b (2)), as ``receive`` does."""
     entry = manifest["entries"][index]
-    temp = f".{name[:200]}.fvpart-{uuid.uuid4().hex[:8]}"
+    temp = f".{name_start(name)}.fvpart-{uuid.uuid4().hex[:8]}"
     try:
         if entry["type"] == "symlink":
             os.symlink(str(entry["target"]), temp, dir_fd=folder)
@@ -383,7 +384,7 @@ def _set_folder_modes(root: int, folders: list[dict]) -> None:
     for entry in reversed(folders):
         fd = _reach(root, entry["path"].split("/"), None)
         try:
-            os.fchmod(fd, entry["mode"] & SAFE_MODE_BITS)
+            os.fchmod(fd, entry["mode"] & SAFE_MODE_BITS & ~her_umask())
             os.utime(fd, ns=(entry["mtime_ns"], entry["mtime_ns"]))
         finally:
             os.close(fd)
@@ -399,7 +400,7 @@ def _write_file(folder: int, temp: str, chunks: Iterator[bytes], entry: dict,
             out.write(data)
             advance(len(data))
         out.flush()
-        os.fchmod(out.fileno(), entry["mode"] & SAFE_MODE_BITS)
+        os.fchmod(out.fileno(), entry["mode"] & SAFE_MODE_BITS & ~her_umask())
         os.utime(out.fileno(), ns=(entry["mtime_ns"], entry["mtime_ns"]))
         os.fsync(out.fileno())
 

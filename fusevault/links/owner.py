@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import trio
 
-from fusevault.encoding import name_to_str, shown, str_to_name
+from fusevault.encoding import bytes_start, name_to_str, shown, str_to_name
 from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, LinkRefused, NotFound, VaultError
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
 from fusevault.links import capability, content
@@ -48,17 +48,28 @@ def _item_of(link_or_id: str) -> str:
     return capability.parse(link_or_id).item if "#" in link_or_id else link_or_id.strip()
 
 
+NAME_MAX = 255  # bytes in one name, on every Linux file system and in the vault
+
+
 def unique_name(taken: dict[bytes, int], name: bytes) -> bytes:
-    """``name``, or ``name (2).ext``, ``name (3).ext`` ... whichever is free."""
+    """``name``, or ``name (2).ext``, ``name (3).ext`` ... whichever is free, each at most NAME_MAX
+    bytes: the stem is shortened to make room (a second drop of a 255-byte name was refused by
+    the vault and discarded: attack round 26b2 (4))."""
     if name not in taken:
         return name
     stem, dot, ext = name.rpartition(b".")
     if not stem or not dot:
         stem, ext = name, b""
+    tail = b"." + ext if ext else b""
+    if len(tail) > NAME_MAX // 2:  # an "extension" that is most of the name: numbered as a whole
+        stem, tail = name, b""
     n = 2
-    while (candidate := stem + f" ({n})".encode() + (b"." + ext if ext else b"")) in taken:
+    while True:
+        mark = f" ({n})".encode()
+        candidate = bytes_start(stem, NAME_MAX - len(mark) - len(tail)) + mark + tail
+        if candidate not in taken:
+            return candidate
         n += 1
-    return candidate
 
 
 class Links:
@@ -287,9 +298,14 @@ class Links:
         try:
             await self.vol.rename(folder.ino, temp, folder.ino, str_to_name(final),
                                   noreplace=True, exchange=False)
-        except FsError:  # discarded by the caller: its hidden copy goes with it
+        except FsError as err:
+            # The name is the collector's choice, not the dropper's: no defect of the item, which
+            # stays on the server and is taken at the next run under a name free then.
             await self._remove(folder, temp)
-            raise
+            record.pending.pop(vid, None)
+            await self._save(record, rev)
+            raise BoxWaits(f"a dropped item could not be put in place as {shown(final)} ({err}); it "
+                           "stays on the server for the next run") from None
         await self.kernel.entry(folder.ino, temp)
         await self.kernel.inode(folder.ino)
         await self.vol.fsyncdir()

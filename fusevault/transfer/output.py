@@ -237,3 +237,4 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from fusevault import paths
-from fusevault.encoding import name_to_str, shown, str_to_name
+from fusevault.encoding import name_start, name_to_str, shown, str_to_name
 from fusevault.errors import AlreadyExists, Unsafe
 from fusevault.transfer import crypto
 from fusevault.vault.format.atomic import atomic_write
@@ -162,7 +162,7 @@ class ResumeState:
         message = b"\0".join([b"fusevault partial", self.sid.encode("utf-8", "surrogateescape"),
                               fid.encode("utf-8", "surrogatepass")])
         tag = hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
-        return target.parent / f".{target.name[:200]}.fvpart-{tag}"
+        return target.parent / f".{name_start(target.name)}.fvpart-{tag}"
 
     def _sealed(self, line: str) -> str:
         return f"{line} {self._mac(line)}\n"

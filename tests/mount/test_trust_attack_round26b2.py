@@ -155,8 +155,6 @@ class _Blocks:
         return self.sealed[block_id]
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: _write_entry's temporary name cuts characters, not bytes: "
-                   "ENAMETOOLONG for a valid 255-byte name")
 def test_link_get_writes_a_file_with_a_long_valid_non_ascii_name(tmp_path: Path) -> None:
     data = b"the document\n"
     dek = aead.new_key()
@@ -176,8 +174,6 @@ def test_link_get_writes_a_file_with_a_long_valid_non_ascii_name(tmp_path: Path)
     assert (dest / "docs" / LONG_NAME).read_bytes() == data
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: partial_path cuts characters, not bytes: the partial file "
-                   "of a valid 255-byte name cannot be made (ENAMETOOLONG)")
 def test_receive_partial_file_for_a_long_valid_non_ascii_name_can_be_made(tmp_path: Path) -> None:
     target = safe_target(tmp_path, LONG_NAME)  # what Receiver.plan computes for the sender's name
     partial = ResumeState(tmp_path, "sid").partial_path(target, "0")
@@ -200,8 +196,6 @@ def link_store(redis_url: str, couchdb_server: str):
         yield url, couchdb.Server(couchdb_server)[db_url.rsplit("/", 1)[1]]
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: the store's version id is used unchecked in the hidden name "
-                   "'.fvdrop-{vid}': an id with '/' leaves the dropped file hidden in her box folder")
 def test_a_version_id_with_a_slash_from_the_link_store_leaves_nothing_hidden_in_her_box(
         link_store, vault: Path, tmp_path: Path) -> None:
     relay, db = link_store
@@ -219,8 +213,6 @@ def test_a_version_id_with_a_slash_from_the_link_store_leaves_nothing_hidden_in_
         assert listed in ([], ["good.txt"]), (listed, collected.stdout, collected.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: unique_name makes 'name (2).ext' past 255 bytes; the rename "
-                   "fails and the genuine second drop is discarded, deleted from the server")
 def test_a_second_drop_under_a_long_name_arrives_and_is_not_discarded(
         link_store, vault: Path, tmp_path: Path) -> None:
     relay, _ = link_store
@@ -241,8 +233,6 @@ def test_a_second_drop_under_a_long_name_arrives_and_is_not_discarded(
         assert "the second report\n" in arrived.values(), (arrived.keys(), second.stderr, again.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 5: link get gives what it made the link owner's mode & 0o777, "
-                   "past her umask: a 0777 folder / 0666 file other local users may change")
 def test_link_get_never_makes_what_it_writes_writable_by_other_local_users(tmp_path: Path) -> None:
     data = b"the contract\n"
     dek = aead.new_key()

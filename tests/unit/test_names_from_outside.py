@@ -100,11 +100,16 @@ def test_link_get_with_overwrite_keeps_her_folders_modes_and_gives_safe_ones_to_
     with pytest.raises(AlreadyExists):  # without --overwrite: her folder is not written into
         content.write_local(_Blocks(dek, {2: data}), b"r" * 32, "item", manifest, tmp_path)  # type: ignore[arg-type]
     assert os.listdir(tmp_path / "top") == []
-    content.write_local(_Blocks(dek, {2: data}), b"r" * 32, "item", manifest, tmp_path,  # type: ignore[arg-type]
-                        overwrite=True)
+    old = os.umask(0o022)
+    try:
+        content.write_local(_Blocks(dek, {2: data}), b"r" * 32, "item", manifest, tmp_path,  # type: ignore[arg-type]
+                            overwrite=True)
+    finally:
+        os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "top").st_mode) == 0o700  # hers, as it was
-    assert stat.S_IMODE(os.stat(tmp_path / "top" / "sub").st_mode) == 0o777  # made: no sticky, setgid
-    assert stat.S_IMODE(os.stat(tmp_path / "top" / "sub" / "f").st_mode) == 0o755  # no setuid, setgid
+    # Made: no sticky, setgid, setuid, and her umask (022) as tar applies it (attack round 26b2 (5)).
+    assert stat.S_IMODE(os.stat(tmp_path / "top" / "sub").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "top" / "sub" / "f").st_mode) == 0o755
 
 
 @pytest.mark.parametrize("top", ["a/b", "", ".", "..", "x\0y"])

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import trio
 
-from fusevault.encoding import name_to_str
+from fusevault.encoding import name_start, name_to_str
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoSpace, PermissionDenied, VaultError
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
 from fusevault.mounts import fusevault_mounts, within
@@ -141,7 +141,7 @@ class Destination:
         above, _, name = rel.rpartition("/")
         parent = self.folder(above)
         for _ in range(16):
-            temp = f".{name[:200]}.fvpart-export-{secrets.token_hex(4)}"
+            temp = f".{name_start(name)}.fvpart-export-{secrets.token_hex(4)}"
             try:
                 return parent, temp, self.host.open(temp, NEW_FILE, 0o600, dir_fd=parent)
             except FileExistsError:
@@ -154,7 +154,7 @@ class Destination:
         above, _, name = rel.rpartition("/")
         parent = self.folder(above)
         for _ in range(16):
-            temp = f".{name[:200]}.fvpart-export-{secrets.token_hex(4)}"
+            temp = f".{name_start(name)}.fvpart-export-{secrets.token_hex(4)}"
             try:
                 self.host.symlink(target, temp, dir_fd=parent)
                 break
