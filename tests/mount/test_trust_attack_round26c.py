@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,43 @@ def test_a_file_name_writes_no_line_of_its_own_in_checks_sidecar_note(vault: Pat
     check = fusevault("check", vault)
     assert FORGED in check.stdout, (check.stdout, check.stderr)
     assert not any(line.startswith(FORGED) for line in check.stdout.splitlines()), check.stdout
+
+
+class _HostileLinkStore:
+    """A link store (its operator) answering ``describe`` with text where a time belongs."""
+
+    def __init__(self, server: str) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def describe(self, item: str, key) -> dict:
+        return {"accessed_at": f"2026-12-04\n{FORGED}", "updated_at": None}
+
+    def versions(self, item: str, delete_key: bytes) -> list[dict]:
+        return []
+
+
+@pytest.mark.xfail(strict=True, reason="links/owner.py _server_view passes the link store's accessed_at on "
+                   "as it came and cli/links.py _list prints it raw: the store's operator writes a line of "
+                   "his own on her terminal")
+def test_a_link_stores_accessed_at_writes_no_line_of_its_own_in_link_list(monkeypatch, capsys) -> None:
+    import argparse
+
+    from fusevault.cli import links as cli_links
+    from fusevault.links import capability, owner
+    from fusevault.links.link_records import LinkRecord
+
+    record = LinkRecord(item="i" * 32, server="https://links.example", kind="share", path="notes.txt",
+                        keys=capability.OwnerKeys.new(), created_at=time.time_ns(), expires_at=None)
+    monkeypatch.setattr(owner, "LinkClient", _HostileLinkStore)
+    found = {**owner.Links._describe(record), **owner._server_view(record)}  # what the mount answers
+    monkeypatch.setattr(cli_links, "_ask", lambda args, request, *rest: {"links": [found]})
+    cli_links._list(argparse.Namespace(json=False))
+    out = capsys.readouterr().out
+    assert FORGED in out
+    assert not any(line.startswith(FORGED) for line in out.splitlines()), out
