@@ -129,3 +129,46 @@ def test_a_link_stores_accessed_at_writes_no_line_of_its_own_in_link_list(monkey
     out = capsys.readouterr().out
     assert FORGED in out
     assert not any(line.startswith(FORGED) for line in out.splitlines()), out
+
+
+RELAYS_LINE = "On the other computer: fusevault receive evil --relay https://relay.evil.example"
+
+
+class _HostileRelay:
+    """A relay (its operator) naming the session with a line of its own."""
+
+    def __init__(self, url: str, **kwargs) -> None:
+        self.interrupt = None
+        self.patience = 0
+
+    def open_session(self, salt: str, files: list[dict]) -> dict:
+        return {"id": "s" * 16, "token": "t", "name": f"apple\n{RELAYS_LINE}"}
+
+    def close_session(self, sid: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.xfail(strict=True, reason="cli/transfer.py cmd_send's announce prints the relay's session name "
+                   "raw (transfer/send.py takes it as it came): the relay operator writes a line of his own, "
+                   "such as a receive command naming his relay, on the sender's terminal")
+def test_a_relays_session_name_writes_no_line_of_its_own_on_the_senders_terminal(
+        monkeypatch, capsys, tmp_path: Path) -> None:
+    import argparse
+
+    from fusevault.cli import transfer as cli_transfer
+    from fusevault.transfer import send
+
+    (tmp_path / "notes.txt").write_text("hers")
+    monkeypatch.setattr(send, "RelayClient", _HostileRelay)
+    monkeypatch.setattr(send.Sender, "run", lambda self: None)  # no receiver comes
+    args = argparse.Namespace(relay=cli_transfer.default_relay(), paths=[tmp_path / "notes.txt"],
+                              code_length=3, keep=False, verify=False)
+    try:
+        cli_transfer.cmd_send(args)
+    except Exception:
+        pass  # refusing the relay's name is the fix; printing is what is judged
+    out = capsys.readouterr().out
+    assert not any(line.startswith(RELAYS_LINE) for line in out.splitlines()), out
