@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -202,3 +203,21 @@ def test_a_new_vault_id_in_vault_json_does_not_make_her_device_forget_what_it_sa
     # Without the new id: the rollback is said and refused (tests/mount/test_trust_rollback.py).
     assert (shown_now, [a["subject"] for a in mount["alarms"] if a["kind"] == "rollback"]) == \
         (b"final, signed off", [fid])
+
+
+@pytest.mark.xfail(strict=True, reason="vault.json's vault_id goes unchecked into the ledger's and the grants "
+                   "record's file names (vault/model/ledger.py:94, freshness.py:94): `../` in it puts them, "
+                   "and the folders to them, where the vault folder's writer says (root's, in a shared mount)")
+def test_a_vault_id_with_dot_dots_writes_nothing_outside_her_state_folder(vault: Path, tmp_path: Path) -> None:  # noqa: F811
+    state = Path(os.environ["FUSEVAULT_STATE_DIR"])
+    outside = state.parent / f"planted-{uuid.uuid4().hex[:8]}"
+    marker = json.loads((vault / "vault.json").read_text())
+    marker["vault_id"] = f"../../{outside.name}/made/x"  # the vault folder's writer
+    (vault / "vault.json").write_text(json.dumps(marker))
+    try:
+        with contextlib.suppress(AssertionError):  # refusing the id at mount is the fix
+            with mounted(vault, tmp_path / "mnt") as mnt:
+                (mnt / "notes.txt").write_text("hers")
+        assert not outside.exists(), sorted(str(p) for p in outside.rglob("*"))
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
