@@ -343,3 +343,18 @@ def test_a_vault_id_with_dot_dots_writes_nothing_outside_her_state_folder(vault:
         assert not outside.exists(), sorted(str(p) for p in outside.rglob("*"))
     finally:
         shutil.rmtree(outside, ignore_errors=True)
+
+
+@pytest.mark.xfail(strict=True, reason="cli/sync.py _print_peers prints a Peers document's "
+                   "path_to_dump_chunks raw: a store writer's planted peer writes a line of its own in "
+                   "`peer list` (and in what `peer confirm` shows her to check)")
+def test_a_planted_peers_dump_folder_writes_no_line_of_its_own_in_peer_list(vault: Path) -> None:  # noqa: F811
+    import adversary
+
+    from fusevault.vault.model import peers
+
+    planted = peers.peer_doc("backup", "peer.example", 5984, f"/srv/keep\n{FORGED}", db="vault")
+    adversary.put(vault, planted)  # the store's writer: Peers documents are unsigned
+    listed = fusevault("peer", "list", env={"FUSEVAULT_VAULT": str(vault)}, passphrase=None)
+    assert FORGED in listed.stdout, (listed.stdout, listed.stderr)
+    assert not any(line.startswith(FORGED) for line in listed.stdout.splitlines()), listed.stdout
