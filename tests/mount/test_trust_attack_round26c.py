@@ -2,7 +2,7 @@
 setpriv), the text that reaches a terminal or a log, and root's rights; with (b) and (a)/(d) for the
 text and the state a device keeps.
 
-Status: all seven holes open; each test is a strict xfail that passes once its hole is closed.
+Status: all eight holes open; each test is a strict xfail that passes once its hole is closed.
 
 Holes
 -----
@@ -83,6 +83,16 @@ Holes
    Impact: a forged line (a receive command naming the operator's relay) on the sender's terminal.
    Fix: refuse a session name that is not the relay's word list (or at least ``shown`` it).
    Test: test_a_relays_session_name_writes_no_line_of_its_own_on_the_senders_terminal.
+
+8. A PLANTED PEER'S ``path_to_dump_chunks`` WRITES A LINE OF ITS OWN IN ``fusevault peer list``, AND IN
+   WHAT ``peer confirm`` SHOWS HER TO CHECK.  cli/sync.py:166 prints it raw (the name, URL and
+   credentials beside it pass ``shown``); Peers documents are unsigned, the store writer's to plant
+   (vault/model/peers.py: acted on only once confirmed, but listed and shown before).  ``peer
+   confirm NAME`` prints the same row (cli/sync.py:126) and asks her to "check the peer above": the
+   forged line is part of what she checks.
+   Impact: a forged line on her terminal, inside a trust decision.
+   Fix: ``shown(row['path_to_dump_chunks'])``.
+   Test: test_a_planted_peers_dump_folder_writes_no_line_of_its_own_in_peer_list.
 
 What held
 ---------
