@@ -2,7 +2,7 @@
 setpriv), the text that reaches a terminal or a log, and root's rights; with (b) and (a)/(d) for the
 text and the state a device keeps.
 
-Status: all eight holes open; each test is a strict xfail that passes once its hole is closed.
+Status: all nine holes open; each test is a strict xfail that passes once its hole is closed.
 
 Holes
 -----
@@ -93,6 +93,16 @@ Holes
    Impact: a forged line on her terminal, inside a trust decision.
    Fix: ``shown(row['path_to_dump_chunks'])``.
    Test: test_a_planted_peers_dump_folder_writes_no_line_of_its_own_in_peer_list.
+
+9. A STORE WRITER'S PENDING SETTING WRITES A LINE OF ITS OWN IN ``fusevault config show``, AND IN WHAT
+   ``config confirm`` ASKS HER TO CHECK.  ``_show`` (cli/files.py:131-138) returns ``str(value)`` (and
+   the TTL's two fields) raw, for the settings and for the pending ones (:96, :117); the pending ones
+   are exactly what someone else wrote into her UserDetails (unsigned: "check them before `fusevault
+   config confirm`").  A folder path may hold a line break, so the planted value forges the lines she
+   is asked to judge.
+   Impact: a forged line on her terminal, inside a trust decision (the settings she confirms).
+   Fix: ``shown`` in ``_show`` (every branch).
+   Test: test_a_planted_pending_setting_writes_no_line_of_its_own_in_config_show.
 
 What held
 ---------
