@@ -16,17 +16,20 @@ Holes
    ``vault_id``: the next mount opens a ledger that does not exist ("first sight": ``Ledger.open``,
    ledger.py:233-236, no alarm) and a record of grants that does not exist (freshness.py ``_read``:
    nothing), so her "first draft" is shown as report.txt instead of "final, signed off", and no
-   ``rollback`` alarm is raised.  The grants record is found the same way, so a replayed grant or
-   group body is new to it too (read, not made a test).  SECURITY.md concedes "a ledger that was
-   deleted" and "a wiped state directory": those are the device's, out of the store writer's reach;
-   vault.json is not.
-   Impact: wrong bytes shown as her file (and grants open to replay), silently, by whoever can write
-   the vault folder.
+   ``rollback`` alarm is raised.  The grants record is found the same way: her Share of notes.txt
+   with bob, signed before her ``unshare`` and put back in the store, is refused and said
+   (tests/mount/test_trust_grants.py) until vault.json gets a new id; then it is new to the device,
+   and the next write seals her new file key to bob again (his ``.vfkey`` opens).  SECURITY.md
+   concedes "a ledger that was deleted" and "a wiped state directory": those are the device's, out
+   of the store writer's reach; vault.json is not.
+   Impact: wrong bytes shown as her file, and a removed member's access back, silently, by whoever can
+   write the vault folder.
    Fix: name the device's records by what the device decides (the realpath of the vault folder and
    the user id, as ``confirmed_file``, ``verified``, ``pins`` and ``trash_seen`` already do), or keep
    the vault id this device first saw for that folder in the state directory and refuse (or alarm
    on) a vault.json that names another.
-   Test: test_a_new_vault_id_in_vault_json_does_not_make_her_device_forget_what_it_saw.
+   Tests: test_a_new_vault_id_in_vault_json_does_not_make_her_device_forget_what_it_saw,
+   test_a_new_vault_id_does_not_give_a_revoked_recipient_her_next_key.
 
 2. A ``vault_id`` WITH ``../`` WRITES THE LEDGER (AND MAKES ITS FOLDERS) WHERE THE VAULT FOLDER'S
    WRITER SAYS.  The same two lines join the unchecked id into a path: ``"../../x/made/y"`` puts the
@@ -397,3 +400,35 @@ def test_a_planted_pending_setting_writes_no_line_of_its_own_in_config_show(
     assert FORGED in shown_now.stdout, (shown_now.stdout, shown_now.stderr)
     lines = shown_now.stdout.splitlines() + asked.stdout.splitlines()
     assert not any(line.startswith(FORGED) for line in lines), (shown_now.stdout, asked.stdout)
+
+
+@pytest.mark.xfail(strict=True, reason="the record of grants seen (vault/model/freshness.py:94) is found by "
+                   "vault.json's vault_id: with a new one, her Share replayed after unshare is new to this "
+                   "device, and the revoked recipient gets the key of what she writes next")
+def test_a_new_vault_id_does_not_give_a_revoked_recipient_her_next_key(
+        vault: Path, tmp_path: Path) -> None:  # noqa: F811
+    import adversary
+    from conftest import docs_of
+
+    from mount.test_trust_grants import BOB, _admin, _bob_opens, _fid, _user
+
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("genuine notes")
+        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
+    alice, bob = _user(vault, "alice"), _user(vault, "bob")
+    fid = _fid(vault, "notes.txt")
+    path = vault / "users" / bob["_id"] / "shared" / f"{alice['_id']}_{fid}.vfkey"
+    old = next(d for d in docs_of(vault, "Share") if d["fid"] == fid)  # genuine, signed by alice
+    with mounted(vault, mnt):
+        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
+        assert done.returncode == 0, done.stderr
+    assert not _bob_opens(vault, path, alice["_id"], fid)
+    adversary.put(vault, old)  # the old body put back (refused so: tests/mount/test_trust_grants.py)
+    marker = json.loads((vault / "vault.json").read_text())
+    marker["vault_id"] = uuid.uuid4().hex  # and a new id in vault.json
+    (vault / "vault.json").write_text(json.dumps(marker))
+    with mounted(vault, mnt):
+        (mnt / "notes.txt").write_text("written after bob was revoked")
+    assert not _bob_opens(vault, path, alice["_id"], fid), "the replayed Share sealed her new key to bob"
