@@ -35,8 +35,8 @@ Holes
    WRITER SAYS.  The same two lines join the unchecked id into a path: ``"../../x/made/y"`` puts the
    ledger at ``<state>/../x/made/y-<user id>-<hash>``, and ``Ledger.write`` (ledger.py:290) makes the
    folders on the way (``mkdir(parents=True)``).  In root's shared mount that is root making folders
-   and files anywhere (the file's last part is fixed, its contents sealed; the grants record lands on
-   the same path, so each then reads the other as damaged).  Seen: ``<state>/../planted-*/made/`` and
+   and files anywhere (the file's last part is fixed, its contents sealed; by the same arithmetic the
+   grants record is written to that very path too, over the ledger).  Seen: ``<state>/../planted-*/made/`` and
    the ledger file in it after one mount.
    Impact: root's rights (a shared mount) lent to the vault folder's writer to create folders and
    files anywhere; a personal mount's files outside its state folder.
