@@ -140,6 +140,8 @@ def create(root: Path, store: dict, vault_id: str | None = None,
     """A new, empty vault directory (``vault_id``: a replica of that vault)."""
     if padding not in paddings.SCHEMES:
         raise InvalidInput(f"unknown size padding {padding!r}: use {' or '.join(paddings.SCHEMES)}")
+    if vault_id is not None and not is_id(vault_id):  # a replica's, named by the peer
+        raise CorruptData(f"the vault id {_defused(vault_id)} is not one fusevault makes")
     root = Path(root)
     check_new(root)
     try:
@@ -193,9 +195,24 @@ def open_layout(root: Path) -> Layout:
         raise UnsupportedFormat(f"{marker} asks for size padding {padding!r}, which this fusevault "
                                 "does not know; upgrade fusevault")
     try:
-        return Layout(root, str(data["vault_id"]), dict(data["store"]), padding)
+        return Layout(root, _vault_id(marker, data.get("vault_id")), dict(data["store"]), padding)
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"{marker} is damaged") from None
+
+
+def _vault_id(marker: Path, value: object) -> str:
+    """vault.json's id, only of the shape ``create`` makes (``uuid4().hex``).  It is the folder's clear
+    text, its writer's to change: it names no file of this device (vault/model/renamed.py), and "../" or
+    a line break in it is damage, refused before it reaches a path or a terminal."""
+    if not is_id(value):
+        raise CorruptData(f"{marker} is damaged: its vault id {_defused(value)} is not one fusevault makes")
+    return str(value)
+
+
+def _defused(value: object) -> str:
+    # repr escapes line breaks and control characters: the value is shown on its one line, cut short.
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def upgrade(layout: Layout) -> None:
