@@ -209,8 +209,6 @@ def test_another_users_mount_point_writes_no_line_of_its_own_in_roots_status(lin
     assert not any(line.startswith(FORGED) for line in lines), (status.stdout, sync.stdout)
 
 
-@pytest.mark.xfail(strict=True, reason="vault.json's vault_id is taken as any text (format/layout.py) and "
-                   "`fusevault info` prints it raw: a line break in it writes a line of its own")
 def test_a_vault_id_from_the_vault_folder_writes_no_line_of_its_own_in_info(vault: Path) -> None:  # noqa: F811
     marker = json.loads((vault / "vault.json").read_text())
     marker["vault_id"] += "\n" + FORGED  # the vault folder's writer (a backup, a cloud folder)
@@ -319,9 +317,6 @@ def test_a_relays_session_name_writes_no_line_of_its_own_on_the_senders_terminal
     assert not any(line.startswith(RELAYS_LINE) for line in out.splitlines()), out
 
 
-@pytest.mark.xfail(strict=True, reason="the ledger (vault/model/ledger.py:94) and the record of grants seen "
-                   "(vault/model/freshness.py:94) are found by vault.json's vault_id, which the vault "
-                   "folder's writer sets: a new id is a device that saw nothing, and her older file is shown")
 def test_a_new_vault_id_in_vault_json_does_not_make_her_device_forget_what_it_saw(
         vault: Path, tmp_path: Path) -> None:  # noqa: F811
     import adversary
@@ -348,10 +343,6 @@ def test_a_new_vault_id_in_vault_json_does_not_make_her_device_forget_what_it_sa
         (b"final, signed off", [fid])
 
 
-@pytest.mark.xfail(strict=True, reason="vault.json's vault_id goes unchecked into the ledger's and the "
-                   "grants record's file names (vault/model/ledger.py:94, freshness.py:94): `../` in it puts "
-                   "them, and the folders to them, where the vault folder's writer says (root's, in a "
-                   "shared mount)")
 def test_a_vault_id_with_dot_dots_writes_nothing_outside_her_state_folder(
         vault: Path, tmp_path: Path) -> None:  # noqa: F811
     state = Path(os.environ["FUSEVAULT_STATE_DIR"])
@@ -402,9 +393,6 @@ def test_a_planted_pending_setting_writes_no_line_of_its_own_in_config_show(
     assert not any(line.startswith(FORGED) for line in lines), (shown_now.stdout, asked.stdout)
 
 
-@pytest.mark.xfail(strict=True, reason="the record of grants seen (vault/model/freshness.py:94) is found by "
-                   "vault.json's vault_id: with a new one, her Share replayed after unshare is new to this "
-                   "device, and the revoked recipient gets the key of what she writes next")
 def test_a_new_vault_id_does_not_give_a_revoked_recipient_her_next_key(
         vault: Path, tmp_path: Path) -> None:  # noqa: F811
     import adversary

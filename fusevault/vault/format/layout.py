@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import loads_untrusted, shown
 from fusevault.errors import (
     AlreadyExists,
     CorruptData,
@@ -210,8 +210,8 @@ def _vault_id(marker: Path, value: object) -> str:
 
 
 def _defused(value: object) -> str:
-    # repr escapes line breaks and control characters: the value is shown on its one line, cut short.
-    text = repr(value)
+    # On its one line (``shown``: no line break or control obeyed), cut short: it is anyone's text.
+    text = shown(value)
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
