@@ -58,6 +58,13 @@ _OBEYED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202
 _LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
+def shown_brief(value: object, limit: int = 80) -> str:
+    """``shown(value)`` cut to ``limit`` characters (a value from outside quoted in a one-line
+    error: vault.json's id or store)."""
+    text = shown(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 def defused(text: str) -> str:
     """``text`` with every character a terminal would obey written out (``\\x1b``, ``\\u202e``),
     lines and tabs kept: what the ``fusevault`` command prints passes through here

@@ -103,8 +103,14 @@ def confirmed_file(root: Path | str, user_id: str, suffix: str = "") -> Path:
     """Where this device keeps what it confirmed or saw for a user of a vault (her settings, her
     newest keys, the key-rotation requests it carried out): outside the vault, which is what a
     writer of the store or the vault folder controls."""
-    name = hashlib.sha256(f"{os.path.realpath(root)}\0{user_id}".encode()).hexdigest()[:32]
-    return state_dir() / "confirmed" / f"{name}{suffix}"
+    return state_dir() / "confirmed" / f"{record_name(root, user_id)}{suffix}"
+
+
+def record_name(root: Path | str, user_id: str) -> str:
+    """The name of what this device keeps for a user of the vault folder at ``root``: made of what the
+    device decides (the folder's real path, the user id), never of the folder's own text (vault.json's
+    ``vault_id`` is its writer's to change: a new one would be a device that saw nothing)."""
+    return hashlib.sha256(f"{os.path.realpath(root)}\0{user_id}".encode()).hexdigest()[:32]
 
 
 def config_dir() -> Path:

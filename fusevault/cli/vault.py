@@ -10,6 +10,7 @@ from fusevault import passphrase
 from fusevault.cli import recovery as recovery_cli
 from fusevault.cli.options import Command, credential_options, login_name, passphrase_options
 from fusevault.cli.options import about as _about
+from fusevault.encoding import shown
 from fusevault.errors import InvalidInput
 
 
@@ -151,7 +152,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(facts, indent=1))
     else:
         for key, value in facts.items():
-            print(f"{key.replace('_', ' ')}: {value}")
+            # vault.json's facts are the vault folder's text: each on its own line, never a line of its own.
+            print(f"{key.replace('_', ' ')}: {shown(value)}")
     return 0
 
 

@@ -17,7 +17,6 @@ from conftest import fusevault, mounted
 
 from fusevault.crypto.identity import open_file_key
 from fusevault.errors import CorruptData, Replayed, VaultError
-from fusevault.vault.format.layout import open_layout
 from fusevault.vault.model import freshness, sharing, users
 from mount.test_shared_mount import SECRETS, People, linux, people, place, python, shared_vault  # noqa: F401
 from mount.test_shared_mount import pytestmark as SHARED_ONLY
@@ -40,7 +39,7 @@ def _members(vault: Path) -> dict[str, str]:
 def _state(vault: Path, kind: str) -> Path:
     """alice's device-state file of ``vault`` of ``kind`` (``groups``: the copies; ``grants``: the record of
     grants seen)."""
-    record = freshness.state_path(vault, open_layout(vault).vault_id, _user(vault, "alice")["_id"])
+    record = freshness.state_path(vault, _user(vault, "alice")["_id"])
     return freshness.copies_path(record) if kind == "groups" else record
 
 

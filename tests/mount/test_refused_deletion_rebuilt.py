@@ -8,7 +8,6 @@ behaviour.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -21,6 +20,7 @@ from conftest import fusevault, mounted
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
+from fusevault.vault.model.ledger import ledger_path
 from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from mount.test_trust_attack_round11 import (
     _bobs_deletion,
@@ -90,9 +90,8 @@ def test_a_refused_deletion_on_a_device_that_never_saw_the_mode_takes_no_access_
     attrs.update(links=[], seq=["bobs-device", 1], trashed=["private/notes.txt", attrs["mtime"]],
                  mode=stat.S_IFREG | 0o777)
     _bobs_read_deletion(vault, notes, attrs)
-    where = hashlib.sha256(os.fsencode(vault.resolve())).hexdigest()[:16]
     alice = _user(vault, "alice")["_id"]
-    (ledger,) = (Path(os.environ["FUSEVAULT_STATE_DIR"]) / "ledger").glob(f"*-{alice}-{where}")
+    ledger = ledger_path(vault, alice)  # named by the folder and the user (vault/model/renamed.py)
     ledger.unlink()
     with mounted(vault, mnt):
         mode = _stat(mnt / "private" / "notes.txt")[0]

@@ -53,7 +53,7 @@ def _as_hers(mnt: Path) -> None:
 def _forget_types(vault: Path) -> None:
     """alice's ledger as one from before ``kinds`` (or a state this device never typed): no node's type."""
     key = _key(vault, "alice", PASSPHRASE)
-    (path,) = (paths.state_dir() / "ledger").glob(f"*-{key.user_id}-*")
+    path = paths.state_dir() / "ledger" / paths.record_name(vault, key.user_id)
     data = json.loads(key.unseal_device("ledger", path.name, path.read_bytes()))
     data["kinds"] = {}
     path.write_bytes(key.seal_device("ledger", path.name, json.dumps(data).encode()))

@@ -10,7 +10,6 @@ everything under it to him (``fill_missing``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -31,6 +30,7 @@ from fusevault.crypto import aead
 from fusevault.crypto.identity import seal_file_key
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
+from fusevault.vault.model.ledger import ledger_path
 from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from mount.test_check import flip_enc
 from mount.test_trust_attack_round4 import _bobs_dek
@@ -225,9 +225,8 @@ def test_a_file_repaired_where_only_an_old_version_says_it_was_gets_no_key_there
         (mnt / "S" / "plan.txt").rename(mnt / "P" / "plan.txt")
         assert _share(mnt, "S", "bob", "READ") is not None
     fid = _node_fid(vault, "alice", "plan.txt")
-    where = hashlib.sha256(os.fsencode(vault.resolve())).hexdigest()[:16]
     alice = _user(vault, "alice")["_id"]
-    (ledger,) = (Path(os.environ["FUSEVAULT_STATE_DIR"]) / "ledger").glob(f"*-{alice}-{where}")
+    ledger = ledger_path(vault, alice)  # named by the folder and the user (vault/model/renamed.py)
     ledger.unlink()
     flip_enc(vault, fid)
     done = fusevault("check", vault, "--repair", "--json")

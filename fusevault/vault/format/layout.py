@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import loads_untrusted, shown_brief
 from fusevault.errors import (
     AlreadyExists,
     CorruptData,
@@ -140,6 +140,8 @@ def create(root: Path, store: dict, vault_id: str | None = None,
     """A new, empty vault directory (``vault_id``: a replica of that vault)."""
     if padding not in paddings.SCHEMES:
         raise InvalidInput(f"unknown size padding {padding!r}: use {' or '.join(paddings.SCHEMES)}")
+    if vault_id is not None and not is_id(vault_id):  # a replica's, named by the peer
+        raise CorruptData(f"the vault id {shown_brief(vault_id)} is not one fusevault makes")
     root = Path(root)
     check_new(root)
     try:
@@ -194,11 +196,21 @@ def open_layout(root: Path) -> Layout:
         raise UnsupportedFormat(f"{marker} asks for size padding {padding!r}, which this fusevault "
                                 "does not know; upgrade fusevault")
     try:
-        layout = Layout(root, str(data["vault_id"]), dict(data["store"]), padding)
+        layout = Layout(root, _vault_id(marker, data.get("vault_id")), dict(data["store"]), padding)
     except (KeyError, TypeError, ValueError):
         raise CorruptData(f"{marker} is damaged") from None
     marker_pins.check(root, layout.vault_id, layout.store)  # before the store is opened or reached
     return layout
+
+
+def _vault_id(marker: Path, value: object) -> str:
+    """vault.json's id, only of the shape ``create`` makes (``uuid4().hex``).  It is the folder's clear
+    text, its writer's to change: it names no file of this device (vault/model/renamed.py), and "../" or
+    a line break in it is damage, refused before it reaches a path or a terminal."""
+    if not is_id(value):
+        raise CorruptData(f"{marker} is damaged: its vault id {shown_brief(value)} is not one fusevault "
+                          "makes")
+    return str(value)
 
 
 def upgrade(layout: Layout) -> None:

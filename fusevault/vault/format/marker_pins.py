@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 from fusevault import paths
-from fusevault.encoding import shown
+from fusevault.encoding import shown, shown_brief
 from fusevault.errors import CorruptData
 from fusevault.vault.format.atomic import atomic_write
 
@@ -94,5 +94,4 @@ def check(root: Path | str, vault_id: str, store: dict) -> None:
 
 
 def _brief(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return shown(text if len(text) <= 200 else text[:200] + "...")
+    return shown_brief(value if isinstance(value, str) else json.dumps(value, sort_keys=True), 200)

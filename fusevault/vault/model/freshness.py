@@ -51,10 +51,8 @@ state directory) cannot tell a replayed grant from a current one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -64,8 +62,9 @@ from fusevault import paths
 from fusevault.encoding import SAFE_INTEGER, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
-from fusevault.vault.model import device, lineage
+from fusevault.vault.model import device, lineage, renamed
 from fusevault.vault.model.alarms import Alarms
+from fusevault.vault.model.group_copies import KIND as GROUP_COPIES
 from fusevault.vault.model.group_copies import GroupCopies
 
 if TYPE_CHECKING:
@@ -89,15 +88,25 @@ NONE = -1  # seen only without the field
 MAX_AHEAD_US = 366 * 86400 * 10**6
 
 
-def state_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
-    where = hashlib.sha256(os.fsencode(Path(vault_root).resolve())).hexdigest()[:16]
-    return paths.state_dir() / "grants" / f"{vault_id}-{user_id}-{where}"
+FOLDER = "grants"  # in the state folder
+
+
+def state_path(vault_root: Path, user_id: str) -> Path:
+    # Named by what the device decides, never by vault.json's vault_id (vault/model/renamed.py).
+    return paths.state_dir() / FOLDER / paths.record_name(vault_root, user_id)
 
 
 def copies_path(record: Path) -> Path:
     """Where the copies of her groups' newest bodies (vault/model/group_copies.py) are kept beside
     the record of grants seen at ``record``."""
     return record.with_name(f"{record.name}.groups")
+
+
+def _adopt(key: MasterKey, old: Path | None, new: Path) -> None:
+    """An upgraded device's record (and its groups' copies), kept under its vault_id's name, moved so it
+    keeps what it saw.  Moved, it signs under a new device id (vault/model/device.py: its path is new)."""
+    renamed.adopt(key, "grants", old, new)
+    renamed.adopt(key, GROUP_COPIES, None if old is None else copies_path(old), copies_path(new))
 
 
 def made_at(doc: dict) -> int | None:
@@ -159,7 +168,9 @@ class Freshness:
 
     @classmethod
     def open(cls, key: MasterKey, vault_root: Path, vault_id: str, alarms: Alarms) -> Freshness:
-        fresh = cls(key, state_path(vault_root, vault_id, key.user_id), alarms)
+        path = state_path(vault_root, key.user_id)
+        _adopt(key, renamed.legacy_path(FOLDER, vault_root, vault_id, key.user_id), path)
+        fresh = cls(key, path, alarms)
         fresh._read()
         fresh._take_copies(GroupCopies.open(key, fresh.copies.path))
         return fresh

@@ -30,7 +30,6 @@ what it can and cannot detect.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from fusevault.crypto.signing import signer_of
 from fusevault.encoding import loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
+from fusevault.vault.model import renamed
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.nodes import clear_epoch, open_node_doc
 
@@ -89,9 +89,12 @@ class Held(Protocol):
     def path_of(self, node: Node) -> bytes: ...
 
 
-def ledger_path(vault_root: Path, vault_id: str, user_id: str) -> Path:
-    where = hashlib.sha256(os.fsencode(Path(vault_root).resolve())).hexdigest()[:16]
-    return paths.state_dir() / "ledger" / f"{vault_id}-{user_id}-{where}"
+FOLDER = "ledger"  # in the state folder
+
+
+def ledger_path(vault_root: Path, user_id: str) -> Path:
+    # Named by what the device decides, never by vault.json's vault_id (vault/model/renamed.py).
+    return paths.state_dir() / FOLDER / paths.record_name(vault_root, user_id)
 
 
 def seq_of(attrs: dict) -> Seq | None:
@@ -228,7 +231,10 @@ class Ledger:
     def open(cls, key: MasterKey, vault_root: Path, vault_id: str, alarms: Alarms | None = None) -> Ledger:
         # ``is not None``: an empty list of alarms is falsy, and the caller's own must still be used.
         alarms = alarms if alarms is not None else for_user(key.user_id)
-        ledger = cls(key, ledger_path(vault_root, vault_id, key.user_id), alarms)
+        ledger = cls(key, ledger_path(vault_root, key.user_id), alarms)
+        # An upgraded device's ledger, kept under its vault_id's name, is moved, so it keeps what it saw.
+        old = renamed.legacy_path(FOLDER, vault_root, vault_id, key.user_id)
+        renamed.adopt(key, "ledger", old, ledger.path)
         try:
             sealed = ledger.path.read_bytes()
         except FileNotFoundError:
