@@ -317,6 +317,25 @@ def test_a_relays_session_name_writes_no_line_of_its_own_on_the_senders_terminal
     assert not any(line.startswith(RELAYS_LINE) for line in out.splitlines()), out
 
 
+def _new_vault_id_taken(vault: Path, mnt: Path) -> None:  # noqa: F811
+    """A new id in vault.json: first refused (this device remembers the id it saw at that folder,
+    vault/format/marker_pins.py), then taken as the refusal says (its record removed: the user says
+    it is another vault on purpose).  What the device saw must hold even then: its ledger and grants
+    record are named by the folder and the user, never by the id (vault/model/renamed.py)."""
+    from fusevault.vault.format import marker_pins
+
+    marker = json.loads((vault / "vault.json").read_text())
+    marker["vault_id"] = uuid.uuid4().hex
+    (vault / "vault.json").write_text(json.dumps(marker))
+    mnt.mkdir(exist_ok=True)
+    refused = fusevault("mount", vault, mnt)
+    assert refused.returncode == 5 and "vault.json" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    record = marker_pins.record_path(vault)
+    assert str(record) in refused.stderr
+    record.unlink()
+
+
 def test_a_new_vault_id_in_vault_json_does_not_make_her_device_forget_what_it_saw(
         vault: Path, tmp_path: Path) -> None:  # noqa: F811
     import adversary
@@ -331,9 +350,7 @@ def test_a_new_vault_id_in_vault_json_does_not_make_her_device_forget_what_it_sa
     (user,) = adversary.docs(vault, "UserDetails")
     (fid,) = [f for f, d in new.items() if f != user["root"] and old[f]["enc"] != d["enc"]]
     adversary.put(vault, old[fid])  # her older body put back, as a new revision (the store's writer)
-    marker = json.loads((vault / "vault.json").read_text())
-    marker["vault_id"] = uuid.uuid4().hex  # and a new id in vault.json, the same folder's clear text
-    (vault / "vault.json").write_text(json.dumps(marker))
+    _new_vault_id_taken(vault, mnt)  # and a new id in vault.json, the same folder's clear text
     with mounted(vault, mnt):
         status = fusevault("status", mnt, "--json", passphrase=None)
         shown_now = (mnt / "report.txt").read_bytes()
@@ -414,9 +431,7 @@ def test_a_new_vault_id_does_not_give_a_revoked_recipient_her_next_key(
         assert done.returncode == 0, done.stderr
     assert not _bob_opens(vault, path, alice["_id"], fid)
     adversary.put(vault, old)  # the old body put back (refused so: tests/mount/test_trust_grants.py)
-    marker = json.loads((vault / "vault.json").read_text())
-    marker["vault_id"] = uuid.uuid4().hex  # and a new id in vault.json
-    (vault / "vault.json").write_text(json.dumps(marker))
+    _new_vault_id_taken(vault, mnt)  # and a new id in vault.json
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("written after bob was revoked")
     assert not _bob_opens(vault, path, alice["_id"], fid), "the replayed Share sealed her new key to bob"
