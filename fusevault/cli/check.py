@@ -133,7 +133,7 @@ def _text(report, answer: dict) -> None:
     for alarm in report.alarms:
         print(f"refused: {one_line(alarm['text'])}")
     for note in report.notes:
-        print(f"note: {note}")
+        print(f"note: {one_line(note)}")
     counts = answer["checked"]
     print(f"checked {counts['nodes']} node(s), {counts['versions']} version(s), {counts['blocks']} block(s) "
           f"({_size(counts['bytes'])}) in {answer['seconds']:.1f} s; {len(report.damaged)} damaged file(s); "

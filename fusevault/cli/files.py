@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 from fusevault.cli.options import Command, mount_option, offline_options, passphrase_options
+from fusevault.encoding import shown
 from fusevault.errors import InvalidInput
 from fusevault.target import ask
 from fusevault.vault.model.settings import FOLDERS, KEYS
@@ -129,13 +130,15 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _show(value: object) -> str:
+    """A setting's value: a pending one is a store writer's text until she confirms it, shown on
+    its one line (a line break in it forged lines in the list she is asked to check: 26c (9))."""
     if value is None:
         return "(not set)"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, dict):
-        return f"{value['ttl']} {value['unit']}"
-    return str(value)
+        return f"{shown(value.get('ttl'))} {shown(value.get('unit'))}"
+    return shown(value)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

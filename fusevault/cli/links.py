@@ -168,7 +168,7 @@ def _list(args: argparse.Namespace) -> int:
     for found in links:
         state = found["state"]
         if state == "live":
-            opened = f"last opened {found['accessed_at']}" if found["accessed_at"] else "never opened"
+            opened = f"last opened {shown(found['accessed_at'])}" if found["accessed_at"] else "never opened"
             state = f"{found['versions']} version(s) on the server, {opened}"
         kind = "drop box" if found["kind"] == "drop" else "share"
         until = f"until {_when(found['expires_at'])}" if found["expires_at"] else "no expiry"

@@ -163,14 +163,16 @@ def _print_peers(peers: list[dict], as_json: bool) -> None:
     if not rows:
         print("no peers: add one with `fusevault peer add NAME URL`")
     for row in rows:
-        kept = f"  stored for its owner in {row['path_to_dump_chunks']}" if row["path_to_dump_chunks"] else ""
+        # A store writer's text (a planted peer), shown to her in `peer confirm` too (26c (8)).
+        dump = row["path_to_dump_chunks"]
+        kept = f"  stored for its owner in {shown(dump)}" if dump else ""
         print(f"{shown(row['name']):<16} {shown(row['url'])}  credentials: {shown(row['credentials'])}{kept}")
 
 
 def _source(source: dict | None) -> str:
     if not source:
         return "none"
-    return f"file {source['file']}" if "file" in source else f"${source['env']}"
+    return f"file {shown(source['file'])}" if "file" in source else f"${shown(source['env'])}"
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -186,12 +188,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def _print_mount(mount: dict) -> None:
     if "error" in mount:
-        print(f"{mount['mountpoint']}: {one_line(mount['error'])}")
+        print(f"{shown(mount['mountpoint'])}: {one_line(mount['error'])}")
         return
     if mount.get("peers") is None:
-        print(f"{mount['mountpoint']}: its documents are kept in CouchDB; no peer sync")
+        print(f"{shown(mount['mountpoint'])}: its documents are kept in CouchDB; no peer sync")
         return
-    print(f"{mount['mountpoint']}: {len(mount['peers'])} peer(s)")
+    print(f"{shown(mount['mountpoint'])}: {len(mount['peers'])} peer(s)")
     for peer in mount["peers"]:
         contact = f"{span(time.time() - peer['last_contact'])} ago" if peer["last_contact"] else "never"
         down = "?" if peer["pending_down"] is None else peer["pending_down"]

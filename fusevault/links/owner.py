@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -432,8 +433,17 @@ def _server_view(record: LinkRecord) -> dict:
             return {"state": "gone", "detail": str(err)}
         except VaultError as err:
             return {"state": "unreachable", "detail": str(err)}
-    return {"state": "live", "versions": len(versions), "accessed_at": info.get("accessed_at"),
-            "updated_at": info.get("updated_at")}
+    return {"state": "live", "versions": len(versions), "accessed_at": _stamp(info.get("accessed_at")),
+            "updated_at": _stamp(info.get("updated_at"))}
+
+
+# The link store's timestamps (relay/items.py ``now``).  Anything else is its operator's text, which
+# wrote a line of its own in `link list` (attack round 26c (6)): not shown, as if never opened.
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+
+
+def _stamp(value: object) -> str | None:
+    return value if isinstance(value, str) and _STAMP.fullmatch(value) else None
 
 
 def _vault_blocks(volume: Volume, node: Node) -> Iterator[bytes]:

@@ -9,6 +9,7 @@ same acknowledgement, and the receiver skips a chunk it already has.
 
 from __future__ import annotations
 
+import re
 import ssl
 import threading
 import time
@@ -18,8 +19,27 @@ import certifi
 import httpx
 
 from fusevault.encoding import loads_untrusted, shown
-from fusevault.errors import InvalidInput, NotFound, RateLimited, RelayUnavailable, VaultError, WrongCode
+from fusevault.errors import (
+    CorruptData,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RelayUnavailable,
+    VaultError,
+    WrongCode,
+)
 from fusevault.transfer import DEFAULT_RELAY as DEFAULT_RELAY  # where it was (the parser's is light)
+
+_SESSION_NAME = re.compile(r"[0-9]{1,12}")  # relay/state.py: digits
+
+
+def check_session(session: object) -> None:
+    """A new session as the relay answers it.  Its name is printed for her to read out ("fusevault
+    receive NAME"): only the relay's own form, digits; the relay operator's text wrote lines of its
+    own, a forged instruction to receive from his relay among them (attack round 26c (7))."""
+    if not (isinstance(session, dict) and _SESSION_NAME.fullmatch(str(session.get("name")))
+            and isinstance(session.get("id"), str) and isinstance(session.get("token"), str)):
+        raise CorruptData("the relay answered a new session with no session name of its own form")
 
 # A call over the per-second budget is retried this many times before giving up.
 CALL_RETRIES = 30
@@ -119,7 +139,7 @@ class RelayClient:
 
     def open_session(self, salt: str, files: list[dict]) -> dict:
         session = self.json("POST", "/sessions", json={"code": salt, "files": files}, retry=False)
-        self.token = session["token"]
+        self.token = session["token"]  # the rest is checked by its user (send.py: check_session)
         return session
 
     def events(self, sid: str, wait: float) -> dict:

@@ -30,7 +30,7 @@ from pathlib import Path
 from fusevault.encoding import b64e, shown
 from fusevault.errors import InvalidInput, VaultError
 from fusevault.transfer import crypto
-from fusevault.transfer.client import Gone, RelayClient
+from fusevault.transfer.client import Gone, RelayClient, check_session
 from fusevault.transfer.offer import Offer, Outgoing, collect
 from fusevault.transfer.progress import transfer_progress
 
@@ -71,6 +71,7 @@ def send(relay_url: str, paths: list[Path], announce: Callable[[str, str], None]
         client.interrupt = interrupt
     try:
         session = client.open_session(salt, [{"id": f.fid, "size": f.size} for f in offer.files])
+        check_session(session)  # nothing of the relay's is printed unchecked
         try:
             announce(session["name"], code)
             Sender(client, session["id"], salt, code, offer, keep=keep, verify=verify, ask=ask, say=say).run()

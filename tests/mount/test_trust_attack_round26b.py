@@ -1,5 +1,8 @@
 """Attack round 26b: transfers and links (stop 41: links/content.py write_local, transfer/output.py).
 
+Status: redone the same day as round 26b2 (tests/mount/test_trust_attack_round26b2.py), which found
+five holes, all fixed.
+
 Holes
 =====
 

@@ -4,6 +4,8 @@ r"""Attack round 26b2: stop 41's transfer and link-fetch code (links/content.py 
 ``_check_claimed_top``, ``_links_to_make``/``_make_all``/``_drop_leading_out``) attacked from a
 hostile link owner / sender and another local user of a shared output folder.
 
+Status: every hole is fixed and its test passes (docs/SECURITY.md "Attack round 26" says how).
+
 Holes 1 and 2 call the product's functions directly (no mount, no relay): ``content.write_local``
 is what ``fusevault link get`` runs, ``ResumeState.partial_path`` + ``receive._open_partial`` what
 ``fusevault receive`` runs for every file, as rounds 24b/25b did.  Holes 3 and 4 run a real mount, a

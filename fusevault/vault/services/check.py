@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import shown
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store
 from fusevault.vault.files.content import Content
@@ -289,7 +290,7 @@ class Checker:
             check_vfmeta(sidecar, state.fid, state.owner, state.dek, state.epoch,
                          alarms=Alarms())  # reported below, not logged
         except FileNotFoundError:
-            self.report.notes.append(f"{state.path}: no sidecar (.vfmeta), or no regular file in its "
+            self.report.notes.append(f"{shown(state.path)}: no sidecar (.vfmeta), or no regular file in its "
                                      "place; the next open writes it")
         except (VaultError, ValueError) as err:
             state.problems.append(f"its sidecar (.vfmeta) is damaged ({_why(err)})")
