@@ -258,7 +258,7 @@ def cmd_group(args: argparse.Namespace) -> int:
                 group = accounts.group_base(group, trust)
                 doc = groups.set_member(store, group, user, args.perm, sign=trust.sign)
                 trust.save()
-                print(f"{args.user} is in {args.group} with {doc['users'][user['_id']]}")
+                print(f"{args.user} is in {args.group} with {shown(doc['users'][user['_id']])}")
             else:
                 accounts.remove_member(layout, store, group, user, trust)
                 print(f"{args.user} is no longer in {args.group}")

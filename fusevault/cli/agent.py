@@ -14,6 +14,7 @@ import time
 
 from fusevault import passphrase
 from fusevault.cli.options import Command, passphrase_options
+from fusevault.encoding import shown
 from fusevault.target import ask
 
 
@@ -33,7 +34,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
     answer = ask(args, {"cmd": "unlock", "passphrase": base64.b64encode(secret).decode()}, timeout=120)
     until = time.strftime("%Y-%m-%d %H:%M", time.localtime(answer["expires"]))
-    print(f"unlocked {answer['user']} until {until}")
+    print(f"unlocked {shown(answer['user'])} until {until}")
     return 0
 
 

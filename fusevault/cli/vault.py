@@ -128,7 +128,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
                                  confirm=True, prompt="New passphrase: ", about=about)
             users.reset_passphrase(store, args.vault, user, words, new)
-            print(f"passphrase reset with the recovery key for user {user['username']} "
+            print(f"passphrase reset with the recovery key for user {shown(user['username'])} "
                   "(the recovery key still works)")
             return 0
         old = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt="Current passphrase: ",
@@ -140,7 +140,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         users.change_passphrase(store, args.vault, user, old, new)
     finally:
         store.close()
-    print(f"passphrase changed for user {user['username']}")
+    print(f"passphrase changed for user {shown(user['username'])}")
     return 0
 
 
