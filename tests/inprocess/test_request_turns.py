@@ -10,13 +10,13 @@ the scan on the loop, the loop itself would wait in the held snapshot and nothin
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 
 import trio
 import trio.testing
 
-from inprocess.conftest import ALICE_UID, BOB_UID, FILE, ROOT, Ctx
+from inprocess.conftest import ALICE_UID, BOB_UID, ROOT, Ctx
+from inprocess.test_two_users import _read, _write
 
 ALICE = Ctx(ALICE_UID, ALICE_UID)
 BOB = Ctx(BOB_UID, BOB_UID)
@@ -42,25 +42,10 @@ class HeldScan:
             yield
 
 
-async def _write(drive, name: bytes, data: bytes, ctx: Ctx) -> int:
-    info, entry = await drive.create(ROOT, name, FILE, os.O_RDWR, ctx)
-    await drive.write(info.fh, 0, data)
-    await drive.release(info.fh)
-    return entry.st_ino
-
-
-async def _read(drive, ino: int, ctx: Ctx) -> bytes:
-    info = await drive.open(ino, os.O_RDONLY, ctx)
-    try:
-        return await drive.read(info.fh, 0, 1 << 20)
-    finally:
-        await drive.release(info.fh)
-
-
 async def test_his_trash_scan_holds_neither_her_files_nor_his_next_request(shared, monkeypatch):
     drive = shared.drive
-    hers = await _write(drive, b"notes.txt", b"alice works", ALICE)
-    await _write(drive, b"junk.txt", b"x", BOB)
+    hers = (await _write(drive, ROOT, b"notes.txt", b"alice works", ALICE)).st_ino
+    await _write(drive, ROOT, b"junk.txt", b"x", BOB)
     await drive.unlink(ROOT, b"junk.txt", BOB)
     held = HeldScan(shared.store)
     monkeypatch.setattr(shared.store, "reading", held.reading)

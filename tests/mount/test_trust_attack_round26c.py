@@ -396,22 +396,11 @@ def test_a_planted_pending_setting_writes_no_line_of_its_own_in_config_show(
 def test_a_new_vault_id_does_not_give_a_revoked_recipient_her_next_key(
         vault: Path, tmp_path: Path) -> None:  # noqa: F811
     import adversary
-    from conftest import docs_of
 
-    from mount.test_trust_grants import BOB, _admin, _bob_opens, _fid, _user
+    from mount.test_trust_grants import _bob_opens, shared_then_unshared
 
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "notes.txt").write_text("genuine notes")
-        assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
-    alice, bob = _user(vault, "alice"), _user(vault, "bob")
-    fid = _fid(vault, "notes.txt")
-    path = vault / "users" / bob["_id"] / "shared" / f"{alice['_id']}_{fid}.vfkey"
-    old = next(d for d in docs_of(vault, "Share") if d["fid"] == fid)  # genuine, signed by alice
-    with mounted(vault, mnt):
-        done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
-        assert done.returncode == 0, done.stderr
+    alice, fid, path, old = shared_then_unshared(vault, mnt)
     assert not _bob_opens(vault, path, alice["_id"], fid)
     adversary.put(vault, old)  # the old body put back (refused so: tests/mount/test_trust_grants.py)
     _new_vault_id_taken(vault, mnt)  # and a new id in vault.json

@@ -264,9 +264,10 @@ def _bob_opens(vault: Path, path: Path, owner: str, fid: str) -> bool:
         return False
 
 
-def test_a_share_replayed_after_unshare_gets_no_new_key(vault: Path, tmp_path: Path) -> None:
+def shared_then_unshared(vault: Path, mnt: Path) -> tuple[dict, str, Path, dict]:
+    """alice's notes.txt shared READ with bob, then unshared: (alice, fid, bob's key file path, the
+    genuine Share body she signed before the unshare)."""
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "notes.txt").write_text("genuine notes")
         assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
@@ -277,6 +278,12 @@ def test_a_share_replayed_after_unshare_gets_no_new_key(vault: Path, tmp_path: P
     with mounted(vault, mnt):
         done = fusevault("unshare", mnt / "notes.txt", "--with", "bob")
         assert done.returncode == 0, done.stderr
+    return alice, fid, path, old
+
+
+def test_a_share_replayed_after_unshare_gets_no_new_key(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    alice, fid, path, old = shared_then_unshared(vault, mnt)
     assert adversary.get(vault, fid)["epoch"] > 0 and not _bob_opens(vault, path, alice["_id"], fid)
 
     adversary.put(vault, old)  # the server keeps the old body and puts it back
