@@ -50,23 +50,20 @@ What held
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import adversary
 import pytest
 from attack_scenes import recipients_dek
 from conftest import PouchServer, first_device, fusevault, mounted, settled, wait_for
-from services.test_trust_attack_round4 import _alarms
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.vault.model.nodes import open_node_attrs
 from mount.test_trust_attack_round22 import docs_shared_with_bob
-from mount.test_trust_writes import BOB, CAROL, _admin, _key, _node_fid
+from mount.test_trust_writes import BOB, _key, _node_fid
 
-SEEN = ("c", "shared", "alice", "docs", "notes.txt")
 
 
 def _bobs_touch(vault: Path, doc: dict, dek: bytes, epoch: int | None) -> tuple[dict, int]:
@@ -112,6 +109,6 @@ def test_a_writers_sealed_key_epoch_does_not_stop_her_unsharing_nor_writing_her_
                 wrote = err
         assert unshared.returncode == 0 and wrote is None, (
             f"bob (WRITE on docs) wrote alice's docs/notes.txt with a sealed key epoch {epoch}: her unshare "
-            f"of bob: {unshared.returncode} {unshared.stderr.strip()[:120]!r}; her write of her file: {wrote}")
+            f"of bob: {unshared.returncode} {unshared.stderr.strip()[:120]!r}; her write: {wrote}")
     finally:
         server.stop()
