@@ -65,7 +65,6 @@ from mount.test_trust_attack_round22 import docs_shared_with_bob
 from mount.test_trust_writes import BOB, _key, _node_fid
 
 
-
 def _bobs_touch(vault: Path, doc: dict, dek: bytes, epoch: int | None) -> tuple[dict, int]:
     """alice's node document ``doc`` with its mtime moved (and, if given, its sealed key epoch set),
     signed by bob (WRITE on its folder): (the document, the new mtime)."""
