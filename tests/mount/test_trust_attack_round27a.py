@@ -18,8 +18,9 @@ Holes
    (WRITE on docs) signs a genuine write of alice's docs/notes.txt (mtime moved) whose sealed ``epoch``
    is 2**53-1 (the largest ``check_numbers`` lets in), clear epoch as it was; her mounted device takes it
    (the mtime shows).  ``fusevault unshare docs --with bob`` then exits 1, "internal error: see the
-   mount's log" (the re-key, vault/services/share_ops.py:308 ``rotate`` / ``volume.rekey``, needs an epoch
-   above it, out of range), and writing docs/notes.txt gives EIO.  With the epoch as it was (the control)
+   mount's log" (the re-key, vault/services/share_ops.py:308 ``rotate`` -> vault/files/rekeying.py:41
+   ``_next_epoch``, needs an epoch above it: 2**53, out of range), and writing docs/notes.txt afterwards
+   gives EIO (not traced further for lack of time).  With the epoch as it was (the control)
    both work.  Seen in passing: with a smaller number (10**6) her device signs her next states at that
    epoch, so the ledger's ``under_older_key`` comparisons on readers' devices run on a number bob chose.
    Impact: a WRITE grantee keeps his access (the owner cannot revoke it: the unshare that would re-key
