@@ -346,6 +346,11 @@ def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[
         links = apply_attrs(node, attrs)
     except (KeyError, TypeError, ValueError, OverflowError):
         raise CorruptData(f"node document {doc['_id']} is malformed") from None
+    if node.epoch != doc.get("epoch", 0):
+        # The clear epoch is signed and bound into every key sealed for the file; the sealed one
+        # is whatever the writer put there.  A WRITE grantee's document that raised it alone made
+        # the owner's re-key (and so her unshare of him) impossible (attack round 27a (1)).
+        raise CorruptData(f"node document {doc['_id']} seals another key epoch than it names")
     node.rev = doc["_rev"]
     return node, links
 

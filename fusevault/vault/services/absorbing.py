@@ -170,7 +170,13 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     elif not doc.get("_deleted"):
         keep(node, doc)
         return
-    opened = None if doc.get("_deleted") else open_doc(tree, doc)
+    try:
+        opened = None if doc.get("_deleted") else open_doc(tree, doc)
+    except CorruptData as err:  # it opens, but does not hold (a key epoch it seals and does not name)
+        if tree.authorship is not None:
+            tree.authorship.deny(doc, f"signed by {signer or doc.get('owner')}: {err}")
+        keep(node, doc)  # refused: the file keeps what it had, and her next commit goes over it
+        return
     if opened is not None and signer is not None and here:
         tree.vouched[doc["_id"]] = (signer, opened[0].head, signature_of(doc))
     if opened is not None and (retyped(node, opened[0]) or into_a_file(tree, opened[1])):
