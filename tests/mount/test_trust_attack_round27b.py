@@ -29,6 +29,10 @@ What held
 7. vault/model/renamed.py ``legacy_path``: an id not of fusevault's form (``../``) gives no path at all;
    the old name includes the resolved folder path, so a vault folder writer's vault id cannot point the
    migration at another folder's record (read, not tested further).
+8. fusevault/modes.py / links/content.py: a link's file and folder modes are masked with SAFE_MODE_BITS
+   (no setuid/setgid/sticky) and her umask kept at the command's first line (read).
+9. transfer/client.py check_session: only a session name of digits is printed; the relay's session id
+   names the resume state and partial files only through an HMAC/hash tag, never as a path (read).
 
 Tried, not finished (no verdict): the backup buddy's dump folder (sync/service.py ``_keep_for_owner``)
 opens an existing folder's vault.json without comparing its vault id with the peer's vault document;
