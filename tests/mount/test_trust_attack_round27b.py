@@ -34,6 +34,11 @@ What held
 9. transfer/client.py check_session: only a session name of digits is printed; the relay's session id
    names the resume state and partial files only through an HMAC/hash tag, never as a path (read).
 
+Not reported (conceded): whoever may replace the vault folder itself by a symlink to another folder (a
+writer of its parent, not of the folder) changes its real path, so the device has no pin, ledger or grant
+record for it and takes its vault.json (vault id, store) at first sight; docs/SECURITY.md already concedes
+"a moved vault folder ... starts with a fresh ledger (first sight)" and a device with no record.
+
 Tried, not finished (no verdict): the backup buddy's dump folder (sync/service.py ``_keep_for_owner``)
 opens an existing folder's vault.json without comparing its vault id with the peer's vault document;
 the pin makes a later change of it refused, and the folder holds no keys, so no impact was shown.
