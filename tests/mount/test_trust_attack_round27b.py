@@ -47,13 +47,12 @@ the pin makes a later change of it refused, and the folder holds no keys, so no 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from fusevault.errors import CorruptData
 from fusevault.encoding import bytes_start
+from fusevault.errors import CorruptData
 from fusevault.links.owner import unique_name
 from fusevault.vault.format import marker_pins
 from fusevault.vault.format.layout import create, open_layout
