@@ -3,6 +3,11 @@
 sync peer / store writer / share-member side.  Real mounts, the real ``fusevault`` command, a
 pouchdb-server of the test's own.
 
+Status: hole 1 is fixed and its test passes: a node document whose sealed key epoch is not the one it
+names in clear is refused with an alarm (vault/model/nodes.py ``node_from_doc``; arrivals keep the
+file's revision, vault/services/absorbing.py).  The other clear epoch cannot be changed by a writer: it
+is signed and bound into the owner's wrapping of the key, which then no longer opens.
+
 Holes
 -----
 1. A WRITE GRANTEE SETS THE OWNER'S FILE'S KEY EPOCH ON HER OWN DEVICE (ANY NUMBER HE LIKES, IN THE SEALED

@@ -1,5 +1,7 @@
 """Attack round 27b: round 26's fixes (vault.json pins, records named by the real path, byte-cut names).
 
+Status: no hole; every test here passes (what held).
+
 Holes
 =====
 
