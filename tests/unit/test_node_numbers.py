@@ -28,7 +28,8 @@ GOOD = {"mode": stat.S_IFREG | 0o644, "uid": 1000, "gid": 1000, "rdev": 0, "size
 
 def _doc(attrs: dict) -> dict:
     sealed = aead.seal(DEK, json.dumps(attrs).encode(), aead.ad("node", FID))
-    return {"_id": FID, "_rev": "1-a", "type": "node", "owner": "a" * 32, "epoch": 0, "enc": b64e(sealed)}
+    epoch = attrs.get("epoch", 0)  # as a writer makes it: the clear epoch is the sealed one
+    return {"_id": FID, "_rev": "1-a", "type": "node", "owner": "a" * 32, "epoch": epoch, "enc": b64e(sealed)}
 
 
 def _open(attrs: dict):
@@ -44,6 +45,14 @@ def test_in_range_numbers_open_at_their_limits() -> None:
     assert (node.uid, node.size, node.epoch, node.atime, node.seq) == (2**32 - 1, 2**63 - 1, 2**53 - 1,
                                                                       -2**63, ("d", 2**63 - 1))
     assert links == [("p" * 32, b"a.txt")]
+
+
+def test_a_sealed_epoch_other_than_the_clear_one_is_refused() -> None:
+    # Attack round 27a (1): a WRITE grantee's sealed epoch became the owner's node's.
+    doc = _doc({**GOOD, "epoch": 7})
+    doc["epoch"] = 0
+    with pytest.raises(CorruptData, match="seals another key epoch"):
+        node_from_doc(doc, DEK, open_node_attrs(doc, DEK))
 
 
 @pytest.mark.parametrize("field,value", [
