@@ -129,6 +129,12 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 continue
             node, links = node_from_doc(doc, dek, attrs)
         except CorruptData as err:  # one bad document (numbers out of range, say) never stops the mount
+            if gate is not None and signer is not None and signer != owner:
+                # A writer's document of her file that cannot be read hides nothing of hers: refused,
+                # said, and the file rebuilt from her own material (attack round 28d (1)).
+                gate.deny(doc, f"its document, signed by {signer}, cannot be read: {err}")
+                deleted.append((_identity(doc), None))
+                continue
             _refuse(trust, doc["_id"], err)
             continue
         node.owner = owner  # interned: shared by every node of the tree
