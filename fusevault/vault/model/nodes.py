@@ -351,6 +351,11 @@ def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[
         # is whatever the writer put there.  A WRITE grantee's document that raised it alone made
         # the owner's re-key (and so her unshare of him) impossible (attack round 27a (1)).
         raise CorruptData(f"node document {doc['_id']} seals another key epoch than it names")
+    if node.children is not None and len(links) > 1:
+        # A folder has one name, as the kernel's link(2) insists.  A writer's document naming one of
+        # her folders twice made every walk down her tree (export, the re-keys of unshare) go 2**n
+        # ways for n documents (attack round 28c (1)).
+        raise CorruptData(f"node document {doc['_id']} names a folder more than once")
     node.rev = doc["_rev"]
     return node, links
 

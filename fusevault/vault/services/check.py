@@ -209,6 +209,7 @@ class Checker:
         """A lost folder's path: where the newest version of a file under it was, less
         the names below the folder; else unknown."""
         level, depth = list(state.children), 1
+        walked = set(level)  # each once: a folder a document names twice is not walked twice (round 28c (1))
         while level and depth <= 64:
             for child in level:
                 for doc in self.store.by_file(VERSION, child):
@@ -218,7 +219,9 @@ class Checker:
                         continue
                     if len(parts) > depth:
                         return "/".join(parts[:-depth])
-            level, depth = [g for c in level for g in self.children.get(c, [])], depth + 1
+            level = list(dict.fromkeys(g for c in level for g in self.children.get(c, []) if g not in walked))
+            walked.update(level)
+            depth += 1
         return f"(unnamed {'folder' if state.children else 'file'} {state.fid})"
 
     def _version_doc(self, state: FileState, doc: dict, key: MasterKey | None) -> VersionState:

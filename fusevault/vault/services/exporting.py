@@ -46,8 +46,13 @@ def tree(volume: Volume, node: Node, rel: str) -> list[tuple[str, Node]]:
     exported or linked like any other tree, never a RecursionError."""
     found: list[tuple[str, Node]] = []
     todo = [(rel, node)]
+    folders: set[int] = set()
     while todo:
         rel, each = todo.pop()
+        if each.is_dir:
+            if each.ino in folders:  # a folder named twice is refused where it comes in (round 28c (1))
+                continue
+            folders.add(each.ino)
         found.append((rel, each))
         if not each.is_dir:
             continue

@@ -129,13 +129,17 @@ def _own(volume: Volume, path: bytes) -> Node:
 def subtree(volume: Volume, node: Node, behind: Container[str] = ()) -> list[Node]:
     """The node and everything under it (not what sits under it only as a
     file in ``behind`` says, an older state than the device saw: ledger.py)."""
-    found, todo = [], [node]
+    found, todo, reached = [], [node], {node.ino}
     while todo:
         current = todo.pop()
         found.append(current)
         if current.children:
-            todo += [child for i in current.children.values()
-                     if (child := volume.get(i)) is not None and child.fid not in behind]
+            # Each node once, however many names reach it (a file's hard links; a folder named
+            # twice is refused where it comes in, attack round 28c (1)).
+            for i in current.children.values():
+                if i not in reached and (child := volume.get(i)) is not None and child.fid not in behind:
+                    reached.add(i)
+                    todo.append(child)
     return found
 
 
