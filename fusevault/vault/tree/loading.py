@@ -12,7 +12,7 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
@@ -161,7 +161,9 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     taken = [(node, lost) for node, links in pending if (lost := _link_loaded(tree, node, links))]
     if guests:
         taken += admit_guests(tree, guests, inodes, unlooped=False)
-    _break_cycles(tree)  # before settling: what leaves takes what is under it
+    # Before settling (what leaves takes what is under it); a loop is cut at a name from a
+    # document another signed, if one made it.
+    _break_cycles(tree, [node for node, *_ in foreign if tree.get(node.ino) is node])
     moved: dict[str, list[str]] = {}
     rebuilt: list[Node] = []  # the user's own nodes whose refused document settling rebuilt
     if gate is not None:
@@ -497,14 +499,20 @@ def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
     return taken
 
 
-def _break_cycles(tree: Tree) -> None:
+def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:
     """A folder is never inside itself, whoever's documents say so (a grantee's,
     two devices' concurrent moves): walking the names down from the root
     (then from every folder not reached), a name leading back to a folder on
-    the way down is left out, and said.  Nothing walking the tree loops then."""
+    the way down is left out, and said.  Nothing walking the tree loops then.
+
+    A loop of folders (one name each: nodes.py) is never reached from the root, only from a
+    folder in it, and the name left out is the one into that folder: its own document's.  So
+    the walks start from ``first``, the nodes whose document another signed (judged after
+    this): a loop a writer's move closes loses his name, never one of the owner's, and his
+    document, refused, gives the folder back where it was (attack round 28c (2))."""
     state: dict[int, bool] = {}  # inode -> still on the way down (False: done)
     alarms = tree.trust.alarms if tree.trust is not None else None
-    for start in [tree.root, *tree.nodes()]:
+    for start in [tree.root, *first, *tree.nodes()]:
         if not start.is_dir or start.ino in state:
             continue
         state[start.ino] = True
