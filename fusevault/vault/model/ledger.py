@@ -50,7 +50,7 @@ from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model import renamed
 from fusevault.vault.model.alarms import Alarms, for_user
-from fusevault.vault.model.nodes import clear_epoch, open_node_doc
+from fusevault.vault.model.nodes import MAX_OVER, clear_epoch, open_node_doc
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -215,6 +215,12 @@ class Ledger:
         # closed leaf's seq: a settling that keeps its contents commits them
         # under a new one (conflicts.py ``_adopt``).
         self.closed: dict[str, list[Seq]] = {}
+        # Per file, the newest state of each device that a state taken or committed here was made
+        # over (``Node.over``, signed by the owner; and this device's own commits): such a state is
+        # an ancestor of one seen, so put back it is a replay, though no older than its device's
+        # newest: her laptop's state after her desktop edited on top of it (attack round 28b).
+        # Only files written on two devices of the owner's have an entry.
+        self.covered: dict[str, dict[str, int]] = {}
         # The user's own nodes rebuilt at this load from a refused replay of her
         # own older document (vault/tree/loading.py ``_replays_refused``), with the
         # replayed revision (never saved): said with the load's rollbacks, and her
@@ -265,6 +271,8 @@ class Ledger:
                                for fid, seqs in data.get("branches", {}).items()}
             ledger.closed = {str(fid): [(sys.intern(str(d)), int(n)) for d, n in seqs]
                              for fid, seqs in data.get("closed", {}).items()}
+            ledger.covered = {str(fid): {sys.intern(str(d)): int(n) for d, n in over.items()}
+                              for fid, over in data.get("covered", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -282,7 +290,7 @@ class Ledger:
                               "kinds": dict(self.kinds),
                               "modes": dict(self.modes),
                               "names": dict(self.names), "branches": dict(self.branches),
-                              "closed": dict(self.closed)}
+                              "closed": dict(self.closed), "covered": dict(self.covered)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -329,12 +337,28 @@ class Ledger:
         if seq is None:
             return bool(seen)  # written before seq existed, where a seq'd state was seen
         newest = seen.get(seq[0])
-        return newest is not None and seq[1] < newest
+        return (newest is not None and seq[1] < newest) or self._covers(fid, seq)
+
+    def _covers(self, fid: str, seq: Seq) -> bool:
+        """Was a state taken or made here made over ``seq`` (or a later state of its device)?"""
+        over = self.covered.get(fid)
+        return over is not None and seq[1] <= over.get(seq[0], -1)
 
     def newer(self, fid: str, seq: Seq | None) -> bool:
         """Is this state of ``fid`` newer than every one seen from its device?"""
         entry = self.fids.get(fid)
-        return seq is not None and (entry is None or seq[1] > entry[1].get(seq[0], -1))
+        return seq is not None and (entry is None or seq[1] > entry[1].get(seq[0], -1)) and not self._covers(
+            fid, seq)
+
+    def cover(self, fid: str, over: dict[str, int] | None) -> None:
+        """Remember the states a state of ``fid`` taken or made here was made over (``Node.over``)."""
+        if not over:
+            return
+        held = self.covered.get(fid, {})
+        if all(held.get(device, -1) >= n for device, n in over.items()):
+            return
+        self.covered[fid] = {**held, **{d: n for d, n in over.items() if n > held.get(d, -1)}}
+        self.version += 1
 
     def record(self, fid: str, seq: Seq | None, live: bool) -> None:
         entry = self.fids.get(fid)
@@ -358,8 +382,22 @@ class Ledger:
         """Give each node to be committed its next ``seq`` (before its document is built)."""
         for node in nodes:
             self.counter += 1
+            node.over = self.made_over(node.fid, node.over, node.seq)
             node.seq = (self.device, self.counter)
         self.version += 1
+
+    def made_over(self, fid: str, over: dict[str, int] | None, prev: Seq | None) -> dict[str, int] | None:
+        """What a state of ``fid`` this device commits over the state ``prev`` (with its ``over``) is made
+        over: both, less this device's own (its counter orders those).  ``prev`` counts only as far as
+        this device took states of its device (a writer's document naming her device is kept apart
+        here: ``writer_seq``, so his number never reaches her signed lineage)."""
+        merged = {d: n for d, n in (over or {}).items() if d != self.device}
+        entry = self.fids.get(fid)
+        if (prev is not None and prev[0] != self.device and entry is not None
+                and entry[1].get(prev[0], -1) >= prev[1] > merged.get(prev[0], -1)
+                and (prev[0] in merged or len(merged) < MAX_OVER)):
+            merged[prev[0]] = prev[1]
+        return merged or None
 
     def committed(self, nodes: list[Node], deleted: list[bool],
                   places: list[list[str]] | None = None) -> None:
@@ -369,6 +407,7 @@ class Ledger:
             if node.fid in self.behind and (gone or moved):
                 self._placed(node.fid)  # moved (or deleted) by the owner on this device: her choice
             self.record(node.fid, node.seq, not gone)
+            self.cover(node.fid, node.over)
             self.keyed(node.fid, node.epoch)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
@@ -489,6 +528,7 @@ class Ledger:
         # must not let a writer bring her trashed file back (attack round 25a (4)).
         self._trashed_by_owner(fid, doc)
         self.record(fid, seq, not doc.get("delete"))
+        self.cover(fid, fresh.over)  # its owner's word only (nodes.py ``node_from_doc``)
         self.keyed(fid, fresh.epoch)
         self.saw_kind(fresh)
         self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
@@ -686,6 +726,7 @@ class Ledger:
                     # her stamp it carried puts it.
                     self._placed(node.fid)
                 self.record(node.fid, seq, True)
+                self.cover(node.fid, node.over)
                 self.keyed(node.fid, node.epoch)
                 if node.fid not in signers and node.fid in self.owner_trashed:
                     self.owner_trashed.discard(node.fid)  # live again as its owner signed it: restored

@@ -21,9 +21,9 @@ from types import MappingProxyType
 from fusevault.crypto import aead
 from fusevault.crypto.identity import open_file_key
 from fusevault.crypto.keys import MasterKey
-from fusevault.crypto.signing import sign_doc
+from fusevault.crypto.signing import sign_doc, signer_of
 from fusevault.encoding import b64d, b64e, loads_untrusted, name_to_str, str_to_name
-from fusevault.errors import CorruptData
+from fusevault.errors import CorruptData, Forged
 from fusevault.vault.format.layout import checked_id
 from fusevault.vault.model.placement import shaped
 
@@ -42,6 +42,9 @@ VERSION = "FilesMetaData"
 # say anything: out of range, it is malformed (CorruptData), never an
 # OverflowError deep in a mount.
 _U32, _I63, _EXACT = 1 << 32, 1 << 63, 1 << 53
+# Devices a state names as made over (``Node.over``): one per device of the owner's that wrote the file;
+# a state that would name more forgets the newest ones it would add (ledger.py ``made_over``).
+MAX_OVER = 32
 MAX_SIZE = _I63 - 1  # off_t
 _RANGES = (("mode", 0, 0o177777), ("uid", 0, _U32 - 1), ("gid", 0, _U32 - 1), ("rdev", 0, _U32 - 1),
            ("size", 0, MAX_SIZE), ("allocated", 0, MAX_SIZE), ("epoch", 0, _EXACT - 1),
@@ -102,8 +105,12 @@ def check_shapes(attrs: dict) -> None:
             raise ValueError(f"bad {field}")
     if (trashed := attrs.get("trashed")) and not isinstance(trashed[0], str):
         raise ValueError("bad trashed")
-    if (seq := attrs.get("seq")) is not None and not isinstance(seq[0], str):
-        raise ValueError("bad seq")
+    if (seq := attrs.get("seq")) is not None and not (isinstance(seq[0], str) and "/" not in seq[0]):
+        raise ValueError("bad seq")  # "/" marks a writer's device in a ledger (ledger.py ``apart``)
+    over = attrs.get("over")
+    if over is not None and not (isinstance(over, dict) and len(over) <= MAX_OVER and all(
+            isinstance(d, str) and "/" not in d and int_in(n, 0, _I63 - 1) for d, n in over.items())):
+        raise ValueError("bad over")
 
 
 def clear_epoch(doc: dict) -> int:
@@ -130,7 +137,7 @@ class Node:
         "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped", "seq",
-        "replaced_by", "placed",
+        "over", "replaced_by", "placed",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -182,6 +189,12 @@ class Node:
         # (writing device, its counter) of the document this state came from
         # or goes to: rollback detection (vault/model/ledger.py).
         self.seq: tuple[str, int] | None = None
+        # The newest state of each of the owner's other devices this state was
+        # made over ({device: n}, signed with it; None: none): a state of that
+        # device up to n is its ancestor, so one put back later is a replay,
+        # though no older than that device's newest (attack round 28b).  Taken
+        # only from a document its owner signed (``node_from_doc``).
+        self.over: dict[str, int] | None = None
         # The owner's signed stamp of where she put it (vault/model/placement.py):
         # made at her commits, carried over unchanged by a grantee's.
         self.placed: dict | None = None
@@ -235,6 +248,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         **({"replaced_by": node.replaced_by} if node.replaced_by is not None else {}),
         **({"allocated": node.allocated} if node.allocated is not None else {}),
         **({"seq": list(node.seq)} if node.seq is not None else {}),
+        **({"over": node.over} if node.over else {}),
         **({"placed": node.placed} if node.placed is not None else {}),
     }
 
@@ -356,8 +370,17 @@ def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[
         # her folders twice made every walk down her tree (export, the re-keys of unshare) go 2**n
         # ways for n documents (attack round 28c (1)).
         raise CorruptData(f"node document {doc['_id']} names a folder more than once")
+    if node.over is not None and _signer(doc) != node.owner:
+        node.over = None  # a writer's word on what the owner's states were made over counts for nothing
     node.rev = doc["_rev"]
     return node, links
+
+
+def _signer(doc: dict) -> str | None:
+    try:
+        return signer_of(doc)
+    except Forged:
+        return None
 
 
 def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
@@ -385,6 +408,9 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
         if not isinstance(device, str) or not isinstance(n, int):
             raise ValueError("bad seq")
         node.seq = (sys.intern(device), n)
+    if over := attrs.get("over"):
+        mine = node.seq[0] if node.seq is not None else None  # its own device's: its seq says more
+        node.over = {sys.intern(d): n for d, n in over.items() if d != mine} or None
     return [(p, str_to_name(n)) for p, n in attrs["links"]]
 
 

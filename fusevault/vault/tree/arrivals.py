@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # has no unsaved changes of their own (those are sealed under the key they
 # were opened with, and committed with it).
 ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
-         "previous", "rev", "placed")
+         "previous", "rev", "placed", "seq", "over")  # seq, over: what her next commit is made over
 CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
 
 
@@ -117,6 +117,15 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
         return False
     if signer == doc.get("owner"):
         return True
+    mine = node is not None and node.owner == tree.key.user_id
+    if mine and any(folder(tree, parent) is None for parent, _ in opened[1]):
+        # Her file, moved by a writer into a folder not held here (in her trash, his own tree, an id
+        # of nothing): no WRITE there can be judged, and taken, the file would be in no folder, nor in
+        # her trash, for the rest of the mount, and out of reach of her unshare of him (attack round
+        # 28c (3)).  Refused; if the folder is his, made since and still on its way, her next unlock
+        # judges the move with it.
+        gate.deny(doc, f"signed by {signer}, it moves the file into a folder not held here")
+        return False
     if tree.vouched.get(doc["_id"]) == (signer, fresh.head, signature_of(doc)):
         return gate.owner_dek_ok(doc, signer, fresh.dek, node)  # the very document a seat here vouched for
     if not gate.may_write(tree, signer, doc["owner"], doc["_id"], opened[1], node, stamp=fresh.placed):

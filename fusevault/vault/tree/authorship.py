@@ -439,12 +439,19 @@ class Authorship:
         owner's file, and their earlier name is not known."""
         refused: list[tuple[Node, str]] = []
         moved: dict[str, list[str]] = {}
-        for node, _, signer, guest in foreign:
+        for node, links, signer, guest in foreign:
             placed = volume.find(node.fid) or node  # where the unlock put it (its own names: judged)
+            mine = not guest and node.owner == self.user_id
+            if mine and any(volume.find(parent) is None for parent, _ in links):
+                # Into a folder this device does not hold (in her trash, his own tree, an id of
+                # nothing): no WRITE there can be judged, and with no name here her file would be
+                # in no folder and not in her trash, hidden from her and from her unshare of him
+                # (attack round 28c (3)).  Refused: rebuilt where she left it.
+                refused.append((placed, signer))
+                continue
             if not self.may_write(volume, signer, node.owner, node.fid, node=placed, placed=True):
                 refused.append((placed, signer))
                 continue
-            mine = not guest and node.owner == self.user_id
             was = self.was_placed(volume, node.fid, node.placed) if mine else None
             now = sorted({parent.fid if (parent := volume.get(ino)) is not None else ""
                           for ino, _ in placed.links})
