@@ -393,7 +393,7 @@ class Ledger:
         here: ``writer_seq``, so his number never reaches her signed lineage)."""
         merged = {d: n for d, n in (over or {}).items() if d != self.device}
         entry = self.fids.get(fid)
-        if (prev is not None and prev[0] != self.device and entry is not None
+        if (prev is not None and prev[0] != self.device and "/" not in prev[0] and entry is not None
                 and entry[1].get(prev[0], -1) >= prev[1] > merged.get(prev[0], -1)
                 and (prev[0] in merged or len(merged) < MAX_OVER)):
             merged[prev[0]] = prev[1]
