@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from unit.test_ledger_closed import _open, _Tree
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.vault.model.ledger import Ledger
 from fusevault.vault.model.nodes import MAX_OVER, Node, node_from_doc
+from unit.test_ledger_closed import _open, _Tree
 
 ALICE, BOB, FID = "a" * 32, "b" * 32, "f" * 32
 
