@@ -23,7 +23,6 @@ from fusevault.errors import VaultError
 from fusevault.store import Store
 from fusevault.store.local import LocalStore
 from fusevault.vault.model import users
-from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.users import USER
@@ -81,7 +80,6 @@ class Arrivals:
 
     def arrived(self, docs: list[dict], conflicts: list[str]) -> None:
         """What a peer sent, just stored (the sync service's callback)."""
-        self._grants_gone(docs)  # before they are taken in: then they are no longer in force
         self.committed(None, docs)
         if conflicts:
             for agent in self.unlocked():
@@ -143,26 +141,6 @@ class Arrivals:
                 known.update(sharing.kinds())
         return [{**d, "type": known[d["_id"]]} if d.get("_deleted") and "type" not in d
                 and isinstance(d.get("_id"), str) and d["_id"] in known else d for d in docs]
-
-    def _grants_gone(self, docs: list[dict]) -> None:
-        """Say each of her own grants in force here (a Share she made, a Group she owns) that a peer's
-        deletion ends, unless an ``unshare`` on this device took it back.  Taken in all the same (she
-        may have unshared it on another device, which is not told from the server's deletion), but
-        never silently: her grantees lose access and her device would otherwise say nothing (attack
-        round 28a (1)).  Shares and Groups only a peer deletes are judged: a command on this machine
-        writes the local store, not through the sync."""
-        gone = {d["_id"] for d in docs if d.get("_deleted") and isinstance(d.get("_id"), str)}
-        for agent in self.unlocked() if gone else ():
-            volume = _volume(agent)
-            sharing, trust = volume.sharing, volume.trust
-            if sharing is None or trust is None or trust.fresh is None:
-                continue
-            for doc_id, what in sharing.hers_in_force().items():
-                if doc_id in gone and trust.fresh.remembered(doc_id):
-                    for_user(agent.user_id).warn(
-                        f"{what}-missing", doc_id, f"a peer or the server deleted your {what} {doc_id}, "
-                        "which this device saw and did not take back: if you did not remove it on another "
-                        f"device, the store was tampered with (`fusevault {what} ...` makes it again)")
 
     async def _keys_arrived(self, volume: Volume, doc: dict) -> None:
         """Her own user document from a peer or the server: judged against the newest key fields this

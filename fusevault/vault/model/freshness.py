@@ -451,6 +451,15 @@ class Freshness:
         for key, (kind, _, gone) in list(self.seen.items()):
             owner, _, doc_id = key.rpartition("/")  # record_id: "<owner>/<id>" for another user's body
             if not gone and kind in KINDS and (doc_id if owner else key) not in present:
+                if not owner and self.remembered(key):
+                    # Her own grant, gone though no ``unshare`` here took it back: never silently (her
+                    # grantees lose access), whenever this device learns it: while mounted, or at an
+                    # unlock after it arrived while locked (attack rounds 28a (1), 29b (1)).  It is gone
+                    # all the same: another device of hers, or an administrator, may have removed it.
+                    what = "share" if kind == "Share" else "group"
+                    self.alarms.warn(f"{what}-missing", key, f"the store no longer has your {what} {key}, "
+                                     "which this device saw and did not take back: removed on another "
+                                     "device of yours or by an administrator, or the store was tampered with")
                 self.deleted(key)
 
 

@@ -251,6 +251,12 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
                                  f"{'saw' if remembered else 'sealed keys for'}: deleted or withheld, "
                                  "the store may have been tampered with; its keys are taken back anyway")
     request = _rotation_put(volume.trust, pending, node)
+    if volume.trust.fresh is not None:
+        # Taken back here before the store says it is gone: a reload of the grants meanwhile (this
+        # mount's, a shared mount's store watcher) must not take her own unshare for a deletion by
+        # someone else (freshness.py ``sweep``).  A failed put leaves the share in the store: a
+        # second unshare finds it there.
+        volume.trust.fresh.took_back(share_id)
     revs = await volume.store_call(volume.store.put_many, [*([] if missing else [tombstone(doc)]), request])
     request["_rev"] = revs[-1]  # the request this unshare carries out: deleted only as it is (``rotate``)
     await volume.in_thread(volume.store.sync)
@@ -261,10 +267,9 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
             sharing.remove_key(each)
 
     await volume.in_thread(remove_keys)
-    volume.sharing.reload(volume.store)  # the Share is remembered as deleted on this device ...
-    if volume.trust.fresh is not None:
-        volume.trust.fresh.took_back(share_id)  # ... and as taken back here (a second unshare: "not shared")
-    await volume.store_call(volume.trust.save)  # ... at once: its old body is a replay from now
+    volume.sharing.reload(volume.store)  # the Share is remembered as deleted on this device (taken back
+    await volume.store_call(volume.trust.save)  # above: a second unshare says "not shared"), at once: its
+    # old body is a replay from now
     if not await rotate(volume, node, request):
         # Another request replaced hers during the re-key (a group owner's removal): carried out now,
         # never left for whenever the next change or unlock comes.

@@ -111,12 +111,6 @@ class Guests:
         known.update(dict.fromkeys(self.users, USER))
         return known
 
-    def hers_in_force(self) -> dict[str, str]:
-        """Her own grants in force here, by id: "share" (one she made) or "group" (one she owns)."""
-        found = {sharing.doc_id(g.fid, g.grantee): "share" for g in self.grants if g.owner == self.user_id}
-        found.update({gid: "group" for gid, g in self.groups.items() if g.get("owner") == self.user_id})
-        return found
-
     def members(self) -> dict[str, dict[str, str]]:
         # Only users whose document is here: a missing one (withheld, or removed
         # under older code) stays in the signed document and is reached by nothing.

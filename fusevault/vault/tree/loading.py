@@ -93,6 +93,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     deleted: list[tuple[dict, str | None]] = []
     root_deleted: str | None = None  # who signed a deletion of the root
     replayed: set[str] = set()  # her own older deletions put back (``_deletion_replayed``), refused
+    unreadable: set[str] = set()  # her files whose writer's document does not read: refused, rebuilt
     # Every file this device saw is judged, whatever its clear owner now says.
     ledger = Ledger.open(key, layout.root, layout.vault_id)
     seen = ledger.fids
@@ -134,6 +135,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 # said, and the file rebuilt from her own material (attack round 28d (1)).
                 gate.deny(doc, f"its document, signed by {signer}, cannot be read: {err}")
                 deleted.append((_identity(doc), None))
+                unreadable.add(doc["_id"])
                 continue
             _refuse(trust, doc["_id"], err)
             continue
@@ -179,7 +181,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             for link in links:
                 if not tree.holds(link[0]):
                     waiting.setdefault(link[0], []).append((node, link))
-        kept, lost_names = _keep_undeleted(tree, key, gate, ledger, deleted, waiting, inodes, replayed)
+        kept, lost_names = _keep_undeleted(tree, key, gate, ledger, deleted, waiting, inodes, replayed,
+                                           unreadable)
         taken += lost_names
         if kept:
             _break_cycles(tree)
@@ -227,7 +230,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
 def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger,
                     deleted: list[tuple[dict, str | None]],
                     waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]], inodes: dict[str, int],
-                    replayed: set[str]) -> tuple[list[Node], list[tuple[Node, list[tuple[str, bytes]]]]]:
+                    replayed: set[str], unreadable: frozenset[str] | set[str] = frozenset(),
+                    ) -> tuple[list[Node], list[tuple[Node, list[tuple[str, bytes]]]]]:
     """Files of the user's whose deletion by another was refused, or whose
     document was refused as it was read (not admitted: signer None; issue 22),
     put back as they were (vault/tree/undeleting.py: nothing of the refused
@@ -235,7 +239,10 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
     first: a folder put back holds what was in it (``waiting``: links to a
     folder not held, by its fid) when that is linked and its own deletion is
     judged.  ``replayed``: her own older deletions refused (said with the load's rollbacks,
-    ``Ledger.replays``).  Returned: those placed, and the names that were taken."""
+    ``Ledger.replays``).  ``unreadable``: her files whose writer's document did not read: one whose
+    place this device does not know (it never saw the file: made on her other device) is rebuilt at
+    the top of her vault from her newest version, said, rather than hidden at every unlock (attack
+    round 29b (2)); no share reaches it there.  Returned: those placed, and the names that were taken."""
     placed: list[Node] = []
     taken: list[tuple[Node, list[tuple[str, bytes]]]] = []
     by_fid = {doc["_id"]: (doc, signer) for doc, signer in deleted}
@@ -247,9 +254,12 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         # by her, newer than seen: authorship.py ``was_placed``), else ``where``.
         stamp = gate.placed_in(doc)
         was = gate.was_placed(tree, fid, stamp) or []
+        top = False
         if signer is None:  # refused as read (said then): a place this device knows, or left out
             if not [parent for parent in was if tree.find(parent) is not None]:
-                continue
+                if fid not in unreadable or ledger.kind_seen(fid) == stat.S_IFDIR:
+                    continue
+                was, top = [tree.root.fid], True
             if fid in replayed:
                 ledger.replays[fid] = doc["_rev"]
             else:
@@ -258,6 +268,12 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         node, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
                                                         fid in waiting, ledger.kind_seen(fid),
                                                         ledger.mode_seen(fid))
+        if top:
+            if signed_path is None:
+                continue  # no version of hers to rebuild it from (or a folder): left out, as said
+            gate.trust.alarms.warn("rebuilt", fid, f"file {fid}: its document was refused and where it "
+                                   "was is not known here: rebuilt at the top of the vault from your newest "
+                                   "version of it")
         tree.add(node, inodes)
         _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key)
         for child, link in waiting.pop(fid, ()):
