@@ -129,7 +129,8 @@ def _share_of_docs(laptop: Path) -> dict:
     return adversary.get(laptop, doc_id(docs, bob))
 
 
-def test_her_share_deleted_by_the_server_while_she_is_mounted_is_said(tmp_path: Path) -> None:
+@pytest.mark.parametrize("locked", [False, True])  # True: while her mount is locked (round 29b (1))
+def test_her_share_deleted_by_the_server_while_she_is_mounted_is_said(tmp_path: Path, locked: bool) -> None:
     server = PouchServer(tmp_path / "pouch")
     url = f"{server.start()}/vault"
     try:
@@ -142,11 +143,17 @@ def test_her_share_deleted_by_the_server_while_she_is_mounted_is_said(tmp_path: 
         with mounted(laptop, mnt) as m:
             wait_for(lambda: settled(m), "the first push")
             before = {(a["kind"], a.get("subject")) for a in _alarms(m)}
+            if locked:  # the mount keeps syncing; the deletion is met at her unlock
+                assert fusevault("lock", m, passphrase=None).returncode == 0
             gone = share["_id"]
             rev = _http("GET", f"{url}/{gone}")["_rev"]
             _http("DELETE", f"{url}/{gone}?rev={rev}")  # the server's bare deletion
             wait_for(lambda: _deleted_here(laptop, gone), "the deletion in her store")
-            wait_for(lambda: settled(m), "the mount settled")
+            if locked:
+                unlocked = fusevault("unlock", m)
+                assert unlocked.returncode == 0, unlocked.stderr
+            wait_for(lambda: settled(m) and any(a["kind"] == "share-missing" for a in _alarms(m)),
+                     "the deletion said")
             (m / "docs" / "new.txt").write_text("made after the server deleted her share")
             wait_for(lambda: settled(m), "the mount settled")
             fid = _node_fid(laptop, "alice", "new.txt")
@@ -156,10 +163,11 @@ def test_her_share_deleted_by_the_server_while_she_is_mounted_is_said(tmp_path: 
             said += [(a["kind"], a["text"][:120]) for a in _alarms(m)
                      if (a["kind"], a.get("subject")) not in before]
         sealed = user_key_path(Layout(laptop, "", {}), bob, share["owner"], fid).exists()
-        assert sealed or said, (
-            f"the server deleted alice's Share of docs with bob (she never unshared it); her mounted device "
-            f"took the deletion in silently: new.txt, made in docs after it, is not sealed to bob (he "
-            f"loses the folder) and nothing is said on her device, then or at her next unlock ({said})")
+        assert sealed or "share-missing" in [kind for kind, _ in said], (
+            f"the server deleted alice's Share of docs with bob (she never unshared it; locked: {locked}); "
+            f"her device took the deletion in silently: new.txt, made in docs after it, is not sealed to "
+            f"bob (he loses the folder) and nothing is said on her device, then or at her next unlock "
+            f"({said})")
     finally:
         server.stop()
 
@@ -184,8 +192,7 @@ def test_her_share_deleted_then_its_old_body_served_again_is_refused_as_a_replay
             _http("PUT", f"{url}/{share['_id']}", {k: v for k, v in share.items() if k != "_rev"})
             wait_for(lambda: not _deleted_here(laptop, share["_id"])
                      and adversary.get(laptop, share["_id"]) is not None, "the old body back in her store")
-            wait_for(lambda: settled(m), "the sync")
-            wait_for(lambda: settled(m), "the mount settled")
+            wait_for(lambda: "replayed-grant" in {a["kind"] for a in _alarms(m)}, "the replay refused")
             (m / "docs" / "new.txt").write_text("made after the replay")
             wait_for(lambda: settled(m), "the mount settled")
             fid = _node_fid(laptop, "alice", "new.txt")
@@ -315,15 +322,15 @@ def test_her_own_group_deleted_by_the_server_while_she_is_mounted_is_said(tmp_pa
             rev = _http("GET", f"{url}/{crew}")["_rev"]
             _http("DELETE", f"{url}/{crew}?rev={rev}")  # the server's bare deletion of her group
             wait_for(lambda: _deleted_here(laptop, crew), "the group's deletion in her store")
-            wait_for(lambda: settled(m), "the mount settled")
-            wait_for(lambda: settled(m), "the sync")
+            wait_for(lambda: settled(m) and any(a["kind"] == "group-missing" for a in _alarms(m)),
+                     "the deletion said")
             said = [(a["kind"], a["text"][:120]) for a in _alarms(m)
                     if (a["kind"], a.get("subject")) not in before]
         with mounted(laptop, mnt) as m:  # her next unlock
             said += [(a["kind"], a["text"][:120]) for a in _alarms(m)
                      if (a["kind"], a.get("subject")) not in before]
             listed = fusevault("group", "list", env={"FUSEVAULT_VAULT": str(laptop)})
-        assert said, (
+        assert "group-missing" in [kind for kind, _ in said], (
             f"the server deleted alice's own group crew (she never removed it, and her device saw it); her "
             f"device took it as her removal of the group, silently, then and at her next unlock "
             f"(group list: {listed.stdout.strip()[:200]!r}; notes.txt re-keyed away from bob: "
