@@ -267,9 +267,10 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
             sharing.remove_key(each)
 
     await volume.in_thread(remove_keys)
-    volume.sharing.reload(volume.store)  # the Share is remembered as deleted on this device (taken back
-    await volume.store_call(volume.trust.save)  # above: a second unshare says "not shared"), at once: its
-    # old body is a replay from now
+    # The Share is remembered as deleted (and taken back, above: a second unshare says "not shared"),
+    # saved at once: its old body is a replay from now.
+    volume.sharing.reload(volume.store)
+    await volume.store_call(volume.trust.save)
     if not await rotate(volume, node, request):
         # Another request replaced hers during the re-key (a group owner's removal): carried out now,
         # never left for whenever the next change or unlock comes.

@@ -262,7 +262,7 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
                 was, top = [tree.root.fid], True
             if fid in replayed:
                 ledger.replays[fid] = doc["_rev"]
-            else:
+            elif not top:  # at the top: said below, once it is known to be rebuilt
                 gate.trust.alarms.warn("rebuilt", fid, f"refused a change of file {fid}: its document was "
                                        "not taken: rebuilt from what its owner signed")
         node, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
