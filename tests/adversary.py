@@ -62,6 +62,15 @@ def delete_row(vault: Path, doc_id: str) -> None:
         db.close()
 
 
+def pulled_past(vault: Path, seq: int) -> bool:
+    """Whether the vault's sync has taken in the server's changes up to ``seq`` (``Server.seq``): what a
+    test waits for before asserting that a server's change was refused, so that it was offered at all."""
+    with store_of(vault) as store:
+        rows = store.db.execute("SELECT body FROM local_docs WHERE id LIKE 'sync-%'").fetchall()
+    done = [json.loads(body).get("pull") for (body,) in rows]
+    return any(isinstance(n, int) and n >= seq for n in done)
+
+
 def snapshot(vault: Path, to: Path) -> None:
     """Copy the store as it is now (to be put back later: a rollback)."""
     to.mkdir(parents=True, exist_ok=True)
@@ -83,6 +92,10 @@ class Server:
 
     def __init__(self, db_url: str) -> None:
         self.url = db_url.rstrip("/")
+
+    def seq(self) -> int:
+        """The database's newest change (pouchdb-server counts them)."""
+        return int(httpx.get(self.url, timeout=30).raise_for_status().json()["update_seq"])
 
     def get(self, doc_id: str, **params: str) -> dict | None:
         r = httpx.get(f"{self.url}/{doc_id}", params=params, timeout=30)

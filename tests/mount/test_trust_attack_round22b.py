@@ -245,6 +245,7 @@ What held
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -701,7 +702,9 @@ def test_a_hostile_senders_name_does_not_write_into_her_existing_folders(transfe
         ready.set()
 
     def run() -> None:
-        sending_module.send(transfer_relay, [key], announce, say=lambda t: None)
+        # The sender waits on for a receiver that refused; the relay may be gone by the time it gives up.
+        with contextlib.suppress(VaultError):
+            sending_module.send(transfer_relay, [key], announce, say=lambda t: None)
 
     sender = threading.Thread(target=run, daemon=True)
     sender.start()

@@ -216,8 +216,8 @@ def test_the_servers_deletion_of_a_grantees_user_document_is_not_taken_into_her_
             wait_for(lambda: settled(m), "the first push")
             rev = _http("GET", f"{url}/{bob}")["_rev"]
             _http("DELETE", f"{url}/{bob}?rev={rev}")
-            wait_for(lambda: settled(m), "the mount settled")
-            wait_for(lambda: settled(m), "the sync")
+            seq = adversary.Server(url).seq()
+            wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(m), "the deletion offered")
             (m / "docs" / "new.txt").write_text("made after the server deleted bob's user document")
             wait_for(lambda: settled(m), "the mount settled")
             fid = _node_fid(laptop, "alice", "new.txt")
@@ -354,8 +354,8 @@ def test_a_tombstone_branch_of_her_share_leaves_the_share_in_force(tmp_path: Pat
             wait_for(lambda: settled(m), "the first push")
             tomb = {"_id": share["_id"], "_rev": "90-" + "e" * 32, "_deleted": True}
             _http("POST", f"{url}/_bulk_docs", {"docs": [tomb], "new_edits": False})
-            wait_for(lambda: settled(m), "the mount settled")
-            wait_for(lambda: settled(m), "the sync")
+            seq = adversary.Server(url).seq()
+            wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(m), "the branch offered")
             (m / "docs" / "new.txt").write_text("made after the tombstone branch")
             wait_for(lambda: settled(m), "the mount settled")
             fid = _node_fid(laptop, "alice", "new.txt")
