@@ -29,7 +29,9 @@ Holes
 
 What held
 =========
-- (control above) a file still under the folder at unshare: his key no longer opens its key.
+- (control above, ``[stayed]``) a file still under the folder at unshare: his key no longer opens its key.
+- ``[trashed]``: notes.txt deleted (in her trash) before the unshare, ``fusevault restore``d into docs
+  after it, written: his key file does not open the key it is written under (passes).
 
 Not tried
 =========
@@ -51,12 +53,16 @@ from mount.test_trust_attack_round28c import _bobs_key_of
 from mount.test_trust_writes import PASSPHRASE, _key, _node_fid
 
 
+HOLE_1 = pytest.mark.xfail(strict=True, reason="hole 1: unshare walks only the folder's current subtree; "
+                           "a file not in it at the unshare keeps his key")
+
+
 @pytest.mark.parametrize("moved", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="hole 1: unshare walks only the "
-                                               "folder's current subtree; a file moved out keeps his key")),
-    False])  # the control: notes.txt still in docs at the unshare
+    pytest.param("moved", marks=HOLE_1),  # into her private folder
+    "trashed",  # held: deleted before the unshare, restored after it
+    "stayed"])  # the control: notes.txt still in docs at the unshare
 def test_her_unshare_takes_back_the_key_of_a_file_she_moved_out_of_the_share(tmp_path: Path,
-                                                                             moved: bool) -> None:
+                                                                             moved: str) -> None:
     server = PouchServer(tmp_path / "pouch")
     url = f"{server.start()}/vault"
     try:
@@ -66,18 +72,24 @@ def test_her_unshare_takes_back_the_key_of_a_file_she_moved_out_of_the_share(tmp
         assert _bobs_key_of(laptop, fid) is not None  # sealed to him by the share
         with mounted(laptop, tmp_path / "a") as a:
             where = a / "docs" / "notes.txt"
-            if moved:
+            if moved == "moved":
                 where.rename(a / "private" / "notes.txt")
                 where = a / "private" / "notes.txt"
+            elif moved == "trashed":
+                where.unlink()
             wait_for(lambda: settled(a), "pushed")
             unshared = fusevault("unshare", a / "docs", "--with", "bob")
             assert unshared.returncode == 0, unshared.stderr
             wait_for(lambda: settled(a), "the unshare pushed")
+            if moved == "trashed":
+                restored = fusevault("restore", where)
+                assert restored.returncode == 0, restored.stderr
+                wait_for(lambda: where.exists(), "restored")
             where.write_text("written after bob was removed")
             wait_for(lambda: settled(a), "pushed")
         hers, _ = open_node_doc(adversary.get(laptop, fid), _key(laptop, "alice", PASSPHRASE))
         assert _bobs_key_of(laptop, fid) != hers, (
-            f"her unshare of docs from bob ({unshared.stdout.strip()!r}) after she moved notes.txt out of "
-            "docs: his key file of it still opens the key she writes it under now")
+            f"her unshare of docs from bob ({unshared.stdout.strip()!r}) after notes.txt left docs "
+            f"({moved}): his key file of it still opens the key she writes it under now")
     finally:
         server.stop()
