@@ -32,6 +32,14 @@ What held
 - (control above, ``[stayed]``) a file still under the folder at unshare: his key no longer opens its key.
 - ``[trashed]``: notes.txt deleted (in her trash) before the unshare, ``fusevault restore``d into docs
   after it, written: his key file does not open the key it is written under (passes).
+- The group path of the same scene: alice shares ``proj`` with ``@team`` (bob in it), moves
+  proj/plan.txt into ``private``, removes bob from the group (``group member remove``), writes
+  plan.txt: bob's group key file holds no key of its current epoch
+  (``test_a_members_removal_from_a_group_takes_back_the_key_of_a_file_moved_out_of_its_share[True]``,
+  passes): only the direct ``unshare`` misses it.
+- A group replayed after a member's removal: already covered by
+  ``tests/mount/test_trust_grants.py::test_a_group_replayed_after_member_remove_gets_no_new_keys``
+  (read, not re-run).
 
 Not tried
 =========
@@ -50,8 +58,8 @@ from conftest import PouchServer, first_device, fusevault, mounted, settled, wai
 from fusevault.vault.model.nodes import open_node_doc
 from mount.test_trust_attack_round22 import docs_shared_with_bob
 from mount.test_trust_attack_round28c import _bobs_key_of
-from mount.test_trust_writes import PASSPHRASE, _key, _node_fid
-
+from mount.test_trust_grants import _bob_opens, _fid
+from mount.test_trust_writes import BOB, PASSPHRASE, _admin, _key, _node_fid, _user
 
 HOLE_1 = pytest.mark.xfail(strict=True, reason="hole 1: unshare walks only the folder's current subtree; "
                            "a file not in it at the unshare keeps his key")
@@ -93,3 +101,34 @@ def test_her_unshare_takes_back_the_key_of_a_file_she_moved_out_of_the_share(tmp
             f"({moved}): his key file of it still opens the key she writes it under now")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("moved", [
+    True,  # held: the removal from the group takes his key of a file moved out of proj (unlike hole 1)
+    False])  # plan.txt still in proj when bob leaves the group
+def test_a_members_removal_from_a_group_takes_back_the_key_of_a_file_moved_out_of_its_share(
+        vault: Path, tmp_path: Path, moved: bool) -> None:
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "private").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("step one")
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
+    (group,) = adversary.docs(vault, "Group")
+    alice, bob, fid = _user(vault, "alice"), _user(vault, "bob"), _fid(vault, "proj/plan.txt")
+    path = vault / "groups" / group["_id"] / "own" / fid / "keys" / f"{bob['_id']}.vfkey"
+    assert _bob_opens(vault, path, alice["_id"], fid)
+    where = mnt / "proj" / "plan.txt"
+    if moved:
+        with mounted(vault, mnt):
+            where.rename(mnt / "private" / "plan.txt")
+        where = mnt / "private" / "plan.txt"
+    _admin(vault, "group", "member", "remove", "team", "bob")
+    with mounted(vault, mnt):
+        where.write_text("step two, after bob left the group")
+    assert not _bob_opens(vault, path, alice["_id"], fid), (
+        "bob, removed from @team, still opens the key plan.txt is written under now (moved out of proj "
+        "before his removal)")
