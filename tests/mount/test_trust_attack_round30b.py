@@ -29,9 +29,16 @@ Holes
    ``private``, ``unshare proj --with @team``, plan.txt written: bob's group key file
    ``groups/<team>/own/<fid>/keys/<bob>.vfkey`` still holds the file's current epoch and opens for
    him (a removal of bob from the group instead does take it back: "What held").
+   Driven by a WRITE member, with nothing she does but the unshare: bob (WRITE on docs and docs2)
+   signs a move of docs/notes.txt into docs2 (a move he may make: ``may_take`` takes it, the file shows
+   in docs2); she then unshares docs from carol (READ on docs only) and writes docs2/notes.txt:
+   carol's key file of it opens the key it is written under.  A WRITE member can thus keep any file
+   out of reach of her later revocation of another member.
    Tests: ``test_her_unshare_takes_back_the_key_of_a_file_she_moved_out_of_the_share[moved]`` (control
    ``[stayed]``),
    ``test_her_unshare_of_a_group_takes_back_the_key_of_a_file_she_moved_out_of_the_share[True]``
+   (control ``[False]``),
+   ``test_her_unshare_of_carol_takes_back_the_key_of_a_file_a_write_member_moved_out_of_the_share[True]``
    (control ``[False]``).
 
 What held
@@ -50,8 +57,6 @@ What held
 
 Not tried
 =========
-- Hole 1 driven by a WRITE member (bob moves her file from a folder shared with carol into another
-  folder of hers he holds, she then unshares the first from carol): same cause, not written.
 - Group re-add around a re-key (beyond the replay test above), stale grant replays aimed at carol's
   device, loops through guest folders, opendir floods and rename-vs-share races on the shared mount:
   no time in this round (35 minutes).
@@ -63,13 +68,14 @@ from pathlib import Path
 
 import adversary
 import pytest
+from attack_scenes import recipients_dek
 from conftest import PouchServer, first_device, fusevault, mounted, settled, wait_for
 
 from fusevault.vault.model.nodes import open_node_doc
 from mount.test_trust_attack_round22 import docs_shared_with_bob
-from mount.test_trust_attack_round28c import _bobs_key_of
+from mount.test_trust_attack_round28c import _bobs_key_of, _bobs_move
 from mount.test_trust_grants import _bob_opens, _fid
-from mount.test_trust_writes import BOB, PASSPHRASE, _admin, _key, _node_fid, _user
+from mount.test_trust_writes import BOB, CAROL, PASSPHRASE, _admin, _key, _node_fid, _user
 
 HOLE_1 = pytest.mark.xfail(strict=True, reason="hole 1: unshare walks only the folder's current subtree; "
                            "a file not in it at the unshare keeps his key")
@@ -174,3 +180,49 @@ def test_her_unshare_of_a_group_takes_back_the_key_of_a_file_she_moved_out_of_th
     assert not _bob_opens(vault, path, alice["_id"], fid), (
         f"her unshare of proj from @team ({unshared.stdout.strip()!r}) after she moved plan.txt out of "
         "proj: bob's group key file still opens the key plan.txt is written under now")
+
+
+@pytest.mark.parametrize("moved", [
+    pytest.param(True, marks=HOLE_1),
+    False])  # the control: no move of bob's, notes.txt in docs at the unshare
+def test_her_unshare_of_carol_takes_back_the_key_of_a_file_a_write_member_moved_out_of_the_share(
+        tmp_path: Path, moved: bool) -> None:
+    """bob (WRITE on docs and docs2) moves docs/notes.txt into docs2; she then takes docs back from
+    carol (READ on docs only) and writes notes.txt, where bob put it."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        docs_shared_with_bob(laptop, tmp_path / "a")
+        _admin(laptop, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "docs2").mkdir()
+            for folder, who, perm in (("docs2", "bob", "WRITE"), ("docs", "carol", "READ")):
+                done = fusevault("share", a / folder, "--with", who, "--perm", perm)
+                assert done.returncode == 0, done.stderr
+            wait_for(lambda: settled(a), "pushed")
+        fid = _node_fid(laptop, "alice", "notes.txt")
+        assert recipients_dek(laptop, "carol", CAROL, fid)
+        if moved:
+            dek = recipients_dek(laptop, "bob", BOB, fid)
+            move = _bobs_move(laptop, adversary.get(laptop, fid), dek, [[_node_fid(laptop, "alice", "docs2"),
+                                                                         "notes.txt"]])
+            adversary.Server(url).put(move)
+        where = tmp_path / "a" / ("docs2" if moved else "docs") / "notes.txt"
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a) and where.exists(), "bob's move taken")
+            unshared = fusevault("unshare", a / "docs", "--with", "carol")
+            assert unshared.returncode == 0, unshared.stderr
+            wait_for(lambda: settled(a), "the unshare pushed")
+            where.write_text("written after carol was removed")
+            wait_for(lambda: settled(a), "pushed")
+        hers, _ = open_node_doc(adversary.get(laptop, fid), _key(laptop, "alice", PASSPHRASE))
+        try:
+            carols = recipients_dek(laptop, "carol", CAROL, fid)
+        except AssertionError:  # no key file of hers for it
+            carols = None
+        assert carols != hers, (
+            f"her unshare of docs from carol ({unshared.stdout.strip()!r}) after bob moved notes.txt into "
+            "docs2: carol's key file of it still opens the key she writes it under now")
+    finally:
+        server.stop()
