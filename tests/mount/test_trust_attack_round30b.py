@@ -10,21 +10,19 @@ Holes
    new contents into ``private/notes.txt``.
    Seen: bob's key file ``users/<bob>/shared/<alice>_<fid>.vfkey`` is still there after the unshare,
    and the DEK it opens is the very DEK her node document holds after her new write: the unshare
-   neither removed his key nor gave the file a new key.  Control (``moved=False``, the same scene
+   neither removed his key nor gave the file a new key.  Control (``[stayed]``, the same scene
    with notes.txt left in docs): his key file no longer opens the current key.
    Cause: fusevault/vault/services/share_ops.py:236 ``nodes = subtree(volume, node)`` walks only what
    is under the folder *now*; ``_held_keys`` (share_ops.py:299-315) looks for stray keys only among
-   those nodes, ``remove_keys`` (:265-269) removes only their key paths, and ``rotate`` (:318ff)
-   re-keys only ``subtree(volume, node)``.  A file that was under the share when keys were sealed and
+   those nodes, ``remove_keys`` (:265-269) removes only their key paths, and ``rotate`` (:318)
+   re-keys only ``subtree(volume, node)`` (:328).  Her unshare prints "its key changed (1 file(s) and
+   folder(s))": the folder alone.  A file that was under the share when keys were sealed and
    has since left it is in none of them.  docs/SECURITY.md:3194 says "Moving a file out of a shared
    folder does not take the keys back: unshare does" - unshare does not.
    Impact: a revoked member keeps the current key of every file she ever moved out of the folder
    before revoking him; whatever she writes into those files later (contents the server holds and a
-   peer replicates to him) he decrypts.  The same holds for a file a WRITE member moved into another
-   folder of hers he holds, then lost.
-   Fix: on unshare, also look for this grantee's key files (user key path / group key dir) of every
-   file of hers, not only the subtree (or remember, per share, the fids keys were sealed for), remove
-   them and put each such file into the rotation; or make the move out of a shared folder re-key.
+   peer replicates to him) he decrypts; and (below) a WRITE member can take any file out of reach of
+   her later revocation of another member.
    The same with a group: ``share proj --with @team`` (bob a member), proj/plan.txt moved into
    ``private``, ``unshare proj --with @team``, plan.txt written: bob's group key file
    ``groups/<team>/own/<fid>/keys/<bob>.vfkey`` still holds the file's current epoch and opens for
@@ -34,6 +32,9 @@ Holes
    in docs2); she then unshares docs from carol (READ on docs only) and writes docs2/notes.txt:
    carol's key file of it opens the key it is written under.  A WRITE member can thus keep any file
    out of reach of her later revocation of another member.
+   Fix: on unshare, also look for this grantee's key files (user key path / group key dir) of every
+   file of hers, not only the subtree (or remember, per share, the fids keys were sealed for), remove
+   them and put each such file into the rotation; or make the move out of a shared folder re-key.
    Tests: ``test_her_unshare_takes_back_the_key_of_a_file_she_moved_out_of_the_share[moved]`` (control
    ``[stayed]``),
    ``test_her_unshare_of_a_group_takes_back_the_key_of_a_file_she_moved_out_of_the_share[True]``
