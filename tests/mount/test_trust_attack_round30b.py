@@ -60,7 +60,11 @@ Not tried
 =========
 - Group re-add around a re-key (beyond the replay test above), stale grant replays aimed at carol's
   device, loops through guest folders, opendir floods and rename-vs-share races on the shared mount:
-  no time in this round (35 minutes).
+  no time in this round (35 minutes).  Read only, not run: each ``opendir`` copies the folder's whole
+  entry list into ``dir_handles`` (fusevault/vault/tree/namespace.py:302-310; versions_view.py:120-131
+  the same for a file's versions), with no cap on handles per caller: on the shared mount a local user
+  with a seat holding many fds open on a big folder of his makes the mount's memory grow by
+  (handles x entries), bounded only by his fd limits; not measured, so not claimed.
 """
 
 from __future__ import annotations
