@@ -19,7 +19,7 @@ from conftest import (
     settled,
     wait_for,
 )
-from mount.test_trust_attack_round28b import _rollbacks, alarms, changed, root_fid
+from mount.test_trust_attack_round28b import _rollbacks, alarms, changed
 from mount.test_trust_writes import BOB, _admin
 
 
@@ -41,12 +41,12 @@ def _lineage_through_a_writer(tmp_path: Path, bob_edits: bool) -> tuple[bytes, l
             shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "WRITE")
             assert shared.returncode == 0, shared.stderr
             wait_for(lambda: settled(a), "the first push")
-            root = root_fid(laptop)
+            roots = {u.get("root") for u in adversary.docs(laptop, "UserDetails")}
             before = {d["_id"]: d for d in couch.all("node")}
             (a / "proj" / "plan.txt").write_bytes(b"laptop v2")
             wait_for(lambda: settled(a), "the laptop's v2 pushed")
             old = {d["_id"]: d for d in couch.all("node")}
-            (fid,) = changed(before, old, root)
+            (fid,) = [f for f in changed(before, old, "") if f not in roots]
         desktop = new_device(url, tmp_path, "desktop")
         with mounted(desktop, tmp_path / "b") as b:
             wait_for(lambda: (b / "proj" / "plan.txt").exists() and settled(b)
