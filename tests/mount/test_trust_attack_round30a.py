@@ -14,11 +14,13 @@ from conftest import (
     PouchServer,
     first_device,
     fusevault,
+    laptop_and_desktop,
     mounted,
     new_device,
     settled,
     wait_for,
 )
+
 from mount.test_trust_attack_round28b import _rollbacks, alarms, changed
 from mount.test_trust_writes import BOB, _admin
 
@@ -94,4 +96,33 @@ def test_control_the_laptops_superseded_state_replayed_without_a_writers_edit_is
     assert rollbacks
 
 
-_ = (os, alarms)
+
+
+
+def _contents(mnt: Path) -> set[bytes]:
+    return {(mnt / n).read_bytes() for n in os.listdir(mnt) if (mnt / n).is_file()}
+
+
+def test_offline_edits_on_both_devices_then_an_edit_over_the_settled_state_are_no_rollback(
+        tmp_path: Path) -> None:
+    """Both devices edit plan.txt while the server is down; it comes back: both edits survive (one as a
+    conflict copy) on both devices, no rollback alarm; the laptop then edits the settled file and the
+    desktop takes it, no alarm (the settling's ``over`` never covers a genuine later state)."""
+    with laptop_and_desktop(tmp_path, ("plan.txt",)) as (server, _laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "plan.txt").exists() and settled(b), "the desktop's first pull")
+            server.kill()
+            (a / "plan.txt").write_bytes(b"laptop offline")
+            (b / "plan.txt").write_bytes(b"desktop offline")
+            server.start()
+            both = {b"laptop offline", b"desktop offline"}
+            wait_for(lambda: settled(a) and settled(b) and both <= _contents(a) and both <= _contents(b),
+                     "both edits on both devices")
+            assert _rollbacks(a) == [] and _rollbacks(b) == []
+            (a / "plan.txt").write_bytes(b"laptop after the settling")
+            wait_for(lambda: settled(a) and settled(b)
+                     and (b / "plan.txt").read_bytes() == b"laptop after the settling", "the laptop's edit")
+            (b / "plan.txt").write_bytes(b"desktop after that")
+            wait_for(lambda: settled(a) and settled(b)
+                     and (a / "plan.txt").read_bytes() == b"desktop after that", "the desktop's edit")
+            assert _rollbacks(a) == [] and _rollbacks(b) == [], (alarms(a), alarms(b))
