@@ -126,3 +126,76 @@ def test_offline_edits_on_both_devices_then_an_edit_over_the_settled_state_are_n
             wait_for(lambda: settled(a) and settled(b)
                      and (a / "plan.txt").read_bytes() == b"desktop after that", "the desktop's edit")
             assert _rollbacks(a) == [] and _rollbacks(b) == [], (alarms(a), alarms(b))
+
+
+def test_a_deletion_on_the_laptop_against_an_offline_edit_settled_on_the_desktop_is_no_rollback(
+        tmp_path: Path) -> None:
+    """With the server down the laptop deletes plan.txt and the desktop edits it, then unmounts; the
+    server comes back, the desktop mounts again and settles (rule 1: the edit is kept); the laptop takes
+    the settling.  Then the laptop edits and the desktop takes it: no rollback alarm anywhere, no edit
+    lost."""
+    with laptop_and_desktop(tmp_path, ("plan.txt",)) as (server, _laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "plan.txt").exists() and settled(b), "the desktop's first pull")
+            server.kill()
+            (a / "plan.txt").unlink()
+            (b / "plan.txt").write_bytes(b"desktop offline edit")
+        server.start()
+        wait_for(lambda: settled(a), "the laptop's deletion pushed")
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: settled(b) and (b / "plan.txt").exists()
+                     and (b / "plan.txt").read_bytes() == b"desktop offline edit", "the edit kept on the desktop")
+            wait_for(lambda: settled(a) and (a / "plan.txt").exists()
+                     and (a / "plan.txt").read_bytes() == b"desktop offline edit", "the edit kept on the laptop")
+            assert _rollbacks(a) == [] and _rollbacks(b) == [], (alarms(a), alarms(b))
+            (a / "plan.txt").write_bytes(b"laptop after the settling")
+            wait_for(lambda: settled(a) and settled(b)
+                     and (b / "plan.txt").read_bytes() == b"laptop after the settling", "the laptop's edit")
+            assert _rollbacks(a) == [] and _rollbacks(b) == [], (alarms(a), alarms(b))
+
+
+def test_three_devices_the_withheld_middle_state_and_the_laptops_own_replayed_are_refused(tmp_path: Path) -> None:
+    """The laptop writes v2 and goes away; the desktop writes v3 over it; the tablet writes v4 over v3.
+    The laptop comes back and takes v4 only (v3 never reached it).  The server then puts back v3 (a state
+    the laptop never saw) and then v2 (its own): each is refused with a rollback alarm (v4 signs both
+    as made over: ``over`` carried down the chain)."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        couch = adversary.Server(url)
+        laptop = first_device(url, tmp_path)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "plan.txt").write_bytes(b"as it was")
+            wait_for(lambda: settled(a), "the first push")
+            roots = {u.get("root") for u in adversary.docs(laptop, "UserDetails")}
+            before = {d["_id"]: d for d in couch.all("node")}
+            (a / "plan.txt").write_bytes(b"v2")
+            wait_for(lambda: settled(a), "v2 pushed")
+            v2 = {d["_id"]: d for d in couch.all("node")}
+            (fid,) = [f for f in changed(before, v2, "") if f not in roots]
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: settled(b) and (b / "plan.txt").exists() and (b / "plan.txt").read_bytes() == b"v2",
+                     "v2 on the desktop")
+            (b / "plan.txt").write_bytes(b"v3")
+            wait_for(lambda: settled(b), "v3 pushed")
+        v3 = couch.get(fid)
+        tablet = new_device(url, tmp_path, "tablet")
+        with mounted(tablet, tmp_path / "c") as c:
+            wait_for(lambda: settled(c) and (c / "plan.txt").exists() and (c / "plan.txt").read_bytes() == b"v3",
+                     "v3 on the tablet")
+            (c / "plan.txt").write_bytes(b"v4")
+            wait_for(lambda: settled(c), "v4 pushed")
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a) and (a / "plan.txt").read_bytes() == b"v4", "v4 on the laptop")
+            assert _rollbacks(a) == []
+            for n, old in enumerate((v3, v2[fid]), start=1):
+                rev = couch.put(old)
+                gen = int(rev.split("-")[0])
+                wait_for(lambda gen=gen: int(adversary.get(laptop, fid)["_rev"].split("-")[0]) >= gen,
+                         "the replay in the laptop's store")
+                wait_for(lambda: settled(a), "the laptop to settle")
+                assert (a / "plan.txt").read_bytes() == b"v4", f"replay {n} taken: {_rollbacks(a)}"
+                assert _rollbacks(a), f"replay {n}: no alarm"
+    finally:
+        server.stop()
