@@ -25,8 +25,9 @@ Holes
    The same loss follows from any state whose ``over`` is not carried: a node rebuilt at load
    (fusevault/vault/tree/loading.py:336 ``_as_seen`` sets a seq, never ``over``).
    Impact: any file a grantee of a shared folder edits can be rolled back on her other device by the
-   server (wrong bytes, silently; with her deletion replayed, the file hidden as in 28b hole 3), on the
-   very device whose state was superseded, despite docs/SECURITY.md "Attack round 28" (her other
+   server (wrong bytes, silently; a replayed deletion of hers should hide the file likewise, as in 28b
+   hole 3: same cause, not run here), on the very device whose state was superseded, despite
+   docs/SECURITY.md "Attack round 28" (her other
    device's state she committed over is "a replay, said and not taken").  No malice of bob is needed.
    Fix: ``made_over`` merges what this device itself knows superseded: ``self.covered.get(fid)`` (only
    her owner-signed ``over`` and her own commits ever enter it) besides the held state's ``over`` and
@@ -50,6 +51,12 @@ What held
   own): each reaches the laptop's store and is refused, "v4" kept, a rollback alarm said: ``over`` is
   carried down an owner-only chain
   (``test_three_devices_the_withheld_middle_state_and_the_laptops_own_replayed_are_refused``).
+- A device whose state folder (ledger) comes back from a backup after its newest state of plan.txt was
+  superseded by the laptop's (signed ``over: {desktop: k}``): its next edit is taken on the laptop, no
+  false rollback
+  (``test_an_edit_on_a_device_whose_state_folder_came_back_from_a_backup_after_its_state_was_superseded``).
+- A device wiped and joined again (a new device id) after its edit was superseded: its edits and the
+  laptop's go both ways, no alarm (``test_a_device_wiped_and_joined_again_edits_without_a_false_rollback``).
 - Read only (no test): a grantee's ``over`` is dropped at every reading (nodes.py:373, also for a
   conflict branch: conflicts.py ``_open``); his raw ``seq`` naming her device reaches her signed
   lineage (``made_over``) only when its number is at most what this device recorded from that device
@@ -65,8 +72,11 @@ concurrent with the laptop's state of that number (a conflict): whether the desk
 state then covers the laptop's concurrent edit so the laptop's own branch is settled out as a
 "replay" (``conflicts._replayed(mine)``); the guest re-share path (absorbing.py ~L425 ``_update``
 without ``Ledger.admit``: another owner's older state taken when her share comes back while held);
-a device re-added after a wipe; rename chains; ``restore`` of an old version across devices; a conflict
-settled by ``_adopt`` of the other device's losing leaf (its seq never recorded, so never in ``over``).
+rename chains; ``restore`` of an old version across devices; a conflict
+settled by ``_adopt`` of the other device's losing leaf (its seq never recorded, so never in ``over``);
+a replay of her own older document refused at load and rebuilt (loading.py ``_as_seen``: the rebuilt
+node has no ``over``, so the re-commit may drop the lineage as in hole 1, when the file's first seen
+device is this one).
 """
 
 from __future__ import annotations
@@ -273,3 +283,54 @@ def test_three_devices_the_withheld_middle_state_and_the_laptops_own_replayed_ar
                 assert _rollbacks(a), f"replay {n}: no alarm"
     finally:
         server.stop()
+
+
+def test_an_edit_on_a_device_whose_state_folder_came_back_from_a_backup_after_its_state_was_superseded(
+        tmp_path: Path) -> None:
+    """The desktop's ledger is backed up; it then edits plan.txt (its newest number), the laptop edits
+    over that (signing ``over: {desktop: k}``), and the desktop's ledger comes back from the backup.  Its
+    next edit reaches the laptop and is taken, no false rollback alarm (its counter does not give a
+    number at or below k again)."""
+    from mount.test_trust_attack_round28b import _ledger_of
+
+    with laptop_and_desktop(tmp_path, ("plan.txt",)) as (_server, _laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "plan.txt").exists() and settled(b), "the desktop's first pull")
+        backup = _ledger_of(desktop).read_bytes()  # her home folder's backup, taken now
+        with mounted(desktop, tmp_path / "b") as b:
+            (b / "plan.txt").write_bytes(b"desktop edit")
+            wait_for(lambda: settled(b) and (a / "plan.txt").read_bytes() == b"desktop edit", "on the laptop")
+        (a / "plan.txt").write_bytes(b"laptop over it")
+        wait_for(lambda: settled(a), "the laptop's edit pushed")
+        _ledger_of(desktop).write_bytes(backup)  # her home folder restored from that backup
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: settled(b) and (b / "plan.txt").read_bytes() == b"laptop over it", "the desktop")
+            (b / "plan.txt").write_bytes(b"desktop again")
+            wait_for(lambda: settled(b), "the desktop's push")
+            wait_for(lambda: (a / "plan.txt").read_bytes() == b"desktop again" or bool(_rollbacks(a)),
+                     "the desktop's edit to reach the laptop (taken, or refused)")
+            assert _rollbacks(a) == [], f"a false rollback alarm on the laptop: {_rollbacks(a)}"
+            assert (a / "plan.txt").read_bytes() == b"desktop again"
+
+
+def test_a_device_wiped_and_joined_again_edits_without_a_false_rollback(tmp_path: Path) -> None:
+    """The desktop edits plan.txt (the laptop takes it and edits over it), then is wiped: its vault folder
+    and its state gone, joined again as a new device.  Its edits reach the laptop, no alarm anywhere."""
+    with laptop_and_desktop(tmp_path, ("plan.txt",)) as (server, _laptop, a, desktop):
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: (b / "plan.txt").exists() and settled(b), "the desktop's first pull")
+            (b / "plan.txt").write_bytes(b"desktop edit")
+            wait_for(lambda: settled(b) and (a / "plan.txt").read_bytes() == b"desktop edit", "on the laptop")
+        (a / "plan.txt").write_bytes(b"laptop over it")
+        wait_for(lambda: settled(a), "the laptop's edit pushed")
+        again = new_device(f"{server.url}/vault", tmp_path, "desktop-again")
+        with mounted(again, tmp_path / "c") as c:
+            wait_for(lambda: settled(c) and (c / "plan.txt").read_bytes() == b"laptop over it",
+                     "the new desktop")
+            (c / "plan.txt").write_bytes(b"new desktop edit")
+            wait_for(lambda: settled(c) and (a / "plan.txt").read_bytes() == b"new desktop edit",
+                     "the new desktop's edit on the laptop")
+            (a / "plan.txt").write_bytes(b"laptop again")
+            wait_for(lambda: settled(a) and settled(c) and (c / "plan.txt").read_bytes() == b"laptop again",
+                     "the laptop's edit on the new desktop")
+            assert _rollbacks(a) == [] and _rollbacks(c) == [], (alarms(a), alarms(c))
