@@ -23,8 +23,7 @@ Holes
    "desktop v5" signs no ``over`` at all, though the desktop's own ledger knows (``covered[fid] ==
    {laptop: n}``, from its own commit of v3) that the laptop's v2 was superseded.  The laptop's
    ``Ledger.older`` (ledger.py:331-340) then sees (laptop, n) as its own newest number, not covered.
-   The same loss likely follows from any held state whose ``over`` is not carried (read, not run): a
-   node rebuilt at load (fusevault/vault/tree/loading.py:336 ``_as_seen`` sets a seq, never ``over``).
+   The same loss follows from other held states whose ``over`` is not carried (hole 2).
    Impact: any file a grantee of a shared folder edits can be rolled back on her other device by the
    server (wrong bytes, silently; a replayed deletion of hers should hide the file likewise, as in 28b
    hole 3: same cause, not run here), on the very device whose state was superseded, despite
@@ -35,6 +34,31 @@ Holes
    ``prev``; i.e. a new state is made over everything this device's ledger has covered for the file.
    Test:
    ``test_the_laptops_superseded_state_replayed_after_a_writers_edit_between_her_desktops_edits_is_refused``.
+
+2. Her own older state put back in the desktop's store: refused at load and rebuilt, but committed again
+   with no lineage; the laptop's superseded state replayed after that is taken silently.
+   Scene: the desktop makes plan.txt ("desktop v1", so the desktop is the first device its ledger saw
+   the file from); the laptop writes "laptop v2" (seq (laptop, 1)) and goes away; the desktop writes
+   "desktop v3" over it (signs ``over: {laptop: 1}``) and unmounts.  Attacker: a writer of the desktop's
+   vault folder puts the desktop's own "desktop v1" document back as current in its store
+   (``adversary.put``); then (the server, or any replayer of the laptop's store) the laptop's "laptop v2"
+   body is served to the laptop as the newest revision.
+   Seen: the desktop's load refuses v1 and says so ("its owner's own older document, replayed ...
+   rebuilt as this device last saw it"), shows "desktop v3" and commits it again: that re-commit
+   signs NO ``over`` (opened with her key: None).  The laptop comes back, takes it, and then takes the
+   replayed "laptop v2" silently: no rollback alarm on the laptop, "laptop v2" shown.  Control: the same
+   replay of v1 served by the server while the desktop is mounted is refused on arrival, the desktop's
+   re-commit keeps ``over`` and the laptop later refuses v2 with an alarm (the ``server`` case of the
+   same test, passes).
+   Cause: fusevault/vault/tree/loading.py:324-340 ``_as_seen`` gives the rebuilt node a ``seq`` (the
+   first entry of the ledger's seen dict: here the desktop's own) but never ``over``; the re-commit
+   (share_ops ``resume``) then goes through ledger.py:389-400 ``made_over`` with ``over=None`` and a
+   ``prev`` of its own device: nothing.  As hole 1, ``made_over`` ignores ``covered``.
+   Impact: after one alarm on the desktop (which says her replay was refused and her state kept, so she
+   has no reason to act), her laptop's superseded state can be rolled back silently there.
+   Fix: as hole 1 (``made_over`` merges ``self.covered.get(fid)``); and ``_as_seen`` may set
+   ``node.over`` from the ledger's ``covered`` as well as ``seq``.
+   Test: ``test_her_own_older_state_refused_on_the_desktop_keeps_the_lineage_for_the_laptop[store]``.
 
 What held
 =========
@@ -58,6 +82,9 @@ What held
   (``test_an_edit_on_a_device_whose_state_folder_came_back_from_a_backup_after_its_state_was_superseded``).
 - A device wiped and joined again (a new device id) after its edit was superseded: its edits and the
   laptop's go both ways, no alarm (``test_a_device_wiped_and_joined_again_edits_without_a_false_rollback``).
+- Her own older state served by the server while the desktop is mounted: refused on arrival, her
+  re-commit keeps ``over`` (the held node keeps its own), and the laptop refuses its superseded state
+  afterwards (``test_her_own_older_state_refused_on_the_desktop_keeps_the_lineage_for_the_laptop[server]``).
 - Read only (no test): a grantee's ``over`` is dropped at every reading (nodes.py:373, also for a
   conflict branch: conflicts.py ``_open``); his raw ``seq`` naming her device reaches her signed
   lineage (``made_over``) only when its number is at most what this device recorded from that device
@@ -75,9 +102,8 @@ state then covers the laptop's concurrent edit so the laptop's own branch is set
 without ``Ledger.admit``: another owner's older state taken when her share comes back while held);
 rename chains; ``restore`` of an old version across devices; a conflict
 settled by ``_adopt`` of the other device's losing leaf (its seq never recorded, so never in ``over``);
-a replay of her own older document refused at load and rebuilt (loading.py ``_as_seen``: the rebuilt
-node has no ``over``, so the re-commit may drop the lineage as in hole 1, when the file's first seen
-device is this one).
+hole 2 with a file first seen from another device (``_as_seen``'s seq then names that device, which
+``made_over`` may take).
 """
 
 from __future__ import annotations
@@ -341,3 +367,59 @@ def test_a_device_wiped_and_joined_again_edits_without_a_false_rollback(tmp_path
             wait_for(lambda: settled(a) and settled(c) and (c / "plan.txt").read_bytes() == b"laptop again",
                      "the laptop's edit on the new desktop")
             assert _rollbacks(a) == [] and _rollbacks(c) == [], (alarms(a), alarms(c))
+
+
+@pytest.mark.parametrize("where", [
+    "server",
+    pytest.param("store", marks=pytest.mark.xfail(
+        strict=True, reason="hole 2: the node rebuilt at load from a refused replay is committed again, "
+                            "no over")),
+])
+def test_her_own_older_state_refused_on_the_desktop_keeps_the_lineage_for_the_laptop(
+        tmp_path: Path, where: str) -> None:
+    """The desktop makes plan.txt (v1); the laptop writes v2 and goes away; the desktop writes v3 over it
+    and unmounts.  Its own v1 is put back (``server``: as the server's newest revision, refused while
+    mounted; ``store``: in the desktop's own store, refused at load and rebuilt): the desktop refuses it
+    (alarm) and commits v3 again over it.  The laptop comes back and takes that; the laptop's v2 put back
+    then is refused: the re-commit still signs ``over`` the laptop's v2."""
+    with laptop_and_desktop(tmp_path, ()) as (server, laptop, a, desktop):
+        couch = adversary.Server(f"{server.url}/vault")
+        roots = {u.get("root") for u in adversary.docs(laptop, "UserDetails")}
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: settled(b), "the desktop's first pull")
+            before = {d["_id"]: d for d in couch.all("node")}
+            (b / "plan.txt").write_bytes(b"desktop v1")
+            wait_for(lambda: settled(b) and (a / "plan.txt").exists()
+                     and (a / "plan.txt").read_bytes() == b"desktop v1", "v1 on the laptop")
+            now = {d["_id"]: d for d in couch.all("node")}
+            (fid,) = [f for f in changed(before, now, "") if f not in roots]
+            v1 = couch.get(fid)
+            (a / "plan.txt").write_bytes(b"laptop v2")
+            wait_for(lambda: settled(a) and (b / "plan.txt").read_bytes() == b"laptop v2",
+                     "v2 on the desktop")
+            v2 = couch.get(fid)
+            assert fusevault("unmount", a, passphrase=None).returncode == 0
+            (b / "plan.txt").write_bytes(b"desktop v3")
+            wait_for(lambda: settled(b), "v3 pushed")
+        if where == "server":
+            couch.put(v1)  # the desktop's own older state: refused when it arrives, v3 committed again
+        else:
+            adversary.put(desktop, v1)  # refused at the desktop's load, rebuilt, committed again
+        with mounted(desktop, tmp_path / "b") as b:
+            wait_for(lambda: settled(b), "the desktop's rebuild pushed")
+            assert (b / "plan.txt").read_bytes() == b"desktop v3"
+            first = alarms(b)
+        key = _key(desktop, "alice", PASSPHRASE)
+        signed = open_node_doc(couch.get(fid), key)[1].get("over")
+        with mounted(laptop, a) as a:
+            wait_for(lambda: settled(a) and (a / "plan.txt").read_bytes() == b"desktop v3",
+                     "v3 on the laptop")
+            couch.put(v2)
+            gen = int(couch.get(fid)["_rev"].split("-")[0])
+            wait_for(lambda: int(adversary.get(laptop, fid)["_rev"].split("-")[0]) >= gen, "replay in store")
+            wait_for(lambda: settled(a), "the laptop to settle")
+            assert (a / "plan.txt").read_bytes() == b"desktop v3", (
+                f"the laptop shows {(a / 'plan.txt').read_bytes()!r}; the desktop's re-commit signs over "
+                f"{signed}; the desktop's alarms {first}; the laptop's rollback alarms {_rollbacks(a)}")
+            assert _rollbacks(a)
+            assert any(x["kind"] == "rollback" for x in first) and signed
