@@ -1,0 +1,94 @@
+"""Attack round 30c: a fresh-eyes audit of issue 22's list, through the `fusevault` commands.
+
+Holes
+=====
+
+None found in the time given (about 20 minutes of hunting). No xfail test.
+
+What held
+=========
+
+1. Forged settings of hostile types, through the commands rather than the mount. A writer of the
+   vault folder puts an unsigned UserDetails with settings no valid document has:
+   `source_dir_to_watch` a list, `delete_file_from_source` the string "yes", `passphrase_expiry_ttl`
+   as `{"ttl": [1], "unit": {}}`, as the string "forever", as "1e400" days and as "-5" hr,
+   `target_dir_to_dump` an object, `peer_dir_for_storage` a number, a folder with a NUL byte.
+   `fusevault config show --vault` (text and `--json`), `fusevault check` and `fusevault user show`
+   were run on each. Seen: no traceback anywhere; `config show` keeps the safe values (no folder, no
+   deletion, 8 hr TTL, `import_into` Imported) and lists the forged values only as pending, marked
+   "NOT signed with your key", with the one-line warning on stderr; `check` refuses the user document
+   and exits 26 (not 0); `user show` shows the fingerprint, "NOT self-signed", and that the keys
+   still match the pins — `test_hostile_typed_forged_settings_are_shown_pending_never_applied`.
+2. Read, not tried as tests: `confirmed.record_name` (fusevault/paths.py:109) keys what a device
+   confirmed, and the "saw her signed" mark that stops the migration from signing a forged unsigned
+   user document (fusevault/vault/model/migrate.py:75-80), by the vault's realpath and the user id,
+   never by `vault.json`'s text; a moved vault is a device that saw nothing, which docs/SECURITY.md
+   ("Out of reach", "Before the first signature") already says.
+
+Remarks (user-facing, not holes)
+================================
+
+- Alarms go to the log as their text only (fusevault/vault/model/alarms.py:42,
+  `log.warning("%s", text)`), and `fusevault status` prints the text only
+  (fusevault/cli/status.py:94), though the alarm carries its subject and user (`--json` has them).
+  Some texts do not name the user: "this user's document is not signed with their key" (migrate.py:77),
+  "the settings in this user's document are not signed" (confirmed.py:178), "two bodies of this
+  user's settings" (confirmed.py:225), users.py:245. In a single-user mount that user is the asker;
+  in the log of a shared mount serving several users the line does not say whose document it is.
+  Proposed: log `"%s: %s", subject/user, text` and print the user in `status` for shared mounts.
+
+Not tried
+=========
+
+Everything else of the brief: forged share / group membership / replaced key through the CouchDB
+server rather than the store, a READ recipient's forged version through `restore`/`versions`, export
+of a traversal name planted by a signed WRITE grantee, rollback of one file through the server, a
+second user's status line, the shared mount. The round's time went to reading docs/SECURITY.md (3300
+lines) and the settings path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import fusevault
+
+from tests.mount.test_trust_settings import forge_user
+
+HOSTILE = [
+    {"source_dir_to_watch": ["/etc"], "delete_file_from_source": "yes"},
+    {"passphrase_expiry_ttl": {"ttl": [1], "unit": {}}},
+    {"passphrase_expiry_ttl": "forever"},
+    {"passphrase_expiry_ttl": {"ttl": "1e400", "unit": "day"}},
+    {"passphrase_expiry_ttl": {"ttl": "-5", "unit": "hr"}},
+    {"target_dir_to_dump": {"a": 1}, "peer_dir_for_storage": 5},
+    {"source_dir_to_watch": "relative/x\x00y", "import_into": "../../escape"},
+]
+SAFE = {"source_dir_to_watch": None, "target_dir_to_dump": None, "peer_dir_for_storage": None,
+        "delete_file_from_source": False, "passphrase_expiry_ttl": {"ttl": "8", "unit": "hr"},
+        "import_into": "Imported"}
+
+
+@pytest.mark.parametrize("changes", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_typed_forged_settings_are_shown_pending_never_applied(vault: Path, changes: dict) -> None:
+    forge_user(vault, "unsigned", changes)
+
+    shown = fusevault("config", "show", "--vault", vault, "--json")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    config = json.loads(shown.stdout)
+    assert {k: config[k] for k in SAFE} == SAFE
+    assert "not signed with their key" in shown.stderr
+
+    text = fusevault("config", "show", "--vault", vault)
+    assert text.returncode == 0 and "Traceback" not in text.stderr, text.stderr
+    assert "NOT signed with your key" in text.stdout
+
+    check = fusevault("check", vault)
+    assert check.returncode == 26 and "Traceback" not in check.stderr, check.stderr
+    assert "refused: this user's document is not signed" in check.stdout
+
+    user = fusevault("user", "show", "alice", "--vault", vault)
+    assert user.returncode == 0 and "Traceback" not in user.stderr, user.stderr
+    assert "NOT self-signed" in user.stdout and "matches the keys you pinned" in user.stdout
