@@ -49,12 +49,18 @@ lines) and the settings path.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import adversary
 import pytest
-from conftest import fusevault
+from conftest import fusevault, mounted
 
+from fusevault.crypto.identity import Identity, open_file_key
+from fusevault.crypto.signing import sign_doc
+from fusevault.errors import VaultError
+from fusevault.vault.model.trust import doc_fingerprint
 from tests.mount.test_trust_settings import forge_user
 
 HOSTILE = [
@@ -92,3 +98,100 @@ def test_hostile_typed_forged_settings_are_shown_pending_never_applied(vault: Pa
     user = fusevault("user", "show", "alice", "--vault", vault)
     assert user.returncode == 0 and "Traceback" not in user.stderr, user.stderr
     assert "NOT self-signed" in user.stdout and "matches the keys you pinned" in user.stdout
+
+
+def test_replaced_contents_and_a_planted_node_through_the_offline_commands(vault: Path,
+                                                                          tmp_path: Path) -> None:
+    """Issue 22's planted node and replaced contents (tests/mount/test_trust_writes.py does them at the
+    mount), read by `export --vault`, `history --vault`, `restore --vault` and `check` instead."""
+    from tests.mount.test_trust_writes import _node_fid, _planted
+
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "notes.txt").write_text("first")
+        (mnt / "notes.txt").write_text("genuine notes")
+    notes = _node_fid(vault, "alice", "notes.txt")
+    old = adversary.get(vault, notes)
+    forged = _planted(vault, "alice", "notes.txt", fid=notes, epoch=old["epoch"] + 1)
+    planted = _planted(vault, "alice", "URGENT-from-your-bank.txt")
+    adversary.put(vault, forged, planted)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    exported = fusevault("export", ".", out, "--vault", vault)
+    assert exported.returncode == 0 and "Traceback" not in exported.stderr, exported.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "genuine notes"
+    assert f"refused a change of file {notes}" in exported.stderr
+    assert f"refused a change of file {planted['_id']}" in exported.stderr
+
+    history = fusevault("history", "notes.txt", "--vault", vault)
+    assert history.returncode == 0 and "13 B" in history.stdout and "Traceback" not in history.stderr
+    gone = fusevault("history", "URGENT-from-your-bank.txt", "--vault", vault)
+    assert gone.returncode == 4 and "Traceback" not in gone.stderr
+    gone = fusevault("restore", "URGENT-from-your-bank.txt", "--vault", vault)
+    assert gone.returncode == 4 and "Traceback" not in gone.stderr
+
+    check = fusevault("check", vault)
+    assert check.returncode == 26 and "Traceback" not in check.stderr
+    assert planted["_id"] in check.stdout
+
+
+def test_a_rolled_back_file_through_the_offline_commands(vault: Path, tmp_path: Path) -> None:
+    """tests/mount/test_trust_rollback.py's one-file rollback, read by `export --vault` and `check`
+    first: they export the newer contents, say the rollback, and the next mount still says it."""
+    from tests.mount.test_trust_rollback import alarms, changed, nodes, root_fid
+
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "report.txt").write_bytes(b"first draft")
+    old = nodes(vault)
+    with mounted(vault, mnt):
+        (mnt / "report.txt").write_bytes(b"final, signed off")
+    (fid,) = changed(old, nodes(vault), root_fid(vault))
+    adversary.put(vault, old[fid])
+
+    out = tmp_path / "out"
+    out.mkdir()
+    exported = fusevault("export", "report.txt", out, "--vault", vault)
+    assert exported.returncode == 0, exported.stderr
+    assert (out / "report.txt").read_bytes() == b"final, signed off"
+    assert f"rollback: an older state of /report.txt ({fid})" in exported.stderr
+    check = fusevault("check", vault)
+    assert check.returncode == 26 and "rollback" in check.stdout
+    with mounted(vault, mnt):
+        assert [a["subject"] for a in alarms(mnt) if a["kind"] == "rollback"] == [fid]
+        assert (mnt / "report.txt").read_bytes() == b"final, signed off"
+
+
+def test_a_replaced_key_gets_nothing_through_offline_share_and_a_group(vault: Path, tmp_path: Path) -> None:
+    """tests/mount/test_trust_grants.py's replaced public key, through `share --vault`, `group member
+    add --vault` and a share with the group: every .vfkey made is sealed to bob's pinned key, none opens
+    with the attacker's; `share` warns and names bob's pinned fingerprint."""
+    from tests.mount.test_trust_grants import BOB, _admin, _user
+
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):  # alice meets bob: his keys are pinned
+        (mnt / "notes.txt").write_text("for bob")
+        (mnt / "team").mkdir()
+        (mnt / "team" / "t.txt").write_text("team file")
+    bob = _user(vault, "bob")
+    genuine = doc_fingerprint(bob)
+    evil = Identity.new(bob["_id"])
+    adversary.put(vault, sign_doc(bob["_id"], evil.sign, {**bob, **evil.public_fields()}))
+
+    shared = fusevault("share", "notes.txt", "--with", "bob", "--perm", "READ", "--vault", vault)
+    assert shared.returncode == 0 and f"bob: key fingerprint {genuine}" in shared.stdout
+    assert "keys of user 'bob' changed" in shared.stderr
+    for args in (("group", "add", "team"), ("group", "member", "add", "team", "bob", "--perm", "READ"),
+                 ("share", "team", "--with", "@team", "--perm", "READ")):
+        result = fusevault(*args, "--vault", vault)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    records = [json.loads(p.read_bytes()) for p in vault.rglob("*.vfkey")]
+    assert len(records) == 3  # notes.txt for bob, team and team/t.txt for the group
+    for record in records:
+        with pytest.raises(VaultError):
+            open_file_key(evil, record["owner"], record["fid"], record["epoch"],
+                          base64.b64decode(record["key"]))
+    with mounted(vault, mnt):
+        assert "keys of user 'bob' changed" in fusevault("status", mnt, passphrase=None).stdout
