@@ -195,3 +195,70 @@ def test_a_replaced_key_gets_nothing_through_offline_share_and_a_group(vault: Pa
                           base64.b64decode(record["key"]))
     with mounted(vault, mnt):
         assert "keys of user 'bob' changed" in fusevault("status", mnt, passphrase=None).stdout
+
+
+def test_forged_settings_from_the_server_while_mounted_and_on_a_device_that_joins(couchdb_url: str,
+                                                                                  tmp_path: Path) -> None:
+    """The issue's forged settings, through the CouchDB server (not the store) while alice's laptop is
+    mounted, and then to a new device of hers that joins after the forgery: neither watches the folder
+    nor deletes from it, both list the values as pending, the laptop warns in `status`."""
+    from conftest import first_device, new_device, settled, wait_for
+
+    from tests.mount.test_trust_settings import FORGED, documents, status, warned
+
+    folder, files = documents(tmp_path)
+    laptop = first_device(couchdb_url, tmp_path)
+    server = adversary.Server(couchdb_url)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+        [me] = server.all("UserDetails")
+        forged = {k: v for k, v in me.items() if k not in ("sig", "_rev")}
+        forged.update({**FORGED, "source_dir_to_watch": str(folder), "import_into": "team"})
+        server.put(forged)
+        wait_for(lambda: "source_dir_to_watch" in json.loads(fusevault(
+            "config", "show", "--mount", a, "--json", passphrase=None).stdout)["pending"], "pending")
+        assert warned(a, "not signed with their key")
+        assert status(a)["tasks"]["import"]["state"] == "off"
+        shown = fusevault("status", a, passphrase=None).stdout
+        assert "WARNING" in shown and "not signed with their key" in shown
+        config = json.loads(fusevault("config", "show", "--mount", a, "--json", passphrase=None).stdout)
+        assert config["source_dir_to_watch"] is None and config["import_into"] == "Imported"
+        assert config["pending"]["source_dir_to_watch"] == str(folder)
+    desktop = new_device(couchdb_url, tmp_path, "desktop")
+    with mounted(desktop, tmp_path / "b") as b:
+        wait_for(lambda: status(b)["tasks"]["import"]["state"] != "starting", "the import service")
+        assert status(b)["tasks"]["import"]["state"] == "off"
+        [unlocked] = status(b)["unlocked"]
+        assert unlocked["expires"] - unlocked["since"] < 9 * 3600
+        assert warned(b, "not signed with their key")
+    for name, data in files.items():
+        assert (folder / name).read_bytes() == data
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: a forged user document arriving while "
+                   "mounted raises no alarm until something reads the settings")
+def test_forged_settings_arriving_from_the_server_while_mounted_are_said_in_status(couchdb_url: str,
+                                                                                   tmp_path: Path) -> None:
+    """The server puts the issue's forged settings (unsigned) over alice's user document while her laptop
+    is mounted and syncing.  The document arrives in her store (seen there), the sync settles, and then
+    nobody runs `config show`: `fusevault status` should say the forgery, as it does at the next mount."""
+    from conftest import first_device, settled, wait_for
+
+    from tests.mount.test_trust_settings import FORGED, documents, status, warned
+
+    folder, files = documents(tmp_path)
+    laptop = first_device(couchdb_url, tmp_path)
+    server = adversary.Server(couchdb_url)
+    with mounted(laptop, tmp_path / "a") as a:
+        wait_for(lambda: settled(a), "the first push")
+        [me] = server.all("UserDetails")
+        forged = {k: v for k, v in me.items() if k not in ("sig", "_rev")}
+        forged.update({**FORGED, "source_dir_to_watch": str(folder)})
+        server.put(forged)
+        wait_for(lambda: adversary.get(laptop, me["_id"]).get("source_dir_to_watch") == str(folder),
+                 "the forged document in her store")
+        wait_for(lambda: settled(a), "the sync to settle")
+        assert status(a)["tasks"]["import"]["state"] == "off"  # held: not applied
+        wait_for(lambda: warned(a, "not signed with their key"), "the alarm in status", timeout=30)
+    for name, data in files.items():
+        assert (folder / name).read_bytes() == data
