@@ -3,7 +3,32 @@
 Holes
 =====
 
-None found in the time given (about 20 minutes of hunting). No xfail test.
+1. A forged user document arriving while mounted is silent.
+   Attack: the CouchDB server (or a peer) puts the issue's forged settings (unsigned:
+   `source_dir_to_watch` = a folder of documents, `delete_file_from_source` on, a TTL of 3650 days)
+   over alice's UserDetails while her laptop is mounted and syncing.
+   Seen: the document arrives in her store (read back from store.sqlite) and the sync settles; the
+   settings are NOT applied (import stays "off": that part holds), but no alarm is raised: `fusevault
+   status` shows no WARNING and the log has nothing, 30 s later and for as long as nobody runs `config
+   show` (the first probe waited 60 s). The alarm appears only when something reads the settings:
+   `fusevault config show --mount` (then status says it), or the next mount/unlock.
+   Cause: fusevault/vault/services/absorbing.py:88-96 takes an arriving UserDetails into sharing and
+   pins (`sharing.reload`, `trust.save`) but never runs `confirmed.effective`
+   (fusevault/vault/model/confirmed.py:164, which raises "forged-settings" at :178); the import
+   service reads the settings once per start (fusevault/imports/watcher.py:149) and restarts only on
+   `settings_changed`, which only `config set`/`config confirm` call
+   (fusevault/vault/services/requests.py:184).
+   Impact: the promise "a clear warning in the log and in status" fails for the settings attack on a
+   running mount: a hostile server's forgery goes unnoticed for the whole session (often days). Not
+   applied, so no file moves. The same cause (read, not run) means a genuine safer change signed on
+   her other device (watching or deletion turned off, "applies at once" per docs/SECURITY.md
+   "Settings") does not reach a running mount's import service until a remount.
+   Fix: in `absorb`, when one of the docs is the unlocked user's own UserDetails, run
+   `confirmed.effective(doc, key, root, alarms)` and call the volume's `settings_changed` if the
+   effective settings differ from the ones the import service runs with.
+   Test: `test_forged_settings_arriving_from_the_server_while_mounted_are_said_in_status` (xfail;
+   fails "gave up waiting for the alarm in status"). Control: the same scene followed by `config show`
+   raises the alarm — `test_forged_settings_from_the_server_while_mounted_and_on_a_device_that_joins`.
 
 What held
 =========
@@ -24,6 +49,24 @@ What held
    user document (fusevault/vault/model/migrate.py:75-80), by the vault's realpath and the user id,
    never by `vault.json`'s text; a moved vault is a device that saw nothing, which docs/SECURITY.md
    ("Out of reach", "Before the first signature") already says.
+3. Planted node and replaced contents (epoch + 1, forged owner_dek), read through the offline
+   commands rather than the mount: `export --vault` exports only the genuine files with the genuine
+   bytes and names both refused fids on stderr (exit 0, as the mount serves on); `history`/`restore`
+   of the planted name exit 4 ("neither in the vault nor in its trash"); `check` exits 26 naming the
+   planted fid; no traceback — `test_replaced_contents_and_a_planted_node_through_the_offline_commands`.
+4. One file rolled back (her older signed node put back), read first by `export --vault` and `check`:
+   the newer bytes are exported, the rollback is said naming /report.txt and its fid, `check` exits
+   26, and the next mount still raises the rollback alarm (the offline run did not launder it) —
+   `test_a_rolled_back_file_through_the_offline_commands`.
+5. bob's public key replaced (self-signed by the attacker), then `share --vault`, `group add`,
+   `group member add team bob`, `share team --with @team`: all three .vfkey records made are sealed to
+   bob's pinned key (none opens with the attacker's), `share` names the pinned fingerprint and warns;
+   status of the next mount warns — `test_a_replaced_key_gets_nothing_through_offline_share_and_a_group`.
+   (Remark: `group member add` itself says nothing about bob's changed key; only the later `share`
+   does. Nothing is sealed at that step.)
+6. The forged settings through the server: on the mounted laptop nothing applied and `config show`
+   lists them pending; a desktop that joins after the forgery watches nothing, keeps the 8 hr TTL and
+   warns at its mount — `test_forged_settings_from_the_server_while_mounted_and_on_a_device_that_joins`.
 
 Remarks (user-facing, not holes)
 ================================
@@ -40,11 +83,12 @@ Remarks (user-facing, not holes)
 Not tried
 =========
 
-Everything else of the brief: forged share / group membership / replaced key through the CouchDB
-server rather than the store, a READ recipient's forged version through `restore`/`versions`, export
-of a traversal name planted by a signed WRITE grantee, rollback of one file through the server, a
-second user's status line, the shared mount. The round's time went to reading docs/SECURITY.md (3300
-lines) and the settings path.
+A forged share or group membership through the server rather than the store, a READ recipient's
+forged version through `restore --vault`, a traversal name signed by a WRITE grantee through `export`,
+sidecar (.vf/.vfkey) forgeries through the offline commands, whole-store rollback read by `export
+--vault`, the shared mount (several users' alarms in one log), and a test of the genuine-safer-change
+consequence of hole 1 (turned off on the desktop, still watching on the mounted laptop): read in the
+code, not run. The round was about 30 minutes.
 """
 
 from __future__ import annotations
