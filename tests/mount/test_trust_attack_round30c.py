@@ -20,15 +20,37 @@ Holes
    (fusevault/vault/services/requests.py:184).
    Impact: the promise "a clear warning in the log and in status" fails for the settings attack on a
    running mount: a hostile server's forgery goes unnoticed for the whole session (often days). Not
-   applied, so no file moves. The same cause (read, not run) means a genuine safer change signed on
-   her other device (watching or deletion turned off, "applies at once" per docs/SECURITY.md
-   "Settings") does not reach a running mount's import service until a remount.
+   applied, so no file moves. The same cause gives hole 2.
    Fix: in `absorb`, when one of the docs is the unlocked user's own UserDetails, run
    `confirmed.effective(doc, key, root, alarms)` and call the volume's `settings_changed` if the
    effective settings differ from the ones the import service runs with.
    Test: `test_forged_settings_arriving_from_the_server_while_mounted_are_said_in_status` (xfail;
    fails "gave up waiting for the alarm in status"). Control: the same scene followed by `config show`
    raises the alarm — `test_forged_settings_from_the_server_while_mounted_and_on_a_device_that_joins`.
+
+2. Deletion turned off on her other device keeps deleting on the mounted laptop.
+   Scene (not an attack, the safety side of the same cause): alice's laptop, mounted, watches ~/Inbox
+   with `delete_file_from_source` on (set there). On her desktop she runs `config set
+   delete_file_from_source off` (signed; a safer value, which docs/SECURITY.md "Settings" says
+   "applies at once"). Her new document reaches the laptop's store (its _rev read back equals the
+   server's) and the sync settles.
+   Seen: a file then dropped in ~/Inbox is imported and DELETED from ~/Inbox by the laptop. After a
+   remount of the laptop the next file is kept (control).
+   Cause: as hole 1: the import service runs with the settings it loaded at its start
+   (fusevault/imports/watcher.py:149) and is restarted only by this device's `config set`/`confirm`
+   (fusevault/vault/services/requests.py:184); an arriving UserDetails
+   (fusevault/vault/services/absorbing.py:88) never re-evaluates `confirmed.effective` nor calls
+   `settings_changed`.
+   Impact: the user who turns deletion (or watching) off because it is doing harm (a folder she
+   should not have watched, files vanishing from it) keeps losing originals from her folder on every
+   device that stays mounted, for days; docs/SECURITY.md's claim does not hold while mounted. (The
+   imported copies are in the vault, so the data is not lost, but it leaves the user's folder.)
+   Fix: the same as hole 1 (re-evaluate the effective settings when her own UserDetails arrives and
+   restart the import service when they changed); or have the watcher re-read `confirmed.load` before
+   each deletion.
+   Test: `test_deletion_turned_off_on_her_other_device_stops_deleting_on_the_mounted_laptop` (xfail;
+   fails "deleted from the Inbox though deletion was turned off"); control:
+   `test_deletion_turned_off_on_her_other_device_applies_at_the_laptops_next_mount`.
 
 What held
 =========
@@ -86,9 +108,9 @@ Not tried
 A forged share or group membership through the server rather than the store, a READ recipient's
 forged version through `restore --vault`, a traversal name signed by a WRITE grantee through `export`,
 sidecar (.vf/.vfkey) forgeries through the offline commands, whole-store rollback read by `export
---vault`, the shared mount (several users' alarms in one log), and a test of the genuine-safer-change
-consequence of hole 1 (turned off on the desktop, still watching on the mounted laptop): read in the
-code, not run. The round was about 30 minutes.
+--vault`, the shared mount (several users' alarms in one log), and whether a signed *unsafe* change
+from her other device (watching turned on) stays pending on a running mount (it should, as nothing
+re-reads the settings; not run). The round was about 30 minutes.
 """
 
 from __future__ import annotations
@@ -306,3 +328,61 @@ def test_forged_settings_arriving_from_the_server_while_mounted_are_said_in_stat
         wait_for(lambda: warned(a, "not signed with their key"), "the alarm in status", timeout=30)
     for name, data in files.items():
         assert (folder / name).read_bytes() == data
+
+
+
+def _deletion_turned_off_elsewhere(couchdb_url: str, tmp_path: Path, remount: bool) -> None:
+    """alice watches ~/Inbox with deletion on, on her laptop (mounted). On her desktop she turns deletion
+    off (signed, a safer value: "applies at once" per docs/SECURITY.md "Settings"). Once the laptop has
+    her new document (and, with ``remount``, is mounted again), a file dropped in the Inbox should be
+    imported and kept."""
+    from conftest import first_device, new_device, settled, wait_for
+
+    laptop = first_device(couchdb_url, tmp_path)
+    inbox = tmp_path / "Inbox"
+    inbox.mkdir()
+    with mounted(laptop, tmp_path / "a") as a:
+        for key, value in (("settle_seconds", "0.1"), ("source_dir_to_watch", inbox),
+                           ("delete_file_from_source", "on")):
+            result = fusevault("config", "set", key, value, "--mount", a, passphrase=None)
+            assert result.returncode == 0, result.stderr
+        (inbox / "one.txt").write_bytes(b"one")
+        wait_for(lambda: (a / "Imported" / "one.txt").exists() and not (inbox / "one.txt").exists(),
+                 "the first import, deleted from the Inbox (deletion on)")
+        wait_for(lambda: settled(a), "the push")
+        desktop = new_device(couchdb_url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "b") as b:
+            result = fusevault("config", "set", "delete_file_from_source", "off", "--mount", b,
+                               passphrase=None)
+            assert result.returncode == 0, result.stderr
+            wait_for(lambda: settled(b), "the desktop's push")
+        [me] = adversary.Server(couchdb_url).all("UserDetails")
+        wait_for(lambda: adversary.get(laptop, me["_id"])["_rev"] == me["_rev"],
+                 "her new document on the laptop")
+        wait_for(lambda: settled(a), "the laptop's sync")
+        if not remount:
+            _drop_and_keep(inbox, a)
+            return
+    with mounted(laptop, tmp_path / "a") as a:
+        _drop_and_keep(inbox, a)
+
+
+def _drop_and_keep(inbox: Path, mnt: Path) -> None:
+    from conftest import wait_for
+
+    (inbox / "two.txt").write_bytes(b"two")
+    wait_for(lambda: (mnt / "Imported" / "two.txt").exists(), "the second import")
+    assert (inbox / "two.txt").exists(), "deleted from the Inbox though deletion was turned off"
+
+
+def test_deletion_turned_off_on_her_other_device_applies_at_the_laptops_next_mount(couchdb_url: str,
+                                                                                   tmp_path: Path) -> None:
+    """Control for hole 2: the same scene with the laptop mounted again keeps the file."""
+    _deletion_turned_off_elsewhere(couchdb_url, tmp_path, remount=True)
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: deletion turned off on her other device does not reach a "
+                   "running mount's import service")
+def test_deletion_turned_off_on_her_other_device_stops_deleting_on_the_mounted_laptop(
+        couchdb_url: str, tmp_path: Path) -> None:
+    _deletion_turned_off_elsewhere(couchdb_url, tmp_path, remount=False)
