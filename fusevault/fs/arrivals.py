@@ -120,7 +120,7 @@ class Arrivals:
             for agent in self.unlocked():
                 for doc in docs:
                     if doc.get("_id") == agent.user_id and doc.get("type") == USER and "_deleted" not in doc:
-                        self._start(self._keys_arrived, _volume(agent), doc)
+                        self._start(self._own_document_arrived, agent, _volume(agent), doc)
 
     def _typed(self, docs: list[dict]) -> list[dict]:
         """``docs`` with each bare deletion of a grant or user in force here given the type it had.
@@ -142,14 +142,19 @@ class Arrivals:
         return [{**d, "type": known[d["_id"]]} if d.get("_deleted") and "type" not in d
                 and isinstance(d.get("_id"), str) and d["_id"] in known else d for d in docs]
 
-    async def _keys_arrived(self, volume: Volume, doc: dict) -> None:
+    async def _own_document_arrived(self, agent: Agent, volume: Volume, doc: dict) -> None:
         """Her own user document from a peer or the server: judged against the newest key fields this
         device saw (users.judged: a replay said; a fork of her keys or a recovery key she revoked here
-        written back at once, so her devices end with the same keys, round 19 (2), (5))."""
+        written back at once, so her devices end with the same keys, round 19 (2), (5)).  Its settings
+        are read again now, not at the next unlock: the import service starts over with what
+        ``confirmed.load`` makes of them, so a forged body is said at once and a safer value (deletion
+        turned off on her other device) applies at once (attack round 30c)."""
         try:
             await volume.store_call(users.judged, volume.layout.root, doc, volume.key, None, volume.store)
         except Exception:  # a bug a document reached: never the end of the sync
             log.exception("judging an arrived user document failed")
+        if (session := agent.session) is not None and session.volume is volume:
+            session.importer.reconfigure()
 
     def follow_up(self, agent: Agent, volume: Volume, changed: Absorbed) -> None:
         """What a tree took in asks for: the kernel's caches dropped, files

@@ -192,8 +192,6 @@ def _lineage_through_a_writer(tmp_path: Path, bob_edits: bool) -> tuple[bytes, l
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a grantee's edit between her devices' edits drops the signed "
-                   "lineage: the laptop's own superseded state replayed is taken silently")
 def test_the_laptops_superseded_state_replayed_after_a_writers_edit_between_her_desktops_edits_is_refused(
         tmp_path: Path) -> None:
     shown, rollbacks = _lineage_through_a_writer(tmp_path, bob_edits=True)
@@ -371,9 +369,7 @@ def test_a_device_wiped_and_joined_again_edits_without_a_false_rollback(tmp_path
 
 @pytest.mark.parametrize("where", [
     "server",
-    pytest.param("store", marks=pytest.mark.xfail(
-        strict=True, reason="hole 2: the node rebuilt at load from a refused replay is committed again, "
-                            "no over")),
+    "store",
 ])
 def test_her_own_older_state_refused_on_the_desktop_keeps_the_lineage_for_the_laptop(
         tmp_path: Path, where: str) -> None:

@@ -301,8 +301,6 @@ def test_forged_settings_from_the_server_while_mounted_and_on_a_device_that_join
         assert (folder / name).read_bytes() == data
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a forged user document arriving while "
-                   "mounted raises no alarm until something reads the settings")
 def test_forged_settings_arriving_from_the_server_while_mounted_are_said_in_status(couchdb_url: str,
                                                                                    tmp_path: Path) -> None:
     """The server puts the issue's forged settings (unsigned) over alice's user document while her laptop
@@ -381,8 +379,6 @@ def test_deletion_turned_off_on_her_other_device_applies_at_the_laptops_next_mou
     _deletion_turned_off_elsewhere(couchdb_url, tmp_path, remount=True)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: deletion turned off on her other device does not reach a "
-                   "running mount's import service")
 def test_deletion_turned_off_on_her_other_device_stops_deleting_on_the_mounted_laptop(
         couchdb_url: str, tmp_path: Path) -> None:
     _deletion_turned_off_elsewhere(couchdb_url, tmp_path, remount=False)

@@ -390,8 +390,13 @@ class Ledger:
         """What a state of ``fid`` this device commits over the state ``prev`` (with its ``over``) is made
         over: both, less this device's own (its counter orders those).  ``prev`` counts only as far as
         this device took states of its device (a writer's document naming her device is kept apart
-        here: ``writer_seq``, so his number never reaches her signed lineage)."""
+        here: ``writer_seq``, so his number never reaches her signed lineage).  And what this device
+        knows superseded already (``covered``): a state held without her ``over`` (a writer's, or one
+        rebuilt at load) must not drop it from the next one she signs (attack round 30a)."""
         merged = {d: n for d, n in (over or {}).items() if d != self.device}
+        for d, n in self.covered.get(fid, {}).items():
+            if d != self.device and n > merged.get(d, -1) and (d in merged or len(merged) < MAX_OVER):
+                merged[d] = n
         entry = self.fids.get(fid)
         if (prev is not None and prev[0] != self.device and "/" not in prev[0] and entry is not None
                 and entry[1].get(prev[0], -1) >= prev[1] > merged.get(prev[0], -1)

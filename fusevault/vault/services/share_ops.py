@@ -28,6 +28,7 @@ attack round 22a (3)).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Container
@@ -235,7 +236,14 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     doc = await volume.store_call(volume.store.get, share_id)
     nodes = subtree(volume, node)
     reaches = volume.sharing.reaches(grant)
-    held = await volume.in_thread(_held_keys, volume.layout, grant, _unexplained(volume, grant, nodes))
+    # Her every file, not only what is under the folder now: one moved out of it since (by her, or by a
+    # writer's move) keeps the keys sealed while it was in, which this revoke takes back (round 30b).
+    inside = {n.fid for n in nodes}
+    mine = [*nodes, *(n for n in volume.nodes() if n.owner == grant.owner and n.fid not in inside)]
+    found = await volume.in_thread(_held_keys, volume.layout, grant, _unexplained(volume, grant, mine))
+    held = [path for _, path in found]
+    moved_out = _tops(volume, [n for fid in dict.fromkeys(f for f, _ in found)
+                               if fid not in inside and (n := volume.find(fid)) is not None])
     missing = doc is None or doc.get("_deleted") is True
     pending = await volume.store_call(volume.store.get, f"rotate-{grant.fid}")
     remembered = volume.trust.fresh is not None and volume.trust.fresh.remembered(share_id)
@@ -251,14 +259,20 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
                                  f"{'saw' if remembered else 'sealed keys for'}: deleted or withheld, "
                                  "the store may have been tampered with; its keys are taken back anyway")
     request = _rotation_put(volume.trust, pending, node)
+    # Each file moved out with keys of this share gets its own signed request: re-keyed below, or at her
+    # next unlock if this command is cut short.
+    elsewhere = [(n, _rotation_put(volume.trust, await volume.store_call(volume.store.get, f"rotate-{n.fid}"),
+                                   n)) for n in moved_out]
     if volume.trust.fresh is not None:
         # Taken back here before the store says it is gone: a reload of the grants meanwhile (this
         # mount's, a shared mount's store watcher) must not take her own unshare for a deletion by
         # someone else (freshness.py ``sweep``).  A failed put leaves the share in the store: a
         # second unshare finds it there.
         volume.trust.fresh.took_back(share_id)
-    revs = await volume.store_call(volume.store.put_many, [*([] if missing else [tombstone(doc)]), request])
-    request["_rev"] = revs[-1]  # the request this unshare carries out: deleted only as it is (``rotate``)
+    requests = [request, *(r for _, r in elsewhere)]
+    revs = await volume.store_call(volume.store.put_many, [*([] if missing else [tombstone(doc)]), *requests])
+    for each, rev in zip(requests, revs[-len(requests):], strict=True):
+        each["_rev"] = rev  # the request this unshare carries out: deleted only as it is (``rotate``)
     await volume.in_thread(volume.store.sync)
     paths = [reach.key_path(volume.layout, n.fid) for n in nodes for reach in reaches]
 
@@ -271,7 +285,8 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     # saved at once: its old body is a replay from now.
     volume.sharing.reload(volume.store)
     await volume.store_call(volume.trust.save)
-    if not await rotate(volume, node, request):
+    done = [await rotate(volume, each, req) for each, req in [(node, request), *elsewhere]]
+    if not all(done):
         # Another request replaced hers during the re-key (a group owner's removal): carried out now,
         # never left for whenever the next change or unlock comes.
         await resume(volume)
@@ -280,8 +295,15 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
         # and is no "share-missing").
         await volume.in_thread(rotations_done.remember_members, volume.layout.root, volume.key.user_id,
                                {share_id: set()})
+    nodes += [n for each in moved_out for n in subtree(volume, each)]
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
+
+
+def _tops(volume: Volume, nodes: list[Node]) -> list[Node]:
+    """``nodes`` without those under another of them (a folder's re-key covers what is under it)."""
+    below = {n.fid for each in nodes for n in subtree(volume, each)[1:]}
+    return [n for n in nodes if n.fid not in below]
 
 
 def _unexplained(volume: Volume, grant: Grant, nodes: list[Node]) -> list[tuple[str, set[Path]]]:
@@ -296,9 +318,9 @@ def _unexplained(volume: Volume, grant: Grant, nodes: list[Node]) -> list[tuple[
     return out
 
 
-def _held_keys(layout: Layout, grant: Grant, nodes: list[tuple[str, set[Path]]]) -> list[Path]:
+def _held_keys(layout: Layout, grant: Grant, nodes: list[tuple[str, set[Path]]]) -> list[tuple[str, Path]]:
     """Key files sealed for ``grant``'s grantee (a user, or a group's members) of these
-    nodes that no other share explains."""
+    nodes that no other share explains, each with its node's fid."""
     found = []
     for fid, explained in nodes:
         if grant.group:
@@ -311,7 +333,7 @@ def _held_keys(layout: Layout, grant: Grant, nodes: list[tuple[str, set[Path]]])
                     for name in names if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")])]
         else:
             here = [sharing.user_key_path(layout, grant.grantee, grant.owner, fid)]
-        found += [p for p in here if p not in explained and p.exists()]
+        found += [(fid, p) for p in here if p not in explained and p.exists()]
     return found
 
 
@@ -326,6 +348,7 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     volume.rotating.add(node.fid)
     try:
         nodes = subtree(volume, node)
+        nodes[1:1] = await _moved_out(volume, node, nodes)
         for each in [*nodes[1:], nodes[0]]:
             await volume.rekey(each)
             await trio.sleep(0)
@@ -334,6 +357,41 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     if request is None:
         return True
     return await volume.store_call(_forget, volume, request)
+
+
+async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> list[Node]:
+    """Her files not under ``node`` now that a group sharing it holds keys of: moved out since (by her
+    or by a writer), they were sealed to its members, a removed one too.  Their keys are taken back and
+    they are re-keyed with ``node`` (round 30b (2)).  A group's key folder of a file is the trace: the
+    removal (``group member remove``) takes the departing member's key file itself."""
+    me = volume.key.user_id
+    grants = [g for g in volume.sharing.grants if g.group and g.fid == node.fid and g.owner == me]
+    if not grants:
+        return []
+    inside = {n.fid for n in nodes}
+    # Not one still under another share of the same group: its keys there are in force.
+    others = {g.grantee: [n for n in volume.nodes() if n.owner == me and n.fid not in inside
+                          and not any(c.group and c.grantee == g.grantee for c in volume.covering(n))]
+              for g in grants}
+
+    def take_back() -> set[str]:
+        found = set()
+        for group, candidates in others.items():
+            for n in candidates:
+                folder = sharing.group_keys_dir(volume.layout, group, n.fid)
+                if not folder.parent.is_dir():
+                    continue
+                found.add(n.fid)
+                for name in os.listdir(folder) if folder.is_dir() else []:
+                    if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
+                        sharing.remove_key(folder / name)
+                for empty in (folder, folder.parent):  # the trace goes: re-keyed once, not at each removal
+                    with contextlib.suppress(OSError):
+                        empty.rmdir()
+        return found
+
+    found = await volume.in_thread(take_back)
+    return [n for n in volume.nodes() if n.fid in found]
 
 
 # A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is
