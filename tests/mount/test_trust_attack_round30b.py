@@ -180,19 +180,23 @@ def _bobs_group_dek(vault: Path, path: Path, owner: str, fid: str) -> bytes:
     return open_file_key(bob.identity, owner, fid, found[0], found[1])
 
 
-@pytest.mark.parametrize("moved", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.parametrize(("moved", "carol"), [
+    pytest.param(True, False, marks=pytest.mark.xfail(strict=True, reason=(
         "hole 2 (open): the removal's re-key walks the share's subtree; the trace of a file moved out, "
         "its group key folder, went with the departing member's key file"))),
-    False])  # the control: plan.txt still in proj when bob leaves
+    (True, True),  # carol stays in @team: her key file is the trace, the file is re-keyed
+    (False, False)])  # the control: plan.txt still in proj when bob leaves
 def test_a_members_removal_from_a_group_re_keys_a_file_moved_out_of_its_share(
-        vault: Path, tmp_path: Path, moved: bool) -> None:
+        vault: Path, tmp_path: Path, moved: bool, carol: bool) -> None:
     """Hole 2 (mine, found at the fix of hole 1): the removal above takes bob's key FILE of plan.txt, but
     the re-key it asks for walked proj's subtree only: plan.txt, moved out before, kept its key, which bob
     had opened while a member: what she wrote after his removal he read with the key he kept."""
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     _admin(vault, "group", "add", "team", "--owner", "alice")
     _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    if carol:
+        _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+        _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "proj").mkdir()

@@ -28,7 +28,6 @@ attack round 22a (3)).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Container
@@ -384,10 +383,7 @@ async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> list[Node
                 found.add(n.fid)
                 for name in os.listdir(folder) if folder.is_dir() else []:
                     if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
-                        sharing.remove_key(folder / name)
-                for empty in (folder, folder.parent):  # the trace goes: re-keyed once, not at each removal
-                    with contextlib.suppress(OSError):
-                        empty.rmdir()
+                        sharing.remove_key(folder / name)  # its folder goes with the last: re-keyed once
         return found
 
     found = await volume.in_thread(take_back)
