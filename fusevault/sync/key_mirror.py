@@ -248,7 +248,7 @@ class KeyMirror:
                 if not self._removal_taken(doc_id, in_file):
                     self._refusing.add(doc_id)
                     return  # the key file stays, and what both last had: judged again
-                sharing.remove_key(path)
+                sharing.remove_key(path, keep_folder=True)
             elif in_file is not None and in_doc.epoch < in_file.epoch:
                 # Never written over a later epoch (epochs only grow: a revoked share, a member gone).
                 self._replay_refused(doc_id, in_doc, in_file)

@@ -44,19 +44,20 @@ Holes
    ``test_her_unshare_of_carol_takes_back_the_key_of_a_file_a_write_member_moved_out_of_the_share[True]``
    (control ``[False]``).
 
-2. (Found at the fix of hole 1; OPEN.)  A group member's removal does not re-key a file moved out of the
+2. (Found at the fix of hole 1.)  A group member's removal did not re-key a file moved out of the
    group's share before it.  alice shares ``proj`` with ``@team`` (bob a member), moves proj/plan.txt
    into her unshared ``private``, then removes bob from the group (``group member remove``), then writes
-   plan.txt.  Seen: bob's key FILE is gone (``drop_group_keys``), but plan.txt keeps the key he opened
-   while a member: what she writes after his removal he reads with the key he kept.  Cause: the
-   removal's re-key (share_ops ``rotate`` for the group owner's request, ``_rekey_for_removals``) walks
-   the share's current subtree; ``rotate`` now also re-keys her files outside it that still hold keys of
-   a group sharing the node (``_moved_out``), which covers a group that keeps other members, but the
-   departing member's key file was the only trace of a single-member group's file (its folder goes
-   with the last key).  Fix (next): re-key a file as it leaves a grant's coverage (her move, or a
-   writer's move taken in), under her signed Rotation request, rather than hunting for traces later.
-   Test: ``test_a_members_removal_from_a_group_re_keys_a_file_moved_out_of_its_share[True]`` (strict
-   xfail; control ``[False]``).
+   plan.txt.  Seen: bob's key FILE is gone (``drop_group_keys``), but plan.txt kept the key he opened
+   while a member: what she wrote after his removal he read with the key he kept.  Cause: the
+   removal's re-key (share_ops ``rotate`` for the group owner's request, ``_rekey_for_removals``) walked
+   the share's current subtree only, and the departing member's key file, the one trace that the
+   group held keys of plan.txt, went with its folder.  Fixed: a member's removal (and its deletion
+   mirrored from a peer) leaves the group's key folder of each file (vault/model/sharing.py
+   ``remove_key(keep_folder=True)``); ``rotate`` takes back the keys of, and re-keys, each of her files
+   outside the node's subtree whose key folder a group sharing the node has and that no other share of
+   that group covers (``_moved_out``), then removes the folder (re-keyed once).
+   Test: ``test_a_members_removal_from_a_group_re_keys_a_file_moved_out_of_its_share[True-False]`` and
+   ``[True-True]`` (carol stays a member); control ``[False-False]``.
 
 What held
 =========
@@ -181,10 +182,8 @@ def _bobs_group_dek(vault: Path, path: Path, owner: str, fid: str) -> bytes:
 
 
 @pytest.mark.parametrize(("moved", "carol"), [
-    pytest.param(True, False, marks=pytest.mark.xfail(strict=True, reason=(
-        "hole 2 (open): the removal's re-key walks the share's subtree; the trace of a file moved out, "
-        "its group key folder, went with the departing member's key file"))),
-    (True, True),  # carol stays in @team: her key file is the trace, the file is re-keyed
+    (True, False),  # bob alone in @team: the group's key folder of plan.txt, left empty, is the trace
+    (True, True),  # carol stays in @team
     (False, False)])  # the control: plan.txt still in proj when bob leaves
 def test_a_members_removal_from_a_group_re_keys_a_file_moved_out_of_its_share(
         vault: Path, tmp_path: Path, moved: bool, carol: bool) -> None:

@@ -243,7 +243,11 @@ def key_record(data: dict) -> KeyRecord:
                      recipient if sig else None, sig)
 
 
-def remove_key(path: Path) -> None:
+def remove_key(path: Path, keep_folder: bool = False) -> None:
+    """Remove a ``.vfkey``.  A group file's folder goes with its last key, unless ``keep_folder``: a
+    member's removal (``drop_group_keys``, and its deletion mirrored from a peer) leaves it, the trace
+    that the group held keys of the file, which its owner's re-key follows to a file moved out of the
+    group's share since (share_ops ``_moved_out``)."""
     try:
         folder = _key_folder(path.parent)
     except FileNotFoundError:
@@ -253,15 +257,20 @@ def remove_key(path: Path) -> None:
             os.unlink(path.name, dir_fd=folder)
     finally:
         os.close(folder)
-    if path.parent.name == "keys":  # a group file's folder goes with its last key (if empty)
-        with contextlib.suppress(OSError, CorruptData):
-            for place in (path.parent, path.parent.parent):
-                above = _key_folder(place.parent)
-                try:
-                    os.rmdir(place.name, dir_fd=above)  # a link there: ENOTDIR, nothing removed
-                finally:
-                    os.close(above)
+    if path.parent.name == "keys" and not keep_folder:
+        drop_key_folder(path.parent)
     _wrote_key()
+
+
+def drop_key_folder(keys: Path) -> None:
+    """A group file's key folder (``groups/<gid>/own/<fid>/keys``), and the one above it, if empty."""
+    with contextlib.suppress(OSError, CorruptData):
+        for place in (keys, keys.parent):
+            above = _key_folder(place.parent)
+            try:
+                os.rmdir(place.name, dir_fd=above)  # a link there: ENOTDIR, nothing removed
+            finally:
+                os.close(above)
 
 
 ROTATION = "Rotation"
@@ -321,7 +330,7 @@ def drop_group_keys(layout: Layout, group_id: str, user_id: str) -> None:
         return
     for fid in fids:
         if is_id(fid):  # only what fusevault names there
-            remove_key(group_key_path(layout, group_id, fid, user_id))
+            remove_key(group_key_path(layout, group_id, fid, user_id), keep_folder=True)
 
 
 def acl_lines(grants: list[Grant]) -> list[str]:

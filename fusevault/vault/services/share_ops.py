@@ -361,8 +361,8 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
 async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> list[Node]:
     """Her files not under ``node`` now that a group sharing it holds keys of: moved out since (by her
     or by a writer), they were sealed to its members, a removed one too.  Their keys are taken back and
-    they are re-keyed with ``node`` (round 30b (2)).  A group's key folder of a file is the trace: the
-    removal (``group member remove``) takes the departing member's key file itself."""
+    they are re-keyed with ``node`` (round 30b (2)).  A group's key folder of a file is the trace: a
+    member's removal takes the departing member's key file and leaves the folder (``remove_key``)."""
     me = volume.key.user_id
     grants = [g for g in volume.sharing.grants if g.group and g.fid == node.fid and g.owner == me]
     if not grants:
@@ -383,7 +383,8 @@ async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> list[Node
                 found.add(n.fid)
                 for name in os.listdir(folder) if folder.is_dir() else []:
                     if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
-                        sharing.remove_key(folder / name)  # its folder goes with the last: re-keyed once
+                        sharing.remove_key(folder / name)
+                sharing.drop_key_folder(folder)  # the trace goes: re-keyed once, not at each removal
         return found
 
     found = await volume.in_thread(take_back)
@@ -538,7 +539,8 @@ def _drop_members_keys(volume: Volume, group_id: str, nodes: list[Node], lost: s
     when they left may have written them again with the old members)."""
     for node in nodes:
         for member in lost:
-            sharing.remove_key(sharing.group_key_path(volume.layout, group_id, node.fid, member))
+            sharing.remove_key(sharing.group_key_path(volume.layout, group_id, node.fid, member),
+                               keep_folder=True)
 
 
 def _forget(volume: Volume, doc: dict) -> bool:
