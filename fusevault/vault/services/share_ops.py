@@ -347,10 +347,14 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     volume.rotating.add(node.fid)
     try:
         nodes = subtree(volume, node)
-        nodes[1:1] = await _moved_out(volume, node, nodes)
-        for each in [*nodes[1:], nodes[0]]:
+        moved_out, traces = await _moved_out(volume, node, nodes)
+        for each in [*moved_out, *nodes[1:]]:
             await volume.rekey(each)
             await trio.sleep(0)
+        # Their group keys taken back, and the trace with them, once they are re-keyed: a crash before
+        # leaves the trace to the request's next try.
+        await volume.in_thread(_take_back, traces)
+        await volume.rekey(node)
     finally:
         volume.rotating.discard(node.fid)
     if request is None:
@@ -358,37 +362,40 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     return await volume.store_call(_forget, volume, request)
 
 
-async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> list[Node]:
+async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> tuple[list[Node], list[Path]]:
     """Her files not under ``node`` now that a group sharing it holds keys of: moved out since (by her
-    or by a writer), they were sealed to its members, a removed one too.  Their keys are taken back and
-    they are re-keyed with ``node`` (round 30b (2)).  A group's key folder of a file is the trace: a
-    member's removal takes the departing member's key file and leaves the folder (``remove_key``)."""
+    or by a writer), they were sealed to its members, a removed one too, so they are re-keyed with
+    ``node`` (round 30b (2)).  A group's key folder of a file is the trace: a member's removal takes
+    the departing member's key file and leaves the folder (``remove_key``).  With them, the key
+    folders found (``_take_back``)."""
     me = volume.key.user_id
-    grants = [g for g in volume.sharing.grants if g.group and g.fid == node.fid and g.owner == me]
-    if not grants:
-        return []
+    groups = [g.grantee for g in volume.sharing.grants if g.group and g.fid == node.fid and g.owner == me]
+    if not groups:
+        return [], []
     inside = {n.fid for n in nodes}
+    mine = [n for n in volume.nodes() if n.owner == me and n.fid not in inside]
     # Not one still under another share of the same group: its keys there are in force.
-    others = {g.grantee: [n for n in volume.nodes() if n.owner == me and n.fid not in inside
-                          and not any(c.group and c.grantee == g.grantee for c in volume.covering(n))]
-              for g in grants}
+    candidates = [(n.fid, sharing.group_keys_dir(volume.layout, group, n.fid)) for n in mine
+                  for group in groups if not any(c.group and c.grantee == group for c in volume.covering(n))]
 
-    def take_back() -> set[str]:
-        found = set()
-        for group, candidates in others.items():
-            for n in candidates:
-                folder = sharing.group_keys_dir(volume.layout, group, n.fid)
-                if not folder.parent.is_dir():
-                    continue
-                found.add(n.fid)
-                for name in os.listdir(folder) if folder.is_dir() else []:
-                    if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
-                        sharing.remove_key(folder / name)
-                sharing.drop_key_folder(folder)  # the trace goes: re-keyed once, not at each removal
-        return found
+    def traced() -> list[tuple[str, Path]]:
+        return [(fid, keys) for fid, keys in candidates if keys.parent.is_dir()]
 
-    found = await volume.in_thread(take_back)
-    return [n for n in volume.nodes() if n.fid in found]
+    found = await volume.in_thread(traced)
+    fids = {fid for fid, _ in found}
+    return [n for n in mine if n.fid in fids], [keys for _, keys in found]
+
+
+def _take_back(traces: list[Path]) -> None:
+    """The keys in a group's key folders of files moved out of its share, and the folders."""
+    for folder in traces:
+        try:
+            for name in os.listdir(folder) if folder.is_dir() else []:
+                if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
+                    sharing.remove_key(folder / name)
+        except (OSError, VaultError) as err:  # a link planted there (no key file is removed through one)
+            log.warning("the group keys of a file moved out of its share at %s: %s", folder, err)
+        sharing.drop_key_folder(folder)  # the trace goes: re-keyed once, not at each removal
 
 
 # A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is
