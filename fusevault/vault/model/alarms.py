@@ -21,7 +21,9 @@ LIMIT = 200
 
 
 class Alarms:
-    def __init__(self) -> None:
+    def __init__(self, user: str | None = None) -> None:
+        # Named in each log line: a shared mount's log holds every unlocked user's (round 30c).
+        self.user = user
         self._seen: OrderedDict[tuple[str, str], dict] = OrderedDict()
         # Raised on worker threads too (the trash and histories are judged off the loop, store
         # read_call) while the loop lists them for ``status``: one at a time.
@@ -39,7 +41,7 @@ class Alarms:
                                            "first": time.time(), "last": time.time(), "count": 1}
             while len(self._seen) > LIMIT:
                 self._seen.popitem(last=False)
-        log.warning("%s", text)
+        log.warning("%s%s", f"user {self.user}: " if self.user else "", text)
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -59,7 +61,7 @@ _BY_USER: dict[str, Alarms] = {}
 
 
 def for_user(user_id: str) -> Alarms:
-    return _BY_USER.setdefault(user_id, Alarms())
+    return _BY_USER.setdefault(user_id, Alarms(user_id))
 
 
 def listed(user_ids: list[str]) -> list[dict]:
