@@ -255,6 +255,10 @@ def remove_key(path: Path, keep_folder: bool = False) -> None:
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path.name, dir_fd=folder)
+    except OSError as err:
+        # A folder (or anything unlink refuses) planted at a key's name is no key: CorruptData, as a
+        # link on the way is, which the callers that remove many say and go on past (round 31a (1)).
+        raise CorruptData(f"{path.name} is no key file fusevault wrote ({err.strerror or err})") from None
     finally:
         os.close(folder)
     if path.parent.name == "keys" and not keep_folder:

@@ -38,6 +38,7 @@ import trio
 from fusevault.crypto.signing import signer_of
 from fusevault.encoding import name_to_str
 from fusevault.errors import (
+    CorruptData,
     Forged,
     InvalidInput,
     NameClash,
@@ -51,6 +52,7 @@ from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import meta_files, rotations_done, sharing
+from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import ROTATION, Grant, acl_lines, share_doc, share_perm
@@ -240,9 +242,15 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     inside = {n.fid for n in nodes}
     mine = [*nodes, *(n for n in volume.nodes() if n.owner == grant.owner and n.fid not in inside)]
     found = await volume.in_thread(_held_keys, volume.layout, grant, _unexplained(volume, grant, mine))
-    held = [path for _, path in found]
-    moved_out = _tops(volume, [n for fid in dict.fromkeys(f for f, _ in found)
-                               if fid not in inside and (n := volume.find(fid)) is not None])
+    # Outside the folder, only a key she sealed counts: anyone who writes the vault folder can put a file
+    # at a key's name, and each would cost her a re-key of the file and all below it (round 31a (3)).
+    outside = [(fid, p) for fid, p in found if fid not in inside]
+    records = await volume.in_thread(_records, [p for _, p in outside])
+    outside = [(fid, p) for (fid, p), record in zip(outside, records, strict=True) if record is not None
+               and key_signed(volume.trust, record, grant.owner, fid, p.stem if group else grantee)]
+    held = [p for fid, p in found if fid in inside] + [p for _, p in outside]
+    moved_out = _tops(volume, [n for fid in dict.fromkeys(f for f, _ in outside)
+                               if (n := volume.find(fid)) is not None])
     missing = doc is None or doc.get("_deleted") is True
     pending = await volume.store_call(volume.store.get, f"rotate-{grant.fid}")
     remembered = volume.trust.fresh is not None and volume.trust.fresh.remembered(share_id)
@@ -277,7 +285,7 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
 
     def remove_keys() -> None:
         for each in dict.fromkeys([*paths, *held]):
-            sharing.remove_key(each)
+            _remove_key(each)
 
     await volume.in_thread(remove_keys)
     # The Share is remembered as deleted (and taken back, above: a second unshare says "not shared"),
@@ -297,6 +305,17 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     nodes += [n for each in moved_out for n in subtree(volume, each)]
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
+
+
+def _records(paths: list[Path]) -> list[sharing.KeyRecord | None]:
+    """Each key file's record, or None: none there, or no key file fusevault wrote."""
+    out: list[sharing.KeyRecord | None] = []
+    for path in paths:
+        try:
+            out.append(sharing.read_key(path))
+        except CorruptData:
+            out.append(None)
+    return out
 
 
 def _tops(volume: Volume, nodes: list[Node]) -> list[Node]:
@@ -372,14 +391,19 @@ async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> tuple[lis
     groups = [g.grantee for g in volume.sharing.grants if g.group and g.fid == node.fid and g.owner == me]
     if not groups:
         return [], []
+    # Not one under any share of the same group (a hard link's other name too): its keys there are in
+    # force (attack round 31a (4)).
+    shared = {group: {n.fid for g in volume.sharing.grants if g.group and g.grantee == group and g.owner == me
+                      and (top := volume.find(g.fid)) is not None for n in subtree(volume, top)}
+              for group in groups}
     inside = {n.fid for n in nodes}
     mine = [n for n in volume.nodes() if n.owner == me and n.fid not in inside]
-    # Not one still under another share of the same group: its keys there are in force.
     candidates = [(n.fid, sharing.group_keys_dir(volume.layout, group, n.fid)) for n in mine
-                  for group in groups if not any(c.group and c.grantee == group for c in volume.covering(n))]
+                  for group in groups if n.fid not in shared[group]]
 
     def traced() -> list[tuple[str, Path]]:
-        return [(fid, keys) for fid, keys in candidates if keys.parent.is_dir()]
+        return [(fid, keys) for fid, keys in candidates
+                if os.path.isdir(keys.parent) and not os.path.islink(keys.parent)]
 
     found = await volume.in_thread(traced)
     fids = {fid for fid, _ in found}
@@ -390,12 +414,23 @@ def _take_back(traces: list[Path]) -> None:
     """The keys in a group's key folders of files moved out of its share, and the folders."""
     for folder in traces:
         try:
-            for name in os.listdir(folder) if folder.is_dir() else []:
-                if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
-                    sharing.remove_key(folder / name)
-        except (OSError, VaultError) as err:  # a link planted there (no key file is removed through one)
+            names = os.listdir(folder) if folder.is_dir() else []
+        except OSError as err:
             log.warning("the group keys of a file moved out of its share at %s: %s", folder, err)
+            names = []
+        for name in names:
+            if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
+                _remove_key(folder / name)
         sharing.drop_key_folder(folder)  # the trace goes: re-keyed once, not at each removal
+
+
+def _remove_key(path: Path, keep_folder: bool = False) -> None:
+    """One key file of many removed: a planted entry at its name (a folder, a link on the way) is said
+    and left, never the end of the unshare or re-key (attack round 31a (1), (2))."""
+    try:
+        sharing.remove_key(path, keep_folder)
+    except CorruptData as err:
+        log.warning("no key removed at %s: %s", path, err)
 
 
 # A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is
@@ -546,8 +581,7 @@ def _drop_members_keys(volume: Volume, group_id: str, nodes: list[Node], lost: s
     when they left may have written them again with the old members)."""
     for node in nodes:
         for member in lost:
-            sharing.remove_key(sharing.group_key_path(volume.layout, group_id, node.fid, member),
-                               keep_folder=True)
+            _remove_key(sharing.group_key_path(volume.layout, group_id, node.fid, member), keep_folder=True)
 
 
 def _forget(volume: Volume, doc: dict) -> bool:
