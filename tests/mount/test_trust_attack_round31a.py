@@ -1,0 +1,84 @@
+"""Attack round 31a (draft)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import force_unmount, fusevault, is_mounted, mounted
+
+from fusevault.vault.model.nodes import open_node_doc
+from mount.test_trust_attack_round30b import _bobs_group_dek
+from mount.test_trust_grants import _fid
+from mount.test_trust_writes import BOB, PASSPHRASE, _admin, _key, _user
+
+OTHER = "0123456789abcdef0123456789abcdef"  # an id (layout.py ``is_id``) no one has
+
+
+def _team(vault: Path, mnt: Path) -> tuple[str, str, str]:
+    """alice shares proj (plan.txt) with @team (bob READ); private/other.txt is hers, never shared."""
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "private").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("step one")
+        (mnt / "private" / "other.txt").write_text("never shared")
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
+    (group,) = adversary.docs(vault, "Group")
+    return group["_id"], _fid(vault, "proj/plan.txt"), _fid(vault, "private/other.txt")
+
+
+@contextlib.contextmanager
+def _unmounted_after(mnt: Path):
+    try:
+        yield mnt
+    finally:
+        if is_mounted(mnt) and (fusevault("unmount", mnt, passphrase=None).returncode != 0 or is_mounted(mnt)):
+            force_unmount(mnt)
+
+
+def _plant(vault: Path, gid: str, fid: str, how: str) -> None:
+    """A writer of the vault folder (no key): a key folder of the group for her never-shared file, with
+    ``<id>.vfkey`` a directory (``dir``), or ``keys`` a symbolic link to a folder holding one (``link``)."""
+    keys = vault / "groups" / gid / "own" / fid / "keys"
+    keys.parent.mkdir(mode=0o700, parents=True)
+    if how == "dir":
+        keys.mkdir(mode=0o700)
+        (keys / f"{OTHER}.vfkey").mkdir(mode=0o700)
+    else:
+        elsewhere = vault.parent / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        (elsewhere / f"{OTHER}.vfkey").write_text("{}")
+        os.chmod(elsewhere / f"{OTHER}.vfkey", 0o600)
+        keys.symlink_to(elsewhere)
+
+
+@pytest.mark.parametrize("planted", [
+    pytest.param("dir", marks=pytest.mark.xfail(strict=True, reason="hole 1: IsADirectoryError in _moved_out: "
+                                                 "her mount fails at every unlock")),
+    pytest.param("link", marks=pytest.mark.xfail(strict=True, reason="hole 1: CorruptData in _moved_out: the "
+                                                 "removal's re-key is dropped, bob's key stays current")),
+    ""])  # the control
+def test_a_planted_key_folder_stops_the_re_key_of_a_members_removal(vault: Path, tmp_path: Path,
+                                                                    planted: str) -> None:
+    mnt = tmp_path / "mnt"
+    gid, fid, other = _team(vault, mnt)
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    kept = _bobs_group_dek(vault, vault / "groups" / gid / "own" / fid / "keys" / f"{bob}.vfkey", alice, fid)
+    if planted == "dir":
+        _plant(vault, gid, other, planted)
+    _admin(vault, "group", "member", "remove", "team", "bob")
+    if planted == "link":  # after the removal (which walks the group's folders too: a link there stops it)
+        _plant(vault, gid, other, planted)
+    mnt.mkdir(exist_ok=True)
+    up = fusevault("mount", vault, mnt)
+    assert up.returncode == 0, f"her mount after bob's removal from @team fails: {up.stderr.strip()}"
+    with _unmounted_after(mnt):
+        (mnt / "proj" / "plan.txt").write_text("step two, after bob left the group")
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert hers != kept, ("plan.txt is written after bob left @team under the key he opened while a member")
