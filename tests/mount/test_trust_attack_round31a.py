@@ -82,3 +82,23 @@ def test_a_planted_key_folder_stops_the_re_key_of_a_members_removal(vault: Path,
         (mnt / "proj" / "plan.txt").write_text("step two, after bob left the group")
     hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
     assert hers != kept, ("plan.txt is written after bob left @team under the key he opened while a member")
+
+
+@pytest.mark.parametrize("planted", [
+    pytest.param("dir", marks=pytest.mark.xfail(strict=True, reason="hole 2: IsADirectoryError in unshare's "
+                                                "remove_keys: the unshare fails, nothing re-keyed")),
+    ""])  # the control
+def test_a_planted_key_folder_stops_her_unshare(vault: Path, tmp_path: Path, planted: str) -> None:
+    mnt = tmp_path / "mnt"
+    gid, fid, other = _team(vault, mnt)
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    kept = _bobs_group_dek(vault, vault / "groups" / gid / "own" / fid / "keys" / f"{bob}.vfkey", alice, fid)
+    if planted:
+        _plant(vault, gid, other, planted)
+    with mounted(vault, mnt):
+        unshared = fusevault("unshare", mnt / "proj", "--with", "@team")
+        (mnt / "proj" / "plan.txt").write_text("step two, after proj was unshared from @team")
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert (unshared.returncode, hers != kept) == (0, True), (
+        f"her unshare of proj from @team: {unshared.returncode} {unshared.stderr.strip()!r}; plan.txt, written "
+        f"after it, is under the key bob opened as a member: {hers == kept}")
