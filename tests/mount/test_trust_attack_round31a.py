@@ -102,3 +102,44 @@ def test_a_planted_key_folder_stops_her_unshare(vault: Path, tmp_path: Path, pla
     assert (unshared.returncode, hers != kept) == (0, True), (
         f"her unshare of proj from @team: {unshared.returncode} {unshared.stderr.strip()!r}; plan.txt, written "
         f"after it, is under the key bob opened as a member: {hers == kept}")
+
+
+@pytest.mark.parametrize("how", [
+    "trashed",  # plan.txt deleted (her trash) before bob's removal, restored after it
+    "group-removed",  # plan.txt moved into private, then the whole group removed (`group remove`)
+    "folder-moved"])  # proj/sub (with plan.txt) moved into private, then bob removed
+def test_a_file_out_of_the_share_at_a_members_removal_is_re_keyed(vault: Path, tmp_path: Path, how: str) -> None:
+    mnt = tmp_path / "mnt"
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    with mounted(vault, mnt):
+        (mnt / "proj" / "sub").mkdir(parents=True)
+        (mnt / "private").mkdir()
+        (mnt / "proj" / "sub" / "plan.txt").write_text("step one")
+        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
+    (group,) = adversary.docs(vault, "Group")
+    gid, fid = group["_id"], _fid(vault, "proj/sub/plan.txt")
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    kept = _bobs_group_dek(vault, vault / "groups" / gid / "own" / fid / "keys" / f"{bob}.vfkey", alice, fid)
+    where = mnt / "proj" / "sub" / "plan.txt"
+    with mounted(vault, mnt):
+        if how == "trashed":
+            where.unlink()
+        elif how == "group-removed":
+            where.rename(mnt / "private" / "plan.txt")
+            where = mnt / "private" / "plan.txt"
+        else:
+            (mnt / "proj" / "sub").rename(mnt / "private" / "sub")
+            where = mnt / "private" / "sub" / "plan.txt"
+    if how == "group-removed":
+        _admin(vault, "group", "remove", "team")
+    else:
+        _admin(vault, "group", "member", "remove", "team", "bob")
+    with mounted(vault, mnt):
+        if how == "trashed":
+            restored = fusevault("restore", where)
+            assert restored.returncode == 0, restored.stderr
+        where.write_text("step two, after bob left")
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert hers != kept, f"{how}: plan.txt is written after bob left under the key he opened as a member"
