@@ -143,3 +143,39 @@ def test_a_file_out_of_the_share_at_a_members_removal_is_re_keyed(vault: Path, t
         where.write_text("step two, after bob left")
     hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
     assert hers != kept, f"{how}: plan.txt is written after bob left under the key he opened as a member"
+
+
+@pytest.mark.parametrize("planted", [
+    pytest.param("user", marks=pytest.mark.xfail(strict=True, reason="hole 3: a planted key file of her root "
+                                                 "folder makes her unshare re-key her whole vault")),
+    pytest.param("group", marks=pytest.mark.xfail(strict=True, reason="hole 3: a planted group key folder of "
+                                                  "a never-shared file makes a member's removal re-key it")),
+    ""])  # the control
+def test_a_planted_key_makes_her_re_key_files_never_shared(vault: Path, tmp_path: Path, planted: str) -> None:
+    mnt = tmp_path / "mnt"
+    gid, fid, other = _team(vault, mnt)
+    alice = _user(vault, "alice")
+    bob = _user(vault, "bob")["_id"]
+    with mounted(vault, mnt):
+        assert fusevault("share", mnt / "proj", "--with", "bob", "--perm", "READ").returncode == 0
+    before = adversary.get(vault, other)["epoch"]
+    if planted == "user":  # a key file "of bob's" for her root folder: no share ever sealed it
+        shared = vault / "users" / bob / "shared"
+        shared.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (shared / f"{alice['_id']}_{alice['root']}.vfkey").write_text("{}")
+        os.chmod(shared / f"{alice['_id']}_{alice['root']}.vfkey", 0o600)
+    elif planted == "group":  # an empty group key folder of her never-shared file
+        (vault / "groups" / gid / "own" / other).mkdir(mode=0o700)
+    if planted == "group":
+        _admin(vault, "group", "member", "remove", "team", "bob")
+        with mounted(vault, mnt):
+            pass
+        said = ""
+    else:
+        with mounted(vault, mnt):
+            unshared = fusevault("unshare", mnt / "proj", "--with", "bob")
+            assert unshared.returncode == 0, unshared.stderr
+        said = unshared.stdout.strip()
+    after = adversary.get(vault, other)["epoch"]
+    assert after == before, (f"private/other.txt, never shared, was re-keyed ({before} -> {after}) by a "
+                             f"key {planted} planted in the vault folder {said!r}")
