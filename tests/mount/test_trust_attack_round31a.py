@@ -179,3 +179,28 @@ def test_a_planted_key_makes_her_re_key_files_never_shared(vault: Path, tmp_path
     after = adversary.get(vault, other)["epoch"]
     assert after == before, (f"private/other.txt, never shared, was re-keyed ({before} -> {after}) by a "
                              f"key {planted} planted in the vault folder {said!r}")
+
+
+def test_an_unshare_while_the_moved_out_file_is_open_for_writing(vault: Path, tmp_path: Path) -> None:
+    """Data safety: plan.txt, moved out of proj, is being written through an open handle while she
+    unshares proj from @team: nothing written is lost, and bob's key does not open its key after."""
+    mnt = tmp_path / "mnt"
+    gid, fid, _ = _team(vault, mnt)
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    path = vault / "groups" / gid / "own" / fid / "keys" / f"{bob}.vfkey"
+    kept = _bobs_group_dek(vault, path, alice, fid)
+    first, second = b"A" * 300_000, b"B" * 300_000
+    with mounted(vault, mnt):
+        where = mnt / "private" / "plan.txt"
+        (mnt / "proj" / "plan.txt").rename(where)
+        with open(where, "wb") as f:
+            f.write(first)
+            f.flush()
+            unshared = fusevault("unshare", mnt / "proj", "--with", "@team")
+            f.write(second)
+        assert unshared.returncode == 0, unshared.stderr
+        assert where.read_bytes() == first + second
+    with mounted(vault, mnt):
+        assert where.read_bytes() == first + second
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert hers != kept
