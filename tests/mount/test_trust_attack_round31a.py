@@ -13,7 +13,7 @@ from conftest import force_unmount, fusevault, is_mounted, mounted
 from fusevault.vault.model.nodes import open_node_doc
 from mount.test_trust_attack_round30b import _bobs_group_dek
 from mount.test_trust_grants import _fid
-from mount.test_trust_writes import BOB, PASSPHRASE, _admin, _key, _user
+from mount.test_trust_writes import BOB, CAROL, PASSPHRASE, _admin, _key, _user
 
 OTHER = "0123456789abcdef0123456789abcdef"  # an id (layout.py ``is_id``) no one has
 
@@ -202,5 +202,31 @@ def test_an_unshare_while_the_moved_out_file_is_open_for_writing(vault: Path, tm
         assert where.read_bytes() == first + second
     with mounted(vault, mnt):
         assert where.read_bytes() == first + second
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert hers != kept
+
+
+def test_a_removal_by_another_group_owner_re_keys_a_file_moved_out(vault: Path, tmp_path: Path) -> None:
+    """carol owns @team; alice shares proj with it, moves plan.txt into private; carol removes bob."""
+    mnt = tmp_path / "mnt"
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    _admin(vault, "group", "add", "team", "--owner", "carol", passphrase=CAROL)
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ", passphrase=CAROL)
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "private").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("step one")
+        shared = fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+    (group,) = adversary.docs(vault, "Group")
+    gid, fid = group["_id"], _fid(vault, "proj/plan.txt")
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    kept = _bobs_group_dek(vault, vault / "groups" / gid / "own" / fid / "keys" / f"{bob}.vfkey", alice, fid)
+    with mounted(vault, mnt):
+        (mnt / "proj" / "plan.txt").rename(mnt / "private" / "plan.txt")
+    _admin(vault, "group", "member", "remove", "team", "bob", passphrase=CAROL)
+    with mounted(vault, mnt):
+        (mnt / "private" / "plan.txt").write_text("step two, after carol removed bob")
     hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
     assert hers != kept
