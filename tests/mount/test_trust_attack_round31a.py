@@ -77,7 +77,10 @@ def test_a_planted_key_folder_stops_the_re_key_of_a_members_removal(vault: Path,
         _plant(vault, gid, other, planted)
     mnt.mkdir(exist_ok=True)
     up = fusevault("mount", vault, mnt)
-    assert up.returncode == 0, f"her mount after bob's removal from @team fails: {up.stderr.strip()}"
+    if up.returncode != 0:
+        again = fusevault("mount", vault, mnt)  # not once: at every unlock
+        assert up.returncode == 0, (f"her mount after bob's removal from @team fails: {up.stderr.strip()}; "
+                                    f"again: {again.returncode} {again.stderr.strip()}")
     with _unmounted_after(mnt):
         (mnt / "proj" / "plan.txt").write_text("step two, after bob left the group")
     hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
@@ -230,3 +233,59 @@ def test_a_removal_by_another_group_owner_re_keys_a_file_moved_out(vault: Path, 
         (mnt / "private" / "plan.txt").write_text("step two, after carol removed bob")
     hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
     assert hers != kept
+
+
+def test_hole_2s_re_key_is_done_at_her_next_unlock(vault: Path, tmp_path: Path) -> None:
+    """The bound of hole 2: the unshare's signed requests were put before its take-back failed, so her
+    next unlock re-keys proj (the planted directory still there)."""
+    mnt = tmp_path / "mnt"
+    gid, fid, other = _team(vault, mnt)
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    kept = _bobs_group_dek(vault, vault / "groups" / gid / "own" / fid / "keys" / f"{bob}.vfkey", alice, fid)
+    _plant(vault, gid, other, "dir")
+    with mounted(vault, mnt):
+        assert fusevault("unshare", mnt / "proj", "--with", "@team").returncode != 0  # hole 2
+    with mounted(vault, mnt):
+        (mnt / "proj" / "plan.txt").write_text("step two, at the next unlock")
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert hers != kept
+
+
+@pytest.mark.parametrize(("linked", "second"), [
+    pytest.param(True, True, marks=pytest.mark.xfail(strict=True, reason="hole 4: rotate(proj2)'s _moved_out "
+                                                     "takes the group's keys of proj/x.txt")),
+    pytest.param(True, False, marks=pytest.mark.xfail(strict=True, reason="hole 4: a re-key seals x.txt to the "
+                                                      "shares above its first name only")),  # only proj shared
+    (False, True)])  # the control: x.txt only in proj
+def test_a_members_removal_keeps_the_keys_of_a_hard_linked_file_in_the_share(vault: Path, tmp_path: Path,
+                                                                           linked: bool, second: bool) -> None:
+    """x.txt has two names: private/x.txt (made first) and proj/x.txt; proj and proj2 are shared with
+    @team (bob and carol).  carol leaves @team: bob, still in it, still reads proj/x.txt."""
+    mnt = tmp_path / "mnt"
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    _admin(vault, "group", "add", "team", "--owner", "alice")
+    for who in ("bob", "carol"):
+        _admin(vault, "group", "member", "add", "team", who, "--perm", "READ")
+    with mounted(vault, mnt):
+        for folder in ("proj", "proj2", "private"):
+            (mnt / folder).mkdir()
+        if linked:
+            (mnt / "private" / "x.txt").write_text("step one")
+            os.link(mnt / "private" / "x.txt", mnt / "proj" / "x.txt")
+        else:
+            (mnt / "proj" / "x.txt").write_text("step one")
+        for folder in ("proj", "proj2")[:2 if second else 1]:
+            assert fusevault("share", mnt / folder, "--with", "@team", "--perm", "READ").returncode == 0
+    (group,) = adversary.docs(vault, "Group")
+    gid, fid = group["_id"], _fid(vault, "proj/x.txt")
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    path = vault / "groups" / gid / "own" / fid / "keys" / f"{bob}.vfkey"
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert _bobs_group_dek(vault, path, alice, fid) == hers  # sealed to him by the share of proj
+    _admin(vault, "group", "member", "remove", "team", "carol")
+    with mounted(vault, mnt):
+        (mnt / "proj" / "x.txt").write_text("step two, after carol left")
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert path.exists(), "bob's key of proj/x.txt, in a folder still shared with @team, was taken away"
+    assert _bobs_group_dek(vault, path, alice, fid) == hers, "bob's key of proj/x.txt no longer opens its key"
