@@ -1,4 +1,117 @@
-"""Attack round 31a (draft)."""
+"""Attack round 31a: keys of files moved out of a share, and group removals (round 30b's fix).
+
+Holes
+=====
+
+1. A writer of the vault folder stops the re-key of a member's removal, for good: one entry planted in a
+   group key folder of ANY file of hers.
+   Attacker: anyone who writes the vault folder (no key; e.g. bob himself, about to be removed, on a
+   vault folder he can write).  alice shares ``proj`` (plan.txt) with ``@team`` (bob READ);
+   ``private/other.txt`` is hers and never shared.  The attacker makes
+   ``groups/<team>/own/<other.txt's fid>/keys/<any id>.vfkey`` a DIRECTORY (``dir``; mode 0700 so the
+   vault's mode check says nothing), or, after the removal, makes ``groups/<team>/own/<fid>/keys`` a
+   symbolic link to a folder holding a ``<id>.vfkey`` (``link``).  alice removes bob from @team
+   (``group member remove``: it succeeds), mounts, writes proj/plan.txt.
+   Seen: ``dir``: her mount fails, "fusevault: internal error: the mount failed", and again at the next
+   try (the log: IsADirectoryError at share_ops.py:386 ``take_back`` <- :350 ``rotate`` <- resume at
+   unlock).  ``link``: the mount comes up, but plan.txt is written under the very DEK bob opened from his
+   group key file while a member (the rotate raised CorruptData before re-keying anything; logged by
+   sessions.py:90 only).  Control (nothing planted): plan.txt gets a new key.
+   Cause: fusevault/vault/services/share_ops.py:373-386 ``_moved_out`` walks every file of hers, treats
+   any ``groups/<gid>/own/<fid>/`` as a trace and calls ``sharing.remove_key`` on whatever ``*.vfkey``
+   ``os.listdir`` (which follows a link) shows there; vault/model/sharing.py:252-257 ``remove_key``
+   lets IsADirectoryError (unlink of a directory) and CorruptData (a link on the way, inside.py
+   open_dir) out; the take-back runs before any re-key (share_ops.py:350), so the rotate, its Rotation
+   request and the whole ``resume`` fail at every unlock; an OSError is no VaultError, so
+   ``Session._settle_shares`` (agent/sessions.py:87-91) lets it end the session: no mount at all.
+   Impact: a removed member keeps the current key of every file of the share (the purpose of the
+   removal's re-key), or the owner cannot mount her vault at all until she finds the planted entry.
+   Fix: in ``take_back`` (and ``remove_key``) treat a key entry that is not a regular file, or a folder
+   reached through a link, as no key: skip it (or remove it with the fd-based remove_tree) and say so
+   once; never let a failure in the trace walk stop the re-key of the node itself (re-key the subtree
+   first, or catch per moved-out file); catch OSError around ``resume`` at unlock.
+   Test: ``test_a_planted_key_folder_stops_the_re_key_of_a_members_removal[dir]``, ``[link]``;
+   control ``[]``.
+
+2. The same planted entry makes her ``unshare`` fail half-way: share deleted, nothing re-keyed.
+   Same scene, ``dir`` planted; alice runs ``fusevault unshare proj --with @team`` on the mount and then
+   writes proj/plan.txt.  Seen: the unshare exits 1, "fusevault: internal error: see the mount's log",
+   and plan.txt is written under the DEK bob opened as a member.  Her next unlock does re-key proj (the
+   requests were put before the failure: ``test_hole_2s_re_key_is_done_at_her_next_unlock``, passes),
+   but until then (a shared mount may stay unlocked for hours) everything she writes into the share is
+   readable by the member she revoked, and every later unshare from @team fails again while the entry
+   is there.  Cause: share_ops.py:335 ``_held_keys`` takes any existing path (``p.exists()``, a
+   directory too) among her every file's group key folders; share_ops.py:279-280 ``remove_keys`` ->
+   sharing.py:257 IsADirectoryError, after the Share's tombstone and the requests are put (:273) and
+   before ``rotate`` (:288).  The same for a user share (``users/<bob>/shared/<alice>_<fid>.vfkey`` a
+   directory: read, not run).
+   Fix: as hole 1 (only regular files are keys; a failed removal of one planted entry never stops the
+   unshare), and re-key before taking back the strays.
+   Test: ``test_a_planted_key_folder_stops_her_unshare[dir]``; control ``[]``.
+
+3. A writer of the vault folder makes her re-key files that were never shared, up to her whole vault,
+   with one planted file.
+   (``user``) a file ``users/<bob>/shared/<alice>_<her ROOT folder's fid>.vfkey`` (content ``{}``)
+   planted before she unshares proj from bob: her unshare says "its key changed (7 file(s) and
+   folder(s))": her root and everything under it, private/other.txt among them (epoch 0 -> 1).
+   (``group``) an empty folder ``groups/<team>/own/<other.txt's fid>/`` planted before a member's
+   removal: other.txt, never shared, is re-keyed at her next unlock.  Control: other.txt keeps epoch 0.
+   Cause: share_ops.py:240-246: ``unshare`` takes any existing key path of the grantee, for any of her
+   files, as a share's trace (no look at whether the file was ever under the share, nor at the key's
+   signature or epoch), and ``_tops`` makes it a Rotation of that node's whole subtree; share_ops.py:381
+   ``_moved_out``: a bare folder is a trace.
+   Impact: unbounded work on demand: each planted file costs her a re-encryption of her whole vault
+   (every file's contents sealed again as a new version: rekeying.py), at each unshare or removal, and
+   as many signed Rotation documents; repeatable at will by the writer.
+   Fix: count as a trace only a key file that verifies as sealed by her for that grantee (the signed
+   key record: ``grants_ok``) and whose epoch is the file's current one or older; better, remember per
+   share (signed, in her state) the fids keys were sealed for and re-key only those.
+   Test: ``test_a_planted_key_makes_her_re_key_files_never_shared[user]``, ``[group]``; control ``[]``.
+
+4. A hard-linked file in a shared folder loses the group's keys of a share still in force.
+   Nothing forged.  alice writes private/x.txt, hard-links it as proj/x.txt (``link`` is allowed within
+   her own files), shares proj (and proj2) with @team (bob and carol): bob's group key of x.txt opens its
+   key.  carol leaves @team; alice writes proj/x.txt.  Seen: with proj2 also shared with @team, bob's
+   key FILE of x.txt is gone (``[True-True]``): rotate(proj2)'s ``_moved_out`` took it, as x.txt is "not
+   under proj2 and not covered by @team"; with proj alone (``[True-False]``) the file is there but no
+   longer opens the key x.txt is written under.  Control (x.txt only in proj): his key opens it.
+   Cause: the ACL of a file is that of its FIRST name only: vault/tree/guests.py:185-189 ``covering``
+   follows ``node.links[0]``; share_ops.py:373 ``_moved_out`` uses it to decide that no share of the
+   group covers x.txt and removes the group's keys (:386); vault/files/rekeying.py:54-55 re-seals a
+   re-keyed file only to ``covering(node)`` (the second part is older than round 30, the key removal is
+   new with it).
+   Impact: bob, still a member of a group the folder is shared with, loses the file at every member
+   change (an availability hole; a fix must keep the revocation of files moved out).
+   Fix: make ``covering`` the union over all of a file's names (each ``links`` entry's ancestors) for
+   sealing and for ``_moved_out``; or refuse a hard link whose two names have different ACLs.
+   Test: ``test_a_members_removal_keeps_the_keys_of_a_hard_linked_file_in_the_share[True-True]`` and
+   ``[True-False]``; control ``[False-True]``.
+
+What held
+=========
+- A file deleted into her trash from a group share before a member's removal, restored after it and
+  written: re-keyed (``test_a_file_out_of_the_share_at_a_members_removal_is_re_keyed[trashed]``).
+- A file moved out, then the whole group removed (``group remove``): re-keyed (``[group-removed]``).
+- A folder (proj/sub, with plan.txt) moved out, then a member removed: plan.txt re-keyed
+  (``[folder-moved]``).
+- The group owner not the file owner: carol owns @team, alice shares proj with it and moves plan.txt
+  out, carol removes bob: alice's next mount re-keys plan.txt
+  (``test_a_removal_by_another_group_owner_re_keys_a_file_moved_out``).
+- Unshare while the moved-out file is open and being written (300 kB before, 300 kB after): nothing
+  lost, bob's key does not open its new key
+  (``test_an_unshare_while_the_moved_out_file_is_open_for_writing``).
+- Hole 2's bound: the next unlock re-keys the share (``test_hole_2s_re_key_is_done_at_her_next_unlock``).
+- A planted ``.vfkey`` that is a symbolic link is removed as a link (os.unlink with dir_fd), never
+  followed (read, not run); a planted ``keys`` link BEFORE ``group member remove`` makes that command
+  refuse ("a symbolic link?") with a clear message (seen while building hole 1's ``link``; not a hole
+  of this round).
+
+Not tried
+=========
+- A member's removal done on another device and mirrored by peer sync (key_mirror.py keep_folder),
+  a WRITE member's move-out followed by a second move, a server or peer injecting key documents that
+  key_mirror would write as traces: no time (40 minutes).
+"""
 
 from __future__ import annotations
 
