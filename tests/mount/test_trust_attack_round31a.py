@@ -151,8 +151,10 @@ def _unmounted_after(mnt: Path):
     try:
         yield mnt
     finally:
-        if is_mounted(mnt) and (fusevault("unmount", mnt, passphrase=None).returncode != 0 or is_mounted(mnt)):
-            force_unmount(mnt)
+        if is_mounted(mnt):
+            done = fusevault("unmount", mnt, passphrase=None)
+            if done.returncode != 0 or is_mounted(mnt):
+                force_unmount(mnt)
 
 
 def _plant(vault: Path, gid: str, fid: str, how: str) -> None:
@@ -172,10 +174,11 @@ def _plant(vault: Path, gid: str, fid: str, how: str) -> None:
 
 
 @pytest.mark.parametrize("planted", [
-    pytest.param("dir", marks=pytest.mark.xfail(strict=True, reason="hole 1: IsADirectoryError in _moved_out: "
-                                                 "her mount fails at every unlock")),
-    pytest.param("link", marks=pytest.mark.xfail(strict=True, reason="hole 1: CorruptData in _moved_out: the "
-                                                 "removal's re-key is dropped, bob's key stays current")),
+    pytest.param("dir", marks=pytest.mark.xfail(
+        strict=True, reason="hole 1: IsADirectoryError in _moved_out: her mount fails at every unlock")),
+    pytest.param("link", marks=pytest.mark.xfail(
+        strict=True, reason="hole 1: CorruptData in _moved_out: the removal's re-key is dropped, bob's key "
+        "stays current")),
     ""])  # the control
 def test_a_planted_key_folder_stops_the_re_key_of_a_members_removal(vault: Path, tmp_path: Path,
                                                                     planted: str) -> None:
@@ -216,15 +219,16 @@ def test_a_planted_key_folder_stops_her_unshare(vault: Path, tmp_path: Path, pla
         (mnt / "proj" / "plan.txt").write_text("step two, after proj was unshared from @team")
     hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
     assert (unshared.returncode, hers != kept) == (0, True), (
-        f"her unshare of proj from @team: {unshared.returncode} {unshared.stderr.strip()!r}; plan.txt, written "
-        f"after it, is under the key bob opened as a member: {hers == kept}")
+        f"her unshare of proj from @team: {unshared.returncode} {unshared.stderr.strip()!r}; plan.txt, "
+        f"written after it, is under the key bob opened as a member: {hers == kept}")
 
 
 @pytest.mark.parametrize("how", [
     "trashed",  # plan.txt deleted (her trash) before bob's removal, restored after it
     "group-removed",  # plan.txt moved into private, then the whole group removed (`group remove`)
     "folder-moved"])  # proj/sub (with plan.txt) moved into private, then bob removed
-def test_a_file_out_of_the_share_at_a_members_removal_is_re_keyed(vault: Path, tmp_path: Path, how: str) -> None:
+def test_a_file_out_of_the_share_at_a_members_removal_is_re_keyed(vault: Path, tmp_path: Path,
+                                                                  how: str) -> None:
     mnt = tmp_path / "mnt"
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     _admin(vault, "group", "add", "team", "--owner", "alice")
@@ -365,13 +369,13 @@ def test_hole_2s_re_key_is_done_at_her_next_unlock(vault: Path, tmp_path: Path) 
 
 
 @pytest.mark.parametrize(("linked", "second"), [
-    pytest.param(True, True, marks=pytest.mark.xfail(strict=True, reason="hole 4: rotate(proj2)'s _moved_out "
-                                                     "takes the group's keys of proj/x.txt")),
-    pytest.param(True, False, marks=pytest.mark.xfail(strict=True, reason="hole 4: a re-key seals x.txt to the "
-                                                      "shares above its first name only")),  # only proj shared
+    pytest.param(True, True, marks=pytest.mark.xfail(
+        strict=True, reason="hole 4: rotate(proj2)'s _moved_out takes the group's keys of proj/x.txt")),
+    pytest.param(True, False, marks=pytest.mark.xfail(  # only proj shared
+        strict=True, reason="hole 4: a re-key seals x.txt to the shares above its first name only")),
     (False, True)])  # the control: x.txt only in proj
-def test_a_members_removal_keeps_the_keys_of_a_hard_linked_file_in_the_share(vault: Path, tmp_path: Path,
-                                                                           linked: bool, second: bool) -> None:
+def test_a_members_removal_keeps_the_keys_of_a_hard_linked_file_in_the_share(
+        vault: Path, tmp_path: Path, linked: bool, second: bool) -> None:
     """x.txt has two names: private/x.txt (made first) and proj/x.txt; proj and proj2 are shared with
     @team (bob and carol).  carol leaves @team: bob, still in it, still reads proj/x.txt."""
     mnt = tmp_path / "mnt"
