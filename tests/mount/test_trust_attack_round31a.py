@@ -19,7 +19,7 @@ Holes
    sessions.py:90 only).  Control (nothing planted): plan.txt gets a new key.
    Cause: fusevault/vault/services/share_ops.py:373-386 ``_moved_out`` walks every file of hers, treats
    any ``groups/<gid>/own/<fid>/`` as a trace and calls ``sharing.remove_key`` on whatever ``*.vfkey``
-   ``os.listdir`` (which follows a link) shows there; vault/model/sharing.py:252-257 ``remove_key``
+   ``os.listdir`` (which follows a link) shows there; vault/model/sharing.py:251-257 ``remove_key``
    lets IsADirectoryError (unlink of a directory) and CorruptData (a link on the way, inside.py
    open_dir) out; the take-back runs before any re-key (share_ops.py:350), so the rotate, its Rotation
    request and the whole ``resume`` fail at every unlock; an OSError is no VaultError, so
@@ -42,8 +42,8 @@ Holes
    readable by the member she revoked, and every later unshare from @team fails again while the entry
    is there.  Cause: share_ops.py:335 ``_held_keys`` takes any existing path (``p.exists()``, a
    directory too) among her every file's group key folders; share_ops.py:279-280 ``remove_keys`` ->
-   sharing.py:257 IsADirectoryError, after the Share's tombstone and the requests are put (:273) and
-   before ``rotate`` (:288).  The same for a user share (``users/<bob>/shared/<alice>_<fid>.vfkey`` a
+   sharing.py:257 IsADirectoryError, after the Share's tombstone and the requests are put (:272) and
+   before ``rotate`` (:287).  The same for a user share (``users/<bob>/shared/<alice>_<fid>.vfkey`` a
    directory: read, not run).
    Fix: as hole 1 (only regular files are keys; a failed removal of one planted entry never stops the
    unshare), and re-key before taking back the strays.
