@@ -84,8 +84,16 @@ Holes
    change (an availability hole; a fix must keep the revocation of files moved out).
    Fix: make ``covering`` the union over all of a file's names (each ``links`` entry's ancestors) for
    sealing and for ``_moved_out``; or refuse a hard link whose two names have different ACLs.
+   The same with a user share and unshare: x.txt made in proj and hard-linked as docs2/x.txt, both
+   folders shared with carol (READ); alice unshares proj from carol and writes docs2/x.txt: carol has no
+   key file of x.txt at all any more, though docs2 is still shared with her.  Control (x.txt moved into
+   docs2 instead): she opens its key.  Cause: share_ops.py unshare ``paths`` (every subtree node's key
+   path, with no look at ``_unexplained``) removes it, and the re-key seals only to the shares above
+   x.txt's first name (proj).
    Test: ``test_a_members_removal_keeps_the_keys_of_a_hard_linked_file_in_the_share[True-True]`` and
-   ``[True-False]``; control ``[False-True]``.
+   ``[True-False]``; control ``[False-True]``;
+   ``test_her_unshare_keeps_carols_key_of_a_file_she_reads_through_another_share[True]``, control
+   ``[False]``.
 
 What held
 =========
@@ -121,6 +129,7 @@ from pathlib import Path
 
 import adversary
 import pytest
+from attack_scenes import recipients_dek
 from conftest import force_unmount, fusevault, is_mounted, mounted
 
 from fusevault.vault.model.nodes import open_node_doc
@@ -406,3 +415,36 @@ def test_a_members_removal_keeps_the_keys_of_a_hard_linked_file_in_the_share(
     hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
     assert path.exists(), "bob's key of proj/x.txt, in a folder still shared with @team, was taken away"
     assert _bobs_group_dek(vault, path, alice, fid) == hers, "bob's key of proj/x.txt no longer opens its key"
+
+
+@pytest.mark.parametrize("linked", [
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="hole 4: unshare of proj takes carol's key of x.txt, shared with her via docs2")),
+    False])  # the control: x.txt only in docs2 (moved there from proj)
+def test_her_unshare_keeps_carols_key_of_a_file_she_reads_through_another_share(
+        vault: Path, tmp_path: Path, linked: bool) -> None:
+    """x.txt is made in proj, then named docs2/x.txt too (a hard link; control: moved there); proj and
+    docs2 are shared with carol (READ).  alice unshares proj from carol: docs2/x.txt is still hers to read."""
+    mnt = tmp_path / "mnt"
+    _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+    with mounted(vault, mnt):
+        for folder in ("proj", "docs2"):
+            (mnt / folder).mkdir()
+        (mnt / "proj" / "x.txt").write_text("step one")
+        if linked:
+            os.link(mnt / "proj" / "x.txt", mnt / "docs2" / "x.txt")
+        else:
+            (mnt / "proj" / "x.txt").rename(mnt / "docs2" / "x.txt")
+        for folder in ("proj", "docs2"):
+            assert fusevault("share", mnt / folder, "--with", "carol", "--perm", "READ").returncode == 0
+        fid = _fid(vault, "docs2/x.txt")
+        assert recipients_dek(vault, "carol", CAROL, fid)
+        unshared = fusevault("unshare", mnt / "proj", "--with", "carol")
+        assert unshared.returncode == 0, unshared.stderr
+        (mnt / "docs2" / "x.txt").write_text("step two, after proj was unshared from carol")
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    try:
+        carols = recipients_dek(vault, "carol", CAROL, fid)
+    except AssertionError:  # no key file of hers for it
+        carols = None
+    assert carols == hers, "carol, still sharing docs2, no longer opens the key of docs2/x.txt"
