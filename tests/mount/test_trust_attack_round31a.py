@@ -43,11 +43,15 @@ Holes
    is there.  Cause: share_ops.py:335 ``_held_keys`` takes any existing path (``p.exists()``, a
    directory too) among her every file's group key folders; share_ops.py:279-280 ``remove_keys`` ->
    sharing.py:257 IsADirectoryError, after the Share's tombstone and the requests are put (:272) and
-   before ``rotate`` (:287).  The same for a user share (``users/<bob>/shared/<alice>_<fid>.vfkey`` a
-   directory: read, not run).
+   before ``rotate`` (:287).  The same for a user share:
+   ``users/<bob>/shared/<alice>_<other.txt's fid>.vfkey`` made a directory, ``unshare proj --with bob``
+   exits 1 with the same internal error and proj is not re-keyed
+   (``test_a_planted_key_directory_stops_her_unshare_from_a_user``; in that scene bob is also in @team,
+   so the failed command is the evidence, not his access).
    Fix: as hole 1 (only regular files are keys; a failed removal of one planted entry never stops the
    unshare), and re-key before taking back the strays.
-   Test: ``test_a_planted_key_folder_stops_her_unshare[dir]``; control ``[]``.
+   Test: ``test_a_planted_key_folder_stops_her_unshare[dir]``, control ``[]``;
+   ``test_a_planted_key_directory_stops_her_unshare_from_a_user``.
 
 3. A writer of the vault folder makes her re-key files that were never shared, up to her whole vault,
    with one planted file.
@@ -448,3 +452,22 @@ def test_her_unshare_keeps_carols_key_of_a_file_she_reads_through_another_share(
     except AssertionError:  # no key file of hers for it
         carols = None
     assert carols == hers, "carol, still sharing docs2, no longer opens the key of docs2/x.txt"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: IsADirectoryError in unshare's remove_keys (a user share)")
+def test_a_planted_key_directory_stops_her_unshare_from_a_user(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    _, fid, other = _team(vault, mnt)
+    alice, bob = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"]
+    with mounted(vault, mnt):
+        assert fusevault("share", mnt / "proj", "--with", "bob", "--perm", "READ").returncode == 0
+    kept = recipients_dek(vault, "bob", BOB, fid)
+    shared = vault / "users" / bob / "shared"
+    (shared / f"{alice}_{other}.vfkey").mkdir(mode=0o700)
+    with mounted(vault, mnt):
+        unshared = fusevault("unshare", mnt / "proj", "--with", "bob")
+        (mnt / "proj" / "plan.txt").write_text("step two, after proj was unshared from bob")
+    hers, _ = open_node_doc(adversary.get(vault, fid), _key(vault, "alice", PASSPHRASE))
+    assert (unshared.returncode, hers != kept) == (0, True), (
+        f"her unshare of proj from bob: {unshared.returncode} {unshared.stderr.strip()!r}; plan.txt, "
+        f"written after it, is under the key bob opened: {hers == kept}")
