@@ -53,7 +53,6 @@ from pathlib import Path
 
 import adversary
 from conftest import (
-    PASSPHRASE,
     first_device,
     fusevault,
     laptop_and_desktop,
@@ -63,19 +62,12 @@ from conftest import (
     wait_for,
 )
 
-from fusevault.vault.model.nodes import open_node_doc
 from mount.test_trust_attack_round28b import _ledger_of, _rollbacks
-from mount.test_trust_writes import _key
 from tests.mount.test_trust_settings import status
-
-
-def _seq_of(couch: adversary.Server, vault: Path, fid: str) -> list:
-    return open_node_doc(couch.get(fid), _key(vault, "alice", PASSPHRASE))[1].get("seq")
 
 
 def test_a_restored_ledger_whose_top_number_left_the_store_gives_no_false_rollback(tmp_path: Path) -> None:
     with laptop_and_desktop(tmp_path, ("plan.txt",)) as (server, laptop, a, desktop):
-        couch = adversary.Server(f"{server.url}/vault")
         with mounted(desktop, tmp_path / "b") as b:
             wait_for(lambda: (b / "plan.txt").exists() and settled(b), "the desktop's first pull")
         backup = _ledger_of(desktop).read_bytes()
@@ -115,12 +107,14 @@ def test_watching_turned_on_on_her_other_device_stays_pending_on_the_mounted_lap
         wait_for(lambda: settled(a), "the first push")
         desktop = new_device(couchdb_url, tmp_path, "desktop")
         with mounted(desktop, tmp_path / "b") as b:
-            _set(b, ("settle_seconds", "0.1"), ("source_dir_to_watch", inbox), ("delete_file_from_source", "on"))
+            _set(b, ("settle_seconds", "0.1"), ("source_dir_to_watch", inbox),
+                 ("delete_file_from_source", "on"))
             wait_for(lambda: (b / "Imported" / "one.txt").exists(), "the desktop imports")
             wait_for(lambda: settled(b), "the desktop's push")
         (inbox / "two.txt").write_bytes(b"two")
         wait_for(lambda: "source_dir_to_watch" in json.loads(fusevault(
-            "config", "show", "--mount", a, "--json", passphrase=None).stdout)["pending"], "pending on the laptop")
+            "config", "show", "--mount", a, "--json", passphrase=None).stdout)["pending"],
+                 "pending on the laptop")
         wait_for(lambda: settled(a) and (a / "Imported" / "one.txt").exists(), "the laptop's sync")
         assert status(a)["tasks"]["import"]["state"] == "off"
         assert not (a / "Imported" / "two.txt").exists()
@@ -141,8 +135,7 @@ def test_a_flood_of_her_user_document_during_imports_imports_once_and_deletes_on
         names = [f"f{i}.bin" for i in range(12)]
         for i, name in enumerate(names):
             (inbox / name).write_bytes(bytes([i]) * (200_000 + i))
-            current = couch.get(me["_id"])
-            couch.put({**body, "_rev": current["_rev"]})  # her own signed body, a new revision
+            couch.put(body)  # her own signed body, a new revision
         wait_for(lambda: all((a / "Imported" / n).exists() for n in names) and not any(inbox.iterdir())
                  and settled(a), "every file imported and removed", timeout=60)
         assert sorted(p.name for p in (a / "Imported").iterdir()) == sorted(names)
