@@ -52,7 +52,9 @@ import json
 from pathlib import Path
 
 import adversary
+import pytest
 from conftest import (
+    PASSPHRASE,
     first_device,
     fusevault,
     laptop_and_desktop,
@@ -62,33 +64,67 @@ from conftest import (
     wait_for,
 )
 
+from fusevault.vault.model.nodes import open_node_doc
 from mount.test_trust_attack_round28b import _ledger_of, _rollbacks
+from mount.test_trust_writes import _key
 from tests.mount.test_trust_settings import status
 
 
-def test_a_restored_ledger_whose_top_number_left_the_store_gives_no_false_rollback(tmp_path: Path) -> None:
+def _restored_ledger(tmp_path: Path, pull_first: bool) -> tuple[bytes, bytes, list[dict], list]:
+    """alice's desktop's state folder is backed up (its ledger: counter 0); the desktop then edits
+    plan.txt six times (seq (desktop, 1..6)); her laptop edits over that (signed ``over: {desktop: 6}``).
+    With ``pull_first`` the desktop mounts once and takes the laptop's state (its own store then holds
+    no state with its number 6).  Her home folder is restored from the backup (the ledger only: the
+    vault folder is elsewhere), the desktop mounts and edits plan.txt.  Returns what the laptop and the
+    desktop show once that edit went through the server, the laptop's rollback alarms, and the seq of
+    the server's plan.txt right after the desktop's push."""
     with laptop_and_desktop(tmp_path, ("plan.txt",)) as (server, laptop, a, desktop):
+        couch = adversary.Server(f"{server.url}/vault")
+        (fid,) = [d["_id"] for d in couch.all("node") if _opened(d, laptop).get("seq")]
         with mounted(desktop, tmp_path / "b") as b:
             wait_for(lambda: (b / "plan.txt").exists() and settled(b), "the desktop's first pull")
-        backup = _ledger_of(desktop).read_bytes()
+        backup = _ledger_of(desktop).read_bytes()  # her home folder's backup, taken now
         with mounted(desktop, tmp_path / "b") as b:
             for i in range(6):
                 (b / "plan.txt").write_bytes(b"desktop edit %d" % i)
                 wait_for(lambda: settled(b), "pushed")
-            wait_for(lambda: (a / "plan.txt").read_bytes() == b"desktop edit 5", "on the laptop")
+        wait_for(lambda: (a / "plan.txt").read_bytes() == b"desktop edit 5", "the desktop's edits on the laptop")
         (a / "plan.txt").write_bytes(b"laptop over it")
         wait_for(lambda: settled(a), "the laptop's edit pushed")
-        with mounted(desktop, tmp_path / "b") as b:  # its own store now holds the laptop's state
-            wait_for(lambda: settled(b) and (b / "plan.txt").read_bytes() == b"laptop over it", "the desktop")
-        _ledger_of(desktop).write_bytes(backup)
+        if pull_first:
+            with mounted(desktop, tmp_path / "b") as b:
+                wait_for(lambda: settled(b) and (b / "plan.txt").read_bytes() == b"laptop over it",
+                         "the laptop's state on the desktop")
+        _ledger_of(desktop).write_bytes(backup)  # her home folder restored from that backup
         with mounted(desktop, tmp_path / "b") as b:
-            wait_for(lambda: settled(b) and (b / "plan.txt").read_bytes() == b"laptop over it", "the desktop")
+            wait_for(lambda: settled(b) and (b / "plan.txt").read_bytes() == b"laptop over it",
+                     "the laptop's state on the desktop")
             (b / "plan.txt").write_bytes(b"desktop again")
             wait_for(lambda: settled(b), "the desktop's push")
-            wait_for(lambda: (a / "plan.txt").read_bytes() == b"desktop again" or bool(_rollbacks(a)),
+            pushed = _opened(couch.get(fid), laptop).get("seq")
+            wait_for(lambda: settled(a) and ((a / "plan.txt").read_bytes() == b"desktop again"
+                                             or bool(_rollbacks(a))),
                      "the desktop's edit to reach the laptop (taken, or refused)")
-            assert _rollbacks(a) == [], f"a false rollback alarm on the laptop: {_rollbacks(a)}"
-            assert (a / "plan.txt").read_bytes() == b"desktop again"
+            wait_for(lambda: settled(a) and settled(b), "both devices to settle")
+            return (a / "plan.txt").read_bytes(), (b / "plan.txt").read_bytes(), _rollbacks(a), pushed
+
+
+def _opened(doc: dict, vault: Path) -> dict:
+    return open_node_doc(doc, _key(vault, "alice", PASSPHRASE))[1]
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: a restored ledger gives numbers the laptop's over covers: "
+                   "the desktop's genuine edit refused as a rollback and overwritten")
+def test_an_edit_after_her_ledger_came_back_from_a_backup_is_no_rollback_and_is_kept(tmp_path: Path) -> None:
+    laptop, desktop, rollbacks, pushed = _restored_ledger(tmp_path, pull_first=True)
+    assert rollbacks == [], f"a false rollback alarm on the laptop: {rollbacks} (the desktop pushed {pushed})"
+    assert (laptop, desktop) == (b"desktop again", b"desktop again"), (laptop, desktop, pushed)
+
+
+def test_control_an_edit_after_her_ledger_came_back_while_its_store_holds_its_number(tmp_path: Path) -> None:
+    laptop, desktop, rollbacks, pushed = _restored_ledger(tmp_path, pull_first=False)
+    assert rollbacks == [], f"a false rollback alarm on the laptop: {rollbacks} (the desktop pushed {pushed})"
+    assert (laptop, desktop) == (b"desktop again", b"desktop again"), (laptop, desktop, pushed)
 
 
 def _set(mnt: Path, *pairs: tuple[str, object]) -> None:
