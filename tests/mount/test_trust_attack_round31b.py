@@ -88,7 +88,7 @@ def _restored_ledger(tmp_path: Path, pull_first: bool) -> tuple[bytes, bytes, li
             for i in range(6):
                 (b / "plan.txt").write_bytes(b"desktop edit %d" % i)
                 wait_for(lambda: settled(b), "pushed")
-        wait_for(lambda: (a / "plan.txt").read_bytes() == b"desktop edit 5", "the desktop's edits on the laptop")
+        wait_for(lambda: (a / "plan.txt").read_bytes() == b"desktop edit 5", "on the laptop")
         (a / "plan.txt").write_bytes(b"laptop over it")
         wait_for(lambda: settled(a), "the laptop's edit pushed")
         if pull_first:
