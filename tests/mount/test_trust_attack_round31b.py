@@ -60,6 +60,7 @@ from conftest import (
     laptop_and_desktop,
     mounted,
     new_device,
+    server_pids,
     settled,
     wait_for,
 )
@@ -95,7 +96,10 @@ def _restored_ledger(tmp_path: Path, pull_first: bool) -> tuple[bytes, bytes, li
             with mounted(desktop, tmp_path / "b") as b:
                 wait_for(lambda: settled(b) and (b / "plan.txt").read_bytes() == b"laptop over it",
                          "the laptop's state on the desktop")
-        _ledger_of(desktop).write_bytes(backup)  # her home folder restored from that backup
+        # The desktop's mount process gone (it saves its ledger as it ends, after the unmount returns):
+        # her home folder restored from that backup.
+        wait_for(lambda: not server_pids(tmp_path / "b"), "the desktop's mount process to end")
+        _ledger_of(desktop).write_bytes(backup)
         with mounted(desktop, tmp_path / "b") as b:
             wait_for(lambda: settled(b) and (b / "plan.txt").read_bytes() == b"laptop over it",
                      "the laptop's state on the desktop")
