@@ -71,7 +71,13 @@ Not tried
 A covered entry from a state later restored on its own device; a conflict settled by adopting the
 other device's branch followed by a restore; the replay of her older signed body that turned deletion
 on arriving while mounted (read: ``_newest_seen`` says older, only safer values apply); `config
-confirm` racing an arrival through the CLI (read only, above).
+confirm` racing an arrival through the CLI (read only, above).  A state folder copied to set up another
+machine (read only, suspected): vault/model/device.py binds the settings' and freshness records' device
+ids to the machine and path (``binding``), but the ledger (ledger.py:136-143, ``Ledger.open``) keeps
+its ``device`` and ``counter`` wherever it is read, so two machines with a copied state folder (and the
+vault folder at the same path) would number their states under one id, each's edits older than the
+other's on files both edited: hole 1's false rollback, permanently.  Not run: the test machine cannot
+hold two vault folders at one path at once in the time left.
 """
 
 from __future__ import annotations
