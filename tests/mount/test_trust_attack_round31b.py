@@ -77,7 +77,11 @@ ids to the machine and path (``binding``), but the ledger (ledger.py:136-143, ``
 its ``device`` and ``counter`` wherever it is read, so two machines with a copied state folder (and the
 vault folder at the same path) would number their states under one id, each's edits older than the
 other's on files both edited: hole 1's false rollback, permanently.  Not run: the test machine cannot
-hold two vault folders at one path at once in the time left.
+hold two vault folders at one path at once in the time left.  Also read only: each arrival of her user
+document restarts the import service (fs/arrivals.py ``_own_document_arrived``), which starts a new
+``Pending`` (imports/watcher.py ``_watch_held``): a server re-putting her current signed body more often
+than ``settle_seconds`` should keep every file from settling, so nothing is imported while it goes on (an
+availability loss only: the files stay in the folder); not run (it needs a timing-based test).
 """
 
 from __future__ import annotations
