@@ -121,6 +121,7 @@ from conftest import (
     laptop_and_desktop,
     mounted,
     new_device,
+    server_pids,
     settled,
     wait_for,
 )
@@ -327,12 +328,15 @@ def test_an_edit_on_a_device_whose_state_folder_came_back_from_a_backup_after_it
     with laptop_and_desktop(tmp_path, ("plan.txt",)) as (_server, _laptop, a, desktop):
         with mounted(desktop, tmp_path / "b") as b:
             wait_for(lambda: (b / "plan.txt").exists() and settled(b), "the desktop's first pull")
+        # The mount process saves its ledger as it ends, after the unmount returns.
+        wait_for(lambda: not server_pids(tmp_path / "b"), "the desktop's mount process to end")
         backup = _ledger_of(desktop).read_bytes()  # her home folder's backup, taken now
         with mounted(desktop, tmp_path / "b") as b:
             (b / "plan.txt").write_bytes(b"desktop edit")
             wait_for(lambda: settled(b) and (a / "plan.txt").read_bytes() == b"desktop edit", "on the laptop")
         (a / "plan.txt").write_bytes(b"laptop over it")
         wait_for(lambda: settled(a), "the laptop's edit pushed")
+        wait_for(lambda: not server_pids(tmp_path / "b"), "the desktop's mount process to end")
         _ledger_of(desktop).write_bytes(backup)  # her home folder restored from that backup
         with mounted(desktop, tmp_path / "b") as b:
             wait_for(lambda: settled(b) and (b / "plan.txt").read_bytes() == b"laptop over it", "the desktop")

@@ -90,7 +90,6 @@ import json
 from pathlib import Path
 
 import adversary
-import pytest
 from conftest import (
     PASSPHRASE,
     first_device,
@@ -155,8 +154,6 @@ def _opened(doc: dict, vault: Path) -> dict:
     return open_node_doc(doc, _key(vault, "alice", PASSPHRASE))[1]
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a restored ledger gives numbers the laptop's over covers: "
-                   "the desktop's genuine edit refused as a rollback and overwritten")
 def test_an_edit_after_her_ledger_came_back_from_a_backup_is_no_rollback_and_is_kept(tmp_path: Path) -> None:
     laptop, desktop, rollbacks, pushed = _restored_ledger(tmp_path, pull_first=True)
     assert rollbacks == [], f"a false rollback alarm on the laptop: {rollbacks} (the desktop pushed {pushed})"

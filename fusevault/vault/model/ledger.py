@@ -712,6 +712,12 @@ class Ledger:
                 # at the top of the range would make every later commit of the owner's
                 # one that check_numbers refuses.
                 top = seq[1]
+            mine = node.over.get(self.device) if node.over and node.owner == self.key.user_id else None
+            if isinstance(mine, int) and top < mine <= self.counter + MAX_LAG:
+                # Her state signed over a state of this device this ledger does not count to (it came
+                # back from a backup): numbering on from below it would make her next edit a "rollback"
+                # on the device that signed it (attack round 31b (1)).
+                top = mine
             if self.older(node.fid, seq):
                 rolled.append((node.fid, _path(volume, node)))
                 if node.epoch < self.epochs.get(node.fid, 0):

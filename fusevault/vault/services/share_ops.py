@@ -241,7 +241,8 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     # writer's move) keeps the keys sealed while it was in, which this revoke takes back (round 30b).
     inside = {n.fid for n in nodes}
     mine = [*nodes, *(n for n in volume.nodes() if n.owner == grant.owner and n.fid not in inside)]
-    found = await volume.in_thread(_held_keys, volume.layout, grant, _unexplained(volume, grant, mine))
+    unexplained = _unexplained(volume, grant, mine)
+    found = await volume.in_thread(_held_keys, volume.layout, grant, unexplained)
     # Outside the folder, only a key she sealed counts: anyone who writes the vault folder can put a file
     # at a key's name, and each would cost her a re-key of the file and all below it (round 31a (3)).
     outside = [(fid, p) for fid, p in found if fid not in inside]
@@ -281,7 +282,10 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     for each, rev in zip(requests, revs[-len(requests):], strict=True):
         each["_rev"] = rev  # the request this unshare carries out: deleted only as it is (``rotate``)
     await volume.in_thread(volume.store.sync)
-    paths = [reach.key_path(volume.layout, n.fid) for n in nodes for reach in reaches]
+    # Not a key another share still gives (a hard link's other name under it: round 31a (4)).
+    explained = dict(unexplained)
+    paths = [key for n in nodes for reach in reaches
+             if (key := reach.key_path(volume.layout, n.fid)) not in explained[n.fid]]
 
     def remove_keys() -> None:
         for each in dict.fromkeys([*paths, *held]):

@@ -180,14 +180,21 @@ class Guests:
         by the owner of the node it names: another's grant there is no grant.
         Not above a node in ``behind`` (loaded in an older state than the
         device saw: the folder it names is no place the owner chose)."""
-        found: list[Grant] = []
-        seen = 0
-        while node is not None and seen < 4096:
-            found += [g for g in self.by_fid.get(node.fid, ()) if g.owner == node.owner]
-            if node.ino in self.phantoms or not node.links or node.fid in behind:
-                break
-            node = nodes.get(node.links[0][0])
-            seen += 1
+        found: list[Grant] = [g for g in self.by_fid.get(node.fid, ()) if g.owner == node.owner]
+        if node.ino in self.phantoms or not node.links or node.fid in behind:
+            return found
+        # Above each of its names: a file hard-linked into two folders is shared by both (a folder has
+        # one name, round 28c).  Else a re-key sealed it only to the first name's shares, and an unshare
+        # of that folder took keys another share still gives (attack round 31a (4)).
+        for parent in dict.fromkeys(ino for ino, _ in node.links):
+            folder, seen = nodes.get(parent), 0
+            while folder is not None and seen < 4096:
+                found += [g for g in self.by_fid.get(folder.fid, ()) if g.owner == folder.owner
+                          and g not in found]
+                if folder.ino in self.phantoms or not folder.links or folder.fid in behind:
+                    break
+                folder = nodes.get(folder.links[0][0])
+                seen += 1
         return found
 
     # --- keys for recipients
