@@ -1,5 +1,7 @@
 """Attack round 30a: the signed lineage across devices (round 28b's fix, ``Node.over``), both ways.
 
+Both holes are fixed (docs/SECURITY.md "Attack round 30"): their tests pass now.
+
 Holes
 =====
 

@@ -1,5 +1,9 @@
 """Attack round 31a: keys of files moved out of a share, and group removals (round 30b's fix).
 
+Holes 1, 2, 4 and hole 3's ``[user]`` are fixed (docs/SECURITY.md "Attack round 31"): their tests pass
+now.  Hole 3's ``[group]`` is kept as a price (a strict xfail): an empty group key folder cannot be
+verified; a planted one costs one re-key of one file, once.
+
 Holes
 =====
 

@@ -1,6 +1,8 @@
 """Attack round 31b: the signed lineage (``covered`` merged into ``over``), and settings arriving while
 mounted (round 30a/30c fixes).
 
+Hole 1 is fixed (docs/SECURITY.md "Attack round 31"): its test passes now.
+
 Holes
 =====
 
