@@ -140,24 +140,34 @@ def test_her_unshare_takes_back_the_key_of_a_file_she_moved_out_of_the_share(tmp
         server.stop()
 
 
-@pytest.mark.parametrize("moved", [
-    True,  # held: the removal from the group takes his key of a file moved out of proj (unlike hole 1)
-    False])  # plan.txt still in proj when bob leaves the group
-def test_a_members_removal_from_a_group_takes_back_the_key_of_a_file_moved_out_of_its_share(
-        vault: Path, tmp_path: Path, moved: bool) -> None:
+def _plan_shared_with_team(vault: Path, mnt: Path, carol: bool = False) -> tuple[str, str, Path]:
+    """alice's proj/plan.txt shared READ with @team (bob in it, and carol if asked), an unshared private/
+    beside it: (alice's id, plan.txt's fid, bob's group key file of it, which opens for him)."""
     _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     _admin(vault, "group", "add", "team", "--owner", "alice")
     _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
-    mnt = tmp_path / "mnt"
+    if carol:
+        _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
+        _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
     with mounted(vault, mnt):
         (mnt / "proj").mkdir()
         (mnt / "private").mkdir()
         (mnt / "proj" / "plan.txt").write_text("step one")
         assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
     (group,) = adversary.docs(vault, "Group")
-    alice, bob, fid = _user(vault, "alice"), _user(vault, "bob"), _fid(vault, "proj/plan.txt")
-    path = vault / "groups" / group["_id"] / "own" / fid / "keys" / f"{bob['_id']}.vfkey"
-    assert _bob_opens(vault, path, alice["_id"], fid)
+    alice, bob, fid = _user(vault, "alice")["_id"], _user(vault, "bob")["_id"], _fid(vault, "proj/plan.txt")
+    path = vault / "groups" / group["_id"] / "own" / fid / "keys" / f"{bob}.vfkey"
+    assert _bob_opens(vault, path, alice, fid)
+    return alice, fid, path
+
+
+@pytest.mark.parametrize("moved", [
+    True,  # held: the removal from the group takes his key of a file moved out of proj (unlike hole 1)
+    False])  # plan.txt still in proj when bob leaves the group
+def test_a_members_removal_from_a_group_takes_back_the_key_of_a_file_moved_out_of_its_share(
+        vault: Path, tmp_path: Path, moved: bool) -> None:
+    mnt = tmp_path / "mnt"
+    alice, fid, path = _plan_shared_with_team(vault, mnt)
     where = mnt / "proj" / "plan.txt"
     if moved:
         with mounted(vault, mnt):
@@ -166,7 +176,7 @@ def test_a_members_removal_from_a_group_takes_back_the_key_of_a_file_moved_out_o
     _admin(vault, "group", "member", "remove", "team", "bob")
     with mounted(vault, mnt):
         where.write_text("step two, after bob left the group")
-    assert not _bob_opens(vault, path, alice["_id"], fid), (
+    assert not _bob_opens(vault, path, alice, fid), (
         "bob, removed from @team, still opens the key plan.txt is written under now (moved out of proj "
         "before his removal)")
 
@@ -190,22 +200,9 @@ def test_a_members_removal_from_a_group_re_keys_a_file_moved_out_of_its_share(
     """Hole 2 (mine, found at the fix of hole 1): the removal above takes bob's key FILE of plan.txt, but
     the re-key it asks for walked proj's subtree only: plan.txt, moved out before, kept its key, which bob
     had opened while a member: what she wrote after his removal he read with the key he kept."""
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    _admin(vault, "group", "add", "team", "--owner", "alice")
-    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
-    if carol:
-        _admin(vault, "user", "add", "carol", "--uid", "2002", passphrase=CAROL)
-        _admin(vault, "group", "member", "add", "team", "carol", "--perm", "READ")
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "proj").mkdir()
-        (mnt / "private").mkdir()
-        (mnt / "proj" / "plan.txt").write_text("step one")
-        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
-    (group,) = adversary.docs(vault, "Group")
-    alice, fid = _user(vault, "alice")["_id"], _fid(vault, "proj/plan.txt")
-    kept = _bobs_group_dek(vault, vault / "groups" / group["_id"] / "own" / fid / "keys"
-                           / f"{_user(vault, 'bob')['_id']}.vfkey", alice, fid)
+    alice, fid, path = _plan_shared_with_team(vault, mnt, carol)
+    kept = _bobs_group_dek(vault, path, alice, fid)
     where = mnt / "proj" / "plan.txt"
     if moved:
         with mounted(vault, mnt):
@@ -223,19 +220,8 @@ def test_a_members_removal_from_a_group_re_keys_a_file_moved_out_of_its_share(
     False])  # the control: plan.txt still in proj at the unshare
 def test_her_unshare_of_a_group_takes_back_the_key_of_a_file_she_moved_out_of_the_share(
         vault: Path, tmp_path: Path, moved: bool) -> None:
-    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    _admin(vault, "group", "add", "team", "--owner", "alice")
-    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
     mnt = tmp_path / "mnt"
-    with mounted(vault, mnt):
-        (mnt / "proj").mkdir()
-        (mnt / "private").mkdir()
-        (mnt / "proj" / "plan.txt").write_text("step one")
-        assert fusevault("share", mnt / "proj", "--with", "@team", "--perm", "READ").returncode == 0
-    (group,) = adversary.docs(vault, "Group")
-    alice, bob, fid = _user(vault, "alice"), _user(vault, "bob"), _fid(vault, "proj/plan.txt")
-    path = vault / "groups" / group["_id"] / "own" / fid / "keys" / f"{bob['_id']}.vfkey"
-    assert _bob_opens(vault, path, alice["_id"], fid)
+    alice, fid, path = _plan_shared_with_team(vault, mnt)
     with mounted(vault, mnt):
         where = mnt / "proj" / "plan.txt"
         if moved:
@@ -245,7 +231,7 @@ def test_her_unshare_of_a_group_takes_back_the_key_of_a_file_she_moved_out_of_th
         assert unshared.returncode == 0, unshared.stderr
     with mounted(vault, mnt):
         where.write_text("step two, after proj was unshared from @team")
-    assert not _bob_opens(vault, path, alice["_id"], fid), (
+    assert not _bob_opens(vault, path, alice, fid), (
         f"her unshare of proj from @team ({unshared.stdout.strip()!r}) after she moved plan.txt out of "
         "proj: bob's group key file still opens the key plan.txt is written under now")
 
