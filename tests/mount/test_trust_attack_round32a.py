@@ -93,3 +93,44 @@ def test_a_writer_of_one_file_cannot_keep_it_through_a_name_in_a_folder_he_reads
     except AssertionError:  # no key file of his for it
         his = None
     assert his != hers, "bob, unshared from notes.txt, opens its new key"
+
+
+class _Counted(dict):
+    """A tree's ``nodes`` that counts its look-ups (the walk's steps)."""
+
+    steps = 0
+
+    def get(self, key, default=None):
+        type(self).steps += 1
+        return super().get(key, default)
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: covering walks each name's folder chain anew (links x depth)")
+def test_covering_a_file_named_in_every_folder_of_a_deep_chain_costs_no_more_than_the_chain() -> None:
+    """bob (WRITE in alice's proj) makes a chain of folders proj/a/a/a/... (his own: mkdir) and one file
+    of his with a hard link in each (``link`` lets him: file and folder are his).  ``covering`` of that
+    file (alice's ``fill_missing`` at each unlock for every node whose key she holds, its ACL at each
+    open) should cost about the chain, not the chain once per name."""
+    import stat
+
+    from fusevault.vault.model.nodes import Node
+    from fusevault.vault.tree.guests import Guests
+
+    depth, alice, bob = 1000, "a" * 32, "b" * 32
+    nodes = _Counted()
+    proj = Node(1, "f" * 32, alice, b"", stat.S_IFDIR | 0o755, 0, 0)
+    nodes[1] = proj
+    parent = proj
+    for ino in range(2, depth + 2):
+        folder = Node(ino, f"{ino:032x}", bob, b"", stat.S_IFDIR | 0o755, 0, 0)
+        folder.links = [(parent.ino, b"a")]
+        nodes[ino] = folder
+        parent = folder
+    his = Node(depth + 2, "e" * 32, bob, b"k" * 32, stat.S_IFREG | 0o644, 0, 0)
+    his.links = [(ino, b"x") for ino in range(2, depth + 2)]
+    nodes[his.ino] = his
+    guests = Guests(alice, [], {}, {})
+    _Counted.steps = 0
+    guests.covering(his, nodes)
+    print("steps:", _Counted.steps)
+    assert _Counted.steps <= 4 * depth, f"{_Counted.steps} look-ups for {depth} names in a chain of {depth}"
