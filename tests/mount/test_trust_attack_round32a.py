@@ -3,7 +3,32 @@
 Holes
 =====
 
-None found in the time (a short round, ~25 minutes, on a busy machine).
+1. A folder writer makes every unlock, open, re-key and unshare of the owner quadratic (cost).
+   Attacker: bob, WRITE on alice's folder proj (nothing forged, all through his mount).  He makes a
+   chain of folders proj/a/a/a/... (D deep; made in her folder, they are HERS: namespace.py:105
+   ``owner = parent.owner``) and a file x.txt with a hard link in each folder (namespace.py:284 ``link``
+   allows it: file and folder have one owner, hers); K such files if he likes.
+   Seen: through the mount at D=30, her document of x.txt names 31 distinct folders
+   (``test_a_folder_writer_gives_her_file_a_name_in_every_folder_of_a_chain_he_makes``, passing).
+   ``covering`` of such a file does D*(D+1)/2 look-ups: 501,500 for D=1000 (the xfail below counts
+   them); timed here with no grant at all: 1.1 s for D=2000, 3.8 s for D=4000, for ONE call on ONE file.
+   Cause: vault/tree/guests.py:189-197 ``covering`` (commit dbbf8a7) walks each name's folder chain
+   anew, up to 4096 steps each, with no memo of folders already walked; the chains of a file's names
+   share almost all their folders.  Before the fix the walk followed ``links[0]`` only (D steps).
+   Callers (read, not timed through a mount): ``fill_missing`` at every unlock for every node whose key
+   she holds (share_ops.py:457-458 ``resume`` -> guests.py:247), ``acl`` at every open
+   (open_files.py:119 -> inodes.py:207), each re-key twice (rekeying.py:54, :63), and ``_unexplained``
+   for EVERY node of hers at each unshare (share_ops.py:337).  So K files of D names cost K*D^2/2
+   per unlock: e.g. K=100, D=4000 (openat-relative mkdir passes PATH_MAX; the walk cap is 4096) is
+   minutes of her CPU at each unlock and unshare, and seconds at each open of one file, for about
+   D + K small documents (each file's document lists D names).
+   Impact: denial of service of the owner (and of every reader of the folder: their mounts run the same
+   ``covering`` for ACLs) by any WRITE member, through ordinary file operations.
+   Fix: walk each folder once per call (a ``seen`` set shared by all the names' chains: stop a chain at a
+   folder already walked), so the cost is the number of distinct folders above the file; optionally cap
+   how many names a node may have (a writer's document with thousands of links is refused or said).
+   Test: ``test_covering_a_file_named_in_every_folder_of_a_deep_chain_costs_no_more_than_the_chain``
+   (strict xfail: asserts at most 4*D look-ups).
 
 What held
 =========
@@ -16,7 +41,8 @@ What held
   seal the NEW key to him again through club (rekeying.py:54 ``seal_keys``): a revoke that does not
   revoke.  Seen: the name is refused at unlock (authorship.py ``may_write``, ``placed``: he writes
   notes.txt only by the grant on it, and a new name in club needs WRITE there), and after the unshare
-  and her next write bob's key of notes.txt no longer opens the file's key -
+  and her next write bob's key of notes.txt no longer opens the file's key (notes.txt IS listed in club
+  in her mount, seen, but kept "behind": ``covering`` stops at a node in ``behind``) -
   ``test_a_writer_of_one_file_cannot_keep_it_through_a_name_in_a_folder_he_reads``; control (the same
   without the forged name) ``[False]``.
 - A WRITE member hard-linking her file into a folder he owns (so his own share of that folder covers it):
@@ -134,3 +160,35 @@ def test_covering_a_file_named_in_every_folder_of_a_deep_chain_costs_no_more_tha
     guests.covering(his, nodes)
     print("steps:", _Counted.steps)
     assert _Counted.steps <= 4 * depth, f"{_Counted.steps} look-ups for {depth} names in a chain of {depth}"
+
+
+def test_a_folder_writer_gives_her_file_a_name_in_every_folder_of_a_chain_he_makes(vault, tmp_path) -> None:
+    """Hole 1's scene, small, through the mount: bob (WRITE on alice's proj) makes proj/a/a/...
+    (folders that are hers: made in her folder) and x.txt with a hard link in each.  Her document of
+    x.txt names every folder: what ``covering`` walks, each name's chain anew."""
+    import os
+
+    depth = 30
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        assert _share(mnt, "proj", "bob", "WRITE") is not None
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB) as his:
+        top = next(p for p in his.rglob("proj") if p.is_dir())
+        folder = top
+        for _ in range(depth):
+            folder = folder / "a"
+            folder.mkdir()
+        (top / "x.txt").write_text("one file, many names")
+        folder = top
+        for _ in range(depth):
+            folder = folder / "a"
+            os.link(top / "x.txt", folder / "x.txt")
+    with mounted(vault, mnt):
+        assert (mnt / "proj" / ("a/" * depth) / "x.txt").read_text() == "one file, many names"
+        fid = _node_fid(vault, "alice", "x.txt")
+    doc = adversary.get(vault, fid)
+    assert doc["owner"] == _key(vault, "alice", PASSPHRASE).user_id
+    links = open_node_doc(doc, _key(vault, "alice", PASSPHRASE))[1]["links"]
+    assert len({parent for parent, _ in links}) == depth + 1
