@@ -19,9 +19,10 @@ Holes
    she holds (share_ops.py:457-458 ``resume`` -> guests.py:247), ``acl`` at every open
    (open_files.py:119 -> inodes.py:207), each re-key twice (rekeying.py:54, :63), and ``_unexplained``
    for EVERY node of hers at each unshare (share_ops.py:337).  So K files of D names cost K*D^2/2
-   per unlock: e.g. K=100, D=4000 (openat-relative mkdir passes PATH_MAX; the walk cap is 4096) is
-   minutes of her CPU at each unlock and unshare, and seconds at each open of one file, for about
-   D + K small documents (each file's document lists D names).
+   per unlock: e.g. K=100, D=2000 (fits in a path; deeper needs openat-relative mkdirs, not tried; the
+   walk cap is 4096) is, estimated from the timings and not run, about 100 s of her CPU at each unlock
+   and each unshare, and a second at each open of one such file, for about D + K documents (each file's
+   document lists D names).
    Impact: denial of service of the owner (and of every reader of the folder: their mounts run the same
    ``covering`` for ACLs) by any WRITE member, through ordinary file operations.
    Fix: walk each folder once per call (a ``seen`` set shared by all the names' chains: stop a chain at a
@@ -39,10 +40,11 @@ What held
   vault/tree/guests.py:183-197) would count club's share to bob for notes.txt: her ``unshare`` of
   notes.txt from bob would find his key "explained" (share_ops.py ``_unexplained``) and her re-key would
   seal the NEW key to him again through club (rekeying.py:54 ``seal_keys``): a revoke that does not
-  revoke.  Seen: the name is refused at unlock (authorship.py ``may_write``, ``placed``: he writes
-  notes.txt only by the grant on it, and a new name in club needs WRITE there), and after the unshare
-  and her next write bob's key of notes.txt no longer opens the file's key (notes.txt IS listed in club
-  in her mount, seen, but kept "behind": ``covering`` stops at a node in ``behind``) -
+  revoke.  Seen: notes.txt IS listed in club in her mount afterwards, yet after the unshare and her
+  next write bob's key of notes.txt no longer opens the file's key.  Why no key goes through club was
+  read, not traced: authorship.py ``may_write`` (``placed``) refuses his new name for sharing
+  (test_trust_places.py ``test_a_writer_of_one_file_cannot_give_it_a_name_in_another_shared_folder``
+  sees "no share there gets its key") -
   ``test_a_writer_of_one_file_cannot_keep_it_through_a_name_in_a_folder_he_reads``; control (the same
   without the forged name) ``[False]``.
 - A WRITE member hard-linking her file into a folder he owns (so his own share of that folder covers it):
@@ -59,9 +61,9 @@ What held
 
 Not tried
 =========
-- The cost of a writer's node document with many links into a deep chain of folders (``covering`` walks
-  each link's chain, up to 4096 each, with no memo: links x depth per call); peer-sync and server-side
-  variants; the ACL lines written into ``.vfmeta`` naming another owner's grantees (informational).
+- Hole 1 at full size through a mount (an unlock timed with D=2000, K=100): the machine was running the
+  full suite; peer-sync and server-side variants of the forged name; whether the ACL lines written into
+  ``.vfmeta`` (``acl``, now over all names) may name shares that seal nothing (informational only).
 """
 
 from __future__ import annotations
