@@ -1,5 +1,7 @@
 """Attack round 32a: a file's ACL over all its names (round 31a's fix, commit dbbf8a7).
 
+Hole 1 is fixed (docs/SECURITY.md "Attack round 31"): its test passes now.
+
 Holes
 =====
 
@@ -133,7 +135,6 @@ class _Counted(dict):
         return super().get(key, default)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: covering walks each name's folder chain anew (links x depth)")
 def test_covering_a_file_named_in_every_folder_of_a_deep_chain_costs_no_more_than_the_chain() -> None:
     """bob (WRITE in alice's proj) makes a chain of folders proj/a/a/a/... (his own: mkdir) and one file
     of his with a hard link in each (``link`` lets him: file and folder are his).  ``covering`` of that

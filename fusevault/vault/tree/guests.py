@@ -186,9 +186,12 @@ class Guests:
         # Above each of its names: a file hard-linked into two folders is shared by both (a folder has
         # one name, round 28c).  Else a re-key sealed it only to the first name's shares, and an unshare
         # of that folder took keys another share still gives (attack round 31a (4)).
+        # Each folder once: names in every folder of a chain share the folders above (round 32a (1)).
+        walked: set[int] = set()
         for parent in dict.fromkeys(ino for ino, _ in node.links):
             folder, seen = nodes.get(parent), 0
-            while folder is not None and seen < 4096:
+            while folder is not None and seen < 4096 and folder.ino not in walked:
+                walked.add(folder.ino)
                 found += [g for g in self.by_fid.get(folder.fid, ()) if g.owner == folder.owner
                           and g not in found]
                 if folder.ino in self.phantoms or not folder.links or folder.fid in behind:
