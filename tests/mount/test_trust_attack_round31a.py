@@ -383,7 +383,7 @@ def test_hole_2s_unshare_and_the_next_unlock_with_the_planted_directory_still_th
 
 
 @pytest.mark.parametrize(("linked", "second"), [
-    True, True,
+    (True, True),
     (True, False),  # only proj shared
     (False, True)])  # the control: x.txt only in proj
 def test_a_members_removal_keeps_the_keys_of_a_hard_linked_file_in_the_share(
