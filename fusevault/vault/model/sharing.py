@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import stat
@@ -38,6 +39,8 @@ from fusevault.vault.format import inside
 from fusevault.vault.format.atomic import write_aside, write_in
 from fusevault.vault.format.layout import Layout, checked_id, is_id
 from fusevault.vault.model.groups import can_write, parse_perm
+
+log = logging.getLogger(__name__)
 
 SHARE = "Share"
 # A ``.vfkey`` as a document, so peers replicate it (sync/key_mirror.py).
@@ -266,6 +269,16 @@ def remove_key(path: Path, keep_folder: bool = False) -> None:
     _wrote_key()
 
 
+def discard_key(path: Path, keep_folder: bool = False) -> None:
+    """``remove_key`` for one of many: a planted entry at the name (a folder, a link on the way) is no
+    key; said and left, never the end of the unshare, re-key or member's removal that removes the
+    others (attack round 31a (1), (2))."""
+    try:
+        remove_key(path, keep_folder)
+    except CorruptData as err:
+        log.warning("no key removed at %s: %s", path, err)
+
+
 def drop_key_folder(keys: Path) -> None:
     """A group file's key folder (``groups/<gid>/own/<fid>/keys``), and the one above it, if empty."""
     with contextlib.suppress(OSError, CorruptData):
@@ -334,7 +347,7 @@ def drop_group_keys(layout: Layout, group_id: str, user_id: str) -> None:
         return
     for fid in fids:
         if is_id(fid):  # only what fusevault names there
-            remove_key(group_key_path(layout, group_id, fid, user_id), keep_folder=True)
+            discard_key(group_key_path(layout, group_id, fid, user_id), keep_folder=True)
 
 
 def acl_lines(grants: list[Grant]) -> list[str]:

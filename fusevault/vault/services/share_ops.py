@@ -289,7 +289,7 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
 
     def remove_keys() -> None:
         for each in dict.fromkeys([*paths, *held]):
-            _remove_key(each)
+            sharing.discard_key(each)
 
     await volume.in_thread(remove_keys)
     # The Share is remembered as deleted (and taken back, above: a second unshare says "not shared"),
@@ -424,17 +424,8 @@ def _take_back(traces: list[Path]) -> None:
             names = []
         for name in names:
             if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
-                _remove_key(folder / name)
+                sharing.discard_key(folder / name)
         sharing.drop_key_folder(folder)  # the trace goes: re-keyed once, not at each removal
-
-
-def _remove_key(path: Path, keep_folder: bool = False) -> None:
-    """One key file of many removed: a planted entry at its name (a folder, a link on the way) is said
-    and left, never the end of the unshare or re-key (attack round 31a (1), (2))."""
-    try:
-        sharing.remove_key(path, keep_folder)
-    except CorruptData as err:
-        log.warning("no key removed at %s: %s", path, err)
 
 
 # A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is
@@ -585,7 +576,8 @@ def _drop_members_keys(volume: Volume, group_id: str, nodes: list[Node], lost: s
     when they left may have written them again with the old members)."""
     for node in nodes:
         for member in lost:
-            _remove_key(sharing.group_key_path(volume.layout, group_id, node.fid, member), keep_folder=True)
+            path = sharing.group_key_path(volume.layout, group_id, node.fid, member)
+            sharing.discard_key(path, keep_folder=True)
 
 
 def _forget(volume: Volume, doc: dict) -> bool:

@@ -188,7 +188,7 @@ class Guests:
         # of that folder took keys another share still gives (attack round 31a (4)).
         # Each folder once: names in every folder of a chain share the folders above (round 32a (1)).
         walked: set[int] = set()
-        for parent in dict.fromkeys(ino for ino, _ in node.links):
+        for parent, _ in node.links:
             folder, seen = nodes.get(parent), 0
             while folder is not None and seen < 4096 and folder.ino not in walked:
                 walked.add(folder.ino)
