@@ -116,6 +116,7 @@ from pathlib import Path
 import adversary
 import pytest
 from conftest import (
+    LONG,
     PASSPHRASE,
     PouchServer,
     first_device,
@@ -229,8 +230,11 @@ def test_offline_edits_on_both_devices_then_an_edit_over_the_settled_state_are_n
             (b / "plan.txt").write_bytes(b"desktop offline")
             server.start()
             both = {b"laptop offline", b"desktop offline"}
+            # The sync retries with a backoff of up to 30 s after the server went away: a wait of two.
             wait_for(lambda: settled(a) and settled(b) and both <= _contents(a) and both <= _contents(b),
-                     "both edits on both devices")
+                     lambda: f"both edits on both devices (laptop: {sorted(_contents(a))}, settled "
+                             f"{settled(a)}; desktop: {sorted(_contents(b))}, settled {settled(b)}; "
+                             f"rollbacks {_rollbacks(a)} {_rollbacks(b)})", timeout=2 * LONG)
             assert _rollbacks(a) == [] and _rollbacks(b) == []
             (a / "plan.txt").write_bytes(b"laptop after the settling")
             wait_for(lambda: settled(a) and settled(b)
