@@ -32,7 +32,7 @@ from fusevault.store import Store
 from fusevault.tasks import Tasks
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import confirmed, users
-from fusevault.vault.services import share_ops
+from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import absorb
 from fusevault.vault.services.placing import KernelCache
 from fusevault.vault.services.requests import Requests, collect_periodically
@@ -86,7 +86,7 @@ class Session:
     async def _settle_shares(self) -> None:
         # Rotations left pending, keys a new group member still lacks.
         try:
-            await share_ops.resume(self.volume)
+            await rotation.resume(self.volume)
         except VaultError as err:
             log.error("sharing: %s", err)
 

@@ -25,8 +25,9 @@ from fusevault.store.local import LocalStore
 from fusevault.vault.model import users
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.nodes import Node
+from fusevault.vault.model.sharing import ROTATION
 from fusevault.vault.model.users import USER
-from fusevault.vault.services import share_ops
+from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import (
     Absorbed,
     absorb,
@@ -38,7 +39,6 @@ from fusevault.vault.services.absorbing import (
 )
 from fusevault.vault.services.conflicts import note_branches, settle
 from fusevault.vault.services.placing import contents_changed
-from fusevault.vault.services.share_ops import ROTATION
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class Arrivals:
     async def _reshare(self) -> None:
         """Group members changed: each unlocked holder of a group's file keys
         seals them for new members, and owners give removed members' files new
-        keys (share_ops.resume); then everyone takes in what they may open now."""
+        keys (rotation.resume); then everyone takes in what they may open now."""
         if self._resharing:
             self._again = True
             return
@@ -188,7 +188,7 @@ class Arrivals:
                 for agent in self.unlocked():
                     if (session := agent.session) is not None:  # not locked meanwhile
                         try:
-                            await share_ops.resume(session.volume)
+                            await rotation.resume(session.volume)
                         except VaultError as err:
                             log.error("sharing after a change of groups: %s", err)
                 for agent in self.unlocked():

@@ -148,7 +148,7 @@ class Ledger:
         # have been revoked since (an unshare gives a new epoch).
         self.epochs: dict[str, int] = {}
         # Those files (this load only): the user's own get a new key, above
-        # every epoch seen, before the mount serves (vault/services/share_ops.py
+        # every epoch seen, before the mount serves (vault/services/rotation.py
         # resume).
         self.rolled: set[str] = set()
         # Files loaded in an older state than seen, with the parents (fids)
@@ -225,7 +225,7 @@ class Ledger:
         # own older document (vault/tree/loading.py ``_replays_refused``), with the
         # replayed revision (never saved): said with the load's rollbacks, and her
         # newer state committed over that revision before the mount serves
-        # (vault/services/share_ops.py ``resume``; attack round 18 (7, 8)).
+        # (vault/services/rotation.py ``resume``; attack round 18 (7, 8)).
         self.replays: dict[str, str | None] = {}
         self.version = 0  # bumped at each change
         self._saved = 0

@@ -12,7 +12,7 @@ known by what its signer signed (``digest``), a random nonce among it, so a seco
 the first one again (attack round 21 (1) and (2)).  A device that
 never saw a request carries it out once: a re-key is always safe, only its cost is repeated.  Her
 own requests (``unshare``) name the epoch her own verified tree had, and are judged by it
-(vault/services/share_ops.py ``resume``).
+(vault/services/rotation.py ``resume``).
 
 Kept beside what this device confirmed for her (paths.confirmed_file, temp + fsync + rename); not
 sealed: it holds digests of documents the store holds in clear anyway.  Lost, it only costs one
@@ -88,7 +88,7 @@ def remember(root: Path | str, user_id: str, doc: dict) -> None:
 # the vault folder) that deleted it left the removed member holding her file's key, nothing said.  The
 # signed body is enough: this device remembers, per share of hers with a group (its Share id), the members
 # it sealed that share's keys to; a member the group's admitted body no longer names is a removal, and her
-# files shared with the group are re-keyed as if the request were there (share_ops.py ``resume``).
+# files shared with the group are re-keyed as if the request were there (rotation.py ``resume``).
 
 SEALED_KEEP = 4096  # shares remembered (the oldest forgotten first: then taken as they are, no re-key)
 

@@ -250,7 +250,7 @@ def remove_key(path: Path, keep_folder: bool = False) -> None:
     """Remove a ``.vfkey``.  A group file's folder goes with its last key, unless ``keep_folder``: a
     member's removal (``drop_group_keys``, and its deletion mirrored from a peer) leaves it, the trace
     that the group held keys of the file, which its owner's re-key follows to a file moved out of the
-    group's share since (share_ops ``_moved_out``)."""
+    group's share since (rotation.py ``_moved_out``)."""
     try:
         folder = _key_folder(path.parent)
     except FileNotFoundError:
@@ -309,10 +309,10 @@ def rotation_doc(owner: str, fid: str, epoch: int) -> dict:
 def rotations(store: Store, grants: list[Grant], sign: Callable[[dict], dict] | None = None) -> list[dict]:
     """``Rotation`` documents for shares someone lost without their owner
     (a member leaving a group, a user removed): the owner's next unlock gives
-    those files new keys (``share_ops.resume``).  ``sign``: the group owner's
+    those files new keys (``rotation.resume``).  ``sign``: the group owner's
     key (a member's removal), which the file's owner trusts for a file she
     shared with that group; an administrator's (``user remove``) is unsigned:
-    its owner is told, and revokes with ``unshare`` (share_ops.py ``_request``)."""
+    its owner is told, and revokes with ``unshare`` (rotation.py ``_request``)."""
     docs = {}
     for grant in grants:
         doc_id_ = f"rotate-{grant.fid}"

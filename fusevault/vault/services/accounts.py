@@ -27,7 +27,7 @@ def remove_user(layout: Layout, store: Store, name: str) -> list[str]:
     """``name`` and every document of theirs, in one transaction; refused while they own
     files or groups, are a member of a group, or are the only user.  Returns the names of the
     users who had shared files with them: each is asked (an unsigned request, said at their
-    next mount: share_ops.py ``_request``) to give those files new keys with ``unshare``."""
+    next mount: rotation.py ``_request``) to give those files new keys with ``unshare``."""
     user = users.find_user(store, name)
     # Its folder is removed below: an id that is no name fusevault makes ("../../x", planted, unsigned)
     # is refused here, before anything is changed (layout.py ``checked_id``, UnsafeId).

@@ -189,7 +189,7 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
                 await volume.release(fh)
     if entry is not None:
         # Its key is the one it had when it was deleted: an unshare since
-        # (share_ops.rotate) gave new keys to the live files only, and the
+        # (rotation.rotate) gave new keys to the live files only, and the
         # revoked recipient kept this one.  What is written to it from now on
         # is sealed under a new key, given to whoever may read it now.
         await volume.rekey(node)

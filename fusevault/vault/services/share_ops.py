@@ -2,49 +2,28 @@
 
 ``share`` seals the DEK of the file (or of everything in the folder) for each
 recipient, then commits the ``Share`` document.  ``unshare`` deletes the
-document together with a ``Rotation`` document, removes the recipient's keys,
-gives every node under the share a new DEK (the next epoch: its current
-contents are sealed again, old versions keep their own key), seals the new
-DEKs for whoever still has a share, and only then deletes the ``Rotation``.
-A rotation that a crash (or a removed group member, who needs no one's
-passphrase to remove) leaves pending is finished at the owner's next unlock
-(``resume``): a Rotation is signed (by her, or by the owner of a group she
-shared the file with) and names the file's key epoch when it was asked for,
-so a forged one is refused (an alarm) and a replayed one asks for nothing
-(``_request``).  The store's Share document is not needed for that: a share
-it lost (deleted or withheld) that this device remembers, or whose keys are
-still there, is taken back all the same (with an alarm); the grant revoked
-is always the one named, never a stored body's fields.
-
-A request is deleted only as it was carried out (its ``_rev``): one that
-replaced it during the re-key (a second member's removal) is carried out by
-another pass (attack round 22a (7)).  The group owner's request is not the
-only sign of a removal: his signed group body without the member is one too,
-so a file of hers shared with a group that lost a member since this device
-sealed its keys (vault/model/rotations_done.py ``sealed_members``) is
-re-keyed even when the request was withheld (``_rekey_for_removals``,
-attack round 22a (3)).
+document together with a ``Rotation`` document, removes the recipient's keys
+(of every file of hers that holds them, also one moved out of the folder
+since), and has the keys changed (vault/services/rotation.py): every node under
+the share, and each file moved out, gets a new DEK sealed for whoever still has
+a share, and only then is the ``Rotation`` deleted.  The grant revoked is
+always the one named, never a stored body's fields; a share the store lost
+(deleted or withheld) that this device remembers, or whose keys are still
+there, is taken back all the same (with an alarm).
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Container
 from pathlib import Path
 
-import trio
-
-from fusevault.crypto.signing import signer_of
 from fusevault.encoding import name_to_str
 from fusevault.errors import (
     CorruptData,
-    Forged,
     InvalidInput,
     NameClash,
     NotFound,
     PermissionDenied,
-    VaultError,
     VaultNotFound,
 )
 from fusevault.store import tombstone
@@ -55,22 +34,10 @@ from fusevault.vault.model import meta_files, rotations_done, sharing
 from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.model.sharing import ROTATION, Grant, acl_lines, share_doc, share_perm
-from fusevault.vault.model.trust import Trust
+from fusevault.vault.model.sharing import Grant, acl_lines, share_doc, share_perm
 from fusevault.vault.model.users import find_user
+from fusevault.vault.services import rotation
 from fusevault.vault.volume import ROOT_INODE, Volume
-
-log = logging.getLogger(__name__)
-
-
-
-def _rotation_put(trust: Trust, existing: dict | None, node: Node) -> dict:
-    """Her signed request (one pending in the store, of whatever signer, replaced): a crash
-    before the rotation ends leaves one that her next unlock acts on."""
-    doc = sharing.rotation_doc(node.owner, node.fid, node.epoch)
-    if existing is not None and existing.get("_rev"):
-        doc["_rev"] = existing["_rev"]
-    return trust.sign(doc)
 
 
 def _grantee(volume: Volume, target: str, revoking: bool = False) -> tuple[str, bool, str]:
@@ -128,23 +95,6 @@ def _own(volume: Volume, path: bytes) -> Node:
     return node
 
 
-def subtree(volume: Volume, node: Node, behind: Container[str] = ()) -> list[Node]:
-    """The node and everything under it (not what sits under it only as a
-    file in ``behind`` says, an older state than the device saw: ledger.py)."""
-    found, todo, reached = [], [node], {node.ino}
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        if current.children:
-            # Each node once, however many names reach it (a file's hard links; a folder named
-            # twice is refused where it comes in, attack round 28c (1)).
-            for i in current.children.values():
-                if i not in reached and (child := volume.get(i)) is not None and child.fid not in behind:
-                    reached.add(i)
-                    todo.append(child)
-    return found
-
-
 def _write_acls(volume: Volume, nodes: list[tuple[Node, bytes, int]]) -> None:
     """Seed 003's sidecar ACL of every file with contents, from the documents
     (``nodes``: each with its DEK and epoch, taken on the trio thread)."""
@@ -168,7 +118,7 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     node = _own(volume, path)
     grantee, group, label = _grantee(volume, target)
     grant = Grant(volume.key.user_id, node.fid, grantee, group, share_perm(perm))
-    nodes = subtree(volume, node, volume.tree.behind)
+    nodes = rotation.subtree(volume, node, volume.tree.behind)
     sealing = volume.sharing
     keys = [(n, (n.dek, n.epoch)) for n in nodes]
 
@@ -188,7 +138,7 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     if group and await volume.in_thread(_sealed_to, volume, grant, label, _gone(old)):
         # A member the record holds that the group no longer names: re-keyed away now, not at some
         # later unlock (attack round 23a (2)).
-        await resume(volume)
+        await rotation.resume(volume)
     return {"path": name_to_str(path), "with": label, "perm": grant.perm, "files": len(nodes), "keys": keys,
             "fingerprints": _fingerprints(volume, grant)}
 
@@ -235,7 +185,7 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     grant = Grant(volume.key.user_id, node.fid, grantee, group, "READ")
     share_id = sharing.doc_id(node.fid, grantee)
     doc = await volume.store_call(volume.store.get, share_id)
-    nodes = subtree(volume, node)
+    nodes = rotation.subtree(volume, node)
     reaches = volume.sharing.reaches(grant)
     # Her every file, not only what is under the folder now: one moved out of it since (by her, or by a
     # writer's move) keeps the keys sealed while it was in, which this revoke takes back (round 30b).
@@ -266,11 +216,12 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
                                  f"({name_to_str(path)} with {label}) that this device "
                                  f"{'saw' if remembered else 'sealed keys for'}: deleted or withheld, "
                                  "the store may have been tampered with; its keys are taken back anyway")
-    request = _rotation_put(volume.trust, pending, node)
+    request = rotation.request_doc(volume.trust, pending, node)
     # Each file moved out with keys of this share gets its own signed request: re-keyed below, or at her
     # next unlock if this command is cut short.
-    elsewhere = [(n, _rotation_put(volume.trust, await volume.store_call(volume.store.get, f"rotate-{n.fid}"),
-                                   n)) for n in moved_out]
+    elsewhere = [(n, rotation.request_doc(volume.trust, await volume.store_call(volume.store.get,
+                                                                                f"rotate-{n.fid}"), n))
+                 for n in moved_out]
     if volume.trust.fresh is not None:
         # Taken back here before the store says it is gone: a reload of the grants meanwhile (this
         # mount's, a shared mount's store watcher) must not take her own unshare for a deletion by
@@ -296,17 +247,17 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     # saved at once: its old body is a replay from now.
     volume.sharing.reload(volume.store)
     await volume.store_call(volume.trust.save)
-    done = [await rotate(volume, each, req) for each, req in [(node, request), *elsewhere]]
+    done = [await rotation.rotate(volume, each, req) for each, req in [(node, request), *elsewhere]]
     if not all(done):
         # Another request replaced hers during the re-key (a group owner's removal): carried out now,
         # never left for whenever the next change or unlock comes.
-        await resume(volume)
+        await rotation.resume(volume)
     if group:
         # Taken back and re-keyed: its keys are sealed to no member now (sharing it again starts anew,
         # and is no "share-missing").
         await volume.in_thread(rotations_done.remember_members, volume.layout.root, volume.key.user_id,
                                {share_id: set()})
-    nodes += [n for each in moved_out for n in subtree(volume, each)]
+    nodes += [n for each in moved_out for n in rotation.subtree(volume, each)]
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
 
@@ -324,7 +275,7 @@ def _records(paths: list[Path]) -> list[sharing.KeyRecord | None]:
 
 def _tops(volume: Volume, nodes: list[Node]) -> list[Node]:
     """``nodes`` without those under another of them (a folder's re-key covers what is under it)."""
-    below = {n.fid for each in nodes for n in subtree(volume, each)[1:]}
+    below = {n.fid for each in nodes for n in rotation.subtree(volume, each)[1:]}
     return [n for n in nodes if n.fid not in below]
 
 
@@ -357,350 +308,6 @@ def _held_keys(layout: Layout, grant: Grant, nodes: list[tuple[str, set[Path]]])
             here = [sharing.user_key_path(layout, grant.grantee, grant.owner, fid)]
         found += [(fid, p) for p in here if p not in explained and p.exists()]
     return found
-
-
-async def rotate(volume: Volume, node: Node, request: dict | None = None) -> bool:
-    """A new DEK for the node and everything under it, then forget ``request`` (the Rotation
-    carried out, if any).  False when the request at its id changed meanwhile: a newer one (a
-    second member's removal arriving during the re-key) is not deleted undone, but looked at
-    again (``resume``; attack round 22a (7)).
-
-    The node itself is given its new key last: its epoch above the request's says the
-    whole rotation is done (``_request``), so one a crash interrupts is finished later."""
-    volume.rotating.add(node.fid)
-    try:
-        nodes = subtree(volume, node)
-        moved_out, traces = await _moved_out(volume, node, nodes)
-        for each in [*moved_out, *nodes[1:]]:
-            await volume.rekey(each)
-            await trio.sleep(0)
-        # Their group keys taken back, and the trace with them, once they are re-keyed: a crash before
-        # leaves the trace to the request's next try.
-        await volume.in_thread(_take_back, traces)
-        await volume.rekey(node)
-    finally:
-        volume.rotating.discard(node.fid)
-    if request is None:
-        return True
-    return await volume.store_call(_forget, volume, request)
-
-
-async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> tuple[list[Node], list[Path]]:
-    """Her files not under ``node`` now that a group sharing it holds keys of: moved out since (by her
-    or by a writer), they were sealed to its members, a removed one too, so they are re-keyed with
-    ``node`` (round 30b (2)).  A group's key folder of a file is the trace: a member's removal takes
-    the departing member's key file and leaves the folder (``remove_key``).  With them, the key
-    folders found (``_take_back``)."""
-    me = volume.key.user_id
-    groups = [g.grantee for g in volume.sharing.grants if g.group and g.fid == node.fid and g.owner == me]
-    if not groups:
-        return [], []
-    # Not one under any share of the same group (a hard link's other name too): its keys there are in
-    # force (attack round 31a (4)).
-    shared = {group: {n.fid for g in volume.sharing.grants if g.group and g.grantee == group and g.owner == me
-                      and (top := volume.find(g.fid)) is not None for n in subtree(volume, top)}
-              for group in groups}
-    inside = {n.fid for n in nodes}
-    mine = [n for n in volume.nodes() if n.owner == me and n.fid not in inside]
-    candidates = [(n.fid, sharing.group_keys_dir(volume.layout, group, n.fid)) for n in mine
-                  for group in groups if n.fid not in shared[group]]
-
-    def traced() -> list[tuple[str, Path]]:
-        return [(fid, keys) for fid, keys in candidates
-                if os.path.isdir(keys.parent) and not os.path.islink(keys.parent)]
-
-    found = await volume.in_thread(traced)
-    fids = {fid for fid, _ in found}
-    return [n for n in mine if n.fid in fids], [keys for _, keys in found]
-
-
-def _take_back(traces: list[Path]) -> None:
-    """The keys in a group's key folders of files moved out of its share, and the folders."""
-    for folder in traces:
-        try:
-            names = os.listdir(folder) if folder.is_dir() else []
-        except OSError as err:
-            log.warning("the group keys of a file moved out of its share at %s: %s", folder, err)
-            names = []
-        for name in names:
-            if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
-                sharing.discard_key(folder / name)
-        sharing.drop_key_folder(folder)  # the trace goes: re-keyed once, not at each removal
-
-
-# A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is
-# carried out by another pass, up to this many; past them the next change or unlock goes on.
-PASSES = 6
-
-
-async def resume(volume: Volume) -> None:
-    """At unlock: finish rotations left pending, seal keys others still lack."""
-    if volume.sharing is None:
-        return
-    for n in range(PASSES):
-        if not await _rotation_pass(volume, reload=n > 0):
-            break
-    else:
-        log.warning("key rotations kept arriving while others were carried out: the rest at the next "
-                    "change of groups or unlock")
-    await _rekey_rolled_back(volume)
-    await _put_back_over_replays(volume)
-    keys = volume.tree.held_keys()
-    written = await volume.in_thread(volume.tree.fill_missing, keys)
-    if written:
-        log.info("sealed %d file key(s) for new recipients", written)
-
-
-async def _rotation_pass(volume: Volume, reload: bool) -> bool:
-    """Carry out the Rotation requests of the store, then the removals from groups she shares with
-    that no request asked for; whether anything was re-keyed or changed meanwhile (then one more
-    pass: what arrived during a re-key is not lost)."""
-    assert volume.sharing is not None
-    if reload:
-        # The shares, groups and users as the store holds them now: an unlock's tree takes in nothing
-        # that arrives while an earlier pass re-keys, and a re-key seals to the members read here.
-        volume.sharing.reload(volume.store)
-    members = _group_members(volume)
-    rotated: set[str] = set()
-    again = False
-    for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
-        node = _request(volume, doc)
-        if node is None or node.fid in volume.rotating:
-            continue
-        again |= await _carry_out(volume, node, doc, rotated)
-    again |= await _rekey_for_removals(volume, members, rotated)
-    return again
-
-
-async def _carry_out(volume: Volume, node: Node, doc: dict, rotated: set[str]) -> bool:
-    """Act on one request for her ``node``; True when it re-keyed, or the request changed meanwhile."""
-    if signer_of(doc) != volume.key.user_id:
-        # A group owner's (a member's removal): the epoch it names is what the store showed him in
-        # clear, which a writer of the store moves either way (attack round 20 (3)): done unless
-        # this device did it before (vault/model/rotations_done.py).
-        root, user_id = volume.layout.root, volume.key.user_id
-        if await volume.in_thread(rotations_done.done, root, user_id, doc):
-            log.info("the key rotation of %s was done here already", node.fid)
-            return not await volume.store_call(_forget, volume, doc)
-        log.info("a key rotation of %s asked by a group's owner", node.fid)
-        rotated.update(n.fid for n in subtree(volume, node))
-        await rotate(volume, node)
-        await volume.in_thread(rotations_done.remember, root, user_id, doc)
-        await volume.store_call(_forget, volume, doc)
-        return True
-    if node.epoch > doc.get("epoch", 0):  # none: signed by the format-2 migration (migrate.py)
-        # Done since she asked for it (a replay of her old request, or another device of hers
-        # finished it): nothing to do, the request goes.
-        log.info("the key rotation of %s was done already", node.fid)
-        return not await volume.store_call(_forget, volume, doc)
-    if doc.get("epoch", 0) > node.epoch:
-        # Her own request names the epoch her own verified tree had: one above the file's is no
-        # request of hers (acted on, it would be done again at every replay): refused and dropped.
-        _said(volume, "forged", doc, f"for {_where(volume, node)}: asks for new keys from key epoch "
-              f"{doc.get('epoch')}, which the file never had (it is at {node.epoch}); if you revoked a "
-              "share of it, run `fusevault unshare` for it: that gives it new keys")
-        return not await volume.store_call(_forget, volume, doc)
-    log.info("finishing a key rotation of %s", node.fid)
-    rotated.update(n.fid for n in subtree(volume, node))
-    await rotate(volume, node, doc)
-    return True
-
-
-def _group_members(volume: Volume) -> dict[str, set[str]]:
-    """Each admitted group's members as its owner signed them (a member whose user document is
-    missing is still one: withholding it is no removal)."""
-    assert volume.sharing is not None
-    return {gid: set(g.get("users") or {}) for gid, g in volume.sharing.groups.items()}
-
-
-async def _rekey_for_removals(volume: Volume, before: dict[str, set[str]], rotated: set[str]) -> bool:
-    """Re-key each file of hers shared with a group that lost a member since this device sealed its
-    keys (attack round 22a (3)): the group owner's signed body is the proof of the removal, his
-    Rotation request only a reminder, which a server may withhold.  ``before``: the members read at
-    the start of this pass, which what it re-keyed was sealed to; ``rotated``: fids re-keyed in it.
-    True when it re-keyed."""
-    assert volume.sharing is not None
-    root, me = volume.layout.root, volume.key.user_id
-    sealed = await volume.in_thread(rotations_done.sealed_members, root, me)
-    now = _group_members(volume)  # a pass may have taken in a change of groups meanwhile
-    record: dict[str, set[str]] = {}
-    rekeyed = False
-    grants = [g for g in volume.sharing.grants if g.group and g.owner == me]
-    removed = await volume.store_call(_groups_removed, volume, grants, now, sealed)
-    for grant in grants:
-        node = volume.find(grant.fid)
-        members = set() if grant.grantee in removed else now.get(grant.grantee)
-        if members is None or node is None or node.owner != me:
-            continue  # a group not admitted (withheld, refused): judged once its signed body is here
-        share_id = sharing.doc_id(grant.fid, grant.grantee)
-        lost = sealed.get(share_id, set()) - members
-        if lost and node.fid in volume.rotating:
-            continue  # re-keyed meanwhile by another task: judged at the next pass
-        if lost:
-            await volume.in_thread(_drop_members_keys, volume, grant.grantee, subtree(volume, node), lost)
-        if lost and node.fid not in rotated:
-            _say_lost(volume, grant.grantee, node, lost, grant.grantee in removed)
-            rotated.update(n.fid for n in subtree(volume, node))
-            await rotate(volume, node)
-            rekeyed = True
-        # Sealed to the members of now, and to those read at the start if it was re-keyed in this pass
-        # (one removed during the re-key may hold its new key: the next pass re-keys it again).
-        record[share_id] = members | (before.get(grant.grantee, set()) if node.fid in rotated else set())
-    if any(sealed.get(share_id) != sealed_to for share_id, sealed_to in record.items()):
-        await volume.in_thread(rotations_done.remember_members, root, me, record)
-    return rekeyed
-
-
-def _say_lost(volume: Volume, group_id: str, node: Node, lost: set[str], removed: bool) -> None:
-    if removed:
-        log.warning("group %s was removed (the store holds its deletion): giving %s new keys, which none of "
-                    "its %d former member(s) holds", group_id, _where(volume, node), len(lost))
-    else:
-        log.warning("group %s lost %d member(s) since this device sealed the keys of %s: giving it new keys "
-                    "(the group owner's request for it is not in the store, or not yet)",
-                    group_id, len(lost), _where(volume, node))
-
-
-def _groups_removed(volume: Volume, grants: list[Grant], now: dict[str, set[str]],
-                    sealed: dict[str, set[str]]) -> set[str]:
-    """The groups of ``grants`` not admitted whose deletion the store holds (``group remove``, or a
-    ``user remove`` of their owner after it; attack round 23a (1)), among those this device recorded
-    sealing keys to members of: each of those members is lost.  A group body merely missing (withheld)
-    is no removal; a server's bare deletion costs one re-key, which is always safe."""
-    return {g.grantee for g in grants if g.grantee not in now
-            and sealed.get(sharing.doc_id(g.fid, g.grantee)) and volume.store.deleted(g.grantee)}
-
-
-def _drop_members_keys(volume: Volume, group_id: str, nodes: list[Node], lost: set[str]) -> None:
-    """The group key files of ``nodes`` sealed to members it lost: theirs no longer (a re-key under way
-    when they left may have written them again with the old members)."""
-    for node in nodes:
-        for member in lost:
-            path = sharing.group_key_path(volume.layout, group_id, node.fid, member)
-            sharing.discard_key(path, keep_folder=True)
-
-
-def _forget(volume: Volume, doc: dict) -> bool:
-    """Delete a request done already, unless it changed meanwhile (then it is looked at again:
-    False)."""
-    current = volume.store.get(str(doc["_id"]))
-    if current is None or current.get("_deleted") is True:
-        return True
-    if current.get("_rev") != doc.get("_rev"):
-        return False
-    volume.store.put_many([tombstone(current)])
-    return True
-
-
-def _request(volume: Volume, doc: dict) -> Node | None:
-    """Her file a Rotation document asks for new keys, or None.
-
-    Acted on only in the shape fusevault writes (id ``rotate-<fid>`` of a file id, an
-    ``epoch``), for a node of hers, and signed, under the key this device trusts, by her
-    (``unshare``) or by the pinned owner of a group her signed grant shares that file with
-    (``group member remove``).  Anything else is said and left alone: a store writer's or
-    server's request (forged: otherwise it makes her client re-seal her whole tree), an
-    unsigned one (an administrator's ``user remove``, or her own from before signed
-    requests: she revokes with ``unshare`` again, which finishes it).  A Rotation of
-    another user's file is theirs: not looked at.  Whether it is done already (its epoch
-    passed: a replay) is the caller's (``resume``)."""
-    fid, owner = doc.get("fid"), doc.get("owner")
-    if isinstance(owner, str) and owner != volume.key.user_id:
-        return None  # another user's request (a shared store): theirs to judge
-    epoch = doc.get("epoch", 0)
-    if not (is_id(fid) and owner == volume.key.user_id and doc.get("_id") == f"rotate-{fid}"
-            and isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0):
-        _said(volume, "malformed", doc, "not of the shape fusevault writes")
-        return None
-    node = volume.find(fid)  # type: ignore[arg-type]
-    if node is None or node.owner != volume.key.user_id or volume.trust is None:
-        return None
-    if (why := _unsigned_why(volume, doc, node)) is not None:
-        _said(volume, "forged", doc, f"for {_where(volume, node)}: {why}; if you revoked a share of it (or "
-              "an administrator removed a user you shared it with), run `fusevault unshare` for it again: "
-              "that gives it new keys")
-        return None
-    return node
-
-
-def _unsigned_why(volume: Volume, doc: dict, node: Node) -> str | None:
-    """Why ``doc`` is no request of hers nor of a group owner she shares ``node`` with (None: it is)."""
-    assert volume.trust is not None
-    try:
-        signer = signer_of(doc)
-        if signer is None:
-            return ("not signed (a forgery by the store's writer, an administrator's `user remove`, or one "
-                    "from before signed requests)")
-        volume.trust.verify(doc)
-    except Forged as err:
-        return f"refused: {err}"
-    if signer == volume.key.user_id:
-        return None
-    shared = volume.sharing.by_fid.get(node.fid, []) if volume.sharing is not None else []
-    if any(g.group and g.owner == volume.key.user_id and volume.trust.group_owner(g.grantee) == signer
-           for g in shared):
-        return None
-    return f"refused: signed by {signer}, neither you nor the owner of a group you share it with"
-
-
-def _where(volume: Volume, node: Node) -> str:
-    try:
-        return "/" + name_to_str(volume.path_of(node))
-    except (VaultError, KeyError):  # no path reaches it: its id
-        return node.fid
-
-
-def _said(volume: Volume, kind: str, doc: dict, why: str) -> None:
-    text = f"a Rotation document {str(doc.get('_id'))[:80]!r} {why}: not acted on"
-    if volume.trust is not None:
-        volume.trust.alarms.warn(kind, str(doc.get("_id"))[:80], text)
-    else:
-        log.warning("%s", text)
-
-
-async def _rekey_rolled_back(volume: Volume) -> None:
-    """A file of the user's loaded in an older state than this device saw (a
-    rollback, reported) under an older key than seen holds a key that may
-    have been revoked since: it gets a new one, above every epoch seen, before
-    anything is written to it.  One that cannot (its older records are gone)
-    does not open either: nothing is written to it."""
-    ledger = volume.ledger
-    if ledger is None:
-        return
-    for fid in sorted(ledger.rolled):
-        node = volume.find(fid)
-        if node is None or node.owner != volume.key.user_id or not node.dek:
-            continue  # another's file: its owner gives it a new key
-        log.info("giving %s, rolled back, a new key", fid)
-        volume.tree.top_epochs[fid] = max(volume.tree.top_epochs.get(fid, 0), ledger.epochs.get(fid, 0))
-        try:
-            await volume.rekey(node)
-        except VaultError as err:
-            log.error("could not give the rolled-back file %s a new key: %s", fid, err)
-            continue
-        ledger.rolled.discard(fid)
-        await trio.sleep(0)
-
-
-async def _put_back_over_replays(volume: Volume) -> None:
-    """Her own nodes rebuilt at this load from a refused replay of her own older
-    document (vault/tree/loading.py ``_replays_refused``): the state rebuilt is
-    committed over the replayed revision, so the store (and every peer it syncs
-    with) holds her newer state again, not the replay, and the next unlock finds
-    nothing to refuse.  One given a new key since (``_rekey_rolled_back``) was
-    committed then."""
-    ledger = volume.ledger
-    if ledger is None:
-        return
-    for fid, rev in sorted(ledger.replays.items()):
-        node = volume.find(fid)
-        if node is not None and node.owner == volume.key.user_id and node.rev == rev:
-            try:
-                await volume.save_node(node)
-            except VaultError as err:  # judged again at the next unlock
-                log.error("could not put the newer state of %s back over a replay: %s", fid, err)
-        ledger.replays.pop(fid, None)
-        await trio.sleep(0)
 
 
 def listing(volume: Volume, path: bytes | None) -> list[dict]:

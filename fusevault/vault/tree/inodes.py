@@ -114,7 +114,7 @@ class Inodes:
         # signature), only until this tree commits the node (any change of it)
         # and only until the grants change (vault/services/absorbing.py).
         self.vouched: dict[str, tuple[str, str | None, str]] = {}
-        # Folders whose keys share_ops is rotating now (not started twice).
+        # Folders whose keys rotation.py is rotating now (not started twice).
         self.rotating: set[str] = set()
         # What this device has seen of each file (rollback detection).
         self.ledger: Ledger | None = None

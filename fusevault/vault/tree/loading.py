@@ -332,7 +332,7 @@ def _as_seen(tree: Tree, key: MasterKey, ledger: Ledger, doc: dict, node: Node, 
     # saves "older").  A key older than one seen may have been revoked: a new one.
     # A key made here (none of hers to take) is one no grantee holds, at an epoch
     # theirs may have: a new one too, above every epoch seen or held, sealed to them
-    # as after a rollback (share_ops ``resume``), before anything is sealed under it.
+    # as after a rollback (rotation.py ``resume``), before anything is sealed under it.
     node.seq = next(iter(ledger.fids.get(fid, (True, {}))[1].items()), None)
     if new_key or node.epoch < ledger.epochs.get(fid, 0):
         ledger.rolled.add(fid)
