@@ -130,9 +130,11 @@ class ImportService:
         self.task = task
         self.kernel = kernel
         self._wake = trio.Event()
+        self._failed = False  # the watch ended with an error: the next wake starts it over
+        self._in_use: Settings | None = None  # what the running watch was started with
 
     def reconfigure(self) -> None:
-        """The settings changed: start over with the new ones."""
+        """The settings may have changed: start over if they did."""
         self._wake.set()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -140,14 +142,33 @@ class ImportService:
         while True:
             self._wake = trio.Event()
             async with trio.open_nursery() as nursery:
+                self._failed, self._in_use = False, None
                 nursery.start_soon(self._watch_until_error)
-                await self._wake.wait()
+                while not await self._woken_for_new_settings():
+                    pass
                 nursery.cancel_scope.cancel()
+
+    async def _woken_for_new_settings(self) -> bool:
+        """Wait for a wake; True when the watch must start over.  Her user document arriving
+        wakes it at every revision, so a flood of them (from the server) restarts nothing
+        unless the settings they come to differ (attack round 30c); reading them says a
+        forged body at once all the same (``confirmed.load`` raises the alarm)."""
+        await self._wake.wait()
+        self._wake = trio.Event()  # a wake while the settings are read is looked at again
+        if self._failed or self._in_use is None:
+            return True
+        try:
+            settings = await self.vol.store_call(confirmed.load, self.vol.store, self.vol.key,
+                                                 self.vol.layout.root)
+        except VaultError:
+            return True  # the watch's own start says it
+        return settings != self._in_use
 
     async def _watch_until_error(self) -> None:
         try:
             settings = await self.vol.store_call(confirmed.load, self.vol.store, self.vol.key,
                                                  self.vol.layout.root)
+            self._in_use = settings
             if settings.source_dir_to_watch is None:
                 self.task.set("off")
                 await trio.sleep_forever()
@@ -158,6 +179,7 @@ class ImportService:
         except Exception:
             log.exception("the import service failed")
             self._stopped("internal error: see the log")
+        self._failed = True
         await trio.sleep(RETRY_AFTER)
         self._wake.set()
 

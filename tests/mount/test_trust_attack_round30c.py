@@ -119,6 +119,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import adversary
@@ -384,3 +385,43 @@ def test_deletion_turned_off_on_her_other_device_applies_at_the_laptops_next_mou
 def test_deletion_turned_off_on_her_other_device_stops_deleting_on_the_mounted_laptop(
         couchdb_url: str, tmp_path: Path) -> None:
     _deletion_turned_off_elsewhere(couchdb_url, tmp_path, remount=False)
+
+
+def _watch_starts(inbox: Path) -> int:
+    """How many times a mount's import service started watching ``inbox`` (the mount logs)."""
+    logs = Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs"
+    return sum(log.read_text().count(f"import: watching {inbox}\n") for log in logs.glob("mount-*.log"))
+
+
+def test_a_flood_of_her_unchanged_user_document_restarts_no_import(couchdb_url: str, tmp_path: Path) -> None:
+    """Her user document arriving makes the import service read the settings again (hole 2's fix); the
+    server sending her unchanged document again and again (each a new revision) changes no setting, so
+    the watch is not started over each time (a restart drops what waits to settle), while a real change
+    of the settings still starts it over (the control)."""
+    from conftest import first_device, settled, wait_for
+
+    laptop = first_device(couchdb_url, tmp_path)
+    inbox = tmp_path / "Inbox"
+    inbox.mkdir()
+    server = adversary.Server(couchdb_url)
+    with mounted(laptop, tmp_path / "a") as a:
+        for key, value in (("settle_seconds", "0.1"), ("source_dir_to_watch", inbox)):
+            result = fusevault("config", "set", key, value, "--mount", a, passphrase=None)
+            assert result.returncode == 0, result.stderr
+        (inbox / "one.txt").write_bytes(b"one")
+        wait_for(lambda: (a / "Imported" / "one.txt").exists(), "the first import")
+        wait_for(lambda: settled(a), "the push")
+        started = _watch_starts(inbox)
+        assert started >= 1
+        for _ in range(4):
+            [me] = server.all("UserDetails")
+            rev = server.put(me)
+            wait_for(lambda doc_id=me["_id"], rev=rev: adversary.get(laptop, doc_id)["_rev"] == rev,
+                     "her document again on the laptop")
+            wait_for(lambda: settled(a), "the laptop's sync")
+        (inbox / "two.txt").write_bytes(b"two")
+        wait_for(lambda: (a / "Imported" / "two.txt").exists(), "the second import")
+        assert _watch_starts(inbox) == started, "the import service started over for an unchanged document"
+        result = fusevault("config", "set", "settle_seconds", "0.2", "--mount", a, passphrase=None)
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: _watch_starts(inbox) == started + 1, "the watch started over for a changed setting")
