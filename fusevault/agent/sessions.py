@@ -73,6 +73,7 @@ class Session:
                     if self.volume.ledger is not None:
                         await nursery.start(self.volume.ledger.keep_saved)
                     await nursery.start(self.volume.keep_flushed)
+                    await nursery.start(rotation.keep_moves_rekeyed, self.volume)
                     # Before serving: a revoke left pending must finish
                     # before the files it protects are written again.
                     await self._settle_shares()

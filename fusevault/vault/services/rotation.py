@@ -25,15 +25,17 @@ import logging
 import os
 from collections.abc import Container
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from fusevault.crypto.signing import signer_of
 from fusevault.encoding import name_to_str
-from fusevault.errors import Forged, VaultError
+from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import tombstone
 from fusevault.vault.format.layout import is_id
 from fusevault.vault.model import rotations_done, sharing
+from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import ROTATION, Grant
 from fusevault.vault.model.trust import Trust
@@ -135,6 +137,64 @@ def _take_back(traces: list[Path]) -> None:
             if name.endswith(".vfkey") and is_id(name[:-len(".vfkey")]):
                 sharing.discard_key(folder / name)
         sharing.drop_key_folder(folder)  # the trace goes: re-keyed once, not at each removal
+
+
+async def keep_moves_rekeyed(volume: Volume, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """A session service: each of her files and folders moved out of a share here (or a hard link's
+    name in it unlinked) has its keys taken back from whoever that share gave them to and gets a new
+    key, under her signed request (a crash on the way: finished at her next unlock, ``resume``).  A
+    move done on another device, or by a member, is caught at her ``unshare`` (share_ops.py)."""
+    task_status.started()
+    while True:
+        await volume.tree.moves.wait()
+        for fid, lost in volume.tree.take_moved().items():
+            node = volume.find(fid)
+            if node is None or node.owner != volume.key.user_id or volume.trust is None:
+                continue
+            try:
+                await _rekey_moved(volume, node, lost)
+            except VaultError as err:
+                log.error("could not give %s, moved out of a share, a new key: %s", _where(volume, node), err)
+
+
+async def _rekey_moved(volume: Volume, node: Node, lost: set[Grant]) -> None:
+    """Take back the keys the shares ``lost`` gave of ``node`` and all below it (those still explained
+    by a share above it now stay), and re-key it, if any was there and sealed by her."""
+    assert volume.sharing is not None and volume.trust is not None
+    nodes = subtree(volume, node)
+    held, reaches = [], volume.sharing.reaches
+    for n in nodes:
+        now = {r.key_path(volume.layout, n.fid) for g in volume.covering(n) for r in reaches(g)}
+        held += [(n.fid, r.recipient, path) for g in lost for r in reaches(g)
+                 if (path := r.key_path(volume.layout, n.fid)) not in now]
+
+    def signed() -> list[Path]:
+        # Only a key she sealed counts: a file a vault-folder writer put at a key's name costs no re-key.
+        out = []
+        for fid, recipient, path in held:
+            try:
+                record = sharing.read_key(path)
+            except CorruptData:
+                continue
+            if record is not None and key_signed(volume.trust, record, volume.key.user_id, fid, recipient):
+                out.append(path)
+        return out
+
+    found = await volume.in_thread(signed)
+    if not found:
+        return
+    log.info("%s left a share: its keys are taken back and it gets a new key", _where(volume, node))
+    existing = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
+    request = request_doc(volume.trust, existing, node)
+    [request["_rev"]] = await volume.store_call(volume.store.put_many, [request])
+
+    def take_back() -> None:
+        for path in found:
+            sharing.discard_key(path)
+
+    await volume.in_thread(take_back)
+    if not await rotate(volume, node, request):
+        await resume(volume)
 
 
 # A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is

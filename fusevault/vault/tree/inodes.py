@@ -116,12 +116,31 @@ class Inodes:
         self.vouched: dict[str, tuple[str, str | None, str]] = {}
         # Folders whose keys rotation.py is rotating now (not started twice).
         self.rotating: set[str] = set()
+        # fid -> the shares her own file or folder lost by a move or an unlink of one of its names
+        # here: their recipients' keys are taken back and it gets a new key (rotation.py
+        # ``keep_moves_rekeyed``), so a member of a share it left reads nothing written after.
+        self.moved_out: dict[str, set[Grant]] = {}
+        self.moves = trio.Event()
         # What this device has seen of each file (rollback detection).
         self.ledger: Ledger | None = None
         # Told when a node leaves the table (open-file state keyed by inode goes with it).
         self.on_purge: Callable[[Node], None] | None = None
         # The file layer's plaintext of a file whose key this user lost (Volume: the block cache).
         self.on_key_gone: Callable[[str], None] | None = None
+
+    def note_moved(self, node: Node, before: list[Grant]) -> None:
+        """``node`` had the shares ``before`` above it, and has been moved: those it lost are noted
+        for a re-key (only her own node: another's owner re-keys it at her unshare)."""
+        if node.owner != self.key.user_id or not before:
+            return
+        lost = set(before) - set(self.covering(node))
+        if lost:
+            self.moved_out.setdefault(node.fid, set()).update(lost)
+            self.moves.set()
+
+    def take_moved(self) -> dict[str, set[Grant]]:
+        moved, self.moved_out, self.moves = self.moved_out, {}, trio.Event()
+        return moved
 
     # --- asking the table
 

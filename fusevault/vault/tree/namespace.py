@@ -162,10 +162,12 @@ class Tree(Attributes):
                 raise IsADirectory("is a directory")
             tx = Tx()
             now = now_ns()
+            before = self.covering(node) if len(node.links) > 1 else []
             self._detach(tx, parent, name, node, now)
             node.ctime = now
             self._touch_dir(parent, now)
             await self.save(tx, group)
+            self.note_moved(node, before)  # one of a hard link's names gone from a shared folder
         self.purge_if_unused(node)
 
     def _detach(self, tx: Tx, parent: Node, name: bytes, node: Node, now: int) -> None:
@@ -240,7 +242,9 @@ class Tree(Attributes):
                 return
             now = now_ns()
             tx = Tx()
+            moving = [(node, self.covering(node))]
             if exchange:
+                moving.append((target, self.covering(target)))
                 if target.is_dir and self.is_ancestor(target, old_parent):
                     raise InvalidArgument("cannot move a directory into itself")
                 tx.detach(old_parent, old_name, node)
@@ -271,6 +275,8 @@ class Tree(Attributes):
             self._touch_dir(old_parent, now)
             self._touch_dir(new_parent, now)
             await self.save(tx, group)
+            for each, before in moving:
+                self.note_moved(each, before)  # out of a shared folder: its keys taken back
         if target is not None and not exchange:
             self.purge_if_unused(target)
 
