@@ -150,6 +150,12 @@ def conflicted(store: LocalStore) -> list[str]:
     return [row[0] for row in store.db.execute("SELECT DISTINCT id FROM leaves WHERE deleted = 0")]
 
 
+def in_conflict(store: LocalStore, doc_id: str) -> bool:
+    """Whether ``doc_id`` has a live revision on another branch than the current one."""
+    return store.db.execute("SELECT 1 FROM leaves WHERE id = ? AND deleted = 0 LIMIT 1",
+                            (doc_id,)).fetchone() is not None
+
+
 def other_leaves(store: LocalStore, doc_id: str) -> list[dict]:
     """The live revisions of other branches than the current one (a conflict),
     each with its history (``_revisions``)."""

@@ -47,10 +47,12 @@ from fusevault import paths
 from fusevault.crypto.signing import signer_of
 from fusevault.encoding import loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData, Forged, VaultError
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model import renamed
 from fusevault.vault.model.alarms import Alarms, for_user
-from fusevault.vault.model.nodes import MAX_OVER, clear_epoch, open_node_doc
+from fusevault.vault.model.nodes import MAX_OVER, clear_epoch, device_ok, open_node_doc
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -102,7 +104,7 @@ def seq_of(attrs: dict) -> Seq | None:
     if seq is None:
         return None
     device, n = seq
-    if not isinstance(device, str) or not isinstance(n, int):
+    if not device_ok(device) or not isinstance(n, int):
         raise ValueError("bad seq")
     return sys.intern(device), n
 
@@ -133,6 +135,7 @@ def apart(seq: Seq, signer: str | None) -> Seq:
 # ledger (written after them, off the loop): far more than a crash leaves.
 MAX_LAG = 1 << 32
 _CLOSED = 8  # closed leaves kept per file (a settling closes one or two)
+DEVICES = 64  # devices (and writers' devices) whose newest state is kept per file
 
 class Ledger:
     def __init__(self, key: MasterKey, path: Path, alarms: Alarms) -> None:
@@ -357,18 +360,46 @@ class Ledger:
         held = self.covered.get(fid, {})
         if all(held.get(device, -1) >= n for device, n in over.items()):
             return
-        self.covered[fid] = {**held, **{d: n for d, n in over.items() if n > held.get(d, -1)}}
+        covered = {**held, **{d: n for d, n in over.items() if n > held.get(d, -1)}}
+        # As ``seen`` (``_fewer``): the owner of a file shared with this user names what devices she likes.
+        self.covered[fid] = dict(list(covered.items())[-DEVICES:])
         self.version += 1
+
+    def superseded(self, fid: str, taken: Seq | None) -> None:
+        """``taken``, a state of ``fid`` newer than seen, is taken here as the file's only live state
+        (no conflict): every revision this device's store held of it is an ancestor of it, or a dead
+        leaf, so every state seen before from another device or writer is superseded: put back, it is
+        a replay, though the newest seen of its device.  Without this, a WRITE grantee's edit (or
+        rename, or deletion) of her file was undone silently by her own preceding state put back as the
+        newest revision (attack round 33b (1)): his ``over`` is his word, never taken.  Only numbers
+        this device recorded; her devices' go on in the ``over`` she signs next (``made_over``)."""
+        entry = self.fids.get(fid)
+        if taken is not None and entry is not None:
+            self.cover(fid, {d: n for d, n in entry[1].items() if d != taken[0]})
 
     def record(self, fid: str, seq: Seq | None, live: bool) -> None:
         entry = self.fids.get(fid)
         seen = entry[1] if entry else {}
         if seq is not None and seq[1] > seen.get(seq[0], -1):
             seen = {**seen, seq[0]: seq[1]}
+            if len(seen) > DEVICES:
+                seen = self._fewer(fid, seen, seq[0])
         elif entry is not None and entry[0] == live:
             return
         self.fids[fid] = (live, seen)
         self.version += 1
+
+    def _fewer(self, fid: str, seen: dict[str, int], new: str) -> dict[str, int]:
+        """``seen`` less the devices named first, down to ``DEVICES`` (never this one's, nor ``new``):
+        a writer who names a new device in each document he signs (or the owner of a file shared
+        with this user, in hers) must not grow this ledger without bound (attack round 33b (2)).
+        Replays of a forgotten device's states are no longer told; only one who wrote the file from
+        that many devices loses that."""
+        extra = len(seen) - DEVICES
+        drop = [d for d in seen if d not in (self.device, new)][:extra]
+        if (over := self.covered.get(fid)) is not None and any(d in over for d in drop):
+            self.covered[fid] = {d: n for d, n in over.items() if d not in drop}
+        return {d: n for d, n in seen.items() if d not in drop}
 
     def keyed(self, fid: str, epoch: int) -> None:
         """Remember the newest key epoch seen of the file."""
@@ -395,7 +426,10 @@ class Ledger:
         rebuilt at load) must not drop it from the next one she signs (attack round 30a)."""
         merged = {d: n for d, n in (over or {}).items() if d != self.device}
         for d, n in self.covered.get(fid, {}).items():
-            if d != self.device and n > merged.get(d, -1) and (d in merged or len(merged) < MAX_OVER):
+            # A writer's state (kept apart, ``<device>/<signer>``) stays this device's to judge: her
+            # signed ``over`` names her devices only (nodes.py refuses any other name).
+            if (d != self.device and "/" not in d and n > merged.get(d, -1)
+                    and (d in merged or len(merged) < MAX_OVER)):
                 merged[d] = n
         entry = self.fids.get(fid)
         if (prev is not None and prev[0] != self.device and "/" not in prev[0] and entry is not None
@@ -503,9 +537,12 @@ class Ledger:
 
     # --- arrivals (vault/services/absorbing.py)
 
-    def admit(self, volume: Held, doc: dict, fresh: Node | None) -> bool:
+    def admit(self, volume: Held, doc: dict, fresh: Node | None,
+              in_conflict: Callable[[], bool] = lambda: True) -> bool:
         """May this arrived node document be taken in?  No (and said) if it is
-        older than what this device has seen of the file."""
+        older than what this device has seen of the file.  ``in_conflict``: whether
+        the store holds another live branch of it (then nothing is superseded: the
+        settling judges the branches; unknown, True)."""
         fid = doc["_id"]
         if doc.get("_deleted"):
             self.record(fid, None, False)  # a peer's gc of expired trash arrives so
@@ -532,6 +569,8 @@ class Ledger:
         # Only a state taken changes her trash as seen here: a replayed older live state of hers
         # must not let a writer bring her trashed file back (attack round 25a (4)).
         self._trashed_by_owner(fid, doc)
+        if self.newer(fid, seq) and not in_conflict():
+            self.superseded(fid, seq)
         self.record(fid, seq, not doc.get("delete"))
         self.cover(fid, fresh.over)  # its owner's word only (nodes.py ``node_from_doc``)
         self.keyed(fid, fresh.epoch)
@@ -695,6 +734,8 @@ class Ledger:
         ledger's user: ``writer_seq``)."""
         moved = moved or {}
         signers = signers or {}
+        # Files with another live branch (a conflict, settled after the load): nothing superseded.
+        branched = set(replica.conflicted(store)) if isinstance(store, LocalStore) else None
         rolled: list[tuple[str, str]] = []  # (fid, where it shows)
         top = self.counter
         loaded = volume.nodes()
@@ -736,6 +777,8 @@ class Ledger:
                     # while mounted: ``arrived``), unless it leaves the file where
                     # her stamp it carried puts it.
                     self._placed(node.fid)
+                if branched is not None and node.fid not in branched and self.newer(node.fid, seq):
+                    self.superseded(node.fid, seq)
                 self.record(node.fid, seq, True)
                 self.cover(node.fid, node.over)
                 self.keyed(node.fid, node.epoch)

@@ -45,6 +45,7 @@ _U32, _I63, _EXACT = 1 << 32, 1 << 63, 1 << 53
 # Devices a state names as made over (``Node.over``): one per device of the owner's that wrote the file;
 # a state that would name more forgets the newest ones it would add (ledger.py ``made_over``).
 MAX_OVER = 32
+DEVICE_MAX = 32  # characters of a device id (fusevault's are 16)
 MAX_SIZE = _I63 - 1  # off_t
 _RANGES = (("mode", 0, 0o177777), ("uid", 0, _U32 - 1), ("gid", 0, _U32 - 1), ("rdev", 0, _U32 - 1),
            ("size", 0, MAX_SIZE), ("allocated", 0, MAX_SIZE), ("epoch", 0, _EXACT - 1),
@@ -105,12 +106,19 @@ def check_shapes(attrs: dict) -> None:
             raise ValueError(f"bad {field}")
     if (trashed := attrs.get("trashed")) and not isinstance(trashed[0], str):
         raise ValueError("bad trashed")
-    if (seq := attrs.get("seq")) is not None and not (isinstance(seq[0], str) and "/" not in seq[0]):
-        raise ValueError("bad seq")  # "/" marks a writer's device in a ledger (ledger.py ``apart``)
+    if (seq := attrs.get("seq")) is not None and not device_ok(seq[0]):
+        raise ValueError("bad seq")
     over = attrs.get("over")
     if over is not None and not (isinstance(over, dict) and len(over) <= MAX_OVER and all(
-            isinstance(d, str) and "/" not in d and int_in(n, 0, _I63 - 1) for d, n in over.items())):
+            device_ok(d) and int_in(n, 0, _I63 - 1) for d, n in over.items())):
         raise ValueError("bad over")
+
+
+def device_ok(device: object) -> bool:
+    """A replica's id as fusevault names one (ledger.py: 16 hex digits).  Each named in a document is
+    kept in the reader's ledger, so a writer's 256 KiB name made it grow without bound (attack round
+    33b (2)); no "/" either, which marks a writer's device there (ledger.py ``apart``)."""
+    return isinstance(device, str) and 0 < len(device) <= DEVICE_MAX and device.isascii() and device.isalnum()
 
 
 def clear_epoch(doc: dict) -> int:

@@ -37,6 +37,8 @@ from fusevault.crypto import aead
 from fusevault.crypto.signing import signature_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, VaultError
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried
@@ -200,7 +202,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         tree.wait_for_version(doc["_id"])
         return
     tree.complete(doc["_id"])
-    if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0]):
+    if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0],
+                                                             lambda: _in_conflict(volume, doc["_id"])):
         # Older than this device has seen: reported, what the tree holds stays,
         # and is committed again over the replay (the ledger put it on top of it).
         if node is not None and node.owner == volume.key.user_id and node.rev == doc["_rev"]:
@@ -269,6 +272,13 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)
+
+
+def _in_conflict(volume: Volume, fid: str) -> bool:
+    """Whether the store holds another live branch of ``fid`` (a store that keeps no branches here,
+    a server's: not known, so taken as one)."""
+    store = volume.store
+    return replica.in_conflict(store, fid) if isinstance(store, LocalStore) else True
 
 
 def _her_deletion(volume: Volume, node: Node | None, opened: tuple[Node, list] | None,
