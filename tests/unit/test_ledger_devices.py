@@ -48,11 +48,11 @@ def test_taking_a_newer_state_supersedes_what_was_seen_of_other_devices(ledger: 
     assert ledger.made_over(FID, None, bobs) == {"1aptop0000000000": 5}
 
 
-@pytest.mark.parametrize("device", ["0123456789abcdef", "desk"])
+@pytest.mark.parametrize("device", ["0123456789abcdef", "desk", "bobs-device"])
 def test_a_device_id_as_fusevault_makes_one(device: str) -> None:
     assert device_ok(device)
 
 
-@pytest.mark.parametrize("device", ["", "x" * 33, "a/b", "dev\x00", "é" * 4, 7, None])
+@pytest.mark.parametrize("device", ["", "x" * 33, "a/b", "dev\x00", "é" * 4, "a b", 7, None])
 def test_no_other_device_name(device: object) -> None:
     assert not device_ok(device)

@@ -117,8 +117,10 @@ def check_shapes(attrs: dict) -> None:
 def device_ok(device: object) -> bool:
     """A replica's id as fusevault names one (ledger.py: 16 hex digits).  Each named in a document is
     kept in the reader's ledger, so a writer's 256 KiB name made it grow without bound (attack round
-    33b (2)); no "/" either, which marks a writer's device there (ledger.py ``apart``)."""
-    return isinstance(device, str) and 0 < len(device) <= DEVICE_MAX and device.isascii() and device.isalnum()
+    33b (2)).  Letters, digits, "-" and "_" only: no "/", which marks a writer's device there
+    (ledger.py ``apart``)."""
+    return (isinstance(device, str) and 0 < len(device) <= DEVICE_MAX and device.isascii()
+            and device.replace("-", "").replace("_", "").isalnum())
 
 
 def clear_epoch(doc: dict) -> int:
