@@ -155,6 +155,8 @@ async def keep_moves_rekeyed(volume: Volume, *, task_status: Any = trio.TASK_STA
                 await _rekey_moved(volume, node, lost)
             except VaultError as err:
                 log.error("could not give %s, moved out of a share, a new key: %s", _where(volume, node), err)
+            except Exception:  # a session service: a bug must not end the mount
+                log.exception("could not give %s, moved out of a share, a new key", _where(volume, node))
 
 
 async def _rekey_moved(volume: Volume, node: Node, lost: set[Grant]) -> None:
