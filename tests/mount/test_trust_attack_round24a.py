@@ -129,6 +129,7 @@ from services.test_trust_attack_round4 import _alarms
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
+from fusevault.errors import CorruptData
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model.nodes import open_node_attrs
 from fusevault.vault.model.sharing import group_key_path
@@ -354,6 +355,12 @@ def test_a_writer_cannot_bring_back_on_a_readers_device_her_file_she_moved_out_o
         device = carols if where == "carol" else laptop
         trashed = adversary.get(device, fid)
         assert trashed is not None and trashed.get("delete")
+        # Her move out of docs took bob's key back and gave notes.txt a new one (rotation.py
+        # ``keep_moves_rekeyed``): the key he kept opens her trashed state no longer.  Given the new key
+        # all the same (the worst case), his document is still judged by where she put the file.
+        with pytest.raises(CorruptData):
+            open_node_attrs(trashed, dek)
+        dek = _alice_dek(device, fid)
         attrs = {k: v for k, v in open_node_attrs(trashed, dek).items() if k != "trashed"}
         attrs["links"] = [[docs, "notes.txt"]]
         attrs.update({k: first[k] for k in ("head", "manifest", "size", "allocated")})
@@ -371,7 +378,10 @@ def test_a_writer_cannot_bring_back_on_a_readers_device_her_file_she_moved_out_o
         with view as m:
             time.sleep(1)
             back = shown.exists()
-            text = shown.read_text() if back else None
+            try:
+                text = shown.read_text() if back else None
+            except OSError as err:  # under her new key, his state names records sealed under the old one
+                text = str(err)
             said = [(x["kind"], x["text"][:110]) for x in _alarms(m) if fid in x["text"]]
         assert not back or said, (
             f"bob, a writer of docs, brought back into docs alice's notes.txt that she moved out of it and "

@@ -234,6 +234,17 @@ def read_key(path: Path) -> KeyRecord | None:
         raise CorruptData(f"{path.name} is damaged") from None
 
 
+def read_keys(paths: list[Path]) -> list[KeyRecord | None]:
+    """Each key file's record, or None: none there, or no key file fusevault wrote."""
+    out: list[KeyRecord | None] = []
+    for path in paths:
+        try:
+            out.append(read_key(path))
+        except CorruptData:
+            out.append(None)
+    return out
+
+
 def key_record(data: dict) -> KeyRecord:
     """A key record from a ``.vfkey``'s JSON or a FileKey document (ValueError etc. if malformed)."""
     sig = data.get("sig") if "recipient" in data else None

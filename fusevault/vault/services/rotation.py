@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Container
+from collections.abc import Awaitable, Container
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import trio
 
 from fusevault.crypto.signing import signer_of
 from fusevault.encoding import name_to_str
-from fusevault.errors import CorruptData, Forged, VaultError
+from fusevault.errors import Forged, VaultError
 from fusevault.store import tombstone
 from fusevault.vault.format.layout import is_id
 from fusevault.vault.model import rotations_done, sharing
@@ -142,61 +142,90 @@ def _take_back(traces: list[Path]) -> None:
 async def keep_moves_rekeyed(volume: Volume, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """A session service: each of her files and folders moved out of a share here (or a hard link's
     name in it unlinked) has its keys taken back from whoever that share gave them to and gets a new
-    key, under her signed request (a crash on the way: finished at her next unlock, ``resume``).  A
-    move done on another device, or by a member, is caught at her ``unshare`` (share_ops.py)."""
+    key, under her signed request.  Locked or unmounted first (or a crash during the re-key), the
+    request is in the store and her next unlock re-keys it (``resume``); a crash before it was written
+    leaves the keys to her next ``unshare``, as a move done on another device, or by a member
+    (share_ops.py)."""
     task_status.started()
-    while True:
-        await volume.tree.moves.wait()
-        for fid, lost in volume.tree.take_moved().items():
-            node = volume.find(fid)
-            if node is None or node.owner != volume.key.user_id or volume.trust is None:
-                continue
-            try:
-                await _rekey_moved(volume, node, lost)
-            except VaultError as err:
-                log.error("could not give %s, moved out of a share, a new key: %s", _where(volume, node), err)
-            except Exception:  # a session service: a bug must not end the mount
-                log.exception("could not give %s, moved out of a share, a new key", _where(volume, node))
+    todo: dict[str, set[Grant]] = {}
+    try:
+        while True:
+            await volume.tree.moves.wait()
+            _add(todo, volume.tree.take_moved())
+            while todo:
+                fid = next(iter(todo))
+                request = await _guarded(volume, fid, _taken_back(volume, fid, todo[fid]))
+                del todo[fid]  # its request is in the store now, if it needs one
+                if request is not None:
+                    await _guarded(volume, fid, _rekey(volume, request))
+    finally:
+        # Before the session ends: each one's request written and keys taken back (quick), its re-key
+        # left to the next unlock, so a lock right after the move does not forget it.
+        with trio.CancelScope(shield=True):
+            _add(todo, volume.tree.take_moved())
+            for fid, lost in todo.items():
+                await _guarded(volume, fid, _taken_back(volume, fid, lost))
 
 
-async def _rekey_moved(volume: Volume, node: Node, lost: set[Grant]) -> None:
-    """Take back the keys the shares ``lost`` gave of ``node`` and all below it (those still explained
-    by a share above it now stay), and re-key it, if any was there and sealed by her."""
-    assert volume.sharing is not None and volume.trust is not None
-    nodes = subtree(volume, node)
-    held, reaches = [], volume.sharing.reaches
-    for n in nodes:
-        now = {r.key_path(volume.layout, n.fid) for g in volume.covering(n) for r in reaches(g)}
-        held += [(n.fid, r.recipient, path) for g in lost for r in reaches(g)
-                 if (path := r.key_path(volume.layout, n.fid)) not in now]
+def _add(todo: dict[str, set[Grant]], moved: dict[str, set[Grant]]) -> None:
+    for fid, lost in moved.items():
+        todo.setdefault(fid, set()).update(lost)
 
-    def signed() -> list[Path]:
-        # Only a key she sealed counts: a file a vault-folder writer put at a key's name costs no re-key.
-        out = []
-        for fid, recipient, path in held:
-            try:
-                record = sharing.read_key(path)
-            except CorruptData:
-                continue
-            if record is not None and key_signed(volume.trust, record, volume.key.user_id, fid, recipient):
-                out.append(path)
-        return out
 
-    found = await volume.in_thread(signed)
+async def _guarded(volume: Volume, fid: str, work: Awaitable[object]) -> object:
+    """``work`` on her file ``fid``, its failure said and never the end of the session."""
+    try:
+        return await work
+    except VaultError as err:
+        log.error("could not give %s, moved out of a share, a new key: %s", fid, err)
+    except Exception:  # a session service: a bug must not end the mount
+        log.exception("could not give %s, moved out of a share, a new key", fid)
+    return None
+
+
+async def _rekey(volume: Volume, request: dict) -> None:
+    node = volume.find(str(request["fid"]))
+    if node is not None and not await rotate(volume, node, request):
+        await resume(volume)
+
+
+async def _taken_back(volume: Volume, fid: str, lost: set[Grant]) -> dict | None:
+    """Her ``fid`` left the shares ``lost``: the keys they gave of it and all below it (those a share
+    above it now still explains stay) taken back, under her signed request for its re-key, written
+    first; the request, or None if no key of hers was there."""
+    node = volume.find(fid)
+    if node is None or node.owner != volume.key.user_id or volume.trust is None or volume.sharing is None:
+        return None
+    keys = _keys_lost(volume, subtree(volume, node), lost)
+    records = await volume.in_thread(sharing.read_keys, [path for _, _, path in keys])
+    # Only a key she sealed counts: a file a vault-folder writer put at a key's name costs no re-key.
+    found = [path for (each, recipient, path), record in zip(keys, records, strict=True) if record is not None
+             and key_signed(volume.trust, record, volume.key.user_id, each, recipient)]
     if not found:
-        return
+        return None
     log.info("%s left a share: its keys are taken back and it gets a new key", _where(volume, node))
     existing = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
     request = request_doc(volume.trust, existing, node)
     [request["_rev"]] = await volume.store_call(volume.store.put_many, [request])
+    await volume.in_thread(_discard, found)
+    return request
 
-    def take_back() -> None:
-        for path in found:
-            sharing.discard_key(path)
 
-    await volume.in_thread(take_back)
-    if not await rotate(volume, node, request):
-        await resume(volume)
+def _keys_lost(volume: Volume, nodes: list[Node], lost: set[Grant]) -> list[tuple[str, str, Path]]:
+    """(fid, recipient, key path) of each key ``lost`` gave of ``nodes`` that no share above them now
+    explains (read on the trio thread: the tree changes there)."""
+    assert volume.sharing is not None
+    reaches, out = volume.sharing.reaches, []
+    for n in nodes:
+        now = {r.key_path(volume.layout, n.fid) for g in volume.covering(n) for r in reaches(g)}
+        out += [(n.fid, r.recipient, path) for g in lost for r in reaches(g)
+                if (path := r.key_path(volume.layout, n.fid)) not in now]
+    return out
+
+
+def _discard(paths: list[Path]) -> None:
+    for path in paths:
+        sharing.discard_key(path)
 
 
 # A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is

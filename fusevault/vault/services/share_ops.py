@@ -19,7 +19,6 @@ from pathlib import Path
 
 from fusevault.encoding import name_to_str
 from fusevault.errors import (
-    CorruptData,
     InvalidInput,
     NameClash,
     NotFound,
@@ -196,7 +195,7 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     # Outside the folder, only a key she sealed counts: anyone who writes the vault folder can put a file
     # at a key's name, and each would cost her a re-key of the file and all below it (round 31a (3)).
     outside = [(fid, p) for fid, p in found if fid not in inside]
-    records = await volume.in_thread(_records, [p for _, p in outside])
+    records = await volume.in_thread(sharing.read_keys, [p for _, p in outside])
     outside = [(fid, p) for (fid, p), record in zip(outside, records, strict=True) if record is not None
                and key_signed(volume.trust, record, grant.owner, fid, p.stem if group else grantee)]
     held = [p for fid, p in found if fid in inside] + [p for _, p in outside]
@@ -260,17 +259,6 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     nodes += [n for each in moved_out for n in rotation.subtree(volume, each)]
     await _settle(volume, nodes)
     return {"path": name_to_str(path), "with": label, "files": len(nodes), "missing": missing}
-
-
-def _records(paths: list[Path]) -> list[sharing.KeyRecord | None]:
-    """Each key file's record, or None: none there, or no key file fusevault wrote."""
-    out: list[sharing.KeyRecord | None] = []
-    for path in paths:
-        try:
-            out.append(sharing.read_key(path))
-        except CorruptData:
-            out.append(None)
-    return out
 
 
 def _tops(volume: Volume, nodes: list[Node]) -> list[Node]:
