@@ -242,9 +242,11 @@ class Tree(Attributes):
                 return
             now = now_ns()
             tx = Tx()
-            moving = [(node, self.covering(node))]
+            # Out of a shared folder, a file's shares are fewer (``note_moved``); a name changed in
+            # its folder (an editor's save: write, then rename over) keeps them: not looked at.
+            moving = [] if old_parent is new_parent else [(node, self.covering(node))]
             if exchange:
-                moving.append((target, self.covering(target)))
+                moving += [(target, self.covering(target))] if old_parent is not new_parent else []
                 if target.is_dir and self.is_ancestor(target, old_parent):
                     raise InvalidArgument("cannot move a directory into itself")
                 tx.detach(old_parent, old_name, node)
