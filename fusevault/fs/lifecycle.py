@@ -212,9 +212,11 @@ async def _stop_on_signals() -> None:
 
 async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:
     # The mount is ready when it answers: stat the root through the kernel.
-    # A shared mount refuses a locked caller: that too is an answer.
+    # A shared mount refuses a locked caller: that too is an answer.  A stop
+    # before the answer (SIGTERM at start) abandons the stat: the loop that
+    # would answer it has ended, and it would hold the unmount that ends it.
     with contextlib.suppress(PermissionError):
-        await trio.to_thread.run_sync(os.stat, mountpoint)
+        await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
     log.info("mounted at %s", mountpoint)
     systemd.notify("READY=1", f"MAINPID={os.getpid()}", f"STATUS=mounted at {mountpoint}")
     if on_ready is not None:

@@ -13,13 +13,17 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, force_unmount, fusevault, is_mounted, mounted
+import trio
+import trio.testing
+from conftest import PASSPHRASE, force_unmount, fusevault, is_mounted, mounted, server_pids
 
 from fusevault.cli.app import build_parser
 from fusevault.cli.help import GROUPS
+from fusevault.fs.lifecycle import _announce_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "contrib" / "systemd"
@@ -109,8 +113,8 @@ def test_under_the_journal_lines_carry_levels_and_no_secret(vault: Path, tmp_pat
                                    str(vault), str(mnt)], env={**os.environ, **env},
                                   stdin=subprocess.DEVNULL, stderr=stream)
         try:
-            deadline = 600
-            while not is_mounted(mnt) and deadline:
+            deadline = 600  # until it says it is ready: a stop before that is the test below
+            while f"<6>mounted at {mnt}" not in log.read_text().splitlines() and deadline:
                 deadline -= 1
                 subprocess.run(["sleep", "0.1"])
             (mnt / "secret-name.txt").write_text("secret content")
@@ -130,6 +134,36 @@ def test_under_the_journal_lines_carry_levels_and_no_secret(vault: Path, tmp_pat
     assert [line for line in lines if line[:3] not in {"<7>", "<6>", "<4>", "<3>", "<2>"}] == []
     text = log.read_text()
     assert PASSPHRASE not in text and "secret content" not in text
+
+
+def test_a_stop_before_the_mount_answered_its_readiness_check_still_unmounts(vault: Path,
+                                                                            tmp_path: Path) -> None:
+    # CI saw a SIGTERM hang a mount that served a write but had not yet had its readiness stat
+    # answered: the stopped FUSE loop could no longer answer it, and the unmount that would waited
+    # for it.  A mount whose server is stopped (SIGSTOP) answers nothing the kernel has not cached
+    # (a name never looked up): the readiness check run against it, then stopped, must end without
+    # an answer and without saying "ready".
+    ready: list[bool] = []
+
+    async def started_then_stopped(mountpoint: Path) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_announce_ready, mountpoint, lambda: ready.append(True))
+            await trio.testing.wait_all_tasks_blocked()  # in the stat, which nothing answers
+            nursery.cancel_scope.cancel()
+
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        [pid] = server_pids(mnt)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            runner = threading.Thread(target=trio.run, args=(started_then_stopped, mnt / "never-seen"),
+                                      daemon=True)
+            runner.start()
+            runner.join(60)
+            ended = not runner.is_alive()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        runner.join()
+    assert ended and ready == []
 
 
 def test_the_passphrase_comes_from_systemd_ask_password_in_a_service(vault: Path, tmp_path: Path) -> None:
