@@ -38,7 +38,6 @@ from fusevault.paths import shared_socket
 from fusevault.store import Store
 from fusevault.store.watched import WatchedStore
 from fusevault.tasks import Tasks
-from fusevault.vault.files.content import Content
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import alarms, confirmed
 from fusevault.vault.model.groups import GROUP
@@ -56,7 +55,6 @@ class SharedMount(Mount):
     def __init__(self, layout: Layout, store: Store, mountpoint: Path, info: dict,
                  spawner: Spawner) -> None:
         self.spawner = spawner  # a helper per seat: host paths with the user's rights
-        Content.joinable = True  # seats may begin the same new file at once
         self.layout = layout
         self.disputed: dict[int, list[str]] = {}  # uids two users claim: no one's (``_read_uids``)
         self.uids = self._read_uids(store)

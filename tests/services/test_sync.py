@@ -434,6 +434,13 @@ def test_edits_made_while_apart_keep_both_sides(tmp_path: Path) -> None:
 HOOKS = Path(__file__).parents[1] / "hooks"  # sitecustomize.py: a pause point in a mount server
 
 
+def _hooked(gate: Path) -> dict[str, str]:
+    """The environment of a mount with that pause point.  This checkout's fusevault comes first on the
+    path: sitecustomize.py imports it before ``-m`` puts the current folder there."""
+    return {"PYTHONPATH": os.pathsep.join([str(HOOKS), str(HOOKS.parents[1])]),
+            "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
+
+
 @contextlib.contextmanager
 def _only_the_desktop_meets_both_edits(tmp_path: Path, current: str | None = None
                                        ) -> Iterator[tuple[Path, dict, Path]]:
@@ -446,7 +453,7 @@ def _only_the_desktop_meets_both_edits(tmp_path: Path, current: str | None = Non
     rule's tie-break between two random revision ids."""
     gate = tmp_path / "gate"
     gate.mkdir()
-    hooked = {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
+    hooked = _hooked(gate)
     with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):
         with mounted(desktop, tmp_path / "b") as b:
             wait_for(lambda: (b / "notes.txt").read_bytes() == b"as it was" and settled(b),
@@ -629,8 +636,7 @@ def test_a_conflict_copy_made_on_both_devices_at_once_is_one_whole_file(tmp_path
     (each held after it created its copy, before writing it): one copy
     with the loser's bytes on both, no copy of the copy."""
     gates = {side: tmp_path / f"gate-{side}" for side in "ab"}
-    hooked = {side: {"PYTHONPATH": str(HOOKS), "PYTHON_FVTEST_CONFLICT_GATE": str(gate)}
-              for side, gate in gates.items()}
+    hooked = {side: _hooked(gate) for side, gate in gates.items()}
     for gate in gates.values():
         gate.mkdir()
     with laptop_and_desktop(tmp_path, ("notes.txt",)) as (server, laptop, a, desktop):

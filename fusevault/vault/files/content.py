@@ -85,11 +85,6 @@ def _padded_content_seen(layout: Layout) -> None:
 class Content(Sealing):
     """The contents of one file while it is open: stored blocks plus dirty ones."""
 
-    # Only in a shared mount can another user's Content have begun the same
-    # new file a moment ago (fs/shared.py sets it): elsewhere a new file's
-    # .vf is not looked for first (a failing open per file created).
-    joinable = False
-
     def __init__(self, layout: Layout, owner: str, fid: str, dek: bytes,
                  manifest_loc: tuple[int, int] | None, head: str | None, *,
                  acl: list[str] | None = None, check_sidecar: bool = True, epoch: int = 0,
@@ -343,32 +338,40 @@ class Content(Sealing):
             raise CorruptData(f"content of {self.fid} has a damaged header")
         self.fd = fd
         if self.check_sidecar:
-            # None: none here (the file came from a peer), or no regular file: written anew.
-            sidecar = inside.read_file(self.layout.root, self._own, os.path.basename(self.vfmeta_path))
-            current = None
-            if sidecar is not None:
-                current = check_vfmeta(sidecar, self.fid, self.owner, self.dek, self.epoch, self.alarms)
-            if current is None:
-                # Missing, or a crash between a key change and the sidecar's
-                # rewrite left it at the older key: written from the documents.
-                self.write_sidecar()
+            self._keep_sidecar()
         self.end = os.fstat(self.fd).st_size
+
+    def _keep_sidecar(self) -> bool:
+        """The sidecar written from the documents unless it is current; whether it was written."""
+        # None: none here (the file came from a peer), or no regular file: written anew.
+        sidecar = inside.read_file(self.layout.root, self._own, os.path.basename(self.vfmeta_path))
+        if sidecar is not None and check_vfmeta(sidecar, self.fid, self.owner, self.dek, self.epoch,
+                                                self.alarms) is not None:
+            return False
+        # Missing, or a crash between a key change and the sidecar's
+        # rewrite left it at the older key: written from the documents.
+        self.write_sidecar()
+        return True
 
     def _create_files(self) -> None:
         with append_lock(self.vf_path):
-            if not (self.joinable and self._join_files()):
+            if not self._join_files():
                 self._write_new_files()
 
     def _join_files(self) -> bool:
-        """Another user of a shared mount began this file a moment ago: append to theirs."""
+        """This new file's ``.vf`` is here already: another user of a shared mount began the same
+        file a moment ago, or another device's records of it came first (a conflict copy, whose id
+        every device derives alike: tests/services/test_sync.py).  Appended to, never made anew over
+        theirs; what a crash left of a file never committed is only space here."""
         try:
             fd = inside.open_file(self.layout.root, self._own, os.path.basename(self.vf_path), os.O_RDWR)
         except (FileNotFoundError, CorruptData):
             return False  # none, or no file of ours: made anew (what is there is removed)
-        if os.pread(fd, HEADER.size, 0) != header_for(self.fid) or not os.path.exists(self.vfmeta_path):
+        if os.pread(fd, HEADER.size, 0) != header_for(self.fid) or os.fstat(fd).st_nlink != 1:
             os.close(fd)
-            return False  # what a crash left: begun again
+            return False  # not this file's (a torn header, a hard link): made anew
         self.fd = fd
+        self.new_files = self._keep_sidecar()  # a peer's records come with none: its entry synced too
         self.end = os.fstat(fd).st_size
         return True
 
