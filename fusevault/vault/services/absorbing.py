@@ -44,7 +44,7 @@ from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried
 from fusevault.vault.model.ledger import parents_of
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node
-from fusevault.vault.model.sharing import FILE_KEY, SHARE
+from fusevault.vault.model.sharing import FILE_KEY, SHARE, Grant
 from fusevault.vault.model.users import USER
 from fusevault.vault.tree.arrivals import (
     ATTRS,
@@ -251,6 +251,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         sharing.awaiting.discard(doc["_id"])
         if node is not None:
             sharing.phantoms.discard(node.ino)  # a share root's parent the user may open now
+    before: list[Grant] = []
     if node is None:
         if not any(tree.holds(parent) for parent, _ in links):
             if links:
@@ -263,8 +264,10 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # Written under an older key (by a recipient during a revoke):
             # the file takes it back until the owner seals it again.
             out.rekey.append(node)
+        before = _shares_before_a_writers_move(volume, node, links, signer)
         _update(volume, node, fresh, out)
     relink(tree, node, links, out)
+    tree.note_moved(node, before)
     if volume.ledger is not None and node.owner == volume.key.user_id and node.links:
         volume.ledger.arrived(node.fid, parents_of(node, tree.fid_at), signer in (None, node.owner))
         volume.ledger.saw_mode(node)
@@ -272,6 +275,18 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)
+
+
+def _shares_before_a_writers_move(volume: Volume, node: Node, links: list[tuple[str, bytes]],
+                                  signer: str | None) -> list[Grant]:
+    """The shares above her file that a writer's document gives other folders (her own devices re-key
+    their own moves): those it leaves take their keys back and it gets a new key, as at her own move
+    (vault/tree/inodes.py ``note_moved``)."""
+    if signer in (None, node.owner) or node.owner != volume.key.user_id:
+        return []
+    if {parent for parent, _ in links} == set(parents_of(node, volume.tree.fid_at)):
+        return []
+    return volume.tree.covering(node)
 
 
 def _in_conflict(volume: Volume, fid: str) -> bool:

@@ -66,6 +66,8 @@ class Held(Protocol):
 
     def covering(self, node: Node) -> list: ...
 
+    def note_moved(self, node: Node, before: list) -> None: ...
+
 
 class Seen(Protocol):
     """What this device saw of the user's own files (vault/model/ledger.py's
@@ -465,6 +467,11 @@ class Authorship:
                 self._alarm({"_id": node.fid}, f"moved by {signer} from or into a folder they hold no WRITE "
                             "on: shown where it is, but no share there gets its key")
                 moved[node.fid] = now
+            else:
+                # Moved by a writer while she was away: the shares it left take their keys back and it gets
+                # a new key, as at her own move (vault/services/rotation.py ``keep_moves_rekeyed``).
+                volume.note_moved(placed, [grant for fid in was if (folder := volume.find(fid)) is not None
+                                           for grant in volume.covering(folder)])
         kept = [node for node, signer in refused if keep(node)]
         for node, signer in refused:
             if node in kept:
