@@ -361,8 +361,8 @@ class Content(Sealing):
     def _join_files(self) -> bool:
         """This new file's ``.vf`` is here already: another user of a shared mount began the same
         file a moment ago, or another device's records of it came first (a conflict copy, whose id
-        every device derives alike: tests/services/test_sync.py).  Appended to, never made anew over
-        theirs; what a crash left of a file never committed is only space here."""
+        every device derives alike: tests/unit/test_content_new_files.py).  Appended to, never made
+        anew over theirs; what a crash left of a file never committed is only space here."""
         try:
             fd = inside.open_file(self.layout.root, self._own, os.path.basename(self.vf_path), os.O_RDWR)
         except (FileNotFoundError, CorruptData):
