@@ -8,6 +8,7 @@ from __future__ import annotations
 import stat
 
 import trio
+import trio.testing
 
 from fusevault.vault.model import sharing
 from fusevault.vault.services import rotation
@@ -58,3 +59,29 @@ async def test_a_lock_right_after_a_move_out_leaves_the_request_and_takes_the_ke
     await rotation.resume(volume)  # her next unlock
     assert node.epoch > epoch and volume.store.get(f"rotate-{node.fid}") is None
     assert sharing.read_key(key) is None
+
+
+async def test_a_storm_of_moves_noted_during_its_re_key_costs_no_more_re_keys(shared, monkeypatch):
+    """A WRITE member moving her file again and again while it is re-keyed (each move taken in is
+    noted): once the keys it lost are taken back, the moves noted meanwhile find nothing to take and
+    cost no re-key, not one each."""
+    volume, node, key = await _moved_out(shared)
+    epoch, lost = node.epoch, list(volume.tree.moved_out[node.fid])
+    calls = []
+    real = rotation._rekey
+
+    async def storm_during(volume_, request):
+        calls.append(request["fid"])
+        for _ in range(50):
+            volume_.tree.note_moved(node, lost)
+        await real(volume_, request)
+
+    monkeypatch.setattr(rotation, "_rekey", storm_during)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotation.keep_moves_rekeyed, volume)
+        with trio.fail_after(30):
+            while node.epoch == epoch or volume.store.get(f"rotate-{node.fid}") is not None:
+                await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # the noted storm taken and judged
+        nursery.cancel_scope.cancel()
+    assert calls == [node.fid] and node.epoch == epoch + 1 and not volume.tree.moved_out
