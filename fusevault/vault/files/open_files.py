@@ -373,9 +373,10 @@ class Files:
                 await self.tree.flush_pending()  # grouped metadata changes: durable too
                 await self.tree.in_thread(self.tree.store.sync)
 
-    async def commit_version(self, node: Node, content: Content, expect_rev: object = False,
+    async def commit_version(self, node: Node, content: Content, still: Callable[[], bool] | None = None,
                              key: tuple[bytes, int] | None = None, durable: bool = False) -> None:
-        """``expect_rev``: commit only over that revision of the node, else Stale;
+        """``still``: commit only while it holds (asked under the metadata lock,
+        right before the node changes), else Stale;
         ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key);
         ``durable`` (fsync): the version's records are flushed to disk before the
         store commits the documents that name them, in the same worker thread
@@ -400,7 +401,7 @@ class Files:
         tree = self.tree
 
         def change() -> tuple[list[dict], list[tuple]]:
-            if expect_rev is not False and node.rev != expect_rev:
+            if still is not None and not still():
                 raise Stale
             if key is not None:  # only now: until committed, readers open the old version
                 node.dek, node.epoch = key

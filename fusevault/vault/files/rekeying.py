@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fusevault.crypto import aead
-from fusevault.errors import Conflict
+from fusevault.errors import Conflict, CorruptData
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.open_files import FLUSH_AT, Files, Stale
 from fusevault.vault.model.nodes import Node
@@ -21,8 +21,9 @@ from fusevault.vault.model.nodes import Node
 # change fails (it never commits over a version it did not seal).
 RESEAL_TRIES = 20
 
-# Gives a node the contents and key of its stored document; False when that
-# no longer opens here (vault/tree/arrivals.py's ``reopen``, bound to the tree).
+# Gives a node the contents and key of its newest state (its stored document's,
+# or, that one refused here, the tree's own); False when the document is gone
+# (vault/tree/arrivals.py's ``reopen``, bound to the tree).
 Reopen = Callable[[Node], bool]
 
 
@@ -41,7 +42,12 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
         dek, epoch = aead.new_key(), await _next_epoch(files, node)
         if node.is_reg and node.head:
             if not await _reseal(files, node, dek, epoch, reopen):
-                return
+                if _left(files, node):
+                    return  # deleted meanwhile (on another device): no file to give a key
+                # Its document is not in the store, and the tree never saw it go: the key
+                # change is not done, which the caller must not take for done (round 36b (1)).
+                raise CorruptData(f"{files.tree.path_of(node).decode(errors='replace')} was not given "
+                                  "a new key: its document is missing from the store")
         else:
             def change() -> None:
                 node.dek, node.epoch = dek, epoch
@@ -66,6 +72,29 @@ async def _next_epoch(files: Files, node: Node) -> int:
     return top + 1
 
 
+def _left(files: Files, node: Node) -> bool:
+    """Whether the tree saw the node go (a deletion taken in: it leaves once
+    this user's commits of it are done, vault/services/absorbing.py)."""
+    sharing = files.tree.sharing
+    return not node.links or (sharing is not None and node.ino in sharing.leaving)
+
+
+def _unchanged(files: Files, node: Node, rev: object) -> Callable[[], bool]:
+    """Whether the node still holds the version being sealed again, asked
+    right before it is committed: no other writer's version came in (one
+    held back while the file is busy waits in ``awaiting``: absorbing.py
+    ``_update``) and the file did not go.  Its revision may have moved
+    anyway, by documents refused (arrivals.py ``keep``, a replay the ledger
+    refused): those are no newer state, and this commit goes over them as
+    any commit does.  Taken for changes, a server that puts such a document
+    every moment would keep the file from ever getting its new key (attack
+    round 36b (1))."""
+    sharing = files.tree.sharing
+    if sharing is None:
+        return lambda: node.rev == rev
+    return lambda: node.fid not in sharing.awaiting and not _left(files, node)
+
+
 def _reload(files: Files, node: Node, reopen: Reopen) -> bool:
     """The node's stored version becomes its contents (open ones follow it)."""
     if not reopen(node):
@@ -88,15 +117,16 @@ async def _reseal(files: Files, node: Node, dek: bytes, epoch: int, reopen: Reop
             tree.sharing.awaiting.discard(node.fid)
             if not _reload(files, node, reopen):
                 return False
-        rev = node.rev
+        still = _unchanged(files, node, node.rev)
         fresh = await tree.in_thread(_sealed_again, files, node, dek, epoch)
         try:
-            await files.commit_version(node, fresh, rev, key=(dek, epoch))
+            await files.commit_version(node, fresh, still, key=(dek, epoch))
         except Stale:
-            # Another writer's version came in while this one was
-            # sealed: seal theirs, so it stays the newest.
+            # Another writer's version came in while this one was sealed
+            # (it waits in ``awaiting``: sealed next, so it stays the
+            # newest), or the file went.
             fresh.close()
-            if not _reload(files, node, reopen):
+            if _left(files, node) or (tree.sharing is None and not _reload(files, node, reopen)):
                 return False
             continue
         except BaseException:

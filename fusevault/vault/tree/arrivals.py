@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fusevault.crypto.signing import signature_of
+from fusevault.errors import CorruptData
+from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import names
+from fusevault.vault.model.ledger import writer_seq
 from fusevault.vault.model.nodes import Node, node_from_doc, open_node_doc
 from fusevault.vault.tree.guests import open_guest
 
@@ -146,20 +149,41 @@ def open_doc(tree: Tree, doc: dict) -> tuple[Node, list] | None:
 
 
 def reopen(tree: Tree, node: Node) -> bool:
-    """Give the node the contents and key of its stored document (another
+    """Give the node the contents and key of its newest state (another
     writer's version came in while this tree's user was sealing the file
-    again under a new key: that version is the one to seal).  False when
-    the document is gone or no longer opens here.  Open contents are the
-    caller's to switch (vault/files/)."""
-    doc = tree.store.get(node.fid)
-    judged = None if doc is None else judge(tree, doc, node)
+    again under a new key: that version is the one to seal).  A stored
+    document refused here (a forgery, a writer without WRITE) is no newer
+    state: the node keeps what it holds, and its next commit goes over
+    that revision (``keep``).  False when the document is gone or deleted.
+    Open contents are the caller's to switch (vault/files/)."""
+    try:
+        doc = tree.store.get(node.fid)
+    except Unreadable as err:  # a row that is no document (a store writer's): refused as well
+        node.rev = err.rev
+        return True
+    if doc is None:
+        return False
+    judged = judge(tree, doc, node)
     if judged is False:
-        return False
+        keep(node, doc)
+        return True
     doc, signer = judged or (doc, None)
-    opened = None if doc is None or doc.get("delete") else open_doc(tree, doc)
-    if opened is None or (signer is not None and not may_take(tree, doc, signer, node, opened)):
+    if doc.get("delete"):
         return False
+    try:
+        opened = open_doc(tree, doc)
+    except CorruptData:  # it opens, but does not hold (absorbing.py refuses it so)
+        keep(node, doc)
+        return True
+    if opened is None:
+        return False
+    if signer is not None and not may_take(tree, doc, signer, node, opened):
+        keep(node, doc)
+        return True
     fresh, _ = opened
+    if tree.ledger is not None and tree.ledger.older(node.fid, writer_seq(fresh.seq, doc, tree.key.user_id)):
+        keep(node, doc)  # a replay of an older state (absorbing.py's ledger said so when it came)
+        return True
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.rev = doc["_rev"]
