@@ -470,8 +470,7 @@ class Authorship:
             else:
                 # Moved by a writer while she was away: the shares it left take their keys back and it gets
                 # a new key, as at her own move (vault/services/rotation.py ``keep_moves_rekeyed``).
-                volume.note_moved(placed, [grant for fid in was if (folder := volume.find(fid)) is not None
-                                           for grant in volume.covering(folder)])
+                volume.note_moved(placed, self._covering_as_seen(volume, was))
         kept = [node for node, signer in refused if keep(node)]
         for node, signer in refused:
             if node in kept:
@@ -487,6 +486,24 @@ class Authorship:
                 todo += [c for i in (each.children or {}).values() if (c := volume.get(i)) is not None]
                 leave(each)
         return moved
+
+    def _covering_as_seen(self, volume: Held, folders: list[str]) -> list:
+        """Every share over the folders ``folders`` (fids), where each is now and where this device
+        last saw it and each folder above it (``was_at``, all the way up).  A folder moved since too
+        (his next move, of the folder the file left) is judged by its old place as well: judged where
+        it is now, the shares the file left were the ones it still has, and nothing was re-keyed
+        (attack round 37b (1)).  Each folder once (a cycle ends the walk)."""
+        found: dict = {}
+        seen: set[str] = set()
+        todo = list(folders)
+        while todo:
+            fid = todo.pop()
+            if fid in seen or (folder := volume.find(fid)) is None:
+                continue
+            seen.add(fid)
+            found.update(dict.fromkeys(volume.covering(folder)))
+            todo += self.was_at(fid) or []
+        return list(found)
 
     def deleted(self, volume: Held, doc: dict, signer: str) -> bool:
         """A deletion signed by another than the owner.  Of a file of this user's
