@@ -20,6 +20,48 @@ Holes
    recursively; at worst take every share that covered the old folder at any point of this settle.
    Test: ``test_a_file_moved_out_of_a_share_then_its_old_folder_after_it_is_re_keyed[True]``.
 
+2. A WRITE member's move out of a share that meets her concurrent edit is applied with no re-key.
+   Her laptop is apart from the server (or the server holds her revisions back: a CouchDB server
+   decides when each side's push lands) and she edits docs/notes.txt twice; bob, on his device, moves
+   it to other (he may write both).  Both reach her laptop: her branch is the longer, so it is the
+   current revision there and bob's the other leaf; the conflict is settled by rule 3 (her newer
+   contents, his names): other/notes.txt holds her words.  Seen: carol's key of it stays and it keeps
+   the DEK carol holds, through that session and her next unlock; what alice writes to
+   other/notes.txt afterwards carol can read.  No alarm.  Controls: his move alone, and his move as the
+   longer branch (then taken in as his revision by absorbing.py, which notes the move), are re-keyed;
+   with one edit each side it is a coin toss on the revision ids (seen both ways).
+   Cause: fusevault/vault/services/conflicts.py:347-353 (``_adopt``): the keeper (her own revision,
+   signer = owner) is absorbed, so absorbing.py:267 ``_shares_before_a_writers_move`` returns [], and
+   the names of bob's branch are then put on it by a bare ``relink`` with no ``tree.note_moved``;
+   nothing else notes the move (authorship.settle only runs at unlock, on the node as placed).
+   Impact: a key reachable by someone whose grant on the file ended; the re-key is skipped whenever
+   his move lands as the non-winning branch, which the server (or timing) chooses.
+   Fix: in ``_adopt``, take ``covering(node)`` before and call ``volume.tree.note_moved(node, before)``
+   after any relink to ``named``'s links (and after absorbing the keeper, whoever signed it): every
+   change of a node's folders, by any path, goes through note_moved.
+   Test: ``test_a_write_members_move_out_of_a_share_met_by_her_edit_is_re_keyed[hers first]``.
+
+3. (low: availability) A ``.vf`` planted at a conflict copy's name is joined, whatever its size.  A
+   conflict copy's id is derived from the original's id and the losing revision (conflicts.py:82
+   ``copy_ident``), both plain in the store, so a writer of the vault folder knows it before the
+   copy is made.  He puts there a sparse file (no space taken) with the copy's 8-byte header
+   (``header_for``: no secret) and the largest size the file system allows (16 TiB on ext4).  Since
+   9cae112 ``_join_files`` (fusevault/vault/files/content.py:361-376) appends to any such file that
+   has the header and one link, taking its size as where records go: every record written is then
+   past the limit, and sealing the copy fails with OSError EFBIG (sealing.py ``_write_blocks``).  Seen
+   in-process on the copy's Content (the control, nothing planted, reads back).  Not seen in a mount
+   (from the code, conflicts.py:309-313 abandons the copy and leaves the conflict open, so every
+   later arrival or mount tries again and fails: the losing edit is never shown, no alarm but a
+   log line).  Before 9cae112 the planted file was removed and the copy made anew (``_made_new``).
+   The same join also keeps the planted inode, owned by the planter, as her file.
+   Impact: her concurrent edit's copy is withheld for good, by a file a folder writer may put
+   there before it exists; repeated work at each mount.
+   Fix: join only a ``.vf`` whose every byte past the header is accounted for (records that the
+   placements table says arrived for this fid, ending at its size), or only one this process or a
+   peer's ``append_arrived`` made (noted in the places table); else make it anew as before.  At
+   least refuse a size past what its known records explain.
+   Test: ``test_a_conflict_copy_is_made_whatever_was_planted_at_its_name[True]``.
+
 What held
 ---------
 (none yet)
@@ -31,13 +73,19 @@ Not tried
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import mounted
+from conftest import PouchServer, first_device, mounted, new_device, settled, wait_for
 
+from fusevault.vault.files.content import Content
+from fusevault.vault.format import layout as layouts
+from fusevault.vault.format.vf import header_for
+from fusevault.vault.services.conflicts import copy_ident
 from mount.test_moving_out_of_a_share import CAROL, _current_dek, _docs_and_other, _key_of
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _node_fid
@@ -91,3 +139,102 @@ def test_a_file_moved_out_of_a_share_then_its_old_folder_after_it_is_re_keyed(
     assert said == []  # nothing said either way
     assert _key_of(vault, "carol", CAROL, fid) is None, "carol, who may read docs only, holds its key"
     assert _current_dek(vault, fid) != kept, "written under the key carol kept"
+
+
+@pytest.mark.parametrize("apart", [
+    "",  # a control: his move met no edit of hers
+    "his first",  # a control: his move the longer branch, taken in as his (absorbing.py) before it is settled
+    "hers first",  # rule 3: her contents, his names
+])
+def test_a_write_members_move_out_of_a_share_met_by_her_edit_is_re_keyed(tmp_path: Path, apart: str) -> None:
+    """bob moves docs/notes.txt to other on his device while her laptop, apart from the server, edits it:
+    the conflict is settled on her laptop with her words at his name (other/notes.txt).  It left docs:
+    carol's key of it must be taken back and it re-keyed."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        fid = _docs_and_other(laptop, tmp_path / "a")
+        kept = _current_dek(laptop, fid)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's push")
+            desktop = new_device(url, tmp_path, "desktop")
+            with mounted(desktop, tmp_path / "b", "--user", "bob", passphrase=BOB) as b:
+                hers = b / "shared" / "alice"
+                wait_for(lambda: (hers / "docs" / "notes.txt").exists() and settled(b),
+                         "bob's device to take in her share")
+                if apart:
+                    server.kill()
+                if apart == "hers first":
+                    # Two edits: her branch is the longer, CouchDB's winner (the current revision) on
+                    # her laptop, his the other leaf; the conflict is settled there by rule 3.
+                    for words in ("her words, written apart", "and more of them"):
+                        (a / "docs" / "notes.txt").write_text(words)
+                        time.sleep(1)
+                if apart == "his first":  # his branch the longer: the current revision on her laptop
+                    (hers / "docs" / "notes.txt").rename(hers / "other" / "moving.txt")
+                    time.sleep(1)
+                    (hers / "other" / "moving.txt").rename(hers / "other" / "notes.txt")
+                else:
+                    (hers / "docs" / "notes.txt").rename(hers / "other" / "notes.txt")
+                if apart == "his first":
+                    time.sleep(0.05)
+                    (a / "docs" / "notes.txt").write_text("her words, written apart")
+                if apart:
+                    server.start()
+                wait_for(lambda: settled(b), "bob's push")
+            wait_for(lambda: (a / "other" / "notes.txt").exists() and settled(a), "his move to reach her")
+            if apart == "hers first":
+                assert (a / "other" / "notes.txt").read_text() == "and more of them"  # her words, his name
+            _eventually(lambda: _key_of(laptop, "carol", CAROL, fid) is None, 20)
+            (a / "other" / "notes.txt").write_text("written after bob moved it: not for carol")
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "her next unlock")
+            _eventually(lambda: _key_of(laptop, "carol", CAROL, fid) is None)
+            assert (a / "other" / "notes.txt").read_text() == "written after bob moved it: not for carol"
+            assert os.listdir(a / "docs") == ["sub"] and alarms(a) == []
+        assert _key_of(laptop, "carol", CAROL, fid) is None, "carol, who may read docs only, holds its key"
+        assert _current_dek(laptop, fid) != kept, "written under the key carol kept"
+    finally:
+        server.stop()
+
+
+def _largest_size(folder: Path) -> int:
+    """The largest size a file here may be truncated to (the file system's limit)."""
+    fd, lo, hi = os.open(folder / ".probe", os.O_CREAT | os.O_RDWR, 0o600), 0, 1 << 63
+    try:
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            try:
+                os.ftruncate(fd, mid)
+                lo = mid
+            except OSError:
+                hi = mid - 1
+        return lo
+    finally:
+        os.close(fd)
+        os.unlink(folder / ".probe")
+
+
+@pytest.mark.parametrize("planted", [False, True])  # False: the control
+def test_a_conflict_copy_is_made_whatever_was_planted_at_its_name(tmp_path: Path, planted: bool) -> None:
+    """A writer of the vault folder reads a conflict's ids in the store (plain: fid and revision) and
+    derives the copy's id (conflicts.py ``copy_ident``).  A sparse file of the largest size, with the
+    copy's header, put at its ``.vf`` name: the copy must still be made (the old code made it anew)."""
+    owner, fid, dek = uuid.uuid4().hex, uuid.uuid4().hex, os.urandom(32)
+    layout = layouts.create(tmp_path / "vault", {"type": "local"})
+    layout.own_dir(owner).mkdir(parents=True)
+    copy_fid, copy_dek = copy_ident(fid, "3-" + "ab" * 16, dek)
+    if planted:
+        vf = layout.vf_path(owner, copy_fid)
+        vf.write_bytes(header_for(copy_fid))
+        os.truncate(vf, _largest_size(vf.parent))  # sparse: no space taken
+    mine = Content(layout, owner, copy_fid, copy_dek, None, None)
+    mine.write(0, b"the losing edit's bytes")
+    vid, place, _ = mine.seal_version(23)
+    mine.close()
+    reader = Content(layout, owner, copy_fid, copy_dek, place, vid, vouch=False)
+    try:
+        assert reader.read(0, 23, 23) == b"the losing edit's bytes"
+    finally:
+        reader.close()

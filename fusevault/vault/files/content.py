@@ -367,9 +367,9 @@ class Content(Sealing):
             fd = inside.open_file(self.layout.root, self._own, os.path.basename(self.vf_path), os.O_RDWR)
         except (FileNotFoundError, CorruptData):
             return False  # none, or no file of ours: made anew (what is there is removed)
-        if os.pread(fd, HEADER.size, 0) != header_for(self.fid) or os.fstat(fd).st_nlink != 1:
+        if os.pread(fd, HEADER.size, 0) != header_for(self.fid) or os.fstat(fd).st_nlink != 1 or _sparse(fd):
             os.close(fd)
-            return False  # not this file's (a torn header, a hard link): made anew
+            return False  # not this file's (a torn header, a hard link, a hole): made anew
         self.fd = fd
         self.new_files = self._keep_sidecar()  # a peer's records come with none: its entry synced too
         self.end = os.fstat(fd).st_size
@@ -545,6 +545,17 @@ class Content(Sealing):
         first, last = offset // self.bs, (offset + max(size, 1) - 1) // self.bs
         stored = self.manifest.blocks.stored(first, last + 1)
         return stored - sum(1 for i in self.dirty if first <= i <= last and self.manifest.blocks.get(i)[1])
+
+
+def _sparse(fd: int) -> bool:
+    """Whether the file has a hole.  A ``.vf`` is only ever appended to, so one with a hole was
+    planted: a sparse file of the largest size the file system allows, taking no space, past whose
+    end every record appended fails (EFBIG), so the new file it was planted for could never be
+    sealed (attack round 37b (3)).  A file system with no SEEK_HOLE shows none."""
+    try:
+        return os.lseek(fd, 0, os.SEEK_HOLE) < os.fstat(fd).st_size
+    except OSError:
+        return False
 
 
 def _made_new(folder: int, name: str, flags: int) -> int:

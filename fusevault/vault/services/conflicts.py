@@ -344,6 +344,11 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
         # as hers: judged as that branch's signer's, from where the node sits
         # now (before the keeper is taken in), or not applied (said).
         links = keeper.links
+    # Where it is now, under what shares: a writer's move in either branch (his names kept by rule 3
+    # on her own revision too) re-keys it away from the shares it leaves, as a move taken in does
+    # (absorbing.py; attack round 37b (2)).  Her own devices' moves find no key left to take back.
+    held = volume.find(current["_id"])
+    before = volume.tree.covering(held) if held is not None else []
     absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out)
     node = volume.find(current["_id"])
     if node is None:
@@ -351,4 +356,5 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     node.rev = current["_rev"]
     if links != keeper.links:
         relink(volume.tree, node, links, out)
+    volume.tree.note_moved(node, before)
     await volume.save_node(node)
