@@ -85,3 +85,31 @@ async def test_a_storm_of_moves_noted_during_its_re_key_costs_no_more_re_keys(sh
         await trio.testing.wait_all_tasks_blocked()  # the noted storm taken and judged
         nursery.cancel_scope.cancel()
     assert calls == [node.fid] and node.epoch == epoch + 1 and not volume.tree.moved_out
+
+
+async def test_a_file_moved_out_of_a_folder_that_left_a_share_before_its_re_key_is_re_keyed(shared):
+    """docs/sub moved out of docs (shared READ with bob), then notes.txt out of sub, before the service
+    got to sub: sub's re-key no longer reaches notes.txt, and notes.txt's own move left no share (sub
+    was out of docs by then).  Noted with sub, it is re-keyed all the same (attack round 37b (1))."""
+    drive = shared.drive
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    sub = await drive.mkdir(docs.st_ino, b"sub", stat.S_IFDIR | 0o755, ALICE)
+    private = await drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
+    await _write(drive, sub.st_ino, b"notes.txt", b"hers", ALICE)
+    await _share(shared, "docs", "READ")
+    volume = drive.seat_of(ALICE_UID).ops.session.volume
+    node = volume.resolve(b"docs/sub/notes.txt")
+    (bobs,) = [r for g in volume.covering(node) for r in volume.sharing.reaches(g)]
+    key, epoch = bobs.key_path(volume.layout, node.fid), node.epoch
+    assert key.exists()
+    await drive.rename(docs.st_ino, b"sub", private.st_ino, b"sub", 0, ALICE)
+    await drive.rename(sub.st_ino, b"notes.txt", private.st_ino, b"notes.txt", 0, ALICE)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotation.keep_moves_rekeyed, volume)
+        with trio.fail_after(30):
+            while volume.tree.moved_out or node.epoch == epoch:
+                await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert not key.exists(), "bob keeps his key of notes.txt, which left docs with sub"
+    assert node.epoch > epoch

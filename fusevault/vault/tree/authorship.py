@@ -457,6 +457,13 @@ class Authorship:
             was = self.was_placed(volume, node.fid, node.placed) if mine else None
             now = sorted({parent.fid if (parent := volume.get(ino)) is not None else ""
                           for ino, _ in placed.links})
+            if was is None and mine and volume.sharing is not None:
+                # Where she put it is not known here (a device that never saw it, and no stamp of hers
+                # in the writer's document): only his word says where it is.  Any share of hers it is
+                # not under now is one it may have left: a key of it sealed for one (which only her
+                # device seals) is taken back and it gets a new key (attack round 37b (4)).
+                volume.note_moved(placed, [g for g in volume.sharing.grants if g.owner == self.user_id])
+                continue
             if was is None or was == now:
                 continue
             changed = self._left(volume, was, set(now)) + self._left(volume, now, set(was))

@@ -134,9 +134,20 @@ class Inodes:
         if node.owner != self.key.user_id or not before:
             return
         lost = set(before) - set(self.covering(node))
-        if lost:
-            self.moved_out.setdefault(node.fid, set()).update(lost)
-            self.moves.set()
+        if not lost:
+            return
+        # Each node under it too, noted now (the folder first: its re-key takes their keys, and theirs
+        # then find none to take): one moved out of it before the service gets to the folder is in
+        # the folder's re-key no more, and had lost these shares all the same (attack round 37b (1)).
+        todo, seen = [node], {node.ino}
+        while todo:
+            each = todo.pop(0)
+            self.moved_out.setdefault(each.fid, set()).update(lost)
+            for ino in (each.children or {}).values():
+                if ino not in seen and (child := self._nodes.get(ino)) is not None:
+                    seen.add(ino)
+                    todo.append(child)
+        self.moves.set()
 
     def take_moved(self) -> dict[str, set[Grant]]:
         moved, self.moved_out, self.moves = self.moved_out, {}, trio.Event()
