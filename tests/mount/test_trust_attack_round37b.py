@@ -47,26 +47,6 @@ Holes
    change of a node's folders, by any path, goes through note_moved.
    Test: ``test_a_write_members_move_out_of_a_share_met_by_her_edit_is_re_keyed[hers first]``.
 
-4. A WRITE member who leaves her placement stamp out of his move is not judged by a device of hers
-   that never saw the file where she put it.  Her first device made docs/notes.txt (carol READ, bob
-   WRITE on docs and other) and is away; bob moves it to other, then puts his node document again
-   without ``placed`` (its attributes resealed under the DEK he holds, signed by him: a document his
-   own client could send).  Her new laptop joins and unlocks: notes.txt is shown in other, carol's key
-   of it stays and it keeps the DEK carol holds through two unlocks, so what she writes there carol
-   can read.  No alarm.  Seen; the control (his honest client's document, her stamp carried) is
-   re-keyed there.  (Her first device re-keys it when it next unlocks, from what it saw: until then.)
-   Cause: fusevault/vault/tree/authorship.py:460 (``settle``: ``if was is None ...: continue``):
-   ``was_placed`` (authorship.py:116-127) falls back to ``was_at`` when the document carries no stamp,
-   and a device that never saw the file has none; a writer's document with no stamp is taken as
-   nothing to judge.  The stamp is optional for a grantee (placement.py: "carries ... unchanged").
-   Impact: a key reachable by someone whose grant on the file ended, on every device of hers that
-   joined after his move, until her old device comes back (which may be never).
-   Fix: a grantee's node document of her file with no stamp that holds, where this device saw no
-   place of it, is judged as moved from an unknown place: re-key it at once (note_moved with every
-   share the file's key files were sealed for, which the key files name), and say so; or require the
-   stamp in every grantee's document of a file whose earlier revision carried one.
-   Test: ``test_a_write_members_move_seen_first_by_a_device_of_hers_that_never_saw_it_is_re_keyed[True]``.
-
 3. (low: availability) A ``.vf`` planted at a conflict copy's name is joined, whatever its size.  A
    conflict copy's id is derived from the original's id and the losing revision (conflicts.py:82
    ``copy_ident``), both plain in the store, so a writer of the vault folder knows it before the
@@ -88,9 +68,64 @@ Holes
    least refuse a size past what its known records explain.
    Test: ``test_a_conflict_copy_is_made_whatever_was_planted_at_its_name[True]``.
 
+4. A WRITE member who leaves her placement stamp out of his move is not judged by a device of hers
+   that never saw the file where she put it.  Her first device made docs/notes.txt (carol READ, bob
+   WRITE on docs and other) and is away; bob moves it to other, then puts his node document again
+   without ``placed`` (its attributes resealed under the DEK he holds, signed by him: a document his
+   own client could send).  Her new laptop joins and unlocks: notes.txt is shown in other, carol's key
+   of it stays and it keeps the DEK carol holds through two unlocks, so what she writes there carol
+   can read.  No alarm.  Seen; the control (his honest client's document, her stamp carried) is
+   re-keyed there.  (Her first device should re-key it when it next unlocks, from the place it saw:
+   not tried.)
+   Cause: fusevault/vault/tree/authorship.py:460 (``settle``: ``if was is None ...: continue``):
+   ``was_placed`` (authorship.py:116-127) falls back to ``was_at`` when the document carries no stamp,
+   and a device that never saw the file has none; a writer's document with no stamp is taken as
+   nothing to judge.  The stamp is optional for a grantee (placement.py: "carries ... unchanged").
+   Impact: a key reachable by someone whose grant on the file ended, on every device of hers that
+   joined after his move, until her old device comes back (which may be never).
+   Fix: a grantee's node document of her file with no stamp that holds, where this device saw no
+   place of it, is judged as moved from an unknown place: re-key it at once (note_moved with every
+   share the file's key files were sealed for, which the key files name), and say so; or require the
+   stamp in every grantee's document of a file whose earlier revision carried one.
+   Variant, same cause: bob's document carries an OLDER stamp of hers that holds, naming other (she
+   had put notes.txt in other herself, then back into docs; her stamps are in older revisions the
+   server keeps, sealed under keys bob held).  Her new laptop has seen no place of the file, so
+   ``Ledger.newer`` takes any stamp of hers as news: ``was`` = [other] = ``now``, no move, no
+   re-key, no alarm; carol keeps the current DEK (seen; the control, his honest document, re-keys).
+   So requiring a stamp is not enough: a device with no place seen cannot tell a stale stamp.
+   Fix (both): such a device (no ``was_at``) treats a grantee's node document of her file as moved
+   from an unknown place: re-key it (cheap next to the leak) or ask her first device; at least say
+   so.  Tests: ``test_a_write_members_move_seen_first_by_a_device_of_hers_that_never_saw_it_is_re_keyed``
+   ``[True]``, ``test_a_write_members_move_carrying_an_older_stamp_of_hers_is_re_keyed[older]``.
+
+5. (weaker: an alarm, but a wrong one, and no re-key) The file moved out, then its old folder
+   removed.  bob moves docs/sub/notes.txt to other/notes.txt and removes the now empty docs/sub (he
+   may: WRITE on docs).  At her next unlock the alarm is "moved by <bob> from or into a folder they
+   hold no WRITE on: shown where it is, but no share there gets its key" (kind forged-write): false
+   (he holds WRITE on both), and carol's key of notes.txt stays with the DEK she holds, through two
+   unlocks: what alice writes there carol can read.  The alarm says no share gets a key; it does not
+   say the share it left keeps one.  Seen.
+   Cause: fusevault/vault/tree/authorship.py:465-470 (``settle``): a folder it was in that this load
+   does not hold (``unheld``: here removed, legitimately) makes the move "judged as failed", which
+   only alarms and puts it in ``moved`` (no key sealed by the new place); ``note_moved`` is never
+   called, so nothing the old place's shares hold is taken back.
+   Impact: a key reachable by someone whose grant ended, under an alarm that blames the wrong thing.
+   Fix: a move judged as failed must still take back what the shares above its last known place
+   hold: keep the covering of ``was`` folders from this device's last session (the ledger can keep
+   each seen folder's share chain), or re-key any of her files ``settle`` cannot judge; and tell a
+   removed folder (a tombstone signed by a writer of its parent) from a withheld one.
+   Test: ``test_a_file_moved_out_of_a_share_then_its_old_folder_after_it_is_re_keyed``
+   ``[file, then sub removed]``.
+
 What held
 ---------
-(none yet)
+- A server's replay of bob's signed move (his revision, under the key carol held) put back as the
+  current revision after her laptop re-keyed it: what she writes after is under a key carol does not
+  hold (``test_a_replay_of_a_write_members_move_after_its_re_key_gives_carol_nothing``).
+- His move alone, mounted or at her next unlock; his move as the longer branch of a conflict with her
+  edit; his honest client's document at a device of hers that never saw the file (her stamp): all
+  re-keyed (the controls of holes 1, 2, 4).
+- A conflict copy with nothing planted at its ``.vf`` (control of hole 3).
 
 Not tried
 ---------
@@ -111,16 +146,16 @@ import pytest
 from conftest import PouchServer, first_device, mounted, new_device, settled, wait_for
 
 from fusevault.crypto import aead
-from fusevault.crypto.signing import sign_doc
+from fusevault.crypto.signing import sign_doc, signer_of
 from fusevault.encoding import b64e
 from fusevault.vault.files.content import Content
 from fusevault.vault.format import layout as layouts
 from fusevault.vault.format.vf import header_for
-from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
 from fusevault.vault.services.conflicts import copy_ident
 from mount.test_moving_out_of_a_share import CAROL, _current_dek, _docs_and_other, _key_of
 from mount.test_trust_rollback import alarms
-from mount.test_trust_writes import BOB, _key, _node_fid
+from mount.test_trust_writes import BOB, PASSPHRASE, _key, _node_fid
 
 
 def _notes_in_docs_sub(vault: Path, mnt: Path) -> tuple[str, bytes]:
@@ -149,16 +184,18 @@ def _her_two_unlocks(vault: Path, mnt: Path, where: str, fid: str) -> list[dict]
     with mounted(vault, mnt) as a:
         _eventually(lambda: _key_of(vault, "carol", CAROL, fid) is None)
         (a / where).write_text("written after bob moved it: not for carol")
+        said = alarms(a)
     with mounted(vault, mnt) as a:
         assert (a / where).read_text() == "written after bob moved it: not for carol"
         _eventually(lambda: _key_of(vault, "carol", CAROL, fid) is None)
-        return alarms(a)
+        return said + alarms(a)
 
 
 @pytest.mark.parametrize("moves", [
     "file",  # the control: only the file moved, re-keyed
     "file, then sub",
     "sub, then file",
+    "file, then sub removed",
 ])
 def test_a_file_moved_out_of_a_share_then_its_old_folder_after_it_is_re_keyed(
         vault: Path, tmp_path: Path, moves: str) -> None:
@@ -176,7 +213,9 @@ def test_a_file_moved_out_of_a_share_then_its_old_folder_after_it_is_re_keyed(
             (hers / "docs" / "sub" / "notes.txt").rename(hers / "other" / "notes.txt")
         if moves == "file, then sub":
             (hers / "docs" / "sub").rename(hers / "other" / "sub")
-    _her_two_unlocks(vault, mnt, "other/notes.txt", fid)  # no alarm either way (seen: none)
+        if moves == "file, then sub removed":
+            (hers / "docs" / "sub").rmdir()
+    _her_two_unlocks(vault, mnt, "other/notes.txt", fid)  # alarms: none, but for hole 5's (seen)
     assert _key_of(vault, "carol", CAROL, fid) is None, "carol, who may read docs only, holds its key"
     assert _current_dek(vault, fid) != kept, "written under the key carol kept"
 
@@ -184,7 +223,7 @@ def test_a_file_moved_out_of_a_share_then_its_old_folder_after_it_is_re_keyed(
 @pytest.mark.parametrize("apart", [
     "",  # a control: his move met no edit of hers
     "his first",  # a control: his move the longer branch, taken in as his (absorbing.py) before it is settled
-    "hers first",  # rule 3: her contents, his names
+    "hers first",
 ])
 def test_a_write_members_move_out_of_a_share_met_by_her_edit_is_re_keyed(tmp_path: Path, apart: str) -> None:
     """bob moves docs/notes.txt to other on his device while her laptop, apart from the server, edits it:
@@ -256,7 +295,10 @@ def _largest_size(folder: Path) -> int:
         os.unlink(folder / ".probe")
 
 
-@pytest.mark.parametrize("planted", [False, True])  # False: the control
+@pytest.mark.parametrize("planted", [
+    False,  # the control
+    True,
+])
 def test_a_conflict_copy_is_made_whatever_was_planted_at_its_name(tmp_path: Path, planted: bool) -> None:
     """A writer of the vault folder reads a conflict's ids in the store (plain: fid and revision) and
     derives the copy's id (conflicts.py ``copy_ident``).  A sparse file of the largest size, with the
@@ -296,7 +338,10 @@ def _without_her_stamp(server: adversary.Server, vault: Path, fid: str) -> None:
     server.put(sign_doc(key.user_id, key.identity.sign, body))
 
 
-@pytest.mark.parametrize("stripped", [False, True])  # False: his honest client's document
+@pytest.mark.parametrize("stripped", [
+    False,  # the control: his honest client's document, her stamp carried
+    True,
+])
 def test_a_write_members_move_seen_first_by_a_device_of_hers_that_never_saw_it_is_re_keyed(
         tmp_path: Path, stripped: bool) -> None:
     """Her desktop made docs/notes.txt (shared with carol) and is away; bob moves it to other; then her
@@ -327,6 +372,131 @@ def test_a_write_members_move_seen_first_by_a_device_of_hers_that_never_saw_it_i
         with mounted(laptop, tmp_path / "c") as c:
             wait_for(lambda: settled(c), "her next unlock")
             _eventually(lambda: _key_of(laptop, "carol", CAROL, fid) is None)
+        assert _key_of(laptop, "carol", CAROL, fid) != _current_dek(laptop, fid), "carol reads what she wrote"
+        assert _current_dek(laptop, fid) != kept
+    finally:
+        server.stop()
+
+
+def _bobs_revision(server: adversary.Server, fid: str, bob_id: str) -> dict:
+    """The newest revision of ``fid`` the server still holds that bob signed."""
+    info = server.get(fid, revs_info="true")
+    assert info is not None
+    for rev in info["_revs_info"]:
+        if rev["status"] == "available" and (old := server.get(fid, rev=rev["rev"])) is not None:
+            if signer_of(old) == bob_id:
+                return old
+    raise AssertionError("no revision of bob's kept")
+
+
+@pytest.mark.parametrize("replayed", [False, True])  # False: the control, no replay
+def test_a_replay_of_a_write_members_move_after_its_re_key_gives_carol_nothing(
+        tmp_path: Path, replayed: bool) -> None:
+    """bob moves docs/notes.txt to other; her mounted laptop re-keys it.  The server then puts bob's
+    move (signed by him, under the key carol holds) back as the current revision: what she writes after
+    must still be under a key carol does not hold."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        fid = _docs_and_other(laptop, tmp_path / "a")
+        kept = _current_dek(laptop, fid)
+        bob_id = _key(laptop, "bob", BOB).user_id
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's push")
+            desktop = new_device(url, tmp_path, "desktop")
+            with mounted(desktop, tmp_path / "b", "--user", "bob", passphrase=BOB) as b:
+                wait_for(lambda: (b / "shared" / "alice" / "docs" / "notes.txt").exists() and settled(b),
+                         "bob's device to take in her share")
+                hers = b / "shared" / "alice"
+                (hers / "docs" / "notes.txt").rename(hers / "other" / "notes.txt")
+                wait_for(lambda: settled(b), "bob's push")
+            wait_for(lambda: (a / "other" / "notes.txt").exists(), "his move to reach her laptop")
+            wait_for(lambda: _key_of(laptop, "carol", CAROL, fid) is None, "carol's key of it taken back")
+            wait_for(lambda: settled(a), "her re-key pushed")
+            if replayed:
+                couch = adversary.Server(url)
+                old = _bobs_revision(couch, fid, bob_id)
+                couch.put(old)
+                wait_for(lambda: adversary.Server(url).seq() and settled(a), "the replay taken in")
+                time.sleep(2)
+            (a / "other" / "notes.txt").write_text("written after the replay: not for carol")
+            wait_for(lambda: settled(a), "her write pushed")
+        with mounted(laptop, tmp_path / "a") as a:
+            assert (a / "other" / "notes.txt").read_text() == "written after the replay: not for carol"
+        now = _current_dek(laptop, fid)
+        assert now != kept, "written under the key carol held"
+    finally:
+        server.stop()
+
+
+def _her_old_stamp_in(server: adversary.Server, vault: Path, fid: str, folder: str) -> dict:
+    """Her placement stamp of ``fid`` naming ``folder`` alone, from an older revision the server keeps
+    (bob, who held each key of it, could read it as well)."""
+    info = server.get(fid, revs_info="true")
+    assert info is not None
+    hers = _key(vault, "alice", PASSPHRASE)
+    for rev in info["_revs_info"]:
+        if rev["status"] == "available" and (old := server.get(fid, rev=rev["rev"])) is not None:
+            if signer_of(old) == hers.user_id:
+                placed = open_node_doc(old, hers)[1].get("placed")
+                if placed is not None and placed["parents"] == [folder]:
+                    return placed
+    raise AssertionError("no older stamp of hers naming that folder")
+
+
+def _with_stamp(server: adversary.Server, vault: Path, fid: str, placed: dict) -> None:
+    """bob's node document of her ``fid`` on the server, put again carrying ``placed``, signed by him."""
+    doc = server.get(fid)
+    assert doc is not None
+    dek = _key_of(vault, "bob", BOB, fid)
+    attrs = {**open_node_attrs(doc, dek), "placed": placed}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))
+    key = _key(vault, "bob", BOB)
+    server.put(sign_doc(key.user_id, key.identity.sign, body))
+
+
+@pytest.mark.parametrize("stamp", [
+    "carried",  # the control: his honest client's document
+    "older",
+])
+def test_a_write_members_move_carrying_an_older_stamp_of_hers_is_re_keyed(tmp_path: Path, stamp: str) -> None:
+    """As hole 4, but bob's document carries a stamp of hers that holds: an older one, from when she had
+    put notes.txt in other herself (before moving it back into docs).  Her new laptop never saw any
+    place of it, so every stamp of hers is news to it."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        first = first_device(url, tmp_path)
+        fid = _docs_and_other(first, tmp_path / "a")
+        with mounted(first, tmp_path / "a") as a:
+            (a / "docs" / "notes.txt").rename(a / "other" / "notes.txt")
+            wait_for(lambda: settled(a) and _key_of(first, "carol", CAROL, fid) is None, "her move out")
+            time.sleep(1)
+            (a / "other" / "notes.txt").rename(a / "docs" / "notes.txt")
+            wait_for(lambda: settled(a), "her move back")
+        with mounted(first, tmp_path / "a") as a:  # the share's keys of it sealed again at the latest here
+            _eventually(lambda: _key_of(first, "carol", CAROL, fid) == _current_dek(first, fid), 20)
+            wait_for(lambda: settled(a), "her keys pushed")
+        kept = _current_dek(first, fid)
+        assert _key_of(first, "carol", CAROL, fid) == kept
+        bobs = new_device(url, tmp_path, "bobs")
+        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB) as b:
+            hers = b / "shared" / "alice"
+            wait_for(lambda: (hers / "docs" / "notes.txt").exists() and settled(b), "bob's device")
+            (hers / "docs" / "notes.txt").rename(hers / "other" / "notes.txt")
+            wait_for(lambda: settled(b), "bob's push")
+        if stamp == "older":
+            couch = adversary.Server(url)
+            other = _node_fid(first, "alice", "other")
+            _with_stamp(couch, first, fid, _her_old_stamp_in(couch, first, fid, other))
+        laptop = new_device(url, tmp_path, "newlaptop")
+        with mounted(laptop, tmp_path / "c") as c:
+            wait_for(lambda: (c / "other" / "notes.txt").exists() and settled(c), "her new laptop")
+            _eventually(lambda: _key_of(laptop, "carol", CAROL, fid) is None, 20)
+            (c / "other" / "notes.txt").write_text("written after bob moved it: not for carol")
+            wait_for(lambda: settled(c), "her write pushed")
         assert _key_of(laptop, "carol", CAROL, fid) != _current_dek(laptop, fid), "carol reads what she wrote"
         assert _current_dek(laptop, fid) != kept
     finally:

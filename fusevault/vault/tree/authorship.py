@@ -454,16 +454,16 @@ class Authorship:
             if not self.may_write(volume, signer, node.owner, node.fid, node=placed, placed=True):
                 refused.append((placed, signer))
                 continue
+            unseen = mine and self.was_at(node.fid) is None  # asked first: a stamp taken below is seen
             was = self.was_placed(volume, node.fid, node.placed) if mine else None
             now = sorted({parent.fid if (parent := volume.get(ino)) is not None else ""
                           for ino, _ in placed.links})
-            if was is None and mine and volume.sharing is not None:
-                # Where she put it is not known here (a device that never saw it, and no stamp of hers
-                # in the writer's document): only his word says where it is.  Any share of hers it is
+            if unseen and volume.sharing is not None:
+                # This device never saw where she put it: only his word says where it is, and a stamp
+                # of hers he carries may be an older one (any is news here).  Any share of hers it is
                 # not under now is one it may have left: a key of it sealed for one (which only her
                 # device seals) is taken back and it gets a new key (attack round 37b (4)).
                 volume.note_moved(placed, [g for g in volume.sharing.grants if g.owner == self.user_id])
-                continue
             if was is None or was == now:
                 continue
             changed = self._left(volume, was, set(now)) + self._left(volume, now, set(was))
@@ -471,13 +471,15 @@ class Authorship:
             # damaged, withheld) cannot vouch for the move: judged as failed.
             unheld = [fid for fid in was if fid not in now and volume.find(fid) is None]
             if unheld or not all(self.writes_at(volume, signer, node.owner, parent) for parent in changed):
-                self._alarm({"_id": node.fid}, f"moved by {signer} from or into a folder they hold no WRITE "
-                            "on: shown where it is, but no share there gets its key")
+                how = ("from a folder not held here (removed, or withheld)" if unheld else
+                       "from or into a folder they hold no WRITE on")
+                self._alarm({"_id": node.fid}, f"moved by {signer} {how}: shown where it is, but no share "
+                            "there gets its key")
                 moved[node.fid] = now
-            else:
-                # Moved by a writer while she was away: the shares it left take their keys back and it gets
-                # a new key, as at her own move (vault/services/rotation.py ``keep_moves_rekeyed``).
-                volume.note_moved(placed, self._covering_as_seen(volume, was))
+            # Moved by a writer while she was away (judged or not): the shares it left take their keys back
+            # and it gets a new key, as at her own move (vault/services/rotation.py ``keep_moves_rekeyed``;
+            # one it left from a folder since removed too: attack round 37b (5)).
+            volume.note_moved(placed, self._covering_as_seen(volume, was))
         kept = [node for node, signer in refused if keep(node)]
         for node, signer in refused:
             if node in kept:
@@ -496,19 +498,21 @@ class Authorship:
 
     def _covering_as_seen(self, volume: Held, folders: list[str]) -> list:
         """Every share over the folders ``folders`` (fids), where each is now and where this device
-        last saw it and each folder above it (``was_at``, all the way up).  A folder moved since too
-        (his next move, of the folder the file left) is judged by its old place as well: judged where
-        it is now, the shares the file left were the ones it still has, and nothing was re-keyed
-        (attack round 37b (1)).  Each folder once (a cycle ends the walk)."""
+        last saw it and each folder above it (``was_at``, all the way up; a folder removed since
+        counts by where it was).  A folder moved since too (his next move, of the folder the file
+        left) is judged by its old place as well: judged where it is now, the shares the file left
+        were the ones it still has, and nothing was re-keyed (attack round 37b (1)).  Each folder
+        once (a cycle ends the walk)."""
         found: dict = {}
         seen: set[str] = set()
         todo = list(folders)
         while todo:
             fid = todo.pop()
-            if fid in seen or (folder := volume.find(fid)) is None:
+            if fid in seen:
                 continue
             seen.add(fid)
-            found.update(dict.fromkeys(volume.covering(folder)))
+            if (folder := volume.find(fid)) is not None:  # else gone since (removed): where it was counts
+                found.update(dict.fromkeys(volume.covering(folder)))
             todo += self.was_at(fid) or []
         return list(found)
 
