@@ -30,7 +30,7 @@ def subkey(master: bytes, purpose: str) -> bytes:
 class MasterKey:
     """An unlocked user's master key and the sub-keys derived from it."""
 
-    __slots__ = ("user_id", "_wrap", "_private", "_names", "_device", "identity")
+    __slots__ = ("user_id", "_wrap", "_private", "_names", "_device", "_rekey", "identity")
 
     def __init__(self, user_id: str, master: bytes) -> None:
         self.user_id = user_id
@@ -43,6 +43,7 @@ class MasterKey:
         # What one device keeps for itself, outside the vault: confirmed settings
         # (vault/model/confirmed.py) and the rollback ledger (vault/model/ledger.py).
         self._device = subkey(master, "fusevault device-state v1")
+        self._rekey = subkey(master, "fusevault rekey-dek v1")
 
     def wrap_dek(self, fid: str, dek: bytes) -> bytes:
         return aead.seal(self._wrap, dek, aead.ad("dek", self.user_id, fid))
@@ -63,6 +64,16 @@ class MasterKey:
 
     def unseal_device(self, kind: str, name: str, sealed: bytes) -> bytes:
         return aead.unseal(self._device, sealed, aead.ad(kind, self.user_id, name))
+
+    def rekey_dek(self, fid: str, epoch: int, recipients: list[str]) -> bytes:
+        """A file's DEK at a new key epoch: the same on every device of this user that gives the
+        file that epoch for the same recipients, so two of her devices re-keying one change at once
+        agree (each with random keys, one device's sidecar and its recipients' key files fell to the
+        other's key at the same epoch: EIO, attack round 37b (6)).  Another epoch or other
+        recipients: another key.  Nobody without this master key can derive it; the old DEK, which
+        the revoked hold, is no part of it."""
+        info = json.dumps(["fusevault rekey-dek v1", fid, epoch, sorted(recipients)])
+        return subkey(self._rekey, info)
 
     def name_id(self, kind: str, name: str) -> str:
         """A stable document id for a private name, which the id does not reveal."""

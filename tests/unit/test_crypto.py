@@ -90,3 +90,20 @@ def test_kdf_parameters_are_validated() -> None:
         KdfParams.from_doc({"algorithm": "scrypt", "iterations": 1, "lanes": 1, "memory_kib": 8})
     with pytest.raises(CorruptData):
         KdfParams.from_doc({"bogus": 1})
+
+
+def test_a_re_keys_dek_is_one_per_file_epoch_and_recipients_and_known_to_her_devices_only() -> None:
+    """Two of her devices re-keying one change at once derive the same DEK (attack round 37b (6)); any
+    other file, epoch, recipients or master key gives another.  A known answer pins the derivation."""
+    master = bytes(range(32))
+    key = MasterKey("u1", master)
+    dek = key.rekey_dek("f1", 2, ["a:f:g:r:READ"])
+    assert dek.hex() == KNOWN_REKEY_DEK
+    assert MasterKey("u1", master).rekey_dek("f1", 2, ["a:f:g:r:READ"]) == dek  # another device of hers
+    others = [key.rekey_dek("f2", 2, ["a:f:g:r:READ"]), key.rekey_dek("f1", 3, ["a:f:g:r:READ"]),
+              key.rekey_dek("f1", 2, ["a:f:g:r:READ", "a:f:g:s:READ"]), key.rekey_dek("f1", 2, []),
+              MasterKey("u1", bytes(32)).rekey_dek("f1", 2, ["a:f:g:r:READ"])]
+    assert dek not in others and len(set(others)) == len(others)
+
+
+KNOWN_REKEY_DEK = "ba8f1ccd23f6c87bd89c8e42872421e641b9909e9c2db84a7d694515bfe35576"

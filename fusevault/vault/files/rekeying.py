@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fusevault.crypto import aead
 from fusevault.errors import Conflict, CorruptData
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.open_files import FLUSH_AT, Files, Stale
@@ -39,7 +38,8 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
             # Written since the commit above: sealing starts from the
             # last version, so this must be one first.
             await files.commit_version(node, node.content)
-        dek, epoch = aead.new_key(), await _next_epoch(files, node)
+        epoch = await _next_epoch(files, node)
+        dek = tree.key.rekey_dek(node.fid, epoch, _recipients(files, node))
         if node.is_reg and node.head:
             if not await _reseal(files, node, dek, epoch, reopen):
                 if _left(files, node):
@@ -70,6 +70,17 @@ async def _next_epoch(files: Files, node: Node) -> int:
         top = max(top, await tree.in_thread(tree.sharing.key_epoch, tree.layout, node.fid, grants))
     tree.top_epochs[node.fid] = top + 1
     return top + 1
+
+
+def _recipients(files: Files, node: Node) -> list[str]:
+    """Who the new key is sealed to, as the grants and recipients (a group's members) covering the
+    node here: a device of hers that sees them otherwise (a member's removal not taken in yet)
+    derives another key (``MasterKey.rekey_dek``)."""
+    tree = files.tree
+    if tree.sharing is None:
+        return []
+    return [f"{r.grant.owner}:{r.grant.fid}:{r.grant.grantee}:{r.recipient}:{r.perm}"
+            for g in tree.covering(node) for r in tree.sharing.reaches(g)]
 
 
 def _left(files: Files, node: Node) -> bool:
