@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 # Background garbage collection: a while after unlocking, then every few hours.
 GC_FIRST = 10 * 60
 GC_EVERY = 6 * 3600
-# Files dropped into the user's drop-box links are fetched this often.
+# Files dropped into the user's drop-box links are fetched this long after the mount, then this often.
+DROPS_FIRST = 5
 DROPS_EVERY = 60
 # A lock that could not save everything is tried again this much later.
 RETRY_LOCK = 60
@@ -68,7 +69,7 @@ class Session:
                     await nursery.start(collect_periodically, self.requests, GC_FIRST, GC_EVERY,
                                         self.tasks.get_state("gc"))
                     await nursery.start(self.importer.run)
-                    await nursery.start(collect_drops, self.requests.links, DROPS_EVERY,
+                    await nursery.start(collect_drops, self.requests.links, DROPS_FIRST, DROPS_EVERY,
                                         self.tasks.get_state("drop boxes"))
                     if self.volume.ledger is not None:
                         await nursery.start(self.volume.ledger.keep_saved)

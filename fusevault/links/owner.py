@@ -476,17 +476,21 @@ async def _pull(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
         yield data
 
 
-async def collect_periodically(links: Links, every: float, task: TaskState, *,
+async def collect_periodically(links: Links, first: float, every: float, task: TaskState, *,
                                task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """The mount's drop-box collector (started with nursery.start, stopped by cancellation)."""
+    """The mount's drop-box collector (started with nursery.start, stopped by cancellation): ``first``
+    seconds after the mount (what was dropped while it was away arrives at once), then every
+    ``every``."""
     if links.refused:  # a shared mount: drop boxes are collected by the user's personal mount
         task.set("off (shared mount)")
         task_status.started()
         await trio.sleep_forever()
     task.set("idle")
     task_status.started()
+    wait = first
     while True:
-        await trio.sleep(every)
+        await trio.sleep(wait)
+        wait = every
         task.set("working")
         try:
             answer = await links.collect()
