@@ -66,7 +66,7 @@ from pathlib import Path
 import adversary
 import pytest
 from attack_scenes import recipients_dek
-from conftest import fusevault, mounted
+from conftest import PASSPHRASE, fusevault, mounted
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
@@ -139,8 +139,17 @@ def test_a_writer_where_the_file_was_still_writes_the_history_of_her_trashed_fil
         assert (mnt / "back.txt").read_text() == "first", "a writer of docs' version was refused"
 
 
-def _next_minute() -> None:
-    time.sleep(60 - time.time() % 60 + 1)
+def _in_minutes_before(vault: Path, fid: str, dek: bytes) -> None:
+    """Her versions of ``fid`` dated a minute apart, ending in the minute of the last: each re-dated and
+    signed again by her (her passphrase; the scene, not the attack), as if written a minute apart."""
+    found = _versions(vault, fid, dek)
+    alice = _key(vault, "alice", PASSPHRASE)
+    last = found[-1][0]
+    for back, (_, plain, doc) in zip(range(len(found) - 1, 0, -1), found[:-1], strict=False):
+        plain = {**plain, "file_entry_ts": last - back * 60 * 10**9}
+        body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+        body["enc"] = b64e(aead.seal(dek, json.dumps(plain).encode(), aead.ad("version", fid, doc["_id"])))
+        adversary.put(vault, sign_doc(alice.user_id, alice.identity.sign, body))
 
 
 @pytest.mark.parametrize("forged", [True, False])
@@ -156,12 +165,11 @@ def test_a_read_recipients_redated_version_does_not_make_gc_drop_her_trashed_fil
         assert fusevault("share", mnt / "docs", "--with", "bob", "--perm", "WRITE").returncode == 0
         (mnt / "notes.txt").write_text("first")
         assert fusevault("share", mnt / "notes.txt", "--with", "bob", "--perm", "READ").returncode == 0
-        _next_minute()
         (mnt / "notes.txt").write_text("second, kept by her policy")
-        _next_minute()
         (mnt / "notes.txt").write_text("genuine notes")
     fid = _node_fid(vault, "alice", "notes.txt")
     dek = recipients_dek(vault, "bob", BOB, fid)
+    _in_minutes_before(vault, fid, dek)  # three versions in three minutes
     with mounted(vault, tmp_path / "mnt") as mnt:
         os.unlink(mnt / "notes.txt")  # to her trash
     found = _versions(vault, fid, dek)
