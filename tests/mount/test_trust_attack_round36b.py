@@ -87,19 +87,30 @@ def _forging(server: adversary.Server, fid: str, stop: threading.Event) -> None:
             pass
 
 
+def _big_in_proj(url: str, tmp_path: Path, *, extra: list[str] | None = None, with_: str = "bob") -> Path:
+    """Her laptop with user bob (in her group team, for ``with_="@team"``), proj/big.bin shared READ
+    with ``with_``, and the folders ``extra``; pushed.  The laptop's vault."""
+    laptop = first_device(url, tmp_path)
+    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    if with_ == "@team":
+        _admin(laptop, "group", "add", "team", "--owner", "alice")
+        _admin(laptop, "group", "member", "add", "team", "bob", "--perm", "READ")
+    a = tmp_path / "a"
+    with mounted(laptop, a):
+        for folder in ["proj", *(extra or [])]:
+            (a / folder).mkdir()
+        with open(a / "proj" / "big.bin", "wb") as f:
+            f.write(os.urandom(BIG))
+        assert fusevault("share", a / "proj", "--with", with_, "--perm", "READ").returncode == 0
+        wait_for(lambda: settled(a), "the share pushed")
+    return laptop
+
+
 @pytest.mark.parametrize("forge", [True, False])  # False: the control
 def test_a_refused_revision_arriving_during_her_unshare_does_not_leave_the_file_under_the_revoked_key(
         couch: tuple[str, adversary.Server], tmp_path: Path, forge: bool) -> None:
     url, server = couch
-    laptop = first_device(url, tmp_path)
-    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    a = tmp_path / "a"
-    with mounted(laptop, a):
-        (a / "proj").mkdir()
-        with open(a / "proj" / "big.bin", "wb") as f:
-            f.write(os.urandom(BIG))
-        assert fusevault("share", a / "proj", "--with", "bob", "--perm", "READ").returncode == 0
-        wait_for(lambda: settled(a), "the share pushed")
+    laptop, a = _big_in_proj(url, tmp_path), tmp_path / "a"
     fid = _fid(laptop, "proj/big.bin")
     kept = recipients_dek(laptop, "bob", BOB, fid)
     assert kept == _alice_dek(laptop, fid)
@@ -128,17 +139,7 @@ def test_a_refused_revision_arriving_during_her_unshare_does_not_leave_the_file_
 def test_a_refused_revision_arriving_during_the_re_key_of_a_members_removal(  # held: it runs before sync
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     url, server = couch
-    laptop = first_device(url, tmp_path)
-    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    _admin(laptop, "group", "add", "team", "--owner", "alice")
-    _admin(laptop, "group", "member", "add", "team", "bob", "--perm", "READ")
-    a = tmp_path / "a"
-    with mounted(laptop, a):
-        (a / "proj").mkdir()
-        with open(a / "proj" / "big.bin", "wb") as f:
-            f.write(os.urandom(BIG))
-        assert fusevault("share", a / "proj", "--with", "@team", "--perm", "READ").returncode == 0
-        wait_for(lambda: settled(a), "the share pushed")
+    laptop, a = _big_in_proj(url, tmp_path, with_="@team"), tmp_path / "a"
     fid = _fid(laptop, "proj/big.bin")
     (group,) = adversary.docs(laptop, "Group")
     alice, bob = _user(laptop, "alice")["_id"], _user(laptop, "bob")["_id"]
@@ -168,16 +169,7 @@ def test_a_refused_revision_arriving_during_the_re_key_of_a_members_removal(  # 
 def test_a_refused_revision_arriving_during_the_re_key_of_a_move_out_of_the_share(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     url, server = couch
-    laptop = first_device(url, tmp_path)
-    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    a = tmp_path / "a"
-    with mounted(laptop, a):
-        (a / "proj").mkdir()
-        (a / "private").mkdir()
-        with open(a / "proj" / "big.bin", "wb") as f:
-            f.write(os.urandom(BIG))
-        assert fusevault("share", a / "proj", "--with", "bob", "--perm", "READ").returncode == 0
-        wait_for(lambda: settled(a), "the share pushed")
+    laptop, a = _big_in_proj(url, tmp_path, extra=["private"]), tmp_path / "a"
     fid = _fid(laptop, "proj/big.bin")
     kept = recipients_dek(laptop, "bob", BOB, fid)
     stop = threading.Event()
