@@ -57,3 +57,25 @@ def test_closed_leaves_are_saved_pruned_once_older_and_bounded(ledger: Ledger, t
     for n in range(11, 40):
         ledger.close_leaf(FID, ("lap", n))
     assert len(ledger.closed[FID]) == 8 and ledger.closed[FID][-1] == ("lap", 39)
+
+
+def test_her_leaf_another_device_settled_already_is_closed_without_an_alarm(ledger: Ledger) -> None:
+    """Two of her devices edited the file while apart; the laptop settled the conflict first and made
+    its state over the desktop's leaf (its ``over``).  The desktop meets that state before the laptop's
+    closing of the leaf (they travel apart): its own leaf is covered, so no branch, and closing it is no
+    replay.  Said as one, the suite's two-device test raised a false "rollback" 1 run in 12 under load."""
+    here = ledger.device
+    ledger.record(FID, (here, 5), True)  # the desktop's edit while apart
+    ledger.record(FID, ("lap", 9), True)  # the laptop's settled state arrives ...
+    ledger.cover(FID, {here: 5})  # ... made over the desktop's leaf
+    ledger.branch(FID, (here, 5))
+    assert ledger.branches.get(FID) is None
+    assert ledger.replayed(_Tree(), FID, (here, 5), "written back", {here: 5})  # closed, not taken in
+    assert len(ledger.alarms) == 0
+    # Not a licence for replays: an older state of the desktop's, the leaf judged without the other
+    # side's word, or a leaf this device closed itself, is said.
+    ledger.close_leaf(FID, ("lap", 9))
+    for seq, over in (((here, 4), {here: 5}), ((here, 5), None), (("lap", 9), {"lap": 9})):
+        ledger.alarms = Alarms()
+        assert ledger.replayed(_Tree(), FID, seq, "written back", over)
+        assert "rollback" in ledger.alarms, seq

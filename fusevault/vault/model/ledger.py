@@ -705,15 +705,29 @@ class Ledger:
         entry = self.fids.get(fid)
         return entry is not None and entry[0]
 
-    def replayed(self, volume: Held, fid: str, seq: Seq | None, how: str) -> bool:
+    def replayed(self, volume: Held, fid: str, seq: Seq | None, how: str,
+                 settled_over: dict[str, int] | None = None) -> bool:
         """Is this state of ``fid`` older than one seen, or a leaf a settling
         closed, and no leaf of its conflict met live (``branches``)?  If so it
-        is said (a replay, never taken in: vault/services/conflicts.py)."""
+        is not taken in (vault/services/conflicts.py), and said: a replay.
+        Unless it is the newest state seen of its device and ``settled_over``,
+        the ``over`` of the other leaf (signed by the owner), names it: her other
+        device settled this very leaf and made that state over it; the leaf's
+        closing has not arrived yet (it travels apart from the settled revision).
+        Said, that was a false alarm on two devices' concurrent edits."""
         closed = seq is not None and seq in self.closed.get(fid, ())
         if not (closed or self.older(fid, seq)) or seq in self.branches.get(fid, ()):
             return False
+        if not closed and self._settled_elsewhere(fid, seq, settled_over):
+            log.info("a leaf of %s another device settled already, closed here too", fid)
+            return True
         self._rolled_back(volume, fid, how)
         return True
+
+    def _settled_elsewhere(self, fid: str, seq: Seq | None, over: dict[str, int] | None) -> bool:
+        entry = self.fids.get(fid)
+        return (seq is not None and over is not None and entry is not None
+                and seq[1] >= entry[1].get(seq[0], -1) and seq[1] <= over.get(seq[0], -1))
 
     def _rolled_back(self, volume: Held, fid: str, how: str) -> None:
         held = volume.find(fid)

@@ -159,7 +159,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             continue
         mine = _open(current, replica.current_history(store, doc_id), volume)
         theirs = _open(other, replica.history_from(other), volume)
-        if _replayed(volume, theirs, "written back as a concurrent edit"):
+        if _replayed(volume, theirs, mine, "written back as a concurrent edit"):
             # The owner's own older revision, validly signed, put back as a
             # branch: a replay, not an edit.  Settled in, rule 3 would give the
             # current contents its old names (a rename undone, a file moved
@@ -168,7 +168,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             continue
         if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
             return  # a version has not arrived yet: settled after a later arrival
-        if _replayed(volume, mine, "made the current revision, beside a newer one"):
+        if _replayed(volume, mine, theirs, "made the current revision, beside a newer one"):
             keeper, named, loser = theirs, theirs, None  # nothing of the replay is kept
         else:
             keeper, named, loser = _decide(store, mine, theirs)
@@ -191,12 +191,13 @@ def _close(volume: Volume, store: LocalStore, leaf: Leaf) -> None:
         volume.ledger.close_leaf(leaf.doc["_id"], writer_seq(leaf.node.seq, leaf.doc, volume.key.user_id))
 
 
-def _replayed(volume: Volume, leaf: Leaf, how: str) -> bool:
+def _replayed(volume: Volume, leaf: Leaf, other: Leaf, how: str) -> bool:
     """Is this branch older than what this device saw of the file (the
-    rollback ledger: vault/model/ledger.py)?  Said if so."""
+    rollback ledger: vault/model/ledger.py)?  Said if so, unless ``other``
+    was made over it by her other device's settling (``Ledger.replayed``)."""
     ledger = volume.ledger
     seq = writer_seq(leaf.node.seq, leaf.doc, volume.key.user_id)
-    return ledger is not None and ledger.replayed(volume.tree, leaf.doc["_id"], seq, how)
+    return ledger is not None and ledger.replayed(volume.tree, leaf.doc["_id"], seq, how, other.node.over)
 
 
 def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:
