@@ -352,6 +352,7 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
         # theirs comes after this one.  Looked at again once it is done.
         if volume.sharing is not None:
             volume.sharing.awaiting.add(node.fid)
+            volume.sharing.held[node.fid] = {name: getattr(fresh, name) for name in CONTENTS}
         if out is not None:
             out.busy.append(node)
         return
@@ -367,9 +368,19 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
 
 
 def retry_awaiting(volume: Volume, out: Absorbed) -> None:
-    """Open again the documents whose key was not sealed to the user yet."""
-    for fid in list(volume.sharing.awaiting):
-        volume.sharing.awaiting.discard(fid)
+    """Open again the documents whose key was not sealed to the user yet, or
+    that came in while their file was busy here.  A file still busy stays
+    waiting: what came in is taken once its commit (or re-key: ``held``) is
+    done.  Taken now, a refused document stored over another writer's state
+    (a forgery, a replay) ended the wait, and her re-key committed her older
+    contents over his edit (attack round 39a (1))."""
+    sharing = volume.sharing
+    for fid in list(sharing.awaiting):
+        node = volume.tree.find(fid)
+        if fid in sharing.held and node is not None and node.lock is not None and node.lock.locked():
+            continue
+        sharing.awaiting.discard(fid)
+        sharing.held.pop(fid, None)  # her commit went over it (theirs is an older state now), or it is taken
         if (doc := _stored(volume, fid)) is not None:
             _take(volume, doc, out, again=True)
 

@@ -152,21 +152,23 @@ def reopen(tree: Tree, node: Node) -> bool:
     """Give the node the contents and key of its newest state (another
     writer's version came in while this tree's user was sealing the file
     again under a new key: that version is the one to seal).  A stored
-    document refused here (a forgery, a writer without WRITE) is no newer
-    state: the node keeps what it holds, and its next commit goes over
+    document refused here (a forgery, a writer without WRITE, a replay) is no
+    newer state: the node takes the last state judged while it was busy
+    (``Guests.held``), else keeps what it holds, and its next commit goes over
     that revision (``keep``).  False when the document is gone or deleted.
     Open contents are the caller's to switch (vault/files/)."""
+    held = tree.sharing.held.pop(node.fid, None) if tree.sharing is not None else None
     try:
         doc = tree.store.get(node.fid)
     except Unreadable as err:  # a row that is no document (a store writer's): refused as well
         node.rev = err.rev
-        return True
+        return _take_held(node, held)
     if doc is None:
         return False
     judged = judge(tree, doc, node)
     if judged is False:
         keep(node, doc)
-        return True
+        return _take_held(node, held)
     doc, signer = judged or (doc, None)
     if doc.get("delete"):
         return False
@@ -174,19 +176,26 @@ def reopen(tree: Tree, node: Node) -> bool:
         opened = open_doc(tree, doc)
     except CorruptData:  # it opens, but does not hold (absorbing.py refuses it so)
         keep(node, doc)
-        return True
+        return _take_held(node, held)
     if opened is None:
         return False
     if signer is not None and not may_take(tree, doc, signer, node, opened):
         keep(node, doc)
-        return True
+        return _take_held(node, held)
     fresh, _ = opened
     if tree.ledger is not None and tree.ledger.older(node.fid, writer_seq(fresh.seq, doc, tree.key.user_id)):
         keep(node, doc)  # a replay of an older state (absorbing.py's ledger said so when it came)
-        return True
+        return _take_held(node, held)
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.rev = doc["_rev"]
+    return True
+
+
+def _take_held(node: Node, held: dict | None) -> bool:
+    if held is not None:
+        for name, value in held.items():
+            setattr(node, name, value)
     return True
 
 

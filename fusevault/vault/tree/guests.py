@@ -72,6 +72,10 @@ class Guests:
     # under a key not sealed to the user yet, or one whose version was being
     # committed here meanwhile.  Looked at again at the next change.
     awaiting: set[str] = field(default_factory=set)
+    # The contents of another writer's state taken in (judged) while the file was busy here
+    # (fid -> CONTENTS values, vault/tree/arrivals.py): a re-key seals these next, whatever
+    # refused document is stored over them meanwhile (``reopen``).
+    held: dict[str, dict] = field(default_factory=dict)
     # The user's pinned keys (vault/model/trust.py): only grants and groups signed
     # by their owners count, and keys are sealed to pinned keys only.
     trust: Trust | None = None
