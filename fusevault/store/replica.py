@@ -27,6 +27,13 @@ from fusevault.store.places import PlaceRow
 from fusevault.store.revs import generation, well_formed
 
 
+def local_of(store: object) -> LocalStore | None:
+    """The embedded store under ``store`` (a shared mount's per-user view of it,
+    store/watched.py, included), which keeps branches; None for a server's."""
+    inner = getattr(store, "inner", store)
+    return inner if isinstance(inner, LocalStore) else None
+
+
 def revisions(history: list[str]) -> dict:
     """CouchDB's ``_revisions`` of a history (newest first)."""
     start = int(history[0].split("-", 1)[0])

@@ -48,7 +48,6 @@ from fusevault.crypto.signing import signer_of
 from fusevault.encoding import loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
-from fusevault.store.local import LocalStore
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model import renamed
 from fusevault.vault.model.alarms import Alarms, for_user
@@ -749,7 +748,7 @@ class Ledger:
         moved = moved or {}
         signers = signers or {}
         # Files with another live branch (a conflict, settled after the load): nothing superseded.
-        branched = set(replica.conflicted(store)) if isinstance(store, LocalStore) else None
+        branched = set(replica.conflicted(local)) if (local := replica.local_of(store)) is not None else None
         rolled: list[tuple[str, str]] = []  # (fid, where it shows)
         top = self.counter
         loaded = volume.nodes()

@@ -38,7 +38,6 @@ from fusevault.crypto.signing import signature_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import replica
-from fusevault.store.local import LocalStore
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried
@@ -291,9 +290,11 @@ def _shares_before_a_writers_move(volume: Volume, node: Node, links: list[tuple[
 
 def _in_conflict(volume: Volume, fid: str) -> bool:
     """Whether the store holds another live branch of ``fid`` (a store that keeps no branches here,
-    a server's: not known, so taken as one)."""
-    store = volume.store
-    return replica.in_conflict(store, fid) if isinstance(store, LocalStore) else True
+    a server's: not known, so taken as one).  A shared mount's view of the embedded store counts as
+    it: taken as a conflict every time, a writer's edit superseded nothing there, and her state before
+    it put back undid it silently (attack round 39a (3))."""
+    local = replica.local_of(volume.store)
+    return replica.in_conflict(local, fid) if local is not None else True
 
 
 def _her_deletion(volume: Volume, node: Node | None, opened: tuple[Node, list] | None,
