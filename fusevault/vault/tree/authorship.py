@@ -466,13 +466,17 @@ class Authorship:
                 volume.note_moved(placed, [g for g in volume.sharing.grants if g.owner == self.user_id])
             if was is None or was == now:
                 continue
-            changed = self._left(volume, was, set(now)) + self._left(volume, now, set(was))
-            # A folder it was seen in that this load does not hold (refused,
-            # damaged, withheld) cannot vouch for the move: judged as failed.
-            unheld = [fid for fid in was if fid not in now and volume.find(fid) is None]
-            if unheld or not all(self.writes_at(volume, signer, node.owner, parent) for parent in changed):
-                how = ("from a folder not held here (removed, or withheld)" if unheld else
-                       "from or into a folder they hold no WRITE on")
+            # A folder it was seen in that this load does not hold (refused, damaged, withheld) cannot
+            # vouch for the move: judged as failed.  One removed (its deletion signed) is judged by where
+            # it was: a writer's move inside a share, then his rmdir of the folder it left, took the file
+            # out of every share (attack round 39a (2)).
+            judged = self._judged_from(volume, was, now)
+            changed = [] if judged is None else (self._left(volume, judged, set(now))
+                                                 + self._left(volume, now, set(judged)))
+            if judged is None or not all(self.writes_at(volume, signer, node.owner, parent)
+                                         for parent in changed):
+                how = ("from a folder not held here (withheld, or its place not known)" if judged is None
+                       else "from or into a folder they hold no WRITE on")
                 self._alarm({"_id": node.fid}, f"moved by {signer} {how}: shown where it is, but no share "
                             "there gets its key")
                 moved[node.fid] = now
@@ -495,6 +499,35 @@ class Authorship:
                 todo += [c for i in (each.children or {}).values() if (c := volume.get(i)) is not None]
                 leave(each)
         return moved
+
+    def _judged_from(self, volume: Held, was: list[str], now: list[str]) -> list[str] | None:
+        """The folders (fids) a move from ``was`` is judged from: each one this load holds, and for one
+        removed since (a deletion its author signed is the current document) the held folders this
+        device last saw it in, all the way up (``was_at``).  None if one is not held and not removed
+        (withheld, refused), or its place was never seen here."""
+        out: set[str] = set()
+        seen: set[str] = set()
+        todo = list(was)
+        while todo:
+            fid = todo.pop()
+            if fid in seen:
+                continue
+            seen.add(fid)
+            if fid in now or volume.find(fid) is not None:
+                out.add(fid)
+                continue
+            try:
+                doc = self.store.get(fid)
+            except VaultError:
+                return None
+            # Signed (a bare ``_deleted`` is anyone's with the database): a server withholding the
+            # folder cannot have it taken for removed.
+            if doc is None or doc.get("delete") is not True or self.admit(doc) is None:
+                return None
+            if not (parents := self.was_at(fid)):
+                return None
+            todo += parents
+        return sorted(out)
 
     def _covering_as_seen(self, volume: Held, folders: list[str]) -> list:
         """Every share over the folders ``folders`` (fids), where each is now and where this device
