@@ -91,6 +91,7 @@ class Session:
             await rotation.resume(self.volume)
         except VaultError as err:
             log.error("sharing: %s", err)
+        self.volume.tree.check_keys()  # keys her other devices gave while a revocation had not reached them
 
 
 class Agent:

@@ -86,6 +86,8 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
     if volume.sharing is not None and volume.sharing.awaiting:
         retry_awaiting(volume, out)
     if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
+        if not own:
+            volume.tree.check_keys()  # a share or member gone: keys her other device gave meanwhile
         volume.sharing.reload(volume.store)
         if volume.trust is not None:
             try:

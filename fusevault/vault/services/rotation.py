@@ -39,6 +39,7 @@ from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import ROTATION, Grant
 from fusevault.vault.model.trust import Trust
+from fusevault.vault.services import stale_keys
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,9 @@ def _take_back(traces: list[Path]) -> None:
 async def keep_moves_rekeyed(volume: Volume, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """A session service: each of her files and folders moved out of a share here (or a hard link's
     name in it unlinked) has its keys taken back from whoever that share gave them to and gets a new
-    key, under her signed request.  Locked or unmounted first (or a crash during the re-key), the
+    key, under her signed request; so does each with a key no share reaches now, looked for when
+    asked (``Inodes.check_keys``: at unlock, and when a key, share, group or user arrives).  Locked
+    or unmounted first (or a crash during the re-key), the
     request is in the store and her next unlock re-keys it (``resume``); a crash before it was written
     leaves the keys to her next ``unshare``, as a move done on another device, or by a member
     (share_ops.py)."""
@@ -152,6 +155,8 @@ async def keep_moves_rekeyed(volume: Volume, *, task_status: Any = trio.TASK_STA
         while True:
             await volume.tree.moves.wait()
             _add(todo, volume.tree.take_moved())
+            if volume.tree.take_key_check():
+                await _guarded(volume, "her shared files", _rekey_unreached(volume))
             while todo:
                 fid = next(iter(todo))
                 request = await _guarded(volume, fid, _taken_back(volume, fid, todo[fid]))
@@ -177,9 +182,9 @@ async def _guarded(volume: Volume, fid: str, work: Awaitable[object]) -> object:
     try:
         return await work
     except VaultError as err:
-        log.error("could not give %s, moved out of a share, a new key: %s", fid, err)
+        log.error("could not give %s a new key: %s", fid, err)
     except Exception:  # a session service: a bug must not end the mount
-        log.exception("could not give %s, moved out of a share, a new key", fid)
+        log.exception("could not give %s a new key", fid)
     return None
 
 
@@ -204,6 +209,51 @@ async def _taken_back(volume: Volume, fid: str, lost: set[Grant]) -> dict | None
     if not found:
         return None
     log.info("%s left a share: its keys are taken back and it gets a new key", _where(volume, node))
+    return await _requested(volume, node, found)
+
+
+async def _rekey_unreached(volume: Volume) -> None:
+    """Her files with a key of their current epoch that no share over them gives now (sealed by a
+    device of hers that had not heard of a revocation yet: stale_keys.py): those keys taken back,
+    and each file given a new key under her signed request, as a move out of a share is."""
+    while volume.rotating:  # an unshare under way: its re-key takes these keys; looked at after it
+        await trio.sleep(RETRY_UNREACHED)
+    if volume.key is None or volume.trust is None or volume.sharing is None:
+        return
+    found = stale_keys.unreached(volume, await volume.in_thread(stale_keys.listed, volume.layout,
+                                                                volume.key.user_id))
+    records = await volume.in_thread(sharing.read_keys, [path for _, _, path in found])
+    stale: dict[str, list[Path]] = {}
+    for (each, recipient, path), record in zip(found, records, strict=True):
+        # Read now, on the trio thread: a re-key meanwhile (a group's removal carried out) moved the
+        # epoch on, and this key opens nothing new.
+        if (record is not None and record.epoch == each.epoch
+                and key_signed(volume.trust, record, volume.key.user_id, each.fid, recipient)):
+            stale.setdefault(each.fid, []).append(path)
+    done: set[str] = set()
+    # Folders first: a folder's re-key gives everything under it a new key, once.
+    for fid in sorted(stale, key=lambda f: _depth(volume, f)):
+        node = volume.find(fid)
+        if node is None or fid in done or volume.rotating:
+            continue
+        if await volume.store_call(volume.store.get, f"rotate-{fid}") is not None:
+            continue  # a re-key already asked for (an unshare's, a move's): carried out by its asker
+        log.info("%s has a key for someone no share of it reaches now: taken back, and it gets a new key",
+                 _where(volume, node))
+        under = {n.fid for n in subtree(volume, node)}
+        done |= under
+        request = await _requested(volume, node, [path for f in under & stale.keys() for path in stale[f]])
+        await _guarded(volume, fid, _rekey(volume, request))
+
+
+def _depth(volume: Volume, fid: str) -> int:
+    node = volume.find(fid)
+    return volume.tree.path_of(node).count(b"/") if node is not None else 0
+
+
+async def _requested(volume: Volume, node: Node, found: list[Path]) -> dict:
+    """Her signed request for the re-key of ``node`` written, then the keys ``found`` taken back."""
+    assert volume.trust is not None
     existing = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
     request = request_doc(volume.trust, existing, node)
     [request["_rev"]] = await volume.store_call(volume.store.put_many, [request])
@@ -227,6 +277,9 @@ def _discard(paths: list[Path]) -> None:
     for path in paths:
         sharing.discard_key(path)
 
+
+# Seconds between looks for an unshare's re-key to end before her keys no share reaches are looked over.
+RETRY_UNREACHED = 1
 
 # A re-key takes a while (a folder of many files): a request or a group's change arriving meanwhile is
 # carried out by another pass, up to this many; past them the next change or unlock goes on.

@@ -121,6 +121,9 @@ class Inodes:
         # ``keep_moves_rekeyed``), so a member of a share it left reads nothing written after.
         self.moved_out: dict[str, set[Grant]] = {}
         self.moves = trio.Event()
+        # Her key files to look over for recipients no share reaches now (the same service,
+        # vault/services/stale_keys.py): a device of hers sealed them before it heard of a revocation.
+        self.keys_to_check = False
         # What this device has seen of each file (rollback detection).
         self.ledger: Ledger | None = None
         # Told when a node leaves the table (open-file state keyed by inode goes with it).
@@ -152,6 +155,14 @@ class Inodes:
     def take_moved(self) -> dict[str, set[Grant]]:
         moved, self.moved_out, self.moves = self.moved_out, {}, trio.Event()
         return moved
+
+    def check_keys(self) -> None:
+        self.keys_to_check = True
+        self.moves.set()
+
+    def take_key_check(self) -> bool:
+        asked, self.keys_to_check = self.keys_to_check, False
+        return asked
 
     # --- asking the table
 

@@ -1,0 +1,93 @@
+"""Keys of her files that no share reaches now: found, so that rotation.py gives those files new keys.
+
+A revocation (her unshare, a member's removal from a group) re-keys the files the revoking device
+knows.  Another device of hers that has not heard of it yet may meanwhile make a file in the share
+and seal its key to the member the share no longer reaches: it cannot know.  Every device that
+knows the revocation looks over her key files when a key, share, group or user document arrives,
+and at unlock: a key she sealed, of the file's current epoch, for a recipient no share over the
+file reaches now, is taken back and the file gets a new key (attack round 39b (1), (2)).
+
+A key of an older epoch opens only what its recipient could read then: left alone, so a replay of
+one costs no re-key.  A key no share explains because its share has not arrived yet (its key came
+first) costs one re-key; the share, once here, seals the new key to its recipients.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fusevault.vault.format.layout import Layout, is_id
+from fusevault.vault.model import sharing
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.volume import Volume
+
+SUFFIX = ".vfkey"
+
+Found = tuple[str, str, Path, str | None]  # (fid, recipient, key path, the group's id or None)
+
+
+def listed(layout: Layout, me: str) -> list[Found]:
+    """Every key file in the vault folder that may be of a file of ``me``'s (a worker thread's job):
+    ``users/<recipient>/shared/<me>_<fid>.vfkey`` and ``groups/<gid>/own/<fid>/keys/<recipient>.vfkey``
+    (whose file is whose is the tree's to say).  Names that are no ids, and links, are passed over."""
+    out: list[Found] = []
+    users = layout.root / "users"
+    prefix = f"{me}_"
+    for recipient in _folders(users):
+        if recipient == me:
+            continue
+        shared = users / recipient / "shared"
+        for name in _files(shared):
+            fid = name[len(prefix):-len(SUFFIX)]
+            if name.startswith(prefix) and name.endswith(SUFFIX) and is_id(fid):
+                out.append((fid, recipient, shared / name, None))
+    groups = layout.root / "groups"
+    for group in _folders(groups):
+        own = groups / group / "own"
+        for fid in _folders(own):
+            keys = own / fid / "keys"
+            for name in _files(keys):
+                recipient = name[:-len(SUFFIX)]
+                if name.endswith(SUFFIX) and is_id(recipient):
+                    out.append((fid, recipient, keys / name, group))
+    return out
+
+
+def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]]:
+    """Of ``found``, the keys of her live files at a place no share over the file gives a key now
+    (on the trio thread: the tree and the shares change there).  Not a group's whose body is not
+    here: withheld, it is no removal (tests/mount/test_group_removal_rekey.py)."""
+    assert volume.sharing is not None and volume.key is not None
+    me = volume.key.user_id
+    # Each group's members as its owner signed them: one whose user document is missing (withheld)
+    # is reached by nothing now, but is no removal, and costs no re-key.
+    signed = {gid: dict(g.get("users") or {}) for gid, g in volume.sharing.groups.items()}
+    given: dict[str, set[Path]] = {}
+    out = []
+    for fid, recipient, path, group in found:
+        node = volume.find(fid)
+        if node is None or node.owner != me or not node.links or not node.dek:
+            continue  # another's, in the trash (restored under a new key), or not open here
+        if fid not in given:
+            given[fid] = {r.key_path(volume.layout, fid) for g in volume.covering(node)
+                          for r in sharing.reaches(g, signed)}
+        if path not in given[fid] and (group is None or group in volume.sharing.groups):
+            out.append((node, recipient, path))
+    return out
+
+
+def _folders(path: Path) -> list[str]:
+    return [e.name for e in _entries(path) if is_id(e.name) and e.is_dir(follow_symlinks=False)]
+
+
+def _files(path: Path) -> list[str]:
+    return [e.name for e in _entries(path) if e.is_file(follow_symlinks=False)]
+
+
+def _entries(path: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
