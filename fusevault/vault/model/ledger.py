@@ -730,7 +730,7 @@ class Ledger:
 
     def _rolled_back(self, volume: Held, fid: str, how: str) -> None:
         held = volume.find(fid)
-        name = _path(volume, held) if held is not None else fid
+        name = path_shown(volume, held) if held is not None else fid
         self.alarms.warn("rollback", fid, f"rollback: an older state of {name} ({fid}) than this device "
                          f"has seen was {how}; it is not taken in")
 
@@ -773,7 +773,7 @@ class Ledger:
                 # on the device that signed it (attack round 31b (1)).
                 top = mine
             if self.older(node.fid, seq):
-                rolled.append((node.fid, _path(volume, node)))
+                rolled.append((node.fid, path_shown(volume, node)))
                 if node.epoch < self.epochs.get(node.fid, 0):
                     self.rolled.add(node.fid)
                 place = parents_of(node, fids.get)
@@ -810,7 +810,7 @@ class Ledger:
                 self._own(node.fid)
                 self.saw_kind(node)
         self.counter = top
-        refused = [(fid, _path(volume, held)) for fid in sorted(self.replays)
+        refused = [(fid, path_shown(volume, held)) for fid in sorted(self.replays)
                    if (held := volume.find(fid)) is not None]
         for fid in [f for f in self.behind if not volume.holds(f)]:
             self._placed(fid)  # gone: one put back older is found behind again
@@ -917,7 +917,7 @@ def _tombstone(store: Store, fid: str) -> bool:
     return row is not None and bool(row[0])
 
 
-def _path(volume: Held, node: Node) -> str:
+def path_shown(volume: Held, node: Node) -> str:
     try:
         return "/" + os.fsdecode(volume.path_of(node)).lstrip("/") if node.links else node.fid
     except Exception:  # a name is never worth failing a report over

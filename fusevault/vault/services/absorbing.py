@@ -41,7 +41,7 @@ from fusevault.store import replica
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried
-from fusevault.vault.model.ledger import parents_of
+from fusevault.vault.model.ledger import parents_of, path_shown
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node
 from fusevault.vault.model.sharing import FILE_KEY, SHARE, Grant
 from fusevault.vault.model.users import USER
@@ -203,6 +203,10 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         tree.wait_for_version(doc["_id"])
         return
     tree.complete(doc["_id"])
+    if (opened is not None and node is not None and (ledger := volume.ledger) is not None
+            and _served_over(volume, node, doc, opened[0], signer)
+            and opened[0].epoch < ledger.epochs.get(node.fid, 0)):
+        out.rekey.append(node)  # under a key older than this device gave it: a new one, once taken in
     if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0],
                                                              lambda: _in_conflict(volume, doc["_id"])):
         # Older than this device has seen: reported, what the tree holds stays,
@@ -297,6 +301,30 @@ def _in_conflict(volume: Volume, fid: str) -> bool:
     it put back undid it silently (attack round 39a (3))."""
     local = replica.local_of(volume.store)
     return replica.in_conflict(local, fid) if local is not None else True
+
+
+def _served_over(volume: Volume, node: Node, doc: dict, fresh: Node, signer: str | None) -> bool:
+    """Whether her state of her file from another device of hers comes stored as the successor of the
+    state this device made last (its revision history names that one's), though what it was made over,
+    as she signed (``over``), does not hold it: made apart, it was served as following this device's
+    edit (a server rewriting history; a peer hid the branch).  Said: this device's edit stays in the
+    file's history, and the state is taken as her newest (neither of hers is refused: refusing it, two
+    devices would each put their own back over the other's, for ever).  (Attack round 39c (1).)"""
+    ledger = volume.ledger
+    if (ledger is None or volume.key is None or signer not in (None, volume.key.user_id)
+            or node.owner != volume.key.user_id or fresh.owner != node.owner):
+        return False
+    mine, theirs = node.seq, fresh.seq
+    if mine is None or theirs is None or mine[0] != ledger.device or theirs[0] == ledger.device:
+        return False
+    if (fresh.over or {}).get(ledger.device, -1) >= mine[1] or node.rev not in replica.history_from(doc)[1:]:
+        return False
+    alarms.for_user(volume.key.user_id).warn(
+        "concurrent", node.fid, f"{path_shown(volume, node)} ({node.fid}): a state made on another device of "
+        "yours without this device's last edit of it was served as following that edit (the server, or "
+        "a peer, hid the conflict): it is shown now; this device's edit is in the file's history "
+        "(`fusevault history`)")
+    return True
 
 
 def _her_deletion(volume: Volume, node: Node | None, opened: tuple[Node, list] | None,

@@ -48,8 +48,9 @@ import stat
 import time
 from dataclasses import dataclass
 
-from fusevault.crypto.keys import subkey
+from fusevault.crypto.keys import MasterKey, subkey
 from fusevault.crypto.signing import signer_of
+from fusevault.encoding import b64d
 from fusevault.errors import Conflict, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
@@ -171,16 +172,26 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         if _replayed(volume, mine, theirs, "made the current revision, beside a newer one"):
             keeper, named, loser = theirs, theirs, None  # nothing of the replay is kept
         else:
-            keeper, named, loser = _decide(store, mine, theirs)
+            keeper, named, loser = _decide(store, mine, theirs, volume.key)
         log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
                  f"{loser.doc['_rev']} copied" if loser else "no copy")
         if loser is not None:
             await _conflict_copy(volume, store, loser, out)
         if keeper is theirs or named.links != keeper.links:
-            await _adopt(volume, current, keeper, named, out)
+            await _adopt(volume, current, keeper, named, out, (mine, theirs))
         _close(volume, store, theirs)
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
+
+
+def _made_over_both(volume: Volume, doc_id: str, *leaves: Leaf) -> None:
+    """The state the settling commits is made over the leaves, as its signed ``over`` says: her other
+    device then takes it for the settling it is, not for a state made without its own edit, served as
+    following it (absorbing.py ``_served_over``), nor its own leaf, closed here, for a replay."""
+    if volume.ledger is None:
+        return
+    seqs = [writer_seq(leaf.node.seq, leaf.doc, volume.key.user_id) for leaf in leaves]
+    volume.ledger.cover(doc_id, {s[0]: s[1] for s in seqs if s is not None and "/" not in s[0]})
 
 
 def _close(volume: Volume, store: LocalStore, leaf: Leaf) -> None:
@@ -205,7 +216,7 @@ def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:
     return Leaf(doc, node, links, history)
 
 
-def _decide(store: LocalStore, mine: Leaf, theirs: Leaf) -> tuple[Leaf, Leaf, Leaf | None]:
+def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey) -> tuple[Leaf, Leaf, Leaf | None]:
     """(the leaf whose contents stay, the leaf whose names it gets, the leaf to copy or None)."""
     if _made_twice(mine, theirs):
         return mine, mine, None  # rule 5
@@ -216,7 +227,7 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf) -> tuple[Leaf, Leaf, Le
     if mine.node.head == theirs.node.head:
         return later, later, None  # rule 2
     for newer, older in ((mine, theirs), (theirs, mine)):
-        if _descends(store, newer, older.node.head):
+        if _descends(store, newer, older.node.head, key):
             # Rule 3: the side with the older contents changed only names or
             # modes: its names are the change to keep, with the newer contents.
             return newer, older, None
@@ -242,7 +253,12 @@ def _made_twice(mine: Leaf, theirs: Leaf) -> bool:
     return whole and not set(mine.history) & set(theirs.history)
 
 
-def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None) -> bool:
+def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None, key: MasterKey) -> bool:
+    """Whether ``ancestor`` (a version id) is in the history of the leaf's contents.  Each version is
+    opened under the key it was sealed with: one before a re-key is under the file's older key (her
+    wrapping of it, ``en_file_dek``, tells which); read with the newest key it failed, and a concurrent
+    edit met by her move out of a share was never settled (attack round 39c (2)).  One that does not
+    open ends that line of the walk: not proven an ancestor, both edits are kept."""
     if ancestor is None:
         return True
     todo, seen = [leaf.node.head], set()
@@ -254,8 +270,14 @@ def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None) -> bool:
             return True
         seen.add(vid)
         doc = store.get(vid)
-        if doc is not None:
-            todo += version_parents(doc, leaf.node.dek)
+        if doc is None:
+            continue
+        try:
+            wrapped = doc.get("en_file_dek")
+            dek = leaf.node.dek if wrapped is None else key.unwrap_dek(leaf.doc["_id"], b64d(wrapped))
+            todo += version_parents(doc, dek)
+        except (VaultError, KeyError, TypeError, ValueError):
+            continue
     return False
 
 
@@ -330,7 +352,8 @@ def _device_of(store: LocalStore, leaf: Leaf) -> str | None:
     return version_plain(doc, leaf.node.dek).get("device") if doc else None
 
 
-async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: Absorbed) -> None:
+async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: Absorbed,
+                 leaves: tuple[Leaf, ...] = ()) -> None:
     """Make the keeper's state (with the names of ``named``) the next revision after ``current``."""
     # Taken into the tree as if it were a newer revision (absorb skips the
     # revision the tree already holds), then committed on top of ``current``.
@@ -358,4 +381,5 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     if links != keeper.links:
         relink(volume.tree, node, links, out)
     volume.tree.note_moved(node, before)
+    _made_over_both(volume, current["_id"], *leaves)  # taken in first: covered, the keeper was a replay
     await volume.save_node(node)
