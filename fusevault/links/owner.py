@@ -205,16 +205,20 @@ class Links:
 
     # --- drop boxes
 
-    async def collect(self) -> dict:
-        """Take everything dropped into every drop box into its vault folder."""
+    async def drop_boxes(self) -> set[str]:
+        """The items of the drop boxes there are now."""
+        return {item for item, (record, _) in (await self._records()).items() if record.kind == "drop"}
+
+    async def collect(self, only: set[str] | None = None) -> dict:
+        """Take everything dropped into every drop box (of ``only``, if given) into its vault folder."""
         self._allowed()
         files = 0
         errors: list[str] = []
         if self.has_drops is False:
             return {"files": files, "errors": errors}
         async with self.lock:
-            for record, rev in list((await self._records()).values()):
-                if record.kind != "drop":
+            for item, (record, rev) in list((await self._records()).items()):
+                if record.kind != "drop" or (only is not None and item not in only):
                     continue
                 try:
                     files += await self._collect_one(record, rev, errors)
@@ -479,21 +483,26 @@ async def _pull(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
 async def collect_periodically(links: Links, first: float, every: float, task: TaskState, *,
                                task_status=trio.TASK_STATUS_IGNORED) -> None:
     """The mount's drop-box collector (started with nursery.start, stopped by cancellation): ``first``
-    seconds after the mount (what was dropped while it was away arrives at once), then every
-    ``every``."""
+    seconds after the mount, the boxes there were then (what was dropped while it was away arrives at
+    once; a box made since, its owner is at hand to collect), then every box every ``every``."""
     if links.refused:  # a shared mount: drop boxes are collected by the user's personal mount
         task.set("off (shared mount)")
         task_status.started()
         await trio.sleep_forever()
     task.set("idle")
     task_status.started()
+    try:
+        boxes: set[str] | None = await links.drop_boxes()
+    except VaultError:
+        boxes = None  # read at the pass, and said there
     wait = first
     while True:
         await trio.sleep(wait)
         wait = every
         task.set("working")
         try:
-            answer = await links.collect()
+            answer = await links.collect(boxes)
+            boxes = None
         except VaultError as err:
             answer = {"files": 0, "errors": [shown(str(err))]}
         except Exception:  # never the mount's end: what a stranger drops is all this reads

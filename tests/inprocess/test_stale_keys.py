@@ -30,11 +30,23 @@ async def _notes_shared_with_bob(shared):
 
 
 def _forget_the_share(volume) -> None:
-    """Her unshare as another device of hers made it, taken in here: the grant is gone, and
-    nothing here re-keyed (the keys this device sealed before stay)."""
+    """Her unshare on this device, before another device of hers (which had not heard of it) sealed
+    the key found now: the grant is gone and taken back here, and nothing here re-keyed the file."""
+    (doc,) = volume.store.iter_type(sharing.SHARE)
+    volume.trust.fresh.took_back(doc["_id"])
+    volume.store.inner.put_many([tombstone(doc)])
+    volume.sharing.reload(volume.store)
+
+
+async def test_a_share_gone_from_the_store_but_not_taken_back_here_costs_no_re_key(shared):
+    """Withheld by the server (or its body refused, a replay): no revocation this device knows of."""
+    volume, node, path = await _notes_shared_with_bob(shared)
+    epoch = node.epoch
     (doc,) = volume.store.iter_type(sharing.SHARE)
     volume.store.inner.put_many([tombstone(doc)])
     volume.sharing.reload(volume.store)
+    await rotation._rekey_unreached(volume)
+    assert node.epoch == epoch and path.is_file()
 
 
 async def test_a_key_of_the_current_epoch_no_share_gives_is_taken_back_and_the_file_re_keyed(shared):

@@ -18,7 +18,7 @@ Holes
    the re-key's), so ``.versions`` still has it, if anyone looks.  Control (his edit alone): his edit
    is sealed again and kept.  Also seen in a real shared mount (Linux users, ``fusevault unshare``,
    big.bin of 300 MB, bob's ``echo > big.bin`` once the re-seal began, the forged row put into
-   store.sqlite by root as a vault-folder writer; 3 of 3 runs): the unshare says "carol no longer
+   store.sqlite by root as a vault-folder writer; 4 of 4 runs): the unshare says "carol no longer
    has docs; its key changed", and big.bin reads "hers" (300 MB of it), bob's edit gone; the control
    keeps it.  Over CouchDB (two devices) not run; sync takes documents in through the same
    ``absorb``.
@@ -56,8 +56,9 @@ Holes
    Cause: fusevault/vault/tree/authorship.py:472-478 (``settle``): a folder of ``was`` not held here
    (``unheld``) makes the move "judged as failed", ``moved[fid] = now``: the ledger keeps the file
    ``behind``, and fusevault/vault/tree/guests.py:184 (``covering``) then follows no folder above it,
-   so rekeying.py:69 seals the new key to no share, ``fill_missing`` skips it, ``share`` of docs to a
-   new member skips it.  Round 37's fix of 37b (5) added the take-back but kept the "failed" verdict.
+   so rekeying.py:69 seals the new key to no share (seen); ``fill_missing`` and a ``share`` of docs
+   to a new member skip it too (read, not run).  Round 37's fix of 37b (5) added the take-back but
+   kept the "failed" verdict.
    Impact: a WRITE member (honest or not) removes a file from its share for all its members, at the
    next re-key of the share (any unshare, group removal); her alarm blames him for a forgery.
    Fix: judge the move from where the removed folder was (``_covering_as_seen`` already knows the
@@ -65,49 +66,69 @@ Holes
    write at both, is no move out of anything; tell a removed folder (a deletion signed by a writer of
    its parent, which the store holds) from a withheld one (37b's proposal), and only the latter
    "vouches for no move".
-   Test: ``test_a_write_members_move_inside_the_share_then_rmdir_keeps_it_shared[True]``.
+   The same for a folder (bob moves docs/sub/proj to docs/proj, removes docs/sub): after the re-key
+   carol's key of docs/proj/notes.txt is the old one (seen): everything under the folder.
+   Tests: ``test_a_write_members_move_inside_the_share_then_rmdir_keeps_it_shared[True]``,
+   ``test_a_write_members_folder_moved_inside_the_share_then_rmdir_keeps_what_is_under_it_shared``.
 
-3. In a shared mount, her own revision put back over a WRITE member's change made over it is taken
-   in: round 33b (1) back.  His edit, rename or move is undone silently; a move INTO a share undone
-   so leaks what she writes after to that share's members.
-   Attack: a writer of the vault folder (or the server the shared mount syncs with) puts alice's
-   revision from before bob's change back as the newest revision of the file.
-   Seen (in-process, the shared mount's composition): (a) bob saves docs/notes.txt, the replay
-   comes: alice and bob read "hers" again, no alarm (``ledger.rolled`` empty, nothing logged);
-   (b) bob moves other/x.txt into docs (carol READ on docs gets its key), the replay comes: x.txt is
-   back in other, "her" document moved it, so nothing is noted or re-keyed; what she writes to
-   other/x.txt after is under the DEK carol's key file opens, though carol may read docs only.
-   (c) the same as (a) in a real shared mount (Linux users, the row put into store.sqlite by root,
-   taken in by the mount's store watcher): alice reads "hers" again within 10 s; no rollback in her
-   ``fusevault status``.
-   Controls: without the replay both hold; a personal mount with the same replay from a CouchDB
-   server refuses it with a ``rollback`` alarm and keeps his edit
-   (``test_the_server_replaying_her_revision_over_a_write_members_edit_does_not_undo_it``, passes).
-   Cause: fusevault/vault/services/absorbing.py:292-296 ``_in_conflict`` answers "in conflict" for any
-   store that is not a ``LocalStore``, and a shared mount's Volume writes through a ``WatchedStore``
-   (fusevault/fs/shared.py:167), so ``Ledger.admit`` never calls ``superseded``
-   (fusevault/vault/model/ledger.py:572), the round 33b (1) fix: her preceding state is still the
-   newest seen from her device, not older.  (ledger.py:738 ``check_loaded`` has the same
-   ``isinstance(store, LocalStore)`` test at load.)
-   Impact: integrity of every writer's change in a shared mount (edits, renames, deletions undone
-   without a word), and confidentiality: a writer's move into a share undone by a replay keeps the
-   share's keys on a file that is no longer in it.
-   Fix: unwrap the store (``getattr(store, "inner", store)``) in ``_in_conflict`` and in
-   ``check_loaded``, or give ``WatchedStore`` the replica queries; and treat an owner-signed change of
-   place that this device did not make (a replay admitted, or her other device's) as a move out of
-   the shares it leaves (``note_moved``), as a writer's is.
+3. Her own revision put back over a WRITE member's change made over it is taken in: round 33b (1)
+   back, in every shared mount, and in a personal mount whenever the server adds a second leaf.  His
+   edit, rename or move is undone silently; a move INTO a share undone so leaks what she writes after
+   to that share's members.
+   Attack: (shared mount) a writer of the vault folder, or the server it syncs with, puts alice's
+   revision from before bob's change back as the newest revision of the file; (personal mount) the
+   server alone: while her laptop is away it adds, next to bob's revision, a second leaf (his document
+   with a broken signature, ``_bulk_docs`` new_edits=false, a revision id that loses), then, once
+   her laptop has his edit, puts her revision from before it back as the newest.
+   Seen: (a) in-process shared mount: bob saves docs/notes.txt, the replay comes: alice and bob read
+   "hers" again, no alarm (``ledger.rolled`` empty, nothing logged); (b) in-process: bob moves
+   other/x.txt into docs (carol READ on docs gets its key at ``fill_missing``, as at an unlock), the
+   replay comes: x.txt is back in other,
+   "her" document moved it, so nothing is noted or re-keyed; what she writes to other/x.txt after is
+   under the DEK carol's key file opens, though carol may read docs only; (c) the same as (a) in a
+   real shared mount (Linux users, the row put into store.sqlite by root, taken in by the mount's
+   store watcher): alice reads "hers" again within 10 s; (d) personal mount over pouchdb-server with
+   the sibling leaf: notes.txt reads "first" (hers) again; the only alarm is ``forged-write``
+   "malformed signature" about the leaf, none about the replay; (e) personal mount, the server
+   alone: bob moves other/x.txt into docs while her laptop is away, the server adds the sibling leaf,
+   her laptop takes his move and her next unlock seals carol's key of x.txt (in docs); the server
+   then puts her revision from before his move back: x.txt is in other again, no alarm in that
+   session, nothing re-keyed; alice writes other/x.txt, and after her next unlock carol's key file
+   still opens the DEK it is sealed under, though carol may read docs only.
+   Controls: without the replay both hold; a personal mount with the replay and no extra leaf
+   refuses it with a ``rollback`` alarm and keeps his edit (both controls pass).
+   Cause: ``Ledger.admit`` supersedes the states seen before a writer's newer state only when the
+   file is in no conflict (fusevault/vault/model/ledger.py:572, the round 33b (1) fix, and :738 at
+   load).  fusevault/vault/services/absorbing.py:292-296 ``_in_conflict`` answers "in conflict" for
+   any store that is not a ``LocalStore``, and a shared mount's Volume writes through a
+   ``WatchedStore`` (fusevault/fs/shared.py:167); in a LocalStore it counts any live other leaf
+   (fusevault/store/replica.py:153-156), a refused forgery the server adds included.  With no
+   ``superseded``, her preceding state is still the newest seen from her device: not older.
+   Impact: integrity of every writer's change (edits, renames, deletions undone without a word; the
+   version stays in history), and confidentiality: a writer's move into a share undone by a replay
+   keeps the share's keys on a file no longer in it, and what she writes after is theirs to read:
+   by the CouchDB server alone, with no key, in an ordinary personal mount (e).
+   Fix: unwrap the store (``getattr(store, "inner", store)``) in ``_in_conflict`` and
+   ``check_loaded``; count as a conflict only other leaves that are admissible (signed by the owner
+   or a writer, not refused), or record the superseded states per branch and apply them when the
+   conflict is settled without the other branch; and treat an owner-signed change of place this
+   device did not make (an admitted replay, her other device's) as a move out of the shares it
+   leaves (``note_moved``), as a writer's is.
    Tests: ``test_a_replay_of_her_revision_over_a_write_members_edit_is_refused``,
    ``test_a_replay_over_a_write_members_edit_in_a_real_shared_mount_is_refused[True]``,
    ``test_a_replay_of_her_revision_over_a_write_members_move_into_a_share_gives_carol_nothing_new[True]``,
+   ``test_a_personal_mount_refuses_her_replay_over_his_edit_that_came_with_a_branch[True]``,
+   ``test_the_server_undoing_a_write_members_move_into_a_share_gives_carol_nothing_new[True]``,
    and hole 1's test ``[replayed]`` (the same replay during the re-seal: admitted, sealed as newest).
 
 4. (availability) Two of her devices that see different recipients of a file re-key one writer's move
    at the same epoch under two derived DEKs: round 37b (6)'s EIO, for good, on the loser.
    Attack: a writer of her desktop's vault folder removes one Share row from its store (her laptop's
-   share of other with dave; the server can do the same to a device of hers that joins after the
-   share).  bob then moves docs/notes.txt into other while both her devices are mounted.
-   Seen (2 of 2 runs, and once more in the xfail run): each device re-keys it; other/notes.txt reads
-   "first" on the laptop and EIO on the desktop, also after a remount of both; alarms on the desktop:
+   share of other with dave; by reading, the server can do the same to a device of hers that joins
+   after the share).  bob then moves docs/notes.txt into other while both her devices are mounted.
+   Seen (in 4 of 4 runs one device read EIO; the desktop in the two looked at closely): each device
+   re-keys it; other/notes.txt reads "first" on the laptop and EIO on the desktop, also after a
+   remount of both; alarms on the desktop:
    ``share-missing`` (once) and ``sidecar`` "the sidecar of file <fid> fails authentication" (149 in
    30 s).  Control (nothing withheld): both read it (the round 37b (6) fix holds when they agree).
    Cause: fusevault/vault/files/rekeying.py:42 with :75-83: the DEK is derived from the recipients as
@@ -126,12 +147,43 @@ Holes
    secret and decides nothing), with an alarm, never EIO.
    Test: ``test_two_devices_of_hers_that_see_other_shares_re_key_one_move_and_both_read[True]``.
 
+5. A refused revision the server stacks on a WRITE member's edit hides that edit from her devices, and
+   her next commit of the file erases it on every device, his own included: no conflict, no copy.
+   Attack: the CouchDB server alone (no key; by reading, any peer who may push to it, carol too, with
+   a document of hers that is refused).  bob (WRITE on docs) saves docs/notes.txt while her
+   laptop is away; the server puts a new revision on top of his (his document with a broken
+   signature) before her laptop pulls.
+   Seen: her laptop refuses it (alarm ``forged-write`` "malformed signature", the only word) and
+   shows "first" (hers), never his edit; she edits the file ("first + alice's edit"); bob's device
+   then shows "first + alice's edit": his edit is gone there too, and no conflict copy exists in
+   docs.  Control (nothing stacked): her laptop shows his edit and her edit goes on top of it.
+   Cause: a refused revision is kept as the node's revision (fusevault/vault/tree/arrivals.py:108-112
+   ``keep``, called from fusevault/vault/services/absorbing.py:173/180/192/196) "and her next commit
+   goes over it"; the refused revision's ancestors (bob's genuine one, never taken in here) are
+   thereby declared superseded by her commit, which CouchDB then takes as a plain descendant of his
+   edit everywhere.  Hole 1 is this with her device having held his edit, and the re-key as the
+   commit.
+   Impact: data loss of a writer's edit on every device, chosen by the server, with an alarm that
+   speaks of a forgery only; withholding alone would have left it to surface as a conflict.
+   Fix: when a revision is refused, look along its history for the newest revision that is
+   admissible (the server's ``?revs=true&open_revs``, or the store's leaves/ancestors) and take that
+   one, or commit her next change from the last revision she admitted (a sibling of the refused one:
+   CouchDB keeps the unseen edit as a conflict that the settling copies), never as a child of a
+   refused revision whose ancestors were not all seen here; at least say that an unseen revision of
+   <signer> lies under the refused one.
+   Test: ``test_a_refused_revision_stacked_on_a_write_members_edit_does_not_erase_it[True]``.
+
 What held
 =========
-- His genuine edit alone during the re-seal is sealed again and kept (control of hole 1): the
-  ``awaiting`` path works when nothing is stacked on it.
+- His genuine edit alone during the re-seal is sealed again and kept (control of hole 1, in-process
+  and in a real shared mount): the ``awaiting`` path works when nothing is stacked on it.
+- His move inside docs alone (sub kept) is no move out: carol gets the new key at the next re-key
+  (``test_a_write_members_move_inside_the_share_then_rmdir_keeps_it_shared[False]``).
+- Two devices that see the same recipients derive one DEK and both read (round 37b (6)'s fix;
+  ``test_two_devices_of_hers_that_see_other_shares_re_key_one_move_and_both_read[False]``).
 - A personal mount (LocalStore) refuses her replayed revision over his edit, with a ``rollback``
-  alarm, live and after a remount (control of hole 3).
+  alarm, live and after a remount, when no other leaf is there (control of hole 3,
+  ``test_the_server_replaying_her_revision_over_a_write_members_edit_does_not_undo_it``).
 - crypto/keys.py ``rekey_dek`` (read): HKDF over a JSON list [label, fid, epoch, sorted recipients]
   (unambiguous); every recipient of a group grant is listed, with the perm, so a member's removal or
   a downgrade changes the key; nonces stay random per record (aead.seal, sealing.py:357), so two
@@ -148,14 +200,18 @@ What held
 
 Not tried
 =========
-- Holes 1 and 3 with two real devices over CouchDB (seen in-process and in a real shared mount; the
-  sync takes documents in through the same ``absorb``).  Hole 4 with a group member change racing
-  the move instead of a withheld Share.
+- Hole 1 with two real devices over CouchDB (seen in-process and in a real shared mount; the sync
+  takes documents in through the same ``absorb``).  Hole 4 with a group member change racing the
+  move instead of a withheld Share; hole 2's ``behind`` on one device only, which by ``_recipients``
+  would make her two devices disagree too (hole 4 without any withholding).
+- ``arrivals.reopen`` answers False ("the document is gone") for a stored document with ``delete``
+  before ``may_take`` judges it (read): carol's signed deletion would make ``rekey`` raise "was not
+  given a new key" if ``awaiting`` still held the fid while it is stored; the absorb that stores it
+  first empties ``awaiting`` (hole 1), so it looks unreachable.  Not run.
 - A WRITE member who keeps saving a big file during her unshare (RESEAL_TRIES = 20, then Conflict:
   the unshare fails and the file stays under the revoked key until a later try): only a member who
   could hand the contents over anyway gains.
-- Deep trees for hole 2 (a folder moved inside the share, then its old parent removed: everything
-  under it, by the same ``covering`` break), a group's share, ``fill_missing`` for a new member.
+- Hole 2 with a group's share, and ``fill_missing`` for a new member of docs (read only).
 """
 
 from __future__ import annotations
@@ -188,8 +244,10 @@ from mount.test_shared_mount import (  # noqa: F401  (fixtures)
 from mount.test_trust_attack_round37b import _eventually, _notes_in_docs_sub
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB as BOB_PW
-from mount.test_trust_writes import _admin, _key
+from mount.test_trust_writes import _admin, _key, _node_fid
 
+HOLE_4 = "hole 4: two of her devices seeing other recipients derive two DEKs at one epoch: EIO on one"
+HOLE_5 = "hole 5: a refused revision stacked on a writer's edit hides it, and her next commit erases it"
 CAROL_SECRET = "carol's own passphrase"
 BOBS = type(ALICE)(BOB_UID, BOB_UID)
 
@@ -337,6 +395,31 @@ def test_a_write_members_move_inside_the_share_then_rmdir_keeps_it_shared(tmp_pa
     assert _key_of(vault, "bob", BOB_PW, fid) == now, "bob, who may write docs, lost notes.txt"
     assert not [s for s in said if "no share" in str(s)], said
 
+
+
+def test_a_write_members_folder_moved_inside_the_share_then_rmdir_keeps_what_is_under_it_shared(
+        tmp_path: Path) -> None:
+    """As hole 2, a folder: bob moves docs/sub/proj (notes.txt in it) to docs/proj and removes the
+    empty docs/sub.  After a re-key of docs (her unshare of dave), carol must hold notes.txt's key."""
+    vault = tmp_path / "vault"
+    assert fusevault("init", vault, "--user", "alice").returncode == 0
+    mnt = tmp_path / "mnt"
+    fid, kept = _notes_in_docs_sub(vault, mnt)
+    _admin(vault, "user", "add", "dave", "--uid", "2003", passphrase=DAVE)
+    with mounted(vault, mnt) as a:
+        (a / "docs" / "sub" / "proj").mkdir()
+        (a / "docs" / "sub" / "notes.txt").rename(a / "docs" / "sub" / "proj" / "notes.txt")
+        assert fusevault("share", a / "docs", "--with", "dave", "--perm", "READ").returncode == 0
+    with mounted(vault, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
+        hers = b / "shared" / "alice" / "docs"
+        (hers / "sub" / "proj").rename(hers / "proj")
+        (hers / "sub").rmdir()
+    with mounted(vault, mnt) as a:
+        assert fusevault("unshare", a / "docs", "--with", "dave").returncode == 0
+        (a / "docs" / "proj" / "notes.txt").write_text("for carol still")
+    now = _current_dek(vault, fid)
+    assert now != kept  # the unshare of dave re-keyed it
+    assert _key_of(vault, "carol", CAROL, fid) == now, "carol, who may read docs, lost docs/proj/notes.txt"
 
 def test_a_replay_of_her_revision_over_a_write_members_edit_is_refused(three: Path) -> None:
     """bob (WRITE on docs) saves alice's docs/notes.txt over her revision; the server (or a writer of
@@ -496,7 +579,7 @@ def _reads(mnt: Path) -> str:
 
 @pytest.mark.parametrize("withheld", [
     False,  # the control: both see dave's share, derive one DEK (round 37b (6)'s fix)
-    True,
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_4)),
 ])
 def test_two_devices_of_hers_that_see_other_shares_re_key_one_move_and_both_read(tmp_path: Path,
                                                                                  withheld: bool) -> None:
@@ -617,3 +700,153 @@ def test_a_write_members_edit_during_a_real_shared_mounts_re_key_is_not_committe
         unshare.join(300)
         assert done and done[0].returncode == 0, done
         assert people.ok("alice", "head -c 20 $M/docs/big.bin") == "edited by bob\n", "his edit lost"
+
+
+def _forged_sibling(url: str, fid: str) -> None:
+    """A second leaf next to the current revision of ``fid`` on the server (new_edits=false): the
+    current document with a broken signature, under a revision id that loses to the current one."""
+    import httpx
+    current = adversary.Server(url).get(fid, revs="true")
+    gen = int(current["_rev"].split("-")[0])
+    ids = current["_revisions"]["ids"]
+    sibling = {**current, "sig": "A" * len(str(current["sig"])), "_rev": f"{gen}-{'0' * 32}",
+               "_revisions": {"start": gen, "ids": ["0" * 32, *ids[1:]]}}
+    r = httpx.post(f"{url}/_bulk_docs", json={"docs": [sibling], "new_edits": False}, timeout=30)
+    r.raise_for_status()
+
+
+@pytest.mark.parametrize("branched", [
+    False,  # the control: the replay is refused (a rollback alarm), his edit stays
+    True,
+])
+def test_a_personal_mount_refuses_her_replay_over_his_edit_that_came_with_a_branch(
+        tmp_path: Path, branched: bool) -> None:
+    """Hole 3 in a personal mount, by the server alone: bob (WRITE on docs) saves docs/notes.txt while
+    her laptop is away; the server adds a second leaf next to his revision (his document with a broken
+    signature, refused: the only alarm), so his edit is taken in "in conflict" and supersedes
+    nothing; then it puts her revision from before his edit back as the newest.  Her laptop must keep
+    his edit."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        fid = _docs_and_other(laptop, tmp_path / "a")
+        alice_id = _key(laptop, "alice", PASSPHRASE).user_id
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's push")
+        bobs = new_device(url, tmp_path, "bobs")
+        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
+            hers = b / "shared" / "alice" / "docs" / "notes.txt"
+            wait_for(lambda: hers.exists() and settled(b), "bob's device")
+            hers.write_text("bob's edit")
+            wait_for(lambda: settled(b), "bob's push")
+        if branched:
+            _forged_sibling(url, fid)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a) and (a / "docs" / "notes.txt").read_text() == "bob's edit",
+                     "his edit at her laptop")
+            couch.put(_her_newest_revision(couch, fid, alice_id))
+            seq = couch.seq()
+            wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(a), "the replay offered")
+            seen = (a / "docs" / "notes.txt").read_text()
+            said = alarms(a)
+        print(seen, said)
+        assert seen == "bob's edit", "his edit undone by the replay"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("branched", [
+    False,  # the control: the replay refused, x.txt stays in docs, carol reads it there as she may
+    True,
+])
+def test_the_server_undoing_a_write_members_move_into_a_share_gives_carol_nothing_new(
+        tmp_path: Path, branched: bool) -> None:
+    """Hole 3's leak in a personal mount, by the server alone: bob moves other/x.txt into docs (carol
+    READ on docs) while her laptop is away; the server adds a refused sibling leaf, her laptop takes
+    his move (carol's key of x.txt sealed), then the server puts her revision from before his move
+    back: x.txt in other again, by "her" document.  What she writes to it after, carol must not read."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        _docs_and_other(laptop, tmp_path / "a")
+        alice_id = _key(laptop, "alice", PASSPHRASE).user_id
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "other" / "x.txt").write_text("hers, in other")
+            wait_for(lambda: settled(a), "the laptop's push")
+        fid = _node_fid(laptop, "alice", "x.txt")
+        assert _key_of(laptop, "carol", CAROL, fid) is None
+        bobs = new_device(url, tmp_path, "bobs")
+        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
+            hers = b / "shared" / "alice"
+            wait_for(lambda: (hers / "other" / "x.txt").exists() and settled(b), "bob's device")
+            (hers / "other" / "x.txt").rename(hers / "docs" / "x.txt")
+            wait_for(lambda: settled(b), "bob's push")
+        if branched:
+            _forged_sibling(url, fid)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: (a / "docs" / "x.txt").exists() and settled(a), "his move at her laptop")
+        with mounted(laptop, tmp_path / "a") as a:  # her next unlock seals the keys docs gives
+            wait_for(lambda: _key_of(laptop, "carol", CAROL, fid) == _current_dek(laptop, fid),
+                     "carol's key of x.txt, in docs")
+            couch.put(_her_newest_revision(couch, fid, alice_id))
+            seq = couch.seq()
+            wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(a), "the replay offered")
+            where = a / "other" / "x.txt" if (a / "other" / "x.txt").exists() else a / "docs" / "x.txt"
+            where.write_text("written after")
+            wait_for(lambda: settled(a), "her write pushed")
+            print(where, alarms(a))
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "her next unlock")
+            _eventually(lambda: _key_of(laptop, "carol", CAROL, fid) != _current_dek(laptop, fid), 10)
+            in_docs = (a / "docs" / "x.txt").exists()
+        held = _key_of(laptop, "carol", CAROL, fid) == _current_dek(laptop, fid)
+        assert in_docs or not held, "x.txt is out of docs and carol reads what she wrote to it"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("stacked", [
+    False,  # the control: her laptop takes his edit, her edit goes on top of it
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_5)),
+])
+def test_a_refused_revision_stacked_on_a_write_members_edit_does_not_erase_it(tmp_path: Path,
+                                                                               stacked: bool) -> None:
+    """bob (WRITE on docs) saves docs/notes.txt while her laptop is away; the server puts a revision
+    with a broken signature on top of his before her laptop comes back.  Her laptop refuses it (and
+    never sees his edit), then she edits notes.txt.  His edit must survive somewhere (the file, or a
+    conflict copy) on his own device afterwards."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        fid = _docs_and_other(laptop, tmp_path / "a")
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's push")
+        bobs = new_device(url, tmp_path, "bobs")
+        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
+            hers = b / "shared" / "alice" / "docs" / "notes.txt"
+            wait_for(lambda: hers.exists() and settled(b), "bob's device")
+            hers.write_text("bob's edit")
+            wait_for(lambda: settled(b), "bob's push")
+        if stacked:
+            doc = couch.get(fid)
+            couch.put({**doc, "sig": "A" * len(str(doc["sig"]))})
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "her laptop")
+            at_laptop = (a / "docs" / "notes.txt").read_text()
+            (a / "docs" / "notes.txt").write_text(at_laptop + " + alice's edit")
+            wait_for(lambda: settled(a), "her push")
+            said = alarms(a)
+        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
+            wait_for(lambda: settled(b), "bob's device again")
+            hers = b / "shared" / "alice" / "docs"
+            seen = {p.name: p.read_text() for p in hers.iterdir() if p.is_file()}
+        print("at her laptop:", at_laptop, "at bob's:", seen, said)
+        assert any("bob's edit" in text for text in seen.values()), "his edit erased everywhere"
+    finally:
+        server.stop()

@@ -73,9 +73,12 @@ def test_her_leaf_another_device_settled_already_is_closed_without_an_alarm(ledg
     assert ledger.replayed(_Tree(), FID, (here, 5), "written back", {here: 5})  # closed, not taken in
     assert len(ledger.alarms) == 0
     # Not a licence for replays: an older state of the desktop's, the leaf judged without the other
-    # side's word, or a leaf this device closed itself, is said.
+    # side's word, a leaf this device closed itself, or another device's state, is said.
     ledger.close_leaf(FID, ("lap", 9))
-    for seq, over in (((here, 4), {here: 5}), ((here, 5), None), (("lap", 9), {"lap": 9})):
+    ledger.record(FID, ("lap", 10), True)
+    ledger.cover(FID, {"lap": 10})
+    for seq, over in (((here, 4), {here: 5}), ((here, 5), None), (("lap", 9), {"lap": 9}),
+                      (("lap", 10), {"lap": 10})):  # another device's newest, put back under a state over it
         ledger.alarms = Alarms()
         assert ledger.replayed(_Tree(), FID, seq, "written back", over)
         assert "rollback" in ledger.alarms, seq

@@ -709,11 +709,13 @@ class Ledger:
         """Is this state of ``fid`` older than one seen, or a leaf a settling
         closed, and no leaf of its conflict met live (``branches``)?  If so it
         is not taken in (vault/services/conflicts.py), and said: a replay.
-        Unless it is the newest state seen of its device and ``settled_over``,
-        the ``over`` of the other leaf (signed by the owner), names it: her other
+        Unless it is this device's own newest state and ``settled_over``, the
+        ``over`` of the other leaf (signed by the owner), names it: her other
         device settled this very leaf and made that state over it; the leaf's
         closing has not arrived yet (it travels apart from the settled revision).
-        Said, that was a false alarm on two devices' concurrent edits."""
+        Said, that was a false alarm on two devices' concurrent edits.  Another
+        device's state put back as a branch under a state made over it is a
+        replay, said (tests/mount/test_trust_attack_round28b.py)."""
         closed = seq is not None and seq in self.closed.get(fid, ())
         if not (closed or self.older(fid, seq)) or seq in self.branches.get(fid, ()):
             return False
@@ -725,7 +727,7 @@ class Ledger:
 
     def _settled_elsewhere(self, fid: str, seq: Seq | None, over: dict[str, int] | None) -> bool:
         entry = self.fids.get(fid)
-        return (seq is not None and over is not None and entry is not None
+        return (seq is not None and seq[0] == self.device and over is not None and entry is not None
                 and seq[1] >= entry[1].get(seq[0], -1) and seq[1] <= over.get(seq[0], -1))
 
     def _rolled_back(self, volume: Held, fid: str, how: str) -> None:

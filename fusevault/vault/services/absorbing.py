@@ -300,7 +300,12 @@ def _in_conflict(volume: Volume, fid: str) -> bool:
     it: taken as a conflict every time, a writer's edit superseded nothing there, and her state before
     it put back undid it silently (attack round 39a (3))."""
     local = replica.local_of(volume.store)
-    return replica.in_conflict(local, fid) if local is not None else True
+    if local is None:
+        return True
+    # A branch refused when settled (a forgery, a writer without WRITE there) is no concurrent edit:
+    # counted, it let a server keep a writer's edit from superseding anything (attack round 39a (3)).
+    gate = volume.authorship
+    return any(gate is None or gate.leaf_ok(volume, leaf) for leaf in replica.other_leaves(local, fid))
 
 
 def _served_over(volume: Volume, node: Node, doc: dict, fresh: Node, signer: str | None) -> bool:

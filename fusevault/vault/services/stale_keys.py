@@ -56,10 +56,14 @@ def listed(layout: Layout, me: str) -> list[Found]:
 
 def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]]:
     """Of ``found``, the keys of her live files at a place no share over the file gives a key now
-    (on the trio thread: the tree and the shares change there).  Not a group's whose body is not
-    here: withheld, it is no removal (tests/mount/test_group_removal_rekey.py)."""
+    (on the trio thread: the tree and the shares change there), nor one this device saw and did not
+    take back: a grant whose body the store withholds, or holds refused (a replay of an older body,
+    another user's at its id), is no revocation (tests/mount/test_trust_attack_round12.py,
+    round28a.py), and a group's whose body is not here is no removal
+    (tests/mount/test_group_removal_rekey.py)."""
     assert volume.sharing is not None and volume.key is not None
     me = volume.key.user_id
+    fresh = volume.trust.fresh if volume.trust is not None else None
     # Each group's members as its owner signed them: one whose user document is missing (withheld)
     # is reached by nothing now, but is no removal, and costs no re-key.
     signed = {gid: dict(g.get("users") or {}) for gid, g in volume.sharing.groups.items()}
@@ -72,8 +76,29 @@ def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]
         if fid not in given:
             given[fid] = {r.key_path(volume.layout, fid) for g in volume.covering(node)
                           for r in sharing.reaches(g, signed)}
-        if path not in given[fid] and (group is None or group in volume.sharing.groups):
-            out.append((node, recipient, path))
+        if path in given[fid] or (group is not None and group not in volume.sharing.groups):
+            continue
+        if group is None or recipient in signed[group]:
+            # Not a member's removal (signed by the group's owner): the share that gave it went.  Taken
+            # back by this device, the key is stale; only seen gone, it may be withheld.
+            grantee = group or recipient
+            if fresh is None or any(fresh.remembered(sharing.doc_id(above, grantee))
+                                    for above in _above(volume, node)):
+                continue
+        out.append((node, recipient, path))
+    return out
+
+
+def _above(volume: Volume, node: Node) -> set[str]:
+    """The node and every folder it sits in, all the way up (fids; each once)."""
+    out: set[str] = set()
+    todo = [node]
+    while todo:
+        each = todo.pop()
+        if each.fid in out:
+            continue
+        out.add(each.fid)
+        todo += [parent for ino, _ in each.links if (parent := volume.get(ino)) is not None]
     return out
 
 
