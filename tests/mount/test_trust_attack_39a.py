@@ -246,7 +246,6 @@ from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB as BOB_PW
 from mount.test_trust_writes import _admin, _key, _node_fid
 
-HOLE_4 = "hole 4: two of her devices seeing other recipients derive two DEKs at one epoch: EIO on one"
 HOLE_5 = "hole 5: a refused revision stacked on a writer's edit hides it, and her next commit erases it"
 CAROL_SECRET = "carol's own passphrase"
 BOBS = type(ALICE)(BOB_UID, BOB_UID)
@@ -356,6 +355,21 @@ async def _walk_bob(drive) -> int:
     for name in (b"shared", b"alice", b"docs", b"notes.txt"):
         entry = await drive.lookup(entry.st_ino, name, BOBS)
     return entry.st_ino
+
+
+def _bob_does(url: str, tmp_path: Path, seen: str, act) -> None:
+    """bob's own device joined and mounted: once it shows ``seen`` (under alice's share folder), ``act``
+    on that folder, then its push."""
+    bobs = new_device(url, tmp_path, "bobs")
+    with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
+        hers = b / "shared" / "alice"
+        wait_for(lambda: (hers / seen).exists() and settled(b), "bob's device")
+        act(hers)
+        wait_for(lambda: settled(b), "bob's push")
+
+
+def _bobs_edit(hers: Path) -> None:
+    (hers / "docs" / "notes.txt").write_text("bob's edit")
 
 
 DAVE = "dave's own passphrase"
@@ -474,12 +488,7 @@ def test_the_server_replaying_her_revision_over_a_write_members_edit_does_not_un
         couch = adversary.Server(url)
         with mounted(laptop, tmp_path / "a") as a:
             wait_for(lambda: settled(a), "the laptop's push")
-            bobs = new_device(url, tmp_path, "bobs")
-            with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
-                hers = b / "shared" / "alice" / "docs" / "notes.txt"
-                wait_for(lambda: hers.exists() and settled(b), "bob's device")
-                hers.write_text("bob's edit")
-                wait_for(lambda: settled(b), "bob's push")
+            _bob_does(url, tmp_path, "docs/notes.txt", _bobs_edit)
             wait_for(lambda: (a / "docs" / "notes.txt").read_text() == "bob's edit", "his edit at her laptop")
             if replayed:
                 couch.put(_her_newest_revision(couch, fid, alice_id))
@@ -579,7 +588,7 @@ def _reads(mnt: Path) -> str:
 
 @pytest.mark.parametrize("withheld", [
     False,  # the control: both see dave's share, derive one DEK (round 37b (6)'s fix)
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_4)),
+    True,
 ])
 def test_two_devices_of_hers_that_see_other_shares_re_key_one_move_and_both_read(tmp_path: Path,
                                                                                  withheld: bool) -> None:
@@ -607,12 +616,8 @@ def test_two_devices_of_hers_that_see_other_shares_re_key_one_move_and_both_read
                 adversary.delete_row(desktop, daves[0]["_id"])
             with mounted(desktop, tmp_path / "d") as d:
                 wait_for(lambda: settled(d), "her desktop again")
-                bobs = new_device(url, tmp_path, "bobs")
-                with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
-                    hers = b / "shared" / "alice"
-                    wait_for(lambda: (hers / "docs" / "notes.txt").exists() and settled(b), "bob's device")
-                    (hers / "docs" / "notes.txt").rename(hers / "other" / "notes.txt")
-                    wait_for(lambda: settled(b), "bob's push")
+                _bob_does(url, tmp_path, "docs/notes.txt",
+                          lambda hers: (hers / "docs" / "notes.txt").rename(hers / "other" / "notes.txt"))
                 wait_for(lambda: all((m / "other" / "notes.txt").exists() for m in (a, d)), "his move")
                 wait_for(lambda: all(_key_of(v, "carol", CAROL, fid) is None for v in (laptop, desktop)),
                          "carol's key taken back")
@@ -735,12 +740,7 @@ def test_a_personal_mount_refuses_her_replay_over_his_edit_that_came_with_a_bran
         couch = adversary.Server(url)
         with mounted(laptop, tmp_path / "a") as a:
             wait_for(lambda: settled(a), "the laptop's push")
-        bobs = new_device(url, tmp_path, "bobs")
-        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
-            hers = b / "shared" / "alice" / "docs" / "notes.txt"
-            wait_for(lambda: hers.exists() and settled(b), "bob's device")
-            hers.write_text("bob's edit")
-            wait_for(lambda: settled(b), "bob's push")
+        _bob_does(url, tmp_path, "docs/notes.txt", _bobs_edit)
         if branched:
             _forged_sibling(url, fid)
         with mounted(laptop, tmp_path / "a") as a:
@@ -779,12 +779,8 @@ def test_the_server_undoing_a_write_members_move_into_a_share_gives_carol_nothin
             wait_for(lambda: settled(a), "the laptop's push")
         fid = _node_fid(laptop, "alice", "x.txt")
         assert _key_of(laptop, "carol", CAROL, fid) is None
-        bobs = new_device(url, tmp_path, "bobs")
-        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
-            hers = b / "shared" / "alice"
-            wait_for(lambda: (hers / "other" / "x.txt").exists() and settled(b), "bob's device")
-            (hers / "other" / "x.txt").rename(hers / "docs" / "x.txt")
-            wait_for(lambda: settled(b), "bob's push")
+        _bob_does(url, tmp_path, "other/x.txt",
+                  lambda hers: (hers / "other" / "x.txt").rename(hers / "docs" / "x.txt"))
         if branched:
             _forged_sibling(url, fid)
         with mounted(laptop, tmp_path / "a") as a:
@@ -827,12 +823,8 @@ def test_a_refused_revision_stacked_on_a_write_members_edit_does_not_erase_it(tm
         couch = adversary.Server(url)
         with mounted(laptop, tmp_path / "a") as a:
             wait_for(lambda: settled(a), "the laptop's push")
-        bobs = new_device(url, tmp_path, "bobs")
-        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB_PW) as b:
-            hers = b / "shared" / "alice" / "docs" / "notes.txt"
-            wait_for(lambda: hers.exists() and settled(b), "bob's device")
-            hers.write_text("bob's edit")
-            wait_for(lambda: settled(b), "bob's push")
+        _bob_does(url, tmp_path, "docs/notes.txt", _bobs_edit)
+        bobs = tmp_path / "bobs"  # his device, joined there
         if stacked:
             doc = couch.get(fid)
             couch.put({**doc, "sig": "A" * len(str(doc["sig"]))})

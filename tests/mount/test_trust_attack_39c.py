@@ -14,7 +14,6 @@ Not tried
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
@@ -32,17 +31,7 @@ from conftest import (
     wait_for,
 )
 
-
-def alarms(mountpoint: Path) -> list[dict]:
-    result = fusevault("status", mountpoint, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    (mount,) = json.loads(result.stdout)["mounts"]
-    return mount["alarms"]
-
-
-def root_fid(vault: Path) -> str:
-    (user,) = adversary.docs(vault, "UserDetails")
-    return user["root"]
+from mount.test_trust_attack_round28b import alarms, root_fid
 
 
 def _node_docs(couch: adversary.Server) -> dict[str, dict]:

@@ -34,7 +34,7 @@ from fusevault.errors import CorruptData, Forged
 from fusevault.vault.files import placements
 from fusevault.vault.files.block_cache import BlockCache, Key
 from fusevault.vault.files.sealing import Sealing
-from fusevault.vault.files.sidecar import check_vfmeta, vfmeta_bytes
+from fusevault.vault.files.sidecar import check_vfmeta, vfmeta_bytes, write_vfmeta
 from fusevault.vault.format import inside
 from fusevault.vault.format import manifest_tree as tree
 from fusevault.vault.format.block_hashes import BlockHashes
@@ -306,8 +306,7 @@ class Content(Sealing):
         self.changed = True
 
     def write_sidecar(self) -> None:
-        inside.write_file(self.layout.root, self._own, os.path.basename(self.vfmeta_path),
-                          vfmeta_bytes(self.fid, self.owner, self.dek, self.acl, self.epoch))
+        write_vfmeta(self.layout, self.owner, self.fid, self.dek, self.acl, self.epoch)
 
     def reset_to(self, place: tuple[int, int], vid: str) -> int:
         """Make an older version's blocks the pending contents; return its size.

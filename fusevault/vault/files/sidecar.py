@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
+from fusevault.vault.format import inside
 from fusevault.vault.format.vf import VF_FORMAT
 
 if TYPE_CHECKING:
+    from fusevault.vault.format.layout import Layout
     from fusevault.vault.model.alarms import Alarms
 
 log = logging.getLogger("fusevault.vault.files.content")  # what `fusevault check` quiets (cli_check.py)
@@ -26,6 +28,12 @@ def vfmeta_bytes(fid: str, owner: str, dek: bytes, acl: list[str], epoch: int = 
     canon = json.dumps(fields, sort_keys=True).encode()
     fields["tag"] = b64e(aead.seal(dek, b"", aead.ad("vfmeta", canon)))
     return json.dumps(fields, indent=1).encode()
+
+
+def write_vfmeta(layout: Layout, owner: str, fid: str, dek: bytes, acl: list[str], epoch: int) -> None:
+    """The file's sidecar written (replaced) from the documents."""
+    inside.write_file(layout.root, layout.own_names(owner), layout.vfmeta_path(owner, fid).name,
+                      vfmeta_bytes(fid, owner, dek, acl, epoch))
 
 
 def check_vfmeta(data: bytes, fid: str, owner: str, dek: bytes, epoch: int = 0,

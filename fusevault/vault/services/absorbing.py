@@ -38,6 +38,7 @@ from fusevault.crypto.signing import signature_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import replica
+from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried
@@ -376,6 +377,8 @@ def _retry_incomplete(volume: Volume, out: Absorbed) -> None:
 
 
 def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None) -> None:
+    if node.owner == volume.key.user_id and node.dek and fresh.epoch == node.epoch and fresh.dek != node.dek:
+        _key_changed_at_one_epoch(volume, node, fresh)
     shown = (node.size, node.mtime, node.ctime)  # what the kernel's writeback cache keeps of its own
     for name in ATTRS:
         setattr(node, name, getattr(fresh, name))
@@ -401,6 +404,19 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
         # Open contents follow the new version, or the file's new key (an
         # empty file's, which has no version to change).
         volume.switch_content(node)
+
+
+def _key_changed_at_one_epoch(volume: Volume, node: Node, fresh: Node) -> None:
+    """Her other device gave her file another key at the epoch this device gave it one: both re-keyed
+    it at once, each under the key derived from the recipients it saw (one had not taken a share in),
+    and hers won (only a state she signed gives her file another key at one epoch:
+    vault/tree/authorship.py ``owner_dek_ok``).  This device's sidecar, authenticated under its own key at that epoch, is written
+    again under hers now: it holds no secret and decides nothing, and left, every open of the file
+    here gave EIO, also after a remount (attack round 39a (4))."""
+    try:
+        write_vfmeta(volume.layout, node.owner, node.fid, fresh.dek, volume.acl(node) or [], fresh.epoch)
+    except (OSError, VaultError) as err:  # its next open says (EIO), as before
+        log.warning("the sidecar of %s was not written again under its key: %s", node.fid, err)
 
 
 def retry_awaiting(volume: Volume, out: Absorbed) -> None:
