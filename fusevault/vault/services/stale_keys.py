@@ -7,9 +7,12 @@ knows the revocation looks over her key files when a key, share, group or user d
 and at unlock: a key she sealed, of the file's current epoch, for a recipient no share over the
 file reaches now, is taken back and the file gets a new key (attack round 39b (1), (2)).
 
+Only a revocation counts: a member out of the group's body its owner signed, or a share that no
+grant in force here explains and that this device did not see and keep (vault/model/freshness.py
+``remembered``: one the store withholds, or holds refused as a replay, is still in force here).
 A key of an older epoch opens only what its recipient could read then: left alone, so a replay of
-one costs no re-key.  A key no share explains because its share has not arrived yet (its key came
-first) costs one re-key; the share, once here, seals the new key to its recipients.
+one costs no re-key.  A key whose share this device never saw (its key came first) costs one
+re-key; the share, once here, seals the new key to its recipients.
 """
 
 from __future__ import annotations
@@ -114,5 +117,5 @@ def _entries(path: Path) -> list[os.DirEntry]:
     try:
         with os.scandir(path) as entries:
             return list(entries)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # none, or not to be read: nothing found there (its keys, if any, stay)
         return []
