@@ -410,9 +410,9 @@ def _key_changed_at_one_epoch(volume: Volume, node: Node, fresh: Node) -> None:
     """Her other device gave her file another key at the epoch this device gave it one: both re-keyed
     it at once, each under the key derived from the recipients it saw (one had not taken a share in),
     and hers won (only a state she signed gives her file another key at one epoch:
-    vault/tree/authorship.py ``owner_dek_ok``).  This device's sidecar, authenticated under its own key at that epoch, is written
-    again under hers now: it holds no secret and decides nothing, and left, every open of the file
-    here gave EIO, also after a remount (attack round 39a (4))."""
+    vault/tree/authorship.py ``owner_dek_ok``).  This device's sidecar, authenticated under its own
+    key at that epoch, is written again under hers now: it holds no secret and decides nothing, and
+    left, every open of the file here gave EIO, also after a remount (attack round 39a (4))."""
     try:
         write_vfmeta(volume.layout, node.owner, node.fid, fresh.dek, volume.acl(node) or [], fresh.epoch)
     except (OSError, VaultError) as err:  # its next open says (EIO), as before
