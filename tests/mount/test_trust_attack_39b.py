@@ -1,14 +1,30 @@
 """Attack round 39b: revocation (unshare, a member's removal from a group) against a member's devices.
 
-Holes
------
-(filled in below as found)
+The attacker's tests, with the fixes made since (docs/SECURITY.md, "Attack round 39").
+
+Holes (both fixed)
+------------------
+1. A file her other device made before it knew of a member's removal from @team kept the removed
+   member's key: her laptop did the removal offline, her desktop (not told yet) made proj/new.txt and
+   sealed its key to bob; nothing re-keyed it, and what she wrote into it afterwards bob could read.
+   Fixed: vault/services/stale_keys.py (a member out of the group's signed body).
+   ``test_a_file_her_other_device_made_before_it_knew_of_a_removal_is_re_keyed_where_it_is_known``.
+2. The same with her unshare of proj from bob (a user share), on every device of hers.  Fixed: the
+   same (a share her laptop's ``unshare`` took back).
+   ``test_a_file_her_other_device_made_before_her_unshare_reached_it_is_re_keyed``.
 
 What held
 ---------
+- (a) A revoked WRITE member's device pushing versions through her unshare: nothing he wrote after
+  was taken, and her write after it is under a key he does not hold.
+- (c) A file in a user share and a group share, one revoked: the other keeps its key, the revoked
+  one does not open the new key.
 
 Not tried
 ---------
+- (d) restore of an old version or a trashed file after an unshare (by reading: a restore from the
+  trash re-keys, recovery.py); (e) the cost of a member's moves out of a share and back, again and
+  again (begun, not finished).
 """
 
 from __future__ import annotations

@@ -1,14 +1,23 @@
-"""Attack round 39c.
+"""Attack round 39c: the whole model with fresh eyes, as a server or peer attacker.
 
-Holes
-=====
-(being written)
+The attacker's tests, with the fixes made since (docs/SECURITY.md, "Attack round 39").
 
-What held
-=========
-
-Not tried
-=========
+Holes (all fixed)
+=================
+1. A concurrent edit served as a descendant: the server hid her laptop's branch, let the desktop
+   push its own edit, then served the laptop's body as the next revision.  The desktop showed the
+   laptop's edit, its own gone from view, nothing said; a move out of a share was undone so.  Now
+   said (a ``concurrent`` alarm: absorbing.py ``_served_over``), the desktop's edit kept in history,
+   and re-keyed if under an older key.
+   ``test_a_concurrent_edit_served_as_a_descendant_of_hers_does_not_drop_her_edit``,
+   ``test_a_concurrent_edit_served_as_a_descendant_of_her_move_out_of_a_share_does_not_move_it_back``.
+2. A concurrent edit met by her move out of a share (a re-key) was never settled: the settling read
+   the versions before the re-key with the newest key and gave up at every arrival.  Now each
+   version is opened under the key her wrapping of it names (conflicts.py ``_descends``).
+   ``test_a_concurrent_edit_met_by_her_move_out_of_a_share_is_kept``.
+3. Her laptop's settling reaching the desktop before its closing of the desktop's leaf: a false
+   "rollback" alarm (the suite's flaky two-device test).  Now closed quietly (ledger.py
+   ``Ledger.replayed``).  ``test_the_laptops_settling_reaching_the_desktop_before_its_branch_raises_no_alarm``.
 """
 
 from __future__ import annotations
