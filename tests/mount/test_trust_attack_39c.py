@@ -17,7 +17,8 @@ Holes (all fixed)
    ``test_a_concurrent_edit_met_by_her_move_out_of_a_share_is_kept``.
 3. Her laptop's settling reaching the desktop before its closing of the desktop's leaf: a false
    "rollback" alarm (the suite's flaky two-device test).  Now closed quietly (ledger.py
-   ``Ledger.replayed``).  ``test_the_laptops_settling_reaching_the_desktop_before_its_branch_raises_no_alarm``.
+   ``Ledger.replayed``).
+   ``test_the_laptops_settling_reaching_the_desktop_before_its_branch_raises_no_alarm``.
 """
 
 from __future__ import annotations
