@@ -236,8 +236,11 @@ async def _rekey_unreached(volume: Volume) -> None:
         node = volume.find(fid)
         if node is None or fid in done or volume.rotating:
             continue
-        if await volume.store_call(volume.store.get, f"rotate-{fid}") is not None:
-            continue  # a re-key already asked for (an unshare's, a move's): carried out by its asker
+        if any([await volume.store_call(volume.store.get, f"rotate-{above}") is not None
+                for above in stale_keys.above(volume, node)]):
+            # A re-key already asked for, of it or of a folder it is in (an unshare's, a move's,
+            # before its re-key began): carried out by its asker, and two at once collide.
+            continue
         log.info("%s has a key for someone no share of it reaches now: taken back, and it gets a new key",
                  _where(volume, node))
         under = {n.fid for n in subtree(volume, node)}

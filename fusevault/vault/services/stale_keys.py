@@ -85,14 +85,14 @@ def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]
             # Not a member's removal (signed by the group's owner): the share that gave it went.  Taken
             # back by this device, the key is stale; only seen gone, it may be withheld.
             grantee = group or recipient
-            if fresh is None or any(fresh.remembered(sharing.doc_id(above, grantee))
-                                    for above in _above(volume, node)):
+            if fresh is None or any(fresh.remembered(sharing.doc_id(fid_above, grantee))
+                                    for fid_above in above(volume, node)):
                 continue
         out.append((node, recipient, path))
     return out
 
 
-def _above(volume: Volume, node: Node) -> set[str]:
+def above(volume: Volume, node: Node) -> set[str]:
     """The node and every folder it sits in, all the way up (fids; each once)."""
     out: set[str] = set()
     todo = [node]
