@@ -491,8 +491,8 @@ def test_the_server_replaying_her_revision_over_a_write_members_edit_does_not_un
             _bob_does(url, tmp_path, "docs/notes.txt", _bobs_edit)
             wait_for(lambda: (a / "docs" / "notes.txt").read_text() == "bob's edit", "his edit at her laptop")
             if replayed:
+                seq = couch.seq() + 1  # its change (read after it, her own push may come first)
                 couch.put(_her_newest_revision(couch, fid, alice_id))
-                seq = couch.seq()
                 wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(a), "the replay offered")
             seen = (a / "docs" / "notes.txt").read_text()
             said = alarms(a)
@@ -746,8 +746,8 @@ def test_a_personal_mount_refuses_her_replay_over_his_edit_that_came_with_a_bran
         with mounted(laptop, tmp_path / "a") as a:
             wait_for(lambda: settled(a) and (a / "docs" / "notes.txt").read_text() == "bob's edit",
                      "his edit at her laptop")
+            seq = couch.seq() + 1  # its change (read after it, her own push may come first)
             couch.put(_her_newest_revision(couch, fid, alice_id))
-            seq = couch.seq()
             wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(a), "the replay offered")
             seen = (a / "docs" / "notes.txt").read_text()
             said = alarms(a)
@@ -788,8 +788,8 @@ def test_the_server_undoing_a_write_members_move_into_a_share_gives_carol_nothin
         with mounted(laptop, tmp_path / "a") as a:  # her next unlock seals the keys docs gives
             wait_for(lambda: _key_of(laptop, "carol", CAROL, fid) == _current_dek(laptop, fid),
                      "carol's key of x.txt, in docs")
+            seq = couch.seq() + 1  # its change (read after it, her own push may come first)
             couch.put(_her_newest_revision(couch, fid, alice_id))
-            seq = couch.seq()
             wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(a), "the replay offered")
             where = a / "other" / "x.txt" if (a / "other" / "x.txt").exists() else a / "docs" / "x.txt"
             where.write_text("written after")

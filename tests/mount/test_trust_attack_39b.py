@@ -104,7 +104,13 @@ def test_a_revoked_writers_device_pushing_versions_through_the_unshare_gets_noth
         writer.start()
         try:
             wait_for(lambda: len(written) > 5, "bob's first versions")
-            unshared = fusevault("unshare", a / "proj", "--with", "bob")
+            # A commit of his taken in between her reading a document and writing it fails the unshare
+            # in one line, exit 13 ("changed by someone else"), nothing done: she runs it again.
+            # (Seen before this round too; the unshare does not retry on its own yet.)
+            for _ in range(5):
+                unshared = fusevault("unshare", a / "proj", "--with", "bob")
+                if unshared.returncode != 13:
+                    break
             ended = time.monotonic()
             assert unshared.returncode == 0, unshared.stderr
             time.sleep(4)  # he keeps writing: each version his mount still takes is pushed

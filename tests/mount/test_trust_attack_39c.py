@@ -79,8 +79,8 @@ def test_a_concurrent_edit_served_as_a_descendant_of_hers_does_not_drop_her_edit
             wait_for(lambda: settled(b) and couch.get(fid)["enc"] != laptops["enc"], "the desktop's push")
             assert (b / "plan.txt").read_bytes() == DESKTOP
             # ... and then serves the laptop's body as the next revision after the desktop's own.
+            seq = couch.seq() + 1  # its change (read after it, her own push may come first)
             couch.put(laptops)
-            seq = couch.seq()
             wait_for(lambda: adversary.pulled_past(desktop, seq) and settled(b), "the desktop's pull")
             wait_for(lambda: (b / "plan.txt").read_bytes() != DESKTOP or alarms(b),
                      "the served revision taken in, or said")
@@ -166,8 +166,8 @@ def _moved_out_scene(tmp_path: Path, forged: bool) -> tuple[Path, str, Path, Pat
         with mounted(desktop, tmp_path / "b") as b:
             wait_for(lambda: settled(b) and couch.get(fid)["enc"] != laptops["enc"], "the desktop's push")
             if forged:
+                seq = couch.seq() + 1  # its change (read after it, her own push may come first)
                 couch.put(laptops)  # served as the next revision after the desktop's own
-                seq = couch.seq()
                 wait_for(lambda: adversary.pulled_past(desktop, seq) and settled(b), "the desktop's pull")
             else:  # the laptop's branch came with the mount's first pull; the settling pushed since
                 wait_for(lambda: settled(b), "the desktop's settling")
