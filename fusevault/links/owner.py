@@ -500,9 +500,9 @@ async def collect_periodically(links: Links, first: float, every: float, task: T
         await trio.sleep(wait)
         wait = every
         task.set("working")
+        only, boxes = boxes, None  # the first pass only, whether or not it went through
         try:
-            answer = await links.collect(boxes)
-            boxes = None
+            answer = await links.collect(only)
         except VaultError as err:
             answer = {"files": 0, "errors": [shown(str(err))]}
         except Exception:  # never the mount's end: what a stranger drops is all this reads
