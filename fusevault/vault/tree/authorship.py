@@ -520,9 +520,10 @@ class Authorship:
                 doc = self.store.get(fid)
             except VaultError:
                 return None
-            # Signed (a bare ``_deleted`` is anyone's with the database): a server withholding the
-            # folder cannot have it taken for removed.
-            if doc is None or doc.get("delete") is not True or self.admit(doc) is None:
+            # Signed, and ``delete`` as signed (a bare ``_deleted`` is anyone's with the database, and the
+            # clear field a store writer's to flip): a folder withheld cannot be taken for removed.
+            admitted = self.admit(doc) if doc is not None else None
+            if admitted is None or admitted[0].get("delete") is not True:
                 return None
             if not (parents := self.was_at(fid)):
                 return None
