@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from itertools import accumulate
 from typing import Any
@@ -116,7 +117,14 @@ def _no_constant(name: str) -> Any:
     raise RefusedJson(f"JSON holds {name}, which is not a number")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+def _finite(text: str) -> float:
+    # "1e400" is no constant but reads as infinity all the same.
+    if not math.isfinite(number := float(text)):
+        raise RefusedJson(f"JSON holds {text[:40]}, which is no finite number")
+    return number
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _NOT_BRACKET_OR_QUOTE = bytes(c for c in range(256) if c not in _STEP and c != ord('"'))
 
@@ -144,8 +152,9 @@ def loads_untrusted(data: bytes | str, limit: int = JSON_LIMIT) -> Any:
     bytes, nested deeper than JSON_DEPTH (json.loads itself raises
     RecursionError, which callers do not expect, and a document a little less
     deep would break recursive code later: a canonical form, a copy), or
-    holding NaN or Infinity (json.dumps writes them, but none of our documents
-    holds one, and they compare unequal to themselves)."""
+    holding NaN or Infinity, also as a number too big for a float, 1e400 (json.dumps
+    writes them, but none of our documents holds one, and they compare unequal to
+    themselves)."""
     if len(data) > limit:
         raise RefusedJson(f"JSON of {len(data)} bytes is over the limit of {limit}")
     # Counting brackets is quick (in any encoding each is at least its byte): only a text with

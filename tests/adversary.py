@@ -121,3 +121,8 @@ class Server:
         if current is not None:
             r = httpx.delete(f"{self.url}/{doc_id}", params={"rev": current["_rev"]}, timeout=30)
             r.raise_for_status()
+
+    def compact(self) -> None:
+        """Compact the database, as any CouchDB does now and then: the bodies of revisions that
+        are no leaf any more are gone (only their ids stay in the histories)."""
+        httpx.post(f"{self.url}/_compact", json={}, timeout=120).raise_for_status()

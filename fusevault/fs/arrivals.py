@@ -32,6 +32,7 @@ from fusevault.vault.services.absorbing import (
     Absorbed,
     absorb,
     absorb_arrivals,
+    absorb_beneath,
     admit_new,
     retry_awaiting,
     save_leaving,
@@ -87,6 +88,28 @@ class Arrivals:
                     # Now, before any commit of this device's (the settling waits its turn).
                     note_branches(_volume(agent), self.store, conflicts)
                 self._start(self._settle_conflicts, agent, conflicts)
+
+    def beneath_wanted(self) -> list[tuple[str, str]]:
+        """The revisions refused ones were stacked on that a tree unlocked here never took in
+        (vault/tree/arrivals.py ``keep``): the sync fetches them (sync/replicator.py ``Beneath``)."""
+        return sorted({(fid, rev) for agent in self.unlocked()
+                       for fid, (_, unseen) in _volume(agent).tree.beneath.items() for rev in unseen})
+
+    def take_beneath(self, docs: list[dict]) -> None:
+        """Those revisions, as the peer sent them (some may be missing), taken in under the
+        refused ones by every tree that wants them."""
+        fetched = {(doc["_id"], doc["_rev"]): doc for doc in docs}
+        for agent in self.unlocked():
+            volume = _volume(agent)
+            if not volume.tree.beneath:
+                continue
+            try:
+                changed = absorb_beneath(volume, fetched)
+            except Exception:  # a bug a document reached: never the end of the sync
+                log.exception("taking in the changes under refused ones failed for one user")
+                volume.tree.beneath.clear()
+                continue
+            self.follow_up(agent, volume, changed)
 
     def committed(self, writer: Agent | None, docs: list[dict]) -> None:
         """``docs`` were written by ``writer`` (a user of this mount) or, None,

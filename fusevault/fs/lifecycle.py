@@ -55,7 +55,7 @@ class Mount:
         self.arrivals = Arrivals(store, self.agents, self.noted)
         # What peers send is taken in by every unlocked user, like a commit of theirs.
         self.sync = sync_service(store, layout, self.arrivals.arrived, self.arrivals.names,
-                                 shared=self.shared)
+                                 beneath=self.arrivals, shared=self.shared)
         self.failures = 0
 
     # --- what a kind of mount says

@@ -144,8 +144,9 @@ class CouchDatabase:
             raise PeerUnavailable(f"{self.label} did not store {len(failed)} document(s): "
                                   f"{failed[0].get('reason') or failed[0]['error']}")
 
-    async def bulk_get(self, wanted: list[tuple[str, str]]) -> list[dict]:
-        """The given revisions, each with its history (``_revisions``)."""
+    async def bulk_get(self, wanted: list[tuple[str, str]], *, missing_ok: bool = False) -> list[dict]:
+        """The given revisions, each with its history (``_revisions``).  ``missing_ok``: one the
+        peer does not send (an ancestor's body compacted away) is left out, not an error."""
         if not wanted:
             return []
         body = {"docs": [{"id": i, "rev": r} for i, r in wanted]}
@@ -157,13 +158,15 @@ class CouchDatabase:
                 log.warning("%s: document %s revision %s refused, left out (%s)", self.label, *wanted[0], err)
                 return []
             half = len(wanted) // 2
-            return await self.bulk_get(wanted[:half]) + await self.bulk_get(wanted[half:])
+            return (await self.bulk_get(wanted[:half], missing_ok=missing_ok)
+                    + await self.bulk_get(wanted[half:], missing_ok=missing_ok))
         docs = []
         for result in answer["results"]:
             for entry in result["docs"]:
-                if "ok" not in entry:
+                if "ok" in entry:
+                    docs.append(entry["ok"])
+                elif not missing_ok:
                     raise PeerUnavailable(f"{self.label} could not send {result['id']}")
-                docs.append(entry["ok"])
         return docs
 
     async def find(self, selector: dict, limit: int = 100) -> list[dict]:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import trio
 
@@ -86,6 +87,29 @@ Names = Callable[[dict], bool | None]
 HELD = "held"  # the checkpoint's deletions of version documents waiting for a verdict (``_judge_held``)
 HELD_SINCE = "held_since"  # when each was first judged to name a live head
 SAY_HELD_AFTER = 10.0  # seconds a held deletion names a live head before it is said (a forgery)
+
+
+class Beneath(Protocol):
+    """Revisions a refused one was stacked on, which the mount's trees never took in (a writer's
+    edit made while this device was away, under a server's forgery): fetched from the peer and taken
+    in under it, so a commit over the refused one does not erase them (fs/arrivals.py)."""
+
+    def beneath_wanted(self) -> list[tuple[str, str]]: ...
+
+    def take_beneath(self, docs: list[dict]) -> None: ...
+
+
+class _NothingBeneath:
+    """A replica kept for someone else or being joined: no tree refuses anything."""
+
+    def beneath_wanted(self) -> list[tuple[str, str]]:
+        return []
+
+    def take_beneath(self, docs: list[dict]) -> None:
+        return None
+
+
+NOTHING_BENEATH = _NothingBeneath()
 
 
 def _names_nothing(doc: dict) -> bool | None:
@@ -159,6 +183,8 @@ class Replicator:
         self.settled: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext
         # Whether a deletion of a version document would take a live file's contents (the mount's trees).
         self.names: Names = _names_nothing
+        # The revisions under refused ones the mount's trees want (fetched after each batch).
+        self.beneath: Beneath = NOTHING_BENEATH
         # The mount's requests, which each batch lets pass first (sync/foreground.py).
         self.foreground = FOREGROUND
 
@@ -317,6 +343,7 @@ class Replicator:
 
     async def pull(self, wait: bool = False) -> bool:
         """Take one batch of the peer's changes; False once there were none left."""
+        await self._take_beneath()  # wanted by a tree unlocked since the last batch
         since = self.checkpoint.get("pull", 0)
         results, last = await self.db.changes(since, CHANGES_BATCH, wait=wait)
         self._contact()
@@ -360,12 +387,24 @@ class Replicator:
             self._store(docs, record_docs, places, last)
             # After the batch is taken in: a node's newer head sent with a gc's deletion of its old one.
             self._judge_held(caught_up=len(results) < CHANGES_BATCH)
+        await self._take_beneath()
         if self.keys is not None and len(results) < CHANGES_BATCH:
             self.keys.caught_up()  # the key deletions refused meanwhile judged again, and said
         self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
         self.status.state = "idle"
         self._contact()
         return True
+
+    async def _take_beneath(self) -> None:
+        """The revisions refused ones were stacked on that the trees here want (``Beneath``),
+        fetched and handed over; what the peer does not send is left out (and said there)."""
+        if not (wanted := self.beneath.beneath_wanted()):
+            return
+        asked = set(wanted)
+        docs = await self.db.bulk_get(wanted, missing_ok=True)
+        docs = [doc for doc in docs if (doc.get("_id"), doc.get("_rev")) in asked and not doc.get("_deleted")]
+        async with self.settled():
+            self.beneath.take_beneath(docs)
 
     def _store(self, docs: list[dict], record_docs: list[dict], places: list, last: object) -> None:
         """Store a batch and have the mount take it in: nothing awaits here, so

@@ -30,7 +30,16 @@ from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror
-from fusevault.sync.replicator import BACKOFF_MAX, VAULT_DOC, Arrived, Names, PeerStatus, Replicator
+from fusevault.sync.replicator import (
+    BACKOFF_MAX,
+    NOTHING_BENEATH,
+    VAULT_DOC,
+    Arrived,
+    Beneath,
+    Names,
+    PeerStatus,
+    Replicator,
+)
 from fusevault.vault.format.layout import Layout, open_layout
 from fusevault.vault.format.layout import create as create_layout
 from fusevault.vault.model.alarms import for_user
@@ -56,13 +65,14 @@ def device_of(store: LocalStore) -> dict:
 
 class SyncService:
     def __init__(self, store: LocalStore, layout: Layout, arrived: Arrived, names: Names, *,
-                 shared: bool = False) -> None:
+                 beneath: Beneath = NOTHING_BENEATH, shared: bool = False) -> None:
         self.shared = shared  # a shared mount, run by root: no buddies (NO_BUDDY)
         self.store = store
         self.layout = layout
         self.arrived = arrived
         # Whether a tree unlocked here shows a version as a live file's (Replicator.names).
         self.names = names
+        self.beneath = beneath  # what the trees want of the revisions under refused ones (Replicator.beneath)
         self.status: dict[str, PeerStatus] = {}
         self.device = device_of(store)
         self.keys = KeyMirror(store, layout)  # one for all peers
@@ -126,6 +136,7 @@ class SyncService:
                                             self.arrived, status, self.keys)
                     replicator.settled = self.settled
                     replicator.names = self.names
+                    replicator.beneath = self.beneath
                     await self._run(replicator)
             finally:
                 with trio.CancelScope(shield=True):
@@ -178,9 +189,9 @@ class SyncService:
 
 
 def sync_service(store: object, layout: Layout, arrived: Arrived, names: Names, *,
-                 shared: bool = False) -> SyncService | None:
+                 beneath: Beneath = NOTHING_BENEATH, shared: bool = False) -> SyncService | None:
     """The sync task of a mount, for a vault with an embedded store (one kept
     in CouchDB is already where its replicas are)."""
     if not isinstance(store, LocalStore):
         return None
-    return SyncService(store, layout, arrived, names, shared=shared)
+    return SyncService(store, layout, arrived, names, beneath=beneath, shared=shared)

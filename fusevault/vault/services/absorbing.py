@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
 # Absorbed is what every caller gets back (vault/tree/arrivals.py holds it, as the unlock uses it too).
 __all__ = ["Absorbed", "absorb", "absorb_arrivals", "absorb_node", "admit_new", "retry_awaiting",
-           "save_leaving", "settle_busy", "sweep"]
+           "save_leaving", "settle_busy", "sweep", "absorb_beneath"]
 
 
 def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -> Absorbed:
@@ -126,6 +126,40 @@ def _take(volume: Volume, doc: dict, out: Absorbed, **how: bool) -> None:
                 f"({type(err).__name__}): skipped, the file keeps what it had")
 
 
+def absorb_beneath(volume: Volume, fetched: dict[tuple[str, str], dict]) -> Absorbed:
+    """Take in the revisions a refused one was stacked on (``tree.beneath``; attack round 39a (5)).
+
+    A server (or a peer with no WRITE) that puts a revision over a writer's edit made while this
+    device was away has it refused here, and the node stands on it (``keep``): her next commit would
+    go over it and so over the edit underneath, which this device never took in, erasing it on every
+    replica.  The sync fetches those revisions (``fetched``: by (id, rev)); the newest admissible one is
+    taken in as any other writer's, and the node stands on the refused revision again, so her next
+    commit holds that edit.  None admissible or none sent: said, as the edit is lost to this device."""
+    out = Absorbed()
+    tree = volume.tree
+    for fid, (top, unseen) in list(tree.beneath.items()):
+        tree.beneath.pop(fid, None)
+        node = tree.find(fid)
+        if node is None or node.rev != top:
+            continue  # taken past since (a newer revision admitted, her own commit over it)
+        for rev in unseen:
+            if (doc := fetched.get((fid, rev))) is None:
+                continue
+            took = Absorbed()
+            _take(volume, doc, took)
+            out.add(took)
+            if node.ino in took.inodes:
+                break
+        else:
+            alarms.for_user(volume.key.user_id).warn(
+                "withheld", fid, f"a change of file {fid} lies under a refused one and was not sent "
+                "here: the file shows what this device last took in, and a write to it goes over both")
+        tree.beneath.pop(fid, None)  # a refused one met on the way noted its own
+        if tree.find(fid) is node:
+            node.rev = top  # the refused revision stays the store's current one: her next commit's
+    return out
+
+
 def _stored(volume: Volume, fid: str) -> dict | None:
     """The stored document of ``fid`` looked up again, or None; a row whose
     body does not read (a store writer's: nested too deep, not JSON) is a
@@ -172,14 +206,14 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     if not doc.get("_deleted") and (judged := judge(tree, doc, node)) is not False:
         doc, signer = judged or (doc, None)
     elif not doc.get("_deleted"):
-        keep(node, doc)
+        keep(tree, node, doc)
         return
     try:
         opened = None if doc.get("_deleted") else open_doc(tree, doc)
     except CorruptData as err:  # it opens, but does not hold (a key epoch it seals and does not name)
         if tree.authorship is not None:
             tree.authorship.deny(doc, f"signed by {signer or doc.get('owner')}: {err}")
-        keep(node, doc)  # refused: the file keeps what it had, and her next commit goes over it
+        keep(tree, node, doc)  # refused: the file keeps what it had, and her next commit goes over it
         return
     if opened is not None and signer is not None and here:
         tree.vouched[doc["_id"]] = (signer, opened[0].head, signature_of(doc))
@@ -191,11 +225,11 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             tree.authorship.deny(doc, f"signed by {signer or doc.get('owner')}, {why}")
         else:
             log.warning("%s: refused a change: %s", doc["_id"], why)
-        keep(node, doc)
+        keep(tree, node, doc)
         return
     if (opened is not None and signer is not None and not here
             and not may_take(tree, doc, signer, node, opened)):
-        keep(node, doc)
+        keep(tree, node, doc)
         return
     if opened is not None and not here and not _version_here(volume, opened[0], node):
         # Its version (document or records) is still on its way from the peer:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fusevault.crypto.signing import signature_of
 from fusevault.errors import CorruptData
+from fusevault.store.replica import history_from
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import names
 from fusevault.vault.model.ledger import writer_seq
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 # were opened with, and committed with it).
 ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
          "previous", "rev", "placed", "seq", "over")  # seq, over: what her next commit is made over
+# Revisions a refused one may pass over that are fetched to be taken in under it (a peer's edits made
+# while this device was away: a file saved more often than this is recovered from its history).
+BENEATH_LIMIT = 16
 CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
 
 
@@ -105,11 +109,32 @@ def into_a_file(tree: Tree, links: list[tuple[str, bytes]]) -> bool:
     return any(tree.holds(fid) and folder(tree, fid) is None for fid, _ in links)
 
 
-def keep(node: Node | None, doc: dict) -> None:
+def keep(tree: Tree, node: Node | None, doc: dict) -> None:
     """A refused document (said): the node keeps what it had, and its next
-    commit goes over the refused revision."""
-    if node is not None:
-        node.rev = doc["_rev"]
+    commit goes over the refused revision.  A revision refused over others this
+    tree never took in (a peer's history that passes them: the server stacked it
+    on a writer's edit made while this device was away) would so erase them:
+    they are noted in ``tree.beneath``, for the sync to fetch and take in under
+    it (vault/services/absorbing.py ``absorb_beneath``; attack round 39a (5))."""
+    if node is None:
+        return
+    if unseen := _unseen_under(doc, node.rev):
+        tree.beneath[node.fid] = (doc["_rev"], unseen)
+    node.rev = doc["_rev"]
+
+
+def _unseen_under(doc: dict, held: str | None) -> list[str]:
+    """The revisions between ``doc`` and ``held`` (this tree's) in ``doc``'s history as its
+    peer sent it, newest first; none when it has no history or does not pass ``held``."""
+    if not held or not isinstance(doc.get("_revisions"), dict):
+        return []
+    try:
+        history = history_from(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        return []  # malformed history: nothing fetched on its word
+    if held not in history[2:BENEATH_LIMIT + 2]:
+        return []
+    return history[1:history.index(held)]
 
 
 def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:
@@ -167,7 +192,7 @@ def reopen(tree: Tree, node: Node) -> bool:
         return False
     judged = judge(tree, doc, node)
     if judged is False:
-        keep(node, doc)
+        keep(tree, node, doc)
         return _take_held(node, held)
     doc, signer = judged or (doc, None)
     if doc.get("delete"):
@@ -175,16 +200,16 @@ def reopen(tree: Tree, node: Node) -> bool:
     try:
         opened = open_doc(tree, doc)
     except CorruptData:  # it opens, but does not hold (absorbing.py refuses it so)
-        keep(node, doc)
+        keep(tree, node, doc)
         return _take_held(node, held)
     if opened is None:
         return False
     if signer is not None and not may_take(tree, doc, signer, node, opened):
-        keep(node, doc)
+        keep(tree, node, doc)
         return _take_held(node, held)
     fresh, _ = opened
     if tree.ledger is not None and tree.ledger.older(node.fid, writer_seq(fresh.seq, doc, tree.key.user_id)):
-        keep(node, doc)  # a replay of an older state (absorbing.py's ledger said so when it came)
+        keep(tree, node, doc)  # a replay of an older state (absorbing.py's ledger said so when it came)
         return _take_held(node, held)
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))

@@ -114,6 +114,11 @@ class Inodes:
         # signature), only until this tree commits the node (any change of it)
         # and only until the grants change (vault/services/absorbing.py).
         self.vouched: dict[str, tuple[str, str | None, str]] = {}
+        # fid -> (the refused revision the node stands on, the revisions between it and the node's
+        # own that this tree never took in, newest first): edits another device made that the
+        # refused one would erase once her next commit goes over it.  The sync fetches them and
+        # they are taken in under it (vault/tree/arrivals.py ``keep``; absorbing.py ``absorb_beneath``).
+        self.beneath: dict[str, tuple[str, list[str]]] = {}
         # Folders whose keys rotation.py is rotating now (not started twice).
         self.rotating: set[str] = set()
         # fid -> the shares her own file or folder lost by a move or an unlink of one of its names
@@ -568,6 +573,7 @@ class Inodes:
         self.unsaved.clear()  # saved before (save_all), else the lock was refused
         self.pending.clear()  # likewise
         self.vouched.clear()
+        self.beneath.clear()
         self.ledger = None  # saved before; it holds a key of the user's
         if self.layout.places is not None and self.key is not None:
             # Their view of who may write (it holds this tree, and so their keys) judges no

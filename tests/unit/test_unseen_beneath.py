@@ -1,0 +1,53 @@
+"""vault/tree/arrivals.py ``keep``: which revisions a refused one passes over, on its sender's word.
+
+The history comes with the refused document, from the server or a peer: hostile.  What it names is
+only fetched (and judged as any other document when it comes), so the worst a lie does is ask for
+revisions that are not there; a malformed history asks for nothing."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from fusevault.vault.tree.arrivals import BENEATH_LIMIT, keep
+
+
+def _doc(start: object, ids: object) -> dict:
+    return {"_id": "f", "_rev": f"{start}-top", "_revisions": {"start": start, "ids": ids}}
+
+
+def _kept(doc: dict, held: str) -> tuple[str, dict]:
+    tree = SimpleNamespace(beneath={})
+    node = SimpleNamespace(fid="f", rev=held)
+    keep(tree, node, doc)  # type: ignore[arg-type]
+    return node.rev, tree.beneath
+
+
+def test_the_revisions_between_the_refused_one_and_hers_are_noted_newest_first() -> None:
+    rev, beneath = _kept(_doc(4, ["top", "c", "b", "a"]), "1-a")
+    assert rev == "4-top"  # her next commit goes over the store's current revision
+    assert beneath == {"f": ("4-top", ["3-c", "2-b"])}
+
+
+@pytest.mark.parametrize("doc", [
+    _doc(2, ["top", "a"]),  # stacked on hers: nothing unseen under it
+    _doc(3, ["top", "x", "y"]),  # another branch: hers is not in its history
+    {"_id": "f", "_rev": "3-top"},  # no history sent (a store writer's row)
+    _doc("three", ["top", "b", "a"]),
+    _doc(3, "top,b,a"),
+    _doc(float("inf"), ["top", "b", "a"]),
+    {"_id": "f", "_rev": "3-top", "_revisions": ["3-top", "2-b", "1-a"]},
+])
+def test_a_history_that_passes_nothing_unseen_or_does_not_read_asks_for_nothing(doc: dict) -> None:
+    rev, beneath = _kept(doc, "1-a")
+    assert rev == doc["_rev"] and beneath == {}
+
+
+def test_only_so_many_revisions_under_a_refused_one_are_asked_for() -> None:
+    ids = ["top"] + [f"r{i}" for i in range(BENEATH_LIMIT + 5)] + ["a"]
+    _, beneath = _kept(_doc(len(ids), ids), "1-a")
+    assert beneath == {}  # hers lies deeper than a server may make this device fetch
+    ids = ["top"] + [f"r{i}" for i in range(BENEATH_LIMIT)] + ["a"]
+    _, beneath = _kept(_doc(len(ids), ids), "1-a")
+    assert len(beneath["f"][1]) == BENEATH_LIMIT
