@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import trio
+
 from fusevault.errors import Conflict, CorruptData
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.open_files import FLUSH_AT, Files, Stale
@@ -19,6 +21,9 @@ from fusevault.vault.model.nodes import Node
 # coming in meanwhile: each try seals the newest; after this many the key
 # change fails (it never commits over a version it did not seal).
 RESEAL_TRIES = 20
+# The store's revision of the file newer than the node's (another writer's change stored, and held back
+# until its version arrives): nothing was committed; the next try waits this long for it first.
+BEHIND_WAIT = 0.25
 
 # Gives a node the contents and key of its newest state (its stored document's,
 # or, that one refused here, the tree's own); False when the document is gone
@@ -138,6 +143,17 @@ async def _reseal(files: Files, node: Node, dek: bytes, epoch: int, reopen: Reop
             # newest), or the file went.
             fresh.close()
             if _left(files, node) or (tree.sharing is None and not _reload(files, node, reopen)):
+                return False
+            continue
+        except Conflict:
+            # Another writer's change is stored but not taken in yet (its version document or
+            # records still on their way: vault/tree/namespace.py ``wait_for_version``), so the
+            # node's revision is behind the store's: nothing was committed, and a key change must
+            # never go over a change it did not seal.  Tried again once it may have come; a revoke
+            # during a member's writes used to fail so, in one line (exit 13), nothing done.
+            fresh.close()
+            await trio.sleep(BEHIND_WAIT)
+            if _left(files, node):
                 return False
             continue
         except BaseException:

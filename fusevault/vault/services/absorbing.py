@@ -238,6 +238,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         tree.wait_for_version(doc["_id"])
         return
     tree.complete(doc["_id"])
+    if opened is not None and not here:
+        _judged_while_granted(volume, opened[0], signer)
     if (opened is not None and node is not None and (ledger := volume.ledger) is not None
             and _served_over(volume, node, doc, opened[0], signer)
             and opened[0].epoch < ledger.epochs.get(node.fid, 0)):
@@ -375,6 +377,26 @@ def _her_deletion(volume: Volume, node: Node | None, opened: tuple[Node, list] |
     return (opened is not None and volume.ledger is not None and not opened[1]
             and (node is None or node.ino != ROOT_INODE)
             and opened[0].owner == volume.key.user_id and signer in (None, opened[0].owner))
+
+
+def _judged_while_granted(volume: Volume, fresh: Node, signer: str | None) -> None:
+    """A writer's version, taken in, is judged now (``Places.admits``, kept for the tree's life),
+    while the grant that let him write it is in force.  Judged first when it is read, after a revoke
+    of him (the revoke's own re-key reads it, or a state taken while the file was busy,
+    ``Guests.held``), it was refused: the file read EIO and the revoke failed (exit 5)."""
+    places = volume.layout.places
+    vid = fresh.head
+    if places is None or places.admit is None or vid is None or signer in (None, fresh.owner):
+        return
+    if (body := places.document_body(vid)) is None:
+        return
+    try:
+        doc = loads_untrusted(body)
+    except ValueError:
+        return  # the read refuses it, and says so
+    if isinstance(doc, dict):
+        doc["_id"] = vid  # as files/placements.py judges it
+        places.admits(fresh.fid, vid, doc)
 
 
 def _version_here(volume: Volume, fresh: Node, node: Node | None) -> bool:

@@ -228,7 +228,14 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
         # second unshare finds it there.
         volume.trust.fresh.took_back(share_id)
     requests = [request, *(r for _, r in elsewhere)]
-    revs = await volume.store_call(volume.store.put_many, [*([] if missing else [tombstone(doc)]), *requests])
+    async with volume.settled():
+        # With the arrivals held off, and the grants read again at once: a writer's change that comes
+        # from now on is judged without this share.  Taken in between by the grants before (his
+        # WRITE still in force), its version's records were refused at the re-key, under the grants
+        # after: the unshare failed (exit 5) and the file read EIO.
+        revs = await volume.store_call(volume.store.put_many,
+                                       [*([] if missing else [tombstone(doc)]), *requests])
+        volume.sharing.reload(volume.store)
     for each, rev in zip(requests, revs[-len(requests):], strict=True):
         each["_rev"] = rev  # the request this unshare carries out: deleted only as it is (``rotate``)
     await volume.in_thread(volume.store.sync)
