@@ -4,5 +4,136 @@ Scope: pinned identities, signed grants, signed writes, authenticated settings,
 validated names, sidecars, migration of older vaults, the recovery key,
 capability links, history/restore, and the local vault-folder writer.
 
-(Findings are filled in below as they are established.)
+Holes
+-----
+
+(1) A user document stripped of its key pairs: a device without her mark mints new ones and signs
+    what the store writer planted; her desktop then acts on it.  (severity: high)
+
+    Attack: a writer of the vault folder (or the server, for a device that syncs) takes two fields
+    off alice's CURRENT user document: ``en_private_keys`` (her sealed key pairs) and ``sig``, and
+    puts an unsigned Share of her folder proj with bob (any member: the planted grantee).  No older
+    copy of anything is needed.  Then alice mounts on a device with no mark of hers (a new device,
+    a state directory wiped, or the vault folder at another path: confirmed.py keys the mark by the
+    vault's real path) once, and later her desktop (mark, key memory, pins all intact).
+
+    Seen (3 of 3 runs): the new device's unlock takes the document for one "from before key pairs
+    (vault format 1, early)" and mints new key pairs with ``signs=False``
+    (``users.ensure_identity``), stored; ``migrate.sign_own`` then finds an unsigned user document,
+    an identity that does not "sign" yet and no mark here, and signs with the new key every
+    unsigned document of hers in the store: the planted Share, and her user document with the new
+    keys and ``signs`` set.  Her desktop's next unlock opens the new identity from that document
+    (it is sealed under her master key, so it is "hers": ``key_memory`` judges only the key
+    fields), takes the planted Share as signed by her, and seals proj's keys to bob: bob opens
+    the DEK of the file she writes next on her desktop (proj/new.txt).  Her own older nodes and
+    versions, signed by her real key, are now refused on her own devices ("does not carry a valid
+    signature of its author", "rollback: the root folder's document is missing"): plan.txt reads
+    empty on the desktop.  Nothing says her key pairs were replaced; bob's device (pin) would say
+    her keys changed, but the key sealed to him is his to open with any program.
+
+    Cause: fusevault/vault/model/users.py:108-117 (``ensure_identity``: the absence of
+    ``en_private_keys``, a field any store writer can delete, is taken for format 1 and answered
+    by minting an identity), called from fusevault/fs/personal.py:81 and
+    fusevault/agent/sessions.py:156 before anything checks it; fusevault/vault/model/migrate.py:75-85
+    (the new identity's ``signs=False`` plus no mark on this device is taken for "from before
+    signatures"); and users.py ``unlock`` / trust.py ``Trust.__init__`` take whatever identity her
+    master key opens from the store as her own, also on the device that saw her sign with another.
+
+    Impact: a store writer alone gets any planted grant (Share, Group membership, node/version
+    documents in her name) signed with a key all her devices then trust as hers; her keys leak to
+    the grantee; her genuine tree is refused on her own devices.  Worse than "Out of reach: Before
+    the first signature", which says this needs a whole format-2 copy of her document kept from
+    before the upgrade: here her current document, two fields deleted, is enough, in a vault that
+    never was format 2.
+
+    Fix (proposed): never mint key pairs for a user document that names public keys, carries a
+    signature, or belongs to a vault whose users all had pairs; bind "this user has key pairs /
+    signs" to what only the passphrase opens (e.g. in the AD or body of the wrapped master key,
+    checked by ``unlock``), so a document without them is refused, not upgraded; a device whose
+    key memory knows her public keys refuses another identity under her name (alarm, nothing
+    signed); the migration signs nothing when the identity was minted in this same unlock.
+
+    Tests: ``test_a_stripped_identity_does_not_get_a_planted_share_signed_and_acted_on[stripped]``
+    (xfail), control ``[control]`` (the planted share without the stripping: refused, unsigned).
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import adversary
+import pytest
+from attack_scenes import add_users, recipients_dek
+from conftest import mounted
+
+from fusevault.vault.model.sharing import SHARE, doc_id
+from mount.test_sharing import _fid
+from mount.test_trust_writes import BOB as BOB_SECRET
+from mount.test_trust_writes import _user
+
+IDENTITY_FIELDS = ("en_private_keys", "sig")
+
+
+def _alices_proj(vault: Path, tmp_path: Path) -> tuple[Path, str]:
+    """alice's vault with bob in it and her folder proj/plan.txt (shared with no one): the
+    mount point and proj's file id."""
+    add_users(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("alice's plan\n")
+    return mnt, _fid(vault, "alice", "proj")
+
+
+def _planted_share(vault: Path, fid: str) -> dict:
+    """An unsigned Share of alice's proj with bob (READ), as a vault-folder writer can put."""
+    alice, bob = _user(vault, "alice"), _user(vault, "bob")
+    return {"_id": doc_id(fid, bob["_id"]), "type": SHARE, "owner": alice["_id"], "fid": fid,
+            "grantee": bob["_id"], "group": False, "perm": "READ", "created_at": 1}
+
+
+def _bobs_keys_of_alices(vault: Path) -> list[Path]:
+    bob = _user(vault, "bob")
+    return sorted((vault / "users" / bob["_id"] / "shared").glob("*.vfkey"))
+
+
+def _strip_identity(vault: Path) -> None:
+    """The vault-folder writer takes alice's sealed key pairs and her signature off her current user
+    document (no older copy of anything needed): it reads as one from before key pairs (format 1)."""
+    alice = _user(vault, "alice")
+    adversary.put(vault, {k: v for k, v in alice.items() if k not in IDENTITY_FIELDS})
+
+
+@pytest.mark.parametrize("stripped", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="40c (1): a user document stripped of "
+                                               "its key pairs makes a device without her mark mint new "
+                                               "ones and sign every unsigned document in her name")),
+    False], ids=["stripped", "control"])
+def test_a_stripped_identity_does_not_get_a_planted_share_signed_and_acted_on(
+        vault: Path, tmp_path: Path, stripped: bool) -> None:
+    mnt, proj = _alices_proj(vault, tmp_path)
+    alice_before = _user(vault, "alice")
+    adversary.put(vault, _planted_share(vault, proj))
+    if stripped:
+        _strip_identity(vault)
+    # Her new device (a state directory of its own: no mark, no memory) mounts the vault once ...
+    with mounted(vault, mnt, env={"FUSEVAULT_STATE_DIR": str(tmp_path / "new-device-state")}):
+        pass
+    # ... then her desktop, which made her (its mark and key memory intact), and she writes in proj.
+    with mounted(vault, mnt):
+        plan = (mnt / "proj" / "plan.txt").read_text()
+        (mnt / "proj" / "new.txt").write_text("written on her desktop\n")
+    share = adversary.get(vault, doc_id(proj, _user(vault, "bob")["_id"]))
+    print("the planted share now:", share)
+    alice = _user(vault, "alice")
+    print("her keys:", alice_before["public_sign"], "->", alice["public_sign"])
+    keys = _bobs_keys_of_alices(vault)
+    print("bob's keys of alice's files:", keys)
+    print("her plan reads:", repr(plan))
+    assert share is not None and "sig" not in share, "her device signed the share the store writer planted"
+    assert alice["public_sign"] == alice_before["public_sign"], "her key pairs were replaced"
+    assert plan == "alice's plan\n", "her file reads otherwise"
+    assert keys == [], "keys of her files were sealed to bob by the planted share"
+    with pytest.raises(AssertionError):
+        recipients_dek(vault, "bob", BOB_SECRET, _fid(vault, "alice", "proj/new.txt"))
+
