@@ -55,15 +55,47 @@ Holes
 
     Tests: ``test_a_stripped_identity_does_not_get_a_planted_share_signed_and_acted_on[stripped]``
     (xfail), control ``[control]`` (the planted share without the stripping: refused, unsigned).
+
+(2) Her root folder is whatever her user document's clear ``root`` names.  (severity: high)
+
+    Attack: a writer of the vault folder (or the server) sets ``root`` in alice's user document to
+    the id of her folder proj, which she shares with bob (READ).  Her document's signature no
+    longer holds; nothing else is touched.
+
+    Seen (3 of 3 runs): her mount shows proj's contents as its top (``plan.txt`` only).  What she
+    writes at the top of her mount (diary.txt) is made in proj, and its key sealed to bob: he reads
+    it.  ``fusevault status`` says only that her document "is not signed ... its settings are
+    ignored" and that "the settings in this user's document are not signed": the root is no setting
+    and is not ignored.  Her real root (notes.txt, proj) is gone from her view while the field
+    stays; put back, her diary is in proj.
+
+    Cause: the root is read from the store's document, never checked against her signature nor
+    against what this device saw: fusevault/fs/personal.py:86 (``unlocked.user["root"]``),
+    fusevault/agent/sessions.py:161 (``doc["root"]``, a shared mount's unlock), and the same in
+    fusevault/target.py:122, fusevault/cli/files.py:172, fusevault/cli/check.py:91,102.
+    ``unlock_here`` judges only the key fields (key_memory); ``confirmed`` guards only the settings.
+
+    Impact: a store writer moves everything she makes at the top of her mount into a folder shared
+    with others (confidentiality: her new files sealed to the grantees), or into any folder of hers;
+    her tree as she knows it is hidden (a silent "rename" of her whole vault).
+
+    Fix (proposed): take ``root`` only from her own signed body (``confirmed.own_signature``), else
+    from the newest body this device remembers (``key_memory``), else refuse to mount with an alarm;
+    better, seal the root fid with her identity (``en_private_keys``), which only her master key
+    opens, and check the node it names is her own folder that has no parent.
+
+    Tests: ``test_her_root_is_not_moved_into_a_folder_she_shares[root-moved]`` (xfail), control
+    ``[control]``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import adversary
 import pytest
-from attack_scenes import add_users, recipients_dek
+from attack_scenes import add_users, recipients_dek, share
 from conftest import mounted
 
 from fusevault.vault.model.sharing import SHARE, doc_id
@@ -137,3 +169,31 @@ def test_a_stripped_identity_does_not_get_a_planted_share_signed_and_acted_on(
     with pytest.raises(AssertionError):
         recipients_dek(vault, "bob", BOB_SECRET, _fid(vault, "alice", "proj/new.txt"))
 
+
+
+@pytest.mark.parametrize("moved", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="40c (2): the root folder is taken from "
+                                               "her user document's clear 'root', whoever wrote it")),
+    False], ids=["root-moved", "control"])
+def test_her_root_is_not_moved_into_a_folder_she_shares(vault: Path, tmp_path: Path, moved: bool) -> None:
+    add_users(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "plan.txt").write_text("for bob to read\n")
+        (mnt / "notes.txt").write_text("alice's own\n")
+        assert share(mnt, "proj", "bob") is not None
+    proj = _fid(vault, "alice", "proj")
+    if moved:
+        # The vault-folder writer names proj as her root (her document's signature no longer holds).
+        adversary.put(vault, {**_user(vault, "alice"), "root": proj})
+    with mounted(vault, mnt):
+        top = sorted(os.listdir(mnt))
+        # What she writes at the top of her mount is hers alone.
+        (mnt / "diary.txt").write_text("not for bob\n")
+    print("her mount's top:", top)
+    keys = [p.name for p in _bobs_keys_of_alices(vault)]
+    print("bob's keys of alice's files:", keys)
+    diary = _fid(vault, "alice", "diary.txt")  # through the store's "root", as her mount went
+    assert not any(diary in name for name in keys), "her file at the top of her mount was sealed to bob"
+    assert top == ["notes.txt", "proj"], "her root is another folder"
