@@ -86,6 +86,45 @@ Holes
 
     Tests: ``test_her_root_is_not_moved_into_a_folder_she_shares[root-moved]`` (xfail), control
     ``[control]``.
+
+(3) A new member's first mount takes every unsigned user for one "from before signatures".
+    (severity: high)
+
+    Attack: in a vault of this format (signed from birth), the store's writer (or carol, a member
+    who can write the vault folder, or the server) adds carol to alice's group team with an
+    unsigned Group body, and takes the ``sig`` off alice's user document (nothing else changes).
+    Then bob, a member of team, mounts for the first time (every member does once; so does any
+    member's new device whose pins document the store withholds) and shares his notes with @team.
+
+    Seen (3 of 3 runs): bob's ``Trust`` has no pins yet (``had_pins`` False), so alice's unsigned
+    document is pinned with ``signs=False``; ``Trust.legacy(alice)`` is then True and every
+    unsigned document in her name counts as hers on his devices (the pin travels in his Pins
+    document, and ``signs`` is only set again once her signed document is served).  The unsigned
+    team body naming carol is admitted and pinned; ``share --with @team`` seals bob's key to carol.
+    No alarm: ``fusevault status`` on bob's mount says nothing.  Without the stripped signature
+    (control) the forged body is refused and carol gets nothing.
+
+    Cause: fusevault/vault/model/trust.py:361 (``legacy_ok = signed or not self.had_pins``): the
+    module's premise, that the first unlock with pins is "the one that met every user of a format-2
+    vault", is false for every user added since (their first unlock is their first with pins);
+    then ``Trust.verify`` / ``legacy`` (trust.py:603-620) and ``grants.key_signed`` /
+    ``signed_by_owner`` take unsigned Shares, Groups, node/version documents and ``.vfkey``
+    records in alice's name on bob's devices.
+
+    Impact: a store writer forges, for a new member (or a new device of one), any grant, group
+    membership, file key or write in the name of any user whose signature it strips: keys of the
+    member's own files go to the attacker (here), forged files and keys of hers are taken as hers.
+    Not "a device with no memory" as documented (that one trusts keys and signed states it sees
+    first, not unsigned documents), and not "Before the first signature" (alice signs since her
+    creation; the vault never was format 2).
+
+    Fix (proposed): take an unsigned user as "from before signatures" only at an unlock whose own
+    user was from before signatures too (the unlock ``migrate.sign_own`` signs at), never at the
+    first unlock of a user created signed (``identity.signs`` from birth); or let ``user add`` seal
+    into the new user's first pins the users the administering device saw signed.
+
+    Tests: ``test_a_new_members_first_mount_takes_no_unsigned_group_body_in_an_owners_name[stripped]``
+    (xfail), control ``[control]``.
 """
 
 from __future__ import annotations
@@ -95,13 +134,13 @@ from pathlib import Path
 
 import adversary
 import pytest
-from attack_scenes import add_users, recipients_dek, share
-from conftest import mounted
+from attack_scenes import add_users, group_doc, recipients_dek, share
+from conftest import fusevault, mounted
 
 from fusevault.vault.model.sharing import SHARE, doc_id
 from mount.test_sharing import _fid
 from mount.test_trust_writes import BOB as BOB_SECRET
-from mount.test_trust_writes import _user
+from mount.test_trust_writes import _admin, _user
 
 IDENTITY_FIELDS = ("en_private_keys", "sig")
 
@@ -197,3 +236,36 @@ def test_her_root_is_not_moved_into_a_folder_she_shares(vault: Path, tmp_path: P
     diary = _fid(vault, "alice", "diary.txt")  # through the store's "root", as her mount went
     assert not any(diary in name for name in keys), "her file at the top of her mount was sealed to bob"
     assert top == ["notes.txt", "proj"], "her root is another folder"
+
+
+@pytest.mark.parametrize("stripped", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="40c (3): a new member's first unlock "
+                                               "pins every unsigned user as one from before signatures")),
+    False], ids=["stripped", "control"])
+def test_a_new_members_first_mount_takes_no_unsigned_group_body_in_an_owners_name(
+        vault: Path, tmp_path: Path, stripped: bool) -> None:
+    add_users(vault, "bob", "carol")
+    _admin(vault, "group", "add", "team")
+    _admin(vault, "group", "member", "add", "team", "bob", "--perm", "READ")
+    team = group_doc(vault, "team")
+    carol = _user(vault, "carol")["_id"]
+    # The store's writer (or carol, who can write the vault folder) puts carol in alice's group: an
+    # unsigned body, as only alice's key signs it.
+    forged = {k: v for k, v in team.items() if k != "sig"}
+    forged["users"] = {**team["users"], carol: "READ"}
+    adversary.put(vault, forged)
+    if stripped:
+        # ... and takes the signature off alice's user document (nothing else of it changes).
+        adversary.put(vault, {k: v for k, v in _user(vault, "alice").items() if k != "sig"})
+    # bob's first mount (a member new to this vault, as every member once is): he shares his
+    # notes with alice's team.
+    mnt = tmp_path / "bob"
+    with mounted(vault, mnt, "--user", "bob", passphrase=BOB_SECRET):
+        (mnt / "notes.txt").write_text("bob's notes for alice's team\n")
+        done = fusevault("share", mnt / "notes.txt", "--with", "@team", "--perm", "READ")
+        print("share:", done.returncode, done.stdout[-500:], done.stderr[-500:])
+        st = fusevault("status", mnt)
+        print(st.stdout[-3000:])
+    sealed = sorted((vault / "groups" / team["_id"]).glob(f"own/*/keys/{carol}.vfkey"))
+    print("keys sealed to carol:", sealed)
+    assert sealed == [], "bob's file was sealed to carol, whom only an unsigned group body names"
