@@ -107,7 +107,7 @@ Holes
     Cause: fusevault/vault/model/trust.py:361 (``legacy_ok = signed or not self.had_pins``): the
     module's premise, that the first unlock with pins is "the one that met every user of a format-2
     vault", is false for every user added since (their first unlock is their first with pins);
-    then ``Trust.verify`` / ``legacy`` (trust.py:603-620) and ``grants.key_signed`` /
+    then ``Trust.verify`` / ``legacy`` (trust.py:596-618) and ``grants.key_signed`` /
     ``signed_by_owner`` take unsigned Shares, Groups, node/version documents and ``.vfkey``
     records in alice's name on bob's devices.
 
