@@ -125,6 +125,36 @@ Holes
 
     Tests: ``test_a_new_members_first_mount_takes_no_unsigned_group_body_in_an_owners_name[stripped]``
     (xfail), control ``[control]``.
+
+(4) Her import records removed: the watcher imports an unchanged source again over her edit.
+    (severity: medium)
+
+    Attack: alice watches a folder (``source_dir_to_watch``); report.txt was imported into
+    Imported/ and she then corrected it in her vault.  A writer of the vault folder (or the
+    server) deletes her ImportRecord rows (sealed, but their ids and type are in clear), or puts
+    an older one back.
+
+    Seen (3 of 3 runs): at her next mount the watcher's first pass finds no record for
+    report.txt, finds a file at its vault path whose digest differs from the (unchanged) source,
+    and writes the source over it as a "new version": her file reads the scanner's copy again.
+    Her edit is only in ``.versions``; no alarm, the import task says "1 new version".  With the
+    records kept (control) the source is "unchanged" and her edit stays.
+
+    Cause: fusevault/imports/importer.py:123-148 (``take``) and :196 (``_already_there``): a missing
+    record is taken for "never imported", and a vault file that differs from the source is then
+    overwritten, whoever changed it; the records this device wrote are not remembered outside the
+    store (as the ledger, pins and confirmations are), so their loss is neither told nor said.
+
+    Impact: a store writer silently rolls back any file she edited after it was imported (the
+    source state, at most once imported, is imported again); repeated at will.
+
+    Fix (proposed): when no record exists and the vault path holds a file whose history holds a
+    version with the source's digest (it was imported, then changed), keep her file and write the
+    record again (or import beside it, as a conflict copy) and raise an alarm; keep a device-side
+    digest of the records (as the ledger does for files) so their removal or replay is said.
+
+    Tests: ``test_her_edit_of_an_imported_file_is_not_overwritten_when_the_records_go[deleted]``
+    (xfail), control ``[kept]``.
 """
 
 from __future__ import annotations
@@ -269,3 +299,38 @@ def test_a_new_members_first_mount_takes_no_unsigned_group_body_in_an_owners_nam
     sealed = sorted((vault / "groups" / team["_id"]).glob(f"own/*/keys/{carol}.vfkey"))
     print("keys sealed to carol:", sealed)
     assert sealed == [], "bob's file was sealed to carol, whom only an unsigned group body names"
+
+
+@pytest.mark.parametrize("records", [
+    pytest.param("deleted", marks=pytest.mark.xfail(strict=True, reason="40c (4): with her import records "
+                                                    "gone, the watcher imports the source again over her "
+                                                    "edit, silently")),
+    "kept"])
+def test_her_edit_of_an_imported_file_is_not_overwritten_when_the_records_go(
+        vault: Path, tmp_path: Path, records: str) -> None:
+    from mount.test_imports import idle, import_task, wait_for, watch
+
+    source = tmp_path / "inbox"
+    source.mkdir()
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        watch(mnt, source)
+        (source / "report.txt").write_text("the scanner's copy\n")
+        imported = mnt / "Imported" / "report.txt"
+        wait_for("the import", lambda: imported.exists() and imported.read_text() == "the scanner's copy\n")
+        wait_for("the watcher to be idle", lambda: idle(mnt))
+        imported.write_text("the scanner's copy, corrected by alice\n")
+    if records == "deleted":
+        # The vault-folder writer removes her (sealed) import records: their ids are in clear.
+        for doc in adversary.docs(vault, "ImportRecord"):
+            adversary.delete_row(vault, doc["_id"])
+    with mounted(vault, mnt):
+        # The file present at the start is taken once settled: unchanged, or imported again.
+        wait_for("the watcher's first pass", lambda: sum(import_task(mnt)["counts"].values()) >= 1
+                 and idle(mnt))
+        print("import:", import_task(mnt))
+        now = (mnt / "Imported" / "report.txt").read_text()
+        st = fusevault("status", mnt)
+        print(st.stdout[-3000:])
+    print("her file reads:", repr(now))
+    assert now == "the scanner's copy, corrected by alice\n", "her edit was overwritten by the source again"
