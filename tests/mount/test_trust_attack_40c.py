@@ -330,6 +330,7 @@ def test_her_edit_of_an_imported_file_is_not_overwritten_when_the_records_go(
                  and idle(mnt))
         print("import:", import_task(mnt))
         now = (mnt / "Imported" / "report.txt").read_text()
+        print("versions:", sorted(os.listdir(mnt / ".versions" / "Imported" / "report.txt")))
         st = fusevault("status", mnt)
         print(st.stdout[-3000:])
     print("her file reads:", repr(now))
