@@ -4,6 +4,12 @@ Scope: pinned identities, signed grants, signed writes, authenticated settings,
 validated names, sidecars, migration of older vaults, the recovery key,
 capability links, history/restore, and the local vault-folder writer.
 
+Four holes, all in what a device takes on trust at an unlock, from the store, before (or instead
+of) a signature: (1) a user document without its sealed key pairs is "format 1" and gets new ones,
+which then sign what the store holds; (2) her root folder is the clear ``root`` field; (3) a new
+member's first unlock takes every unsigned user for one from before signatures; (4) a missing
+import record is "never imported".  Each has an xfail test (the safe behaviour) and a control.
+
 Holes
 -----
 
@@ -155,6 +161,36 @@ Holes
 
     Tests: ``test_her_edit_of_an_imported_file_is_not_overwritten_when_the_records_go[deleted]``
     (xfail), control ``[kept]``.
+
+What held (no hole found)
+-------------------------
+
+- Stripping only ``sig`` from her user document (keys kept), on a device with or without her
+  mark: the ``signs`` flag sealed in ``en_private_keys`` makes ``sign_own`` refuse (alarm), nothing
+  signed (tried by hand; the control of (1) covers the planted share on a new device).
+- The stripped identity of (1) on her own device (mark present) alone: the planted share stays
+  unsigned and is refused (tried; her identity in the store is still replaced by a minted one,
+  part of (1)).
+- A forged (unsigned) group body while the owner's document is signed, on a new member's first
+  mount: refused, nothing sealed (control of (3)).
+- Signatures: the two canonical forms differ only for whole-valued floats; the unsigned CouchDB
+  bookkeeping fields (``_conflicts``, ``_revisions``...) are read only in the sync layer (out of
+  this scope); the cache of checked signatures (verified.py) is keyed by key, message and
+  signature and sealed outside the vault (reading).
+- Export / dump folder: every host path fd-relative, O_NOFOLLOW, O_EXCL temporaries,
+  RENAME_NOREPLACE, vault symlinks exported as links, names re-checked (reading); the vault
+  folder's ``remove_tree`` refuses a link and removes fd-based (reading).
+- Records: a version's records are checked against the digests its admitted, signed document
+  holds; a digest-less version is accepted only if signed so (a writer who holds the key anyway)
+  (reading).
+- ``vault.json``'s format number: only bumped by ``upgrade``; no check is skipped by a lower one
+  (reading).  An "old" Share without ``group``, an unsigned ``.vfkey``: only while the owner is
+  legacy (which (3) makes too easy).
+- Shared mount: a uid maps only a self-signed user document, so (2) there locks her out with an
+  alarm instead of moving her root (reading, not run); (1) and (3) reach a shared mount's seat
+  where root's state directory has no mark / no pins of that user (reading).
+- Restore / history: versions and replaced files are admitted by the same ``Authorship`` as a load;
+  a deleted file restored where another user's deletion put it is held back (reading).
 """
 
 from __future__ import annotations
