@@ -4,11 +4,12 @@ Scope: pinned identities, signed grants, signed writes, authenticated settings,
 validated names, sidecars, migration of older vaults, the recovery key,
 capability links, history/restore, and the local vault-folder writer.
 
-Four holes, all in what a device takes on trust at an unlock, from the store, before (or instead
-of) a signature: (1) a user document without its sealed key pairs is "format 1" and gets new ones,
-which then sign what the store holds; (2) her root folder is the clear ``root`` field; (3) a new
-member's first unlock takes every unsigned user for one from before signatures; (4) a missing
-import record is "never imported".  Each has an xfail test (the safe behaviour) and a control.
+Five holes, all in what a device takes on trust from the store, before (or instead of) a
+signature: (1) a user document without its sealed key pairs is "format 1" and gets new ones, which
+then sign what the store holds; (2) her root folder is the clear ``root`` field; (3) a new member's
+first unlock takes every unsigned user for one from before signatures; (4) a missing import record
+is "never imported"; (5) ``passwd`` on a device without her mark signs over a stripped body.  Each
+has an xfail test (the safe behaviour) and a control.
 
 Holes
 -----
@@ -161,6 +162,40 @@ Holes
 
     Tests: ``test_her_edit_of_an_imported_file_is_not_overwritten_when_the_records_go[deleted]``
     (xfail), control ``[kept]``.
+
+(5) ``passwd`` on a device without her mark signs over a stripped body, whatever her sealed key
+    pairs say.  (severity: high; needs her action on such a device)
+
+    Attack: the vault-folder writer (or the server) changes clear fields of alice's user document
+    (here ``root`` -> her shared folder proj, as in (2); equally ``import_into``, ``uid``,
+    ``username``, ``settle_seconds``) and takes its ``sig`` off; her ``en_private_keys`` (which
+    seal ``signs: true``) stay.  She then runs ``fusevault passwd`` (or ``passwd --recovery``, or
+    ``recovery-key create``/``revoke``) on a device without her mark: a new one (the usual place
+    for a recovery-key reset), a state directory lost, the vault folder at another path.
+
+    Seen (3 of 3 runs): the command succeeds and stores her document, self-signed, with the
+    attacker's ``root``.  Her desktop (mark and key memory intact) then mounts with the new
+    passphrase and shows proj's contents as her top folder, with no alarm at all (``fusevault
+    status`` is clean): what she writes at the top is sealed to bob, and a shared mount, which
+    maps only self-signed documents, takes it too.
+
+    Cause: fusevault/vault/model/users.py:236-249 (``_refuse_unsigned``): a served body with no
+    ``sig`` is taken as "from before signatures" when this device has no mark and no key memory
+    of her, without asking the identity ``_save`` just opened (``identity.signs``, sealed under
+    her master key, says she signs: the check ``migrate.sign_own`` makes); then ``_save``
+    (users.py:212-233) signs every field of ``key_memory.signing_base`` of that body.
+
+    Impact: a store writer's changes to her user document become hers, signed, on every device
+    (her root moved into a shared folder, her imports redirected into one, her uid or name), and
+    nothing says so any more.
+
+    Fix (proposed): in ``_refuse_unsigned`` (and wherever a body is signed over), refuse when the
+    opened identity has ``signs`` set, as ``sign_own`` does; more generally sign over only a body
+    her own key signed, else over the fields a fresh document would have (her keys, defaults) and
+    say so.
+
+    Tests: ``test_passwd_on_a_new_device_does_not_sign_what_the_store_writer_put_in_her_document
+    [sig-stripped]`` (xfail), control ``[control]``.
 
 What held (no hole found)
 -------------------------
@@ -371,3 +406,43 @@ def test_her_edit_of_an_imported_file_is_not_overwritten_when_the_records_go(
         print(st.stdout[-3000:])
     print("her file reads:", repr(now))
     assert now == "the scanner's copy, corrected by alice\n", "her edit was overwritten by the source again"
+
+
+@pytest.mark.parametrize("forged", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="40c (5): passwd on a device without "
+                                               "her mark signs over a body whose signature was stripped, "
+                                               "though her sealed key pairs say she signs")),
+    False], ids=["sig-stripped", "control"])
+def test_passwd_on_a_new_device_does_not_sign_what_the_store_writer_put_in_her_document(
+        vault: Path, tmp_path: Path, forged: bool) -> None:
+    from fusevault.vault.model.trust import self_signed
+
+    add_users(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "notes.txt").write_text("alice's own\n")
+        assert share(mnt, "proj", "bob") is not None
+    proj = _fid(vault, "alice", "proj")
+    root = _user(vault, "alice")["root"]
+    if forged:
+        # The vault-folder writer names proj as her root and takes her signature off (her sealed
+        # key pairs, which say she signs, stay).
+        alice = _user(vault, "alice")
+        adversary.put(vault, {**{k: v for k, v in alice.items() if k != "sig"}, "root": proj})
+    # She changes her passphrase on a device of hers without her mark (a new one, a state
+    # directory lost, the vault folder at another path).
+    new_device = {"FUSEVAULT_STATE_DIR": str(tmp_path / "new-device-state"),
+                  "FUSEVAULT_NEW_PASSPHRASE": "alice's new passphrase"}
+    done = fusevault("passwd", vault, "--user", "alice", env=new_device)
+    print("passwd:", done.returncode, done.stdout[-500:], done.stderr[-800:])
+    after = _user(vault, "alice")
+    print("her document now: root", after["root"], "self-signed", self_signed(after))
+    # Her desktop (mark, key memory) mounts with the new passphrase.
+    with mounted(vault, mnt, passphrase="alice's new passphrase"):
+        top = sorted(os.listdir(mnt))
+        said = fusevault("status", mnt).stdout
+    print("her desktop's top:", top, "status:", said[-1500:])
+    assert not (self_signed(after) and after["root"] != root), \
+        "her passphrase change signed the root the store writer put in her document"
+    assert top == ["notes.txt", "proj"], "her desktop's root is another folder"
