@@ -4,12 +4,13 @@ Scope: pinned identities, signed grants, signed writes, authenticated settings,
 validated names, sidecars, migration of older vaults, the recovery key,
 capability links, history/restore, and the local vault-folder writer.
 
-Five holes, all in what a device takes on trust from the store, before (or instead of) a
+Six holes, all in what a device takes on trust from the store, before (or instead of) a
 signature: (1) a user document without its sealed key pairs is "format 1" and gets new ones, which
 then sign what the store holds; (2) her root folder is the clear ``root`` field; (3) a new member's
 first unlock takes every unsigned user for one from before signatures; (4) a missing import record
-is "never imported"; (5) ``passwd`` on a device without her mark signs over a stripped body.  Each
-has an xfail test (the safe behaviour) and a control.
+is "never imported"; (5) ``passwd`` on a device without her mark signs over a stripped body; (6) a
+link record removed leaves her link irrevocable.  Each has an xfail test (the safe behaviour) and
+a control.
 
 Holes
 -----
@@ -139,7 +140,7 @@ Holes
     Attack: alice watches a folder (``source_dir_to_watch``); report.txt was imported into
     Imported/ and she then corrected it in her vault.  A writer of the vault folder (or the
     server) deletes her ImportRecord rows (sealed, but their ids and type are in clear), or puts
-    an older one back.
+    back an older one (of an earlier state of the source: inferred, not run).
 
     Seen (3 of 3 runs): at her next mount the watcher's first pass finds no record for
     report.txt, finds a file at its vault path whose digest differs from the (unchanged) source,
@@ -197,6 +198,33 @@ Holes
     Tests: ``test_passwd_on_a_new_device_does_not_sign_what_the_store_writer_put_in_her_document
     [sig-stripped]`` (xfail), control ``[control]``.
 
+(6) Her link records removed: she can no longer revoke a link, and nothing says why.
+    (severity: medium)
+
+    Attack: alice publishes one.txt by link (``link create``).  A writer of the vault folder (or
+    the server) deletes her LinkRecord rows (sealed, but ``type`` is in clear).
+
+    Seen (3 of 3 runs): at her next mount ``link list`` says "no links", ``link revoke LINK`` (the
+    very link text she holds) exits 4, "you made no such link", ``fusevault status`` says nothing;
+    the link keeps serving her file (``link get`` fetches it after her revoke).  With the record
+    kept (control) the revoke works and the link is dead.
+
+    Cause: fusevault/links/owner.py:101-105 (``_record``) and fusevault/links/link_records.py
+    ``load_records``: the owner keys (the delete key is in no link) live only in the store,
+    which its writer controls; this device keeps no copy nor any count of the links it made, so
+    a record gone is neither said nor recovered.  As in (4), a record this device wrote is lost
+    silently, though "a device that saw them reports what vanished" (SECURITY.md, Out of reach).
+
+    Impact: a store writer makes any of her links (shares and drop boxes) irrevocable from her
+    side: what she publishes stays public until it expires, drop boxes keep taking drops.
+
+    Fix (proposed): keep the owner keys of each link this device made (or a digest list of its
+    records) in the device's state directory, sealed with the device key, as pins and the ledger
+    are; say a record that vanished (alarm) and let ``link revoke`` use the kept keys.
+
+    Tests: ``test_she_can_still_revoke_her_link_when_its_record_goes[deleted]`` (xfail), control
+    ``[kept]``.
+
 What held (no hole found)
 -------------------------
 
@@ -231,12 +259,13 @@ What held (no hole found)
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import adversary
 import pytest
 from attack_scenes import add_users, group_doc, recipients_dek, share
-from conftest import fusevault, mounted
+from conftest import fusevault, mounted, running_relay
 
 from fusevault.vault.model.sharing import SHARE, doc_id
 from mount.test_sharing import _fid
@@ -446,3 +475,42 @@ def test_passwd_on_a_new_device_does_not_sign_what_the_store_writer_put_in_her_d
     assert not (self_signed(after) and after["root"] != root), \
         "her passphrase change signed the root the store writer put in her document"
     assert top == ["notes.txt", "proj"], "her desktop's root is another folder"
+
+
+@pytest.fixture
+def link_relay(redis_url: str, couchdb_server: str):
+    """A relay that keeps links (a link store in a database of its own on the test server)."""
+    db = f"{couchdb_server}/links{uuid.uuid4().hex[:8]}"
+    with running_relay(redis_url, "--couchdb", db) as (_, url):
+        yield url
+
+
+@pytest.mark.parametrize("records", [
+    pytest.param("deleted", marks=pytest.mark.xfail(strict=True, reason="40c (6): with her link record "
+                                                    "gone she can no longer revoke the link, and nothing "
+                                                    "says it went")),
+    "kept"])
+def test_she_can_still_revoke_her_link_when_its_record_goes(
+        vault: Path, tmp_path: Path, link_relay: str, records: str) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "one.txt").write_text("alice's file, published for a week\n")
+        made = fusevault("link", "create", mnt / "one.txt", "--relay", link_relay)
+        assert made.returncode == 0, made.stderr
+    link = made.stdout.strip()
+    if records == "deleted":
+        # The vault-folder writer removes her (sealed) link records: their type is in clear.
+        for doc in adversary.docs(vault, "LinkRecord"):
+            adversary.delete_row(vault, doc["_id"])
+    with mounted(vault, mnt):
+        listed = fusevault("link", "list", cwd=mnt)
+        revoked = fusevault("link", "revoke", link, cwd=mnt)
+        said = fusevault("status", mnt).stdout
+    print("list:", listed.returncode, listed.stdout[-500:], listed.stderr[-300:])
+    print("revoke:", revoked.returncode, revoked.stdout[-300:], revoked.stderr[-300:])
+    print("status:", said[-1500:])
+    (tmp_path / "out").mkdir()
+    got = fusevault("link", "get", link, tmp_path / "out", passphrase=None)
+    print("get after the revoke:", got.returncode, got.stderr[-300:])
+    assert got.returncode != 0 and not (tmp_path / "out" / "one.txt").exists(), \
+        "her link still serves her file after she revoked it"
