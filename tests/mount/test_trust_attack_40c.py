@@ -252,6 +252,9 @@ What held (no hole found)
 - Shared mount: a uid maps only a self-signed user document, so (2) there locks her out with an
   alarm instead of moving her root (reading, not run); (1) and (3) reach a shared mount's seat
   where root's state directory has no mark / no pins of that user (reading).
+- ``config set`` / ``config confirm`` on a device without her mark over a stripped or changed body:
+  ``settings.save`` builds only on a body her key signed, or the one this device keeps, else refuses
+  (reading; contrast (5), where ``passwd`` does not).
 - Restore / history: versions and replaced files are admitted by the same ``Authorship`` as a load;
   a deleted file restored where another user's deletion put it is held back (reading).
 """
