@@ -39,6 +39,14 @@ Holes
     empty on the desktop.  Nothing says her key pairs were replaced; bob's device (pin) would say
     her keys changed, but the key sealed to him is his to open with any program.
 
+    On her own device alone (mark present, no other device involved; 3 of 3 runs): the same strip
+    makes her desktop mint new key pairs and store them in her document (unsigned); the
+    migration refuses to sign (alarm "not signed with their key"), but the minted identity is hers
+    from then on, at every mount: her nodes and versions, signed by her real key, are refused
+    ("does not carry a valid signature of its author", "rollback: the root folder's document is
+    missing") and plan.txt reads empty, durably (her real sealed key pairs are gone from the
+    store; nothing puts them back).
+
     Cause: fusevault/vault/model/users.py:108-117 (``ensure_identity``: the absence of
     ``en_private_keys``, a field any store writer can delete, is taken for format 1 and answered
     by minting an identity), called from fusevault/fs/personal.py:81 and
@@ -62,7 +70,9 @@ Holes
     signed); the migration signs nothing when the identity was minted in this same unlock.
 
     Tests: ``test_a_stripped_identity_does_not_get_a_planted_share_signed_and_acted_on[stripped]``
-    (xfail), control ``[control]`` (the planted share without the stripping: refused, unsigned).
+    (xfail), control ``[control]`` (the planted share without the stripping: refused, unsigned);
+    ``test_a_stripped_identity_does_not_replace_her_keys_on_her_own_device[stripped]`` (xfail),
+    control ``[control]``.
 
 (2) Her root folder is whatever her user document's clear ``root`` names.  (severity: high)
 
@@ -70,12 +80,12 @@ Holes
     the id of her folder proj, which she shares with bob (READ).  Her document's signature no
     longer holds; nothing else is touched.
 
-    Seen (3 of 3 runs): her mount shows proj's contents as its top (``plan.txt`` only).  What she
-    writes at the top of her mount (diary.txt) is made in proj, and its key sealed to bob: he reads
-    it.  ``fusevault status`` says only that her document "is not signed ... its settings are
-    ignored" and that "the settings in this user's document are not signed": the root is no setting
-    and is not ignored.  Her real root (notes.txt, proj) is gone from her view while the field
-    stays; put back, her diary is in proj.
+    Seen (3 of 3 runs): her mount shows proj's contents as its top (``plan.txt`` only). What she
+    writes at the top of her mount (diary.txt) is made in proj, and its key sealed to bob (a
+    ``.vfkey`` of it for him, which he opens). ``fusevault status`` says only that her document "is
+    not signed ... its settings are ignored" and that "the settings in this user's document are not
+    signed": the root is no setting and is not ignored. Her real root (notes.txt, proj) is gone from
+    her view while the field stays; put back, her diary is in proj.
 
     Cause: the root is read from the store's document, never checked against her signature nor
     against what this device saw: fusevault/fs/personal.py:86 (``unlocked.user["root"]``),
@@ -517,3 +527,22 @@ def test_she_can_still_revoke_her_link_when_its_record_goes(
     print("get after the revoke:", got.returncode, got.stderr[-300:])
     assert got.returncode != 0 and not (tmp_path / "out" / "one.txt").exists(), \
         "her link still serves her file after she revoked it"
+
+
+@pytest.mark.parametrize("stripped", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="40c (1): her own device mints new key "
+                                               "pairs for a stripped document and refuses her files")),
+    False], ids=["stripped", "control"])
+def test_a_stripped_identity_does_not_replace_her_keys_on_her_own_device(
+        vault: Path, tmp_path: Path, stripped: bool) -> None:
+    mnt, _ = _alices_proj(vault, tmp_path)
+    before = _user(vault, "alice")
+    if stripped:
+        _strip_identity(vault)
+    for _ in range(2):  # and again at the next mount: nothing puts her keys back
+        with mounted(vault, mnt):  # her desktop: mark, key memory, pins intact
+            plan = (mnt / "proj" / "plan.txt").read_text()
+    after = _user(vault, "alice")
+    print("her plan reads:", repr(plan), "her keys:", before["public_sign"], "->", after["public_sign"])
+    assert after.get("public_sign") in (None, before["public_sign"]), "her device minted new key pairs"
+    assert plan == "alice's plan\n", "her file reads otherwise on her own device"
