@@ -178,11 +178,12 @@ Holes
     pairs say.  (severity: high; needs her action on such a device)
 
     Attack: the vault-folder writer (or the server) changes clear fields of alice's user document
-    (here ``root`` -> her shared folder proj, as in (2); equally ``import_into``, ``uid``,
-    ``username``, ``settle_seconds``) and takes its ``sig`` off; her ``en_private_keys`` (which
-    seal ``signs: true``) stay.  She then runs ``fusevault passwd`` (or ``passwd --recovery``, or
-    ``recovery-key create``/``revoke``) on a device without her mark: a new one (the usual place
-    for a recovery-key reset), a state directory lost, the vault folder at another path.
+    (here ``root`` -> her shared folder proj, as in (2); equally, inferred and not run,
+    ``import_into``, ``uid``, ``username``, ``settle_seconds``) and takes its ``sig`` off; her
+    ``en_private_keys`` (which seal ``signs: true``) stay. She then runs ``fusevault passwd`` (or
+    ``passwd --recovery``, or ``recovery-key create``/``revoke``) on a device without her mark: a
+    new one (the usual place for a recovery-key reset), a state directory lost, the vault folder at
+    another path.
 
     Seen (3 of 3 runs): the command succeeds and stores her document, self-signed, with the
     attacker's ``root``.  Her desktop (mark and key memory intact) then mounts with the new
@@ -197,8 +198,8 @@ Holes
     (users.py:212-233) signs every field of ``key_memory.signing_base`` of that body.
 
     Impact: a store writer's changes to her user document become hers, signed, on every device
-    (her root moved into a shared folder, her imports redirected into one, her uid or name), and
-    nothing says so any more.
+    (her root moved into a shared folder, run; her imports redirected into one, her uid or name,
+    inferred), and nothing says so any more.
 
     Fix (proposed): in ``_refuse_unsigned`` (and wherever a body is signed over), refuse when the
     opened identity has ``signs`` set, as ``sign_own`` does; more generally sign over only a body
