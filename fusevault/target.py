@@ -119,7 +119,7 @@ def _offline(args, request: dict) -> dict:
     lock = hold(unlocked.layout)
 
     async def run() -> dict:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.root())
         try:
             return await Requests(volume).handle(request)
         finally:

@@ -153,12 +153,14 @@ class Agent:
                 raise InvalidInput(f"user {self.username} is no longer in this vault")
             key = await trio.to_thread.run_sync(users.unlock_here, self._layout.root, doc, passphrase, None,
                                                 self._store)
-            doc = await trio.to_thread.run_sync(users.ensure_identity, self._store, doc, key)
+            doc = await trio.to_thread.run_sync(users.ensure_identity, self._store, doc, key,
+                                                self._layout.root)
             if self.session is None:
+                root = await trio.to_thread.run_sync(users.root_of, self._layout.root, doc, key)
                 self.missed = []
                 try:
                     volume = await trio.to_thread.run_sync(
-                        Volume.load, self._layout, self._store, key, doc["root"], self._inodes)
+                        Volume.load, self._layout, self._store, key, root, self._inodes)
                     volume.device = self.device
                     absorb(volume, self.missed, own=False)
                 finally:

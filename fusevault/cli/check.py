@@ -88,7 +88,7 @@ async def _run(unlocked, repair: bool, bar: bool):
 
     checker = check.Checker(unlocked.layout, unlocked.store, unlocked.key)
     broken = await trio.to_thread.run_sync(checker.read_nodes)
-    volume = check.load_tree(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"], broken,
+    volume = check.load_tree(unlocked.layout, unlocked.store, unlocked.key, unlocked.root(), broken,
                              checker.report)
     checker.trusting(volume)
     try:
@@ -99,7 +99,7 @@ async def _run(unlocked, repair: bool, bar: bool):
             rebuilt = await check.rebuild_folders(volume, checker.report)
             if rebuilt:
                 await volume.save_all()  # loaded again: the rebuilt folders' entries hang in them now
-                volume = check.load_tree(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"],
+                volume = check.load_tree(unlocked.layout, unlocked.store, unlocked.key, unlocked.root(),
                                          broken - rebuilt, checker.report)
             if volume is not None:
                 await check.repair(volume, checker.report)

@@ -169,7 +169,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if unlocked.user.get("source_dir_to_watch") is None:
         raise InvalidInput("there is no folder to watch: set one with "
                            f"`fusevault config set source_dir_to_watch FOLDER --vault {args.vault}`")
-    volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+    volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.root())
 
     async def run() -> None:
         try:

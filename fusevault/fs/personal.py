@@ -78,12 +78,13 @@ def serve(vault: Path, user: str | None, secret: bytes | None, mountpoint: Path,
     if secret is None:
         raise InvalidInput("the mount server was handed no passphrase")
     unlocked = unlock_vault(vault, user, secret)
-    unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
+    unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key, unlocked.layout.root)
     unlocked.store.close()  # the mount opens its own
     hold(unlocked.layout)
     store = open_store(unlocked.layout.root, unlocked.layout.store)
     reconcile(unlocked.layout, store)
-    volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
+    volume = Volume.load(unlocked.layout, store, unlocked.key,
+                         users.root_of(unlocked.layout.root, unlocked.user, unlocked.key))
     ttl = ttl_seconds(store.get(unlocked.key.user_id), unlocked.key, unlocked.layout.root)
     info = {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
     mount = PersonalMount(volume, mountpoint, user=unlocked.user, ttl=ttl, info=info,

@@ -148,12 +148,12 @@ def _compose(vault: Path, seats: dict[str, tuple[str, int]] | None = None) -> Co
     if seats is None:
         # fs/server.py serve_mount and _serve, then fs/mount.py serve and Agent._open.
         unlocked = unlock_vault(vault, "alice", PASSPHRASE.encode())
-        unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key)
+        unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key, unlocked.layout.root)
         unlocked.store.close()
         held = hold(unlocked.layout)
         store = open_store(unlocked.layout.root, unlocked.layout.store)
         reconcile(unlocked.layout, store)
-        volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.user["root"])
+        volume = Volume.load(unlocked.layout, store, unlocked.key, unlocked.root())
         ops = Operations(None)
         ops.gate.open(Session(volume, NoKernel(), Tasks(), Direct()))
         composed = Composed(ops, None, {"alice": volume}, store, vault)
@@ -176,12 +176,12 @@ def _compose(vault: Path, seats: dict[str, tuple[str, int]] | None = None) -> Co
         for name, (secret, uid) in seats.items():
             user = users.find_user(store, name)
             key = users.unlock(user, secret.encode())
-            user = users.ensure_identity(store, user, key)
+            user = users.ensure_identity(store, user, key, layout.root)
             seat = drive.add_seat(uid, uid, user["_id"])
             # Loaded in a worker thread, as Agent.unlock does: loading may write, and
             # a watched store tells the other seats on the loop.
             load = functools.partial(Volume.load, layout, WatchedStore(store, seat, committed), key,
-                                     user["root"])
+                                     users.root_of(layout.root, user, key))
             volume = trio.run(trio.to_thread.run_sync, load)
             seat.ops.gate.open(Session(volume, NoKernel(), Tasks(), Direct()))
             composed.volumes[name] = volume

@@ -250,6 +250,14 @@ def signing_base(root: Path | str, doc: dict, hers: bool, body: dict | None = No
             RETIRED_FIELD: retired(kept, doc if hers else None)}
 
 
+def kept_body(kept: dict | None) -> dict | None:
+    """The body of hers ``kept`` holds (``remembered``), if her remembered key signed it; else None."""
+    body = (kept or {}).get(BODY)
+    if kept is None or not isinstance(body, dict) or body.get("_id") != kept.get("_id"):
+        return None
+    return body if _signed_by_her(kept, body) else None
+
+
 def _signed_by_her(kept: dict, doc: dict) -> bool:
     """Whether ``doc`` is signed by the signing key this device remembered of her."""
     from fusevault.crypto.identity import public_sign  # `cryptography`: only once a vault is opened

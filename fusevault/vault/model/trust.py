@@ -358,7 +358,10 @@ class Trust:
                 continue
             if pin is None:
                 # Unsigned and new to a user who had pins: made after signatures came, so not legacy.
-                legacy_ok = signed or not self.had_pins
+                # Nor to one who signs already (made signed, or migrated on another device): her first
+                # unlock here is no migration's, and a user she meets unsigned is a stripped one (a new
+                # member's first mount took any store writer's unsigned grants in their name: 40c (3)).
+                legacy_ok = signed or not (self.had_pins or self.identity.signs)
                 if not legacy_ok:
                     self.alarms.warn("unsigned-user", uid, f"the document of user {doc.get('username')!r}, "
                                      "first met now, is not signed: nothing unsigned is taken in their name")

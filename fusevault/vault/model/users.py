@@ -19,7 +19,7 @@ from fusevault.crypto.keys import (
     unwrap_master,
     wrap_master,
 )
-from fusevault.crypto.signing import sign_doc, verify_doc
+from fusevault.crypto.signing import sign_doc, signer_of, verify_doc
 from fusevault.errors import (
     AlreadyExists,
     CorruptData,
@@ -105,16 +105,65 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
     return user_id
 
 
-def ensure_identity(store: Store, doc: dict, key: MasterKey) -> dict:
-    """Give a user from before key pairs existed (vault format 1, early) their pairs."""
+def ensure_identity(store: Store, doc: dict, key: MasterKey, root: Path | str) -> dict:
+    """Give a user from before key pairs existed (vault format 1, early) their pairs.
+
+    Only such a user: a document without its sealed pairs that shows any sign of a user who had them
+    (public keys, a signature, a node of hers she signed, or this device saw her keys or her
+    signature) was stripped by whoever writes the store.  Given new pairs, they signed every unsigned
+    document in her name there, a planted Share included, and her devices took them for hers
+    (attack round 40c (1)): refused, one line, nothing made."""
     if "en_private_keys" in doc:
         return doc
+    if _had_pairs(store, doc, root):
+        for_user(doc["_id"]).warn("forged-user", doc["_id"], "this user's key pairs are missing from their "
+                                  "document in the store (removed by its writer?): no new ones were made")
+        raise Forged(f"the key pairs of user {doc.get('username')!r} are missing from the store (removed by "
+                     "whoever writes it?): restore the vault folder from a backup or sync it from another "
+                     "device of theirs")
     identity = Identity.new(doc["_id"], signs=False)  # signed (and marked) by vault/model/migrate.py
     doc = {**doc, **seal_identity(key, identity)}
     doc["_rev"] = store.put_many([doc])[0]
     key.identity = identity
     store.sync()
     return doc
+
+
+def _had_pairs(store: Store, doc: dict, root: Path | str) -> bool:
+    user_id = doc["_id"]
+    if any(k in doc for k in ("sig", "public_box", "public_sign")):
+        return True
+    if confirmed.signed_before(root, user_id) or key_memory.remembered(root, user_id) is not None:
+        return True
+    # A vault from before pairs has no signature anywhere; the first of hers found ends the look.
+    return any(d.get("owner") == user_id and signer_of(d) == user_id for d in store.iter_type(NODE))
+
+
+def root_of(root: Path | str, doc: dict, key: MasterKey) -> str:
+    """Her root folder's id.  The clear ``root`` of her document in the store is its writer's to change:
+    pointed at a folder she shares, what she made at the top of her mount went into it, its keys sealed
+    to its members (attack round 40c (2)).  Taken from her document only if her own key signed it (or
+    it is from before signatures: nothing of hers signs yet); else from the newest body of hers this
+    device keeps; else refused, one line."""
+    user_id = doc["_id"]
+    if confirmed.own_signature(doc, key):
+        return _root_field(doc)
+    kept = key_memory.remembered(root, user_id)
+    signs = key.identity is not None and key.identity.signs
+    if "sig" not in doc and not signs and kept is None and not confirmed.signed_before(root, user_id):
+        return _root_field(doc)  # from before signatures (vault/model/migrate.py signs it)
+    body = key_memory.kept_body(kept)
+    if body is not None and isinstance(body.get("root"), str):
+        return body["root"]
+    raise Forged(f"the document of user {doc.get('username')!r} in the store is not signed with their key, "
+                 "and this device keeps none of theirs: which folder is their vault's top cannot be told "
+                 "(restore the vault folder from a backup, or sync it from another device of theirs)")
+
+
+def _root_field(doc: dict) -> str:
+    if not isinstance(value := doc.get("root"), str):
+        raise CorruptData(f"the document of user {doc.get('username')!r} names no root folder")
+    return value
 
 
 def owned_docs(store: Store, user_id: str) -> list[dict]:
@@ -219,7 +268,7 @@ def _save(store: Store, root: Path | str, served: dict, doc: dict, master: bytes
     identity = open_identity(MasterKey(doc["_id"], master), doc) if "en_private_keys" in doc else None
     hers = identity is not None and _signed_with(identity, served)
     if identity is not None and not hers:
-        _refuse_unsigned(root, served)
+        _refuse_unsigned(root, served, identity)
     kept = key_memory.remembered(root, doc["_id"])
     revoked = key_memory.revoked(kept, served if hers else None)
     retired = key_memory.retired(kept, served if hers else None)
@@ -233,13 +282,14 @@ def _save(store: Store, root: Path | str, served: dict, doc: dict, master: bytes
     key_memory.remember(root, doc, revoking, retiring)
 
 
-def _refuse_unsigned(root: Path | str, served: dict) -> None:
+def _refuse_unsigned(root: Path | str, served: dict, identity: Identity) -> None:
     """Refuse (with an alarm) to sign over ``served``, a body of hers her key did not sign, unless it is
-    one from before signatures (no ``sig``, never seen signed on this device: vault/model/migrate.py
-    signs those).  Every field of it but the ones changed would be signed as hers: her sealed private
-    keys, ``public_box``, ``uid`` or name as the store's writer left them (attack round 22 (6))."""
+    one from before signatures (no ``sig``, her sealed identity not marked as signing, never seen signed
+    on this device: vault/model/migrate.py signs those).  Every field of it but the ones changed would
+    be signed as hers: her sealed private keys, ``public_box``, ``uid``, name or root as the store's
+    writer left them (attack round 22 (6); a device without her mark: round 40c (5))."""
     user_id = served["_id"]
-    if "sig" not in served and not confirmed.signed_before(root, user_id) \
+    if "sig" not in served and not identity.signs and not confirmed.signed_before(root, user_id) \
             and key_memory.remembered(root, user_id) is None:
         return
     for_user(user_id).warn("forged-settings", user_id, "this user's document in the store is not signed "

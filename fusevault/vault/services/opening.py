@@ -23,6 +23,10 @@ class Unlocked:
     user: dict
     key: MasterKey
 
+    def root(self) -> str:
+        """Her root folder's id, as her own key vouches for it (``users.root_of``)."""
+        return users.root_of(self.layout.root, self.user, self.key)
+
 
 def open_vault(path: Path) -> tuple[Layout, Store]:
     layout = open_layout(path)
