@@ -148,7 +148,8 @@ def _compose(vault: Path, seats: dict[str, tuple[str, int]] | None = None) -> Co
     if seats is None:
         # fs/server.py serve_mount and _serve, then fs/mount.py serve and Agent._open.
         unlocked = unlock_vault(vault, "alice", PASSPHRASE.encode())
-        unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key, unlocked.layout.root)
+        unlocked.user = users.ensure_identity(unlocked.store, unlocked.user, unlocked.key,
+                                              unlocked.layout.root)
         unlocked.store.close()
         held = hold(unlocked.layout)
         store = open_store(unlocked.layout.root, unlocked.layout.store)

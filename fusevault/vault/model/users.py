@@ -116,6 +116,8 @@ def ensure_identity(store: Store, doc: dict, key: MasterKey, root: Path | str) -
     if "en_private_keys" in doc:
         return doc
     if _had_pairs(store, doc, root):
+        if (restored := _kept_pairs(store, doc, key, root)) is not None:
+            return restored
         for_user(doc["_id"]).warn("forged-user", doc["_id"], "this user's key pairs are missing from their "
                                   "document in the store (removed by its writer?): no new ones were made")
         raise Forged(f"the key pairs of user {doc.get('username')!r} are missing from the store (removed by "
@@ -127,6 +129,25 @@ def ensure_identity(store: Store, doc: dict, key: MasterKey, root: Path | str) -
     key.identity = identity
     store.sync()
     return doc
+
+
+def _kept_pairs(store: Store, doc: dict, key: MasterKey, root: Path | str) -> dict | None:
+    """Her newest body this device keeps (signed by her remembered key, her pairs sealed in it under
+    her master key), put back in the store in place of the stripped one; None if none is kept."""
+    body = key_memory.kept_body(key_memory.remembered(root, doc["_id"]))
+    if body is None or "en_private_keys" not in body:
+        return None
+    identity = open_identity(key, body)  # sealed under her master key, or it is no body of hers
+    restored = {k: v for k, v in body.items() if k != "_rev"}
+    if "_rev" in doc:
+        restored["_rev"] = doc["_rev"]
+    restored["_rev"] = store.put_many([restored])[0]
+    store.sync()
+    key.identity = identity
+    for_user(doc["_id"]).warn("forged-user", doc["_id"], "this user's key pairs were missing from their "
+                              "document in the store (removed by its writer?): put back from this device's "
+                              "copy of it")
+    return restored
 
 
 def _had_pairs(store: Store, doc: dict, root: Path | str) -> bool:
