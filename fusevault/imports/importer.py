@@ -27,7 +27,9 @@ from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
+from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.settings import Settings
+from fusevault.vault.services.conflicts import copy_name
 from fusevault.vault.services.placing import (
     KernelCache,
     file_digest,
@@ -145,6 +147,15 @@ class Importer:
             return GONE, 0, False
         if (record := await self._already_there(location, known, sha, before)) is not None:
             return UNCHANGED, 0, await self._remove_source(record)
+        if known is None:
+            # A file is at its place in the vault that no record of an import names (she made it, or
+            # the records were removed by whoever writes the store): never written over, the source
+            # goes beside it.  Written over, her edit of a file imported before was undone by a store
+            # writer who deleted the records, unsaid (attack round 40c (4)).
+            for_user(self.vol.key.user_id).warn(
+                "import-record", location, f"no import record names {shown(location)}, and the vault has "
+                "another file at its place: that file is kept, the source is imported beside it")
+            return await self._copy(location, mode, sha, before, known, beside=True)
         return await self._copy(location, mode, sha, before, known)
 
     def _in_vault(self, location: str) -> bool:
@@ -212,10 +223,13 @@ class Importer:
         return record
 
     async def _copy(self, location: str, mode: int, sha: str | None, before: Stamp,
-                    known: tuple[Record, str] | None) -> tuple[str, int, bool]:
+                    known: tuple[Record, str] | None, *, beside: bool = False) -> tuple[str, int, bool]:
         """Write the file into the vault; ``sha`` (when hashed first) and ``before`` are the
-        state it was decided on, so a change while copying is noticed."""
+        state it was decided on, so a change while copying is noticed.  ``beside``: under a name of
+        its own next to its place (another file is there)."""
         where, name = split(self._vault_path(location))
+        if beside:
+            name = copy_name(name, "import", before.mtime_ns)
         parent = await make_dirs(self.vol, where, self.caller)
         try:
             source = await trio.to_thread.run_sync(open_source, self.host, self.root, location)

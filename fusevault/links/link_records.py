@@ -8,14 +8,19 @@ private-document key (like the importer's ImportRecords, imports/import_records.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from fusevault import paths
 from fusevault.crypto.keys import MasterKey
-from fusevault.errors import CorruptData
+from fusevault.encoding import b64d, loads_untrusted
+from fusevault.errors import CorruptData, VaultError
 from fusevault.links.capability import OwnerKeys
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
+from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model import names
 
 log = logging.getLogger(__name__)
@@ -56,19 +61,83 @@ def load_records(store: Store, key: MasterKey) -> dict[str, tuple[LinkRecord, st
     """Every link of this user: item id -> (record, document revision)."""
     found = {}
     for fields, doc_id, rev in sealed_bodies(store, key, RECORD):
+        if (record := _record_of(fields, doc_id)) is not None:
+            found[record.item] = (record, rev)
+    return found
+
+
+def _record_of(fields: dict, doc_id: str) -> LinkRecord | None:
+    try:
+        record = LinkRecord(**{**fields, "keys": OwnerKeys.from_dict(fields["keys"])})
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"link record {doc_id} is malformed") from None
+    why = names.path_problem(record.path)
+    if why is not None:
+        log.warning("link record %s refused: %s", doc_id, why)
+        return None
+    # A pending name is a dropped item's, chosen by whoever dropped it (before round 22 one
+    # that was no file name refused the whole record: her box forgotten, never revoked).
+    for vid, name in list(record.pending.items()):
+        if (why := names.problem(name)) is not None:
+            log.warning("link record %s: pending name of %s dropped: %s", doc_id, vid, why)
+            del record.pending[vid]
+    return record
+
+
+# --- this device's copy of the records it made (attack round 40c (6))
+#
+# The store is its writer's: a record deleted there left her link irrevocable (``revoke`` found no
+# keys), and nothing said it went.  Each device keeps the sealed records it saved, outside the vault,
+# until it revokes them; ``revoke`` falls back on them, and one missing from the store is said.
+
+
+def _kept_file(root: Path | str, user_id: str) -> Path:
+    return paths.confirmed_file(root, user_id, ".links")
+
+
+def _kept_docs(root: Path | str, user_id: str) -> dict[str, dict]:
+    try:
+        kept = loads_untrusted(_kept_file(root, user_id).read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        log.error("this device's copy of the link records is unreadable (%s): not used", err)
+        return {}
+    return {k: v for k, v in kept.items() if isinstance(v, dict)} if isinstance(kept, dict) else {}
+
+
+def keep(root: Path | str, key: MasterKey, record: LinkRecord) -> None:
+    """Keep this record here as saved (``forget`` once it is revoked)."""
+    docs = _kept_docs(root, key.user_id)
+    docs[record.item] = record_doc(key, record)
+    _write(root, key.user_id, docs)
+
+
+def forget(root: Path | str, key: MasterKey, item: str) -> None:
+    docs = _kept_docs(root, key.user_id)
+    if docs.pop(item, None) is not None:
+        _write(root, key.user_id, docs)
+
+
+def _write(root: Path | str, user_id: str, docs: dict[str, dict]) -> None:
+    path = _kept_file(root, user_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, json.dumps(docs, sort_keys=True).encode())
+    except OSError as err:
+        log.error("could not keep this device's copy of the link records: %s", err)
+
+
+def kept_records(root: Path | str, key: MasterKey) -> dict[str, LinkRecord]:
+    """The records this device saved and has not revoked: item id -> record (sealed under her key
+    and bound to its id, so a copy put here by anyone else does not open)."""
+    found = {}
+    for item, doc in _kept_docs(root, key.user_id).items():
         try:
-            record = LinkRecord(**{**fields, "keys": OwnerKeys.from_dict(fields["keys"])})
-        except (KeyError, TypeError, ValueError):
-            raise CorruptData(f"link record {doc_id} is malformed") from None
-        why = names.path_problem(record.path)
-        if why is not None:
-            log.warning("link record %s refused: %s", doc_id, why)
-            continue
-        # A pending name is a dropped item's, chosen by whoever dropped it (before round 22 one
-        # that was no file name refused the whole record: her box forgotten, never revoked).
-        for vid, name in list(record.pending.items()):
-            if (why := names.problem(name)) is not None:
-                log.warning("link record %s: pending name of %s dropped: %s", doc_id, vid, why)
-                del record.pending[vid]
-        found[record.item] = (record, rev)
+            fields = loads_untrusted(key.unseal_private(RECORD, doc["_id"], b64d(doc["enc"])))
+            record = _record_of(fields, doc["_id"]) if isinstance(fields, dict) else None
+        except (KeyError, TypeError, ValueError, VaultError):
+            record = None
+        if record is not None and record.item == item and doc["_id"] == record_id(key, item):
+            found[item] = record
     return found

@@ -29,11 +29,12 @@ import trio
 from fusevault.encoding import bytes_start, name_to_str, shown, str_to_name
 from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, LinkRefused, NotFound, VaultError
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
-from fusevault.links import capability, content
+from fusevault.links import capability, content, link_records
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.link_records import LinkRecord, load_records, record_doc
 from fusevault.tasks import TaskState
 from fusevault.transfer.offer import link_stays_inside
+from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.services.exporting import tree
 from fusevault.vault.services.placing import KernelCache, make_dirs, make_durable, split, write_file
@@ -91,18 +92,34 @@ class Links:
     async def _records(self) -> dict[str, tuple[LinkRecord, str]]:
         found = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
         self.has_drops = any(record.kind == "drop" for record, _ in found.values())
+        for item in (await self._kept()).keys() - found.keys():
+            self._say_missing(item)
         return found
+
+    async def _kept(self) -> dict[str, LinkRecord]:
+        return await self.vol.in_thread(link_records.kept_records, self.vol.layout.root, self.vol.key)
+
+    def _say_missing(self, item: str) -> None:
+        for_user(self.vol.key.user_id).warn(
+            "link-record", item, f"the record of link {item} this device made is missing from the store "
+            "(removed by whoever writes it?): `fusevault link revoke` still revokes it with this "
+            "device's copy")
 
     async def _save(self, record: LinkRecord, rev: str | None) -> str:
         [new_rev] = await self.vol.store_call(self.vol.store.put_many,
                                               [record_doc(self.vol.key, record, rev)])
+        await self.vol.in_thread(link_records.keep, self.vol.layout.root, self.vol.key, record)
         return new_rev
 
-    async def _record(self, link_or_id: str) -> tuple[LinkRecord, str]:
-        found = (await self._records()).get(_item_of(link_or_id))
-        if found is None:
-            raise NotFound("you made no such link (see `fusevault link list`)")
-        return found
+    async def _record(self, link_or_id: str) -> tuple[LinkRecord, str | None]:
+        """The record of a link, from the store, else (said) this device's copy of it (no revision)."""
+        item = _item_of(link_or_id)
+        found = (await self._records()).get(item)
+        if found is not None:
+            return found
+        if (kept := (await self._kept()).get(item)) is not None:
+            return kept, None
+        raise NotFound("you made no such link (see `fusevault link list`)")
 
     # --- create and publish
 
@@ -138,7 +155,7 @@ class Links:
             await self._publish(record, rev, node)
         return self._describe(record)
 
-    async def _publish(self, record: LinkRecord, rev: str, node: Node) -> None:
+    async def _publish(self, record: LinkRecord, rev: str | None, node: Node) -> None:
         base = name_to_str(self.vol.path_of(node).rpartition(b"/")[2]) or "vault"
         sources = [self._source(rel, n) for rel, n in tree(self.vol, node, base)
                    if n.is_dir or n.is_reg or stat.S_ISLNK(n.mode)]  # not fifos, devices
@@ -199,8 +216,10 @@ class Links:
                     client.close()
 
             await trio.to_thread.run_sync(revoke)
-            await self.vol.store_call(self.vol.store.put_many,
-                                      [{**record_doc(self.vol.key, record, rev), "_deleted": True}])
+            if rev is not None:
+                await self.vol.store_call(self.vol.store.put_many,
+                                          [{**record_doc(self.vol.key, record, rev), "_deleted": True}])
+            await self.vol.in_thread(link_records.forget, self.vol.layout.root, self.vol.key, record.item)
         return self._describe(record)
 
     # --- drop boxes

@@ -423,9 +423,7 @@ def test_a_new_members_first_mount_takes_no_unsigned_group_body_in_an_owners_nam
 
 
 @pytest.mark.parametrize("records", [
-    pytest.param("deleted", marks=pytest.mark.xfail(strict=True, reason="40c (4): with her import records "
-                                                    "gone, the watcher imports the source again over her "
-                                                    "edit, silently")),
+    "deleted",
     "kept"])
 def test_her_edit_of_an_imported_file_is_not_overwritten_when_the_records_go(
         vault: Path, tmp_path: Path, records: str) -> None:
@@ -456,6 +454,8 @@ def test_her_edit_of_an_imported_file_is_not_overwritten_when_the_records_go(
         print(st.stdout[-3000:])
     print("her file reads:", repr(now))
     assert now == "the scanner's copy, corrected by alice\n", "her edit was overwritten by the source again"
+    if records == "deleted":
+        assert "no import record names" in st.stdout, "the lost records were not said"
 
 
 @pytest.mark.parametrize("forged", [
@@ -507,9 +507,7 @@ def link_relay(redis_url: str, couchdb_server: str):
 
 
 @pytest.mark.parametrize("records", [
-    pytest.param("deleted", marks=pytest.mark.xfail(strict=True, reason="40c (6): with her link record "
-                                                    "gone she can no longer revoke the link, and nothing "
-                                                    "says it went")),
+    "deleted",
     "kept"])
 def test_she_can_still_revoke_her_link_when_its_record_goes(
         vault: Path, tmp_path: Path, link_relay: str, records: str) -> None:
@@ -535,6 +533,9 @@ def test_she_can_still_revoke_her_link_when_its_record_goes(
     print("get after the revoke:", got.returncode, got.stderr[-300:])
     assert got.returncode != 0 and not (tmp_path / "out" / "one.txt").exists(), \
         "her link still serves her file after she revoked it"
+    assert revoked.returncode == 0, revoked.stderr
+    if records == "deleted":
+        assert "is missing from the store" in said, "the lost record was not said"
 
 
 @pytest.mark.parametrize("stripped", [
