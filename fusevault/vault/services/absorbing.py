@@ -238,8 +238,6 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         tree.wait_for_version(doc["_id"])
         return
     tree.complete(doc["_id"])
-    if opened is not None and not here:
-        _judged_while_granted(volume, opened[0], signer)
     if (opened is not None and node is not None and (ledger := volume.ledger) is not None
             and _served_over(volume, node, doc, opened[0], signer)
             and opened[0].epoch < ledger.epochs.get(node.fid, 0)):
@@ -310,6 +308,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         _update(volume, node, fresh, out)
     relink(tree, node, links, out)
     tree.note_moved(node, before)
+    if not here:
+        _judged_while_granted(volume, fresh, signer)  # the node in the tree now: its owner is known
     if volume.ledger is not None and node.owner == volume.key.user_id and node.links:
         volume.ledger.arrived(node.fid, parents_of(node, tree.fid_at), signer in (None, node.owner))
         volume.ledger.saw_mode(node)
