@@ -11,7 +11,16 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PASSPHRASE, fusevault, laptop_and_desktop, mounted, server_pids, settled, sync_status, wait_for
+from conftest import (
+    PASSPHRASE,
+    fusevault,
+    laptop_and_desktop,
+    mounted,
+    server_pids,
+    settled,
+    sync_status,
+    wait_for,
+)
 
 from fusevault import paths
 from fusevault.vault.model.nodes import open_node_doc
@@ -119,7 +128,8 @@ def _restored_apart(tmp_path: Path, both: bool, edit: bool) -> dict[str, object]
         with mounted(desktop, b):
             wait_for(lambda: (b / "plan.txt").exists() and settled(b), "the desktop's first pull")
             os.unlink(a / "plan.txt")
-            wait_for(lambda: settled(a) and not (b / "plan.txt").exists() and settled(b), "the deletion on both")
+            wait_for(lambda: settled(a) and not (b / "plan.txt").exists() and settled(b),
+                     "the deletion on both")
             server.kill()
             assert fusevault("restore", a / "plan.txt").returncode == 0
             if both:
