@@ -17,9 +17,9 @@ Holes
    the history only).
    Cause: fusevault/vault/model/ledger.py:755-814 ``check_loaded`` raises the counter only from the
    ``seq``/``over`` of the nodes the store holds AT LOAD (round 31b's fix); a restored store holds none
-   of the newer ones.  ``Ledger.admit`` (ledger.py:~540-575) records an arriving state of this very
+   of the newer ones.  ``Ledger.admit`` (ledger.py:539-575) records an arriving state of this very
    device (``seq[0] == self.device``, ``seq[1] > self.counter``) as seen but never raises
-   ``self.counter``, so ``stamp`` (:~405-417) numbers on from the restored counter.
+   ``self.counter``, so ``stamp`` (:411-417) numbers on from the restored counter.
    Impact: after a legitimate restore of her home (or of a VM snapshot), every file she edited after
    the backup is rolled back on her other devices when she next edits it there, with a "rollback"
    alarm blaming the server; the edit is lost from view everywhere.
@@ -60,7 +60,7 @@ Holes
    Seen (2 runs of 2): both devices end with plan.txt and "plan (conflict vm DATE).txt", both holding
    "as it was"; no alarm.  Restored on one device only: no copy (control).
    Cause: fusevault/vault/services/recovery.py:195 ``restore`` re-keys the file (``volume.rekey``): each
-   device writes its contents again under a new key, as a new version; conflicts.py:239-251 ``_decide``
+   device writes its contents again under a new key, as a new version; conflicts.py:219-235 ``_decide``
    compares the versions' ids (rule 2, "equal contents"), not their contents, and neither new version
    descends from the other (rule 3): rule 4 copies.  ARCHITECTURE.md says equal contents take the later
    change.
