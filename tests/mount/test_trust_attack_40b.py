@@ -93,6 +93,33 @@ Holes
    Tests: ``test_many_saves_of_one_file_made_offline_raise_no_rollback_alarm`` (xfail), control
    ``test_control_a_few_saves_of_one_file_made_offline_raise_no_alarm`` (passes).
 
+5. **A file saved in a folder her other device removed meanwhile: hidden on both devices, unsaid, not
+   in the trash (high: a genuine edit lost from view, no attacker).**
+   Attack (legitimate use): F/x.txt on both devices; the server goes away (or either device is
+   offline); her laptop removes F (``rm -r F``: x.txt to the trash, then the folder); her desktop
+   meanwhile makes F/new.txt (``[new]``) or saves F/x.txt (``[edit]``); the server comes back.
+   Seen (2 runs of 2, each case): both devices list only keep.txt, at once and after a remount; no
+   alarm; ``fusevault trash`` lists F/x.txt (``[new]``; new.txt is not there) or nothing at all
+   (``[edit]``: the edit beat the deletion of x.txt, and x.txt is live, in a folder that is gone).
+   The store holds new.txt's (x.txt's) document live (``delete`` false) naming F, whose document is
+   in the trash.  Without the removal (control) each file reaches the other device.
+   Cause: "edit beats delete" (vault/services/conflicts.py:225-227, rule 1) is judged per document,
+   and the folder's document had no concurrent edit: a file made or saved in F changes F only lazily
+   (vault/tree/namespace.py:121-123 ``_touch_dir``, committed at unmount), so F's deletion arrives as
+   a plain successor and is taken (vault/tree/arrivals.py:257 ``leave`` unlinks a folder whatever
+   children it holds here); at load a deleted folder is skipped (vault/tree/loading.py:109) and a
+   live file whose only folder is not in the tree is linked nowhere (``_link_loaded``), with no alarm,
+   and ``trash`` lists only files whose own document is deleted.
+   Impact: work saved on one device disappears on both, silently, whenever the other device removed
+   the folder meanwhile (a cleanup, a ``rm -r`` of a project); the user has no way to find it.
+   Fix: a folder's deletion (arrived, or loaded) that would leave a live child of its owner's
+   without a folder is an edit beating a delete: the folder is kept (committed again, as rule 1
+   does for a file), or at least the orphan is shown (in its folder rebuilt, or in a "lost+found"),
+   said, and listed by ``trash``.
+   Tests: ``test_a_file_saved_in_a_folder_her_other_device_removed_meanwhile_is_kept[new]``,
+   ``[edit]`` (xfail), controls ``test_control_a_file_made_in_a_folder_on_one_device_reaches_the_other[new]``,
+   ``[edit]`` (pass).
+
 What held
 =========
 
@@ -100,6 +127,10 @@ What held
   agree), and the desktop takes its own newer states from the server without one (part of hole 1's
   scene; the alarm comes only with the next edit).
 - The laptop, which held the deleted record, syncs on past its tombstone (hole 2's scene).
+- Edit beats delete across a gc (a probe, 1 run): the desktop, offline, edits plan.txt; the laptop
+  deletes it and ``gc --as-of 2099-01-01`` purges it from the trash (a ``_deleted`` node and version
+  documents pushed); the server comes back: both devices show the desktop's edit, no alarm.
+- Hole 1's control (no backup) and hole 4's control (20 offline saves): no alarm, nothing lost.
 - A record deletion's effect on the pull was first met with a probe that deleted a new version's
   records to make a node arrive before its version (``Tree.incomplete``): whether a local save then
   goes over the unseen revision could not be tried, since the deletion stops the pull first (hole 2).
