@@ -103,7 +103,7 @@ Holes
    (``[edit]``: the edit beat the deletion of x.txt, and x.txt is live, in a folder that is gone).
    The store holds new.txt's (x.txt's) document live (``delete`` false) naming F, whose document is
    in the trash.  Without the removal (control) each file reaches the other device.
-   Cause: "edit beats delete" (vault/services/conflicts.py:225-227, rule 1) is judged per document,
+   Cause: "edit beats delete" (vault/services/conflicts.py:223-225, rule 1) is judged per document,
    and the folder's document had no concurrent edit: a file made or saved in F changes F only lazily
    (vault/tree/namespace.py:121-123 ``_touch_dir``, committed at unmount), so F's deletion arrives as
    a plain successor and is taken (vault/tree/arrivals.py:257 ``leave`` unlinks a folder whatever
