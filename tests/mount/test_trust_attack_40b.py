@@ -47,11 +47,18 @@ Holes
    Impact: a member beyond her grant (or a peer) freezes every other device's sync and every new
    device, with no way back short of a new database; worse than "withholding" (Out of reach), which
    only the server can do, and which leaves the rest of the feed flowing.
-   Fix: a record's deletion (``_deleted``) is never placed: skipped (the record stays missing, which
-   the version's readers already say), and a record a replica holds is sent again when the peer's
+   Fix: a record's deletion (``_deleted``), or a document at a ``rec-`` id that is no record, is never
+   placed and never fails the batch: skipped and said once (the record stays missing, which the
+   version's readers already say), and a record a replica holds is sent again when the peer's
    current revision of it is a deletion (``_revs_diff`` on the derived revision says it has it).
-   Tests: ``test_a_record_deleted_on_the_server_does_not_stop_her_other_devices_sync`` (xfail),
-   control ``test_control_her_desktop_pulls_what_her_laptop_wrote`` (passes).
+   Worse (2b, read, then run): a document whose id starts with ``rec-`` and is no record id fusevault
+   makes (``PUT /vault/rec-x {"type": "Record"}``) is never "placed" on any device
+   (replicator.py:560-570 ``_placed`` skips an id that does not parse, "refused when it is placed"),
+   and ``_checked`` (content_docs.py:134-137) then raises ``PeerUnavailable`` for the batch on every
+   device: every device's pull stops for good, the laptop's too, and no device can join.
+   Tests: ``test_a_record_deleted_on_the_server_does_not_stop_her_other_devices_sync``,
+   ``test_a_malformed_record_planted_on_the_server_does_not_stop_sync`` (xfail), control
+   ``test_control_her_desktop_pulls_what_her_laptop_wrote`` (passes).
 
 3. **One file restored from the trash on both devices apart: a conflict copy of the same bytes (low:
    a spurious conflict, no alarm).**
@@ -311,7 +318,7 @@ def test_control_a_file_restored_from_the_trash_on_one_device_comes_back_on_both
         assert (names, contents, said) == (["plan.txt"], {"plan.txt": b"as it was"}, []), seen
 
 
-def _record_deleted(tmp_path: Path, delete: bool) -> dict[str, object]:
+def _record_deleted(tmp_path: Path, delete: str | None) -> dict[str, object]:
     """Her laptop edits plan.txt (pushed: a new version and its records); with ``delete`` one of those
     Record documents is deleted on the server (a DELETE anyone who may write the database can make: the
     server, a peer, a member of the vault with the database's password).  The laptop then writes
@@ -324,8 +331,11 @@ def _record_deleted(tmp_path: Path, delete: bool) -> dict[str, object]:
         wait_for(lambda: settled(a), "the laptop's push")
         new = sorted(d["_id"] for d in couch.all("Record") if d["_id"] not in before)
         assert new
-        if delete:
+        if delete == "deleted":
             couch.delete(new[0])
+        elif delete == "planted":
+            couch.put({"_id": "rec-x", "type": "Record"})  # no record id fusevault makes
+        if delete:
             seq = couch.seq()
             wait_for(lambda: adversary.pulled_past(laptop, seq) or sync_status(a)["error"],
                      "the laptop to pull the deletion (or fail at it)")
@@ -347,13 +357,22 @@ def _record_deleted(tmp_path: Path, delete: bool) -> dict[str, object]:
 @pytest.mark.xfail(strict=True, reason="40b (2): one Record document deleted on the server stops every "
                    "pull of a device that had not placed it, for good")
 def test_a_record_deleted_on_the_server_does_not_stop_her_other_devices_sync(tmp_path: Path) -> None:
-    out = _record_deleted(tmp_path, delete=True)
+    out = _record_deleted(tmp_path, delete="deleted")
+    assert out["desktop"] == (["later.txt", "plan.txt"], None), out
+    assert out["phone joins"][0] == 0, out
+
+
+@pytest.mark.xfail(strict=True, reason="40b (2b): one document named rec-x on the server stops every "
+                   "device's pull, for good")
+def test_a_malformed_record_planted_on_the_server_does_not_stop_sync(tmp_path: Path) -> None:
+    out = _record_deleted(tmp_path, delete="planted")
+    assert out["laptop"] == (["later.txt", "plan.txt"], None), out
     assert out["desktop"] == (["later.txt", "plan.txt"], None), out
     assert out["phone joins"][0] == 0, out
 
 
 def test_control_her_desktop_pulls_what_her_laptop_wrote(tmp_path: Path) -> None:
-    out = _record_deleted(tmp_path, delete=False)
+    out = _record_deleted(tmp_path, delete=None)
     assert out["desktop"] == (["later.txt", "plan.txt"], None), out
     assert out["laptop"] == (["later.txt", "plan.txt"], None), out
     assert out["phone joins"][0] == 0, out
