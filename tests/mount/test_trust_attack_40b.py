@@ -55,7 +55,11 @@ Holes
    makes (``PUT /vault/rec-x {"type": "Record"}``) is never "placed" on any device
    (replicator.py:560-570 ``_placed`` skips an id that does not parse, "refused when it is placed"),
    and ``_checked`` (content_docs.py:134-137) then raises ``PeerUnavailable`` for the batch on every
-   device: every device's pull stops for good, the laptop's too, and no device can join.
+   device: every device's pull stops for good, the laptop's too, and no device can join.  Seen (1 run):
+   both devices' ``sync status`` say "a peer sent a malformed record 'rec-x'", the desktop never
+   shows the laptop's edit nor later.txt, ``init --join`` exits 23 with the same message.  Deleting
+   rec-x on the server does not end it (its tombstone is a deletion of a record: the case above);
+   only a purge on the server would.
    Tests: ``test_a_record_deleted_on_the_server_does_not_stop_her_other_devices_sync``,
    ``test_a_malformed_record_planted_on_the_server_does_not_stop_sync`` (xfail), control
    ``test_control_her_desktop_pulls_what_her_laptop_wrote`` (passes).
