@@ -166,6 +166,7 @@ import adversary
 import pytest
 from conftest import (
     PASSPHRASE,
+    PouchServer,
     fusevault,
     laptop_and_desktop,
     mounted,
@@ -177,9 +178,10 @@ from conftest import (
 
 from fusevault import paths
 from fusevault.vault.model.nodes import open_node_doc
+from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_round28b import _rollbacks
 from mount.test_trust_rollback import alarms
-from mount.test_trust_writes import _key
+from mount.test_trust_writes import BOB, _key
 
 
 def _opened(doc: dict, vault: Path) -> dict:
@@ -474,3 +476,48 @@ def test_control_a_file_made_in_a_folder_on_one_device_reaches_the_other(tmp_pat
     name = "F/new.txt" if change == "new" else "F/x.txt"
     for device in ("laptop", "desktop", "laptop again", "desktop again"):
         assert name in out[device][0] and out[device][1] == [], out
+
+
+def _sub_removed_while_bob_writes(tmp_path: Path, remove: bool) -> dict[str, object]:
+    """alice's proj shared with bob (WRITE), with proj/sub/s.txt; the server goes away; (``remove``)
+    her laptop removes proj/sub (rm -r); bob, meanwhile, makes proj/sub/bobs.txt; the server comes
+    back.  Returns what each shows of proj and says, once both agree."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    out: dict[str, object] = {}
+    try:
+        laptop, bobs = _proj_with_bob(url, tmp_path)
+        with mounted(laptop, tmp_path / "a") as a, \
+                mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB) as b:
+            theirs = b / "shared" / "alice" / "proj"
+            (a / "proj" / "sub").mkdir()
+            (a / "proj" / "sub" / "s.txt").write_text("s")
+            wait_for(lambda: (theirs / "sub" / "s.txt").exists() and settled(a) and settled(b),
+                     "bob's device to show proj/sub")
+            server.kill()
+            if remove:
+                shutil.rmtree(a / "proj" / "sub")
+            (theirs / "sub" / "bobs.txt").write_text("bob's file")
+            server.start()
+            wait_for(lambda: settled(a) and settled(b) and _tree(a / "proj") == _tree(theirs)
+                     and (remove or (a / "proj" / "sub" / "bobs.txt").exists()),
+                     lambda: f"both to agree: {_tree(a / 'proj')} {_tree(theirs)}")
+            out["alice"] = _tree(a / "proj"), _all_alarms(a)
+            out["bob"] = _tree(theirs), _all_alarms(b)
+    finally:
+        server.stop()
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="40b (6): bob's file made in a folder she removed meanwhile is "
+                   "said to be his forgery, and is gone on both")
+def test_bobs_file_made_in_a_folder_she_removed_meanwhile_is_no_forgery_and_is_kept(tmp_path: Path) -> None:
+    out = _sub_removed_while_bob_writes(tmp_path, remove=True)
+    assert [x for x in out["alice"][1] if x["kind"] == "forged-write"] == [], out
+    assert "sub/bobs.txt" in out["alice"][0] and "sub/bobs.txt" in out["bob"][0], out
+
+
+def test_control_bobs_file_made_in_her_folder_reaches_her(tmp_path: Path) -> None:
+    out = _sub_removed_while_bob_writes(tmp_path, remove=False)
+    assert out["alice"][1] == [] and out["bob"][1] == [], out
+    assert "sub/bobs.txt" in out["alice"][0] and "sub/bobs.txt" in out["bob"][0], out
