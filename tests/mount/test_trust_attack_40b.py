@@ -131,6 +131,29 @@ Holes
    ``[edit]`` (xfail), controls ``test_control_a_file_made_in_a_folder_on_one_device_reaches_the_other[new]``,
    ``[edit]`` (pass).
 
+6. **The same with a WRITE member: his file is called his forgery, and is gone on both (high: a FALSE
+   forged-write alarm blaming a member, and his genuine file lost from view).**
+   Attack (legitimate use): alice's proj shared with bob (WRITE), with proj/sub/s.txt; the server
+   goes away; her laptop removes proj/sub (``rm -r``); bob meanwhile makes proj/sub/bobs.txt; the
+   server comes back.
+   Seen (2 runs of 2): alice's ``fusevault status``: forged-write "refused a change of file <fid>:
+   signed by <bob's id>, who holds no WRITE on it" (count 2); neither her view nor bob's shows sub or
+   bobs.txt (``bob`` is told nothing).  Without her removal (control): bobs.txt reaches her, no alarm.
+   Cause: vault/tree/arrivals.py:131-133 ``may_take`` judges bob's new file by the shares over the
+   folder it names; that folder is in her trash now, so no share reaches it and ``may_write`` says
+   no: "holds no WRITE" (as at load, authorship.py:491-493).  He did hold WRITE there when he wrote;
+   the state the judging uses is one he never saw.  And hole 5's cause for the file itself.
+   Impact: a false forgery alarm against a member on ordinary concurrent use (it trains her to
+   ignore the alarm that tells a real forgery, or makes her revoke an honest member), and his work
+   lost.
+   Fix: with hole 5's: a folder's deletion that would orphan a live child is an edit beating a
+   delete (the folder kept, under her signature, where he may write), so his file is judged in a
+   folder he may write; at least, a writer's document naming a folder of hers that is in her trash
+   is judged where the folder was (as round 39a (2) does for a folder removed since), said as a
+   concurrent change, not a forgery.
+   Tests: ``test_bobs_file_made_in_a_folder_she_removed_meanwhile_is_no_forgery_and_is_kept`` (xfail),
+   control ``test_control_bobs_file_made_in_her_folder_reaches_her`` (passes).
+
 What held
 =========
 
@@ -141,6 +164,10 @@ What held
 - Edit beats delete across a gc (a probe, 1 run): the desktop, offline, edits plan.txt; the laptop
   deletes it and ``gc --as-of 2099-01-01`` purges it from the trash (a ``_deleted`` node and version
   documents pushed); the server comes back: both devices show the desktop's edit, no alarm.
+- A WRITE member (bob) and the owner editing proj/notes.txt apart, then meeting (a probe, 2 runs):
+  both keep "alice's words" under the name and "bob's words" as a conflict copy, on both; no alarm on
+  bob's device (and, in the run without hole 6's removal, none on hers); his new proj/bobs.txt reaches
+  her.
 - Hole 1's control (no backup) and hole 4's control (20 offline saves): no alarm, nothing lost.
 - A record deletion's effect on the pull was first met with a probe that deleted a new version's
   records to make a node arrive before its version (``Tree.incomplete``): whether a local save then
