@@ -136,7 +136,7 @@ Holes
    Attack (legitimate use): alice's proj shared with bob (WRITE), with proj/sub/s.txt; the server
    goes away; her laptop removes proj/sub (``rm -r``); bob meanwhile makes proj/sub/bobs.txt; the
    server comes back.
-   Seen (2 runs of 2): alice's ``fusevault status``: forged-write "refused a change of file <fid>:
+   Seen (3 runs of 3): alice's ``fusevault status``: forged-write "refused a change of file <fid>:
    signed by <bob's id>, who holds no WRITE on it" (count 2); neither her view nor bob's shows sub or
    bobs.txt (``bob`` is told nothing).  Without her removal (control): bobs.txt reaches her, no alarm.
    Cause: vault/tree/arrivals.py:131-133 ``may_take`` judges bob's new file by the shares over the
