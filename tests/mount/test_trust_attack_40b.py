@@ -163,7 +163,7 @@ Holes
    remount; no alarm on either.  (Two documents, two fids: no conflict to settle.)  With the new file
    named new.txt (control) both devices show both.
    Cause: no rule for two live nodes naming the same (folder, name): while mounted the second is not
-   linked ("the name is taken here; it shows at the next unlock", vault/tree/arrivals.py:241-243), and
+   linked ("the name is taken here; it shows at the next unlock", vault/tree/arrivals.py:242-244), and
    at the next unlock vault/tree/loading.py:509-513 ``_link_loaded`` skips "a dangling link" of
    whichever comes second (each device loads its own first), logged at WARNING only.
    Impact: each device silently hides one of her files; what she edits under that name differs by
