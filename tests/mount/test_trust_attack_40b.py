@@ -188,9 +188,10 @@ Holes
    Cause: the two moves change two documents (A's on the laptop, B's on the desktop): no conflict
    to settle.  Each device refuses the other's, whoever signed it, as a cycle
    (vault/tree/arrivals.py:118-120 ``may_take`` -> ``makes_cycle``, denied as a forgery through
-   ``gate.deny``, and ``keep``: "her next commit goes over it"), so each keeps its own and the refused
-   revision stays current in its store; neither ever takes the other's.  ``_break_cycles`` (loading.py
-   518) would cut one name the same way on every device, but the arrival path refuses first.
+   ``gate.deny``; ``keep``: the tree keeps its own state, its next commit goes over the refused
+   revision; by reading), so each keeps its own; neither ever takes the other's.
+   ``_break_cycles`` (loading.py:518) would cut one name the same way on every device, but the
+   arrival path refuses first.
    Impact: her two devices show different folders for good, each says her own other device forged a
    write (and, after a remount, that the server hid a conflict); what she saves in either tree goes
    to places the other device does not show.
@@ -226,8 +227,14 @@ Not tried / read only
 - Read: a save made while a peer's node waits for its version (``Tree.incomplete``) keeps ``node.rev``
   at the older revision; ``LocalStore.put_many`` then raises ``Conflict`` (EIO on the save,
   fs/boundary.py:49) until the version arrives: a server withholding a version's records (from a
-  database of its own making) would make her saves of that file fail meanwhile.  Not run.
-- A server serving two views to two devices, and ``_changes``/``since`` lies: not run in the time.
+  database of its own making) would make her saves of that file fail meanwhile.  Not run (the
+  record deletion meant to stage it stops the pull first: hole 2).
+- Suspected, not run: hole 7 with a WRITE member (bob makes notes.txt in her shared folder while her
+  device, apart, renames another file to notes.txt) hides one file on each side the same way; hole 5
+  with a file MOVED (not made) into the folder removed meanwhile (the move changes only the file's
+  document) the same way.
+- A server serving two views to two devices, ``_changes``/``since`` lies, three devices settling one
+  conflict at once: not run in the time.
 """
 
 from __future__ import annotations
