@@ -7,9 +7,9 @@ Holes
 1. **Her home restored from a backup: her next edits are refused as rollbacks and lost (high: a genuine
    edit lost, a false alarm, no attacker).**
    Attack (no attacker: a disk that died): alice's desktop's home (its vault folder AND the state folder
-   that keeps its ledger) is backed up; the desktop then edits plan.txt six times, pushed (seq (desktop,
-   2..7)); her home is restored from the backup; the desktop mounts, pulls its own six edits back from
-   the server (shown: "desktop edit 5") and writes "desktop again".
+   that keeps its ledger) is backed up; the desktop then edits plan.txt six times, pushed (numbered above
+   the backup's counter); her home is restored from the backup; the desktop mounts, pulls its own six
+   edits back from the server (shown: "desktop edit 5") and writes "desktop again".
    Seen (3 runs of 3): the desktop numbers the edit (desktop, 1 or 2), below its own states it just
    took back; the laptop says "rollback: an older state of /plan.txt ... offered by a peer or the
    server; it is not taken in", keeps "desktop edit 5" and commits it over the edit; at the desktop's
