@@ -129,6 +129,19 @@ def record_sha(doc: dict) -> str:
     return hashlib.sha256(_data(doc)).hexdigest()
 
 
+def malformed(doc: dict) -> str | None:
+    """Why ``doc``, offered at a record's id, is no record to place (a deletion, a bad id, owner or
+    data), or None."""
+    if doc.get("_deleted"):
+        return "a deletion"
+    try:
+        _checked(doc)
+        _data(doc)
+    except PeerUnavailable:
+        return "a document that is no record"
+    return None
+
+
 def _checked(doc: dict) -> tuple[str, str, int, str]:
     # The server is not trusted: ids become file names only once they are ids.
     try:

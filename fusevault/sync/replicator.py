@@ -36,6 +36,7 @@ from fusevault.store.places import PlaceRow
 from fusevault.store.unreadable import Unreadable
 from fusevault.sync.content_docs import (
     is_record,
+    malformed,
     parse_record_id,
     place_records,
     read_records,
@@ -379,7 +380,7 @@ class Replicator:
             await self._check_replaced(replaced)
         record_docs = []
         for batch in _chunks([(i, r) for i, r in records.items() if i not in placed], RECORDS_BATCH):
-            record_docs += await self.db.bulk_get(batch)
+            record_docs += [doc for doc in await self.db.bulk_get(batch) if self._is_record(doc)]
         docs = await self.db.bulk_get([(i, r) for i, revs in lacking.items() for r in revs])
         docs = [doc for doc in docs if self._takes(doc)]
         places = await trio.to_thread.run_sync(place_records, self.layout, record_docs)
@@ -427,6 +428,18 @@ class Replicator:
         if arrival.current or arrival.conflicts or places:
             # Records alone too: a file held back until its version's records came is shown now.
             self.arrived(arrival.current, replica.conflicted(self.store))
+
+    def _is_record(self, doc: dict) -> bool:
+        """A deletion at a record's id, or a document there that is no record, is never placed and
+        never fails the batch: one such stopped every later pull of every device, and every join,
+        for good (attack round 40b (2)).  Said; the record stays missing, which its version's
+        readers say too."""
+        if (why := malformed(doc)) is None:
+            return True
+        doc_id = str(doc.get("_id"))[:80]
+        self._refused(f"record {doc_id}", f"sync with {self.name}: refused {why} at record id {doc_id!r} "
+                      "(the server, or a peer who may write its database?): not placed")
+        return False
 
     def _not_ours(self, offered: dict[str, list[str]]) -> dict[str, list[str]]:
         """``offered`` without what is current here as offered (one indexed

@@ -572,6 +572,7 @@ class Ledger:
             self.superseded(fid, seq)
         self.record(fid, seq, not doc.get("delete"))
         self.cover(fid, fresh.over)  # its owner's word only (nodes.py ``node_from_doc``)
+        self._caught_up(seq, fresh.over)
         self.keyed(fid, fresh.epoch)
         self.saw_kind(fresh)
         self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
@@ -661,6 +662,22 @@ class Ledger:
         """Whether the user's own file ``fid`` left the tree from a place not known here
         (``trashed_elsewhere``), and no document she signed placed it since."""
         return fid in self.unplaced
+
+    def _caught_up(self, seq: Seq | None, over: dict[str, int] | None) -> None:
+        """A state this device numbered above its counter came back (from a peer): its ledger went
+        back (her home restored from a backup, a VM snapshot) after it committed them.  The counter
+        never goes back, or her next edit would be numbered below her own states and refused as a
+        rollback on her other devices, and lost (attack round 40b (1); ``check_loaded`` does the same
+        for what the store holds at load)."""
+        top = self.counter
+        if seq is not None and seq[0] == self.device and top < seq[1] <= self.counter + MAX_LAG:
+            top = seq[1]
+        mine = over.get(self.device) if over else None
+        if isinstance(mine, int) and top < mine <= self.counter + MAX_LAG:
+            top = mine
+        if top != self.counter:
+            self.counter = top
+            self.version += 1
 
     def branch(self, fid: str, seq: Seq | None) -> None:
         """A live leaf of an unsettled conflict of ``fid``, at ``seq``, signed
