@@ -5,20 +5,29 @@ Work in progress.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 import trio
 from conftest import PASSPHRASE, fusevault
 from inprocess.conftest import ALICE_UID, BOB, BOB_UID, ROOT, _composed
-from inprocess.test_two_users import ALICE, _write
+from inprocess.test_two_users import ALICE, _read, _write
 
+from fusevault.vault.files import open_files, rekeying
+from fusevault.vault.files.sealing import Sealing
 from fusevault.vault.model import sharing
 from fusevault.vault.services import rotation
+from fusevault.vault.services.absorbing import settle_busy
+from mount.test_trust_attack_39a import BOBS, _put_refused, _walk_bob
 
 CAROL_SECRET = "carol's own passphrase"
+HOLE_2 = ("hole 2: his state held while her commit was busy stays held after her commit went over it; "
+          "a refused revision stored over her commit before her re-key reopens the file makes the "
+          "re-key seal his older contents over her newer edit")
 HOLE_1 = ("hole 1: a genuine key file of hers copied to a group's key folder (a group its recipient is "
           "not in) is taken for a member's removal: any writer of the vault folder, or the server, "
           "re-keys her files (a shared folder: everything under it) at will")
@@ -81,5 +90,101 @@ def test_her_genuine_key_copied_into_a_groups_key_folder_costs_no_re_key(with_te
             await rotation._rekey_unreached(volume)
             after = {n.fid: (n.epoch, n.dek) for n in (folder, notes)}
             assert after == before, f"re-keyed for a planted copy of a genuine key: {before} -> {after}"
+
+        trio.run(attack)
+
+
+async def _until(what, timeout: float = 30) -> None:
+    with trio.fail_after(timeout):
+        while not what():
+            await trio.sleep(0.01)
+
+
+def _paused_commit(monkeypatch, fid: str) -> tuple[trio.Event, threading.Event]:
+    """The first sealing of ``fid``'s contents (her own save) stops once sealed, before its commit:
+    (set when there, to set to let it go on).  Sealed in a worker thread, whatever its size."""
+    monkeypatch.setattr(open_files, "INLINE_SEAL", -1)
+    real, there, go, tries = Sealing.seal_version, trio.Event(), threading.Event(), []
+
+    def seal_version(self, file_size: int):
+        sealed = real(self, file_size)
+        if self.fid == fid and not tries:
+            tries.append(self)
+            trio.from_thread.run_sync(there.set)
+            go.wait(60)
+        return sealed
+
+    monkeypatch.setattr(Sealing, "seal_version", seal_version)
+    return there, go
+
+
+def _paused_re_key(monkeypatch, fid: str) -> tuple[trio.Event, trio.Event]:
+    """The re-key of ``fid`` stops once it holds the file, before it looks for a newer state to seal."""
+    real, there, go = rekeying._next_epoch, trio.Event(), trio.Event()
+
+    async def next_epoch(files, node):
+        if node.fid == fid and not there.is_set():
+            there.set()
+            await go.wait()
+        return await real(files, node)
+
+    monkeypatch.setattr(rekeying, "_next_epoch", next_epoch)
+    return there, go
+
+
+@pytest.mark.parametrize("refused", [
+    None,  # the control: her edit, saved over his, is the one sealed again
+    pytest.param("forged", marks=pytest.mark.xfail(strict=True, reason=HOLE_2)),
+])
+def test_her_edit_saved_over_his_before_her_re_key_is_the_one_sealed_again(with_team: Path, monkeypatch,
+                                                                           refused: str | None) -> None:
+    """docs is shared with bob (WRITE) and carol (READ).  alice saves docs/notes.txt; while her save
+    is sealed (a big file), she unshares docs from carol (its re-key waits for her save), and bob's
+    save of the same file lands: taken in while her file is busy, it is held (``Guests.held``).  Her
+    save then commits over his (hers is the newest state).  Then a refused revision (a broken
+    signature: the server, or a writer of the vault folder) is stored over hers before the re-key
+    looks at the file.  The re-key must seal her newest edit, not his older one held from before."""
+    seats = {"alice": (PASSPHRASE, ALICE_UID), "bob": (BOB, BOB_UID)}
+    with _composed(with_team, seats) as shared:
+        async def attack() -> None:
+            drive = shared.drive
+            docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+            notes = await _write(drive, docs.st_ino, b"notes.txt", b"hers", ALICE)
+            for who, perm in (("bob", "WRITE"), ("carol", "READ")):
+                assert "error" not in await _ask(shared, "share", "docs", who, perm)
+            volume = drive.seat_of(ALICE_UID).ops.session.volume
+            node = volume.resolve(b"docs/notes.txt")
+            old = (node.dek, node.epoch)
+            bobs = await _walk_bob(drive)
+            sealed, commit = _paused_commit(monkeypatch, node.fid)
+            holding, go = _paused_re_key(monkeypatch, node.fid)
+            answer: dict = {}
+            async with trio.open_nursery() as nursery:
+                async def her_save() -> None:
+                    info = await drive.open(notes.st_ino, os.O_WRONLY | os.O_TRUNC, ALICE)
+                    await drive.write(info.fh, 0, b"hers, newer")
+                    await drive.release(info.fh)
+
+                async def unshare() -> None:
+                    answer.update(await _ask(shared, "unshare", "docs", "carol"))
+
+                nursery.start_soon(her_save)
+                await sealed.wait()
+                nursery.start_soon(unshare)
+                await _until(lambda: node.lock.statistics().tasks_waiting >= 1)  # the re-key waits
+                info = await drive.open(bobs, os.O_WRONLY | os.O_TRUNC, BOBS)
+                await drive.write(info.fh, 0, b"bob's edit")
+                await drive.release(info.fh)
+                assert node.fid in volume.sharing.held  # his state, held while her file is busy
+                nursery.start_soon(settle_busy, volume, [node])  # as the mount does (fs/arrivals.py)
+                commit.set()
+                await holding.wait()  # her save committed (over his); the re-key holds the file
+                if refused:
+                    _put_refused(volume, with_team, node.fid, refused, {})
+                go.set()
+            assert "error" not in answer, answer
+            assert (node.dek, node.epoch) != old, "not re-keyed"
+            assert await _read(drive, notes.st_ino, ALICE) == b"hers, newer", "her newer edit was replaced"
+            assert await _read(drive, bobs, BOBS) == b"hers, newer", "her newer edit was replaced"
 
         trio.run(attack)
