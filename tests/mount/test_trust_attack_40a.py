@@ -11,9 +11,10 @@ import stat
 import threading
 from pathlib import Path
 
+import adversary
 import pytest
 import trio
-from conftest import PASSPHRASE, fusevault
+from conftest import PASSPHRASE, PouchServer, first_device, fusevault, mounted, settled, wait_for
 from inprocess.conftest import ALICE_UID, BOB, BOB_UID, ROOT, _composed
 from inprocess.test_two_users import ALICE, _read, _write
 
@@ -22,12 +23,25 @@ from fusevault.vault.files.sealing import Sealing
 from fusevault.vault.model import sharing
 from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import settle_busy
-from mount.test_trust_attack_39a import BOBS, _put_refused, _walk_bob
+from mount.test_moving_out_of_a_share import _docs_and_other
+from mount.test_trust_attack_39a import (
+    BOBS,
+    _bob_does,
+    _bobs_edit,
+    _her_newest_revision,
+    _put_refused,
+    _walk_bob,
+)
+from mount.test_trust_rollback import alarms
+from mount.test_trust_writes import _key
 
 CAROL_SECRET = "carol's own passphrase"
 HOLE_2 = ("hole 2: his state held while her commit was busy stays held after her commit went over it; "
           "a refused revision stored over her commit before her re-key reopens the file makes the "
           "re-key seal his older contents over her newer edit")
+HOLE_3 = ("hole 3: her own revision from before his edit, put beside it as a branch by the server, is "
+          "an admissible leaf: his edit supersedes nothing, and her revision put back over it undoes it "
+          "silently")
 HOLE_1 = ("hole 1: a genuine key file of hers copied to a group's key folder (a group its recipient is "
           "not in) is taken for a member's removal: any writer of the vault folder, or the server, "
           "re-keys her files (a shared folder: everything under it) at will")
@@ -188,3 +202,54 @@ def test_her_edit_saved_over_his_before_her_re_key_is_the_one_sealed_again(with_
             assert await _read(drive, bobs, BOBS) == b"hers, newer", "her newer edit was replaced"
 
         trio.run(attack)
+
+
+def _her_sibling(url: str, fid: str, alice_id: str) -> None:
+    """A second leaf next to the current revision of ``fid`` on the server (new_edits=false): her own
+    revision from before it, genuine, as it was, under a revision id that loses to the current one."""
+    import httpx
+    couch = adversary.Server(url)
+    current = couch.get(fid, revs="true")
+    hers = _her_newest_revision(couch, fid, alice_id)
+    gen = int(current["_rev"].split("-")[0])
+    ids = current["_revisions"]["ids"]
+    sibling = {**{k: v for k, v in hers.items() if not k.startswith("_")}, "_id": fid,
+               "_rev": f"{gen}-{'0' * 32}", "_revisions": {"start": gen, "ids": ["0" * 32, *ids[1:]]}}
+    r = httpx.post(f"{url}/_bulk_docs", json={"docs": [sibling], "new_edits": False}, timeout=30)
+    r.raise_for_status()
+
+
+@pytest.mark.parametrize("branched", [
+    False,  # the control (round 39a's): his edit supersedes hers, her revision put back is refused
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_3)),
+])
+def test_her_replay_over_his_edit_that_came_with_her_own_old_state_as_a_branch_is_refused(
+        tmp_path: Path, branched: bool) -> None:
+    """Round 39a (3)'s personal-mount fix counts only a branch the settling would not refuse: the
+    server adds, next to bob's revision, her own revision from before his edit (genuine, signed by
+    her: admissible), so his edit is taken in "in conflict" and supersedes nothing; then it puts her
+    revision back as the newest.  Her laptop must keep his edit."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        fid = _docs_and_other(laptop, tmp_path / "a")
+        alice_id = _key(laptop, "alice", PASSPHRASE).user_id
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's push")
+        _bob_does(url, tmp_path, "docs/notes.txt", _bobs_edit)
+        if branched:
+            _her_sibling(url, fid, alice_id)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a) and (a / "docs" / "notes.txt").read_text() == "bob's edit",
+                     "his edit at her laptop")
+            seq = couch.seq() + 1  # its change (read after it, her own push may come first)
+            couch.put(_her_newest_revision(couch, fid, alice_id))
+            wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(a), "the replay offered")
+            seen = (a / "docs" / "notes.txt").read_text()
+            said = alarms(a)
+        print(seen, said)
+        assert seen == "bob's edit", "his edit undone by the replay"
+    finally:
+        server.stop()
