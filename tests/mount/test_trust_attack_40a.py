@@ -14,7 +14,7 @@ from pathlib import Path
 import adversary
 import pytest
 import trio
-from conftest import PASSPHRASE, PouchServer, first_device, fusevault, mounted, settled, wait_for
+from conftest import PASSPHRASE, PouchServer, first_device, fusevault, mounted, new_device, settled, wait_for
 from inprocess.conftest import ALICE_UID, BOB, BOB_UID, ROOT, _composed
 from inprocess.test_two_users import ALICE, _read, _write
 
@@ -42,6 +42,9 @@ HOLE_2 = ("hole 2: his state held while her commit was busy stays held after her
 HOLE_3 = ("hole 3: her own revision from before his edit, put beside it as a branch by the server, is "
           "an admissible leaf: his edit supersedes nothing, and her revision put back over it undoes it "
           "silently")
+HOLE_4 = ("hole 4: her laptop's edit made over a WRITE member's edit made over her desktop's edit is "
+          "said at the desktop to be a concurrent state served as following its edit (a false alarm): "
+          "the laptop never saw the desktop's state, so its signed over does not name it")
 HOLE_1 = ("hole 1: a genuine key file of hers copied to a group's key folder (a group its recipient is "
           "not in) is taken for a member's removal: any writer of the vault folder, or the server, "
           "re-keys her files (a shared folder: everything under it) at will")
@@ -251,5 +254,47 @@ def test_her_replay_over_his_edit_that_came_with_her_own_old_state_as_a_branch_i
             said = alarms(a)
         print(seen, said)
         assert seen == "bob's edit", "his edit undone by the replay"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("bob_between", [
+    False,  # the control: her laptop edits over her desktop's edit, which it took in
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_4)),
+])
+def test_her_two_devices_edits_one_after_the_other_with_a_writers_edit_between_raise_no_alarm(
+        tmp_path: Path, bob_between: bool) -> None:
+    """Nothing concurrent: her desktop edits docs/notes.txt; bob (WRITE on docs) edits it over hers;
+    her laptop takes his edit in and edits it over his; her desktop then takes the laptop's edit in.
+    Each edit is made over the one before.  No ``concurrent`` alarm (a server rewriting history,
+    absorbing.py ``_served_over``) may be raised: it is a false alarm on legitimate use."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        _docs_and_other(laptop, tmp_path / "a")
+        notes = Path("docs") / "notes.txt"
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's push")
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: (d / notes).exists() and (d / notes).read_text() == "first" and settled(d),
+                     "the desktop's pull")
+            (d / notes).write_text("the desktop's edit")
+            wait_for(lambda: settled(d), "the desktop's push")
+        if bob_between:
+            _bob_does(url, tmp_path, "docs/notes.txt", _bobs_edit)
+        seen = "bob's edit" if bob_between else "the desktop's edit"
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a) and (a / notes).read_text() == seen, "the laptop's pull")
+            (a / notes).write_text("the laptop's edit")
+            wait_for(lambda: settled(a), "the laptop's push")
+            said = alarms(a)
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: settled(d) and (d / notes).read_text() == "the laptop's edit",
+                     "the desktop's pull")
+            said += alarms(d)
+        print(said)
+        assert not [x for x in said if x["kind"] in ("concurrent", "rollback")], said
     finally:
         server.stop()
