@@ -1,6 +1,140 @@
 """Attack round 40a: the fixes of round 39 (c0b5a7a..d366947), attacked by variants.
 
-Work in progress.
+Scope: ``Guests.held`` / ``retry_awaiting`` / ``arrivals.reopen`` (``_take_held``), stale_keys.py and
+``rotation._rekey_unreached``, ``replica.local_of`` / ``absorbing._in_conflict`` (admissible leaves
+only), ``absorbing._served_over`` (the ``concurrent`` alarm), ``Ledger.replayed`` /
+``_settled_elsewhere``, ``Authorship._judged_from``, ``_key_changed_at_one_epoch`` (read).
+
+Holes
+=====
+
+1. A genuine key file of hers, copied into a group's key folder, re-keys her files at will
+   (availability; a claim of SECURITY.md broken: "a planted one ... costs no re-key").
+   Attack: docs is shared with bob (READ); some group @team exists that bob is not in (any group her
+   device knows: here hers, with carol).  A writer of the vault folder copies bob's key file of
+   docs/notes.txt (or of the folder docs), genuine and of the current epoch, from
+   ``users/<bob>/shared/<alice>_<fid>.vfkey`` to ``groups/<team>/own/<fid>/keys/<bob>.vfkey``.
+   Seen (in-process, ``rotation._rekey_unreached`` as run at every unlock and at every key, share,
+   group or user arriving; 3 of 3 runs): notes.txt is re-keyed (epoch 0 -> 1, a new DEK, her signed
+   Rotation request, the copy removed); the folder's key copied re-keys docs and everything under it.
+   No alarm.  Control (nothing copied): nothing re-keyed.
+   Cause: stale_keys.py:82-95 takes a key at a group path whose recipient is not in the group's
+   signed body for "a member's removal" and asks no freshness question; the key record's signature
+   binds (owner, fid, recipient, epoch) only (vault/model/grants.py:93-110 ``key_signed``), not the
+   grant (user share or which group) it was sealed for, so a genuine record passes at any group's
+   path.  The server can do the same through the key mirror (a ``vfkey-g-<team>-<fid>-<bob>``
+   FileKey document carrying bob's genuine record: sync/key_mirror.py takes a record signed by the
+   owner for (fid, recipient); read, not run), and a FileKey arriving itself asks for the look-over
+   (absorbing.py:90-91).
+   Impact: anyone who can write the vault folder (or the server) makes her device re-seal any shared
+   file, or a whole shared folder, whenever they like (again after each re-key: copy the new key):
+   I/O and CPU on big files, a re-key racing members' edits (RESEAL_TRIES, then Conflict; and the
+   re-key windows of holes 2 and 39a (5)), silently.
+   Fix: bind the grant into the signed key record (user share, or the group id), and judge a key
+   found at a group path against that; until then, a key at a path no grant of hers ever named
+   (``fresh.remembered`` for the group's share over the file or above, as for a user's key) is a
+   planted one: removed and said, no re-key.
+   Tests: ``test_her_genuine_key_copied_into_a_groups_key_folder_costs_no_re_key[file]``,
+   ``[folder]`` (xfail), control ``[None]``.
+
+2. His state held while her own save was busy stays held after her save went over it; a refused
+   revision then stored over hers makes her re-key seal his older contents over her newer edit
+   (a genuine edit lost silently; a new hole of round 39a (1)'s fix).
+   Attack: docs shared with bob (WRITE) and carol (READ).  alice saves docs/notes.txt (a big file:
+   the seal takes a while); meanwhile she unshares docs from carol (notes.txt's re-key queues on the
+   file's lock) and bob saves the same file: taken in while her file is busy, his state is held
+   (``Guests.held``) and waits (``awaiting``).  Her save commits over his (hers is the newest state;
+   the mount's ``settle_busy`` task, queued behind the re-key on the fair lock, finds the file locked
+   again and leaves ``held`` alone).  Then a refused revision (his document with a broken signature:
+   the server, or a writer of the vault folder) is stored over hers before the re-key reopens the
+   file.
+   Seen (in-process, shared mount composed as fs/shared.py, her save paused after sealing and the
+   re-key paused before ``_next_epoch``; 2 of 2 runs): the unshare succeeds and re-keys, and notes.txt
+   reads "bob's edit" for alice and bob, not "hers, newer", which her save had returned success for.
+   The only word is the refused document's alarm.  Control (nothing refused stored): "hers, newer".
+   Not run in a real mount: the refused revision must land between her save's commit and the
+   re-key's ``reopen`` (a shared mount takes another process's rows in every second, and an absorb
+   while the file is not busy empties ``held``), so it is a race there, not a sure thing.
+   Cause: absorbing.py:394 fills ``held`` when the file is busy for any reason (her own save, not only
+   a re-key), and nothing empties it when her commit goes over the held state (only
+   ``retry_awaiting`` with the file not busy, absorbing.py:430-435, or ``reopen``); arrivals.py:160
+   and 195-199 then take that stale state whenever the stored document is refused.
+   Impact: her newer edit is replaced by his older one under the new key, silently (it stays in the
+   history).
+   Fix: when a commit of this user's goes over a held state (``commit_version``'s ``change`` ran),
+   drop ``held[fid]`` (and ``awaiting``): only a state taken in after the last commit here is newer;
+   or keep with ``held`` the revision it was at and take it only if the refused document's history
+   descends from it with no commit of hers between.
+   Tests: ``test_her_edit_saved_over_his_before_her_re_key_is_the_one_sealed_again[forged]`` (xfail),
+   control ``[None]``.
+
+3. Her own revision from before his edit, put beside it as a branch, lets the server undo a WRITE
+   member's edit silently (round 39a (3)'s personal-mount fix bypassed).
+   Attack: bob (WRITE on docs) saves docs/notes.txt while her laptop is away; the server adds next to
+   his revision a second leaf: her own revision from before his edit, as it was (genuine, signed by
+   her), under a revision id that loses (new_edits=false).  Her laptop mounts and shows his edit;
+   then the server puts her revision back as the newest (as in round 39a's test).
+   Seen (real mounts, pouchdb-server, 3 of 3 runs): notes.txt reads "first" (her old contents), no
+   alarm at all.  Control (no branch): "bob's edit" kept, a ``rollback`` alarm.
+   Cause: ``_in_conflict`` counts a branch ``leaf_ok`` admits (absorbing.py:309), and ``leaf_ok``
+   admits any leaf she signed of her own file (authorship.py:582) without asking the ledger whether it
+   is a state she has seen already (a replay, not a concurrent edit); so his edit is taken "in
+   conflict" and supersedes nothing (ledger.py:571), and her revision put back later is not older
+   than seen (ledger.py:561: ``admit`` asks ``older`` only; a leaf the settling closed is judged in
+   conflicts.py, not here).
+   Impact: the server silently undoes any WRITE member's edit (or move: round 39a (3)'s second test)
+   on her device, and her next commit writes the undo for everyone.
+   Fix: a leaf counts as a concurrent edit only if its state is not one this device has seen (its
+   seq not at or below the newest seen of its device) and not closed; ``Ledger.admit`` should treat a
+   closed seq as ``replayed`` does.
+   Tests: ``test_her_replay_over_his_edit_that_came_with_her_own_old_state_as_a_branch_is_refused[True]``
+   (xfail), control ``[False]``.
+
+4. A false ``concurrent`` alarm on edits made one after the other, with a WRITE member's between
+   (issue 22: "legitimate concurrent edits must never raise a false alarm"; here nothing is even
+   concurrent).
+   Attack (none: legitimate use): her desktop edits docs/notes.txt and pushes; bob (WRITE) edits it
+   over hers; her laptop takes his edit in and edits over it; her desktop takes the laptop's edit in.
+   Seen (real mounts, pouchdb-server, three devices, 1 of 1 run): the desktop raises "a state made on
+   another device of yours without this device's last edit of it was served as following that edit
+   (the server, or a peer, hid the conflict)".  Control (no writer between: the laptop took the
+   desktop's edit in itself): no alarm.
+   Cause: absorbing.py:326 (``_served_over``) wants her signed ``over`` to name the desktop's state;
+   the laptop never saw that state (the replication brings only bob's revision, the desktop's stays
+   in its history), and a writer's ``over`` counts for nothing (nodes.py:384), so ``made_over``
+   (ledger.py:419-438) never names it.
+   Impact: a false alarm that tells her the server rewrote history, on the everyday pattern of a
+   shared folder; if the desktop had given the file a newer epoch, an unneeded re-key too.  Crying
+   wolf trains her to ignore the real alarm.
+   Fix: judge ``_served_over`` against the chain, not her ``over`` alone: a state whose history
+   between this device's revision and itself holds an admitted revision that was made over this
+   device's state (a writer's whose version's parent is this device's head) was not made apart.
+   Tests:
+   ``test_her_two_devices_edits_one_after_the_other_with_a_writers_edit_between_raise_no_alarm[True]``
+   (xfail), control ``[False]``.
+
+What held
+=========
+- ``_settled_elsewhere``: only her own signed ``over`` can close a leaf quietly; a writer's ``over``
+  is dropped at parse (nodes.py:383-384), so bob cannot name her newest leaf as settled (read).
+- stale_keys with a user path: the recipient is the folder's name and the signature binds it, so a
+  genuine key moved to another user's folder is refused (forged-key), and one at a user path whose
+  share this device saw is "remembered" (read; in-process tests of round 39b cover it).
+- ``_judged_from``: the removal is read from her signed ``delete`` (a flipped clear field is put
+  back as signed).  A deletion signed by a non-WRITE member (carol) is accepted there as "removed"
+  (``admit`` checks the signature, not the grant), but the judgement that follows still checks the
+  mover's WRITE on every folder changed, and a failed or a judged move both take the old shares'
+  keys back: I found nothing to gain from it beyond a different alarm text (read, not run).
+- ``_key_changed_at_one_epoch`` runs only for her own file and a state judged hers (owner_dek_ok),
+  and writes a sidecar that holds no secret (read).
+
+Not tried
+=========
+- Hole 1 by the server through a FileKey document (read only), and with a re-key forced in a loop.
+- Hole 2 in a real shared mount (a race there) and over CouchDB.
+- Hole 3 in a shared mount (a vault-folder writer adding a branch row to store.sqlite).
+- The drop-box collector's first pass (fa8901e), ``replica.local_of`` with other wrappers,
+  ``conflicts._descends`` with a wrapping that names an epoch the file never had.
 """
 
 from __future__ import annotations
