@@ -22,11 +22,14 @@ Holes
    signed body for "a member's removal" and asks no freshness question; the key record's signature
    binds (owner, fid, recipient, epoch) only (vault/model/grants.py:93-110 ``key_signed``), not the
    grant (user share or which group) it was sealed for, so a genuine record passes at any group's
-   path.  The server can do the same through the key mirror (a ``vfkey-g-<team>-<fid>-<bob>``
-   FileKey document carrying bob's genuine record: sync/key_mirror.py takes a record signed by the
-   owner for (fid, recipient); read, not run), and a FileKey arriving itself asks for the look-over
-   (absorbing.py:90-91).
-   Impact: anyone who can write the vault folder (or the server) makes her device re-seal any shared
+   path.  The server alone does the same through the key mirror: it copies the FileKey document
+   ``vfkey-u-<bob>-<alice>-<fid>`` it holds to the id ``vfkey-g-<team>-<fid>-<bob>``; the mirror takes
+   a record signed by the owner for (fid, recipient) (sync/key_mirror.py ``_genuine``) and writes it to
+   the group's key folder, and a FileKey arriving itself asks for the look-over (absorbing.py:90-91).
+   Seen (real mount, pouchdb-server, 2 of 2 runs): notes.txt's DEK on the server changes, no alarm
+   (``fusevault status`` lists none); control (no copy): only the marker file moved out of docs is
+   re-keyed.
+   Impact: the server (or anyone who can write the vault folder) makes her device re-seal any shared
    file, or a whole shared folder, whenever they like (again after each re-key: copy the new key):
    I/O and CPU on big files, a re-key racing members' edits (RESEAL_TRIES, then Conflict; and the
    re-key windows of holes 2 and 39a (5)), silently.
@@ -35,7 +38,9 @@ Holes
    (``fresh.remembered`` for the group's share over the file or above, as for a user's key) is a
    planted one: removed and said, no re-key.
    Tests: ``test_her_genuine_key_copied_into_a_groups_key_folder_costs_no_re_key[file]``,
-   ``[folder]`` (xfail), control ``[None]``.
+   ``[folder]`` (xfail), control ``[None]``;
+   ``test_the_server_copying_her_key_document_to_a_groups_id_costs_no_re_key[True]`` (xfail), control
+   ``[False]``.
 
 2. His state held while her own save was busy stays held after her save went over it; a refused
    revision then stored over hers makes her re-key seal his older contents over her newer edit
@@ -130,7 +135,7 @@ What held
 
 Not tried
 =========
-- Hole 1 by the server through a FileKey document (read only), and with a re-key forced in a loop.
+- Hole 1 with a re-key forced in a loop (each new key copied again): not run, nothing stops it.
 - Hole 2 in a real shared mount (a race there) and over CouchDB.
 - Hole 3 in a shared mount (a vault-folder writer adding a branch row to store.sqlite).
 - The drop-box collector's first pass (fa8901e), ``replica.local_of`` with other wrappers,
@@ -155,6 +160,7 @@ from inprocess.test_two_users import ALICE, _read, _write
 from fusevault.vault.files import open_files, rekeying
 from fusevault.vault.files.sealing import Sealing
 from fusevault.vault.model import sharing
+from fusevault.vault.model.nodes import open_node_doc
 from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import settle_busy
 from mount.test_moving_out_of_a_share import _docs_and_other
@@ -167,7 +173,8 @@ from mount.test_trust_attack_39a import (
     _walk_bob,
 )
 from mount.test_trust_rollback import alarms
-from mount.test_trust_writes import _key
+from mount.test_trust_writes import BOB as BOB_PW
+from mount.test_trust_writes import _key, _node_fid
 
 CAROL_SECRET = "carol's own passphrase"
 HOLE_2 = ("hole 2: his state held while her commit was busy stays held after her commit went over it; "
@@ -430,5 +437,60 @@ def test_her_two_devices_edits_one_after_the_other_with_a_writers_edit_between_r
             said += alarms(d)
         print(said)
         assert not [x for x in said if x["kind"] in ("concurrent", "rollback")], said
+    finally:
+        server.stop()
+
+
+def _served_dek(couch: adversary.Server, vault: Path, fid: str) -> bytes:
+    """alice's DEK of ``fid`` as the server's current node document wraps it."""
+    dek, _ = open_node_doc(couch.get(fid), _key(vault, "alice", PASSPHRASE))
+    return dek
+
+
+@pytest.mark.parametrize("planted", [
+    False,  # the control: a move out of the share re-keys the moved file only
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_1)),
+])
+def test_the_server_copying_her_key_document_to_a_groups_id_costs_no_re_key(tmp_path: Path,
+                                                                             planted: bool) -> None:
+    """Hole 1 by the server alone: it holds every FileKey document.  It copies bob's (genuine, signed
+    by alice, of the current epoch) of docs/notes.txt to the id of a group's key of it
+    (``vfkey-g-<team>-<fid>-<bob>``); her laptop's key mirror writes it to the group's key folder.
+    Nothing was revoked: notes.txt must keep its key.  (Waited for: a move of marker.txt out of docs,
+    re-keyed by the same service after the look-over the key's arrival asked for.)"""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        _admin(laptop, "user", "add", "bob", "--uid", "2001", secret=BOB_PW)
+        _admin(laptop, "user", "add", "carol", "--uid", "2002", secret=CAROL_SECRET)
+        _admin(laptop, "group", "add", "team", "--owner", "alice")
+        _admin(laptop, "group", "member", "add", "team", "carol", "--perm", "READ")
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "docs").mkdir()
+            (a / "docs" / "notes.txt").write_text("hers")
+            (a / "docs" / "marker.txt").write_text("the marker")
+            done = fusevault("share", a / "docs", "--with", "bob", "--perm", "READ")
+            assert done.returncode == 0, done.stderr
+            wait_for(lambda: settled(a), "the laptop's push")
+            notes, marker = _node_fid(laptop, "alice", "notes.txt"), _node_fid(laptop, "alice", "marker.txt")
+            alice, bob = _key(laptop, "alice", PASSPHRASE).user_id, _key(laptop, "bob", BOB_PW).user_id
+            (team,) = [g["_id"] for g in couch.all("Group")]
+            before = {fid: _served_dek(couch, laptop, fid) for fid in (notes, marker)}
+            if planted:
+                genuine = couch.get(f"vfkey-u-{bob}-{alice}-{notes}")
+                assert genuine is not None
+                seq = couch.seq() + 1
+                couch.put({**{k: v for k, v in genuine.items() if not k.startswith("_")},
+                           "_id": f"vfkey-g-{team}-{notes}-{bob}"})
+                wait_for(lambda: adversary.pulled_past(laptop, seq) and settled(a), "the copy offered")
+            (a / "docs" / "marker.txt").rename(a / "marker.txt")
+            wait_for(lambda: settled(a) and _served_dek(couch, laptop, marker) != before[marker],
+                     "the marker's re-key")
+            after = _served_dek(couch, laptop, notes)
+            said = alarms(a)
+        print(said)
+        assert after == before[notes], "notes.txt re-keyed for a copy of a genuine key the server made"
     finally:
         server.stop()
