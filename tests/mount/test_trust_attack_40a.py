@@ -87,12 +87,19 @@ Holes
    conflict" and supersedes nothing (ledger.py:571), and her revision put back later is not older
    than seen (ledger.py:561: ``admit`` asks ``older`` only; a leaf the settling closed is judged in
    conflicts.py, not here).
-   Impact: the server silently undoes any WRITE member's edit (or move: round 39a (3)'s second test)
-   on her device, and her next commit writes the undo for everyone.
+   Also in a shared mount, by a writer of the vault folder (in-process, composed as fs/shared.py,
+   2 of 2 runs): her current revision stored again beside itself as a losing leaf before bob saves
+   (``replica.store_revisions``, as a peer's branch), then her revision put back over his edit:
+   notes.txt reads "hers" for alice and bob; control (no leaf): "bob's edit".
+   Impact: the server (or a writer of the vault folder) silently undoes any WRITE member's edit (or
+   move: round 39a (3)'s second test) on her device, and her next commit writes the undo for
+   everyone.
    Fix: a leaf counts as a concurrent edit only if its state is not one this device has seen (its
    seq not at or below the newest seen of its device) and not closed; ``Ledger.admit`` should treat a
    closed seq as ``replayed`` does.
    Tests: ``test_her_replay_over_his_edit_that_came_with_her_own_old_state_as_a_branch_is_refused[True]``
+   (xfail), control ``[False]``;
+   ``test_a_shared_mount_refuses_her_replay_over_his_edit_with_her_own_state_as_a_branch[True]``
    (xfail), control ``[False]``.
 
 4. A false ``concurrent`` alarm on edits made one after the other, with a WRITE member's between
@@ -137,7 +144,6 @@ Not tried
 =========
 - Hole 1 with a re-key forced in a loop (each new key copied again): not run, nothing stops it.
 - Hole 2 in a real shared mount (a race there) and over CouchDB.
-- Hole 3 in a shared mount (a vault-folder writer adding a branch row to store.sqlite).
 - The drop-box collector's first pass (fa8901e), ``replica.local_of`` with other wrappers,
   ``conflicts._descends`` with a wrapping that names an epoch the file never had.
 """
@@ -157,6 +163,7 @@ from conftest import PASSPHRASE, PouchServer, first_device, fusevault, mounted, 
 from inprocess.conftest import ALICE_UID, BOB, BOB_UID, ROOT, _composed
 from inprocess.test_two_users import ALICE, _read, _write
 
+from fusevault.store import replica
 from fusevault.vault.files import open_files, rekeying
 from fusevault.vault.files.sealing import Sealing
 from fusevault.vault.model import sharing
@@ -494,3 +501,45 @@ def test_the_server_copying_her_key_document_to_a_groups_id_costs_no_re_key(tmp_
         assert after == before[notes], "notes.txt re-keyed for a copy of a genuine key the server made"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("branched", [
+    False,  # the control (round 39a (3)'s fix): her revision put back over his edit is refused
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_3)),
+])
+def test_a_shared_mount_refuses_her_replay_over_his_edit_with_her_own_state_as_a_branch(
+        with_team: Path, branched: bool) -> None:
+    """Hole 3 in a shared mount, by a writer of the vault folder: before bob (WRITE on docs) saves
+    notes.txt, a second leaf is stored beside her current revision: that revision itself, under a
+    revision id that loses (replica.store_revisions, as a peer's branch).  Then her revision is put
+    back over his edit.  His edit must stay."""
+    seats = {"alice": (PASSPHRASE, ALICE_UID), "bob": (BOB, BOB_UID)}
+    with _composed(with_team, seats) as shared:
+        async def attack() -> None:
+            drive = shared.drive
+            docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+            notes = await _write(drive, docs.st_ino, b"notes.txt", b"hers", ALICE)
+            assert "error" not in await _ask(shared, "share", "docs", "bob", "WRITE")
+            volume = drive.seat_of(ALICE_UID).ops.session.volume
+            node = volume.resolve(b"docs/notes.txt")
+            bobs = await _walk_bob(drive)
+            store = volume.store.inner
+            before = store.get(node.fid)
+            if branched:
+                history = replica.current_history(store, node.fid)
+                gen = int(history[0].split("-")[0])
+                sibling = {**{k: v for k, v in before.items() if not k.startswith("_")}, "_id": node.fid,
+                           "_rev": f"{gen}-{'0' * 32}",
+                           "_revisions": {"start": gen, "ids": ["0" * 32,
+                                                                *(r.split("-", 1)[1] for r in history[1:])]}}
+                replica.store_revisions(store, [sibling])
+                assert replica.in_conflict(store, node.fid)
+            info = await drive.open(bobs, os.O_WRONLY | os.O_TRUNC, BOBS)
+            await drive.write(info.fh, 0, b"bob's edit")
+            await drive.release(info.fh)
+            assert await _read(drive, notes.st_ino, ALICE) == b"bob's edit"
+            _put_refused(volume, with_team, node.fid, "replayed", before)
+            assert await _read(drive, notes.st_ino, ALICE) == b"bob's edit", "his edit undone by a replay"
+            assert await _read(drive, bobs, BOBS) == b"bob's edit", "his edit undone by a replay"
+
+        trio.run(attack)
