@@ -179,6 +179,9 @@ from mount.test_trust_attack_39a import (
     _put_refused,
     _walk_bob,
 )
+from mount.test_trust_attack_39b import _team_dek
+from mount.test_trust_attack_round4 import _alice_dek
+from mount.test_trust_grants import _fid
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB as BOB_PW
 from mount.test_trust_writes import _key, _node_fid
@@ -193,6 +196,9 @@ HOLE_3 = ("hole 3: her own revision from before his edit, put beside it as a bra
 HOLE_4 = ("hole 4: her laptop's edit made over a WRITE member's edit made over her desktop's edit is "
           "said at the desktop to be a concurrent state served as following its edit (a false alarm): "
           "the laptop never saw the desktop's state, so its signed over does not name it")
+HOLE_5 = ("hole 5: any document at rotate-<fid> (a forged request, refused and left in the store) "
+          "makes her look-over skip the file's stale key for ever: a member removed from @team keeps "
+          "the key of a file her other device made before it heard, and reads what she writes into it")
 HOLE_1 = ("hole 1: a genuine key file of hers copied to a group's key folder (a group its recipient is "
           "not in) is taken for a member's removal: any writer of the vault folder, or the server, "
           "re-keys her files (a shared folder: everything under it) at will")
@@ -543,3 +549,65 @@ def test_a_shared_mount_refuses_her_replay_over_his_edit_with_her_own_state_as_a
             assert await _read(drive, bobs, BOBS) == b"bob's edit", "his edit undone by a replay"
 
         trio.run(attack)
+
+
+@pytest.mark.parametrize("planted", [
+    False,  # the control: round 39b's test, held (new.txt re-keyed where the removal is known)
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_5)),
+])
+def test_a_forged_rotation_request_does_not_keep_a_removed_members_key(tmp_path: Path, planted: bool) -> None:
+    """Round 39b (1), with the server adding a Rotation document at ``rotate-<new.txt>`` (unsigned: a
+    forgery, refused and said, and left in the store).  Her laptop removed bob from @team offline;
+    her desktop, not told, made proj/new.txt and sealed its key to bob.  What she writes into new.txt
+    at her laptop after bob left must not be under the key bob opens."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        _admin(laptop, "user", "add", "bob", "--uid", "2001", secret=BOB_PW)
+        _admin(laptop, "group", "add", "team", "--owner", "alice")
+        _admin(laptop, "group", "member", "add", "team", "bob", "--perm", "READ")
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "proj").mkdir()
+            (a / "proj" / "notes.txt").write_text("hers, before")
+            shared = fusevault("share", a / "proj", "--with", "@team", "--perm", "READ")
+            assert shared.returncode == 0, shared.stderr
+            wait_for(lambda: settled(a), "the share pushed")
+        desktop = new_device(url, tmp_path, "desktop")
+        _admin(laptop, "group", "member", "remove", "team", "bob")  # the laptop is not mounted: not pushed
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: (d / "proj" / "notes.txt").read_text() == "hers, before", "the desktop's pull")
+            (d / "proj" / "new.txt").write_text("the desktop's, before it knew")
+            wait_for(lambda: settled(d), "the desktop's push")
+        fid = _fid(desktop, "proj/new.txt")
+        kept = _team_dek(desktop, fid)
+        assert kept is not None and kept == _alice_dek(desktop, fid)  # sealed to bob: it could not know
+        if planted:
+            alice = _key(laptop, "alice", PASSPHRASE).user_id
+            couch.put({"_id": f"rotate-{fid}", "type": sharing.ROTATION, "owner": alice, "fid": fid,
+                       "epoch": 0})
+        server.kill()
+        notes = _fid(laptop, "proj/notes.txt")
+        with mounted(laptop, tmp_path / "a") as a:  # offline: her unlock re-keys proj for the removal
+            wait_for(lambda: _team_dek(laptop, notes) is None, "the removal's re-key")
+            server.start()
+            wait_for(lambda: (a / "proj" / "new.txt").read_text() == "the desktop's, before it knew",
+                     "new.txt at her laptop")
+            wait_for(lambda: settled(a), "the laptop's sync")
+            (a / "proj" / "new.txt").write_text("hers, after bob left @team")
+            wait_for(lambda: settled(a), "her write pushed")
+            first = _alice_dek(laptop, fid)
+            said = alarms(a)
+        with mounted(laptop, tmp_path / "a") as a:  # her next unlock, online
+            wait_for(lambda: settled(a), "the laptop's sync")
+            (a / "proj" / "new.txt").write_text("hers, at her next unlock")
+            wait_for(lambda: settled(a), "her write pushed")
+            second = _alice_dek(laptop, fid)
+            said += alarms(a)
+        print("alarms:", [(x["kind"], x["text"][:150]) for x in said])
+        assert first != kept and second != kept, (
+            f"proj/new.txt, written at her laptop after bob left @team, is under the key bob opens "
+            f"(first session: {first == kept}, next unlock: {second == kept})")
+    finally:
+        server.stop()
