@@ -125,6 +125,30 @@ Holes
    ``test_her_two_devices_edits_one_after_the_other_with_a_writers_edit_between_raise_no_alarm[True]``
    (xfail), control ``[False]``.
 
+5. Any document at ``rotate-<fid>`` keeps a removed member's key on a file for ever (round 39b's fix
+   defeated, silently; confidentiality).
+   Attack: round 39b (1)'s scene: her laptop removes bob from @team (proj is shared with it) while
+   offline; her desktop, not told, makes proj/new.txt and seals its key to bob.  The server (or a
+   writer of the vault folder) adds ``{"_id": "rotate-<new.txt>", "type": "Rotation", "owner":
+   <alice>, "fid": <new.txt>, "epoch": 0}``, unsigned (a request fusevault refuses to act on).
+   Seen (real mounts, pouchdb-server, 2 of 2 runs): her laptop takes new.txt in and she writes into
+   it, in that session and after a remount: both times new.txt stays under the DEK bob opens from his
+   group key file; ``fusevault status`` lists no alarm.  Control (no such document): new.txt is
+   re-keyed (round 39b's test).
+   Cause: rotation.py:239-244 (``_rekey_unreached``) skips a file when ``store.get("rotate-<fid>")``
+   of it or of any folder above it is not None, "carried out by its asker"; it does not ask whether
+   the request is one ``resume`` acts on (``_request``: signed by her or a group owner she shares it
+   with, rotation.py:450-480) or is done (its epoch passed).  A refused request is "left alone" in
+   the store, so the skip lasts.  (A genuine old request of hers put back does the same until it is
+   tombstoned as done.)  The same covers 39b (2) (her unshare on another device), by reading.
+   Impact: the server, with the member removed (or just the server, for whoever it serves next),
+   keeps every later write of hers to such a file readable by the member removed.
+   Fix: skip only for a request ``_request`` accepts and whose epoch is the node's current one (it
+   will be carried out); a refused or done one is no reason; better, let the look-over's re-key and
+   the request's share one lock per file instead of guessing from the store.
+   Tests: ``test_a_forged_rotation_request_does_not_keep_a_removed_members_key[True]`` (xfail),
+   control ``[False]``.
+
 What held
 =========
 - ``_settled_elsewhere``: only her own signed ``over`` can close a leaf quietly; a writer's ``over``
