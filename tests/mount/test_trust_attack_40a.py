@@ -1,9 +1,10 @@
 """Attack round 40a: the fixes of round 39 (c0b5a7a..d366947), attacked by variants.
 
-Scope: ``Guests.held`` / ``retry_awaiting`` / ``arrivals.reopen`` (``_take_held``), stale_keys.py and
-``rotation._rekey_unreached``, ``replica.local_of`` / ``absorbing._in_conflict`` (admissible leaves
-only), ``absorbing._served_over`` (the ``concurrent`` alarm), ``Ledger.replayed`` /
-``_settled_elsewhere``, ``Authorship._judged_from``, ``_key_changed_at_one_epoch`` (read).
+Scope: ``Guests.held`` / ``retry_awaiting`` / ``arrivals.reopen`` (``_take_held``: hole 2),
+stale_keys.py and ``rotation._rekey_unreached`` (holes 1, 5), ``replica.local_of`` /
+``absorbing._in_conflict`` (admissible leaves only: hole 3), ``absorbing._served_over`` (the
+``concurrent`` alarm: hole 4), ``Ledger.replayed`` / ``_settled_elsewhere``,
+``Authorship._judged_from``, ``_key_changed_at_one_epoch`` (read).
 
 Holes
 =====
@@ -116,8 +117,8 @@ Holes
    in its history), and a writer's ``over`` counts for nothing (nodes.py:384), so ``made_over``
    (ledger.py:419-438) never names it.
    Impact: a false alarm that tells her the server rewrote history, on the everyday pattern of a
-   shared folder; if the desktop had given the file a newer epoch, an unneeded re-key too.  Crying
-   wolf trains her to ignore the real alarm.
+   shared folder (two devices of hers and one writer).  Crying wolf trains her to ignore the real
+   alarm.
    Fix: judge ``_served_over`` against the chain, not her ``over`` alone: a state whose history
    between this device's revision and itself holds an admitted revision that was made over this
    device's state (a writer's whose version's parent is this device's head) was not made apart.
@@ -139,8 +140,9 @@ Holes
    of it or of any folder above it is not None, "carried out by its asker"; it does not ask whether
    the request is one ``resume`` acts on (``_request``: signed by her or a group owner she shares it
    with, rotation.py:450-480) or is done (its epoch passed).  A refused request is "left alone" in
-   the store, so the skip lasts.  (A genuine old request of hers put back does the same until it is
-   tombstoned as done.)  The same covers 39b (2) (her unshare on another device), by reading.
+   the store, so the skip lasts.  By reading, not run: a genuine old request of hers put back does
+   the same until ``resume`` tombstones it as done, and 39b (2) (her unshare on another device) is
+   skipped the same way.
    Impact: the server, with the member removed (or just the server, for whoever it serves next),
    keeps every later write of hers to such a file readable by the member removed.
    Fix: skip only for a request ``_request`` accepts and whose epoch is the node's current one (it
