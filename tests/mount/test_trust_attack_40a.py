@@ -3,7 +3,7 @@
 Scope: ``Guests.held`` / ``retry_awaiting`` / ``arrivals.reopen`` (``_take_held``: hole 2),
 stale_keys.py and ``rotation._rekey_unreached`` (holes 1, 5), ``replica.local_of`` /
 ``absorbing._in_conflict`` (admissible leaves only: hole 3), ``absorbing._served_over`` (the
-``concurrent`` alarm: hole 4), ``Ledger.replayed`` / ``_settled_elsewhere``,
+``concurrent`` alarm: holes 4, 6), ``Ledger.replayed`` / ``_settled_elsewhere``,
 ``Authorship._judged_from``, ``_key_changed_at_one_epoch`` (read).
 
 Holes
@@ -151,6 +151,31 @@ Holes
    Tests: ``test_a_forged_rotation_request_does_not_keep_a_removed_members_key[True]`` (xfail),
    control ``[False]``.
 
+6. A concurrent edit served as the successor of a WRITE member's edit is not said (round 39c (1)'s
+   fix bypassed; worse than "Out of reach" states: "this is said (a concurrent alarm)").
+   Attack: round 39c (1)'s scene in a shared folder: her desktop and laptop edit docs/notes.txt apart;
+   the server hides the laptop's revision (a tombstone on its branch); bob (WRITE on docs) takes the
+   desktop's edit in and edits over it (legitimate); her desktop takes his edit in.  Then the server
+   serves the laptop's body as the next revision after bob's.
+   Seen (real mounts, pouchdb-server, three devices, 2 of 2 runs): the desktop shows the laptop's
+   edit; bob's edit and the desktop's are gone from view (no conflict copy), and ``fusevault status``
+   lists no alarm.  Control (no writer between: round 39c's test, in docs): the ``concurrent`` alarm.
+   Cause: absorbing.py:322-324 (``_served_over``) looks only when the state this device holds is its
+   own (``mine[0] != ledger.device`` returns False): once a writer's state is held, any state of her
+   other device stored over it passes, whatever it was made over; and the ledger takes it (bob's
+   edit, taken with no conflict, covered only the seqs this device had seen, not the laptop's newer
+   one: ledger.py:367-377).
+   Impact: the server drops a writer's genuine edit and her own device's edit from view, silently,
+   whenever a writer's edit sits on top; with a move (39c (1)'s second test) it would undo her move
+   out of a share the same way (not run).
+   Fix: judge the served state against the newest state this device took of the file whoever wrote
+   it: a state of her other device stored over it must be made over it (her ``over`` naming the
+   state of hers that the writer's edit was made over, or her device's own seq seen there); else
+   said, as for her own.  (Hole 4's fix must keep the legitimate chain of hole 4 quiet: the two
+   want the chain judged, not her ``over`` alone.)
+   Tests: ``test_a_concurrent_edit_served_over_a_writers_edit_of_her_state_is_said[True]`` (xfail),
+   control ``[False]``.
+
 What held
 =========
 - ``_settled_elsewhere``: only her own signed ``over`` can close a leaf quietly; a writer's ``over``
@@ -225,6 +250,9 @@ HOLE_4 = ("hole 4: her laptop's edit made over a WRITE member's edit made over h
 HOLE_5 = ("hole 5: any document at rotate-<fid> (a forged request, refused and left in the store) "
           "makes her look-over skip the file's stale key for ever: a member removed from @team keeps "
           "the key of a file her other device made before it heard, and reads what she writes into it")
+HOLE_6 = ("hole 6: the server serving her laptop's concurrent edit as the successor of a WRITE member's "
+          "edit (made over her desktop's) is not said: _served_over looks only when this device's own "
+          "state is the one held, and the desktop's and the member's edits drop from view silently")
 HOLE_1 = ("hole 1: a genuine key file of hers copied to a group's key folder (a group its recipient is "
           "not in) is taken for a member's removal: any writer of the vault folder, or the server, "
           "re-keys her files (a shared folder: everything under it) at will")
@@ -635,5 +663,72 @@ def test_a_forged_rotation_request_does_not_keep_a_removed_members_key(tmp_path:
         assert first != kept and second != kept, (
             f"proj/new.txt, written at her laptop after bob left @team, is under the key bob opens "
             f"(first session: {first == kept}, next unlock: {second == kept})")
+    finally:
+        server.stop()
+
+
+DESKTOP = "the desktop's edit, made while apart"
+LAPTOP = "the laptop's edit, made while apart"
+BOBS_EDIT = "bob's edit, over the desktop's"
+
+
+def _everything(mnt: Path) -> dict[str, str]:
+    return {str(p.relative_to(mnt)): p.read_text(errors="replace") for p in sorted(mnt.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("bob_between", [
+    False,  # the control: round 39c (1)'s scene (in docs), said
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_6)),
+])
+def test_a_concurrent_edit_served_over_a_writers_edit_of_her_state_is_said(tmp_path: Path,
+                                                                            bob_between: bool) -> None:
+    """Round 39c (1) with a writer's edit on top: her desktop and laptop edit docs/notes.txt apart;
+    the server hides the laptop's revision; bob (WRITE on docs) takes the desktop's edit in and edits
+    over it; her desktop takes his edit in.  Then the server serves the laptop's body as the next
+    revision after bob's.  His edit and the desktop's must stay in view, or it must be said."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        fid = _docs_and_other(laptop, tmp_path / "a")
+        notes = Path("docs") / "notes.txt"
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's push")
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "d") as b:
+            wait_for(lambda: (b / notes).exists() and settled(b), "the desktop's first pull")
+            server.kill()  # apart from here
+            (b / notes).write_text(DESKTOP)
+        server.start()
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's pull")
+            assert (a / notes).read_text() == "first"
+            (a / notes).write_text(LAPTOP)
+            wait_for(lambda: settled(a) and couch.get(fid) is not None, "the laptop's push")
+        laptops = couch.get(fid)
+        couch.delete(fid)  # the laptop's revision hidden: no conflict for the desktop to see
+        with mounted(desktop, tmp_path / "d") as b:
+            wait_for(lambda: settled(b) and couch.get(fid)["enc"] != laptops["enc"], "the desktop's push")
+            assert (b / notes).read_text() == DESKTOP
+            if bob_between:
+                def edit(hers: Path) -> None:
+                    wait_for(lambda: (hers / "docs" / "notes.txt").read_text() == DESKTOP, "bob sees hers")
+                    (hers / "docs" / "notes.txt").write_text(BOBS_EDIT)
+
+                _bob_does(url, tmp_path, "docs/notes.txt", edit)
+                wait_for(lambda: settled(b) and (b / notes).read_text() == BOBS_EDIT,
+                         "his edit at the desktop")
+            held = (b / notes).read_text()
+            seq = couch.seq() + 1  # its change (read after it, her own push may come first)
+            couch.put({k: v for k, v in laptops.items() if k != "_rev"})
+            wait_for(lambda: adversary.pulled_past(desktop, seq) and settled(b), "the desktop's pull")
+            wait_for(lambda: (b / notes).read_text() != held or alarms(b),
+                     "the served revision taken in, or said")
+            shown = _everything(b)
+            said = alarms(b)
+        print(shown, said)
+        assert held in shown.values() or said, f"{held!r} is gone from view, nothing said: {shown}"
     finally:
         server.stop()
