@@ -192,14 +192,25 @@ What held
   mover's WRITE on every folder changed, and a failed or a judged move both take the old shares'
   keys back: I found nothing to gain from it beyond a different alarm text (read, not run).
 - ``_key_changed_at_one_epoch`` runs only for her own file and a state judged hers (owner_dek_ok),
-  and writes a sidecar that holds no secret (read).
+  and writes a sidecar that holds no secret (read).  It runs before ``_update``'s early return for
+  unsaved writes, so the sidecar can change under open contents of the old key: availability at
+  most, not run.
+- Hole 1's re-key gives nobody a key: it seals the new DEK to the recipients of the signed grants
+  only (``_recipients``, ``seal_keys``), and the derived DEK (``rekey_dek``) names them (read).
+- The controls: round 39a (1)'s ``held`` path (his edit during her re-seal sealed, test 2's
+  control), round 39a (3) (her replay refused with no branch, test 3's controls), round 39b (1)
+  (test 5's control), round 39c (1) (test 6's control) and her two devices' sequential edits (test
+  4's control) all hold.
 
 Not tried
 =========
 - Hole 1 with a re-key forced in a loop (each new key copied again): not run, nothing stops it.
 - Hole 2 in a real shared mount (a race there) and over CouchDB.
-- The drop-box collector's first pass (fa8901e), ``replica.local_of`` with other wrappers,
-  ``conflicts._descends`` with a wrapping that names an epoch the file never had.
+- Hole 5 with her unshare from a user (39b (2)) and with a genuine old request put back (read only).
+- Hole 6 with a move out of a share undone (39c (1)'s second test) instead of an edit.
+- The drop-box collector's first pass (fa8901e: it reads as a fix for the test's timing, not a
+  trust boundary), ``replica.local_of`` with other wrappers, ``conflicts._descends`` with a
+  wrapping that names an epoch the file never had.
 """
 
 from __future__ import annotations
