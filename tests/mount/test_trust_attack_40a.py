@@ -244,7 +244,7 @@ from mount.test_trust_attack_39a import (
     _put_refused,
     _walk_bob,
 )
-from mount.test_trust_attack_39b import _team_dek
+from mount.test_trust_attack_39b import _bobs_user_dek, _team_dek
 from mount.test_trust_attack_round4 import _alice_dek
 from mount.test_trust_grants import _fid
 from mount.test_trust_rollback import alarms
@@ -744,5 +744,64 @@ def test_a_concurrent_edit_served_over_a_writers_edit_of_her_state_is_said(tmp_p
             said = alarms(b)
         print(shown, said)
         assert held in shown.values() or said, f"{held!r} is gone from view, nothing said: {shown}"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("planted", [
+    False,  # the control: round 39b (2)'s test, held
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_5)),
+])
+def test_a_forged_rotation_request_does_not_keep_an_unshared_users_key(tmp_path: Path, planted: bool) -> None:
+    """Hole 5 with her unshare (round 39b (2)): proj shared with bob (READ); her desktop makes
+    proj/new.txt (sealed to bob); her laptop, offline, unshares proj from bob; the server adds an
+    unsigned ``rotate-<new.txt>``.  What she writes into new.txt afterwards, on either device, must
+    not be under the key bob holds."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        _admin(laptop, "user", "add", "bob", "--uid", "2001", secret=BOB_PW)
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "proj").mkdir()
+            (a / "proj" / "notes.txt").write_text("hers, before")
+            shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "READ")
+            assert shared.returncode == 0, shared.stderr
+            wait_for(lambda: settled(a), "the share pushed")
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: (d / "proj" / "notes.txt").read_text() == "hers, before", "the desktop's pull")
+            (d / "proj" / "new.txt").write_text("the desktop's")
+            wait_for(lambda: settled(d), "the desktop's push")
+        fid = _fid(desktop, "proj/new.txt")
+        kept = _bobs_user_dek(desktop, fid)
+        assert kept is not None and kept == _alice_dek(desktop, fid)
+        if planted:
+            alice = _key(laptop, "alice", PASSPHRASE).user_id
+            couch.put({"_id": f"rotate-{fid}", "type": sharing.ROTATION, "owner": alice, "fid": fid,
+                       "epoch": 0})
+        server.kill()
+        with mounted(laptop, tmp_path / "a") as a:
+            unshared = fusevault("unshare", a / "proj", "--with", "bob")  # offline: new.txt not here yet
+            assert unshared.returncode == 0, unshared.stderr
+            server.start()
+            wait_for(lambda: (a / "proj" / "new.txt").read_text() == "the desktop's", "new.txt at her laptop")
+            wait_for(lambda: settled(a), "the laptop's sync")
+            (a / "proj" / "new.txt").write_text("hers, after the unshare")
+            wait_for(lambda: settled(a), "her write pushed")
+            at_laptop = _alice_dek(laptop, fid)
+            said = alarms(a)
+        with mounted(desktop, tmp_path / "d") as d:  # the desktop, online: takes the unshare in
+            wait_for(lambda: settled(d) and (d / "proj" / "new.txt").read_text() == "hers, after the unshare",
+                     "the desktop's pull")
+            (d / "proj" / "new.txt").write_text("hers, at the desktop after the unshare")
+            wait_for(lambda: settled(d), "the desktop's push")
+            at_desktop = _alice_dek(desktop, fid)
+            said += alarms(d)
+        print("alarms:", [(x["kind"], x["text"][:150]) for x in said])
+        assert at_laptop != kept and at_desktop != kept, (
+            f"proj/new.txt, written after proj was unshared from bob, is under the key bob holds (at her "
+            f"laptop, which unshared: {at_laptop == kept}; at her desktop: {at_desktop == kept})")
     finally:
         server.stop()
