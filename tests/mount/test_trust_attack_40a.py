@@ -144,15 +144,19 @@ Holes
    the request is one ``resume`` acts on (``_request``: signed by her or a group owner she shares it
    with, rotation.py:450-480) or is done (its epoch passed).  A refused request is "left alone" in
    the store, so the skip lasts.  By reading, not run: a genuine old request of hers put back does
-   the same until ``resume`` tombstones it as done, and 39b (2) (her unshare on another device) is
-   skipped the same way.
+   the same until ``resume`` tombstones it as done.
    Impact: the server, with the member removed (or just the server, for whoever it serves next),
    keeps every later write of hers to such a file readable by the member removed.
    Fix: skip only for a request ``_request`` accepts and whose epoch is the node's current one (it
    will be carried out); a refused or done one is no reason; better, let the look-over's re-key and
    the request's share one lock per file instead of guessing from the store.
-   Tests: ``test_a_forged_rotation_request_does_not_keep_a_removed_members_key[True]`` (xfail),
-   control ``[False]``.
+   The same with her unshare (round 39b (2): proj shared with bob, her laptop unshares offline, her
+   desktop made new.txt before it heard; 1 of 1 run): new.txt stays under bob's key at her laptop
+   and at her desktop; the alarms are a ``share-missing`` at the desktop and refused deletions of
+   bob's key documents, none about new.txt or the request.
+   Tests: ``test_a_forged_rotation_request_does_not_keep_a_removed_members_key[True]``,
+   ``test_a_forged_rotation_request_does_not_keep_an_unshared_users_key[True]`` (xfail), controls
+   ``[False]``.
 
 6. A concurrent edit served as the successor of a WRITE member's edit is not said (round 39c (1)'s
    fix bypassed; worse than "Out of reach" states: "this is said (a concurrent alarm)").
@@ -206,7 +210,7 @@ Not tried
 =========
 - Hole 1 with a re-key forced in a loop (each new key copied again): not run, nothing stops it.
 - Hole 2 in a real shared mount (a race there) and over CouchDB.
-- Hole 5 with her unshare from a user (39b (2)) and with a genuine old request put back (read only).
+- Hole 5 with a genuine old request of hers put back (read only).
 - Hole 6 with a move out of a share undone (39c (1)'s second test) instead of an edit.
 - The drop-box collector's first pass (fa8901e: it reads as a fix for the test's timing, not a
   trust boundary), ``replica.local_of`` with other wrappers, ``conflicts._descends`` with a
