@@ -239,7 +239,7 @@ from fusevault.vault.model import sharing
 from fusevault.vault.model.nodes import open_node_doc
 from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import settle_busy
-from mount.test_moving_out_of_a_share import _docs_and_other
+from mount.test_moving_out_of_a_share import CAROL, _current_dek, _docs_and_other, _key_of
 from mount.test_trust_attack_39a import (
     BOBS,
     _bob_does,
@@ -807,5 +807,66 @@ def test_a_forged_rotation_request_does_not_keep_an_unshared_users_key(tmp_path:
         assert at_laptop != kept and at_desktop != kept, (
             f"proj/new.txt, written after proj was unshared from bob, is under the key bob holds (at her "
             f"laptop, which unshared: {at_laptop == kept}; at her desktop: {at_desktop == kept})")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("bob_between", [
+    False,  # the control: round 39c (1)'s second scene (a move out of a share), said
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_6)),
+])
+def test_a_concurrent_edit_served_over_a_writers_edit_does_not_undo_her_move_out_of_a_share_unsaid(
+        tmp_path: Path, bob_between: bool) -> None:
+    """Hole 6 with her move: docs is shared with bob (WRITE) and carol (READ), other with bob (WRITE).
+    Her desktop, apart, moves docs/notes.txt to other (re-keyed: carol's key taken back); her laptop,
+    apart, edits it in docs.  The server hides the laptop's revision; bob edits other/notes.txt over
+    the desktop's move; the desktop takes his edit in.  Then the server serves the laptop's body as
+    the next revision.  The file must not be back in docs under the key carol held, unsaid."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop = first_device(url, tmp_path)
+        fid = _docs_and_other(laptop, tmp_path / "a")
+        kept = _current_dek(laptop, fid)  # the key carol holds (docs was shared with her)
+        couch = adversary.Server(url)
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's push")
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: (d / "docs" / "notes.txt").exists() and settled(d), "the desktop's first pull")
+            server.kill()  # apart from here
+            (d / "docs" / "notes.txt").rename(d / "other" / "notes.txt")
+            wait_for(lambda: _key_of(desktop, "carol", CAROL, fid) is None, "the move's re-key")
+        server.start()
+        with mounted(laptop, tmp_path / "a") as a:
+            wait_for(lambda: settled(a), "the laptop's pull")
+            assert (a / "docs" / "notes.txt").read_text() == "first"
+            (a / "docs" / "notes.txt").write_text(LAPTOP)
+            wait_for(lambda: settled(a) and couch.get(fid) is not None, "the laptop's push")
+        laptops = couch.get(fid)
+        couch.delete(fid)  # the laptop's revision hidden: no conflict for the desktop to see
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: settled(d) and couch.get(fid)["enc"] != laptops["enc"], "the desktop's push")
+            assert (d / "other" / "notes.txt").read_text() == "first"
+            if bob_between:
+                def edit(hers: Path) -> None:
+                    (hers / "other" / "notes.txt").write_text(BOBS_EDIT)
+
+                _bob_does(url, tmp_path, "other/notes.txt", edit)
+                wait_for(lambda: settled(d) and (d / "other" / "notes.txt").read_text() == BOBS_EDIT,
+                         "his edit at the desktop")
+            seq = couch.seq() + 1  # its change (read after it, her own push may come first)
+            couch.put({k: v for k, v in laptops.items() if k != "_rev"})
+            wait_for(lambda: adversary.pulled_past(desktop, seq) and settled(d), "the desktop's pull")
+            wait_for(lambda: not (d / "other" / "notes.txt").exists() or alarms(d),
+                     "the served revision taken in, or said")
+            back = (d / "docs" / "notes.txt").exists()
+            said = alarms(d)
+        now = _current_dek(desktop, fid)
+        carol_reads = now in (kept, _key_of(desktop, "carol", CAROL, fid))
+        print("back in docs:", back, "carol opens its key:", carol_reads, "alarms:", said)
+        assert (not back and not carol_reads) or said, (
+            f"her move out of docs undone, nothing said: back in docs {back}, carol opens its current key "
+            f"{carol_reads}")
     finally:
         server.stop()
