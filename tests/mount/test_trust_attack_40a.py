@@ -159,7 +159,8 @@ Holes
    ``[False]``.
 
 6. A concurrent edit served as the successor of a WRITE member's edit is not said (round 39c (1)'s
-   fix bypassed; worse than "Out of reach" states: "this is said (a concurrent alarm)").
+   fix bypassed; worse than "Out of reach" states: "this is said (a concurrent alarm)"; with her move
+   out of a share, confidentiality).
    Attack: round 39c (1)'s scene in a shared folder: her desktop and laptop edit docs/notes.txt apart;
    the server hides the laptop's revision (a tombstone on its branch); bob (WRITE on docs) takes the
    desktop's edit in and edits over it (legitimate); her desktop takes his edit in.  Then the server
@@ -172,16 +173,23 @@ Holes
    other device stored over it passes, whatever it was made over; and the ledger takes it (bob's
    edit, taken with no conflict, covered only the seqs this device had seen, not the laptop's newer
    one: ledger.py:367-377).
+   With her move (round 39c (1)'s second scene; 2 of 2 runs): docs shared with bob (WRITE) and
+   carol (READ), other with bob (WRITE); her desktop, apart, moves docs/notes.txt to other (re-keyed,
+   carol's key taken back), her laptop, apart, edits it in docs; bob edits other/notes.txt over the
+   move; the server serves the laptop's body over his: notes.txt is back in docs at the desktop,
+   carol opens its current key, nothing said.  Control (no writer between): the ``concurrent`` alarm
+   and a re-key.
    Impact: the server drops a writer's genuine edit and her own device's edit from view, silently,
-   whenever a writer's edit sits on top; with a move (39c (1)'s second test) it would undo her move
-   out of a share the same way (not run).
+   whenever a writer's edit sits on top, and undoes her move out of a share: the member she moved the
+   file away from reads it again, and what she writes into it next.
    Fix: judge the served state against the newest state this device took of the file whoever wrote
    it: a state of her other device stored over it must be made over it (her ``over`` naming the
    state of hers that the writer's edit was made over, or her device's own seq seen there); else
    said, as for her own.  (Hole 4's fix must keep the legitimate chain of hole 4 quiet: the two
    want the chain judged, not her ``over`` alone.)
-   Tests: ``test_a_concurrent_edit_served_over_a_writers_edit_of_her_state_is_said[True]`` (xfail),
-   control ``[False]``.
+   Tests: ``test_a_concurrent_edit_served_over_a_writers_edit_of_her_state_is_said[True]``,
+   ``test_a_concurrent_edit_served_over_a_writers_edit_does_not_undo_her_move_out_of_a_share_unsaid[True]``
+   (xfail), controls ``[False]``.
 
 What held
 =========
@@ -211,7 +219,6 @@ Not tried
 - Hole 1 with a re-key forced in a loop (each new key copied again): not run, nothing stops it.
 - Hole 2 in a real shared mount (a race there) and over CouchDB.
 - Hole 5 with a genuine old request of hers put back (read only).
-- Hole 6 with a move out of a share undone (39c (1)'s second test) instead of an edit.
 - The drop-box collector's first pass (fa8901e: it reads as a fix for the test's timing, not a
   trust boundary), ``replica.local_of`` with other wrappers, ``conflicts._descends`` with a
   wrapping that names an epoch the file never had.
