@@ -168,7 +168,7 @@ Holes
    Seen (real mounts, pouchdb-server, three devices, 2 of 2 runs): the desktop shows the laptop's
    edit; bob's edit and the desktop's are gone from view (no conflict copy), and ``fusevault status``
    lists no alarm.  Control (no writer between: round 39c's test, in docs): the ``concurrent`` alarm.
-   Cause: absorbing.py:322-324 (``_served_over``) looks only when the state this device holds is its
+   Cause: absorbing.py:324 (``_served_over``) looks only when the state this device holds is its
    own (``mine[0] != ledger.device`` returns False): once a writer's state is held, any state of her
    other device stored over it passes, whatever it was made over; and the ledger takes it (bob's
    edit, taken with no conflict, covered only the seqs this device had seen, not the laptop's newer
