@@ -145,8 +145,9 @@ Holes
    with, rotation.py:450-480) or is done (its epoch passed).  A refused request is "left alone" in
    the store, so the skip lasts.  By reading, not run: a genuine old request of hers put back does
    the same until ``resume`` tombstones it as done.
-   Impact: the server, with the member removed (or just the server, for whoever it serves next),
-   keeps every later write of hers to such a file readable by the member removed.
+   Impact: the server (or a writer of the vault folder), for the member removed (who kept the key
+   sealed to him), keeps every later write of hers to such a file readable by him, and nothing says
+   so.
    Fix: skip only for a request ``_request`` accepts and whose epoch is the node's current one (it
    will be carried out); a refused or done one is no reason; better, let the look-over's re-key and
    the request's share one lock per file instead of guessing from the store.
@@ -209,10 +210,10 @@ What held
   most, not run.
 - Hole 1's re-key gives nobody a key: it seals the new DEK to the recipients of the signed grants
   only (``_recipients``, ``seal_keys``), and the derived DEK (``rekey_dek``) names them (read).
-- The controls: round 39a (1)'s ``held`` path (his edit during her re-seal sealed, test 2's
-  control), round 39a (3) (her replay refused with no branch, test 3's controls), round 39b (1)
-  (test 5's control), round 39c (1) (test 6's control) and her two devices' sequential edits (test
-  4's control) all hold.
+- The controls: the ``awaiting`` path with nothing refused stored (her save over his is the one
+  her re-key seals, test 2's control), round 39a (3) (her replay refused with no branch, test 3's
+  controls), round 39b (1) and (2) (test 5's controls), round 39c (1) (test 6's controls) and her
+  two devices' sequential edits (test 4's control) all hold.
 
 Not tried
 =========
