@@ -273,9 +273,6 @@ HOLE_3 = ("hole 3: her own revision from before his edit, put beside it as a bra
 HOLE_4 = ("hole 4: her laptop's edit made over a WRITE member's edit made over her desktop's edit is "
           "said at the desktop to be a concurrent state served as following its edit (a false alarm): "
           "the laptop never saw the desktop's state, so its signed over does not name it")
-HOLE_5 = ("hole 5: any document at rotate-<fid> (a forged request, refused and left in the store) "
-          "makes her look-over skip the file's stale key for ever: a member removed from @team keeps "
-          "the key of a file her other device made before it heard, and reads what she writes into it")
 HOLE_6 = ("hole 6: the server serving her laptop's concurrent edit as the successor of a WRITE member's "
           "edit (made over her desktop's) is not said: _served_over looks only when this device's own "
           "state is the one held, and the desktop's and the member's edits drop from view silently")
@@ -633,7 +630,7 @@ def test_a_shared_mount_refuses_her_replay_over_his_edit_with_her_own_state_as_a
 
 @pytest.mark.parametrize("planted", [
     False,  # the control: round 39b's test, held (new.txt re-keyed where the removal is known)
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_5)),
+    True,
 ])
 def test_a_forged_rotation_request_does_not_keep_a_removed_members_key(tmp_path: Path, planted: bool) -> None:
     """Round 39b (1), with the server adding a Rotation document at ``rotate-<new.txt>`` (unsigned: a
@@ -762,7 +759,7 @@ def test_a_concurrent_edit_served_over_a_writers_edit_of_her_state_is_said(tmp_p
 
 @pytest.mark.parametrize("planted", [
     False,  # the control: round 39b (2)'s test, held
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_5)),
+    True,
 ])
 def test_a_forged_rotation_request_does_not_keep_an_unshared_users_key(tmp_path: Path, planted: bool) -> None:
     """Hole 5 with her unshare (round 39b (2)): proj shared with bob (READ); her desktop makes

@@ -236,8 +236,7 @@ async def _rekey_unreached(volume: Volume) -> None:
         node = volume.find(fid)
         if node is None or fid in done or volume.rotating:
             continue
-        if any([await volume.store_call(volume.store.get, f"rotate-{above}") is not None
-                for above in stale_keys.above(volume, node)]):
+        if any([await _carried_out_later(volume, above) for above in stale_keys.above(volume, node)]):
             # A re-key already asked for, of it or of a folder it is in (an unshare's, a move's,
             # before its re-key began): carried out by its asker, and two at once collide.
             continue
@@ -247,6 +246,19 @@ async def _rekey_unreached(volume: Volume) -> None:
         done |= under
         request = await _requested(volume, node, [path for f in under & stale.keys() for path in stale[f]])
         await _guarded(volume, fid, _rekey(volume, request))
+
+
+async def _carried_out_later(volume: Volume, fid: str) -> bool:
+    """Whether a request for new keys of ``fid`` stands that its asker or ``resume`` carries out:
+    hers or a group owner's, signed, not done yet.  Any other document at its id (a store writer's,
+    unsigned; a done one put back) is no reason to leave a key a removed member opens: skipped for
+    it, the file kept that key for good (attack round 40a (5))."""
+    doc = await volume.store_call(volume.store.get, f"rotate-{fid}")
+    if doc is None or doc.get("_deleted") or (node := _request(volume, doc)) is None:
+        return False
+    if signer_of(doc) != volume.key.user_id:
+        return not await volume.in_thread(rotations_done.done, volume.layout.root, volume.key.user_id, doc)
+    return doc.get("epoch", 0) == node.epoch
 
 
 def _depth(volume: Volume, fid: str) -> int:
