@@ -483,8 +483,6 @@ def _offline_edits(tmp_path: Path, edits: int) -> dict[str, object]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="40b (4): more than 100 saves of one file while away from the "
-                   "server make its last pushed state a conflict leaf: a false rollback alarm on each device")
 def test_many_saves_of_one_file_made_offline_raise_no_rollback_alarm(tmp_path: Path) -> None:
     out = _offline_edits(tmp_path, 130)
     for device in ("laptop", "desktop", "desktop again"):

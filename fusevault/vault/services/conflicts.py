@@ -53,11 +53,11 @@ from fusevault.crypto.signing import signer_of
 from fusevault.encoding import b64d
 from fusevault.errors import Conflict, VaultError
 from fusevault.store import replica
-from fusevault.store.local import LocalStore
+from fusevault.store.local import REVS_LIMIT, LocalStore
 from fusevault.vault.files.content import Content
 from fusevault.vault.model import names
 from fusevault.vault.model.history import version_parents, version_plain
-from fusevault.vault.model.ledger import writer_seq
+from fusevault.vault.model.ledger import Seq, writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.services.absorbing import absorb_node
 from fusevault.vault.services.recovery import copy_into
@@ -208,7 +208,22 @@ def _replayed(volume: Volume, leaf: Leaf, other: Leaf, how: str) -> bool:
     was made over it by her other device's settling (``Ledger.replayed``)."""
     ledger = volume.ledger
     seq = writer_seq(leaf.node.seq, leaf.doc, volume.key.user_id)
+    if _cut_ancestor(seq, writer_seq(other.node.seq, other.doc, volume.key.user_id), other.history):
+        log.info("%s: an older state of one device beside its newer one, whose history is too long to "
+                 "name it: an ancestor, closed", leaf.doc["_id"])
+        return True
     return ledger is not None and ledger.replayed(volume.tree, leaf.doc["_id"], seq, how, other.node.over)
+
+
+def _cut_ancestor(seq: Seq | None, newer: Seq | None, history: list[str]) -> bool:
+    """Whether a branch is an ancestor the other's history no longer reaches: more than
+    ``REVS_LIMIT`` saves on one device while away left the server's current revision out of the
+    history it was sent with, and it stays as a branch (with no edit on it).  An older state of
+    the device the other's state is of, beside a history cut at the limit, is that: closed, not said
+    as a rollback (a false alarm on ordinary offline work: attack round 40b (4)).  Closed either way;
+    only the alarm depends on it, and a server that replays one so gains nothing."""
+    return (seq is not None and newer is not None and seq[0] == newer[0] and seq[1] < newer[1]
+            and len(history) >= REVS_LIMIT)
 
 
 def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:
