@@ -276,9 +276,6 @@ HOLE_4 = ("hole 4: her laptop's edit made over a WRITE member's edit made over h
 HOLE_6 = ("hole 6: the server serving her laptop's concurrent edit as the successor of a WRITE member's "
           "edit (made over her desktop's) is not said: _served_over looks only when this device's own "
           "state is the one held, and the desktop's and the member's edits drop from view silently")
-HOLE_1 = ("hole 1: a genuine key file of hers copied to a group's key folder (a group its recipient is "
-          "not in) is taken for a member's removal: any writer of the vault folder, or the server, "
-          "re-keys her files (a shared folder: everything under it) at will")
 
 
 def _admin(vault: Path, *args: str, secret: str = PASSPHRASE) -> None:
@@ -306,8 +303,8 @@ async def _ask(shared, cmd: str, path: str, who: str, perm: str = "READ") -> dic
 
 @pytest.mark.parametrize("planted", [
     None,  # the control: her keys, where her share put them, cost no re-key
-    pytest.param("file", marks=pytest.mark.xfail(strict=True, reason=HOLE_1)),
-    pytest.param("folder", marks=pytest.mark.xfail(strict=True, reason=HOLE_1)),
+    "file",
+    "folder",
 ])
 def test_her_genuine_key_copied_into_a_groups_key_folder_costs_no_re_key(with_team: Path,
                                                                           planted: str | None) -> None:
@@ -539,7 +536,7 @@ def _served_dek(couch: adversary.Server, vault: Path, fid: str) -> bytes:
 
 @pytest.mark.parametrize("planted", [
     False,  # the control: a move out of the share re-keys the moved file only
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_1)),
+    True,
 ])
 def test_the_server_copying_her_key_document_to_a_groups_id_costs_no_re_key(tmp_path: Path,
                                                                              planted: bool) -> None:

@@ -81,6 +81,14 @@ def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]
                           for r in sharing.reaches(g, signed)}
         if path in given[fid] or (group is not None and group not in volume.sharing.groups):
             continue
+        if group is not None and recipient not in signed[group] and not _group_shares(volume, node, group):
+            # At a group's path over a file no share of that group reaches, nor ever did as this
+            # device saw: no member's removal, a planted copy (a genuine key of another share moved
+            # there): said, and no re-key, or anyone who writes the vault folder or the server had
+            # her re-seal any file at will (attack round 40a (1)).
+            volume.trust.alarms.warn("forged-key", str(path), f"a key file of {fid} at group {group}'s "
+                                     "place, though no share of that group reaches the file: left alone")
+            continue
         if group is None or recipient in signed[group]:
             # Not a member's removal (signed by the group's owner): the share that gave it went.  Taken
             # back by this device, the key is stale; only seen gone, it may be withheld.
@@ -90,6 +98,15 @@ def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]
                 continue
         out.append((node, recipient, path))
     return out
+
+
+def _group_shares(volume: Volume, node: Node, group: str) -> bool:
+    """Whether a share of ``group`` reaches ``node`` now, or this device saw one that did (taken back
+    since or not: a removal of the share, or of a member, is a revocation)."""
+    if any(g.group and g.grantee == group for g in volume.covering(node)):
+        return True
+    fresh = volume.trust.fresh if volume.trust is not None else None
+    return fresh is not None and any(fresh.knows(sharing.doc_id(fid, group)) for fid in above(volume, node))
 
 
 def above(volume: Volume, node: Node) -> set[str]:
