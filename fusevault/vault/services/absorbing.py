@@ -43,7 +43,7 @@ from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried
 from fusevault.vault.model.ledger import parents_of, path_shown
-from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node
+from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.sharing import FILE_KEY, SHARE, Grant
 from fusevault.vault.model.users import USER
 from fusevault.vault.tree.arrivals import (
@@ -243,7 +243,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             and opened[0].epoch < ledger.epochs.get(node.fid, 0)):
         out.rekey.append(node)  # under a key older than this device gave it: a new one, once taken in
     if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0],
-                                                             lambda: _in_conflict(volume, doc["_id"])):
+                                                             lambda: _in_conflict(volume, doc, node)):
         # Older than this device has seen: reported, what the tree holds stays,
         # and is committed again over the replay (the ledger put it on top of it).
         if node is not None and node.owner == volume.key.user_id and node.rev == doc["_rev"]:
@@ -331,18 +331,43 @@ def _shares_before_a_writers_move(volume: Volume, node: Node, links: list[tuple[
     return volume.tree.covering(node)
 
 
-def _in_conflict(volume: Volume, fid: str) -> bool:
-    """Whether the store holds another live branch of ``fid`` (a store that keeps no branches here,
-    a server's: not known, so taken as one).  A shared mount's view of the embedded store counts as
-    it: taken as a conflict every time, a writer's edit superseded nothing there, and her state before
-    it put back undid it silently (attack round 39a (3))."""
+def _in_conflict(volume: Volume, doc: dict, node: Node | None) -> bool:
+    """Whether the store holds another live branch of ``doc``'s file (a store that keeps no branches
+    here, a server's: not known, so taken as one).  A shared mount's view of the embedded store counts
+    as it: taken as a conflict every time, a writer's edit superseded nothing there, and her state
+    before it put back undid it silently (attack round 39a (3))."""
     local = replica.local_of(volume.store)
     if local is None:
         return True
     # A branch refused when settled (a forgery, a writer without WRITE there) is no concurrent edit:
     # counted, it let a server keep a writer's edit from superseding anything (attack round 39a (3)).
+    # Nor is a branch holding the very state ``doc`` was made over (this device held it, and ``doc``'s
+    # history passes its revision): a copy of an ancestor put beside it, as the server did to keep a
+    # writer's edit from superseding her older state, then put that back over it (round 40a (3)).
     gate = volume.authorship
-    return any(gate is None or gate.leaf_ok(volume, leaf) for leaf in replica.other_leaves(local, fid))
+    under = _held_under(local, doc, node)
+    return any((gate is None or gate.leaf_ok(volume, leaf)) and not (under and _seq_of(volume, leaf) == under)
+               for leaf in replica.other_leaves(local, doc["_id"]))
+
+
+def _held_under(local: replica.LocalStore, doc: dict, node: Node | None) -> tuple[str, int] | None:
+    """The state (``seq``) this device held of the file, if ``doc`` descends from its revision (its
+    history as a peer sent it, else as the store keeps it: a shared mount's rows come without)."""
+    if node is None or node.seq is None or not node.rev:
+        return None
+    try:
+        history = (replica.history_from(doc) if "_revisions" in doc
+                   else replica.current_history(local, doc["_id"]))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    return node.seq if history and history[0] == doc["_rev"] and node.rev in history[1:] else None
+
+
+def _seq_of(volume: Volume, leaf: dict) -> object:
+    try:
+        return node_from_doc(leaf, *open_node_doc(leaf, volume.key))[0].seq
+    except (VaultError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _served_over(volume: Volume, node: Node, doc: dict, fresh: Node, signer: str | None) -> bool:
