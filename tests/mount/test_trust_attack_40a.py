@@ -449,10 +449,7 @@ def _her_sibling(url: str, fid: str, alice_id: str) -> None:
 
 @pytest.mark.parametrize("branched", [
     False,  # the control (round 39a's): his edit supersedes hers, her revision put back is refused
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "hole 3, open over CouchDB: her state put beside his edit as a child of her revision comes "
-        "first, is taken (her own, as seen), and his edit then does not descend from what the tree "
-        "holds; fixed in a shared mount"))),
+    True,
 ])
 def test_her_replay_over_his_edit_that_came_with_her_own_old_state_as_a_branch_is_refused(
         tmp_path: Path, branched: bool) -> None:

@@ -305,6 +305,12 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # the file takes it back until the owner seals it again.
             out.rekey.append(node)
         before = _shares_before_a_writers_move(volume, node, links, signer)
+        if fresh.seq is not None and fresh.seq == node.seq and node.rev and node.rev != doc["_rev"]:
+            # The same state under another revision (a copy of it put beside or on top of it): the
+            # revisions it was held under, so that a change made over it still descends from it
+            # (``_held_under``; attack round 40a (3)).
+            seq, revs = tree.same_state.get(node.fid, (fresh.seq, set()))
+            tree.same_state[node.fid] = (fresh.seq, (revs if seq == fresh.seq else set()) | {node.rev})
         _update(volume, node, fresh, out)
     relink(tree, node, links, out)
     tree.note_moved(node, before)
@@ -345,22 +351,26 @@ def _in_conflict(volume: Volume, doc: dict, node: Node | None) -> bool:
     # history passes its revision): a copy of an ancestor put beside it, as the server did to keep a
     # writer's edit from superseding her older state, then put that back over it (round 40a (3)).
     gate = volume.authorship
-    under = _held_under(local, doc, node)
+    under = _held_under(volume, local, doc, node)
     return any((gate is None or gate.leaf_ok(volume, leaf)) and not (under and _seq_of(volume, leaf) == under)
                for leaf in replica.other_leaves(local, doc["_id"]))
 
 
-def _held_under(local: replica.LocalStore, doc: dict, node: Node | None) -> tuple[str, int] | None:
-    """The state (``seq``) this device held of the file, if ``doc`` descends from its revision (its
-    history as a peer sent it, else as the store keeps it: a shared mount's rows come without)."""
+def _held_under(volume: Volume, local: replica.LocalStore, doc: dict,
+                node: Node | None) -> tuple[str, int] | None:
+    """The state (``seq``) this device held of the file, if ``doc`` descends from a revision it held
+    that state under (its history as a peer sent it, else as the store keeps it: a shared mount's
+    rows come without)."""
     if node is None or node.seq is None or not node.rev:
         return None
+    seq, revs = volume.tree.same_state.get(node.fid, (None, set()))
+    held = {node.rev, *(revs if seq == node.seq else ())}
     try:
         history = (replica.history_from(doc) if "_revisions" in doc
                    else replica.current_history(local, doc["_id"]))
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    return node.seq if history and history[0] == doc["_rev"] and node.rev in history[1:] else None
+    return node.seq if history and history[0] == doc["_rev"] and held & set(history[1:]) else None
 
 
 def _seq_of(volume: Volume, leaf: dict) -> object:

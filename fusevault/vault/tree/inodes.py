@@ -119,6 +119,9 @@ class Inodes:
         # refused one would erase once her next commit goes over it.  The sync fetches them and
         # they are taken in under it (vault/tree/arrivals.py ``keep``; absorbing.py ``absorb_beneath``).
         self.beneath: dict[str, tuple[str, list[str]]] = {}
+        # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
+        # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
+        self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
         # Folders whose keys rotation.py is rotating now (not started twice).
         self.rotating: set[str] = set()
         # fid -> the shares her own file or folder lost by a move or an unlink of one of its names
@@ -574,6 +577,7 @@ class Inodes:
         self.pending.clear()  # likewise
         self.vouched.clear()
         self.beneath.clear()
+        self.same_state.clear()
         self.ledger = None  # saved before; it holds a key of the user's
         if self.layout.places is not None and self.key is not None:
             # Their view of who may write (it holds this tree, and so their keys) judges no
