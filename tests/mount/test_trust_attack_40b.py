@@ -108,10 +108,12 @@ Holes
    in the trash (high: a genuine edit lost from view, no attacker).**
    Attack (legitimate use): F/x.txt on both devices; the server goes away (or either device is
    offline); her laptop removes F (``rm -r F``: x.txt to the trash, then the folder); her desktop
-   meanwhile makes F/new.txt (``[new]``) or saves F/x.txt (``[edit]``); the server comes back.
-   Seen (2 runs of 2, each case): both devices list only keep.txt, at once and after a remount; no
-   alarm; ``fusevault trash`` lists F/x.txt (``[new]``; new.txt is not there) or nothing at all
-   (``[edit]``: the edit beat the deletion of x.txt, and x.txt is live, in a folder that is gone).
+   meanwhile makes F/new.txt (``[new]``), saves F/x.txt (``[edit]``) or moves keep.txt into F
+   (``[moved]``); the server comes back.
+   Seen (2 runs of 2, each case): both devices list only keep.txt (``[moved]``: nothing at all), at
+   once and after a remount; no alarm; ``fusevault trash`` lists F/x.txt (``[new]``; new.txt is not
+   there) or nothing at all (``[edit]``: the edit beat the deletion of x.txt, and x.txt is live, in a
+   folder that is gone).
    The store holds new.txt's (x.txt's) document live (``delete`` false) naming F, whose document is
    in the trash.  Without the removal (control) each file reaches the other device.
    Cause: "edit beats delete" (vault/services/conflicts.py:223-225, rule 1) is judged per document,
@@ -128,8 +130,9 @@ Holes
    does for a file), or at least the orphan is shown (in its folder rebuilt, or in a "lost+found"),
    said, and listed by ``trash``.
    Tests: ``test_a_file_saved_in_a_folder_her_other_device_removed_meanwhile_is_kept[new]``,
-   ``[edit]`` (xfail), controls ``test_control_a_file_made_in_a_folder_on_one_device_reaches_the_other[new]``,
-   ``[edit]`` (pass).
+   ``[edit]``, ``[moved]`` (xfail), controls
+   ``test_control_a_file_made_in_a_folder_on_one_device_reaches_the_other[new]``, ``[edit]``,
+   ``[moved]`` (pass).
 
 6. **The same with a WRITE member: his file is called his forgery, and is gone on both (high: a FALSE
    forged-write alarm blaming a member, and his genuine file lost from view).**
@@ -230,9 +233,7 @@ Not tried / read only
   database of its own making) would make her saves of that file fail meanwhile.  Not run (the
   record deletion meant to stage it stops the pull first: hole 2).
 - Suspected, not run: hole 7 with a WRITE member (bob makes notes.txt in her shared folder while her
-  device, apart, renames another file to notes.txt) hides one file on each side the same way; hole 5
-  with a file MOVED (not made) into the folder removed meanwhile (the move changes only the file's
-  document) the same way.
+  device, apart, renames another file to notes.txt) hides one file on each side the same way.
 - A server serving two views to two devices, ``_changes``/``since`` lies, three devices settling one
   conflict at once: not run in the time.
 """
@@ -517,6 +518,8 @@ def _folder_removed_apart(tmp_path: Path, remove: bool, change: str) -> dict[str
                 shutil.rmtree(a / "F")
             if change == "new":
                 (b / "F" / "new.txt").write_bytes(b"the desktop's new file")
+            elif change == "moved":
+                os.rename(b / "keep.txt", b / "F" / "keep.txt")
             else:
                 (b / "F" / "x.txt").write_bytes(b"the desktop's edit")
             server.start()
@@ -535,18 +538,18 @@ def _folder_removed_apart(tmp_path: Path, remove: bool, change: str) -> dict[str
 
 @pytest.mark.xfail(strict=True, reason="40b (5): a folder removed on one device while the other put a file "
                    "in it: the file is hidden on both, unsaid, not in the trash")
-@pytest.mark.parametrize("change", ["new", "edit"])
+@pytest.mark.parametrize("change", ["new", "edit", "moved"])
 def test_a_file_saved_in_a_folder_her_other_device_removed_meanwhile_is_kept(tmp_path: Path, change: str):
     out = _folder_removed_apart(tmp_path, remove=True, change=change)
-    name = "F/new.txt" if change == "new" else "F/x.txt"
+    name = {"new": "F/new.txt", "edit": "F/x.txt", "moved": "F/keep.txt"}[change]
     for device in ("laptop", "desktop", "laptop again", "desktop again"):
         assert name in out[device][0], out
 
 
-@pytest.mark.parametrize("change", ["new", "edit"])
+@pytest.mark.parametrize("change", ["new", "edit", "moved"])
 def test_control_a_file_made_in_a_folder_on_one_device_reaches_the_other(tmp_path: Path, change: str) -> None:
     out = _folder_removed_apart(tmp_path, remove=False, change=change)
-    name = "F/new.txt" if change == "new" else "F/x.txt"
+    name = {"new": "F/new.txt", "edit": "F/x.txt", "moved": "F/keep.txt"}[change]
     for device in ("laptop", "desktop", "laptop again", "desktop again"):
         assert name in out[device][0] and out[device][1] == [], out
 
