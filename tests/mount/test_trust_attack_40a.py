@@ -264,9 +264,6 @@ from mount.test_trust_writes import BOB as BOB_PW
 from mount.test_trust_writes import _key, _node_fid
 
 CAROL_SECRET = "carol's own passphrase"
-HOLE_2 = ("hole 2: his state held while her commit was busy stays held after her commit went over it; "
-          "a refused revision stored over her commit before her re-key reopens the file makes the "
-          "re-key seal his older contents over her newer edit")
 HOLE_4 = ("hole 4: her laptop's edit made over a WRITE member's edit made over her desktop's edit is "
           "said at the desktop to be a concurrent state served as following its edit (a false alarm): "
           "the laptop never saw the desktop's state, so its signed over does not name it")
@@ -376,7 +373,7 @@ def _paused_re_key(monkeypatch, fid: str) -> tuple[trio.Event, trio.Event]:
 
 @pytest.mark.parametrize("refused", [
     None,  # the control: her edit, saved over his, is the one sealed again
-    pytest.param("forged", marks=pytest.mark.xfail(strict=True, reason=HOLE_2)),
+    "forged",
 ])
 def test_her_edit_saved_over_his_before_her_re_key_is_the_one_sealed_again(with_team: Path, monkeypatch,
                                                                            refused: str | None) -> None:

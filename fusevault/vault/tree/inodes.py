@@ -440,6 +440,11 @@ class Inodes:
             # This tree's own document is the node's now: nothing another seat
             # wrote before it is vouched for any more (any commit, not only a version).
             self.vouched.pop(node.fid, None)
+            if self.sharing is not None:
+                # Nor is a writer's state held while the file was busy (``Guests.held``) newer than
+                # it: kept, a refused revision stored over this commit had the re-key seal his older
+                # contents over it (attack round 40a (2)).
+                self.sharing.held.pop(node.fid, None)
         if self.ledger is not None:
             self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents)
 
