@@ -156,7 +156,7 @@ class Agent:
             doc = await trio.to_thread.run_sync(users.ensure_identity, self._store, doc, key,
                                                 self._layout.root)
             if self.session is None:
-                root = await trio.to_thread.run_sync(users.root_of, self._layout.root, doc, key)
+                root = await trio.to_thread.run_sync(users.root_of, self._layout.root, doc, key, self._store)
                 self.missed = []
                 try:
                     volume = await trio.to_thread.run_sync(

@@ -84,7 +84,7 @@ def serve(vault: Path, user: str | None, secret: bytes | None, mountpoint: Path,
     store = open_store(unlocked.layout.root, unlocked.layout.store)
     reconcile(unlocked.layout, store)
     volume = Volume.load(unlocked.layout, store, unlocked.key,
-                         users.root_of(unlocked.layout.root, unlocked.user, unlocked.key))
+                         users.root_of(unlocked.layout.root, unlocked.user, unlocked.key, store))
     ttl = ttl_seconds(store.get(unlocked.key.user_id), unlocked.key, unlocked.layout.root)
     info = {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
     mount = PersonalMount(volume, mountpoint, user=unlocked.user, ttl=ttl, info=info,

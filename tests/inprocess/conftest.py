@@ -182,7 +182,7 @@ def _compose(vault: Path, seats: dict[str, tuple[str, int]] | None = None) -> Co
             # Loaded in a worker thread, as Agent.unlock does: loading may write, and
             # a watched store tells the other seats on the loop.
             load = functools.partial(Volume.load, layout, WatchedStore(store, seat, committed), key,
-                                     users.root_of(layout.root, user, key))
+                                     users.root_of(layout.root, user, key, store))
             volume = trio.run(trio.to_thread.run_sync, load)
             seat.ops.gate.open(Session(volume, NoKernel(), Tasks(), Direct()))
             composed.volumes[name] = volume

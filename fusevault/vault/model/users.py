@@ -26,12 +26,13 @@ from fusevault.errors import (
     Forged,
     InvalidInput,
     NoRecoveryKey,
+    VaultError,
 )
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, validate_name
 from fusevault.vault.model import confirmed, key_memory, shapes
 from fusevault.vault.model.alarms import Alarms, for_user
-from fusevault.vault.model.nodes import NODE, VERSION, Node, new_id, node_doc
+from fusevault.vault.model.nodes import NODE, VERSION, Node, new_id, node_doc, node_from_doc, open_node_doc
 
 USER = "UserDetails"
 DEFAULT_TTL = {"ttl": "8", "unit": "hr"}
@@ -160,12 +161,14 @@ def _had_pairs(store: Store, doc: dict, root: Path | str) -> bool:
     return any(d.get("owner") == user_id and signer_of(d) == user_id for d in store.iter_type(NODE))
 
 
-def root_of(root: Path | str, doc: dict, key: MasterKey) -> str:
+def root_of(root: Path | str, doc: dict, key: MasterKey, store: Store) -> str:
     """Her root folder's id.  The clear ``root`` of her document in the store is its writer's to change:
     pointed at a folder she shares, what she made at the top of her mount went into it, its keys sealed
-    to its members (attack round 40c (2)).  Taken from her document only if her own key signed it (or
-    it is from before signatures: nothing of hers signs yet); else from the newest body of hers this
-    device keeps; else refused, one line."""
+    to its members (attack round 40c (2)).  Taken from her document if her own key signed it (or it is
+    from before signatures: nothing of hers signs yet); else from the newest body of hers this device
+    keeps; else only if it names what only a root is: a live folder of hers, signed by her, in no
+    folder (a device without memory, her document's settings forged: it still mounts); else refused,
+    one line."""
     user_id = doc["_id"]
     if confirmed.own_signature(doc, key):
         return _root_field(doc)
@@ -176,9 +179,24 @@ def root_of(root: Path | str, doc: dict, key: MasterKey) -> str:
     body = key_memory.kept_body(kept)
     if body is not None and isinstance(body.get("root"), str):
         return body["root"]
+    if _is_a_root(store, key, doc.get("root")):
+        return _root_field(doc)
     raise Forged(f"the document of user {doc.get('username')!r} in the store is not signed with their key, "
                  "and this device keeps none of theirs: which folder is their vault's top cannot be told "
                  "(restore the vault folder from a backup, or sync it from another device of theirs)")
+
+
+def _is_a_root(store: Store, key: MasterKey, fid: object) -> bool:
+    """Whether ``fid`` names a live folder of hers, signed by her own key, that is in no folder."""
+    found = store.get(fid) if isinstance(fid, str) else None
+    if (found is None or found.get("_deleted") or found.get("delete") or found.get("owner") != key.user_id
+            or not confirmed.own_signature(found, key)):
+        return False
+    try:
+        node, links = node_from_doc(found, *open_node_doc(found, key))
+    except (VaultError, KeyError, TypeError, ValueError):
+        return False
+    return node.is_dir and not links and not node.trashed
 
 
 def _root_field(doc: dict) -> str:

@@ -25,7 +25,7 @@ class Unlocked:
 
     def root(self) -> str:
         """Her root folder's id, as her own key vouches for it (``users.root_of``)."""
-        return users.root_of(self.layout.root, self.user, self.key)
+        return users.root_of(self.layout.root, self.user, self.key, self.store)
 
 
 def open_vault(path: Path) -> tuple[Layout, Store]:
