@@ -633,6 +633,8 @@ def _one_name_apart(tmp_path: Path, clash: bool) -> dict[str, object]:
     return out
 
 
+@pytest.mark.xfail(strict=True, reason="40b (7): two files given one name on two devices apart: each "
+                   "device shows its own and hides the other, for good, unsaid")
 def test_two_files_given_one_name_on_two_devices_apart_are_both_shown(tmp_path: Path) -> None:
     out = _one_name_apart(tmp_path, clash=True)
     for device in ("laptop", "desktop", "laptop again", "desktop again"):
