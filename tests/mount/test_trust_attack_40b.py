@@ -1,8 +1,8 @@
 """Attack round 40b: the sync layer and rollback detection, as the CouchDB server (pouchdb-server on
 loopback) and as a restored backup.
 
-The report is the attacker's, as written; since, holes 1, 2, 4 and 7 are fixed and their tests pass;
-3, 5, 6 and 8 are open, their tests strict xfails (docs/SECURITY.md, "Attack round 40").
+The report is the attacker's, as written; since, holes 1, 2 and 4 are fixed and their tests pass;
+3, 5, 6, 7 and 8 are open, their tests strict xfails (docs/SECURITY.md, "Attack round 40").
 
 Holes
 =====
