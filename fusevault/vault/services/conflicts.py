@@ -220,8 +220,8 @@ def _cut_ancestor(seq: Seq | None, newer: Seq | None, history: list[str]) -> boo
     ``REVS_LIMIT`` saves on one device while away left the server's current revision out of the
     history it was sent with, and it stays as a branch (with no edit on it).  An older state of
     the device the other's state is of, beside a history cut at the limit, is that: closed, not said
-    as a rollback (a false alarm on ordinary offline work: attack round 40b (4)).  Closed either way;
-    only the alarm depends on it, and a server that replays one so gains nothing."""
+    as a rollback (a false alarm on ordinary offline work: attack round 40b (4)).  A server that
+    puts one there gains nothing: an older state of that device is never the one kept."""
     return (seq is not None and newer is not None and seq[0] == newer[0] and seq[1] < newer[1]
             and len(history) >= REVS_LIMIT)
 
