@@ -334,6 +334,8 @@ class Arrivals:
                 await agent.kernel.drop_all(changed.entries, changed.inodes)
             if changed.resized:  # the side kept may differ in size from what the kernel holds
                 await self._resized(agent, volume, changed.resized)
+            for node, rev in changed.recommit:  # a folder brought back for what the kept side put in it
+                self._start(self._recommit, volume, node, rev)
 
 
 def _shows(node: Node | None, vid: str) -> bool:

@@ -1,8 +1,8 @@
 """Attack round 40b: the sync layer and rollback detection, as the CouchDB server (pouchdb-server on
 loopback) and as a restored backup.
 
-The report is the attacker's, as written; since, holes 1, 2 and 4 are fixed and their tests pass;
-3, 5, 6, 7 and 8 are open, their tests strict xfails (docs/SECURITY.md, "Attack round 40").
+The report is the attacker's, as written; since, holes 1, 2, 4, 5 and 6 are fixed and their tests pass;
+3, 7 and 8 are open, their tests strict xfails (docs/SECURITY.md, "Attack round 40").
 
 Holes
 =====
@@ -132,8 +132,11 @@ Holes
    without a folder is an edit beating a delete: the folder is kept (committed again, as rule 1
    does for a file), or at least the orphan is shown (in its folder rebuilt, or in a "lost+found"),
    said, and listed by ``trash``.
+   Fixed (vault/tree/revival.py): a removal of a folder holding a live state here is not taken, her
+   own folder committed again over it (``kept_over_removal``); a live document naming a folder her
+   removal took away brings it back where this device last saw it, committed (``revive``).
    Tests: ``test_a_file_saved_in_a_folder_her_other_device_removed_meanwhile_is_kept[new]``,
-   ``[edit]``, ``[moved]`` (xfail), controls
+   ``[edit]``, ``[moved]`` (xfail before the fix), controls
    ``test_control_a_file_made_in_a_folder_on_one_device_reaches_the_other[new]``, ``[edit]``,
    ``[moved]`` (pass).
 
@@ -157,7 +160,10 @@ Holes
    folder he may write; at least, a writer's document naming a folder of hers that is in her trash
    is judged where the folder was (as round 39a (2) does for a folder removed since), said as a
    concurrent change, not a forgery.
-   Tests: ``test_bobs_file_made_in_a_folder_she_removed_meanwhile_is_no_forgery_and_is_kept`` (xfail),
+   Fixed with hole 5: his document brings her folder back before it is judged, if he may write where
+   it was (``revival.revive``); his own device keeps the folder until hers says (``kept_over_removal``).
+   Tests: ``test_bobs_file_made_in_a_folder_she_removed_meanwhile_is_no_forgery_and_is_kept`` (xfail
+   before the fix),
    control ``test_control_bobs_file_made_in_her_folder_reaches_her`` (passes).
 
 7. **Two files given one name on two devices apart: each device shows its own and hides the other, for
@@ -539,8 +545,6 @@ def _folder_removed_apart(tmp_path: Path, remove: bool, change: str) -> dict[str
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="40b (5): a folder removed on one device while the other put a file "
-                   "in it: the file is hidden on both, unsaid, not in the trash")
 @pytest.mark.parametrize("change", ["new", "edit", "moved"])
 def test_a_file_saved_in_a_folder_her_other_device_removed_meanwhile_is_kept(tmp_path: Path, change: str):
     out = _folder_removed_apart(tmp_path, remove=True, change=change)
@@ -588,8 +592,6 @@ def _sub_removed_while_bob_writes(tmp_path: Path, remove: bool) -> dict[str, obj
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="40b (6): bob's file made in a folder she removed meanwhile is "
-                   "said to be his forgery, and is gone on both")
 def test_bobs_file_made_in_a_folder_she_removed_meanwhile_is_no_forgery_and_is_kept(tmp_path: Path) -> None:
     out = _sub_removed_while_bob_writes(tmp_path, remove=True)
     assert [x for x in out["alice"][1] if x["kind"] == "forged-write"] == [], out

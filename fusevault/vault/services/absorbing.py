@@ -42,10 +42,11 @@ from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried
-from fusevault.vault.model.ledger import parents_of, path_shown
+from fusevault.vault.model.ledger import parents_of, path_shown, writer_seq
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.sharing import FILE_KEY, SHARE, Grant
 from fusevault.vault.model.users import USER
+from fusevault.vault.tree import revival
 from fusevault.vault.tree.arrivals import (
     ATTRS,
     CONTENTS,
@@ -217,6 +218,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         return
     if opened is not None and signer is not None and here:
         tree.vouched[doc["_id"]] = (signer, opened[0].head, signature_of(doc))
+    if opened is not None and opened[1] and not _replay(volume, doc, opened[0]):
+        revival.revive(tree, opened[1], signer, doc.get("owner"), out)  # a folder of hers removed meanwhile
     if opened is not None and (retyped(node, opened[0]) or into_a_file(tree, opened[1])):
         # Whoever signed it: a file turned folder has no children map here (and
         # a folder turned file would leave its children nowhere); a file is no folder.
@@ -249,6 +252,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if node is not None and node.owner == volume.key.user_id and node.rev == doc["_rev"]:
             out.recommit.append((node, doc["_rev"]))
         return
+    if opened is not None and revival.kept_over_removal(tree, node, opened[1], doc["_rev"], opened[0], out):
+        return  # it holds what was put in it meanwhile: edit beats delete
     if _her_deletion(volume, node, opened, signer):
         volume.ledger.trashed_elsewhere(doc["_id"], opened[0].seq)  # where it left from: not known here
     if opened is None:
@@ -323,6 +328,12 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)
+
+
+def _replay(volume: Volume, doc: dict, fresh: Node) -> bool:
+    """Whether the ledger has seen a newer state of the file than ``fresh``."""
+    ledger = volume.ledger
+    return ledger is not None and ledger.older(doc["_id"], writer_seq(fresh.seq, doc, volume.key.user_id))
 
 
 def _shares_before_a_writers_move(volume: Volume, node: Node, links: list[tuple[str, bytes]],

@@ -1,0 +1,118 @@
+"""A folder removed on one device while another put something in it: edit beats delete, for folders.
+
+A file saved on one device while another deleted it is kept (vault/services/conflicts.py, rule 1).
+A folder is another matter: what is put in it changes the file's document, not the folder's, so the
+folder's removal arrives as a plain successor, with no conflict to settle, and was taken: the file
+saved in it was then in no folder, on every device, said nowhere, in no trash (attack round 40b (5),
+and (6): a WRITE member's file there was even called his forgery, judged where no share reached).
+
+Two rules, one per side, so that each device shows the file whichever saw what first:
+
+- ``kept_over_removal``: a removal of a folder that holds something here whose stored state is
+  live (made here since, or a live state a peer sent: not a removal of it in the same batch) is an
+  edit beating a delete.  The folder stays; her own is committed again over the removal (a guest
+  folder stays as it is, until its owner's device says).
+- ``revive``: a live document naming, as its folder, a folder of hers that her own signed removal
+  took out of the tree here, brings that folder back where this device last saw it (its parents
+  first, if they went too), committed again.  A writer's document does so only if he may write
+  where the folder was, seen here (a removal from her other device: its place there is not known,
+  ``Ledger.place_unknown``); a state older than this device saw of the file (a replay) never does.
+
+Both commits go over the removal, so they are successors on every device; made at once on two
+devices they are two live states of one folder, settled as any (rule 2: no copy).
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from typing import TYPE_CHECKING
+
+from fusevault.errors import VaultError
+from fusevault.vault.model import names
+from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node
+
+if TYPE_CHECKING:
+    from fusevault.vault.tree.arrivals import Absorbed
+    from fusevault.vault.tree.namespace import Tree
+
+log = logging.getLogger(__name__)
+
+# Folders above a revived one brought back with it, at most (a removal of a deep tree).
+DEPTH_LIMIT = 64
+
+
+def kept_over_removal(tree: Tree, node: Node | None, links: list, rev: str, fresh: Node,
+                      out: Absorbed) -> bool:
+    """Whether the arrived removal (no names) of ``node``, a folder held here, is not taken: it
+    holds something whose state here is live.  Her own is committed again over it, made over it."""
+    if node is None or links or not node.is_dir or node.ino == ROOT_INODE or not node.children:
+        return False
+    if not any(_live(tree, child) for ino in node.children.values() if (child := tree.get(ino)) is not None):
+        return False
+    node.rev = rev
+    if node.owner == tree.key.user_id:
+        # Made over the removal: her other device takes the folder back as its successor.
+        node.seq, node.over = fresh.seq, fresh.over
+        out.recommit.append((node, rev))
+    log.info("%s: a removal of a folder that holds what was put in it meanwhile: kept", node.fid)
+    return True
+
+
+def _live(tree: Tree, child: Node) -> bool:
+    """A child whose state here no removal in the store has passed: never committed yet, stored live,
+    or a removal this tree took in and did not take (a folder kept so itself: a deep ``rm -r``)."""
+    try:
+        doc = tree.store.get(child.fid)
+    except VaultError:
+        return True  # unreadable: the folder stays rather than hide it
+    return doc is None or not (doc.get("delete") or doc.get("_deleted")) or doc.get("_rev") == child.rev
+
+
+def revive(tree: Tree, links: list, signer: str | None, owner: object, out: Absorbed) -> None:
+    """Bring back the folders of hers ``links`` (parent fid, name) name that her removal took out
+    of the tree here; ``signer`` signed the document naming them (None: not judged here)."""
+    for parent, _ in links:
+        if isinstance(parent, str) and not tree.holds(parent):
+            _revive(tree, parent, signer, owner, out, 0)
+
+
+def _revive(tree: Tree, fid: str, signer: str | None, owner: object, out: Absorbed,
+            depth: int) -> Node | None:
+    if (held := tree.find(fid)) is not None:
+        return held if held.is_dir and held.children is not None else None
+    me, ledger, gate = tree.key.user_id, tree.ledger, tree.authorship
+    if owner != me or ledger is None or gate is None or depth > DEPTH_LIMIT:
+        return None
+    was, name = ledger.was_at(fid), ledger.name_seen(fid)
+    if not was or len(was) != 1 or name is None or names.problem(name) is not None \
+            or ledger.kind_seen(fid) != stat.S_IFDIR:
+        return None
+    if signer not in (None, me) and ledger.place_unknown(fid):
+        return None  # removed on her other device, maybe moved there first: no writer's word places it
+    try:
+        doc = tree.store.get(fid)
+    except VaultError:
+        return None
+    if doc is None or not doc.get("delete") or doc.get("owner") != me:
+        return None
+    admitted = gate.admit(doc)
+    if admitted is None or admitted[1] != me:
+        return None  # a removal another signed is judged as such (undeleting.py), not undone here
+    parent = _revive(tree, was[0], signer, owner, out, depth + 1)
+    if parent is None or name in parent.children:
+        return None
+    if signer not in (None, me) and not gate.writes_at(tree, signer, me, parent):
+        return None  # he may not write where it was: his document is judged (and refused) as it is
+    try:
+        node = detached_node(admitted[0], tree.key, tree.new_ino())
+    except VaultError:
+        return None
+    if not node.is_dir or node.children is None:
+        return None
+    tree.add(node)
+    tree.link_entry(parent, name, node)
+    out.entries.append((parent.ino, name))
+    out.recommit.append((node, node.rev))
+    log.info("%s: a folder removed while something was put in it on another device: brought back", fid)
+    return node
