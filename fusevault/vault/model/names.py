@@ -13,8 +13,9 @@ skipped (the rest of the folder lists) and an alarm says so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 
-from fusevault.encoding import str_to_name
+from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import CorruptData
 from fusevault.vault.model import alarms
 
@@ -104,3 +105,29 @@ def link_ok(volume: object | None, fid: str, name: bytes) -> bool:
         return True
     refuse(volume, fid, f"refused a link of node {fid}: {why} (the rest of its folder still lists)")
     return False
+
+
+def beside(name: bytes, fid: str, taken: Container[bytes]) -> bytes:
+    """A name of its own for node ``fid`` whose name ``name`` another live node of the folder holds
+    (two devices gave one name while apart): ``notes (also 1a2b3c4d).txt``, numbered on if that is
+    taken too; within ``MAX_BYTES``."""
+    stem, dot, ext = name.rpartition(b".")
+    if not dot or not stem or len(ext) > MAX_BYTES // 2:  # no extension, a dot file, or mostly "extension"
+        stem, dot, ext = name, b"", b""
+    n = 1
+    while True:
+        tail = f" (also {fid[:8]}{f' {n}' if n > 1 else ''})".encode() + dot + ext
+        candidate = stem[:max(1, MAX_BYTES - len(tail))] + tail
+        if candidate not in taken:
+            return candidate
+        n += 1
+
+
+def say_beside(volume: object | None, fid: str, name: bytes, shown_as: bytes) -> None:
+    found = alarms_of(volume)
+    text = (f"two files of one folder are named {name_to_str(name)!r} (given on two devices apart?): "
+            f"file {fid} is shown as {name_to_str(shown_as)!r}")
+    if found is not None:
+        found.warn("name-clash", fid, text)
+    else:
+        log.warning("%s", text)

@@ -30,7 +30,7 @@ from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, o
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
 from fusevault.vault.tree import undeleting
-from fusevault.vault.tree.arrivals import Absorbed, leave
+from fusevault.vault.tree.arrivals import Absorbed, leave, link_clashing
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
     GROUPS_DIR,
@@ -211,6 +211,9 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 _link_loaded(tree, node, lost)
         if taken or rebuilt:
             _break_cycles(tree)  # a name given back, or a node rebuilt where it was, closes no loop either
+    for node, lost in taken:
+        if tree.get(node.ino) is node:
+            _link_beside(tree, node, lost)
     if gate is not None:
         rebuilt += _replays_refused(tree, store, key, gate, ledger, {node.fid for node in rebuilt})
     tree.authorship = gate
@@ -513,6 +516,19 @@ def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
             continue
         tree.link_entry(parent, name, node)
     return taken
+
+
+def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None:
+    """Names still held by another live node once the load is judged (two devices gave one name while
+    apart, no forgery): ``link_clashing``.  A commit of the one shown beside keeps that name."""
+    for parent_fid, name in links:
+        parent = tree.find(parent_fid)
+        if (parent is None or not parent.is_dir or parent.children is None
+                or parent.children.get(name) == node.ino or (parent.ino, name) in node.links):
+            continue
+        if any(ino == parent.ino for ino, _ in node.links):
+            continue  # it shows in that folder under another name of its own already
+        link_clashing(tree, parent, name, node)
 
 
 def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:
