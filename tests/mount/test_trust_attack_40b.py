@@ -1,8 +1,8 @@
 """Attack round 40b: the sync layer and rollback detection, as the CouchDB server (pouchdb-server on
 loopback) and as a restored backup.
 
-The report is the attacker's, as written; since, holes 1, 2, 4, 5, 6 and 7 are fixed and their tests pass;
-3 and 8 are open, their tests strict xfails (docs/SECURITY.md, "Attack round 40").
+The report is the attacker's, as written; since, holes 1, 2 and 4 to 8 are fixed and their tests pass;
+3 is open, its test a strict xfail (docs/SECURITY.md, "Attack round 40").
 
 Holes
 =====
@@ -217,7 +217,12 @@ Holes
    her devices, not a forgery: settled the same on every device (e.g. the move with the later ctime,
    or the higher fid, is undone, committed by the device that sees it first; the other move kept), no
    forged-write; only a writer's document that closes a loop is refused.
-   Tests: ``test_crossing_folder_moves_on_her_two_devices_agree_and_raise_no_forgery`` (xfail), control
+   Fixed: her own signed move that would put her folder inside itself here is no forgery
+   (``arrivals.crossing``): each device keeps its own folder where it has it and commits it over the
+   other device's move, made over it (absorbing.py), so both moves are undone, the same on both
+   devices, with no alarm; a move by anyone else that closes a loop is refused as before.
+   Tests: ``test_crossing_folder_moves_on_her_two_devices_agree_and_raise_no_forgery`` (xfail before
+   the fix), control
    ``test_control_a_folder_move_on_one_device_reaches_the_other`` (passes).
 
 What held
@@ -687,8 +692,6 @@ def _crossing_moves(tmp_path: Path, cross: bool) -> dict[str, object]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="40b (8): two crossing folder moves on her two devices apart: each "
-                   "calls the other's a forgery, and the devices show two trees for good")
 def test_crossing_folder_moves_on_her_two_devices_agree_and_raise_no_forgery(tmp_path: Path) -> None:
     out = _crossing_moves(tmp_path, cross=True)
     assert out["laptop"][0] == out["desktop"][0], out

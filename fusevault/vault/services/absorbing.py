@@ -51,10 +51,12 @@ from fusevault.vault.tree.arrivals import (
     ATTRS,
     CONTENTS,
     Absorbed,
+    crossing,
     into_a_file,
     judge,
     keep,
     leave,
+    makes_cycle,
     may_take,
     open_doc,
     relink,
@@ -251,6 +253,14 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         # and is committed again over the replay (the ledger put it on top of it).
         if node is not None and node.owner == volume.key.user_id and node.rev == doc["_rev"]:
             out.recommit.append((node, doc["_rev"]))
+        return
+    if opened is not None and crossing(tree, doc, signer, node) and makes_cycle(tree, node, opened[1]):
+        # Two folders moved into each other on two of her devices while apart: each device keeps
+        # its own folder where it is here and commits it over the other's move, made over it, so
+        # both moves are undone, the same on every device; none is a forgery (round 40b (8)).
+        node.rev, node.seq, node.over = doc["_rev"], opened[0].seq, opened[0].over
+        out.recommit.append((node, doc["_rev"]))
+        log.info("%s: moved into itself by her other device's move crossing this one's: kept here", node.fid)
         return
     if opened is not None and revival.kept_over_removal(tree, node, opened[1], doc["_rev"], opened[0], out):
         return  # it holds what was put in it meanwhile: edit beats delete

@@ -141,6 +141,8 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
     """Whether the signer of ``doc`` may make the change it makes (the owner, or a WRITE grantee)."""
     gate, fresh = tree.authorship, opened[0]
     if makes_cycle(tree, node, opened[1]):  # whoever signed it: a peer's, the owner's, a grantee's
+        if crossing(tree, doc, signer, node):
+            return True  # her other device's move, crossing one of this device's: absorbing.py undoes it
         gate.deny(doc, f"signed by {signer}, it puts a folder inside itself")
         return False
     if signer == doc.get("owner"):
@@ -222,6 +224,15 @@ def _take_held(node: Node, held: dict | None) -> bool:
         for name, value in held.items():
             setattr(node, name, value)
     return True
+
+
+def crossing(tree: Tree, doc: dict, signer: str | None, node: Node | None) -> bool:
+    """Whether ``doc``, whose names would put ``node`` inside itself, is a move of her own folder she
+    signed on another device: two devices of hers moved two folders into each other while apart
+    (two documents, no conflict to settle).  No forgery: each device puts its own back over the
+    other's (attack round 40b (8))."""
+    me = tree.key.user_id
+    return node is not None and signer == me and doc.get("owner") == me and node.owner == me
 
 
 def makes_cycle(tree: Tree, node: Node | None, links: list[tuple[str, bytes]]) -> bool:
