@@ -1,8 +1,7 @@
 """Attack round 40b: the sync layer and rollback detection, as the CouchDB server (pouchdb-server on
 loopback) and as a restored backup.
 
-The report is the attacker's, as written; since, holes 1, 2 and 4 to 8 are fixed and their tests pass;
-3 is open, its test a strict xfail (docs/SECURITY.md, "Attack round 40").
+The report is the attacker's, as written; since, all eight holes are fixed and their tests pass (docs/SECURITY.md, "Attack round 40").
 
 Holes
 =====
@@ -80,7 +79,10 @@ Holes
    change.
    Fix: rule 2 by the contents' digest (the manifests' plain SHA-256s, opened under each leaf's key),
    or by "both versions restore the same parent version with no write after".
-   Tests: ``test_a_file_restored_from_the_trash_on_both_devices_apart_makes_no_conflict_copy`` (xfail),
+   Fixed: two rule 4 edits holding the same bytes are rule 2 (no copy): read and compared up to
+   64 MiB (conflicts.py ``_same_bytes``; tests/mount/test_sync_same_bytes.py).
+   Tests: ``test_a_file_restored_from_the_trash_on_both_devices_apart_makes_no_conflict_copy`` (xfail
+   before the fix),
    control ``test_control_a_file_restored_from_the_trash_on_one_device_comes_back_on_both`` (passes).
 
 4. **More than 100 saves of one file while away from the server: a false rollback alarm on each device
@@ -408,8 +410,6 @@ def _restored_apart(tmp_path: Path, both: bool, edit: bool) -> dict[str, object]
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="40b (3): one file restored from the trash on both devices apart "
-                   "is settled as two edits: a conflict copy of the same bytes")
 def test_a_file_restored_from_the_trash_on_both_devices_apart_makes_no_conflict_copy(tmp_path: Path) -> None:
     seen = _restored_apart(tmp_path, both=True, edit=False)
     for device in ("laptop", "desktop", "desktop again"):

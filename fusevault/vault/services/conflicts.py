@@ -8,8 +8,9 @@ rules (docs/ARCHITECTURE.md "Sync"):
 1. Edit against delete: the edit is kept; the file stays (a delete is only
    a trash flag, so nothing else is lost).  A branch with no names is a
    delete, whatever its ``delete`` flag says.
-2. Both sides have the same contents (renames, chmod): the side changed last
-   (ctime) wins.
+2. Both sides have the same contents (renames, chmod; or the same bytes
+   written again on each side, as a restore from the trash does): the side
+   changed last (ctime; for the same bytes, mtime) wins, with no copy.
 3. One side's contents descend from the other's (one renamed, the other
    edited): the edited contents are kept under the other side's name, so both
    changes survive (the other side changed only names or modes, as its
@@ -60,13 +61,15 @@ from fusevault.vault.model.history import version_parents, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.services.absorbing import absorb_node
-from fusevault.vault.services.recovery import copy_into
+from fusevault.vault.services.recovery import COPY_CHUNK, copy_into
 from fusevault.vault.tree.arrivals import Absorbed, relink
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
 
 MAX_ANCESTRY = 10_000
+# Two edits of one file up to this size are read to tell whether they hold the same bytes (rule 2).
+SAME_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass
@@ -175,6 +178,8 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             keeper, named, loser = _decide(store, mine, theirs, volume.key)
         log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
                  f"{loser.doc['_rev']} copied" if loser else "no copy")
+        if loser is not None and await _same_bytes(volume, keeper, loser):
+            loser = None  # rule 2 by contents: both sides hold the same bytes under two versions
         if loser is not None:
             await _conflict_copy(volume, store, loser, out)
         if keeper is theirs or named.links != keeper.links:
@@ -360,6 +365,36 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     finally:
         volume.tree.unshown.discard(fid)
     out.entries.append((parent.ino, copy))  # the kernel asks again: nothing it holds says "no such file"
+
+
+async def _same_bytes(volume: Volume, keeper: Leaf, loser: Leaf) -> bool:
+    """Whether two edits of rule 4 hold the same bytes: each side wrote them again as a version of its
+    own, under its own key (the file restored from the trash on both devices apart, each restore
+    giving it a new key: attack round 40b (3)).  Rule 2, equal contents, then holds; a copy would
+    only say the same twice.  Compared for files up to ``SAME_LIMIT``; a larger one is copied, as any
+    rule 4 edit (reading it twice costs more than a copy the user can delete); one that does not read
+    is copied too."""
+    size = keeper.node.size
+    if size != loser.node.size or size > SAME_LIMIT or not keeper.node.head or not loser.node.head:
+        return False
+    readers: list[Content] = []
+    try:
+        for leaf in (keeper, loser):
+            node = leaf.node
+            readers.append(await volume.in_thread(functools.partial(
+                Content, volume.layout, node.owner, node.fid, node.dek, node.manifest, node.head,
+                check_sidecar=False, epoch=node.epoch)))
+        for offset in range(0, size, COPY_CHUNK):
+            length = min(COPY_CHUNK, size - offset)
+            one, two = [await volume.in_thread(r.read, offset, length, size) for r in readers]
+            if one != two:
+                return False
+        return True
+    except VaultError:
+        return False
+    finally:
+        for reader in readers:
+            reader.close()
 
 
 def _device_of(store: LocalStore, leaf: Leaf) -> str | None:
