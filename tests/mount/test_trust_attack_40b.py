@@ -1,7 +1,8 @@
 """Attack round 40b: the sync layer and rollback detection, as the CouchDB server (pouchdb-server on
 loopback) and as a restored backup.
 
-The report is the attacker's, as written; since, all eight holes are fixed and their tests pass (docs/SECURITY.md, "Attack round 40").
+The report is the attacker's, as written; since, all eight holes are fixed and their tests pass
+(docs/SECURITY.md, "Attack round 40").
 
 Holes
 =====
