@@ -8,8 +8,8 @@ stale_keys.py and ``rotation._rekey_unreached`` (holes 1, 5), ``replica.local_of
 
 Every hole below was seen on the branch's base (d366947) and again on main at 3a9c2be (round 39a
 (5)'s fix): the whole module, 10 passed and 11 xfailed there too, as on the branch (3 runs).
-The report is the attacker's, as written; since, holes 1, 2, 3 and 5 are fixed and their tests
-pass; 4 and 6 are open, their tests strict xfails (docs/SECURITY.md, "Attack round 40").
+The report is the attacker's, as written; since, all six holes are fixed and their tests pass
+(docs/SECURITY.md, "Attack round 40").
 
 Holes
 =====
@@ -127,9 +127,12 @@ Holes
    Fix: judge ``_served_over`` against the chain, not her ``over`` alone: a state whose history
    between this device's revision and itself holds an admitted revision that was made over this
    device's state (a writer's whose version's parent is this device's head) was not made apart.
+   Fixed (absorbing.py ``_served_over``): her own contents held here, passed in the served state's
+   contents' history by a WRITE member's version made directly over them (signed, judged:
+   ``_through_a_writer``, history.py ``made_over``), are no state made apart.
    Tests:
    ``test_her_two_devices_edits_one_after_the_other_with_a_writers_edit_between_raise_no_alarm[True]``
-   (xfail), control ``[False]``.
+   (xfail before the fix), control ``[False]``.
 
 5. Any document at ``rotate-<fid>`` keeps a removed member's key on a file for ever (round 39b's fix
    defeated, silently; confidentiality).
@@ -192,7 +195,9 @@ Holes
    want the chain judged, not her ``over`` alone.)
    Tests: ``test_a_concurrent_edit_served_over_a_writers_edit_of_her_state_is_said[True]``,
    ``test_a_concurrent_edit_served_over_a_writers_edit_does_not_undo_her_move_out_of_a_share_unsaid[True]``
-   (xfail), controls ``[False]``.
+   (xfail before the fix), controls ``[False]``.
+   Fixed with hole 4: a writer's state held here is judged too: her state from another device served
+   over it must be made over it (her ``over``; else, a file, its contents' history passing his).
 
 What held
 =========
@@ -266,12 +271,6 @@ from mount.test_trust_writes import BOB as BOB_PW
 from mount.test_trust_writes import _key, _node_fid
 
 CAROL_SECRET = "carol's own passphrase"
-HOLE_4 = ("hole 4: her laptop's edit made over a WRITE member's edit made over her desktop's edit is "
-          "said at the desktop to be a concurrent state served as following its edit (a false alarm): "
-          "the laptop never saw the desktop's state, so its signed over does not name it")
-HOLE_6 = ("hole 6: the server serving her laptop's concurrent edit as the successor of a WRITE member's "
-          "edit (made over her desktop's) is not said: _served_over looks only when this device's own "
-          "state is the one held, and the desktop's and the member's edits drop from view silently")
 
 
 def _admin(vault: Path, *args: str, secret: str = PASSPHRASE) -> None:
@@ -484,7 +483,7 @@ def test_her_replay_over_his_edit_that_came_with_her_own_old_state_as_a_branch_i
 
 @pytest.mark.parametrize("bob_between", [
     False,  # the control: her laptop edits over her desktop's edit, which it took in
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_4)),
+    True,
 ])
 def test_her_two_devices_edits_one_after_the_other_with_a_writers_edit_between_raise_no_alarm(
         tmp_path: Path, bob_between: bool) -> None:
@@ -695,7 +694,7 @@ def _everything(mnt: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("bob_between", [
     False,  # the control: round 39c (1)'s scene (in docs), said
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_6)),
+    True,
 ])
 def test_a_concurrent_edit_served_over_a_writers_edit_of_her_state_is_said(tmp_path: Path,
                                                                             bob_between: bool) -> None:
@@ -811,7 +810,7 @@ def test_a_forged_rotation_request_does_not_keep_an_unshared_users_key(tmp_path:
 
 @pytest.mark.parametrize("bob_between", [
     False,  # the control: round 39c (1)'s second scene (a move out of a share), said
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=HOLE_6)),
+    True,
 ])
 def test_a_concurrent_edit_served_over_a_writers_edit_does_not_undo_her_move_out_of_a_share_unsaid(
         tmp_path: Path, bob_between: bool) -> None:

@@ -166,7 +166,7 @@ What held
 - (read) The upward walks keep a ``seen`` set or follow one link: ``writes_at``,
   ``writes_where_it_left`` (a folder met twice refused), ``makes_cycle``, ``_parents_first``,
   ``path_of``/``is_ancestor`` (first link only), guests.py:161/185 (capped at 4096), history
-  ``lineage`` (``MAX_LINEAGE``), conflicts ancestry (``MAX_ANCESTRY``); ``_break_cycles`` walks with a
+  ``lineage`` (``MAX_LINEAGE``), conflicts ancestry (``history.made_over``); ``_break_cycles`` walks with a
   list.  No recursion left on the chains I read.
 - (read, part 3: another local user of a shared mount) the long store reads of control requests run
   on the tree's own limiter (``read_call``/``in_thread``, per user) and each user's requests are

@@ -110,6 +110,39 @@ def _author(doc: dict, said: str) -> str:
     return signer
 
 
+def made_over(store: Store, key: MasterKey, fid: str, dek: bytes, head: str | None,
+              ancestor: str) -> list[dict] | None:
+    """The version documents in ``head``'s history made directly over ``ancestor`` (a version id of
+    file ``fid``); None when ``ancestor`` is not in that history (empty when it is ``head``).
+
+    Each version is opened under the key it was sealed with: one before a re-key is under the
+    file's older key (her wrapping of it, ``en_file_dek``, tells which; else ``dek``).  One that does
+    not open ends that line of the walk: not proven to descend.  The caller judges the documents
+    returned (their signers): nothing here is verified."""
+    todo, seen, over = [head], set(), []
+    reached = False
+    while todo and len(seen) < MAX_LINEAGE:
+        vid = todo.pop()
+        if vid is None or vid in seen:
+            continue
+        if vid == ancestor:
+            reached = True
+            continue
+        seen.add(vid)
+        doc = store.get(vid)
+        if doc is None or doc.get("fid") != fid:
+            continue
+        try:
+            wrapped = doc.get("en_file_dek")
+            parents = version_parents(doc, dek if wrapped is None else key.unwrap_dek(fid, b64d(wrapped)))
+        except (VaultError, KeyError, TypeError, ValueError):
+            continue
+        if ancestor in parents:
+            over.append(doc)
+        todo += [p for p in parents if isinstance(p, str)]
+    return over if reached else None
+
+
 def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None,
                 epoch: int = 0, accept: Accept | None = None) -> list[Version]:
     """Every version of one node, oldest first.

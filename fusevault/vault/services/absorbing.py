@@ -34,14 +34,14 @@ from __future__ import annotations
 import logging
 
 from fusevault.crypto import aead
-from fusevault.crypto.signing import signature_of
+from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.encoding import b64d, loads_untrusted
-from fusevault.errors import CorruptData, VaultError
+from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
 from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
-from fusevault.vault.model.history import carried
+from fusevault.vault.model.history import carried, made_over
 from fusevault.vault.model.ledger import parents_of, path_shown, writer_seq
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.sharing import FILE_KEY, SHARE, Grant
@@ -403,26 +403,59 @@ def _seq_of(volume: Volume, leaf: dict) -> object:
 
 def _served_over(volume: Volume, node: Node, doc: dict, fresh: Node, signer: str | None) -> bool:
     """Whether her state of her file from another device of hers comes stored as the successor of the
-    state this device made last (its revision history names that one's), though what it was made over,
-    as she signed (``over``), does not hold it: made apart, it was served as following this device's
-    edit (a server rewriting history; a peer hid the branch).  Said: this device's edit stays in the
-    file's history, and the state is taken as her newest (neither of hers is refused: refusing it, two
-    devices would each put their own back over the other's, for ever).  (Attack round 39c (1).)"""
+    state this device holds (its revision history names that one's), though it was not made over it:
+    made apart, it was served as following it (a server rewriting history; a peer hid the branch).
+    Said: the state held stays in the file's history, and the state is taken as her newest (neither of
+    hers is refused: refusing it, two devices would each put their own back over the other's, for
+    ever).  (Attack round 39c (1).)
+
+    Made over it: her signed ``over`` names the state held (this device's, or her other device's it
+    took), or a later state of the same device; or, a file, its contents' history passes the contents
+    held.  Her own state held here, only through a writer: a version of a WRITE member's made over
+    them (his edit of hers that her other device took in and edited over: attack round 40a (4), which
+    ``over`` cannot show, as a writer's word on her states counts for nothing).  A writer's state
+    held (round 40a (6)): its contents, in the history of hers."""
     ledger = volume.ledger
-    if (ledger is None or volume.key is None or signer not in (None, volume.key.user_id)
-            or node.owner != volume.key.user_id or fresh.owner != node.owner):
+    me = volume.key.user_id if volume.key is not None else None
+    if (ledger is None or me is None or signer not in (None, me)
+            or node.owner != me or fresh.owner != node.owner):
         return False
     mine, theirs = node.seq, fresh.seq
-    if mine is None or theirs is None or mine[0] != ledger.device or theirs[0] == ledger.device:
+    if mine is None or theirs is None or theirs[0] == ledger.device:
         return False
-    if (fresh.over or {}).get(ledger.device, -1) >= mine[1] or node.rev not in replica.history_from(doc)[1:]:
+    if (fresh.over or {}).get(mine[0], -1) >= mine[1] or (mine[0] == theirs[0] and theirs[1] > mine[1]):
         return False
-    alarms.for_user(volume.key.user_id).warn(
+    if node.rev not in replica.history_from(doc)[1:]:
+        return False
+    own = mine[0] == ledger.device
+    if not own and (node.head is None or node.head == fresh.head):
+        return False  # a writer's (or her other device's) state of a folder, or its very contents
+    if node.head is not None and fresh.head is not None and node.head != fresh.head:
+        over = made_over(volume.store, volume.key, node.fid, fresh.dek, fresh.head, node.head)
+        if over is not None and (not own or _through_a_writer(volume, over, me)):
+            return False
+    alarms.for_user(me).warn(
         "concurrent", node.fid, f"{path_shown(volume, node)} ({node.fid}): a state made on another device of "
         "yours without this device's last edit of it was served as following that edit (the server, or "
         "a peer, hid the conflict): it is shown now; this device's edit is in the file's history "
         "(`fusevault history`)")
     return True
+
+
+def _through_a_writer(volume: Volume, over: list[dict], me: str) -> bool:
+    """Whether one of these versions, each made over the contents this device held, is a WRITE
+    member's, signed and judged (``version_ok``): her other device then took his edit of them in."""
+    gate = volume.authorship
+    if gate is None:
+        return False
+    for doc in over:
+        try:
+            signer = signer_of(doc)
+        except Forged:
+            continue
+        if signer not in (None, me) and gate.version_ok(volume.tree, doc):
+            return True
+    return False
 
 
 def _her_deletion(volume: Volume, node: Node | None, opened: tuple[Node, list] | None,

@@ -51,13 +51,12 @@ from dataclasses import dataclass
 
 from fusevault.crypto.keys import MasterKey, subkey
 from fusevault.crypto.signing import signer_of
-from fusevault.encoding import b64d
 from fusevault.errors import Conflict, VaultError
 from fusevault.store import replica
 from fusevault.store.local import REVS_LIMIT, LocalStore
 from fusevault.vault.files.content import Content
 from fusevault.vault.model import names
-from fusevault.vault.model.history import version_parents, version_plain
+from fusevault.vault.model.history import made_over, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.services.absorbing import absorb_node
@@ -67,7 +66,6 @@ from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
 
-MAX_ANCESTRY = 10_000
 # Two edits of one file up to this size are read to tell whether they hold the same bytes (rule 2).
 SAME_LIMIT = 64 * 1024 * 1024
 
@@ -275,30 +273,13 @@ def _made_twice(mine: Leaf, theirs: Leaf) -> bool:
 
 def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None, key: MasterKey) -> bool:
     """Whether ``ancestor`` (a version id) is in the history of the leaf's contents.  Each version is
-    opened under the key it was sealed with: one before a re-key is under the file's older key (her
-    wrapping of it, ``en_file_dek``, tells which); read with the newest key it failed, and a concurrent
-    edit met by her move out of a share was never settled (attack round 39c (2)).  One that does not
-    open ends that line of the walk: not proven an ancestor, both edits are kept."""
+    opened under the key it was sealed with (``history.made_over``): read with the newest key, one
+    from before a re-key failed, and a concurrent edit met by her move out of a share was never
+    settled (attack round 39c (2)).  One that does not open ends that line of the walk: not proven an
+    ancestor, both edits are kept."""
     if ancestor is None:
         return True
-    todo, seen = [leaf.node.head], set()
-    while todo and len(seen) < MAX_ANCESTRY:
-        vid = todo.pop()
-        if vid is None or vid in seen:
-            continue
-        if vid == ancestor:
-            return True
-        seen.add(vid)
-        doc = store.get(vid)
-        if doc is None:
-            continue
-        try:
-            wrapped = doc.get("en_file_dek")
-            dek = leaf.node.dek if wrapped is None else key.unwrap_dek(leaf.doc["_id"], b64d(wrapped))
-            todo += version_parents(doc, dek)
-        except (VaultError, KeyError, TypeError, ValueError):
-            continue
-    return False
+    return made_over(store, key, leaf.doc["_id"], leaf.node.dek, leaf.node.head, ancestor) is not None
 
 
 async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Absorbed) -> None:
