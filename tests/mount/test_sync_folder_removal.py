@@ -13,8 +13,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import adversary
 from conftest import fusevault, laptop_and_desktop, mounted, server_pids, settled, wait_for
 
+from fusevault.store import replica
+from fusevault.vault.model.nodes import NODE
 from mount.test_trust_rollback import alarms
 
 
@@ -69,3 +72,36 @@ def test_a_file_saved_deep_in_a_tree_her_other_device_removed_brings_the_folders
         wait_for(lambda: not server_pids(a), "the laptop's mount process to end")
         with mounted(laptop, a):
             assert _tree(a) == ["F", "F/sub", "F/sub/new.txt", "keep.txt"]
+
+
+def test_a_removal_stored_but_not_taken_in_before_a_kill_brings_the_folder_back_at_the_next_mount(
+        tmp_path: Path) -> None:
+    """The desktop, away, saves F/new.txt and unmounts; the laptop removes F.  The removal reaches the
+    desktop's store but the desktop never takes it in (as after a ``kill -9`` between the sync storing a
+    batch and the mount taking it in): its next mount loads F's removal and new.txt naming F.  F comes
+    back there (``loading._revive_for_orphans``), committed, and reaches the laptop."""
+    with laptop_and_desktop(tmp_path, ("keep.txt",)) as (server, laptop, a, desktop):
+        (a / "F").mkdir()
+        (a / "F" / "x.txt").write_text("x")
+        wait_for(lambda: settled(a), "the laptop's push")
+        b = tmp_path / "b"
+        with mounted(desktop, b):
+            wait_for(lambda: (b / "F" / "x.txt").exists() and settled(b), "the desktop's pull")
+        wait_for(lambda: not server_pids(b), "the desktop's mount process to end")
+        couch = adversary.Server(f"{server.url}/vault")
+        server.kill()
+        with mounted(desktop, b):
+            (b / "F" / "new.txt").write_text("saved on the desktop while away")
+        wait_for(lambda: not server_pids(b), "the desktop's mount process to end")
+        server.start()
+        shutil.rmtree(a / "F")
+        wait_for(lambda: settled(a), "the laptop's push of the removal")
+        removed = [couch.get(d["_id"], revs="true") for d in couch.all(NODE) if d.get("delete")]
+        assert removed, "the laptop's removals are on the server"
+        with adversary.store_of(desktop) as store:
+            replica.store_revisions(store, removed)  # stored, never taken in
+        with mounted(desktop, b):
+            assert _tree(b) == ["F", "F/new.txt", "keep.txt"], _tree(b)
+            wait_for(lambda: settled(a) and settled(b) and _tree(a) == _tree(b),
+                     lambda: f"both to agree: {_tree(a)} {_tree(b)}")
+            assert (a / "F" / "new.txt").read_text() == "saved on the desktop while away"

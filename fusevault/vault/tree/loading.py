@@ -29,7 +29,7 @@ from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
-from fusevault.vault.tree import undeleting
+from fusevault.vault.tree import revival, undeleting
 from fusevault.vault.tree.arrivals import Absorbed, leave, link_clashing
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
@@ -223,6 +223,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     tree.ledger = at_load(tree, store, ledger, moved,
                           {node.fid: signer for node, _, signer, _ in foreign
                            if signer != node.owner and node.fid not in ours})  # a rebuilt one's seq is hers
+    if gate is not None:
+        _revive_for_orphans(tree, pending, {node.fid for node, *_ in foreign})
     if trust is not None and trust.verified is not None:
         log.debug("signatures at load: %d checked, %d checked before", trust.verified.verified,
                  trust.verified.cached)
@@ -494,6 +496,25 @@ def _refuse(trust: Trust | None, fid: str, err: CorruptData) -> None:
         log.warning("file %s is left out: %s", fid, err)
     else:
         trust.alarms.warn("malformed", fid, f"file {fid} is left out: {err}")
+
+
+def _revive_for_orphans(tree: Tree, pending: list[tuple[Node, list[tuple[str, bytes]]]],
+                        others: set[str]) -> None:
+    """Her own live nodes loaded in no folder, whose folder her own removal took away: removed on one
+    device while this one put them in it, and taken in without them (a sync that stored the removal
+    while nothing was mounted, a ``kill -9`` between storing and taking in).  Their folders come back
+    where this device last saw them (vault/tree/revival.py, as on arrival), committed before the mount
+    serves, over the removal (``Ledger.replays``: her newer state put back over a revision, at
+    ``rotation.resume``).  A document another signed is judged on arrival only."""
+    out = Absorbed()
+    for node, links in pending:
+        if node.links or node.fid in others or tree.get(node.ino) is not node or not links:
+            continue
+        revival.revive(tree, links, tree.key.user_id, tree.key.user_id, out)
+        if any(tree.holds(parent) for parent, _ in links):
+            _link_loaded(tree, node, links)
+    for folder, rev in out.recommit:
+        tree.ledger.replays[folder.fid] = rev
 
 
 def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
