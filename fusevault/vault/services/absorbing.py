@@ -220,8 +220,11 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         return
     if opened is not None and signer is not None and here:
         tree.vouched[doc["_id"]] = (signer, opened[0].head, signature_of(doc))
-    if opened is not None and opened[1] and not _replay(volume, doc, opened[0]):
-        revival.revive(tree, opened[1], signer, doc.get("owner"), out)  # a folder of hers removed meanwhile
+    if (opened is not None and opened[1] and (node is None or signer in (None, doc.get("owner")))
+            and not _replay(volume, doc, opened[0])):
+        # A folder of hers removed meanwhile: brought back for what was put in it.  Not for a writer's
+        # move of a node held here: a move into her trash is refused (round 28c (3)).
+        revival.revive(tree, opened[1], signer, doc.get("owner"), out)
     if opened is not None and (retyped(node, opened[0]) or into_a_file(tree, opened[1])):
         # Whoever signed it: a file turned folder has no children map here (and
         # a folder turned file would leave its children nowhere); a file is no folder.

@@ -14,7 +14,8 @@ Two rules, one per side, so that each device shows the file whichever saw what f
   folder stays as it is, until its owner's device says).
 - ``revive``: a live document naming, as its folder, a folder of hers that her own signed removal
   took out of the tree here, brings that folder back where this device last saw it (its parents
-  first, if they went too), committed again.  A writer's document does so only if he may write
+  first, if they went too), committed again.  A writer's document does so only for a node he made
+  (a move of one held here into her trash is refused: round 28c (3)) and only if he may write
   where the folder was, seen here (a removal from her other device: its place there is not known,
   ``Ledger.place_unknown``); a state older than this device saw of the file (a replay) never does.
 
