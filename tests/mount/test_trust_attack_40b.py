@@ -544,7 +544,8 @@ def _folder_removed_apart(tmp_path: Path, remove: bool, change: str) -> dict[str
             else:
                 (b / "F" / "x.txt").write_bytes(b"the desktop's edit")
             server.start()
-            wait_for(lambda: settled(b) and settled(a) and _tree(a) == _tree(b), "both devices to agree")
+            wait_for(lambda: settled(b) and settled(a) and _tree(a) == _tree(b), "both devices to agree",
+                     timeout=120)  # [edit]: two conflicts settled in turn
             out["desktop"] = _tree(b), _all_alarms(b)
             out["laptop"] = _tree(a), _all_alarms(a)
         assert fusevault("unmount", a, passphrase=None).returncode == 0
