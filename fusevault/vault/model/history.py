@@ -20,7 +20,8 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import signer_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged, InvalidInput, VaultError
-from fusevault.store import Store
+from fusevault.store import Store, replica
+from fusevault.store.revs import generation
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.nodes import (
@@ -111,14 +112,18 @@ def _author(doc: dict, said: str) -> str:
 
 
 def made_over(store: Store, key: MasterKey, fid: str, dek: bytes, head: str | None,
-              ancestor: str) -> list[dict] | None:
+              ancestor: str, first_only: bool = False) -> list[dict] | None:
     """The version documents in ``head``'s history made directly over ``ancestor`` (a version id of
     file ``fid``); None when ``ancestor`` is not in that history (empty when it is ``head``).
 
     Each version is opened under the key it was sealed with: one before a re-key is under the
     file's older key (her wrapping of it, ``en_file_dek``, tells which; else ``dek``).  One that does
     not open ends that line of the walk: not proven to descend.  The caller judges the documents
-    returned (their signers): nothing here is verified."""
+    returned (their signers): nothing here is verified.  ``first_only``: a version document that is
+    not the first and only revision of its id ends its line too (a version is written once: another
+    revision is a writer's, or the server's, rewrite of it, its parents of their choosing: attack
+    round 41a (3); her own re-signing of her documents from before signatures makes one too, so
+    only where a false "not proven" costs no more than an alarm)."""
     todo, seen, over = [head], set(), []
     reached = False
     while todo and len(seen) < MAX_LINEAGE:
@@ -130,7 +135,7 @@ def made_over(store: Store, key: MasterKey, fid: str, dek: bytes, head: str | No
             continue
         seen.add(vid)
         doc = store.get(vid)
-        if doc is None or doc.get("fid") != fid:
+        if doc is None or doc.get("fid") != fid or (first_only and not _written_once(store, doc)):
             continue
         try:
             wrapped = doc.get("en_file_dek")
@@ -141,6 +146,15 @@ def made_over(store: Store, key: MasterKey, fid: str, dek: bytes, head: str | No
             over.append(doc)
         todo += [p for p in parents if isinstance(p, str)]
     return over if reached else None
+
+
+def _written_once(store: Store, doc: dict) -> bool:
+    """Whether ``doc`` is the first revision of its id and no other branch of it is kept, live or
+    closed (a branch put beside it, and the one CouchDB's rule did not pick closed since)."""
+    if generation(doc.get("_rev")) != 1:
+        return False
+    local = replica.local_of(store)
+    return local is None or len(replica.leaves(local, doc["_id"])) == 1
 
 
 def versions_of(store: Store, fid: str, dek: bytes, key: MasterKey | None = None,

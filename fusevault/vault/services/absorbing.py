@@ -257,13 +257,20 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if node is not None and node.owner == volume.key.user_id and node.rev == doc["_rev"]:
             out.recommit.append((node, doc["_rev"]))
         return
-    if opened is not None and crossing(tree, doc, signer, node) and makes_cycle(tree, node, opened[1]):
-        # Two folders moved into each other on two of her devices while apart: each device keeps
-        # its own folder where it is here and commits it over the other's move, made over it, so
-        # both moves are undone, the same on every device; none is a forgery (round 40b (8)).
-        node.rev, node.seq, node.over = doc["_rev"], opened[0].seq, opened[0].over
-        out.recommit.append((node, doc["_rev"]))
-        log.info("%s: moved into itself by her other device's move crossing this one's: kept here", node.fid)
+    if opened is not None and crossing(tree, doc, signer, node) and _loops(volume, node, opened[1], out):
+        if _moved_here(volume, node, opened[1]):
+            # Two folders moved into each other on two of her devices while apart: each device keeps
+            # its own folder where it is here and commits it over the other's move, made over it, so
+            # both moves are undone, the same on every device; none is a forgery (round 40b (8)).
+            node.rev, node.seq, node.over = doc["_rev"], opened[0].seq, opened[0].over
+            out.recommit.append((node, doc["_rev"]))
+            log.info("%s: moved into itself by her other device's move crossing this one's: kept here",
+                     node.fid)
+        else:
+            # No move of this device's closes the loop: her other device's moves, some not here yet
+            # (sent in another order, or in a later batch: one device's own moves that swap two
+            # folders' nesting).  Looked at again at the next arrival (round 41a (2)).
+            tree.wait_for_version(doc["_id"])
         return
     if opened is not None and revival.kept_over_removal(tree, node, opened[1], doc["_rev"], opened[0], out):
         return  # it holds what was put in it meanwhile: edit beats delete
@@ -341,6 +348,38 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)
+
+
+def _loops(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> bool:
+    """Whether ``links`` put the folder ``node`` inside itself here, once the newer states the store
+    holds of the folders on the way (the rest of this batch: a move that opens the loop) are taken
+    in first."""
+    if not makes_cycle(volume.tree, node, links):
+        return False
+    for each in _on_the_loop(volume, node, links):
+        if (stored := _stored(volume, each.fid)) is not None and stored.get("_rev") != each.rev:
+            _take(volume, stored, out)
+    return makes_cycle(volume.tree, node, links)
+
+
+def _on_the_loop(volume: Volume, node: Node, links: list[tuple[str, bytes]]) -> list[Node]:
+    """The folders from the parents ``links`` name up to ``node`` (each first link; a few hundred at
+    most: a walk that does not reach it ends at the root)."""
+    tree, found = volume.tree, []
+    for fid, _ in links:
+        each = tree.find(fid) if isinstance(fid, str) else None
+        while each is not None and each is not node and len(found) < 1024:
+            found.append(each)
+            if each.ino == ROOT_INODE or not each.links:
+                break
+            each = tree.get(each.links[0][0])
+    return found
+
+
+def _moved_here(volume: Volume, node: Node, links: list[tuple[str, bytes]]) -> bool:
+    """Whether a folder on the loop holds its place by a state this device made (its own move)."""
+    device = volume.ledger.device if volume.ledger is not None else None
+    return any(each.seq is not None and each.seq[0] == device for each in _on_the_loop(volume, node, links))
 
 
 def _replay(volume: Volume, doc: dict, fresh: Node) -> bool:
@@ -434,7 +473,7 @@ def _served_over(volume: Volume, node: Node, doc: dict, fresh: Node, signer: str
     if not own and (node.head is None or node.head == fresh.head):
         return False  # a writer's (or her other device's) state of a folder, or its very contents
     if node.head is not None and fresh.head is not None and node.head != fresh.head:
-        over = made_over(volume.store, volume.key, node.fid, fresh.dek, fresh.head, node.head)
+        over = made_over(volume.store, volume.key, node.fid, fresh.dek, fresh.head, node.head, True)
         if over is not None and (not own or _through_a_writer(volume, over, me)):
             return False
     alarms.for_user(me).warn(

@@ -8,10 +8,10 @@ and (6): a WRITE member's file there was even called his forgery, judged where n
 
 Two rules, one per side, so that each device shows the file whichever saw what first:
 
-- ``kept_over_removal``: a removal of a folder that holds something here whose stored state is
-  live (made here since, or a live state a peer sent: not a removal of it in the same batch) is an
-  edit beating a delete.  The folder stays; her own is committed again over the removal (a guest
-  folder stays as it is, until its owner's device says).
+- ``kept_over_removal``: a removal of a folder that holds something put in it on this device and
+  not moved out or removed since (``_live``) is an edit beating a delete.  The folder stays; her
+  own is committed again over the removal (a guest folder stays as it is, until its owner's device
+  says).
 - ``revive``: a live document naming, as its folder, a folder of hers that her own signed removal
   took out of the tree here, brings that folder back where this device last saw it (its parents
   first, if they went too), committed again.  A writer's document does so only for a node he made
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from fusevault.errors import VaultError
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node
+from fusevault.vault.tree.arrivals import unsaved
 
 if TYPE_CHECKING:
     from fusevault.vault.tree.arrivals import Absorbed
@@ -61,13 +62,28 @@ def kept_over_removal(tree: Tree, node: Node | None, links: list, rev: str, fres
 
 
 def _live(tree: Tree, child: Node) -> bool:
-    """A child whose state here no removal in the store has passed: never committed yet, stored live,
-    or a removal this tree took in and did not take (a folder kept so itself: a deep ``rm -r``)."""
+    """A child put in the folder on this device and not removed since: never committed (a new file),
+    changes not saved yet, or its stored state is the one the tree holds (no newer one waits in the
+    batch: a move out, a removal) and was made here (this device's ``seq``, hers or a writer's on his
+    own device); or a folder kept so itself (a deep ``rm -r``).  A state another device made, in the
+    folder, is one the removal's device saw or will see: its own removal comes, or it came from a
+    third device, whose arrival there brings the folder back (``revive``).  Counting those, an
+    ordinary removal came back whenever the server sent the folder's removal before its files' (attack
+    round 41a (1): a file moved out of it, its trash emptied, a device away)."""
+    if unsaved(child):
+        return True
     try:
         doc = tree.store.get(child.fid)
     except VaultError:
         return True  # unreadable: the folder stays rather than hide it
-    return doc is None or not (doc.get("delete") or doc.get("_deleted")) or doc.get("_rev") == child.rev
+    if doc is None:
+        return child.rev is None  # made here, its first commit to come (a purged one is no child)
+    if doc.get("_rev") != child.rev:
+        return False
+    if doc.get("delete") or doc.get("_deleted"):
+        return child.is_dir  # a folder whose own removal this tree did not take: it holds something
+    device = tree.ledger.device if tree.ledger is not None else None
+    return child.seq is not None and child.seq[0] == device
 
 
 def revive(tree: Tree, links: list, signer: str | None, owner: object, out: Absorbed) -> None:
