@@ -5,7 +5,12 @@ Targets: vault/tree/revival.py (``kept_over_removal``, ``revive``), arrivals.py 
 Real mounts (pouchdb-server on loopback, two devices of alice's).  Run on r41a at da64a3d+ (fusevault/
 as at fd4f959): the whole module, 5 passed and 8 xfailed (holes 1, 1b, 2 also twice before 1c and 3
 were added; 1c and 3 each again on their own); each xfail also run with ``--runxfail`` to see it fail
-on its own assertion.
+on its own assertion.  Since, all three holes are fixed (docs/SECURITY.md, "Attack round 41"):
+(1) ``revival._live`` counts only what this device put in the folder, as the store holds it now;
+(2) ``absorbing._loops`` takes the batch's later states of the folders on the loop first, and a
+loop no move of this device's closes waits for the next arrival; (3) ``history.made_over(...,
+first_only=True)``: a version rewritten (another revision, or a branch beside it) proves no chain.
+The xfail marks are gone; each test failed before its fix.
 
 A finding that shapes both holes: pouchdb-server stores the documents of one ``_bulk_docs`` in the
 order of their ids, not the order sent (seen: the laptop committed x.txt's move before F's removal,
@@ -100,7 +105,8 @@ Holes
    Then the laptop's body is served as the revision after the desktop's.
    Seen (5 runs of 5): the desktop shows the laptop's edit; its own edit is gone from view; no alarm
    at all (``fusevault status`` empty).  Its edit stays in ``.versions`` and ``fusevault history``
-   (as Out of reach says), but ``history`` now lists her base version "first" with AUTHOR bob.  Control (no planted document; round 40a's test): said,
+   (as Out of reach says), but ``history`` now lists her base version "first" with AUTHOR bob.
+   Control (no planted document; round 40a's test): said,
    ``concurrent``.
    Cause: fusevault/vault/services/absorbing.py:433-436 with history.py:115-143 ``made_over``: the
    walk from the served head takes whatever document the store holds at each version id
@@ -159,7 +165,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fusevault, laptop_and_desktop, mounted, server_pids, settled, wait_for
+from conftest import fusevault, laptop_and_desktop, mounted, settled, wait_for
 
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import _node_fid
@@ -238,8 +244,6 @@ def _moved_out_and_removed(tmp_path: Path, how: str) -> dict[str, object]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="41a (1): a folder removed after its file was moved out of it comes "
-                   "back on both devices when the file's later state arrives with (or after) the removal")
 @pytest.mark.parametrize("how", ["together", "asleep-edit", "asleep-rename"])
 def test_a_folder_removed_after_its_file_was_moved_out_stays_removed(tmp_path: Path, how: str) -> None:
     out = _moved_out_and_removed(tmp_path, how)
@@ -304,8 +308,6 @@ def _swapped_nesting(tmp_path: Path, how: str) -> dict[str, object]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="41a (2): one device's own moves that swap two folders' nesting, met "
-                   "in another order, are taken for crossing moves and undone on both devices")
 @pytest.mark.parametrize("how", ["together", "asleep"])
 def test_one_devices_moves_that_swap_two_folders_nesting_are_kept(tmp_path: Path, how: str) -> None:
     out = _swapped_nesting(tmp_path, how)
@@ -353,8 +355,6 @@ def _removed_and_purged_while_away(tmp_path: Path, purge: bool) -> dict[str, obj
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="41a (1): rm -r and the trash emptied while her other device slept: "
-                   "the folder comes back on both (a purged child counts as live)")
 def test_a_folder_removed_and_its_trash_emptied_while_her_other_device_slept_stays_removed(
         tmp_path: Path) -> None:
     out = _removed_and_purged_while_away(tmp_path, purge=True)
@@ -417,8 +417,6 @@ def _sub_emptied_while_bob_away(tmp_path: Path, later: bool) -> dict[str, object
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="41a (1): a WRITE member's device keeps her folder, emptied and "
-                   "removed while it was away, for good")
 def test_a_writers_device_does_not_keep_her_folder_emptied_and_removed_while_it_was_away(tmp_path: Path):
     out = _sub_emptied_while_bob_away(tmp_path, later=True)
     assert "sub" not in out["alice"][0] and "sub" not in out["bob"][0], out
@@ -441,14 +439,14 @@ def _forged_base(laptop: Path, fid: str, base: str, desktop_head: str) -> dict:
     sealed fields, but made over the desktop's head, sealed under the file's key, signed by him."""
     import json
 
+    import adversary
+
     from fusevault.crypto import aead
     from fusevault.crypto.signing import sign_doc
     from fusevault.encoding import b64e
     from fusevault.vault.model.history import version_plain
     from mount.test_moving_out_of_a_share import _current_dek
     from mount.test_trust_writes import BOB, _key
-
-    import adversary
 
     dek = _current_dek(laptop, fid)
     original = adversary.get(laptop, base)
@@ -466,12 +464,11 @@ def _served_over_through_bob(tmp_path: Path, forged: bool) -> dict[str, object]:
     version document at the base version's id (made over the desktop's head) and serves the laptop's
     body as the revision after the desktop's.  What the desktop shows and says."""
     import adversary
-    from conftest import PouchServer, first_device, new_device
+    from conftest import PASSPHRASE, PouchServer, first_device, new_device
 
     from fusevault.vault.model.nodes import open_node_doc
     from mount.test_moving_out_of_a_share import _docs_and_other
     from mount.test_trust_writes import _key
-    from conftest import PASSPHRASE
 
     server = PouchServer(tmp_path / "pouch")
     url = f"{server.start()}/vault"
@@ -524,8 +521,6 @@ def _served_over_through_bob(tmp_path: Path, forged: bool) -> dict[str, object]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="41a (3): a writer's version planted at the base version's id "
-                   "silences the concurrent alarm for a hidden concurrent edit")
 def test_a_concurrent_edit_served_over_hers_is_said_even_through_a_planted_writers_version(tmp_path: Path):
     out = _served_over_through_bob(tmp_path, forged=True)
     assert out["held"] in out["shown"].values() or any(k == "concurrent" for k, _ in out["said"]), out
