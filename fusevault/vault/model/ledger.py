@@ -229,6 +229,9 @@ class Ledger:
         # newer state committed over that revision before the mount serves
         # (vault/services/rotation.py ``resume``; attack round 18 (7, 8)).
         self.replays: dict[str, str | None] = {}
+        # Writers' versions admitted here while their grant was in force (vid -> [signer, signature]):
+        # admitted again whatever became of the grant (vault/tree/authorship.py ``version_ok``).
+        self.granted: dict[str, list[str]] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -275,6 +278,8 @@ class Ledger:
                              for fid, seqs in data.get("closed", {}).items()}
             ledger.covered = {str(fid): {sys.intern(str(d)): int(n) for d, n in over.items()}
                               for fid, over in data.get("covered", {}).items()}
+            ledger.granted = {str(vid): [str(signer), str(sig)]
+                              for vid, (signer, sig) in data.get("granted", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -292,7 +297,8 @@ class Ledger:
                               "kinds": dict(self.kinds),
                               "modes": dict(self.modes),
                               "names": dict(self.names), "branches": dict(self.branches),
-                              "closed": dict(self.closed), "covered": dict(self.covered)}
+                              "closed": dict(self.closed), "covered": dict(self.covered),
+                              "granted": dict(self.granted)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -528,6 +534,16 @@ class Ledger:
         self.record(fid, seq, entry[0] if entry is not None else True)
         self._at(fid, parents)
         self.stamped[fid] = parents
+
+    def written_while_granted(self, vid: str, signer: str, signature: str) -> bool:
+        """Whether this device admitted writer ``signer``'s version ``vid``, this very document."""
+        return self.granted.get(vid) == [signer, signature]
+
+    def granted_write(self, vid: str, signer: str, signature: str) -> None:
+        """Writer ``signer``'s version ``vid`` admitted here, his grant in force."""
+        if self.granted.get(vid) != [signer, signature]:
+            self.granted[vid] = [signer, signature]
+            self.version += 1
 
     def _own(self, fid: str) -> None:
         if fid not in self.mine:

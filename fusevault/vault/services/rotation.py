@@ -83,9 +83,16 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     try:
         nodes = subtree(volume, node)
         moved_out, traces = await _moved_out(volume, node, nodes)
+        failed: list[tuple[Node, VaultError]] = []
         for each in [*moved_out, *nodes[1:]]:
-            await volume.rekey(each)
+            try:
+                await volume.rekey(each)
+            except VaultError as err:
+                # One file that cannot be sealed again never keeps the rest (and the folder, last)
+                # under the key a removed member kept: round 41c (6) stopped at the first.
+                failed.append((each, err))
             await trio.sleep(0)
+        _say_left_under_old_key(volume, node, failed)
         # Their group keys taken back, and the trace with them, once they are re-keyed: a crash before
         # leaves the trace to the request's next try.
         await volume.in_thread(_take_back, traces)
@@ -95,6 +102,22 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     if request is None:
         return True
     return await volume.store_call(_forget, volume, request)
+
+
+def _say_left_under_old_key(volume: Volume, node: Node, failed: list[tuple[Node, VaultError]]) -> None:
+    """Said, loudly: files under ``node`` that kept their key through its re-key (who lost access
+    to the folder may still read them, and what is written to them next)."""
+    if not failed:
+        return
+    shown = ", ".join(f"{volume.tree.path_of(each).decode(errors='replace')} ({err})"
+                      for each, err in failed[:5])
+    more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+    text = (f"{len(failed)} file(s) under {volume.tree.path_of(node).decode(errors='replace') or '/'} kept "
+            f"their old key through a re-key (whoever lost access may still read them): {shown}{more}; "
+            "looked at again at the next unlock (keys no share reaches)")
+    if volume.trust is not None:
+        volume.trust.alarms.warn("rekey", node.fid, text)
+    log.error("%s", text)
 
 
 async def _moved_out(volume: Volume, node: Node, nodes: list[Node]) -> tuple[list[Node], list[Path]]:

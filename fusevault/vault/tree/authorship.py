@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from fusevault.crypto.signing import signer_of
+from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import placement
@@ -84,6 +84,10 @@ class Seen(Protocol):
     def newer(self, fid: str, seq: tuple[str, int] | None) -> bool: ...
 
     def saw_placed(self, fid: str, parents: list[str], seq: tuple[str, int]) -> None: ...
+
+    def written_while_granted(self, vid: str, signer: str, signature: str) -> bool: ...
+
+    def granted_write(self, vid: str, signer: str, signature: str) -> None: ...
 
 
 def said_signer(doc: dict) -> str | None:
@@ -669,6 +673,13 @@ class Authorship:
             return False
         if signer == owner:
             return True
+        vid, signature = str(doc.get("_id")), signature_of(doc)
+        if self.seen is not None and self.seen.written_while_granted(vid, signer, signature):
+            # Admitted here while his grant was in force: his genuine edit stays his, whatever
+            # happened to the grant since.  Judged by today's grants, the file he saved last read EIO
+            # after his removal, and the re-key that takes his key back stopped at it (attack round
+            # 41c (6)).  The very document (its signature) only: a rewrite of it is judged anew.
+            return True
         node = volume.find(doc.get("fid"))
         if node is not None and node.owner == owner:
             ok = self.may_write(volume, signer, owner, node.fid, None, node)
@@ -676,4 +687,6 @@ class Authorship:
             ok = self.writes_where_it_left(volume, signer, owner, doc.get("fid"))
         if not ok:
             self._alarm(doc, f"version {doc.get('_id')} signed by {signer}, who holds no WRITE on it")
+        elif self.seen is not None:
+            self.seen.granted_write(vid, signer, signature)
         return ok
