@@ -16,10 +16,9 @@ import os
 from dataclasses import asdict, dataclass
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.errors import CorruptData
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
-from fusevault.vault.model import names
+from fusevault.vault.model import alarms, names
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +60,17 @@ def record_doc(key: MasterKey, record: Record, rev: str | None = None) -> dict:
 def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
     """Every record of this user: file_location -> (record, document revision)."""
     found = {}
-    for fields, doc_id, rev in sealed_bodies(store, key, RECORD):
+
+    def refused(doc_id: str, why: str) -> None:
+        alarms.for_user(key.user_id).warn("import-record", doc_id, f"import record {doc_id} refused: {why}; "
+                                          "the others stand")
+
+    for fields, doc_id, rev in sealed_bodies(store, key, RECORD, refused):
         try:
             record = Record(**{**fields, "stamp": Stamp(**fields["stamp"])})
-        except (KeyError, TypeError):
-            raise CorruptData(f"import record {doc_id} is malformed") from None
+        except (KeyError, TypeError, ValueError):
+            refused(doc_id, "it is malformed")
+            continue
         why = names.path_problem(record.vault_path) or names.path_problem(record.file_location)
         if why is not None or not record.file_location.strip("/"):
             log.warning("import record %s refused: %s", doc_id, why or "an empty path")

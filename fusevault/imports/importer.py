@@ -156,7 +156,22 @@ class Importer:
                 "import-record", location, f"no import record names {shown(location)}, and the vault has "
                 "another file at its place: that file is kept, the source is imported beside it")
             return await self._copy(location, mode, sha, before, known, beside=True)
+        if await self._changed_in_vault(location, known[0]):
+            # The vault's file holds other contents than the record says it imported: her edit (or
+            # the record is an older one, put back by whoever writes the store: attack round 41c
+            # (1)).  Never written over: the source goes beside it.
+            log.warning("%s changed in the vault since it was imported: the source is imported beside it",
+                        shown(location))
+            return await self._copy(location, mode, sha, before, known, beside=True)
         return await self._copy(location, mode, sha, before, known)
+
+    async def _changed_in_vault(self, location: str, record: Record) -> bool:
+        """Whether the file at ``location``'s place in the vault is not what ``record`` imported."""
+        try:
+            node = self.vol.resolve(self._vault_path(location))
+        except FsError:
+            return False  # gone from the vault: written anew
+        return node.is_reg and await file_digest(self.vol, node) != record.sha256
 
     def _in_vault(self, location: str) -> bool:
         try:

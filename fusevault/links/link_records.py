@@ -21,7 +21,7 @@ from fusevault.links.capability import OwnerKeys
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.model import names
+from fusevault.vault.model import alarms, names
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,18 @@ def record_doc(key: MasterKey, record: LinkRecord, rev: str | None = None) -> di
 def load_records(store: Store, key: MasterKey) -> dict[str, tuple[LinkRecord, str]]:
     """Every link of this user: item id -> (record, document revision)."""
     found = {}
-    for fields, doc_id, rev in sealed_bodies(store, key, RECORD):
-        if (record := _record_of(fields, doc_id)) is not None:
+
+    def refused(doc_id: str, why: str) -> None:
+        alarms.for_user(key.user_id).warn("link-record", doc_id, f"link record {doc_id} refused: {why}; "
+                                          "the others stand")
+
+    for fields, doc_id, rev in sealed_bodies(store, key, RECORD, refused):
+        try:
+            record = _record_of(fields, doc_id)
+        except CorruptData as err:
+            refused(doc_id, str(err))
+            continue
+        if record is not None:
             found[record.item] = (record, rev)
     return found
 

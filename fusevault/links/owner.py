@@ -157,7 +157,7 @@ class Links:
 
     async def _publish(self, record: LinkRecord, rev: str | None, node: Node) -> None:
         base = name_to_str(self.vol.path_of(node).rpartition(b"/")[2]) or "vault"
-        sources = [self._source(rel, n) for rel, n in tree(self.vol, node, base)
+        sources = [self._source(rel, n) for rel, n in _not_held_back(self.vol, tree(self.vol, node, base))
                    if n.is_dir or n.is_reg or stat.S_ISLNK(n.mode)]  # not fifos, devices
         keys, seq = record.keys, record.seq + 1
 
@@ -535,3 +535,22 @@ async def collect_periodically(links: Links, first: float, every: float, task: T
             task.add({"files": answer["files"]})
             log.info("drop boxes: %s", task.summary)
         task.set("idle")
+
+
+def _not_held_back(volume: Volume, found: list[tuple[str, Node]]) -> list[tuple[str, Node]]:
+    """What a link publishes of ``found`` (vault/services/exporting.py ``tree``): not a file an older
+    state put there, held back (the ledger's ``behind``: no share seals its key), nor what is under
+    it; said in the log.  Published, a draft she had moved out went to everyone with the link (attack
+    round 41c (4))."""
+    ledger = volume.ledger
+    behind = ledger.behind if ledger is not None else {}
+    kept, left = [], []
+    for rel, node in found:
+        if node.fid in behind or any(rel.startswith(out + "/") for out in left):
+            left.append(rel)
+            continue
+        kept.append((rel, node))
+    if left:
+        log.warning("a link leaves out %d path(s) an older state put in its folder: %s", len(left),
+                    ", ".join(left[:5]))
+    return kept

@@ -9,7 +9,7 @@ document.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import b64d, b64e, loads_untrusted
@@ -26,13 +26,20 @@ def sealed_doc(key: MasterKey, kind: str, doc_id: str, fields: dict, rev: str | 
     return doc
 
 
-def sealed_bodies(store: Store, key: MasterKey, kind: str) -> Iterator[tuple[dict, str, str]]:
-    """(opened body, document id, revision) of every ``kind`` document this user owns."""
+def sealed_bodies(store: Store, key: MasterKey, kind: str,
+                  refused: Callable[[str, str], None]) -> Iterator[tuple[dict, str, str]]:
+    """(opened body, document id, revision) of every ``kind`` document this user owns.  One whose
+    body does not open or read (a store writer's, under her clear owner id) is ``refused`` (its
+    id, why) and skipped: raised, it stopped every use of the others (her link's revoke, every
+    import: attack round 41c (2))."""
     for doc in store.iter_type(kind):
         if doc.get("owner") != key.user_id:
             continue
         try:
             fields = loads_untrusted(key.unseal_private(kind, doc["_id"], b64d(doc["enc"])))
-        except (KeyError, TypeError, ValueError):
-            raise CorruptData(f"{kind} document {doc.get('_id')} is malformed") from None
+            if not isinstance(fields, dict):
+                raise ValueError("not an object")
+        except (CorruptData, KeyError, TypeError, ValueError) as err:
+            refused(str(doc.get("_id"))[:80], f"its sealed body does not open ({err})")
+            continue
         yield fields, doc["_id"], doc["_rev"]

@@ -7,7 +7,8 @@ check --repair, and what a READ member (or a writer of the vault folder) can wri
 
 Every test mounts real vaults in subprocesses (conftest ``mounted``); the attacker writes the vault
 folder's store only (tests/adversary.py), with no key and no passphrase.  Each hole has an xfail
-test asserting the SAFE behaviour (strict: it fails today) and a control.
+test asserting the SAFE behaviour (strict: it fails today) and a control.  Since, all six are fixed
+(docs/SECURITY.md, "Attack round 41") and the xfail marks are gone; each test failed before its fix.
 
 Holes
 -----
@@ -279,8 +280,7 @@ def _import_records(vault: Path) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("replayed", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="41c (1): an older import record "
-                                                "put back makes the watcher write the source over her edit")),
+    True,
     False], ids=["replayed", "control"])
 def test_her_edit_of_an_imported_file_is_not_overwritten_when_an_older_record_is_put_back(
         vault: Path, tmp_path: Path, replayed: bool) -> None:
@@ -344,8 +344,7 @@ def _garbage_record(vault: Path, kind: str, prefix: str) -> dict:
 
 
 @pytest.mark.parametrize("planted", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="41c (2): one LinkRecord that does not "
-                                                "open makes every `link revoke` fail: her link stays live")),
+    True,
     False], ids=["planted", "control"])
 def test_she_can_still_revoke_her_link_when_a_record_that_does_not_open_is_planted(
         vault: Path, tmp_path: Path, link_relay: str, planted: bool) -> None:
@@ -374,9 +373,7 @@ def test_she_can_still_revoke_her_link_when_a_record_that_does_not_open_is_plant
 
 
 @pytest.mark.parametrize("planted", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="41c (2): one ImportRecord that does "
-                                                "not open stops every import (said only as `authentication "
-                                                "failed`)")),
+    True,
     False], ids=["planted", "control"])
 def test_the_watcher_still_imports_when_an_import_record_that_does_not_open_is_planted(
         vault: Path, tmp_path: Path, planted: bool) -> None:
@@ -409,8 +406,7 @@ def test_the_watcher_still_imports_when_an_import_record_that_does_not_open_is_p
 
 
 @pytest.mark.parametrize("planted", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="41c (3): another user's node document "
-                                                "with its clear owner set to hers fails her whole trash")),
+    True,
     False], ids=["planted", "control"])
 def test_her_trash_and_restore_work_when_another_users_document_is_made_to_name_her(
         vault: Path, tmp_path: Path, planted: bool) -> None:
@@ -455,8 +451,7 @@ def _link_files(link: str, into: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("replayed", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="41c (4): `link push` publishes a file "
-                                                "that only an older state of it puts in the linked folder")),
+    True,
     False], ids=["replayed", "control"])
 def test_a_link_does_not_publish_a_file_an_older_state_puts_in_its_folder(
         vault: Path, tmp_path: Path, link_relay: str, replayed: bool) -> None:
@@ -502,12 +497,8 @@ def test_a_link_does_not_publish_a_file_an_older_state_puts_in_its_folder(
 
 
 @pytest.mark.parametrize("how", [
-    pytest.param("moved-out", marks=pytest.mark.xfail(strict=True, reason="41c (5): after she moves the file "
-                                                       "out of the share, his genuine version is called a "
-                                                       "forgery and his edit is listed as hers")),
-    pytest.param("unshared", marks=pytest.mark.xfail(strict=True, reason="41c (5): after she unshares, his "
-                                                      "genuine version is called a forgery and his edit is "
-                                                      "listed as hers")),
+    "moved-out",
+    "unshared",
     "kept"])
 def test_a_writers_genuine_version_stays_his_and_is_no_forgery_once_he_cannot_write_the_file(
         vault: Path, tmp_path: Path, how: str) -> None:
@@ -590,9 +581,7 @@ def _bobs_kept_dek(vault: Path, group: str, fid: str) -> bytes:
 
 
 @pytest.mark.parametrize("bob_edits", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="41c (6): bob's genuine edit as a file's "
-                                                "current version makes his removal from the group re-key "
-                                                "nothing: what alice writes next he reads")),
+    True,
     False], ids=["his-edit-current", "control"])
 def test_what_she_writes_after_a_members_removal_is_not_under_the_key_he_kept(
         vault: Path, tmp_path: Path, bob_edits: bool) -> None:
@@ -619,8 +608,7 @@ def test_what_she_writes_after_a_members_removal_is_not_under_the_key_he_kept(
 
 
 @pytest.mark.parametrize("narrowed", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="41c (6): narrowing a writer to READ "
-                                                "makes the file whose current version he saved EIO")),
+    True,
     False], ids=["narrowed-to-read", "control"])
 def test_narrowing_a_writer_to_read_keeps_the_file_he_saved_readable(
         vault: Path, tmp_path: Path, narrowed: bool) -> None:
@@ -652,9 +640,7 @@ def test_narrowing_a_writer_to_read_keeps_the_file_he_saved_readable(
 
 
 @pytest.mark.parametrize("bob_edits", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="41c (6): after `user remove bob`, the "
-                                                "unshare she is told to run fails on his edit: what she "
-                                                "writes next he reads")),
+    True,
     False], ids=["his-edit-current", "control"])
 def test_unshare_after_a_writers_user_removal_takes_the_key_back(
         vault: Path, tmp_path: Path, bob_edits: bool) -> None:

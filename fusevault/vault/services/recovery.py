@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from fusevault.encoding import name_to_str, str_to_name
-from fusevault.errors import Exists, InvalidInput, NotFound
+from fusevault.errors import Exists, InvalidInput, NotFound, VaultError
 from fusevault.store import Store
 from fusevault.vault.files.content import Content
 from fusevault.vault.model import names
@@ -88,6 +88,8 @@ def trash(volume: Volume, remember: bool = True) -> list[Trashed]:
     now = time.time_ns()
     docs = deleted_nodes(volume.store, volume.key.user_id)
     for doc in docs:
+        if (doc := signed_deletion(volume, doc)) is None:
+            continue  # another's document its clear fields were made to name hers (said at admit)
         if accept is not None and not accept(doc):
             continue  # refused, and said (vault/tree/authorship.py)
         if (live := volume.find(doc["_id"])) is not None and live.links:
@@ -95,7 +97,11 @@ def trash(volume: Volume, remember: bool = True) -> list[Trashed]:
             # still in its folder, never in the trash (nor restorable at the
             # deleter's ``trashed`` path: a second name for it).
             continue
-        _, attrs = open_node_doc(doc, volume.key)
+        try:
+            _, attrs = open_node_doc(doc, volume.key)
+        except VaultError as err:  # one that does not open is left out, never the whole trash
+            names.refuse(volume, doc["_id"], f"refused the trash entry of {doc['_id']}: {err}")
+            continue
         if attrs.get("trashed") and not stat.S_ISDIR(attrs["mode"]):
             path, when = attrs["trashed"]
             why = names.path_problem(path) if isinstance(path, str) else "a malformed path"
@@ -112,6 +118,20 @@ def trash(volume: Volume, remember: bool = True) -> list[Trashed]:
 
 def deleted_nodes(store: Store, owner: str) -> list[dict]:
     return [d for d in store.iter_type(NODE) if d.get("delete") and d.get("owner") == owner]
+
+
+def signed_deletion(volume: Volume, doc: dict) -> dict | None:
+    """``doc`` as its signer signed it, if that is still a deletion of one of the user's files: the
+    clear ``owner`` and ``delete`` are the store's to change (another user's document made to name
+    her broke her trash, restore and gc: attack round 41c (3))."""
+    gate = volume.authorship
+    if gate is None:
+        return doc
+    admitted = gate.admit(doc)
+    if admitted is None:
+        return None
+    signed = admitted[0]
+    return signed if signed.get("delete") and signed.get("owner") == volume.key.user_id else None
 
 
 def _from_trash(volume: Volume, path: bytes) -> Trashed:
