@@ -174,6 +174,14 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             keeper, named, loser = theirs, theirs, None  # nothing of the replay is kept
         else:
             keeper, named, loser = _decide(store, mine, theirs, volume.key)
+            if (_made_twice(mine, theirs) and mine.node.is_reg and mine.node.head != theirs.node.head
+                    and not await _same_bytes(volume, mine, theirs)):
+                # Rule 5 is for one conflict copy two devices made at once: the same bytes.  Two
+                # histories with nothing in common are the server's to make (a leaf served as a
+                # first revision, its history cut to itself): kept whole, it dropped her other
+                # device's newer edit unsaid (attack round 41b (6)).  Rule 4 then: both kept.
+                keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))
+                named, loser = keeper, (theirs if keeper is mine else mine)
         log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
                  f"{loser.doc['_rev']} copied" if loser else "no copy")
         if loser is not None and await _same_bytes(volume, keeper, loser):
@@ -248,9 +256,19 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey) -> tupl
         if _descends(store, newer, older.node.head, key):
             # Rule 3: the side with the older contents changed only names or
             # modes: its names are the change to keep, with the newer contents.
+            if newer.node.epoch > older.node.epoch and _folders(newer) != _folders(older):
+                # Unless the newer side gave the file a new key in another folder: her move out of a
+                # share (re-keyed so that who lost it reads nothing written next).  Named from
+                # the older side, the file went back into the share, and the new key was sealed to
+                # the member (attack round 41b (2)); a rename in one folder is kept still.
+                return newer, newer, None
             return newer, older, None
     keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))  # rule 4
     return keeper, keeper, theirs if keeper is mine else mine
+
+
+def _folders(leaf: Leaf) -> set[str]:
+    return {parent for parent, _ in leaf.links}
 
 
 def _deletes(leaf: Leaf) -> bool:
