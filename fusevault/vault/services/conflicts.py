@@ -174,8 +174,6 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             keeper, named, loser = theirs, theirs, None  # nothing of the replay is kept
         else:
             keeper, named, loser = _decide(store, mine, theirs, volume.key)
-            if _writers_copy(volume, mine, theirs):
-                keeper, named, loser = mine, mine, theirs
             if (_made_twice(mine, theirs) and mine.node.is_reg and mine.node.head != theirs.node.head
                     and not await _same_bytes(volume, mine, theirs)):
                 # Rule 5 is for one conflict copy two devices made at once: the same bytes.  Two
@@ -267,16 +265,6 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey) -> tupl
             return newer, older, None
     keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))  # rule 4
     return keeper, keeper, theirs if keeper is mine else mine
-
-
-def _writers_copy(volume: Volume, mine: Leaf, theirs: Leaf) -> bool:
-    """A writer's edit under an older key than hers, of her file she gave a new key since (her move
-    out of his share): his edit is kept as a copy where he wrote it, her state stays the file's.
-    Kept as the file (rule 4, his mtime the later), it put her file back in his share under the key
-    he holds (attack round 41b (5))."""
-    signer = signer_of(theirs.doc)
-    return (signer not in (None, volume.key.user_id) and theirs.node.epoch < mine.node.epoch
-            and mine.node.head != theirs.node.head)
 
 
 def _folders(leaf: Leaf) -> set[str]:

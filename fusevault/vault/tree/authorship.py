@@ -590,21 +590,8 @@ class Authorship:
                                                  volume.find(doc["_id"]), stamp=opened[0].placed) \
                 and self.owner_dek_ok(doc, signer, opened[0].dek, volume.find(doc["_id"])):
             return True
-        if opened is not None and self.copy_ok(volume, doc, signer, opened):
-            return True
         self._alarm(doc, f"a concurrent revision signed by {signer}, who holds no WRITE on it")
         return False
-
-    def copy_ok(self, volume: Held, doc: dict, signer: str, opened: tuple[Node, list]) -> bool:
-        """Whether a writer's concurrent revision of her file, refused as a change of it where it
-        sits now, is his edit where he wrote it: he may write every folder it names, and the file
-        has a newer key here (she moved it out of his reach, or re-keyed it, meanwhile).  Kept as a
-        conflict copy there, never as the file's state (conflicts.py ``_writers_copy``): judged from
-        where the file sits now, his genuine edit was called a forgery and lost (attack round 41b (5))."""
-        node = volume.find(doc["_id"])
-        links = opened[1]
-        return (node is not None and opened[0].epoch < node.epoch and bool(links)
-                and self.may_write(volume, signer, self.user_id, doc["_id"], links, None))
 
     def _branch(self, doc: dict) -> tuple[Node, list[tuple[str, bytes]]] | None:
         """A branch of this user's node opened (its node, its links), or None if it does not open."""
