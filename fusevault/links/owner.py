@@ -544,7 +544,8 @@ def _not_held_back(volume: Volume, found: list[tuple[str, Node]]) -> list[tuple[
     round 41c (4))."""
     ledger = volume.ledger
     behind = ledger.behind if ledger is not None else {}
-    kept, left = [], []
+    kept: list[tuple[str, Node]] = []
+    left: list[str] = []
     for rel, node in found:
         if node.fid in behind or any(rel.startswith(out + "/") for out in left):
             left.append(rel)
