@@ -92,7 +92,11 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
                 # under the key a removed member kept: round 41c (6) stopped at the first.
                 failed.append((each, err))
             await trio.sleep(0)
-        _say_left_under_old_key(volume, node, failed)
+        if failed:
+            # Said, and the rotation left unfinished: the node keeps its key, so the request stays
+            # (its epoch not passed) and the next unlock tries again; the command fails in one line.
+            _say_left_under_old_key(volume, node, failed)
+            raise failed[0][1]
         # Their group keys taken back, and the trace with them, once they are re-keyed: a crash before
         # leaves the trace to the request's next try.
         await volume.in_thread(_take_back, traces)
@@ -114,7 +118,7 @@ def _say_left_under_old_key(volume: Volume, node: Node, failed: list[tuple[Node,
     more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
     text = (f"{len(failed)} file(s) under {volume.tree.path_of(node).decode(errors='replace') or '/'} kept "
             f"their old key through a re-key (whoever lost access may still read them): {shown}{more}; "
-            "looked at again at the next unlock (keys no share reaches)")
+            "the re-key is tried again at the next unlock")
     if volume.trust is not None:
         volume.trust.alarms.warn("rekey", node.fid, text)
     log.error("%s", text)
