@@ -167,6 +167,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
         if a.get("kept_replayed"):
             print(f"{a['kept_replayed']} deleted file(s) kept whole: this device saw a newer state of them "
                   "than their deletion (a rollback: `fusevault status`)")
+        if a.get("kept_changed"):
+            print(f"{a['kept_changed']} file(s) left for the next run: they changed while they were "
+                  "collected (sync brought another device's changes)")
 
     return _show(args, answer, text)
 

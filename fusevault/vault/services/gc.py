@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-from fusevault.errors import CorruptData, PermissionDenied, VaultError
+from fusevault.errors import Conflict, CorruptData, PermissionDenied, VaultError
+from fusevault.store import Store
 from fusevault.vault.files.content import Content
 from fusevault.vault.format import inside
 from fusevault.vault.format.vf import HEADER
@@ -56,13 +57,14 @@ class Report:
     kept_open: int = 0
     kept_unverified: int = 0  # files whose versions stay: a block failed its check (EIO to readers)
     kept_replayed: int = 0  # deleted files kept whole: the ledger saw a newer state than the deletion
+    kept_changed: int = 0  # files left for a later run: a document of theirs changed while collected
     dropped: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"versions_dropped": self.versions_dropped, "files_purged": self.files_purged,
                 "bytes_freed": self.bytes_freed, "kept_open": self.kept_open,
                 "kept_unverified": self.kept_unverified, "kept_replayed": self.kept_replayed,
-                "dropped": self.dropped}
+                "kept_changed": self.kept_changed, "dropped": self.dropped}
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:
@@ -155,6 +157,27 @@ def free_unused(content: Content, versions: list[Version],
 
 def _deletions(docs: list[tuple[str, str]]) -> list[dict]:
     return [{"_id": doc_id, "_rev": rev, "_deleted": True} for doc_id, rev in docs]
+
+
+async def _delete(volume: Volume, docs: list[tuple[str, str]]) -> bool:
+    """Delete the documents ``docs`` ((id, rev) as read) in one commit.
+
+    Sync writes the store meanwhile: the other device's gc drops the same
+    versions, and its deletions may arrive between the read and this write.
+    A document deleted here already is done.  One changed otherwise (a file
+    restored on the other device) leaves the whole batch, and so the file,
+    for a later run (False): nothing is deleted over a state not read."""
+    while docs:
+        try:
+            await volume.store_call(volume.store.put_many, _deletions(docs))
+            return True
+        except Conflict:
+            gone = await volume.store_call(_deleted_here, volume.store, [d for d, _ in docs])
+            if not gone:
+                log.warning("gc: left %s for a later run: it changed while it was collected", docs[0][0])
+                return False
+            docs = [(d, rev) for d, rev in docs if d not in gone]
+    return True
 
 
 async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | frozenset = frozenset(),
@@ -309,18 +332,20 @@ async def _thin(volume: Volume, links: list[Link], keep: set[str], policy: Polic
         if not needed & {v.vid for v in drops}:
             break
         drops = [v for v in drops if v.vid not in needed]
-    report.versions_dropped += len(drops)
-    report.dropped += [{"version": v.vid, "path": v.path, "time": v.time} for v in drops]
     if not drops:
         return
     _own_lineage(volume, links)
     gone = {v.vid for v in drops}
     if dry_run:
         report.bytes_freed += await volume.in_thread(_would_free, volume, links, gone)
+        _count_dropped(report, drops)
         return
     volume.retiring.update(gone)
     try:
-        await volume.store_call(volume.store.put_many, _deletions([(v.vid, v.rev) for v in drops]))
+        if not await _delete(volume, [(v.vid, v.rev) for v in drops]):
+            report.kept_changed += 1
+            return
+        _count_dropped(report, drops)
         older_empty = True
         for link in reversed(links):  # oldest first
             kept = [v for v in link.versions if v.vid not in gone]
@@ -331,13 +356,23 @@ async def _thin(volume: Volume, links: list[Link], keep: set[str], policy: Polic
                 if punched:  # after the punch: a crash between leaves rows pointing at holes, as before
                     await volume.store_call(volume.store.forget_places, link.fid, punched)
             elif older_empty:  # nothing left here or before: the chain ends here now
-                await volume.store_call(volume.store.put_many,
-                                        _deletions([(link.doc["_id"], link.doc["_rev"])]))
-                report.bytes_freed += await _remove(volume, link.doc["owner"], link.fid)
+                if await _delete(volume, [(link.doc["_id"], link.doc["_rev"])]):
+                    report.bytes_freed += await _remove(volume, link.doc["owner"], link.fid)
+                else:
+                    report.kept_changed += 1
             else:  # kept as a link to older versions, without contents
                 report.bytes_freed += await _remove(volume, link.doc["owner"], link.fid)
     finally:
         volume.retiring.difference_update(gone)
+
+
+def _deleted_here(store: Store, ids: list[str]) -> set[str]:
+    return {doc_id for doc_id in ids if store.deleted(doc_id)}
+
+
+def _count_dropped(report: Report, drops: list[Version]) -> None:
+    report.versions_dropped += len(drops)
+    report.dropped += [{"version": v.vid, "path": v.path, "time": v.time} for v in drops]
 
 
 def _checked_with(volume: Volume, links: list[Link], gone: set[str]) -> set[str] | None:
@@ -399,15 +434,19 @@ async def _purge(volume: Volume, links: list[Link], dry_run: bool, report: Repor
     """Remove a file from the trash for good, with every file it had replaced."""
     _own_lineage(volume, links)
     versions = [v for link in links for v in link.versions]
-    report.files_purged += 1
-    report.versions_dropped += len(versions)
     if dry_run:
         report.bytes_freed += sum(_remove_files(volume, link.doc["owner"], link.fid, dry_run=True)
                                   for link in links)
+    else:
+        # Documents first: a crash after them leaves only files nothing points at.
+        docs = [(v.vid, v.rev) for v in versions] + [(link.doc["_id"], link.doc["_rev"]) for link in links]
+        if not await _delete(volume, docs):
+            report.kept_changed += 1
+            return
+    report.files_purged += 1
+    report.versions_dropped += len(versions)
+    if dry_run:
         return
-    # Documents first: a crash after them leaves only files nothing points at.
-    docs = [(v.vid, v.rev) for v in versions] + [(link.doc["_id"], link.doc["_rev"]) for link in links]
-    await volume.store_call(volume.store.put_many, _deletions(docs))
     for link in links:
         report.bytes_freed += await _remove(volume, link.doc["owner"], link.fid)
 
