@@ -27,8 +27,14 @@ next revision.  A deletion (a bare revision anyone holding the database may
 make) removes a key file only once its grant is gone as someone signed it:
 the file's owner gave the file a later epoch (a share revoked), or a group's
 owner took the recipient out of it.  Until then the file stays; one still
-refused once the peer's changes are all taken in (``caught_up``) is said
-(attack round 19, tests/mount/test_trust_attack_round19_keys.py).
+refused once the peer's changes are all taken in (``caught_up``) and refused
+for a while (``SAY_REFUSED_AFTER``) is said (attack round 19,
+tests/mount/test_trust_attack_round19_keys.py).  The while: her move out of a
+share removes the member's keys at once and raises the node's epoch only when
+its re-key is done, and key documents are pushed before node documents, so
+another device of hers (or the member's) meets the removal before its reason
+(attack round 41b (3)).  Her signed request for the re-key is no reason: the
+server can replay an old one; only the new epoch, as she signed it, is.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import logging
 import math
 import os
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -59,6 +66,11 @@ PREFIX = "vfkey-"
 # Key files other processes wrote are found by a full look this often (this
 # process's own writes are seen at the next push).
 RESCAN_EVERY = 60.0
+# Seconds a key's deletion is refused, the pull caught up, before it is said: the owner's re-key
+# that takes it comes after it (her device pushes the key documents first, and re-keys a folder of
+# many files for a while).  A server delaying its forged deletion gains as much, no more: it is
+# still refused, and said.
+SAY_REFUSED_AFTER = 15.0
 _HEX = "[0-9a-f]{32}"
 _USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
 _GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
@@ -156,8 +168,9 @@ class KeyMirror:
         self._cue: int | None = None  # sharing.key_writes() at the last full look
         self._looked_at = -math.inf
         self._lock = trio.Lock()
-        # Deletions refused (judged again at each ``caught_up``), and those of them said.
+        # Deletions refused (judged again at each ``caught_up``), since when, and those of them said.
         self._refusing: set[str] = set()
+        self._refused_since: dict[str, float] = {}
         self._said: set[str] = set()
 
     async def refresh(self) -> None:
@@ -186,7 +199,8 @@ class KeyMirror:
     def caught_up(self) -> None:
         """The peer's changes are all taken in (the replicator's pull): the deletions refused
         are judged again (the grant's end may have come after them: a later batch, the owner's
-        rotation), and those still refused are said, once each."""
+        rotation), and those still refused, and refused for ``SAY_REFUSED_AFTER`` or more, are
+        said, once each (the rest at a later ``caught_up``: the pull's long poll comes back)."""
         if not self._refusing:
             return
         ids, self._refusing = self._refusing, set()
@@ -194,9 +208,12 @@ class KeyMirror:
         for doc_id in ids:
             _add(self.layout, files, doc_id)
         self._settle(ids, files)
-        for doc_id in self._refusing - self._said:
+        self._refused_since = {i: t for i, t in self._refused_since.items() if i in self._refusing}
+        now = time.monotonic()
+        due = {i for i in self._refusing if now - self._refused_since.get(i, now) >= SAY_REFUSED_AFTER}
+        for doc_id in sorted(due - self._said):
             self._removal_refused(doc_id)
-        self._said = set(self._refusing)
+        self._said = (self._said & self._refusing) | due
 
     def _settle(self, doc_ids: Iterable[str], files: dict[str, Key]) -> None:
         base = replica.get_local(self.store, _BASE)
@@ -247,6 +264,7 @@ class KeyMirror:
                 assert in_file is not None  # their fingerprints differ
                 if not self._removal_taken(doc_id, in_file):
                     self._refusing.add(doc_id)
+                    self._refused_since.setdefault(doc_id, time.monotonic())
                     return  # the key file stays, and what both last had: judged again
                 sharing.remove_key(path, keep_folder=True)
             elif in_file is not None and in_doc.epoch < in_file.epoch:
@@ -300,7 +318,8 @@ class KeyMirror:
     def _removal_refused(self, doc_id: str) -> None:
         """Said to the recipient and the file's owner: a key document's deletion was refused."""
         self._say(doc_id, f"deletion {doc_id}", f"refused the deletion of key document {doc_id}: unsigned, "
-                  "and the file and its grant are as they were (its key is this epoch's); the key is kept")
+                  "and the file and its grant are as they were (its key is this epoch's, and no later one "
+                  f"came within {SAY_REFUSED_AFTER:.0f}s); the key is kept")
 
     def _replay_refused(self, doc_id: str, doc: Key, file: Key) -> None:
         self._say(doc_id, f"older {doc_id}", f"refused key document {doc_id} of epoch {doc.epoch}: older "

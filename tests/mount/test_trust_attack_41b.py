@@ -467,8 +467,6 @@ def _relayed_move_out(tmp_path: Path, keys_first: bool) -> dict[str, object]:
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="41b (3): her other device takes the removal of the member's key "
-                   "(pushed before the node's move) for a forged deletion: a false forged-key alarm")
 def test_her_move_out_of_a_share_raises_no_alarm_on_her_other_device(tmp_path: Path) -> None:
     seen = _relayed_move_out(tmp_path, keys_first=True)
     assert seen["laptop"][1] == [], _short(seen)

@@ -53,6 +53,8 @@ from conftest import first_device, fusevault, mounted, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
 from fusevault.store import replica
+from fusevault.sync.couch_api import LONGPOLL_SECONDS
+from fusevault.sync.key_mirror import SAY_REFUSED_AFTER
 from fusevault.vault.model.sharing import FILE_KEY, read_key
 
 BOB = "bob's own passphrase"
@@ -95,8 +97,9 @@ def _shared_with_bob(url: str, server: adversary.Server, tmp_path: Path,
 
 def _said(mnt: Path, subject: str) -> bool:
     """An alarm about ``subject`` shows in ``fusevault status`` (within a few seconds: it is said once
-    the pull has caught up)."""
-    deadline = time.monotonic() + 10
+    the pull has caught up; a key's deletion once refused a while, at a ``caught_up`` after that, which
+    the pull's long poll brings: round 41b (3))."""
+    deadline = time.monotonic() + 10 + SAY_REFUSED_AFTER + LONGPOLL_SECONDS
     while not any(x["subject"] == subject for x in _alarms(mnt)):
         if time.monotonic() > deadline:
             return False

@@ -9,13 +9,18 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
+from fusevault.sync import key_mirror
 from fusevault.sync.key_mirror import KeyMirror, place
 from fusevault.vault.format import layout as layouts
-from fusevault.vault.model import sharing
+from fusevault.vault.model import alarms, sharing
+from fusevault.vault.model.grants import record_doc
 
 
 class Replica:
@@ -159,3 +164,141 @@ def test_an_older_epoch_served_again_as_the_newest_revision_never_replaces_the_k
     there.keys.arrived(d["_id"] for d in arrival.current)
     assert sharing.read_key(place(there.layout, doc_id))[:2] == (2, b"rotated")
     assert there.store.get(doc_id)["epoch"] == 2
+
+
+# --- a key's deletion that comes before its reason (attack round 41b (3))
+
+
+class Clock:
+    """The key mirror's ``time.monotonic``, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(key_mirror, "time", clock, raising=False)
+    return clock
+
+
+class Owner:
+    """A file's owner with a signing key, her self-signed user document in a store."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+        self.key = Ed25519PrivateKey.generate()
+        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        public = self.key.public_key().public_bytes(*raw)
+        self.user = self.sign({"_id": self.id, "type": "UserDetails", "public_sign": b64e(public)})
+
+    def sign(self, doc: dict) -> dict:
+        return sign_doc(self.id, self.key, doc)
+
+    def node(self, fid: str, epoch: int) -> dict:
+        return self.sign({"_id": fid, "type": "node", "owner": self.id, "epoch": epoch})
+
+    def key_file(self, r: Replica, fid: str, recipient: str, epoch: int) -> str:
+        """Her signed key of ``fid`` for ``recipient`` written on ``r`` and mirrored: its document's id."""
+        sealed = b"sealed for %d" % epoch
+        sig = self.sign(record_doc(self.id, fid, recipient, epoch, sealed))["sig"]
+        doc_id = f"vfkey-u-{recipient}-{self.id}-{fid}"
+        sharing.write_key(place(r.layout, doc_id), epoch, sealed,
+                          signed={"owner": self.id, "fid": fid, "recipient": recipient, "sig": sig})
+        r.refresh()
+        return doc_id
+
+
+def put(r: Replica, *docs: dict) -> None:
+    """Documents as a peer sends them (stored over whatever ``r`` holds at their ids)."""
+    for doc in docs:
+        current = r.store.get(doc["_id"])
+        r.store.put_many([{**doc, **({"_rev": current["_rev"]} if current else {})}])
+
+
+def said(owner: Owner, doc_id: str) -> bool:
+    return any(a["subject"] == f"deletion {doc_id}" for a in alarms.listed([owner.id]))
+
+
+@pytest.fixture
+def shared(pair, clock):
+    """Her file ``fid`` (epoch 1) shared with bob: his key on both replicas, then removed ``there``
+    (her move out of the share, her signed request for the re-key written) and the deletion sent
+    ``here`` before any new epoch.  Yields (here, there, her, fid, the key document's id)."""
+    here, there = pair
+    her, fid, bob = Owner(), uuid.uuid4().hex, uuid.uuid4().hex
+    for r in pair:
+        put(r, her.user, her.node(fid, 1))
+    doc_id = her.key_file(there, fid, bob, 1)
+    there.send(doc_id, here)
+    put(there, her.sign(sharing.rotation_doc(her.id, fid, 1)))
+    sharing.remove_key(place(there.layout, doc_id), keep_folder=True)
+    there.refresh()
+    assert there.store.get(doc_id) is None
+    there.send(doc_id, here)
+    yield here, there, her, fid, doc_id
+
+
+def test_her_re_key_coming_after_the_keys_deletion_takes_it_unsaid(shared, clock) -> None:
+    """Her other device meets the member's key's deletion (key documents are pushed first), catches
+    up, and only then her re-key (the node's later epoch).  Failed before: said forged-key at the
+    first ``caught_up``, before the re-key came."""
+    here, _, her, fid, doc_id = shared
+    here.keys.caught_up()
+    assert place(here.layout, doc_id).exists() and not said(her, doc_id)
+    clock.now += 3
+    put(here, her.node(fid, 2))  # the re-key arrives
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists() and not said(her, doc_id)
+    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert not said(her, doc_id)
+
+
+def test_a_deletion_whose_re_key_never_comes_is_said_and_the_key_kept(shared, clock) -> None:
+    """The server withholds her re-key for good (her signed request stands): said once the while
+    is over, the key kept; taken if the re-key comes after all."""
+    here, _, her, fid, doc_id = shared
+    here.keys.caught_up()
+    clock.now += key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert place(here.layout, doc_id).exists() and said(her, doc_id)
+    put(here, her.node(fid, 2))
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists()
+
+
+@pytest.mark.parametrize("served", ["her old request", "a request for another file",
+                                    "a request for her own new key", "an unsigned later epoch",
+                                    "her older node"])
+def test_what_the_server_serves_beside_a_forged_deletion_never_takes_the_key(pair, clock, served) -> None:
+    """The server deletes bob's key document (bare, unsigned) and serves beside it what it holds of
+    hers: her signed request for this file's re-key made at an epoch passed since (replayed), her
+    standing request for another file, one at this epoch for her own grant (no member's), a node
+    with a later epoch nobody signed, her node from before.  None is a re-key of the key held: kept,
+    and said once the while is over (never before: her own re-key may still be coming)."""
+    here, _ = pair
+    her, fid, bob = Owner(), uuid.uuid4().hex, uuid.uuid4().hex
+    put(here, her.user, her.node(fid, 2))
+    doc_id = her.key_file(here, fid, bob, 2)
+    beside = {"her old request": her.sign(sharing.rotation_doc(her.id, fid, 1)),
+              "a request for another file": her.sign(sharing.rotation_doc(her.id, uuid.uuid4().hex, 2)),
+              "a request for her own new key": her.sign(sharing.rotation_doc(her.id, fid, 2)),
+              "an unsigned later epoch": {"_id": fid, "type": "node", "owner": her.id, "epoch": 3},
+              "her older node": her.node(fid, 1)}[served]
+    put(here, beside)
+    generation, rev_id = here.store.get(doc_id)["_rev"].split("-", 1)
+    bare = {"_id": doc_id, "_deleted": True, "_rev": f"{int(generation) + 1}-" + "d" * 32,
+            "_revisions": {"start": int(generation) + 1, "ids": ["d" * 32, rev_id]}}
+    arrival = replica.store_revisions(here.store, [bare])
+    assert here.store.get(doc_id) is None
+    here.keys.arrived(d["_id"] for d in arrival.current)
+    here.keys.caught_up()
+    assert place(here.layout, doc_id).exists() and not said(her, doc_id)
+    clock.now += key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert place(here.layout, doc_id).exists() and said(her, doc_id)
