@@ -268,6 +268,8 @@ from conftest import (
     wait_for,
 )
 
+from fusevault.sync.couch_api import LONGPOLL_SECONDS
+from fusevault.sync.key_mirror import SAY_REFUSED_AFTER
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB
@@ -429,12 +431,14 @@ def test_control_her_move_out_of_a_share_reaches_her_other_device(tmp_path: Path
     assert "private now" not in seen["bob"].values(), seen
 
 
-def _relayed_move_out(tmp_path: Path, keys_first: bool) -> dict[str, object]:
+def _relayed_move_out(tmp_path: Path, keys_first: bool, withhold: bool = False) -> dict[str, object]:
     """proj/notes.txt shared with bob (READ).  Her laptop syncs with database ``vault``, her desktop with
     ``vault2``; the server relays between them by hand.  The desktop moves notes.txt out of proj (its
     keys taken back, re-keyed).  The server relays what it pushed, ``keys_first``: in the order the
     desktop pushes it (key documents in a request of their own before node documents), the laptop's
-    pull catching up in between, as on a slow link; else all at once.  What the laptop shows, says."""
+    pull catching up in between, as on a slow link; else all at once.  What the laptop shows, says.
+    ``withhold``: the server never relays the node documents (her re-key): what the laptop says once
+    it has said it, and which of the deleted keys' files it keeps (``kept``)."""
     seen: dict[str, object] = {}
     server = PouchServer(tmp_path / "pouch")
     url = f"{server.start()}/vault"
@@ -454,12 +458,21 @@ def _relayed_move_out(tmp_path: Path, keys_first: bool) -> dict[str, object]:
             wait_for(lambda: settled(b), "the desktop's move and re-key pushed")
             changed = _changed_since(db2, since)
             nodes = {d["_id"] for d in adversary.Server(db2).all("node")}
-            for part in ([[i for i in changed if i not in nodes], [i for i in changed if i in nodes]]
-                         if keys_first else [changed]):
+            parts = ([[i for i in changed if i not in nodes], [i for i in changed if i in nodes]]
+                     if keys_first else [changed])
+            for part in parts[:1] if withhold else parts:
                 _copy(db2, url, part)
                 seq = adversary.Server(url).seq()
                 wait_for(lambda seq=seq: adversary.pulled_past(laptop, seq), "the laptop's pull")
                 time.sleep(2)
+            if withhold:
+                wait = SAY_REFUSED_AFTER + LONGPOLL_SECONDS + 30
+                wait_for(lambda: _said(a), "the refused deletion said", wait)
+                server2 = adversary.Server(db2)
+                deleted = [i for i in changed if i.startswith("vfkey-u-") and server2.get(i) is None]
+                seen["kept"] = [i for i in deleted if _key_file(laptop, i).exists()], deleted
+                seen["laptop"] = _tree_of(a), _said(a)
+                return seen
             wait_for(lambda: settled(a) and (a / "notes.txt").exists(), "the move on the laptop")
             seen["laptop"] = _tree_of(a), _said(a)
     finally:
@@ -475,6 +488,23 @@ def test_her_move_out_of_a_share_raises_no_alarm_on_her_other_device(tmp_path: P
 def test_control_her_move_out_of_a_share_relayed_at_once_raises_no_alarm(tmp_path: Path) -> None:
     seen = _relayed_move_out(tmp_path, keys_first=False)
     assert seen["laptop"][1] == [], _short(seen)
+
+
+def test_her_move_out_of_a_share_with_its_re_key_withheld_is_said_and_the_key_kept(tmp_path: Path) -> None:
+    """The server relays the member's key's deletion (and her signed request for the re-key) but never
+    the re-key: the laptop keeps the key and says the refused deletion, once the while is over (fix of
+    (3): the verdict waits for a later epoch, her request is no reason to take the deletion)."""
+    seen = _relayed_move_out(tmp_path, keys_first=True, withhold=True)
+    kept, deleted = seen["kept"]
+    assert deleted and kept == deleted, _short(seen)
+    said = seen["laptop"][1]
+    assert [(x["kind"], x["subject"]) for x in said] == [("forged-key", f"deletion {deleted[0]}")], said
+
+
+def _key_file(vault: Path, doc_id: str) -> Path:
+    """The key file a user key document names (``vfkey-u-<recipient>-<owner>-<fid>``) in ``vault``."""
+    recipient, owner, fid = doc_id.removeprefix("vfkey-u-").split("-")
+    return vault / "users" / recipient / "shared" / f"{owner}_{fid}.vfkey"
 
 
 # --- a scene: her devices apart, each doing something, then meeting again
