@@ -662,14 +662,19 @@ def _member_edits_while_she_moves_out(tmp_path: Path, move: bool) -> dict[str, o
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="41b (5): bob's edit made (with WRITE) while she moved the file "
-                   "out of the share is refused as his forgery and lost from her view")
 def test_a_write_members_edit_while_she_moves_the_file_out_is_kept_and_no_forgery(tmp_path: Path) -> None:
     seen = _member_edits_while_she_moves_out(tmp_path, move=True)
     files, said = seen["alice"]
     assert b"bob's words" in files.values() and b"private now" in files.values(), _short(seen)
     assert not [x for x in said if x["kind"] == "forged-write"], _short(seen)
     assert not any(v == b"private now" for v in seen["bob"][0].values()), _short(seen)
+    # Kept where he wrote it (a conflict copy in proj, his words under the key he held), her file where
+    # she put it; he sees his copy, and nothing of hers after the move.
+    copies = [name for name in files if name.startswith("proj/notes (conflict ")]
+    assert files.get("notes.txt") == b"private now" and len(copies) == 1, _short(seen)
+    assert files[copies[0]] == b"bob's words" and len(files) == 2, _short(seen)
+    theirs = {name.removeprefix("shared/alice/"): text for name, text in seen["bob"][0].items()}
+    assert b"bob's words" in theirs.values() and "notes.txt" not in theirs, _short(seen)
 
 
 def test_control_a_write_members_edit_reaches_her(tmp_path: Path) -> None:
