@@ -612,6 +612,21 @@ class Authorship:
         self._alarm(doc, f"a concurrent revision signed by {signer}, who holds no WRITE on it")
         return REFUSED
 
+    def current_copy(self, volume: Held, doc: dict) -> bool:
+        """Whether ``doc``, the current revision of her file (a writer's branch CouchDB's rule picked),
+        is a writer's edit to keep only as a copy (``writers_copy``).  Judged unsaid: refused as the
+        file's state when it arrived (vault/tree/arrivals.py ``may_take``), and said there if not."""
+        if doc.get("owner") != self.user_id or "owner_dek" in doc:
+            return False
+        try:
+            signer = self.trust.verify(doc, author=self.user_id)
+        except Forged:
+            return False
+        opened = self._branch(doc) if signer != self.user_id else None
+        return (opened is not None and not self.may_write(volume, signer, self.user_id, doc["_id"], opened[1],
+                                                          volume.find(doc["_id"]), stamp=opened[0].placed)
+                and self.writers_copy(volume, doc, signer, opened))
+
     def writers_copy(self, volume: Held, doc: dict, signer: str, opened: tuple[Node, list]) -> bool:
         """Whether a writer's concurrent revision of her file, refused as a change of it where it sits
         here, is his edit made over a state before her re-key of it (her move out of his share, most
