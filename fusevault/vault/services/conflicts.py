@@ -62,6 +62,7 @@ from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.services.absorbing import absorb_node
 from fusevault.vault.services.recovery import COPY_CHUNK, copy_into
 from fusevault.vault.tree.arrivals import Absorbed, relink
+from fusevault.vault.tree.authorship import COPY, KEPT, REFUSED
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,11 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             continue
         if current.get("owner") != volume.key.user_id:
             return  # a file shared with this user: its owner's devices settle it
-        if volume.authorship is not None and not volume.authorship.leaf_ok(volume, other):
+        if volume.authorship is not None and volume.authorship.current_copy(volume, current):
+            await _beside_writers_current(volume, store, current, other, out)
+            continue
+        verdict = KEPT if volume.authorship is None else volume.authorship.leaf_verdict(volume, other)
+        if verdict == REFUSED:
             replica.close_leaf(store, doc_id, other["_rev"])  # refused (and said): never a copy of it
             continue
         mine = _open(current, replica.current_history(store, doc_id), volume)
@@ -167,6 +172,9 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             # current contents its old names (a rename undone, a file moved
             # back into a folder shared since).
             _close(volume, store, theirs)
+            continue
+        if verdict == COPY:
+            await _writers_copy(volume, store, current, mine, theirs, out)
             continue
         if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
             return  # a version has not arrived yet: settled after a later arrival
@@ -193,6 +201,61 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         _close(volume, store, theirs)
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
+    _writers_alone(volume, store, doc_id)
+
+
+async def _beside_writers_current(volume: Volume, store: LocalStore, current: dict, other: dict,
+                                  out: Absorbed) -> None:
+    """The current revision is a writer's edit kept only as a copy (authorship.py ``current_copy``:
+    refused, unsaid, when it arrived), ``other`` her branch: his copied, hers committed over his."""
+    doc_id = current["_id"]
+    if volume.authorship is not None and volume.authorship.leaf_verdict(volume, other) != KEPT:
+        replica.close_leaf(store, doc_id, other["_rev"])  # not hers either (said): his alone is left
+        return
+    hers = _open(other, replica.history_from(other), volume)
+    his = _open(current, replica.current_history(store, doc_id), volume)
+    await _writers_copy(volume, store, current, hers, his, out)
+
+
+def _writers_alone(volume: Volume, store: LocalStore, doc_id: str) -> None:
+    """A writer's edit to keep only as a copy that is the current revision with no branch of hers
+    beside it left: no concurrent edit then (her state it was made beside is gone, or was never
+    there), and refused, as it was when it arrived, said now."""
+    gate = volume.authorship
+    current = store.get(doc_id)
+    if (gate is not None and current is not None and current.get("type") == NODE
+            and not replica.other_leaves(store, doc_id) and gate.current_copy(volume, current)):
+        gate.deny(current, f"signed by {signer_of(current)}, who holds no WRITE on it (beside no state of "
+                  "hers: no concurrent edit)")
+
+
+async def _writers_copy(volume: Volume, store: LocalStore, current: dict, mine: Leaf, theirs: Leaf,
+                        out: Absorbed) -> None:
+    """A writer's edit made over a state before her re-key of the file (her move out of his share:
+    authorship.py ``writers_copy``): kept as a conflict copy in the folder he wrote it in, of his
+    contents under the key he held; her state stays the file's, where she put it, under her key.
+    Settled by the rules, his later edit was kept as the file (her file back in his share, under the
+    key he holds), his names given to hers (rule 3), or, refused, it was lost and called his forgery
+    (attack round 41b (5)).  Contents hers already descend from (a state of his she took in) are no
+    edit of hers to keep: closed, no copy."""
+    if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
+        return  # a version has not arrived yet: settled after a later arrival
+    # A state of his closed here already, put back (as the current revision too): a replay, said.
+    copied = (not _replayed(volume, theirs, mine, "written back as a concurrent edit")
+              and not _descends(store, mine, theirs.node.head, volume.key))
+    signer = signer_of(theirs.doc)
+    if copied and volume.authorship is not None and isinstance(signer, str):
+        volume.authorship.vouch_copy(theirs.doc["_id"], signer, theirs.node)
+    log.info("concurrent edits of %s: %s kept, a writer's %s %s", theirs.doc["_id"], mine.doc["_rev"],
+             theirs.doc["_rev"], "copied where he wrote it" if copied else "already in it, no copy")
+    if copied:
+        await _conflict_copy(volume, store, theirs, out)
+    if theirs.doc["_rev"] == current["_rev"]:
+        # His is the current revision (beside_writers_current): hers is committed over it, as her state.
+        await _adopt(volume, current, mine, mine, out, (mine, theirs))
+        _close(volume, store, mine)
+    else:
+        _close(volume, store, theirs)
 
 
 def _made_over_both(volume: Volume, doc_id: str, *leaves: Leaf) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fusevault.crypto.signing import signature_of
 from fusevault.errors import CorruptData
-from fusevault.store.replica import history_from
+from fusevault.store.replica import history_from, in_conflict, local_of
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import names
 from fusevault.vault.model.ledger import writer_seq
@@ -159,9 +159,21 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
     if tree.vouched.get(doc["_id"]) == (signer, fresh.head, signature_of(doc)):
         return gate.owner_dek_ok(doc, signer, fresh.dek, node)  # the very document a seat here vouched for
     if not gate.may_write(tree, signer, doc["owner"], doc["_id"], opened[1], node, stamp=fresh.placed):
-        gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
+        if not _copied_when_settled(tree, doc, signer, opened):
+            gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
         return False
     return gate.owner_dek_ok(doc, signer, fresh.dek, node)
+
+
+def _copied_when_settled(tree: Tree, doc: dict, signer: str, opened: tuple[Node, list]) -> bool:
+    """Whether a writer's document refused as her file's state is his edit beside hers, made over the
+    state before her move out of his share (authorship.py ``writers_copy``), with her branch beside it
+    in the store: CouchDB's rule made his current (more saves than hers), and the settling copies it
+    where he wrote it (services/conflicts.py).  Not taken, and no forgery: said, it blamed an honest
+    member (attack round 41b (5))."""
+    local = local_of(tree.store)
+    return (local is not None and in_conflict(local, doc["_id"])
+            and tree.authorship.writers_copy(tree, doc, signer, opened))
 
 
 def open_doc(tree: Tree, doc: dict) -> tuple[Node, list] | None:

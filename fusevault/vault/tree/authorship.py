@@ -37,10 +37,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from fusevault.crypto.signing import signature_of, signer_of
+from fusevault.encoding import b64d
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import placement
 from fusevault.vault.model.groups import can_write
+from fusevault.vault.model.history import version_parents
+from fusevault.vault.model.ledger import apart
 from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import Trust
 
@@ -48,6 +51,13 @@ if TYPE_CHECKING:
     from fusevault.vault.tree.guests import Guests
 
 log = logging.getLogger(__name__)
+
+# How many versions of a writer's concurrent edit (his saves while apart) are vouched for, to copy it.
+COPY_VERSIONS = 256
+
+# ``leaf_verdict``: a concurrent revision is a state of the file, a writer's edit kept only as a copy,
+# or refused.
+KEPT, COPY, REFUSED = "kept", "copy", "refused"
 
 # (node, its links as (parent fid, name), who signed it, a guest's)
 Foreign = tuple[Node, list[tuple[str, bytes]], str, bool]
@@ -578,20 +588,100 @@ class Authorship:
         writer's node document is (``may_write`` with its links, from where the
         node sits here): settling may keep those names (rule 3), so a branch
         moving her file into a folder he does not write, or out of one, is
-        refused whole (attack round 22b (7))."""
+        refused whole (attack round 22b (7)).  One that is his edit where he
+        wrote it (``leaf_verdict``: COPY) is not the file's state either, but
+        no forgery: False, unsaid."""
+        return self.leaf_verdict(volume, doc) == KEPT
+
+    def leaf_verdict(self, volume: Held, doc: dict) -> str:
+        """``leaf_ok``'s verdict: KEPT (a state of the file), COPY (a writer's edit kept only as a
+        conflict copy where he wrote it: ``writers_copy``) or REFUSED (said)."""
         admitted = self.admit(doc)
         if admitted is None:
-            return False
+            return REFUSED
         doc, signer = admitted
         if signer == doc.get("owner") == self.user_id:
-            return True
+            return KEPT
         opened = self._branch(doc) if doc.get("owner") == self.user_id else None
         if opened is not None and self.may_write(volume, signer, self.user_id, doc["_id"], opened[1],
                                                  volume.find(doc["_id"]), stamp=opened[0].placed) \
                 and self.owner_dek_ok(doc, signer, opened[0].dek, volume.find(doc["_id"])):
-            return True
+            return KEPT
+        if opened is not None and self.writers_copy(volume, doc, signer, opened):
+            return COPY
         self._alarm(doc, f"a concurrent revision signed by {signer}, who holds no WRITE on it")
-        return False
+        return REFUSED
+
+    def current_copy(self, volume: Held, doc: dict) -> bool:
+        """Whether ``doc``, the current revision of her file (a writer's branch CouchDB's rule picked),
+        is a writer's edit to keep only as a copy (``writers_copy``).  Judged unsaid: refused as the
+        file's state when it arrived (vault/tree/arrivals.py ``may_take``), and said there if not."""
+        if doc.get("owner") != self.user_id or "owner_dek" in doc:
+            return False
+        try:
+            signer = self.trust.verify(doc, author=self.user_id)
+        except Forged:
+            return False
+        opened = self._branch(doc) if signer != self.user_id else None
+        return (opened is not None and not self.may_write(volume, signer, self.user_id, doc["_id"], opened[1],
+                                                          volume.find(doc["_id"]), stamp=opened[0].placed)
+                and self.writers_copy(volume, doc, signer, opened))
+
+    def writers_copy(self, volume: Held, doc: dict, signer: str, opened: tuple[Node, list]) -> bool:
+        """Whether a writer's concurrent revision of her file, refused as a change of it where it sits
+        here, is his edit made over a state before her re-key of it (her move out of his share, most
+        often): judged from that state, not from where her move put it.  Judged from here, his branch
+        read as his moving her file into his folder under a key he forged, and his genuine edit was
+        called a forgery and dropped (attack round 41b (5)).
+
+        His: sealed under an older key than hers (her wrapping he carried: only a key he was given
+        opens what he sealed, so nothing of hers after the re-key is in it), his WRITE on every folder
+        it names, as grants stand now (a folder she took from him, or holds apart, refuses it), a
+        state of his device newer than any this device saw (a replay of one seen is refused: said),
+        and no key of his making (``owner_dek``).  Kept only as a conflict copy in the folder he
+        wrote it in (services/conflicts.py), never as her file's state or place."""
+        node, links = opened
+        held = volume.find(doc["_id"])
+        sharing = volume.sharing
+        if (held is None or held.owner != self.user_id or "owner_dek" in doc or not links
+                or node.epoch >= held.epoch or node.seq is None or sharing is None
+                or self.seen is None or self._place_unknown(self.user_id, doc["_id"])):
+            return False
+        if not self.seen.newer(doc["_id"], apart(node.seq, signer)):
+            return False
+        for parent_fid, _ in links:
+            parent = volume.find(parent_fid) if isinstance(parent_fid, str) else None
+            if (parent is None or not parent.is_dir or parent.ino in sharing.phantoms
+                    or not self.writes_at(volume, signer, self.user_id, parent)):
+                return False
+        return True
+
+    def vouch_copy(self, fid: str, signer: str, node: Node) -> None:
+        """The versions of a writer's edit kept as a conflict copy (``writers_copy``), his signed ones
+        from its head back to the first of another's, are admitted as written while granted
+        (``version_ok``): judged against the file where her move put it, they were his forgery, and
+        the copy read EIO."""
+        if self.seen is None:
+            return
+        todo, seen = [node.head], set()
+        while todo and len(seen) < COPY_VERSIONS:
+            vid = todo.pop()
+            if not isinstance(vid, str) or vid in seen:
+                continue
+            seen.add(vid)
+            doc = self.store.get(vid)
+            if doc is None or doc.get("type") != VERSION or doc.get("fid") != fid:
+                continue
+            try:
+                if self.trust.verify(doc, author=self.user_id) != signer:
+                    continue  # hers (judged as hers), or another's: not vouched for here
+                wrapped = doc.get("en_file_dek")
+                dek = node.dek if wrapped is None else self.trust.key.unwrap_dek(fid, b64d(wrapped))
+                parents = version_parents(doc, dek)
+            except (VaultError, KeyError, TypeError, ValueError):
+                continue
+            self.seen.granted_write(vid, signer, signature_of(doc))
+            todo += parents
 
     def _branch(self, doc: dict) -> tuple[Node, list[tuple[str, bytes]]] | None:
         """A branch of this user's node opened (its node, its links), or None if it does not open."""
