@@ -347,8 +347,6 @@ def _gc_ok(seen: dict[str, object]) -> None:
             (device, {k: (v[:40] if isinstance(v, bytes) else v) for k, v in files.items()}, said)
 
 
-@pytest.mark.xfail(strict=True, reason="41b (1): gc on one device punches the records of a version "
-                   "her other device's offline edit inherits blocks from: that edit reads EIO there")
 def test_an_offline_edit_that_inherits_blocks_gc_dropped_elsewhere_reads_on_both(tmp_path: Path) -> None:
     _gc_ok(_gc_while_apart(tmp_path, gc=True))
 
@@ -592,8 +590,6 @@ def _purge_ok(seen: dict[str, object]) -> None:
         assert tree == {"plan.bin": bytes(want)}, (device, _short(seen))
 
 
-@pytest.mark.xfail(strict=True, reason="41b (1): her trash emptied by gc on one device: her other "
-                   "device's offline edit of the file, kept (edit beats delete), reads EIO there")
 def test_an_offline_edit_of_a_file_purged_elsewhere_reads_on_both(tmp_path: Path) -> None:
     _purge_ok(_purged_while_apart(tmp_path, purge=True))
 
