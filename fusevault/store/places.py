@@ -360,6 +360,19 @@ class Places:
             return {}
         return {(vid, idx): owner for vid, owner, idxs in rows for idx in _indices(idxs)}
 
+    def punched_files(self) -> list[str]:
+        """Every file with records gc punched out here."""
+        try:
+            return [fid for (fid,) in self._db().execute("SELECT DISTINCT fid FROM punched")]
+        except sqlite3.OperationalError:  # a store opened read-only before the table was made
+            return []
+
+    def came_from_peer(self, fid: str, vid: str) -> bool:
+        """Whether version ``vid``'s manifest record arrived from a peer (was not written here)."""
+        row = self._db().execute("SELECT arrived FROM places WHERE fid = ? AND vid = ? AND idx = -1",
+                                 (fid, vid)).fetchone()
+        return row is not None and bool(row[0])
+
     def held(self, fid: str, vid: str) -> tuple[bool, int]:
         """Whether version ``vid``'s manifest record is here, and how many of its other records."""
         manifest, others = self._db().execute(

@@ -598,6 +598,26 @@ def test_control_an_offline_edit_of_a_file_deleted_elsewhere_is_kept_on_both(tmp
     _purge_ok(_purged_while_apart(tmp_path, purge=False))
 
 
+def test_an_offline_edit_of_a_file_purged_on_a_device_locked_when_it_arrives_reads_there(
+        tmp_path: Path) -> None:
+    """(1b) with the device that purged locked while the other device's edit arrives: the unlock loads
+    the edit from the store (no arrival looks at it) and fetches the records it inherits that gc
+    punched there (vault/services/absorbing.py ``want_punched``)."""
+    def laptop(m: Path) -> None:
+        with open(m / "plan.bin", "r+b") as f:
+            f.seek(2 * BLOCK + 100)
+            f.write(b"the desktop's words")  # the words _purge_ok reads, written on the other device
+
+    def desktop(m: Path) -> None:
+        os.unlink(m / "plan.bin")
+        done = fusevault("gc", m, "--as-of", "2099-01-01", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["files_purged"] == 1, done.stdout
+
+    _purge_ok(_apart(tmp_path, (), [laptop, desktop], before=lambda a: (a / "plan.bin").write_bytes(ORIGINAL),
+                     locked=True))
+
+
 def _chmod_apart(tmp_path: Path, edit: bool) -> dict[str, object]:
     """plan.txt on both; the server goes away; the laptop ``chmod 600`` it and sets ``user.tag``; the
     desktop (``edit``) writes into it; the server comes back."""

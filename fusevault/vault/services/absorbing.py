@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
 # Absorbed is what every caller gets back (vault/tree/arrivals.py holds it, as the unlock uses it too).
 __all__ = ["Absorbed", "absorb", "absorb_arrivals", "absorb_node", "admit_new", "retry_awaiting",
-           "save_leaving", "settle_busy", "sweep", "absorb_beneath", "inherits_punched"]
+           "save_leaving", "settle_busy", "sweep", "absorb_beneath", "inherits_punched", "want_punched"]
 
 
 def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -> Absorbed:
@@ -574,6 +574,21 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
         return False
     volume.tree.records_wanted[(fresh.fid, vid)] = needed
     return True
+
+
+def want_punched(volume: Volume) -> None:
+    """A tree just loaded (an unlock, a mount) may show a peer's version that arrived while no tree
+    here was unlocked and inherits records gc punched out here (no arrival looked at it): they are
+    wanted from the peer (``inherits_punched``; the file shows that version meanwhile, and reads EIO
+    until they come).  Only files with punched rows whose current version came from a peer are
+    walked (a version written here names none: gc keeps what the versions known here use)."""
+    places = volume.layout.places
+    if places is None or not places.rows_kept:
+        return
+    for fid in places.punched_files():
+        node = volume.tree.find(fid)
+        if node is not None and node.is_reg and node.head and places.came_from_peer(fid, node.head):
+            inherits_punched(volume, node)
 
 
 Punched = dict[tuple[str, int], str]  # (vid, idx) -> owner of records gc punched out here
