@@ -16,6 +16,8 @@ Its schema is part of store.sqlite's (store/local.py applies ``SCHEMA`` and
 
 from __future__ import annotations
 
+import bisect
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -179,11 +181,22 @@ def _runs(idxs: set[int]) -> str:
 
 
 def _indices(runs: str) -> list[int]:
-    out: list[int] = []
+    return [idx for first, last in run_pairs(runs) for idx in range(first, last + 1)]
+
+
+def run_pairs(runs: str) -> list[tuple[int, int]]:
+    """``(first, last)`` of each run in ``idxs``, in order."""
+    out = []
     for run in runs.split(","):
         first, _, last = run.partition(":")
-        out += range(int(first), int(last or first) + 1)
+        out.append((int(first), int(last or first)))
     return out
+
+
+def in_runs(runs: list[tuple[int, int]], idx: int) -> bool:
+    """Whether ``idx`` lies in one of ``runs`` (sorted, apart)."""
+    at = bisect.bisect_right(runs, (idx, math.inf)) - 1
+    return at >= 0 and runs[at][0] <= idx <= runs[at][1]
 
 
 def set_shas(db: sqlite3.Connection, shas: Sequence[tuple[str, str, str, int]]) -> int:
@@ -352,13 +365,14 @@ class Places:
                                   (fid, vid))
         return [PlaceRow(*row) for row in rows]
 
-    def punched_of(self, fid: str) -> dict[tuple[str, int], str]:
-        """(vid, idx) -> owner of ``fid``'s records gc punched out here and no peer sent again."""
+    def punched_of(self, fid: str) -> dict[str, tuple[str, list[tuple[int, int]]]]:
+        """vid -> (owner, runs of indices) of ``fid``'s records gc punched out here and no peer sent
+        again (runs, not indices: a dropped version of a large file is one or two)."""
         try:
             rows = self._db().execute("SELECT vid, owner, idxs FROM punched WHERE fid = ?", (fid,)).fetchall()
         except sqlite3.OperationalError:  # a store opened read-only before the table was made
             return {}
-        return {(vid, idx): owner for vid, owner, idxs in rows for idx in _indices(idxs)}
+        return {vid: (owner, run_pairs(idxs)) for vid, owner, idxs in rows}
 
     def punched_files(self) -> list[str]:
         """Every file with records gc punched out here."""

@@ -101,10 +101,11 @@ class Beneath(Protocol):
 
     # Records gc punched out here that a peer's version held back inherits (attack round 41b (1)):
     # ((fid, that version), the record's vid, its index, its owner), fetched again by id; then
-    # ``asked_records`` with those versions (asked once) and the trees look again.
+    # ``asked_records`` with those versions and the ones some record of which came (the others are
+    # not asked again), and the trees look again.
     def records_wanted(self) -> list[tuple[tuple[str, str], str, int, str]]: ...
 
-    def asked_records(self, versions: set[tuple[str, str]]) -> None: ...
+    def asked_records(self, versions: set[tuple[str, str]], answered: set[tuple[str, str]]) -> None: ...
 
 
 class _NothingBeneath:
@@ -119,7 +120,7 @@ class _NothingBeneath:
     def records_wanted(self) -> list[tuple[tuple[str, str], str, int, str]]:
         return []
 
-    def asked_records(self, versions: set[tuple[str, str]]) -> None:
+    def asked_records(self, versions: set[tuple[str, str]], answered: set[tuple[str, str]]) -> None:
         return None
 
 
@@ -425,7 +426,9 @@ class Replicator:
     async def _take_punched(self) -> None:
         """The records gc punched out here that a peer's version held back names (``Beneath``), fetched
         at their one revision and appended as any record is (checked when read); one the peer does not
-        send, or sends as no record of that owner, stays missing (asked once: its reads say EIO)."""
+        send, or sends as no record of that owner, stays missing (a version none of whose records came
+        is not asked again: its reads say EIO; one some came for is looked at again, and may want more:
+        its manifest tree's nodes come first)."""
         if not (wanted := self.beneath.records_wanted()):
             return
         owners = {record_id(version[0], vid, idx): owner for version, vid, idx, owner in wanted}
@@ -438,7 +441,9 @@ class Replicator:
                 if self.layout.places is not None:
                     self.layout.places.note_arrival()
                 self.status.records_down += len(places)
-            self.beneath.asked_records({version for version, *_ in wanted})
+            came = {(row.fid, row.vid, row.idx) for row in places}
+            answered = {version for version, vid, idx, _ in wanted if (version[0], vid, idx) in came}
+            self.beneath.asked_records({version for version, *_ in wanted}, answered)
             self.arrived([], replica.conflicted(self.store))  # held back: the trees look again
 
     def _wanted_record(self, doc: dict, owners: dict[str, str]) -> bool:

@@ -38,9 +38,11 @@ from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
+from fusevault.store.places import in_runs
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.format import manifest_tree
+from fusevault.vault.format.vf import MANIFEST_INDEX
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried, made_over
@@ -591,28 +593,33 @@ def want_punched(volume: Volume) -> None:
             inherits_punched(volume, node)
 
 
-Punched = dict[tuple[str, int], str]  # (vid, idx) -> owner of records gc punched out here
+Punched = dict[str, tuple[str, list[tuple[int, int]]]]  # vid -> (owner, runs of punched indices)
+Wanted = dict[tuple[str, int], str]  # (vid, idx) -> owner of records wanted from the peer
 
 
-def _inherited(volume: Volume, fresh: Node, punched: Punched) -> Punched:
-    """The punched records (vid, idx) -> owner that the manifest of ``fresh``'s version names."""
+def _inherited(volume: Volume, fresh: Node, punched: Punched) -> Wanted:
+    """The punched records that the manifest of ``fresh``'s version names.  A punched manifest tree
+    node of another version is wanted first (a few records): the manifest does not load without one
+    it names, and once they came the walk says which blocks (never a whole old version by guess)."""
     vid = fresh.head or ""
-    others = {key: owner for key, owner in punched.items() if key[0] != vid}
-    if any(idx < -1 for _, idx in others):
-        return others  # a tree node punched: the manifest does not load without it (all are wanted)
+    others = {v: runs for v, runs in punched.items() if v != vid}
+    nodes = {(v, idx): owner for v, (owner, runs) in others.items() for first, last in runs
+             if first < MANIFEST_INDEX for idx in range(first, min(last, MANIFEST_INDEX - 1) + 1)}
+    if nodes:
+        return nodes
     reader = Content(volume.layout, fresh.owner, fresh.fid, fresh.dek, None, None,
                      check_sidecar=False, vouch=False)
     try:
         manifest = reader.load_manifest(fresh.manifest or (0, 0), vid)
     except (VaultError, OSError, ValueError):
-        return others  # its own records are here (``held``): a bad one is the read's to say
+        return {}  # its own records are here (``held``): a bad one is the read's to say
     finally:
         reader.close()
-    named = {(writer, manifest_tree.node_index(level, pos))
-             for (level, pos), ((_, _, writer), *_) in (manifest.tree or {}).items()}
+    named = [(writer, manifest_tree.node_index(level, pos))
+             for (level, pos), ((_, _, writer), *_) in (manifest.tree or {}).items()]
     vids = manifest.vids
-    named |= {(vids[vidx], index) for index, _, _, vidx, _ in manifest.blocks.blocks() if vidx < len(vids)}
-    return {key: owner for key, owner in others.items() if key in named}
+    named += [(vids[vidx], index) for index, _, _, vidx, _ in manifest.blocks.blocks() if vidx < len(vids)]
+    return {(v, idx): others[v][0] for v, idx in named if v in others and in_runs(others[v][1], idx)}
 
 
 def _retry_incomplete(volume: Volume, out: Absorbed) -> None:
