@@ -33,7 +33,7 @@ from fusevault.tasks import Tasks
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import confirmed, users
 from fusevault.vault.services import rotation
-from fusevault.vault.services.absorbing import absorb
+from fusevault.vault.services.absorbing import absorb, want_punched
 from fusevault.vault.services.placing import KernelCache
 from fusevault.vault.services.requests import Requests, collect_periodically
 from fusevault.vault.services.versions_view import VersionsView
@@ -162,6 +162,7 @@ class Agent:
                     volume = await trio.to_thread.run_sync(
                         Volume.load, self._layout, self._store, key, root, self._inodes)
                     volume.device = self.device
+                    await trio.to_thread.run_sync(want_punched, volume)  # not shown to anyone yet
                     absorb(volume, self.missed, own=False)
                 finally:
                     self.missed = None

@@ -111,6 +111,23 @@ class Arrivals:
                 continue
             self.follow_up(agent, volume, changed)
 
+    def records_wanted(self) -> list[tuple[tuple[str, str], str, int, str]]:
+        """Records gc punched out here that a version a tree holds back inherits (vault/services/
+        absorbing.py ``inherits_punched``): the sync fetches them (sync/replicator.py ``Beneath``)."""
+        return sorted({(version, vid, idx, owner) for agent in self.unlocked()
+                       for version, wanted in _volume(agent).tree.records_wanted.items()
+                       for (vid, idx), owner in wanted.items()})
+
+    def asked_records(self, versions: set[tuple[str, str]], answered: set[tuple[str, str]]) -> None:
+        """Those versions' records were asked for (the ones sent are placed): not asked again, but for
+        ``answered`` ones (some record came: a walk of the manifest may want more, and every answer
+        leaves fewer punched records, so this ends)."""
+        for agent in self.unlocked():
+            tree = _volume(agent).tree
+            for version in versions:
+                tree.records_wanted.pop(version, None)
+            tree.records_asked |= versions - answered
+
     def committed(self, writer: Agent | None, docs: list[dict]) -> None:
         """``docs`` were written by ``writer`` (a user of this mount) or, None,
         by a peer or another process: into every unlocked tree (a tree still

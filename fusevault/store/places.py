@@ -16,6 +16,8 @@ Its schema is part of store.sqlite's (store/local.py applies ``SCHEMA`` and
 
 from __future__ import annotations
 
+import bisect
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -37,6 +39,17 @@ CREATE TABLE IF NOT EXISTS places (
     sha TEXT,
     UNIQUE (fid, vid, idx)
 );
+-- Records whose bytes gc punched out of (or removed with) this replica's .vf,
+-- one row per version: ``idxs`` their indices as runs ("-2:-1,0:9"); a peer's
+-- version made before it saw the gc may still name one, which is then fetched
+-- again (store/places.py ``forget``; absorbing.py ``inherits_punched``).
+CREATE TABLE IF NOT EXISTS punched (
+    fid TEXT NOT NULL,
+    vid TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    idxs TEXT NOT NULL,
+    PRIMARY KEY (fid, vid)
+) WITHOUT ROWID;
 """
 
 _COLUMNS = "fid, vid, idx, owner, offset, length, arrived, sha"
@@ -110,8 +123,20 @@ def insert_own(db: sqlite3.Connection, rows: Sequence[tuple]) -> None:
 
 
 def insert_arrived(db: sqlite3.Connection, rows: Sequence[PlaceRow]) -> None:
-    """The places here of records a peer sent (each with its ``sha``)."""
-    _insert(db, [PlaceRow(*row)._replace(arrived=1) for row in rows])
+    """The places here of records a peer sent (each with its ``sha``): a punched one is placed again."""
+    rows = [PlaceRow(*row)._replace(arrived=1) for row in rows]
+    _insert(db, rows)
+    placed: dict[tuple[str, str], set[int]] = {}
+    for row in rows:
+        placed.setdefault((row.fid, row.vid), set()).add(row.idx)
+    for (fid, vid), idxs in placed.items():
+        found = db.execute("SELECT idxs FROM punched WHERE fid = ? AND vid = ?", (fid, vid)).fetchone()
+        if found is None:
+            continue
+        if left := set(_indices(found[0])) - idxs:
+            db.execute("UPDATE punched SET idxs = ? WHERE fid = ? AND vid = ?", (_runs(left), fid, vid))
+        else:
+            db.execute("DELETE FROM punched WHERE fid = ? AND vid = ?", (fid, vid))
 
 
 def _insert(db: sqlite3.Connection, rows: list[PlaceRow]) -> None:
@@ -123,14 +148,55 @@ def forget(db: sqlite3.Connection, fid: str, ranges: Sequence[tuple[int, int]] |
     wholly inside one of ``ranges`` (``(offset, end)`` of its ``.vf`` that gc
     punched out), or all of them when ``ranges`` is None (the file removed).
     A row only says where bytes sit; once the bytes are gone it is garbage
-    (peers cannot be sent what is no longer here either)."""
+    (peers cannot be sent what is no longer here either).  Each is noted
+    ``punched``: a peer's version made before it saw the gc may still name it
+    (attack round 41b (1)), and it is then fetched from the peer again."""
     if ranges is None:
-        return db.execute("DELETE FROM places WHERE fid = ?", (fid,)).rowcount
-    gone = 0
-    for start, end in ranges:
-        gone += db.execute("DELETE FROM places WHERE fid = ? AND offset >= ? AND offset + length <= ?",
-                           (fid, start, end)).rowcount
-    return gone
+        return _forget_where(db, "fid = ?", (fid,))
+    return sum(_forget_where(db, "fid = ? AND offset >= ? AND offset + length <= ?", (fid, start, end))
+               for start, end in ranges)
+
+
+def _forget_where(db: sqlite3.Connection, where: str, args: tuple) -> int:
+    gone: dict[tuple[str, str], tuple[str, set[int]]] = {}
+    for fid, vid, idx, owner in db.execute(f"SELECT fid, vid, idx, owner FROM places WHERE {where}", args):
+        gone.setdefault((fid, vid), (owner, set()))[1].add(idx)
+    for (fid, vid), (owner, idxs) in gone.items():
+        found = db.execute("SELECT idxs FROM punched WHERE fid = ? AND vid = ?", (fid, vid)).fetchone()
+        idxs |= set(_indices(found[0])) if found else set()
+        db.execute("INSERT OR REPLACE INTO punched (fid, vid, owner, idxs) VALUES (?, ?, ?, ?)",
+                   (fid, vid, owner, _runs(idxs)))
+    return db.execute(f"DELETE FROM places WHERE {where}", args).rowcount
+
+
+def _runs(idxs: set[int]) -> str:
+    """Indices as runs ``first:last``, comma-separated: a whole version is one or two."""
+    out: list[str] = []
+    for idx in sorted(idxs):
+        if out and int(out[-1].rsplit(":", 1)[-1]) == idx - 1:
+            out[-1] = f"{out[-1].split(':', 1)[0]}:{idx}"
+        else:
+            out.append(str(idx))
+    return ",".join(out)
+
+
+def _indices(runs: str) -> list[int]:
+    return [idx for first, last in run_pairs(runs) for idx in range(first, last + 1)]
+
+
+def run_pairs(runs: str) -> list[tuple[int, int]]:
+    """``(first, last)`` of each run in ``idxs``, in order."""
+    out = []
+    for run in runs.split(","):
+        first, _, last = run.partition(":")
+        out.append((int(first), int(last or first)))
+    return out
+
+
+def in_runs(runs: list[tuple[int, int]], idx: int) -> bool:
+    """Whether ``idx`` lies in one of ``runs`` (sorted, apart)."""
+    at = bisect.bisect_right(runs, (idx, math.inf)) - 1
+    return at >= 0 and runs[at][0] <= idx <= runs[at][1]
 
 
 def set_shas(db: sqlite3.Connection, shas: Sequence[tuple[str, str, str, int]]) -> int:
@@ -298,6 +364,28 @@ class Places:
         rows = self._db().execute(f"SELECT {_COLUMNS} FROM places WHERE fid = ? AND vid = ? ORDER BY idx",
                                   (fid, vid))
         return [PlaceRow(*row) for row in rows]
+
+    def punched_of(self, fid: str) -> dict[str, tuple[str, list[tuple[int, int]]]]:
+        """vid -> (owner, runs of indices) of ``fid``'s records gc punched out here and no peer sent
+        again (runs, not indices: a dropped version of a large file is one or two)."""
+        try:
+            rows = self._db().execute("SELECT vid, owner, idxs FROM punched WHERE fid = ?", (fid,)).fetchall()
+        except sqlite3.OperationalError:  # a store opened read-only before the table was made
+            return {}
+        return {vid: (owner, run_pairs(idxs)) for vid, owner, idxs in rows}
+
+    def punched_files(self) -> list[str]:
+        """Every file with records gc punched out here."""
+        try:
+            return [fid for (fid,) in self._db().execute("SELECT DISTINCT fid FROM punched")]
+        except sqlite3.OperationalError:  # a store opened read-only before the table was made
+            return []
+
+    def came_from_peer(self, fid: str, vid: str) -> bool:
+        """Whether version ``vid``'s manifest record arrived from a peer (was not written here)."""
+        row = self._db().execute("SELECT arrived FROM places WHERE fid = ? AND vid = ? AND idx = -1",
+                                 (fid, vid)).fetchone()
+        return row is not None and bool(row[0])
 
     def held(self, fid: str, vid: str) -> tuple[bool, int]:
         """Whether version ``vid``'s manifest record is here, and how many of its other records."""

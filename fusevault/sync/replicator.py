@@ -99,6 +99,14 @@ class Beneath(Protocol):
 
     def take_beneath(self, docs: list[dict]) -> None: ...
 
+    # Records gc punched out here that a peer's version held back inherits (attack round 41b (1)):
+    # ((fid, that version), the record's vid, its index, its owner), fetched again by id; then
+    # ``asked_records`` with those versions and the ones some record of which came (the others are
+    # not asked again), and the trees look again.
+    def records_wanted(self) -> list[tuple[tuple[str, str], str, int, str]]: ...
+
+    def asked_records(self, versions: set[tuple[str, str]], answered: set[tuple[str, str]]) -> None: ...
+
 
 class _NothingBeneath:
     """A replica kept for someone else or being joined: no tree refuses anything."""
@@ -107,6 +115,12 @@ class _NothingBeneath:
         return []
 
     def take_beneath(self, docs: list[dict]) -> None:
+        return None
+
+    def records_wanted(self) -> list[tuple[tuple[str, str], str, int, str]]:
+        return []
+
+    def asked_records(self, versions: set[tuple[str, str]], answered: set[tuple[str, str]]) -> None:
         return None
 
 
@@ -345,6 +359,7 @@ class Replicator:
     async def pull(self, wait: bool = False) -> bool:
         """Take one batch of the peer's changes; False once there were none left."""
         await self._take_beneath()  # wanted by a tree unlocked since the last batch
+        await self._take_punched()
         since = self.checkpoint.get("pull", 0)
         results, last = await self.db.changes(since, CHANGES_BATCH, wait=wait)
         self._contact()
@@ -389,6 +404,7 @@ class Replicator:
             # After the batch is taken in: a node's newer head sent with a gc's deletion of its old one.
             self._judge_held(caught_up=len(results) < CHANGES_BATCH)
         await self._take_beneath()
+        await self._take_punched()
         if self.keys is not None and len(results) < CHANGES_BATCH:
             self.keys.caught_up()  # the key deletions refused meanwhile judged again, and said
         self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
@@ -406,6 +422,40 @@ class Replicator:
         docs = [doc for doc in docs if (doc.get("_id"), doc.get("_rev")) in asked and not doc.get("_deleted")]
         async with self.settled():
             self.beneath.take_beneath(docs)
+
+    async def _take_punched(self) -> None:
+        """The records gc punched out here that a peer's version held back names (``Beneath``), fetched
+        at their one revision and appended as any record is (checked when read); one the peer does not
+        send, or sends as no record of that owner, stays missing (a version none of whose records came
+        is not asked again: its reads say EIO; one some came for is looked at again, and may want more:
+        its manifest tree's nodes come first)."""
+        if not (wanted := self.beneath.records_wanted()):
+            return
+        owners = {record_id(version[0], vid, idx): owner for version, vid, idx, owner in wanted}
+        docs = await self.db.bulk_get([(i, record_rev(i)) for i in sorted(owners)], missing_ok=True)
+        docs = [doc for doc in docs if self._wanted_record(doc, owners)]
+        places = await trio.to_thread.run_sync(place_records, self.layout, docs) if docs else []
+        async with self.settled():
+            if places:
+                replica.store_revisions(self.store, [], places)
+                if self.layout.places is not None:
+                    self.layout.places.note_arrival()
+                self.status.records_down += len(places)
+            came = {(row.fid, row.vid, row.idx) for row in places}
+            answered = {version for version, vid, idx, _ in wanted if (version[0], vid, idx) in came}
+            self.beneath.asked_records({version for version, *_ in wanted}, answered)
+            self.arrived([], replica.conflicted(self.store))  # held back: the trees look again
+
+    def _wanted_record(self, doc: dict, owners: dict[str, str]) -> bool:
+        """``doc`` is a record asked for, at its revision, of the owner this replica knew it by, and
+        not placed again meanwhile."""
+        doc_id = doc.get("_id")
+        if not isinstance(doc_id, str) or doc_id not in owners or doc.get("_rev") != record_rev(doc_id):
+            return False
+        if not self._is_record(doc) or doc.get("owner") != owners[doc_id]:
+            return False
+        fid, vid, idx = parse_record_id(doc_id)
+        return places_table.find(self.store.db, fid, vid, idx) is None
 
     def _store(self, docs: list[dict], record_docs: list[dict], places: list, last: object) -> None:
         """Store a batch and have the mount take it in: nothing awaits here, so

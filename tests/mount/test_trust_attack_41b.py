@@ -349,8 +349,6 @@ def _gc_ok(seen: dict[str, object]) -> None:
             (device, {k: (v[:40] if isinstance(v, bytes) else v) for k, v in files.items()}, said)
 
 
-@pytest.mark.xfail(strict=True, reason="41b (1): gc on one device punches the records of a version "
-                   "her other device's offline edit inherits blocks from: that edit reads EIO there")
 def test_an_offline_edit_that_inherits_blocks_gc_dropped_elsewhere_reads_on_both(tmp_path: Path) -> None:
     _gc_ok(_gc_while_apart(tmp_path, gc=True))
 
@@ -620,14 +618,32 @@ def _purge_ok(seen: dict[str, object]) -> None:
         assert tree == {"plan.bin": bytes(want)}, (device, _short(seen))
 
 
-@pytest.mark.xfail(strict=True, reason="41b (1): her trash emptied by gc on one device: her other "
-                   "device's offline edit of the file, kept (edit beats delete), reads EIO there")
 def test_an_offline_edit_of_a_file_purged_elsewhere_reads_on_both(tmp_path: Path) -> None:
     _purge_ok(_purged_while_apart(tmp_path, purge=True))
 
 
 def test_control_an_offline_edit_of_a_file_deleted_elsewhere_is_kept_on_both(tmp_path: Path) -> None:
     _purge_ok(_purged_while_apart(tmp_path, purge=False))
+
+
+def test_an_offline_edit_of_a_file_purged_on_a_device_locked_when_it_arrives_reads_there(
+        tmp_path: Path) -> None:
+    """(1b) with the device that purged locked while the other device's edit arrives: the unlock loads
+    the edit from the store (no arrival looks at it) and fetches the records it inherits that gc
+    punched there (vault/services/absorbing.py ``want_punched``)."""
+    def laptop(m: Path) -> None:
+        with open(m / "plan.bin", "r+b") as f:
+            f.seek(2 * BLOCK + 100)
+            f.write(b"the desktop's words")  # the words _purge_ok reads, written on the other device
+
+    def desktop(m: Path) -> None:
+        os.unlink(m / "plan.bin")
+        done = fusevault("gc", m, "--as-of", "2099-01-01", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["files_purged"] == 1, done.stdout
+
+    _purge_ok(_apart(tmp_path, (), [laptop, desktop], before=lambda a: (a / "plan.bin").write_bytes(ORIGINAL),
+                     locked=True))
 
 
 def _chmod_apart(tmp_path: Path, edit: bool) -> dict[str, object]:

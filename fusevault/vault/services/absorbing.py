@@ -38,7 +38,11 @@ from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
+from fusevault.store.places import in_runs
+from fusevault.vault.files.content import Content
 from fusevault.vault.files.sidecar import write_vfmeta
+from fusevault.vault.format import manifest_tree
+from fusevault.vault.format.vf import MANIFEST_INDEX
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried, made_over
@@ -72,7 +76,7 @@ log = logging.getLogger(__name__)
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
 # Absorbed is what every caller gets back (vault/tree/arrivals.py holds it, as the unlock uses it too).
 __all__ = ["Absorbed", "absorb", "absorb_arrivals", "absorb_node", "admit_new", "retry_awaiting",
-           "save_leaving", "settle_busy", "sweep", "absorb_beneath"]
+           "save_leaving", "settle_busy", "sweep", "absorb_beneath", "inherits_punched", "want_punched"]
 
 
 def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -> Absorbed:
@@ -550,7 +554,72 @@ def _version_here(volume: Volume, fresh: Node, node: Node | None) -> bool:
         expected = plain.get("records_n", 0) if isinstance(plain, dict) else 0
     except (CorruptData, KeyError, TypeError, ValueError):
         return True  # does not open: the reader refuses it (an alarm), holding it back would hide that
-    return not isinstance(expected, int) or others >= expected
+    if isinstance(expected, int) and others < expected:
+        return False
+    return not inherits_punched(volume, fresh)
+
+
+def inherits_punched(volume: Volume, fresh: Node) -> bool:
+    """Whether the version ``fresh`` names inherits records gc punched out of this replica since
+    (attack round 41b (1): a peer's partial write made over a version gc dropped here names that
+    version's blocks by (vid, index); read here, they are a hole or another record: EIO and a false
+    forgery alarm).  If so they are wanted from the peer (``Tree.records_wanted``, fetched by the
+    sync) and the caller holds the node back; asked once per version: one the peer does not send is
+    taken in as it is (its reads say EIO).  Only a file with punched rows pays for the walk."""
+    places = volume.layout.places
+    vid = fresh.head
+    if vid is None or fresh.manifest is None or places is None or not places.rows_kept:
+        return False
+    if not (punched := places.punched_of(fresh.fid)) or (fresh.fid, vid) in volume.tree.records_asked:
+        return False
+    if not (needed := _inherited(volume, fresh, punched)):
+        return False
+    volume.tree.records_wanted[(fresh.fid, vid)] = needed
+    return True
+
+
+def want_punched(volume: Volume) -> None:
+    """A tree just loaded (an unlock, a mount) may show a peer's version that arrived while no tree
+    here was unlocked and inherits records gc punched out here (no arrival looked at it): they are
+    wanted from the peer (``inherits_punched``; the file shows that version meanwhile, and reads EIO
+    until they come).  Only files with punched rows whose current version came from a peer are
+    walked (a version written here names none: gc keeps what the versions known here use)."""
+    places = volume.layout.places
+    if places is None or not places.rows_kept:
+        return
+    for fid in places.punched_files():
+        node = volume.tree.find(fid)
+        if node is not None and node.is_reg and node.head and places.came_from_peer(fid, node.head):
+            inherits_punched(volume, node)
+
+
+Punched = dict[str, tuple[str, list[tuple[int, int]]]]  # vid -> (owner, runs of punched indices)
+Wanted = dict[tuple[str, int], str]  # (vid, idx) -> owner of records wanted from the peer
+
+
+def _inherited(volume: Volume, fresh: Node, punched: Punched) -> Wanted:
+    """The punched records that the manifest of ``fresh``'s version names.  A punched manifest tree
+    node of another version is wanted first (a few records): the manifest does not load without one
+    it names, and once they came the walk says which blocks (never a whole old version by guess)."""
+    vid = fresh.head or ""
+    others = {v: runs for v, runs in punched.items() if v != vid}
+    nodes = {(v, idx): owner for v, (owner, runs) in others.items() for first, last in runs
+             if first < MANIFEST_INDEX for idx in range(first, min(last, MANIFEST_INDEX - 1) + 1)}
+    if nodes:
+        return nodes
+    reader = Content(volume.layout, fresh.owner, fresh.fid, fresh.dek, None, None,
+                     check_sidecar=False, vouch=False)
+    try:
+        manifest = reader.load_manifest(fresh.manifest or (0, 0), vid)
+    except (VaultError, OSError, ValueError):
+        return {}  # its own records are here (``held``): a bad one is the read's to say
+    finally:
+        reader.close()
+    named = [(writer, manifest_tree.node_index(level, pos))
+             for (level, pos), ((_, _, writer), *_) in (manifest.tree or {}).items()]
+    vids = manifest.vids
+    named += [(vids[vidx], index) for index, _, _, vidx, _ in manifest.blocks.blocks() if vidx < len(vids)]
+    return {(v, idx): others[v][0] for v, idx in named if v in others and in_runs(others[v][1], idx)}
 
 
 def _retry_incomplete(volume: Volume, out: Absorbed) -> None:

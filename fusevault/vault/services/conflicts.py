@@ -59,7 +59,7 @@ from fusevault.vault.model import names
 from fusevault.vault.model.history import made_over, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
-from fusevault.vault.services.absorbing import absorb_node
+from fusevault.vault.services.absorbing import absorb_node, inherits_punched
 from fusevault.vault.services.recovery import COPY_CHUNK, copy_into
 from fusevault.vault.tree.arrivals import Absorbed, relink
 from fusevault.vault.tree.authorship import COPY, KEPT, REFUSED
@@ -178,6 +178,10 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             continue
         if any(leaf.node.head and store.get(leaf.node.head) is None for leaf in (mine, theirs)):
             return  # a version has not arrived yet: settled after a later arrival
+        if any(leaf.node.is_reg and inherits_punched(volume, leaf.node) for leaf in (mine, theirs)):
+            # Records a leaf's version inherits were punched here by gc (attack round 41b (1)):
+            # wanted from the peer, settled once they came (or were asked for in vain).
+            return
         if _replayed(volume, mine, theirs, "made the current revision, beside a newer one"):
             keeper, named, loser = theirs, theirs, None  # nothing of the replay is kept
         else:

@@ -119,6 +119,12 @@ class Inodes:
         # refused one would erase once her next commit goes over it.  The sync fetches them and
         # they are taken in under it (vault/tree/arrivals.py ``keep``; absorbing.py ``absorb_beneath``).
         self.beneath: dict[str, tuple[str, list[str]]] = {}
+        # (fid, vid) of a peer's version held back -> {(vid, idx): owner} of the records it inherits
+        # that gc punched out here (absorbing.py ``inherits_punched``): the sync fetches them again.
+        # ``records_asked``: versions whose records were asked for once; one the peer did not send
+        # is taken in as it is (its read says EIO), and asked again only for a newer version.
+        self.records_wanted: dict[tuple[str, str], dict[tuple[str, int], str]] = {}
+        self.records_asked: set[tuple[str, str]] = set()
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
@@ -582,6 +588,8 @@ class Inodes:
         self.pending.clear()  # likewise
         self.vouched.clear()
         self.beneath.clear()
+        self.records_wanted.clear()
+        self.records_asked.clear()
         self.same_state.clear()
         self.ledger = None  # saved before; it holds a key of the user's
         if self.layout.places is not None and self.key is not None:

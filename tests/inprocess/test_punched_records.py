@@ -1,0 +1,154 @@
+"""Records gc punched out here that a peer's version still names (attack round 41b (1)), in-process.
+
+A peer's partial write made over a version this device's gc dropped names that version's blocks by
+(vid, index); their place rows here are gone (store/places.py ``forget`` notes them ``punched``).
+The version is held back (vault/services/absorbing.py ``inherits_punched``) and the sync fetches the
+records again by id (sync/replicator.py ``_take_punched``).  The scene here: plan.bin written (v1),
+then changed in its last block (v2, inheriting blocks 0 and 1 of v1), and v1's blocks 0 and 1 punched
+and forgotten as gc does; the peer is a fake database serving the records asked for.  The server is
+hostile: what it sends at a wanted id is only appended and checked when read."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import os
+from types import SimpleNamespace
+
+import pyfuse3
+import pytest
+
+from fusevault.fs.arrivals import Arrivals
+from fusevault.store.places import PlaceRow
+from fusevault.sync.content_docs import read_records, record_rev
+from fusevault.sync.replicator import PeerStatus, Replicator
+from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
+from fusevault.vault.model import alarms
+from fusevault.vault.services import gc
+from fusevault.vault.services.absorbing import inherits_punched
+from inprocess.conftest import ME, make, read_all
+
+ORIGINAL = bytes(range(256)) * (3 * NEW_BLOCK_SIZE // 256)  # three blocks
+WORDS = b"the laptop's words"
+AT = 2 * NEW_BLOCK_SIZE + 100
+
+
+class Peer:
+    """A peer database serving ``docs`` by (id, rev); what it was asked for."""
+
+    def __init__(self, docs: list[dict]) -> None:
+        self.docs = docs
+        self.asked: list[list[tuple[str, str]]] = []
+
+    async def bulk_get(self, wanted: list[tuple[str, str]], *, missing_ok: bool = False) -> list[dict]:
+        assert missing_ok  # a record the peer lacks is left out, never the end of the pull
+        self.asked.append(wanted)
+        return [doc for doc in self.docs if (doc.get("_id"), doc.get("_rev")) in set(wanted)]
+
+
+async def _punched_scene(fs) -> tuple[object, list[PlaceRow], list[dict]]:
+    """plan.bin's v2 inheriting v1's blocks 0 and 1, punched; the node, their rows, their documents."""
+    volume = fs.volume
+    entry = await make(fs.ops, b"plan.bin", ORIGINAL)
+    v1 = volume.resolve(b"plan.bin").head
+    info = await fs.ops.open(entry.st_ino, os.O_RDWR, ME)
+    await fs.ops.write(info.fh, AT, WORDS)
+    await fs.ops.release(info.fh)
+    node = volume.resolve(b"plan.bin")
+    assert node.head != v1
+    rows = [row for row in volume.layout.places.of_version(node.fid, v1) if row.idx in (0, 1)]
+    assert len(rows) == 2
+    genuine = read_records(volume.layout, rows)
+    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
+    try:
+        for row in rows:
+            gc.punch_hole(fd, row.offset, row.length)
+    finally:
+        os.close(fd)
+    await volume.store_call(volume.store.forget_places, node.fid,
+                            [(row.offset, row.offset + row.length) for row in rows])
+    return node, rows, genuine
+
+
+def _replicator(fs, peer: Peer) -> tuple[Replicator, list[str]]:
+    """The sync with ``peer``, its hand on this mount's trees (fs/arrivals.py), nothing else."""
+    volume = fs.volume
+    agent = SimpleNamespace(session=SimpleNamespace(volume=volume), missed=None, user_id=volume.key.user_id)
+    arrivals = Arrivals(volume.store, lambda: [agent])
+    said: list[str] = []
+    r = Replicator.__new__(Replicator)
+    r.store, r.layout, r.name, r.db = volume.store, volume.layout, "server", peer
+    r.status, r.settled = PeerStatus("server", "http://server"), contextlib.nullcontext
+    r.arrived, r.beneath = arrivals.arrived, arrivals
+    r._refused = lambda subject, text: said.append(subject)  # type: ignore[method-assign]
+    return r, said
+
+
+def _wanted(rows: list[PlaceRow]) -> set[tuple[str, int]]:
+    return {(row.vid, row.idx) for row in rows}
+
+
+async def _read(fs) -> bytes | int:
+    try:
+        return await read_all(fs.ops, fs.volume.resolve(b"plan.bin").ino)
+    except pyfuse3.FUSEError as err:
+        return err.errno
+
+
+def _expected() -> bytes:
+    out = bytearray(ORIGINAL)
+    out[AT:AT + len(WORDS)] = WORDS
+    return bytes(out)
+
+
+async def test_a_version_naming_punched_records_is_held_and_they_are_fetched_again(fs) -> None:
+    volume = fs.volume
+    node, rows, genuine = await _punched_scene(fs)
+    assert volume.layout.places.punched_of(node.fid) == {rows[0].vid: (node.owner, [(0, 1)])}
+    assert inherits_punched(volume, node)  # held back: its records wanted
+    assert set(volume.tree.records_wanted[(node.fid, node.head)]) == _wanted(rows)
+    peer = Peer(genuine)
+    r, said = _replicator(fs, peer)
+    await r._take_punched()
+    assert sorted(peer.asked[0]) == sorted((doc["_id"], record_rev(doc["_id"])) for doc in genuine)
+    assert said == [] and volume.layout.places.punched_of(node.fid) == {}
+    assert not volume.tree.records_wanted and not inherits_punched(volume, node)
+    volume.layout.places.refused.clear()
+    assert await _read(fs) == _expected()
+    await r._take_punched()
+    assert len(peer.asked) == 1  # nothing wanted any more: nothing asked
+
+
+@pytest.mark.parametrize("served", ["garbage bytes", "not base64", "another owner", "nothing"])
+async def test_a_peer_serving_garbage_at_a_wanted_record_breaks_nothing_and_reads_eio(fs, served) -> None:
+    """What the server sends at a wanted id is a record (appended, checked when read: EIO and an
+    alarm, never other bytes), or no record (refused as ``_is_record`` does), or nothing: the pull
+    goes on, the version is asked for once, then taken in as it is."""
+    volume = fs.volume
+    node, rows, genuine = await _punched_scene(fs)
+    forged = []
+    for doc in genuine:
+        doc = dict(doc)
+        if served == "garbage bytes":
+            doc["data"] = base64.b64encode(os.urandom(len(doc["data"]) * 3 // 4)).decode()
+        elif served == "not base64":
+            doc["data"] = "!!! not base64 !!!"
+        elif served == "another owner":
+            doc["owner"] = "e" * 32
+        forged.append(doc)
+    assert inherits_punched(volume, node)
+    peer = Peer([] if served == "nothing" else forged)
+    r, said = _replicator(fs, peer)
+    await r._take_punched()  # never raises
+    assert len(peer.asked) == 1
+    # Bytes placed (the records are no longer punched: read and refused), else asked once: either
+    # way taken in as it is now.
+    asked = (node.fid, node.head) in volume.tree.records_asked
+    assert not volume.tree.records_wanted and asked == (served != "garbage bytes")
+    assert not inherits_punched(volume, node)
+    assert said == ([f"record {doc['_id']}" for doc in genuine] if served == "not base64" else [])
+    await r._take_punched()
+    assert len(peer.asked) == 1  # not asked again (a newer version of the file would be)
+    assert await _read(fs) == errno.EIO
+    assert "record" in alarms.for_user(volume.key.user_id)
