@@ -114,3 +114,12 @@ def test_a_document_with_malformed_stamps_is_refused(changed: object) -> None:
     attrs["changed"] = changed
     with pytest.raises(ValueError):
         check_shapes(attrs)
+
+
+def test_stamps_alone_are_no_difference_to_commit() -> None:
+    ancestor = _node()
+    laptop, desktop = _copy(ancestor), _copy(ancestor)
+    _chmod(laptop, 0o600)
+    _chmod(laptop, 0o644)  # and back
+    meta = merged(desktop, laptop, desktop)
+    assert not meta.differs(desktop) and meta.changed == laptop.changed

@@ -464,9 +464,10 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     node.rev = current["_rev"]
     if links != keeper.links:
         relink(volume.tree, node, links, out)
-    if meta is not None and meta.differs(node):
-        meta.apply(node)  # her metadata changes of both states (``_apart``)
-        out.inodes.append(node.ino)  # the kernel forgets the mode and xattrs it holds
+    if meta is not None:  # her metadata changes of both states (``_apart``), with their stamps
+        if meta.differs(node):
+            out.inodes.append(node.ino)  # the kernel forgets the mode and xattrs it holds
+        meta.apply(node)
     volume.tree.note_moved(node, before)
     _made_over_both(volume, current["_id"], *leaves)  # taken in first: covered, the keeper was a replay
     await volume.save_node(node)

@@ -45,8 +45,10 @@ class Metadata:
     changed: dict[str, int] | None
 
     def differs(self, node: Node) -> bool:
-        return (stat.S_IMODE(node.mode), node.uid, node.gid, dict(node.xattrs), node.changed or None) != (
-            self.perm, self.uid, self.gid, dict(self.xattrs), self.changed)
+        """Whether the node shows other metadata.  Stamps alone are no reason for a commit: two
+        devices settling at once would each make one more revision, a conflict again."""
+        return (stat.S_IMODE(node.mode), node.uid, node.gid, dict(node.xattrs)) != (
+            self.perm, self.uid, self.gid, dict(self.xattrs))
 
     def apply(self, node: Node) -> None:
         node.mode = stat.S_IFMT(node.mode) | self.perm
