@@ -660,8 +660,6 @@ def _chmod_apart(tmp_path: Path, edit: bool) -> dict[str, object]:
         del os.environ["R41B_MODES"]
 
 
-@pytest.mark.xfail(strict=True, reason="41b (4): a concurrent edit on her other device silently undoes "
-                   "her chmod 600 (and her xattr): settling takes mode and xattrs from the contents' side")
 def test_her_chmod_on_one_device_survives_an_edit_on_the_other(tmp_path: Path) -> None:
     seen = _chmod_apart(tmp_path, edit=True)
     for device, (tree, _) in seen.items():
@@ -673,6 +671,51 @@ def test_control_her_chmod_on_one_device_reaches_the_other(tmp_path: Path) -> No
     seen = _chmod_apart(tmp_path, edit=False)
     for device, (tree, _) in seen.items():
         assert tree.get("plan.txt mode") == ("0o600", b"laptop"), (device, _short(seen))
+
+
+def _meta_apart(tmp_path: Path, laptop, desktop, before=None) -> dict[str, object]:
+    """plan.txt on both (``before`` run on the laptop first); the server goes away; the laptop runs
+    ``laptop``, then the desktop ``desktop`` (the later change); the server comes back."""
+    os.environ["R41B_MODES"] = "1"
+    try:
+        return _apart(tmp_path, ("plan.txt",), [laptop, desktop], before=before)
+    finally:
+        del os.environ["R41B_MODES"]
+
+
+def _agree(seen: dict[str, object], want: dict[str, object]) -> None:
+    for device, (tree, said) in seen.items():
+        assert tree == want, (device, _short(seen))
+        assert said == [], (device, _short(seen))
+
+
+def test_her_rename_on_one_device_and_chmod_on_the_other_both_survive(tmp_path: Path) -> None:
+    """Rule 2 (the same contents on both): each field from the device that changed it, not the later
+    state whole (41b (4))."""
+    seen = _meta_apart(tmp_path, lambda m: os.rename(m / "plan.txt", m / "plan-old.txt"),
+                       lambda m: os.chmod(m / "plan.txt", 0o600))
+    _agree(seen, {"plan-old.txt": b"as it was", "plan-old.txt mode": ("0o600", None)})
+
+
+def test_her_chmod_on_both_devices_the_later_stands(tmp_path: Path) -> None:
+    seen = _meta_apart(tmp_path, lambda m: os.chmod(m / "plan.txt", 0o600),
+                       lambda m: os.chmod(m / "plan.txt", 0o640))
+    _agree(seen, {"plan.txt": b"as it was", "plan.txt mode": ("0o640", None)})
+
+
+@pytest.mark.parametrize("later", ["removed", "set"])
+def test_her_xattr_set_on_one_device_and_removed_on_the_other_the_later_stands(tmp_path: Path,
+                                                                                 later: str) -> None:
+    def tag(m: Path) -> None:
+        os.setxattr(m / "plan.txt", "user.tag", b"laptop" if m.name == "a" else b"desktop")
+
+    def untag(m: Path) -> None:
+        os.removexattr(m / "plan.txt", "user.tag")
+
+    ops = [tag, untag] if later == "removed" else [untag, tag]
+    seen = _meta_apart(tmp_path, *ops, before=lambda a: os.setxattr(a / "plan.txt", "user.tag", b"first"))
+    _agree(seen, {"plan.txt": b"as it was",
+                  "plan.txt mode": ("0o644", None if later == "removed" else b"desktop")})
 
 
 # --- (5) a WRITE member's edit while she moves the file out of the share

@@ -53,6 +53,11 @@ _RANGES = (("mode", 0, 0o177777), ("uid", 0, _U32 - 1), ("gid", 0, _U32 - 1), ("
            ("btime", -_I63, _I63 - 1))
 
 
+# The fields of a node a user sets as metadata, each stamped when it changes (``Node.changed``):
+# its permission bits, its owner ids (uid and gid: one chown), its extended attributes, its names.
+CHANGED = frozenset({"mode", "owner", "xattrs", "links"})
+
+
 def int_in(value: object, low: int, high: int) -> bool:
     return type(value) is int and low <= value <= high  # a bool is not a number here
 
@@ -108,6 +113,10 @@ def check_shapes(attrs: dict) -> None:
         raise ValueError("bad trashed")
     if (seq := attrs.get("seq")) is not None and not device_ok(seq[0]):
         raise ValueError("bad seq")
+    changed = attrs.get("changed")
+    if changed is not None and not (isinstance(changed, dict) and all(
+            k in CHANGED and time_ok(n) for k, n in changed.items())):
+        raise ValueError("bad changed")
     over = attrs.get("over")
     if over is not None and not (isinstance(over, dict) and len(over) <= MAX_OVER and all(
             device_ok(d) and int_in(n, 0, _I63 - 1) for d, n in over.items())):
@@ -135,6 +144,14 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+def note_change(node: Node, field: str) -> None:
+    """Stamp a change of one of the node's ``CHANGED`` fields: later than the clock's now and than
+    the field's stamp so far, so that a state that changed it always carries a greater stamp than
+    one that did not (whatever either device's clock says)."""
+    stamps = node.changed or {}
+    node.changed = {**stamps, field: min(max(now_ns(), stamps.get(field, 0) + 1), _I63 - 1)}
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -147,7 +164,7 @@ class Node:
         "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped", "seq",
-        "over", "replaced_by", "placed",
+        "over", "replaced_by", "placed", "changed",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -208,6 +225,10 @@ class Node:
         # The owner's signed stamp of where she put it (vault/model/placement.py):
         # made at her commits, carried over unchanged by a grantee's.
         self.placed: dict | None = None
+        # When each field the user sets as metadata last changed ({field: ns}, ``CHANGED``; None: none
+        # since it was made): two states of hers made apart keep each field from the one that changed
+        # it (vault/services/conflicts.py, attack round 41b (4)).  Replaced, never changed in place.
+        self.changed: dict[str, int] | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -226,7 +247,7 @@ class Node:
     # Snapshots let a metadata operation be undone when its commit fails.
     _SAVED = ("mode", "uid", "gid", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "xattrs",
               "head", "manifest", "rev", "trashed", "previous", "dek", "epoch",
-              "replaced_by")
+              "replaced_by", "changed")
 
     def save(self) -> tuple:
         return (tuple(getattr(self, f) for f in self._SAVED), list(self.links))
@@ -260,6 +281,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         **({"seq": list(node.seq)} if node.seq is not None else {}),
         **({"over": node.over} if node.over else {}),
         **({"placed": node.placed} if node.placed is not None else {}),
+        **({"changed": node.changed} if node.changed else {}),
     }
 
 
@@ -413,6 +435,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     node.epoch = attrs.get("epoch", 0)
     node.allocated = attrs.get("allocated")
     node.placed = shaped(attrs.get("placed"))
+    node.changed = attrs.get("changed") or None
     if (seq := attrs.get("seq")) is not None:
         device, n = seq
         if not isinstance(device, str) or not isinstance(n, int):

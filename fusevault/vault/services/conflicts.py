@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 from fusevault.crypto.keys import MasterKey, subkey
 from fusevault.crypto.signing import signer_of
-from fusevault.errors import Conflict, VaultError
+from fusevault.errors import Conflict, Forged, VaultError
 from fusevault.store import replica
 from fusevault.store.local import REVS_LIMIT, LocalStore
 from fusevault.vault.files.content import Content
@@ -60,6 +60,7 @@ from fusevault.vault.model.history import made_over, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.services.absorbing import absorb_node, inherits_punched
+from fusevault.vault.services.metadata_merge import Metadata, changed_last, merged
 from fusevault.vault.services.recovery import COPY_CHUNK, copy_into
 from fusevault.vault.tree.arrivals import Absorbed, relink
 from fusevault.vault.tree.authorship import COPY, KEPT, REFUSED
@@ -182,6 +183,8 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             # Records a leaf's version inherits were punched here by gc (attack round 41b (1)):
             # wanted from the peer, settled once they came (or were asked for in vain).
             return
+        meta: Metadata | None = None
+        differ = False  # the two leaves' bytes were compared and differ (read once)
         if _replayed(volume, mine, theirs, "made the current revision, beside a newer one"):
             keeper, named, loser = theirs, theirs, None  # nothing of the replay is kept
         else:
@@ -194,14 +197,16 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
                 # device's newer edit unsaid (attack round 41b (6)).  Rule 4 then: both kept.
                 keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))
                 named, loser = keeper, (theirs if keeper is mine else mine)
+                differ = True
+            named, meta = _apart(volume, mine, theirs, keeper, named, loser)
         log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
                  f"{loser.doc['_rev']} copied" if loser else "no copy")
-        if loser is not None and await _same_bytes(volume, keeper, loser):
+        if loser is not None and not differ and await _same_bytes(volume, keeper, loser):
             loser = None  # rule 2 by contents: both sides hold the same bytes under two versions
         if loser is not None:
             await _conflict_copy(volume, store, loser, out)
-        if keeper is theirs or named.links != keeper.links:
-            await _adopt(volume, current, keeper, named, out, (mine, theirs))
+        if keeper is theirs or named.links != keeper.links or (meta and meta.differs(keeper.node)):
+            await _adopt(volume, current, keeper, named, out, (mine, theirs), meta)
         _close(volume, store, theirs)
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
@@ -332,6 +337,38 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey) -> tupl
             return newer, older, None
     keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))  # rule 4
     return keeper, keeper, theirs if keeper is mine else mine
+
+
+def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
+           loser: Leaf | None) -> tuple[Leaf, Metadata | None]:
+    """Rules 2 and 3 between two states of hers: what she set as metadata taken field by field from the
+    state that changed it, the later change if both did (vault/services/metadata_merge.py).  Kept whole,
+    the state with the contents undid her chmod or xattr on her other device, and rule 2 lost a rename
+    or a chmod made apart (attack round 41b (4)).  (The names chosen, the merged rest or None.)"""
+    if loser is not None or _made_twice(mine, theirs) or _deletes(mine) or _deletes(theirs) \
+            or not (_hers(volume, mine) and _hers(volume, theirs)):
+        return named, None  # rules 1, 4, 5, or a member's state: as it was decided
+    other = theirs if keeper is mine else mine
+    if not (keeper.node.epoch > other.node.epoch and _folders(keeper) != _folders(other)):
+        # Her names from the state that changed them last (a tie: as decided).  Not over a re-keyed
+        # move into another folder: that keeps its own (``_decide``, round 41b (2)).
+        named = _changed_last(named, other if named is keeper else keeper, "links")
+    return named, merged(keeper.node, other.node, named.node)
+
+
+def _changed_last(first: Leaf, second: Leaf, field: str) -> Leaf:
+    return second if changed_last(first.node, second.node, field) is second.node else first
+
+
+def _hers(volume: Volume, leaf: Leaf) -> bool:
+    """Whether a state is hers, signed by her (one of her devices); in a vault with no key pairs
+    (``authorship`` None) every state is."""
+    if volume.authorship is None:
+        return True
+    try:
+        return signer_of(leaf.doc) == volume.key.user_id == leaf.doc.get("owner")
+    except Forged:
+        return False
 
 
 def _folders(leaf: Leaf) -> set[str]:
@@ -469,7 +506,7 @@ def _device_of(store: LocalStore, leaf: Leaf) -> str | None:
 
 
 async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: Absorbed,
-                 leaves: tuple[Leaf, ...] = ()) -> None:
+                 leaves: tuple[Leaf, ...] = (), meta: Metadata | None = None) -> None:
     """Make the keeper's state (with the names of ``named``) the next revision after ``current``."""
     # Taken into the tree as if it were a newer revision (absorb skips the
     # revision the tree already holds), then committed on top of ``current``.
@@ -496,6 +533,10 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     node.rev = current["_rev"]
     if links != keeper.links:
         relink(volume.tree, node, links, out)
+    if meta is not None:  # her metadata changes of both states (``_apart``), with their stamps
+        if meta.differs(node):
+            out.inodes.append(node.ino)  # the kernel forgets the mode and xattrs it holds
+        meta.apply(node)
     volume.tree.note_moved(node, before)
     _made_over_both(volume, current["_id"], *leaves)  # taken in first: covered, the keeper was a replay
     await volume.save_node(node)

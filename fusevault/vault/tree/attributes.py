@@ -11,7 +11,7 @@ import logging
 import stat
 
 from fusevault.errors import NoAttribute, NotSupported, VaultError
-from fusevault.vault.model.nodes import Node, now_ns
+from fusevault.vault.model.nodes import Node, note_change, now_ns
 from fusevault.vault.tree.access import Access
 from fusevault.vault.tree.tx import Tx
 
@@ -54,12 +54,15 @@ class Attributes(Access):
     @staticmethod
     def _set(node: Node, now: int, mode: int | None, uid: int | None, gid: int | None,
              atime: int | None, mtime: int | None, ctime: int | None) -> None:
-        if mode is not None:
+        # Stamped only when it changes: a chmod to the mode it has must not outweigh her other
+        # device's real change of it when the two are settled (vault/services/conflicts.py).
+        if mode is not None and stat.S_IMODE(node.mode) != mode & 0o7777:
             node.mode = stat.S_IFMT(node.mode) | (mode & 0o7777)
-        if uid is not None:
-            node.uid = uid
-        if gid is not None:
-            node.gid = gid
+            note_change(node, "mode")
+        if (uid is not None and uid != node.uid) or (gid is not None and gid != node.gid):
+            node.uid = node.uid if uid is None else uid
+            node.gid = node.gid if gid is None else gid
+            note_change(node, "owner")
         if atime is not None:
             node.atime = atime
         if mtime is not None:
@@ -85,6 +88,7 @@ class Attributes(Access):
             tx.touch(node)
             node.xattrs = {**node.xattrs, name: bytes(value)}
             node.ctime = now_ns()
+            note_change(node, "xattrs")
             await self.commit(tx)
 
     # Served as set: user.* only.  A node document (a writer signs it) may hold any name;
@@ -110,6 +114,7 @@ class Attributes(Access):
             tx.touch(node)
             node.xattrs = {k: v for k, v in node.xattrs.items() if k != name}
             node.ctime = now_ns()
+            note_change(node, "xattrs")
             await self.commit(tx)
 
     async def commit_lazy(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fusevault.vault.model.nodes import Node
+from fusevault.vault.model.nodes import Node, note_change
 
 
 class Tx:
@@ -29,6 +29,8 @@ class Tx:
         parent.children[name] = node.ino
         parent.subdirs += subdir
         node.links.append((parent.ino, name))
+        if node.rev is not None:  # a name given to a node that had its own: a change (a new node's is none)
+            note_change(node, "links")
 
     def detach(self, parent: Node, name: bytes, node: Node) -> None:
         self.touch(node)
@@ -37,6 +39,7 @@ class Tx:
         del parent.children[name]
         parent.subdirs += subdir
         node.links.remove((parent.ino, name))
+        note_change(node, "links")
 
     def rollback(self, nodes: dict[int, Node]) -> None:
         for parent, name, old, subdir in reversed(self.entries):
