@@ -5,10 +5,11 @@ withholds, forks revision trees, cuts histories short, serves devices
 different views) and ordinary legitimate use by one user with two or three
 devices and a WRITE member (nothing may be lost, no false alarm).
 
-The report is the attacker's, as written; since, holes 2 and 6 are fixed and their tests pass (rule 3
-keeps a re-keyed move into another folder, conflicts.py ``_decide``; rule 5 holds only for the same
-bytes, ``_settle_one``); 1, 3, 4 and 5 are open, their tests strict xfails (docs/SECURITY.md,
-"Attack round 41").
+The report is the attacker's, as written; since, all six are fixed and their tests pass: 2 and 6 in
+the stop of the round (rule 3 keeps a re-keyed move into another folder, conflicts.py ``_decide``;
+rule 5 holds only for the same bytes, ``_settle_one``), 1, 3, 4 and 5 in the next (punched records
+fetched again, a key's refused deletion said only after a while, metadata merged per field, a
+member's edit kept as his copy where he wrote it: docs/SECURITY.md, "Attack round 41").
 
 Run this round (real mounts on a pouchdb-server of each test's own; the server killed while the
 devices work apart, or, as the server, two databases relayed by hand so that two devices see two
