@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 # has no unsaved changes of their own (those are sealed under the key they
 # were opened with, and committed with it).
 ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "target", "trashed",
-         "previous", "rev", "placed", "seq", "over")  # seq, over: what her next commit is made over
+         "previous", "rev", "placed", "seq", "over", "changed")  # seq, over: what her next commit is made
+# over; changed: the stamps her next change of a field goes above (vault/services/metadata_merge.py)
 # Revisions a refused one may pass over that are fetched to be taken in under it (a peer's edits made
 # while this device was away: a file saved more often than this is recovered from its history).
 BENEATH_LIMIT = 16
