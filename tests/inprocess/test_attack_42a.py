@@ -34,6 +34,22 @@ Hole (2), low (cost, no loss): a version that names no punched record is held ba
   Fix: want a punched node only when the walk of the version's own tree meets it (load the manifest
     tree level by level: a node named and punched is wanted, its children after it came).
   Tests: that one.
+
+Hole (6), medium (honest use; the sync with a peer stalls): the records wanted again are asked for
+  in one request, however many.
+  Attack: none needed: her big file (2 GiB: 131072 blocks) rewritten here, the old version dropped
+    by gc; her desktop's offline edit of one block of the old version arrives: 131071 records wanted.
+  Seen: ``test_records_wanted_again_are_asked_for_in_batches`` (run, fails: MANY = 40 records asked
+    in one ``_bulk_get``; the pull's own asks are ``RECORDS_BATCH`` = 32 at a time, "about 2.8 MB").
+    At scale read only, unconfirmed: about 2.9 GB of JSON in one answer, over ``JSON_LIMIT``
+    (256 MiB; ``bulk_get`` then halves, each half refetched whole) or past what the server builds
+    (an HTTP error: ``PeerUnavailable``, nothing noted asked); ``_take_punched`` runs first in every
+    ``pull``, so the pull from that peer retries the same ask and never reaches its changes feed.
+  Cause: sync/replicator.py ``_take_punched``: one ``db.bulk_get`` of every wanted id.
+  Impact: memory and bandwidth spikes; at worst all sync down from that peer stops.
+  Fix: ask ``RECORDS_BATCH`` at a time (as ``pull`` does), placing each batch, and note a version
+    asked once every batch was; a failed ask ends the version's want (noted asked) rather than the pull.
+  Tests: that one.
 """
 
 from __future__ import annotations
@@ -43,6 +59,7 @@ import os
 import pytest
 
 from fusevault.sync.content_docs import read_records
+from fusevault.sync.replicator import RECORDS_BATCH
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
 from fusevault.vault.services import gc
 from fusevault.vault.services.absorbing import inherits_punched
@@ -116,3 +133,37 @@ async def test_a_version_naming_no_punched_record_is_not_held_back(fs) -> None:
     await r._take_punched()
     grown = os.path.getsize(volume.layout.vf_path(node.owner, node.fid)) - size
     assert not held and not wanted and grown == 0, (held, wanted, grown)
+
+
+MANY = RECORDS_BATCH + 8  # blocks of v1 that v2 inherits, all punched
+
+
+@pytest.mark.xfail(strict=True, reason="42a (6): replicator._take_punched asks for every wanted record in "
+                   "one _bulk_get (the pull's own asks are RECORDS_BATCH at a time)")
+async def test_records_wanted_again_are_asked_for_in_batches(fs) -> None:
+    """Hole (6): v1 of ``MANY + 1`` blocks, v2 changes its last block (inheriting the others), gc
+    drops v1 here: all of v1's blocks v2 inherits are wanted, and asked for in one request."""
+    volume = fs.volume
+    entry = await make(fs.ops, b"many.bin", os.urandom((MANY + 1) * NEW_BLOCK_SIZE))
+    v1 = volume.resolve(b"many.bin").head
+    info = await fs.ops.open(entry.st_ino, os.O_RDWR, ME)
+    await fs.ops.write(info.fh, MANY * NEW_BLOCK_SIZE + 10, b"an edit")
+    await fs.ops.release(info.fh)
+    node = volume.resolve(b"many.bin")
+    gone = [row for row in volume.layout.places.of_version(node.fid, v1) if 0 <= row.idx < MANY]
+    assert len(gone) == MANY
+    genuine = read_records(volume.layout, gone)
+    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
+    try:
+        for row in gone:
+            gc.punch_hole(fd, row.offset, row.length)
+    finally:
+        os.close(fd)
+    await volume.store_call(volume.store.forget_places, node.fid,
+                            [(row.offset, row.offset + row.length) for row in gone])
+    assert inherits_punched(volume, node)
+    peer = Peer(genuine)
+    r, _ = _replicator(fs, peer)
+    await r._take_punched()
+    assert sum(len(asked) for asked in peer.asked) == MANY  # every one asked for (and sent)
+    assert max(len(asked) for asked in peer.asked) <= RECORDS_BATCH, [len(a) for a in peer.asked]
