@@ -50,6 +50,25 @@ Hole (6), medium (honest use; the sync with a peer stalls): the records wanted a
   Fix: ask ``RECORDS_BATCH`` at a time (as ``pull`` does), placing each batch, and note a version
     asked once every batch was; a failed ask ends the version's want (noted asked) rather than the pull.
   Tests: that one.
+
+Hole (7), medium (her new file gone from her desktop's view): a folder's removal served before
+  the removals of the folders under it counts them as holding nothing.
+  Attack: her laptop removes F/s/t/u (``rm -r F``, made there) while her desktop saves
+    F/s/t/u/new.txt; the server serves F's removal in a batch of its own and the subfolders'
+    removals later (it may order its feed as it likes; a pull batch boundary, or a read in the
+    middle of the laptop's ``_bulk_docs``, stored in id order, does the same without an attacker).
+  Seen: ``test_a_folders_removal_served_before_its_subfolders_keeps_what_she_saved_under_it`` (run
+    at function level, in-process: the folders' ``seq`` set to the laptop's; fails: F counted as
+    holding nothing live).  The mount-level loss is round 41's own finding (F removed takes the
+    subfolders and new.txt from the desktop's tree); not run here across batches.
+  Cause: vault/tree/revival.py ``_live``: a folder child recurses (``_holds_live``) only when its
+    own removal is stored; one still as the laptop made it returns ``seq == this device``: False,
+    whatever it holds.
+  Impact: as round 41's deep ``rm -r`` bug: the desktop's tree drops F with new.txt until another
+    device (the laptop, if it comes) revives the folders, or a remount loads the orphan.
+  Fix: a folder child holds what its subtree holds whatever its own state: recurse for every folder
+    child (``depth < DEPTH_LIMIT``), not only one whose removal waits in the batch.
+  Tests: that one; the control ``..._served_with_its_subfolders_keeps_what_she_saved`` passes.
 """
 
 from __future__ import annotations
@@ -63,7 +82,8 @@ from fusevault.sync.replicator import RECORDS_BATCH
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
 from fusevault.vault.services import gc
 from fusevault.vault.services.absorbing import inherits_punched
-from inprocess.conftest import ME, make
+from fusevault.vault.tree import revival
+from inprocess.conftest import DIR, ME, ROOT, make
 from inprocess.test_punched_records import Peer, _expected, _punched_scene, _read, _replicator
 
 
@@ -167,3 +187,40 @@ async def test_records_wanted_again_are_asked_for_in_batches(fs) -> None:
     await r._take_punched()
     assert sum(len(asked) for asked in peer.asked) == MANY  # every one asked for (and sent)
     assert max(len(asked) for asked in peer.asked) <= RECORDS_BATCH, [len(a) for a in peer.asked]
+
+
+async def _deep_scene(fs) -> tuple[object, list]:
+    """F/s/t/u made on her laptop (their ``seq`` its), u/new.txt saved here since: (F, [s, t, u])."""
+    volume = fs.volume
+    ino = ROOT
+    for name in (b"F", b"s", b"t", b"u"):
+        ino = (await fs.ops.mkdir(ino, name, DIR, ME)).st_ino
+    await make(fs.ops, b"new.txt", b"saved on the desktop", parent=ino)
+    await volume.flush_pending()
+    top = volume.resolve(b"F")
+    chain = [volume.resolve(path) for path in (b"F/s", b"F/s/t", b"F/s/t/u")]
+    new = volume.resolve(b"F/s/t/u/new.txt")
+    assert all(node.rev is not None for node in (top, *chain, new)), "all committed"
+    assert revival._live(volume.tree, new), "her new file is live here"
+    for node in (top, *chain):
+        node.seq = ("laptop", 7)  # made on her laptop, taken in here
+    return top, chain
+
+
+@pytest.mark.xfail(strict=True, reason="42a (7): revival._live recurses only into a folder whose removal "
+                   "is stored; one whose removal the server serves later counts as holding nothing")
+async def test_a_folders_removal_served_before_its_subfolders_keeps_what_she_saved_under_it(fs) -> None:
+    """Hole (7): F's removal served alone (the server orders the laptop's removals F first, and
+    the rest later): F holds her new file three folders down; none of their removals is here yet."""
+    top, _ = await _deep_scene(fs)
+    assert revival._holds_live(fs.volume.tree, top, 0), "F counted as holding nothing live"
+
+
+async def test_a_folders_removal_served_with_its_subfolders_keeps_what_she_saved(fs, monkeypatch) -> None:
+    """Control (round 41's fix): the subfolders' removals stored in the same batch, not taken yet."""
+    top, chain = await _deep_scene(fs)
+    store = fs.volume.store
+    real = store.get
+    removed = {node.fid: {"_id": node.fid, "_rev": "9-" + "e" * 32, "delete": True} for node in chain}
+    monkeypatch.setattr(store, "get", lambda doc_id: removed.get(doc_id) or real(doc_id))
+    assert revival._holds_live(fs.volume.tree, top, 0)
