@@ -69,6 +69,21 @@ Hole (7), medium (her new file gone from her desktop's view): a folder's removal
   Fix: a folder child holds what its subtree holds whatever its own state: recurse for every folder
     child (``depth < DEPTH_LIMIT``), not only one whose removal waits in the batch.
   Tests: that one; the control ``..._served_with_its_subfolders_keeps_what_she_saved`` passes.
+
+Hole (8), low (a store writer's flood, a hang at unlock): a planted ``punched`` row of one long run
+  of tree-node indices is expanded index by index into wanted records.
+  Attack: whoever writes the vault folder adds one row to store.sqlite's ``punched`` for a file
+    whose current version came from a peer: another vid, ``idxs`` "-300001:-2" (or "-4000000000:-2").
+  Seen: ``test_a_planted_punched_run_makes_no_flood_of_wanted_records`` (run, fails: 300000
+    records wanted; at -4e9 read only: ``want_punched`` at every unlock builds a dict of 4e9 entries,
+    a hang and out of memory, before the mount serves).
+  Cause: vault/services/absorbing.py ``_inherited``: ``range(first, min(last, MANIFEST_INDEX - 1) + 1)``
+    over the planted run, before any manifest names one; store/places.py ``_indices`` likewise
+    expands runs in ``insert_arrived`` and ``_forget_where``.
+  Impact: a mount that never comes up, or one ``_bulk_get`` of every planted id (hole (6)).
+  Fix: never expand a run: want only the nodes the version's own tree names (hole (2)'s fix), test
+    ``in_runs`` per named index, and refuse a row whose runs are not indices a record can have.
+  Tests: that one.
 """
 
 from __future__ import annotations
@@ -224,3 +239,21 @@ async def test_a_folders_removal_served_with_its_subfolders_keeps_what_she_saved
     removed = {node.fid: {"_id": node.fid, "_rev": "9-" + "e" * 32, "delete": True} for node in chain}
     monkeypatch.setattr(store, "get", lambda doc_id: removed.get(doc_id) or real(doc_id))
     assert revival._holds_live(fs.volume.tree, top, 0)
+
+
+PLANTED = 300_000  # a run's length in a planted row: -PLANTED-1 .. -2 (a store writer could write -4e9)
+
+
+@pytest.mark.xfail(strict=True, reason="42a (8): absorbing._inherited expands a punched run of tree-node "
+                   "indices of another version by range(), whatever its length, as wanted")
+async def test_a_planted_punched_run_makes_no_flood_of_wanted_records(fs) -> None:
+    """Hole (8): one ``punched`` row planted in store.sqlite (by whoever writes the vault folder) for a
+    version of plan.bin no manifest names, its indices one run of ``PLANTED`` tree nodes."""
+    volume = fs.volume
+    node, _, _ = await _punched_scene(fs)
+    with volume.store.transaction() as db:
+        db.execute("INSERT INTO punched (fid, vid, owner, idxs) VALUES (?, ?, ?, ?)",
+                   (node.fid, "f" * 32, node.owner, f"{-PLANTED - 1}:-2"))
+    inherits_punched(volume, node)
+    wanted = volume.tree.records_wanted.get((node.fid, node.head), {})
+    assert len(wanted) < 100, f"{len(wanted)} records wanted for one planted row"
