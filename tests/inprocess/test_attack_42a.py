@@ -1,5 +1,8 @@
 """Attack round 42a, in-process: round 41b's last fixes (records gc punched fetched again).
 
+Run 03:41 UTC, 2026-12-06 (holes (1), (2), (6), (7), (8): 5 xfailed, 2 controls passed);
+with --runxfail each xfail fails at its own assertion (the scene's asserts all held).
+
 Hole (1), low-medium: one peer that lacks the punched records stops every other peer being asked.
   Attack: the vault syncs with two peers (sync/service.py runs one Replicator per peer, all on the
     same trees: ``beneath``).  A peer's version inherits records gc punched here; the peer asked

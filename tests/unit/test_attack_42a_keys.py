@@ -1,5 +1,8 @@
 """Attack round 42a: a forged key deletion said only after ``SAY_REFUSED_AFTER`` (sync/key_mirror.py).
 
+Run 03:41 UTC, 2026-12-06 (holes (3), (4), (5): 3 xfailed, 3 controls passed);
+with --runxfail each xfail fails at its own assertion (the scene's asserts all held).
+
 Hole (3), medium (an alarm a server can silence for good): a server that deletes a member's key
   document and puts it back, over and over, is never said.
   Attack: the server serves a bare deletion of bob's key document (refused: the key file stays),
