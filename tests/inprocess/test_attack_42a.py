@@ -1,0 +1,262 @@
+"""Attack round 42a, in-process: round 41b's last fixes (records gc punched fetched again).
+
+Run 03:41 UTC, 2026-12-06 (holes (1), (2), (6), (7), (8): 5 xfailed, 2 controls passed);
+with --runxfail each xfail fails at its own assertion (the scene's asserts all held).
+
+Hole (1), low-medium: one peer that lacks the punched records stops every other peer being asked.
+  Attack: the vault syncs with two peers (sync/service.py runs one Replicator per peer, all on the
+    same trees: ``beneath``).  A peer's version inherits records gc punched here; the peer asked
+    first does not send them (a hostile server withholds them; an honest one just added, still
+    being filled, does not have them yet); the other peer holds them.
+  Seen: ``test_a_peer_lacking_punched_records_does_not_keep_them_from_the_peer_holding_them``
+    (run, fails: the second peer is never asked and the file reads EIO).
+  Cause: fs/arrivals.py ``asked_records`` (``records_asked`` is per tree, not per peer) with
+    sync/replicator.py ``_take_punched``: the first replicator's unanswered ask marks the version
+    asked for all.
+  Impact: the file reads EIO (an alarm) until the next unlock or mount (``want_punched``), though
+    a peer of hers holds every byte; nothing may be lost, and one hostile peer among honest ones
+    can keep her edit unreadable.
+  Fix: note the versions asked per peer (``records_asked`` keyed by peer name), and take a version
+    in as it is only once every peer running was asked; or ask the other peers in turn.
+  Tests: that one; the control ``..._asked_in_the_other_order`` passes.
+
+Hole (2), low (cost, no loss): a version that names no punched record is held back, and the tree
+  nodes of every other dropped version are fetched and appended again.
+  Attack: none needed: her big file (more than 256 blocks: a manifest tree with leaf nodes) edited
+    in one block; gc drops the older version here (its root, its leaf 0, its block 0 punched; its
+    leaf 1 and other blocks kept, the new version uses them).  A later version (her desktop's edit)
+    names none of the punched records.
+  Seen: ``test_a_version_naming_no_punched_record_is_not_held_back`` (run, fails: held back, the
+    dropped version's leaf wanted; fetched, it is appended to the ``.vf`` again).
+  Cause: vault/services/absorbing.py ``_inherited``: every punched tree node (index below -1) of
+    every other version is wanted "first", before the manifest is walked, whether or not the
+    version's manifest names it.
+  Impact: each peer version of a file gc thinned here waits a round trip, and the dropped versions'
+    manifest nodes are fetched and appended again (gc's work undone until the next run, which
+    punches them again, and the next edit fetches them again); a server can answer one per round.
+  Fix: want a punched node only when the walk of the version's own tree meets it (load the manifest
+    tree level by level: a node named and punched is wanted, its children after it came).
+  Tests: that one.
+
+Hole (6), medium (honest use; the sync with a peer stalls): the records wanted again are asked for
+  in one request, however many.
+  Attack: none needed: her big file (2 GiB: 131072 blocks) rewritten here, the old version dropped
+    by gc; her desktop's offline edit of one block of the old version arrives: 131071 records wanted.
+  Seen: ``test_records_wanted_again_are_asked_for_in_batches`` (run, fails: MANY = 40 records asked
+    in one ``_bulk_get``; the pull's own asks are ``RECORDS_BATCH`` = 32 at a time, "about 2.8 MB").
+    At scale read only, unconfirmed: about 2.9 GB of JSON in one answer, over ``JSON_LIMIT``
+    (256 MiB; ``bulk_get`` then halves, each half refetched whole) or past what the server builds
+    (an HTTP error: ``PeerUnavailable``, nothing noted asked); ``_take_punched`` runs first in every
+    ``pull``, so the pull from that peer retries the same ask and never reaches its changes feed.
+  Cause: sync/replicator.py ``_take_punched``: one ``db.bulk_get`` of every wanted id.
+  Impact: memory and bandwidth spikes; at worst all sync down from that peer stops.
+  Fix: ask ``RECORDS_BATCH`` at a time (as ``pull`` does), placing each batch, and note a version
+    asked once every batch was; a failed ask ends the version's want (noted asked) rather than the pull.
+  Tests: that one.
+
+Hole (7), medium (her new file gone from her desktop's view): a folder's removal served before
+  the removals of the folders under it counts them as holding nothing.
+  Attack: her laptop removes F/s/t/u (``rm -r F``, made there) while her desktop saves
+    F/s/t/u/new.txt; the server serves F's removal in a batch of its own and the subfolders'
+    removals later (it may order its feed as it likes; a pull batch boundary, or a read in the
+    middle of the laptop's ``_bulk_docs``, stored in id order, does the same without an attacker).
+  Seen: ``test_a_folders_removal_served_before_its_subfolders_keeps_what_she_saved_under_it`` (run
+    at function level, in-process: the folders' ``seq`` set to the laptop's; fails: F counted as
+    holding nothing live).  The mount-level loss is round 41's own finding (F removed takes the
+    subfolders and new.txt from the desktop's tree); not run here across batches.
+  Cause: vault/tree/revival.py ``_live``: a folder child recurses (``_holds_live``) only when its
+    own removal is stored; one still as the laptop made it returns ``seq == this device``: False,
+    whatever it holds.
+  Impact: as round 41's deep ``rm -r`` bug: the desktop's tree drops F with new.txt until another
+    device (the laptop, if it comes) revives the folders, or a remount loads the orphan.
+  Fix: a folder child holds what its subtree holds whatever its own state: recurse for every folder
+    child (``depth < DEPTH_LIMIT``), not only one whose removal waits in the batch.
+  Tests: that one; the control ``..._served_with_its_subfolders_keeps_what_she_saved`` passes.
+
+Hole (8), low (a store writer's flood, a hang at unlock): a planted ``punched`` row of one long run
+  of tree-node indices is expanded index by index into wanted records.
+  Attack: whoever writes the vault folder adds one row to store.sqlite's ``punched`` for a file
+    whose current version came from a peer: another vid, ``idxs`` "-300001:-2" (or "-4000000000:-2").
+  Seen: ``test_a_planted_punched_run_makes_no_flood_of_wanted_records`` (run, fails: 300000
+    records wanted; at -4e9 read only: ``want_punched`` at every unlock builds a dict of 4e9 entries,
+    a hang and out of memory, before the mount serves).
+  Cause: vault/services/absorbing.py ``_inherited``: ``range(first, min(last, MANIFEST_INDEX - 1) + 1)``
+    over the planted run, before any manifest names one; store/places.py ``_indices`` likewise
+    expands runs in ``insert_arrived`` and ``_forget_where``.
+  Impact: a mount that never comes up, or one ``_bulk_get`` of every planted id (hole (6)).
+  Fix: never expand a run: want only the nodes the version's own tree names (hole (2)'s fix), test
+    ``in_runs`` per named index, and refuse a row whose runs are not indices a record can have.
+  Tests: that one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fusevault.sync.content_docs import read_records
+from fusevault.sync.replicator import RECORDS_BATCH
+from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
+from fusevault.vault.services import gc
+from fusevault.vault.services.absorbing import inherits_punched
+from fusevault.vault.tree import revival
+from inprocess.conftest import DIR, ME, ROOT, make
+from inprocess.test_punched_records import Peer, _expected, _punched_scene, _read, _replicator
+
+
+async def _two_peers(fs, lacking_first: bool) -> tuple[bytes | int, Peer, Peer]:
+    volume = fs.volume
+    node, rows, genuine = await _punched_scene(fs)
+    assert inherits_punched(volume, node)
+    lacking, holding = Peer([]), Peer(genuine)
+    first, second = (lacking, holding) if lacking_first else (holding, lacking)
+    for peer in (first, second):
+        r, _ = _replicator(fs, peer)
+        await r._take_punched()
+    volume.layout.places.refused.clear()
+    return await _read(fs), lacking, holding
+
+
+@pytest.mark.xfail(strict=True, reason="42a (1): records_asked is per tree, so the first peer's silence "
+                   "stops the other peer being asked (fs/arrivals.py asked_records)")
+async def test_a_peer_lacking_punched_records_does_not_keep_them_from_the_peer_holding_them(fs) -> None:
+    """Hole (1): the peer lacking them is asked first; the one holding them is never asked."""
+    got, lacking, holding = await _two_peers(fs, lacking_first=True)
+    assert lacking.asked
+    assert holding.asked, "the peer holding the records was never asked"
+    assert got == _expected()
+
+
+async def test_a_peer_lacking_punched_records_asked_in_the_other_order(fs) -> None:
+    """Control: the peer holding them asked first, the file reads as written."""
+    got, _, holding = await _two_peers(fs, lacking_first=False)
+    assert holding.asked and got == _expected()
+
+
+BIG = 300  # blocks: past one leaf of 256, so the manifest is a root and two leaf nodes
+
+
+@pytest.mark.xfail(strict=True, reason="42a (2): absorbing._inherited wants every punched tree node of "
+                   "every other version before walking the version's own manifest")
+async def test_a_version_naming_no_punched_record_is_not_held_back(fs) -> None:
+    """Hole (2): v1 (a tree: root -1, leaves -2 and -10), v2 edits block 0 (its own root and leaf 0,
+    v1's leaf 1 and blocks 1.. shared), gc drops v1 here: v1's root, leaf 0 and block 0 punched.
+    v3 (block 5 edited: as her desktop's edit would arrive) names none of them."""
+    volume = fs.volume
+    entry = await make(fs.ops, b"big.bin", os.urandom(BIG * NEW_BLOCK_SIZE))
+    v1 = volume.resolve(b"big.bin").head
+    for at in (10, 5 * NEW_BLOCK_SIZE + 10):
+        info = await fs.ops.open(entry.st_ino, os.O_RDWR, ME)
+        await fs.ops.write(info.fh, at, b"an edit")
+        await fs.ops.release(info.fh)
+    node = volume.resolve(b"big.bin")
+    rows = {row.idx: row for row in volume.layout.places.of_version(node.fid, v1)}
+    assert -2 in rows and -10 in rows, "v1's manifest is a tree"
+    gone = [rows[-1], rows[-2], rows[0]]  # what v2 and v3 do not use
+    genuine = read_records(volume.layout, gone)
+    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
+    try:
+        for row in gone:
+            gc.punch_hole(fd, row.offset, row.length)
+    finally:
+        os.close(fd)
+    await volume.store_call(volume.store.forget_places, node.fid,
+                            [(row.offset, row.offset + row.length) for row in gone])
+    assert volume.layout.places.punched_of(node.fid)
+    size = os.path.getsize(volume.layout.vf_path(node.owner, node.fid))
+    held = inherits_punched(volume, node)
+    wanted = dict(volume.tree.records_wanted)
+    r, _ = _replicator(fs, Peer(genuine))
+    await r._take_punched()
+    grown = os.path.getsize(volume.layout.vf_path(node.owner, node.fid)) - size
+    assert not held and not wanted and grown == 0, (held, wanted, grown)
+
+
+MANY = RECORDS_BATCH + 8  # blocks of v1 that v2 inherits, all punched
+
+
+@pytest.mark.xfail(strict=True, reason="42a (6): replicator._take_punched asks for every wanted record in "
+                   "one _bulk_get (the pull's own asks are RECORDS_BATCH at a time)")
+async def test_records_wanted_again_are_asked_for_in_batches(fs) -> None:
+    """Hole (6): v1 of ``MANY + 1`` blocks, v2 changes its last block (inheriting the others), gc
+    drops v1 here: all of v1's blocks v2 inherits are wanted, and asked for in one request."""
+    volume = fs.volume
+    entry = await make(fs.ops, b"many.bin", os.urandom((MANY + 1) * NEW_BLOCK_SIZE))
+    v1 = volume.resolve(b"many.bin").head
+    info = await fs.ops.open(entry.st_ino, os.O_RDWR, ME)
+    await fs.ops.write(info.fh, MANY * NEW_BLOCK_SIZE + 10, b"an edit")
+    await fs.ops.release(info.fh)
+    node = volume.resolve(b"many.bin")
+    gone = [row for row in volume.layout.places.of_version(node.fid, v1) if 0 <= row.idx < MANY]
+    assert len(gone) == MANY
+    genuine = read_records(volume.layout, gone)
+    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
+    try:
+        for row in gone:
+            gc.punch_hole(fd, row.offset, row.length)
+    finally:
+        os.close(fd)
+    await volume.store_call(volume.store.forget_places, node.fid,
+                            [(row.offset, row.offset + row.length) for row in gone])
+    assert inherits_punched(volume, node)
+    peer = Peer(genuine)
+    r, _ = _replicator(fs, peer)
+    await r._take_punched()
+    assert sum(len(asked) for asked in peer.asked) == MANY  # every one asked for (and sent)
+    assert max(len(asked) for asked in peer.asked) <= RECORDS_BATCH, [len(a) for a in peer.asked]
+
+
+async def _deep_scene(fs) -> tuple[object, list]:
+    """F/s/t/u made on her laptop (their ``seq`` its), u/new.txt saved here since: (F, [s, t, u])."""
+    volume = fs.volume
+    ino = ROOT
+    for name in (b"F", b"s", b"t", b"u"):
+        ino = (await fs.ops.mkdir(ino, name, DIR, ME)).st_ino
+    await make(fs.ops, b"new.txt", b"saved on the desktop", parent=ino)
+    await volume.flush_pending()
+    top = volume.resolve(b"F")
+    chain = [volume.resolve(path) for path in (b"F/s", b"F/s/t", b"F/s/t/u")]
+    new = volume.resolve(b"F/s/t/u/new.txt")
+    assert all(node.rev is not None for node in (top, *chain, new)), "all committed"
+    assert revival._live(volume.tree, new), "her new file is live here"
+    for node in (top, *chain):
+        node.seq = ("laptop", 7)  # made on her laptop, taken in here
+    return top, chain
+
+
+@pytest.mark.xfail(strict=True, reason="42a (7): revival._live recurses only into a folder whose removal "
+                   "is stored; one whose removal the server serves later counts as holding nothing")
+async def test_a_folders_removal_served_before_its_subfolders_keeps_what_she_saved_under_it(fs) -> None:
+    """Hole (7): F's removal served alone (the server orders the laptop's removals F first, and
+    the rest later): F holds her new file three folders down; none of their removals is here yet."""
+    top, _ = await _deep_scene(fs)
+    assert revival._holds_live(fs.volume.tree, top, 0), "F counted as holding nothing live"
+
+
+async def test_a_folders_removal_served_with_its_subfolders_keeps_what_she_saved(fs, monkeypatch) -> None:
+    """Control (round 41's fix): the subfolders' removals stored in the same batch, not taken yet."""
+    top, chain = await _deep_scene(fs)
+    store = fs.volume.store
+    real = store.get
+    removed = {node.fid: {"_id": node.fid, "_rev": "9-" + "e" * 32, "delete": True} for node in chain}
+    monkeypatch.setattr(store, "get", lambda doc_id: removed.get(doc_id) or real(doc_id))
+    assert revival._holds_live(fs.volume.tree, top, 0)
+
+
+PLANTED = 300_000  # a run's length in a planted row: -PLANTED-1 .. -2 (a store writer could write -4e9)
+
+
+@pytest.mark.xfail(strict=True, reason="42a (8): absorbing._inherited expands a punched run of tree-node "
+                   "indices of another version by range(), whatever its length, as wanted")
+async def test_a_planted_punched_run_makes_no_flood_of_wanted_records(fs) -> None:
+    """Hole (8): one ``punched`` row planted in store.sqlite (by whoever writes the vault folder) for a
+    version of plan.bin no manifest names, its indices one run of ``PLANTED`` tree nodes."""
+    volume = fs.volume
+    node, _, _ = await _punched_scene(fs)
+    with volume.store.transaction() as db:
+        db.execute("INSERT INTO punched (fid, vid, owner, idxs) VALUES (?, ?, ?, ?)",
+                   (node.fid, "f" * 32, node.owner, f"{-PLANTED - 1}:-2"))
+    inherits_punched(volume, node)
+    wanted = volume.tree.records_wanted.get((node.fid, node.head), {})
+    assert len(wanted) < 100, f"{len(wanted)} records wanted for one planted row"
