@@ -100,12 +100,14 @@ class Beneath(Protocol):
     def take_beneath(self, docs: list[dict]) -> None: ...
 
     # Records gc punched out here that a peer's version held back inherits (attack round 41b (1)):
-    # ((fid, that version), the record's vid, its index, its owner), fetched again by id; then
-    # ``asked_records`` with those versions and the ones some record of which came (the others are
-    # not asked again), and the trees look again.
-    def records_wanted(self) -> list[tuple[tuple[str, str], str, int, str]]: ...
+    # ((fid, that version), the record's vid, its index, its owner) not asked of ``peer`` yet, fetched
+    # again by id; then ``asked_records`` with those versions and the ones some record of which came
+    # (the others are not asked of ``peer`` again, but of the other peers: 42a (1)), and the trees
+    # look again.
+    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str]]: ...
 
-    def asked_records(self, versions: set[tuple[str, str]], answered: set[tuple[str, str]]) -> None: ...
+    def asked_records(self, peer: str, versions: set[tuple[str, str]],
+                      answered: set[tuple[str, str]]) -> None: ...
 
 
 class _NothingBeneath:
@@ -117,10 +119,11 @@ class _NothingBeneath:
     def take_beneath(self, docs: list[dict]) -> None:
         return None
 
-    def records_wanted(self) -> list[tuple[tuple[str, str], str, int, str]]:
+    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str]]:
         return []
 
-    def asked_records(self, versions: set[tuple[str, str]], answered: set[tuple[str, str]]) -> None:
+    def asked_records(self, peer: str, versions: set[tuple[str, str]],
+                      answered: set[tuple[str, str]]) -> None:
         return None
 
 
@@ -427,24 +430,46 @@ class Replicator:
         """The records gc punched out here that a peer's version held back names (``Beneath``), fetched
         at their one revision and appended as any record is (checked when read); one the peer does not
         send, or sends as no record of that owner, stays missing (a version none of whose records came
-        is not asked again: its reads say EIO; one some came for is looked at again, and may want more:
-        its manifest tree's nodes come first)."""
-        if not (wanted := self.beneath.records_wanted()):
+        is not asked of this peer again: its reads say EIO until another peer sends them; one some
+        came for is looked at again, and may want more: its manifest tree's nodes come first).
+
+        Asked ``RECORDS_BATCH`` at a time, as the pull's own records, each batch placed as it comes:
+        a large file wants many (attack round 42a (6): one answer of gigabytes).  An ask that fails
+        ends this peer's asks for now and counts as nothing sent: this runs first in every pull, so
+        a failure left to stop it would keep the pull from this peer's changes for ever."""
+        if not (wanted := self.beneath.records_wanted(self.name)):
             return
         owners = {record_id(version[0], vid, idx): owner for version, vid, idx, owner in wanted}
-        docs = await self.db.bulk_get([(i, record_rev(i)) for i in sorted(owners)], missing_ok=True)
-        docs = [doc for doc in docs if self._wanted_record(doc, owners)]
-        places = await trio.to_thread.run_sync(place_records, self.layout, docs) if docs else []
+        came: set[tuple[str, str, int]] = set()
+        for n, batch in enumerate(_chunks(sorted(owners), RECORDS_BATCH)):
+            await self._after_foreground(n > 0)  # many batches: the drive's user first
+            try:
+                docs = await self.db.bulk_get([(i, record_rev(i)) for i in batch], missing_ok=True)
+            except (PeerUnavailable, KeyError, TypeError, ValueError, AttributeError) as err:
+                # Away, or an answer of no shape (``bulk_get`` reads ``results`` as CouchDB's).
+                log.warning("sync with %s: records gc punched here were asked for and not sent (%s): "
+                            "the versions that want them read EIO until another peer sends them",
+                            self.name, err)
+                break
+            came |= await self._place_punched(docs, owners)
         async with self.settled():
-            if places:
-                replica.store_revisions(self.store, [], places)
-                if self.layout.places is not None:
-                    self.layout.places.note_arrival()
-                self.status.records_down += len(places)
-            came = {(row.fid, row.vid, row.idx) for row in places}
             answered = {version for version, vid, idx, _ in wanted if (version[0], vid, idx) in came}
-            self.beneath.asked_records({version for version, *_ in wanted}, answered)
+            self.beneath.asked_records(self.name, {version for version, *_ in wanted}, answered)
             self.arrived([], replica.conflicted(self.store))  # held back: the trees look again
+
+    async def _place_punched(self, docs: list[dict], owners: dict[str, str]) -> set[tuple[str, str, int]]:
+        """The records of one answer that were asked for (``_wanted_record``), placed and stored: the
+        (fid, vid, idx) of each."""
+        docs = [doc for doc in docs if self._wanted_record(doc, owners)]
+        if not docs:
+            return set()
+        places = await trio.to_thread.run_sync(place_records, self.layout, docs)
+        async with self.settled():
+            replica.store_revisions(self.store, [], places)
+            if self.layout.places is not None:
+                self.layout.places.note_arrival()
+            self.status.records_down += len(places)
+        return {(row.fid, row.vid, row.idx) for row in places}
 
     def _wanted_record(self, doc: dict, owners: dict[str, str]) -> bool:
         """``doc`` is a record asked for, at its revision, of the owner this replica knew it by, and

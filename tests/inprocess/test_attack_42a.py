@@ -91,10 +91,12 @@ Hole (8), low (a store writer's flood, a hang at unlock): a planted ``punched`` 
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
 
+from fusevault.errors import PeerUnavailable
 from fusevault.sync.content_docs import read_records
 from fusevault.sync.replicator import RECORDS_BATCH
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
@@ -111,15 +113,13 @@ async def _two_peers(fs, lacking_first: bool) -> tuple[bytes | int, Peer, Peer]:
     assert inherits_punched(volume, node)
     lacking, holding = Peer([]), Peer(genuine)
     first, second = (lacking, holding) if lacking_first else (holding, lacking)
-    for peer in (first, second):
-        r, _ = _replicator(fs, peer)
+    for name, peer in (("first", first), ("second", second)):
+        r, _ = _replicator(fs, peer, name)  # two peers, as sync/service.py runs them: each its own name
         await r._take_punched()
     volume.layout.places.refused.clear()
     return await _read(fs), lacking, holding
 
 
-@pytest.mark.xfail(strict=True, reason="42a (1): records_asked is per tree, so the first peer's silence "
-                   "stops the other peer being asked (fs/arrivals.py asked_records)")
 async def test_a_peer_lacking_punched_records_does_not_keep_them_from_the_peer_holding_them(fs) -> None:
     """Hole (1): the peer lacking them is asked first; the one holding them is never asked."""
     got, lacking, holding = await _two_peers(fs, lacking_first=True)
@@ -176,8 +176,6 @@ async def test_a_version_naming_no_punched_record_is_not_held_back(fs) -> None:
 MANY = RECORDS_BATCH + 8  # blocks of v1 that v2 inherits, all punched
 
 
-@pytest.mark.xfail(strict=True, reason="42a (6): replicator._take_punched asks for every wanted record in "
-                   "one _bulk_get (the pull's own asks are RECORDS_BATCH at a time)")
 async def test_records_wanted_again_are_asked_for_in_batches(fs) -> None:
     """Hole (6): v1 of ``MANY + 1`` blocks, v2 changes its last block (inheriting the others), gc
     drops v1 here: all of v1's blocks v2 inherits are wanted, and asked for in one request."""
@@ -260,3 +258,85 @@ async def test_a_planted_punched_run_makes_no_flood_of_wanted_records(fs) -> Non
     inherits_punched(volume, node)
     wanted = volume.tree.records_wanted.get((node.fid, node.head), {})
     assert len(wanted) < 100, f"{len(wanted)} records wanted for one planted row"
+
+
+class _Away(Peer):
+    """A peer whose ``_bulk_get`` fails (away, or an answer past what the server builds: HTTP 500)
+    while its changes feed answers (caught up)."""
+
+    sent = received = 0
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.fed = 0
+
+    async def bulk_get(self, wanted: list[tuple[str, str]], *, missing_ok: bool = False) -> list[dict]:
+        self.asked.append(wanted)
+        raise PeerUnavailable("peer answered HTTP 500 to POST /_bulk_get")
+
+    async def changes(self, since: object, limit: int, wait: bool = False) -> tuple[list[dict], object]:
+        self.fed += 1
+        return [], since
+
+
+async def test_a_failing_ask_for_punched_records_stalls_no_pull_and_another_peer_still_sends_them(fs) -> None:
+    """Hole (6), the stall: ``_take_punched`` runs first in every pull; an ask that fails must not
+    keep the pull from the peer's changes feed (at every retry), and the version stays wanted of
+    the other peers."""
+    volume = fs.volume
+    node, _, genuine = await _punched_scene(fs)
+    assert inherits_punched(volume, node)
+    away = _Away()
+    r, _ = _replicator(fs, away, "away")
+    r.checkpoint, r.keys = {}, None
+    for _ in range(2):
+        assert await r.pull() is False  # its changes feed reached: caught up
+    assert away.fed == 2 and len(away.asked) == 1, "asked once, not at every pull"
+    assert await _read(fs) == errno.EIO  # shown as it is meanwhile (an alarm)
+    holding = Peer(genuine)
+    r, _ = _replicator(fs, holding, "holding")
+    await r._take_punched()
+    assert holding.asked
+    assert await _read(fs) == _expected()  # the EIO read above refused nothing for good
+
+
+async def test_a_version_shown_as_it_is_wants_the_rest_once_another_peer_sends_its_tree_node(fs) -> None:
+    """Hole (1), a manifest tree: v2 (block 299 edited) inherits v1's leaf 0 and its blocks; gc
+    punched the leaf and blocks 0 and 1 here.  The peer lacking them is asked first (v2 is shown as
+    it is), the other sends the leaf: v2 is walked again, as no arrival looks at it, and the blocks
+    the leaf names are wanted and asked next."""
+    volume = fs.volume
+    original = os.urandom(BIG * NEW_BLOCK_SIZE)
+    entry = await make(fs.ops, b"big.bin", original)
+    v1 = volume.resolve(b"big.bin").head
+    at = (BIG - 1) * NEW_BLOCK_SIZE + 10
+    info = await fs.ops.open(entry.st_ino, os.O_RDWR, ME)
+    await fs.ops.write(info.fh, at, b"an edit")
+    await fs.ops.release(info.fh)
+    node = volume.resolve(b"big.bin")
+    rows = {row.idx: row for row in volume.layout.places.of_version(node.fid, v1)}
+    gone = [rows[-2], rows[0], rows[1]]  # v1's leaf 0 and two of its blocks: v2 uses them
+    genuine = read_records(volume.layout, gone)
+    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
+    try:
+        for row in gone:
+            gc.punch_hole(fd, row.offset, row.length)
+    finally:
+        os.close(fd)
+    await volume.store_call(volume.store.forget_places, node.fid,
+                            [(row.offset, row.offset + row.length) for row in gone])
+    assert inherits_punched(volume, node)
+    lacking, holding = Peer([]), Peer(genuine)
+    for name, peer in (("lacking", lacking), ("holding", holding), ("holding", holding)):
+        r, _ = _replicator(fs, peer, name)
+        await r._take_punched()
+    assert [len(asked) for asked in holding.asked] == [1, 2], "the leaf, then the blocks it names"
+    assert not volume.tree.records_wanted and not volume.layout.places.punched_of(node.fid)
+    expected = bytearray(original)
+    expected[at:at + len(b"an edit")] = b"an edit"
+    info = await fs.ops.open(node.ino, os.O_RDONLY, ME)
+    try:  # the leaf's first blocks, and the edit
+        for offset in (0, at - 10):
+            assert await fs.ops.read(info.fh, offset, 1 << 20) == expected[offset:offset + (1 << 20)]
+    finally:
+        await fs.ops.release(info.fh)

@@ -22,6 +22,7 @@ import pytest
 from fusevault.fs.arrivals import Arrivals
 from fusevault.store.places import PlaceRow
 from fusevault.sync.content_docs import read_records, record_rev
+from fusevault.sync.foreground import FOREGROUND
 from fusevault.sync.replicator import PeerStatus, Replicator
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
 from fusevault.vault.model import alarms
@@ -71,15 +72,16 @@ async def _punched_scene(fs) -> tuple[object, list[PlaceRow], list[dict]]:
     return node, rows, genuine
 
 
-def _replicator(fs, peer: Peer) -> tuple[Replicator, list[str]]:
-    """The sync with ``peer``, its hand on this mount's trees (fs/arrivals.py), nothing else."""
+def _replicator(fs, peer: Peer, name: str = "server") -> tuple[Replicator, list[str]]:
+    """The sync with ``peer`` (called ``name``: each peer has its own), its hand on this mount's trees
+    (fs/arrivals.py), nothing else."""
     volume = fs.volume
     agent = SimpleNamespace(session=SimpleNamespace(volume=volume), missed=None, user_id=volume.key.user_id)
     arrivals = Arrivals(volume.store, lambda: [agent])
     said: list[str] = []
     r = Replicator.__new__(Replicator)
-    r.store, r.layout, r.name, r.db = volume.store, volume.layout, "server", peer
-    r.status, r.settled = PeerStatus("server", "http://server"), contextlib.nullcontext
+    r.store, r.layout, r.name, r.db = volume.store, volume.layout, name, peer
+    r.status, r.settled, r.foreground = PeerStatus(name, f"http://{name}"), contextlib.nullcontext, FOREGROUND
     r.arrived, r.beneath = arrivals.arrived, arrivals
     r._refused = lambda subject, text: said.append(subject)  # type: ignore[method-assign]
     return r, said
@@ -142,10 +144,13 @@ async def test_a_peer_serving_garbage_at_a_wanted_record_breaks_nothing_and_read
     r, said = _replicator(fs, peer)
     await r._take_punched()  # never raises
     assert len(peer.asked) == 1
-    # Bytes placed (the records are no longer punched: read and refused), else asked once: either
-    # way taken in as it is now.
-    asked = (node.fid, node.head) in volume.tree.records_asked
-    assert not volume.tree.records_wanted and asked == (served != "garbage bytes")
+    # Bytes placed (the records are no longer punched: read and refused), else asked of this peer
+    # once (still wanted of the peers not asked: 42a (1)): either way taken in as it is now.
+    version = (node.fid, node.head)
+    asked = volume.tree.records_asked.get(version) == {r.name}
+    assert asked == (served != "garbage bytes")
+    assert set(volume.tree.records_wanted) == ({version} if asked else set())
+    assert not r.beneath.records_wanted(r.name)
     assert not inherits_punched(volume, node)
     assert said == ([f"record {doc['_id']}" for doc in genuine] if served == "not base64" else [])
     await r._take_punched()

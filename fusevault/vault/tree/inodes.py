@@ -121,10 +121,11 @@ class Inodes:
         self.beneath: dict[str, tuple[str, list[str]]] = {}
         # (fid, vid) of a peer's version held back -> {(vid, idx): owner} of the records it inherits
         # that gc punched out here (absorbing.py ``inherits_punched``): the sync fetches them again.
-        # ``records_asked``: versions whose records were asked for once; one the peer did not send
-        # is taken in as it is (its read says EIO), and asked again only for a newer version.
+        # ``records_asked``: versions whose records were asked for -> the peers asked that did not
+        # send any; such a version is taken in as it is (its read says EIO) and stays wanted of the
+        # peers not asked yet (fs/arrivals.py ``asked_records``), until the next unlock.
         self.records_wanted: dict[tuple[str, str], dict[tuple[str, int], str]] = {}
-        self.records_asked: set[tuple[str, str]] = set()
+        self.records_asked: dict[tuple[str, str], set[str]] = {}
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
