@@ -17,6 +17,7 @@ Its schema is part of store.sqlite's (store/local.py applies ``SCHEMA`` and
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import sqlite3
 import threading
@@ -53,6 +54,8 @@ CREATE TABLE IF NOT EXISTS punched (
 """
 
 _COLUMNS = "fid, vid, idx, owner, offset, length, arrived, sha"
+
+log = logging.getLogger(__name__)
 
 
 class PlaceRow(NamedTuple):
@@ -131,10 +134,10 @@ def insert_arrived(db: sqlite3.Connection, rows: Sequence[PlaceRow]) -> None:
         placed.setdefault((row.fid, row.vid), set()).add(row.idx)
     for (fid, vid), idxs in placed.items():
         found = db.execute("SELECT idxs FROM punched WHERE fid = ? AND vid = ?", (fid, vid)).fetchone()
-        if found is None:
-            continue
-        if left := set(_indices(found[0])) - idxs:
-            db.execute("UPDATE punched SET idxs = ? WHERE fid = ? AND vid = ?", (_runs(left), fid, vid))
+        if found is None or (runs := checked_runs(found[0])) is None:
+            continue  # none, or not runs (``punched_of`` leaves such a row out)
+        if left := _without(runs, idxs):
+            db.execute("UPDATE punched SET idxs = ? WHERE fid = ? AND vid = ?", (_text(left), fid, vid))
         else:
             db.execute("DELETE FROM punched WHERE fid = ? AND vid = ?", (fid, vid))
 
@@ -163,29 +166,66 @@ def _forget_where(db: sqlite3.Connection, where: str, args: tuple) -> int:
         gone.setdefault((fid, vid), (owner, set()))[1].add(idx)
     for (fid, vid), (owner, idxs) in gone.items():
         found = db.execute("SELECT idxs FROM punched WHERE fid = ? AND vid = ?", (fid, vid)).fetchone()
-        idxs |= set(_indices(found[0])) if found else set()
+        # Merged as runs, never expanded: the row is the store's, whoever writes the vault folder may
+        # have made it one run of billions (attack round 42a (8)); one that is not runs is replaced.
+        runs = (checked_runs(found[0]) if found else None) or []
         db.execute("INSERT OR REPLACE INTO punched (fid, vid, owner, idxs) VALUES (?, ?, ?, ?)",
-                   (fid, vid, owner, _runs(idxs)))
+                   (fid, vid, owner, _text(_union(runs, _as_runs(idxs)))))
     return db.execute(f"DELETE FROM places WHERE {where}", args).rowcount
 
 
-def _runs(idxs: set[int]) -> str:
-    """Indices as runs ``first:last``, comma-separated: a whole version is one or two."""
-    out: list[str] = []
+Runs = list[tuple[int, int]]  # (first, last) of each run of indices, sorted and apart
+# Bounds of an index a row may hold (SQLite's integers; a record's are far inside): a store
+# writer's row outside them is refused, never taken for runs.
+_LOWEST, _HIGHEST = -(1 << 62), 1 << 62
+
+
+def _as_runs(idxs: set[int]) -> Runs:
+    """``idxs`` (a set of indices of place rows: as many as the rows) as runs."""
+    out: Runs = []
     for idx in sorted(idxs):
-        if out and int(out[-1].rsplit(":", 1)[-1]) == idx - 1:
-            out[-1] = f"{out[-1].split(':', 1)[0]}:{idx}"
+        if out and out[-1][1] == idx - 1:
+            out[-1] = (out[-1][0], idx)
         else:
-            out.append(str(idx))
-    return ",".join(out)
+            out.append((idx, idx))
+    return out
 
 
-def _indices(runs: str) -> list[int]:
-    return [idx for first, last in run_pairs(runs) for idx in range(first, last + 1)]
+def _text(runs: Runs) -> str:
+    """Runs as stored: ``first:last`` (or ``first`` alone), comma-separated: a whole version is one or two."""
+    return ",".join(str(first) if first == last else f"{first}:{last}" for first, last in runs)
+
+
+def _union(a: Runs, b: Runs) -> Runs:
+    """The runs of indices in ``a`` or ``b``: a merge of runs, whatever their lengths."""
+    out: Runs = []
+    for first, last in sorted(a + b):
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
+
+
+def _without(runs: Runs, idxs: set[int]) -> Runs:
+    """``runs`` less ``idxs``: each run cut where one of them lies (the work follows ``idxs`` and
+    the number of runs, not the runs' lengths)."""
+    taken = sorted(idxs)
+    out: Runs = []
+    for first, last in runs:
+        at = bisect.bisect_left(taken, first)
+        while at < len(taken) and taken[at] <= last:
+            if taken[at] > first:
+                out.append((first, taken[at] - 1))
+            first = taken[at] + 1
+            at += 1
+        if first <= last:
+            out.append((first, last))
+    return out
 
 
 def run_pairs(runs: str) -> list[tuple[int, int]]:
-    """``(first, last)`` of each run in ``idxs``, in order."""
+    """``(first, last)`` of each run in ``idxs``, in order (as stored: not checked)."""
     out = []
     for run in runs.split(","):
         first, _, last = run.partition(":")
@@ -193,10 +233,41 @@ def run_pairs(runs: str) -> list[tuple[int, int]]:
     return out
 
 
+def checked_runs(text: object) -> Runs | None:
+    """The runs of a stored ``idxs``, or None when it is not runs as ``forget`` writes them (sorted,
+    apart, each first <= last, within the bounds of an index): a row written by whoever writes the
+    vault folder is data to check, as every row of the store (attack round 42a (8))."""
+    if not isinstance(text, str):
+        return None
+    try:
+        runs = run_pairs(text)
+    except ValueError:
+        return None
+    below = _LOWEST - 1
+    for first, last in runs:
+        if not below < first <= last <= _HIGHEST:
+            return None
+        below = last
+    return runs
+
+
 def in_runs(runs: list[tuple[int, int]], idx: int) -> bool:
     """Whether ``idx`` lies in one of ``runs`` (sorted, apart)."""
     at = bisect.bisect_right(runs, (idx, math.inf)) - 1
     return at >= 0 and runs[at][0] <= idx <= runs[at][1]
+
+
+def overlap(runs: list[tuple[int, int]], first: int, last: int) -> Runs:
+    """The parts of ``runs`` (sorted, apart) within ``first..last``, cut to it: a caller expands
+    only indices it names itself (``last - first`` bounds the work), never a stored run."""
+    at = max(bisect.bisect_right(runs, (first, math.inf)) - 1, 0)
+    out: Runs = []
+    while at < len(runs) and runs[at][0] <= last:
+        low, high = max(runs[at][0], first), min(runs[at][1], last)
+        if low <= high:
+            out.append((low, high))
+        at += 1
+    return out
 
 
 def set_shas(db: sqlite3.Connection, shas: Sequence[tuple[str, str, str, int]]) -> int:
@@ -372,7 +443,13 @@ class Places:
             rows = self._db().execute("SELECT vid, owner, idxs FROM punched WHERE fid = ?", (fid,)).fetchall()
         except sqlite3.OperationalError:  # a store opened read-only before the table was made
             return {}
-        return {vid: (owner, run_pairs(idxs)) for vid, owner, idxs in rows}
+        out = {}
+        for vid, owner, idxs in rows:
+            if (runs := checked_runs(idxs)) is None:
+                log.warning("file %s: a punched row of version %s is not runs of indices: left out", fid, vid)
+            else:
+                out[vid] = (owner, runs)
+        return out
 
     def punched_files(self) -> list[str]:
         """Every file with records gc punched out here."""

@@ -137,8 +137,6 @@ async def test_a_peer_lacking_punched_records_asked_in_the_other_order(fs) -> No
 BIG = 300  # blocks: past one leaf of 256, so the manifest is a root and two leaf nodes
 
 
-@pytest.mark.xfail(strict=True, reason="42a (2): absorbing._inherited wants every punched tree node of "
-                   "every other version before walking the version's own manifest")
 async def test_a_version_naming_no_punched_record_is_not_held_back(fs) -> None:
     """Hole (2): v1 (a tree: root -1, leaves -2 and -10), v2 edits block 0 (its own root and leaf 0,
     v1's leaf 1 and blocks 1.. shared), gc drops v1 here: v1's root, leaf 0 and block 0 punched.
@@ -171,6 +169,46 @@ async def test_a_version_naming_no_punched_record_is_not_held_back(fs) -> None:
     await r._take_punched()
     grown = os.path.getsize(volume.layout.vf_path(node.owner, node.fid)) - size
     assert not held and not wanted and grown == 0, (held, wanted, grown)
+
+
+async def test_a_punched_node_the_version_names_is_wanted_first_then_the_blocks_under_it(fs) -> None:
+    """Hole (2)'s fix, the other side: v2 (block 0 edited) names v1's leaf 1 and its blocks; gc drops
+    v1's root, leaf 0, leaf 1 and block 260 here.  The walk of v2's tree meets v1's leaf 1 alone (not
+    v1's leaf 0, which v2 does not name): it is wanted first; once it came, block 260 under it."""
+    volume = fs.volume
+    data = os.urandom(BIG * NEW_BLOCK_SIZE)
+    entry = await make(fs.ops, b"big.bin", data)
+    v1 = volume.resolve(b"big.bin").head
+    info = await fs.ops.open(entry.st_ino, os.O_RDWR, ME)
+    await fs.ops.write(info.fh, 10, b"an edit")
+    await fs.ops.release(info.fh)
+    node = volume.resolve(b"big.bin")
+    rows = {row.idx: row for row in volume.layout.places.of_version(node.fid, v1)}
+    gone = [rows[-1], rows[-2], rows[-10], rows[260]]
+    genuine = read_records(volume.layout, gone)
+    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
+    try:
+        for row in gone:
+            gc.punch_hole(fd, row.offset, row.length)
+    finally:
+        os.close(fd)
+    await volume.store_call(volume.store.forget_places, node.fid,
+                            [(row.offset, row.offset + row.length) for row in gone])
+    peer = Peer(genuine)
+    r, _ = _replicator(fs, peer)
+    steps = []
+    while inherits_punched(volume, node):
+        steps.append(set(volume.tree.records_wanted[(node.fid, node.head)]))
+        await r._take_punched()
+        assert len(steps) < 5
+    assert steps == [{(v1, -10)}, {(v1, 260)}], steps
+    volume.layout.places.refused.clear()
+    info = await fs.ops.open(entry.st_ino, os.O_RDONLY, ME)
+    try:
+        got = await fs.ops.read(info.fh, 260 * NEW_BLOCK_SIZE, NEW_BLOCK_SIZE)
+    finally:
+        await fs.ops.release(info.fh)
+    assert got == data[260 * NEW_BLOCK_SIZE: 261 * NEW_BLOCK_SIZE]
 
 
 MANY = RECORDS_BATCH + 8  # blocks of v1 that v2 inherits, all punched
@@ -245,8 +283,6 @@ async def test_a_folders_removal_served_with_its_subfolders_keeps_what_she_saved
 PLANTED = 300_000  # a run's length in a planted row: -PLANTED-1 .. -2 (a store writer could write -4e9)
 
 
-@pytest.mark.xfail(strict=True, reason="42a (8): absorbing._inherited expands a punched run of tree-node "
-                   "indices of another version by range(), whatever its length, as wanted")
 async def test_a_planted_punched_run_makes_no_flood_of_wanted_records(fs) -> None:
     """Hole (8): one ``punched`` row planted in store.sqlite (by whoever writes the vault folder) for a
     version of plan.bin no manifest names, its indices one run of ``PLANTED`` tree nodes."""

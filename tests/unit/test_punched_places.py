@@ -40,3 +40,41 @@ def test_a_record_placed_again_is_no_longer_punched() -> None:
     places.insert_arrived(db, [PlaceRow(FID, V2, i, OWNER, 3000 + 10 * i, 10) for i in (-1, 4)])
     assert _punched(db) == [(V1, OWNER, "-2:-1,2:4")]
     assert places.find(db, FID, V2, 4).offset == 3040
+
+
+def test_a_planted_run_of_billions_is_cut_and_merged_never_expanded() -> None:
+    """Attack round 42a (8): a row planted by whoever writes the vault folder, one run of four billion
+    indices: a record placed again cuts it, gc's ``forget`` merges into it, both as runs (at once)."""
+    db = _db()
+    db.execute("INSERT INTO punched (fid, vid, owner, idxs) VALUES (?, ?, ?, ?)",
+               (FID, V1, OWNER, "-4000000000:-3"))
+    places.insert_arrived(db, [PlaceRow(FID, V1, -7, OWNER, 5000, 10)])
+    assert _punched(db) == [(V1, OWNER, "-4000000000:-8,-6:-3")]
+    places.forget(db, FID, [(0, 200)])  # V1's -2 and -1: adjacent to the last run
+    assert _punched(db) == [(V1, OWNER, "-4000000000:-8,-6:-1")]
+
+
+def test_a_punched_row_that_is_not_runs_is_left_out(tmp_path) -> None:
+    """A row whose ``idxs`` is not runs as ``forget`` writes them (unsorted, overlapping, backwards,
+    not numbers) is left out by readers, and replaced by what gc forgets next."""
+    path = tmp_path / "store.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(places.SCHEMA)
+    bad = {"3": "5:9,1:2", "4": "1:5,3:7", "5": "9:1", "6": "x", "7": "1:" + "9" * 30}
+    db.executemany("INSERT INTO punched (fid, vid, owner, idxs) VALUES (?, ?, ?, ?)",
+                   [(FID, vid * 32, OWNER, idxs) for vid, idxs in bad.items()]
+                   + [(FID, V1, OWNER, "-2:-1,4,6:9")])
+    db.commit()
+    assert places.Places(path).punched_of(FID) == {V1: (OWNER, [(-2, -1), (4, 4), (6, 9)])}
+    places.insert_own(db, [PlaceRow(FID, "3" * 32, 0, OWNER, 0, 10)])
+    places.forget(db, FID, [(0, 10)])
+    assert db.execute("SELECT idxs FROM punched WHERE vid = ?", ("3" * 32,)).fetchone() == ("0",)
+
+
+def test_overlap_cuts_runs_to_the_indices_named() -> None:
+    runs = [(-4_000_000_000, -8), (-6, -3), (5, 9), (20, 20)]
+    assert places.overlap(runs, 0, 4) == []
+    assert places.overlap(runs, -10, 6) == [(-10, -8), (-6, -3), (5, 6)]
+    assert places.overlap(runs, 7, 100) == [(7, 9), (20, 20)]
+    assert places.overlap(runs, -5, -5) == [(-5, -5)]
+    assert places.overlap([], 0, 10) == []

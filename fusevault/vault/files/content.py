@@ -27,6 +27,7 @@ import hashlib
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fusevault.crypto import aead
@@ -158,16 +159,7 @@ class Content(Sealing):
 
     def load_manifest(self, place: tuple[int, int], vid: str, dek: bytes | None = None) -> Manifest:
         """The manifest of version ``vid``, stored at ``place`` (offset, length)."""
-        self._open_fd()
-        offset, length = self.where(*place, vid, -1, dek)
-        record = os.pread(self.fd, length, offset)
-        self._vouch(vid, MANIFEST_INDEX, record, dek)
-        # Format 1 and 2 manifests (an entry per block, runs) are read as
-        # before; a file's next version is written as a tree (vault/format/manifest_tree.py).
-        kind = self._kind_read = record[4] if len(record) > 4 else 0
-        known = (KIND_MANIFEST, KIND_RUNS, KIND_TREE, KIND_HTREE)
-        sealed = self._check_record(record, length, kind if kind in known else KIND_HTREE)
-        plain = aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
+        kind, plain = self._manifest_root(place, vid, dek)
         if kind in (KIND_TREE, KIND_HTREE):
             hashed = kind == KIND_HTREE
             nodes: list[tuple[int, int]] = []
@@ -181,6 +173,30 @@ class Content(Sealing):
         if manifest.padded and self.layout.padding != PADME:
             _padded_content_seen(self.layout)
         return manifest
+
+    def _manifest_root(self, place: tuple[int, int], vid: str, dek: bytes | None) -> tuple[int, bytes]:
+        """The kind and plaintext of version ``vid``'s manifest record (a tree's root), authenticated."""
+        self._open_fd()
+        offset, length = self.where(*place, vid, -1, dek)
+        record = os.pread(self.fd, length, offset)
+        self._vouch(vid, MANIFEST_INDEX, record, dek)
+        # Format 1 and 2 manifests (an entry per block, runs) are read as
+        # before; a file's next version is written as a tree (vault/format/manifest_tree.py).
+        kind = self._kind_read = record[4] if len(record) > 4 else 0
+        known = (KIND_MANIFEST, KIND_RUNS, KIND_TREE, KIND_HTREE)
+        sealed = self._check_record(record, length, kind if kind in known else KIND_HTREE)
+        return kind, aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
+
+    def absent_manifest_nodes(self, place: tuple[int, int], vid: str,
+                              absent: Callable[[str, int], bool]) -> list[tuple[str, int]]:
+        """(writer vid, index) of the manifest tree nodes version ``vid``'s tree names that
+        ``absent`` says are not here, met walking down from its root (a manifest that is no tree
+        has none): the manifest does not load without them (manifest_tree.py ``absent_nodes``)."""
+        kind, plain = self._manifest_root(place, vid, None)
+        if kind not in (KIND_TREE, KIND_HTREE):
+            return []
+        hashed = kind == KIND_HTREE
+        return tree.absent_nodes(plain, lambda *ref: self._read_node(*ref, None, [], hashed), absent, hashed)
 
     def in_newest_shape(self) -> bool:
         """Whether the current version's manifest is in the shape a commit writes now: if not,

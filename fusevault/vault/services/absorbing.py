@@ -38,11 +38,9 @@ from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
-from fusevault.store.places import in_runs
+from fusevault.store.places import in_runs, overlap
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.sidecar import write_vfmeta
-from fusevault.vault.format import manifest_tree
-from fusevault.vault.format.vf import MANIFEST_INDEX
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.history import carried, made_over
@@ -598,28 +596,41 @@ Wanted = dict[tuple[str, int], str]  # (vid, idx) -> owner of records wanted fro
 
 
 def _inherited(volume: Volume, fresh: Node, punched: Punched) -> Wanted:
-    """The punched records that the manifest of ``fresh``'s version names.  A punched manifest tree
-    node of another version is wanted first (a few records): the manifest does not load without one
-    it names, and once they came the walk says which blocks (never a whole old version by guess)."""
+    """The punched records that the manifest of ``fresh``'s version names.  Its own tree is walked
+    from the root: a punched node it names is wanted first (a few records; what lies under it is not
+    known until it came, and the next look walks on from it), and once every node it names is here,
+    the punched blocks it names.  Only what this version's own manifest names is ever wanted: not the
+    nodes of every dropped version (attack round 42a (2)), and never a stored run expanded, each index
+    the manifest names looked up in the runs (``punched`` is the store's: whoever writes the vault
+    folder may plant a run of billions, 42a (8))."""
     vid = fresh.head or ""
     others = {v: runs for v, runs in punched.items() if v != vid}
-    nodes = {(v, idx): owner for v, (owner, runs) in others.items() for first, last in runs
-             if first < MANIFEST_INDEX for idx in range(first, min(last, MANIFEST_INDEX - 1) + 1)}
-    if nodes:
-        return nodes
+    if not others:
+        return {}
+
+    def gone(writer: str, index: int) -> bool:
+        return writer in others and in_runs(others[writer][1], index)
+
     reader = Content(volume.layout, fresh.owner, fresh.fid, fresh.dek, None, None,
                      check_sidecar=False, vouch=False)
     try:
-        manifest = reader.load_manifest(fresh.manifest or (0, 0), vid)
+        place = fresh.manifest or (0, 0)
+        if nodes := reader.absent_manifest_nodes(place, vid, gone):
+            return {(v, idx): others[v][0] for v, idx in nodes}
+        manifest = reader.load_manifest(place, vid)
     except (VaultError, OSError, ValueError):
         return {}  # its own records are here (``held``): a bad one is the read's to say
     finally:
         reader.close()
-    named = [(writer, manifest_tree.node_index(level, pos))
-             for (level, pos), ((_, _, writer), *_) in (manifest.tree or {}).items()]
     vids = manifest.vids
-    named += [(vids[vidx], index) for index, _, _, vidx, _ in manifest.blocks.blocks() if vidx < len(vids)]
-    return {(v, idx): others[v][0] for v, idx in named if v in others and in_runs(others[v][1], idx)}
+    wanted: Wanted = {}
+    for first, count, _, _, vidx, _ in manifest.blocks.runs:
+        if vidx < len(vids) and (writer := vids[vidx]) in others:
+            owner, runs = others[writer]
+            # Cut to the blocks this run names: the work is what the manifest names.
+            for low, high in overlap(runs, first, first + count - 1):
+                wanted.update(((writer, idx), owner) for idx in range(low, high + 1))
+    return wanted
 
 
 def _retry_incomplete(volume: Volume, out: Absorbed) -> None:
