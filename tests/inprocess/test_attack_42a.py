@@ -261,8 +261,6 @@ async def _deep_scene(fs) -> tuple[object, list]:
     return top, chain
 
 
-@pytest.mark.xfail(strict=True, reason="42a (7): revival._live recurses only into a folder whose removal "
-                   "is stored; one whose removal the server serves later counts as holding nothing")
 async def test_a_folders_removal_served_before_its_subfolders_keeps_what_she_saved_under_it(fs) -> None:
     """Hole (7): F's removal served alone (the server orders the laptop's removals F first, and
     the rest later): F holds her new file three folders down; none of their removals is here yet."""

@@ -14,11 +14,13 @@ import shutil
 from pathlib import Path
 
 import adversary
+import httpx
 import pytest
 from conftest import fusevault, laptop_and_desktop, mounted, server_pids, settled, wait_for
 
 from fusevault.store import replica
 from fusevault.vault.model.nodes import NODE
+from mount.test_trust_attack_41a import _fid_of
 from mount.test_trust_rollback import alarms
 
 
@@ -81,6 +83,43 @@ def test_a_file_saved_deep_in_a_tree_her_other_device_removed_brings_the_folders
         wait_for(lambda: not server_pids(a), "the laptop's mount process to end")
         with mounted(laptop, a):
             assert _tree(a) == expected
+
+
+def test_a_folders_removal_served_alone_keeps_what_she_saved_under_its_subfolders(tmp_path: Path) -> None:
+    """Attack round 42a (7): the laptop's ``rm -r F`` of F/s/t/u reaches the desktop as F's removal
+    alone (a server serving the subfolders' removals later, or never): the desktop keeps F, its
+    subfolders and the new.txt it saved in u meanwhile, and commits F again over the removal."""
+    deep = "F/s/t/u"
+    with laptop_and_desktop(tmp_path, ("keep.txt",)) as (server, laptop, a, desktop):
+        (a / deep).mkdir(parents=True)
+        (a / deep / "old.txt").write_text("old")
+        wait_for(lambda: settled(a), "the laptop's push")
+        folder = _fid_of(laptop, "F")
+        b = tmp_path / "b"
+        with mounted(desktop, b):
+            wait_for(lambda: (b / deep / "old.txt").exists() and settled(b), "the desktop's pull")
+            server.kill()
+            (b / deep / "new.txt").write_text("made while the laptop removed F")
+            shutil.rmtree(a / "F")
+            assert fusevault("unmount", a, passphrase=None).returncode == 0
+            wait_for(lambda: not server_pids(a), "the laptop's mount process to end")
+            with adversary.store_of(laptop) as store:  # the laptop's removals, none pushed yet
+                removal = store.get(folder)
+                removal["_revisions"] = replica.revisions(replica.current_history(store, folder))
+            assert removal.get("delete")
+            server.start()
+            url = f"{server.url}/vault"
+            httpx.post(f"{url}/_bulk_docs", json={"docs": [removal], "new_edits": False},
+                       timeout=30).raise_for_status()
+            seq = adversary.Server(url).seq()
+            wait_for(lambda: adversary.pulled_past(desktop, seq) and settled(b), "the desktop's pull")
+            assert _tree(b) == sorted(["F", "F/s", "F/s/t", deep, f"{deep}/new.txt", f"{deep}/old.txt",
+                                       "keep.txt"]), _tree(b)
+            with mounted(laptop, a):  # its other removals pushed now: old.txt's taken, the folders kept
+                wait_for(lambda: settled(a) and settled(b) and _tree(a) == _tree(b) and (a / "F").exists(),
+                         lambda: f"both to agree: {_tree(a)} {_tree(b)}")
+                assert _tree(a) == sorted(["F", "F/s", "F/s/t", deep, f"{deep}/new.txt", "keep.txt"])
+                assert (a / deep / "new.txt").read_text() == "made while the laptop removed F"
 
 
 def test_a_removal_stored_but_not_taken_in_before_a_kill_brings_the_folder_back_at_the_next_mount(

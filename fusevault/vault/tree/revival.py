@@ -9,9 +9,10 @@ and (6): a WRITE member's file there was even called his forgery, judged where n
 Two rules, one per side, so that each device shows the file whichever saw what first:
 
 - ``kept_over_removal``: a removal of a folder that holds something put in it on this device and
-  not moved out or removed since (``_live``) is an edit beating a delete.  The folder stays; her
-  own is committed again over the removal (a guest folder stays as it is, until its owner's device
-  says).
+  not moved out or removed since (``_live``), at any depth under it whatever the folders between
+  are (their removals may come later, or never), is an edit beating a delete.  The folder stays;
+  her own is committed again over the removal (a guest folder stays as it is, until its owner's
+  device says).
 - ``revive``: a live document naming, as its folder, a folder of hers that her own signed removal
   took out of the tree here, brings that folder back where this device last saw it (its parents
   first, if they went too), committed again.  A writer's document does so only for a node he made
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 from fusevault.errors import VaultError
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node
-from fusevault.vault.tree.arrivals import unsaved
+from fusevault.vault.tree.arrivals import open_doc, unsaved
 
 if TYPE_CHECKING:
     from fusevault.vault.tree.arrivals import Absorbed
@@ -61,12 +62,15 @@ def kept_over_removal(tree: Tree, node: Node | None, links: list, rev: str, fres
     return True
 
 
-def _holds_live(tree: Tree, folder: Node, depth: int) -> bool:
-    return any(_live(tree, child, depth) for ino in (folder.children or {}).values()
+def _holds_live(tree: Tree, folder: Node, depth: int, top: Node | None = None) -> bool:
+    """Whether anything beneath ``folder`` is live here (``_live``), ``depth`` levels under ``top``,
+    the folder whose removal is judged (``folder`` itself when None)."""
+    top = folder if top is None else top
+    return any(_live(tree, child, depth, top) for ino in (folder.children or {}).values()
                if (child := tree.get(ino)) is not None)
 
 
-def _live(tree: Tree, child: Node, depth: int = 0) -> bool:
+def _live(tree: Tree, child: Node, depth: int = 0, top: Node | None = None) -> bool:
     """A child put in the folder on this device and not removed since: never committed (a new file),
     changes not saved yet, or its stored state is the one the tree holds (no newer one waits in the
     batch: a move out, a removal) and was made here (this device's ``seq``, hers or a writer's on his
@@ -74,28 +78,74 @@ def _live(tree: Tree, child: Node, depth: int = 0) -> bool:
     folder, is one the removal's device saw or will see: its own removal comes, or it came from a
     third device, whose arrival there brings the folder back (``revive``).  Counting those, an
     ordinary removal came back whenever the server sent the folder's removal before its files' (attack
-    round 41a (1): a file moved out of it, its trash emptied, a device away)."""
+    round 41a (1): a file moved out of it, its trash emptied, a device away).
+
+    A folder child is live, besides, when anything beneath it is, whatever its own state: stored as
+    the removal's device made it, its removal stored and not taken yet, or not come at all.  The
+    removal's device saw the folder, not what this device put in it since: counted by its own state,
+    a folder's removal served before its subfolders' (another batch, a feed in any order, theirs
+    withheld) took the folders and what she saved under them from this device's tree (attack round
+    42a (7); round 41 looked inside only a subfolder whose removal was stored).  Not one that a newer
+    state of hers, waiting in the batch, moves out from under ``top``: what it holds goes with it."""
     if unsaved(child):
         return True
     try:
         doc = tree.store.get(child.fid)
     except VaultError:
         return True  # unreadable: the folder stays rather than hide it
+    if _stands(tree, child, doc):
+        return True
+    if not child.is_dir or not child.children or _moved_out(tree, child, doc, top):
+        return False
+    if depth >= DEPTH_LIMIT:
+        # Deeper than the walk goes (each arrival's walk is bounded, a hostile chain too): kept
+        # rather than hide what may be under it; the folders under it are judged at their own removal.
+        return True
+    return _holds_live(tree, child, depth + 1, top)
+
+
+def _stands(tree: Tree, child: Node, doc: dict | None) -> bool:
+    """Whether ``child``'s own state counts as live: put there by this device, as the store holds it."""
     if doc is None:
         return child.rev is None  # made here, its first commit to come (a purged one is no child)
-    if (doc.get("delete") or doc.get("_deleted")) and child.is_dir:
-        if doc.get("_rev") == child.rev:
-            return True  # a folder whose own removal this tree did not take: it holds something
-        # Its removal stored with this one's (a deep ``rm -r``: one batch, taken in id order), not
-        # taken yet: what it holds decides.  Counted as removed, the folder went and took the
-        # subfolder this device's file is in with it (tests/mount/test_sync_folder_removal.py).
-        return depth < DEPTH_LIMIT and _holds_live(tree, child, depth + 1)
     if doc.get("_rev") != child.rev:
-        return False
+        return False  # a newer state waits in the batch (a move out, a removal)
     if doc.get("delete") or doc.get("_deleted"):
-        return False
+        return child.is_dir  # a folder whose own removal this tree did not take: it holds something
     device = tree.ledger.device if tree.ledger is not None else None
     return child.seq is not None and child.seq[0] == device
+
+
+def _moved_out(tree: Tree, child: Node, doc: dict | None, top: Node | None) -> bool:
+    """Whether the folder ``child``'s newer stored state, not taken in yet, is her own move of it out
+    from under ``top`` (made with the removal: ``mv F/sub G; rm -r F`` in one push).  Anything else
+    (a removal, a writer's or a forged state, one that does not open, a place not known here) is not:
+    what the folder holds is looked at, a folder kept for nothing at worst, never one lost."""
+    if doc is None or top is None or doc.get("_rev") == child.rev or doc.get("delete") or doc.get("_deleted"):
+        return False
+    gate = tree.authorship
+    try:
+        if gate is not None and gate.trust.verify(doc, author=child.owner) != child.owner:
+            return False
+        opened = open_doc(tree, doc)
+    except VaultError:  # forged (a Forged is one), or it does not open
+        return False
+    if opened is None or not opened[1]:
+        return False
+    return not any(_beneath(tree, parent, top) for parent, _ in opened[1])
+
+
+def _beneath(tree: Tree, fid: object, top: Node) -> bool:
+    """Whether the folder ``fid`` is ``top`` or under it here; one not held or not placed here (made
+    with the move, on its way) or deeper than ``DEPTH_LIMIT`` may be: counted as under it."""
+    node = tree.find(fid) if isinstance(fid, str) else None
+    for _ in range(DEPTH_LIMIT + 1):
+        if node is None or node.ino == top.ino or (node.ino != ROOT_INODE and not node.links):
+            return True  # ``top``, or a folder not placed here: not known to be elsewhere
+        if node.ino == ROOT_INODE:
+            return False
+        node = tree.get(node.links[0][0])
+    return True
 
 
 def revive(tree: Tree, links: list, signer: str | None, owner: object, out: Absorbed) -> None:

@@ -1,0 +1,82 @@
+"""vault/tree/revival.py's walk under a removed folder (``_holds_live``), in-process.
+
+The scene (tests/inprocess/test_attack_42a.py ``_deep_scene``): F/s/t/u made on her laptop, u/new.txt
+saved on this device since.  The laptop's ``rm -r F`` reaches this device as removals of F, s, t and u,
+in any order and batching, or only some of them: F's removal must never be taken over new.txt
+(attack round 42a (7)), and a subfolder her laptop moved out of F with the removal goes with what it
+holds, F's removal taken (as round 41a (1) for a file).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from fusevault.vault.tree import revival
+from inprocess.conftest import DIR, ME, ROOT
+from inprocess.test_attack_42a import _deep_scene
+
+REMOVED_REV = "9-" + "e" * 32
+
+
+def _removals_stored(fs, monkeypatch, nodes) -> None:
+    """The store holds a removal of each of ``nodes``, not taken in yet (the rest of the batch)."""
+    store = fs.volume.store
+    real = store.get
+    removed = {node.fid: {"_id": node.fid, "_rev": REMOVED_REV, "delete": True} for node in nodes}
+    monkeypatch.setattr(store, "get", lambda doc_id: removed.get(doc_id) or real(doc_id))
+
+
+@pytest.mark.parametrize("stored", [sub for n in range(3) for sub in itertools.combinations("stu", n)],
+                         ids=lambda sub: "+".join(sub) or "none")
+async def test_a_folders_removal_is_not_taken_whichever_of_its_subfolders_removals_came(
+        fs, monkeypatch, stored: tuple[str, ...]) -> None:
+    """Only some of the subfolders' removals stored (the rest in a later batch, or never sent): F
+    still holds her new file three folders down."""
+    top, chain = await _deep_scene(fs)
+    _removals_stored(fs, monkeypatch, [node for name, node in zip("stu", chain) if name in stored])
+    assert revival._holds_live(fs.volume.tree, top, 0)
+
+
+async def _move_waiting(fs, top, s, target) -> None:
+    """s moved into ``target`` by a stored state of hers the tree has not taken in yet (her laptop's
+    ``mv F/s <target>/s; rm -r F`` in one push, F's removal judged first)."""
+    volume = fs.volume
+    held, seq = s.rev, s.seq
+    await fs.ops.rename(top.ino, b"s", target.ino, b"s", 0, ME)
+    await volume.flush_pending()
+    assert volume.store.get(s.fid)["_rev"] != held, "her move is stored"
+    volume.tree.unlink_entry(target, b"s", s)  # the tree as before the move: it waits in the batch
+    volume.tree.link_entry(top, b"s", s)
+    s.rev, s.seq = held, seq
+
+
+async def test_a_subfolder_her_removal_moved_out_of_the_folder_is_not_counted(fs) -> None:
+    """``mv F/s G/s; rm -r F`` in one push, F's removal first: what s holds went with it, to G."""
+    top, chain = await _deep_scene(fs)
+    await fs.ops.mkdir(ROOT, b"G", DIR, ME)
+    await _move_waiting(fs, top, chain[0], fs.volume.resolve(b"G"))
+    assert not revival._holds_live(fs.volume.tree, top, 0), "F kept for what left it"
+
+
+async def test_a_subfolder_her_removal_moved_within_the_folder_is_counted(fs) -> None:
+    """``mv F/s F/G/s; rm -r F``: s is still under F, and so is her new file."""
+    top, chain = await _deep_scene(fs)
+    await fs.ops.mkdir(top.ino, b"G", DIR, ME)
+    inner = fs.volume.resolve(b"F/G")
+    await _move_waiting(fs, top, chain[0], inner)
+    inner.seq = ("laptop", 8)  # made on her laptop too: only what s holds is this device's
+    assert revival._holds_live(fs.volume.tree, top, 0)
+
+
+async def test_a_chain_deeper_than_the_walk_is_kept_and_looked_at_no_deeper(fs, monkeypatch) -> None:
+    """A chain longer than ``DEPTH_LIMIT`` (here 1: s, then t): F is kept rather than hide what may be
+    under it, and no folder past the limit is read (bounded work for a hostile chain)."""
+    top, chain = await _deep_scene(fs)
+    monkeypatch.setattr(revival, "DEPTH_LIMIT", 1)
+    store = fs.volume.store
+    real, read = store.get, []
+    monkeypatch.setattr(store, "get", lambda doc_id: read.append(doc_id) or real(doc_id))
+    assert revival._holds_live(fs.volume.tree, top, 0)
+    assert read == [chain[0].fid, chain[1].fid], "walked past the limit"
