@@ -69,6 +69,24 @@ Hole (4), low-medium (memory): a version none of whose records came stays in ``r
   Fix: drop a version's want once it is no longer the head of a node shown or held back (and once
     every running peer was asked, keep only the version noted asked).
   Tests: that one.
+Hole (5), low (her new file gone from this device's view, said as a replay): her older state of a
+  subfolder, served again, counts as her move of it out of the folder being removed.
+  Attack: she made G/s, then moved it into F (``mv G/s F/s``) and her desktop saved s/t/u/new.txt
+    since; her laptop (which never saw new.txt) runs ``rm -r F``.  The server serves F's removal
+    and, as the current state of s, her older signed state of s (in G) under a new revision it
+    makes up (``_rev`` is not signed; a branch that wins), s's own removal held back.
+  Seen: ``test_her_older_state_of_a_subfolder_served_again_does_not_take_what_she_saved_under_it``
+    (run at function level, in-process, as tests/inprocess/test_revival.py: ``store.get`` gives the
+    served state; fails: F counted as holding nothing live).  The mount-level effect is read only.
+  Cause: vault/tree/revival.py ``_moved_out`` takes any stored state of hers that verifies and opens
+    for her move out, never asking the ledger whether it is older than the state this device saw
+    (absorbing.py ``_replay``, ``ledger.admit``), as the arrival of that very state does.
+  Impact: F's removal is taken over what she saved under it: F, s, t, u and new.txt leave the
+    desktop's tree (s's replay is then refused and said, too late for F); nothing is deleted in the
+    store, the view comes back only by another device's revive or a remount.
+  Fix: in ``_moved_out``, a state the ledger has seen a newer one of (``_replay``) is no move out:
+    what the folder holds is looked at.
+  Tests: that one; the control ``test_a_subfolder_as_the_tree_holds_it_keeps_what_she_saved_control``.
 """
 
 from __future__ import annotations
@@ -84,7 +102,8 @@ from fusevault.sync.content_docs import read_records
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
 from fusevault.vault.services import gc
 from fusevault.vault.services.absorbing import inherits_punched
-from inprocess.conftest import ME, make
+from fusevault.vault.tree import revival
+from inprocess.conftest import DIR, ME, ROOT, make
 from inprocess.test_punched_records import AT, WORDS, Peer, _expected, _punched_scene, _read, _replicator
 
 
@@ -277,3 +296,44 @@ async def test_wanted_records_of_superseded_versions_are_not_kept_for_ever(fs) -
     assert len(set(heads)) == 5 and len(peer.asked) == 5
     kept = set(volume.tree.records_wanted)
     assert kept <= {(node.fid, node.head)}, f"{len(kept)} versions' wants kept, four superseded"
+
+
+async def _replay_scene(fs) -> tuple[object, object, dict]:
+    """s made in G, then moved into F (its older state, in G, kept as the server may keep it);
+    t/u/new.txt saved under F/s here since; F, s, t, u as her laptop made them (their ``seq``).
+    (F, s, s's older document)."""
+    volume = fs.volume
+    g = await fs.ops.mkdir(ROOT, b"G", DIR, ME)
+    await fs.ops.mkdir(g.st_ino, b"s", DIR, ME)
+    await volume.flush_pending()
+    s = volume.resolve(b"G/s")
+    older = dict(volume.store.get(s.fid))
+    f = await fs.ops.mkdir(ROOT, b"F", DIR, ME)
+    await fs.ops.rename(g.st_ino, b"s", f.st_ino, b"s", 0, ME)
+    ino = s.ino
+    for name in (b"t", b"u"):
+        ino = (await fs.ops.mkdir(ino, name, DIR, ME)).st_ino
+    await make(fs.ops, b"new.txt", b"saved on the desktop", parent=ino)
+    await volume.flush_pending()
+    top = volume.resolve(b"F")
+    assert volume.store.get(s.fid)["_rev"] != older["_rev"], "her move into F is stored"
+    for node in (top, s, volume.resolve(b"F/s/t"), volume.resolve(b"F/s/t/u")):
+        node.seq = ("laptop", 7)
+    return top, s, older
+
+
+@pytest.mark.xfail(strict=True, reason="43a (5): her older subfolder state replayed counts as a move out")
+async def test_her_older_state_of_a_subfolder_served_again_does_not_take_what_she_saved_under_it(
+        fs, monkeypatch) -> None:
+    top, s, older = await _replay_scene(fs)
+    store = fs.volume.store
+    real = store.get
+    replayed = dict(older, _rev="99-" + "f" * 32)  # a branch the server wrote: ``_rev`` is not signed
+    monkeypatch.setattr(store, "get", lambda doc_id: replayed if doc_id == s.fid else real(doc_id))
+    assert revival._holds_live(fs.volume.tree, top, 0), "F counted as holding nothing: new.txt goes with it"
+
+
+async def test_a_subfolder_as_the_tree_holds_it_keeps_what_she_saved_control(fs) -> None:
+    """Control: nothing served for s: F holds her new file."""
+    top, _, _ = await _replay_scene(fs)
+    assert revival._holds_live(fs.volume.tree, top, 0)
