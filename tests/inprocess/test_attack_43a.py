@@ -1,4 +1,8 @@
-"""Attack round 43a, in-process: round 42a's fixes to records gc punched here (w-a1, w-a2).
+"""Attack round 43a, in-process: round 42a's fixes (w-a1 records gc punched wanted per peer, w-a2 the
+walk of a version's own manifest tree, w-a4 a folder's removal over what is live beneath it).
+
+Run 05:20 UTC, 2026-12-06: 5 xfailed, 3 controls passed; with --runxfail each xfail fails at its
+own assertion.
 
 Hole (1), medium: a peer that sends garbage at the wanted ids keeps the records from the peer
   holding them, for good.
@@ -69,6 +73,7 @@ Hole (4), low-medium (memory): a version none of whose records came stays in ``r
   Fix: drop a version's want once it is no longer the head of a node shown or held back (and once
     every running peer was asked, keep only the version noted asked).
   Tests: that one.
+
 Hole (5), low (her new file gone from this device's view, said as a replay): her older state of a
   subfolder, served again, counts as her move of it out of the folder being removed.
   Attack: she made G/s, then moved it into F (``mv G/s F/s``) and her desktop saved s/t/u/new.txt
