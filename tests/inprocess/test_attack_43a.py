@@ -1,7 +1,7 @@
 """Attack round 43a, in-process: round 42a's fixes (w-a1 records gc punched wanted per peer, w-a2 the
 walk of a version's own manifest tree, w-a4 a folder's removal over what is live beneath it).
 
-Run 05:25 UTC, 2026-12-06: 6 xfailed, 3 controls passed; with --runxfail each xfail fails at its
+Run 05:30 UTC, 2026-12-06: 7 xfailed, 3 controls passed; with --runxfail each xfail fails at its
 own assertion.
 
 Hole (1), medium: a peer that sends garbage at the wanted ids keeps the records from the peer
@@ -109,6 +109,27 @@ Hole (6), medium (honest use: a file EIO and an alarm until the next unlock): on
     pull with a back-off, or give up only after a few failures in a row.
   Tests: that one (``test_attack_42a.py::test_a_failing_ask_...`` wants a peer failing every ask
     asked once: a back-off passes both).
+
+Hole (7), medium (her new file gone from this device's view, unsaid): her file's very state served
+  under another revision counts as "a newer state waits", so a folder's removal is taken over it.
+  Attack: as 42a (7): her laptop (never having seen it) runs ``rm -r F`` over F/s/t/u; her desktop
+    saved F/s/t/u/new.txt.  The server puts new.txt's current state on top of itself under a
+    revision it makes up (``_rev`` is not signed; a child of the stored revision, so the store
+    takes it as current) in the batch that brings F's removal, F's id first.
+  Seen: ``test_her_files_state_served_under_another_revision_does_not_take_it_with_the_folder``
+    (run at function level, as hole (5); fails: F counted as holding nothing live).  The
+    mount-level effect is read only.
+  Cause: vault/tree/revival.py ``_stands``: ``doc["_rev"] != child.rev`` is taken for "a newer
+    state waits in the batch (a move out, a removal)"; the revision is the server's to choose, the
+    state (its signed ``seq``, its links) is the same.  (Round 41's rule for a file; w-a4 kept it.)
+  Impact: F's removal is taken over her new file: F and everything under it leave the desktop's
+    tree, with no alarm (the copy is then taken in as the same state); the store keeps new.txt, so a
+    remount brings it back through the orphan revive, if nothing removes it meanwhile.
+  Fix: judge the stored state, not its revision: a state with the same signed ``seq`` as the tree's
+    (``same_state``) is the state held; a newer one counts only if it changes the place (a move out,
+    a removal) and the ledger has not seen a newer state (hole (5)).
+  Tests: that one; the control ``test_a_subfolder_as_the_tree_holds_it_keeps_what_she_saved_control``
+    (and ``test_attack_42a.py::test_a_folders_removal_served_before_its_subfolders_...``).
 """
 
 from __future__ import annotations
@@ -127,6 +148,7 @@ from fusevault.vault.services import gc
 from fusevault.vault.services.absorbing import inherits_punched
 from fusevault.vault.tree import revival
 from inprocess.conftest import DIR, ME, ROOT, make
+from inprocess.test_attack_42a import _deep_scene
 from inprocess.test_punched_records import AT, WORDS, Peer, _expected, _punched_scene, _read, _replicator
 
 
@@ -389,3 +411,19 @@ async def test_one_failed_ask_of_the_only_server_does_not_leave_her_file_eio_til
     volume.layout.places.refused.clear()
     assert len(server.asked) > 1, "never asked again after one failed ask"
     assert await _read(fs) == _expected()
+
+
+@pytest.mark.xfail(strict=True, reason="43a (7): her file's state copied under a new revision counts as gone")
+async def test_her_files_state_served_under_another_revision_does_not_take_it_with_the_folder(
+        fs, monkeypatch) -> None:
+    """F/s/t/u made on her laptop, u/new.txt saved here; the server serves F's removal (her laptop's
+    ``rm -r F``, which never saw new.txt) and new.txt's very state copied on top of itself under a
+    revision it makes up (``_rev`` is not signed): the same body, the same ``seq``."""
+    top, _ = await _deep_scene(fs)
+    volume = fs.volume
+    new = volume.resolve(b"F/s/t/u/new.txt")
+    store = volume.store
+    real = store.get
+    copied = dict(real(new.fid), _rev="99-" + "f" * 32)
+    monkeypatch.setattr(store, "get", lambda doc_id: copied if doc_id == new.fid else real(doc_id))
+    assert revival._holds_live(volume.tree, top, 0), "F counted as holding nothing: new.txt goes with it"
