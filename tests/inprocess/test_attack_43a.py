@@ -123,7 +123,7 @@ Hole (7), medium (her new file gone from this device's view, unsaid): her file's
     state waits in the batch (a move out, a removal)"; the revision is the server's to choose, the
     state (its signed ``seq``, its links) is the same.  (Round 41's rule for a file; w-a4 kept it.)
   Impact: F's removal is taken over her new file: F and everything under it leave the desktop's
-    tree, with no alarm (the copy is then taken in as the same state); the store keeps new.txt, so a
+    tree, likely unsaid (the copy is then taken in as the same state: read only); the store keeps it, so a
     remount brings it back through the orphan revive, if nothing removes it meanwhile.
   Fix: judge the stored state, not its revision: a state with the same signed ``seq`` as the tree's
     (``same_state``) is the state held; a newer one counts only if it changes the place (a move out,
