@@ -26,10 +26,13 @@ serving an older revision again): the key file stays and is the document's
 next revision.  A deletion (a bare revision anyone holding the database may
 make) removes a key file only once its grant is gone as someone signed it:
 the file's owner gave the file a later epoch (a share revoked), or a group's
-owner took the recipient out of it.  Until then the file stays; one still
-refused once the peer's changes are all taken in (``caught_up``) and refused
-for a while (``SAY_REFUSED_AFTER``) is said (attack round 19,
-tests/mount/test_trust_attack_round19_keys.py).  The while: her move out of a
+owner took the recipient out of it (in a body she signed after the newest seen
+here with him in it: her older body served again still verifies, attack round
+42a (4)).  Until then the file stays; one still refused once the peer's
+changes are all taken in (``caught_up``) and refused for a while
+(``SAY_REFUSED_AFTER``, from its first refused deletion: one undone and made
+again is the same, 42a (3); longer while the pull is behind, 42a (5)) is said
+(attack round 19, tests/mount/test_trust_attack_round19_keys.py).  The while: her move out of a
 share removes the member's keys at once and raises the node's epoch only when
 its re-key is done, and key documents are pushed before node documents, so
 another device of hers (or the member's) meets the removal before its reason
@@ -57,6 +60,7 @@ from fusevault.store.local import LocalStore
 from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import sharing
 from fusevault.vault.model.alarms import for_user
+from fusevault.vault.model.freshness import made_at
 from fusevault.vault.model.grants import genuine_in_store, signed_in_store
 from fusevault.vault.model.sharing import KeyRecord
 
@@ -71,10 +75,17 @@ RESCAN_EVERY = 60.0
 # many files for a while).  A server delaying its forged deletion gains as much, no more: it is
 # still refused, and said.
 SAY_REFUSED_AFTER = 15.0
+# The same while, the pull behind (full batches, more waiting): a long backlog may still hold the
+# reason, but a server keeping its feed full for good (echoes) must not keep a deletion unsaid.
+SAY_REFUSED_BEHIND_AFTER = 6 * SAY_REFUSED_AFTER
 _HEX = "[0-9a-f]{32}"
 _USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
 _GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
 _BASE = "key-files"  # the local document: doc id -> fingerprint both sides last had
+# The local document: "<group>-<member>" -> the newest ``made_at_us`` (``UNSTAMPED``: none) of a body of
+# the group its owner signed with the member in it, seen here while a key of the member's was held.
+_MEMBERS = "key-group-members"
+UNSTAMPED = -1
 
 Key = KeyRecord  # (epoch, sealed key, the owner's signature)
 
@@ -168,10 +179,15 @@ class KeyMirror:
         self._cue: int | None = None  # sharing.key_writes() at the last full look
         self._looked_at = -math.inf
         self._lock = trio.Lock()
-        # Deletions refused (judged again at each ``caught_up``), since when, and those of them said.
+        # Deletions refused (judged again at each ``caught_up``); since when each key document's deletion
+        # was first refused, and for the key of which epoch (kept while the deletion is undone meanwhile:
+        # a deletion undone and made again is no new one, attack round 42a (3)); those of them said.
         self._refusing: set[str] = set()
-        self._refused_since: dict[str, float] = {}
+        self._refused_since: dict[str, tuple[float, int]] = {}
         self._said: set[str] = set()
+        # Group bodies' signatures checked here, by group id: (the revision checked, signed by its owner).
+        self._signed_groups: dict[str, tuple[str, bool]] = {}
+        self._members: dict[str, int] | None = None  # the local document ``_MEMBERS``, once read
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
@@ -201,6 +217,16 @@ class KeyMirror:
         are judged again (the grant's end may have come after them: a later batch, the owner's
         rotation), and those still refused, and refused for ``SAY_REFUSED_AFTER`` or more, are
         said, once each (the rest at a later ``caught_up``: the pull's long poll comes back)."""
+        self._judge(SAY_REFUSED_AFTER)
+
+    def behind(self) -> None:
+        """A batch of the peer's changes was pulled, more may be waiting (a full batch, or echoes):
+        judged as at ``caught_up``, but said only after ``SAY_REFUSED_BEHIND_AFTER`` (a long backlog
+        may still hold the reason).  A server whose changes feed is never empty (it echoes what this
+        replica holds, for ever) no longer keeps a refused deletion unsaid (attack round 42a (5))."""
+        self._judge(SAY_REFUSED_BEHIND_AFTER)
+
+    def _judge(self, after: float) -> None:
         if not self._refusing:
             return
         ids, self._refusing = self._refusing, set()
@@ -208,12 +234,22 @@ class KeyMirror:
         for doc_id in ids:
             _add(self.layout, files, doc_id)
         self._settle(ids, files)
-        self._refused_since = {i: t for i, t in self._refused_since.items() if i in self._refusing}
         now = time.monotonic()
-        due = {i for i in self._refusing if now - self._refused_since.get(i, now) >= SAY_REFUSED_AFTER}
+        due = {i for i in self._refusing if now - self._refused_since.get(i, (now, 0))[0] >= after}
         for doc_id in sorted(due - self._said):
             self._removal_refused(doc_id)
-        self._said = (self._said & self._refusing) | due
+        self._said |= due
+
+    def _refusing_removal(self, doc_id: str, held: Key) -> None:
+        """The deletion of ``held``'s document is refused: judged again at each ``caught_up``.  Its
+        while runs from the first refused deletion of this key (``held``'s epoch), not from this one:
+        a server that undoes its deletion before the while is over and makes it again is said as
+        one that leaves it (attack round 42a (3)); her re-key explains one deletion, never that."""
+        self._refusing.add(doc_id)
+        since = self._refused_since.get(doc_id)
+        if since is None or since[1] != held.epoch:  # a later key: a new grant, a new while
+            self._refused_since[doc_id] = (time.monotonic(), held.epoch)
+            self._said.discard(doc_id)
 
     def _settle(self, doc_ids: Iterable[str], files: dict[str, Key]) -> None:
         base = replica.get_local(self.store, _BASE)
@@ -244,6 +280,9 @@ class KeyMirror:
         if doc is not None and in_doc is None:
             return  # malformed (logged): the file stays as it is
         doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
+        group = _GROUP_KEY.fullmatch(doc_id)
+        if group is not None and (in_file is not None or in_doc is not None):
+            self._note_member(group.group(1), group.group(3))  # what a removal must be newer than
         if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
                 and in_file.sig is not None and file_ok:
             doc_ok = False  # an unsigned key never replaces a signed one
@@ -263,8 +302,7 @@ class KeyMirror:
             if in_doc is None:
                 assert in_file is not None  # their fingerprints differ
                 if not self._removal_taken(doc_id, in_file):
-                    self._refusing.add(doc_id)
-                    self._refused_since.setdefault(doc_id, time.monotonic())
+                    self._refusing_removal(doc_id, in_file)
                     return  # the key file stays, and what both last had: judged again
                 sharing.remove_key(path, keep_folder=True)
             elif in_file is not None and in_doc.epoch < in_file.epoch:
@@ -279,6 +317,8 @@ class KeyMirror:
             in_doc = in_file
         if (fingerprint := _fingerprint(in_doc)) is None:
             base.pop(doc_id, None)
+            self._refused_since.pop(doc_id, None)  # the key gone on both sides: a later one, a new while
+            self._said.discard(doc_id)
         else:
             base[doc_id] = fingerprint
 
@@ -308,12 +348,56 @@ class KeyMirror:
                 and signed_in_store(self.store, node, node.get("owner")):
             return True  # epochs only grow: a replayed older node never shows a later one
         found = _GROUP_KEY.fullmatch(doc_id)
-        group = self.store.get(found.group(1)) if found else None
-        if group is None:
+        return found is not None and self._member_removed(found.group(1), recipient)
+
+    def _member_removed(self, group_id: str, member: str) -> bool:
+        """Did the group's owner take ``member`` out of it?  Only a body she signed without him that
+        is newer (its signed ``made_at_us``, which each signing raises) than the newest body seen
+        here with him in it: a group carries no epoch, and her body from before he joined, served
+        again, still verifies (attack round 42a (4)).  One seen here with him in it none: refused."""
+        group = self._signed_group(group_id)
+        members = group.get("users") if group is not None else None
+        if group is None or not isinstance(members, dict) or member in members:
             return False
-        members = group.get("users")
-        return isinstance(members, dict) and recipient not in members and \
-            signed_in_store(self.store, group, group.get("owner"))
+        granted = self._members_seen().get(f"{group_id}-{member}")
+        made = made_at(group)
+        return granted is not None and made is not None and made > granted
+
+    def _note_member(self, group_id: str, member: str) -> None:
+        """The group's current body, if its owner signed it with ``member`` in it, remembered as the
+        newest known to have granted him (what a removal must be newer than: ``_member_removed``)."""
+        group = self._signed_group(group_id)
+        members = group.get("users") if group is not None else None
+        if group is None or not isinstance(members, dict) or member not in members:
+            return
+        made = made_at(group)
+        made = UNSTAMPED if made is None else made
+        if self._members_seen().get(key := f"{group_id}-{member}", UNSTAMPED - 1) < made:
+            # Read again before it is written: never lower what another mirror of this store noted.
+            merged = self._members_read()
+            for k, v in [*self._members_seen().items(), (key, made)]:
+                merged[k] = max(merged.get(k, v), v)
+            self._members = merged
+            replica.put_local(self.store, _MEMBERS, merged)
+
+    def _members_seen(self) -> dict[str, int]:
+        if self._members is None:
+            self._members = self._members_read()
+        return self._members
+
+    def _members_read(self) -> dict[str, int]:
+        seen = replica.get_local(self.store, _MEMBERS)
+        return {k: v for k, v in seen.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+    def _signed_group(self, group_id: str) -> dict | None:
+        """The group's current body if the owner it names signed it (checked once per revision)."""
+        group = self.store.get(group_id)
+        if group is None or not isinstance(rev := group.get("_rev"), str):
+            return None
+        if (checked := self._signed_groups.get(group_id)) is None or checked[0] != rev:
+            checked = (rev, signed_in_store(self.store, group, group.get("owner")))
+            self._signed_groups[group_id] = checked
+        return group if checked[1] else None
 
     def _removal_refused(self, doc_id: str) -> None:
         """Said to the recipient and the file's owner: a key document's deletion was refused."""

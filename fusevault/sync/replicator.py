@@ -393,6 +393,7 @@ class Replicator:
             # nothing to fetch, store or take in.
             self._pulled_echo(last)
             self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
+            self._keys_judged(caught_up=False)  # echoes: the feed may still hold more
             return True
         if replaced:
             await self._check_replaced(replaced)
@@ -408,12 +409,20 @@ class Replicator:
             self._judge_held(caught_up=len(results) < CHANGES_BATCH)
         await self._take_beneath()
         await self._take_punched()
-        if self.keys is not None and len(results) < CHANGES_BATCH:
-            self.keys.caught_up()  # the key deletions refused meanwhile judged again, and said
+        self._keys_judged(caught_up=len(results) < CHANGES_BATCH)
         self.status.pending_down = None if len(results) >= CHANGES_BATCH else 0
         self.status.state = "idle"
         self._contact()
         return True
+
+    def _keys_judged(self, caught_up: bool) -> None:
+        """The key deletions refused meanwhile judged again, and said, after every batch (echoes and
+        full ones too): a server whose feed never comes up empty must not keep them unsaid (attack
+        round 42a (5)); behind (a full batch, or echoes), only after a longer while (``KeyMirror.behind``)."""
+        if self.keys is not None and caught_up:
+            self.keys.caught_up()
+        elif self.keys is not None:
+            self.keys.behind()
 
     async def _take_beneath(self) -> None:
         """The revisions refused ones were stacked on that the trees here want (``Beneath``),

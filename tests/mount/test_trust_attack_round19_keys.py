@@ -39,6 +39,10 @@ What held
   the recipient's device, and nothing is said there: part of
   test_the_server_deleting_bobs_key_document_leaves_his_share_open (and tests/services/test_sync.py
   test_a_share_made_on_one_device_opens_on_the_recipients_device).
+- A member taken out of a group by its owner (signed after the body seen with him in it: round 42a
+  (4)'s fix) loses his group keys on his device before any re-key, unsaid:
+  test_her_removal_of_bob_from_a_group_takes_his_group_keys_before_any_re_key (fails with the group
+  branch of ``_removal_taken`` off: the keys stay).
 """
 
 from __future__ import annotations
@@ -170,3 +174,46 @@ def test_the_server_replaying_bobs_older_key_document_does_not_take_his_current_
         assert _reads_at_next_mount(bobs, tmp_path) == "hello bob"
         assert said, "the replayed older key went unsaid"
         wait_for(lambda: server.get(doc_id)["epoch"] == 1, "the newer key put back on the server")
+
+
+def test_her_removal_of_bob_from_a_group_takes_his_group_keys_before_any_re_key(
+        couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
+    """The genuine side of round 42a (4)'s fix (a group key's deletion taken only on a body of the group
+    signed after the newest seen with the member in it): her ``group member remove`` made while her
+    laptop is not mounted (its re-key waits for her unlock), the group as she signed it and bob's key
+    documents' deletions sent first (as her laptop's next sync does).  His device takes them, with no
+    new epoch, and says nothing."""
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    bob = _add_user(laptop, "bob", 2001)
+    admin = {"FUSEVAULT_VAULT": str(laptop), "FUSEVAULT_NEW_PASSPHRASE": "unused"}
+    for args in (("group", "add", "team", "--owner", "alice"),
+                 ("group", "member", "add", "team", "bob", "--perm", "READ")):
+        done = fusevault(*args, env=admin)
+        assert done.returncode == 0, done.stderr
+    (team,) = [g["_id"] for g in adversary.docs(laptop, "Group") if g.get("groupname") == "team"]
+    with mounted(laptop, tmp_path / "a", "--user", "alice") as a:
+        (a / "proj").mkdir()
+        (a / "proj" / "plan.txt").write_text("step one\n")
+        _share(a / "proj", "@team")
+        wait_for(lambda: settled(a), "the share pushed")
+    joined = fusevault("init", tmp_path / "bobs", "--join", url, "--user", "bob", passphrase=BOB)
+    assert joined.returncode == 0, joined.stderr
+    keys = sorted((tmp_path / "bobs" / "groups" / team).rglob(f"{bob}.vfkey"))
+    assert keys, "bob's device holds no group key"
+    epochs = {d["_id"]: d.get("epoch") for d in server.all("node")}
+    with _bobs_mount(tmp_path / "bobs", tmp_path) as b:
+        assert (b / "groups" / "team" / "proj" / "plan.txt").read_text() == "step one\n"
+        wait_for(lambda: settled(b), "bob's sync to settle")
+        removed = fusevault("group", "member", "remove", "team", "bob", env=admin)
+        assert removed.returncode == 0, removed.stderr
+        server.put(adversary.get(laptop, team))  # her signed group without bob
+        for doc in server.all(FILE_KEY):
+            if doc["_id"].startswith(f"vfkey-g-{team}-") and doc["_id"].endswith(f"-{bob}"):
+                server.delete(doc["_id"])  # his keys' deletions, as her laptop sends them
+        wait_for(lambda: not any(k.exists() for k in keys), "bob's group keys to go from his device",
+                 timeout=30 + SAY_REFUSED_AFTER)
+        wait_for(lambda: settled(b), "bob's sync to settle")
+        said = [(x["subject"], x["text"][:120]) for x in _alarms(b) if x["subject"].startswith("deletion ")]
+    assert {d["_id"]: d.get("epoch") for d in server.all("node")} == epochs, "re-keyed meanwhile"
+    assert said == [], said

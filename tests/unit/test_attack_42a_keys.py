@@ -2,6 +2,8 @@
 
 Run 03:41 UTC, 2026-12-06 (holes (3), (4), (5): 3 xfailed, 3 controls passed);
 with --runxfail each xfail fails at its own assertion (the scene's asserts all held).
+Fixed since, all three (docs/SECURITY.md "Attack round 42"): the marks are gone, and tests added for a
+stamped older group body, her genuine removal (control) and an echo padded to full batches.
 
 Hole (3), medium (an alarm a server can silence for good): a server that deletes a member's key
   document and puts it back, over and over, is never said.
@@ -66,7 +68,7 @@ import trio
 from fusevault.store import replica
 from fusevault.sync import key_mirror
 from fusevault.sync.key_mirror import place
-from fusevault.sync.replicator import PeerStatus, Replicator
+from fusevault.sync.replicator import CHANGES_BATCH, PeerStatus, Replicator
 from fusevault.vault.model import sharing
 from fusevault.vault.model.grants import record_doc
 from fusevault.vault.model.groups import GROUP
@@ -98,8 +100,6 @@ def _serve(here, doc_id: str, revs: list[str], body: dict | None) -> None:
     here.keys.caught_up()
 
 
-@pytest.mark.xfail(strict=True, reason="42a (3): key_mirror.caught_up forgets a refused deletion undone "
-                   "meanwhile, so a deletion made again starts a new while: never said")
 def test_a_deletion_the_server_undoes_and_makes_again_is_said(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, doc_id, revs, body = _bob_key(here)
@@ -124,14 +124,17 @@ def test_a_deletion_the_server_makes_once_and_left_is_said(pair, clock) -> None:
     assert place(here.layout, doc_id).exists() and said(her, doc_id)
 
 
-def _group_key(here) -> tuple[Owner, str, str, list[dict]]:
-    """Her group (she alone, then bob added: both states signed by her) and her file shared with it
-    (epoch 1), bob's signed group key on ``here``: (her, the group's id, the key document's id, her
-    group's two signed states, oldest first)."""
+def _group_key(here, stamped: bool = False) -> tuple[Owner, str, str, list[dict]]:
+    """Her group (she alone, then bob added: both states signed by her; ``stamped``: with the
+    ``made_at_us`` her signing puts in, 100 and 200) and her file shared with it (epoch 1), bob's
+    signed group key on ``here``: (her, the group's id, the key document's id, her group's two
+    signed states, oldest first)."""
     her, fid, bob, group = Owner(), uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
-    alone = her.sign({"_id": group, "type": GROUP, "groupname": "team", "owner": her.id,
-                      "created_at": 1, "users": {her.id: "READ,WRITE"}})
-    joined = her.sign({**alone, "users": {her.id: "READ,WRITE", bob: "READ"}})
+    body = {"_id": group, "type": GROUP, "groupname": "team", "owner": her.id, "created_at": 1,
+            "users": {her.id: "READ,WRITE"}}
+    alone = her.sign({**body, **({"made_at_us": 100} if stamped else {})})
+    joined = her.sign({**body, "users": {her.id: "READ,WRITE", bob: "READ"},
+                       **({"made_at_us": 200} if stamped else {})})
     put(here, her.user, her.node(fid, 1), alone)
     put(here, joined)
     sealed = b"sealed for bob"
@@ -156,8 +159,6 @@ def _next_revision(here, doc_id: str, body: dict | None) -> None:
     here.keys.arrived(d["_id"] for d in arrival.current)
 
 
-@pytest.mark.xfail(strict=True, reason="42a (4): key_mirror._removal_taken believes the group's current "
-                   "document, which the server can replace with her older signed state (no epoch)")
 def test_her_older_group_served_again_beside_a_forged_deletion_never_takes_bobs_key(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, group, doc_id, (alone, _) = _group_key(here)
@@ -180,6 +181,42 @@ def test_a_forged_deletion_of_a_group_key_alone_is_refused_and_said(pair, clock)
     assert place(here.layout, doc_id).exists() and said(her, doc_id)
 
 
+def test_her_stamped_older_group_served_again_never_takes_bobs_key(pair, clock) -> None:  # noqa: F811
+    """As above with the bodies her signing stamps (``made_at_us``): the older one served again is
+    older than the one seen here with bob in it (42a (4)): refused, and said once the while is over."""
+    here, _ = pair
+    her, group, doc_id, (alone, _) = _group_key(here, stamped=True)
+    _next_revision(here, group, alone)
+    _next_revision(here, doc_id, None)
+    here.keys.caught_up()
+    assert place(here.layout, doc_id).exists() and not said(her, doc_id)
+    clock.now += key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert place(here.layout, doc_id).exists() and said(her, doc_id)
+
+
+@pytest.mark.parametrize("order", ["group first", "deletion first"])
+def test_her_removal_of_bob_from_the_group_takes_his_group_key_unsaid(pair, clock, order) -> None:  # noqa: F811
+    """Control of 42a (4)'s fix: her genuine ``group member remove`` (a body without bob signed after
+    the one seen with him) takes his key's deletion, whichever of the two comes first (within the while)."""
+    here, _ = pair
+    her, group, doc_id, (alone, _) = _group_key(here, stamped=True)
+    removed = her.sign({**alone, "made_at_us": 300})  # bob out again, signed after
+    assert removed["users"] == {her.id: "READ,WRITE"}
+    first, then = (group, removed), (doc_id, None)
+    if order == "deletion first":
+        first, then = then, first
+    _next_revision(here, *first)
+    here.keys.caught_up()
+    clock.now += 3
+    _next_revision(here, *then)
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists()
+    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert not said(her, doc_id)
+
+
 class EchoingServer:
     """A server whose changes feed is never empty: each answer is one change this replica already
     holds (the echo of a document it has), so the pull never finds itself caught up."""
@@ -196,8 +233,6 @@ def _pull(r: Replicator, wait: bool) -> bool:
     return trio.run(functools.partial(r.pull, wait=wait))
 
 
-@pytest.mark.xfail(strict=True, reason="42a (5): the replicator's echo-only batch never calls "
-                   "keys.caught_up, and a refused deletion is said only at a later caught_up")
 def test_a_forged_deletion_is_said_though_the_server_echoes_forever(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, doc_id, revs, _ = _bob_key(here)
@@ -231,3 +266,28 @@ def test_a_forged_deletion_is_said_once_the_feed_goes_quiet(pair, clock) -> None
     server.changes = quiet  # type: ignore[method-assign]
     _pull(r, True)
     assert said(her, doc_id)
+
+
+class FullEchoingServer(EchoingServer):
+    """As ``EchoingServer``, each answer a full batch of echoes: more always seems to be waiting."""
+
+    async def changes(self, since: object, limit: int, *, wait: bool = False) -> tuple[list[dict], object]:
+        self.seq += 1
+        return [{"id": self.echo["_id"], "changes": [{"rev": self.echo["_rev"]}]}] * CHANGES_BATCH, self.seq
+
+
+def test_a_forged_deletion_is_said_though_the_server_echoes_full_batches_forever(pair, clock) -> None:  # noqa: F811
+    """42a (5) with each echo padded to a full batch (a backlog that never ends): said, only after the
+    longer while a backlog gets (``SAY_REFUSED_BEHIND_AFTER``: its reason may be further on)."""
+    here, _ = pair
+    her, doc_id, revs, _ = _bob_key(here)
+    _serve(here, doc_id, revs, None)
+    r = Replicator(here.store, here.layout, "device", "server", FullEchoingServer(here.store.get(her.id)),
+                   lambda *_: None, PeerStatus("server", "http://server"), here.keys)
+    clock.now += key_mirror.SAY_REFUSED_AFTER
+    assert _pull(r, False) and not said(her, doc_id)  # not caught up: the while of a backlog
+    for _ in range(30):
+        clock.now += 5
+        assert _pull(r, False)
+    assert place(here.layout, doc_id).exists()
+    assert said(her, doc_id), "a forged deletion never said: the server's feed is always full"
