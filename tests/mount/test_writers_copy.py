@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import adversary
+import pytest
 from attack_scenes import add_users, recipients_dek, share
 from conftest import mounted, wait_for
 
@@ -74,16 +75,21 @@ def _after(vault: Path, tmp_path: Path) -> tuple[dict[str, bytes], list[dict]]:
         return files, [x for x in alarms(mnt) if x["kind"] != "ledger"]
 
 
+@pytest.mark.parametrize("rev", ["0", "f"])  # beside hers (hers current), or current: judged at the load
 def test_his_old_key_branch_into_a_folder_he_cannot_write_is_refused_and_said(
-        vault: Path, tmp_path: Path) -> None:
+        vault: Path, tmp_path: Path, rev: str) -> None:
     fid, before, dek = _moved_out_beside_old(vault, tmp_path)
     public = _node_fid(vault, "alice", "public")
     # Under the key of before her move, as a state of a device of his never seen here: but into public/,
     # where he holds nothing.  No copy of it is made there (it would plant a file where he cannot write).
-    _bobs_old_branch(vault, fid, before, dek, {"links": [[public, "plan.txt"]], "seq": ["b0bdev", 7]}, "0")
+    _bobs_old_branch(vault, fid, before, dek, {"links": [[public, "plan.txt"]], "seq": ["b0bdev", 7]}, rev)
     files, said = _after(vault, tmp_path)
     assert files == {"plan.txt": b"private now"}, (files, said)
-    assert [x["kind"] for x in said] == ["forged-write"] and "concurrent revision" in said[0]["text"], said
+    kinds = [x["kind"] for x in said]
+    if rev == "0":  # refused as the settling meets it
+        assert kinds == ["forged-write"] and "concurrent revision" in said[0]["text"], said
+    else:  # refused as the load meets it (no copy: her own leaf is not loaded in its place), and rebuilt
+        assert kinds == ["rebuilt"] and "holds no WRITE" in said[0]["text"], said
 
 
 def test_his_old_key_branch_in_his_folder_holding_what_she_had_is_closed_unsaid(

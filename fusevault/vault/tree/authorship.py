@@ -100,6 +100,27 @@ class Seen(Protocol):
     def granted_write(self, vid: str, signer: str, signature: str) -> None: ...
 
 
+class _Beside:
+    """A tree as it would hold ``hers`` in place of the node it loaded for the same file
+    (``loaded_copy``); every other question goes to the tree."""
+
+    def __init__(self, volume: Held, hers: Node) -> None:
+        self.volume, self.hers = volume, hers
+        self.sharing = volume.sharing
+
+    def find(self, fid: str | None) -> Node | None:
+        return self.hers if fid == self.hers.fid else self.volume.find(fid)
+
+    def get(self, ino: int | None) -> Node | None:
+        return self.volume.get(ino)
+
+    def covering(self, node: Node) -> list:
+        return self.volume.covering(node)
+
+    def note_moved(self, node: Node, before: list) -> None:
+        self.volume.note_moved(node, before)
+
+
 def said_signer(doc: dict) -> str | None:
     """Who a document says signed it (unchecked; None if unsigned or malformed)."""
     try:
@@ -655,6 +676,16 @@ class Authorship:
                     or not self.writes_at(volume, signer, self.user_id, parent)):
                 return False
         return True
+
+    def loaded_copy(self, volume: Held, doc: dict, signer: str, opened: tuple[Node, list],
+                    hers: Node) -> bool:
+        """Whether ``doc``, a writer's current revision of her file that the load placed, is his edit to
+        keep only as a copy (``writers_copy``) beside ``hers``, her own leaf of the file: judged as if
+        the tree held hers (``_Beside``), as it does once the load takes her leaf in its place.
+        Judged from his state, the load placed her file where his document says: a false forged-write
+        at every unlock (attack round 42b (4)), or, his version withheld, her file hidden for good
+        (42b (3)).  Unsaid: the settling says what is to be said."""
+        return self.writers_copy(_Beside(volume, hers), doc, signer, opened)
 
     def vouch_copy(self, fid: str, signer: str, node: Node) -> None:
         """The versions of a writer's edit kept as a conflict copy (``writers_copy``), his signed ones

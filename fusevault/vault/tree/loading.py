@@ -18,7 +18,8 @@ from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import str_to_name
 from fusevault.errors import CorruptData, VaultError
-from fusevault.store import Store
+from fusevault.store import Store, replica
+from fusevault.store.revs import generation
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import history, names
@@ -44,6 +45,13 @@ from fusevault.vault.tree.guests import (
 from fusevault.vault.tree.namespace import Tree
 
 log = logging.getLogger(__name__)
+
+# ``_her_leaf``: how many of her leaves beside a writer's current revision are opened, at most.
+HER_LEAVES = 16
+# ``_take_her_leaf``: what a node takes from her leaf (not its identity, names, folder entries or
+# what this mount holds of it).
+_LEAF_STATE = tuple(slot for slot in Node.__slots__ if slot not in (
+    "ino", "fid", "owner", "links", "children", "subdirs", "lookups", "opens", "content", "lock"))
 
 
 def load_tree(layout: Layout, store: Store, key: MasterKey, root_fid: str,
@@ -189,6 +197,10 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             for node in kept:  # one name in the first folder it was seen in: a file it was in twice
                 if (now := parents_of(node, tree.fid_at)) != gate.was_placed(tree, node.fid, node.placed):
                     moved[node.fid] = now
+    if gate is not None and foreign:
+        # Before settling: a writer's current revision that is his edit to keep only as a copy gives
+        # way to her own leaf beside it (``_hers_beside_copies``), judged there no more.
+        taken = _hers_beside_copies(tree, store, key, gate, foreign, others, pending, taken)
     if foreign:
         out = Absorbed()
 
@@ -230,6 +242,82 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                  trust.verified.cached)
         trust.verified.save(prune=False)
     return tree
+
+
+def _hers_beside_copies(tree: Tree, store: Store, key: MasterKey, gate: Authorship, foreign: list[Foreign],
+                        others: dict[str, dict], pending: list[tuple[Node, list[tuple[str, bytes]]]],
+                        taken: list[tuple[Node, list[tuple[str, bytes]]]],
+                        ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
+    """Her files whose current revision is a writer's edit to keep only as a conflict copy beside her
+    own leaf (CouchDB's rule made his current: more saves; authorship.py ``loaded_copy``): loaded as
+    her leaf holds them, where she put them, under her key, and taken out of ``foreign`` (and
+    ``others``): no writer's move to judge.  Loaded as his document says, her file moved out of his
+    share was placed back in it under the key he holds, called his forged move (attack round 42b
+    (4)), and with his version withheld it read EIO there at every unlock, hers hidden (42b (3)).
+    Her next commit goes over his revision, as while mounted (arrivals.py ``keep``); the settling at
+    the mount copies his edit where he wrote it (services/conflicts.py ``_beside_writers_current``).
+    ``pending`` is given her names; returned: ``taken`` with her names taken in place of his."""
+    for entry in list(foreign):
+        node, links, signer, guest = entry
+        doc = others.get(node.fid)
+        if guest or doc is None or node.owner != key.user_id or tree.get(node.ino) is not node:
+            continue
+        hers = _her_leaf(store, key, gate, node)
+        if hers is None or not gate.loaded_copy(tree, doc, signer, (node, links), hers[0]):
+            continue
+        log.info("%s: a writer's edit to copy is its current revision: her own leaf %s is loaded",
+                 node.fid, hers[0].rev)
+        foreign.remove(entry)
+        del others[node.fid]
+        lost = _take_her_leaf(tree, node, *hers)
+        pending[:] = [(each, hers[1] if each is node else names_) for each, names_ in pending]
+        taken = [(each, names_) for each, names_ in taken if each is not node]  # his names: no more
+        if lost:
+            taken.append((node, lost))
+        if node.is_dir:
+            _break_cycles(tree)  # her folder's own names close no loop either
+    return taken
+
+
+def _her_leaf(store: Store, key: MasterKey, gate: Authorship, node: Node,
+              ) -> tuple[Node, list[tuple[str, bytes]]] | None:
+    """Her own live leaf of ``node``'s file beside the current revision another signed: signed by her,
+    not a deletion, of the type loaded, opened; the one CouchDB's rule ranks first among hers.  At most
+    ``HER_LEAVES`` looked at (a peer may store any number of branches): none found, the load is as
+    before.  Unsaid: the settling judges every leaf, and says what it refuses."""
+    local = replica.local_of(store)
+    if local is None or not replica.in_conflict(local, node.fid):
+        return None
+    leaves = [leaf for leaf in replica.other_leaves(local, node.fid)
+              if leaf.get("owner") == key.user_id and not leaf.get("delete")]
+    leaves.sort(key=lambda leaf: (generation(leaf["_rev"]), str(leaf["_rev"])), reverse=True)
+    for leaf in leaves[:HER_LEAVES]:
+        try:
+            if gate.trust.verify(leaf, author=key.user_id) != key.user_id:
+                continue
+            hers, links = node_from_doc(leaf, *open_node_doc(leaf, key))
+        except VaultError:  # not hers after all (Forged), or does not open
+            continue
+        if stat.S_IFMT(hers.mode) == stat.S_IFMT(node.mode) and links:
+            return hers, links
+    return None
+
+
+def _take_her_leaf(tree: Tree, node: Node, hers: Node, links: list[tuple[str, bytes]],
+                   ) -> list[tuple[str, bytes]]:
+    """``node``, loaded from a writer's document, made her leaf ``hers`` (``_hers_beside_copies``):
+    his names go, her state and names come; its revision stays the current one (his), which her next
+    commit goes over.  What is under a folder stays under it.  Returned: her names taken already."""
+    for parent_ino, name in list(node.links):
+        if (parent := tree.get(parent_ino)) is not None:
+            tree.unlink_entry(parent, name, node)
+        else:
+            node.links.remove((parent_ino, name))
+    rev = node.rev
+    for slot in _LEAF_STATE:
+        setattr(node, slot, getattr(hers, slot))
+    node.rev = rev
+    return _link_loaded(tree, node, links)
 
 
 def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger,
