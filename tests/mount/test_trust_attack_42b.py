@@ -9,8 +9,9 @@ Attacker: a WRITE (or READ) member (holds the keys of what is shared with him, s
 writes documents to the server), the CouchDB server, and ordinary use.
 
 The report is the attacker's, as written; since, hole 1 is fixed (``changed`` is carried in ``ATTRS``)
-and its test passes; holes 3 and 4 too (her own leaf is loaded in place of his copy branch:
-tree/loading.py ``_hers_beside_copies``); the others are open (docs/SECURITY.md, "Attack round 42").
+and its test passes; so are holes 3 and 4 (her own leaf is loaded in place of his copy branch:
+tree/loading.py ``_hers_beside_copies``), 5 (a writer's copy's id is derived from the version it holds)
+and 7 (his other edits are settled after hers); the others are open (docs/SECURITY.md, "Attack round 42").
 
 Holes
 =====
@@ -434,9 +435,6 @@ def _two_of_his_devices_edit_while_she_moves_out(tmp_path: Path, move: bool) -> 
     return seen
 
 
-@pytest.mark.xfail(strict=False, reason="42b (7), seen 2 runs of 3 (not strict: it depends on which branch "
-                   "is current and on the leaves' order): with his first device's branch current, his second "
-                   "device's (a COPY too) is closed by _beside_writers_current as not hers: no copy, unsaid")
 def test_both_of_a_members_devices_edits_while_she_moves_the_file_out_are_kept(tmp_path: Path) -> None:
     seen = _two_of_his_devices_edit_while_she_moves_out(tmp_path, move=True)
     files, said = seen["alice"]
@@ -490,8 +488,6 @@ def _his_branch_rev(url: str, fid: str, dek: bytes) -> str | None:
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="42b (5): his copied branch re-signed with a later seq of his device "
-                   "is a new COPY each time: one more full copy of his contents per small document, unsaid")
 def test_his_copied_edit_served_again_as_later_states_of_his_device_makes_no_more_copies(
         tmp_path: Path) -> None:
     seen: dict[str, object] = {}

@@ -541,13 +541,15 @@ def test_a_strangers_dropped_name_does_not_write_control_sequences_to_her_termin
 # --- hole 7: a WRITE grantee's concurrent branch moves her file into a folder he may not write
 
 
-def _bobs_branch(vault: Path, fid: str, change: dict) -> None:
+def _bobs_branch(vault: Path, fid: str, change: dict, doc: dict | None = None, dek: bytes | None = None,
+                 rev: str = "0") -> None:
     """What the server (or a writer of store.sqlite) bob runs serves: a sibling of her current node
-    revision (same parent revision, a lower revision id: CouchDB keeps hers current), her node's
-    sealed attributes with ``change``, sealed under the DEK his key file opens, signed by bob.
+    revision (same parent revision, the revision id ``rev`` * 32: "0", the lowest, keeps hers current),
+    her node's sealed attributes with ``change``, sealed under the DEK his key file opens, signed by bob.
+    ``doc``, ``dek``: her node document and the key he held of another time (default: now).
     Stored as replication stores a pulled revision (store/replica.py ``store_revisions``)."""
-    dek = recipients_dek(vault, "bob", BOB, fid)
-    doc = adversary.get(vault, fid)
+    dek = recipients_dek(vault, "bob", BOB, fid) if dek is None else dek
+    doc = adversary.get(vault, fid) if doc is None else doc
     attrs = {**open_node_attrs(doc, dek), **change}
     body = {k: v for k, v in doc.items() if not k.startswith("_") and k != "sig"} | {"_id": fid}
     plain = json.dumps(attrs, separators=(",", ":")).encode()
@@ -558,8 +560,8 @@ def _bobs_branch(vault: Path, fid: str, change: dict) -> None:
     try:
         history = replica.current_history(store, fid)
         generation = int(history[0].split("-")[0])
-        branch["_rev"] = f"{generation}-{'0' * 32}"
-        ids = ["0" * 32] + [h.split("-", 1)[1] for h in history[1:]]
+        branch["_rev"] = f"{generation}-{rev * 32}"
+        ids = [rev * 32] + [h.split("-", 1)[1] for h in history[1:]]
         branch["_revisions"] = {"start": generation, "ids": ids}
         assert replica.store_revisions(store, [branch]).conflicts == [fid]
     finally:

@@ -7,8 +7,8 @@ here bob's branch is made by hand, as the server he runs (or bob himself) could 
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import adversary
@@ -16,15 +16,9 @@ import pytest
 from attack_scenes import add_users, recipients_dek, share
 from conftest import mounted, wait_for
 
-from fusevault.crypto import aead
-from fusevault.crypto.signing import sign_doc
-from fusevault.encoding import b64e
-from fusevault.store import replica
-from fusevault.store.local import LocalStore
-from fusevault.vault.model.nodes import open_node_attrs
-from mount.test_trust_attack_round22b import _settled
+from mount.test_trust_attack_round22b import _bobs_branch, _settled
 from mount.test_trust_rollback import alarms
-from mount.test_trust_writes import BOB, _key, _node_fid
+from mount.test_trust_writes import BOB, _node_fid
 
 
 def _moved_out_beside_old(vault: Path, tmp_path: Path) -> tuple[str, dict, bytes]:
@@ -50,22 +44,7 @@ def _bobs_old_branch(vault: Path, fid: str, before: dict, dek: bytes, change: di
     """A sibling of her current revision (a lower id: hers stays current), signed by bob: her node as it
     was in team (its clear fields, her wrapping of the key of then, its sealed attributes) with
     ``change``, sealed under the key he held then."""
-    attrs = {**open_node_attrs(before, dek), **change}
-    body = {k: v for k, v in before.items() if not k.startswith("_") and k != "sig"} | {"_id": fid}
-    plain = json.dumps(attrs, separators=(",", ":")).encode()
-    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
-    bob = _key(vault, "bob", BOB)
-    branch = sign_doc(bob.user_id, bob.identity.sign, body)
-    store = LocalStore(vault / "store.sqlite")
-    try:
-        history = replica.current_history(store, fid)
-        generation = int(history[0].split("-")[0])
-        branch["_rev"] = f"{generation}-{rev * 32}"
-        ids = [rev * 32] + [h.split("-", 1)[1] for h in history[1:]]
-        branch["_revisions"] = {"start": generation, "ids": ids}
-        assert replica.store_revisions(store, [branch]).conflicts == [fid]
-    finally:
-        store.close()
+    _bobs_branch(vault, fid, change, before, dek, rev)
 
 
 def _after(vault: Path, tmp_path: Path) -> tuple[dict[str, bytes], list[dict]]:
@@ -75,15 +54,28 @@ def _after(vault: Path, tmp_path: Path) -> tuple[dict[str, bytes], list[dict]]:
         return files, [x for x in alarms(mnt) if x["kind"] != "ledger"]
 
 
+def _his_old_key_branch_in(vault: Path, tmp_path: Path, folder: str, rev: str = "0") -> tuple[Callable[[str], None],
+                                                                              dict[str, bytes], list[dict]]:
+    """Her plan.txt moved out of team (``_moved_out_beside_old``), then bob's branch beside hers: under the
+    key of before her move, as a state of a device of his never seen here, naming plan.txt in her top
+    folder ``folder``.  (What puts that very branch again under the revision id ``rev`` * 32, what her next
+    mount shows, what it says.)"""
+    fid, before, dek = _moved_out_beside_old(vault, tmp_path)
+    branch = {"links": [[_node_fid(vault, "alice", folder), "plan.txt"]], "seq": ["b0bdev", 7]}
+
+    def put(rev: str) -> None:
+        _bobs_old_branch(vault, fid, before, dek, branch, rev)
+
+    put(rev)
+    return put, *_after(vault, tmp_path)
+
+
 @pytest.mark.parametrize("rev", ["0", "f"])  # beside hers (hers current), or current: judged at the load
 def test_his_old_key_branch_into_a_folder_he_cannot_write_is_refused_and_said(
         vault: Path, tmp_path: Path, rev: str) -> None:
-    fid, before, dek = _moved_out_beside_old(vault, tmp_path)
-    public = _node_fid(vault, "alice", "public")
     # Under the key of before her move, as a state of a device of his never seen here: but into public/,
     # where he holds nothing.  No copy of it is made there (it would plant a file where he cannot write).
-    _bobs_old_branch(vault, fid, before, dek, {"links": [[public, "plan.txt"]], "seq": ["b0bdev", 7]}, rev)
-    files, said = _after(vault, tmp_path)
+    _, files, said = _his_old_key_branch_in(vault, tmp_path, "public", rev)
     assert files == {"plan.txt": b"private now"}, (files, said)
     kinds = [x["kind"] for x in said]
     if rev == "0":  # refused as the settling meets it
@@ -94,25 +86,18 @@ def test_his_old_key_branch_into_a_folder_he_cannot_write_is_refused_and_said(
 
 def test_his_old_key_branch_in_his_folder_holding_what_she_had_is_closed_unsaid(
         vault: Path, tmp_path: Path) -> None:
-    fid, before, dek = _moved_out_beside_old(vault, tmp_path)
-    team = _node_fid(vault, "alice", "team")
     # Where he writes, made over the state before her move: his edit, no forgery; but its contents are
     # what hers was made over (nothing of his to keep): no copy, her file stays where she put it.
-    _bobs_old_branch(vault, fid, before, dek, {"links": [[team, "plan.txt"]], "seq": ["b0bdev", 7]}, "0")
-    files, said = _after(vault, tmp_path)
+    _, files, said = _his_old_key_branch_in(vault, tmp_path, "team")
     assert files == {"plan.txt": b"private now"} and said == [], (files, said)
 
 
 def test_his_old_key_branch_put_back_again_is_a_replay_and_said(vault: Path, tmp_path: Path) -> None:
-    fid, before, dek = _moved_out_beside_old(vault, tmp_path)
-    team = _node_fid(vault, "alice", "team")
-    branch = {"links": [[team, "plan.txt"]], "seq": ["b0bdev", 7]}
-    _bobs_old_branch(vault, fid, before, dek, branch, "0")
-    files, said = _after(vault, tmp_path)
+    put, files, said = _his_old_key_branch_in(vault, tmp_path, "team")
     assert files == {"plan.txt": b"private now"} and said == [], (files, said)
     # The same state of his put back under another revision id, once settled: a replay, never a new
     # concurrent edit (no second copy of it, ever), and said.
-    _bobs_old_branch(vault, fid, before, dek, branch, "1")
+    put("1")
     files, said = _after(vault, tmp_path)
     assert files == {"plan.txt": b"private now"}, (files, said)
     assert said and all(x["kind"] in ("rollback", "forged-write") for x in said), said

@@ -63,7 +63,7 @@ from fusevault.vault.services.absorbing import absorb_node, inherits_punched
 from fusevault.vault.services.metadata_merge import Metadata, changed_last, merged
 from fusevault.vault.services.recovery import COPY_CHUNK, copy_into
 from fusevault.vault.tree.arrivals import Absorbed, relink
-from fusevault.vault.tree.authorship import COPY, KEPT, REFUSED
+from fusevault.vault.tree.authorship import COPY, KEPT, REFUSED, said_signer
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,15 @@ def copy_ident(fid: str, rev: str, dek: bytes) -> tuple[str, bytes]:
     the same file (its key derived from the original's, which they all hold)."""
     fid = hashlib.sha256(f"fusevault conflict copy\0{fid}\0{rev}".encode()).hexdigest()[:32]
     return fid, subkey(dek, f"fusevault conflict-copy dek v1 {fid}")
+
+
+def edit_copy_ident(fid: str, head: str, dek: bytes) -> tuple[str, bytes]:
+    """A writer's copied edit's id and DEK (``_writers_copy``): derived from the version it holds (its
+    head), not from the revision that carried it.  The same edit served again under another revision
+    (re-signed as a later state of his device, each a small document) is then the copy made already,
+    here or on her other device: from the revision, each was one more full copy of his contents on
+    her storage and her pushes (attack round 42b (5))."""
+    return copy_ident(fid, f"head\0{head}", dek)
 
 
 def copy_name(name: bytes, device: str, mtime_ns: int) -> bytes:
@@ -147,7 +156,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
     # revision read below must hold them, or adopting the other branch would
     # take the node in memory back over them (lost, with no conflict).
     await volume.commit_pending()
-    for other in replica.other_leaves(store, doc_id):
+    for other in _in_order(volume, store, doc_id):
         current = store.get(doc_id)
         if current is None:
             return
@@ -213,17 +222,53 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
     _writers_alone(volume, store, doc_id)
 
 
+def _in_order(volume: Volume, store: LocalStore, doc_id: str) -> list[dict]:
+    """The other leaves to settle, in revision order; hers first when the current revision is a
+    writer's edit kept only as a copy (``current_copy``): hers is committed over his first, and his
+    other edits beside it (another device of his) are then settled against hers, each copied.  Met
+    before hers, the other edit was closed as not hers, uncopied and unsaid (attack round 42b (7)).
+    Only the order is taken from the signer named (unchecked): each leaf is judged when settled."""
+    others = replica.other_leaves(store, doc_id)
+    gate, current = volume.authorship, store.get(doc_id)
+    if gate is None or current is None or len(others) < 2 or not gate.current_copy(volume, current):
+        return others
+    return sorted(others, key=lambda leaf: not _said_hers(volume, leaf))
+
+
+def _said_hers(volume: Volume, doc: dict) -> bool:
+    """Whether a leaf says it is hers, signed by her (unchecked: for the order alone)."""
+    return said_signer(doc) == volume.key.user_id == doc.get("owner")
+
+
 async def _beside_writers_current(volume: Volume, store: LocalStore, current: dict, other: dict,
                                   out: Absorbed) -> None:
     """The current revision is a writer's edit kept only as a copy (authorship.py ``current_copy``:
     refused, unsaid, when it arrived), ``other`` her branch: his copied, hers committed over his."""
     doc_id = current["_id"]
-    if volume.authorship is not None and volume.authorship.leaf_verdict(volume, other) != KEPT:
+    verdict = KEPT if volume.authorship is None else volume.authorship.leaf_verdict(volume, other)
+    if verdict == COPY:
+        _beside_no_state_of_hers(volume, store, other)
+        return
+    if verdict != KEPT:
         replica.close_leaf(store, doc_id, other["_rev"])  # not hers either (said): his alone is left
         return
     hers = _open(other, replica.history_from(other), volume)
     his = _open(current, replica.current_history(store, doc_id), volume)
     await _writers_copy(volume, store, current, hers, his, out)
+
+
+def _beside_no_state_of_hers(volume: Volume, store: LocalStore, other: dict) -> None:
+    """Another writer's edit to keep only as a copy (another device of his), beside his current one.
+    A branch of hers still open (its version on its way): left for after hers, settled against it
+    (``_in_order``).  None: refused, as ``_writers_alone`` says of the current one, and said; closed
+    silently, his edit was lost unsaid (attack round 42b (7))."""
+    doc_id = other["_id"]
+    if any(_said_hers(volume, leaf) for leaf in replica.other_leaves(store, doc_id)):
+        return
+    if volume.authorship is not None:
+        volume.authorship.deny(other, f"a concurrent revision signed by {said_signer(other)}, who holds no "
+                               "WRITE on it (beside no state of hers: no concurrent edit)")
+    replica.close_leaf(store, doc_id, other["_rev"])
 
 
 def _writers_alone(volume: Volume, store: LocalStore, doc_id: str) -> None:
@@ -258,7 +303,8 @@ async def _writers_copy(volume: Volume, store: LocalStore, current: dict, mine: 
     log.info("concurrent edits of %s: %s kept, a writer's %s %s", theirs.doc["_id"], mine.doc["_rev"],
              theirs.doc["_rev"], "copied where he wrote it" if copied else "already in it, no copy")
     if copied:
-        await _conflict_copy(volume, store, theirs, out)
+        ident = edit_copy_ident(theirs.doc["_id"], str(theirs.node.head), theirs.node.dek)
+        await _conflict_copy(volume, store, theirs, out, ident)
     if theirs.doc["_rev"] == current["_rev"]:
         # His is the current revision (beside_writers_current): hers is committed over it, as her state.
         await _adopt(volume, current, mine, mine, out, (mine, theirs))
@@ -404,7 +450,8 @@ def _descends(store: LocalStore, leaf: Leaf, ancestor: str | None, key: MasterKe
     return made_over(store, key, leaf.doc["_id"], leaf.node.dek, leaf.node.head, ancestor) is not None
 
 
-async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Absorbed) -> None:
+async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Absorbed,
+                         ident: tuple[str, bytes] | None = None) -> None:
     """Make the conflict copy, shown only once it holds all of the loser's bytes.
 
     Until then no lookup or listing shows it (``Tree.unshown``): with the
@@ -414,8 +461,9 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     at while it is made).  Its document is committed with its first version
     (``defer``), so no replica ever holds it empty: a peer takes it whole, and
     a ``kill -9`` before that leaves no copy, so the next mount settles the
-    conflict again, rather than finding an empty copy "made already"."""
-    fid, dek = copy_ident(loser.doc["_id"], loser.doc["_rev"], loser.node.dek)
+    conflict again, rather than finding an empty copy "made already".
+    ``ident``: the copy's id and DEK, if not the losing revision's (``copy_ident``)."""
+    fid, dek = ident or copy_ident(loser.doc["_id"], loser.doc["_rev"], loser.node.dek)
     if volume.holds(fid) or store.get(fid) is not None:
         return  # made already, here or by another device
     node = loser.node
