@@ -54,8 +54,8 @@ def _after(vault: Path, tmp_path: Path) -> tuple[dict[str, bytes], list[dict]]:
         return files, [x for x in alarms(mnt) if x["kind"] != "ledger"]
 
 
-def _his_old_key_branch_in(vault: Path, tmp_path: Path, folder: str, rev: str = "0") -> tuple[Callable[[str], None],
-                                                                              dict[str, bytes], list[dict]]:
+def _his_old_key_branch_in(vault: Path, tmp_path: Path, folder: str, rev: str = "0"
+                           ) -> tuple[Callable[[str], None], dict[str, bytes], list[dict]]:
     """Her plan.txt moved out of team (``_moved_out_beside_old``), then bob's branch beside hers: under the
     key of before her move, as a state of a device of his never seen here, naming plan.txt in her top
     folder ``folder``.  (What puts that very branch again under the revision id ``rev`` * 32, what her next
