@@ -8,8 +8,9 @@ of her devices' states by signed per-field change stamps (vault/model/nodes.py `
 Attacker: a WRITE (or READ) member (holds the keys of what is shared with him, signs with his own key,
 writes documents to the server), the CouchDB server, and ordinary use.
 
-The report is the attacker's, as written; since, hole 1 is fixed (``changed`` is carried in ``ATTRS``)
-and its test passes; the others are open (docs/SECURITY.md, "Attack round 42").
+The report is the attacker's, as written; since, hole 1 is fixed (``changed`` is carried in ``ATTRS``),
+hole 2 (nodes.py ``taken_stamps``) and hole 6 (conflicts.py ``_decide``: rule 2 keeps the newer key
+epoch), and their tests pass; the others are open (docs/SECURITY.md, "Attack round 42").
 
 Holes
 =====
@@ -306,10 +307,7 @@ def _moved_out_beside_a_later_chmod(tmp_path: Path, kind: str, chmod: bool = Tru
     return seen
 
 
-@pytest.mark.parametrize("kind", [pytest.param("empty", marks=pytest.mark.xfail(strict=False, reason=(
-    "42b (6), seen 2 runs of 3 (not strict: which device settles first): rule 2 (no version: the same "
-    "head) keeps the later chmod's state, under the old key, and "
-    "_apart gives it the names of her move out: her private file under the key bob holds"))), "folder"])
+@pytest.mark.parametrize("kind", ["empty", "folder"])
 def test_her_move_out_of_a_share_of_an_empty_file_or_folder_is_not_undone_by_a_later_chmod(
         tmp_path: Path, kind: str) -> None:
     seen = _moved_out_beside_a_later_chmod(tmp_path, kind)
