@@ -11,7 +11,8 @@ writes documents to the server), the CouchDB server, and ordinary use.
 The report is the attacker's, as written; since, hole 1 is fixed (``changed`` is carried in ``ATTRS``)
 and its test passes; so are holes 3 and 4 (her own leaf is loaded in place of his copy branch:
 tree/loading.py ``_hers_beside_copies``), 5 (a writer's copy's id is derived from the version it holds)
-and 7 (his other edits are settled after hers); the others are open (docs/SECURITY.md, "Attack round 42").
+and 7 (his other edits are settled after hers), 2 (nodes.py ``taken_stamps``) and 6 (conflicts.py
+``_decide``: rule 2 keeps the newer key epoch): all seven are fixed (docs/SECURITY.md, "Attack round 42").
 
 Holes
 =====
@@ -371,10 +372,7 @@ def _moved_out_beside_a_later_chmod(tmp_path: Path, kind: str, chmod: bool = Tru
     return seen
 
 
-@pytest.mark.parametrize("kind", [pytest.param("empty", marks=pytest.mark.xfail(strict=False, reason=(
-    "42b (6), seen 2 runs of 3 (not strict: which device settles first): rule 2 (no version: the same "
-    "head) keeps the later chmod's state, under the old key, and "
-    "_apart gives it the names of her move out: her private file under the key bob holds"))), "folder"])
+@pytest.mark.parametrize("kind", ["empty", "folder"])
 def test_her_move_out_of_a_share_of_an_empty_file_or_folder_is_not_undone_by_a_later_chmod(
         tmp_path: Path, kind: str) -> None:
     seen = _moved_out_beside_a_later_chmod(tmp_path, kind)

@@ -1,7 +1,8 @@
 """Round 42b (2): a member's commit of her file carrying change stamps near the top of the range
-(vault/model/nodes.py ``check_shapes`` takes any time): her devices' later stamps are his plus one
+(vault/model/nodes.py ``check_shapes`` took any time): her devices' later stamps were his plus one
 for each change (``note_change``), a count of changes, no time: the device that changed a field
-more often wins it, her later chmod undone.  See tests/mount/test_trust_attack_42b.py."""
+more often won it, her later chmod undone.  Fixed: a stamp taken in past this device's clock plus
+``STAMP_AHEAD_NS`` is taken as none (``taken_stamps``).  See tests/mount/test_trust_attack_42b.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fusevault.vault.services.metadata_merge import merged
 
 FID = "f" * 32
 TOP = (1 << 63) - 1
+DAY = 86400 * 10**9
 
 
 @pytest.fixture(autouse=True)
@@ -58,11 +60,33 @@ def _her_devices_apart(his_stamp: int | None) -> int:
     return modes.pop()
 
 
-@pytest.mark.xfail(strict=True, reason="42b (2): stamps a member planted near the top make her stamps a "
-                   "count of changes: the desktop's two earlier chmods beat the laptop's later one")
 def test_her_later_chmod_stands_over_a_members_stamp_near_the_top() -> None:
     assert _her_devices_apart(TOP - 1000) == 0o600
 
 
 def test_control_her_later_chmod_stands_over_an_honest_members_state() -> None:
     assert _her_devices_apart(None) == 0o600
+
+
+def test_a_stamp_taken_in_past_a_day_ahead_of_this_clock_is_none_one_within_is_kept() -> None:
+    his = _node()
+    now = nodes.now_ns()
+    his.changed = {"mode": now + DAY // 2, "xattrs": now + 2 * DAY, "owner": TOP}
+    assert _taken(his).changed == {"mode": now + DAY // 2}
+
+
+def test_her_chmod_stands_over_a_state_that_did_not_touch_the_mode_but_carries_his_stamp() -> None:
+    """The stamp taken as none on both devices: the one that changed the mode still wins it."""
+    his = _node()
+    his.changed = {"mode": TOP - 1000}
+    laptop, desktop = _taken(his), _taken(his)
+    _chmod(desktop, 0o600)
+    for keeper, other in ((laptop, desktop), (desktop, laptop)):
+        assert merged(keeper, other, keeper).perm == 0o600
+
+
+@pytest.mark.parametrize("stamp", [-1, -(1 << 63), 1 << 63, 1.5, float("inf"), True, "1", None])
+def test_a_stamp_no_change_could_have_made_makes_the_document_malformed(stamp: object) -> None:
+    attrs = attrs_plain(_node(), lambda p: p) | {"changed": {"mode": stamp}}
+    with pytest.raises(ValueError):
+        check_shapes(attrs)

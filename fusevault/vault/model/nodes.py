@@ -67,6 +67,12 @@ def time_ok(value: object) -> bool:
     return int_in(value, -_I63, _I63 - 1)
 
 
+def stamp_ok(value: object) -> bool:
+    """A change stamp ``note_change`` can make: never below 1 (it goes above the stamp so far, 0 at
+    the least), never past the top of a signed 64-bit time."""
+    return int_in(value, 0, _I63 - 1)
+
+
 def manifest_ok(manifest: object) -> bool:
     """``[offset, length]`` of a manifest record."""
     return (isinstance(manifest, list) and len(manifest) == 2
@@ -115,7 +121,7 @@ def check_shapes(attrs: dict) -> None:
         raise ValueError("bad seq")
     changed = attrs.get("changed")
     if changed is not None and not (isinstance(changed, dict) and all(
-            k in CHANGED and time_ok(n) for k, n in changed.items())):
+            k in CHANGED and stamp_ok(n) for k, n in changed.items())):
         raise ValueError("bad changed")
     over = attrs.get("over")
     if over is not None and not (isinstance(over, dict) and len(over) <= MAX_OVER and all(
@@ -150,6 +156,25 @@ def note_change(node: Node, field: str) -> None:
     one that did not (whatever either device's clock says)."""
     stamps = node.changed or {}
     node.changed = {**stamps, field: min(max(now_ns(), stamps.get(field, 0) + 1), _I63 - 1)}
+
+
+# How far ahead of this device's clock a change stamp taken in may be (``taken_stamps``): a device
+# whose clock is hours off (a time zone taken for UTC) is still believed.
+STAMP_AHEAD_NS = 86400 * 10**9
+
+
+def taken_stamps(changed: dict[str, int] | None) -> dict[str, int] | None:
+    """The change stamps of a state taken in (loaded, arrived, a branch opened to be settled): a stamp
+    past this device's clock plus ``STAMP_AHEAD_NS`` is no time a clock made (a member's commit
+    stamped near 2**63, or a clock far off) and is taken as none.  Kept, every change of that field
+    made over it was that stamp plus one (``note_change``): a count of changes, not a time, and of two
+    of her devices the one that changed it more often won it, her later change undone (attack round
+    42b (2)).  Held down to a bound instead, it stays ahead of her changes all the same; as none, any
+    change of hers goes above it, and where nobody changed the field the kept state's stands."""
+    if not changed:
+        return None
+    limit = now_ns() + STAMP_AHEAD_NS
+    return {field: n for field, n in changed.items() if n <= limit} or None
 
 
 def new_id() -> str:
@@ -435,7 +460,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     node.epoch = attrs.get("epoch", 0)
     node.allocated = attrs.get("allocated")
     node.placed = shaped(attrs.get("placed"))
-    node.changed = attrs.get("changed") or None
+    node.changed = taken_stamps(attrs.get("changed"))
     if (seq := attrs.get("seq")) is not None:
         device, n = seq
         if not isinstance(device, str) or not isinstance(n, int):

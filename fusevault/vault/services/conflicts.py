@@ -10,7 +10,8 @@ rules (docs/ARCHITECTURE.md "Sync"):
    delete, whatever its ``delete`` flag says.
 2. Both sides have the same contents (renames, chmod; or the same bytes
    written again on each side, as a restore from the trash does): the side
-   changed last (ctime; for the same bytes, mtime) wins, with no copy.
+   with the newer key (a re-key), else the side changed last (ctime; for the
+   same bytes, mtime) wins, with no copy.
 3. One side's contents descend from the other's (one renamed, the other
    edited): the edited contents are kept under the other side's name, so both
    changes survive (the other side changed only names or modes, as its
@@ -367,9 +368,13 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey) -> tupl
     if _deletes(mine) != _deletes(theirs):
         keeper = theirs if _deletes(mine) else mine  # rule 1
         return keeper, keeper, None
-    later = max(mine, theirs, key=lambda leaf: (leaf.node.ctime, leaf.doc["_rev"]))
     if mine.node.head == theirs.node.head:
-        return later, later, None  # rule 2
+        # Rule 2; of two key epochs, the newer key stands: a re-key with nothing to seal again (her
+        # move of an empty file or a folder out of a share) is only its key and epoch.  The later
+        # side kept whole, a chmod made apart put her file back under the key the member holds, given
+        # the names of her move (``_apart``; attack round 42b (6)).  Its metadata is merged still.
+        keeper = max(mine, theirs, key=lambda leaf: (leaf.node.epoch, leaf.node.ctime, leaf.doc["_rev"]))
+        return keeper, keeper, None
     for newer, older in ((mine, theirs), (theirs, mine)):
         if _descends(store, newer, older.node.head, key):
             # Rule 3: the side with the older contents changed only names or
