@@ -7,7 +7,6 @@ when it fails: first cleanly, then lazily with the server killed.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pwd
 import secrets
@@ -35,9 +34,14 @@ RUN_TAG = secrets.token_hex(3)
 
 # Files that take minutes, longest first.  With pytest-xdist's `--dist loadfile` (scripts/test.sh) a
 # file runs whole on one worker, in collection order: the long ones start first, so that no worker is
-# left alone with one at the end.  A serial run keeps its order.
+# left alone with one at the end.  A serial run keeps its order.  The attack rounds' two-device files
+# are the longest (41b: 23 tests of 15-45 s each, about 9 min of a 4-worker run).
 LONG_FILES = (
+    "tests/mount/test_trust_attack_41b.py",
+    "tests/mount/test_trust_attack_39a.py",
+    "tests/mount/test_trust_attack_40a.py",
     "tests/services/test_sync.py",
+    "tests/mount/test_trust_attack_41a.py",
     "tests/mount/test_shared_mount.py",
     "tests/mount/test_local_safety.py",
     "tests/mount/test_domain_permissions.py",
@@ -107,7 +111,14 @@ def _environment():
         "FUSEVAULT_RUNTIME_DIR": str(short / "run"),
         "FUSEVAULT_STATE_DIR": str(short / "state"),
         "FUSEVAULT_CONFIG_DIR": str(short / "config"),
+        # A test starts Python often (every `fusevault` command, every mount server: ~25 in a
+        # two-device test).  Without compiled bytecode (PYTHONDONTWRITEBYTECODE, set in some
+        # environments) each one compiles the fusevault modules it imports again: a quarter of a
+        # mount test's CPU.  Here they are compiled once per worker, into this session's folder
+        # (never into the source tree); a stale one is recompiled (its source's mtime is checked).
+        "PYTHONPYCACHEPREFIX": str(short / "pycache"),
     })
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ.pop("FUSEVAULT_PASSPHRASE", None)
     yield
     os.environ.clear()
@@ -340,9 +351,15 @@ def wait_for(check, what, timeout: float = LONG):
 
 
 def sync_status(mountpoint: Path) -> dict:
-    result = fusevault("sync", "status", mountpoint, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    (mount,) = json.loads(result.stdout)["mounts"]
+    """The mount's one peer, as ``fusevault sync status MOUNTPOINT --json`` lists it.  Asked in this
+    process, as that command asks (cli/status.py ``gather``): tests poll it every 0.2 s while they
+    wait, and a command started per poll was a seventh of a two-device test's CPU.  The command
+    itself is run where it is what is tested (tests/services/test_sync.py, test_caller_rights.py)."""
+    from fusevault.cli.status import gather
+
+    mounts = gather(mountpoint, "sync-status")
+    assert mounts, f"no vault is mounted at {mountpoint}"
+    (mount,) = mounts
     (peer,) = mount["peers"]
     return peer
 
