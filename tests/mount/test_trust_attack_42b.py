@@ -285,9 +285,10 @@ def test_his_many_saves_while_she_moves_the_file_out_pulled_while_locked_are_cop
             theirs = bm / "shared" / "alice" / "proj" / "notes.txt"
             wait_for(lambda: settled(a) and settled(bm) and theirs.exists(), "both")
             server.kill()
+            before = (adversary.get(laptop, fid) or {}).get("epoch", 0)
             os.rename(a / "proj" / "notes.txt", a / "notes.txt")
             (a / "notes.txt").write_text("private now")
-            time.sleep(3)  # her move's re-key done
+            wait_for(lambda: (adversary.get(laptop, fid) or {}).get("epoch", 0) > before, "her move's re-key")
             assert fusevault("lock", a, passphrase=None).returncode == 0
             for save in range(1, 6):
                 theirs.write_text(f"bob's draft {save}")
@@ -340,7 +341,8 @@ def _moved_out_beside_a_later_chmod(tmp_path: Path, kind: str, chmod: bool = Tru
             wait_for(lambda: settled(a) and settled(b) and (b / "proj" / "blank").exists(), "both")
             server.kill()
             os.rename(b / "proj" / "blank", b / "blank")
-            time.sleep(3)  # its re-key done
+            wait_for(lambda: (adversary.get(desktop, fid) or {}).get("epoch", 0) > old.get("epoch", 0),
+                     "its re-key")
             if chmod:
                 os.chmod(a / "proj" / "blank", 0o700)
             time.sleep(1.5)
