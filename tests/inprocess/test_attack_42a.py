@@ -2,6 +2,8 @@
 
 Run 03:41 UTC, 2026-12-06 (holes (1), (2), (6), (7), (8): 5 xfailed, 2 controls passed);
 with --runxfail each xfail fails at its own assertion (the scene's asserts all held).
+Fixed since, all five (docs/SECURITY.md "Attack round 42"): the marks are gone, and tests added for a
+failing ask, a version shown as it is wanting the rest, and a punched node wanted before its blocks.
 
 Hole (1), low-medium: one peer that lacks the punched records stops every other peer being asked.
   Attack: the vault syncs with two peers (sync/service.py runs one Replicator per peer, all on the
