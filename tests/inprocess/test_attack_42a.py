@@ -94,8 +94,6 @@ from __future__ import annotations
 import errno
 import os
 
-import pytest
-
 from fusevault.errors import PeerUnavailable
 from fusevault.sync.content_docs import read_records
 from fusevault.sync.replicator import RECORDS_BATCH
