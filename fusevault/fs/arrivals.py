@@ -34,10 +34,11 @@ from fusevault.vault.services.absorbing import (
     absorb_arrivals,
     absorb_beneath,
     admit_new,
-    inherits_punched,
+    note_asked,
     retry_awaiting,
     save_leaving,
     settle_busy,
+    wanted_of,
 )
 from fusevault.vault.services.conflicts import note_branches, settle
 from fusevault.vault.services.placing import contents_changed
@@ -112,42 +113,19 @@ class Arrivals:
                 continue
             self.follow_up(agent, volume, changed)
 
-    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str]]:
+    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]:
         """Records gc punched out here that a version a tree holds back (or shows as it is) inherits
-        (vault/services/absorbing.py ``inherits_punched``) and that ``peer`` was not asked for yet:
-        the sync with it fetches them (sync/replicator.py ``Beneath``)."""
-        return sorted({(version, vid, idx, owner) for agent in self.unlocked()
-                       for version, wanted in _volume(agent).tree.records_wanted.items()
-                       if peer not in _volume(agent).tree.records_asked.get(version, ())
-                       for (vid, idx), owner in wanted.items()})
+        and that ``peer`` was not asked for in vain (vault/services/absorbing.py ``wanted_of``), each
+        with the hash its manifest names: the sync with it fetches them (sync/replicator.py ``Beneath``)."""
+        return sorted({row for agent in self.unlocked() for row in wanted_of(_volume(agent), peer)},
+                      key=lambda row: row[:4])
 
-    def asked_records(self, peer: str, versions: set[tuple[str, str]],
-                      answered: set[tuple[str, str]]) -> None:
-        """``peer`` was asked for those versions' records (the ones sent are placed).  An ``answered``
-        one (some record came) is looked at again by every peer (a walk of its manifest may want
-        more, and every answer leaves fewer punched records, so this ends).  Any other is noted asked
-        of ``peer`` (a tree takes it in as it is: its reads say EIO) but stays wanted of the peers not
-        asked yet: one that lacks them, or withholds them, must not keep them from one that holds
-        them (attack round 42a (1)); each peer is asked once, until the next unlock."""
+    def asked_records(self, peer: str, in_vain: set[tuple[tuple[str, str], str, int]],
+                      came: set[tuple[str, str, int]]) -> None:
+        """``peer`` was asked for those records: ``in_vain`` the ones of asks it sent none of, ``came``
+        (fid, vid, index) those placed (vault/services/absorbing.py ``note_asked``)."""
         for agent in self.unlocked():
-            volume = _volume(agent)
-            tree = volume.tree
-            for version in versions & answered:
-                if tree.records_wanted.pop(version, None) is None:
-                    continue
-                tree.records_asked.pop(version, None)
-                node = tree.find(version[0])
-                if node is not None and node.is_reg and node.head == version[1]:
-                    # Shown as it is already (another peer sent nothing first): no arrival looks
-                    # at it again, so the rest its manifest names (its blocks, once its tree's
-                    # nodes came) is wanted here.
-                    try:
-                        inherits_punched(volume, node)
-                    except Exception:  # a bug a record reached: never the end of the sync
-                        log.exception("walking a version again for records gc punched failed")
-            for version in versions - answered:
-                if version in tree.records_wanted:
-                    tree.records_asked.setdefault(version, set()).add(peer)
+            note_asked(_volume(agent), peer, in_vain, came)
 
     def committed(self, writer: Agent | None, docs: list[dict]) -> None:
         """``docs`` were written by ``writer`` (a user of this mount) or, None,

@@ -70,6 +70,10 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 CHANGES_BATCH = 200
 RECORDS_BATCH = 32  # about 2.8 MB per request at 64 KiB blocks
+# Asks for records gc punched here (``_take_punched``) failing in a row before the versions wanting
+# them are given up with this peer (said): after the first failures the next pulls go on without
+# asking, 1, 3, 7 of them (a back-off counted in pulls: an away peer fails its changes feed too).
+PUNCHED_TRIES = 4
 # More documents and records than this waiting to go (or a full batch of the
 # peer's changes come) is a backlog: each of its batches waits for a pause in
 # the mount's requests (sync/foreground.py).  Less is a change someone waits
@@ -99,15 +103,15 @@ class Beneath(Protocol):
 
     def take_beneath(self, docs: list[dict]) -> None: ...
 
-    # Records gc punched out here that a peer's version held back inherits (attack round 41b (1)):
-    # ((fid, that version), the record's vid, its index, its owner) not asked of ``peer`` yet, fetched
-    # again by id; then ``asked_records`` with those versions and the ones some record of which came
-    # (the others are not asked of ``peer`` again, but of the other peers: 42a (1)), and the trees
-    # look again.
-    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str]]: ...
+    # Records gc punched out here that a peer's version held back (or shown as it is) inherits (attack
+    # round 41b (1)): ((fid, that version), the record's vid, its index, its owner, the SHA-256 its
+    # version's manifest names or None) not asked of ``peer`` in vain yet, fetched again by id; then
+    # ``asked_records`` with those of the asks ``peer`` sent none of (not asked of it again, but of the
+    # other peers: 42a (1)) and the (fid, vid, index) placed, and the trees look again.
+    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]: ...
 
-    def asked_records(self, peer: str, versions: set[tuple[str, str]],
-                      answered: set[tuple[str, str]]) -> None: ...
+    def asked_records(self, peer: str, in_vain: set[tuple[tuple[str, str], str, int]],
+                      came: set[tuple[str, str, int]]) -> None: ...
 
 
 class _NothingBeneath:
@@ -119,11 +123,11 @@ class _NothingBeneath:
     def take_beneath(self, docs: list[dict]) -> None:
         return None
 
-    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str]]:
+    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]:
         return []
 
-    def asked_records(self, peer: str, versions: set[tuple[str, str]],
-                      answered: set[tuple[str, str]]) -> None:
+    def asked_records(self, peer: str, in_vain: set[tuple[tuple[str, str], str, int]],
+                      came: set[tuple[str, str, int]]) -> None:
         return None
 
 
@@ -182,6 +186,11 @@ def _seq_number(seq: object) -> int | None:
 
 
 class Replicator:
+    # Asks for records gc punched here that failed in a row, and how many of the next pulls go on
+    # without asking (``_take_punched``): counted by each replicator, from nothing.
+    _punched_failures = 0
+    _punched_wait = 0
+
     def __init__(self, store: LocalStore, layout: Layout, device: str, name: str, db: CouchDatabase,
                  arrived: Arrived, status: PeerStatus, keys: KeyMirror | None = None) -> None:
         self.store = store
@@ -436,40 +445,81 @@ class Replicator:
             self.beneath.take_beneath(docs)
 
     async def _take_punched(self) -> None:
-        """The records gc punched out here that a peer's version held back names (``Beneath``), fetched
-        at their one revision and appended as any record is (checked when read); one the peer does not
-        send, or sends as no record of that owner, stays missing (a version none of whose records came
-        is not asked of this peer again: its reads say EIO until another peer sends them; one some
-        came for is looked at again, and may want more: its manifest tree's nodes come first).
+        """The records gc punched out here that a peer's version held back (or shown as it is) names
+        (``Beneath``), fetched at their one revision and appended as any record is, once each is the
+        record its version's manifest names (its hash: a Merkle leaf names each block's, a parent node
+        each node's; an unhashed manifest names none, such a record is checked when read).  One the
+        peer does not send, sends as no record of that owner or with other bytes (said), stays missing:
+        the records of an ask it sent none of are not asked of this peer again (the version is taken in
+        as it is, its reads say EIO until another peer sends them: attack round 43a (1), a peer's
+        garbage counted as sent kept them from the peer holding them); those of an ask it sent some of
+        are asked again; a version some came for is looked at again, and may want more (its manifest
+        tree's nodes come first).
 
         Asked ``RECORDS_BATCH`` at a time, as the pull's own records, each batch placed as it comes:
         a large file wants many (attack round 42a (6): one answer of gigabytes).  An ask that fails
-        ends this peer's asks for now and counts as nothing sent: this runs first in every pull, so
-        a failure left to stop it would keep the pull from this peer's changes for ever."""
+        ends this peer's asks for now and notes nothing asked: asked again after a back-off counted in
+        pulls (``PUNCHED_TRIES``), the pull going on meanwhile (this runs first in every pull: a failure
+        left to stop it would keep the pull from this peer's changes for ever).  Counted as nothing
+        sent, one failure (a Wi-Fi drop) gave the version up until the next unlock though this peer
+        held every record (43a (6))."""
+        if self._punched_wait:
+            self._punched_wait -= 1  # asks failed lately: this pull goes on without asking
+            return
         if not (wanted := self.beneath.records_wanted(self.name)):
             return
-        owners = {record_id(version[0], vid, idx): owner for version, vid, idx, owner in wanted}
+        expected: dict[str, tuple[str, bytes | None]] = {}  # record id -> (owner, SHA-256 or None)
+        wanting: dict[str, list[tuple[tuple[str, str], str, int]]] = {}  # record id -> (version, vid, idx)
+        for version, vid, idx, owner, sha in wanted:
+            doc_id = record_id(version[0], vid, idx)
+            expected.setdefault(doc_id, (owner, sha))
+            wanting.setdefault(doc_id, []).append((version, vid, idx))
         came: set[tuple[str, str, int]] = set()
-        for n, batch in enumerate(_chunks(sorted(owners), RECORDS_BATCH)):
+        in_vain: set[tuple[tuple[str, str], str, int]] = set()
+        for n, batch in enumerate(_chunks(sorted(expected), RECORDS_BATCH)):
             await self._after_foreground(n > 0)  # many batches: the drive's user first
             try:
                 docs = await self.db.bulk_get([(i, record_rev(i)) for i in batch], missing_ok=True)
             except (PeerUnavailable, KeyError, TypeError, ValueError, AttributeError) as err:
                 # Away, or an answer of no shape (``bulk_get`` reads ``results`` as CouchDB's).
-                log.warning("sync with %s: records gc punched here were asked for and not sent (%s): "
-                            "the versions that want them read EIO until another peer sends them",
-                            self.name, err)
+                if self._punched_ask_failed(err):
+                    in_vain |= {row for rows in wanting.values() for row in rows
+                                if (row[0][0], row[1], row[2]) not in came}
                 break
-            came |= await self._place_punched(docs, owners)
+            self._punched_failures = 0
+            placed = await self._place_punched(docs, expected)
+            came |= placed
+            if not placed:
+                in_vain |= {row for doc_id in batch for row in wanting[doc_id]}
         async with self.settled():
-            answered = {version for version, vid, idx, _ in wanted if (version[0], vid, idx) in came}
-            self.beneath.asked_records(self.name, {version for version, *_ in wanted}, answered)
+            self.beneath.asked_records(self.name, in_vain, came)
             self.arrived([], replica.conflicted(self.store))  # held back: the trees look again
 
-    async def _place_punched(self, docs: list[dict], owners: dict[str, str]) -> set[tuple[str, str, int]]:
-        """The records of one answer that were asked for (``_wanted_record``), placed and stored: the
-        (fid, vid, idx) of each."""
-        docs = [doc for doc in docs if self._wanted_record(doc, owners)]
+    def _punched_ask_failed(self, err: Exception) -> bool:
+        """An ask for records gc punched failed: the next ``2**k - 1`` pulls go on without asking, after
+        ``k`` failures in a row; at ``PUNCHED_TRIES``, this peer is given up for the versions wanting
+        them (said): whether it was."""
+        self._punched_failures += 1
+        if self._punched_failures < PUNCHED_TRIES:
+            self._punched_wait = (1 << self._punched_failures) - 1
+            log.warning("sync with %s: records gc punched here were asked for and not sent (%s): asked "
+                        "again after %d pull(s)", self.name, err, self._punched_wait)
+            return False
+        self._punched_failures = 0
+        text = (f"sync with {self.name}: records gc punched here were asked for {PUNCHED_TRIES} times in a "
+                f"row and the asks failed ({err}): the versions that want them read EIO until another "
+                "peer sends them (or the next unlock)")
+        self._refused(f"punched records of {self.name}", text)
+        return True
+
+    async def _place_punched(self, docs: list[dict],
+                             expected: dict[str, tuple[str, bytes | None]]) -> set[tuple[str, str, int]]:
+        """The records of one answer that were asked for (``_wanted_record``) and hash as their version's
+        manifest names (``_as_named``), placed and stored: the (fid, vid, idx) of each."""
+        docs = [doc for doc in docs if self._wanted_record(doc, expected)]
+        if docs:
+            shas = await trio.to_thread.run_sync(lambda: [record_sha(doc) for doc in docs])
+            docs = [doc for doc, sha in zip(docs, shas) if self._as_named(doc, sha, expected)]
         if not docs:
             return set()
         places = await trio.to_thread.run_sync(place_records, self.layout, docs)
@@ -480,16 +530,30 @@ class Replicator:
             self.status.records_down += len(places)
         return {(row.fid, row.vid, row.idx) for row in places}
 
-    def _wanted_record(self, doc: dict, owners: dict[str, str]) -> bool:
+    def _wanted_record(self, doc: dict, expected: dict[str, tuple[str, bytes | None]]) -> bool:
         """``doc`` is a record asked for, at its revision, of the owner this replica knew it by, and
         not placed again meanwhile."""
         doc_id = doc.get("_id")
-        if not isinstance(doc_id, str) or doc_id not in owners or doc.get("_rev") != record_rev(doc_id):
+        if not isinstance(doc_id, str) or doc_id not in expected or doc.get("_rev") != record_rev(doc_id):
             return False
-        if not self._is_record(doc) or doc.get("owner") != owners[doc_id]:
+        if not self._is_record(doc) or doc.get("owner") != expected[doc_id][0]:
             return False
         fid, vid, idx = parse_record_id(doc_id)
         return places_table.find(self.store.db, fid, vid, idx) is None
+
+    def _as_named(self, doc: dict, sha: str, expected: dict[str, tuple[str, bytes | None]]) -> bool:
+        """Whether a record fetched again hashes (``sha``, hex) as its version's manifest names it (or
+        the manifest names no hash).  Placed, one with other bytes was kept as the record (the first
+        copy is kept) and taken off the punched list, so no other peer was asked for it: EIO for good
+        (attack round 43a (1)).  Said, and not placed: still wanted of the other peers."""
+        named = expected[doc["_id"]][1]
+        if named is None or named.hex() == sha:
+            return True
+        doc_id = str(doc["_id"])[:120]
+        self._refused(f"record {doc_id}", f"sync with {self.name}: record {doc_id}, wanted again as gc "
+                      "punched it here, came with other bytes than its version's manifest names (garbage, "
+                      "or a forgery): not placed; asked of the other peers")
+        return False
 
     def _store(self, docs: list[dict], record_docs: list[dict], places: list, last: object) -> None:
         """Store a batch and have the mount take it in: nothing awaits here, so

@@ -143,12 +143,13 @@ import trio
 
 from fusevault.errors import PeerUnavailable
 from fusevault.sync.content_docs import read_records
+from fusevault.sync.replicator import PUNCHED_TRIES
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
 from fusevault.vault.services import gc
 from fusevault.vault.services.absorbing import inherits_punched
 from fusevault.vault.tree import revival
 from inprocess.conftest import DIR, ME, ROOT, make
-from inprocess.test_attack_42a import _deep_scene
+from inprocess.test_attack_42a import _Away, _deep_scene
 from inprocess.test_punched_records import AT, WORDS, Peer, _expected, _punched_scene, _read, _replicator
 
 
@@ -161,7 +162,6 @@ def _garbage(docs: list[dict]) -> list[dict]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="43a (1): one peer's garbage keeps the records from the other")
 async def test_garbage_from_one_peer_does_not_keep_punched_records_from_the_peer_holding_them(fs) -> None:
     volume = fs.volume
     node, _, genuine = await _punched_scene(fs)
@@ -232,7 +232,6 @@ class _Slow(Peer):
         return await super().bulk_get(wanted, missing_ok=missing_ok)
 
 
-@pytest.mark.xfail(strict=True, reason="43a (2): the slow peer is noted asked for wants it was never asked")
 async def test_two_peers_asked_at_once_the_slow_one_is_still_asked_for_the_blocks_the_leaf_names(fs) -> None:
     volume = fs.volume
     node, expected, genuine, _ = await _leaf_scene(fs)
@@ -287,7 +286,6 @@ class _Drip(Peer):
         return got[:1]
 
 
-@pytest.mark.xfail(strict=True, reason="43a (3): one record a round makes every peer asked for all again")
 async def test_a_peer_sending_one_record_at_a_time_does_not_make_the_others_asked_over_and_over(fs) -> None:
     volume = fs.volume
     entry = await make(fs.ops, b"many.bin", os.urandom((MANY + 1) * NEW_BLOCK_SIZE))
@@ -320,7 +318,6 @@ async def test_a_peer_sending_one_record_at_a_time_does_not_make_the_others_aske
                               f"the drip peer for {sum(len(a) for a in drip.asked)}"
 
 
-@pytest.mark.xfail(strict=True, reason="43a (4): unanswered versions' wants are kept for the tree's life")
 async def test_wanted_records_of_superseded_versions_are_not_kept_for_ever(fs) -> None:
     """Five versions of plan.bin, each inheriting v1's punched blocks 0 and 1 (her other device's
     saves, as each arrives here), each walked and asked of the only peer, which lacks them."""
@@ -399,7 +396,6 @@ class _Blip(Peer):
         return await super().bulk_get(wanted, missing_ok=missing_ok)
 
 
-@pytest.mark.xfail(strict=True, reason="43a (6): one failed ask gives the version up until the next unlock")
 async def test_one_failed_ask_of_the_only_server_does_not_leave_her_file_eio_till_unlock(fs) -> None:
     volume = fs.volume
     node, _, genuine = await _punched_scene(fs)
@@ -411,6 +407,24 @@ async def test_one_failed_ask_of_the_only_server_does_not_leave_her_file_eio_til
     volume.layout.places.refused.clear()
     assert len(server.asked) > 1, "never asked again after one failed ask"
     assert await _read(fs) == _expected()
+
+
+async def test_a_server_failing_every_ask_is_given_up_for_the_version_after_a_few_tries_and_said(fs) -> None:
+    """Hole (6)'s fix, the other side: the only server fails every ask for the records: asked again
+    after a back-off (1, 3, 7 pulls), then given up for the version, said: it is shown as it is (EIO)
+    and not asked for again."""
+    volume = fs.volume
+    node, _, _ = await _punched_scene(fs)
+    assert inherits_punched(volume, node)
+    away = _Away()
+    r, said = _replicator(fs, away, "away")
+    for _ in range(40):  # pulls
+        await r._take_punched()
+    assert len(away.asked) == PUNCHED_TRIES, [len(a) for a in away.asked]
+    assert said == ["punched records of away"]
+    assert volume.tree.records_asked.get((node.fid, node.head)), "given up: noted asked in vain"
+    assert not r.beneath.records_wanted("away") and not inherits_punched(volume, node)
+    assert await _read(fs) == errno.EIO
 
 
 @pytest.mark.xfail(strict=True, reason="43a (7): her file's state copied under a new revision counts as gone")

@@ -6,7 +6,8 @@ The version is held back (vault/services/absorbing.py ``inherits_punched``) and 
 records again by id (sync/replicator.py ``_take_punched``).  The scene here: plan.bin written (v1),
 then changed in its last block (v2, inheriting blocks 0 and 1 of v1), and v1's blocks 0 and 1 punched
 and forgotten as gc does; the peer is a fake database serving the records asked for.  The server is
-hostile: what it sends at a wanted id is only appended and checked when read."""
+hostile: what it sends at a wanted id is appended only if it hashes as its version's manifest names it
+(attack round 43a (1)), and checked again when read."""
 
 from __future__ import annotations
 
@@ -124,9 +125,10 @@ async def test_a_version_naming_punched_records_is_held_and_they_are_fetched_aga
 
 @pytest.mark.parametrize("served", ["garbage bytes", "not base64", "another owner", "nothing"])
 async def test_a_peer_serving_garbage_at_a_wanted_record_breaks_nothing_and_reads_eio(fs, served) -> None:
-    """What the server sends at a wanted id is a record (appended, checked when read: EIO and an
-    alarm, never other bytes), or no record (refused as ``_is_record`` does), or nothing: the pull
-    goes on, the version is asked for once, then taken in as it is."""
+    """What the server sends at a wanted id is a record with other bytes than v2's manifest names
+    (refused before it is kept, and said: attack round 43a (1)), or no record (refused as
+    ``_is_record`` does), or nothing: the pull goes on, the version is asked of this peer once, then
+    taken in as it is (EIO and an alarm, never other bytes)."""
     volume = fs.volume
     node, rows, genuine = await _punched_scene(fs)
     forged = []
@@ -144,15 +146,16 @@ async def test_a_peer_serving_garbage_at_a_wanted_record_breaks_nothing_and_read
     r, said = _replicator(fs, peer)
     await r._take_punched()  # never raises
     assert len(peer.asked) == 1
-    # Bytes placed (the records are no longer punched: read and refused), else asked of this peer
-    # once (still wanted of the peers not asked: 42a (1)): either way taken in as it is now.
+    # Nothing placed (the records stay punched): each noted asked of this peer in vain, still wanted
+    # of the peers not asked (42a (1)), and the version taken in as it is now.
     version = (node.fid, node.head)
-    asked = volume.tree.records_asked.get(version) == {r.name}
-    assert asked == (served != "garbage bytes")
-    assert set(volume.tree.records_wanted) == ({version} if asked else set())
+    assert volume.tree.records_asked.get(version) == {r.name: _wanted(rows)}
+    assert set(volume.tree.records_wanted) == {version}
+    assert volume.layout.places.punched_of(node.fid)
     assert not r.beneath.records_wanted(r.name)
     assert not inherits_punched(volume, node)
-    assert said == ([f"record {doc['_id']}" for doc in genuine] if served == "not base64" else [])
+    assert said == ([f"record {doc['_id']}" for doc in genuine]
+                    if served in ("not base64", "garbage bytes") else [])
     await r._take_punched()
     assert len(peer.asked) == 1  # not asked again (a newer version of the file would be)
     assert await _read(fs) == errno.EIO

@@ -188,15 +188,22 @@ class Content(Sealing):
         return kind, aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
 
     def absent_manifest_nodes(self, place: tuple[int, int], vid: str,
-                              absent: Callable[[str, int], bool]) -> list[tuple[str, int]]:
-        """(writer vid, index) of the manifest tree nodes version ``vid``'s tree names that
-        ``absent`` says are not here, met walking down from its root (a manifest that is no tree
-        has none): the manifest does not load without them (manifest_tree.py ``absent_nodes``)."""
+                              absent: Callable[[str, int], bool]) -> list[tuple[str, int, bytes | None]]:
+        """(writer vid, index, SHA-256 its parent names or None) of the manifest tree nodes version
+        ``vid``'s tree names that ``absent`` says are not here, met walking down from its root (a
+        manifest that is no tree has none): the manifest does not load without them (manifest_tree.py
+        ``absent_nodes``)."""
         kind, plain = self._manifest_root(place, vid, None)
         if kind not in (KIND_TREE, KIND_HTREE):
             return []
         hashed = kind == KIND_HTREE
         return tree.absent_nodes(plain, lambda *ref: self._read_node(*ref, None, [], hashed), absent, hashed)
+
+    def block_sha(self, vid: str, index: int) -> bytes | None:
+        """The SHA-256 a Merkle manifest this reader loaded names for block ``index`` of
+        writer ``vid`` (what every read of it is compared with, ``_vouch``), or None (none names it,
+        or an unhashed manifest)."""
+        return self._hashes.get(vid, index)
 
     def in_newest_shape(self) -> bool:
         """Whether the current version's manifest is in the shape a commit writes now: if not,

@@ -242,17 +242,19 @@ def _walk(children: tuple[Child, ...], level: int, pos: int, leaf: Callable, rea
 
 
 def absent_nodes(root: bytes, read_node: ReadNode, absent: Callable[[str, int], bool],
-                 hashed: bool = False) -> list[tuple[str, int]]:
-    """(writer vid, record index) of the nodes the tree of ``root`` names that ``absent(vid, index)``
-    says are not here, as the walk from the root meets them: what lies under an absent node is not
-    known until it is here (a later walk goes on from it).  Only inner nodes are read (leaves name
-    blocks, no node), so the work is the tree's height and the nodes its version names, whatever
-    any list of absent records holds (attack round 42a (2), (8))."""
+                 hashed: bool = False) -> list[tuple[str, int, bytes | None]]:
+    """(writer vid, record index, SHA-256 of its record as its parent names it or None in an
+    unhashed tree) of the nodes the tree of ``root`` names that ``absent(vid, index)`` says are not
+    here, as the walk from the root meets them: what lies under an absent node is not known until it
+    is here (a later walk goes on from it).  Only inner nodes are read (leaves name blocks, no node),
+    so the work is the tree's height and the nodes its version names, whatever any list of absent
+    records holds (attack round 42a (2), (8)).  The hash lets a node fetched again be checked before
+    it is kept (attack round 43a (1))."""
     try:
         _, _, _, level = ROOT_HEAD.unpack_from(root)
         if level > MAX_LEVEL:
             raise CorruptData("manifest is malformed")
-        out: list[tuple[str, int]] = []
+        out: list[tuple[str, int, bytes | None]] = []
         if level:
             _absent_under(_inner(root, ROOT_HEAD.size, hashed), level, 0, read_node, absent, out, hashed)
     except (struct.error, ValueError):
@@ -261,12 +263,13 @@ def absent_nodes(root: bytes, read_node: ReadNode, absent: Callable[[str, int], 
 
 
 def _absent_under(children: tuple[Child, ...], level: int, pos: int, read_node: ReadNode,
-                  absent: Callable[[str, int], bool], out: list[tuple[str, int]], hashed: bool) -> None:
+                  absent: Callable[[str, int], bool], out: list[tuple[str, int, bytes | None]],
+                  hashed: bool) -> None:
     for slot, offset, length, vid, *sha in children:
         child_level, child_pos = level - 1, pos * FANOUT + slot
         index = node_index(child_level, child_pos)
         if absent(vid, index):
-            out.append((vid, index))
+            out.append((vid, index, sha[0] if sha else None))
         elif child_level:
             plain = read_node(offset, length, vid, child_level, child_pos, sha[0] if sha else None)
             _absent_under(_inner(plain, 0, hashed), child_level, child_pos, read_node, absent, out, hashed)

@@ -119,13 +119,15 @@ class Inodes:
         # refused one would erase once her next commit goes over it.  The sync fetches them and
         # they are taken in under it (vault/tree/arrivals.py ``keep``; absorbing.py ``absorb_beneath``).
         self.beneath: dict[str, tuple[str, list[str]]] = {}
-        # (fid, vid) of a peer's version held back -> {(vid, idx): owner} of the records it inherits
-        # that gc punched out here (absorbing.py ``inherits_punched``): the sync fetches them again.
-        # ``records_asked``: versions whose records were asked for -> the peers asked that did not
-        # send any; such a version is taken in as it is (its read says EIO) and stays wanted of the
-        # peers not asked yet (fs/arrivals.py ``asked_records``), until the next unlock.
-        self.records_wanted: dict[tuple[str, str], dict[tuple[str, int], str]] = {}
-        self.records_asked: dict[tuple[str, str], set[str]] = {}
+        # (fid, vid) of a peer's version held back (or shown as it is) -> {(vid, idx): (owner, SHA-256
+        # its manifest names or None)} of the records it inherits that gc punched out here (absorbing.py
+        # ``inherits_punched``): the sync fetches them again, checked against the hash.
+        # ``records_asked``: such a version -> {peer: the (vid, idx) it was asked for in vain}
+        # (absorbing.py ``note_asked``): a version with any is taken in as it is (its read says EIO)
+        # and stays wanted of the peers not asked yet.  Both dropped with the version's want: all
+        # came, or it is the head of no node shown or held back (``drop_superseded``).
+        self.records_wanted: dict[tuple[str, str], dict[tuple[str, int], tuple[str, bytes | None]]] = {}
+        self.records_asked: dict[tuple[str, str], dict[str, set[tuple[str, int]]]] = {}
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
