@@ -364,7 +364,6 @@ async def _replay_scene(fs) -> tuple[object, object, dict]:
     return top, s, older
 
 
-@pytest.mark.xfail(strict=True, reason="43a (5): her older subfolder state replayed counts as a move out")
 async def test_her_older_state_of_a_subfolder_served_again_does_not_take_what_she_saved_under_it(
         fs, monkeypatch) -> None:
     top, s, older = await _replay_scene(fs)
@@ -427,7 +426,6 @@ async def test_a_server_failing_every_ask_is_given_up_for_the_version_after_a_fe
     assert await _read(fs) == errno.EIO
 
 
-@pytest.mark.xfail(strict=True, reason="43a (7): her file's state copied under a new revision counts as gone")
 async def test_her_files_state_served_under_another_revision_does_not_take_it_with_the_folder(
         fs, monkeypatch) -> None:
     """F/s/t/u made on her laptop, u/new.txt saved here; the server serves F's removal (her laptop's

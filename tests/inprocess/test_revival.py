@@ -14,10 +14,11 @@ import itertools
 import pytest
 
 from fusevault.vault.tree import revival
-from inprocess.conftest import DIR, ME, ROOT
+from inprocess.conftest import DIR, ME, ROOT, make
 from inprocess.test_attack_42a import _deep_scene
 
 REMOVED_REV = "9-" + "e" * 32
+SERVED_REV = "99-" + "f" * 32  # a revision the server makes up: ``_rev`` is not signed
 
 
 def _removals_stored(fs, monkeypatch, nodes) -> None:
@@ -80,3 +81,57 @@ async def test_a_chain_deeper_than_the_walk_is_kept_and_looked_at_no_deeper(fs, 
     monkeypatch.setattr(store, "get", lambda doc_id: read.append(doc_id) or real(doc_id))
     assert revival._holds_live(fs.volume.tree, top, 0)
     assert read == [chain[0].fid, chain[1].fid], "walked past the limit"
+
+
+async def _file_move_waiting(fs, node, source, target) -> None:
+    """The file ``node`` moved from ``source`` into ``target`` by a stored state of hers the tree has
+    not taken in yet (the rest of the batch, F's removal judged first)."""
+    volume = fs.volume
+    held, seq = node.rev, node.seq
+    await fs.ops.rename(source.ino, b"new.txt", target.ino, b"new.txt", 0, ME)
+    await volume.flush_pending()
+    assert volume.store.get(node.fid)["_rev"] != held, "her move is stored"
+    volume.tree.unlink_entry(target, b"new.txt", node)
+    volume.tree.link_entry(source, b"new.txt", node)
+    node.rev, node.seq = held, seq
+
+
+async def test_her_file_moved_out_of_the_folder_by_a_newer_state_is_not_counted(fs) -> None:
+    """Control (round 41a (1)): ``mv F/s/t/u/new.txt G; rm -r F`` in one push: the file went with it."""
+    top, chain = await _deep_scene(fs)
+    await fs.ops.mkdir(ROOT, b"G", DIR, ME)
+    new = fs.volume.resolve(b"F/s/t/u/new.txt")
+    await _file_move_waiting(fs, new, chain[-1], fs.volume.resolve(b"G"))
+    assert not revival._holds_live(fs.volume.tree, top, 0), "F kept for what left it"
+
+
+async def test_her_file_moved_within_the_folder_by_a_newer_state_is_counted(fs) -> None:
+    """A newer state of hers that keeps the file under F (moved within it, or changed in place: a
+    device other than the removal's made it) takes nothing from F: she saved it there (round 43a (7):
+    judged by the state's place, not by its revision)."""
+    top, chain = await _deep_scene(fs)
+    new = fs.volume.resolve(b"F/s/t/u/new.txt")
+    await _file_move_waiting(fs, new, chain[-1], chain[0])
+    assert revival._holds_live(fs.volume.tree, top, 0)
+
+
+async def test_her_older_state_of_a_file_served_again_does_not_take_it_with_the_folder(
+        fs, monkeypatch) -> None:
+    """Round 43a (5) for a file: x.txt made in G here, then moved into F (her laptop's); the server
+    serves its older state, in G, under a revision it makes up: the ledger saw a newer one, so it is
+    no move out of F."""
+    volume = fs.volume
+    g = await fs.ops.mkdir(ROOT, b"G", DIR, ME)
+    await make(fs.ops, b"x.txt", b"saved on the desktop", parent=g.st_ino)
+    await volume.flush_pending()
+    node = volume.resolve(b"G/x.txt")
+    older = dict(volume.store.get(node.fid), _rev=SERVED_REV)
+    f = await fs.ops.mkdir(ROOT, b"F", DIR, ME)
+    await fs.ops.rename(g.st_ino, b"x.txt", f.st_ino, b"x.txt", 0, ME)
+    await volume.flush_pending()
+    top = volume.resolve(b"F")
+    top.seq = ("laptop", 7)
+    store = volume.store
+    real = store.get
+    monkeypatch.setattr(store, "get", lambda doc_id: older if doc_id == node.fid else real(doc_id))
+    assert revival._holds_live(volume.tree, top, 0), "F counted as holding nothing: x.txt goes with it"

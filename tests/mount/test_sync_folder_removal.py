@@ -16,7 +16,7 @@ from pathlib import Path
 import adversary
 import httpx
 import pytest
-from conftest import fusevault, laptop_and_desktop, mounted, server_pids, settled, wait_for
+from conftest import fusevault, laptop_and_desktop, mounted, server_pids, settled, sync_status, wait_for
 
 from fusevault.store import replica
 from fusevault.vault.model.nodes import NODE
@@ -120,6 +120,73 @@ def test_a_folders_removal_served_alone_keeps_what_she_saved_under_its_subfolder
                          lambda: f"both to agree: {_tree(a)} {_tree(b)}")
                 assert _tree(a) == sorted(["F", "F/s", "F/s/t", deep, f"{deep}/new.txt", "keep.txt"])
                 assert (a / deep / "new.txt").read_text() == "made while the laptop removed F"
+
+
+def _committed(vault: Path, name: str) -> bool:
+    try:
+        return bool(_fid_of(vault, name))
+    except AssertionError:  # not committed yet
+        return False
+
+
+def test_her_files_state_copied_under_a_made_up_revision_with_the_folders_removal_keeps_it(
+        tmp_path: Path) -> None:
+    """Attack round 43a (7): the laptop's ``rm -r F`` (it never saw new.txt, saved in F on the
+    desktop) is served with new.txt's very state copied on top of itself under a revision the server
+    makes up (``_rev`` is not signed), in one batch (written while the desktop's sync backs off), F's id
+    sorting first (taken in first): the desktop keeps F and new.txt (the copy is the state it
+    holds, no newer one)."""
+    many = 8
+    with laptop_and_desktop(tmp_path, ("keep.txt",)) as (server, laptop, a, desktop):
+        for i in range(many):
+            (a / f"F{i}").mkdir()
+        wait_for(lambda: settled(a), "the laptop's push")
+        b = tmp_path / "b"
+        with mounted(desktop, b):
+            wait_for(lambda: all((b / f"F{i}").exists() for i in range(many)) and settled(b),
+                     "the desktop's pull")
+            server.kill()
+            for i in range(many):
+                (b / f"F{i}" / f"new{i}.txt").write_text("made while the laptop removed F")
+            wait_for(lambda: all(_committed(desktop, f"new{i}.txt") for i in range(many)),
+                     "the desktop's commits")
+            pick = next((i for i in range(many)
+                         if _fid_of(desktop, f"F{i}") < _fid_of(desktop, f"new{i}.txt")), None)
+            if pick is None:
+                pytest.skip("no folder's id sorts before its file's (1 in 256)")
+            folder, new = _fid_of(desktop, f"F{pick}"), _fid_of(desktop, f"new{pick}.txt")
+            shutil.rmtree(a / f"F{pick}")
+            assert fusevault("unmount", a, passphrase=None).returncode == 0
+            wait_for(lambda: not server_pids(a), "the laptop's mount process to end")
+            with adversary.store_of(laptop) as store:  # the laptop's removal, not pushed
+                removal = store.get(folder)
+                removal["_revisions"] = replica.revisions(replica.current_history(store, folder))
+            assert removal.get("delete")
+            server.start()
+            url = f"{server.url}/vault"
+            couch = adversary.Server(url)
+            wait_for(lambda: couch.get(new) is not None and settled(b), "the desktop's push of new.txt")
+            held = couch.get(new, revs="true")
+            assert held is not None
+            start, ids = held["_revisions"]["start"], held["_revisions"]["ids"]
+            made_up = {"start": start + 1, "ids": ["f" * 32, *ids]}  # a child of its revision: current
+            copy = dict(held, _rev=f"{start + 1}-{'f' * 32}", _revisions=made_up)
+            # Both in one batch: written while the desktop's sync waits to try the server again.
+            server.kill()
+            wait_for(lambda: _retrying_in(b) >= 8, "the desktop's sync to back off")
+            server.start()
+            httpx.post(f"{url}/_bulk_docs", json={"docs": [removal, copy], "new_edits": False},
+                       timeout=30).raise_for_status()
+            seq = couch.seq()
+            wait_for(lambda: adversary.pulled_past(desktop, seq) and settled(b), "the desktop's pull")
+            saved = b / f"F{pick}" / f"new{pick}.txt"
+            assert saved.exists(), _tree(b)
+            assert saved.read_text() == "made while the laptop removed F"
+
+
+def _retrying_in(m: Path) -> float:
+    state = str(sync_status(m).get("state", ""))
+    return float(state.split()[2]) if state.startswith("retrying in ") else 0.0
 
 
 def test_a_removal_stored_but_not_taken_in_before_a_kill_brings_the_folder_back_at_the_next_mount(

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from fusevault.errors import VaultError
 from fusevault.vault.model import names
+from fusevault.vault.model.ledger import writer_seq
 from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node
 from fusevault.vault.tree.arrivals import open_doc, unsaved
 
@@ -72,13 +73,14 @@ def _holds_live(tree: Tree, folder: Node, depth: int, top: Node | None = None) -
 
 def _live(tree: Tree, child: Node, depth: int = 0, top: Node | None = None) -> bool:
     """A child put in the folder on this device and not removed since: never committed (a new file),
-    changes not saved yet, or its stored state is the one the tree holds (no newer one waits in the
-    batch: a move out, a removal) and was made here (this device's ``seq``, hers or a writer's on his
-    own device); or a folder kept so itself (a deep ``rm -r``).  A state another device made, in the
-    folder, is one the removal's device saw or will see: its own removal comes, or it came from a
-    third device, whose arrival there brings the folder back (``revive``).  Counting those, an
-    ordinary removal came back whenever the server sent the folder's removal before its files' (attack
-    round 41a (1): a file moved out of it, its trash emptied, a device away).
+    changes not saved yet, or its state here was made here (this device's ``seq``, hers or a writer's
+    on his own device) and no newer state of hers waiting in the batch takes it from under ``top``
+    (a move out, a removal: ``_newer_state``); or a folder kept so itself (a deep ``rm -r``).  A
+    state another device made, in the folder, is one the removal's device saw or will see: its own
+    removal comes, or it came from a third device, whose arrival there brings the folder back
+    (``revive``).  Counting those, an ordinary removal came back whenever the server sent the
+    folder's removal before its files' (attack round 41a (1): a file moved out of it, its trash
+    emptied, a device away).
 
     A folder child is live, besides, when anything beneath it is, whatever its own state: stored as
     the removal's device made it, its removal stored and not taken yet, or not come at all.  The
@@ -93,10 +95,12 @@ def _live(tree: Tree, child: Node, depth: int = 0, top: Node | None = None) -> b
         doc = tree.store.get(child.fid)
     except VaultError:
         return True  # unreadable: the folder stays rather than hide it
-    if _stands(tree, child, doc):
+    newer = _newer_state(tree, child, doc)
+    left = newer is not None and _taken_from(tree, newer, top)
+    if not left and _stands(tree, child, doc):
         return True
-    if not child.is_dir or not child.children or _moved_out(tree, child, doc, top):
-        return False
+    if not child.is_dir or not child.children or (left and newer):
+        return False  # a file taken out, or a folder moved out: what it holds went with it
     if depth >= DEPTH_LIMIT:
         # Deeper than the walk goes (each arrival's walk is bounded, a hostile chain too): kept
         # rather than hide what may be under it; the folders under it are judged at their own removal.
@@ -105,34 +109,53 @@ def _live(tree: Tree, child: Node, depth: int = 0, top: Node | None = None) -> b
 
 
 def _stands(tree: Tree, child: Node, doc: dict | None) -> bool:
-    """Whether ``child``'s own state counts as live: put there by this device, as the store holds it."""
+    """Whether ``child``'s own state counts as live: put there by this device (no newer state of hers
+    takes it away: the caller's to say)."""
     if doc is None:
         return child.rev is None  # made here, its first commit to come (a purged one is no child)
-    if doc.get("_rev") != child.rev:
-        return False  # a newer state waits in the batch (a move out, a removal)
-    if doc.get("delete") or doc.get("_deleted"):
+    if doc.get("_rev") == child.rev and (doc.get("delete") or doc.get("_deleted")):
         return child.is_dir  # a folder whose own removal this tree did not take: it holds something
     device = tree.ledger.device if tree.ledger is not None else None
     return child.seq is not None and child.seq[0] == device
 
 
-def _moved_out(tree: Tree, child: Node, doc: dict | None, top: Node | None) -> bool:
-    """Whether the folder ``child``'s newer stored state, not taken in yet, is her own move of it out
-    from under ``top`` (made with the removal: ``mv F/sub G; rm -r F`` in one push).  Anything else
-    (a removal, a writer's or a forged state, one that does not open, a place not known here) is not:
-    what the folder holds is looked at, a folder kept for nothing at worst, never one lost."""
-    if doc is None or top is None or doc.get("_rev") == child.rev or doc.get("delete") or doc.get("_deleted"):
-        return False
+def _newer_state(tree: Tree, child: Node, doc: dict | None) -> list | None:
+    """The places (parent fid, name) in which the stored state of ``child``, not taken in yet (the
+    rest of the batch), puts it, when that is a newer state of its owner's than the tree holds:
+    ``[]`` for a removal.  None for anything else, judged by its signed content, never by its
+    revision (``_rev`` is not signed, the server's to choose): the state held itself under another
+    revision (its ``seq``: a copy put on top of it, attack round 43a (7)), one older than a state
+    this device saw (the ledger: a replay, which absorbing.py ``_replay`` and ``Ledger.admit`` refuse
+    as it comes; round 43a (5)), a writer's or a forged one, one that does not open.  Counted as
+    newer, each took the folder's removal over what she saved under it; not counted, the held state
+    is judged, a folder kept for nothing at worst, never one lost."""
+    if doc is None or doc.get("_rev") == child.rev:
+        return None
+    if doc.get("_deleted"):
+        return []  # a bare deletion (a peer's gc): the replicator judged it as it came
     gate = tree.authorship
     try:
         if gate is not None and gate.trust.verify(doc, author=child.owner) != child.owner:
-            return False
+            return None
         opened = open_doc(tree, doc)
     except VaultError:  # forged (a Forged is one), or it does not open
-        return False
-    if opened is None or not opened[1]:
-        return False
-    return not any(_beneath(tree, parent, top) for parent, _ in opened[1])
+        return None
+    if opened is None:
+        return None
+    fresh, links = opened
+    if fresh.seq is not None and fresh.seq == child.seq:
+        return None  # the very state held, under a revision the server gave it
+    ledger = tree.ledger
+    if ledger is not None and ledger.older(child.fid, writer_seq(fresh.seq, doc, tree.key.user_id)):
+        return None  # her older state served again: this device saw a newer one
+    return [] if doc.get("delete") else links
+
+
+def _taken_from(tree: Tree, places: list, top: Node | None) -> bool:
+    """Whether a state placing a child in ``places`` takes it from under ``top``: a removal (no
+    place), or a move whose every place is elsewhere (``mv F/sub G; rm -r F`` in one push, F's
+    removal judged first).  A move within ``top``, or to a place not known here, keeps it there."""
+    return top is None or not any(_beneath(tree, parent, top) for parent, _ in places)
 
 
 def _beneath(tree: Tree, fid: object, top: Node) -> bool:
