@@ -138,7 +138,6 @@ import base64
 import errno
 import os
 
-import pytest
 import trio
 
 from fusevault.errors import PeerUnavailable
