@@ -202,7 +202,7 @@ def _moved_out_and_removed(tmp_path: Path, how: str) -> dict[str, object]:
     x.txt written again / renamed; the desktop mounts after).  Returns each device's tree and
     alarms once both agree (and a few seconds more)."""
     out: dict[str, object] = {}
-    many = 10 if how == "together" else 1
+    many = 14 if how == "together" else 1
     with laptop_and_desktop(tmp_path, ("keep.txt",)) as (server, laptop, a, desktop):
         for i in range(many):
             (a / f"F{i}").mkdir()
@@ -210,7 +210,7 @@ def _moved_out_and_removed(tmp_path: Path, how: str) -> dict[str, object]:
         wait_for(lambda: settled(a), "the laptop's push")
         pick = next((i for i in range(many) if how != "together"
                      or _fid_of(laptop, f"F{i}") < _fid_of(laptop, f"x{i}.txt")), None)
-        assert pick is not None, "no folder's id sorts before its file's (1 in 1024)"
+        assert pick is not None, "no folder's id sorts before its file's (1 in 16384)"
         folder, name = f"F{pick}", f"x{pick}.txt"
         b = tmp_path / "b"
         with contextlib.ExitStack() as stack:
@@ -267,7 +267,7 @@ def _swapped_nesting(tmp_path: Path, how: str) -> dict[str, object]:
     "asleep" (the desktop unmounted, a push between; then Q renamed to R, so Q's later state comes after
     P's move; the desktop mounts after).  Returns each device's tree and alarms once both agree."""
     out: dict[str, object] = {}
-    many = 10 if how == "together" else 1
+    many = 14 if how == "together" else 1
     with laptop_and_desktop(tmp_path, ("keep.txt",)) as (server, laptop, a, desktop):
         for i in range(many):
             (a / f"P{i}" / f"Q{i}").mkdir(parents=True)
@@ -276,7 +276,7 @@ def _swapped_nesting(tmp_path: Path, how: str) -> dict[str, object]:
         wait_for(lambda: settled(a), "the laptop's push")
         pick = next((i for i in range(many) if how != "together"
                      or _fid_of(laptop, f"P{i}") < _fid_of(laptop, f"Q{i}")), None)
-        assert pick is not None, "no P's id sorts before its Q's (1 in 1024)"
+        assert pick is not None, "no P's id sorts before its Q's (1 in 16384)"
         p, q = f"P{pick}", f"Q{pick}"
         b = tmp_path / "b"
         with contextlib.ExitStack() as stack:
