@@ -26,12 +26,15 @@ serving an older revision again): the key file stays and is the document's
 next revision.  A deletion (a bare revision anyone holding the database may
 make) removes a key file only once its grant is gone as someone signed it:
 the file's owner gave the file a later epoch (a share revoked), or a group's
-owner took the recipient out of it (in a body she signed after the newest seen
-here with him in it: her older body served again still verifies, attack round
-42a (4)).  Until then the file stays; one still refused once the peer's
-changes are all taken in (``caught_up``) and refused for a while
-(``SAY_REFUSED_AFTER``, from its first refused deletion: one undone and made
-again is the same, 42a (3); longer while the pull is behind, 42a (5)) is said
+owner took the recipient out of it (in a body she signed after the newest of
+hers noted for that key: with him in it, or current when the key came; her
+older body served again still verifies, attack round 42a (4), 43b (3)).  "She"
+is the owner pinned here when a key of the group was first met: any user may
+sign a body naming herself owner (43b (1)).  Until then the file stays; one still
+refused once the peer's changes are all taken in (``caught_up``) and refused for a
+while (``SAY_REFUSED_AFTER``, from its first refused deletion: one undone and made
+again is the same, 42a (3), unless the key stood undeleted for long since, 43b (5);
+longer while the pull is behind, 42a (5)) is said
 (attack round 19, tests/mount/test_trust_attack_round19_keys.py).  The while: her move out of a
 share removes the member's keys at once and raises the node's epoch only when
 its re-key is done, and key documents are pushed before node documents, so
@@ -82,10 +85,14 @@ _HEX = "[0-9a-f]{32}"
 _USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
 _GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
 _BASE = "key-files"  # the local document: doc id -> fingerprint both sides last had
-# The local document: "<group>-<member>" -> the newest ``made_at_us`` (``UNSTAMPED``: none) of a body of
-# the group its owner signed with the member in it, seen here while a key of the member's was held.
+# The local document: a group key document's id -> [the group's owner, the newest ``made_at_us`` (None:
+# unstamped)] of a body of the group that owner signed while the key was here: with its recipient in it,
+# or current when the key came (``_note_member``, ``_note_arrival``).  Dropped with the key.
 _MEMBERS = "key-group-members"
-UNSTAMPED = -1
+# The local document: group id -> the owner its body named when a key of the group was first met here
+# (kept: a body naming another owner, any user's self-signed one, is neither noted nor a reason).
+_OWNERS = "key-group-owners"
+Note = tuple[str, int | None]  # (the group's owner, made_at_us or None: unstamped)
 
 Key = KeyRecord  # (epoch, sealed key, the owner's signature)
 
@@ -185,9 +192,20 @@ class KeyMirror:
         self._refusing: set[str] = set()
         self._refused_since: dict[str, tuple[float, int]] = {}
         self._said: set[str] = set()
-        # Group bodies' signatures checked here, by group id: (the revision checked, signed by its owner).
-        self._signed_groups: dict[str, tuple[str, bool]] = {}
-        self._members: dict[str, int] | None = None  # the local document ``_MEMBERS``, once read
+        # Since when each key whose deletion was refused stands again (both sides agree): one that
+        # stood ``SAY_REFUSED_BEHIND_AFTER`` is a new while at its next deletion (attack round 43b (5)).
+        self._restored_at: dict[str, float] = {}
+        # Group bodies' signatures checked here, by group id: (the body's revision, its owner's user
+        # document's revision, signed by that owner).  Checked again when either changes: a body
+        # checked before its owner's user document came is no forgery (attack round 43b (7)).
+        self._signed_groups: dict[str, tuple[str, str | None, bool]] = {}
+        # The local documents ``_MEMBERS`` and ``_OWNERS``, once read; what a settle changed in them
+        # (written once, at its end: attack round 43b (4)).
+        self._members: dict[str, Note] | None = None
+        self._owners: dict[str, str] | None = None
+        self._noted: set[str] = set()
+        self._unnoted: set[str] = set()
+        self._pinned: set[str] = set()
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
@@ -237,7 +255,7 @@ class KeyMirror:
         now = time.monotonic()
         due = {i for i in self._refusing if now - self._refused_since.get(i, (now, 0))[0] >= after}
         for doc_id in sorted(due - self._said):
-            self._removal_refused(doc_id)
+            self._removal_refused(doc_id, files.get(doc_id))
         self._said |= due
 
     def _refusing_removal(self, doc_id: str, held: Key) -> None:
@@ -247,7 +265,11 @@ class KeyMirror:
         one that leaves it (attack round 42a (3)); her re-key explains one deletion, never that."""
         self._refusing.add(doc_id)
         since = self._refused_since.get(doc_id)
-        if since is None or since[1] != held.epoch:  # a later key: a new grant, a new while
+        restored = self._restored_at.pop(doc_id, None)
+        # A key that stood undeleted for long since its last refused deletion: this one is a new
+        # deletion (her move out of the share, a day later), not the earlier one made again (43b (5)).
+        stood = restored is not None and time.monotonic() - restored >= SAY_REFUSED_BEHIND_AFTER
+        if since is None or since[1] != held.epoch or stood:  # a later key: a new grant, a new while
             self._refused_since[doc_id] = (time.monotonic(), held.epoch)
             self._said.discard(doc_id)
 
@@ -264,6 +286,7 @@ class KeyMirror:
                 # A row whose body does not read (a store writer's): skipped
                 # alone, said; the other keys are mirrored and sync goes on.
                 log.warning("key document %s is left out: %s", doc_id, err)
+        self._write_notes()  # conservative whatever comes of the updates: written first
         try:
             if updates:
                 self.store.put_many(updates)
@@ -282,7 +305,7 @@ class KeyMirror:
         doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
         group = _GROUP_KEY.fullmatch(doc_id)
         if group is not None and (in_file is not None or in_doc is not None):
-            self._note_member(group.group(1), group.group(3))  # what a removal must be newer than
+            self._note_member(doc_id, group.group(1), group.group(3))  # what a removal must be newer than
         if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
                 and in_file.sig is not None and file_ok:
             doc_ok = False  # an unsigned key never replaces a signed one
@@ -296,6 +319,10 @@ class KeyMirror:
             in_doc = in_file
         elif not file_ok:
             if in_doc is None:
+                if in_file is not None and base.get(doc_id) == _fingerprint(in_file):
+                    # A key mirrored here whose file's node now names another owner (re-signed by any
+                    # user): its bare deletion is still refused, and said (attack round 43b (6)).
+                    self._refusing_removal(doc_id, in_file)
                 return  # a forged key file, no document: never mirrored
             sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
         elif _document_wins(in_doc, in_file, base.get(doc_id)):
@@ -318,8 +345,14 @@ class KeyMirror:
         if (fingerprint := _fingerprint(in_doc)) is None:
             base.pop(doc_id, None)
             self._refused_since.pop(doc_id, None)  # the key gone on both sides: a later one, a new while
+            self._restored_at.pop(doc_id, None)
             self._said.discard(doc_id)
+            self._unnote(doc_id)
         else:
+            if group is not None and base.get(doc_id) != fingerprint:
+                self._note_arrival(doc_id, group.group(1))  # a key (or epoch) new here
+            if doc_id in self._refused_since:  # its deletion undone: since when it stands
+                self._restored_at.setdefault(doc_id, time.monotonic())
             base[doc_id] = fingerprint
 
     def _refused(self, doc_id: str) -> None:
@@ -345,75 +378,131 @@ class KeyMirror:
         node = self.store.get(fid) if fid else None
         epoch = node.get("epoch") if node else None
         if isinstance(epoch, int) and epoch > held.epoch and node is not None \
-                and signed_in_store(self.store, node, node.get("owner")):
+                and node.get("owner") == held.owner and signed_in_store(self.store, node, held.owner):
             return True  # epochs only grow: a replayed older node never shows a later one
         found = _GROUP_KEY.fullmatch(doc_id)
-        return found is not None and self._member_removed(found.group(1), recipient)
+        return found is not None and self._member_removed(doc_id, found.group(1), recipient)
 
-    def _member_removed(self, group_id: str, member: str) -> bool:
-        """Did the group's owner take ``member`` out of it?  Only a body she signed without him that
-        is newer (its signed ``made_at_us``, which each signing raises) than the newest body seen
-        here with him in it: a group carries no epoch, and her body from before he joined, served
-        again, still verifies (attack round 42a (4)).  One seen here with him in it none: refused."""
-        group = self._signed_group(group_id)
+    def _member_removed(self, doc_id: str, group_id: str, member: str) -> bool:
+        """Did the group's owner take ``member`` out of it?  Only a body signed by the owner pinned
+        here (``_OWNERS``: any user may sign a body naming herself owner, 43b (1)) without him that is
+        newer (its signed ``made_at_us``, which each signing raises) than the newest body of hers noted
+        for this key (``_MEMBERS``): a group carries no epoch, and her body from before he joined, or
+        her removal from before this key was granted (43b (3)), served again, still verifies (attack
+        round 42a (4)).  None noted, or only unstamped ones (43b (2)): refused (the re-key takes it)."""
+        group = self._owned_group(group_id)
         members = group.get("users") if group is not None else None
         if group is None or not isinstance(members, dict) or member in members:
             return False
-        granted = self._members_seen().get(f"{group_id}-{member}")
-        made = made_at(group)
-        return granted is not None and made is not None and made > granted
+        noted = self._members_seen().get(doc_id)
+        made = _stamp(group)
+        return noted is not None and noted[1] is not None and made is not None and made > noted[1]
 
-    def _note_member(self, group_id: str, member: str) -> None:
-        """The group's current body, if its owner signed it with ``member`` in it, remembered as the
-        newest known to have granted him (what a removal must be newer than: ``_member_removed``)."""
-        group = self._signed_group(group_id)
+    def _note_member(self, doc_id: str, group_id: str, member: str) -> None:
+        """The group's current body, if its pinned owner signed it with ``member`` in it, noted for
+        the key document ``doc_id`` (what a removal must be newer than: ``_member_removed``)."""
+        group = self._owned_group(group_id, pin=True)
         members = group.get("users") if group is not None else None
-        if group is None or not isinstance(members, dict) or member not in members:
-            return
-        made = made_at(group)
-        made = UNSTAMPED if made is None else made
-        if self._members_seen().get(key := f"{group_id}-{member}", UNSTAMPED - 1) < made:
-            # Read again before it is written: never lower what another mirror of this store noted.
-            merged = self._members_read()
-            for k, v in [*self._members_seen().items(), (key, made)]:
-                merged[k] = max(merged.get(k, v), v)
-            self._members = merged
-            replica.put_local(self.store, _MEMBERS, merged)
+        if group is not None and isinstance(members, dict) and member in members:
+            self._note(doc_id, self._owners_seen()[group_id], _stamp(group))
 
-    def _members_seen(self) -> dict[str, int]:
+    def _note_arrival(self, doc_id: str, group_id: str) -> None:
+        """A key (or a later epoch) of the group came here: the body its pinned owner signed that is
+        current now is noted for it, with its member in it or not.  His key granted after her older
+        removal of him (his re-joining body not here yet) is not taken by that removal (43b (3))."""
+        if (group := self._owned_group(group_id, pin=True)) is not None:
+            self._note(doc_id, self._owners_seen()[group_id], _stamp(group))
+
+    def _note(self, doc_id: str, owner: str, made: int | None) -> None:
+        seen = self._members_seen()
+        if (merged := _merge_note(seen.get(doc_id), (owner, made))) != seen.get(doc_id):
+            seen[doc_id] = merged
+            self._noted.add(doc_id)
+            self._unnoted.discard(doc_id)
+
+    def _unnote(self, doc_id: str) -> None:
+        """The key gone on both sides: its note goes too (a later key is noted anew)."""
+        if self._members_seen().pop(doc_id, None) is not None:
+            self._unnoted.add(doc_id)
+            self._noted.discard(doc_id)
+
+    def _write_notes(self) -> None:
+        """What this settle noted, written once (read again first: never lower what another mirror of
+        this store noted, nor change an owner it pinned)."""
+        if self._noted or self._unnoted:
+            seen, stored = self._members_seen(), _notes_read(self.store)
+            for doc_id in self._noted:
+                stored[doc_id] = _merge_note(stored.get(doc_id), seen[doc_id])
+            for doc_id in self._unnoted:
+                stored.pop(doc_id, None)
+            self._members, self._noted, self._unnoted = stored, set(), set()
+            replica.put_local(self.store, _MEMBERS, {k: list(v) for k, v in stored.items()})
+        if self._pinned:
+            owners, pinned = self._owners_seen(), _owners_read(self.store)
+            for group_id in self._pinned:
+                pinned.setdefault(group_id, owners[group_id])
+            self._owners, self._pinned = pinned, set()
+            replica.put_local(self.store, _OWNERS, pinned)
+
+    def _members_seen(self) -> dict[str, Note]:
         if self._members is None:
-            self._members = self._members_read()
+            self._members = _notes_read(self.store)
         return self._members
 
-    def _members_read(self) -> dict[str, int]:
-        seen = replica.get_local(self.store, _MEMBERS)
-        return {k: v for k, v in seen.items() if isinstance(v, int) and not isinstance(v, bool)}
+    def _owners_seen(self) -> dict[str, str]:
+        if self._owners is None:
+            self._owners = _owners_read(self.store)
+        return self._owners
+
+    def _owned_group(self, group_id: str, pin: bool = False) -> dict | None:
+        """The group's current body if it is signed by the owner it names and that owner is the one
+        pinned here for the group (``pin``: none pinned yet, this one is).  A body naming another
+        owner is logged, never a reason nor noted."""
+        if (group := self._signed_group(group_id)) is None:
+            return None
+        owners = self._owners_seen()
+        if (pinned := owners.get(group_id)) is None:
+            if not pin:
+                return None
+            owners[group_id] = pinned = group["owner"]
+            self._pinned.add(group_id)
+        if group["owner"] != pinned:
+            log.warning("group %s names owner %s, not %s its keys were first met under: no reason to "
+                        "remove a key", group_id, group["owner"], pinned)
+            return None
+        return group
 
     def _signed_group(self, group_id: str) -> dict | None:
-        """The group's current body if the owner it names signed it (checked once per revision)."""
+        """The group's current body if the owner it names signed it (checked once per revision of
+        the body and of the owner's user document: hers may come after it, 43b (7))."""
         group = self.store.get(group_id)
-        if group is None or not isinstance(rev := group.get("_rev"), str):
+        if group is None or not isinstance(rev := group.get("_rev"), str) \
+                or not isinstance(owner := group.get("owner"), str):
             return None
-        if (checked := self._signed_groups.get(group_id)) is None or checked[0] != rev:
-            checked = (rev, signed_in_store(self.store, group, group.get("owner")))
-            self._signed_groups[group_id] = checked
-        return group if checked[1] else None
+        user = self.store.get(owner)
+        checked = (rev, user.get("_rev") if user is not None else None)
+        if (found := self._signed_groups.get(group_id)) is None or found[:2] != checked:
+            found = (*checked, signed_in_store(self.store, group, owner))
+            self._signed_groups[group_id] = found
+        return group if found[2] else None
 
-    def _removal_refused(self, doc_id: str) -> None:
-        """Said to the recipient and the file's owner: a key document's deletion was refused."""
+    def _removal_refused(self, doc_id: str, held: Key | None) -> None:
+        """Said to the recipient and the file's owner (the node's, and the key's signer: a node re-signed
+        by another owner, 43b (6)): a key document's deletion was refused."""
         self._say(doc_id, f"deletion {doc_id}", f"refused the deletion of key document {doc_id}: unsigned, "
                   "and the file and its grant are as they were (its key is this epoch's, and no later one "
-                  f"came within {SAY_REFUSED_AFTER:.0f}s); the key is kept")
+                  f"came within {SAY_REFUSED_AFTER:.0f}s); the key is kept",
+                  also=held.owner if held is not None else None)
 
     def _replay_refused(self, doc_id: str, doc: Key, file: Key) -> None:
         self._say(doc_id, f"older {doc_id}", f"refused key document {doc_id} of epoch {doc.epoch}: older "
                   f"than the key of epoch {file.epoch} held here (served again?); the newer key is kept")
 
-    def _say(self, doc_id: str, subject: str, text: str) -> None:
+    def _say(self, doc_id: str, subject: str, text: str, also: str | None = None) -> None:
         fid, recipient = names(doc_id) or ("", "")
         node = self.store.get(fid) if fid else None
         owner = node.get("owner") if node else None
-        for who in dict.fromkeys(w for w in (recipient, owner) if isinstance(w, str) and w):
+        for who in dict.fromkeys(w for w in (recipient, owner, also) if isinstance(w, str) and w):
             for_user(who).warn("forged-key", subject, text)
 
     def _genuine(self, doc_id: str, key: Key | None) -> bool:
@@ -446,3 +535,38 @@ def _document(doc_id: str, doc: dict | None, key: Key | None) -> dict:
         return {"_id": doc_id, **rev, "_deleted": True}
     return {"_id": doc_id, **rev, "type": sharing.FILE_KEY, "epoch": key.epoch, "key": b64e(key.key),
             **key.signed_fields()}
+
+
+def _stamp(group: dict) -> int | None:
+    """A group body's ``made_at_us`` as its signature reads it: a whole float signs as the integer it
+    equals (crypto/signing.py), so it is that integer, never an unstamped body (attack round 43b (2))."""
+    value = group.get("made_at_us")
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return made_at(group)
+
+
+def _merge_note(old: Note | None, new: Note) -> Note:
+    """Two notes of one key: the first owner kept; the newer stamp (a stamped body beats an unstamped
+    one: bodies were stamped from a version on, so a stamped one with him is the newer)."""
+    if old is None:
+        return new
+    if old[0] != new[0]:
+        return old
+    stamps = [m for m in (old[1], new[1]) if m is not None]
+    return old[0], max(stamps) if stamps else None
+
+
+def _notes_read(store: LocalStore) -> dict[str, Note]:
+    """``_MEMBERS`` as stored (entries of another shape, an older version's, left out: unnoted keys'
+    removals are refused, the safe side)."""
+    notes: dict[str, Note] = {}
+    for doc_id, value in replica.get_local(store, _MEMBERS).items():
+        if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) \
+                and (value[1] is None or (isinstance(value[1], int) and not isinstance(value[1], bool))):
+            notes[doc_id] = (value[0], value[1])
+    return notes
+
+
+def _owners_read(store: LocalStore) -> dict[str, str]:
+    return {k: v for k, v in replica.get_local(store, _OWNERS).items() if isinstance(v, str)}

@@ -1,7 +1,7 @@
 """Attack round 43b: the key mirror's group-key deletions after 42a (3)-(5) (sync/key_mirror.py).
 
 Run 05:30 UTC, 2026-12-06 (7 xfailed, 4 controls passed); under --runxfail each xfail fails at its
-own assertion.
+own assertion.  All seven fixed since (docs/SECURITY.md, "Attack round 43"): the marks are gone.
 
 Hole (1), high (a member's key taken, unsaid, by any user or the server): a group body naming
   another owner, signed by that owner, counts as the group's owner's removal of the member.
@@ -126,8 +126,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.sync import key_mirror
@@ -151,8 +149,6 @@ def _taken_or_said(here, her, doc_id: str, clock) -> None:  # noqa: F811
 # --- (1) a body naming another owner
 
 
-@pytest.mark.xfail(strict=True, reason="43b (1): a group body re-signed by another user naming herself "
-                   "owner takes bob's group key, unsaid")
 def test_a_group_body_re_signed_by_another_user_as_owner_never_takes_bobs_key(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, group, doc_id, (alone, _) = _group_key(here, stamped=True)
@@ -170,6 +166,26 @@ def test_her_own_removal_with_the_same_stamp_takes_the_key(pair, clock) -> None:
     here, _ = pair
     her, group, doc_id, (alone, _) = _group_key(here, stamped=True)
     _next_revision(here, group, her.sign({**alone, "made_at_us": 2**53 - 1}))
+    _next_revision(here, doc_id, None)
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists() and not said(her, doc_id)
+
+
+def test_a_forged_body_naming_another_owner_never_raises_bobs_note(pair, clock) -> None:  # noqa: F811
+    """Mallory's body at the group's id with bob in it and the highest stamp, met by a mirror started
+    again (the owner pinned is kept in the store): neither noted nor a reason, so her later genuine
+    removal (stamped 300) still takes bob's key, unsaid."""
+    here, _ = pair
+    her, group, doc_id, (alone, joined) = _group_key(here, stamped=True)
+    here.keys = key_mirror.KeyMirror(here.store, here.layout)  # a restart: what is noted is read again
+    mallory = Owner()
+    put(here, mallory.user)
+    forged = mallory.sign({**{k: v for k, v in joined.items() if k != "sig"}, "owner": mallory.id,
+                           "made_at_us": 2**53 - 1})
+    _next_revision(here, group, forged)
+    here.keys._looked_at = -float("inf")  # the full look: every key settled under the forged body
+    here.refresh()
+    _next_revision(here, group, her.sign({**alone, "made_at_us": 300}))
     _next_revision(here, doc_id, None)
     here.keys.caught_up()
     assert not place(here.layout, doc_id).exists() and not said(her, doc_id)
@@ -200,13 +216,21 @@ def _float_stamped_group(here) -> tuple[Owner, str, str, dict]:
     return her, group, doc_id, alone
 
 
-@pytest.mark.xfail(strict=True, reason="43b (2): her body with bob served with a float made_at_us is "
-                   "noted unstamped; her older stamped body served again takes his key, unsaid")
 def test_her_body_with_bob_served_with_a_float_stamp_then_her_older_body_keeps_his_key(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, group, doc_id, alone = _float_stamped_group(here)
     assert replica.get_local(here.store, key_mirror._MEMBERS)  # bob noted under the float body
     _next_revision(here, group, alone)  # her body from before bob joined, served again
+    _next_revision(here, doc_id, None)
+    _taken_or_said(here, her, doc_id, clock)
+
+
+def test_bob_noted_only_under_her_unstamped_body_is_not_taken_by_a_stamped_one(pair, clock) -> None:  # noqa: F811
+    """An unstamped body with bob is never ordered against a stamped one (the float form read as
+    unstamped was 43b (2)): her stamped body without him does not take his key; refused, and said."""
+    here, _ = pair
+    her, group, doc_id, (alone, _) = _group_key(here)  # unstamped bodies
+    _next_revision(here, group, her.sign({**alone, "made_at_us": 100}))
     _next_revision(here, doc_id, None)
     _taken_or_said(here, her, doc_id, clock)
 
@@ -240,8 +264,6 @@ def _rejoined(here, clock) -> tuple[Owner, str, dict, dict, str]:  # noqa: F811
     return her, group, removed, back, doc_id
 
 
-@pytest.mark.xfail(strict=True, reason="43b (3): bob's key granted after his re-joining is taken by her "
-                   "earlier removal of him (his re-joining body not here yet), unsaid")
 def test_bobs_key_granted_after_his_re_joining_is_not_taken_by_her_earlier_removal(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, group, _, back, doc_id = _rejoined(here, clock)
@@ -265,8 +287,6 @@ def test_bobs_key_granted_after_his_re_joining_with_his_re_joining_here_is_kept(
 # --- (4) the local document rewritten whole for each member noted
 
 
-@pytest.mark.xfail(strict=True, reason="43b (4): each member noted rewrites the whole key-group-members "
-                   "document (quadratic in a batch of forged key documents)")
 def test_many_members_noted_in_one_batch_do_not_rewrite_the_whole_document_each(pair, monkeypatch) -> None:  # noqa: F811
     here, _ = pair
     server = Owner()  # a user the server made: self-signed under its own key
@@ -292,11 +312,20 @@ def test_many_members_noted_in_one_batch_do_not_rewrite_the_whole_document_each(
     assert sum(written) <= 4 * n, f"{len(written)} writes, {sum(written)} entries written for {n} noted"
 
 
+def test_a_group_keys_note_goes_with_the_key(pair, clock) -> None:  # noqa: F811
+    """What is noted of a key is dropped once the key is gone on both sides (her genuine removal)."""
+    here, _ = pair
+    her, group, doc_id, (alone, _) = _group_key(here, stamped=True)
+    assert doc_id in replica.get_local(here.store, key_mirror._MEMBERS)
+    _next_revision(here, group, her.sign({**alone, "made_at_us": 300}))
+    _next_revision(here, doc_id, None)
+    assert not place(here.layout, doc_id).exists()
+    assert doc_id not in replica.get_local(here.store, key_mirror._MEMBERS)
+
+
 # --- (5) a refused deletion's while kept after the deletion is undone, for good
 
 
-@pytest.mark.xfail(strict=True, reason="43b (5): a deletion undone within the while keeps its start for "
-                   "good: a later deletion of the same key is said at once, before her re-key can come")
 def test_a_deletion_undone_long_ago_does_not_make_a_later_one_said_at_once(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, doc_id, revs, body = _bob_key(here)
@@ -322,8 +351,6 @@ def test_a_first_deletion_is_not_said_at_its_own_batch(pair, clock) -> None:  # 
 # --- (6) a node naming another owner silences the refused deletion
 
 
-@pytest.mark.xfail(strict=True, reason="43b (6): a node re-signed by another user as its owner makes the "
-                   "mirror drop a bare deletion of bob's key unsaid (neither taken nor refused)")
 def test_a_node_re_signed_by_another_owner_does_not_keep_a_forged_deletion_unsaid(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, doc_id, revs, _ = _bob_key(here)
@@ -363,9 +390,6 @@ def _gwens_group(here, gwen_first: bool) -> tuple[Owner, Owner, str, str, dict]:
     return her, gwen, group, doc_id, joined
 
 
-@pytest.mark.xfail(strict=True, reason="43b (7): a group body checked before its owner's user document "
-                   "came stays unsigned here until its next revision: bob never noted, Gwen's genuine "
-                   "removal refused and said")
 def test_gwens_removal_is_taken_though_her_user_document_came_after_her_group(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=False)
