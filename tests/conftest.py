@@ -365,8 +365,17 @@ def sync_status(mountpoint: Path) -> dict:
 
 
 def settled(mountpoint: Path) -> bool:
-    peer = sync_status(mountpoint)
-    return peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None
+    """Nothing waits to be pushed, and still nothing half a second later: a change just made may wait
+    for its group commit (GROUP_WINDOW, vault/tree/inodes.py) before the store, and so
+    ``pending_up``, counts it (``sync_status`` answers at once: no command start hides that window)."""
+    def quiet() -> bool:
+        peer = sync_status(mountpoint)
+        return peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None
+
+    if not quiet():
+        return False
+    time.sleep(0.5)
+    return quiet()
 
 
 def new_device(url: str, tmp_path: Path, name: str) -> Path:
