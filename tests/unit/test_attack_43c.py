@@ -36,7 +36,9 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
    file reads EIO in his folder, hers hidden (42b (3)).  Seen (unit, ``_her_leaf``): None.  Cause: the
    cap counts leaves before their signature is checked.  Fix: verify (cheap: cached) or filter by
    ``said_signer`` before the cap; count only leaves that verify; or cap the leaves a replica keeps per
-   document.  Test: ``test_her_leaf_is_found_under_sixteen_badly_signed_leaves``.
+   document.  Tests: ``test_her_leaf_is_found_under_sixteen_badly_signed_leaves``; at a mount
+   tests/mount/test_trust_attack_43c.py::test_her_leaf_under_sixteen_badly_signed_leaves_is_shown
+   (seen: only team/plan.txt, EIO).
 4. **Her leaf with more saves but an older key hides her moved-out leaf (medium; honest or server).**
    Three-way: her desktop moves the file out of bob's share (epoch 2), her laptop apart chmods/edits it
    several times in the share (epoch 1), bob saves many times (current).  Or a server serves one of her
@@ -44,8 +46,10 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
    generation only (the laptop's, epoch 1); ``loaded_copy`` is then false (his epoch is not below it)
    and no other leaf of hers is tried: the load is as before the fix (42b (3)/(4)).  Seen (unit):
    ``_her_leaf`` returns the epoch-1 leaf beside her epoch-2 one.  Fix: try each of her leaves with
-   ``loaded_copy`` (highest epoch first), not only the first.  Test:
-   ``test_her_leaf_chosen_is_the_one_beside_which_his_is_a_copy``.
+   ``loaded_copy`` (highest epoch first), not only the first.  Tests:
+   ``test_her_leaf_chosen_is_the_one_beside_which_his_is_a_copy``; at a mount (the server's variant)
+   tests/mount/test_trust_attack_43c.py::test_her_leaf_beside_her_older_state_served_above_it_is_shown
+   (seen: only team/plan.txt, EIO, a false forged-write naming bob).
 5. **Rule 2's higher epoch undoes her later move on her other device (low-medium).**  The desktop
    re-keys an empty file (or a folder) in place (``unshare`` of its folder: a rotation, epoch 1, same
    folder); apart, later, the laptop moves it proj/blank -> archive/blank (epoch 0).  Rule 2 keeps the

@@ -1,0 +1,119 @@
+"""Round 43c, real mount: 43c (3) and (4) (tests/unit/test_attack_43c.py) seen at a mount.
+
+Attack: her team/plan.txt moved out of team (shared WRITE with bob) to the top, re-keyed, "private now"
+written (tests/mount/test_writers_copy.py ``_moved_out_beside_old``).  The server (or a writer of
+store.sqlite) serves bob's old-key branch (his edit in team, a state of his never seen, its version
+withheld: 42b (3)) as the current revision, and beside it ``HER_LEAVES`` (16) bodies of her node with a
+bad signature (her document, its sealed part altered), one generation above her own leaf.
+
+Seen: her mount shows no "plan.txt" at the top: loading.py ``_her_leaf`` opens only the 16 leaves ranked
+first among those saying owner alice, none verifies, hers is never looked at; the load places her file
+where bob's document says (team/plan.txt, its version withheld), as before 42b's fix.  The 16 are refused
+and said at the settling, hers then waits for his version: her state hidden for the session (for good if
+the server serves 16 fresh ones at each pull).
+
+(4): the same with no bad leaf, her own state of before the move (signed by her, in team, the old key)
+served as one leaf above hers: ``_her_leaf`` takes it, ``loaded_copy`` is false beside it (his epoch is
+not below), her moved-out leaf is never tried.  Seen: only team/plan.txt (EIO), a forged-write "moved by
+bob ... from or into a folder they hold no WRITE on" (false: 42b (4)) and a record alarm: 42b (3) whole.
+
+Cause, impact, fix: see tests/unit/test_attack_43c.py (3), (4).  Control: with 3 bad leaves her file
+shows.  Run 05:43 UTC: each xfail fails at its assertion under --runxfail (1 run each).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import mounted
+
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
+from fusevault.store import replica
+from fusevault.store.local import LocalStore
+from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.vault.tree.loading import HER_LEAVES
+from mount.test_trust_attack_round22b import _settled
+from mount.test_trust_rollback import alarms
+from mount.test_trust_writes import BOB, _key, _node_fid
+from mount.test_writers_copy import _moved_out_beside_old
+
+
+def _put_above(vault: Path, fid: str, leaves: list[tuple[str, dict]]) -> None:
+    """Each body stored as a sibling branch one generation above her current revision (a made-up parent
+    at her generation, under her revision's parent), its revision id ``G+1-<id>``."""
+    store = LocalStore(vault / "store.sqlite")
+    try:
+        history = replica.current_history(store, fid)
+        generation = int(history[0].split("-")[0])
+        for rid, body in leaves:
+            doc = {**body, "_id": fid, "_rev": f"{generation + 1}-{rid}"}
+            doc["_revisions"] = {"start": generation + 1,
+                                 "ids": [rid, "c" * 31 + rid[-1]] + [h.split("-", 1)[1] for h in history[1:]]}
+            replica.store_revisions(store, [doc])
+    finally:
+        store.close()
+
+
+def _bobs_body(vault: Path, fid: str, before: dict, dek: bytes, change: dict) -> dict:
+    attrs = {**open_node_attrs(before, dek), **change}
+    body = {k: v for k, v in before.items() if not k.startswith("_") and k != "sig"} | {"_id": fid}
+    plain = json.dumps(attrs, separators=(",", ":")).encode()
+    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
+    bob = _key(vault, "bob", BOB)
+    return sign_doc(bob.user_id, bob.identity.sign, body)
+
+
+def _buried(vault: Path, tmp_path: Path, forged: int, older: bool = False
+            ) -> tuple[dict[str, object], list[dict]]:
+    """His copy branch current; ``forged`` badly signed bodies of hers above her leaf; ``older``: her
+    own state of before the move (signed by her, in team, the old key) served as one more leaf above."""
+    fid, before, dek = _moved_out_beside_old(vault, tmp_path)
+    team = _node_fid(vault, "alice", "team")
+    hers = adversary.get(vault, fid)
+    assert hers is not None
+    bad = {k: v for k, v in hers.items() if not k.startswith("_")}
+    tail = "A" * 8 if bad["enc"][-8:] != "A" * 8 else "B" * 8
+    bad["enc"] = bad["enc"][:-8] + tail  # her signature no longer holds
+    his = _bobs_body(vault, fid, before, dek, {"links": [[team, "plan.txt"]], "seq": ["b0bdev", 7],
+                                               "head": "9" * 32})
+    leaves = [("f" * 32, his)] + [("e" * 30 + f"{i:02x}", bad) for i in range(forged)]
+    if older:
+        leaves.append(("d" * 32, {k: v for k, v in before.items() if not k.startswith("_")}))
+    _put_above(vault, fid, leaves)
+    with adversary.store_of(vault) as store:
+        current = store.get(fid)
+        assert current is not None and current["_rev"].endswith("f" * 32), current
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _settled(mnt / "no such file", wait=4)
+        files: dict[str, object] = {}
+        for p in sorted(mnt.rglob("*")):
+            if p.is_file():
+                try:
+                    files[str(p.relative_to(mnt))] = p.read_bytes()
+                except OSError as err:
+                    files[str(p.relative_to(mnt))] = f"error {err.errno}"
+        return files, [x for x in alarms(mnt) if x["kind"] != "ledger"]
+
+
+def test_control_her_leaf_beside_three_badly_signed_leaves_is_shown(vault: Path, tmp_path: Path) -> None:
+    files, said = _buried(vault, tmp_path, 3)
+    assert files.get("plan.txt") == b"private now", (files, said)
+
+
+@pytest.mark.xfail(strict=True, reason="43c (3): 16 badly signed leaves above hers: her own leaf is never "
+                   "loaded in place of his copy branch, her file hidden")
+def test_her_leaf_under_sixteen_badly_signed_leaves_is_shown(vault: Path, tmp_path: Path) -> None:
+    files, said = _buried(vault, tmp_path, HER_LEAVES)
+    assert files.get("plan.txt") == b"private now", (files, said)
+
+
+@pytest.mark.xfail(strict=True, reason="43c (4): her older state (the old key) served above her leaf is the "
+                   "one _her_leaf takes; her moved-out leaf is never tried, her file hidden")
+def test_her_leaf_beside_her_older_state_served_above_it_is_shown(vault: Path, tmp_path: Path) -> None:
+    files, said = _buried(vault, tmp_path, 0, older=True)
+    assert files.get("plan.txt") == b"private now", (files, said)
