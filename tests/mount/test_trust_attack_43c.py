@@ -19,24 +19,46 @@ bob ... from or into a folder they hold no WRITE on" (false: 42b (4)) and a reco
 
 Cause, impact, fix: see tests/unit/test_attack_43c.py (3), (4).  Control: with 3 bad leaves her file
 shows.  Run 05:43 UTC: each xfail fails at its assertion under --runxfail (1 run each).
+
+7. **A document the server plants at his copy's id: his edit lost, unsaid (medium).**  Attack: round
+   41b's scene (bob saves proj/notes.txt while she moves it out, "private now").  The server sees bob's
+   version documents as he pushes them (their ``fid`` is a clear field) and, before her device pulls his
+   branch, puts a document of any type at ``edit_copy_ident(fid, vid)``'s id for each (sha256 of clear
+   values: the id is no function of a key).  Seen (2 runs of 2; control with nothing planted: the copy
+   "bob's words" is made): her mount shows only notes.txt "private now", no copy, no alarm; bob's branch
+   closed.  Cause: services/conflicts.py ``_conflict_copy`` takes any stored document at the copy's id
+   (``store.get(fid) is not None``) for "made already, here or by another device" and returns; the
+   caller then closes his leaf.  (Rule 4's ``copy_ident`` from the revision id is as plantable: older.)
+   Impact: a member's concurrent edit (or her own other device's, rule 4) silently dropped by the server,
+   though her device saw it: no withholding needed.  Fix: "made already" only for a document at that id
+   that verifies as a conflict copy of this file (signed by her or a WRITE member, opens under the derived
+   key, a node whose head is the loser's contents); anything else there is said and the copy made under
+   another derived id (a counter in the derivation), or the leaf left open and said.  Tests:
+   ``test_his_edit_is_copied_or_said_when_the_server_plants_its_copy_id``, control
+   ``test_control_his_edit_is_copied_with_nothing_planted``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import adversary
 import pytest
-from conftest import mounted
+from conftest import PouchServer, mounted, settled, wait_for
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
-from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.vault.model.nodes import VERSION, open_node_attrs
+from fusevault.vault.services.conflicts import edit_copy_ident
 from fusevault.vault.tree.loading import HER_LEAVES
+from mount.test_trust_attack_39b import _proj_with_bob
+from mount.test_trust_attack_41b import _tree_of
 from mount.test_trust_attack_round22b import _settled
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _key, _node_fid
@@ -117,3 +139,55 @@ def test_her_leaf_under_sixteen_badly_signed_leaves_is_shown(vault: Path, tmp_pa
 def test_her_leaf_beside_her_older_state_served_above_it_is_shown(vault: Path, tmp_path: Path) -> None:
     files, said = _buried(vault, tmp_path, 0, older=True)
     assert files.get("plan.txt") == b"private now", (files, said)
+
+
+# --- 43c (7): a document the server plants at his copy's id first
+
+def _member_edits_with_copy_ids_planted(tmp_path: Path, plant: bool) -> dict[str, object]:
+    """tests/mount/test_trust_attack_41b.py's scene (bob saves proj/notes.txt while she moves it out and
+    writes "private now"), and, as the server comes back, ``plant``: a document (of no type fusevault
+    reads) at each id ``edit_copy_ident`` gives for a version of that file (their ``fid`` is clear: the
+    server computes the ids from what it holds)."""
+    seen: dict[str, object] = {}
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop, bobs = _proj_with_bob(url, tmp_path, "WRITE")
+        fid = _node_fid(laptop, "alice", "notes.txt")
+        a, bm = tmp_path / "a", tmp_path / "bm"
+        with mounted(laptop, a), mounted(bobs, bm, "--user", "bob", passphrase=BOB):
+            theirs = bm / "shared" / "alice" / "proj" / "notes.txt"
+            wait_for(lambda: settled(a) and settled(bm) and theirs.exists(), "both")
+            server.kill()
+            os.rename(a / "proj" / "notes.txt", a / "notes.txt")
+            (a / "notes.txt").write_text("private now")
+            theirs.write_text("bob's words")
+            time.sleep(1.5)
+            with adversary.store_of(bobs) as store:  # what the server gets of bob's push (clear fields)
+                heads = [d["_id"] for d in store.iter_type(VERSION) if d.get("fid") == fid]
+            server.start()
+            if plant:
+                for head in heads:
+                    cid = edit_copy_ident(fid, head, b"\0" * 32)[0]  # the id is no function of the key
+                    adversary.Server(url).put({"_id": cid, "type": "planted"})
+            time.sleep(3)
+            wait_for(lambda: settled(a) and settled(bm), "both settled")
+            time.sleep(3)
+            seen["alice"] = _tree_of(a), [x for x in alarms(a) if x["kind"] != "ledger"]
+    finally:
+        server.stop()
+    return seen
+
+
+@pytest.mark.xfail(strict=True, reason="43c (7): a document the server plants at his copy's id makes it "
+                   "'made already': his edit closed, lost, unsaid")
+def test_his_edit_is_copied_or_said_when_the_server_plants_its_copy_id(tmp_path: Path) -> None:
+    seen = _member_edits_with_copy_ids_planted(tmp_path, plant=True)
+    files, said = seen["alice"]  # type: ignore[misc]
+    assert b"bob's words" in files.values() or said, seen
+
+
+def test_control_his_edit_is_copied_with_nothing_planted(tmp_path: Path) -> None:
+    seen = _member_edits_with_copy_ids_planted(tmp_path, plant=False)
+    files, _ = seen["alice"]  # type: ignore[misc]
+    assert b"bob's words" in files.values() and files.get("notes.txt") == b"private now", seen
