@@ -36,6 +36,20 @@ shows.  Run 05:43 UTC: each xfail fails at its assertion under --runxfail (1 run
    another derived id (a counter in the derivation), or the leaf left open and said.  Tests:
    ``test_his_edit_is_copied_or_said_when_the_server_plants_its_copy_id``, control
    ``test_control_his_edit_is_copied_with_nothing_planted``.
+
+8. **A member's state claiming a higher epoch wins rule 2 over her unshare (medium).**  team/ shared WRITE
+   with bob, READ with carol; team/sub a folder.  She unshares carol (team/sub re-keyed in place).
+   Beside it, bob's state of team/sub made over the one before (the key he, and carol, held), with epoch
+   2**40 sealed in (and in the clear field): his chmod/rename/xattr, as his client could do at every
+   commit.  Seen (1 run; control with his epoch as it was: her new key stands): the current document of
+   team/sub is his, epoch 2**40, and the key carol held opens it.  Cause: services/conflicts.py
+   ``_decide`` rule 2 keeps ``max`` by (epoch, ctime): the epoch is what the signer says; a member's
+   state is ``leaf_verdict`` KEPT with any epoch (no check that it is the held one's, nor that he can
+   re-key).  Impact: the unshare undone for that folder (or empty file): carol's old key is the node's
+   again, its names and what is written into an empty file next are hers to read; nothing said.  Fix:
+   see tests/unit/test_attack_43c.py (8).  Tests:
+   ``test_bobs_state_claiming_a_high_epoch_does_not_undo_her_unshare``, control
+   ``test_control_bobs_state_beside_her_unshare_leaves_her_new_key``.
 """
 
 from __future__ import annotations
@@ -47,7 +61,8 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PouchServer, mounted, settled, wait_for
+from attack_scenes import add_users, recipients_dek, share
+from conftest import PouchServer, fusevault, mounted, settled, wait_for
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
@@ -59,7 +74,7 @@ from fusevault.vault.services.conflicts import edit_copy_ident
 from fusevault.vault.tree.loading import HER_LEAVES
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_41b import _tree_of
-from mount.test_trust_attack_round22b import _settled
+from mount.test_trust_attack_round22b import _bobs_branch, _settled
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _key, _node_fid
 from mount.test_writers_copy import _moved_out_beside_old
@@ -191,3 +206,53 @@ def test_control_his_edit_is_copied_with_nothing_planted(tmp_path: Path) -> None
     seen = _member_edits_with_copy_ids_planted(tmp_path, plant=False)
     files, _ = seen["alice"]  # type: ignore[misc]
     assert b"bob's words" in files.values() and files.get("notes.txt") == b"private now", seen
+
+
+# --- 43c (8): a member's state claiming a higher epoch wins rule 2 over her re-key
+
+def _unshared_beside_bobs_high_epoch(vault: Path, tmp_path: Path, epoch: int | None) -> tuple[dict, bytes]:
+    """team/sub, team shared WRITE with bob and READ with carol; she unshares carol (team/sub re-keyed in
+    place).  Beside her re-keyed state, bob's (rev "0": hers stays current) made over the state before:
+    the key he held then (carol's too), ``epoch`` sealed in (None: as it was), a fresh seq of his.  (The
+    current document of team/sub once settled, the key carol held.)"""
+    add_users(vault, "bob", "carol")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "team" / "sub").mkdir(parents=True)
+        assert share(mnt, "team", "bob", "WRITE") is not None
+        assert share(mnt, "team", "carol", "READ") is not None
+    sub = _node_fid(vault, "alice", "sub")
+    before, old = adversary.get(vault, sub), recipients_dek(vault, "bob", BOB, sub)
+    assert before is not None
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert fusevault("unshare", mnt / "team", "--with", "carol").returncode == 0
+        wait_for(lambda: adversary.get(vault, sub)["epoch"] > before["epoch"], "the unshare's re-key")
+    change: dict = {"seq": ["b0bdev", 7], "xattrs": {}}
+    if epoch is not None:
+        change["epoch"] = epoch
+        before = {**before, "epoch": epoch}
+    _bobs_branch(vault, sub, change, before, old, "0")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _settled(mnt / "no such file", wait=4)
+    current = adversary.get(vault, sub)
+    assert current is not None
+    return current, old
+
+
+def _opens(doc: dict, dek: bytes) -> bool:
+    try:
+        open_node_attrs(doc, dek)
+        return True
+    except Exception:  # noqa: BLE001  (any failure to open: not that key)
+        return False
+
+
+def test_control_bobs_state_beside_her_unshare_leaves_her_new_key(vault: Path, tmp_path: Path) -> None:
+    current, old = _unshared_beside_bobs_high_epoch(vault, tmp_path, None)
+    assert not _opens(current, old), current
+
+
+@pytest.mark.xfail(strict=True, reason="43c (8): bob's state claiming epoch 2**40 wins rule 2: her folder "
+                   "back under the key she took back from carol")
+def test_bobs_state_claiming_a_high_epoch_does_not_undo_her_unshare(vault: Path, tmp_path: Path) -> None:
+    current, old = _unshared_beside_bobs_high_epoch(vault, tmp_path, 2**40)
+    assert not _opens(current, old), current

@@ -69,8 +69,22 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
    the lower-epoch side is a member's KEPT state, keep the higher epoch's key and contents with his names
    if they changed later (judged by ``leaf_ok`` as ``_adopt`` does for ``named``), the node re-keyed away
    from shares it leaves.  Test: ``test_rule_2_keeps_a_members_later_rename_beside_her_re_key_in_place``.
+7. See tests/mount/test_trust_attack_43c.py (a document the server plants at his copy's id).
+8. **Rule 2's "newer key" is the epoch a member claims (medium; seen at a mount too:
+   tests/mount/test_trust_attack_43c.py (8)).**  The
+   epoch is his to seal into his state; the key he carries is her older wrapping (``writers_copy``'s
+   premise).  bob (WRITE on team) seals epoch 99 (2**62 will do, at every commit of his) into a chmod or
+   rename of team/sub made while she unshares carol (team/sub re-keyed in place, epoch 1): his state is
+   KEPT (``leaf_verdict``: where he writes, no ``owner_dek``) and rule 2 keeps it whole, ``max`` by
+   epoch: the key she just took back from carol stands as the folder's (or the empty file's, whose next
+   contents carol reads).  (Read only: before 42b (6) a ctime he set ahead likely did the same.)  The
+   fix's "the newer key stands" does not hold against a member.  Seen (unit): keeper's key is the old one.  Fix: rule 2 by
+   epoch only between two states of hers (``_hers``); a member's state beside her higher epoch keeps
+   her key and epoch (his names/mode merged if judged), or refuse a member's state whose epoch is not
+   the held one's (he cannot re-key: only a move, by her device, does).  Test:
+   ``test_rule_2_keeps_her_new_key_over_a_members_state_claiming_a_higher_epoch``.
 
-Run 05:46 UTC: 6 strict xfails, each failing at its own assertion under --runxfail; controls pass.
+Run 05:54 UTC: 7 strict xfails, each failing at its own assertion under --runxfail; controls pass.
 """
 
 from __future__ import annotations
@@ -310,3 +324,18 @@ def test_rule_2_keeps_a_members_later_rename_beside_her_re_key_in_place(clock: C
     assert keeper is mine and loser is None  # her new key stands (right)
     named, _ = _apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
     assert named.links == [(PROJ, b"sub2")]  # his rename, made later, where he writes
+
+
+# --- 8: rule 2's epoch is what a member's sealed attributes claim
+
+@pytest.mark.xfail(strict=True, reason="43c (8): a member's state claiming a high epoch under the old key "
+                   "wins rule 2 over her re-key: the revoked key stands")
+def test_rule_2_keeps_her_new_key_over_a_members_state_claiming_a_higher_epoch(clock: Clock) -> None:
+    """team/sub (a folder; or an empty file) re-keyed in place by her unshare of carol (epoch 1, new key
+    n).  Apart, bob (still WRITE) chmods it: his client (or he) seals epoch 99 into his state, the key
+    he carries being her old wrapping (o, the key carol holds)."""
+    mine, theirs = _unshared_and_renamed_by_bob(clock)
+    theirs.node.epoch = 99
+    for a, b in ((mine, theirs), (theirs, mine)):
+        keeper, _, _ = _decide(None, a, b, None)  # type: ignore[arg-type]
+        assert keeper.node.dek == b"n" * 32  # her new key, not the one she took back from carol
