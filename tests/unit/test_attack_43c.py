@@ -79,8 +79,8 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
    epoch: the key she just took back from carol stands as the folder's (or the empty file's, whose next
    contents carol reads).  (Read only: before 42b (6) a ctime he set ahead likely did the same.)  The
    fix's "the newer key stands" does not hold against a member.  Seen (unit): keeper's key is the old
-   one.  Fix: rule 2 by epoch only between two states of hers (``_hers``); a member's state beside her higher epoch keeps
-   her key and epoch (his names/mode merged if judged), or refuse a member's state whose epoch is not
+   one.  Fix: rule 2 by epoch only between two states of hers (``_hers``); a member's state beside her
+   higher epoch keeps her key and epoch (his names/mode merged if judged), or refuse a member's state whose epoch is not
    the held one's (he cannot re-key: only a move, by her device, does).  Test:
    ``test_rule_2_keeps_her_new_key_over_a_members_state_claiming_a_higher_epoch``.
 
