@@ -71,17 +71,16 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
    from shares it leaves.  Test: ``test_rule_2_keeps_a_members_later_rename_beside_her_re_key_in_place``.
 7. See tests/mount/test_trust_attack_43c.py (a document the server plants at his copy's id).
 8. **Rule 2's "newer key" is the epoch a member claims (medium; seen at a mount too:
-   tests/mount/test_trust_attack_43c.py (8)).**  The
-   epoch is his to seal into his state; the key he carries is her older wrapping (``writers_copy``'s
-   premise).  bob (WRITE on team) seals epoch 99 (2**62 will do, at every commit of his) into a chmod or
-   rename of team/sub made while she unshares carol (team/sub re-keyed in place, epoch 1): his state is
-   KEPT (``leaf_verdict``: where he writes, no ``owner_dek``) and rule 2 keeps it whole, ``max`` by
-   epoch: the key she just took back from carol stands as the folder's (or the empty file's, whose next
-   contents carol reads).  (Read only: before 42b (6) a ctime he set ahead likely did the same.)  The
-   fix's "the newer key stands" does not hold against a member.  Seen (unit): keeper's key is the old
-   one.  Fix: rule 2 by epoch only between two states of hers (``_hers``); a member's state beside her
-   higher epoch keeps her key and epoch (his names/mode merged if judged), or refuse a member's state whose epoch is not
-   the held one's (he cannot re-key: only a move, by her device, does).  Test:
+   tests/mount/test_trust_attack_43c.py (8)).** The epoch is his to seal into his state; the key he carries
+   is her older wrapping (``writers_copy``'s premise). bob (WRITE on team) seals epoch 99 (2**62 will do, at
+   every commit of his) into a chmod or rename of team/sub made while she unshares carol (team/sub re-keyed
+   in place, epoch 1): his state is KEPT (``leaf_verdict``: where he writes, no ``owner_dek``) and rule 2
+   keeps it whole, ``max`` by epoch: the key she just took back from carol stands as the folder's (or the
+   empty file's, whose next contents carol reads). (Read only: before 42b (6) a ctime he set ahead likely
+   did the same.) The fix's "the newer key stands" does not hold against a member. Seen (unit): keeper's key
+   is the old one. Fix: rule 2 by epoch only between two states of hers (``_hers``); a member's state beside
+   her higher epoch keeps her key and epoch (his names/mode merged if judged), or refuse a member's state
+   whose epoch is not the held one's (he cannot re-key: only a move, by her device, does). Test:
    ``test_rule_2_keeps_her_new_key_over_a_members_state_claiming_a_higher_epoch``.
 
 Run 05:54 UTC: 7 strict xfails, each failing at its own assertion under --runxfail; controls pass.
