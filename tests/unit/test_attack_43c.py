@@ -68,7 +68,9 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
    (carol's old key): the fix traded that for his lost rename.  Seen (unit): links team/sub.  Fix: when
    the lower-epoch side is a member's KEPT state, keep the higher epoch's key and contents with his names
    if they changed later (judged by ``leaf_ok`` as ``_adopt`` does for ``named``), the node re-keyed away
-   from shares it leaves.  Test: ``test_rule_2_keeps_a_members_later_rename_beside_her_re_key_in_place``.
+   from shares it leaves.  Tests: ``test_rule_2_keeps_a_members_later_rename_beside_her_re_key_in_place``;
+   at a mount tests/mount/test_trust_attack_43c.py::test_bobs_rename_beside_her_unshare_is_kept (seen:
+   team/sub, nothing said).
 7. See tests/mount/test_trust_attack_43c.py (a document the server plants at his copy's id).
 8. **Rule 2's "newer key" is the epoch a member claims (medium; seen at a mount too:
    tests/mount/test_trust_attack_43c.py (8)).** The epoch is his to seal into his state; the key he carries
