@@ -39,17 +39,17 @@ shows.  Run 05:43 UTC: each xfail fails at its assertion under --runxfail (1 run
    ``test_his_edit_is_copied_or_said_when_the_server_plants_its_copy_id``, control
    ``test_control_his_edit_is_copied_with_nothing_planted``.
 
-8. **A member's state claiming a higher epoch wins rule 2 over her unshare (medium).**  team/ shared WRITE
-   with bob, READ with carol; team/sub a folder.  She unshares carol (team/sub re-keyed in place).
-   Beside it, bob's state of team/sub made over the one before (the key he, and carol, held), with epoch
-   2**40 sealed in (and in the clear field): his chmod/rename/xattr, as his client could do at every
-   commit.  Seen (2 runs; nothing said; control with his epoch as it was: her new key stands): the current document of
-   team/sub is his, epoch 2**40, and the key carol held opens it.  Cause: services/conflicts.py
-   ``_decide`` rule 2 keeps ``max`` by (epoch, ctime): the epoch is what the signer says; a member's
-   state is ``leaf_verdict`` KEPT with any epoch (no check that it is the held one's, nor that he can
-   re-key).  Impact: the unshare undone for that folder (or empty file): carol's old key is the node's
-   again, its names and what is written into an empty file next are hers to read; nothing said.  Fix:
-   see tests/unit/test_attack_43c.py (8).  Tests:
+8. **A member's state claiming a higher epoch wins rule 2 over her unshare (medium).** team/ shared WRITE
+   with bob, READ with carol; team/sub a folder. She unshares carol (team/sub re-keyed in place). Beside it,
+   bob's state of team/sub made over the one before (the key he, and carol, held), with epoch 2**40 sealed
+   in (and in the clear field): his chmod/rename/xattr, as his client could do at every commit. Seen (2
+   runs; nothing said; control with his epoch as it was: her new key stands): the current document of
+   team/sub is his, epoch 2**40, and the key carol held opens it. Cause: services/conflicts.py ``_decide``
+   rule 2 keeps ``max`` by (epoch, ctime): the epoch is what the signer says; a member's state is
+   ``leaf_verdict`` KEPT with any epoch (no check that it is the held one's, nor that he can re-key).
+   Impact: the unshare undone for that folder (or empty file): carol's old key is the node's again, its
+   names and what is written into an empty file next are hers to read; nothing said. Fix: see
+   tests/unit/test_attack_43c.py (8). Tests:
    ``test_bobs_state_claiming_a_high_epoch_does_not_undo_her_unshare``, control
    ``test_control_bobs_state_beside_her_unshare_leaves_her_new_key``.
 """
