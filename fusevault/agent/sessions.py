@@ -18,6 +18,7 @@ import base64
 import binascii
 import gc
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -119,6 +120,9 @@ class Agent:
         self._store = store
         self._layout = layout
         self.device: str | None = None  # this replica's name, for the versions it writes
+        # Called once an unlock loaded the tree (fs/arrivals.py ``want_again``): what it wants of the
+        # peers (``want_punched``) is asked for now, not after the sync's longpoll.
+        self.loaded: Callable[[], None] = _nothing
 
     @property
     def session(self) -> Session | None:
@@ -167,6 +171,7 @@ class Agent:
                 finally:
                     self.missed = None
                 await self._open(volume, await self._ttl(key))
+                self.loaded()
                 log.info("unlocked %s", self.username)
             else:
                 self.expiry.start(self.user_id, await self._ttl(key))
@@ -281,6 +286,10 @@ class Agent:
             log.exception("%s failed", request.get("cmd"))
             return {"error": "internal error: see the mount's log", "code": 1}
         return None
+
+
+def _nothing() -> None:
+    """No mount to tell of an unlock."""
 
 
 def _passphrase(request: dict) -> bytes:

@@ -61,6 +61,8 @@ class Arrivals:
         self._resharing = False
         self._again = False
         self._held: set[tuple[Agent, int]] = set()  # (agent, ino): ``_forget_when_closed`` waits for it
+        # Wakes the sync's pulls (sync/service.py ``want_again``): set by the mount when it syncs.
+        self.wanting: Callable[[], None] = _nobody
 
     def unlocked(self) -> list[Agent]:
         return [agent for agent in self._agents() if agent.session is not None]
@@ -76,6 +78,15 @@ class Arrivals:
         if not isinstance(fid, str):
             return False
         return any(_shows(volume.find(fid), version["_id"]) for volume in volumes)
+
+    def want_again(self) -> None:
+        """After a tree loaded (an unlock), took in others' documents, settled conflicts or was sent
+        records: if some tree wants records gc punched or revisions under refused ones, the sync
+        asks the peers now, not after its longpoll (up to 20 s of EIO; sync/replicator.py
+        ``want_again``, which coalesces any number of these)."""
+        trees = [_volume(agent).tree for agent in self.unlocked()]
+        if any(tree.records_wanted or tree.beneath for tree in trees):
+            self.wanting()
 
     def _start(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
         if self.nursery is not None and not self.closing:
@@ -126,6 +137,8 @@ class Arrivals:
         (fid, vid, index) those placed (vault/services/absorbing.py ``note_asked``)."""
         for agent in self.unlocked():
             note_asked(_volume(agent), peer, in_vain, came)
+        if came:  # a version some came for is walked again: it may want more (its tree's next nodes)
+            self.want_again()
 
     def committed(self, writer: Agent | None, docs: list[dict]) -> None:
         """``docs`` were written by ``writer`` (a user of this mount) or, None,
@@ -160,6 +173,8 @@ class Arrivals:
                 for doc in docs:
                     if doc.get("_id") == agent.user_id and doc.get("type") == USER and "_deleted" not in doc:
                         self._start(self._own_document_arrived, agent, _volume(agent), doc)
+            if docs:  # held back for records gc punched, or stacked on a refused revision
+                self.want_again()
 
     def _typed(self, docs: list[dict]) -> list[dict]:
         """``docs`` with each bare deletion of a grant or user in force here given the type it had.
@@ -352,6 +367,11 @@ class Arrivals:
                 await self._resized(agent, volume, changed.resized)
             for node, rev in changed.recommit:  # a folder brought back for what the kept side put in it
                 self._start(self._recommit, volume, node, rev)
+        self.want_again()  # a leaf inheriting records gc punched (conflicts.py ``settle``)
+
+
+def _nobody() -> None:
+    """No sync to wake (a mount without peers' sync)."""
 
 
 def _shows(node: Node | None, vid: str) -> bool:

@@ -56,6 +56,8 @@ class Mount:
         # What peers send is taken in by every unlocked user, like a commit of theirs.
         self.sync = sync_service(store, layout, self.arrivals.arrived, self.arrivals.names,
                                  beneath=self.arrivals, shared=self.shared)
+        if self.sync is not None:  # a tree coming to want records or revisions wakes the pulls
+            self.arrivals.wanting = self.sync.want_again
         self.failures = 0
 
     # --- what a kind of mount says

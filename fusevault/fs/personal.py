@@ -37,6 +37,7 @@ class PersonalMount(Mount):
         self.ttl = ttl
         self.agent = Agent(user, operations.gate, Kernel(), Tasks(), volume.layout, volume.store,
                            host=Direct())
+        self.agent.loaded = self.arrivals.want_again  # what the unlocked tree wants: asked at once
         volume.device = self.agent.device = self.sync.device["name"] if self.sync else None
         # The writeback cache stays on with peers: the kernel's times are the
         # ones committed (fs/operations.py ``write``), and a peer's change is

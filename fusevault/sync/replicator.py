@@ -74,6 +74,9 @@ RECORDS_BATCH = 32  # about 2.8 MB per request at 64 KiB blocks
 # them are given up with this peer (said): after the first failures the next pulls go on without
 # asking, 1, 3, 7 of them (a back-off counted in pulls: an away peer fails its changes feed too).
 PUNCHED_TRIES = 4
+# Least seconds between two looks at what the trees want (``want_again``) while the pull waits on the
+# peer's longpoll: a poke storm (a hostile peer's documents making many wants) is at most this many asks.
+WANTS_EVERY = 0.5
 # More documents and records than this waiting to go (or a full batch of the
 # peer's changes come) is a backlog: each of its batches waits for a pause in
 # the mount's requests (sync/foreground.py).  Less is a change someone waits
@@ -214,6 +217,9 @@ class Replicator:
         self.beneath: Beneath = NOTHING_BENEATH
         # The mount's requests, which each batch lets pass first (sync/foreground.py).
         self.foreground = FOREGROUND
+        # Set when a tree came to want something of the peers (``want_again``), or the longpoll answered:
+        # what wakes the pull waiting on the peer's longpoll (``_longpoll``).  One pending wake at most.
+        self._wake = trio.Event()
 
     # --- the life of one peer's replication
 
@@ -368,12 +374,23 @@ class Replicator:
             if not caught_up:  # only a batch taken in rests
                 await trio.sleep(_rest(time.monotonic() - began - (waited[0] - before)))
 
+    def want_again(self) -> None:
+        """A tree came to want something of the peers (an unlock loading ``want_punched``, an arrival
+        held back for records gc punched, a version walked again, a refused revision's base): the pull
+        asks at once, not after the longpoll it waits on (up to ``LONGPOLL_SECONDS``).  Coalesced: any
+        number of pokes before the pull looks is one look."""
+        self._wake.set()
+
     async def pull(self, wait: bool = False) -> bool:
         """Take one batch of the peer's changes; False once there were none left."""
+        self._wake = trio.Event()  # what is wanted now is asked just below
         await self._take_beneath()  # wanted by a tree unlocked since the last batch
         await self._take_punched()
         since = self.checkpoint.get("pull", 0)
-        results, last = await self.db.changes(since, CHANGES_BATCH, wait=wait)
+        if wait:
+            results, last = await self._longpoll(since)
+        else:
+            results, last = await self.db.changes(since, CHANGES_BATCH)
         self._contact()
         if not results:
             self.status.pending_down = 0
@@ -424,6 +441,45 @@ class Replicator:
         self._contact()
         return True
 
+    async def _longpoll(self, since: object) -> tuple[list[dict], object]:
+        """The peer's longpoll from ``since``, and meanwhile, each time a tree comes to want something
+        (``want_again``), what it wants asked for (``_take_wanted``).  The longpoll is left running,
+        never cancelled and asked again: its request holds a worker thread to its end even abandoned
+        (couch_api.py ``THREADS``), so a poke storm would be a storm of longpolls.  The asks run one
+        at a time, ``WANTS_EVERY`` apart at least; the answer is taken in once the ask under way ends
+        (nothing the pull stores races an ask)."""
+        answer: list[tuple[list[dict], object]] = []
+        failed: list[Exception] = []
+        answered = trio.Event()
+
+        async def poll() -> None:
+            try:
+                answer.append(await self.db.changes(since, CHANGES_BATCH, wait=True))
+            except Exception as err:  # the peer away: raised once the ask under way ended, not into it
+                failed.append(err)
+            answered.set()
+            self._wake.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(poll)
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                if answered.is_set():
+                    break
+                await self._take_wanted()
+                with trio.move_on_after(WANTS_EVERY):  # the rest between asks, ended by the answer
+                    await answered.wait()
+        if failed:
+            raise failed[0]
+        return answer[0]
+
+    async def _take_wanted(self) -> None:
+        """What a tree came to want while the pull waits on the longpoll: the revisions under refused
+        ones, the records gc punched (its back-off, counted in pulls, is not shortened by pokes)."""
+        await self._take_beneath()
+        await self._take_punched(poked=True)
+
     def _keys_judged(self, caught_up: bool) -> None:
         """The key deletions refused meanwhile judged again, and said, after every batch (echoes and
         full ones too): a server whose feed never comes up empty must not keep them unsaid (attack
@@ -444,7 +500,7 @@ class Replicator:
         async with self.settled():
             self.beneath.take_beneath(docs)
 
-    async def _take_punched(self) -> None:
+    async def _take_punched(self, poked: bool = False) -> None:
         """The records gc punched out here that a peer's version held back (or shown as it is) names
         (``Beneath``), fetched at their one revision and appended as any record is, once each is the
         record its version's manifest names (its hash: a Merkle leaf names each block's, a parent node
@@ -462,9 +518,13 @@ class Replicator:
         pulls (``PUNCHED_TRIES``), the pull going on meanwhile (this runs first in every pull: a failure
         left to stop it would keep the pull from this peer's changes for ever).  Counted as nothing
         sent, one failure (a Wi-Fi drop) gave the version up until the next unlock though this peer
-        held every record (43a (6))."""
+        held every record (43a (6)).
+
+        ``poked``: asked between pulls, as a tree came to want records (``want_again``): not a pull,
+        so a back-off under way is neither shortened nor ended by it."""
         if self._punched_wait:
-            self._punched_wait -= 1  # asks failed lately: this pull goes on without asking
+            if not poked:
+                self._punched_wait -= 1  # asks failed lately: this pull goes on without asking
             return
         if not (wanted := self.beneath.records_wanted(self.name)):
             return

@@ -82,6 +82,12 @@ class SyncService:
         # batch (Replicator.settled): a personal mount's group commit (fs/personal.py).
         self.settled: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext
 
+    def want_again(self) -> None:
+        """A tree came to want something of the peers: each replicator's pull asks now, not after its
+        longpoll (Replicator.want_again)."""
+        for replicator in self._replicators.values():
+            replicator.want_again()
+
     def has_peers(self) -> bool:
         return bool(peers(self.store))
 

@@ -19,6 +19,8 @@ from types import SimpleNamespace
 
 import pyfuse3
 import pytest
+import trio
+import trio.testing
 
 from fusevault.fs.arrivals import Arrivals
 from fusevault.store.places import PlaceRow
@@ -42,6 +44,17 @@ class Peer:
     def __init__(self, docs: list[dict]) -> None:
         self.docs = docs
         self.asked: list[list[tuple[str, str]]] = []
+        self.sent = self.received = 0
+        self.answer = trio.Event()  # the longpoll answers (nothing changed) once set
+        self.polls: list[object] = []  # the since of each changes request
+        self.polls_ended = 0
+
+    async def changes(self, since: object, limit: int, *, wait: bool = False) -> tuple[list[dict], object]:
+        self.polls.append(since)
+        if wait:
+            await self.answer.wait()
+        self.polls_ended += 1
+        return [], since
 
     async def bulk_get(self, wanted: list[tuple[str, str]], *, missing_ok: bool = False) -> list[dict]:
         assert missing_ok  # a record the peer lacks is left out, never the end of the pull
@@ -84,6 +97,8 @@ def _replicator(fs, peer: Peer, name: str = "server") -> tuple[Replicator, list[
     r.store, r.layout, r.name, r.db = volume.store, volume.layout, name, peer
     r.status, r.settled, r.foreground = PeerStatus(name, f"http://{name}"), contextlib.nullcontext, FOREGROUND
     r.arrived, r.beneath = arrivals.arrived, arrivals
+    r.keys, r.checkpoint, r._wake = None, {"pull": 7}, trio.Event()
+    arrivals.wanting = r.want_again  # as the mount's sync (fs/lifecycle.py)
     r._refused = lambda subject, text: said.append(subject)  # type: ignore[method-assign]
     return r, said
 
@@ -160,3 +175,54 @@ async def test_a_peer_serving_garbage_at_a_wanted_record_breaks_nothing_and_read
     assert len(peer.asked) == 1  # not asked again (a newer version of the file would be)
     assert await _read(fs) == errno.EIO
     assert "record" in alarms.for_user(volume.key.user_id)
+
+
+async def test_records_wanted_during_a_longpoll_are_asked_for_at_once_without_a_second_longpoll(fs) -> None:
+    """A tree coming to want records gc punched while the pull waits on the peer's longpoll (an unlock
+    loading ``want_punched``, an arrival held back) is asked for now, not after the longpoll ends (up
+    to 20 s of EIO, seen in tests/mount/test_trust_attack_41b.py): the longpoll left running, not
+    asked again; a storm of pokes is one ask."""
+    volume = fs.volume
+    node, rows, genuine = await _punched_scene(fs)
+    peer = Peer(genuine)
+    r, said = _replicator(fs, peer)
+    result: list[bool] = []
+
+    async def pull() -> None:
+        result.append(await r.pull(wait=True))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pull)
+        await trio.testing.wait_all_tasks_blocked()
+        assert peer.polls == [7] and peer.polls_ended == 0 and not peer.asked  # in the longpoll
+        assert inherits_punched(volume, node)  # now wanted (as an unlock's ``want_punched`` does)
+        for _ in range(100):  # as many wants as a hostile peer's documents make: coalesced
+            r.beneath.want_again()
+        with trio.fail_after(30):  # the records are placed in a worker thread: waited for
+            while volume.tree.records_wanted:
+                await trio.sleep(0.01)
+        assert len(peer.asked) == 1 and peer.polls_ended == 0  # asked while the longpoll still waits
+        assert peer.polls == [7]  # one longpoll: not cancelled and asked again
+        assert said == [] and volume.layout.places.punched_of(node.fid) == {}
+        assert not volume.tree.records_wanted
+        peer.answer.set()
+    assert result == [False] and peer.polls == [7] and peer.polls_ended == 1
+    volume.layout.places.refused.clear()
+    assert await _read(fs) == _expected()
+
+
+async def test_a_poke_neither_shortens_nor_ends_the_back_off_of_failed_asks(fs) -> None:
+    """Asks that failed lately wait some pulls (``PUNCHED_TRIES``): a poke is no pull, so a peer whose
+    documents poke the sync again and again does not turn the back-off into a storm of asks."""
+    node, rows, genuine = await _punched_scene(fs)
+    assert inherits_punched(fs.volume, node)
+    peer = Peer(genuine)
+    r, said = _replicator(fs, peer)
+    r._punched_wait = 1
+    for _ in range(5):
+        await r._take_punched(poked=True)
+    assert not peer.asked and r._punched_wait == 1
+    await r._take_punched()  # a pull: counted
+    assert not peer.asked and r._punched_wait == 0
+    await r._take_punched(poked=True)
+    assert len(peer.asked) == 1
