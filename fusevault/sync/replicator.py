@@ -117,6 +117,39 @@ class Beneath(Protocol):
                       came: set[tuple[str, str, int]]) -> None: ...
 
 
+# Record id -> (owner, the SHA-256s the versions wanting it name: the record must hash as each).
+Expected = dict[str, tuple[str, set[bytes]]]
+Wanting = dict[str, list[tuple[tuple[str, str], str, int]]]  # record id -> (version, vid, idx) of each
+
+
+def _expected_records(wanted: list[tuple[tuple[str, str], str, int, str, bytes | None]]
+                      ) -> tuple[Expected, Wanting]:
+    """The rows ``records_wanted`` gave, by record id: the owner and every hash a version wanting it
+    names (``_as_named`` checks each: attack round 43d (1)), and the versions wanting it.  Rows of one
+    record naming other owners: the first-sorted's owner is asked for, as a record has one."""
+    expected: Expected = {}
+    wanting: Wanting = {}
+    for version, vid, idx, owner, sha in wanted:
+        doc_id = record_id(version[0], vid, idx)
+        _, named = expected.setdefault(doc_id, (owner, set()))
+        if sha is not None:
+            named.add(sha)
+        wanting.setdefault(doc_id, []).append((version, vid, idx))
+    return expected, wanting
+
+
+def _in_vain(batch: list[str], docs: list[dict], placed: set[tuple[str, str, int]]) -> list[str]:
+    """The record ids of one ask not to ask this peer again: every one if it placed none; else those it
+    answered with something not placed (other bytes, another owner, no record), record by record.  Left
+    to the batch, the garbage sent beside one good record was asked again at every pull, quadratic
+    (attack round 43d (2)).  Those it sent nothing for beside one placed are asked again: a peer
+    holding them may send part of an ask (each such ask places one, so this ends: 43a (3))."""
+    if not placed:
+        return batch
+    sent = {doc_id for doc in docs if isinstance(doc, dict) and isinstance(doc_id := doc.get("_id"), str)}
+    return [doc_id for doc_id in batch if doc_id in sent and parse_record_id(doc_id) not in placed]
+
+
 class _NothingBeneath:
     """A replica kept for someone else or being joined: no tree refuses anything."""
 
@@ -508,9 +541,11 @@ class Replicator:
         peer does not send, sends as no record of that owner or with other bytes (said), stays missing:
         the records of an ask it sent none of are not asked of this peer again (the version is taken in
         as it is, its reads say EIO until another peer sends them: attack round 43a (1), a peer's
-        garbage counted as sent kept them from the peer holding them); those of an ask it sent some of
-        are asked again; a version some came for is looked at again, and may want more (its manifest
-        tree's nodes come first).
+        garbage counted as sent kept them from the peer holding them); of an ask it sent some of, those
+        it sent other bytes for are not asked of it again either, record by record (43d (2)), those it
+        sent nothing for are (``_in_vain``); a version some came for is looked at again, and may want
+        more (its manifest tree's nodes come first).  A record several versions want is placed only as
+        each names it (``_as_named``, 43d (1)).
 
         Asked ``RECORDS_BATCH`` at a time, as the pull's own records, each batch placed as it comes:
         a large file wants many (attack round 42a (6): one answer of gigabytes).  An ask that fails
@@ -528,12 +563,7 @@ class Replicator:
             return
         if not (wanted := self.beneath.records_wanted(self.name)):
             return
-        expected: dict[str, tuple[str, bytes | None]] = {}  # record id -> (owner, SHA-256 or None)
-        wanting: dict[str, list[tuple[tuple[str, str], str, int]]] = {}  # record id -> (version, vid, idx)
-        for version, vid, idx, owner, sha in wanted:
-            doc_id = record_id(version[0], vid, idx)
-            expected.setdefault(doc_id, (owner, sha))
-            wanting.setdefault(doc_id, []).append((version, vid, idx))
+        expected, wanting = _expected_records(wanted)
         came: set[tuple[str, str, int]] = set()
         in_vain: set[tuple[tuple[str, str], str, int]] = set()
         for n, batch in enumerate(_chunks(sorted(expected), RECORDS_BATCH)):
@@ -549,8 +579,7 @@ class Replicator:
             self._punched_failures = 0
             placed = await self._place_punched(docs, expected)
             came |= placed
-            if not placed:
-                in_vain |= {row for doc_id in batch for row in wanting[doc_id]}
+            in_vain |= {row for doc_id in _in_vain(batch, docs, placed) for row in wanting[doc_id]}
         async with self.settled():
             self.beneath.asked_records(self.name, in_vain, came)
             self.arrived([], replica.conflicted(self.store))  # held back: the trees look again
@@ -573,7 +602,7 @@ class Replicator:
         return True
 
     async def _place_punched(self, docs: list[dict],
-                             expected: dict[str, tuple[str, bytes | None]]) -> set[tuple[str, str, int]]:
+                             expected: Expected) -> set[tuple[str, str, int]]:
         """The records of one answer that were asked for (``_wanted_record``) and hash as their version's
         manifest names (``_as_named``), placed and stored: the (fid, vid, idx) of each."""
         docs = [doc for doc in docs if self._wanted_record(doc, expected)]
@@ -590,7 +619,7 @@ class Replicator:
             self.status.records_down += len(places)
         return {(row.fid, row.vid, row.idx) for row in places}
 
-    def _wanted_record(self, doc: dict, expected: dict[str, tuple[str, bytes | None]]) -> bool:
+    def _wanted_record(self, doc: dict, expected: Expected) -> bool:
         """``doc`` is a record asked for, at its revision, of the owner this replica knew it by, and
         not placed again meanwhile."""
         doc_id = doc.get("_id")
@@ -601,13 +630,18 @@ class Replicator:
         fid, vid, idx = parse_record_id(doc_id)
         return places_table.find(self.store.db, fid, vid, idx) is None
 
-    def _as_named(self, doc: dict, sha: str, expected: dict[str, tuple[str, bytes | None]]) -> bool:
-        """Whether a record fetched again hashes (``sha``, hex) as its version's manifest names it (or
-        the manifest names no hash).  Placed, one with other bytes was kept as the record (the first
-        copy is kept) and taken off the punched list, so no other peer was asked for it: EIO for good
-        (attack round 43a (1)).  Said, and not placed: still wanted of the other peers."""
+    def _as_named(self, doc: dict, sha: str, expected: Expected) -> bool:
+        """Whether a record fetched again hashes (``sha``, hex) as every version wanting it whose manifest
+        names a hash names it (none naming one: it is checked when read).  The record is one for all of
+        them (its id is the writer's (fid, vid, index)): checked against the first-sorted one's only, a
+        member's version (or an unhashed one) naming other bytes had the server's placed for all, her
+        genuine one reading EIO for good (attack round 43d (1); ``wanted_of`` gives each the hash of
+        the version the tree shows, where that names one).  Placed, one with other bytes was kept as
+        the record (the first copy is kept) and taken off the punched list, so no other peer was asked
+        for it: EIO for good (attack round 43a (1)).  Said, and not placed: still wanted of the other
+        peers."""
         named = expected[doc["_id"]][1]
-        if named is None or named.hex() == sha:
+        if all(each.hex() == sha for each in named):
             return True
         doc_id = str(doc["_id"])[:120]
         self._refused(f"record {doc_id}", f"sync with {self.name}: record {doc_id}, wanted again as gc "

@@ -118,7 +118,6 @@ async def _two_versions_scene(fs, monkeypatch, same: bool,
     return node, genuine, forged
 
 
-@pytest.mark.xfail(strict=True, reason="43d (1): a shared record checked against one wanting version's hash")
 @pytest.mark.parametrize("his", ["other hashes", "no hash"])
 async def test_a_record_two_versions_want_is_checked_against_the_version_that_names_it_genuinely(
         fs, monkeypatch, his) -> None:
@@ -161,7 +160,6 @@ class _OneGoodRestGarbage(Peer):
         return got[:1] + _forged(got[1:])
 
 
-@pytest.mark.xfail(strict=True, reason="43d (2): garbage beside one good record is asked again each round")
 async def test_a_peer_sending_one_good_record_and_garbage_is_not_asked_over_and_over(fs) -> None:
     volume = fs.volume
     entry = await make(fs.ops, b"many.bin", os.urandom((MANY + 1) * NEW_BLOCK_SIZE))
@@ -190,3 +188,21 @@ async def test_a_peer_sending_one_good_record_and_garbage_is_not_asked_over_and_
     asked = sum(len(a) for a in server.asked)
     assert asked <= 2 * MANY, (f"{rounds} rounds: the server asked for {asked} record ids, "
                                f"{len(said)} refusals said, for {MANY} records")
+
+
+async def test_a_record_versions_not_shown_want_with_other_hashes_is_never_placed(fs, monkeypatch) -> None:
+    """43d (1), neither version shown (two conflict leaves, the tree showing neither): the record hashes
+    as no one both name, so neither peer's copy is placed (EIO, said), never the server's bytes that
+    match the first-sorted version's hash."""
+    volume = fs.volume
+    node, genuine, forged = await _two_versions_scene(fs, monkeypatch, same=False)
+    wanted = volume.tree.records_wanted
+    hers = "f" * len(node.head)  # not the head the tree shows
+    wanted[(node.fid, hers)] = wanted.pop((node.fid, node.head))
+    volume.tree.records_asked.clear()
+    for name, peer in (("server", Peer(forged)), ("holding", Peer(genuine))):
+        r, said = _replicator(fs, peer, name)
+        await r._take_punched()
+        assert said, f"{name}'s records refused and said"
+    volume.layout.places.refused.clear()
+    assert volume.layout.places.punched_of(node.fid), "no copy placed"

@@ -598,11 +598,31 @@ def wanted_of(volume: Volume, peer: str) -> list[tuple[tuple[str, str], str, int
     superseded meanwhile are dropped first (``drop_superseded``)."""
     tree = volume.tree
     drop_superseded(volume)
+    shown = _shown_hashes(volume)
     out = []
     for version, wanted in tree.records_wanted.items():
         asked = tree.records_asked.get(version, {}).get(peer, set())
-        out += [(version, vid, idx, owner, sha) for (vid, idx), (owner, sha) in wanted.items()
-                if (vid, idx) not in asked]
+        out += [(version, vid, idx, owner, shown.get((version[0], vid, idx), sha))
+                for (vid, idx), (owner, sha) in wanted.items() if (vid, idx) not in asked]
+    return out
+
+
+def _shown_hashes(volume: Volume) -> dict[tuple[str, str, int], bytes]:
+    """(fid, vid, index) -> the SHA-256 the version this tree shows of that file names for the record,
+    where it wants it and names one: what the record is checked against for every version wanting it.
+    A record is one for every version of the file inheriting it (its id is its writer's), so placed it
+    is what each of them reads: a conflict's other version (a write member's own, his manifest naming
+    the bytes of his choice) or an unhashed one (nothing checked) had the server's bytes placed over the
+    file as shown, reading EIO for good (attack round 43d (1)).  A version shown names it: the others
+    are read against it (theirs then say EIO, said).  None shown naming it: each named hash must match
+    (``_as_named``), so that versions naming different bytes have none placed (EIO, never garbage)."""
+    tree = volume.tree
+    out: dict[tuple[str, str, int], bytes] = {}
+    for (fid, vid), wanted in tree.records_wanted.items():
+        node = tree.find(fid)
+        if node is None or node.head != vid:
+            continue
+        out.update(((fid, writer, idx), sha) for (writer, idx), (_, sha) in wanted.items() if sha is not None)
     return out
 
 
