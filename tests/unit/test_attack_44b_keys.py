@@ -1,0 +1,161 @@
+"""Attack round 44b: the key mirror after 43b (group owner pinned, notes per key, ``_restored_at``).
+
+Run 06:35 UTC, 2026-12-06 (unit, in-process only; ``-n 0``).
+
+Hole (1), high (a member's key taken, unsaid, by the server alone): the owner pin is taken from
+  whatever body is current at the first meeting, and the arrival note is made under that body
+  whether or not the member is in it, so the server's own user, once pinned, takes the key later.
+  Attack: the server makes a user (self-signed under its own key: ``Owner()``) and serves a body at
+    the group's id naming that user owner, signed by it, as current (a child revision) before this
+    device first meets a key of the group: a new device, any device that meets its first key of the
+    group after the server's revision came, and every existing device at the upgrade to 3854f77
+    (``key-group-owners`` is empty then: all groups are "first met" at the first full look).  Later
+    (any time, for good) it signs a newer body without bob and serves a bare deletion of his key.
+  Seen: ``test_a_forged_owner_pinned_at_first_meeting_later_takes_bobs_key`` and
+    ``test_a_forged_owner_pinned_at_the_upgrade_later_takes_bobs_key`` (run, fail: the key file is
+    removed, nothing said; her own genuine removal afterwards is refused for good, 43b's limit).
+  Cause: ``_owned_group(pin=True)`` pins ``group["owner"]`` of any body self-signed by the user it
+    names; ``_note_arrival`` then notes (that owner, its stamp) for the key with bob in the body or not;
+    ``_member_removed`` takes any later body of the pinned owner without bob.  SECURITY.md's limit says
+    "nothing taken by another's body unless he was noted under it": the arrival note is such a note,
+    made by the server's choice, so the limit is the hole 43b (1) was, moved to first meeting.
+  Impact: as 43b (1), once per group: bob's key of every file shared with the group removed on that
+    device (and the deletion is on the server), unsaid; her genuine removals refused and said forever.
+  Fix (suggested): pin the owner only from a body that the key's own signer (the file's owner, who
+    shares with the group: ``genuine`` key) vouches for, e.g. take a group removal only when the
+    group's owner is the key's signer or the node's owner, or carry the group owner in the signed
+    key record; at the least never note an arrival under a body that does not name the recipient,
+    and on upgrade pin from the old notes' groups only (no pin: removal by re-key only).
+  Tests: those two; control ``test_her_removal_under_her_pinned_owner_takes_the_key``.
+
+Hole (2), low (an alarm silenced again: 42a (3) back): a forged deletion undone within the while and
+  made again after the key stood ``SAY_REFUSED_BEHIND_AFTER`` (90 s) is a new while each time.
+  Attack: the server deletes bob's key, undoes it 14 s later, waits 90 s, again, for ever.
+  Seen: ``test_a_deletion_undone_and_made_again_every_105_s_is_said`` (run, fails: never said over
+    an hour; 42a (3)'s 1 s cadence still said, the 43b (5) control).
+  Cause: ``_refusing_removal`` starts a new while when ``_restored_at`` is 90 s old.
+  Impact: during each 14 s window, a device pulling (a new device of bob's) meets no key; the
+    server's repeated deletions are never said.  Low: it can withhold the document as well.
+  Fix (suggested): keep a count of refused deletions per key (or the first start) for a day, and say
+    the second refused deletion within it at once when each was undone before the while.
+  Tests: that one.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from fusevault.encoding import b64e
+from fusevault.store import replica
+from fusevault.sync import key_mirror
+from fusevault.sync.key_mirror import place
+from fusevault.vault.model import sharing
+from fusevault.vault.model.grants import record_doc
+from fusevault.vault.model.groups import GROUP
+from unit.test_attack_42a_keys import _bob_key, _group_key, _next_revision, _serve
+from unit.test_key_mirror import Owner, clock, pair, put, said  # noqa: F401 (fixtures)
+
+
+def _arrive_key(here, her: Owner, group: str, bob: str) -> str:
+    """Her file shared with the group: bob's signed key document arrives from the peer (its id)."""
+    fid = uuid.uuid4().hex
+    put(here, her.node(fid, 1))
+    sealed = b"sealed for bob"
+    sig = her.sign(record_doc(her.id, fid, bob, 1, sealed))["sig"]
+    doc_id = f"vfkey-g-{group}-{fid}-{bob}"
+    key = {"_id": doc_id, "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY, "epoch": 1,
+           "key": b64e(sealed), "owner": her.id, "fid": fid, "recipient": bob, "sig": sig}
+    arrival = replica.store_revisions(here.store, [key])
+    here.keys.arrived(d["_id"] for d in arrival.current)
+    assert place(here.layout, doc_id).exists()
+    return doc_id
+
+
+def _removed_unsaid_or_kept(here, her, doc_id, clock) -> None:  # noqa: F811
+    here.keys.caught_up()
+    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert place(here.layout, doc_id).exists() or said(her, doc_id), \
+        "bob's key removed by the server's own user's body, nothing said"
+
+
+# --- (1) the owner pin poisoned at first meeting
+
+
+@pytest.mark.xfail(strict=True, reason="44b (1): the server's user pinned at first meeting takes the key")
+def test_a_forged_owner_pinned_at_first_meeting_later_takes_bobs_key(pair, clock) -> None:  # noqa: F811
+    here, _ = pair
+    her, bob, group = Owner(), uuid.uuid4().hex, uuid.uuid4().hex
+    joined = her.sign({"_id": group, "type": GROUP, "groupname": "team", "owner": her.id, "created_at": 1,
+                       "users": {her.id: "READ,WRITE", bob: "READ"}, "made_at_us": 200})
+    put(here, her.user, joined)
+    server = Owner()  # a user the server made, self-signed under its own key
+    put(here, server.user)
+    forged = server.sign({**{k: v for k, v in joined.items() if k != "sig"}, "owner": server.id,
+                          "users": {server.id: "READ,WRITE"}, "made_at_us": 250})  # bob not even in it
+    _next_revision(here, group, forged)  # served as current before this device met a key of the group
+    doc_id = _arrive_key(here, her, group, bob)  # her genuine key for bob: pins the server's user
+    assert replica.get_local(here.store, key_mirror._OWNERS)[group] == server.id
+    _next_revision(here, group, server.sign({**{k: v for k, v in forged.items() if k != "sig"},
+                                             "made_at_us": 260}))
+    _next_revision(here, doc_id, None)  # a bare deletion
+    _removed_unsaid_or_kept(here, her, doc_id, clock)
+
+
+@pytest.mark.xfail(strict=True, reason="44b (1): at the upgrade the server's user pinned")
+def test_a_forged_owner_pinned_at_the_upgrade_later_takes_bobs_key(pair, clock) -> None:  # noqa: F811
+    here, _ = pair
+    her, group, doc_id, (alone, joined) = _group_key(here, stamped=True)
+    bob = doc_id.rsplit("-", 1)[1]
+    # The store as the version before 3854f77 left it: old-form notes, no pins.
+    replica.put_local(here.store, key_mirror._MEMBERS, {f"{group}-{bob}": 200})
+    replica.put_local(here.store, key_mirror._OWNERS, {})
+    server = Owner()
+    put(here, server.user)
+    forged = server.sign({**{k: v for k, v in joined.items() if k != "sig"}, "owner": server.id,
+                          "made_at_us": 250})  # bob in it, as the server likes
+    _next_revision(here, group, forged)  # a child revision the old version never used
+    here.keys = key_mirror.KeyMirror(here.store, here.layout)  # the upgrade: started again
+    here.keys._looked_at = -float("inf")
+    here.refresh()  # the first full look: every group first met now
+    assert replica.get_local(here.store, key_mirror._OWNERS)[group] == server.id
+    _next_revision(here, group, server.sign({**{k: v for k, v in forged.items() if k != "sig"},
+                                             "users": {server.id: "READ,WRITE"}, "made_at_us": 260}))
+    _next_revision(here, doc_id, None)
+    _removed_unsaid_or_kept(here, her, doc_id, clock)
+
+
+def test_her_removal_under_her_pinned_owner_takes_the_key(pair, clock) -> None:  # noqa: F811
+    """Control: her group current at the first meeting; her removal (newer) takes bob's key, unsaid."""
+    here, _ = pair
+    her, bob, group = Owner(), uuid.uuid4().hex, uuid.uuid4().hex
+    joined = her.sign({"_id": group, "type": GROUP, "groupname": "team", "owner": her.id, "created_at": 1,
+                       "users": {her.id: "READ,WRITE", bob: "READ"}, "made_at_us": 200})
+    put(here, her.user, joined)
+    doc_id = _arrive_key(here, her, group, bob)
+    assert replica.get_local(here.store, key_mirror._OWNERS)[group] == her.id
+    _next_revision(here, group, her.sign({**{k: v for k, v in joined.items() if k != "sig"},
+                                          "users": {her.id: "READ,WRITE"}, "made_at_us": 300}))
+    _next_revision(here, doc_id, None)
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists() and not said(her, doc_id)
+
+
+# --- (2) the while reset by a 90 s stand
+
+
+@pytest.mark.xfail(strict=True, reason="44b (2): a deletion undone and made again every 105 s is never said")
+def test_a_deletion_undone_and_made_again_every_105_s_is_said(pair, clock) -> None:  # noqa: F811
+    here, _ = pair
+    her, doc_id, revs, body = _bob_key(here)
+    for _ in range(35):  # an hour
+        _serve(here, doc_id, revs, None)  # the server's bare deletion: refused
+        clock.now += key_mirror.SAY_REFUSED_AFTER - 1
+        here.keys.caught_up()
+        _serve(here, doc_id, revs, body)  # undone before the while is over
+        clock.now += key_mirror.SAY_REFUSED_BEHIND_AFTER
+        here.keys.caught_up()
+    assert place(here.layout, doc_id).exists()
+    assert said(her, doc_id), "35 forged deletions of bob's key in an hour, none said"
