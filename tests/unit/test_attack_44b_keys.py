@@ -1,6 +1,7 @@
 """Attack round 44b: the key mirror after 43b (group owner pinned, notes per key, ``_restored_at``).
 
-Run 06:35 UTC, 2026-12-06 (unit, in-process only; ``-n 0``).
+Run 06:20 UTC, 2026-12-06 (4 xfailed, 1 control passed; under --runxfail each xfail fails at its own
+assertion).  Unit only, ``-n 0``.
 
 Hole (1), high (a member's key taken, unsaid, by the server alone): the owner pin is taken from
   whatever body is current at the first meeting, and the arrival note is made under that body
@@ -11,7 +12,7 @@ Hole (1), high (a member's key taken, unsaid, by the server alone): the owner pi
     group after the server's revision came, and every existing device at the upgrade to 3854f77
     (``key-group-owners`` is empty then: all groups are "first met" at the first full look).  Later
     (any time, for good) it signs a newer body without bob and serves a bare deletion of his key.
-  Seen: ``test_a_forged_owner_pinned_at_first_meeting_later_takes_bobs_key`` and
+  Seen: ``test_a_forged_owner_pinned_at_first_meeting_later_takes_bobs_key``,
     ``test_a_forged_owner_pinned_at_the_upgrade_later_takes_bobs_key`` (run, fail: the key file is
     removed, nothing said; her own genuine removal afterwards is refused for good, 43b's limit).
   Cause: ``_owned_group(pin=True)`` pins ``group["owner"]`` of any body self-signed by the user it
@@ -26,7 +27,11 @@ Hole (1), high (a member's key taken, unsaid, by the server alone): the owner pi
     group's owner is the key's signer or the node's owner, or carry the group owner in the signed
     key record; at the least never note an arrival under a body that does not name the recipient,
     and on upgrade pin from the old notes' groups only (no pin: removal by re-key only).
-  Tests: those two; control ``test_her_removal_under_her_pinned_owner_takes_the_key``.
+  The first meeting is the server's to choose: a forged (unsigned) key document of the group served
+    while its body is current pins its user (``_note_member(pin=True)`` runs before ``_genuine``), and
+    her body is served again after: ``test_a_forged_key_document_pins_the_servers_owner_then_bobs_
+    genuine_key_is_taken`` (run, fails likewise).
+  Tests: those three; control ``test_her_removal_under_her_pinned_owner_takes_the_key``.
 
 Hole (2), low (an alarm silenced again: 42a (3) back): a forged deletion undone within the while and
   made again after the key stood ``SAY_REFUSED_BEHIND_AFTER`` (90 s) is a new while each time.
@@ -159,3 +164,31 @@ def test_a_deletion_undone_and_made_again_every_105_s_is_said(pair, clock) -> No
         here.keys.caught_up()
     assert place(here.layout, doc_id).exists()
     assert said(her, doc_id), "35 forged deletions of bob's key in an hour, none said"
+
+
+@pytest.mark.xfail(strict=True, reason="44b (1): a forged key document pins the server's user")
+def test_a_forged_key_document_pins_the_servers_owner_then_bobs_genuine_key_is_taken(pair, clock) -> None:  # noqa: F811
+    """The first meeting needs no genuine key: a forged (unsigned) key document of the group, served
+    while the server's body is current, pins its user (noting comes before the key's check); her body
+    is then served again, so all looks as it was, and her genuine key for bob comes later."""
+    here, _ = pair
+    her, bob, group = Owner(), uuid.uuid4().hex, uuid.uuid4().hex
+    joined = her.sign({"_id": group, "type": GROUP, "groupname": "team", "owner": her.id, "created_at": 1,
+                       "users": {her.id: "READ,WRITE", bob: "READ"}, "made_at_us": 200})
+    server = Owner()
+    put(here, her.user, server.user, joined)
+    body = {k: v for k, v in joined.items() if k != "sig"}
+    _next_revision(here, group, server.sign({**body, "owner": server.id, "made_at_us": 250}))
+    forged = {"_id": f"vfkey-g-{group}-{uuid.uuid4().hex}-{bob}", "_rev": "1-" + uuid.uuid4().hex,
+              "type": sharing.FILE_KEY, "epoch": 1, "key": "c2VhbGVk"}  # unsigned: refused, yet it pins
+    here.keys.arrived(d["_id"] for d in replica.store_revisions(here.store, [forged]).current)
+    assert replica.get_local(here.store, key_mirror._OWNERS)[group] == server.id
+    _next_revision(here, group, joined)  # her body again: nothing to see
+    doc_id = _arrive_key(here, her, group, bob)  # her genuine key for bob, under her own body
+    _next_revision(here, group, server.sign({**body, "owner": server.id, "made_at_us": 270}))
+    here.keys._looked_at = -float("inf")
+    here.refresh()  # a full look (every RESCAN_EVERY): bob's key noted under the server's body
+    _next_revision(here, group, server.sign({**body, "owner": server.id, "users": {server.id: "READ,WRITE"},
+                                             "made_at_us": 280}))
+    _next_revision(here, doc_id, None)
+    _removed_unsaid_or_kept(here, her, doc_id, clock)
