@@ -1,6 +1,6 @@
 """Attack round 44b: the key mirror after 43b (group owner pinned, notes per key, ``_restored_at``).
 
-Run 06:20 UTC, 2026-12-06 (4 xfailed, 1 control passed; under --runxfail each xfail fails at its own
+Run 06:20 UTC, 2026-12-06 (5 xfailed, 1 control passed; under --runxfail each xfail fails at its own
 assertion).  Unit only, ``-n 0``.
 
 Hole (1), high (a member's key taken, unsaid, by the server alone): the owner pin is taken from
@@ -43,6 +43,20 @@ Hole (2), low (an alarm silenced again: 42a (3) back): a forged deletion undone 
     server's repeated deletions are never said.  Low: it can withhold the document as well.
   Fix (suggested): keep a count of refused deletions per key (or the first start) for a day, and say
     the second refused deletion within it at once when each was undone before the while.
+  Tests: that one.
+
+Hole (3), low-medium (quadratic work from hostile input: 43b (4) fixed per batch only): the notes are
+  written once per settle, but whole; a server serving its forged key documents one per changes
+  response makes each settle rewrite every entry so far.
+  Attack: as 43b (4) (its own user, a group of N members, N unsigned key documents), one a batch.
+  Seen: ``test_forged_key_documents_one_a_batch_do_not_rewrite_the_whole_notes_each`` (run, fails:
+    400 writes, 80 200 entries written for 400 noted).
+  Cause: ``_write_notes`` reads and writes the whole ``key-group-members`` document; forged key
+    documents are still noted (``_note_member`` before ``_genuine``), and stay while the documents do.
+  Impact: N*N/2 entries written for N forged documents (10**4: some 5*10**7 entries, gigabytes of
+    local-document writes); the same for ``key-group-owners`` with one invented group a batch.
+  Fix (suggested): note only a genuine key (after ``_genuine``), or keep one local document per
+    key (``key-group-members/<doc id>``) so a settle writes only what it changed.
   Tests: that one.
 """
 
@@ -192,3 +206,32 @@ def test_a_forged_key_document_pins_the_servers_owner_then_bobs_genuine_key_is_t
                                              "made_at_us": 280}))
     _next_revision(here, doc_id, None)
     _removed_unsaid_or_kept(here, her, doc_id, clock)
+
+
+# --- (3) the notes rewritten whole at each settle: quadratic across batches
+
+
+@pytest.mark.xfail(strict=True, reason="44b (3): one forged key a batch: the notes rewritten whole")
+def test_forged_key_documents_one_a_batch_do_not_rewrite_the_whole_notes_each(pair, monkeypatch) -> None:  # noqa: F811
+    here, _ = pair
+    server = Owner()
+    fid, group, n = uuid.uuid4().hex, uuid.uuid4().hex, 400
+    members = [uuid.uuid4().hex for _ in range(n)]
+    put(here, server.user, server.node(fid, 1),
+        server.sign({"_id": group, "type": GROUP, "groupname": "flood", "owner": server.id, "created_at": 1,
+                     "users": dict.fromkeys(members, "READ"), "made_at_us": 1}))
+    written: list[int] = []
+    put_local = replica.put_local
+
+    def counting(store, doc_id, body):
+        if doc_id == key_mirror._MEMBERS:
+            written.append(len(body))
+        put_local(store, doc_id, body)
+
+    monkeypatch.setattr(replica, "put_local", counting)
+    for m in members:  # the server's changes feed, one change a response
+        doc = {"_id": f"vfkey-g-{group}-{fid}-{m}", "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY,
+               "epoch": 1, "key": "c2VhbGVk"}  # unsigned: refused, yet noted
+        here.keys.arrived(d["_id"] for d in replica.store_revisions(here.store, [doc]).current)
+    assert len(replica.get_local(here.store, key_mirror._MEMBERS)) == n
+    assert sum(written) <= 4 * n, f"{len(written)} writes, {sum(written)} entries written for {n} noted"
