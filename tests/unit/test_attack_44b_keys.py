@@ -35,9 +35,10 @@ Hole (1), high (a member's key taken, unsaid, by the server alone): the owner pi
 
 Hole (2), low (an alarm silenced again: 42a (3) back): a forged deletion undone within the while and
   made again after the key stood ``SAY_REFUSED_BEHIND_AFTER`` (90 s) is a new while each time.
-  Attack: the server deletes bob's key, undoes it 14 s later, waits 90 s, again, for ever.
+  Attack: the server deletes bob's key, undoes it 14 s later, waits 90 s, again, for ever (the key
+    deleted on the server 14 s of every 104).
   Seen: ``test_a_deletion_undone_and_made_again_every_105_s_is_said`` (run, fails: never said over
-    an hour; 42a (3)'s 1 s cadence still said, the 43b (5) control).
+    an hour; 42a (3)'s test, put back for 1 s of every 15, is still said).
   Cause: ``_refusing_removal`` starts a new while when ``_restored_at`` is 90 s old.
   Impact: during each 14 s window, a device pulling (a new device of bob's) meets no key; the
     server's repeated deletions are never said.  Low: it can withhold the document as well.
