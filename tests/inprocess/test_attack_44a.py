@@ -1,0 +1,127 @@
+"""Attack round 44a, in-process: the 43d fixes (107fa7a: a punched record placed only if it hashes as
+every wanting version names it, the shown version's hash preferred, ``_shown_hashes``; garbage noted
+in vain record by record, ``_in_vain``) and the pull's wake-up (1a2c72e).
+
+Hole (1), medium: the hash of the version the tree shows overrides every other version's, so a write
+  member whose leaf is the one shown has the server's bytes of his choice placed for her version too:
+  her version reads EIO for good though a peer holds every record.
+  Attack: plan.bin in conflict: his leaf (shown) names v1's punched blocks 0 and 1 with the SHA-256
+    of bytes of his choosing; her leaf (held, not shown) names the genuine ones.  The server sends his
+    bytes; the holding peer is asked next.
+  Seen: ``test_the_shown_leaf_of_a_member_does_not_get_his_bytes_placed_for_her_version`` (run,
+    fails: the server's bytes are placed at (v1, 0), (v1, 1); the holding peer is never asked).
+  Cause: absorbing.py ``wanted_of`` gives every wanting row ``shown.get(..., sha)``: the shown
+    version's hash replaces hers, so ``_expected_records`` has one hash and ``_as_named`` passes the
+    server's bytes.  A record is placed once for all versions (the first copy kept), so hers can never
+    read it.  Which leaf is shown is a member's to steer (his revision, his stamp).
+  Impact: her concurrent edit (the conflict copy kept for her) reads EIO for good, with a forgery
+    alarm: data loss a write member causes by being the leaf shown; 43d (1)'s fix undone.
+  Fix: keep every wanting version's hash (no preference): a record whose wanting versions disagree
+    is placed only if it matches all (none: EIO, said), and is asked again when the disagreeing
+    version's want is dropped; or vouch the manifest roots against their signed documents
+    (``_inherited`` reads them with ``vouch=False``) and take only vouched hashes.
+
+Hole (2), medium: a record refused for one version's hash is noted asked in vain for every version
+  wanting it, so once the disagreeing version is gone the honest peer is never asked again.
+  Attack: two leaves not shown naming other hashes for (v1, 0), (v1, 1) (as 43d's last test: neither
+    copy placed, right).  Then his leaf is settled away (its want dropped, ``drop_superseded``): only
+    her genuine version wants them; the holding peer is polled again.
+  Seen: ``test_her_version_is_asked_again_of_the_holding_peer_once_his_want_is_gone`` (run, fails:
+    the holding peer is not asked again, her records stay punched).
+  Cause: replicator.py ``_take_punched`` notes ``_in_vain`` rows for every version wanting a
+    record id (``wanting[doc_id]``), including those whose hash the record matched; absorbing.py
+    ``inherits_punched`` returns False for a version "asked in vain, nothing came since" without a
+    walk, and ``note_asked`` keeps the notes per (version, peer) for the tree's life.
+  Impact: her version EIO until the next unlock though a peer holds every byte; a member's or the
+    server's second version suffices.
+  Fix: note in vain, for a version, only the records that did not match that version's own hash
+    (or nothing came); or drop a record's in-vain notes for every version when a version wanting it
+    is dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from fusevault.store import places as places_table
+from fusevault.sync.content_docs import parse_record_id
+from inprocess.test_attack_43d import _two_versions_scene
+from inprocess.test_punched_records import Peer, _replicator
+
+
+def _placed_shas(volume, ids: set[str]) -> dict[str, str]:
+    """Record id -> the SHA-256 (hex) of the record placed at it, for those placed."""
+    out = {}
+    for doc_id in ids:
+        if (row := places_table.find(volume.store.db, *parse_record_id(doc_id))) is not None:
+            out[doc_id] = row.sha
+    return out
+
+
+def _sha(doc: dict) -> str:
+    return hashlib.sha256(base64.b64decode(doc["data"])).hexdigest()
+
+
+@pytest.mark.xfail(strict=True, reason="44a (1): the shown leaf's hash overrides hers")
+async def test_the_shown_leaf_of_a_member_does_not_get_his_bytes_placed_for_her_version(
+        fs, monkeypatch) -> None:
+    volume = fs.volume
+    node, genuine, forged = await _two_versions_scene(fs, monkeypatch, same=False)
+    wanted = volume.tree.records_wanted
+    his = "0" * len(node.head)
+    hers = "f" * len(node.head)
+    # Swap: the tree shows his leaf (node.head names his hashes), her leaf is the one held.
+    wanted[(node.fid, hers)] = wanted.pop((node.fid, node.head))
+    wanted[(node.fid, node.head)] = wanted.pop((node.fid, his))
+    volume.tree.records_asked.clear()
+    hostile, holding = Peer(forged), Peer(genuine)
+    for name, peer in (("server", hostile), ("holding", holding)):
+        r, _ = _replicator(fs, peer, name)
+        await r._take_punched()
+    volume.layout.places.refused.clear()
+    ids = {doc["_id"] for doc in genuine}
+    got = _placed_shas(volume, ids)
+    want = {doc["_id"]: _sha(doc) for doc in genuine}
+    assert all(got.get(i) in (None, want[i]) for i in ids), (
+        f"{sum(got.get(i) not in (None, want[i]) for i in ids)} record(s) placed with his bytes for her "
+        f"version; the holding peer asked {len(holding.asked)} time(s)")
+
+
+async def test_a_shown_leaf_naming_the_genuine_hash_is_placed_control(fs, monkeypatch) -> None:
+    """Control: the shown leaf names the genuine hashes: the holding peer's records are placed."""
+    volume = fs.volume
+    node, genuine, forged = await _two_versions_scene(fs, monkeypatch, same=True)
+    r, said = _replicator(fs, Peer(genuine), "holding")
+    await r._take_punched()
+    volume.layout.places.refused.clear()
+    assert not volume.layout.places.punched_of(node.fid)
+    assert _placed_shas(volume, {doc["_id"] for doc in genuine}) == {doc["_id"]: _sha(doc) for doc in genuine}
+
+
+@pytest.mark.xfail(strict=True, reason="44a (2): refused for his hash, noted in vain for her version too")
+async def test_her_version_is_asked_again_of_the_holding_peer_once_his_want_is_gone(fs, monkeypatch) -> None:
+    volume = fs.volume
+    node, genuine, forged = await _two_versions_scene(fs, monkeypatch, same=False)
+    tree = volume.tree
+    wanted = tree.records_wanted
+    his = "0" * len(node.head)
+    hers = "f" * len(node.head)  # neither leaf shown (43d's last test)
+    wanted[(node.fid, hers)] = wanted.pop((node.fid, node.head))
+    tree.records_asked.clear()
+    holding = Peer(genuine)
+    r, said = _replicator(fs, holding, "holding")
+    await r._take_punched()
+    assert said and volume.layout.places.punched_of(node.fid), "refused while the leaves disagree: right"
+    # His leaf settled away: only her genuine version wants the records now.
+    wanted.pop((node.fid, his), None)
+    tree.records_asked.pop((node.fid, his), None)
+    before = len(holding.asked)
+    for _ in range(3):
+        await r._take_punched()
+    volume.layout.places.refused.clear()
+    assert not volume.layout.places.punched_of(node.fid), (
+        f"her records still punched; the holding peer asked {len(holding.asked) - before} more time(s), "
+        f"noted in vain for her: {tree.records_asked.get((node.fid, hers))}")
