@@ -20,6 +20,7 @@ Hole (1), medium: the hash of the version the tree shows overrides every other v
     is placed only if it matches all (none: EIO, said), and is asked again when the disagreeing
     version's want is dropped; or vouch the manifest roots against their signed documents
     (``_inherited`` reads them with ``vouch=False``) and take only vouched hashes.
+  Tests: that one; control ``test_a_shown_leaf_naming_the_genuine_hash_is_placed_control``.
 
 Hole (2), medium: a record refused for one version's hash is noted asked in vain for every version
   wanting it, so once the disagreeing version is gone the honest peer is never asked again.
@@ -63,9 +64,25 @@ Checked, held: an answer of the longpoll arriving during a poked ask is taken on
   (``poll`` sets ``_wake``; the loop breaks on ``answered``); pokes are coalesced into one look per
   ``WANTS_EVERY``; a peer asked in vain is not asked again on pokes (``wanted_of`` leaves its rows
   out), so a poke storm is no request storm; ``beneath`` is popped after one ask; the back-off is
-  not shortened by pokes.  Read only: an exception in the poked ``_take_beneath`` (not caught, unlike
-  ``_take_punched``'s asks) cancels the longpoll in flight, against ``_longpoll``'s docstring: its
-  worker thread (one of ``THREADS = 2``) is held abandoned up to ``LONGPOLL_SECONDS``.
+  not shortened by pokes.
+
+Hole (4), low: a poked ask that fails (a transient PeerUnavailable in ``_take_beneath``, whose asks,
+  unlike ``_take_punched``'s, catch nothing) ends the pull and cancels the longpoll in flight.
+  Seen: ``test_a_poked_ask_that_fails_leaves_the_longpoll_running`` (run, fails: the pull ends with
+    an ExceptionGroup of PeerUnavailable while its longpoll waited; the run loop catches it
+    (``except*``), backs off and reconnects).
+  Cause: replicator.py ``_longpoll`` awaits ``_take_wanted`` in the nursery's body: its exception
+    cancels ``poll``, against the docstring ("never cancelled": its request holds a worker thread,
+    one of couch_api.py ``THREADS = 2``, to its end even abandoned).
+  Impact: each failed poked ask leaves a longpoll thread held up to ``LONGPOLL_SECONDS`` and a
+    reconnect (the push shares the two threads: stalled meanwhile); no lasting harm, the back-off
+    bounds it.  The pull's own first ``_take_beneath`` fails the same way (earlier).
+  Fix: in ``_take_wanted`` catch the peer's failures (as ``_take_punched`` does) and leave them to
+    the pull after the longpoll's answer, or store the exception and raise it after ``poll`` ends.
+  Tests: that one.
+
+Run 06:20 UTC, 2026-12-06 (-n 0, this file): 4 xfailed, 2 controls passed; with --runxfail each xfail
+fails at its own assertion.
 """
 
 from __future__ import annotations
@@ -80,7 +97,9 @@ from collections.abc import AsyncIterator
 import pyfuse3
 import pytest
 import trio
+import trio.testing
 
+from fusevault.errors import PeerUnavailable
 from fusevault.store import places as places_table
 from fusevault.sync.content_docs import parse_record_id
 from fusevault.vault.services.absorbing import inherits_punched
@@ -229,3 +248,36 @@ async def test_a_leaf_placed_by_an_ask_noted_leads_to_its_blocks_control(fs) -> 
         assert await fs.ops.read(info.fh, 0, 1 << 20) == expected[:1 << 20]
     finally:
         await fs.ops.release(info.fh)
+
+
+class _BeneathAway(Peer):
+    """A peer whose ask for revisions under refused ones fails once (a Wi-Fi drop), its longpoll
+    still waiting."""
+
+    async def bulk_get(self, wanted: list[tuple[str, str]], *, missing_ok: bool = False) -> list[dict]:
+        raise PeerUnavailable("the ask timed out")
+
+
+@pytest.mark.xfail(strict=True, reason="44a (4): a poked ask's failure cancels the longpoll in flight")
+async def test_a_poked_ask_that_fails_leaves_the_longpoll_running(fs) -> None:
+    volume = fs.volume
+    peer = _BeneathAway([])
+    r, _ = _replicator(fs, peer)
+    outcome: list[object] = []
+
+    async def pull() -> None:
+        try:
+            outcome.append(await r.pull(wait=True))
+        except Exception as err:  # noqa: BLE001 - what the run loop would get
+            outcome.append(err)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pull)
+        await trio.testing.wait_all_tasks_blocked()
+        assert peer.polls == [7] and peer.polls_ended == 0
+        volume.tree.beneath["f" * 32] = ("2-" + "a" * 32, ["1-" + "b" * 32])  # a refused revision's base
+        r.beneath.want_again()
+        await trio.testing.wait_all_tasks_blocked()
+        peer.answer.set()
+    volume.tree.beneath.clear()
+    assert outcome == [False], f"the pull ended with {outcome!r}, its longpoll cancelled in flight"
