@@ -144,15 +144,11 @@ def test_control_her_leaf_beside_three_badly_signed_leaves_is_shown(vault: Path,
     assert files.get("plan.txt") == b"private now", (files, said)
 
 
-@pytest.mark.xfail(strict=True, reason="43c (3): 16 badly signed leaves above hers: her own leaf is never "
-                   "loaded in place of his copy branch, her file hidden")
 def test_her_leaf_under_sixteen_badly_signed_leaves_is_shown(vault: Path, tmp_path: Path) -> None:
     files, said = _buried(vault, tmp_path, HER_LEAVES)
     assert files.get("plan.txt") == b"private now", (files, said)
 
 
-@pytest.mark.xfail(strict=True, reason="43c (4): her older state (the old key) served above her leaf is the "
-                   "one _her_leaf takes; her moved-out leaf is never tried, her file hidden")
 def test_her_leaf_beside_her_older_state_served_above_it_is_shown(vault: Path, tmp_path: Path) -> None:
     files, said = _buried(vault, tmp_path, 0, older=True)
     assert files.get("plan.txt") == b"private now", (files, said)
@@ -196,8 +192,6 @@ def _member_edits_with_copy_ids_planted(tmp_path: Path, plant: bool) -> dict[str
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="43c (7): a document the server plants at his copy's id makes it "
-                   "'made already': his edit closed, lost, unsaid")
 def test_his_edit_is_copied_or_said_when_the_server_plants_its_copy_id(tmp_path: Path) -> None:
     seen = _member_edits_with_copy_ids_planted(tmp_path, plant=True)
     files, said = seen["alice"]  # type: ignore[misc]

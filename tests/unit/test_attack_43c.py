@@ -242,16 +242,12 @@ def test_control_her_leaf_is_found_beside_a_few_badly_signed_leaves(monkeypatch)
     assert _her_leaf_among(monkeypatch, leaves) is hers["node"]
 
 
-@pytest.mark.xfail(strict=True, reason="43c (3): 16 badly signed leaves saying owner alice at higher "
-                   "generations hide her own leaf from _her_leaf")
 def test_her_leaf_is_found_under_sixteen_badly_signed_leaves(monkeypatch) -> None:
     hers = _leaf("3-hers", 2, ROOT)
     leaves = [_leaf(f"{100 + i}-x{i}", 2, PROJ, sig="bad") for i in range(loading.HER_LEAVES)] + [hers]
     assert _her_leaf_among(monkeypatch, leaves) is hers["node"]
 
 
-@pytest.mark.xfail(strict=True, reason="43c (4): her leaf with more saves under the old key is taken; "
-                   "her moved-out leaf beside it is never tried")
 def test_her_leaf_chosen_is_the_one_beside_which_his_is_a_copy(monkeypatch) -> None:
     """bob's current branch is epoch 1 (the key before her move).  Her desktop's move out: epoch 2, at
     the top; her laptop's saves in proj apart: epoch 1, more of them.  Only beside the epoch-2 leaf is

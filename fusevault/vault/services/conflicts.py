@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import secrets
 import stat
 import time
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ from fusevault.vault.files.content import Content
 from fusevault.vault.model import names
 from fusevault.vault.model.history import made_over, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
-from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_doc
+from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_attrs, open_node_doc
 from fusevault.vault.services.absorbing import absorb_node, inherits_punched
 from fusevault.vault.services.metadata_merge import Metadata, changed_last, merged
 from fusevault.vault.services.recovery import COPY_CHUNK, copy_into
@@ -71,6 +72,9 @@ log = logging.getLogger(__name__)
 
 # Two edits of one file up to this size are read to tell whether they hold the same bytes (rule 2).
 SAME_LIMIT = 64 * 1024 * 1024
+# ``_copy_ident``: how many derived ids a conflict copy is tried under, each taken by a document that
+# is not the copy; then a random one.
+COPY_IDENTS = 4
 
 
 @dataclass
@@ -468,9 +472,11 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     a ``kill -9`` before that leaves no copy, so the next mount settles the
     conflict again, rather than finding an empty copy "made already".
     ``ident``: the copy's id and DEK, if not the losing revision's (``copy_ident``)."""
-    fid, dek = ident or copy_ident(loser.doc["_id"], loser.doc["_rev"], loser.node.dek)
-    if volume.holds(fid) or store.get(fid) is not None:
+    free = _copy_ident(volume, store, loser, ident or copy_ident(loser.doc["_id"], loser.doc["_rev"],
+                                                                 loser.node.dek))
+    if free is None:
         return  # made already, here or by another device
+    fid, dek = free
     node = loser.node
     # Opened first, in a worker thread: its manifest is read and checked (in a
     # vault kept in CouchDB, with its version document from the server).  From
@@ -478,9 +484,9 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     reader = await volume.in_thread(functools.partial(Content, volume.layout, node.owner, node.fid, node.dek,
                                                       node.manifest, node.head, check_sidecar=False,
                                                       epoch=node.epoch))
-    if volume.holds(fid) or store.get(fid) is not None:
+    if volume.holds(fid) or _made_copy(volume, store.get(fid), dek, loser):
         reader.close()
-        return  # made meanwhile
+        return  # made meanwhile (anything else there now: ours is committed over it, below)
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
     parent = volume.find(parent_fid) or volume.root
     device = _device_of(store, loser) or "another device"
@@ -521,6 +527,53 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     finally:
         volume.tree.unshown.discard(fid)
     out.entries.append((parent.ino, copy))  # the kernel asks again: nothing it holds says "no such file"
+
+
+def _copy_ident(volume: Volume, store: LocalStore, loser: Leaf, ident: tuple[str, bytes],
+                ) -> tuple[str, bytes] | None:
+    """The id and DEK to make ``loser``'s conflict copy under: ``ident`` (derived), or, a document
+    there that is not this copy (``_made_copy``), said, the next of ``COPY_IDENTS`` derived from it
+    (the same on her every device), then a random one.  None: the copy is made already.  Any document
+    at the derived id was "made already": the id is a hash of clear values (the file's id, the
+    revision or version head), a server planted one there and his edit was closed uncopied, lost
+    unsaid (attack round 43c (7))."""
+    first, dek = ident
+    fid = first
+    for number in range(1, COPY_IDENTS + 1):
+        doc = store.get(fid)
+        if volume.holds(fid) or _made_copy(volume, doc, dek, loser):
+            return None
+        if doc is None:
+            return fid, dek
+        _say_copy_id_taken(volume, loser, fid)
+        fid, dek = copy_ident(loser.doc["_id"], f"taken\0{first}\0{number}", loser.node.dek)
+    return copy_ident(loser.doc["_id"], f"random\0{secrets.token_hex(16)}", loser.node.dek)
+
+
+def _made_copy(volume: Volume, doc: dict | None, dek: bytes, loser: Leaf) -> bool:
+    """Whether ``doc``, stored at a conflict copy's id, is that copy: a node document that opens under
+    the copy's DEK (derived from the loser's key: no server holds it) signed by this user, the file's
+    owner or the loser's signer (one who holds that key: not a reader of the file, nor a server)."""
+    if doc is None or doc.get("type") != NODE:
+        return False
+    gate = volume.authorship
+    if gate is None:
+        return True  # no signatures to judge by (a vault without key pairs): as any document there
+    owner = doc.get("owner")
+    try:
+        signer = gate.trust.verify(doc, author=owner if isinstance(owner, str) else None)
+        open_node_attrs(doc, dek)
+    except VaultError:
+        return False
+    return signer in (volume.key.user_id, loser.node.owner, said_signer(loser.doc))
+
+
+def _say_copy_id_taken(volume: Volume, loser: Leaf, fid: str) -> None:
+    alarms = names.alarms_of(volume)
+    if alarms is not None:
+        alarms.warn("forged", fid, f"a document at the id of the conflict copy of {loser.doc['_id']}'s "
+                    f"revision {str(loser.doc['_rev'])[:40]} is not that copy: the copy is made under "
+                    "another id")
 
 
 async def _same_bytes(volume: Volume, keeper: Leaf, loser: Leaf) -> bool:

@@ -7,6 +7,7 @@ share's root is shown in ``shared/<owner>/`` or ``groups/<group>/``.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -46,8 +47,11 @@ from fusevault.vault.tree.namespace import Tree
 
 log = logging.getLogger(__name__)
 
-# ``_her_leaf``: how many of her leaves beside a writer's current revision are opened, at most.
+# ``_her_leaf``: how many of her leaves (signed by her, opened) beside a writer's current revision are
+# tried, at most; and how many leaves saying they are hers are checked to find them, at most (a peer
+# may store any number of branches, each a signature to check).
 HER_LEAVES = 16
+HER_LEAVES_CHECKED = 16 * HER_LEAVES
 # ``_take_her_leaf``: what a node takes from her leaf (not its identity, names, folder entries or
 # what this mount holds of it).
 _LEAF_STATE = tuple(slot for slot in Node.__slots__ if slot not in (
@@ -262,8 +266,9 @@ def _hers_beside_copies(tree: Tree, store: Store, key: MasterKey, gate: Authorsh
         doc = others.get(node.fid)
         if guest or doc is None or node.owner != key.user_id or tree.get(node.ino) is not node:
             continue
-        hers = _her_leaf(store, key, gate, node)
-        if hers is None or not gate.loaded_copy(tree, doc, signer, (node, links), hers[0]):
+        hers = _her_leaf(store, key, gate, node, functools.partial(gate.loaded_copy, tree, doc, signer,
+                                                                    (node, links)))
+        if hers is None:
             continue
         log.info("%s: a writer's edit to copy is its current revision: her own leaf %s is loaded",
                  node.fid, hers[0].rev)
@@ -280,18 +285,34 @@ def _hers_beside_copies(tree: Tree, store: Store, key: MasterKey, gate: Authorsh
 
 
 def _her_leaf(store: Store, key: MasterKey, gate: Authorship, node: Node,
-              ) -> tuple[Node, list[tuple[str, bytes]]] | None:
-    """Her own live leaf of ``node``'s file beside the current revision another signed: signed by her,
-    not a deletion, of the type loaded, opened; the one CouchDB's rule ranks first among hers.  At most
-    ``HER_LEAVES`` looked at (a peer may store any number of branches): none found, the load is as
-    before.  Unsaid: the settling judges every leaf, and says what it refuses."""
+              fits: Callable[[Node], bool] | None = None) -> tuple[Node, list[tuple[str, bytes]]] | None:
+    """Her own live leaf of ``node``'s file beside the current revision another signed, the first of
+    ``_her_leaves`` that ``fits`` (``loaded_copy``: his is a copy beside it; None: any).  Only the
+    first by generation was tried: her laptop's many saves under the old key (or her older state a
+    server served above) hid her moved-out leaf, beside which alone his is a copy (attack round 43c
+    (4)).  None found: the load is as before.  Unsaid: the settling judges every leaf, and says
+    what it refuses."""
+    for hers in _her_leaves(store, key, gate, node):
+        if fits is None or fits(hers[0]):
+            return hers
+    return None
+
+
+def _her_leaves(store: Store, key: MasterKey, gate: Authorship, node: Node,
+                ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
+    """Her own live leaves of ``node``'s file beside the current revision: signed by her, not a
+    deletion, of the type loaded, opened; the highest key epoch first (her move out re-keys), then as
+    CouchDB's rule ranks them.  At most ``HER_LEAVES`` found, among at most ``HER_LEAVES_CHECKED``
+    saying owner her: counted before their signature was checked, 16 bodies a server altered buried
+    hers (attack round 43c (3))."""
     local = replica.local_of(store)
     if local is None or not replica.in_conflict(local, node.fid):
-        return None
+        return []
     leaves = [leaf for leaf in replica.other_leaves(local, node.fid)
               if leaf.get("owner") == key.user_id and not leaf.get("delete")]
     leaves.sort(key=lambda leaf: (generation(leaf["_rev"]), str(leaf["_rev"])), reverse=True)
-    for leaf in leaves[:HER_LEAVES]:
+    found: list[tuple[Node, list[tuple[str, bytes]]]] = []
+    for leaf in leaves[:HER_LEAVES_CHECKED]:
         try:
             if gate.trust.verify(leaf, author=key.user_id) != key.user_id:
                 continue
@@ -299,8 +320,12 @@ def _her_leaf(store: Store, key: MasterKey, gate: Authorship, node: Node,
         except VaultError:  # not hers after all (Forged), or does not open
             continue
         if stat.S_IFMT(hers.mode) == stat.S_IFMT(node.mode) and links:
-            return hers, links
-    return None
+            found.append((hers, links))
+            if len(found) == HER_LEAVES:
+                break
+    # Stable: within an epoch, CouchDB's order stays.
+    found.sort(key=lambda each: each[0].epoch if isinstance(each[0].epoch, int) else 0, reverse=True)
+    return found
 
 
 def _take_her_leaf(tree: Tree, node: Node, hers: Node, links: list[tuple[str, bytes]],

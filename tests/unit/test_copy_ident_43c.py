@@ -1,0 +1,144 @@
+"""Round 43c (3), (7), beside tests/unit/test_attack_43c.py and tests/mount/test_trust_attack_43c.py.
+
+(7): services/conflicts.py ``_copy_ident``: a conflict copy's derived id holding a document that is not
+that copy (one a server planted: the id is a hash of clear values) is said, and the copy made under the
+next id derived from it (the same on her every device); her copy there (signed by her, opening under
+the copy's derived key) is the copy made already.  (3): tree/loading.py ``_her_leaves`` checks at most
+``HER_LEAVES_CHECKED`` signatures and keeps at most ``HER_LEAVES`` leaves that verify."""
+
+from __future__ import annotations
+
+import stat
+from types import SimpleNamespace
+
+import pytest
+
+from fusevault.errors import CorruptData, Forged
+from fusevault.vault.model.alarms import Alarms
+from fusevault.vault.model.nodes import NODE, Node
+from fusevault.vault.services import conflicts
+from fusevault.vault.services.conflicts import COPY_IDENTS, Leaf, copy_ident, edit_copy_ident
+from fusevault.vault.tree import loading
+
+FID, TEAM, ALICE, BOB, CAROL = "f" * 32, "t" * 32, "alice", "bob", "carol"
+OLD = b"o" * 32
+
+
+class _Trust:
+    def verify(self, doc: dict, author: str | None = None) -> str:
+        sig = doc.get("sig")
+        if not isinstance(sig, dict) or sig.get("good") is not True:
+            raise Forged("bad signature")
+        return str(sig["by"])
+
+
+def _volume(held: frozenset[str] = frozenset()) -> SimpleNamespace:
+    return SimpleNamespace(holds=lambda fid: fid in held, authorship=SimpleNamespace(trust=_Trust()),
+                           key=SimpleNamespace(user_id=ALICE), trust=SimpleNamespace(alarms=Alarms()))
+
+
+def _his_edit() -> Leaf:
+    node = Node(2, FID, ALICE, OLD, stat.S_IFREG | 0o644, 1000, 1000, when=1)
+    node.head = "9" * 32
+    doc = {"_id": FID, "_rev": "3-b", "owner": ALICE, "sig": {"by": BOB, "good": True}}
+    return Leaf(doc, node, [(TEAM, b"plan.txt")], ["3-b", "2-a"])
+
+
+def _copy_doc(fid: str, dek: bytes, signer: str = ALICE) -> dict:
+    """A node document at ``fid`` sealed under ``dek`` (as the copy's is), signed by ``signer``."""
+    return {"_id": fid, "_rev": "1-c", "type": NODE, "owner": ALICE, "sealed_with": dek,
+            "sig": {"by": signer, "good": True}}
+
+
+@pytest.fixture(autouse=True)
+def _opens(monkeypatch) -> None:
+    def open_node_attrs(doc: dict, dek: bytes) -> dict:
+        if doc.get("sealed_with") != dek:
+            raise CorruptData("fails authentication")
+        return {}
+    monkeypatch.setattr(conflicts, "open_node_attrs", open_node_attrs)
+
+
+def _ident(volume: SimpleNamespace, stored: dict[str, dict]) -> tuple[str, bytes] | None:
+    leaf = _his_edit()
+    store = SimpleNamespace(get=stored.get)
+    return conflicts._copy_ident(volume, store, leaf, edit_copy_ident(FID, str(leaf.node.head), OLD))  # type: ignore[arg-type]
+
+
+def test_control_nothing_at_the_copy_id_makes_it_there() -> None:
+    assert _ident(_volume(), {}) == edit_copy_ident(FID, "9" * 32, OLD)
+
+
+def test_her_copy_at_its_id_is_made_already() -> None:
+    fid, dek = edit_copy_ident(FID, "9" * 32, OLD)
+    assert _ident(_volume(), {fid: _copy_doc(fid, dek)}) is None
+    assert _ident(_volume(frozenset({fid})), {}) is None
+
+
+@pytest.mark.parametrize("planted", ["any", "unsigned node", "her other node", "a reader's"])
+def test_a_document_planted_at_the_copy_id_is_said_and_the_copy_made_beside(planted: str) -> None:
+    first, dek = edit_copy_ident(FID, "9" * 32, OLD)
+    doc = {"any": {"_id": first, "type": "planted"},
+           "unsigned node": {**_copy_doc(first, dek), "sig": None},
+           "her other node": _copy_doc(first, b"k" * 32),  # hers, signed, but not under the copy's key
+           "a reader's": _copy_doc(first, dek, CAROL)}[planted]
+    volume = _volume()
+    found = _ident(volume, {first: doc})
+    assert found is not None and found[0] != first
+    assert found == _ident(_volume(), {first: doc})  # her other device makes it under the same id
+    assert found == copy_ident(FID, f"taken\0{first}\0{1}", OLD)
+    assert [a["kind"] for a in volume.trust.alarms.as_list()] == ["forged"]
+
+
+def test_the_copy_made_under_the_next_id_is_made_already() -> None:
+    first, dek = edit_copy_ident(FID, "9" * 32, OLD)
+    second, dek2 = copy_ident(FID, f"taken\0{first}\0{1}", OLD)
+    assert _ident(_volume(), {first: {"_id": first}, second: _copy_doc(second, dek2)}) is None
+
+
+def test_every_derived_id_planted_still_makes_the_copy() -> None:
+    first, _ = edit_copy_ident(FID, "9" * 32, OLD)
+    ids = [first] + [copy_ident(FID, f"taken\0{first}\0{n}", OLD)[0] for n in range(1, COPY_IDENTS)]
+    found = _ident(_volume(), {fid: {"_id": fid, "type": "planted"} for fid in ids})
+    assert found is not None and found[0] not in ids
+
+
+# --- (3): the work bounded
+
+def _her_leaves(monkeypatch, leaves: list[dict]) -> tuple[list, list[dict]]:
+    checked: list[dict] = []
+
+    class Trust:
+        def verify(self, doc: dict, author: str | None = None) -> str:
+            checked.append(doc)
+            if doc.get("sig") != "good":
+                raise Forged("bad signature")
+            return ALICE
+
+    monkeypatch.setattr(loading, "replica", SimpleNamespace(
+        local_of=lambda store: store, in_conflict=lambda local, fid: True,
+        other_leaves=lambda local, fid: list(leaves)))
+    monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
+    monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
+    node = Node(2, FID, ALICE, OLD, stat.S_IFREG | 0o644, 1000, 1000, when=1)
+    found = loading._her_leaves(object(), SimpleNamespace(user_id=ALICE), SimpleNamespace(trust=Trust()),  # type: ignore[arg-type]
+                                node)
+    return found, checked
+
+
+def _leaf(i: int, sig: str) -> dict:
+    node = Node(2, FID, ALICE, OLD, stat.S_IFREG | 0o644, 1000, 1000, when=1)
+    return {"_id": FID, "_rev": f"{10**6 - i}-x{i}", "owner": ALICE, "sig": sig, "node": node,
+            "links": [(TEAM, b"plan.txt")]}
+
+
+def test_her_leaves_check_a_bounded_number_of_signatures(monkeypatch) -> None:
+    leaves = [_leaf(i, "bad") for i in range(loading.HER_LEAVES_CHECKED + 50)]
+    found, checked = _her_leaves(monkeypatch, leaves)
+    assert found == [] and len(checked) == loading.HER_LEAVES_CHECKED
+
+
+def test_her_leaves_keep_a_bounded_number_that_verify(monkeypatch) -> None:
+    leaves = [_leaf(i, "good") for i in range(loading.HER_LEAVES + 50)]
+    found, checked = _her_leaves(monkeypatch, leaves)
+    assert len(found) == len(checked) == loading.HER_LEAVES
