@@ -35,7 +35,8 @@ at the upgrade from unpinned notes are never pinned (removal by re-key only).
 Until then the file stays; one still
 refused once the peer's changes are all taken in (``caught_up``) and refused for a
 while (``SAY_REFUSED_AFTER``, from its first refused deletion: one undone and made
-again is the same, 42a (3), unless the key stood undeleted for long since, 43b (5);
+again is the same, 42a (3), unless the key stood undeleted for long since and the first is
+a day old, 43b (5), 44b (2);
 longer while the pull is behind, 42a (5)) is said
 (attack round 19, tests/mount/test_trust_attack_round19_keys.py).  The while: her move out of a
 share removes the member's keys at once and raises the node's epoch only when
@@ -83,6 +84,10 @@ SAY_REFUSED_AFTER = 15.0
 # The same while, the pull behind (full batches, more waiting): a long backlog may still hold the
 # reason, but a server keeping its feed full for good (echoes) must not keep a deletion unsaid.
 SAY_REFUSED_BEHIND_AFTER = 6 * SAY_REFUSED_AFTER
+# Seconds a key's first refused deletion is remembered: another refused deletion of the same key within
+# it, after the first was undone, is the same one made again (said at once), however long the key stood
+# between (a delete / restore cycle slower than ``SAY_REFUSED_BEHIND_AFTER``: attack round 44b (2)).
+REFUSED_REMEMBERED_FOR = 86400.0
 _HEX = "[0-9a-f]{32}"
 _USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
 _GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
@@ -200,7 +205,8 @@ class KeyMirror:
         self._refused_since: dict[str, tuple[float, int]] = {}
         self._said: set[str] = set()
         # Since when each key whose deletion was refused stands again (both sides agree): one that
-        # stood ``SAY_REFUSED_BEHIND_AFTER`` is a new while at its next deletion (attack round 43b (5)).
+        # stood ``SAY_REFUSED_BEHIND_AFTER`` is a new while at its next deletion (attack round 43b (5)),
+        # once its first is ``REFUSED_REMEMBERED_FOR`` old (44b (2)).
         self._restored_at: dict[str, float] = {}
         # Group bodies' signatures checked here, by group id: (the body's revision, its owner's user
         # document's revision, signed by that owner).  Checked again when either changes: a body
@@ -275,7 +281,10 @@ class KeyMirror:
         restored = self._restored_at.pop(doc_id, None)
         # A key that stood undeleted for long since its last refused deletion: this one is a new
         # deletion (her move out of the share, a day later), not the earlier one made again (43b (5)).
-        stood = restored is not None and time.monotonic() - restored >= SAY_REFUSED_BEHIND_AFTER
+        # Only past ``REFUSED_REMEMBERED_FOR`` from the first: within it a repeat is said at once (44b (2)).
+        now = time.monotonic()
+        stood = restored is not None and now - restored >= SAY_REFUSED_BEHIND_AFTER \
+            and since is not None and now - since[0] >= REFUSED_REMEMBERED_FOR
         if since is None or since[1] != held.epoch or stood:  # a later key: a new grant, a new while
             self._refused_since[doc_id] = (time.monotonic(), held.epoch)
             self._said.discard(doc_id)

@@ -185,7 +185,6 @@ def test_her_removal_under_her_pinned_owner_takes_the_key(pair, clock) -> None: 
 # --- (2) the while reset by a 90 s stand
 
 
-@pytest.mark.xfail(strict=True, reason="44b (2): a deletion undone and made again every 105 s is never said")
 def test_a_deletion_undone_and_made_again_every_105_s_is_said(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, doc_id, revs, body = _bob_key(here)
