@@ -27,13 +27,16 @@ next revision.  A deletion (a bare revision anyone holding the database may
 make) removes a key file only once its grant is gone as someone signed it:
 the file's owner gave the file a later epoch (a share revoked), or a group's
 owner took the recipient out of it (in a body she signed after the newest of
-hers noted for that key: with him in it, or current when the key came; her
-older body served again still verifies, attack round 42a (4), 43b (3)).  "She"
-is the owner pinned here when a key of the group was first met: any user may
-sign a body naming herself owner (43b (1)).  Until then the file stays; one still
+hers noted for that key, with him in it; her older body served again still
+verifies, attack round 42a (4), 43b (3)).  "She" is the owner pinned here when a
+genuine signed key of the group was first met under a body naming its recipient:
+any user may sign a body naming herself owner (43b (1), 44b (1)); groups met first
+at the upgrade from unpinned notes are never pinned (removal by re-key only).
+Until then the file stays; one still
 refused once the peer's changes are all taken in (``caught_up``) and refused for a
 while (``SAY_REFUSED_AFTER``, from its first refused deletion: one undone and made
-again is the same, 42a (3), unless the key stood undeleted for long since, 43b (5);
+again is the same, 42a (3), unless the key stood undeleted for long since and the first is
+a day old, 43b (5), 44b (2);
 longer while the pull is behind, 42a (5)) is said
 (attack round 19, tests/mount/test_trust_attack_round19_keys.py).  The while: her move out of a
 share removes the member's keys at once and raises the node's epoch only when
@@ -81,17 +84,26 @@ SAY_REFUSED_AFTER = 15.0
 # The same while, the pull behind (full batches, more waiting): a long backlog may still hold the
 # reason, but a server keeping its feed full for good (echoes) must not keep a deletion unsaid.
 SAY_REFUSED_BEHIND_AFTER = 6 * SAY_REFUSED_AFTER
+# Seconds a key's first refused deletion is remembered: another refused deletion of the same key within
+# it, after the first was undone, is the same one made again (said at once), however long the key stood
+# between (a delete / restore cycle slower than ``SAY_REFUSED_BEHIND_AFTER``: attack round 44b (2)).
+REFUSED_REMEMBERED_FOR = 86400.0
 _HEX = "[0-9a-f]{32}"
 _USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
 _GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
 _BASE = "key-files"  # the local document: doc id -> fingerprint both sides last had
 # The local document: a group key document's id -> [the group's owner, the newest ``made_at_us`` (None:
-# unstamped)] of a body of the group that owner signed while the key was here: with its recipient in it,
-# or current when the key came (``_note_member``, ``_note_arrival``).  Dropped with the key.
+# unstamped)] of a body of the group that owner signed with its recipient in it while the (genuine,
+# signed) key was here (``_note_member``).  Dropped with the key.
 _MEMBERS = "key-group-members"
-# The local document: group id -> the owner its body named when a key of the group was first met here
-# (kept: a body naming another owner, any user's self-signed one, is neither noted nor a reason).
+# The local document: group id -> the owner its body named when a genuine key of the group was first met
+# here under a body naming its recipient (``_UNPINNED``: none, for good) (kept: a body naming another
+# owner, any user's self-signed one, is neither noted nor a reason).
 _OWNERS = "key-group-owners"
+# A group's entry in ``_OWNERS`` for a group whose keys were noted by the version before pins (an
+# upgrade): no owner was pinned then, and the body current at the upgrade is the server's to choose, so
+# none is ever pinned; its keys' removals are taken by the re-key only (attack round 44b (1)).
+_UNPINNED = ""
 Note = tuple[str, int | None]  # (the group's owner, made_at_us or None: unstamped)
 
 Key = KeyRecord  # (epoch, sealed key, the owner's signature)
@@ -193,7 +205,8 @@ class KeyMirror:
         self._refused_since: dict[str, tuple[float, int]] = {}
         self._said: set[str] = set()
         # Since when each key whose deletion was refused stands again (both sides agree): one that
-        # stood ``SAY_REFUSED_BEHIND_AFTER`` is a new while at its next deletion (attack round 43b (5)).
+        # stood ``SAY_REFUSED_BEHIND_AFTER`` is a new while at its next deletion (attack round 43b (5)),
+        # once its first is ``REFUSED_REMEMBERED_FOR`` old (44b (2)).
         self._restored_at: dict[str, float] = {}
         # Group bodies' signatures checked here, by group id: (the body's revision, its owner's user
         # document's revision, signed by that owner).  Checked again when either changes: a body
@@ -268,7 +281,10 @@ class KeyMirror:
         restored = self._restored_at.pop(doc_id, None)
         # A key that stood undeleted for long since its last refused deletion: this one is a new
         # deletion (her move out of the share, a day later), not the earlier one made again (43b (5)).
-        stood = restored is not None and time.monotonic() - restored >= SAY_REFUSED_BEHIND_AFTER
+        # Only past ``REFUSED_REMEMBERED_FOR`` from the first: within it a repeat is said at once (44b (2)).
+        now = time.monotonic()
+        stood = restored is not None and now - restored >= SAY_REFUSED_BEHIND_AFTER \
+            and since is not None and now - since[0] >= REFUSED_REMEMBERED_FOR
         if since is None or since[1] != held.epoch or stood:  # a later key: a new grant, a new while
             self._refused_since[doc_id] = (time.monotonic(), held.epoch)
             self._said.discard(doc_id)
@@ -304,7 +320,9 @@ class KeyMirror:
             return  # malformed (logged): the file stays as it is
         doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
         group = _GROUP_KEY.fullmatch(doc_id)
-        if group is not None and (in_file is not None or in_doc is not None):
+        # Noted (and pinned) only for a genuine signed key (an unsigned one's removal is taken anyway): a
+        # forged key document the server serves when it likes pins nothing, notes nothing (44b (1), (3)).
+        if group is not None and (_vouched(in_doc, doc_ok) or _vouched(in_file, file_ok)):
             self._note_member(doc_id, group.group(1), group.group(3))  # what a removal must be newer than
         if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
                 and in_file.sig is not None and file_ok:
@@ -349,8 +367,9 @@ class KeyMirror:
             self._said.discard(doc_id)
             self._unnote(doc_id)
         else:
-            if group is not None and base.get(doc_id) != fingerprint:
-                self._note_arrival(doc_id, group.group(1))  # a key (or epoch) new here
+            if group is not None and base.get(doc_id) != fingerprint \
+                    and _vouched(in_doc, self._genuine(doc_id, in_doc)):
+                self._note_member(doc_id, group.group(1), group.group(3))  # a key (or epoch) new here
             if doc_id in self._refused_since:  # its deletion undone: since when it stands
                 self._restored_at.setdefault(doc_id, time.monotonic())
             base[doc_id] = fingerprint
@@ -400,17 +419,15 @@ class KeyMirror:
 
     def _note_member(self, doc_id: str, group_id: str, member: str) -> None:
         """The group's current body, if its pinned owner signed it with ``member`` in it, noted for
-        the key document ``doc_id`` (what a removal must be newer than: ``_member_removed``)."""
+        the genuine key document ``doc_id`` (what a removal must be newer than: ``_member_removed``).
+        Pinned (a first meeting) and noted only under a body with ``member`` in it: one without him,
+        current when his key comes, is no note (the server's own user's body without him, served as
+        current, once pinned took his key later: attack round 44b (1)); his key is then taken by the
+        re-key only, or noted under her next body with him."""
+        if not _names_member(self.store.get(group_id), member):
+            return
         group = self._owned_group(group_id, pin=True)
-        members = group.get("users") if group is not None else None
-        if group is not None and isinstance(members, dict) and member in members:
-            self._note(doc_id, self._owners_seen()[group_id], _stamp(group))
-
-    def _note_arrival(self, doc_id: str, group_id: str) -> None:
-        """A key (or a later epoch) of the group came here: the body its pinned owner signed that is
-        current now is noted for it, with its member in it or not.  His key granted after her older
-        removal of him (his re-joining body not here yet) is not taken by that removal (43b (3))."""
-        if (group := self._owned_group(group_id, pin=True)) is not None:
+        if group is not None and _names_member(group, member):
             self._note(doc_id, self._owners_seen()[group_id], _stamp(group))
 
     def _note(self, doc_id: str, owner: str, made: int | None) -> None:
@@ -451,6 +468,7 @@ class KeyMirror:
 
     def _owners_seen(self) -> dict[str, str]:
         if self._owners is None:
+            self._members_seen()  # an older version's notes first: their groups marked ``_UNPINNED``
             self._owners = _owners_read(self.store)
         return self._owners
 
@@ -461,6 +479,8 @@ class KeyMirror:
         if (group := self._signed_group(group_id)) is None:
             return None
         owners = self._owners_seen()
+        if owners.get(group_id) == _UNPINNED:
+            return None  # met first at the upgrade: no owner pinned, removals by re-key only (44b (1))
         if (pinned := owners.get(group_id)) is None:
             if not pin:
                 return None
@@ -537,6 +557,15 @@ def _document(doc_id: str, doc: dict | None, key: Key | None) -> dict:
             **key.signed_fields()}
 
 
+def _vouched(key: Key | None, genuine: bool) -> bool:
+    """A key its file's owner signed (genuine, and signed: not one from before signatures)."""
+    return key is not None and genuine and key.sig is not None
+
+
+def _names_member(group: dict | None, member: str) -> bool:
+    return group is not None and isinstance(members := group.get("users"), dict) and member in members
+
+
 def _stamp(group: dict) -> int | None:
     """A group body's ``made_at_us`` as its signature reads it: a whole float signs as the integer it
     equals (crypto/signing.py), so it is that integer, never an unstamped body (attack round 43b (2))."""
@@ -559,13 +588,26 @@ def _merge_note(old: Note | None, new: Note) -> Note:
 
 def _notes_read(store: LocalStore) -> dict[str, Note]:
     """``_MEMBERS`` as stored (entries of another shape, an older version's, left out: unnoted keys'
-    removals are refused, the safe side)."""
+    removals are refused, the safe side; their groups are marked never to be pinned, ``_UNPINNED``)."""
     notes: dict[str, Note] = {}
+    old: set[str] = set()
     for doc_id, value in replica.get_local(store, _MEMBERS).items():
         if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) \
                 and (value[1] is None or (isinstance(value[1], int) and not isinstance(value[1], bool))):
             notes[doc_id] = (value[0], value[1])
+        elif isinstance(doc_id, str) and re.fullmatch(rf"{_HEX}-{_HEX}", doc_id):
+            old.add(doc_id[:32])  # the old form: "<group>-<member>" -> a stamp
+    if old:
+        _unpin_upgraded(store, old)
     return notes
+
+
+def _unpin_upgraded(store: LocalStore, groups: set[str]) -> None:
+    """The groups of an older version's notes marked ``_UNPINNED`` where none is pinned yet (written
+    before the old notes can be dropped by a write of ``_MEMBERS``; bounded by that document's size)."""
+    pinned = replica.get_local(store, _OWNERS)
+    if missing := {g: _UNPINNED for g in sorted(groups) if g not in pinned}:
+        replica.put_local(store, _OWNERS, {**pinned, **missing})
 
 
 def _owners_read(store: LocalStore) -> dict[str, str]:

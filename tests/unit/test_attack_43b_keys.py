@@ -304,8 +304,11 @@ def test_many_members_noted_in_one_batch_do_not_rewrite_the_whole_document_each(
         put_local(store, doc_id, body)
 
     monkeypatch.setattr(replica, "put_local", counting)
+    # Signed by the server's own user, the node's owner (genuine to the mirror: 44b (3) notes only
+    # genuine signed keys, so unsigned ones would be noted not at all).
     docs = [{"_id": f"vfkey-g-{group}-{fid}-{m}", "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY,
-             "epoch": 1, "key": "c2VhbGVk"} for m in members]  # unsigned: forged, refused, yet noted
+             "epoch": 1, "key": b64e(b"sealed"), "owner": server.id, "fid": fid, "recipient": m,
+             "sig": server.sign(record_doc(server.id, fid, m, 1, b"sealed"))["sig"]} for m in members]
     arrival = replica.store_revisions(here.store, docs)
     here.keys.arrived(d["_id"] for d in arrival.current)  # one batch
     assert len(replica.get_local(here.store, key_mirror._MEMBERS)) == n
