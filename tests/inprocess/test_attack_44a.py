@@ -158,7 +158,6 @@ async def test_a_shown_leaf_naming_the_genuine_hash_is_placed_control(fs, monkey
     assert _placed_shas(volume, {doc["_id"] for doc in genuine}) == {doc["_id"]: _sha(doc) for doc in genuine}
 
 
-@pytest.mark.xfail(strict=True, reason="44a (2): refused for his hash, noted in vain for her version too")
 async def test_her_version_is_asked_again_of_the_holding_peer_once_his_want_is_gone(fs, monkeypatch) -> None:
     volume = fs.volume
     node, genuine, forged = await _two_versions_scene(fs, monkeypatch, same=False)
@@ -183,6 +182,25 @@ async def test_her_version_is_asked_again_of_the_holding_peer_once_his_want_is_g
         f"her records still punched; the holding peer asked {len(holding.asked) - before} more time(s), "
         f"noted in vain for her: {tree.records_asked.get((node.fid, hers))}")
 
+
+
+async def test_a_record_the_versions_disagree_on_is_not_asked_again_while_they_want_it(
+        fs, monkeypatch) -> None:
+    """(2)'s bound: while the same versions want the record, the peer refused for it is not asked again
+    (43d (2): no ask per pull); only a change of the versions wanting it asks again, once."""
+    volume = fs.volume
+    node, genuine, _ = await _two_versions_scene(fs, monkeypatch, same=False)
+    wanted = volume.tree.records_wanted
+    wanted[(node.fid, "f" * len(node.head))] = wanted.pop((node.fid, node.head))
+    volume.tree.records_asked.clear()
+    holding = Peer(genuine)
+    r, _ = _replicator(fs, holding, "holding")
+    await r._take_punched()
+    before = len(holding.asked)
+    for _ in range(3):
+        await r._take_punched()
+    assert len(holding.asked) == before, f"asked {len(holding.asked) - before} more time(s)"
+    assert volume.layout.places.punched_of(node.fid), "still refused while the versions disagree"
 
 class _FailingOnce:
     """``settled`` whose ``n``-th entry raises as a failed group commit does (vault/tree/inodes.py
