@@ -158,7 +158,6 @@ async def test_a_shown_leaf_naming_the_genuine_hash_is_placed_control(fs, monkey
     assert _placed_shas(volume, {doc["_id"] for doc in genuine}) == {doc["_id"]: _sha(doc) for doc in genuine}
 
 
-@pytest.mark.xfail(strict=True, reason="44a (2): refused for his hash, noted in vain for her version too")
 async def test_her_version_is_asked_again_of_the_holding_peer_once_his_want_is_gone(fs, monkeypatch) -> None:
     volume = fs.volume
     node, genuine, forged = await _two_versions_scene(fs, monkeypatch, same=False)
@@ -184,6 +183,25 @@ async def test_her_version_is_asked_again_of_the_holding_peer_once_his_want_is_g
         f"noted in vain for her: {tree.records_asked.get((node.fid, hers))}")
 
 
+
+async def test_a_record_the_versions_disagree_on_is_not_asked_again_while_they_want_it(
+        fs, monkeypatch) -> None:
+    """(2)'s bound: while the same versions want the record, the peer refused for it is not asked again
+    (43d (2): no ask per pull); only a change of the versions wanting it asks again, once."""
+    volume = fs.volume
+    node, genuine, _ = await _two_versions_scene(fs, monkeypatch, same=False)
+    wanted = volume.tree.records_wanted
+    wanted[(node.fid, "f" * len(node.head))] = wanted.pop((node.fid, node.head))
+    volume.tree.records_asked.clear()
+    holding = Peer(genuine)
+    r, _ = _replicator(fs, holding, "holding")
+    await r._take_punched()
+    before = len(holding.asked)
+    for _ in range(3):
+        await r._take_punched()
+    assert len(holding.asked) == before, f"asked {len(holding.asked) - before} more time(s)"
+    assert volume.layout.places.punched_of(node.fid), "still refused while the versions disagree"
+
 class _FailingOnce:
     """``settled`` whose ``n``-th entry raises as a failed group commit does (vault/tree/inodes.py
     ``settled``: "A failed commit is raised"); the others pass."""
@@ -208,7 +226,6 @@ class _FailingOnce:
         yield
 
 
-@pytest.mark.xfail(strict=True, reason="44a (3): placed but not noted: the version is never walked again")
 async def test_a_leaf_placed_by_an_ask_that_then_failed_still_leads_to_its_blocks(fs) -> None:
     volume = fs.volume
     node, expected, genuine, _ = await _leaf_scene(fs)
@@ -258,7 +275,6 @@ class _BeneathAway(Peer):
         raise PeerUnavailable("the ask timed out")
 
 
-@pytest.mark.xfail(strict=True, reason="44a (4): a poked ask's failure cancels the longpoll in flight")
 async def test_a_poked_ask_that_fails_leaves_the_longpoll_running(fs) -> None:
     volume = fs.volume
     peer = _BeneathAway([])
@@ -281,3 +297,31 @@ async def test_a_poked_ask_that_fails_leaves_the_longpoll_running(fs) -> None:
         peer.answer.set()
     volume.tree.beneath.clear()
     assert outcome == [False], f"the pull ended with {outcome!r}, its longpoll cancelled in flight"
+
+
+async def test_a_poked_ask_whose_commit_fails_is_raised_once_the_longpoll_ended(fs) -> None:
+    """(4), a failure here (the commit around the revisions taken in): the pull ends with it, but only
+    after its longpoll answered, never cancelled in flight."""
+    volume = fs.volume
+    peer = Peer([])
+    r, _ = _replicator(fs, peer)
+    r.settled = _FailingOnce(1)  # the poked ask's commit
+    outcome: list[object] = []
+
+    async def pull() -> None:
+        try:
+            outcome.append(await r.pull(wait=True))
+        except Exception as err:  # noqa: BLE001 - what the run loop would get
+            outcome.append(err)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pull)
+        await trio.testing.wait_all_tasks_blocked()
+        volume.tree.beneath["f" * 32] = ("2-" + "a" * 32, ["1-" + "b" * 32])
+        r.beneath.want_again()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not outcome, f"the pull ended with {outcome!r} while its longpoll waited"
+        peer.answer.set()
+    volume.tree.beneath.clear()
+    assert peer.polls_ended == 1
+    assert len(outcome) == 1 and isinstance(outcome[0], OSError), outcome

@@ -598,6 +598,7 @@ def wanted_of(volume: Volume, peer: str) -> list[tuple[tuple[str, str], str, int
     superseded meanwhile are dropped first (``drop_superseded``)."""
     tree = volume.tree
     drop_superseded(volume)
+    _disputes_settled(volume)
     shown = _shown_hashes(volume)
     out = []
     for version, wanted in tree.records_wanted.items():
@@ -605,6 +606,41 @@ def wanted_of(volume: Volume, peer: str) -> list[tuple[tuple[str, str], str, int
         out += [(version, vid, idx, owner, shown.get((version[0], vid, idx), sha))
                 for (vid, idx), (owner, sha) in wanted.items() if (vid, idx) not in asked]
     return out
+
+
+def _wanting_versions(volume: Volume) -> dict[tuple[str, str, int], set[tuple[str, str]]]:
+    """(fid, vid, idx) -> the versions whose want names that record."""
+    out: dict[tuple[str, str, int], set[tuple[str, str]]] = {}
+    for version, wanted in volume.tree.records_wanted.items():
+        for vid, idx in wanted:
+            out.setdefault((version[0], vid, idx), set()).add(version)
+    return out
+
+
+def _disputes_settled(volume: Volume) -> None:
+    """The in-vain notes of a record several versions wanted, dropped for every version once the versions
+    wanting it changed: refused as one of them named other bytes (``_as_named``), it was noted in vain
+    for all, so once that version's want was gone the peer holding the bytes the others name was never
+    asked again (attack round 44a (2)).  Noting in vain only the versions whose own hash it missed is no
+    fix: the others, asked alone, then had the server's bytes matching his placed (43d (1) again).  Each
+    change of the wanting versions asks again once: bounded by the versions that arrive."""
+    tree = volume.tree
+    if not tree.records_disputed:
+        return
+    wanting = _wanting_versions(volume)
+    for record, versions in list(tree.records_disputed.items()):
+        if frozenset(wanting.get(record, ())) == versions:
+            continue
+        del tree.records_disputed[record]
+        fid, vid, idx = record
+        for version in wanting.get(record, ()):
+            peers = tree.records_asked.get(version, {})
+            for peer in list(peers):
+                peers[peer].discard((vid, idx))
+                if not peers[peer]:
+                    del peers[peer]
+            if version in tree.records_asked and not peers:
+                del tree.records_asked[version]
 
 
 def _shown_hashes(volume: Volume) -> dict[tuple[str, str, int], bytes]:
@@ -641,9 +677,12 @@ def note_asked(volume: Volume, peer: str, in_vain: Asked, came: set[tuple[str, s
     the rest: each such ask places a record, so this ends.  A version some record of which came is
     walked again (at once if shown, else at the next look at it): it may want more."""
     tree = volume.tree
+    wanting = _wanting_versions(volume) if in_vain else {}
     for version, vid, idx in in_vain:
         if (vid, idx) in tree.records_wanted.get(version, {}):
             tree.records_asked.setdefault(version, {}).setdefault(peer, set()).add((vid, idx))
+            if len(versions := wanting.get((version[0], vid, idx), set())) > 1:
+                tree.records_disputed[(version[0], vid, idx)] = frozenset(versions)
     by_fid: dict[str, list[tuple[str, int]]] = {}
     for fid, vid, idx in came:
         by_fid.setdefault(fid, []).append((vid, idx))

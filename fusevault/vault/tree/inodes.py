@@ -128,6 +128,9 @@ class Inodes:
         # came, or it is the head of no node shown or held back (``drop_superseded``).
         self.records_wanted: dict[tuple[str, str], dict[tuple[str, int], tuple[str, bytes | None]]] = {}
         self.records_asked: dict[tuple[str, str], dict[str, set[tuple[str, int]]]] = {}
+        # (fid, vid, idx) of a record several versions wanted when a peer was asked for it in vain ->
+        # those versions (absorbing.py ``_disputes_settled``): its notes go once they change.
+        self.records_disputed: dict[tuple[str, str, int], frozenset[tuple[str, str]]] = {}
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
@@ -593,6 +596,7 @@ class Inodes:
         self.beneath.clear()
         self.records_wanted.clear()
         self.records_asked.clear()
+        self.records_disputed.clear()
         self.same_state.clear()
         self.ledger = None  # saved before; it holds a key of the user's
         if self.layout.places is not None and self.key is not None:
