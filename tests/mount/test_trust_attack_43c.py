@@ -252,15 +252,11 @@ def test_control_bobs_state_beside_her_unshare_leaves_her_new_key(vault: Path, t
     assert not _opens(current, old), (current["epoch"], current["said"])
 
 
-@pytest.mark.xfail(strict=True, reason="43c (8): bob's state claiming epoch 2**40 wins rule 2: her folder "
-                   "back under the key she took back from carol")
 def test_bobs_state_claiming_a_high_epoch_does_not_undo_her_unshare(vault: Path, tmp_path: Path) -> None:
     current, old = _unshared_beside_bobs_high_epoch(vault, tmp_path, 2**40)
     assert not _opens(current, old), (current["epoch"], current["said"])
 
 
-@pytest.mark.xfail(strict=True, reason="43c (6): bob's rename of team/sub made beside her unshare's re-key "
-                   "in place is dropped by rule 2, unsaid")
 def test_bobs_rename_beside_her_unshare_is_kept(vault: Path, tmp_path: Path) -> None:
     """tests/unit/test_attack_43c.py (6) at a mount: his rename, where he writes, beside her re-key."""
     current, old = _unshared_beside_bobs_high_epoch(vault, tmp_path, None, rename=True)

@@ -165,8 +165,9 @@ def test_control_her_later_chmod_stands_over_an_honest_members_state(clock: Cloc
     assert _her_devices_apart(None) == {0o600}
 
 
-@pytest.mark.xfail(strict=True, reason="43c (1): a member's stamp under a day ahead still makes her "
-                   "changes a count of changes: her later chmod undone")
+@pytest.mark.xfail(strict=True, reason="43c (1): fixed where the signer is known (node_from_doc: a member's "
+                   "stamp ahead of the clock is none; tests/unit/test_stamps_by_signer_43c.py); taken "
+                   "in here by apply_attrs, signer unknown, the day's bound stands (42b's test pins it)")
 def test_her_later_chmod_stands_over_a_members_stamp_just_under_a_day_ahead(clock: Clock) -> None:
     ahead = clock.real + DAY - 60 * 10**9  # 23 h 59 min ahead of her clocks
     assert _her_devices_apart(ahead) == {0o600}
@@ -203,8 +204,9 @@ def test_control_a_clock_an_hour_behind_keeps_her_later_chmod(clock: Clock) -> N
     assert _slow_laptop_apart(clock, 3600 * 10**9) == (0o640, 0o640)
 
 
-@pytest.mark.xfail(strict=True, reason="43c (2): a device whose clock is over a day behind takes every "
-                   "honest stamp as none: its earlier chmod wins there")
+@pytest.mark.xfail(strict=True, reason="43c (2): fixed where the signer is known (node_from_doc: her own "
+                   "stamps taken as they are; tests/unit/test_stamps_by_signer_43c.py); taken in here "
+                   "by apply_attrs, signer unknown, the day's bound stands (42b's test pins it)")
 def test_a_device_whose_clock_runs_two_days_behind_keeps_her_later_chmod(clock: Clock) -> None:
     assert _slow_laptop_apart(clock, 2 * DAY) == (0o640, 0o640)
 
@@ -283,7 +285,8 @@ def test_control_rule_2_keeps_the_new_key(clock: Clock) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="43c (5): rule 2 keeps the re-keyed side's names though her "
-                   "later move was on the other side: her move undone unsaid")
+                   "later move was on the other side: her move undone unsaid (stamps alone do not tell "
+                   "it from 41b (2)'s earlier move out beside a later rename in the share)")
 def test_rule_2_keeps_her_later_move_beside_a_re_key_in_place(clock: Clock) -> None:
     rekeyed, moved = _rekeyed_in_place_and_moved(clock)
     for mine, theirs in ((rekeyed, moved), (moved, rekeyed)):
@@ -310,8 +313,6 @@ def _unshared_and_renamed_by_bob(clock: Clock) -> tuple[Leaf, Leaf]:
     return mine, theirs
 
 
-@pytest.mark.xfail(strict=True, reason="43c (6): rule 2 keeps her re-keyed state whole: a WRITE member's "
-                   "later rename in place beside it is lost unsaid")
 def test_rule_2_keeps_a_members_later_rename_beside_her_re_key_in_place(clock: Clock, monkeypatch) -> None:
     from fusevault.vault.services import conflicts
     monkeypatch.setattr(conflicts, "_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
@@ -325,8 +326,9 @@ def test_rule_2_keeps_a_members_later_rename_beside_her_re_key_in_place(clock: C
 
 # --- 8: rule 2's epoch is what a member's sealed attributes claim
 
-@pytest.mark.xfail(strict=True, reason="43c (8): a member's state claiming a high epoch under the old key "
-                   "wins rule 2 over her re-key: the revoked key stands")
+@pytest.mark.xfail(strict=True, reason="43c (8): fixed with the volume (_decide tells hers from his: "
+                   "tests/unit/test_conflicts_rule2_43c.py, the mount test); called with none here, "
+                   "every state is hers (a vault with no key pairs), as before")
 def test_rule_2_keeps_her_new_key_over_a_members_state_claiming_a_higher_epoch(clock: Clock) -> None:
     """team/sub (a folder; or an empty file) re-keyed in place by her unshare of carol (epoch 1, new key
     n).  Apart, bob (still WRITE) chmods it: his client (or he) seals epoch 99 into his state, the key

@@ -163,17 +163,25 @@ def note_change(node: Node, field: str) -> None:
 STAMP_AHEAD_NS = 86400 * 10**9
 
 
-def taken_stamps(changed: dict[str, int] | None) -> dict[str, int] | None:
+def taken_stamps(changed: dict[str, int] | None, by_owner: bool | None = None) -> dict[str, int] | None:
     """The change stamps of a state taken in (loaded, arrived, a branch opened to be settled): a stamp
     past this device's clock plus ``STAMP_AHEAD_NS`` is no time a clock made (a member's commit
     stamped near 2**63, or a clock far off) and is taken as none.  Kept, every change of that field
     made over it was that stamp plus one (``note_change``): a count of changes, not a time, and of two
     of her devices the one that changed it more often won it, her later change undone (attack round
     42b (2)).  Held down to a bound instead, it stays ahead of her changes all the same; as none, any
-    change of hers goes above it, and where nobody changed the field the kept state's stands."""
+    change of hers goes above it, and where nobody changed the field the kept state's stands.
+
+    Who signed the state says more (``by_owner``; None: unsigned, or not known here).  Her own
+    devices' stamps are taken as they are: judged against this clock, a device whose clock ran more
+    than a day behind took every honest stamp of her other devices as none, and her earlier change
+    won there (attack round 43c (2)).  A member's stamp ahead of this clock at all is none: one just
+    under a day ahead, kept, made a count of her changes all the same (attack round 43c (1))."""
     if not changed:
         return None
-    limit = now_ns() + STAMP_AHEAD_NS
+    if by_owner:
+        return changed
+    limit = now_ns() + (0 if by_owner is False else STAMP_AHEAD_NS)
     return {field: n for field, n in changed.items() if n <= limit} or None
 
 
@@ -403,7 +411,7 @@ def detached_node(doc: dict, key: MasterKey, ino: int = 0) -> Node:
     dek, attrs = open_node_doc(doc, key)
     try:
         node = Node(ino, _place_ids(doc), doc["owner"], dek, attrs["mode"], 0, 0)
-        apply_attrs(node, attrs)  # links are not followed: it has none
+        apply_attrs(node, attrs, _by_owner(doc))  # links are not followed: it has none
     except (KeyError, TypeError, ValueError, OverflowError):
         raise CorruptData(f"node document {doc['_id']} is malformed") from None
     node.rev = doc["_rev"]
@@ -414,7 +422,7 @@ def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[
     """A node from its opened document, and its links as (parent fid, name)."""
     try:
         node = Node(0, _place_ids(doc), doc["owner"], dek, attrs["mode"], 0, 0)
-        links = apply_attrs(node, attrs)
+        links = apply_attrs(node, attrs, _by_owner(doc))
     except (KeyError, TypeError, ValueError, OverflowError):
         raise CorruptData(f"node document {doc['_id']} is malformed") from None
     if node.epoch != doc.get("epoch", 0):
@@ -433,6 +441,13 @@ def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[
     return node, links
 
 
+def _by_owner(doc: dict) -> bool | None:
+    """Whether a node document is signed by its owner (None: unsigned).  Read from the signature the
+    caller has checked already (a document is opened only once admitted)."""
+    signer = _signer(doc)
+    return None if signer is None else signer == doc.get("owner")
+
+
 def _signer(doc: dict) -> str | None:
     try:
         return signer_of(doc)
@@ -440,8 +455,9 @@ def _signer(doc: dict) -> str | None:
         return None
 
 
-def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
-    """Fill a node from decrypted attrs; return its links as (parent fid, name)."""
+def apply_attrs(node: Node, attrs: dict, by_owner: bool | None = None) -> list[tuple[str, bytes]]:
+    """Fill a node from decrypted attrs; return its links as (parent fid, name).  ``by_owner``: whether
+    the state is signed by its owner (None: unsigned, or not known), for its change stamps."""
     node.mode = attrs["mode"]
     node.uid, node.gid, node.rdev = attrs["uid"], attrs["gid"], attrs["rdev"]
     node.size = node.stored_size = attrs["size"]
@@ -460,7 +476,7 @@ def apply_attrs(node: Node, attrs: dict) -> list[tuple[str, bytes]]:
     node.epoch = attrs.get("epoch", 0)
     node.allocated = attrs.get("allocated")
     node.placed = shaped(attrs.get("placed"))
-    node.changed = taken_stamps(attrs.get("changed"))
+    node.changed = taken_stamps(attrs.get("changed"), by_owner)
     if (seq := attrs.get("seq")) is not None:
         device, n = seq
         if not isinstance(device, str) or not isinstance(n, int):

@@ -202,7 +202,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         if _replayed(volume, mine, theirs, "made the current revision, beside a newer one"):
             keeper, named, loser = theirs, theirs, None  # nothing of the replay is kept
         else:
-            keeper, named, loser = _decide(store, mine, theirs, volume.key)
+            keeper, named, loser = _decide(store, mine, theirs, volume.key, volume)
             if (_made_twice(mine, theirs) and mine.node.is_reg and mine.node.head != theirs.node.head
                     and not await _same_bytes(volume, mine, theirs)):
                 # Rule 5 is for one conflict copy two devices made at once: the same bytes.  Two
@@ -365,8 +365,10 @@ def _open(doc: dict, history: list[str], volume: Volume) -> Leaf:
     return Leaf(doc, node, links, history)
 
 
-def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey) -> tuple[Leaf, Leaf, Leaf | None]:
-    """(the leaf whose contents stay, the leaf whose names it gets, the leaf to copy or None)."""
+def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey,
+            volume: Volume | None = None) -> tuple[Leaf, Leaf, Leaf | None]:
+    """(the leaf whose contents stay, the leaf whose names it gets, the leaf to copy or None).
+    ``volume`` tells her states from a member's (rule 2); None: every state is hers."""
     if _made_twice(mine, theirs):
         return mine, mine, None  # rule 5
     if _deletes(mine) != _deletes(theirs):
@@ -377,7 +379,7 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey) -> tupl
         # move of an empty file or a folder out of a share) is only its key and epoch.  The later
         # side kept whole, a chmod made apart put her file back under the key the member holds, given
         # the names of her move (``_apart``; attack round 42b (6)).  Its metadata is merged still.
-        keeper = max(mine, theirs, key=lambda leaf: (leaf.node.epoch, leaf.node.ctime, leaf.doc["_rev"]))
+        keeper = _newer_key(volume, mine, theirs)
         return keeper, keeper, None
     for newer, older in ((mine, theirs), (theirs, mine)):
         if _descends(store, newer, older.node.head, key):
@@ -394,21 +396,56 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey) -> tupl
     return keeper, keeper, theirs if keeper is mine else mine
 
 
+def _newer_key(volume: Volume | None, mine: Leaf, theirs: Leaf) -> Leaf:
+    """Rule 2's keeper: of two key epochs, the newer key.  Only between two states of hers: the epoch
+    is what the signer seals, and a member cannot re-key (only her devices do: a move, an unshare).
+    A member's state claiming a higher epoch under the key he holds (her older one) won, and her
+    unshare was undone: the key she took back opened the node again (attack round 43c (8)).  Beside a
+    member's state of another epoch hers is kept, his names and metadata merged (``_apart``)."""
+    if volume is not None and mine.node.epoch != theirs.node.epoch:
+        hers = [leaf for leaf in (mine, theirs) if _hers(volume, leaf)]
+        if len(hers) == 1:
+            his = theirs if hers[0] is mine else mine
+            if his.node.epoch > hers[0].node.epoch and volume.authorship is not None:
+                # His claim, or her other device's re-key he took in (not told apart here): said.
+                volume.authorship.deny(his.doc, f"a state signed by {said_signer(his.doc)} claims key epoch "
+                                       f"{his.node.epoch}, above hers ({hers[0].node.epoch}): her key kept, "
+                                       "his names and metadata merged")
+            return hers[0]
+    return max(mine, theirs, key=lambda leaf: (leaf.node.epoch, leaf.node.ctime, leaf.doc["_rev"]))
+
+
 def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
            loser: Leaf | None) -> tuple[Leaf, Metadata | None]:
     """Rules 2 and 3 between two states of hers: what she set as metadata taken field by field from the
     state that changed it, the later change if both did (vault/services/metadata_merge.py).  Kept whole,
     the state with the contents undid her chmod or xattr on her other device, and rule 2 lost a rename
-    or a chmod made apart (attack round 41b (4)).  (The names chosen, the merged rest or None.)"""
-    if loser is not None or _made_twice(mine, theirs) or _deletes(mine) or _deletes(theirs) \
-            or not (_hers(volume, mine) and _hers(volume, theirs)):
-        return named, None  # rules 1, 4, 5, or a member's state: as it was decided
+    or a chmod made apart (attack round 41b (4)).  Also beside a member's state rule 2 kept hers for
+    her key (``_her_key_beside_his``: his names and metadata by their stamps, attack round 43c (6)).
+    (The names chosen, the merged rest or None.)"""
+    if loser is not None or _made_twice(mine, theirs) or _deletes(mine) or _deletes(theirs):
+        return named, None  # rules 1, 4, 5: as it was decided
     other = theirs if keeper is mine else mine
+    if not (_hers(volume, mine) and _hers(volume, theirs)) and not _her_key_beside_his(volume, keeper, other):
+        return named, None  # a member's state: as it was decided
     if not (keeper.node.epoch > other.node.epoch and _folders(keeper) != _folders(other)):
-        # Her names from the state that changed them last (a tie: as decided).  Not over a re-keyed
-        # move into another folder: that keeps its own (``_decide``, round 41b (2)).
-        named = _changed_last(named, other if named is keeper else keeper, "links")
+        # The names from the state that changed them last (a tie: as decided).  Not over a re-keyed
+        # move into another folder: that keeps its own (``_decide``, round 41b (2)).  A member's later
+        # rename beside her re-key in place is his to make where he writes (judged as his by
+        # ``_adopt``'s ``leaf_ok``), lost before (attack round 43c (6)); his names stand on a tie too:
+        # her re-key in place changed none, and a client that renames without a stamp is not hers.
+        if _her_key_beside_his(volume, keeper, other):
+            named = _changed_last(other, keeper, "links")
+        else:
+            named = _changed_last(named, other if named is keeper else keeper, "links")
     return named, merged(keeper.node, other.node, named.node)
+
+
+def _her_key_beside_his(volume: Volume, keeper: Leaf, other: Leaf) -> bool:
+    """Rule 2 kept her state for its key beside a member's state of another epoch (``_newer_key``):
+    her key and contents stand, his names and metadata merged by their stamps."""
+    return (keeper.node.head == other.node.head and keeper.node.epoch != other.node.epoch
+            and _hers(volume, keeper) and not _hers(volume, other))
 
 
 def _changed_last(first: Leaf, second: Leaf, field: str) -> Leaf:
