@@ -62,7 +62,6 @@ import time
 from pathlib import Path
 
 import adversary
-import pytest
 from attack_scenes import add_users, recipients_dek, share
 from conftest import PouchServer, fusevault, mounted, settled, wait_for
 
