@@ -97,14 +97,12 @@ import errno
 import os
 
 from fusevault.errors import PeerUnavailable
-from fusevault.sync.content_docs import read_records
 from fusevault.sync.replicator import RECORDS_BATCH
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
-from fusevault.vault.services import gc
 from fusevault.vault.services.absorbing import inherits_punched
 from fusevault.vault.tree import revival
 from inprocess.conftest import DIR, ME, ROOT, make
-from inprocess.test_punched_records import Peer, _expected, _punched_scene, _read, _replicator
+from inprocess.test_punched_records import Peer, _expected, _punch, _punched_scene, _read, _replicator
 
 
 async def _two_peers(fs, lacking_first: bool) -> tuple[bytes | int, Peer, Peer]:
@@ -152,15 +150,7 @@ async def test_a_version_naming_no_punched_record_is_not_held_back(fs) -> None:
     rows = {row.idx: row for row in volume.layout.places.of_version(node.fid, v1)}
     assert -2 in rows and -10 in rows, "v1's manifest is a tree"
     gone = [rows[-1], rows[-2], rows[0]]  # what v2 and v3 do not use
-    genuine = read_records(volume.layout, gone)
-    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
-    try:
-        for row in gone:
-            gc.punch_hole(fd, row.offset, row.length)
-    finally:
-        os.close(fd)
-    await volume.store_call(volume.store.forget_places, node.fid,
-                            [(row.offset, row.offset + row.length) for row in gone])
+    genuine = await _punch(volume, node, gone)
     assert volume.layout.places.punched_of(node.fid)
     size = os.path.getsize(volume.layout.vf_path(node.owner, node.fid))
     held = inherits_punched(volume, node)
@@ -185,15 +175,7 @@ async def test_a_punched_node_the_version_names_is_wanted_first_then_the_blocks_
     node = volume.resolve(b"big.bin")
     rows = {row.idx: row for row in volume.layout.places.of_version(node.fid, v1)}
     gone = [rows[-1], rows[-2], rows[-10], rows[260]]
-    genuine = read_records(volume.layout, gone)
-    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
-    try:
-        for row in gone:
-            gc.punch_hole(fd, row.offset, row.length)
-    finally:
-        os.close(fd)
-    await volume.store_call(volume.store.forget_places, node.fid,
-                            [(row.offset, row.offset + row.length) for row in gone])
+    genuine = await _punch(volume, node, gone)
     peer = Peer(genuine)
     r, _ = _replicator(fs, peer)
     steps = []
@@ -226,15 +208,7 @@ async def test_records_wanted_again_are_asked_for_in_batches(fs) -> None:
     node = volume.resolve(b"many.bin")
     gone = [row for row in volume.layout.places.of_version(node.fid, v1) if 0 <= row.idx < MANY]
     assert len(gone) == MANY
-    genuine = read_records(volume.layout, gone)
-    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
-    try:
-        for row in gone:
-            gc.punch_hole(fd, row.offset, row.length)
-    finally:
-        os.close(fd)
-    await volume.store_call(volume.store.forget_places, node.fid,
-                            [(row.offset, row.offset + row.length) for row in gone])
+    genuine = await _punch(volume, node, gone)
     assert inherits_punched(volume, node)
     peer = Peer(genuine)
     r, _ = _replicator(fs, peer)
@@ -350,15 +324,7 @@ async def test_a_version_shown_as_it_is_wants_the_rest_once_another_peer_sends_i
     node = volume.resolve(b"big.bin")
     rows = {row.idx: row for row in volume.layout.places.of_version(node.fid, v1)}
     gone = [rows[-2], rows[0], rows[1]]  # v1's leaf 0 and two of its blocks: v2 uses them
-    genuine = read_records(volume.layout, gone)
-    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
-    try:
-        for row in gone:
-            gc.punch_hole(fd, row.offset, row.length)
-    finally:
-        os.close(fd)
-    await volume.store_call(volume.store.forget_places, node.fid,
-                            [(row.offset, row.offset + row.length) for row in gone])
+    genuine = await _punch(volume, node, gone)
     assert inherits_punched(volume, node)
     lacking, holding = Peer([]), Peer(genuine)
     for name, peer in (("lacking", lacking), ("holding", holding), ("holding", holding)):

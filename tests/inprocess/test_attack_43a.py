@@ -141,15 +141,22 @@ import os
 import trio
 
 from fusevault.errors import PeerUnavailable
-from fusevault.sync.content_docs import read_records
 from fusevault.sync.replicator import PUNCHED_TRIES
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
-from fusevault.vault.services import gc
 from fusevault.vault.services.absorbing import inherits_punched
 from fusevault.vault.tree import revival
 from inprocess.conftest import DIR, ME, ROOT, make
 from inprocess.test_attack_42a import _Away, _deep_scene
-from inprocess.test_punched_records import AT, WORDS, Peer, _expected, _punched_scene, _read, _replicator
+from inprocess.test_punched_records import (
+    AT,
+    WORDS,
+    Peer,
+    _expected,
+    _punch,
+    _punched_scene,
+    _read,
+    _replicator,
+)
 
 
 def _garbage(docs: list[dict]) -> list[dict]:
@@ -203,15 +210,7 @@ async def _leaf_scene(fs) -> tuple[object, bytes, list[dict], str]:
     node = volume.resolve(b"big.bin")
     rows = {row.idx: row for row in volume.layout.places.of_version(node.fid, v1)}
     gone = [rows[-2], rows[0], rows[1]]
-    genuine = read_records(volume.layout, gone)
-    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
-    try:
-        for row in gone:
-            gc.punch_hole(fd, row.offset, row.length)
-    finally:
-        os.close(fd)
-    await volume.store_call(volume.store.forget_places, node.fid,
-                            [(row.offset, row.offset + row.length) for row in gone])
+    genuine = await _punch(volume, node, gone)
     expected = bytearray(original)
     expected[at:at + len(b"an edit")] = b"an edit"
     return node, bytes(expected), genuine, v1
@@ -294,15 +293,7 @@ async def test_a_peer_sending_one_record_at_a_time_does_not_make_the_others_aske
     await fs.ops.release(info.fh)
     node = volume.resolve(b"many.bin")
     gone = [row for row in volume.layout.places.of_version(node.fid, v1) if 0 <= row.idx < MANY]
-    genuine = read_records(volume.layout, gone)
-    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
-    try:
-        for row in gone:
-            gc.punch_hole(fd, row.offset, row.length)
-    finally:
-        os.close(fd)
-    await volume.store_call(volume.store.forget_places, node.fid,
-                            [(row.offset, row.offset + row.length) for row in gone])
+    genuine = await _punch(volume, node, gone)
     assert inherits_punched(volume, node)
     drip, lacking = _Drip(genuine), Peer([])
     rounds = 0

@@ -64,12 +64,11 @@ import os
 import pytest
 
 from fusevault.store import replica
-from fusevault.sync.content_docs import read_records
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
-from fusevault.vault.services import absorbing, gc
+from fusevault.vault.services import absorbing
 from fusevault.vault.services.absorbing import inherits_punched
 from inprocess.conftest import ME, make
-from inprocess.test_punched_records import Peer, _expected, _punched_scene, _read, _replicator
+from inprocess.test_punched_records import Peer, _expected, _punch, _punched_scene, _read, _replicator
 
 
 def _forged(docs: list[dict]) -> list[dict]:
@@ -169,15 +168,7 @@ async def test_a_peer_sending_one_good_record_and_garbage_is_not_asked_over_and_
     await fs.ops.release(info.fh)
     node = volume.resolve(b"many.bin")
     gone = [row for row in volume.layout.places.of_version(node.fid, v1) if 0 <= row.idx < MANY]
-    genuine = read_records(volume.layout, gone)
-    fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
-    try:
-        for row in gone:
-            gc.punch_hole(fd, row.offset, row.length)
-    finally:
-        os.close(fd)
-    await volume.store_call(volume.store.forget_places, node.fid,
-                            [(row.offset, row.offset + row.length) for row in gone])
+    genuine = await _punch(volume, node, gone)
     assert inherits_punched(volume, node)
     server = _OneGoodRestGarbage(genuine)
     r, said = _replicator(fs, server, "server")

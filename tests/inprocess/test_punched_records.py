@@ -74,6 +74,13 @@ async def _punched_scene(fs) -> tuple[object, list[PlaceRow], list[dict]]:
     assert node.head != v1
     rows = [row for row in volume.layout.places.of_version(node.fid, v1) if row.idx in (0, 1)]
     assert len(rows) == 2
+    genuine = await _punch(volume, node, rows)
+    return node, rows, genuine
+
+
+async def _punch(volume, node, rows: list[PlaceRow]) -> list[dict]:
+    """``rows`` (records of ``node``'s file) punched out as gc does, their places forgotten; their
+    documents as a peer holding them would send them."""
     genuine = read_records(volume.layout, rows)
     fd = os.open(volume.layout.vf_path(node.owner, node.fid), os.O_RDWR)
     try:
@@ -83,7 +90,7 @@ async def _punched_scene(fs) -> tuple[object, list[PlaceRow], list[dict]]:
         os.close(fd)
     await volume.store_call(volume.store.forget_places, node.fid,
                             [(row.offset, row.offset + row.length) for row in rows])
-    return node, rows, genuine
+    return genuine
 
 
 def _replicator(fs, peer: Peer, name: str = "server") -> tuple[Replicator, list[str]]:
