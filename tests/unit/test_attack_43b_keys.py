@@ -284,13 +284,12 @@ def test_bobs_key_granted_after_his_re_joining_with_his_re_joining_here_is_kept(
     _taken_or_said(here, her, doc_id, clock)
 
 
-# --- (4) the local document rewritten whole for each member noted
-
-
-def test_many_members_noted_in_one_batch_do_not_rewrite_the_whole_document_each(pair, monkeypatch) -> None:  # noqa: F811
+def _flood(pair, monkeypatch, n: int = 400):  # noqa: F811 (the fixture's value, passed on)
+    """A group of ``n`` members the server made (its own self-signed user: genuine to the mirror, which
+    pins none), its node and body put here; every write of the notes document counted (its length)."""
     here, _ = pair
     server = Owner()  # a user the server made: self-signed under its own key
-    fid, group, n = uuid.uuid4().hex, uuid.uuid4().hex, 400
+    fid, group = uuid.uuid4().hex, uuid.uuid4().hex
     members = [uuid.uuid4().hex for _ in range(n)]
     put(here, server.user, server.node(fid, 1),
         server.sign({"_id": group, "type": GROUP, "groupname": "flood", "owner": server.id, "created_at": 1,
@@ -304,6 +303,15 @@ def test_many_members_noted_in_one_batch_do_not_rewrite_the_whole_document_each(
         put_local(store, doc_id, body)
 
     monkeypatch.setattr(replica, "put_local", counting)
+    return here, server, fid, group, members, written
+
+
+# --- (4) the local document rewritten whole for each member noted
+
+
+def test_many_members_noted_in_one_batch_do_not_rewrite_the_whole_document_each(pair, monkeypatch) -> None:  # noqa: F811
+    here, server, fid, group, members, written = _flood(pair, monkeypatch)
+    n = len(members)
     # Signed by the server's own user, the node's owner (genuine to the mirror: 44b (3) notes only
     # genuine signed keys, so unsigned ones would be noted not at all).
     docs = [{"_id": f"vfkey-g-{group}-{fid}-{m}", "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY,

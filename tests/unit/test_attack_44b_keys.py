@@ -75,6 +75,7 @@ from fusevault.vault.model import sharing
 from fusevault.vault.model.grants import record_doc
 from fusevault.vault.model.groups import GROUP
 from unit.test_attack_42a_keys import _bob_key, _group_key, _next_revision, _serve
+from unit.test_attack_43b_keys import _flood
 from unit.test_key_mirror import Owner, clock, pair, put, said  # noqa: F401 (fixtures)
 
 
@@ -230,22 +231,8 @@ def test_a_forged_key_document_pins_the_servers_owner_then_bobs_genuine_key_is_t
 
 
 def test_forged_key_documents_one_a_batch_do_not_rewrite_the_whole_notes_each(pair, monkeypatch) -> None:  # noqa: F811
-    here, _ = pair
-    server = Owner()
-    fid, group, n = uuid.uuid4().hex, uuid.uuid4().hex, 400
-    members = [uuid.uuid4().hex for _ in range(n)]
-    put(here, server.user, server.node(fid, 1),
-        server.sign({"_id": group, "type": GROUP, "groupname": "flood", "owner": server.id, "created_at": 1,
-                     "users": dict.fromkeys(members, "READ"), "made_at_us": 1}))
-    written: list[int] = []
-    put_local = replica.put_local
-
-    def counting(store, doc_id, body):
-        if doc_id == key_mirror._MEMBERS:
-            written.append(len(body))
-        put_local(store, doc_id, body)
-
-    monkeypatch.setattr(replica, "put_local", counting)
+    here, server, fid, group, members, written = _flood(pair, monkeypatch)
+    n = len(members)
     for m in members:  # the server's changes feed, one change a response
         doc = {"_id": f"vfkey-g-{group}-{fid}-{m}", "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY,
                "epoch": 1, "key": "c2VhbGVk"}  # unsigned: refused, yet noted
@@ -258,22 +245,8 @@ def test_forged_key_documents_one_a_batch_do_not_rewrite_the_whole_notes_each(pa
 def test_server_signed_keys_one_a_batch_do_not_rewrite_the_whole_notes_each(pair, monkeypatch) -> None:  # noqa: F811
     """The same with keys the server's own user signs for its own file (genuine to the mirror, which
     serves every user and pins none): noted, and the whole notes document rewritten each batch (open)."""
-    here, _ = pair
-    server = Owner()
-    fid, group, n = uuid.uuid4().hex, uuid.uuid4().hex, 400
-    members = [uuid.uuid4().hex for _ in range(n)]
-    put(here, server.user, server.node(fid, 1),
-        server.sign({"_id": group, "type": GROUP, "groupname": "flood", "owner": server.id, "created_at": 1,
-                     "users": dict.fromkeys(members, "READ"), "made_at_us": 1}))
-    written: list[int] = []
-    put_local = replica.put_local
-
-    def counting(store, doc_id, body):
-        if doc_id == key_mirror._MEMBERS:
-            written.append(len(body))
-        put_local(store, doc_id, body)
-
-    monkeypatch.setattr(replica, "put_local", counting)
+    here, server, fid, group, members, written = _flood(pair, monkeypatch)
+    n = len(members)
     for m in members:
         doc = {"_id": f"vfkey-g-{group}-{fid}-{m}", "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY,
                "epoch": 1, "key": b64e(b"sealed"), "owner": server.id, "fid": fid, "recipient": m,
