@@ -34,8 +34,9 @@ from fusevault.tasks import Tasks
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import confirmed, users
 from fusevault.vault.services import rotation
-from fusevault.vault.services.absorbing import absorb, want_punched
+from fusevault.vault.services.absorbing import absorb
 from fusevault.vault.services.placing import KernelCache
+from fusevault.vault.services.punched_wants import want_punched
 from fusevault.vault.services.requests import Requests, collect_periodically
 from fusevault.vault.services.versions_view import VersionsView
 from fusevault.vault.volume import Volume

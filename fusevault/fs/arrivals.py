@@ -34,14 +34,13 @@ from fusevault.vault.services.absorbing import (
     absorb_arrivals,
     absorb_beneath,
     admit_new,
-    note_asked,
     retry_awaiting,
     save_leaving,
     settle_busy,
-    wanted_of,
 )
 from fusevault.vault.services.conflicts import note_branches, settle
 from fusevault.vault.services.placing import contents_changed
+from fusevault.vault.services.punched_wants import note_asked, wanted_of
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ class Arrivals:
 
     def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]:
         """Records gc punched out here that a version a tree holds back (or shows as it is) inherits
-        and that ``peer`` was not asked for in vain (vault/services/absorbing.py ``wanted_of``), each
+        and that ``peer`` was not asked for in vain (vault/services/punched_wants.py ``wanted_of``), each
         with the hash its manifest names: the sync with it fetches them (sync/replicator.py ``Beneath``)."""
         return sorted({row for agent in self.unlocked() for row in wanted_of(_volume(agent), peer)},
                       key=lambda row: row[:4])
@@ -134,7 +133,7 @@ class Arrivals:
     def asked_records(self, peer: str, in_vain: set[tuple[tuple[str, str], str, int]],
                       came: set[tuple[str, str, int]]) -> None:
         """``peer`` was asked for those records: ``in_vain`` the ones of asks it sent none of, ``came``
-        (fid, vid, index) those placed (vault/services/absorbing.py ``note_asked``)."""
+        (fid, vid, index) those placed (vault/services/punched_wants.py ``note_asked``)."""
         for agent in self.unlocked():
             note_asked(_volume(agent), peer, in_vain, came)
         if came:  # a version some came for is walked again: it may want more (its tree's next nodes)

@@ -74,8 +74,8 @@ def serve(vault: Path, user: str | None, secret: bytes | None, mountpoint: Path,
     from fusevault.vault.model import users
     from fusevault.vault.model.confirmed import ttl_seconds
     from fusevault.vault.model.meta_files import reconcile
-    from fusevault.vault.services.absorbing import want_punched
     from fusevault.vault.services.opening import hold, unlock_vault
+    from fusevault.vault.services.punched_wants import want_punched
 
     if secret is None:
         raise InvalidInput("the mount server was handed no passphrase")

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS places (
 -- Records whose bytes gc punched out of (or removed with) this replica's .vf,
 -- one row per version: ``idxs`` their indices as runs ("-2:-1,0:9"); a peer's
 -- version made before it saw the gc may still name one, which is then fetched
--- again (store/places.py ``forget``; absorbing.py ``inherits_punched``).
+-- again (store/places.py ``forget``; vault/services/punched_wants.py ``inherits_punched``).
 CREATE TABLE IF NOT EXISTS punched (
     fid TEXT NOT NULL,
     vid TEXT NOT NULL,

@@ -99,7 +99,7 @@ import os
 from fusevault.errors import PeerUnavailable
 from fusevault.sync.replicator import RECORDS_BATCH
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
-from fusevault.vault.services.absorbing import inherits_punched
+from fusevault.vault.services.punched_wants import inherits_punched
 from fusevault.vault.tree import revival
 from inprocess.conftest import DIR, ME, ROOT, make
 from inprocess.test_punched_records import Peer, _expected, _punch, _punched_scene, _read, _replicator

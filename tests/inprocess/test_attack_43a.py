@@ -143,7 +143,7 @@ import trio
 from fusevault.errors import PeerUnavailable
 from fusevault.sync.replicator import PUNCHED_TRIES
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
-from fusevault.vault.services.absorbing import inherits_punched
+from fusevault.vault.services.punched_wants import inherits_punched
 from fusevault.vault.tree import revival
 from inprocess.conftest import DIR, ME, ROOT, make
 from inprocess.test_attack_42a import _Away, _deep_scene

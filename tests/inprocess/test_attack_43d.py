@@ -65,8 +65,8 @@ import pytest
 
 from fusevault.store import replica
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
-from fusevault.vault.services import absorbing
-from fusevault.vault.services.absorbing import inherits_punched
+from fusevault.vault.services import punched_wants
+from fusevault.vault.services.punched_wants import inherits_punched
 from inprocess.conftest import ME, make
 from inprocess.test_punched_records import Peer, _expected, _punch, _punched_scene, _read, _replicator
 
@@ -81,7 +81,8 @@ def _forged(docs: list[dict]) -> list[dict]:
 
 
 class _Conflicted:
-    """``replica`` as absorbing.py sees it, with plan.bin in conflict (his version beside hers)."""
+    """``replica`` as punched_wants.py sees it (``drop_superseded``), with plan.bin in conflict (his
+    version beside hers)."""
 
     def __init__(self, fid: str) -> None:
         self.fid = fid
@@ -113,7 +114,7 @@ async def _two_versions_scene(fs, monkeypatch, same: bool,
         sha = hashlib.sha256(base64.b64decode(doc["data"])).digest()
         named[(vid, idx)] = (owner, None if unhashed else sha)
     volume.tree.records_wanted[(node.fid, his)] = named
-    monkeypatch.setattr(absorbing, "replica", _Conflicted(node.fid))
+    monkeypatch.setattr(punched_wants, "replica", _Conflicted(node.fid))
     return node, genuine, forged
 
 

@@ -102,7 +102,7 @@ import trio.testing
 from fusevault.errors import PeerUnavailable
 from fusevault.store import places as places_table
 from fusevault.sync.content_docs import parse_record_id
-from fusevault.vault.services.absorbing import inherits_punched
+from fusevault.vault.services.punched_wants import inherits_punched
 from inprocess.conftest import ME
 from inprocess.test_attack_43a import _leaf_scene
 from inprocess.test_attack_43d import _two_versions_scene

@@ -2,7 +2,7 @@
 
 A peer's partial write made over a version this device's gc dropped names that version's blocks by
 (vid, index); their place rows here are gone (store/places.py ``forget`` notes them ``punched``).
-The version is held back (vault/services/absorbing.py ``inherits_punched``) and the sync fetches the
+The version is held back (vault/services/punched_wants.py ``inherits_punched``) and the sync fetches the
 records again by id (sync/replicator.py ``_take_punched``).  The scene here: plan.bin written (v1),
 then changed in its last block (v2, inheriting blocks 0 and 1 of v1), and v1's blocks 0 and 1 punched
 and forgotten as gc does; the peer is a fake database serving the records asked for.  The server is
@@ -30,7 +30,7 @@ from fusevault.sync.replicator import PeerStatus, Replicator
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
 from fusevault.vault.model import alarms
 from fusevault.vault.services import gc
-from fusevault.vault.services.absorbing import inherits_punched
+from fusevault.vault.services.punched_wants import inherits_punched
 from inprocess.conftest import ME, make, read_all
 
 ORIGINAL = bytes(range(256)) * (3 * NEW_BLOCK_SIZE // 256)  # three blocks

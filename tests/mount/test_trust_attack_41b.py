@@ -631,7 +631,7 @@ def test_an_offline_edit_of_a_file_purged_on_a_device_locked_when_it_arrives_rea
         tmp_path: Path) -> None:
     """(1b) with the device that purged locked while the other device's edit arrives: the unlock loads
     the edit from the store (no arrival looks at it) and fetches the records it inherits that gc
-    punched there (vault/services/absorbing.py ``want_punched``)."""
+    punched there (vault/services/punched_wants.py ``want_punched``)."""
     def laptop(m: Path) -> None:
         with open(m / "plan.bin", "r+b") as f:
             f.seek(2 * BLOCK + 100)

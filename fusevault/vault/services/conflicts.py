@@ -61,8 +61,9 @@ from fusevault.vault.model import names
 from fusevault.vault.model.history import made_over, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_attrs, open_node_doc
-from fusevault.vault.services.absorbing import absorb_node, inherits_punched
+from fusevault.vault.services.absorbing import absorb_node
 from fusevault.vault.services.metadata_merge import Metadata, changed_last, merged
+from fusevault.vault.services.punched_wants import inherits_punched
 from fusevault.vault.services.recovery import COPY_CHUNK, copy_into
 from fusevault.vault.tree.arrivals import Absorbed, relink
 from fusevault.vault.tree.authorship import COPY, KEPT, REFUSED, said_signer

@@ -120,16 +120,16 @@ class Inodes:
         # they are taken in under it (vault/tree/arrivals.py ``keep``; absorbing.py ``absorb_beneath``).
         self.beneath: dict[str, tuple[str, list[str]]] = {}
         # (fid, vid) of a peer's version held back (or shown as it is) -> {(vid, idx): (owner, SHA-256
-        # its manifest names or None)} of the records it inherits that gc punched out here (absorbing.py
+        # its manifest names or None)} of the records it inherits that gc punched out here (punched_wants.py
         # ``inherits_punched``): the sync fetches them again, checked against the hash.
         # ``records_asked``: such a version -> {peer: the (vid, idx) it was asked for in vain}
-        # (absorbing.py ``note_asked``): a version with any is taken in as it is (its read says EIO)
+        # (punched_wants.py ``note_asked``): a version with any is taken in as it is (its read says EIO)
         # and stays wanted of the peers not asked yet.  Both dropped with the version's want: all
         # came, or it is the head of no node shown or held back (``drop_superseded``).
         self.records_wanted: dict[tuple[str, str], dict[tuple[str, int], tuple[str, bytes | None]]] = {}
         self.records_asked: dict[tuple[str, str], dict[str, set[tuple[str, int]]]] = {}
         # (fid, vid, idx) of a record several versions wanted when a peer was asked for it in vain ->
-        # those versions (absorbing.py ``_disputes_settled``): its notes go once they change.
+        # those versions (punched_wants.py ``_disputes_settled``): its notes go once they change.
         self.records_disputed: dict[tuple[str, str, int], frozenset[tuple[str, str]]] = {}
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
