@@ -9,32 +9,11 @@ import stat
 
 import pytest
 
-from fusevault.vault.model import nodes
-from fusevault.vault.model.nodes import Node, attrs_plain, check_shapes, node_from_doc, note_change
+from fusevault.vault.model.nodes import Node, attrs_plain, check_shapes, node_from_doc
 from fusevault.vault.services.metadata_merge import merged
+from unit.test_attack_43c import DAY, FID, Clock, _chmod, clock  # noqa: F401 (the clock fixture)
 
-FID = "f" * 32
 ALICE, BOB = "a" * 32, "b" * 32
-DAY = 86400 * 10**9
-
-
-class Clock:
-    """One clock per device: real time moving at each reading, and the device's offset from it."""
-
-    def __init__(self) -> None:
-        self.real = 10**18
-        self.offset = 0
-
-    def __call__(self) -> int:
-        self.real += 1000
-        return self.real + self.offset
-
-
-@pytest.fixture(autouse=True)
-def clock(monkeypatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(nodes, "now_ns", c)
-    return c
 
 
 def _node() -> Node:
@@ -49,12 +28,7 @@ def _taken(node: Node, signer: str) -> Node:
     return node_from_doc(doc, b"k" * 32, attrs)[0]
 
 
-def _chmod(node: Node, mode: int) -> None:
-    node.mode = stat.S_IFMT(node.mode) | mode
-    note_change(node, "mode")
-
-
-def test_a_members_stamp_just_under_a_day_ahead_makes_no_count_of_her_changes(clock: Clock) -> None:
+def test_a_members_stamp_just_under_a_day_ahead_makes_no_count_of_her_changes(clock: Clock) -> None:  # noqa: F811
     his = _node()
     his.changed = {"mode": clock.real + DAY - 60 * 10**9}
     laptop, desktop = _taken(his, BOB), _taken(his, BOB)
@@ -64,14 +38,14 @@ def test_a_members_stamp_just_under_a_day_ahead_makes_no_count_of_her_changes(cl
     assert {merged(k, o, k).perm for k, o in ((laptop, desktop), (desktop, laptop))} == {0o600}
 
 
-def test_a_members_stamp_in_the_past_is_kept(clock: Clock) -> None:
+def test_a_members_stamp_in_the_past_is_kept(clock: Clock) -> None:  # noqa: F811
     his = _node()
     his.changed = {"mode": clock.real - 10}
     assert _taken(his, BOB).changed == his.changed
 
 
 @pytest.mark.parametrize("behind", [3600 * 10**9, 2 * DAY])
-def test_a_device_whose_clock_runs_behind_keeps_her_later_chmod(clock: Clock, behind: int) -> None:
+def test_a_device_whose_clock_runs_behind_keeps_her_later_chmod(clock: Clock, behind: int) -> None:  # noqa: F811
     base = _node()
     laptop, desktop = _taken(base, ALICE), _taken(base, ALICE)
     clock.offset = -behind
@@ -84,7 +58,7 @@ def test_a_device_whose_clock_runs_behind_keeps_her_later_chmod(clock: Clock, be
     assert (on_laptop, on_desktop) == (0o640, 0o640)
 
 
-def test_an_unsigned_stamp_past_a_day_ahead_is_still_none(clock: Clock) -> None:
+def test_an_unsigned_stamp_past_a_day_ahead_is_still_none(clock: Clock) -> None:  # noqa: F811
     his = _node()
     his.changed = {"mode": clock.real + 2 * DAY}
     attrs = attrs_plain(his, lambda p: p)
