@@ -662,8 +662,10 @@ class Replicator:
         names a hash names it (none naming one: it is checked when read).  The record is one for all of
         them (its id is the writer's (fid, vid, index)): checked against the first-sorted one's only, a
         member's version (or an unhashed one) naming other bytes had the server's placed for all, her
-        genuine one reading EIO for good (attack round 43d (1); ``wanted_of`` gives each the hash of
-        the version the tree shows, where that names one).  Placed, one with other bytes was kept as
+        genuine one reading EIO for good (attack round 43d (1)).  Where some version's hash is vouched
+        for by its signed document, ``wanted_of`` gives only those (not the shown version's: which leaf
+        is shown a member steers, 44a (1)); vouched versions naming other bytes have none placed, said,
+        and it is asked again once the versions wanting it change.  Placed, one with other bytes was kept as
         the record (the first copy is kept) and taken off the punched list, so no other peer was asked
         for it: EIO for good (attack round 43a (1)).  Said, and not placed: still wanted of the other
         peers."""
@@ -671,9 +673,14 @@ class Replicator:
         if all(each.hex() == sha for each in named):
             return True
         doc_id = str(doc["_id"])[:120]
+        if len(named) > 1:
+            why = (f"the versions wanting it name {len(named)} different hashes (a member's concurrent "
+                   "version?): not placed for any until they agree (the conflict settled), then asked again")
+        else:
+            why = ("came with other bytes than its version's manifest names (garbage, or a forgery): not "
+                   "placed; asked of the other peers")
         self._refused(f"record {doc_id}", f"sync with {self.name}: record {doc_id}, wanted again as gc "
-                      "punched it here, came with other bytes than its version's manifest names (garbage, "
-                      "or a forgery): not placed; asked of the other peers")
+                      f"punched it here: {why}")
         return False
 
     def _store(self, docs: list[dict], record_docs: list[dict], places: list, last: object) -> None:

@@ -83,6 +83,14 @@ Hole (4), low: a poked ask that fails (a transient PeerUnavailable in ``_take_be
 
 Run 06:20 UTC, 2026-12-06 (-n 0, this file): 4 xfailed, 2 controls passed; with --runxfail each xfail
 fails at its own assertion.
+
+Fixed (1): a walk's hashes are vouched only where the version's signed document names its manifest
+root (punched_wants.py ``_root_vouched``, ``Inodes.records_vouched``); where some vouched hash names a
+record only vouched ones count (``_counted_hashes``; no version shown preferred), and vouched versions
+naming other bytes have none placed (said) until the versions wanting it change (2's fix).  Tests: the
+xfail above, now passing; ``..._vouched_versions_naming_other_bytes_have_none_placed_until_his_want_is_gone``
+and ``..._only_a_version_whose_signed_document_vouches_its_root_has_its_hashes_vouched`` (each fails
+without the fix).
 """
 
 from __future__ import annotations
@@ -106,7 +114,7 @@ from fusevault.vault.services.punched_wants import inherits_punched
 from inprocess.conftest import ME
 from inprocess.test_attack_43a import _leaf_scene
 from inprocess.test_attack_43d import _two_versions_scene
-from inprocess.test_punched_records import Peer, _replicator
+from inprocess.test_punched_records import Peer, _punched_scene, _replicator
 
 
 def _placed_shas(volume, ids: set[str]) -> dict[str, str]:
@@ -122,7 +130,6 @@ def _sha(doc: dict) -> str:
     return hashlib.sha256(base64.b64decode(doc["data"])).hexdigest()
 
 
-@pytest.mark.xfail(strict=True, reason="44a (1): the shown leaf's hash overrides hers")
 async def test_the_shown_leaf_of_a_member_does_not_get_his_bytes_placed_for_her_version(
         fs, monkeypatch) -> None:
     volume = fs.volume
@@ -156,6 +163,62 @@ async def test_a_shown_leaf_naming_the_genuine_hash_is_placed_control(fs, monkey
     volume.layout.places.refused.clear()
     assert not volume.layout.places.punched_of(node.fid)
     assert _placed_shas(volume, {doc["_id"] for doc in genuine}) == {doc["_id"]: _sha(doc) for doc in genuine}
+
+
+async def test_vouched_versions_naming_other_bytes_have_none_placed_until_his_want_is_gone(
+        fs, monkeypatch) -> None:
+    """(1) as a write member makes it: his shown leaf and her held one both vouched for by their signed
+    documents, naming other hashes.  Neither peer's copy is placed on one version's word (said); once
+    his leaf is settled away, her version's records are asked again of the holding peer and placed."""
+    volume = fs.volume
+    node, genuine, forged = await _two_versions_scene(fs, monkeypatch, same=False)
+    tree = volume.tree
+    wanted = tree.records_wanted
+    his = "0" * len(node.head)
+    hers = "f" * len(node.head)
+    wanted[(node.fid, hers)] = wanted.pop((node.fid, node.head))
+    wanted[(node.fid, node.head)] = wanted.pop((node.fid, his))
+    tree.records_vouched.clear()
+    for version in ((node.fid, hers), (node.fid, node.head)):  # both signed by who may write
+        tree.records_vouched[version] = wanted[version]
+    tree.records_asked.clear()
+    holding = Peer(genuine)
+    for name, peer in (("server", Peer(forged)), ("holding", holding)):
+        r, said = _replicator(fs, peer, name)
+        await r._take_punched()
+        assert said, f"{name}'s records refused and said"
+    ids = {doc["_id"] for doc in genuine}
+    assert not _placed_shas(volume, ids), "placed on one vouched version's word"
+    # His leaf settled away: only her vouched version wants the records now.
+    for each in (tree.records_wanted, tree.records_vouched, tree.records_asked):
+        each.pop((node.fid, node.head), None)
+    for _ in range(2):
+        await r._take_punched()
+    volume.layout.places.refused.clear()
+    assert _placed_shas(volume, ids) == {doc["_id"]: _sha(doc) for doc in genuine}, (
+        f"her records not placed; the holding peer asked {len(holding.asked)} time(s)")
+
+
+async def test_only_a_version_whose_signed_document_vouches_its_root_has_its_hashes_vouched(fs) -> None:
+    """(1)'s cause: ``_inherited`` read the root unchecked; a want is vouched only where the version's
+    signed document names its manifest root (here: her version's document gone, nothing vouches)."""
+    volume = fs.volume
+    node, _, _ = await _punched_scene(fs)
+    assert inherits_punched(volume, node)
+    tree = volume.tree
+    version = (node.fid, node.head)
+    assert tree.records_vouched.get(version) is tree.records_wanted[version]
+    places = volume.layout.places
+    tree.records_wanted.clear()
+    tree.records_vouched.clear()
+    places.vouched.clear()
+    body = places.document_body
+    places.document_body = lambda doc_id: None if doc_id == node.head else body(doc_id)
+    try:
+        assert inherits_punched(volume, node)
+    finally:
+        places.document_body = body
+    assert version in tree.records_wanted and version not in tree.records_vouched
 
 
 async def test_her_version_is_asked_again_of_the_holding_peer_once_his_want_is_gone(fs, monkeypatch) -> None:

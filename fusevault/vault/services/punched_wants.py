@@ -11,17 +11,24 @@ into the tree's ``records_wanted`` with the hash the manifest names, and it is h
 peer, fetches them by id, places those hashing as named, and reports back with ``note_asked``: asks
 answered in vain go to ``records_asked`` (per version and peer; a record several versions want also
 to ``records_disputed``), records that came have their versions walked again.  ``drop_superseded``
-forgets the versions no node shown or held back has as its head.
+forgets the versions no node shown or held back has as its head.  A walk's hashes are vouched for only
+where the version's signed document names its manifest root (``_root_vouched``, ``records_vouched``):
+where some vouched hash names a record, only vouched ones are what it is checked against
+(``_counted_hashes``), never the shown version's alone (which leaf is shown a member steers: 44a (1)).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 
 from fusevault.errors import VaultError
 from fusevault.store import replica
 from fusevault.store.places import in_runs, overlap
+from fusevault.vault.files import placements
 from fusevault.vault.files.content import Content
+from fusevault.vault.format.vf import MANIFEST_INDEX
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.volume import Volume
 
@@ -54,11 +61,17 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
     version = (fresh.fid, vid)
     if version in tree.records_asked and version in tree.records_wanted:
         return False  # asked in vain, and nothing came since: taken in as it is
-    if not (punched := places.punched_of(fresh.fid)) or not (needed := _inherited(volume, fresh, punched)):
-        tree.records_wanted.pop(version, None)
-        tree.records_asked.pop(version, None)
+    needed, vouched = ({}, False)
+    if punched := places.punched_of(fresh.fid):
+        needed, vouched = _inherited(volume, fresh, punched)
+    if not needed:
+        _forget(volume, version)
         return False
     tree.records_wanted[version] = needed
+    if vouched:
+        tree.records_vouched[version] = needed
+    else:
+        tree.records_vouched.pop(version, None)
     if (asked := tree.records_asked.pop(version, None)) is None:
         return True
     # Walked again as some came: the notes of the peers asked in vain are kept for what is still
@@ -78,11 +91,14 @@ def wanted_of(volume: Volume, peer: str) -> list[tuple[tuple[str, str], str, int
     tree = volume.tree
     drop_superseded(volume)
     _disputes_settled(volume)
-    shown = _shown_hashes(volume)
+    counted = _counted_hashes(volume)
     out = []
     for version, wanted in tree.records_wanted.items():
         asked = tree.records_asked.get(version, {}).get(peer, set())
-        out += [(version, vid, idx, owner, shown.get((version[0], vid, idx), sha))
+        vouched = tree.records_vouched.get(version, {})
+        # Where a vouched hash names the record, only vouched ones count (``_counted_hashes``).
+        out += [(version, vid, idx, owner, sha if (version[0], vid, idx) not in counted
+                 or vouched.get((vid, idx)) == (owner, sha) else None)
                 for (vid, idx), (owner, sha) in wanted.items() if (vid, idx) not in asked]
     return out
 
@@ -122,23 +138,33 @@ def _disputes_settled(volume: Volume) -> None:
                 del tree.records_asked[version]
 
 
-def _shown_hashes(volume: Volume) -> dict[tuple[str, str, int], bytes]:
-    """(fid, vid, index) -> the SHA-256 the version this tree shows of that file names for the record,
-    where it wants it and names one: what the record is checked against for every version wanting it.
-    A record is one for every version of the file inheriting it (its id is its writer's), so placed it
-    is what each of them reads: a conflict's other version (a write member's own, his manifest naming
-    the bytes of his choice) or an unhashed one (nothing checked) had the server's bytes placed over the
-    file as shown, reading EIO for good (attack round 43d (1)).  A version shown names it: the others
-    are read against it (theirs then say EIO, said).  None shown naming it: each named hash must match
-    (``_as_named``), so that versions naming different bytes have none placed (EIO, never garbage)."""
+def _counted_hashes(volume: Volume) -> set[tuple[str, str, int]]:
+    """(fid, vid, index) of the records some version wants with a hash its vouched walk gave (its
+    manifest root is the one its signed document names, ``_root_vouched``): for those, only such hashes
+    are what the record is checked against (``wanted_of`` gives the others None), each of them
+    (``_as_named``): vouched versions naming other bytes have none placed (EIO, said), and the peer
+    holding them is asked again once the versions wanting it change (``_disputes_settled``).
+
+    Which hash counts was once the version shown's (43d (1)); but which leaf is shown a write member
+    steers (his revision, his stamp), so his leaf had the server's bytes of his choice placed for her
+    version too, hers EIO for good (attack round 44a (1)).  A hash no signed document vouches for (a
+    manifest root a holder of the file's key sealed and the server served, or a version whose document
+    is not here) never outweighs a vouched one; with none vouched, every named hash must match."""
     tree = volume.tree
-    out: dict[tuple[str, str, int], bytes] = {}
-    for (fid, vid), wanted in tree.records_wanted.items():
-        node = tree.find(fid)
-        if node is None or node.head != vid:
-            continue
-        out.update(((fid, writer, idx), sha) for (writer, idx), (_, sha) in wanted.items() if sha is not None)
+    out: set[tuple[str, str, int]] = set()
+    for (fid, vid), vouched in tree.records_vouched.items():
+        wanted = tree.records_wanted.get((fid, vid), {})
+        out.update((fid, writer, idx) for (writer, idx), (owner, sha) in vouched.items()
+                   if sha is not None and wanted.get((writer, idx)) == (owner, sha))
     return out
+
+
+def _forget(volume: Volume, version: tuple[str, str]) -> None:
+    """A version's want and its notes, dropped (it wants nothing now, or nothing reads it here)."""
+    tree = volume.tree
+    tree.records_wanted.pop(version, None)
+    tree.records_vouched.pop(version, None)
+    tree.records_asked.pop(version, None)
 
 
 def note_asked(volume: Volume, peer: str, in_vain: Asked, came: set[tuple[str, str, int]]) -> None:
@@ -166,6 +192,7 @@ def note_asked(volume: Volume, peer: str, in_vain: Asked, came: set[tuple[str, s
                 if any(record in wanted for record in by_fid.get(version[0], ()))]
     for version in answered:
         del tree.records_wanted[version]  # walked again (``inherits_punched``), its notes kept
+        tree.records_vouched.pop(version, None)
         node = tree.find(version[0])
         if node is not None and node.is_reg and node.head == version[1]:
             # Shown as it is already (another peer sent nothing first): no arrival looks at it
@@ -195,8 +222,7 @@ def drop_superseded(volume: Volume) -> None:
         if ((node is not None and node.head == vid) or fid in waiting
                 or local is None or replica.in_conflict(local, fid)):
             continue
-        tree.records_wanted.pop((fid, vid), None)
-        tree.records_asked.pop((fid, vid), None)
+        _forget(volume, (fid, vid))
 
 
 def want_punched(volume: Volume) -> None:
@@ -214,7 +240,7 @@ def want_punched(volume: Volume) -> None:
             inherits_punched(volume, node)
 
 
-def _inherited(volume: Volume, fresh: Node, punched: Punched) -> Wanted:
+def _inherited(volume: Volume, fresh: Node, punched: Punched) -> tuple[Wanted, bool]:
     """The punched records that the manifest of ``fresh``'s version names.  Its own tree is walked
     from the root: a punched node it names is wanted first (a few records; what lies under it is not
     known until it came, and the next look walks on from it), and once every node it names is here,
@@ -223,11 +249,14 @@ def _inherited(volume: Volume, fresh: Node, punched: Punched) -> Wanted:
     the manifest names looked up in the runs (``punched`` is the store's: whoever writes the vault
     folder may plant a run of billions, 42a (8)).  Each with the hash the manifest names for it (a
     parent node each child node's, a Merkle leaf each block's): what a peer sends is checked against
-    it before it is kept (attack round 43a (1))."""
+    it before it is kept (attack round 43a (1)).  And whether those hashes are vouched for: its manifest
+    root is the one its signed document names (``_root_vouched``); read unchecked (``vouch=False``: the
+    records of the versions that wrote its tree's nodes may be punched, their digests not checkable),
+    a root a holder of the file's key sealed outweighed her version's hashes (attack round 44a (1))."""
     vid = fresh.head or ""
     others = {v: runs for v, runs in punched.items() if v != vid}
     if not others:
-        return {}
+        return {}, False
 
     def gone(writer: str, index: int) -> bool:
         return writer in others and in_runs(others[writer][1], index)
@@ -237,10 +266,11 @@ def _inherited(volume: Volume, fresh: Node, punched: Punched) -> Wanted:
     try:
         place = fresh.manifest or (0, 0)
         if nodes := reader.absent_manifest_nodes(place, vid, gone):
-            return {(v, idx): (others[v][0], sha) for v, idx, sha in nodes}
+            wanted: Wanted = {(v, idx): (others[v][0], sha) for v, idx, sha in nodes}
+            return wanted, _vouched_if_hashed(volume, fresh, reader, wanted)
         manifest = reader.load_manifest(place, vid)
         vids = manifest.vids
-        wanted: Wanted = {}
+        wanted = {}
         for first, count, _, _, vidx, _ in manifest.blocks.runs:
             if vidx < len(vids) and (writer := vids[vidx]) in others:
                 owner, runs = others[writer]
@@ -248,8 +278,35 @@ def _inherited(volume: Volume, fresh: Node, punched: Punched) -> Wanted:
                 for low, high in overlap(runs, first, first + count - 1):
                     wanted.update(((writer, idx), (owner, reader.block_sha(writer, idx)))
                                   for idx in range(low, high + 1))
-        return wanted
+        return wanted, _vouched_if_hashed(volume, fresh, reader, wanted)
     except (VaultError, OSError, ValueError):
-        return {}  # its own records are here (``held``): a bad one is the read's to say
+        return {}, False  # its own records are here (``held``): a bad one is the read's to say
     finally:
         reader.close()
+
+
+def _vouched_if_hashed(volume: Volume, fresh: Node, reader: Content, wanted: Wanted) -> bool:
+    """Whether the hashes ``wanted`` names are vouched for (none named: nothing to vouch for)."""
+    return any(sha is not None for _, sha in wanted.values()) and _root_vouched(volume, fresh, reader)
+
+
+def _root_vouched(volume: Volume, fresh: Node, reader: Content) -> bool:
+    """Whether the manifest root ``reader`` read for ``fresh``'s version is the one its signed document
+    names (``manifest_sha256``, the document admitted as the tree admits versions: placements.py
+    ``version_shas``, once per version per process).  Under a Merkle root every node and block hash is
+    checked against its parent, so the root vouched, each hash the walk gave is.  Not vouched: the
+    document is not here or signed before digests (nothing to compare with), or the root differs
+    (Forged: said there, an alarm, as any read of it says)."""
+    places = volume.layout.places
+    vid = fresh.head
+    if places is None or vid is None or fresh.manifest is None or reader.fd is None:
+        return False
+    fd = reader.fd
+    try:
+        offset, length = reader.where(*fresh.manifest, vid, MANIFEST_INDEX)
+        root = hashlib.sha256(os.pread(fd, length, offset)).digest()
+        shas, _ = placements.version_shas(places, fresh.fid, vid, fresh.dek,
+                                          lambda at, n: os.pread(fd, n, at))
+    except (VaultError, OSError, ValueError):
+        return False
+    return shas is not None and shas.get(MANIFEST_INDEX) == root

@@ -131,6 +131,10 @@ class Inodes:
         # (fid, vid, idx) of a record several versions wanted when a peer was asked for it in vain ->
         # those versions (punched_wants.py ``_disputes_settled``): its notes go once they change.
         self.records_disputed: dict[tuple[str, str, int], frozenset[tuple[str, str]]] = {}
+        # Such a version whose manifest root its signed document vouched for -> the want that walk gave
+        # (the very dict of ``records_wanted``): where the versions wanting a record name other hashes,
+        # only those a vouched walk gave count (punched_wants.py ``_counted_hashes``, attack round 44a (1)).
+        self.records_vouched: dict[tuple[str, str], dict[tuple[str, int], tuple[str, bytes | None]]] = {}
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
@@ -597,6 +601,7 @@ class Inodes:
         self.records_wanted.clear()
         self.records_asked.clear()
         self.records_disputed.clear()
+        self.records_vouched.clear()
         self.same_state.clear()
         self.ledger = None  # saved before; it holds a key of the user's
         if self.layout.places is not None and self.key is not None:
