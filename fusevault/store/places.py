@@ -304,6 +304,21 @@ def find(db: sqlite3.Connection, fid: str, vid: str, idx: int) -> PlaceRow | Non
     return None if row is None else PlaceRow(*row)
 
 
+PLACED_BATCH = 200  # records looked up per query by ``placed`` (3 parameters each: under SQLite's 999)
+
+
+def placed(db: sqlite3.Connection, records: list[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+    """Those of ``records`` (fid, vid, idx) that have a place here: one query per ``PLACED_BATCH``
+    (each term a search of the unique index: SQLite's OR of indexed terms), not one per record."""
+    out: set[tuple[str, str, int]] = set()
+    for start in range(0, len(records), PLACED_BATCH):
+        batch = records[start:start + PLACED_BATCH]
+        terms = " OR ".join(["(fid = ? AND vid = ? AND idx = ?)"] * len(batch))
+        params = [value for record in batch for value in record]
+        out.update(db.execute(f"SELECT fid, vid, idx FROM places WHERE {terms}", params).fetchall())
+    return out
+
+
 # --- reading, from any thread (readers of file contents)
 
 
@@ -429,6 +444,11 @@ class Places:
         rows = self._db().execute(
             "SELECT vid, idx, offset, length FROM places WHERE fid = ? AND arrived = 1", (fid,))
         return {(vid, idx): (offset, length) for vid, idx, offset, length in rows}
+
+    def placed(self, records: list[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+        """Those of ``records`` (fid, vid, idx) that have a place here (module ``placed``), from any
+        thread: a worker thread's lookups keep the loop free."""
+        return placed(self._db(), records)
 
     def of_version(self, fid: str, vid: str) -> list[PlaceRow]:
         """Every record version ``vid`` of ``fid`` wrote, in index order."""

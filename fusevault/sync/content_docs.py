@@ -34,6 +34,7 @@ from fusevault.vault.format.manifest_tree import is_node_index
 from fusevault.vault.format.vf import KIND_BLOCK, MANIFEST_INDEX, RECORD_HEAD
 
 RECORD = "Record"
+RECORDS_BATCH = 32  # records asked of a peer per request: about 2.8 MB at 64 KiB blocks
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,7 @@ from fusevault.store.local import LocalStore
 from fusevault.store.places import PlaceRow
 from fusevault.store.unreadable import Unreadable
 from fusevault.sync.content_docs import (
+    RECORDS_BATCH,
     is_record,
     malformed,
     parse_record_id,
@@ -47,6 +48,7 @@ from fusevault.sync.content_docs import (
 from fusevault.sync.couch_api import WAITED, CouchDatabase
 from fusevault.sync.foreground import FOREGROUND
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
+from fusevault.sync.punched_asks import PunchedAsks, WantedAgain
 from fusevault.vault.files.placements import alarm
 from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model.groups import GROUP
@@ -69,11 +71,6 @@ PULL_CHECKPOINT_EVERY = 30.0  # an echo-only checkpoint is saved this seldom (a 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 CHANGES_BATCH = 200
-RECORDS_BATCH = 32  # about 2.8 MB per request at 64 KiB blocks
-# Asks for records gc punched here (``_take_punched``) failing in a row before the versions wanting
-# them are given up with this peer (said): after the first failures the next pulls go on without
-# asking, 1, 3, 7 of them (a back-off counted in pulls: an away peer fails its changes feed too).
-PUNCHED_TRIES = 4
 # Least seconds between two looks at what the trees want (``want_again``) while the pull waits on the
 # peer's longpoll: a poke storm (a hostile peer's documents making many wants) is at most this many asks.
 WANTS_EVERY = 0.5
@@ -97,7 +94,7 @@ HELD_SINCE = "held_since"  # when each was first judged to name a live head
 SAY_HELD_AFTER = 10.0  # seconds a held deletion names a live head before it is said (a forgery)
 
 
-class Beneath(Protocol):
+class Beneath(WantedAgain, Protocol):
     """Revisions a refused one was stacked on, which the mount's trees never took in (a writer's
     edit made while this device was away, under a server's forgery): fetched from the peer and taken
     in under it, so a commit over the refused one does not erase them (fs/arrivals.py)."""
@@ -105,49 +102,6 @@ class Beneath(Protocol):
     def beneath_wanted(self) -> list[tuple[str, str]]: ...
 
     def take_beneath(self, docs: list[dict]) -> None: ...
-
-    # Records gc punched out here that a peer's version held back (or shown as it is) inherits (attack
-    # round 41b (1)): ((fid, that version), the record's vid, its index, its owner, the SHA-256 its
-    # version's manifest names or None) not asked of ``peer`` in vain yet, fetched again by id; then
-    # ``asked_records`` with those of the asks ``peer`` sent none of (not asked of it again, but of the
-    # other peers: 42a (1)) and the (fid, vid, index) placed, and the trees look again.
-    def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]: ...
-
-    def asked_records(self, peer: str, in_vain: set[tuple[tuple[str, str], str, int]],
-                      came: set[tuple[str, str, int]]) -> None: ...
-
-
-# Record id -> (owner, the SHA-256s the versions wanting it name: the record must hash as each).
-Expected = dict[str, tuple[str, set[bytes]]]
-Wanting = dict[str, list[tuple[tuple[str, str], str, int]]]  # record id -> (version, vid, idx) of each
-
-
-def _expected_records(wanted: list[tuple[tuple[str, str], str, int, str, bytes | None]]
-                      ) -> tuple[Expected, Wanting]:
-    """The rows ``records_wanted`` gave, by record id: the owner and every hash a version wanting it
-    names (``_as_named`` checks each: attack round 43d (1)), and the versions wanting it.  Rows of one
-    record naming other owners: the first-sorted's owner is asked for, as a record has one."""
-    expected: Expected = {}
-    wanting: Wanting = {}
-    for version, vid, idx, owner, sha in wanted:
-        doc_id = record_id(version[0], vid, idx)
-        _, named = expected.setdefault(doc_id, (owner, set()))
-        if sha is not None:
-            named.add(sha)
-        wanting.setdefault(doc_id, []).append((version, vid, idx))
-    return expected, wanting
-
-
-def _in_vain(batch: list[str], docs: list[dict], placed: set[tuple[str, str, int]]) -> list[str]:
-    """The record ids of one ask not to ask this peer again: every one if it placed none; else those it
-    answered with something not placed (other bytes, another owner, no record), record by record.  Left
-    to the batch, the garbage sent beside one good record was asked again at every pull, quadratic
-    (attack round 43d (2)).  Those it sent nothing for beside one placed are asked again: a peer
-    holding them may send part of an ask (each such ask places one, so this ends: 43a (3))."""
-    if not placed:
-        return batch
-    sent = {doc_id for doc in docs if isinstance(doc, dict) and isinstance(doc_id := doc.get("_id"), str)}
-    return [doc_id for doc_id in batch if doc_id in sent and parse_record_id(doc_id) not in placed]
 
 
 class _NothingBeneath:
@@ -221,11 +175,12 @@ def _seq_number(seq: object) -> int | None:
         return None
 
 
-class Replicator:
-    # Asks for records gc punched here that failed in a row, and how many of the next pulls go on
-    # without asking (``_take_punched``): counted by each replicator, from nothing.
-    _punched_failures = 0
-    _punched_wait = 0
+class Replicator(PunchedAsks):
+    """Replication with one peer; its asks for records gc punched here are ``PunchedAsks``'s
+    (sync/punched_asks.py)."""
+
+    status: PeerStatus
+    beneath: Beneath
 
     def __init__(self, store: LocalStore, layout: Layout, device: str, name: str, db: CouchDatabase,
                  arrived: Arrived, status: PeerStatus, keys: KeyMirror | None = None) -> None:
@@ -545,143 +500,6 @@ class Replicator:
         docs = [doc for doc in docs if (doc.get("_id"), doc.get("_rev")) in asked and not doc.get("_deleted")]
         async with self.settled():
             self.beneath.take_beneath(docs)
-
-    async def _take_punched(self, poked: bool = False) -> None:
-        """The records gc punched out here that a peer's version held back (or shown as it is) names
-        (``Beneath``), fetched at their one revision and appended as any record is, once each is the
-        record its version's manifest names (its hash: a Merkle leaf names each block's, a parent node
-        each node's; an unhashed manifest names none, such a record is checked when read).  One the
-        peer does not send, sends as no record of that owner or with other bytes (said), stays missing:
-        the records of an ask it sent none of are not asked of this peer again (the version is taken in
-        as it is, its reads say EIO until another peer sends them: attack round 43a (1), a peer's
-        garbage counted as sent kept them from the peer holding them); of an ask it sent some of, those
-        it sent other bytes for are not asked of it again either, record by record (43d (2)), those it
-        sent nothing for are (``_in_vain``); a version some came for is looked at again, and may want
-        more (its manifest tree's nodes come first).  A record several versions want is placed only as
-        each names it (``_as_named``, 43d (1)).
-
-        Asked ``RECORDS_BATCH`` at a time, as the pull's own records, each batch placed as it comes:
-        a large file wants many (attack round 42a (6): one answer of gigabytes).  An ask that fails
-        ends this peer's asks for now and notes nothing asked: asked again after a back-off counted in
-        pulls (``PUNCHED_TRIES``), the pull going on meanwhile (this runs first in every pull: a failure
-        left to stop it would keep the pull from this peer's changes for ever).  Counted as nothing
-        sent, one failure (a Wi-Fi drop) gave the version up until the next unlock though this peer
-        held every record (43a (6)).
-
-        ``poked``: asked between pulls, as a tree came to want records (``want_again``): not a pull,
-        so a back-off under way is neither shortened nor ended by it."""
-        if self._punched_wait:
-            if not poked:
-                self._punched_wait -= 1  # asks failed lately: this pull goes on without asking
-            return
-        if not (wanted := self.beneath.records_wanted(self.name)):
-            return
-        expected, wanting = _expected_records(wanted)
-        came = self._placed_already(expected)
-        in_vain: set[tuple[tuple[str, str], str, int]] = set()
-        for n, batch in enumerate(_chunks(sorted(expected), RECORDS_BATCH)):
-            await self._after_foreground(n > 0)  # many batches: the drive's user first
-            try:
-                docs = await self.db.bulk_get([(i, record_rev(i)) for i in batch], missing_ok=True)
-            except (PeerUnavailable, KeyError, TypeError, ValueError, AttributeError) as err:
-                # Away, or an answer of no shape (``bulk_get`` reads ``results`` as CouchDB's).
-                if self._punched_ask_failed(err):
-                    in_vain |= {row for rows in wanting.values() for row in rows
-                                if (row[0][0], row[1], row[2]) not in came}
-                break
-            self._punched_failures = 0
-            placed = await self._place_punched(docs, expected)
-            came |= placed
-            in_vain |= {row for doc_id in _in_vain(batch, docs, placed) for row in wanting[doc_id]}
-        async with self.settled():
-            self.beneath.asked_records(self.name, in_vain, came)
-            self.arrived([], replica.conflicted(self.store))  # held back: the trees look again
-
-    def _punched_ask_failed(self, err: Exception) -> bool:
-        """An ask for records gc punched failed: the next ``2**k - 1`` pulls go on without asking, after
-        ``k`` failures in a row; at ``PUNCHED_TRIES``, this peer is given up for the versions wanting
-        them (said): whether it was."""
-        self._punched_failures += 1
-        if self._punched_failures < PUNCHED_TRIES:
-            self._punched_wait = (1 << self._punched_failures) - 1
-            log.warning("sync with %s: records gc punched here were asked for and not sent (%s): asked "
-                        "again after %d pull(s)", self.name, err, self._punched_wait)
-            return False
-        self._punched_failures = 0
-        text = (f"sync with {self.name}: records gc punched here were asked for {PUNCHED_TRIES} times in a "
-                f"row and the asks failed ({err}): the versions that want them read EIO until another "
-                "peer sends them (or the next unlock)")
-        self._refused(f"punched records of {self.name}", text)
-        return True
-
-    async def _place_punched(self, docs: list[dict],
-                             expected: Expected) -> set[tuple[str, str, int]]:
-        """The records of one answer that were asked for (``_wanted_record``) and hash as their version's
-        manifest names (``_as_named``), placed and stored: the (fid, vid, idx) of each."""
-        docs = [doc for doc in docs if self._wanted_record(doc, expected)]
-        if docs:
-            shas = await trio.to_thread.run_sync(lambda: [record_sha(doc) for doc in docs])
-            docs = [doc for doc, sha in zip(docs, shas) if self._as_named(doc, sha, expected)]
-        if not docs:
-            return set()
-        places = await trio.to_thread.run_sync(place_records, self.layout, docs)
-        async with self.settled():
-            replica.store_revisions(self.store, [], places)
-            if self.layout.places is not None:
-                self.layout.places.note_arrival()
-            self.status.records_down += len(places)
-        return {(row.fid, row.vid, row.idx) for row in places}
-
-    def _placed_already(self, expected: Expected) -> set[tuple[str, str, int]]:
-        """The records wanted that are placed here already, taken out of ``expected`` (not asked): the
-        (fid, vid, idx) of each, noted as come.  Placed by an ask whose note then failed (its commit,
-        or the pull cancelled there), they were counted in vain at every later ask, the version never
-        walked again to the blocks its manifest tree's nodes name: EIO until the next unlock (attack
-        round 44a (3))."""
-        out: set[tuple[str, str, int]] = set()
-        for doc_id in list(expected):
-            fid, vid, idx = parse_record_id(doc_id)
-            if places_table.find(self.store.db, fid, vid, idx) is not None:
-                out.add((fid, vid, idx))
-                del expected[doc_id]
-        return out
-
-    def _wanted_record(self, doc: dict, expected: Expected) -> bool:
-        """``doc`` is a record asked for, at its revision, of the owner this replica knew it by, and
-        not placed again meanwhile."""
-        doc_id = doc.get("_id")
-        if not isinstance(doc_id, str) or doc_id not in expected or doc.get("_rev") != record_rev(doc_id):
-            return False
-        if not self._is_record(doc) or doc.get("owner") != expected[doc_id][0]:
-            return False
-        fid, vid, idx = parse_record_id(doc_id)
-        return places_table.find(self.store.db, fid, vid, idx) is None
-
-    def _as_named(self, doc: dict, sha: str, expected: Expected) -> bool:
-        """Whether a record fetched again hashes (``sha``, hex) as every version wanting it whose manifest
-        names a hash names it (none naming one: it is checked when read).  The record is one for all of
-        them (its id is the writer's (fid, vid, index)): checked against the first-sorted one's only, a
-        member's version (or an unhashed one) naming other bytes had the server's placed for all, her
-        genuine one reading EIO for good (attack round 43d (1)).  Where some version's hash is vouched
-        for by its signed document, ``wanted_of`` gives only those (not the shown version's: which leaf
-        is shown a member steers, 44a (1)); vouched versions naming other bytes have none placed, said,
-        and it is asked again once the versions wanting it change.  Placed, one with other bytes was kept as
-        the record (the first copy is kept) and taken off the punched list, so no other peer was asked
-        for it: EIO for good (attack round 43a (1)).  Said, and not placed: still wanted of the other
-        peers."""
-        named = expected[doc["_id"]][1]
-        if all(each.hex() == sha for each in named):
-            return True
-        doc_id = str(doc["_id"])[:120]
-        if len(named) > 1:
-            why = (f"the versions wanting it name {len(named)} different hashes (a member's concurrent "
-                   "version?): not placed for any until they agree (the conflict settled), then asked again")
-        else:
-            why = ("came with other bytes than its version's manifest names (garbage, or a forgery): not "
-                   "placed; asked of the other peers")
-        self._refused(f"record {doc_id}", f"sync with {self.name}: record {doc_id}, wanted again as gc "
-                      f"punched it here: {why}")
-        return False
 
     def _store(self, docs: list[dict], record_docs: list[dict], places: list, last: object) -> None:
         """Store a batch and have the mount take it in: nothing awaits here, so

@@ -141,7 +141,7 @@ import os
 import trio
 
 from fusevault.errors import PeerUnavailable
-from fusevault.sync.replicator import PUNCHED_TRIES
+from fusevault.sync.punched_asks import PUNCHED_TRIES
 from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
 from fusevault.vault.services.punched_wants import inherits_punched
 from fusevault.vault.tree import revival

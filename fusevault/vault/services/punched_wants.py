@@ -7,7 +7,7 @@ round 41b (1)).  Such a version is walked here (``inherits_punched``: when it ar
 absorbing.py ``_version_here``; a conflict's leaf, from conflicts.py; a tree just loaded,
 ``want_punched`` from fs/personal.py and agent/sessions.py): the records its own manifest names go
 into the tree's ``records_wanted`` with the hash the manifest names, and it is held back.  The sync
-(sync/replicator.py ``_take_punched``, through fs/arrivals.py ``Arrivals``) asks ``wanted_of`` per
+(sync/punched_asks.py ``_take_punched``, through fs/arrivals.py ``Arrivals``) asks ``wanted_of`` per
 peer, fetches them by id, places those hashing as named, and reports back with ``note_asked``: asks
 answered in vain go to ``records_asked`` (per version and peer; a record several versions want also
 to ``records_disputed``), records that came have their versions walked again.  ``drop_superseded``
@@ -39,7 +39,7 @@ __all__ = ["inherits_punched", "want_punched", "wanted_of", "note_asked", "drop_
 Asked = set[tuple[tuple[str, str], str, int]]  # (version, record vid, index) asked of a peer
 Punched = dict[str, tuple[str, list[tuple[int, int]]]]  # vid -> (owner, runs of punched indices)
 # (vid, idx) -> (owner, SHA-256 of the record as the version's manifest names it) of records wanted
-# from the peers: one that hashes otherwise is not placed (sync/replicator.py ``_take_punched``).
+# from the peers: one that hashes otherwise is not placed (sync/punched_asks.py ``_take_punched``).
 # None: an unhashed manifest (kinds 2 to 5) names no hash; such a record is checked when read.
 Wanted = dict[tuple[str, int], tuple[str, bytes | None]]
 
