@@ -3,6 +3,10 @@ already counts as come, a poked ask's failure never cancels the longpoll; 293c61
 notes go once the versions wanting it change, ``records_disputed``; 1a2c72e: a tree's wants wake the
 pull, ``want_again``, ``_longpoll``, ``_take_wanted``, ``WANTS_EVERY``).
 
+Run 08:25 UTC, 2026-12-06 (-n 0, this file): 4 xfailed, 2 controls passed; with --runxfail each xfail
+fails at its own assertion.  (1)'s order in a real mount (the poke's ask before the settle task walks
+her leaf again) is read, not run: the harness has no settle task.
+
 Hole (1), medium: once her version's want leaves ``records_wanted`` for a moment, the disputed record's
   in-vain notes are dropped for his version too, and it is asked alone: the server's bytes matching
   his hash are placed for every version (43d (1) again, through 44a (2)'s fix).
