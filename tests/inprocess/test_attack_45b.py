@@ -3,7 +3,7 @@ already counts as come, a poked ask's failure never cancels the longpoll; 293c61
 notes go once the versions wanting it change, ``records_disputed``; 1a2c72e: a tree's wants wake the
 pull, ``want_again``, ``_longpoll``, ``_take_wanted``, ``WANTS_EVERY``).
 
-Run 08:25 UTC, 2026-12-06 (-n 0, this file): 4 xfailed, 2 controls passed; with --runxfail each xfail
+Run 08:12 UTC, 2026-12-06 (-n 0, this file): 4 xfailed, 2 controls passed; with --runxfail each xfail
 fails at its own assertion.  (1)'s order in a real mount (the poke's ask before the settle task walks
 her leaf again) is read, not run: the harness has no settle task.
 
