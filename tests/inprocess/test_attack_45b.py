@@ -28,7 +28,9 @@ Hole (1), medium: once her version's want leaves ``records_wanted`` for a moment
     ``_expected_records`` has his hash only; ``_as_named`` passes the server's bytes.  In a mount the
     came also pokes the pull (``Arrivals.asked_records`` -> ``want_again``): the longpoll's first
     ``_take_wanted`` runs before the settle task walks her leaf again (it awaits the settle lock and
-    ``commit_pending`` first), and the first copy is kept (``_check_replaced``).
+    ``commit_pending`` first; read, not run), and for a file another user owns the settle never
+    walks her leaf (conflicts.py ``_settle_one`` returns: "its owner's devices settle it"), so any
+    later ask does it; the first copy is kept (``_check_replaced``).
   Impact: her concurrent edit reads EIO for good (a forgery alarm) though a peer holds every byte:
     data loss a member (with the server), or the server alone beside an unhashed version, causes.
     Which leaf is current is a member's to steer (his revision): once 44a (1)'s fix drops the shown
