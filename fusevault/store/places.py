@@ -319,6 +319,28 @@ def placed(db: sqlite3.Connection, records: list[tuple[str, str, int]]) -> set[t
     return out
 
 
+# Files named in one query of ``punched_among`` (under SQLite's least limit of bound variables).
+_FIDS_PER_QUERY = 500
+
+
+Record = tuple[str, str, int]  # (fid, vid, idx)
+
+
+def punched_among(db: sqlite3.Connection, records: Sequence[Record]) -> set[Record]:
+    """Which of ``records`` ((fid, vid, idx) each) are on the punched list: one query for a peer's
+    batch (its files), not one per record.  A row that is not runs is left out (``punched_of``)."""
+    fids = sorted({fid for fid, _, _ in records})
+    runs: dict[tuple[str, str], Runs] = {}
+    for start in range(0, len(fids), _FIDS_PER_QUERY):
+        part = fids[start:start + _FIDS_PER_QUERY]
+        query = f"SELECT fid, vid, idxs FROM punched WHERE fid IN ({', '.join('?' * len(part))})"
+        for fid, vid, idxs in db.execute(query, part):
+            if (checked := checked_runs(idxs)) is not None:
+                runs[(fid, vid)] = checked
+    return {(fid, vid, idx) for fid, vid, idx in records
+            if (found := runs.get((fid, vid))) is not None and in_runs(found, idx)}
+
+
 # --- reading, from any thread (readers of file contents)
 
 

@@ -411,8 +411,10 @@ class Replicator(PunchedAsks):
             return True
         if replaced:
             await self._check_replaced(replaced)
+        punched = self._punched(records, placed)  # left to ``_take_punched`` below
         record_docs = []
-        for batch in _chunks([(i, r) for i, r in records.items() if i not in placed], RECORDS_BATCH):
+        for batch in _chunks([(i, r) for i, r in records.items() if i not in placed and i not in punched],
+                             RECORDS_BATCH):
             record_docs += [doc for doc in await self.db.bulk_get(batch) if self._is_record(doc)]
         docs = await self.db.bulk_get([(i, r) for i, revs in lacking.items() for r in revs])
         docs = [doc for doc in docs if self._takes(doc)]
@@ -702,6 +704,28 @@ class Replicator(PunchedAsks):
                 text = (f"sync with {self.name}: record {doc['_id']} was offered with other bytes than "
                         "the copy kept here: refused (a forgery by someone holding the file's key?)")
                 self._refused(f"replaced {doc['_id']}", text)
+
+    def _punched(self, records: dict[str, str], placed: set[str]) -> set[str]:
+        """The records of a batch, not placed here, that gc punched here: never placed from the feed.
+        Placed as any record, the bytes the server sent were kept unchecked (the first copy is kept)
+        and taken off the punched list (``insert_arrived``), so no other peer was asked for them: the
+        versions inheriting them read EIO for good (attack round 45b (2), 43a (1)'s check bypassed).
+        One a version wants is asked by id and checked against its manifest's hash (``_take_punched``,
+        after the batch); one none wants is not fetched (gc found nothing here naming it).  One query
+        for the batch (``punched_among``)."""
+        ids: dict[tuple[str, str, int], str] = {}
+        for doc_id in records:
+            if doc_id in placed:
+                continue
+            try:
+                ids[parse_record_id(doc_id)] = doc_id
+            except ValueError:
+                continue  # refused when it is placed
+        punched = places_table.punched_among(self.store.db, list(ids))
+        if punched:
+            log.info("sync with %s: %d record(s) gc punched here listed in the changes: not placed from "
+                     "them (asked by id, checked, if a version wants them)", self.name, len(punched))
+        return {ids[key] for key in punched}
 
     def _placed(self, records: dict[str, str]) -> set[str]:
         placed = set()

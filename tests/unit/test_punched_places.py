@@ -78,3 +78,18 @@ def test_overlap_cuts_runs_to_the_indices_named() -> None:
     assert places.overlap(runs, 7, 100) == [(7, 9), (20, 20)]
     assert places.overlap(runs, -5, -5) == [(-5, -5)]
     assert places.overlap([], 0, 10) == []
+
+
+def test_punched_among_names_the_punched_records_of_a_batch_in_one_query() -> None:
+    """Attack round 45b (2): the pull leaves a punched record of its batch to the checked ask; a row
+    that is not runs, or a planted run of billions, is read as runs (never expanded)."""
+    db = _db()
+    places.forget(db, FID, [(0, 400)])  # V1's -2, -1, 0, 1
+    other = "e" * 32
+    db.executemany("INSERT INTO punched (fid, vid, owner, idxs) VALUES (?, ?, ?, ?)",
+                   [(other, V1, OWNER, "-4000000000:-3"), (other, V2, OWNER, "x")])
+    asked = [(FID, V1, 1), (FID, V1, 2), (FID, V2, 4), (other, V1, -5), (other, V2, 0), ("d" * 32, V1, 0)]
+    assert places.punched_among(db, asked) == {(FID, V1, 1), (other, V1, -5)}
+    assert places.punched_among(db, []) == set()
+    many = [(f"{n:032x}", V1, 0) for n in range(1200)] + [(FID, V1, 0)]  # more files than one query names
+    assert places.punched_among(db, many) == {(FID, V1, 0)}
