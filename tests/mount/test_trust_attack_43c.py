@@ -56,14 +56,16 @@ shows.  Run 05:43 UTC: each xfail fails at its assertion under --runxfail (1 run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
 
 import adversary
+import pytest
 from attack_scenes import add_users, recipients_dek, share
-from conftest import PouchServer, fusevault, mounted, settled, wait_for
+from conftest import PouchServer, fusevault, mounted, new_device, settled, wait_for
 
 from fusevault.crypto import aead
 from fusevault.crypto.signing import sign_doc
@@ -75,6 +77,7 @@ from fusevault.vault.services.conflicts import edit_copy_ident
 from fusevault.vault.tree.loading import HER_LEAVES
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_41b import _tree_of
+from mount.test_trust_attack_42b import _said
 from mount.test_trust_attack_round22b import _bobs_branch, _settled
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _key, _node_fid
@@ -260,3 +263,67 @@ def test_bobs_rename_beside_her_unshare_is_kept(vault: Path, tmp_path: Path) -> 
     """tests/unit/test_attack_43c.py (6) at a mount: his rename, where he writes, beside her re-key."""
     current, old = _unshared_beside_bobs_high_epoch(vault, tmp_path, None, rename=True)
     assert current["shown"] == ["sub2"] or current["said"], (current["shown"], current["said"])
+
+
+# --- 43c (5): beside her re-key in place, her later move on her other device
+
+def _unshared_beside_her_later_move(tmp_path: Path, kind: str) -> dict[str, object]:
+    """proj/ shared READ with bob, proj/blank (an empty file, or a folder: ``kind``) and proj/archive/.
+    Both her devices mounted; the server goes away; the desktop unshares bob (proj/blank re-keyed in
+    place: no version to seal again, only its key and epoch); later the laptop moves proj/blank into
+    proj/archive (within the share as it knows it: no re-key).  Where each device shows it once
+    settled, what is said, and whether the key bob held still opens its document on the server."""
+    seen: dict[str, object] = {}
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop, _ = _proj_with_bob(url, tmp_path, "READ")
+        a, b = tmp_path / "a", tmp_path / "b"
+        with mounted(laptop, a):
+            (a / "proj" / "archive").mkdir()
+            if kind == "folder":
+                (a / "proj" / "blank").mkdir()
+            else:
+                (a / "proj" / "blank").write_bytes(b"")
+            wait_for(lambda: settled(a), "blank pushed")
+        fid = _node_fid(laptop, "alice", "blank")
+        old = adversary.Server(url).get(fid)
+        assert old is not None
+        dek = recipients_dek(laptop, "bob", BOB, fid)
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(laptop, a), mounted(desktop, b):
+            wait_for(lambda: settled(a) and settled(b) and (b / "proj" / "blank").exists()
+                     and (b / "proj" / "archive").exists(), "both")
+            server.kill()
+            unshared = fusevault("unshare", b / "proj", "--with", "bob")
+            assert unshared.returncode == 0, unshared.stderr
+            wait_for(lambda: (adversary.get(desktop, fid) or {}).get("epoch", 0) > old.get("epoch", 0),
+                     "the unshare's re-key")
+            os.rename(a / "proj" / "blank", a / "proj" / "archive" / "blank")
+            time.sleep(1.5)
+            server.start()
+
+            def where(m: Path) -> list[str]:
+                return sorted(str(p.relative_to(m)) for p in m.rglob("*"))
+
+            with contextlib.suppress(pytest.fail.Exception):  # what each shows is the verdict
+                wait_for(lambda: settled(a) and settled(b) and where(a) == where(b)
+                         and "proj/blank" not in where(a), "agreed", timeout=40)
+            time.sleep(2)
+            seen["bob opens"] = _opens(adversary.Server(url).get(fid) or {}, dek)
+            seen["laptop"] = where(a), _said(a)
+            seen["desktop"] = where(b), _said(b)
+    finally:
+        server.stop()
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["empty", "folder"])
+def test_her_later_move_beside_her_unshare_on_her_other_device_is_kept(tmp_path: Path, kind: str) -> None:
+    """tests/unit/test_attack_43c.py (5) at a mount: her move stands on both devices, under the key the
+    unshare made (bob's old key opens nothing)."""
+    seen = _unshared_beside_her_later_move(tmp_path, kind)
+    for device in ("laptop", "desktop"):
+        shown, _ = seen[device]  # type: ignore[misc]
+        assert "proj/archive/blank" in shown and "proj/blank" not in shown, (device, seen)
+    assert not seen["bob opens"], seen

@@ -91,7 +91,10 @@ Fixed since: (3), (4) (their tests here pass); (1), (2) and (8), whose fixes tur
 no signer known, where every state counts as hers by design (a vault with no key pairs; 42b's day bound
 for unsigned states), so they could never pass; they are replaced by the same scenes through the signed
 path: tests/unit/test_stamps_by_signer_43c.py (1, 2) and tests/unit/test_conflicts_rule2_43c.py (8).
-(5) stays a strict xfail: open.
+(5) is fixed too (conflicts.py ``_rekeyed_by_a_move``: told by the signed placement stamps, not the
+change stamps): its test here passes, with tests/unit/test_conflicts_rekey_in_place_43c.py and at a
+mount tests/mount/test_trust_attack_43c.py
+(``test_her_later_move_beside_her_unshare_on_her_other_device_is_kept``).
 """
 
 from __future__ import annotations
@@ -275,9 +278,6 @@ def test_control_rule_2_keeps_the_new_key(clock: Clock) -> None:
         assert _decide(None, mine, theirs, None)[0] is rekeyed  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, reason="43c (5): rule 2 keeps the re-keyed side's names though her "
-                   "later move was on the other side: her move undone unsaid (stamps alone do not tell "
-                   "it from 41b (2)'s earlier move out beside a later rename in the share)")
 def test_rule_2_keeps_her_later_move_beside_a_re_key_in_place(clock: Clock) -> None:
     rekeyed, moved = _rekeyed_in_place_and_moved(clock)
     for mine, theirs in ((rekeyed, moved), (moved, rekeyed)):

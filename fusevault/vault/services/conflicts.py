@@ -386,11 +386,12 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey,
         if _descends(store, newer, older.node.head, key):
             # Rule 3: the side with the older contents changed only names or
             # modes: its names are the change to keep, with the newer contents.
-            if newer.node.epoch > older.node.epoch and _folders(newer) != _folders(older):
+            if _rekeyed_by_a_move(newer, older):
                 # Unless the newer side gave the file a new key in another folder: her move out of a
                 # share (re-keyed so that who lost it reads nothing written next).  Named from
                 # the older side, the file went back into the share, and the new key was sealed to
-                # the member (attack round 41b (2)); a rename in one folder is kept still.
+                # the member (attack round 41b (2)); a rename in one folder is kept still, and so is
+                # her move on her other device beside a re-key in place (attack round 43c (5)).
                 return newer, newer, None
             return newer, older, None
     keeper = max(mine, theirs, key=lambda leaf: (leaf.node.mtime, leaf.doc["_rev"]))  # rule 4
@@ -429,10 +430,13 @@ def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
     other = theirs if keeper is mine else mine
     if not (_hers(volume, mine) and _hers(volume, theirs)) and not _her_key_beside_his(volume, keeper, other):
         return named, None  # a member's state: as it was decided
-    if not (keeper.node.epoch > other.node.epoch and _folders(keeper) != _folders(other)):
+    if not _rekeyed_by_a_move(keeper, other):
         # The names from the state that changed them last (a tie: as decided).  Not over a re-keyed
-        # move into another folder: that keeps its own (``_decide``, round 41b (2)).  A member's later
-        # rename beside her re-key in place is his to make where he writes (judged as his by
+        # move into another folder: that keeps its own (``_decide``, round 41b (2)).  Beside a re-key
+        # in place (an unshare, a rotation: the folder kept) her later move on her other device is
+        # taken, with the new key, re-keyed away from shares it leaves as any move taken in is
+        # (``_adopt``): kept whole, the re-keyed state undid it unsaid (attack round 43c (5)).  A
+        # member's later rename beside her re-key in place is his to make where he writes (judged as his by
         # ``_adopt``'s ``leaf_ok``), lost before (attack round 43c (6)); his names stand on a tie too:
         # her re-key in place changed none, and a client that renames without a stamp is not hers.
         if _her_key_beside_his(volume, keeper, other):
@@ -440,6 +444,40 @@ def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
         else:
             named = _changed_last(named, other if named is keeper else keeper, "links")
     return named, merged(keeper.node, other.node, named.node)
+
+
+def _rekeyed_by_a_move(rekeyed: Leaf, other: Leaf) -> bool:
+    """Whether ``rekeyed``, of the higher key epoch and in other folders than ``other``, was put there
+    by a move made apart from ``other`` (her move out of a share: its names stand over a later rename
+    beside it, round 41b (2)), rather than re-keyed in place (an unshare, a rotation: the folder kept)
+    beside a move ``other`` made (whose names then stand, round 43c (5)).  Their change stamps alone
+    do not tell the two apart (the later names are the other side's in both); where each was put
+    does: a move into other folders signs a placement stamp at its commit (``Node.placed``,
+    vault/model/placement.py), and a stamp of a commit ``other`` was made over (or that ``other``
+    carries itself) is the place both had before, so ``rekeyed`` did not move.  No stamp (a vault
+    with no key pairs): a state whose names never changed (no ``links`` stamp) did not move; any other
+    is taken for a move, as before (its names kept: the new key never goes back into the share)."""
+    if not (rekeyed.node.epoch > other.node.epoch and _folders(rekeyed) != _folders(other)):
+        return False
+    placed = rekeyed.node.placed
+    if placed is None:
+        return bool(rekeyed.node.changed and "links" in rekeyed.node.changed)
+    if other.node.placed == placed:
+        return False  # the same signed stamp: ``other`` was made over that placement
+    device, n = placed["seq"]
+    return n > _made_over(other, device)
+
+
+def _made_over(leaf: Leaf, device: str) -> int:
+    """The newest commit of her ``device`` a state of hers was made over (-1: none known): its own
+    device's counter orders that device's states, its signed ``over`` names the others'.  Only her
+    word counts: a member's seq is kept apart (``writer_seq``) and his ``over`` is dropped when his
+    document is opened (nodes.py ``node_from_doc``), so no number he seals makes her move out look
+    made before his state."""
+    seq = writer_seq(leaf.node.seq, leaf.doc, leaf.node.owner)
+    if seq is not None and seq[0] == device:
+        return seq[1]
+    return (leaf.node.over or {}).get(device, -1)
 
 
 def _her_key_beside_his(volume: Volume, keeper: Leaf, other: Leaf) -> bool:
