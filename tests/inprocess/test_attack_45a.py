@@ -2,7 +2,7 @@
 42a (7) ``_live`` looks under every subfolder, ``_moved_out``; 43a (5), (7) ``_newer_state`` judges a
 stored state beneath the folder by its signed content, ``_taken_from``).
 
-Run 08:40 UTC, 2026-12-06: 3 xfailed, 3 controls passed; with --runxfail each xfail fails at its own
+Run 08:15 UTC, 2026-12-06: 4 xfailed, 3 controls passed; with --runxfail each xfail fails at its own
 assertion (the scene's asserts all held).
 
 Hole (1), medium (her new file gone from this device's view; the alarm says it was harmless): the
@@ -21,7 +21,7 @@ Hole (1), medium (her new file gone from this device's view; the alarm says it w
     another revision), and a file whose body says removed is not live.  Any revision the tree took
     whose stored body is not what it took does the same: one whose clear fields it put back as
     signed, a refused one (``arrivals.keep``), her older replayed state (``Ledger.admit`` sets
-    ``held.rev``: a replay of her trashed state of the file) (these two read only).
+    ``held.rev``: a replay of her trashed state of the file, run) (a refused one: read only).
   Impact: F's removal is taken over what she saved in it: F and new.txt leave the desktop's tree,
     unsaid (the one alarm says nothing was changed); a remount brings them back (the orphan revive)
     if nothing removes them meanwhile.  43a's fix ("judged by its signed content, not its revision")
@@ -30,7 +30,10 @@ Hole (1), medium (her new file gone from this device's view; the alarm says it w
     state (judge by ``child.seq``); the "folder whose own removal this tree did not take" case should
     be noted by ``kept_over_removal`` itself (the fid and the removal's revision), or the body verified
     and opened as in ``_newer_state`` (a body that does not verify: the node's own state counts).
-  Tests: that one; the control ``..._kept_control``.
+  Tests: that one, ``test_her_older_trashed_state_replayed_with_the_folders_removal_does_not_take_her_file``
+  (the replay variant, run: the rollback is said, F and new.txt gone all the same; new.txt's
+  recommit then names a removed F: hole (2) follows once the laptop brings F back); the control
+  ``..._kept_control``.
 
 Hole (2), medium-low (a file gone from this device's view until a remount, unsaid): a folder taken
   away here and brought back by the removal's device comes back empty; what it held, not made here,
@@ -95,6 +98,7 @@ from fusevault.store import replica
 from fusevault.vault.model import alarms
 from fusevault.vault.model.nodes import node_doc
 from fusevault.vault.services.absorbing import absorb_arrivals
+from fusevault.vault.services.recovery import restore
 from fusevault.vault.tree import revival
 from inprocess.conftest import DIR, ME, ROOT, make
 
@@ -178,6 +182,33 @@ async def test_her_files_state_with_its_clear_delete_flipped_does_not_take_it_wi
     top, _ = await _saved_in_f(fs)
     await _laptops_removal(fs, top)
     assert _shown(fs.volume, b"F/new.txt")
+
+
+@pytest.mark.xfail(strict=True, reason="45a (1): her older trashed state replayed is refused, the tree "
+                   "holds its revision, revival._stands reads its `delete`: F's removal taken over her file")
+async def test_her_older_trashed_state_replayed_with_the_folders_removal_does_not_take_her_file(fs) -> None:
+    """Hole (1) with no clear field touched: new.txt deleted and restored here; the server serves her
+    genuine trashed state of it again (a replay: refused and said, ``Ledger.admit`` sets ``held.rev``)
+    in the batch of her laptop's removal of F, new.txt's id first."""
+    volume = fs.volume
+    f = await fs.ops.mkdir(ROOT, b"F", DIR, ME)
+    await make(fs.ops, b"new.txt", b"saved on the desktop", parent=f.st_ino)
+    await volume.flush_pending()
+    fid = volume.resolve(b"F/new.txt").fid
+    await fs.ops.unlink(f.st_ino, b"new.txt", ME)
+    await volume.flush_pending()
+    trashed = dict(volume.store.get(fid))
+    assert trashed.get("delete"), "her signed state of new.txt in the trash"
+    await restore(volume, b"F/new.txt")
+    await volume.flush_pending()
+    top, new = volume.resolve(b"F"), volume.resolve(b"F/new.txt")
+    top.seq = ("laptop", 7)
+    assert revival._holds_live(volume.tree, top, 0), "her restored file is live here"
+    replay = _on_top(volume, trashed, "c" * 32)
+    removal = _state(volume, top, seq=("laptop", 9), links=[], deleted=True)
+    absorb_arrivals(volume, [replay, removal])
+    assert "rollback" in alarms.for_user(volume.key.user_id) and new.rev == replay["_rev"], "refused, said"
+    assert _shown(volume, b"F/new.txt"), "F's removal taken over her restored file: F and new.txt gone here"
 
 
 # --- hole (2)
