@@ -2,7 +2,7 @@
 42a (7) ``_live`` looks under every subfolder, ``_moved_out``; 43a (5), (7) ``_newer_state`` judges a
 stored state beneath the folder by its signed content, ``_taken_from``).
 
-Run 08:15 UTC, 2026-12-06: 4 xfailed, 3 controls passed; with --runxfail each xfail fails at its own
+Run 08:20 UTC, 2026-12-06: 5 xfailed, 3 controls passed; with --runxfail each xfail fails at its own
 assertion (the scene's asserts all held).
 
 Hole (1), medium (her new file gone from this device's view; the alarm says it was harmless): the
@@ -77,6 +77,24 @@ Hole (3), low (honest use; a removed folder comes back on every device): ``DEPTH
     folder holds something live iff one of them reaches it.  Past the limit only such a live node
     keeps the folder.
   Tests: that one; the control ``..._within_the_limit_control``.
+
+Hole (4), low (cost, honest use; the server can make it the worst case): taking in one ``rm -r``
+  costs a signature check and a decryption per node per folder above it.
+  Attack: none needed; the server lists the removals of one ``rm -r`` parents first (its feed's order
+    is its own; pouchdb's id order does about half as much).
+  Seen: ``test_a_removals_batch_judges_each_node_about_once`` (run: F with 12 folders nested under it
+    and 60 files in the last, all her laptop's, removed there: 73 removals, taken top-down, judge
+    ``_newer_state`` 858 times, each ``trust.verify`` and ``open_doc``).  Measured in a probe, a
+    tree of 1093 nodes 6 deep: 6015 calls, 1.14 s of the batch's 1.64 s (id order: 1478 calls, half
+    the time); 42a made the walk enter every folder, 43a made each visit a verify and a decryption.
+  Cause: ``kept_over_removal`` walks the whole remaining subtree at each folder's removal (nothing is
+    live, so ``any`` never stops early), judging the stored removal of every node under it again.
+  Impact: bounded (nodes times depth, at most ``DEPTH_LIMIT``), but a large ``rm -r`` made on one
+    device stalls the other's mount (the arrival is taken in on the loop) for a multiple of the
+    batch's own cost: minutes for 10^5 files a few dozen folders deep.
+  Fix (suggested): judge each stored state once per batch (a memo of ``_newer_state`` by (fid,
+    rev), or of ``_live`` by node for the batch); or walk up from the live nodes (hole (3)'s fix).
+  Tests: that one.
 
 Checked and held (read, and where said run): ``_newer_state`` refuses her older state by the ledger
 at a fresh device too (``check_loaded`` records each loaded seq and covers its ``over``), and a
@@ -284,3 +302,36 @@ async def test_a_deep_tree_made_elsewhere_is_not_kept_over_its_removal(fs) -> No
 async def test_a_deep_tree_made_elsewhere_is_not_kept_over_its_removal_within_the_limit_control(fs) -> None:
     top = await _chain_made_elsewhere(fs, 8)
     assert not revival._holds_live(fs.volume.tree, top, 0)
+
+
+# --- hole (4)
+
+
+@pytest.mark.xfail(strict=True, reason="45a (4): each folder's removal judges every stored removal under it "
+                   "again (a verify and a decryption each): nodes times depth")
+async def test_a_removals_batch_judges_each_node_about_once(fs, monkeypatch) -> None:
+    volume = fs.volume
+    top = await _chain_made_elsewhere(fs, 12)
+    ino, nodes = top.ino, [top]
+    while (child := next(iter(volume.tree.get(ino).children.values()), None)) is not None:
+        nodes.append(volume.tree.get(child))
+        ino = child
+        if not volume.tree.get(child).is_dir:
+            break
+    last = nodes[-2]
+    for i in range(59):
+        entry = await make(fs.ops, b"more%d.txt" % i, b"the laptop's", parent=last.ino)
+        nodes.append(volume.tree.get(entry.st_ino))
+    await volume.flush_pending()
+    for node in nodes:
+        node.seq = ("laptop", 7)
+        node.lookups = 0
+    # Her laptop's removals, listed parents first (the server's order).
+    docs = [_state(volume, node, seq=("laptop", 9), links=[], deleted=True) for node in nodes]
+    judged = []
+    real = revival._newer_state
+    monkeypatch.setattr(revival, "_newer_state", lambda *a: judged.append(a[1].fid) or real(*a))
+    absorb_arrivals(volume, docs)
+    assert not _shown(volume, b"F"), "the removal taken"
+    removals, times = len(nodes), len(judged)
+    assert times <= 2 * removals, f"{removals} removals, {times} stored states judged"
