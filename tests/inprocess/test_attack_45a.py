@@ -20,8 +20,8 @@ Hole (1), medium (her new file gone from this device's view; the alarm says it w
     reads ``delete`` from the stored body, never verified (``_newer_state`` verifies only a body at
     another revision), and a file whose body says removed is not live.  Any revision the tree took
     whose stored body is not what it took does the same: one whose clear fields it put back as
-    signed, a refused one (``arrivals.keep``), her older replayed state (``Ledger.admit`` sets
-    ``held.rev``: a replay of her trashed state of the file, run) (a refused one: read only).
+    signed (run), her older replayed state (``Ledger.admit`` sets ``held.rev``: a replay of her
+    trashed state of the file, run), a refused one (``arrivals.keep``: read only).
   Impact: F's removal is taken over what she saved in it: F and new.txt leave the desktop's tree,
     unsaid (the one alarm says nothing was changed); a remount brings them back (the orphan revive)
     if nothing removes them meanwhile.  43a's fix ("judged by its signed content, not its revision")
@@ -102,7 +102,12 @@ state from a device the ledger never saw is only a genuine concurrent state of h
 folder not held here, in the trash, past the depth, or under F here counts as under F
 (``_beneath``); a bare deletion of a live node is refused by the replicator, so ``_deleted`` is not
 met for a live child; a writer's or forged state is never a move out; ``_moved_out`` states whose
-arrival is then refused (a cycle, a file as parent) need her signature on such a state.
+arrival is then refused (a cycle, a file as parent) need her signature on such a state.  Probed
+(run, not kept): her laptop's removal of F/x.txt concurrent with the desktop's edit of it, the
+removal's branch winning CouchDB's order, counts as "newer" (``_newer_state`` does not ask whether it
+was made over the held state) and F's removal is taken, but the settling (rule 1) commits the edit
+and brings F back with it on the same device.  A file only read here (relatime, committed lazily)
+counts as put there: F kept over a removal made apart, consistent with conflicts.py rule 1.
 """
 
 from __future__ import annotations
