@@ -114,8 +114,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-
 from fusevault.errors import VaultError
 from fusevault.store import replica
 from fusevault.vault.model import alarms
@@ -172,7 +170,7 @@ async def _saved_in_f(fs):
     await volume.flush_pending()
     top, new = volume.resolve(b"F"), volume.resolve(b"F/new.txt")
     top.seq = ("laptop", 7)
-    assert revival._holds_live(volume.tree, top, 0), "her new file is live here"
+    assert revival._holds_live(volume.tree, top), "her new file is live here"
     return top, new
 
 
@@ -185,8 +183,6 @@ async def _laptops_removal(fs, top) -> None:
         _forgotten(volume, top)
 
 
-@pytest.mark.xfail(strict=True, reason="45a (1): revival._stands reads the unverified clear `delete` "
-                   "of the stored body at the held revision: F's removal taken over her new file")
 async def test_her_files_state_with_its_clear_delete_flipped_does_not_take_it_with_the_folder(fs) -> None:
     top, new = await _saved_in_f(fs)
     volume = fs.volume
@@ -207,8 +203,6 @@ async def test_her_files_state_with_its_clear_delete_flipped_does_not_take_it_wi
     assert _shown(fs.volume, b"F/new.txt")
 
 
-@pytest.mark.xfail(strict=True, reason="45a (1): her older trashed state replayed is refused, the tree "
-                   "holds its revision, revival._stands reads its `delete`: F's removal taken over her file")
 async def test_her_older_trashed_state_replayed_with_the_folders_removal_does_not_take_her_file(fs) -> None:
     """Hole (1) with no clear field touched: new.txt deleted and restored here; the server serves her
     genuine trashed state of it again (a replay: refused and said, ``Ledger.admit`` sets ``held.rev``)
@@ -226,7 +220,7 @@ async def test_her_older_trashed_state_replayed_with_the_folders_removal_does_no
     await volume.flush_pending()
     top, new = volume.resolve(b"F"), volume.resolve(b"F/new.txt")
     top.seq = ("laptop", 7)
-    assert revival._holds_live(volume.tree, top, 0), "her restored file is live here"
+    assert revival._holds_live(volume.tree, top), "her restored file is live here"
     replay = _on_top(volume, trashed, "c" * 32)
     removal = _state(volume, top, seq=("laptop", 9), links=[], deleted=True)
     absorb_arrivals(volume, [replay, removal])
@@ -261,8 +255,6 @@ async def _removed_then_brought_back(fs, top, *, forget: bool) -> None:
     assert _shown(volume, b"F"), "F brought back here too"
 
 
-@pytest.mark.xfail(strict=True, reason="45a (2): a folder taken away and brought back comes back as a "
-                   "new node; what it held (not made here) keeps a link to the dead inode: hidden")
 async def test_a_folder_brought_back_by_the_removals_device_shows_what_it_held_here(fs) -> None:
     top, y = await _tablets_file_in_f(fs)
     await _removed_then_brought_back(fs, top, forget=True)
@@ -297,23 +289,19 @@ async def _chain_made_elsewhere(fs, below: int):
     return nodes[0]
 
 
-@pytest.mark.xfail(strict=True, reason="45a (3): past DEPTH_LIMIT the walk keeps the folder, whatever "
-                   "it holds: an honest rm -r of a deep tree comes back")
 async def test_a_deep_tree_made_elsewhere_is_not_kept_over_its_removal(fs) -> None:
     top = await _chain_made_elsewhere(fs, revival.DEPTH_LIMIT + 1)
-    assert not revival._holds_live(fs.volume.tree, top, 0), "F kept over its removal for nothing"
+    assert not revival._holds_live(fs.volume.tree, top), "F kept over its removal for nothing"
 
 
 async def test_a_deep_tree_made_elsewhere_is_not_kept_over_its_removal_within_the_limit_control(fs) -> None:
     top = await _chain_made_elsewhere(fs, 8)
-    assert not revival._holds_live(fs.volume.tree, top, 0)
+    assert not revival._holds_live(fs.volume.tree, top)
 
 
 # --- hole (4)
 
 
-@pytest.mark.xfail(strict=True, reason="45a (4): each folder's removal judges every stored removal under it "
-                   "again (a verify and a decryption each): nodes times depth")
 async def test_a_removals_batch_judges_each_node_about_once(fs, monkeypatch) -> None:
     volume = fs.volume
     top = await _chain_made_elsewhere(fs, 12)
@@ -338,5 +326,34 @@ async def test_a_removals_batch_judges_each_node_about_once(fs, monkeypatch) -> 
     monkeypatch.setattr(revival, "_newer_state", lambda *a: judged.append(a[1].fid) or real(*a))
     absorb_arrivals(volume, docs)
     assert not _shown(volume, b"F"), "the removal taken"
+    removals, times = len(nodes), len(judged)
+    assert times <= 2 * removals, f"{removals} removals, {times} stored states judged"
+
+
+async def test_a_removals_batch_over_what_this_device_made_judges_each_node_about_once(
+        fs, monkeypatch) -> None:
+    """Hole (4) where the walk has something to look at: F, 12 folders nested under it and 60 files in
+    the last, all made on this device; her laptop took them in and removed them all (``rm -r F``),
+    listed parents first.  Each folder's removal looks at everything under it, each node's stored
+    removal judged once for the batch (``revival.Judged``), not once per folder above it."""
+    volume = fs.volume
+    ino, nodes = ROOT, []
+    for i in range(13):
+        ino = (await fs.ops.mkdir(ino, b"F" if i == 0 else b"d%d" % i, DIR, ME)).st_ino
+        nodes.append(volume.tree.get(ino))
+    for i in range(60):
+        entry = await make(fs.ops, b"more%d.txt" % i, b"made here", parent=ino)
+        nodes.append(volume.tree.get(entry.st_ino))
+    await volume.flush_pending()
+    device = volume.tree.ledger.device
+    assert all(node.seq is not None and node.seq[0] == device for node in nodes), "all made here"
+    for node in nodes:
+        node.lookups = 0
+    docs = [_state(volume, node, seq=("laptop", 9), links=[], deleted=True) for node in nodes]
+    judged = []
+    real = revival._newer_state
+    monkeypatch.setattr(revival, "_newer_state", lambda *a: judged.append(a[1].fid) or real(*a))
+    absorb_arrivals(volume, docs)
+    assert not _shown(volume, b"F"), "the removal taken: the laptop removed what it took in"
     removals, times = len(nodes), len(judged)
     assert times <= 2 * removals, f"{removals} removals, {times} stored states judged"
