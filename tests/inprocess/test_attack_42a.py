@@ -239,7 +239,7 @@ async def test_a_folders_removal_served_before_its_subfolders_keeps_what_she_sav
     """Hole (7): F's removal served alone (the server orders the laptop's removals F first, and
     the rest later): F holds her new file three folders down; none of their removals is here yet."""
     top, _ = await _deep_scene(fs)
-    assert revival._holds_live(fs.volume.tree, top, 0), "F counted as holding nothing live"
+    assert revival._holds_live(fs.volume.tree, top), "F counted as holding nothing live"
 
 
 async def test_a_folders_removal_served_with_its_subfolders_keeps_what_she_saved(fs, monkeypatch) -> None:
@@ -249,7 +249,7 @@ async def test_a_folders_removal_served_with_its_subfolders_keeps_what_she_saved
     real = store.get
     removed = {node.fid: {"_id": node.fid, "_rev": "9-" + "e" * 32, "delete": True} for node in chain}
     monkeypatch.setattr(store, "get", lambda doc_id: removed.get(doc_id) or real(doc_id))
-    assert revival._holds_live(fs.volume.tree, top, 0)
+    assert revival._holds_live(fs.volume.tree, top)
 
 
 PLANTED = 300_000  # a run's length in a planted row: -PLANTED-1 .. -2 (a store writer could write -4e9)

@@ -361,13 +361,13 @@ async def test_her_older_state_of_a_subfolder_served_again_does_not_take_what_sh
     real = store.get
     replayed = dict(older, _rev="99-" + "f" * 32)  # a branch the server wrote: ``_rev`` is not signed
     monkeypatch.setattr(store, "get", lambda doc_id: replayed if doc_id == s.fid else real(doc_id))
-    assert revival._holds_live(fs.volume.tree, top, 0), "F counted as holding nothing: new.txt goes with it"
+    assert revival._holds_live(fs.volume.tree, top), "F counted as holding nothing: new.txt goes with it"
 
 
 async def test_a_subfolder_as_the_tree_holds_it_keeps_what_she_saved_control(fs) -> None:
     """Control: nothing served for s: F holds her new file."""
     top, _, _ = await _replay_scene(fs)
-    assert revival._holds_live(fs.volume.tree, top, 0)
+    assert revival._holds_live(fs.volume.tree, top)
 
 
 class _Blip(Peer):
@@ -428,4 +428,4 @@ async def test_her_files_state_served_under_another_revision_does_not_take_it_wi
     real = store.get
     copied = dict(real(new.fid), _rev="99-" + "f" * 32)
     monkeypatch.setattr(store, "get", lambda doc_id: copied if doc_id == new.fid else real(doc_id))
-    assert revival._holds_live(volume.tree, top, 0), "F counted as holding nothing: new.txt goes with it"
+    assert revival._holds_live(volume.tree, top), "F counted as holding nothing: new.txt goes with it"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fusevault.crypto.signing import signature_of
 from fusevault.errors import CorruptData
@@ -64,6 +64,9 @@ class Absorbed:
     # committed over it at once, so the store never keeps the replay as its
     # current row (attack round 18 (7): the next unlock would load it).
     recommit: list[tuple[Node, str]] = field(default_factory=list)
+    # This batch's judgements of folders' removals (vault/tree/revival.py ``Judged``), made at the
+    # first one: each stored state judged once per batch.  Nothing for the kernel.
+    judged: Any = field(default=None, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.entries or self.inodes or self.rekey or self.save or self.busy or self.resized
@@ -292,9 +295,11 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
             continue
         if parent.children.get(name, node.ino) != node.ino:
             out.entries += link_clashing(tree, parent, name, node)
-            continue
-        tree.link_entry(parent, name, node)
-        out.entries.append((parent_ino, name))
+        else:
+            tree.link_entry(parent, name, node)
+            out.entries.append((parent_ino, name))
+        if out.judged is not None:
+            out.judged.linked(tree, node)  # what the batch found above what is live may be stale
 
 
 def link_clashing(tree: Tree, parent: Node, name: bytes, node: Node) -> list[tuple[int, bytes]]:

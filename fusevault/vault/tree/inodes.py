@@ -12,6 +12,7 @@ fsyncdir, or at the end of a short window (group commit).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Container, Iterator
@@ -138,6 +139,11 @@ class Inodes:
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
+        # fid -> (inode, the inodes it held) of a folder dropped from the table while nodes it held
+        # were still in it (its removal taken here: they keep a name in it, its own removal not come,
+        # or never coming): when the folder is added again (brought back: vault/tree/revival.py, or a
+        # newer state of it), they are linked in it again (``_rejoin``; attack round 45a (2)).
+        self.left_holding: dict[str, tuple[int, list[int]]] = {}
         # Folders whose keys rotation.py is rotating now (not started twice).
         self.rotating: set[str] = set()
         # fid -> the shares her own file or folder lost by a move or an unlink of one of its names
@@ -287,7 +293,39 @@ class Inodes:
         node.ino = (inodes or {}).get(node.fid) or self.new_ino()
         self._nodes[node.ino] = node
         self._by_fid[node.fid] = node.ino
+        if node.fid in self.left_holding:
+            self._rejoin(node, *self.left_holding.pop(node.fid))
         return node
+
+    def _rejoin(self, folder: Node, old: int, held: list[int]) -> None:
+        """Link in ``folder``, just added, the nodes still held here that its earlier node (inode
+        ``old``, dropped) held, under the names they had there.  Its removal taken here, nothing else
+        places them: a file saved on a third device (not live here, by design) kept a name in the
+        dropped inode, in no folder, unsaid, once the removal's device brought the folder back as
+        a new node (attack round 45a (2)).  A node given another folder since keeps it.  The new
+        inode is unknown to the kernel: no entry of it is stale."""
+        if not folder.is_dir or folder.children is None:
+            return
+        for ino in held:
+            node = self._nodes.get(ino)
+            for parent_ino, name in list(node.links) if node is not None else ():
+                if parent_ino != old or name in folder.children or self.is_ancestor(node, folder):
+                    continue  # placed elsewhere, a name taken meanwhile, or it would hold itself
+                node.links.remove((parent_ino, name))
+                self.link_entry(folder, name, node)
+                log.info("%s: back in its folder %s, brought back", node.fid, folder.fid)
+
+    def _note_holding(self, folder: Node) -> None:
+        """Note the nodes ``folder``, being dropped, still holds (``left_holding``).  Each note
+        looks at the oldest one: one whose nodes all left goes (a mount's many ``rm -r``)."""
+        held = [ino for ino in (folder.children or {}).values() if ino in self._nodes]
+        if held:
+            self.left_holding[folder.fid] = (folder.ino, held)
+        for fid in list(itertools.islice(self.left_holding, 2)):
+            old, inos = self.left_holding.pop(fid)
+            if any((node := self._nodes.get(ino)) is not None and any(p == old for p, _ in node.links)
+                   for ino in inos):
+                self.left_holding[fid] = (old, inos)  # still holds some: looked at again later
 
     def purge_if_unused(self, node: Node) -> None:
         """Drop a node that has no name, no kernel reference and no open handle."""
@@ -298,6 +336,8 @@ class Inodes:
                 node.content.close()
             self._nodes.pop(node.ino, None)
             self._by_fid.pop(node.fid, None)
+            if node.children:
+                self._note_holding(node)
             self.lazy.discard(node.ino)
             self.unsaved.discard(node.ino)
             if self.on_purge is not None:
@@ -603,6 +643,7 @@ class Inodes:
         self.records_disputed.clear()
         self.records_vouched.clear()
         self.same_state.clear()
+        self.left_holding.clear()
         self.ledger = None  # saved before; it holds a key of the user's
         if self.layout.places is not None and self.key is not None:
             # Their view of who may write (it holds this tree, and so their keys) judges no

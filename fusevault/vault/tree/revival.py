@@ -46,13 +46,60 @@ log = logging.getLogger(__name__)
 DEPTH_LIMIT = 64
 
 
+class Judged:
+    """What one batch (one ``absorb`` call: ``Absorbed.judged``) found out about folders' removals,
+    so that a ``rm -r`` taken in costs about one judgement per node, not one per node and folder
+    above it (attack round 45a (4): a verify and a decryption per node at every level).
+
+    ``newer``: each node's stored state as ``_newer_state`` judged it, by the state the tree holds
+    (its revision and ``seq``: a state taken in or committed since is judged again); the store is
+    not read again for it within the batch.  ``above``: the folders above a node that counts as live
+    here (``_source``), found by walking up from those (the tree held here bounds it, however deep:
+    round 45a (3)); a folder not among them holds nothing live and is not walked.  A node given a
+    new folder in the batch (``linked``) makes it stale: looked for again."""
+
+    def __init__(self) -> None:
+        self.newer: dict[tuple[str, str | None, tuple[str, int] | None], list | None] = {}
+        self.above: set[int] | None = None
+
+    def newer_state(self, tree: Tree, child: Node) -> list | None:
+        key = (child.fid, child.rev, child.seq)
+        if key not in self.newer:
+            try:
+                doc = tree.store.get(child.fid)
+            except VaultError:
+                doc = None  # unreadable: no newer state of it is known, the held one counts
+            self.newer[key] = _newer_state(tree, child, doc)
+        return self.newer[key]
+
+    def folders_above_live(self, tree: Tree) -> set[int]:
+        if self.above is None:
+            above: set[int] = set()
+            todo = [parent for node in tree.nodes() if _source(tree, node) for parent, _ in node.links]
+            while todo:  # each folder looked at once: a loop of links (none is made) ends too
+                ino = todo.pop()
+                if ino not in above:
+                    above.add(ino)
+                    if (node := tree.get(ino)) is not None:
+                        todo += [parent for parent, _ in node.links]
+            self.above = above
+        return self.above
+
+    def linked(self, tree: Tree, node: Node) -> None:
+        """``node`` was given a folder: if it holds something, or is live itself, ``above`` is stale."""
+        if self.above is not None and (node.children or _source(tree, node)):
+            self.above = None
+
+
 def kept_over_removal(tree: Tree, node: Node | None, links: list, rev: str, fresh: Node,
                       out: Absorbed) -> bool:
     """Whether the arrived removal (no names) of ``node``, a folder held here, is not taken: it
     holds something whose state here is live.  Her own is committed again over it, made over it."""
     if node is None or links or not node.is_dir or node.ino == ROOT_INODE or not node.children:
         return False
-    if not _holds_live(tree, node, 0):
+    if out.judged is None:
+        out.judged = Judged()
+    if not _holds_live(tree, node, out.judged):
         return False
     node.rev = rev
     if node.owner == tree.key.user_id:
@@ -63,58 +110,71 @@ def kept_over_removal(tree: Tree, node: Node | None, links: list, rev: str, fres
     return True
 
 
-def _holds_live(tree: Tree, folder: Node, depth: int, top: Node | None = None) -> bool:
-    """Whether anything beneath ``folder`` is live here (``_live``), ``depth`` levels under ``top``,
-    the folder whose removal is judged (``folder`` itself when None)."""
-    top = folder if top is None else top
-    return any(_live(tree, child, depth, top) for ino in (folder.children or {}).values()
-               if (child := tree.get(ino)) is not None)
+def _holds_live(tree: Tree, folder: Node, judged: Judged | None = None) -> bool:
+    """Whether anything beneath ``folder`` is live here (``_live``), at any depth, whatever the folders
+    between are: stored as the removal's device made it, their removals stored and not taken yet, or
+    not come at all.  The removal's device saw the folders, not what this device put in them since:
+    counted by their own states, a folder's removal served before its subfolders' (another batch, a
+    feed in any order, theirs withheld) took the folders and what she saved under them from this
+    device's tree (attack round 42a (7); round 41 looked inside only a subfolder whose removal was
+    stored).  Not under a subfolder that a newer state of hers, waiting in the batch, moves out from
+    under ``folder``: what it holds goes with it.
+
+    Only the folders above something live (``Judged.above``) are walked, so a deep tree made
+    elsewhere costs nothing and is never kept for its depth (attack round 45a (3): past a depth
+    limit the walk kept the folder, whatever it held)."""
+    judged = Judged() if judged is None else judged
+    above = judged.folders_above_live(tree)
+    if folder.ino not in above:
+        return False
+    seen, todo = {folder.ino}, [folder]
+    while todo:
+        for ino in list((todo.pop().children or {}).values()):
+            child = tree.get(ino)
+            if child is None or ino in seen:
+                continue
+            seen.add(ino)
+            if _live(tree, child, folder, judged):
+                return True
+            if ino not in above or not child.is_dir or not child.children:
+                continue  # nothing live beneath it: not read
+            newer = judged.newer_state(tree, child)
+            if newer and _taken_from(tree, newer, folder):
+                continue  # a folder moved out: what it holds went with it
+            todo.append(child)
+    return False
 
 
-def _live(tree: Tree, child: Node, depth: int = 0, top: Node | None = None) -> bool:
-    """A child put in the folder on this device and not removed since: never committed (a new file),
-    changes not saved yet, or its state here was made here (this device's ``seq``, hers or a writer's
-    on his own device) and no newer state of hers waiting in the batch takes it from under ``top``
-    (a move out, a removal: ``_newer_state``); or a folder kept so itself (a deep ``rm -r``).  A
-    state another device made, in the folder, is one the removal's device saw or will see: its own
-    removal comes, or it came from a third device, whose arrival there brings the folder back
-    (``revive``).  Counting those, an ordinary removal came back whenever the server sent the
-    folder's removal before its files' (attack round 41a (1): a file moved out of it, its trash
-    emptied, a device away).
-
-    A folder child is live, besides, when anything beneath it is, whatever its own state: stored as
-    the removal's device made it, its removal stored and not taken yet, or not come at all.  The
-    removal's device saw the folder, not what this device put in it since: counted by its own state,
-    a folder's removal served before its subfolders' (another batch, a feed in any order, theirs
-    withheld) took the folders and what she saved under them from this device's tree (attack round
-    42a (7); round 41 looked inside only a subfolder whose removal was stored).  Not one that a newer
-    state of hers, waiting in the batch, moves out from under ``top``: what it holds goes with it."""
+def _live(tree: Tree, child: Node, top: Node | None = None, judged: Judged | None = None) -> bool:
+    """A child put in the folder on this device and not removed since (``_source``), and no newer
+    state of hers waiting in the batch takes it from under ``top`` (a move out, a removal:
+    ``_newer_state``); changes not saved yet count whatever waits.  A state another device made, in
+    the folder, is one the removal's device saw or will see: its own removal comes, or it came from a
+    third device, whose arrival there brings the folder back (``revive``).  Counting those, an
+    ordinary removal came back whenever the server sent the folder's removal before its files'
+    (attack round 41a (1): a file moved out of it, its trash emptied, a device away)."""
     if unsaved(child):
         return True
-    try:
-        doc = tree.store.get(child.fid)
-    except VaultError:
-        return True  # unreadable: the folder stays rather than hide it
-    newer = _newer_state(tree, child, doc)
-    left = newer is not None and _taken_from(tree, newer, top)
-    if not left and _stands(tree, child, doc):
-        return True
-    if not child.is_dir or not child.children or (left and newer):
-        return False  # a file taken out, or a folder moved out: what it holds went with it
-    if depth >= DEPTH_LIMIT:
-        # Deeper than the walk goes (each arrival's walk is bounded, a hostile chain too): kept
-        # rather than hide what may be under it; the folders under it are judged at their own removal.
-        return True
-    return _holds_live(tree, child, depth + 1, top)
+    if not _stands(tree, child):
+        return False
+    newer = (Judged() if judged is None else judged).newer_state(tree, child)
+    return newer is None or not _taken_from(tree, newer, top)
 
 
-def _stands(tree: Tree, child: Node, doc: dict | None) -> bool:
-    """Whether ``child``'s own state counts as live: put there by this device (no newer state of hers
-    takes it away: the caller's to say)."""
-    if doc is None:
-        return child.rev is None  # made here, its first commit to come (a purged one is no child)
-    if doc.get("_rev") == child.rev and (doc.get("delete") or doc.get("_deleted")):
-        return child.is_dir  # a folder whose own removal this tree did not take: it holds something
+def _source(tree: Tree, node: Node) -> bool:
+    """Whether ``node`` counts as live here by what the tree holds of it (``_live`` but for the batch)."""
+    return unsaved(node) or _stands(tree, node)
+
+
+def _stands(tree: Tree, child: Node) -> bool:
+    """Whether ``child``'s own state, as the tree holds it, was put there by this device: made here
+    and its first commit to come, or this device's ``seq`` (hers, or a writer's on his own device).
+    Judged by the tree's own state, never by the stored body at the revision the tree holds: that
+    is not always the state it took in (clear fields put back as signed, a replay the ledger refused
+    and stands on, a refused one: ``arrivals.keep``), and a clear ``delete`` set on a copy of her
+    file's state took the folder's removal over it (attack round 45a (1))."""
+    if child.rev is None:
+        return True
     device = tree.ledger.device if tree.ledger is not None else None
     return child.seq is not None and child.seq[0] == device
 
@@ -212,8 +272,10 @@ def _revive(tree: Tree, fid: str, signer: str | None, owner: object, out: Absorb
         return None
     if not node.is_dir or node.children is None:
         return None
-    tree.add(node)
+    tree.add(node)  # what its earlier node held here goes back in it (``Inodes._rejoin``)
     tree.link_entry(parent, name, node)
+    if out.judged is not None:
+        out.judged.linked(tree, node)
     out.entries.append((parent.ino, name))
     out.recommit.append((node, node.rev))
     log.info("%s: a folder removed while something was put in it on another device: brought back", fid)
