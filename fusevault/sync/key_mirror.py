@@ -28,11 +28,16 @@ make) removes a key file only once its grant is gone as someone signed it:
 the file's owner gave the file a later epoch (a share revoked), or a group's
 owner took the recipient out of it (in a body she signed after the newest of
 hers noted for that key, with him in it; her older body served again still
-verifies, attack round 42a (4), 43b (3)).  "She" is the key's own signer, the
-file's owner who shared it with the group: a body's owner is the server's to
-choose (any user may sign a body naming herself owner, and serve it as current
-when a device first meets the group: 43b (1), 44b (1)), the key's signature is
-not.  A key of a group another user owns is taken by its file's re-key only.
+verifies, attack round 42a (4), 43b (3)).  "She" is the group's owner the key's
+signature names: the file's owner, sealing a key for a member reached through
+a group, signs in the group and its owner as her pins admitted its body (the
+server's user's body naming itself owner is refused there).  A body's owner is
+the server's to choose (any user may sign a body naming herself owner, and
+serve it as current when a device first meets the group: 43b (1), 44b (1)), the
+key's signature is not.  A key signed before groups were bound names none: its
+group's owner is then taken to be its signer, the file's owner (a key of a group
+another user owns is then taken by its file's re-key only, until the file's
+owner's next unlock signs it again with the group's owner).
 Until then the file stays; one still
 refused once the peer's changes are all taken in (``caught_up``) and refused for a
 while (``SAY_REFUSED_AFTER``, from its first refused deletion: one undone and made
@@ -94,16 +99,17 @@ _USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
 _GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
 _BASE = "key-files"  # the local document: doc id -> fingerprint both sides last had
 # The local documents ``key-group-members/<group key document's id>``, one per key (a settle writes only
-# the notes it changed, never all: attack round 44b (3)): ``{"owner": the key's signer, "made_at_us": the
-# newest (None: unstamped)}`` of a body of the group that signer signed as its owner with the key's
-# recipient in it, while the (genuine, signed) key was here (``_note_member``).  Dropped with the key.
+# the notes it changed, never all: attack round 44b (3)): ``{"owner": the key's group owner
+# (``_group_owner``), "made_at_us": the newest (None: unstamped)}`` of a body of the group that owner
+# signed with the key's recipient in it, while the (genuine, signed) key was here (``_note_member``).
+# Dropped with the key.
 _NOTES = "key-group-members/"
 # The older versions' local documents: every note in one (``{doc id: [owner, made_at_us]}``; before that
 # ``{"<group>-<member>": made_at_us}``) and the owner pinned per group.  Taken into ``_NOTES`` once and
-# removed (``_migrate``): the owner is the key's signer now, no pin (attack round 44b (1)).
+# removed (``_migrate``): the owner is the key's own now, no pin (44b (1)).
 _MEMBERS = "key-group-members"
 _OWNERS = "key-group-owners"
-Note = tuple[str, int | None]  # (the group's owner: the key's signer, made_at_us or None: unstamped)
+Note = tuple[str, int | None]  # (the key's group owner, made_at_us or None: unstamped)
 
 Key = KeyRecord  # (epoch, sealed key, the owner's signature)
 
@@ -318,11 +324,11 @@ class KeyMirror:
             return  # malformed (logged): the file stays as it is
         doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
         group = _GROUP_KEY.fullmatch(doc_id)
-        # Noted only for a genuine signed key (an unsigned one's removal is taken anyway), under a body its
-        # signer signed: a forged key document the server serves when it likes notes nothing (44b (1), (3)).
+        # Noted only for a genuine signed key (an unsigned one's removal is taken anyway), under a body the
+        # group owner it names signed: a forged key document the server serves notes nothing (44b (1), (3)).
         if group is not None and (vouched := in_file if _vouched(in_file, file_ok) else
                                   in_doc if _vouched(in_doc, doc_ok) else None) is not None:
-            self._note_member(doc_id, group.group(1), group.group(3), vouched.owner)  # a removal must beat it
+            self._note_member(doc_id, group.group(1), group.group(3), _group_owner(vouched))  # to beat
         if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
                 and in_file.sig is not None and file_ok:
             doc_ok = False  # an unsigned key never replaces a signed one
@@ -368,7 +374,7 @@ class KeyMirror:
         else:
             if group is not None and base.get(doc_id) != fingerprint and in_doc is not None \
                     and _vouched(in_doc, self._genuine(doc_id, in_doc)):
-                self._note_member(doc_id, group.group(1), group.group(3), in_doc.owner)  # a key new here
+                self._note_member(doc_id, group.group(1), group.group(3), _group_owner(in_doc))  # new here
             if doc_id in self._refused_since:  # its deletion undone: since when it stands
                 self._restored_at.setdefault(doc_id, time.monotonic())
             base[doc_id] = fingerprint
@@ -385,12 +391,12 @@ class KeyMirror:
     def _removal_taken(self, doc_id: str, held: Key) -> bool:
         """May a key document's deletion remove the key file ``held``?  Only once its grant is
         gone as someone signed it: the file's owner signed a later epoch for the file (a share
-        revoked: vault/services/share_ops.py ``unshare`` rotates), or the group's owner, if she is
-        the key's signer, signed the group without the recipient (``group member remove``).  A
-        bare deletion alone (a server's) never takes a recipient's current key.  (A file's deletion
-        is no reason: the trash and gc leave its keys, and her own older deletion may be served
-        again.)  An unsigned key (its owner's from before signatures) nothing here vouches for:
-        taken."""
+        revoked: vault/services/share_ops.py ``unshare`` rotates), or the group's owner, if she
+        is the one the key names (``_group_owner``), signed the group without the recipient
+        (``group member remove``).  A bare deletion alone (a server's) never takes a recipient's
+        current key.  (A file's deletion is no reason: the trash and gc leave its keys, and her own
+        older deletion may be served again.)  An unsigned key (its owner's from before signatures)
+        nothing here vouches for: taken."""
         if held.sig is None:
             return True
         fid, recipient = names(doc_id) or ("", "")
@@ -400,38 +406,40 @@ class KeyMirror:
                 and node.get("owner") == held.owner and signed_in_store(self.store, node, held.owner):
             return True  # epochs only grow: a replayed older node never shows a later one
         found = _GROUP_KEY.fullmatch(doc_id)
-        return found is not None and self._member_removed(doc_id, found.group(1), recipient, held.owner)
+        return found is not None and self._member_removed(doc_id, found.group(1), recipient,
+                                                          _group_owner(held))
 
-    def _member_removed(self, doc_id: str, group_id: str, member: str, signer: str | None) -> bool:
+    def _member_removed(self, doc_id: str, group_id: str, member: str, owner: str | None) -> bool:
         """Did the group's owner take ``member`` out of it?  Only a body without him signed by its owner
-        who is the key's ``signer`` (the file's owner, who shared it with the group: a body's owner is any
-        user the server likes, 43b (1), 44b (1)), newer (its signed ``made_at_us``, which each signing
-        raises) than the newest body of the signer's noted for this key (``_NOTES``): a group carries no
-        epoch, and the signer's body from before the member joined, or her removal of him from before this
-        key was granted (43b (3)), served again, still verifies (attack round 42a (4)).  None noted, or
-        only unstamped ones (43b (2)), or a group another owns: refused (the re-key takes it)."""
-        body = self._signed_group(group_id) if signer is not None else None
-        if body is not None and body["owner"] != signer:
-            log.warning("group %s names owner %s, not %s who signed key %s: no reason to remove it (the "
-                        "re-key is)", group_id, body["owner"], signer, doc_id)
-        group = self._signers_group(group_id, signer)
+        who is the key's ``owner`` (``_group_owner``: the one the file's owner signed into the key, as her
+        pins had it, else the file's owner herself; a body's owner is any user the server likes, 43b (1),
+        44b (1)), newer (its signed ``made_at_us``, which each signing raises) than the newest body of that
+        owner's noted for this key (``_NOTES``): a group carries no epoch, and her body from before the
+        member joined, or her removal of him from before this key was granted (43b (3)), served again,
+        still verifies (attack round 42a (4)).  None noted, or only unstamped ones (43b (2)), or a body of
+        another owner: refused (the re-key takes it)."""
+        body = self._signed_group(group_id) if owner is not None else None
+        if body is not None and body["owner"] != owner:
+            log.warning("group %s names owner %s, not %s whom key %s names: no reason to remove it (the "
+                        "re-key is)", group_id, body["owner"], owner, doc_id)
+        group = self._owners_group(group_id, owner)
         members = group.get("users") if group is not None else None
         if group is None or not isinstance(members, dict) or member in members:
             return False
         noted = self._note_of(doc_id)
         made = _stamp(group)
-        return noted is not None and noted[0] == signer and noted[1] is not None and made is not None \
+        return noted is not None and noted[0] == owner and noted[1] is not None and made is not None \
             and made > noted[1]
 
-    def _note_member(self, doc_id: str, group_id: str, member: str, signer: str | None) -> None:
-        """The group's current body, if the key's ``signer`` signed it as its owner with ``member`` in it,
-        noted for the genuine key document ``doc_id`` (what a removal must be newer than:
-        ``_member_removed``).  A body without him, or of another owner, is no note (the server's own
+    def _note_member(self, doc_id: str, group_id: str, member: str, owner: str | None) -> None:
+        """The group's current body, if the key's group ``owner`` (``_group_owner``) signed it as its owner
+        with ``member`` in it, noted for the genuine key document ``doc_id`` (what a removal must be newer
+        than: ``_member_removed``).  A body without him, or of another owner, is no note (the server's own
         user's body, current when his key comes, once took his key later: attack round 44b (1)); his key
-        is then taken by the re-key only, or noted under the signer's next body with him."""
-        group = self._signers_group(group_id, signer)
-        if group is not None and signer is not None and _names_member(group, member):
-            self._note(doc_id, signer, _stamp(group))
+        is then taken by the re-key only, or noted under that owner's next body with him."""
+        group = self._owners_group(group_id, owner)
+        if group is not None and owner is not None and _names_member(group, member):
+            self._note(doc_id, owner, _stamp(group))
 
     def _note(self, doc_id: str, owner: str, made: int | None) -> None:
         old = self._note_of(doc_id)
@@ -470,12 +478,12 @@ class KeyMirror:
             self._notes[doc_id] = _note_read(self.store, doc_id)
         return self._notes[doc_id]
 
-    def _signers_group(self, group_id: str, signer: str | None) -> dict | None:
+    def _owners_group(self, group_id: str, owner: str | None) -> dict | None:
         """The group's current body if it is signed by the owner it names and that owner is the key's
-        ``signer`` (None: an unsigned key's, none).  A body naming another owner is never a reason nor
-        noted."""
-        group = self._signed_group(group_id) if signer is not None else None
-        return group if group is not None and group["owner"] == signer else None
+        group ``owner`` (None: an unsigned key's, none).  A body naming another owner is never a reason
+        nor noted."""
+        group = self._signed_group(group_id) if owner is not None else None
+        return group if group is not None and group["owner"] == owner else None
 
     def _signed_group(self, group_id: str) -> dict | None:
         """The group's current body if the owner it names signed it (checked once per revision of
@@ -513,8 +521,9 @@ class KeyMirror:
     def _genuine(self, doc_id: str, key: Key | None) -> bool:
         if key is None:
             return True
-        named = names(doc_id)
-        return named is not None and genuine_in_store(self.store, key, *named)
+        named, group = names(doc_id), _GROUP_KEY.fullmatch(doc_id)
+        return named is not None and genuine_in_store(self.store, key, *named,
+                                                      group.group(1) if group is not None else None)
 
     def _current(self, doc_id: str) -> dict | None:
         """The document, once its other branches are closed (two replicas
@@ -547,6 +556,13 @@ def _vouched(key: Key | None, genuine: bool) -> bool:
     return key is not None and genuine and key.sig is not None
 
 
+def _group_owner(key: Key) -> str | None:
+    """The group's owner a removal of the key's recipient must be signed by: the one the key's signature
+    names (``KeyRecord.group_owner``: the file's owner pinned her when she sealed it), else (a key signed
+    before that was bound) the key's signer, the file's owner herself (attack round 44b (1))."""
+    return key.group_owner if key.group is not None else key.owner
+
+
 def _names_member(group: dict | None, member: str) -> bool:
     return group is not None and isinstance(members := group.get("users"), dict) and member in members
 
@@ -563,7 +579,8 @@ def _stamp(group: dict) -> int | None:
 def _merge_note(old: Note | None, new: Note) -> Note:
     """Two notes of one key: the newer stamp (a stamped body beats an unstamped one: bodies were
     stamped from a version on, so a stamped one with him is the newer).  A note of another owner is
-    none of this key's signer's (an older version's pin, or a key its file's new owner signed): the new
+    none of this key's group owner's (an older version's pin, a key signed again naming its group's
+    owner, or a key its file's new owner signed): the new
     one replaces it."""
     if old is None or old[0] != new[0]:
         return new
@@ -600,8 +617,8 @@ def _migrate(store: LocalStore) -> None:
     """The older versions' notes, once: the whole ``_MEMBERS`` document's notes per key (the 43b form)
     into one local document each, merged with any there; then ``_MEMBERS`` and ``_OWNERS`` removed, in the
     same transaction.  Notes of the oldest ``<group>-<member>`` form name no key nor owner: left out (the
-    key is noted again under its signer's current body at its next settle, as at a first meeting).  The
-    pins go: the owner is the key's signer now (attack round 44b (1))."""
+    key is noted again under its group owner's current body at its next settle, as at a first meeting).
+    The pins go: the owner is the key's own now (attack round 44b (1))."""
     old = replica.get_local(store, _MEMBERS)
     if not old and not replica.get_local(store, _OWNERS):
         return

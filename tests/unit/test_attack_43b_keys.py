@@ -119,9 +119,11 @@ Hole (7), low-medium (a false alarm in honest use, her removal not taken): a gro
     until her next unlock re-keys the file.
   Fix (suggested): never cache a False that came from a missing user document (cache by (revision,
     the owner's user document's revision)), or cache only True.
-  Tests: those two; since 44b (1) (a body counts only when its owner is the key's signer) one,
-    ``test_gwens_removal_of_bob_from_her_group_waits_for_the_file_owners_re_key``: Gwen's removal of
-    bob from her group no longer takes the key her's file holds (refused and said; her re-key takes it).
+  Tests: those two; since 44b (1) (a body counts only when its owner is the one the key's signature
+    names: the group's owner its file's owner pinned, or for a key signed before that was bound, the
+    key's signer) ``test_gwens_removal_of_bob_from_her_group_takes_his_key_signed_naming_her`` (taken,
+    unsaid) and ``test_gwens_removal_of_bob_from_an_old_key_waits_for_the_file_owners_re_key`` (a key
+    signed before: refused and said; her re-key takes it).
 """
 
 from __future__ import annotations
@@ -386,21 +388,25 @@ def test_a_node_re_signed_by_another_owner_does_not_keep_a_forged_deletion_unsai
 # --- (7) a group body checked before its owner's user document came: never noted
 
 
-def _gwens_group(here, gwen_first: bool) -> tuple[Owner, Owner, str, str, dict]:
+def _gwens_group(here, gwen_first: bool, bound: str | None = None) -> tuple[Owner, Owner, str, str, dict]:
     """Gwen's group with bob in it (stamped 200), her file shared with it, bob's key mirrored here;
     Gwen's user document here before (``gwen_first``) or only after the key and the group (a new
     device's pull: Gwen's user document changed last, so it comes last).  A refresh later (the full
-    look, every ``RESCAN_EVERY``).  (her, gwen, group, the key doc id, gwen's body with bob)."""
+    look, every ``RESCAN_EVERY``).  ``bound``: the group owner her key's signature names (``"gwen"``:
+    Gwen, as her pins admitted the group; another id: that one), or None: a key signed before the
+    group and its owner were bound.  (her, gwen, group, the key doc id, gwen's body with bob)."""
     her, gwen = Owner(), Owner()
     fid, bob, group = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     joined = gwen.sign({"_id": group, "type": GROUP, "groupname": "team", "owner": gwen.id, "created_at": 1,
                         "users": {gwen.id: "READ,WRITE", bob: "READ"}, "made_at_us": 200})
     put(here, her.user, her.node(fid, 1), *([gwen.user] if gwen_first else []), joined)
     sealed = b"sealed for bob"
-    sig = her.sign(record_doc(her.id, fid, bob, 1, sealed))["sig"]
+    named = None if bound is None else (group, gwen.id if bound == "gwen" else bound)
+    sig = her.sign(record_doc(her.id, fid, bob, 1, sealed, named))["sig"]
     doc_id = f"vfkey-g-{group}-{fid}-{bob}"
     key = {"_id": doc_id, "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY, "epoch": 1,
-           "key": b64e(sealed), "owner": her.id, "fid": fid, "recipient": bob, "sig": sig}
+           "key": b64e(sealed), "owner": her.id, "fid": fid, "recipient": bob, "sig": sig,
+           **({} if named is None else {"group": named[0], "group_owner": named[1]})}
     arrival = replica.store_revisions(here.store, [key])
     here.keys.arrived(d["_id"] for d in arrival.current)
     assert place(here.layout, doc_id).exists()
@@ -410,16 +416,60 @@ def _gwens_group(here, gwen_first: bool) -> tuple[Owner, Owner, str, str, dict]:
     return her, gwen, group, doc_id, joined
 
 
-@pytest.mark.parametrize("gwen_first", [False, True], ids=["gwen-last", "gwen-first"])
-def test_gwens_removal_of_bob_from_her_group_waits_for_the_file_owners_re_key(pair, clock, gwen_first) -> None:  # noqa: E501,F811
-    """Since 44b (1) a group body counts only when its owner is the key's signer (a body's owner is the
-    server's to choose; the key's signature is not): Gwen's removal of bob from her group does not take
-    the key of her's file (signed by her, not Gwen); kept and said (the limit), and her re-key (a later
-    epoch she signed) takes it.  43b (7)'s scene: Gwen's user document after her group, or before."""
-    here, _ = pair
-    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=gwen_first)
+def _gwen_removes_bob(here, gwen: Owner, group: str, doc_id: str, joined: dict) -> None:
     _next_revision(here, group, gwen.sign({**joined, "users": {gwen.id: "READ,WRITE"}, "made_at_us": 300}))
     _next_revision(here, doc_id, None)  # Gwen's `group member remove`: bob's keys' deletions
+
+
+@pytest.mark.parametrize("gwen_first", [False, True], ids=["gwen-last", "gwen-first"])
+def test_gwens_removal_of_bob_from_her_group_takes_his_key_signed_naming_her(pair, clock, gwen_first) -> None:  # noqa: E501,F811
+    """A key signed (since 44b (1)'s second fix) naming the group and its owner as the file's owner pinned
+    them: Gwen's removal of bob from her group takes bob's key here at once, without the file owner's
+    re-key and without an alarm.  43b (7)'s scene: Gwen's user document after her group, or before."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=gwen_first, bound="gwen")
+    assert sharing.read_key(place(here.layout, doc_id)).group_owner == gwen.id
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists()
+    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert not said(her, doc_id) and not said(gwen, doc_id)
+
+
+def test_a_servers_own_users_body_at_gwens_group_takes_nothing_from_a_key_naming_her(pair, clock) -> None:  # noqa: F811
+    """44b (1) with the key naming Gwen: the server's own user's body at her group's id, naming itself
+    owner, without bob and the highest stamp, and a bare deletion: the key stays, said."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")
+    mallory = Owner()  # self-signed under the server's own key
+    put(here, mallory.user)
+    _next_revision(here, group, mallory.sign({**{k: v for k, v in joined.items() if k != "sig"},
+                                              "owner": mallory.id, "users": {mallory.id: "READ,WRITE"},
+                                              "made_at_us": 2**53 - 1}))
+    _next_revision(here, doc_id, None)
+    _taken_or_said(here, her, doc_id, clock)
+
+
+def test_a_key_naming_another_group_owner_than_the_bodys_takes_nothing(pair, clock) -> None:  # noqa: F811
+    """Her key names another user as the group's owner (her pins had another owner for the group than
+    the one whose bodies are served here): Gwen's removal is no reason for it; kept and said."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound=uuid.uuid4().hex)
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
+    _taken_or_said(here, her, doc_id, clock)
+
+
+@pytest.mark.parametrize("gwen_first", [False, True], ids=["gwen-last", "gwen-first"])
+def test_gwens_removal_of_bob_from_an_old_key_waits_for_the_file_owners_re_key(pair, clock, gwen_first) -> None:  # noqa: E501,F811
+    """A key signed before the group and its owner were bound (no ``group`` field): as 44b (1)'s first
+    fix, a body counts only when its owner is the key's signer (a body's owner is the server's to
+    choose; the key's signature is not): Gwen's removal of bob from her group does not take it; kept
+    and said (the limit, until her next unlock signs the key again naming Gwen), and her re-key (a
+    later epoch she signed) takes it.  43b (7)'s scene: Gwen's user document after her group, or before."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=gwen_first)
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
     _taken_or_said(here, her, doc_id, clock)
     put(here, her.node(key_mirror.names(doc_id)[0], 2))  # her re-key
     here.keys.caught_up()
