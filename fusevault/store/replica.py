@@ -228,3 +228,23 @@ def put_local(store: LocalStore, doc_id: str, body: dict) -> None:
     with store.transaction() as db:
         db.execute("INSERT OR REPLACE INTO local_docs (id, body) VALUES (?, ?)",
                    (doc_id, json.dumps(body)))
+
+
+def locals_under(store: LocalStore, prefix: str) -> dict[str, dict]:
+    """Every local document whose id starts with ``prefix`` (one per key: the key mirror's notes)."""
+    rows = store.db.execute("SELECT id, body FROM local_docs WHERE substr(id, 1, ?) = ?",
+                            (len(prefix), prefix)).fetchall()
+    return {doc_id: body for doc_id, raw in rows if (body := _body("1-0", raw)) is not None}
+
+
+def put_locals(store: LocalStore, bodies: dict[str, dict | None]) -> None:
+    """Several local documents written (None: removed) in one transaction."""
+    if not bodies:
+        return
+    with store.transaction() as db:
+        for doc_id, body in bodies.items():
+            if body is None:
+                db.execute("DELETE FROM local_docs WHERE id = ?", (doc_id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO local_docs (id, body) VALUES (?, ?)",
+                           (doc_id, json.dumps(body)))

@@ -28,10 +28,16 @@ make) removes a key file only once its grant is gone as someone signed it:
 the file's owner gave the file a later epoch (a share revoked), or a group's
 owner took the recipient out of it (in a body she signed after the newest of
 hers noted for that key, with him in it; her older body served again still
-verifies, attack round 42a (4), 43b (3)).  "She" is the owner pinned here when a
-genuine signed key of the group was first met under a body naming its recipient:
-any user may sign a body naming herself owner (43b (1), 44b (1)); groups met first
-at the upgrade from unpinned notes are never pinned (removal by re-key only).
+verifies, attack round 42a (4), 43b (3)).  "She" is the group's owner the key's
+signature names: the file's owner, sealing a key for a member reached through
+a group, signs in the group and its owner as her pins admitted its body (the
+server's user's body naming itself owner is refused there).  A body's owner is
+the server's to choose (any user may sign a body naming herself owner, and
+serve it as current when a device first meets the group: 43b (1), 44b (1)), the
+key's signature is not.  A key signed before groups were bound names none: its
+group's owner is then taken to be its signer, the file's owner (a key of a group
+another user owns is then taken by its file's re-key only, until the file's
+owner's next unlock signs it again with the group's owner).
 Until then the file stays; one still
 refused once the peer's changes are all taken in (``caught_up``) and refused for a
 while (``SAY_REFUSED_AFTER``, from its first refused deletion: one undone and made
@@ -92,19 +98,18 @@ _HEX = "[0-9a-f]{32}"
 _USER_KEY = re.compile(rf"vfkey-u-({_HEX})-({_HEX})-({_HEX})")
 _GROUP_KEY = re.compile(rf"vfkey-g-({_HEX})-({_HEX})-({_HEX})")
 _BASE = "key-files"  # the local document: doc id -> fingerprint both sides last had
-# The local document: a group key document's id -> [the group's owner, the newest ``made_at_us`` (None:
-# unstamped)] of a body of the group that owner signed with its recipient in it while the (genuine,
-# signed) key was here (``_note_member``).  Dropped with the key.
+# The local documents ``key-group-members/<group key document's id>``, one per key (a settle writes only
+# the notes it changed, never all: attack round 44b (3)): ``{"owner": the key's group owner
+# (``_group_owner``), "made_at_us": the newest (None: unstamped)}`` of a body of the group that owner
+# signed with the key's recipient in it, while the (genuine, signed) key was here (``_note_member``).
+# Dropped with the key.
+_NOTES = "key-group-members/"
+# The older versions' local documents: every note in one (``{doc id: [owner, made_at_us]}``; before that
+# ``{"<group>-<member>": made_at_us}``) and the owner pinned per group.  Taken into ``_NOTES`` once and
+# removed (``_migrate``): the owner is the key's own now, no pin (44b (1)).
 _MEMBERS = "key-group-members"
-# The local document: group id -> the owner its body named when a genuine key of the group was first met
-# here under a body naming its recipient (``_UNPINNED``: none, for good) (kept: a body naming another
-# owner, any user's self-signed one, is neither noted nor a reason).
 _OWNERS = "key-group-owners"
-# A group's entry in ``_OWNERS`` for a group whose keys were noted by the version before pins (an
-# upgrade): no owner was pinned then, and the body current at the upgrade is the server's to choose, so
-# none is ever pinned; its keys' removals are taken by the re-key only (attack round 44b (1)).
-_UNPINNED = ""
-Note = tuple[str, int | None]  # (the group's owner, made_at_us or None: unstamped)
+Note = tuple[str, int | None]  # (the key's group owner, made_at_us or None: unstamped)
 
 Key = KeyRecord  # (epoch, sealed key, the owner's signature)
 
@@ -212,13 +217,12 @@ class KeyMirror:
         # document's revision, signed by that owner).  Checked again when either changes: a body
         # checked before its owner's user document came is no forgery (attack round 43b (7)).
         self._signed_groups: dict[str, tuple[str, str | None, bool]] = {}
-        # The local documents ``_MEMBERS`` and ``_OWNERS``, once read; what a settle changed in them
-        # (written once, at its end: attack round 43b (4)).
-        self._members: dict[str, Note] | None = None
-        self._owners: dict[str, str] | None = None
+        # The notes (``_NOTES``) of the keys read so far (None: none); those a settle changed (written
+        # at its end, each its own local document: attack round 43b (4), 44b (3)).
+        self._notes: dict[str, Note | None] = {}
         self._noted: set[str] = set()
         self._unnoted: set[str] = set()
-        self._pinned: set[str] = set()
+        self._migrated = False
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
@@ -320,10 +324,11 @@ class KeyMirror:
             return  # malformed (logged): the file stays as it is
         doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
         group = _GROUP_KEY.fullmatch(doc_id)
-        # Noted (and pinned) only for a genuine signed key (an unsigned one's removal is taken anyway): a
-        # forged key document the server serves when it likes pins nothing, notes nothing (44b (1), (3)).
-        if group is not None and (_vouched(in_doc, doc_ok) or _vouched(in_file, file_ok)):
-            self._note_member(doc_id, group.group(1), group.group(3))  # what a removal must be newer than
+        # Noted only for a genuine signed key (an unsigned one's removal is taken anyway), under a body the
+        # group owner it names signed: a forged key document the server serves notes nothing (44b (1), (3)).
+        if group is not None and (vouched := in_file if _vouched(in_file, file_ok) else
+                                  in_doc if _vouched(in_doc, doc_ok) else None) is not None:
+            self._note_member(doc_id, group.group(1), group.group(3), _group_owner(vouched))  # to beat
         if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
                 and in_file.sig is not None and file_ok:
             doc_ok = False  # an unsigned key never replaces a signed one
@@ -367,9 +372,9 @@ class KeyMirror:
             self._said.discard(doc_id)
             self._unnote(doc_id)
         else:
-            if group is not None and base.get(doc_id) != fingerprint \
+            if group is not None and base.get(doc_id) != fingerprint and in_doc is not None \
                     and _vouched(in_doc, self._genuine(doc_id, in_doc)):
-                self._note_member(doc_id, group.group(1), group.group(3))  # a key (or epoch) new here
+                self._note_member(doc_id, group.group(1), group.group(3), _group_owner(in_doc))  # new here
             if doc_id in self._refused_since:  # its deletion undone: since when it stands
                 self._restored_at.setdefault(doc_id, time.monotonic())
             base[doc_id] = fingerprint
@@ -386,11 +391,12 @@ class KeyMirror:
     def _removal_taken(self, doc_id: str, held: Key) -> bool:
         """May a key document's deletion remove the key file ``held``?  Only once its grant is
         gone as someone signed it: the file's owner signed a later epoch for the file (a share
-        revoked: vault/services/share_ops.py ``unshare`` rotates), or the group's owner signed
-        the group without the recipient (``group member remove``).  A bare deletion alone (a
-        server's) never takes a recipient's current key.  (A file's deletion is no reason: the
-        trash and gc leave its keys, and her own older deletion may be served again.)  An
-        unsigned key (its owner's from before signatures) nothing here vouches for: taken."""
+        revoked: vault/services/share_ops.py ``unshare`` rotates), or the group's owner, if she
+        is the one the key names (``_group_owner``), signed the group without the recipient
+        (``group member remove``).  A bare deletion alone (a server's) never takes a recipient's
+        current key.  (A file's deletion is no reason: the trash and gc leave its keys, and her own
+        older deletion may be served again.)  An unsigned key (its owner's from before signatures)
+        nothing here vouches for: taken."""
         if held.sig is None:
             return True
         fid, recipient = names(doc_id) or ("", "")
@@ -400,97 +406,84 @@ class KeyMirror:
                 and node.get("owner") == held.owner and signed_in_store(self.store, node, held.owner):
             return True  # epochs only grow: a replayed older node never shows a later one
         found = _GROUP_KEY.fullmatch(doc_id)
-        return found is not None and self._member_removed(doc_id, found.group(1), recipient)
+        return found is not None and self._member_removed(doc_id, found.group(1), recipient,
+                                                          _group_owner(held))
 
-    def _member_removed(self, doc_id: str, group_id: str, member: str) -> bool:
-        """Did the group's owner take ``member`` out of it?  Only a body signed by the owner pinned
-        here (``_OWNERS``: any user may sign a body naming herself owner, 43b (1)) without him that is
-        newer (its signed ``made_at_us``, which each signing raises) than the newest body of hers noted
-        for this key (``_MEMBERS``): a group carries no epoch, and her body from before he joined, or
-        her removal from before this key was granted (43b (3)), served again, still verifies (attack
-        round 42a (4)).  None noted, or only unstamped ones (43b (2)): refused (the re-key takes it)."""
-        group = self._owned_group(group_id)
+    def _member_removed(self, doc_id: str, group_id: str, member: str, owner: str | None) -> bool:
+        """Did the group's owner take ``member`` out of it?  Only a body without him signed by its owner
+        who is the key's ``owner`` (``_group_owner``: the one the file's owner signed into the key, as her
+        pins had it, else the file's owner herself; a body's owner is any user the server likes, 43b (1),
+        44b (1)), newer (its signed ``made_at_us``, which each signing raises) than the newest body of that
+        owner's noted for this key (``_NOTES``): a group carries no epoch, and her body from before the
+        member joined, or her removal of him from before this key was granted (43b (3)), served again,
+        still verifies (attack round 42a (4)).  None noted, or only unstamped ones (43b (2)), or a body of
+        another owner: refused (the re-key takes it)."""
+        body = self._signed_group(group_id) if owner is not None else None
+        if body is not None and body["owner"] != owner:
+            log.warning("group %s names owner %s, not %s whom key %s names: no reason to remove it (the "
+                        "re-key is)", group_id, body["owner"], owner, doc_id)
+        group = self._owners_group(group_id, owner)
         members = group.get("users") if group is not None else None
         if group is None or not isinstance(members, dict) or member in members:
             return False
-        noted = self._members_seen().get(doc_id)
+        noted = self._note_of(doc_id)
         made = _stamp(group)
-        return noted is not None and noted[1] is not None and made is not None and made > noted[1]
+        return noted is not None and noted[0] == owner and noted[1] is not None and made is not None \
+            and made > noted[1]
 
-    def _note_member(self, doc_id: str, group_id: str, member: str) -> None:
-        """The group's current body, if its pinned owner signed it with ``member`` in it, noted for
-        the genuine key document ``doc_id`` (what a removal must be newer than: ``_member_removed``).
-        Pinned (a first meeting) and noted only under a body with ``member`` in it: one without him,
-        current when his key comes, is no note (the server's own user's body without him, served as
-        current, once pinned took his key later: attack round 44b (1)); his key is then taken by the
-        re-key only, or noted under her next body with him."""
-        if not _names_member(self.store.get(group_id), member):
-            return
-        group = self._owned_group(group_id, pin=True)
-        if group is not None and _names_member(group, member):
-            self._note(doc_id, self._owners_seen()[group_id], _stamp(group))
+    def _note_member(self, doc_id: str, group_id: str, member: str, owner: str | None) -> None:
+        """The group's current body, if the key's group ``owner`` (``_group_owner``) signed it as its owner
+        with ``member`` in it, noted for the genuine key document ``doc_id`` (what a removal must be newer
+        than: ``_member_removed``).  A body without him, or of another owner, is no note (the server's own
+        user's body, current when his key comes, once took his key later: attack round 44b (1)); his key
+        is then taken by the re-key only, or noted under that owner's next body with him."""
+        group = self._owners_group(group_id, owner)
+        if group is not None and owner is not None and _names_member(group, member):
+            self._note(doc_id, owner, _stamp(group))
 
     def _note(self, doc_id: str, owner: str, made: int | None) -> None:
-        seen = self._members_seen()
-        if (merged := _merge_note(seen.get(doc_id), (owner, made))) != seen.get(doc_id):
-            seen[doc_id] = merged
+        old = self._note_of(doc_id)
+        if (merged := _merge_note(old, (owner, made))) != old:
+            self._notes[doc_id] = merged
             self._noted.add(doc_id)
             self._unnoted.discard(doc_id)
 
     def _unnote(self, doc_id: str) -> None:
         """The key gone on both sides: its note goes too (a later key is noted anew)."""
-        if self._members_seen().pop(doc_id, None) is not None:
+        if self._note_of(doc_id) is not None:
             self._unnoted.add(doc_id)
             self._noted.discard(doc_id)
+        self._notes.pop(doc_id, None)
 
     def _write_notes(self) -> None:
-        """What this settle noted, written once (read again first: never lower what another mirror of
-        this store noted, nor change an owner it pinned)."""
-        if self._noted or self._unnoted:
-            seen, stored = self._members_seen(), _notes_read(self.store)
-            for doc_id in self._noted:
-                stored[doc_id] = _merge_note(stored.get(doc_id), seen[doc_id])
-            for doc_id in self._unnoted:
-                stored.pop(doc_id, None)
-            self._members, self._noted, self._unnoted = stored, set(), set()
-            replica.put_local(self.store, _MEMBERS, {k: list(v) for k, v in stored.items()})
-        if self._pinned:
-            owners, pinned = self._owners_seen(), _owners_read(self.store)
-            for group_id in self._pinned:
-                pinned.setdefault(group_id, owners[group_id])
-            self._owners, self._pinned = pinned, set()
-            replica.put_local(self.store, _OWNERS, pinned)
+        """What this settle noted, written once, one local document per key it changed (each read again
+        first: never lower what another mirror of this store noted)."""
+        if not (self._noted or self._unnoted):
+            return
+        bodies: dict[str, dict | None] = {}
+        for doc_id in self._noted:
+            if (note := self._notes.get(doc_id)) is not None:
+                self._notes[doc_id] = note = _merge_note(_note_read(self.store, doc_id), note)
+                bodies[_NOTES + doc_id] = _note_body(note)
+        for doc_id in self._unnoted:
+            bodies[_NOTES + doc_id] = None
+        self._noted, self._unnoted = set(), set()
+        replica.put_locals(self.store, bodies)
 
-    def _members_seen(self) -> dict[str, Note]:
-        if self._members is None:
-            self._members = _notes_read(self.store)
-        return self._members
+    def _note_of(self, doc_id: str) -> Note | None:
+        if not self._migrated:
+            _migrate(self.store)
+            self._migrated = True
+        if doc_id not in self._notes:
+            self._notes[doc_id] = _note_read(self.store, doc_id)
+        return self._notes[doc_id]
 
-    def _owners_seen(self) -> dict[str, str]:
-        if self._owners is None:
-            self._members_seen()  # an older version's notes first: their groups marked ``_UNPINNED``
-            self._owners = _owners_read(self.store)
-        return self._owners
-
-    def _owned_group(self, group_id: str, pin: bool = False) -> dict | None:
-        """The group's current body if it is signed by the owner it names and that owner is the one
-        pinned here for the group (``pin``: none pinned yet, this one is).  A body naming another
-        owner is logged, never a reason nor noted."""
-        if (group := self._signed_group(group_id)) is None:
-            return None
-        owners = self._owners_seen()
-        if owners.get(group_id) == _UNPINNED:
-            return None  # met first at the upgrade: no owner pinned, removals by re-key only (44b (1))
-        if (pinned := owners.get(group_id)) is None:
-            if not pin:
-                return None
-            owners[group_id] = pinned = group["owner"]
-            self._pinned.add(group_id)
-        if group["owner"] != pinned:
-            log.warning("group %s names owner %s, not %s its keys were first met under: no reason to "
-                        "remove a key", group_id, group["owner"], pinned)
-            return None
-        return group
+    def _owners_group(self, group_id: str, owner: str | None) -> dict | None:
+        """The group's current body if it is signed by the owner it names and that owner is the key's
+        group ``owner`` (None: an unsigned key's, none).  A body naming another owner is never a reason
+        nor noted."""
+        group = self._signed_group(group_id) if owner is not None else None
+        return group if group is not None and group["owner"] == owner else None
 
     def _signed_group(self, group_id: str) -> dict | None:
         """The group's current body if the owner it names signed it (checked once per revision of
@@ -528,8 +521,9 @@ class KeyMirror:
     def _genuine(self, doc_id: str, key: Key | None) -> bool:
         if key is None:
             return True
-        named = names(doc_id)
-        return named is not None and genuine_in_store(self.store, key, *named)
+        named, group = names(doc_id), _GROUP_KEY.fullmatch(doc_id)
+        return named is not None and genuine_in_store(self.store, key, *named,
+                                                      group.group(1) if group is not None else None)
 
     def _current(self, doc_id: str) -> dict | None:
         """The document, once its other branches are closed (two replicas
@@ -562,6 +556,13 @@ def _vouched(key: Key | None, genuine: bool) -> bool:
     return key is not None and genuine and key.sig is not None
 
 
+def _group_owner(key: Key) -> str | None:
+    """The group's owner a removal of the key's recipient must be signed by: the one the key's signature
+    names (``KeyRecord.group_owner``: the file's owner pinned her when she sealed it), else (a key signed
+    before that was bound) the key's signer, the file's owner herself (attack round 44b (1))."""
+    return key.group_owner if key.group is not None else key.owner
+
+
 def _names_member(group: dict | None, member: str) -> bool:
     return group is not None and isinstance(members := group.get("users"), dict) and member in members
 
@@ -576,39 +577,53 @@ def _stamp(group: dict) -> int | None:
 
 
 def _merge_note(old: Note | None, new: Note) -> Note:
-    """Two notes of one key: the first owner kept; the newer stamp (a stamped body beats an unstamped
-    one: bodies were stamped from a version on, so a stamped one with him is the newer)."""
-    if old is None:
+    """Two notes of one key: the newer stamp (a stamped body beats an unstamped one: bodies were
+    stamped from a version on, so a stamped one with him is the newer).  A note of another owner is
+    none of this key's group owner's (an older version's pin, a key signed again naming its group's
+    owner, or a key its file's new owner signed): the new
+    one replaces it."""
+    if old is None or old[0] != new[0]:
         return new
-    if old[0] != new[0]:
-        return old
     stamps = [m for m in (old[1], new[1]) if m is not None]
     return old[0], max(stamps) if stamps else None
 
 
-def _notes_read(store: LocalStore) -> dict[str, Note]:
-    """``_MEMBERS`` as stored (entries of another shape, an older version's, left out: unnoted keys'
-    removals are refused, the safe side; their groups are marked never to be pinned, ``_UNPINNED``)."""
-    notes: dict[str, Note] = {}
-    old: set[str] = set()
-    for doc_id, value in replica.get_local(store, _MEMBERS).items():
-        if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) \
-                and (value[1] is None or (isinstance(value[1], int) and not isinstance(value[1], bool))):
-            notes[doc_id] = (value[0], value[1])
-        elif isinstance(doc_id, str) and re.fullmatch(rf"{_HEX}-{_HEX}", doc_id):
-            old.add(doc_id[:32])  # the old form: "<group>-<member>" -> a stamp
-    if old:
-        _unpin_upgraded(store, old)
-    return notes
+def _note_from(value: object) -> Note | None:
+    """A note as stored: ``{"owner", "made_at_us"}`` (or the older whole document's ``[owner,
+    made_at_us]``); anything else is none (its key's removal refused: the safe side)."""
+    if isinstance(value, dict):
+        value = [value.get("owner"), value.get("made_at_us")]
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) \
+            and (value[1] is None or (isinstance(value[1], int) and not isinstance(value[1], bool))):
+        return value[0], value[1]
+    return None
 
 
-def _unpin_upgraded(store: LocalStore, groups: set[str]) -> None:
-    """The groups of an older version's notes marked ``_UNPINNED`` where none is pinned yet (written
-    before the old notes can be dropped by a write of ``_MEMBERS``; bounded by that document's size)."""
-    pinned = replica.get_local(store, _OWNERS)
-    if missing := {g: _UNPINNED for g in sorted(groups) if g not in pinned}:
-        replica.put_local(store, _OWNERS, {**pinned, **missing})
+def _note_body(note: Note) -> dict:
+    return {"owner": note[0], "made_at_us": note[1]}
 
 
-def _owners_read(store: LocalStore) -> dict[str, str]:
-    return {k: v for k, v in replica.get_local(store, _OWNERS).items() if isinstance(v, str)}
+def _note_read(store: LocalStore, doc_id: str) -> Note | None:
+    return _note_from(replica.get_local(store, _NOTES + doc_id)) if _GROUP_KEY.fullmatch(doc_id) else None
+
+
+def notes(store: LocalStore) -> dict[str, Note]:
+    """Every key's note as stored, by its document's id (``fusevault`` tests, checks)."""
+    return {doc_id[len(_NOTES):]: note for doc_id, body in replica.locals_under(store, _NOTES).items()
+            if (note := _note_from(body)) is not None}
+
+
+def _migrate(store: LocalStore) -> None:
+    """The older versions' notes, once: the whole ``_MEMBERS`` document's notes per key (the 43b form)
+    into one local document each, merged with any there; then ``_MEMBERS`` and ``_OWNERS`` removed, in the
+    same transaction.  Notes of the oldest ``<group>-<member>`` form name no key nor owner: left out (the
+    key is noted again under its group owner's current body at its next settle, as at a first meeting).
+    The pins go: the owner is the key's own now (attack round 44b (1))."""
+    old = replica.get_local(store, _MEMBERS)
+    if not old and not replica.get_local(store, _OWNERS):
+        return
+    bodies: dict[str, dict | None] = {_MEMBERS: None, _OWNERS: None}
+    for doc_id, value in old.items():
+        if _GROUP_KEY.fullmatch(doc_id) and (note := _note_from(value)) is not None:
+            bodies[_NOTES + doc_id] = _note_body(_merge_note(_note_read(store, doc_id), note))
+    replica.put_locals(store, bodies)

@@ -88,6 +88,12 @@ def test_share_read_and_write_through_the_recipients_mount_and_revoke(vault: Pat
     assert (vault / "users" / bob / "shared" / f"{alice}_{notes}.vfkey").exists()
     for fid in (proj, later):
         assert (vault / "groups" / people["team"] / "own" / fid / "keys" / f"{bob}.vfkey").exists()
+        # A group's key names (signed) the group and its owner as alice's pins admitted it (44b (1)).
+        record = json.loads((vault / "groups" / people["team"] / "own" / fid / "keys" / f"{bob}.vfkey")
+                            .read_text())
+        assert (record["group"], record["group_owner"]) == (people["team"], alice)
+    user_key = json.loads((vault / "users" / bob / "shared" / f"{alice}_{notes}.vfkey").read_text())
+    assert "group" not in user_key and "group_owner" not in user_key
     bob_meta = json.loads((vault / "users" / bob / "meta.inf").read_text())
     assert bob_meta["SHARED_FILES"] == [f"{alice}:{notes}:READ"]
     sidecar = json.loads((vault / "users" / alice / "own" / f"{notes}.vfmeta").read_text())

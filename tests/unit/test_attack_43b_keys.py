@@ -119,12 +119,18 @@ Hole (7), low-medium (a false alarm in honest use, her removal not taken): a gro
     until her next unlock re-keys the file.
   Fix (suggested): never cache a False that came from a missing user document (cache by (revision,
     the owner's user document's revision)), or cache only True.
-  Tests: those two.
+  Tests: those two; since 44b (1) (a body counts only when its owner is the one the key's signature
+    names: the group's owner its file's owner pinned, or for a key signed before that was bound, the
+    key's signer) ``test_gwens_removal_of_bob_from_her_group_takes_his_key_signed_naming_her`` (taken,
+    unsaid) and ``test_gwens_removal_of_bob_from_an_old_key_waits_for_the_file_owners_re_key`` (a key
+    signed before: refused and said; her re-key takes it).
 """
 
 from __future__ import annotations
 
 import uuid
+
+import pytest
 
 from fusevault.encoding import b64e
 from fusevault.store import replica
@@ -219,7 +225,7 @@ def _float_stamped_group(here) -> tuple[Owner, str, str, dict]:
 def test_her_body_with_bob_served_with_a_float_stamp_then_her_older_body_keeps_his_key(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, group, doc_id, alone = _float_stamped_group(here)
-    assert replica.get_local(here.store, key_mirror._MEMBERS)  # bob noted under the float body
+    assert key_mirror.notes(here.store)  # bob noted under the float body
     _next_revision(here, group, alone)  # her body from before bob joined, served again
     _next_revision(here, doc_id, None)
     _taken_or_said(here, her, doc_id, clock)
@@ -295,14 +301,19 @@ def _flood(pair, monkeypatch, n: int = 400):  # noqa: F811 (the fixture's value,
         server.sign({"_id": group, "type": GROUP, "groupname": "flood", "owner": server.id, "created_at": 1,
                      "users": dict.fromkeys(members, "READ"), "made_at_us": 1}))
     written: list[int] = []
-    put_local = replica.put_local
+    put_local, put_locals = replica.put_local, replica.put_locals
 
     def counting(store, doc_id, body):
         if doc_id == key_mirror._MEMBERS:
             written.append(len(body))
         put_local(store, doc_id, body)
 
+    def counting_each(store, bodies):  # one local document per key since 44b (3): each one entry
+        written.append(sum(1 for doc_id in bodies if doc_id.startswith(key_mirror._MEMBERS)))
+        put_locals(store, bodies)
+
     monkeypatch.setattr(replica, "put_local", counting)
+    monkeypatch.setattr(replica, "put_locals", counting_each)
     return here, server, fid, group, members, written
 
 
@@ -319,7 +330,7 @@ def test_many_members_noted_in_one_batch_do_not_rewrite_the_whole_document_each(
              "sig": server.sign(record_doc(server.id, fid, m, 1, b"sealed"))["sig"]} for m in members]
     arrival = replica.store_revisions(here.store, docs)
     here.keys.arrived(d["_id"] for d in arrival.current)  # one batch
-    assert len(replica.get_local(here.store, key_mirror._MEMBERS)) == n
+    assert len(key_mirror.notes(here.store)) == n
     assert sum(written) <= 4 * n, f"{len(written)} writes, {sum(written)} entries written for {n} noted"
 
 
@@ -327,11 +338,11 @@ def test_a_group_keys_note_goes_with_the_key(pair, clock) -> None:  # noqa: F811
     """What is noted of a key is dropped once the key is gone on both sides (her genuine removal)."""
     here, _ = pair
     her, group, doc_id, (alone, _) = _group_key(here, stamped=True)
-    assert doc_id in replica.get_local(here.store, key_mirror._MEMBERS)
+    assert doc_id in key_mirror.notes(here.store)
     _next_revision(here, group, her.sign({**alone, "made_at_us": 300}))
     _next_revision(here, doc_id, None)
     assert not place(here.layout, doc_id).exists()
-    assert doc_id not in replica.get_local(here.store, key_mirror._MEMBERS)
+    assert doc_id not in key_mirror.notes(here.store)
 
 
 # --- (5) a refused deletion's while kept after the deletion is undone, for good
@@ -377,21 +388,25 @@ def test_a_node_re_signed_by_another_owner_does_not_keep_a_forged_deletion_unsai
 # --- (7) a group body checked before its owner's user document came: never noted
 
 
-def _gwens_group(here, gwen_first: bool) -> tuple[Owner, Owner, str, str, dict]:
+def _gwens_group(here, gwen_first: bool, bound: str | None = None) -> tuple[Owner, Owner, str, str, dict]:
     """Gwen's group with bob in it (stamped 200), her file shared with it, bob's key mirrored here;
     Gwen's user document here before (``gwen_first``) or only after the key and the group (a new
     device's pull: Gwen's user document changed last, so it comes last).  A refresh later (the full
-    look, every ``RESCAN_EVERY``).  (her, gwen, group, the key doc id, gwen's body with bob)."""
+    look, every ``RESCAN_EVERY``).  ``bound``: the group owner her key's signature names (``"gwen"``:
+    Gwen, as her pins admitted the group; another id: that one), or None: a key signed before the
+    group and its owner were bound.  (her, gwen, group, the key doc id, gwen's body with bob)."""
     her, gwen = Owner(), Owner()
     fid, bob, group = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     joined = gwen.sign({"_id": group, "type": GROUP, "groupname": "team", "owner": gwen.id, "created_at": 1,
                         "users": {gwen.id: "READ,WRITE", bob: "READ"}, "made_at_us": 200})
     put(here, her.user, her.node(fid, 1), *([gwen.user] if gwen_first else []), joined)
     sealed = b"sealed for bob"
-    sig = her.sign(record_doc(her.id, fid, bob, 1, sealed))["sig"]
+    named = None if bound is None else (group, gwen.id if bound == "gwen" else bound)
+    sig = her.sign(record_doc(her.id, fid, bob, 1, sealed, named))["sig"]
     doc_id = f"vfkey-g-{group}-{fid}-{bob}"
     key = {"_id": doc_id, "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY, "epoch": 1,
-           "key": b64e(sealed), "owner": her.id, "fid": fid, "recipient": bob, "sig": sig}
+           "key": b64e(sealed), "owner": her.id, "fid": fid, "recipient": bob, "sig": sig,
+           **({} if named is None else {"group": named[0], "group_owner": named[1]})}
     arrival = replica.store_revisions(here.store, [key])
     here.keys.arrived(d["_id"] for d in arrival.current)
     assert place(here.layout, doc_id).exists()
@@ -401,25 +416,61 @@ def _gwens_group(here, gwen_first: bool) -> tuple[Owner, Owner, str, str, dict]:
     return her, gwen, group, doc_id, joined
 
 
-def test_gwens_removal_is_taken_though_her_user_document_came_after_her_group(pair, clock) -> None:  # noqa: F811
-    here, _ = pair
-    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=False)
+def _gwen_removes_bob(here, gwen: Owner, group: str, doc_id: str, joined: dict) -> None:
     _next_revision(here, group, gwen.sign({**joined, "users": {gwen.id: "READ,WRITE"}, "made_at_us": 300}))
-    _next_revision(here, doc_id, None)  # her genuine `group member remove`: bob's keys go at once
+    _next_revision(here, doc_id, None)  # Gwen's `group member remove`: bob's keys' deletions
+
+
+@pytest.mark.parametrize("gwen_first", [False, True], ids=["gwen-last", "gwen-first"])
+def test_gwens_removal_of_bob_from_her_group_takes_his_key_signed_naming_her(pair, clock, gwen_first) -> None:  # noqa: E501,F811
+    """A key signed (since 44b (1)'s second fix) naming the group and its owner as the file's owner pinned
+    them: Gwen's removal of bob from her group takes bob's key here at once, without the file owner's
+    re-key and without an alarm.  43b (7)'s scene: Gwen's user document after her group, or before."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=gwen_first, bound="gwen")
+    assert sharing.read_key(place(here.layout, doc_id)).group_owner == gwen.id
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
     here.keys.caught_up()
-    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
-    here.keys.caught_up()
-    assert not said(her, doc_id), "Gwen's genuine removal of bob said as a forged deletion"
     assert not place(here.layout, doc_id).exists()
-
-
-def test_gwens_removal_is_taken_with_her_user_document_first(pair, clock) -> None:  # noqa: F811
-    """Control: the same with Gwen's user document here first: taken, unsaid."""
-    here, _ = pair
-    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True)
-    _next_revision(here, group, gwen.sign({**joined, "users": {gwen.id: "READ,WRITE"}, "made_at_us": 300}))
-    _next_revision(here, doc_id, None)
-    here.keys.caught_up()
     clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
     here.keys.caught_up()
-    assert not said(her, doc_id) and not place(here.layout, doc_id).exists()
+    assert not said(her, doc_id) and not said(gwen, doc_id)
+
+
+def test_a_servers_own_users_body_at_gwens_group_takes_nothing_from_a_key_naming_her(pair, clock) -> None:  # noqa: F811
+    """44b (1) with the key naming Gwen: the server's own user's body at her group's id, naming itself
+    owner, without bob and the highest stamp, and a bare deletion: the key stays, said."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")
+    mallory = Owner()  # self-signed under the server's own key
+    put(here, mallory.user)
+    _next_revision(here, group, mallory.sign({**{k: v for k, v in joined.items() if k != "sig"},
+                                              "owner": mallory.id, "users": {mallory.id: "READ,WRITE"},
+                                              "made_at_us": 2**53 - 1}))
+    _next_revision(here, doc_id, None)
+    _taken_or_said(here, her, doc_id, clock)
+
+
+def test_a_key_naming_another_group_owner_than_the_bodys_takes_nothing(pair, clock) -> None:  # noqa: F811
+    """Her key names another user as the group's owner (her pins had another owner for the group than
+    the one whose bodies are served here): Gwen's removal is no reason for it; kept and said."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound=uuid.uuid4().hex)
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
+    _taken_or_said(here, her, doc_id, clock)
+
+
+@pytest.mark.parametrize("gwen_first", [False, True], ids=["gwen-last", "gwen-first"])
+def test_gwens_removal_of_bob_from_an_old_key_waits_for_the_file_owners_re_key(pair, clock, gwen_first) -> None:  # noqa: E501,F811
+    """A key signed before the group and its owner were bound (no ``group`` field): as 44b (1)'s first
+    fix, a body counts only when its owner is the key's signer (a body's owner is the server's to
+    choose; the key's signature is not): Gwen's removal of bob from her group does not take it; kept
+    and said (the limit, until her next unlock signs the key again naming Gwen), and her re-key (a
+    later epoch she signed) takes it.  43b (7)'s scene: Gwen's user document after her group, or before."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=gwen_first)
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
+    _taken_or_said(here, her, doc_id, clock)
+    put(here, her.node(key_mirror.names(doc_id)[0], 2))  # her re-key
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists()

@@ -65,8 +65,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.sync import key_mirror
@@ -146,7 +144,6 @@ def test_a_forged_owner_pinned_at_the_upgrade_later_takes_bobs_key(pair, clock) 
     _removed_unsaid_or_kept(here, her, doc_id, clock)
 
 
-@pytest.mark.xfail(strict=True, reason="44b (1) open: a forged body naming bob current at first meeting")
 def test_a_forged_owner_naming_bob_pinned_at_first_meeting_later_takes_bobs_key(pair, clock) -> None:  # noqa: F811
     """Open: the same with bob named in the forged body (a new device's first meeting): the mirror has
     no signed root for the group's owner (the user's own group pins need the vault unlocked)."""
@@ -175,7 +172,7 @@ def test_her_removal_under_her_pinned_owner_takes_the_key(pair, clock) -> None: 
                        "users": {her.id: "READ,WRITE", bob: "READ"}, "made_at_us": 200})
     put(here, her.user, joined)
     doc_id = _arrive_key(here, her, group, bob)
-    assert replica.get_local(here.store, key_mirror._OWNERS)[group] == her.id
+    assert key_mirror.notes(here.store)[doc_id] == (her.id, 200)  # noted under her body with bob
     _next_revision(here, group, her.sign({**{k: v for k, v in joined.items() if k != "sig"},
                                           "users": {her.id: "READ,WRITE"}, "made_at_us": 300}))
     _next_revision(here, doc_id, None)
@@ -237,11 +234,10 @@ def test_forged_key_documents_one_a_batch_do_not_rewrite_the_whole_notes_each(pa
         doc = {"_id": f"vfkey-g-{group}-{fid}-{m}", "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY,
                "epoch": 1, "key": "c2VhbGVk"}  # unsigned: refused, yet noted
         here.keys.arrived(d["_id"] for d in replica.store_revisions(here.store, [doc]).current)
-    assert len(replica.get_local(here.store, key_mirror._MEMBERS)) <= n  # fixed: forged keys noted not at all
+    assert len(key_mirror.notes(here.store)) <= n  # fixed: forged keys noted not at all
     assert sum(written) <= 4 * n, f"{len(written)} writes, {sum(written)} entries written for {n} noted"
 
 
-@pytest.mark.xfail(strict=True, reason="44b (3) open: the server's own signed keys, one a batch")
 def test_server_signed_keys_one_a_batch_do_not_rewrite_the_whole_notes_each(pair, monkeypatch) -> None:  # noqa: F811
     """The same with keys the server's own user signs for its own file (genuine to the mirror, which
     serves every user and pins none): noted, and the whole notes document rewritten each batch (open)."""
@@ -252,5 +248,53 @@ def test_server_signed_keys_one_a_batch_do_not_rewrite_the_whole_notes_each(pair
                "epoch": 1, "key": b64e(b"sealed"), "owner": server.id, "fid": fid, "recipient": m,
                "sig": server.sign(record_doc(server.id, fid, m, 1, b"sealed"))["sig"]}
         here.keys.arrived(d["_id"] for d in replica.store_revisions(here.store, [doc]).current)
-    assert len(replica.get_local(here.store, key_mirror._MEMBERS)) == n
+    assert len(key_mirror.notes(here.store)) == n
     assert sum(written) <= 4 * n, f"{len(written)} writes, {sum(written)} entries written for {n} noted"
+
+
+# --- the upgrade from the notes in one document and the pins (44b (1), (3))
+
+
+def _as_the_older_version_left_it(here, doc_id: str, members: dict, owners: dict) -> None:
+    """The store as the version before one note per key left it (the whole ``key-group-members``
+    document and the pins), then the mirror started again and its first full look."""
+    replica.put_locals(here.store, {key_mirror._NOTES + doc_id: None})
+    replica.put_local(here.store, key_mirror._MEMBERS, members)
+    replica.put_local(here.store, key_mirror._OWNERS, owners)
+    here.keys = key_mirror.KeyMirror(here.store, here.layout)
+    here.keys._looked_at = -float("inf")
+    here.refresh()
+
+
+def test_an_upgrade_over_a_pin_the_server_poisoned_lets_her_removal_take_bobs_key(pair, clock) -> None:  # noqa: F811
+    """The older version pinned the server's own user (its body current at the first meeting) and noted
+    bob's key under it; after the upgrade her genuine removal of bob takes his key, unsaid."""
+    here, _ = pair
+    her, group, doc_id, (alone, joined) = _group_key(here, stamped=True)
+    server = Owner()
+    put(here, server.user)
+    _as_the_older_version_left_it(here, doc_id, {doc_id: [server.id, 250]}, {group: server.id})
+    assert replica.get_local(here.store, key_mirror._MEMBERS) == {}  # taken in once, then gone
+    assert replica.get_local(here.store, key_mirror._OWNERS) == {}
+    assert key_mirror.notes(here.store)[doc_id] == (her.id, 200)  # noted again under her body with bob
+    body = {k: v for k, v in alone.items() if k != "sig"}
+    _next_revision(here, group, her.sign({**body, "made_at_us": 300}))
+    _next_revision(here, doc_id, None)
+    here.keys.caught_up()
+    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists() and not said(her, doc_id)
+
+
+def test_an_upgrade_keeps_the_stamp_noted_in_the_older_whole_document(pair, clock) -> None:  # noqa: F811
+    """Control (read compatibility): a note of the older whole document is taken in, so her older
+    removal served again (250, below the 300 noted) does not take bob's key; kept and said."""
+    here, _ = pair
+    her, group, doc_id, (alone, joined) = _group_key(here, stamped=True)
+    _as_the_older_version_left_it(here, doc_id, {doc_id: [her.id, 300]}, {group: her.id})
+    assert key_mirror.notes(here.store)[doc_id] == (her.id, 300)
+    body = {k: v for k, v in alone.items() if k != "sig"}
+    _next_revision(here, group, her.sign({**body, "made_at_us": 250}))
+    _next_revision(here, doc_id, None)
+    _removed_unsaid_or_kept(here, her, doc_id, clock)
+    assert place(here.layout, doc_id).exists()

@@ -10,10 +10,15 @@
   the store writer planted, cannot re-sign it in their own name.
 - A ``.vfkey`` (and its ``FileKey`` mirror document) carries the file
   owner's signature over ``{"_id": "vfkey:<owner>:<fid>:<recipient>",
-  "epoch", "key", "owner", "fid", "recipient"}``: the sealed key, its epoch
-  and for whom, so a key sealed by anyone else (a server, another
-  recipient) is not used, and a forged key with a higher epoch never
-  replaces the genuine one.
+  "epoch", "key", "owner", "fid", "recipient"[, "group", "group_owner"]}``:
+  the sealed key, its epoch and for whom, so a key sealed by anyone else
+  (a server, another recipient) is not used, and a forged key with a higher
+  epoch never replaces the genuine one.  A key sealed for a member of a
+  group also names the group (it is used only at that group's place: a
+  copy at another place is refused) and the group's owner as the file's
+  owner pinned it, the root the key mirror (no pins) takes a removal of the
+  member from the group by (attack round 44b (1)).  A key signed before
+  these were (none named) still verifies, at any place.
 
 Refusals are alarms (``Trust.checked`` / ``Alarms.warn``): in the log and
 in ``fusevault status``.
@@ -75,23 +80,44 @@ def verified_grants(store: Store, trust: Trust | None) -> tuple[list[Grant], dic
     return found, {g["_id"]: g for g in freshness.admitted(fresh, signed, "group")}
 
 
-def record_doc(owner: str, fid: str, recipient: str, epoch: int, key: bytes) -> dict:
-    """What a key's signature covers (the ``_id`` names the place, never stored)."""
+def record_doc(owner: str, fid: str, recipient: str, epoch: int, key: bytes,
+               group: tuple[str, str] | None = None) -> dict:
+    """What a key's signature covers (the ``_id`` names the place, never stored); ``group``: the group
+    id and its owner, for a key sealed to a member of it (a key signed without them verifies as before:
+    they are no fields of its document)."""
+    bound = {"group": group[0], "group_owner": group[1]} if group is not None else {}
     return {"_id": f"vfkey:{owner}:{fid}:{recipient}", "epoch": epoch, "key": b64e(key),
-            "owner": owner, "fid": fid, "recipient": recipient}
+            "owner": owner, "fid": fid, "recipient": recipient, **bound}
+
+
+def group_of(found: KeyRecord) -> tuple[str, str] | None:
+    """The (group, group owner) a signed key record names, or None."""
+    if found.group is None or found.group_owner is None:
+        return None
+    return found.group, found.group_owner
 
 
 def write_signed_key(trust: Trust | None, path: Path, owner: str, fid: str, recipient: str, epoch: int,
-                     sealed: bytes, replace: bool = True) -> bool:
+                     sealed: bytes, replace: bool = True, group: tuple[str, str] | None = None) -> bool:
+    """``group``: (the group, its owner as this user pinned it) for a key at that group's place."""
     signed = None
     if trust is not None:
-        sig = trust.sign(record_doc(owner, fid, recipient, epoch, sealed))["sig"]
-        signed = {"owner": owner, "fid": fid, "recipient": recipient, "sig": sig}
+        sig = trust.sign(record_doc(owner, fid, recipient, epoch, sealed, group))["sig"]
+        bound = {"group": group[0], "group_owner": group[1]} if group is not None else {}
+        signed = {"owner": owner, "fid": fid, "recipient": recipient, **bound, "sig": sig}
     return sharing.write_key(path, epoch, sealed, replace, signed)
 
 
-def key_signed(trust: Trust, found: KeyRecord, owner: str, fid: str, recipient: str) -> bool:
-    """Whether a key record was sealed by the file's owner (as this user pinned them) for ``recipient``."""
+def bound_elsewhere(found: KeyRecord, group: str | None) -> bool:
+    """Whether a signed record names a group other than the one whose place it is at (``group``; None: a
+    user's place).  One naming none (signed before groups were bound) is at home anywhere, as then."""
+    return found.group is not None and found.group != group
+
+
+def key_signed(trust: Trust, found: KeyRecord, owner: str, fid: str, recipient: str,
+               group: str | None) -> bool:
+    """Whether a key record was sealed by the file's owner (as this user pinned them) for ``recipient``,
+    at the place of ``group`` (None: a user's share's place)."""
     subject = f"vfkey:{owner}:{fid}:{recipient}"
     if found.sig is None:
         if trust.legacy(owner):
@@ -102,7 +128,12 @@ def key_signed(trust: Trust, found: KeyRecord, owner: str, fid: str, recipient: 
         trust.alarms.warn("forged-key", subject, f"refused a key of file {fid}: it was made for another "
                           "file, owner or recipient")
         return False
-    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key), "sig": found.sig}
+    if bound_elsewhere(found, group):
+        trust.alarms.warn("forged-key", subject, f"refused a key of file {fid} for {recipient}: it was "
+                          f"made for group {found.group}, and is at the place of "
+                          f"{'group ' + group if group else 'a share with a user'}")
+        return False
+    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key, group_of(found)), "sig": found.sig}
     signer = trust.checked(doc, None, "file key")
     if signer is not None and signer != owner:
         trust.alarms.warn("forged-key", subject, f"refused a key of file {fid} sealed by {signer}, "
@@ -133,11 +164,12 @@ def signed_in_store(store: Store, doc: dict, signer: object) -> bool:
         return False
 
 
-def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str) -> bool:
+def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str, group: str | None) -> bool:
     """The key mirror's check (it serves every user, so it has no pins): the
     record is signed by the owner the file's node document names, under the
-    key of that owner's self-signed user document.  Unsigned only while the
-    owner's user document is from before signatures."""
+    key of that owner's self-signed user document, and names no group but
+    ``group`` (the one whose place it is; None: a user's place).  Unsigned only
+    while the owner's user document is from before signatures."""
     node = store.get(fid)
     owner = node.get("owner") if node else found.owner
     user = store.get(owner) if isinstance(owner, str) else None
@@ -146,9 +178,9 @@ def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str) -
     if found.sig is None:  # nothing to check it with, or an owner from before signatures
         return user is None or not self_signed(user)
     if user is None or (found.owner, found.fid, found.recipient) != (owner, fid, recipient) \
-            or not self_signed(user):
+            or bound_elsewhere(found, group) or not self_signed(user):
         return False
-    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key), "sig": found.sig}
+    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key, group_of(found)), "sig": found.sig}
     try:
         return verify_doc(Ed25519PublicKey.from_public_bytes(b64d(user["public_sign"])), doc) == owner
     except (Forged, KeyError, ValueError, TypeError):

@@ -10,10 +10,13 @@ later.  Each file key a grantee needs is sealed to their X25519 public key
     groups/<gid>/own/<fid>/keys/<recipient>.vfkey       a share with a group
 
 A ``.vfkey`` is JSON ``{"epoch": n, "key": base64, "owner", "fid",
-"recipient", "sig"}``; the epoch is the file key's generation (it changes
+"recipient"[, "group", "group_owner"], "sig"}``; the epoch is the file key's generation (it changes
 when a share is revoked) and is bound into the sealed key's associated data;
 ``sig`` is the file owner's signature over the rest (``vault/model/grants.py``):
-a reader uses a key only if the file's owner signed it.  Keys are written before the document that
+a reader uses a key only if the file's owner signed it.  A key at a group's place
+also names (signed) the group and its owner as the file's owner pinned it when she
+sealed it: the key mirror, which has no pins, takes that owner's removal of the
+recipient from the group as the key's end (sync/key_mirror.py).  Keys are written before the document that
 makes them needed and removed after the one that ends the need, so a crash
 leaves at most a key nobody uses, never a share without its keys.
 """
@@ -155,7 +158,9 @@ def _wrote_key() -> None:
 
 
 class KeyRecord(NamedTuple):
-    """A ``.vfkey``: the epoch and sealed key, and who signed them for whom."""
+    """A ``.vfkey``: the epoch and sealed key, and who signed them for whom (and, for a key at a
+    group's place, through which group and whose: ``group``, ``group_owner``; None in a key signed
+    before they were, or at a user's place)."""
 
     epoch: int
     key: bytes
@@ -163,11 +168,18 @@ class KeyRecord(NamedTuple):
     fid: str | None = None
     recipient: str | None = None
     sig: dict | None = None
+    group: str | None = None
+    group_owner: str | None = None
 
     def signed_fields(self) -> dict:
         if self.sig is None:
             return {}
-        return {"owner": self.owner, "fid": self.fid, "recipient": self.recipient, "sig": self.sig}
+        return {"owner": self.owner, "fid": self.fid, "recipient": self.recipient, **self.group_fields(),
+                "sig": self.sig}
+
+    def group_fields(self) -> dict:
+        """The group and its owner the signature names (none: a key without them)."""
+        return {} if self.group is None else {"group": self.group, "group_owner": self.group_owner}
 
 
 def _key_folder(folder: Path, make: bool = False) -> int:
@@ -253,8 +265,31 @@ def key_record(data: dict) -> KeyRecord:
     owner, fid, recipient = (data.get(k) for k in ("owner", "fid", "recipient"))
     if sig is not None and not all(isinstance(v, str) for v in (owner, fid, recipient)):
         raise ValueError("malformed signed fields")
+    group, group_owner = _group_fields(data) if sig else (None, None)
     return KeyRecord(int(data["epoch"]), b64d(data["key"]), owner if sig else None, fid if sig else None,
-                     recipient if sig else None, sig)
+                     recipient if sig else None, sig, group, group_owner)
+
+
+def _group_fields(data: dict) -> tuple[str | None, str | None]:
+    """A signed record's group and group owner: both ids (32 hex digits), or neither (a key signed
+    before they were bound, or one of a user's share); anything else is malformed (from the store or a
+    peer: never a path, never a long string kept)."""
+    group, group_owner = data.get("group"), data.get("group_owner")
+    if group is None and group_owner is None:
+        return None, None
+    if not (is_id(group) and is_id(group_owner)):
+        raise ValueError("malformed group fields")
+    return group, group_owner
+
+
+def key_group(path: Path) -> str | None:
+    """The group whose place a key file's path is (``groups/<gid>/own/<fid>/keys/<recipient>.vfkey``),
+    or None (a user's place: ``users/<recipient>/shared/<owner>_<fid>.vfkey``)."""
+    parts = path.parts
+    if len(parts) >= 6 and parts[-2] == "keys" and parts[-4] == "own" and parts[-6] == "groups" \
+            and is_id(parts[-5]):
+        return parts[-5]
+    return None
 
 
 def remove_key(path: Path, keep_folder: bool = False) -> None:

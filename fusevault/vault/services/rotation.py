@@ -232,7 +232,8 @@ async def _taken_back(volume: Volume, fid: str, lost: set[Grant]) -> dict | None
     records = await volume.in_thread(sharing.read_keys, [path for _, _, path in keys])
     # Only a key she sealed counts: a file a vault-folder writer put at a key's name costs no re-key.
     found = [path for (each, recipient, path), record in zip(keys, records, strict=True) if record is not None
-             and key_signed(volume.trust, record, volume.key.user_id, each, recipient)]
+             and key_signed(volume.trust, record, volume.key.user_id, each, recipient,
+                            sharing.key_group(path))]
     if not found:
         return None
     log.info("%s left a share: its keys are taken back and it gets a new key", _where(volume, node))
@@ -255,7 +256,8 @@ async def _rekey_unreached(volume: Volume) -> None:
         # Read now, on the trio thread: a re-key meanwhile (a group's removal carried out) moved the
         # epoch on, and this key opens nothing new.
         if (record is not None and record.epoch == each.epoch
-                and key_signed(volume.trust, record, volume.key.user_id, each.fid, recipient)):
+                and key_signed(volume.trust, record, volume.key.user_id, each.fid, recipient,
+                               sharing.key_group(path))):
             stale.setdefault(each.fid, []).append(path)
     done: set[str] = set()
     # Folders first: a folder's re-key gives everything under it a new key, once.

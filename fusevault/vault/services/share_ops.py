@@ -197,7 +197,8 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     outside = [(fid, p) for fid, p in found if fid not in inside]
     records = await volume.in_thread(sharing.read_keys, [p for _, p in outside])
     outside = [(fid, p) for (fid, p), record in zip(outside, records, strict=True) if record is not None
-               and key_signed(volume.trust, record, grant.owner, fid, p.stem if group else grantee)]
+               and key_signed(volume.trust, record, grant.owner, fid, p.stem if group else grantee,
+                              grantee if group else None)]
     held = [p for fid, p in found if fid in inside] + [p for _, p in outside]
     moved_out = _tops(volume, [n for fid in dict.fromkeys(f for f, _ in outside)
                                if (n := volume.find(fid)) is not None])

@@ -224,7 +224,7 @@ class Guests:
                     continue  # the owner gave the file a newer key meanwhile: never taken back
                 sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
                 granting.write_signed_key(self.trust, path, node.owner, node.fid, reach.recipient, epoch,
-                                          sealed)
+                                          sealed, group=self.group_bound(grant))
                 written += 1
         return written
 
@@ -264,8 +264,16 @@ class Guests:
                         sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
                         written += granting.write_signed_key(self.trust, path, node.owner, node.fid,
                                                            reach.recipient, epoch, sealed,
-                                                           replace=os.path.exists(path))
+                                                           replace=os.path.exists(path),
+                                                           group=self.group_bound(grant))
         return written
+
+    def group_bound(self, grant: Grant) -> tuple[str, str] | None:
+        """For a key sealed through a group share: the group and its owner, as this user's pins admitted
+        its body (``verified_grants``), signed into the key, the root the key mirror (which has no pins)
+        takes that owner's removal of the member by (attack round 44b (1)).  None for a user's share."""
+        owner = (self.groups.get(grant.grantee) or {}).get("owner") if grant.group else None
+        return (grant.grantee, owner) if isinstance(owner, str) else None
 
     def held_keys(self, nodes: dict[int, Node]) -> list[tuple[Node, bytes, int]]:
         """(node, DEK, epoch) of every node whose key this user holds, for ``fill_missing``."""
@@ -273,8 +281,10 @@ class Guests:
                 if node.dek and node.ino not in self.virtual and node.ino not in self.phantoms]
 
 
-def grants_ok(trust: Trust | None, found: sharing.KeyRecord, owner: str, fid: str, recipient: str) -> bool:
-    return trust is None or granting.key_signed(trust, found, owner, fid, recipient)
+def grants_ok(trust: Trust | None, found: sharing.KeyRecord, owner: str, fid: str, recipient: str,
+              path: Path) -> bool:
+    """Whether the key at ``path`` was signed by the file's owner for ``recipient``, at its place."""
+    return trust is None or granting.key_signed(trust, found, owner, fid, recipient, sharing.key_group(path))
 
 
 def _newer_key(path: Path, epoch: int, trust: Trust | None, owner: str, fid: str, recipient: str) -> bool:
@@ -284,19 +294,23 @@ def _newer_key(path: Path, epoch: int, trust: Trust | None, owner: str, fid: str
     except VaultError:
         return False
     return (found is not None and found[0] > epoch and found.sig is not None
-            and grants_ok(trust, found, owner, fid, recipient))
+            and grants_ok(trust, found, owner, fid, recipient, path))
 
 
 def _good_key(path: Path, trust: Trust | None, owner: str, fid: str, recipient: str, epoch: int) -> bool:
     """A key there the owner signed (an unsigned or forged one is made again),
-    of this epoch or a newer one."""
+    of this epoch or a newer one.  One of this epoch at a group's place signed before the group and its
+    owner were (``KeyRecord.group``) is signed again with them: the key mirror takes the group owner's
+    removal of its recipient only from a key naming her (attack round 44b (1))."""
     try:
         found = sharing.read_key(path)
     except VaultError:
         return False
     if found is None or (found.sig is None and trust is not None):
         return False  # none, or from before signatures: sealed again, signed
-    return found[0] >= epoch and grants_ok(trust, found, owner, fid, recipient)
+    if trust is not None and found.group is None and found[0] == epoch and sharing.key_group(path):
+        return False
+    return found[0] >= epoch and grants_ok(trust, found, owner, fid, recipient, path)
 
 
 def key_files(layout: Layout, user_id: str, groups: dict[str, dict]) -> dict[str, list[Path]]:
@@ -334,7 +348,7 @@ def open_guest(doc: dict, key: MasterKey, paths: list[Path],
             found = sharing.read_key(path)
             if found is None or found[0] != doc.get("epoch", 0):
                 continue  # a key of an older epoch: revoked since
-            if not grants_ok(trust, found, owner, fid, key.user_id):
+            if not grants_ok(trust, found, owner, fid, key.user_id, path):
                 continue  # not sealed by the file's owner (said by key_signed)
             dek = open_file_key(key.identity, owner, fid, found[0], found[1])
             attrs = open_node_attrs(doc, dek)
