@@ -43,6 +43,17 @@ Hole (1), medium: once her version's want leaves ``records_wanted`` for a moment
     (keep the disputed hashes with the record, not only the versions).
   Tests: those three.
 
+Fixed (1): a version some records of which came is set aside (``Inodes.records_rewalk``,
+  punched_wants.py ``note_asked``), not dropped, until its walk replaces its want or it leaves for
+  good (``_forget``): its counted hashes are checked for every record it shares (``_set_aside_rows``)
+  and it still counts among a disputed record's versions (``_wanting_versions``).  After 44a (1)'s
+  fix (277a41a: only vouched hashes count) the scene held the same; ``_disputed_scene`` now moves
+  her vouched want with her version (its stale key had left nothing vouched) and vouches his hash
+  (``his hash``: a write member's signed document), and ``his unvouched hash`` (a root the file's
+  key sealed) is added.  Added: ``..._though_never_disputed`` (the server holds block 0 back from the
+  first ask, so hers is walked out before any refusal: no dispute to keep, her hash must still
+  count).  Each fails without the fix (seen).
+
 Hole (2), medium (43a (1)'s fix bypassed, found reading ``_placed_already``): a record gc punched
   here that the server lists in its changes feed is placed with whatever bytes it sends, unchecked.
   Attack: the server's feed lists every record id of plan.bin's older versions (their revision is
@@ -101,26 +112,32 @@ def _placed_sha(volume, doc_id: str) -> str | None:
 
 
 async def _disputed_scene(fs, monkeypatch, his: str, hers_shown: bool = False):
-    """Hers names v1's blocks 0, 1 (genuine); his names block 0 only (forged hash, or none).  The
-    server holds his bytes for block 0 and the genuine block 1.  (node, server, block 0's genuine doc)."""
+    """Hers names v1's blocks 0, 1 (genuine, vouched by her signed document); his names block 0 only
+    (``his hash``: a forged hash his signed document vouches, a write member's; ``his unvouched hash``:
+    a root a holder of the file's key sealed; ``no hash``).  The server holds his bytes for block 0 and
+    the genuine block 1.  (node, server, block 0's genuine doc)."""
     volume = fs.volume
     node, genuine, forged = await _two_versions_scene(fs, monkeypatch, same=False, unhashed=his == "no hash")
-    wanted = volume.tree.records_wanted
+    tree = volume.tree
+    wanted = tree.records_wanted
     his_vid = "0" * len(node.head)
     genuine = sorted(genuine, key=lambda doc: doc["_id"])
     forged = sorted(forged, key=lambda doc: doc["_id"])
     block0, block1 = (parse_record_id(doc["_id"])[1:] for doc in genuine)
     # His version names block 0 only (hers names both: block 1 comes for her alone).
     wanted[(node.fid, his_vid)] = {block0: wanted[(node.fid, his_vid)][block0]}
-    if not hers_shown:  # neither leaf shown (44a (2)'s scene)
-        wanted[(node.fid, "f" * len(node.head))] = wanted.pop((node.fid, node.head))
-    volume.tree.records_asked.clear()
+    hers = (node.fid, node.head if hers_shown else "f" * len(node.head))  # else neither shown (44a (2))
+    wanted[hers] = wanted.pop((node.fid, node.head))
+    assert tree.records_vouched.pop((node.fid, node.head)) is wanted[hers], "her walk vouched (44a (1))"
+    tree.records_vouched[hers] = wanted[hers]
+    if his == "his hash":
+        tree.records_vouched[(node.fid, his_vid)] = wanted[(node.fid, his_vid)]
+    tree.records_asked.clear()
     server = Peer([forged[0], genuine[1]])
     return node, server, genuine[0]
 
 
-@pytest.mark.xfail(strict=True, reason="45b (1): hers walked out, his disputed record asked alone")
-@pytest.mark.parametrize("his", ["his hash", "no hash"])
+@pytest.mark.parametrize("his", ["his hash", "his unvouched hash", "no hash"])
 async def test_his_disputed_record_is_not_placed_once_hers_is_walked_again(fs, monkeypatch, his) -> None:
     volume = fs.volume
     node, server, block0 = await _disputed_scene(fs, monkeypatch, his)
@@ -135,7 +152,6 @@ async def test_his_disputed_record_is_not_placed_once_hers_is_walked_again(fs, m
         f"her version reads EIO for good")
 
 
-@pytest.mark.xfail(strict=True, reason="45b (1): within one pull, the poke asks his record alone")
 async def test_his_disputed_record_is_not_placed_once_hers_is_walked_again_through_the_pulls_poke(
         fs, monkeypatch) -> None:
     """(1) as a mount runs it: one pull, its longpoll waiting; no other input than the server's answer."""
@@ -160,6 +176,39 @@ async def test_his_disputed_record_is_not_placed_once_hers_is_walked_again_throu
     assert got in (None, _sha(block0)), (
         f"within one pull ({asks} asks, the longpoll still waiting) block 0 was placed with the "
         "server's bytes")
+
+
+class _HoldingBack(Peer):
+    """A server answering its first ask with all but ``held`` (a record id), then with everything."""
+
+    def __init__(self, docs: list[dict], held: str) -> None:
+        super().__init__(docs)
+        self.held = held
+
+    async def bulk_get(self, wanted: list[tuple[str, str]], *, missing_ok: bool = False) -> list[dict]:
+        got = await super().bulk_get(wanted, missing_ok=missing_ok)
+        held, self.held = self.held, ""
+        return [doc for doc in got if doc.get("_id") != held]
+
+
+@pytest.mark.parametrize("his", ["his hash", "no hash"])
+async def test_his_record_is_not_placed_once_hers_is_walked_again_though_never_disputed(
+        fs, monkeypatch, his) -> None:
+    """(1) without a dispute: the server holds block 0 back from the first ask (sent nothing for, beside
+    block 1 placed: asked again, noted nowhere), so her version is walked out before any refusal; the
+    next ask, for his version alone, must still be checked against her hash (the fix: her want set
+    aside, ``records_rewalk``, still counts), not only against his."""
+    volume = fs.volume
+    node, server, block0 = await _disputed_scene(fs, monkeypatch, his)
+    server = _HoldingBack(server.docs, block0["_id"])
+    r, said = _replicator(fs, server, "server")
+    await r._take_punched()  # block 1 placed for her; block 0 held back
+    assert not said and _placed_sha(volume, block0["_id"]) is None
+    await r._take_punched(poked=True)
+    volume.layout.places.refused.clear()
+    got = _placed_sha(volume, block0["_id"])
+    assert got in (None, _sha(block0)), (
+        f"block 0 placed with the server's bytes on his version's word (asked {len(server.asked)} times)")
 
 
 async def test_his_disputed_record_is_not_placed_when_her_version_is_shown_control(fs, monkeypatch) -> None:

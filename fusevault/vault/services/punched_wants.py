@@ -10,8 +10,9 @@ into the tree's ``records_wanted`` with the hash the manifest names, and it is h
 (sync/punched_asks.py ``_take_punched``, through fs/arrivals.py ``Arrivals``) asks ``wanted_of`` per
 peer, fetches them by id, places those hashing as named, and reports back with ``note_asked``: asks
 answered in vain go to ``records_asked`` (per version and peer; a record several versions want also
-to ``records_disputed``), records that came have their versions walked again.  ``drop_superseded``
-forgets the versions no node shown or held back has as its head.  A walk's hashes are vouched for only
+to ``records_disputed``), records that came have their versions walked again (their wants set aside
+meanwhile in ``records_rewalk``, still counted).  ``drop_superseded`` forgets the versions no node shown
+or held back has as its head.  A walk's hashes are vouched for only
 where the version's signed document names its manifest root (``_root_vouched``, ``records_vouched``):
 where some vouched hash names a record, only vouched ones are what it is checked against
 (``_counted_hashes``), never the shown version's alone (which leaf is shown a member steers: 44a (1)).
@@ -67,6 +68,7 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
     if not needed:
         _forget(volume, version)
         return False
+    tree.records_rewalk.pop(version, None)  # set aside for this walk (``note_asked``): replaced by it
     tree.records_wanted[version] = needed
     if vouched:
         tree.records_vouched[version] = needed
@@ -87,7 +89,9 @@ def wanted_of(volume: Volume, peer: str) -> list[tuple[tuple[str, str], str, int
     """(version, record vid, index, owner, SHA-256 its version's manifest names or None) of the records
     gc punched here that the versions this tree shows or holds back inherit (``inherits_punched``),
     less those ``peer`` was asked for in vain: the sync with it fetches them.  The wants of versions
-    superseded meanwhile are dropped first (``drop_superseded``)."""
+    superseded meanwhile are dropped first (``drop_superseded``).  A record asked for also has a row
+    for each version set aside to be walked again that names it with a hash (``_set_aside_rows``): the
+    record must hash as that version names it too."""
     tree = volume.tree
     drop_superseded(volume)
     _disputes_settled(volume)
@@ -95,21 +99,52 @@ def wanted_of(volume: Volume, peer: str) -> list[tuple[tuple[str, str], str, int
     out = []
     for version, wanted in tree.records_wanted.items():
         asked = tree.records_asked.get(version, {}).get(peer, set())
-        vouched = tree.records_vouched.get(version, {})
-        # Where a vouched hash names the record, only vouched ones count (``_counted_hashes``).
-        out += [(version, vid, idx, owner, sha if (version[0], vid, idx) not in counted
-                 or vouched.get((vid, idx)) == (owner, sha) else None)
+        out += [(version, vid, idx, owner, _counted_sha(volume, counted, version, (vid, idx), owner, sha))
                 for (vid, idx), (owner, sha) in wanted.items() if (vid, idx) not in asked]
+    return out + _set_aside_rows(volume, counted, {(version[0], vid, idx) for version, vid, idx, _, _ in out})
+
+
+def _counted_sha(volume: Volume, counted: set[tuple[str, str, int]], version: tuple[str, str],
+                 record: tuple[str, int], owner: str, sha: bytes | None) -> bytes | None:
+    """The hash ``version`` names for ``record`` if it counts: where a vouched hash names the record,
+    only vouched ones do (``_counted_hashes``); None else."""
+    if (version[0], *record) not in counted:
+        return sha
+    return sha if volume.tree.records_vouched.get(version, {}).get(record) == (owner, sha) else None
+
+
+def _set_aside_rows(volume: Volume, counted: set[tuple[str, str, int]], asked: set[tuple[str, str, int]]
+                    ) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]:
+    """The rows of the versions set aside to be walked again (``records_rewalk``) for the records
+    ``asked`` (fid, vid, idx) names, where they name a hash that counts: checked against it too
+    (``_as_named``), never asked for their own sake (``note_asked`` notes nothing for them).  Dropped
+    from the count, a version some of whose records came left the others' hashes alone: his version's
+    hash placed the server's bytes for hers, EIO for good (attack round 45b (1))."""
+    out = []
+    for version, wanted in volume.tree.records_rewalk.items():
+        for (vid, idx), (owner, sha) in wanted.items():
+            if (version[0], vid, idx) not in asked:
+                continue
+            if (named := _counted_sha(volume, counted, version, (vid, idx), owner, sha)) is not None:
+                out.append((version, vid, idx, owner, named))
     return out
 
 
 def _wanting_versions(volume: Volume) -> dict[tuple[str, str, int], set[tuple[str, str]]]:
-    """(fid, vid, idx) -> the versions whose want names that record."""
+    """(fid, vid, idx) -> the versions whose want names that record, those set aside to be walked
+    again included (``records_rewalk``: they want it still, the walk will say so)."""
     out: dict[tuple[str, str, int], set[tuple[str, str]]] = {}
-    for version, wanted in volume.tree.records_wanted.items():
+    for version, wanted in _wants(volume):
         for vid, idx in wanted:
             out.setdefault((version[0], vid, idx), set()).add(version)
     return out
+
+
+def _wants(volume: Volume) -> list[tuple[tuple[str, str], Wanted]]:
+    """Every version's want: those asked for (``records_wanted``) and those set aside to be walked
+    again (``records_rewalk``)."""
+    tree = volume.tree
+    return [*tree.records_wanted.items(), *tree.records_rewalk.items()]
 
 
 def _disputes_settled(volume: Volume) -> None:
@@ -118,7 +153,11 @@ def _disputes_settled(volume: Volume) -> None:
     for all, so once that version's want was gone the peer holding the bytes the others name was never
     asked again (attack round 44a (2)).  Noting in vain only the versions whose own hash it missed is no
     fix: the others, asked alone, then had the server's bytes matching his placed (43d (1) again).  Each
-    change of the wanting versions asks again once: bounded by the versions that arrive."""
+    change of the wanting versions asks again once: bounded by the versions that arrive.  A version set
+    aside to be walked again as some of its records came still wants it (``_wanting_versions``):
+    counted a change, her version's notes went and his, asked alone, had the server's bytes placed
+    for both (attack round 45b (1)); it changes once the version leaves for good (``_forget``) or its
+    walk no longer names the record."""
     tree = volume.tree
     if not tree.records_disputed:
         return
@@ -153,7 +192,7 @@ def _counted_hashes(volume: Volume) -> set[tuple[str, str, int]]:
     tree = volume.tree
     out: set[tuple[str, str, int]] = set()
     for (fid, vid), vouched in tree.records_vouched.items():
-        wanted = tree.records_wanted.get((fid, vid), {})
+        wanted = tree.records_wanted.get((fid, vid)) or tree.records_rewalk.get((fid, vid), {})
         out.update((fid, writer, idx) for (writer, idx), (owner, sha) in vouched.items()
                    if sha is not None and wanted.get((writer, idx)) == (owner, sha))
     return out
@@ -163,6 +202,7 @@ def _forget(volume: Volume, version: tuple[str, str]) -> None:
     """A version's want and its notes, dropped (it wants nothing now, or nothing reads it here)."""
     tree = volume.tree
     tree.records_wanted.pop(version, None)
+    tree.records_rewalk.pop(version, None)
     tree.records_vouched.pop(version, None)
     tree.records_asked.pop(version, None)
 
@@ -177,7 +217,9 @@ def note_asked(volume: Volume, peer: str, in_vain: Asked, came: set[tuple[str, s
     answer notes only the records it was asked for, never what the version came to want meanwhile
     (two peers' asks racing, attack round 43a (2)).  A peer that sent some of an ask is asked again for
     the rest: each such ask places a record, so this ends.  A version some record of which came is
-    walked again (at once if shown, else at the next look at it): it may want more."""
+    walked again (at once if shown, else at the next look at it): it may want more.  Meanwhile its want
+    is set aside (``records_rewalk``), not dropped: it still counts for the records it shares with other
+    versions (``_set_aside_rows``) and for their disputes (attack round 45b (1))."""
     tree = volume.tree
     wanting = _wanting_versions(volume) if in_vain else {}
     for version, vid, idx in in_vain:
@@ -191,8 +233,8 @@ def note_asked(volume: Volume, peer: str, in_vain: Asked, came: set[tuple[str, s
     answered = [version for version, wanted in tree.records_wanted.items()
                 if any(record in wanted for record in by_fid.get(version[0], ()))]
     for version in answered:
-        del tree.records_wanted[version]  # walked again (``inherits_punched``), its notes kept
-        tree.records_vouched.pop(version, None)
+        # Walked again (``inherits_punched``), its notes kept, its want set aside until then.
+        tree.records_rewalk[version] = tree.records_wanted.pop(version)
         node = tree.find(version[0])
         if node is not None and node.is_reg and node.head == version[1]:
             # Shown as it is already (another peer sent nothing first): no arrival looks at it
@@ -212,7 +254,7 @@ def drop_superseded(volume: Volume) -> None:
     file that arrived inheriting the same punched records added its wants for the tree's life, none
     sent (attack round 43a (4)); a later version wants what it inherits itself."""
     tree = volume.tree
-    versions = tree.records_wanted.keys() | tree.records_asked.keys()
+    versions = tree.records_wanted.keys() | tree.records_asked.keys() | tree.records_rewalk.keys()
     if not versions:
         return
     waiting = tree.incomplete() | tree.unplaced()

@@ -132,9 +132,15 @@ class Inodes:
         # (fid, vid, idx) of a record several versions wanted when a peer was asked for it in vain ->
         # those versions (punched_wants.py ``_disputes_settled``): its notes go once they change.
         self.records_disputed: dict[tuple[str, str, int], frozenset[tuple[str, str]]] = {}
+        # Such a version some records of which came, taken out of ``records_wanted`` to be walked again
+        # (it may want more) -> its want as it was (punched_wants.py ``note_asked``), until that walk or
+        # until it leaves for good: its hashes still count for the records it shares, and its disputes
+        # stand (attack round 45b (1): out of the count, the others' hashes alone had bytes placed).
+        self.records_rewalk: dict[tuple[str, str], dict[tuple[str, int], tuple[str, bytes | None]]] = {}
         # Such a version whose manifest root its signed document vouched for -> the want that walk gave
-        # (the very dict of ``records_wanted``): where the versions wanting a record name other hashes,
-        # only those a vouched walk gave count (punched_wants.py ``_counted_hashes``, attack round 44a (1)).
+        # (the very dict of ``records_wanted``, or of ``records_rewalk`` meanwhile): where the versions
+        # wanting a record name other hashes, only those a vouched walk gave count (punched_wants.py
+        # ``_counted_hashes``, attack round 44a (1)).
         self.records_vouched: dict[tuple[str, str], dict[tuple[str, int], tuple[str, bytes | None]]] = {}
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
@@ -641,6 +647,7 @@ class Inodes:
         self.records_wanted.clear()
         self.records_asked.clear()
         self.records_disputed.clear()
+        self.records_rewalk.clear()
         self.records_vouched.clear()
         self.same_state.clear()
         self.left_holding.clear()
