@@ -83,6 +83,25 @@ Hole (3), medium: the dispute rule holds only while both versions want the recor
     with its hash (and keeps the placed copy for the version it matched, e.g. by (record, sha)), or
     places a re-fetched record only as its writer's own signed digest names it where that document is
     here.
+
+Hole (4), low-medium (ordinary faults, one server): a record gc punched here that the server lacked
+  when asked (noted asked in vain of it) and got later is now skipped when its changes feed lists it
+  (4796d73, ``Replicator._punched``), and the server is not asked again while the wanting versions
+  stay the same: the version reads EIO, with a false "not what its author sealed" alarm, until the next
+  unlock, though the one server holds the record.
+  Scene: one CouchDB server; v2 wants v1's punched blocks; the server lacks them at the ask (its
+    database rebuilt or restored, the device holding them not pushed yet); the device pushes them; the
+    feed lists them.
+  Seen: ``test_a_punched_record_the_server_gets_after_an_ask_in_vain_is_placed[True]`` (run, fails:
+    EIO (5), the server asked once in vain and never again, the notes kept); ``[False]`` (control: the
+    notes dropped as a change of the wanting versions does, it is asked and they come).
+  Cause: the feed was the way such a record came back (placed unchecked, 45b (2)); now only the
+    checked ask by id places it, and ``wanted_of`` leaves out a record asked of this peer in vain until
+    the versions wanting it change (``note_asked``, ``_disputes_settled``).
+  Impact: EIO and a false forgery-class alarm until the next unlock in a single-server setup.
+  Fix (suggested): in ``_punched``, for a listed punched record a version wants, drop that peer's
+    in-vain note for it (the feed says it has it now) so the next ask (poke it) fetches it by id,
+    checked; bounded by the feed's entries.
 """
 
 from __future__ import annotations
@@ -102,6 +121,7 @@ from fusevault.vault.services import punched_wants
 from fusevault.vault.services.punched_wants import inherits_punched
 from inprocess.conftest import FILE, ROOT
 from inprocess.test_attack_43d import _Conflicted, _forged, _two_versions_scene
+from inprocess.test_attack_45b import _Feed
 from inprocess.test_punched_records import (
     AT,
     ORIGINAL,
@@ -341,3 +361,40 @@ async def test_her_version_arriving_after_his_genuine_leaf_reads_control(fs, mon
     """Control: his leaf names the genuine hashes: the server's records are the genuine ones, v2 reads."""
     await _his_version_first(fs, monkeypatch, same=True)
     assert await _read(fs) == _expected()
+
+
+# --- (4): a record the one server lacked at the ask, listed in its feed once it has it
+
+
+@pytest.mark.parametrize("listed", [
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="46a (4): a punched record the server got after an ask in vain is skipped "
+        "in its feed and never asked again: EIO until the next unlock")),
+    False,
+])
+async def test_a_punched_record_the_server_gets_after_an_ask_in_vain_is_placed(fs, listed) -> None:
+    """Honest use, one server: v2 wants v1's punched blocks; the server lacks them at the ask (its
+    database rebuilt, the device holding them not pushed yet), then gets them, and its feed lists
+    them.  ``listed`` False (control of the setting): asked again (a new version wanting them, here a
+    fresh walk) they come."""
+    volume = fs.volume
+    node, _, genuine = await _punched_scene(fs)
+    assert inherits_punched(volume, node)
+    server = _Feed([], [])
+    r, _ = _replicator(fs, server, "server")
+    r.checkpoint_id = "sync-server"
+    await r._take_punched()  # in vain: it has none of them yet
+    assert volume.layout.places.punched_of(node.fid)
+    server.docs = genuine  # pushed to it since, by the device holding them
+    if listed:
+        server.listed = [doc["_id"] for doc in genuine]
+    else:  # the control: what a change of the wanting versions does
+        volume.tree.records_asked.clear()
+    for _ in range(3):
+        while await r.pull():
+            pass
+    volume.layout.places.refused.clear()
+    got = await _read(fs)
+    assert got == _expected(), (f"plan.bin reads {got if isinstance(got, int) else 'other bytes'}; the "
+                                f"server asked {len(server.asked)} time(s); noted in vain: "
+                                f"{volume.tree.records_asked}")
