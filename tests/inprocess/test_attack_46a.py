@@ -102,6 +102,31 @@ Hole (4), low-medium (ordinary faults, one server): a record gc punched here tha
   Fix (suggested): in ``_punched``, for a listed punched record a version wants, drop that peer's
     in-vain note for it (the feed says it has it now) so the next ask (poke it) fetches it by id,
     checked; bounded by the feed's entries.
+
+Hole (5), medium-high: once her version was asked of the server in vain (it sent garbage: refused,
+  noted per (record, peer) for her version), a later version wanting the same records with no counted
+  hash (an unhashed manifest, kinds 2 to 5, or a hashed one not vouched: ``wanted_of`` gives it None as
+  the record is "counted" through hers) has the server's garbage placed unchecked: her hash is left out
+  of the check because her row is left out for that peer.  EIO for good; the holding peer never asked.
+  Attack: v2 (hers, vouched) wants v1's punched blocks; the server answers her ask with garbage.  Then
+    a version of his (a write member sealing a kind-4 tree manifest, or an old device's; or hashed,
+    one of its own records withheld as in (1)) naming the same blocks arrives; the server is asked for
+    his and sends the same garbage.
+  Seen: ``test_a_record_her_version_was_refused_by_the_server_is_not_placed_unchecked_for_his[unhashed]``
+    and ``[unvouched]`` (run, both fail: 2 records placed with the server's garbage, v2 reads EIO (5),
+    the holding peer asked 0 times).  Control: 43d's
+    ``test_a_record_two_versions_want_is_checked_against_the_version_that_names_it_genuinely[no hash]``
+    (both wanting at the first ask: checked against hers).
+  Cause: punched_wants.py ``wanted_of`` drops the rows a peer was asked in vain for, version by
+    version, and punched_asks.py ``_expected_records`` builds the check from the rows given: with hers
+    gone and his None, ``_as_named`` checks against nothing (``all([])``).  The record is one for every
+    version (first copy kept, off the punched list).
+  Impact: the 43a (1) check and 277a41a's vouching bypassed by ordering: the server (with any unhashed
+    or unvouched concurrent version) has its garbage kept; her version reads EIO for good.
+  Fix (suggested): build each record's check from every version wanting it (all their hashes, vouched
+    per ``_counted_hashes``), not only from the rows asked of this peer; the in-vain notes choose which
+    records to ask, never which hashes to check; with a counted hash, a row giving None must not let
+    an empty set pass.
 """
 
 from __future__ import annotations
@@ -398,3 +423,49 @@ async def test_a_punched_record_the_server_gets_after_an_ask_in_vain_is_placed(f
     assert got == _expected(), (f"plan.bin reads {got if isinstance(got, int) else 'other bytes'}; the "
                                 f"server asked {len(server.asked)} time(s); noted in vain: "
                                 f"{volume.tree.records_asked}")
+
+
+# --- (5): her hash left out of the check for the peer she was asked of in vain
+
+
+@pytest.mark.xfail(strict=True, reason="46a (5): her row left out for the peer she was asked of in vain: "
+                   "the server's garbage placed unchecked for his unhashed/unvouched version")
+@pytest.mark.parametrize("his", ["unhashed", "unvouched"])
+async def test_a_record_her_version_was_refused_by_the_server_is_not_placed_unchecked_for_his(
+        fs, monkeypatch, his) -> None:
+    """Her v2 (vouched) wants v1's punched blocks; the server answers her ask with garbage (refused,
+    noted asked in vain of it for her version).  Then his version arrives wanting the same records:
+    ``unhashed`` (a manifest of kind 2 to 5, which a write member may seal) or ``unvouched`` (hashed,
+    but not vouched: as in (1)); the server is asked again for his."""
+    volume = fs.volume
+    node, _, genuine = await _punched_scene(fs)
+    monkeypatch.setattr(punched_wants, "replica", _Conflicted(node.fid))
+    assert inherits_punched(volume, node)
+    tree = volume.tree
+    assert (node.fid, node.head) in tree.records_vouched
+    forged = _forged(genuine)
+    server = Peer(forged)
+    r, said = _replicator(fs, server, "server")
+    await r._take_punched()
+    assert said and volume.layout.places.punched_of(node.fid), "her ask: the garbage refused (said)"
+    by_id = {doc["_id"]: doc for doc in forged}
+    his_version = (node.fid, "0" * len(node.head))
+    tree.records_wanted[his_version] = {
+        (vid, idx): (owner, None if his == "unhashed" else hashlib.sha256(base64.b64decode(
+            by_id[f"rec-{node.fid}-{vid}-{idx}"]["data"])).digest())
+        for (vid, idx), (owner, _) in tree.records_wanted[(node.fid, node.head)].items()}
+    for _ in range(2):
+        await r._take_punched()
+    holding = Peer(genuine)
+    r2, _ = _replicator(fs, holding, "holding")
+    for _ in range(2):
+        await r2._take_punched()
+    volume.layout.places.refused.clear()
+    ids = {doc["_id"] for doc in genuine}
+    got = _placed_shas(volume, ids)
+    want = {doc["_id"]: _sha(doc) for doc in genuine}
+    read = await _read(fs)
+    assert read == _expected(), (
+        f"her v2 reads {read if isinstance(read, int) else 'other bytes'}; "
+        f"{sum(got.get(i) not in (None, want[i]) for i in ids)} record(s) placed with the server's garbage; "
+        f"the holding peer asked {len(holding.asked)} time(s)")
