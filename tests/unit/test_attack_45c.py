@@ -1,0 +1,234 @@
+"""Round 45c: attack on round 43c's fixes (3), (4), (7) (commit 8e9222b: tree/loading.py ``_her_leaves``
+with ``HER_LEAVES``/``HER_LEAVES_CHECKED``; services/conflicts.py ``_copy_ident``/``_made_copy``) and
+(8), (6), (1), (2) (commit de2d755: ``conflicts._newer_key``, ``_her_key_beside_his``;
+``nodes.taken_stamps(by_owner)``).
+
+Attacker: a WRITE member (signs his own commits, writes any revision tree his client pushes), the
+CouchDB server (any revision tree, bad signatures, documents planted at predictable ids).
+
+1. **Her own old state, served 16 times, buries her moved-out leaf again (medium: 42b (3)/(4) back).**
+   Attack: 43c (3)'s scene (her team/plan.txt moved out of team, re-keyed, epoch 2; bob's edit made
+   over the old key is the current revision; her moved-out leaf beside it).  The server takes one body
+   of hers it holds from before the move (team/plan.txt, epoch 1, signed by her: any revision she ever
+   pushed) and stores it as ``HER_LEAVES`` (16) leaves one generation above hers, each under its own
+   made-up revision id (``_rev`` is not signed: crypto/signing.py ``_NOT_SIGNED``).  Seen (unit):
+   ``_her_leaf`` with ``loaded_copy``'s test returns None.  Cause: ``_her_leaves`` stops once
+   ``HER_LEAVES`` leaves *verify* as hers and only then sorts by epoch; old states of hers verify (one
+   signature, cached: 16 checks for the price of one), none fits (``writers_copy``: his epoch is not below
+   theirs), her real leaf (17th) is never opened.  Impact: 43c (3) whole again with genuine signatures
+   (no alarm at all for those leaves): her file placed where his document says, EIO with his version
+   withheld, a false forged-write naming bob (mount: tests/mount/test_trust_attack_45c.py).  Fix
+   (suggested): test ``fits`` inside the bounded loop and count only leaves that fit (or only distinct
+   bodies, by signature, whose epoch is above his), so ``HER_LEAVES`` caps only the ``loaded_copy``
+   calls; or sort by the signed epoch before the cap.  Tests:
+   ``test_her_moved_out_leaf_is_found_under_sixteen_copies_of_her_old_state`` (control: 15 copies,
+   ``test_control_her_moved_out_leaf_is_found_under_fifteen_copies_of_her_old_state``).
+2. **256 leaves the member signs (or 256 altered ones) bury her leaf: the check cap filled (medium).**
+   ``HER_LEAVES_CHECKED`` (256) counts every leaf that *says* owner her, before its signature: bob's
+   own commits of her file say owner alice too.  bob's client pushes 256 sibling branches of his (one
+   signed body, 256 made-up revision ids; a WRITE member needs no server for it) above her leaf, or the
+   server puts 256 altered bodies there.  Seen (unit): ``_her_leaf`` None.  Cause: the cap is on
+   leaves looked at, taken before her leaf, by generation, and a leaf's generation is the writer's to
+   choose.  Impact: as (1); the member alone, at every push.  Fix: take leaves saying signer her
+   (``said_signer``) before the cap (the member's are then not counted), and repeated bodies (same
+   signature) once; a replica's own cap of leaves per document (with the leaves beyond it said) bounds
+   the rest.  Tests: ``test_her_leaf_is_found_under_the_checked_cap_of_leaves[member's]``,
+   ``[altered]``.
+3. **A member's node at a copy's id makes the copy "made already": her (or another's) edit lost
+   unsaid (medium).**  ``_copy_ident``/``_conflict_copy`` take ``volume.holds(fid)`` for the copy made,
+   before (and without) ``_made_copy``'s checks.  The copy id is ``sha256(fid, rev)[:32]`` (rule 4,
+   ``copy_ident``) or ``sha256(fid, "head", vid)[:32]`` (``edit_copy_ident``): clear values every
+   member's replica holds, and 32 hex digits, the shape of any fid (``layout.is_id``).  Attack: team/
+   shared WRITE with bob.  Her two devices (or she and carol) edit team/plan.txt apart; bob, seeing
+   the branches on his replica, creates any file of his own in team/ whose fid is the rule-4 copy id
+   of the loser (or sets his mtime ahead so hers is the loser) and pushes it before the settling (the
+   server delaying the branch helps, not needed).  Seen (unit): ``_copy_ident`` returns None (made
+   already) with nothing said.  Impact: the losing edit's leaf is closed with no copy: her edit (or
+   carol's) lost unsaid; 43c (7)'s fix holds against the server only.  Fix: a held node counts as the
+   copy only if ``_made_copy`` holds for its document too (signed by her, the owner or the loser's
+   signer, opening under the derived DEK); else said and the next derived id, as for a stored one.
+   Test: ``test_a_members_node_held_at_the_copy_id_is_not_the_copy``.
+4. **Two leaves of the member: the epoch he claims is adopted, then hers by signature (medium: 43c (8)
+   back; read in part).**  ``_newer_key`` keeps hers only when exactly one side is hers; between two
+   states of his it keeps ``max`` by epoch.  bob (WRITE) pushes two states of team/sub (a folder) made
+   over the state before her unshare of carol: A current (more generations), B claiming epoch 2**40,
+   whose revision id he chooses to come first in the settling.  Her device settles A vs B first:
+   rule 2, B kept, ``_adopt`` commits it as her state (signed by her, his epoch, the old key); then her
+   re-key leaf beside that: both hers, ``max`` by epoch: the old key carol holds stands, nothing said.
+   Seen (unit): the two ``_decide`` steps keep the old key.  Fix: between two states of members, never
+   an epoch above the one this device holds (the held node's); or ``_adopt`` never commits a member's
+   epoch/key other than the held one's.  Test:
+   ``test_two_states_of_the_member_do_not_undo_her_re_key``.
+
+Run: see the report (each xfail fails at its own assertion under --runxfail; controls pass).
+"""
+
+from __future__ import annotations
+
+import stat
+from types import SimpleNamespace
+
+import pytest
+
+from fusevault.errors import Forged
+from fusevault.vault.model import nodes
+from fusevault.vault.model.alarms import Alarms
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.services import conflicts
+from fusevault.vault.services.conflicts import Leaf, _decide, copy_ident
+from fusevault.vault.tree import loading
+
+FID, TEAM, ROOT = "f" * 32, "t" * 32, "r" * 32
+ALICE, BOB = "alice", "bob"
+OLD, NEW = b"o" * 32, b"n" * 32
+
+
+def _node(epoch: int, dek: bytes = OLD, mode: int = stat.S_IFREG | 0o644) -> Node:
+    node = Node(2, FID, ALICE, dek, mode, 1000, 1000, when=1)
+    node.epoch = epoch
+    return node
+
+
+# --- 1, 2: her leaves under a cap a server or member fills
+
+class _Trust:
+    """Signatures: "alice"/"bob" verify as that signer (the same body may be stored under many
+    revision ids: ``_rev`` is not signed), anything else is forged.  Counts the checks."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def verify(self, doc: dict, author: str | None = None) -> str:
+        self.checked += 1
+        if doc.get("sig") not in (ALICE, BOB):
+            raise Forged("bad signature")
+        return str(doc["sig"])
+
+
+def _leaf(rev: str, epoch: int, parent: str, sig: str = ALICE) -> dict:
+    return {"_id": FID, "_rev": rev, "owner": ALICE, "sig": sig, "node": _node(epoch),
+            "links": [(parent, b"plan.txt")]}
+
+
+def _her_leaf_beside_his(monkeypatch, leaves: list[dict]) -> Node | None:
+    """``loading._her_leaf`` as ``_hers_beside_copies`` calls it: bob's current branch is epoch 1 (the
+    key before her move); ``fits`` is ``loaded_copy``'s test as far as epochs go (``writers_copy``: his
+    epoch below hers)."""
+    monkeypatch.setattr(loading, "replica", SimpleNamespace(
+        local_of=lambda store: store, in_conflict=lambda local, fid: True,
+        other_leaves=lambda local, fid: list(leaves)))
+    monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
+    monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
+    gate = SimpleNamespace(trust=_Trust())
+    his_epoch = 1
+    found = loading._her_leaf(object(), SimpleNamespace(user_id=ALICE), gate, _node(his_epoch),  # type: ignore[arg-type]
+                              lambda hers: hers.epoch > his_epoch)
+    return None if found is None else found[0]
+
+
+def _moved_out_under_old_copies(copies: int) -> tuple[dict, list[dict]]:
+    """Her moved-out leaf (epoch 2, at the top) at generation 5; ``copies`` times one old body of hers
+    (team/plan.txt, epoch 1, her genuine signature) at generation 6, each its own revision id."""
+    hers = _leaf("5-moved", 2, ROOT)
+    old = _leaf("0-x", 1, TEAM)
+    return hers, [{**old, "_rev": f"6-{i:032x}"} for i in range(copies)] + [hers]
+
+
+def test_control_her_moved_out_leaf_is_found_under_fifteen_copies_of_her_old_state(monkeypatch) -> None:
+    hers, leaves = _moved_out_under_old_copies(loading.HER_LEAVES - 1)
+    assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
+
+
+@pytest.mark.xfail(strict=True, reason="45c (1): 16 copies of one old genuine body of hers fill HER_LEAVES "
+                   "before her moved-out leaf is opened: her file placed as his copy branch says")
+def test_her_moved_out_leaf_is_found_under_sixteen_copies_of_her_old_state(monkeypatch) -> None:
+    hers, leaves = _moved_out_under_old_copies(loading.HER_LEAVES)
+    assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
+
+
+@pytest.mark.parametrize("sig", ["bad"])
+def test_control_her_leaf_is_found_under_a_few_hundred_fewer_leaves(monkeypatch, sig: str) -> None:
+    hers = _leaf("5-moved", 2, ROOT)
+    leaves = [_leaf(f"6-{i:032x}", 1, TEAM, sig) for i in range(loading.HER_LEAVES_CHECKED - 1)] + [hers]
+    assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
+
+
+@pytest.mark.xfail(strict=True, reason="45c (2): HER_LEAVES_CHECKED leaves saying owner alice (the member's "
+                   "own signed commits, or altered bodies) above hers fill the check cap: hers never opened")
+@pytest.mark.parametrize("sig", [BOB, "bad"], ids=["member's", "altered"])
+def test_her_leaf_is_found_under_the_checked_cap_of_leaves(monkeypatch, sig: str) -> None:
+    hers = _leaf("5-moved", 2, ROOT)
+    leaves = [_leaf(f"6-{i:032x}", 1, TEAM, sig) for i in range(loading.HER_LEAVES_CHECKED)] + [hers]
+    assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
+
+
+# --- 3: a member's node held at the copy's id
+
+def _her_losing_edit() -> Leaf:
+    """Rule 4: her laptop's edit of team/plan.txt, the loser (bob's or her desktop's later mtime)."""
+    node = _node(0)
+    node.head = "9" * 32
+    doc = {"_id": FID, "_rev": "3-l", "owner": ALICE, "sig": {"by": ALICE, "ed25519": "x"}}
+    return Leaf(doc, node, [(TEAM, b"plan.txt")], ["3-l", "2-a"])
+
+
+def _copy_ident_with(held: dict[str, Node]) -> tuple[tuple[str, bytes] | None, Alarms]:
+    alarms = Alarms()
+    volume = SimpleNamespace(holds=lambda fid: fid in held, find=held.get,
+                             authorship=SimpleNamespace(trust=SimpleNamespace()),
+                             key=SimpleNamespace(user_id=ALICE), trust=SimpleNamespace(alarms=alarms))
+    loser = _her_losing_edit()
+    ident = copy_ident(FID, str(loser.doc["_rev"]), loser.node.dek)
+    return conflicts._copy_ident(volume, SimpleNamespace(get=lambda fid: None), loser, ident), alarms  # type: ignore[arg-type]
+
+
+def test_control_nothing_at_the_copy_id_makes_the_copy_there() -> None:
+    found, _ = _copy_ident_with({})
+    assert found == copy_ident(FID, "3-l", OLD)
+
+
+@pytest.mark.xfail(strict=True, reason="45c (3): a node bob made at the (clear, computable) copy id is "
+                   "held: the copy counts as made already, her losing edit closed uncopied, unsaid")
+def test_a_members_node_held_at_the_copy_id_is_not_the_copy() -> None:
+    first, _ = copy_ident(FID, "3-l", OLD)
+    bobs = Node(7, first, BOB, b"b" * 32, stat.S_IFREG | 0o644, 1000, 1000, when=1)  # his own file
+    found, alarms = _copy_ident_with({first: bobs})
+    assert found is not None or alarms.as_list(), "her edit's copy counted as made: bob's file is at its id"
+
+
+# --- 4: two states of the member, then hers by signature
+
+@pytest.fixture
+def judged(monkeypatch) -> None:
+    now = iter(range(10**18, 2 * 10**18, 1000))
+    monkeypatch.setattr(nodes, "now_ns", lambda: next(now))
+    monkeypatch.setattr(conflicts, "_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
+
+
+def _folder_leaf(by: str, rev: str, dek: bytes, epoch: int) -> Leaf:
+    node = _node(epoch, dek, stat.S_IFDIR | 0o755)
+    node.links = [(TEAM, b"sub")]
+    return Leaf({"_id": FID, "_rev": rev, "delete": False, "by": by}, node, node.links, [rev, "1-a"])
+
+
+@pytest.mark.xfail(strict=True, reason="45c (4): between two states of the member rule 2 keeps the epoch he "
+                   "claims; adopted (signed by her), it then beats her re-key as 'two states of hers'")
+def test_two_states_of_the_member_do_not_undo_her_re_key(judged) -> None:
+    said: list[str] = []
+    volume = SimpleNamespace(authorship=SimpleNamespace(deny=lambda doc, why: said.append(why)))
+    her_rekey = _folder_leaf(ALICE, "2-d", NEW, 1)      # her unshare of carol: team/sub re-keyed in place
+    his_a = _folder_leaf(BOB, "9-a", OLD, 0)           # current: more generations
+    his_b = _folder_leaf(BOB, "2-b", OLD, 2**40)       # settled first (his revision id's choice)
+    keeper, _, loser = _decide(None, his_a, his_b, None, volume)  # type: ignore[arg-type]
+    assert loser is None
+    # ``_adopt`` commits the keeper's state on her device: the current revision is now signed by her.
+    adopted = _folder_leaf(ALICE, "10-s", keeper.node.dek, keeper.node.epoch)
+    final, _, _ = _decide(None, adopted, her_rekey, None, volume)  # type: ignore[arg-type]
+    assert final.node.dek == NEW, (final.node.epoch, said)
+
+
+def test_control_her_re_key_stands_beside_one_state_of_the_member(judged) -> None:
+    volume = SimpleNamespace(authorship=SimpleNamespace(deny=lambda doc, why: None))
+    her_rekey = _folder_leaf(ALICE, "2-d", NEW, 1)
+    his_b = _folder_leaf(BOB, "2-b", OLD, 2**40)
+    assert _decide(None, his_b, her_rekey, None, volume)[0].node.dek == NEW  # type: ignore[arg-type]
