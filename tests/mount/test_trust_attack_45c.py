@@ -1,4 +1,13 @@
-"""Round 45c, real mount: (1) of tests/unit/test_attack_45c.py seen at a mount.
+"""Round 45c, real mount: (1) and (3) of tests/unit/test_attack_45c.py seen at a mount.
+
+(3): tests/mount/test_trust_attack_41b.py's two users (proj/notes.txt shared WRITE with bob).  Apart
+(the server down), she writes notes.txt, then bob makes an empty file proj/innocent.txt whose fid is
+``copy_ident(fid, her revision)`` (his client chooses a new file's id: here a sitecustomize hook in his
+mount server gives it; the id is a hash of clear values his replica holds, 32 hex digits like any fid),
+then writes notes.txt himself (the later mtime: rule 4 keeps his, copies hers).  The server back, her
+device settles: the copy's id is held (his file): "made already", her leaf closed.  Tests:
+``test_her_losing_edit_is_copied_or_said_when_bobs_file_holds_its_copy_id``, control
+``test_control_her_losing_edit_is_copied``.
 
 Attack: 43c (3)'s scene (tests/mount/test_trust_attack_43c.py ``_buried``): her team/plan.txt moved out
 of team (shared WRITE with bob) to the top, re-keyed, "private now" written; the server serves bob's
@@ -13,17 +22,22 @@ shows at the top).  Test: ``test_her_leaf_under_sixteen_copies_of_her_old_state_
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import adversary
 import pytest
-from conftest import mounted
+from conftest import PouchServer, mounted, settled, wait_for
 
+from fusevault.vault.services.conflicts import copy_ident
 from fusevault.vault.tree.loading import HER_LEAVES
+from mount.test_trust_attack_39b import _proj_with_bob
+from mount.test_trust_attack_41b import _tree_of
 from mount.test_trust_attack_43c import _bobs_body, _put_above
 from mount.test_trust_attack_round22b import _settled
 from mount.test_trust_rollback import alarms
-from mount.test_trust_writes import _node_fid
+from mount.test_trust_writes import BOB, _node_fid
 from mount.test_writers_copy import _moved_out_beside_old
 
 
@@ -60,3 +74,73 @@ def test_control_her_leaf_under_fifteen_copies_of_her_old_state_is_shown(vault: 
 def test_her_leaf_under_sixteen_copies_of_her_old_state_is_shown(vault: Path, tmp_path: Path) -> None:
     files, said = _under_old_copies(vault, tmp_path, HER_LEAVES)
     assert files.get("plan.txt") == b"private now", (files, said)
+
+
+# --- (3): a member's file at the id of her edit's conflict copy
+
+_HOOK = """import os, uuid
+from pathlib import Path
+if want := os.environ.get("PYTHON_FV45C_NEXT_FID"):
+    from fusevault.vault.model import nodes
+
+    def new_id():
+        path = Path(want)
+        try:
+            fid = path.read_text().strip()
+        except FileNotFoundError:
+            return uuid.uuid4().hex
+        path.unlink()
+        return fid
+
+    nodes.new_id = new_id
+"""
+
+
+def _her_edit_beside_bobs_file_at_its_copy_id(tmp_path: Path, plant: bool) -> tuple[dict[str, object], list]:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_HOOK)
+    next_fid = tmp_path / "next-fid"
+    env = {"PYTHONPATH": os.pathsep.join([str(hook), str(Path(__file__).resolve().parents[2])]),
+           "PYTHON_FV45C_NEXT_FID": str(next_fid)}
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        laptop, bobs = _proj_with_bob(url, tmp_path, "WRITE")
+        fid = _node_fid(laptop, "alice", "notes.txt")
+        a, bm = tmp_path / "a", tmp_path / "bm"
+        with mounted(laptop, a), mounted(bobs, bm, "--user", "bob", passphrase=BOB, env=env):
+            proj = bm / "shared" / "alice" / "proj"
+            wait_for(lambda: settled(a) and settled(bm) and (proj / "notes.txt").exists(), "both")
+            server.kill()
+            (a / "proj" / "notes.txt").write_text("alice's words")
+            time.sleep(1.5)
+            with adversary.store_of(laptop) as store:
+                rev = store.get(fid)["_rev"]  # what bob's replica holds once hers arrives
+            if plant:
+                next_fid.write_text(copy_ident(fid, rev, b"\0" * 32)[0])  # the id is no function of the key
+            (proj / "innocent.txt").touch()
+            time.sleep(0.5)
+            (proj / "notes.txt").write_text("bob's words")
+            time.sleep(1.5)
+            server.start()
+            time.sleep(3)
+            wait_for(lambda: settled(a) and settled(bm), "both settled")
+            time.sleep(3)
+            if plant:  # bob's file is at the copy's id her device derives
+                assert _node_fid(laptop, "alice", "innocent.txt") == copy_ident(fid, rev, b"\0" * 32)[0]
+            return _tree_of(a), [x for x in alarms(a) if x["kind"] != "ledger"]
+    finally:
+        server.stop()
+
+
+def test_control_her_losing_edit_is_copied(tmp_path: Path) -> None:
+    files, said = _her_edit_beside_bobs_file_at_its_copy_id(tmp_path, plant=False)
+    assert b"alice's words" in files.values(), (files, said)
+
+
+@pytest.mark.xfail(strict=True, reason="45c (3): bob's file at her edit's copy id is held: the copy counts "
+                   "as made already, her edit closed uncopied, unsaid")
+def test_her_losing_edit_is_copied_or_said_when_bobs_file_holds_its_copy_id(tmp_path: Path) -> None:
+    files, said = _her_edit_beside_bobs_file_at_its_copy_id(tmp_path, plant=True)
+    assert b"alice's words" in files.values() or said, (files, said)

@@ -17,7 +17,8 @@ CouchDB server (any revision tree, bad signatures, documents planted at predicta
    signature, cached: 16 checks for the price of one), none fits (``writers_copy``: his epoch is not below
    theirs), her real leaf (17th) is never opened.  Impact: 43c (3) whole again with genuine signatures
    (no alarm at all for those leaves): her file placed where his document says, EIO with his version
-   withheld, a false forged-write naming bob (mount: tests/mount/test_trust_attack_45c.py).  Fix
+   withheld, a false forged-write naming bob (seen at a mount, 2 runs of 2:
+   tests/mount/test_trust_attack_45c.py: only team/plan.txt, EIO, a forged-write; control 15 copies).  Fix
    (suggested): test ``fits`` inside the bounded loop and count only leaves that fit (or only distinct
    bodies, by signature, whose epoch is above his), so ``HER_LEAVES`` caps only the ``loaded_copy``
    calls; or sort by the signed epoch before the cap.  Tests:
@@ -43,7 +44,9 @@ CouchDB server (any revision tree, bad signatures, documents planted at predicta
    the branches on his replica, creates any file of his own in team/ whose fid is the rule-4 copy id
    of the loser (or sets his mtime ahead so hers is the loser) and pushes it before the settling (the
    server delaying the branch helps, not needed).  Seen (unit): ``_copy_ident`` returns None (made
-   already) with nothing said.  Impact: the losing edit's leaf is closed with no copy: her edit (or
+   already) with nothing said; at a mount (tests/mount/test_trust_attack_45c.py, 2 runs of 2, bob's
+   new file given the id by a hook in his client): her device shows proj/notes.txt "bob's words" and
+   bob's empty innocent.txt, no copy of "alice's words", no alarm (control, any other id: the copy made).  Impact: the losing edit's leaf is closed with no copy: her edit (or
    carol's) lost unsaid; 43c (7)'s fix holds against the server only.  Fix: a held node counts as the
    copy only if ``_made_copy`` holds for its document too (signed by her, the owner or the loser's
    signer, opening under the derived DEK); else said and the next derived id, as for a stored one.
