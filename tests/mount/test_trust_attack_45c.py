@@ -28,14 +28,15 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PouchServer, mounted, settled, wait_for
+from attack_scenes import add_users, recipients_dek, share
+from conftest import PouchServer, fusevault, mounted, settled, wait_for
 
 from fusevault.vault.services.conflicts import copy_ident
 from fusevault.vault.tree.loading import HER_LEAVES
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_41b import _tree_of
-from mount.test_trust_attack_43c import _bobs_body, _put_above
-from mount.test_trust_attack_round22b import _settled
+from mount.test_trust_attack_43c import _bobs_body, _opens, _put_above
+from mount.test_trust_attack_round22b import _bobs_branch, _settled
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _node_fid
 from mount.test_writers_copy import _moved_out_beside_old
@@ -144,3 +145,49 @@ def test_control_her_losing_edit_is_copied(tmp_path: Path) -> None:
 def test_her_losing_edit_is_copied_or_said_when_bobs_file_holds_its_copy_id(tmp_path: Path) -> None:
     files, said = _her_edit_beside_bobs_file_at_its_copy_id(tmp_path, plant=True)
     assert b"alice's words" in files.values() or said, (files, said)
+
+
+# --- (5): a member's state claiming her very epoch, under the old key
+
+def _unshared_beside_bobs_same_epoch(vault: Path, tmp_path: Path, claim: bool) -> tuple[dict, bytes]:
+    """tests/mount/test_trust_attack_43c.py (8)'s scene: team/sub, team shared WRITE with bob and READ
+    with carol; she unshares carol (team/sub re-keyed in place, epoch E).  Beside it bob's state made
+    over the one before (the key he and carol held), a chmod-like change of his made after her unshare
+    (a later ctime), sealing ``claim``: epoch E (hers), else the epoch it was made over.  (The current
+    document of team/sub once settled, the key carol held.)"""
+    add_users(vault, "bob", "carol")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "team" / "sub").mkdir(parents=True)
+        assert share(mnt, "team", "bob", "WRITE") is not None
+        assert share(mnt, "team", "carol", "READ") is not None
+    sub = _node_fid(vault, "alice", "sub")
+    before, old = adversary.get(vault, sub), recipients_dek(vault, "bob", BOB, sub)
+    assert before is not None
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert fusevault("unshare", mnt / "team", "--with", "carol").returncode == 0
+        wait_for(lambda: adversary.get(vault, sub)["epoch"] > before["epoch"], "the unshare's re-key")
+    hers = adversary.get(vault, sub)
+    change: dict = {"seq": ["b0bdev", 7], "xattrs": {}, "ctime": time.time_ns() + 60 * 10**9}
+    if claim:
+        change["epoch"] = hers["epoch"]
+        before = {**before, "epoch": hers["epoch"]}
+    _bobs_branch(vault, sub, change, before, old, "0")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _settled(mnt / "no such file", wait=4)
+        said = [x for x in alarms(mnt) if x["kind"] != "ledger"]
+    current = adversary.get(vault, sub)
+    assert current is not None
+    return {**current, "said": said}, old
+
+
+def test_control_bobs_later_state_of_the_old_epoch_leaves_her_new_key(vault: Path, tmp_path: Path) -> None:
+    current, old = _unshared_beside_bobs_same_epoch(vault, tmp_path, claim=False)
+    assert not _opens(current, old), (current["epoch"], current["said"])
+
+
+@pytest.mark.xfail(strict=True, reason="45c (5): bob's state sealing her own new epoch under the old key, "
+                   "with a later ctime, wins rule 2 (_newer_key guards only epochs that differ): carol's "
+                   "old key is the folder's again")
+def test_bobs_state_claiming_her_epoch_does_not_undo_her_unshare(vault: Path, tmp_path: Path) -> None:
+    current, old = _unshared_beside_bobs_same_epoch(vault, tmp_path, claim=True)
+    assert not _opens(current, old) or current["said"], (current["epoch"], current["said"])

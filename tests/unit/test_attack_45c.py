@@ -35,22 +35,22 @@ CouchDB server (any revision tree, bad signatures, documents planted at predicta
    signature) once; a replica's own cap of leaves per document (with the leaves beyond it said) bounds
    the rest.  Tests: ``test_her_leaf_is_found_under_the_checked_cap_of_leaves[member's]``,
    ``[altered]``.
-3. **A member's node at a copy's id makes the copy "made already": her (or another's) edit lost
-   unsaid (medium).**  ``_copy_ident``/``_conflict_copy`` take ``volume.holds(fid)`` for the copy made,
-   before (and without) ``_made_copy``'s checks.  The copy id is ``sha256(fid, rev)[:32]`` (rule 4,
-   ``copy_ident``) or ``sha256(fid, "head", vid)[:32]`` (``edit_copy_ident``): clear values every
-   member's replica holds, and 32 hex digits, the shape of any fid (``layout.is_id``).  Attack: team/
-   shared WRITE with bob.  Her two devices (or she and carol) edit team/plan.txt apart; bob, seeing
-   the branches on his replica, creates any file of his own in team/ whose fid is the rule-4 copy id
-   of the loser (or sets his mtime ahead so hers is the loser) and pushes it before the settling (the
-   server delaying the branch helps, not needed).  Seen (unit): ``_copy_ident`` returns None (made
-   already) with nothing said; at a mount (tests/mount/test_trust_attack_45c.py, 2 runs of 2, bob's
-   new file given the id by a hook in his client): her device shows proj/notes.txt "bob's words" and
-   bob's empty innocent.txt, no copy of "alice's words", no alarm (control, any other id: the copy made).  Impact: the losing edit's leaf is closed with no copy: her edit (or
-   carol's) lost unsaid; 43c (7)'s fix holds against the server only.  Fix: a held node counts as the
-   copy only if ``_made_copy`` holds for its document too (signed by her, the owner or the loser's
-   signer, opening under the derived DEK); else said and the next derived id, as for a stored one.
-   Test: ``test_a_members_node_held_at_the_copy_id_is_not_the_copy``.
+3. **A member's node at a copy's id makes the copy "made already": her (or another's) edit lost unsaid
+   (medium).** ``_copy_ident``/``_conflict_copy`` take ``volume.holds(fid)`` for the copy made, before
+   (and without) ``_made_copy``'s checks. The copy id is ``sha256(fid, rev)[:32]`` (rule 4,
+   ``copy_ident``) or ``sha256(fid, "head", vid)[:32]`` (``edit_copy_ident``): clear values every member's
+   replica holds, and 32 hex digits, the shape of any fid (``layout.is_id``). Attack: team/ shared WRITE
+   with bob. Her two devices (or she and carol) edit team/plan.txt apart; bob, seeing the branches on his
+   replica, creates any file of his own in team/ whose fid is the rule-4 copy id of the loser (or sets his
+   mtime ahead so hers is the loser) and pushes it before the settling (the server delaying the branch
+   helps, not needed). Seen (unit): ``_copy_ident`` returns None (made already) with nothing said; at a
+   mount (tests/mount/test_trust_attack_45c.py, 2 runs of 2, bob's new file given the id by a hook in his
+   client): her device shows proj/notes.txt "bob's words" and bob's empty innocent.txt, no copy of
+   "alice's words", no alarm (control, any other id: the copy made). Impact: the losing edit's leaf is
+   closed with no copy: her edit (or carol's) lost unsaid; 43c (7)'s fix holds against the server only.
+   Fix: a held node counts as the copy only if ``_made_copy`` holds for its document too (signed by her,
+   the owner or the loser's signer, opening under the derived DEK); else said and the next derived id, as
+   for a stored one. Test: ``test_a_members_node_held_at_the_copy_id_is_not_the_copy``.
 4. **Two leaves of the member: the epoch he claims is adopted, then hers by signature (medium: 43c (8)
    back; read in part).**  ``_newer_key`` keeps hers only when exactly one side is hers; between two
    states of his it keeps ``max`` by epoch.  bob (WRITE) pushes two states of team/sub (a folder) made
@@ -62,6 +62,20 @@ CouchDB server (any revision tree, bad signatures, documents planted at predicta
    an epoch above the one this device holds (the held node's); or ``_adopt`` never commits a member's
    epoch/key other than the held one's.  Test:
    ``test_two_states_of_the_member_do_not_undo_her_re_key``.
+
+5. **A member's state sealing her very epoch under the old key wins rule 2 by ctime (medium-high: 43c
+   (8) back).**  ``_newer_key`` guards only when the two epochs differ; equal, it is ``max`` by (epoch,
+   ctime, rev) as before.  bob (WRITE on team) seals her re-key's epoch (1: he sees it in clear in her
+   document) into a state made over the one before, under the key he (and carol) held, with a later
+   ctime (his own clock is enough: made after her unshare).  Seen (unit; and at a mount,
+   tests/mount/test_trust_attack_45c.py: team/sub's current document, epoch 1, opens under carol's old
+   key, nothing said; control, his state of the old epoch: her new key stands): rule 2 keeps his state
+   whole; her unshare of carol is undone for that folder (or empty file), carol reads what is put in it
+   next.  Cause: the epoch a member seals is his claim; equal epochs are taken for one key.  Fix: a
+   member's state is never taken for its key: rule 2 beside any state of hers keeps her key and epoch
+   (his names/metadata merged), or refuse (say) a member's state whose key is not the one her state of
+   that epoch holds (compare the DEK, not the epoch).  Test:
+   ``test_a_members_state_claiming_her_epoch_does_not_keep_the_old_key``.
 
 Run: see the report (each xfail fails at its own assertion under --runxfail; controls pass).
 """
@@ -235,3 +249,18 @@ def test_control_her_re_key_stands_beside_one_state_of_the_member(judged) -> Non
     her_rekey = _folder_leaf(ALICE, "2-d", NEW, 1)
     his_b = _folder_leaf(BOB, "2-b", OLD, 2**40)
     assert _decide(None, his_b, her_rekey, None, volume)[0].node.dek == NEW  # type: ignore[arg-type]
+
+
+# --- 5: a member's state claiming her very epoch under the old key
+
+@pytest.mark.xfail(strict=True, reason="45c (5): bob's state sealing her epoch (1) under the old key, later "
+                   "ctime: _newer_key guards only epochs that differ; max by ctime keeps his, the old key")
+def test_a_members_state_claiming_her_epoch_does_not_keep_the_old_key(judged) -> None:
+    said: list[str] = []
+    volume = SimpleNamespace(authorship=SimpleNamespace(deny=lambda doc, why: said.append(why)))
+    her_rekey = _folder_leaf(ALICE, "2-d", NEW, 1)
+    his = _folder_leaf(BOB, "2-b", OLD, 1)  # made over the old state, the epoch her re-key sealed claimed
+    his.node.ctime = her_rekey.node.ctime + 60 * 10**9
+    for mine, theirs in ((her_rekey, his), (his, her_rekey)):
+        keeper = _decide(None, mine, theirs, None, volume)[0]  # type: ignore[arg-type]
+        assert keeper.node.dek == NEW or said, "his claim of her epoch kept the key carol holds"
