@@ -191,3 +191,45 @@ def test_control_bobs_later_state_of_the_old_epoch_leaves_her_new_key(vault: Pat
 def test_bobs_state_claiming_her_epoch_does_not_undo_her_unshare(vault: Path, tmp_path: Path) -> None:
     current, old = _unshared_beside_bobs_same_epoch(vault, tmp_path, claim=True)
     assert not _opens(current, old) or current["said"], (current["epoch"], current["said"])
+
+
+# --- (4): two states of the member
+
+def _unshared_beside_two_of_bobs(vault: Path, tmp_path: Path, second: bool) -> tuple[dict, bytes]:
+    """(5)'s scene; bob's state A (epoch 2, claimed) one generation above hers, the current revision;
+    and, ``second``, his state B (epoch 2**40) a sibling of hers whose revision id ("0" * 32) comes
+    before hers in the settling.  (The current document of team/sub once settled, carol's old key.)"""
+    add_users(vault, "bob", "carol")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "team" / "sub").mkdir(parents=True)
+        assert share(mnt, "team", "bob", "WRITE") is not None
+        assert share(mnt, "team", "carol", "READ") is not None
+    sub = _node_fid(vault, "alice", "sub")
+    before, old = adversary.get(vault, sub), recipients_dek(vault, "bob", BOB, sub)
+    assert before is not None
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert fusevault("unshare", mnt / "team", "--with", "carol").returncode == 0
+        wait_for(lambda: adversary.get(vault, sub)["epoch"] > before["epoch"], "the unshare's re-key")
+    if second:
+        _bobs_branch(vault, sub, {"seq": ["b0bdev", 8], "xattrs": {}, "epoch": 2**40},
+                     {**before, "epoch": 2**40}, old, "0")
+    a = _bobs_body(vault, sub, {**before, "epoch": 2}, old, {"seq": ["b0bdev", 7], "xattrs": {}, "epoch": 2})
+    _put_above(vault, sub, [("f" * 32, a)])
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _settled(mnt / "no such file", wait=4)
+        said = [x for x in alarms(mnt) if x["kind"] != "ledger"]
+    current = adversary.get(vault, sub)
+    assert current is not None
+    return {**current, "said": said}, old
+
+
+def test_control_one_state_of_bobs_claiming_an_epoch_leaves_her_new_key(vault: Path, tmp_path: Path) -> None:
+    current, old = _unshared_beside_two_of_bobs(vault, tmp_path, second=False)
+    assert not _opens(current, old), (current["epoch"], current["said"])
+
+
+@pytest.mark.xfail(strict=True, reason="45c (4): two states of bob's: rule 2 between them keeps his claimed "
+                   "epoch, committed by her device; then 'two states of hers' keep it over her re-key")
+def test_two_states_of_bobs_do_not_undo_her_unshare(vault: Path, tmp_path: Path) -> None:
+    current, old = _unshared_beside_two_of_bobs(vault, tmp_path, second=True)
+    assert not _opens(current, old), (current["epoch"], current["said"])

@@ -52,17 +52,17 @@ CouchDB server (any revision tree, bad signatures, documents planted at predicta
    the owner or the loser's signer, opening under the derived DEK); else said and the next derived id, as
    for a stored one. Test: ``test_a_members_node_held_at_the_copy_id_is_not_the_copy``.
 4. **Two leaves of the member: the epoch he claims is adopted, then hers by signature (medium: 43c (8)
-   back; read in part).**  ``_newer_key`` keeps hers only when exactly one side is hers; between two
-   states of his it keeps ``max`` by epoch.  bob (WRITE) pushes two states of team/sub (a folder) made
-   over the state before her unshare of carol: A current (more generations), B claiming epoch 2**40,
-   whose revision id he chooses to come first in the settling.  Her device settles A vs B first:
-   rule 2, B kept, ``_adopt`` commits it as her state (signed by her, his epoch, the old key); then her
-   re-key leaf beside that: both hers, ``max`` by epoch: the old key carol holds stands, nothing said.
-   Seen (unit): the two ``_decide`` steps keep the old key.  Fix: between two states of members, never
-   an epoch above the one this device holds (the held node's); or ``_adopt`` never commits a member's
-   epoch/key other than the held one's.  Test:
-   ``test_two_states_of_the_member_do_not_undo_her_re_key``.
-
+   back).** ``_newer_key`` keeps hers only when exactly one side is hers; between two states of his it
+   keeps ``max`` by epoch. bob (WRITE) pushes two states of team/sub (a folder) made over the state before
+   her unshare of carol: A current (more generations), B claiming epoch 2**40, whose revision id he
+   chooses to come first in the settling. Her device settles A vs B first: rule 2, B kept, ``_adopt``
+   commits it as her state (signed by her, his epoch, the old key); then her re-key leaf beside that: both
+   hers, ``max`` by epoch: the old key carol holds stands, nothing said. Seen (unit): the two ``_decide``
+   steps keep the old key; at a mount (tests/mount/test_trust_attack_45c.py, A claiming epoch 2, B 2**40):
+   team/sub's current document is epoch 2**40 and opens under carol's old key, nothing said (control, A
+   alone: her key stands). Fix: between two states of members, never an epoch above the one this device
+   holds (the held node's); or ``_adopt`` never commits a member's epoch/key other than the held one's.
+   Test: ``test_two_states_of_the_member_do_not_undo_her_re_key``.
 5. **A member's state sealing her very epoch under the old key wins rule 2 by ctime (medium-high: 43c
    (8) back).**  ``_newer_key`` guards only when the two epochs differ; equal, it is ``max`` by (epoch,
    ctime, rev) as before.  bob (WRITE on team) seals her re-key's epoch (1: he sees it in clear in her
