@@ -1,4 +1,13 @@
-"""Round 45c, real mount: (1) and (3) of tests/unit/test_attack_45c.py seen at a mount.
+"""Round 45c, real mount: (1), (3), (4), (5) of tests/unit/test_attack_45c.py seen at a mount (their
+docstring there: attack, cause, impact, fix).  Run 08:18 UTC: each xfail fails at its own assertion
+under --runxfail (2 runs each), the controls pass.
+
+(4), (5): tests/mount/test_trust_attack_43c.py (8)'s scene (team/sub shared WRITE with bob, READ with
+carol; she unshares carol: re-keyed in place).  (5): bob's state beside hers sealing her new epoch
+under the old key, a later ctime: the settled team/sub opens under carol's old key, nothing said
+(control: his state of the old epoch, her key stands).  (4): two states of bob's, A (epoch 2) current,
+B (epoch 2**40) a sibling whose revision id sorts first: the settled team/sub is epoch 2**40 under
+carol's old key, nothing said (control: A alone, her key stands).
 
 (3): tests/mount/test_trust_attack_41b.py's two users (proj/notes.txt shared WRITE with bob).  Apart
 (the server down), she writes notes.txt, then bob makes an empty file proj/innocent.txt whose fid is

@@ -4,7 +4,8 @@ with ``HER_LEAVES``/``HER_LEAVES_CHECKED``; services/conflicts.py ``_copy_ident`
 ``nodes.taken_stamps(by_owner)``).
 
 Attacker: a WRITE member (signs his own commits, writes any revision tree his client pushes), the
-CouchDB server (any revision tree, bad signatures, documents planted at predictable ids).
+CouchDB server (any revision tree, bad signatures, documents planted at predictable ids), honest use
+with clocks off.
 
 1. **Her own old state, served 16 times, buries her moved-out leaf again (medium: 42b (3)/(4) back).**
    Attack: 43c (3)'s scene (her team/plan.txt moved out of team, re-keyed, epoch 2; bob's edit made
@@ -92,7 +93,8 @@ CouchDB server (any revision tree, bad signatures, documents planted at predicta
    drop only beyond a small skew. Test:
    ``test_bobs_rename_beside_her_unshare_is_kept_with_his_clock_five_minutes_ahead``.
 
-Run: see the report (each xfail fails at its own assertion under --runxfail; controls pass).
+Run 08:19 UTC: each strict xfail fails at its own assertion under --runxfail; the controls pass.  (1), (3),
+(4), (5) seen at a mount too: tests/mount/test_trust_attack_45c.py.
 """
 
 from __future__ import annotations
