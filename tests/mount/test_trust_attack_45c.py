@@ -1,6 +1,10 @@
-"""Round 45c, real mount: (1), (3), (4), (5) of tests/unit/test_attack_45c.py seen at a mount (their
+"""Round 45c, real mount: (1) to (5) of tests/unit/test_attack_45c.py seen at a mount (their
 docstring there: attack, cause, impact, fix).  Run 08:18 UTC: each xfail fails at its own assertion
 under --runxfail (2 runs each), the controls pass.
+
+(2): ``_buried`` (tests/mount/test_trust_attack_43c.py) with 256 altered bodies, or 256 copies of
+bob's own signed copy branch, above her leaf (his version withheld): team/plan.txt EIO, a false
+forged-write; control: 254 altered (with his branch, hers is the 256th checked): her file shown.
 
 (4), (5): tests/mount/test_trust_attack_43c.py (8)'s scene (team/sub shared WRITE with bob, READ with
 carol; she unshares carol: re-keyed in place).  (5): bob's state beside hers sealing her new epoch
@@ -41,10 +45,10 @@ from attack_scenes import add_users, recipients_dek, share
 from conftest import PouchServer, fusevault, mounted, settled, wait_for
 
 from fusevault.vault.services.conflicts import copy_ident
-from fusevault.vault.tree.loading import HER_LEAVES
+from fusevault.vault.tree.loading import HER_LEAVES, HER_LEAVES_CHECKED
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_41b import _tree_of
-from mount.test_trust_attack_43c import _bobs_body, _opens, _put_above
+from mount.test_trust_attack_43c import _bobs_body, _buried, _opens, _put_above
 from mount.test_trust_attack_round22b import _bobs_branch, _settled
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _node_fid
@@ -242,3 +246,40 @@ def test_control_one_state_of_bobs_claiming_an_epoch_leaves_her_new_key(vault: P
 def test_two_states_of_bobs_do_not_undo_her_unshare(vault: Path, tmp_path: Path) -> None:
     current, old = _unshared_beside_two_of_bobs(vault, tmp_path, second=True)
     assert not _opens(current, old), (current["epoch"], current["said"])
+
+
+# --- (2): the check cap filled
+
+@pytest.mark.xfail(strict=True, reason="45c (2): HER_LEAVES_CHECKED bodies saying owner alice (bob's own "
+                   "signed copy branch, or altered ones) above hers fill the check cap: hers never opened")
+@pytest.mark.parametrize("whose", ["member's", "altered"])
+def test_her_leaf_under_the_checked_cap_of_leaves_is_shown(vault: Path, tmp_path: Path, whose: str) -> None:
+    if whose == "altered":
+        files, said = _buried(vault, tmp_path, HER_LEAVES_CHECKED)
+    else:
+        files, said = _under_his_copies(vault, tmp_path, HER_LEAVES_CHECKED)
+    assert files.get("plan.txt") == b"private now", (files, said)
+
+
+def _under_his_copies(vault: Path, tmp_path: Path, copies: int) -> tuple[dict[str, object], list[dict]]:
+    """As ``_under_old_copies``, the leaves above hers ``copies`` times bob's own signed copy branch."""
+    fid, before, dek = _moved_out_beside_old(vault, tmp_path)
+    team = _node_fid(vault, "alice", "team")
+    his = _bobs_body(vault, fid, before, dek, {"links": [[team, "plan.txt"]], "seq": ["b0bdev", 7],
+                                               "head": "9" * 32})
+    _put_above(vault, fid, [("f" * 32, his)] + [("d" * 29 + f"{i:03x}", his) for i in range(copies)])
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        _settled(mnt / "no such file", wait=4)
+        files: dict[str, object] = {}
+        for p in sorted(mnt.rglob("*")):
+            if p.is_file():
+                try:
+                    files[str(p.relative_to(mnt))] = p.read_bytes()
+                except OSError as err:
+                    files[str(p.relative_to(mnt))] = f"error {err.errno}"
+        return files, [x for x in alarms(mnt) if x["kind"] != "ledger"]
+
+
+def test_control_her_leaf_just_inside_the_checked_cap_is_shown(vault: Path, tmp_path: Path) -> None:
+    files, said = _buried(vault, tmp_path, HER_LEAVES_CHECKED - 2)  # with his branch: hers the 256th
+    assert files.get("plan.txt") == b"private now", (files, said)

@@ -26,16 +26,16 @@ with clocks off.
    ``test_her_moved_out_leaf_is_found_under_sixteen_copies_of_her_old_state`` (control: 15 copies,
    ``test_control_her_moved_out_leaf_is_found_under_fifteen_copies_of_her_old_state``).
 2. **256 leaves the member signs (or 256 altered ones) bury her leaf: the check cap filled (medium).**
-   ``HER_LEAVES_CHECKED`` (256) counts every leaf that *says* owner her, before its signature: bob's
-   own commits of her file say owner alice too.  bob's client pushes 256 sibling branches of his (one
-   signed body, 256 made-up revision ids; a WRITE member needs no server for it) above her leaf, or the
-   server puts 256 altered bodies there.  Seen (unit): ``_her_leaf`` None.  Cause: the cap is on
-   leaves looked at, taken before her leaf, by generation, and a leaf's generation is the writer's to
-   choose.  Impact: as (1); the member alone, at every push.  Fix: take leaves saying signer her
-   (``said_signer``) before the cap (the member's are then not counted), and repeated bodies (same
-   signature) once; a replica's own cap of leaves per document (with the leaves beyond it said) bounds
-   the rest.  Tests: ``test_her_leaf_is_found_under_the_checked_cap_of_leaves[member's]``,
-   ``[altered]``.
+   ``HER_LEAVES_CHECKED`` (256) counts every leaf that *says* owner her, before its signature: bob's own
+   commits of her file say owner alice too. bob's client pushes 256 sibling branches of his (one signed
+   body, 256 made-up revision ids; a WRITE member needs no server for it) above her leaf, or the server
+   puts 256 altered bodies there. Seen (unit): ``_her_leaf`` None. Cause: the cap is on leaves looked at,
+   taken before her leaf, by generation, and a leaf's generation is the writer's to choose. Impact: as (1)
+   (seen at a mount for both, his version withheld: team/plan.txt EIO, a false forged-write; control 254
+   altered: shown); bob alone, without the server's withholding: read only. Fix: take leaves saying signer
+   her (``said_signer``) before the cap (the member's are then not counted), and repeated bodies (same
+   signature) once; a replica's own cap of leaves per document (with the leaves beyond it said) bounds the
+   rest. Tests: ``test_her_leaf_is_found_under_the_checked_cap_of_leaves[member's]``, ``[altered]``.
 3. **A member's node at a copy's id makes the copy "made already": her (or another's) edit lost unsaid
    (medium).** ``_copy_ident``/``_conflict_copy`` take ``volume.holds(fid)`` for the copy made, before
    (and without) ``_made_copy``'s checks. The copy id is ``sha256(fid, rev)[:32]`` (rule 4,
@@ -93,8 +93,8 @@ with clocks off.
    drop only beyond a small skew. Test:
    ``test_bobs_rename_beside_her_unshare_is_kept_with_his_clock_five_minutes_ahead``.
 
-Run 08:19 UTC: each strict xfail fails at its own assertion under --runxfail; the controls pass.  (1), (3),
-(4), (5) seen at a mount too: tests/mount/test_trust_attack_45c.py.
+Run 08:19 UTC: each strict xfail fails at its own assertion under --runxfail; the controls pass.
+(1) to (5) seen at a mount too: tests/mount/test_trust_attack_45c.py.
 """
 
 from __future__ import annotations
