@@ -83,8 +83,6 @@ def test_control_her_leaf_under_fifteen_copies_of_her_old_state_is_shown(vault: 
     assert files.get("plan.txt") == b"private now", (files, said)
 
 
-@pytest.mark.xfail(strict=True, reason="45c (1): 16 copies of her genuine old state above her moved-out leaf "
-                   "fill HER_LEAVES: her file placed as his copy branch says, hidden")
 def test_her_leaf_under_sixteen_copies_of_her_old_state_is_shown(vault: Path, tmp_path: Path) -> None:
     files, said = _under_old_copies(vault, tmp_path, HER_LEAVES)
     assert files.get("plan.txt") == b"private now", (files, said)
@@ -153,8 +151,6 @@ def test_control_her_losing_edit_is_copied(tmp_path: Path) -> None:
     assert b"alice's words" in files.values(), (files, said)
 
 
-@pytest.mark.xfail(strict=True, reason="45c (3): bob's file at her edit's copy id is held: the copy counts "
-                   "as made already, her edit closed uncopied, unsaid")
 def test_her_losing_edit_is_copied_or_said_when_bobs_file_holds_its_copy_id(tmp_path: Path) -> None:
     files, said = _her_edit_beside_bobs_file_at_its_copy_id(tmp_path, plant=True)
     assert b"alice's words" in files.values() or said, (files, said)
@@ -250,8 +246,6 @@ def test_two_states_of_bobs_do_not_undo_her_unshare(vault: Path, tmp_path: Path)
 
 # --- (2): the check cap filled
 
-@pytest.mark.xfail(strict=True, reason="45c (2): HER_LEAVES_CHECKED bodies saying owner alice (bob's own "
-                   "signed copy branch, or altered ones) above hers fill the check cap: hers never opened")
 @pytest.mark.parametrize("whose", ["member's", "altered"])
 def test_her_leaf_under_the_checked_cap_of_leaves_is_shown(vault: Path, tmp_path: Path, whose: str) -> None:
     if whose == "altered":

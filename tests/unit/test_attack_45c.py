@@ -173,8 +173,6 @@ def test_control_her_moved_out_leaf_is_found_under_fifteen_copies_of_her_old_sta
     assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
 
 
-@pytest.mark.xfail(strict=True, reason="45c (1): 16 copies of one old genuine body of hers fill HER_LEAVES "
-                   "before her moved-out leaf is opened: her file placed as his copy branch says")
 def test_her_moved_out_leaf_is_found_under_sixteen_copies_of_her_old_state(monkeypatch) -> None:
     hers, leaves = _moved_out_under_old_copies(loading.HER_LEAVES)
     assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
@@ -187,8 +185,6 @@ def test_control_her_leaf_is_found_under_a_few_hundred_fewer_leaves(monkeypatch,
     assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
 
 
-@pytest.mark.xfail(strict=True, reason="45c (2): HER_LEAVES_CHECKED leaves saying owner alice (the member's "
-                   "own signed commits, or altered bodies) above hers fill the check cap: hers never opened")
 @pytest.mark.parametrize("sig", [BOB, "bad"], ids=["member's", "altered"])
 def test_her_leaf_is_found_under_the_checked_cap_of_leaves(monkeypatch, sig: str) -> None:
     hers = _leaf("5-moved", 2, ROOT)
@@ -221,8 +217,6 @@ def test_control_nothing_at_the_copy_id_makes_the_copy_there() -> None:
     assert found == copy_ident(FID, "3-l", OLD)
 
 
-@pytest.mark.xfail(strict=True, reason="45c (3): a node bob made at the (clear, computable) copy id is "
-                   "held: the copy counts as made already, her losing edit closed uncopied, unsaid")
 def test_a_members_node_held_at_the_copy_id_is_not_the_copy() -> None:
     first, _ = copy_ident(FID, "3-l", OLD)
     bobs = Node(7, first, BOB, b"b" * 32, stat.S_IFREG | 0o644, 1000, 1000, when=1)  # his own file
