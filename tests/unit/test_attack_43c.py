@@ -228,7 +228,8 @@ def _her_leaf_among(monkeypatch, leaves: list[dict]) -> Node | None:
 
 
 def _leaf(rev: str, epoch: int, parent: str, sig: str = "good") -> dict:
-    return {"_id": FID, "_rev": rev, "owner": ALICE, "sig": sig, "node": _node(epoch),
+    # A node document names its key epoch in clear (signed; ``node_from_doc`` refuses one that seals another).
+    return {"_id": FID, "_rev": rev, "owner": ALICE, "epoch": epoch, "sig": sig, "node": _node(epoch),
             "links": [(parent, b"plan.txt")]}
 
 

@@ -32,8 +32,11 @@ class _Trust:
         return str(sig["by"])
 
 
-def _volume(held: frozenset[str] = frozenset()) -> SimpleNamespace:
+def _volume(held: dict[str, bytes] | None = None) -> SimpleNamespace:
+    """``held``: the nodes this device holds (fid -> its key), none stored yet (made here)."""
+    held = held or {}
     return SimpleNamespace(holds=lambda fid: fid in held, authorship=SimpleNamespace(trust=_Trust()),
+                           find=lambda fid: Node(9, fid, ALICE, held[fid], stat.S_IFREG | 0o644, 1000, 1000),
                            key=SimpleNamespace(user_id=ALICE), trust=SimpleNamespace(alarms=Alarms()))
 
 
@@ -72,7 +75,16 @@ def test_control_nothing_at_the_copy_id_makes_it_there() -> None:
 def test_her_copy_at_its_id_is_made_already() -> None:
     fid, dek = edit_copy_ident(FID, "9" * 32, OLD)
     assert _ident(_volume(), {fid: _copy_doc(fid, dek)}) is None
-    assert _ident(_volume(frozenset({fid})), {}) is None
+    assert _ident(_volume({fid: dek}), {}) is None  # made here, its document not stored yet
+
+
+def test_a_node_held_at_the_copy_id_under_another_key_is_said_and_the_copy_made_beside() -> None:
+    """45c (3): a member's file given the copy's id (its document not here yet, or his own): not the copy."""
+    first, dek = edit_copy_ident(FID, "9" * 32, OLD)
+    for stored in ({}, {first: _copy_doc(first, b"b" * 32, BOB)}):
+        volume = _volume({first: b"b" * 32})
+        assert _ident(volume, stored) == copy_ident(FID, f"taken\0{first}\0{1}", OLD)
+        assert [a["kind"] for a in volume.trust.alarms.as_list()] == ["forged"]
 
 
 @pytest.mark.parametrize("planted", ["any", "unsigned node", "her other node", "a reader's"])
@@ -105,10 +117,13 @@ def test_every_derived_id_planted_still_makes_the_copy() -> None:
 
 # --- (3): the work bounded
 
-def _her_leaves(monkeypatch, leaves: list[dict]) -> tuple[list, list[dict]]:
+def _her_leaves(monkeypatch, leaves: list[dict], alarms: Alarms | None = None) -> tuple[list, list[dict]]:
     checked: list[dict] = []
 
     class Trust:
+        def __init__(self) -> None:
+            self.alarms = Alarms() if alarms is None else alarms
+
         def verify(self, doc: dict, author: str | None = None) -> str:
             checked.append(doc)
             if doc.get("sig") != "good":
@@ -121,24 +136,56 @@ def _her_leaves(monkeypatch, leaves: list[dict]) -> tuple[list, list[dict]]:
     monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
     monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
     node = Node(2, FID, ALICE, OLD, stat.S_IFREG | 0o644, 1000, 1000, when=1)
-    found = loading._her_leaves(object(), SimpleNamespace(user_id=ALICE), SimpleNamespace(trust=Trust()),  # type: ignore[arg-type]
-                                node)
+    found = list(loading._her_leaves(object(), SimpleNamespace(user_id=ALICE),  # type: ignore[arg-type]
+                                     SimpleNamespace(trust=Trust()), node))  # type: ignore[arg-type]
     return found, checked
 
 
-def _leaf(i: int, sig: str) -> dict:
+def _leaf(i: int, sig: str, body: int | None = None) -> dict:
+    """Leaf ``i``; its body ``body`` (each leaf its own by default: a server alters each)."""
     node = Node(2, FID, ALICE, OLD, stat.S_IFREG | 0o644, 1000, 1000, when=1)
+    name = b"plan %d.txt" % (i if body is None else body)
     return {"_id": FID, "_rev": f"{10**6 - i}-x{i}", "owner": ALICE, "sig": sig, "node": node,
-            "links": [(TEAM, b"plan.txt")]}
+            "links": [(TEAM, name)]}
 
 
 def test_her_leaves_check_a_bounded_number_of_signatures(monkeypatch) -> None:
+    alarms = Alarms()
     leaves = [_leaf(i, "bad") for i in range(loading.HER_LEAVES_CHECKED + 50)]
-    found, checked = _her_leaves(monkeypatch, leaves)
+    found, checked = _her_leaves(monkeypatch, leaves, alarms)
     assert found == [] and len(checked) == loading.HER_LEAVES_CHECKED
+    assert [x["kind"] for x in alarms.as_list()] == ["forged"]  # her leaf may be among those left: said
 
 
 def test_her_leaves_keep_a_bounded_number_that_verify(monkeypatch) -> None:
+    alarms = Alarms()
     leaves = [_leaf(i, "good") for i in range(loading.HER_LEAVES + 50)]
-    found, checked = _her_leaves(monkeypatch, leaves)
+    found, checked = _her_leaves(monkeypatch, leaves, alarms)
     assert len(found) == len(checked) == loading.HER_LEAVES
+    assert alarms.as_list()
+
+
+def test_her_leaves_check_one_body_once_whatever_its_revisions(monkeypatch) -> None:
+    """45c (1), (2): one body under many revision ids (``_rev`` is not signed) is one check."""
+    alarms = Alarms()
+    bad = [_leaf(i, "bad", body=0) for i in range(3 * loading.HER_LEAVES_CHECKED)]
+    good = [_leaf(10**5 + i, "good", body=1) for i in range(3 * loading.HER_LEAVES)]
+    found, checked = _her_leaves(monkeypatch, bad + good, alarms)
+    assert len(found) == 1 and len(checked) == 2 and not alarms.as_list()
+
+
+def test_her_leaves_never_check_a_leaf_naming_another_signer(monkeypatch) -> None:
+    """45c (2): a member's own commit of her file says owner her too; his name as signer: not checked."""
+    his = [{**_leaf(i, "bad"), "sig": {"by": "bob", "ed25519": "x"}}
+           for i in range(loading.HER_LEAVES_CHECKED)]
+    found, checked = _her_leaves(monkeypatch, his + [_leaf(10**5, "good")])
+    assert len(found) == 1 and len(checked) == 1
+
+
+def test_her_leaves_highest_epoch_first_whatever_the_generations(monkeypatch) -> None:
+    """45c (1): distinct old states of hers (genuine, served above) come after her leaf of a later key
+    epoch (the clear epoch, signed): they fill no cap before it."""
+    old = [{**_leaf(i, "good"), "epoch": 1} for i in range(2 * loading.HER_LEAVES)]
+    hers = {**_leaf(10**5, "good"), "epoch": 2}
+    found, _ = _her_leaves(monkeypatch, old + [hers])
+    assert found[0][0] is hers["node"]

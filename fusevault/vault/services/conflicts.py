@@ -560,9 +560,15 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     reader = await volume.in_thread(functools.partial(Content, volume.layout, node.owner, node.fid, node.dek,
                                                       node.manifest, node.head, check_sidecar=False,
                                                       epoch=node.epoch))
-    if volume.holds(fid) or _made_copy(volume, store.get(fid), dek, loser):
+    if _copy_there(volume, fid, dek, loser, store.get(fid)):
         reader.close()
-        return  # made meanwhile (anything else there now: ours is committed over it, below)
+        return  # made meanwhile (a document that is not the copy there now: ours is committed over it, below)
+    if volume.holds(fid):  # another's node arrived there meanwhile: not the copy, said, the next id
+        if (free := _copy_ident(volume, store, loser, ident or copy_ident(
+                loser.doc["_id"], loser.doc["_rev"], loser.node.dek))) is None:
+            reader.close()
+            return
+        fid, dek = free
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
     parent = volume.find(parent_fid) or volume.root
     device = _device_of(store, loser) or "another device"
@@ -612,18 +618,32 @@ def _copy_ident(volume: Volume, store: LocalStore, loser: Leaf, ident: tuple[str
     (the same on her every device), then a random one.  None: the copy is made already.  Any document
     at the derived id was "made already": the id is a hash of clear values (the file's id, the
     revision or version head), a server planted one there and his edit was closed uncopied, lost
-    unsaid (attack round 43c (7))."""
+    unsaid (attack round 43c (7)); so was any node held there (a member's file: 45c (3),
+    ``_copy_there``)."""
     first, dek = ident
     fid = first
     for number in range(1, COPY_IDENTS + 1):
         doc = store.get(fid)
-        if volume.holds(fid) or _made_copy(volume, doc, dek, loser):
+        if _copy_there(volume, fid, dek, loser, doc):
             return None
-        if doc is None:
+        if doc is None and not volume.holds(fid):
             return fid, dek
         _say_copy_id_taken(volume, loser, fid)
         fid, dek = copy_ident(loser.doc["_id"], f"taken\0{first}\0{number}", loser.node.dek)
     return copy_ident(loser.doc["_id"], f"random\0{secrets.token_hex(16)}", loser.node.dek)
+
+
+def _copy_there(volume: Volume, fid: str, dek: bytes, loser: Leaf, doc: dict | None) -> bool:
+    """Whether ``loser``'s copy is made already at ``fid``: its stored document ``doc`` is the copy
+    (``_made_copy``), or, none stored, the node held there is one this device is making under the
+    copy's key (its document committed with its first version: ``_conflict_copy``'s ``defer``).  A
+    node merely held there was the copy made: a WRITE member can give a file of his that id (a hash
+    of clear values his replica holds), and her losing edit was closed uncopied, unsaid (attack
+    round 45c (3))."""
+    if doc is not None:
+        return _made_copy(volume, doc, dek, loser)
+    held = volume.find(fid) if volume.holds(fid) else None
+    return held is not None and held.dek == dek
 
 
 def _made_copy(volume: Volume, doc: dict | None, dek: bytes, loser: Leaf) -> bool:

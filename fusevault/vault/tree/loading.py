@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
 import logging
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
@@ -47,9 +48,9 @@ from fusevault.vault.tree.namespace import Tree
 
 log = logging.getLogger(__name__)
 
-# ``_her_leaf``: how many of her leaves (signed by her, opened) beside a writer's current revision are
-# tried, at most; and how many leaves saying they are hers are checked to find them, at most (a peer
-# may store any number of branches, each a signature to check).
+# ``_her_leaf``: how many of her leaves (distinct bodies signed by her, opened) beside a writer's current
+# revision are tried, at most; and how many distinct bodies saying they are hers (her name as signer)
+# are checked to find them, at most (a peer may store any number of branches, each a signature to check).
 HER_LEAVES = 16
 HER_LEAVES_CHECKED = 16 * HER_LEAVES
 # ``_take_her_leaf``: what a node takes from her leaf (not its identity, names, folder entries or
@@ -290,7 +291,9 @@ def _her_leaf(store: Store, key: MasterKey, gate: Authorship, node: Node,
     ``_her_leaves`` that ``fits`` (``loaded_copy``: his is a copy beside it; None: any).  Only the
     first by generation was tried: her laptop's many saves under the old key (or her older state a
     server served above) hid her moved-out leaf, beside which alone his is a copy (attack round 43c
-    (4)).  None found: the load is as before.  Unsaid: the settling judges every leaf, and says
+    (4)).  Tried as each is found, inside ``_her_leaves``' bounds: judged only after ``HER_LEAVES``
+    were found, 16 copies of one old state of hers (genuine, none fitting) filled them first (45c
+    (1)).  None found: the load is as before.  Unsaid: the settling judges every leaf, and says
     what it refuses."""
     for hers in _her_leaves(store, key, gate, node):
         if fits is None or fits(hers[0]):
@@ -299,20 +302,32 @@ def _her_leaf(store: Store, key: MasterKey, gate: Authorship, node: Node,
 
 
 def _her_leaves(store: Store, key: MasterKey, gate: Authorship, node: Node,
-                ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
-    """Her own live leaves of ``node``'s file beside the current revision: signed by her, not a
-    deletion, of the type loaded, opened; the highest key epoch first (her move out re-keys), then as
-    CouchDB's rule ranks them.  At most ``HER_LEAVES`` found, among at most ``HER_LEAVES_CHECKED``
-    saying owner her: counted before their signature was checked, 16 bodies a server altered buried
-    hers (attack round 43c (3))."""
+                ) -> Iterator[tuple[Node, list[tuple[str, bytes]]]]:
+    """Her own live leaves of ``node``'s file beside the current revision, one per body: signed by
+    her, not a deletion, of the type loaded, opened; the highest key epoch first (her move out
+    re-keys; the clear epoch is the signed one, checked as each opens), then as CouchDB's rule ranks
+    them.  A leaf naming another signer (a member's own commit of her file says owner her too) is
+    never checked, and one body stored under many revision ids (``_rev`` is not signed) is checked
+    once: 256 of either filled the check cap above hers (attack round 45c (2)).  At most
+    ``HER_LEAVES`` given, among at most ``HER_LEAVES_CHECKED`` bodies checked (each a signature to
+    check; any number of altered ones costs a server nothing); a cap reached with bodies left
+    unchecked is said: her leaf may be among them."""
     local = replica.local_of(store)
     if local is None or not replica.in_conflict(local, node.fid):
-        return []
-    leaves = [leaf for leaf in replica.other_leaves(local, node.fid)
-              if leaf.get("owner") == key.user_id and not leaf.get("delete")]
-    leaves.sort(key=lambda leaf: (generation(leaf["_rev"]), str(leaf["_rev"])), reverse=True)
-    found: list[tuple[Node, list[tuple[str, bytes]]]] = []
-    for leaf in leaves[:HER_LEAVES_CHECKED]:
+        return
+    leaves = [leaf for leaf in replica.other_leaves(local, node.fid) if _says_hers(leaf, key.user_id)]
+    leaves.sort(key=_leaf_rank, reverse=True)
+    bodies: set[bytes] = set()
+    checked = given = 0
+    for index, leaf in enumerate(leaves):
+        body = _body_of(leaf)
+        if body in bodies:
+            continue  # this very body under another revision id: judged already
+        bodies.add(body)
+        if checked == HER_LEAVES_CHECKED or given == HER_LEAVES:
+            _say_leaves_left(gate, node.fid, len(leaves) - index, checked, given)
+            return
+        checked += 1
         try:
             if gate.trust.verify(leaf, author=key.user_id) != key.user_id:
                 continue
@@ -320,12 +335,39 @@ def _her_leaves(store: Store, key: MasterKey, gate: Authorship, node: Node,
         except VaultError:  # not hers after all (Forged), or does not open
             continue
         if stat.S_IFMT(hers.mode) == stat.S_IFMT(node.mode) and links:
-            found.append((hers, links))
-            if len(found) == HER_LEAVES:
-                break
-    # Stable: within an epoch, CouchDB's order stays.
-    found.sort(key=lambda each: each[0].epoch if isinstance(each[0].epoch, int) else 0, reverse=True)
-    return found
+            given += 1
+            yield hers, links
+
+
+def _says_hers(leaf: dict, user_id: str) -> bool:
+    """Whether a leaf says it is her own live state: owner her, not a deletion, and signed by her (or
+    unsigned: hers only while she signs nothing, ``Trust.verify``).  Unchecked."""
+    return (leaf.get("owner") == user_id and not leaf.get("delete")
+            and said_signer(leaf) in (user_id, None))
+
+
+def _leaf_rank(leaf: dict) -> tuple[int, int, str]:
+    """Her leaves' order: the key epoch it names (signed: checked as it opens), then CouchDB's rule."""
+    epoch = leaf.get("epoch")
+    return (epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else 0,
+            generation(leaf["_rev"]), str(leaf["_rev"]))
+
+
+def _body_of(leaf: dict) -> bytes:
+    """A digest of all a leaf says but its revision (not signed, the store's to set): one state stored
+    under many revision ids is one body, with one signature and one answer."""
+    said = sorted(((field, value) for field, value in leaf.items() if field not in ("_rev", "_revisions")),
+                  key=lambda item: str(item[0]))
+    return hashlib.sha256(repr(said).encode()).digest()
+
+
+def _say_leaves_left(gate: Authorship, fid: str, left: int, checked: int, given: int) -> None:
+    """Her leaves looked for and a cap reached, leaves left unchecked (a server storing hundreds of
+    branches saying they are hers): said, for her leaf may be among them (the writer's revision is
+    then judged as loaded, as before)."""
+    gate.trust.alarms.warn("forged", fid, f"file {fid}: more leaves beside its current revision say they "
+                           f"are yours than are checked ({checked} checked, {given} of yours tried, up to "
+                           f"{left} left): your own leaf may be among those left")
 
 
 def _take_her_leaf(tree: Tree, node: Node, hers: Node, links: list[tuple[str, bytes]],
