@@ -1,0 +1,163 @@
+"""Attack round 45t, the outside view: a shared mount (root, ``--allow-other``) used by real Linux users
+(useradd/setpriv), attacked through the mount and the ``fusevault`` command only.
+
+Attacker: bob, a local user mapped to a vault user, WRITE member of alice's group @team (her folder
+``proj``) and WRITE recipient of another folder of hers (``other``); later removed from @team.
+
+Hole 1 (medium): a WRITE member keeps reading a share's file after his removal from the group (or the
+  share's unshare): a hard link he made into another share of his.
+  Attack: alice shares ``proj`` (plan.txt) with @team (bob WRITE) and ``other`` with bob (WRITE).  bob
+    runs ``ln $M/groups/team/proj/plan.txt $M/shared/alice/other/plan.txt`` (allowed: ``link`` checks
+    WRITE on the file and the folder and that both are hers).  The administrator removes bob from @team
+    (``group member remove``, alice's passphrase) while the mount is up; alice's seat re-keys proj; bob's
+    ``groups/`` disappears.  alice then appends to ``proj/plan.txt``.
+  Seen: ``test_a_removed_member_reads_what_she_writes_after_his_removal_through_his_hard_link`` (run,
+    fails: bob's ``cat $M/shared/alice/other/plan.txt`` shows "after bob left the team").  alice's own
+    ``ls -l proj`` shows only ``2`` in the link count; nothing in ``status``, ``shares`` or the log.
+    Control ``test_control_a_copy_he_made_gets_nothing_she_writes_after_his_removal`` (``cp``) passes.
+    The same link makes a third user the owner never chose for the file read it:
+    ``test_a_write_member_links_a_team_file_into_a_folder_carol_reads`` (run, fails: carol, who is in no
+    group and got only ``other`` READ, reads plan.txt and every later version alice writes into proj,
+    from alice's next unlock on: her own seat seals the key to the new name's shares, as for a file
+    made in a shared folder; at once, before it, carol sees no plan.txt).
+  Cause: vault/tree/namespace.py ``link`` lets any WRITE holder of a file give it a name in any folder of
+    the same owner he may write; a file with several names "is shared by every share above any of
+    them" (docs/SECURITY.md, Sharing and revoking; round 31a), so the owner's own re-key at the removal
+    seals the new key again to the share the member planted the name in (rotation.py re-keys with
+    ``covering``, which counts every name).  Nothing tells her a name was added by a member, nor in which
+    share.
+  Impact: README's "Revoking gives the file ... a new key: versions written afterwards are sealed under a
+    key the revoked user never receives" / "a member removed from a group is revoked the same way" does
+    not hold against the member himself: he keeps every later version of any file of the share he
+    linked out before his removal, silently; a member can also widen a file's audience (carol) to
+    everyone of another share, for all its future versions (a copy gives only today's bytes).
+  Fix (suggested): refuse ``link`` by anyone but the owner (EPERM, as ``fs.protected_hardlinks`` refuses
+    a link to a file one does not own), or by a member when the new name's covering shares differ from
+    the file's (the set of grantees would change); or at a removal/unshare, take back names a member
+    added outside the share (authorship of the link is in the signed folder document) and say so.
+  Tests: the three above.
+
+Checked, held (bob with READ on ``notes.txt`` and on folder ``docs``, WRITE on ``other`` and ``proj``):
+  through the mount, ``os.setxattr`` on the file and the folder, ``touch`` (now and ``-d``),
+  ``touch -a``, ``chmod`` of file and folder, ``open(O_RDWR)``, ``truncate``, ``mmap`` for writing,
+  ``mkfifo``/``ln -s`` in the READ folder, ``ln`` of a READ file into the same folder, into a WRITE
+  share of the same owner, into a group share and into his own tree, ``mv`` of a READ file or folder
+  into a WRITE share and back, ``mv`` of a WRITE folder into another WRITE share: all EACCES.
+  ``.versions/shared/alice/...`` read-only (EROFS for create and utime).  Through ``fusevault``:
+  ``share``/``unshare`` of her file (also ``--with bob`` himself) refused exit 22; ``restore`` of a file
+  she deleted from the READ folder: "neither in the vault nor in its trash"; ``trash`` lists nothing of
+  hers; ``retention --keep-all 0`` and ``gc`` on ``shared/alice`` touch only his policy and remove nothing
+  of hers; ``restore --to`` from a READ file into his own tree or a WRITE share works (he may read it).
+  (``test_a_read_recipient_changes_nothing_of_hers_through_the_mount``, passes.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mount import test_shared_mount as shared
+from mount.test_shared_mount import SECRETS, People, _admin, _wait_until
+
+# The shared mount fixtures (real Linux users, root's --allow-other mount) of test_shared_mount.py.
+linux, place, python, shared_vault, people = (shared.linux, shared.place, shared.python, shared.shared_vault,
+                                              shared.people)
+
+LATER = "after bob left the team"
+
+
+def _two_shares(people: People, also_carol: bool = False) -> None:
+    for name in ("alice", "bob", "carol"):
+        people.unlock(name)
+    people.ok("alice", "mkdir $M/proj $M/other && echo plan > $M/proj/plan.txt && echo o > $M/other/o.txt")
+    shares = [("proj", "@team", "WRITE"), ("other", "bob", "WRITE")]
+    if also_carol:
+        shares.append(("other", "carol", "READ"))
+    for folder, who, perm in shares:
+        result = people.fusevault("alice", "share", f"{people.mnt}/{folder}", "--with", who, "--perm", perm)
+        assert result.returncode == 0, result.stderr
+
+
+def _bob_out_of_the_team_then_alice_writes(people: People, vault) -> None:
+    _admin(vault, "group", "member", "remove", "team", "bob", passphrase=SECRETS["alice"])
+    _wait_until(people, lambda: "groups" not in people.sh("bob", "ls -A $M").stdout, "bob to lose @team")
+    refused = people.sh("bob", "cat $M/groups/team/proj/plan.txt")
+    assert refused.returncode != 0
+    people.ok("alice", f"echo '{LATER}' >> $M/proj/plan.txt")
+    assert people.ok("alice", "cat $M/proj/plan.txt") == f"plan\n{LATER}\n"
+
+
+@pytest.mark.xfail(strict=True, reason="45t (1): a member's hard link into another share keeps him the "
+                                       "file's later versions after his removal from the group")
+def test_a_removed_member_reads_what_she_writes_after_his_removal_through_his_hard_link(
+        people: People, shared_vault) -> None:
+    _two_shares(people)
+    people.ok("bob", "ln $M/groups/team/proj/plan.txt $M/shared/alice/other/plan.txt")
+    _bob_out_of_the_team_then_alice_writes(people, shared_vault)
+    seen = people.sh("bob", "cat $M/shared/alice/other/plan.txt")
+    assert LATER not in seen.stdout, "bob, out of @team, reads what alice wrote into proj/plan.txt since"
+
+
+def test_control_a_copy_he_made_gets_nothing_she_writes_after_his_removal(people: People,
+                                                                           shared_vault) -> None:
+    _two_shares(people)
+    people.ok("bob", "cp $M/groups/team/proj/plan.txt $M/shared/alice/other/plan.txt")
+    _bob_out_of_the_team_then_alice_writes(people, shared_vault)
+    assert people.ok("bob", "cat $M/shared/alice/other/plan.txt") == "plan\n"
+
+
+@pytest.mark.xfail(strict=True, reason="45t (1): a member's hard link makes a file of the team's readable "
+                                       "by a user of another share, for all its later versions")
+def test_a_write_member_links_a_team_file_into_a_folder_carol_reads(people: People, shared_vault) -> None:
+    _two_shares(people, also_carol=True)
+    assert "groups" not in people.ok("carol", "ls -A $M")  # carol is in no group: proj is not hers
+    people.ok("bob", "ln $M/groups/team/proj/plan.txt $M/shared/alice/other/plan.txt")
+    # Her seat seals the file's key to the shares of its new name at her next unlock (as for a file made
+    # in a shared folder: only the owner seals): a lock and an unlock, as any TTL or remount makes.
+    assert people.fusevault("alice", "lock").returncode == 0
+    people.unlock("alice")
+    people.ok("alice", "echo 'for the team only' >> $M/proj/plan.txt")
+    seen = people.sh("carol", "cat $M/shared/alice/other/plan.txt")
+    assert "for the team only" not in seen.stdout, "carol reads the team's file through bob's link"
+
+
+def test_a_read_recipient_changes_nothing_of_hers_through_the_mount(people: People) -> None:
+    for name in ("alice", "bob"):
+        people.unlock(name)
+    people.ok("alice", "echo secret > $M/notes.txt && mkdir -p $M/docs/sub && echo a > $M/docs/a.txt"
+                       " && mkdir $M/other && echo o > $M/other/o.txt && echo del > $M/docs/gone.txt")
+    for path, perm in (("notes.txt", "READ"), ("docs", "READ"), ("other", "WRITE")):
+        result = people.fusevault("alice", "share", f"{people.mnt}/{path}", "--with", "bob", "--perm", perm)
+        assert result.returncode == 0, result.stderr
+    people.ok("alice", "rm $M/docs/gone.txt")
+    where = "$M/shared/alice"
+    py = "python3 -c \"import os, mmap; M = os.environ['M'] + '/shared/alice'; {}\""
+    for script in (
+            py.format("os.setxattr(M + '/notes.txt', 'user.x', b'y')"),
+            py.format("os.setxattr(M + '/docs', 'user.x', b'y')"),
+            f"touch -d 2000-01-01 {where}/notes.txt", f"touch {where}/notes.txt",
+            f"touch -a {where}/docs/a.txt",
+            f"chmod 600 {where}/docs/a.txt", f"chmod 777 {where}/docs",
+            py.format("os.open(M + '/docs/a.txt', os.O_RDWR)"),
+            py.format("os.truncate(M + '/docs/a.txt', 0)"),
+            py.format("f = open(M + '/docs/a.txt', 'r+b'); mmap.mmap(f.fileno(), 0)[0:1] = b'X'"),
+            f"mkfifo {where}/docs/fifo", f"ln -s /etc {where}/docs/sl",
+            f"ln {where}/docs/a.txt {where}/docs/b.txt", f"ln {where}/docs/a.txt {where}/other/a.txt",
+            f"ln {where}/notes.txt $M/mine.txt",
+            f"mv {where}/docs/a.txt {where}/other/a.txt", f"mv {where}/docs/sub {where}/other/sub",
+            f"mv {where}/other/o.txt {where}/docs/o.txt"):
+        people.denied("bob", script)
+    for args in (("share", "notes.txt", "--with", "carol", "--perm", "READ"),
+                 ("unshare", "notes.txt", "--with", "bob")):
+        result = people.fusevault("bob", args[0], f"{people.mnt}/shared/alice/{args[1]}", *args[2:])
+        assert result.returncode == 22, result
+    assert people.fusevault("bob", "restore", f"{people.mnt}/shared/alice/docs/gone.txt").returncode != 0
+    kept = people.fusevault("bob", "retention", f"{people.mnt}/shared/alice", "--keep-all", "0")
+    assert kept.returncode == 0
+    assert people.fusevault("bob", "gc", f"{people.mnt}").returncode == 0
+    assert people.ok("alice", "cat $M/notes.txt $M/docs/a.txt $M/other/o.txt") == "secret\na\no\n"
+    assert people.ok("alice", "ls $M/docs $M/other").split() == ["$M/docs:".replace("$M", str(people.mnt)),
+                                                                  "a.txt", "sub",
+                                                                  "$M/other:".replace("$M", str(people.mnt)),
+                                                                  "o.txt"]
+    history = people.fusevault("alice", "history", f"{people.mnt}/notes.txt")
+    assert history.returncode == 0 and history.stdout.count("alice") == 1, history.stdout
