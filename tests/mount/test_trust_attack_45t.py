@@ -37,6 +37,20 @@ Hole 1 (medium): a WRITE member keeps reading a share's file after his removal f
     added outside the share (authorship of the link is in the signed folder document) and say so.
   Tests: the three above.
 
+Hole 2 (low; a claim of docs/SECURITY.md, "Someone who holds the vault files"): whoever holds the vault
+  folder, or a sync server, tells which nodes are files (with contents) and which are not.
+  Seen: ``test_the_store_does_not_tell_which_node_is_a_file`` (run, fails): in a vault with folders
+    ``d1``, ``d2`` and files ``a``, ``b``, ``c`` (non-empty), the clear ``fid`` of the FilesMetaData
+    documents (and the ``.vf`` file names under ``users/<id>/own/``) name exactly the three file nodes;
+    the three node ids not named are the root and the two folders (or empty files and links).
+  Cause: FilesMetaData's clear ``fid`` (needed to sync and gc per file) and ``.vf`` names are the node's
+    id.  The claim "Cannot learn ... which node is a directory and which a file" does not hold; "how
+    many nodes and versions there are ... each file's stored length" (listed as learnable) implies it.
+  Impact: the tree's shape is partly visible (how many folders vs files); no name or content.
+  Fix: correct the sentence (nodes with contents are told from the others), or give every node
+    (folders too) a dummy FilesMetaData/``.vf``.
+  Test: that one.
+
 Checked, held (bob with READ on ``notes.txt`` and on folder ``docs``, WRITE on ``other`` and ``proj``):
   through the mount, ``os.setxattr`` on the file and the folder, ``touch`` (now and ``-d``),
   ``touch -a``, ``chmod`` of file and folder, ``open(O_RDWR)``, ``truncate``, ``mmap`` for writing,
@@ -53,7 +67,10 @@ Checked, held (bob with READ on ``notes.txt`` and on folder ``docs``, WRITE on `
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from conftest import docs_of
 
 from mount import test_shared_mount as shared
 from mount.test_shared_mount import SECRETS, People, _admin, _wait_until
@@ -161,3 +178,21 @@ def test_a_read_recipient_changes_nothing_of_hers_through_the_mount(people: Peop
                                                                   "o.txt"]
     history = people.fusevault("alice", "history", f"{people.mnt}/notes.txt")
     assert history.returncode == 0 and history.stdout.count("alice") == 1, history.stdout
+
+
+@pytest.mark.xfail(strict=True, reason="45t (2): FilesMetaData's clear fid tells file nodes from folders")
+def test_the_store_does_not_tell_which_node_is_a_file(vault, mnt) -> None:
+    for folder in ("d1", "d2"):
+        (mnt / folder).mkdir()
+    for name in ("a", "b", "c"):
+        (mnt / "d1" / name).write_bytes(b"contents of " + name.encode())
+    for folder in (mnt, mnt / "d1", mnt / "d2"):  # folders are saved in groups: now
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    nodes = {d["_id"] for d in docs_of(vault, "node")}
+    with_contents = {d["fid"] for d in docs_of(vault, "FilesMetaData")} & nodes
+    assert len(nodes) == 6  # the root, two folders, three files
+    assert len(with_contents) != 3, "the clear fields name exactly the three files among the six nodes"
