@@ -54,6 +54,31 @@ Hole 2 (low; a claim of docs/SECURITY.md, "Someone who holds the vault files"): 
     (folders too) a dummy FilesMetaData/``.vf``.
   Test: that one.
 
+Hole 3 (medium in a shared mount; low in a personal one): ``export`` writes a sparse file's holes as
+  real zeros, in root's process: a mapped local user makes root fill the machine's disk from a file that
+  costs nothing to make, past his quota and root's reserved blocks, and it goes on after he is gone.
+  Attack: bob (any mapped user, nothing shared needed) runs ``truncate -s 1E $M/big`` in his own tree of
+    the shared mount (0 s, 0 bytes stored: holes are kept as holes) and ``fusevault export $M/big ~``.
+  Seen: ``test_export_keeps_the_holes_of_a_sparse_file`` (run, fails): a 64 MiB sparse file exported
+    by bob allocates 64 MiB on the host (st_blocks), not ~0.  A 1 TiB one (run by hand as root in a
+    personal mount: the same code): the export folder grew 2.9 GB in 2 s and ~5 GB in 10 s, all of it
+    allocated; with the client killed (SIGKILL) after 2 s it went on growing (196, 358, 495 MB at
+    2 s steps, a busy machine) until the unmount stopped it (the temporary file is then removed).
+    ``restore --to`` of the same file keeps the holes (the vault grew 0).
+  Cause: vault/services/exporting.py ``_write`` writes every chunk ``read_file`` yields, zeros of a
+    hole included (``_write_all``), never seeking over them; in a shared mount that ``os.write`` is made
+    by root's mount process on a descriptor bob's helper opened (host_access), so the kernel's quota
+    and ext4's reserved-block checks see CAP_SYS_RESOURCE (read, not run); the request is not cancelled
+    when the client's connection goes.
+  Impact: any mapped user of a shared mount fills the host file system holding a folder he may write
+    (``/home``, often ``/``), beyond his quota and root's reserve: a denial of service of the machine,
+    "act with root's rights" on disk space.  In a personal mount: exporting a folder a WRITE member
+    planted a sparse 1 EiB file into (her backup with ``export``) fills her disk.
+  Fix (suggested): skip holes (``lseek`` past zero chunks the manifest says are holes, then
+    ``ftruncate`` to the size), and write a user's export with the user's own credentials (in the
+    helper, or ``setfsuid`` for the writing thread); end the request when its client disconnects.
+  Test: that one.
+
 Checked, held (bob with READ on ``notes.txt`` and on folder ``docs``, WRITE on ``other`` and ``proj``):
   through the mount, ``os.setxattr`` on the file and the folder, ``touch`` (now and ``-d``),
   ``touch -a``, ``chmod`` of file and folder, ``open(O_RDWR)``, ``truncate``, ``mmap`` for writing,
@@ -214,3 +239,17 @@ def test_the_store_does_not_tell_which_node_is_a_file(vault, mnt) -> None:
     with_contents = {d["fid"] for d in docs_of(vault, "FilesMetaData")} & nodes
     assert len(nodes) == 6  # the root, two folders, three files
     assert len(with_contents) != 3, "the clear fields name exactly the three files among the six nodes"
+
+
+@pytest.mark.xfail(strict=True, reason="45t (3): export writes a sparse file's holes as zeros, "
+                                       "in root's process in a shared mount")
+def test_export_keeps_the_holes_of_a_sparse_file(people: People) -> None:
+    people.unlock("bob")
+    out = people.place / "bob" / "export-45t"
+    people.ok("bob", f"truncate -s 64M $M/sparse.bin && mkdir -p {out} && rm -f {out}/sparse.bin")
+    assert int(people.ok("bob", "stat -c %b $M/sparse.bin")) < 64  # the mount shows it sparse
+    result = people.fusevault("bob", "export", f"{people.mnt}/sparse.bin", str(out))
+    assert result.returncode == 0, result.stderr
+    st = os.stat(out / "sparse.bin")
+    assert st.st_size == 64 << 20
+    assert st.st_blocks * 512 < 1 << 20, f"{st.st_blocks * 512} bytes allocated for a file of holes"
