@@ -78,6 +78,13 @@ Hole 3 (medium in a shared mount; low in a personal one): ``export`` writes a sp
     ``ftruncate`` to the size), and write a user's export with the user's own credentials (in the
     helper, or ``setfsuid`` for the writing thread); end the request when its client disconnects.
   Test: that one.
+  The same class, for the vault's own disk: the watched folder's import stores a sparse source file's
+    holes as sealed zero blocks (``test_import_keeps_the_holes_of_a_sparse_file``, run, fails: a 64 MiB
+    sparse file in the watched folder grows the vault by 64 MiB; by hand, a 1 TiB one grew it ~50 MB/s
+    until unmounted).  In a shared mount the vault folder is root's, so a mapped user's import (or plain
+    writes into his own tree) fill its disk with no per-user bound; docs/SECURITY.md ("Other local
+    users") says nothing of space.  Fix: seek over zero ranges the source reports as holes
+    (``SEEK_DATA``/``SEEK_HOLE``) and write them as holes; a per-user space limit in a shared mount.
 
 Checked, held (bob with READ on ``notes.txt`` and on folder ``docs``, WRITE on ``other`` and ``proj``):
   through the mount, ``os.setxattr`` on the file and the folder, ``touch`` (now and ``-d``),
@@ -253,3 +260,26 @@ def test_export_keeps_the_holes_of_a_sparse_file(people: People) -> None:
     st = os.stat(out / "sparse.bin")
     assert st.st_size == 64 << 20
     assert st.st_blocks * 512 < 1 << 20, f"{st.st_blocks * 512} bytes allocated for a file of holes"
+
+
+@pytest.mark.xfail(strict=True, reason="45t (3): the watched folder's import stores a sparse file's holes "
+                                       "as sealed zero blocks")
+def test_import_keeps_the_holes_of_a_sparse_file(vault, mnt, tmp_path) -> None:
+    from conftest import wait_for
+
+    from mount.test_imports import idle, watch
+
+    source = tmp_path / "watched"
+    source.mkdir()
+    before = _allocated(vault)
+    with open(source / "sparse.bin", "wb") as f:
+        f.truncate(64 << 20)
+    watch(mnt, source)
+    wait_for(lambda: (mnt / "Imported" / "sparse.bin").exists() and idle(mnt), "the import")
+    assert (mnt / "Imported" / "sparse.bin").stat().st_size == 64 << 20
+    grown = _allocated(vault) - before
+    assert grown < 8 << 20, f"the vault grew {grown} bytes for a file of holes"
+
+
+def _allocated(folder) -> int:
+    return sum(p.lstat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
