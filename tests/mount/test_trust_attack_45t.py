@@ -260,8 +260,6 @@ def test_the_store_does_not_tell_which_node_is_a_file(vault, mnt) -> None:
     assert len(with_contents) != 3, "the clear fields name exactly the three files among the six nodes"
 
 
-@pytest.mark.xfail(strict=True, reason="45t (3): export writes a sparse file's holes as zeros, "
-                                       "in root's process in a shared mount")
 def test_export_keeps_the_holes_of_a_sparse_file(people: People) -> None:
     people.unlock("bob")
     out = people.place / "bob" / "export-45t"
@@ -274,8 +272,6 @@ def test_export_keeps_the_holes_of_a_sparse_file(people: People) -> None:
     assert st.st_blocks * 512 < 1 << 20, f"{st.st_blocks * 512} bytes allocated for a file of holes"
 
 
-@pytest.mark.xfail(strict=True, reason="45t (3): the watched folder's import stores a sparse file's holes "
-                                       "as sealed zero blocks")
 def test_import_keeps_the_holes_of_a_sparse_file(vault, mnt, tmp_path) -> None:
     from conftest import wait_for
 
@@ -295,3 +291,35 @@ def test_import_keeps_the_holes_of_a_sparse_file(vault, mnt, tmp_path) -> None:
 
 def _allocated(folder) -> int:
     return sum(p.lstat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_client_killed_mid_export_stops_the_export(vault, mnt, tmp_path) -> None:
+    """Hole 3's other half: the export is the client's request, and ends with it (its
+    connection closing cancels the work, the temporary file is removed), not at the unmount."""
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+
+    chunk = b"\x5a" * (1 << 20)  # data, not zeros: written whatever the holes
+    with open(mnt / "big.bin", "wb") as f:
+        for _ in range(EXPORTED_MIB):
+            f.write(chunk)
+    out = tmp_path / "out"
+    out.mkdir()
+    client = subprocess.Popen([sys.executable, "-m", "fusevault", "export", str(mnt / "big.bin"), str(out)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Its temporary file, with some of the data in it: the export is under way.
+        wait_for(lambda: [p for p in out.glob(".big.bin.fvpart-export-*") if p.stat().st_size > 0],
+                 lambda: f"the export under way: {list(out.iterdir())}")
+    finally:
+        client.kill()
+        client.wait()
+    # It stops, cancelled (its temporary file removed), or ends, renamed to its name.
+    wait_for(lambda: not list(out.glob(".big.bin.fvpart-export-*")),
+             lambda: f"the export to stop: {list(out.iterdir())}")
+    assert not (out / "big.bin").exists(), "the export went on after its client was killed"
+
+
+EXPORTED_MIB = 256  # long enough to export that the client is killed before the end
