@@ -26,6 +26,7 @@ import stat
 import struct
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,12 @@ def _refusal(uid: int) -> dict:
 
 
 async def serve(path: Path, handler: Handler, *, anyone: bool = False, admit: Admit | None = None,
+                until_hangup: frozenset[str] = frozenset(),
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Answer requests on ``path``: from this uid and root, or (``anyone``: the
-    socket is open to every local user) from root and whom ``admit`` names."""
+    socket is open to every local user) from root and whom ``admit`` names.
+    The work of a request whose ``cmd`` is in ``until_hangup`` is cancelled
+    when its client goes (``_while_connected``)."""
     if admit is None:
         admit = _everyone if anyone else _own
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -101,7 +105,7 @@ async def serve(path: Path, handler: Handler, *, anyone: bool = False, admit: Ad
                     await _refuse(conn, {"error": f"too many requests at once from uid {uid}: "
                                                   f"try again in a moment", "code": 1})
                     continue
-                nursery.start_soon(_answer, conn, uid, handler, admit, gate)
+                nursery.start_soon(_answer, conn, uid, handler, admit, gate, until_hangup)
     finally:
         listener.close()
         path.unlink(missing_ok=True)
@@ -158,7 +162,8 @@ async def _refuse(conn: Any, answer: dict) -> None:
             await conn.send(json.dumps(answer).encode() + b"\n")
 
 
-async def _answer(conn: Any, uid: int, handler: Handler, admit: Admit, gate: _Gate) -> None:
+async def _answer(conn: Any, uid: int, handler: Handler, admit: Admit, gate: _Gate,
+                  until_hangup: frozenset[str] = frozenset()) -> None:
     try:
         with conn:
             admitted = uid == 0
@@ -182,7 +187,15 @@ async def _answer(conn: Any, uid: int, handler: Handler, admit: Admit, gate: _Ga
             except (ValueError, RecursionError):  # JSON nested too deep is RecursionError
                 answer = {"error": "bad request"}
             else:
-                answer = await _handle(handler, request, uid)
+                if request.get("cmd") in until_hangup:
+                    done = await _while_connected(conn, partial(_handle, handler, request, uid))
+                    if done is None:
+                        log.info("control socket: the client of a %s request (uid %d) went: "
+                                 "its work was cancelled", request.get("cmd"), uid)
+                        return
+                    answer = done
+                else:
+                    answer = await _handle(handler, request, uid)
             with trio.move_on_after(WRITE_TIMEOUT), contextlib.suppress(OSError):
                 view = memoryview(json.dumps(answer).encode() + b"\n")
                 while view:
@@ -200,6 +213,32 @@ async def _handle(handler: Handler, request: dict, uid: int) -> dict:
     except Exception:
         log.exception("control socket: %s failed", request.get("cmd"))  # never the request: a passphrase
         return {"error": "internal error: see the mount's log", "code": 1}
+
+
+async def _while_connected(conn: Any, work: Callable[[], Awaitable[dict]]) -> dict | None:
+    """``work``'s answer, or None when the client closed its end first: the work is then
+    cancelled.  A long request (an export) must not run on for a client that is gone:
+    killed, it went on writing into the caller's folder until the unmount (attack round
+    45t (3)).  A client sends nothing after its request line, so anything readable is its
+    end closing (what it does send anyway is dropped)."""
+    answer: dict | None = None
+    async with trio.open_nursery() as nursery:
+        async def run() -> None:
+            nonlocal answer
+            answer = await work()
+            nursery.cancel_scope.cancel()  # done: stop waiting for the client's end
+
+        nursery.start_soon(run)
+        await _hangup(conn)
+        nursery.cancel_scope.cancel()
+    return answer
+
+
+async def _hangup(conn: Any) -> None:
+    """Return once the client has closed its end of ``conn`` (or the connection broke)."""
+    with contextlib.suppress(OSError):
+        while await conn.recv(4096):
+            pass
 
 
 async def _read_request(conn: Any) -> bytes | None:

@@ -40,6 +40,12 @@ from fusevault.vault.model import alarms
 
 log = logging.getLogger("fusevault.fs.mount")  # the name the mount's log always showed
 
+# Requests whose work ends when their client goes (fs/control.py): an export only writes the
+# client's own copy (its temporary file is removed), so nothing is lost by stopping it, and it
+# must not run on, as root in a shared mount, for a client killed (attack round 45t (3)).
+# The others are short, or change the vault, where a hangup must not leave a change half made.
+ENDS_WITH_CLIENT = frozenset({"export"})
+
 
 class Mount:
     shared = False  # other users may use the mount and its control socket (``admits`` names them)
@@ -119,7 +125,8 @@ class Mount:
             self.arrivals.nursery = nursery
             await self.services(nursery)
             await nursery.start(partial(control.serve, anyone=self.shared,
-                                        admit=self.admits if self.shared else None),
+                                        admit=self.admits if self.shared else None,
+                                        until_hangup=ENDS_WITH_CLIENT),
                                 self.socket_path, self.handle)
             nursery.start_soon(_stop_on_signals)
             nursery.start_soon(_announce_ready, self.mountpoint, on_ready)

@@ -15,7 +15,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -72,6 +72,45 @@ def open_source(host: HostAccess, root: int, location: str) -> BinaryIO:
         os.close(fd)
         raise FileNotFoundError(errno.ENOENT, "not a regular file", location)
     return os.fdopen(fd, "rb")
+
+
+def source_pieces(fd: int) -> Iterator[bytes | int]:
+    """The source's contents from its start: bytes where it holds data and, for each hole
+    (SEEK_DATA/SEEK_HOLE), its length as an int, so a sparse file is read, and stored
+    (placing.write_file), for its data alone: read whole, a 1 TiB sparse file grew the vault
+    until unmounted (attack round 45t (3)).  A file system that cannot tell holes is read
+    whole.  Every step moves on, so a file changing meanwhile never makes it loop (a change
+    is noticed by its stamp afterwards)."""
+    position = 0
+    while True:
+        try:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # no data from here on: a hole to the end
+                end = os.lseek(fd, 0, os.SEEK_END)
+                if end > position:
+                    yield end - position
+                return
+            if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ESPIPE):
+                raise
+            yield from _read_from(fd, position)  # holes not told: read it all
+            return
+        if data > position:
+            yield data - position
+            position = data
+        hole = max(os.lseek(fd, position, os.SEEK_HOLE), position + 1)
+        while position < hole:
+            chunk = os.pread(fd, min(READ_CHUNK, hole - position), position)
+            if not chunk:
+                return  # cut short meanwhile: read up to its end, as a plain read would
+            yield chunk
+            position += len(chunk)
+
+
+def _read_from(fd: int, position: int) -> Iterator[bytes]:
+    while chunk := os.pread(fd, READ_CHUNK, position):
+        yield chunk
+        position += len(chunk)
 
 
 def hash_file(host: HostAccess, root: int, location: str) -> tuple[str, Stamp]:
@@ -267,9 +306,10 @@ class Importer:
         outcome = VERSION if known is not None or node.previous is not None else NEW
         return outcome, node.size, await self._remove_source(record)
 
-    async def _chunks(self, source) -> AsyncIterator[bytes]:
-        while data := await self.vol.in_thread(source.read, READ_CHUNK):
-            yield data
+    async def _chunks(self, source: BinaryIO) -> AsyncIterator[bytes | int]:
+        pieces = source_pieces(source.fileno())
+        while (piece := await self.vol.in_thread(next, pieces, None)) is not None:
+            yield piece
 
     async def _save(self, record: Record, stale: bool = False) -> None:
         if stale:

@@ -299,6 +299,10 @@ class Volume:
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         return await self.files.read(fh, offset, size)
 
+    async def data_ranges(self, fh: int, size: int) -> list[tuple[int, int]]:
+        """Where the open file holds data below ``size`` (the rest are holes)."""
+        return await self.files.data_ranges(fh, size)
+
     async def write(self, fh: int, offset: int, data: bytes, *, times: bool = True) -> int:
         return await self.files.write(fh, offset, data, times=times)
 

@@ -277,6 +277,16 @@ class Files:
             self.tree.lazy.add(node.ino)
         return data
 
+    async def data_ranges(self, fh: int, size: int) -> list[tuple[int, int]]:
+        """[start, end) of the byte ranges below ``size`` of the open file that
+        hold data, stored or written since: the rest are holes (they read as
+        zeros and cost nothing), which a copy seeks over instead of writing."""
+        node = self.handle(fh)
+        content = node.content
+        if content is None:  # another writer's version came in since (switch_content)
+            content = await self.opened(node)
+        return await self.tree.in_thread(content.data_ranges, size)  # runs of a long history: off the loop
+
     async def _read_stored(self, content: Content, readahead: Readahead, offset: int, size: int,
                            file_size: int, ahead: int) -> bytes:
         """Read what the cache did not hold, with ``ahead`` bytes of readahead

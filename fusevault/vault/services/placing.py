@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import stat
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from fusevault.encoding import name_to_str
 from fusevault.errors import Exists, InvalidInput
@@ -81,10 +81,17 @@ async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
     return volume.check(parent, write=True)
 
 
-async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes], *,
+async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes | int], *,
                      mode: int, caller: Caller, kernel: KernelCache,
                      mtime_ns: int | None = None) -> tuple[Node, str]:
     """Write ``chunks`` as the file ``parent/name`` (replacing it); return it and its SHA-256.
+
+    An int in ``chunks`` is a hole of that many bytes (the source's, found
+    with SEEK_HOLE), and a chunk of zeros is taken as one: both are skipped
+    over, never sealed, so a sparse file costs the vault its data alone, not
+    its apparent size (attack round 45t (3): a 1 TiB sparse file in a
+    watched folder grew the vault until unmounted).  They are hashed as the
+    zeros they read as.
 
     Not fsynced: a caller that needs it on disk fsyncs it (the importer does
     before it removes a source)."""
@@ -99,9 +106,16 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
         try:
             offset = 0
             async for data in chunks:
+                if isinstance(data, int):
+                    await _hash_zeros(volume, digest, data)
+                    offset += data
+                    continue
                 digest.update(data)
-                await volume.write(fh, offset, data)
+                if not zeros(data):
+                    await volume.write(fh, offset, data)
                 offset += len(data)
+            if offset > node.size:  # it ends with a hole: as long as the source, nothing stored for it
+                await volume.fallocate(fh, 0, 0, offset)
             if mtime_ns is not None:
                 await volume.setattr(node.ino, mtime=mtime_ns)
         finally:
@@ -123,6 +137,28 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
         await kernel.inode(replaced)
     await kernel.inode(parent.ino)
     return node, digest.hexdigest()
+
+
+ZEROS = bytes(READ_CHUNK)
+HASH_STEP = 64 * READ_CHUNK  # zeros hashed per worker-thread call: a long hole leaves the loop free
+
+
+def zeros(data: bytes) -> bool:
+    """Whether ``data`` is all zeros (bytes compared with bytes: a memcmp)."""
+    if len(data) > len(ZEROS):
+        return data.count(0) == len(data)
+    return data == ZEROS[:len(data)]
+
+
+async def _hash_zeros(volume: Volume, digest: Any, length: int) -> None:
+    """``digest`` of ``length`` zero bytes (a hole reads as zeros), in worker threads."""
+    for start in range(0, length, HASH_STEP):
+        await volume.in_thread(_update_zeros, digest, min(HASH_STEP, length - start))
+
+
+def _update_zeros(digest: Any, length: int) -> None:
+    for start in range(0, length, READ_CHUNK):
+        digest.update(ZEROS[:min(READ_CHUNK, length - start)])
 
 
 TAIL = 4096  # bytes handed to the kernel with a new size (one page)
@@ -163,6 +199,24 @@ async def read_file(volume: Volume, node: Node) -> AsyncIterator[bytes]:
     try:
         for offset in range(0, node.size, READ_CHUNK):
             yield await volume.read(fh, offset, READ_CHUNK)
+    finally:
+        await volume.release(fh)
+
+
+async def read_data(volume: Volume, node: Node) -> AsyncIterator[tuple[int, bytes]]:
+    """(offset, bytes) of the current contents of a vault file, decrypted (and
+    so verified), in chunks, for its data alone: its holes (blocks never
+    written) are not read, and chunks of stored zeros are left out too.  A
+    copy seeks over what is missing and sets the length at its end, so a
+    1 TiB sparse file is copied as a sparse file (attack round 45t (3))."""
+    size = node.size
+    fh = await volume.open(node.ino)
+    try:
+        for start, end in await volume.data_ranges(fh, size):
+            for offset in range(start, end, READ_CHUNK):
+                data = await volume.read(fh, offset, min(READ_CHUNK, end - offset))
+                if not zeros(data):
+                    yield offset, data
     finally:
         await volume.release(fh)
 
