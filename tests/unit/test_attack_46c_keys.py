@@ -1,10 +1,37 @@
 """Attack round 46c: the key mirror and the key record after 332f9b3, 67f51c6 (group keys name their
 group and its owner) and f66a999 (a refused deletion remembered a day).
 
-Run 09:20 UTC, 2026-12-06 (2 xfailed, 2 controls passed; under --runxfail each xfail fails at its own
+Run 09:10 UTC, 2026-12-06 (4 xfailed, 3 controls passed; under --runxfail each xfail fails at its own
 assertion).  ``-n 0``; the first test composes the in-process shared mount (tests/inprocess/conftest.py).
 
-Hole (1), medium (unbounded work from hostile input, unsaid; 67f51c6's "a re-key for nothing" fix is
+Hole (1), high (a member's key taken, unsaid, by the server alone; 332f9b3 had closed it, 67f51c6
+  opens it again): the key names its group's owner by id only, and the mirror checks her bodies under
+  whatever self-signed user document the store holds at her id, which the server can replace.
+  Attack: Gwen's group with bob, Alice's file shared with it, bob's key signed naming (group, Gwen).
+    The server makes a key pair, serves a new revision of Gwen's UserDetails (her id, its own
+    ``public_sign``, self-signed under it), a body of the group naming Gwen owner, without bob,
+    ``made_at_us`` 2**53 - 1, signed under that key, and a bare deletion of bob's key document.
+  Seen: ``test_gwens_user_document_replaced_by_the_server_takes_no_key`` (run, fails: the key file is
+    removed at once, nothing said); control ``test_alices_user_document_replaced_takes_no_key`` (the
+    file owner's document replaced instead: her key is no longer genuine, the deletion is refused and
+    said: the 332f9b3 rule, one document verifying both the key and the body, held).
+  Cause: ``_member_removed`` / ``_signed_group`` verify the body with ``signed_in_store(store, group,
+    owner)``, i.e. under the store's current user document of ``group_owner`` (``owners_key``: no
+    pin), while the key's genuineness rests on another user's (the file owner's) document; the key
+    record binds Gwen's id, not her key.
+  Impact: as 43b (1) / 44b (1): bob's key of every file shared with any group whose owner is not the
+    file's owner removed on every device whose mirror meets it (the deletion stays on the server, his
+    new devices get none), nothing said by the mirror (a mount whose user pinned Gwen says her user
+    document changed, not that keys went; a device with no user unlocked says nothing); the same
+    replaced document can also sign a body with bob and the top stamp, noted, so Gwen's genuine
+    removals are refused (said) until the re-key.
+  Fix (suggested): sign into the key record the group owner's signing key as the file owner pinned
+    it (e.g. ``group_owner_sign``: her ``public_sign``, or its hash) and verify the group's bodies
+    against that key, never the store's user document; or take a group body only from the owner's
+    user document that was current when the key was noted (note the key's hash with the stamp).
+  Tests: that one; the control.
+
+Hole (2), medium (unbounded work from hostile input, unsaid; 67f51c6's "a re-key for nothing" fix is
   only for records naming a group): a key of a share with a user names no group, so it is "at home
   anywhere": copied to the place of a group that shares the same file (bob not in it), it verifies
   there (``grants.key_signed``, ``genuine_in_store``: ``bound_elsewhere`` is False for a record naming
@@ -35,7 +62,7 @@ Hole (1), medium (unbounded work from hostile input, unsaid; 67f51c6's "a re-key
     anyway, or left: said as a planted copy).
   Tests: those two.
 
-Hole (2), low (an alarm the server can silence; a forged document never answered): a key document
+Hole (3), low (an alarm the server can silence; a forged document never answered): a key document
   with the held key's epoch and sealed bytes but its signed fields edited (``group_owner`` set to the
   server's own user, or any ``sig``) has the key file's fingerprint (``_fingerprint``: epoch and sealed
   bytes only), so ``_settle_one`` passes it by: not refused, not said, not replaced by the genuine key.
@@ -52,7 +79,9 @@ Hole (2), low (an alarm the server can silence; a forged document never answered
     adds ``group``/``group_owner`` as such fields.
   Fix (suggested): compare documents by their whole record (fingerprint over the signed fields too,
     or check ``doc_ok`` before the equal-fingerprint shortcut).
-  Tests: that one.
+  The same with the new fields made malformed (``group`` without ``group_owner``): ``_key_of`` logs it,
+    ``_settle_one`` returns: ``test_a_malformed_document_over_the_held_key_is_answered_or_said``.
+  Tests: those two.
 
 Probed and held (no test kept): the bound record's fields are strict ids (oversize, lists, paths
 refused: ``_group_fields``); a bound key at another group's or a user's place is refused by the
@@ -74,20 +103,23 @@ import uuid
 
 import pytest
 import trio
+from cryptography.hazmat.primitives import serialization
 from inprocess.conftest import ALICE_UID, ROOT, shared, template_vault, vault_copy  # noqa: F401 (fixtures)
 from inprocess.test_two_users import ALICE, _share, _write
 
 from fusevault.encoding import b64e
 from fusevault.store import replica
+from fusevault.sync import key_mirror
 from fusevault.sync.key_mirror import place
 from fusevault.vault.model import groups, sharing
 from fusevault.vault.model.grants import record_doc
 from fusevault.vault.services import rotation
 from unit.test_attack_42a_keys import _next_revision
+from unit.test_attack_43b_keys import _gwens_group, _taken_or_said
 from unit.test_key_group_binding import _arrives, _bound_key_doc, _forged_said
-from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
+from unit.test_key_mirror import Owner, clock, pair, put, said  # noqa: F401 (fixtures)
 
-# --- (1) a user's share's key copied to a group's place
+# --- (2) a user's share's key copied to a group's place
 
 
 async def _shared_with_bob_and_her_team(composed):
@@ -109,7 +141,7 @@ async def _shared_with_bob_and_her_team(composed):
     return volume, node, bob, team["_id"]
 
 
-@pytest.mark.xfail(strict=True, reason="46c (1): a user-share key names no group: at a group's place it "
+@pytest.mark.xfail(strict=True, reason="46c (2): a user-share key names no group: at a group's place it "
                    "verifies, and the stale sweep re-keys the file for it, each time it is copied")
 def test_a_users_share_key_copied_to_a_group_place_costs_no_re_key(shared) -> None:  # noqa: F811
     async def body() -> None:
@@ -144,10 +176,10 @@ def test_the_mirror_writes_a_users_share_key_served_at_a_groups_place(pair) -> N
     assert sharing.read_key(place(here.layout, doc_id)) is not None
 
 
-# --- (2) a forged document with the held key's bytes
+# --- (3) a forged document with the held key's bytes
 
 
-@pytest.mark.xfail(strict=True, reason="46c (2): a document with the held key's epoch and bytes but edited "
+@pytest.mark.xfail(strict=True, reason="46c (3): a document with the held key's epoch and bytes but edited "
                    "signed fields has its fingerprint: passed by, neither answered nor said")
 def test_a_forged_document_with_the_held_keys_bytes_is_answered_or_said(pair) -> None:  # noqa: F811
     here, _ = pair
@@ -187,3 +219,68 @@ def test_her_re_signed_key_is_taken_into_the_document(pair) -> None:  # noqa: F8
     here.refresh()
     assert here.store.get(doc_id).get("group_owner") == gwen.id
     assert replica.get_local(here.store, "key-files").get(doc_id) is not None
+
+
+@pytest.mark.xfail(strict=True, reason="46c (3): a key document whose group fields do not read (malformed) "
+                   "over the held key: left as it is, neither answered nor said (logged only)")
+def test_a_malformed_document_over_the_held_key_is_answered_or_said(pair) -> None:  # noqa: F811
+    """The same with the record's new fields made malformed (``group`` alone, or ``group_owner`` a long
+    string): ``_key_of`` logs it and ``_settle_one`` returns: the genuine key file never answers it."""
+    here, _ = pair
+    her, gwen = Owner(), Owner()
+    fid, bob, group = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    put(here, her.user, her.node(fid, 1), gwen.user)
+    genuine = _bound_key_doc(her, group, fid, bob, gwen.id)
+    doc_id = _arrives(here, genuine)
+    broken = {k: v for k, v in genuine.items() if k not in ("_rev", "group_owner")}  # group alone
+    _next_revision(here, doc_id, broken)
+    here.keys.caught_up()
+    assert sharing.read_key(place(here.layout, doc_id)).group_owner == gwen.id  # the file is kept
+    current = here.store.get(doc_id)
+    assert current.get("group_owner") == gwen.id or _forged_said(her, doc_id), \
+        "the malformed document stands in the store (and on the server), nothing said"
+
+
+# --- (1) the group owner's user document replaced
+
+
+def _impostor(of: Owner) -> Owner:
+    """A key pair the server made, and a user document at ``of``'s id self-signed under it."""
+    fake = Owner()
+    fake.id = of.id
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    public = fake.key.public_key().public_bytes(*raw)
+    fake.user = fake.sign({**{k: v for k, v in of.user.items() if k not in ("sig", "_rev")},
+                           "public_sign": b64e(public)})
+    return fake
+
+
+@pytest.mark.xfail(strict=True, reason="46c (1): the group's bodies are checked under the store's user "
+                   "document of the owner the key names, which the server replaces: bob's key taken, unsaid")
+def test_gwens_user_document_replaced_by_the_server_takes_no_key(pair, clock) -> None:  # noqa: F811
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")
+    fake = _impostor(gwen)
+    _next_revision(here, gwen.id, fake.user)
+    _next_revision(here, group, fake.sign({**{k: v for k, v in joined.items() if k != "sig"},
+                                           "users": {gwen.id: "READ,WRITE"}, "made_at_us": 2**53 - 1}))
+    _next_revision(here, doc_id, None)  # the server's bare deletion
+    here.keys.caught_up()
+    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert place(here.layout, doc_id).exists() or said(her, doc_id), \
+        "bob's key taken by a body signed under a user document the server made for Gwen, nothing said"
+
+
+def test_alices_user_document_replaced_takes_no_key(pair, clock) -> None:  # noqa: F811
+    """Control: the file owner's document replaced instead, and a later epoch signed under the new key:
+    her key is no longer genuine here; the deletion is refused and said."""
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")
+    fake = _impostor(her)
+    fid = key_mirror.names(doc_id)[0]
+    _next_revision(here, her.id, fake.user)
+    _next_revision(here, fid, fake.node(fid, 2))
+    _next_revision(here, doc_id, None)
+    _taken_or_said(here, her, doc_id, clock)
+    assert place(here.layout, doc_id).exists()
