@@ -1,8 +1,8 @@
 """Attack round 46c: the key mirror and the key record after 332f9b3, 67f51c6 (group keys name their
 group and its owner) and f66a999 (a refused deletion remembered a day).
 
-Run 09:10 UTC, 2026-12-06 (4 xfailed, 3 controls passed; under --runxfail each xfail fails at its own
-assertion).  ``-n 0``; the first test composes the in-process shared mount (tests/inprocess/conftest.py).
+Run 08:57 UTC, 2026-12-06 (4 xfailed, 3 controls passed; under --runxfail each xfail fails at its own
+assertion).  ``-n 0``; (2)'s test composes the in-process shared mount (tests/inprocess/conftest.py).
 
 Hole (1), high (a member's key taken, unsaid, by the server alone; 332f9b3 had closed it, 67f51c6
   opens it again): the key names its group's owner by id only, and the mirror checks her bodies under
@@ -22,8 +22,9 @@ Hole (1), high (a member's key taken, unsaid, by the server alone; 332f9b3 had c
   Impact: as 43b (1) / 44b (1): bob's key of every file shared with any group whose owner is not the
     file's owner removed on every device whose mirror meets it (the deletion stays on the server, his
     new devices get none), nothing said by the mirror (a mount whose user pinned Gwen says her user
-    document changed, not that keys went; a device with no user unlocked says nothing); the same
-    replaced document can also sign a body with bob and the top stamp, noted, so Gwen's genuine
+    document changed, SECURITY.md "Pinned identities" (read, not run), not that keys went; a device
+    with no user unlocked says nothing); the same replaced document can also sign a body with bob and the
+    top stamp, noted, so Gwen's genuine
     removals are refused (said) until the re-key.
   Fix (suggested): sign into the key record the group owner's signing key as the file owner pinned
     it (e.g. ``group_owner_sign``: her ``public_sign``, or its hash) and verify the group's bodies
@@ -51,8 +52,10 @@ Hole (2), medium (unbounded work from hostile input, unsaid; 67f51c6's "a re-key
     removal (40a (1)'s planted-copy rule looks only at whether the group shares the file).
   Impact: the server (or anyone who writes the vault folder) makes her device re-key any file (or a
     whole shared folder: a folder's re-key re-keys everything under it) that she shares with a user and
-    with a group, as often as it likes; said nowhere (log.info).  No key is lost (bob's user key is
-    sealed again each time).  Before 67f51c6 the same held for any key; the fix claims the sweep counts
+    with a group, as often as it likes; said nowhere (log.info).  Each re-key seals the
+    current contents again as a new version (vault/files/rekeying.py): storage grows per copy too.
+    No key is lost (bob's user key is sealed again each time).  Before 67f51c6 the same held for any key;
+    the fix claims the sweep counts
     a key only at its group's place.
   Fix (suggested): at a group's place count (stale sweep, unshare, mirror) a record of the current
     version's keys only if it names that group: sign user-share keys with an explicit place (e.g.
