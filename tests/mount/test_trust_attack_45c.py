@@ -194,9 +194,6 @@ def test_control_bobs_later_state_of_the_old_epoch_leaves_her_new_key(vault: Pat
     assert not _opens(current, old), (current["epoch"], current["said"])
 
 
-@pytest.mark.xfail(strict=True, reason="45c (5): bob's state sealing her own new epoch under the old key, "
-                   "with a later ctime, wins rule 2 (_newer_key guards only epochs that differ): carol's "
-                   "old key is the folder's again")
 def test_bobs_state_claiming_her_epoch_does_not_undo_her_unshare(vault: Path, tmp_path: Path) -> None:
     current, old = _unshared_beside_bobs_same_epoch(vault, tmp_path, claim=True)
     assert not _opens(current, old) or current["said"], (current["epoch"], current["said"])
@@ -237,8 +234,6 @@ def test_control_one_state_of_bobs_claiming_an_epoch_leaves_her_new_key(vault: P
     assert not _opens(current, old), (current["epoch"], current["said"])
 
 
-@pytest.mark.xfail(strict=True, reason="45c (4): two states of bob's: rule 2 between them keeps his claimed "
-                   "epoch, committed by her device; then 'two states of hers' keep it over her re-key")
 def test_two_states_of_bobs_do_not_undo_her_unshare(vault: Path, tmp_path: Path) -> None:
     current, old = _unshared_beside_two_of_bobs(vault, tmp_path, second=True)
     assert not _opens(current, old), (current["epoch"], current["said"])

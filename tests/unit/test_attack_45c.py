@@ -239,8 +239,6 @@ def _folder_leaf(by: str, rev: str, dek: bytes, epoch: int) -> Leaf:
     return Leaf({"_id": FID, "_rev": rev, "delete": False, "by": by}, node, node.links, [rev, "1-a"])
 
 
-@pytest.mark.xfail(strict=True, reason="45c (4): between two states of the member rule 2 keeps the epoch he "
-                   "claims; adopted (signed by her), it then beats her re-key as 'two states of hers'")
 def test_two_states_of_the_member_do_not_undo_her_re_key(judged) -> None:
     said: list[str] = []
     volume = SimpleNamespace(authorship=SimpleNamespace(deny=lambda doc, why: said.append(why)))
@@ -264,8 +262,6 @@ def test_control_her_re_key_stands_beside_one_state_of_the_member(judged) -> Non
 
 # --- 5: a member's state claiming her very epoch under the old key
 
-@pytest.mark.xfail(strict=True, reason="45c (5): bob's state sealing her epoch (1) under the old key, later "
-                   "ctime: _newer_key guards only epochs that differ; max by ctime keeps his, the old key")
 def test_a_members_state_claiming_her_epoch_does_not_keep_the_old_key(judged) -> None:
     said: list[str] = []
     volume = SimpleNamespace(authorship=SimpleNamespace(deny=lambda doc, why: said.append(why)))
@@ -321,7 +317,5 @@ def test_control_bobs_rename_beside_her_unshare_is_kept_with_clocks_right(monkey
     assert _rename_beside_her_unshare(monkeypatch, 0) == [(TEAM, b"sub2")]
 
 
-@pytest.mark.xfail(strict=True, reason="45c (6): bob's clock 5 min ahead: his honest links stamp is taken as "
-                   "none, her month-old rename's stamp wins: his later rename lost unsaid (43c (6) back)")
 def test_bobs_rename_beside_her_unshare_is_kept_with_his_clock_five_minutes_ahead(monkeypatch) -> None:
     assert _rename_beside_her_unshare(monkeypatch, 5 * 60 * 10**9) == [(TEAM, b"sub2")]

@@ -161,6 +161,9 @@ def note_change(node: Node, field: str) -> None:
 # How far ahead of this device's clock a change stamp taken in may be (``taken_stamps``): a device
 # whose clock is hours off (a time zone taken for UTC) is still believed.
 STAMP_AHEAD_NS = 86400 * 10**9
+# How far ahead of this device's clock a member's stamp is a clock running ahead (held down to now);
+# beyond it, none (``taken_stamps``).
+MEMBER_STAMP_AHEAD_NS = 3600 * 10**9
 
 
 def taken_stamps(changed: dict[str, int] | None, by_owner: bool | None = None) -> dict[str, int] | None:
@@ -175,14 +178,21 @@ def taken_stamps(changed: dict[str, int] | None, by_owner: bool | None = None) -
     Who signed the state says more (``by_owner``; None: unsigned, or not known here).  Her own
     devices' stamps are taken as they are: judged against this clock, a device whose clock ran more
     than a day behind took every honest stamp of her other devices as none, and her earlier change
-    won there (attack round 43c (2)).  A member's stamp ahead of this clock at all is none: one just
-    under a day ahead, kept, made a count of her changes all the same (attack round 43c (1))."""
+    won there (attack round 43c (2)).  A member's stamp ahead of this clock is held down to now, the
+    time it is taken in: kept as it was, one just under a day ahead made a count of her changes all
+    the same (attack round 43c (1)); held down, each later change of hers is stamped above it.  As
+    none, his honest rename beside her re-key lost to her month-old one whenever his clock ran a few
+    minutes ahead of hers (attack round 45c (6)).  Beyond ``MEMBER_STAMP_AHEAD_NS`` it is none still:
+    held down, a state of his taken in again (a remount) would stand as changed at each taking in."""
     if not changed:
         return None
     if by_owner:
         return changed
-    limit = now_ns() + (0 if by_owner is False else STAMP_AHEAD_NS)
-    return {field: n for field, n in changed.items() if n <= limit} or None
+    now = now_ns()
+    if by_owner is False:
+        bound = now + MEMBER_STAMP_AHEAD_NS
+        return {field: min(n, now) for field, n in changed.items() if n <= bound} or None
+    return {field: n for field, n in changed.items() if n <= now + STAMP_AHEAD_NS} or None
 
 
 def new_id() -> str:

@@ -401,20 +401,44 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey,
 def _newer_key(volume: Volume | None, mine: Leaf, theirs: Leaf) -> Leaf:
     """Rule 2's keeper: of two key epochs, the newer key.  Only between two states of hers: the epoch
     is what the signer seals, and a member cannot re-key (only her devices do: a move, an unshare).
-    A member's state claiming a higher epoch under the key he holds (her older one) won, and her
-    unshare was undone: the key she took back opened the node again (attack round 43c (8)).  Beside a
-    member's state of another epoch hers is kept, his names and metadata merged (``_apart``)."""
-    if volume is not None and mine.node.epoch != theirs.node.epoch:
-        hers = [leaf for leaf in (mine, theirs) if _hers(volume, leaf)]
-        if len(hers) == 1:
-            his = theirs if hers[0] is mine else mine
-            if his.node.epoch > hers[0].node.epoch and volume.authorship is not None:
-                # His claim, or her other device's re-key he took in (not told apart here): said.
-                volume.authorship.deny(his.doc, f"a state signed by {said_signer(his.doc)} claims key epoch "
-                                       f"{his.node.epoch}, above hers ({hers[0].node.epoch}): her key kept, "
-                                       "his names and metadata merged")
-            return hers[0]
-    return max(mine, theirs, key=lambda leaf: (leaf.node.epoch, leaf.node.ctime, leaf.doc["_rev"]))
+    A member's state is never taken for its key or epoch (attack rounds 43c (8), 45c (4), (5)):
+
+    - beside a state of hers, hers is kept whenever the two differ in key or epoch, his names and
+      metadata merged (``_apart``).  Kept by his epoch, her unshare was undone (43c (8)); kept by
+      ctime when he sealed her very epoch under the old key, it was undone all the same (45c (5)):
+      the key is compared, not the claim.
+    - between two states of members, the one this device holds (``mine``, the current revision,
+      taken in as it arrived) keeps its key, the other's names and metadata merged.  Kept by his
+      claimed epoch, her device committed his old key as her state, signed by her, and that beat
+      her re-key as "two states of hers" (45c (4)).
+
+    One key at one epoch on both sides is no question of keys: the side changed last, as before."""
+    if volume is None or _one_key(mine, theirs):
+        return max(mine, theirs, key=lambda leaf: (leaf.node.epoch, leaf.node.ctime, leaf.doc["_rev"]))
+    hers = [leaf for leaf in (mine, theirs) if _hers(volume, leaf)]
+    if len(hers) == 2:
+        return max(mine, theirs, key=lambda leaf: (leaf.node.epoch, leaf.node.ctime, leaf.doc["_rev"]))
+    kept = hers[0] if hers else mine
+    his = theirs if kept is mine else mine
+    if _claims_key(his, kept) and volume.authorship is not None:
+        # His claim, or her other device's re-key he took in (not told apart here): said.
+        volume.authorship.deny(his.doc, f"a state signed by {said_signer(his.doc)} claims key epoch "
+                               f"{his.node.epoch} under a key not the kept one's (epoch {kept.node.epoch}): "
+                               "the kept key stands, his names and metadata merged")
+    return kept
+
+
+def _one_key(first: Leaf, second: Leaf) -> bool:
+    """Both states carry one key at one epoch."""
+    return first.node.dek == second.node.dek and first.node.epoch == second.node.epoch
+
+
+def _claims_key(his: Leaf, kept: Leaf) -> bool:
+    """Whether a member's state, beside the state kept for its key, claims a key above it: an epoch
+    above the kept one's, or the kept one's epoch under another key (one key has one epoch).  A lower
+    epoch is the ordinary case (his change made over the state before her re-key): not said."""
+    above = his.node.epoch > kept.node.epoch
+    return above or (his.node.epoch == kept.node.epoch and his.node.dek != kept.node.dek)
 
 
 def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
@@ -481,10 +505,10 @@ def _made_over(leaf: Leaf, device: str) -> int:
 
 
 def _her_key_beside_his(volume: Volume, keeper: Leaf, other: Leaf) -> bool:
-    """Rule 2 kept her state for its key beside a member's state of another epoch (``_newer_key``):
-    her key and contents stand, his names and metadata merged by their stamps."""
-    return (keeper.node.head == other.node.head and keeper.node.epoch != other.node.epoch
-            and _hers(volume, keeper) and not _hers(volume, other))
+    """Rule 2 kept a state for its key beside a member's state of another key or epoch (``_newer_key``:
+    hers, or of two states of members the one held here): the kept key and contents stand, his names
+    and metadata merged by their stamps."""
+    return keeper.node.head == other.node.head and not _one_key(keeper, other) and not _hers(volume, other)
 
 
 def _changed_last(first: Leaf, second: Leaf, field: str) -> Leaf:
@@ -728,11 +752,14 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     # (absorbing.py; attack round 37b (2)).  Her own devices' moves find no key left to take back.
     held = volume.find(current["_id"])
     before = volume.tree.covering(held) if held is not None else []
+    held_key = None if held is None else (held.dek, held.epoch)
     absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out)
     node = volume.find(current["_id"])
     if node is None:
         return
     node.rev = current["_rev"]
+    if held_key is not None and not _hers(volume, keeper):
+        _no_claimed_epoch(volume, node, keeper, *held_key)
     if links != keeper.links:
         relink(volume.tree, node, links, out)
     if meta is not None:  # her metadata changes of both states (``_apart``), with their stamps
@@ -742,3 +769,16 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     volume.tree.note_moved(node, before)
     _made_over_both(volume, current["_id"], *leaves)  # taken in first: covered, the keeper was a replay
     await volume.save_node(node)
+
+
+def _no_claimed_epoch(volume: Volume, node: Node, keeper: Leaf, dek: bytes | None, epoch: int) -> None:
+    """A member's state committed here (rule 3's contents of his, or his state whole) under the key this
+    device holds: committed at the epoch held, not at the one he sealed.  The epoch is his to claim
+    and the commit is signed by her: his claim made hers beat her re-key as "two states of hers"
+    (rule 2 by epoch), her unshare undone (attack round 45c (4))."""
+    if node.dek != dek or node.epoch == epoch:
+        return
+    if node.epoch > epoch and volume.authorship is not None:
+        volume.authorship.deny(keeper.doc, f"a state signed by {said_signer(keeper.doc)} claims key epoch "
+                               f"{node.epoch} for the key held at epoch {epoch}: committed at {epoch}")
+    node.epoch = epoch
