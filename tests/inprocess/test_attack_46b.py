@@ -24,10 +24,11 @@ Hole (1), medium (a loop of folders in the tree; a save of a file in it hangs th
     F in P in S in F.  Before 45a the revived F came back empty: no loop.  ``absorb_node``'s own path
     (``relink``) refuses such a link (``makes_cycle``); ``_revive`` does not look.
   Impact: F, S, P, y.txt in a loop, out of every listing; F is committed again over its removal
-    placed in P (the store holds a loop of her signed states: a ``cycle`` alarm at the next load of
-    any device, in honest use).  ``Inodes.path_of`` never ends on a node in the loop (it appends names
-    forever): a save of y.txt through a handle the desktop kept open, a trashing, a re-key's depth
-    (rotation.py), an alarm's ``path_shown`` spin the mount's loop with growing memory, for good.
+    placed in P (``out.recommit``, run; read only: the store then holds a loop of her signed states,
+    which each device's next load breaks with a ``cycle`` alarm, in honest use).
+    ``Inodes.path_of`` never ends on a node in the loop (it appends names forever): a save of
+    y.txt through a handle the desktop kept open, a trashing, a re-key's depth (rotation.py), an
+    alarm's ``path_shown`` spin the mount's loop with growing memory, for good.
   Fix (suggested): in ``_revive``, refuse (keep the folder out, said) when ``makes_cycle(tree, node,
     [(parent.fid, name)])`` once it is added; or rejoin after the folder is linked, leaving out any
     held node that is its ancestor then.
