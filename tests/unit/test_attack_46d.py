@@ -46,9 +46,18 @@ does); ``-n 0``.
    Cause: ``_made_over`` knows only the other state's seq and ``over``; the stamp the laptop carried (and
    so the placement its state was made over) is replaced by its own at its move, and ``ledger.made_over``
    never folds a carried stamp's seq into ``over`` (``saw_placed`` records it as seen, not as covered).
-   Fix (suggested): ``made_over`` (or ``_place_stamps`` when it replaces a stamp) adds the replaced stamp's
-   seq (it holds under her key) to the new state's ``over``; or the stamp carries the seq of the stamp
-   it replaced.  Tests: ``test_her_later_move_beside_a_re_key_in_place_when_the_stamp_came_through_bob``;
+   Broader, the same hole with no stamp to carry: the re-key in place itself signs a stamp whenever x
+   sits where no stamp of hers names (``_place_stamps``: parents differ from the stamp's, or none yet):
+   every file bob created in team (never committed by her since) or moved within it.  That stamp is of
+   the re-key's own commit (desktop 9), which the laptop's state was never made over: taken for a move
+   made apart, and the laptop's later move (team/sub/x -> team/archive/x) is undone, rules 2 and 3.
+   In a shared folder, files a member created or moved are the common case.
+   Fix (suggested): tell "moved apart" by what the commit did, not by the stamp's age: sign in the stamp
+   the parents the file had before that commit (``from``), or sign none at a commit that keeps the file
+   where it was (carry the old one); and fold a carried stamp's seq (if it holds under her key) into the
+   ``over`` of the state made over it (``ledger.made_over``).  Tests:
+   ``test_her_later_move_beside_a_re_key_in_place_when_the_stamp_came_through_bob``,
+   ``test_her_later_move_beside_an_unshare_of_a_file_a_member_placed`` (bob created it / moved it);
    control ``test_control_her_later_move_beside_a_re_key_in_place_made_over_the_stamp``.
 
 Run 09:15 UTC, 2026-12-06: 3 passed, 6 xfailed; under --runxfail the 6 fail at their own names assertion.
@@ -66,7 +75,7 @@ from fusevault.vault.model.nodes import Node, note_change
 from fusevault.vault.services import conflicts
 from fusevault.vault.services.conflicts import Leaf, _apart, _decide
 
-FID, A, B, TEAM, ARCHIVE = "f" * 32, "a" * 32, "b" * 32, "t" * 32, "c" * 32
+FID, A, B, TEAM, ARCHIVE, SUB = "f" * 32, "a" * 32, "b" * 32, "t" * 32, "c" * 32, "s" * 32
 ALICE, DESKTOP, LAPTOP = "alice", "d" * 16, "1" * 16
 RULES = pytest.mark.parametrize("head", [None, "v-resealed"], ids=["rule2", "rule3"])
 
@@ -221,3 +230,36 @@ def test_her_later_move_beside_a_re_key_in_place_when_the_stamp_came_through_bob
         keeper, named = _settled(mine, theirs)
         assert keeper is rekeyed
         assert named.links == [(ARCHIVE, b"x")]  # seen: [(TEAM, b"x")], her later move undone unsaid
+
+
+# --- 2 (b): the re-key in place signs the file's first stamp of hers where it sits
+
+
+def _member_placed_then_unshared(head: str | None, before: dict | None) -> tuple[Leaf, Leaf]:
+    """x sits in team/sub where bob put it (``before``: the stamp it carried, None: bob created it, no
+    stamp of hers yet; else her stamp of team, the folder he moved it from).  The desktop unshares carol:
+    x re-keyed in place (epoch 1, its commit 9), and that commit signs a stamp of where x sits (its
+    parents are not the stamp's: ``inodes._place_stamps``).  Apart, later, the laptop (made over
+    desktop 3, then bob's state) moves x to team/archive (its commit 12, its own stamp)."""
+    desktop, laptop = _base(before or {}), _base(before or {})
+    desktop.placed = laptop.placed = before
+    _rekeyed(desktop, 9, head)
+    desktop.placed = _placed(SUB, DESKTOP, 9)
+    laptop.seq, laptop.over = (LAPTOP, 12), {DESKTOP: 3}
+    note_change(laptop, "links")
+    laptop.placed = _placed(ARCHIVE, LAPTOP, 12)
+    return _leaf(desktop, "6-d", SUB), _leaf(laptop, "6-l", ARCHIVE)
+
+
+@RULES
+@pytest.mark.parametrize("before", [None, _placed(TEAM, DESKTOP, 3)], ids=["created-by-bob", "moved-by-bob"])
+@pytest.mark.xfail(strict=True, reason="46d (2): a re-key in place of a file a member created or moved signs "
+                   "its first stamp there, taken for a move: her later move undone")
+def test_her_later_move_beside_an_unshare_of_a_file_a_member_placed(
+        head: str | None, before: dict | None, monkeypatch) -> None:
+    _rule3(monkeypatch, head)
+    rekeyed, moved = _member_placed_then_unshared(head, before)
+    for mine, theirs in ((rekeyed, moved), (moved, rekeyed)):
+        keeper, named = _settled(mine, theirs)
+        assert keeper is rekeyed
+        assert named.links == [(ARCHIVE, b"x")]  # seen: [(SUB, b"x")], her later move undone unsaid
