@@ -1,17 +1,24 @@
-"""Round 46d (1), (2) at a mount (tests/unit/test_attack_46d.py (2)): her unshare re-keys in place a file a
-member moved, and that commit signs her first stamp of where it sits; beside it, her laptop's later move
-(made apart) is undone.
+"""Round 46d (1), (2) at a mount (tests/unit/test_attack_46d.py: attack, cause, impact, fix).
 
-Scene: proj/ shared WRITE with bob, proj/notes.txt hers, proj/sub/ and proj/archive/ hers.  bob moves
-notes.txt into proj/sub (his state carries her stamp of proj).  Both her devices mounted; the server goes
-away; the desktop unshares bob (notes.txt re-keyed in place, its contents sealed again: rule 3; its commit
-signs a stamp of proj/sub, the parents not being the stamp's); later the laptop moves
-proj/sub/notes.txt -> proj/archive/notes.txt.  The server comes back; where each device shows it.
+(2): her unshare re-keys in place a file a member moved, and that commit signs her first stamp of where it
+sits; beside it, her laptop's later move (made apart) is undone.  Scene: proj/ shared WRITE with bob,
+proj/notes.txt hers, proj/sub/ and proj/archive/ hers.  bob moves notes.txt into proj/sub (his state
+carries her stamp of proj).  Both her devices mounted; the server goes away; the desktop unshares bob
+(notes.txt re-keyed in place, its contents sealed again: rule 3; its commit signs a stamp of proj/sub);
+later the laptop moves proj/sub/notes.txt -> proj/archive/notes.txt.  The server comes back.
 Seen (1 run, 08:54 UTC): both devices show proj/sub/notes.txt (the laptop's later move undone, nothing
 said of it).  Control: the same with her laptop making the move into proj/sub (her stamp of proj/sub, the
 unshare signs none): the later move stands.
 Tests: ``test_her_later_move_beside_her_unshare_of_a_file_bob_moved_is_kept`` (strict xfail while open),
 ``test_control_her_later_move_beside_her_unshare_of_a_file_she_moved_is_kept``.
+
+(1): priv/ and proj/ each shared WRITE with bob; bob moves priv/x -> proj/x; she unshares priv from bob;
+server away; the desktop moves proj/x -> priv/x (out of bob's share, re-keyed, no new stamp: priv is her
+stamp's folder) and writes "private now"; later the laptop renames proj/x -> proj/y.  Seen (1 run, 08:58
+UTC): both devices show proj/y, reading "private now", and bob's key file opens the current document.
+Control (the desktop moves it to the top: a new stamp): x stays out, bob opens nothing.
+Tests: ``test_her_move_out_to_the_folder_her_stamp_names_stays_out_of_the_share`` (strict xfail),
+``test_control_her_move_out_to_another_folder_stays_out_of_the_share``.
 """
 
 from __future__ import annotations
