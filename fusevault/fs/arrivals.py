@@ -40,7 +40,7 @@ from fusevault.vault.services.absorbing import (
 )
 from fusevault.vault.services.conflicts import note_branches, settle
 from fusevault.vault.services.placing import contents_changed
-from fusevault.vault.services.punched_wants import note_asked, wanted_of
+from fusevault.vault.services.punched_wants import note_asked, note_listed, wanted_of
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,12 @@ class Arrivals:
             note_asked(_volume(agent), peer, in_vain, came)
         if came:  # a version some came for is walked again: it may want more (its tree's next nodes)
             self.want_again()
+
+    def listed_records(self, peer: str, listed: set[tuple[str, str, int]]) -> None:
+        """``peer``'s changes feed lists records gc punched here (fid, vid, index): asked of it again
+        though once asked in vain (vault/services/punched_wants.py ``note_listed``)."""
+        for agent in self.unlocked():
+            note_listed(_volume(agent), peer, listed)
 
     def committed(self, writer: Agent | None, docs: list[dict]) -> None:
         """``docs`` were written by ``writer`` (a user of this mount) or, None,

@@ -54,6 +54,9 @@ class WantedAgain(Protocol):
     def asked_records(self, peer: str, in_vain: set[tuple[tuple[str, str], str, int]],
                       came: set[tuple[str, str, int]]) -> None: ...
 
+    # ``peer``'s changes feed lists these (fid, vid, index) gc punched here: asked of it again.
+    def listed_records(self, peer: str, listed: set[tuple[str, str, int]]) -> None: ...
+
 
 class Counted(Protocol):
     """A peer's counters (sync/replicator.py ``PeerStatus``): the records that came."""
@@ -243,13 +246,13 @@ class PunchedAsks:
         names a hash names it (none naming one: it is checked when read).  The record is one for all of
         them (its id is the writer's (fid, vid, index)): checked against the first-sorted one's only, a
         member's version (or an unhashed one) naming other bytes had the server's placed for all, her
-        genuine one reading EIO for good (attack round 43d (1)).  Where some version's hash is vouched
-        for by its signed document, ``wanted_of`` gives only those (not the shown version's: which leaf
-        is shown a member steers, 44a (1)); vouched versions naming other bytes have none placed, said,
-        and it is asked again once the versions wanting it change.  Placed, one with other bytes was kept as
-        the record (the first copy is kept) and taken off the punched list, so no other peer was asked
-        for it: EIO for good (attack round 43a (1)).  Said, and not placed: still wanted of the other
-        peers."""
+        genuine one reading EIO for good (attack round 43d (1)).  Where the record's writer's own signed
+        version vouches for its hash here, ``wanted_of`` gives that one alone; else every wanting
+        version's, vouched or not, asked in vain or not (attack round 46a): versions naming other bytes
+        have none placed, said, and it is asked again once the versions wanting it change.  Placed, one
+        with other bytes was kept as the record (the first copy is kept) and taken off the punched
+        list, so no other peer was asked for it: EIO for good (attack round 43a (1)).  Said, and not
+        placed: still wanted of the other peers."""
         named = expected[doc["_id"]][1]
         if all(each.hex() == sha for each in named):
             return True

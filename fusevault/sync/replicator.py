@@ -120,6 +120,9 @@ class _NothingBeneath:
                       came: set[tuple[str, str, int]]) -> None:
         return None
 
+    def listed_records(self, peer: str, listed: set[tuple[str, str, int]]) -> None:
+        return None
+
 
 NOTHING_BENEATH = _NothingBeneath()
 
@@ -723,6 +726,8 @@ class Replicator(PunchedAsks):
                 continue  # refused when it is placed
         punched = places_table.punched_among(self.store.db, list(ids))
         if punched:
+            # The feed says this peer has them now: asked of it again though once asked in vain (46a (4)).
+            self.beneath.listed_records(self.name, set(punched))
             log.info("sync with %s: %d record(s) gc punched here listed in the changes: not placed from "
                      "them (asked by id, checked, if a version wants them)", self.name, len(punched))
         return {ids[key] for key in punched}

@@ -140,6 +140,9 @@ Checked, held: ``places.placed``'s OR of 200 terms runs as SQLite's MULTI-INDEX 
 
 Run 08:50 UTC, 2026-12-06 (-n 0, this file): 6 xfailed, 4 passed; with --runxfail each xfail fails at
 its own assertion.
+
+Fixed (1), (2), (4), (5); (3) where the writer's version is here, open where it is not (strict xfail
+at the end): docs/SECURITY.md, "Round 46a".
 """
 
 from __future__ import annotations
@@ -231,8 +234,6 @@ async def _asks(fs, node, genuine, forged, kept) -> Peer:
     return holding
 
 
-@pytest.mark.xfail(strict=True, reason="46a (1): her walk unvouched while a record of hers is withheld: "
-                   "his vouched hash alone counts, the server's bytes placed for her version")
 async def test_her_walk_made_while_a_record_of_hers_is_withheld_does_not_let_his_hash_alone_count(
         fs, monkeypatch) -> None:
     volume = fs.volume
@@ -328,8 +329,6 @@ async def _read_alice(shared, node) -> bytes | int:
         await drive.release(info.fh)
 
 
-@pytest.mark.xfail(strict=True, reason="46a (2): the walk judges a writer's version before its node is "
-                   "taken in; a refusal there is cached: EIO and a false alarm")
 async def test_a_writers_version_walked_before_its_node_is_taken_in_is_not_refused_for_good(
         shared) -> None:
     node, _, expected = await _writers_version_scene(shared, walked_before_take=True)
@@ -379,8 +378,6 @@ async def _his_version_first(fs, monkeypatch, same: bool) -> tuple[object, list[
     return node, genuine, forged
 
 
-@pytest.mark.xfail(strict=True, reason="46a (3): a vouched version alone first has the server's bytes "
-                   "of its hash placed; her version arriving later reads EIO for good")
 async def test_her_version_arriving_after_his_vouched_leaf_is_not_left_with_his_bytes(
         fs, monkeypatch) -> None:
     volume = fs.volume
@@ -405,9 +402,7 @@ async def test_her_version_arriving_after_his_genuine_leaf_reads_control(fs, mon
 
 
 @pytest.mark.parametrize("listed", [
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="46a (4): a punched record the server got after an ask in vain is skipped "
-        "in its feed and never asked again: EIO until the next unlock")),
+    True,
     False,
 ])
 async def test_a_punched_record_the_server_gets_after_an_ask_in_vain_is_placed(fs, listed) -> None:
@@ -441,8 +436,6 @@ async def test_a_punched_record_the_server_gets_after_an_ask_in_vain_is_placed(f
 # --- (5): her hash left out of the check for the peer she was asked of in vain
 
 
-@pytest.mark.xfail(strict=True, reason="46a (5): her row left out for the peer she was asked of in vain: "
-                   "the server's garbage placed unchecked for his unhashed/unvouched version")
 @pytest.mark.parametrize("his", ["unhashed", "unvouched"])
 async def test_a_record_her_version_was_refused_by_the_server_is_not_placed_unchecked_for_his(
         fs, monkeypatch, his) -> None:
@@ -482,3 +475,68 @@ async def test_a_record_her_version_was_refused_by_the_server_is_not_placed_unch
         f"her v2 reads {read if isinstance(read, int) else 'other bytes'}; "
         f"{sum(got.get(i) not in (None, want[i]) for i in ids)} record(s) placed with the server's garbage; "
         f"the holding peer asked {len(holding.asked)} time(s)")
+
+
+# --- where the record's writer vouches for nothing here (gc let its version go: its document and
+# manifest gone): every hash a version wanting the record names must match, whatever was asked in vain
+
+
+def _writer_unknown(monkeypatch) -> None:
+    monkeypatch.setattr(punched_wants, "_writers_sealed", lambda *args: None)
+
+
+async def test_her_walk_made_while_a_record_of_hers_is_withheld_writer_unknown_places_none_of_his(
+        fs, monkeypatch) -> None:
+    """(1) with no sealed hash of the writer's: her walk unvouched (or not) counts all the same, so the
+    versions disagree and neither copy is placed (said): she waits (EIO until the conflict is settled),
+    never his bytes for her version."""
+    _writer_unknown(monkeypatch)
+    volume = fs.volume
+    node, genuine, forged, kept = await _conflict_with_his_vouched_leaf(fs, monkeypatch, withheld=True)
+    await _asks(fs, node, genuine, forged, kept)
+    got = _placed_shas(volume, {doc["_id"] for doc in forged})
+    assert not got, f"{len(got)} record(s) placed while her version and his disagree"
+
+
+@pytest.mark.parametrize("his", ["unhashed", "unvouched"])
+async def test_a_record_her_version_was_refused_for_is_checked_against_her_hash_writer_unknown(
+        fs, monkeypatch, his) -> None:
+    """(5) with no sealed hash of the writer's: her hash is checked though the server was asked for her
+    version in vain; the server's garbage is never placed (unhashed: the holding peer's copy is, as she
+    names it; unvouched: his hash names other bytes, none placed until the versions agree)."""
+    _writer_unknown(monkeypatch)
+    volume = fs.volume
+    node, _, genuine = await _punched_scene(fs)
+    monkeypatch.setattr(punched_wants, "replica", _Conflicted(node.fid))
+    assert inherits_punched(volume, node)
+    tree = volume.tree
+    forged = _forged(genuine)
+    r, said = _replicator(fs, Peer(forged), "server")
+    await r._take_punched()
+    assert said
+    by_id = {doc["_id"]: doc for doc in forged}
+    tree.records_wanted[(node.fid, "0" * len(node.head))] = {
+        (vid, idx): (owner, None if his == "unhashed" else hashlib.sha256(base64.b64decode(
+            by_id[f"rec-{node.fid}-{vid}-{idx}"]["data"])).digest())
+        for (vid, idx), (owner, _) in tree.records_wanted[(node.fid, node.head)].items()}
+    for _ in range(2):
+        await r._take_punched()
+    r2, _ = _replicator(fs, Peer(genuine), "holding")
+    for _ in range(2):
+        await r2._take_punched()
+    volume.layout.places.refused.clear()
+    ids = {doc["_id"] for doc in genuine}
+    got = _placed_shas(volume, ids)
+    want = {doc["_id"]: _sha(doc) for doc in genuine}
+    assert all(got.get(i) in (None, want[i]) for i in ids), "the server's garbage placed"
+    if his == "unhashed":
+        assert await _read(fs) == _expected()
+
+
+@pytest.mark.xfail(strict=True, reason="46a (3), open where the writer vouches for nothing here: his "
+                   "version alone first has the server's bytes of his hash placed (one copy per record)")
+async def test_her_version_arriving_after_his_vouched_leaf_writer_unknown_is_not_left_with_his_bytes(
+        fs, monkeypatch) -> None:
+    _writer_unknown(monkeypatch)
+    await _his_version_first(fs, monkeypatch, same=False)
+    assert await _read(fs) == _expected()

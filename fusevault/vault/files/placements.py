@@ -163,6 +163,31 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
     return shas, True
 
 
+def signed_root(places: Places, fid: str, vid: str, dek: bytes) -> bytes | None:
+    """The manifest root (SHA-256) version ``vid``'s signed document names, where that document is
+    here, opens under the file's key as this file's, and is admitted already (sealed by this process,
+    or judged by every view that decides: ``places.judged``); None else.  Never judges: a version
+    judged where its file is held before the revision that brings it was refused, and the refusal
+    cached (attack round 46a (2)); judging is the take's (absorbing.py ``_judged_while_granted``).
+    Unlike ``version_shas`` it needs none of the version's records here: a record withheld made a
+    version "not vouched" (46a (1))."""
+    if (fid, vid) in places.refused or not places.judged(fid, vid):
+        return None
+    if (checked := places.vouched.get((fid, vid))) is not None and MANIFEST_INDEX in checked:
+        return checked[MANIFEST_INDEX]  # its records checked against its digest already (``version_shas``)
+    if (body := places.document_body(vid)) is None:
+        return None
+    try:
+        doc = loads_untrusted(body)
+        plain = loads_untrusted(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", fid, vid)))
+        if not isinstance(doc, dict) or not isinstance(plain, dict) or doc.get("fid") != fid:
+            return None
+        root = plain.get("manifest_sha256")
+        return bytes.fromhex(root) if isinstance(root, str) and len(root) == 64 else None
+    except (CorruptData, KeyError, TypeError, ValueError):
+        return None
+
+
 # (offset, length) of a version's manifest record -> (index, offset, length) of
 # each record that version wrote, as its manifest names them (vault/files/content.py).
 OwnRecords = Callable[[tuple[int, int]], list[tuple[int, int, int]]]

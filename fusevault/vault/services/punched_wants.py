@@ -12,10 +12,14 @@ peer, fetches them by id, places those hashing as named, and reports back with `
 answered in vain go to ``records_asked`` (per version and peer; a record several versions want also
 to ``records_disputed``), records that came have their versions walked again (their wants set aside
 meanwhile in ``records_rewalk``, still counted).  ``drop_superseded`` forgets the versions no node shown
-or held back has as its head.  A walk's hashes are vouched for only
-where the version's signed document names its manifest root (``_root_vouched``, ``records_vouched``):
-where some vouched hash names a record, only vouched ones are what it is checked against
-(``_counted_hashes``), never the shown version's alone (which leaf is shown a member steers: 44a (1)).
+or held back has as its head.
+
+What a record (vid, idx) is checked against is the record's own, never steered by which versions want
+it at the ask, which of them is shown or vouched, or which asks went in vain (attack rounds 43d to 46a):
+the hash its writer's (``vid``'s) own signed, admitted version vouches for, where that is known here
+(``_writers_sealed``, ``records_sealed``); else every hash any version wanting it names, each must match
+(``_checked_rows``; versions naming other bytes have none placed, said, until they agree).
+``records_vouched`` notes the walks whose root their signed document names (``_root_vouched``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
 
-__all__ = ["inherits_punched", "want_punched", "wanted_of", "note_asked", "drop_superseded"]
+__all__ = ["inherits_punched", "want_punched", "wanted_of", "note_asked", "note_listed", "drop_superseded"]
 
 Asked = set[tuple[tuple[str, str], str, int]]  # (version, record vid, index) asked of a peer
 Punched = dict[str, tuple[str, list[tuple[int, int]]]]  # vid -> (owner, runs of punched indices)
@@ -69,6 +73,7 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
         _forget(volume, version)
         return False
     tree.records_rewalk.pop(version, None)  # set aside for this walk (``note_asked``): replaced by it
+    _writers_sealed(volume, fresh, needed)
     tree.records_wanted[version] = needed
     if vouched:
         tree.records_vouched[version] = needed
@@ -86,47 +91,40 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
 
 
 def wanted_of(volume: Volume, peer: str) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]:
-    """(version, record vid, index, owner, SHA-256 its version's manifest names or None) of the records
-    gc punched here that the versions this tree shows or holds back inherit (``inherits_punched``),
-    less those ``peer`` was asked for in vain: the sync with it fetches them.  The wants of versions
-    superseded meanwhile are dropped first (``drop_superseded``).  A record asked for also has a row
-    for each version set aside to be walked again that names it with a hash (``_set_aside_rows``): the
-    record must hash as that version names it too."""
+    """(version, record vid, index, owner, SHA-256 it must hash to or None) of the records gc punched
+    here that the versions this tree shows or holds back inherit (``inherits_punched``) and that some
+    version wanting them was not asked of ``peer`` for in vain: the sync with it fetches them.  The wants
+    of versions superseded meanwhile are dropped first (``drop_superseded``).
+
+    What a record is checked against is the record's, never steered by which versions want it at the
+    moment, which is vouched, or which asks went in vain (``_checked_rows``): the hash its writer's own
+    signed version vouches for where that is known (``records_sealed``), else every hash any version
+    wanting it names (``_as_named``: all must match)."""
     tree = volume.tree
     drop_superseded(volume)
     _disputes_settled(volume)
-    counted = _counted_hashes(volume)
-    out = []
+    asked: set[tuple[str, str, int]] = set()
     for version, wanted in tree.records_wanted.items():
-        asked = tree.records_asked.get(version, {}).get(peer, set())
-        out += [(version, vid, idx, owner, _counted_sha(volume, counted, version, (vid, idx), owner, sha))
-                for (vid, idx), (owner, sha) in wanted.items() if (vid, idx) not in asked]
-    return out + _set_aside_rows(volume, counted, {(version[0], vid, idx) for version, vid, idx, _, _ in out})
+        in_vain = tree.records_asked.get(version, {}).get(peer, set())
+        asked.update((version[0], vid, idx) for vid, idx in wanted if (vid, idx) not in in_vain)
+    return _checked_rows(volume, asked)
 
 
-def _counted_sha(volume: Volume, counted: set[tuple[str, str, int]], version: tuple[str, str],
-                 record: tuple[str, int], owner: str, sha: bytes | None) -> bytes | None:
-    """The hash ``version`` names for ``record`` if it counts: where a vouched hash names the record,
-    only vouched ones do (``_counted_hashes``); None else."""
-    if (version[0], *record) not in counted:
-        return sha
-    return sha if volume.tree.records_vouched.get(version, {}).get(record) == (owner, sha) else None
-
-
-def _set_aside_rows(volume: Volume, counted: set[tuple[str, str, int]], asked: set[tuple[str, str, int]]
-                    ) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]:
-    """The rows of the versions set aside to be walked again (``records_rewalk``) for the records
-    ``asked`` (fid, vid, idx) names, where they name a hash that counts: checked against it too
-    (``_as_named``), never asked for their own sake (``note_asked`` notes nothing for them).  Dropped
-    from the count, a version some of whose records came left the others' hashes alone: his version's
-    hash placed the server's bytes for hers, EIO for good (attack round 45b (1))."""
+def _checked_rows(volume: Volume, asked: set[tuple[str, str, int]]
+                  ) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]:
+    """A row for each version wanting a record ``asked`` (fid, vid, idx) names, those asked in vain
+    and those set aside to be walked again (``records_rewalk``) included, each with the hash the record
+    must have: its writer's sealed one where known (``records_sealed``), else the one that version
+    names.  Which versions were vouched for once decided which hashes counted: her walk unvouched as
+    the server withheld a record of hers, or walked after his alone, his hash had the server's bytes
+    placed for her version too, EIO for good (attack round 46a (1), (3)); her rows left out for the
+    peer she was asked of in vain, his unhashed version had its garbage placed unchecked (46a (5))."""
+    sealed = volume.tree.records_sealed
     out = []
-    for version, wanted in volume.tree.records_rewalk.items():
+    for version, wanted in _wants(volume):
         for (vid, idx), (owner, sha) in wanted.items():
-            if (version[0], vid, idx) not in asked:
-                continue
-            if (named := _counted_sha(volume, counted, version, (vid, idx), owner, sha)) is not None:
-                out.append((version, vid, idx, owner, named))
+            if (record := (version[0], vid, idx)) in asked:
+                out.append((version, vid, idx, owner, sealed.get(record, sha)))
     return out
 
 
@@ -177,27 +175,6 @@ def _disputes_settled(volume: Volume) -> None:
                 del tree.records_asked[version]
 
 
-def _counted_hashes(volume: Volume) -> set[tuple[str, str, int]]:
-    """(fid, vid, index) of the records some version wants with a hash its vouched walk gave (its
-    manifest root is the one its signed document names, ``_root_vouched``): for those, only such hashes
-    are what the record is checked against (``wanted_of`` gives the others None), each of them
-    (``_as_named``): vouched versions naming other bytes have none placed (EIO, said), and the peer
-    holding them is asked again once the versions wanting it change (``_disputes_settled``).
-
-    Which hash counts was once the version shown's (43d (1)); but which leaf is shown a write member
-    steers (his revision, his stamp), so his leaf had the server's bytes of his choice placed for her
-    version too, hers EIO for good (attack round 44a (1)).  A hash no signed document vouches for (a
-    manifest root a holder of the file's key sealed and the server served, or a version whose document
-    is not here) never outweighs a vouched one; with none vouched, every named hash must match."""
-    tree = volume.tree
-    out: set[tuple[str, str, int]] = set()
-    for (fid, vid), vouched in tree.records_vouched.items():
-        wanted = tree.records_wanted.get((fid, vid)) or tree.records_rewalk.get((fid, vid), {})
-        out.update((fid, writer, idx) for (writer, idx), (owner, sha) in vouched.items()
-                   if sha is not None and wanted.get((writer, idx)) == (owner, sha))
-    return out
-
-
 def _forget(volume: Volume, version: tuple[str, str]) -> None:
     """A version's want and its notes, dropped (it wants nothing now, or nothing reads it here)."""
     tree = volume.tree
@@ -219,7 +196,7 @@ def note_asked(volume: Volume, peer: str, in_vain: Asked, came: set[tuple[str, s
     the rest: each such ask places a record, so this ends.  A version some record of which came is
     walked again (at once if shown, else at the next look at it): it may want more.  Meanwhile its want
     is set aside (``records_rewalk``), not dropped: it still counts for the records it shares with other
-    versions (``_set_aside_rows``) and for their disputes (attack round 45b (1))."""
+    versions (``_checked_rows``) and for their disputes (attack round 45b (1))."""
     tree = volume.tree
     wanting = _wanting_versions(volume) if in_vain else {}
     for version, vid, idx in in_vain:
@@ -247,6 +224,26 @@ def note_asked(volume: Volume, peer: str, in_vain: Asked, came: set[tuple[str, s
     drop_superseded(volume)
 
 
+def note_listed(volume: Volume, peer: str, listed: set[tuple[str, str, int]]) -> None:
+    """``peer``'s changes feed lists the records ``listed`` (fid, vid, index) gc punched here: the notes
+    that it was asked for them in vain are dropped, so that the next ask fetches them by id, checked
+    (``_take_punched``).  The feed says it has them now: kept, a record one server lacked at the ask and
+    got later was never asked of it again, EIO and a false alarm until the next unlock (attack round
+    46a (4)); never placed from the feed itself (45b (2)).  Bounded by the feed's entries."""
+    tree = volume.tree
+    by_fid: dict[str, set[tuple[str, int]]] = {}
+    for fid, vid, idx in listed:
+        by_fid.setdefault(fid, set()).add((vid, idx))
+    for version, peers in list(tree.records_asked.items()):
+        if (records := by_fid.get(version[0])) is None or (noted := peers.get(peer)) is None:
+            continue
+        noted -= records
+        if not noted:
+            del peers[peer]
+        if not peers:
+            del tree.records_asked[version]
+
+
 def drop_superseded(volume: Volume) -> None:
     """Forget the wants and notes of versions that are no longer the head of a node this tree shows or
     holds back (a file waiting for its version or its folder, or in conflict: its leaves are settled
@@ -256,6 +253,7 @@ def drop_superseded(volume: Volume) -> None:
     tree = volume.tree
     versions = tree.records_wanted.keys() | tree.records_asked.keys() | tree.records_rewalk.keys()
     if not versions:
+        tree.records_sealed.clear()
         return
     waiting = tree.incomplete() | tree.unplaced()
     local = replica.local_of(volume.store)
@@ -265,6 +263,16 @@ def drop_superseded(volume: Volume) -> None:
                 or local is None or replica.in_conflict(local, fid)):
             continue
         _forget(volume, (fid, vid))
+    _sealed_pruned(volume)
+
+
+def _sealed_pruned(volume: Volume) -> None:
+    """The writers' sealed hashes (``records_sealed``) of records no version wants any more, dropped."""
+    tree = volume.tree
+    if tree.records_sealed:
+        wanted = {(version[0], vid, idx) for version, want in _wants(volume) for vid, idx in want}
+        for record in [record for record in tree.records_sealed if record not in wanted]:
+            del tree.records_sealed[record]
 
 
 def want_punched(volume: Volume) -> None:
@@ -333,12 +341,11 @@ def _vouched_if_hashed(volume: Volume, fresh: Node, reader: Content, wanted: Wan
 
 
 def _root_vouched(volume: Volume, fresh: Node, reader: Content) -> bool:
-    """Whether the manifest root ``reader`` read for ``fresh``'s version is the one its signed document
-    names (``manifest_sha256``, the document admitted as the tree admits versions: placements.py
-    ``version_shas``, once per version per process).  Under a Merkle root every node and block hash is
-    checked against its parent, so the root vouched, each hash the walk gave is.  Not vouched: the
-    document is not here or signed before digests (nothing to compare with), or the root differs
-    (Forged: said there, an alarm, as any read of it says)."""
+    """Whether the manifest root ``reader`` read for ``fresh``'s version is the one its signed, admitted
+    document names (placements.py ``signed_root``): no longer what a record is checked against (its
+    writer's sealed hash, or every named one: ``_checked_rows``), kept as what the walk saw.  Not through
+    ``version_shas``: that judged a writer's version before its node was taken in, the refusal cached
+    (attack round 46a (2)), and needs every record of the version here (46a (1))."""
     places = volume.layout.places
     vid = fresh.head
     if places is None or vid is None or fresh.manifest is None or reader.fd is None:
@@ -347,8 +354,48 @@ def _root_vouched(volume: Volume, fresh: Node, reader: Content) -> bool:
     try:
         offset, length = reader.where(*fresh.manifest, vid, MANIFEST_INDEX)
         root = hashlib.sha256(os.pread(fd, length, offset)).digest()
-        shas, _ = placements.version_shas(places, fresh.fid, vid, fresh.dek,
-                                          lambda at, n: os.pread(fd, n, at))
     except (VaultError, OSError, ValueError):
         return False
-    return shas is not None and shas.get(MANIFEST_INDEX) == root
+    return placements.signed_root(places, fresh.fid, vid, fresh.dek) == root
+
+
+# A walk looks up the sealed hashes of at most this many writers' versions (each a manifest tree read):
+# the others' records are checked against every hash named (``_checked_rows``).
+SEALED_WRITERS = 8
+
+
+def _writers_sealed(volume: Volume, fresh: Node, wanted: Wanted) -> None:
+    """For the records ``wanted`` names, the hash their writer's own version vouches for, where its
+    signed, admitted document is here (``signed_root``), its manifest record hashes as that names and
+    loads as a Merkle tree (its nodes here, each checked against its parent): noted in
+    ``records_sealed``, the one hash each is checked against.  A record is its writer's (its id is the
+    writer's (fid, vid, index)); the hash the wanting versions name is theirs, and which of them want it,
+    or are vouched, at an ask the server and a write member steer (attack round 46a (1), (3))."""
+    places = volume.layout.places
+    sealed = volume.tree.records_sealed
+    if places is None:
+        return
+    writers: dict[str, list[int]] = {}
+    for writer, idx in wanted:
+        if (fresh.fid, writer, idx) not in sealed:
+            writers.setdefault(writer, []).append(idx)
+    for writer in sorted(writers)[:SEALED_WRITERS]:
+        if (root := placements.signed_root(places, fresh.fid, writer, fresh.dek)) is None:
+            continue  # nothing vouches for what it sealed: every named hash is checked
+        own = [row for row in places.of_version(fresh.fid, writer) if row.idx == MANIFEST_INDEX]
+        if not own:
+            continue
+        reader = Content(volume.layout, fresh.owner, fresh.fid, fresh.dek, None, None,
+                         check_sidecar=False, vouch=False)
+        try:
+            reader.load_manifest((own[0].offset, own[0].length), writer)
+            offset, length = reader.where(own[0].offset, own[0].length, writer, MANIFEST_INDEX)
+            if reader.fd is None or hashlib.sha256(os.pread(reader.fd, length, offset)).digest() != root:
+                continue  # resealed in place (the read says so): its leaves vouch for nothing
+            for idx in writers[writer]:
+                if idx >= 0 and (sha := reader.block_sha(writer, idx)) is not None:
+                    sealed[(fresh.fid, writer, idx)] = sha
+        except (VaultError, OSError, ValueError):
+            continue  # its tree's nodes punched too, or damaged: every named hash is checked
+        finally:
+            reader.close()

@@ -138,10 +138,14 @@ class Inodes:
         # stand (attack round 45b (1): out of the count, the others' hashes alone had bytes placed).
         self.records_rewalk: dict[tuple[str, str], dict[tuple[str, int], tuple[str, bytes | None]]] = {}
         # Such a version whose manifest root its signed document vouched for -> the want that walk gave
-        # (the very dict of ``records_wanted``, or of ``records_rewalk`` meanwhile): where the versions
-        # wanting a record name other hashes, only those a vouched walk gave count (punched_wants.py
-        # ``_counted_hashes``, attack round 44a (1)).
+        # (the very dict of ``records_wanted``, or of ``records_rewalk`` meanwhile).  It no longer decides
+        # what a record is checked against (punched_wants.py ``_checked_rows``: vouched or not, every
+        # named hash counts, attack round 46a (1), (5)).
         self.records_vouched: dict[tuple[str, str], dict[tuple[str, int], tuple[str, bytes | None]]] = {}
+        # (fid, vid, idx) of such a record -> the hash its writer's own signed, admitted version (``vid``)
+        # vouches for (its manifest root -> its Merkle leaf): where known, the one hash it is checked
+        # against, whichever versions want it (punched_wants.py ``_writers_sealed``, attack round 46a).
+        self.records_sealed: dict[tuple[str, str, int], bytes] = {}
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
@@ -649,6 +653,7 @@ class Inodes:
         self.records_disputed.clear()
         self.records_rewalk.clear()
         self.records_vouched.clear()
+        self.records_sealed.clear()
         self.same_state.clear()
         self.left_holding.clear()
         self.ledger = None  # saved before; it holds a key of the user's
