@@ -24,35 +24,41 @@ member (his own signed states, files at ids he computes), honest use.
 2. **Leaves per document unbounded: each arrival and each load reads all of them (medium: stall).** Attack:
    the server (or a WRITE member's client, pushing with ``new_edits: false``) stores L sibling leaves of one
    of her files (any bodies: one altered body is enough), each with a 100-revision history.  Seen (real
-   ``LocalStore``, this loaded 2-core machine, 1 KiB bodies): storing leaves one batch of 100 after another:
-   500 leaves 0.95 s, 1000 4.1 s, 2000 21 s in all (quadratic); with L leaves held, one batch of 100 more
-   takes 7.2 s at L=1000 and 41 s at L=4000, on the trio thread (sync/replicator.py ``_store``: "nothing
-   awaits here": every request of the mount waits); ``other_leaves`` parses all L bodies at every load (0.12
-   s at 1000, 0.76 s at 4000, per file) and ``_her_leaves`` hashes every leaf (``_body_of``, duplicates
-   included) before any cap: 2000 leaves 0.08 s.  Counted (unit): one batch of 100 beside 300 leaves parses
-   ``history_of`` 35150 times; ``_her_leaves`` opens every leaf's body whatever ``HER_LEAVES_CHECKED`` (768
-   copies of one altered body: 768 read and hashed, one check, nothing said: right, nothing is hidden, but
-   unbounded).  Read, not run: the settling costs O(L^2) too (``_beside_no_state_of_hers`` calls
-   ``other_leaves`` once per leaf it settles) and ``note_branches`` checks a signature per leaf of hers.
-   Cause: ``replica._store_one`` calls ``_known`` (every leaf's history parsed) and scans every leaf per
-   arriving revision; no cap of leaves per document; 45c's caps bound the signature checks only.  Impact: a
-   server adding a few thousand revisions freezes the mount for minutes per batch, and the next batch again,
-   for good (a sync that stalls, the mount unresponsive), nothing said; each load pays O(L) per conflicted
-   file of hers. Fix (suggested): a cap of live leaves per document in ``_store_one`` (say 64: beyond it the
-   lowest-ranked branch is refused, said once); ``_known`` by one indexed lookup of the revision (a table of
-   known revisions, or ``revs LIKE``) rather than parsing every branch; ``other_leaves`` with ``LIMIT``.
-   Tests: ``test_a_batch_beside_many_leaves_is_linear``,
+   ``LocalStore``, this loaded 2-core machine): the changes feed offers a document's every leaf at once
+   (couch_api ``style: all_docs``), so they come as one batch, stored by one synchronous ``store_revisions``
+   under ``settled()`` on the trio thread (sync/replicator.py ``_store``: "nothing awaits here": every
+   request of the mount waits): one batch of 1000 leaves (100-revision histories) 31.8 s, of 2000: 119 s
+   (quadratic).  In batches of 100 (1 KiB bodies, 2-revision histories): 500 leaves 0.95 s in all, 1000 4.1
+   s, 2000 21 s; with L leaves held, one batch of 100 more 7.2 s at L=1000, 41 s at L=4000, and one honest
+   revision of that file 0.08 s at 1000, 0.37 s at 4000, for good: a closed leaf stays a row of ``leaves``
+   (``close_leaf``) and ``_known`` parses every row's history, closed or not.  ``other_leaves`` parses all L
+   bodies at every load (0.12 s at 1000, 0.76 s at 4000, per file) and ``_her_leaves`` hashes every leaf
+   (``_body_of``, duplicates included) before any cap: 2000 leaves 0.08 s.  Counted (unit): one batch of 100
+   beside 300 leaves parses ``history_of`` 35150 times; ``_her_leaves`` opens every leaf's body whatever
+   ``HER_LEAVES_CHECKED`` (768 copies of one altered body: 768 read and hashed, one check, nothing said:
+   right, nothing is hidden, but unbounded).  Read, not run: the settling costs O(L^2) too
+   (``_beside_no_state_of_hers`` calls ``other_leaves`` once per leaf it settles) and ``note_branches``
+   checks a signature per leaf of hers. Cause: ``replica._store_one`` calls ``_known`` (every leaf's history
+   parsed) and scans every leaf per arriving revision; no cap of leaves per document; 45c's caps bound the
+   signature checks only.  Impact: a server adding a few thousand revisions freezes the mount for minutes
+   per batch it sends, again at will (the mount unresponsive while it lasts), nothing said; each load pays
+   O(L) per conflicted file of hers. Fix (suggested): a cap of live leaves per document in ``_store_one``
+   (say 64: beyond it the lowest-ranked branch is refused, said once); ``_known`` by one indexed lookup of
+   the revision (a table of known revisions, or ``revs LIKE``) rather than parsing every branch;
+   ``other_leaves`` with ``LIMIT``. Tests: ``test_a_batch_beside_many_leaves_is_linear``,
    ``test_her_leaves_read_a_bounded_number_of_leaves``.
-Held (checked): ``_copy_there``'s key equality is latent only: the copy's key is ``subkey(loser DEK,
-...)`` and every WRITE member holds the loser's DEK, so bob can make a file of his at the copy id under
-the copy's very key; but it is taken for the copy only with no live row there, and no route was found to
-a held node of his without one (his document is stored before the tree takes it in; a bare ``_deleted``
-over it makes the node leave, absorbing.py; fusevault's own deletions are live rows, ``delete``), and
-with his row live ``_made_copy`` refuses it (said, next id: right).  Remembering the (fid, DEK) of the
-copies this device is making, rather than inferring it from a key a member can derive, would close it
-for good.  ``_says_hers`` trusts the clear ``sig.by`` only to drop leaves, and a leaf of hers
-relabelled fails its check anyway (withholding, out of reach); her local leaf cannot be relabelled. High
-clear epochs on altered bodies cost the server nothing (256 distinct ones, said: the listed limit); the
+
+Held (checked): ``_copy_there``'s key equality is latent only: the copy's key is ``subkey(loser DEK, ...)``
+and every WRITE member holds the loser's DEK, so bob can make a file of his at the copy id under the copy's
+very key; but it is taken for the copy only with no live row there, and no route was found to a held node of
+his without one (his document is stored before the tree takes it in; a bare ``_deleted`` over it makes the
+node leave, absorbing.py; fusevault's own deletions are live rows, ``delete``), and with his row live
+``_made_copy`` refuses it (said, next id: right).  Remembering the (fid, DEK) of the copies this device is
+making, rather than inferring it from a key a member can derive, would close it for good.  ``_says_hers``
+trusts the clear ``sig.by`` only to drop leaves, and a leaf of hers relabelled fails its check anyway
+(withholding, out of reach); her local leaf cannot be relabelled. High clear epochs on altered bodies cost
+the server nothing (256 distinct ones, said: the listed limit; a WRITE member's client can push them as
+well, unsigned: ``_says_hers`` keeps a leaf naming no signer, so the limit is not the server's alone); the
 alarm fires whenever her leaf is past a cap (it is always a further distinct body), but ``Alarms.warn``
 keeps one entry per ("forged", fid): a "forged" alarm about that file earlier in the process (a refused
 leaf) leaves only a count, not this text (minor).  No false alarm in honest use: her honest leaves are one
@@ -60,7 +66,7 @@ per device branch (closed leaves are deleted rows, not read). ``_made_copy`` acc
 owner, the loser's signer; only the owner's devices settle (``_settle_one``), so a member's device never
 makes a copy her device would refuse.
 
-Run 09:02 UTC: each strict xfail fails at its own assertion under --runxfail; the controls pass.
+Run 09:06 UTC: each strict xfail fails at its own assertion under --runxfail; the controls pass.
 """
 
 from __future__ import annotations
