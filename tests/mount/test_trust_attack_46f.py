@@ -1,0 +1,358 @@
+"""Attack round 46f: the fix of 45t (3) (a7c5e27: export and import keep holes as holes; an export ends
+with its client), attacked by whoever writes a watched import folder (in a shared mount, root's mount
+process imports it into the vault) and by honest use.  In-process: the Importer and ``export`` on an
+unmounted Volume (the harness of tests/mount/test_imports.py), so the runs are short and certain.
+
+Hole 1 (medium in a shared mount; low in a personal one): the import still reads a sparse source's
+  holes whole, in ONE worker-thread call that nothing can cancel: a re-import of a changed source
+  (``Importer.take``: a record names the location, or the vault has a file at its place) hashes it with
+  ``hash_file`` (``f.read`` to the end) before ``source_pieces`` is ever used.
+  Attack: a writer of the watched folder drops ``x`` (a byte), it is imported; then ``truncate -s 1E x``
+  (or any file whose name is already in the vault's import folder).  The next scan runs
+  ``vol.in_thread(hash_file, ...)``: read(2) of 1 EiB of zeros plus SHA-256, years of one core, in
+  root's process, inside one ``trio.to_thread.run_sync`` call (not abandonable), holding one of the
+  tree's ``CapacityLimiter(max(2, cpus))`` slots that every file read and write of every user shares.
+  Seen: ``test_a_changed_sparse_source_is_read_for_its_data_alone`` (run, fails: ``hash_file`` read
+    256 MiB (where the wrapper stopped it) of a 1 TiB source holding 2 bytes);
+    ``test_a_reimport_is_cancelled_promptly_like_a_first_import`` (run, fails: cancelled after
+    0.3 s, as an unmount or lock does, ``take`` returned only when the whole read was over: ~4 s of a
+    read slowed to 20 ms per MiB; with 1 EiB, never).  Control
+    ``test_control_a_first_import_of_a_sparse_source_is_cancelled_promptly`` (passes: ``write_file``
+    hashes holes in 64 MiB steps, a cancel takes effect between them).
+  Cause: imports/importer.py ``hash_file`` reads with ``f.read`` (no SEEK_DATA) in one thread call;
+    the fix changed only ``_chunks`` (the copy).
+  Impact: an unmount/lock of root's shared mount hangs until the read ends (years); one worker slot
+    of two (on a 2-core host) is gone for every user meanwhile; a core burns.  docs/SECURITY.md's
+    "Still open: a sparse source costs the import CPU time to hash its holes" does not say that this
+    part cannot be cancelled, nor that it holds a shared slot.
+  Fix (suggested): hash in ``hash_file`` with ``source_pieces`` and ``_hash_zeros``-like steps (one
+    thread call per bounded step, checking a cancel between), or bound an import by the source's
+    apparent size (refuse, and say, a source larger than N x its allocated blocks or than a limit).
+
+Hole 2 (low-medium; same attacker): with ``delete_file_from_source`` the copy's check before the
+  source is removed (``Importer._remove_source`` -> ``placing.file_digest`` -> ``read_file``) reads the
+  vault file's holes whole, 1 MiB ``volume.read`` at a time, and runs SHA-256 of every MiB on the mount's
+  event loop (``digest.update`` in the coroutine), not in a worker; ``_already_there`` and
+  ``_changed_in_vault`` do the same.
+  Seen: ``test_the_check_before_removing_a_source_reads_only_its_data`` (run, fails: 256 MiB read
+    through ``volume.read`` for a 256 MiB source holding 2 bytes).
+  Impact: a second full pass over the holes per import (the CPU the fix meant to bound doubles), with
+    the loop that serves every FUSE request of every user of a shared mount busy ~1 ms per MiB of hole.
+  Fix (suggested): ``file_digest`` over ``read_data`` (hashing the gaps as zeros in worker steps, as
+    ``write_file`` does), or keep the digest ``write_file`` computed, and never hash on the loop.
+
+Hole 3 (low; honest use of the control socket by other clients): a client that half-closes after its
+  request line (``shutdown(SHUT_WR)``, as ``nc -N``/``socat`` do) has its export cancelled at once and
+  gets no answer: ``control._hangup`` takes "readable, 0 bytes" (EOF on its sending half) for "gone".
+  Seen: ``test_a_half_closed_client_still_gets_its_export`` (run, fails: the answer is empty, the
+  handler was cancelled).  The fusevault client does not half-close (held).
+  Fix (suggested): tell a hangup by POLLHUP/POLLRDHUP-less means: keep waiting after EOF for the
+  peer's full close (a send of 0 bytes/SO_ERROR, or ``poll`` for POLLHUP), or document it.
+
+Checked, held: an export of a file with a hole at its start and at its end, a block of real zeros then
+  overwritten while the file is open (dirty, not yet sealed), a last partial block, a size not a
+  multiple of the block size, and a 0-byte file gives the right bytes and sizes
+  (``test_control_export_of_holes_dirty_blocks_and_tails_gives_the_right_bytes``, passes); a
+  cancelled export removes its temporary file (shielded ``discard``) and releases its handle
+  (``release`` pops the handle before any await); ``source_pieces`` ends on a file cut short between
+  SEEK_DATA and SEEK_HOLE (ENXIO: an OSError, the import fails and is retried) and on a growing file
+  (each step moves on); the fusevault CLI asks ``export`` with no timeout (no honest cancel).
+  Read, not run: a client that passes its socket to another process keeps its export going (as a
+  live client would: no more than the user may do anyway).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import trio
+from conftest import PASSPHRASE
+
+from fusevault.fs import control
+from fusevault.imports import importer as importer_module
+from fusevault.imports.importer import Importer
+from fusevault.vault.model.settings import Settings
+from fusevault.vault.services import exporting
+from fusevault.vault.services.opening import unlock_vault
+from fusevault.vault.services.placing import NoKernel
+from fusevault.vault.volume import Caller, Volume
+
+MiB = 1 << 20
+TiB = 1 << 40
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+def _sparse(path: Path, size: int, data: bytes = b"a") -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.truncate(size)
+
+
+class _Counting:
+    """A source file whose reads are counted (and stopped past ``limit``, or slowed by ``delay``)."""
+
+    def __init__(self, f, limit: int, delay: float = 0.0) -> None:
+        self.f, self.limit, self.delay, self.read_bytes = f, limit, delay, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.read_bytes >= self.limit:
+            raise OSError(errno.EIO, "stopped by the test: it has seen enough")
+        if self.delay:
+            time.sleep(self.delay)
+        data = self.f.read(n)
+        self.read_bytes += len(data)
+        return data
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+
+def _watching(monkeypatch, limit: int, delay: float = 0.0) -> list[_Counting]:
+    """Wrap the importer's ``open_source``: the list gets every source opened."""
+    opened: list[_Counting] = []
+    real = importer_module.open_source
+
+    def counting(host, root, location):
+        wrapper = _Counting(real(host, root, location), limit, delay)
+        opened.append(wrapper)
+        return wrapper
+
+    monkeypatch.setattr(importer_module, "open_source", counting)
+    return opened
+
+
+def _run(vault: Path, source: Path, body, **settings) -> None:
+    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
+    config = Settings(source_dir_to_watch=str(source), **settings)
+
+    async def main() -> None:
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        try:
+            importer = Importer(volume, config, NoKernel())
+            await importer.load()
+            try:
+                await body(volume, importer)
+            finally:
+                importer.close()
+        finally:
+            await volume.close()
+
+    trio.run(main)
+
+
+# --- Hole 1
+
+
+@pytest.mark.xfail(strict=True, reason="46f (1): hash_file reads a changed sparse source's holes whole")
+def test_a_changed_sparse_source_is_read_for_its_data_alone(vault: Path, source: Path, monkeypatch) -> None:
+    x = source / "x"
+    x.write_bytes(b"a")
+
+    async def body(volume, importer) -> None:
+        outcome, _, _ = await importer.take("x")
+        assert outcome == "new"
+        _sparse(x, TiB, b"ab")  # 2 bytes of data, 1 TiB long: changed since its import
+        opened = _watching(monkeypatch, limit=256 * MiB)
+        with trio.move_on_after(120), contextlib.suppress(Exception):
+            await importer.take("x")  # fails where the wrapper stops the read
+        read = sum(w.read_bytes for w in opened)
+        assert read < 16 * MiB, f"hash_file read {read >> 20} MiB (and would read 1 TiB) of holes for 2 bytes"
+
+    _run(vault, source, body)
+
+
+async def _take_cancelled(importer, location: str, after: float) -> float:
+    started = time.monotonic()
+    with trio.move_on_after(after), contextlib.suppress(Exception):
+        await importer.take(location)  # (a read stopped by the test fails it)
+    return time.monotonic() - started
+
+
+@pytest.mark.xfail(strict=True, reason="46f (1): a re-import's hash_file cannot be cancelled (unmount waits)")
+def test_a_reimport_is_cancelled_promptly_like_a_first_import(vault: Path, source: Path, monkeypatch) -> None:
+    x = source / "x"
+    x.write_bytes(b"a")
+
+    async def body(volume, importer) -> None:
+        await importer.take("x")
+        _sparse(x, TiB, b"ab")
+        # Reading 1 EiB of holes takes years; here the read is slowed to 20 ms per MiB and stopped
+        # after 200 MiB (4 s), which is what a cancel has to wait for.
+        _watching(monkeypatch, limit=200 * MiB, delay=0.02)
+        took = await _take_cancelled(importer, "x", 0.3)
+        assert took < 2.0, f"cancelled after 0.3 s, take returned after {took:.1f} s (the whole read)"
+
+    _run(vault, source, body)
+
+
+def test_control_a_first_import_of_a_sparse_source_is_cancelled_promptly(vault: Path, source: Path) -> None:
+    _sparse(source / "y", TiB, b"ab")  # new: copied (and hashed) by write_file, holes in steps
+
+    async def body(volume, importer) -> None:
+        took = await _take_cancelled(importer, "y", 0.3)
+        assert took < 2.0, f"cancelled after 0.3 s, take returned after {took:.1f} s"
+
+    _run(vault, source, body)
+
+
+# --- Hole 2
+
+
+@pytest.mark.xfail(strict=True, reason="46f (2): _remove_source's file_digest reads the vault file's holes")
+def test_the_check_before_removing_a_source_reads_only_its_data(vault: Path, source: Path) -> None:
+    _sparse(source / "z", 256 * MiB, b"ab")
+
+    async def body(volume, importer) -> None:
+        real = volume.read
+        counted = [0]
+
+        async def read(fh, offset, size):
+            data = await real(fh, offset, size)
+            counted[0] += len(data)
+            return data
+
+        volume.read = read
+        outcome, _, removed = await importer.take("z")
+        assert outcome == "new" and removed
+        assert counted[0] < 8 * MiB, f"{counted[0] >> 20} MiB read back (and hashed on the loop) of holes"
+
+    _run(vault, source, body, delete_file_from_source=True)
+
+
+# --- Hole 3
+
+
+@pytest.mark.xfail(strict=True, reason="46f (3): a half-closed client's export is cancelled, no answer")
+def test_a_half_closed_client_still_gets_its_export(tmp_path: Path) -> None:
+    path = tmp_path / "ctl" / "control.sock"
+    path.parent.mkdir(mode=0o700)
+    finished = []
+
+    async def handler(request: dict, uid: int) -> dict:
+        await trio.sleep(0.5)  # an export under way
+        finished.append(request["cmd"])
+        return {"exported": "x", "files": 1, "bytes": 1}
+
+    def client() -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(path))
+            sock.sendall(b'{"cmd": "export"}\n')
+            sock.shutdown(socket.SHUT_WR)  # nothing more to say; still waiting for the answer
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            return data
+
+    async def main() -> bytes:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lambda task_status: control.serve(
+                path, handler, until_hangup=frozenset({"export"}), task_status=task_status))
+            answer = await trio.to_thread.run_sync(client)
+            nursery.cancel_scope.cancel()
+        return answer
+
+    answer = trio.run(main)
+    assert answer.startswith(b"{") and finished == ["export"], f"answer {answer!r}, finished {finished}"
+
+
+# --- What held
+
+
+def test_control_export_of_holes_dirty_blocks_and_tails_gives_the_right_bytes(vault: Path,
+                                                                              tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
+    caller = Caller(os.getuid(), os.getgid())
+
+    async def main() -> dict[str, bytes]:
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        expected: dict[str, bytes] = {}
+        try:
+            root = volume.resolve(b"")
+
+            async def make(name: str, writes: list[tuple[int, bytes]], size: int | None = None,
+                           keep_open: bool = False) -> None:
+                fh, node = await volume.create(root.ino, name.encode(), 0o644, caller)
+                image = bytearray()
+                for offset, data in writes:
+                    await volume.write(fh, offset, data)
+                    image[len(image):offset] = bytes(max(0, offset - len(image)))
+                    image[offset:offset + len(data)] = data
+                if size is not None:
+                    await volume.setattr(node.ino, size=size)
+                    image = image[:size] + bytes(max(0, size - len(image)))
+                expected[name] = bytes(image)
+                if not keep_open:
+                    await volume.release(fh)
+
+            bs = 64 * 1024
+            await make("empty", [])
+            await make("holes-both-ends", [(3 * MiB + 17, b"middle" * 1000)], size=9 * MiB + 5)
+            # Real zeros sealed, then overwritten (dirty, never flushed) while open.
+            fh, node = await volume.create(root.ino, b"rewritten", 0o644, caller)
+            await volume.write(fh, 0, bytes(4 * MiB))
+            await volume.flush(fh)
+            await volume.write(fh, 2 * MiB + 3, b"late" * 5000)
+            expected["rewritten"] = bytes(2 * MiB + 3) + b"late" * 5000 + bytes(4 * MiB - 2 * MiB - 3 - 20000)
+            await make("tail", [(0, os.urandom(5 * bs + 123))], keep_open=True)
+            await make("sparse-tail", [(7 * bs - 1, b"Z")], keep_open=True)
+            for name in expected:
+                await exporting.export(volume, name.encode(), out)
+            await volume.release(fh)
+        finally:
+            await volume.close()
+        return expected
+
+    expected = trio.run(main)
+    for name, data in expected.items():
+        got = (out / name).read_bytes()
+        assert len(got) == len(data) and got == data, f"{name}: {len(got)} bytes exported, {len(data)} meant"
+
+
+def test_control_import_of_holes_zeros_and_tails_gives_the_right_bytes(vault: Path, source: Path) -> None:
+    """A hole at the start and at the end, a chunk of real zeros between data, a size not a multiple of
+    a block or a chunk, and an empty file: imported equal, with the digest of what the source reads as."""
+    import hashlib
+
+    from fusevault.vault.services.placing import file_digest
+
+    with open(source / "mixed", "wb") as f:
+        f.seek(3 * MiB + 5)  # a hole first
+        f.write(b"data" * 300_000)
+        f.write(bytes(2 * MiB))  # real zeros, written (not a hole)
+        f.write(b"x" * 77)
+        f.truncate(11 * MiB + 3)  # a hole last, an odd size
+    (source / "empty").write_bytes(b"")
+    (source / "odd").write_bytes(os.urandom(MiB + 65_537))
+    expected = {name: (source / name).read_bytes() for name in ("mixed", "empty", "odd")}
+
+    async def body(volume, importer) -> None:
+        for name, data in expected.items():
+            outcome, _, _ = await importer.take(name)
+            assert outcome == "new", name
+            node = volume.resolve(f"Imported/{name}".encode())
+            assert node.size == len(data), name
+            assert await file_digest(volume, node) == hashlib.sha256(data).hexdigest(), name
+            assert importer.records[name][0].sha256 == hashlib.sha256(data).hexdigest(), name
+
+    _run(vault, source, body)
