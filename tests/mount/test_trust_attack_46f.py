@@ -49,6 +49,22 @@ Hole 3 (low; honest use of the control socket by other clients): a client that h
   Fix (suggested): tell a hangup by POLLHUP/POLLRDHUP-less means: keep waiting after EOF for the
   peer's full close (a send of 0 bytes/SO_ERROR, or ``poll`` for POLLHUP), or document it.
 
+Hole 4 (low-medium; honest use: wrong bytes, silently): an export of a file being written can write
+  zeros where the file held data since before the export began.  ``Sealing.data_ranges`` (run in a
+  worker thread) takes the manifest's runs first and the dirty blocks second; a flush of dirty blocks
+  in another worker thread (``flush_blocks`` past FLUSH_AT, the seal at a close/fsync) between the two
+  puts them in the map and drops them from ``dirty`` (``_write_blocks``: "the map first, then the
+  dirty blocks go: a concurrent read finds each block in one or the other", true of a reader that looks
+  at ``dirty`` first, not of this one): they are in neither list, so ``read_data`` never reads them
+  and ``_finish``'s ftruncate leaves zeros.  ``read_file`` (before the fix) read every offset and could
+  not miss a block that never changed.
+  Seen: ``test_a_block_flushed_while_the_export_looks_for_data_is_exported`` (run, fails: all 48
+    blocks of a 3 MiB file open with dirty blocks exported as zeros, the flush run right after
+    ``data_ranges`` took the runs, as a thread switch there does; the window is a GIL switch, wider
+    for a file of many runs (a Python loop over them), not timed naturally here).
+  Fix (suggested): take ``list(self.dirty)`` before the runs (a block leaves ``dirty`` only after it is
+    in the map), or compute the ranges under the node's lock on the loop.
+
 Checked, held: an export of a file with a hole at its start and at its end, a block of real zeros then
   overwritten while the file is open (dirty, not yet sealed), a last partial block, a size not a
   multiple of the block size, and a 0-byte file gives the right bytes and sizes
@@ -356,3 +372,54 @@ def test_control_import_of_holes_zeros_and_tails_gives_the_right_bytes(vault: Pa
             assert importer.records[name][0].sha256 == hashlib.sha256(data).hexdigest(), name
 
     _run(vault, source, body)
+
+
+# --- Hole 4
+
+
+@pytest.mark.xfail(strict=True, reason="46f (4): data_ranges reads the map before the dirty blocks: "
+                                       "a block flushed in between is exported as zeros")
+def test_a_block_flushed_while_the_export_looks_for_data_is_exported(vault: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """The flush of dirty blocks (``Sealing._write_blocks``, in a worker thread: a writer past
+    FLUSH_AT, or the commit at a close/fsync) puts them in the map, then drops them from ``dirty``
+    ("a concurrent read finds each block in one or the other": a reader that looks at ``dirty``
+    first).  ``Sealing.data_ranges`` (in another worker thread) looks at the map's runs first, then at
+    ``dirty``: a flush between the two is in neither.  The window is made certain here by running
+    the flush right after ``data_ranges`` took the runs (as a thread switch there does)."""
+    from fusevault.vault.format import manifest as manifest_module
+
+    out = tmp_path / "out"
+    out.mkdir()
+    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
+    data = os.urandom(3 * MiB)
+
+    async def main() -> None:
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        try:
+            root = volume.resolve(b"")
+            fh, node = await volume.create(root.ino, b"open.bin", 0o644, Caller(os.getuid(), os.getgid()))
+            await volume.write(fh, 0, data)  # dirty: held in memory, not sealed yet (under FLUSH_AT)
+            content = node.content
+            assert content.dirty
+            runs = manifest_module.BlockMap.runs
+            armed = [True]
+
+            def runs_then_a_flush(blocks):
+                taken = runs.fget(blocks)
+                if armed and armed.pop() and blocks is content.manifest.blocks:
+                    content.flush_blocks(node.size, keep_last=False)  # the other thread, right now
+                return taken
+
+            monkeypatch.setattr(manifest_module.BlockMap, "runs", property(runs_then_a_flush))
+            await exporting.export(volume, b"open.bin", out)
+            monkeypatch.setattr(manifest_module.BlockMap, "runs", runs)
+            await volume.release(fh)
+            assert not armed, "the flush ran"
+        finally:
+            await volume.close()
+
+    trio.run(main)
+    got = (out / "open.bin").read_bytes()
+    bad = sum(1 for i in range(0, len(data), 65536) if got[i:i + 65536] != data[i:i + 65536])
+    assert got == data, f"{bad} blocks of 64 KiB exported as zeros, of {len(data) // 65536}"
