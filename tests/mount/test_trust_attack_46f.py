@@ -29,17 +29,27 @@ Hole 1 (medium in a shared mount; low in a personal one): the import still reads
     thread call per bounded step, checking a cancel between), or bound an import by the source's
     apparent size (refuse, and say, a source larger than N x its allocated blocks or than a limit).
 
-Hole 2 (low-medium; same attacker): with ``delete_file_from_source`` the copy's check before the
-  source is removed (``Importer._remove_source`` -> ``placing.file_digest`` -> ``read_file``) reads the
-  vault file's holes whole, 1 MiB ``volume.read`` at a time, and runs SHA-256 of every MiB on the mount's
-  event loop (``digest.update`` in the coroutine), not in a worker; ``_already_there`` and
-  ``_changed_in_vault`` do the same.
-  Seen: ``test_the_check_before_removing_a_source_reads_only_its_data`` (run, fails: 256 MiB read
-    through ``volume.read`` for a 256 MiB source holding 2 bytes).
-  Impact: a second full pass over the holes per import (the CPU the fix meant to bound doubles), with
-    the loop that serves every FUSE request of every user of a shared mount busy ~1 ms per MiB of hole.
-  Fix (suggested): ``file_digest`` over ``read_data`` (hashing the gaps as zeros in worker steps, as
-    ``write_file`` does), or keep the digest ``write_file`` computed, and never hash on the loop.
+Hole 2 (high in a shared mount: every user's mount stops; medium in a personal one, honest use too):
+  ``placing.file_digest`` (``read_file``: every 1 MiB of the vault file, holes included) reads and
+  hashes a sparse vault file's holes ON THE MOUNT'S TRIO LOOP without one checkpoint (a read of a
+  hole is served on the loop, and ``digest.update`` runs in the coroutine): ~1.1-1.4 s of a loop that
+  stands still per GiB of hole, so decades for 1 EiB.  The importer runs it in ``_changed_in_vault``,
+  ``_already_there`` (same size) and ``_remove_source`` (``delete_file_from_source``).
+  Attack (bob, any mapped user of a shared mount, default settings): ``fusevault watch ~/in``;
+    ``echo a > ~/in/x`` (imported as ``Imported/x``); ``truncate -s 1E $M/Imported/x`` (his own file,
+    0 s, 0 bytes); ``echo bb > ~/in/x``.  The next scan: ``hash_file`` (2 bytes), ``_already_there``
+    (sizes differ), ``_changed_in_vault`` -> ``file_digest`` of 1 EiB on the loop.
+  Seen: ``test_a_reimport_never_holds_the_mounts_loop_for_a_sparse_vault_file`` (run, fails: the loop
+    stood still 1.38 s for a 1 GiB vault file); ``test_the_check_before_removing_a_source_reads_only_
+    its_data`` (run, fails: 256 MiB read back through ``volume.read`` after importing a 256 MiB source
+    holding 2 bytes, with ``delete_file_from_source``).
+  Impact: root's shared mount serves no FUSE request, control-socket request or signal of any user
+    (the unmount included) for as long as the digest runs: all processes touching the mount hang; only
+    ``kill -9`` ends it, losing every user's unsaved writes.  Honest use: a watched 100 GiB sparse VM
+    image, re-imported after a change or removed after its import, freezes the mount ~2 min each time.
+  Fix (suggested): ``file_digest`` over ``read_data`` with the gaps hashed as zeros in worker steps (as
+    ``write_file`` does), the data chunks hashed in a worker too; or keep the digest ``write_file``
+    computed; and bound the import by apparent size.
 
 Hole 3 (low; honest use of the control socket by other clients): a client that half-closes after its
   request line (``shutdown(SHUT_WR)``, as ``nc -N``/``socat`` do) has its export cancelled at once and
@@ -423,3 +433,43 @@ def test_a_block_flushed_while_the_export_looks_for_data_is_exported(vault: Path
     got = (out / "open.bin").read_bytes()
     bad = sum(1 for i in range(0, len(data), 65536) if got[i:i + 65536] != data[i:i + 65536])
     assert got == data, f"{bad} blocks of 64 KiB exported as zeros, of {len(data) // 65536}"
+
+
+@pytest.mark.xfail(strict=True, reason="46f (2): file_digest of a sparse vault file holds the mount's loop")
+def test_a_reimport_never_holds_the_mounts_loop_for_a_sparse_vault_file(vault: Path, source: Path) -> None:
+    """Hole 2's worst scene, with the default settings: bob's import of ``x`` is in the vault, he makes
+    the vault's copy sparse and long (``truncate -s 1E $M/Imported/x``: 0 s, his own file), and changes
+    the source (``echo b > ~/in/x``).  The next scan: ``hash_file`` (2 bytes), ``_already_there`` (sizes
+    differ), then ``_changed_in_vault`` -> ``file_digest`` of the vault file: its holes are read and
+    hashed on the trio loop without a single checkpoint (a hole's read never leaves the loop).  Here
+    1 GiB; the loop that serves every FUSE request, the control socket and the unmount of every user
+    of the shared mount stops for the whole of it (~1 s per GiB: 1 EiB is decades)."""
+    x = source / "x"
+    x.write_bytes(b"a")
+
+    async def body(volume, importer) -> None:
+        assert (await importer.take("x"))[0] == "new"
+        node = volume.resolve(b"Imported/x")
+        await volume.setattr(node.ino, size=1 << 30)  # his truncate through the mount
+        x.write_bytes(b"bb")
+        gaps = [0.0]
+        done = trio.Event()
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not done.is_set():
+                await trio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            await trio.sleep(0.05)
+            try:
+                await importer.take("x")
+            finally:
+                done.set()
+        assert max(gaps) < 0.3, f"the loop stood still {max(gaps):.2f} s (for a 1 GiB file of holes)"
+
+    _run(vault, source, body)
