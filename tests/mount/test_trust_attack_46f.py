@@ -1,7 +1,8 @@
 """Attack round 46f: the fix of 45t (3) (a7c5e27: export and import keep holes as holes; an export ends
 with its client), attacked by whoever writes a watched import folder (in a shared mount, root's mount
-process imports it into the vault) and by honest use.  In-process: the Importer and ``export`` on an
-unmounted Volume (the harness of tests/mount/test_imports.py), so the runs are short and certain.
+process imports it into the vault) and by honest use.  Mostly in-process: the Importer and ``export``
+on an unmounted Volume (the harness of tests/mount/test_imports.py), so the runs are short and
+certain; one real mount for hole 2.
 
 Hole 1 (medium in a shared mount; low in a personal one): the import still reads a sparse source's
   holes whole, in ONE worker-thread call that nothing can cancel: a re-import of a changed source
@@ -40,7 +41,9 @@ Hole 2 (high in a shared mount: every user's mount stops; medium in a personal o
     0 s, 0 bytes); ``echo bb > ~/in/x``.  The next scan: ``hash_file`` (2 bytes), ``_already_there``
     (sizes differ), ``_changed_in_vault`` -> ``file_digest`` of 1 EiB on the loop.
   Seen: ``test_a_reimport_never_holds_the_mounts_loop_for_a_sparse_vault_file`` (run, fails: the loop
-    stood still 1.38 s for a 1 GiB vault file); ``test_the_check_before_removing_a_source_reads_only_
+    stood still 1.38 s for a 1 GiB vault file); ``test_a_reimport_never_stops_the_mount`` (run on a
+    real personal mount, fails: a file created in the mount waited 14.1 s while the watcher digested an
+    8 GiB sparse ``Imported/x``); ``test_the_check_before_removing_a_source_reads_only_
     its_data`` (run, fails: 256 MiB read back through ``volume.read`` after importing a 256 MiB source
     holding 2 bytes, with ``delete_file_from_source``).
   Impact: root's shared mount serves no FUSE request, control-socket request or signal of any user
@@ -473,3 +476,27 @@ def test_a_reimport_never_holds_the_mounts_loop_for_a_sparse_vault_file(vault: P
         assert max(gaps) < 0.3, f"the loop stood still {max(gaps):.2f} s (for a 1 GiB file of holes)"
 
     _run(vault, source, body)
+
+
+@pytest.mark.xfail(strict=True, reason="46f (2): a re-import stops the real mount for every caller")
+def test_a_reimport_never_stops_the_mount(vault: Path, mnt: Path, tmp_path: Path) -> None:
+    """Hole 2 on a real mount: while the watcher digests an 8 GiB sparse vault file, a file created in
+    the mount (a FUSE request the kernel cannot answer itself) waits for the whole digest."""
+    from mount.test_imports import idle, wait_for, watch
+
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "x").write_bytes(b"a")
+    watch(mnt, watched)
+    wait_for("the first import", lambda: (mnt / "Imported" / "x").exists() and idle(mnt))
+    os.truncate(mnt / "Imported" / "x", 8 << 30)  # the owner's own file: 0 s, 0 bytes
+    (watched / "x").write_bytes(b"bb")  # changed: re-imported at the next scan
+    worst, deadline, i = 0.0, time.monotonic() + 40, 0
+    while time.monotonic() < deadline and worst < 3:
+        started = time.monotonic()
+        (mnt / f"probe-{i}").write_bytes(b"p")
+        worst = max(worst, time.monotonic() - started)
+        i += 1
+        time.sleep(0.05)
+    wait_for("the re-import", lambda: idle(mnt))
+    assert worst < 1.0, f"a create in the mount waited {worst:.1f} s (the digest of 8 GiB of holes)"
