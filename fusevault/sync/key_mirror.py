@@ -19,7 +19,8 @@ is sealed to its recipient: a peer learns only who shares with whom, by id.
 A key counts only if the file's owner signed it (``vault/model/grants.py``:
 ``owner``, ``fid``, ``recipient`` and ``sig`` travel in the document): a
 forged document (a server's, any epoch) never replaces a genuine key file,
-and a genuine key file replaces a forged document.
+and a genuine key file replaces a forged document (one with the file's epoch and
+sealed key but other signed fields, or one that does not read, too: 46c (3)).
 
 Nor does a genuine one of an earlier epoch than the key file's (a server
 serving an older revision again): the key file stays and is the document's
@@ -30,14 +31,18 @@ owner took the recipient out of it (in a body she signed after the newest of
 hers noted for that key, with him in it; her older body served again still
 verifies, attack round 42a (4), 43b (3)).  "She" is the group's owner the key's
 signature names: the file's owner, sealing a key for a member reached through
-a group, signs in the group and its owner as her pins admitted its body (the
-server's user's body naming itself owner is refused there).  A body's owner is
-the server's to choose (any user may sign a body naming herself owner, and
-serve it as current when a device first meets the group: 43b (1), 44b (1)), the
-key's signature is not.  A key signed before groups were bound names none: its
-group's owner is then taken to be its signer, the file's owner (a key of a group
+a group, signs in the group, its owner and that owner's signing key as her pins
+admitted its body (the server's user's body naming itself owner is refused
+there), and her bodies count only under exactly that key: never under the
+user document the store holds for her, which the server may replace with one
+of its own key (46c (1)).  A body's owner is the server's to choose (any user
+may sign a body naming herself owner, and serve it as current when a device
+first meets the group: 43b (1), 44b (1)), the key's signature is not.  A key
+signed before groups were bound names none (or, 67f51c6, the two ids without
+the key): its group's owner is then taken to be its signer, the file's owner,
+under the user document the key itself is checked under (a key of a group
 another user owns is then taken by its file's re-key only, until the file's
-owner's next unlock signs it again with the group's owner).
+owner's next unlock signs it again with the group's owner and her key).
 Until then the file stays; one still
 refused once the peer's changes are all taken in (``caught_up``) and refused for a
 while (``SAY_REFUSED_AFTER``, from its first refused deletion: one undone and made
@@ -73,7 +78,7 @@ from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import sharing
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import made_at
-from fusevault.vault.model.grants import genuine_in_store, signed_in_store
+from fusevault.vault.model.grants import genuine_in_store, signed_in_store, signed_under
 from fusevault.vault.model.sharing import KeyRecord
 
 log = logging.getLogger(__name__)
@@ -110,6 +115,9 @@ _NOTES = "key-group-members/"
 _MEMBERS = "key-group-members"
 _OWNERS = "key-group-owners"
 Note = tuple[str, int | None]  # (the key's group owner, made_at_us or None: unstamped)
+# The group owner a key names (``_group_owner``): her id, and the key her bodies are checked under (None:
+# under her user document in the store, she being the key's own signer).
+GroupOwner = tuple[str, str | None]
 
 Key = KeyRecord  # (epoch, sealed key, the owner's signature)
 
@@ -217,6 +225,9 @@ class KeyMirror:
         # document's revision, signed by that owner).  Checked again when either changes: a body
         # checked before its owner's user document came is no forgery (attack round 43b (7)).
         self._signed_groups: dict[str, tuple[str, str | None, bool]] = {}
+        # The same under a group owner's key a key record names (``_owners_group``), by group id: (the
+        # body's revision, the key, signed under it).  One per group: a key of another checks it again.
+        self._keyed_groups: dict[str, tuple[str, str, bool]] = {}
         # The notes (``_NOTES``) of the keys read so far (None: none); those a settle changed (written
         # at its end, each its own local document: attack round 43b (4), 44b (3)).
         self._notes: dict[str, Note | None] = {}
@@ -320,9 +331,11 @@ class KeyMirror:
         """One key: its document and its file brought together (``_settle``)."""
         doc = self._current(doc_id)
         in_doc, in_file = _key_of(doc), files.get(doc_id)
-        if doc is not None and in_doc is None:
-            return  # malformed (logged): the file stays as it is
         doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
+        if doc is not None and in_doc is None:  # malformed (logged)
+            if in_file is None or not file_ok:
+                return  # the file stays as it is
+            doc_ok = False  # a genuine key file answers it, as any forged document (attack round 46c (3))
         group = _GROUP_KEY.fullmatch(doc_id)
         # Noted only for a genuine signed key (an unsigned one's removal is taken anyway), under a body the
         # group owner it names signed: a forged key document the server serves notes nothing (44b (1), (3)).
@@ -332,8 +345,8 @@ class KeyMirror:
         if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
                 and in_file.sig is not None and file_ok:
             doc_ok = False  # an unsigned key never replaces a signed one
-        if _fingerprint(in_doc) == _fingerprint(in_file):
-            pass
+        if _fingerprint(in_doc) == _fingerprint(in_file) and (doc_ok or not file_ok):
+            pass  # the same key (a document with its bytes but other signed fields, forged: answered below)
         elif not doc_ok:
             self._refused(doc_id)
             if in_file is None or not file_ok:
@@ -409,7 +422,7 @@ class KeyMirror:
         return found is not None and self._member_removed(doc_id, found.group(1), recipient,
                                                           _group_owner(held))
 
-    def _member_removed(self, doc_id: str, group_id: str, member: str, owner: str | None) -> bool:
+    def _member_removed(self, doc_id: str, group_id: str, member: str, owner: GroupOwner | None) -> bool:
         """Did the group's owner take ``member`` out of it?  Only a body without him signed by its owner
         who is the key's ``owner`` (``_group_owner``: the one the file's owner signed into the key, as her
         pins had it, else the file's owner herself; a body's owner is any user the server likes, 43b (1),
@@ -418,20 +431,20 @@ class KeyMirror:
         member joined, or her removal of him from before this key was granted (43b (3)), served again,
         still verifies (attack round 42a (4)).  None noted, or only unstamped ones (43b (2)), or a body of
         another owner: refused (the re-key takes it)."""
-        body = self._signed_group(group_id) if owner is not None else None
-        if body is not None and body["owner"] != owner:
+        body = self.store.get(group_id) if owner is not None else None
+        if owner is not None and body is not None and body.get("owner") != owner[0]:
             log.warning("group %s names owner %s, not %s whom key %s names: no reason to remove it (the "
-                        "re-key is)", group_id, body["owner"], owner, doc_id)
+                        "re-key is)", group_id, str(body.get("owner"))[:64], owner[0], doc_id)
         group = self._owners_group(group_id, owner)
         members = group.get("users") if group is not None else None
-        if group is None or not isinstance(members, dict) or member in members:
+        if owner is None or group is None or not isinstance(members, dict) or member in members:
             return False
         noted = self._note_of(doc_id)
         made = _stamp(group)
-        return noted is not None and noted[0] == owner and noted[1] is not None and made is not None \
+        return noted is not None and noted[0] == owner[0] and noted[1] is not None and made is not None \
             and made > noted[1]
 
-    def _note_member(self, doc_id: str, group_id: str, member: str, owner: str | None) -> None:
+    def _note_member(self, doc_id: str, group_id: str, member: str, owner: GroupOwner | None) -> None:
         """The group's current body, if the key's group ``owner`` (``_group_owner``) signed it as its owner
         with ``member`` in it, noted for the genuine key document ``doc_id`` (what a removal must be newer
         than: ``_member_removed``).  A body without him, or of another owner, is no note (the server's own
@@ -439,7 +452,7 @@ class KeyMirror:
         is then taken by the re-key only, or noted under that owner's next body with him."""
         group = self._owners_group(group_id, owner)
         if group is not None and owner is not None and _names_member(group, member):
-            self._note(doc_id, owner, _stamp(group))
+            self._note(doc_id, owner[0], _stamp(group))
 
     def _note(self, doc_id: str, owner: str, made: int | None) -> None:
         old = self._note_of(doc_id)
@@ -478,12 +491,27 @@ class KeyMirror:
             self._notes[doc_id] = _note_read(self.store, doc_id)
         return self._notes[doc_id]
 
-    def _owners_group(self, group_id: str, owner: str | None) -> dict | None:
-        """The group's current body if it is signed by the owner it names and that owner is the key's
-        group ``owner`` (None: an unsigned key's, none).  A body naming another owner is never a reason
-        nor noted."""
-        group = self._signed_group(group_id) if owner is not None else None
-        return group if group is not None and group["owner"] == owner else None
+    def _owners_group(self, group_id: str, owner: GroupOwner | None) -> dict | None:
+        """The group's current body if it names the key's group ``owner`` (``_group_owner``; None: an
+        unsigned key's, none) its owner and she signed it: under the key the key record names for her
+        (as the file's owner pinned it: attack round 46c (1)), else (a record without one: she is the
+        key's own signer, 332f9b3) under her user document in the store, the one the key itself is
+        checked under (replaced, the key is no longer genuine here).  A body naming another owner is
+        never a reason nor noted."""
+        if owner is None:
+            return None
+        who, public = owner
+        if public is None:
+            group = self._signed_group(group_id)
+            return group if group is not None and group["owner"] == who else None
+        group = self.store.get(group_id)
+        if group is None or group.get("owner") != who or not isinstance(rev := group.get("_rev"), str):
+            return None
+        checked = (rev, public)
+        if (found := self._keyed_groups.get(group_id)) is None or found[:2] != checked:
+            found = (*checked, signed_under(group, who, public))
+            self._keyed_groups[group_id] = found
+        return group if found[2] else None
 
     def _signed_group(self, group_id: str) -> dict | None:
         """The group's current body if the owner it names signed it (checked once per revision of
@@ -556,11 +584,16 @@ def _vouched(key: Key | None, genuine: bool) -> bool:
     return key is not None and genuine and key.sig is not None
 
 
-def _group_owner(key: Key) -> str | None:
-    """The group's owner a removal of the key's recipient must be signed by: the one the key's signature
-    names (``KeyRecord.group_owner``: the file's owner pinned her when she sealed it), else (a key signed
-    before that was bound) the key's signer, the file's owner herself (attack round 44b (1))."""
-    return key.group_owner if key.group is not None else key.owner
+def _group_owner(key: Key) -> GroupOwner | None:
+    """The group's owner a removal of the key's recipient must be signed by, and the key her bodies are
+    checked under: the owner and key the key's signature names (``KeyRecord.group_owner``,
+    ``group_owner_key``: the file's owner pinned them when she sealed it, attack round 46c (1)); else (a
+    key signed before that was bound, or bound without the key, 67f51c6) the key's signer, the file's
+    owner herself, under her user document in the store (44b (1): 332f9b3's rule; a key of a group
+    another user owns is then taken by its file's re-key only, until her next unlock signs it again)."""
+    if key.group is not None and key.group_owner is not None and key.group_owner_key is not None:
+        return key.group_owner, key.group_owner_key
+    return (key.owner, None) if key.owner is not None else None
 
 
 def _names_member(group: dict | None, member: str) -> bool:

@@ -84,16 +84,19 @@ def test_share_read_and_write_through_the_recipients_mount_and_revoke(vault: Pat
     notes, proj = _fid(vault, "alice", "notes.txt"), _fid(vault, "alice", "proj")
     later = _fid(vault, "alice", "proj/later.txt")
     alice, bob = people["alice"], people["bob"]
+    alices_key = next(u for u in docs_of(vault, "UserDetails") if u["_id"] == alice)["public_sign"]
     # The keys are at seed 003's places, also for a file made in the folder after it was shared.
     assert (vault / "users" / bob / "shared" / f"{alice}_{notes}.vfkey").exists()
     for fid in (proj, later):
         assert (vault / "groups" / people["team"] / "own" / fid / "keys" / f"{bob}.vfkey").exists()
-        # A group's key names (signed) the group and its owner as alice's pins admitted it (44b (1)).
+        # A group's key names (signed) the group, its owner and her signing key as alice's pins admitted
+        # them (44b (1), 46c (1)).
         record = json.loads((vault / "groups" / people["team"] / "own" / fid / "keys" / f"{bob}.vfkey")
                             .read_text())
-        assert (record["group"], record["group_owner"]) == (people["team"], alice)
+        assert (record["group"], record["group_owner"], record["group_owner_key"]) == (
+            people["team"], alice, alices_key)
     user_key = json.loads((vault / "users" / bob / "shared" / f"{alice}_{notes}.vfkey").read_text())
-    assert "group" not in user_key and "group_owner" not in user_key
+    assert not {"group", "group_owner", "group_owner_key"} & user_key.keys()
     bob_meta = json.loads((vault / "users" / bob / "meta.inf").read_text())
     assert bob_meta["SHARED_FILES"] == [f"{alice}:{notes}:READ"]
     sidecar = json.loads((vault / "users" / alice / "own" / f"{notes}.vfmeta").read_text())

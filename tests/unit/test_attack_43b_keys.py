@@ -137,7 +137,7 @@ from fusevault.store import replica
 from fusevault.sync import key_mirror
 from fusevault.sync.key_mirror import place
 from fusevault.vault.model import sharing
-from fusevault.vault.model.grants import record_doc
+from fusevault.vault.model.grants import GroupBinding, bound_fields, record_doc
 from fusevault.vault.model.groups import GROUP
 from unit.test_attack_42a_keys import _bob_key, _group_key, _next_revision, _serve
 from unit.test_key_mirror import Owner, clock, pair, put, said  # noqa: F401 (fixtures)
@@ -393,20 +393,27 @@ def _gwens_group(here, gwen_first: bool, bound: str | None = None) -> tuple[Owne
     Gwen's user document here before (``gwen_first``) or only after the key and the group (a new
     device's pull: Gwen's user document changed last, so it comes last).  A refresh later (the full
     look, every ``RESCAN_EVERY``).  ``bound``: the group owner her key's signature names (``"gwen"``:
-    Gwen, as her pins admitted the group; another id: that one), or None: a key signed before the
-    group and its owner were bound.  (her, gwen, group, the key doc id, gwen's body with bob)."""
+    Gwen and her key, as her pins admitted the group; ``"gwen-unkeyed"``: Gwen's id only, a record of
+    67f51c6; another id: that one), or None: a key signed before the group and its owner were bound.
+    (her, gwen, group, the key doc id, gwen's body with bob)."""
     her, gwen = Owner(), Owner()
     fid, bob, group = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     joined = gwen.sign({"_id": group, "type": GROUP, "groupname": "team", "owner": gwen.id, "created_at": 1,
                         "users": {gwen.id: "READ,WRITE", bob: "READ"}, "made_at_us": 200})
     put(here, her.user, her.node(fid, 1), *([gwen.user] if gwen_first else []), joined)
     sealed = b"sealed for bob"
-    named = None if bound is None else (group, gwen.id if bound == "gwen" else bound)
+    named: GroupBinding | None = None
+    if bound == "gwen":  # her key as her pins have it (46c (1))
+        named = (group, gwen.id, gwen.user["public_sign"])
+    elif bound == "gwen-unkeyed":  # a record of 67f51c6: the two ids only
+        named = (group, gwen.id)
+    elif bound is not None:
+        named = (group, bound)
     sig = her.sign(record_doc(her.id, fid, bob, 1, sealed, named))["sig"]
     doc_id = f"vfkey-g-{group}-{fid}-{bob}"
     key = {"_id": doc_id, "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY, "epoch": 1,
            "key": b64e(sealed), "owner": her.id, "fid": fid, "recipient": bob, "sig": sig,
-           **({} if named is None else {"group": named[0], "group_owner": named[1]})}
+           **bound_fields(named)}
     arrival = replica.store_revisions(here.store, [key])
     here.keys.arrived(d["_id"] for d in arrival.current)
     assert place(here.layout, doc_id).exists()

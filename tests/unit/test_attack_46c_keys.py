@@ -104,9 +104,7 @@ import shutil
 import stat
 import uuid
 
-import pytest
 import trio
-from cryptography.hazmat.primitives import serialization
 from inprocess.conftest import ALICE_UID, ROOT, shared, template_vault, vault_copy  # noqa: F401 (fixtures)
 from inprocess.test_two_users import ALICE, _share, _write
 
@@ -119,7 +117,7 @@ from fusevault.vault.model.grants import record_doc
 from fusevault.vault.services import rotation
 from unit.test_attack_42a_keys import _next_revision
 from unit.test_attack_43b_keys import _gwens_group, _taken_or_said
-from unit.test_key_group_binding import _arrives, _bound_key_doc, _forged_said
+from unit.test_key_group_binding import _arrives, _bound_key_doc, _forged_said, _impostor
 from unit.test_key_mirror import Owner, clock, pair, put, said  # noqa: F401 (fixtures)
 
 # --- (2) a user's share's key copied to a group's place
@@ -144,8 +142,6 @@ async def _shared_with_bob_and_her_team(composed):
     return volume, node, bob, team["_id"]
 
 
-@pytest.mark.xfail(strict=True, reason="46c (2): a user-share key names no group: at a group's place it "
-                   "verifies, and the stale sweep re-keys the file for it, each time it is copied")
 def test_a_users_share_key_copied_to_a_group_place_costs_no_re_key(shared) -> None:  # noqa: F811
     async def body() -> None:
         volume, node, bob, team = await _shared_with_bob_and_her_team(shared)
@@ -182,8 +178,6 @@ def test_the_mirror_writes_a_users_share_key_served_at_a_groups_place(pair) -> N
 # --- (3) a forged document with the held key's bytes
 
 
-@pytest.mark.xfail(strict=True, reason="46c (3): a document with the held key's epoch and bytes but edited "
-                   "signed fields has its fingerprint: passed by, neither answered nor said")
 def test_a_forged_document_with_the_held_keys_bytes_is_answered_or_said(pair) -> None:  # noqa: F811
     here, _ = pair
     her, gwen, server = Owner(), Owner(), Owner()
@@ -224,8 +218,6 @@ def test_her_re_signed_key_is_taken_into_the_document(pair) -> None:  # noqa: F8
     assert replica.get_local(here.store, "key-files").get(doc_id) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="46c (3): a key document whose group fields do not read (malformed) "
-                   "over the held key: left as it is, neither answered nor said (logged only)")
 def test_a_malformed_document_over_the_held_key_is_answered_or_said(pair) -> None:  # noqa: F811
     """The same with the record's new fields made malformed (``group`` alone, or ``group_owner`` a long
     string): ``_key_of`` logs it and ``_settle_one`` returns: the genuine key file never answers it."""
@@ -247,19 +239,6 @@ def test_a_malformed_document_over_the_held_key_is_answered_or_said(pair) -> Non
 # --- (1) the group owner's user document replaced
 
 
-def _impostor(of: Owner) -> Owner:
-    """A key pair the server made, and a user document at ``of``'s id self-signed under it."""
-    fake = Owner()
-    fake.id = of.id
-    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    public = fake.key.public_key().public_bytes(*raw)
-    fake.user = fake.sign({**{k: v for k, v in of.user.items() if k not in ("sig", "_rev")},
-                           "public_sign": b64e(public)})
-    return fake
-
-
-@pytest.mark.xfail(strict=True, reason="46c (1): the group's bodies are checked under the store's user "
-                   "document of the owner the key names, which the server replaces: bob's key taken, unsaid")
 def test_gwens_user_document_replaced_by_the_server_takes_no_key(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")

@@ -10,15 +10,19 @@
   the store writer planted, cannot re-sign it in their own name.
 - A ``.vfkey`` (and its ``FileKey`` mirror document) carries the file
   owner's signature over ``{"_id": "vfkey:<owner>:<fid>:<recipient>",
-  "epoch", "key", "owner", "fid", "recipient"[, "group", "group_owner"]}``:
+  "epoch", "key", "owner", "fid", "recipient"[, "group", "group_owner"[,
+  "group_owner_key"]]}``:
   the sealed key, its epoch and for whom, so a key sealed by anyone else
   (a server, another recipient) is not used, and a forged key with a higher
   epoch never replaces the genuine one.  A key sealed for a member of a
   group also names the group (it is used only at that group's place: a
-  copy at another place is refused) and the group's owner as the file's
-  owner pinned it, the root the key mirror (no pins) takes a removal of the
-  member from the group by (attack round 44b (1)).  A key signed before
-  these were (none named) still verifies, at any place.
+  copy at another place is refused) and the group's owner and her signing
+  key as the file's owner pinned them, the root the key mirror (no pins)
+  checks a removal of the member from the group by (attack round 44b (1),
+  46c (1): never the store's user document of that owner).  A key signed
+  before these were (none named) still verifies, at any place, but is no
+  reason to re-key a file when met at a group's place (46c (2): it may be a
+  user's share's key copied there).
 
 Refusals are alarms (``Trust.checked`` / ``Alarms.warn``): in the log and
 in ``fusevault status``.
@@ -80,31 +84,44 @@ def verified_grants(store: Store, trust: Trust | None) -> tuple[list[Grant], dic
     return found, {g["_id"]: g for g in freshness.admitted(fresh, signed, "group")}
 
 
+# What a key sealed through a group signs in: (the group, its owner[, her signing key as the file's owner
+# pinned it: base64 of the raw Ed25519 public key]).  The key is the root the key mirror checks that
+# owner's bodies by (attack round 46c (1)); a record of 67f51c6 names the two ids only.
+GroupBinding = tuple[str, str] | tuple[str, str, str]
+_BINDING = ("group", "group_owner", "group_owner_key")
+
+
+def bound_fields(group: GroupBinding | None) -> dict:
+    """A binding's fields as a key record and its signed document hold them."""
+    return dict(zip(_BINDING, group, strict=False)) if group is not None else {}
+
+
 def record_doc(owner: str, fid: str, recipient: str, epoch: int, key: bytes,
-               group: tuple[str, str] | None = None) -> dict:
+               group: GroupBinding | None = None) -> dict:
     """What a key's signature covers (the ``_id`` names the place, never stored); ``group``: the group
-    id and its owner, for a key sealed to a member of it (a key signed without them verifies as before:
-    they are no fields of its document)."""
-    bound = {"group": group[0], "group_owner": group[1]} if group is not None else {}
+    id, its owner and her signing key, for a key sealed to a member of it (a key signed without them
+    verifies as before: they are no fields of its document)."""
     return {"_id": f"vfkey:{owner}:{fid}:{recipient}", "epoch": epoch, "key": b64e(key),
-            "owner": owner, "fid": fid, "recipient": recipient, **bound}
+            "owner": owner, "fid": fid, "recipient": recipient, **bound_fields(group)}
 
 
-def group_of(found: KeyRecord) -> tuple[str, str] | None:
-    """The (group, group owner) a signed key record names, or None."""
+def group_of(found: KeyRecord) -> GroupBinding | None:
+    """The (group, group owner[, her key]) a signed key record names, or None."""
     if found.group is None or found.group_owner is None:
         return None
-    return found.group, found.group_owner
+    if found.group_owner_key is None:
+        return found.group, found.group_owner
+    return found.group, found.group_owner, found.group_owner_key
 
 
 def write_signed_key(trust: Trust | None, path: Path, owner: str, fid: str, recipient: str, epoch: int,
-                     sealed: bytes, replace: bool = True, group: tuple[str, str] | None = None) -> bool:
-    """``group``: (the group, its owner as this user pinned it) for a key at that group's place."""
+                     sealed: bytes, replace: bool = True, group: GroupBinding | None = None) -> bool:
+    """``group``: (the group, its owner, her signing key, as this user pinned them) for a key at that
+    group's place."""
     signed = None
     if trust is not None:
         sig = trust.sign(record_doc(owner, fid, recipient, epoch, sealed, group))["sig"]
-        bound = {"group": group[0], "group_owner": group[1]} if group is not None else {}
-        signed = {"owner": owner, "fid": fid, "recipient": recipient, **bound, "sig": sig}
+        signed = {"owner": owner, "fid": fid, "recipient": recipient, **bound_fields(group), "sig": sig}
     return sharing.write_key(path, epoch, sealed, replace, signed)
 
 
@@ -151,6 +168,16 @@ def owners_key(store: Store, owner: object) -> Ed25519PublicKey | None:
         return Ed25519PublicKey.from_public_bytes(b64d(user["public_sign"]))
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def signed_under(doc: dict, signer: str, public_b64: str) -> bool:
+    """Whether ``doc`` is signed by ``signer`` under exactly the key ``public_b64`` (a key record's
+    ``group_owner_key``: the group owner's key as the file's owner pinned it), whatever user document
+    the store holds for ``signer`` (the server's to replace: attack round 46c (1))."""
+    try:
+        return verify_doc(Ed25519PublicKey.from_public_bytes(b64d(public_b64)), doc) == signer
+    except (Forged, KeyError, ValueError, TypeError):
+        return False
 
 
 def signed_in_store(store: Store, doc: dict, signer: object) -> bool:

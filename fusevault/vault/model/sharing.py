@@ -10,13 +10,15 @@ later.  Each file key a grantee needs is sealed to their X25519 public key
     groups/<gid>/own/<fid>/keys/<recipient>.vfkey       a share with a group
 
 A ``.vfkey`` is JSON ``{"epoch": n, "key": base64, "owner", "fid",
-"recipient"[, "group", "group_owner"], "sig"}``; the epoch is the file key's generation (it changes
-when a share is revoked) and is bound into the sealed key's associated data;
+"recipient"[, "group", "group_owner"[, "group_owner_key"]], "sig"}``; the epoch
+is the file key's generation (it changes when a share is revoked) and is bound into
+the sealed key's associated data;
 ``sig`` is the file owner's signature over the rest (``vault/model/grants.py``):
 a reader uses a key only if the file's owner signed it.  A key at a group's place
-also names (signed) the group and its owner as the file's owner pinned it when she
-sealed it: the key mirror, which has no pins, takes that owner's removal of the
-recipient from the group as the key's end (sync/key_mirror.py).  Keys are written before the document that
+also names (signed) the group, its owner and her signing key as the file's owner
+pinned them when she sealed it: the key mirror, which has no pins, takes that
+owner's removal of the recipient from the group, signed under that key, as the
+key's end (sync/key_mirror.py).  Keys are written before the document that
 makes them needed and removed after the one that ends the need, so a crash
 leaves at most a key nobody uses, never a share without its keys.
 """
@@ -159,8 +161,9 @@ def _wrote_key() -> None:
 
 class KeyRecord(NamedTuple):
     """A ``.vfkey``: the epoch and sealed key, and who signed them for whom (and, for a key at a
-    group's place, through which group and whose: ``group``, ``group_owner``; None in a key signed
-    before they were, or at a user's place)."""
+    group's place, through which group and whose: ``group``, ``group_owner``, and since attack round
+    46c (1) that owner's signing key as the file's owner pinned it, ``group_owner_key`` (base64 of the
+    raw Ed25519 public key); None in a key signed before they were, or at a user's place)."""
 
     epoch: int
     key: bytes
@@ -170,6 +173,7 @@ class KeyRecord(NamedTuple):
     sig: dict | None = None
     group: str | None = None
     group_owner: str | None = None
+    group_owner_key: str | None = None
 
     def signed_fields(self) -> dict:
         if self.sig is None:
@@ -178,8 +182,11 @@ class KeyRecord(NamedTuple):
                 "sig": self.sig}
 
     def group_fields(self) -> dict:
-        """The group and its owner the signature names (none: a key without them)."""
-        return {} if self.group is None else {"group": self.group, "group_owner": self.group_owner}
+        """The group, its owner and her key the signature names (none: a key without them)."""
+        if self.group is None:
+            return {}
+        keyed = {} if self.group_owner_key is None else {"group_owner_key": self.group_owner_key}
+        return {"group": self.group, "group_owner": self.group_owner, **keyed}
 
 
 def _key_folder(folder: Path, make: bool = False) -> int:
@@ -265,21 +272,33 @@ def key_record(data: dict) -> KeyRecord:
     owner, fid, recipient = (data.get(k) for k in ("owner", "fid", "recipient"))
     if sig is not None and not all(isinstance(v, str) for v in (owner, fid, recipient)):
         raise ValueError("malformed signed fields")
-    group, group_owner = _group_fields(data) if sig else (None, None)
+    group, group_owner, owner_key = _group_fields(data) if sig else (None, None, None)
     return KeyRecord(int(data["epoch"]), b64d(data["key"]), owner if sig else None, fid if sig else None,
-                     recipient if sig else None, sig, group, group_owner)
+                     recipient if sig else None, sig, group, group_owner, owner_key)
 
 
-def _group_fields(data: dict) -> tuple[str | None, str | None]:
-    """A signed record's group and group owner: both ids (32 hex digits), or neither (a key signed
-    before they were bound, or one of a user's share); anything else is malformed (from the store or a
-    peer: never a path, never a long string kept)."""
-    group, group_owner = data.get("group"), data.get("group_owner")
-    if group is None and group_owner is None:
-        return None, None
-    if not (is_id(group) and is_id(group_owner)):
+def _group_fields(data: dict) -> tuple[str | None, str | None, str | None]:
+    """A signed record's group, group owner and her signing key: both ids (32 hex digits) and the key
+    (``owner_key_ok``) or no key (a key signed before 46c), or none of them (a key signed before they
+    were bound, or one of a user's share); anything else is malformed (from the store or a peer: never a
+    path, never a long string kept)."""
+    group, group_owner, owner_key = data.get("group"), data.get("group_owner"), data.get("group_owner_key")
+    if group is None and group_owner is None and owner_key is None:
+        return None, None, None
+    if not (is_id(group) and is_id(group_owner) and (owner_key is None or owner_key_ok(owner_key))):
         raise ValueError("malformed group fields")
-    return group, group_owner
+    return group, group_owner, owner_key
+
+
+def owner_key_ok(value: object) -> bool:
+    """Whether ``value`` is a signing key as a key record names it: the canonical base64 of a raw
+    Ed25519 public key (32 bytes, so 44 characters: bounded before it is decoded)."""
+    if not isinstance(value, str) or len(value) != 44:
+        return False
+    try:
+        return len(raw := b64d(value)) == 32 and b64e(raw) == value
+    except (ValueError, TypeError):
+        return False
 
 
 def key_group(path: Path) -> str | None:

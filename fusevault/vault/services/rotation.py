@@ -257,7 +257,8 @@ async def _rekey_unreached(volume: Volume) -> None:
         # epoch on, and this key opens nothing new.
         if (record is not None and record.epoch == each.epoch
                 and key_signed(volume.trust, record, volume.key.user_id, each.fid, recipient,
-                               sharing.key_group(path))):
+                               sharing.key_group(path))
+                and stale_keys.counts_as_removal(volume, each.fid, recipient, path, record)):
             stale.setdefault(each.fid, []).append(path)
     done: set[str] = set()
     # Folders first: a folder's re-key gives everything under it a new key, once.

@@ -12,7 +12,9 @@ grant in force here explains and that this device did not see and keep (vault/mo
 ``remembered``: one the store withholds, or holds refused as a replay, is still in force here).
 A key of an older epoch opens only what its recipient could read then: left alone, so a replay of
 one costs no re-key.  A key whose share this device never saw (its key came first) costs one
-re-key; the share, once here, seals the new key to its recipients.
+re-key; the share, once here, seals the new key to its recipients.  At a group's place only a key whose
+record names that group counts (``counts_as_removal``): one naming none may be a user's share's key
+copied there, at no cost to whoever copies it (attack round 46c (2)).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import sharing
 from fusevault.vault.model.nodes import Node
+from fusevault.vault.model.sharing import KeyRecord
 from fusevault.vault.volume import Volume
 
 SUFFIX = ".vfkey"
@@ -98,6 +101,26 @@ def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]
                 continue
         out.append((node, recipient, path))
     return out
+
+
+def counts_as_removal(volume: Volume, fid: str, recipient: str, path: Path, record: KeyRecord) -> bool:
+    """Whether her genuine key ``record`` at ``path`` (``unreached``'s) is a reason to re-key: at a
+    user's place any is; at a group's place only one whose record names that group (readers refuse one
+    naming another).  One naming no group there is a user's share's key copied to the group's place
+    (genuine: her signature names no place), or one sealed before groups were named (67f51c6; her
+    group removals are re-keyed by the rotation pass, which reads the members, not the keys): neither
+    is a member's removal.  Counted, anyone who may write the vault folder, or the server through the
+    key mirror, had her re-key the file at will, again at each copy of the user's new key (attack
+    round 46c (2)).  Said once per place, no re-key."""
+    group = sharing.key_group(path)
+    if group is None or record.group == group:
+        return True
+    assert volume.trust is not None
+    volume.trust.alarms.warn("forged-key", f"{path} (names no group)", f"a key of file {fid} for "
+                             f"{recipient} at group {group}'s place names no group: a copy of a key of "
+                             "another share (or one sealed before keys named their group), no member's "
+                             "removal: left alone, no re-key")
+    return False
 
 
 def _group_shares(volume: Volume, node: Node, group: str) -> bool:

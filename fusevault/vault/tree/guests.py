@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
 from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import b64d, b64e
 from fusevault.errors import VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
@@ -256,24 +257,30 @@ class Guests:
                     continue
                 for reach in self.reaches(grant):
                     path = reach.key_path(layout, node.fid)
+                    bound = self.group_bound(grant)
                     if reach.recipient == self.user_id or _good_key(path, self.trust, node.owner, node.fid,
-                                                                   reach.recipient, epoch):
+                                                                   reach.recipient, epoch, bound):
                         continue
                     public = self.public(reach.recipient)
                     if public is not None:
                         sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
                         written += granting.write_signed_key(self.trust, path, node.owner, node.fid,
                                                            reach.recipient, epoch, sealed,
-                                                           replace=os.path.exists(path),
-                                                           group=self.group_bound(grant))
+                                                           replace=os.path.exists(path), group=bound)
         return written
 
-    def group_bound(self, grant: Grant) -> tuple[str, str] | None:
-        """For a key sealed through a group share: the group and its owner, as this user's pins admitted
-        its body (``verified_grants``), signed into the key, the root the key mirror (which has no pins)
-        takes that owner's removal of the member by (attack round 44b (1)).  None for a user's share."""
+    def group_bound(self, grant: Grant) -> granting.GroupBinding | None:
+        """For a key sealed through a group share: the group, its owner as this user's pins admitted its
+        body (``verified_grants``) and her signing key as pinned, signed into the key: the key mirror
+        (which has no pins) checks that owner's bodies, and so her removal of the member, under exactly
+        that key, never the store's user document of hers (the server's to replace: attack round 44b
+        (1), 46c (1)).  Without a pin of her key (none: no trust), the two ids.  None for a user's share."""
         owner = (self.groups.get(grant.grantee) or {}).get("owner") if grant.group else None
-        return (grant.grantee, owner) if isinstance(owner, str) else None
+        if not isinstance(owner, str):
+            return None
+        pin = self.trust.pin(owner) if self.trust is not None else None
+        public = _canonical_key(pin.sign) if pin is not None else None
+        return (grant.grantee, owner) if public is None else (grant.grantee, owner, public)
 
     def held_keys(self, nodes: dict[int, Node]) -> list[tuple[Node, bytes, int]]:
         """(node, DEK, epoch) of every node whose key this user holds, for ``fill_missing``."""
@@ -297,18 +304,32 @@ def _newer_key(path: Path, epoch: int, trust: Trust | None, owner: str, fid: str
             and grants_ok(trust, found, owner, fid, recipient, path))
 
 
-def _good_key(path: Path, trust: Trust | None, owner: str, fid: str, recipient: str, epoch: int) -> bool:
+def _canonical_key(public_b64: str) -> str | None:
+    """A pinned signing key as a key record names it (``sharing.owner_key_ok``), or None."""
+    try:
+        canonical = b64e(b64d(public_b64))
+    except (ValueError, TypeError):
+        return None
+    return canonical if sharing.owner_key_ok(canonical) else None
+
+
+def _good_key(path: Path, trust: Trust | None, owner: str, fid: str, recipient: str, epoch: int,
+              bound: granting.GroupBinding | None = None) -> bool:
     """A key there the owner signed (an unsigned or forged one is made again),
-    of this epoch or a newer one.  One of this epoch at a group's place signed before the group and its
-    owner were (``KeyRecord.group``) is signed again with them: the key mirror takes the group owner's
-    removal of its recipient only from a key naming her (attack round 44b (1))."""
+    of this epoch or a newer one.  One of this epoch at a group's place that does not name ``bound`` (the
+    group, its owner and her key as this user pins them now: ``Guests.group_bound``) is signed again with
+    it: one signed before the group was bound (``KeyRecord.group``, 44b (1)) or before its owner's key was
+    (``KeyRecord.group_owner_key``, 46c (1)): the key mirror takes the group owner's removal of its
+    recipient only under the key signed in.  At most once per key per unlock (``fill_missing`` runs at
+    unlock); one naming the group is signed again only when ``bound`` names a key (nothing better else)."""
     try:
         found = sharing.read_key(path)
     except VaultError:
         return False
     if found is None or (found.sig is None and trust is not None):
         return False  # none, or from before signatures: sealed again, signed
-    if trust is not None and found.group is None and found[0] == epoch and sharing.key_group(path):
+    if trust is not None and bound is not None and found[0] == epoch and sharing.key_group(path) \
+            and (found.group is None or (len(bound) == 3 and granting.group_of(found) != bound)):
         return False
     return found[0] >= epoch and grants_ok(trust, found, owner, fid, recipient, path)
 
