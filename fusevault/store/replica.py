@@ -10,7 +10,14 @@ history, then the greater revision id), so every replica and every CouchDB
 server picks the same one; vault/services/conflicts.py then keeps the losing edit.
 
 These functions are synchronous and quick; the sync service calls them on the
-trio thread, like the Volume's commits, so a commit and an arrival never race.
+trio thread, like the Volume's commits, so a commit and an arrival never race
+(one connection, one transaction at a time: LocalStore).  Quick whatever a peer
+sends: a document's held revisions are read once per batch (``_held_in_batch``),
+a revision's look-ups then go by set or by index, so a batch costs in proportion to
+its own size and the branches kept; a document keeps at most ``LEAVES_PER_DOC`` live other branches and
+``CLOSED_PER_DOC`` closed ones, a revision that would open one more is refused
+(``Arrival.refused``: the sync service says it), never one held dropped (attack
+round 46e (2): thousands of sibling leaves made each batch quadratic, on the loop).
 """
 
 from __future__ import annotations
@@ -25,6 +32,16 @@ from fusevault.store import places as places_table
 from fusevault.store.local import REVS_LIMIT, LocalStore, history_of
 from fusevault.store.places import PlaceRow
 from fusevault.store.revs import generation, well_formed
+
+# Other branches a document keeps at most.  Honest use makes one live leaf per device that edited
+# while apart (a conflict), settled soon after by the owner's device (closing it): a handful.  64 is far
+# above that and keeps every per-leaf cost (the settling judges each leaf against the others, the load
+# looks through them for hers) small.  A revision that would open one more is refused, never a leaf
+# held dropped: a server must not evict her genuine leaves with its own.
+LEAVES_PER_DOC = 64
+# Closed branches (a deleted revision on top: ``close_leaf``) a document keeps at most: one per conflict
+# ever settled, so more than live ones, yet bounded (each is a row read by a push of the document).
+CLOSED_PER_DOC = 4 * LEAVES_PER_DOC
 
 
 def local_of(store: object) -> LocalStore | None:
@@ -59,6 +76,9 @@ class Arrival:
 
     current: list[dict] = field(default_factory=list)  # documents whose current revision changed
     conflicts: list[str] = field(default_factory=list)  # ids that now have a live other branch
+    # ids of documents a revision of which was refused: it would have opened a branch beyond
+    # ``LEAVES_PER_DOC`` (or ``CLOSED_PER_DOC``).  Not stored, for the caller to say.
+    refused: list[str] = field(default_factory=list)
 
 
 def missing(store: LocalStore, wanted: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -73,6 +93,9 @@ def missing(store: LocalStore, wanted: dict[str, list[str]]) -> dict[str, list[s
 
 
 def _known(store: LocalStore, doc_id: str) -> list[str]:
+    """Every revision held of ``doc_id``: read once per document a pull is offered (``missing``) and
+    once per document a batch stores (``_held_in_batch``), never per revision; bounded by the
+    branches a document keeps (``LEAVES_PER_DOC``)."""
     db = store.db
     row = db.execute("SELECT rev, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
     known = history_of(*row) if row else []
@@ -81,21 +104,63 @@ def _known(store: LocalStore, doc_id: str) -> list[str]:
     return known
 
 
+def _held_in_batch(store: LocalStore, held: dict[str, set[str]], doc_id: str) -> set[str]:
+    """The revisions held of ``doc_id``, read once per batch (``_known``) and kept up to date as the
+    batch stores: each arriving revision is then one look-up.  Read at each arrival, every branch's
+    history was parsed per revision: a batch beside L leaves, L histories per revision (attack round
+    46e (2)); per batch, the parse is once per document, bounded by the branches it keeps."""
+    if doc_id not in held:
+        held[doc_id] = set(_known(store, doc_id))
+    return held[doc_id]
+
+
+def _leaves_under(db, doc_id: str, history: list[str]) -> list[tuple[str, bool]]:
+    """The held leaves of other branches that ``history`` descends from (each with whether it is
+    closed), by key: ``history`` is at most ``REVS_LIMIT`` revisions."""
+    marks = ",".join("?" * len(history))
+    return [(leaf, bool(deleted)) for leaf, deleted in db.execute(
+        f"SELECT rev, deleted FROM leaves WHERE id = ? AND rev IN ({marks})", (doc_id, *history))]
+
+
+def branch_counts(store: LocalStore, doc_id: str) -> tuple[int, int]:
+    """How many live and closed other branches ``doc_id`` has here."""
+    live, closed = store.db.execute(
+        "SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted != 0), 0) FROM leaves WHERE id = ?",
+        (doc_id,)).fetchone()
+    return int(live), int(closed)
+
+
+def _opens_too_many(store: LocalStore, doc_id: str, under: list[tuple[str, bool]], kept_closed: bool) -> bool:
+    """Whether keeping one more leaf (closed or not: ``kept_closed``), the leaves ``under`` replaced,
+    goes past the cap of its kind (``LEAVES_PER_DOC``, ``CLOSED_PER_DOC``).  A revision that moves a
+    branch on (its leaf replaced by one of the same kind) is never refused; one closing a live branch
+    is, only with ``CLOSED_PER_DOC`` closed ones held already (one per conflict ever settled: far
+    more than honest use makes of one document, and said), else a peer opening and closing branches
+    in turn would grow the closed ones without end."""
+    if any(closed == kept_closed for _, closed in under):
+        return False  # one of its kind leaves as it comes: no more of them
+    live, closed = branch_counts(store, doc_id)
+    return closed >= CLOSED_PER_DOC if kept_closed else live >= LEAVES_PER_DOC
+
+
 def store_revisions(store: LocalStore, docs: list[dict], places: Sequence[PlaceRow] = ()) -> Arrival:
     """Store revisions sent by a peer, with their ancestry, as they are (and the
     places here of the records that came with them)."""
     arrival = Arrival()
+    held: dict[str, set[str]] = {}  # per document, the revisions held (``_held_in_batch``)
     with store.transaction() as db:
         seq = store.next_seq()
         if places:
             places_table.insert_arrived(db, places)
         for doc in docs:
-            if _store_one(store, doc, seq, arrival):
+            if _store_one(store, doc, seq, arrival, held):
                 seq += 1
+                if doc["_id"] in held:
+                    held[doc["_id"]].update(history_from(doc)[:REVS_LIMIT])
     return arrival
 
 
-def _store_one(store: LocalStore, doc: dict, seq: int, arrival: Arrival) -> bool:
+def _store_one(store: LocalStore, doc: dict, seq: int, arrival: Arrival, held: dict[str, set[str]]) -> bool:
     db = store.db
     doc_id, history = doc["_id"], history_from(doc)[:REVS_LIMIT]
     rev = history[0]
@@ -105,19 +170,25 @@ def _store_one(store: LocalStore, doc: dict, seq: int, arrival: Arrival) -> bool
         store.write_doc(doc_id, rev, history, seq, doc)
         arrival.current.append(doc)
         return True
-    current, current_history = row[0], history_of(row[0], row[1])
-    if rev in _known(store, doc_id):
+    current = row[0]
+    if rev in _held_in_batch(store, held, doc_id):
         return False
     if current in history:  # a descendant of what this replica has: it moves on
         store.write_doc(doc_id, rev, history, seq, doc)
         arrival.current.append(doc)
         return True
     # Another branch.  A leaf of it that this revision descends from is replaced.
-    for (leaf,) in db.execute("SELECT rev FROM leaves WHERE id = ?", (doc_id,)).fetchall():
-        if leaf in history:
-            db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, leaf))
-    if _rank(deleted, rev) > _rank(bool(row[2]), current):
-        _keep_leaf(db, doc_id, current, current_history, bool(row[2]), row[3])
+    under = _leaves_under(db, doc_id, history)
+    wins = _rank(deleted, rev) > _rank(bool(row[2]), current)
+    if _opens_too_many(store, doc_id, under, bool(row[2]) if wins else deleted):
+        # Refused, not stored: every leaf held stays (hers among them); the peer still has it.
+        if doc_id not in arrival.refused:
+            arrival.refused.append(doc_id)
+        return False
+    for leaf, _ in under:
+        db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, leaf))
+    if wins:
+        _keep_leaf(db, doc_id, current, history_of(row[0], row[1]), bool(row[2]), row[3])
         store.write_doc(doc_id, rev, history, seq, doc)
         arrival.current.append(doc)
     else:
@@ -163,11 +234,20 @@ def in_conflict(store: LocalStore, doc_id: str) -> bool:
                             (doc_id,)).fetchone() is not None
 
 
-def other_leaves(store: LocalStore, doc_id: str) -> list[dict]:
+def other_leaves(store: LocalStore, doc_id: str, limit: int = -1, one_per_body: bool = False) -> list[dict]:
     """The live revisions of other branches than the current one (a conflict),
-    each with its history (``_revisions``)."""
-    rows = store.db.execute("SELECT rev, revs, body FROM leaves WHERE id = ? AND deleted = 0",
-                            (doc_id,)).fetchall()
+    each with its history (``_revisions``), in the order of their revision ids (the
+    table's key).  For a caller that needs a few (a store from before ``LEAVES_PER_DOC``
+    may hold thousands): at most ``limit`` rows read (-1: all), and with ``one_per_body``
+    one revision (the least) of each stored body: byte-identical copies under many
+    revision ids are read once."""
+    if one_per_body:
+        rows = store.db.execute("SELECT MIN(rev) AS first, revs, body FROM leaves "
+                                "WHERE id = ? AND deleted = 0 GROUP BY body ORDER BY first LIMIT ?",
+                                (doc_id, limit)).fetchall()
+    else:
+        rows = store.db.execute("SELECT rev, revs, body FROM leaves WHERE id = ? AND deleted = 0 "
+                                "ORDER BY rev LIMIT ?", (doc_id, limit)).fetchall()
     return [{**opened, "_id": doc_id, "_rev": rev, "_revisions": revisions(history_of(rev, revs))}
             for rev, revs, body in rows if (opened := _body(rev, body)) is not None]
 

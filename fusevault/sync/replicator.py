@@ -512,6 +512,7 @@ class Replicator(PunchedAsks):
         the store ahead of it (and, inside ``settled``, after every local
         change the kernel was answered for is committed)."""
         arrival = replica.store_revisions(self.store, docs, places)
+        self._refused_branches(arrival.refused)
         if self.keys is not None:
             self.keys.arrived(d["_id"] for d in arrival.current if is_key_doc(d["_id"]))
         if places and self.layout.places is not None:
@@ -527,6 +528,18 @@ class Replicator(PunchedAsks):
         if arrival.current or arrival.conflicts or places:
             # Records alone too: a file held back until its version's records came is shown now.
             self.arrived(arrival.current, replica.conflicted(self.store))
+
+    def _refused_branches(self, doc_ids: list[str]) -> None:
+        """Say the documents a revision of which was refused for opening one branch too many
+        (``replica.LEAVES_PER_DOC``: a server, or a member's client, storing hundreds of sibling
+        leaves of one document).  Not stored: the leaves held stay; the pull goes on (the peer
+        keeps the revision)."""
+        for doc_id in doc_ids:
+            text = (f"sync with {self.name}: refused a revision of {doc_id[:80]} that would open one more "
+                    f"branch than a document keeps ({replica.LEAVES_PER_DOC} live, "
+                    f"{replica.CLOSED_PER_DOC} closed; the server's doing?): not stored, the branches "
+                    "held here kept")
+            self._refused(f"branches {doc_id[:80]}", text)
 
     def _is_record(self, doc: dict) -> bool:
         """A deletion at a record's id, or a document there that is no record, is never placed and
@@ -661,6 +674,7 @@ class Replicator(PunchedAsks):
             self.checkpoint.pop(HELD_SINCE, None)
         if taken:
             arrival = replica.store_revisions(self.store, taken)
+            self._refused_branches(arrival.refused)
             if arrival.current:
                 self.arrived(arrival.current, replica.conflicted(self.store))
         if (len(held), since) != before:

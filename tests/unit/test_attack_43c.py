@@ -218,7 +218,7 @@ def _her_leaf_among(monkeypatch, leaves: list[dict]) -> Node | None:
     """``loading._her_leaf`` over these other leaves (each carrying the node and links it opens to)."""
     monkeypatch.setattr(loading, "replica", SimpleNamespace(
         local_of=lambda store: store, in_conflict=lambda local, fid: True,
-        other_leaves=lambda local, fid: list(leaves)))
+        other_leaves=lambda local, fid, **reading: list(leaves)))
     monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
     monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
     gate = SimpleNamespace(trust=_Trust())

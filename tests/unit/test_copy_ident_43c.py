@@ -130,9 +130,17 @@ def _her_leaves(monkeypatch, leaves: list[dict], alarms: Alarms | None = None) -
                 raise Forged("bad signature")
             return ALICE
 
+    def other_leaves(local: object, fid: str, limit: int = -1, one_per_body: bool = False) -> list[dict]:
+        """As the store reads them (store/replica.py): one per stored body if asked, at most ``limit``."""
+        read = leaves
+        if one_per_body:
+            bodies = {repr(sorted((k, v) for k, v in leaf.items() if not k.startswith("_"))): leaf
+                      for leaf in reversed(leaves)}
+            read = sorted(bodies.values(), key=lambda leaf: leaf["_rev"])
+        return list(read)[:limit] if limit >= 0 else list(read)
+
     monkeypatch.setattr(loading, "replica", SimpleNamespace(
-        local_of=lambda store: store, in_conflict=lambda local, fid: True,
-        other_leaves=lambda local, fid: list(leaves)))
+        local_of=lambda store: store, in_conflict=lambda local, fid: True, other_leaves=other_leaves))
     monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
     monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
     node = Node(2, FID, ALICE, OLD, stat.S_IFREG | 0o644, 1000, 1000, when=1)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import SIG, canonical, signature_of
 from fusevault.encoding import str_to_name
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store, replica
@@ -53,6 +54,10 @@ log = logging.getLogger(__name__)
 # are checked to find them, at most (a peer may store any number of branches, each a signature to check).
 HER_LEAVES = 16
 HER_LEAVES_CHECKED = 16 * HER_LEAVES
+# And how many leaves (one per stored body) are read to find them, at most, the first by revision id:
+# a store holding thousands (from before ``replica.LEAVES_PER_DOC``) is not read whole at each load
+# (attack round 46e (2)); enough to reach both caps above.
+HER_LEAVES_READ = HER_LEAVES_CHECKED + HER_LEAVES - 1
 # ``_take_her_leaf``: what a node takes from her leaf (not its identity, names, folder entries or
 # what this mount holds of it).
 _LEAF_STATE = tuple(slot for slot in Node.__slots__ if slot not in (
@@ -310,12 +315,14 @@ def _her_leaves(store: Store, key: MasterKey, gate: Authorship, node: Node,
     never checked, and one body stored under many revision ids (``_rev`` is not signed) is checked
     once: 256 of either filled the check cap above hers (attack round 45c (2)).  At most
     ``HER_LEAVES`` given, among at most ``HER_LEAVES_CHECKED`` bodies checked (each a signature to
-    check; any number of altered ones costs a server nothing); a cap reached with bodies left
-    unchecked is said: her leaf may be among them."""
+    check; any number of altered ones costs a server nothing), among at most ``HER_LEAVES_READ`` leaves
+    read; a cap reached with leaves left is said: her leaf may be among them."""
     local = replica.local_of(store)
     if local is None or not replica.in_conflict(local, node.fid):
         return
-    leaves = [leaf for leaf in replica.other_leaves(local, node.fid) if _says_hers(leaf, key.user_id)]
+    read = replica.other_leaves(local, node.fid, limit=HER_LEAVES_READ + 1, one_per_body=True)
+    unread = len(read) > HER_LEAVES_READ  # one more there: leaves left unread
+    leaves = [leaf for leaf in read[:HER_LEAVES_READ] if _says_hers(leaf, key.user_id)]
     leaves.sort(key=_leaf_rank, reverse=True)
     bodies: set[bytes] = set()
     checked = given = 0
@@ -325,7 +332,7 @@ def _her_leaves(store: Store, key: MasterKey, gate: Authorship, node: Node,
             continue  # this very body under another revision id: judged already
         bodies.add(body)
         if checked == HER_LEAVES_CHECKED or given == HER_LEAVES:
-            _say_leaves_left(gate, node.fid, len(leaves) - index, checked, given)
+            _say_leaves_left(gate, node.fid, len(leaves) - index, checked, given, unread)
             return
         checked += 1
         try:
@@ -337,6 +344,8 @@ def _her_leaves(store: Store, key: MasterKey, gate: Authorship, node: Node,
         if stat.S_IFMT(hers.mode) == stat.S_IFMT(node.mode) and links:
             given += 1
             yield hers, links
+    if unread:
+        _say_leaves_left(gate, node.fid, 0, checked, given, unread)
 
 
 def _says_hers(leaf: dict, user_id: str) -> bool:
@@ -354,20 +363,32 @@ def _leaf_rank(leaf: dict) -> tuple[int, int, str]:
 
 
 def _body_of(leaf: dict) -> bytes:
-    """A digest of all a leaf says but its revision (not signed, the store's to set): one state stored
-    under many revision ids is one body, with one signature and one answer."""
-    said = sorted(((field, value) for field, value in leaf.items() if field not in ("_rev", "_revisions")),
-                  key=lambda item: str(item[0]))
-    return hashlib.sha256(repr(said).encode()).digest()
+    """A digest of what a leaf's signature covers and the signature: one signed state is one body,
+    with one answer, however it is stored (under many revision ids: ``_rev`` is not signed; or
+    re-encoded: keys reordered, 7 as 7.0, an unsigned key in ``sig``, which ``repr`` of the parsed
+    JSON told apart: attack round 46e (1)).  The signer named and whether ``sig`` is there at all
+    count too (they change the check's answer); a leaf with no canonical form (it fails its check)
+    is told by its whole parsed form."""
+    try:
+        signed = canonical(leaf)
+    except VaultError:
+        signed = repr(sorted(((str(k), v) for k, v in leaf.items() if k not in ("_rev", "_revisions")),
+                             key=lambda item: item[0])).encode()
+    sig = leaf.get(SIG)
+    by = repr(sig.get("by")) if isinstance(sig, dict) else type(sig).__name__
+    parts = (signed, by.encode(), signature_of(leaf).encode())
+    return hashlib.sha256(b"".join(len(part).to_bytes(8, "big") + part for part in parts)).digest()
 
 
-def _say_leaves_left(gate: Authorship, fid: str, left: int, checked: int, given: int) -> None:
+def _say_leaves_left(gate: Authorship, fid: str, left: int, checked: int, given: int, unread: bool = False,
+                     ) -> None:
     """Her leaves looked for and a cap reached, leaves left unchecked (a server storing hundreds of
     branches saying they are hers): said, for her leaf may be among them (the writer's revision is
     then judged as loaded, as before)."""
     gate.trust.alarms.warn("forged", fid, f"file {fid}: more leaves beside its current revision say they "
                            f"are yours than are checked ({checked} checked, {given} of yours tried, up to "
-                           f"{left} left): your own leaf may be among those left")
+                           f"{left} left{', and more not read' if unread else ''}): your own leaf may be "
+                           "among those left")
 
 
 def _take_her_leaf(tree: Tree, node: Node, hers: Node, links: list[tuple[str, bytes]],
