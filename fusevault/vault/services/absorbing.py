@@ -60,6 +60,7 @@ from fusevault.vault.tree.arrivals import (
     makes_cycle,
     may_take,
     open_doc,
+    owner_changed,
     relink,
     retyped,
     unsaved,
@@ -212,6 +213,9 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     elif not doc.get("_deleted"):
         keep(tree, node, doc)
         return
+    if not doc.get("_deleted") and owner_changed(tree, doc, node):
+        keep(tree, node, doc)  # another's document at the id of hers: the node keeps what it had, as at load
+        return
     try:
         opened = None if doc.get("_deleted") else open_doc(tree, doc)
     except CorruptData as err:  # it opens, but does not hold (a key epoch it seals and does not name)
@@ -318,13 +322,15 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if node is not None:
             sharing.phantoms.discard(node.ino)  # a share root's parent the user may open now
     before: list[Grant] = []
+    added = False
     if node is None:
         if not any(tree.holds(parent) for parent, _ in links):
             if links:
                 tree.wait_for_folder(doc["_id"])  # its folder may come later
             return
         tree.placed(doc["_id"])
-        node = tree.add(fresh)
+        node = tree.add(fresh, rejoin=False)  # what its dropped node held goes back once it is placed
+        added = True
     else:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
             # Written under an older key (by a recipient during a revoke):
@@ -339,6 +345,10 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             tree.same_state[node.fid] = (fresh.seq, (revs if seq == fresh.seq else set()) | {node.rev})
         _update(volume, node, fresh, out)
     relink(tree, node, links, out)
+    if added and node.links:
+        tree.rejoin(node, signer)  # placed first: a folder held above it now stays out (round 46b (1))
+        if out.judged is not None:
+            out.judged.linked(tree, node)  # it may hold something now: what is live lies under it
     tree.note_moved(node, before)
     if not here:
         _judged_while_granted(volume, fresh, signer)  # the node in the tree now: its owner is known
@@ -691,6 +701,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         if (judged := judge(tree, doc, None)) is False:
             continue  # refused, and said
         doc, signer = judged or (doc, None)
+        if owner_changed(tree, doc, tree.get(ino)):
+            continue  # a giver's document at the id of a node of another owner's (hers): said (round 46b (3))
         try:
             opened = open_guest(doc, volume.key, paths, volume.trust)
         except VaultError as err:

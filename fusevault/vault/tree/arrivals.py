@@ -18,7 +18,7 @@ from fusevault.crypto.signing import signature_of
 from fusevault.errors import CorruptData
 from fusevault.store.replica import history_from, in_conflict, local_of
 from fusevault.store.unreadable import Unreadable
-from fusevault.vault.model import names
+from fusevault.vault.model import alarms, names
 from fusevault.vault.model.ledger import writer_seq
 from fusevault.vault.model.nodes import Node, node_from_doc, open_node_doc
 from fusevault.vault.tree.guests import open_guest
@@ -91,6 +91,32 @@ def judge(tree: Tree, doc: dict, node: Node | None) -> tuple[dict, str] | None |
     if gate is None or (node is None and not gate.concerns(doc, givers)):
         return None
     return gate.admit(doc) or False
+
+
+def owner_changed(tree: Tree, doc: dict, node: Node | None, said: bool = True) -> bool:
+    """Whether ``doc`` names another owner than the node held at its id (a share root's parent held
+    as a phantom: its owner is a guess), or, none held, than this user for a file her ledger saw as
+    hers (``Ledger.mine``): said (``said``), as the load says it.  A node never changes owner (a new
+    node's owner is its folder's).  Taken, another user's folder signed at the id of hers (every id is
+    in the database he replicates) was a state of her folder: it went, with all it held, into his
+    share on her device, under the key he chose, and her next commit sealed her state of it under
+    that key (attack round 46b (3)); at the id of one dropped here, it was given what that one still
+    held (round 46b (2))."""
+    owner, me = doc.get("owner"), tree.key.user_id
+    phantom = node is not None and tree.sharing is not None and node.ino in tree.sharing.phantoms
+    if node is not None and not phantom:
+        changed = owner != node.owner
+        was = node.owner
+    else:
+        changed = owner != me and tree.ledger is not None and doc.get("_id") in tree.ledger.mine
+        was = me
+    if changed and said:
+        fid = str(doc.get("_id"))
+        log.warning("%s: a document naming owner %.40s, held here as %.40s's: not taken in", fid, owner, was)
+        alarms.for_user(me).warn(
+            "owner-changed", fid, f"file {fid}, which this device holds as {was!s:.40}'s, now names another "
+            f"owner ({owner!s:.40}) in the store: it is not taken in, and keeps what it had")
+    return changed
 
 
 def retyped(node: Node | None, fresh: Node) -> bool:
@@ -213,6 +239,9 @@ def reopen(tree: Tree, node: Node) -> bool:
         keep(tree, node, doc)
         return _take_held(node, held)
     doc, signer = judged or (doc, None)
+    if owner_changed(tree, doc, node):
+        keep(tree, node, doc)
+        return _take_held(node, held)
     if doc.get("delete"):
         return False
     try:

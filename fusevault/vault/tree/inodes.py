@@ -21,10 +21,10 @@ from typing import Any
 import trio
 
 from fusevault.crypto.keys import MasterKey
-from fusevault.errors import NotFound, StoreUnavailable, VaultError
+from fusevault.errors import CorruptData, NotFound, StoreUnavailable, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, os_error
-from fusevault.vault.model import placement
+from fusevault.vault.model import alarms, placement
 from fusevault.vault.model.ledger import Ledger, parents_of
 from fusevault.vault.model.nodes import ROOT_INODE, Node, node_doc
 from fusevault.vault.model.sharing import Grant, acl_lines
@@ -149,11 +149,12 @@ class Inodes:
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
-        # fid -> (inode, the inodes it held) of a folder dropped from the table while nodes it held
-        # were still in it (its removal taken here: they keep a name in it, its own removal not come,
-        # or never coming): when the folder is added again (brought back: vault/tree/revival.py, or a
-        # newer state of it), they are linked in it again (``_rejoin``; attack round 45a (2)).
-        self.left_holding: dict[str, tuple[int, list[int]]] = {}
+        # fid -> (inode, the inodes it held, its owner) of a folder dropped from the table while nodes
+        # it held were still in it (its removal taken here: they keep a name in it, its own removal not
+        # come, or never coming): when the folder is added again (brought back: vault/tree/revival.py,
+        # or a newer state of it), they are linked in it again (``rejoin``; attack round 45a (2)), only
+        # in a node of that owner (round 46b (2)).
+        self.left_holding: dict[str, tuple[int, list[int], str]] = {}
         # Folders whose keys rotation.py is rotating now (not started twice).
         self.rotating: set[str] = set()
         # fid -> the shares her own file or folder lost by a move or an unlink of one of its names
@@ -298,44 +299,74 @@ class Inodes:
         """Number new nodes above those an earlier load gave out (unlock after a lock)."""
         self._next_ino = max(inodes.values(), default=ROOT_INODE) + 1
 
-    def add(self, node: Node, inodes: dict[str, int] | None = None) -> Node:
-        """Put ``node`` in the table, under its number of an earlier load if it had one."""
+    def add(self, node: Node, inodes: dict[str, int] | None = None, *, rejoin: bool = True) -> Node:
+        """Put ``node`` in the table, under its number of an earlier load if it had one.  ``rejoin``:
+        what its dropped node held goes back in it at once (``rejoin``); a caller that links it after
+        (an arrival, a folder brought back) says False and calls ``rejoin`` once it is linked."""
         node.ino = (inodes or {}).get(node.fid) or self.new_ino()
         self._nodes[node.ino] = node
         self._by_fid[node.fid] = node.ino
-        if node.fid in self.left_holding:
-            self._rejoin(node, *self.left_holding.pop(node.fid))
+        if rejoin:
+            self.rejoin(node)
         return node
 
-    def _rejoin(self, folder: Node, old: int, held: list[int]) -> None:
-        """Link in ``folder``, just added, the nodes still held here that its earlier node (inode
-        ``old``, dropped) held, under the names they had there.  Its removal taken here, nothing else
-        places them: a file saved on a third device (not live here, by design) kept a name in the
-        dropped inode, in no folder, unsaid, once the removal's device brought the folder back as
-        a new node (attack round 45a (2)).  A node given another folder since keeps it.  The new
-        inode is unknown to the kernel: no entry of it is stale."""
-        if not folder.is_dir or folder.children is None:
+    def rejoin(self, folder: Node, signer: str | None = None) -> None:
+        """Link in ``folder``, just added (and linked, if its caller links it), the nodes still held
+        here that its earlier node (dropped) held, under the names they had there.  Its removal taken
+        here, nothing else places them: a file saved on a third device (not live here, by design) kept
+        a name in the dropped inode, in no folder, unsaid, once the removal's device brought the folder
+        back as a new node (attack round 45a (2)).  A node given another folder since keeps it.  The
+        new inode is unknown to the kernel: no entry of it is stale.
+
+        Only in a node of the dropped folder's owner, whose state that owner signed (``signer``, None:
+        not judged here): another user's folder at its id (his document names any id he replicates)
+        was given her files, under his name and in his share (attack round 46b (2)).  Never a node
+        that is above ``folder`` now: linked in it, it closed a loop of folders, and every walk up
+        from them (``path_of``) spun (round 46b (1)); it keeps its name in the dropped inode, said."""
+        entry = self.left_holding.get(folder.fid)
+        if entry is None or not folder.is_dir or folder.children is None:
             return
+        old, held, owner = entry
+        if folder.owner != owner or signer not in (None, owner):
+            log.warning("%s: a folder of %s (signed by %s) at the id of a folder of %s dropped here: what "
+                        "that one held is not put in it", folder.fid, folder.owner, signer, owner)
+            return
+        del self.left_holding[folder.fid]
         for ino in held:
             node = self._nodes.get(ino)
             for parent_ino, name in list(node.links) if node is not None else ():
-                if parent_ino != old or name in folder.children or self.is_ancestor(node, folder):
-                    continue  # placed elsewhere, a name taken meanwhile, or it would hold itself
+                if parent_ino != old or name in folder.children:
+                    continue  # placed elsewhere, or a name taken meanwhile
+                if self.is_ancestor(node, folder):
+                    self._left_out_above(node, folder)
+                    continue
                 node.links.remove((parent_ino, name))
                 self.link_entry(folder, name, node)
                 log.info("%s: back in its folder %s, brought back", node.fid, folder.fid)
+
+    def _left_out_above(self, node: Node, folder: Node) -> None:
+        """Said: ``node``, held by ``folder``'s dropped node, is above ``folder`` now (a move the
+        server served after the removal): it stays out of it, as all above it (until its next state)."""
+        log.warning("%s: not put back in folder %s, brought back beneath it: that would be a loop",
+                    node.fid, folder.fid)
+        if self.key is not None:
+            alarms.for_user(self.key.user_id).warn(
+                "cycle", node.fid, f"folder {node.fid} was not put back in folder {folder.fid}, brought "
+                "back beneath it (a removal and a move served in an order that makes a loop): it is not "
+                "shown until a newer state of it places it")
 
     def _note_holding(self, folder: Node) -> None:
         """Note the nodes ``folder``, being dropped, still holds (``left_holding``).  Each note
         looks at the oldest one: one whose nodes all left goes (a mount's many ``rm -r``)."""
         held = [ino for ino in (folder.children or {}).values() if ino in self._nodes]
         if held:
-            self.left_holding[folder.fid] = (folder.ino, held)
+            self.left_holding[folder.fid] = (folder.ino, held, folder.owner)
         for fid in list(itertools.islice(self.left_holding, 2)):
-            old, inos = self.left_holding.pop(fid)
+            entry = self.left_holding.pop(fid)
+            old, inos = entry[0], entry[1]
             if any((node := self._nodes.get(ino)) is not None and any(p == old for p, _ in node.links)
                    for ino in inos):
-                self.left_holding[fid] = (old, inos)  # still holds some: looked at again later
+                self.left_holding[fid] = entry  # still holds some: looked at again later
 
     def purge_if_unused(self, node: Node) -> None:
         """Drop a node that has no name, no kernel reference and no open handle."""
@@ -416,21 +447,30 @@ class Inodes:
             node.links.remove((parent.ino, name))
 
     def path_of(self, node: Node) -> bytes:
+        """``node``'s path by its first names.  A walk longer than the table holds nodes has met a
+        folder twice: a loop of folders, which no commit makes and every arrival refuses, but which an
+        order of arrivals no check foresaw made once, and the walk then never ended, its list growing,
+        on the mount's loop (attack round 46b (1)): raised, whatever made it."""
         parts = []
-        while node.ino != ROOT_INODE and node.links:
+        for _ in range(len(self._nodes) + 1):
+            if node.ino == ROOT_INODE or not node.links:
+                return b"/".join(reversed(parts))
             parent_ino, name = node.links[0]
             parts.append(name)
             node = self._nodes[parent_ino]
-        return b"/".join(reversed(parts))
+        raise CorruptData(f"a cycle of folders above {node.fid}: it has no path")
 
     def is_ancestor(self, node: Node, of: Node) -> bool:
-        """True when ``node`` is ``of`` or one of its ancestors."""
-        while True:
+        """True when ``node`` is ``of`` or one of its ancestors.  Bounded as ``path_of``: above a
+        loop of folders, True (a move or a link it would judge is refused, never made)."""
+        for _ in range(len(self._nodes) + 1):
             if of is node:
                 return True
             if of.ino == ROOT_INODE or not of.links:
                 return False
             of = self._nodes[of.links[0][0]]
+        log.warning("a cycle of folders above %s: taken as above %s", of.fid, node.fid)
+        return True
 
     # --- lookup counts (the kernel's references)
 

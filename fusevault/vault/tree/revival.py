@@ -272,8 +272,11 @@ def _revive(tree: Tree, fid: str, signer: str | None, owner: object, out: Absorb
         return None
     if not node.is_dir or node.children is None:
         return None
-    tree.add(node)  # what its earlier node held here goes back in it (``Inodes._rejoin``)
+    tree.add(node, rejoin=False)
     tree.link_entry(parent, name, node)
+    # What its earlier node held here goes back in it, once it is placed: a folder held that is above
+    # its place now (a move served after the removal) stays out, or it closed a loop (round 46b (1)).
+    tree.rejoin(node, me)
     if out.judged is not None:
         out.judged.linked(tree, node)
     out.entries.append((parent.ino, name))
