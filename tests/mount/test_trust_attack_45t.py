@@ -272,6 +272,7 @@ def test_her_device_refuses_a_name_his_device_should_have_refused(three) -> None
 
     from fusevault.vault.services import share_ops
 
+    domain._admin(three, "user", "add", "dave", "--uid", "2103", passphrase="dave's own passphrase")
     trees = domain.Trees(three)
     ME = domain.ME
 
@@ -283,6 +284,8 @@ def test_her_device_refuses_a_name_his_device_should_have_refused(three) -> None
         await share_ops.share(alice, b"proj", "bob", "WRITE")
         await share_ops.share(alice, b"other", "bob", "WRITE")
         await share_ops.share(alice, b"other", "carol", "READ")
+        await alice.mkdir(proj.ino, b"x", 0o755, ME)
+        await share_ops.share(alice, b"proj/x", "dave", "READ")
         await alice.save_all()
 
         bob = trees.load("bob", domain.BOB)
@@ -300,9 +303,17 @@ def test_her_device_refuses_a_name_his_device_should_have_refused(three) -> None
                          exchange=False)
         await bob.save_all()
         assert sorted(alice.resolve(b"other").children) == [b"single.txt"]
-        assert sorted(alice.resolve(b"proj").children) == [b"deeper", b"plan.txt"]
-        refused = {a["subject"] for a in alice.tree.trust.alarms.as_list() if a["kind"] == "forged-write"}
-        assert {plan.fid, deeper.fid} <= refused
+        assert sorted(alice.resolve(b"proj").children) == [b"deeper", b"plan.txt", b"x"]
+        refused = {a["subject"]: a["text"] for a in alice.tree.trust.alarms.as_list()
+                   if a["kind"] == "forged-write"}
+        assert {plan.fid, deeper.fid} <= refused.keys()
+        # A new file's first document naming it in proj and other at once (as a device of his may sign
+        # it): judged as one name and a link.
+        gate = alice.tree.authorship
+        for folders, taken in (((b"proj/x", b"other"), False), ((b"proj", b"proj/x"), True),
+                               ((b"proj", b"other"), True)):  # made in other, linked into proj: nobody new
+            links = [(alice.resolve(folder).fid, b"new%d.txt" % i) for i, folder in enumerate(folders)]
+            assert gate.may_write(alice.tree, bob.key.user_id, alice.key.user_id, "f" * 32, links) is taken
         await trees.close()
 
     trio.run(main)
@@ -317,6 +328,7 @@ def test_her_unlock_seals_nothing_by_a_name_his_device_should_have_refused(three
 
     from fusevault.vault.services import share_ops
 
+    domain._admin(three, "user", "add", "dave", "--uid", "2103", passphrase="dave's own passphrase")
     trees = domain.Trees(three)
     ME = domain.ME
     carol = next(u["_id"] for u in trees.store.iter_type("UserDetails") if u["username"] == "carol")
@@ -332,6 +344,8 @@ def test_her_unlock_seals_nothing_by_a_name_his_device_should_have_refused(three
         await share_ops.share(alice, b"proj", "bob", "WRITE")
         await share_ops.share(alice, b"other", "bob", "WRITE")
         await share_ops.share(alice, b"other", "carol", "READ")
+        await alice.mkdir(proj.ino, b"x", 0o755, ME)
+        await share_ops.share(alice, b"proj/x", "dave", "READ")
         await alice.save_all()
         await alice.close()
         del trees.trees["alice"]
@@ -341,16 +355,22 @@ def test_her_unlock_seals_nothing_by_a_name_his_device_should_have_refused(three
         proj_, other = bob.resolve(b"shared/alice/proj"), bob.resolve(b"shared/alice/other")
         await bob.link(bob.resolve(b"shared/alice/proj/plan.txt").ino, other.ino, b"plan.txt")
         await bob.rename(proj_.ino, b"deeper", other.ino, b"deeper", noreplace=False, exchange=False)
+        x = bob.resolve(b"shared/alice/proj/x")
+        fh, made = await bob.create(x.ino, b"new.txt", 0o644, ME)  # a file her device never saw (dave's)
+        await bob.release(fh)
+        await bob.link(made.ino, other.ino, b"new.txt")
         await bob.save_all()
 
         alice = trees.load("alice", PASSPHRASE)
         plan, lone = alice.resolve(b"proj/plan.txt"), alice.resolve(b"proj/lone.txt")
         assert len(plan.links) == 2 and alice.resolve(b"other/deeper/l.txt") is lone  # shown where it is
-        for node in (plan, lone):
+        new = alice.resolve(b"proj/x/new.txt")
+        assert alice.resolve(b"other/new.txt") is new
+        for node in (plan, lone, new):
             assert not any(line.startswith(carol) for line in alice.acl(node) or []), alice.acl(node)
-        said = (plan.fid, alice.resolve(b"other/deeper").fid)
-        alarms = [a["text"] for a in alice.tree.trust.alarms.as_list() if a["subject"] in said]
-        assert any("only its owner adds such a name" in text for text in alarms), alarms
+        for said in (plan.fid, alice.resolve(b"other/deeper").fid, new.fid):
+            alarms = [a["text"] for a in alice.tree.trust.alarms.as_list() if a["subject"] == said]
+            assert any("only its owner adds such a name" in text for text in alarms), alarms
         await trees.close()
 
     trio.run(main)

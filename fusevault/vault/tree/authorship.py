@@ -15,6 +15,11 @@ only if (``Authorship``):
   (the node's own grant, READ or WRITE, puts no name in a folder);
 - a document never puts a folder inside itself (vault/tree/arrivals.py,
   vault/tree/loading.py);
+- judged by the owner's own tree: a writer's document gives her file (or a file
+  under her folder it moves) no name whose folder's shares give it to a user or
+  group its names do not, with as much (a link, a move keeping another name, a
+  new file named in several folders): who reads her file is hers to choose
+  (attack round 45t (1)); at her unlock, such a name is shown, no key sealed by it;
 - a new file's ``owner_dek`` (sealed to the owner's public key, which anyone
   can do) comes from a WRITE grantee, at key epoch 0, and never gives a node
   the owner already holds (or has wrapped versions of) another DEK.
@@ -318,6 +323,11 @@ class Authorship:
             gone = self._left(volume, self.was_at(fid), {fid_ for fid_, _ in named})
         if held is None and not new:
             return own  # placed nowhere here (its folder may come later: judged again then)
+        if (held is None and owner == self.user_id and signer != owner
+                and not self._one_gives_all(volume, new)):
+            self._alarm({"_id": fid}, f"signed by {signer}, a new file named in folders whose shares give "
+                        "it to others than one name would: refused (only its owner adds such a name)")
+            return False
         return all(self.writes_at(volume, signer, owner, parent) for parent in [*new, *gone])
 
     def _names_widen(self, volume: Held, signer: str, held: Node, links: list[tuple[str, bytes]]) -> bool:
@@ -346,6 +356,16 @@ class Authorship:
                             "a name)")
                 return True
         return False
+
+    @staticmethod
+    def _one_gives_all(volume: Held, folders: list[Node]) -> bool:
+        """Whether the shares over one of ``folders`` give as much as those over all of them: a file a
+        writer's device names in several at once is one it made in that folder and linked into the
+        others (``_names_widen``, for a file this tree holds)."""
+        over = [volume.covering(folder) for folder in dict.fromkeys(folders)]
+        every = [g for grants in over for g in grants]
+        return len(over) < 2 or any(all(any(gives_as_much(e, g) for e in base) for g in every)
+                                    for base in over)
 
     def _back_from_owners_trash(self, volume: Held, owner: str, fid: str,
                                 links: list[tuple[str, bytes]] | None, held: Node | None,
@@ -537,6 +557,13 @@ class Authorship:
                 # not under now is one it may have left: a key of it sealed for one (which only her
                 # device seals) is taken back and it gets a new key (attack round 37b (4)).
                 volume.note_moved(placed, [g for g in volume.sharing.grants if g.owner == self.user_id])
+                folders = [folder for fid in now if (folder := volume.find(fid)) is not None]
+                if was is None and not self._one_gives_all(volume, folders):
+                    # Named by him in several folders, none of them seen here: as a new file's (45t (1)).
+                    self._alarm({"_id": node.fid}, f"named by {signer} in folders whose shares give it to "
+                                "others than one name would (only its owner adds such a name): shown where "
+                                "it is, but no share there gets its key")
+                    moved[node.fid] = now
             if was is None or was == now:
                 continue
             # A folder it was seen in that this load does not hold (refused, damaged, withheld) cannot
