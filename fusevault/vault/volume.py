@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -162,6 +162,10 @@ class Volume:
 
     def acl(self, node: Node) -> list[str] | None:
         return self.tree.acl(node)
+
+    def widening(self, node: Node, into: Node,
+                 leaving: Container[tuple[int, bytes]] = ()) -> tuple[Node, list[Grant] | None] | None:
+        return self.tree.widening(node, into, leaving)
 
     # --- who may do what (vault/tree/access.py)
 

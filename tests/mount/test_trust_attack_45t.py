@@ -39,6 +39,10 @@ Hole 1 (medium): a WRITE member keeps reading a share's file after his removal f
     unshare, take back names a member added outside the share (he signed the file's document that
     added the name) and say so.
   Tests: the four above.
+  Fixed: a non-owner's new name (link, a move keeping another name) is refused unless the new folder's
+    shares are among the file's; her device refuses it too from a device that skips the check (the
+    three marks removed; bob's ``ln`` is now refused, the rest of each attack runs as written; the
+    domain's tests below).
 
 Hole 2 (low; a claim of docs/SECURITY.md, "Someone who holds the vault files"): whoever holds the vault
   folder, or a sync server, tells which nodes are files (with contents) and which are not.
@@ -53,6 +57,8 @@ Hole 2 (low; a claim of docs/SECURITY.md, "Someone who holds the vault files"): 
   Fix: correct the sentence (nodes with contents are told from the others), or give every node
     (folders too) a dummy FilesMetaData/``.vf``.
   Test: that one.
+  Fixed (the claim corrected): the test is now ``test_the_store_does_not_tell_a_folder_from_an_empty_file``,
+    of what the corrected sentence says.
 
 Hole 3 (medium in a shared mount; low in a personal one): ``export`` writes a sparse file's holes as
   real zeros, in root's process: a mapped local user makes root fill the machine's disk from a file that
@@ -117,14 +123,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import docs_of
+from conftest import PASSPHRASE, docs_of
 
+from mount import test_domain_permissions as domain
 from mount import test_shared_mount as shared
 from mount.test_shared_mount import SECRETS, People, _admin, _wait_until
 
 # The shared mount fixtures (real Linux users, root's --allow-other mount) of test_shared_mount.py.
 linux, place, python, shared_vault, people = (shared.linux, shared.place, shared.python, shared.shared_vault,
                                               shared.people)
+three = domain.three  # alice, bob and carol, for the domain's tests (no mount)
 
 LATER = "after bob left the team"
 
@@ -154,23 +162,26 @@ def _bob_out_of_the_team_then_alice_writes(people: People, vault, how: str = "re
     assert people.ok("alice", "cat $M/proj/plan.txt") == f"plan\n{LATER}\n"
 
 
-@pytest.mark.xfail(strict=True, reason="45t (1): a member's hard link into another share keeps him the "
-                                       "file's later versions after his removal from the group")
 def test_a_removed_member_reads_what_she_writes_after_his_removal_through_his_hard_link(
         people: People, shared_vault) -> None:
     _linked_then_out(people, shared_vault, "removal")
 
 
-@pytest.mark.xfail(strict=True, reason="45t (1): a member's hard link into another share keeps him the "
-                                       "file's later versions after her unshare from the group")
 def test_her_unshare_from_the_group_leaves_him_what_she_writes_through_his_hard_link(
         people: People, shared_vault) -> None:
     _linked_then_out(people, shared_vault, "unshare")
 
 
+def _his_link_refused(people: People) -> None:
+    """Fixed: a name in ``other`` would give the team's file to ``other``'s shares (bob as a user,
+    carol), which its names do not: only alice may add it.  The attack goes on as written."""
+    people.denied("bob", "ln $M/groups/team/proj/plan.txt $M/shared/alice/other/plan.txt")
+    assert "plan.txt" not in people.ok("alice", "ls $M/other")
+
+
 def _linked_then_out(people: People, shared_vault, how: str) -> None:
     _two_shares(people)
-    people.ok("bob", "ln $M/groups/team/proj/plan.txt $M/shared/alice/other/plan.txt")
+    _his_link_refused(people)
     _bob_out_of_the_team_then_alice_writes(people, shared_vault, how)
     seen = people.sh("bob", "cat $M/shared/alice/other/plan.txt")
     assert LATER not in seen.stdout, "bob, out of @team, reads what alice wrote into proj/plan.txt since"
@@ -184,12 +195,10 @@ def test_control_a_copy_he_made_gets_nothing_she_writes_after_his_removal(people
     assert people.ok("bob", "cat $M/shared/alice/other/plan.txt") == "plan\n"
 
 
-@pytest.mark.xfail(strict=True, reason="45t (1): a member's hard link makes a file of the team's readable "
-                                       "by a user of another share, for all its later versions")
 def test_a_write_member_links_a_team_file_into_a_folder_carol_reads(people: People, shared_vault) -> None:
     _two_shares(people, also_carol=True)
     assert "groups" not in people.ok("carol", "ls -A $M")  # carol is in no group: proj is not hers
-    people.ok("bob", "ln $M/groups/team/proj/plan.txt $M/shared/alice/other/plan.txt")
+    _his_link_refused(people)
     # Her seat seals the file's key to the shares of its new name at her next unlock (as for a file made
     # in a shared folder: only the owner seals): a lock and an unlock, as any TTL or remount makes.
     assert people.fusevault("alice", "lock").returncode == 0
@@ -197,6 +206,174 @@ def test_a_write_member_links_a_team_file_into_a_folder_carol_reads(people: Peop
     people.ok("alice", "echo 'for the team only' >> $M/proj/plan.txt")
     seen = people.sh("carol", "cat $M/shared/alice/other/plan.txt")
     assert "for the team only" not in seen.stdout, "carol reads the team's file through bob's link"
+
+
+def test_only_the_owner_gives_her_file_a_name_that_widens_its_readers(three) -> None:
+    """Fixed 45t (1), in the domain: a writer's new name of her file (``link``, or a move that keeps
+    another name, a folder's move with a file linked outside it too) is refused when the new folder's
+    shares give the file to someone its names do not (carol), and allowed when they give nobody new
+    (a name in the same share, or in a folder whose shares the file already has); a move of a file's
+    only name stays a move; the owner adds any name."""
+    import trio
+
+    from fusevault.errors import PermissionDenied
+    from fusevault.vault.services import share_ops
+    trees = domain.Trees(three)
+    BOB, ME = domain.BOB, domain.ME
+
+    async def main() -> None:
+        alice = trees.load("alice", PASSPHRASE)
+        proj = await alice.mkdir(1, b"proj", 0o755, ME)
+        await alice.mkdir(proj.ino, b"sub", 0o755, ME)
+        await alice.create(proj.ino, b"plan.txt", 0o644, ME)
+        await alice.mkdir(1, b"other", 0o755, ME)
+        await share_ops.share(alice, b"proj", "bob", "WRITE")
+        await share_ops.share(alice, b"other", "bob", "WRITE")
+        await share_ops.share(alice, b"other", "carol", "READ")
+        await alice.save_all()
+
+        bob = trees.load("bob", BOB)
+        his = {name: bob.resolve(b"shared/alice/" + name) for name in (b"proj", b"proj/sub", b"other")}
+        plan = bob.resolve(b"shared/alice/proj/plan.txt")
+        with pytest.raises(PermissionDenied, match="carol"):
+            await bob.link(plan.ino, his[b"other"].ino, b"plan.txt")
+        await bob.link(plan.ino, his[b"proj/sub"].ino, b"plan2.txt")  # the same share: nobody new
+        moves = [(his[b"proj/sub"], b"plan2.txt")]  # a second name moved out, the first kept
+        deeper = await bob.mkdir(his[b"proj"].ino, b"deeper", 0o755, ME)
+        await bob.link(plan.ino, deeper.ino, b"p.txt")
+        moves.append((his[b"proj"], b"deeper"))  # a folder holding a name of a file linked outside it
+        for folder, name in moves:
+            for exchange in (False, True):
+                if exchange:
+                    await bob.create(his[b"other"].ino, name, 0o644, ME)
+                with pytest.raises(PermissionDenied):
+                    await bob.rename(folder.ino, name, his[b"other"].ino, name, noreplace=False,
+                                     exchange=exchange)
+        assert sorted(alice.resolve(b"other").children) == [b"deeper", b"plan2.txt"]  # his own files
+        assert len(alice.resolve(b"proj/plan.txt").links) == 3  # proj, proj/sub, proj/deeper
+        # A file's only name moved: a move (the shares it leaves are taken back).
+        await bob.create(his[b"proj"].ino, b"single.txt", 0o644, ME)
+        await bob.rename(his[b"proj"].ino, b"single.txt", his[b"other"].ino, b"single.txt",
+                         noreplace=False, exchange=False)
+        # Hers to choose: then other's shares are the file's, and his name there adds nobody.
+        await alice.link(alice.resolve(b"proj/plan.txt").ino, alice.resolve(b"other").ino, b"hers.txt")
+        await bob.link(plan.ino, his[b"other"].ino, b"his.txt")
+        await trees.close()
+
+    trio.run(main)
+
+
+def test_her_device_refuses_a_name_his_device_should_have_refused(three) -> None:
+    """Fixed 45t (1), on the owner's side: a device of bob's that skips the check (modified) signs the
+    link, and the folder move carrying a name of a file linked outside it; alice's tree refuses both
+    documents as they arrive (said: forged-write), and keeps the file where it was; a plain move of a
+    file's only name is still taken."""
+    import trio
+
+    from fusevault.vault.services import share_ops
+
+    domain._admin(three, "user", "add", "dave", "--uid", "2103", passphrase="dave's own passphrase")
+    trees = domain.Trees(three)
+    ME = domain.ME
+
+    async def main() -> None:
+        alice = trees.load("alice", PASSPHRASE)
+        proj = await alice.mkdir(1, b"proj", 0o755, ME)
+        await alice.create(proj.ino, b"plan.txt", 0o644, ME)
+        await alice.mkdir(1, b"other", 0o755, ME)
+        await share_ops.share(alice, b"proj", "bob", "WRITE")
+        await share_ops.share(alice, b"other", "bob", "WRITE")
+        await share_ops.share(alice, b"other", "carol", "READ")
+        await alice.mkdir(proj.ino, b"x", 0o755, ME)
+        await share_ops.share(alice, b"proj/x", "dave", "READ")
+        await alice.save_all()
+
+        bob = trees.load("bob", domain.BOB)
+        bob.tree._may_add_name = lambda *args: None  # his device, changed: no check before it signs
+        proj_, other = bob.resolve(b"shared/alice/proj"), bob.resolve(b"shared/alice/other")
+        plan = bob.resolve(b"shared/alice/proj/plan.txt")
+        deeper = await bob.mkdir(proj_.ino, b"deeper", 0o755, ME)
+        await bob.link(plan.ino, deeper.ino, b"p.txt")
+        await bob.create(proj_.ino, b"single.txt", 0o644, ME)
+        await bob.save_all()
+        assert len(alice.resolve(b"proj/plan.txt").links) == 2  # in the same share: taken
+        await bob.link(plan.ino, other.ino, b"plan.txt")
+        await bob.rename(proj_.ino, b"deeper", other.ino, b"deeper", noreplace=False, exchange=False)
+        await bob.rename(proj_.ino, b"single.txt", other.ino, b"single.txt", noreplace=False,
+                         exchange=False)
+        await bob.save_all()
+        assert sorted(alice.resolve(b"other").children) == [b"single.txt"]
+        assert sorted(alice.resolve(b"proj").children) == [b"deeper", b"plan.txt", b"x"]
+        refused = {a["subject"]: a["text"] for a in alice.tree.trust.alarms.as_list()
+                   if a["kind"] == "forged-write"}
+        assert {plan.fid, deeper.fid} <= refused.keys()
+        # A new file's first document naming it in proj and other at once (as a device of his may sign
+        # it): judged as one name and a link.
+        gate = alice.tree.authorship
+        for folders, taken in (((b"proj/x", b"other"), False), ((b"proj", b"proj/x"), True),
+                               ((b"proj", b"other"), True)):  # made in other, linked into proj: nobody new
+            links = [(alice.resolve(folder).fid, b"new%d.txt" % i) for i, folder in enumerate(folders)]
+            assert gate.may_write(alice.tree, bob.key.user_id, alice.key.user_id, "f" * 32, links) is taken
+        await trees.close()
+
+    trio.run(main)
+
+
+def test_her_unlock_seals_nothing_by_a_name_his_device_should_have_refused(three) -> None:
+    """Fixed 45t (1), at her unlock: his changed device's link, and his move of a folder holding a name
+    of a file linked outside it, made while alice was locked, are said, and no key of the file is sealed
+    to the shares of the folder he named it in (carol): it stays where it is (the ledger keeps it
+    ``behind``), as a move into a folder he may not write does."""
+    import trio
+
+    from fusevault.vault.services import share_ops
+
+    domain._admin(three, "user", "add", "dave", "--uid", "2103", passphrase="dave's own passphrase")
+    trees = domain.Trees(three)
+    ME = domain.ME
+    carol = next(u["_id"] for u in trees.store.iter_type("UserDetails") if u["username"] == "carol")
+
+    async def main() -> None:
+        alice = trees.load("alice", PASSPHRASE)
+        proj = await alice.mkdir(1, b"proj", 0o755, ME)
+        await alice.create(proj.ino, b"plan.txt", 0o644, ME)
+        _, lone = await alice.create(proj.ino, b"lone.txt", 0o644, ME)
+        deeper = await alice.mkdir(proj.ino, b"deeper", 0o755, ME)
+        await alice.link(lone.ino, deeper.ino, b"l.txt")
+        await alice.mkdir(1, b"other", 0o755, ME)
+        await share_ops.share(alice, b"proj", "bob", "WRITE")
+        await share_ops.share(alice, b"other", "bob", "WRITE")
+        await share_ops.share(alice, b"other", "carol", "READ")
+        await alice.mkdir(proj.ino, b"x", 0o755, ME)
+        await share_ops.share(alice, b"proj/x", "dave", "READ")
+        await alice.save_all()
+        await alice.close()
+        del trees.trees["alice"]
+
+        bob = trees.load("bob", domain.BOB)
+        bob.tree._may_add_name = lambda *args: None  # his device, changed: no check before it signs
+        proj_, other = bob.resolve(b"shared/alice/proj"), bob.resolve(b"shared/alice/other")
+        await bob.link(bob.resolve(b"shared/alice/proj/plan.txt").ino, other.ino, b"plan.txt")
+        await bob.rename(proj_.ino, b"deeper", other.ino, b"deeper", noreplace=False, exchange=False)
+        x = bob.resolve(b"shared/alice/proj/x")
+        fh, made = await bob.create(x.ino, b"new.txt", 0o644, ME)  # a file her device never saw (dave's)
+        await bob.release(fh)
+        await bob.link(made.ino, other.ino, b"new.txt")
+        await bob.save_all()
+
+        alice = trees.load("alice", PASSPHRASE)
+        plan, lone = alice.resolve(b"proj/plan.txt"), alice.resolve(b"proj/lone.txt")
+        assert len(plan.links) == 2 and alice.resolve(b"other/deeper/l.txt") is lone  # shown where it is
+        new = alice.resolve(b"proj/x/new.txt")
+        assert alice.resolve(b"other/new.txt") is new
+        for node in (plan, lone, new):
+            assert not any(line.startswith(carol) for line in alice.acl(node) or []), alice.acl(node)
+        for said in (plan.fid, alice.resolve(b"other/deeper").fid, new.fid):
+            alarms = [a["text"] for a in alice.tree.trust.alarms.as_list() if a["subject"] == said]
+            assert any("only its owner adds such a name" in text for text in alarms), alarms
+        await trees.close()
+
+    trio.run(main)
 
 
 def test_a_read_recipient_changes_nothing_of_hers_through_the_mount(people: People) -> None:
@@ -242,22 +419,34 @@ def test_a_read_recipient_changes_nothing_of_hers_through_the_mount(people: Peop
     assert history.returncode == 0 and history.stdout.count("alice") == 1, history.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="45t (2): FilesMetaData's clear fid tells file nodes from folders")
-def test_the_store_does_not_tell_which_node_is_a_file(vault, mnt) -> None:
+def test_the_store_does_not_tell_a_folder_from_an_empty_file(vault, mnt) -> None:
+    """45t (2), the claim as corrected (docs/SECURITY.md, "Someone who holds the vault files"): the
+    clear ``fid`` of version documents and the ``.vf`` names tell the files with contents from the
+    other nodes (asserted: what it learns), but of the nodes without contents, a folder and an empty
+    file have the same clear fields and no version, ``.vf`` or record.  (The sealed part's length is
+    not padded, and not asserted here.)"""
     for folder in ("d1", "d2"):
         (mnt / folder).mkdir()
     for name in ("a", "b", "c"):
         (mnt / "d1" / name).write_bytes(b"contents of " + name.encode())
+    for name in ("e1", "e2"):
+        (mnt / "d2" / name).write_bytes(b"")
     for folder in (mnt, mnt / "d1", mnt / "d2"):  # folders are saved in groups: now
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    nodes = {d["_id"] for d in docs_of(vault, "node")}
-    with_contents = {d["fid"] for d in docs_of(vault, "FilesMetaData")} & nodes
-    assert len(nodes) == 6  # the root, two folders, three files
-    assert len(with_contents) != 3, "the clear fields name exactly the three files among the six nodes"
+    nodes = {d["_id"]: d for d in docs_of(vault, "node")}
+    assert len(nodes) == 8  # the root, two folders, three files with contents, two empty ones
+    with_contents = {d["fid"] for d in docs_of(vault, "FilesMetaData")} & nodes.keys()
+    named = {p.name.split(".")[0] for p in vault.rglob("*.vf")} & nodes.keys()
+    assert len(with_contents) == len(named) == 3  # what it learns: the files with contents
+    without = [d for fid, d in nodes.items() if fid not in with_contents and fid not in named]
+    assert len(without) == 5  # the root, d1, d2, e1, e2: which are folders is not told by these
+    clear = {(tuple(sorted(k for k in d if k != "_revisions")), d["type"], d["epoch"], d["delete"],
+              d["owner"]) for d in without}
+    assert len(clear) == 1, clear
 
 
 def test_export_keeps_the_holes_of_a_sparse_file(people: People) -> None:

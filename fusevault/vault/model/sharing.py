@@ -85,6 +85,17 @@ class Reach:
         return key_path(layout, self.grant, self.recipient, fid)
 
 
+def gives_as_much(have: Grant, other: Grant) -> bool:
+    """Whether the share ``have`` gives the same grantee (a user, or a group) all that ``other``
+    gives (WRITE includes READ)."""
+    return (have.grantee == other.grantee and have.group == other.group
+            and _rights(other.perm) <= _rights(have.perm))
+
+
+def _rights(perm: str) -> set[str]:
+    return set(perm.split(",")) | ({"READ"} if can_write(perm) else set())
+
+
 def share_perm(text: str) -> str:
     """``--perm``: READ, or WRITE (which includes READ: nobody writes blind)."""
     perm = parse_perm(text)

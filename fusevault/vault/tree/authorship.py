@@ -15,6 +15,11 @@ only if (``Authorship``):
   (the node's own grant, READ or WRITE, puts no name in a folder);
 - a document never puts a folder inside itself (vault/tree/arrivals.py,
   vault/tree/loading.py);
+- judged by the owner's own tree: a writer's document gives her file (or a file
+  under her folder it moves) no name whose folder's shares give it to a user or
+  group its names do not, with as much (a link, a move keeping another name, a
+  new file named in several folders): who reads her file is hers to choose
+  (attack round 45t (1)); at her unlock, such a name is shown, no key sealed by it;
 - a new file's ``owner_dek`` (sealed to the owner's public key, which anyone
   can do) comes from a WRITE grantee, at key epoch 0, and never gives a node
   the owner already holds (or has wrapped versions of) another DEK.
@@ -33,7 +38,7 @@ the log).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Protocol
 
 from fusevault.crypto.signing import signature_of, signer_of
@@ -45,6 +50,7 @@ from fusevault.vault.model.groups import can_write
 from fusevault.vault.model.history import version_parents
 from fusevault.vault.model.ledger import apart
 from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek, node_from_doc, open_node_doc
+from fusevault.vault.model.sharing import gives_as_much
 from fusevault.vault.model.trust import Trust
 
 if TYPE_CHECKING:
@@ -77,6 +83,9 @@ class Held(Protocol):
     def covering(self, node: Node) -> list: ...
 
     def note_moved(self, node: Node, before: list) -> None: ...
+
+    def widening(self, node: Node, into: Node,
+                 leaving: Container[tuple[int, bytes]] = ()) -> tuple[Node, list | None] | None: ...
 
 
 class Seen(Protocol):
@@ -119,6 +128,10 @@ class _Beside:
 
     def note_moved(self, node: Node, before: list) -> None:
         self.volume.note_moved(node, before)
+
+    def widening(self, node: Node, into: Node,
+                 leaving: Container[tuple[int, bytes]] = ()) -> tuple[Node, list | None] | None:
+        return self.volume.widening(node, into, leaving)
 
 
 def said_signer(doc: dict) -> str | None:
@@ -285,6 +298,9 @@ class Authorship:
             return False
         if placed:
             return held is not None and self.writes_at(volume, signer, owner, held)
+        if (held is not None and links is not None and owner == self.user_id and signer != owner
+                and self._names_widen(volume, signer, held, links)):
+            return False
         if held is not None and links is not None and owner == self.user_id and (
                 parents := self._stamp_taken(volume, fid, stamp)) is not None:
             return self._writes_from(volume, signer, owner, parents, links)
@@ -307,7 +323,49 @@ class Authorship:
             gone = self._left(volume, self.was_at(fid), {fid_ for fid_, _ in named})
         if held is None and not new:
             return own  # placed nowhere here (its folder may come later: judged again then)
+        if (held is None and owner == self.user_id and signer != owner
+                and not self._one_gives_all(volume, new)):
+            self._alarm({"_id": fid}, f"signed by {signer}, a new file named in folders whose shares give "
+                        "it to others than one name would: refused (only its owner adds such a name)")
+            return False
         return all(self.writes_at(volume, signer, owner, parent) for parent in [*new, *gone])
+
+    def _names_widen(self, volume: Held, signer: str, held: Node, links: list[tuple[str, bytes]]) -> bool:
+        """Whether a writer's document of this user's file ``held`` gives it (or a file under the
+        folder it is) a name in a folder whose shares give it to others than its names do: who reads
+        her file is hers to choose, the check a writer's own device makes (vault/tree/namespace.py
+        ``_may_add_name``, attack round 45t (1)), made again here, as a device of his that skips it
+        signs the same document.  A folder not held here is judged elsewhere (``may_write``).  Said."""
+        sharing = volume.sharing
+        phantoms = sharing.phantoms if sharing is not None else ()
+        names = {(parent.fid, name): (ino, name) for ino, name in held.links
+                 if (parent := volume.get(ino)) is not None}
+        named = {(parent, name) for parent, name in links if isinstance(parent, str)}
+        # The names it leaves, when it keeps one or has one only (a move); else (names only in new
+        # folders) judged as if it kept them all: a move into one folder and a link into another
+        # in one document are judged as one link, against the shares it has.
+        kept = names.keys() & named
+        leaving = {names[key] for key in names if key not in named} if kept or len(named) == 1 else set()
+        for fid_ in sorted({parent for parent, _ in named} - {parent for parent, _ in names}):
+            into = volume.find(fid_)
+            if into is None or not into.is_dir or into.ino in phantoms:
+                continue
+            if volume.widening(held, into, leaving) is not None:
+                self._alarm({"_id": held.fid}, f"signed by {signer}, it names the file in a folder whose "
+                            "shares give it to others than its names do: refused (only its owner adds such "
+                            "a name)")
+                return True
+        return False
+
+    @staticmethod
+    def _one_gives_all(volume: Held, folders: list[Node]) -> bool:
+        """Whether the shares over one of ``folders`` give as much as those over all of them: a file a
+        writer's device names in several at once is one it made in that folder and linked into the
+        others (``_names_widen``, for a file this tree holds)."""
+        over = [volume.covering(folder) for folder in dict.fromkeys(folders)]
+        every = [g for grants in over for g in grants]
+        return len(over) < 2 or any(all(any(gives_as_much(e, g) for e in base) for g in every)
+                                    for base in over)
 
     def _back_from_owners_trash(self, volume: Held, owner: str, fid: str,
                                 links: list[tuple[str, bytes]] | None, held: Node | None,
@@ -499,6 +557,13 @@ class Authorship:
                 # not under now is one it may have left: a key of it sealed for one (which only her
                 # device seals) is taken back and it gets a new key (attack round 37b (4)).
                 volume.note_moved(placed, [g for g in volume.sharing.grants if g.owner == self.user_id])
+                folders = [folder for fid in now if (folder := volume.find(fid)) is not None]
+                if was is None and not self._one_gives_all(volume, folders):
+                    # Named by him in several folders, none of them seen here: as a new file's (45t (1)).
+                    self._alarm({"_id": node.fid}, f"named by {signer} in folders whose shares give it to "
+                                "others than one name would (only its owner adds such a name): shown where "
+                                "it is, but no share there gets its key")
+                    moved[node.fid] = now
             if was is None or was == now:
                 continue
             # A folder it was seen in that this load does not hold (refused, damaged, withheld) cannot
@@ -514,6 +579,11 @@ class Authorship:
                        else "from or into a folder they hold no WRITE on")
                 self._alarm({"_id": node.fid}, f"moved by {signer} {how}: shown where it is, but no share "
                             "there gets its key")
+                moved[node.fid] = now
+            elif self._widened(volume, placed, judged, now):
+                self._alarm({"_id": node.fid}, f"named by {signer} in a folder whose shares give it to "
+                            "others than its names did (only its owner adds such a name): shown where it is, "
+                            "but no share there gets its key")
                 moved[node.fid] = now
             # Moved by a writer while she was away (judged or not): the shares it left take their keys back
             # and it gets a new key, as at her own move (vault/services/rotation.py ``keep_moves_rekeyed``;
@@ -534,6 +604,43 @@ class Authorship:
                 todo += [c for i in (each.children or {}).values() if (c := volume.get(i)) is not None]
                 leave(each)
         return moved
+
+    def _widened(self, volume: Held, node: Node, judged: list[str], now: list[str]) -> bool:
+        """Whether a writer's change of her ``node``'s folders, from ``judged`` to ``now`` (fids), while
+        this device was away gave it, or a file under the folder it is, a name where shares give it to
+        others than its names did (``_names_widen`` at unlock, where the tree already holds the new
+        names: judged from where it was).  A file's only name moved is a move, not a new name."""
+        sharing = volume.sharing
+        new = [folder for fid in now if fid not in judged if (folder := volume.find(fid)) is not None]
+        if sharing is None or not new:
+            return False
+        adds = [g for folder in new for g in volume.covering(folder)]
+        before = self._covering_as_seen(volume, judged)
+
+        def own(each: Node) -> list:
+            return [g for g in sharing.by_fid.get(each.fid, ()) if g.owner == each.owner]
+
+        files: list[tuple[Node, list]] = []
+        if not node.is_dir and (set(now) & set(judged) or len(now) > 1):
+            files.append((node, before + own(node)))
+        elif node.is_dir:  # each file under it with a name outside it: it had that name's shares, and these
+            under, todo = {node.ino}, [node]
+            while todo:
+                each = todo.pop()
+                for ino in (each.children or {}).values():
+                    if ino not in under and (child := volume.get(ino)) is not None:
+                        under.add(ino)
+                        todo.append(child)
+            for ino in under:
+                each = volume.get(ino)
+                if each is None or each.is_dir:
+                    continue
+                outside = [parent for p, _ in each.links
+                           if p not in under and (parent := volume.get(p)) is not None]
+                if outside:
+                    had = [g for parent in outside for g in volume.covering(parent)]
+                    files.append((each, before + own(each) + had))
+        return any(not any(gives_as_much(e, g) for e in have) for _, have in files for g in adds)
 
     def _judged_from(self, volume: Held, was: list[str], now: list[str]) -> list[str] | None:
         """The folders (fids) a move from ``was`` is judged from: each one this load holds, and for one

@@ -36,7 +36,7 @@ from fusevault.vault.model import grants as granting
 from fusevault.vault.model import shapes, sharing
 from fusevault.vault.model.groups import GROUP, can_write
 from fusevault.vault.model.nodes import Node, node_from_doc, open_node_attrs
-from fusevault.vault.model.sharing import Grant, Reach
+from fusevault.vault.model.sharing import Grant, Reach, gives_as_much
 from fusevault.vault.model.trust import Trust
 from fusevault.vault.model.users import USER
 
@@ -185,14 +185,19 @@ class Guests:
         by the owner of the node it names: another's grant there is no grant.
         Not above a node in ``behind`` (loaded in an older state than the
         device saw: the folder it names is no place the owner chose)."""
+        return self._covering_walk(node, nodes, behind)[0]
+
+    def _covering_walk(self, node: Node, nodes: dict[int, Node],
+                       behind: Container[str] = ()) -> tuple[list[Grant], set[int]]:
+        """``covering``, and the folders (inodes) its walk went through."""
         found: list[Grant] = [g for g in self.by_fid.get(node.fid, ()) if g.owner == node.owner]
+        walked: set[int] = set()
         if node.ino in self.phantoms or not node.links or node.fid in behind:
-            return found
+            return found, walked
         # Above each of its names: a file hard-linked into two folders is shared by both (a folder has
         # one name, round 28c).  Else a re-key sealed it only to the first name's shares, and an unshare
         # of that folder took keys another share still gives (attack round 31a (4)).
         # Each folder once: names in every folder of a chain share the folders above (round 32a (1)).
-        walked: set[int] = set()
         for parent, _ in node.links:
             folder, seen = nodes.get(parent), 0
             while folder is not None and seen < 4096 and folder.ino not in walked:
@@ -203,7 +208,33 @@ class Guests:
                     break
                 folder = nodes.get(folder.links[0][0])
                 seen += 1
-        return found
+        return found, walked
+
+    def new_readers(self, node: Node, parent: Node, nodes: dict[int, Node],
+                    behind: Container[str] = ()) -> list[Grant] | None:
+        """The shares a new name of ``node`` in the folder ``parent`` would add to those it has
+        (``covering``): each share on ``parent`` or a folder above it, made by its owner, whose
+        grantee (a user, or a group) the file's shares do not already give as much.  None: not
+        known here, as the way up from ``parent`` ends (a folder this user cannot open, the top)
+        before it meets a folder of the file's names: the owner's shares above are not known.
+
+        A file with several names is sealed to every share above any of them (round 31a), so a
+        new name is a new reader list: the owner's choice alone (attack round 45t (1))."""
+        have, walked = self._covering_walk(node, nodes, behind)
+        added: list[Grant] = []
+        folder: Node | None = parent
+        for _ in range(4096):
+            if folder is None:
+                return None
+            if folder.ino in walked:
+                break  # from here up, the shares are those of a name the file has
+            added += [g for g in self.by_fid.get(folder.fid, ()) if g.owner == folder.owner]
+            if folder.ino in self.phantoms or not folder.links or folder.fid in behind:
+                return None
+            folder = nodes.get(folder.links[0][0])
+        else:
+            return None
+        return [g for g in added if not any(gives_as_much(e, g) for e in have)]
 
     # --- keys for recipients
 

@@ -265,6 +265,37 @@ class Inodes:
     def covering(self, node: Node) -> list[Grant]:
         return self.sharing.covering(node, self._nodes, self.behind) if self.sharing is not None else []
 
+    def new_readers(self, node: Node, parent: Node) -> list[Grant] | None:
+        """The shares a new name of ``node`` in ``parent`` adds (None: not known here)."""
+        if self.sharing is None:
+            return []
+        return self.sharing.new_readers(node, parent, self._nodes, self.behind)
+
+    def widening(self, node: Node, into: Node,
+                 leaving: Container[tuple[int, bytes]] = ()) -> tuple[Node, list[Grant] | None] | None:
+        """A name of ``node`` in the folder ``into`` (``leaving``: names of it that go, a move), as
+        ``new_readers`` sees it: the first file it gives to others than its names do, and the shares it
+        adds (None: not known), or None if it adds nobody.  A file gets a new name there if it keeps
+        one (a link; a move keeping another link), and so does every file under the folder ``node``
+        that keeps a name outside it; a file's only name moved is a move (the shares it leaves are
+        taken back: ``note_moved``), and a folder has one name (round 28c)."""
+        moved, todo = {node.ino}, [node]
+        while todo:  # every node under it: in memory, each once
+            each = todo.pop()
+            for ino in (each.children or {}).values():
+                if ino not in moved and (child := self._nodes.get(ino)) is not None:
+                    moved.add(ino)
+                    todo.append(child)
+        for ino in moved:
+            each = self._nodes.get(ino, node)
+            if each.is_dir:
+                continue
+            stays = [(p, n) for p, n in each.links
+                     if p not in moved and not (each is node and (p, n) in leaving)]
+            if stays and (added := self.new_readers(each, into)) != []:
+                return each, added
+        return None
+
     @property
     def behind(self) -> Container[str]:
         """Files loaded in an older state than this device saw (a rollback): no

@@ -33,6 +33,7 @@ from fusevault.errors import (
     PermissionDenied,
 )
 from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node, new_id, now_ns
+from fusevault.vault.model.sharing import Grant
 from fusevault.vault.tree.access import NAME_MAX
 from fusevault.vault.tree.attributes import XATTR_PREFIX, Attributes
 from fusevault.vault.tree.tx import Tx
@@ -240,6 +241,10 @@ class Tree(Attributes):
                 raise CrossOwner("a move between your files and a shared folder copies")
             if target is node:
                 return
+            if old_parent is not new_parent:
+                self._may_add_name(node, new_parent, (old_parent.ino, old_name))
+                if exchange:
+                    self._may_add_name(target, old_parent, (new_parent.ino, new_name))
             now = now_ns()
             tx = Tx()
             # Out of a shared folder, a file's shares are fewer (``note_moved``); a name changed in
@@ -293,6 +298,7 @@ class Tree(Attributes):
                 raise CrossOwner("a hard link between your files and a shared folder")
             if new_name in parent.children:
                 raise Exists("file exists")
+            self._may_add_name(node, parent)
             tx = Tx()
             tx.attach(parent, new_name, node)
             now = now_ns()
@@ -301,6 +307,37 @@ class Tree(Attributes):
             await self.save(tx, group)
         self.remember(node)
         return node
+
+    def _may_add_name(self, node: Node, into: Node, leaving: tuple[int, bytes] | None = None) -> None:
+        """A new name of another user's file in ``into`` by a writer (a ``link``; a move, leaving
+        ``leaving``, that keeps another name of it, or of a file under the folder it moves): only if
+        it gives the file to nobody its names do not already give it to (a user or a group, with as
+        much: ``Inodes.widening``).  A file with several names is sealed to the shares above every
+        one of them (round 31a): a name a member added in another share of the owner's gave that
+        share's users the file and all its later versions, and kept them to him after his removal
+        from the first (attack round 45t (1)).  Who reads her file is the owner's choice: hers, any
+        name goes."""
+        if node.owner == self.key.user_id:
+            return
+        found = self.widening(node, into, {leaving} if leaving is not None else ())
+        if found is None:
+            return
+        each, added = found
+        what = "the file" if each is node else f"the file {name_to_str(each.links[0][1])} under it"
+        if added is None:
+            raise PermissionDenied(f"a name there could give {what} to others than its shares do: "
+                                   "only its owner may add it")
+        who = ", ".join(sorted({self._grantee_label(g) for g in added}))
+        raise PermissionDenied(f"a name there would give {what} to more than its shares do ({who}): "
+                               "only its owner may add it")
+
+    def _grantee_label(self, grant: Grant) -> str:
+        """A share's grantee as the user reads it: a user's name, or a group's with ``@``."""
+        known: dict[str, dict] = {}
+        if self.sharing is not None:
+            known = self.sharing.groups if grant.group else self.sharing.users
+        name = known.get(grant.grantee, {}).get("groupname" if grant.group else "username")
+        return ("@" if grant.group else "") + (name if isinstance(name, str) else grant.grantee)
 
     def statfs(self) -> os.statvfs_result:
         return os.statvfs(self.layout.root)
