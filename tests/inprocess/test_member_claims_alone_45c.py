@@ -19,9 +19,9 @@ import pytest
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
+from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.model import alarms
 from fusevault.vault.model.nodes import doc_dek
-from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.services.absorbing import retry_awaiting
 from fusevault.vault.tree.arrivals import CONTENTS, Absorbed
 from inprocess import conftest
