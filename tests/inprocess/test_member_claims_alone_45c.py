@@ -19,10 +19,12 @@ import pytest
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData
+from fusevault.store import replica
 from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.model import alarms
 from fusevault.vault.model.nodes import doc_dek
-from fusevault.vault.services.absorbing import retry_awaiting
+from fusevault.vault.services import conflicts
+from fusevault.vault.services.absorbing import absorb, retry_awaiting
 from fusevault.vault.tree.arrivals import CONTENTS, Absorbed
 from inprocess import conftest
 from inprocess.conftest import ROOT
@@ -138,3 +140,44 @@ async def test_a_members_state_under_her_key_of_a_newer_epoch_is_taken_unsaid(sh
     await bob.tree.commit_node(his, took_her_newer_key)
     assert (hers.dek, hers.epoch) == (newer, epoch) and not asked
     assert not _said(alice, hers.fid)
+
+
+@pytest.mark.parametrize("claimed", [None, 2**40])
+async def test_bobs_edit_kept_by_rule_4_beside_her_re_key_is_sealed_again_under_her_key(
+        shared, monkeypatch, claimed):
+    """(b): bob's edit of docs/notes.txt made over the state before her re-key, under the key he held
+    (at its epoch, or claiming 2**40), a branch beside her re-key; his later mtime keeps it (rule 4:
+    ``_adopt``).  Committed by her device as it was, her file went back to the old key (at his epoch)."""
+    drive = shared.drive
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"notes.txt", b"hers", ALICE)
+    await _share(shared, "docs", "WRITE")
+    alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+    hers = alice.resolve(b"docs/notes.txt")
+    his, old, local = bob.tree.find(hers.fid), hers.dek, replica.local_of(alice.store)
+    assert local is not None
+    before, history = local.get(hers.fid), replica.current_history(local, hers.fid)
+    real = conftest.absorb
+    monkeypatch.setattr(conftest, "absorb", lambda volume, docs, **how: (
+        Absorbed() if volume is alice else real(volume, docs, **how)))  # made apart: not seen by her
+    if claimed is not None:
+        his.epoch = claimed
+    ino = (await _walk(drive, b"shared/alice/docs/notes.txt", BOB)).st_ino
+    info = await drive.open(ino, os.O_WRONLY | os.O_TRUNC, BOB)
+    await drive.write(info.fh, 0, b"his words")
+    await drive.release(info.fh)
+    monkeypatch.setattr(conftest, "absorb", real)
+    # Her state before his edit, on top again (two more saves of hers on her other side): his a branch.
+    ahead = [f"{len(history) + n}-{str(n) * 32}" for n in (2, 1)] + history
+    replica.store_revisions(local, [{**before, "_rev": ahead[0], "_revisions": replica.revisions(ahead)}])
+    absorb(alice, [local.get(hers.fid)], own=False)
+    epoch = hers.epoch
+    await alice.rekey(hers)  # her unshare of another: a new key, her contents sealed again
+    assert hers.dek != old and replica.other_leaves(local, hers.fid)
+    conflicts.note_branches(alice, local, [hers.fid])
+    await conflicts.settle(alice, local, [hers.fid])
+    doc = local.get(hers.fid)
+    assert doc_dek(doc, alice.key) != old and not _opens_under(doc, old), "carol reads her file again"
+    assert doc["epoch"] <= epoch + 2 and hers.dek != old
+    assert await _read(drive, (await _walk(drive, b"docs/notes.txt", ALICE)).st_ino, ALICE) == b"his words"
+    assert _said(alice, hers.fid) == (claimed is not None)
