@@ -789,7 +789,8 @@ async def _sealed_again_under_hers(volume: Volume, node: Node, out: Absorbed) ->
         await volume.rekey(node)
     except VaultError as err:
         shown = volume.tree.path_of(node).decode(errors="replace")
-        text = (f"{shown} ({node.fid}) kept a member's edit under an older key of it (whoever lost access may still read it): not given a new key ({err})")
+        text = (f"{shown} ({node.fid}) kept a member's edit under an older key of it (whoever lost access "
+                f"may still read it): not given a new key ({err})")
         if (alarms := names.alarms_of(volume)) is not None:
             alarms.warn("rekey", node.fid, text)
         log.error("%s", text)
