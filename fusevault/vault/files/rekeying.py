@@ -15,6 +15,7 @@ import trio
 from fusevault.errors import Conflict, CorruptData
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.open_files import FLUSH_AT, Files, Stale
+from fusevault.vault.files.ports import TreePort
 from fusevault.vault.model.nodes import Node
 
 # Sealing a file again under a new key, when other writers' versions keep
@@ -44,7 +45,7 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
             # last version, so this must be one first.
             await files.commit_version(node, node.content)
         epoch = await _next_epoch(files, node)
-        dek = tree.key.rekey_dek(node.fid, epoch, _recipients(files, node))
+        dek = derived_dek(tree, node, epoch)
         if node.is_reg and node.head:
             if not await _reseal(files, node, dek, epoch, reopen):
                 if _left(files, node):
@@ -77,11 +78,16 @@ async def _next_epoch(files: Files, node: Node) -> int:
     return top + 1
 
 
-def _recipients(files: Files, node: Node) -> list[str]:
+def derived_dek(tree: TreePort, node: Node, epoch: int) -> bytes:
+    """The key her device gives the node at ``epoch`` (``rekey``): derived from her master key, the
+    epoch and the recipients seen here, so none of those who hold only her older keys can make it."""
+    return tree.key.rekey_dek(node.fid, epoch, _recipients(tree, node))
+
+
+def _recipients(tree: TreePort, node: Node) -> list[str]:
     """Who the new key is sealed to, as the grants and recipients (a group's members) covering the
     node here: a device of hers that sees them otherwise (a member's removal not taken in yet)
     derives another key (``MasterKey.rekey_dek``)."""
-    tree = files.tree
     if tree.sharing is None:
         return []
     return [f"{r.grant.owner}:{r.grant.fid}:{r.grant.grantee}:{r.recipient}:{r.perm}"

@@ -38,6 +38,7 @@ from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
+from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
@@ -336,6 +337,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # Written under an older key (by a recipient during a revoke):
             # the file takes it back until the owner seals it again.
             out.rekey.append(node)
+        elif _claims_a_key(volume, node, fresh, doc, signer):
+            out.rekey.append(node)  # his contents, under the key he holds, sealed again under hers
         before = _shares_before_a_writers_move(volume, node, links, signer)
         if fresh.seq is not None and fresh.seq == node.seq and node.rev and node.rev != doc["_rev"]:
             # The same state under another revision (a copy of it put beside or on top of it): the
@@ -359,6 +362,31 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)
+
+
+def _claims_a_key(volume: Volume, node: Node, fresh: Node, doc: dict, signer: str | None) -> bool:
+    """Whether a member's state of her file, taken in alone (no conflict), carries a key other than the
+    one held here at an epoch not below the held one's: a claim (attack round 45c (4), (5), limits).
+    A member cannot re-key (only her devices do); he can seal any epoch and carry any wrapping of
+    her older key he once held.  Taken as it was, her node held the old key at his epoch and her
+    next commit (a chmod, a write) signed it: her unshare undone, the revoked read what she wrote next.
+
+    His contents are sealed under the key he holds, so they are taken in (nothing of his is lost) at
+    the epoch held, never his (``fresh.epoch``), and her device seals them again under a new key of
+    hers, as a write made under her older key (``out.rekey``); said.  A key her device derives at
+    that epoch for the recipients seen here is hers (her other device's re-key he took in before
+    this device did): taken, not said."""
+    if (signer in (None, fresh.owner) or node.owner != volume.key.user_id or not node.dek
+            or fresh.dek == node.dek or fresh.epoch < node.epoch):
+        return False
+    if derived_dek(volume.tree, node, fresh.epoch) == fresh.dek:
+        return False
+    if volume.authorship is not None:
+        volume.authorship.deny(doc, f"a state signed by {signer} claims key epoch {fresh.epoch} under a "
+                               f"key not hers at it (held: epoch {node.epoch}): taken in at the epoch "
+                               "held, and sealed again under a new key of hers")
+    fresh.epoch = node.epoch
+    return True
 
 
 def _loops(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> bool:

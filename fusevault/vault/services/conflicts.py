@@ -757,6 +757,9 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     node = volume.find(current["_id"])
     if node is None:
         return
+    # His contents under a key older than the one held, or under a claimed epoch (absorbing.py asks a
+    # re-key of them: ``_claims_a_key``): sealed again under a new key of hers once committed.
+    sealed_again = not _hers(volume, keeper) and node in out.rekey
     node.rev = current["_rev"]
     if held_key is not None and not _hers(volume, keeper):
         _no_claimed_epoch(volume, node, keeper, *held_key)
@@ -769,6 +772,28 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     volume.tree.note_moved(node, before)
     _made_over_both(volume, current["_id"], *leaves)  # taken in first: covered, the keeper was a replay
     await volume.save_node(node)
+    if sealed_again:
+        await _sealed_again_under_hers(volume, node, out)
+
+
+async def _sealed_again_under_hers(volume: Volume, node: Node, out: Absorbed) -> None:
+    """A member's state kept (rule 3's contents of his, rule 4's keeper, his state whole) under a key
+    not the one held here: his contents, sealed under the key he holds (her older one, which those
+    her unshare removed hold too), are sealed again under a new key of hers now, as his write under
+    her older key taken in alone is (absorbing.py ``out.rekey``).  Left to the settling's caller,
+    which follows no re-key, her file stayed under the old key, committed by her, at his epoch
+    (attack round 45c (4), (5), limits).  A failure is said; the file keeps his state meanwhile."""
+    while node in out.rekey:
+        out.rekey.remove(node)  # done here
+    try:
+        await volume.rekey(node)
+    except VaultError as err:
+        shown = volume.tree.path_of(node).decode(errors="replace")
+        text = (f"{shown} ({node.fid}) kept a member's edit under an older key of it (whoever lost access "
+                f"may still read it): not given a new key ({err})")
+        if (alarms := names.alarms_of(volume)) is not None:
+            alarms.warn("rekey", node.fid, text)
+        log.error("%s", text)
 
 
 def _no_claimed_epoch(volume: Volume, node: Node, keeper: Leaf, dek: bytes | None, epoch: int) -> None:
