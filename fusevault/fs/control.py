@@ -21,6 +21,7 @@ import errno
 import json
 import logging
 import os
+import select
 import socket
 import stat
 import struct
@@ -234,11 +235,30 @@ async def _while_connected(conn: Any, work: Callable[[], Awaitable[dict]]) -> di
     return answer
 
 
+HANGUP_POLL = 0.25  # seconds between looks for the full close of a client that half-closed
+
+
 async def _hangup(conn: Any) -> None:
-    """Return once the client has closed its end of ``conn`` (or the connection broke)."""
+    """Return once the client has closed its end of ``conn`` (or the connection broke).
+
+    EOF alone is not that: a client that half-closes after its request
+    (``shutdown(SHUT_WR)``, as ``nc -N`` and ``socat`` do) still waits for its
+    answer, and taken for gone its export was cancelled unanswered (attack
+    round 46f (3)).  After EOF the socket reads as ready for ever, so the full
+    close (POLLHUP: both halves shut) is looked for every HANGUP_POLL seconds."""
     with contextlib.suppress(OSError):
         while await conn.recv(4096):
             pass
+        while not _closed(conn.fileno()):
+            await trio.sleep(HANGUP_POLL)
+
+
+def _closed(fd: int) -> bool:
+    """Whether the peer of ``fd`` has closed both of its halves (or the socket broke)."""
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLHUP and POLLERR are always reported
+    return any(events & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+               for _, events in poller.poll(0))
 
 
 async def _read_request(conn: Any) -> bytes | None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import trio
 
@@ -33,6 +33,7 @@ from fusevault.vault.services.conflicts import copy_name
 from fusevault.vault.services.placing import (
     KernelCache,
     file_digest,
+    hash_zeros,
     make_dirs,
     make_durable,
     split,
@@ -113,13 +114,15 @@ def _read_from(fd: int, position: int) -> Iterator[bytes]:
         position += len(chunk)
 
 
-def hash_file(host: HostAccess, root: int, location: str) -> tuple[str, Stamp]:
-    digest = hashlib.sha256()
-    with open_source(host, root, location) as f:
-        before = Stamp.of(os.fstat(f.fileno()))
-        while data := f.read(READ_CHUNK):
-            digest.update(data)
-    return digest.hexdigest(), before
+def _hash_next(pieces: Iterator[bytes | int], digest: Any) -> int | None:
+    """One step of hashing a source (in a worker thread): its next chunk of data read and
+    hashed (0 returned), or the length of its next hole (for the caller to hash as zeros in
+    steps), or None at its end."""
+    piece = next(pieces, None)
+    if isinstance(piece, bytes):
+        digest.update(piece)
+        return 0
+    return piece
 
 
 class Importer:
@@ -181,7 +184,7 @@ class Importer:
             # New, and nothing there to compare with: copy (and hash) in one pass.
             return await self._copy(location, mode, None, stamp, None)
         try:
-            sha, before = await self.vol.in_thread(hash_file, self.host, self.root, location)
+            sha, before = await self._hash_source(location)
         except FileNotFoundError:
             return GONE, 0, False
         if (record := await self._already_there(location, known, sha, before)) is not None:
@@ -203,6 +206,23 @@ class Importer:
                         shown(location))
             return await self._copy(location, mode, sha, before, known, beside=True)
         return await self._copy(location, mode, sha, before, known)
+
+    async def _hash_source(self, location: str) -> tuple[str, Stamp]:
+        """The SHA-256 of the source (as it reads: holes are zeros) and its stamp before.
+
+        Read for its data alone (``source_pieces``), one chunk per worker-thread step, and
+        its holes hashed as zeros in bounded steps (``hash_zeros``): a cancel (an unmount, a
+        lock) is taken between steps.  Read whole in one thread call, a changed 1 EiB sparse
+        source held a worker slot of every user's and the unmount for years (attack round
+        46f (1)).  Hashing a hole still costs CPU time (docs/SECURITY.md)."""
+        source = await trio.to_thread.run_sync(open_source, self.host, self.root, location)
+        with source:
+            before = Stamp.of(await trio.to_thread.run_sync(os.fstat, source.fileno()))
+            digest = hashlib.sha256()
+            pieces = source_pieces(source.fileno())
+            while (hole := await self.vol.in_thread(_hash_next, pieces, digest)) is not None:
+                await hash_zeros(self.vol, digest, hole)
+        return digest.hexdigest(), before
 
     async def _changed_in_vault(self, location: str, record: Record) -> bool:
         """Whether the file at ``location``'s place in the vault is not what ``record`` imported."""

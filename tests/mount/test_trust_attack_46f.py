@@ -190,7 +190,6 @@ def _run(vault: Path, source: Path, body, **settings) -> None:
 # --- Hole 1
 
 
-@pytest.mark.xfail(strict=True, reason="46f (1): hash_file reads a changed sparse source's holes whole")
 def test_a_changed_sparse_source_is_read_for_its_data_alone(vault: Path, source: Path, monkeypatch) -> None:
     x = source / "x"
     x.write_bytes(b"a")
@@ -215,7 +214,6 @@ async def _take_cancelled(importer, location: str, after: float) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.xfail(strict=True, reason="46f (1): a re-import's hash_file cannot be cancelled (unmount waits)")
 def test_a_reimport_is_cancelled_promptly_like_a_first_import(vault: Path, source: Path, monkeypatch) -> None:
     x = source / "x"
     x.write_bytes(b"a")
@@ -245,7 +243,6 @@ def test_control_a_first_import_of_a_sparse_source_is_cancelled_promptly(vault: 
 # --- Hole 2
 
 
-@pytest.mark.xfail(strict=True, reason="46f (2): _remove_source's file_digest reads the vault file's holes")
 def test_the_check_before_removing_a_source_reads_only_its_data(vault: Path, source: Path) -> None:
     _sparse(source / "z", 256 * MiB, b"ab")
 
@@ -269,7 +266,6 @@ def test_the_check_before_removing_a_source_reads_only_its_data(vault: Path, sou
 # --- Hole 3
 
 
-@pytest.mark.xfail(strict=True, reason="46f (3): a half-closed client's export is cancelled, no answer")
 def test_a_half_closed_client_still_gets_its_export(tmp_path: Path) -> None:
     path = tmp_path / "ctl" / "control.sock"
     path.parent.mkdir(mode=0o700)
@@ -390,8 +386,6 @@ def test_control_import_of_holes_zeros_and_tails_gives_the_right_bytes(vault: Pa
 # --- Hole 4
 
 
-@pytest.mark.xfail(strict=True, reason="46f (4): data_ranges reads the map before the dirty blocks: "
-                                       "a block flushed in between is exported as zeros")
 def test_a_block_flushed_while_the_export_looks_for_data_is_exported(vault: Path, tmp_path: Path,
                                                                      monkeypatch) -> None:
     """The flush of dirty blocks (``Sealing._write_blocks``, in a worker thread: a writer past
@@ -438,7 +432,6 @@ def test_a_block_flushed_while_the_export_looks_for_data_is_exported(vault: Path
     assert got == data, f"{bad} blocks of 64 KiB exported as zeros, of {len(data) // 65536}"
 
 
-@pytest.mark.xfail(strict=True, reason="46f (2): file_digest of a sparse vault file holds the mount's loop")
 def test_a_reimport_never_holds_the_mounts_loop_for_a_sparse_vault_file(vault: Path, source: Path) -> None:
     """Hole 2's worst scene, with the default settings: bob's import of ``x`` is in the vault, he makes
     the vault's copy sparse and long (``truncate -s 1E $M/Imported/x``: 0 s, his own file), and changes
@@ -478,7 +471,6 @@ def test_a_reimport_never_holds_the_mounts_loop_for_a_sparse_vault_file(vault: P
     _run(vault, source, body)
 
 
-@pytest.mark.xfail(strict=True, reason="46f (2): a re-import stops the real mount for every caller")
 def test_a_reimport_never_stops_the_mount(vault: Path, mnt: Path, tmp_path: Path) -> None:
     """Hole 2 on a real mount: while the watcher digests an 8 GiB sparse vault file, a file created in
     the mount (a FUSE request the kernel cannot answer itself) waits for the whole digest."""

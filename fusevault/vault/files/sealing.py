@@ -163,9 +163,18 @@ class Sealing:
 
     def data_ranges(self, file_size: int) -> list[tuple[int, int]]:
         """[start, end) of the byte ranges below ``file_size`` that are not
-        holes: what a copy has to read (the rest reads as zeros)."""
-        spans = [(f * self.bs, (f + c) * self.bs) for f, c, *_ in self.manifest.blocks.runs]
-        spans += [(i * self.bs, (i + 1) * self.bs) for i in list(self.dirty)]
+        holes: what a copy has to read (the rest reads as zeros).
+
+        The dirty blocks are taken first, the map's runs second: a flush in
+        another worker thread (``_write_blocks``) puts a block in the map
+        before it drops it from ``dirty``, so a block gone from ``dirty``
+        when it is looked at is in the map read after it.  The other order
+        missed a block flushed between the two looks, and an export wrote
+        zeros for it (attack round 46f (4))."""
+        dirty = list(self.dirty)
+        runs = self.manifest.blocks.runs
+        spans = [(f * self.bs, (f + c) * self.bs) for f, c, *_ in runs]
+        spans += [(i * self.bs, (i + 1) * self.bs) for i in dirty]
         out: list[tuple[int, int]] = []
         for start, end in sorted(spans):
             end = min(end, file_size)
