@@ -194,16 +194,6 @@ async def make_durable(volume: Volume, node: Node) -> None:
         await volume.release(fh)
 
 
-async def read_file(volume: Volume, node: Node) -> AsyncIterator[bytes]:
-    """The current contents of a vault file, decrypted (and so verified), in chunks."""
-    fh = await volume.open(node.ino)
-    try:
-        for offset in range(0, node.size, READ_CHUNK):
-            yield await volume.read(fh, offset, READ_CHUNK)
-    finally:
-        await volume.release(fh)
-
-
 async def read_data(volume: Volume, node: Node) -> AsyncIterator[tuple[int, bytes]]:
     """(offset, bytes) of the current contents of a vault file, decrypted (and
     so verified), in chunks, for its data alone: its holes (blocks never
@@ -229,7 +219,7 @@ async def file_digest(volume: Volume, node: Node) -> str:
     and the stored zeros ``read_data`` leaves out, are hashed as zeros in
     bounded worker-thread steps (``hash_zeros``), so a cancel (an unmount, a
     lock) takes effect between steps and the loop never stands still.  Read
-    whole on the loop (``read_file``), a mapped user's 1 EiB sparse file
+    whole on the loop (a plain read of every chunk), a mapped user's 1 EiB sparse file
     (``truncate -s 1E``: 0 s, 0 bytes) froze the shared mount for every user,
     for decades, when the importer checked it (attack round 46f (2))."""
     digest = hashlib.sha256()
