@@ -31,6 +31,23 @@ Attacker: the CouchDB server (any revision tree, any bodies: it cannot sign), ho
    (suggested): never refuse a revision whose ``under`` holds a leaf it closes (the count of branches
    does not grow), with the bound of 1. instead.  Test:
    ``test_her_other_devices_close_is_taken_after_many_settled_conflicts``.
+3. **A file shared with her: closes refused at the cap leave its leaves live here for good, then her
+   own branches of it are refused (medium: a stall for good after a transient hostile server).**
+   Scene: Bob's file shared with her (WRITE).  Her device never settles its conflicts
+   (``conflicts._settle_one``: "a file shared with this user: its owner's devices settle it"): only
+   Bob's closes, arriving, end its leaves here.  Once ``CLOSED_PER_DOC`` closed branches are held
+   (256 settled conflicts in long use, or the server's rounds: it opens 64 leaves, Bob's device closes
+   them, four times), each later close of Bob's is refused (2.), so each later conflict's leaf stays
+   live here, and nothing here ever closes it.  Seen (unit): 64 such conflicts, each close refused,
+   then delivered again by an honest server, still refused: 64 live leaves for good, and her other
+   device's next concurrent edit of the file is refused too (``LEAVES_PER_DOC``), at every pull, with
+   the "server's doing?" alarm, though the server is honest now.  Cause: the closed cap refuses a
+   close of a held live leaf; the device that cannot settle the document depends on those closes.
+   Impact: once the cap is reached, the document's conflicts on her device never clear, and after 64
+   more her own devices' concurrent edits of it never arrive here (a stall of that file's sync for
+   good, not withholding: it stays after the server turns honest); each a false alarm.  Fix
+   (suggested): as 2. (a close of a held live leaf never refused; bound closed leaves by dropping the
+   oldest).  Test: ``test_closes_of_a_shared_files_leaves_are_taken_after_the_cap``.
 """
 
 from __future__ import annotations
@@ -93,9 +110,31 @@ def test_her_other_devices_close_is_taken_after_many_settled_conflicts(tmp_path)
     # A new honest conflict: her other device's edit, then that device's close of it (it lost there).
     edit = _sibling("e", 1)
     assert replica.store_revisions(store, [edit]).refused == []
-    close = {"_id": FID, "_rev": replica.closing_rev(FID, edit["_rev"]), "_deleted": True,
-             "_revisions": {"start": 3, "ids": [replica.closing_rev(FID, edit["_rev"]).split("-", 1)[1],
-                                                edit["_rev"].split("-", 1)[1]]}}
+    close = _close_of(edit)
     arrival = replica.store_revisions(store, [close])
     assert arrival.refused == [], "her other device's close refused (said as the server's doing)"
     assert replica.branch_counts(store, FID)[0] == 0
+
+
+def _close_of(doc: dict) -> dict:
+    closing = replica.closing_rev(FID, doc["_rev"])
+    return {"_id": FID, "_rev": closing, "_deleted": True,
+            "_revisions": {"start": replica.generation(closing),
+                           "ids": [closing.split("-", 1)[1], doc["_rev"].split("-", 1)[1]]}}
+
+
+@pytest.mark.xfail(strict=True, reason="47c (3): a shared file's leaves stay live for good past the cap")
+def test_closes_of_a_shared_files_leaves_are_taken_after_the_cap(tmp_path) -> None:
+    store = _base(tmp_path)
+    _rounds(store, replica.CLOSED_PER_DOC // replica.LEAVES_PER_DOC)  # or 256 conflicts settled over time
+    conflicts = [_sibling("c", i) for i in range(replica.LEAVES_PER_DOC)]
+    refused = []
+    for edit in conflicts:  # one honest conflict after another, each settled by Bob's device
+        assert replica.store_revisions(store, [edit]).refused == []
+        refused += replica.store_revisions(store, [_close_of(edit)]).refused
+    # An honest server delivers every close again: refused again.
+    refused += replica.store_revisions(store, [_close_of(edit) for edit in conflicts]).refused
+    live = replica.branch_counts(store, FID)[0]
+    # Her other device's concurrent edit of the file.
+    hers = replica.store_revisions(store, [_sibling("d", 1)])
+    assert (live, hers.refused) == (0, []), f"{live} leaves live for good, her edit refused: {hers.refused}"
