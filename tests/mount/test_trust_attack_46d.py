@@ -17,7 +17,7 @@ server away; the desktop moves proj/x -> priv/x (out of bob's share, re-keyed, n
 stamp's folder) and writes "private now"; later the laptop renames proj/x -> proj/y.  Seen (1 run, 08:58
 UTC): both devices show proj/y, reading "private now", and bob's key file opens the current document.
 Control (the desktop moves it to the top: a new stamp): x stays out, bob opens nothing.
-Tests: ``test_her_move_out_to_the_folder_her_stamp_names_stays_out_of_the_share`` (strict xfail),
+Tests: ``test_her_move_out_to_the_folder_her_stamp_names_stays_out_of_the_share`` (passes since the fix),
 ``test_control_her_move_out_to_another_folder_stays_out_of_the_share``.
 """
 
@@ -175,8 +175,6 @@ def _moved_back_out_beside_her_rename(tmp_path: Path, dest: str = "priv") -> dic
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="46d (1): her move out to the folder her stamp names signs no stamp; "
-                   "her laptop's later rename in bob's share puts it back there")
 def test_her_move_out_to_the_folder_her_stamp_names_stays_out_of_the_share(tmp_path: Path) -> None:
     seen = _moved_back_out_beside_her_rename(tmp_path)
     print(seen)

@@ -173,8 +173,6 @@ def test_control_her_move_out_to_a_new_folder_keeps_its_place(monkeypatch) -> No
 
 
 @RULES
-@pytest.mark.xfail(strict=True, reason="46d (1): her move out to the folder her stamp names signs no stamp; "
-                   "a later rename in the share puts the file back there with the new key")
 def test_her_move_out_to_the_folder_her_stamp_names_beside_her_later_rename_in_the_share(
         head: str | None, monkeypatch) -> None:
     _rule3(monkeypatch, head)

@@ -214,6 +214,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
                 named, loser = keeper, (theirs if keeper is mine else mine)
                 differ = True
             named, meta = _apart(volume, mine, theirs, keeper, named, loser)
+            named = _within_readers(volume, keeper, named)
         log.info("concurrent edits of %s: %s kept, %s", doc_id, keeper.doc["_rev"],
                  f"{loser.doc['_rev']} copied" if loser else "no copy")
         if loser is not None and not differ and await _same_bytes(volume, keeper, loser):
@@ -487,9 +488,46 @@ def _rekeyed_by_a_move(rekeyed: Leaf, other: Leaf) -> bool:
     if placed is None:
         return bool(rekeyed.node.changed and "links" in rekeyed.node.changed)
     if other.node.placed == placed:
-        return False  # the same signed stamp: ``other`` was made over that placement
+        # The same signed stamp: ``other`` was made over that placement, when it sits there.  A state
+        # of hers sitting elsewhere got there by no move of hers (each signs a stamp): a member's move
+        # it carries, or a move back an older client signed no stamp for.  Beside it, the re-keyed
+        # side where the stamp puts it may be her move out of a share back there: it keeps its place
+        # (the new key never goes back into the share; attack round 46d (1)).
+        return (_her_seq(other) and set(placed.get("parents") or ()) == _folders(rekeyed) != _folders(other))
     device, n = placed["seq"]
     return n > _made_over(other, device)
+
+
+def _her_seq(leaf: Leaf) -> bool:
+    """Whether a state's seq is her word (``writer_seq``: a member's is kept apart, ``device/signer``)."""
+    seq = writer_seq(leaf.node.seq, leaf.doc, leaf.node.owner)
+    return seq is not None and "/" not in seq[0]
+
+
+def _within_readers(volume: Volume, keeper: Leaf, named: Leaf) -> Leaf:
+    """The leaf whose names the kept state gets: ``named``, unless it is of another key than the
+    keeper's and its names would put the file under a share the keeper's names do not (any grantee or
+    recipient, above any of its names): then the keeper's own, said.  A net under the stamps
+    (``_rekeyed_by_a_move``): a re-key is how a file leaves a share, and names of a state apart from it
+    that widen who reads undo that move, the new key then sealed to who lost it (attack round 46d
+    (1): her move out back to the folder her stamp names, beside her later rename in the share).  Her
+    data stays whole, only that rename or move is not taken: she makes it again if she wants it."""
+    if named is keeper or named.links == keeper.links or _one_key(keeper, named):
+        return named
+    held = volume.find(keeper.doc["_id"])
+    node = held if held is not None else keeper.node
+    wider = volume.tree.readers_under(node, named.links) - volume.tree.readers_under(node, keeper.links)
+    if not wider:
+        return named
+    who = ", ".join(sorted(wider)[:8]) + (" ..." if len(wider) > 8 else "")
+    why = (f"a rename or move of {keeper.doc['_id']} made apart from its re-key (revision "
+           f"{str(named.doc['_rev'])[:40]}) would put it under shares its new key was kept from ({who}): "
+           "it stays where the re-key put it, its contents whole; move it again to take it there")
+    log.warning("concurrent edits: %s", why)
+    alarms = names.alarms_of(volume)
+    if alarms is not None:
+        alarms.warn("concurrent-move", keeper.doc["_id"], why)
+    return keeper
 
 
 def _made_over(leaf: Leaf, device: str) -> int:

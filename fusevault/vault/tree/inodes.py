@@ -12,6 +12,7 @@ fsyncdir, or at the end of a short window (group commit).
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import logging
 import os
@@ -41,6 +42,15 @@ log = logging.getLogger(__name__)
 # tests that count commits widen it (FUSEVAULT_GROUP_WINDOW), so that their
 # count does not depend on how busy the machine is.
 GROUP_WINDOW = float(os.environ.get("FUSEVAULT_GROUP_WINDOW", "0.1"))
+
+
+def _moved(ledger: Ledger, fid: str, parents: list[str]) -> bool:
+    """Whether a commit of ``fid`` in ``parents`` moves it from where this device last had it
+    (``Ledger.was_at``).  Not known there (a device that loaded the file and never committed or took
+    it in since): no move told by it, the stamp's own folders alone say (a stamp signed then at a
+    re-key in place would be taken for a move, round 43c (5))."""
+    was = ledger.was_at(fid)
+    return was is not None and sorted(was) != sorted(parents)
 
 
 class Inodes:
@@ -295,6 +305,22 @@ class Inodes:
             if stays and (added := self.new_readers(each, into)) != []:
                 return each, added
         return None
+
+    def readers_under(self, node: Node, links: list[tuple[str, bytes]]) -> set[str]:
+        """Who else the shares above ``links`` (the names a document of ``node`` gives it: folder
+        fids) let read it: each grantee (a group as ``group:ID``) and each recipient a grant reaches,
+        as a re-key seals them (``covering``, ``Guests.reaches``); the owner is no other reader.  A
+        folder not held here has no shares known above it."""
+        if self.sharing is None:
+            return set()
+        placed = copy.copy(node)  # where ``links`` put it; the node itself stays as it is
+        placed.links = [(self._by_fid.get(parent, -1), name) for parent, name in links]
+        found: set[str] = set()
+        for grant in self.sharing.covering(placed, self._nodes, self.behind):
+            found.add(f"group:{grant.grantee}" if grant.group else grant.grantee)
+            found.update(reach.recipient for reach in self.sharing.reaches(grant))
+        found.discard(node.owner)
+        return found
 
     @property
     def behind(self) -> Container[str]:
@@ -587,9 +613,14 @@ class Inodes:
 
     def _place_stamps(self, nodes: list[Node], places: list[list[str]]) -> None:
         """The owner's placement stamp of each of her nodes committed in folders
-        other than its stamp names (vault/model/placement.py), signed with the
-        commit's ``seq``; none for one with no name left (the trash), and a
-        file kept ``behind`` keeps the one it has (where it sits is not her choice)."""
+        other than its stamp names, or other than those of the state it was made
+        over here (``Ledger.was_at``: a move), signed with the commit's ``seq``
+        (vault/model/placement.py); none for one with no name left (the trash), and a
+        file kept ``behind`` keeps the one it has (where it sits is not her choice).
+        A move back to the folder her stamp names (out of a share a member had moved
+        it into) signed none before: the stamp both sides carried said nothing of the
+        move, it was taken for a re-key in place, and a later rename in the share put
+        the file back there under the new key (attack round 46d (1))."""
         identity, ledger = self.key.identity, self.ledger
         if identity is None or ledger is None:
             return
@@ -600,7 +631,8 @@ class Inodes:
                 node.placed = None
             elif ledger.behind.get(node.fid) == parents:
                 continue
-            elif node.placed is None or node.placed.get("parents") != parents:
+            elif (node.placed is None or node.placed.get("parents") != parents
+                  or _moved(ledger, node.fid, parents)):
                 assert node.seq is not None  # ledger.stamp gave it
                 node.placed = placement.stamp(identity.sign, self.layout.vault_id, node.owner, node.fid,
                                               parents, node.seq)
