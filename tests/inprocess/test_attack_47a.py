@@ -35,6 +35,30 @@ Hole (1), medium: the writer's hash counts only where a verdict on the writer's 
     writer's document is here until it is judged.
   Tests: the four above.
 
+Hole (2), medium: ``_writers_sealed`` notes the writer's hash for blocks only (``idx >= 0``): a node of
+  the writer's manifest tree (index below -1, what ``absent_manifest_nodes`` wants first of a big file)
+  is checked against the hash the wanting versions' parents name, even where the writer's version is
+  here, sealed, its tree loaded (the node's hash is in the writer's own tree, the parent that names it).
+  So 46a (3) stays open for tree nodes where e45ca53 says it is fixed: a write member's version walked
+  alone first, naming the writer's node with the hash of a node of his (sealed under the DEK with the
+  writer's vid, level and position: anyone holding the key can), has the server's copy placed (first
+  copy kept, off the punched list); her version then reads EIO for good, the holding peer never asked.
+  Attack: big.bin (300 blocks of 16 KiB: root, leaves -2 and -10); v1 here, sealed here; v2 (hers)
+    edits block 0, sharing v1's leaf -10 and the blocks under it; v1's leaf -10 and block 260 punched.
+    His version (made over v1) naming (v1, -10) with his node's hash is walked first; the server sends
+    his node; her v2 walked after; the holding peer is asked.
+  Seen: ``test_her_version_after_his_node_of_the_writers_tree_is_not_left_with_his_node`` (run, fails:
+    v1's signed root known, no sealed hash for (v1, -10), his node placed, block 260 reads EIO (5), the
+    holding peer asked 0 times); control ``test_her_version_after_his_genuine_node_reads_control``.
+  Cause: punched_wants.py ``_writers_sealed``: ``if idx >= 0 and (sha := reader.block_sha(...))``;
+    nothing records the writer tree's own node hashes (``Content._read_node`` checks each against its
+    parent but keeps no map of them as ``block_sha`` does for leaves).
+  Impact: as 46a (3) (her concurrent edit of a big file EIO for good) where the writer is known.
+  Fix (suggested): keep, while loading the writer's tree, each node's hash as its parent names it
+    ((writer, node index) -> sha) and seal those too; or want a node only after its writer's tree is
+    looked up, and check it against that.
+  Tests: those two.
+
 Checked, held (read): the writer's hash, once known, is the only one checked for every wanting version
   (rows ``sealed.get``), so a member's disagreeing hash no longer delays her where it is looked up;
   ``signed_root`` requires ``doc["fid"]`` and the AEAD binds (fid, vid), a document of another file at
@@ -51,7 +75,7 @@ Checked, held (read): the writer's hash, once known, is the only one checked for
   8-writer bound (``SEALED_WRITERS``) retries the same first 8 by sort at every walk, those failing
   included, so a 9th writer's hash is never looked up (fallback: every named hash).
 
-Run 09:3x UTC, 2026-12-06 (-n 0, this file): 2 xfailed, 2 passed; with --runxfail each xfail fails at
+Run 09:35 UTC, 2026-12-06 (-n 0, this file): 3 xfailed, 3 passed; with --runxfail each xfail fails at
 its own assertion.
 """
 
@@ -59,15 +83,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 
+import pyfuse3
 import pytest
 
 from fusevault.store import places as places_table
+from fusevault.sync.content_docs import record_id
+from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
 from fusevault.vault.services import punched_wants
 from fusevault.vault.services.punched_wants import inherits_punched
+from inprocess.conftest import ME, make
 from inprocess.test_attack_43d import _Conflicted, _forged
 from inprocess.test_attack_46a import _placed_shas, _sha
-from inprocess.test_punched_records import Peer, _expected, _punched_scene, _read, _replicator
+from inprocess.test_punched_records import Peer, _expected, _punch, _punched_scene, _read, _replicator
 
 
 def _as_after_a_restart(volume, fid: str, writer: str) -> None:
@@ -183,3 +212,86 @@ async def test_both_versions_want_writer_here_but_not_judged_since_the_unlock_pl
     _, genuine = await _both_want(fs, monkeypatch, restarted=True)
     read = await _read(fs)
     assert read == _expected(), _report(fs.volume, genuine, read)
+
+
+# --- (2): the writer's sealed hashes are its blocks' only: a tree node of its is checked as named
+
+
+BIG = 300  # blocks: past one leaf of 256, so the manifest is a root and two leaf nodes (-2, -10)
+
+
+async def _his_node_first(fs, monkeypatch, same: bool):
+    """big.bin: v1 (a tree: root, leaves -2 and -10), v2 (hers) edits block 0, sharing v1's leaf -10 and
+    the blocks under it; v1's document and manifest stay here (sealed by this process: its hashes
+    known), its leaf -10 and block 260 are punched.  His version (made over v1, sorting first) names
+    v1's leaf -10 with the hash of a node of his (``same``: the genuine one); walked alone first, its
+    record asked of the server, which sends his.  Her v2 walked after; the holding peer asked.
+    (node, data, entry)."""
+    volume = fs.volume
+    data = os.urandom(BIG * NEW_BLOCK_SIZE)
+    entry = await make(fs.ops, b"big.bin", data)
+    v1 = volume.resolve(b"big.bin").head
+    info = await fs.ops.open(entry.st_ino, os.O_RDWR, ME)
+    await fs.ops.write(info.fh, 10, b"an edit")
+    await fs.ops.release(info.fh)
+    node = volume.resolve(b"big.bin")
+    rows = {row.idx: row for row in volume.layout.places.of_version(node.fid, v1)}
+    genuine = await _punch(volume, node, [rows[-10], rows[260]])
+    monkeypatch.setattr(punched_wants, "replica", _Conflicted(node.fid))
+    tree = volume.tree
+    assert inherits_punched(volume, node)
+    mine = tree.records_wanted.pop((node.fid, node.head))
+    assert set(mine) == {(v1, -10)}, mine
+    tree.records_vouched.clear()
+    tree.records_sealed.clear()
+    forged = genuine if same else _forged(genuine)
+    by_id = {doc["_id"]: doc for doc in forged}
+    his = (node.fid, "0" * len(node.head))
+    named = {(vid, idx): (owner, hashlib.sha256(base64.b64decode(
+        by_id[record_id(node.fid, vid, idx)]["data"])).digest()) for (vid, idx), (owner, _) in mine.items()}
+    tree.records_wanted[his] = tree.records_vouched[his] = named  # his own signed root names it
+    punched_wants._writers_sealed(volume, node, named)  # his walk looks the writer up
+    sealed = {"root": punched_wants.placements.signed_root(volume.layout.places, node.fid, v1, node.dek),
+              "leaves": sorted(tree.records_sealed)}
+    r, _ = _replicator(fs, Peer(forged), "server")
+    await r._take_punched()
+    his_node = forged[0]["_id"]
+    sealed["his node placed"] = _placed_shas(volume, {his_node}) == {his_node: _sha(forged[0])}
+    holding = Peer(genuine)
+    r2, _ = _replicator(fs, holding, "holding")
+    for _ in range(3):  # her v2 arrives: walked, its records asked (the node, then block 260 under it)
+        if not inherits_punched(volume, node):
+            break
+        await r2._take_punched()
+    volume.layout.places.refused.clear()
+    return entry, data, sealed, holding
+
+
+async def _read_block(fs, entry, index: int) -> bytes | int:
+    try:
+        info = await fs.ops.open(entry.st_ino, os.O_RDONLY, ME)
+    except pyfuse3.FUSEError as err:
+        return err.errno
+    try:
+        return await fs.ops.read(info.fh, index * NEW_BLOCK_SIZE, NEW_BLOCK_SIZE)
+    except pyfuse3.FUSEError as err:
+        return err.errno
+    finally:
+        await fs.ops.release(info.fh)
+
+
+async def test_her_version_after_his_genuine_node_reads_control(fs, monkeypatch) -> None:
+    """Control: his version names v1's leaf with its genuine hash: v2 reads block 260."""
+    entry, data, _, _ = await _his_node_first(fs, monkeypatch, same=True)
+    assert await _read_block(fs, entry, 260) == data[260 * NEW_BLOCK_SIZE:261 * NEW_BLOCK_SIZE]
+
+
+@pytest.mark.xfail(strict=True, reason="47a (2): the writer's sealed hashes cover its blocks only; a tree "
+                   "node of the writer's is checked as the first version wanting it names it (46a (3))")
+async def test_her_version_after_his_node_of_the_writers_tree_is_not_left_with_his_node(
+        fs, monkeypatch) -> None:
+    entry, data, sealed, holding = await _his_node_first(fs, monkeypatch, same=False)
+    got = await _read_block(fs, entry, 260)
+    assert got == data[260 * NEW_BLOCK_SIZE:261 * NEW_BLOCK_SIZE], (
+        f"her v2 reads block 260: {got if isinstance(got, int) else 'other bytes'}; the writer's "
+        f"version at his walk: {sealed}; the holding peer asked {len(holding.asked)} time(s)")
