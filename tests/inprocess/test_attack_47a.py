@@ -73,7 +73,9 @@ Checked, held (read): the writer's hash, once known, is the only one checked for
   it back again (``inherits_punched``'s "asked in vain: taken in as it is" gate), so a server listing
   the ids at every pull while sending garbage may keep a conflicted leaf held between pulls; the
   8-writer bound (``SEALED_WRITERS``) retries the same first 8 by sort at every walk, those failing
-  included, so a 9th writer's hash is never looked up (fallback: every named hash).
+  included, so a 9th writer's hash is never looked up (fallback: every named hash); and a version asked in
+  vain is not walked again (``inherits_punched`` returns before ``_writers_sealed``), so a writer's hash
+  that becomes known later (its version read, judged) does not end a wait begun while it was unknown.
 
 Run 09:35 UTC, 2026-12-06 (-n 0, this file): 3 xfailed, 3 passed; with --runxfail each xfail fails at
 its own assertion.
