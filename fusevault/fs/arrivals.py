@@ -221,8 +221,7 @@ class Arrivals:
         if not changed:
             return
         self._start(agent.kernel.drop_all, changed.entries, changed.inodes)
-        for node in changed.rekey:
-            self._start(self._rekey, volume, node)
+        self._rekey_asked(volume, changed)
         if changed.save:
             self._start(self._save_leaving, agent, volume, changed.save)
         if changed.busy:
@@ -260,6 +259,15 @@ class Arrivals:
             log.exception("sharing after a change of groups failed")
         finally:
             self._resharing = False
+
+    def _rekey_asked(self, volume: Volume, changed: Absorbed) -> None:
+        """Each node ``changed`` asks to be sealed again (a state kept under an older key of hers, which
+        those her unshare removed hold), once: from what a tree took in (``follow_up``) or what a
+        settling kept (``_settle_conflicts``: rule 4 keeping her other device's edit made apart under
+        the key her unshare replaced; attack round 45c).  A member's state the settling sealed again
+        itself is no longer asked (conflicts.py ``_sealed_again_under_hers``)."""
+        for node in {id(node): node for node in changed.rekey}.values():
+            self._start(self._rekey, volume, node)
 
     async def _rekey(self, volume: Volume, node: Node) -> None:
         """Seal again a file another user wrote under its older key (during a
@@ -368,6 +376,9 @@ class Arrivals:
                 return
             if changed:
                 await agent.kernel.drop_all(changed.entries, changed.inodes)
+            # A kept state under an older key of hers: sealed again, or the file stays readable to
+            # whoever her unshare removed, and so does what she writes next.
+            self._rekey_asked(volume, changed)
             if changed.resized:  # the side kept may differ in size from what the kernel holds
                 await self._resized(agent, volume, changed.resized)
             for node, rev in changed.recommit:  # a folder brought back for what the kept side put in it
