@@ -202,6 +202,14 @@ def _document_wins(doc: Key | None, file: Key | None, base: str | None) -> bool:
     return doc[0] >= file[0]
 
 
+def _unbinds(doc: Key, file: Key) -> bool:
+    """Whether ``doc`` would take the group binding off ``file``: the same epoch, the file's record naming
+    its group, that group's owner and her key (44b, 46c (1)), the document's naming no group (a key sealed
+    before the binding: attack round 47b (1))."""
+    return (doc.epoch == file.epoch and doc.group is None and file.group is not None
+            and file.group_owner is not None and file.group_owner_key is not None)
+
+
 class KeyMirror:
     """Keeps a replica's key files and FileKey documents in step (trio thread)."""
 
@@ -373,6 +381,13 @@ class KeyMirror:
                 self._replay_refused(doc_id, in_doc, in_file)
                 updates.append(_document(doc_id, doc, in_file))  # the key file's is the newest revision
                 in_doc = in_file
+            elif in_file is not None and _unbinds(in_doc, in_file):
+                # Her older record of the same epoch, from before 44b's binding, served again over the
+                # bound one: never written (the key would name no group again, which her sweep and this
+                # mirror's removals judge apart: attack round 47b (1)); the bound file answers it.
+                self._unbinding_refused(doc_id, in_doc, in_file)
+                updates.append(_document(doc_id, doc, in_file))
+                in_doc = in_file
             else:
                 sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
         else:
@@ -538,6 +553,11 @@ class KeyMirror:
     def _replay_refused(self, doc_id: str, doc: Key, file: Key) -> None:
         self._say(doc_id, f"older {doc_id}", f"refused key document {doc_id} of epoch {doc.epoch}: older "
                   f"than the key of epoch {file.epoch} held here (served again?); the newer key is kept")
+
+    def _unbinding_refused(self, doc_id: str, doc: Key, file: Key) -> None:
+        self._say(doc_id, f"unbound {doc_id}", f"refused key document {doc_id} of epoch {doc.epoch}: it "
+                  f"names no group, over the key of that epoch held here bound to group {file.group} (an "
+                  "older record served again?); the bound key is kept")
 
     def _say(self, doc_id: str, subject: str, text: str, also: str | None = None) -> None:
         fid, recipient = names(doc_id) or ("", "")

@@ -22,7 +22,8 @@ Hole (1), medium (a removed member keeps his key: confidentiality; and a false `
     re-keyed at once).  The server can make such a key of one re-signed since (a key of the current
     epoch first sealed before 44b, then signed again at her unlock naming the group): her genuine
     older record of the same epoch, served again, is written over the bound one (document wins):
-    ``test_the_server_turns_a_bound_key_back_into_one_naming_no_group`` (control, passes); for a group
+    ``test_the_server_cannot_turn_a_bound_key_back_into_one_naming_no_group`` (was a control showing
+    it; now asserts the fix (b)); for a group
     Gwen owns the mirror then also refuses Gwen's removal (its owner taken to be the signer, alice).
   Cause: ``counts_as_removal`` returns False for any record whose ``group`` is None at a group's place;
     a pre-binding key and a user-share key copied there are indistinguishable by the record (46c (2)'s
@@ -42,6 +43,8 @@ Hole (1), medium (a removed member keeps his key: confidentiality; and a false `
     while such keys may exist, re-key on a key naming none at a group's place whose recipient is not a
     member, rate-limited per place (46c (2)'s loop bounded) rather than never.
   Tests: those three.
+  Fixed: (a) ``counts_as_removal`` counts such a key again, at most once per place a day (then said);
+    (b) the key mirror never writes an unbound record over a bound one of the same epoch.
 
 Run 09:29 UTC, 2026-12-06 (1 xfailed, 2 controls passed; under --runxfail the xfail fails at its own
 assertion: epoch 0 kept, two ``forged-key`` alarms "(names no group)").  ``-n 0``; in-process shared
@@ -64,18 +67,17 @@ from __future__ import annotations
 
 import stat
 
-import pytest
 import trio
 from inprocess.conftest import ALICE_UID, ROOT, shared, template_vault, vault_copy  # noqa: F401 (fixtures)
 from inprocess.test_two_users import ALICE, _write
 
 from fusevault.encoding import b64e
 from fusevault.sync.key_mirror import place
-from fusevault.vault.model import groups, rotations_done, sharing
+from fusevault.vault.model import alarms, groups, rotations_done, sharing
 from fusevault.vault.model.grants import record_doc, write_signed_key
 from fusevault.vault.services import rotation
 from unit.test_attack_42a_keys import _next_revision
-from unit.test_attack_43b_keys import _gwens_group
+from unit.test_attack_43b_keys import _gwen_removes_bob, _gwens_group
 from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
 
 
@@ -128,28 +130,29 @@ def test_a_bound_key_of_a_removed_member_is_re_keyed(shared) -> None:  # noqa: F
     trio.run(body)
 
 
-@pytest.mark.xfail(strict=True, reason="47b (1): a key sealed before 44b's binding names no group: at its "
-                   "group's place the sweep skips it (counts_as_removal) and says forged-key; a removed "
-                   "member keeps the file's key")
 def test_a_legacy_key_of_a_removed_member_is_re_keyed(shared) -> None:  # noqa: F811
+    """(a): the key naming no group (sealed before 44b's binding), its recipient removed: re-keyed, and
+    no ``forged-key`` alarm about her own genuine key."""
     async def body() -> None:
         volume, node, _, path, epoch = await _bob_removed_from_team(shared, legacy=True)
         await _sweep(volume)
         forged = [a["subject"] for a in volume.trust.alarms.as_list() if a["kind"] == "forged-key"]
         assert node.epoch > epoch, f"not re-keyed: bob keeps epoch {epoch}'s key ({path.exists()=}); " \
                                    f"said instead: {forged}"
+        assert not path.exists() and not forged
 
     trio.run(body)
 
 
-def test_the_server_turns_a_bound_key_back_into_one_naming_no_group(pair) -> None:  # noqa: F811
-    """Control (the server's way to make (1) of a key re-signed since 44b): her genuine record of bob's
-    key of the same epoch from before the binding (other sealed bytes, no group fields), served again
-    over the bound one she signed since, is written to the key file (the document wins): the key at the
-    group's place now names no group, which her sweep no longer counts as a member's removal."""
+def test_the_server_cannot_turn_a_bound_key_back_into_one_naming_no_group(pair) -> None:  # noqa: F811
+    """(b): her genuine record of bob's key of the same epoch from before the binding (other sealed bytes,
+    no group fields), served again over the bound one she signed since, is not written to the key file
+    (that would make it a key naming no group again, and for Gwen's group the mirror would take the
+    signer as its owner): the bound file stays, answers the document with its own record, said."""
     here, _ = pair
-    her, _gwen, group, doc_id, _joined = _gwens_group(here, gwen_first=True, bound="gwen")
-    assert sharing.read_key(place(here.layout, doc_id)).group == group
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")
+    bound = sharing.read_key(place(here.layout, doc_id))
+    assert bound.group == group
     fid, bob = here.store.get(doc_id)["fid"], here.store.get(doc_id)["recipient"]
     older = b"sealed for bob before 44b"
     sig = her.sign(record_doc(her.id, fid, bob, 1, older, None))["sig"]
@@ -157,4 +160,10 @@ def test_the_server_turns_a_bound_key_back_into_one_naming_no_group(pair) -> Non
                                   "fid": fid, "recipient": bob, "sig": sig})
     here.refresh()
     held = sharing.read_key(place(here.layout, doc_id))
-    assert held.epoch == 1 and held.key == older and held.group is None
+    assert held == bound, f"the bound key written over by her older record naming no group: {held}"
+    doc = here.store.get(doc_id)
+    assert doc.get("group") == group and doc["key"] == b64e(bound.key)  # answered with the bound record
+    assert any(a["subject"] == f"unbound {doc_id}" for a in alarms.listed([her.id]))
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)  # and Gwen's removal is still taken
+    here.refresh()
+    assert not place(here.layout, doc_id).exists()

@@ -127,3 +127,45 @@ def remember_members(root: Path | str, user_id: str, sealed: dict[str, set[str]]
         atomic_write(path, json.dumps({sid: sorted(members) for sid, members in rows}).encode())
     except OSError as err:
         log.error("could not record the group members this device sealed keys to: %s", err)
+
+
+# Beside them, when this device last re-keyed a file for a key at a group's place whose record names no
+# group (vault/services/stale_keys.py ``counts_as_removal``): such a key is either one sealed before keys
+# named their group (its recipient removed since: re-keyed) or a user's share's key copied there (by a
+# vault-folder writer or the server: no removal).  The record cannot tell them apart, so each place costs
+# at most one re-key per ``UNBOUND_EVERY`` (attack rounds 46c (2), 47b (1)).  Lost, it costs one more.
+UNBOUND_EVERY = 24 * 3600.0  # seconds between two re-keys for a key naming no group at one place
+UNBOUND_KEEP = 1024  # places remembered (the oldest forgotten first: then one more re-key each)
+
+
+def _unbound_place(root: Path | str, user_id: str) -> Path:
+    return paths.confirmed_file(root, user_id, ".unbound-rekeys")
+
+
+def unbound_rekeys(root: Path | str, user_id: str, now: float) -> dict[str, float]:
+    """Key place -> when this device re-keyed its file for a key there naming no group, for those less
+    than ``UNBOUND_EVERY`` ago (older ones pruned; at most ``UNBOUND_KEEP``)."""
+    try:
+        kept = loads_untrusted(_unbound_place(root, user_id).read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, VaultError, ValueError) as err:
+        log.error("this device's record of its re-keys for keys naming no group is unreadable (%s): "
+                  "not used", err)
+        return {}
+    if not isinstance(kept, dict):
+        return {}
+    rows = [(at, when) for at, when in kept.items() if isinstance(at, str)
+            and isinstance(when, int | float) and not isinstance(when, bool) and now - when < UNBOUND_EVERY]
+    return dict(rows[-UNBOUND_KEEP:])
+
+
+def remember_unbound(root: Path | str, user_id: str, recent: dict[str, float]) -> None:
+    """Record ``recent`` (``unbound_rekeys``' with this pass's re-keys added last); a failure to record
+    costs at most one more re-key per place."""
+    path = _unbound_place(root, user_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, json.dumps(dict(list(recent.items())[-UNBOUND_KEEP:])).encode())
+    except OSError as err:
+        log.error("could not record this device's re-keys for keys naming no group: %s", err)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Container
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,9 @@ async def _rekey_unreached(volume: Volume) -> None:
     found = stale_keys.unreached(volume, await volume.in_thread(stale_keys.listed, volume.layout,
                                                                 volume.key.user_id))
     records = await volume.in_thread(sharing.read_keys, [path for _, _, path in found])
+    now, me = time.time(), volume.key.user_id
+    recent = await volume.in_thread(rotations_done.unbound_rekeys, volume.layout.root, me, now)
+    counted = len(recent)
     stale: dict[str, list[Path]] = {}
     for (each, recipient, path), record in zip(found, records, strict=True):
         # Read now, on the trio thread: a re-key meanwhile (a group's removal carried out) moved the
@@ -258,8 +262,10 @@ async def _rekey_unreached(volume: Volume) -> None:
         if (record is not None and record.epoch == each.epoch
                 and key_signed(volume.trust, record, volume.key.user_id, each.fid, recipient,
                                sharing.key_group(path))
-                and stale_keys.counts_as_removal(volume, each.fid, recipient, path, record)):
+                and stale_keys.counts_as_removal(volume, each.fid, recipient, path, record, recent, now)):
             stale.setdefault(each.fid, []).append(path)
+    if len(recent) != counted:  # recorded before the re-key: a failed one is no reason to re-key sooner
+        await volume.in_thread(rotations_done.remember_unbound, volume.layout.root, me, recent)
     done: set[str] = set()
     # Folders first: a folder's re-key gives everything under it a new key, once.
     for fid in sorted(stale, key=lambda f: _depth(volume, f)):

@@ -13,12 +13,14 @@ grant in force here explains and that this device did not see and keep (vault/mo
 A key of an older epoch opens only what its recipient could read then: left alone, so a replay of
 one costs no re-key.  A key whose share this device never saw (its key came first) costs one
 re-key; the share, once here, seals the new key to its recipients.  At a group's place only a key whose
-record names that group counts (``counts_as_removal``): one naming none may be a user's share's key
-copied there, at no cost to whoever copies it (attack round 46c (2)).
+record names that group always counts (``counts_as_removal``); one naming none (sealed before keys
+named their group, or a user's share's key copied there at no cost to whoever copies it: attack
+rounds 46c (2), 47b (1)) counts at most once a day per place, further ones said.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from fusevault.vault.model.sharing import KeyRecord
 from fusevault.vault.volume import Volume
 
 SUFFIX = ".vfkey"
+log = logging.getLogger(__name__)
 
 Found = tuple[str, str, Path, str | None]  # (fid, recipient, key path, the group's id or None)
 
@@ -103,24 +106,42 @@ def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]
     return out
 
 
-def counts_as_removal(volume: Volume, fid: str, recipient: str, path: Path, record: KeyRecord) -> bool:
+def counts_as_removal(volume: Volume, fid: str, recipient: str, path: Path, record: KeyRecord,
+                      recent: dict[str, float], now: float) -> bool:
     """Whether her genuine key ``record`` at ``path`` (``unreached``'s) is a reason to re-key: at a
-    user's place any is; at a group's place only one whose record names that group (readers refuse one
-    naming another).  One naming no group there is a user's share's key copied to the group's place
-    (genuine: her signature names no place), or one sealed before groups were named (67f51c6; her
-    group removals are re-keyed by the rotation pass, which reads the members, not the keys): neither
-    is a member's removal.  Counted, anyone who may write the vault folder, or the server through the
-    key mirror, had her re-key the file at will, again at each copy of the user's new key (attack
-    round 46c (2)).  Said once per place, no re-key."""
+    user's place any is; at a group's place one whose record names that group is (readers refuse one
+    naming another).  One naming no group there is either a key sealed before keys named their group,
+    for someone no share reaches now (a member removed since: the rotation pass catches that only on
+    the device that sealed to him, or through the owner's request the server may withhold), or a
+    user's share's key copied there, genuine (her signature names no place), at no cost to whoever
+    copies it (attack round 46c (2)).  The record cannot tell them apart, so it counts at most once per
+    place per ``rotations_done.UNBOUND_EVERY`` (``recent``: this device's re-keys for such keys, by
+    place; the one counted now added at ``now``): a removed member loses the key (47b (1)), a copier
+    costs her one re-key a day, and each further copy is said, not re-keyed."""
     group = sharing.key_group(path)
     if group is None or record.group == group:
         return True
-    assert volume.trust is not None
-    volume.trust.alarms.warn("forged-key", f"{path} (names no group)", f"a key of file {fid} for "
-                             f"{recipient} at group {group}'s place names no group: a copy of a key of "
-                             "another share (or one sealed before keys named their group), no member's "
-                             "removal: left alone, no re-key")
-    return False
+    at = _place_name(volume, path)
+    if at in recent:
+        assert volume.trust is not None
+        volume.trust.alarms.warn("rekey", f"{path} (names no group)", f"a key of file {fid} for {recipient} "
+                                 f"at group {group}'s place names no group, and this device re-keyed the "
+                                 "file for a key there less than a day ago: a copy of a key of another share "
+                                 "(or a key sealed before keys named their group): no re-key until then")
+        return False
+    log.info("a key of file %s for %s at group %s's place names no group (sealed before keys named their "
+             "group, or a copy of another share's key), for someone no share reaches now: taken back, "
+             "the file gets a new key (at most once a day for this place)", fid, recipient, group)
+    recent[at] = now
+    return True
+
+
+def _place_name(volume: Volume, path: Path) -> str:
+    """A key's place as its path under the vault folder (the same on every pass)."""
+    try:
+        return path.relative_to(volume.layout.root).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _group_shares(volume: Volume, node: Node, group: str) -> bool:
