@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 
 from fusevault import paths
@@ -99,16 +100,7 @@ def _sealed_place(root: Path | str, user_id: str) -> Path:
 
 def sealed_members(root: Path | str, user_id: str) -> dict[str, set[str]]:
     """Share id -> the group members this device sealed that share's keys to (none known: absent)."""
-    try:
-        kept = loads_untrusted(_sealed_place(root, user_id).read_bytes())
-    except FileNotFoundError:
-        return {}
-    except (OSError, VaultError, ValueError) as err:
-        log.error("this device's record of the group members it sealed keys to is unreadable (%s): "
-                  "not used", err)
-        return {}
-    if not isinstance(kept, dict):
-        return {}
+    kept = _record(_sealed_place(root, user_id), "the group members it sealed keys to")
     return {sid: {m for m in members if isinstance(m, str)} for sid, members in kept.items()
             if isinstance(sid, str) and isinstance(members, list)}
 
@@ -145,18 +137,9 @@ def _unbound_place(root: Path | str, user_id: str) -> Path:
 def unbound_rekeys(root: Path | str, user_id: str, now: float) -> dict[str, float]:
     """Key place -> when this device re-keyed its file for a key there naming no group, for those less
     than ``UNBOUND_EVERY`` ago (older ones pruned; at most ``UNBOUND_KEEP``)."""
-    try:
-        kept = loads_untrusted(_unbound_place(root, user_id).read_bytes())
-    except FileNotFoundError:
-        return {}
-    except (OSError, VaultError, ValueError) as err:
-        log.error("this device's record of its re-keys for keys naming no group is unreadable (%s): "
-                  "not used", err)
-        return {}
-    if not isinstance(kept, dict):
-        return {}
-    rows = [(at, when) for at, when in kept.items() if isinstance(at, str)
-            and isinstance(when, int | float) and not isinstance(when, bool) and now - when < UNBOUND_EVERY]
+    kept = _record(_unbound_place(root, user_id), "its re-keys for keys naming no group")
+    rows = [(at, when) for at, when in kept.items() if isinstance(at, str) and isinstance(when, int | float)
+            and not isinstance(when, bool) and math.isfinite(when) and now - when < UNBOUND_EVERY]
     return dict(rows[-UNBOUND_KEEP:])
 
 
@@ -169,3 +152,16 @@ def remember_unbound(root: Path | str, user_id: str, recent: dict[str, float]) -
         atomic_write(path, json.dumps(dict(list(recent.items())[-UNBOUND_KEEP:])).encode())
     except OSError as err:
         log.error("could not record this device's re-keys for keys naming no group: %s", err)
+
+
+def _record(path: Path, what: str) -> dict:
+    """One of this device's records (a JSON object), or {} when there is none or it does not read
+    (logged: a lost record costs at most one more re-key)."""
+    try:
+        kept = loads_untrusted(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, VaultError, ValueError) as err:
+        log.error("this device's record of %s is unreadable (%s): not used", what, err)
+        return {}
+    return kept if isinstance(kept, dict) else {}
