@@ -34,7 +34,7 @@ from fusevault.tasks import Tasks
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import confirmed, users
 from fusevault.vault.services import rotation
-from fusevault.vault.services.absorbing import absorb
+from fusevault.vault.services.absorbing import Absorbed, absorb
 from fusevault.vault.services.placing import KernelCache
 from fusevault.vault.services.punched_wants import want_punched
 from fusevault.vault.services.requests import Requests, collect_periodically
@@ -121,9 +121,11 @@ class Agent:
         self._store = store
         self._layout = layout
         self.device: str | None = None  # this replica's name, for the versions it writes
-        # Called once an unlock loaded the tree (fs/arrivals.py ``want_again``): what it wants of the
+        # Called once an unlock loaded the tree (fs/arrivals.py ``loaded``) with what taking in the
+        # ``missed`` documents asks for (a re-key of a node written under her older key, the kernel's
+        # caches dropped...: followed up as any arrival), and so that what the tree wants of the
         # peers (``want_punched``) is asked for now, not after the sync's longpoll.
-        self.loaded: Callable[[], None] = _nothing
+        self.loaded: Callable[[Absorbed], None] = _nothing
 
     @property
     def session(self) -> Session | None:
@@ -168,11 +170,11 @@ class Agent:
                         Volume.load, self._layout, self._store, key, root, self._inodes)
                     volume.device = self.device
                     await trio.to_thread.run_sync(want_punched, volume)  # not shown to anyone yet
-                    absorb(volume, self.missed, own=False)
+                    changed = absorb(volume, self.missed, own=False)
                 finally:
                     self.missed = None
                 await self._open(volume, await self._ttl(key))
-                self.loaded()
+                self.loaded(changed)
                 log.info("unlocked %s", self.username)
             else:
                 self.expiry.start(self.user_id, await self._ttl(key))
@@ -289,7 +291,7 @@ class Agent:
         return None
 
 
-def _nothing() -> None:
+def _nothing(changed: Absorbed) -> None:
     """No mount to tell of an unlock."""
 
 

@@ -87,6 +87,15 @@ class Arrivals:
         if any(tree.records_wanted or tree.beneath for tree in trees):
             self.wanting()
 
+    def loaded(self, agent: Agent, changed: Absorbed) -> None:
+        """``agent``'s unlock loaded her tree and took in what other seats committed meanwhile
+        (sessions.py ``missed``): what that asks for is followed up as for any arrival (a node
+        written under her older key, which a member she revoked holds, sealed again; the kernel's
+        caches dropped), then what the tree wants of the peers is asked for at once."""
+        if (session := agent.session) is not None:
+            self.follow_up(agent, session.volume, changed)
+        self.want_again()
+
     def _start(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
         if self.nursery is not None and not self.closing:
             self.nursery.start_soon(task, *args)

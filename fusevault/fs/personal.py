@@ -9,6 +9,7 @@ bits allow (the kernel checks them).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -37,7 +38,7 @@ class PersonalMount(Mount):
         self.ttl = ttl
         self.agent = Agent(user, operations.gate, Kernel(), Tasks(), volume.layout, volume.store,
                            host=Direct())
-        self.agent.loaded = self.arrivals.want_again  # what the unlocked tree wants: asked at once
+        self.agent.loaded = functools.partial(self.arrivals.loaded, self.agent)  # followed up at once
         volume.device = self.agent.device = self.sync.device["name"] if self.sync else None
         # The writeback cache stays on with peers: the kernel's times are the
         # ones committed (fs/operations.py ``write``), and a peer's change is

@@ -17,6 +17,7 @@ control socket's routing are fs/lifecycle.py's, as for a personal mount.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pwd
@@ -168,7 +169,7 @@ class SharedMount(Mount):
             seat.agent = Agent(user, seat.ops.gate, Kernel(seat.ino_out), Tasks(), self.layout, store,
                                host=host)
             seat.agent.device = self.sync.device["name"] if self.sync else None
-            seat.agent.loaded = self.arrivals.want_again  # what the unlocked tree wants: asked at once
+            seat.agent.loaded = functools.partial(self.arrivals.loaded, seat.agent)  # followed up at once
             assert self.arrivals.nursery is not None
             await self.arrivals.nursery.start(seat.agent.run, None)
             log.info("uid %d is %s in this mount", uid, user["username"])
