@@ -427,6 +427,21 @@ class Places:
                 return False
         return True
 
+    def admits_now(self, fid: str, vid: str, doc: dict) -> bool:
+        """Whether the judges that decide admit version ``vid``'s document now, a verdict cached
+        (``admits``) counting as given; a verdict made here is not cached.  For a look that may run
+        before the take of the revision that brings the writer's grant: a refusal cached then would
+        outlive the take (attack round 46a (2)); the next look judges again (47a (1))."""
+        owner = doc.get("owner")
+        deciding = self._deciding(owner)
+        if not deciding:  # every user locked: no view to judge with
+            return False
+        for user_id, judge in deciding.items():
+            verdict = self._verdicts.get(user_id, {}).get((fid, vid))
+            if not (bool(judge(doc)) if verdict is None else verdict):
+                return False
+        return True
+
     def judged(self, fid: str, vid: str) -> bool:
         """Whether every judge that decides now has admitted version ``vid`` (a version
         vouched for under other judges is judged again: ``version_shas``).  A version

@@ -88,7 +88,6 @@ import hashlib
 import os
 
 import pyfuse3
-import pytest
 
 from fusevault.store import places as places_table
 from fusevault.sync.content_docs import record_id
@@ -189,8 +188,6 @@ async def test_her_version_after_his_leaf_writer_sealed_here_reads_control(fs, m
     assert read == _expected(), _report(fs.volume, [], read)
 
 
-@pytest.mark.xfail(strict=True, reason="47a (1): the writer's version here but not judged in this process "
-                   "(a restart, an unlock): signed_root None, 46a (3) open again, his bytes placed for good")
 async def test_her_version_after_his_leaf_writer_here_but_not_judged_since_the_unlock_reads(
         fs, monkeypatch) -> None:
     node, genuine, root, sealed = await _his_version_first(fs, monkeypatch, restarted=True)
@@ -207,8 +204,6 @@ async def test_both_versions_want_writer_sealed_here_places_the_genuine_control(
     assert read == _expected(), _report(fs.volume, genuine, read)
 
 
-@pytest.mark.xfail(strict=True, reason="47a (1): the writer's hash is here but unjudged since the unlock: "
-                   "every named hash counts, his disagreeing one has her wait (EIO)")
 async def test_both_versions_want_writer_here_but_not_judged_since_the_unlock_places_the_genuine(
         fs, monkeypatch) -> None:
     _, genuine = await _both_want(fs, monkeypatch, restarted=True)
@@ -288,8 +283,6 @@ async def test_her_version_after_his_genuine_node_reads_control(fs, monkeypatch)
     assert await _read_block(fs, entry, 260) == data[260 * NEW_BLOCK_SIZE:261 * NEW_BLOCK_SIZE]
 
 
-@pytest.mark.xfail(strict=True, reason="47a (2): the writer's sealed hashes cover its blocks only; a tree "
-                   "node of the writer's is checked as the first version wanting it names it (46a (3))")
 async def test_her_version_after_his_node_of_the_writers_tree_is_not_left_with_his_node(
         fs, monkeypatch) -> None:
     entry, data, sealed, holding = await _his_node_first(fs, monkeypatch, same=False)

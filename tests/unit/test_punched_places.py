@@ -93,3 +93,26 @@ def test_punched_among_names_the_punched_records_of_a_batch_in_one_query() -> No
     assert places.punched_among(db, []) == set()
     many = [(f"{n:032x}", V1, 0) for n in range(1200)] + [(FID, V1, 0)]  # more files than one query names
     assert places.punched_among(db, many) == {(FID, V1, 0)}
+
+
+def test_a_judgement_made_now_caches_no_verdict(tmp_path) -> None:
+    """``admits_now`` (the walk's look at a writer's old version, attack round 47a (1)) judges where no
+    verdict is cached and caches none: a refusal made before the take that brings the writer's grant
+    does not outlive it (46a (2)); a verdict cached by ``admits`` counts as given."""
+    store = places.Places(tmp_path / "places.db")
+    granted = {"ok": False}
+    asked: list[str] = []
+
+    def judge(doc: dict) -> bool:
+        asked.append(doc["_id"])
+        return granted["ok"]
+
+    store.judge_as(OWNER, judge)
+    doc = {"_id": V1, "owner": OWNER}
+    assert not store.admits_now(FID, V1, doc)
+    assert not store.judged(FID, V1)
+    granted["ok"] = True  # the take brought his grant
+    assert store.admits_now(FID, V1, doc) and store.admits(FID, V1, doc)
+    assert asked == [V1, V1, V1] and store.judged(FID, V1)
+    granted["ok"] = False
+    assert store.admits_now(FID, V1, doc) and asked == [V1, V1, V1]  # the cached verdict counts

@@ -163,17 +163,22 @@ def version_shas(places: Places, fid: str, vid: str, dek: bytes,
     return shas, True
 
 
-def signed_root(places: Places, fid: str, vid: str, dek: bytes) -> bytes | None:
+def signed_root(places: Places, fid: str, vid: str, dek: bytes, judge: bool = False) -> bytes | None:
     """The manifest root (SHA-256) version ``vid``'s signed document names, where that document is
-    here, opens under the file's key as this file's, and is admitted already (sealed by this process,
-    or judged by every view that decides: ``places.judged``); None else.  Never judges: a version
-    judged where its file is held before the revision that brings it was refused, and the refusal
-    cached (attack round 46a (2)); judging is the take's (absorbing.py ``_judged_while_granted``).
+    here, opens under the file's key as this file's, and is admitted: already (sealed by this process,
+    or judged by every view that decides: ``places.judged``) or, ``judge``, by the views now
+    (``places.admits_now``, which caches no verdict: a version judged where its file is held before
+    the revision that brings it would have its refusal cached, attack round 46a (2); judging for
+    good is the take's, absorbing.py ``_judged_while_granted``); None else.  ``judge`` is for a
+    writer's old version, whose verdicts a restart or an unlock dropped (47a (1)).
     Unlike ``version_shas`` it needs none of the version's records here: a record withheld made a
     version "not vouched" (46a (1))."""
-    if (fid, vid) in places.refused or not places.judged(fid, vid):
+    if (fid, vid) in places.refused:
         return None
-    if (checked := places.vouched.get((fid, vid))) is not None and MANIFEST_INDEX in checked:
+    judged = places.judged(fid, vid)
+    if not (judged or judge):
+        return None
+    if judged and (checked := places.vouched.get((fid, vid))) is not None and MANIFEST_INDEX in checked:
         return checked[MANIFEST_INDEX]  # its records checked against its digest already (``version_shas``)
     if (body := places.document_body(vid)) is None:
         return None
@@ -181,6 +186,9 @@ def signed_root(places: Places, fid: str, vid: str, dek: bytes) -> bytes | None:
         doc = loads_untrusted(body)
         plain = loads_untrusted(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", fid, vid)))
         if not isinstance(doc, dict) or not isinstance(plain, dict) or doc.get("fid") != fid:
+            return None
+        doc["_id"] = vid  # kept beside the body (store/local.py), signed with it
+        if not judged and not places.admits_now(fid, vid, doc):  # it said why (an alarm)
             return None
         root = plain.get("manifest_sha256")
         return bytes.fromhex(root) if isinstance(root, str) and len(root) == 64 else None

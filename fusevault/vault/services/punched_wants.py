@@ -366,11 +366,15 @@ SEALED_WRITERS = 8
 
 def _writers_sealed(volume: Volume, fresh: Node, wanted: Wanted) -> None:
     """For the records ``wanted`` names, the hash their writer's own version vouches for, where its
-    signed, admitted document is here (``signed_root``), its manifest record hashes as that names and
-    loads as a Merkle tree (its nodes here, each checked against its parent): noted in
-    ``records_sealed``, the one hash each is checked against.  A record is its writer's (its id is the
-    writer's (fid, vid, index)); the hash the wanting versions name is theirs, and which of them want it,
-    or are vouched, at an ask the server and a write member steer (attack round 46a (1), (3))."""
+    signed document is here and admitted (``signed_root``, judged now where no verdict is cached: a
+    restart or an unlock dropped them, attack round 47a (1); the writer's version is an old one, its
+    node taken in already), its manifest record hashes as that names: noted in ``records_sealed``, the
+    one hash each is checked against.  The writer's own tree nodes with the hash their parent in its
+    tree names (walked from its root, as far as its nodes are here, 47a (2)); its blocks with the hash
+    its leaves name (its tree loaded whole, each node checked against its parent).  A record is its
+    writer's (its id is the writer's (fid, vid, index)); the hash the wanting versions name is theirs,
+    and which of them want it, or are vouched, at an ask the server and a write member steer (attack
+    round 46a (1), (3))."""
     places = volume.layout.places
     sealed = volume.tree.records_sealed
     if places is None:
@@ -379,23 +383,45 @@ def _writers_sealed(volume: Volume, fresh: Node, wanted: Wanted) -> None:
     for writer, idx in wanted:
         if (fresh.fid, writer, idx) not in sealed:
             writers.setdefault(writer, []).append(idx)
+    if not writers:
+        return
+    punched = places.punched_of(fresh.fid)
     for writer in sorted(writers)[:SEALED_WRITERS]:
-        if (root := placements.signed_root(places, fresh.fid, writer, fresh.dek)) is None:
+        if (root := placements.signed_root(places, fresh.fid, writer, fresh.dek, judge=True)) is None:
             continue  # nothing vouches for what it sealed: every named hash is checked
         own = [row for row in places.of_version(fresh.fid, writer) if row.idx == MANIFEST_INDEX]
         if not own:
             continue
+        place = (own[0].offset, own[0].length)
         reader = Content(volume.layout, fresh.owner, fresh.fid, fresh.dek, None, None,
                          check_sidecar=False, vouch=False)
         try:
-            reader.load_manifest((own[0].offset, own[0].length), writer)
-            offset, length = reader.where(own[0].offset, own[0].length, writer, MANIFEST_INDEX)
+            nodes = _nodes_named(reader, place, fresh.fid, writer, writers[writer], punched)  # opens it
+            offset, length = reader.where(*place, writer, MANIFEST_INDEX)
             if reader.fd is None or hashlib.sha256(os.pread(reader.fd, length, offset)).digest() != root:
-                continue  # resealed in place (the read says so): its leaves vouch for nothing
-            for idx in writers[writer]:
-                if idx >= 0 and (sha := reader.block_sha(writer, idx)) is not None:
-                    sealed[(fresh.fid, writer, idx)] = sha
+                continue  # resealed in place (the read says so): its tree vouches for nothing
+            sealed.update(nodes)
+            if blocks := [idx for idx in writers[writer] if idx >= 0]:
+                reader.load_manifest(place, writer)
+                sealed.update(((fresh.fid, writer, idx), sha) for idx in blocks
+                              if (sha := reader.block_sha(writer, idx)) is not None)
         except (VaultError, OSError, ValueError):
             continue  # its tree's nodes punched too, or damaged: every named hash is checked
         finally:
             reader.close()
+
+
+def _nodes_named(reader: Content, place: tuple[int, int], fid: str, writer: str, wanted: list[int],
+                 punched: Punched) -> dict[tuple[str, str, int], bytes]:
+    """The hash the writer's own tree (its root at ``place``; the caller checks it against the signed
+    one) names for each of its own nodes ``wanted`` names (negative indices), as its parent names it:
+    the tree walked from the root down to the nodes not here (``absent_manifest_nodes``: the tree's
+    height and the nodes it names, whatever ``punched`` holds).  A node is wanted as punched: the walk
+    meets it absent."""
+    nodes = {idx for idx in wanted if idx < MANIFEST_INDEX}
+
+    def gone(vid: str, index: int) -> bool:
+        return (vid == writer and index in nodes) or (vid in punched and in_runs(punched[vid][1], index))
+
+    return {(fid, vid, idx): sha for vid, idx, sha in reader.absent_manifest_nodes(place, writer, gone)
+            if vid == writer and idx in nodes and sha is not None}
