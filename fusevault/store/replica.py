@@ -16,8 +16,11 @@ sends: a document's held revisions are read once per batch (``_held_in_batch``),
 a revision's look-ups then go by set or by index, so a batch costs in proportion to
 its own size and the branches kept; a document keeps at most ``LEAVES_PER_DOC`` live other branches and
 ``CLOSED_PER_DOC`` closed ones, a revision that would open one more is refused
-(``Arrival.refused``: the sync service says it), never one held dropped (attack
-round 46e (2): thousands of sibling leaves made each batch quadratic, on the loop).
+(``Arrival.refused``: the sync service says it), never a live one held dropped (attack
+round 46e (2): thousands of sibling leaves made each batch quadratic, on the loop).  A close of a
+branch held here opens none and is always taken: past ``CLOSED_PER_DOC`` the oldest closed leaf
+is dropped (it holds no data, as CouchDB stems), its revisions kept known (``_dropped``) so that a
+replay of it is no news (attack round 47c).
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ LEAVES_PER_DOC = 64
 # Closed branches (a deleted revision on top: ``close_leaf``) a document keeps at most: one per conflict
 # ever settled, so more than live ones, yet bounded (each is a row read by a push of the document).
 CLOSED_PER_DOC = 4 * LEAVES_PER_DOC
+# Revisions of dropped closed branches (``_make_room_for_closed``) a document keeps known, the oldest
+# forgotten first: per branch its closed leaf and the revision it closed (``_DROPPED_PER_BRANCH``).  An
+# honest server sends only leaves, so these two are all a replay of a closed branch can hold news of.
+_DROPPED_PER_BRANCH = 2
+DROPPED_PER_DOC = _DROPPED_PER_BRANCH * CLOSED_PER_DOC
+# ``local_docs`` id prefix of a document's dropped revisions (this replica's own: never replicated).
+_DROPPED = "dropped-closed/"
 
 
 def local_of(store: object) -> LocalStore | None:
@@ -95,13 +105,45 @@ def missing(store: LocalStore, wanted: dict[str, list[str]]) -> dict[str, list[s
 def _known(store: LocalStore, doc_id: str) -> list[str]:
     """Every revision held of ``doc_id``: read once per document a pull is offered (``missing``) and
     once per document a batch stores (``_held_in_batch``), never per revision; bounded by the
-    branches a document keeps (``LEAVES_PER_DOC``)."""
+    branches a document keeps (``LEAVES_PER_DOC``, ``CLOSED_PER_DOC``) and the revisions of closed
+    ones dropped (``DROPPED_PER_DOC``)."""
     db = store.db
     row = db.execute("SELECT rev, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
     known = history_of(*row) if row else []
     for rev, revs in db.execute("SELECT rev, revs FROM leaves WHERE id = ?", (doc_id,)):
         known += history_of(rev, revs)
-    return known
+    return known + _dropped(db, doc_id)
+
+
+def _dropped(db, doc_id: str) -> list[str]:
+    """The revisions of ``doc_id``'s closed branches dropped here (``_make_room_for_closed``), oldest
+    first; at most ``DROPPED_PER_DOC`` (the row is the vault folder's writer's: only revisions count)."""
+    row = db.execute("SELECT body FROM local_docs WHERE id = ?", (_DROPPED + doc_id,)).fetchone()
+    body = _body("1-0", row[0]) if row else None
+    revs = body.get("revs") if body else None
+    if not isinstance(revs, list):
+        return []
+    return [rev for rev in revs[-DROPPED_PER_DOC:] if isinstance(rev, str) and well_formed(rev)]
+
+
+def _make_room_for_closed(db, doc_id: str) -> None:
+    """Before one more closed leaf of ``doc_id`` is kept: with ``CLOSED_PER_DOC`` held, the oldest
+    (first kept) dropped, so a close is never refused and closed leaves stay bounded (attack round 47c
+    (1): her device's closes of the server's leaves grew them without end).  A closed branch holds no
+    data (CouchDB stems such branches too); its leaf and the revision it closed stay known
+    (``_dropped``): a replay of it, or of the leaf it closed, is no news and opens nothing again."""
+    (closed,) = db.execute("SELECT COUNT(*) FROM leaves WHERE id = ? AND deleted != 0", (doc_id,)).fetchone()
+    excess = int(closed) - CLOSED_PER_DOC + 1
+    if excess <= 0:
+        return
+    rows = db.execute("SELECT rowid, rev, revs FROM leaves WHERE id = ? AND deleted != 0 "
+                      "ORDER BY rowid LIMIT ?", (doc_id, excess)).fetchall()
+    remembered = _dropped(db, doc_id)
+    for rowid, rev, revs in rows:
+        remembered += history_of(rev, revs)[:_DROPPED_PER_BRANCH]
+        db.execute("DELETE FROM leaves WHERE rowid = ?", (rowid,))
+    db.execute("INSERT OR REPLACE INTO local_docs (id, body) VALUES (?, ?)",
+               (_DROPPED + doc_id, json.dumps({"revs": remembered[-DROPPED_PER_DOC:]})))
 
 
 def _held_in_batch(store: LocalStore, held: dict[str, set[str]], doc_id: str) -> set[str]:
@@ -133,12 +175,16 @@ def branch_counts(store: LocalStore, doc_id: str) -> tuple[int, int]:
 def _opens_too_many(store: LocalStore, doc_id: str, under: list[tuple[str, bool]], kept_closed: bool) -> bool:
     """Whether keeping one more leaf (closed or not: ``kept_closed``), the leaves ``under`` replaced,
     goes past the cap of its kind (``LEAVES_PER_DOC``, ``CLOSED_PER_DOC``).  A revision that moves a
-    branch on (its leaf replaced by one of the same kind) is never refused; one closing a live branch
-    is, only with ``CLOSED_PER_DOC`` closed ones held already (one per conflict ever settled: far
-    more than honest use makes of one document, and said), else a peer opening and closing branches
-    in turn would grow the closed ones without end."""
+    branch on (its leaf replaced by one of the same kind) is never refused, nor one closing a live
+    branch held here: it ends a branch, opens none, and the closed ones are bounded by dropping the
+    oldest (``_make_room_for_closed``).  Refused at 46e, her other device's or a shared file's
+    owner's honest close left the leaf live here (the owner's devices alone settle a shared file)
+    with a "server's doing" alarm (attack round 47c (2), (3)).  A new branch, closed or live, is
+    refused past its cap."""
     if any(closed == kept_closed for _, closed in under):
         return False  # one of its kind leaves as it comes: no more of them
+    if kept_closed and under:
+        return False  # a live branch held here ends: one fewer live, room made for the closed one
     live, closed = branch_counts(store, doc_id)
     return closed >= CLOSED_PER_DOC if kept_closed else live >= LEAVES_PER_DOC
 
@@ -180,13 +226,16 @@ def _store_one(store: LocalStore, doc: dict, seq: int, arrival: Arrival, held: d
     # Another branch.  A leaf of it that this revision descends from is replaced.
     under = _leaves_under(db, doc_id, history)
     wins = _rank(deleted, rev) > _rank(bool(row[2]), current)
-    if _opens_too_many(store, doc_id, under, bool(row[2]) if wins else deleted):
+    kept_closed = bool(row[2]) if wins else deleted  # the kind of the leaf kept: the loser's
+    if _opens_too_many(store, doc_id, under, kept_closed):
         # Refused, not stored: every leaf held stays (hers among them); the peer still has it.
         if doc_id not in arrival.refused:
             arrival.refused.append(doc_id)
         return False
     for leaf, _ in under:
         db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, leaf))
+    if kept_closed:
+        _make_room_for_closed(db, doc_id)
     if wins:
         _keep_leaf(db, doc_id, current, history_of(row[0], row[1]), bool(row[2]), row[3])
         store.write_doc(doc_id, rev, history, seq, doc)
@@ -277,8 +326,9 @@ def close_leaf(store: LocalStore, doc_id: str, rev: str) -> str:
             return rev
         history = history_of(rev, row[0])
         closed = closing_rev(doc_id, rev)
-        _keep_leaf(db, doc_id, closed, [closed] + history[:REVS_LIMIT - 1], True, "{}")
         db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev))
+        _make_room_for_closed(db, doc_id)
+        _keep_leaf(db, doc_id, closed, [closed] + history[:REVS_LIMIT - 1], True, "{}")
         db.execute("UPDATE docs SET seq = ? WHERE id = ?", (store.next_seq(), doc_id))
     return closed
 

@@ -52,8 +52,6 @@ Attacker: the CouchDB server (any revision tree, any bodies: it cannot sign), ho
 
 from __future__ import annotations
 
-import pytest
-
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 
@@ -75,10 +73,10 @@ def _base(tmp_path) -> LocalStore:
     return store
 
 
-def _rounds(store: LocalStore, rounds: int) -> list[str]:
+def _rounds(store: LocalStore, rounds: int, first: int = 0) -> list[str]:
     """The server opens ``LEAVES_PER_DOC`` leaves, her device closes each (as ``_settle_one`` does)."""
     refused: list[str] = []
-    for r in range(rounds):
+    for r in range(first, first + rounds):
         opened = [_sibling(f"{r:x}", i) for i in range(replica.LEAVES_PER_DOC)]
         arrival = replica.store_revisions(store, opened)
         refused += arrival.refused
@@ -93,7 +91,6 @@ def test_control_arrivals_beyond_the_live_cap_are_refused(tmp_path) -> None:
     assert replica.store_revisions(store, [_sibling("b", 1)]).refused == [FID]
 
 
-@pytest.mark.xfail(strict=True, reason="47c (1): close_leaf keeps closed leaves past CLOSED_PER_DOC")
 def test_closed_branches_stay_bounded_when_her_device_closes_them(tmp_path) -> None:
     store = _base(tmp_path)
     refused = _rounds(store, 6)
@@ -102,7 +99,6 @@ def test_closed_branches_stay_bounded_when_her_device_closes_them(tmp_path) -> N
     assert closed <= replica.CLOSED_PER_DOC, f"{closed} closed branches kept, none refused: {refused}"
 
 
-@pytest.mark.xfail(strict=True, reason="47c (2): an honest close of a live leaf refused at the cap")
 def test_her_other_devices_close_is_taken_after_many_settled_conflicts(tmp_path) -> None:
     store = _base(tmp_path)
     _rounds(store, replica.CLOSED_PER_DOC // replica.LEAVES_PER_DOC)
@@ -123,7 +119,6 @@ def _close_of(doc: dict) -> dict:
                            "ids": [closing.split("-", 1)[1], doc["_rev"].split("-", 1)[1]]}}
 
 
-@pytest.mark.xfail(strict=True, reason="47c (3): a shared file's leaves stay live for good past the cap")
 def test_closes_of_a_shared_files_leaves_are_taken_after_the_cap(tmp_path) -> None:
     store = _base(tmp_path)
     _rounds(store, replica.CLOSED_PER_DOC // replica.LEAVES_PER_DOC)  # or 256 conflicts settled over time
@@ -138,3 +133,24 @@ def test_closes_of_a_shared_files_leaves_are_taken_after_the_cap(tmp_path) -> No
     # Her other device's concurrent edit of the file.
     hers = replica.store_revisions(store, [_sibling("d", 1)])
     assert (live, hers.refused) == (0, []), f"{live} leaves live for good, her edit refused: {hers.refused}"
+
+
+def test_a_dropped_closed_branch_replayed_is_no_news(tmp_path) -> None:
+    """47c (1), the fix's other side: the oldest closed leaves dropped at ``CLOSED_PER_DOC`` stay
+    known, so a replay of them (a server resending round 0's leaves and closes) opens nothing again:
+    no live leaf back to settle, no closed one evicting a newer, nothing asked for by ``missing``."""
+    store = _base(tmp_path)
+    _rounds(store, 6)  # rounds 0 and 1 dropped (384 closed, 256 kept)
+    kept = {leaf["_rev"] for leaf in replica.leaves(store, FID)}
+    replayed = [_sibling("0", i) for i in range(replica.LEAVES_PER_DOC)]
+    replayed += [_close_of(doc) for doc in replayed]
+    assert not any(doc["_rev"] in kept for doc in replayed), "round 0 was not dropped: no test"
+    assert replica.missing(store, {FID: [doc["_rev"] for doc in replayed]}) == {}
+    arrival = replica.store_revisions(store, replayed)
+    assert (arrival.current, arrival.conflicts, arrival.refused) == ([], [], [])
+    assert replica.branch_counts(store, FID) == (0, replica.CLOSED_PER_DOC)
+    assert {leaf["_rev"] for leaf in replica.leaves(store, FID)} == kept
+    # Bounded: many more rounds keep at most DROPPED_PER_DOC revisions of dropped branches known.
+    assert _rounds(store, 6, first=6) == []
+    assert len(replica._dropped(store.db, FID)) <= replica.DROPPED_PER_DOC
+    assert replica.branch_counts(store, FID) == (0, replica.CLOSED_PER_DOC)
