@@ -27,8 +27,6 @@ from __future__ import annotations
 import stat
 from types import SimpleNamespace
 
-import pytest
-
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import Grant
 from fusevault.vault.services.conflicts import Leaf, _within_readers
@@ -73,7 +71,6 @@ def test_control_a_name_under_a_new_reader_is_not_taken() -> None:
     assert named is keeper and said == ["concurrent-move"]
 
 
-@pytest.mark.xfail(strict=True, reason="47d (2): _within_readers counts readers, not WRITE over READ")
 def test_a_name_under_a_write_share_where_the_kept_names_give_read_is_not_taken() -> None:
     keeper, _, named, said = _settle([Grant(ALICE, A, "bob", False, "READ"),
                                       Grant(ALICE, B, "bob", False, "WRITE")])
@@ -81,7 +78,6 @@ def test_a_name_under_a_write_share_where_the_kept_names_give_read_is_not_taken(
     assert said == ["concurrent-move"]
 
 
-@pytest.mark.xfail(strict=True, reason="47d (3): a folder not held here counts as no readers")
 def test_a_name_in_a_folder_not_held_here_is_not_taken() -> None:
     root = Node(1, "r" * 32, ALICE, None, stat.S_IFDIR | 0o755, 1000, 1000, when=1)
     tree = Inodes(None, None, SimpleNamespace(user_id=ALICE), root)  # type: ignore[arg-type]

@@ -57,7 +57,7 @@ from fusevault.errors import Conflict, Forged, VaultError
 from fusevault.store import replica
 from fusevault.store.local import REVS_LIMIT, LocalStore
 from fusevault.vault.files.content import Content
-from fusevault.vault.model import names
+from fusevault.vault.model import names, sharing
 from fusevault.vault.model.history import made_over, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_attrs, open_node_doc
@@ -507,7 +507,9 @@ def _her_seq(leaf: Leaf) -> bool:
 def _within_readers(volume: Volume, keeper: Leaf, named: Leaf) -> Leaf:
     """The leaf whose names the kept state gets: ``named``, unless it is of another key than the
     keeper's and its names would put the file under a share the keeper's names do not (any grantee or
-    recipient, above any of its names): then the keeper's own, said.  A net under the stamps
+    recipient, above any of its names, given more rights than there: ``sharing.gives_as_much``, attack
+    round 47d (2)), or in a folder not held here (who reads there is not known, 47d (3)): then the
+    keeper's own, said.  A net under the stamps
     (``_rekeyed_by_a_move``): a re-key is how a file leaves a share, and names of a state apart from it
     that widen who reads undo that move, the new key then sealed to who lost it (attack round 46d
     (1): her move out back to the folder her stamp names, beside her later rename in the share).  Her
@@ -516,12 +518,19 @@ def _within_readers(volume: Volume, keeper: Leaf, named: Leaf) -> Leaf:
         return named
     held = volume.find(keeper.doc["_id"])
     node = held if held is not None else keeper.node
-    wider = volume.tree.readers_under(node, named.links) - volume.tree.readers_under(node, keeper.links)
-    if not wider:
-        return named
-    who = ", ".join(sorted(wider)[:8]) + (" ..." if len(wider) > 8 else "")
+    had = volume.tree.readers_under(node, keeper.links) or []
+    under = volume.tree.readers_under(node, named.links, keeper.links)
+    if under is None:  # a folder not held here: who reads there is not known, never "nobody"
+        where = "in a folder not held here (who reads there is not known)"
+    else:
+        wider = {f"group:{g.grantee}" if g.group else g.grantee
+                 for g in under if not any(sharing.gives_as_much(h, g) for h in had)}
+        if not wider:
+            return named
+        who = ", ".join(sorted(wider)[:8]) + (" ..." if len(wider) > 8 else "")
+        where = f"under shares its new key was kept from ({who})"
     why = (f"a rename or move of {keeper.doc['_id']} made apart from its re-key (revision "
-           f"{str(named.doc['_rev'])[:40]}) would put it under shares its new key was kept from ({who}): "
+           f"{str(named.doc['_rev'])[:40]}) would put it {where}: "
            "it stays where the re-key put it, its contents whole; move it again to take it there")
     log.warning("concurrent edits: %s", why)
     alarms = names.alarms_of(volume)

@@ -306,21 +306,58 @@ class Inodes:
                 return each, added
         return None
 
-    def readers_under(self, node: Node, links: list[tuple[str, bytes]]) -> set[str]:
+    def readers_under(self, node: Node, links: list[tuple[str, bytes]],
+                      known: list[tuple[str, bytes]] | None = None) -> list[Grant] | None:
         """Who else the shares above ``links`` (the names a document of ``node`` gives it: folder
-        fids) let read it: each grantee (a group as ``group:ID``) and each recipient a grant reaches,
-        as a re-key seals them (``covering``, ``Guests.reaches``); the owner is no other reader.  A
-        folder not held here has no shares known above it."""
+        fids) let read it, with their rights: each grant (a group's as it is) and, as a user's grant
+        of its rights, each recipient a grant reaches, as a re-key seals them (``covering``,
+        ``Guests.reaches``); the owner is no other reader.  Rights count: a name under a share giving
+        WRITE where others give READ gives more (attack round 47d (2)).
+
+        None: not known here, as a name is in a folder not held here, or its way up ends at one (or
+        at one this user cannot open) before the top or a folder above a name of ``known``: the
+        shares above it are not known, and "not known" is never "nobody" (attack round 47d (3))."""
         if self.sharing is None:
-            return set()
+            return []
+        if known is not None and not self._known_up(links, self._folders_up(known)):
+            return None
         placed = copy.copy(node)  # where ``links`` put it; the node itself stays as it is
         placed.links = [(self._by_fid.get(parent, -1), name) for parent, name in links]
-        found: set[str] = set()
+        found: list[Grant] = []
         for grant in self.sharing.covering(placed, self._nodes, self.behind):
-            found.add(f"group:{grant.grantee}" if grant.group else grant.grantee)
-            found.update(reach.recipient for reach in self.sharing.reaches(grant))
-        found.discard(node.owner)
-        return found
+            found.append(grant)
+            found += [Grant(grant.owner, grant.fid, reach.recipient, False, reach.perm)
+                      for reach in self.sharing.reaches(grant)]
+        return [g for g in found if g.group or g.grantee != node.owner]
+
+    def _folders_up(self, links: list[tuple[str, bytes]]) -> set[int]:
+        """The folders (inodes) held here on the way up from each of ``links`` (folder fids)."""
+        walked: set[int] = set()
+        for parent, _ in links:
+            folder = self._nodes.get(self._by_fid.get(parent, -1))
+            for _ in range(4096):
+                if folder is None or folder.ino in walked:
+                    break
+                walked.add(folder.ino)
+                folder = self._nodes.get(folder.links[0][0]) if folder.links else None
+        return walked
+
+    def _known_up(self, links: list[tuple[str, bytes]], known: set[int]) -> bool:
+        """Whether the way up from each of ``links`` (folder fids) is held here to the top, to a
+        folder of ``known`` (from there up, the shares are the same), or to one kept ``behind``
+        (no share is followed above it): never through a folder not held or not opened here."""
+        assert self.sharing is not None
+        for parent, _ in links:
+            folder = self._nodes.get(self._by_fid.get(parent, -1))
+            for _ in range(4096):
+                if folder is None or folder.ino in self.sharing.phantoms:
+                    return False
+                if folder.ino in known or not folder.links or folder.fid in self.behind:
+                    break
+                folder = self._nodes.get(folder.links[0][0])
+            else:
+                return False
+        return True
 
     @property
     def behind(self) -> Container[str]:
