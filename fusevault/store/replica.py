@@ -45,12 +45,14 @@ LEAVES_PER_DOC = 64
 # Closed branches (a deleted revision on top: ``close_leaf``) a document keeps at most: one per conflict
 # ever settled, so more than live ones, yet bounded (each is a row read by a push of the document).
 CLOSED_PER_DOC = 4 * LEAVES_PER_DOC
-# Revisions of dropped closed branches (``_make_room_for_closed``) a document keeps known, the oldest
-# forgotten first: per branch its closed leaf and the revision it closed (``_DROPPED_PER_BRANCH``).  An
-# honest server sends only leaves, so these two are all a replay of a closed branch can hold news of.
-_DROPPED_PER_BRANCH = 2
-DROPPED_PER_DOC = _DROPPED_PER_BRANCH * CLOSED_PER_DOC
-# ``local_docs`` id prefix of a document's dropped revisions (this replica's own: never replicated).
+# Dropped closed branches (``_make_room_for_closed``) a document keeps known, the oldest forgotten
+# first: per branch every revision of its own, past where it left the current history (at most
+# ``REVS_LIMIT``).  A hostile server replays any ancestor, not only leaves: a settled branch's older
+# revision forgotten opened it again (attack round 48a (1)).  Counted in branches, not revisions, so
+# a server's long branches cannot push hers out sooner than short ones; at most as many revisions as
+# the closed leaves themselves hold (``CLOSED_PER_DOC`` x ``REVS_LIMIT``).
+DROPPED_BRANCHES_PER_DOC = CLOSED_PER_DOC
+DROPPED_PER_DOC = DROPPED_BRANCHES_PER_DOC * REVS_LIMIT
 _DROPPED = "dropped-closed/"
 
 
@@ -116,34 +118,58 @@ def _known(store: LocalStore, doc_id: str) -> list[str]:
 
 
 def _dropped(db, doc_id: str) -> list[str]:
-    """The revisions of ``doc_id``'s closed branches dropped here (``_make_room_for_closed``), oldest
-    first; at most ``DROPPED_PER_DOC`` (the row is the vault folder's writer's: only revisions count)."""
+    """The revisions of ``doc_id``'s closed branches dropped here (``_make_room_for_closed``)."""
+    return [rev for branch in _dropped_branches(db, doc_id) for rev in branch]
+
+
+def _dropped_branches(db, doc_id: str) -> list[list[str]]:
+    """``doc_id``'s dropped closed branches, oldest first, each its own revisions: at most
+    ``DROPPED_BRANCHES_PER_DOC`` of at most ``REVS_LIMIT`` (the row is the vault folder's writer's:
+    only revisions count).  A note from before 48a (``revs``: each branch's leaf and the revision it
+    closed, in one list) is read as such pairs."""
     row = db.execute("SELECT body FROM local_docs WHERE id = ?", (_DROPPED + doc_id,)).fetchone()
     body = _body("1-0", row[0]) if row else None
-    revs = body.get("revs") if body else None
-    if not isinstance(revs, list):
+    branches = body.get("branches") if body else None
+    if branches is None and body and isinstance(body.get("revs"), list):
+        branches = [body["revs"][i:i + 2] for i in range(0, len(body["revs"]), 2)]
+    if not isinstance(branches, list):
         return []
-    return [rev for rev in revs[-DROPPED_PER_DOC:] if isinstance(rev, str) and well_formed(rev)]
+    kept = [[rev for rev in branch[:REVS_LIMIT] if isinstance(rev, str) and well_formed(rev)]
+            for branch in branches[-DROPPED_BRANCHES_PER_DOC:] if isinstance(branch, list)]
+    return [branch for branch in kept if branch]
 
 
 def _make_room_for_closed(db, doc_id: str) -> None:
     """Before one more closed leaf of ``doc_id`` is kept: with ``CLOSED_PER_DOC`` held, the oldest
     (first kept) dropped, so a close is never refused and closed leaves stay bounded (attack round 47c
     (1): her device's closes of the server's leaves grew them without end).  A closed branch holds no
-    data (CouchDB stems such branches too); its leaf and the revision it closed stay known
-    (``_dropped``): a replay of it, or of the leaf it closed, is no news and opens nothing again."""
+    data (CouchDB stems such branches too); its own revisions stay known (``_dropped``): a replay of
+    it, of the leaf it closed or of any revision before (48a (1)), is no news and opens nothing
+    again.  What it shares with the current history is known there."""
     (closed,) = db.execute("SELECT COUNT(*) FROM leaves WHERE id = ? AND deleted != 0", (doc_id,)).fetchone()
     excess = int(closed) - CLOSED_PER_DOC + 1
     if excess <= 0:
         return
     rows = db.execute("SELECT rowid, rev, revs FROM leaves WHERE id = ? AND deleted != 0 "
                       "ORDER BY rowid LIMIT ?", (doc_id, excess)).fetchall()
-    remembered = _dropped(db, doc_id)
+    current = db.execute("SELECT rev, revs FROM docs WHERE id = ?", (doc_id,)).fetchone()
+    shared = set(history_of(*current)) if current else set()
+    remembered = _dropped_branches(db, doc_id)
     for rowid, rev, revs in rows:
-        remembered += history_of(rev, revs)[:_DROPPED_PER_BRANCH]
+        remembered.append(_own_revisions(history_of(rev, revs), shared))
         db.execute("DELETE FROM leaves WHERE rowid = ?", (rowid,))
     db.execute("INSERT OR REPLACE INTO local_docs (id, body) VALUES (?, ?)",
-               (_DROPPED + doc_id, json.dumps({"revs": remembered[-DROPPED_PER_DOC:]})))
+               (_DROPPED + doc_id, json.dumps({"branches": remembered[-DROPPED_BRANCHES_PER_DOC:]})))
+
+
+def _own_revisions(history: list[str], shared: set[str]) -> list[str]:
+    """A branch's revisions, newest first, up to where it meets the current history."""
+    own = []
+    for rev in history[:REVS_LIMIT]:
+        if rev in shared:
+            break
+        own.append(rev)
+    return own
 
 
 def _held_in_batch(store: LocalStore, held: dict[str, set[str]], doc_id: str) -> set[str]:

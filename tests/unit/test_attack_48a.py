@@ -19,15 +19,14 @@ Attacker: the CouchDB server (any revision tree, replays of any revision it ever
    Impact: a hostile server reopens settled conflicts at will (each replayed ancestor a new live
    leaf, counted against ``LEAVES_PER_DOC``, settled again, perhaps a conflict copy again if the
    branch is another writer's), the very "replay opens nothing again" promise of 47c broken.
-   Fix (suggested): keep the whole (``REVS_LIMIT``-bounded) history of a dropped branch known, or
+   Fix (done): a dropped branch's own revisions kept known (``_dropped_branches``), remembered by branch;
+   was suggested: keep the whole (``REVS_LIMIT``-bounded) history of a dropped branch known, or
    keep its revisions of that branch beyond the common ancestor (bounded per document as now).
    Tests: ``test_control_settled_branchs_ancestor_replayed_is_no_news_before_drop``,
    ``test_dropped_branchs_ancestor_replayed_is_no_news``.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
@@ -77,8 +76,6 @@ def test_control_settled_branchs_ancestor_replayed_is_no_news_before_drop(tmp_pa
     assert _replay(store) == ({}, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="48a (1): a dropped closed branch's older revision replayed "
-                   "reopens the settled conflict (only its top two revisions kept known)")
 def test_dropped_branchs_ancestor_replayed_is_no_news(tmp_path) -> None:
     store = _settled(tmp_path)
     _rounds(store, replica.CLOSED_PER_DOC // replica.LEAVES_PER_DOC)  # the settled branch dropped
@@ -86,3 +83,34 @@ def test_dropped_branchs_ancestor_replayed_is_no_news(tmp_path) -> None:
     assert replica.missing(store, {FID: [TOP]}) == {}  # its top stays known, as 47c means
     wanted, live = _replay(store)
     assert (wanted, live) == ({}, 0), f"asked for {wanted}, {live} live leaf reopened"
+
+
+def _long_sibling(tag: str, i: int) -> dict:
+    """A branch with a whole ``REVS_LIMIT`` of revisions of its own (a server's: any it likes)."""
+    ids = [f"{tag}{i:02x}{k:029x}" for k in range(replica.REVS_LIMIT)]
+    return _doc(f"{replica.REVS_LIMIT}-{ids[0]}", ids, i)
+
+
+def test_long_branches_dropped_after_hers_do_not_make_hers_forgotten_sooner(tmp_path) -> None:
+    """48a (1), the bound: dropped branches are remembered by count, so the server's branches with
+    ``REVS_LIMIT`` revisions each, dropped after hers, push her settled branch out no sooner than
+    short ones would (at ``DROPPED_BRANCHES_PER_DOC`` branches), and what is kept stays bounded."""
+    store = _settled(tmp_path)
+    for r in range(replica.CLOSED_PER_DOC // replica.LEAVES_PER_DOC + 1):  # hers and 64 long ones dropped
+        replica.store_revisions(store, [_long_sibling(f"{r:x}", i) for i in range(replica.LEAVES_PER_DOC)])
+        for leaf in replica.other_leaves(store, FID):
+            replica.close_leaf(store, FID, leaf["_rev"])
+    assert len(replica._dropped(store.db, FID)) > 2 * replica.CLOSED_PER_DOC  # more than 47c's cap kept
+    assert _replay(store) == ({}, 0)
+    assert len(replica._dropped_branches(store.db, FID)) <= replica.DROPPED_BRANCHES_PER_DOC
+    assert len(replica._dropped(store.db, FID)) <= replica.DROPPED_PER_DOC
+
+
+def test_a_note_from_before_48a_is_still_read(tmp_path) -> None:
+    """The local note written by 47c (one list of each dropped branch's leaf and the leaf it closed)
+    still counts: those revisions stay known after an upgrade."""
+    store = LocalStore(tmp_path / "store.db")
+    replica.store_revisions(store, [{"_id": FID, "_rev": "5-" + "f" * 32, "type": "node", "owner": ALICE}])
+    replica.put_local(store, "dropped-closed/" + FID, {"revs": [TOP, MID, "bad", 7]})
+    assert replica.missing(store, {FID: [TOP, MID]}) == {}
+    assert replica._dropped_branches(store.db, FID) == [[TOP, MID]]
