@@ -37,9 +37,10 @@ honest long use (two devices, gc).
    hostile server, for good).**
    Scene: a document with ``CLOSED_PER_DOC`` closed branches here (256 conflicts settled in long use,
    or, as in 1., the server's rounds once: since 47c the count then stays at the cap for good, the
-   oldest dropped at each close).  Device A deletes the document (gc's ``_deleted`` tombstone of a
-   version or a node it purged: ``gc._deletions``); device B, concurrently, writes a live revision of
-   it (from the revision before the deletion).  B's revision arrives at A.
+   oldest dropped at each close).  Device A deletes the document with a ``_deleted`` tombstone (her
+   group's deletion, ``groups.py``; an unshare's share document, ``share_ops.py``; gc's purge of a
+   node, ``gc._deletions``); device B, offline, concurrently writes a live revision of it (a member
+   added to the group, from the revision before the deletion).  B's revision arrives at A.
    Seen (unit): it wins (live over deleted), so A's tombstone would be kept as a closed leaf:
    ``kept_closed`` True, ``under`` empty, ``closed >= CLOSED_PER_DOC``: refused, named in
    ``Arrival.refused`` (the sync says "refused a revision ... the server's doing?"), and refused again
