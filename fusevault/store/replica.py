@@ -253,7 +253,11 @@ def _store_one(store: LocalStore, doc: dict, seq: int, arrival: Arrival, held: d
     under = _leaves_under(db, doc_id, history)
     wins = _rank(deleted, rev) > _rank(bool(row[2]), current)
     kept_closed = bool(row[2]) if wins else deleted  # the kind of the leaf kept: the loser's
-    if _opens_too_many(store, doc_id, under, kept_closed):
+    # Live data over the current deletion (her other device's edit from before it) keeps the
+    # tombstone as a closed leaf: that ends a branch, opens none, and is never refused at the closed
+    # cap (attack round 49a (2): refused, it was said as the server's doing and kept for good).
+    over_a_deletion = wins and bool(row[2]) and not deleted
+    if not over_a_deletion and _opens_too_many(store, doc_id, under, kept_closed):
         # Refused, not stored: every leaf held stays (hers among them); the peer still has it.
         if doc_id not in arrival.refused:
             arrival.refused.append(doc_id)

@@ -184,8 +184,6 @@ def test_control_live_revision_over_a_tombstone_is_taken_below_the_cap(tmp_path)
     assert replica.current_history(store, FID)[0] == _her_other_devices_write()["_rev"]
 
 
-@pytest.mark.xfail(strict=True, reason="49a (2): a live revision beating the current tombstone keeps "
-                   "it as a closed leaf, counted a new closed branch: refused at the closed cap, said")
 def test_live_revision_over_a_tombstone_is_taken_at_the_closed_cap(tmp_path) -> None:
     store = _tombstoned(tmp_path, at_cap=True)
     refused = []
