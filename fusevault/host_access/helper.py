@@ -8,9 +8,11 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from fusevault.host_access.operations import Calls, do
+from fusevault.host_access.rights import acting_as, user_groups
 from fusevault.host_access.wire import receive, send
 
 HELPER_TIMEOUT = 120.0  # seconds for one operation; a helper its user stopped (SIGSTOP) is given up
@@ -33,6 +35,10 @@ class AsUser(Calls):
         self._pid = pid
         self._respawn = respawn
         self._lock = threading.Lock()
+        self._groups = user_groups(uid, gid)  # the helper's (spawner.py ``_drop_to``)
+
+    def thread_as_user(self) -> AbstractContextManager[None]:
+        return acting_as(self.uid, self.gid, self._groups)
 
     def call(self, op: str, *args: Any, fd: int | None = None) -> tuple[Any, int | None]:
         with self._lock:

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 SAFE_MODE_BITS = 0o777  # never setuid, setgid or sticky on anything written for a user
@@ -183,6 +184,9 @@ class Direct(Calls):
 
     def call(self, op: str, *args: Any, fd: int | None = None) -> tuple[Any, int | None]:
         return do(op, list(args), fd)
+
+    def thread_as_user(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()  # this process is the user already (or root for root)
 
     def close(self) -> None:
         pass

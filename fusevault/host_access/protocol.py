@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 
@@ -50,5 +51,11 @@ class HostAccess(Protocol):
         """``os.access`` for the user (their real ids, which are also their effective ones)."""
 
     def realpath(self, path: str) -> str: ...
+
+    def thread_as_user(self) -> AbstractContextManager[None]:
+        """Inside it the calling thread writes (``pwrite``, ``ftruncate``, ``fchmod``...) through a
+        descriptor this object opened with the user's fsuid, fsgid and groups and no capability,
+        so the kernel's quota and reserved-block checks see the user (rights.py); nothing in it
+        may start a thread (it would keep those rights)."""
 
     def close(self) -> None: ...

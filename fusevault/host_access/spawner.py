@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import pwd
 import socket
 import threading
 
 from fusevault.host_access.helper import AsUser, serve_requests
+from fusevault.host_access.rights import user_groups
 from fusevault.host_access.wire import receive, send
 
 PR_SET_DUMPABLE = 4
@@ -17,12 +17,7 @@ PR_SET_DUMPABLE = 4
 
 def _drop_to(uid: int, gid: int) -> None:
     """Become the user for good: groups, then gid, then uid (real, effective, saved)."""
-    try:
-        name = pwd.getpwuid(uid).pw_name
-        groups = os.getgrouplist(name, gid)
-    except KeyError:
-        groups = [gid]
-    os.setgroups(groups)
+    os.setgroups(user_groups(uid, gid))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):

@@ -15,6 +15,7 @@ import shutil
 import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,46 @@ def test_direct_access_takes_descriptors_too(tmp_path: Path) -> None:
         assert [name for name, _ in sorted(direct.scan(str(tmp_path)))] == ["f", "g"]
     finally:
         os.close(folder)
+
+
+def _thread_rights() -> dict[str, list[str]]:
+    """The calling thread's ids (real, effective, saved, fs), groups and capabilities."""
+    wanted = ("Uid", "Gid", "Groups", "CapEff", "CapPrm")
+    lines = Path("/proc/thread-self/status").read_text().splitlines()
+    return {key: rest.split() for key, _, rest in (line.partition(":") for line in lines) if key in wanted}
+
+
+def test_a_thread_writing_for_the_user_has_his_rights_and_no_other_thread_does(helper, places,
+                                                                                user) -> None:
+    """What an export writes through the user's descriptor, root's process writes in a thread with
+    his fsuid, fsgid and groups and no capability (quotas and ext4's reserve see him: round 45t (3));
+    only that thread, only meanwhile (host_access/rights.py)."""
+    before = _thread_rights()
+    asked, seen_by_other = threading.Event(), {}
+
+    def other() -> None:  # a thread of the mount already running: untouched
+        asked.wait(30)
+        seen_by_other.update(_thread_rights())
+
+    running = threading.Thread(target=other)
+    running.start()
+    fd = helper.open(str(places["home"] / "mine"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with helper.thread_as_user():
+            inside = _thread_rights()
+            asked.set()
+            running.join(30)
+            os.pwrite(fd, b"his\n", 0)
+            os.fchmod(fd, 0o640)  # his own file: his to change
+            with pytest.raises(PermissionError):  # root's folder: not his
+                os.open(places["root_only"] / "x", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    finally:
+        os.close(fd)
+    groups = sorted(os.getgrouplist(user.pw_name, user.pw_gid))
+    assert inside["Uid"][3] == str(user.pw_uid) and inside["Gid"][3] == str(user.pw_gid)
+    assert sorted(int(g) for g in inside["Groups"]) == groups
+    assert int(inside["CapEff"][0], 16) == 0 and inside["CapPrm"] == before["CapPrm"]
+    assert seen_by_other == before, "another thread of the process took the user's rights"
+    assert _thread_rights() == before, "the thread kept the user's rights"
+    assert (places["home"] / "mine").read_bytes() == b"his\n"
+    assert os.listdir(places["root_only"]) == ["secret"]

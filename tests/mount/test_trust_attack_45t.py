@@ -120,7 +120,10 @@ Also held (run by hand, exploratory tests not kept): a member's ``ln`` then ``rm
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 from conftest import PASSPHRASE, docs_of
@@ -461,6 +464,47 @@ def test_export_keeps_the_holes_of_a_sparse_file(people: People) -> None:
     assert st.st_blocks * 512 < 1 << 20, f"{st.st_blocks * 512} bytes allocated for a file of holes"
 
 
+def test_his_export_is_written_with_his_rights_not_roots(people: People) -> None:
+    """Hole 3's last part: bob's export was written by root's process, so the kernel's checks of the
+    writer saw root: ext4 lends its reserved blocks to fsuid 0 (a quota's hard limit is lifted for
+    CAP_SYS_RESOURCE alike).  The writes are made in a thread with his fsuid, fsgid and groups and
+    no capability: on a file system with half its blocks reserved, what root could write and he
+    may not is refused, nothing left, and what fits is his."""
+    bob = people.linux["bob"]
+    people.unlock("bob")
+    people.ok("bob", "head -c 8M /dev/urandom > $M/big.bin && echo small > $M/small.txt")
+    with _ext4_half_reserved(people.place / "bob" / "ext4", bob) as out:
+        result = people.fusevault("bob", "export", f"{people.mnt}/big.bin", str(out))
+        assert result.returncode != 0, "8 MiB written where bob has 5: root's reserved blocks"
+        assert "No space left" in result.stderr, result.stderr
+        assert sorted(os.listdir(out)) == ["lost+found"]  # its temporary file removed
+        result = people.fusevault("bob", "export", f"{people.mnt}/small.txt", str(out))
+        assert result.returncode == 0, result.stderr
+        st = os.stat(out / "small.txt")
+        assert (st.st_uid, st.st_gid, st.st_size) == (bob.pw_uid, bob.pw_gid, 6)
+
+
+@contextlib.contextmanager
+def _ext4_half_reserved(where, owner) -> Iterator:
+    """A 16 MiB ext4 file system, half its blocks reserved for uid 0, its root ``owner``'s."""
+    where.mkdir()
+    image = where.with_suffix(".img")
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-m", "50", str(image)], capture_output=True, text=True)
+    mounted = made.returncode == 0 and subprocess.run(
+        ["mount", "-o", "loop", str(image), str(where)], capture_output=True).returncode == 0
+    if not mounted:
+        image.unlink()
+        pytest.skip(f"no loop-mounted ext4 here: {made.stderr.strip()}")
+    try:
+        os.chown(where, owner.pw_uid, owner.pw_gid)
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+        image.unlink()
+
+
 def test_import_keeps_the_holes_of_a_sparse_file(vault, mnt, tmp_path) -> None:
     from conftest import wait_for
 
@@ -485,7 +529,6 @@ def _allocated(folder) -> int:
 def test_a_client_killed_mid_export_stops_the_export(vault, mnt, tmp_path) -> None:
     """Hole 3's other half: the export is the client's request, and ends with it (its
     connection closing cancels the work, the temporary file is removed), not at the unmount."""
-    import subprocess
     import sys
 
     from conftest import wait_for

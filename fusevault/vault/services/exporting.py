@@ -12,7 +12,10 @@ made in it, with the caller's rights.  Everything is made relative to the
 descriptor of the folder it goes in, never following a symbolic link found
 on the way (O_NOFOLLOW), and a temporary file is always a new one
 (O_EXCL); the mount only writes the plaintext through the descriptor the
-helper handed back.  Without ``overwrite`` the final rename refuses an
+helper handed back, in a thread that has the caller's fsuid, fsgid and
+groups and no capability meanwhile (``HostAccess.thread_as_user``), so the
+kernel's quota and reserved-block checks see the caller, not root (attack
+round 45t (3)).  Without ``overwrite`` the final rename refuses an
 existing name (RENAME_NOREPLACE), so a file that appeared meanwhile stays.
 """
 
@@ -22,6 +25,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -180,6 +184,12 @@ class Destination:
             raise _failed(self.dest / rel, err) from None
         os.fsync(parent)
 
+    def as_user(self, write: Callable[..., None], *args: object) -> None:
+        """``write(*args)`` (a write through a descriptor of the destination) with the caller's
+        rights, in this thread: root's process never writes a user's export as root."""
+        with self.host.thread_as_user():
+            write(*args)
+
     def discard(self, parent: int, temp: str) -> None:
         try:
             self.host.unlink(temp, dir_fd=parent)
@@ -222,8 +232,8 @@ async def _write(volume: Volume, node: Node, out: Destination, rel: str, overwri
             # zeros, a 1 TiB file that costs nothing in the vault filled the disk
             # of the destination (attack round 45t (3)).
             async for offset, data in read_data(volume, node):
-                await trio.to_thread.run_sync(_write_all, fd, offset, data)
-            await trio.to_thread.run_sync(_finish, fd, node, size)
+                await trio.to_thread.run_sync(out.as_user, _write_all, fd, offset, data)
+            await trio.to_thread.run_sync(out.as_user, _finish, fd, node, size)
         except OSError as err:
             raise _failed(out.dest / rel, err) from None
         finally:
