@@ -533,10 +533,41 @@ async def test_a_record_her_version_was_refused_for_is_checked_against_her_hash_
         assert await _read(fs) == _expected()
 
 
-@pytest.mark.xfail(strict=True, reason="46a (3), open where the writer vouches for nothing here: his "
-                   "version alone first has the server's bytes of his hash placed (one copy per record)")
 async def test_her_version_arriving_after_his_vouched_leaf_writer_unknown_is_not_left_with_his_bytes(
         fs, monkeypatch) -> None:
     _writer_unknown(monkeypatch)
     await _his_version_first(fs, monkeypatch, same=False)
     assert await _read(fs) == _expected()
+
+
+async def test_her_version_arriving_after_his_leaf_writer_unknown_keeps_both_copies_apart(
+        fs, monkeypatch) -> None:
+    """The fix of (3): her copy is placed beside his (said), each with its hash (store/places.py
+    ``copies``); nothing of his version's is wanted again, nor of hers."""
+    _writer_unknown(monkeypatch)
+    volume = fs.volume
+    node, genuine, forged = await _his_version_first(fs, monkeypatch, same=False)
+    copies = volume.layout.places.copies_of(node.fid)
+    for doc_id in {doc["_id"] for doc in genuine}:
+        _, vid, idx = parse_record_id(doc_id)
+        assert set(copies[(vid, idx)]) == {bytes.fromhex(_sha(doc)) for doc in (*genuine, *forged)
+                                           if doc["_id"] == doc_id}
+    assert not punched_wants.wanted_of(volume, "holding")
+
+
+def test_gc_keeps_every_copy_of_a_record_a_kept_version_names() -> None:
+    """gc (services/gc.py ``used_ranges``) counts each copy of a record placed again as used while a
+    kept version names the record: the version reading the other copy would read a hole else."""
+    from fusevault.vault.services import gc
+
+    copy = (9000, 120)
+    places = SimpleNamespace(any_arrived=True, copies_of=lambda fid: {("v1", 0): {b"\1" * 32: (4000, 120),
+                                                                               b"\2" * 32: copy}})
+    manifest = SimpleNamespace(nodes=[], vids=["v1"], blocks=SimpleNamespace(
+        blocks=lambda: [(0, 100, 120, 0, 1)]))
+    content = SimpleNamespace(fid="f", layout=SimpleNamespace(places=places),
+                              where=lambda o, n, vid, index, dek=None: (4000, 120) if index == 0 else (o, n),
+                              load_manifest=lambda place, vid, dek: manifest)
+    version = SimpleNamespace(manifest=(10, 50), vid="v2", dek=b"")
+    ranges = gc.used_ranges(content, [version])  # type: ignore[arg-type]
+    assert (copy[0], copy[0] + copy[1]) in ranges
