@@ -141,8 +141,8 @@ Checked, held: ``places.placed``'s OR of 200 terms runs as SQLite's MULTI-INDEX 
 Run 08:50 UTC, 2026-12-06 (-n 0, this file): 6 xfailed, 4 passed; with --runxfail each xfail fails at
 its own assertion.
 
-Fixed (1), (2), (4), (5); (3) where the writer's version is here, open where it is not (strict xfail
-at the end): docs/SECURITY.md, "Round 46a".
+Fixed (1), (2), (4), (5); (3) where the writer's version is here, and where it is not since, each
+copy of a record placed again kept per hash (store/places.py ``copies``): docs/SECURITY.md, "Round 46a".
 """
 
 from __future__ import annotations

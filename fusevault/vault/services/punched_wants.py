@@ -18,7 +18,9 @@ What a record (vid, idx) is checked against is the record's own, never steered b
 it at the ask, which of them is shown or vouched, or which asks went in vain (attack rounds 43d to 46a):
 the hash its writer's (``vid``'s) own signed, admitted version vouches for, where that is known here
 (``_writers_sealed``, ``records_sealed``); else every hash any version wanting it names, each must match
-(``_checked_rows``; versions naming other bytes have none placed, said, until they agree).
+(``_checked_rows``; versions naming other bytes have none placed, said, until they agree).  A record
+placed again with other bytes than a later version names, where its writer vouches for none here,
+is wanted again by that version as another copy (``_other_copy``; store/places.py ``copies``).
 ``records_vouched`` notes the walks whose root their signed document names (``_root_vouched``).
 """
 
