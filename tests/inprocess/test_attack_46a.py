@@ -571,3 +571,19 @@ def test_gc_keeps_every_copy_of_a_record_a_kept_version_names() -> None:
     version = SimpleNamespace(manifest=(10, 50), vid="v2", dek=b"")
     ranges = gc.used_ranges(content, [version])  # type: ignore[arg-type]
     assert (copy[0], copy[0] + copy[1]) in ranges
+
+
+async def test_her_version_after_his_node_writer_unknown_reads_the_node_she_names(fs, monkeypatch) -> None:
+    """(3) for a node of the writer's manifest tree (47a (2)'s scene), the writer vouching for nothing
+    here: his version alone first has the server's node of his hash placed; her version, walked after,
+    wants the node she names as another copy, then the block under it, and reads."""
+    from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
+    from inprocess.test_attack_47a import _his_node_first, _read_block
+
+    _writer_unknown(monkeypatch)
+    entry, data, sealed, holding = await _his_node_first(fs, monkeypatch, same=False)
+    assert sealed["his node placed"], "the scene: his node placed first"
+    got = await _read_block(fs, entry, 260)
+    assert got == data[260 * NEW_BLOCK_SIZE:261 * NEW_BLOCK_SIZE], (
+        f"her v2 reads block 260: {got if isinstance(got, int) else 'other bytes'}; the holding peer asked "
+        f"{len(holding.asked)} time(s)")
