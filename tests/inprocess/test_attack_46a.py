@@ -587,3 +587,19 @@ async def test_her_version_after_his_node_writer_unknown_reads_the_node_she_name
     assert got == data[260 * NEW_BLOCK_SIZE:261 * NEW_BLOCK_SIZE], (
         f"her v2 reads block 260: {got if isinstance(got, int) else 'other bytes'}; the holding peer asked "
         f"{len(holding.asked)} time(s)")
+
+
+def test_two_versions_naming_other_bytes_for_a_record_never_share_its_cached_block() -> None:
+    """The mount's block cache (vault/files/block_cache.py, one per mount) keys a block with the hash
+    the reading version names: two versions reading their own copy of one record (its writer's (vid,
+    index), at the same offset in both manifests) never get each other's plaintext from it."""
+    from fusevault.vault.files.content import Content
+    from fusevault.vault.format.block_hashes import BlockHashes
+
+    keys = []
+    for sha in (b"\1" * 32, b"\2" * 32):
+        reader = Content.__new__(Content)
+        reader.fid, reader._hashes = "f", BlockHashes()
+        reader._hashes.add("v1", 0, sha)
+        keys.append(reader._key(0, (100, 120, 0, 1), ["v1"]))
+    assert keys[0] != keys[1]
