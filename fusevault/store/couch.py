@@ -176,6 +176,9 @@ class CouchPlaces(Places):
     def arrived_of(self, fid: str) -> dict[tuple[str, int], tuple[int, int]]:
         return {}
 
+    def copies_of(self, fid: str) -> dict[tuple[str, int], dict[bytes, tuple[int, int]]]:
+        return {}
+
     def of_version(self, fid: str, vid: str) -> list[PlaceRow]:
         return []
 

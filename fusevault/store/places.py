@@ -51,6 +51,19 @@ CREATE TABLE IF NOT EXISTS punched (
     idxs TEXT NOT NULL,
     PRIMARY KEY (fid, vid)
 ) WITHOUT ROWID;
+-- Each copy of a record placed again after gc punched it (``sha``: its SHA-256, hex): the first
+-- also in ``places``, others beside it where the versions wanting it name other bytes and no
+-- version of its writer's vouches for one (vault/services/punched_wants.py): a reader takes the
+-- copy its version's manifest names (attack round 46a (3)).
+CREATE TABLE IF NOT EXISTS copies (
+    fid TEXT NOT NULL,
+    vid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    sha TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (fid, vid, idx, sha)
+) WITHOUT ROWID;
 """
 
 _COLUMNS = "fid, vid, idx, owner, offset, length, arrived, sha"
@@ -125,10 +138,17 @@ def insert_own(db: sqlite3.Connection, rows: Sequence[tuple]) -> None:
     _insert(db, out)
 
 
-def insert_arrived(db: sqlite3.Connection, rows: Sequence[PlaceRow]) -> None:
-    """The places here of records a peer sent (each with its ``sha``): a punched one is placed again."""
+def insert_arrived(db: sqlite3.Connection, rows: Sequence[PlaceRow], again: bool = False) -> None:
+    """The places here of records a peer sent (each with its ``sha``): a punched one is placed again.
+    ``again``: records gc punched here, fetched again (sync/punched_asks.py): each is noted in
+    ``copies`` too, beside a copy placed already with other bytes (``places`` keeps the first)."""
     rows = [PlaceRow(*row)._replace(arrived=1) for row in rows]
     _insert(db, rows)
+    if again:
+        db.executemany("INSERT OR IGNORE INTO copies (fid, vid, idx, sha, offset, length) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       [(row.fid, row.vid, row.idx, row.sha, row.offset, row.length)
+                        for row in rows if row.sha is not None])
     placed: dict[tuple[str, str], set[int]] = {}
     for row in rows:
         placed.setdefault((row.fid, row.vid), set()).add(row.idx)
@@ -155,7 +175,11 @@ def forget(db: sqlite3.Connection, fid: str, ranges: Sequence[tuple[int, int]] |
     ``punched``: a peer's version made before it saw the gc may still name it
     (attack round 41b (1)), and it is then fetched from the peer again."""
     if ranges is None:
+        db.execute("DELETE FROM copies WHERE fid = ?", (fid,))
         return _forget_where(db, "fid = ?", (fid,))
+    for start, end in ranges:  # a copy's bytes gone: it is no copy (``places`` notes the record punched)
+        db.execute("DELETE FROM copies WHERE fid = ? AND offset >= ? AND offset + length <= ?",
+                   (fid, start, end))
     return sum(_forget_where(db, "fid = ? AND offset >= ? AND offset + length <= ?", (fid, start, end))
                for start, end in ranges)
 
@@ -316,6 +340,23 @@ def placed(db: sqlite3.Connection, records: list[tuple[str, str, int]]) -> set[t
         terms = " OR ".join(["(fid = ? AND vid = ? AND idx = ?)"] * len(batch))
         params = [value for record in batch for value in record]
         out.update(db.execute(f"SELECT fid, vid, idx FROM places WHERE {terms}", params).fetchall())
+    return out
+
+
+def placed_shas(db: sqlite3.Connection, records: list[tuple[str, str, int]]
+                ) -> dict[tuple[str, str, int], set[str | None]]:
+    """Those of ``records`` (fid, vid, idx) that have a place here, each with the SHA-256s (hex) of
+    its copies here: the one ``places`` keeps (None in a row from before ``sha``) and those in
+    ``copies``.  One query per ``PLACED_BATCH`` and table (``placed``)."""
+    out: dict[tuple[str, str, int], set[str | None]] = {}
+    for table in ("places", "copies"):
+        for start in range(0, len(records), PLACED_BATCH):
+            batch = records[start:start + PLACED_BATCH]
+            terms = " OR ".join(["(fid = ? AND vid = ? AND idx = ?)"] * len(batch))
+            params = [value for record in batch for value in record]
+            for fid, vid, idx, sha in db.execute(f"SELECT fid, vid, idx, sha FROM {table} WHERE {terms}",
+                                                 params):
+                out.setdefault((fid, vid, idx), set()).add(sha)
     return out
 
 
@@ -482,6 +523,24 @@ class Places:
             "SELECT vid, idx, offset, length FROM places WHERE fid = ? AND arrived = 1", (fid,))
         return {(vid, idx): (offset, length) for vid, idx, offset, length in rows}
 
+    def copies_of(self, fid: str) -> dict[tuple[str, int], dict[bytes, tuple[int, int]]]:
+        """(vid, idx) -> SHA-256 -> (offset, length) of each copy of ``fid``'s records placed again
+        after gc punched them (``copies``): a reader takes the one its manifest names."""
+        try:
+            rows = self._db().execute("SELECT vid, idx, sha, offset, length FROM copies WHERE fid = ?",
+                                      (fid,))
+            out: dict[tuple[str, int], dict[bytes, tuple[int, int]]] = {}
+            for vid, idx, sha, offset, length in rows:
+                out.setdefault((vid, idx), {})[bytes.fromhex(sha)] = (offset, length)
+        except (sqlite3.OperationalError, ValueError):  # a store from before the table (read-only), a bad row
+            return {}
+        return out
+
+    def placed_shas(self, records: list[tuple[str, str, int]]) -> dict[tuple[str, str, int], set[str | None]]:
+        """``records`` placed here with the hashes of their copies (module ``placed_shas``), from any
+        thread."""
+        return placed_shas(self._db(), records)
+
     def placed(self, records: list[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
         """Those of ``records`` (fid, vid, idx) that have a place here (module ``placed``), from any
         thread: a worker thread's lookups keep the loop free."""
@@ -509,9 +568,10 @@ class Places:
         return out
 
     def punched_files(self) -> list[str]:
-        """Every file with records gc punched out here."""
+        """Every file with records gc punched out here, or placed again since (``copies``)."""
         try:
-            return [fid for (fid,) in self._db().execute("SELECT DISTINCT fid FROM punched")]
+            return [fid for (fid,) in self._db().execute(
+                "SELECT fid FROM punched UNION SELECT fid FROM copies")]
         except sqlite3.OperationalError:  # a store opened read-only before the table was made
             return []
 

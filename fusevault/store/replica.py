@@ -215,15 +215,17 @@ def _opens_too_many(store: LocalStore, doc_id: str, under: list[tuple[str, bool]
     return closed >= CLOSED_PER_DOC if kept_closed else live >= LEAVES_PER_DOC
 
 
-def store_revisions(store: LocalStore, docs: list[dict], places: Sequence[PlaceRow] = ()) -> Arrival:
+def store_revisions(store: LocalStore, docs: list[dict], places: Sequence[PlaceRow] = (),
+                    again: bool = False) -> Arrival:
     """Store revisions sent by a peer, with their ancestry, as they are (and the
-    places here of the records that came with them)."""
+    places here of the records that came with them; ``again``: records gc punched
+    here, fetched again: store/places.py ``insert_arrived``)."""
     arrival = Arrival()
     held: dict[str, set[str]] = {}  # per document, the revisions held (``_held_in_batch``)
     with store.transaction() as db:
         seq = store.next_seq()
         if places:
-            places_table.insert_arrived(db, places)
+            places_table.insert_arrived(db, places, again)
         for doc in docs:
             if _store_one(store, doc, seq, arrival, held):
                 seq += 1

@@ -6,7 +6,7 @@ The trees want them (vault/services/punched_wants.py, through fs/arrivals.py ``A
 fetched by id at their one revision, ``RECORDS_BATCH`` at a time, each placed once it hashes as every
 version wanting it whose hash counts names it (``_as_named``), the asks a peer answered in vain noted
 (``_in_vain``), a failed ask backed off in pulls (``_punched_ask_failed``).  Its lookups of the places
-table run on a worker thread, one query per batch (``_placed_of``).
+table run on a worker thread, one query per batch (``_copies_here``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 # them are given up with this peer (said): after the first failures the next pulls go on without
 # asking, 1, 3, 7 of them (a back-off counted in pulls: an away peer fails its changes feed too).
 PUNCHED_TRIES = 4
+# Copies of one record kept here at most (store/places.py ``copies``: versions naming other bytes for
+# it, its writer's version gone here, each read the copy they name): one more is not placed, said.
+COPIES_PER_RECORD = 4
 
 
 class WantedAgain(Protocol):
@@ -83,6 +86,13 @@ def _expected_records(wanted: list[tuple[tuple[str, str], str, int, str, bytes |
             named.add(sha)
         wanting.setdefault(doc_id, []).append((version, vid, idx))
     return expected, wanting
+
+
+def _placed_meanwhile(doc: dict, sha: str, here: dict[tuple[str, str, int], set[str | None]]) -> bool:
+    """Whether a copy of ``doc``'s record with its bytes (hash ``sha``, hex) is placed here (or one
+    from before hashes were kept): placed meanwhile, by another peer's answer."""
+    shas = here.get(parse_record_id(doc["_id"]))
+    return shas is not None and (sha in shas or None in shas)
 
 
 def _in_vain(batch: list[str], docs: list[dict], placed: set[tuple[str, str, int]]) -> list[str]:
@@ -191,47 +201,79 @@ class PunchedAsks:
         hash as their version's manifest names (``_as_named``), placed and stored: the (fid, vid, idx) of
         each."""
         docs = [doc for doc in docs if self._wanted_record(doc, expected)]
-        if docs:  # and not placed again meanwhile
-            again = await self._placed_of([str(doc["_id"]) for doc in docs])
-            docs = [doc for doc in docs if parse_record_id(doc["_id"]) not in again]
         if docs:
             shas = await trio.to_thread.run_sync(lambda: [record_sha(doc) for doc in docs])
-            docs = [doc for doc, sha in zip(docs, shas) if self._as_named(doc, sha, expected)]
+            here = await self._copies_here([str(doc["_id"]) for doc in docs])  # placed meanwhile?
+            docs = [doc for doc, sha in zip(docs, shas)
+                    if not _placed_meanwhile(doc, sha, here) and self._as_named(doc, sha, expected)
+                    and self._a_new_copy(doc, sha, here)]
         if not docs:
             return set()
         places = await trio.to_thread.run_sync(place_records, self.layout, docs)
         async with self.settled():
-            replica.store_revisions(self.store, [], places)
+            replica.store_revisions(self.store, [], places, again=True)
             if self.layout.places is not None:
                 self.layout.places.note_arrival()
             self.status.records_down += len(places)
         return {(row.fid, row.vid, row.idx) for row in places}
 
     async def _placed_already(self, expected: Expected) -> set[tuple[str, str, int]]:
-        """The records wanted that are placed here already, taken out of ``expected`` (not asked): the
-        (fid, vid, idx) of each, noted as come.  Placed by an ask whose note then failed (its commit,
-        or the pull cancelled there), they were counted in vain at every later ask, the version never
-        walked again to the blocks its manifest tree's nodes name: EIO until the next unlock (attack
-        round 44a (3))."""
-        out = await self._placed_of(list(expected))
+        """The records wanted that are placed here already with every hash the versions wanting them
+        name (a copy each: store/places.py ``copies``; any copy where none is named, or one placed
+        before hashes were kept), taken out of ``expected`` (not asked): the (fid, vid, idx) of each,
+        noted as come.  Placed by an ask whose note then failed (its commit, or the pull cancelled
+        there), they were counted in vain at every later ask, the version never walked again to the
+        blocks its manifest tree's nodes name: EIO until the next unlock (attack round 44a (3)).  Of a
+        record placed with some of the hashes named, only the others are asked for: a version whose
+        copy is here (set aside to be walked again, still counted) never keeps the copy another
+        version names from being placed (attack round 46a (3))."""
+        here = await self._copies_here(list(expected))
+        out = set()
         for doc_id in list(expected):
-            if parse_record_id(doc_id) in out:
+            if (shas := here.get(record := parse_record_id(doc_id))) is None:
+                continue
+            owner, named = expected[doc_id]
+            left = {sha for sha in named if sha.hex() not in shas}
+            if left and None not in shas:
+                expected[doc_id] = (owner, left)
+            else:
                 del expected[doc_id]
+                out.add(record)
         return out
 
-    async def _placed_of(self, doc_ids: list[str]) -> set[tuple[str, str, int]]:
-        """(fid, vid, idx) of those of the records ``doc_ids`` names that are placed here: looked up on
-        a worker thread, one query per batch (``places.placed``), never a query per record on the loop
-        (a large file wants thousands)."""
+    async def _copies_here(self, doc_ids: list[str]) -> dict[tuple[str, str, int], set[str | None]]:
+        """(fid, vid, idx) -> the SHA-256s (hex, None for a row from before hashes were kept) of the
+        copies here of those of the records ``doc_ids`` names that are placed: looked up on a worker
+        thread, one query per batch (``places.placed_shas``), never a query per record on the loop (a
+        large file wants thousands)."""
         records = [parse_record_id(doc_id) for doc_id in doc_ids]
         places = self.layout.places
         if not records:
-            return set()
+            return {}
         if places is None:  # no reader of its own (never so where records are wanted again)
-            return places_table.placed(self.store.db, records)
+            return places_table.placed_shas(self.store.db, records)
         if self._lookups is None:
             self._lookups = trio.CapacityLimiter(1)
-        return await trio.to_thread.run_sync(places.placed, records, limiter=self._lookups)
+        return await trio.to_thread.run_sync(places.placed_shas, records, limiter=self._lookups)
+
+    def _a_new_copy(self, doc: dict, sha: str, here: dict[tuple[str, str, int], set[str | None]]) -> bool:
+        """Whether a record fetched again (hashing ``sha``, as the versions wanting it name, and not
+        placed meanwhile) is kept: beside a copy of other bytes (which other versions name, its
+        writer's version gone here: ``punched_wants._other_copy``) said, up to ``COPIES_PER_RECORD``
+        copies."""
+        if (shas := here.get(parse_record_id(doc["_id"]))) is None:
+            return True
+        doc_id = str(doc["_id"])[:120]
+        if len(shas) >= COPIES_PER_RECORD:
+            self._refused(f"record {doc_id}", f"sync with {self.name}: record {doc_id}, wanted again as gc "
+                          f"punched it here: {len(shas)} copies of other bytes are here already (versions "
+                          "naming other bytes for it: a member's forgery?): not placed")
+            return False
+        self._refused(f"record {doc_id}", f"sync with {self.name}: record {doc_id}, wanted again as gc "
+                      "punched it here, is placed beside a copy of other bytes that another version names (a "
+                      "member's forgery? its writer's version is gone here): each version reads the copy it "
+                      "names")
+        return True
 
     def _wanted_record(self, doc: dict, expected: Expected) -> bool:
         """``doc`` is a record asked for, at its revision, of the owner this replica knew it by (whether

@@ -141,8 +141,8 @@ Checked, held: ``places.placed``'s OR of 200 terms runs as SQLite's MULTI-INDEX 
 Run 08:50 UTC, 2026-12-06 (-n 0, this file): 6 xfailed, 4 passed; with --runxfail each xfail fails at
 its own assertion.
 
-Fixed (1), (2), (4), (5); (3) where the writer's version is here, open where it is not (strict xfail
-at the end): docs/SECURITY.md, "Round 46a".
+Fixed (1), (2), (4), (5); (3) where the writer's version is here, and where it is not since, each
+copy of a record placed again kept per hash (store/places.py ``copies``): docs/SECURITY.md, "Round 46a".
 """
 
 from __future__ import annotations
@@ -533,10 +533,73 @@ async def test_a_record_her_version_was_refused_for_is_checked_against_her_hash_
         assert await _read(fs) == _expected()
 
 
-@pytest.mark.xfail(strict=True, reason="46a (3), open where the writer vouches for nothing here: his "
-                   "version alone first has the server's bytes of his hash placed (one copy per record)")
 async def test_her_version_arriving_after_his_vouched_leaf_writer_unknown_is_not_left_with_his_bytes(
         fs, monkeypatch) -> None:
     _writer_unknown(monkeypatch)
     await _his_version_first(fs, monkeypatch, same=False)
     assert await _read(fs) == _expected()
+
+
+async def test_her_version_arriving_after_his_leaf_writer_unknown_keeps_both_copies_apart(
+        fs, monkeypatch) -> None:
+    """The fix of (3): her copy is placed beside his (said), each with its hash (store/places.py
+    ``copies``); nothing of his version's is wanted again, nor of hers."""
+    _writer_unknown(monkeypatch)
+    volume = fs.volume
+    node, genuine, forged = await _his_version_first(fs, monkeypatch, same=False)
+    copies = volume.layout.places.copies_of(node.fid)
+    for doc_id in {doc["_id"] for doc in genuine}:
+        _, vid, idx = parse_record_id(doc_id)
+        assert set(copies[(vid, idx)]) == {bytes.fromhex(_sha(doc)) for doc in (*genuine, *forged)
+                                           if doc["_id"] == doc_id}
+    assert not punched_wants.wanted_of(volume, "holding")
+
+
+def test_gc_keeps_every_copy_of_a_record_a_kept_version_names() -> None:
+    """gc (services/gc.py ``used_ranges``) counts each copy of a record placed again as used while a
+    kept version names the record: the version reading the other copy would read a hole else."""
+    from fusevault.vault.services import gc
+
+    copy = (9000, 120)
+    places = SimpleNamespace(any_arrived=True, copies_of=lambda fid: {("v1", 0): {b"\1" * 32: (4000, 120),
+                                                                               b"\2" * 32: copy}})
+    manifest = SimpleNamespace(nodes=[], vids=["v1"], blocks=SimpleNamespace(
+        blocks=lambda: [(0, 100, 120, 0, 1)]))
+    content = SimpleNamespace(fid="f", layout=SimpleNamespace(places=places),
+                              where=lambda o, n, vid, index, dek=None: (4000, 120) if index == 0 else (o, n),
+                              load_manifest=lambda place, vid, dek: manifest)
+    version = SimpleNamespace(manifest=(10, 50), vid="v2", dek=b"")
+    ranges = gc.used_ranges(content, [version])  # type: ignore[arg-type]
+    assert (copy[0], copy[0] + copy[1]) in ranges
+
+
+async def test_her_version_after_his_node_writer_unknown_reads_the_node_she_names(fs, monkeypatch) -> None:
+    """(3) for a node of the writer's manifest tree (47a (2)'s scene), the writer vouching for nothing
+    here: his version alone first has the server's node of his hash placed; her version, walked after,
+    wants the node she names as another copy, then the block under it, and reads."""
+    from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
+    from inprocess.test_attack_47a import _his_node_first, _read_block
+
+    _writer_unknown(monkeypatch)
+    entry, data, sealed, holding = await _his_node_first(fs, monkeypatch, same=False)
+    assert sealed["his node placed"], "the scene: his node placed first"
+    got = await _read_block(fs, entry, 260)
+    assert got == data[260 * NEW_BLOCK_SIZE:261 * NEW_BLOCK_SIZE], (
+        f"her v2 reads block 260: {got if isinstance(got, int) else 'other bytes'}; the holding peer asked "
+        f"{len(holding.asked)} time(s)")
+
+
+def test_two_versions_naming_other_bytes_for_a_record_never_share_its_cached_block() -> None:
+    """The mount's block cache (vault/files/block_cache.py, one per mount) keys a block with the hash
+    the reading version names: two versions reading their own copy of one record (its writer's (vid,
+    index), at the same offset in both manifests) never get each other's plaintext from it."""
+    from fusevault.vault.files.content import Content
+    from fusevault.vault.format.block_hashes import BlockHashes
+
+    keys = []
+    for sha in (b"\1" * 32, b"\2" * 32):
+        reader = Content.__new__(Content)
+        reader.fid, reader._hashes = "f", BlockHashes()
+        reader._hashes.add("v1", 0, sha)
+        keys.append(reader._key(0, (100, 120, 0, 1), ["v1"]))
+    assert keys[0] != keys[1]

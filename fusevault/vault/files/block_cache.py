@@ -30,8 +30,9 @@ from collections import OrderedDict
 
 import trio
 
-# A key: (file id, version id, block index, record offset, record length, last flag).
-Key = tuple[str, str, int, int, int, int]
+# A key: (file id, version id, block index, record offset, record length, last flag, the SHA-256 the
+# reading version's manifest names for it or None: vault/files/content.py ``_key``).
+Key = tuple[str, str, int, int, int, int, bytes | None]
 
 # A few MiB: room for a sequential reader's window (MAX_AHEAD) several times over.
 CACHE_BYTES = 8 * 1024 * 1024

@@ -128,6 +128,9 @@ class Content(Sealing):
         # Records that came from peers sit elsewhere in this replica's .vf
         # than their manifest says (vault/files/placements.py): looked up per version.
         self._moved: dict[tuple[str, int], tuple[int, int]] = {}
+        # Copies of a record placed again after gc punched it, by hash (store/places.py ``copies``):
+        # versions naming other bytes for it each read the copy they name (attack round 46a (3)).
+        self._copies: dict[tuple[str, int], dict[bytes, tuple[int, int]]] = {}
         self._looked_up: set[str] = set()
         # SHA-256 of each record of a committed version, by index, once its
         # signed digest vouched for them (vault/files/placements.py): every record
@@ -188,7 +191,8 @@ class Content(Sealing):
         return kind, aead.unseal(dek or self.dek, sealed, aead.ad(manifest_label(kind), self.fid, vid))
 
     def absent_manifest_nodes(self, place: tuple[int, int], vid: str,
-                              absent: Callable[[str, int], bool]) -> list[tuple[str, int, bytes | None]]:
+                              absent: Callable[[str, int, bytes | None], bool]
+                              ) -> list[tuple[str, int, bytes | None]]:
         """(writer vid, index, SHA-256 its parent names or None) of the manifest tree nodes version
         ``vid``'s tree names that ``absent`` says are not here, met walking down from its root (a
         manifest that is no tree has none): the manifest does not load without them (manifest_tree.py
@@ -215,7 +219,7 @@ class Content(Sealing):
                    dek: bytes | None, nodes: list[tuple[int, int]], hashed: bool) -> bytes:
         """The plaintext of a non-root node of a manifest tree, authenticated;
         in a Merkle tree, its record is the one its parent's hash names."""
-        offset, length = self.where(offset, length, vid, tree.node_index(level, pos))
+        offset, length = self.where(offset, length, vid, tree.node_index(level, pos), sha=sha)
         nodes.append((offset, length))
         index = tree.node_index(level, pos)
         record = os.pread(self.fd, length, offset)
@@ -235,15 +239,20 @@ class Content(Sealing):
         placements.refuse_record(self.layout.places, self.fid, vid, index)
 
     def where(self, offset: int, length: int, vid: str, index: int,
-              dek: bytes | None = None) -> tuple[int, int]:
+              dek: bytes | None = None, sha: bytes | None = None) -> tuple[int, int]:
         """The place here of the record of version ``vid`` at ``index`` (-1: its
-        manifest): a record that came from a peer sits where it was appended."""
+        manifest): a record that came from a peer sits where it was appended.
+        ``sha``: the SHA-256 the reading version names for it: of the copies of a
+        record placed again after gc punched it, the one with that hash."""
         places = self.layout.places
         if places is None or not places.any_arrived:
             return offset, length
         if vid not in self._looked_up:  # new to this reader: it may have arrived since
             self._moved = places.arrived_of(self.fid)
+            self._copies = places.copies_of(self.fid)
             self._looked_up = {v for v, _ in self._moved} | {vid}
+        if sha is not None and (copies := self._copies.get((vid, index))) and (copy := copies.get(sha)):
+            return copy
         moved = self._moved.get((vid, index))
         return (offset, length) if moved is None else moved
 
@@ -444,7 +453,8 @@ class Content(Sealing):
             return b""
         self._open_fd()
         if vidx < len(vids):
-            offset, length = self.where(offset, length, vids[vidx], index)
+            offset, length = self.where(offset, length, vids[vidx], index,
+                                        sha=self._hashes.get(vids[vidx], index))
         record = os.pread(self.fd, length, offset)
         if vidx < len(vids):
             self._vouch(vids[vidx], index, record)
@@ -501,8 +511,10 @@ class Content(Sealing):
         return self._cut(offset, end, first, blocks)
 
     def _key(self, index: int, entry: tuple[int, int, int, int], vids: list[str]) -> Key:
+        """With the hash the manifest names: two versions naming other bytes for one record read
+        other copies of it (``where``), never each other's from the cache."""
         offset, length, vidx, last = entry
-        return (self.fid, vids[vidx], index, offset, length, last)
+        return (self.fid, vids[vidx], index, offset, length, last, self._hashes.get(vids[vidx], index))
 
     def _cut(self, offset: int, end: int, first: int, blocks: list[bytes | bytearray]) -> bytes:
         out = []
@@ -536,7 +548,8 @@ class Content(Sealing):
             if entry[2] < len(vids):
                 if fresh is not None:
                     keys[index] = self._key(index, entry, vids)
-                entry = (*self.where(entry[0], entry[1], vids[entry[2]], index), *entry[2:])
+                entry = (*self.where(entry[0], entry[1], vids[entry[2]], index,
+                                     sha=self._hashes.get(vids[entry[2]], index)), *entry[2:])
             if runs and runs[-1][-1][1] + runs[-1][-1][2] == entry[0]:
                 runs[-1].append((index, *entry))
             else:

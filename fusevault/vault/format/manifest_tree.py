@@ -241,11 +241,12 @@ def _walk(children: tuple[Child, ...], level: int, pos: int, leaf: Callable, rea
             _walk(canon, child_level, child_pos, leaf, read_node, tree, leaves, hashed)
 
 
-def absent_nodes(root: bytes, read_node: ReadNode, absent: Callable[[str, int], bool],
+def absent_nodes(root: bytes, read_node: ReadNode, absent: Callable[[str, int, bytes | None], bool],
                  hashed: bool = False) -> list[tuple[str, int, bytes | None]]:
     """(writer vid, record index, SHA-256 of its record as its parent names it or None in an
-    unhashed tree) of the nodes the tree of ``root`` names that ``absent(vid, index)`` says are not
-    here, as the walk from the root meets them: what lies under an absent node is not known until it
+    unhashed tree) of the nodes the tree of ``root`` names that ``absent(vid, index, that hash)`` says
+    are not here (a copy of other bytes may be: attack round 46a (3)), as the walk from the root
+    meets them: what lies under an absent node is not known until it
     is here (a later walk goes on from it).  Only inner nodes are read (leaves name blocks, no node),
     so the work is the tree's height and the nodes its version names, whatever any list of absent
     records holds (attack round 42a (2), (8)).  The hash lets a node fetched again be checked before
@@ -263,12 +264,12 @@ def absent_nodes(root: bytes, read_node: ReadNode, absent: Callable[[str, int], 
 
 
 def _absent_under(children: tuple[Child, ...], level: int, pos: int, read_node: ReadNode,
-                  absent: Callable[[str, int], bool], out: list[tuple[str, int, bytes | None]],
+                  absent: Callable[[str, int, bytes | None], bool], out: list[tuple[str, int, bytes | None]],
                   hashed: bool) -> None:
     for slot, offset, length, vid, *sha in children:
         child_level, child_pos = level - 1, pos * FANOUT + slot
         index = node_index(child_level, child_pos)
-        if absent(vid, index):
+        if absent(vid, index, sha[0] if sha else None):
             out.append((vid, index, sha[0] if sha else None))
         elif child_level:
             plain = read_node(offset, length, vid, child_level, child_pos, sha[0] if sha else None)

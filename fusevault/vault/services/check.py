@@ -337,7 +337,8 @@ class Checker:
         for index, offset, length, vidx, last in manifest.blocks.blocks():
             if vidx >= len(vids):
                 return "its manifest names a version it does not list"
-            offset, length = reader.where(offset, length, vids[vidx], index)
+            offset, length = reader.where(offset, length, vids[vidx], index,
+                                          sha=reader.block_sha(vids[vidx], index))  # its copy (46a (3))
             used.append((offset, offset + length))
             entry = (index, offset, length, vids[vidx], last, dek)
             if entry not in cache:

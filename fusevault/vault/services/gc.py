@@ -86,10 +86,16 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
         if places is None or not places.any_arrived:  # a run's records lie one after the other
             ranges += [(o, o + c * n) for _, c, o, n, _, _ in manifest.blocks.runs]
             continue
+        copies = places.copies_of(content.fid)
         for index, o, n, vidx, _ in manifest.blocks.blocks():
             # where it sits here: records from peers are not where the writer put them
             o, n = content.where(o, n, manifest.vids[vidx], index, version.dek)
             ranges.append((o, o + n))
+            # Every copy of a record placed again (store/places.py ``copies``): kept while a version
+            # names it, whichever copy that version reads (attack round 46a (3)).
+            ranges += [(o, o + n) for o, n in copies.get((manifest.vids[vidx], index), {}).values()]
+        # The copies of tree nodes: a few, kept with the file.
+        ranges += [(o, o + n) for (_, idx), held in copies.items() if idx < -1 for o, n in held.values()]
     return sorted(ranges)
 
 

@@ -18,7 +18,9 @@ What a record (vid, idx) is checked against is the record's own, never steered b
 it at the ask, which of them is shown or vouched, or which asks went in vain (attack rounds 43d to 46a):
 the hash its writer's (``vid``'s) own signed, admitted version vouches for, where that is known here
 (``_writers_sealed``, ``records_sealed``); else every hash any version wanting it names, each must match
-(``_checked_rows``; versions naming other bytes have none placed, said, until they agree).
+(``_checked_rows``; versions naming other bytes have none placed, said, until they agree).  A record
+placed again with other bytes than a later version names, where its writer vouches for none here,
+is wanted again by that version as another copy (``_other_copy``; store/places.py ``copies``).
 ``records_vouched`` notes the walks whose root their signed document names (``_root_vouched``).
 """
 
@@ -47,6 +49,8 @@ Punched = dict[str, tuple[str, list[tuple[int, int]]]]  # vid -> (owner, runs of
 # from the peers: one that hashes otherwise is not placed (sync/punched_asks.py ``_take_punched``).
 # None: an unhashed manifest (kinds 2 to 5) names no hash; such a record is checked when read.
 Wanted = dict[tuple[str, int], tuple[str, bytes | None]]
+# (vid, idx) -> SHA-256 -> place of each copy of a record placed again here (store/places.py ``copies``).
+Copies = dict[tuple[str, int], dict[bytes, tuple[int, int]]]
 
 
 def inherits_punched(volume: Volume, fresh: Node) -> bool:
@@ -67,13 +71,16 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
     if version in tree.records_asked and version in tree.records_wanted:
         return False  # asked in vain, and nothing came since: taken in as it is
     needed, vouched = ({}, False)
-    if punched := places.punched_of(fresh.fid):
-        needed, vouched = _inherited(volume, fresh, punched)
+    punched, copies = places.punched_of(fresh.fid), places.copies_of(fresh.fid)
+    if punched or copies:
+        needed, vouched = _inherited(volume, fresh, punched, copies)
+    if needed:
+        _writers_sealed(volume, fresh, needed)
+        _copies_vouched(volume, fresh.fid, needed, punched)
     if not needed:
         _forget(volume, version)
         return False
     tree.records_rewalk.pop(version, None)  # set aside for this walk (``note_asked``): replaced by it
-    _writers_sealed(volume, fresh, needed)
     tree.records_wanted[version] = needed
     if vouched:
         tree.records_vouched[version] = needed
@@ -290,7 +297,30 @@ def want_punched(volume: Volume) -> None:
             inherits_punched(volume, node)
 
 
-def _inherited(volume: Volume, fresh: Node, punched: Punched) -> tuple[Wanted, bool]:
+def _copies_vouched(volume: Volume, fid: str, needed: Wanted, punched: Punched) -> None:
+    """The records ``needed`` wants as another copy of one placed again (``_other_copy``) left out
+    where their writer's own version vouches for other bytes than this version names
+    (``records_sealed``): that version reads EIO as its manifest names them (its read says so), and
+    a copy asked for would be checked against the writer's hash, one placed already: asked for ever."""
+    sealed = volume.tree.records_sealed
+    for (vid, idx), (_, sha) in list(needed.items()):
+        if not (vid in punched and in_runs(punched[vid][1], idx)) and sealed.get((fid, vid, idx), sha) != sha:
+            del needed[(vid, idx)]
+
+
+def _other_copy(copies: Copies, vid: str, writer: str, index: int, sha: bytes | None) -> bool:
+    """Whether record (``writer``, ``index``), another version's, was placed again here after gc punched
+    it (``copies``) with other bytes than the SHA-256 ``sha`` version ``vid`` names for it: then it
+    is wanted again, as another copy (store/places.py ``copies``).  A record is one for every version
+    (its id is its writer's (fid, vid, index)) and its writer's version, gone here, vouches for none
+    of them: his version walked alone first had the server's bytes matching his hash placed, and her
+    genuine version, walked after, found the record placed and read EIO for good (attack round 46a
+    (3)).  Each version now reads the copy its own manifest names."""
+    return sha is not None and writer != vid and (held := copies.get((writer, index))) is not None \
+        and sha not in held
+
+
+def _inherited(volume: Volume, fresh: Node, punched: Punched, copies: Copies) -> tuple[Wanted, bool]:
     """The punched records that the manifest of ``fresh``'s version names.  Its own tree is walked
     from the root: a punched node it names is wanted first (a few records; what lies under it is not
     known until it came, and the next look walks on from it), and once every node it names is here,
@@ -305,18 +335,20 @@ def _inherited(volume: Volume, fresh: Node, punched: Punched) -> tuple[Wanted, b
     a root a holder of the file's key sealed outweighed her version's hashes (attack round 44a (1))."""
     vid = fresh.head or ""
     others = {v: runs for v, runs in punched.items() if v != vid}
-    if not others:
+    if not others and not any(writer != vid for writer, _ in copies):
         return {}, False
 
-    def gone(writer: str, index: int) -> bool:
-        return writer in others and in_runs(others[writer][1], index)
+    def gone(writer: str, index: int, sha: bytes | None) -> bool:
+        return (writer in others and in_runs(others[writer][1], index)) or \
+            _other_copy(copies, vid, writer, index, sha)
 
     reader = Content(volume.layout, fresh.owner, fresh.fid, fresh.dek, None, None,
                      check_sidecar=False, vouch=False)
     try:
         place = fresh.manifest or (0, 0)
         if nodes := reader.absent_manifest_nodes(place, vid, gone):
-            wanted: Wanted = {(v, idx): (others[v][0], sha) for v, idx, sha in nodes}
+            wanted: Wanted = {(v, idx): (others[v][0] if v in others else fresh.owner, sha)
+                              for v, idx, sha in nodes}
             return wanted, _vouched_if_hashed(volume, fresh, reader, wanted)
         manifest = reader.load_manifest(place, vid)
         vids = manifest.vids
@@ -328,6 +360,16 @@ def _inherited(volume: Volume, fresh: Node, punched: Punched) -> tuple[Wanted, b
                 for low, high in overlap(runs, first, first + count - 1):
                     wanted.update(((writer, idx), (owner, reader.block_sha(writer, idx)))
                                   for idx in range(low, high + 1))
+        # Blocks placed again with other bytes than this version names (bounded by ``copies``); the
+        # record's owner is the file's (its .vf's).
+        for writer, idx in copies:
+            if idx < 0 or (writer, idx) in wanted:
+                continue
+            _, length, named_by, _ = manifest.blocks.get(idx)
+            sha = reader.block_sha(writer, idx)
+            if length and named_by < len(vids) and vids[named_by] == writer \
+                    and _other_copy(copies, vid, writer, idx, sha):
+                wanted[(writer, idx)] = (fresh.owner, sha)
         return wanted, _vouched_if_hashed(volume, fresh, reader, wanted)
     except (VaultError, OSError, ValueError):
         return {}, False  # its own records are here (``held``): a bad one is the read's to say
@@ -420,7 +462,7 @@ def _nodes_named(reader: Content, place: tuple[int, int], fid: str, writer: str,
     meets it absent."""
     nodes = {idx for idx in wanted if idx < MANIFEST_INDEX}
 
-    def gone(vid: str, index: int) -> bool:
+    def gone(vid: str, index: int, _: bytes | None) -> bool:
         return (vid == writer and index in nodes) or (vid in punched and in_runs(punched[vid][1], index))
 
     return {(fid, vid, idx): sha for vid, idx, sha in reader.absent_manifest_nodes(place, writer, gone)
