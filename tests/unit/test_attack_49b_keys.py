@@ -1,0 +1,240 @@
+"""Attack round 49b: round 47's key fixes (33b30ca, 47b (1)): the key mirror's ``_unbinds`` (a record
+naming no group never written over a bound one of the same epoch) and the stale-key sweep's day per
+place for a key naming no group at a group's place (``stale_keys.counts_as_removal``,
+``rotations_done.unbound_rekeys`` / ``remember_unbound``).
+
+Hole (1), low (a removed member's key kept on every device until the file's owner re-keys, and a
+  false ``deletion`` alarm about the group owner's honest removal): ``_unbinds`` refuses only a record
+  whose ``group`` is None.  A record naming the group and its owner but not her key (67f51c6's, signed
+  between 44b and 46c: FORMAT.md) is taken by the mirror "as one naming none" too (``_group_owner``:
+  the owner becomes the key's signer), yet it is written over the bound one of the same epoch.
+  Attack: alice's key for bob at Gwen's group's place, signed (at her unlock since 46c) naming the
+    group, Gwen and Gwen's key; the server serves her genuine older record of the same epoch (other
+    sealed bytes) naming only the group and Gwen, as the document's next revision.  Gwen then removes
+    bob (a body she signed without him, and the key document's deletion).
+  Seen: ``test_her_older_record_of_the_same_epoch_does_not_unbind_the_key[group-and-owner-only]``
+    (run, fails: the half-bound record is written to the key file; Gwen's removal is refused, the
+    mirror logging "group ... names owner <gwen>, not <alice> whom key ... names", the key file stays
+    past ``SAY_REFUSED_AFTER``); ``[no-group]`` is the control (47b (1)'s fix holds for it).
+  Cause: ``key_mirror._unbinds`` tests ``doc.group is None``, not "the document binds less than the
+    file" (``_group_owner(doc)`` other than ``_group_owner(file)``).
+  Impact: 47b (1) (b) undone for every key whose history has a 67f51c6 record of the current epoch:
+    the server chooses again which owner the mirror checks a removal under; the group owner's removal
+    of a member no longer takes his key on any device (only the file owner's re-key does), and is
+    said as a refused deletion (a false alarm against the honest owner).  The same holds for a record
+    of the same epoch naming an older pinned key of Gwen's (after a ``user trust`` re-pin: read only).
+  Fix (suggested): refuse any document of the file's epoch whose binding is not the file's
+    (``granting.group_of(doc) != group_of(file)`` with the file fully bound), i.e. compare
+    ``_group_owner`` of both, not only ``group is None``.
+
+Hole (2), medium (unbounded re-keys at the server's will, silent): the day per place is kept for the
+  newest ``UNBOUND_KEEP`` (1,024) places only (``unbound_rekeys`` / ``remember_unbound`` keep
+  ``rows[-1024:]``, the ones loaded first are the ones dropped).  46c (2)'s copier with more places
+  than that (a folder of >1,024 files shared with a user and with a group he is not in: each file's
+  genuine user-share key copied to the group's place, by a vault-folder writer or the server through
+  the mirror, which still writes records naming no group) has every pass forget the places it
+  re-keyed at the pass before: past 2,048 places each pass re-keys 1,024 files, at each document that
+  triggers the sweep (a key, share, group or user document), for ever.  Each re-key seals bob a new
+  user key, which is the next copy.
+  Seen: ``test_more_places_than_remembered_cost_one_re_key_a_day`` (run, fails: 2,048 places, passes a
+    minute apart count ``[1024, 1024, 1024]``, not ``[0, 0, 0]``: the functions the sweep calls, at
+    the real cap); ``test_a_copier_past_the_remembered_places_re_keys_at_each_copy[keep-1]`` (run,
+    fails: the in-process sweep, ``UNBOUND_KEEP`` set to 1 for two places (the folder and its file):
+    epochs ``[[0, 0], [1, 1], [2, 2], [2, 3], [3, 4]]``, a re-key at every copy); ``[keep-1024]`` is
+    the control (the same scene at the real cap: one re-key, then none).
+  Cause: the per-place day is a bounded LRU; a place forgotten is taken as "never re-keyed", so the
+    bound holds only while the attacker's places fit.  SECURITY.md's limit says "at most one re-key a
+    day"; rotations_done's comment "then one more re-key each" assumes forgetting is rare.
+  Impact: alice's device re-keys (re-encrypts) up to 1,024 files (a folder's whole subtree where the
+    place is a folder's) per sweep, at the server's pace, no alarm (the re-keys are logged only).
+  Fix (suggested): once more than ``UNBOUND_KEEP`` places are recent, count no further place naming
+    no group in that day (one global budget, said), or keep a per-file (not per place) and per-day
+    count, capped: a forgotten place must cost nothing, not one more re-key.
+
+Hole (3), low-medium (a removed member keeps the current epoch's key for a day; a false ``rekey``
+  alarm): the place is marked (and recorded) while the keys are counted, before the re-key loop, and
+  the loop may then skip the file: ``volume.rotating`` (her unshare of anything running meanwhile: the
+  loop awaits each re-key, a folder's takes long), or a re-key request carried out later.  The key is
+  not taken back; the next sweep finds the place marked and says "this device re-keyed the file for a
+  key there less than a day ago ... no re-key until then" (it never did).
+  Seen: ``test_a_place_whose_re_key_was_skipped_is_re_keyed_at_the_next_sweep`` (run, fails: 47b's
+    scene, a legacy key of bob's, removed from team; her unshare of another file starts while the sweep
+    records its places and is over before the next sweep: epoch 0 kept, bob's key stays, two ``rekey``
+    alarms "(names no group)"); control
+    ``test_a_legacy_key_of_a_removed_member_is_re_keyed_at_once_without_an_unshare_meanwhile``.
+  Cause: ``_rekey_unreached`` records ``recent`` before the loop (its comment: "a failed one is no
+    reason to re-key sooner"), but a skip is no failed re-key: nothing was done.
+  Impact: bob, removed from the group, keeps reading what alice writes to the file for up to a day
+    (no other device re-keys a legacy key: 47b (1)), and her device tells her it already did.
+  Fix (suggested): mark a place only once its file's re-key is asked (``_requested`` written, its
+    keys discarded): e.g. collect candidate places, and add to ``recent`` those whose fid is in
+    ``done`` after the loop, then record.
+
+Read, held (no test kept): the mirror's answer to an unbound record served over and over is one
+revision per replay and one alarm subject (``Alarms.warn`` counts repeats): no amplification, as
+``_replay_refused``; a record naming no group with the bound file's very bytes (same fingerprint) is
+passed (not written); 47d's ``readers_under`` walks ``links[0]`` of folders only, as ``covering`` does
+(a folder has one name, 28c), and a file's every name is walked.
+
+Run 11:4x UTC, 2026-12-06 (strict xfails; controls pass; under --runxfail each xfail fails at its own
+assertion).  ``-n 0``; in-process shared mount (tests/inprocess/conftest.py) and the key mirror pair
+(tests/unit/test_key_mirror.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from types import SimpleNamespace
+
+import pytest
+import trio
+from inprocess.conftest import ALICE_UID, ROOT, shared, template_vault, vault_copy  # noqa: F401 (fixtures)
+from inprocess.test_two_users import ALICE, _share, _write
+
+from fusevault.encoding import b64e
+from fusevault.sync import key_mirror
+from fusevault.sync.key_mirror import place
+from fusevault.vault.model import groups, rotations_done, sharing
+from fusevault.vault.model.grants import record_doc
+from fusevault.vault.services import rotation, stale_keys
+from unit.test_attack_42a_keys import _next_revision
+from unit.test_attack_43b_keys import _gwen_removes_bob, _gwens_group
+from unit.test_attack_47b_keys import _bob_removed_from_team
+from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
+
+# --- (1) her record naming the group and its owner but not her key, served over the bound one
+
+
+@pytest.mark.parametrize("binding", [
+    "no-group",
+    pytest.param("group-and-owner-only", marks=pytest.mark.xfail(strict=True, reason=(
+        "49b (1): _unbinds refuses only a record naming no group; one naming the group and its owner "
+        "but not her key (67f51c6) is written over the bound one, and Gwen's removal is refused"))),
+])
+def test_her_older_record_of_the_same_epoch_does_not_unbind_the_key(pair, clock, binding) -> None:  # noqa: F811
+    here, _ = pair
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")
+    bound = sharing.read_key(place(here.layout, doc_id))
+    assert bound.group_owner == gwen.id and bound.group_owner_key is not None
+    fid, bob = here.store.get(doc_id)["fid"], here.store.get(doc_id)["recipient"]
+    older = b"sealed for bob, an older record"
+    named = None if binding == "no-group" else (group, gwen.id)
+    sig = her.sign(record_doc(her.id, fid, bob, 1, older, named))["sig"]
+    fields = {"group": group, "group_owner": gwen.id} if named else {}
+    _next_revision(here, doc_id, {"type": sharing.FILE_KEY, "epoch": 1, "key": b64e(older), "owner": her.id,
+                                  "fid": fid, "recipient": bob, "sig": sig, **fields})
+    here.refresh()
+    held = sharing.read_key(place(here.layout, doc_id))
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
+    here.keys.caught_up()
+    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    assert held == bound, f"the bound key written over by her older record: {held}"
+    assert not place(here.layout, doc_id).exists(), "Gwen's removal of bob refused: his key stays"
+
+
+# --- (2) more places than UNBOUND_KEEP: each pass forgets the ones it re-keyed before
+
+
+def _pass(volume, me: str, places: list, now: float) -> int:
+    """One sweep's counting, as ``rotation._rekey_unreached`` does it (each place's key genuine, of the
+    file's epoch, for someone no share reaches, naming no group): how many places count."""
+    recent = rotations_done.unbound_rekeys(volume.layout.root, me, now)
+    counted = len(recent)
+    record = SimpleNamespace(group=None)
+    n = sum(stale_keys.counts_as_removal(volume, "f" * 32, "b" * 32, path, record, recent, now)
+            for path in places)
+    if len(recent) != counted:
+        rotations_done.remember_unbound(volume.layout.root, me, recent)
+    return n
+
+
+@pytest.mark.xfail(strict=True, reason="49b (2): past UNBOUND_KEEP places each pass forgets the places "
+                   "it re-keyed the pass before: 1,024 re-keys a pass")
+def test_more_places_than_remembered_cost_one_re_key_a_day(tmp_path) -> None:
+    said: list[str] = []
+    alarms = SimpleNamespace(warn=lambda kind, subject, text: said.append(kind))
+    volume = SimpleNamespace(layout=SimpleNamespace(root=tmp_path), trust=SimpleNamespace(alarms=alarms))
+    me, group = "a" * 32, "9" * 32
+    places = [tmp_path / "groups" / group / "own" / f"{i:032x}" / "keys" / f"{'b' * 32}.vfkey"
+              for i in range(2 * rotations_done.UNBOUND_KEEP)]
+    assert _pass(volume, me, places, 1_000_000.0) == len(places)  # the first copies: one re-key each
+    again = [_pass(volume, me, places, 1_000_000.0 + 60 * (i + 1)) for i in range(3)]  # copied again
+    assert again == [0, 0, 0], f"re-keys counted at each pass a minute apart: {again}"
+
+
+@pytest.mark.parametrize("keep", [
+    pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=(
+        "49b (2): more places than UNBOUND_KEEP: a re-key at every copy"))),
+    rotations_done.UNBOUND_KEEP,
+], ids=lambda k: f"keep-{k}")
+def test_a_copier_past_the_remembered_places_re_keys_at_each_copy(shared, monkeypatch, keep) -> None:  # noqa: F811
+    """46c (2)'s scene with two places (the folder's key and its file's, bob's user-share keys copied to
+    team's place after each re-key): with ``UNBOUND_KEEP`` at 1 (as 1,024 is for 1,025 places), not at
+    its value (the control)."""
+    monkeypatch.setattr(rotations_done, "UNBOUND_KEEP", keep)
+
+    async def body() -> None:
+        drive = shared.drive
+        volume = drive.seat_of(ALICE_UID).ops.session.volume
+        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, docs.st_ino, b"notes.txt", b"hers", ALICE)
+        await _share(shared, "docs", "READ")
+        me = volume.store.get(volume.key.user_id)
+        team = groups.create_group(volume.store, "team", me, volume.trust.sign)["_id"]
+        volume.sharing.reload(volume.store)
+        requests = drive.seat_of(ALICE_UID).ops.session.requests
+        answer = await requests.handle({"cmd": "share", "path": "docs", "with": "@team", "perm": "READ"})
+        assert "error" not in answer, answer
+        (bob,) = {g.grantee for g in volume.sharing.grants if not g.group}
+        nodes = [volume.resolve(b"docs"), volume.resolve(b"docs/notes.txt")]
+        epochs = [[n.epoch for n in nodes]]
+        for _ in range(4):
+            for n in nodes:
+                planted = sharing.group_key_path(volume.layout, team, n.fid, bob)
+                planted.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(sharing.user_key_path(volume.layout, bob, volume.key.user_id, n.fid), planted)
+            await rotation._rekey_unreached(volume)
+            epochs.append([n.epoch for n in nodes])
+        assert epochs[1] != epochs[0]  # the first copies: one re-key (47b (1))
+        assert epochs[2:] == [epochs[1]] * 3, f"re-keyed at each copy: epochs {epochs}"
+
+    trio.run(body)
+
+
+# --- (3) a place marked whose re-key the loop then skipped
+
+
+def test_a_legacy_key_of_a_removed_member_is_re_keyed_at_once_without_an_unshare_meanwhile(shared) -> None:  # noqa: F811
+    async def body() -> None:
+        volume, node, _, path, epoch = await _bob_removed_from_team(shared, legacy=True)
+        await rotation._rekey_unreached(volume)
+        assert node.epoch > epoch and not path.exists()
+
+    trio.run(body)
+
+
+@pytest.mark.xfail(strict=True, reason="49b (3): the place is marked before the loop skips the re-key "
+                   "(an unshare under way): no re-key for a day, said as done")
+def test_a_place_whose_re_key_was_skipped_is_re_keyed_at_the_next_sweep(shared, monkeypatch) -> None:  # noqa: F811
+    async def body() -> None:
+        volume, node, _, path, epoch = await _bob_removed_from_team(shared, legacy=True)
+        remember, other = rotations_done.remember_unbound, "e" * 32
+
+        def meanwhile(*args) -> None:  # her unshare of another file starts meanwhile (another task)
+            remember(*args)
+            volume.rotating.add(other)
+
+        monkeypatch.setattr(rotations_done, "remember_unbound", meanwhile)
+        await rotation._rekey_unreached(volume)
+        volume.rotating.discard(other)  # her unshare is over
+        monkeypatch.setattr(rotations_done, "remember_unbound", remember)
+        assert node.epoch == epoch and path.exists()  # skipped: an unshare was under way
+        await rotation._rekey_unreached(volume)  # the next sweep (a document arrives)
+        said = [a["subject"] for a in volume.trust.alarms.as_list()
+                if a["kind"] == "rekey" and a["subject"].startswith(str(volume.layout.root))]
+        assert node.epoch > epoch and not path.exists(), \
+            f"not re-keyed: bob keeps epoch {epoch}'s key; said instead: {said}"
+
+    trio.run(body)
