@@ -23,9 +23,17 @@ Hole (1), low (a removed member's key kept on every device until the file's owne
     of a member no longer takes his key on any device (only the file owner's re-key does), and is
     said as a refused deletion (a false alarm against the honest owner).  The same holds for a record
     of the same epoch naming an older pinned key of Gwen's (after a ``user trust`` re-pin: read only).
+  (b) The same record as a branch: a device with no key file yet (a new one; bob's, Gwen's) that
+    pulls the document as two branches the server made, the bound revision and her older record
+    naming no group, of the same epoch, the latter winning CouchDB's rule: ``_current`` compares
+    epochs only, keeps the winner and closes the bound branch, which is then never seen: the key
+    file names no group (not the limit "a key the server withholds": the bound record was served).
+  Seen (b): ``test_a_new_device_meeting_the_bound_record_and_the_older_one_as_branches_keeps_the_bound_one``
+    (run, fails: the key file written names no group; Gwen's removal refused).
   Fix (suggested): refuse any document of the file's epoch whose binding is not the file's
     (``granting.group_of(doc) != group_of(file)`` with the file fully bound), i.e. compare
-    ``_group_owner`` of both, not only ``group is None``.
+    ``_group_owner`` of both, not only ``group is None``; in ``_current``, of leaves of the same
+    epoch keep the one bound the most (group, owner and her key) as current.
 
 Hole (2), medium (unbounded re-keys at the server's will, silent): the day per place is kept for the
   newest ``UNBOUND_KEEP`` (1,024) places only (``unbound_rekeys`` / ``remember_unbound`` keep
@@ -97,6 +105,7 @@ from inprocess.test_two_users import ALICE, _share, _write
 
 from fusevault.encoding import b64e
 from fusevault.errors import Conflict
+from fusevault.store import replica
 from fusevault.sync import key_mirror
 from fusevault.sync.key_mirror import place
 from fusevault.vault.model import groups, rotations_done, sharing
@@ -135,6 +144,31 @@ def test_her_older_record_of_the_same_epoch_does_not_unbind_the_key(pair, clock,
     clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
     here.keys.caught_up()
     assert held == bound, f"the bound key written over by her older record: {held}"
+    assert not place(here.layout, doc_id).exists(), "Gwen's removal of bob refused: his key stays"
+
+
+@pytest.mark.xfail(strict=True, reason="49b (1): of two branches of the same epoch, the bound record and "
+                   "her older one naming no group, _current keeps CouchDB's winner and closes the bound one")
+def test_a_new_device_meeting_the_bound_record_and_the_older_one_as_branches_keeps_the_bound_one(pair, clock) -> None:  # noqa: E501,F811
+    """A device with no key file yet (a new one, or bob's or Gwen's) pulls the key document as two
+    branches the server made: the bound revision and her older record naming no group, of the same
+    epoch, the latter winning CouchDB's rule (a higher revision id).  Then Gwen removes bob."""
+    here, there = pair
+    her, gwen, group, doc_id, joined = _gwens_group(there, gwen_first=True, bound="gwen")
+    bound = dict(there.store.get(doc_id))
+    fid, bob = bound["fid"], bound["recipient"]
+    for each in (her.id, fid, gwen.id, group):
+        put(here, {k: v for k, v in there.store.get(each).items() if k != "_rev"})
+    older = b"sealed for bob before 44b"
+    sig = her.sign(record_doc(her.id, fid, bob, 1, older, None))["sig"]
+    unbound = {"_id": doc_id, "_rev": "1-" + "f" * 32, "type": sharing.FILE_KEY, "epoch": 1,
+               "key": b64e(older), "owner": her.id, "fid": fid, "recipient": bob, "sig": sig}
+    replica.store_revisions(here.store, [{**bound, "_rev": "1-" + "0" * 32}, unbound])
+    here.keys.arrived([doc_id])
+    held = sharing.read_key(place(here.layout, doc_id))
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
+    here.keys.caught_up()
+    assert held.group == group, f"the older record naming no group taken, the bound branch closed: {held}"
     assert not place(here.layout, doc_id).exists(), "Gwen's removal of bob refused: his key stays"
 
 
