@@ -85,9 +85,13 @@ Read, held (no test kept): the mirror's answer to an unbound record served over 
 revision per replay and one alarm subject (``Alarms.warn`` counts repeats): no amplification, as
 ``_replay_refused``; a record naming no group with the bound file's very bytes (same fingerprint) is
 passed (not written); 47d's ``readers_under`` walks ``links[0]`` of folders only, as ``covering`` does
-(a folder has one name, 28c), and a file's every name is walked.
+(a folder has one name, 28c), and a file's every name is walked.  Lead, not tested: ``_known_up``
+takes a way up that meets a folder kept ``behind`` as known ("no share is followed above it", as
+``covering``), so a name in a subfolder of a share whose state is behind (a write member's move of it,
+or a rollback, said) passes the net with the shares above it unseen; when ``behind`` ends, those shares
+seal the file's new key (46d (1)'s undo, in that narrower scene).
 
-Run 11:4x UTC, 2026-12-06 (strict xfails; controls pass; under --runxfail each xfail fails at its own
+Run 11:24 UTC, 2026-12-06 (3 passed, 6 xfailed; under --runxfail each xfail fails at its own
 assertion).  ``-n 0``; in-process shared mount (tests/inprocess/conftest.py) and the key mirror pair
 (tests/unit/test_key_mirror.py).
 """
