@@ -81,17 +81,31 @@ Hole (3), low-medium (a removed member keeps the current epoch's key for a day; 
     keys discarded): collect the candidate places, add to ``recent`` those whose request was written
     (the fid, or a folder above it, re-keyed in the loop), then record.
 
+Hole (4), low (47d's net passes a name under a share, unsaid, when a folder on its way up is kept
+  ``behind``): ``Inodes._known_up`` takes a way up that meets a folder of ``ledger.behind`` as known
+  ("no share is followed above it"), and ``covering`` stops there too, so the shares above that folder
+  count as nobody: 47d (3)'s "not known is never nobody" does not hold for them.
+  Attack: 46d (1)'s scene (her move of F out of the share, re-keyed, beside her other device's later
+    rename of F inside it), the name in X, a subfolder of S (shared to carol), while X's state on the
+    settling device is ``behind``: the server serves an older revision of X (a rollback, said as
+    such), or a write member of S moved X (a writer's document: kept behind).
+  Seen: ``test_a_name_in_a_subfolder_of_a_share_kept_behind_is_not_taken[x-behind]`` (run, fails: the
+    old key's name in S/X is taken, no ``concurrent-move``); ``[x-placed]`` is the control (refused,
+    said).  Unit level, as tests/unit/test_attack_47d.py.
+  Impact (read only): the file sits in S/X under its new key; when X's ``behind`` ends (her newer
+    state of X served again, her next move of it), ``fill_missing``/the key check seal that key to carol
+    through S: her move out of the share undone (46d (1)), in a narrower scene.
+  Fix (suggested): in ``readers_under`` with ``known``, a folder kept behind before the top or a known
+    folder makes the answer None (not known), as a folder not held does; or follow the shares above a
+    behind folder for this question (the net asks who may read once it is placed again).
+
 Read, held (no test kept): the mirror's answer to an unbound record served over and over is one
 revision per replay and one alarm subject (``Alarms.warn`` counts repeats): no amplification, as
 ``_replay_refused``; a record naming no group with the bound file's very bytes (same fingerprint) is
 passed (not written); 47d's ``readers_under`` walks ``links[0]`` of folders only, as ``covering`` does
-(a folder has one name, 28c), and a file's every name is walked.  Lead, not tested: ``_known_up``
-takes a way up that meets a folder kept ``behind`` as known ("no share is followed above it", as
-``covering``), so a name in a subfolder of a share whose state is behind (a write member's move of it,
-or a rollback, said) passes the net with the shares above it unseen; when ``behind`` ends, those shares
-seal the file's new key (46d (1)'s undo, in that narrower scene).
+(a folder has one name, 28c), and a file's every name is walked.
 
-Run 11:24 UTC, 2026-12-06 (3 passed, 6 xfailed; under --runxfail each xfail fails at its own
+Run 11:27 UTC, 2026-12-06 (4 passed, 7 xfailed; under --runxfail each xfail fails at its own
 assertion).  ``-n 0``; in-process shared mount (tests/inprocess/conftest.py) and the key mirror pair
 (tests/unit/test_key_mirror.py).
 """
@@ -291,3 +305,41 @@ def test_a_place_whose_re_key_was_skipped_is_re_keyed_at_the_next_sweep(shared, 
             f"not re-keyed: bob keeps epoch {epoch}'s key; said instead: {said}"
 
     trio.run(body)
+
+
+# --- (4) the readers net (47d) and a folder kept behind under a share
+
+
+@pytest.mark.parametrize("behind", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "49b (4): _known_up and covering stop at a folder kept behind: a name in it under a share "
+        "passes the net, unsaid"))),
+], ids=["x-placed", "x-behind"])
+def test_a_name_in_a_subfolder_of_a_share_kept_behind_is_not_taken(behind) -> None:
+    """47d's unit scene: her file re-keyed by her move to A (no share); the old key's state names it
+    in X, a folder in S, which is shared to carol.  X's state here is ``behind`` (loaded older than
+    this device saw: a rollback, or a write member's move of it)."""
+    from fusevault.vault.model.nodes import Node
+    from fusevault.vault.model.sharing import Grant
+    from fusevault.vault.services.conflicts import _within_readers
+    from fusevault.vault.tree.guests import Guests
+    from fusevault.vault.tree.inodes import Inodes
+    from unit.test_attack_47d import _leaf, _node
+
+    a, s, x, me = "a" * 32, "5" * 32, "7" * 32, "alice"
+    root = Node(1, "r" * 32, me, None, stat.S_IFDIR | 0o755, 1000, 1000, when=1)
+    tree = Inodes(None, None, SimpleNamespace(user_id=me), root)  # type: ignore[arg-type]
+    folders = {}
+    for fid, parent in ((a, root), (s, root), (x, None)):
+        folders[fid] = tree.add(Node(0, fid, me, None, stat.S_IFDIR | 0o755, 1000, 1000, when=1))
+        folders[fid].links = [((parent or folders[s]).ino, fid[:1].encode())]
+    tree.sharing = Guests(me, [Grant(me, s, "carol", False, "READ")], {}, {"carol": {}, me: {}})
+    tree.ledger = SimpleNamespace(behind={x: [s]} if behind else {})  # type: ignore[assignment]
+    said: list[str] = []
+    alarms = SimpleNamespace(warn=lambda kind, subject, text: said.append(kind))
+    volume = SimpleNamespace(find=lambda fid: None, tree=tree, trust=SimpleNamespace(alarms=alarms))
+    keeper = _leaf(_node(a, 1, b"n" * 32), "4-d")  # her move to A, re-keyed
+    other = _leaf(_node(x), "4-l")  # the old key's state, named in S/X
+    named = _within_readers(volume, keeper, other)  # type: ignore[arg-type]
+    assert named is keeper and said == ["concurrent-move"], "a name under carol's share taken, unsaid"
