@@ -310,22 +310,18 @@ def test_a_place_whose_re_key_was_skipped_is_re_keyed_at_the_next_sweep(shared, 
 # --- (4) the readers net (47d) and a folder kept behind under a share
 
 
-@pytest.mark.parametrize("behind", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "49b (4): _known_up and covering stop at a folder kept behind: a name in it under a share "
-        "passes the net, unsaid"))),
-], ids=["x-placed", "x-behind"])
-def test_a_name_in_a_subfolder_of_a_share_kept_behind_is_not_taken(behind) -> None:
+def _settle_under_s(behind: str, other_in_x: bool = True) -> tuple[object, object, list[str]]:
     """47d's unit scene: her file re-keyed by her move to A (no share); the old key's state names it
-    in X, a folder in S, which is shared to carol.  X's state here is ``behind`` (loaded older than
-    this device saw: a rollback, or a write member's move of it)."""
+    in X, a folder in S (or in S itself), which is shared to carol.  ``behind``: what this device
+    keeps ``behind`` (loaded older than it saw: a rollback, or a write member's move of it): "x" the
+    folder X, "file" the file itself, "" nothing.  The keeper, the leaf whose names are taken, what
+    was said."""
     from fusevault.vault.model.nodes import Node
     from fusevault.vault.model.sharing import Grant
     from fusevault.vault.services.conflicts import _within_readers
     from fusevault.vault.tree.guests import Guests
     from fusevault.vault.tree.inodes import Inodes
-    from unit.test_attack_47d import _leaf, _node
+    from unit.test_attack_47d import FID, _leaf, _node
 
     a, s, x, me = "a" * 32, "5" * 32, "7" * 32, "alice"
     root = Node(1, "r" * 32, me, None, stat.S_IFDIR | 0o755, 1000, 1000, when=1)
@@ -335,11 +331,27 @@ def test_a_name_in_a_subfolder_of_a_share_kept_behind_is_not_taken(behind) -> No
         folders[fid] = tree.add(Node(0, fid, me, None, stat.S_IFDIR | 0o755, 1000, 1000, when=1))
         folders[fid].links = [((parent or folders[s]).ino, fid[:1].encode())]
     tree.sharing = Guests(me, [Grant(me, s, "carol", False, "READ")], {}, {"carol": {}, me: {}})
-    tree.ledger = SimpleNamespace(behind={x: [s]} if behind else {})  # type: ignore[assignment]
+    kept = {"x": {x: [s]}, "file": {FID: [a]}, "": {}}[behind]
+    tree.ledger = SimpleNamespace(behind=kept)  # type: ignore[assignment]
     said: list[str] = []
     alarms = SimpleNamespace(warn=lambda kind, subject, text: said.append(kind))
     volume = SimpleNamespace(find=lambda fid: None, tree=tree, trust=SimpleNamespace(alarms=alarms))
     keeper = _leaf(_node(a, 1, b"n" * 32), "4-d")  # her move to A, re-keyed
-    other = _leaf(_node(x), "4-l")  # the old key's state, named in S/X
-    named = _within_readers(volume, keeper, other)  # type: ignore[arg-type]
+    other = _leaf(_node(x if other_in_x else s), "4-l")  # the old key's state, named in S/X (or S)
+    return keeper, _within_readers(volume, keeper, other), said  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("behind", ["", "x"], ids=["x-placed", "x-behind"])
+def test_a_name_in_a_subfolder_of_a_share_kept_behind_is_not_taken(behind) -> None:
+    """X kept behind: ``covering`` follows no share above it now, but carol's share above it gets the
+    file's key once X is placed again (``fill_missing``): not known is never nobody."""
+    keeper, named, said = _settle_under_s(behind)
+    assert named is keeper and said == ["concurrent-move"], "a name under carol's share taken, unsaid"
+
+
+def test_a_name_under_a_share_for_a_file_kept_behind_here_is_not_taken() -> None:
+    """The file itself kept behind here (its held state older than this device saw): its names in S
+    taken are her move of it, which ends its ``behind`` (``Ledger.committed``), and carol gets its new
+    key through S.  ``covering`` stopped at the file, so S's share counted as nobody."""
+    keeper, named, said = _settle_under_s("file", other_in_x=False)
     assert named is keeper and said == ["concurrent-move"], "a name under carol's share taken, unsaid"
