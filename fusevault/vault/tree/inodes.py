@@ -44,6 +44,16 @@ log = logging.getLogger(__name__)
 GROUP_WINDOW = float(os.environ.get("FUSEVAULT_GROUP_WINDOW", "0.1"))
 
 
+class _Besides(Container[str]):
+    """``behind`` less one fid: the file asked about in ``Inodes.readers_under``, placed elsewhere."""
+
+    def __init__(self, behind: Container[str], fid: str) -> None:
+        self.behind, self.fid = behind, fid
+
+    def __contains__(self, fid: object) -> bool:
+        return fid != self.fid and fid in self.behind
+
+
 def _moved(ledger: Ledger, fid: str, parents: list[str]) -> bool:
     """Whether a commit of ``fid`` in ``parents`` moves it from where this device last had it
     (``Ledger.was_at``).  Not known there (a device that loaded the file and never committed or took
@@ -316,15 +326,27 @@ class Inodes:
 
         None: not known here, as a name is in a folder not held here, or its way up ends at one (or
         at one this user cannot open) before the top or a folder above a name of ``known``: the
-        shares above it are not known, and "not known" is never "nobody" (attack round 47d (3))."""
+        shares above it are not known, and "not known" is never "nobody" (attack round 47d (3)).  So
+        too a way up that meets a folder kept ``behind`` first: ``covering`` follows no share above
+        it while it sits there, but one that ends it (her newer state of it, her move of it) has
+        every share above sealed the file's key (``fill_missing``): a name there is a share read by
+        nobody only for now (attack round 49b (4)).
+
+        With ``known`` (names asked about for a file placed there), the file's own ``behind`` stops
+        nothing: taking them is her move of it, which ends its ``behind`` (``Ledger.committed``); the
+        kept names (no ``known``) keep it, as the re-key sealed no share above a place it holds."""
         if self.sharing is None:
             return []
-        if known is not None and not self._known_up(links, self._folders_up(known)):
-            return None
+        behind = self.behind
+        if known is not None:
+            if not self._known_up(links, self._folders_up(known)):
+                return None
+            if node.fid in behind:
+                behind = _Besides(behind, node.fid)
         placed = copy.copy(node)  # where ``links`` put it; the node itself stays as it is
         placed.links = [(self._by_fid.get(parent, -1), name) for parent, name in links]
         found: list[Grant] = []
-        for grant in self.sharing.covering(placed, self._nodes, self.behind):
+        for grant in self.sharing.covering(placed, self._nodes, behind):
             found.append(grant)
             found += [Grant(grant.owner, grant.fid, reach.recipient, False, reach.perm)
                       for reach in self.sharing.reaches(grant)]
@@ -343,17 +365,20 @@ class Inodes:
         return walked
 
     def _known_up(self, links: list[tuple[str, bytes]], known: set[int]) -> bool:
-        """Whether the way up from each of ``links`` (folder fids) is held here to the top, to a
-        folder of ``known`` (from there up, the shares are the same), or to one kept ``behind``
-        (no share is followed above it): never through a folder not held or not opened here."""
+        """Whether the way up from each of ``links`` (folder fids) is held here to the top or to a
+        folder of ``known`` (from there up, the shares are the same): never through a folder not held
+        or not opened here, nor one kept ``behind`` (the shares above it are not followed now, yet
+        are the file's readers once it is placed again: attack round 49b (4))."""
         assert self.sharing is not None
         for parent, _ in links:
             folder = self._nodes.get(self._by_fid.get(parent, -1))
             for _ in range(4096):
                 if folder is None or folder.ino in self.sharing.phantoms:
                     return False
-                if folder.ino in known or not folder.links or folder.fid in self.behind:
+                if folder.ino in known or not folder.links:
                     break
+                if folder.fid in self.behind:
+                    return False
                 folder = self._nodes.get(folder.links[0][0])
             else:
                 return False
