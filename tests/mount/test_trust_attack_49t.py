@@ -1,7 +1,8 @@
 """Attack round 49t, the outside view: a user of the real ``fusevault`` command and the real mount,
 briefed only from the product brief's threat table and quality bars, README.md and ``--help``.
 
-Hole 1 (medium): in a mount opened to other users (``--allow-other-users``), a file she kept private
+Hole 1 (high: another local user reads her private file; medium for her own save): in a mount
+  opened to other users (``--allow-other-users``), a file she kept private
   (mode 0600) and then replaced by a rename (``mv draft.txt diary.txt``, or a program's save that writes
   a new file and renames it over the old one) shows its private versions to every local user.
   Attack (honest use, then any other local user): alice mounts her vault with ``--allow-other-users``
@@ -24,7 +25,14 @@ Hole 1 (medium): in a mount opened to other users (``--allow-other-users``), a f
   Fix (suggested): show a version of a replaced file (``previous``) with at most the mode that file had
     when it was replaced (the stricter of the two), or keep each version's mode with it; at the least,
     give the replaced file's versions the replaced file's last mode.
-  Tests: that one (the held part, before the rename, is asserted first).
+  Worse, by another local user (run): in a folder he may write but whose file he may not read (a team
+    folder 0777 or 2775, a web server's upload folder), nobody writes his own file and ``mv`` it over
+    her 0600 ``plan.txt`` (POSIX lets him replace it, not read it): ``.versions/DIR/plan.txt/`` is then
+    his (``nobody nogroup``, ``-r--r--r--``) and lists her version, and his ``cat`` prints "ALICE
+    PRIVATE".  So any user who may write a folder reads every version of every file of hers in it.
+  Tests: ``test_a_private_files_versions_stay_private_after_a_rename_replaces_it`` (hers) and
+    ``test_another_user_who_replaces_her_private_file_does_not_read_its_versions`` (his; the held
+    part, before the rename, is asserted first in each).
 
 Hole 2 (low): ``fusevault retention --daily N`` (also ``--weekly``, ``--trash``) with N above 2**53
   prints a Python traceback and exits 1.
@@ -163,3 +171,27 @@ def test_an_unlock_with_a_huge_ttl_answers_or_the_ttl_is_refused(vault: Path, tm
         status = fusevault("status", passphrase=None)
         assert "unlocked" in status.stdout  # the mount did unlock
         assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="49t (1): another user's rename over her 0600 file in a folder he "
+                                       "may write gives him its versions in .versions")
+def test_another_user_who_replaces_her_private_file_does_not_read_its_versions(vault: Path,
+                                                                             open_place) -> None:
+    old = os.umask(0o022)
+    try:
+        with mounted(vault, open_place / "m", "--allow-other-users") as m:
+            env = {"PATH": os.environ["PATH"], "M": str(m)}
+            (m / "team").mkdir()
+            (m / "team").chmod(0o777)  # a folder others may write to (an upload folder, a team's)
+            (m / "team" / "plan.txt").write_text("ALICE PRIVATE\n")
+            (m / "team" / "plan.txt").chmod(0o600)
+            _wait_for(lambda: len(list((m / ".versions" / "team" / "plan.txt").iterdir())) == 1)
+            before = _as_nobody("cat $M/team/plan.txt; cat $M/.versions/team/plan.txt/*", env)
+            assert "ALICE" not in before.stdout and before.returncode != 0  # held: private
+            replaced = _as_nobody("echo mine > $M/team/.t && mv $M/team/.t $M/team/plan.txt", env)
+            assert replaced.returncode == 0, replaced.stderr  # POSIX: he may replace it in his folder
+            _wait_for(lambda: len(list((m / ".versions" / "team" / "plan.txt").iterdir())) == 2)
+            after = _as_nobody("cat $M/.versions/team/plan.txt/*", env)
+            assert "ALICE" not in after.stdout, f"nobody reads her 0600 file's version: {after.stdout!r}"
+    finally:
+        os.umask(old)
