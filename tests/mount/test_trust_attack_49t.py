@@ -16,15 +16,18 @@ Hole 1 (high: another local user reads her private file; medium for her own save
   Cause: a file's history is also that of the file it replaced by a rename (docs/SECURITY.md, "A file's
     history is its own and that of the files it replaced by a rename"; history.lineage), and ``.versions``
     shows every version of that history with the live file's mode ("``.versions/`` follows the live
-    files' modes"): the replaced file's versions take the replacing file's mode, which she never gave
-    them.
+    files' modes"): vault/services/versions_view.py ``_file`` gives each version ``real.mode & 0o444``,
+    ``real.uid``, ``real.gid`` of the live node (read to confirm), so the replaced file's versions take
+    the replacing file's mode and owner, which she never gave them.
   Impact: "another local user ... must never read ... beyond their grants": in an ``--allow-other-users``
     mount the grants are the modes the owner set, and a 0600 file's contents become readable to everyone
     (the web server, the container, any login) without any chmod of hers.  Not run in a shared mount
     (``--allow-other``), where other users never see her tree.
   Fix (suggested): show a version of a replaced file (``previous``) with at most the mode that file had
     when it was replaced (the stricter of the two), or keep each version's mode with it; at the least,
-    give the replaced file's versions the replaced file's last mode.
+    give the replaced file's versions the replaced file's last mode and owner; and follow ``previous``
+    in ``.versions`` only where the caller could read the replaced file (a rename by a uid who could not
+    read it grafts nothing he can see).
   Worse, by another local user (run): in a folder he may write but whose file he may not read (a team
     folder 0777 or 2775, a web server's upload folder), nobody writes his own file and ``mv`` it over
     her 0600 ``plan.txt`` (POSIX lets him replace it, not read it): ``.versions/DIR/plan.txt/`` is then
