@@ -65,6 +65,24 @@ Hole 3 (low): ``config set passphrase_expiry_ttl "99999999999999999999 day"`` is
   Fix: bound the TTL (e.g. 10 years) in ``parse_ttl``; format an expiry out of range as "never".
   Test: that one.
 
+Hole 4 (low): a mistyped URL or port is an "internal error" (exit 70, a crash log) instead of a one-line
+  refusal (exit 12): ``peer add x http://256.1.1.1:9/db``, ``peer add x 'http://[::1/db'``, ``init
+  --join http://256.1.1.1:9/db``, ``send --relay http://256.1.1.1:9`` ("internal error (InvalidURL:
+  Invalid IPv4 address: '256.1.1.1')", "(ValueError: Invalid IPv6 URL)"), and ``relay --listen
+  127.0.0.1:99999`` ("internal error (ExceptionGroup ...)", the log: "OverflowError: bind(): port must
+  be 0-65535").  The same commands give one line for ``:99999`` in a peer URL ("not a valid port", exit
+  12), a refused connection (exit 23, 14), a ``file://`` URL (exit 12).
+  Seen: ``test_a_mistyped_url_is_a_one_line_refusal`` (run, fails on each of the four) and
+    ``test_a_relay_listen_port_out_of_range_is_a_one_line_refusal`` (run, fails).
+  Cause: the URL checks (peer/join: "not a CouchDB database URL", "not a valid port") do not parse the
+    host; httpx raises InvalidURL (and urllib.parse ValueError) at the first request, which nothing
+    maps; the relay's listen address is not checked before ``bind``.
+  Impact: the quality bar (bad input: a clear one-line error, a non-zero exit code that says what):
+    exit 70 says "a bug, please report it"; scripts and systemd read it as a crash.
+  Fix: parse the URL once (``httpx.URL``/``urlsplit`` with ``.port``, ``ipaddress`` for literal hosts) in
+    the one URL check, mapping InvalidURL and ValueError to BadInput; check the listen port's range.
+  Tests: those two; control ``test_control_a_url_with_a_bad_port_is_a_one_line_refusal``.
+
 Checked, held: ``kill -9`` of the mount while a shell appends in a loop: the next ``mount`` clears the
   dead mount point and mounts; a 5 MiB file fsynced before reads back whole.  The mount server's
   ``/proc/PID/environ`` holds no ``FUSEVAULT_PASSPHRASE`` (only ``FUSEVAULT_SERVER``), its argv no
@@ -198,3 +216,30 @@ def test_another_user_who_replaces_her_private_file_does_not_read_its_versions(v
             assert "ALICE" not in after.stdout, f"nobody reads her 0600 file's version: {after.stdout!r}"
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("args", [
+    ("peer", "add", "x", "http://256.1.1.1:9/db", "--vault", "{vault}"),
+    ("peer", "add", "x", "http://[::1/db", "--vault", "{vault}"),
+    ("init", "{tmp}/joined", "--join", "http://256.1.1.1:9/db", "--user", "alice"),
+    ("send", "/etc/hostname", "--relay", "http://256.1.1.1:9"),
+], ids=["peer-ipv4", "peer-ipv6", "join-ipv4", "send-relay"])
+@pytest.mark.xfail(strict=True, reason="49t (4): a mistyped URL or port is exit 70 (internal error)")
+def test_a_mistyped_url_is_a_one_line_refusal(vault: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = fusevault(*(a.format(vault=vault, tmp=tmp_path) for a in args), timeout=60)
+    assert result.returncode != 0
+    assert "internal error" not in result.stderr, result.stderr
+    assert result.returncode == 12, (result.returncode, result.stderr)
+
+
+@pytest.mark.xfail(strict=True, reason="49t (4): a listen port out of range is exit 70 (internal error)")
+def test_a_relay_listen_port_out_of_range_is_a_one_line_refusal(redis_url: str) -> None:
+    result = fusevault("relay", "--listen", "127.0.0.1:99999", "--redis", redis_url, timeout=60)
+    assert result.returncode != 0
+    assert "internal error" not in result.stderr, result.stderr
+    assert result.returncode == 12, (result.returncode, result.stderr)
+
+
+def test_control_a_url_with_a_bad_port_is_a_one_line_refusal(vault: Path) -> None:
+    result = fusevault("peer", "add", "x", "http://127.0.0.1:99999/db", "--vault", vault)
+    assert result.returncode == 12 and "not a valid port" in result.stderr, result.stderr
