@@ -126,13 +126,25 @@ Hole 6 (medium: another local user slows the mount for everyone; a known note of
   Tests: that one; control ``test_control_the_owners_requests_answer_at_once_without_the_xattrs``.
 
 Checked, held: ``kill -9`` of the mount while a shell appends in a loop: the next ``mount`` clears the
-  dead mount point and mounts; a 5 MiB file fsynced before reads back whole.  The mount server's
-  ``/proc/PID/environ`` holds no ``FUSEVAULT_PASSPHRASE`` (only ``FUSEVAULT_SERVER``), its argv no
-  secret; the runtime folder is 0700.  ``.versions/`` of a file under a 0700 folder is refused to
-  another uid (``dr-x------`` as the folder).  ``config set``: ``settle_seconds`` -5 and 1e309, a TTL of
-  1e400, nan, -1 and 0, ``import_into`` ``../../etc`` and ``.versions/x``: one-line refusals (exit 12);
-  ``restore --at 9999-99-99``, ``send --code-length 100``, ``link get`` of a malformed link, ``receive
-  --code-file`` of a missing file: one line each.
+  dead mount point and mounts; a 5 MiB file fsynced before reads back whole; 225 new files each closed
+  within the 1.5 s before a ``kill -9`` all there with their bytes, an in-place rewrite just before it
+  kept (a rename 0.1 s before it lost, as README says).  ``kill -9`` while another user's shell has
+  its cwd in an ``--allow-other-users`` mount: the next ``mount`` clears it; ``unmount`` while he holds
+  it: "busy" (exit 6), one line.  The mount server's ``/proc/PID/environ`` holds no
+  ``FUSEVAULT_PASSPHRASE`` (only ``FUSEVAULT_SERVER``), its argv no secret; the runtime folder is 0700.
+  ``.versions/`` of a file under a 0700 folder is refused to another uid (``dr-x------`` as the
+  folder).  ``lock`` with a file mmapped: a later read of a page faults (SIGBUS), a later ``write``
+  EACCES, a new open EACCES.  A mount point inside the vault folder: writes, ``gc``, ``trash``,
+  ``lock``/``unlock``, ``upgrade``, ``info``, ``check`` after it all answer; a vault inside its mount
+  point: refused ("not empty", exit 6).  ``init`` over a non-empty folder: exit 11, nothing touched.
+  ``--recovery-key-file`` naming a dangling symlink or an existing file: refused (exit 11).  ``peer
+  add`` with credentials in the URL: refused; a ``?password=`` query is dropped.  ``send`` of a FIFO
+  or ``/dev/zero``: "not a regular file".  A relay, CouchDB or peer that is down: one line (14, 10,
+  23).  ``config set``: ``settle_seconds`` -5 and 1e309, a TTL of 1e400, nan, -1 and 0,
+  ``import_into`` ``../../etc`` and ``.versions/x``: one-line refusals (exit 12); ``restore --at
+  9999-99-99``, ``send --code-length 100``, ``link get`` of a malformed link, ``receive --code-file``
+  of a missing file, a link's ``--expires 0s``/``-5d``: one line each; ``link get`` twice: the second
+  refused (exit 11), the first file whole.
 """
 
 from __future__ import annotations
