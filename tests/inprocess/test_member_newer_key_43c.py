@@ -13,7 +13,6 @@ arrives) still said, once ``HER_RE_KEY_BATCHES`` batches have come in."""
 
 from __future__ import annotations
 
-import os
 import stat
 from types import SimpleNamespace
 
