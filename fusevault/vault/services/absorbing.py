@@ -73,6 +73,9 @@ from fusevault.vault.volume import Volume
 log = logging.getLogger(__name__)
 
 SHARING_TYPES = frozenset((SHARE, GROUP, USER, FILE_KEY))
+# Batches of arrivals a member's state under a key not known here as hers waits for her re-key that
+# explains it (``_waits_for_her_re_key``) before it is taken for his claim and said.
+HER_RE_KEY_BATCHES = 8
 # Absorbed is what every caller gets back (vault/tree/arrivals.py holds it, as the unlock uses it too).
 __all__ = ["Absorbed", "absorb", "absorb_arrivals", "absorb_node", "admit_new", "retry_awaiting",
            "save_leaving", "settle_busy", "sweep", "absorb_beneath"]
@@ -202,7 +205,11 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
             return out
 
 
-def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False, here: bool = False) -> None:
+def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False, here: bool = False,
+                settled: bool = False) -> None:
+    """Take one document in (the module's docstring says how).  ``settled``: the conflict settling's
+    own kept state (vault/services/conflicts.py ``_adopt``), taken in now whatever its key: the
+    settling judges it."""
     tree = volume.tree
     node = tree.find(doc["_id"])
     if node is not None and node.rev == doc["_rev"] and not again:
@@ -251,6 +258,9 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         # again when more arrives.  Before the ledger: this state is not seen yet.
         tree.wait_for_version(doc["_id"])
         return
+    if (opened is not None and node is not None and not here and not settled
+            and _waits_for_her_re_key(volume, node, opened[0], signer)):
+        return  # before the ledger too: this state is not seen yet
     tree.complete(doc["_id"])
     if (opened is not None and node is not None and (ledger := volume.ledger) is not None
             and _served_over(volume, node, doc, opened[0], signer)
@@ -376,16 +386,48 @@ def _claims_a_key(volume: Volume, node: Node, fresh: Node, doc: dict, signer: st
     hers, as a write made under her older key (``out.rekey``); said.  A key her device derives at
     that epoch for the recipients seen here is hers (her other device's re-key he took in before
     this device did): taken, not said."""
-    if (signer in (None, fresh.owner) or node.owner != volume.key.user_id or not node.dek
-            or fresh.dek == node.dek or fresh.epoch < node.epoch):
-        return False
-    if derived_dek(volume.tree, node, fresh.epoch) == fresh.dek:
+    if not _key_not_hers_here(volume, node, fresh, signer):
         return False
     if volume.authorship is not None:
         volume.authorship.deny(doc, f"a state signed by {signer} claims key epoch {fresh.epoch} under a "
                                f"key not hers at it (held: epoch {node.epoch}): taken in at the epoch "
                                "held, and sealed again under a new key of hers")
     fresh.epoch = node.epoch
+    return True
+
+
+def _key_not_hers_here(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
+    """Whether a member's state of her node carries a key other than the one held here, at an epoch not
+    below the held one's, and not the key her device derives at that epoch for the recipients it sees
+    (``rekeying.derived_dek``): his claim, or her other device's re-key for recipients seen otherwise
+    there (a share or member it removed, not heard of here yet)."""
+    if (signer in (None, fresh.owner) or node.owner != volume.key.user_id or not node.dek
+            or fresh.dek == node.dek or fresh.epoch < node.epoch):
+        return False
+    return derived_dek(volume.tree, node, fresh.epoch) != fresh.dek
+
+
+def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
+    """Whether a member's state from a peer is held back (the node keeps what it had, looked at again
+    at each batch that arrives: ``_retry_incomplete``) until her re-key that explains its key arrives.
+
+    Her other device's re-key (an unshare there) derives the new key for the recipients it sees; a
+    member takes it in and saves over it; this device, hearing his state before her unshare, derived
+    another key for the recipients it still saw, and took his state for a claim: her older key kept,
+    and said, a false alarm (attack round 43c (8)).  Her re-key only raises the epoch, so a state
+    above the held epoch waits; once the change of shares or groups it was made for arrives, the key
+    is the one this device derives, taken in unsaid.  Nothing explains a claim (her older key he kept,
+    sealing an epoch above): after ``HER_RE_KEY_BATCHES`` batches it is taken for one and said
+    (``_claims_a_key``).  A state at the held epoch under another key is no re-key of hers (one
+    epoch has one key of hers for what one device sees): judged at once, as before."""
+    waits = volume.tree.her_re_key_waits
+    if fresh.epoch <= node.epoch or not _key_not_hers_here(volume, node, fresh, signer):
+        waits.pop(node.fid, None)
+        return False
+    if waits.setdefault(node.fid, 0) >= HER_RE_KEY_BATCHES:
+        del waits[node.fid]  # said now (``_claims_a_key``)
+        return False
+    volume.tree.wait_for_version(node.fid)
     return True
 
 
@@ -598,7 +640,13 @@ def _retry_incomplete(volume: Volume, out: Absorbed) -> None:
     """Look again at the nodes held back until their version arrived."""
     if volume.key is None:  # locked meanwhile: the unlock loads the tree from the store
         return
-    for fid in volume.tree.incomplete():
+    waits, incomplete = volume.tree.her_re_key_waits, volume.tree.incomplete()
+    for fid in list(waits):
+        if fid in incomplete:
+            waits[fid] += 1  # one more batch came without her re-key (``_waits_for_her_re_key``)
+        else:
+            del waits[fid]  # taken past since (another state of it taken in, the file gone)
+    for fid in incomplete:
         volume.tree.complete(fid)  # held back again if still incomplete
         if (doc := _stored(volume, fid)) is not None:
             _take(volume, doc, out, again=True)

@@ -800,7 +800,7 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     held = volume.find(current["_id"])
     before = volume.tree.covering(held) if held is not None else []
     held_key = None if held is None else (held.dek, held.epoch)
-    absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out)
+    absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out, settled=True)
     node = volume.find(current["_id"])
     if node is None:
         return

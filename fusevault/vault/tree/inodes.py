@@ -169,6 +169,10 @@ class Inodes:
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
+        # fid -> the batches of arrivals a member's state of her node has been held back for, its key
+        # not one this device knows as hers (absorbing.py ``_waits_for_her_re_key``): her other
+        # device's re-key not heard of yet, or his claim, said once ``HER_RE_KEY_BATCHES`` came.
+        self.her_re_key_waits: dict[str, int] = {}
         # fid -> (inode, the inodes it held, its owner) of a folder dropped from the table while nodes
         # it held were still in it (its removal taken here: they keep a name in it, its own removal not
         # come, or never coming): when the folder is added again (brought back: vault/tree/revival.py,
@@ -820,6 +824,7 @@ class Inodes:
         self.records_vouched.clear()
         self.records_sealed.clear()
         self.same_state.clear()
+        self.her_re_key_waits.clear()
         self.left_holding.clear()
         self.ledger = None  # saved before; it holds a key of the user's
         if self.layout.places is not None and self.key is not None:
