@@ -9,7 +9,8 @@ later the laptop moves proj/sub/notes.txt -> proj/archive/notes.txt.  The server
 Seen (1 run, 08:54 UTC): both devices show proj/sub/notes.txt (the laptop's later move undone, nothing
 said of it).  Control: the same with her laptop making the move into proj/sub (her stamp of proj/sub, the
 unshare signs none): the later move stands.
-Tests: ``test_her_later_move_beside_her_unshare_of_a_file_bob_moved_is_kept`` (strict xfail while open),
+Tests: ``test_her_later_move_beside_her_unshare_of_a_file_bob_moved_is_kept`` (passes since the fix: the
+unshare's commit keeps the stamp it had, ``inodes._places_it``),
 ``test_control_her_later_move_beside_her_unshare_of_a_file_she_moved_is_kept``.
 
 (1): priv/ and proj/ each shared WRITE with bob; bob moves priv/x -> proj/x; she unshares priv from bob;
@@ -89,8 +90,6 @@ def _unshare_beside_her_later_move_of_bobs_move(tmp_path: Path, by_bob: bool = T
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="46d (2): her unshare's re-key in place signs a first stamp of a file "
-                   "bob moved: taken for a move, her later move on the laptop undone")
 def test_her_later_move_beside_her_unshare_of_a_file_bob_moved_is_kept(tmp_path: Path) -> None:
     seen = _unshare_beside_her_later_move_of_bobs_move(tmp_path)
     print(seen)

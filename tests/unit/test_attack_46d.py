@@ -62,6 +62,12 @@ does); ``-n 0``.
    control ``test_control_her_later_move_beside_a_re_key_in_place_made_over_the_stamp``; at a mount
    tests/mount/test_trust_attack_46d.py::test_her_later_move_beside_her_unshare_of_a_file_bob_moved_is_kept
    (seen: proj/sub/notes.txt on both devices; control with her own earlier move: archive kept).
+   Fixed: a commit that keeps the file where the device had it signs no stamp (``inodes._places_it``), her
+   re-keyed state with no stamp (a vault with key pairs) is no move (``conflicts._rekeyed_by_a_move``), and
+   a commit over a state carrying her stamp of another device's commit names it in ``over``
+   (``Ledger._carried``: where bob's state came alone, ``superseded`` already covered it; beside a live
+   branch nothing did).  The tests now take the desktop's stamp from ``Inodes._place_stamps`` and the
+   laptop's ``over`` from its ledger (``admit``, ``stamp``), not as the code gave them before.
 
 Run 09:00 UTC, 2026-12-06: 3 passed, 8 xfailed; under --runxfail the 8 fail at their names assertion.
 Mount (one run each, 08:54-08:58 UTC): 2 xfails fail at their assertion under --runxfail, 2 controls pass.
@@ -70,14 +76,20 @@ Mount (one run each, 08:54-08:58 UTC): 2 xfails fail at their assertion under --
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fusevault.crypto.keys import MasterKey
 from fusevault.vault.model import nodes
+from fusevault.vault.model.alarms import Alarms
+from fusevault.vault.model.ledger import Ledger
 from fusevault.vault.model.nodes import Node, note_change
 from fusevault.vault.services import conflicts
 from fusevault.vault.services.conflicts import Leaf, _apart, _decide
+from fusevault.vault.tree.inodes import Inodes
 
 FID, A, B, TEAM, ARCHIVE, SUB = "f" * 32, "a" * 32, "b" * 32, "t" * 32, "c" * 32, "s" * 32
 ALICE, DESKTOP, LAPTOP = "alice", "d" * 16, "1" * 16
@@ -185,17 +197,44 @@ def test_her_move_out_to_the_folder_her_stamp_names_beside_her_later_rename_in_t
 
 # --- 2: the stamp reached her other device through a member's document
 
-def _unshared_then_moved(head: str | None, laptop_over: int) -> tuple[Leaf, Leaf]:
+def _unshared_then_moved(head: str | None, laptop_over: int | Ledger) -> tuple[Leaf, Leaf]:
     """x put in team by the desktop's commit 5 (stamp {team, desktop 5}); bob's edit carried it to the
     laptop, which saw desktop states up to ``laptop_over``.  The desktop re-keys x in place (unshare of
-    carol: epoch 1, its commit 9); apart, later, the laptop moves it to team/archive (its commit 12)."""
+    carol: epoch 1, its commit 9); apart, later, the laptop moves it to team/archive (its commit 12).
+    ``laptop_over`` a ledger: the laptop saw desktop 3 only, then bob's state carrying the stamp, and its
+    move's ``over`` is what that ledger gives it (``Ledger.stamp``, as ``Inodes.commit`` does)."""
     stamp = _placed(TEAM, DESKTOP, 5)
     desktop, laptop = _base(stamp), _base(stamp)
     _rekeyed(desktop, 9, head)
-    laptop.seq, laptop.over = (LAPTOP, 12), {DESKTOP: laptop_over}
-    note_change(laptop, "links")
+    if isinstance(laptop_over, Ledger):
+        laptop.seq, laptop.over = ("b0bdev", 7), None  # bob's state, as the laptop holds it
+        note_change(laptop, "links")
+        laptop_over.stamp([laptop])
+        laptop.seq = (LAPTOP, 12)
+    else:
+        laptop.seq, laptop.over = (LAPTOP, 12), {DESKTOP: laptop_over}
+        note_change(laptop, "links")
     laptop.placed = _placed(ARCHIVE, LAPTOP, 12)  # its move signs its own stamp
     return _leaf(desktop, "5-d", TEAM), _leaf(laptop, "5-l", ARCHIVE)
+
+
+def _laptop_through_bob(tmp_path: Path, in_conflict: bool = True) -> Ledger:
+    """The laptop's ledger: her desktop's state 3 taken (x in A), then bob's edit, carrying the desktop's
+    stamp of its commit 5 (x in team), taken as ``absorb_node`` takes it: the stamp followed when his
+    move is judged (``Authorship.was_placed`` -> ``saw_placed``), then ``Ledger.admit`` (his seq kept
+    apart), placed where it puts x (``arrived``).  ``in_conflict``: another live branch of x was held
+    then (the ledger supersedes nothing: the settling judges the branches), so nothing seen is covered
+    by it; without one, every state seen before, the stamp's commit too, is (``superseded``)."""
+    ledger = Ledger.open(MasterKey(ALICE, b"m" * 32), tmp_path / "vault", "vault-id", Alarms())
+    ledger.record(FID, (DESKTOP, 3), True)
+    ledger.arrived(FID, [A], True)
+    ledger.saw_placed(FID, [TEAM], (DESKTOP, 5))
+    bobs = _base(_placed(TEAM, DESKTOP, 5))
+    bobs.seq = ("b0bdev", 7)
+    doc = {"_id": FID, "_rev": "5-b", "owner": ALICE, "sig": {"by": "bob"}}
+    assert ledger.admit(SimpleNamespace(), doc, bobs, lambda: in_conflict)  # type: ignore[arg-type]
+    ledger.arrived(FID, [TEAM], False)
+    return ledger
 
 
 @RULES
@@ -209,12 +248,16 @@ def test_control_her_later_move_beside_a_re_key_in_place_made_over_the_stamp(
 
 
 @RULES
-@pytest.mark.xfail(strict=True, reason="46d (2): the laptop knew the desktop's placement only from bob's "
-                   "document: its over lacks the stamp's seq and her later move is undone")
+@pytest.mark.parametrize("in_conflict", [True, False], ids=["beside-a-branch", "alone"])
 def test_her_later_move_beside_a_re_key_in_place_when_the_stamp_came_through_bob(
-        head: str | None, monkeypatch) -> None:
+        head: str | None, in_conflict: bool, monkeypatch, tmp_path: Path) -> None:
+    """Fixed: the laptop's move is signed over the commit of the stamp its state carried
+    (``Ledger._carried``): {desktop: 5}, where its ledger gave {desktop: 3} at most when bob's state came
+    beside a live branch (alone, ``superseded`` covered the stamp's commit already)."""
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
     _rule3(monkeypatch, head)
-    rekeyed, moved = _unshared_then_moved(head, laptop_over=3)
+    rekeyed, moved = _unshared_then_moved(head, laptop_over=_laptop_through_bob(tmp_path, in_conflict))
+    assert moved.node.over == {DESKTOP: 5}
     for mine, theirs in ((rekeyed, moved), (moved, rekeyed)):
         keeper, named = _settled(mine, theirs)
         assert keeper is rekeyed
@@ -227,23 +270,72 @@ def test_her_later_move_beside_a_re_key_in_place_when_the_stamp_came_through_bob
 def _member_placed_then_unshared(head: str | None, before: dict | None) -> tuple[Leaf, Leaf]:
     """x sits in team/sub where bob put it (``before``: the stamp it carried, None: bob created it, no
     stamp of hers yet; else her stamp of team, the folder he moved it from).  The desktop unshares carol:
-    x re-keyed in place (epoch 1, its commit 9), and that commit signs a stamp of where x sits (its
-    parents are not the stamp's: ``inodes._place_stamps``).  Apart, later, the laptop (made over
+    x re-keyed in place (epoch 1, its commit 9), with the stamp its commit leaves it
+    (``inodes._place_stamps``, the desktop having taken bob's state in team/sub: ``was_at``; seen: it
+    signed a stamp of where x sits, its parents not the stamp's).  Apart, later, the laptop (made over
     desktop 3, then bob's state) moves x to team/archive (its commit 12, its own stamp)."""
     desktop, laptop = _base(before or {}), _base(before or {})
     desktop.placed = laptop.placed = before
     _rekeyed(desktop, 9, head)
-    desktop.placed = _placed(SUB, DESKTOP, 9)
+    desktop.links = [(SUB, b"x")]  # type: ignore[list-item]  (a document's names: folder fids)
+    desktop.placed = _committed_stamp(desktop, was_at=[SUB], parents=[SUB])
     laptop.seq, laptop.over = (LAPTOP, 12), {DESKTOP: 3}
     note_change(laptop, "links")
     laptop.placed = _placed(ARCHIVE, LAPTOP, 12)
     return _leaf(desktop, "6-d", SUB), _leaf(laptop, "6-l", ARCHIVE)
 
 
+def _committed_stamp(node: Node, was_at: list[str], parents: list[str], live: bool = True) -> dict | None:
+    """The stamp the desktop's commit of ``node`` in ``parents`` leaves it (``Inodes._place_stamps``), the
+    state it was made over here in ``was_at`` (``live`` False: in the trash)."""
+    tree = SimpleNamespace(
+        key=SimpleNamespace(identity=SimpleNamespace(sign=Ed25519PrivateKey.generate()), user_id=ALICE),
+        ledger=SimpleNamespace(behind={}, was_at=lambda fid: was_at, seen_live=lambda fid: live),
+        layout=SimpleNamespace(vault_id="v" * 32), is_deleted=lambda node: False)
+    Inodes._place_stamps(tree, [node], [parents])  # type: ignore[arg-type]
+    return node.placed
+
+
+def test_a_commit_that_keeps_the_file_where_it_was_signs_no_stamp() -> None:
+    """46d (2): the stamp says where she put the file: a commit that moves it signs one, one that keeps it
+    where this device had it (a member put it there) carries the stamp it had, or none (he created it);
+    her file brought back from the trash is placed by her (a stamp, as before)."""
+    team = _placed(TEAM, DESKTOP, 3)
+    for before in (None, team):
+        node = _base(before or {})
+        node.placed, node.seq = before, (DESKTOP, 9)
+        node.links = [(SUB, b"x")]  # type: ignore[list-item]
+        assert _committed_stamp(node, was_at=[SUB], parents=[SUB]) == before  # kept in place: as it was
+        moved = _committed_stamp(node, was_at=[SUB], parents=[ARCHIVE])  # her move
+        assert moved is not None and moved["parents"] == [ARCHIVE] and moved["seq"] == [DESKTOP, 9]
+    restored = _base({})
+    restored.placed, restored.seq = None, (DESKTOP, 9)
+    restored.links = [(SUB, b"x")]  # type: ignore[list-item]
+    back = _committed_stamp(restored, was_at=[SUB], parents=[SUB], live=False)
+    assert back is not None and back["parents"] == [SUB]
+
+
+def test_a_carried_stamp_is_in_the_over_of_the_state_made_over_it_only_where_it_was_seen(
+        monkeypatch, tmp_path: Path) -> None:
+    """46d (2): the laptop's commit over bob's state names the desktop's commit whose stamp that state
+    carries (``Ledger._carried``), only where the laptop followed it (or saw that device that far), has
+    the file where it puts it, and it is no live branch; never its own device's, nor a writer's."""
+    monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
+    ledger = _laptop_through_bob(tmp_path)
+    carried = _placed(TEAM, DESKTOP, 5)
+    assert ledger.made_over(FID, None, ("b0bdev", 7), carried) == {DESKTOP: 5}
+    assert ledger.made_over(FID, {DESKTOP: 6}, None, carried) == {DESKTOP: 6}  # an older one: no change
+    assert ledger.made_over(FID, None, None, _placed(TEAM, DESKTOP, 6)) is None  # not seen that far
+    assert ledger.made_over(FID, None, None, _placed(A, DESKTOP, 5)) is None  # not where it puts x
+    his = {"parents": [TEAM], "seq": ["b0bdev/bob", 7], "sig": "s"}
+    assert ledger.made_over(FID, None, None, his) is None
+    assert ledger.made_over(FID, None, None, _placed(TEAM, ledger.device, 1)) is None
+    ledger.branch(FID, (DESKTOP, 5))
+    assert ledger.made_over(FID, None, None, carried) is None  # a live branch: never taken as an ancestor
+
+
 @RULES
 @pytest.mark.parametrize("before", [None, _placed(TEAM, DESKTOP, 3)], ids=["created-by-bob", "moved-by-bob"])
-@pytest.mark.xfail(strict=True, reason="46d (2): a re-key in place of a file a member created or moved signs "
-                   "its first stamp there, taken for a move: her later move undone")
 def test_her_later_move_beside_an_unshare_of_a_file_a_member_placed(
         head: str | None, before: dict | None, monkeypatch) -> None:
     _rule3(monkeypatch, head)

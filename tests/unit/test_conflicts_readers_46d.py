@@ -41,7 +41,7 @@ def _stamped(placed: dict, was_at: list[str] | None, parents: list[str]) -> dict
     node.placed, node.seq = dict(placed), (DESKTOP, 7)
     tree = SimpleNamespace(
         key=SimpleNamespace(identity=SimpleNamespace(sign=Ed25519PrivateKey.generate()), user_id=ALICE),
-        ledger=SimpleNamespace(behind={}, was_at=lambda fid: was_at),
+        ledger=SimpleNamespace(behind={}, was_at=lambda fid: was_at, seen_live=lambda fid: True),
         layout=SimpleNamespace(vault_id="v" * 32), is_deleted=lambda node: False)
     Inodes._place_stamps(tree, [node], [parents])  # type: ignore[arg-type]
     return node.placed

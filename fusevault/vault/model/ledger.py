@@ -52,6 +52,7 @@ from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model import renamed
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.nodes import MAX_OVER, clear_epoch, device_ok, open_node_doc
+from fusevault.vault.model.placement import shaped
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -418,17 +419,19 @@ class Ledger:
         """Give each node to be committed its next ``seq`` (before its document is built)."""
         for node in nodes:
             self.counter += 1
-            node.over = self.made_over(node.fid, node.over, node.seq)
+            node.over = self.made_over(node.fid, node.over, node.seq, node.placed)
             node.seq = (self.device, self.counter)
         self.version += 1
 
-    def made_over(self, fid: str, over: dict[str, int] | None, prev: Seq | None) -> dict[str, int] | None:
+    def made_over(self, fid: str, over: dict[str, int] | None, prev: Seq | None,
+                  placed: dict | None = None) -> dict[str, int] | None:
         """What a state of ``fid`` this device commits over the state ``prev`` (with its ``over``) is made
         over: both, less this device's own (its counter orders those).  ``prev`` counts only as far as
         this device took states of its device (a writer's document naming her device is kept apart
         here: ``writer_seq``, so his number never reaches her signed lineage).  And what this device
         knows superseded already (``covered``): a state held without her ``over`` (a writer's, or one
-        rebuilt at load) must not drop it from the next one she signs (attack round 30a)."""
+        rebuilt at load) must not drop it from the next one she signs (attack round 30a).  And the
+        commit of her placement stamp that state carries (``placed``, ``_carried``)."""
         merged = {d: n for d, n in (over or {}).items() if d != self.device}
         for d, n in self.covered.get(fid, {}).items():
             # A writer's state (kept apart, ``<device>/<signer>``) stays this device's to judge: her
@@ -441,7 +444,29 @@ class Ledger:
                 and entry[1].get(prev[0], -1) >= prev[1] > merged.get(prev[0], -1)
                 and (prev[0] in merged or len(merged) < MAX_OVER)):
             merged[prev[0]] = prev[1]
+        carried = self._carried(fid, placed)
+        if (carried is not None and carried[1] > merged.get(carried[0], -1)
+                and (carried[0] in merged or len(merged) < MAX_OVER)):
+            merged[carried[0]] = carried[1]
         return merged or None
+
+    def _carried(self, fid: str, placed: dict | None) -> Seq | None:
+        """The commit of her other device whose placement stamp ``placed`` the state committed over
+        carries, if this device had the file where that stamp puts it (``where``) and saw that device
+        that far (her states, or a stamp followed: ``saw_placed``), never a live branch's: the state is
+        made over that placement.  Not named in ``over``, her laptop that knew the desktop's move only
+        from a member's document (whose seq is kept apart) made its later move over a state the desktop's
+        re-key in place then took for a move made apart, and undid it unsaid (attack round 46d (2))."""
+        placed = shaped(placed)
+        if placed is None:
+            return None
+        device, n = placed["seq"]
+        entry = self.fids.get(fid)
+        if device == self.device or "/" in device or entry is None or entry[1].get(device, -1) < n:
+            return None
+        if self.where.get(fid) != sorted(placed["parents"]) or (device, n) in self.branches.get(fid, ()):
+            return None
+        return device, n
 
     def committed(self, nodes: list[Node], deleted: list[bool],
                   places: list[list[str]] | None = None) -> None:

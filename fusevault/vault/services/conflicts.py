@@ -387,7 +387,7 @@ def _decide(store: LocalStore, mine: Leaf, theirs: Leaf, key: MasterKey,
         if _descends(store, newer, older.node.head, key):
             # Rule 3: the side with the older contents changed only names or
             # modes: its names are the change to keep, with the newer contents.
-            if _rekeyed_by_a_move(newer, older):
+            if _rekeyed_by_a_move(newer, older, _stamped(volume)):
                 # Unless the newer side gave the file a new key in another folder: her move out of a
                 # share (re-keyed so that who lost it reads nothing written next).  Named from
                 # the older side, the file went back into the share, and the new key was sealed to
@@ -455,7 +455,7 @@ def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
     other = theirs if keeper is mine else mine
     if not (_hers(volume, mine) and _hers(volume, theirs)) and not _her_key_beside_his(volume, keeper, other):
         return named, None  # a member's state: as it was decided
-    if not _rekeyed_by_a_move(keeper, other):
+    if not _rekeyed_by_a_move(keeper, other, _stamped(volume)):
         # The names from the state that changed them last (a tie: as decided).  Not over a re-keyed
         # move into another folder: that keeps its own (``_decide``, round 41b (2)).  Beside a re-key
         # in place (an unshare, a rotation: the folder kept) her later move on her other device is
@@ -471,7 +471,7 @@ def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
     return named, merged(keeper.node, other.node, named.node)
 
 
-def _rekeyed_by_a_move(rekeyed: Leaf, other: Leaf) -> bool:
+def _rekeyed_by_a_move(rekeyed: Leaf, other: Leaf, stamped: bool = False) -> bool:
     """Whether ``rekeyed``, of the higher key epoch and in other folders than ``other``, was put there
     by a move made apart from ``other`` (her move out of a share: its names stand over a later rename
     beside it, round 41b (2)), rather than re-keyed in place (an unshare, a rotation: the folder kept)
@@ -479,12 +479,18 @@ def _rekeyed_by_a_move(rekeyed: Leaf, other: Leaf) -> bool:
     do not tell the two apart (the later names are the other side's in both); where each was put
     does: a move into other folders signs a placement stamp at its commit (``Node.placed``,
     vault/model/placement.py), and a stamp of a commit ``other`` was made over (or that ``other``
-    carries itself) is the place both had before, so ``rekeyed`` did not move.  No stamp (a vault
-    with no key pairs): a state whose names never changed (no ``links`` stamp) did not move; any other
-    is taken for a move, as before (its names kept: the new key never goes back into the share)."""
+    carries itself) is the place both had before, so ``rekeyed`` did not move.  A commit that keeps
+    the file where it was signs no stamp (``inodes._places_it``), so a re-key in place carries the
+    stamp it had (attack round 46d (2)).  No stamp, where her devices sign them (``stamped``: a vault
+    with key pairs): she never put the file anywhere (a member created it where it is), so the
+    re-keyed side did not move.  No stamp in a vault with no key pairs: a state whose names never
+    changed (no ``links`` stamp) did not move; any other is taken for a move, as before (its names
+    kept: the new key never goes back into the share)."""
     if not (rekeyed.node.epoch > other.node.epoch and _folders(rekeyed) != _folders(other)):
         return False
     placed = rekeyed.node.placed
+    if placed is None and stamped:
+        return False
     if placed is None:
         return bool(rekeyed.node.changed and "links" in rekeyed.node.changed)
     if other.node.placed == placed:
@@ -496,6 +502,11 @@ def _rekeyed_by_a_move(rekeyed: Leaf, other: Leaf) -> bool:
         return (_her_seq(other) and set(placed.get("parents") or ()) == _folders(rekeyed) != _folders(other))
     device, n = placed["seq"]
     return n > _made_over(other, device)
+
+
+def _stamped(volume: Volume | None) -> bool:
+    """Whether her devices sign placement stamps here: a vault with key pairs (``authorship``)."""
+    return volume is not None and volume.authorship is not None
 
 
 def _her_seq(leaf: Leaf) -> bool:

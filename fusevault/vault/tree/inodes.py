@@ -54,13 +54,23 @@ class _Besides(Container[str]):
         return fid != self.fid and fid in self.behind
 
 
-def _moved(ledger: Ledger, fid: str, parents: list[str]) -> bool:
-    """Whether a commit of ``fid`` in ``parents`` moves it from where this device last had it
-    (``Ledger.was_at``).  Not known there (a device that loaded the file and never committed or took
-    it in since): no move told by it, the stamp's own folders alone say (a stamp signed then at a
-    re-key in place would be taken for a move, round 43c (5))."""
-    was = ledger.was_at(fid)
-    return was is not None and sorted(was) != sorted(parents)
+def _places_it(ledger: Ledger, node: Node, parents: list[str]) -> bool:
+    """Whether her commit of ``node`` in ``parents`` is her putting it there, which her placement stamp
+    says: a move from where this device last had it (``Ledger.was_at``), or, where that is not known
+    here (a device that loaded the file and never committed or took it in since), a place her stamp
+    does not name (no move told by it: a stamp signed then at a re-key in place would be taken for a
+    move, round 43c (5)); or her file brought back from the trash where it left (no stamp since).
+    A commit that keeps the file where this device had it (an edit, a chmod, the re-key of an unshare
+    or a rotation) signs none, even where a member put it (he created it there, or moved it): a stamp
+    of that commit, newer than any state her other device was made over, was taken for a move made
+    apart from that device's later move, which it then undid unsaid (attack round 46d (2)).  The stamp
+    the state carries stays (a member's move is judged by where she last put the file, as before)."""
+    was = ledger.was_at(node.fid)
+    if was is None:
+        return node.placed is None or node.placed.get("parents") != parents
+    if sorted(was) != sorted(parents):
+        return True
+    return node.placed is None and not ledger.seen_live(node.fid)
 
 
 class Inodes:
@@ -678,9 +688,10 @@ class Inodes:
             self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents)
 
     def _place_stamps(self, nodes: list[Node], places: list[list[str]]) -> None:
-        """The owner's placement stamp of each of her nodes committed in folders
-        other than its stamp names, or other than those of the state it was made
-        over here (``Ledger.was_at``: a move), signed with the commit's ``seq``
+        """The owner's placement stamp of each of her nodes her commit puts where it
+        is (``_places_it``: a move from the folders of the state it was made over
+        here, ``Ledger.was_at``; where that is not known, folders other than its
+        stamp names), signed with the commit's ``seq``
         (vault/model/placement.py); none for one with no name left (the trash), and a
         file kept ``behind`` keeps the one it has (where it sits is not her choice).
         A move back to the folder her stamp names (out of a share a member had moved
@@ -697,8 +708,7 @@ class Inodes:
                 node.placed = None
             elif ledger.behind.get(node.fid) == parents:
                 continue
-            elif (node.placed is None or node.placed.get("parents") != parents
-                  or _moved(ledger, node.fid, parents)):
+            elif _places_it(ledger, node, parents):
                 assert node.seq is not None  # ledger.stamp gave it
                 node.placed = placement.stamp(identity.sign, self.layout.vault_id, node.owner, node.fid,
                                               parents, node.seq)
