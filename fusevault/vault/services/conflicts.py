@@ -531,8 +531,9 @@ def _within_readers(volume: Volume, keeper: Leaf, named: Leaf) -> Leaf:
     node = held if held is not None else keeper.node
     had = volume.tree.readers_under(node, keeper.links) or []
     under = volume.tree.readers_under(node, named.links, keeper.links)
-    if under is None:  # a folder not held here: who reads there is not known, never "nobody"
-        where = "in a folder not held here (who reads there is not known)"
+    # A folder not held here, or kept behind (49b (4)): who reads there is not known, never "nobody".
+    if under is None:
+        where = "in a folder not held here or not yet up to date (who reads there is not known)"
     else:
         wider = {f"group:{g.grantee}" if g.group else g.grantee
                  for g in under if not any(sharing.gives_as_much(h, g) for h in had)}
