@@ -13,7 +13,9 @@ revision, and a revision from a peer is written to (or removed from) its
 place.  When both changed, a key beats none and a later epoch an earlier
 one; otherwise the document, on which every replica agrees, wins.  When two
 replicas' revisions meet as branches, the later epoch also wins, whichever
-branch CouchDB's rule made current.  The key
+branch CouchDB's rule made current, and of one epoch the record bound the most
+to its group (below); nor is a record ever written over one of the same epoch
+bound more (``_unbinds``: attack rounds 47b (1), 49b (1)).  The key
 is sealed to its recipient: a peer learns only who shares with whom, by id.
 
 A key counts only if the file's owner signed it (``vault/model/grants.py``:
@@ -78,7 +80,7 @@ from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import sharing
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import made_at
-from fusevault.vault.model.grants import genuine_in_store, signed_in_store, signed_under
+from fusevault.vault.model.grants import genuine_in_store, group_of, signed_in_store, signed_under
 from fusevault.vault.model.sharing import KeyRecord
 
 log = logging.getLogger(__name__)
@@ -202,12 +204,21 @@ def _document_wins(doc: Key | None, file: Key | None, base: str | None) -> bool:
     return doc[0] >= file[0]
 
 
+def _binding(key: Key) -> int:
+    """How much of the group binding ``key``'s record names (``grants.group_of``): 0 none (sealed before
+    44b), 2 the group and its owner (67f51c6), 3 those and her signing key (46c (1)).  Records of one epoch
+    are signed in that order (her unlock re-signs a key with more, never less), and the mirror judges a
+    removal under the owner ``_group_owner`` reads from it: one with less than 3 under the key's signer."""
+    bound = group_of(key)
+    return 0 if bound is None else len(bound)
+
+
 def _unbinds(doc: Key, file: Key) -> bool:
-    """Whether ``doc`` would take the group binding off ``file``: the same epoch, the file's record naming
-    its group, that group's owner and her key (44b, 46c (1)), the document's naming no group (a key sealed
-    before the binding: attack round 47b (1))."""
-    return (doc.epoch == file.epoch and doc.group is None and file.group is not None
-            and file.group_owner is not None and file.group_owner_key is not None)
+    """Whether ``doc`` would take (some of) the group binding off ``file``: the same epoch, the document's
+    record naming less of it than the file's (``_binding``): her older record served again, which would
+    have the mirror judge the member's removal under another owner, and her sweep judge the key apart
+    (attack rounds 47b (1), 49b (1): one naming the group and its owner but not her key, too)."""
+    return doc.epoch == file.epoch and _binding(doc) < _binding(file)
 
 
 class KeyMirror:
@@ -382,9 +393,10 @@ class KeyMirror:
                 updates.append(_document(doc_id, doc, in_file))  # the key file's is the newest revision
                 in_doc = in_file
             elif in_file is not None and _unbinds(in_doc, in_file):
-                # Her older record of the same epoch, from before 44b's binding, served again over the
-                # bound one: never written (the key would name no group again, which her sweep and this
-                # mirror's removals judge apart: attack round 47b (1)); the bound file answers it.
+                # Her older record of the same epoch, from before 44b's or 46c's binding, served again over
+                # the bound one: never written (the key would name no group, or no owner's key, again, which
+                # her sweep and this mirror's removals judge apart: attack rounds 47b (1), 49b (1)); the bound
+                # file answers it.
                 self._unbinding_refused(doc_id, in_doc, in_file)
                 updates.append(_document(doc_id, doc, in_file))
                 in_doc = in_file
@@ -555,9 +567,10 @@ class KeyMirror:
                   f"than the key of epoch {file.epoch} held here (served again?); the newer key is kept")
 
     def _unbinding_refused(self, doc_id: str, doc: Key, file: Key) -> None:
+        less = "no group" if doc.group is None else "its group but not as much of its owner"
         self._say(doc_id, f"unbound {doc_id}", f"refused key document {doc_id} of epoch {doc.epoch}: it "
-                  f"names no group, over the key of that epoch held here bound to group {file.group} (an "
-                  "older record served again?); the bound key is kept")
+                  f"names {less}, over the key of that epoch held here bound to group {file.group} (an older "
+                  "record served again?); the bound key is kept")
 
     def _say(self, doc_id: str, subject: str, text: str, also: str | None = None) -> None:
         fid, recipient = names(doc_id) or ("", "")
@@ -577,18 +590,26 @@ class KeyMirror:
         """The document, once its other branches are closed (two replicas
         changed it while apart).  CouchDB's rule may have picked the branch
         with the earlier key: a later epoch on another branch becomes a new
-        revision first, so an older key never replaces a newer one."""
+        revision first, so an older key never replaces a newer one; nor, of
+        one epoch, a key bound less than another branch's (``_rank``: the
+        server's older record beside her re-signed one, 49b (1))."""
         doc = self.store.get(doc_id)
         others = replica.other_leaves(self.store, doc_id)
         if doc is None or not others:
             return doc
         current = _key_of(doc)
         keys = [key for leaf in others if (key := _key_of(leaf)) is not None and self._genuine(doc_id, key)]
-        if current is not None and keys and max(k.epoch for k in keys) > current.epoch:
-            self.store.put_many([_document(doc_id, doc, max(keys, key=lambda k: k.epoch))])
+        if current is not None and keys and _rank(best := max(keys, key=_rank)) > _rank(current):
+            self.store.put_many([_document(doc_id, doc, best)])
         for leaf in others:
             replica.close_leaf(self.store, doc_id, leaf["_rev"])
         return self.store.get(doc_id)
+
+
+def _rank(key: Key) -> tuple[int, int]:
+    """Of two branches' keys, the one kept: the later epoch, then (of one epoch) the one bound the most
+    (``_binding``): CouchDB's rule picks a branch by its revision id, which the server makes (49b (1))."""
+    return key.epoch, _binding(key)
 
 
 def _document(doc_id: str, doc: dict | None, key: Key | None) -> dict:

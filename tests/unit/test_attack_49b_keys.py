@@ -139,9 +139,7 @@ from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures
 
 @pytest.mark.parametrize("binding", [
     "no-group",
-    pytest.param("group-and-owner-only", marks=pytest.mark.xfail(strict=True, reason=(
-        "49b (1): _unbinds refuses only a record naming no group; one naming the group and its owner "
-        "but not her key (67f51c6) is written over the bound one, and Gwen's removal is refused"))),
+    "group-and-owner-only",
 ])
 def test_her_older_record_of_the_same_epoch_does_not_unbind_the_key(pair, clock, binding) -> None:  # noqa: F811
     here, _ = pair
@@ -165,8 +163,6 @@ def test_her_older_record_of_the_same_epoch_does_not_unbind_the_key(pair, clock,
     assert not place(here.layout, doc_id).exists(), "Gwen's removal of bob refused: his key stays"
 
 
-@pytest.mark.xfail(strict=True, reason="49b (1): of two branches of the same epoch, the bound record and "
-                   "her older one naming no group, _current keeps CouchDB's winner and closes the bound one")
 def test_a_new_device_meeting_the_bound_record_and_the_older_one_as_branches_keeps_the_bound_one(pair, clock) -> None:  # noqa: E501,F811
     """A device with no key file yet (a new one, or bob's or Gwen's) pulls the key document as two
     branches the server made: the bound revision and her older record naming no group, of the same
@@ -206,8 +202,6 @@ def _pass(volume, me: str, places: list, now: float) -> int:
     return n
 
 
-@pytest.mark.xfail(strict=True, reason="49b (2): past UNBOUND_KEEP places each pass forgets the places "
-                   "it re-keyed the pass before: 1,024 re-keys a pass")
 def test_more_places_than_remembered_cost_one_re_key_a_day(tmp_path) -> None:
     said: list[str] = []
     alarms = SimpleNamespace(warn=lambda kind, subject, text: said.append(kind))
@@ -221,8 +215,7 @@ def test_more_places_than_remembered_cost_one_re_key_a_day(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("keep", [
-    pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=(
-        "49b (2): more places than UNBOUND_KEEP: a re-key at every copy"))),
+    1,
     rotations_done.UNBOUND_KEEP,
 ], ids=lambda k: f"keep-{k}")
 def test_a_copier_past_the_remembered_places_re_keys_at_each_copy(shared, monkeypatch, keep) -> None:  # noqa: F811
@@ -271,31 +264,32 @@ def test_a_legacy_key_of_a_removed_member_is_re_keyed_at_once_without_an_unshare
     trio.run(body)
 
 
-@pytest.mark.xfail(strict=True, reason="49b (3): the place is marked before the loop skips the re-key "
-                   "(an unshare under way) or its request is not written: no re-key for a day, said as done")
 @pytest.mark.parametrize("why", ["an-unshare-meanwhile", "its-request-not-written"])
 def test_a_place_whose_re_key_was_skipped_is_re_keyed_at_the_next_sweep(shared, monkeypatch, why) -> None:  # noqa: F811
     """The first sweep does not re-key: her unshare of another file starts meanwhile (another task: it
     is over before the next sweep), or the put of its request conflicts (a revision of ``rotate-<fid>``
-    pulled meanwhile: ``_guarded`` says it, the sweep ends).  The next sweep (a document arrives)."""
+    pulled meanwhile: ``_guarded`` says it, the sweep ends).  The next sweep (a document arrives).
+    "Meanwhile": once the keys are counted, before the loop (the unshare's task runs at the sweep's
+    next wait: before 49b (3)'s fix, the record's write; since, its look for a request standing)."""
     async def body() -> None:
         volume, node, _, path, epoch = await _bob_removed_from_team(shared, legacy=True)
-        remember, requested, other = rotations_done.remember_unbound, rotation._requested, "e" * 32
+        counts, requested, other = stale_keys.counts_as_removal, rotation._requested, "e" * 32
 
-        def meanwhile(*args) -> None:
-            remember(*args)
+        def meanwhile(*args) -> bool:
+            counted = counts(*args)
             volume.rotating.add(other)
+            return counted
 
         async def conflicted(*args) -> dict:
             raise Conflict("rotate-... changed meanwhile")
 
         if why == "an-unshare-meanwhile":
-            monkeypatch.setattr(rotations_done, "remember_unbound", meanwhile)
+            monkeypatch.setattr(stale_keys, "counts_as_removal", meanwhile)
         else:
             monkeypatch.setattr(rotation, "_requested", conflicted)
         await rotation._guarded(volume, "her shared files", rotation._rekey_unreached(volume))
         volume.rotating.discard(other)  # her unshare is over
-        monkeypatch.setattr(rotations_done, "remember_unbound", remember)
+        monkeypatch.setattr(stale_keys, "counts_as_removal", counts)
         monkeypatch.setattr(rotation, "_requested", requested)
         assert node.epoch == epoch and path.exists()  # not re-keyed this time
         await rotation._guarded(volume, "her shared files", rotation._rekey_unreached(volume))

@@ -64,3 +64,33 @@ def test_a_damaged_members_record_keeps_only_what_reads(tmp_path: Path, content:
     assert kept in ({}, {"s2": {"bob"}})
     rotations_done.remember_members(tmp_path, HER, {"s1": {"carol"}})
     assert rotations_done.sealed_members(tmp_path, HER)["s1"] == {"carol"}
+
+
+def test_a_record_past_its_places_is_full_for_a_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """49b (2): more places than ``UNBOUND_KEEP`` re-keyed within a day: the record keeps the newest and is
+    full (no further place counts: one forgotten costs nothing) until a day after the newest re-key."""
+    monkeypatch.setattr(rotations_done, "UNBOUND_KEEP", 2)
+    now = 1_000_000.0
+    recent = rotations_done.unbound_rekeys(tmp_path, HER, now)
+    assert recent == {} and recent.full_since is None
+    recent.update({"p1": now, "p2": now + 1})
+    rotations_done.remember_unbound(tmp_path, HER, recent)
+    kept = rotations_done.unbound_rekeys(tmp_path, HER, now + 2)
+    assert kept == {"p1": now, "p2": now + 1} and kept.full_since is None  # all held: not full
+    kept["p3"] = now + 2
+    rotations_done.remember_unbound(tmp_path, HER, kept)
+    full = rotations_done.unbound_rekeys(tmp_path, HER, now + 3)
+    assert list(full) == ["p2", "p3"] and full.full_since == now + 2  # p1 forgotten: full
+    assert full.copy().full_since == now + 2
+    rotations_done.remember_unbound(tmp_path, HER, full)  # written again: still full
+    assert rotations_done.unbound_rekeys(tmp_path, HER, now + 4).full_since == now + 2
+    later = rotations_done.unbound_rekeys(tmp_path, HER, now + 2 + rotations_done.UNBOUND_EVERY)
+    assert later == {} and later.full_since is None  # the day over: every place counts again
+
+
+def test_the_unbound_record_of_an_older_version_reads(tmp_path: Path) -> None:
+    place = paths.confirmed_file(tmp_path, HER, ".unbound-rekeys")
+    place.parent.mkdir(parents=True)
+    place.write_bytes(b'{"groups/g/own/f/keys/b.vfkey": 1000.0, "x": "not a time"}')
+    recent = rotations_done.unbound_rekeys(tmp_path, HER, 2000.0)
+    assert recent == {"groups/g/own/f/keys/b.vfkey": 1000.0} and recent.full_since is None

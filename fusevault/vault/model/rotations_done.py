@@ -125,31 +125,65 @@ def remember_members(root: Path | str, user_id: str, sealed: dict[str, set[str]]
 # group (vault/services/stale_keys.py ``counts_as_removal``): such a key is either one sealed before keys
 # named their group (its recipient removed since: re-keyed) or a user's share's key copied there (by a
 # vault-folder writer or the server: no removal).  The record cannot tell them apart, so each place costs
-# at most one re-key per ``UNBOUND_EVERY`` (attack rounds 46c (2), 47b (1)).  Lost, it costs one more.
+# at most one re-key per ``UNBOUND_EVERY`` (attack rounds 46c (2), 47b (1)).  At most ``UNBOUND_KEEP``
+# places are kept; past them the record is full for ``UNBOUND_EVERY`` and no further place counts: a place
+# forgotten costs nothing, never one more re-key (a copier with more places than that had every pass
+# re-key them again: 49b (2)).  Lost, it costs one more re-key per place.
 UNBOUND_EVERY = 24 * 3600.0  # seconds between two re-keys for a key naming no group at one place
-UNBOUND_KEEP = 1024  # places remembered (the oldest forgotten first: then one more re-key each)
+UNBOUND_KEEP = 1024  # places remembered; past them, no further place counts until the day is over
+
+
+class UnboundRekeys(dict[str, float]):
+    """Key place -> when this device re-keyed its file for a key there naming no group (less than
+    ``UNBOUND_EVERY`` ago); ``full_since``: when it last re-keyed for more places than ``UNBOUND_KEEP``
+    within that while (None: not then): until ``UNBOUND_EVERY`` after it, no further place counts."""
+
+    full_since: float | None = None
+
+    def copy(self) -> UnboundRekeys:
+        out = UnboundRekeys(self)
+        out.full_since = self.full_since
+        return out
 
 
 def _unbound_place(root: Path | str, user_id: str) -> Path:
     return paths.confirmed_file(root, user_id, ".unbound-rekeys")
 
 
-def unbound_rekeys(root: Path | str, user_id: str, now: float) -> dict[str, float]:
-    """Key place -> when this device re-keyed its file for a key there naming no group, for those less
-    than ``UNBOUND_EVERY`` ago (older ones pruned; at most ``UNBOUND_KEEP``)."""
+def _when(value: object, now: float) -> float | None:
+    """A time of the record, if it reads and is less than ``UNBOUND_EVERY`` before ``now``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+            and now - value < UNBOUND_EVERY:
+        return float(value)
+    return None
+
+
+def unbound_rekeys(root: Path | str, user_id: str, now: float) -> UnboundRekeys:
+    """This device's re-keys for keys naming no group, those less than ``UNBOUND_EVERY`` before ``now``
+    (older ones pruned; at most ``UNBOUND_KEEP``), and whether the record is full (``full_since``)."""
     kept = _record(_unbound_place(root, user_id), "its re-keys for keys naming no group")
-    rows = [(at, when) for at, when in kept.items() if isinstance(at, str) and isinstance(when, int | float)
-            and not isinstance(when, bool) and math.isfinite(when) and now - when < UNBOUND_EVERY]
-    return dict(rows[-UNBOUND_KEEP:])
+    places = kept.get("places")
+    if not isinstance(places, dict):  # the record before 49b (2): the places alone
+        places, kept = kept, {}
+    rows = [(at, when) for at, value in places.items() if isinstance(at, str) and (when := _when(value, now))
+            is not None]
+    out = UnboundRekeys(rows[-UNBOUND_KEEP:])
+    out.full_since = _when(kept.get("full_since"), now)
+    return out
 
 
-def remember_unbound(root: Path | str, user_id: str, recent: dict[str, float]) -> None:
-    """Record ``recent`` (``unbound_rekeys``' with this pass's re-keys added last); a failure to record
-    costs at most one more re-key per place."""
+def remember_unbound(root: Path | str, user_id: str, recent: UnboundRekeys) -> None:
+    """Record ``recent`` (``unbound_rekeys``' with this pass's re-keys added last): its newest
+    ``UNBOUND_KEEP`` places and, if it holds more (some forgotten), full since its newest re-key.  A
+    failure to record costs at most one more re-key per place."""
+    full_since = recent.full_since
+    if len(recent) > UNBOUND_KEEP:
+        full_since = max(full_since or 0.0, *recent.values())
+    rows = dict(list(recent.items())[-UNBOUND_KEEP:])
     path = _unbound_place(root, user_id)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, json.dumps(dict(list(recent.items())[-UNBOUND_KEEP:])).encode())
+        atomic_write(path, json.dumps({"places": rows, "full_since": full_since}).encode())
     except OSError as err:
         log.error("could not record this device's re-keys for keys naming no group: %s", err)
 

@@ -254,7 +254,9 @@ async def _rekey_unreached(volume: Volume) -> None:
     records = await volume.in_thread(sharing.read_keys, [path for _, _, path in found])
     now, me = time.time(), volume.key.user_id
     recent = await volume.in_thread(rotations_done.unbound_rekeys, volume.layout.root, me, now)
-    counted = len(recent)
+    # Places of keys naming no group counted now (``counts_as_removal``): into ``recent`` only once their
+    # file's re-key is asked (49b (3)).
+    counting = recent.copy()
     stale: dict[str, list[Path]] = {}
     for (each, recipient, path), record in zip(found, records, strict=True):
         # Read now, on the trio thread: a re-key meanwhile (a group's removal carried out) moved the
@@ -262,26 +264,53 @@ async def _rekey_unreached(volume: Volume) -> None:
         if (record is not None and record.epoch == each.epoch
                 and key_signed(volume.trust, record, volume.key.user_id, each.fid, recipient,
                                sharing.key_group(path))
-                and stale_keys.counts_as_removal(volume, each.fid, recipient, path, record, recent, now)):
+                and stale_keys.counts_as_removal(volume, each.fid, recipient, path, record, counting, now)):
             stale.setdefault(each.fid, []).append(path)
-    if len(recent) != counted:  # recorded before the re-key: a failed one is no reason to re-key sooner
-        await volume.in_thread(rotations_done.remember_unbound, volume.layout.root, me, recent)
+    asked: list[Path] = []
+    try:
+        await _rekey_stale(volume, stale, asked)
+    finally:
+        # Recorded as they were asked (her request written, the keys taken back), whatever ended the
+        # loop: a re-key failing after that is no reason to re-key sooner, one skipped or not asked (an
+        # unshare under way, a request that could not be written) is no re-key done (49b (3)).
+        if marked := _asked_places(volume, asked, counting, recent):
+            with trio.CancelScope(shield=True):
+                await volume.in_thread(rotations_done.remember_unbound, volume.layout.root, me, marked)
+
+
+async def _rekey_stale(volume: Volume, stale: dict[str, list[Path]], asked: list[Path]) -> None:
+    """Each file of ``stale`` (fid -> its keys no share reaches) re-keyed under her signed request, the
+    keys taken back; the keys of each request written added to ``asked``."""
     done: set[str] = set()
     # Folders first: a folder's re-key gives everything under it a new key, once.
     for fid in sorted(stale, key=lambda f: _depth(volume, f)):
         node = volume.find(fid)
-        if node is None or fid in done or volume.rotating:
+        if node is None or fid in done:
             continue
         if any([await _carried_out_later(volume, above) for above in stale_keys.above(volume, node)]):
             # A re-key already asked for, of it or of a folder it is in (an unshare's, a move's,
             # before its re-key began): carried out by its asker, and two at once collide.
             continue
+        if volume.rotating:  # looked at after the last wait: an unshare's re-key began meanwhile
+            continue  # its keys left to the next look (not marked: 49b (3))
         log.info("%s has a key for someone no share of it reaches now: taken back, and it gets a new key",
                  _where(volume, node))
         under = {n.fid for n in subtree(volume, node)}
         done |= under
-        request = await _requested(volume, node, [path for f in under & stale.keys() for path in stale[f]])
+        found = [path for f in under & stale.keys() for path in stale[f]]
+        request = await _requested(volume, node, found)
+        asked.extend(found)
         await _guarded(volume, fid, _rekey(volume, request))
+
+
+def _asked_places(volume: Volume, asked: list[Path], counting: rotations_done.UnboundRekeys,
+                  recent: rotations_done.UnboundRekeys) -> rotations_done.UnboundRekeys | None:
+    """``recent`` with the places of ``asked`` that ``counting`` counted now added (None: none was)."""
+    out = recent.copy()
+    for path in asked:
+        if (at := stale_keys.place_name(volume, path)) in counting and at not in recent:
+            out[at] = counting[at]
+    return out if len(out) != len(recent) else None
 
 
 async def _carried_out_later(volume: Volume, fid: str) -> bool:

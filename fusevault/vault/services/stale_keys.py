@@ -15,7 +15,8 @@ one costs no re-key.  A key whose share this device never saw (its key came firs
 re-key; the share, once here, seals the new key to its recipients.  At a group's place only a key whose
 record names that group always counts (``counts_as_removal``); one naming none (sealed before keys
 named their group, or a user's share's key copied there at no cost to whoever copies it: attack
-rounds 46c (2), 47b (1)) counts at most once a day per place, further ones said.
+rounds 46c (2), 47b (1)) counts at most once a day per place, further ones said, and for no further
+place once more places than the record keeps counted within the day (49b (2)).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 from pathlib import Path
 
 from fusevault.vault.format.layout import Layout, is_id
-from fusevault.vault.model import sharing
+from fusevault.vault.model import rotations_done, sharing
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import KeyRecord
 from fusevault.vault.volume import Volume
@@ -107,7 +108,7 @@ def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]
 
 
 def counts_as_removal(volume: Volume, fid: str, recipient: str, path: Path, record: KeyRecord,
-                      recent: dict[str, float], now: float) -> bool:
+                      recent: rotations_done.UnboundRekeys, now: float) -> bool:
     """Whether her genuine key ``record`` at ``path`` (``unreached``'s) is a reason to re-key: at a
     user's place any is; at a group's place one whose record names that group is (readers refuse one
     naming another).  One naming no group there is either a key sealed before keys named their group,
@@ -117,17 +118,26 @@ def counts_as_removal(volume: Volume, fid: str, recipient: str, path: Path, reco
     copies it (attack round 46c (2)).  The record cannot tell them apart, so it counts at most once per
     place per ``rotations_done.UNBOUND_EVERY`` (``recent``: this device's re-keys for such keys, by
     place; the one counted now added at ``now``): a removed member loses the key (47b (1)), a copier
-    costs her one re-key a day, and each further copy is said, not re-keyed."""
+    costs her one re-key a day, and each further copy is said, not re-keyed.  Once more places than
+    ``UNBOUND_KEEP`` were re-keyed for within the day (``recent.full_since``), no further place counts
+    until the day is over (said once): a place the record no longer holds costs nothing (49b (2))."""
     group = sharing.key_group(path)
     if group is None or record.group == group:
         return True
-    at = _place_name(volume, path)
+    at = place_name(volume, path)
+    assert volume.trust is not None
     if at in recent:
-        assert volume.trust is not None
         volume.trust.alarms.warn("rekey", f"{path} (names no group)", f"a key of file {fid} for {recipient} "
                                  f"at group {group}'s place names no group, and this device re-keyed the "
                                  "file for a key there less than a day ago: a copy of a key of another share "
                                  "(or a key sealed before keys named their group): no re-key until then")
+        return False
+    if recent.full_since is not None:
+        volume.trust.alarms.warn("rekey", f"{volume.layout.root} (keys naming no group)", "keys at groups' "
+                                 f"places naming no group: this device re-keyed files for more than "
+                                 f"{rotations_done.UNBOUND_KEEP} such places within a day (copies of keys of "
+                                 "other shares?): no re-key for a further one until a day after that "
+                                 f"(first: a key of file {fid} for {recipient} at group {group}'s place)")
         return False
     log.info("a key of file %s for %s at group %s's place names no group (sealed before keys named their "
              "group, or a copy of another share's key), for someone no share reaches now: taken back, "
@@ -136,7 +146,7 @@ def counts_as_removal(volume: Volume, fid: str, recipient: str, path: Path, reco
     return True
 
 
-def _place_name(volume: Volume, path: Path) -> str:
+def place_name(volume: Volume, path: Path) -> str:
     """A key's place as its path under the vault folder (the same on every pass)."""
     try:
         return path.relative_to(volume.layout.root).as_posix()
