@@ -59,6 +59,21 @@ _OBEYED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202
 _LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
+def shown_time(seconds: object, pattern: str = "%Y-%m-%d %H:%M", *, late: str = "never") -> str:
+    """A time (seconds since the epoch) in local time, as a command prints an expiry; ``late`` for
+    one beyond what the platform's time_t holds (a TTL or an expiry saved by an older version or
+    another device: ``time.localtime`` raises OverflowError or OSError there, and a command that
+    had done its work exited 70, attack round 49t (3)), ``"unknown"`` for what is no time."""
+    import time
+
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or math.isnan(seconds):
+        return "unknown"
+    try:
+        return time.strftime(pattern, time.localtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return late if seconds > 0 else "unknown"
+
+
 def shown_brief(value: object, limit: int = 80) -> str:
     """``shown(value)`` cut to ``limit`` characters (a value from outside quoted in a one-line
     error: vault.json's id or store)."""

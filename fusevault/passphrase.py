@@ -54,6 +54,10 @@ def _prompt(prompt: str, what: str) -> bytes:
     except EOFError:  # Ctrl-D
         print(file=sys.stderr)  # getpass left the cursor after the prompt
         raise InvalidInput(f"no {what} was given") from None
+    except UnicodeError:  # bytes the terminal's encoding does not read: one line, never their place in it
+        print(file=sys.stderr)
+        raise InvalidInput(f"the {what} typed is not text in this terminal's encoding: "
+                           "give it from a file or the environment") from None
 
 
 def get(fd: int | None = None, file: str | None = None, *, env: str = ENV,
@@ -73,7 +77,10 @@ def get(fd: int | None = None, file: str | None = None, *, env: str = ENV,
         except OSError as err:
             raise InvalidInput(f"cannot read the {what} file {file}: {err.strerror}") from None
     if env in os.environ:
-        return _check(os.environ[env].encode(), what)
+        # The bytes as given, as a file gives them: the str holds any byte that is no UTF-8 (a Latin-1
+        # locale's "é") as a lone surrogate, which .encode() refused with an exit 70 and a crash log
+        # naming its position in the passphrase (attack round 49t (5)).
+        return _check(os.environb[os.fsencode(env)], what)
     if not sys.stdin.isatty():
         # A service has no terminal: systemd's password agents can still ask.
         if systemd.under_systemd():

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from fusevault import passphrase
 from fusevault.cli.options import VAULT_ENV, Command, passphrase_options, vault_option
-from fusevault.encoding import shown
+from fusevault.encoding import shown, shown_time
 from fusevault.errors import InvalidInput
 
 if TYPE_CHECKING:  # the vault's modules are imported by the commands (app.py: a cheap parser)
@@ -228,7 +227,7 @@ def _trust_user(args: argparse.Namespace, store: Store) -> None:
 
 
 def _date(when: int) -> str:
-    return time.strftime("%Y-%m-%d", time.localtime(when))
+    return shown_time(when, "%Y-%m-%d", late="unknown")  # the store's word: any number (49t (3))
 
 
 def cmd_group(args: argparse.Namespace) -> int:

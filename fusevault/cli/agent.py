@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import base64
-import time
 
 from fusevault import passphrase
 from fusevault.cli.options import Command, passphrase_options
-from fusevault.encoding import shown
+from fusevault.encoding import shown, shown_time
 from fusevault.target import ask
 
 
@@ -33,8 +32,9 @@ def add_commands(command: Command) -> None:
 def cmd_unlock(args: argparse.Namespace) -> int:
     secret = passphrase.get(args.passphrase_fd, args.passphrase_file)
     answer = ask(args, {"cmd": "unlock", "passphrase": base64.b64encode(secret).decode()}, timeout=120)
-    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(answer["expires"]))
-    print(f"unlocked {shown(answer['user'])} until {until}")
+    # The unlock is done: a TTL beyond what time_t holds (kept from an older version, or confirmed from
+    # another device's) is shown as "never", never an exit 70 over a success (49t (3)).
+    print(f"unlocked {shown(answer['user'])} until {shown_time(answer.get('expires'))}")
     return 0
 
 

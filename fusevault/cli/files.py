@@ -25,7 +25,7 @@ settings:
   settle_seconds           how long a file must stay unchanged before import (default: 2)
   target_dir_to_dump       where export and receive put files by default
   peer_dir_for_storage     where peers' encrypted data is kept
-  passphrase_expiry_ttl    how long the passphrase stays unlocked: 30 min, 8 hr, 10 day
+  passphrase_expiry_ttl    how long the passphrase stays unlocked: 30 min, 8 hr, 10 day (3653 day at most)
 """
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import select
 import sys
 import tempfile
@@ -88,17 +89,29 @@ def _crash(verbose: bool, name: str) -> int:
     if verbose:
         log.exception("internal error")
     if where is None:
-        log.error("internal error (%s: %s); run it again with -v to see where", what, err)
+        log.error("internal error (%s: %s); run it again with -v to see where", what, _unsaid(str(err)))
     else:
-        log.error("internal error (%s: %s); please report it with %s", what, err, where)
+        log.error("internal error (%s: %s); please report it with %s", what, _unsaid(str(err)), where)
     return INTERNAL_ERROR
+
+
+# A UnicodeError's message names the character or byte it could not take and where it stands in the
+# text, and that text may be a passphrase or a code (a non-UTF-8 FUSEVAULT_PASSPHRASE wrote its odd
+# byte's position into the crash log: attack round 49t (5)).  Only the codec and the reason are kept.
+_UNICODE_DETAIL = re.compile(r"(can't (?:en|de)code|can't translate) "
+                             r"(?:characters?(?: '.*?')?|bytes?(?: 0x[0-9a-f]+)?) in position \d+(?:-\d+)?")
+
+
+def _unsaid(text: str) -> str:
+    """``text`` without what a UnicodeError says of the text it failed on."""
+    return _UNICODE_DETAIL.sub(r"\1 (which and where not shown)", text)
 
 
 def _crash_log(name: str) -> Path | None:
     """The traceback in a file of the state directory (or /tmp), mode 0600."""
     from fusevault import paths
 
-    text = f"fusevault {name}\n{traceback.format_exc()}"
+    text = _unsaid(f"fusevault {name}\n{traceback.format_exc()}")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     for folder in (lambda: paths.state_dir() / "logs", lambda: Path(tempfile.gettempdir())):
         try:

@@ -73,9 +73,10 @@ def add_commands(command: Command) -> None:
     whose.add_argument("--follow-default", action="store_true",
                        help="forget your own policy: follow the vault's default again")
     p.add_argument("--keep-every", type=int, metavar="MINUTES",
-                   help="keep every version this many minutes (then one per minute)")
+                   help="keep every version this many minutes (then one per minute; 1000000000 at most)")
     p.add_argument("--keep-all", type=int, metavar="DAYS",
-                   help="keep one version per minute this many days (all of the last --keep-every minutes)")
+                   help="keep one version per minute this many days (all of the last --keep-every minutes; "
+                        "each number of days or weeks is 1000000 at most)")
     p.add_argument("--daily", type=int, metavar="DAYS", help="then one per day for this many days")
     p.add_argument("--weekly", metavar="WEEKS", help="then one per week this many weeks, or 'forever'")
     p.add_argument("--trash", type=int, metavar="DAYS", help="keep deleted files this many days")

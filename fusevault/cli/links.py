@@ -7,12 +7,12 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 from fusevault.cli.options import Command, offline_options, relay_option
-from fusevault.encoding import shown
+from fusevault.encoding import shown, shown_time
 from fusevault.errors import InvalidInput
+from fusevault.links import LONGEST_EXPIRY
 
 UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600,
          "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800}
@@ -28,7 +28,10 @@ def parse_duration(text: str) -> float:
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", text.lower())
     if not found or found.group(2) not in UNITS or float(found.group(1)) <= 0:
         raise InvalidInput("a duration is a number and a unit: s, min, h, day or w (like '7 day')")
-    return float(found.group(1)) * UNITS[found.group(2)]
+    seconds = float(found.group(1)) * UNITS[found.group(2)]
+    if seconds > LONGEST_EXPIRY:  # a link made, then exit 70, then every `link list` too: 49t (3)
+        raise InvalidInput(f"a link lives {LONGEST_EXPIRY // 86400} days at most (about ten years)")
+    return seconds
 
 
 def _link_text(value: str) -> str:
@@ -52,7 +55,8 @@ def add_commands(command: Command) -> None:
     q.add_argument("path", help="a file or folder in the mount (with --vault: relative to its root)")
     q.add_argument("--append", action="store_true",
                    help="a drop box: others add files to this folder without seeing what is in it")
-    q.add_argument("--expires", metavar="DURATION", help="the link stops working after this (7d, 12h, 30min)")
+    q.add_argument("--expires", metavar="DURATION",
+                   help="the link stops working after this (7d, 12h, 30min; 3653d, ten years, at most)")
     relay_option(q)
     offline_options(q)
 
@@ -193,7 +197,9 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+    """An expiry as printed: one beyond what time_t holds (a record from before the bound, 49t (3))
+    is "never", never a `link list` that exits 70."""
+    return shown_time(seconds)
 
 
 COMMANDS = {"link": cmd_link}

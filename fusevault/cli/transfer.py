@@ -244,8 +244,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
     from fusevault.relay.state import Limits
 
     host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise InvalidInput("--listen takes HOST:PORT, e.g. 127.0.0.1:4080")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:  # bind() raised OverflowError: 49t (4)
+        raise InvalidInput("--listen takes HOST:PORT, a port from 0 to 65535, e.g. 127.0.0.1:4080")
     limits = Limits(session_ttl=args.session_ttl, join_attempts=args.join_attempts,
                     calls_per_second=args.calls_per_second, max_queue=args.max_queue)
     import redis

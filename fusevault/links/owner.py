@@ -29,7 +29,7 @@ import trio
 from fusevault.encoding import bytes_start, name_to_str, shown, str_to_name
 from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, LinkRefused, NotFound, VaultError
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
-from fusevault.links import capability, content, link_records
+from fusevault.links import LONGEST_EXPIRY, capability, content, link_records
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.link_records import LinkRecord, load_records, record_doc
 from fusevault.tasks import TaskState
@@ -125,6 +125,8 @@ class Links:
 
     async def create(self, path: bytes, server: str, drop: bool, expires_in: float | None) -> dict:
         self._allowed()
+        if expires_in is not None and not 0 < expires_in <= LONGEST_EXPIRY:  # the command bounds it too
+            raise InvalidInput(f"a link lives {LONGEST_EXPIRY // 86400} days at most (about ten years)")
         async with self.lock:
             if drop:
                 node = await make_dirs(self.vol, path, self.caller)

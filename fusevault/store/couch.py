@@ -20,15 +20,17 @@ import couchdb
 
 from fusevault.errors import Conflict, InvalidInput, StoreUnavailable
 from fusevault.store.places import PlaceRow, Places
+from fusevault.urls import http_url
 
 
 def split_url(url: str) -> tuple[str, str]:
     """``http://host:port/db`` -> (server URL, database name); credentials dropped."""
-    parts = urlsplit(url)
+    parts = http_url(url, "CouchDB database URL", "http://host:port/database")  # host, port: 49t (4)
     db = parts.path.strip("/")
-    if parts.scheme not in ("http", "https") or not parts.hostname or not db or "/" in db:
+    if not db or "/" in db:
         raise InvalidInput(f"not a CouchDB database URL: {strip_credentials(url)}")
-    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, "/", "", "")), db
 
 

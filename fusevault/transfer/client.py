@@ -29,6 +29,7 @@ from fusevault.errors import (
     WrongCode,
 )
 from fusevault.transfer import DEFAULT_RELAY as DEFAULT_RELAY  # where it was (the parser's is light)
+from fusevault.urls import http_url
 
 _SESSION_NAME = re.compile(r"[0-9]{1,12}")  # relay/state.py: digits
 
@@ -57,6 +58,7 @@ class Gone(VaultError):
 class RelayClient:
     def __init__(self, url: str, token: str | None = None, *, patience: float = 0.0,
                  tls: ssl.SSLContext | None = None) -> None:
+        http_url(url, "relay URL", "https://relay.example")  # a mistyped one: one line, not exit 70 (49t (4))
         self.url = url.rstrip("/")
         # Plain HTTP needs no TLS context (making one reads every CA certificate); clones share one.
         if self.url.startswith("https:"):

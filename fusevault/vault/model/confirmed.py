@@ -309,8 +309,17 @@ def _remember_safer(root: Path | str, key: MasterKey, mine: Settings | None, bas
 
 
 def ttl_seconds(user_doc: dict | None, key: MasterKey, root: Path | str) -> float:
-    """How long an unlock lasts: the authenticated TTL (the agent and the mount)."""
-    return effective(user_doc, key, root).settings.ttl_seconds()
+    """How long an unlock lasts: the authenticated TTL (the agent and the mount), at most
+    ``LONGEST_TTL``.  One that is no TTL (confirmed from another device's document: anyone's input
+    until signed, and a "nan" made the mount's expiry raise) is the default TTL, said in the log."""
+    settings = effective(user_doc, key, root).settings
+    try:
+        return settings.ttl_seconds()
+    except (KeyError, ValueError, TypeError):
+        log.error("passphrase_expiry_ttl %r is no TTL: the default, %s, applies (`fusevault config set "
+                  "passphrase_expiry_ttl` sets one)", settings.passphrase_expiry_ttl,
+                  Settings().passphrase_expiry_ttl)
+        return Settings().ttl_seconds()
 
 
 def changed(now: Effective, user_doc: dict, changes: dict[str, str]) -> tuple[Settings, Settings]:

@@ -28,12 +28,13 @@ import json
 import os
 import re
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fusevault import paths
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import AlreadyExists, InvalidInput, NotFound
 from fusevault.store import Store, tombstone
+from fusevault.urls import http_url
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model.nodes import new_id
 
@@ -50,17 +51,15 @@ def peer_doc(name: str, host: str, port: int, path_to_dump_chunks: str | None = 
 
 def parse_url(url: str) -> dict:
     """``http://host:port/db`` -> the Peers fields; a password in it is refused."""
-    parts = urlsplit(url)
+    parts = http_url(url, "CouchDB database URL", "http://host:port/database")  # host, port: 49t (4)
     db = parts.path.strip("/")
     if parts.password is not None or parts.username is not None:
         raise InvalidInput("credentials do not go in the URL (the command line is visible to "
                            "everyone): use --credentials-file FILE or --credentials-env NAME")
-    if parts.scheme not in ("http", "https") or not parts.hostname or not _DB_NAME.fullmatch(db):
+    if not _DB_NAME.fullmatch(db):
         raise InvalidInput(f"not a CouchDB database URL: {url!r} (expected http://host:port/database)")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 5984)
-    except ValueError:
-        raise InvalidInput(f"not a valid port in {url!r}") from None
+    port = parts.port or (443 if parts.scheme == "https" else 5984)
+    assert parts.hostname is not None  # http_url refuses a URL without one
     return {"scheme": parts.scheme, "host": parts.hostname, "port": port, "db": db}
 
 

@@ -245,10 +245,21 @@ def answer(policy: Policy, source: str) -> dict:
     return {"policy": asdict(policy), "text": policy.describe(), "source": source}
 
 
+# The most a person may set for each window (``retention --keep-all`` ...): far beyond any use, and
+# within what a signed document holds exactly (a number above 2**53 failed at the signature, a
+# traceback: attack round 49t (2)).  Policies signed before are read as they are.
+LONGEST = {"keep_all_minutes": 10**9, "keep_all_days": 10**6, "daily_days": 10**6, "weekly_weeks": 10**6,
+           "trash_days": 10**6}
+
+
 def changed(policy: Policy, changes: object) -> Policy:
     """``policy`` with ``changes`` (field -> value) applied, checked."""
     if not isinstance(changes, dict):
         raise InvalidInput("retention settings are given as field: value")
+    for name, value in changes.items():
+        most = LONGEST.get(name)
+        if most is not None and isinstance(value, int) and value > most:
+            raise InvalidInput(f"{name.replace('_', ' ')} is {most} at most")
     try:
         return replace(policy, **changes)
     except TypeError:

@@ -29,6 +29,11 @@ from fusevault.vault.model.setting_names import KEYS, STAMP
 FOLDERS = ("source_dir_to_watch", "target_dir_to_dump", "peer_dir_for_storage")
 MAX_AHEAD_US = 366 * 86400 * 10**6  # how far another device's clock may run ahead of this one's
 TTL_UNITS = {"min": 60, "hr": 3600, "day": 86400}
+# The longest TTL (about ten years): `config set` refuses more, and a longer one stored (by an older
+# version, or from another device's document) counts as this: time_t cannot hold the expiry of
+# 10**12 days, and `unlock` unlocked, then exited 70 (attack round 49t (3)).
+LONGEST_TTL_DAYS = 3653
+LONGEST_TTL = LONGEST_TTL_DAYS * 86400
 _UNIT_WORDS = {"m": "min", "min": "min", "mins": "min", "minute": "min", "minutes": "min",
                "h": "hr", "hr": "hr", "hrs": "hr", "hour": "hr", "hours": "hr",
                "d": "day", "day": "day", "days": "day"}
@@ -55,8 +60,13 @@ class Settings:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def ttl_seconds(self) -> int:
-        return float(self.passphrase_expiry_ttl["ttl"]) * TTL_UNITS[self.passphrase_expiry_ttl["unit"]]
+    def ttl_seconds(self) -> float:
+        """The TTL in seconds, at most ``LONGEST_TTL``; KeyError, ValueError or TypeError if the stored
+        value is none (the document is anyone's input: "nan", a list, an unknown unit)."""
+        seconds = float(self.passphrase_expiry_ttl["ttl"]) * TTL_UNITS[self.passphrase_expiry_ttl["unit"]]
+        if math.isnan(seconds):
+            raise ValueError("the TTL is not a number")
+        return min(seconds, LONGEST_TTL)
 
 
 assert KEYS == tuple(Settings.__dataclass_fields__), "setting_names.KEYS names the fields of Settings"
@@ -99,6 +109,8 @@ def parse_ttl(text: str) -> dict:
     if unit is None or float(found.group(1)) == 0:
         raise InvalidInput("passphrase_expiry_ttl is a number and a unit: min, hr or day (like '10 day')")
     number = float(found.group(1))
+    if number * TTL_UNITS[unit] > LONGEST_TTL:
+        raise InvalidInput(f"passphrase_expiry_ttl is {LONGEST_TTL_DAYS} day (about ten years) at most")
     return {"ttl": str(int(number)) if number.is_integer() else str(number), "unit": unit}
 
 

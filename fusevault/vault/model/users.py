@@ -272,9 +272,17 @@ def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = 
     key_memory.remember(root, back)
 
 
-def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new: bytes) -> None:
+def check_passphrase(root: Path | str, doc: dict, passphrase: bytes) -> bytes:
+    """Her master key, if ``passphrase`` opens what a key change builds on (WrongPassphrase if not):
+    ``passwd`` checks the current one before it asks for a new one (a mistyped one is exit 3 at once)."""
+    return _master(_base(root, doc)[1], passphrase)
+
+
+def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new: bytes,
+                      master: bytes | None = None) -> None:
+    """``old`` replaced by ``new``; ``master``: what ``check_passphrase(old)`` gave (not opened twice)."""
     served, base = _base(root, doc)
-    master = _master(base, old)
+    master = master if master is not None else _master(base, old)
     fields = wrap_master(doc["_id"], master, new, default_params())
     # The recovery wrapping (if any) is of the same master key: it stays valid.  The wrapping replaced
     # is retired: a body still carrying it never wins again, whatever its number (key_memory.newest).

@@ -20,6 +20,7 @@ from fusevault.errors import InvalidInput, PermissionDenied, VaultError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links.owner import Links
 from fusevault.tasks import TaskState
+from fusevault.urls import http_url
 from fusevault.vault.model import confirmed, retention
 from fusevault.vault.model import settings as user_settings
 from fusevault.vault.model.history import Version, parse_when
@@ -219,8 +220,9 @@ class Requests:
         if expires_in is not None and not (isinstance(expires_in, (int, float)) and expires_in > 0):
             raise InvalidInput("expiry must be a positive duration")
         server = request.get("server")
-        if not isinstance(server, str) or not server.startswith(("http://", "https://")):
+        if not isinstance(server, str):
             raise InvalidInput("the link server is an http:// or https:// URL")
+        http_url(server, "link server URL", "https://relay.example")
         return await self.links.create(self._path(request), server, bool(request.get("drop")), expires_in)
 
     async def do_link_push(self, request: dict) -> dict:

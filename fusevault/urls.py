@@ -1,0 +1,57 @@
+"""The one check of an http(s) URL a person typed (a peer, a CouchDB store, a relay, a link's server).
+
+Both parsers that later read it must take it: ``urllib.parse`` (CouchDB-Python, our own splitting)
+and httpx (the sync, the relay and link clients).  Each refuses its own set of mistakes, and did so
+only at the first request (a port of 99999, an unclosed ``[::1``, a host ``256.1.1.1``), where
+nothing turned them into a one-line refusal: an "internal error", exit 70 (attack round 49t (4)).
+Here both parse it once, up front, and any mistake is ``InvalidInput`` (exit 12).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, urlsplit
+
+from fusevault.errors import InvalidInput
+
+SCHEMES = ("http", "https")
+
+
+def http_url(url: str, what: str = "URL", example: str = "http://host:port/...") -> SplitResult:
+    """``url`` split, if it is an http:// or https:// URL whose host and port both parsers take.
+
+    ``what`` names it in the refusal (``relay URL``), ``example`` shows its form.  A refusal echoes
+    the URL without its credentials."""
+    shown = _without_credentials(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # an unclosed "[", a bracketed host that is no IPv6 address
+        raise InvalidInput(f"not a valid {what}: {shown} ({_reason(err)})") from None
+    try:
+        _ = parts.port  # digits, 0-65535
+    except ValueError as err:
+        raise InvalidInput(f"not a valid port in {shown} ({_reason(err)})") from None
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise InvalidInput(f"not a valid {what}: {shown} (expected {example})")
+    import httpx  # here: the command's parser stays light
+
+    try:
+        httpx.URL(url)  # an IPv4 address out of range (256.1.1.1), a bad IPv6 one, a control character
+    except httpx.InvalidURL as err:
+        raise InvalidInput(f"not a valid {what}: {shown} ({_reason(err)})") from None
+    return parts
+
+
+def _reason(err: Exception) -> str:
+    """What was wrong, in a few words (the parsers name the host or the port, never the credentials)."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:200]
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` with any ``user:password@`` cut out, found by hand: the URL may not parse."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
+    at = rest.rfind("@", 0, min(ends, default=len(rest)))
+    return url if at < 0 else f"{scheme}://{rest[at + 1:]}"
