@@ -50,6 +50,17 @@ def presented(request: Request) -> Presented:
         raise Refused(400, "the key is not base64url") from None
 
 
+# The longest a link may live, as the owner's client bounds it (fusevault/links: the relay imports no
+# client code).  Unbounded, a whole number past a float's range made the create fail unanswered (an
+# OverflowError, a 500), and one within it an item that outlives every clock (round 49t (3)).
+LONGEST_EXPIRY = 3653 * 86400
+
+
+def _a_lifetime(seconds: object) -> bool:
+    return (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+            and 0 < seconds <= LONGEST_EXPIRY)
+
+
 async def read_json(request: Request) -> dict:
     """The request's body: a JSON object, or a 400/413 answer (read as a stream, capped)."""
     return await guards.read_json(request, MAX_JSON)
@@ -71,8 +82,8 @@ class ItemRoutes:
     async def create(self, request: Request) -> Response:
         body = await read_json(request)
         expires_in = body.get("expires_in")
-        if expires_in is not None and (not isinstance(expires_in, (int, float)) or expires_in <= 0):
-            raise Refused(400, "expires_in is a positive number of seconds")
+        if expires_in is not None and not _a_lifetime(expires_in):
+            raise Refused(400, f"expires_in is a number of seconds above 0, at most {LONGEST_EXPIRY}")
         return JSONResponse(await self.call("create", body, expires_in), status_code=201)
 
     async def describe(self, request: Request) -> Response:

@@ -146,6 +146,21 @@ def test_what_each_key_reads_of_the_item_and_its_versions(relay: str, role: str 
         assert every.status_code in (401, 403)
 
 
+@pytest.mark.parametrize("expires_in", [10**400, 2**1023 * 3, 1e300, 3653 * 86400 + 1, 0, -5, True, "60"])
+def test_a_link_lifetime_past_the_longest_or_not_a_number_is_refused(relay: str, expires_in: object) -> None:
+    """The relay bounds ``expires_in`` as the owner's client does (at most 3653 days): a whole number
+    past a float's range was an unanswered 500 (OverflowError), and a huge one an item that
+    outlives every clock (round 49t (3))."""
+    keys = {f"{role}_key_hash": hashlib.sha256(os.urandom(32)).hexdigest() for role in ("read", "append", "delete")}
+    body = json.dumps({**keys, "hashinfo": {"hash": "sha256"}, "expires_in": 0}).replace(
+        '"expires_in": 0', f'"expires_in": {json.dumps(expires_in)}')
+    answer = httpx.post(f"{relay}/items", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert "expires_in" in answer.json()["error"]
+    longest = httpx.post(f"{relay}/items", json={**keys, "hashinfo": {"hash": "sha256"}, "expires_in": 3653 * 86400})
+    assert longest.status_code == 201, longest.text
+
+
 def test_item_ids_never_begin_like_an_option(monkeypatch) -> None:
     from fusevault.relay import items
 
