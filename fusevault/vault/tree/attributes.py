@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import logging
 import stat
+from collections.abc import Mapping
 
-from fusevault.errors import NoAttribute, NotSupported, VaultError
-from fusevault.vault.model.nodes import Node, note_change, now_ns
+from fusevault.errors import NoAttribute, NoSpace, NotSupported, VaultError
+from fusevault.vault.model.nodes import Node, note_change, now_ns, xattr_bytes
 from fusevault.vault.tree.access import Access
 from fusevault.vault.tree.tx import Tx
 
 log = logging.getLogger(__name__)
 
 XATTR_PREFIX = b"user."
+# What a node's extended attributes may hold in all, names and values (``xattr_bytes``), and how many
+# there may be: each setxattr seals, signs and commits the whole node document again under the tree's
+# one metadata lock, so without a bound another local user's own file with a hundred 60 KB values made
+# each of his calls cost all he had set, and every user's requests waited behind it (attack round
+# 49t (6)).  64 KiB is the kernel's bound on one value (XATTR_SIZE_MAX), here on all of a file's (ext4
+# holds them in one block, 4 KiB most often); past it, ENOSPC, as ext4 answers.  The count bounds the
+# entries of a document of many empty values.
+XATTR_BYTES_MAX = 64 * 1024
+XATTR_COUNT_MAX = 1024
 
 
 class Attributes(Access):
@@ -84,6 +94,7 @@ class Attributes(Access):
             raise NotSupported("only user.* extended attributes are supported")
         async with self.meta_lock:
             node = self.require(ino, write=True)
+            _check_room(node.xattrs, name, value)
             tx = Tx()
             tx.touch(node)
             node.xattrs = {**node.xattrs, name: bytes(value)}
@@ -149,6 +160,19 @@ class Attributes(Access):
                 return len(new) + len(changed)
         self.pending_error = None  # what a window could not commit is saved now
         return 0
+
+
+def _check_room(xattrs: Mapping[bytes, bytes], name: bytes, value: bytes) -> None:
+    """Refuse (NoSpace: ENOSPC) a set of ``name`` to ``value`` that leaves ``xattrs`` over their cap
+    (XATTR_BYTES_MAX, XATTR_COUNT_MAX).  A node over it already (a vault from before the cap, another
+    device's document) keeps what it holds, and takes a set that makes it hold no more."""
+    had, count = xattr_bytes(xattrs), len(xattrs)
+    old = xattrs.get(name)
+    size = had + len(name) + len(value) - (0 if old is None else len(name) + len(old))
+    after = count + (old is None)
+    if (size > XATTR_BYTES_MAX or after > XATTR_COUNT_MAX) and (size > had or after > count):
+        raise NoSpace(f"a file's extended attributes may hold at most {XATTR_BYTES_MAX // 1024} KiB "
+                      f"and {XATTR_COUNT_MAX} names in all")
 
 
 def _settable(name: bytes) -> bool:
