@@ -151,13 +151,15 @@ def test_a_link_lifetime_past_the_longest_or_not_a_number_is_refused(relay: str,
     """The relay bounds ``expires_in`` as the owner's client does (at most 3653 days): a whole number
     past a float's range was an unanswered 500 (OverflowError), and a huge one an item that
     outlives every clock (round 49t (3))."""
-    keys = {f"{role}_key_hash": hashlib.sha256(os.urandom(32)).hexdigest() for role in ("read", "append", "delete")}
+    keys = {f"{role}_key_hash": hashlib.sha256(os.urandom(32)).hexdigest()
+            for role in ("read", "append", "delete")}
     body = json.dumps({**keys, "hashinfo": {"hash": "sha256"}, "expires_in": 0}).replace(
         '"expires_in": 0', f'"expires_in": {json.dumps(expires_in)}')
     answer = httpx.post(f"{relay}/items", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 400, answer.text
     assert "expires_in" in answer.json()["error"]
-    longest = httpx.post(f"{relay}/items", json={**keys, "hashinfo": {"hash": "sha256"}, "expires_in": 3653 * 86400})
+    longest = httpx.post(f"{relay}/items",
+                         json={**keys, "hashinfo": {"hash": "sha256"}, "expires_in": 3653 * 86400})
     assert longest.status_code == 201, longest.text
 
 
