@@ -62,7 +62,7 @@ class Operations(pyfuse3.Operations):
         # while locked every request but forget is refused.
         self.gate = gate if gate is not None else Gate()
         self.timeout = timeout
-        self.versions = VersionsOps(self.gate, self.entry)
+        self.versions = VersionsOps(self.gate, self.entry, lambda: self.allow_other)
 
     @property
     def vol(self) -> Volume:

@@ -21,6 +21,7 @@ from fusevault import errors
 from fusevault.agent.gate import Gate
 from fusevault.fs.numbers import BITS, Handle
 from fusevault.vault.model.nodes import Node
+from fusevault.vault.services.versions_view import Reader
 
 if TYPE_CHECKING:
     from fusevault.vault.services.versions_view import VersionsView
@@ -73,6 +74,23 @@ def by_handle(table: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
+def _groups(pid: int) -> frozenset[int]:
+    """The caller's supplementary groups (the kernel's request says its uid and gid only): from
+    /proc; none if it is gone (the check is then stricter than the kernel's, never looser)."""
+    try:
+        with open(f"/proc/{int(pid)}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Groups:"):
+                    return frozenset(int(g) for g in line.split()[1:][:65536] if g.isdigit())
+    except (OSError, ValueError):
+        pass
+    return frozenset()
+
+
+def reader_of(ctx: RequestContext) -> Reader:
+    return Reader(ctx.uid, frozenset({ctx.gid}) | _groups(ctx.pid))
+
+
 def writing(flags: int) -> bool:
     return (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
 
@@ -94,13 +112,19 @@ async def reply_entries(source: Volume | VersionsView, fh: Handle, start_id: int
 class VersionsOps:
     """The view's answers; the request already went through fs/operations.py's boundary."""
 
-    def __init__(self, gate: Gate, entry: Entry) -> None:
+    def __init__(self, gate: Gate, entry: Entry, others: Callable[[], bool] = lambda: False) -> None:
         self.gate = gate
         self.entry = entry
+        # Whether other uids use the mount (``--allow-other-users``): each is then checked against a
+        # version's own mode (``Reader``); else only the mount's user reaches it, as the kernel says.
+        self.others = others
+
+    def _reader(self, ctx: RequestContext) -> Reader | None:
+        return reader_of(ctx) if self.others() else None
 
     async def lookup(self, parent_inode: InodeT, name: bytes, ctx: RequestContext) -> pyfuse3.EntryAttributes:
         view = self.gate.view()
-        node = await view.lookup(parent_inode, name)
+        node = await view.lookup(parent_inode, name, self._reader(ctx))
         if not view.owns(node.ino):  # ".." of .versions: the real root
             self.gate.volume().remember(node)
         return self.entry(node)
@@ -115,13 +139,13 @@ class VersionsOps:
     async def open(self, inode: InodeT, flags: int, ctx: RequestContext) -> pyfuse3.FileInfo:
         view = self.gate.view()
         fh = self.gate.volume().new_fh()
-        await view.open(inode, fh, writing(flags))
+        await view.open(inode, fh, writing(flags), self._reader(ctx))
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:
         view = self.gate.view()
         fh = self.gate.volume().new_fh()
-        await view.opendir(inode, fh)
+        await view.opendir(inode, fh, self._reader(ctx))
         return fh
 
     async def getxattr(self, inode: InodeT, name: bytes, ctx: RequestContext) -> bytes:

@@ -193,8 +193,6 @@ def open_place():
     place.rmdir()
 
 
-@pytest.mark.xfail(strict=True, reason="49t (1): a 0600 file replaced by a rename shows its versions "
-                                       "to every user of an --allow-other-users mount")
 def test_a_private_files_versions_stay_private_after_a_rename_replaces_it(vault: Path, open_place) -> None:
     old = os.umask(0o022)
     try:
@@ -247,8 +245,6 @@ def test_an_unlock_with_a_huge_ttl_answers_or_the_ttl_is_refused(vault: Path, tm
         assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="49t (1): another user's rename over her 0600 file in a folder he "
-                                       "may write gives him its versions in .versions")
 def test_another_user_who_replaces_her_private_file_does_not_read_its_versions(vault: Path,
                                                                              open_place) -> None:
     old = os.umask(0o022)

@@ -8,6 +8,7 @@ through that manifest, so versions share every block they did not change.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -47,6 +48,22 @@ Accept = Callable[[dict], bool]
 
 
 @dataclass(frozen=True)
+class Holder:
+    """The mode and owner of a file this one replaced by a rename, as that file's own signed node
+    document last said them: a version of it is that file's, and keeps them (attack round 49t (1))."""
+
+    mode: int
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, attrs: dict) -> Holder:
+        """From a replaced file's opened attributes (their numbers checked by ``open_node_attrs``);
+        one missing is 0: root's, nobody's to read (the safe side)."""
+        return cls(attrs.get("mode", 0), attrs.get("uid", 0), attrs.get("gid", 0))
+
+
+@dataclass(frozen=True)
 class Version:
     vid: str
     fid: str
@@ -58,6 +75,9 @@ class Version:
     path: str  # where the file was when the version was made
     manifest: tuple[int, int]
     dek: bytes = field(repr=False, default=b"")  # of the node that holds it
+    # The file it belongs to, when that is one the file replaced by a rename (``lineage``): its own
+    # mode and owner apply to it; None: the file's own version, under the file's mode and owner.
+    holder: Holder | None = None
 
 
 def version_plain(doc: dict, dek: bytes) -> dict:
@@ -191,6 +211,7 @@ class Link:
     dek: bytes = field(repr=False)
     doc: dict | None  # the node document of a replaced file (None: the file itself)
     versions: list[Version]
+    holder: Holder | None = None  # a replaced file's own mode and owner (None: the file itself)
 
 
 def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | None,
@@ -224,8 +245,9 @@ def lineage(store: Store, key: MasterKey, fid: str, dek: bytes, previous: str | 
                 "which does not say so: its versions are not this file's history")
             break
         seen.add(previous)
-        links.append(Link(previous, dek, doc,
-                          versions_of(store, previous, dek, key, attrs.get("epoch", 0), accept)))
+        holder = Holder.of(attrs)
+        links.append(Link(previous, dek, doc, [dataclasses.replace(v, holder=holder) for v in versions_of(
+            store, previous, dek, key, attrs.get("epoch", 0), accept)], holder))
         naming = (previous, doc)
         previous = attrs.get("previous")
     return links

@@ -201,6 +201,11 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         if version.fid == node.fid and version.dek == node.dek:
             await volume.restore_contents(node, version.manifest, version.vid)
         else:  # another file's version (this one replaced it) or another epoch: other key, so copied
+            # A version of the file this one replaced comes back as that file was: its owner, the
+            # stricter mode, set before its contents are in it (another user's file never gets them).
+            mode, uid, gid = kept_as(node, version)
+            if (mode, uid, gid) != (stat.S_IMODE(node.mode), node.uid, node.gid):
+                await volume.setattr(node.ino, mode=mode, uid=uid, gid=gid)
             fh = await volume.open(node.ino, write=True)
             try:
                 await volume.setattr(node.ino, size=0)
@@ -214,6 +219,19 @@ async def restore(volume: Volume, path: bytes, *, at: int | None = None, vid: st
         # is sealed under a new key, given to whoever may read it now.
         await volume.rekey(node)
     return path, version, node
+
+
+def kept_as(node: Node, version: Version | None) -> tuple[int, int, int]:
+    """The (mode bits, uid, gid) a version's contents may be written under: the file's own for its
+    own version; for a version of a file it replaced by a rename (``Version.holder``), that file's
+    owner and the strictest of its last mode and this file's.  So a restore gives no one contents
+    the replaced file did not let them read (another user's ``mv`` over her 0600 file, or her
+    own ``mv draft.txt diary.txt``: attack round 49t (1))."""
+    bits = stat.S_IMODE(node.mode)
+    if version is None or version.holder is None:
+        return bits, node.uid, node.gid
+    holder = version.holder
+    return bits & stat.S_IMODE(holder.mode), holder.uid, holder.gid
 
 
 def _hold_back_unless_seen_there(volume: Volume, doc: dict, parent: Node) -> None:
@@ -230,12 +248,14 @@ def _hold_back_unless_seen_there(volume: Volume, doc: dict, parent: Node) -> Non
 
 
 async def _copy_out(volume: Volume, node: Node, version: Version | None, to: bytes) -> Node:
-    """A new file at ``to`` with the version's contents (a new file id, so new blocks)."""
+    """A new file at ``to`` with the version's contents (a new file id, so new blocks), made with the
+    mode and owner the version may be read under (``kept_as``)."""
+    mode, uid, gid = kept_as(node, version)
     where, name = split(to)
-    parent = await make_dirs(volume, where, Caller(node.uid, node.gid))
+    parent = await make_dirs(volume, where, Caller(uid, gid))
     if name in parent.children:
         raise Exists(f"{name_to_str(to)} exists: choose another --to")
-    fh, new = await volume.create(parent.ino, name, node.mode & 0o7777, Caller(node.uid, node.gid))
+    fh, new = await volume.create(parent.ino, name, mode, Caller(uid, gid))
     volume.forget(new.ino, 1)
     try:
         if version is not None:
