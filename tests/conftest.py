@@ -377,6 +377,19 @@ def sync_status(mountpoint: Path) -> dict:
     return peer
 
 
+def mount_status(mountpoint: Path) -> dict:
+    """The mount's entry of ``fusevault status MOUNTPOINT --json`` (its alarms, tasks, pid), asked in
+    this process as that command asks (cli/status.py ``gather``), as ``sync_status`` is: the tests
+    poll alarms and the import task while they wait, and a command started per poll kept a core busy
+    starting Python.  The command's own output is tested where it is what is tested (test_cli.py,
+    test_service.py, test_trust_settings.py)."""
+    from fusevault.cli.status import gather
+
+    mounts = gather(mountpoint, "status")
+    assert len(mounts) == 1, f"not one vault mounted at {mountpoint}: {mounts}"
+    return mounts[0]
+
+
 def settled(mountpoint: Path) -> bool:
     """Nothing waits to be pushed, and still nothing half a second later: a change just made may wait
     for its group commit (GROUP_WINDOW, vault/tree/inodes.py) before the store, and so
