@@ -353,6 +353,16 @@ def wait_for(check, what, timeout: float = LONG):
         time.sleep(0.2)
 
 
+@pytest.fixture
+def quick_longpoll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mounts this test starts wait 2 s, not 20, on a quiet longpoll (FUSEVAULT_LONGPOLL_SECONDS,
+    sync/couch_api.py): for a scene that waits for what the pull does once caught up again (a refused
+    deletion said at the first quiet longpoll past its while, held deletions judged after an unlock),
+    which is then up to 20 s of waiting for nothing per step.  Not for a test of the pull's wake-up
+    (``Replicator.want_again``: asked now, not after the longpoll), which a short longpoll would hide."""
+    monkeypatch.setenv("FUSEVAULT_LONGPOLL_SECONDS", "2")
+
+
 def sync_status(mountpoint: Path) -> dict:
     """The mount's one peer, as ``fusevault sync status MOUNTPOINT --json`` lists it.  Asked in this
     process, as that command asks (cli/status.py ``gather``): tests poll it every 0.2 s while they
@@ -365,6 +375,19 @@ def sync_status(mountpoint: Path) -> dict:
     (mount,) = mounts
     (peer,) = mount["peers"]
     return peer
+
+
+def mount_status(mountpoint: Path) -> dict:
+    """The mount's entry of ``fusevault status MOUNTPOINT --json`` (its alarms, tasks, pid), asked in
+    this process as that command asks (cli/status.py ``gather``), as ``sync_status`` is: the tests
+    poll alarms and the import task while they wait, and a command started per poll kept a core busy
+    starting Python.  The command's own output is tested where it is what is tested (test_cli.py,
+    test_service.py, test_trust_settings.py)."""
+    from fusevault.cli.status import gather
+
+    mounts = gather(mountpoint, "status")
+    assert len(mounts) == 1, f"not one vault mounted at {mountpoint}: {mounts}"
+    return mounts[0]
 
 
 def settled(mountpoint: Path) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -24,6 +25,20 @@ from fusevault.errors import PeerUnavailable
 # A longpoll waits at most this long; pouchdb-server ignores the server-side
 # timeout, so the client's read timeout ends a quiet wait.
 LONGPOLL_SECONDS = 20
+
+
+def _longpoll_seconds() -> int:
+    """``LONGPOLL_SECONDS``, or shorter (1 s at least) where FUSEVAULT_LONGPOLL_SECONDS says so: the
+    tests whose scenes wait for what a pull does once caught up (an alarm said at the first quiet
+    longpoll past a while) shorten it, as FUSEVAULT_GROUP_WINDOW widens the group commit.  Anything
+    else (longer, not a number) is the default."""
+    text = os.environ.get("FUSEVAULT_LONGPOLL_SECONDS", "")
+    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= LONGPOLL_SECONDS
+    return int(text) if ok else LONGPOLL_SECONDS
+
+
+LONGPOLL_WAIT = _longpoll_seconds()
+
 # Requests in flight per database: the pull's longpoll and the push.
 THREADS = 2
 # Seconds a task spent waiting for answers, for a task that sets it (the
@@ -120,8 +135,8 @@ class CouchDatabase:
         params = {"since": json.dumps(since) if not isinstance(since, str) else since,
                   "style": "all_docs", "limit": str(limit)}
         if wait:
-            params.update(feed="longpoll", timeout=str(LONGPOLL_SECONDS * 1000))
-            answer = await self._call("GET", "/_changes", params=params, wait=LONGPOLL_SECONDS)
+            params.update(feed="longpoll", timeout=str(LONGPOLL_WAIT * 1000))
+            answer = await self._call("GET", "/_changes", params=params, wait=LONGPOLL_WAIT)
             if answer is None:
                 return [], since
         else:

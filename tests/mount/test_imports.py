@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import PASSPHRASE, force_unmount, fusevault, mounted, server_pids
+from conftest import PASSPHRASE, force_unmount, fusevault, mount_status, mounted, server_pids
 
 from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import CHANGING, UNCHANGED, VERSION, Importer
@@ -44,9 +44,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 90) -> None:
 
 
 def import_task(mnt: Path) -> dict:
-    result = fusevault("status", mnt, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["mounts"][0]["tasks"]["import"]
+    """The mount's import task, as ``fusevault status MOUNTPOINT --json`` lists it (``mount_status``)."""
+    return mount_status(mnt)["tasks"]["import"]
 
 
 def versions(mnt: Path, path: str) -> list[str]:

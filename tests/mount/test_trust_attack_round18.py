@@ -253,6 +253,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import adversary
+import pytest
 from conftest import PASSPHRASE, first_device, fusevault, mounted, new_device, settled, wait_for
 from services.test_trust_attack_round4 import _alarms
 
@@ -590,6 +591,7 @@ def test_the_server_deleting_a_live_files_document_neither_removes_it_nor_goes_u
         f"{again}, said {said_again})")
 
 
+@pytest.mark.usefixtures("quick_longpoll")  # waits on pulls once caught up again
 def test_the_server_deleting_her_files_version_document_leaves_it_readable(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """The server tombstones the version document (FilesMetaData) of a live file's newest version."""
@@ -623,6 +625,7 @@ def _held(vault: Path) -> set[str]:
         return set(replica.get_local(store, "sync-server").get("held") or {})
 
 
+@pytest.mark.usefixtures("quick_longpoll")  # waits on pulls once caught up again
 def test_version_deletions_arriving_while_she_is_locked_wait_for_her_unlock(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """Locked, no tree tells a live file's version from one gc may drop: the server's deletions of

@@ -160,6 +160,7 @@ from conftest import (
     first_device,
     fusevault,
     laptop_and_desktop,
+    mount_status,
     mounted,
     new_device,
     settled,
@@ -168,10 +169,7 @@ from conftest import (
 
 
 def alarms(mountpoint: Path) -> list[dict]:
-    result = fusevault("status", mountpoint, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    (mount,) = json.loads(result.stdout)["mounts"]
-    return mount["alarms"]
+    return mount_status(mountpoint)["alarms"]
 
 
 def root_fid(vault: Path) -> str:

@@ -9,7 +9,6 @@ database it syncs with; they hold no key.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from conftest import (
     first_device,
     fusevault,
     laptop_and_desktop,
+    mount_status,
     mounted,
     remount,
     settled,
@@ -28,10 +28,7 @@ from conftest import (
 
 
 def alarms(mountpoint: Path) -> list[dict]:
-    result = fusevault("status", mountpoint, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    (mount,) = json.loads(result.stdout)["mounts"]
-    return mount["alarms"]
+    return mount_status(mountpoint)["alarms"]
 
 
 def status_text(mountpoint: Path) -> str:

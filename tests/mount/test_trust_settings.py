@@ -12,7 +12,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import fusevault, mounted
+from conftest import fusevault, mount_status, mounted
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fusevault.crypto.signing import sign_doc
@@ -29,9 +29,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 90) -> None:
 
 
 def status(mnt: Path) -> dict:
-    result = fusevault("status", mnt, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["mounts"][0]
+    return mount_status(mnt)  # ``fusevault status MNT --json``'s entry, asked in-process (conftest.py)
 
 
 def warned(mnt: Path, words: str) -> bool:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import adversary
 import httpx
-from conftest import first_device, fusevault, mounted, settled, wait_for
+from conftest import first_device, fusevault, mount_status, mounted, settled, wait_for
 
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
@@ -68,10 +68,7 @@ def _fid_of(couch: adversary.Server, before: set[str]) -> str:
 
 
 def _alarms(mnt: Path) -> list[dict]:
-    result = fusevault("status", mnt, "--json", passphrase=None)
-    assert result.returncode == 0, result.stderr
-    (mount,) = json.loads(result.stdout)["mounts"]
-    return mount["alarms"]
+    return mount_status(mnt)["alarms"]
 
 
 def test_a_deleted_file_is_not_brought_back_by_its_older_revision_replayed_as_a_branch(
