@@ -35,18 +35,47 @@ Hole (2), low (garbage kept for ever): gc's ``used_ranges`` keeps every copy of 
   Fix (suggested): keep a node copy only where a kept version's tree names (writer, index) (its
     ``manifest.nodes`` walk gives the one it reads; the others of that node as for blocks).
 
-Tests: those named above (strict xfails).
+Hole (3), low (EIO and a false forgery-class alarm while a file stays open): ``Content.where`` loads
+  ``_copies`` with ``_moved`` only when a writer's vid is new to the reader (``_looked_up``), and
+  ``_looked_up`` is then every vid with an arrived row.  In 46a (3)'s scene the first copy (his, the
+  server's bytes of his hash) is an arrived row of writer v1, so a Content that read v1's blocks once
+  before her copy came never looks the copies up again: her version's reads through a handle opened
+  meanwhile fall back to his copy, fail her hash, and say EIO with the alarm "record 0 of version v1
+  is not what its author sealed: refused (EIO) (resealed in place by someone holding the file's
+  key?)" at every read until every handle closes, though her copy is here (a new open reads it).
+  (The honest first-copy case is refreshed only by accident: with no arrived row of v1,
+  ``_looked_up`` is replaced by the next vid looked up, so v1 is looked up again.)
+  Seen: ``test_a_handle_open_while_her_copy_comes_reads_it`` (run, fails: the handle reads EIO (5),
+    a new open reads her bytes); control
+    ``test_a_handle_open_while_a_punched_record_comes_back_reads_it_control`` (passes).
+  Cause: vault/files/content.py ``where``: the copies looked up once per vid per reader, never on a
+    record placed again (``places.note_arrival`` bumps nothing a reader sees).
+  Impact: a long-lived open (an editor, a player, a second program) of her genuine version reads EIO
+    and raises a forgery alarm naming the record, after the fix placed her bytes.
+  Fix (suggested): a places generation bumped by every ``insert_arrived`` (``note_arrival``), a reader
+    looking ``_moved``/``_copies`` up again when it changed; or, on a hash mismatch where a copy is
+    named, look the copies up once more before refusing.
+
+Tests: those named above (strict xfails) and their controls.  Run (-n 0, this file, 12:16 UTC):
+  with --runxfail the three xfails fail at their own assertions, the controls pass.
 """
 
 from __future__ import annotations
 
+import base64
+import errno
+import hashlib
+import os
 from types import SimpleNamespace
 
+import pyfuse3
 import pytest
 
 from fusevault.vault.files.content import Content
-from fusevault.vault.services import gc
+from fusevault.vault.services import gc, punched_wants
 from fusevault.vault.services.punched_wants import inherits_punched
+from inprocess.conftest import ME
+from inprocess.test_attack_43d import _Conflicted, _forged
 from inprocess.test_punched_records import Peer, _expected, _punched_scene, _read, _replicator
 
 
@@ -99,3 +128,71 @@ def test_gc_keeps_a_block_copy_the_kept_version_names_control() -> None:
     block_copy = (9000, 120)
     ranges = _gc_scene({("v2", 0): {b"\1" * 32: (100, 120), b"\2" * 32: block_copy}})
     assert (block_copy[0], block_copy[0] + block_copy[1]) in ranges
+
+
+# --- (3): a handle open on her version while her copy comes
+
+
+async def _handle_read(fs, fh) -> bytes | int:
+    try:
+        return await fs.ops.read(fh, 0, 1 << 20)
+    except pyfuse3.FUSEError as err:
+        return err.errno
+
+
+async def _her_copy_comes_while_open(fs, monkeypatch, other_copy: bool) -> tuple[object, object]:
+    """plan.bin's v2 (hers) inherits v1's punched blocks 0, 1 (the writer's version unknown here).
+    ``other_copy``: his leaf, walked alone first, had the server's bytes of his hash placed (46a (3)'s
+    scene), so hers is wanted as another copy; else (the honest 41b scene) the record is simply
+    punched.  A handle is opened on plan.bin and read (EIO: her bytes not here), then the holding peer
+    sends her bytes.  (handle, the read before)."""
+    volume = fs.volume
+    monkeypatch.setattr(punched_wants, "_writers_sealed", lambda *args: None)
+    node, _, genuine = await _punched_scene(fs)
+    if other_copy:
+        monkeypatch.setattr(punched_wants, "replica", _Conflicted(node.fid))
+        forged = _forged(genuine)
+        tree = volume.tree
+        assert inherits_punched(volume, node)
+        mine = tree.records_wanted.pop((node.fid, node.head))
+        tree.records_vouched.clear()
+        his = (node.fid, "0" * len(node.head))
+        by_id = {doc["_id"]: doc for doc in forged}
+        tree.records_wanted[his] = tree.records_vouched[his] = {
+            (vid, idx): (owner, hashlib.sha256(base64.b64decode(
+                by_id[f"rec-{node.fid}-{vid}-{idx}"]["data"])).digest())
+            for (vid, idx), (owner, _) in mine.items()}
+        r, _ = _replicator(fs, Peer(forged), "server")
+        await r._take_punched()
+    assert inherits_punched(volume, node)  # her version (walked): her bytes wanted
+    volume.layout.places.note_arrival()  # a vault that ever synced (records came from peers before)
+    info = await fs.ops.open(volume.resolve(b"plan.bin").ino, os.O_RDONLY, ME)
+    before = await _handle_read(fs, info.fh)
+    r, _ = _replicator(fs, Peer(genuine), "holding")
+    for _ in range(2):
+        await r._take_punched()
+    volume.layout.places.refused.clear()
+    return info, before
+
+
+@pytest.mark.xfail(strict=True, reason="50a (3): an open handle reads the first copy, not hers")
+async def test_a_handle_open_while_her_copy_comes_reads_it(fs, monkeypatch) -> None:
+    info, before = await _her_copy_comes_while_open(fs, monkeypatch, other_copy=True)
+    try:
+        got = await _handle_read(fs, info.fh)
+    finally:
+        await fs.ops.release(info.fh)
+    assert before == errno.EIO, f"the scene: EIO before her copy came, got {before!r:.40}"
+    assert await _read(fs) == _expected(), "the scene: a new open reads her copy"
+    shown = got if isinstance(got, int) else "other bytes"
+    assert got == _expected(), f"the handle open meanwhile reads {shown}"
+
+
+async def test_a_handle_open_while_a_punched_record_comes_back_reads_it_control(fs, monkeypatch) -> None:
+    info, before = await _her_copy_comes_while_open(fs, monkeypatch, other_copy=False)
+    try:
+        got = await _handle_read(fs, info.fh)
+    finally:
+        await fs.ops.release(info.fh)
+    assert before == errno.EIO
+    assert got == _expected()
