@@ -56,8 +56,26 @@ Hole (3), low (EIO and a false forgery-class alarm while a file stays open): ``C
     looking ``_moved``/``_copies`` up again when it changed; or, on a hash mismatch where a copy is
     named, look the copies up once more before refusing.
 
-Tests: those named above (strict xfails) and their controls.  Run (-n 0, this file, 12:16 UTC):
-  with --runxfail the three xfails fail at their own assertions, the controls pass.
+Hole (4), low (a vault-folder writer's one row: the unlock fails, the file reads EIO): store/places.py
+  ``Places.copies_of`` parses each row's ``sha`` with ``bytes.fromhex`` and catches ValueError ("a bad
+  row") but not TypeError, which a row whose ``sha`` is a blob (or an integer) raises; store.sqlite is
+  in the vault folder, whose bytes are hostile.  ``Content.where`` (every read of the file, once the
+  vault ever synced), ``inherits_punched`` (each arrival of a version of the file, outside
+  ``_inherited``'s catch), gc's ``used_ranges`` and the unlock's ``want_punched`` (fs/personal.py,
+  before the mount runs: ``punched_files`` now lists every file with a ``copies`` row) all raise.
+  Seen: ``test_a_planted_copies_row_with_a_blob_sha_breaks_no_read`` (run, fails: the file reads EIO
+    (5), the arrival's walk raises TypeError, the unlock's ``want_punched`` raises TypeError); control
+    ``test_a_planted_copies_row_with_a_bad_hex_sha_breaks_no_read_control`` (a text row that is no hex
+    is caught: reads).
+  Cause: ``copies_of``'s ``except (sqlite3.OperationalError, ValueError)``.
+  Impact: one planted row (the same power over ``places`` rows only misplaces a read, checked) keeps
+    the user's personal mount from unlocking (the exception escapes ``want_punched``) and a file from
+    reading; where the walk runs in the sync's arrival, the batch's take-in raises each pull.
+  Fix (suggested): skip a row whose ``sha`` is not a 64-hex ``str`` (and ``offset``/``length`` not ints),
+    row by row, said once; or catch TypeError too.
+
+Tests: those named above (strict xfails) and their controls.  Run (-n 0, this file, 12:17 UTC):
+  with --runxfail the four xfails fail at their own assertions, the controls pass.
 """
 
 from __future__ import annotations
@@ -73,10 +91,10 @@ import pytest
 
 from fusevault.vault.files.content import Content
 from fusevault.vault.services import gc, punched_wants
-from fusevault.vault.services.punched_wants import inherits_punched
-from inprocess.conftest import ME
+from fusevault.vault.services.punched_wants import inherits_punched, want_punched
+from inprocess.conftest import ME, make, read_all
 from inprocess.test_attack_43d import _Conflicted, _forged
-from inprocess.test_punched_records import Peer, _expected, _punched_scene, _read, _replicator
+from inprocess.test_punched_records import ORIGINAL, Peer, _expected, _punched_scene, _read, _replicator
 
 
 @pytest.mark.xfail(strict=True, reason="50a (1): a file once fetched back is walked at every unlock/arrival")
@@ -196,3 +214,45 @@ async def test_a_handle_open_while_a_punched_record_comes_back_reads_it_control(
         await fs.ops.release(info.fh)
     assert before == errno.EIO
     assert got == _expected()
+
+
+# --- (4): a ``copies`` row a vault-folder writer planted
+
+
+async def _planted_row(fs, monkeypatch, sha: object) -> tuple[bytes | int, str]:
+    """plan.bin written here and read whole; a ``copies`` row of its first version's block 0 planted in
+    store.sqlite with ``sha`` (the vault folder's bytes are hostile); the vault has synced before.  (The
+    read after, what ``inherits_punched`` (the walk at each arrival) does with it.)"""
+    volume = fs.volume
+    entry = await make(fs.ops, b"plan.bin", ORIGINAL)
+    node = volume.resolve(b"plan.bin")
+    volume.store.db.execute("INSERT INTO copies VALUES (?, ?, ?, ?, ?, ?)",
+                            (node.fid, node.head, 0, sha, 0, 1))
+    volume.layout.places.note_arrival()
+    try:
+        walk = f"returned {inherits_punched(volume, node)}"
+    except Exception as err:  # noqa: BLE001 - what escapes the arrival's walk is the finding
+        walk = f"raised {type(err).__name__}: {err}"
+    # The unlock's walk (fs/personal.py: ``want_punched`` before the mount runs), its head from a peer.
+    monkeypatch.setattr(type(volume.layout.places), "came_from_peer", lambda self, fid, vid: True)
+    try:
+        want_punched(volume)
+    except Exception as err:  # noqa: BLE001
+        walk += f"; the unlock's want_punched raised {type(err).__name__}"
+    try:
+        return await read_all(fs.ops, entry.st_ino), walk
+    except pyfuse3.FUSEError as err:
+        return err.errno, walk
+
+
+@pytest.mark.xfail(strict=True, reason="50a (4): a copies row whose sha is no text makes the file EIO")
+async def test_a_planted_copies_row_with_a_blob_sha_breaks_no_read(fs, monkeypatch) -> None:
+    got, walk = await _planted_row(fs, monkeypatch, b"\0" * 32)
+    shown = got if isinstance(got, int) else "other bytes"
+    assert got == ORIGINAL and walk.startswith("returned") and ";" not in walk, (
+        f"the file reads {shown}; the walk {walk}")
+
+
+async def test_a_planted_copies_row_with_a_bad_hex_sha_breaks_no_read_control(fs, monkeypatch) -> None:
+    got, walk = await _planted_row(fs, monkeypatch, "not hex")
+    assert got == ORIGINAL and walk.startswith("returned") and ";" not in walk, walk
