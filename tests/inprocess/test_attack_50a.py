@@ -68,9 +68,10 @@ Hole (4), low (a vault-folder writer's one row: the unlock fails, the file reads
     ``test_a_planted_copies_row_with_a_bad_hex_sha_breaks_no_read_control`` (a text row that is no hex
     is caught: reads).
   Cause: ``copies_of``'s ``except (sqlite3.OperationalError, ValueError)``.
-  Impact: one planted row (the same power over ``places`` rows only misplaces a read, checked) keeps
-    the user's personal mount from unlocking (the exception escapes ``want_punched``) and a file from
-    reading; where the walk runs in the sync's arrival, the batch's take-in raises each pull.
+  Impact: one planted row keeps the user's personal mount from unlocking (the exception escapes
+    ``want_punched``; ``punched`` rows are parsed by ``checked_runs``, never raising) and the file from
+    reading (a ``places`` row of a blob offset already could do that much); read-only, not run: the
+    arrival's walk (absorbing.py ``_version_here``, conflicts.py) raising inside the sync's take-in.
   Fix (suggested): skip a row whose ``sha`` is not a 64-hex ``str`` (and ``offset``/``length`` not ints),
     row by row, said once; or catch TypeError too.
 
