@@ -246,7 +246,6 @@ async def _planted_row(fs, monkeypatch, sha: object) -> tuple[bytes | int, str]:
         return err.errno, walk
 
 
-@pytest.mark.xfail(strict=True, reason="50a (4): a copies row whose sha is no text makes the file EIO")
 async def test_a_planted_copies_row_with_a_blob_sha_breaks_no_read(fs, monkeypatch) -> None:
     got, walk = await _planted_row(fs, monkeypatch, b"\0" * 32)
     shown = got if isinstance(got, int) else "other bytes"
