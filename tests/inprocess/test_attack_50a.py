@@ -194,7 +194,6 @@ async def _her_copy_comes_while_open(fs, monkeypatch, other_copy: bool) -> tuple
     return info, before
 
 
-@pytest.mark.xfail(strict=True, reason="50a (3): an open handle reads the first copy, not hers")
 async def test_a_handle_open_while_her_copy_comes_reads_it(fs, monkeypatch) -> None:
     info, before = await _her_copy_comes_while_open(fs, monkeypatch, other_copy=True)
     try:
