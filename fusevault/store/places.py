@@ -275,6 +275,20 @@ def checked_runs(text: object) -> Runs | None:
     return runs
 
 
+def _checked_copy(sha: object, offset: object, length: object) -> bytes | None:
+    """The SHA-256 of a stored ``copies`` row, or None when the row is not one ``insert_arrived``
+    writes (64-hex text, non-negative int offset and length in bounds): a row in the vault folder
+    is data to check, and one bad row must not stop an unlock or a read (attack round 50a (4))."""
+    if not (isinstance(sha, str) and len(sha) == 64 and isinstance(offset, int) and isinstance(length, int)):
+        return None
+    if not (0 <= offset <= _HIGHEST and 0 <= length <= _HIGHEST):
+        return None
+    try:
+        return bytes.fromhex(sha)
+    except ValueError:
+        return None
+
+
 def in_runs(runs: list[tuple[int, int]], idx: int) -> bool:
     """Whether ``idx`` lies in one of ``runs`` (sorted, apart)."""
     at = bisect.bisect_right(runs, (idx, math.inf)) - 1
@@ -531,8 +545,12 @@ class Places:
                                       (fid,))
             out: dict[tuple[str, int], dict[bytes, tuple[int, int]]] = {}
             for vid, idx, sha, offset, length in rows:
-                out.setdefault((vid, idx), {})[bytes.fromhex(sha)] = (offset, length)
-        except (sqlite3.OperationalError, ValueError):  # a store from before the table (read-only), a bad row
+                digest = _checked_copy(sha, offset, length)
+                if digest is None:  # a planted row: skip it, as ``checked_runs`` does (attack round 50a (4))
+                    log.warning("skipping a bad copies row of %r (%r, %r)", fid, vid, idx)
+                    continue
+                out.setdefault((vid, idx), {})[digest] = (offset, length)
+        except sqlite3.OperationalError:  # a store from before the table (read-only)
             return {}
         return out
 

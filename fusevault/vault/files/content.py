@@ -251,8 +251,12 @@ class Content(Sealing):
             self._moved = places.arrived_of(self.fid)
             self._copies = places.copies_of(self.fid)
             self._looked_up = {v for v, _ in self._moved} | {vid}
-        if sha is not None and (copies := self._copies.get((vid, index))) and (copy := copies.get(sha)):
-            return copy
+        if sha is not None and (copies := self._copies.get((vid, index))):
+            if sha not in copies:  # her copy may have come since this reader looked (round 50a (3))
+                self._copies = places.copies_of(self.fid)  # one query, on this rare path only
+                copies = self._copies.get((vid, index), {})
+            if (copy := copies.get(sha)) is not None:
+                return copy
         moved = self._moved.get((vid, index))
         return (offset, length) if moved is None else moved
 
