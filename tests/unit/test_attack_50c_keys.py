@@ -31,12 +31,35 @@ Hole (1), low (a removed member's key kept on every device until the file's owne
     the record (a "signed at" that orders records of one epoch), refuse a lower one at the mirror, and
     rank branches by it after the binding count.
 
+Hole (2), low (a key lost on a device for good, said once; older than 49b for a later epoch, widened
+  to the same epoch by ``_rank``): ``KeyMirror._current`` ranks CouchDB's winner without ``_genuine``
+  (only the other leaves are checked).  A forged record (the server's bytes under her fields and
+  signature) as the winning branch beside the genuine one, of the same epoch and binding, on a device
+  with no key file yet (a new device; bob's): the genuine branch is closed, the forged one refused
+  ("not signed by the file's owner"): no key file.
+  Seen: ``test_a_forged_winning_branch_does_not_close_the_genuine_one`` (run, fails: no key file);
+    control ``test_control_a_forged_losing_branch_leaves_the_genuine_key`` (passes).
+  Impact: bob (or her new device) lacks the key until the file's next re-key or a re-seal; unlike a
+    withholding, the genuine revision was served and is closed here, so serving it again later is (read
+    only) no news: the server's one delivery takes it for good.  Said (one alarm).
+  Fix (suggested): in ``_current``, a current record that is not ``_genuine`` ranks below any genuine
+    leaf (rank genuine first: ``(genuine, epoch, binding)``), so the genuine branch becomes current.
+
 Read, held / leads (no test): 49b (2)'s full-for-a-day budget: a copier needs >1,024 genuine keys of
 the current epoch at groups' places (one per (group, file, non-member recipient) whose user-share key
 exists), and the group must share the file (else ``forged-key``, no count): one folder of >1,024 files
 shared with bob and with a group he is not in suffices, costing her one folder re-key a day, repeatable
 each day (her re-key seals bob's new keys, the next copies) -- the documented Left, at that cost
-(read only).  ``_asked_places`` records only places ``counting`` counted and that were asked.
+(read only).  ``_asked_places`` records only places ``counting`` counted and that were asked.  Of
+``_current``: the CouchDB winner's own record is not checked ``_genuine`` before ``_rank`` compares it,
+so a forged winner of a later epoch (or, now, of the same epoch fully bound) closes the genuine branches
+on a device with no key file yet (as before 49b for epochs; a withholding in effect: read only).
+48a/49a (replica): ``_own_revisions`` stops at the current history at drop time; the note is at most
+``CLOSED_PER_DOC`` x ``REVS_LIMIT`` (25,600) revisions, read once per document per batch and rewritten
+at each drop (about 1 MB per drop of a long branch: bounded, read only).
+
+Run 12:23 UTC, 2026-12-06: 1 passed, 3 xfailed (under --runxfail each fails at its own assertion), ``-n 0``,
+the key mirror pair of tests/unit/test_key_mirror.py; 49b's ``[group-and-owner-only]`` control passes.
 """
 
 from __future__ import annotations
@@ -101,3 +124,32 @@ def test_a_new_device_meeting_her_re_signed_record_and_the_older_key_one_as_bran
     here.keys.caught_up()
     assert held.group_owner_key == gwen.user["public_sign"], f"the older-key branch kept: {held}"
     assert not place(here.layout, doc_id).exists(), "Gwen's removal of bob refused: his key stays"
+
+
+# --- (2) a forged winner of the same epoch closes the genuine branch on a device with no key file yet
+
+
+def _branches(replicas, forged_wins: bool):
+    here, there = replicas
+    her, gwen, group, doc_id, _ = _gwens_group(there, gwen_first=True, bound="gwen")
+    bound = dict(there.store.get(doc_id))
+    for each in (her.id, bound["fid"], gwen.id, group):
+        put(here, {k: v for k, v in there.store.get(each).items() if k != "_rev"})
+    high, low = "1-" + "f" * 32, "1-" + "0" * 32
+    forged = {**bound, "_rev": high if forged_wins else low, "key": b64e(b"the server's bytes")}
+    replica.store_revisions(here.store, [{**bound, "_rev": low if forged_wins else high}, forged])
+    here.keys.arrived([doc_id])
+    here.keys.caught_up()
+    return here, doc_id, bound
+
+
+def test_control_a_forged_losing_branch_leaves_the_genuine_key(pair, clock) -> None:  # noqa: F811
+    here, doc_id, _ = _branches(pair, forged_wins=False)
+    assert sharing.read_key(place(here.layout, doc_id)).key == b"sealed for bob"
+
+
+@pytest.mark.xfail(strict=True, reason="50c (2): a forged winner of the key document's epoch closes the "
+                   "genuine branch (``_current`` ranks the winner unchecked)")
+def test_a_forged_winning_branch_does_not_close_the_genuine_one(pair, clock) -> None:  # noqa: F811
+    here, doc_id, bound = _branches(pair, forged_wins=True)
+    assert place(here.layout, doc_id).exists(), "the genuine branch closed: no key file here"
