@@ -31,17 +31,18 @@ Hole (1), low (a removed member's key kept on every device until the file's owne
     the record (a "signed at" that orders records of one epoch), refuse a lower one at the mirror, and
     rank branches by it after the binding count.
 
-Hole (2), low (a key lost on a device for good, said once; older than 49b for a later epoch, widened
-  to the same epoch by ``_rank``): ``KeyMirror._current`` ranks CouchDB's winner without ``_genuine``
-  (only the other leaves are checked).  A forged record (the server's bytes under her fields and
-  signature) as the winning branch beside the genuine one, of the same epoch and binding, on a device
-  with no key file yet (a new device; bob's): the genuine branch is closed, the forged one refused
-  ("not signed by the file's owner"): no key file.
+Hole (2), low (a key lost on a device for good, said once; older than 49b: ``_current`` compared epochs
+  alone before, with the same result; 49b's ``_rank`` did not close it): ``KeyMirror._current`` ranks
+  CouchDB's winner without ``_genuine`` (only the other leaves are checked). A forged record (the
+  server's bytes under her fields and signature) as the winning branch beside the genuine one, of the
+  same epoch and binding, on a device with no key file yet (a new device; bob's): the genuine branch is
+  closed, the forged one refused ("not signed by the file's owner"): no key file.
   Seen: ``test_a_forged_winning_branch_does_not_close_the_genuine_one`` (run, fails: no key file);
     control ``test_control_a_forged_losing_branch_leaves_the_genuine_key`` (passes).
   Impact: bob (or her new device) lacks the key until the file's next re-key or a re-seal; unlike a
-    withholding, the genuine revision was served and is closed here, so serving it again later is (read
-    only) no news: the server's one delivery takes it for good.  Said (one alarm).
+    withholding, the genuine revision was served and is closed here, so serving it again later is no
+    news (run in a probe: ``missing`` asks nothing of it; stored again, no key file): the server's one
+    delivery takes it for good.  Said (one alarm).
   Fix (suggested): in ``_current``, a current record that is not ``_genuine`` ranks below any genuine
     leaf (rank genuine first: ``(genuine, epoch, binding)``), so the genuine branch becomes current.
 
