@@ -149,8 +149,6 @@ def test_control_a_forged_losing_branch_leaves_the_genuine_key(pair, clock) -> N
     assert sharing.read_key(place(here.layout, doc_id)).key == b"sealed for bob"
 
 
-@pytest.mark.xfail(strict=True, reason="50c (2): a forged winner of the key document's epoch closes the "
-                   "genuine branch (``_current`` ranks the winner unchecked)")
 def test_a_forged_winning_branch_does_not_close_the_genuine_one(pair, clock) -> None:  # noqa: F811
     here, doc_id, bound = _branches(pair, forged_wins=True)
     assert place(here.layout, doc_id).exists(), "the genuine branch closed: no key file here"
