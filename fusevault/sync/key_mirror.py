@@ -592,14 +592,18 @@ class KeyMirror:
         with the earlier key: a later epoch on another branch becomes a new
         revision first, so an older key never replaces a newer one; nor, of
         one epoch, a key bound less than another branch's (``_rank``: the
-        server's older record beside her re-signed one, 49b (1))."""
+        server's older record beside her re-signed one, 49b (1)); nor a
+        forged winner a genuine leaf (ranked first by genuineness, 50c (2))."""
         doc = self.store.get(doc_id)
         others = replica.other_leaves(self.store, doc_id)
         if doc is None or not others:
             return doc
         current = _key_of(doc)
         keys = [key for leaf in others if (key := _key_of(leaf)) is not None and self._genuine(doc_id, key)]
-        if current is not None and keys and _rank(best := max(keys, key=_rank)) > _rank(current):
+        # The winner is judged too (50c (2)): a forged record on the winning branch ranks below any genuine
+        # leaf, so closing the other branches never closes the genuine key for good.
+        held = (self._genuine(doc_id, current), *_rank(current)) if current is not None else None
+        if held is not None and keys and (True, *_rank(best := max(keys, key=_rank))) > held:
             self.store.put_many([_document(doc_id, doc, best)])
         for leaf in others:
             replica.close_leaf(self.store, doc_id, leaf["_rev"])
