@@ -30,17 +30,44 @@ it to any claim heard while she is unlocked, followed by a restart within the ba
 Tests: ``test_a_held_claim_is_not_taken_unsaid_by_her_unlock``,
 ``test_a_claim_committed_while_she_is_locked_is_not_taken_unsaid_by_her_unlock`` (strict xfails);
 control ``test_a_held_claim_is_held_unsaid_before_the_unlock`` (the hold as documented).
+
+(2) Her unshare then share again on her desktop: a member's honest state over it said as a claim.
+
+Attack (honest use, two devices): alice shares docs/ WRITE with bob and docs/sub WRITE with him
+again.  Her desktop unshares docs/sub (re-keyed in place, epoch E+1, the key derived for the
+recipients left: docs/ only) and then shares docs/sub with bob again (a share adds a grant and seals
+the current key to it: no re-key).  bob's device takes both in and he chmods docs/sub over the E+1
+key.  Her laptop, offline meanwhile, hears bob's state; the share of docs/sub it holds is as it was
+(the same grant in force: the replication brings the share's newest revision), so the recipients it
+sees never become those the desktop derived for.
+Seen: bob's state is held for ``HER_RE_KEY_BATCHES`` batches (her own writes to docs/sub fail
+meanwhile), then said as his claim (a ``forged-write`` alarm: a false one), taken in at her older
+epoch and sealed again under a new key.
+Cause: ``_waits_for_her_re_key`` / ``_key_not_hers_here`` tell her re-key only by deriving the key for
+the recipients seen here now; her other device derived it for those it saw at the re-key, and any
+later honest change of grants there (a grant added back, a member added to a group, a share
+widened) makes them differ for good.  The fix's premise ("once her unshare arrives, the key is the
+one this device derives") holds only when nothing was granted after the re-key.
+Impact: low-medium: a false forged-write alarm naming an honest member, in plain two-device use, and
+an unneeded re-key; nothing lost.
+Fix (suggested): prove her key by her own material rather than by re-deriving it: her signed key
+record of that epoch (the re-key's ``seal_keys`` for the grants, signed by her) or her re-keyed
+node document (her signature, its epoch and key) in the store/history; or derive for the grants in
+force at the re-key's seq.
+Tests: ``test_her_unshare_and_share_again_on_her_desktop_is_no_claim_of_bobs`` (strict xfail).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from fusevault.encoding import b64e
+from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.model import alarms
-from fusevault.vault.services.absorbing import absorb_arrivals, retry_awaiting
+from fusevault.vault.services.absorbing import HER_RE_KEY_BATCHES, absorb_arrivals, retry_awaiting
 from fusevault.vault.tree.arrivals import Absorbed
 from fusevault.vault.volume import Volume
-from inprocess.test_member_newer_key_43c import _bobs_chmod_under, _docs_sub_shared_twice
+from inprocess.test_member_newer_key_43c import _bobs_chmod_under, _docs_sub_shared_twice, _her_desktops_key
 
 
 def _said(volume, fid: str) -> bool:
@@ -94,3 +121,19 @@ async def test_a_claim_committed_while_she_is_locked_is_not_taken_unsaid_by_her_
     alice, hers, older, held = await _bobs_claim(shared, monkeypatch)
     assert not _taken_unsaid(alice, hers, older), (
         "his claim of her older key taken at his epoch, unsaid: her rotation undone")
+
+
+@pytest.mark.xfail(strict=True, reason="50b (2): her unshare and share again on her desktop: bob's honest "
+                                       "state over its re-key said as a claim")
+async def test_her_unshare_and_share_again_on_her_desktop_is_no_claim_of_bobs(shared, monkeypatch):
+    alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
+    epoch = hers.epoch + 1
+    newer = _her_desktops_key(alice, hers, epoch, grant)  # her desktop's unshare (docs/ left)
+    assert newer != derived_dek(alice.tree, hers, epoch), "her laptop sees docs/sub shared (shared again)"
+    await _bobs_chmod_under(shared, monkeypatch, his, newer, epoch,
+                            {"en_file_dek": b64e(alice.key.wrap_dek(hers.fid, newer))})
+    docs = alice.resolve(b"docs")
+    absorb_arrivals(alice, [alice.store.get(hers.fid)])
+    for _ in range(HER_RE_KEY_BATCHES + 2):
+        absorb_arrivals(alice, [alice.store.get(docs.fid)])  # the sync goes on
+    assert not _said(alice, hers.fid), "bob's honest state over her own re-key said as his claim"
