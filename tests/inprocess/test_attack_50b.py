@@ -23,11 +23,19 @@ make her rotation/unshare undone silently: a key taken wrongly, the alarm silenc
 Fix (suggested): at load, judge a member's state of her file whose key is not the one her ledger
 knows at that epoch / not derived for the recipients seen (as ``_claims_a_key``): take his contents
 at her epoch, ask a re-key, and say it (or hold it again, with the batch count persisted).
+Worse with her unshare (or rotation) of that file during the hold: its re-key fails (the store's
+revision is his: "changed by someone else", exit 13), her signed Rotation request (epoch E) stays for
+"the next unlock".  That unlock loads his claim at E+1, and ``rotation._carry_out`` takes the node's
+epoch above the request's for "done already": the request is deleted, unsaid, and the file keeps her
+older key for good (``test_her_unshare_failed_during_the_hold_is_carried_out_at_her_unlock``).  Her
+next commit of the file then signs his claimed key (seen by a probe: the stored document at epoch
+E+1 opening to the older key).
 The load's side is older than the hold: his claim committed while her seat is locked (a shared mount's
 other seat, or a sync while she is locked) is taken the same way at her unlock, unsaid
 (``test_a_claim_committed_while_she_is_locked_is_not_taken_unsaid_by_her_unlock``); the hold widens
 it to any claim heard while she is unlocked, followed by a restart within the batches.
 Tests: ``test_a_held_claim_is_not_taken_unsaid_by_her_unlock``,
+``test_her_unshare_failed_during_the_hold_is_carried_out_at_her_unlock``,
 ``test_a_claim_committed_while_she_is_locked_is_not_taken_unsaid_by_her_unlock`` (strict xfails);
 control ``test_a_held_claim_is_held_unsaid_before_the_unlock`` (the hold as documented).
 
@@ -55,6 +63,11 @@ record of that epoch (the re-key's ``seal_keys`` for the grants, signed by her) 
 node document (her signature, its epoch and key) in the store/history; or derive for the grants in
 force at the re-key's seq.
 Tests: ``test_her_unshare_and_share_again_on_her_desktop_is_no_claim_of_bobs`` (strict xfail).
+
+Scenes use the 43c (8) fixer's harness (tests/inprocess/test_member_newer_key_43c.py); the unshare in
+(1) removes bob's grant of docs/sub (he keeps WRITE through docs/): the harness has two users, and
+what matters is that the re-key she asked is dropped; in use the revoked one is another (carol).
+Run 12:17 UTC, 2026-12-06: 1 passed, 4 xfailed; under --runxfail the 4 fail at their own assertion.
 """
 
 from __future__ import annotations
@@ -64,10 +77,12 @@ import pytest
 from fusevault.encoding import b64e
 from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.model import alarms
+from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import HER_RE_KEY_BATCHES, absorb_arrivals, retry_awaiting
 from fusevault.vault.tree.arrivals import Absorbed
 from fusevault.vault.volume import Volume
 from inprocess.test_member_newer_key_43c import _bobs_chmod_under, _docs_sub_shared_twice, _her_desktops_key
+from inprocess.test_two_users import ALICE_UID
 
 
 def _said(volume, fid: str) -> bool:
@@ -113,6 +128,22 @@ async def test_a_held_claim_is_not_taken_unsaid_by_her_unlock(shared, monkeypatc
     alice, hers, older, held = await _bobs_claim_held(shared, monkeypatch)
     assert not _taken_unsaid(alice, hers, older), (
         "his claim of her older key taken at his epoch, unsaid: her rotation undone")
+
+
+@pytest.mark.xfail(strict=True, reason="50b (1): her unshare failed during the hold is dropped at her unlock "
+                                       "as done, the file left under her older key")
+async def test_her_unshare_failed_during_the_hold_is_carried_out_at_her_unlock(shared, monkeypatch):
+    alice, hers, older, held = await _bobs_claim_held(shared, monkeypatch)
+    requests = shared.drive.seat_of(ALICE_UID).ops.session.requests
+    answer = await requests.handle({"cmd": "unshare", "path": "docs/sub", "with": "bob"})
+    assert "error" in answer, "her re-key of the held folder fails during the hold"
+    request = alice.store.get(f"rotate-{hers.fid}")
+    assert request is not None and request["epoch"] == held[1], "her request stays for the next unlock"
+    again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # her next unlock
+    await rotation.resume(again)
+    node = again.tree.find(hers.fid)
+    assert node.dek not in (older, held[0]) or alice.store.get(f"rotate-{hers.fid}") is not None, (
+        "her unshare's request dropped as done, the file under her older key: her unshare never made")
 
 
 @pytest.mark.xfail(strict=True, reason="50b (1): a key claim stored while she is locked is taken "
