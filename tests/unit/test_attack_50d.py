@@ -49,6 +49,23 @@ writes made with the user's rights) and 49t (2)-(5) (``fusevault/urls.py`` ``htt
     Tests: ``test_a_refused_url_never_echoes_its_password`` (strict xfail),
     ``test_a_refused_url_with_a_plain_password_hides_it`` (control).
 
+(4) Mistyped URLs that still pass the one check and exit 70 (49t (4)'s class).
+    Attack (honest mistake): ``init --couchdb http://a..b:5984/db`` (a doubled dot), a label of 64+
+    characters, ``http://.:5984/db``; or ``init --couchdb http://ann:pw@db:99999/db``.
+    Seen: "internal error (UnicodeError: encoding with 'idna' codec failed (UnicodeError: label empty
+    or too long))", exit 70 and a crash log (CouchStore, the relay's ItemStore, httpx clients alike);
+    with credentials and a bad port: "internal error (ValueError: Port out of range 0-65535)", exit 70.
+    Cause: neither urllib nor httpx checks an ASCII host's labels; the socket's idna encoding at the
+    first request does, raising UnicodeError, which no caller maps (``_NETWORK_ERRORS`` has OSError).
+    ``cli/vault.cmd_init`` calls ``strip_credentials`` (which reads ``.port``) before ``CouchStore``
+    (and so ``http_url``) runs; without credentials it returns early and the check refuses in one line.
+    Impact: low (a traceback, exit 70, for a typo).
+    Fix (suggested): in ``http_url``, ``host.encode("idna")`` (or each label 1..63) for an ASCII host,
+    mapped to InvalidInput; in ``cmd_init`` check (``split_url``) before ``strip_credentials``.
+    Tests: ``test_a_host_with_an_empty_or_long_label_is_a_one_line_refusal`` (strict xfail),
+    ``test_init_with_credentials_and_a_bad_port_is_a_one_line_refusal`` (strict xfail),
+    ``test_init_with_a_bad_port_is_a_one_line_refusal`` (control).
+
 Held (runs below and read): ``acting_as`` leaves no other thread changed and restores the thread
 after a refusal; nothing in the block awaits (trio's worker thread is never reused meanwhile, and a
 cancellation waits for the thread); ``_back``'s ``os._exit`` needs a failing ``capset``/``setgroups``
@@ -59,6 +76,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -67,8 +86,10 @@ from pathlib import Path
 
 import pytest
 
-from fusevault.errors import InvalidInput
+import fusevault
+from fusevault.errors import InvalidInput, StoreUnavailable
 from fusevault.host_access import Direct, rights
+from fusevault.store.couch import CouchStore
 from fusevault.urls import http_url
 from fusevault.vault.services import exporting
 
@@ -208,3 +229,40 @@ def test_a_refused_url_with_a_plain_password_hides_it() -> None:
 def test_a_refused_url_never_echoes_its_password(password: str) -> None:
     said = _refusal(f"http://admin:{password}@db:5984/links")
     assert password not in said and "admin:" not in said and "'se'" not in said, said
+
+
+# --- (4) a host name whose label is empty or too long; a bad port beside credentials at init
+
+
+@pytest.mark.xfail(strict=True, reason="50d (4): a host with an empty or 64+ character label passes "
+                   "http_url; the first request raises UnicodeError (idna): internal error, exit 70")
+@pytest.mark.parametrize("url", ["http://a..b:5984/db", f"http://{'a' * 64}.example:5984/db", "http://.:5984/db"])
+def test_a_host_with_an_empty_or_long_label_is_a_one_line_refusal(url: str) -> None:
+    try:
+        CouchStore(url, create=True)
+        raised: BaseException | None = None
+    except BaseException as err:  # noqa: BLE001 - what the command's guard would see
+        raised = err
+    assert isinstance(raised, (InvalidInput, StoreUnavailable)), \
+        f"{url}: {type(raised).__name__}: {raised} (guard.py: internal error, exit 70)"
+
+
+def _init(tmp_path: Path, url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(fusevault.__file__).parents[1]),
+           "FUSEVAULT_PASSPHRASE": "correct horse battery staple", "HOME": str(tmp_path),
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    return subprocess.run([sys.executable, "-m", "fusevault", "init", "--user", "ann", "--no-recovery-key",
+                           "--couchdb", url, str(tmp_path / "v")], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+
+
+def test_init_with_a_bad_port_is_a_one_line_refusal(tmp_path: Path) -> None:
+    run = _init(tmp_path, "http://db:99999/db")
+    assert run.returncode == 12 and "internal error" not in run.stderr, run.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="50d (4): init's strip_credentials reads .port before any check: "
+                   "credentials and a bad port are an internal error, exit 70")
+def test_init_with_credentials_and_a_bad_port_is_a_one_line_refusal(tmp_path: Path) -> None:
+    run = _init(tmp_path, "http://ann:pw@db:99999/db")
+    assert run.returncode == 12 and "internal error" not in run.stderr, run.stderr
