@@ -332,8 +332,8 @@ def test_the_environment_gives_the_passphrase_the_prompt_gives(tmp_path: Path, l
     assert got == typed, f"the environment gives {got!r}, the prompt {typed!r} (the same text 'café')"
 
 
-@pytest.mark.xfail(strict=True, reason="50d (3): a URL missing one '/' of '://' (or its scheme) is echoed with "
-                   "its password: _without_credentials cuts only after '://'")
+@pytest.mark.xfail(strict=True, reason="50d (3): a URL missing one '/' of '://' (or its scheme) is echoed "
+                   "with its password: _without_credentials cuts only after '://'")
 @pytest.mark.parametrize("url", ["http:/admin:hunter2@db:5984/links", "admin:hunter2@db:5984/links"])
 def test_a_url_without_its_double_slash_never_echoes_its_password(url: str) -> None:
     said = _refusal(url)
