@@ -91,7 +91,24 @@ writes made with the user's rights) and 49t (2)-(5) (``fusevault/urls.py`` ``htt
 Held (runs below and read): ``acting_as`` leaves no other thread changed and restores the thread
 after a refusal; nothing in the block awaits (trio's worker thread is never reused meanwhile, and a
 cancellation waits for the thread); ``_back``'s ``os._exit`` needs a failing ``capset``/``setgroups``
-with root's own permitted set, which no user input reaches.
+with root's own permitted set, which no user input reaches; the groups go by the 32-bit setgroups
+(116 on x86_64) for the thread alone and nothing in the mount process calls glibc's set*id (whose
+broadcast would reach the acting thread); the kernel raises the file-system capabilities again at
+``setfsuid(0)`` only from the permitted set (root's effective equals it); retention's bounds refuse
+floats and bools (Policy), link expiry NaN/inf is refused at the socket; ``split_url`` still takes
+underscores, IPv6 (now bracketed right), zone ids and IDNA hosts.
+
+Leads, read only (not run):
+- A mapped user's export into his own FUSE mount (fusermount) whose server never answers a write
+  holds a worker thread of trio's default limiter for good (the writes have no timeout, a cancel
+  waits for the thread: ``abandon_on_cancel`` is False); forty such exports fill the default
+  limiter, which other users' first seat (``shared._host_access``) and their exports also use: a
+  mount-wide stall.  Not this hour's (the writes were in worker threads before 89e8d59).
+- The cyclic garbage collector may run finalizers of other requests' objects inside the acting
+  thread (an allocation in ``_write_all``); none in fusevault does file work today (no ``__del__``,
+  no ``weakref.finalize``), so nothing is made with his rights.
+- ``_SETGROUPS`` knows x86_64, aarch64, riscv64, loongarch64: on ppc64le or s390x every export of a
+  shared mount is refused (ENOSYS) where it worked before.
 """
 
 from __future__ import annotations
