@@ -77,10 +77,11 @@ def get(fd: int | None = None, file: str | None = None, *, env: str = ENV,
         except OSError as err:
             raise InvalidInput(f"cannot read the {what} file {file}: {err.strerror}") from None
     if env in os.environ:
-        # The bytes as given, as a file gives them: the str holds any byte that is no UTF-8 (a Latin-1
-        # locale's "é") as a lone surrogate, which .encode() refused with an exit 70 and a crash log
-        # naming its position in the passphrase (attack round 49t (5)).
-        return _check(os.environb[os.fsencode(env)], what)
+        # As the prompt gives it: the text in UTF-8, whatever the locale (the raw bytes of a Latin-1
+        # locale's "é" are not the prompt's: attack round 50d (5)); a byte the locale cannot decode,
+        # held as a lone surrogate, given back as that byte (.encode() refused it with an exit 70 and
+        # a crash log naming its position in the passphrase: 49t (5)).
+        return _check(os.environ[env].encode("utf-8", "surrogateescape"), what)
     if not sys.stdin.isatty():
         # A service has no terminal: systemd's password agents can still ask.
         if systemd.under_systemd():

@@ -20,16 +20,18 @@ def http_url(url: str, what: str = "URL", example: str = "http://host:port/...")
     """``url`` split, if it is an http:// or https:// URL whose host and port both parsers take.
 
     ``what`` names it in the refusal (``relay URL``), ``example`` shows its form.  A refusal echoes
-    the URL without its credentials."""
+    the URL without its credentials, and no parser's words where it has some (urllib's port error
+    quotes the text after the first colon: a password's start, attack round 50d (3))."""
     shown = _without_credentials(url)
+    secret = "@" in url
     try:
         parts = urlsplit(url)
     except ValueError as err:  # an unclosed "[", a bracketed host that is no IPv6 address
-        raise InvalidInput(f"not a valid {what}: {shown} ({_reason(err)})") from None
+        raise InvalidInput(f"not a valid {what}: {shown} ({_reason(err, secret)})") from None
     try:
         _ = parts.port  # digits, 0-65535
-    except ValueError as err:
-        raise InvalidInput(f"not a valid port in {shown} ({_reason(err)})") from None
+    except ValueError:
+        raise InvalidInput(f"not a valid port in {shown} (a port is a number from 0 to 65535)") from None
     if parts.scheme not in SCHEMES or not parts.hostname:
         raise InvalidInput(f"not a valid {what}: {shown} (expected {example})")
     import httpx  # here: the command's parser stays light
@@ -37,21 +39,24 @@ def http_url(url: str, what: str = "URL", example: str = "http://host:port/...")
     try:
         httpx.URL(url)  # an IPv4 address out of range (256.1.1.1), a bad IPv6 one, a control character
     except httpx.InvalidURL as err:
-        raise InvalidInput(f"not a valid {what}: {shown} ({_reason(err)})") from None
+        raise InvalidInput(f"not a valid {what}: {shown} ({_reason(err, secret)})") from None
     return parts
 
 
-def _reason(err: Exception) -> str:
-    """What was wrong, in a few words (the parsers name the host or the port, never the credentials)."""
+def _reason(err: Exception, secret: bool) -> str:
+    """What was wrong, in a few words; none where the URL holds credentials (a parser may quote them)."""
+    if secret:
+        return "check its form"
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     return text[:200]
 
 
 def _without_credentials(url: str) -> str:
-    """``url`` with any ``user:password@`` cut out, found by hand: the URL may not parse."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    """``url`` with everything before its last ``@`` cut out but the scheme, found by hand: the URL may
+    not parse, and a password may hold ``/``, ``?`` or ``#``, or the ``//`` be mistyped (50d (3))."""
+    at = url.rfind("@")
+    if at < 0:
         return url
-    ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
-    at = rest.rfind("@", 0, min(ends, default=len(rest)))
-    return url if at < 0 else f"{scheme}://{rest[at + 1:]}"
+    scheme, sep, _ = url[:at].partition(":")
+    prefix = f"{scheme}://" if sep and scheme.isalpha() else ""
+    return f"{prefix}...@{url[at + 1:]}"

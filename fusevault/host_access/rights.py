@@ -35,7 +35,7 @@ from typing import NoReturn
 log = logging.getLogger(__name__)
 
 _CAP_VERSION_3 = 0x20080522  # two 32-bit words per set
-_NO_ID = -1  # setfsuid(-1) changes nothing and answers the thread's fsuid
+_NO_ID = 0xFFFFFFFF  # setfsuid((uid_t) -1) changes nothing and answers the thread's fsuid
 # setgroups(2) by number (one thread): glibc's wrapper is for the whole process.
 _SETGROUPS = {"x86_64": 116, "aarch64": 159, "riscv64": 159, "loongarch64": 159}
 _MOST_GROUPS = 65536  # NGROUPS_MAX
@@ -59,7 +59,9 @@ def _c() -> ctypes.CDLL:
     if _libc is None:
         libc = ctypes.CDLL(None, use_errno=True)
         for call in (libc.setfsuid, libc.setfsgid):
-            call.argtypes, call.restype = [ctypes.c_int], ctypes.c_int
+            # uid_t and gid_t are unsigned: as int, an id from 2**31 read back negative and his
+            # every export was refused (attack round 50d (1)).
+            call.argtypes, call.restype = [ctypes.c_uint], ctypes.c_uint
         _libc = libc
     return _libc
 

@@ -174,8 +174,6 @@ def test_a_thread_acts_as_an_ordinary_uid() -> None:
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason="50d (1): setfsuid/setfsgid declared c_int: a uid of 2**31 or more "
-                   "reads back negative, acting_as refuses, his every export fails")
 def test_a_thread_acts_as_a_uid_above_2_31() -> None:
     uid = 2**31 + 5
     seen = _in_thread(uid, uid)
@@ -263,8 +261,6 @@ def test_a_refused_url_with_a_plain_password_hides_it() -> None:
     assert "hunter2" not in said and "admin" not in said
 
 
-@pytest.mark.xfail(strict=True, reason="50d (3): a password holding '/', '?' or '#' is echoed whole in "
-                   "http_url's refusal (and its start as urllib's 'port')")
 @pytest.mark.parametrize("password", ["se/cret", "se?cret", "se#cret"])
 def test_a_refused_url_never_echoes_its_password(password: str) -> None:
     said = _refusal(f"http://admin:{password}@db:5984/links")
@@ -340,17 +336,12 @@ def test_in_a_utf8_locale_the_environment_gives_what_the_prompt_gives(tmp_path: 
     assert _env_passphrase(tmp_path, {"LC_ALL": "C.UTF-8"}, "café".encode()) == "café".encode()
 
 
-@pytest.mark.xfail(strict=True, reason="50d (5): in a Latin-1 locale FUSEVAULT_PASSPHRASE now gives the raw "
-                   "bytes, the prompt (and the environment before 95f5fe2) the UTF-8 of the text: "
-                   "a vault whose passphrase holds 'é' no longer opens from the environment")
 def test_the_environment_gives_the_passphrase_the_prompt_gives(tmp_path: Path, latin1: dict) -> None:
     typed = "café".encode()  # passphrase._prompt: getpass(...).encode(), the locale's text as UTF-8
     got = _env_passphrase(tmp_path, latin1)
     assert got == typed, f"the environment gives {got!r}, the prompt {typed!r} (the same text 'café')"
 
 
-@pytest.mark.xfail(strict=True, reason="50d (3): a URL missing one '/' of '://' (or its scheme) is echoed "
-                   "with its password: _without_credentials cuts only after '://'")
 @pytest.mark.parametrize("url", ["http:/admin:hunter2@db:5984/links", "admin:hunter2@db:5984/links"])
 def test_a_url_without_its_double_slash_never_echoes_its_password(url: str) -> None:
     said = _refusal(url)
