@@ -34,6 +34,8 @@ def http_url(url: str, what: str = "URL", example: str = "http://host:port/...")
         raise InvalidInput(f"not a valid port in {shown} (a port is a number from 0 to 65535)") from None
     if parts.scheme not in SCHEMES or not parts.hostname:
         raise InvalidInput(f"not a valid {what}: {shown} (expected {example})")
+    if not _host_name_ok(parts.hostname):
+        raise InvalidInput(f"not a valid {what}: {shown} (a host name's parts are 1 to 63 characters)")
     import httpx  # here: the command's parser stays light
 
     try:
@@ -60,3 +62,19 @@ def _without_credentials(url: str) -> str:
     scheme, sep, _ = url[:at].partition(":")
     prefix = f"{scheme}://" if sep and scheme.isalpha() else ""
     return f"{prefix}...@{url[at + 1:]}"
+
+
+def _host_name_ok(host: str) -> bool:
+    """Whether a host name is one IDNA encodes (labels of 1 to 63 characters; an IP address passes):
+    ``a..b``, ``.`` or a 64-character label passed both parsers and failed at the first request with a
+    UnicodeError, exit 70 (attack round 50d (4))."""
+    if ":" in host:  # an IPv6 address: the parsers checked it
+        return True
+    name = host.rstrip(".")  # one trailing dot is a fully qualified name
+    if not name or not all(0 < len(label) <= 63 for label in name.split(".")):
+        return False
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return False
+    return True

@@ -53,7 +53,7 @@ def add_commands(command: Command) -> None:
 def cmd_init(args: argparse.Namespace) -> int:
     from fusevault.crypto import recovery
     from fusevault.store import open_store
-    from fusevault.store.couch import strip_credentials
+    from fusevault.store.couch import split_url, strip_credentials
     from fusevault.vault.format import layout
     from fusevault.vault.model import meta_files, users
 
@@ -64,6 +64,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.couchdb:
         from fusevault.store.couch import CouchStore
 
+        split_url(args.couchdb)  # one line for a mistyped URL, before strip_credentials reads it (50d (4))
         url = strip_credentials(args.couchdb)
         CouchStore(args.couchdb, create=True).close()
         store_config = {"kind": "couchdb", "url": url}

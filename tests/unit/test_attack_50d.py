@@ -239,8 +239,6 @@ def test_an_export_into_a_file_not_shown_as_his_was_finished_by_root(group_share
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason="50d (2): _finish's fchmod/utime as the user are EPERM on a file "
-                   "system that shows a fixed owner (vfat uid=0,gid=users): the honest export fails")
 def test_an_export_into_a_file_not_shown_as_his_is_finished(group_share: Path) -> None:
     refused = _export_one(_Foreign(54321), group_share)
     assert refused is None, f"his export into a group-shared partition failed: {refused}"
@@ -270,8 +268,6 @@ def test_a_refused_url_never_echoes_its_password(password: str) -> None:
 # --- (4) a host name whose label is empty or too long; a bad port beside credentials at init
 
 
-@pytest.mark.xfail(strict=True, reason="50d (4): a host with an empty or 64+ character label passes "
-                   "http_url; the first request raises UnicodeError (idna): internal error, exit 70")
 @pytest.mark.parametrize("url", ["http://a..b:5984/db", f"http://{'a' * 64}.example:5984/db", "http://.:5984/db"])
 def test_a_host_with_an_empty_or_long_label_is_a_one_line_refusal(url: str) -> None:
     try:
@@ -297,8 +293,6 @@ def test_init_with_a_bad_port_is_a_one_line_refusal(tmp_path: Path) -> None:
     assert run.returncode == 12 and "internal error" not in run.stderr, run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="50d (4): init's strip_credentials reads .port before any check: "
-                   "credentials and a bad port are an internal error, exit 70")
 def test_init_with_credentials_and_a_bad_port_is_a_one_line_refusal(tmp_path: Path) -> None:
     run = _init(tmp_path, "http://ann:pw@db:99999/db")
     assert run.returncode == 12 and "internal error" not in run.stderr, run.stderr

@@ -22,6 +22,7 @@ existing name (RENAME_NOREPLACE), so a file that appeared meanwhile stays.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import secrets
 import stat
@@ -38,6 +39,8 @@ from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.services.placing import read_data
 from fusevault.vault.volume import Volume
+
+log = logging.getLogger(__name__)
 
 FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY
@@ -258,6 +261,13 @@ def _finish(fd: int, node: Node, size: int) -> None:
     os.ftruncate(fd, size)  # the length, past a final hole (never written)
     # The file is the caller's own, new (O_EXCL): its mode without setuid,
     # setgid or sticky, whatever the vault says.
-    os.fchmod(fd, stat.S_IMODE(node.mode) & SAFE_MODE_BITS)
-    os.utime(fd, ns=(node.atime, node.mtime))
+    try:
+        os.fchmod(fd, stat.S_IMODE(node.mode) & SAFE_MODE_BITS)
+        os.utime(fd, ns=(node.atime, node.mtime))
+    except PermissionError:
+        # Made as the caller (his rights bound the writes: 45t (3)), on a file system that shows every
+        # file with a fixed owner (vfat, cifs mounted uid=0,gid=users) the file is not his to chmod:
+        # its contents are whole, its mode and times the file system's, as `cp` leaves them (50d (2)).
+        log.info("an exported file's mode and times were not kept: the destination does not let its "
+                 "writer set them")
     os.fsync(fd)
