@@ -15,7 +15,7 @@ import stat
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from fusevault.crypto import aead
@@ -360,32 +360,20 @@ def doc_dek(doc: dict, key: MasterKey, fid: str | None = None) -> bytes:
 
 
 def node_doc(node: Node, key: MasterKey, fid_of, deleted: bool = False) -> dict:
-    return node_doc_sealer(node, key, fid_of, deleted)()
-
-
-def node_doc_sealer(node: Node, key: MasterKey, fid_of, deleted: bool = False) -> Callable[[], dict]:
-    """``node_doc`` in two steps: what the document says of the node, taken now (on the mount's loop,
-    where the node may change meanwhile), and a function that seals and signs it, which touches the node
-    no more: the costly part (JSON, AEAD and the signature of all of it: a node with many extended
-    attributes), which a commit may run on a worker thread (vault/tree/inodes.py ``_node_docs``)."""
-    attrs = attrs_plain(node, fid_of)
-    clear = {
+    plain = json.dumps(attrs_plain(node, fid_of), separators=(",", ":")).encode()
+    doc = {
         "_id": node.fid,
         "type": NODE,
         "owner": node.owner,
         **key_fields(node, key),
         "epoch": node.epoch,
         "delete": deleted,
+        "enc": b64e(aead.seal(node.dek, plain, aead.ad("node", node.fid))),
     }
-    fid, dek, rev = node.fid, node.dek, node.rev
-
-    def seal() -> dict:
-        plain = json.dumps(attrs, separators=(",", ":")).encode()
-        doc = signed({**clear, "enc": b64e(aead.seal(dek, plain, aead.ad("node", fid)))}, key)
-        if rev is not None:
-            doc["_rev"] = rev  # not covered by the signature
-        return doc
-    return seal
+    doc = signed(doc, key)
+    if node.rev is not None:
+        doc["_rev"] = node.rev  # not covered by the signature
+    return doc
 
 
 def xattr_bytes(xattrs: Mapping[bytes, bytes]) -> int:

@@ -27,7 +27,7 @@ from fusevault.store import Store
 from fusevault.vault.format.layout import Layout, os_error
 from fusevault.vault.model import alarms, placement
 from fusevault.vault.model.ledger import Ledger, parents_of
-from fusevault.vault.model.nodes import ROOT_INODE, Node, node_doc_sealer, xattr_bytes
+from fusevault.vault.model.nodes import ROOT_INODE, Node, node_doc
 from fusevault.vault.model.sharing import Grant, acl_lines
 from fusevault.vault.model.trust import Trust
 from fusevault.vault.tree.authorship import Authorship
@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 # tests that count commits widen it (FUSEVAULT_GROUP_WINDOW), so that their
 # count does not depend on how busy the machine is.
 GROUP_WINDOW = float(os.environ.get("FUSEVAULT_GROUP_WINDOW", "0.1"))
-# How much of extended attributes a commit's node documents may hold and still be sealed on the
-# mount's loop (``_node_docs``): a node's own, within their cap (vault/tree/attributes.py), are sealed in
-# well under a millisecond; more goes to a worker thread.
-SEAL_ON_LOOP_BYTES = 64 * 1024
 
 
 class _Besides(Container[str]):
@@ -667,7 +663,7 @@ class Inodes:
             self.ledger.stamp(nodes)
             self._place_stamps(nodes, parents)
         docs = list(extra or [])
-        docs += await self._node_docs(nodes)
+        docs += [node_doc(n, self.key, self.fid_of, deleted=self.is_deleted(n)) for n in nodes]
         try:
             revs = await self.store_call(self.store.put_many, docs, places)
         except BaseException:
@@ -690,22 +686,6 @@ class Inodes:
                 self.sharing.held.pop(node.fid, None)
         if self.ledger is not None:
             self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents)
-
-    async def _node_docs(self, nodes: list[Node]) -> list[dict]:
-        """The documents of ``nodes``, sealed and signed.  Where their extended attributes hold more
-        than SEAL_ON_LOOP_BYTES, on a worker thread: sealing them on the loop held every user's
-        requests for as long (attack round 49t (6): a node from before their cap may hold megabytes).
-        What the documents say is taken from the nodes first, on the loop (``node_doc_sealer``), and
-        the caller holds the metadata lock throughout, so this tree's commits keep their order.  Not
-        in a shared mount (a watched store): there the trees of other users commit the same shared
-        documents under locks of their own, and a commit that awaits between its revision and its put
-        meets theirs in flight ("changed by someone else", as when commits were moved off the loop:
-        docs/ARCHITECTURE.md), so there it stays on the loop, bounded by the cap."""
-        sealers = [node_doc_sealer(n, self.key, self.fid_of, deleted=self.is_deleted(n)) for n in nodes]
-        if (getattr(self.store, "watched", False)
-                or sum(xattr_bytes(n.xattrs) for n in nodes) <= SEAL_ON_LOOP_BYTES):
-            return [seal() for seal in sealers]
-        return await trio.to_thread.run_sync(lambda: [seal() for seal in sealers], limiter=self.limiter)
 
     def _place_stamps(self, nodes: list[Node], places: list[list[str]]) -> None:
         """The owner's placement stamp of each of her nodes her commit puts where it
