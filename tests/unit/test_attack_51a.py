@@ -1,0 +1,65 @@
+"""Attack round 51a, unit: 50c (2)'s fix (cd96165, ``KeyMirror._current`` ranks the winner by
+(genuine, epoch, binding)).
+
+Hole (3), medium (a key lost on a device until re-key; the server's own doing, no key needed): the
+  winner is judged only when it parses as a key record (``held = ... if current is not None else
+  None``); a winning leaf the server makes malformed (here its ``key`` field dropped, or ``epoch`` a
+  string: anything ``sharing.key_record`` refuses, so ``_key_of`` gives None) skips the restore, and
+  the loop below still closes every other leaf, the genuine one with it.  Pre-50c (2) the same held
+  for any winner; the fix covers a forged winner that parses, not one that does not.
+  Seen: ``test_a_malformed_winning_branch_does_not_close_the_genuine_one`` (run, fails: no key file
+    here after the mirror settles the document, and the genuine leaf is closed); control
+    ``test_a_forged_winning_branch_does_not_close_the_genuine_one_control`` (50c (2)'s own scene, a
+    forged winner that parses: passes).
+  Cause: sync/key_mirror.py ``_current``: ``held is not None and keys and ...``: a None winner never
+    ranks below a genuine leaf.
+  Impact: as 50c (2): a hostile server (one revision it makes up, at a rev id above hers) takes a
+    member's file key off a device that has no key file yet (a new device, or a key new to it) for good,
+    unsaid beyond a "malformed" log line: his reads of the file fail until the owner re-keys.
+  Fix (suggested): rank a None winner lowest (``held = (False, ...)``-like: any genuine leaf beats it),
+    or never close the other leaves when the winner does not parse.
+
+Tests: those named above.  Run (-n 0, this file): with --runxfail the xfail fails at its own assertion.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fusevault.encoding import b64e
+from fusevault.store import replica
+from fusevault.sync.key_mirror import place
+from unit.test_attack_43b_keys import _gwens_group
+from unit.test_key_mirror import clock, pair, put  # noqa: F401 (fixtures)
+
+
+def _branches(replicas, malformed: bool):
+    """50c (2)'s scene: the genuine record and the server's leaf of the same epoch at a higher rev
+    (malformed: its ``key`` dropped; else another key), on a device that has no key file yet."""
+    here, there = replicas
+    her, gwen, group, doc_id, _ = _gwens_group(there, gwen_first=True, bound="gwen")
+    bound = dict(there.store.get(doc_id))
+    for each in (her.id, bound["fid"], gwen.id, group):
+        put(here, {k: v for k, v in there.store.get(each).items() if k != "_rev"})
+    high, low = "1-" + "f" * 32, "1-" + "0" * 32
+    forged = {**bound, "_rev": high, "key": b64e(b"the server's bytes")}
+    if malformed:
+        del forged["key"]
+    replica.store_revisions(here.store, [{**bound, "_rev": low}, forged])
+    here.keys.arrived([doc_id])
+    here.keys.caught_up()
+    return here, doc_id
+
+
+@pytest.mark.xfail(strict=True, reason="51a (3): a malformed winning leaf still closes the genuine branch")
+def test_a_malformed_winning_branch_does_not_close_the_genuine_one(pair, clock) -> None:  # noqa: F811
+    here, doc_id = _branches(pair, malformed=True)
+    leaves = replica.other_leaves(here.store, doc_id)
+    assert place(here.layout, doc_id).exists(), (
+        f"the genuine branch closed: no key file here; other leaves left: {len(leaves)}; "
+        f"current has key: {'key' in (here.store.get(doc_id) or {})}")
+
+
+def test_a_forged_winning_branch_does_not_close_the_genuine_one_control(pair, clock) -> None:  # noqa: F811
+    here, doc_id = _branches(pair, malformed=False)
+    assert place(here.layout, doc_id).exists()
