@@ -37,6 +37,22 @@ Hole (5), medium (a key lost on a device until re-key; the server's doing: one m
     genuine, keep the other leaves open (or re-settle the document when a user document it waits on
     arrives, as ``_signed_group``'s cache by the owner's revision does for groups).
 
+Hole (6), low (exit 70, an "internal error" crash log, for a mistyped URL; 50d (4)'s fix, in part):
+  ``urls._host_name_ok`` strips every trailing dot (``host.rstrip(".")``) before it checks the labels,
+  so ``http://db..:5984/vault`` (two dots: an empty label, which IDNA refuses as 50d (4)'s ``a..b``)
+  passes ``http_url`` and both parsers, and fails at the first connection with a UnicodeError ("label
+  empty or too long"): ``CouchStore(url, create=True)`` raises it (neither InvalidInput nor
+  StoreUnavailable), so ``vault init --couchdb http://db..:5984/vault`` ends in exit 70.
+  Seen: ``test_a_host_with_two_trailing_dots_is_a_one_line_refusal`` (run, fails: UnicodeError),
+    ``test_init_with_a_host_with_two_trailing_dots_is_a_one_line_refusal`` (run, fails: exit 70);
+    control ``test_a_host_with_one_trailing_dot_is_taken_control``.
+  Cause: ``rstrip(".")`` where one dot was meant (``removesuffix(".")``).
+  Impact: a crash log and exit 70 for a typo (no data, no secret); also read-only: an ``xn--`` label
+    that is no valid punycode (``xn--a.example``) passes ``_host_name_ok`` (``str.encode("idna")``
+    takes it) and httpx raises ``idna.InvalidCodepoint`` (not ``httpx.InvalidURL``) at request time.
+  Fix (suggested): strip one trailing dot; check with the ``idna`` package httpx uses
+    (``idna.encode(host, uts46=...)``) or catch its errors where the client is built.
+
 Hole (4), low (a password echoed on stderr, 50d (3)'s fix, in part): a CouchDB URL whose password starts
   with up to five digits and then ``/``, ``?`` or ``#`` (``http://admin:2024/Winter@couch.example:5984/vault``)
   parses (urllib and httpx alike) as host ``admin``, port 2024, with the rest as path/query/fragment;
@@ -66,12 +82,13 @@ from __future__ import annotations
 import pytest
 
 from fusevault.encoding import b64e
-from fusevault.errors import InvalidInput
+from fusevault.errors import InvalidInput, StoreUnavailable
 from fusevault.store import replica
-from fusevault.store.couch import split_url
+from fusevault.store.couch import CouchStore, split_url
 from fusevault.sync.key_mirror import place
 from fusevault.vault.model import peers
 from unit.test_attack_43b_keys import _gwens_group
+from unit.test_attack_50d import _init
 from unit.test_key_mirror import clock, pair, put  # noqa: F401 (fixtures)
 
 
@@ -162,3 +179,31 @@ def test_a_forged_winner_over_a_genuine_leaf_whose_signer_came_late_does_not_clo
 
 def test_her_genuine_leaf_alone_whose_signer_came_late_is_written_control(pair, clock) -> None:  # noqa: F811
     assert _her_user_late(pair, forged_leaf=False)
+
+
+# --- (6): a host name ending in two dots
+
+
+def _opened(url: str) -> BaseException | None:
+    try:
+        CouchStore(url, create=True)
+    except BaseException as err:  # noqa: BLE001 - what the command's guard would see
+        return err
+    return None
+
+
+@pytest.mark.xfail(strict=True, reason="51a (6): a host ending in two dots: UnicodeError later")
+def test_a_host_with_two_trailing_dots_is_a_one_line_refusal() -> None:
+    raised = _opened("http://db..:5984/vault")
+    assert isinstance(raised, (InvalidInput, StoreUnavailable)), f"{type(raised).__name__}: {raised}"
+
+
+def test_a_host_with_one_trailing_dot_is_taken_control() -> None:
+    raised = _opened("http://db.invalid.:5984/vault")
+    assert isinstance(raised, StoreUnavailable), f"{type(raised).__name__}: {raised}"
+
+
+@pytest.mark.xfail(strict=True, reason="51a (6): init with a host ending in two dots ends in exit 70")
+def test_init_with_a_host_with_two_trailing_dots_is_a_one_line_refusal(tmp_path) -> None:
+    run = _init(tmp_path, "http://db..:5984/vault")
+    assert run.returncode == 12 and "internal error" not in run.stderr, (run.returncode, run.stderr[-300:])
