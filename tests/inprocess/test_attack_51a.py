@@ -44,6 +44,17 @@ Hole (2), medium (every seat's requests stalled, the 49t (6) stall again, by a W
     shape error of a writer's input (keep the held xattrs: ``changed_last``); or take at most the cap
     (the held ones for the field) and commit that; the owner's own legacy nodes as 49t (6) says.
 
+Holes (3) to (6) are in tests/unit/test_attack_51a.py.  Held (read, some run): ``_check_room`` (replace
+  vs create, count and bytes, a legacy node's shrinking sets, under the metadata lock: no race with
+  removexattr); ``_checked_copy`` (blob, int, short and non-hex shas skipped); ``acting_as`` compares
+  the Python ids it asked for with what the thread reads back (an id that truncates to 0 or is
+  (uid_t) -1 is refused); the export's PermissionError catch (the fd is the user's own, O_EXCL).
+  Leads, read-only: a peer host ``xn--a.example`` (invalid punycode) passes ``http_url`` and makes
+  httpx raise idna's InvalidCodepoint, which ``couch_api._request`` does not catch (the replicator
+  logs "internal error" and retries for ever); ``Content.where``'s reload runs a copies query at
+  every read of a record whose named hash is in no ``copies`` row (his copy in ``places`` only, hers
+  as a copy: a reader of his version), work per read, not wrong bytes.
+
 Tests: those named above.  Run (-n 0, this file, ~15:27 UTC): with --runxfail each xfail fails at its
   own assertion; the controls pass.
 """
