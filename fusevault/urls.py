@@ -22,12 +22,18 @@ def http_url(url: str, what: str = "URL", example: str = "http://host:port/...")
     ``what`` names it in the refusal (``relay URL``), ``example`` shows its form.  A refusal echoes
     the URL without its credentials, and no parser's words where it has some (urllib's port error
     quotes the text after the first colon: a password's start, attack round 50d (3))."""
-    shown = _without_credentials(url)
+    shown = without_credentials(url)
     secret = "@" in url
     try:
         parts = urlsplit(url)
     except ValueError as err:  # an unclosed "[", a bracketed host that is no IPv6 address
         raise InvalidInput(f"not a valid {what}: {shown} ({_reason(err, secret)})") from None
+    if secret and parts.username is None:
+        # An "@" the parsers do not read as the end of credentials: a password that looks like a port
+        # and holds "/" or "#" ("http://admin:2024/pw@host/db" is host "admin", port 2024), whose
+        # URL a later check would echo whole, or a store's config keep (attack round 51a (4)).
+        raise InvalidInput(f"not a valid {what}: {shown} (an \"@\" only ends credentials, which go "
+                           "in a file or the environment, not in the URL)")
     try:
         _ = parts.port  # digits, 0-65535
     except ValueError:
@@ -53,7 +59,7 @@ def _reason(err: Exception, secret: bool) -> str:
     return text[:200]
 
 
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
     """``url`` with everything before its last ``@`` cut out but the scheme, found by hand: the URL may
     not parse, and a password may hold ``/``, ``?`` or ``#``, or the ``//`` be mistyped (50d (3))."""
     at = url.rfind("@")
@@ -70,7 +76,7 @@ def _host_name_ok(host: str) -> bool:
     UnicodeError, exit 70 (attack round 50d (4))."""
     if ":" in host:  # an IPv6 address: the parsers checked it
         return True
-    name = host.rstrip(".")  # one trailing dot is a fully qualified name
+    name = host.removesuffix(".")  # one trailing dot: a fully qualified name; two: an empty label (51a (6))
     if not name or not all(0 < len(label) <= 63 for label in name.split(".")):
         return False
     try:

@@ -20,7 +20,7 @@ import couchdb
 
 from fusevault.errors import Conflict, InvalidInput, StoreUnavailable
 from fusevault.store.places import PlaceRow, Places
-from fusevault.urls import http_url
+from fusevault.urls import http_url, without_credentials
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -28,7 +28,7 @@ def split_url(url: str) -> tuple[str, str]:
     parts = http_url(url, "CouchDB database URL", "http://host:port/database")  # host, port: 49t (4)
     db = parts.path.strip("/")
     if not db or "/" in db:
-        raise InvalidInput(f"not a CouchDB database URL: {strip_credentials(url)}")
+        raise InvalidInput(f"not a CouchDB database URL: {without_credentials(url)}")
     host = parts.hostname or ""
     netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, "/", "", "")), db

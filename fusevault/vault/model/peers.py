@@ -34,7 +34,7 @@ from fusevault import paths
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import AlreadyExists, InvalidInput, NotFound
 from fusevault.store import Store, tombstone
-from fusevault.urls import http_url
+from fusevault.urls import http_url, without_credentials
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model.nodes import new_id
 
@@ -57,7 +57,8 @@ def parse_url(url: str) -> dict:
         raise InvalidInput("credentials do not go in the URL (the command line is visible to "
                            "everyone): use --credentials-file FILE or --credentials-env NAME")
     if not _DB_NAME.fullmatch(db):
-        raise InvalidInput(f"not a CouchDB database URL: {url!r} (expected http://host:port/database)")
+        raise InvalidInput(f"not a CouchDB database URL: {without_credentials(url)} "
+                           "(expected http://host:port/database)")
     port = parts.port or (443 if parts.scheme == "https" else 5984)
     assert parts.hostname is not None  # http_url refuses a URL without one
     return {"scheme": parts.scheme, "host": parts.hostname, "port": port, "db": db}
