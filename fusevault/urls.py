@@ -45,8 +45,10 @@ def http_url(url: str, what: str = "URL", example: str = "http://host:port/...")
     import httpx  # here: the command's parser stays light
 
     try:
-        httpx.URL(url)  # an IPv4 address out of range (256.1.1.1), a bad IPv6 one, a control character
-    except httpx.InvalidURL as err:
+        # An IPv4 address out of range (256.1.1.1), a bad IPv6 one, a control character; ``host``
+        # decodes an "xn--" label, which fails at every request if it is no punycode (51a lead).
+        _ = httpx.URL(url).host
+    except (httpx.InvalidURL, UnicodeError) as err:
         raise InvalidInput(f"not a valid {what}: {shown} ({_reason(err, secret)})") from None
     return parts
 

@@ -205,3 +205,11 @@ def test_a_host_with_one_trailing_dot_is_taken_control() -> None:
 def test_init_with_a_host_with_two_trailing_dots_is_a_one_line_refusal(tmp_path) -> None:
     run = _init(tmp_path, "http://db..:5984/vault")
     assert run.returncode == 12 and "internal error" not in run.stderr, (run.returncode, run.stderr[-300:])
+
+
+def test_a_host_label_that_is_no_punycode_is_a_one_line_refusal() -> None:
+    """51a's read-only lead, run: ``xn--a`` passed both parsers and idna's decoding failed at every
+    request (httpx's ``URL.host``), the replicator retrying for good."""
+    with pytest.raises(InvalidInput):
+        split_url("http://xn--a.example:5984/vault")
+    assert split_url("http://xn--bcher-kva.example:5984/vault")[1] == "vault"  # a genuine one is taken
