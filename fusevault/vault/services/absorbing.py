@@ -38,10 +38,10 @@ from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
-from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
+from fusevault.vault.model.her_keys import claim_said, key_not_hers
 from fusevault.vault.model.history import carried, made_over
 from fusevault.vault.model.ledger import parents_of, path_shown, writer_seq
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
@@ -389,9 +389,7 @@ def _claims_a_key(volume: Volume, node: Node, fresh: Node, doc: dict, signer: st
     if not _key_not_hers_here(volume, node, fresh, signer):
         return False
     if volume.authorship is not None:
-        volume.authorship.deny(doc, f"a state signed by {signer} claims key epoch {fresh.epoch} under a "
-                               f"key not hers at it (held: epoch {node.epoch}): taken in at the epoch "
-                               "held, and sealed again under a new key of hers")
+        volume.authorship.deny(doc, claim_said(signer, fresh.epoch, node.epoch))
     fresh.epoch = node.epoch
     return True
 
@@ -399,12 +397,10 @@ def _claims_a_key(volume: Volume, node: Node, fresh: Node, doc: dict, signer: st
 def _key_not_hers_here(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
     """Whether a member's state of her node carries a key other than the one held here, at an epoch not
     below the held one's, and not the key her device derives at that epoch for the recipients it sees
-    (``rekeying.derived_dek``): his claim, or her other device's re-key for recipients seen otherwise
-    there (a share or member it removed, not heard of here yet)."""
-    if (signer in (None, fresh.owner) or node.owner != volume.key.user_id or not node.dek
-            or fresh.dek == node.dek or fresh.epoch < node.epoch):
-        return False
-    return derived_dek(volume.tree, node, fresh.epoch) != fresh.dek
+    (vault/model/her_keys.py ``key_not_hers``, as the load judges the store's revision): his claim,
+    or her other device's re-key for recipients seen otherwise there (a share or member it removed,
+    not heard of here yet)."""
+    return bool(node.dek) and key_not_hers(volume.tree, node, (node.dek, node.epoch), fresh, signer)
 
 
 def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
