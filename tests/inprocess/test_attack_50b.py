@@ -71,11 +71,13 @@ Run 12:17 UTC, 2026-12-06: 1 passed, 4 xfailed; under --runxfail the 4 fail at t
 Fixed (1): the load judges as the arrival does (vault/model/her_keys.py ``key_not_hers``,
 vault/tree/loading.py ``_claims_judged``), and ``rotation._carry_out`` takes a request as done only for
 a key of hers (``_her_key``: ``test_her_request_is_not_dropped_for_a_claimed_epoch_the_load_let_through``).
+Fixed (2), in part: a key above her epoch is hers if her master key derives it at that epoch for the
+recipients seen here, or those less one grant or one recipient (vault/model/her_keys.py ``her_key_at``),
+when the hold ends, at load and in ``_her_key``
+(``test_her_desktops_key_over_a_share_made_again_is_taken_in_and_at_her_unlock``).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from fusevault.encoding import b64e
 from fusevault.vault.files.rekeying import derived_dek
@@ -169,8 +171,6 @@ async def test_a_claim_committed_while_she_is_locked_is_not_taken_unsaid_by_her_
         "his claim of her older key taken at his epoch, unsaid: her rotation undone")
 
 
-@pytest.mark.xfail(strict=True, reason="50b (2): her unshare and share again on her desktop: bob's honest "
-                                       "state over its re-key said as a claim")
 async def test_her_unshare_and_share_again_on_her_desktop_is_no_claim_of_bobs(shared, monkeypatch):
     alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
     epoch = hers.epoch + 1
@@ -183,3 +183,24 @@ async def test_her_unshare_and_share_again_on_her_desktop_is_no_claim_of_bobs(sh
     for _ in range(HER_RE_KEY_BATCHES + 2):
         absorb_arrivals(alice, [alice.store.get(docs.fid)])  # the sync goes on
     assert not _said(alice, hers.fid), "bob's honest state over her own re-key said as his claim"
+
+
+async def test_her_desktops_key_over_a_share_made_again_is_taken_in_and_at_her_unlock(shared, monkeypatch):
+    """(2)'s scene: once the hold ends, bob's state is taken in under her desktop's key at its epoch (no
+    new key asked), and her unlock loads it so too, unsaid (vault/model/her_keys.py ``her_key_at``:
+    derived for the recipients seen here less the grant made again)."""
+    alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
+    epoch = hers.epoch + 1
+    newer = _her_desktops_key(alice, hers, epoch, grant)
+    await _bobs_chmod_under(shared, monkeypatch, his, newer, epoch,
+                            {"en_file_dek": b64e(alice.key.wrap_dek(hers.fid, newer))})
+    again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # her unlock first
+    node = again.tree.find(hers.fid)
+    assert (node.dek, node.epoch) == (newer, epoch) and not _said(again, hers.fid)
+    assert hers.fid not in again.ledger.rolled, "her own key given a new one at unlock"
+    docs = alice.resolve(b"docs")
+    outs = [absorb_arrivals(alice, [alice.store.get(hers.fid)])]
+    for _ in range(HER_RE_KEY_BATCHES + 2):
+        outs.append(absorb_arrivals(alice, [alice.store.get(docs.fid)]))
+    assert (hers.dek, hers.epoch) == (newer, epoch) and not any(hers in out.rekey for out in outs)
+    assert not _said(alice, hers.fid)
