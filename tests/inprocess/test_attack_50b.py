@@ -68,17 +68,23 @@ Scenes use the 43c (8) fixer's harness (tests/inprocess/test_member_newer_key_43
 (1) removes bob's grant of docs/sub (he keeps WRITE through docs/): the harness has two users, and
 what matters is that the re-key she asked is dropped; in use the revoked one is another (carol).
 Run 12:17 UTC, 2026-12-06: 1 passed, 4 xfailed; under --runxfail the 4 fail at their own assertion.
+Fixed (1): the load judges as the arrival does (vault/model/her_keys.py ``key_not_hers``,
+vault/tree/loading.py ``_claims_judged``), and ``rotation._carry_out`` takes a request as done only for
+a key of hers (``_her_key``: ``test_her_request_is_not_dropped_for_a_claimed_epoch_the_load_let_through``).
+Fixed (2), in part: a key above her epoch is hers if her master key derives it at that epoch for the
+recipients seen here, or those less one grant or one recipient (vault/model/her_keys.py ``her_key_at``),
+when the hold ends, at load and in ``_her_key``
+(``test_her_desktops_key_over_a_share_made_again_is_taken_in_and_at_her_unlock``).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from fusevault.encoding import b64e
 from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.model import alarms
 from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import HER_RE_KEY_BATCHES, absorb_arrivals, retry_awaiting
+from fusevault.vault.tree import loading
 from fusevault.vault.tree.arrivals import Absorbed
 from fusevault.vault.volume import Volume
 from inprocess.test_member_newer_key_43c import _bobs_chmod_under, _docs_sub_shared_twice, _her_desktops_key
@@ -123,15 +129,12 @@ async def test_a_held_claim_is_held_unsaid_before_the_unlock(shared, monkeypatch
     assert not _said(alice, hers.fid)
 
 
-@pytest.mark.xfail(strict=True, reason="50b (1): a held key claim is taken unsaid by her next unlock")
 async def test_a_held_claim_is_not_taken_unsaid_by_her_unlock(shared, monkeypatch):
     alice, hers, older, held = await _bobs_claim_held(shared, monkeypatch)
     assert not _taken_unsaid(alice, hers, older), (
         "his claim of her older key taken at his epoch, unsaid: her rotation undone")
 
 
-@pytest.mark.xfail(strict=True, reason="50b (1): her unshare failed during the hold is dropped at her unlock "
-                                       "as done, the file left under her older key")
 async def test_her_unshare_failed_during_the_hold_is_carried_out_at_her_unlock(shared, monkeypatch):
     alice, hers, older, held = await _bobs_claim_held(shared, monkeypatch)
     requests = shared.drive.seat_of(ALICE_UID).ops.session.requests
@@ -146,16 +149,28 @@ async def test_her_unshare_failed_during_the_hold_is_carried_out_at_her_unlock(s
         "her unshare's request dropped as done, the file under her older key: her unshare never made")
 
 
-@pytest.mark.xfail(strict=True, reason="50b (1): a key claim stored while she is locked is taken "
-                                                "unsaid at unlock")
+async def test_her_request_is_not_dropped_for_a_claimed_epoch_the_load_let_through(shared, monkeypatch):
+    """The carrying out's own check (rotation.py ``_her_key``): a claim the load does not judge (one it
+    has no epoch of hers for, say: here the load's judging is switched off) still leaves her request
+    at her epoch carried out, the claimed epoch above it being no key of hers."""
+    alice, hers, older, held = await _bobs_claim_held(shared, monkeypatch)
+    requests = shared.drive.seat_of(ALICE_UID).ops.session.requests
+    assert "error" in await requests.handle({"cmd": "unshare", "path": "docs/sub", "with": "bob"})
+    monkeypatch.setattr(loading, "_claims_judged", lambda *args: None)
+    again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+    assert again.tree.find(hers.fid).epoch == held[1] + 1, "the load took his claimed epoch"
+    await rotation.resume(again)
+    node = again.tree.find(hers.fid)
+    assert node.dek not in (older, held[0]) and alice.store.get(f"rotate-{hers.fid}") is None, (
+        "her unshare's request dropped as done for his claimed epoch, the file under her older key")
+
+
 async def test_a_claim_committed_while_she_is_locked_is_not_taken_unsaid_by_her_unlock(shared, monkeypatch):
     alice, hers, older, held = await _bobs_claim(shared, monkeypatch)
     assert not _taken_unsaid(alice, hers, older), (
         "his claim of her older key taken at his epoch, unsaid: her rotation undone")
 
 
-@pytest.mark.xfail(strict=True, reason="50b (2): her unshare and share again on her desktop: bob's honest "
-                                       "state over its re-key said as a claim")
 async def test_her_unshare_and_share_again_on_her_desktop_is_no_claim_of_bobs(shared, monkeypatch):
     alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
     epoch = hers.epoch + 1
@@ -168,3 +183,24 @@ async def test_her_unshare_and_share_again_on_her_desktop_is_no_claim_of_bobs(sh
     for _ in range(HER_RE_KEY_BATCHES + 2):
         absorb_arrivals(alice, [alice.store.get(docs.fid)])  # the sync goes on
     assert not _said(alice, hers.fid), "bob's honest state over her own re-key said as his claim"
+
+
+async def test_her_desktops_key_over_a_share_made_again_is_taken_in_and_at_her_unlock(shared, monkeypatch):
+    """(2)'s scene: once the hold ends, bob's state is taken in under her desktop's key at its epoch (no
+    new key asked), and her unlock loads it so too, unsaid (vault/model/her_keys.py ``her_key_at``:
+    derived for the recipients seen here less the grant made again)."""
+    alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
+    epoch = hers.epoch + 1
+    newer = _her_desktops_key(alice, hers, epoch, grant)
+    await _bobs_chmod_under(shared, monkeypatch, his, newer, epoch,
+                            {"en_file_dek": b64e(alice.key.wrap_dek(hers.fid, newer))})
+    again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # her unlock first
+    node = again.tree.find(hers.fid)
+    assert (node.dek, node.epoch) == (newer, epoch) and not _said(again, hers.fid)
+    assert hers.fid not in again.ledger.rolled, "her own key given a new one at unlock"
+    docs = alice.resolve(b"docs")
+    outs = [absorb_arrivals(alice, [alice.store.get(hers.fid)])]
+    for _ in range(HER_RE_KEY_BATCHES + 2):
+        outs.append(absorb_arrivals(alice, [alice.store.get(docs.fid)]))
+    assert (hers.dek, hers.epoch) == (newer, epoch) and not any(hers in out.rekey for out in outs)
+    assert not _said(alice, hers.fid)

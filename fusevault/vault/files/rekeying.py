@@ -15,7 +15,7 @@ import trio
 from fusevault.errors import Conflict, CorruptData
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.open_files import FLUSH_AT, Files, Stale
-from fusevault.vault.files.ports import TreePort
+from fusevault.vault.model.her_keys import derived_dek
 from fusevault.vault.model.nodes import Node
 
 # Sealing a file again under a new key, when other writers' versions keep
@@ -76,22 +76,6 @@ async def _next_epoch(files: Files, node: Node) -> int:
         top = max(top, await tree.in_thread(tree.sharing.key_epoch, tree.layout, node.fid, grants))
     tree.top_epochs[node.fid] = top + 1
     return top + 1
-
-
-def derived_dek(tree: TreePort, node: Node, epoch: int) -> bytes:
-    """The key her device gives the node at ``epoch`` (``rekey``): derived from her master key, the
-    epoch and the recipients seen here, so none of those who hold only her older keys can make it."""
-    return tree.key.rekey_dek(node.fid, epoch, _recipients(tree, node))
-
-
-def _recipients(tree: TreePort, node: Node) -> list[str]:
-    """Who the new key is sealed to, as the grants and recipients (a group's members) covering the
-    node here: a device of hers that sees them otherwise (a member's removal not taken in yet)
-    derives another key (``MasterKey.rekey_dek``)."""
-    if tree.sharing is None:
-        return []
-    return [f"{r.grant.owner}:{r.grant.fid}:{r.grant.grantee}:{r.recipient}:{r.perm}"
-            for g in tree.covering(node) for r in tree.sharing.reaches(g)]
 
 
 def _left(files: Files, node: Node) -> bool:

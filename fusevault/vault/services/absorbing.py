@@ -38,10 +38,10 @@ from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
-from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
+from fusevault.vault.model.her_keys import claim_said, key_not_hers
 from fusevault.vault.model.history import carried, made_over
 from fusevault.vault.model.ledger import parents_of, path_shown, writer_seq
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
@@ -383,28 +383,26 @@ def _claims_a_key(volume: Volume, node: Node, fresh: Node, doc: dict, signer: st
 
     His contents are sealed under the key he holds, so they are taken in (nothing of his is lost) at
     the epoch held, never his (``fresh.epoch``), and her device seals them again under a new key of
-    hers, as a write made under her older key (``out.rekey``); said.  A key her device derives at
-    that epoch for the recipients seen here is hers (her other device's re-key he took in before
-    this device did): taken, not said."""
+    hers, as a write made under her older key (``out.rekey``); said.  A key her device derived at
+    that epoch is hers (her other device's re-key he took in before this device did:
+    vault/model/her_keys.py ``her_key_at``): taken, not said."""
     if not _key_not_hers_here(volume, node, fresh, signer):
         return False
     if volume.authorship is not None:
-        volume.authorship.deny(doc, f"a state signed by {signer} claims key epoch {fresh.epoch} under a "
-                               f"key not hers at it (held: epoch {node.epoch}): taken in at the epoch "
-                               "held, and sealed again under a new key of hers")
+        volume.authorship.deny(doc, claim_said(signer, fresh.epoch, node.epoch))
     fresh.epoch = node.epoch
     return True
 
 
-def _key_not_hers_here(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
+def _key_not_hers_here(volume: Volume, node: Node, fresh: Node, signer: str | None, *,
+                       seen_here: bool = False) -> bool:
     """Whether a member's state of her node carries a key other than the one held here, at an epoch not
-    below the held one's, and not the key her device derives at that epoch for the recipients it sees
-    (``rekeying.derived_dek``): his claim, or her other device's re-key for recipients seen otherwise
-    there (a share or member it removed, not heard of here yet)."""
-    if (signer in (None, fresh.owner) or node.owner != volume.key.user_id or not node.dek
-            or fresh.dek == node.dek or fresh.epoch < node.epoch):
-        return False
-    return derived_dek(volume.tree, node, fresh.epoch) != fresh.dek
+    below the held one's, and not a key of hers at that epoch (vault/model/her_keys.py
+    ``key_not_hers``, as the load judges the store's revision): his claim.  ``seen_here``: not the key
+    her device derives at that epoch for the recipients it sees: his claim, or her other device's
+    re-key for recipients seen otherwise there (a share or member it removed, not heard of here yet)."""
+    return bool(node.dek) and key_not_hers(volume.tree, node, (node.dek, node.epoch), fresh, signer,
+                                           seen_here=seen_here)
 
 
 def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
@@ -416,12 +414,14 @@ def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str |
     another key for the recipients it still saw, and took his state for a claim: her older key kept,
     and said, a false alarm (attack round 43c (8)).  Her re-key only raises the epoch, so a state
     above the held epoch waits; once the change of shares or groups it was made for arrives, the key
-    is the one this device derives, taken in unsaid.  Nothing explains a claim (her older key he kept,
-    sealing an epoch above): after ``HER_RE_KEY_BATCHES`` batches it is taken for one and said
-    (``_claims_a_key``).  A state at the held epoch under another key is no re-key of hers (one
+    is the one this device derives, taken in unsaid.  After ``HER_RE_KEY_BATCHES`` batches it is
+    judged (``_claims_a_key``): a key of hers at that epoch derived for other recipients than seen
+    here (a share made again after her unshare: her re-key's recipients are never seen here, round
+    50b (2)) is taken in unsaid; nothing explains a claim (her older key he kept, sealing an epoch
+    above): taken for one and said.  A state at the held epoch under another key is no re-key of hers (one
     epoch has one key of hers for what one device sees): judged at once, as before."""
     waits = volume.tree.her_re_key_waits
-    if fresh.epoch <= node.epoch or not _key_not_hers_here(volume, node, fresh, signer):
+    if fresh.epoch <= node.epoch or not _key_not_hers_here(volume, node, fresh, signer, seen_here=True):
         waits.pop(node.fid, None)
         return False
     if waits.setdefault(node.fid, 0) >= HER_RE_KEY_BATCHES:

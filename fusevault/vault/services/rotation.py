@@ -37,6 +37,7 @@ from fusevault.store import tombstone
 from fusevault.vault.format.layout import is_id
 from fusevault.vault.model import rotations_done, sharing
 from fusevault.vault.model.grants import key_signed
+from fusevault.vault.model.her_keys import her_key_at
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import ROTATION, Grant
 from fusevault.vault.model.trust import Trust
@@ -421,7 +422,7 @@ async def _carry_out(volume: Volume, node: Node, doc: dict, rotated: set[str]) -
         await volume.in_thread(rotations_done.remember, root, user_id, doc)
         await volume.store_call(_forget, volume, doc)
         return True
-    if node.epoch > doc.get("epoch", 0):  # none: signed by the format-2 migration (migrate.py)
+    if node.epoch > doc.get("epoch", 0) and _her_key(volume, node):  # none: by the migration (migrate.py)
         # Done since she asked for it (a replay of her old request, or another device of hers
         # finished it): nothing to do, the request goes.
         log.info("the key rotation of %s was done already", node.fid)
@@ -437,6 +438,16 @@ async def _carry_out(volume: Volume, node: Node, doc: dict, rotated: set[str]) -
     rotated.update(n.fid for n in subtree(volume, node))
     await rotate(volume, node, doc)
     return True
+
+
+def _her_key(volume: Volume, node: Node) -> bool:
+    """Whether the node's key at its epoch is one her device derived there (vault/model/her_keys.py
+    ``her_key_at``): her re-key, made here or on another device of hers.  The node's epoch alone is
+    no proof of it: a member's state claims any epoch under her older key (round 45c (4)), and a
+    claim taken for her re-key dropped her request for good, the file left under her older key
+    (round 50b (1)).  The load and the arrival take such a claim at her epoch; this is the last
+    check.  A key of hers not found there costs one more re-key, nothing else."""
+    return bool(node.dek) and her_key_at(volume.tree, node, node.epoch, node.dek)
 
 
 def _group_members(volume: Volume) -> dict[str, set[str]]:

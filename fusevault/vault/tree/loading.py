@@ -28,6 +28,7 @@ from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import history, names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import Freshness
+from fusevault.vault.model.her_keys import claim_said, key_not_hers
 from fusevault.vault.model.ledger import Ledger, at_load, parents_of, seq_of
 from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
@@ -242,6 +243,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         rebuilt += _replays_refused(tree, store, key, gate, ledger, {node.fid for node in rebuilt})
     tree.authorship = gate
     ours = {node.fid for node in rebuilt}
+    if gate is not None:
+        _claims_judged(tree, gate, ledger, foreign, others, ours)  # before the ledger takes their epochs
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
         layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
     tree.ledger = at_load(tree, store, ledger, moved,
@@ -254,6 +257,28 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                  trust.verified.cached)
         trust.verified.save(prune=False)
     return tree
+
+
+def _claims_judged(tree: Tree, gate: Authorship, ledger: Ledger, foreign: list[Foreign],
+                   others: dict[str, dict], ours: set[str]) -> None:
+    """Her files loaded as a member's state claiming a key at an epoch above the newest this device
+    saw, not the one her device derives there (vault/model/her_keys.py ``key_not_hers``): judged as on
+    arrival (vault/services/absorbing.py ``_claims_a_key``), said, taken in at her epoch and given a
+    new key of hers at unlock (the ledger's ``rolled``: rotation.py ``resume``).  Taken as stored, her
+    node held her older key he kept at his epoch, unsaid; her next commit signed it, and her pending
+    unshare's request (at her epoch) was dropped as done: her rotation undone (attack round 50b (1):
+    a claim stored while she was locked, or held back while unlocked, then her unlock or restart).
+    Only files this device saw (their newest epoch known): at it, her key is not known here."""
+    for node, _, signer, guest in foreign:
+        if (guest or node.fid in ours or node.fid not in ledger.fids or (doc := others.get(node.fid)) is None
+                or tree.get(node.ino) is not node):
+            continue
+        held = ledger.epochs.get(node.fid, 0)
+        if not key_not_hers(tree, node, (None, held), node, signer):
+            continue
+        gate.deny(doc, claim_said(signer, node.epoch, held))
+        node.epoch = held  # his contents, under the key he holds, sealed again under hers at unlock
+        ledger.rolled.add(node.fid)
 
 
 def _hers_beside_copies(tree: Tree, store: Store, key: MasterKey, gate: Authorship, foreign: list[Foreign],

@@ -1,0 +1,104 @@
+"""Her file's key at an epoch, as her devices give it, and a member's state claiming another.
+
+A member cannot re-key her file (only her devices do: ``derived_dek``); he can seal any epoch and
+carry any wrapping of her older key he once held.  A member's state of her file under another key at
+an epoch not below hers is his claim (attack round 45c (4), (5)): taken as it is, her node held her
+older key at his epoch, her next commit signed it, and her rotation was undone.  Judged alike where
+such a state arrives (vault/services/absorbing.py ``_claims_a_key``) and where the load takes the
+store's current revision (vault/tree/loading.py ``_claims_judged``, attack round 50b (1)): the floor
+below both.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from fusevault.crypto.keys import MasterKey
+from fusevault.vault.model.nodes import Node
+
+
+class Keyed(Protocol):
+    """What the judging asks of the tree (vault/tree/namespace.py's Tree answers)."""
+    key: MasterKey
+    sharing: Any  # vault/tree/guests.py's Guests, or None
+
+    def covering(self, node: Node) -> list: ...
+
+
+def derived_dek(tree: Keyed, node: Node, epoch: int) -> bytes:
+    """The key her device gives the node at ``epoch`` (vault/files/rekeying.py ``rekey``): derived
+    from her master key, the epoch and the recipients seen here, so none of those who hold only her
+    older keys can make it."""
+    return tree.key.rekey_dek(node.fid, epoch, _recipients(tree, node))
+
+
+# ``her_key_at``: how many recipient lists a key is derived for, at most, to find the one her device
+# re-keyed for (the ones seen here, then those less one grant or one recipient): a derivation each.
+RECIPIENT_LISTS = 64
+
+
+def _reached(tree: Keyed, node: Node) -> list[tuple[object, str]]:
+    """Each grant covering the node here, with each recipient it reaches, as the derivation names it."""
+    if tree.sharing is None:
+        return []
+    return [(g, f"{r.grant.owner}:{r.grant.fid}:{r.grant.grantee}:{r.recipient}:{r.perm}")
+            for g in tree.covering(node) for r in tree.sharing.reaches(g)]
+
+
+def _recipients(tree: Keyed, node: Node) -> list[str]:
+    """Who the new key is sealed to, as the grants and recipients (a group's members) covering the
+    node here: a device of hers that sees them otherwise (a member's removal not taken in yet)
+    derives another key (``MasterKey.rekey_dek``)."""
+    return [each for _, each in _reached(tree, node)]
+
+
+def _recipient_lists(tree: Keyed, node: Node) -> Iterator[list[str]]:
+    """The recipients seen here, then those less one grant, then less one recipient: what her device
+    saw at its re-key when one grant or one member was added since (a share made again after her
+    unshare, a member added to a group), at most ``RECIPIENT_LISTS``."""
+    reached = _reached(tree, node)
+    grants = list(dict.fromkeys(g for g, _ in reached))
+    lists = itertools.chain(
+        [[each for _, each in reached]],
+        ([each for g, each in reached if g != left] for left in grants),
+        ([each for i, (_, each) in enumerate(reached) if i != left] for left in range(len(reached))))
+    return itertools.islice(lists, RECIPIENT_LISTS)
+
+
+def her_key_at(tree: Keyed, node: Node, epoch: int, dek: bytes) -> bool:
+    """Whether ``dek`` is a key her device derived for the node at ``epoch``: her own proof, as only
+    her master key derives it and the epoch is part of it (``MasterKey.rekey_dek``), whatever the
+    recipients were, so a key of hers from another epoch (one a member kept) never passes.  Looked for
+    under the recipient lists her re-key may have seen (``_recipient_lists``): more changes of grants
+    since her re-key than one are not found (her key then taken for a claim: a false alarm, and a new
+    key of hers)."""
+    return any(tree.key.rekey_dek(node.fid, epoch, recipients) == dek
+               for recipients in _recipient_lists(tree, node))
+
+
+def key_not_hers(tree: Keyed, node: Node, held: tuple[bytes | None, int], fresh: Node,
+                 signer: str | None, *, seen_here: bool = False) -> bool:
+    """Whether ``fresh``, a state of her ``node`` signed by ``signer``, carries a key other than the
+    one held (``held``: her key, None where unknown, and its epoch) at an epoch not below the held
+    one's, and not a key of hers at its epoch: his claim.  Above the held epoch, a key of hers is one
+    ``her_key_at`` finds; ``seen_here``: only the one derived for the recipients seen here (43c (8)'s
+    hold, in vault/services/absorbing.py, waits for her re-key's change of grants to arrive before it
+    takes her key in).  At the held epoch, only that one too: one epoch has one key of hers for what
+    one device sees.  Where her key at the held epoch is not known (at load), only a state above
+    that epoch is judged: at it, her key may be one no derivation here gives (a first key, or one
+    derived for the recipients seen at its re-key)."""
+    dek, epoch = held
+    if (signer in (None, fresh.owner) or node.owner != tree.key.user_id or fresh.epoch < epoch
+            or fresh.dek == dek or (dek is None and fresh.epoch == epoch)):
+        return False
+    if seen_here or fresh.epoch == epoch:
+        return derived_dek(tree, node, fresh.epoch) != fresh.dek
+    return not her_key_at(tree, node, fresh.epoch, fresh.dek)
+
+
+def claim_said(signer: str | None, epoch: int, held: int) -> str:
+    """The alarm's words for a claim (``key_not_hers``) taken in at her epoch ``held``."""
+    return (f"a state signed by {signer} claims key epoch {epoch} under a key not hers at it (held: "
+            f"epoch {held}): taken in at the epoch held, and sealed again under a new key of hers")
