@@ -43,6 +43,8 @@ Hole (2), medium (every seat's requests stalled, the 49t (6) stall again, by a W
   Fix (suggested): refuse (and say) a member's (non-owner's) state whose xattrs exceed the cap, as a
     shape error of a writer's input (keep the held xattrs: ``changed_last``); or take at most the cap
     (the held ones for the field) and commit that; the owner's own legacy nodes as 49t (6) says.
+  Fixed (arrivals.py ``past_the_xattr_cap`` in ``may_take``, absorbing.py's recommit): the tests below
+    this one; SECURITY.md, round 49t (6).
 
 Holes (3) to (6) are in tests/unit/test_attack_51a.py.  Held (read, some run): ``_check_room`` (replace
   vs create, count and bytes, a legacy node's shrinking sets, under the metadata lock: no race with
@@ -62,6 +64,7 @@ Tests: those named above.  Run (-n 0, this file, ~15:27 UTC): with --runxfail ea
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import time
@@ -71,9 +74,13 @@ import pytest
 import trio
 from attack_scenes import ALICE, bobs_node_doc, planted, team_with_plan
 
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc
 from fusevault.encoding import b64e
-from fusevault.vault.model.nodes import xattr_bytes
+from fusevault.vault.model import alarms
+from fusevault.vault.model.nodes import open_node_attrs, xattr_bytes
 from fusevault.vault.services import punched_wants
+from fusevault.vault.services.absorbing import absorb_arrivals
 from fusevault.vault.services.punched_wants import inherits_punched
 from fusevault.vault.tree.attributes import XATTR_BYTES_MAX
 from inprocess.conftest import (  # noqa: F401  (fixtures)
@@ -167,7 +174,6 @@ def _mode(perm: int):
     return attrs
 
 
-@pytest.mark.xfail(strict=True, reason="51a (2): a member's node document past the xattr cap is taken whole")
 def test_a_members_node_document_past_the_xattr_cap_is_not_taken_whole(shared) -> None:  # noqa: F811
     held, names, took = _members_xattrs(shared, 8 * 1024 * 1024)
     print(f"alice's node holds {held} bytes in {names} names; her chmod took {took:.3f} s")
@@ -178,3 +184,90 @@ def test_a_members_node_document_past_the_xattr_cap_is_not_taken_whole(shared) -
 def test_a_members_node_document_within_the_xattr_cap_is_taken_control(shared) -> None:  # noqa: F811
     held, names, _ = _members_xattrs(shared, 60_000)
     assert (held, names) == (60_000 + len("user.v0"), 1)
+
+
+def _alices_node_doc(shared, fid: str, change: dict) -> dict:  # noqa: F811
+    """alice's own node document of ``fid`` with its sealed attributes changed, signed by her: what her
+    other device, on a version from before the xattr cap, commits."""
+    alice = shared.volumes["alice"]
+    dek = alice.find(fid).dek
+    doc = shared.store.get(fid)
+    attrs = {**open_node_attrs(doc, dek), **change}
+    plain = json.dumps(attrs, separators=(",", ":")).encode()
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
+    return sign_doc(alice.key.user_id, alice.key.identity.sign, body)
+
+
+def _values(count: int, fill: bytes) -> dict[str, str]:
+    """``count`` xattrs of 60 KB each (two are past the cap), as a node document holds them."""
+    return {f"user.v{i}": b64e(fill * 60_000) for i in range(count)}
+
+
+def _refused_said(shared, fid: str) -> bool:  # noqa: F811
+    return any(each["kind"] == "forged-write" and each["subject"] == fid
+               for each in alarms.for_user(shared.volumes["alice"].key.user_id).as_list())
+
+
+def _past_the_cap_scene(shared, first: dict | None, then: dict) -> tuple[object, bool, bool]:  # noqa: F811
+    """alice's team/plan.txt, WRITE to bob; ``first`` (her other device's state, signed by her), then
+    ``then`` (bob's) come.  (Her node, whether her state was refused (said), whether bob's was.)"""
+
+    async def scene() -> tuple[object, bool, bool]:
+        alice = shared.volumes["alice"]
+        await team_with_plan(shared)
+        team = alice.tree.node(alice.tree.node(ROOT).children[b"team"])
+        fid = alice.tree.node(team.children[b"plan.txt"]).fid
+        hers = False
+        if first is not None:
+            planted(shared, _alices_node_doc(shared, fid, first))
+            hers = _refused_said(shared, fid)
+        planted(shared, bobs_node_doc(shared, fid, then))
+        await trio.sleep(0)
+        return alice.tree.node(team.children[b"plan.txt"]), hers, _refused_said(shared, fid)
+
+    return trio.run(scene)
+
+
+def test_a_members_state_past_the_xattr_cap_is_refused_said_and_the_file_keeps_its_own(shared) -> None:  # noqa: F811
+    node, _, said = _past_the_cap_scene(shared, None, {"xattrs": _values(2, b"b"), "mode": 0o100600,
+                                                       "seq": ["bobs-device", 1]})
+    assert said, "refused, said (forged-write)"
+    assert not node.xattrs and stat.S_IMODE(node.mode) != 0o600, "the file keeps what it had, whole"
+
+
+def test_her_own_state_past_the_xattr_cap_from_her_other_device_is_taken_whole(shared) -> None:  # noqa: F811
+    node, refused, _ = _past_the_cap_scene(shared, {"xattrs": _values(2, b"a"), "seq": ["her-old-laptop", 1]},
+                                           {"xattrs": _values(2, b"a"), "seq": ["bobs-device", 1]})
+    assert not refused, "her own legacy state is no member's input: never refused"
+    assert sorted(node.xattrs) == [b"user.v0", b"user.v1"] and node.xattrs[b"user.v1"] == b"a" * 60_000
+
+
+def test_a_members_state_holding_no_more_than_her_node_past_the_cap_is_taken(shared) -> None:  # noqa: F811
+    """Her legacy node past the cap (her other device's): bob's edit of the file carries it, or a value
+    of his in place of one of hers, no larger, and is taken, as her own set of it would be."""
+    node, _, said = _past_the_cap_scene(shared, {"xattrs": _values(2, b"a"), "seq": ["her-old-laptop", 1]},
+                                        {"xattrs": {**_values(2, b"a"), "user.v1": b64e(b"b" * 60_000)},
+                                         "seq": ["bobs-device", 1]})
+    assert not said, "holding no more than her node holds: no refusal"
+    assert node.xattrs[b"user.v1"] == b"b" * 60_000, "bob's value taken"
+
+
+def test_her_state_is_put_back_over_a_members_past_the_xattr_cap(shared) -> None:  # noqa: F811
+    """Refused, his state was left the store's current row until her next commit of the file: her
+    next unlock loaded his values whole.  Her kept state is committed over it at once (``recommit``)."""
+
+    async def scene() -> None:
+        alice = shared.volumes["alice"]
+        await team_with_plan(shared)
+        team = alice.tree.node(alice.tree.node(ROOT).children[b"team"])
+        node = alice.tree.node(team.children[b"plan.txt"])
+        doc = bobs_node_doc(shared, node.fid, {"xattrs": _values(2, b"b"), "seq": ["bobs-device", 1]})
+        (rev,) = shared.store.put_many([{**doc, "_rev": shared.store.get(node.fid)["_rev"]}])
+        out = absorb_arrivals(alice, [{**doc, "_rev": rev}])
+        assert out.recommit == [(node, rev)], "her state, kept, goes back over his at once"
+        await alice.save_node(node)  # what the mount's ``_recommit`` does
+        stored = open_node_attrs(shared.store.get(node.fid), node.dek)
+        assert not stored.get("xattrs"), "the store's current state is hers again"
+
+    trio.run(scene)

@@ -62,6 +62,7 @@ from fusevault.vault.tree.arrivals import (
     may_take,
     open_doc,
     owner_changed,
+    past_the_xattr_cap,
     relink,
     retyped,
     unsaved,
@@ -251,6 +252,11 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     if (opened is not None and signer is not None and not here
             and not may_take(tree, doc, signer, node, opened)):
         keep(tree, node, doc)
+        if node is not None and node.owner == volume.key.user_id and past_the_xattr_cap(
+                tree, signer, node, opened[0]):
+            # Her state put back over his at once: left the store's current row, her next unlock
+            # (which loads it unjudged for size) took his values whole (attack round 51a (2)).
+            out.recommit.append((node, doc["_rev"]))
         return
     if opened is not None and not here and not _version_here(volume, opened[0], node):
         # Its version (document or records) is still on its way from the peer:

@@ -20,7 +20,8 @@ from fusevault.store.replica import history_from, in_conflict, local_of
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import alarms, names
 from fusevault.vault.model.ledger import writer_seq
-from fusevault.vault.model.nodes import Node, node_from_doc, open_node_doc
+from fusevault.vault.model.nodes import Node, node_from_doc, open_node_doc, xattr_bytes
+from fusevault.vault.tree.attributes import XATTR_BYTES_MAX, XATTR_COUNT_MAX, holds_no_more, over_cap
 from fusevault.vault.tree.guests import open_guest
 
 if TYPE_CHECKING:
@@ -175,6 +176,12 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
             return True  # her other device's move, crossing one of this device's: absorbing.py undoes it
         gate.deny(doc, f"signed by {signer}, it puts a folder inside itself")
         return False
+    if past_the_xattr_cap(tree, signer, node, fresh):
+        held, count = xattr_bytes(fresh.xattrs), len(fresh.xattrs)
+        gate.deny(doc, f"signed by {signer}, its extended attributes hold {held} bytes in {count} names, "
+                  f"past a file's cap ({XATTR_BYTES_MAX // 1024} KiB, {XATTR_COUNT_MAX} names): the file "
+                  "keeps what it had")
+        return False
     if signer == doc.get("owner"):
         return True
     mine = node is not None and node.owner == tree.key.user_id
@@ -193,6 +200,20 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
             gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
         return False
     return gate.owner_dek_ok(doc, signer, fresh.dek, node)
+
+
+def past_the_xattr_cap(tree: Tree, signer: str, node: Node | None, fresh: Node) -> bool:
+    """Whether ``fresh``, a state another than this user signed, holds more extended attributes than a
+    node may (vault/tree/attributes.py ``over_cap``) and more than the node held here does.  Taken, a
+    WRITE member's 8 MB of values was sealed again on the loop under the metadata lock at each of her
+    later commits of the file, every seat's requests waiting (attack round 51a (2): the cap was checked
+    only at a local setxattr); whoever signed it, the owner too (his file shared with her).  Her own
+    state (her other device's, on a version from before the cap) is taken whole: a node of hers from
+    before the cap is never lost nor refused here.  A node held over the cap already (from before it)
+    takes a state that makes it hold no more, as a local set does (``_check_room``)."""
+    if signer == tree.key.user_id or not over_cap(fresh.xattrs):
+        return False
+    return node is None or not holds_no_more(fresh.xattrs, node.xattrs)
 
 
 def _copied_when_settled(tree: Tree, doc: dict, signer: str, opened: tuple[Node, list]) -> bool:

@@ -162,10 +162,23 @@ class Attributes(Access):
         return 0
 
 
+def over_cap(xattrs: Mapping[bytes, bytes]) -> bool:
+    """Whether ``xattrs`` hold more than a node's extended attributes may (XATTR_BYTES_MAX in all,
+    XATTR_COUNT_MAX names)."""
+    return len(xattrs) > XATTR_COUNT_MAX or xattr_bytes(xattrs) > XATTR_BYTES_MAX
+
+
+def holds_no_more(xattrs: Mapping[bytes, bytes], held: Mapping[bytes, bytes]) -> bool:
+    """Whether ``xattrs`` hold no more than ``held`` do, in bytes and in names (a node over the cap
+    from before it may keep what it holds, or less: ``_check_room``, vault/tree/arrivals.py)."""
+    return len(xattrs) <= len(held) and xattr_bytes(xattrs) <= xattr_bytes(held)
+
+
 def _check_room(xattrs: Mapping[bytes, bytes], name: bytes, value: bytes) -> None:
     """Refuse (NoSpace: ENOSPC) a set of ``name`` to ``value`` that leaves ``xattrs`` over their cap
-    (XATTR_BYTES_MAX, XATTR_COUNT_MAX).  A node over it already (a vault from before the cap, another
-    device's document) keeps what it holds, and takes a set that makes it hold no more."""
+    (XATTR_BYTES_MAX, XATTR_COUNT_MAX).  A node over it already (a vault from before the cap, her other
+    device's document from a version before it) keeps what it holds, and takes a set that makes it
+    hold no more."""
     had, count = xattr_bytes(xattrs), len(xattrs)
     old = xattrs.get(name)
     size = had + len(name) + len(value) - (0 if old is None else len(name) + len(old))
