@@ -64,6 +64,23 @@ no reader), or also try each grant at its other perm; better, prove her key by h
 material (her re-keyed node document or key record at that epoch).
 Test: ``test_her_desktops_key_before_a_change_of_permission_is_no_claim``.
 
+(5) Honest use: a legacy random key at an epoch >= 1: a false claim at her new device's first unlock.
+Scene: her file rotated by a version before derived keys (round 37b (6): a random key at epoch 1);
+bob saves over it honestly, under that key.  Her new device (no ledger; or a ledger lost, or restored
+from before the rotation) unlocks.
+Seen: forged-write alarm naming bob, his state taken at epoch 0 and re-keyed (``rolled``); on a
+device whose ledger saw epoch 1 nothing is said (the control inside the test).
+Cause: ``_claims_judged`` takes the ledger's epoch (0 where unknown) as her newest; above it only a
+key ``her_key_at`` derives is hers: a random key of hers never is.  New with the fix (before it the
+load judged nothing).  The same for a derived key of hers from more than one grant change ago, or
+(4)'s change of permission, on any new device: every file a member saved last is said and re-keyed.
+Impact: low-medium: false alarms (one per such file) naming an honest member, and re-keys, at the
+first unlock of every new device of an older vault.
+Fix (suggested): on a device with no epoch of the file, prove her key by her own signed material
+(her signed node document or key record at that epoch in the store or history) before judging;
+or judge only where the ledger knows an epoch.
+Test: ``test_a_legacy_random_key_is_no_claim_at_her_new_devices_first_unlock``.
+
 Held (checked by run or read): a new device (no ledger: her claim at E+1) is judged at its first
 unlock (``test_a_claim_is_not_taken_unsaid_by_her_new_devices_first_unlock``, passes); ``her_key_at``
 cannot be made to find his key (the epoch and her master key are in the derivation); its cost is
@@ -71,15 +88,18 @@ bounded: 64 HKDF per judged file, measured ~1 ms (1 recipient) to ~25 ms (1000 r
 per judging (a WRITE member with a large group and many of her files can slow an unlock by seconds:
 low, not reported as a hole); a pending unshare's Rotation request at her epoch is carried out
 (``_her_key``).
-Run 15:42 UTC, 2026-12-06: 2 passed, 4 xfailed; under --runxfail the 4 fail at their own assertion.
+Run 15:43 UTC, 2026-12-06: 2 passed, 5 xfailed; under --runxfail the 5 fail at their own assertion.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
+from fusevault.vault.files import rekeying
 from fusevault.vault.model import alarms
 from fusevault.vault.model.her_keys import derived_dek
 from fusevault.vault.services.absorbing import HER_RE_KEY_BATCHES, absorb_arrivals, retry_awaiting
@@ -199,3 +219,21 @@ async def test_her_desktops_key_before_a_change_of_permission_is_no_claim(shared
                             {"en_file_dek": b64e(alice.key.wrap_dek(hers.fid, newer))})
     again = _unlock(alice)
     assert not _said(again, hers.fid), "bob's honest state over her desktop's key said as his claim"
+
+
+@pytest.mark.xfail(strict=True, reason="51b (5): a legacy key at epoch >= 1: a false claim, new device")
+async def test_a_legacy_random_key_is_no_claim_at_her_new_devices_first_unlock(shared, monkeypatch):
+    alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
+    with monkeypatch.context() as legacy:  # her rotation by a version before derived keys (round 37b (6))
+        legacy.setattr(rekeying, "derived_dek", lambda tree, node, epoch: os.urandom(32))
+        await alice.rekey(hers)
+    retry_awaiting(bob, Absorbed())
+    key, epoch = hers.dek, hers.epoch
+    assert his.dek == key and epoch >= 1
+    await _bobs_chmod_under(shared, monkeypatch, his, key, epoch, dict(his.wrapped or {}))  # honest
+    again = _unlock(alice)
+    seen = not _said(again, hers.fid) and hers.fid not in again.ledger.rolled
+    assert seen, "control: the device that saw it"
+    alice.ledger.path.unlink()  # her new device (or a lost ledger)
+    again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+    assert not _said(again, hers.fid), "bob's honest state under her own key said as his claim"
