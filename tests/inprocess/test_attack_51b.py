@@ -47,7 +47,12 @@ racing his own commit with her re-key (no lock needed).
 Fix (suggested): remember (persisted) that the node's key is a claimed one until her re-key commits
 (the ledger's ``rolled``); retry a re-key that failed on a conflict; never treat a held key she did
 not derive as hers in ``key_not_hers``.
-Test: ``test_his_second_claim_before_her_re_key_is_judged_too``.
+The same on the load's own path: the load judges his claim (said, ``rolled``: the 50b fix), he
+commits again before the unlock's re-key (``rotation._rekey_rolled_back``: it fails, the mark kept in
+memory only), his next state arrives: ``admit`` drops ``rolled`` and keys his epoch E+1; the node
+holds her older key at E+1, and every later unlock takes it unsaid ((1)).
+Tests: ``test_his_second_claim_before_her_re_key_is_judged_too``,
+``test_his_second_claim_before_her_unlocks_re_key_is_judged_too``.
 
 (4) Honest use: one change of a share's permission after her re-key: a false claim alarm.
 Scene: docs/ shared WRITE with bob, docs/sub READ with him.  Her desktop re-keys docs/sub (epoch 1,
@@ -88,7 +93,7 @@ bounded: 64 HKDF per judged file, measured ~1 ms (1 recipient) to ~25 ms (1000 r
 per judging (a WRITE member with a large group and many of her files can slow an unlock by seconds:
 low, not reported as a hole); a pending unshare's Rotation request at her epoch is carried out
 (``_her_key``).
-Run 15:43 UTC, 2026-12-06: 2 passed, 5 xfailed; under --runxfail the 5 fail at their own assertion.
+Run 15:47 UTC, 2026-12-06: 2 passed, 6 xfailed; under --runxfail the 6 fail at their own assertion.
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ from fusevault.errors import VaultError
 from fusevault.vault.files import rekeying
 from fusevault.vault.model import alarms
 from fusevault.vault.model.her_keys import derived_dek
+from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import HER_RE_KEY_BATCHES, absorb_arrivals, retry_awaiting
 from fusevault.vault.tree.arrivals import Absorbed
 from fusevault.vault.volume import Volume
@@ -237,3 +243,25 @@ async def test_a_legacy_random_key_is_no_claim_at_her_new_devices_first_unlock(s
     alice.ledger.path.unlink()  # her new device (or a lost ledger)
     again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
     assert not _said(again, hers.fid), "bob's honest state under her own key said as his claim"
+
+
+@pytest.mark.xfail(strict=True, reason="51b (3): at unlock too: the rolled mark dropped by his next state")
+async def test_his_second_claim_before_her_unlocks_re_key_is_judged_too(shared, monkeypatch):
+    """(3) on the load's own path: the load judges his claim (said, ``rolled``); he commits again before
+    the unlock's re-key (``rotation._rekey_rolled_back``), which fails on it and keeps the mark in
+    memory; his next state arrives: taken at his epoch (``admit`` drops ``rolled``, keys his epoch)."""
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1] + 1, wrapped)
+    again = _unlock(alice)
+    node = again.tree.find(hers.fid)
+    assert _said(again, hers.fid) and hers.fid in again.ledger.rolled and node.epoch == held[1]
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1] + 1, wrapped)
+    await rotation.resume(again)
+    assert hers.fid in again.ledger.rolled and node.dek == older, "her re-key failed on his commit"
+    docs = again.resolve(b"docs")
+    out = absorb_arrivals(again, [again.store.get(hers.fid)])
+    for _ in range(HER_RE_KEY_BATCHES + 1):
+        out.add(absorb_arrivals(again, [again.store.get(docs.fid)]))
+    assert not (node.epoch == held[1] + 1 and node.dek == older and node not in out.rekey
+                and hers.fid not in again.ledger.rolled), (
+        "his second claim taken at his epoch under her older key, her re-key forgotten")
