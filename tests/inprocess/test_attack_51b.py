@@ -86,6 +86,22 @@ Fix (suggested): on a device with no epoch of the file, prove her key by her own
 or judge only where the ledger knows an epoch.
 Test: ``test_a_legacy_random_key_is_no_claim_at_her_new_devices_first_unlock``.
 
+(6) Honest use: a member added to a group of more than 62 after her re-key: her key not found.
+Scene: docs/sub shared with a group of 100; her desktop re-keys it (epoch 1); the group's owner then
+adds one member (no re-key: a member added is sealed the current key).  Her laptop, the member added
+heard, the re-key not, judges a member's state over epoch 1 (hold's end, or at load).
+Seen (at ``her_key_at``, the function the arrival and the load judge by): with the member sorted at
+index 80 her key is not found (a claim: false alarm, new key); at index 10 it is (control).
+Cause: ``_recipient_lists`` stops at ``RECIPIENT_LISTS`` (64): the full list, one per grant, then one
+per recipient in sorted-uid order: recipients past the 62nd are never left out.  Members' ids are
+random: in a group of N > 62 a member added lands past the cut with odds about (N-62)/N.
+Impact: low: a false alarm and an unneeded re-key in honest use of a big group.
+Fix (suggested): leave out the recipients not sealed this key here (the key files give who holds
+which key: the one added since has the new key sealed at his addition, so is known) rather than
+searching; or her own signed key record at the re-key's epoch.
+Tests: ``test_a_member_added_late_in_a_big_group_after_her_re_key_is_found`` (strict xfail),
+control ``test_a_member_added_early_in_a_big_group_after_her_re_key_is_found``.
+
 Held (checked by run or read): a new device (no ledger: her claim at E+1) is judged at its first
 unlock (``test_a_claim_is_not_taken_unsaid_by_her_new_devices_first_unlock``, passes); ``her_key_at``
 cannot be made to find his key (the epoch and her master key are in the derivation); its cost is
@@ -93,12 +109,13 @@ bounded: 64 HKDF per judged file, measured ~1 ms (1 recipient) to ~25 ms (1000 r
 per judging (a WRITE member with a large group and many of her files can slow an unlock by seconds:
 low, not reported as a hole); a pending unshare's Rotation request at her epoch is carried out
 (``_her_key``).
-Run 15:47 UTC, 2026-12-06: 2 passed, 6 xfailed; under --runxfail the 6 fail at their own assertion.
+Run 15:50 UTC, 2026-12-06: 3 passed, 7 xfailed; under --runxfail the 7 fail at their own assertion.
 """
 
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 
@@ -106,7 +123,8 @@ from fusevault.encoding import b64e
 from fusevault.errors import VaultError
 from fusevault.vault.files import rekeying
 from fusevault.vault.model import alarms
-from fusevault.vault.model.her_keys import derived_dek
+from fusevault.vault.model.her_keys import derived_dek, her_key_at
+from fusevault.vault.model.sharing import Grant, Reach
 from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import HER_RE_KEY_BATCHES, absorb_arrivals, retry_awaiting
 from fusevault.vault.tree.arrivals import Absorbed
@@ -265,3 +283,32 @@ async def test_his_second_claim_before_her_unlocks_re_key_is_judged_too(shared, 
     assert not (node.epoch == held[1] + 1 and node.dek == older and node not in out.rekey
                 and hers.fid not in again.ledger.rolled), (
         "his second claim taken at his epoch under her older key, her re-key forgotten")
+
+
+def _group_view(alice, hers, members: list[str]) -> SimpleNamespace:
+    """Her device's view of docs/sub shared with one group of ``members`` (what ``her_key_at`` asks)."""
+    grant = Grant(alice.key.user_id, hers.fid, "g" * 32, True, "WRITE")
+    reach = [Reach(grant, uid, "WRITE") for uid in sorted(members)]
+    return SimpleNamespace(key=alice.key, sharing=SimpleNamespace(reaches=lambda g: reach),
+                           covering=lambda n: [grant])
+
+
+def _member_added_at(alice, hers, index: int) -> bool:
+    """Whether her key, derived by her desktop for a group of 100, is found by her laptop once one
+    member (sorted at ``index``) was added to the group after the re-key."""
+    members = sorted(f"{i:02d}" + "u" * 30 for i in range(101))
+    desktop = _group_view(alice, hers, [m for i, m in enumerate(members) if i != index])
+    newer = derived_dek(desktop, hers, 1)  # type: ignore[arg-type]
+    return her_key_at(_group_view(alice, hers, members), hers, 1, newer)  # type: ignore[arg-type]
+
+
+async def test_a_member_added_early_in_a_big_group_after_her_re_key_is_found(shared):
+    alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
+    assert _member_added_at(alice, hers, 10)
+
+
+@pytest.mark.xfail(strict=True, reason="51b (6): a member added to a group over 62: her key not found")
+async def test_a_member_added_late_in_a_big_group_after_her_re_key_is_found(shared):
+    alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
+    assert _member_added_at(alice, hers, 80), (
+        "one member added to her group of 100 after her re-key: her key taken for a claim")
