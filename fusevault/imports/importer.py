@@ -69,7 +69,12 @@ def open_source(host: HostAccess, root: int, location: str) -> BinaryIO:
         if err.errno == errno.ELOOP:
             raise FileNotFoundError(errno.ENOENT, "a symbolic link", location) from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)  # root may not fstat it (a FUSE file system of the user's): never left open (51t)
+        raise
+    if not regular:
         os.close(fd)
         raise FileNotFoundError(errno.ENOENT, "not a regular file", location)
     return os.fdopen(fd, "rb")

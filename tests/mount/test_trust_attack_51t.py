@@ -52,8 +52,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 from mount import test_shared_mount as shared
 from mount.test_shared_mount import LAUNCH, SITE, People
 
@@ -222,9 +220,6 @@ def test_control_an_export_into_his_own_folder_and_her_reads_answer(people: Peop
     assert _answers_within(people, "alice", "cat $M/alice.txt", 20) == "alice reads\n"
 
 
-@pytest.mark.xfail(strict=True, reason="51t (1): an export's close of a destination file runs on the "
-                                       "mount's loop; a user's own FUSE that never answers flush freezes "
-                                       "the shared mount for everyone")
 def test_an_export_into_a_stalling_folder_does_not_freeze_the_mount_for_others(people: People) -> None:
     _prepare(people)
     home = people.place / "bob"

@@ -17,10 +17,19 @@ groups and no capability meanwhile (``HostAccess.thread_as_user``), so the
 kernel's quota and reserved-block checks see the caller, not root (attack
 round 45t (3)).  Without ``overwrite`` the final rename refuses an
 existing name (RENAME_NOREPLACE), so a file that appeared meanwhile stays.
+
+The destination is the caller's to choose, a FUSE file system of his own
+among others, which may never answer (a close waits for its flush): every
+call on it, closes included, runs in a worker thread counted against the
+caller's own limiter (``Destination.run``), given up when he hangs up, so a
+stalled destination holds at most ``HOST_THREADS`` threads of his and
+nothing of anyone else's (attack round 51t: a close on the loop froze the
+shared mount for every user).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -28,6 +37,7 @@ import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -43,6 +53,12 @@ from fusevault.vault.volume import Volume
 log = logging.getLogger(__name__)
 
 FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# Worker threads one user's exports may hold at once (requests.py gives each user one limiter): a
+# destination that never answers keeps its threads, the rest of the mount its own.
+HOST_THREADS = 2
+# Seconds a clean-up (a close, a temporary file's removal) is waited for after the export failed or
+# its client hung up: then given up, its thread left to finish (still counted as his).
+CLEAN_UP_WAIT = 10
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY
 
 
@@ -86,12 +102,18 @@ def _failed(where: Path, err: OSError) -> VaultError:
     return VaultError(f"cannot write {where}: {reason}")
 
 
+async def _run(limiter: trio.CapacityLimiter, call: Callable[..., object], *args: object) -> object:
+    """``call(*args)`` in a worker thread of the caller's ``limiter``; given up when cancelled."""
+    return await trio.to_thread.run_sync(call, *args, limiter=limiter, abandon_on_cancel=True)
+
+
 class Destination:
     """The destination folder, opened as the caller, and the folders made in it (by descriptor)."""
 
-    def __init__(self, host: HostAccess, dest: Path) -> None:
+    def __init__(self, host: HostAccess, dest: Path, limiter: trio.CapacityLimiter) -> None:
         self.host = host
         self.dest = dest
+        self.limiter = limiter
         try:
             fd = host.open(str(dest), os.O_RDONLY | os.O_DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
@@ -187,6 +209,18 @@ class Destination:
             raise _failed(self.dest / rel, err) from None
         os.fsync(parent)
 
+    async def run(self, call: Callable[..., object], *args: object) -> Any:
+        """``call(*args)``, a call on the destination, in a thread of the caller's (module docstring)."""
+        return await _run(self.limiter, call, *args)
+
+    async def clean_up(self, call: Callable[..., object], *args: object) -> None:
+        """``run``, whatever cancelled the export, but waited for ``CLEAN_UP_WAIT`` seconds at most."""
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEAN_UP_WAIT) as scope:
+            await self.run(call, *args)
+        if scope.cancelled_caught:
+            log.warning("an export's destination did not answer a clean-up within %ds: left to it",
+                        CLEAN_UP_WAIT)
+
     def as_user(self, write: Callable[..., None], *args: object) -> None:
         """``write(*args)`` (a write through a descriptor of the destination) with the caller's
         rights, in this thread: root's process never writes a user's export as root."""
@@ -201,32 +235,34 @@ class Destination:
 
 
 async def export(volume: Volume, path: bytes, dest: Path, overwrite: bool = False,
-                 host: HostAccess | None = None) -> dict:
+                 host: HostAccess | None = None, limiter: trio.CapacityLimiter | None = None) -> dict:
+    """``limiter``: the caller's own (``HOST_THREADS``; requests.py keeps one per user)."""
     top = volume.resolve(path)
     base = name_to_str(path.rstrip(b"/").rpartition(b"/")[2]) if path.strip(b"/") else ""
     paths = tree(volume, top, base)
-    out = await trio.to_thread.run_sync(Destination, host or Direct(), dest)
+    limiter = limiter or trio.CapacityLimiter(HOST_THREADS)
+    out: Destination = await _run(limiter, Destination, host or Direct(), dest, limiter)  # type: ignore[assignment]
     try:
         if not overwrite:
-            await trio.to_thread.run_sync(out.check, paths)
+            await out.run(out.check, paths)
         files = size = 0
         for rel, node in paths:
             if node.is_dir:
-                await trio.to_thread.run_sync(out.folder, rel)
+                await out.run(out.folder, rel)
             elif stat.S_ISLNK(node.mode):
                 target = os.fsdecode(volume.readlink(node.ino))
-                await trio.to_thread.run_sync(out.symlink, rel, target, overwrite)
+                await out.run(out.symlink, rel, target, overwrite)
                 files += 1
             elif node.is_reg:
                 size += await _write(volume, node, out, rel, overwrite)
                 files += 1
     finally:
-        out.close()
+        await out.clean_up(out.close)
     return {"exported": str(dest / base if base else dest), "files": files, "bytes": size}
 
 
 async def _write(volume: Volume, node: Node, out: Destination, rel: str, overwrite: bool) -> int:
-    parent, temp, fd = await trio.to_thread.run_sync(out.create, rel)
+    parent, temp, fd = await out.run(out.create, rel)
     try:
         try:
             size = node.size
@@ -235,18 +271,22 @@ async def _write(volume: Volume, node: Node, out: Destination, rel: str, overwri
             # zeros, a 1 TiB file that costs nothing in the vault filled the disk
             # of the destination (attack round 45t (3)).
             async for offset, data in read_data(volume, node):
-                await trio.to_thread.run_sync(out.as_user, _write_all, fd, offset, data)
-            await trio.to_thread.run_sync(out.as_user, _finish, fd, node, size)
+                await out.run(out.as_user, _write_all, fd, offset, data)
+            await out.run(out.as_user, _finish, fd, node, size)
         except OSError as err:
             raise _failed(out.dest / rel, err) from None
         finally:
-            os.close(fd)
-        await trio.to_thread.run_sync(out.place, parent, temp, rel, overwrite)
+            await out.clean_up(_close, fd)  # a close waits for the file system's flush: never on the loop
+        await out.run(out.place, parent, temp, rel, overwrite)
     except BaseException:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(out.discard, parent, temp)
+        await out.clean_up(out.discard, parent, temp)
         raise
     return node.size
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):  # the file was written and fsynced, or is discarded anyway
+        os.close(fd)
 
 
 def _write_all(fd: int, offset: int, data: bytes) -> None:

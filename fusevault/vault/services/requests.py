@@ -48,6 +48,9 @@ class Requests:
         # One request of this user at a time, in the order they came (trio's Lock is fair): however
         # many connections a user keeps asking, the loop and the workers serve them one by one.
         self.turn = trio.Lock()
+        # The threads this user's calls on host paths of his choosing may hold (exporting.py): one
+        # that never answers (a FUSE file system of his own) stalls only his (attack round 51t).
+        self.host_threads = trio.CapacityLimiter(exporting.HOST_THREADS)
 
     async def handle(self, request: dict) -> dict:
         handler = getattr(self, f"do_{request.get('cmd')}", None)
@@ -197,7 +200,8 @@ class Requests:
         if not isinstance(dest, str) or not Path(dest).is_absolute():
             raise InvalidInput("the destination must be an absolute path")
         return await exporting.export(self.vol, self._path(request), Path(dest),
-                                      overwrite=bool(request.get("overwrite")), host=self.host)
+                                      overwrite=bool(request.get("overwrite")), host=self.host,
+                                      limiter=self.host_threads)
 
     # --- sharing with users and groups (fusevault/vault/services/share_ops.py)
 
