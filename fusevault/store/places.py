@@ -586,10 +586,15 @@ class Places:
         return out
 
     def punched_files(self) -> list[str]:
-        """Every file with records gc punched out here, or placed again since (``copies``)."""
+        """Every file with records gc punched out here, or with a record placed again since in two or
+        more copies (``copies``: something for a version to choose).  A record placed again once is
+        read as ``places`` has it and is no reason to walk the file: listed, a file whose records were
+        fetched back once had its manifest loaded at every unlock for as long as gc kept the copy
+        (attack round 50a (1))."""
         try:
             return [fid for (fid,) in self._db().execute(
-                "SELECT fid FROM punched UNION SELECT fid FROM copies")]
+                "SELECT fid FROM punched UNION "
+                "SELECT fid FROM copies GROUP BY fid, vid, idx HAVING COUNT(*) > 1")]
         except sqlite3.OperationalError:  # a store opened read-only before the table was made
             return []
 

@@ -14,8 +14,9 @@ place.  When both changed, a key beats none and a later epoch an earlier
 one; otherwise the document, on which every replica agrees, wins.  When two
 replicas' revisions meet as branches, the later epoch also wins, whichever
 branch CouchDB's rule made current, and of one epoch the record bound the most
-to its group (below); nor is a record ever written over one of the same epoch
-bound more (``_unbinds``: attack rounds 47b (1), 49b (1)).  The key
+to its group (below), then the one its owner signed last (``signed_at_us``); nor is
+a record ever written over one of the same epoch bound more or signed later
+(``_unbinds``: attack rounds 47b (1), 49b (1), 50c (1)).  The key
 is sealed to its recipient: a peer learns only who shares with whom, by id.
 
 A key counts only if the file's owner signed it (``vault/model/grants.py``:
@@ -213,12 +214,27 @@ def _binding(key: Key) -> int:
     return 0 if bound is None else len(bound)
 
 
+def _order(key: Key) -> tuple[int, int]:
+    """Of two records of one epoch, which she signed later: the one bound the more (``_binding``), then the
+    one signed later (``signed_at_us``, signed in, each above the record it replaced; none: from before it,
+    below any: attack round 50c (1)).  Two fully bound records may name different keys of the group's owner
+    (her record from before a ``fusevault user trust`` re-pin, and the one her unlock signed again after it):
+    only the signed time tells the re-signed one."""
+    return _binding(key), -1 if key.signed_at_us is None else key.signed_at_us
+
+
 def _unbinds(doc: Key, file: Key) -> bool:
-    """Whether ``doc`` would take (some of) the group binding off ``file``: the same epoch, the document's
-    record naming less of it than the file's (``_binding``): her older record served again, which would
-    have the mirror judge the member's removal under another owner, and her sweep judge the key apart
-    (attack rounds 47b (1), 49b (1): one naming the group and its owner but not her key, too)."""
-    return doc.epoch == file.epoch and _binding(doc) < _binding(file)
+    """Whether ``doc`` is an older record of the file's epoch (``_order``): one naming less of the group
+    binding (47b (1), 49b (1)), or as much but signed before the file's (50c (1)): her older record served
+    again, which would have the mirror judge the member's removal under another owner (or owner key), and
+    her sweep judge the key apart."""
+    return doc.epoch == file.epoch and _order(doc) < _order(file)
+
+
+def _same_binding(doc: Key, file: Key) -> bool:
+    """Two records naming the same group, owner and key (her two devices' re-signs of one key, apart): the
+    older one is no replay worth an alarm, only the older of two equal bindings."""
+    return group_of(doc) == group_of(file)
 
 
 class KeyMirror:
@@ -395,9 +411,11 @@ class KeyMirror:
             elif in_file is not None and _unbinds(in_doc, in_file):
                 # Her older record of the same epoch, from before 44b's or 46c's binding, served again over
                 # the bound one: never written (the key would name no group, or no owner's key, again, which
-                # her sweep and this mirror's removals judge apart: attack rounds 47b (1), 49b (1)); the bound
-                # file answers it.
-                self._unbinding_refused(doc_id, in_doc, in_file)
+                # her sweep and this mirror's removals judge apart: attack rounds 47b (1), 49b (1)), nor her
+                # record signed before the file's naming the group owner's older key (50c (1)); the file
+                # answers it (said, unless both name the same binding: her two devices' re-signs).
+                if not _same_binding(in_doc, in_file):
+                    self._unbinding_refused(doc_id, in_doc, in_file)
                 updates.append(_document(doc_id, doc, in_file))
                 in_doc = in_file
             else:
@@ -567,7 +585,8 @@ class KeyMirror:
                   f"than the key of epoch {file.epoch} held here (served again?); the newer key is kept")
 
     def _unbinding_refused(self, doc_id: str, doc: Key, file: Key) -> None:
-        less = "no group" if doc.group is None else "its group but not as much of its owner"
+        less = "no group" if doc.group is None else "its group but not as much of its owner" \
+            if _binding(doc) < _binding(file) else "an earlier signing of its group binding"
         self._say(doc_id, f"unbound {doc_id}", f"refused key document {doc_id} of epoch {doc.epoch}: it "
                   f"names {less}, over the key of that epoch held here bound to group {file.group} (an older "
                   "record served again?); the bound key is kept")
@@ -610,10 +629,11 @@ class KeyMirror:
         return self.store.get(doc_id)
 
 
-def _rank(key: Key) -> tuple[int, int]:
+def _rank(key: Key) -> tuple[int, int, int]:
     """Of two branches' keys, the one kept: the later epoch, then (of one epoch) the one bound the most
-    (``_binding``): CouchDB's rule picks a branch by its revision id, which the server makes (49b (1))."""
-    return key.epoch, _binding(key)
+    (``_binding``), then signed last (``_order``): CouchDB's rule picks a branch by its revision id, which
+    the server makes (49b (1), 50c (1))."""
+    return key.epoch, *_order(key)
 
 
 def _document(doc_id: str, doc: dict | None, key: Key | None) -> dict:

@@ -563,7 +563,7 @@ def test_gc_keeps_every_copy_of_a_record_a_kept_version_names() -> None:
     copy = (9000, 120)
     places = SimpleNamespace(any_arrived=True, copies_of=lambda fid: {("v1", 0): {b"\1" * 32: (4000, 120),
                                                                                b"\2" * 32: copy}})
-    manifest = SimpleNamespace(nodes=[], vids=["v1"], blocks=SimpleNamespace(
+    manifest = SimpleNamespace(nodes=[], tree={}, vids=["v1"], blocks=SimpleNamespace(
         blocks=lambda: [(0, 100, 120, 0, 1)]))
     content = SimpleNamespace(fid="f", layout=SimpleNamespace(places=places),
                               where=lambda o, n, vid, index, dek=None: (4000, 120) if index == 0 else (o, n),

@@ -88,7 +88,6 @@ import os
 from types import SimpleNamespace
 
 import pyfuse3
-import pytest
 
 from fusevault.vault.files.content import Content
 from fusevault.vault.services import gc, punched_wants
@@ -98,7 +97,6 @@ from inprocess.test_attack_43d import _Conflicted, _forged
 from inprocess.test_punched_records import ORIGINAL, Peer, _expected, _punched_scene, _read, _replicator
 
 
-@pytest.mark.xfail(strict=True, reason="50a (1): a file once fetched back is walked at every unlock/arrival")
 async def test_a_file_whose_records_came_back_once_is_not_walked_again(fs, monkeypatch) -> None:
     volume = fs.volume
     node, rows, genuine = await _punched_scene(fs)
@@ -126,7 +124,7 @@ async def test_a_file_whose_records_came_back_once_is_not_walked_again(fs, monke
 
 def _gc_scene(copies: dict) -> list[tuple[int, int]]:
     places = SimpleNamespace(any_arrived=True, copies_of=lambda fid: copies)
-    manifest = SimpleNamespace(nodes=[], vids=["v2"], blocks=SimpleNamespace(
+    manifest = SimpleNamespace(nodes=[], tree={}, vids=["v2"], blocks=SimpleNamespace(
         blocks=lambda: [(0, 100, 120, 0, 1)]))
     content = SimpleNamespace(fid="f", layout=SimpleNamespace(places=places),
                               where=lambda o, n, vid, index, dek=None: (o, n),
@@ -135,7 +133,6 @@ def _gc_scene(copies: dict) -> list[tuple[int, int]]:
     return gc.used_ranges(content, [version])  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, reason="50a (2): gc keeps node copies no kept version names, for ever")
 def test_gc_does_not_keep_a_node_copy_no_kept_version_names() -> None:
     node_copy = (9000, 300)  # a node of v1's tree (index -2) placed again, v1 long dropped
     ranges = _gc_scene({("v1", -2): {b"\1" * 32: node_copy}})
@@ -147,6 +144,57 @@ def test_gc_keeps_a_block_copy_the_kept_version_names_control() -> None:
     block_copy = (9000, 120)
     ranges = _gc_scene({("v2", 0): {b"\1" * 32: (100, 120), b"\2" * 32: block_copy}})
     assert (block_copy[0], block_copy[0] + block_copy[1]) in ranges
+
+
+def test_gc_keeps_every_copy_of_a_node_the_kept_version_names() -> None:
+    """The fix of (2) keeps what a kept version's tree names: every copy of node (v1, -2) its tree names
+    (the one it reads is in ``manifest.nodes``; the other kept as for blocks)."""
+    read, other = (8000, 300), (9000, 300)
+    places = SimpleNamespace(any_arrived=True, copies_of=lambda fid: {
+        ("v1", -2): {b"\1" * 32: read, b"\2" * 32: other}, ("v0", -2): {b"\3" * 32: (9500, 300)}})
+    manifest = SimpleNamespace(nodes=[read], tree={(0, 0): ((8000, 300, "v1"), (), b"\1" * 32)}, vids=["v2"],
+                               blocks=SimpleNamespace(blocks=lambda: [(0, 100, 120, 0, 1)]))
+    content = SimpleNamespace(fid="f", layout=SimpleNamespace(places=places),
+                              where=lambda o, n, vid, index, dek=None: (o, n),
+                              load_manifest=lambda place, vid, dek: manifest)
+    version = SimpleNamespace(manifest=(10, 50), vid="v2", dek=b"")
+    ranges = gc.used_ranges(content, [version])  # type: ignore[arg-type]
+    assert (8000, 8300) in ranges and (9000, 9300) in ranges and (9500, 9800) not in ranges
+
+
+async def test_her_version_reading_a_node_copy_reads_after_gc(fs, monkeypatch) -> None:
+    """Nothing lost by the fix of (2): 46a (3)'s node scene (his node and hers, two copies of v1's leaf
+    -10), then gc keeping her version alone (the ranges it leaves out punched, their rows forgotten,
+    as ``collect`` does): her version still reads every block, those under the node copy too."""
+    from fusevault.vault.format.manifest import NEW_BLOCK_SIZE
+    from inprocess.test_attack_46a import _writer_unknown
+    from inprocess.test_attack_47a import _his_node_first, _read_block
+
+    _writer_unknown(monkeypatch)
+    entry, data, _, _ = await _his_node_first(fs, monkeypatch, same=False)
+    volume = fs.volume
+    node = volume.resolve(b"big.bin")
+    expected = data[:10] + b"an edit" + data[17:]
+    blocks = (0, 255, 256, 260, len(data) // NEW_BLOCK_SIZE - 1)
+
+    async def reads() -> dict[int, bool]:
+        volume.files.cache.clear()  # read from the .vf, not from blocks verified before the gc
+        return {i: await _read_block(fs, entry, i) == expected[i * NEW_BLOCK_SIZE:(i + 1) * NEW_BLOCK_SIZE]
+                for i in blocks}
+
+    assert all((await reads()).values())  # the scene: she reads, block 260 under her copy of the node
+    copies = volume.layout.places.copies_of(node.fid)
+    assert any(len(held) > 1 for (_, idx), held in copies.items() if idx == -10), copies
+    hers = SimpleNamespace(manifest=node.manifest, vid=node.head, dek=node.dek)
+    content = Content(volume.layout, volume.key.user_id, node.fid, node.dek, None, None)
+    try:
+        _, punched = gc.free_unused(content, [hers])  # type: ignore[list-item]
+    finally:
+        content.close()
+    assert punched, "the scene: gc punches what her version does not name (v1's block 0)"
+    await volume.store_call(volume.store.forget_places, node.fid, punched)
+    got = await reads()
+    assert all(got.values()), f"after gc her version reads otherwise: {got}"
 
 
 # --- (3): a handle open on her version while her copy comes

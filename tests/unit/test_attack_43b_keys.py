@@ -388,6 +388,10 @@ def test_a_node_re_signed_by_another_owner_does_not_keep_a_forged_deletion_unsai
 # --- (7) a group body checked before its owner's user document came: never noted
 
 
+# When her record of ``_gwens_group`` (bound to Gwen and her key) was signed (50c (1)).
+SIGNED_AT_US = 1_765_000_000_000_000
+
+
 def _gwens_group(here, gwen_first: bool, bound: str | None = None) -> tuple[Owner, Owner, str, str, dict]:
     """Gwen's group with bob in it (stamped 200), her file shared with it, bob's key mirrored here;
     Gwen's user document here before (``gwen_first``) or only after the key and the group (a new
@@ -403,17 +407,18 @@ def _gwens_group(here, gwen_first: bool, bound: str | None = None) -> tuple[Owne
     put(here, her.user, her.node(fid, 1), *([gwen.user] if gwen_first else []), joined)
     sealed = b"sealed for bob"
     named: GroupBinding | None = None
-    if bound == "gwen":  # her key as her pins have it (46c (1))
-        named = (group, gwen.id, gwen.user["public_sign"])
+    stamp = None
+    if bound == "gwen":  # her key as her pins have it (46c (1)), signed as this version signs (50c (1))
+        named, stamp = (group, gwen.id, gwen.user["public_sign"]), SIGNED_AT_US
     elif bound == "gwen-unkeyed":  # a record of 67f51c6: the two ids only
         named = (group, gwen.id)
     elif bound is not None:
         named = (group, bound)
-    sig = her.sign(record_doc(her.id, fid, bob, 1, sealed, named))["sig"]
+    sig = her.sign(record_doc(her.id, fid, bob, 1, sealed, named, stamp))["sig"]
     doc_id = f"vfkey-g-{group}-{fid}-{bob}"
     key = {"_id": doc_id, "_rev": "1-" + uuid.uuid4().hex, "type": sharing.FILE_KEY, "epoch": 1,
            "key": b64e(sealed), "owner": her.id, "fid": fid, "recipient": bob, "sig": sig,
-           **bound_fields(named)}
+           **bound_fields(named), **({"signed_at_us": stamp} if stamp is not None else {})}
     arrival = replica.store_revisions(here.store, [key])
     here.keys.arrived(d["_id"] for d in arrival.current)
     assert place(here.layout, doc_id).exists()

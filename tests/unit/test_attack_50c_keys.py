@@ -30,6 +30,11 @@ Hole (1), low (a removed member's key kept on every device until the file's owne
     key unless this device's pins (or her re-sign time) say so: e.g. sign a re-sign counter/stamp into
     the record (a "signed at" that orders records of one epoch), refuse a lower one at the mirror, and
     rank branches by it after the binding count.
+  Fixed (50c (1)): a record at a group's place signs in ``signed_at_us`` (``grants.signing_time``: above
+    the record it replaces); the mirror orders one epoch's records by (binding, ``signed_at_us``; none
+    below any): ``key_mirror._order``, in ``_unbinds`` and ``_rank``; her unlock signs an unstamped bound
+    record again (``guests._good_key``).  The two tests below pass; this file's further tests
+    cover a stamped older record, her other device's re-sign, and the unlock's re-sign.
 
 Hole (2), low (a key lost on a device for good, said once; older than 49b: ``_current`` compared epochs
   alone before, with the same result; 49b's ``_rank`` did not close it): ``KeyMirror._current`` ranks
@@ -65,31 +70,35 @@ the key mirror pair of tests/unit/test_key_mirror.py; 49b's ``[group-and-owner-o
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.sync import key_mirror
-from fusevault.sync.key_mirror import place
-from fusevault.vault.model import sharing
-from fusevault.vault.model.grants import record_doc
+from fusevault.sync.key_mirror import _key_of, place
+from fusevault.vault.model import alarms, sharing
+from fusevault.vault.model.grants import bound_fields, key_signed, record_doc, signing_time, write_signed_key
+from fusevault.vault.tree import guests
 from unit.test_attack_42a_keys import _next_revision
-from unit.test_attack_43b_keys import _gwen_removes_bob, _gwens_group
+from unit.test_attack_43b_keys import SIGNED_AT_US, _gwen_removes_bob, _gwens_group
+from unit.test_key_group_binding import alice  # noqa: F401 (fixture)
 from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
 
 
-def _older_key_record(her: Owner, gwen_old: Owner, group: str, gwen: str, fid: str, bob: str) -> dict:
-    """Her genuine record of epoch 1 signed while her pins held Gwen's older key."""
-    older = b"sealed for bob, before the re-pin"
+def _older_key_record(her: Owner, gwen_old: Owner, group: str, gwen: str, fid: str, bob: str,
+                      stamp: int | None = None, older: bytes = b"sealed for bob, before the re-pin") -> dict:
+    """Her genuine record of epoch 1 signed while her pins held Gwen's older key (``stamp``: its
+    ``signed_at_us``; None: signed by a version from before it; ``older``: the sealed key)."""
     named = (group, gwen, gwen_old.user["public_sign"])
-    sig = her.sign(record_doc(her.id, fid, bob, 1, older, named))["sig"]
+    sig = her.sign(record_doc(her.id, fid, bob, 1, older, named, stamp))["sig"]
     return {"type": sharing.FILE_KEY, "epoch": 1, "key": b64e(older), "owner": her.id, "fid": fid,
             "recipient": bob, "sig": sig, "group": group, "group_owner": gwen,
-            "group_owner_key": gwen_old.user["public_sign"]}
+            "group_owner_key": gwen_old.user["public_sign"],
+            **({"signed_at_us": stamp} if stamp is not None else {})}
 
 
-@pytest.mark.xfail(strict=True, reason="50c (1): a same-epoch record naming the group owner's older key "
-                   "is written over her re-signed one (equal binding count)")
 def test_her_record_naming_gwens_older_key_is_not_written_over_the_re_signed_one(pair, clock) -> None:  # noqa: F811
     here, _ = pair
     her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")
@@ -107,8 +116,6 @@ def test_her_record_naming_gwens_older_key_is_not_written_over_the_re_signed_one
     assert not place(here.layout, doc_id).exists(), "Gwen's removal of bob refused: his key stays"
 
 
-@pytest.mark.xfail(strict=True, reason="50c (1): of one epoch's branches, the one naming the group owner's "
-                   "older key kept when CouchDB's rule picks it")
 def test_a_new_device_meeting_her_re_signed_record_and_the_older_key_one_as_branches_keeps_the_re_signed(pair, clock) -> None:  # noqa: E501,F811
     here, there = pair
     her, gwen, group, doc_id, joined = _gwens_group(there, gwen_first=True, bound="gwen")
@@ -125,6 +132,54 @@ def test_a_new_device_meeting_her_re_signed_record_and_the_older_key_one_as_bran
     here.keys.caught_up()
     assert held.group_owner_key == gwen.user["public_sign"], f"the older-key branch kept: {held}"
     assert not place(here.layout, doc_id).exists(), "Gwen's removal of bob refused: his key stays"
+
+
+def _subjects(who: str) -> list[str]:
+    return [a["subject"] for a in alarms.listed([who])]
+
+
+def test_her_older_stamped_record_naming_gwens_older_key_is_refused_and_said(pair, clock) -> None:  # noqa: F811
+    """50c (1)'s fix, her older record signed by this version (a lower ``signed_at_us``): refused, said."""
+    here, _ = pair
+    her, gwen, group, doc_id, _ = _gwens_group(here, gwen_first=True, bound="gwen")
+    bound = sharing.read_key(place(here.layout, doc_id))
+    fid, bob = here.store.get(doc_id)["fid"], here.store.get(doc_id)["recipient"]
+    _next_revision(here, doc_id, _older_key_record(her, Owner(), group, gwen.id, fid, bob, SIGNED_AT_US - 1))
+    said = _subjects(bob)
+    assert sharing.read_key(place(here.layout, doc_id)) == bound
+    assert _key_of(here.store.get(doc_id)) == bound, "the bound file is the document's next revision"
+    assert any("unbound " + doc_id == subject for subject in said), said
+
+
+def test_her_re_signed_record_from_her_other_device_is_taken_without_an_alarm(pair, clock) -> None:  # noqa: F811
+    """Her other device signed the key again later (a re-pin of Gwen there, a later ``signed_at_us``):
+    taken over the one here, nothing said; her record of the same binding signed in between, met after
+    it, is no alarm either (her two devices' re-signs, apart)."""
+    here, _ = pair
+    her, gwen, group, doc_id, _ = _gwens_group(here, gwen_first=True, bound="gwen")
+    fid, bob = here.store.get(doc_id)["fid"], here.store.get(doc_id)["recipient"]
+    newer = _older_key_record(her, (gwen_new := Owner()), group, gwen.id, fid, bob, SIGNED_AT_US + 2)
+    between = _older_key_record(her, gwen_new, group, gwen.id, fid, bob, SIGNED_AT_US + 1, b"sealed apart")
+    _next_revision(here, doc_id, newer)
+    held = sharing.read_key(place(here.layout, doc_id))
+    _next_revision(here, doc_id, between)
+    said = _subjects(bob) + _subjects(her.id)
+    assert held is not None and held.signed_at_us == SIGNED_AT_US + 2
+    assert held.group_owner_key == gwen_new.user["public_sign"]
+    assert sharing.read_key(place(here.layout, doc_id)) == held
+    assert not said, said
+
+
+def test_a_re_sign_ranks_above_the_record_it_replaces_whatever_the_clock(pair) -> None:  # noqa: F811
+    """``signing_time``: above the record at the place (her other device's clock ahead of this one's)."""
+    layout = pair[0].layout
+    path = sharing.group_key_path(layout, "a" * 32, "b" * 32, "c" * 32)
+    assert signing_time(path, now_us=5) == 5
+    signed = {"owner": "d" * 32, "fid": "b" * 32, "recipient": "c" * 32, "group": "a" * 32,
+              "group_owner": "e" * 32, "signed_at_us": 1000, "sig": {"by": "d" * 32, "ed25519": "x"}}
+    sharing.write_key(path, 1, b"k", signed=signed)
+    assert signing_time(path, now_us=5) == 1001
+    assert signing_time(path, now_us=2000) == 2000
 
 
 # --- (2) a forged winner of the same epoch closes the genuine branch on a device with no key file yet
@@ -152,3 +207,42 @@ def test_control_a_forged_losing_branch_leaves_the_genuine_key(pair, clock) -> N
 def test_a_forged_winning_branch_does_not_close_the_genuine_one(pair, clock) -> None:  # noqa: F811
     here, doc_id, bound = _branches(pair, forged_wins=True)
     assert place(here.layout, doc_id).exists(), "the genuine branch closed: no key file here"
+
+
+def test_her_unlock_signs_an_unstamped_bound_record_again_stamped(alice) -> None:  # noqa: F811
+    """50c (1): a record of the current epoch naming all three but signed before records were stamped
+    is no good key at her unlock (``_good_key``): sealed again, stamped above it, so it ranks above
+    her older records of the epoch; a stamped one is kept; each signing is above the one it replaced."""
+    layout, trust, found, me = alice
+    fid, bob, group, gwen = (uuid.uuid4().hex for _ in range(4))
+    bound = (group, gwen, Owner().user["public_sign"])
+    path = sharing.group_key_path(layout, group, fid, bob)
+    sig = trust.sign(record_doc(me, fid, bob, 3, b"sealed", bound))["sig"]
+    sharing.write_key(path, 3, b"sealed", signed={"owner": me, "fid": fid, "recipient": bob,
+                                                  **bound_fields(bound), "sig": sig})
+    unstamped = sharing.read_key(path)
+    assert unstamped.signed_at_us is None and key_signed(trust, unstamped, me, fid, bob, group)
+    assert not guests._good_key(path, trust, me, fid, bob, 3, bound)
+    write_signed_key(trust, path, me, fid, bob, 3, b"sealed", group=bound)
+    first = sharing.read_key(path)
+    assert first.signed_at_us is not None and key_signed(trust, first, me, fid, bob, group)
+    assert guests._good_key(path, trust, me, fid, bob, 3, bound)
+    write_signed_key(trust, path, me, fid, bob, 3, b"sealed", group=bound)
+    assert sharing.read_key(path).signed_at_us > first.signed_at_us
+    edited = first._replace(signed_at_us=first.signed_at_us + 1)  # the server's later stamp: no signature
+    assert not key_signed(trust, edited, me, fid, bob, group)
+    user_path = sharing.user_key_path(layout, bob, me, fid)
+    write_signed_key(trust, user_path, me, fid, bob, 3, b"sealed")
+    assert sharing.read_key(user_path).signed_at_us is None  # a user's share's key: as before
+
+
+@pytest.mark.parametrize("stamp", [0, -1, True, "1", 2**53, 1.5, [1]])
+def test_a_records_signing_time_is_a_positive_safe_integer_at_a_groups_place(stamp) -> None:
+    base = {"epoch": 1, "key": b64e(b"k"), "owner": "o" * 32, "fid": "f" * 32, "recipient": "r" * 32,
+            "sig": {"by": "o" * 32, "ed25519": ""}}
+    ids = {"group": "a" * 32, "group_owner": "b" * 32}
+    with pytest.raises(ValueError):
+        sharing.key_record({**base, **ids, "signed_at_us": stamp})
+    with pytest.raises(ValueError):
+        sharing.key_record({**base, "signed_at_us": 5})  # without a group
+    assert sharing.key_record({**base, **ids, "signed_at_us": 5.0}).signed_at_us == 5

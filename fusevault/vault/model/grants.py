@@ -11,7 +11,7 @@
 - A ``.vfkey`` (and its ``FileKey`` mirror document) carries the file
   owner's signature over ``{"_id": "vfkey:<owner>:<fid>:<recipient>",
   "epoch", "key", "owner", "fid", "recipient"[, "group", "group_owner"[,
-  "group_owner_key"]]}``:
+  "group_owner_key"[, "signed_at_us"]]]}``:
   the sealed key, its epoch and for whom, so a key sealed by anyone else
   (a server, another recipient) is not used, and a forged key with a higher
   epoch never replaces the genuine one.  A key sealed for a member of a
@@ -22,7 +22,9 @@
   46c (1): never the store's user document of that owner).  A key signed
   before these were (none named) still verifies, at any place, but is no
   reason to re-key a file when met at a group's place (46c (2): it may be a
-  user's share's key copied there).
+  user's share's key copied there).  Since attack round 50c (1) such a key also signs in when she signed
+  it (``signed_at_us``, above the record it replaced): of one epoch, the key mirror keeps the record
+  signed last, so her older record naming the group owner's older key never wins over her re-signed one.
 
 Refusals are alarms (``Trust.checked`` / ``Alarms.warn``): in the log and
 in ``fusevault status``.
@@ -31,12 +33,13 @@ in ``fusevault status``.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fusevault.crypto.signing import verify_doc
-from fusevault.encoding import b64d, b64e
+from fusevault.encoding import SAFE_INTEGER, b64d, b64e
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import freshness, shapes, sharing
@@ -97,12 +100,29 @@ def bound_fields(group: GroupBinding | None) -> dict:
 
 
 def record_doc(owner: str, fid: str, recipient: str, epoch: int, key: bytes,
-               group: GroupBinding | None = None) -> dict:
+               group: GroupBinding | None = None, signed_at_us: int | None = None) -> dict:
     """What a key's signature covers (the ``_id`` names the place, never stored); ``group``: the group
     id, its owner and her signing key, for a key sealed to a member of it (a key signed without them
-    verifies as before: they are no fields of its document)."""
+    verifies as before: they are no fields of its document); ``signed_at_us``: when she signed it (with a
+    group only: ``signing_time``)."""
+    stamped = {"signed_at_us": signed_at_us} if signed_at_us is not None else {}
     return {"_id": f"vfkey:{owner}:{fid}:{recipient}", "epoch": epoch, "key": b64e(key),
-            "owner": owner, "fid": fid, "recipient": recipient, **bound_fields(group)}
+            "owner": owner, "fid": fid, "recipient": recipient, **bound_fields(group), **stamped}
+
+
+def signing_time(path: Path, now_us: int | None = None) -> int:
+    """The ``signed_at_us`` of a record about to be written at ``path``: now, and above the record there (the
+    one it replaces, whatever its signer's clock said: her other device's clock ahead of this one's), so of
+    one epoch the record signed last ranks above the one it replaced at the key mirror (attack round 50c
+    (1)); at most ``SAFE_INTEGER`` (a record there claiming more is answered by that: no later one ranks
+    above it, and the mirror keeps either of two equal ones)."""
+    now = time.time_ns() // 1000 if now_us is None else now_us
+    try:
+        there = sharing.read_key(path)
+    except VaultError:
+        there = None
+    before = there.signed_at_us if there is not None and there.signed_at_us is not None else 0
+    return min(max(now, before + 1), SAFE_INTEGER)
 
 
 def group_of(found: KeyRecord) -> GroupBinding | None:
@@ -120,8 +140,10 @@ def write_signed_key(trust: Trust | None, path: Path, owner: str, fid: str, reci
     group's place."""
     signed = None
     if trust is not None:
-        sig = trust.sign(record_doc(owner, fid, recipient, epoch, sealed, group))["sig"]
-        signed = {"owner": owner, "fid": fid, "recipient": recipient, **bound_fields(group), "sig": sig}
+        stamp = signing_time(path) if group is not None else None
+        record = record_doc(owner, fid, recipient, epoch, sealed, group, stamp)
+        sig = trust.sign(record)["sig"]
+        signed = {k: v for k, v in record.items() if k not in ("_id", "epoch", "key")} | {"sig": sig}
     return sharing.write_key(path, epoch, sealed, replace, signed)
 
 
@@ -150,7 +172,8 @@ def key_signed(trust: Trust, found: KeyRecord, owner: str, fid: str, recipient: 
                           f"made for group {found.group}, and is at the place of "
                           f"{'group ' + group if group else 'a share with a user'}")
         return False
-    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key, group_of(found)), "sig": found.sig}
+    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key, group_of(found), found.signed_at_us),
+           "sig": found.sig}
     signer = trust.checked(doc, None, "file key")
     if signer is not None and signer != owner:
         trust.alarms.warn("forged-key", subject, f"refused a key of file {fid} sealed by {signer}, "
@@ -207,7 +230,8 @@ def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str, g
     if user is None or (found.owner, found.fid, found.recipient) != (owner, fid, recipient) \
             or bound_elsewhere(found, group) or not self_signed(user):
         return False
-    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key, group_of(found)), "sig": found.sig}
+    doc = {**record_doc(owner, fid, recipient, found.epoch, found.key, group_of(found), found.signed_at_us),
+           "sig": found.sig}
     try:
         return verify_doc(Ed25519PublicKey.from_public_bytes(b64d(user["public_sign"])), doc) == owner
     except (Forged, KeyError, ValueError, TypeError):

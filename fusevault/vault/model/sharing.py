@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import stat
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from fusevault.encoding import b64d, b64e, loads_untrusted
+from fusevault.encoding import SAFE_INTEGER, b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData
 from fusevault.store import Store
 from fusevault.vault.format import inside
@@ -185,6 +186,10 @@ class KeyRecord(NamedTuple):
     group: str | None = None
     group_owner: str | None = None
     group_owner_key: str | None = None
+    # When the file's owner signed this record (microseconds, above the record it replaced: attack round
+    # 50c (1)): of one epoch and binding, the later-signed one is the one the key mirror keeps.  Signed, at a
+    # group's place only; None in records from before it.
+    signed_at_us: int | None = None
 
     def signed_fields(self) -> dict:
         if self.sig is None:
@@ -197,7 +202,8 @@ class KeyRecord(NamedTuple):
         if self.group is None:
             return {}
         keyed = {} if self.group_owner_key is None else {"group_owner_key": self.group_owner_key}
-        return {"group": self.group, "group_owner": self.group_owner, **keyed}
+        stamped = {} if self.signed_at_us is None else {"signed_at_us": self.signed_at_us}
+        return {"group": self.group, "group_owner": self.group_owner, **keyed, **stamped}
 
 
 def _key_folder(folder: Path, make: bool = False) -> int:
@@ -284,8 +290,24 @@ def key_record(data: dict) -> KeyRecord:
     if sig is not None and not all(isinstance(v, str) for v in (owner, fid, recipient)):
         raise ValueError("malformed signed fields")
     group, group_owner, owner_key = _group_fields(data) if sig else (None, None, None)
+    stamp = _signed_at(data, group) if sig else None
     return KeyRecord(int(data["epoch"]), b64d(data["key"]), owner if sig else None, fid if sig else None,
-                     recipient if sig else None, sig, group, group_owner, owner_key)
+                     recipient if sig else None, sig, group, group_owner, owner_key, stamp)
+
+
+def _signed_at(data: dict, group: str | None) -> int | None:
+    """A signed record's ``signed_at_us`` (attack round 50c (1)): a positive integer a CouchDB server keeps
+    exactly (a whole float reads as the integer it equals, as the signature reads it), only in a record
+    naming a group; absent: None.  Anything else is malformed."""
+    value = data.get("signed_at_us")
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if group is None or not isinstance(value, int) or isinstance(value, bool) \
+            or not 0 < value <= SAFE_INTEGER:
+        raise ValueError("malformed signing time")
+    return value
 
 
 def _group_fields(data: dict) -> tuple[str | None, str | None, str | None]:

@@ -32,6 +32,8 @@ from fusevault.errors import Conflict, CorruptData, PermissionDenied, VaultError
 from fusevault.store import Store
 from fusevault.vault.files.content import Content
 from fusevault.vault.format import inside
+from fusevault.vault.format.manifest import Manifest
+from fusevault.vault.format.manifest_tree import node_index
 from fusevault.vault.format.vf import HEADER
 from fusevault.vault.model.history import Link, Version, lineage
 from fusevault.vault.model.ledger import writer_seq
@@ -94,9 +96,18 @@ def used_ranges(content: Content, versions: list[Version]) -> list[tuple[int, in
             # Every copy of a record placed again (store/places.py ``copies``): kept while a version
             # names it, whichever copy that version reads (attack round 46a (3)).
             ranges += [(o, o + n) for o, n in copies.get((manifest.vids[vidx], index), {}).values()]
-        # The copies of tree nodes: a few, kept with the file.
-        ranges += [(o, o + n) for (_, idx), held in copies.items() if idx < -1 for o, n in held.values()]
+        # Every copy of a tree node this version's tree names (the one it reads is in ``nodes``), as for
+        # blocks; a node copy no kept version names is garbage (kept, a member's forged node outlived its
+        # version for the file's life, and the file was walked at each unlock: attack round 50a (2)).
+        ranges += [(o, o + n) for record in _named_nodes(manifest)
+                   for o, n in copies.get(record, {}).values()]
     return sorted(ranges)
+
+
+def _named_nodes(manifest: Manifest) -> set[tuple[str, int]]:
+    """(writer vid, record index) of every node of ``manifest``'s tree (none for a manifest that is no
+    tree): the nodes a reader of its version reads."""
+    return {(writer, node_index(level, pos)) for (level, pos), ((_, _, writer), *_) in manifest.tree.items()}
 
 
 def unused_ranges(content: Content, versions: list[Version]) -> list[tuple[int, int]]:

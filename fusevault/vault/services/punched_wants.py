@@ -60,8 +60,9 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
     forgery alarm).  If so they are wanted from the peers (``Tree.records_wanted``, fetched by the
     sync) and the caller holds the node back, until a peer asked for some sent none of them
     (``note_asked``): then it is taken in as it is (its reads say EIO) and stays wanted of the peers
-    not asked for them.  Only a file with punched rows pays for the walk; a version already asked in
-    vain is not walked again until some of its records came."""
+    not asked for them.  Only a file with punched rows or records placed again pays for the walk; a
+    version already asked in vain is not walked again until some of its records came, nor one that
+    wanted nothing of the copies placed again here until they change (``records_settled``)."""
     places = volume.layout.places
     vid = fresh.head
     if vid is None or fresh.manifest is None or places is None or not places.rows_kept:
@@ -72,14 +73,21 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
         return False  # asked in vain, and nothing came since: taken in as it is
     needed, vouched = ({}, False)
     punched, copies = places.punched_of(fresh.fid), places.copies_of(fresh.fid)
+    others_punched = any(v != vid for v in punched)
+    seen = _copies_seen(copies, vid)
+    if not others_punched and seen and tree.records_settled.get(version) == seen:
+        return False  # walked against these very copies already and wanted nothing (50a (1))
     if punched or copies:
         needed, vouched = _inherited(volume, fresh, punched, copies)
+    if not needed and not others_punched and seen:  # the walk's answer, until the copies change
+        _note_settled(tree.records_settled, version, seen)
     if needed:
         _writers_sealed(volume, fresh, needed)
         _copies_vouched(volume, fresh.fid, needed, punched)
     if not needed:
         _forget(volume, version)
         return False
+    tree.records_settled.pop(version, None)
     tree.records_rewalk.pop(version, None)  # set aside for this walk (``note_asked``): replaced by it
     tree.records_wanted[version] = needed
     if vouched:
@@ -286,8 +294,9 @@ def want_punched(volume: Volume) -> None:
     """A tree just loaded (an unlock, a mount) may show a peer's version that arrived while no tree
     here was unlocked and inherits records gc punched out here (no arrival looked at it): they are
     wanted from the peer (``inherits_punched``; the file shows that version meanwhile, and reads EIO
-    until they come).  Only files with punched rows whose current version came from a peer are
-    walked (a version written here names none: gc keeps what the versions known here use)."""
+    until they come).  Only files with punched rows, or a record placed again in two or more copies
+    (store/places.py ``punched_files``), whose current version came from a peer are walked (a version
+    written here names none: gc keeps what the versions known here use)."""
     places = volume.layout.places
     if places is None or not places.rows_kept:
         return
@@ -306,6 +315,30 @@ def _copies_vouched(volume: Volume, fid: str, needed: Wanted, punched: Punched) 
     for (vid, idx), (_, sha) in list(needed.items()):
         if not (vid in punched and in_runs(punched[vid][1], idx)) and sealed.get((fid, vid, idx), sha) != sha:
             del needed[(vid, idx)]
+
+
+# Versions noted as settled against the copies placed again (``Inodes.records_settled``): the oldest
+# note goes first (a version walked again is one manifest load, not a loss).
+SETTLED_LIMIT = 1 << 12
+
+
+def _copies_seen(copies: Copies, vid: str) -> frozenset[tuple[str, int, bytes]]:
+    """(writer, index, SHA-256) of every copy of another writer's record placed again here: what a walk
+    of version ``vid`` for copies (``_other_copy``) looks at, so what a new walk could find otherwise."""
+    return frozenset((writer, idx, sha) for (writer, idx), held in copies.items() if writer != vid
+                     for sha in held)
+
+
+def _note_settled(settled: dict[tuple[str, str], frozenset[tuple[str, int, bytes]]], version: tuple[str, str],
+                  seen: frozenset[tuple[str, int, bytes]]) -> None:
+    """Version ``version`` walked against the copies ``seen`` and wanting nothing: not walked again at
+    each arrival or look until they change (a copy placed, or gc dropping one).  Kept, a file whose
+    punched records were fetched back once had its manifest loaded at every arrival of a version and
+    every look, for as long as gc kept the copy (attack round 50a (1))."""
+    settled.pop(version, None)
+    while len(settled) >= SETTLED_LIMIT:
+        settled.pop(next(iter(settled)))
+    settled[version] = seen
 
 
 def _other_copy(copies: Copies, vid: str, writer: str, index: int, sha: bytes | None) -> bool:

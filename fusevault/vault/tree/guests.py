@@ -350,9 +350,11 @@ def _good_key(path: Path, trust: Trust | None, owner: str, fid: str, recipient: 
     of this epoch or a newer one.  One of this epoch at a group's place that does not name ``bound`` (the
     group, its owner and her key as this user pins them now: ``Guests.group_bound``) is signed again with
     it: one signed before the group was bound (``KeyRecord.group``, 44b (1)) or before its owner's key was
-    (``KeyRecord.group_owner_key``, 46c (1)): the key mirror takes the group owner's removal of its
-    recipient only under the key signed in.  At most once per key per unlock (``fill_missing`` runs at
-    unlock); one naming the group is signed again only when ``bound`` names a key (nothing better else)."""
+    (``KeyRecord.group_owner_key``, 46c (1)), or before records were stamped (``KeyRecord.signed_at_us``,
+    50c (1): the mirror keeps, of one epoch, the record signed last; an unstamped one ranks below it): the
+    key mirror takes the group owner's removal of its recipient only under the key signed in.  At most once
+    per key per unlock (``fill_missing`` runs at unlock); one naming the group is signed again only when
+    ``bound`` names a key (nothing better else)."""
     try:
         found = sharing.read_key(path)
     except VaultError:
@@ -360,7 +362,8 @@ def _good_key(path: Path, trust: Trust | None, owner: str, fid: str, recipient: 
     if found is None or (found.sig is None and trust is not None):
         return False  # none, or from before signatures: sealed again, signed
     if trust is not None and bound is not None and found[0] == epoch and sharing.key_group(path) \
-            and (found.group is None or (len(bound) == 3 and granting.group_of(found) != bound)):
+            and (found.group is None or (len(bound) == 3 and (granting.group_of(found) != bound
+                                                              or found.signed_at_us is None))):
         return False
     return found[0] >= epoch and grants_ok(trust, found, owner, fid, recipient, path)
 
