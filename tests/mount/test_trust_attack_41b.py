@@ -260,6 +260,7 @@ import httpx
 import pytest
 from conftest import (
     PouchServer,
+    first_device,
     fusevault,
     laptop_and_desktop,
     mounted,
@@ -273,7 +274,7 @@ from fusevault.sync.couch_api import LONGPOLL_SECONDS
 from fusevault.sync.key_mirror import SAY_REFUSED_AFTER
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_rollback import alarms
-from mount.test_trust_writes import BOB
+from mount.test_trust_writes import BOB, _admin
 
 
 def _said(m: Path) -> list[dict]:
@@ -361,32 +362,54 @@ def test_control_an_offline_edit_and_a_rewrite_with_no_gc_read_on_both(tmp_path:
 # --- (2) her move out of a share on one device, a rename (or chmod) of the file on the other
 
 
-def _moved_out_apart(tmp_path: Path, other: str) -> dict[str, object]:
-    """proj/notes.txt shared with bob (READ).  Her laptop and desktop mounted; the server goes away; the
-    desktop moves notes.txt out of proj (to the top: a re-key, out of bob's reach) and writes into it;
-    the laptop meanwhile (``other``) renames proj/notes.txt to proj/notes-old.txt ("rename"), chmods it
-    ("chmod"), or does nothing to it ("none"); the server comes back.  Returns where each device shows
-    the file, and what bob's device reads."""
+def _proj_with_bob_and(url: str, tmp_path: Path, names: tuple[str, ...]) -> tuple[Path, Path]:
+    """39b's ``_proj_with_bob`` (READ) with ``names`` in proj beside notes.txt, all there before the
+    share, so each is shared with bob as notes.txt is.  (her laptop's vault, bob's vault)."""
+    laptop = first_device(url, tmp_path)
+    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "proj").mkdir()
+        for name in ("notes.txt", *names):
+            (a / "proj" / name).write_text("hers, before")
+        shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+        wait_for(lambda: settled(a), "the share pushed")
+    bobs = tmp_path / "bobs"
+    joined = fusevault("init", bobs, "--join", url, "--user", "bob", passphrase=BOB)
+    assert joined.returncode == 0, joined.stderr
+    return laptop, bobs
+
+
+# What the laptop does, meanwhile, to each file the desktop moves out of proj.
+_OTHERS = {"rename": "renamed.txt", "chmod": "chmodded.txt", "none": "notes.txt"}
+
+
+def _moved_out_apart(tmp_path: Path) -> dict[str, object]:
+    """proj/notes.txt, proj/renamed.txt and proj/chmodded.txt shared with bob (READ).  Her laptop and
+    desktop mounted; the server goes away; the desktop moves each out of proj (to the top: a re-key,
+    out of bob's reach) and writes into it; the laptop meanwhile renames proj/renamed.txt to
+    proj/renamed-old.txt ("rename"), chmods proj/chmodded.txt ("chmod"), and does nothing to
+    proj/notes.txt ("none", the control); the server comes back.  Returns where each device shows the
+    files, and what bob's device reads.  One meeting for the three (they were three, the same but for
+    the laptop's change): each file's changes are judged on its own documents."""
 
     seen: dict[str, object] = {}
     server = PouchServer(tmp_path / "pouch")
     url = f"{server.start()}/vault"
     try:
-        laptop, bobs = _proj_with_bob(url, tmp_path, "READ")
+        laptop, bobs = _proj_with_bob_and(url, tmp_path, ("renamed.txt", "chmodded.txt"))
         desktop = new_device(url, tmp_path, "desktop")
         a, b = tmp_path / "a", tmp_path / "b"
         with mounted(laptop, a), mounted(desktop, b):
-            wait_for(lambda: settled(a) and settled(b) and (b / "proj" / "notes.txt").exists(), "both")
-            if other != "online":
-                server.kill()
-            os.rename(b / "proj" / "notes.txt", b / "notes.txt")
-            (b / "notes.txt").write_text("private now")
-            if other == "rename":
-                os.rename(a / "proj" / "notes.txt", a / "proj" / "notes-old.txt")
-            elif other == "chmod":
-                os.chmod(a / "proj" / "notes.txt", 0o600)
-            if other != "online":
-                server.start()
+            wait_for(lambda: settled(a) and settled(b)
+                     and all((b / "proj" / name).exists() for name in _OTHERS.values()), "both")
+            server.kill()
+            for name in _OTHERS.values():
+                os.rename(b / "proj" / name, b / name)
+                (b / name).write_text("private now")
+            os.rename(a / "proj" / "renamed.txt", a / "proj" / "renamed-old.txt")
+            os.chmod(a / "proj" / "chmodded.txt", 0o600)
+            server.start()
 
             def where(m: Path) -> list[str]:
                 return sorted(str(p.relative_to(m)) for p in m.rglob("*") if p.is_file())
@@ -412,22 +435,31 @@ def _moved_out_apart(tmp_path: Path, other: str) -> dict[str, object]:
     return seen
 
 
+@pytest.fixture(scope="module")
+def moved_out_apart(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The scene above, run once for the three tests below (they only read it)."""
+    return _moved_out_apart(tmp_path_factory.mktemp("moved"))
+
+
+def _moved_out_ok(seen: dict[str, object], other: str) -> None:
+    """The file the laptop did ``other`` to is at the top on both devices, nowhere in proj (under its
+    name or the laptop's new one), and bob reads no "private now" (of any of the three)."""
+    name = _OTHERS[other]
+    for device in ("laptop", "desktop"):
+        files, said = seen[device]
+        assert name in files and not any(f.startswith(f"proj/{name.removesuffix('.txt')}") for f in files), \
+            (device, seen)
+    assert "private now" not in seen["bob"].values(), seen
+
+
 @pytest.mark.parametrize("other", ["rename", "chmod"])
-def test_her_move_out_of_a_share_is_not_undone_by_a_rename_on_her_other_device(tmp_path: Path,
+def test_her_move_out_of_a_share_is_not_undone_by_a_rename_on_her_other_device(moved_out_apart,
                                                                                 other: str) -> None:
-    seen = _moved_out_apart(tmp_path, other)
-    for device in ("laptop", "desktop"):
-        files, said = seen[device]
-        assert "notes.txt" in files and not any(f.startswith("proj/notes") for f in files), (device, seen)
-    assert "private now" not in seen["bob"].values(), seen
+    _moved_out_ok(moved_out_apart, other)
 
 
-def test_control_her_move_out_of_a_share_reaches_her_other_device(tmp_path: Path) -> None:
-    seen = _moved_out_apart(tmp_path, "none")
-    for device in ("laptop", "desktop"):
-        files, said = seen[device]
-        assert "notes.txt" in files and not any(f.startswith("proj/notes") for f in files), (device, seen)
-    assert "private now" not in seen["bob"].values(), seen
+def test_control_her_move_out_of_a_share_reaches_her_other_device(moved_out_apart) -> None:
+    _moved_out_ok(moved_out_apart, "none")
 
 
 def _relayed_move_out(tmp_path: Path, keys_first: bool, withhold: bool = False) -> dict[str, object]:
