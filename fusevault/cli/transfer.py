@@ -91,7 +91,21 @@ def add_commands(command: Command) -> None:
 
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-GRACE = 15.0  # seconds a stopped send or receive gets to end its session before it is left behind
+GRACE_SECONDS = 15  # a stopped send or receive gets this long to end its session before it is left behind
+
+
+def _grace() -> float:
+    """``GRACE_SECONDS``, or shorter (1 s at least) where FUSEVAULT_STOP_GRACE_SECONDS says so: the
+    tests whose scenes wait out a relay that no longer answers (tests/services/test_relay.py) shorten
+    it, as FUSEVAULT_LONGPOLL_SECONDS shortens the pull's longpoll.  Shorter only leaves a session to
+    expire on the relay sooner (what a second Ctrl-C does at once); anything else (longer, zero, not a
+    number) is the default."""
+    text = os.environ.get("FUSEVAULT_STOP_GRACE_SECONDS", "")
+    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= GRACE_SECONDS
+    return float(int(text) if ok else GRACE_SECONDS)
+
+
+GRACE = _grace()
 
 
 def interruptible(work: Callable[[threading.Event], int]) -> int:

@@ -39,7 +39,21 @@ from fusevault.errors import Unsafe, VaultError
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 64 * 1024
-READ_TIMEOUT = 5.0  # the whole request, from accept: a silent or trickling client is dropped
+READ_SECONDS = 5  # the whole request, from accept: a silent or trickling client is dropped
+
+
+def _read_timeout() -> float:
+    """``READ_SECONDS``, or shorter (1 s at least) where FUSEVAULT_CONTROL_READ_SECONDS says so: the
+    tests whose scenes wait for idle clients to be dropped (tests/mount/test_local_safety.py) shorten
+    it, as FUSEVAULT_LONGPOLL_SECONDS shortens the pull's longpoll.  A shorter wait only drops a
+    silent client sooner (it gives other users less, never more); anything else (longer, zero, not a
+    number) is the default."""
+    text = os.environ.get("FUSEVAULT_CONTROL_READ_SECONDS", "")
+    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= READ_SECONDS
+    return float(int(text) if ok else READ_SECONDS)
+
+
+READ_TIMEOUT = _read_timeout()
 WRITE_TIMEOUT = 10.0  # the answer: a client that never reads is dropped
 MAX_CONNECTIONS = 128  # at once, all uids but root; well below the usual 1024 descriptors
 MAX_PER_UID = 16

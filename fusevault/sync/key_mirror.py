@@ -94,10 +94,25 @@ RESCAN_EVERY = 60.0
 # that takes it comes after it (her device pushes the key documents first, and re-keys a folder of
 # many files for a while).  A server delaying its forged deletion gains as much, no more: it is
 # still refused, and said.
-SAY_REFUSED_AFTER = 15.0
+SAY_REFUSED_SECONDS = 15
+
+
+def _say_refused_after() -> float:
+    """``SAY_REFUSED_SECONDS``, or shorter (1 s at least) where FUSEVAULT_SAY_REFUSED_SECONDS says so:
+    the tests whose scenes wait for a refused deletion to be said, its reason never coming
+    (tests/mount/test_trust_attack_round19_keys.py, 41b), shorten it, as FUSEVAULT_LONGPOLL_SECONDS
+    shortens the pull's longpoll.  Shorter never takes a deletion (it stays refused, the key kept):
+    it only says the refusal sooner.  Anything else (longer, zero, not a number) is the default."""
+    text = os.environ.get("FUSEVAULT_SAY_REFUSED_SECONDS", "")
+    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= SAY_REFUSED_SECONDS
+    return float(int(text) if ok else SAY_REFUSED_SECONDS)
+
+
+SAY_REFUSED_AFTER = _say_refused_after()
 # The same while, the pull behind (full batches, more waiting): a long backlog may still hold the
-# reason, but a server keeping its feed full for good (echoes) must not keep a deletion unsaid.
-SAY_REFUSED_BEHIND_AFTER = 6 * SAY_REFUSED_AFTER
+# reason, but a server keeping its feed full for good (echoes) must not keep a deletion unsaid.  Of
+# the default while, whatever the knob above says.
+SAY_REFUSED_BEHIND_AFTER = 6.0 * SAY_REFUSED_SECONDS
 # Seconds a key's first refused deletion is remembered: another refused deletion of the same key within
 # it, after the first was undone, is the same one made again (said at once), however long the key stood
 # between (a delete / restore cycle slower than ``SAY_REFUSED_BEHIND_AFTER``: attack round 44b (2)).

@@ -116,8 +116,15 @@ def _known(vault: Path, doc_id: str, rev: str) -> bool:
         return rev in replica._known(store, doc_id)
 
 
-def _bobs_mount(bobs: Path, tmp_path: Path):
-    return mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB)
+def _bobs_mount(bobs: Path, tmp_path: Path, env: dict | None = None):
+    return mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB, env=env)
+
+
+# For a mount that waits for a refused key deletion to be said, its reason never coming: said after
+# 3 s refused, not 15 (FUSEVAULT_SAY_REFUSED_SECONDS, sync/key_mirror.py), at a caught-up pull within
+# 2 s, not 20 (FUSEVAULT_LONGPOLL_SECONDS).  The deletion is refused and the key kept the same way (the
+# while only says when it is told); never for a scene where a reason does come (a genuine re-key).
+SAY_SOON = {"FUSEVAULT_SAY_REFUSED_SECONDS": "3", "FUSEVAULT_LONGPOLL_SECONDS": "2"}
 
 
 def _reads_at_next_mount(bobs: Path, tmp_path: Path) -> str:
@@ -132,7 +139,7 @@ def test_the_server_deleting_bobs_key_document_leaves_his_share_open(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     url, server = couch
     with _shared_with_bob(url, server, tmp_path) as (a, bobs, key_file, doc_id):
-        with _bobs_mount(bobs, tmp_path) as b:
+        with _bobs_mount(bobs, tmp_path, SAY_SOON) as b:
             assert (b / "shared" / "alice" / "notes.txt").read_text() == "hello bob"
             server.delete(doc_id)
             wait_for(lambda: adversary.get(bobs, doc_id) is None, "the deletion to reach bob's device")

@@ -435,7 +435,10 @@ def test_ctrl_c_on_a_sender_while_it_sends_ends_both_sides(relay, db, tmp_path: 
 
 
 def test_ctrl_c_on_a_sender_whose_relay_stopped_answering_still_ends_it(redis_url: str, db,
-                                                                        tmp_path: Path) -> None:
+                                                                        tmp_path: Path, monkeypatch) -> None:
+    # The sender waits 2 s, not 15, for the stopped relay (FUSEVAULT_STOP_GRACE_SECONDS, cli/transfer.py):
+    # the same way out (left behind, exit 130), sooner.  Without it Ctrl-C would not end it at all.
+    monkeypatch.setenv("FUSEVAULT_STOP_GRACE_SECONDS", "2")
     (tmp_path / "f").write_bytes(b"x")
     with running_relay(redis_url) as (relay_proc, url), sending(url, tmp_path / "f", args=("--keep",)) as (
             sender, _, _):
