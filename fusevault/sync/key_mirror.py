@@ -627,18 +627,23 @@ class KeyMirror:
         revision first, so an older key never replaces a newer one; nor, of
         one epoch, a key bound less than another branch's (``_rank``: the
         server's older record beside her re-signed one, 49b (1)); nor a
-        forged winner a genuine leaf (ranked first by genuineness, 50c (2))."""
+        forged winner a genuine leaf (ranked first by genuineness, 50c (2)).
+
+        Closed only under a genuine winner: a forged or malformed winner with no other leaf proven
+        genuine yet (its signer's user document still on its way) leaves every branch open, looked
+        at again at the next walk; closed then, the genuine key was gone for good (51a (3), (5))."""
         doc = self.store.get(doc_id)
         others = replica.other_leaves(self.store, doc_id)
         if doc is None or not others:
             return doc
         current = _key_of(doc)
         keys = [key for leaf in others if (key := _key_of(leaf)) is not None and self._genuine(doc_id, key)]
-        # The winner is judged too (50c (2)): a forged record on the winning branch ranks below any genuine
-        # leaf, so closing the other branches never closes the genuine key for good.
-        held = (self._genuine(doc_id, current), *_rank(current)) if current is not None else None
-        if held is not None and keys and (True, *_rank(best := max(keys, key=_rank))) > held:
+        held = current if current is not None and self._genuine(doc_id, current) else None
+        best = max(keys, key=_rank) if keys else None
+        if best is not None and (held is None or _rank(best) > _rank(held)):
             self.store.put_many([_document(doc_id, doc, best)])
+        elif held is None:
+            return doc
         for leaf in others:
             replica.close_leaf(self.store, doc_id, leaf["_rev"])
         return self.store.get(doc_id)

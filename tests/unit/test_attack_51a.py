@@ -110,7 +110,6 @@ def _branches(replicas, malformed: bool):
     return here, doc_id
 
 
-@pytest.mark.xfail(strict=True, reason="51a (3): a malformed winning leaf still closes the genuine branch")
 def test_a_malformed_winning_branch_does_not_close_the_genuine_one(pair, clock) -> None:  # noqa: F811
     here, doc_id = _branches(pair, malformed=True)
     leaves = replica.other_leaves(here.store, doc_id)
@@ -172,7 +171,6 @@ def _her_user_late(replicas, forged_leaf: bool) -> bool:
     return place(here.layout, doc_id).exists()
 
 
-@pytest.mark.xfail(strict=True, reason="51a (5): a leaf not provable yet is closed under a forged winner")
 def test_a_forged_winner_over_a_genuine_leaf_whose_signer_came_late_does_not_close_it(pair, clock) -> None:  # noqa: F811,E501
     assert _her_user_late(pair, forged_leaf=True), "her genuine key closed for good: no key file here"
 
