@@ -27,6 +27,7 @@ from fusevault.agent.gate import Gate
 from fusevault.crypto import aead
 from fusevault.errors import InvalidInput, LockFailed, VaultError
 from fusevault.host_access import HostAccess
+from fusevault.host_access.threads import HostThreads
 from fusevault.imports.watcher import ImportService
 from fusevault.links.owner import collect_periodically as collect_drops
 from fusevault.store import Store
@@ -58,9 +59,11 @@ class Session:
         self.volume = volume
         self.tasks = tasks
         self.view = VersionsView(volume)
-        self.importer = ImportService(volume, tasks.get_state("import"), kernel, host)
+        # The user's own threads for calls on folders of his choosing (host_access/threads.py).
+        threads = HostThreads()
+        self.importer = ImportService(volume, tasks.get_state("import"), kernel, host, threads)
         self.requests = Requests(volume, busy=lambda: set(self.view.busy), kernel=kernel,
-                                 settings_changed=self.importer.reconfigure, host=host)
+                                 settings_changed=self.importer.reconfigure, host=host, host_threads=threads)
         self.stopped = trio.Event()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

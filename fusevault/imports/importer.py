@@ -20,11 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import trio
-
 from fusevault.encoding import shown
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
 from fusevault.vault.model.alarms import for_user
@@ -138,10 +137,14 @@ class Importer:
     opened (and checked) by ``load`` and closed by ``close``."""
 
     def __init__(self, volume: Volume, settings: Settings, kernel: KernelCache,
-                 host: HostAccess | None = None, root: int | None = None) -> None:
+                 host: HostAccess | None = None, root: int | None = None,
+                 threads: HostThreads | None = None) -> None:
         assert settings.source_dir_to_watch is not None
         self.vol = volume
         self.host = host or Direct()  # the user's rights on the source folder
+        # Every call on the source folder, its reads and closes included, in the user's own threads: a
+        # folder of his may be a FUSE file system of his that never answers (host_access/threads.py).
+        self.threads = threads or HostThreads()
         self.settings = settings
         self.source = Path(settings.source_dir_to_watch)  # for messages only: never opened by name
         self.root = -1 if root is None else root
@@ -155,8 +158,8 @@ class Importer:
 
     async def load(self) -> None:
         if self._owns_root and self.root < 0:
-            self.root = await trio.to_thread.run_sync(
-                source_paths.hold, self.host, self.settings, str(self.vol.layout.root))
+            self.root = await self.threads.run(source_paths.hold, self.host, self.settings,
+                                               str(self.vol.layout.root))
         self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
         self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
 
@@ -172,7 +175,7 @@ class Importer:
     async def take(self, location: str) -> tuple[str, int, bool]:
         """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
         try:
-            st = await trio.to_thread.run_sync(source_paths.lstat, self.host, self.root, location)
+            st = await self.threads.run(source_paths.lstat, self.host, self.root, location)
         except (FileNotFoundError, NotADirectoryError):
             return GONE, 0, False
         if not stat.S_ISREG(st.st_mode):
@@ -220,13 +223,15 @@ class Importer:
         lock) is taken between steps.  Read whole in one thread call, a changed 1 EiB sparse
         source held a worker slot of every user's and the unmount for years (attack round
         46f (1)).  Hashing a hole still costs CPU time (docs/SECURITY.md)."""
-        source = await trio.to_thread.run_sync(open_source, self.host, self.root, location)
-        with source:
-            before = Stamp.of(await trio.to_thread.run_sync(os.fstat, source.fileno()))
+        source = await self.threads.run(open_source, self.host, self.root, location)
+        try:
+            before = Stamp.of(await self.threads.run(os.fstat, source.fileno()))
             digest = hashlib.sha256()
             pieces = source_pieces(source.fileno())
-            while (hole := await self.vol.in_thread(_hash_next, pieces, digest)) is not None:
+            while (hole := await self.threads.run(_hash_next, pieces, digest)) is not None:
                 await hash_zeros(self.vol, digest, hole)
+        finally:
+            await self.threads.clean_up(source.close)
         return digest.hexdigest(), before
 
     async def _changed_in_vault(self, location: str, record: Record) -> bool:
@@ -251,7 +256,7 @@ class Importer:
             return None
         record = self.records[location][0]
         if record.stamp == stamp and self.vol.holds(record.fid):
-            if not await trio.to_thread.run_sync(self._exists, location):
+            if not await self.threads.run(self._exists, location):
                 return record
         return None
 
@@ -311,14 +316,16 @@ class Importer:
             name = copy_name(name, "import", before.mtime_ns)
         parent = await make_dirs(self.vol, where, self.caller)
         try:
-            source = await trio.to_thread.run_sync(open_source, self.host, self.root, location)
+            source = await self.threads.run(open_source, self.host, self.root, location)
         except FileNotFoundError:
             return GONE, 0, False
-        with source:
+        try:
             node, copied = await write_file(
                 self.vol, parent, name, self._chunks(source), mode=mode,
                 caller=self.caller, kernel=self.kernel, mtime_ns=before.mtime_ns)
-            after = Stamp.of(await trio.to_thread.run_sync(os.fstat, source.fileno()))
+            after = Stamp.of(await self.threads.run(os.fstat, source.fileno()))
+        finally:
+            await self.threads.clean_up(source.close)
         record = Record(location, before, copied, node.fid, os.fsdecode(self.vol.path_of(node)),
                         time.time_ns())
         if (sha is not None and copied != sha) or after != before:
@@ -333,7 +340,7 @@ class Importer:
 
     async def _chunks(self, source: BinaryIO) -> AsyncIterator[bytes | int]:
         pieces = source_pieces(source.fileno())
-        while (piece := await self.vol.in_thread(next, pieces, None)) is not None:
+        while (piece := await self.threads.run(next, pieces, None)) is not None:
             yield piece
 
     async def _save(self, record: Record, stale: bool = False) -> None:
@@ -367,4 +374,4 @@ class Importer:
                 log.warning("import: %s stays in the source: %s", shown(record.file_location), err.strerror)
                 return False
 
-        return await trio.to_thread.run_sync(remove_if_unchanged)
+        return await self.threads.run(remove_if_unchanged)

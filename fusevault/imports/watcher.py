@@ -29,6 +29,7 @@ from watchfiles import Change, awatch
 from fusevault.encoding import shown
 from fusevault.errors import VaultError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import GONE, Importer, ignored
@@ -124,9 +125,10 @@ def walk(host: HostAccess, root: int, under: str = "") -> dict[str, Stamp | None
 
 class ImportService:
     def __init__(self, volume: Volume, task: TaskState, kernel: KernelCache,
-                 host: HostAccess | None = None) -> None:
+                 host: HostAccess | None = None, threads: HostThreads | None = None) -> None:
         self.vol = volume
         self.host = host or Direct()  # the user's rights on the source folder
+        self.threads = threads or HostThreads()  # his own, for calls on his folder (51t)
         self.task = task
         self.kernel = kernel
         self._wake = trio.Event()
@@ -191,16 +193,15 @@ class ImportService:
     async def _watch(self, settings: Settings) -> None:
         # One descriptor of the watched folder for the whole watch, checked as the folder it is:
         # every name is looked up from it, so a link later put in the folder's place leads nowhere.
-        root = await trio.to_thread.run_sync(source_paths.hold, self.host, settings,
-                                             str(self.vol.layout.root))
+        root = await self.threads.run(source_paths.hold, self.host, settings, str(self.vol.layout.root))
         try:
             await self._watch_held(settings, root)
         finally:
-            os.close(root)
+            await self.threads.clean_up(os.close, root)
 
     async def _watch_held(self, settings: Settings, root: int) -> None:
         source = Path(settings.source_dir_to_watch or "")
-        importer = Importer(self.vol, settings, self.kernel, self.host, root=root)
+        importer = Importer(self.vol, settings, self.kernel, self.host, root=root, threads=self.threads)
         await importer.load()
         pending = Pending(settings.settle_seconds)
         stop = anyio.Event()
@@ -216,14 +217,14 @@ class ImportService:
                                         rust_timeout=1000, yield_on_timeout=True, stop_event=stop):
                 if not scanned:
                     scanned = True
-                    found = await trio.to_thread.run_sync(walk, self.host, root)
+                    found = await self.threads.run(walk, self.host, root)
                     self._note(pending, found)
                 deleted = {c[1] for c in changes if c[0] == Change.deleted}
                 for path in deleted:
                     pending.forget(os.path.relpath(path, source))
                 changed = [os.path.relpath(p, source) for c, p in changes if c != Change.deleted]
                 if changed:
-                    self._note(pending, await trio.to_thread.run_sync(stamps, self.host, root, changed))
+                    self._note(pending, await self.threads.run(stamps, self.host, root, changed))
 
     @staticmethod
     def _note(pending: Pending, found: dict[str, Stamp | None]) -> None:
@@ -238,7 +239,7 @@ class ImportService:
             due = pending.due(trio.current_time())
             if not due:
                 continue
-            now_stamps = await trio.to_thread.run_sync(stamps, self.host, importer.root, due)
+            now_stamps = await self.threads.run(stamps, self.host, importer.root, due)
             now = trio.current_time()
             ready = [loc for loc in due if pending.settled(loc, now_stamps.get(loc), now)]
             if ready:

@@ -20,11 +20,9 @@ existing name (RENAME_NOREPLACE), so a file that appeared meanwhile stays.
 
 The destination is the caller's to choose, a FUSE file system of his own
 among others, which may never answer (a close waits for its flush): every
-call on it, closes included, runs in a worker thread counted against the
-caller's own limiter (``Destination.run``), given up when he hangs up, so a
-stalled destination holds at most ``HOST_THREADS`` threads of his and
-nothing of anyone else's (attack round 51t: a close on the loop froze the
-shared mount for every user).
+call on it, closes included, runs in one of the caller's own threads
+(host_access/threads.py), given up when he hangs up (attack round 51t: a
+close on the loop froze the shared mount for every user).
 """
 
 from __future__ import annotations
@@ -37,13 +35,11 @@ import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import trio
 
 from fusevault.encoding import name_start, name_to_str
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoSpace, PermissionDenied, VaultError
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
+from fusevault.host_access.threads import HostThreads
 from fusevault.mounts import fusevault_mounts, within
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node
@@ -53,12 +49,6 @@ from fusevault.vault.volume import Volume
 log = logging.getLogger(__name__)
 
 FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-# Worker threads one user's exports may hold at once (requests.py gives each user one limiter): a
-# destination that never answers keeps its threads, the rest of the mount its own.
-HOST_THREADS = 2
-# Seconds a clean-up (a close, a temporary file's removal) is waited for after the export failed or
-# its client hung up: then given up, its thread left to finish (still counted as his).
-CLEAN_UP_WAIT = 10
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY
 
 
@@ -102,18 +92,12 @@ def _failed(where: Path, err: OSError) -> VaultError:
     return VaultError(f"cannot write {where}: {reason}")
 
 
-async def _run(limiter: trio.CapacityLimiter, call: Callable[..., object], *args: object) -> object:
-    """``call(*args)`` in a worker thread of the caller's ``limiter``; given up when cancelled."""
-    return await trio.to_thread.run_sync(call, *args, limiter=limiter, abandon_on_cancel=True)
-
-
 class Destination:
     """The destination folder, opened as the caller, and the folders made in it (by descriptor)."""
 
-    def __init__(self, host: HostAccess, dest: Path, limiter: trio.CapacityLimiter) -> None:
+    def __init__(self, host: HostAccess, dest: Path) -> None:
         self.host = host
         self.dest = dest
-        self.limiter = limiter
         try:
             fd = host.open(str(dest), os.O_RDONLY | os.O_DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
@@ -209,18 +193,6 @@ class Destination:
             raise _failed(self.dest / rel, err) from None
         os.fsync(parent)
 
-    async def run(self, call: Callable[..., object], *args: object) -> Any:
-        """``call(*args)``, a call on the destination, in a thread of the caller's (module docstring)."""
-        return await _run(self.limiter, call, *args)
-
-    async def clean_up(self, call: Callable[..., object], *args: object) -> None:
-        """``run``, whatever cancelled the export, but waited for ``CLEAN_UP_WAIT`` seconds at most."""
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEAN_UP_WAIT) as scope:
-            await self.run(call, *args)
-        if scope.cancelled_caught:
-            log.warning("an export's destination did not answer a clean-up within %ds: left to it",
-                        CLEAN_UP_WAIT)
-
     def as_user(self, write: Callable[..., None], *args: object) -> None:
         """``write(*args)`` (a write through a descriptor of the destination) with the caller's
         rights, in this thread: root's process never writes a user's export as root."""
@@ -235,34 +207,35 @@ class Destination:
 
 
 async def export(volume: Volume, path: bytes, dest: Path, overwrite: bool = False,
-                 host: HostAccess | None = None, limiter: trio.CapacityLimiter | None = None) -> dict:
-    """``limiter``: the caller's own (``HOST_THREADS``; requests.py keeps one per user)."""
+                 host: HostAccess | None = None, threads: HostThreads | None = None) -> dict:
+    """``threads``: the caller's own (requests.py keeps them per user)."""
     top = volume.resolve(path)
     base = name_to_str(path.rstrip(b"/").rpartition(b"/")[2]) if path.strip(b"/") else ""
     paths = tree(volume, top, base)
-    limiter = limiter or trio.CapacityLimiter(HOST_THREADS)
-    out: Destination = await _run(limiter, Destination, host or Direct(), dest, limiter)  # type: ignore[assignment]
+    threads = threads or HostThreads()
+    out = await threads.run(Destination, host or Direct(), dest)
     try:
         if not overwrite:
-            await out.run(out.check, paths)
+            await threads.run(out.check, paths)
         files = size = 0
         for rel, node in paths:
             if node.is_dir:
-                await out.run(out.folder, rel)
+                await threads.run(out.folder, rel)
             elif stat.S_ISLNK(node.mode):
                 target = os.fsdecode(volume.readlink(node.ino))
-                await out.run(out.symlink, rel, target, overwrite)
+                await threads.run(out.symlink, rel, target, overwrite)
                 files += 1
             elif node.is_reg:
-                size += await _write(volume, node, out, rel, overwrite)
+                size += await _write(volume, node, out, threads, rel, overwrite)
                 files += 1
     finally:
-        await out.clean_up(out.close)
+        await threads.clean_up(out.close)
     return {"exported": str(dest / base if base else dest), "files": files, "bytes": size}
 
 
-async def _write(volume: Volume, node: Node, out: Destination, rel: str, overwrite: bool) -> int:
-    parent, temp, fd = await out.run(out.create, rel)
+async def _write(volume: Volume, node: Node, out: Destination, threads: HostThreads, rel: str,
+                 overwrite: bool) -> int:
+    parent, temp, fd = await threads.run(out.create, rel)
     try:
         try:
             size = node.size
@@ -271,15 +244,15 @@ async def _write(volume: Volume, node: Node, out: Destination, rel: str, overwri
             # zeros, a 1 TiB file that costs nothing in the vault filled the disk
             # of the destination (attack round 45t (3)).
             async for offset, data in read_data(volume, node):
-                await out.run(out.as_user, _write_all, fd, offset, data)
-            await out.run(out.as_user, _finish, fd, node, size)
+                await threads.run(out.as_user, _write_all, fd, offset, data)
+            await threads.run(out.as_user, _finish, fd, node, size)
         except OSError as err:
             raise _failed(out.dest / rel, err) from None
         finally:
-            await out.clean_up(_close, fd)  # a close waits for the file system's flush: never on the loop
-        await out.run(out.place, parent, temp, rel, overwrite)
+            await threads.clean_up(_close, fd)  # a close waits for the file system's flush: never on the loop
+        await threads.run(out.place, parent, temp, rel, overwrite)
     except BaseException:
-        await out.clean_up(out.discard, parent, temp)
+        await threads.clean_up(out.discard, parent, temp)
         raise
     return node.size
 

@@ -18,6 +18,7 @@ import trio
 from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import InvalidInput, PermissionDenied, VaultError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.host_access.threads import HostThreads
 from fusevault.links.owner import Links
 from fusevault.tasks import TaskState
 from fusevault.urls import http_url
@@ -36,7 +37,7 @@ class Requests:
     def __init__(self, volume: Volume, busy: Callable[[], set[str]] = set,
                  kernel: KernelCache | None = None,
                  settings_changed: Callable[[], None] = lambda: None,
-                 host: HostAccess | None = None) -> None:
+                 host: HostAccess | None = None, host_threads: HostThreads | None = None) -> None:
         self.vol = volume
         self.host = host or Direct()  # the caller's rights on host paths (export, settings)
         self.busy = busy  # versions open right now (the .versions tree of a mount)
@@ -48,9 +49,9 @@ class Requests:
         # One request of this user at a time, in the order they came (trio's Lock is fair): however
         # many connections a user keeps asking, the loop and the workers serve them one by one.
         self.turn = trio.Lock()
-        # The threads this user's calls on host paths of his choosing may hold (exporting.py): one
-        # that never answers (a FUSE file system of his own) stalls only his (attack round 51t).
-        self.host_threads = trio.CapacityLimiter(exporting.HOST_THREADS)
+        # His own threads for calls on host paths of his choosing (an export's destination): one that
+        # never answers (a FUSE file system of his) stalls only his (host_access/threads.py, 51t).
+        self.host_threads = host_threads or HostThreads()
 
     async def handle(self, request: dict) -> dict:
         handler = getattr(self, f"do_{request.get('cmd')}", None)
@@ -201,7 +202,7 @@ class Requests:
             raise InvalidInput("the destination must be an absolute path")
         return await exporting.export(self.vol, self._path(request), Path(dest),
                                       overwrite=bool(request.get("overwrite")), host=self.host,
-                                      limiter=self.host_threads)
+                                      threads=self.host_threads)
 
     # --- sharing with users and groups (fusevault/vault/services/share_ops.py)
 
