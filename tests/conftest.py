@@ -305,7 +305,7 @@ class PouchServer:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.proc.kill()
                     pytest.fail(f"pouchdb-server did not start: {(self.workdir / 'server.log').read_text()}")
-                time.sleep(0.2)
+                time.sleep(0.05)  # a refused connection costs nothing: answer as soon as it listens
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -350,7 +350,9 @@ def wait_for(check, what, timeout: float = LONG):
             return result
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {what() if callable(what) else what}")
-        time.sleep(0.2)
+        # Every wait pays half a poll on average after its condition came true; a look is a
+        # socket request (``sync_status``) or a store read: cheap against a mount's work.
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -363,17 +365,23 @@ def quick_longpoll(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSEVAULT_LONGPOLL_SECONDS", "2")
 
 
-def sync_status(mountpoint: Path) -> dict:
-    """The mount's one peer, as ``fusevault sync status MOUNTPOINT --json`` lists it.  Asked in this
-    process, as that command asks (cli/status.py ``gather``): tests poll it every 0.2 s while they
-    wait, and a command started per poll was a seventh of a two-device test's CPU.  The command
-    itself is run where it is what is tested (tests/services/test_sync.py, test_caller_rights.py)."""
+def sync_answer(mountpoint: Path) -> dict:
+    """The mount's answer to ``fusevault sync status MOUNTPOINT --json``: its peers and its
+    ``uncommitted`` count.  Asked in this process, as that command asks (cli/status.py ``gather``):
+    tests poll it every 0.1 s while they wait, and a command started per poll was a seventh of a
+    two-device test's CPU.  The command itself is run where it is what is tested
+    (tests/services/test_sync.py, test_caller_rights.py)."""
     from fusevault.cli.status import gather
 
     mounts = gather(mountpoint, "sync-status")
     assert mounts, f"no vault is mounted at {mountpoint}"
     (mount,) = mounts
-    (peer,) = mount["peers"]
+    return mount
+
+
+def sync_status(mountpoint: Path) -> dict:
+    """The mount's one peer, as ``fusevault sync status MOUNTPOINT --json`` lists it (``sync_answer``)."""
+    (peer,) = sync_answer(mountpoint)["peers"]
     return peer
 
 
@@ -391,16 +399,22 @@ def mount_status(mountpoint: Path) -> dict:
 
 
 def settled(mountpoint: Path) -> bool:
-    """Nothing waits to be pushed, and still nothing half a second later: a change just made may wait
-    for its group commit (GROUP_WINDOW, vault/tree/inodes.py) before the store, and so
-    ``pending_up``, counts it (``sync_status`` answers at once: no command start hides that window)."""
+    """Nothing waits to be pushed: no committed document (``pending_up``) and no change still in its
+    group-commit window (GROUP_WINDOW, vault/tree/inodes.py), which the store, and so
+    ``pending_up``, does not count yet: the mount's ``uncommitted`` (fs/lifecycle.py) does, read in
+    the same answer, so one look tells that (a second look 0.5 s on used to wait the window out).
+    A second look 0.2 s on stays, for what a background task (a re-key, a conflict's copy asked by
+    an arrival) commits right after an answer that saw nothing: not what this helper is for, but a
+    scene may have leant on it, and a flaky suite costs more than its 0.2 s."""
     def quiet() -> bool:
-        peer = sync_status(mountpoint)
-        return peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None
+        answer = sync_answer(mountpoint)
+        (peer,) = answer["peers"]
+        return (peer["error"] is None and peer["pending_up"] == 0 and peer["last_contact"] is not None
+                and answer["uncommitted"] == 0)
 
     if not quiet():
         return False
-    time.sleep(0.5)
+    time.sleep(0.2)
     return quiet()
 
 

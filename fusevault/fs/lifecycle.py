@@ -175,7 +175,8 @@ class Mount:
         if cmd == "status":
             return self.status(uid)
         if cmd == "sync-status":
-            return {"ok": True, "peers": self.sync.as_dict() if self.sync else None}
+            return {"ok": True, "peers": self.sync.as_dict() if self.sync else None,
+                    "uncommitted": self.uncommitted()}
         if cmd == "unmount":
             self.may_unmount(uid)
             pyfuse3.terminate()
@@ -188,6 +189,13 @@ class Mount:
         if agent.session is None:
             raise Locked(LOCKED)
         return await agent.session.requests.handle(request)
+
+    def uncommitted(self) -> int:
+        """Metadata changes acknowledged to the kernel but still in their group-commit window
+        (vault/tree/inodes.py ``pending``): not in the store yet, so no peer's ``pending_up`` counts
+        them.  Both are read in this one trio thread: a change leaves ``pending`` in the step its
+        commit returns in, so it is always counted by one of them."""
+        return sum(len(a.session.volume.tree.pending) for a in self.agents() if a.session is not None)
 
     def status(self, uid: int) -> dict:
         agents = self.visible(uid)

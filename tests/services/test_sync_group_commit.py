@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import first_device, mounted, new_device, settled, sync_status, wait_for
+from conftest import first_device, mounted, new_device, settled, sync_answer, sync_status, wait_for
 
 from fusevault.vault.format.atomic import fsync_dir  # in a mount: commits what waits (fsyncdir)
 
@@ -79,3 +79,23 @@ def test_a_grouped_rename_the_pull_meets_is_committed_first_and_kept(couchdb_url
                              f"desktop {sorted(os.listdir(b))}")
             wait_for(lambda: (a / "g").read_text() == (b / "g").read_text() == "edited on the laptop",
                      "the edit kept on both devices")
+
+
+def test_a_change_in_its_group_commit_window_is_counted_as_not_sent(couchdb_url: str, monkeypatch,
+                                                                   tmp_path: Path) -> None:
+    """A rename waiting for its group commit is in no store yet, so no peer's ``pending_up`` counts
+    it: the mount's sync status counts it as ``uncommitted`` (fs/lifecycle.py), until it is
+    committed and sent.  The tests' ``settled`` (tests/conftest.py) answers from that in one look."""
+    monkeypatch.setenv("FUSEVAULT_GROUP_WINDOW", "3600")
+    laptop = first_device(couchdb_url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "f").write_text("as it was")
+        wait_for(lambda: settled(a), "the laptop to send the file")
+        os.rename(a / "f", a / "g")
+        answer = sync_answer(a)
+        (peer,) = answer["peers"]
+        assert (answer["uncommitted"], peer["pending_up"]) == (1, 0), answer
+        assert not settled(a)
+        fsync_dir(a)  # commits what waits
+        wait_for(lambda: settled(a), "the rename to be sent")
+        assert sync_answer(a)["uncommitted"] == 0
