@@ -30,7 +30,7 @@ def subkey(master: bytes, purpose: str) -> bytes:
 class MasterKey:
     """An unlocked user's master key and the sub-keys derived from it."""
 
-    __slots__ = ("user_id", "_wrap", "_private", "_names", "_device", "_rekey", "identity")
+    __slots__ = ("user_id", "_wrap", "_private", "_names", "_device", "_rekey", "_digests", "identity")
 
     def __init__(self, user_id: str, master: bytes) -> None:
         self.user_id = user_id
@@ -44,6 +44,7 @@ class MasterKey:
         # (vault/model/confirmed.py) and the rollback ledger (vault/model/ledger.py).
         self._device = subkey(master, "fusevault device-state v1")
         self._rekey = subkey(master, "fusevault rekey-dek v1")
+        self._digests = subkey(master, "fusevault dek-digest v1")
 
     def wrap_dek(self, fid: str, dek: bytes) -> bytes:
         return aead.seal(self._wrap, dek, aead.ad("dek", self.user_id, fid))
@@ -74,6 +75,12 @@ class MasterKey:
         the revoked hold, is no part of it."""
         info = json.dumps(["fusevault rekey-dek v1", fid, epoch, sorted(recipients)])
         return subkey(self._rekey, info)
+
+    def dek_digest(self, fid: str, epoch: int, dek: bytes) -> str:
+        """A keyed digest of a file's DEK at an epoch, kept by her device's ledger to know her own key
+        there again (vault/model/ledger.py ``keys``): it tells nothing of the key without this master
+        key, and no one without it makes one that matches another key."""
+        return hmac.new(self._digests, aead.ad("dek-digest", fid, str(epoch), dek), "sha256").hexdigest()[:32]
 
     def name_id(self, kind: str, name: str) -> str:
         """A stable document id for a private name, which the id does not reveal."""

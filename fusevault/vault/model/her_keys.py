@@ -79,7 +79,7 @@ def her_key_at(tree: Keyed, node: Node, epoch: int, dek: bytes) -> bool:
 
 
 def key_not_hers(tree: Keyed, node: Node, held: tuple[bytes | None, int], fresh: Node,
-                 signer: str | None, *, seen_here: bool = False) -> bool:
+                 signer: str | None, *, seen_here: bool = False, known: bool | None = None) -> bool:
     """Whether ``fresh``, a state of her ``node`` signed by ``signer``, carries a key other than the
     one held (``held``: her key, None where unknown, and its epoch) at an epoch not below the held
     one's, and not a key of hers at its epoch: his claim.  Above the held epoch, a key of hers is one
@@ -88,11 +88,16 @@ def key_not_hers(tree: Keyed, node: Node, held: tuple[bytes | None, int], fresh:
     takes her key in).  At the held epoch, only that one too: one epoch has one key of hers for what
     one device sees.  Where her key at the held epoch is not known (at load), only a state above
     that epoch is judged: at it, her key may be one no derivation here gives (a first key, or one
-    derived for the recipients seen at its re-key)."""
+    derived for the recipients seen at its re-key), unless ``known`` says whether ``fresh``'s key is
+    the one this device saw hers have there (the ledger's digest: vault/model/ledger.py ``keys``,
+    attack round 51b (1)).  A key held that a member claimed (the ledger's ``claimed``) is no key of
+    hers: given as unknown (None), so his later states under it are judged too (51b (3))."""
     dek, epoch = held
     if (signer in (None, fresh.owner) or node.owner != tree.key.user_id or fresh.epoch < epoch
-            or fresh.dek == dek or (dek is None and fresh.epoch == epoch)):
+            or fresh.dek == dek):
         return False
+    if dek is None and fresh.epoch == epoch:
+        return known is False
     if seen_here or fresh.epoch == epoch:
         return derived_dek(tree, node, fresh.epoch) != fresh.dek
     return not her_key_at(tree, node, fresh.epoch, fresh.dek)

@@ -30,6 +30,7 @@ what it can and cannot detect.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -154,6 +155,18 @@ class Ledger:
         # every epoch seen, before the mount serves (vault/services/rotation.py
         # resume).
         self.rolled: set[str] = set()
+        # The user's own files whose node holds a key a member's state claimed (vault/model/her_keys.py
+        # ``key_not_hers``), taken in at her epoch (the value) under his key, until her own re-key of
+        # the file commits (or her own key at a higher epoch is taken in): his key, not hers, so his
+        # later states under it are judged too, and every unlock re-keys it (``rolled``).  Kept in
+        # memory only, a lock or a re-key failing on his next commit left her file under the older key
+        # he kept for good, unsaid (attack round 51b (2), (3)).
+        self.claimed: dict[str, int] = {}
+        # A keyed digest of the user's own key of each of her files at the newest epoch seen, with that
+        # epoch (``MasterKey.dek_digest``): at load, a member's state at exactly that epoch under another
+        # key is his claim (attack round 51b (1)).  Only from keys known hers: her commits, her signed
+        # states, a state judged (never while ``claimed``).
+        self.keys: dict[str, tuple[int, str]] = {}
         # Files loaded in an older state than seen, with the parents (fids)
         # that older document gives them: where it puts the file is no place
         # the owner's device chose, so no key is sealed by it (the tree's
@@ -281,6 +294,9 @@ class Ledger:
                               for fid, over in data.get("covered", {}).items()}
             ledger.granted = {str(vid): [str(signer), str(sig)]
                               for vid, (signer, sig) in data.get("granted", {}).items()}
+            ledger.claimed = {str(fid): int(epoch) for fid, epoch in data.get("claimed", {}).items()}
+            ledger.keys = {str(fid): (int(epoch), str(digest))
+                           for fid, (epoch, digest) in data.get("keys", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -299,7 +315,8 @@ class Ledger:
                               "modes": dict(self.modes),
                               "names": dict(self.names), "branches": dict(self.branches),
                               "closed": dict(self.closed), "covered": dict(self.covered),
-                              "granted": dict(self.granted)}
+                              "granted": dict(self.granted), "claimed": dict(self.claimed),
+                              "keys": dict(self.keys)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -413,6 +430,41 @@ class Ledger:
             self.epochs[fid] = epoch
             self.version += 1
 
+    def claim(self, fid: str, epoch: int) -> bool:
+        """Her node of ``fid`` holds a key a member's state claimed, taken in at her ``epoch``
+        (``claimed``).  Whether it was not known so already (the claim is said once)."""
+        known = fid in self.claimed
+        if self.claimed.get(fid) != epoch:
+            self.claimed[fid] = epoch
+            self.version += 1
+        return not known
+
+    def saw_key(self, fid: str, epoch: int, dek: bytes | None) -> None:
+        """``dek`` is her own key of her file at ``epoch`` (her commit, her signed state, a state
+        judged no claim): remembered at the newest epoch seen (``keys``).  Above a claimed epoch it
+        is her re-key (nothing else raises her node's epoch past the judging): the claim is over."""
+        claimed = self.claimed.get(fid)
+        if claimed is not None:
+            if epoch <= claimed:
+                return  # still his key, at her epoch
+            del self.claimed[fid]
+            self.version += 1
+        if not dek or epoch < 1 or epoch != self.epochs.get(fid, 0):
+            return  # at epoch 0 (her first key) no older key of hers exists for a member to claim
+        digest = (epoch, self.key.dek_digest(fid, epoch, dek))
+        if self.keys.get(fid) != digest:
+            self.keys[fid] = digest
+            self.version += 1
+
+    def key_known(self, fid: str, epoch: int, dek: bytes) -> bool | None:
+        """Whether ``dek`` is the key of hers this device saw the file have at ``epoch``; None where
+        none is known here at that epoch (a ledger from before ``keys``, a file only ever taken in
+        from a member's state)."""
+        held = self.keys.get(fid)
+        if held is None or held[0] != epoch:
+            return None
+        return hmac.compare_digest(held[1], self.key.dek_digest(fid, epoch, dek))
+
     # --- commits (vault/tree/inodes.py: Inodes.commit)
 
     def stamp(self, nodes: list[Node]) -> None:
@@ -482,6 +534,7 @@ class Ledger:
                 self._own(node.fid)
                 self.saw_kind(node)
                 if not gone:
+                    self.saw_key(node.fid, node.epoch, node.dek)
                     self.saw_mode(node)
                     self.saw_name(node)
                 if places is not None and not gone and node.fid not in self.behind:
@@ -616,7 +669,8 @@ class Ledger:
         self._caught_up(seq, fresh.over)
         self.keyed(fid, fresh.epoch)
         self.saw_kind(fresh)
-        self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
+        if fid not in self.claimed:  # a claimed key stays to re-key, whatever arrives over it
+            self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
         return True
 
     def arrived(self, fid: str, parents: list[str], by_owner: bool) -> None:
@@ -855,6 +909,8 @@ class Ledger:
                 self.record(node.fid, seq, True)
                 self.cover(node.fid, node.over)
                 self.keyed(node.fid, node.epoch)
+                if node.owner == self.key.user_id and node.fid not in signers:
+                    self.saw_key(node.fid, node.epoch, node.dek)  # her own signed state
                 if node.fid not in signers and node.fid in self.owner_trashed:
                     self.owner_trashed.discard(node.fid)  # live again as its owner signed it: restored
                     self.version += 1
@@ -869,6 +925,8 @@ class Ledger:
             if node.owner == self.key.user_id:
                 self._own(node.fid)
                 self.saw_kind(node)
+                if node.fid in self.claimed:
+                    self.rolled.add(node.fid)  # his key held at her epoch: her re-key before the mount serves
         self.counter = top
         refused = [(fid, path_shown(volume, held)) for fid in sorted(self.replays)
                    if (held := volume.find(fid)) is not None]

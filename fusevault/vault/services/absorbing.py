@@ -188,6 +188,30 @@ def absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
 
     A folder changed after its files comes after them in the peer's changes
     feed, maybe batches later: such files wait in the tree (``Tree.unplaced``)."""
+    out = _absorb_arrivals(volume, docs)
+    _claimed_re_keyed(volume, out)
+    return out
+
+
+def _claimed_re_keyed(volume: Volume, out: Absorbed) -> None:
+    """Her files whose node holds a key a member claimed (the ledger's ``claimed``): her re-key asked
+    again at each batch, until one commits.  Asked once, a re-key his next commit made fail ("changed
+    by someone else": logged and dropped, fs/arrivals.py ``_rekey``) was never asked again, and her
+    file stayed under the older key he kept (attack round 51b (3)).  One ask a batch: bounded; none
+    while its contents are being sealed or committed (a re-key under way: asked again, it sealed the
+    whole file again after it)."""
+    ledger = volume.ledger
+    if ledger is None or volume.key is None or not ledger.claimed:
+        return
+    asked = {id(node) for node in out.rekey}
+    for fid in list(ledger.claimed):
+        node = volume.tree.find(fid)
+        if (node is not None and node.owner == volume.key.user_id and node.dek and id(node) not in asked
+                and not (node.lock is not None and node.lock.locked())):
+            out.rekey.append(node)
+
+
+def _absorb_arrivals(volume: Volume, docs: list[dict]) -> Absorbed:
     out = absorb(volume, docs, own=False)
     _retry_incomplete(volume, out)
     if not any(d.get("type") == NODE for d in docs):
@@ -272,6 +296,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             and _served_over(volume, node, doc, opened[0], signer)
             and opened[0].epoch < ledger.epochs.get(node.fid, 0)):
         out.rekey.append(node)  # under a key older than this device gave it: a new one, once taken in
+    # Judged before the ledger takes its epoch in: a claim is taken at her epoch, never his (51b (2)).
+    claim = None if opened is None or node is None else _claims_a_key(volume, node, opened[0], signer)
     if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0],
                                                              lambda: _in_conflict(volume, doc, node)):
         # Older than this device has seen: reported, what the tree holds stays,
@@ -353,7 +379,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # Written under an older key (by a recipient during a revoke):
             # the file takes it back until the owner seals it again.
             out.rekey.append(node)
-        elif _claims_a_key(volume, node, fresh, doc, signer):
+        elif claim is not None:
+            _claim_taken(volume, node, doc, signer, claim)
             out.rekey.append(node)  # his contents, under the key he holds, sealed again under hers
         before = _shares_before_a_writers_move(volume, node, links, signer)
         if fresh.seq is not None and fresh.seq == node.seq and node.rev and node.rev != doc["_rev"]:
@@ -363,6 +390,9 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             seq, revs = tree.same_state.get(node.fid, (fresh.seq, set()))
             tree.same_state[node.fid] = (fresh.seq, (revs if seq == fresh.seq else set()) | {node.rev})
         _update(volume, node, fresh, out)
+        if volume.ledger is not None and node.owner == volume.key.user_id:
+            # Hers, or judged no claim (taken at her epoch otherwise): her key there, as seen here.
+            volume.ledger.saw_key(node.fid, node.epoch, node.dek)
     relink(tree, node, links, out)
     if added and node.links:
         tree.rejoin(node, signer)  # placed first: a folder held above it now stays out (round 46b (1))
@@ -380,24 +410,35 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         tree.purge_if_unused(node)
 
 
-def _claims_a_key(volume: Volume, node: Node, fresh: Node, doc: dict, signer: str | None) -> bool:
-    """Whether a member's state of her file, taken in alone (no conflict), carries a key other than the
-    one held here at an epoch not below the held one's: a claim (attack round 45c (4), (5), limits).
-    A member cannot re-key (only her devices do); he can seal any epoch and carry any wrapping of
-    her older key he once held.  Taken as it was, her node held the old key at his epoch and her
-    next commit (a chmod, a write) signed it: her unshare undone, the revoked read what she wrote next.
+def _claims_a_key(volume: Volume, node: Node, fresh: Node, signer: str | None) -> int | None:
+    """The epoch a member's state of her file claims (then lowered to the one held), if it carries a key
+    other than the one held here at an epoch not below the held one's: a claim (attack round 45c (4),
+    (5), limits); None if not.  A member cannot re-key (only her devices do); he can seal any epoch and
+    carry any wrapping of her older key he once held.  Taken as it was, her node held the old key at
+    his epoch and her next commit (a chmod, a write) signed it: her unshare undone, the revoked read
+    what she wrote next.
 
     His contents are sealed under the key he holds, so they are taken in (nothing of his is lost) at
     the epoch held, never his (``fresh.epoch``), and her device seals them again under a new key of
-    hers, as a write made under her older key (``out.rekey``); said.  A key her device derived at
-    that epoch is hers (her other device's re-key he took in before this device did:
-    vault/model/her_keys.py ``her_key_at``): taken, not said."""
+    hers, as a write made under her older key (``out.rekey``); said (``_claim_taken``).  A key her
+    device derived at that epoch is hers (her other device's re-key he took in before this device did:
+    vault/model/her_keys.py ``her_key_at``): taken, not said.  Judged before the ledger takes the
+    state's epoch in (``admit``): it keyed his epoch as hers, and her unlock then took his state at
+    it unsaid (attack round 51b (2))."""
     if not _key_not_hers_here(volume, node, fresh, signer):
-        return False
-    if volume.authorship is not None:
-        volume.authorship.deny(doc, claim_said(signer, fresh.epoch, node.epoch))
-    fresh.epoch = node.epoch
-    return True
+        return None
+    claimed, fresh.epoch = fresh.epoch, node.epoch
+    return claimed
+
+
+def _claim_taken(volume: Volume, node: Node, doc: dict, signer: str | None, claimed: int) -> None:
+    """A member's claim (``_claims_a_key``) taken in at her epoch: said, once a claim (not at each of
+    his states), and remembered by the ledger (``claimed``, saved) until her re-key commits.  The
+    re-key asked was in memory only: a lock before it landed, or his next commit failing it, left
+    her file under the older key he kept for good (attack round 51b (2), (3))."""
+    ledger = volume.ledger
+    if (ledger is None or ledger.claim(node.fid, node.epoch)) and volume.authorship is not None:
+        volume.authorship.deny(doc, claim_said(signer, claimed, node.epoch))
 
 
 def _key_not_hers_here(volume: Volume, node: Node, fresh: Node, signer: str | None, *,
@@ -406,9 +447,12 @@ def _key_not_hers_here(volume: Volume, node: Node, fresh: Node, signer: str | No
     below the held one's, and not a key of hers at that epoch (vault/model/her_keys.py
     ``key_not_hers``, as the load judges the store's revision): his claim.  ``seen_here``: not the key
     her device derives at that epoch for the recipients it sees: his claim, or her other device's
-    re-key for recipients seen otherwise there (a share or member it removed, not heard of here yet)."""
-    return bool(node.dek) and key_not_hers(volume.tree, node, (node.dek, node.epoch), fresh, signer,
-                                           seen_here=seen_here)
+    re-key for recipients seen otherwise there (a share or member it removed, not heard of here yet).
+    A key held that a member claimed (the ledger's ``claimed``) is his, not hers: a state under it is
+    judged too, never taken for hers (attack round 51b (3))."""
+    claimed = volume.ledger is not None and node.fid in volume.ledger.claimed
+    return bool(node.dek) and key_not_hers(volume.tree, node, (None if claimed else node.dek, node.epoch),
+                                           fresh, signer, seen_here=seen_here)
 
 
 def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
@@ -427,7 +471,8 @@ def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str |
     above): taken for one and said.  A state at the held epoch under another key is no re-key of hers (one
     epoch has one key of hers for what one device sees): judged at once, as before."""
     waits = volume.tree.her_re_key_waits
-    if fresh.epoch <= node.epoch or not _key_not_hers_here(volume, node, fresh, signer, seen_here=True):
+    if (fresh.epoch <= node.epoch or not _key_not_hers_here(volume, node, fresh, signer, seen_here=True)
+            or _under_his_claimed_key(volume, node, fresh)):
         waits.pop(node.fid, None)
         return False
     if waits.setdefault(node.fid, 0) >= HER_RE_KEY_BATCHES:
@@ -435,6 +480,14 @@ def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str |
         return False
     volume.tree.wait_for_version(node.fid)
     return True
+
+
+def _under_his_claimed_key(volume: Volume, node: Node, fresh: Node) -> bool:
+    """Whether ``fresh`` is under the key her node holds from a member's claim (the ledger's
+    ``claimed``): no re-key of hers explains it (her re-key gives a key of hers), so it is judged at
+    once.  Held back, his next state under it kept her re-key failing ("changed by someone else")
+    for the whole hold (attack round 51b (3))."""
+    return volume.ledger is not None and node.fid in volume.ledger.claimed and fresh.dek == node.dek
 
 
 def _loops(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> bool:

@@ -268,15 +268,22 @@ def _claims_judged(tree: Tree, gate: Authorship, ledger: Ledger, foreign: list[F
     node held her older key he kept at his epoch, unsaid; her next commit signed it, and her pending
     unshare's request (at her epoch) was dropped as done: her rotation undone (attack round 50b (1):
     a claim stored while she was locked, or held back while unlocked, then her unlock or restart).
-    Only files this device saw (their newest epoch known): at it, her key is not known here."""
+    Only files this device saw (their newest epoch known); at it, judged by the digest of her key
+    there the ledger keeps (``keys``: a state at exactly her epoch under her older key, 51b (1)), not
+    judged where it keeps none (a ledger from before it).  Remembered (the ledger's ``claimed``, saved)
+    until her re-key commits: a lock, or his next commit failing that re-key, no longer lets his key
+    stand as hers (51b (2), (3))."""
     for node, _, signer, guest in foreign:
         if (guest or node.fid in ours or node.fid not in ledger.fids or (doc := others.get(node.fid)) is None
                 or tree.get(node.ino) is not node):
             continue
         held = ledger.epochs.get(node.fid, 0)
-        if not key_not_hers(tree, node, (None, held), node, signer):
+        known = (ledger.key_known(node.fid, held, node.dek)
+                 if node.epoch == held and node.dek and node.fid not in ledger.claimed else None)
+        if not key_not_hers(tree, node, (None, held), node, signer, known=known):
             continue
-        gate.deny(doc, claim_said(signer, node.epoch, held))
+        if ledger.claim(node.fid, held):  # said once a claim, not at each state or unlock
+            gate.deny(doc, claim_said(signer, node.epoch, held))
         node.epoch = held  # his contents, under the key he holds, sealed again under hers at unlock
         ledger.rolled.add(node.fid)
 
