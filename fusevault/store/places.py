@@ -21,7 +21,7 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -67,6 +67,13 @@ CREATE TABLE IF NOT EXISTS copies (
 """
 
 _COLUMNS = "fid, vid, idx, owner, offset, length, arrived, sha"
+
+# Files whose records placed by an arrival a reader may not have seen yet (``Places.note_arrival``):
+# the newest this many kept by name, an older one counted as placed when the oldest kept was
+# (a reader looks its rows up again once too often, never once too few).
+_ARRIVALS_KEPT = 4096
+# Bad ``copies`` rows said once each (``Places.copies_of``), at most this many named.
+_BAD_COPIES_SAID = 1024
 
 log = logging.getLogger(__name__)
 
@@ -415,6 +422,15 @@ class Places:
         self.path = path
         self._local = threading.local()
         self._arrived: bool | None = None
+        # How many arrivals placed records (``note_arrival``), and the last of them that placed
+        # records of each file: an open reader compares it with the count it looked its rows up at
+        # (vault/files/content.py ``where``), so a record placed after it looked is seen (attack round
+        # 51a (1)).  ``_placed_floor``: the arrival of the newest file dropped from ``_placed_at``.
+        self._arrivals = 0
+        self._placed_at: dict[str, int] = {}
+        self._placed_floor = 0
+        self._arrivals_lock = threading.Lock()
+        self._bad_copies: set[tuple[str, str, str]] = set()  # said once each (``copies_of``)
         self.alarms: list = []
         # (fid, vid) of versions whose records were refused: for the life of the process.
         self.refused: set[tuple[str, str]] = set()
@@ -528,8 +544,33 @@ class Places:
                 return False
         return self._arrived
 
-    def note_arrival(self) -> None:
+    def note_arrival(self, fids: Iterable[str] | None = None) -> None:
+        """Records came from a peer and their rows are committed (``insert_arrived``): of the files
+        ``fids`` (None: of any file, every reader looks its rows up again)."""
         self._arrived = True
+        with self._arrivals_lock:
+            self._arrivals += 1
+            if fids is None:
+                self._placed_floor = self._arrivals
+                self._placed_at.clear()
+                return
+            for fid in set(fids):
+                self._placed_at.pop(fid, None)  # to the end: the dict stays in arrival order
+                self._placed_at[fid] = self._arrivals
+            while len(self._placed_at) > _ARRIVALS_KEPT:
+                oldest = next(iter(self._placed_at))
+                self._placed_floor = self._placed_at[oldest]  # raised before the pop: no reader misses it
+                del self._placed_at[oldest]
+
+    @property
+    def arrivals(self) -> int:
+        """How many arrivals placed records so far: what a reader looking its rows up now has seen."""
+        return self._arrivals
+
+    def placed_since(self, fid: str, seen: int) -> bool:
+        """Whether an arrival after the ``seen``-th (``arrivals``) placed records of ``fid`` (or may
+        have): one dict look-up, for every read of a file."""
+        return self._placed_at.get(fid, self._placed_floor) > seen
 
     def arrived_of(self, fid: str) -> dict[tuple[str, int], tuple[int, int]]:
         """(vid, idx) -> (offset, length) here of the records of ``fid`` that came from peers."""
@@ -547,12 +588,24 @@ class Places:
             for vid, idx, sha, offset, length in rows:
                 digest = _checked_copy(sha, offset, length)
                 if digest is None:  # a planted row: skip it, as ``checked_runs`` does (attack round 50a (4))
-                    log.warning("skipping a bad copies row of %r (%r, %r)", fid, vid, idx)
+                    self._bad_copies_row(fid, vid, idx)
                     continue
                 out.setdefault((vid, idx), {})[digest] = (offset, length)
         except sqlite3.OperationalError:  # a store from before the table (read-only)
             return {}
         return out
+
+    def _bad_copies_row(self, fid: str, vid: object, idx: object) -> None:
+        """Said once per row (up to ``_BAD_COPIES_SAID`` rows), not at every look-up of the file's
+        copies: each reader of it, and each arrival, looks them up (attack round 51a (1))."""
+        key = (fid, repr(vid)[:80], repr(idx)[:40])  # the row's own values may be large blobs
+        if key in self._bad_copies or len(self._bad_copies) > _BAD_COPIES_SAID:
+            return
+        self._bad_copies.add(key)
+        if len(self._bad_copies) > _BAD_COPIES_SAID:
+            log.warning("more bad copies rows: skipped, not said again")
+            return
+        log.warning("skipping a bad copies row of %r (%s, %s)", fid, *key[1:])
 
     def placed_shas(self, records: list[tuple[str, str, int]]) -> dict[tuple[str, str, int], set[str | None]]:
         """``records`` placed here with the hashes of their copies (module ``placed_shas``), from any

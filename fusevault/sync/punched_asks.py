@@ -213,7 +213,7 @@ class PunchedAsks:
         async with self.settled():
             replica.store_revisions(self.store, [], places, again=True)
             if self.layout.places is not None:
-                self.layout.places.note_arrival()
+                self.layout.places.note_arrival(row.fid for row in places)  # open readers look again
             self.status.records_down += len(places)
         return {(row.fid, row.vid, row.idx) for row in places}
 

@@ -516,7 +516,7 @@ class Replicator(PunchedAsks):
         if self.keys is not None:
             self.keys.arrived(d["_id"] for d in arrival.current if is_key_doc(d["_id"]))
         if places and self.layout.places is not None:
-            self.layout.places.note_arrival()
+            self.layout.places.note_arrival(row.fid for row in places)  # open readers look again
         self.checkpoint["pull"] = last
         replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
         self._pull_saved = time.monotonic()

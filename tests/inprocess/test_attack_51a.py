@@ -19,6 +19,10 @@ Hole (1), low (EIO and a false forgery-class alarm while a file stays open; 50a 
   Fix (suggested): 50a (3)'s first suggestion: a places generation bumped by ``insert_arrived``
     (``note_arrival``), each reader looking ``_moved``/``_copies`` up again when it changed; or look
     both up once more on a hash mismatch before refusing.
+  Fixed (store/places.py ``note_arrival``/``placed_since``, a count of arrivals and the last that placed
+    records of each file; ``Content.where`` looks again once per such arrival, in place of 50a (3)'s
+    reload at each read; a bad copies row said once): the test above, and
+    ``test_a_hash_no_copy_holds_is_looked_up_once_per_arrival_not_per_read``; SECURITY.md, round 50a.
 
 Hole (2), medium (every seat's requests stalled, the 49t (6) stall again, by a WRITE member; 49t (6)'s cap
   bypassed by the arrival path): the cap is checked only in ``Attributes.setxattr``; a node document
@@ -70,7 +74,6 @@ import stat
 import time
 
 import pyfuse3
-import pytest
 import trio
 from attack_scenes import ALICE, bobs_node_doc, planted, team_with_plan
 
@@ -87,12 +90,13 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
     ME,
     ROOT,
     Fields,
+    make,
     shared,
     template_vault,
     vault_copy,
 )
 from inprocess.test_attack_50a import _handle_read
-from inprocess.test_punched_records import Peer, _expected, _punched_scene, _read, _replicator
+from inprocess.test_punched_records import ORIGINAL, Peer, _expected, _punched_scene, _read, _replicator
 
 
 async def _records_come_while_open(fs, monkeypatch, one_at_a_time: bool) -> tuple[object, list]:
@@ -131,14 +135,46 @@ async def _scene(fs, monkeypatch, one_at_a_time: bool) -> None:
     assert got == _expected(), f"the handle open meanwhile reads {shown}"
 
 
-@pytest.mark.xfail(strict=True, reason="51a (1): a handle that looked v1 up before its records came "
-                                       "one at a time never sees the last one (EIO)")
 async def test_a_handle_open_while_her_records_come_one_at_a_time_reads_them(fs, monkeypatch) -> None:
     await _scene(fs, monkeypatch, one_at_a_time=True)
 
 
 async def test_a_handle_open_while_her_records_come_together_reads_them_control(fs, monkeypatch) -> None:
     await _scene(fs, monkeypatch, one_at_a_time=False)
+
+
+async def test_a_hash_no_copy_holds_is_looked_up_once_per_arrival_not_per_read(fs, monkeypatch) -> None:
+    """The fix of (1) in place of 50a (3)'s reload: a record whose named hash is in no ``copies`` row
+    (here: a row of other bytes beside it) had its copies queried at every read; now once per arrival
+    of records of the file.  It reads as before, the row of other bytes never taken."""
+    volume = fs.volume
+    places = volume.layout.places
+    await make(fs.ops, b"plan.bin", ORIGINAL)
+    node = volume.resolve(b"plan.bin")
+    volume.store.db.execute("INSERT INTO copies VALUES (?, ?, ?, ?, ?, ?)",
+                            (node.fid, node.head, 0, "ab" * 32, 0, 100))
+    places.note_arrival()  # a vault that ever synced
+    looked = []
+    real = type(places).copies_of
+    monkeypatch.setattr(type(places), "copies_of", lambda self, fid: looked.append(fid) or real(self, fid))
+    info = await fs.ops.open(node.ino, os.O_RDONLY, ME)
+    try:
+        reads = []
+        for arrival in (False, False, False, True, False):
+            if arrival:  # records of another file, then of this one
+                places.note_arrival(["0" * 32])
+                reads.append(await _uncached_read(fs, info.fh))
+                places.note_arrival([node.fid])
+            reads.append(await _uncached_read(fs, info.fh))
+    finally:
+        await fs.ops.release(info.fh)
+    assert all(got == ORIGINAL for got in reads), [got if isinstance(got, int) else len(got) for got in reads]
+    assert len(looked) == 2, f"the copies looked up {len(looked)} time(s) in {len(reads)} reads, one arrival"
+
+
+async def _uncached_read(fs, fh) -> bytes | int:
+    fs.volume.files.cache.clear()  # from the .vf, through ``where``
+    return await _handle_read(fs, fh)
 
 
 # --- (2): a WRITE member's node document past the xattr cap (49t (6)'s arrival path)

@@ -116,3 +116,43 @@ def test_a_judgement_made_now_caches_no_verdict(tmp_path) -> None:
     assert asked == [V1, V1, V1] and store.judged(FID, V1)
     granted["ok"] = False
     assert store.admits_now(FID, V1, doc) and asked == [V1, V1, V1]  # the cached verdict counts
+
+
+def test_an_arrival_is_seen_by_the_readers_of_its_files_alone(tmp_path, monkeypatch) -> None:
+    """Attack round 51a (1): ``note_arrival`` counts arrivals and the last that placed records of each
+    file; a reader looks its rows up again once one placed records of its file after it looked.  Past
+    the files kept by name, a dropped one reads as placed when the oldest kept was: too often, never
+    too few; ``note_arrival()`` (no files named) makes every reader look again."""
+    monkeypatch.setattr(places, "_ARRIVALS_KEPT", 2)
+    table = places.Places(tmp_path / "store.sqlite")
+    seen = table.arrivals
+    table.note_arrival([V1])
+    assert table.placed_since(V1, seen) and not table.placed_since(FID, seen)
+    seen = table.arrivals
+    table.note_arrival(iter([FID, FID]))  # a generator of rows' fids, as the sync passes
+    assert table.placed_since(FID, seen) and not table.placed_since(V1, seen)
+    table.note_arrival([V2])  # three files named, two kept: V1 (the first arrival's) dropped
+    assert table.placed_since(V1, 0) and not table.placed_since(V1, 1), "as when it was kept"
+    assert table.placed_since(OWNER, 0), "a file never named, looked up before the first: once too often"
+    assert not table.placed_since(OWNER, 1)
+    assert table.placed_since(FID, 1) and table.placed_since(V2, 2) and not table.placed_since(FID, 2)
+    seen = table.arrivals
+    table.note_arrival()
+    assert all(table.placed_since(fid, seen) for fid in (FID, V1, V2, OWNER))
+
+
+def test_a_bad_copies_row_is_said_once_not_at_each_look_up(tmp_path, caplog) -> None:
+    """Each reader of a file, and each arrival of its records, looks its copies up: a planted row is
+    skipped each time (attack round 50a (4)) but said once (51a (1))."""
+    path = tmp_path / "store.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(places.SCHEMA)
+    db.executemany("INSERT INTO copies VALUES (?, ?, ?, ?, ?, ?)",
+                   [(FID, V1, 0, b"\0" * 32, 0, 1), (FID, V1, 1, "not hex", 0, 1),
+                    (FID, V1, 2, "ab" * 32, 10, 20)])
+    db.commit()
+    table = places.Places(path)
+    for _ in range(3):
+        assert table.copies_of(FID) == {(V1, 2): {bytes.fromhex("ab" * 32): (10, 20)}}
+    said = [r.getMessage() for r in caplog.records if "bad copies row" in r.getMessage()]
+    assert len(said) == 2, said

@@ -132,6 +132,9 @@ class Content(Sealing):
         # versions naming other bytes for it each read the copy they name (attack round 46a (3)).
         self._copies: dict[tuple[str, int], dict[bytes, tuple[int, int]]] = {}
         self._looked_up: set[str] = set()
+        # How many arrivals had placed records when ``_moved``/``_copies`` were looked up
+        # (store/places.py ``Places.arrivals``): looked up again once one placed records of this file.
+        self._arrivals_seen = -1
         # SHA-256 of each record of a committed version, by index, once its
         # signed digest vouched for them (vault/files/placements.py): every record
         # read is compared with them.  None: nothing to compare with (a
@@ -247,16 +250,17 @@ class Content(Sealing):
         places = self.layout.places
         if places is None or not places.any_arrived:
             return offset, length
-        if vid not in self._looked_up:  # new to this reader: it may have arrived since
+        # Looked up again for a writer new to this reader, and once records of this file arrived since
+        # it looked: a record placed again (a copy, or the last of a version's records to come) is
+        # read by a handle opened before it came (attack rounds 50a (3), 51a (1)).  Once per arrival,
+        # not per read: a hash named by no copy here reads the place and is refused as before.
+        if vid not in self._looked_up or places.placed_since(self.fid, self._arrivals_seen):
+            self._arrivals_seen = places.arrivals  # before the queries: an arrival meanwhile is seen next
             self._moved = places.arrived_of(self.fid)
             self._copies = places.copies_of(self.fid)
             self._looked_up = {v for v, _ in self._moved} | {vid}
-        if sha is not None and (copies := self._copies.get((vid, index))):
-            if sha not in copies:  # her copy may have come since this reader looked (round 50a (3))
-                self._copies = places.copies_of(self.fid)  # one query, on this rare path only
-                copies = self._copies.get((vid, index), {})
-            if (copy := copies.get(sha)) is not None:
-                return copy
+        if sha is not None and (copy := self._copies.get((vid, index), {}).get(sha)) is not None:
+            return copy
         moved = self._moved.get((vid, index))
         return (offset, length) if moved is None else moved
 
