@@ -24,6 +24,30 @@ Fix (suggested): close the leaves proven forged (their owner's self-signed user 
   missing; or judge a document's leaves once per leaf set (keyed by their revs).
 Tests: ``test_leaves_proven_forged_are_judged_once_not_at_every_look`` (strict xfail); control
   ``test_a_forged_key_is_still_never_mirrored_control``.
+
+(4) A stamp from her device's clock ahead: her older record outranks her re-sign after a re-pin
+Attack: her device A's clock runs a day ahead.  A signed her group key record for bob (Gwen's group)
+  naming Gwen's then key (her unlock's re-sign of an unstamped record, 1eb9c75: stamp = A's now).  Gwen
+  changes her signing key; alice re-pins Gwen (``fusevault user trust``) on device B (a right clock),
+  whose unlock signs the record again naming Gwen's new key (``signing_time``: B's now, above B's
+  own file's record, which is not yet A's).  The server serves A's older record after it.
+Seen: ``_order`` ranks A's record (binding 3, B's now + a day) above B's re-sign (binding 3, B's now):
+  it is written over the re-signed key without a word (no "unbound" alarm: it ranks higher), and
+  Gwen's removal of bob (signed with her new key) is refused: his key stays, past
+  ``SAY_REFUSED_AFTER`` said as a refused deletion (a false alarm against Gwen).  Until B's next unlock
+  signs it again (above A's stamp); the server can pick the moment.  In the run: the key file names
+  Gwen's older key after the replay; with A's stamp a second behind B's (control), refused and said.
+Cause: ``grants.signing_time`` is wall time, raised only above the record at this device's place; the
+  mirror's ``_order`` compares stamps of two devices' clocks.  A future stamp is taken as is (only
+  ``SAFE_INTEGER`` bounds it).
+Impact: 50c (1)'s hole reopened for one window per skewed device (the server's choice of Gwen's key for
+  her removals: an old, maybe compromised, key counts until her next unlock), and a false alarm; needs
+  her devices' clocks apart by more than the time between the two signings; low.
+Fix (suggested): of one epoch and binding count, rank a record naming the group owner key the group's
+  own (signed) document names now above one naming another, before the stamp; or a record's stamp
+  refused (kept, said) past the receiving device's clock plus a margin.
+Tests: ``test_her_older_record_stamped_by_a_clock_ahead_does_not_outrank_her_re_sign`` (strict xfail);
+  control ``test_her_older_record_stamped_behind_her_re_sign_is_refused_control``.
 """
 
 from __future__ import annotations
@@ -34,8 +58,11 @@ from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.sync import key_mirror
 from fusevault.sync.key_mirror import place
-from unit.test_attack_43b_keys import _gwens_group
-from unit.test_key_mirror import clock, pair, put  # noqa: F401 (fixtures)
+from fusevault.vault.model import sharing
+from unit.test_attack_42a_keys import _next_revision
+from unit.test_attack_43b_keys import SIGNED_AT_US, _gwen_removes_bob, _gwens_group
+from unit.test_attack_50c_keys import _older_key_record
+from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
 
 
 def _forged_branches(replicas, monkeypatch) -> tuple[object, str, list[int]]:
@@ -76,3 +103,39 @@ def test_leaves_proven_forged_are_judged_once_not_at_every_look(pair, clock, mon
     here, doc_id, looks = _forged_branches(pair, monkeypatch)
     open_leaves = len(replica.other_leaves(here.store, doc_id))
     assert looks[-1] <= 4, f"records judged per look: {looks}; leaves still open: {open_leaves}"
+
+
+# --- (4): her older record stamped by a device whose clock runs ahead
+
+DAY_US = 86_400 * 10**6
+
+
+def _replayed_older_record(replicas, clock, stamp: int):  # noqa: F811
+    """Her re-signed record here (Gwen's key pinned now, stamped ``SIGNED_AT_US``); the server serves her
+    older record naming Gwen's older key, stamped ``stamp``; then Gwen (her key now) removes bob."""
+    here, _ = replicas
+    her, gwen, group, doc_id, joined = _gwens_group(here, gwen_first=True, bound="gwen")
+    bound = sharing.read_key(place(here.layout, doc_id))
+    assert bound.signed_at_us == SIGNED_AT_US and bound.group_owner_key == gwen.user["public_sign"]
+    fid, bob = here.store.get(doc_id)["fid"], here.store.get(doc_id)["recipient"]
+    _next_revision(here, doc_id, _older_key_record(her, Owner(), group, gwen.id, fid, bob, stamp))
+    held = sharing.read_key(place(here.layout, doc_id))
+    _gwen_removes_bob(here, gwen, group, doc_id, joined)
+    here.keys.caught_up()
+    clock.now += 2 * key_mirror.SAY_REFUSED_AFTER
+    here.keys.caught_up()
+    return here, doc_id, bound, held
+
+
+def test_her_older_record_stamped_behind_her_re_sign_is_refused_control(pair, clock) -> None:  # noqa: F811
+    here, doc_id, bound, held = _replayed_older_record(pair, clock, SIGNED_AT_US - 10**6)
+    assert held == bound
+    assert not place(here.layout, doc_id).exists()
+
+
+@pytest.mark.xfail(strict=True, reason="52b (4): her older record stamped by her device's clock a day "
+                   "ahead outranks her re-sign after a re-pin: Gwen's older key counts again")
+def test_her_older_record_stamped_by_a_clock_ahead_does_not_outrank_her_re_sign(pair, clock) -> None:  # noqa: F811
+    here, doc_id, bound, held = _replayed_older_record(pair, clock, SIGNED_AT_US + DAY_US)
+    assert held == bound, f"her re-signed key written over by the older one: names {held.group_owner_key}"
+    assert not place(here.layout, doc_id).exists(), "Gwen's removal of bob refused: his key stays"
