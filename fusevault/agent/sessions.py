@@ -55,12 +55,13 @@ RETRY_LOCK = 60
 
 
 class Session:
-    def __init__(self, volume: Volume, kernel: KernelCache, tasks: Tasks, host: HostAccess) -> None:
+    def __init__(self, volume: Volume, kernel: KernelCache, tasks: Tasks, host: HostAccess,
+                 threads: HostThreads | None = None) -> None:
+        """``threads``: the user's own (``Agent.host_threads``, kept for the mount's life)."""
+        threads = threads or HostThreads()
         self.volume = volume
         self.tasks = tasks
         self.view = VersionsView(volume)
-        # The user's own threads for calls on folders of his choosing (host_access/threads.py).
-        threads = HostThreads()
         self.importer = ImportService(volume, tasks.get_state("import"), kernel, host, threads)
         self.requests = Requests(volume, busy=lambda: set(self.view.busy), kernel=kernel,
                                  settings_changed=self.importer.reconfigure, host=host, host_threads=threads)
@@ -107,6 +108,10 @@ class Agent:
         # process's own in a personal mount, a helper running as them in a
         # shared one (host_access.py).
         self.host = host
+        # The user's own threads for calls on folders of his choosing (host_access/threads.py): one
+        # set for the mount's life, not per unlock: a call that never answers keeps its thread past
+        # his lock, and a set per unlock let lock, unlock, again take a thread more each (52b (2)).
+        self.host_threads = HostThreads()
         self.username = user["username"]
         self.gate = gate  # what the FUSE layer asks: unlocked or not
         self.kernel = kernel
@@ -146,7 +151,7 @@ class Agent:
             task_status.started()
 
     async def _open(self, volume: Volume, ttl: float) -> None:
-        session = Session(volume, self.kernel, self.tasks, self.host)
+        session = Session(volume, self.kernel, self.tasks, self.host, self.host_threads)
         assert self._nursery is not None  # run() has begun
         self._scope = await self._nursery.start(session.run)
         self._session = session

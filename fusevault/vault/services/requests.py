@@ -178,7 +178,8 @@ class Requests:
                                        "run `fusevault config confirm` again")
                 wanted = confirmed.confirm(now)
                 in_doc = wanted
-            await trio.to_thread.run_sync(user_settings.check, wanted, root, self.host)
+            # Folders of his choosing: his own threads (a FUSE file system of his may never answer, 52b (1)).
+            await self.host_threads.run(user_settings.check, wanted, root, self.host)
             vector = await trio.to_thread.run_sync(confirmed.next_vector, root, key)
             # Never over a body her key did not sign (round 22 (6)): `effective` said it; her kept one used.
             await self.vol.store_call(user_settings.save, store, key.user_id, in_doc, self.vol.trust.sign,
