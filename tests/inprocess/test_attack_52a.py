@@ -1,0 +1,77 @@
+"""Round 52a (at 51b (1)-(3)'s fix: the ledger's ``claimed``/``keys``, absorbing ``_claims_a_key`` before
+``admit``, ``_claim_taken``, ``_under_his_claimed_key``, ``_claimed_re_keyed``), in-process.
+
+Harness: 51b's (tests/inprocess/test_attack_51b.py ``_rotated``): docs/sub shared WRITE with bob twice;
+her rotation of docs/sub (epoch E, bob's device takes it in; he keeps her older key of E-1 and its
+wrapping); bob's chmod committed under a key and epoch of his choice, her seat not told.
+
+(1) His claim walked up from BELOW her epoch: no claim, and his key's digest kept as hers.
+Attack: bob commits docs/sub at E-1 (below hers) under her older key K(E-1) (an honest-looking write
+"during a revoke"); her device takes it back at E-1 and asks a re-key (in memory only, not ``claimed``).
+bob commits again at once at E, still under K(E-1), before her re-key lands (it fails on his commit,
+"changed by someone else", or she locks / the mount stops meanwhile).
+Seen: the second state is no claim (``key_not_hers``: ``fresh.dek == dek``, the key held is the one he
+just put there), taken at E under K(E-1), nothing said, no re-key asked, ``claimed`` empty; the
+ledger's ``saw_key`` records the digest of K(E-1) at E as HERS (``keys``).  Her unlock then takes
+the state unsaid (``_claims_judged``: ``key_known`` True), nothing rolled: her next commit signs
+K(E-1) at E.  Her rotation (an unshare) undone, silently, for good.
+Cause: the state taken "under an older key" (``fresh.epoch < node.epoch``, absorbing.py) leaves
+her node holding HIS key (her older one) with nothing persisted saying so (51b's root, by the
+other door: ``claimed`` is set only by a claim at or above her epoch); ``key_not_hers`` takes the
+held key for hers; ``saw_key`` is called for any state of her file taken in.
+Impact: medium-high: a WRITE member keeps a rotated-away key in force, unsaid (the 45c (4)/50b/51b
+hole again), by two commits in a row racing her re-key, or one lock in the window.
+Fix (suggested): a member's state taken in under a key older than the ledger's epoch marks the file
+``claimed`` too (at the ledger's epoch, persisted; ``saw_key`` then records nothing); judge a
+member's state against the ledger's epoch and key digest (``key_known``), not only the node's
+held key; never ``saw_key`` a member's state whose key is not proven hers (derived, or the digest).
+Tests: ``test_his_claim_from_below_her_epoch_is_not_taken_unsaid`` (strict xfail; the lock scene),
+``test_his_claim_from_below_her_epoch_keeps_no_digest_of_his_key`` (strict xfail; the re-key failing).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fusevault.errors import VaultError
+from fusevault.vault.services.absorbing import absorb_arrivals
+from inprocess.test_attack_51b import _rotated, _said, _unlock
+from inprocess.test_member_newer_key_43c import _bobs_chmod_under
+
+
+async def _from_below(shared, monkeypatch):
+    """bob's state at E-1 under K(E-1) taken back (re-key asked), then his state at E under K(E-1)."""
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1] - 1, wrapped)
+    out = absorb_arrivals(alice, [alice.store.get(hers.fid)])
+    assert hers in out.rekey and hers.epoch == held[1] - 1 and hers.dek == older
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1], wrapped)
+    return alice, hers, older, held
+
+
+async def test_his_state_below_her_epoch_is_re_keyed(shared, monkeypatch):
+    """Control: his state under her older key at the epoch below hers asks her re-key."""
+    alice, hers, older, held = await _from_below(shared, monkeypatch)
+    assert held[1] >= 1
+
+
+@pytest.mark.xfail(strict=True, reason="52a (1): his key walked up from below her epoch: taken unsaid")
+async def test_his_claim_from_below_her_epoch_is_not_taken_unsaid(shared, monkeypatch):
+    alice, hers, older, held = await _from_below(shared, monkeypatch)
+    absorb_arrivals(alice, [alice.store.get(hers.fid)])  # his state at E, under K(E-1)
+    again = _unlock(alice)  # her lock before her re-key landed
+    node = again.tree.find(hers.fid)
+    assert not (node.dek == older and node.epoch == held[1] and not _said(again, hers.fid)
+                and hers.fid not in again.ledger.rolled), (
+        "his state at her epoch under her older key taken unsaid at her unlock, no re-key: rotation undone")
+
+
+@pytest.mark.xfail(strict=True, reason="52a (1): his key walked up from below her epoch: kept as hers")
+async def test_his_claim_from_below_her_epoch_keeps_no_digest_of_his_key(shared, monkeypatch):
+    alice, hers, older, held = await _from_below(shared, monkeypatch)
+    with pytest.raises(VaultError, match="changed by someone else"):
+        await alice.rekey(hers)  # the mount's ``_rekey`` task, failing on his commit: logged, dropped
+    out = absorb_arrivals(alice, [alice.store.get(hers.fid)])  # his state at E, under K(E-1)
+    assert not alice.ledger.key_known(hers.fid, held[1], older), "his key's digest kept as hers at E"
+    assert not (hers.dek == older and hers.epoch == held[1] and hers not in out.rekey
+                and not alice.ledger.claimed), "his state at her epoch under her older key: no re-key"
