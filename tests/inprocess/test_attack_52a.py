@@ -37,6 +37,7 @@ from fusevault.errors import VaultError
 from fusevault.vault.services.absorbing import absorb_arrivals
 from inprocess.test_attack_51b import _rotated, _said, _unlock
 from inprocess.test_member_newer_key_43c import _bobs_chmod_under
+from inprocess.test_two_users import ALICE, _walk
 
 
 async def _from_below(shared, monkeypatch):
@@ -75,3 +76,39 @@ async def test_his_claim_from_below_her_epoch_keeps_no_digest_of_his_key(shared,
     assert not alice.ledger.key_known(hers.fid, held[1], older), "his key's digest kept as hers at E"
     assert not (hers.dek == older and hers.epoch == held[1] and hers not in out.rekey
                 and not alice.ledger.claimed), "his state at her epoch under her older key: no re-key"
+
+
+
+async def _claimed_then_removed(shared, monkeypatch):
+    """bob's claim at her epoch judged on arrival (``claimed``); she removes docs/sub before her re-key
+    lands (her re-key failing on his commits, 51b (3))."""
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1], wrapped)
+    out = absorb_arrivals(alice, [alice.store.get(hers.fid)])
+    assert hers in out.rekey and alice.ledger.claimed == {hers.fid: held[1]}
+    await shared.drive.rmdir((await _walk(shared.drive, b"docs", ALICE)).st_ino, b"sub", ALICE)
+    assert alice.store.get(hers.fid).get("delete") and alice.tree.find(hers.fid) is hers and not hers.links
+    return alice, hers, held
+
+
+async def test_a_removed_claimed_folder_is_re_keyed_by_a_batch(shared, monkeypatch):
+    """Control: the next batch asks her re-key of it, which commits a new epoch (of the removed node)."""
+    alice, hers, held = await _claimed_then_removed(shared, monkeypatch)
+    docs = alice.resolve(b"docs")
+    for x in absorb_arrivals(alice, [alice.store.get(docs.fid)]).rekey:
+        await alice.rekey(x)
+    assert hers.epoch == held[1] + 1 and alice.store.get(hers.fid).get("delete")
+
+
+@pytest.mark.xfail(strict=True, reason="52a (2): a removed claimed file re-keyed at every batch, claim kept")
+async def test_a_removed_claimed_folder_is_not_re_keyed_at_every_batch(shared, monkeypatch):
+    alice, hers, held = await _claimed_then_removed(shared, monkeypatch)
+    docs = alice.resolve(b"docs")
+    for _ in range(4):  # any four batches of arrivals (a server can send as many as it likes)
+        for x in absorb_arrivals(alice, [alice.store.get(docs.fid)]).rekey:
+            await alice.rekey(x)  # the mount's ``_rekey`` task
+    rev = int(alice.store.get(hers.fid)["_rev"].split("-")[0])
+    again = _unlock(alice)
+    assert not (hers.epoch > held[1] + 1 or hers.fid in again.ledger.claimed), (
+        f"her removed folder committed at a new epoch per batch (epoch {hers.epoch}, rev {rev}), "
+        f"and ledger.claimed kept for good: {again.ledger.claimed}")
