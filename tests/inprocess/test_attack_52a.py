@@ -31,10 +31,14 @@ Tests: ``test_his_claim_from_below_her_epoch_is_not_taken_unsaid`` (strict xfail
 
 from __future__ import annotations
 
+import stat
+
 import pytest
 
 from fusevault.errors import VaultError
+from fusevault.vault.model import alarms
 from fusevault.vault.services.absorbing import absorb_arrivals
+from fusevault.vault.volume import Volume
 from inprocess.test_attack_51b import _rotated, _said, _unlock
 from inprocess.test_member_newer_key_43c import _bobs_chmod_under
 from inprocess.test_two_users import ALICE, _walk
@@ -112,3 +116,39 @@ async def test_a_removed_claimed_folder_is_not_re_keyed_at_every_batch(shared, m
     assert not (hers.epoch > held[1] + 1 or hers.fid in again.ledger.claimed), (
         f"her removed folder committed at a new epoch per batch (epoch {hers.epoch}, rev {rev}), "
         f"and ledger.claimed kept for good: {again.ledger.claimed}")
+
+
+
+async def _claimed_then_crash(shared, monkeypatch, *, her_commit: bool):
+    """Her ledger saved (the 5 s save), bob's claim at her epoch judged on arrival (``claimed``, in
+    memory), maybe her own commit of the file (a chmod) before her re-key lands, then kill -9 (no save):
+    her next unlock."""
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    alice.ledger.save()  # her ledger on disk, as of its last save
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1], wrapped)
+    out = absorb_arrivals(alice, [alice.store.get(hers.fid)])
+    assert hers in out.rekey and alice.ledger.claimed == {hers.fid: held[1]}
+    if her_commit:
+        def chmod() -> None:
+            hers.mode = stat.S_IFDIR | 0o770
+
+        await alice.tree.commit_node(hers, chmod)  # signed by her: his key (her older one) at her epoch
+        assert hers.dek == older and hers.epoch == held[1]
+    said = len(alarms.for_user(alice.key.user_id).as_list())
+    again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # kill -9: no save
+    return again, again.tree.find(hers.fid), older, held, said
+
+
+async def test_a_claim_lost_by_a_crash_is_judged_again_at_unlock(shared, monkeypatch):
+    """Control: with no commit of hers in between, the unlock judges his state again (``keys``)."""
+    again, node, older, held, said = await _claimed_then_crash(shared, monkeypatch, her_commit=False)
+    assert node.fid in again.ledger.claimed and node.fid in again.ledger.rolled
+
+
+@pytest.mark.xfail(strict=True, reason="52a (3): a claim, her commit, kill -9: his key kept unsaid for good")
+async def test_a_claim_her_commit_and_a_crash_leave_no_key_of_his_in_force(shared, monkeypatch):
+    again, node, older, held, said = await _claimed_then_crash(shared, monkeypatch, her_commit=True)
+    assert not (node.dek == older and node.fid not in again.ledger.rolled
+                and len(alarms.for_user(again.key.user_id).as_list()) == said), (
+        f"his key (her older one) kept at her epoch after the crash, unsaid, no re-key; the ledger "
+        f"now keeps its digest as hers: {again.ledger.key_known(node.fid, held[1], older)}")
