@@ -26,7 +26,62 @@ Fix (suggested): a member's state taken in under a key older than the ledger's e
 member's state against the ledger's epoch and key digest (``key_known``), not only the node's
 held key; never ``saw_key`` a member's state whose key is not proven hers (derived, or the digest).
 Tests: ``test_his_claim_from_below_her_epoch_is_not_taken_unsaid`` (strict xfail; the lock scene),
-``test_his_claim_from_below_her_epoch_keeps_no_digest_of_his_key`` (strict xfail; the re-key failing).
+``test_his_claim_from_below_her_epoch_keeps_no_digest_of_his_key`` (strict xfail; the re-key failing),
+control ``test_his_state_below_her_epoch_is_re_keyed``.
+
+(2) A claimed file she removes before her re-key lands: re-keyed at every batch, claimed for good.
+Scene: bob's claim at her epoch judged on arrival (``claimed``); she removes docs/sub (rmdir) before
+her re-key lands (it failing on his commits, 51b (3), or simply first).
+Seen: each batch of arrivals (any document) asks her re-key of the removed node again
+(``_claimed_re_keyed`` checks no links), and each commits a new revision at a new epoch of the
+removed folder (4 batches: epoch 1 -> 5, rev 4 -> 8), all synced out; ``claimed`` is never cleared
+(``saw_key`` is not called for a commit of a gone node), so it stays in the ledger for good.
+Cause: ``claimed`` ends only by ``saw_key`` above its epoch, which ``Ledger.record`` skips when
+``gone``; ``_claimed_re_keyed`` asks for any node found, linked or not.
+Impact: low: a commit (a new epoch, a document revision to every peer) per batch of arrivals while the
+removed node stays in the tree (in-process: the harness's kernel never forgets it; in a mount: while
+the kernel holds it, a cwd inside or an open handle; a regular file held open is asked each batch
+and returns without a commit); a stale ``claimed`` entry per such file (bounded by her files).
+Fix (suggested): drop ``claimed`` when the file is gone (a commit of its removal, or its leaving);
+ask no re-key of a node with no links (or clear the claim on any commit of hers above its epoch).
+Tests: ``test_a_removed_claimed_folder_is_not_re_keyed_at_every_batch`` (strict xfail), control
+``test_a_removed_claimed_folder_is_re_keyed_by_a_batch``.
+
+(3) A claim, her own commit before her re-key lands, kill -9 before the ledger's save: his key kept.
+Scene: bob's claim at her epoch E under her older key judged on arrival (said, ``claimed`` in memory);
+she commits the file (a chmod, a write) before her re-key lands; the process dies (kill -9, power)
+within the ledger's 5 s save window.
+Seen: her unlock loads HER signed state at E under her older key: not judged (hers), ``saw_key``
+records its digest as her key at E (``claimed`` was never saved), nothing rolled, nothing said: the
+rotation is undone for good (the alarm said before the crash promised a new key that never comes).
+Without her commit the unlock judges his state again (control).
+Cause: ``claimed`` is persisted only at the next 5 s save, while her commit signing his key is
+stored at once; the load takes her signed state's key as hers.
+Impact: low-medium (needs a crash in a 5 s window after a claim, her commit in it).
+Fix (suggested): save the ledger (fsync) when ``claim`` first marks a file, before anything of hers is
+committed; or refuse/hold her commits of a claimed node until the re-key (or have them re-key).
+Tests: ``test_a_claim_her_commit_and_a_crash_leave_no_key_of_his_in_force`` (strict xfail), control
+``test_a_claim_lost_by_a_crash_is_judged_again_at_unlock``.
+
+(4) A member's state at an epoch above hers under the key her device holds: taken unsaid on arrival.
+Scene: her desktop re-keys docs/sub (epoch E); bob's device takes that in; he commits at E under her
+OLDER key K(E-1).  Her laptop, which had not synced the desktop's re-key (offline, or the store now
+holds bob's state over it: the changes feed gives only his), holds K(E-1) at E-1.  bob's state
+arrives (the laptop unlocked).
+Seen: taken at E under K(E-1), nothing said, no re-key, the ledger's ``keys`` records K(E-1) as her
+key at E; her unlock takes it again (``key_known`` True); her next commit from the laptop signs
+K(E-1) at E, which her desktop takes as hers (signed by her).  The same state stored while her
+laptop is locked IS judged by the unlock (control): the arrival path is weaker than the load.
+Cause: ``key_not_hers`` returns False on ``fresh.dek == dek`` at any epoch: a raise of the epoch
+under the same key is never a re-key of hers (each re-key of hers is a new derived key), yet is
+taken (and the epoch his); (1) is the same gap after a take-back.
+Impact: medium: the rotation undone unsaid on the laptop; whatever she writes there is sealed under
+the key the revoked member holds until the desktop sees it (then said and re-keyed there).
+Fix (suggested): in ``key_not_hers``, ``fresh.dek == dek`` is no claim only at the held epoch; above
+it, judge (or lower the epoch to the held one as conflicts.py ``_no_claimed_epoch`` does, and ask
+her re-key); ``saw_key`` only a key proven hers.
+Tests: ``test_an_epoch_raised_under_the_held_key_is_said_on_arrival`` (strict xfail), control
+``test_an_epoch_raised_under_the_held_key_is_said_at_unlock``.
 """
 
 from __future__ import annotations
@@ -40,7 +95,7 @@ from fusevault.vault.model import alarms
 from fusevault.vault.services.absorbing import absorb_arrivals
 from fusevault.vault.volume import Volume
 from inprocess.test_attack_51b import _rotated, _said, _unlock
-from inprocess.test_member_newer_key_43c import _bobs_chmod_under
+from inprocess.test_member_newer_key_43c import _bobs_chmod_under, _docs_sub_shared_twice
 from inprocess.test_two_users import ALICE, _walk
 
 
@@ -152,3 +207,35 @@ async def test_a_claim_her_commit_and_a_crash_leave_no_key_of_his_in_force(share
                 and len(alarms.for_user(again.key.user_id).as_list()) == said), (
         f"his key (her older one) kept at her epoch after the crash, unsaid, no re-key; the ledger "
         f"now keeps its digest as hers: {again.ledger.key_known(node.fid, held[1], older)}")
+
+
+
+async def _epoch_raised_under_the_held_key(shared, monkeypatch):
+    """bob's state of docs/sub one epoch above her laptop's, under the key her laptop holds (her older
+    one, once her desktop re-keyed it and his device took that in; here: the key held)."""
+    alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
+    key, epoch = hers.dek, hers.epoch + 1
+    alice.ledger.save()
+    await _bobs_chmod_under(shared, monkeypatch, his, key, epoch, dict(his.wrapped or {}))
+    return alice, hers, key, epoch
+
+
+async def test_an_epoch_raised_under_the_held_key_is_said_at_unlock(shared, monkeypatch):
+    """Control: stored while she is locked, her unlock judges it (``_claims_judged``: above the
+    ledger's epoch, no key of hers derived there): said, and re-keyed."""
+    alice, hers, key, epoch = await _epoch_raised_under_the_held_key(shared, monkeypatch)
+    again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+    assert _said(again, hers.fid) and hers.fid in again.ledger.rolled
+
+
+@pytest.mark.xfail(strict=True, reason="52a (4): an epoch raised under the held key: taken unsaid on arrival")
+async def test_an_epoch_raised_under_the_held_key_is_said_on_arrival(shared, monkeypatch):
+    alice, hers, key, epoch = await _epoch_raised_under_the_held_key(shared, monkeypatch)
+    out = absorb_arrivals(alice, [alice.store.get(hers.fid)])
+    digest = alice.ledger.key_known(hers.fid, epoch, key)
+    again = _unlock(alice)
+    node = again.tree.find(hers.fid)
+    assert not (node.epoch == epoch and node.dek == key and hers not in out.rekey
+                and not _said(again, hers.fid) and node.fid not in again.ledger.rolled), (
+        f"his state at an epoch her device never saw, under her older key: taken on arrival at his "
+        f"epoch, unsaid, no re-key, its digest kept as hers ({digest}), and again at her unlock")
