@@ -82,6 +82,17 @@ it, judge (or lower the epoch to the held one as conflicts.py ``_no_claimed_epoc
 her re-key); ``saw_key`` only a key proven hers.
 Tests: ``test_an_epoch_raised_under_the_held_key_is_said_on_arrival`` (strict xfail), control
 ``test_an_epoch_raised_under_the_held_key_is_said_at_unlock``.
+
+Held (run or read): a claim lost by a kill -9 with no commit of hers in between is judged again at
+unlock (``keys``; control of (3)); a crash after her re-key commits clears ``claimed`` at load (her
+signed state above it); her other device's re-key arriving clears ``claimed``; a claim at or above
+her epoch is judged before ``admit`` and the ledger keys her epoch; ``saw_key`` is skipped while
+claimed at or below its epoch; ``claimed``/``keys`` grow one entry per file of hers (the ledger
+forgets no file anyway).  Leads (read only): a re-key that fails for good (a record withheld by the
+server) is now retried, reading the file, at every batch and unlock (bounded: one a batch); a new
+device, or a ledger restored from before her rotation, takes a member's state walked back to
+E-1 under K(E-1) as hers (the key files' epoch, ``sharing.key_epoch``, could tell).
+Run 16:05 UTC, 2026-12-06: 4 passed, 5 xfailed; under --runxfail the 5 fail at their own assertion.
 """
 
 from __future__ import annotations
