@@ -93,9 +93,12 @@ def key_not_hers(tree: Keyed, node: Node, held: tuple[bytes | None, int], fresh:
     attack round 51b (1)).  A key held that a member claimed (the ledger's ``claimed``) is no key of
     hers: given as unknown (None), so his later states under it are judged too (51b (3))."""
     dek, epoch = held
-    if (signer in (None, fresh.owner) or node.owner != tree.key.user_id or fresh.epoch < epoch
-            or fresh.dek == dek):
+    if signer in (None, fresh.owner) or node.owner != tree.key.user_id or fresh.epoch < epoch:
         return False
+    if fresh.dek == dek:
+        # The key held, at an epoch above the held one: never her re-key, which always gives a new key
+        # (``derived_dek``); taken as it was, his older key walked up to her epoch unsaid (52a (1), (4)).
+        return fresh.epoch > epoch
     if dek is None and fresh.epoch == epoch:
         return known is False
     if seen_here or fresh.epoch == epoch:

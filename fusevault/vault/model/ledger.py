@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 SAVE_EVERY = 5.0  # seconds: how stale the ledger on disk may be while mounted
+# Seconds between looks for a change that must reach the disk before the next commit can (a claim:
+# ``claim``); a crash before the regular save lost it, her next commit then signing his key (52a (3)).
+URGENT_LOOK = 0.1
 # At one load, more files than this rolled back or vanished are reported as
 # one alarm about the whole store (a restored store.sqlite), not one each.
 MANY = 1
@@ -162,6 +165,7 @@ class Ledger:
         # memory only, a lock or a re-key failing on his next commit left her file under the older key
         # he kept for good, unsaid (attack round 51b (2), (3)).
         self.claimed: dict[str, int] = {}
+        self.urgent = False  # a change to save at once (``claim``): looked at by ``keep_saved``
         # A keyed digest of the user's own key of each of her files at the newest epoch seen, with that
         # epoch (``MasterKey.dek_digest``): at load, a member's state at exactly that epoch under another
         # key is his claim (attack round 51b (1)).  Only from keys known hers: her commits, her signed
@@ -333,6 +337,7 @@ class Ledger:
             self._saved = version
 
     def save(self) -> None:
+        self.urgent = False
         if self.version > self._saved:
             try:
                 self.write(self.snapshot())
@@ -349,7 +354,10 @@ class Ledger:
     async def keep_saved(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            await trio.sleep(SAVE_EVERY)
+            with trio.move_on_after(SAVE_EVERY):
+                while not self.urgent:
+                    await trio.sleep(URGENT_LOOK)
+            self.urgent = False
             await self.save_async()
 
     # --- what is seen
@@ -437,7 +445,13 @@ class Ledger:
         if self.claimed.get(fid) != epoch:
             self.claimed[fid] = epoch
             self.version += 1
+            self.urgent = True  # saved at once (``keep_saved``), not within SAVE_EVERY
         return not known
+
+    def unclaim(self, fid: str) -> None:
+        """Her file of ``fid`` is gone: nothing more to re-key (a removed file asked it at each batch)."""
+        if self.claimed.pop(fid, None) is not None:
+            self.version += 1
 
     def saw_key(self, fid: str, epoch: int, dek: bytes | None) -> None:
         """``dek`` is her own key of her file at ``epoch`` (her commit, her signed state, a state
@@ -469,6 +483,10 @@ class Ledger:
 
     def stamp(self, nodes: list[Node]) -> None:
         """Give each node to be committed its next ``seq`` (before its document is built)."""
+        if self.urgent and any(node.fid in self.claimed for node in nodes):
+            # A claim on disk before her commit of that file (signing the key it marks) reaches the
+            # store: a crash between them left her signed state and no claim (attack round 52a (3)).
+            self.save()
         for node in nodes:
             self.counter += 1
             node.over = self.made_over(node.fid, node.over, node.seq, node.placed)

@@ -206,6 +206,9 @@ def _claimed_re_keyed(volume: Volume, out: Absorbed) -> None:
     asked = {id(node) for node in out.rekey}
     for fid in list(ledger.claimed):
         node = volume.tree.find(fid)
+        if node is not None and not node.links:
+            ledger.unclaim(fid)  # removed (held only while open): no key left to give it (52a (2))
+            continue
         if (node is not None and node.owner == volume.key.user_id and node.dek and id(node) not in asked
                 and not (node.lock is not None and node.lock.locked())):
             out.rekey.append(node)
@@ -377,8 +380,12 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     else:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
             # Written under an older key (by a recipient during a revoke):
-            # the file takes it back until the owner seals it again.
+            # the file takes it back until the owner seals it again: remembered (the ledger's
+            # ``claimed``, saved at once), so a lock or his next commit before her re-key lands
+            # never leaves it so for good (attack round 52a (1)).
             out.rekey.append(node)
+            if volume.ledger is not None and node.owner == fresh.owner:
+                volume.ledger.claim(node.fid, fresh.epoch)
         elif claim is not None:
             _claim_taken(volume, node, doc, signer, claim)
             out.rekey.append(node)  # his contents, under the key he holds, sealed again under hers
