@@ -52,6 +52,24 @@ Hole (3), low to medium (loss of her xattrs in honest use, a mixed-version vault
     device takes a member's state, keep her ``xattrs`` field unless his carries a newer ``changed``
     stamp for it (a state made over an older one never takes her values away).
 
+Hole (4), medium (51a (2)'s stall again by a WRITE member, for the file's life: she cannot clear it):
+  the cap bounds ``xattrs`` only; every other free text of a node a member's newer state carries is
+  taken as it is (arrivals.py ATTRS: ``target``, ``previous``; ``check_shapes`` checks their type).
+  bob signs a state of alice's regular file team/plan.txt with an 8 MB ``target`` (a symlink's field:
+  nothing reads it on a file, nothing she can do through the mount clears it) or an 8 MB ``previous``.
+  Seen: ``test_a_members_huge_text_field_is_not_taken_into_her_file[target]``, ``[previous]`` (run,
+    fail: her one chmod stores 10,667,532 bytes of sealed attributes, signed by her, ~0.35 s on the
+    loop on this machine); control ``test_a_members_short_target_control`` (passes).  (``trashed`` with
+    such a name was not taken: held.)
+  Cause: no bound on a node document's fields on arrival but the xattr cap (``past_the_xattr_cap``);
+    ``attrs_plain`` seals ``target``/``previous`` again at each commit.
+  Impact: 51a (2)'s (every seat's requests wait behind each of her commits of the file; her disk and
+    every peer carry 10 MB a revision), with no way for her to shrink it (removexattr cleared 51a's);
+    her commits sign it as hers, so her other devices take it whole.
+  Fix (suggested): refuse (and say) a state whose sealed attributes are larger than a node may make
+    (say the xattr cap plus a few KB: ``len(enc)`` before opening, as a shape error), or bound each text
+    field (``target`` to PATH_MAX and None on a regular file, ``previous`` to a file id's shape).
+
 Tests: those named above.  Run (-n 0, this file, ~16:15 UTC): with --runxfail each xfail fails at its own
   assertion; the controls pass.
 """
@@ -199,3 +217,39 @@ async def test_her_legacy_xattrs_past_the_cap_survive_a_members_edit(shared) -> 
 async def test_her_xattrs_within_the_cap_survive_a_members_edit_control(shared) -> None:  # noqa: F811
     before, after, bob_said, _ = await _her_values_then_bobs_chmod(shared, 1)
     assert before == after == 60_000 + len("user.v0") and not bob_said
+
+
+# --- (4): 51a (2)'s stall through another field than xattrs (``target``, ``previous``)
+
+
+async def _members_field(shared, field: str, size: int) -> tuple[int, float]:  # noqa: F811
+    """bob's signed state of alice's team/plan.txt (WRITE to him) with ``field`` a text of ``size``
+    characters, planted; then alice chmods the file (a commit of it, sealed on the loop).  (The length
+    of the sealed attributes her commit stored, the seconds of her chmod.)"""
+    from attack_scenes import ALICE, bobs_node_doc
+
+    alice = shared.volumes["alice"]
+    _, plan = await team_with_plan(shared)
+    team = alice.tree.node(alice.tree.node(ROOT).children[b"team"])
+    fid = alice.tree.node(team.children[b"plan.txt"]).fid
+    planted(shared, bobs_node_doc(shared, fid, {field: "x" * size, "seq": ["bobs-device", 1]}))
+    start = time.monotonic()
+    await shared.drive.setattr(plan.st_ino, _mode(0o600), Fields(mode=True), None, ALICE)
+    took = time.monotonic() - start
+    stored = shared.store.get(fid)
+    assert signer_of(stored) == alice.key.user_id and stat.S_IMODE(alice.tree.find(fid).mode) == 0o600
+    return len(stored["enc"]), took
+
+
+@pytest.mark.parametrize("field", ["target", "previous"])
+@pytest.mark.xfail(strict=True, reason="52c (4): a member's 8 MB target/previous on her regular file is "
+                                       "taken and sealed again at each of her commits")
+async def test_a_members_huge_text_field_is_not_taken_into_her_file(shared, field) -> None:  # noqa: F811
+    sealed, took = await _members_field(shared, field, 8_000_000)
+    print(f"bob's {field} of 8 MB: her chmod stored {sealed} bytes of sealed attributes in {took:.3f} s")
+    assert sealed <= 4 * XATTR_BYTES_MAX, f"her commit seals {sealed} bytes ({field} of bob's) on the loop"
+
+
+async def test_a_members_short_target_control(shared) -> None:  # noqa: F811
+    sealed, _ = await _members_field(shared, "target", 10)
+    assert sealed <= 4 * XATTR_BYTES_MAX
