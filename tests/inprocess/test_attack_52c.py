@@ -70,6 +70,26 @@ Hole (4), medium (51a (2)'s stall again by a WRITE member, for the file's life: 
     (say the xattr cap plus a few KB: ``len(enc)`` before opening, as a shape error), or bound each text
     field (``target`` to PATH_MAX and None on a regular file, ``previous`` to a file id's shape).
 
+Hole (2) (``records_settled``'s memory) is in tests/unit/test_attack_52c.py.
+
+Held (read, some run): gc's ``_named_nodes`` (0ffc69f (2)): the node a kept version reads is always in
+  its ``manifest.nodes`` (``_read_node`` picks the copy by the hash its parent names, the same key
+  (writer, ``node_index(level, pos)``) as ``copies``), every copy of a named (writer, index) is kept as
+  for blocks, a kind 2/3 manifest has no tree, a kept manifest that does not load stops the file's gc
+  before any punch (``_checked_with``); 46a (3)'s node scene reads whole after gc (its own test, run).
+  ``punched_files``' GROUP BY lists a file with two copies of one record; ``others_punched`` makes any
+  punched row of another writer walk again; ``holds_no_more`` checks names and bytes both (no growth
+  by alternating states); a member's dict of xattr names decoding to one name is deduplicated before
+  it is counted and sealed (no stall); an over-cap conflict leaf kept whole (rule 2 or 4 with one key)
+  goes through ``_adopt``'s ``absorb_node``, ``may_take`` refuses it.
+Leads, read-only: a walk that raised (a record it inherits from another writer not here yet: the
+  server's order) returns ``{}`` and is noted settled; a second look at that version in the session
+  (``_retry_incomplete`` after ``_waits_for_her_re_key``, a conflict settled again) skips it though the
+  record came and the walk would now want another copy (EIO for her version until unlock, where
+  50a (1)'s limit may not list the file).  The recommit (51a (2)) costs her device one commit per
+  arrival of a refused state: a server replaying bob's signed over-cap state under new revisions gets
+  one commit of hers per replay (1:1 with its own writes).
+
 Tests: those named above.  Run (-n 0, this file, ~16:15 UTC): with --runxfail each xfail fails at its own
   assertion; the controls pass.
 """
