@@ -56,14 +56,17 @@ def _opens(vault: Path, name: str, passphrase: str, fid: str) -> set[bytes]:
     return {open_file_key(them.identity, alice, fid, k[0], k[1]) for _, k in found if k is not None}
 
 
-def _proj_with_bob(url: str, tmp_path: Path, perm: str = "WRITE") -> tuple[Path, Path]:
+def _proj_with_bob(url: str, tmp_path: Path, perm: str = "WRITE",
+                   others: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """Her laptop (mounted at tmp_path/a while it builds) with proj/notes.txt shared with bob (``perm``),
-    pushed; bob's own device joined (not mounted).  (her laptop's vault, bob's vault)."""
+    pushed; bob's own device joined (not mounted); ``others``: more files in proj beside notes.txt,
+    there before the share, so each is shared as notes.txt is.  (her laptop's vault, bob's vault)."""
     laptop = first_device(url, tmp_path)
     _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
     with mounted(laptop, tmp_path / "a") as a:
         (a / "proj").mkdir()
-        (a / "proj" / "notes.txt").write_text("hers, before")
+        for name in ("notes.txt", *others):
+            (a / "proj" / name).write_text("hers, before")
         shared = fusevault("share", a / "proj", "--with", "bob", "--perm", perm)
         assert shared.returncode == 0, shared.stderr
         wait_for(lambda: settled(a), "the share pushed")

@@ -260,7 +260,6 @@ import httpx
 import pytest
 from conftest import (
     PouchServer,
-    first_device,
     fusevault,
     laptop_and_desktop,
     mounted,
@@ -274,7 +273,7 @@ from fusevault.sync.couch_api import LONGPOLL_SECONDS
 from fusevault.sync.key_mirror import SAY_REFUSED_AFTER
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_rollback import alarms
-from mount.test_trust_writes import BOB, _admin
+from mount.test_trust_writes import BOB
 
 
 def _said(m: Path) -> list[dict]:
@@ -362,24 +361,6 @@ def test_control_an_offline_edit_and_a_rewrite_with_no_gc_read_on_both(tmp_path:
 # --- (2) her move out of a share on one device, a rename (or chmod) of the file on the other
 
 
-def _proj_with_bob_and(url: str, tmp_path: Path, names: tuple[str, ...]) -> tuple[Path, Path]:
-    """39b's ``_proj_with_bob`` (READ) with ``names`` in proj beside notes.txt, all there before the
-    share, so each is shared with bob as notes.txt is.  (her laptop's vault, bob's vault)."""
-    laptop = first_device(url, tmp_path)
-    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-    with mounted(laptop, tmp_path / "a") as a:
-        (a / "proj").mkdir()
-        for name in ("notes.txt", *names):
-            (a / "proj" / name).write_text("hers, before")
-        shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "READ")
-        assert shared.returncode == 0, shared.stderr
-        wait_for(lambda: settled(a), "the share pushed")
-    bobs = tmp_path / "bobs"
-    joined = fusevault("init", bobs, "--join", url, "--user", "bob", passphrase=BOB)
-    assert joined.returncode == 0, joined.stderr
-    return laptop, bobs
-
-
 # What the laptop does, meanwhile, to each file the desktop moves out of proj.
 _OTHERS = {"rename": "renamed.txt", "chmod": "chmodded.txt", "none": "notes.txt"}
 
@@ -397,7 +378,7 @@ def _moved_out_apart(tmp_path: Path) -> dict[str, object]:
     server = PouchServer(tmp_path / "pouch")
     url = f"{server.start()}/vault"
     try:
-        laptop, bobs = _proj_with_bob_and(url, tmp_path, ("renamed.txt", "chmodded.txt"))
+        laptop, bobs = _proj_with_bob(url, tmp_path, "READ", ("renamed.txt", "chmodded.txt"))
         desktop = new_device(url, tmp_path, "desktop")
         a, b = tmp_path / "a", tmp_path / "b"
         with mounted(laptop, a), mounted(desktop, b):
