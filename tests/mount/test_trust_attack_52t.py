@@ -1,0 +1,113 @@
+"""Attack round 52t, the outside view: the real ``fusevault`` command, the real mount, the relay's
+link store, the watched folder.
+
+Hole 1 (medium: a stranger plants her version history; she cannot remove it): a name ``.versions``
+  at the root of the vault, made by a path that does not go through the mount's FUSE handlers,
+  takes the place of the read-only version-history tree.
+  Attack (a stranger with her drop-box link, which is meant for strangers): alice opens a drop box on
+    her drive's root (``fusevault link create ~/Private --append``: accepted, "drop box for /").  The
+    stranger learns the names of her versions' files (their format is the time of the save, e.g.
+    ``2026-12-06T16-00-24.043Z.txt``; he need not be exact, he can drop many) and drops a folder
+    ``.versions/plan.txt/<NAME>`` holding his bytes.  ``link collect`` (the mount does it every
+    minute) takes it in: "took in 2 dropped file(s)".
+  Seen: ``test_a_dropped_folder_named_versions_does_not_replace_her_history`` (run, fails): after an
+    ``ls -a`` of the drive, ``cat ~/Private/.versions/plan.txt/<NAME>`` prints "EVIL planted version"
+    where it printed her old contents a moment before; ``ls -la`` shows ``.versions`` as an ordinary
+    folder; ``rm -rf ~/Private/.versions`` is "Read-only file system", and it is still there after a
+    remount.  The same through the watched folder with ``import_into /`` (accepted) and a folder
+    ``.versions`` in it (``test_an_imported_folder_named_versions_does_not_replace_her_history``,
+    run, fails): whoever can put a folder into her Downloads/phone/scanner folder does it.
+  Cause: ``.versions`` is reserved only in fs/operations.py (``_changing``, ``lookup``); the vault
+    itself takes it as any name: links/owner.py ``_take``/``unique_name`` (its ``folder.children``
+    does not hold the virtual name, so no ``(2)``) and imports/importer.py ``_copy`` (``make_dirs``)
+    write a real child ``.versions`` of the root.  ``lookup`` still answers the view, but ``readdir``
+    (readdirplus) lists the real node, and the kernel then caches the dentry ``.versions`` -> the
+    real folder, so later path walks go into the stranger's folder.  ``_changing`` refuses every
+    change of that name at the root, so neither ``rm`` nor ``mv`` can take it away.
+  Impact: "plant or replace a file unnoticed": she restores (``cp .versions/plan.txt/X plan.txt``)
+    bytes a stranger chose, believing them her own earlier version; her real history is out of reach
+    through the mount while the dentry lives; a stranger's data she cannot delete (a drop of any size
+    stays in her vault and syncs to every device).  Needs a drop box on the root or ``import_into``
+    at the root (both accepted, documented).
+  Fix (suggested): reserve ``.versions`` at the root in the vault (Volume's create/rename/mkdir, and
+    nodes arriving from a store/peer), not only in FUSE: ``unique_name`` and the importer take the
+    next free name (``.versions (2)``), ``link create --append`` and ``import_into`` on the root stay
+    fine; ``readdir`` of the root skips a real ``.versions`` and a root-level real one gets renamed at
+    unlock so that it can be removed.
+  Tests: the two above.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import couchdb
+import pytest
+from conftest import fusevault, mounted, running_relay
+
+
+@pytest.fixture
+def link_store(redis_url: str, couchdb_server: str):
+    db_url = f"{couchdb_server}/links{uuid.uuid4().hex[:8]}"
+    with running_relay(redis_url, "--couchdb", db_url) as (_, url):
+        yield url, couchdb.Server(couchdb_server)[db_url.rsplit("/", 1)[1]]
+
+
+def _two_versions(mnt: Path) -> list[str]:
+    (mnt / "plan.txt").write_text("her plan v1\n")
+    time.sleep(1.2)
+    (mnt / "plan.txt").write_text("her plan v2\n")
+    names = sorted(os.listdir(mnt / ".versions" / "plan.txt"))
+    assert len(names) == 2, names
+    assert (mnt / ".versions" / "plan.txt" / names[0]).read_text() == "her plan v1\n"  # held before
+    return names
+
+
+def _planted(where: Path, names: list[str]) -> Path:
+    evil = where / ".versions" / "plan.txt"
+    evil.mkdir(parents=True)
+    for name in names:
+        (evil / name).write_text("EVIL planted version\n")
+    return where / ".versions"
+
+
+def _history_seen(mnt: Path, names: list[str]) -> list[str]:
+    subprocess.run(["ls", "-la", mnt], capture_output=True, check=True)  # as a file manager lists it
+    return [(mnt / ".versions" / "plan.txt" / name).read_text() for name in names]
+
+
+@pytest.mark.xfail(strict=True, reason="52t (1): a dropped '.versions' at the root replaces her history")
+def test_a_dropped_folder_named_versions_does_not_replace_her_history(
+        link_store, vault: Path, tmp_path: Path) -> None:
+    relay, _ = link_store
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        names = _two_versions(mnt)
+        made = fusevault("link", "create", mnt, "--append", "--relay", relay)
+        assert made.returncode == 0, made.stderr
+        planted = _planted(tmp_path / "stranger", names)
+        pushed = fusevault("link", "push", planted, made.stdout.strip(), passphrase=None)
+        assert pushed.returncode == 0, pushed.stderr
+        collected = fusevault("link", "collect", cwd=mnt)
+        assert collected.returncode == 0, collected.stderr
+        assert _history_seen(mnt, names) == ["her plan v1\n", "her plan v2\n"]
+
+
+@pytest.mark.xfail(strict=True, reason="52t (1): an imported '.versions' at the root replaces her history")
+def test_an_imported_folder_named_versions_does_not_replace_her_history(vault: Path, tmp_path: Path) -> None:
+    source = tmp_path / "Downloads"
+    source.mkdir()
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        names = _two_versions(mnt)
+        for key, value in (("settle_seconds", "0.2"), ("import_into", "/"), ("source_dir_to_watch", source)):
+            result = fusevault("config", "set", key, str(value), "--mount", mnt, passphrase=None)
+            assert result.returncode == 0, result.stderr
+        _planted(source, names)
+        deadline = time.monotonic() + 60
+        while not any(n == ".versions" for n in os.listdir(mnt)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        assert _history_seen(mnt, names) == ["her plan v1\n", "her plan v2\n"]
