@@ -35,6 +35,33 @@ Hole 1 (medium: a stranger plants her version history; she cannot remove it): a 
     fine; ``readdir`` of the root skips a real ``.versions`` and a root-level real one gets renamed at
     unlock so that it can be removed.
   Tests: the two above.
+
+Hole 2 (medium-high: a stranger's bytes shown as another user's share, no warning; low in honest
+  use: her own folder ``shared`` hides every share silently):  the virtual folders ``shared/`` and
+  ``groups/`` at the root, where shares from others appear, give way to a real folder of hers of that
+  name, and a stranger can make that folder.
+  Attack (a stranger with her root drop-box link, as in hole 1; the same through ``import_into /``):
+    he drops a folder ``shared/bob/contract.txt`` ("EVIL contract: pay to X") while alice has no share
+    yet (``link collect`` takes it in as ``shared``).  Later bob, a user of her vault, shares his
+    ``contract.txt`` with her (READ).
+  Seen: ``test_a_dropped_folder_named_shared_is_not_shown_as_bobs_share`` (run, fails): in her mount,
+    ``shared/bob/contract.txt`` reads "EVIL contract: pay to X"; ``fusevault shares`` says
+    ``contract.txt <- bob READ``; ``fusevault status`` shows no warning; bob's real file is nowhere
+    in her mount.  Honest use (``test_her_own_folder_named_shared_does_not_hide_shares_silently``,
+    run, fails): her own folder ``shared`` (a common name) makes every share with her invisible, with
+    only a line in the mount's log.
+  Cause: vault/tree/loading.py (the loop over ``shares.my_reaches``): ``folder(root, SHARED_DIR, ...)``
+    returns None when a real node of hers holds the name, and the share is skipped with
+    ``log.warning("... is taken by a file of your own: shares are not shown there")``; nothing
+    reserves ``shared``/``groups`` when a drop or an import makes a root folder (links/owner.py
+    ``unique_name`` sees no virtual folder while she has no share yet).
+  Impact: "plant or replace a file unnoticed" by someone who holds only a drop link: she reads, and
+    acts on, the stranger's file as bob's, with ``shares`` confirming bob shared ``contract.txt``;
+    bob's genuine share never appears; no alarm.
+  Fix (suggested): show the shares under a name no file of hers holds (``shared (2)``, or shares
+    always first and her folder renamed/shown aside), and say it in ``fusevault status`` (WARNING);
+    reserve ``shared``, ``groups`` and ``.versions`` at the root for drops and imports (next free name).
+  Tests: those two.
 """
 
 from __future__ import annotations
@@ -48,6 +75,8 @@ from pathlib import Path
 import couchdb
 import pytest
 from conftest import fusevault, mounted, running_relay
+
+BOB = "bob's own passphrase"
 
 
 @pytest.fixture
@@ -111,3 +140,59 @@ def test_an_imported_folder_named_versions_does_not_replace_her_history(vault: P
             time.sleep(0.2)
         time.sleep(1)
         assert _history_seen(mnt, names) == ["her plan v1\n", "her plan v2\n"]
+
+
+def _add_bob(vault: Path) -> None:
+    added = fusevault("user", "add", "bob", "--uid", "2001", passphrase=BOB,
+                      env={"FUSEVAULT_VAULT": str(vault), "FUSEVAULT_NEW_PASSPHRASE": BOB})
+    assert added.returncode == 0, added.stderr
+
+
+def _bob_shares_his_contract(vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "bobs", "--user", "bob", passphrase=BOB) as his:
+        (his / "contract.txt").write_text("bob's real contract\n")
+        shared = fusevault("share", his / "contract.txt", "--with", "alice", "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+
+
+def _everything_readable(top: Path) -> dict[str, str]:
+    found = {}
+    for where, _, files in os.walk(top):
+        for name in files:
+            path = Path(where) / name
+            found[str(path.relative_to(top))] = path.read_text(errors="replace")
+    return found
+
+
+@pytest.mark.xfail(strict=True, reason="52t (2): a dropped 'shared' folder is shown as bob's share")
+def test_a_dropped_folder_named_shared_is_not_shown_as_bobs_share(
+        link_store, vault: Path, tmp_path: Path) -> None:
+    relay, _ = link_store
+    _add_bob(vault)
+    fake = tmp_path / "stranger" / "shared" / "bob"
+    fake.mkdir(parents=True)
+    (fake / "contract.txt").write_text("EVIL contract: pay to X\n")
+    with mounted(vault, tmp_path / "mnt", "--user", "alice") as mnt:
+        made = fusevault("link", "create", mnt, "--append", "--relay", relay)
+        assert made.returncode == 0, made.stderr
+        pushed = fusevault("link", "push", fake.parent, made.stdout.strip(), passphrase=None)
+        assert pushed.returncode == 0, pushed.stderr
+        assert fusevault("link", "collect", cwd=mnt).returncode == 0
+    _bob_shares_his_contract(vault, tmp_path)
+    with mounted(vault, tmp_path / "mnt", "--user", "alice") as mnt:
+        assert "contract.txt  <-  bob" in fusevault("shares", cwd=mnt).stdout  # she is told bob shares it
+        seen = (mnt / "shared" / "bob" / "contract.txt").read_text()
+        assert seen == "bob's real contract\n", (seen, _everything_readable(mnt))
+
+
+@pytest.mark.xfail(strict=True, reason="52t (2): her own folder 'shared' hides every share, unsaid")
+def test_her_own_folder_named_shared_does_not_hide_shares_silently(vault: Path, tmp_path: Path) -> None:
+    _add_bob(vault)
+    with mounted(vault, tmp_path / "mnt", "--user", "alice") as mnt:
+        (mnt / "shared").mkdir()
+        (mnt / "shared" / "holiday.txt").write_text("her own\n")
+    _bob_shares_his_contract(vault, tmp_path)
+    with mounted(vault, tmp_path / "mnt", "--user", "alice") as mnt:
+        status = fusevault("status", cwd=mnt).stdout
+        shown = "bob's real contract\n" in _everything_readable(mnt).values()
+        assert shown or "WARNING" in status, status
