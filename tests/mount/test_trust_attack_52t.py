@@ -62,19 +62,43 @@ Hole 2 (medium-high: a stranger's bytes shown as another user's share, no warnin
     always first and her folder renamed/shown aside), and say it in ``fusevault status`` (WARNING);
     reserve ``shared``, ``groups`` and ``.versions`` at the root for drops and imports (next free name).
   Tests: those two.
+
+Hole 3 (medium: whoever runs the link store, or is on its path without TLS, makes her mount grow
+  without bound, every minute, until the kernel kills it):  the client reads every answer of the
+  relay and the link store whole, with no cap.
+  Attack: alice makes a drop box on a link store (``link create Inbox --append --relay URL``); its
+    operator (a party the brief trusts with "sizes and timing" only) answers ``GET
+    /items/ID/versions`` with a body of 1 GiB (here: spaces, ``Content-Length`` given; a chunked
+    endless one does the same).  The mount asks by itself, at its start and every minute.
+  Seen: ``test_a_huge_answer_from_the_link_store_does_not_grow_the_mount`` (run, fails): one ``link
+    collect`` takes the mount process from 77 MB to a peak of 3.2 GB (VmHWM) for a 1.5 GiB answer, 2.7
+    GB still held after; it then says "the link store's list of versions is malformed".  A larger
+    answer is an OOM kill of the process that serves her drive.
+  Cause: transfer/client.py ``RelayClient.call`` (``httpx.Client.request``: the whole body read into
+    memory) and links/client.py ``versions``/``latest``/``block`` (``.content``, then
+    ``loads_untrusted``), for every answer, of the relay too (send/receive) and of ``link get``.
+  Impact: "unbounded work/memory from hostile input"; the mount (her whole drive, and what programs
+    had not saved) taken down by a remote server, repeatedly, at each start.
+  Fix (suggested): read answers as streams (``http.stream``) with a cap per route (a version list:
+    a few MiB; a block: MAX_BLOCK plus its tag; JSON: the relay's own MAX_JSON), and refuse beyond it
+    (CorruptData / RelayUnavailable), as the relay does for bodies it receives.
+  Test: that one.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import couchdb
 import pytest
-from conftest import fusevault, mounted, running_relay
+from conftest import fusevault, mount_status, mounted, running_relay
 
 BOB = "bob's own passphrase"
 
@@ -196,3 +220,61 @@ def test_her_own_folder_named_shared_does_not_hide_shares_silently(vault: Path, 
         status = fusevault("status", cwd=mnt).stdout
         shown = "bob's real contract\n" in _everything_readable(mnt).values()
         assert shown or "WARNING" in status, status
+
+
+HUGE = 1024 * 2**20
+
+
+class _HostileLinkStore(http.server.BaseHTTPRequestHandler):
+    """Makes an item (POST) as a link store does; answers every GET with HUGE bytes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.dumps({"id": "AbCdEfGhIjKlMnOpQrStUvWx"}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(HUGE))
+        self.end_headers()
+        chunk = b" " * 2**20
+        try:
+            for _ in range(HUGE // len(chunk)):
+                self.wfile.write(chunk)
+        except OSError:
+            pass
+
+
+def _peak_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+@pytest.mark.xfail(strict=True, reason="52t (3): a link store's huge answer is read whole by the mount")
+def test_a_huge_answer_from_the_link_store_does_not_grow_the_mount(vault: Path, tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileLinkStore)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with mounted(vault, tmp_path / "mnt") as mnt:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            made = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", url)
+            assert made.returncode == 0, made.stderr
+            pid = mount_status(mnt)["pid"]
+            before = _peak_kib(pid)
+            collected = fusevault("link", "collect", cwd=mnt)
+            assert collected.returncode != 0  # refused, one way or the other
+            grown = _peak_kib(pid) - before
+            assert grown < 256 * 1024, f"the mount grew by {grown // 1024} MiB for a {HUGE >> 20} MiB answer"
+    finally:
+        server.shutdown()
+        server.server_close()
