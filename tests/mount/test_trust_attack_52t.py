@@ -82,7 +82,11 @@ Hole 3 (medium: whoever runs the link store, or is on its path without TLS, make
   Fix (suggested): read answers as streams (``http.stream``) with a cap per route (a version list:
     a few MiB; a block: MAX_BLOCK plus its tag; JSON: the relay's own MAX_JSON), and refuse beyond it
     (CorruptData / RelayUnavailable), as the relay does for bodies it receives.
-  Test: that one.
+  The same for send/receive (run): ``FUSEVAULT_CODE=... fusevault receive 4821 --relay URL`` against
+    a relay answering 1 GiB peaks at 2.1 GB resident and ends "internal error (RefusedJson: JSON of
+    1073741824 bytes is over the limit of 268435456)", exit 70 with a crash log, where the quality bar
+    asks for one line: ``test_a_huge_answer_from_the_relay_is_one_line_and_bounded`` (run, fails).
+  Tests: those two.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ import http.server
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -255,6 +260,12 @@ class _HostileLinkStore(http.server.BaseHTTPRequestHandler):
             pass
 
 
+class _HostileRelay(_HostileLinkStore):
+    """Every answer HUGE bytes."""
+
+    do_POST = _HostileLinkStore.do_GET
+
+
 def _peak_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
@@ -275,6 +286,27 @@ def test_a_huge_answer_from_the_link_store_does_not_grow_the_mount(vault: Path, 
             assert collected.returncode != 0  # refused, one way or the other
             grown = _peak_kib(pid) - before
             assert grown < 256 * 1024, f"the mount grew by {grown // 1024} MiB for a {HUGE >> 20} MiB answer"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.xfail(strict=True, reason="52t (3): a relay's huge answer is read whole: 2 GB and exit 70")
+def test_a_huge_answer_from_the_relay_is_one_line_and_bounded(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileRelay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        (tmp_path / "out").mkdir()
+        command = [sys.executable, "-m", "fusevault", "receive", "4821", "-o", str(tmp_path / "out"),
+                   "--relay", url]
+        timed = subprocess.run(["/usr/bin/time", "-f", "PEAK %M", *command], capture_output=True, text=True,
+                               env={**os.environ, "FUSEVAULT_CODE": "618-cloud-tower"}, timeout=300,
+                               stdin=subprocess.DEVNULL)
+        peak_kib = int(timed.stderr.rsplit("PEAK ", 1)[1].split()[0])
+        said = timed.stderr.rsplit("PEAK ", 1)[0].strip()
+        assert "internal error" not in said and timed.returncode != 70, said
+        assert peak_kib < 384 * 1024, f"receive peaked at {peak_kib >> 10} MiB for a {HUGE >> 20} MiB answer"
     finally:
         server.shutdown()
         server.server_close()
