@@ -104,6 +104,28 @@ Hole 4 (medium, honest use: a group member's drop box, after he leaves and rejoi
   Fix (suggested): as hole 2; and a box whose path lay in ``shared/`` or ``groups/`` waits (BoxWaits,
     said) rather than be made as a folder of her own.
   Test: that one.
+
+Hole 5 (medium: any client of a public relay, knowing no code, ends every transfer on it, with a
+  "someone in the middle" alarm on both ends):  session names are 4 digits, and one wrong
+  confirmation ends the session for both.
+  Attack: a stranger on the internet, with one address and the relay's default limits, asks
+    ``POST /sessions/join`` for every name 0000..9999 (404 for a free one; about 25 s at 400 calls
+    per second) and, for each live one, runs ``fusevault receive NAME`` with any code.
+  Seen: ``test_a_stranger_who_scans_session_names_cannot_end_her_send`` (run, fails): alice's
+    ``fusevault send report.txt`` is found by the scan, the stranger's receive with a wrong code
+    ends it: alice's send exits 16 "wrong code, or someone in the middle: nothing was sent", and bob,
+    with the right code, gets nothing.
+  Cause: relay/state.py ``_NAME_DIGITS = 4`` (a name space a single client covers in seconds) and
+    the one-guess rule (SECURITY.md "Guessing online: one guess per session"); the join limits count
+    per session and address, so they slow no scan of many sessions.  docs/SECURITY.md says a
+    cheating *relay* can end a session; any client can, for all of them.
+  Impact: send/receive made unusable on a public relay by one outsider, repeatedly; a false
+    man-in-the-middle alarm in honest use.  The code's secrecy holds (one guess per session).
+  Fix (suggested): longer session names (or names the sender and receiver derive, e.g. the number
+    part of the code, plus random digits not readable by a scan); a per-address limit on joins of
+    *distinct* sessions (and 404s) per minute; optionally, a receiver's failed confirmation ends only
+    that receiver's attempt while the sender stays up for N more (the bound becomes N guesses).
+  Test: that one.
 """
 
 from __future__ import annotations
@@ -363,3 +385,54 @@ def test_a_drop_box_in_a_group_folder_does_not_hide_the_group_after_a_removal(
         status = fusevault("status", cwd=mnt, passphrase=None).stdout
         seen = _everything_readable(mnt)
         assert "team plan\n" in seen.values() or "WARNING" in status, (seen, status)
+
+
+def test_without_a_scan_bob_receives_her_send(redis_url: str, tmp_path: Path) -> None:
+    """Control: with nobody scanning, bob gets the file with the code."""
+    _scan_then_receive(redis_url, tmp_path, scan=False)
+
+
+@pytest.mark.xfail(strict=True, reason="52t (5): a stranger's scan of session names ends her send")
+def test_a_stranger_who_scans_session_names_cannot_end_her_send(redis_url: str, tmp_path: Path) -> None:
+    _scan_then_receive(redis_url, tmp_path, scan=True)
+
+
+def _scan_then_receive(redis_url: str, tmp_path: Path, *, scan: bool) -> None:
+    import httpx
+
+    (tmp_path / "report.txt").write_text("the report\n")
+    with running_relay(redis_url) as (_, relay):
+        sender = subprocess.Popen([sys.executable, "-m", "fusevault", "send", str(tmp_path / "report.txt"),
+                                   "--relay", relay], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, text=True)
+        try:
+            first = sender.stdout.readline()  # "Session 4821, code 618-cloud-tower"
+            code = first.strip().rsplit(" ", 1)[1]
+            if scan:
+                found = []
+                with httpx.Client(base_url=relay, timeout=10) as web:
+                    for n in range(10_000):
+                        answer = web.post("/sessions/join", json={"name": f"{n:04d}"})
+                        while answer.status_code == 429:
+                            time.sleep(1)
+                            answer = web.post("/sessions/join", json={"name": f"{n:04d}"})
+                        if answer.status_code != 404:
+                            found.append(f"{n:04d}")
+                number, words = code.split("-", 1)
+                wrong = f"{(int(number) + 1) % 1000}-{words}"
+                for name in found:
+                    fusevault("receive", name, "-o", tmp_path / "stranger", "--relay", relay, passphrase=None,
+                              env={"FUSEVAULT_CODE": wrong}, timeout=60)
+            name = first.split()[1].rstrip(",")
+            got = fusevault("receive", name, "-o", tmp_path / "bob", "--relay", relay, passphrase=None,
+                            env={"FUSEVAULT_CODE": code}, timeout=60)
+            if got.returncode != 0 and sender.poll() is not None:
+                said = sender.communicate(timeout=10)
+                raise AssertionError(f"bob: {got.stderr.strip()!r}; "
+                                     f"her send: exit {sender.returncode}, {said!r}")
+            assert got.returncode == 0, (got.stdout, got.stderr)
+            assert (tmp_path / "bob" / "report.txt").read_text() == "the report\n"
+        finally:
+            if sender.poll() is None:
+                sender.kill()
+            sender.communicate(timeout=10)
