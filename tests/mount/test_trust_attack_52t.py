@@ -34,7 +34,11 @@ Hole 1 (medium: a stranger plants her version history; she cannot remove it): a 
     next free name (``.versions (2)``), ``link create --append`` and ``import_into`` on the root stay
     fine; ``readdir`` of the root skips a real ``.versions`` and a root-level real one gets renamed at
     unlock so that it can be removed.
-  Tests: the two above.
+  Her own command does it too (low, run): ``fusevault restore plan.txt --to ~/Private/.versions``
+    answers "restored .versions as it was at ...", exit 0, and the root then holds a real file
+    ``.versions`` over her history that ``rm`` cannot take away
+    (``test_restore_to_the_versions_name_is_refused``).
+  Tests: the three above.
 
 Hole 2 (medium-high: a stranger's bytes shown as another user's share, no warning; low in honest
   use: her own folder ``shared`` hides every share silently):  the virtual folders ``shared/`` and
@@ -174,7 +178,13 @@ def _planted(where: Path, names: list[str]) -> Path:
 
 def _history_seen(mnt: Path, names: list[str]) -> list[str]:
     subprocess.run(["ls", "-la", mnt], capture_output=True, check=True)  # as a file manager lists it
-    return [(mnt / ".versions" / "plan.txt" / name).read_text() for name in names]
+    seen = []
+    for name in names:
+        try:
+            seen.append((mnt / ".versions" / "plan.txt" / name).read_text())
+        except OSError as err:  # .versions is no folder any more
+            seen.append(f"{type(err).__name__}: {err.strerror}")
+    return seen
 
 
 @pytest.mark.xfail(strict=True, reason="52t (1): a dropped '.versions' at the root replaces her history")
@@ -436,3 +446,11 @@ def _scan_then_receive(redis_url: str, tmp_path: Path, *, scan: bool) -> None:
             if sender.poll() is None:
                 sender.kill()
             sender.communicate(timeout=10)
+
+
+@pytest.mark.xfail(strict=True, reason="52t (1): restore --to .versions makes a real root .versions")
+def test_restore_to_the_versions_name_is_refused(vault: Path, tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        names = _two_versions(mnt)
+        restored = fusevault("restore", mnt / "plan.txt", "--to", mnt / ".versions", cwd=mnt, passphrase=None)
+        assert restored.returncode != 0 or _history_seen(mnt, names) == ["her plan v1\n", "her plan v2\n"]
