@@ -130,6 +130,27 @@ Hole 5 (medium: any client of a public relay, knowing no code, ends every transf
     *distinct* sessions (and 404s) per minute; optionally, a receiver's failed confirmation ends only
     that receiver's attempt while the sender stays up for N more (the bound becomes N guesses).
   Test: that one.
+
+Hole 6 (low-medium: in a drive opened to other users, a stranger's drop arrives writable by every
+  local user):  a dropped file keeps the mode the dropper chose, less nothing.
+  Scene: alice's ``--allow-other-users`` drive (a web server, a container use it), umask 022, a drop
+    box ``Inbox``.  A stranger drops ``scan.pdf`` in mode 0666.
+  Seen: ``test_a_dropped_file_in_a_drive_open_to_others_is_not_world_writable`` (run, fails):
+    ``Inbox/scan.pdf`` is ``-rw-rw-rw-``; the kernel (``default_permissions``) then lets any local
+    uid rewrite it (an in-place save of hers keeps that mode: not run).  ``link get``
+    takes the umask off ("less your umask, as tar does"); links/owner.py ``_write_drop`` passes
+    ``entry["mode"] & SAFE_MODE_BITS`` to ``write_file`` with no umask.
+  Impact: another local user changes a document in her drive (before or after she reads it) that
+    she never made writable; "write beyond their grants" where the grants are her modes.
+  Fix (suggested): ``& ~0o022`` (or the mount owner's umask) on dropped files and folders, as
+    ``link get`` does.
+  Test: that one.
+
+Held (tried, run): a version id with "/" from the link store, a dropped symlink top, names twice, a
+  box folder moved away (earlier rounds' tests pass); ``.versions`` through FUSE (mkdir, create,
+  rename, link into the root: refused); the relay's join limit per session and address; a wrong
+  code (exit 16, nothing written); the relay's answer to the mount is refused as malformed (only its
+  size is unbounded); the receive resume file and partial files (HMAC'd, O_NOFOLLOW; read).
 """
 
 from __future__ import annotations
@@ -454,3 +475,19 @@ def test_restore_to_the_versions_name_is_refused(vault: Path, tmp_path: Path) ->
         names = _two_versions(mnt)
         restored = fusevault("restore", mnt / "plan.txt", "--to", mnt / ".versions", cwd=mnt, passphrase=None)
         assert restored.returncode != 0 or _history_seen(mnt, names) == ["her plan v1\n", "her plan v2\n"]
+
+
+@pytest.mark.xfail(strict=True, reason="52t (6): a dropped file keeps the dropper's 0666 in a shared drive")
+def test_a_dropped_file_in_a_drive_open_to_others_is_not_world_writable(
+        link_store, vault: Path, tmp_path: Path) -> None:
+    relay, _ = link_store
+    scan = tmp_path / "scan.pdf"
+    scan.write_text("a scan\n")
+    scan.chmod(0o666)
+    with mounted(vault, tmp_path / "mnt", "--allow-other-users") as mnt:
+        made = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay)
+        assert made.returncode == 0, made.stderr
+        assert fusevault("link", "push", scan, made.stdout.strip(), passphrase=None).returncode == 0
+        assert fusevault("link", "collect", cwd=mnt).returncode == 0
+        mode = (mnt / "Inbox" / "scan.pdf").stat().st_mode & 0o777
+        assert not mode & 0o022, oct(mode)
