@@ -44,7 +44,7 @@ Hole 2 (medium-high: a stranger's bytes shown as another user's share, no warnin
   use: her own folder ``shared`` hides every share silently):  the virtual folders ``shared/`` and
   ``groups/`` at the root, where shares from others appear, give way to a real folder of hers of that
   name, and a stranger can make that folder.
-  Attack (a stranger with her root drop-box link, as in hole 1; the same through ``import_into /``):
+  Attack (a stranger with her root drop-box link, as in hole 1; the same through ``import_into /``, read):
     he drops a folder ``shared/bob/contract.txt`` ("EVIL contract: pay to X") while alice has no share
     yet (``link collect`` takes it in as ``shared``).  Later bob, a user of her vault, shares his
     ``contract.txt`` with her (READ).
