@@ -478,7 +478,6 @@ def test_restore_to_the_versions_name_is_refused(vault: Path, tmp_path: Path) ->
         assert restored.returncode != 0 or _history_seen(mnt, names) == ["her plan v1\n", "her plan v2\n"]
 
 
-@pytest.mark.xfail(strict=True, reason="52t (6): a dropped file keeps the dropper's 0666 in a shared drive")
 def test_a_dropped_file_in_a_drive_open_to_others_is_not_world_writable(
         link_store, vault: Path, tmp_path: Path) -> None:
     relay, _ = link_store
