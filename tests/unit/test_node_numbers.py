@@ -110,3 +110,28 @@ def test_a_versions_author_that_is_not_a_user_id_is_malformed(author: object) ->
     (tests/mount/test_trust_attack_round9a.py)."""
     with pytest.raises(CorruptData, match="malformed"):
         _version({**PLAIN, "author": author})
+
+
+# --- 52c (4): a node's free texts bounded as fusevault's commits make them (``nodes.check_texts``)
+
+LINK = stat.S_IFLNK | 0o777
+
+
+@pytest.mark.parametrize("attrs", [
+    {"mode": LINK, "target": "t" * 4097},
+    {"mode": LINK, "target": "\u00e9" * 2049},  # 4,098 bytes in 2,049 characters
+    {"target": "x"},  # a target on a regular file: no commit of fusevault's makes one
+    {"mode": stat.S_IFDIR | 0o755, "manifest": None, "target": "x"},
+    {"head": "9" * 33}, {"head": "G" * 32}, {"head": "x" * 8_000_000},
+    {"previous": "x" * 8_000_000}, {"previous": "../" + "a" * 29}, {"replaced_by": "a" * 31},
+])
+def test_a_text_longer_or_other_than_a_commit_makes_is_malformed(attrs: dict) -> None:
+    with pytest.raises(CorruptData, match="malformed"):
+        _open({**GOOD, **attrs})
+
+
+def test_texts_as_commits_make_them_open() -> None:
+    node, _ = _open({**GOOD, "mode": LINK, "manifest": None, "target": "/" + "t" * 4095})
+    assert node.target == b"/" + b"t" * 4095
+    node, _ = _open({**GOOD, "head": "9" * 32, "previous": "a" * 32, "replaced_by": "b" * 32})
+    assert (node.head, node.previous, node.replaced_by) == ("9" * 32, "a" * 32, "b" * 32)

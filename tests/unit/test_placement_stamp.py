@@ -61,6 +61,16 @@ def test_a_stamp_of_the_wrong_shape_is_none(odd: object) -> None:
     assert placement.shaped(odd) is None
 
 
+@pytest.mark.parametrize("huge", [{"sig": "A" * 8_000_000}, {"parents": [TEAM] * 1025},
+                                  {"parents": ["t" * 8_000_000]}, {"seq": ["d" * 8_000_000, 7]}])
+def test_a_stamp_larger_than_hers_is_none(huge: dict) -> None:
+    """52c (4): a member's commit carries the stamp over unchanged; one of 8 MB was sealed again at
+    each of her commits of the file.  Hers (``stamp``) has the sizes it is read with."""
+    made = placement.stamp(HERS, VAULT, ALICE, FILE, [TEAM], ("d" * 16, 7))
+    assert placement.shaped(made) == made
+    assert placement.shaped({**made, **huge}) is None
+
+
 class Trust:
     """What ``was_placed`` asks of the user's Trust: her id and her pinned signing key."""
 

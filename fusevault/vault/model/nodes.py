@@ -24,7 +24,7 @@ from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc, signer_of
 from fusevault.encoding import b64d, b64e, loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData, Forged
-from fusevault.vault.format.layout import checked_id
+from fusevault.vault.format.layout import checked_id, is_id
 from fusevault.vault.model.placement import shaped
 
 # The root directory's inode number (FUSE fixes it at 1).
@@ -46,6 +46,7 @@ _U32, _I63, _EXACT = 1 << 32, 1 << 63, 1 << 53
 # a state that would name more forgets the newest ones it would add (ledger.py ``made_over``).
 MAX_OVER = 32
 DEVICE_MAX = 32  # characters of a device id (fusevault's are 16)
+PATH_MAX = 4096  # bytes of a symlink's target (Linux's PATH_MAX: the kernel makes none longer)
 MAX_SIZE = _I63 - 1  # off_t
 _RANGES = (("mode", 0, 0o177777), ("uid", 0, _U32 - 1), ("gid", 0, _U32 - 1), ("rdev", 0, _U32 - 1),
            ("size", 0, MAX_SIZE), ("allocated", 0, MAX_SIZE), ("epoch", 0, _EXACT - 1),
@@ -115,6 +116,7 @@ def check_shapes(attrs: dict) -> None:
     for field in ("target", "head", "previous", "replaced_by"):
         if not _str_or_none(attrs.get(field)):
             raise ValueError(f"bad {field}")
+    check_texts(attrs)
     if (trashed := attrs.get("trashed")) and not isinstance(trashed[0], str):
         raise ValueError("bad trashed")
     if (seq := attrs.get("seq")) is not None and not device_ok(seq[0]):
@@ -127,6 +129,24 @@ def check_shapes(attrs: dict) -> None:
     if over is not None and not (isinstance(over, dict) and len(over) <= MAX_OVER and all(
             device_ok(d) and int_in(n, 0, _I63 - 1) for d, n in over.items())):
         raise ValueError("bad over")
+
+
+def check_texts(attrs: dict) -> None:
+    """Raise ValueError if a free text of opened node attributes (strings, ``check_shapes``) is larger
+    than any commit of fusevault's makes it: a symlink's ``target`` at most PATH_MAX bytes (the
+    kernel's bound on one), and none on any other node; ``head`` (a version id), ``previous`` and
+    ``replaced_by`` (file ids) the shape of an id.  A member's state with an 8 MB ``target`` or
+    ``previous`` of her regular file was taken as it was (nothing reads a target on a file, nothing she
+    can do through the mount clears it, and only the xattrs had a cap) and sealed again on the loop at
+    each of her later commits of the file, signed by her, every seat waiting (attack round 52c (4)).
+    Refused as any malformed document is (said; at her unlock her file rebuilt from her own states)."""
+    target = attrs.get("target")
+    if target is not None and not (stat.S_ISLNK(attrs.get("mode") or 0) and len(target) <= PATH_MAX
+                                   and len(str_to_name(target)) <= PATH_MAX):
+        raise ValueError("bad target")
+    for field in ("head", "previous", "replaced_by"):
+        if (value := attrs.get(field)) is not None and not is_id(value):
+            raise ValueError(f"bad {field}")
 
 
 def device_ok(device: object) -> bool:

@@ -29,6 +29,12 @@ from fusevault.crypto.signing import parts_hold, sign_parts
 LABEL = "node-placed"
 Seq = tuple[str, int]
 _EXACT = 1 << 53  # an n a CouchDB server keeps exactly
+# What a stamp of hers holds at most: a folder id per hard link of the file (parents), a device id as
+# ledger.py names one (fusevault's are 16 characters), an Ed25519 signature in base64 (88).
+PARENTS_MAX = 1024
+ID_MAX = 32  # characters of a folder's id (fusevault's are 32 hex digits)
+DEVICE_MAX = 32
+SIG_MAX = 128
 
 
 def stamp(key: Ed25519PrivateKey, vault_id: str, owner: str, fid: str, parents: list[str], seq: Seq) -> dict:
@@ -38,15 +44,20 @@ def stamp(key: Ed25519PrivateKey, vault_id: str, owner: str, fid: str, parents: 
 
 
 def shaped(value: object) -> dict | None:
-    """``value`` if it has a stamp's shape, else None: a document's stamp is
+    """``value`` if it has a stamp's shape and sizes, else None: a document's stamp is
     anyone's to write, and one that is not a stamp is none (never a refusal
     of the document: older documents have none either)."""
     if not isinstance(value, dict):
         return None
     parents, seq = value.get("parents"), value.get("seq")
-    if not (isinstance(parents, list) and all(isinstance(p, str) for p in parents)
+    sig = value.get("sig")
+    if not (isinstance(parents, list) and len(parents) <= PARENTS_MAX
+            and all(isinstance(p, str) and len(p) <= ID_MAX for p in parents)
             and isinstance(seq, list) and len(seq) == 2 and isinstance(seq[0], str)
-            and type(seq[1]) is int and 0 <= seq[1] < _EXACT and isinstance(value.get("sig"), str)):
+            and len(seq[0]) <= DEVICE_MAX and type(seq[1]) is int and 0 <= seq[1] < _EXACT
+            and isinstance(sig, str) and len(sig) <= SIG_MAX):
+        # Sizes too: a WRITE member's commit carries the stamp over unchanged, so one of 8 MB he
+        # sealed was sealed again at each of her commits of the file, as 52c (4)'s texts were.
         return None
     # Rebuilt, not kept: only the stamp's three fields (nothing else a writer put there lives on in
     # memory or in the next document), and the names shared (every node of a folder names the same

@@ -202,16 +202,18 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
     return gate.owner_dek_ok(doc, signer, fresh.dek, node)
 
 
-def past_the_xattr_cap(tree: Tree, signer: str, node: Node | None, fresh: Node) -> bool:
-    """Whether ``fresh``, a state another than this user signed, holds more extended attributes than a
-    node may (vault/tree/attributes.py ``over_cap``) and more than the node held here does.  Taken, a
-    WRITE member's 8 MB of values was sealed again on the loop under the metadata lock at each of her
-    later commits of the file, every seat's requests waiting (attack round 51a (2): the cap was checked
-    only at a local setxattr); whoever signed it, the owner too (his file shared with her).  Her own
-    state (her other device's, on a version from before the cap) is taken whole: a node of hers from
-    before the cap is never lost nor refused here.  A node held over the cap already (from before it)
-    takes a state that makes it hold no more, as a local set does (``_check_room``)."""
-    if signer == tree.key.user_id or not over_cap(fresh.xattrs):
+def past_the_xattr_cap(tree: Tree, signer: str | None, node: Node | None, fresh: Node) -> bool:
+    """Whether ``fresh``, a state a member of the file signed (not its owner), holds more extended
+    attributes than a node may (vault/tree/attributes.py ``over_cap``) and more than the node held here
+    does.  Taken, a WRITE member's 8 MB of values was sealed again on the loop under the metadata lock
+    at each of her later commits of the file, every seat's requests waiting (attack round 51a (2): the
+    cap was checked only at a local setxattr).  A state the file's owner signed is taken whole, on her
+    devices and on every member's: its size is hers (her other device's, on a version from before the
+    cap), and a member's device that refused it (a false forged-write alarm about her) committed its
+    older state at his next edit, her values dropped on every device (attack round 52c (3)).  His later
+    states are bounded against it (``holds_no_more``).  A node held over the cap already (from before
+    it) takes a state that makes it hold no more, as a local set does (``_check_room``)."""
+    if signer in (tree.key.user_id, fresh.owner) or not over_cap(fresh.xattrs):
         return False
     return node is None or not holds_no_more(fresh.xattrs, node.xattrs)
 
