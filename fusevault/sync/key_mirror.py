@@ -81,7 +81,13 @@ from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import sharing
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import made_at
-from fusevault.vault.model.grants import genuine_in_store, group_of, signed_in_store, signed_under
+from fusevault.vault.model.grants import (
+    genuine_in_store,
+    group_of,
+    signed_in_store,
+    signed_under,
+    signer_in_store,
+)
 from fusevault.vault.model.sharing import KeyRecord
 
 log = logging.getLogger(__name__)
@@ -630,23 +636,37 @@ class KeyMirror:
         forged winner a genuine leaf (ranked first by genuineness, 50c (2)).
 
         Closed only under a genuine winner: a forged or malformed winner with no other leaf proven
-        genuine yet (its signer's user document still on its way) leaves every branch open, looked
-        at again at the next walk; closed then, the genuine key was gone for good (51a (3), (5))."""
+        genuine yet leaves open the branches whose signer's user document is still on its way, looked
+        at again at the next walk; closed then, the genuine key was gone for good (51a (3), (5)).  The
+        others are closed: proven forged (or malformed), left open they were all judged again at every
+        look, on the loop (52b (3))."""
         doc = self.store.get(doc_id)
         others = replica.other_leaves(self.store, doc_id)
         if doc is None or not others:
             return doc
         current = _key_of(doc)
-        keys = [key for leaf in others if (key := _key_of(leaf)) is not None and self._genuine(doc_id, key)]
+        judged = [(leaf, key, key is not None and self._genuine(doc_id, key))
+                  for leaf in others for key in (_key_of(leaf),)]
+        keys = [key for _, key, genuine in judged if genuine and key is not None]
         held = current if current is not None and self._genuine(doc_id, current) else None
         best = max(keys, key=_rank) if keys else None
         if best is not None and (held is None or _rank(best) > _rank(held)):
             self.store.put_many([_document(doc_id, doc, best)])
         elif held is None:
-            return doc
+            for leaf, key, _ in judged:  # none genuine: close those that never can be
+                if key is None or not self._proof_pending(doc_id):
+                    replica.close_leaf(self.store, doc_id, leaf["_rev"])
+            return self.store.get(doc_id)
         for leaf in others:
             replica.close_leaf(self.store, doc_id, leaf["_rev"])
         return self.store.get(doc_id)
+
+    def _proof_pending(self, doc_id: str) -> bool:
+        """Whether a key of ``doc_id`` refused (``_genuine``) may yet be proven genuine: what it is
+        judged by (its file's node and owner's user document, ``signer_in_store``) is not all here.
+        Else it is proven forged for good."""
+        named = names(doc_id)
+        return named is not None and not signer_in_store(self.store, named[0])
 
 
 def _rank(key: Key) -> tuple[int, int, int]:

@@ -97,8 +97,6 @@ def test_a_forged_key_is_still_never_mirrored_control(pair, clock, monkeypatch) 
     assert not place(here.layout, doc_id).exists()
 
 
-@pytest.mark.xfail(strict=True, reason="52b (3): leaves proven forged stay open under a forged winner: "
-                   "all 65 judged again at every look, for ever")
 def test_leaves_proven_forged_are_judged_once_not_at_every_look(pair, clock, monkeypatch) -> None:  # noqa: F811
     here, doc_id, looks = _forged_branches(pair, monkeypatch)
     open_leaves = len(replica.other_leaves(here.store, doc_id))

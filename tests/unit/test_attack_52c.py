@@ -35,8 +35,6 @@ from __future__ import annotations
 import tracemalloc
 from types import SimpleNamespace
 
-import pytest
-
 from fusevault.vault.services import punched_wants
 
 WRITER = "a" * 32  # the writer of the blocks gc punched here and a peer's version had fetched back
@@ -73,8 +71,6 @@ def _versions_arrive(monkeypatch, copies_rows: int, versions: int) -> tuple[Simp
     return volume, kept
 
 
-@pytest.mark.xfail(strict=True, reason="52c (2): records_settled keeps every copy of the file per version "
-                                       "noted: its cap counts notes, not what they hold")
 def test_settled_notes_hold_no_more_than_the_cap_in_copies(monkeypatch) -> None:
     volume, kept = _versions_arrive(monkeypatch, 8192, 16)
     settled = volume.tree.records_settled
@@ -97,3 +93,55 @@ def test_a_settled_version_is_not_walked_again_control(monkeypatch) -> None:
     for _ in range(3):
         assert not punched_wants.inherits_punched(volume, fresh)  # type: ignore[arg-type]
     assert walks == ["b" * 32]
+
+
+def test_a_walk_that_failed_is_not_noted_as_settled(monkeypatch) -> None:
+    """52c (2)'s lead: a walk that raised (a record of its own unreadable) says nothing of what the
+    version wants: not noted, it is walked again at the next look."""
+    walks = []
+    monkeypatch.setattr(punched_wants, "_inherited",
+                        lambda volume, fresh, punched, copies: walks.append(fresh.head) or (None, False))
+    volume = _volume(4)
+    fresh = SimpleNamespace(fid="f", head="b" * 32, manifest=(0, 100))
+    for _ in range(2):
+        assert not punched_wants.inherits_punched(volume, fresh)  # type: ignore[arg-type]
+    assert not volume.tree.records_settled
+    assert walks == ["b" * 32] * 2
+
+
+def test_a_failed_real_walk_is_not_noted_as_settled(monkeypatch) -> None:
+    """The real ``_inherited`` on a manifest it cannot read answers None (failed), not {} (wants nothing)."""
+
+    class Broken:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def absent_manifest_nodes(self, *args):
+            raise OSError("unreadable")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(punched_wants, "Content", Broken)
+    volume = _volume(4)
+    fresh = SimpleNamespace(fid="f", head="b" * 32, manifest=(0, 100), owner="o", dek=b"k")
+    assert not punched_wants.inherits_punched(volume, fresh)  # type: ignore[arg-type]
+    assert not volume.tree.records_settled
+
+
+def test_the_notes_of_superseded_versions_are_dropped(monkeypatch) -> None:
+    """52c (2): a note goes with its version once no node shown has it as its head (``drop_superseded``)."""
+    monkeypatch.setattr(punched_wants, "_inherited", lambda volume, fresh, punched, copies: ({}, False))
+    monkeypatch.setattr(punched_wants.replica, "local_of", lambda store: object())
+    monkeypatch.setattr(punched_wants.replica, "in_conflict", lambda local, fid: False)
+    volume = _volume(4)
+    shown = SimpleNamespace(fid="f", head="c" * 32, manifest=(0, 100))
+    volume.tree.find = lambda fid: shown if fid == "f" else None
+    volume.tree.records_sealed = {}
+    volume.store = None
+    for head in ("b" * 32, "c" * 32):
+        fresh = SimpleNamespace(fid="f", head=head, manifest=(0, 100))
+        assert not punched_wants.inherits_punched(volume, fresh)  # type: ignore[arg-type]
+    assert set(volume.tree.records_settled) == {("f", "b" * 32), ("f", "c" * 32)}
+    punched_wants.drop_superseded(volume)  # type: ignore[arg-type]
+    assert set(volume.tree.records_settled) == {("f", "c" * 32)}

@@ -214,6 +214,19 @@ def signed_in_store(store: Store, doc: dict, signer: object) -> bool:
         return False
 
 
+def signer_in_store(store: Store, fid: str) -> bool:
+    """Whether what ``genuine_in_store`` judges a key record of file ``fid`` by is here: the file's
+    node document and its owner's user document (neither deleted).  Then a refusal is final (the
+    record is proven forged); else its signer's proof may be on its way (the server orders what it
+    sends, attack round 51a (5))."""
+    node = store.get(fid)
+    if node is None or node.get("_deleted"):
+        return False
+    owner = node.get("owner")
+    user = store.get(owner) if isinstance(owner, str) else None
+    return user is not None and not user.get("_deleted")
+
+
 def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str, group: str | None) -> bool:
     """The key mirror's check (it serves every user, so it has no pins): the
     record is signed by the owner the file's node document names, under the

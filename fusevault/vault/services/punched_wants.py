@@ -71,15 +71,18 @@ def inherits_punched(volume: Volume, fresh: Node) -> bool:
     version = (fresh.fid, vid)
     if version in tree.records_asked and version in tree.records_wanted:
         return False  # asked in vain, and nothing came since: taken in as it is
-    needed, vouched = ({}, False)
+    needed: Wanted | None = {}
+    vouched = False
     punched, copies = places.punched_of(fresh.fid), places.copies_of(fresh.fid)
     others_punched = any(v != vid for v in punched)
     seen = _copies_seen(copies, vid)
-    if not others_punched and seen and tree.records_settled.get(version) == seen:
+    if not others_punched and seen is not None and tree.records_settled.get(version) == seen:
         return False  # walked against these very copies already and wanted nothing (50a (1))
     if punched or copies:
         needed, vouched = _inherited(volume, fresh, punched, copies)
-    if not needed and not others_punched and seen:  # the walk's answer, until the copies change
+    if needed is None:  # the walk failed (a record unreadable): its answer says nothing, not noted
+        needed = {}
+    elif not needed and not others_punched and seen is not None:  # the walk's answer, until they change
         _note_settled(tree.records_settled, version, seen)
     if needed:
         _writers_sealed(volume, fresh, needed)
@@ -266,6 +269,7 @@ def drop_superseded(volume: Volume) -> None:
     file that arrived inheriting the same punched records added its wants for the tree's life, none
     sent (attack round 43a (4)); a later version wants what it inherits itself."""
     tree = volume.tree
+    _settled_pruned(volume)
     versions = tree.records_wanted.keys() | tree.records_asked.keys() | tree.records_rewalk.keys()
     if not versions:
         tree.records_sealed.clear()
@@ -279,6 +283,22 @@ def drop_superseded(volume: Volume) -> None:
             continue
         _forget(volume, (fid, vid))
     _sealed_pruned(volume)
+
+
+def _settled_pruned(volume: Volume) -> None:
+    """The settled notes (``records_settled``) of versions no node this tree shows has as its head,
+    dropped where the file is not in conflict (its leaves are walked too): a later version of a file
+    is noted itself, the older note held nothing any look reads (attack round 52c (2)).  A note dropped
+    too soon costs one walk (a manifest load), never a want."""
+    tree = volume.tree
+    stale = [(fid, vid) for fid, vid in tree.records_settled
+             if (node := tree.find(fid)) is None or node.head != vid]
+    if not stale:
+        return
+    local = replica.local_of(volume.store)
+    for fid, vid in stale:
+        if local is None or not replica.in_conflict(local, fid):
+            del tree.records_settled[(fid, vid)]
 
 
 def _sealed_pruned(volume: Volume) -> None:
@@ -322,19 +342,36 @@ def _copies_vouched(volume: Volume, fid: str, needed: Wanted, punched: Punched) 
 SETTLED_LIMIT = 1 << 12
 
 
-def _copies_seen(copies: Copies, vid: str) -> frozenset[tuple[str, int, bytes]]:
-    """(writer, index, SHA-256) of every copy of another writer's record placed again here: what a walk
-    of version ``vid`` for copies (``_other_copy``) looks at, so what a new walk could find otherwise."""
-    return frozenset((writer, idx, sha) for (writer, idx), held in copies.items() if writer != vid
-                     for sha in held)
+def _copies_seen(copies: Copies, vid: str) -> bytes | None:
+    """A digest of the (writer, index, SHA-256) of every copy of another writer's record placed again
+    here: what a walk of version ``vid`` for copies (``_other_copy``) looks at, so what a new walk could
+    find otherwise; None if there is none.  A digest, not the set: a note kept the whole set, per version
+    noted, ~225 bytes a copy (16 versions of a file of 8,192 copies: 29 MB; ~60 GB at the cap; attack
+    round 52c (2)).  The rows are sorted first: the store's order is not the note's."""
+    rows = sorted(_row_bytes(writer, idx, sha) for (writer, idx), held in copies.items() if writer != vid
+                  for sha in held)
+    if not rows:
+        return None
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(row)
+    return digest.digest()
 
 
-def _note_settled(settled: dict[tuple[str, str], frozenset[tuple[str, int, bytes]]], version: tuple[str, str],
-                  seen: frozenset[tuple[str, int, bytes]]) -> None:
-    """Version ``version`` walked against the copies ``seen`` and wanting nothing: not walked again at
-    each arrival or look until they change (a copy placed, or gc dropping one).  Kept, a file whose
-    punched records were fetched back once had its manifest loaded at every arrival of a version and
-    every look, for as long as gc kept the copy (attack round 50a (1))."""
+def _row_bytes(writer: object, idx: object, sha: bytes) -> bytes:
+    """One copy's row, each field length-prefixed (the store's values are not trusted to be of their
+    type or free of any separator)."""
+    fields = [str(writer).encode(), str(idx).encode(), sha]
+    return b"".join(len(field).to_bytes(4, "big") + field for field in fields)
+
+
+def _note_settled(settled: dict[tuple[str, str], bytes], version: tuple[str, str], seen: bytes) -> None:
+    """Version ``version`` walked against the copies whose digest is ``seen`` and wanting nothing: not
+    walked again at each arrival or look until they change (a copy placed, or gc dropping one).  Kept,
+    a file whose punched records were fetched back once had its manifest loaded at every arrival of a
+    version and every look, for as long as gc kept the copy (attack round 50a (1)).  A note is fixed
+    in size (a digest), at most ``SETTLED_LIMIT`` of them; those of versions superseded go with them
+    (``drop_superseded``)."""
     settled.pop(version, None)
     while len(settled) >= SETTLED_LIMIT:
         settled.pop(next(iter(settled)))
@@ -353,7 +390,7 @@ def _other_copy(copies: Copies, vid: str, writer: str, index: int, sha: bytes | 
         and sha not in held
 
 
-def _inherited(volume: Volume, fresh: Node, punched: Punched, copies: Copies) -> tuple[Wanted, bool]:
+def _inherited(volume: Volume, fresh: Node, punched: Punched, copies: Copies) -> tuple[Wanted | None, bool]:
     """The punched records that the manifest of ``fresh``'s version names.  Its own tree is walked
     from the root: a punched node it names is wanted first (a few records; what lies under it is not
     known until it came, and the next look walks on from it), and once every node it names is here,
@@ -365,7 +402,8 @@ def _inherited(volume: Volume, fresh: Node, punched: Punched, copies: Copies) ->
     it before it is kept (attack round 43a (1)).  And whether those hashes are vouched for: its manifest
     root is the one its signed document names (``_root_vouched``); read unchecked (``vouch=False``: the
     records of the versions that wrote its tree's nodes may be punched, their digests not checkable),
-    a root a holder of the file's key sealed outweighed her version's hashes (attack round 44a (1))."""
+    a root a holder of the file's key sealed outweighed her version's hashes (attack round 44a (1)).
+    None for the want where the walk failed (a record of its own unreadable)."""
     vid = fresh.head or ""
     others = {v: runs for v, runs in punched.items() if v != vid}
     if not others and not any(writer != vid for writer, _ in copies):
@@ -405,7 +443,9 @@ def _inherited(volume: Volume, fresh: Node, punched: Punched, copies: Copies) ->
                 wanted[(writer, idx)] = (fresh.owner, sha)
         return wanted, _vouched_if_hashed(volume, fresh, reader, wanted)
     except (VaultError, OSError, ValueError):
-        return {}, False  # its own records are here (``held``): a bad one is the read's to say
+        # Its own records are here (``held``): a bad one is the read's to say.  None, not {}: a walk
+        # that failed wanted nothing it could tell, so it is not noted as settled (attack round 52c (2)).
+        return None, False
     finally:
         reader.close()
 

@@ -177,9 +177,10 @@ class Inodes:
         # against, whichever versions want it (punched_wants.py ``_writers_sealed``, attack round 46a).
         self.records_sealed: dict[tuple[str, str, int], bytes] = {}
         # (fid, vid) of a version walked for records placed again here (store/places.py ``copies``) that
-        # wanted nothing -> the copies it was walked against (punched_wants.py ``_copies_seen``): not
-        # walked again until they change (attack round 50a (1)).  Bounded (``SETTLED_LIMIT``).
-        self.records_settled: dict[tuple[str, str], frozenset[tuple[str, int, bytes]]] = {}
+        # wanted nothing -> a digest of the copies it was walked against (punched_wants.py
+        # ``_copies_seen``): not walked again until they change (attack round 50a (1)).  Bounded
+        # (``SETTLED_LIMIT`` notes of a digest each, 52c (2)); superseded versions' dropped.
+        self.records_settled: dict[tuple[str, str], bytes] = {}
         # fid -> (a state of the node, the other revisions it came under here): a copy of a state put
         # beside it is no concurrent edit of what was made over it (absorbing.py ``_held_under``).
         self.same_state: dict[str, tuple[tuple[str, int], set[str]]] = {}
