@@ -47,7 +47,7 @@ def add_commands(command: Command) -> None:
     relay_option(p)
 
     p = command("receive", "fetch files someone is sending (asks for their code)",
-                "fusevault receive 4821 --output ~/Downloads")
+                "fusevault receive 482113 --output ~/Downloads")
     p.add_argument("name", help="the session name the sender read to you")
     p.add_argument("--output", "-o", type=Path,
                    help="where files go (default: target_dir_to_dump of the vault given with "
@@ -76,6 +76,9 @@ def add_commands(command: Command) -> None:
                    help="an idle session's keys expire after S seconds")
     p.add_argument("--join-attempts", type=int, default=5, metavar="N",
                    help="attempts to join one session per address")
+    p.add_argument("--join-names", type=int, default=16, metavar="N",
+                   help="session names per address per 10 minutes that it was not let in at "
+                        "(misses included): a scan of the names finds a live one by chance only")
     p.add_argument("--calls-per-second", type=int, default=400, metavar="N",
                    help="requests per second per address")
     p.add_argument("--max-queue", type=int, default=8, metavar="N", help="chunks waiting per transfer")
@@ -261,7 +264,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:  # bind() raised OverflowError: 49t (4)
         raise InvalidInput("--listen takes HOST:PORT, a port from 0 to 65535, e.g. 127.0.0.1:4080")
     limits = Limits(session_ttl=args.session_ttl, join_attempts=args.join_attempts,
-                    calls_per_second=args.calls_per_second, max_queue=args.max_queue)
+                    join_names=args.join_names, calls_per_second=args.calls_per_second,
+                    max_queue=args.max_queue)
     import redis
 
     from fusevault.errors import RelayUnavailable

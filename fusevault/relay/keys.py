@@ -31,6 +31,10 @@ def access_attempts(sid: str, ip: str) -> str:  # number of join attempts
     return f"access.attempts:{sid}:{ip}"
 
 
+def joined_names(ip: str) -> str:  # SET of session names this IP tried and was not let in at
+    return f"joined.names:{ip}"
+
+
 CALLS = "calls"  # SET, expires after 1 second: the call-rate window
 
 

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 class Limits:
     session_ttl: int = 3600             # seconds of inactivity before a session's keys expire
     join_attempts: int = 5              # per session per address (a receiver let in resets it)
+    # Per address, over all sessions (52t (5)): names it may try (404s included) and not be let in
+    # at, in a window that starts at its first such name; a name whose sender lets it in stops
+    # counting, so honest receivers behind one NAT spend only their typos.
+    join_names: int = 16
+    join_window: int = 600              # seconds
     calls_per_second: int = 400         # per address (a transfer makes about 2 per MiB each side)
     max_chunk: int = 1024 * 1024 + 1024  # bytes of ciphertext per chunk: 1 MiB of data and its seal
     max_queue: int = 8                  # chunks waiting per request

@@ -27,7 +27,10 @@ from fusevault.relay.scripts import CALL, POP, PUSH
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 
 
-_NAME_DIGITS = 4
+# 6 digits (4 until 52t (5)): a million names, of which one address may try join_names per
+# join_window (limits.py), so that a scan finds a live session by chance only.
+_NAME_DIGITS = 6
+_NAME = re.compile(rf"[0-9]{{{_NAME_DIGITS}}}")
 _ID = re.compile(r"[0-9a-z]{1,32}")
 _SALT = re.compile(r"[0-9a-f]{64}")
 
@@ -116,6 +119,9 @@ class RelayState:
 
     def join(self, name: str, ip: str) -> tuple[str, str, str]:
         """A receiver joins: (session id, its user id, the sender's salt)."""
+        if not _NAME.fullmatch(name):  # no session has such a name: nothing probed, nothing counted
+            raise Refused(404, f"no session named that: a session name is {_NAME_DIGITS} digits")
+        self._count_name(ip, name)
         raw = self.r.get(keys.session_name(name))
         if raw is None:
             raise Refused(404, f"no session named {name} (it ended, expired, or is mistyped)")
@@ -139,6 +145,27 @@ class RelayState:
         pipe.expire(keys.handshake(sid, uid), ttl)
         pipe.execute()
         return sid, uid, session["code"]
+
+    def _count_name(self, ip: str, name: str) -> None:
+        """``ip`` tries ``name``: refused once it holds its budget of names it was not let in at.
+
+        52t (5): the join limits counted per session, so one address tried every name (404 for a free
+        one) and then made one wrong guess at each live session, which ends it for both ends.  Now
+        each address has ``join_names`` names per ``join_window`` over all sessions, misses included;
+        the same name again costs nothing, and a name whose sender lets the address in is given
+        back (``post_handshake``).  The set never holds more than the budget (plus racing calls)."""
+        key = keys.joined_names(ip)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(key, name)
+        pipe.scard(key)
+        pipe.ttl(key)
+        added, held, ttl = pipe.execute()
+        if ttl < 0:  # the window starts at the first name (EXPIRE NX needs Redis 7)
+            self.r.expire(key, self.limits.join_window)
+        if added and held > self.limits.join_names:
+            self.r.srem(key, name)
+            raise LimitReached(f"this address tried {self.limits.join_names} session names it was not let "
+                               "in at: wait before trying another", max(1, int(self.r.ttl(key))))
 
     def refresh(self, sid: str) -> None:
         """The sender is still there: push every session key's expiry back."""
@@ -201,7 +228,7 @@ class RelayState:
         return Refused(404, "no such receiver in this session")
 
     def post_handshake(self, sid: str, uid: str, role: str, fields: dict) -> None:
-        self.session(sid)
+        session = self.session(sid)
         if not self.r.sismember(keys.receivers(sid), uid):
             raise self._no_such_receiver(sid)
         allowed = _FIELDS[role]
@@ -229,6 +256,7 @@ class RelayState:
             ip = self.r.hget(key, "ip")  # a receiver the sender let in: its joins do not count
             if ip:
                 self.r.delete(keys.access_attempts(sid, ip.decode()))
+                self.r.srem(keys.joined_names(ip.decode()), session["name"])
 
     def handshake(self, sid: str, uid: str, want: str) -> dict | None:
         """The receiver's record once ``want`` (or a refusal) is there."""

@@ -424,7 +424,6 @@ def test_without_a_scan_bob_receives_her_send(redis_url: str, tmp_path: Path) ->
     _scan_then_receive(redis_url, tmp_path, scan=False)
 
 
-@pytest.mark.xfail(strict=True, reason="52t (5): a stranger's scan of session names ends her send")
 def test_a_stranger_who_scans_session_names_cannot_end_her_send(redis_url: str, tmp_path: Path) -> None:
     _scan_then_receive(redis_url, tmp_path, scan=True)
 
