@@ -126,6 +126,13 @@ class Exists(FsError):
     pass
 
 
+class ReservedName(Exists):
+    """A name the root keeps for a view (``.versions``, ``shared``, ``groups``): not made there by a
+    command (``restore --to``, a drop box's folder), attack round 52t (1)."""
+
+    exit_code = 33
+
+
 class NotEmpty(FsError):
     pass
 

@@ -26,6 +26,7 @@ from fusevault.host_access import Direct, HostAccess
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
+from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.conflicts import copy_name
@@ -170,7 +171,23 @@ class Importer:
             self.root = -1
 
     def _vault_path(self, location: str) -> bytes:
-        return os.fsencode(f"{self.into}/{location}" if self.into else location)
+        wanted = os.fsencode(f"{self.into}/{location}" if self.into else location)
+        # Into the root, a top name of the watched folder kept for a view of the mount (``.versions``,
+        # ``shared``, ``groups``) is taken as ``NAME (2)``: imported there, a folder hid her history or
+        # passed for a share (attack round 52t (1), (2)).  One stable path per location, so the
+        # records still find what they name.  An ``import_into`` of hers into a share is hers to give.
+        return names.away_from_reserved(wanted) if self._into_root() else wanted
+
+    def _into_root(self) -> bool:
+        return not (self.into or "").strip("/")
+
+    def _say_renamed(self, location: str) -> None:
+        """Said (log and ``fusevault status``) when ``location`` went to ``NAME (2)``: see _vault_path."""
+        top = names.reserved_at_root(os.fsencode(location)) if self._into_root() else None
+        if top is not None:
+            for_user(self.vol.key.user_id).warn(
+                "import-reserved", top.decode(), f"imported files named {top.decode()!r} at the root of the "
+                f"drive went to '{top.decode()} (2)': the name is kept for a view of the mount")
 
     async def take(self, location: str) -> tuple[str, int, bool]:
         """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
@@ -312,6 +329,7 @@ class Importer:
         state it was decided on, so a change while copying is noticed.  ``beside``: under a name of
         its own next to its place (another file is there)."""
         where, name = split(self._vault_path(location))
+        self._say_renamed(location)
         if beside:
             name = copy_name(name, "import", before.mtime_ns)
         parent = await make_dirs(self.vol, where, self.caller)

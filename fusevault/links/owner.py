@@ -22,7 +22,7 @@ import logging
 import re
 import stat
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Container, Iterator
 
 import trio
 
@@ -35,8 +35,9 @@ from fusevault.links.link_records import LinkRecord, load_records, record_doc
 from fusevault.modes import her_umask
 from fusevault.tasks import TaskState
 from fusevault.transfer.offer import link_stays_inside
+from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
-from fusevault.vault.model.nodes import Node
+from fusevault.vault.model.nodes import ROOT_INODE, Node
 from fusevault.vault.services.exporting import tree
 from fusevault.vault.services.placing import KernelCache, make_dirs, make_durable, split, write_file
 from fusevault.vault.volume import Caller, Volume
@@ -54,7 +55,7 @@ def _item_of(link_or_id: str) -> str:
 NAME_MAX = 255  # bytes in one name, on every Linux file system and in the vault
 
 
-def unique_name(taken: dict[bytes, int], name: bytes) -> bytes:
+def unique_name(taken: Container[bytes], name: bytes) -> bytes:
     """``name``, or ``name (2).ext``, ``name (3).ext`` ... whichever is free, each at most NAME_MAX
     bytes: the stem is shortened to make room (a second drop of a 255-byte name was refused by
     the vault and discarded: attack round 26b2 (4))."""
@@ -253,6 +254,8 @@ class Links:
 
     async def _collect_one(self, record: LinkRecord, rev: str, errors: list[str]) -> int:
         keys, taken = record.keys, 0
+        if self._share_gone(record):
+            return 0
         with LinkClient(record.server) as client:
             versions = await trio.to_thread.run_sync(client.versions, record.item, keys.delete)
             for version in [v for v in versions if not v["deleted"]]:
@@ -287,6 +290,18 @@ class Links:
                 rev = await self._save(record, rev)
         return taken
 
+    def _share_gone(self, record: LinkRecord) -> bool:
+        """Whether the box lies under a view of the root (``shared/``, ``groups/``) that is not there
+        now (the share taken from her, or she left the group): its drops wait on the server, said in
+        the log.  Made anew, the box's folder would be a private folder of hers that hides the
+        share's view when it comes back (attack round 52t (4))."""
+        top = names.reserved_at_root(str_to_name(record.path))
+        if top is None or top in (self.vol.resolve(b"").children or {}):
+            return False
+        log.warning("drop box %s: %s is not in this drive now (no share there): what is dropped into "
+                    "it waits on the link server", shown(record.path), shown(name_to_str(top)))
+        return True
+
     async def _box_folder(self, record: LinkRecord) -> Node:
         """The box's own folder, made where missing, writable for her.  When it cannot be had (moved
         away with a file in its place, not writable, a folder document the vault refuses), every
@@ -319,7 +334,7 @@ class Links:
             if temp in folder.children:
                 await self._remove(folder, temp)
             raise
-        final = name_to_str(unique_name(folder.children, str_to_name(found[0]["path"])))
+        final = name_to_str(unique_name(_taken_in(folder), str_to_name(found[0]["path"])))
         record.pending[vid] = final
         rev = await self._save(record, rev)
         try:
@@ -434,6 +449,16 @@ class Links:
             await self.vol.rmdir(folder.ino, name)
         else:
             await self.vol.unlink(folder.ino, name)
+
+
+def _taken_in(folder: Node) -> Container[bytes]:
+    """The names a drop into ``folder`` may not take: its children's, and at the root the names
+    kept for the mount's views (``.versions``, ``shared``, ``groups``): a dropped ``.versions``
+    would replace her history, a dropped ``shared/bob`` pass for bob's share (attack round 52t)."""
+    assert folder.children is not None
+    if folder.ino != ROOT_INODE:
+        return folder.children
+    return folder.children.keys() | names.RESERVED_AT_ROOT
 
 
 class BoxWaits(VaultError):

@@ -209,7 +209,6 @@ def _history_seen(mnt: Path, names: list[str]) -> list[str]:
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="52t (1): a dropped '.versions' at the root replaces her history")
 def test_a_dropped_folder_named_versions_does_not_replace_her_history(
         link_store, vault: Path, tmp_path: Path) -> None:
     relay, _ = link_store
@@ -225,7 +224,6 @@ def test_a_dropped_folder_named_versions_does_not_replace_her_history(
         assert _history_seen(mnt, names) == ["her plan v1\n", "her plan v2\n"]
 
 
-@pytest.mark.xfail(strict=True, reason="52t (1): an imported '.versions' at the root replaces her history")
 def test_an_imported_folder_named_versions_does_not_replace_her_history(vault: Path, tmp_path: Path) -> None:
     source = tmp_path / "Downloads"
     source.mkdir()
@@ -236,7 +234,9 @@ def test_an_imported_folder_named_versions_does_not_replace_her_history(vault: P
             assert result.returncode == 0, result.stderr
         _planted(source, names)
         deadline = time.monotonic() + 60
-        while not any(n == ".versions" for n in os.listdir(mnt)) and time.monotonic() < deadline:
+        # Imported at last under a name of its own, or (the hole) as a root ".versions" of its own.
+        while (not any(n.startswith(".versions") for n in os.listdir(mnt))
+               and time.monotonic() < deadline):
             time.sleep(0.2)
         time.sleep(1)
         assert _history_seen(mnt, names) == ["her plan v1\n", "her plan v2\n"]
@@ -264,7 +264,6 @@ def _everything_readable(top: Path) -> dict[str, str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="52t (2): a dropped 'shared' folder is shown as bob's share")
 def test_a_dropped_folder_named_shared_is_not_shown_as_bobs_share(
         link_store, vault: Path, tmp_path: Path) -> None:
     relay, _ = link_store
@@ -285,7 +284,6 @@ def test_a_dropped_folder_named_shared_is_not_shown_as_bobs_share(
         assert seen == "bob's real contract\n", (seen, _everything_readable(mnt))
 
 
-@pytest.mark.xfail(strict=True, reason="52t (2): her own folder 'shared' hides every share, unsaid")
 def test_her_own_folder_named_shared_does_not_hide_shares_silently(vault: Path, tmp_path: Path) -> None:
     _add_bob(vault)
     with mounted(vault, tmp_path / "mnt", "--user", "alice") as mnt:
@@ -389,7 +387,6 @@ def _admin(vault: Path, *args: str, passphrase: str | None = None) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="52t (4): a drop box made groups/ a real folder: the group is hidden")
 def test_a_drop_box_in_a_group_folder_does_not_hide_the_group_after_a_removal(
         link_store, vault: Path, tmp_path: Path) -> None:
     relay, _ = link_store
@@ -469,7 +466,6 @@ def _scan_then_receive(redis_url: str, tmp_path: Path, *, scan: bool) -> None:
             sender.communicate(timeout=10)
 
 
-@pytest.mark.xfail(strict=True, reason="52t (1): restore --to .versions makes a real root .versions")
 def test_restore_to_the_versions_name_is_refused(vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         names = _two_versions(mnt)

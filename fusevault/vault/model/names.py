@@ -23,6 +23,32 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 255  # NAME_MAX of Linux file systems (and of FUSE)
 
+# The root's names the mount shows views under (the one definition, the FUSE handlers use it too):
+# the read-only version history, and the folders where shares from others appear.  A real child of
+# the root under one of them hides the view (a stranger's drop ``.versions`` read as her history,
+# a drop ``shared/bob`` read as bob's share: attack round 52t (1), (2)), so whatever makes root
+# children for her without her typing the name (drops, imports, ``restore --to``) avoids them.
+VERSIONS = b".versions"
+SHARED = b"shared"
+GROUPS = b"groups"
+RESERVED_AT_ROOT: frozenset[bytes] = frozenset({VERSIONS, SHARED, GROUPS})
+
+
+def reserved_at_root(path: bytes) -> bytes | None:
+    """The reserved root name ``path`` (relative to the root, ``/`` ignored) starts with, or None."""
+    first = path.strip(b"/").split(b"/", 1)[0]
+    return first if first in RESERVED_AT_ROOT else None
+
+
+def away_from_reserved(path: bytes) -> bytes:
+    """``path`` (relative to the root) with a reserved first name replaced by ``NAME (2)``: one
+    stable answer for one path (an importer finds again what it put there)."""
+    first = reserved_at_root(path)
+    if first is None:
+        return path
+    rest = path.strip(b"/")[len(first):]
+    return first + b" (2)" + rest
+
 
 class BadName(CorruptData):
     """A name from a document that cannot be a file name (EIO where it is met)."""

@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from fusevault.encoding import name_to_str
-from fusevault.errors import Exists, InvalidInput
-from fusevault.vault.model.nodes import Node
+from fusevault.errors import Exists, InvalidInput, ReservedName
+from fusevault.vault.model import names
+from fusevault.vault.model.nodes import ROOT_INODE, Node
 from fusevault.vault.volume import Caller, Volume
 
 READ_CHUNK = 1024 * 1024
@@ -71,6 +72,10 @@ async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
     for part in [p for p in path.split(b"/") if p]:
         child = parent.children.get(part)
         if child is None:
+            if parent.ino == ROOT_INODE and part in names.RESERVED_AT_ROOT:
+                # Made here, the folder would hide the view of that name (attack round 52t).
+                raise ReservedName(f"{name_to_str(part)} is kept at the root for a view of the mount: "
+                                   "not made as a folder")
             made = await volume.mkdir(parent.ino, part, 0o755, caller)
             volume.forget(made.ino, 1)  # made here, not looked up by the kernel
             parent = made

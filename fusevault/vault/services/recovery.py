@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from fusevault.encoding import name_to_str, str_to_name
-from fusevault.errors import Exists, InvalidInput, NotFound, VaultError
+from fusevault.errors import Exists, InvalidInput, NotFound, ReservedName, VaultError
 from fusevault.store import Store
 from fusevault.vault.files.content import Content
 from fusevault.vault.model import names
@@ -252,6 +252,11 @@ async def _copy_out(volume: Volume, node: Node, version: Version | None, to: byt
     mode and owner the version may be read under (``kept_as``)."""
     mode, uid, gid = kept_as(node, version)
     where, name = split(to)
+    if not where.strip(b"/") and name in names.RESERVED_AT_ROOT:
+        # A real file there would hide the view of that name: her history under ``.versions``, and
+        # one she could not remove (attack round 52t (1)).
+        raise ReservedName(f"{name_to_str(name)} is kept at the root for a view of the mount: "
+                           "choose another --to")
     parent = await make_dirs(volume, where, Caller(uid, gid))
     if name in parent.children:
         raise Exists(f"{name_to_str(to)} exists: choose another --to")

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from fusevault.encoding import name_to_str
 from fusevault.errors import BadHandle, NotFound, PermissionDenied, VaultReadOnly
 from fusevault.vault.files.content import Content
+from fusevault.vault.model import names
 from fusevault.vault.model.history import Version, extension, version_names
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.services.recovery import versions as versions_of_file
 from fusevault.vault.volume import ROOT_INODE, Volume
 
-NAME = b".versions"
+NAME = names.VERSIONS
 VIEW_BASE = 1 << 48
 FILE_BASE = 1 << 56
 

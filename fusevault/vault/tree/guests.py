@@ -33,7 +33,7 @@ from fusevault.errors import VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import grants as granting
-from fusevault.vault.model import shapes, sharing
+from fusevault.vault.model import names, shapes, sharing
 from fusevault.vault.model.groups import GROUP, can_write
 from fusevault.vault.model.nodes import Node, node_from_doc, open_node_attrs
 from fusevault.vault.model.sharing import Grant, Reach, gives_as_much
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 OWN = "OWN"
 LIST = "LIST"  # a virtual folder: listed, never changed
-SHARED_DIR = b"shared"
-GROUPS_DIR = b"groups"
+SHARED_DIR = names.SHARED
+GROUPS_DIR = names.GROUPS
 
 
 def _better(a: str | None, b: str) -> str:

@@ -852,7 +852,12 @@ def _place_shares(tree: Tree, inodes: dict[str, int]) -> None:
             label = grant.grantee if grant.group else grant.owner
         inner = outer and folder(outer, str_to_name(label), f"virtual:{top.decode()}:{label}")
         if inner is None:
-            log.warning("%s is taken by a file of your own: shares are not shown there", top.decode())
+            # Her own folder (or one a drop or an import made before 52t) holds the name: her
+            # shares are not shown, and she is told so in ``fusevault status``, not only the log;
+            # what is under that folder is hers, not the share it looks like (attack round 52t (2)).
+            names.refuse(tree, f"reserved:{top.decode()}",
+                         f"your own {top.decode()!r} at the root of your drive hides the files others "
+                         f"share with you there: what is in it is not theirs; rename it to see the shares")
             continue
         ino = node.ino
         if ino in inner.children.values():
