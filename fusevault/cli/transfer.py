@@ -18,6 +18,7 @@ from typing import Any
 from fusevault import passphrase
 from fusevault.cli.options import Command, default_relay, relay_option
 from fusevault.errors import InvalidInput, VaultError
+from fusevault.shortening import shortened
 
 log = logging.getLogger("fusevault")
 
@@ -103,9 +104,7 @@ def _grace() -> float:
     it, as FUSEVAULT_LONGPOLL_SECONDS shortens the pull's longpoll.  Shorter only leaves a session to
     expire on the relay sooner (what a second Ctrl-C does at once); anything else (longer, zero, not a
     number) is the default."""
-    text = os.environ.get("FUSEVAULT_STOP_GRACE_SECONDS", "")
-    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= GRACE_SECONDS
-    return float(int(text) if ok else GRACE_SECONDS)
+    return float(shortened("FUSEVAULT_STOP_GRACE_SECONDS", GRACE_SECONDS))
 
 
 GRACE = _grace()

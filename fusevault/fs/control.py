@@ -35,6 +35,7 @@ import trio
 
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Unsafe, VaultError
+from fusevault.shortening import shortened
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ def _read_timeout() -> float:
     it, as FUSEVAULT_LONGPOLL_SECONDS shortens the pull's longpoll.  A shorter wait only drops a
     silent client sooner (it gives other users less, never more); anything else (longer, zero, not a
     number) is the default."""
-    text = os.environ.get("FUSEVAULT_CONTROL_READ_SECONDS", "")
-    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= READ_SECONDS
-    return float(int(text) if ok else READ_SECONDS)
+    return float(shortened("FUSEVAULT_CONTROL_READ_SECONDS", READ_SECONDS))
 
 
 READ_TIMEOUT = _read_timeout()

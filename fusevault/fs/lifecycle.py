@@ -176,7 +176,7 @@ class Mount:
             return self.status(uid)
         if cmd == "sync-status":
             return {"ok": True, "peers": self.sync.as_dict() if self.sync else None,
-                    "uncommitted": self.uncommitted()}
+                    "uncommitted": self.uncommitted(uid)}
         if cmd == "unmount":
             self.may_unmount(uid)
             pyfuse3.terminate()
@@ -190,12 +190,12 @@ class Mount:
             raise Locked(LOCKED)
         return await agent.session.requests.handle(request)
 
-    def uncommitted(self) -> int:
+    def uncommitted(self, uid: int) -> int:
         """Metadata changes acknowledged to the kernel but still in their group-commit window
         (vault/tree/inodes.py ``pending``): not in the store yet, so no peer's ``pending_up`` counts
         them.  Both are read in this one trio thread: a change leaves ``pending`` in the step its
         commit returns in, so it is always counted by one of them."""
-        return sum(len(a.session.volume.tree.pending) for a in self.agents() if a.session is not None)
+        return sum(len(a.session.volume.tree.pending) for a in self.visible(uid) if a.session is not None)
 
     def status(self, uid: int) -> dict:
         agents = self.visible(uid)

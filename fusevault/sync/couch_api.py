@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -21,6 +20,7 @@ import trio
 
 from fusevault.encoding import RefusedJson, loads_untrusted
 from fusevault.errors import PeerUnavailable
+from fusevault.shortening import shortened
 
 # A longpoll waits at most this long; pouchdb-server ignores the server-side
 # timeout, so the client's read timeout ends a quiet wait.
@@ -32,9 +32,7 @@ def _longpoll_seconds() -> int:
     tests whose scenes wait for what a pull does once caught up (an alarm said at the first quiet
     longpoll past a while) shorten it, as FUSEVAULT_GROUP_WINDOW widens the group commit.  Anything
     else (longer, not a number) is the default."""
-    text = os.environ.get("FUSEVAULT_LONGPOLL_SECONDS", "")
-    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= LONGPOLL_SECONDS
-    return int(text) if ok else LONGPOLL_SECONDS
+    return shortened("FUSEVAULT_LONGPOLL_SECONDS", LONGPOLL_SECONDS)
 
 
 LONGPOLL_WAIT = _longpoll_seconds()

@@ -75,6 +75,7 @@ import trio
 
 from fusevault.encoding import b64e
 from fusevault.errors import Conflict, CorruptData, VaultError
+from fusevault.shortening import shortened
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault.format.layout import Layout, is_id
@@ -109,9 +110,7 @@ def _say_refused_after() -> float:
     (tests/mount/test_trust_attack_round19_keys.py, 41b), shorten it, as FUSEVAULT_LONGPOLL_SECONDS
     shortens the pull's longpoll.  Shorter never takes a deletion (it stays refused, the key kept):
     it only says the refusal sooner.  Anything else (longer, zero, not a number) is the default."""
-    text = os.environ.get("FUSEVAULT_SAY_REFUSED_SECONDS", "")
-    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= SAY_REFUSED_SECONDS
-    return float(int(text) if ok else SAY_REFUSED_SECONDS)
+    return float(shortened("FUSEVAULT_SAY_REFUSED_SECONDS", SAY_REFUSED_SECONDS))
 
 
 SAY_REFUSED_AFTER = _say_refused_after()
