@@ -23,6 +23,8 @@ BLOCK_CAP = 4 * MIB
 
 
 class LinkClient(RelayClient):
+    SERVER = "the link store"
+
     def _send(self, method: str, path: str, key: tuple[str, bytes] | None = None, *, cap: int = JSON_CAP,
               **kwargs) -> httpx.Response:
         headers = kwargs.pop("headers", {})

@@ -63,6 +63,8 @@ class Gone(VaultError):
 
 
 class RelayClient:
+    SERVER = "the relay"  # in a refusal of its answer
+
     def __init__(self, url: str, token: str | None = None, *, patience: float = 0.0,
                  tls: ssl.SSLContext | None = None) -> None:
         http_url(url, "relay URL", "https://relay.example")  # a mistyped one: one line, not exit 70 (49t (4))
@@ -115,7 +117,7 @@ class RelayClient:
                 response: httpx.Response | None = capped_request(self.http, method, path, cap,
                                                                  headers=headers, **kwargs)
             except AnswerTooLarge as err:
-                raise RelayUnavailable(f"the relay at {self.url} answered too much ({err})") from None
+                raise RelayUnavailable(f"{self.SERVER} at {self.url} answered too much ({err})") from None
             except httpx.HTTPError as err:
                 response = None
                 problem: VaultError = RelayUnavailable(

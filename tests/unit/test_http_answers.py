@@ -136,7 +136,7 @@ def test_a_chunk_is_held_to_a_chunks_size() -> None:
 def test_the_link_client_holds_a_block_to_a_blocks_size() -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % MUCH
     with answering(head, _endless()) as url:
-        with LinkClient(url) as links, pytest.raises(RelayUnavailable):
+        with LinkClient(url) as links, pytest.raises(RelayUnavailable, match="the link store at"):
             links.block("b", b"k" * 32)
 
 
