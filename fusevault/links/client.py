@@ -8,19 +8,29 @@ import httpx
 
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import CorruptData, InvalidInput, LinkGone, LinkRefused, VaultError
+from fusevault.http_answers import MIB
 from fusevault.links.capability import b64url
 from fusevault.transfer.client import RelayClient, _error, _failure
 
 READ, APPEND, DELETE = "read", "append", "delete"
 
+# The largest answer the link store gives, per route (more: RelayUnavailable, attack round 52t (3)).
+# JSON: a version holds its folder's manifest (the store takes 64 MiB of JSON, relay/item_routes.py
+# MAX_JSON), and the list of versions of a drop box holds one per drop not yet collected; a block is
+# at most MAX_BLOCK (relay/items.py), its seal within.
+JSON_CAP = 64 * MIB + 1 * MIB
+BLOCK_CAP = 4 * MIB
+
 
 class LinkClient(RelayClient):
-    def _send(self, method: str, path: str, key: tuple[str, bytes] | None = None,
+    SERVER = "the link store"
+
+    def _send(self, method: str, path: str, key: tuple[str, bytes] | None = None, *, cap: int = JSON_CAP,
               **kwargs) -> httpx.Response:
         headers = kwargs.pop("headers", {})
         if key is not None:
             headers["Authorization"] = f"Capability {key[0]} {b64url(key[1])}"
-        response = self.call(method, path, headers=headers, **kwargs)
+        response = self.call(method, path, headers=headers, cap=cap, **kwargs)
         if response.status_code == 404:
             raise LinkGone(_error(response) or "no such link")
         return response
@@ -43,7 +53,7 @@ class LinkClient(RelayClient):
         return loads_untrusted(sent.content)["id"]
 
     def block(self, block_id: str, read_key: bytes) -> bytes:
-        return self._send("GET", f"/blocks/{block_id}", (READ, read_key)).content
+        return self._send("GET", f"/blocks/{block_id}", (READ, read_key), cap=BLOCK_CAP).content
 
     def add_version(self, item: str, append_key: bytes, body: dict) -> dict:
         sent = self._send("POST", f"/items/{item}/versions", (APPEND, append_key), json=body)

@@ -18,8 +18,9 @@ from urllib.parse import quote
 import httpx
 import trio
 
-from fusevault.encoding import RefusedJson, loads_untrusted
+from fusevault.encoding import JSON_LIMIT, RefusedJson, loads_untrusted
 from fusevault.errors import PeerUnavailable
+from fusevault.http_answers import AnswerTooLarge, capped_request
 from fusevault.shortening import shortened
 
 # A longpoll waits at most this long; pouchdb-server ignores the server-side
@@ -86,10 +87,13 @@ class CouchDatabase:
         content = None if body is None else json.dumps(body).encode()
         self.sent += len(content or b"")
         try:
-            response = self._client.request(
-                method, f"{self.url}{path}", content=content, params=params,
+            # At most what loads_untrusted parses: a longer answer was read whole first (52t (3)).
+            response = capped_request(
+                self._client, method, f"{self.url}{path}", JSON_LIMIT, content=content, params=params,
                 headers={"content-type": "application/json", "accept": "application/json"},
                 timeout=httpx.Timeout(30, read=wait) if wait else httpx.USE_CLIENT_DEFAULT)
+        except AnswerTooLarge as err:  # bulk_get halves its ask, as for JSON refused
+            raise RefusedAnswer(f"{self.label} answered JSON that is refused: {err}") from None
         except httpx.TimeoutException:
             if wait:
                 return None  # a longpoll that saw nothing happen

@@ -28,6 +28,7 @@ from fusevault.errors import (
     VaultError,
     WrongCode,
 )
+from fusevault.http_answers import MIB, AnswerTooLarge, capped_request
 from fusevault.transfer import DEFAULT_RELAY as DEFAULT_RELAY  # where it was (the parser's is light)
 from fusevault.urls import http_url
 
@@ -41,6 +42,12 @@ def check_session(session: object) -> None:
     if not (isinstance(session, dict) and _SESSION_NAME.fullmatch(str(session.get("name")))
             and isinstance(session.get("id"), str) and isinstance(session.get("token"), str)):
         raise CorruptData("the relay answered a new session with no session name of its own form")
+
+# The largest answer the relay gives, per route: past it, an answer is refused (attack round 52t (3)).
+# JSON: a handshake holds the sender's sealed list of files (relay/limits.py max_manifest, 16 MiB, as
+# base64) and the relay's own fields; a chunk is 1 MiB of data and its seal (limits.py max_chunk).
+JSON_CAP = 32 * MIB
+CHUNK_CAP = 1 * MIB + 64 * 1024
 
 # A call over the per-second budget is retried this many times before giving up.
 CALL_RETRIES = 30
@@ -56,6 +63,8 @@ class Gone(VaultError):
 
 
 class RelayClient:
+    SERVER = "the relay"  # in a refusal of its answer
+
     def __init__(self, url: str, token: str | None = None, *, patience: float = 0.0,
                  tls: ssl.SSLContext | None = None) -> None:
         http_url(url, "relay URL", "https://relay.example")  # a mistyped one: one line, not exit 70 (49t (4))
@@ -94,7 +103,10 @@ class RelayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, method: str, path: str, *, retry: bool = True, **kwargs) -> httpx.Response:
+    def call(self, method: str, path: str, *, retry: bool = True, cap: int = JSON_CAP,
+             **kwargs) -> httpx.Response:
+        """The relay's answer, its body at most ``cap`` bytes (more: RelayUnavailable, not retried:
+        the next one would be as long)."""
         headers = kwargs.pop("headers", {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -102,7 +114,10 @@ class RelayClient:
         pause, limited = 0.2, 0
         while True:
             try:
-                response: httpx.Response | None = self.http.request(method, path, headers=headers, **kwargs)
+                response: httpx.Response | None = capped_request(self.http, method, path, cap,
+                                                                 headers=headers, **kwargs)
+            except AnswerTooLarge as err:
+                raise RelayUnavailable(f"{self.SERVER} at {self.url} answered too much ({err})") from None
             except httpx.HTTPError as err:
                 response = None
                 problem: VaultError = RelayUnavailable(
@@ -195,7 +210,7 @@ class RelayClient:
     def pop(self, rid: str, wait: float, first: bool = False) -> tuple[int, str, bytes] | None:
         """The next chunk; ``first``: the sender's answer checked out, chunks may flow."""
         params = {"wait": wait, "ready": 1} if first else {"wait": wait}
-        response = self.call("GET", f"/requests/{rid}/chunks/next", params=params)
+        response = self.call("GET", f"/requests/{rid}/chunks/next", params=params, cap=CHUNK_CAP)
         if response.status_code == 204:
             return None
         if response.status_code == 404:
