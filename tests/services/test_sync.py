@@ -29,6 +29,7 @@ from conftest import (
     mounted,
     new_device,
     settled,
+    sync_answer,
     sync_status,
     wait_for,
 )
@@ -993,7 +994,12 @@ def test_a_peer_added_while_mounted_gets_the_grouped_changes_and_syncs(couchdb_u
         os.chmod(a / "f2", 0o600)
         added = fusevault("peer", "add", "server", couchdb_url, "--vault", laptop, passphrase=None)
         assert added.returncode == 0, added.stderr
-        wait_for(lambda: _peers(a) and settled(a), "the mount to reach the peer added while it was mounted")
+        # Reached: what was committed went out; the grouped changes wait for their window (an hour),
+        # so ``settled`` (which counts them too) is for after the fsync.
+        wait_for(lambda: (peers := _peers(a)) and peers[0]["error"] is None and peers[0]["pending_up"] == 0
+                 and peers[0]["last_contact"] is not None,
+                 "the mount to reach the peer added while it was mounted")
+        assert sync_answer(a)["uncommitted"] > 0  # the scene: changes still grouped when the peer came
         os.rename(a / "f3", a / "after")  # grouped as well
         fsync_dir(a)
         wait_for(lambda: settled(a), "the grouped changes to be sent")
