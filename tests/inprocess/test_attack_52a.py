@@ -1,5 +1,5 @@
 """Round 52a (at 51b (1)-(3)'s fix: the ledger's ``claimed``/``keys``, absorbing ``_claims_a_key`` before
-``admit``, ``_claim_taken``, ``_under_his_claimed_key``, ``_claimed_re_keyed``), in-process.
+``admit``, ``_claim_taken``, ``_claimed_re_keyed``), in-process.
 
 Harness: 51b's (tests/inprocess/test_attack_51b.py ``_rotated``): docs/sub shared WRITE with bob twice;
 her rotation of docs/sub (epoch E, bob's device takes it in; he keeps her older key of E-1 and its

@@ -479,7 +479,10 @@ def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str |
     epoch has one key of hers for what one device sees): judged at once, as before."""
     waits = volume.tree.her_re_key_waits
     if (fresh.epoch <= node.epoch or not _key_not_hers_here(volume, node, fresh, signer, seen_here=True)
-            or _under_his_claimed_key(volume, node, fresh)):
+            or fresh.dek == node.dek):
+        # (The key held, at a higher epoch: never her re-key, which always gives a new key, so nothing
+        # to wait for: judged at once; held, his next state under a key he claimed kept her re-key
+        # failing for the whole hold, attack rounds 51b (3), 52a (4).)
         waits.pop(node.fid, None)
         return False
     if waits.setdefault(node.fid, 0) >= HER_RE_KEY_BATCHES:
@@ -487,14 +490,6 @@ def _waits_for_her_re_key(volume: Volume, node: Node, fresh: Node, signer: str |
         return False
     volume.tree.wait_for_version(node.fid)
     return True
-
-
-def _under_his_claimed_key(volume: Volume, node: Node, fresh: Node) -> bool:
-    """Whether ``fresh`` is under the key her node holds from a member's claim (the ledger's
-    ``claimed``): no re-key of hers explains it (her re-key gives a key of hers), so it is judged at
-    once.  Held back, his next state under it kept her re-key failing ("changed by someone else")
-    for the whole hold (attack round 51b (3))."""
-    return volume.ledger is not None and node.fid in volume.ledger.claimed and fresh.dek == node.dek
 
 
 def _loops(volume: Volume, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> bool:
