@@ -60,13 +60,12 @@ from fusevault.vault.files.content import Content
 from fusevault.vault.model import names, sharing
 from fusevault.vault.model.history import made_over, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
-from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_attrs, open_node_doc, xattr_bytes
+from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_attrs, open_node_doc
 from fusevault.vault.services.absorbing import absorb_node
 from fusevault.vault.services.metadata_merge import Metadata, changed_last, merged, stamp
 from fusevault.vault.services.punched_wants import inherits_punched
 from fusevault.vault.services.recovery import COPY_CHUNK, copy_into
-from fusevault.vault.tree.arrivals import Absorbed, past_the_xattr_cap, relink
-from fusevault.vault.tree.attributes import XATTR_BYTES_MAX, XATTR_COUNT_MAX
+from fusevault.vault.tree.arrivals import Absorbed, past_the_xattr_cap, past_the_xattr_cap_said, relink
 from fusevault.vault.tree.authorship import COPY, KEPT, REFUSED, said_signer
 from fusevault.vault.volume import Caller, Volume
 
@@ -487,12 +486,9 @@ def _xattrs_within_the_cap(volume: Volume, keeper: Leaf, his: Leaf, meta: Metada
         return meta  # hers stand: nothing of his taken
     if not past_the_xattr_cap(volume.tree, said_signer(his.doc), keeper.node, his.node):
         return meta
-    held, count = xattr_bytes(his.node.xattrs), len(his.node.xattrs)
     if volume.authorship is not None:
-        volume.authorship.deny(his.doc, f"signed by {said_signer(his.doc)}, its extended attributes hold "
-                               f"{held} bytes in {count} names, past a file's cap ({XATTR_BYTES_MAX // 1024} "
-                               f"KiB, {XATTR_COUNT_MAX} names): the file keeps its own, the rest of the "
-                               "change merged")
+        outcome = "the file keeps its own, the rest of the change merged"
+        volume.authorship.deny(his.doc, past_the_xattr_cap_said(said_signer(his.doc), his.node, outcome))
     stamps = {**(meta.changed or {}), "xattrs": stamp(keeper.node, "xattrs")}
     return replace(meta, xattrs=keeper.node.xattrs, changed={f: n for f, n in stamps.items() if n} or None)
 

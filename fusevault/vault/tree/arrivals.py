@@ -177,10 +177,7 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
         gate.deny(doc, f"signed by {signer}, it puts a folder inside itself")
         return False
     if past_the_xattr_cap(tree, signer, node, fresh):
-        held, count = xattr_bytes(fresh.xattrs), len(fresh.xattrs)
-        gate.deny(doc, f"signed by {signer}, its extended attributes hold {held} bytes in {count} names, "
-                  f"past a file's cap ({XATTR_BYTES_MAX // 1024} KiB, {XATTR_COUNT_MAX} names): the file "
-                  "keeps what it had")
+        gate.deny(doc, past_the_xattr_cap_said(signer, fresh, "the file keeps what it had"))
         return False
     if signer == doc.get("owner"):
         return True
@@ -200,6 +197,13 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
             gate.deny(doc, f"signed by {signer}, who holds no WRITE on it")
         return False
     return gate.owner_dek_ok(doc, signer, fresh.dek, node)
+
+
+def past_the_xattr_cap_said(signer: str | None, fresh: Node, outcome: str) -> str:
+    """The alarm's words for a state refused by ``past_the_xattr_cap``, and what became of it."""
+    held, count = xattr_bytes(fresh.xattrs), len(fresh.xattrs)
+    return (f"signed by {signer}, its extended attributes hold {held} bytes in {count} names, past a "
+            f"file's cap ({XATTR_BYTES_MAX // 1024} KiB, {XATTR_COUNT_MAX} names): {outcome}")
 
 
 def past_the_xattr_cap(tree: Tree, signer: str | None, node: Node | None, fresh: Node) -> bool:
