@@ -154,7 +154,8 @@ def test_a_refused_revision_arriving_during_the_re_key_of_a_members_removal(  # 
         with mounted(laptop, a):  # her unlock re-keys proj (the removal's request)
             # Not settled(): while the server forges 10 revisions a second her mount re-commits its own
             # over each, so something is always pending; the first contact is what this waits for.
-            wait_for(lambda: sync_answer(a)["peers"][0]["last_contact"] is not None, "the mount's first contact")
+            wait_for(lambda: sync_answer(a)["peers"][0]["last_contact"] is not None,
+                     "the mount's first contact")
             time.sleep(3)
     finally:
         stop.set()
