@@ -1,0 +1,119 @@
+"""Attack round 53c, unit: the key mirror after b82cc6f and f2e4874 (``KeyMirror._current`` closes,
+under a forged winner, the leaves ``_proof_pending`` calls proven forged).
+
+Hole (1), medium (a member's key lost on a device until re-key; the server's doing, no key needed):
+  ``_proof_pending`` asks only whether a node document is here at the file's id and a user document
+  at the id it names as owner (``grants.signer_in_store``).  Neither is checked: the key mirror has
+  no pins, and the store's current node is whatever revision the server served last.  The server
+  serves (1) a node revision at her file's id naming another user as owner (gwen, any user whose
+  self-signed document is here; no signature needed, it is never verified there), and (2) the key
+  document as her genuine leaf beside a forged winner (50c (2)'s scene on a device with no key file
+  yet: a new device, or a key new to it).  Her leaf does not verify under gwen's key, so
+  ``_genuine`` is False, ``_proof_pending`` is False (node and "owner" here), and her leaf is closed
+  at the first look.  When the server then serves her own node again (or she commits it), her key is
+  gone: the forged winner still refused, no key file, for good (her leaf's revision is known here, so
+  no replication brings it back).  Before f2e4874 the leaves stayed open under a forged winner and the
+  key was written once her node was back (the scene of 51a (5) with the node, not the user, as the
+  late proof).  The same with her user document replaced by one the server made (self-signed under
+  its own key): ``_genuine`` refuses her leaf, ``_proof_pending`` finds a user document there.
+  Seen: ``test_a_genuine_leaf_beside_a_node_naming_another_owner_is_not_closed_for_good`` and
+    ``test_a_genuine_leaf_beside_her_replaced_user_document_is_not_closed_for_good`` (run, fail: no
+    key file after her node / user document came back and a walk); controls
+    ``test_her_genuine_leaf_alone_beside_a_node_naming_another_owner_is_written_later_control``,
+    ``test_her_genuine_leaf_alone_beside_her_replaced_user_document_is_written_later_control``
+    (no forged winner: the leaf is the current revision, refused while the node names gwen, written
+    at the walk after: pass).
+  Cause: sync/key_mirror.py ``_current`` (the ``elif held is None`` loop) with ``_proof_pending`` /
+    grants.py ``signer_in_store``: "here" is taken for "final", but the node and user documents the
+    leaf is judged by are the server's to serve, and to serve again changed; nothing the mirror holds
+    tells a genuine leaf refused under a stale or planted node from a forged one.
+  Impact: as 51a (5) / 50c (2): one made-up node revision (said once to the member as
+    "owner-changed" by his tree, but the key loss is not undone by it) and one made-up leaf take a
+    member's file key off a device for good, until the owner re-keys.
+  Fix (suggested): under a forged winner never close a leaf that parses and signs as the file's owner
+    it names (``found.owner``, ``found.fid``, ``found.recipient`` the id's) unless it fails under the
+    user document of ``found.owner`` itself and the node names that owner; or keep such leaves open
+    and judge them again only when the node's or that user's revision changes (a cache keyed by
+    those revisions, as ``_signed_group`` does), which keeps 52b (3)'s bound.
+
+What held (controls kept): a forged winner over a genuine leaf with every proof here and genuine
+  (``test_a_forged_winner_over_a_genuine_leaf_with_its_proofs_here_is_replaced_control``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from fusevault.encoding import b64e
+from fusevault.store import replica
+from fusevault.sync.key_mirror import place
+from unit.test_attack_43b_keys import _gwens_group
+from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
+
+
+def _planted_then_back(replicas, forged_leaf: bool, what: str) -> bool:
+    """Her key record for bob (bound to gwen's group) met here as the server serves it: her node at the
+    file's id naming gwen as owner (``what="node"``), or her user document replaced by one of a key the
+    server made (``"user"``); her genuine leaf beside a forged winner (``forged_leaf``) or alone.  Then
+    her own document again, a walk: whether bob's key file is written."""
+    here, there = replicas
+    her, gwen, group, doc_id, _ = _gwens_group(there, gwen_first=True, bound="gwen")
+    bound = dict(there.store.get(doc_id))
+    fid = bound["fid"]
+    real_node = {k: v for k, v in there.store.get(fid).items() if k != "_rev"}
+    real_user = {k: v for k, v in there.store.get(her.id).items() if k != "_rev"}
+    put(here, gwen.user, {k: v for k, v in there.store.get(group).items() if k != "_rev"})
+    if what == "node":
+        put(here, real_user, {**real_node, "owner": gwen.id})  # the server's revision: no signature checked
+    else:
+        impostor = Owner()
+        impostor.id = her.id
+        put(here, real_node, impostor.sign({"_id": her.id, "type": "UserDetails",
+                                            "public_sign": _public_of(impostor)}))
+    high, low = "1-" + "f" * 32, "1-" + "0" * 32
+    forged = {**bound, "_rev": high, "key": b64e(b"the server's bytes")}
+    replica.store_revisions(here.store, [{**bound, "_rev": low}] + ([forged] if forged_leaf else []))
+    here.keys.arrived([doc_id])
+    here.keys.caught_up()
+    assert not place(here.layout, doc_id).exists(), "the scene: none written yet"
+    put(here, real_node if what == "node" else real_user)
+    here.keys.caught_up()
+    here.refresh()  # the mirror's walk of what is stored (as at the next start)
+    here.keys.caught_up()
+    return place(here.layout, doc_id).exists()
+
+
+def _public_of(owner: Owner) -> str:
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    return b64e(owner.key.public_key().public_bytes(*raw))
+
+
+@pytest.mark.xfail(strict=True, reason="53c (1): a genuine leaf judged under a planted node closed")
+def test_a_genuine_leaf_beside_a_node_naming_another_owner_is_not_closed_for_good(pair, clock) -> None:  # noqa: F811
+    assert _planted_then_back(pair, forged_leaf=True, what="node"), "her key closed for good: no key file"
+
+
+def test_her_genuine_leaf_alone_beside_a_node_naming_another_owner_is_written_later_control(pair, clock) -> None:  # noqa: F811,E501
+    assert _planted_then_back(pair, forged_leaf=False, what="node")
+
+
+@pytest.mark.xfail(strict=True, reason="53c (1): a genuine leaf judged under a planted user closed")
+def test_a_genuine_leaf_beside_her_replaced_user_document_is_not_closed_for_good(pair, clock) -> None:  # noqa: F811
+    assert _planted_then_back(pair, forged_leaf=True, what="user"), "her key closed for good: no key file"
+
+
+def test_her_genuine_leaf_alone_beside_her_replaced_user_document_is_written_later_control(pair, clock) -> None:  # noqa: F811,E501
+    assert _planted_then_back(pair, forged_leaf=False, what="user")
+
+
+def test_a_forged_winner_over_a_genuine_leaf_with_its_proofs_here_is_replaced_control(pair, clock) -> None:  # noqa: F811
+    here, there = pair
+    her, gwen, group, doc_id, _ = _gwens_group(there, gwen_first=True, bound="gwen")
+    bound = dict(there.store.get(doc_id))
+    for each in (her.id, bound["fid"], gwen.id, group):
+        put(here, {k: v for k, v in there.store.get(each).items() if k != "_rev"})
+    forged = {**bound, "_rev": "1-" + "f" * 32, "key": b64e(b"the server's bytes")}
+    replica.store_revisions(here.store, [{**bound, "_rev": "1-" + "0" * 32}, forged])
+    here.keys.arrived([doc_id])
+    assert place(here.layout, doc_id).exists()
