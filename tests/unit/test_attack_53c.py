@@ -29,7 +29,9 @@ Hole (1), medium (a member's key lost on a device until re-key; the server's doi
     tells a genuine leaf refused under a stale or planted node from a forged one.
   Impact: as 51a (5) / 50c (2): one made-up node revision (said once to the member as
     "owner-changed" by his tree, but the key loss is not undone by it) and one made-up leaf take a
-    member's file key off a device for good, until the owner re-keys.
+    member's file key off a device for good, until the owner re-keys (or her own device, which holds
+    the key file, meets the forged winner and answers it: a server that never shows it to her keeps
+    the loss).
   Fix (suggested): under a forged winner never close a leaf that parses and signs as the file's owner
     it names (``found.owner``, ``found.fid``, ``found.recipient`` the id's) unless it fails under the
     user document of ``found.owner`` itself and the node names that owner; or keep such leaves open
