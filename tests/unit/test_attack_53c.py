@@ -58,6 +58,31 @@ Hole (3), low to medium (52b (3)'s cost back; a flood on the loop, the server's 
     node's or owner's user document's revision changes (cache the verdict per leaf revision keyed by
     those revisions, as ``_signed_group`` does); or bound the open leaves judged per look.
 
+Hole (4), medium (a member's key replaced by the server's on any device, for good, until re-key; the
+  server alone, no key of anyone's): (1)'s cause the other way.  ``genuine_in_store`` judges a key record
+  under the owner the store's current node document names, and nothing checks that node (no signature,
+  no pin: the mirror has none).  The server makes a user of its own (mallory, self-signed), a node
+  revision at her file's id naming mallory as owner, and a next revision of bob's key document: a
+  record of epoch 2 signed by mallory.  It is "genuine", bob's key file (hers, epoch 1) is not
+  (judged under mallory): ``_settle_one`` writes mallory's key over her key file.  Her node served again
+  after it changes nothing: mallory's record is no longer genuine, nor is anything to answer it with
+  (her key is gone from the file): the key file keeps the server's bytes.  43b (6) fixed the bare
+  deletion under such a node (refused whatever the node says); the replacement was left.
+  Seen: ``test_a_key_signed_by_the_owner_a_planted_node_names_never_replaces_her_key_file`` (run, fails:
+    her key file holds b"the server's key" after mallory's record, and after her node is back and a
+    walk); control ``test_a_key_signed_by_another_user_never_replaces_her_key_file_control`` (the same
+    record with her node left as it is: refused, her key kept, passes).
+  Cause: grants.py ``genuine_in_store`` (``owner = node.get("owner")`` of an unchecked document), used
+    by key_mirror.py ``_genuine`` / ``_settle_one`` (``elif not file_ok: sharing.write_key(...)``).
+  Impact: on every device the server serves it to (one that had the key too, unlike (1)), a member's
+    key file is replaced: the vault refuses the server's record (pinned check), so he reads nothing of
+    the file until the owner re-keys it; the owner's own device's copy of his key file goes the same way.
+  Fix (suggested): never take the file's owner from the node document for a key that would replace a
+    key file: judge the record under the owner the key file's own record names (``found.owner`` of the
+    held key, with its user document), so a record signed by another owner never replaces a genuine
+    key file whatever the node says (as 43b (6) did for deletions); or take the node's owner only from
+    a node document signed by that owner under the user document the key file's signer has.
+
 What held (controls kept): a forged winner over a genuine leaf with every proof here and genuine
   (``test_a_forged_winner_over_a_genuine_leaf_with_its_proofs_here_is_replaced_control``).
 """
@@ -73,6 +98,9 @@ from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.sync import key_mirror
 from fusevault.sync.key_mirror import place
+from fusevault.vault.model import sharing
+from fusevault.vault.model.grants import record_doc
+from unit.test_attack_42a_keys import _next_revision
 from unit.test_attack_43b_keys import _gwens_group
 from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
 
@@ -187,3 +215,48 @@ def test_forged_leaves_of_a_file_not_here_are_not_judged_at_every_look(pair, clo
 def test_forged_leaves_of_a_file_here_are_judged_once_control(pair, clock, monkeypatch) -> None:  # noqa: F811
     looks = _forged_looks(pair, monkeypatch, node_here=True)
     assert looks[-1] <= 4, f"records judged per look: {looks}"
+
+
+# --- (4): a key "genuine" under a node revision the server made: written over her key file
+
+
+def _mallorys_key_over_hers(replicas, planted: bool) -> tuple[bytes | None, bytes | None]:
+    """bob's key of her file, mirrored here (key file written).  The server makes a user of its own
+    (mallory, self-signed: the mirror has no pins), a node revision at her file's id naming mallory as
+    owner (``planted``; else her node stays), and a next revision of bob's key document: a record of
+    epoch 2 signed by mallory as the file's owner.  Then her own node again, and a walk.  (The key file's
+    sealed key after mallory's record, and at the end.)"""
+    here, there = replicas
+    her, gwen, group, doc_id, _ = _gwens_group(here, gwen_first=True, bound="gwen")
+    path = place(here.layout, doc_id)
+    assert sharing.read_key(path).key == b"sealed for bob", "the scene: her key file here"
+    fid, bob = key_mirror.names(doc_id) or ("", "")
+    node = {k: v for k, v in here.store.get(fid).items() if k != "_rev"}
+    mallory = Owner()
+    put(here, mallory.user)
+    if planted:
+        _next_revision(here, fid, {**node, "owner": mallory.id})  # unsigned: the mirror reads it unchecked
+    sealed = b"the server's key"
+    sig = mallory.sign(record_doc(mallory.id, fid, bob, 2, sealed))["sig"]
+    _next_revision(here, doc_id, {"_id": doc_id, "type": sharing.FILE_KEY, "epoch": 2, "key": b64e(sealed),
+                                  "owner": mallory.id, "fid": fid, "recipient": bob, "sig": sig})
+    after = sharing.read_key(path)
+    if planted:
+        _next_revision(here, fid, node)  # her node again (her next commit, or the server's next answer)
+    here.keys.caught_up()
+    here.keys._looked_at = -float("inf")
+    here.refresh()
+    here.keys.caught_up()
+    end = sharing.read_key(path)
+    return (after.key if after else None), (end.key if end else None)
+
+
+@pytest.mark.xfail(strict=True, reason="53c (4): a key signed under a planted node owner replaces hers")
+def test_a_key_signed_by_the_owner_a_planted_node_names_never_replaces_her_key_file(pair, clock) -> None:  # noqa: F811
+    after, end = _mallorys_key_over_hers(pair, planted=True)
+    assert after == end == b"sealed for bob", f"her key file holds {after!r}, then {end!r}"
+
+
+def test_a_key_signed_by_another_user_never_replaces_her_key_file_control(pair, clock) -> None:  # noqa: F811
+    after, end = _mallorys_key_over_hers(pair, planted=False)
+    assert after == end == b"sealed for bob"
