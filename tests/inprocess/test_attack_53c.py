@@ -30,6 +30,27 @@ Hole (2), medium (honest data refused: another member's edits refused by the own
     a state the owner signed (or the one held), never taken from another member's state; a member's
     state whose ``en_file_dek``/``owner_dek`` differs from the held one refused (said) but a new
     file's ``owner_dek`` (``owner_dek_ok``); both fields bounded in size (a wrapping is ~80 characters).
+
+Held (read; the brief's areas (2) to (4)):
+  - the xattr cap (5a40e1a, a45c10f, f84fc28): every path that takes a member's state into her node
+    goes through ``may_take`` (arrival; the conflict keeper via ``_adopt``'s ``absorb_node``) or
+    ``_xattrs_within_the_cap`` (rule 2's merge beside her re-key); a conflict copy, a restore and an
+    import carry no xattrs (``_conflict_copy`` makes a new node; nothing in imports/ reads host
+    xattrs); a setxattr through the mount is ``_check_room``'s; a shared mount's seats take each
+    other's commits ``here`` (made by the mount, checked at the set);
+  - ``check_texts``: every node document is opened through ``open_node_attrs`` (the only unseal of
+    ``aead.ad("node")``), so no path skips it; ``trashed``'s shape is ``check_numbers``'
+    (its length is the open list's); ``placement.shaped`` bounds every field it keeps;
+  - the settled walk (0ffc69f, f2e4874): the digest covers every input the walk reads but the
+    version's own records (its own, here) and ``others_punched`` (checked outside the note); a failed
+    walk is not noted; ``_settled_pruned`` costs a walk at most; gc's ``_named_nodes`` keys copies as
+    ``copies`` does, and ``tree.load`` reads every node of a kept version's tree;
+  - 0f5efa1: ``insert_arrived`` is reached only through ``store_revisions`` with places, whose two
+    callers (replicator, punched asks) call ``note_arrival`` with the files after the commit; a reader
+    takes ``arrivals`` before its queries; an evicted file raises the floor (a look too many, never
+    one too few).
+Not tried: (2) at 8 MB (the carrying is shown, not the stall's seconds); version documents' texts
+  (``file_location``/``file_name`` are path-checked, never sealed again by a commit); a real mount.
 """
 
 from __future__ import annotations

@@ -84,7 +84,16 @@ Hole (4), medium (a member's key replaced by the server's on any device, for goo
     a node document signed by that owner under the user document the key file's signer has.
 
 What held (controls kept): a forged winner over a genuine leaf with every proof here and genuine
-  (``test_a_forged_winner_over_a_genuine_leaf_with_its_proofs_here_is_replaced_control``).
+  (``test_a_forged_winner_over_a_genuine_leaf_with_its_proofs_here_is_replaced_control``); 51a (5)'s
+  late user document and 52b (3)'s closing of proven-forged leaves (their own tests, and
+  ``test_forged_leaves_of_a_file_here_are_judged_once_control``); a record of another signer with her
+  node left as it is never replaces her key file (``..._control`` of (4)); a malformed winner leaves
+  the genuine leaf open (b82cc6f, 51a's test).
+Read, held (not run): a deleted node counts as pending (``signer_in_store``), so a removed file's
+  genuine leaf is not closed by the fix (its cost is (3)'s); under a genuine winner every other leaf is
+  closed as before f2e4874 (a later-epoch leaf of the same owner is provable whenever the winner is).
+Not tried: a real mount or a CouchDB server (the scenes are the mirror's own, as 51a/52b's); the
+  timing of (3) at scale (one document's look measured, ~0.07 s on this loaded machine).
 """
 
 from __future__ import annotations
