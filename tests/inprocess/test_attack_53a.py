@@ -68,10 +68,33 @@ Fix (suggested): remember the version at which a claim was made (``claim``) and,
 Test: ``test_her_commit_during_the_claims_save_and_a_crash_leave_no_key_of_his_in_force`` (strict xfail;
 the slow write is a patched ``Ledger.write`` that blocks until the crash).
 
-Each suggested fix was tried in this worktree and taken back (not committed): with the three, the
-five tests here pass, and so do tests/inprocess/test_attack_52a.py, test_attack_51b.py (but for its
+(4) high: a member's state bringing back her file from her trash (her node forgotten here) under
+her older key at an epoch above hers: taken unsaid on arrival, the ledger keyed at his epoch, and
+taken as hers at her unlock.
+Attack: she removes docs/sub (rmdir: her trash) after her rotation (epoch E); her kernel forgets it
+(the node leaves her tree).  bob (WRITE on docs/) commits docs/sub back in docs/ under K(E-1) at E+1
+(his client skips its own "only its owner brings a file back from the trash").
+Seen: on arrival ``absorb_node`` finds no node (``node is None``): no claim judged (``claim = None``
+for a new node), no hold, the state added as a new node under K(E-1) at E+1, nothing said, no re-key;
+the ledger's ``admit`` keys E+1 as the file's epoch.  Her unlock then judges it at E+1 = the ledger's
+epoch with no digest there (``keys`` is at E): ``known`` None, not judged; loaded under K(E-1),
+nothing rolled, nothing said.  Her next commit signs it: her rotation undone, unsaid, for good.
+Control: with her node still in the tree (her kernel holds it) his state is not taken under his key
+on arrival, and her unlock judges it (said, re-keyed):
+``test_his_revival_under_a_claimed_key_of_her_removed_folder_held_here_is_said``.
+Cause: vault/services/absorbing.py ``absorb_node`` judges claims (``_claims_a_key``,
+``_waits_for_her_re_key``) only for a node the tree holds; a file of hers in her trash is held by
+none; the ledger keys the unjudged epoch (51b (2)'s fault, by the new-node door).
+Fix (suggested): refuse a member's state that brings back a file of hers whose newest state seen
+here is her deletion (``Ledger.seen_live`` False: only she brings a file back from her trash, and her
+restore re-keys it, recovery.py); or judge a new node of hers against the ledger (``epochs``,
+``key_known``) as the load does, before ``admit``.  (The first, tried: this test passes.)
+Test: ``test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged`` (strict xfail).
+
+Each suggested fix of (1)-(3) was tried in this worktree and taken back (not committed): with the
+three, their tests here pass, and so do tests/inprocess/test_attack_52a.py, test_attack_51b.py (but for its
 three open limits, strict xfails) and tests/unit/test_ledger_claimed_51b.py.
-Run 2026-12-06: 2 passed, 3 xfailed (4.5 s); under --runxfail the 3 fail at their own assertion.
+Run 18:30 UTC, 2026-12-06: 3 passed, 4 xfailed (10 s); under --runxfail the 4 fail at their own assertion.
 
 Held (run or read): 52a's scenes (tests/inprocess/test_attack_52a.py, all pass); a claim at the held
 epoch under the held key (no claim, right: one key per epoch); a walk-up from a take-back (52a (1)) is
@@ -80,13 +103,12 @@ re-key commits (``claimed`` on disk still: one more re-key at unlock, no leak); 
 member's state at the claimed epoch under any key is taken unjudged (``known`` None) but the claim stays
 and the re-key is asked each batch (no leak); a claimed node purged from the tree keeps ``claimed``
 (re-keyed when it is seen live again: control of (2)); ce0f0c3: a state under the key held is never
-held (so no EIO hold by it).  Leads, not run: each claim makes her device seal the whole file again
-(a re-key: its size in new records, synced to every peer) for one small document of his (said each
-time, one a batch: a cost, bounded, large for a big file); a member's state bringing back a file of
-hers from her trash (node not in the tree: ``absorb_node`` judges nothing when ``node is None``) under
-the key it had when trashed, which an unshare since did not change (recovery.py: only her restore
-re-keys), may put a key a removed member holds back in force (not run: the unshare's key removal and
-stale_keys.py may or may not catch it).
+held (so no EIO hold by it).  Leads, not run: each claim makes her device seal the whole file
+again (a re-key: its size in new records, synced to every peer) for one small document of his (said
+once a claim until her re-key lands, one a batch: a cost, bounded, large for a big file); a member's
+state bringing back a file of hers trashed BEFORE an unshare, under the key it had then (an unshare
+re-keys live files only; her restore re-keys, recovery.py), is (4) with a key hers at its epoch:
+likely taken unsaid (not run: stale_keys.py may catch a removed member's key file still there).
 """
 
 from __future__ import annotations
@@ -105,6 +127,7 @@ from fusevault.vault.volume import Volume
 from inprocess import conftest
 from inprocess.test_attack_51b import _rotated, _said, _unlock
 from inprocess.test_member_newer_key_43c import _bobs_chmod_under
+from inprocess.test_two_users import ALICE, _walk
 
 
 async def _hidden(shared, monkeypatch, call):
@@ -244,3 +267,49 @@ async def test_her_commit_during_the_claims_save_and_a_crash_leave_no_key_of_his
                 and len(alarms.for_user(again.key.user_id).as_list()) == said), (
         "her commit during the claim's save, then a crash: his key (her older one) kept at her epoch, "
         "unsaid, no re-key")
+
+
+# (4) -----------------------------------------------------------------------------------------------
+
+
+async def _her_trashed_folder_revived(shared, monkeypatch, *, held_here: bool):
+    """She removes docs/sub (her trash; her kernel forgot it, or still holds it); bob brings it back
+    under her older key K(E-1) at E+1, an epoch no device of hers gave it."""
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    his.lookups += 1  # his own kernel holds it: his client keeps the node to bring back
+    if not held_here:
+        hers.lookups = hers.opens = 0
+    await shared.drive.rmdir((await _walk(shared.drive, b"docs", ALICE)).st_ino, b"sub", ALICE)
+    assert alice.store.get(hers.fid).get("delete") and (alice.tree.find(hers.fid) is hers) is held_here
+    his.dek, his.epoch, his.wrapped = older, held[1] + 1, wrapped
+    monkeypatch.setattr(bob.tree, "owned", lambda node: node)  # his client: no owner check on a restore
+    await _hidden(shared, monkeypatch, lambda: bob.relink(his, bob.tree.find(alice.resolve(b"docs").fid).ino,
+                                                          b"sub"))
+    doc = alice.store.get(hers.fid)
+    assert not doc.get("delete") and doc.get("epoch") == held[1] + 1
+    out = absorb_arrivals(alice, [doc])
+    return alice, hers.fid, out, older, held
+
+
+async def test_his_revival_under_a_claimed_key_of_her_removed_folder_held_here_is_said(shared, monkeypatch):
+    """Control: her node still in the tree (her kernel holds it): not taken under his key on arrival,
+    and her unlock judges the stored state (said, taken at her epoch, re-keyed)."""
+    alice, fid, out, older, held = await _her_trashed_folder_revived(shared, monkeypatch, held_here=True)
+    assert alice.tree.find(fid).dek != older
+    again = _unlock(alice)
+    assert again.tree.find(fid).epoch == held[1] and fid in again.ledger.rolled and _said(again, fid)
+
+
+@pytest.mark.xfail(strict=True, reason="53a (4): a member's state bringing back her trashed file (not in "
+                   "her tree) under a key not hers, at an epoch above hers, is taken unsaid, and keyed")
+async def test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged(shared, monkeypatch):
+    alice, fid, out, older, held = await _her_trashed_folder_revived(shared, monkeypatch, held_here=False)
+    node = alice.tree.find(fid)
+    taken = (node is not None and node.links and node.dek == older and node not in out.rekey
+             and not _said(alice, fid))
+    epoch = alice.ledger.epochs.get(fid)
+    again = _unlock(alice)
+    loaded = again.tree.find(fid)
+    assert not (taken and loaded.dek == older and fid not in again.ledger.rolled and not _said(again, fid)), (
+        f"his state bringing back her trashed folder under K(E-1) at E+1 taken unsaid, no re-key, the "
+        f"ledger keyed at his epoch ({epoch}), and loaded as hers at unlock: her rotation undone")
