@@ -91,10 +91,24 @@ restore re-keys it, recovery.py); or judge a new node of hers against the ledger
 ``key_known``) as the load does, before ``admit``.  (The first, tried: this test passes.)
 Test: ``test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged`` (strict xfail).
 
+(5) low: 52a (1)'s walk-up (his state at E-1 under K(E-1) taken back, then his state at E under it)
+is never said: re-keyed, but no alarm, on arrival or at unlock.
+Seen: the take-back marks ``claimed`` silently (right: an honest write during a revoke looks alike);
+his walk-up to E under the key held is then judged a claim (52a's fix), but ``_claim_taken`` says it
+only if ``Ledger.claim`` returns True ("not known"), and the file is known claimed already: nothing
+said; the unlock rolls it (``claimed``) without judging (``known`` None at the held epoch).  A state
+above the epoch held under the key held is never honest (her re-key always gives a new key), yet she
+is never told a member tried to keep an older key in force.
+Cause: vault/model/ledger.py ``claim`` returns "not claimed before", which the take-back (absorbing.py
+"written under an older key") sets unsaid; absorbing.py ``_claim_taken`` takes it for "said before".
+Fix (suggested): keep what was said apart from what is claimed (a said flag per claimed file, saved),
+or say a claim whenever the claimed epoch recorded came from a take-back.
+Test: ``test_his_walk_up_after_a_take_back_is_said`` (strict xfail).
+
 Each suggested fix of (1)-(3) was tried in this worktree and taken back (not committed): with the
 three, their tests here pass, and so do tests/inprocess/test_attack_52a.py, test_attack_51b.py (but for its
 three open limits, strict xfails) and tests/unit/test_ledger_claimed_51b.py.
-Run 18:30 UTC, 2026-12-06: 3 passed, 4 xfailed (10 s); under --runxfail the 4 fail at their own assertion.
+Run 18:35 UTC, 2026-12-06: 3 passed, 5 xfailed (10 s); under --runxfail the 5 fail at their own assertion.
 
 Held (run or read): 52a's scenes (tests/inprocess/test_attack_52a.py, all pass); a claim at the held
 epoch under the held key (no claim, right: one key per epoch); a walk-up from a take-back (52a (1)) is
@@ -313,3 +327,22 @@ async def test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged(s
     assert not (taken and loaded.dek == older and fid not in again.ledger.rolled and not _said(again, fid)), (
         f"his state bringing back her trashed folder under K(E-1) at E+1 taken unsaid, no re-key, the "
         f"ledger keyed at his epoch ({epoch}), and loaded as hers at unlock: her rotation undone")
+
+
+# (5) -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="53a (5): 52a (1)'s walk-up after a take-back is re-keyed but never "
+                   "said (the take-back marked the file claimed unsaid)")
+async def test_his_walk_up_after_a_take_back_is_said(shared, monkeypatch):
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1] - 1, wrapped)  # taken back: not said
+    absorb_arrivals(alice, [alice.store.get(hers.fid)])
+    assert alice.ledger.claimed == {hers.fid: held[1] - 1} and not _said(alice, hers.fid)
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1], wrapped)  # the walk-up: a claim
+    out = absorb_arrivals(alice, [alice.store.get(hers.fid)])
+    assert hers in out.rekey and hers.fid in alice.ledger.claimed  # re-keyed, as 52a's fix has it
+    again = _unlock(alice)
+    assert _said(alice, hers.fid) or _said(again, hers.fid), (
+        "his state at E under her older key K(E-1) (never honest: her re-key gives a new key) re-keyed "
+        "but never said, on arrival nor at unlock")
