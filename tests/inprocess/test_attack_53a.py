@@ -105,10 +105,28 @@ Fix (suggested): keep what was said apart from what is claimed (a said flag per 
 or say a claim whenever the claimed epoch recorded came from a take-back.
 Test: ``test_his_walk_up_after_a_take_back_is_said`` (strict xfail).
 
+(6) medium: her own commit of a claimed file (before her re-key lands) signs his key: her other
+device takes it as hers, keeps its digest, and writes under it until this device's re-key arrives.
+Scene: her desktop (this seat) judges bob's claim at E under K(E-1) (said, ``claimed`` saved, re-key
+asked); she commits the file there before the re-key lands (a chmod; 52a (3)'s scene, its ledger
+now saved first).  Her laptop, whose ledger saw K(E) at E, unlocks (or takes the state in).
+Seen: the laptop loads her signed state at E under K(E-1): hers (no member's state to judge), not
+rolled, not said, and ``saw_key`` keeps K(E-1)'s digest as her key at E.  Only the desktop knows
+the claim (``claimed`` is per device): the laptop's writes meanwhile are sealed under the key the
+removed member holds, until the desktop's re-key commits and arrives; a desktop lost before then
+(disk, theft), or one whose re-key a member keeps failing by committing each batch (51b (3)), leaves
+her laptop under his key for good.
+Cause: 52a (3)'s fix saves the claim before her commit (``Ledger.stamp``) but lets her commit sign
+the claimed key; what is claimed lives in one device's ledger only.
+Fix (suggested): a commit of hers of a claimed node is made under a new key of hers (her re-key
+first, then the change), or held until the re-key lands; her signature never covers a claimed key.
+Test: ``test_her_commit_of_a_claimed_file_gives_her_other_device_no_key_of_his`` (strict xfail; her
+laptop is a second load with a ledger of its own).
+
 Each suggested fix of (1)-(3) was tried in this worktree and taken back (not committed): with the
 three, their tests here pass, and so do tests/inprocess/test_attack_52a.py, test_attack_51b.py (but for its
 three open limits, strict xfails) and tests/unit/test_ledger_claimed_51b.py.
-Run 18:35 UTC, 2026-12-06: 3 passed, 5 xfailed (10 s); under --runxfail the 5 fail at their own assertion.
+Run 18:40 UTC, 2026-12-06: 3 passed, 6 xfailed (11 s); under --runxfail the 6 fail at their own assertion.
 
 Held (run or read): 52a's scenes (tests/inprocess/test_attack_52a.py, all pass); a claim at the held
 epoch under the held key (no claim, right: one key per epoch); a walk-up from a take-back (52a (1)) is
@@ -134,6 +152,7 @@ import pytest
 import trio
 
 from fusevault.vault.model import alarms
+from fusevault.vault.model import ledger as ledger_mod
 from fusevault.vault.model.ledger import Ledger
 from fusevault.vault.services.absorbing import absorb_arrivals
 from fusevault.vault.tree.arrivals import Absorbed
@@ -346,3 +365,36 @@ async def test_his_walk_up_after_a_take_back_is_said(shared, monkeypatch):
     assert _said(alice, hers.fid) or _said(again, hers.fid), (
         "his state at E under her older key K(E-1) (never honest: her re-key gives a new key) re-keyed "
         "but never said, on arrival nor at unlock")
+
+
+# (6) -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="53a (6): her commit of a claimed file signs his key; her other "
+                   "device takes it as hers (digest kept), unsaid, until this device's re-key arrives")
+async def test_her_commit_of_a_claimed_file_gives_her_other_device_no_key_of_his(
+        shared, monkeypatch, tmp_path):
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    real = ledger_mod.ledger_path
+
+    def laptop() -> Volume:
+        """Her laptop's unlock: the same store (synced), a ledger of its own."""
+        monkeypatch.setattr(ledger_mod, "ledger_path", lambda root, user: tmp_path / "laptop-ledger")
+        try:
+            return Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        finally:
+            monkeypatch.setattr(ledger_mod, "ledger_path", real)
+
+    assert laptop().ledger.key_known(hers.fid, held[1], held[0])  # her laptop saw K(E) at E
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1], wrapped)
+    absorb_arrivals(alice, [alice.store.get(hers.fid)])  # her desktop: said, claimed, re-key asked
+    assert alice.ledger.claimed == {hers.fid: held[1]} and _said(alice, hers.fid)
+    said = len(alarms.for_user(alice.key.user_id).as_list())
+    await _chmod(alice, hers)  # her desktop's commit before the re-key lands: signed by her, K(E-1)
+    other = laptop()
+    node = other.tree.find(hers.fid)
+    known = other.ledger.key_known(hers.fid, held[1], older)
+    assert not (node.dek == older and node.fid not in other.ledger.rolled
+                and len(alarms.for_user(alice.key.user_id).as_list()) == said), (
+        f"her laptop takes her desktop's commit under his key (K(E-1) at E) as hers, unsaid, no re-key, "
+        f"its digest kept as her key there ({known})")
