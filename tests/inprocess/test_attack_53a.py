@@ -1,5 +1,6 @@
 """Round 53a (at 52a's fixes and ce0f0c3: the key held at a higher epoch is a claim, a state taken back
-under an older key marks ``claimed``, ``Ledger.unclaim``, the ``urgent`` save), in-process.
+under an older key marks ``claimed``, ``Ledger.unclaim``, the ``urgent`` save), in-process.  Six found:
+(1), (2), (4) high (her rotation undone, unsaid), (6) medium, (3), (5) low.
 
 Harness: 51b's (tests/inprocess/test_attack_51b.py ``_rotated``): docs/ and docs/sub shared WRITE with
 bob; her rotation of docs/sub (epoch E, bob's device takes it in; he keeps her older key K(E-1) and
@@ -135,7 +136,8 @@ re-key commits (``claimed`` on disk still: one more re-key at unlock, no leak); 
 member's state at the claimed epoch under any key is taken unjudged (``known`` None) but the claim stays
 and the re-key is asked each batch (no leak); a claimed node purged from the tree keeps ``claimed``
 (re-keyed when it is seen live again: control of (2)); ce0f0c3: a state under the key held is never
-held (so no EIO hold by it).  Leads, not run: each claim makes her device seal the whole file
+held (so no EIO hold by it); a new device's (or a lost ledger's) first unlock judges a claim above
+epoch 0 (51b's test, run again).  Leads, not run: each claim makes her device seal the whole file
 again (a re-key: its size in new records, synced to every peer) for one small document of his (said
 once a claim until her re-key lands, one a batch: a cost, bounded, large for a big file); a member's
 state bringing back a file of hers trashed BEFORE an unshare, under the key it had then (an unshare
