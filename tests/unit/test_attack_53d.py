@@ -1,0 +1,89 @@
+"""Attack round 53d, unit level: the answer cap of fusevault/http_answers.py (52t (3)'s fix).
+
+See tests/inprocess/test_attack_53d.py's docstring for the round's whole report (holes, what held).
+
+Hole 1 (medium: whoever runs the link store, the relay or a sync peer, or is on their path without
+  TLS, makes the client allocate GiBs in one step, whatever the cap): the cap is counted after httpx
+  has decoded a whole network read, and a read of a few KiB stacked in several ``Content-Encoding``
+  layers (``gzip, gzip``) unpacks to GiBs in that one step.
+  Attack: the server answers any route with ``Content-Encoding: gzip, gzip`` and a body of 1.8 KiB
+    (1 GiB of zeros gzipped twice; 256 MiB here: a few hundred bytes).  httpx (0.29,
+    ``_decoders.MultiDecoder``) passes each raw read (up to 64 KiB) through every layer, each a
+    ``zlib.decompressobj().decompress(data)`` with no ``max_length``: the whole 256 MiB (or GiB) is
+    one bytes object before ``capped_request`` counts one byte of it.
+  Seen: ``test_a_twice_gzipped_answer_is_refused_before_it_is_unpacked`` (run, fails): for a cap of
+    64 KiB, ``capped_request`` raises AnswerTooLarge (as meant) but the process's traced peak is
+    256 MiB (tracemalloc); with the relay's chunk route (1 MiB + 64 KiB cap) the same.
+  Cause: fusevault/http_answers.py:39 ``for part in streamed.iter_bytes()`` (decoded parts, each the
+    whole decoding of one read, counted at :40 after it exists); the module's docstring says "a gzip
+    of a few KiB can unpack to GiBs" but only one layer's reads are bounded (about 1,032 times 64 KiB,
+    66 MB); two layers multiply the ratios (a million), three more again.
+  Impact: "unbounded memory from hostile input", the 52t (3) hole again through a header: the mount
+    (her whole drive) killed by the kernel's OOM at its start and every minute (drop boxes), ``link
+    get`` / ``receive`` likewise; a sync peer is capped at 256 MiB of JSON, so there the spike is per
+    read, unbounded too.  Not run at GiBs here (the test machine is shared); 256 MiB shows the cap
+    passed 4,096 times.
+  Fix (suggested): ask ``Accept-Encoding: identity`` and refuse an answer whose ``Content-Encoding``
+    is not identity (none of the routes compresses), before reading; or read ``iter_raw()`` and
+    decode it with one's own ``zlib.decompressobj`` using ``max_length`` (the cap left) per layer.
+
+What held here: ``Content-Length`` larger than the cap refused unread; a chunked or closing body cut
+at the cap; one gzip layer (each read unpacks to at most ~66 MB, then counted): the control
+``test_one_gzip_layer_is_unpacked_a_read_at_a_time``.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from fusevault.http_answers import AnswerTooLarge, capped_request
+from unit.test_http_answers import answering
+
+UNPACKED = 256 * 1024 * 1024
+CAP = 64 * 1024
+
+
+def _gzip(chunks: Iterator[bytes]) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return b"".join(packer.compress(c) for c in chunks) + packer.flush()
+
+
+def _zeros(total: int) -> Iterator[bytes]:
+    piece = b"\0" * (1 << 20)
+    for _ in range(total // len(piece)):
+        yield piece
+
+
+def _peak_of_get(head: bytes, body: bytes, cap: int = CAP) -> int:
+    """The traced peak (bytes) of one capped GET of ``body`` sent after ``head``."""
+    with answering(head + b"Content-Length: %d\r\n\r\n" % len(body), iter([body])) as url:
+        with httpx.Client(timeout=30) as client:
+            tracemalloc.start()
+            try:
+                with pytest.raises(AnswerTooLarge):
+                    capped_request(client, "GET", f"{url}/items/x/versions", cap)
+                return tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="53d (1): a twice-gzipped answer is unpacked whole before the cap counts it")
+def test_a_twice_gzipped_answer_is_refused_before_it_is_unpacked() -> None:
+    bomb = _gzip(iter([_gzip(_zeros(UNPACKED))]))
+    assert len(bomb) < 4096  # what travels
+    peak = _peak_of_get(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip\r\n", bomb)
+    print(f"{len(bomb)} bytes sent, cap {CAP}: peak {peak >> 20} MiB")
+    assert peak < 16 * 1024 * 1024, f"peak {peak >> 20} MiB for a cap of {CAP >> 10} KiB"
+
+
+def test_one_gzip_layer_is_unpacked_a_read_at_a_time() -> None:
+    """Control: one layer of the same size is counted read by read (each read unpacks to <= ~66 MB)."""
+    bomb = _gzip(_zeros(UNPACKED))
+    peak = _peak_of_get(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n", bomb)
+    print(f"{len(bomb)} bytes sent, cap {CAP}: peak {peak >> 20} MiB")
+    assert peak < 160 * 1024 * 1024, f"peak {peak >> 20} MiB"
