@@ -27,9 +27,30 @@ Hole 1 (medium: whoever runs the link store, the relay or a sync peer, or is on 
     is not identity (none of the routes compresses), before reading; or read ``iter_raw()`` and
     decode it with one's own ``zlib.decompressobj`` using ``max_length`` (the cap left) per layer.
 
+Hole 3 (medium-low: the same server still takes the mount to ~1.5 GB each minute, within the cap):
+  the cap counts the answer's bytes, and a JSON answer within it parses to ~24 times as much.
+  Attack: the link store answers her drop box's ``GET /items/ID/versions`` with 64 MiB (under
+    links/client.py JSON_CAP, 65 MiB) of ``{"versions": [{}, {}, ...]}``: 22 million empty objects.
+  Seen: ``test_a_json_answer_within_the_cap_does_not_take_many_times_its_size`` (run, fails) at 8 MiB
+    (for a quick test): ``LinkClient.versions`` raises CorruptData (as meant), its traced peak ~26
+    times the answer (209 MiB for 8 MiB; the control, one 8 MiB version, stays within 6 times).  At the cap, measured once by hand (``loads_untrusted``
+    of the 64 MiB answer): the process grew by 1,541 MiB (ru_maxrss), 9.7 s of CPU.  The mount asks
+    at its start and every minute (drop boxes); ``link get`` (``latest``) and the relay's JSON routes
+    (32 MiB: ~770 MB) likewise; a sync peer's JSON is capped at 256 MiB (JSON_LIMIT): ~6 GB.
+  Cause: fusevault/links/client.py:25 (one JSON_CAP for every route, the largest honest manifest),
+    then ``loads_untrusted`` (encoding.py:162) builds every object before ``_a_version`` looks at
+    one; http_answers.py bounds bytes only.  52t (3) was "3.2 GB for a 1.5 GiB answer": half of
+    that remains reachable with an answer the cap lets in.
+  Impact: "unbounded-ish memory from hostile input": a mount on a small machine (1-2 GB: a
+    Raspberry Pi, a small VPS) still killed at each start and every minute; 10 s of CPU a minute.
+  Fix (suggested): a count of JSON values (or an object-hook budget) in ``loads_untrusted`` scaled to
+    the bytes, e.g. refuse more than len/64 containers; or per-route caps (the list of versions
+    could be asked as ids only, each version fetched alone).
+
 What held here: ``Content-Length`` larger than the cap refused unread; a chunked or closing body cut
 at the cap; one gzip layer (each read unpacks to at most ~66 MB, then counted): the control
-``test_one_gzip_layer_is_unpacked_a_read_at_a_time``.
+``test_one_gzip_layer_is_unpacked_a_read_at_a_time``; an honest-shaped JSON answer (one 8 MiB version)
+reads within 3 times its size: ``test_an_honest_shaped_answer_of_that_size_takes_a_few_times_its_size``.
 """
 
 from __future__ import annotations
@@ -41,7 +62,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from fusevault.errors import CorruptData
 from fusevault.http_answers import AnswerTooLarge, capped_request
+from fusevault.links.client import LinkClient
 from unit.test_http_answers import answering
 
 UNPACKED = 256 * 1024 * 1024
@@ -87,3 +110,36 @@ def test_one_gzip_layer_is_unpacked_a_read_at_a_time() -> None:
     peak = _peak_of_get(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n", bomb)
     print(f"{len(bomb)} bytes sent, cap {CAP}: peak {peak >> 20} MiB")
     assert peak < 160 * 1024 * 1024, f"peak {peak >> 20} MiB"
+
+
+def _versions_peak(body: bytes) -> int:
+    """The traced peak of ``LinkClient.versions`` reading ``body`` (its error, if any, passed)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with answering(head, iter([body])) as url, LinkClient(url) as links:
+        tracemalloc.start()
+        try:
+            try:
+                links.versions("item", b"k" * 32)
+            except CorruptData:
+                pass  # the many empty objects: malformed, said
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+
+ANSWER = 8 << 20
+
+
+@pytest.mark.xfail(strict=True, reason="53d (3): a JSON answer within the cap parses to ~24 times its size")
+def test_a_json_answer_within_the_cap_does_not_take_many_times_its_size() -> None:
+    count = ANSWER // 3
+    peak = _versions_peak(b'{"versions": [' + b"{}," * (count - 1) + b"{}]}")
+    print(f"{ANSWER >> 20} MiB of empty objects: peak {peak >> 20} MiB")
+    assert peak < 6 * ANSWER, f"{ANSWER >> 20} MiB answer: peak {peak >> 20} MiB"
+
+
+def test_an_honest_shaped_answer_of_that_size_takes_a_few_times_its_size() -> None:
+    """Control: one version holding 8 MiB (a sealed manifest's size) reads within the same bound."""
+    peak = _versions_peak(b'{"versions": [{"id": "v1", "deleted": false, "manifest": "%s"}]}' % (b"A" * ANSWER))
+    print(f"one version of {ANSWER >> 20} MiB: peak {peak >> 20} MiB")
+    assert peak < 6 * ANSWER, f"peak {peak >> 20} MiB"
