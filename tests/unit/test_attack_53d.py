@@ -12,8 +12,10 @@ Hole 1 (medium: whoever runs the link store, the relay or a sync peer, or is on 
     ``zlib.decompressobj().decompress(data)`` with no ``max_length``: the whole 256 MiB (or GiB) is
     one bytes object before ``capped_request`` counts one byte of it.
   Seen: ``test_a_twice_gzipped_answer_is_refused_before_it_is_unpacked`` (run, fails): for a cap of
-    64 KiB, ``capped_request`` raises AnswerTooLarge (as meant) but the process's traced peak is
-    256 MiB (tracemalloc); with the relay's chunk route (1 MiB + 64 KiB cap) the same.
+    64 KiB, ``capped_request`` raises AnswerTooLarge (as meant) but the traced peak is 557 MiB
+    (tracemalloc) for 590 bytes sent.  Run once by hand through the mount's own call
+    (``LinkClient.versions``, JSON_CAP 65 MiB) with 1 GiB gzipped twice: 1,827 bytes sent, the
+    process's peak (ru_maxrss) grew by 2,048 MiB, then "answered too much" (RelayUnavailable).
   Cause: fusevault/http_answers.py:39 ``for part in streamed.iter_bytes()`` (decoded parts, each the
     whole decoding of one read, counted at :40 after it exists); the module's docstring says "a gzip
     of a few KiB can unpack to GiBs" but only one layer's reads are bounded (about 1,032 times 64 KiB,
