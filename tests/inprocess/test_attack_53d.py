@@ -15,7 +15,7 @@ Hole 2 (medium-high: a link store she uses keeps her drive unlocked after ``fuse
   Cause: links/owner.py:260 ``await trio.to_thread.run_sync(client.versions, ...)`` (and the
     other calls of the collection: ``delete_version``, the blocks read by ``_pull`` :526) run in
     threads that cannot be cancelled (no ``abandon_on_cancel``) and with no overall deadline
-    (transfer/client.py ``httpx.Timeout(30.0, connect=5.0)`` is per read); agent/sessions.py:208
+    (transfer/client.py ``httpx.Timeout(30.0, connect=5.0)`` is per read); agent/sessions.py:207
     ``Agent.lock`` cancels the session's scope then ``await session.stopped.wait()``, which waits
     for the session's nursery, which waits for that thread.  ``self._busy`` is held meanwhile, so
     the expiry's own lock and any unlock queue behind it too; the unmount waits likewise.
@@ -26,6 +26,21 @@ Hole 2 (medium-high: a link store she uses keeps her drive unlocked after ``fuse
     monotonic deadline checked per part, or trio-side ``abandon_on_cancel=True`` for the link
     calls, whose thread then finds the client closed), and ``Agent.lock`` not waiting on network
     work: cancel, and let an abandoned thread end on its own.
+
+Hole 5 (low: 52t (6)'s world-writable file, through the watched folder): an imported file keeps its
+  source's mode whole, 0666 (and setuid/setgid) included, in a drive opened to other users.
+  Scene: her watched folder is one another local user can put files in (a scanner's or a team's
+    inbox, group-writable); he puts ``scan.pdf`` there in mode 0666 (or 06777).  Her mount imports it.
+  Seen: ``test_an_imported_file_from_another_user_is_not_writable_by_others`` (run, fails): the
+    vault's ``scan.pdf`` is 0666 (``_dropped_mode``'s rule, "never writable by group or others,
+    whatever he gave", is not applied: the same file dropped is 0644); 06777 keeps setuid/setgid in
+    her vault (run once by hand: 0o6777 kept; harmless while the mount is nosuid; export strips it).
+  Cause: imports/importer.py ``take`` ``mode = stat.S_IMODE(st.st_mode)`` passed to ``write_file``
+    unmasked (``_copy``).
+  Impact: with ``--allow-other-users`` every local uid may rewrite that file in her vault (synced
+    to her devices), after she thinks it is hers.  Low: the source was as writable where it lay.
+  Fix (suggested): the drop's mask for imports (``mode & SAFE_MODE_BITS & ~(her_umask() | 0o022)``),
+    or at least ``& SAFE_MODE_BITS``.
 """
 
 from __future__ import annotations
@@ -39,6 +54,8 @@ import pytest
 import trio
 
 from fusevault.agent import sessions
+from fusevault.imports.importer import Importer
+from fusevault.vault.model.settings import Settings
 from fusevault.links.owner import Links
 from fusevault.vault.services.placing import NoKernel
 from inprocess.conftest import agent_for, make, read_all
@@ -126,3 +143,20 @@ async def _lock_while_collecting(fs, monkeypatch, *, trickle: bool) -> None:
                     await agent.lock("after the server let go")
             nursery.cancel_scope.cancel()
     assert locked and not still_open, "fusevault lock waited on the link store's answer"
+
+
+@pytest.mark.xfail(strict=True, reason="53d (5): an imported file keeps its source's 0666 in her vault")
+async def test_an_imported_file_from_another_user_is_not_writable_by_others(fs, tmp_path) -> None:
+    source = tmp_path / "scans"
+    source.mkdir()
+    (source / "scan.pdf").write_bytes(b"a scan")
+    (source / "scan.pdf").chmod(0o666)  # as another local user left it there
+    importer = Importer(fs.volume, Settings(source_dir_to_watch=str(source), import_into="Scans"), NoKernel())
+    await importer.load()
+    try:
+        outcome = await importer.take("scan.pdf")
+    finally:
+        importer.close()
+    mode = fs.volume.resolve(b"Scans/scan.pdf").mode & 0o7777
+    print(outcome, oct(mode))
+    assert not mode & 0o022, oct(mode)

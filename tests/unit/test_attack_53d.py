@@ -16,8 +16,8 @@ Hole 1 (medium: whoever runs the link store, the relay or a sync peer, or is on 
     (tracemalloc) for 590 bytes sent.  Run once by hand through the mount's own call
     (``LinkClient.versions``, JSON_CAP 65 MiB) with 1 GiB gzipped twice: 1,827 bytes sent, the
     process's peak (ru_maxrss) grew by 2,048 MiB, then "answered too much" (RelayUnavailable).
-  Cause: fusevault/http_answers.py:39 ``for part in streamed.iter_bytes()`` (decoded parts, each the
-    whole decoding of one read, counted at :40 after it exists); the module's docstring says "a gzip
+  Cause: fusevault/http_answers.py:38 ``for part in streamed.iter_bytes()`` (decoded parts, each the
+    whole decoding of one read, counted at :39 after it exists); the module's docstring says "a gzip
     of a few KiB can unpack to GiBs" but only one layer's reads are bounded (about 1,032 times 64 KiB,
     66 MB); two layers multiply the ratios (a million), three more again.
   Impact: "unbounded memory from hostile input", the 52t (3) hole again through a header: the mount
@@ -39,7 +39,7 @@ Hole 3 (medium-low: the same server still takes the mount to ~1.5 GB each minute
     of the 64 MiB answer): the process grew by 1,541 MiB (ru_maxrss), 9.7 s of CPU.  The mount asks
     at its start and every minute (drop boxes); ``link get`` (``latest``) and the relay's JSON routes
     (32 MiB: ~770 MB) likewise; a sync peer's JSON is capped at 256 MiB (JSON_LIMIT): ~6 GB.
-  Cause: fusevault/links/client.py:25 (one JSON_CAP for every route, the largest honest manifest),
+  Cause: fusevault/links/client.py:21 (one JSON_CAP for every route, the largest honest manifest),
     then ``loads_untrusted`` (encoding.py:162) builds every object before ``_a_version`` looks at
     one; http_answers.py bounds bytes only.  52t (3) was "3.2 GB for a 1.5 GiB answer": half of
     that remains reachable with an answer the cap lets in.
