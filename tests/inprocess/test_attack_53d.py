@@ -1,5 +1,42 @@
-"""Attack round 53d: the fixes after round 52t (reserved root names, the answer cap, the relay's
-session-name budget, a dropped file's mode).  DRAFT: filled in below as the round goes.
+"""Attack round 53d: the fixes after round 52t (af073e2 reserved root names, b808763/e85022a the
+answer cap, 1a0b85f the relay's session-name budget, 9da361b a dropped file's mode).
+
+Six holes, each run (strict xfails): (1) a twice-gzipped answer is unpacked whole before the cap
+counts it (medium; tests/unit/test_attack_53d.py); (2) a trickling link store keeps ``fusevault
+lock`` and the TTL from locking (medium-high; here); (3) a JSON answer within the cap parses to ~26
+times its size: 1.5 GB for the link store's 65 MiB (medium-low; unit file); (4) drops and imports
+named like ``shared`` / ``groups`` / ``.versions`` with look-alike letters or invisible characters
+take the root as is (low; unit file); (5) an imported file keeps its source's 0666 / setuid (low;
+here); (6) folders made for her are 0755 whatever her umask (low; here).
+
+Held (tried, with the controls kept): a ``Content-Length`` over the cap, chunked and closing bodies
+(tests/unit/test_http_answers.py, re-run); one gzip layer (``test_one_gzip_layer_is_unpacked_a_read_at_a_time``);
+an honest-shaped JSON answer (``test_an_honest_shaped_answer_of_that_size_takes_a_few_times_its_size``);
+a link store that answers lets her lock (``test_a_link_store_that_answers_lets_her_lock``); the
+exact kept names go to ``NAME (2)`` (``test_the_kept_names_themselves_take_another_name``).  Read,
+held: redirects are not followed (httpx default; a 3xx is an answer like any); an unknown
+``Content-Encoding`` (br, zstd: not installed) is passed raw, not decoded; a sync peer's calls are
+``abandon_on_cancel`` (a trickling peer does not hold the lock); a drop box under ``shared/bob`` or
+``groups/team/proj`` whose share is gone while the top view stays (another share) is refused by
+``_make_node``'s write check on the virtual folder (BoxWaits), never made real; ``restore --to
+shared/bob/x`` likewise; ``import_into`` is normalised (``/``, ``//``, ``./`` are the root) and
+refuses ``.versions`` (``shared`` there is hers to choose; make_dirs refuses it with no share); a
+watched folder holding both ``shared/a.txt`` and ``shared (2)/a.txt`` imports the second beside
+the first ("no import record" alarm: a false one, low, not kept as a test), nothing overwritten.
+The relay: a name not of 6 ASCII digits is refused uncounted (``[0-9]`` on str is ASCII only;
+Arabic-Indic digits, spaces, newlines: 404); IPv4-mapped IPv6 clients count as their IPv4 (not one
+/64 for all); the budget's window is fixed at its first name (not extended by more); a name is
+given back only once the sender posted the manifest (after the confirmation), so a scanner's hits
+are not refunded before it proves the code; X-Forwarded-For is believed only from listed proxies.
+Seen, by design (``test_relay_state.py::test_an_address_that_scans_names_is_held_at_its_budget_over_all_sessions``
+shows it): one client behind a shared address (a carrier's CGNAT, a campus NAT) spends the whole
+address's 16 names per 10 minutes, and every honest receiver behind it gets 429 for the window, again
+at each window (low; SECURITY.md speaks of a family's typos only).
+
+Not tried: brotli/zstd bombs (the packages are not installed; with them, one layer's ratio is far
+above gzip's); a trickle on ``link get``/``receive`` (a command: Ctrl-C twice ends it) and on the
+unmount (it waits as the lock does, by reading); a user renaming himself to another's username to
+mix his shares into ``shared/<name>/`` (outside this brief).
 
 Hole 2 (medium-high: a link store she uses keeps her drive unlocked after ``fusevault lock`` and
   after her passphrase's TTL, for as long as it likes): a trickling answer to the mount's drop-box
