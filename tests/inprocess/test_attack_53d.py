@@ -10,28 +10,29 @@ take the root as is (low; unit file); (5) an imported file keeps its source's 06
 here); (6) folders made for her are 0755 whatever her umask (low; here).
 
 Held (tried, with the controls kept): a ``Content-Length`` over the cap, chunked and closing bodies
-(tests/unit/test_http_answers.py, re-run); one gzip layer (``test_one_gzip_layer_is_unpacked_a_read_at_a_time``);
-an honest-shaped JSON answer (``test_an_honest_shaped_answer_of_that_size_takes_a_few_times_its_size``);
-a link store that answers lets her lock (``test_a_link_store_that_answers_lets_her_lock``); the
-exact kept names go to ``NAME (2)`` (``test_the_kept_names_themselves_take_another_name``).  Read,
-held: redirects are not followed (httpx default; a 3xx is an answer like any); an unknown
-``Content-Encoding`` (br, zstd: not installed) is passed raw, not decoded; a sync peer's calls are
-``abandon_on_cancel`` (a trickling peer does not hold the lock); a drop box under ``shared/bob`` or
-``groups/team/proj`` whose share is gone while the top view stays (another share) is refused by
-``_make_node``'s write check on the virtual folder (BoxWaits), never made real; ``restore --to
-shared/bob/x`` likewise; ``import_into`` is normalised (``/``, ``//``, ``./`` are the root) and
-refuses ``.versions`` (``shared`` there is hers to choose; make_dirs refuses it with no share); a
-watched folder holding both ``shared/a.txt`` and ``shared (2)/a.txt`` imports the second beside
-the first ("no import record" alarm: a false one, low, not kept as a test), nothing overwritten.
-The relay: a name not of 6 ASCII digits is refused uncounted (``[0-9]`` on str is ASCII only;
-Arabic-Indic digits, spaces, newlines: 404); IPv4-mapped IPv6 clients count as their IPv4 (not one
-/64 for all); the budget's window is fixed at its first name (not extended by more); a name is
-given back only once the sender posted the manifest (after the confirmation), so a scanner's hits
-are not refunded before it proves the code; X-Forwarded-For is believed only from listed proxies.
-Seen, by design (``test_relay_state.py::test_an_address_that_scans_names_is_held_at_its_budget_over_all_sessions``
-shows it): one client behind a shared address (a carrier's CGNAT, a campus NAT) spends the whole
-address's 16 names per 10 minutes, and every honest receiver behind it gets 429 for the window, again
-at each window (low; SECURITY.md speaks of a family's typos only).
+(tests/unit/test_http_answers.py, re-run); one gzip layer
+(``test_one_gzip_layer_is_unpacked_a_read_at_a_time``); an honest-shaped JSON answer
+(``test_an_honest_shaped_answer_of_that_size_takes_a_few_times_its_size``); a link store that answers
+lets her lock (``test_a_link_store_that_answers_lets_her_lock``); the exact kept names go to ``NAME
+(2)`` (``test_the_kept_names_themselves_take_another_name``). Read, held: redirects are not followed
+(httpx default; a 3xx is an answer like any); an unknown ``Content-Encoding`` (br, zstd: not installed)
+is passed raw, not decoded; a sync peer's calls are ``abandon_on_cancel`` (a trickling peer does not
+hold the lock); a drop box under ``shared/bob`` or ``groups/team/proj`` whose share is gone while the
+top view stays (another share) is refused by ``_make_node``'s write check on the virtual folder
+(BoxWaits), never made real; ``restore --to shared/bob/x`` likewise; ``import_into`` is normalised
+(``/``, ``//``, ``./`` are the root) and refuses ``.versions`` (``shared`` there is hers to choose;
+make_dirs refuses it with no share); a watched folder holding both ``shared/a.txt`` and ``shared
+(2)/a.txt`` imports the second beside the first ("no import record" alarm: a false one, low; read, not
+run), nothing overwritten. The relay (read): a name not of 6 ASCII digits is refused uncounted
+(``[0-9]`` on str is ASCII only; Arabic-Indic digits, spaces, newlines: 404); IPv4-mapped IPv6 clients
+count as their IPv4 (not one /64 for all); the budget's window is fixed at its first name (not extended
+by more); a name is given back only once the sender posted the manifest (after the confirmation), so a
+scanner's hits are not refunded before it proves the code; X-Forwarded-For is believed only from listed
+proxies. Seen, by design (shown by tests/services/test_relay_state.py
+``::test_an_address_that_scans_names_is_held_at_its_budget_over_all_sessions``): one client behind a
+shared address (a carrier's CGNAT, a campus NAT) spends the whole address's 16 names per 10 minutes, and
+every honest receiver behind it gets 429 for the window, again at each window (low; SECURITY.md speaks
+of a family's typos only).
 
 Not tried: brotli/zstd bombs (the packages are not installed; with them, one layer's ratio is far
 above gzip's); a trickle on ``link get``/``receive`` (a command: Ctrl-C twice ends it) and on the
@@ -47,8 +48,8 @@ Hole 2 (medium-high: a link store she uses keeps her drive unlocked after ``fuse
     ~a year at that pace).  The mount asks by itself, DROPS_FIRST after the unlock, every minute.
   Seen: ``test_a_trickling_link_store_does_not_keep_her_drive_unlocked`` (run, fails): with the
     collection under way, ``Agent.lock`` (``fusevault lock``, and the TTL's expiry, which calls the
-    same) does not return in 5 s (nor in 15, run once); her session is still open (keys in memory, files readable);
-    it locks only once the test's server stops trickling.
+    same) does not return in 5 s (nor in 15, run once); her session is still open (keys in
+    memory, files readable); it locks only once the test's server stops trickling.
   Cause: links/owner.py:260 ``await trio.to_thread.run_sync(client.versions, ...)`` (and the
     other calls of the collection: ``delete_version``, the blocks read by ``_pull`` :526) run in
     threads that cannot be cancelled (no ``abandon_on_cancel``) and with no overall deadline
@@ -102,11 +103,11 @@ from contextlib import contextmanager
 import pytest
 import trio
 
+from fusevault import modes
 from fusevault.agent import sessions
 from fusevault.imports.importer import Importer
-from fusevault.vault.model.settings import Settings
-from fusevault import modes
 from fusevault.links.owner import Links
+from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.placing import NoKernel, make_dirs
 from fusevault.vault.tree.namespace import Caller
 from inprocess.conftest import agent_for, make, read_all
@@ -160,7 +161,8 @@ def trickling_link_store(trickle: bool = True) -> Iterator[tuple[str, threading.
         listener.close()
 
 
-@pytest.mark.xfail(strict=True, reason="53d (2): a trickling link store's answer keeps fusevault lock waiting")
+@pytest.mark.xfail(strict=True, reason="53d (2): a trickling link store's answer keeps fusevault lock "
+                   "waiting")
 async def test_a_trickling_link_store_does_not_keep_her_drive_unlocked(fs, monkeypatch) -> None:
     await _lock_while_collecting(fs, monkeypatch, trickle=True)
 
