@@ -99,7 +99,7 @@ Impact: low: a false alarm and an unneeded re-key in honest use of a big group.
 Fix (suggested): leave out the recipients not sealed this key here (the key files give who holds
 which key: the one added since has the new key sealed at his addition, so is known) rather than
 searching; or her own signed key record at the re-key's epoch.
-Tests: ``test_a_member_added_late_in_a_big_group_after_her_re_key_is_found`` (strict xfail),
+Tests: ``test_a_member_added_late_in_a_big_group_after_her_re_key_is_found`` (a strict xfail until fixed),
 control ``test_a_member_added_early_in_a_big_group_after_her_re_key_is_found``.
 
 Held (checked by run or read): a new device (no ledger: her claim at E+1) is judged at its first
@@ -113,7 +113,11 @@ Run 15:50 UTC, 2026-12-06: 3 passed, 7 xfailed; under --runxfail the 7 fail at t
 Fixed (1) to (3) (docs/SECURITY.md, round 51b): the ledger keeps a keyed digest of her key at its epoch
 (``keys``) and the files whose node holds a claimed key (``claimed``, saved) until her re-key commits;
 the arrival judges a claim before the ledger's ``admit``; a claimed key is never taken for hers; her
-re-key is asked again at each batch and at every unlock.  (4), (5), (6) stay strict xfails (limits).
+re-key is asked again at each batch and at every unlock.  Fixed (4), (6) after round 52: her re-key writes
+her proof of the key into the node (``key_proof``), carried over by a member's commit; a state above her
+epoch under a key her proof proves is hers, whatever the recipients since (their scenes here carry her
+proof, as her re-key gives it; tests/inprocess/test_key_proof.py for the rest).  (5) stays a strict
+xfail (a limit: a key with no proof of hers, legacy, is looked for by derivation only).
 """
 
 from __future__ import annotations
@@ -300,7 +304,7 @@ async def test_her_desktops_key_before_a_change_of_permission_is_no_claim(shared
     assert (node.dek, node.epoch) == (newer, epoch) and hers.fid not in again.ledger.rolled
 
 
-@pytest.mark.xfail(strict=True, reason="51b (5), limit: a legacy key at epoch >= 1: a false claim, new device")
+@pytest.mark.xfail(strict=True, reason="51b (5), limit: a legacy key at epoch >= 1: false claim, new device")
 async def test_a_legacy_random_key_is_no_claim_at_her_new_devices_first_unlock(shared, monkeypatch):
     alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
     with monkeypatch.context() as legacy:  # her rotation by a version before derived keys (round 37b (6))

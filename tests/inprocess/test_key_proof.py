@@ -38,7 +38,8 @@ def _claimed_at_load(again, fid: str) -> bool:
 
 async def test_her_re_key_gives_the_node_her_proof_and_bobs_commit_carries_it_over(shared, monkeypatch):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
-    assert hers.key_proof == alice.key.key_proof(hers.fid, *reversed(held)) and his.key_proof == hers.key_proof
+    assert hers.key_proof == alice.key.key_proof(hers.fid, held[1], held[0])
+    assert his.key_proof == hers.key_proof, "bob's device took her re-key in without her proof"
     await _bobs_chmod_under(shared, monkeypatch, his, *held, dict(his.wrapped or {}))  # honest
     stored = alice.store.get(hers.fid)
     assert stored["sig"]["by"] == bob.key.user_id

@@ -103,12 +103,13 @@ def key_not_hers(tree: Keyed, node: Node, held: tuple[bytes | None, int], fresh:
     unproven key in).  At the held epoch, only the one derived for the recipients seen here, proven or
     not: one epoch has one key of hers for what one device sees, and another key of hers there is her
     other device's re-key for other recipients at once (one she removed may hold it: judged a claim,
-    her file re-keyed, as before proofs).  Where her key at the held epoch is not known (at load), only a state above
-    that epoch is judged: at it, her key may be one no derivation here gives (a first key, or one
-    derived for the recipients seen at its re-key), unless ``known`` says whether ``fresh``'s key is
-    the one this device saw hers have there (the ledger's digest: vault/model/ledger.py ``keys``,
-    attack round 51b (1)).  A key held that a member claimed (the ledger's ``claimed``) is no key of
-    hers: given as unknown (None), so his later states under it are judged too (51b (3))."""
+    her file re-keyed, as before proofs).  Where her key at the held epoch is not known (at load), only
+    a state above that epoch is judged: at it, her key may be one no derivation here gives (a first
+    key, or one derived for the recipients seen at its re-key), unless ``known`` says whether
+    ``fresh``'s key is the one this device saw hers have there (the ledger's digest:
+    vault/model/ledger.py ``keys``, attack round 51b (1)).  A key held that a member claimed (the
+    ledger's ``claimed``) is no key of hers: given as unknown (None), so his later states under it are
+    judged too (51b (3))."""
     dek, epoch = held
     if signer in (None, fresh.owner) or node.owner != tree.key.user_id or fresh.epoch < epoch:
         return False
