@@ -30,7 +30,8 @@ def subkey(master: bytes, purpose: str) -> bytes:
 class MasterKey:
     """An unlocked user's master key and the sub-keys derived from it."""
 
-    __slots__ = ("user_id", "_wrap", "_private", "_names", "_device", "_rekey", "_digests", "identity")
+    __slots__ = ("user_id", "_wrap", "_private", "_names", "_device", "_rekey", "_digests", "_proofs",
+                 "identity")
 
     def __init__(self, user_id: str, master: bytes) -> None:
         self.user_id = user_id
@@ -45,6 +46,7 @@ class MasterKey:
         self._device = subkey(master, "fusevault device-state v1")
         self._rekey = subkey(master, "fusevault rekey-dek v1")
         self._digests = subkey(master, "fusevault dek-digest v1")
+        self._proofs = subkey(master, "fusevault key-proof v1")
 
     def wrap_dek(self, fid: str, dek: bytes) -> bytes:
         return aead.seal(self._wrap, dek, aead.ad("dek", self.user_id, fid))
@@ -81,6 +83,20 @@ class MasterKey:
         there again (vault/model/ledger.py ``keys``): it tells nothing of the key without this master
         key, and no one without it makes one that matches another key."""
         return hmac.new(self._digests, aead.ad("dek-digest", fid, str(epoch), dek), "sha256").hexdigest()[:32]
+
+    def key_proof(self, fid: str, epoch: int, dek: bytes) -> str:
+        """Her proof that her device gave her file ``fid`` the key ``dek`` at ``epoch`` (a re-key): written
+        into the node's sealed fields with the key, carried over unchanged by a member's commit under that
+        key (vault/model/nodes.py ``key_proof``).  Bound to the file, the epoch and the key, so a member
+        who holds one (her key at an epoch, and its proof) proves no other key, epoch or file with it;
+        nobody without this master key makes one (vault/model/her_keys.py ``her_key_at``)."""
+        return hmac.new(self._proofs, aead.ad("key-proof", fid, str(epoch), dek), "sha256").hexdigest()[:32]
+
+    def proves_key(self, fid: str, epoch: int, dek: bytes, proof: object) -> bool:
+        """Whether ``proof`` (a document's, anyone's input) is her ``key_proof`` of ``dek`` at ``epoch``."""
+        # compare_digest takes only ASCII text (anything else raises): a document's is checked first.
+        return (isinstance(proof, str) and proof.isascii()
+                and hmac.compare_digest(proof, self.key_proof(fid, epoch, dek)))
 
     def name_id(self, kind: str, name: str) -> str:
         """A stable document id for a private name, which the id does not reveal."""

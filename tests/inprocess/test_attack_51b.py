@@ -99,7 +99,7 @@ Impact: low: a false alarm and an unneeded re-key in honest use of a big group.
 Fix (suggested): leave out the recipients not sealed this key here (the key files give who holds
 which key: the one added since has the new key sealed at his addition, so is known) rather than
 searching; or her own signed key record at the re-key's epoch.
-Tests: ``test_a_member_added_late_in_a_big_group_after_her_re_key_is_found`` (strict xfail),
+Tests: ``test_a_member_added_late_in_a_big_group_after_her_re_key_is_found`` (a strict xfail until fixed),
 control ``test_a_member_added_early_in_a_big_group_after_her_re_key_is_found``.
 
 Held (checked by run or read): a new device (no ledger: her claim at E+1) is judged at its first
@@ -113,7 +113,11 @@ Run 15:50 UTC, 2026-12-06: 3 passed, 7 xfailed; under --runxfail the 7 fail at t
 Fixed (1) to (3) (docs/SECURITY.md, round 51b): the ledger keeps a keyed digest of her key at its epoch
 (``keys``) and the files whose node holds a claimed key (``claimed``, saved) until her re-key commits;
 the arrival judges a claim before the ledger's ``admit``; a claimed key is never taken for hers; her
-re-key is asked again at each batch and at every unlock.  (4), (5), (6) stay strict xfails (limits).
+re-key is asked again at each batch and at every unlock.  Fixed (4), (6) after round 52: her re-key writes
+her proof of the key into the node (``key_proof``), carried over by a member's commit; a state above her
+epoch under a key her proof proves is hers, whatever the recipients since (their scenes here carry her
+proof, as her re-key gives it; tests/inprocess/test_key_proof.py for the rest).  (5) stays a strict
+xfail (a limit: a key with no proof of hers, legacy, is looked for by derivation only).
 """
 
 from __future__ import annotations
@@ -123,6 +127,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
 from fusevault.vault.files import rekeying
@@ -277,26 +282,36 @@ async def _docs_sub_read_in_docs_write(shared):
     return alice, bob, hers, bob.tree.find(hers.fid)
 
 
-@pytest.mark.xfail(strict=True, reason="51b (4): one change of permission: a false claim")
+def _her_desktops_re_key(alice, hers, epoch: int) -> tuple[bytes, str]:
+    """Her desktop's rotation of docs/sub at ``epoch``, as it gives the node (vault/files/rekeying.py):
+    the key derived for the recipients it sees, and her proof of it."""
+    newer = derived_dek(alice.tree, hers, epoch)
+    return newer, alice.key.key_proof(hers.fid, epoch, newer)
+
+
 async def test_her_desktops_key_before_a_change_of_permission_is_no_claim(shared, monkeypatch):
     alice, bob, hers, his = await _docs_sub_read_in_docs_write(shared)
     epoch = hers.epoch + 1
-    newer = derived_dek(alice.tree, hers, epoch)  # her desktop's rotation of docs/sub
+    newer, proof = _her_desktops_re_key(alice, hers, epoch)  # her desktop's rotation of docs/sub
     before = hers.epoch
     await _share(shared, "docs/sub", "WRITE")  # then, on her desktop, bob's share of docs/sub made WRITE
     assert hers.epoch == before, "a change of permission is no re-key"
     await _bobs_chmod_under(shared, monkeypatch, his, newer, epoch,
-                            {"en_file_dek": b64e(alice.key.wrap_dek(hers.fid, newer))})
+                            {"en_file_dek": b64e(alice.key.wrap_dek(hers.fid, newer))}, proof)
     again = _unlock(alice)
     assert not _said(again, hers.fid), "bob's honest state over her desktop's key said as his claim"
+    node = again.tree.find(hers.fid)
+    assert (node.dek, node.epoch) == (newer, epoch) and hers.fid not in again.ledger.rolled
 
 
-@pytest.mark.xfail(strict=True, reason="51b (5): a legacy key at epoch >= 1: a false claim, new device")
+@pytest.mark.xfail(strict=True, reason="51b (5), limit: a legacy key at epoch >= 1: false claim, new device")
 async def test_a_legacy_random_key_is_no_claim_at_her_new_devices_first_unlock(shared, monkeypatch):
     alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
     with monkeypatch.context() as legacy:  # her rotation by a version before derived keys (round 37b (6))
         legacy.setattr(rekeying, "derived_dek", lambda tree, node, epoch: os.urandom(32))
+        legacy.setattr(MasterKey, "key_proof", lambda key, fid, epoch, dek: None)  # and before proofs
         await alice.rekey(hers)
+    assert hers.key_proof is None
     retry_awaiting(bob, Absorbed())
     key, epoch = hers.dek, hers.epoch
     assert his.dek == key and epoch >= 1
@@ -338,13 +353,15 @@ def _group_view(alice, hers, members: list[str]) -> SimpleNamespace:
                            covering=lambda n: [grant])
 
 
-def _member_added_at(alice, hers, index: int) -> bool:
+def _member_added_at(alice, hers, index: int, proven: bool = True) -> bool:
     """Whether her key, derived by her desktop for a group of 100, is found by her laptop once one
-    member (sorted at ``index``) was added to the group after the re-key."""
+    member (sorted at ``index``) was added to the group after the re-key; ``proven``: with her proof of
+    it, as her desktop's re-key gives the node (a member's state under it carries it over)."""
     members = sorted(f"{i:02d}" + "u" * 30 for i in range(101))
     desktop = _group_view(alice, hers, [m for i, m in enumerate(members) if i != index])
     newer = derived_dek(desktop, hers, 1)  # type: ignore[arg-type]
-    return her_key_at(_group_view(alice, hers, members), hers, 1, newer)  # type: ignore[arg-type]
+    proof = alice.key.key_proof(hers.fid, 1, newer) if proven else None
+    return her_key_at(_group_view(alice, hers, members), hers, 1, newer, proof)  # type: ignore[arg-type]
 
 
 async def test_a_member_added_early_in_a_big_group_after_her_re_key_is_found(shared):
@@ -352,8 +369,15 @@ async def test_a_member_added_early_in_a_big_group_after_her_re_key_is_found(sha
     assert _member_added_at(alice, hers, 10)
 
 
-@pytest.mark.xfail(strict=True, reason="51b (6): a member added to a group over 62: her key not found")
 async def test_a_member_added_late_in_a_big_group_after_her_re_key_is_found(shared):
     alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
     assert _member_added_at(alice, hers, 80), (
         "one member added to her group of 100 after her re-key: her key taken for a claim")
+
+
+async def test_a_key_from_before_proofs_of_a_big_group_is_still_looked_for_by_derivation(shared):
+    """(6) for a key with no proof (a re-key by a version before proofs): the derivation as before, which
+    finds it with the member added early, not late (the limit left, docs/SECURITY.md)."""
+    alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
+    assert _member_added_at(alice, hers, 10, proven=False)
+    assert not _member_added_at(alice, hers, 80, proven=False)

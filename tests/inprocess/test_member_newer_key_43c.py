@@ -49,13 +49,17 @@ async def _docs_sub_shared_twice(shared) -> tuple:
     return alice, bob, hers, bob.tree.find(hers.fid), grant
 
 
-async def _bobs_chmod_under(shared, monkeypatch, his, dek: bytes, epoch: int, wrapped: dict) -> None:
+async def _bobs_chmod_under(shared, monkeypatch, his, dek: bytes, epoch: int, wrapped: dict,
+                            proof: str | None = None) -> None:
     """bob's chmod of docs/sub committed under ``dek`` at ``epoch``, which her seat (the laptop) does not
-    take in from the store's watcher: it hears it from the sync (``absorb_arrivals``, below)."""
+    take in from the store's watcher: it hears it from the sync (``absorb_arrivals``, below).  ``proof``:
+    her proof of the key, as her re-key's state he took in carried it (else his node's is kept)."""
     alice, bob = shared.volumes["alice"], shared.volumes["bob"]
 
     def chmod() -> None:
         his.dek, his.epoch, his.wrapped = dek, epoch, wrapped
+        if proof is not None:
+            his.key_proof = proof
         his.mode = stat.S_IFDIR | 0o775
 
     real = conftest.absorb

@@ -107,3 +107,26 @@ def test_a_re_keys_dek_is_one_per_file_epoch_and_recipients_and_known_to_her_dev
 
 
 KNOWN_REKEY_DEK = "ba8f1ccd23f6c87bd89c8e42872421e641b9909e9c2db84a7d694515bfe35576"
+
+
+def test_her_key_proof_is_bound_to_file_epoch_key_and_her_master_key() -> None:
+    """Her proof that her device gave a file a key at an epoch (attack round 51b (4)-(6)'s fix): the same
+    on every device of hers; any other file, epoch, key or master key gives another, and none of hers
+    proves another key, epoch or file.  A known answer pins it (its own subkey: no other digest of hers
+    is one)."""
+    master, dek = bytes(range(32)), bytes(range(32, 64))
+    key = MasterKey("u1", master)
+    proof = key.key_proof("f1", 2, dek)
+    assert proof == KNOWN_KEY_PROOF
+    assert MasterKey("u1", master).proves_key("f1", 2, dek, proof)  # another device of hers
+    others = [key.key_proof("f2", 2, dek), key.key_proof("f1", 3, dek), key.key_proof("f1", 2, bytes(32)),
+              MasterKey("u1", bytes(32)).key_proof("f1", 2, dek), key.dek_digest("f1", 2, dek)]
+    assert proof not in others and len(set(others)) == len(others)
+    assert not any(key.proves_key(*each, proof) for each in (("f2", 2, dek), ("f1", 3, dek), ("f1", 1, dek),
+                                                            ("f1", 2, bytes(32))))
+    assert not MasterKey("u1", bytes(32)).proves_key("f1", 2, dek, proof)
+    for garbage in (None, 7, "", proof.upper(), proof + "0", "\u00e9" * 32, b"x"):
+        assert not key.proves_key("f1", 2, dek, garbage)
+
+
+KNOWN_KEY_PROOF = "3c62588dace66f9aefe4c24e0de0df7f"

@@ -68,15 +68,18 @@ def test_one_key_at_one_epoch_is_decided_by_ctime_as_before() -> None:
 def test_a_members_state_committed_here_takes_the_held_epoch_for_the_held_key(claimed: int) -> None:
     said: list[str] = []
     keeper = _leaf(BOB, "2-b", OLD, claimed)
-    node = keeper.node  # as absorbed: his claimed epoch
-    _no_claimed_epoch(_volume(said), node, keeper, OLD, 1)  # type: ignore[arg-type]
+    node = keeper.node  # as absorbed: his claimed epoch, and whatever proof his state carried
+    node.key_proof = "b" * 32
+    _no_claimed_epoch(_volume(said), node, keeper, OLD, 1, "a" * 32)  # type: ignore[arg-type]
     assert node.epoch == 1 and len(said) == (1 if claimed > 1 else 0)
+    assert node.key_proof == "a" * 32, "the held key at the held epoch keeps her proof of it (51b (4)-(6))"
 
 
 def test_a_members_state_under_another_key_keeps_its_epoch() -> None:
     keeper = _leaf(BOB, "2-b", NEW, 2)
-    _no_claimed_epoch(_volume([]), keeper.node, keeper, OLD, 1)  # type: ignore[arg-type]
-    assert keeper.node.epoch == 2
+    keeper.node.key_proof = "b" * 32
+    _no_claimed_epoch(_volume([]), keeper.node, keeper, OLD, 1, "a" * 32)  # type: ignore[arg-type]
+    assert keeper.node.epoch == 2 and keeper.node.key_proof == "b" * 32
 
 
 def test_a_members_stamp_minutes_ahead_is_held_down_to_now() -> None:

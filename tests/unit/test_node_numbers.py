@@ -16,7 +16,7 @@ from fusevault.crypto import aead
 from fusevault.encoding import b64e
 from fusevault.errors import CorruptData
 from fusevault.vault.model.history import open_version_doc
-from fusevault.vault.model.nodes import clear_epoch, node_from_doc, open_node_attrs
+from fusevault.vault.model.nodes import attrs_plain, clear_epoch, node_from_doc, open_node_attrs
 
 FID = "f" * 32
 DEK = os.urandom(32)
@@ -135,3 +135,22 @@ def test_texts_as_commits_make_them_open() -> None:
     assert node.target == b"/" + b"t" * 4095
     node, _ = _open({**GOOD, "head": "9" * 32, "previous": "a" * 32, "replaced_by": "b" * 32})
     assert (node.head, node.previous, node.replaced_by) == ("9" * 32, "a" * 32, "b" * 32)
+
+
+# --- 51b (4)-(6)'s fix: her key proof (``key_proof``), anyone's input, bounded to the shape she makes
+
+@pytest.mark.parametrize("proof", [
+    "a" * 33, "a" * 31, "A" * 32, "g" * 32, "x" * 8_000_000, "\u00e9" * 32, 7, ["a" * 32], {"a": 1}, True,
+])
+def test_a_key_proof_of_another_shape_than_hers_is_malformed(proof: object) -> None:
+    with pytest.raises(CorruptData, match="malformed"):
+        _open({**GOOD, "key_proof": proof})
+
+
+def test_a_key_proof_of_her_shape_opens_and_is_sealed_again_as_it_came() -> None:
+    """Carried over unchanged: what a member's commit (or hers) under that key writes back."""
+    node, _ = _open({**GOOD, "key_proof": "0123456789abcdef" * 2})
+    assert node.key_proof == "0123456789abcdef" * 2
+    assert attrs_plain(node, lambda ino: "p" * 32)["key_proof"] == node.key_proof
+    node, _ = _open(GOOD)
+    assert node.key_proof is None and "key_proof" not in attrs_plain(node, lambda ino: "p" * 32)

@@ -46,8 +46,11 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
             await files.commit_version(node, node.content)
         epoch = await _next_epoch(files, node)
         dek = derived_dek(tree, node, epoch)
+        # Her proof of it, with it in the node: whoever holds the key after this, whatever the recipients
+        # since, knows it hers there (vault/model/her_keys.py ``her_key_at``, attack round 51b (4)-(6)).
+        proof = tree.key.key_proof(node.fid, epoch, dek)
         if node.is_reg and node.head:
-            if not await _reseal(files, node, dek, epoch, reopen):
+            if not await _reseal(files, node, (dek, epoch, proof), reopen):
                 if _left(files, node):
                     return  # deleted meanwhile (on another device): no file to give a key
                 # Its document is not in the store, and the tree never saw it go: the key
@@ -56,7 +59,7 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
                                   "a new key: its document is missing from the store")
         else:
             def change() -> None:
-                node.dek, node.epoch = dek, epoch
+                node.dek, node.epoch, node.key_proof = dek, epoch, proof
 
             await tree.commit_node(node, change)
             if node.content is not None:  # open, nothing stored: nothing sealed under the old key
@@ -110,9 +113,9 @@ def _reload(files: Files, node: Node, reopen: Reopen) -> bool:
     return True
 
 
-async def _reseal(files: Files, node: Node, dek: bytes, epoch: int, reopen: Reopen) -> bool:
-    """Seal the node's newest version again under ``dek`` as a new version
-    (the content lock held).  Sealed into a Content of its own: reads
+async def _reseal(files: Files, node: Node, key: tuple[bytes, int, str], reopen: Reopen) -> bool:
+    """Seal the node's newest version again under ``key`` (the new DEK, its epoch and her proof of it)
+    as a new version (the content lock held).  Sealed into a Content of its own: reads
     under way keep the old one, which stays whole, until the commit.
     False when the file went meanwhile (nothing to seal)."""
     tree = files.tree
@@ -124,9 +127,9 @@ async def _reseal(files: Files, node: Node, dek: bytes, epoch: int, reopen: Reop
             if not _reload(files, node, reopen):
                 return False
         still = _unchanged(files, node, node.rev)
-        fresh = await tree.in_thread(_sealed_again, files, node, dek, epoch)
+        fresh = await tree.in_thread(_sealed_again, files, node, *key[:2])
         try:
-            await files.commit_version(node, fresh, still, key=(dek, epoch))
+            await files.commit_version(node, fresh, still, key=key)
         except Stale:
             # Another writer's version came in while this one was sealed
             # (it waits in ``awaiting``: sealed next, so it stays the

@@ -7,6 +7,11 @@ older key at his epoch, her next commit signed it, and her rotation was undone. 
 such a state arrives (vault/services/absorbing.py ``_claims_a_key``) and where the load takes the
 store's current revision (vault/tree/loading.py ``_claims_judged``, attack round 50b (1)): the floor
 below both.
+
+Her key at an epoch is known by her proof of it (``MasterKey.key_proof``: her re-key writes it into
+the node with the key, a member's commit under that key carries it over), whatever the recipients her
+re-key saw; a key with none (one from before proofs, her re-key's state sealed again by a member's
+older client) by her derivation, under the recipient lists her re-key may have seen.
 """
 
 from __future__ import annotations
@@ -67,15 +72,24 @@ def _recipient_lists(tree: Keyed, node: Node) -> Iterator[list[str]]:
     return itertools.islice(lists, RECIPIENT_LISTS)
 
 
-def her_key_at(tree: Keyed, node: Node, epoch: int, dek: bytes) -> bool:
-    """Whether ``dek`` is a key her device derived for the node at ``epoch``: her own proof, as only
-    her master key derives it and the epoch is part of it (``MasterKey.rekey_dek``), whatever the
-    recipients were, so a key of hers from another epoch (one a member kept) never passes.  Looked for
-    under the recipient lists her re-key may have seen (``_recipient_lists``): more changes of grants
-    since her re-key than one are not found (her key then taken for a claim: a false alarm, and a new
-    key of hers)."""
-    return any(tree.key.rekey_dek(node.fid, epoch, recipients) == dek
-               for recipients in _recipient_lists(tree, node))
+def proven(tree: Keyed, node: Node, epoch: int, dek: bytes, proof: str | None) -> bool:
+    """Whether ``proof`` (a state's, anyone's input) is her proof that her device gave the node ``dek``
+    at ``epoch`` (vault/files/rekeying.py ``rekey``): bound to the file, the epoch and the key, so her
+    proof of a key a member holds (her older one, another file's) proves nothing else."""
+    return proof is not None and tree.key.proves_key(node.fid, epoch, dek, proof)
+
+
+def her_key_at(tree: Keyed, node: Node, epoch: int, dek: bytes, proof: str | None = None) -> bool:
+    """Whether ``dek`` is a key her device gave the node at ``epoch``: one ``proof`` proves hers there
+    (``proven``), whatever the recipients her re-key saw; else one she derived for it there, as only
+    her master key derives it and the epoch is part of it (``MasterKey.rekey_dek``), so a key of hers
+    from another epoch (one a member kept) never passes.  Without a proof (a key from before proofs),
+    looked for under the recipient lists her re-key may have seen (``_recipient_lists``): more changes
+    of grants since her re-key than one, a change of a share's permission, a member past the 62nd of
+    a big group added since, are not found (her key then taken for a claim: a false alarm, and a new
+    key of hers; attack round 51b (4), (6), lifted by the proof)."""
+    return proven(tree, node, epoch, dek, proof) or any(
+        tree.key.rekey_dek(node.fid, epoch, recipients) == dek for recipients in _recipient_lists(tree, node))
 
 
 def key_not_hers(tree: Keyed, node: Node, held: tuple[bytes | None, int], fresh: Node,
@@ -83,15 +97,19 @@ def key_not_hers(tree: Keyed, node: Node, held: tuple[bytes | None, int], fresh:
     """Whether ``fresh``, a state of her ``node`` signed by ``signer``, carries a key other than the
     one held (``held``: her key, None where unknown, and its epoch) at an epoch not below the held
     one's, and not a key of hers at its epoch: his claim.  Above the held epoch, a key of hers is one
-    ``her_key_at`` finds; ``seen_here``: only the one derived for the recipients seen here (43c (8)'s
-    hold, in vault/services/absorbing.py, waits for her re-key's change of grants to arrive before it
-    takes her key in).  At the held epoch, only that one too: one epoch has one key of hers for what
-    one device sees.  Where her key at the held epoch is not known (at load), only a state above
-    that epoch is judged: at it, her key may be one no derivation here gives (a first key, or one
-    derived for the recipients seen at its re-key), unless ``known`` says whether ``fresh``'s key is
-    the one this device saw hers have there (the ledger's digest: vault/model/ledger.py ``keys``,
-    attack round 51b (1)).  A key held that a member claimed (the ledger's ``claimed``) is no key of
-    hers: given as unknown (None), so his later states under it are judged too (51b (3))."""
+    her proof proves there (the state's ``key_proof``: ``proven``), or one ``her_key_at`` finds;
+    ``seen_here``: one proven, or the one derived for the recipients seen here (43c (8)'s hold, in
+    vault/services/absorbing.py, waits for her re-key's change of grants to arrive before it takes an
+    unproven key in).  At the held epoch, only the one derived for the recipients seen here, proven or
+    not: one epoch has one key of hers for what one device sees, and another key of hers there is her
+    other device's re-key for other recipients at once (one she removed may hold it: judged a claim,
+    her file re-keyed, as before proofs).  Where her key at the held epoch is not known (at load), only
+    a state above that epoch is judged: at it, her key may be one no derivation here gives (a first
+    key, or one derived for the recipients seen at its re-key), unless ``known`` says whether
+    ``fresh``'s key is the one this device saw hers have there (the ledger's digest:
+    vault/model/ledger.py ``keys``, attack round 51b (1)).  A key held that a member claimed (the
+    ledger's ``claimed``) is no key of hers: given as unknown (None), so his later states under it are
+    judged too (51b (3))."""
     dek, epoch = held
     if signer in (None, fresh.owner) or node.owner != tree.key.user_id or fresh.epoch < epoch:
         return False
@@ -101,7 +119,11 @@ def key_not_hers(tree: Keyed, node: Node, held: tuple[bytes | None, int], fresh:
         return fresh.epoch > epoch
     if dek is None and fresh.epoch == epoch:
         return known is False
-    if seen_here or fresh.epoch == epoch:
+    if fresh.epoch == epoch:
+        return derived_dek(tree, node, fresh.epoch) != fresh.dek
+    if proven(tree, node, fresh.epoch, fresh.dek, fresh.key_proof):
+        return False  # her re-key's key, whatever its recipients were (attack round 51b (4), (6))
+    if seen_here:
         return derived_dek(tree, node, fresh.epoch) != fresh.dek
     return not her_key_at(tree, node, fresh.epoch, fresh.dek)
 

@@ -48,6 +48,7 @@ MAX_OVER = 32
 DEVICE_MAX = 32  # characters of a device id (fusevault's are 16)
 PATH_MAX = 4096  # bytes of a symlink's target (Linux's PATH_MAX: the kernel makes none longer)
 MAX_SIZE = _I63 - 1  # off_t
+PROOF_SIZE = 32  # hex digits of a key proof (crypto/keys.py ``MasterKey.key_proof``)
 _RANGES = (("mode", 0, 0o177777), ("uid", 0, _U32 - 1), ("gid", 0, _U32 - 1), ("rdev", 0, _U32 - 1),
            ("size", 0, MAX_SIZE), ("allocated", 0, MAX_SIZE), ("epoch", 0, _EXACT - 1),
            ("atime", -_I63, _I63 - 1), ("mtime", -_I63, _I63 - 1), ("ctime", -_I63, _I63 - 1),
@@ -135,10 +136,11 @@ def check_texts(attrs: dict) -> None:
     """Raise ValueError if a free text of opened node attributes (strings, ``check_shapes``) is larger
     than any commit of fusevault's makes it: a symlink's ``target`` at most PATH_MAX bytes (the
     kernel's bound on one), and none on any other node; ``head`` (a version id), ``previous`` and
-    ``replaced_by`` (file ids) the shape of an id.  A member's state with an 8 MB ``target`` or
-    ``previous`` of her regular file was taken as it was (nothing reads a target on a file, nothing she
-    can do through the mount clears it, and only the xattrs had a cap) and sealed again on the loop at
-    each of her later commits of the file, signed by her, every seat waiting (attack round 52c (4)).
+    ``replaced_by`` (file ids) the shape of an id, ``key_proof`` the shape of one (``proof_shaped``).  A
+    member's state with an 8 MB ``target`` or ``previous`` of her regular file was taken as it was
+    (nothing reads a target on a file, nothing she can do through the mount clears it, and only the
+    xattrs had a cap) and sealed again on the loop at each of her later commits of the file, signed by
+    her, every seat waiting (attack round 52c (4)).
     Refused as any malformed document is (said; at her unlock her file rebuilt from her own states)."""
     target = attrs.get("target")
     if target is not None and not (stat.S_ISLNK(attrs.get("mode") or 0) and len(target) <= PATH_MAX
@@ -147,6 +149,15 @@ def check_texts(attrs: dict) -> None:
     for field in ("head", "previous", "replaced_by"):
         if (value := attrs.get(field)) is not None and not is_id(value):
             raise ValueError(f"bad {field}")
+    if (proof := attrs.get("key_proof")) is not None and not proof_shaped(proof):
+        raise ValueError("bad key_proof")
+
+
+def proof_shaped(proof: object) -> bool:
+    """A key proof as ``MasterKey.key_proof`` makes one: 32 lowercase hex digits, nothing larger (a
+    member's document is his input, sealed again at each of her commits that carry it over)."""
+    return (isinstance(proof, str) and len(proof) == PROOF_SIZE
+            and all(c in "0123456789abcdef" for c in proof))
 
 
 def device_ok(device: object) -> bool:
@@ -227,7 +238,7 @@ class Node:
         "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped", "seq",
-        "over", "replaced_by", "placed", "changed",
+        "over", "replaced_by", "placed", "changed", "key_proof",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -292,6 +303,11 @@ class Node:
         # since it was made): two states of hers made apart keep each field from the one that changed
         # it (vault/services/conflicts.py, attack round 41b (4)).  Replaced, never changed in place.
         self.changed: dict[str, int] | None = None
+        # The owner's proof that her device gave the node ``dek`` at ``epoch`` (crypto/keys.py
+        # ``MasterKey.key_proof``), made at her re-key (vault/files/rekeying.py), carried over unchanged
+        # by every commit under that key (hers, a member's); None: none (a first key, a key from before
+        # proofs).  Anyone's input: it counts only where her key checks it (vault/model/her_keys.py).
+        self.key_proof: str | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -310,7 +326,7 @@ class Node:
     # Snapshots let a metadata operation be undone when its commit fails.
     _SAVED = ("mode", "uid", "gid", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "xattrs",
               "head", "manifest", "rev", "trashed", "previous", "dek", "epoch",
-              "replaced_by", "changed")
+              "replaced_by", "changed", "key_proof")
 
     def save(self) -> tuple:
         return (tuple(getattr(self, f) for f in self._SAVED), list(self.links))
@@ -345,6 +361,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         **({"over": node.over} if node.over else {}),
         **({"placed": node.placed} if node.placed is not None else {}),
         **({"changed": node.changed} if node.changed else {}),
+        **({"key_proof": node.key_proof} if node.key_proof is not None else {}),
     }
 
 
@@ -512,6 +529,7 @@ def apply_attrs(node: Node, attrs: dict, by_owner: bool | None = None) -> list[t
     node.allocated = attrs.get("allocated")
     node.placed = shaped(attrs.get("placed"))
     node.changed = taken_stamps(attrs.get("changed"), by_owner)
+    node.key_proof = attrs.get("key_proof")
     if (seq := attrs.get("seq")) is not None:
         device, n = seq
         if not isinstance(device, str) or not isinstance(n, int):

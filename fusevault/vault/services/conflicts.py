@@ -833,7 +833,7 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     # (absorbing.py; attack round 37b (2)).  Her own devices' moves find no key left to take back.
     held = volume.find(current["_id"])
     before = volume.tree.covering(held) if held is not None else []
-    held_key = None if held is None else (held.dek, held.epoch)
+    held_key = None if held is None else (held.dek, held.epoch, held.key_proof)
     absorb_node(volume, {**keeper.doc, "_rev": f"{current['_rev']} settled"}, out, settled=True)
     node = volume.find(current["_id"])
     if node is None:
@@ -877,14 +877,16 @@ async def _sealed_again_under_hers(volume: Volume, node: Node, out: Absorbed) ->
         log.error("%s", text)
 
 
-def _no_claimed_epoch(volume: Volume, node: Node, keeper: Leaf, dek: bytes | None, epoch: int) -> None:
+def _no_claimed_epoch(volume: Volume, node: Node, keeper: Leaf, dek: bytes | None, epoch: int,
+                      proof: str | None) -> None:
     """A member's state committed here (rule 3's contents of his, or his state whole) under the key this
     device holds: committed at the epoch held, not at the one he sealed.  The epoch is his to claim
     and the commit is signed by her: his claim made hers beat her re-key as "two states of hers"
-    (rule 2 by epoch), her unshare undone (attack round 45c (4))."""
+    (rule 2 by epoch), her unshare undone (attack round 45c (4)).  With the held key's proof (``proof``:
+    his is of no key at the epoch held)."""
     if node.dek != dek or node.epoch == epoch:
         return
     if node.epoch > epoch and volume.authorship is not None:
         volume.authorship.deny(keeper.doc, f"a state signed by {said_signer(keeper.doc)} claims key epoch "
                                f"{node.epoch} for the key held at epoch {epoch}: committed at {epoch}")
-    node.epoch = epoch
+    node.epoch, node.key_proof = epoch, proof

@@ -446,7 +446,10 @@ def _her_key(volume: Volume, node: Node) -> bool:
     no proof of it: a member's state claims any epoch under her older key (round 45c (4)), and a
     claim taken for her re-key dropped her request for good, the file left under her older key
     (round 50b (1)).  The load and the arrival take such a claim at her epoch; this is the last
-    check.  A key of hers not found there costs one more re-key, nothing else."""
+    check.  A key of hers not found there costs one more re-key, nothing else.  Found by derivation
+    only, never by her proof (``key_proof``): the request asks for a key made with its removal in view,
+    and a key derived for the recipients seen here (or fewer) is one; her proof says only that her
+    device made the key, maybe for recipients since removed (her other device's re-key at once)."""
     return bool(node.dek) and her_key_at(volume.tree, node, node.epoch, node.dek)
 
 

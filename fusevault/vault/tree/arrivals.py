@@ -38,7 +38,8 @@ ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "tar
 # Revisions a refused one may pass over that are fetched to be taken in under it (a peer's edits made
 # while this device was away: a file saved more often than this is recovered from its history).
 BENEATH_LIMIT = 16
-CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped")
+CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped",
+            "key_proof")
 
 
 @dataclass
