@@ -198,8 +198,6 @@ async def test_his_state_below_her_epoch_on_arrival_is_claimed(shared, monkeypat
     assert hers.fid in again.ledger.rolled
 
 
-@pytest.mark.xfail(strict=True, reason="53a (1): a member's state below her epoch stored while she is "
-                   "locked is taken unsaid at unlock, never re-keyed")
 async def test_his_state_below_her_epoch_stored_while_she_is_locked_is_re_keyed_at_unlock(
         shared, monkeypatch):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
@@ -250,8 +248,6 @@ async def test_his_revival_of_a_claimed_folder_not_held_here_is_re_keyed(shared,
     assert node is not None and node.links and node.fid in alice.ledger.claimed and node in out.rekey
 
 
-@pytest.mark.xfail(strict=True, reason="53a (2): a claimed file removed by the member while her kernel "
-                   "holds it is unclaimed; his revival under the claimed key is taken unsaid as hers")
 async def test_his_deletion_and_revival_of_a_claimed_folder_keeps_his_key_out(shared, monkeypatch):
     alice, node, out, older, held = await _claimed_deleted_revived(shared, monkeypatch, held_here=True)
     known = alice.ledger.key_known(node.fid, held[1], older)
@@ -266,8 +262,6 @@ async def test_his_deletion_and_revival_of_a_claimed_folder_keeps_his_key_out(sh
 # (3) -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="53a (3): her commit while keep_saved's write of a claim is under "
-                   "way is not held for it; a crash then loses the claim")
 async def test_her_commit_during_the_claims_save_and_a_crash_leave_no_key_of_his_in_force(
         shared, monkeypatch):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
@@ -335,8 +329,6 @@ async def test_his_revival_under_a_claimed_key_of_her_removed_folder_held_here_i
     assert again.tree.find(fid).epoch == held[1] and fid in again.ledger.rolled and _said(again, fid)
 
 
-@pytest.mark.xfail(strict=True, reason="53a (4): a member's state bringing back her trashed file (not in "
-                   "her tree) under a key not hers, at an epoch above hers, is taken unsaid, and keyed")
 async def test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged(shared, monkeypatch):
     alice, fid, out, older, held = await _her_trashed_folder_revived(shared, monkeypatch, held_here=False)
     node = alice.tree.find(fid)
@@ -353,8 +345,6 @@ async def test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged(s
 # (5) -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="53a (5): 52a (1)'s walk-up after a take-back is re-keyed but never "
-                   "said (the take-back marked the file claimed unsaid)")
 async def test_his_walk_up_after_a_take_back_is_said(shared, monkeypatch):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
     await _bobs_chmod_under(shared, monkeypatch, his, older, held[1] - 1, wrapped)  # taken back: not said

@@ -278,6 +278,14 @@ def _claims_judged(tree: Tree, gate: Authorship, ledger: Ledger, foreign: list[F
                 or tree.get(node.ino) is not node):
             continue
         held = ledger.epochs.get(node.fid, 0)
+        if node.owner == tree.key.user_id and signer not in (None, node.owner) and node.dek and node.epoch < held:
+            # Below her epoch (his state stored while she was locked): taken back, as on arrival
+            # (absorbing.py, "written under an older key"), unsaid (an honest write during a revoke
+            # looks alike), and re-keyed at unlock.  Taken as stored, her next commit signed the key
+            # her rotation had retired, for good (attack round 53a (1)).
+            ledger.claim(node.fid, node.epoch, said=False)
+            ledger.rolled.add(node.fid)
+            continue
         known = (ledger.key_known(node.fid, held, node.dek)
                  if node.epoch == held and node.dek and node.fid not in ledger.claimed else None)
         if not key_not_hers(tree, node, (None, held), node, signer, known=known):
