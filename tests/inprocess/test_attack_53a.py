@@ -27,7 +27,7 @@ branch) adds to ``rolled`` only a rollback.
 Fix (suggested): in ``_claims_judged`` (or ``check_loaded``), a member's state (signer not the owner)
 of her file at an epoch below the ledger's ``epochs`` marks it ``claimed`` (at its epoch) and
 ``rolled``, as the arrival does; saying it is optional (an honest write during a revoke looks alike).
-Test: ``test_his_state_below_her_epoch_stored_while_she_is_locked_is_re_keyed_at_unlock`` (strict xfail).
+Test: ``test_his_state_below_her_epoch_stored_while_she_is_locked_is_re_keyed_at_unlock``.
 
 (2) high: his claim, then his deletion of the file while her kernel holds it: ``unclaim``; his revival
 under the claimed key is taken unsaid, its digest kept as hers.
@@ -128,6 +128,8 @@ Each suggested fix of (1)-(3) was tried in this worktree and taken back (not com
 three, their tests here pass, and so do tests/inprocess/test_attack_52a.py, test_attack_51b.py (but for its
 three open limits, strict xfails) and tests/unit/test_ledger_claimed_51b.py.
 Run 18:40 UTC, 2026-12-06: 3 passed, 6 xfailed (11 s); under --runxfail the 6 fail at their own assertion.
+Fixed (w-f53a): the six pass, their strict xfails removed (docs/SECURITY.md, round 53a); (6) by her other
+device's judging (``_claimed_keys_signed``, ``_claimed_key_signed``), and its arrival test added.
 
 Held (run or read): 52a's scenes (tests/inprocess/test_attack_52a.py, all pass); a claim at the held
 epoch under the held key (no claim, right: one key per epoch); a walk-up from a take-back (52a (1)) is
@@ -362,8 +364,6 @@ async def test_his_walk_up_after_a_take_back_is_said(shared, monkeypatch):
 # (6) -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="53a (6): her commit of a claimed file signs his key; her other "
-                   "device takes it as hers (digest kept), unsaid, until this device's re-key arrives")
 async def test_her_commit_of_a_claimed_file_gives_her_other_device_no_key_of_his(
         shared, monkeypatch, tmp_path):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
@@ -390,3 +390,24 @@ async def test_her_commit_of_a_claimed_file_gives_her_other_device_no_key_of_his
                 and len(alarms.for_user(alice.key.user_id).as_list()) == said), (
         f"her laptop takes her desktop's commit under his key (K(E-1) at E) as hers, unsaid, no re-key, "
         f"its digest kept as her key there ({known})")
+
+
+async def test_her_commit_of_a_claimed_file_arriving_at_her_other_device_is_re_keyed_there(
+        shared, monkeypatch, tmp_path):
+    """(6) on arrival: her laptop unlocked, her desktop's commit under the claimed key comes in: claimed
+    there too (its digest never kept as hers), her re-key asked; her laptop's own re-key then ends it."""
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    real = ledger_mod.ledger_path
+    monkeypatch.setattr(ledger_mod, "ledger_path", lambda root, user: tmp_path / "laptop-ledger")
+    other = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # her laptop
+    monkeypatch.setattr(ledger_mod, "ledger_path", real)
+    node = other.tree.find(hers.fid)
+    assert other.ledger.key_known(hers.fid, held[1], held[0])
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1], wrapped)
+    absorb_arrivals(alice, [alice.store.get(hers.fid)])  # her desktop: claimed
+    await _chmod(alice, hers)  # her desktop's commit before its re-key lands
+    out = absorb_arrivals(other, [alice.store.get(hers.fid)])
+    assert node.dek == older and node in out.rekey and other.ledger.claimed == {hers.fid: held[1]}
+    assert other.ledger.key_known(hers.fid, held[1], older) is not True, "his key's digest kept as hers"
+    await other.rekey(node)
+    assert node.dek != older and node.epoch > held[1] and hers.fid not in other.ledger.claimed

@@ -41,7 +41,7 @@ from fusevault.store import replica
 from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
-from fusevault.vault.model.her_keys import claim_said, key_not_hers
+from fusevault.vault.model.her_keys import claim_said, her_key_unknown, key_not_hers
 from fusevault.vault.model.history import carried, made_over
 from fusevault.vault.model.ledger import parents_of, path_shown, writer_seq
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
@@ -392,6 +392,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         elif claim is not None:
             _claim_taken(volume, node, doc, signer, claim)
             out.rekey.append(node)  # his contents, under the key he holds, sealed again under hers
+        elif _claimed_key_signed(volume, node, fresh, signer):
+            out.rekey.append(node)  # her other device signed a key claimed there: a new key of hers
         before = _shares_before_a_writers_move(volume, node, links, signer)
         if fresh.seq is not None and fresh.seq == node.seq and node.rev and node.rev != doc["_rev"]:
             # The same state under another revision (a copy of it put beside or on top of it): the
@@ -473,6 +475,24 @@ def _new_node_judged(volume: Volume, node: Node, doc: dict, signer: str | None, 
     elif node.fid in ledger.fids and node.epoch < ledger.epochs.get(node.fid, 0):
         ledger.claim(node.fid, node.epoch, said=False)
         out.rekey.append(node)
+
+
+def _claimed_key_signed(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
+    """Whether ``fresh``, her own signed state of her file, carries at the epoch whose key of hers this
+    device saw another key, not one her device derives there (her_keys.py ``her_key_unknown``): a key a
+    member claimed that her other device's commit signed before its re-key landed.  Claimed here too
+    (unsaid: her other device said it), so its digest is never kept as hers and her re-key is asked
+    (attack round 53a (6); vault/tree/loading.py ``_claimed_keys_signed`` at unlock)."""
+    ledger = volume.ledger
+    if (ledger is None or signer not in (None, fresh.owner) or node.owner != volume.key.user_id
+            or node.fid in ledger.claimed or (held := ledger.keys.get(node.fid)) is None
+            or held[0] != fresh.epoch):
+        return False
+    if not her_key_unknown(volume.tree, node, fresh.epoch, fresh.dek,
+                           ledger.key_known(node.fid, fresh.epoch, fresh.dek)):
+        return False
+    ledger.claim(node.fid, fresh.epoch, said=False)
+    return True
 
 
 def _claim_taken(volume: Volume, node: Node, doc: dict, signer: str | None, claimed: int) -> None:
