@@ -152,7 +152,6 @@ from __future__ import annotations
 import stat
 import threading
 
-import pytest
 import trio
 
 from fusevault.vault.model import alarms

@@ -279,7 +279,8 @@ def _claims_judged(tree: Tree, gate: Authorship, ledger: Ledger, foreign: list[F
                 or tree.get(node.ino) is not node):
             continue
         held = ledger.epochs.get(node.fid, 0)
-        if node.owner == tree.key.user_id and signer not in (None, node.owner) and node.dek and node.epoch < held:
+        if (node.owner == tree.key.user_id and signer not in (None, node.owner) and node.dek
+                and node.epoch < held):
             # Below her epoch (his state stored while she was locked): taken back, as on arrival
             # (absorbing.py, "written under an older key"), unsaid (an honest write during a revoke
             # looks alike), and re-keyed at unlock.  Taken as stored, her next commit signed the key
