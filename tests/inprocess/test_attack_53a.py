@@ -302,7 +302,7 @@ async def test_her_commit_during_the_claims_save_and_a_crash_leave_no_key_of_his
 # (4) -----------------------------------------------------------------------------------------------
 
 
-async def _her_trashed_folder_revived(shared, monkeypatch, *, held_here: bool):
+async def _her_trashed_folder_revived(shared, monkeypatch, *, held_here: bool, honest: bool = False):
     """She removes docs/sub (her trash; her kernel forgot it, or still holds it); bob brings it back
     under her older key K(E-1) at E+1, an epoch no device of hers gave it."""
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
@@ -311,12 +311,13 @@ async def _her_trashed_folder_revived(shared, monkeypatch, *, held_here: bool):
         hers.lookups = hers.opens = 0
     await shared.drive.rmdir((await _walk(shared.drive, b"docs", ALICE)).st_ino, b"sub", ALICE)
     assert alice.store.get(hers.fid).get("delete") and (alice.tree.find(hers.fid) is hers) is held_here
-    his.dek, his.epoch, his.wrapped = older, held[1] + 1, wrapped
+    if not honest:  # honest: under her key at her epoch, as his device holds it
+        his.dek, his.epoch, his.wrapped = older, held[1] + 1, wrapped
     monkeypatch.setattr(bob.tree, "owned", lambda node: node)  # his client: no owner check on a restore
     await _hidden(shared, monkeypatch, lambda: bob.relink(his, bob.tree.find(alice.resolve(b"docs").fid).ino,
                                                           b"sub"))
     doc = alice.store.get(hers.fid)
-    assert not doc.get("delete") and doc.get("epoch") == held[1] + 1
+    assert not doc.get("delete") and doc.get("epoch") == held[1] + (not honest)
     out = absorb_arrivals(alice, [doc])
     return alice, hers.fid, out, older, held
 
@@ -341,6 +342,16 @@ async def test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged(s
     assert not (taken and loaded.dek == older and fid not in again.ledger.rolled and not _said(again, fid)), (
         f"his state bringing back her trashed folder under K(E-1) at E+1 taken unsaid, no re-key, the "
         f"ledger keyed at his epoch ({epoch}), and loaded as hers at unlock: her rotation undone")
+
+
+async def test_his_revival_under_her_key_of_her_trashed_folder_is_no_claim(shared, monkeypatch):
+    """Control of (4)'s fix: his state bringing it back under her key at her epoch (the digest kept
+    here) is judged hers: not claimed, not said, not re-keyed."""
+    alice, fid, out, older, held = await _her_trashed_folder_revived(shared, monkeypatch, held_here=False,
+                                                                     honest=True)
+    node = alice.tree.find(fid)
+    assert node is not None and node.links and node.dek == held[0] and node.epoch == held[1]
+    assert node not in out.rekey and fid not in alice.ledger.claimed and not _said(alice, fid)
 
 
 # (5) -----------------------------------------------------------------------------------------------

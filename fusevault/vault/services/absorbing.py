@@ -302,7 +302,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     # Judged before the ledger takes its epoch in: a claim is taken at her epoch, never his (51b (2)).
     # A new node (her file in her trash, forgotten here) is judged against the ledger (53a (4)).
     claim = None if opened is None else (_claims_a_key(volume, node, opened[0], signer) if node is not None
-                                         else _claims_as_seen(volume, opened[0], signer))
+                                         else _claims_as_seen(volume, *opened, signer))
     if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0],
                                                              lambda: _in_conflict(volume, doc, node)):
         # Older than this device has seen: reported, what the tree holds stays,
@@ -443,19 +443,28 @@ def _claims_a_key(volume: Volume, node: Node, fresh: Node, signer: str | None) -
     return claimed
 
 
-def _claims_as_seen(volume: Volume, fresh: Node, signer: str | None) -> int | None:
+def _claims_as_seen(volume: Volume, fresh: Node, links: list[tuple[str, bytes]],
+                    signer: str | None) -> int | None:
     """``_claims_a_key`` for a member's state of her file the tree does not hold (in her trash,
     forgotten here: he brings it back), judged as the load judges one (vault/tree/loading.py
     ``_claims_judged``): against the newest epoch the ledger saw of it, and the digest of her key
     there (``keys``).  Taken unjudged, her older key he kept came back at an epoch above hers, which
-    the ledger then keyed as hers, and her unlock took it as hers (attack round 53a (4))."""
-    ledger = volume.ledger
+    the ledger then keyed as hers, and her unlock took it as hers (attack round 53a (4)).  Judged in
+    the folders ``links`` names that the tree holds (the shares over them give the recipients her key
+    there was derived for: ``her_key_at``)."""
+    ledger, tree = volume.ledger, volume.tree
     if ledger is None or fresh.owner != volume.key.user_id or fresh.fid not in ledger.fids or not fresh.dek:
         return None
     held = ledger.epochs.get(fresh.fid, 0)
     known = (ledger.key_known(fresh.fid, held, fresh.dek)
              if fresh.epoch == held and fresh.fid not in ledger.claimed else None)
-    if not key_not_hers(volume.tree, fresh, (None, held), fresh, signer, known=known):
+    placed = [(ino, name) for fid, name in links if (ino := tree.ino_of(fid)) is not None]
+    was, fresh.links = fresh.links, placed
+    try:
+        claimed = key_not_hers(tree, fresh, (None, held), fresh, signer, known=known)
+    finally:
+        fresh.links = was
+    if not claimed:
         return None
     claimed, fresh.epoch = fresh.epoch, held
     return claimed
