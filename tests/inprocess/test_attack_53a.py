@@ -27,7 +27,7 @@ branch) adds to ``rolled`` only a rollback.
 Fix (suggested): in ``_claims_judged`` (or ``check_loaded``), a member's state (signer not the owner)
 of her file at an epoch below the ledger's ``epochs`` marks it ``claimed`` (at its epoch) and
 ``rolled``, as the arrival does; saying it is optional (an honest write during a revoke looks alike).
-Test: ``test_his_state_below_her_epoch_stored_while_she_is_locked_is_re_keyed_at_unlock`` (strict xfail).
+Test: ``test_his_state_below_her_epoch_stored_while_she_is_locked_is_re_keyed_at_unlock``.
 
 (2) high: his claim, then his deletion of the file while her kernel holds it: ``unclaim``; his revival
 under the claimed key is taken unsaid, its digest kept as hers.
@@ -128,6 +128,8 @@ Each suggested fix of (1)-(3) was tried in this worktree and taken back (not com
 three, their tests here pass, and so do tests/inprocess/test_attack_52a.py, test_attack_51b.py (but for its
 three open limits, strict xfails) and tests/unit/test_ledger_claimed_51b.py.
 Run 18:40 UTC, 2026-12-06: 3 passed, 6 xfailed (11 s); under --runxfail the 6 fail at their own assertion.
+Fixed (w-f53a): the six pass, their strict xfails removed (docs/SECURITY.md, round 53a); (6) by her other
+device's judging (``_claimed_keys_signed``, ``_claimed_key_signed``), and its arrival test added.
 
 Held (run or read): 52a's scenes (tests/inprocess/test_attack_52a.py, all pass); a claim at the held
 epoch under the held key (no claim, right: one key per epoch); a walk-up from a take-back (52a (1)) is
@@ -150,7 +152,6 @@ from __future__ import annotations
 import stat
 import threading
 
-import pytest
 import trio
 
 from fusevault.vault.model import alarms
@@ -198,8 +199,6 @@ async def test_his_state_below_her_epoch_on_arrival_is_claimed(shared, monkeypat
     assert hers.fid in again.ledger.rolled
 
 
-@pytest.mark.xfail(strict=True, reason="53a (1): a member's state below her epoch stored while she is "
-                   "locked is taken unsaid at unlock, never re-keyed")
 async def test_his_state_below_her_epoch_stored_while_she_is_locked_is_re_keyed_at_unlock(
         shared, monkeypatch):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
@@ -250,8 +249,6 @@ async def test_his_revival_of_a_claimed_folder_not_held_here_is_re_keyed(shared,
     assert node is not None and node.links and node.fid in alice.ledger.claimed and node in out.rekey
 
 
-@pytest.mark.xfail(strict=True, reason="53a (2): a claimed file removed by the member while her kernel "
-                   "holds it is unclaimed; his revival under the claimed key is taken unsaid as hers")
 async def test_his_deletion_and_revival_of_a_claimed_folder_keeps_his_key_out(shared, monkeypatch):
     alice, node, out, older, held = await _claimed_deleted_revived(shared, monkeypatch, held_here=True)
     known = alice.ledger.key_known(node.fid, held[1], older)
@@ -266,8 +263,6 @@ async def test_his_deletion_and_revival_of_a_claimed_folder_keeps_his_key_out(sh
 # (3) -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="53a (3): her commit while keep_saved's write of a claim is under "
-                   "way is not held for it; a crash then loses the claim")
 async def test_her_commit_during_the_claims_save_and_a_crash_leave_no_key_of_his_in_force(
         shared, monkeypatch):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
@@ -307,7 +302,7 @@ async def test_her_commit_during_the_claims_save_and_a_crash_leave_no_key_of_his
 # (4) -----------------------------------------------------------------------------------------------
 
 
-async def _her_trashed_folder_revived(shared, monkeypatch, *, held_here: bool):
+async def _her_trashed_folder_revived(shared, monkeypatch, *, held_here: bool, honest: bool = False):
     """She removes docs/sub (her trash; her kernel forgot it, or still holds it); bob brings it back
     under her older key K(E-1) at E+1, an epoch no device of hers gave it."""
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
@@ -316,12 +311,13 @@ async def _her_trashed_folder_revived(shared, monkeypatch, *, held_here: bool):
         hers.lookups = hers.opens = 0
     await shared.drive.rmdir((await _walk(shared.drive, b"docs", ALICE)).st_ino, b"sub", ALICE)
     assert alice.store.get(hers.fid).get("delete") and (alice.tree.find(hers.fid) is hers) is held_here
-    his.dek, his.epoch, his.wrapped = older, held[1] + 1, wrapped
+    if not honest:  # honest: under her key at her epoch, as his device holds it
+        his.dek, his.epoch, his.wrapped = older, held[1] + 1, wrapped
     monkeypatch.setattr(bob.tree, "owned", lambda node: node)  # his client: no owner check on a restore
     await _hidden(shared, monkeypatch, lambda: bob.relink(his, bob.tree.find(alice.resolve(b"docs").fid).ino,
                                                           b"sub"))
     doc = alice.store.get(hers.fid)
-    assert not doc.get("delete") and doc.get("epoch") == held[1] + 1
+    assert not doc.get("delete") and doc.get("epoch") == held[1] + (not honest)
     out = absorb_arrivals(alice, [doc])
     return alice, hers.fid, out, older, held
 
@@ -335,8 +331,6 @@ async def test_his_revival_under_a_claimed_key_of_her_removed_folder_held_here_i
     assert again.tree.find(fid).epoch == held[1] and fid in again.ledger.rolled and _said(again, fid)
 
 
-@pytest.mark.xfail(strict=True, reason="53a (4): a member's state bringing back her trashed file (not in "
-                   "her tree) under a key not hers, at an epoch above hers, is taken unsaid, and keyed")
 async def test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged(shared, monkeypatch):
     alice, fid, out, older, held = await _her_trashed_folder_revived(shared, monkeypatch, held_here=False)
     node = alice.tree.find(fid)
@@ -350,11 +344,19 @@ async def test_his_revival_under_a_claimed_key_of_her_trashed_folder_is_judged(s
         f"ledger keyed at his epoch ({epoch}), and loaded as hers at unlock: her rotation undone")
 
 
+async def test_his_revival_under_her_key_of_her_trashed_folder_is_no_claim(shared, monkeypatch):
+    """Control of (4)'s fix: his state bringing it back under her key at her epoch (the digest kept
+    here) is judged hers: not claimed, not said, not re-keyed."""
+    alice, fid, out, older, held = await _her_trashed_folder_revived(shared, monkeypatch, held_here=False,
+                                                                     honest=True)
+    node = alice.tree.find(fid)
+    assert node is not None and node.links and node.dek == held[0] and node.epoch == held[1]
+    assert node not in out.rekey and fid not in alice.ledger.claimed and not _said(alice, fid)
+
+
 # (5) -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="53a (5): 52a (1)'s walk-up after a take-back is re-keyed but never "
-                   "said (the take-back marked the file claimed unsaid)")
 async def test_his_walk_up_after_a_take_back_is_said(shared, monkeypatch):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
     await _bobs_chmod_under(shared, monkeypatch, his, older, held[1] - 1, wrapped)  # taken back: not said
@@ -372,8 +374,6 @@ async def test_his_walk_up_after_a_take_back_is_said(shared, monkeypatch):
 # (6) -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="53a (6): her commit of a claimed file signs his key; her other "
-                   "device takes it as hers (digest kept), unsaid, until this device's re-key arrives")
 async def test_her_commit_of_a_claimed_file_gives_her_other_device_no_key_of_his(
         shared, monkeypatch, tmp_path):
     alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
@@ -400,3 +400,24 @@ async def test_her_commit_of_a_claimed_file_gives_her_other_device_no_key_of_his
                 and len(alarms.for_user(alice.key.user_id).as_list()) == said), (
         f"her laptop takes her desktop's commit under his key (K(E-1) at E) as hers, unsaid, no re-key, "
         f"its digest kept as her key there ({known})")
+
+
+async def test_her_commit_of_a_claimed_file_arriving_at_her_other_device_is_re_keyed_there(
+        shared, monkeypatch, tmp_path):
+    """(6) on arrival: her laptop unlocked, her desktop's commit under the claimed key comes in: claimed
+    there too (its digest never kept as hers), her re-key asked; her laptop's own re-key then ends it."""
+    alice, bob, hers, his, older, wrapped, held = await _rotated(shared)
+    real = ledger_mod.ledger_path
+    monkeypatch.setattr(ledger_mod, "ledger_path", lambda root, user: tmp_path / "laptop-ledger")
+    other = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # her laptop
+    monkeypatch.setattr(ledger_mod, "ledger_path", real)
+    node = other.tree.find(hers.fid)
+    assert other.ledger.key_known(hers.fid, held[1], held[0])
+    await _bobs_chmod_under(shared, monkeypatch, his, older, held[1], wrapped)
+    absorb_arrivals(alice, [alice.store.get(hers.fid)])  # her desktop: claimed
+    await _chmod(alice, hers)  # her desktop's commit before its re-key lands
+    out = absorb_arrivals(other, [alice.store.get(hers.fid)])
+    assert node.dek == older and node in out.rekey and other.ledger.claimed == {hers.fid: held[1]}
+    assert other.ledger.key_known(hers.fid, held[1], older) is not True, "his key's digest kept as hers"
+    await other.rekey(node)
+    assert node.dek != older and node.epoch > held[1] and hers.fid not in other.ledger.claimed

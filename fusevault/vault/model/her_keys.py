@@ -132,3 +132,12 @@ def claim_said(signer: str | None, epoch: int, held: int) -> str:
     """The alarm's words for a claim (``key_not_hers``) taken in at her epoch ``held``."""
     return (f"a state signed by {signer} claims key epoch {epoch} under a key not hers at it (held: "
             f"epoch {held}): taken in at the epoch held, and sealed again under a new key of hers")
+
+
+def her_key_unknown(tree: Keyed, node: Node, epoch: int, dek: bytes, known: bool | None) -> bool:
+    """Whether her own signed state of ``node`` carries ``dek`` at ``epoch``, the epoch whose key of hers
+    this device saw (``known`` False: the ledger's digest there is another key's), a key her device did
+    not derive at that epoch: a key a member claimed, which her other device's commit signed before its
+    re-key landed (attack round 53a (6)).  Her two devices' re-keys at one epoch for the recipients
+    each saw give keys ``her_key_at`` finds."""
+    return known is False and bool(dek) and not her_key_at(tree, node, epoch, dek)

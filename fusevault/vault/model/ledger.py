@@ -165,6 +165,13 @@ class Ledger:
         # memory only, a lock or a re-key failing on his next commit left her file under the older key
         # he kept for good, unsaid (attack round 51b (2), (3)).
         self.claimed: dict[str, int] = {}
+        # Those of them whose claim was said (``claim``): a take-back (a state below her epoch, an honest
+        # write during a revoke looks alike) is claimed unsaid, and the member's walk-up from it to her
+        # epoch under the key he kept was then never said, taken for "said before" (attack round 53a (5)).
+        self.claims_said: set[str] = set()
+        # The ``version`` at which the newest claim was made: her commit of a claimed file waits for the
+        # ledger on disk to hold it (``stamp``), whoever is writing it (53a (3)).
+        self.claimed_at = 0
         self.urgent = False  # a change to save at once (``claim``): looked at by ``keep_saved``
         # A keyed digest of the user's own key of each of her files at the newest epoch seen, with that
         # epoch (``MasterKey.dek_digest``): at load, a member's state at exactly that epoch under another
@@ -299,6 +306,7 @@ class Ledger:
             ledger.granted = {str(vid): [str(signer), str(sig)]
                               for vid, (signer, sig) in data.get("granted", {}).items()}
             ledger.claimed = {str(fid): int(epoch) for fid, epoch in data.get("claimed", {}).items()}
+            ledger.claims_said = {str(fid) for fid in data.get("claims_said", ()) if fid in ledger.claimed}
             ledger.keys = {str(fid): (int(epoch), str(digest))
                            for fid, (epoch, digest) in data.get("keys", {}).items()}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
@@ -320,7 +328,7 @@ class Ledger:
                               "names": dict(self.names), "branches": dict(self.branches),
                               "closed": dict(self.closed), "covered": dict(self.covered),
                               "granted": dict(self.granted), "claimed": dict(self.claimed),
-                              "keys": dict(self.keys)}
+                              "claims_said": list(self.claims_said), "keys": dict(self.keys)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -438,18 +446,28 @@ class Ledger:
             self.epochs[fid] = epoch
             self.version += 1
 
-    def claim(self, fid: str, epoch: int) -> bool:
+    def claim(self, fid: str, epoch: int, *, said: bool = True) -> bool:
         """Her node of ``fid`` holds a key a member's state claimed, taken in at her ``epoch``
-        (``claimed``).  Whether it was not known so already (the claim is said once)."""
-        known = fid in self.claimed
+        (``claimed``).  Whether to say it now: a claim (``said``) not said yet, once a claim.  A
+        take-back (``said`` False: a state below her epoch, as an honest write during a revoke is) is
+        remembered unsaid, and a claim after it is said still (attack round 53a (5))."""
         if self.claimed.get(fid) != epoch:
             self.claimed[fid] = epoch
             self.version += 1
+            self.claimed_at = self.version  # on disk before her next commit of it (``stamp``)
             self.urgent = True  # saved at once (``keep_saved``), not within SAVE_EVERY
-        return not known
+        if not said or fid in self.claims_said:
+            return False
+        self.claims_said.add(fid)
+        self.version += 1
+        self.claimed_at = self.version
+        self.urgent = True
+        return True
 
     def unclaim(self, fid: str) -> None:
-        """Her file of ``fid`` is gone: nothing more to re-key (a removed file asked it at each batch)."""
+        """Her file of ``fid`` is gone by her own removal (``committed``): nothing more to re-key.  Never
+        on a member's removal: his next state brings it back under the key he claimed (53a (2))."""
+        self.claims_said.discard(fid)
         if self.claimed.pop(fid, None) is not None:
             self.version += 1
 
@@ -462,6 +480,7 @@ class Ledger:
             if epoch <= claimed:
                 return  # still his key, at her epoch
             del self.claimed[fid]
+            self.claims_said.discard(fid)
             self.version += 1
         if not dek or epoch < 1 or epoch != self.epochs.get(fid, 0):
             return  # at epoch 0 (her first key) no older key of hers exists for a member to claim
@@ -483,9 +502,11 @@ class Ledger:
 
     def stamp(self, nodes: list[Node]) -> None:
         """Give each node to be committed its next ``seq`` (before its document is built)."""
-        if self.urgent and any(node.fid in self.claimed for node in nodes):
+        if self._saved < self.claimed_at and any(node.fid in self.claimed for node in nodes):
             # A claim on disk before her commit of that file (signing the key it marks) reaches the
             # store: a crash between them left her signed state and no claim (attack round 52a (3)).
+            # Looked at by what is on disk, not by ``urgent``: ``keep_saved`` clears that when its write
+            # starts, and her commit then went ahead of that write (53a (3)); ``save`` waits for it.
             self.save()
         for node in nodes:
             self.counter += 1
@@ -551,7 +572,9 @@ class Ledger:
             if node.owner == self.key.user_id:
                 self._own(node.fid)
                 self.saw_kind(node)
-                if not gone:
+                if gone:
+                    self.unclaim(node.fid)  # her own removal: a member's is undone by his next state
+                else:
                     self.saw_key(node.fid, node.epoch, node.dek)
                     self.saw_mode(node)
                     self.saw_name(node)

@@ -41,7 +41,7 @@ from fusevault.store import replica
 from fusevault.vault.files.sidecar import write_vfmeta
 from fusevault.vault.model import alarms
 from fusevault.vault.model.groups import GROUP
-from fusevault.vault.model.her_keys import claim_said, key_not_hers
+from fusevault.vault.model.her_keys import claim_said, her_key_unknown, key_not_hers
 from fusevault.vault.model.history import carried, made_over
 from fusevault.vault.model.ledger import parents_of, path_shown, writer_seq
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
@@ -199,18 +199,18 @@ def _claimed_re_keyed(volume: Volume, out: Absorbed) -> None:
     by someone else": logged and dropped, fs/arrivals.py ``_rekey``) was never asked again, and her
     file stayed under the older key he kept (attack round 51b (3)).  One ask a batch: bounded; none
     while its contents are being sealed or committed (a re-key under way: asked again, it sealed the
-    whole file again after it)."""
+    whole file again after it).  None for a node with no name (removed, held only while open: no key
+    left to give it, 52a (2)); its claim stays, unless her own removal ends it (``Ledger.committed``):
+    a member's removal is undone by his next state, which brought it back under the key he claimed,
+    taken as hers once a missing name had ended the claim (attack round 53a (2))."""
     ledger = volume.ledger
     if ledger is None or volume.key is None or not ledger.claimed:
         return
     asked = {id(node) for node in out.rekey}
     for fid in list(ledger.claimed):
         node = volume.tree.find(fid)
-        if node is not None and not node.links:
-            ledger.unclaim(fid)  # removed (held only while open): no key left to give it (52a (2))
-            continue
-        if (node is not None and node.owner == volume.key.user_id and node.dek and id(node) not in asked
-                and not (node.lock is not None and node.lock.locked())):
+        if (node is not None and node.links and node.owner == volume.key.user_id and node.dek
+                and id(node) not in asked and not (node.lock is not None and node.lock.locked())):
             out.rekey.append(node)
 
 
@@ -300,7 +300,9 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             and opened[0].epoch < ledger.epochs.get(node.fid, 0)):
         out.rekey.append(node)  # under a key older than this device gave it: a new one, once taken in
     # Judged before the ledger takes its epoch in: a claim is taken at her epoch, never his (51b (2)).
-    claim = None if opened is None or node is None else _claims_a_key(volume, node, opened[0], signer)
+    # A new node (her file in her trash, forgotten here) is judged against the ledger (53a (4)).
+    claim = None if opened is None else (_claims_a_key(volume, node, opened[0], signer) if node is not None
+                                         else _claims_as_seen(volume, *opened, signer))
     if volume.ledger is not None and not volume.ledger.admit(tree, doc, opened and opened[0],
                                                              lambda: _in_conflict(volume, doc, node)):
         # Older than this device has seen: reported, what the tree holds stays,
@@ -377,6 +379,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         tree.placed(doc["_id"])
         node = tree.add(fresh, rejoin=False)  # what its dropped node held goes back once it is placed
         added = True
+        _new_node_judged(volume, node, doc, signer, claim, out)
     else:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
             # Written under an older key (by a recipient during a revoke):
@@ -385,10 +388,12 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # never leaves it so for good (attack round 52a (1)).
             out.rekey.append(node)
             if volume.ledger is not None and node.owner == fresh.owner:
-                volume.ledger.claim(node.fid, fresh.epoch)
+                volume.ledger.claim(node.fid, fresh.epoch, said=False)  # as an honest write looks: unsaid
         elif claim is not None:
             _claim_taken(volume, node, doc, signer, claim)
             out.rekey.append(node)  # his contents, under the key he holds, sealed again under hers
+        elif _claimed_key_signed(volume, node, fresh, signer):
+            out.rekey.append(node)  # her other device signed a key claimed there: a new key of hers
         before = _shares_before_a_writers_move(volume, node, links, signer)
         if fresh.seq is not None and fresh.seq == node.seq and node.rev and node.rev != doc["_rev"]:
             # The same state under another revision (a copy of it put beside or on top of it): the
@@ -436,6 +441,67 @@ def _claims_a_key(volume: Volume, node: Node, fresh: Node, signer: str | None) -
         return None
     claimed, fresh.epoch = fresh.epoch, node.epoch
     return claimed
+
+
+def _claims_as_seen(volume: Volume, fresh: Node, links: list[tuple[str, bytes]],
+                    signer: str | None) -> int | None:
+    """``_claims_a_key`` for a member's state of her file the tree does not hold (in her trash,
+    forgotten here: he brings it back), judged as the load judges one (vault/tree/loading.py
+    ``_claims_judged``): against the newest epoch the ledger saw of it, and the digest of her key
+    there (``keys``).  Taken unjudged, her older key he kept came back at an epoch above hers, which
+    the ledger then keyed as hers, and her unlock took it as hers (attack round 53a (4)).  Judged in
+    the folders ``links`` names that the tree holds (the shares over them give the recipients her key
+    there was derived for: ``her_key_at``)."""
+    ledger, tree = volume.ledger, volume.tree
+    if ledger is None or fresh.owner != volume.key.user_id or fresh.fid not in ledger.fids or not fresh.dek:
+        return None
+    held = ledger.epochs.get(fresh.fid, 0)
+    known = (ledger.key_known(fresh.fid, held, fresh.dek)
+             if fresh.epoch == held and fresh.fid not in ledger.claimed else None)
+    placed = [(ino, name) for fid, name in links if (ino := tree.ino_of(fid)) is not None]
+    was, fresh.links = fresh.links, placed
+    try:
+        claimed = key_not_hers(tree, fresh, (None, held), fresh, signer, known=known)
+    finally:
+        fresh.links = was
+    if not claimed:
+        return None
+    claimed, fresh.epoch = fresh.epoch, held
+    return claimed
+
+
+def _new_node_judged(volume: Volume, node: Node, doc: dict, signer: str | None, claim: int | None,
+                     out: Absorbed) -> None:
+    """A member's state of her file the tree did not hold, just added: his claim (``_claims_as_seen``)
+    said and re-keyed, as for a node held; one under a key older than the newest epoch seen (a
+    take-back, as an honest write during a revoke looks) re-keyed unsaid (53a (4))."""
+    ledger = volume.ledger
+    if ledger is None or node.owner != volume.key.user_id or signer in (None, node.owner):
+        return
+    if claim is not None:
+        _claim_taken(volume, node, doc, signer, claim)
+        out.rekey.append(node)
+    elif node.fid in ledger.fids and node.epoch < ledger.epochs.get(node.fid, 0):
+        ledger.claim(node.fid, node.epoch, said=False)
+        out.rekey.append(node)
+
+
+def _claimed_key_signed(volume: Volume, node: Node, fresh: Node, signer: str | None) -> bool:
+    """Whether ``fresh``, her own signed state of her file, carries at the epoch whose key of hers this
+    device saw another key, not one her device derives there (her_keys.py ``her_key_unknown``): a key a
+    member claimed that her other device's commit signed before its re-key landed.  Claimed here too
+    (unsaid: her other device said it), so its digest is never kept as hers and her re-key is asked
+    (attack round 53a (6); vault/tree/loading.py ``_claimed_keys_signed`` at unlock)."""
+    ledger = volume.ledger
+    if (ledger is None or signer not in (None, fresh.owner) or node.owner != volume.key.user_id
+            or node.fid in ledger.claimed or (held := ledger.keys.get(node.fid)) is None
+            or held[0] != fresh.epoch):
+        return False
+    if not her_key_unknown(volume.tree, node, fresh.epoch, fresh.dek,
+                           ledger.key_known(node.fid, fresh.epoch, fresh.dek)):
+        return False
+    ledger.claim(node.fid, fresh.epoch, said=False)
+    return True
 
 
 def _claim_taken(volume: Volume, node: Node, doc: dict, signer: str | None, claimed: int) -> None:

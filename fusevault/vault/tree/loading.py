@@ -28,7 +28,7 @@ from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import history, names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import Freshness
-from fusevault.vault.model.her_keys import claim_said, key_not_hers
+from fusevault.vault.model.her_keys import claim_said, her_key_unknown, key_not_hers
 from fusevault.vault.model.ledger import Ledger, at_load, parents_of, seq_of
 from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
@@ -245,6 +245,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     ours = {node.fid for node in rebuilt}
     if gate is not None:
         _claims_judged(tree, gate, ledger, foreign, others, ours)  # before the ledger takes their epochs
+        _claimed_keys_signed(tree, ledger, pending, others)
     if gate is not None and layout.places is not None:  # version digests only from admitted documents
         layout.places.judge_as(key.user_id, lambda doc: gate.version_ok(tree, doc))
     tree.ledger = at_load(tree, store, ledger, moved,
@@ -278,6 +279,15 @@ def _claims_judged(tree: Tree, gate: Authorship, ledger: Ledger, foreign: list[F
                 or tree.get(node.ino) is not node):
             continue
         held = ledger.epochs.get(node.fid, 0)
+        if (node.owner == tree.key.user_id and signer not in (None, node.owner) and node.dek
+                and node.epoch < held):
+            # Below her epoch (his state stored while she was locked): taken back, as on arrival
+            # (absorbing.py, "written under an older key"), unsaid (an honest write during a revoke
+            # looks alike), and re-keyed at unlock.  Taken as stored, her next commit signed the key
+            # her rotation had retired, for good (attack round 53a (1)).
+            ledger.claim(node.fid, node.epoch, said=False)
+            ledger.rolled.add(node.fid)
+            continue
         known = (ledger.key_known(node.fid, held, node.dek)
                  if node.epoch == held and node.dek and node.fid not in ledger.claimed else None)
         if not key_not_hers(tree, node, (None, held), node, signer, known=known):
@@ -286,6 +296,26 @@ def _claims_judged(tree: Tree, gate: Authorship, ledger: Ledger, foreign: list[F
             gate.deny(doc, claim_said(signer, node.epoch, held))
         node.epoch = held  # his contents, under the key he holds, sealed again under hers at unlock
         ledger.rolled.add(node.fid)
+
+
+def _claimed_keys_signed(tree: Tree, ledger: Ledger, pending: list[tuple[Node, list[tuple[str, bytes]]]],
+                         others: dict[str, dict]) -> None:
+    """Her own signed states of her files at the epoch whose key of hers this device saw, under a key
+    her device did not derive there (her_keys.py ``her_key_unknown``): a key a member claimed, which
+    her other device's commit signed before its re-key landed.  Taken as hers, this device kept its
+    digest as her key and sealed her writes under the key the removed member holds, until that
+    device's re-key arrived, for good if it never did (attack round 53a (6)).  Claimed here too
+    (unsaid: her other device said it), and given a new key of hers at unlock (``rolled``)."""
+    for node, _ in pending:
+        if node.fid in others or node.fid in ledger.claimed or tree.get(node.ino) is not node:
+            continue
+        held = ledger.keys.get(node.fid)
+        if held is None or held[0] != node.epoch:
+            continue
+        if her_key_unknown(tree, node, node.epoch, node.dek,
+                           ledger.key_known(node.fid, node.epoch, node.dek)):
+            ledger.claim(node.fid, node.epoch, said=False)
+            ledger.rolled.add(node.fid)
 
 
 def _hers_beside_copies(tree: Tree, store: Store, key: MasterKey, gate: Authorship, foreign: list[Foreign],
