@@ -154,7 +154,6 @@ def _public_of(owner: Owner) -> str:
     return b64e(owner.key.public_key().public_bytes(*raw))
 
 
-@pytest.mark.xfail(strict=True, reason="53c (1): a genuine leaf judged under a planted node closed")
 def test_a_genuine_leaf_beside_a_node_naming_another_owner_is_not_closed_for_good(pair, clock) -> None:  # noqa: F811
     assert _planted_then_back(pair, forged_leaf=True, what="node"), "her key closed for good: no key file"
 
@@ -163,7 +162,6 @@ def test_her_genuine_leaf_alone_beside_a_node_naming_another_owner_is_written_la
     assert _planted_then_back(pair, forged_leaf=False, what="node")
 
 
-@pytest.mark.xfail(strict=True, reason="53c (1): a genuine leaf judged under a planted user closed")
 def test_a_genuine_leaf_beside_her_replaced_user_document_is_not_closed_for_good(pair, clock) -> None:  # noqa: F811
     assert _planted_then_back(pair, forged_leaf=True, what="user"), "her key closed for good: no key file"
 
@@ -218,7 +216,6 @@ def _forged_looks(replicas, monkeypatch, node_here: bool) -> list[int]:
     return looks
 
 
-@pytest.mark.xfail(strict=True, reason="53c (3): forged leaves of a file with no node judged at every look")
 def test_forged_leaves_of_a_file_not_here_are_not_judged_at_every_look(pair, clock, monkeypatch) -> None:  # noqa: F811
     looks = _forged_looks(pair, monkeypatch, node_here=False)
     assert looks[-1] <= 4, f"records judged per look: {looks}"
@@ -272,7 +269,6 @@ def _mallorys_key_over_hers(replicas, planted: bool, what: str = "node") -> tupl
     return (after.key if after else None), (end.key if end else None)
 
 
-@pytest.mark.xfail(strict=True, reason="53c (4): a key signed under a planted node owner replaces hers")
 def test_a_key_signed_by_the_owner_a_planted_node_names_never_replaces_her_key_file(pair, clock) -> None:  # noqa: F811
     after, end = _mallorys_key_over_hers(pair, planted=True)
     assert after == end == b"sealed for bob", f"her key file holds {after!r}, then {end!r}"
@@ -283,7 +279,6 @@ def test_a_key_signed_by_another_user_never_replaces_her_key_file_control(pair, 
     assert after == end == b"sealed for bob"
 
 
-@pytest.mark.xfail(strict=True, reason="53c (4): a key signed under her replaced user document replaces hers")
 def test_a_key_signed_under_her_replaced_user_document_never_replaces_her_key_file(pair, clock) -> None:  # noqa: F811
     after, end = _mallorys_key_over_hers(pair, planted=True, what="user")
     assert after == end == b"sealed for bob", f"her key file holds {after!r}, then {end!r}"
