@@ -23,7 +23,10 @@ A key counts only if the file's owner signed it (``vault/model/grants.py``:
 ``owner``, ``fid``, ``recipient`` and ``sig`` travel in the document): a
 forged document (a server's, any epoch) never replaces a genuine key file,
 and a genuine key file replaces a forged document (one with the file's epoch and
-sealed key but other signed fields, or one that does not read, too: 46c (3)).
+sealed key but other signed fields, or one that does not read, too: 46c (3)).  "The file's owner" is
+the one the store's node names, under her user document there, only until a key is held here: then it
+is pinned (``_PINS``) and every record of it judged under that signer and key alone (the server's node
+or user document naming another changes nothing: attack round 53c (4)).
 
 Nor does a genuine one of an earlier epoch than the key file's (a server
 serving an older revision again): the key file stays and is the document's
@@ -90,8 +93,8 @@ from fusevault.vault.model.grants import (
     signed_in_store,
     signed_under,
 )
-from fusevault.vault.model.trust import self_signed
 from fusevault.vault.model.sharing import KeyRecord
+from fusevault.vault.model.trust import self_signed
 
 log = logging.getLogger(__name__)
 
@@ -304,10 +307,11 @@ class KeyMirror:
         self._pins: dict[str, Pin | None] = {}
         self._repinned: set[str] = set()
         # Leaves of key documents with no pin kept open under a forged winner, by document and leaf revision:
-        # (the record, the owner it was judged under, that owner's user document's revision, genuine).
+        # (a digest of the record, the owner it was judged under, that owner's user document's revision,
+        # genuine).
         # Judged again only when the owner or user document it was judged by changes (attack round 53c (1),
         # (3)): neither is checked here, so no refusal under them is final, nor worth judging again as is.
-        self._leaf_verdicts: dict[str, dict[str, tuple[Key, object, str | None, bool]]] = {}
+        self._leaf_verdicts: dict[str, dict[str, tuple[bytes, object, str | None, bool]]] = {}
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
@@ -416,7 +420,8 @@ class KeyMirror:
         # group owner it names signed: a forged key document the server serves notes nothing (44b (1), (3)).
         if group is not None and (vouched := in_file if _vouched(in_file, file_ok) else
                                   in_doc if _vouched(in_doc, doc_ok) else None) is not None:
-            self._note_member(doc_id, group.group(1), group.group(3), self._group_owner(doc_id, vouched))  # to beat
+            owner = self._group_owner(doc_id, vouched)
+            self._note_member(doc_id, group.group(1), group.group(3), owner)  # to beat
         if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
                 and in_file.sig is not None and file_ok:
             doc_ok = False  # an unsigned key never replaces a signed one
@@ -475,7 +480,8 @@ class KeyMirror:
                 self._pin(doc_id, in_doc)  # the key held here: pinned to its signer, if genuine
             if group is not None and base.get(doc_id) != fingerprint and in_doc is not None \
                     and _vouched(in_doc, self._genuine(doc_id, in_doc)):
-                self._note_member(doc_id, group.group(1), group.group(3), self._group_owner(doc_id, in_doc))  # new here
+                owner = self._group_owner(doc_id, in_doc)
+                self._note_member(doc_id, group.group(1), group.group(3), owner)  # new here
             if doc_id in self._refused_since:  # its deletion undone: since when it stands
                 self._restored_at.setdefault(doc_id, time.monotonic())
             base[doc_id] = fingerprint
@@ -676,7 +682,12 @@ class KeyMirror:
             self._leaf_verdicts.pop(doc_id, None)
             return doc
         current = _key_of(doc)
-        judged = [(leaf, key, key is not None and self._leaf_genuine(doc_id, leaf["_rev"], key))
+        named = names(doc_id)
+        node = self.store.get(named[0]) if named is not None else None
+        owner_named = (node.get("owner"),) if node else None  # as ``grants.judged_by`` reads it
+        users: dict[object, str | None] = {}
+        judged = [(leaf, key, key is not None and self._leaf_genuine(doc_id, leaf["_rev"], key, owner_named,
+                                                                      users))
                   for leaf in others for key in (_key_of(leaf),)]
         keys = [key for _, key, genuine in judged if genuine and key is not None]
         held = current if current is not None and self._genuine(doc_id, current) else None
@@ -700,19 +711,25 @@ class KeyMirror:
         self._leaf_verdicts.pop(doc_id, None)
         return self.store.get(doc_id)
 
-    def _leaf_genuine(self, doc_id: str, rev: str, key: Key) -> bool:
+    def _leaf_genuine(self, doc_id: str, rev: str, key: Key, node: tuple[object] | None,
+                      users: dict[object, str | None]) -> bool:
         """``_genuine`` of another branch's record ``key`` (its revision ``rev``): with no pin, judged again
         only when the owner it is judged under or that owner's user document's revision changed since
-        (``grants.judged_by``), as ``_signed_group`` judges a group body; a pinned one always (its refusal
-        closes it)."""
-        named = names(doc_id)
-        if named is None or self._pin_of(doc_id) is not None:
+        (``grants.judged_by``: the owner the file's ``node`` names, a 1-tuple, or None: no node here, the
+        record's own), as ``_signed_group`` judges a group body; a pinned one always (its refusal closes
+        it).  ``users``: the user documents' revisions read so far for this document's leaves (the store
+        read once per owner, not per leaf; None: none, or deleted)."""
+        if self._pin_of(doc_id) is not None:
             return self._genuine(doc_id, key)
-        owner, user = judged_by(self.store, key, named[0])
-        checked = (owner, user.get("_rev") if user is not None else None)
+        owner = node[0] if node is not None else key.owner
+        if owner not in users:
+            user = self.store.get(owner) if isinstance(owner, str) else None
+            users[owner] = user.get("_rev") if user is not None and not user.get("_deleted") else None
+        record = hashlib.sha256(repr(key).encode()).digest()[:16]  # the record, compact
+        checked = (record, owner, users[owner])
         verdicts = self._leaf_verdicts.setdefault(doc_id, {})
-        if (found := verdicts.get(rev)) is None or found[0] != key or found[1:3] != checked:
-            found = (key, *checked, self._genuine(doc_id, key))
+        if (found := verdicts.get(rev)) is None or found[:3] != checked:
+            found = (*checked, self._genuine(doc_id, key))
             verdicts[rev] = found
         return found[3]
 
