@@ -308,9 +308,9 @@ class KeyMirror:
         self._repinned: set[str] = set()
         # Leaves of key documents with no pin kept open under a forged winner, by document and leaf revision:
         # (a digest of the record, the owner it was judged under, that owner's user document's revision,
-        # genuine).
-        # Judged again only when the owner or user document it was judged by changes (attack round 53c (1),
-        # (3)): neither is checked here, so no refusal under them is final, nor worth judging again as is.
+        # genuine).  Judged again only when the owner or user document it was judged by changes (attack
+        # round 53c (1), (3)): neither is checked here, so no refusal under them is final, nor worth judging
+        # again as is.
         self._leaf_verdicts: dict[str, dict[str, tuple[bytes, object, str | None, bool]]] = {}
 
     async def refresh(self) -> None:
@@ -783,6 +783,7 @@ class KeyMirror:
             replica.put_locals(self.store, {_PINS + doc_id: _pin_body(self._pins.get(doc_id))
                                             for doc_id in self._repinned})
             self._repinned = set()
+
 
 def _pin_from(value: object) -> Pin | None:
     """A pin as stored (``_PINS``); anything else is none (the key judged as the store has it)."""
