@@ -23,7 +23,10 @@ A key counts only if the file's owner signed it (``vault/model/grants.py``:
 ``owner``, ``fid``, ``recipient`` and ``sig`` travel in the document): a
 forged document (a server's, any epoch) never replaces a genuine key file,
 and a genuine key file replaces a forged document (one with the file's epoch and
-sealed key but other signed fields, or one that does not read, too: 46c (3)).
+sealed key but other signed fields, or one that does not read, too: 46c (3)).  "The file's owner" is
+the one the store's node names, under her user document there, only until a key is held here: then it
+is pinned (``_PINS``) and every record of it judged under that signer and key alone (the server's node
+or user document naming another changes nothing: attack round 53c (4)).
 
 Nor does a genuine one of an earlier epoch than the key file's (a server
 serving an older revision again): the key file stays and is the document's
@@ -84,12 +87,14 @@ from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import made_at
 from fusevault.vault.model.grants import (
     genuine_in_store,
+    genuine_under,
     group_of,
+    judged_by,
     signed_in_store,
     signed_under,
-    signer_in_store,
 )
 from fusevault.vault.model.sharing import KeyRecord
+from fusevault.vault.model.trust import self_signed
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,14 @@ _NOTES = "key-group-members/"
 _MEMBERS = "key-group-members"
 _OWNERS = "key-group-owners"
 Note = tuple[str, int | None]  # (the key's group owner, made_at_us or None: unstamped)
+# The local documents ``key-signers/<key document's id>``, one per key held here signed: ``{"owner": the
+# file's owner, "key": her signing key (base64 of the raw Ed25519 public key)}``, the signer and key under
+# which the key was judged genuine when it came to be held (``_pin``: its file's node here naming her, her
+# self-signed user document).  Every record of that key document is then judged under them alone, never
+# under the node or user document the store holds now (the server's to serve, and to serve again changed:
+# attack round 53c (4)).  Dropped with the key (a later key pinned anew).
+_PINS = "key-signers/"
+Pin = tuple[str, str]  # (the file's owner, her signing key)
 # The group owner a key names (``_group_owner``): her id, and the key her bodies are checked under (None:
 # under her user document in the store, she being the key's own signer).
 GroupOwner = tuple[str, str | None]
@@ -289,6 +302,16 @@ class KeyMirror:
         self._noted: set[str] = set()
         self._unnoted: set[str] = set()
         self._migrated = False
+        # The pins (``_PINS``) of the keys read so far (None: none), and those a settle changed (written at
+        # its end, with the notes).
+        self._pins: dict[str, Pin | None] = {}
+        self._repinned: set[str] = set()
+        # Leaves of key documents with no pin kept open under a forged winner, by document and leaf revision:
+        # (a digest of the record, the owner it was judged under, that owner's user document's revision,
+        # genuine).  Judged again only when the owner or user document it was judged by changes (attack
+        # round 53c (1), (3)): neither is checked here, so no refusal under them is final, nor worth judging
+        # again as is.
+        self._leaf_verdicts: dict[str, dict[str, tuple[bytes, object, str | None, bool]]] = {}
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
@@ -373,6 +396,7 @@ class KeyMirror:
                 # alone, said; the other keys are mirrored and sync goes on.
                 log.warning("key document %s is left out: %s", doc_id, err)
         self._write_notes()  # conservative whatever comes of the updates: written first
+        self._write_pins()
         try:
             if updates:
                 self.store.put_many(updates)
@@ -396,7 +420,8 @@ class KeyMirror:
         # group owner it names signed: a forged key document the server serves notes nothing (44b (1), (3)).
         if group is not None and (vouched := in_file if _vouched(in_file, file_ok) else
                                   in_doc if _vouched(in_doc, doc_ok) else None) is not None:
-            self._note_member(doc_id, group.group(1), group.group(3), _group_owner(vouched))  # to beat
+            owner = self._group_owner(doc_id, vouched)
+            self._note_member(doc_id, group.group(1), group.group(3), owner)  # to beat
         if doc_ok and in_doc is not None and in_doc.sig is None and in_file is not None \
                 and in_file.sig is not None and file_ok:
             doc_ok = False  # an unsigned key never replaces a signed one
@@ -449,10 +474,14 @@ class KeyMirror:
             self._restored_at.pop(doc_id, None)
             self._said.discard(doc_id)
             self._unnote(doc_id)
+            self._unpin(doc_id)
         else:
+            if in_doc is not None:
+                self._pin(doc_id, in_doc)  # the key held here: pinned to its signer, if genuine
             if group is not None and base.get(doc_id) != fingerprint and in_doc is not None \
                     and _vouched(in_doc, self._genuine(doc_id, in_doc)):
-                self._note_member(doc_id, group.group(1), group.group(3), _group_owner(in_doc))  # new here
+                owner = self._group_owner(doc_id, in_doc)
+                self._note_member(doc_id, group.group(1), group.group(3), owner)  # new here
             if doc_id in self._refused_since:  # its deletion undone: since when it stands
                 self._restored_at.setdefault(doc_id, time.monotonic())
             base[doc_id] = fingerprint
@@ -481,11 +510,11 @@ class KeyMirror:
         node = self.store.get(fid) if fid else None
         epoch = node.get("epoch") if node else None
         if isinstance(epoch, int) and epoch > held.epoch and node is not None \
-                and node.get("owner") == held.owner and signed_in_store(self.store, node, held.owner):
+                and node.get("owner") == held.owner and self._signed_by_owner(doc_id, node, held.owner):
             return True  # epochs only grow: a replayed older node never shows a later one
         found = _GROUP_KEY.fullmatch(doc_id)
         return found is not None and self._member_removed(doc_id, found.group(1), recipient,
-                                                          _group_owner(held))
+                                                          self._group_owner(doc_id, held))
 
     def _member_removed(self, doc_id: str, group_id: str, member: str, owner: GroupOwner | None) -> bool:
         """Did the group's owner take ``member`` out of it?  Only a body without him signed by its owner
@@ -619,11 +648,17 @@ class KeyMirror:
             for_user(who).warn("forged-key", subject, text)
 
     def _genuine(self, doc_id: str, key: Key | None) -> bool:
+        """Whether ``key`` is the file's owner's: under the key document's pin (``_PINS``) if it has one,
+        else as the store's node and user documents have it (``genuine_in_store``)."""
         if key is None:
             return True
         named, group = names(doc_id), _GROUP_KEY.fullmatch(doc_id)
-        return named is not None and genuine_in_store(self.store, key, *named,
-                                                      group.group(1) if group is not None else None)
+        if named is None:
+            return False
+        group_id = group.group(1) if group is not None else None
+        if (pin := self._pin_of(doc_id)) is not None:
+            return genuine_under(key, *pin, *named, group_id)
+        return genuine_in_store(self.store, key, *named, group_id)
 
     def _current(self, doc_id: str) -> dict | None:
         """The document, once its other branches are closed (two replicas
@@ -634,17 +669,25 @@ class KeyMirror:
         server's older record beside her re-signed one, 49b (1)); nor a
         forged winner a genuine leaf (ranked first by genuineness, 50c (2)).
 
-        Closed only under a genuine winner: a forged or malformed winner with no other leaf proven
-        genuine yet leaves open the branches whose signer's user document is still on its way, looked
-        at again at the next walk; closed then, the genuine key was gone for good (51a (3), (5)).  The
-        others are closed: proven forged (or malformed), left open they were all judged again at every
-        look, on the loop (52b (3))."""
+        Closed only under a genuine winner: under a forged or malformed one, a leaf is closed only when
+        it is malformed, or refused under the key document's pin (``_PINS``: final, whatever the store
+        says).  With no pin, what a leaf is judged by (its file's node and owner's user document) is the
+        server's to serve and to serve again changed: a refusal under them is never final (closed then,
+        her genuine key was gone for good once her node or user document came back: 51a (3), (5), 53c
+        (1)); kept open, a leaf is judged again only when they change (``_leaf_genuine``: judged at every
+        look, the server's leaves flooded the loop, 52b (3), 53c (3))."""
         doc = self.store.get(doc_id)
         others = replica.other_leaves(self.store, doc_id)
         if doc is None or not others:
+            self._leaf_verdicts.pop(doc_id, None)
             return doc
         current = _key_of(doc)
-        judged = [(leaf, key, key is not None and self._genuine(doc_id, key))
+        named = names(doc_id)
+        node = self.store.get(named[0]) if named is not None else None
+        owner_named = (node.get("owner"),) if node else None  # as ``grants.judged_by`` reads it
+        users: dict[object, str | None] = {}
+        judged = [(leaf, key, key is not None and self._leaf_genuine(doc_id, leaf["_rev"], key, owner_named,
+                                                                      users))
                   for leaf in others for key in (_key_of(leaf),)]
         keys = [key for _, key, genuine in judged if genuine and key is not None]
         held = current if current is not None and self._genuine(doc_id, current) else None
@@ -652,20 +695,106 @@ class KeyMirror:
         if best is not None and (held is None or _rank(best) > _rank(held)):
             self.store.put_many([_document(doc_id, doc, best)])
         elif held is None:
+            final = self._pin_of(doc_id) is not None
             for leaf, key, _ in judged:  # none genuine: close those that never can be
-                if key is None or not self._proof_pending(doc_id):
+                if key is None or final:
                     replica.close_leaf(self.store, doc_id, leaf["_rev"])
+            kept = {leaf["_rev"] for leaf, key, _ in judged if key is not None and not final}
+            verdicts = self._leaf_verdicts.get(doc_id, {})
+            if kept:
+                self._leaf_verdicts[doc_id] = {rev: v for rev, v in verdicts.items() if rev in kept}
+            else:
+                self._leaf_verdicts.pop(doc_id, None)
             return self.store.get(doc_id)
         for leaf in others:
             replica.close_leaf(self.store, doc_id, leaf["_rev"])
+        self._leaf_verdicts.pop(doc_id, None)
         return self.store.get(doc_id)
 
-    def _proof_pending(self, doc_id: str) -> bool:
-        """Whether a key of ``doc_id`` refused (``_genuine``) may yet be proven genuine: what it is
-        judged by (its file's node and owner's user document, ``signer_in_store``) is not all here.
-        Else it is proven forged for good."""
+    def _leaf_genuine(self, doc_id: str, rev: str, key: Key, node: tuple[object] | None,
+                      users: dict[object, str | None]) -> bool:
+        """``_genuine`` of another branch's record ``key`` (its revision ``rev``): with no pin, judged again
+        only when the owner it is judged under or that owner's user document's revision changed since
+        (``grants.judged_by``: the owner the file's ``node`` names, a 1-tuple, or None: no node here, the
+        record's own), as ``_signed_group`` judges a group body; a pinned one always (its refusal closes
+        it).  ``users``: the user documents' revisions read so far for this document's leaves (the store
+        read once per owner, not per leaf; None: none, or deleted)."""
+        if self._pin_of(doc_id) is not None:
+            return self._genuine(doc_id, key)
+        owner = node[0] if node is not None else key.owner
+        if owner not in users:
+            user = self.store.get(owner) if isinstance(owner, str) else None
+            users[owner] = user.get("_rev") if user is not None and not user.get("_deleted") else None
+        record = hashlib.sha256(repr(key).encode()).digest()[:16]  # the record, compact
+        checked = (record, owner, users[owner])
+        verdicts = self._leaf_verdicts.setdefault(doc_id, {})
+        if (found := verdicts.get(rev)) is None or found[:3] != checked:
+            found = (*checked, self._genuine(doc_id, key))
+            verdicts[rev] = found
+        return found[3]
+
+    def _signed_by_owner(self, doc_id: str, doc: dict, owner: str | None) -> bool:
+        """Whether the file's ``owner`` signed ``doc`` (her node): under the key document's pin if it has
+        one (her user document replaced by the server's, a node it signed under it is none of hers: 53c
+        (4)), else under her user document in the store."""
+        if (pin := self._pin_of(doc_id)) is not None:
+            return owner == pin[0] and signed_under(doc, pin[0], pin[1])
+        return signed_in_store(self.store, doc, owner)
+
+    def _group_owner(self, doc_id: str, key: Key) -> GroupOwner | None:
+        """``_group_owner`` of the key held for ``doc_id``: with no owner's key the record names (her
+        bodies then checked under the file owner's own), the key document's pin if it has one (53c (4))."""
+        owner = _group_owner(key)
+        if owner is not None and owner[1] is None and (pin := self._pin_of(doc_id)) is not None \
+                and pin[0] == owner[0]:
+            return pin
+        return owner
+
+    def _pin_of(self, doc_id: str) -> Pin | None:
+        if doc_id not in self._pins:
+            self._pins[doc_id] = _pin_from(replica.get_local(self.store, _PINS + doc_id))
+        return self._pins[doc_id]
+
+    def _pin(self, doc_id: str, key: Key) -> None:
+        """The key held here for ``doc_id`` (signed, genuine): pinned to its signer and her signing key, if
+        not yet, and only once its file's node is here naming her (with no node, a record is judged under
+        the owner it names itself: any user's), and her self-signed user document (``_PINS``)."""
         named = names(doc_id)
-        return named is not None and not signer_in_store(self.store, named[0])
+        if named is None or key.sig is None or key.owner is None or self._pin_of(doc_id) is not None:
+            return
+        node = self.store.get(named[0])
+        if node is None or node.get("_deleted") or node.get("owner") != key.owner:
+            return
+        owner, user = judged_by(self.store, key, named[0])
+        public = user.get("public_sign") if user is not None else None
+        if owner == key.owner and isinstance(public, str) and user is not None and self_signed(user) \
+                and self._genuine(doc_id, key):
+            self._pins[doc_id] = (key.owner, public)
+            self._repinned.add(doc_id)
+
+    def _unpin(self, doc_id: str) -> None:
+        """The key gone on both sides: its pin goes too (a later key is pinned anew)."""
+        if self._pin_of(doc_id) is not None:
+            self._pins[doc_id] = None
+            self._repinned.add(doc_id)
+
+    def _write_pins(self) -> None:
+        if self._repinned:
+            replica.put_locals(self.store, {_PINS + doc_id: _pin_body(self._pins.get(doc_id))
+                                            for doc_id in self._repinned})
+            self._repinned = set()
+
+
+def _pin_from(value: object) -> Pin | None:
+    """A pin as stored (``_PINS``); anything else is none (the key judged as the store has it)."""
+    if isinstance(value, dict) and isinstance(owner := value.get("owner"), str) \
+            and isinstance(public := value.get("key"), str):
+        return owner, public
+    return None
+
+
+def _pin_body(pin: Pin | None) -> dict | None:
+    return None if pin is None else {"owner": pin[0], "key": pin[1]}
 
 
 def _rank(key: Key) -> tuple[int, int, int]:

@@ -1,6 +1,11 @@
 """Attack round 53c, unit: the key mirror after b82cc6f and f2e4874 (``KeyMirror._current`` closes,
 under a forged winner, the leaves ``_proof_pending`` calls proven forged).
 
+Fixed since, (1), (3), (4) (docs/SECURITY.md "Round 53c (1), (3), (4)"): a key held here is pinned to the
+signer and key that made it genuine (``key-signers/<doc id>``), its records judged under the pin alone;
+unpinned leaves are kept open, judged again only when their owner or her user document changes.  The
+marks are gone; tests added for the pin across a restart, no pin before the node, and a node revision.
+
 Hole (1), medium (a member's key lost on a device until re-key; the server's doing, no key needed):
   ``_proof_pending`` asks only whether a node document is here at the file's id and a user document
   at the id it names as owner (``grants.signer_in_store``).  Neither is checked: the key mirror has
@@ -103,13 +108,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 
 from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.sync import key_mirror
-from fusevault.sync.key_mirror import place
+from fusevault.sync.key_mirror import KeyMirror, place
 from fusevault.vault.model import sharing
 from fusevault.vault.model.grants import record_doc
 from unit.test_attack_42a_keys import _next_revision
@@ -154,7 +158,6 @@ def _public_of(owner: Owner) -> str:
     return b64e(owner.key.public_key().public_bytes(*raw))
 
 
-@pytest.mark.xfail(strict=True, reason="53c (1): a genuine leaf judged under a planted node closed")
 def test_a_genuine_leaf_beside_a_node_naming_another_owner_is_not_closed_for_good(pair, clock) -> None:  # noqa: F811
     assert _planted_then_back(pair, forged_leaf=True, what="node"), "her key closed for good: no key file"
 
@@ -163,7 +166,6 @@ def test_her_genuine_leaf_alone_beside_a_node_naming_another_owner_is_written_la
     assert _planted_then_back(pair, forged_leaf=False, what="node")
 
 
-@pytest.mark.xfail(strict=True, reason="53c (1): a genuine leaf judged under a planted user closed")
 def test_a_genuine_leaf_beside_her_replaced_user_document_is_not_closed_for_good(pair, clock) -> None:  # noqa: F811
     assert _planted_then_back(pair, forged_leaf=True, what="user"), "her key closed for good: no key file"
 
@@ -218,7 +220,6 @@ def _forged_looks(replicas, monkeypatch, node_here: bool) -> list[int]:
     return looks
 
 
-@pytest.mark.xfail(strict=True, reason="53c (3): forged leaves of a file with no node judged at every look")
 def test_forged_leaves_of_a_file_not_here_are_not_judged_at_every_look(pair, clock, monkeypatch) -> None:  # noqa: F811
     looks = _forged_looks(pair, monkeypatch, node_here=False)
     assert looks[-1] <= 4, f"records judged per look: {looks}"
@@ -232,14 +233,18 @@ def test_forged_leaves_of_a_file_here_are_judged_once_control(pair, clock, monke
 # --- (4): a key "genuine" under a node revision the server made: written over her key file
 
 
-def _mallorys_key_over_hers(replicas, planted: bool, what: str = "node") -> tuple[bytes | None, bytes | None]:
+def _mallorys_key_over_hers(replicas, planted: bool, what: str = "node",
+                            restart: bool = False) -> tuple[bytes | None, bytes | None]:
     """bob's key of her file, mirrored here (key file written).  The server makes a user of its own
     (mallory, self-signed: the mirror has no pins), a node revision at her file's id naming mallory as
     owner (``planted``; else her node stays), and a next revision of bob's key document: a record of
     epoch 2 signed by mallory as the file's owner.  Then her own node again, and a walk.  (The key file's
-    sealed key after mallory's record, and at the end.)"""
+    sealed key after mallory's record, and at the end.)  ``restart``: the mirror started again once her
+    key is held (its pins read from the store)."""
     here, there = replicas
     her, gwen, group, doc_id, _ = _gwens_group(here, gwen_first=True, bound="gwen")
+    if restart:
+        here.keys = KeyMirror(here.store, here.layout)
     path = place(here.layout, doc_id)
     assert sharing.read_key(path).key == b"sealed for bob", "the scene: her key file here"
     fid, bob = key_mirror.names(doc_id) or ("", "")
@@ -272,7 +277,6 @@ def _mallorys_key_over_hers(replicas, planted: bool, what: str = "node") -> tupl
     return (after.key if after else None), (end.key if end else None)
 
 
-@pytest.mark.xfail(strict=True, reason="53c (4): a key signed under a planted node owner replaces hers")
 def test_a_key_signed_by_the_owner_a_planted_node_names_never_replaces_her_key_file(pair, clock) -> None:  # noqa: F811
     after, end = _mallorys_key_over_hers(pair, planted=True)
     assert after == end == b"sealed for bob", f"her key file holds {after!r}, then {end!r}"
@@ -283,7 +287,67 @@ def test_a_key_signed_by_another_user_never_replaces_her_key_file_control(pair, 
     assert after == end == b"sealed for bob"
 
 
-@pytest.mark.xfail(strict=True, reason="53c (4): a key signed under her replaced user document replaces hers")
 def test_a_key_signed_under_her_replaced_user_document_never_replaces_her_key_file(pair, clock) -> None:  # noqa: F811
     after, end = _mallorys_key_over_hers(pair, planted=True, what="user")
     assert after == end == b"sealed for bob", f"her key file holds {after!r}, then {end!r}"
+
+
+# --- the fix's own edges (53c (1), (3), (4))
+
+
+def test_her_pinned_key_is_never_replaced_after_a_restart(pair, clock) -> None:  # noqa: F811
+    """(4) with the mirror started again once her key is held (the next start of the sync process): the
+    pin is the store's local document ``key-signers/<doc id>``, not the running mirror's memory."""
+    after, end = _mallorys_key_over_hers(pair, planted=True, what="user", restart=True)
+    assert after == end == b"sealed for bob", f"her key file holds {after!r}, then {end!r}"
+
+
+def test_a_key_written_before_its_node_came_is_not_pinned_and_hers_replaces_it(pair, clock) -> None:  # noqa: F811
+    """No node here yet (a new device): a record is judged under the owner it names itself, so the
+    server's own user's record for her file is written (as before the fix); pinned then, her genuine
+    record could never replace it.  It is not: her node comes, her record replaces the server's."""
+    here, there = pair
+    her, gwen, group, doc_id, _ = _gwens_group(there, gwen_first=True, bound="gwen")
+    bound = {k: v for k, v in there.store.get(doc_id).items() if k != "_rev"}
+    fid, bob = key_mirror.names(doc_id) or ("", "")
+    mallory = Owner()
+    for each in (her.id, gwen.id, group):
+        put(here, {k: v for k, v in there.store.get(each).items() if k != "_rev"})
+    put(here, mallory.user)
+    sealed = b"the server's key"
+    sig = mallory.sign(record_doc(mallory.id, fid, bob, 1, sealed))["sig"]
+    replica.store_revisions(here.store, [{"_id": doc_id, "_rev": "1-" + "a" * 32, "type": sharing.FILE_KEY,
+                                          "epoch": 1, "key": b64e(sealed), "owner": mallory.id, "fid": fid,
+                                          "recipient": bob, "sig": sig}])
+    here.keys.arrived([doc_id])
+    assert sharing.read_key(place(here.layout, doc_id)).key == sealed, "the scene: the server's key written"
+    put(here, {k: v for k, v in there.store.get(fid).items() if k != "_rev"})
+    _next_revision(here, doc_id, bound)
+    assert sharing.read_key(place(here.layout, doc_id)).key == b"sealed for bob"
+
+
+def test_leaves_kept_open_are_not_judged_again_at_her_nodes_next_revision(pair, clock, monkeypatch) -> None:  # noqa: F811
+    """(3) with her node here but her user document not yet (51a (5)'s late signer): the leaves stay open
+    (her document may come), judged once; her node's next revision (her next commit: the same owner)
+    does not judge them again, only a change of the owner or her user document would."""
+    here, there = pair
+    her, gwen, group, doc_id, _ = _gwens_group(there, gwen_first=True, bound="gwen")
+    bound = dict(there.store.get(doc_id))
+    fid = bound["fid"]
+    for each in (gwen.id, group, fid):
+        put(here, {k: v for k, v in there.store.get(each).items() if k != "_rev"})
+    leaves = [{**bound, "_rev": f"1-{n:032x}", "key": b64e(b"the server's bytes %d" % n)}
+              for n in range(1, replica.LEAVES_PER_DOC + 1)]
+    replica.store_revisions(here.store, [*leaves, {**bound, "_rev": "1-" + "f" * 32, "key": b64e(b"winner")}])
+    calls: list[int] = []
+    real = key_mirror.genuine_in_store
+    monkeypatch.setattr(key_mirror, "genuine_in_store", lambda *a, **k: calls.append(1) or real(*a, **k))
+    looks = []
+    for n in range(3):
+        if n == 2:
+            _next_revision(here, fid, {k: v for k, v in there.store.get(fid).items() if k != "_rev"})
+        calls.clear()
+        here.keys.arrived([doc_id])
+        looks.append(len(calls))
+    assert looks[1] <= 4 and looks[2] <= 4, f"records judged per look: {looks}"
+    assert len(replica.other_leaves(here.store, doc_id)) == replica.LEAVES_PER_DOC, "the leaves kept open"

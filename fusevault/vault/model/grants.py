@@ -214,38 +214,44 @@ def signed_in_store(store: Store, doc: dict, signer: object) -> bool:
         return False
 
 
-def signer_in_store(store: Store, fid: str) -> bool:
-    """Whether what ``genuine_in_store`` judges a key record of file ``fid`` by is here: the file's
-    node document and its owner's user document (neither deleted).  Then a refusal is final (the
-    record is proven forged); else its signer's proof may be on its way (the server orders what it
-    sends, attack round 51a (5))."""
-    node = store.get(fid)
-    if node is None or node.get("_deleted"):
-        return False
-    owner = node.get("owner")
-    user = store.get(owner) if isinstance(owner, str) else None
-    return user is not None and not user.get("_deleted")
-
-
-def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str, group: str | None) -> bool:
-    """The key mirror's check (it serves every user, so it has no pins): the
-    record is signed by the owner the file's node document names, under the
-    key of that owner's self-signed user document, and names no group but
-    ``group`` (the one whose place it is; None: a user's place).  Unsigned only
-    while the owner's user document is from before signatures."""
+def judged_by(store: Store, found: KeyRecord, fid: str) -> tuple[object, dict | None]:
+    """Whom ``genuine_in_store`` judges a record of file ``fid`` under: the owner the file's node
+    document names (the record's own ``owner`` while no node is here), and that owner's user document
+    (None: none, or deleted).  Both the server's to serve: unchecked here (the key mirror has no pins)."""
     node = store.get(fid)
     owner = node.get("owner") if node else found.owner
     user = store.get(owner) if isinstance(owner, str) else None
     if user is not None and user.get("_deleted"):
         user = None
-    if found.sig is None:  # nothing to check it with, or an owner from before signatures
-        return user is None or not self_signed(user)
-    if user is None or (found.owner, found.fid, found.recipient) != (owner, fid, recipient) \
-            or bound_elsewhere(found, group) or not self_signed(user):
+    return owner, user
+
+
+def genuine_under(found: KeyRecord, owner: str, public_b64: str, fid: str, recipient: str,
+                  group: str | None) -> bool:
+    """Whether a signed key record was signed by ``owner`` under exactly the key ``public_b64`` for
+    ``recipient`` of file ``fid``, naming no group but ``group`` (the one whose place it is; None: a
+    user's place): a key the mirror pinned (``KeyMirror``: the signer and key that made the key held
+    there genuine when it was written, attack round 53c (4)), whatever node or user document the store
+    holds now.  An unsigned record never is."""
+    if found.sig is None or (found.owner, found.fid, found.recipient) != (owner, fid, recipient) \
+            or bound_elsewhere(found, group):
         return False
     doc = {**record_doc(owner, fid, recipient, found.epoch, found.key, group_of(found), found.signed_at_us),
            "sig": found.sig}
-    try:
-        return verify_doc(Ed25519PublicKey.from_public_bytes(b64d(user["public_sign"])), doc) == owner
-    except (Forged, KeyError, ValueError, TypeError):
+    return signed_under(doc, owner, public_b64)
+
+
+def genuine_in_store(store: Store, found: KeyRecord, fid: str, recipient: str, group: str | None) -> bool:
+    """The key mirror's check of a key it has no pin for (it serves every user, so it has no pins of
+    users): the record is signed by the owner the file's node document names, under the key of that
+    owner's self-signed user document (``judged_by``), and names no group but ``group`` (the one whose
+    place it is; None: a user's place).  Unsigned only while the owner's user document is from before
+    signatures."""
+    owner, user = judged_by(store, found, fid)
+    if found.sig is None:  # nothing to check it with, or an owner from before signatures
+        return user is None or not self_signed(user)
+    if user is None or not isinstance(owner, str) or found.owner != owner \
+            or (found.fid, found.recipient) != (fid, recipient) or bound_elsewhere(found, group) \
+            or not self_signed(user) or not isinstance(user.get("public_sign"), str):
         return False
+    return genuine_under(found, owner, user["public_sign"], fid, recipient, group)
