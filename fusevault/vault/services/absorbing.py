@@ -841,7 +841,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         if owner_changed(tree, doc, tree.get(ino)):
             continue  # a giver's document at the id of a node of another owner's (hers): said (round 46b (3))
         try:
-            opened = open_guest(doc, volume.key, paths, volume.trust)
+            opened = open_guest(doc, volume.key, paths, volume.trust, volume.store,
+                                None if ino is None else tree.get(ino))
         except VaultError as err:
             log.warning("a shared file %s does not open: %s", fid, err)
             continue

@@ -20,8 +20,9 @@ from fusevault.store.replica import history_from, in_conflict, local_of
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import alarms, names
 from fusevault.vault.model.ledger import writer_seq
-from fusevault.vault.model.nodes import Node, node_from_doc, open_node_doc, xattr_bytes
+from fusevault.vault.model.nodes import Node, doc_dek, node_from_doc, open_node_attrs, open_node_doc, xattr_bytes
 from fusevault.vault.tree.attributes import XATTR_BYTES_MAX, XATTR_COUNT_MAX, holds_no_more, over_cap
+from fusevault.vault.tree.authorship import said_signer
 from fusevault.vault.tree.guests import open_guest
 
 if TYPE_CHECKING:
@@ -236,12 +237,37 @@ def _copied_when_settled(tree: Tree, doc: dict, signer: str, opened: tuple[Node,
 def open_doc(tree: Tree, doc: dict) -> tuple[Node, list] | None:
     """The document as a node, if this user can open it."""
     if doc.get("owner") == tree.key.user_id:
-        return node_from_doc(doc, *open_node_doc(doc, tree.key))
+        return _open_mine(tree, doc)
     sharing = tree.sharing
     if sharing is None or doc.get("owner") not in sharing.givers():
         return None
     paths = sharing.my_key_paths(tree.layout, doc["owner"], doc["_id"])
-    return open_guest(doc, tree.key, paths, tree.trust)
+    return open_guest(doc, tree.key, paths, tree.trust, tree.store, tree.find(doc["_id"]))
+
+
+def _open_mine(tree: Tree, doc: dict) -> tuple[Node, list]:
+    """Her node's document opened: a member's state at the key epoch of the node held here under the
+    key held (her own: her next commit wraps it afresh), whatever wrapping of it the state carries.
+    A wrapping that is not hers is said, naming the signer; the state is no less his edit.  Opened
+    under the key his wrapping gave, an older member's device that carried another member's bad one
+    had each of its honest edits refused as a forgery (attack round 53c (2)); and only the key held
+    is the file's at that epoch."""
+    held = tree.find(doc["_id"])
+    signer = said_signer(doc)
+    if (signer in (None, tree.key.user_id) or held is None or not held.dek or held.owner != tree.key.user_id
+            or doc.get("epoch", 0) != held.epoch):
+        return node_from_doc(doc, *open_node_doc(doc, tree.key))
+    opened = node_from_doc(doc, held.dek, open_node_attrs(doc, held.dek))
+    try:
+        hers = doc_dek(doc, tree.key) == held.dek
+    except CorruptData:
+        hers = False
+    if not hers and tree.trust is not None:
+        fid = doc["_id"]
+        tree.trust.alarms.warn("forged-key", fid, f"file {fid}: a state signed by {signer!s:.40} carries a "
+                               "wrapping of its key that is not its owner's: taken under the key held "
+                               "here; her own wrapping is kept")
+    return opened
 
 
 def reopen(tree: Tree, node: Node) -> bool:
