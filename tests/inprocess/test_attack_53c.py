@@ -58,7 +58,6 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-import pytest
 from attack_scenes import bobs_node_doc, planted
 from conftest import PASSPHRASE
 from mount.test_trust_attack_39a import CAROL_SECRET, _ask, three  # noqa: F401  (fixture)
@@ -111,7 +110,8 @@ def _said(shared, who: str, fid: str) -> list[dict]:
     return [each for each in alarms.for_user(shared.volumes[who].key.user_id).as_list() if fid in str(each)]
 
 
-async def _carols_chmod_after(shared, bobs: bool, text: str | None = None) -> tuple[dict, int, list[dict], str]:
+async def _carols_chmod_after(shared, bobs: bool,
+                              text: str | None = None) -> tuple[dict, int, list[dict], str]:
     """alice's team/plan.txt, WRITE to bob and carol; bob's signed state of it whose ``en_file_dek`` is
     another wrapping of alice's (or ``text``) when ``bobs``; then carol's chmod 0600 through the mount.
     (The stored state after it, alice's node's mode, what alice's seat said about the file, the
@@ -156,7 +156,8 @@ def test_another_members_edit_is_taken_by_the_owner_control(three: Path) -> None
     assert mode == 0o600 and not said
 
 
-# --- the fix's abuse tests (guests.py ``carried_wrapping``, arrivals.py ``_open_mine``, nodes.py ``wrapping_ok``)
+# --- the fix's abuse tests (guests.py ``carried_wrapping``, arrivals.py ``_open_mine``,
+# nodes.py ``wrapping_ok``)
 
 
 def _in_scene(three: Path, scene):  # noqa: F811
@@ -180,7 +181,8 @@ def test_a_members_edit_under_a_wrapping_not_hers_is_taken_and_her_own_kept(thre
         plan = await _walk(shared.drive, b"team/plan.txt", ALICE)
         await shared.drive.setattr(plan.st_ino, _mode(0o600), Fields(mode=True), None, ALICE)
         stored = shared.store.get(fid)
-        return mode, taken, said, alice.key.unwrap_dek(fid, b64d(stored["en_file_dek"])) == alice.find(fid).dek
+        hers = alice.key.unwrap_dek(fid, b64d(stored["en_file_dek"])) == alice.find(fid).dek
+        return mode, taken, said, hers
     mode, taken, said, hers = _in_scene(three, scene)
     assert (mode, taken) == (0o644, 0o640), f"bob's chmod not taken by alice's device: {taken:o}; said {said}"
     assert [each["kind"] for each in said] == ["forged-key"] and "not its owner's" in said[0]["text"], said
@@ -210,5 +212,6 @@ def test_a_members_oversized_wrapping_is_refused(three: Path) -> None:  # noqa: 
     """bob's state with a 1 MiB ``en_file_dek`` (8 MB in 51a (2)'s stall): refused as malformed by
     alice's device (said), never carried by carol's commit, whose chmod alice takes."""
     (stored, mode, said, _), _ = _scene(three, bobs=True, text="A" * (1 << 20))
-    assert [each["kind"] for each in said] == ["forged-write"] and "malformed key wrapping" in said[0]["text"], said
+    assert [each["kind"] for each in said] == ["forged-write"], said
+    assert "malformed key wrapping" in said[0]["text"], said
     assert len(stored["en_file_dek"]) <= WRAPPING_MAX and mode == 0o600

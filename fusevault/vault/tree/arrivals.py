@@ -20,7 +20,14 @@ from fusevault.store.replica import history_from, in_conflict, local_of
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import alarms, names
 from fusevault.vault.model.ledger import writer_seq
-from fusevault.vault.model.nodes import Node, doc_dek, node_from_doc, open_node_attrs, open_node_doc, xattr_bytes
+from fusevault.vault.model.nodes import (
+    Node,
+    doc_dek,
+    node_from_doc,
+    open_node_attrs,
+    open_node_doc,
+    xattr_bytes,
+)
 from fusevault.vault.tree.attributes import XATTR_BYTES_MAX, XATTR_COUNT_MAX, holds_no_more, over_cap
 from fusevault.vault.tree.authorship import said_signer
 from fusevault.vault.tree.guests import open_guest
