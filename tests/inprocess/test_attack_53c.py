@@ -67,6 +67,7 @@ from fusevault.encoding import b64d
 from fusevault.errors import CorruptData
 from fusevault.vault.model import alarms
 from fusevault.vault.model.nodes import WRAPPING_MAX
+from fusevault.vault.services.absorbing import absorb_arrivals
 from fusevault.vault.volume import Volume
 from inprocess.conftest import ALICE_UID, BOB, BOB_UID, ROOT, Ctx, Fields, _composed
 from inprocess.test_attack_51a import _mode
@@ -91,16 +92,25 @@ async def _plan_shared(shared):
     return alice.resolve(b"team/plan.txt").fid, await _walk(drive, b"shared/alice/team/plan.txt", CAROL)
 
 
-def _bobs_wrapping(shared, fid: str, text: str | None = None, change: dict | None = None) -> str:
+def _bobs_wrapping(shared, fid: str, text: str | None = None, change: dict | None = None,
+                   recommits: list | None = None) -> str:
     """bob's signed state of ``fid`` (with ``change``) whose ``en_file_dek`` is ``text``, by default
     another wrapping of alice's (her diary.txt's: any text would do), put as the stored state and
-    handed to every seat: the text."""
+    handed to every seat (``recommits``: what alice's seat asked to commit again over it): the text."""
     alice = shared.volumes["alice"]
     other = text or shared.store.get(alice.resolve(b"diary.txt").fid)["en_file_dek"]
     doc = bobs_node_doc(shared, fid, {"seq": ["bobs-device", 1], **(change or {})})
     body = {k: v for k, v in doc.items() if k != "sig"} | {"en_file_dek": other}
     bob = shared.volumes["bob"]
-    planted(shared, sign_doc(bob.key.user_id, bob.key.identity.sign, body))
+    doc = sign_doc(bob.key.user_id, bob.key.identity.sign, body)
+    if recommits is None:
+        planted(shared, doc)
+    else:  # planted's, with what alice's seat asks to commit again (fs/arrivals.py ``_recommit``)
+        (rev,) = shared.store.put_many([{**doc, "_rev": shared.store.get(fid)["_rev"]}])
+        for name, volume in shared.volumes.items():
+            out = absorb_arrivals(volume, [{**doc, "_rev": rev}])
+            if name == "alice":
+                recommits += [(node.fid, at) for node, at in out.recommit]
     assert shared.store.get(fid)["en_file_dek"] == other, "the scene: bob's state is the stored one"
     assert shared.volumes["carol"].find(fid).rev == shared.store.get(fid)["_rev"], "the scene: taken by carol"
     return other
@@ -169,14 +179,16 @@ def _in_scene(three: Path, scene):  # noqa: F811
 
 def test_a_members_edit_under_a_wrapping_not_hers_is_taken_and_her_own_kept(three: Path) -> None:  # noqa: F811
     """bob's own state carrying a wrapping not hers, with his chmod: alice's device takes his edit
-    under the key it holds (his WRITE makes it his to make), says the wrapping naming him, and her
-    next commit of the file carries her own wrapping of the same key."""
+    under the key it holds (his WRITE makes it his to make), says the wrapping naming him, asks to
+    commit her state over his at once, and her next commit carries her own wrapping of the key."""
     async def scene(shared):
         alice = shared.volumes["alice"]
         fid, _ = await _plan_shared(shared)
         mode = stat.S_IMODE(alice.find(fid).mode)
-        _bobs_wrapping(shared, fid, change={"mode": stat.S_IFREG | 0o640})
+        recommits: list = []
+        _bobs_wrapping(shared, fid, change={"mode": stat.S_IFREG | 0o640}, recommits=recommits)
         taken = stat.S_IMODE(alice.find(fid).mode)
+        assert recommits == [(fid, shared.store.get(fid)["_rev"])], "her wrapping not put back over his"
         said = _said(shared, "alice", fid)
         plan = await _walk(shared.drive, b"team/plan.txt", ALICE)
         await shared.drive.setattr(plan.st_ino, _mode(0o600), Fields(mode=True), None, ALICE)
