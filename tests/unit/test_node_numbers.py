@@ -16,7 +16,7 @@ from fusevault.crypto import aead
 from fusevault.encoding import b64e
 from fusevault.errors import CorruptData
 from fusevault.vault.model.history import open_version_doc
-from fusevault.vault.model.nodes import attrs_plain, clear_epoch, node_from_doc, open_node_attrs
+from fusevault.vault.model.nodes import WRAPPING_MAX, attrs_plain, clear_epoch, node_from_doc, open_node_attrs
 
 FID = "f" * 32
 DEK = os.urandom(32)
@@ -154,3 +154,20 @@ def test_a_key_proof_of_her_shape_opens_and_is_sealed_again_as_it_came() -> None
     assert attrs_plain(node, lambda ino: "p" * 32)["key_proof"] == node.key_proof
     node, _ = _open(GOOD)
     assert node.key_proof is None and "key_proof" not in attrs_plain(node, lambda ino: "p" * 32)
+
+
+@pytest.mark.parametrize("field", ["en_file_dek", "owner_dek"])
+@pytest.mark.parametrize("value", ["A" * (WRAPPING_MAX + 1), 7, None, ["A" * 80]])
+def test_a_wrapping_of_the_key_not_a_text_of_its_size_is_malformed(field: str, value: object) -> None:
+    """A clear wrapping of the file's key (``wrapping_ok``): a member's 8 MB one was carried and signed
+    again by every member's commit (attack round 53c (2))."""
+    doc = {**_doc(GOOD), field: value}
+    with pytest.raises(CorruptData, match="key wrapping"):
+        node_from_doc(doc, DEK, open_node_attrs(doc, DEK))
+
+
+def test_wrappings_of_fusevaults_sizes_open() -> None:
+    """Control: fusevault's own (80 and 124 characters), and the bound itself."""
+    for fields in ({"en_file_dek": "A" * 80}, {"owner_dek": "B" * 124}, {"en_file_dek": "C" * WRAPPING_MAX}):
+        doc = {**_doc(GOOD), **fields}
+        assert node_from_doc(doc, DEK, open_node_attrs(doc, DEK))[0].fid == FID

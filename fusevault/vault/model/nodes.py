@@ -47,6 +47,7 @@ _U32, _I63, _EXACT = 1 << 32, 1 << 63, 1 << 53
 MAX_OVER = 32
 DEVICE_MAX = 32  # characters of a device id (fusevault's are 16)
 PATH_MAX = 4096  # bytes of a symlink's target (Linux's PATH_MAX: the kernel makes none longer)
+WRAPPING_MAX = 256  # characters of a clear wrapping of a file's key (fusevault's: 80, 124)
 MAX_SIZE = _I63 - 1  # off_t
 PROOF_SIZE = 32  # hex digits of a key proof (crypto/keys.py ``MasterKey.key_proof``)
 _RANGES = (("mode", 0, 0o177777), ("uid", 0, _U32 - 1), ("gid", 0, _U32 - 1), ("rdev", 0, _U32 - 1),
@@ -158,6 +159,14 @@ def proof_shaped(proof: object) -> bool:
     member's document is his input, sealed again at each of her commits that carry it over)."""
     return (isinstance(proof, str) and len(proof) == PROOF_SIZE
             and all(c in "0123456789abcdef" for c in proof))
+
+
+def wrapping_ok(doc: dict) -> bool:
+    """Whether a document's clear wrappings of its file's key for the owner (``en_file_dek``,
+    ``owner_dek``: ``key_fields``) are texts of a wrapping's size.  Nothing else bounded them: a
+    member's 8 MB one was carried and signed again by every member's commit (attack round 53c (2))."""
+    return all(isinstance(value := doc[k], str) and len(value) <= WRAPPING_MAX
+               for k in ("en_file_dek", "owner_dek") if k in doc)
 
 
 def device_ok(device: object) -> bool:
@@ -477,6 +486,8 @@ def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[
         links = apply_attrs(node, attrs, _by_owner(doc))
     except (KeyError, TypeError, ValueError, OverflowError):
         raise CorruptData(f"node document {doc['_id']} is malformed") from None
+    if not wrapping_ok(doc):
+        raise CorruptData(f"node document {doc['_id']} holds a malformed key wrapping")
     if node.epoch != doc.get("epoch", 0):
         # The clear epoch is signed and bound into every key sealed for the file; the sealed one
         # is whatever the writer put there.  A WRITE grantee's document that raised it alone made

@@ -66,6 +66,7 @@ from fusevault.vault.tree.arrivals import (
     relink,
     retyped,
     unsaved,
+    wrapped_by_her,
 )
 from fusevault.vault.tree.guests import key_files, open_guest
 from fusevault.vault.tree.loading import admit_guests
@@ -402,6 +403,11 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             seq, revs = tree.same_state.get(node.fid, (fresh.seq, set()))
             tree.same_state[node.fid] = (fresh.seq, (revs if seq == fresh.seq else set()) | {node.rev})
         _update(volume, node, fresh, out)
+        if node.owner == volume.key.user_id and signer not in (None, node.owner) \
+                and not wrapped_by_her(tree, doc):
+            # A member's state taken under her key held here (arrivals.py ``_open_mine``): her own
+            # wrapping committed over it at once, so her unlock and members' devices find hers (53c (2)).
+            out.recommit.append((node, doc["_rev"]))
         if volume.ledger is not None and node.owner == volume.key.user_id:
             # Hers, or judged no claim (taken at her epoch otherwise): her key there, as seen here.
             volume.ledger.saw_key(node.fid, node.epoch, node.dek)
@@ -907,7 +913,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         if owner_changed(tree, doc, tree.get(ino)):
             continue  # a giver's document at the id of a node of another owner's (hers): said (round 46b (3))
         try:
-            opened = open_guest(doc, volume.key, paths, volume.trust)
+            opened = open_guest(doc, volume.key, paths, volume.trust, volume.store,
+                                None if ino is None else tree.get(ino))
         except VaultError as err:
             log.warning("a shared file %s does not open: %s", fid, err)
             continue

@@ -20,8 +20,15 @@ from fusevault.store.replica import history_from, in_conflict, local_of
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import alarms, names
 from fusevault.vault.model.ledger import writer_seq
-from fusevault.vault.model.nodes import Node, node_from_doc, open_node_doc, xattr_bytes
+from fusevault.vault.model.nodes import (
+    Node,
+    doc_dek,
+    node_from_doc,
+    open_node_attrs,
+    xattr_bytes,
+)
 from fusevault.vault.tree.attributes import XATTR_BYTES_MAX, XATTR_COUNT_MAX, holds_no_more, over_cap
+from fusevault.vault.tree.authorship import said_signer
 from fusevault.vault.tree.guests import open_guest
 
 if TYPE_CHECKING:
@@ -237,12 +244,46 @@ def _copied_when_settled(tree: Tree, doc: dict, signer: str, opened: tuple[Node,
 def open_doc(tree: Tree, doc: dict) -> tuple[Node, list] | None:
     """The document as a node, if this user can open it."""
     if doc.get("owner") == tree.key.user_id:
-        return node_from_doc(doc, *open_node_doc(doc, tree.key))
+        return _open_mine(tree, doc)
     sharing = tree.sharing
     if sharing is None or doc.get("owner") not in sharing.givers():
         return None
     paths = sharing.my_key_paths(tree.layout, doc["owner"], doc["_id"])
-    return open_guest(doc, tree.key, paths, tree.trust)
+    return open_guest(doc, tree.key, paths, tree.trust, tree.store, tree.find(doc["_id"]))
+
+
+def wrapped_by_her(tree: Tree, doc: dict) -> bool:
+    """Whether ``doc``'s wrapping of its file's key opens under this user's master key (``_open_mine``)."""
+    try:
+        doc_dek(doc, tree.key)
+    except CorruptData:
+        return False
+    return True
+
+
+def _open_mine(tree: Tree, doc: dict) -> tuple[Node, list]:
+    """Her node's document opened.  A member's state whose wrapping of the key does not open under her
+    master key (none of hers: a member's device cannot check one), at the key epoch of the node held
+    here, is opened under the key held (her own: her next commit wraps it afresh) and taken as any
+    state of his is; the wrapping is said, naming the signer.  Refused, an older member's device that
+    carried another member's bad wrapping had each of its honest edits refused as a forgery (attack
+    round 53c (2)).  One of hers (of another key, too: a claim, judged as such) opens the state."""
+    try:
+        dek = doc_dek(doc, tree.key)
+    except CorruptData:
+        held = tree.find(doc["_id"])
+        signer = said_signer(doc)
+        if (signer in (None, tree.key.user_id) or held is None or not held.dek
+                or held.owner != tree.key.user_id or doc.get("epoch", 0) != held.epoch):
+            raise CorruptData(f"node document {doc['_id']} fails authentication") from None
+        opened = node_from_doc(doc, held.dek, open_node_attrs(doc, held.dek))
+        if tree.trust is not None:
+            fid = doc["_id"]
+            tree.trust.alarms.warn("forged-key", fid, f"file {fid}: a state signed by {signer!s:.40} carries "
+                                   "a wrapping of its key that is not its owner's: taken under the key held "
+                                   "here; her own wrapping is kept")
+        return opened
+    return node_from_doc(doc, dek, open_node_attrs(doc, dek))
 
 
 def reopen(tree: Tree, node: Node) -> bool:

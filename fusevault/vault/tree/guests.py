@@ -28,14 +28,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
 from fusevault.crypto.keys import MasterKey
+from fusevault.crypto.signing import signer_of
 from fusevault.encoding import b64d, b64e
-from fusevault.errors import VaultError
+from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import grants as granting
 from fusevault.vault.model import names, shapes, sharing
 from fusevault.vault.model.groups import GROUP, can_write
-from fusevault.vault.model.nodes import Node, node_from_doc, open_node_attrs
+from fusevault.vault.model.nodes import VERSION, Node, node_from_doc, open_node_attrs, wrapping_ok
 from fusevault.vault.model.sharing import Grant, Reach, gives_as_much
 from fusevault.vault.model.trust import Trust
 from fusevault.vault.model.users import USER
@@ -393,10 +394,12 @@ def _listdir(path: Path) -> list[str]:
         return []
 
 
-def open_guest(doc: dict, key: MasterKey, paths: list[Path],
-               trust: Trust | None = None) -> tuple[Node, list] | None:
+def open_guest(doc: dict, key: MasterKey, paths: list[Path], trust: Trust | None = None,
+               store: Store | None = None, held: Node | None = None) -> tuple[Node, list] | None:
     """A node of another owner, opened with a key sealed to this user by
-    that owner (signed); None if none opens it."""
+    that owner (signed); None if none opens it.  Its ``wrapped`` is the
+    owner's own (``carried_wrapping``: ``held`` is the node this device holds
+    at its id, ``store`` where her signed versions are looked for)."""
     fid, owner = doc["_id"], doc["owner"]
     for path in paths:
         try:
@@ -411,8 +414,63 @@ def open_guest(doc: dict, key: MasterKey, paths: list[Path],
         except VaultError as err:
             log.warning("a shared key for %s does not open it: %s", fid, err)
             continue
-        node.wrapped = {k: doc[k] for k in ("en_file_dek", "owner_dek") if k in doc}
+        node.wrapped = carried_wrapping(doc, node, trust, store, held)
         return node, links
+    return None
+
+
+# The owner's signed versions of a file looked at for her wrapping of its key (``carried_wrapping``).
+WRAPPING_VERSIONS = 64
+
+
+def wrapping_of(doc: dict) -> dict:
+    """A document's wrapping of its file's key for the owner (bounded by ``nodes.wrapping_ok``)."""
+    return {k: doc[k] for k in ("en_file_dek", "owner_dek") if k in doc}
+
+
+def carried_wrapping(doc: dict, fresh: Node, trust: Trust | None, store: Store | None,
+                     held: Node | None) -> dict:
+    """The owner's wrapping of the file's key that this user's commits of it carry (``nodes.key_fields``),
+    ``fresh`` being opened from ``doc``: the document's own when its owner signed it (or nothing is
+    signed); else the one held here at that key epoch (taken from a state she signed), else one of her
+    signed versions' at it, else, none found (a folder, loaded after a member's state), the document's.
+    No member's device can check a wrapping (it is sealed under the owner's master key): taken from any
+    signer's state, one WRITE member's bad text was carried by every other member's next commit, each
+    refused by the owner's device as a forgery of theirs (attack round 53c (2))."""
+    own = wrapping_of(doc)
+    try:
+        signer = signer_of(doc)
+    except Forged:
+        signer = None  # never admitted: not opened
+    if trust is None or signer in (None, doc.get("owner")):
+        return own
+    if held is not None and held.wrapped and held.epoch == fresh.epoch and held.owner == fresh.owner:
+        return held.wrapped
+    if store is not None and (found := _signed_wrapping(doc, fresh, trust, store)) is not None:
+        return found
+    log.info("%s: no wrapping of its key its owner signed at epoch %d is held: a member's is carried",
+             fresh.fid, fresh.epoch)
+    return own
+
+
+def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store) -> dict | None:
+    """The wrapping of a version of the file its owner signed at ``fresh``'s epoch (at most
+    ``WRAPPING_VERSIONS`` looked at), or None."""
+    looked = 0
+    for version in store.by_file(VERSION, fresh.fid):
+        if version.get("owner") != fresh.owner or version.get("epoch", 0) != fresh.epoch:
+            continue
+        wrapping = wrapping_of(version)
+        if not wrapping or not wrapping_ok(wrapping):
+            continue
+        looked += 1
+        if looked > WRAPPING_VERSIONS:
+            return None
+        try:
+            if trust.verify(version, author=fresh.owner) == fresh.owner:
+                return wrapping
+        except Forged:
+            continue
     return None
 
 
