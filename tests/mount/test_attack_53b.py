@@ -82,16 +82,45 @@ Fix (suggested): the spawner keeps its helpers by uid (it is their parent: a pid
   has not reaped it, SIGCHLD handled instead of ignored) and SIGKILLs the one it replaces (or a
   helper's next fork for a uid waits until the given-up one has ended); catch a failed fork.
 
+(4) His watched folder's links are walked by root's inotify set-up on the mount's loop, GIL held
+Attack: bob (mapped, unlocked) makes a folder of his holding links to a big tree anyone may read (12
+  links to ``/usr`` here; links cost him nothing) and sets it as his ``source_dir_to_watch``
+  (``config set``: the check passes, the folder is his).
+Seen: ``test_links_to_a_big_tree_in_his_watched_folder_do_not_freeze_the_mount`` (strict xfail): alice's
+  ``cat`` of her own file does not answer within 10 s; she read again 28 s after his ``config set``.
+  In-process (watchfiles 1.3.0 here): ``RustNotify([folder], ..., recursive=True)`` follows links
+  (notify's walk, ``follow_links``), adds an inotify watch as root on every folder they lead to
+  (16,822 for one link to ``/usr``), walks the tree again for each link to it (10 links: 36 s), and
+  holds the GIL the whole time (another Python thread ran once in 1.3 s): the mount's loop and every
+  worker thread stop.  Control: one link to a small folder of his
+  (``test_a_watched_folder_with_a_link_to_a_small_folder_leaves_the_mount_serving``).
+Cause: imports/watcher.py ``_watch_held``: ``awatch(source, ...)`` builds ``RustNotify`` on the calling
+  thread, the trio loop (watchfiles main.py ``awatch``: only ``watcher.watch`` goes to a thread), as
+  root, over a tree of the user's choosing and the links in it.  51t/52b moved every call on his
+  folders to his threads but this one.
+Impact: one local user freezes the shared mount for every user for as long as he likes (the walk's
+  time grows with the links he makes; it is taken again at each ``config set``, each unlock, and 60 s
+  after a failed watch); root's inotify watches (``max_user_watches`` is per uid: every root daemon's)
+  spent on folders he names, names under folders he may not read reported to root's process; medium.
+Fix (suggested): build the watch off the loop, in his limited threads, without following links
+  (``RustNotify`` has no such option: watch non-recursively, one watch per folder the helper's walk
+  found, i.e. the folders his scan reaches with O_NOFOLLOW, bounded in number); or poll through the
+  helper (``force_polling`` walks as root too: no).
+
 What held (read or run):
 - HostThreads bounds his threads at two, kept across lock/unlock (52b's tests; a stopped helper holds
   his two and nothing of others'): alice's reads answered throughout scene (1).
 - Export, import and settings folders are opened by the helper as him (O_NOFOLLOW on every step below
   the chosen folder): no root rights lent through links/fifos in this round's code.
 - A folder's descriptor closed on the loop: a FUSE ``releasedir`` is not waited for (read).
-Not tried: the importer's abandoned ``open_source`` (its file object is closed by trio on the loop when
-  dropped: a flush on the loop again if root may reach his FUSE, i.e. with ``user_allow_other``); a
-  slow multi-piece helper answer (``wire.receive``: 120 s per piece, a 64 MB ``scan`` keeps the lock
-  for hours: makes (2) last that long).
+Not tried: more than 12 links (the freeze grows with them, read); the same in a personal mount (his
+  own process: no one else waits); the importer's abandoned ``open_source`` (its file object is
+  closed by trio on the loop when dropped: a flush on the loop again if root may reach his FUSE, i.e.
+  with ``user_allow_other``); a slow multi-piece helper answer (``wire.receive``: 120 s per piece, a
+  64 MB ``scan`` keeps the lock for hours: makes (2) last that long); the spawner's failed fork
+  ending it (3) (read only); eight mapped users each holding 16 ``config set`` connections on a stalled
+  helper (not ended at hangup: only ``export`` is) fill the control socket's 128 (its design's cap,
+  reachable without a stall too, by slow requests: not reported).
 """
 
 from __future__ import annotations
@@ -367,3 +396,36 @@ def test_helpers_given_up_do_not_pile_up_under_root_s_spawner(helper, places) ->
         for pid in stopped:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _watch_links_and_read(people: People, target: str, links: int) -> str | None:
+    """bob watches a folder of his holding ``links`` links to ``target``; what alice's read of her own
+    file answers right after (None: nothing within 10 s)."""
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "echo alice reads > $M/alice.txt")
+    inbox = people.place / "bob" / "in-53b"
+    people.ok("bob", f"rm -rf {inbox} && mkdir {inbox} && for i in $(seq 1 {links}); do "
+                     f"ln -s {target} {inbox}/l$i; done")
+    done = people.fusevault("bob", "config", "set", "source_dir_to_watch", str(inbox), "--mount",
+                            str(people.mnt))
+    assert done.returncode == 0, done.stderr
+    started = time.monotonic()
+    time.sleep(0.5)  # the import service starts its watch
+    read = _answers_within(people, "alice", "cat $M/alice.txt", 10)
+    assert _answers_within(people, "alice", "cat $M/alice.txt", 300) == "alice reads\n"
+    print(f"alice's first read: {read!r}; she reads again {time.monotonic() - started:.1f} s after his "
+          "config set")
+    return read
+
+
+def test_a_watched_folder_with_a_link_to_a_small_folder_leaves_the_mount_serving(people: People) -> None:
+    small = people.place / "bob" / "small-53b"
+    people.ok("bob", f"mkdir -p {small}/a/b")
+    assert _watch_links_and_read(people, str(small), 1) == "alice reads\n"
+
+
+@pytest.mark.xfail(strict=True, reason="53b (4): the watch of his folder walks what its links lead to, as "
+                                       "root, on the mount's loop with the GIL held: every user waits")
+def test_links_to_a_big_tree_in_his_watched_folder_do_not_freeze_the_mount(people: People) -> None:
+    assert _watch_links_and_read(people, "/usr", 12) == "alice reads\n"
