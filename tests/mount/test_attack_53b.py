@@ -83,11 +83,12 @@ Fix (suggested): the spawner keeps its helpers by uid (it is their parent: a pid
   helper's next fork for a uid waits until the given-up one has ended); catch a failed fork.
 
 (4) His watched folder's links are walked by root's inotify set-up on the mount's loop, GIL held
-Attack: bob (mapped, unlocked) makes a folder of his holding links to a big tree anyone may read (12
+Attack: bob (mapped, unlocked) makes a folder of his holding links to a big tree anyone may read (20
   links to ``/usr`` here; links cost him nothing) and sets it as his ``source_dir_to_watch``
   (``config set``: the check passes, the folder is his).
 Seen: ``test_links_to_a_big_tree_in_his_watched_folder_do_not_freeze_the_mount`` (strict xfail): alice's
-  ``cat`` of her own file does not answer within 10 s; she read again 28 s after his ``config set``.
+  ``cat`` of her own file does not answer within 10 s; she read again 50 s after his ``config set``
+  (28 s with 12 links: the freeze grows with the links).
   In-process (watchfiles 1.3.0 here): ``RustNotify([folder], ..., recursive=True)`` follows links
   (notify's walk, ``follow_links``), adds an inotify watch as root on every folder they lead to
   (16,822 for one link to ``/usr``), walks the tree again for each link to it (10 links: 36 s), and
@@ -113,7 +114,7 @@ What held (read or run):
 - Export, import and settings folders are opened by the helper as him (O_NOFOLLOW on every step below
   the chosen folder): no root rights lent through links/fifos in this round's code.
 - A folder's descriptor closed on the loop: a FUSE ``releasedir`` is not waited for (read).
-Not tried: more than 12 links (the freeze grows with them, read); the same in a personal mount (his
+Not tried: more than 20 links (the freeze grows with them); the same in a personal mount (his
   own process: no one else waits); the importer's abandoned ``open_source`` (its file object is
   closed by trio on the loop when dropped: a flush on the loop again if root may reach his FUSE, i.e.
   with ``user_allow_other``); a slow multi-piece helper answer (``wire.receive``: 120 s per piece, a
@@ -428,4 +429,4 @@ def test_a_watched_folder_with_a_link_to_a_small_folder_leaves_the_mount_serving
 @pytest.mark.xfail(strict=True, reason="53b (4): the watch of his folder walks what its links lead to, as "
                                        "root, on the mount's loop with the GIL held: every user waits")
 def test_links_to_a_big_tree_in_his_watched_folder_do_not_freeze_the_mount(people: People) -> None:
-    assert _watch_links_and_read(people, "/usr", 12) == "alice reads\n"
+    assert _watch_links_and_read(people, "/usr", 20) == "alice reads\n"  # 20: a margin on a fast machine
