@@ -108,6 +108,22 @@ Fix (suggested): build the watch off the loop, in his limited threads, without f
   found, i.e. the folders his scan reaches with O_NOFOLLOW, bounded in number); or poll through the
   helper (``force_polling`` walks as root too: no).
 
+(5) A link to the mount in his watched folder: the mount asks itself from its blocked loop, for good
+Attack: bob (mapped, unlocked) makes a folder of his holding one link, ``m -> $M`` (the shared mount
+  point), and sets it as his ``source_dir_to_watch`` (the check refuses the mount as the folder, not a
+  link inside it).
+Seen: ``test_a_link_to_the_mount_in_his_watched_folder_does_not_deadlock_it`` (strict xfail): alice's
+  read does not answer within 10 s, nor 30 s later; the mount's threads: the loop's in a futex wait,
+  notify's (the set-up's walk) in ``request_wait_answer``, the kernel's wait for a FUSE answer from
+  the mount itself, whose loop waits for that walk (GIL held, (4)).  Nothing ends it but killing the
+  mount (the fixture's unmount finds no answer and kills it): every user's unsaved writes are lost.
+Cause: (4)'s (imports/watcher.py ``awatch`` on the loop, following links), meeting the mount point.
+Impact: one local user stops the shared mount for every user for good, with one link; high (51t (1)'s
+  kind, without his FUSE).  Honest use too: in a personal mount, a watched folder holding a link to
+  the drive (``~/inbox/drive -> ~/Private``) hangs that mount for good.
+Fix (suggested): (4)'s; and never watch (nor walk as root) a folder inside a fusevault mount, links
+  included (a walk that follows no link, or the mounts' devices skipped).
+
 What held (read or run):
 - HostThreads bounds his threads at two, kept across lock/unlock (52b's tests; a stopped helper holds
   his two and nothing of others'): alice's reads answered throughout scene (1).
@@ -135,7 +151,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import mounted
+from conftest import mounted, server_pids
 
 from fusevault.vault.model import users
 from mount import test_host_access as host_access
@@ -430,3 +446,26 @@ def test_a_watched_folder_with_a_link_to_a_small_folder_leaves_the_mount_serving
                                        "root, on the mount's loop with the GIL held: every user waits")
 def test_links_to_a_big_tree_in_his_watched_folder_do_not_freeze_the_mount(people: People) -> None:
     assert _watch_links_and_read(people, "/usr", 20) == "alice reads\n"  # 20: a margin on a fast machine
+
+
+@pytest.mark.xfail(strict=True, reason="53b (5): a link to the mount in his watched folder: root's watch "
+                                       "set-up asks the mount itself, from its own blocked loop: deadlock")
+def test_a_link_to_the_mount_in_his_watched_folder_does_not_deadlock_it(people: People) -> None:
+    people.unlock("alice")
+    people.unlock("bob")
+    people.ok("alice", "echo alice reads > $M/alice.txt")
+    inbox = people.place / "bob" / "in-mount-53b"
+    people.ok("bob", f"rm -rf {inbox} && mkdir {inbox} && ln -s $M {inbox}/m")
+    done = people.fusevault("bob", "config", "set", "source_dir_to_watch", str(inbox), "--mount",
+                            str(people.mnt))
+    assert done.returncode == 0, done.stderr
+    time.sleep(0.5)  # the import service starts its watch
+    first = _answers_within(people, "alice", "cat $M/alice.txt", 10)
+    later = None if first else _answers_within(people, "alice", "cat $M/alice.txt", 30)
+    print(f"alice's read: {first!r}, 30 s on: {later!r}")
+    for pid in server_pids(people.mnt):  # where the mount's threads wait: one in the kernel's FUSE wait
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                print(pid, task, Path(f"/proc/{pid}/task/{task}/wchan").read_text())
+    assert first == "alice reads\n", "alice's read of her own file did not answer within 10 s"
+    # (the fixture's unmount finds no answer either: it kills the mount)
