@@ -33,6 +33,23 @@
     honest case trains the user to ignore it.
     cause: the version saved at the close of an unlinked file records a path the check's path
     parser refuses (the mount's save after unlink vs the check's reading of version paths).
+
+(4) `config set` with FUSEVAULT_VAULT changes the settings of another vault: the one mounted
+    attacker: none needed (a user of two vaults; README "Users and groups": `export
+    FUSEVAULT_VAULT=~/vault  # or --vault ~/vault on each command`).
+    steps: vault A mounted (the only mount); vault B not mounted; `FUSEVAULT_VAULT=B fusevault
+    config set source_dir_to_watch ~/Inbox` (or passphrase_expiry_ttl, delete_file_from_source,
+    import_into), from a folder outside any mount.
+    seen: "source_dir_to_watch = ...", exit 0, and it is A's setting that changed (A's mount
+    starts importing ~/Inbox, and deletes the sources with delete_file_from_source on); B's is
+    unchanged.  With --vault B it is B's.  When A's mount is not reachable from the caller's
+    runtime folder, the same command fails "the mount at A does not answer" (exit 6).
+    expected: FUSEVAULT_VAULT names the vault as --vault does (or config refuses it, saying to use
+    --vault); never the settings of a vault the user did not name.
+    cause: `config set/show` read only --vault, then fall back to "here, or the only mount".
+    impact: a vault's watched folder, deletion switch or TTL set on the wrong vault, silently:
+    files meant for B are imported into A (a vault other users may share) and removed from the
+    source.
 """
 
 from __future__ import annotations
@@ -112,3 +129,20 @@ def test_check_of_a_file_written_after_its_unlink_says_nothing_false(vault: Path
     checked = fusevault("check", vault)
     assert checked.returncode == 0, checked.stderr
     assert "not one" not in checked.stderr, checked.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="53t (4): config set with FUSEVAULT_VAULT=B changes the "
+                                       "mounted vault A's settings")
+def test_config_set_with_fusevault_vault_changes_that_vault(vault: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    assert fusevault("init", other, "--user", "alice").returncode == 0
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with mounted(vault, tmp_path / "mnt"):
+        changed = fusevault("config", "set", "source_dir_to_watch", inbox,
+                            env={"FUSEVAULT_VAULT": str(other)}, cwd=tmp_path)
+        assert changed.returncode == 0, changed.stderr
+        mounted_one = fusevault("config", "show", "--json", cwd=tmp_path / "mnt")
+    named = fusevault("config", "show", "--json", "--vault", other)
+    assert str(inbox) not in mounted_one.stdout, "the mounted vault's watched folder was set"
+    assert str(inbox) in named.stdout, "the vault FUSEVAULT_VAULT names was not changed"
