@@ -21,17 +21,35 @@
     fix: revoke = collect, then delete (or close the box to appends, collect, delete); at expiry
     the relay refuses appends but keeps the item (for its owner's delete key) until collected or
     a grace period; `link list` shows drops waiting.
+
+(3) `receive -o` the mount's root makes a stranger's folder `shared` (or `groups`) there
+    attacker: whoever sends her files (a stranger with a session code she was given).
+    steps: the sender runs `fusevault send shared` where shared/bob/contract.txt is his; she runs
+    `fusevault receive NAME -o ~/Private` (her mount's root: -o may be any folder).
+    seen: "received .../Private/shared/bob/contract.txt", exit 0: a real root folder `shared` of
+    hers, made by the stranger, with `bob/contract.txt` where bob's shares show; `fusevault status`
+    says nothing while no share is there to hide.  52t (1), (2)'s fix (a drop or an import takes
+    another name at the root, README exit 33) does not reach receive.
+    expected: as a drop: the root's view names are taken as `shared (2)` (or refused, exit 33).
+    cause: receive writes through the mount's FUSE mkdir, which makes reserved names at the root
+    for whoever asks (the user herself may, by 52t (2)'s choice), and receive does not avoid them.
+    impact: a stranger's file presented in her tree where her colleagues' shares are (52t (2),
+    medium-high there).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import couchdb
 import pytest
-from conftest import fusevault, mounted, running_relay
+from conftest import PASSPHRASE, fusevault, mounted, running_relay
 
 from fusevault.links import capability
 
@@ -87,3 +105,29 @@ def test_a_drop_made_before_the_box_expires_still_arrives(relay: str, vault: Pat
         time.sleep(max(0.0, made + 6.5 - time.time()))  # the mount collects once a minute
         fusevault("link", "collect", cwd=mnt)
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
+
+
+@pytest.mark.xfail(strict=True, reason="53t (3): receive -o the mount's root makes a stranger's folder "
+                                       "'shared' there (drops and imports take another name)")
+def test_a_received_folder_named_shared_takes_another_name_at_the_root(transfer_relay: str, vault: Path,
+                                                                      tmp_path: Path) -> None:
+    sender = tmp_path / "stranger"
+    (sender / "shared" / "bob").mkdir(parents=True)
+    (sender / "shared" / "bob" / "contract.txt").write_text("not bob's")
+    env = {**os.environ, "FUSEVAULT_RELAY": transfer_relay}
+    env.pop("FUSEVAULT_PASSPHRASE", None)
+    send = subprocess.Popen([sys.executable, "-m", "fusevault", "send", "shared"], cwd=sender, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        first = send.stdout.readline()
+        found = re.search(r"Session (\d+), code (\S+)", first)
+        assert found, first
+        with mounted(vault, tmp_path / "mnt") as mnt:
+            got = fusevault("receive", found[1], "-o", mnt, passphrase=PASSPHRASE,
+                            env={"FUSEVAULT_RELAY": transfer_relay, "FUSEVAULT_CODE": found[2]})
+            assert got.returncode == 0, got.stderr
+            assert not (mnt / "shared" / "bob" / "contract.txt").exists(), got.stdout
+    finally:
+        send.kill()
+        send.wait(10)
