@@ -22,7 +22,7 @@
     the relay refuses appends but keeps the item (for its owner's delete key) until collected or
     a grace period; `link list` shows drops waiting.
 
-(3) `receive -o` the mount's root makes a stranger's folder `shared` (or `groups`) there
+(5) `receive -o` the mount's root makes a stranger's folder `shared` (or `groups`) there
     attacker: whoever sends her files (a stranger with a session code she was given).
     steps: the sender runs `fusevault send shared` where shared/bob/contract.txt is his; she runs
     `fusevault receive NAME -o ~/Private` (her mount's root: -o may be any folder).
@@ -107,7 +107,7 @@ def test_a_drop_made_before_the_box_expires_still_arrives(relay: str, vault: Pat
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
 
 
-@pytest.mark.xfail(strict=True, reason="53t (3): receive -o the mount's root makes a stranger's folder "
+@pytest.mark.xfail(strict=True, reason="53t (5): receive -o the mount's root makes a stranger's folder "
                                        "'shared' there (drops and imports take another name)")
 def test_a_received_folder_named_shared_takes_another_name_at_the_root(transfer_relay: str, vault: Path,
                                                                       tmp_path: Path) -> None:
