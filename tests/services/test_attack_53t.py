@@ -35,6 +35,9 @@
     for whoever asks (the user herself may, by 52t (2)'s choice), and receive does not avoid them.
     impact: a stranger's file presented in her tree where her colleagues' shares are (52t (2),
     medium-high there).
+
+Held, and not tried: tests/mount/test_attack_53t.py's docstring; the control kept here:
+`test_control_a_drop_collected_before_the_revoke_stays`.
 """
 
 from __future__ import annotations
