@@ -22,7 +22,8 @@ import logging
 import re
 import stat
 import time
-from collections.abc import AsyncIterator, Container, Iterator
+from collections.abc import AsyncIterator, Callable, Container, Iterator
+from typing import TypeVar
 
 import trio
 
@@ -43,6 +44,7 @@ from fusevault.vault.services.placing import KernelCache, make_dirs, make_durabl
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 REFUSED = ("links are made from a personal mount: a shared mount (--allow-other) runs as root "
            "and reaches no link server for a user")
@@ -138,8 +140,7 @@ class Links:
                     raise InvalidInput("only files and folders can be shared by link")
             keys = capability.OwnerKeys.new()
             with LinkClient(server) as client:
-                item = await trio.to_thread.run_sync(client.create, keys.hashes(), capability.HASHINFO,
-                                                     expires_in)
+                item = await _network(client.create, keys.hashes(), capability.HASHINFO, expires_in)
             record = LinkRecord(item, server.rstrip("/"), "drop" if drop else "share", name_to_str(path),
                                 keys, time.time_ns(), time.time() + expires_in if expires_in else None)
             # Saved before anything is published: whatever happens next, it can be revoked.
@@ -197,7 +198,7 @@ class Links:
         self._allowed()
         found = []
         for record, _ in sorted((await self._records()).values(), key=lambda r: r[0].created_at):
-            found.append({**self._describe(record), **await trio.to_thread.run_sync(_server_view, record)})
+            found.append({**self._describe(record), **await _network(_server_view, record)})
         return found
 
     async def revoke(self, link_or_id: str) -> dict:
@@ -219,7 +220,7 @@ class Links:
                 finally:
                     client.close()
 
-            await trio.to_thread.run_sync(revoke)
+            await _network(revoke)  # abandoned (an unmount), the revoke still ends in its thread
             if rev is not None:
                 await self.vol.store_call(self.vol.store.put_many,
                                           [{**record_doc(self.vol.key, record, rev), "_deleted": True}])
@@ -257,7 +258,7 @@ class Links:
         if self._share_gone(record):
             return 0
         with LinkClient(record.server) as client:
-            versions = await trio.to_thread.run_sync(client.versions, record.item, keys.delete)
+            versions = await _network(client.versions, record.item, keys.delete)
             for version in [v for v in versions if not v["deleted"]]:
                 vid = version["id"]
                 # Outside the item's ``try``: a box folder that cannot take drops now is no
@@ -283,7 +284,7 @@ class Links:
                     continue
                 # The server forgets it only once the vault holds it for good.
                 with contextlib.suppress(LinkGone):
-                    await trio.to_thread.run_sync(client.delete_version, record.item, keys.delete, vid)
+                    await _network(client.delete_version, record.item, keys.delete, vid)
                 record.pending.pop(vid, None)
                 record.collected += files
                 taken += files
@@ -522,9 +523,23 @@ def _held(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 async def _pull(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """A blocking iterator (network, decryption) drained from worker threads."""
-    while (data := await trio.to_thread.run_sync(next, blocks, None)) is not None:
+    """A blocking iterator (network, decryption) drained from worker threads (abandoned on cancel)."""
+    while (data := await _network(next, blocks, None)) is not None:
         yield data
+
+
+async def _network(fn: Callable[..., _T], *args: object) -> _T:
+    """``fn(*args)``, a call of the link store, in a worker thread that a cancel abandons.
+
+    The drop boxes are collected in her session's scope, and her lock (``fusevault lock``, the TTL,
+    the unmount) cancels it and waits for it to end: a link store answering a byte every few seconds
+    held the thread, and her keys in memory, as long as it liked (attack round 53d (2)).  Abandoned,
+    the thread ends on its own: its client is closed as the cancel leaves its ``with`` (its socket
+    read then fails), and its answer has a deadline (http_answers.py); what it returns is dropped.
+    Nothing of the vault is touched from it: every call here is network and crypto only (not so
+    ``_publish``, which reads the vault through trio from its thread: not abandoned; a command, outside
+    her session, bounded by each answer's deadline)."""
+    return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
 
 async def collect_periodically(links: Links, first: float, every: float, task: TaskState, *,

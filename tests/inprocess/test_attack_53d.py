@@ -161,8 +161,6 @@ def trickling_link_store(trickle: bool = True) -> Iterator[tuple[str, threading.
         listener.close()
 
 
-@pytest.mark.xfail(strict=True, reason="53d (2): a trickling link store's answer keeps fusevault lock "
-                   "waiting")
 async def test_a_trickling_link_store_does_not_keep_her_drive_unlocked(fs, monkeypatch) -> None:
     await _lock_while_collecting(fs, monkeypatch, trickle=True)
 
@@ -170,6 +168,28 @@ async def test_a_trickling_link_store_does_not_keep_her_drive_unlocked(fs, monke
 async def test_a_link_store_that_answers_lets_her_lock(fs, monkeypatch) -> None:
     """Control: the same with the store's answer given at once."""
     await _lock_while_collecting(fs, monkeypatch, trickle=False)
+
+
+async def test_a_trickling_link_store_does_not_hold_the_unmount(fs, monkeypatch) -> None:
+    """The unmount cancels every service as the lock does (fs/lifecycle.py): it ends without waiting
+    for the store to let go (a timer lets go after 10 s, so that a wait ends)."""
+    monkeypatch.setattr(sessions, "DROPS_FIRST", 0)
+    with trickling_link_store() as (url, asked, stop):
+        await Links(fs.volume, NoKernel()).create(b"Inbox", url, True, None)
+        agent = agent_for(fs)
+        timer = threading.Timer(10, stop.set)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(agent.run, fs.volume, 3600)
+                with trio.fail_after(30):
+                    while not asked.is_set():
+                        await trio.sleep(0.05)
+                timer.start()
+                nursery.cancel_scope.cancel()
+            let_go = stop.is_set()
+        finally:
+            timer.cancel()
+    assert not let_go, "the unmount waited for the link store's answer"
 
 
 async def _lock_while_collecting(fs, monkeypatch, *, trickle: bool) -> None:
