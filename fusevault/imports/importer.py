@@ -26,6 +26,7 @@ from fusevault.host_access import Direct, HostAccess
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
+from fusevault.modes import given_mode
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.settings import Settings
@@ -204,7 +205,7 @@ class Importer:
             return MOVED, 0, False
         if known is not None and known[0].stamp == stamp:
             return UNCHANGED, 0, await self._remove_source(known[0])
-        mode = stat.S_IMODE(st.st_mode)
+        mode = given_mode(stat.S_IMODE(st.st_mode))  # others may write to her watched folder (53d (5))
         if known is None and not self._in_vault(location):
             # New, and nothing there to compare with: copy (and hash) in one pass.
             return await self._copy(location, mode, None, stamp, None)

@@ -29,11 +29,11 @@ import trio
 
 from fusevault.encoding import bytes_start, name_to_str, shown, str_to_name
 from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, LinkRefused, NotFound, VaultError
-from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
+from fusevault.host_access import Direct, HostAccess
 from fusevault.links import LONGEST_EXPIRY, capability, content, link_records
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.link_records import LinkRecord, load_records, record_doc
-from fusevault.modes import her_umask
+from fusevault.modes import given_mode
 from fusevault.tasks import TaskState
 from fusevault.transfer.offer import link_stays_inside
 from fusevault.vault.model import names
@@ -379,7 +379,7 @@ class Links:
                 continue
             blocks = content.verified(_held(content.contents(client, read_key, item, manifest, index)), entry)
             node, _ = await write_file(self.vol, parent, name, _pull(blocks),
-                                       mode=_dropped_mode(entry["mode"]), caller=self.caller,
+                                       mode=given_mode(entry["mode"]), caller=self.caller,
                                        kernel=self.kernel, mtime_ns=entry["mtime_ns"])  # entries(): ints
             await make_durable(self.vol, node)
 
@@ -598,10 +598,3 @@ def _not_held_back(volume: Volume, found: list[tuple[str, Node]]) -> list[tuple[
         log.warning("a link leaves out %d path(s) an older state put in its folder: %s", len(left),
                     ", ".join(left[:5]))
     return kept
-
-
-def _dropped_mode(mode: int) -> int:
-    """A dropped file's mode: the dropper's, never setuid, setgid or sticky, less her umask and never
-    writable by group or others, whatever he gave: a 0666 drop in a drive opened to other users was
-    theirs to rewrite (attack round 52t (6)); ``link get`` masks alike (links/content.py)."""
-    return mode & SAFE_MODE_BITS & ~(her_umask() | 0o022)

@@ -218,7 +218,6 @@ async def _lock_while_collecting(fs, monkeypatch, *, trickle: bool) -> None:
     assert locked and not still_open, "fusevault lock waited on the link store's answer"
 
 
-@pytest.mark.xfail(strict=True, reason="53d (5): an imported file keeps its source's 0666 in her vault")
 async def test_an_imported_file_from_another_user_is_not_writable_by_others(fs, tmp_path) -> None:
     source = tmp_path / "scans"
     source.mkdir()
@@ -235,8 +234,23 @@ async def test_an_imported_file_from_another_user_is_not_writable_by_others(fs, 
     assert not mode & 0o022, oct(mode)
 
 
-@pytest.mark.xfail(strict=True, reason="53d (6): a folder made for her (a drop's, an import's) is 0755 "
-                   "whatever her umask")
+async def test_an_imported_setuid_file_loses_it_and_keeps_her_umask(fs, tmp_path, monkeypatch) -> None:
+    """An import takes the drop's rule whole: no setuid, setgid or sticky; her umask (here 077)."""
+    monkeypatch.setattr(modes, "_her_umask", 0o077)
+    source = tmp_path / "scans"
+    source.mkdir()
+    (source / "tool").write_bytes(b"#!/bin/sh\n")
+    (source / "tool").chmod(0o6777)
+    importer = Importer(fs.volume, Settings(source_dir_to_watch=str(source), import_into="In"), NoKernel())
+    await importer.load()
+    try:
+        await importer.take("tool")
+    finally:
+        importer.close()
+    assert fs.volume.resolve(b"In/tool").mode & 0o7777 == 0o700
+    assert fs.volume.resolve(b"In").mode & 0o777 == 0o700  # the folder made for it (53d (6))
+
+
 async def test_a_folder_made_for_her_keeps_her_umask(fs, monkeypatch) -> None:
     monkeypatch.setattr(modes, "_her_umask", 0o077)  # as cli/app.py keeps it at the command's start
     made = await make_dirs(fs.volume, b"Inbox/medical", Caller(os.getuid(), os.getgid()))
