@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fusevault.encoding import shown
+from fusevault.encoding import name_to_str, shown
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.host_access.threads import HostThreads
@@ -184,11 +184,12 @@ class Importer:
 
     def _say_renamed(self, location: str) -> None:
         """Said (log and ``fusevault status``) when ``location`` went to ``NAME (2)``: see _vault_path."""
-        top = names.reserved_at_root(os.fsencode(location)) if self._into_root() else None
+        top = names.like_reserved_at_root(os.fsencode(location)) if self._into_root() else None
         if top is not None:
+            said = shown(name_to_str(top))  # a look-alike may hold invisible characters (53d (4))
             for_user(self.vol.key.user_id).warn(
-                "import-reserved", top.decode(), f"imported files named {top.decode()!r} at the root of the "
-                f"drive went to '{top.decode()} (2)': the name is kept for a view of the mount")
+                "import-reserved", said, f"imported files named {said} at the root of the "
+                f"drive went to {said} (2): the name is (or looks like) one kept for a view of the mount")
 
     async def take(self, location: str) -> tuple[str, int, bool]:
         """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""

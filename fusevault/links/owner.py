@@ -454,12 +454,24 @@ class Links:
 
 def _taken_in(folder: Node) -> Container[bytes]:
     """The names a drop into ``folder`` may not take: its children's, and at the root the names
-    kept for the mount's views (``.versions``, ``shared``, ``groups``): a dropped ``.versions``
-    would replace her history, a dropped ``shared/bob`` pass for bob's share (attack round 52t)."""
+    kept for the mount's views (``.versions``, ``shared``, ``groups``) and their look-alikes: a dropped
+    ``.versions`` would replace her history, a dropped ``shared/bob`` pass for bob's share (attack
+    round 52t)."""
     assert folder.children is not None
     if folder.ino != ROOT_INODE:
         return folder.children
-    return folder.children.keys() | names.RESERVED_AT_ROOT
+    return _TakenAtRoot(folder.children)
+
+
+class _TakenAtRoot:
+    """The root's children, and every name that is or looks like a kept one (``names.looks_reserved``:
+    ``\u0455hared``, ``shared\u200b``, ``shared `` read as ``shared``, attack round 53d (4))."""
+
+    def __init__(self, children: Container[bytes]) -> None:
+        self.children = children
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.children or (isinstance(name, bytes) and names.looks_reserved(name))
 
 
 class BoxWaits(VaultError):

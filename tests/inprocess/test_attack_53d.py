@@ -100,7 +100,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import trio
 
 from fusevault import modes
