@@ -1,7 +1,8 @@
 """Attack round 53d: the fixes after round 52t (af073e2 reserved root names, b808763/e85022a the
 answer cap, 1a0b85f the relay's session-name budget, 9da361b a dropped file's mode).
 
-Six holes, each run (strict xfails): (1) a twice-gzipped answer is unpacked whole before the cap
+Six holes, each run (strict xfails then; fixed since: docs/SECURITY.md "Round 53d"): (1) a
+twice-gzipped answer is unpacked whole before the cap
 counts it (medium; tests/unit/test_attack_53d.py); (2) a trickling link store keeps ``fusevault
 lock`` and the TTL from locking (medium-high; here); (3) a JSON answer within the cap parses to ~26
 times its size: 1.5 GB for the link store's 65 MiB (medium-low; unit file); (4) drops and imports
