@@ -6,15 +6,38 @@ and ``receive`` to 2.1 GB and an exit 70 (attack round 52t (3)).  Here the body 
 and refused as soon as it is longer than the caller's cap (its route's largest honest answer),
 whether the server said so in ``Content-Length``, lied there, or sent it chunked with no length.
 Each client turns ``AnswerTooLarge`` into its own ordinary network error.
+
+The body is read raw and unpacked here, never by httpx: httpx unpacks each network read whole
+through every ``Content-Encoding`` layer, and 1.8 KiB gzipped twice was 1 GiB in one step before one
+byte of it was counted (attack round 53d (1)).  One layer of gzip or deflate is taken (pouchdb-server
+compresses its JSON), unpacked a piece of at most PIECE bytes at a time, each counted before the next;
+stacked layers and any other packing are refused unread (httpx.DecodingError, a network error to
+every client): no server of ours sends them, and only gzip and deflate are asked for.
+
+An answer has a deadline as a whole, not only per read: a server that sends a byte every few seconds
+(within httpx's timeout of each read) held a worker thread, and her lock behind it, as long as it
+liked (attack round 53d (2)).  ``answer_seconds`` gives a cap's time.
 """
 
 from __future__ import annotations
 
+import time
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
 MIB = 1024 * 1024
+
+# The most one step of unpacking makes: each piece is counted before the next is made.
+PIECE = 64 * 1024
+ASKED = "gzip, deflate"  # what is unpacked here (httpx would add br and zstd when installed)
+
+# An answer's deadline: this long for any answer, and its cap's bytes at the slowest pace an honest
+# server on a slow line sends (64 KiB/s: a 4 MiB block in about two minutes, 65 MiB in 18).
+ANSWER_SECONDS = 120.0
+SLOWEST = 64 * 1024  # bytes a second
 
 
 class AnswerTooLarge(Exception):
@@ -25,22 +48,78 @@ class AnswerTooLarge(Exception):
         self.cap = cap
 
 
-def capped_request(client: httpx.Client, method: str, url: str, cap: int, **kwargs: Any) -> httpx.Response:
-    """``client.request(method, url, **kwargs)``, its body read as it comes, at most ``cap`` bytes.
+def answer_seconds(cap: int) -> float:
+    """The longest an answer of at most ``cap`` bytes may take, headers to last byte."""
+    return ANSWER_SECONDS + cap / SLOWEST
 
-    The cap counts the decoded bytes (a gzip of a few KiB can unpack to GiBs).  The answer returned
-    holds its body like any read response (``.content``); httpx's errors pass through."""
-    with client.stream(method, url, **kwargs) as streamed:
+
+def capped_request(client: httpx.Client, method: str, url: str, cap: int, *, seconds: float | None = None,
+                   **kwargs: Any) -> httpx.Response:
+    """``client.request(method, url, **kwargs)``, its body read as it comes, at most ``cap`` bytes
+    (unpacked), within ``seconds`` (by default ``answer_seconds(cap)``; past it httpx.ReadTimeout).
+
+    The answer returned holds its body like any read response (``.content``); httpx's errors pass
+    through, and an answer packed in a way not asked for is httpx.DecodingError."""
+    seconds = answer_seconds(cap) if seconds is None else seconds
+    deadline = time.monotonic() + seconds
+    headers = httpx.Headers(kwargs.pop("headers", None))
+    headers["Accept-Encoding"] = ASKED
+    with client.stream(method, url, headers=headers, **kwargs) as streamed:
         declared = streamed.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > cap:
             raise AnswerTooLarge(cap)  # said up front: not one byte of it read
+        unpack = _Unpacker(streamed.headers.get_list("content-encoding", split_commas=True))
         parts, size = [], 0
-        for part in streamed.iter_bytes():  # the length said may be a lie: counted as it comes
-            size += len(part)
-            if size > cap:
-                raise AnswerTooLarge(cap)
-            parts.append(part)
+        for raw in streamed.iter_raw():  # the length said may be a lie: counted as it comes
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"the answer took longer than {seconds:.0f} s in all",
+                                        request=streamed.request)
+            for part in unpack.parts(raw):
+                size += len(part)
+                if size > cap:
+                    raise AnswerTooLarge(cap)
+                parts.append(part)
         return _answer(streamed, b"".join(parts))
+
+
+class _Unpacker:
+    """One ``Content-Encoding`` layer (gzip, deflate) or none, unpacked at most PIECE bytes a step."""
+
+    def __init__(self, encodings: list[str]) -> None:
+        layers = [e.strip().lower() for e in encodings if e.strip().lower() not in ("", "identity")]
+        if len(layers) > 1:
+            raise httpx.DecodingError(f"an answer packed {len(layers)} times over: refused unread")
+        self._packing = layers[0] if layers else None
+        if self._packing in ("gzip", "x-gzip"):
+            self._z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self._packing == "deflate":
+            self._z = zlib.decompressobj()  # zlib's wrapping; raw deflate is tried if it is not that
+            self._first = True
+        elif self._packing is not None:
+            raise httpx.DecodingError(f"an answer packed as {self._packing[:40]!r}, not asked for: refused")
+
+    def parts(self, data: bytes) -> Iterator[bytes]:
+        """What ``data`` (the next raw bytes) unpacks to, a piece at a time."""
+        if self._packing is None:
+            yield data
+            return
+        while not self._z.eof:
+            try:
+                out = self._z.decompress(data, PIECE)
+            except zlib.error as err:
+                if self._packing == "deflate" and self._first:  # no zlib header: raw deflate
+                    self._first = False
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise httpx.DecodingError(f"an answer whose packing is broken ({err})") from None
+            self._first = False
+            data = self._z.unconsumed_tail
+            if out:
+                yield out
+            if not data and len(out) < PIECE:
+                return  # all taken in, and nothing more pending for it
+
+    _first = False
 
 
 def _answer(streamed: httpx.Response, body: bytes) -> httpx.Response:

@@ -33,6 +33,17 @@ def _words(text: str) -> int:
     return int(text)
 
 
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``; else a usage error.  The relay's
+    limits took any int: ``--join-names 0`` (or -5) let no receiver in, a huge one let a scan of the
+    session names run unbounded (attack round 53d)."""
+    def parsed(text: str) -> int:
+        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+            raise argparse.ArgumentTypeError(f"a whole number from {low} to {high}")
+        return int(text)
+    return parsed
+
+
 def add_commands(command: Command) -> None:
     p = command("send", "offer files to someone: prints a session name and a code to read to them",
                 "fusevault send report.pdf photos/")
@@ -73,16 +84,17 @@ def add_commands(command: Command) -> None:
                 "fusevault relay --listen 127.0.0.1:4080 --redis redis://127.0.0.1:6379/0")
     p.add_argument("--listen", default="127.0.0.1:4080", metavar="HOST:PORT")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0", metavar="URL")
-    p.add_argument("--session-ttl", type=int, default=3600, metavar="S",
+    p.add_argument("--session-ttl", type=_count(1, 7 * 86400), default=3600, metavar="S",
                    help="an idle session's keys expire after S seconds")
-    p.add_argument("--join-attempts", type=int, default=5, metavar="N",
+    p.add_argument("--join-attempts", type=_count(1, 100), default=5, metavar="N",
                    help="attempts to join one session per address")
-    p.add_argument("--join-names", type=int, default=16, metavar="N",
+    p.add_argument("--join-names", type=_count(1, 1000), default=16, metavar="N",
                    help="session names per address per 10 minutes that it was not let in at "
                         "(misses included): a scan of the names finds a live one by chance only")
-    p.add_argument("--calls-per-second", type=int, default=400, metavar="N",
+    p.add_argument("--calls-per-second", type=_count(1, 100_000), default=400, metavar="N",
                    help="requests per second per address")
-    p.add_argument("--max-queue", type=int, default=8, metavar="N", help="chunks waiting per transfer")
+    p.add_argument("--max-queue", type=_count(1, 1024), default=8, metavar="N",
+                   help="chunks waiting per transfer")
     p.add_argument("--trusted-proxy", nargs="+", action="extend", default=[], metavar="CIDR",
                    help="reverse proxies whose X-Forwarded-For names the client (limits count real "
                         "clients, not the proxy)")

@@ -20,12 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fusevault.encoding import shown
+from fusevault.encoding import name_to_str, shown
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
+from fusevault.modes import given_mode
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.settings import Settings
@@ -183,11 +184,12 @@ class Importer:
 
     def _say_renamed(self, location: str) -> None:
         """Said (log and ``fusevault status``) when ``location`` went to ``NAME (2)``: see _vault_path."""
-        top = names.reserved_at_root(os.fsencode(location)) if self._into_root() else None
+        top = names.like_reserved_at_root(os.fsencode(location)) if self._into_root() else None
         if top is not None:
+            said = shown(name_to_str(top))  # a look-alike may hold invisible characters (53d (4))
             for_user(self.vol.key.user_id).warn(
-                "import-reserved", top.decode(), f"imported files named {top.decode()!r} at the root of the "
-                f"drive went to '{top.decode()} (2)': the name is kept for a view of the mount")
+                "import-reserved", said, f"imported files named {said} at the root of the "
+                f"drive went to {said} (2): the name is (or looks like) one kept for a view of the mount")
 
     async def take(self, location: str) -> tuple[str, int, bool]:
         """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
@@ -204,7 +206,7 @@ class Importer:
             return MOVED, 0, False
         if known is not None and known[0].stamp == stamp:
             return UNCHANGED, 0, await self._remove_source(known[0])
-        mode = stat.S_IMODE(st.st_mode)
+        mode = given_mode(stat.S_IMODE(st.st_mode))  # others may write to her watched folder (53d (5))
         if known is None and not self._in_vault(location):
             # New, and nothing there to compare with: copy (and hash) in one pass.
             return await self._copy(location, mode, None, stamp, None)

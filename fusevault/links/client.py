@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import NETWORK_SPREAD, Spread, loads_untrusted
 from fusevault.errors import CorruptData, InvalidInput, LinkGone, LinkRefused, VaultError
 from fusevault.http_answers import MIB
 from fusevault.links.capability import b64url
@@ -20,6 +21,10 @@ READ, APPEND, DELETE = "read", "append", "delete"
 # at most MAX_BLOCK (relay/items.py), its seal within.
 JSON_CAP = 64 * MIB + 1 * MIB
 BLOCK_CAP = 4 * MIB
+# The list of versions: each an object of eight fields (ids, times, base64, a list of block ids), at
+# least ~190 bytes with ten values even deleted: a list of 22 million ``{}`` within JSON_CAP parsed to
+# 1.5 GB (attack round 53d (3)); held to this, at most ~6 times its size.
+VERSIONS_SPREAD = Spread(per_value=12, per_container=64)
 
 
 class LinkClient(RelayClient):
@@ -37,10 +42,10 @@ class LinkClient(RelayClient):
 
     def create(self, hashes: dict, hashinfo: dict, expires_in: float | None) -> str:
         body = {**hashes, "hashinfo": hashinfo, "expires_in": expires_in}
-        return loads_untrusted(self._send("POST", "/items", json=body).content)["id"]
+        return _parsed(self._send("POST", "/items", json=body))["id"]
 
     def describe(self, item: str, key: tuple[str, bytes] | None = None) -> dict:
-        return loads_untrusted(self._send("GET", f"/items/{item}", key).content)
+        return _parsed(self._send("GET", f"/items/{item}", key))
 
     def change(self, item: str, delete_key: bytes, fields: dict) -> None:
         self._send("PATCH", f"/items/{item}", (DELETE, delete_key), json=fields)
@@ -50,24 +55,24 @@ class LinkClient(RelayClient):
 
     def add_block(self, item: str, append_key: bytes, blob: bytes) -> str:
         sent = self._send("POST", f"/items/{item}/blocks", (APPEND, append_key), content=blob)
-        return loads_untrusted(sent.content)["id"]
+        return _parsed(sent)["id"]
 
     def block(self, block_id: str, read_key: bytes) -> bytes:
         return self._send("GET", f"/blocks/{block_id}", (READ, read_key), cap=BLOCK_CAP).content
 
     def add_version(self, item: str, append_key: bytes, body: dict) -> dict:
         sent = self._send("POST", f"/items/{item}/versions", (APPEND, append_key), json=body)
-        return loads_untrusted(sent.content)
+        return _parsed(sent)
 
     def latest(self, item: str, key: tuple[str, bytes] | None) -> dict:
-        return loads_untrusted(self._send("GET", f"/items/{item}/versions/latest", key).content)
+        return _parsed(self._send("GET", f"/items/{item}/versions/latest", key))
 
     def versions(self, item: str, delete_key: bytes) -> list[dict]:
         """The item's versions, each ``{id: str, deleted: bool, ...}``: anything else is the link
         store's garbage, said as such (CorruptData), never a KeyError in the caller."""
         listed = self._send("GET", f"/items/{item}/versions", (DELETE, delete_key))
         try:
-            found = loads_untrusted(listed.content)["versions"]
+            found = _parsed(listed, VERSIONS_SPREAD)["versions"]
             if not isinstance(found, list) or not all(_a_version(v) for v in found):
                 raise TypeError
         except (KeyError, TypeError, ValueError):
@@ -87,6 +92,11 @@ class LinkClient(RelayClient):
         if response.status_code == 503 and "links" in message:
             return InvalidInput(message)
         return _failure(response)
+
+
+def _parsed(response: httpx.Response, spread: Spread = NETWORK_SPREAD) -> Any:
+    """The link store's JSON answer, parsed as hostile (its values held to ``spread``)."""
+    return loads_untrusted(response.content, spread=spread)
 
 
 # A version id as the link store makes it (relay/items.py: ``secrets.token_urlsafe``).  It becomes

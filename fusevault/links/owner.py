@@ -22,17 +22,18 @@ import logging
 import re
 import stat
 import time
-from collections.abc import AsyncIterator, Container, Iterator
+from collections.abc import AsyncIterator, Callable, Container, Iterator
+from typing import TypeVar
 
 import trio
 
 from fusevault.encoding import bytes_start, name_to_str, shown, str_to_name
 from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, LinkRefused, NotFound, VaultError
-from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
+from fusevault.host_access import Direct, HostAccess
 from fusevault.links import LONGEST_EXPIRY, capability, content, link_records
 from fusevault.links.client import READ, LinkClient
 from fusevault.links.link_records import LinkRecord, load_records, record_doc
-from fusevault.modes import her_umask
+from fusevault.modes import given_mode
 from fusevault.tasks import TaskState
 from fusevault.transfer.offer import link_stays_inside
 from fusevault.vault.model import names
@@ -43,6 +44,7 @@ from fusevault.vault.services.placing import KernelCache, make_dirs, make_durabl
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 REFUSED = ("links are made from a personal mount: a shared mount (--allow-other) runs as root "
            "and reaches no link server for a user")
@@ -138,8 +140,7 @@ class Links:
                     raise InvalidInput("only files and folders can be shared by link")
             keys = capability.OwnerKeys.new()
             with LinkClient(server) as client:
-                item = await trio.to_thread.run_sync(client.create, keys.hashes(), capability.HASHINFO,
-                                                     expires_in)
+                item = await _network(client.create, keys.hashes(), capability.HASHINFO, expires_in)
             record = LinkRecord(item, server.rstrip("/"), "drop" if drop else "share", name_to_str(path),
                                 keys, time.time_ns(), time.time() + expires_in if expires_in else None)
             # Saved before anything is published: whatever happens next, it can be revoked.
@@ -197,7 +198,7 @@ class Links:
         self._allowed()
         found = []
         for record, _ in sorted((await self._records()).values(), key=lambda r: r[0].created_at):
-            found.append({**self._describe(record), **await trio.to_thread.run_sync(_server_view, record)})
+            found.append({**self._describe(record), **await _network(_server_view, record)})
         return found
 
     async def revoke(self, link_or_id: str) -> dict:
@@ -219,7 +220,7 @@ class Links:
                 finally:
                     client.close()
 
-            await trio.to_thread.run_sync(revoke)
+            await _network(revoke)  # abandoned (an unmount), the revoke still ends in its thread
             if rev is not None:
                 await self.vol.store_call(self.vol.store.put_many,
                                           [{**record_doc(self.vol.key, record, rev), "_deleted": True}])
@@ -257,7 +258,7 @@ class Links:
         if self._share_gone(record):
             return 0
         with LinkClient(record.server) as client:
-            versions = await trio.to_thread.run_sync(client.versions, record.item, keys.delete)
+            versions = await _network(client.versions, record.item, keys.delete)
             for version in [v for v in versions if not v["deleted"]]:
                 vid = version["id"]
                 # Outside the item's ``try``: a box folder that cannot take drops now is no
@@ -283,7 +284,7 @@ class Links:
                     continue
                 # The server forgets it only once the vault holds it for good.
                 with contextlib.suppress(LinkGone):
-                    await trio.to_thread.run_sync(client.delete_version, record.item, keys.delete, vid)
+                    await _network(client.delete_version, record.item, keys.delete, vid)
                 record.pending.pop(vid, None)
                 record.collected += files
                 taken += files
@@ -378,7 +379,7 @@ class Links:
                 continue
             blocks = content.verified(_held(content.contents(client, read_key, item, manifest, index)), entry)
             node, _ = await write_file(self.vol, parent, name, _pull(blocks),
-                                       mode=_dropped_mode(entry["mode"]), caller=self.caller,
+                                       mode=given_mode(entry["mode"]), caller=self.caller,
                                        kernel=self.kernel, mtime_ns=entry["mtime_ns"])  # entries(): ints
             await make_durable(self.vol, node)
 
@@ -453,12 +454,24 @@ class Links:
 
 def _taken_in(folder: Node) -> Container[bytes]:
     """The names a drop into ``folder`` may not take: its children's, and at the root the names
-    kept for the mount's views (``.versions``, ``shared``, ``groups``): a dropped ``.versions``
-    would replace her history, a dropped ``shared/bob`` pass for bob's share (attack round 52t)."""
+    kept for the mount's views (``.versions``, ``shared``, ``groups``) and their look-alikes: a dropped
+    ``.versions`` would replace her history, a dropped ``shared/bob`` pass for bob's share (attack
+    round 52t)."""
     assert folder.children is not None
     if folder.ino != ROOT_INODE:
         return folder.children
-    return folder.children.keys() | names.RESERVED_AT_ROOT
+    return _TakenAtRoot(folder.children)
+
+
+class _TakenAtRoot:
+    """The root's children, and every name that is or looks like a kept one (``names.looks_reserved``:
+    ``\u0455hared``, ``shared\u200b``, ``shared `` read as ``shared``, attack round 53d (4))."""
+
+    def __init__(self, children: Container[bytes]) -> None:
+        self.children = children
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.children or (isinstance(name, bytes) and names.looks_reserved(name))
 
 
 class BoxWaits(VaultError):
@@ -522,9 +535,23 @@ def _held(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 async def _pull(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """A blocking iterator (network, decryption) drained from worker threads."""
-    while (data := await trio.to_thread.run_sync(next, blocks, None)) is not None:
+    """A blocking iterator (network, decryption) drained from worker threads (abandoned on cancel)."""
+    while (data := await _network(next, blocks, None)) is not None:
         yield data
+
+
+async def _network(fn: Callable[..., _T], *args: object) -> _T:
+    """``fn(*args)``, a call of the link store, in a worker thread that a cancel abandons.
+
+    The drop boxes are collected in her session's scope, and her lock (``fusevault lock``, the TTL,
+    the unmount) cancels it and waits for it to end: a link store answering a byte every few seconds
+    held the thread, and her keys in memory, as long as it liked (attack round 53d (2)).  Abandoned,
+    the thread ends on its own: its client is closed as the cancel leaves its ``with`` (its socket
+    read then fails), and its answer has a deadline (http_answers.py); what it returns is dropped.
+    Nothing of the vault is touched from it: every call here is network and crypto only (not so
+    ``_publish``, which reads the vault through trio from its thread: not abandoned; a command, outside
+    her session, bounded by each answer's deadline)."""
+    return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
 
 async def collect_periodically(links: Links, first: float, every: float, task: TaskState, *,
@@ -583,10 +610,3 @@ def _not_held_back(volume: Volume, found: list[tuple[str, Node]]) -> list[tuple[
         log.warning("a link leaves out %d path(s) an older state put in its folder: %s", len(left),
                     ", ".join(left[:5]))
     return kept
-
-
-def _dropped_mode(mode: int) -> int:
-    """A dropped file's mode: the dropper's, never setuid, setgid or sticky, less her umask and never
-    writable by group or others, whatever he gave: a 0666 drop in a drive opened to other users was
-    theirs to rewrite (attack round 52t (6)); ``link get`` masks alike (links/content.py)."""
-    return mode & SAFE_MODE_BITS & ~(her_umask() | 0o022)

@@ -20,7 +20,7 @@ import trio
 
 from fusevault.encoding import JSON_LIMIT, RefusedJson, loads_untrusted
 from fusevault.errors import PeerUnavailable
-from fusevault.http_answers import AnswerTooLarge, capped_request
+from fusevault.http_answers import AnswerTooLarge, answer_seconds, capped_request
 from fusevault.shortening import shortened
 
 # A longpoll waits at most this long; pouchdb-server ignores the server-side
@@ -90,6 +90,7 @@ class CouchDatabase:
             # At most what loads_untrusted parses: a longer answer was read whole first (52t (3)).
             response = capped_request(
                 self._client, method, f"{self.url}{path}", JSON_LIMIT, content=content, params=params,
+                seconds=answer_seconds(JSON_LIMIT) + (wait or 0),  # a longpoll's wait, then its answer
                 headers={"content-type": "application/json", "accept": "application/json"},
                 timeout=httpx.Timeout(30, read=wait) if wait else httpx.USE_CLIENT_DEFAULT)
         except AnswerTooLarge as err:  # bulk_get halves its ask, as for JSON refused

@@ -18,7 +18,7 @@ from typing import Self
 import certifi
 import httpx
 
-from fusevault.encoding import loads_untrusted, shown
+from fusevault.encoding import NETWORK_SPREAD, loads_untrusted, shown
 from fusevault.errors import (
     CorruptData,
     InvalidInput,
@@ -150,7 +150,7 @@ class RelayClient:
         response = self.call(method, path, **kwargs)
         if response.status_code == 404:
             raise SessionEnded(_error(response) or "not found on the relay")
-        return loads_untrusted(response.content) if response.content else {}
+        return loads_untrusted(response.content, spread=NETWORK_SPREAD) if response.content else {}
 
     # --- sender
 
@@ -228,13 +228,13 @@ class RelayClient:
     def _found(response: httpx.Response) -> dict:
         if response.status_code == 404:
             raise NotFound(_error(response) or "not found on the relay")
-        return loads_untrusted(response.content) if response.content else {}
+        return loads_untrusted(response.content, spread=NETWORK_SPREAD) if response.content else {}
 
 
 def _error(response: httpx.Response) -> str:
     """The server's own words (a relay or link store is from outside too): shown, never raw."""
     try:
-        return shown(str(loads_untrusted(response.content).get("error", "")))
+        return shown(str(loads_untrusted(response.content, spread=NETWORK_SPREAD).get("error", "")))
     except (ValueError, AttributeError):
         return ""
 

@@ -1,7 +1,8 @@
 """Attack round 53d: the fixes after round 52t (af073e2 reserved root names, b808763/e85022a the
 answer cap, 1a0b85f the relay's session-name budget, 9da361b a dropped file's mode).
 
-Six holes, each run (strict xfails): (1) a twice-gzipped answer is unpacked whole before the cap
+Six holes, each run (strict xfails then; fixed since: docs/SECURITY.md "Round 53d"): (1) a
+twice-gzipped answer is unpacked whole before the cap
 counts it (medium; tests/unit/test_attack_53d.py); (2) a trickling link store keeps ``fusevault
 lock`` and the TTL from locking (medium-high; here); (3) a JSON answer within the cap parses to ~26
 times its size: 1.5 GB for the link store's 65 MiB (medium-low; unit file); (4) drops and imports
@@ -100,7 +101,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import trio
 
 from fusevault import modes
@@ -161,8 +161,6 @@ def trickling_link_store(trickle: bool = True) -> Iterator[tuple[str, threading.
         listener.close()
 
 
-@pytest.mark.xfail(strict=True, reason="53d (2): a trickling link store's answer keeps fusevault lock "
-                   "waiting")
 async def test_a_trickling_link_store_does_not_keep_her_drive_unlocked(fs, monkeypatch) -> None:
     await _lock_while_collecting(fs, monkeypatch, trickle=True)
 
@@ -170,6 +168,28 @@ async def test_a_trickling_link_store_does_not_keep_her_drive_unlocked(fs, monke
 async def test_a_link_store_that_answers_lets_her_lock(fs, monkeypatch) -> None:
     """Control: the same with the store's answer given at once."""
     await _lock_while_collecting(fs, monkeypatch, trickle=False)
+
+
+async def test_a_trickling_link_store_does_not_hold_the_unmount(fs, monkeypatch) -> None:
+    """The unmount cancels every service as the lock does (fs/lifecycle.py): it ends without waiting
+    for the store to let go (a timer lets go after 10 s, so that a wait ends)."""
+    monkeypatch.setattr(sessions, "DROPS_FIRST", 0)
+    with trickling_link_store() as (url, asked, stop):
+        await Links(fs.volume, NoKernel()).create(b"Inbox", url, True, None)
+        agent = agent_for(fs)
+        timer = threading.Timer(10, stop.set)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(agent.run, fs.volume, 3600)
+                with trio.fail_after(30):
+                    while not asked.is_set():
+                        await trio.sleep(0.05)
+                timer.start()
+                nursery.cancel_scope.cancel()
+            let_go = stop.is_set()
+        finally:
+            timer.cancel()
+    assert not let_go, "the unmount waited for the link store's answer"
 
 
 async def _lock_while_collecting(fs, monkeypatch, *, trickle: bool) -> None:
@@ -198,7 +218,6 @@ async def _lock_while_collecting(fs, monkeypatch, *, trickle: bool) -> None:
     assert locked and not still_open, "fusevault lock waited on the link store's answer"
 
 
-@pytest.mark.xfail(strict=True, reason="53d (5): an imported file keeps its source's 0666 in her vault")
 async def test_an_imported_file_from_another_user_is_not_writable_by_others(fs, tmp_path) -> None:
     source = tmp_path / "scans"
     source.mkdir()
@@ -215,8 +234,23 @@ async def test_an_imported_file_from_another_user_is_not_writable_by_others(fs, 
     assert not mode & 0o022, oct(mode)
 
 
-@pytest.mark.xfail(strict=True, reason="53d (6): a folder made for her (a drop's, an import's) is 0755 "
-                   "whatever her umask")
+async def test_an_imported_setuid_file_loses_it_and_keeps_her_umask(fs, tmp_path, monkeypatch) -> None:
+    """An import takes the drop's rule whole: no setuid, setgid or sticky; her umask (here 077)."""
+    monkeypatch.setattr(modes, "_her_umask", 0o077)
+    source = tmp_path / "scans"
+    source.mkdir()
+    (source / "tool").write_bytes(b"#!/bin/sh\n")
+    (source / "tool").chmod(0o6777)
+    importer = Importer(fs.volume, Settings(source_dir_to_watch=str(source), import_into="In"), NoKernel())
+    await importer.load()
+    try:
+        await importer.take("tool")
+    finally:
+        importer.close()
+    assert fs.volume.resolve(b"In/tool").mode & 0o7777 == 0o700
+    assert fs.volume.resolve(b"In").mode & 0o777 == 0o700  # the folder made for it (53d (6))
+
+
 async def test_a_folder_made_for_her_keeps_her_umask(fs, monkeypatch) -> None:
     monkeypatch.setattr(modes, "_her_umask", 0o077)  # as cli/app.py keeps it at the command's start
     made = await make_dirs(fs.volume, b"Inbox/medical", Caller(os.getuid(), os.getgid()))

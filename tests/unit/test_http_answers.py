@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
+import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +20,7 @@ import pytest
 import trio
 
 from fusevault.errors import RelayUnavailable
-from fusevault.http_answers import AnswerTooLarge, capped_request
+from fusevault.http_answers import ANSWER_SECONDS, AnswerTooLarge, answer_seconds, capped_request
 from fusevault.links.client import LinkClient
 from fusevault.sync.couch_api import CouchDatabase, RefusedAnswer
 from fusevault.transfer.client import RelayClient
@@ -117,6 +119,60 @@ def test_a_small_compressed_answer_is_given_unpacked() -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
     with answering(head, iter([packed])) as url:
         assert _get(url).json() == {"ok": True}
+
+
+@pytest.mark.parametrize("packing", [b"br", b"zstd", b"compress", b"gzip, br", b"identity, gzip, deflate"])
+def test_a_packing_not_asked_for_is_refused_unread(packing: bytes) -> None:
+    """Only one layer of gzip or deflate is unpacked (asked for as such): another packing, or
+    layers stacked, is a broken answer, never passed on raw nor unpacked whole (attack round 53d (1))."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: 2\r\n\r\n" % packing
+    with answering(head, iter([b"{}"])) as url:
+        with pytest.raises(httpx.DecodingError):
+            _get(url)
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS])
+def test_a_deflated_answer_is_given_unpacked_wrapped_or_raw(wbits: int) -> None:
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    packed = packer.compress(b'{"ok": true}' + b" " * MUCH) + packer.flush()
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n" % len(packed)
+    with answering(head, iter([packed])) as url:
+        assert _get(url, cap=2 * MUCH).json() == {"ok": True}
+
+
+def test_a_broken_gzip_is_a_network_error() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\n"
+    with answering(head, iter([b"not gzip!"])) as url:
+        with pytest.raises(httpx.DecodingError):
+            _get(url)
+
+
+def test_what_is_asked_is_gzip_or_deflate_only() -> None:
+    with answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", iter([b"{}"])) as url:
+        with httpx.Client(timeout=10) as client:
+            answer = capped_request(client, "GET", f"{url}/x", CAP, headers={"Accept-Encoding": "br"})
+    assert answer.request.headers["accept-encoding"] == "gzip, deflate"
+
+
+def _trickle(seconds: float) -> Iterator[bytes]:
+    """A byte every tenth of a second for ``seconds`` (each read well within httpx's timeout), then
+    the server ends: a client with no deadline of its own reads on to a broken answer."""
+    for _ in range(int(seconds * 10)):
+        time.sleep(0.1)
+        yield b" "
+
+
+def test_a_trickling_answer_ends_at_its_deadline() -> None:
+    """Each read comes in time, the answer never does: refused as a timeout at its whole deadline
+    (attack round 53d (2)), not read until the server stops."""
+    with answering(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", _trickle(20)) as url:
+        with httpx.Client(timeout=10) as client, pytest.raises(httpx.ReadTimeout, match="in all"):
+            capped_request(client, "GET", f"{url}/x", CAP, seconds=1)
+
+
+def test_an_answer_is_given_its_caps_time_at_a_slow_pace() -> None:
+    assert answer_seconds(0) == ANSWER_SECONDS
+    assert answer_seconds(4 * 1024 * 1024) == ANSWER_SECONDS + 64  # a block: a minute more on a slow line
 
 
 def test_the_relay_client_says_a_huge_answer_as_the_relay_unavailable() -> None:

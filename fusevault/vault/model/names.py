@@ -13,6 +13,7 @@ skipped (the rest of the folder lists) and an alarm says so.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Container
 
 from fusevault.encoding import name_to_str, str_to_name
@@ -41,13 +42,71 @@ def reserved_at_root(path: bytes) -> bytes | None:
 
 
 def away_from_reserved(path: bytes) -> bytes:
-    """``path`` (relative to the root) with a reserved first name replaced by ``NAME (2)``: one
-    stable answer for one path (an importer finds again what it put there)."""
-    first = reserved_at_root(path)
+    """``path`` (relative to the root) with a first name that is, or looks like, a reserved one
+    (``looks_reserved``) replaced by ``NAME (2)``: one stable answer for one path (an importer finds
+    again what it put there)."""
+    first = like_reserved_at_root(path)
     if first is None:
         return path
     rest = path.strip(b"/")[len(first):]
     return first + b" (2)" + rest
+
+
+def like_reserved_at_root(path: bytes) -> bytes | None:
+    """The first name of ``path`` (relative to the root) if it is, or looks like, a reserved one."""
+    first = path.strip(b"/").split(b"/", 1)[0]
+    return first if looks_reserved(first) else None
+
+
+def looks_reserved(name: bytes) -> bool:
+    """Whether ``name`` is a name kept at the root, or one read as it (attack round 53d (4)): a drop
+    ``\u0455hared/bob/...`` (a Cyrillic dze), ``shared\u200b`` (a zero-width space) or ``shared ``
+    printed as ``shared`` by ``ls`` beside the real view.  Judged on its ``skeleton``: the same as a
+    kept name's; or, for a name not plain ASCII, of a kept name's length and differing from it only
+    where the skeleton has non-ASCII letters (any may stand in for the ASCII letter it is beside;
+    no table of look-alikes is kept), with at least one ASCII letter of it in place.  Left: a name
+    spelt whole in look-alikes of another script (no ASCII letter), as a word in that script is."""
+    if name in RESERVED_AT_ROOT:
+        return True
+    seen = skeleton(name)
+    for kept in _KEPT:
+        if seen == kept:
+            return True
+        if not name.isascii() and len(seen) == len(kept) and _stands_in(seen, kept):
+            return True
+    return False
+
+
+def _stands_in(seen: str, kept: str) -> bool:
+    """Whether ``seen`` is ``kept`` with some letters swapped for non-ASCII letters, one ASCII kept."""
+    kept_letters = 0
+    for mine, theirs in zip(seen, kept, strict=True):
+        if mine == theirs:
+            kept_letters += mine.isalpha()
+        elif mine.isascii() or not mine.isalpha():
+            return False
+    return kept_letters > 0
+
+
+_KEPT = tuple(sorted(name_to_str(n) for n in RESERVED_AT_ROOT))
+
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt) besides the format characters
+# (Cf), which are taken whole: fillers and selectors shown as nothing.
+_IGNORED = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, *range(0x180B, 0x1810),
+                      *range(0xFE00, 0xFE10), *range(0xFFF0, 0xFFF9), *range(0x1D173, 0x1D17B),
+                      *range(0xE0000, 0xE1000)])
+
+
+def skeleton(name: bytes) -> str:
+    """``name`` as it reads: NFKC (compatibility forms, as full-width letters, made plain), its
+    invisible characters (format and other default-ignorable ones) taken out, spaces around it and
+    dots after it taken off, case folded."""
+    text = unicodedata.normalize("NFKC", name_to_str(name))
+    text = "".join(c for c in text if ord(c) not in _IGNORED and unicodedata.category(c) != "Cf")
+    text = text.lstrip()
+    while text and (text[-1] == "." or text[-1].isspace()):
+        text = text[:-1]
+    return text.casefold()
 
 
 class BadName(CorruptData):

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from fusevault.encoding import name_to_str
 from fusevault.errors import Exists, InvalidInput, ReservedName
+from fusevault.modes import folder_mode
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import ROOT_INODE, Node
 from fusevault.vault.volume import Caller, Volume
@@ -76,7 +77,7 @@ async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
                 # Made here, the folder would hide the view of that name (attack round 52t).
                 raise ReservedName(f"{name_to_str(part)} is kept at the root for a view of the mount: "
                                    "not made as a folder")
-            made = await volume.mkdir(parent.ino, part, 0o755, caller)
+            made = await volume.mkdir(parent.ino, part, folder_mode(), caller)  # her umask (53d (6))
             volume.forget(made.ino, 1)  # made here, not looked up by the kernel
             parent = made
         else:
