@@ -365,6 +365,16 @@ def quick_longpoll(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSEVAULT_LONGPOLL_SECONDS", "2")
 
 
+@pytest.fixture
+def quick_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mounts this test starts retry a peer that went away every second, not after 1, 2, 4, 8 s
+    (FUSEVAULT_RETRY_MAX_SECONDS, sync/replicator.py): for a scene that stops the server and starts it
+    again (two devices apart, then together), whose devices otherwise meet again up to 4 s after the
+    server is back.  Not for a scene that needs a device to stay away after the server's start (the
+    batch test_sync_folder_removal.py writes while the desktop's sync waits its 8 s out)."""
+    monkeypatch.setenv("FUSEVAULT_RETRY_MAX_SECONDS", "1")
+
+
 def sync_answer(mountpoint: Path) -> dict:
     """The mount's answer to ``fusevault sync status MOUNTPOINT --json``: its peers and its
     ``uncommitted`` count.  Asked in this process, as that command asks (cli/status.py ``gather``):

@@ -38,6 +38,9 @@ from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault.format.atomic import fsync_dir  # in a mount: commits what waits (fsyncdir)
 
+# Several scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 # The large file sealed, sent, fetched and placed: on a loaded machine (CI,
 # many mounts at once) this alone can take longer than LONG, at any commit.
 LARGE = 240
