@@ -6,6 +6,7 @@ when it fails: first cleanly, then lazily with the server killed.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import pwd
@@ -174,10 +175,23 @@ def mounted(vault: Path, mountpoint: Path, *extra: str, passphrase: str = PASSPH
     try:
         yield mountpoint
     finally:
-        if is_mounted(mountpoint):
-            done = fusevault("unmount", mountpoint, passphrase=None)
-            if done.returncode != 0 or is_mounted(mountpoint):
-                force_unmount(mountpoint)
+        if is_mounted(mountpoint) and (not unmount(mountpoint) or is_mounted(mountpoint)):
+            force_unmount(mountpoint)
+
+
+def unmount(mountpoint: Path) -> bool:
+    """``fusevault unmount MOUNTPOINT`` (no passphrase), asked in this process as the command asks
+    (cli/mount.py ``cmd_unmount``: the server's pid, ``fusermount3 -u``, its exit waited for, what it
+    could not save): every ``mounted`` ends with one, some thousands a run, and a command started for
+    each was ~0.1 s of CPU starting Python.  Whether it said "unmounted".  The command itself is run
+    where it is what is tested (test_cli.py, and the tests that unmount by hand)."""
+    from fusevault.cli.mount import cmd_unmount
+
+    with contextlib.redirect_stdout(None):
+        try:
+            return cmd_unmount(argparse.Namespace(mountpoint=mountpoint)) == 0
+        except Exception:  # noqa: BLE001  (the command says any error and exits non-zero)
+            return False
 
 
 def login_name(name: str) -> str:
@@ -363,6 +377,16 @@ def quick_longpoll(monkeypatch: pytest.MonkeyPatch) -> None:
     which is then up to 20 s of waiting for nothing per step.  Not for a test of the pull's wake-up
     (``Replicator.want_again``: asked now, not after the longpoll), which a short longpoll would hide."""
     monkeypatch.setenv("FUSEVAULT_LONGPOLL_SECONDS", "2")
+
+
+@pytest.fixture
+def quick_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mounts this test starts retry a peer that went away every second, not after 1, 2, 4, 8 s
+    (FUSEVAULT_RETRY_MAX_SECONDS, sync/replicator.py): for a scene that stops the server and starts it
+    again (two devices apart, then together), whose devices otherwise meet again up to 4 s after the
+    server is back.  Not for a scene that needs a device to stay away after the server's start (the
+    batch test_sync_folder_removal.py writes while the desktop's sync waits its 8 s out)."""
+    monkeypatch.setenv("FUSEVAULT_RETRY_MAX_SECONDS", "1")
 
 
 def sync_answer(mountpoint: Path) -> dict:

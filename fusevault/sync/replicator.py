@@ -29,6 +29,7 @@ from typing import Protocol
 import trio
 
 from fusevault.errors import ForeignVault, NoSpace, PeerUnavailable, StoreUnavailable, VaultReadOnly
+from fusevault.shortening import shortened
 from fusevault.store import places as places_table
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
@@ -70,6 +71,18 @@ BUDGET = 0.25
 PULL_CHECKPOINT_EVERY = 30.0  # an echo-only checkpoint is saved this seldom (a crash refetches echoes)
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
+
+
+def _backoff_ceiling() -> float:
+    """``BACKOFF_MAX``, or lower (1 s at least) where FUSEVAULT_RETRY_MAX_SECONDS says so: the tests
+    whose scenes stop the server and start it again (two devices apart, then back together) retry
+    every second instead of after 1, 2, 4, 8 s, as FUSEVAULT_LONGPOLL_SECONDS shortens the longpoll.
+    A retry asks the peer again, nothing more: what it then takes is judged as ever.  Anything else
+    (longer, zero, not a number) is the default."""
+    return float(shortened("FUSEVAULT_RETRY_MAX_SECONDS", int(BACKOFF_MAX)))
+
+
+BACKOFF_CEILING = _backoff_ceiling()
 CHANGES_BATCH = 200
 # Least seconds between two looks at what the trees want (``want_again``) while the pull waits on the
 # peer's longpoll: a poke storm (a hostile peer's documents making many wants) is at most this many asks.
@@ -231,7 +244,7 @@ class Replicator(PunchedAsks):
                 log.error("sync with %s failed", self.name, exc_info=group.exceptions[0])
                 self._failed("internal error: see the mount's log", delay)
             await trio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = min(delay * 2, BACKOFF_CEILING)
 
     def _failed(self, why: str, delay: float) -> None:
         self.status.error = why

@@ -46,6 +46,9 @@ from mount.test_trust_grants import _fid
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, CAROL, _admin, _key, _user
 
+# Some scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 
 def _opens(vault: Path, name: str, passphrase: str, fid: str) -> set[bytes]:
     """Every DEK of alice's ``fid`` that ``name`` opens from a key file in ``vault`` (user or group)."""

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import adversary
+import pytest
 from conftest import (
     PouchServer,
     first_device,
@@ -42,6 +43,9 @@ from conftest import (
 )
 
 from mount.test_trust_attack_round28b import alarms, root_fid
+
+# Some scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
 
 
 def _node_docs(couch: adversary.Server) -> dict[str, dict]:

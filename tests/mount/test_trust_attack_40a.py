@@ -270,6 +270,9 @@ from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB as BOB_PW
 from mount.test_trust_writes import _key, _node_fid
 
+# Some scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 CAROL_SECRET = "carol's own passphrase"
 
 

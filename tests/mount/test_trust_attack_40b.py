@@ -288,6 +288,9 @@ from mount.test_trust_attack_round28b import _rollbacks
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _key
 
+# Some scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 
 def _opened(doc: dict, vault: Path) -> dict:
     return open_node_doc(doc, _key(vault, "alice", PASSPHRASE))[1]

@@ -118,6 +118,9 @@ from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _key, _node_fid
 from mount.test_writers_copy import _bobs_old_branch, _moved_out_beside_old
 
+# The scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 DAY_NS = 86400 * 10**9
 
 

@@ -83,6 +83,9 @@ from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _key, _node_fid
 from mount.test_writers_copy import _moved_out_beside_old
 
+# Some scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 
 def _put_above(vault: Path, fid: str, leaves: list[tuple[str, dict]]) -> None:
     """Each body stored as a sibling branch one generation above her current revision (a made-up parent

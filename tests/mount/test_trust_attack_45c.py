@@ -54,6 +54,9 @@ from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, _node_fid
 from mount.test_writers_copy import _moved_out_beside_old
 
+# The scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 
 def _under_old_copies(vault: Path, tmp_path: Path, copies: int) -> tuple[dict[str, object], list[dict]]:
     fid, before, dek = _moved_out_beside_old(vault, tmp_path)

@@ -39,6 +39,9 @@ from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_42b import _said
 from mount.test_trust_writes import BOB, _node_fid
 
+# The scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 
 def _unshare_beside_her_later_move_of_bobs_move(tmp_path: Path, by_bob: bool = True) -> dict[str, object]:
     """``by_bob`` False (the control): her laptop makes the move into proj/sub, not bob."""

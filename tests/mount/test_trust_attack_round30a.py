@@ -133,6 +133,9 @@ from fusevault.vault.model.nodes import open_node_doc
 from mount.test_trust_attack_round28b import _rollbacks, alarms, changed
 from mount.test_trust_writes import BOB, _admin, _key
 
+# Some scenes stop the server and start it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
+
 
 def _lineage_through_a_writer(tmp_path: Path, bob_edits: bool) -> tuple[bytes, list[dict]]:
     """alice's laptop writes proj/plan.txt ("laptop v2"); her desktop takes it and writes "desktop v3"

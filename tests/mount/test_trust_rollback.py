@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import adversary
+import pytest
 from conftest import (
     PouchServer,
     first_device,
@@ -25,6 +26,9 @@ from conftest import (
     settled,
     wait_for,
 )
+
+# One scene stops the server and starts it again: the devices retry it every second (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_retry")
 
 
 def alarms(mountpoint: Path) -> list[dict]:

@@ -1,8 +1,10 @@
 """Test-only knobs that only ever shorten a wait: FUSEVAULT_CONTROL_READ_SECONDS (fs/control.py, the
 control socket's wait for a request: never longer, or a silent client would hold its connection
 longer), FUSEVAULT_STOP_GRACE_SECONDS (cli/transfer.py, a stopped transfer's wait for the relay
-to end its session) and FUSEVAULT_SAY_REFUSED_SECONDS (sync/key_mirror.py, the while before a refused
-key deletion is said: never longer, or a forged deletion would go unsaid longer); none is ever zero."""
+to end its session), FUSEVAULT_SAY_REFUSED_SECONDS (sync/key_mirror.py, the while before a refused
+key deletion is said: never longer, or a forged deletion would go unsaid longer) and
+FUSEVAULT_RETRY_MAX_SECONDS (sync/replicator.py, the ceiling of the back-off while a peer is away:
+never longer, or a peer back would be met later); none is ever zero."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 from fusevault.cli import transfer
 from fusevault.fs import control
-from fusevault.sync import key_mirror
+from fusevault.sync import key_mirror, replicator
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -48,3 +50,14 @@ def test_the_while_before_a_refused_deletion_is_said_is_only_ever_shortened(monk
 
 def test_the_while_the_pull_is_behind_is_the_defaults_whatever_the_knob_says() -> None:
     assert key_mirror.SAY_REFUSED_BEHIND_AFTER == 6 * key_mirror.SAY_REFUSED_SECONDS
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("", replicator.BACKOFF_MAX), ("1", 1), ("8", 8), ("30", 30),
+    ("0", replicator.BACKOFF_MAX), ("31", replicator.BACKOFF_MAX), ("-1", replicator.BACKOFF_MAX),
+    ("0.5", replicator.BACKOFF_MAX), ("nan", replicator.BACKOFF_MAX), ("２", replicator.BACKOFF_MAX),
+])
+def test_the_back_off_ceiling_while_a_peer_is_away_is_only_ever_lowered(monkeypatch, text: str,
+                                                                        seconds: int) -> None:
+    monkeypatch.setenv("FUSEVAULT_RETRY_MAX_SECONDS", text)
+    assert replicator._backoff_ceiling() == seconds
