@@ -10,10 +10,12 @@ seat) set an extended attribute on docs/sub meanwhile, over the state before the
 Settled before her unshare arrives, rule 2 kept her laptop's state for its key and took bob's for a
 claim above her epoch: said (a false forged-write alarm), her unshare's key dropped here.  Wanted: her
 re-key's key and epoch (his state's), her attribute and his chmod merged, unsaid.  A key her proof does
-not prove at his epoch, or one at the epoch held here, is a claim still."""
+not prove at his epoch, or one at the epoch held here, is a claim still; his values past a file's cap
+on the state kept for her key are not merged into hers."""
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable
 
@@ -21,45 +23,66 @@ import pytest
 
 from fusevault.encoding import b64e
 from fusevault.store import replica
+from fusevault.vault.model.nodes import note_change
 from fusevault.vault.services import conflicts
 from fusevault.vault.services.absorbing import absorb
+from fusevault.vault.tree.arrivals import Absorbed
+from fusevault.vault.tree.attributes import XATTR_BYTES_MAX
+from inprocess import conftest
 from inprocess.test_member_newer_key_43c import (
-    _bobs_chmod_under,
     _docs_sub_shared_twice,
     _her_desktops_key,
     _her_unshare_arrives,
     _said,
 )
 
-DIR = stat.S_IFDIR | 0o755
-NAME, VALUE = b"user.laptop", b"hers"
-
-
 Key = tuple[bytes, int, "str | None"]
+NAME, VALUE = b"user.laptop", b"hers"
+HIS_MODE = stat.S_IFDIR | 0o775
+BIG = {b"user.big%d" % n: b"x" * 4096 for n in range(32)}  # 128 KiB: past a file's cap
 
 
-async def _beside_her_laptops_state(shared, monkeypatch, key_of: Callable[..., Key]) -> tuple:
+async def _beside_her_laptops_state(shared, monkeypatch, key_of: Callable[..., Key],
+                                    his_xattrs: dict | None = None) -> tuple:
     """bob's chmod of docs/sub under the key ``key_of(alice, her node, the share of docs/sub)`` gives (a
-    DEK, its epoch, the proof his state carries), a branch beside her laptop's setxattr made over the
-    state before it; settled on her laptop.  (her volume, her node, the share, bob's key, what the
+    DEK, its epoch, the proof his state carries), with ``his_xattrs`` if given, a branch beside her
+    laptop's change made over the state before it (a setxattr; a chmod where he set attributes);
+    settled on her laptop.  (her volume, her node, the share, bob's key, the key she held, what the
     settling asked.)"""
     alice, bob, hers, his, grant = await _docs_sub_shared_twice(shared)
     local = replica.local_of(alice.store)
     assert local is not None
     before, history = local.get(hers.fid), replica.current_history(local, hers.fid)
+    held = (hers.dek, hers.epoch)
     key = dek, epoch, proof = key_of(alice, hers, grant)
-    await _bobs_chmod_under(shared, monkeypatch, his, dek, epoch,
-                            {"en_file_dek": b64e(alice.key.wrap_dek(hers.fid, dek))}, proof)
+
+    def chmod() -> None:  # his client, over the state of her desktop's re-key (or his claim)
+        his.dek, his.epoch, his.key_proof = dek, epoch, proof
+        his.wrapped = {"en_file_dek": b64e(alice.key.wrap_dek(hers.fid, dek))}
+        his.mode = HIS_MODE
+        note_change(his, "mode")
+        if his_xattrs is not None:
+            his.xattrs = dict(his_xattrs)
+            note_change(his, "xattrs")
+
+    real = conftest.absorb
+    monkeypatch.setattr(conftest, "absorb", lambda volume, docs, **how: (
+        Absorbed() if volume is alice else real(volume, docs, **how)))  # her laptop hears it later
+    await bob.tree.commit_node(his, chmod)
+    monkeypatch.setattr(conftest, "absorb", real)
     # Her laptop's state before his, on top again (more saves of hers on her side): his a branch.
     ahead = [f"{len(history) + n}-{str(n) * 32}" for n in (2, 1)] + history
     replica.store_revisions(local, [{**before, "_rev": ahead[0], "_revisions": replica.revisions(ahead)}])
     absorb(alice, [local.get(hers.fid)], own=False)
-    await alice.setxattr(hers.ino, NAME, VALUE)
+    if his_xattrs is None:
+        await alice.setxattr(hers.ino, NAME, VALUE)
+    else:
+        await alice.setattr(hers.ino, mode=stat.S_IFDIR | 0o700)
     assert replica.other_leaves(local, hers.fid), "no conflict to settle"
     conflicts.note_branches(alice, local, [hers.fid])
     out = await conflicts.settle(alice, local, [hers.fid])
     assert not replica.other_leaves(local, hers.fid)
-    return alice, hers, grant, key, out
+    return alice, hers, grant, key, held, out
 
 
 def _desktops(alice, hers, grant) -> Key:
@@ -69,14 +92,55 @@ def _desktops(alice, hers, grant) -> Key:
     return newer, epoch, alice.key.key_proof(hers.fid, epoch, newer)
 
 
-@pytest.mark.xfail(strict=True, reason="43c (8): settled before her unshare arrives, taken for his claim")
 async def test_bobs_state_over_her_desktops_proven_re_key_beside_her_laptops_is_hers(shared, monkeypatch):
-    alice, hers, grant, key, out = await _beside_her_laptops_state(shared, monkeypatch, _desktops)
+    alice, hers, grant, key, held, out = await _beside_her_laptops_state(shared, monkeypatch, _desktops)
     assert not _said(alice, hers.fid), "her other device's re-key taken for his claim"
     assert (hers.dek, hers.epoch, hers.key_proof) == key, "her desktop's re-key dropped for her older key"
     assert not out.rekey
-    assert hers.mode == stat.S_IFDIR | 0o775 and hers.xattrs.get(NAME) == VALUE, "a change made apart lost"
+    assert hers.mode == HIS_MODE and hers.xattrs.get(NAME) == VALUE, "a change made apart lost"
     stored = alice.store.get(hers.fid)
     assert stored["epoch"] == key[1] and stored["sig"]["by"] == alice.key.user_id
     _her_unshare_arrives(alice, grant)
     assert (hers.dek, hers.epoch) == key[:2] and not _said(alice, hers.fid)
+
+
+# --- a member's claims beside her state: each still said, her key kept (his chmod merged)
+
+
+def _proof_of_another_key(alice, hers, grant) -> Key:
+    """Her key held here (his, too), claimed an epoch up with her proof of her desktop's key there."""
+    return hers.dek, hers.epoch + 1, _desktops(alice, hers, grant)[2]
+
+
+def _proof_from_another_epoch(alice, hers, grant) -> Key:
+    """Her key held here, claimed an epoch up with her proof of it at her epoch (were one made)."""
+    return hers.dek, hers.epoch + 1, alice.key.key_proof(hers.fid, hers.epoch, hers.dek)
+
+
+def _garbage_proof(alice, hers, grant) -> Key:
+    return hers.dek, hers.epoch + 1, os.urandom(16).hex()
+
+
+def _proven_at_the_held_epoch(alice, hers, grant) -> Key:
+    """Her key at the epoch held here for other recipients (her other device's re-key at once), proven:
+    one epoch has one key of hers for what one device sees (one she removed may hold this one)."""
+    other = _her_desktops_key(alice, hers, hers.epoch, grant)
+    return other, hers.epoch, alice.key.key_proof(hers.fid, hers.epoch, other)
+
+
+@pytest.mark.parametrize("key_of", [_proof_of_another_key, _proof_from_another_epoch, _garbage_proof,
+                                    _proven_at_the_held_epoch])
+async def test_a_claim_beside_her_laptops_state_is_said_and_her_key_kept(shared, monkeypatch, key_of):
+    alice, hers, grant, key, held, out = await _beside_her_laptops_state(shared, monkeypatch, key_of)
+    assert _said(alice, hers.fid), "his claim taken for her key unsaid"
+    assert (hers.dek, hers.epoch) == held, "his claimed key or epoch kept"
+    assert hers.mode == HIS_MODE and hers.xattrs.get(NAME) == VALUE, "his chmod or her change lost"
+
+
+async def test_his_values_past_the_cap_on_her_proven_key_are_not_merged_into_hers(shared, monkeypatch):
+    """52c (1)'s stall by the state kept for her key: his 128 KiB of values (set after hers, so they
+    win the merge by their stamp) are refused, hers stand; her chmod made apart is kept."""
+    alice, hers, grant, key, held, out = await _beside_her_laptops_state(shared, monkeypatch, _desktops, BIG)
+    stored = alice.store.get(hers.fid)
+    assert sum(len(v) for v in hers.xattrs.values()) <= XATTR_BYTES_MAX, "his values merged into her state"
+    assert stored["sig"]["by"] == alice.key.user_id and not (set(hers.xattrs) & set(BIG))
