@@ -494,20 +494,23 @@ def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
     if _her_key_beside_his(volume, keeper, other):
         meta = _xattrs_within_the_cap(volume, keeper, other, meta)
     elif proven_beside_hers:
-        meta = _xattrs_within_the_cap(volume, other, keeper, meta)
+        meta = _xattrs_within_the_cap(volume, other, keeper, meta, his_kept=True)
     return named, meta
 
 
-def _xattrs_within_the_cap(volume: Volume, keeper: Leaf, his: Leaf, meta: Metadata) -> Metadata:
+def _xattrs_within_the_cap(volume: Volume, keeper: Leaf, his: Leaf, meta: Metadata,
+                           his_kept: bool = False) -> Metadata:
     """The merged metadata, but a member's extended attributes past a file's cap (``past_the_xattr_cap``:
     over it, and holding more than the kept state's) not taken: the kept state's stand, with their own
     stamp, and the refusal is said; the rest of his metadata and his names merged as before.  Merged,
     his 8 MB of values went into her state at her settling commit, signed by her (so taken whole by her
     other devices), and were sealed again on the loop at each of her later commits of the file, every
     seat waiting, her own setxattr ENOSPC: 51a (2)'s stall by a branch beside her re-key, which no
-    arrival judges for size (attack round 52c (1)).  ``keeper``: the state whose values stand instead (hers,
-    also beside his state kept for her proven key: ``_proven_beside_hers``)."""
-    if meta.xattrs is not his.node.xattrs:
+    arrival judges for size (attack round 52c (1)).  ``keeper``: the state whose values stand instead
+    (hers); ``his_kept``: his state was kept for her proven key beside hers (``_proven_beside_hers``),
+    merged as the keeper (``merged``: his values on a tie of stamps)."""
+    first, second = (his, keeper) if his_kept else (keeper, his)
+    if changed_last(first.node, second.node, "xattrs") is not his.node:
         return meta  # hers stand: nothing of his taken
     if not past_the_xattr_cap(volume.tree, said_signer(his.doc), keeper.node, his.node):
         return meta
