@@ -11,7 +11,8 @@ Settled before her unshare arrives, rule 2 kept her laptop's state for its key a
 claim above her epoch: said (a false forged-write alarm), her unshare's key dropped here.  Wanted: her
 re-key's key and epoch (his state's), her attribute and his chmod merged, unsaid.  A key her proof does
 not prove at his epoch, or one at the epoch held here, is a claim still; his values past a file's cap
-on the state kept for her key are not merged into hers."""
+on the state kept for her key are not merged into hers.  Rule 3 (his contents the newer, of a file her
+desktop re-keyed) keeps his state under her proven key through the arrival's judgement."""
 
 from __future__ import annotations
 
@@ -23,22 +24,27 @@ import pytest
 
 from fusevault.encoding import b64e
 from fusevault.store import replica
+from fusevault.vault.files.rekeying import derived_dek
 from fusevault.vault.model.nodes import note_change
 from fusevault.vault.services import conflicts
 from fusevault.vault.services.absorbing import absorb
-from fusevault.vault.tree.arrivals import Absorbed
+from fusevault.vault.tree.arrivals import CONTENTS, Absorbed
 from fusevault.vault.tree.attributes import XATTR_BYTES_MAX
+from fusevault.vault.volume import Volume
 from inprocess import conftest
+from inprocess.conftest import ROOT
 from inprocess.test_member_newer_key_43c import (
     _docs_sub_shared_twice,
     _her_desktops_key,
     _her_unshare_arrives,
     _said,
 )
+from inprocess.test_two_users import ALICE, _read, _share, _walk, _write
 
 Key = tuple[bytes, int, "str | None"]
 NAME, VALUE = b"user.laptop", b"hers"
 HIS_MODE = stat.S_IFDIR | 0o775
+DIR = stat.S_IFDIR | 0o755
 BIG = {b"user.big%d" % n: b"x" * 4096 for n in range(32)}  # 128 KiB: past a file's cap
 
 
@@ -144,3 +150,55 @@ async def test_his_values_past_the_cap_on_her_proven_key_are_not_merged_into_her
     stored = alice.store.get(hers.fid)
     assert sum(len(v) for v in hers.xattrs.values()) <= XATTR_BYTES_MAX, "his values merged into her state"
     assert stored["sig"]["by"] == alice.key.user_id and not (set(hers.xattrs) & set(BIG))
+
+
+async def test_bobs_edit_over_her_desktops_proven_re_key_kept_by_rule_3_is_hers(shared, monkeypatch):
+    """Rule 3: her desktop's re-key of docs/notes.txt (its contents sealed again under the new key, her
+    proof in the node), bob's chmod over it, her laptop's chmod made apart over the state before: his
+    contents are the newer, kept under her desktop's key (the arrival's judgement, ``_claims_a_key``),
+    unsaid and not re-keyed again.  (The re-keying desktop is her tree loaded apart, seeing no grant on
+    the file as it re-keys: a key derived for other recipients than her laptop sees.)"""
+    drive = shared.drive
+    docs = await drive.mkdir(ROOT, b"docs", DIR, ALICE)
+    await _write(drive, docs.st_ino, b"notes.txt", b"hers", ALICE)
+    await _share(shared, "docs", "WRITE")
+    await _share(shared, "docs/notes.txt", "WRITE")  # two grants: no derivation here finds the key
+    alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+    hers = alice.resolve(b"docs/notes.txt")
+    his, local = bob.tree.find(hers.fid), replica.local_of(alice.store)
+    assert local is not None
+    before, history = local.get(hers.fid), replica.current_history(local, hers.fid)
+    desktop = Volume.load(alice.layout, local, alice.key, alice.tree.root.fid)
+    on_desktop = desktop.find(hers.fid)
+    with monkeypatch.context() as patch:  # her desktop's unshare of another: other recipients
+        patch.setattr(desktop.tree, "covering", lambda node: [])
+        await desktop.rekey(on_desktop)
+    key = (on_desktop.dek, on_desktop.epoch, on_desktop.key_proof)
+    assert key[0] != derived_dek(alice.tree, hers, key[1]) and key[2] is not None
+
+    wrapped = local.get(hers.fid)["en_file_dek"]
+
+    def chmod() -> None:  # his client took her desktop's state in, and chmods over it
+        for name in CONTENTS:
+            setattr(his, name, getattr(on_desktop, name))
+        his.key_proof, his.rev = on_desktop.key_proof, on_desktop.rev
+        his.wrapped = {"en_file_dek": wrapped}  # her wrapping, as her desktop's document carries it
+        his.mode = stat.S_IFREG | 0o664
+        note_change(his, "mode")
+
+    real = conftest.absorb
+    monkeypatch.setattr(conftest, "absorb", lambda volume, docs, **how: (
+        Absorbed() if volume is alice else real(volume, docs, **how)))
+    await bob.tree.commit_node(his, chmod)
+    monkeypatch.setattr(conftest, "absorb", real)
+    ahead = [f"{len(history) + n}-{str(n) * 32}" for n in (3, 2, 1)] + history
+    replica.store_revisions(local, [{**before, "_rev": ahead[0], "_revisions": replica.revisions(ahead)}])
+    absorb(alice, [local.get(hers.fid)], own=False)
+    await alice.setattr(hers.ino, mode=stat.S_IFREG | 0o600)
+    assert replica.other_leaves(local, hers.fid), "no conflict to settle"
+    conflicts.note_branches(alice, local, [hers.fid])
+    out = await conflicts.settle(alice, local, [hers.fid])
+    assert not _said(alice, hers.fid), "her desktop's re-key taken for his claim"
+    assert (hers.dek, hers.epoch, hers.key_proof) == key and hers not in out.rekey
+    assert hers.head == on_desktop.head
+    assert await _read(drive, (await _walk(drive, b"docs/notes.txt", ALICE)).st_ino, ALICE) == b"hers"
