@@ -58,6 +58,7 @@ from fusevault.store import replica
 from fusevault.store.local import REVS_LIMIT, LocalStore
 from fusevault.vault.files.content import Content
 from fusevault.vault.model import names, sharing
+from fusevault.vault.model.her_keys import proven
 from fusevault.vault.model.history import made_over, version_plain
 from fusevault.vault.model.ledger import Seq, writer_seq
 from fusevault.vault.model.nodes import NODE, Node, node_from_doc, open_node_attrs, open_node_doc
@@ -413,10 +414,13 @@ def _newer_key(volume: Volume | None, mine: Leaf, theirs: Leaf) -> Leaf:
       claimed epoch, her device committed his old key as her state, signed by her, and that beat
       her re-key as "two states of hers" (45c (4)).
 
+    A member's state under a key her proof proves hers at its epoch, above the one held here, is of her
+    key (``_proven_hers``): her other device's re-key, which he took in before this device did.
+
     One key at one epoch on both sides is no question of keys: the side changed last, as before."""
     if volume is None or _one_key(mine, theirs):
         return max(mine, theirs, key=lambda leaf: (leaf.node.epoch, leaf.node.ctime, leaf.doc["_rev"]))
-    hers = [leaf for leaf in (mine, theirs) if _hers(volume, leaf)]
+    hers = [leaf for leaf in (mine, theirs) if _hers(volume, leaf) or _proven_hers(volume, leaf)]
     if len(hers) == 2:
         return max(mine, theirs, key=lambda leaf: (leaf.node.epoch, leaf.node.ctime, leaf.doc["_rev"]))
     kept = hers[0] if hers else mine
@@ -427,6 +431,22 @@ def _newer_key(volume: Volume | None, mine: Leaf, theirs: Leaf) -> Leaf:
                                f"{his.node.epoch} under a key not the kept one's (epoch {kept.node.epoch}): "
                                "the kept key stands, his names and metadata merged")
     return kept
+
+
+def _proven_hers(volume: Volume, leaf: Leaf) -> bool:
+    """Whether a member's state carries a key her proof proves her device gave the file at the state's
+    epoch (vault/model/her_keys.py ``proven``), above the epoch of the key held here: her other device's
+    re-key (an unshare there), made over by a member who took it in before this device did.  Taken for
+    his claim beside a state of hers made apart, her key here was kept, her re-key's dropped and said (a
+    false alarm, attack round 43c (8), settled).  Not at the held epoch, nor below: one epoch has one
+    key of hers for what one device sees (``her_keys.key_not_hers``), and another there, even proven, is
+    her other device's re-key for other recipients at once, which one she removed may hold."""
+    proof = leaf.node.key_proof
+    if proof is None or _hers(volume, leaf):
+        return False  # no proof, nothing proven (and a state of hers is hers already)
+    held = volume.find(leaf.doc["_id"])
+    return (held is not None and leaf.node.epoch > held.epoch
+            and proven(volume.tree, held, leaf.node.epoch, leaf.node.dek, proof))
 
 
 def _one_key(first: Leaf, second: Leaf) -> bool:
@@ -453,7 +473,9 @@ def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
     if loser is not None or _made_twice(mine, theirs) or _deletes(mine) or _deletes(theirs):
         return named, None  # rules 1, 4, 5: as it was decided
     other = theirs if keeper is mine else mine
-    if not (_hers(volume, mine) and _hers(volume, theirs)) and not _her_key_beside_his(volume, keeper, other):
+    proven_beside_hers = _proven_beside_hers(volume, keeper, other)
+    if (not (_hers(volume, mine) and _hers(volume, theirs)) and not _her_key_beside_his(volume, keeper, other)
+            and not proven_beside_hers):
         return named, None  # a member's state: as it was decided
     if not _rekeyed_by_a_move(keeper, other, _stamped(volume)):
         # The names from the state that changed them last (a tie: as decided).  Not over a re-keyed
@@ -471,18 +493,24 @@ def _apart(volume: Volume, mine: Leaf, theirs: Leaf, keeper: Leaf, named: Leaf,
     meta = merged(keeper.node, other.node, named.node)
     if _her_key_beside_his(volume, keeper, other):
         meta = _xattrs_within_the_cap(volume, keeper, other, meta)
+    elif proven_beside_hers:
+        meta = _xattrs_within_the_cap(volume, other, keeper, meta, his_kept=True)
     return named, meta
 
 
-def _xattrs_within_the_cap(volume: Volume, keeper: Leaf, his: Leaf, meta: Metadata) -> Metadata:
+def _xattrs_within_the_cap(volume: Volume, keeper: Leaf, his: Leaf, meta: Metadata,
+                           his_kept: bool = False) -> Metadata:
     """The merged metadata, but a member's extended attributes past a file's cap (``past_the_xattr_cap``:
     over it, and holding more than the kept state's) not taken: the kept state's stand, with their own
     stamp, and the refusal is said; the rest of his metadata and his names merged as before.  Merged,
     his 8 MB of values went into her state at her settling commit, signed by her (so taken whole by her
     other devices), and were sealed again on the loop at each of her later commits of the file, every
     seat waiting, her own setxattr ENOSPC: 51a (2)'s stall by a branch beside her re-key, which no
-    arrival judges for size (attack round 52c (1))."""
-    if changed_last(keeper.node, his.node, "xattrs") is not his.node:
+    arrival judges for size (attack round 52c (1)).  ``keeper``: the state whose values stand instead
+    (hers); ``his_kept``: his state was kept for her proven key beside hers (``_proven_beside_hers``),
+    merged as the keeper (``merged``: his values on a tie of stamps)."""
+    first, second = (his, keeper) if his_kept else (keeper, his)
+    if changed_last(first.node, second.node, "xattrs") is not his.node:
         return meta  # hers stand: nothing of his taken
     if not past_the_xattr_cap(volume.tree, said_signer(his.doc), keeper.node, his.node):
         return meta
@@ -590,6 +618,14 @@ def _her_key_beside_his(volume: Volume, keeper: Leaf, other: Leaf) -> bool:
     hers, or of two states of members the one held here): the kept key and contents stand, his names
     and metadata merged by their stamps."""
     return keeper.node.head == other.node.head and not _one_key(keeper, other) and not _hers(volume, other)
+
+
+def _proven_beside_hers(volume: Volume, keeper: Leaf, other: Leaf) -> bool:
+    """Rule 2 kept a member's state for a key her proof proves hers (``_proven_hers``) beside a state of
+    hers: her re-key's key and his contents stand, her names and metadata merged by their stamps, as
+    between two states of hers (her change made apart is hers to keep), his values within the cap."""
+    return (keeper.node.head == other.node.head and not _one_key(keeper, other) and _hers(volume, other)
+            and _proven_hers(volume, keeper))
 
 
 def _changed_last(first: Leaf, second: Leaf, field: str) -> Leaf:

@@ -134,9 +134,16 @@ async def _rebuild_folder(volume: Volume, state: FileState) -> str:
     if wanted in parent.children:
         wanted += b" (recovered %s)" % state.fid[:8].encode()
     # Its key sealed only its own document: a new one if that is lost too.
-    node = Node(0, state.fid, volume.key.user_id, state.dek or aead.new_key(), stat.S_IFDIR | 0o700,
-                caller.uid, caller.gid)
+    dek = state.dek or aead.new_key()
+    node = Node(0, state.fid, volume.key.user_id, dek, stat.S_IFDIR | 0o700, caller.uid, caller.gid)
     node.rev, node.epoch = state.rev, state.epoch
+    if not state.dek and node.epoch:
+        # A key her device gives it now, above the first epoch: her proof of it with it, as her re-key
+        # writes one (vault/files/rekeying.py).  Without, a member's honest state over the folder was
+        # judged by derivation alone, which never finds a random key: his claim, said, and a new key
+        # of hers.  A key taken back from the damaged document gets none: nothing here tells it from
+        # an older key of hers a member put there (docs/SECURITY.md, 51b (5)).
+        node.key_proof = volume.key.key_proof(state.fid, node.epoch, dek)
     volume.tree.add(node)
     await volume.relink(node, parent.ino, wanted)
     return (f"its node document was made again: the folder is back at {name_to_str(volume.path_of(node))} "
