@@ -232,7 +232,7 @@ def test_fusevault_vault_names_the_vault_of_trash_and_retention(vault: Path, tmp
         assert changed.returncode == 0, changed.stderr
         mounted_one = fusevault("retention", "--json", cwd=mnt)
     assert json.loads(changed.stdout)["policy"]["keep_all_days"] == 3, changed.stdout
-    assert json.loads(mounted_one.stdout)["policy"]["keep_all_days"] != 3, "the mounted vault's policy was set"
+    assert json.loads(mounted_one.stdout)["policy"]["keep_all_days"] != 3, "the mounted vault's was set"
     again = fusevault("retention", "--json", "--vault", other)
     assert json.loads(again.stdout)["policy"]["keep_all_days"] == 3
 
