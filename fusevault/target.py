@@ -72,18 +72,19 @@ def named_vault(args) -> Path | None:
     return vault
 
 
-def _serves(mountpoint: str, vault: Path) -> bool:
+def _vault_of(mountpoint: str) -> str | None:
+    """The vault a mount serves, as it says; None when it does not answer."""
     from fusevault.fs import control
 
     try:
-        status = control.request(paths.socket_of(Path(mountpoint)), {"cmd": "status"})
-    except (OSError, ValueError):
-        return False
-    return status.get("vault") == str(vault.resolve())
+        return control.request(paths.socket_of(Path(mountpoint)), {"cmd": "status"}).get("vault")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _mount_of_vault(vault: Path) -> str | None:
-    return next((mountpoint for mountpoint in fusevault_mounts() if _serves(mountpoint, vault)), None)
+    wanted = str(vault.resolve())
+    return next((mountpoint for mountpoint in fusevault_mounts() if _vault_of(mountpoint) == wanted), None)
 
 
 def _from_env(args, request: dict, path_keys: tuple[str, ...], follow: bool) -> None:
@@ -99,7 +100,10 @@ def _from_env(args, request: dict, path_keys: tuple[str, ...], follow: bool) -> 
         args.vault = vault  # exactly as --vault: its mount, else the vault opened here
         return
     mountpoint = _mount_for(place, follow)
-    if not _serves(mountpoint, vault):
+    served = _vault_of(mountpoint)
+    if served is None:
+        raise MountPointError(f"the mount at {mountpoint} does not answer")
+    if served != str(vault.resolve()):
         raise MountPointError(f"{place} is in the vault mounted at {mountpoint}, but ${VAULT_ENV} names "
                               f"{vault}: unset {VAULT_ENV}, or give --vault")
 
