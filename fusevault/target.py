@@ -10,6 +10,10 @@ from fusevault import passphrase, paths
 from fusevault.errors import MountPointError, VaultError
 from fusevault.mounts import fusevault_mounts
 
+# The vault a command is about when --vault is not given: it means what --vault means
+# (README "Users and groups"), never "here, or the only mount" (round 53t (4)).
+VAULT_ENV = "FUSEVAULT_VAULT"
+
 # trio, the control socket's module (which imports trio) and the vault's services are
 # imported by the functions that use them: every command imports this module, and
 # `fusevault --help` should not pay for them (tests/unit/test_cli_startup.py).
@@ -60,18 +64,48 @@ def _mount_for(place: str | None, follow: bool = True) -> str:
                               "(or --vault VAULT for one that is not mounted)") from None
 
 
-def _mount_of_vault(vault: Path) -> str | None:
+def named_vault(args) -> Path | None:
+    """The vault the caller named: --vault, else $FUSEVAULT_VAULT (for a command that has --vault)."""
+    vault = getattr(args, "vault", None)
+    if vault is None and hasattr(args, "vault") and os.environ.get(VAULT_ENV):
+        vault = Path(os.environ[VAULT_ENV])
+    return vault
+
+
+def _vault_of(mountpoint: str) -> str | None:
+    """The vault a mount serves, as it says; None when it does not answer."""
     from fusevault.fs import control
 
+    try:
+        return control.request(paths.socket_of(Path(mountpoint)), {"cmd": "status"}).get("vault")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _mount_of_vault(vault: Path) -> str | None:
     wanted = str(vault.resolve())
-    for mountpoint in fusevault_mounts():
-        try:
-            status = control.request(paths.socket_of(Path(mountpoint)), {"cmd": "status"})
-        except (OSError, ValueError):
-            continue
-        if status.get("vault") == wanted:
-            return mountpoint
-    return None
+    return next((mountpoint for mountpoint in fusevault_mounts() if _vault_of(mountpoint) == wanted), None)
+
+
+def _from_env(args, request: dict, path_keys: tuple[str, ...], follow: bool) -> None:
+    """$FUSEVAULT_VAULT as --vault.  A path the command line names (PATH, --mount)
+    keeps its meaning (a path in a mount) when that mount serves the vault the
+    variable names; in a mount of another vault it is refused: a request is never
+    served by a vault the caller did not name."""
+    vault = named_vault(args)
+    if vault is None or args.vault is not None:
+        return
+    place = (request.get(path_keys[0]) if path_keys else None) or getattr(args, "place", None)
+    if place is None:
+        args.vault = vault  # exactly as --vault: its mount, else the vault opened here
+        return
+    mountpoint = _mount_for(place, follow)
+    served = _vault_of(mountpoint)
+    if served is None:
+        raise MountPointError(f"the mount at {mountpoint} does not answer")
+    if served != str(vault.resolve()):
+        raise MountPointError(f"{place} is in the vault mounted at {mountpoint}, but ${VAULT_ENV} names "
+                              f"{vault}: unset {VAULT_ENV}, or give --vault")
 
 
 def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | None = 60,
@@ -84,6 +118,7 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
     """
     from fusevault.fs import control
 
+    _from_env(args, request, path_keys, follow)
     vault = getattr(args, "vault", None)
     mountpoint = _mount_of_vault(vault) if vault is not None else None
     if vault is not None and mountpoint is None:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from fusevault.cli.options import Command, passphrase_options
 from fusevault.encoding import shown
-from fusevault.target import ask
+from fusevault.target import ask, named_vault
 
 
 def _where(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vault", type=Path,
-                   help="a vault that is not mounted (paths are then relative to its root)")
+                   help="a vault that is not mounted (paths are then relative to its root; "
+                        "default: $FUSEVAULT_VAULT)")
     p.add_argument("--user", help="with --vault: which user")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     passphrase_options(p)
@@ -205,8 +206,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
     if args.trash is not None:
         changes["trash_days"] = args.trash
     if args.default:
-        named = os.environ.get("FUSEVAULT_VAULT")  # as `user add` takes it
-        answer = _default_policy(args.vault or (Path(named) if named else None), changes)
+        answer = _default_policy(named_vault(args), changes)  # --vault or $FUSEVAULT_VAULT
     else:
         answer = ask(args, {"cmd": "retention", "set": changes, "follow_default": args.follow_default})
     return _show(args, answer, lambda a: print(f"retention ({a['source']}): {a['text']}"))

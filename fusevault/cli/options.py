@@ -15,10 +15,11 @@ import pwd
 from collections.abc import Callable
 from pathlib import Path
 
+from fusevault.target import VAULT_ENV
+
 # The factory app.py hands each command module: name, one-line help, example.
 Command = Callable[[str, str, str], argparse.ArgumentParser]
 
-VAULT_ENV = "FUSEVAULT_VAULT"
 ENV_RELAY = "FUSEVAULT_RELAY"
 
 
@@ -51,7 +52,7 @@ def vault_option(p: argparse.ArgumentParser) -> None:
 
 def offline_options(p: argparse.ArgumentParser) -> None:
     """--vault VAULT [--user NAME] and a passphrase: a request answered without a mount."""
-    p.add_argument("--vault", type=Path, help="a vault that is not mounted")
+    p.add_argument("--vault", type=Path, help=f"a vault that is not mounted (default: ${VAULT_ENV})")
     p.add_argument("--user", help="with --vault: which user")
     passphrase_options(p)
 

@@ -242,6 +242,9 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 
 def _dump_dir(args: argparse.Namespace) -> Path | None:
+    from fusevault.target import named_vault
+
+    args.vault = named_vault(args)  # $FUSEVAULT_VAULT as --vault: never the only mount instead
     if args.vault is None:  # the mounted vault this runs in, or the only one mounted
         from fusevault.target import ask
 

@@ -420,7 +420,7 @@ class Files:
             node.head, node.manifest = vid, place
             node.stored_size = node.size
             node.allocated = content.allocated(node.size)
-            doc = version_doc(node, tree.key, vid, parent_vid, tree.path_of(node), nonce, tree.device,
+            doc = version_doc(node, tree.key, vid, parent_vid, _place_of(tree, node), nonce, tree.device,
                               content.digests)
             places = [(node.fid, vid, idx, node.owner, offset, length, 0)
                       for idx, offset, length in content.sealed]
@@ -541,3 +541,14 @@ class Files:
 def check_size(size: int) -> None:
     if size > MAX_FILE_SIZE:
         raise FileTooLarge(f"a file can hold at most {MAX_FILE_SIZE} bytes")
+
+
+def _place_of(tree: TreePort, node: Node) -> bytes:
+    """Where a version says its file was: its path; a file unlinked while still open (sqlite's
+    WAL -shm, a program's temporary file) has none, and names the path it had when its last
+    name went (``trashed``, as the trash shows it), never an empty one that reads as a
+    refused name (attack round 53t (3))."""
+    path = tree.path_of(node)
+    if not path and not node.links and node.trashed is not None:
+        return node.trashed[0]
+    return path

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 NS = 10**9
 # A version whose recorded place is not a path of file names (vault/model/names.py): shown as this.
 REFUSED_PATH = "(a refused name)"
+# A version that names no path at all: saved (before round 53t (3)) by a file written after its last
+# name was removed; nothing forged, so said without a warning.
+NO_PATH = "(no name: written after its deletion)"
 # Saving by rename a million times would make a chain this long; it stops here.
 MAX_LINEAGE = 10_000
 NAME_FORMAT = "%Y-%m-%dT%H-%M-%S"
@@ -100,7 +103,9 @@ def open_version_doc(doc: dict, dek: bytes) -> Version:
         if not isinstance(location, str) or not isinstance(name, str):
             raise ValueError("a name that is not a string")
         path = f"{location}/{name}" if location else name
-        if names.problem(name) or names.path_problem(location):
+        if not path:  # a file written after its last name went, by a version before 53t (3): honest
+            path = NO_PATH
+        elif names.problem(name) or names.path_problem(location):
             log.warning("version %s names a path that is not one: shown as %r", vid, REFUSED_PATH)
             path = REFUSED_PATH
         if not (time_ok(plain["file_entry_ts"]) and time_ok(plain["mtime"])
