@@ -1,0 +1,132 @@
+"""Attack round 54b: http_answers' own reading (53d (1), (2): capped_request, answer_seconds).
+
+Attacker: a hostile sync peer, relay or link store (or whoever is on its path without TLS), answering
+the requests of fusevault/http_answers.py ``capped_request`` (couch_api, transfer/client, links/client).
+Every scene is a tiny server on a local socket (tests/unit/test_http_answers.py ``answering``).
+
+(1) medium: the whole-answer deadline does not cover the answer's head.
+    Steps: answer ``HTTP/1.1 200 OK`` then the header lines a byte at a time (each within httpx's read
+    timeout), or an endless run of ``HTTP/1.1 100 Continue`` interim answers, then a final head with
+    ``Content-Length: 0``.  Seen: ``capped_request(..., seconds=0.5)`` waits the 3 s the head takes and
+    returns the 200 (no ReadTimeout); the deadline is looked at only in the body's loop
+    (http_answers.py:77-80, ``for raw in streamed.iter_raw()``), after ``client.stream`` has read the
+    whole head.  Expected: httpx.ReadTimeout at the deadline, head included (the docstring of
+    ``answer_seconds`` says "headers to last byte").  Impact: a thread (and the lock behind it: the link
+    store's, the relay's TTL/unmount waits of 53d (2)) held as long as the server likes: a head of up to
+    httpcore's 100 KiB at a byte per 29 s is over a month; interim 1xx answers are each a new head, so
+    without end at all, and they may come at full speed (a CPU and bandwidth cost, unbounded).  With a
+    body the deadline fires at its first byte; with none (Content-Length: 0, a 204, a HEAD) never.
+    Fix: run the request under a deadline that covers the head too: e.g. a watchdog that closes the
+    stream / the client's connection at the deadline (``threading.Timer`` calling
+    ``streamed.close()`` is not reachable before ``stream`` returns: close the transport, or use
+    httpx's ``Timeout(pool=..., read=...)`` with read shrinking as the deadline nears via a custom
+    transport), or send the request through a network stream whose every read is given
+    ``min(read timeout, deadline - now)``.
+
+(2) low: packed answers' raw bytes are not counted: what comes after the packing's end (trailing
+    bytes past a gzip member's end, or a second member), or packing that unpacks to nothing (a zlib
+    stream of empty stored blocks), is read without end within the deadline.
+    Steps: ``Content-Encoding: gzip``, no length (Connection: close), ``gzip(b"{}")`` then 16 MiB of
+    anything; or ``deflate``: a zlib header, 16 MiB of empty stored blocks ``00 00 00 ff ff``, then a
+    final block of ``{}``.  Seen: with a cap of 64 KiB both are read whole (16 MiB) and given as ``{}``
+    (http_answers.py ``_Unpacker.parts``: past ``eof`` nothing is unpacked nor counted, and an empty
+    block unpacks to nothing counted; ``capped_request`` counts only the unpacked parts).  Expected:
+    refused once the raw bytes are past the cap (raw never needs to exceed the unpacked cap for an
+    honest server's JSON), and bytes past the packing's end refused (DecodingError) or the read stopped.
+    Impact: an answer of a 256 MiB cap (any couch request) may be a stream of raw bytes at line speed for
+    answer_seconds(JSON_LIMIT) = 70 min: bandwidth and CPU, memory flat.  Fix: count raw bytes too (e.g.
+    refuse raw > cap), and refuse data after ``eof`` (``unused_data``) as broken packing.
+
+Tried, held (controls kept): an honest gzip answer split at every byte is given whole
+(``test_an_honest_gzip_answer_split_at_every_byte_is_given_whole``); deflate raw is taken when the
+zlib header does not read; two ``Content-Encoding`` headers are refused unread (test_http_answers);
+a body trickled past the deadline is refused at its next read (test_http_answers).
+Read, held: the spread of values (``loads_untrusted(spread=...)``) applies to the relay and link store
+only, whose answers hold no names in clear (the relay gets file ids and sizes, transfer/send.py); the
+couch answers, which do, take no spread (53d (3) limit).  Not tried in the time: a real pouchdb-server
+sync of a big vault (machine busy); the key mirror's pins (53c) and FUSEVAULT_VAULT (53t (4)) read only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from fusevault.http_answers import AnswerTooLarge, capped_request
+from tests.unit.test_http_answers import CAP, answering
+
+
+def _slowly(pieces: list[bytes], every: float) -> Iterator[bytes]:
+    for piece in pieces:
+        time.sleep(every)
+        yield piece
+
+
+@pytest.mark.xfail(strict=True, reason="54b (1): a head trickled byte by byte escapes the deadline")
+def test_a_trickled_head_is_held_to_the_answers_deadline() -> None:
+    trickled = [bytes([b]) for b in b"X-Slow: " + b"a" * 30 + b"\r\nContent-Length: 0\r\n\r\n"]
+    # 60 bytes at 0.05 s: 3 s for the head, each read well within httpx's 10 s timeout.
+    with answering(b"HTTP/1.1 200 OK\r\n", _slowly(trickled, 3.0 / len(trickled))) as url:
+        with httpx.Client(timeout=10) as client, pytest.raises(httpx.ReadTimeout):
+            capped_request(client, "GET", f"{url}/x", CAP, seconds=0.5)
+
+
+@pytest.mark.xfail(strict=True, reason="54b (1): endless 1xx interim answers escape the deadline")
+def test_interim_answers_are_held_to_the_answers_deadline() -> None:
+    interim = [b"HTTP/1.1 100 Continue\r\n\r\n"] * 60 + [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]
+    with answering(b"", _slowly(interim, 0.05)) as url:
+        with httpx.Client(timeout=10) as client, pytest.raises(httpx.ReadTimeout):
+            capped_request(client, "GET", f"{url}/x", CAP, seconds=0.5)
+
+
+_PLENTY = 16 * 1024 * 1024  # raw bytes: 256 times the cap
+
+
+def _packed_head(packing: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Encoding: " + packing + b"\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.xfail(strict=True, reason="54b (2): raw bytes past a gzip member's end are read uncounted")
+def test_bytes_past_the_gzip_end_are_not_read_without_a_cap() -> None:
+    def body() -> Iterator[bytes]:
+        yield gzip.compress(b"{}")
+        for _ in range(_PLENTY // 65536):
+            yield b"\xee" * 65536
+
+    with answering(_packed_head(b"gzip"), body()) as url:
+        with httpx.Client(timeout=10) as client, pytest.raises((AnswerTooLarge, httpx.DecodingError)):
+            capped_request(client, "GET", f"{url}/x", CAP)
+
+
+@pytest.mark.xfail(strict=True, reason="54b (2): empty deflate blocks are read uncounted")
+def test_packing_that_unpacks_to_nothing_is_not_read_without_a_cap() -> None:
+    empty_blocks = b"\x00\x00\x00\xff\xff" * 13107  # 64 KiB of non-final stored blocks of no bytes
+
+    def body() -> Iterator[bytes]:
+        yield b"\x78\x9c"  # zlib's header
+        for _ in range(_PLENTY // len(empty_blocks)):
+            yield empty_blocks
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        yield packer.compress(b"{}") + packer.flush()
+        yield struct.pack(">I", zlib.adler32(b"{}"))  # zlib's check: a well-formed stream
+
+    with answering(_packed_head(b"deflate"), body()) as url:
+        with httpx.Client(timeout=10) as client, pytest.raises((AnswerTooLarge, httpx.DecodingError)):
+            capped_request(client, "GET", f"{url}/x", CAP)
+
+
+def test_an_honest_gzip_answer_split_at_every_byte_is_given_whole() -> None:
+    """Control: a packed answer coming a byte a read is unpacked whole (nothing lost between reads)."""
+    plain = b'{"rows": [' + b",".join(b'{"id": "a,b[c]{d}"}' for _ in range(500)) + b"]}"
+    packed = gzip.compress(plain)
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
+    with answering(head, iter([bytes([b]) for b in packed])) as url:
+        with httpx.Client(timeout=10) as client:
+            answer = capped_request(client, "GET", f"{url}/x", len(plain))
+    assert answer.content == plain
