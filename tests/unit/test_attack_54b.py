@@ -37,23 +37,43 @@ Every scene is a tiny server on a local socket (tests/unit/test_http_answers.py 
     answer_seconds(JSON_LIMIT) = 70 min: bandwidth and CPU, memory flat.  Fix: count raw bytes too (e.g.
     refuse raw > cap), and refuse data after ``eof`` (``unused_data``) as broken packing.
 
+(3) low: $FUSEVAULT_VAULT is not --vault for a command given a path (53t (4)'s fix, target.py).
+    Attacker: none (honest use).  Steps: no vault mounted (or she is outside its mount), she sets
+    FUSEVAULT_VAULT=VAULT and runs ``fusevault history docs/a.txt`` (or restore, trash PLACE, share,
+    links create/push), as ``fusevault history --vault VAULT docs/a.txt`` works, whose help says
+    "paths are then relative to its root; default: $FUSEVAULT_VAULT".  Seen: MountPointError "docs/a.txt
+    is not inside a mounted vault (or give --vault VAULT)": ``_from_env`` (target.py:97-103) sets
+    ``args.vault`` only when the command names no path; with one it takes the path as a path in a mount
+    (``_mount_for``), and refuses it when it is in none.  (cli/sharing.py ``_path`` and cli/links.py
+    ``_create`` also make the path absolute when ``args.vault`` is None, before ``ask`` sees the
+    variable.)  Expected: the path relative to the named vault's root, as with --vault (opened here, or
+    sent to its mount), or the help and README saying the variable does not do that.  Impact: honest use
+    refused with a message pointing at --vault; no wrong vault acted on (the refusal is the safe side).
+    Fix: in ``_from_env``, when the path is in no mount (or not in the named vault's mount when it is
+    mounted elsewhere), take it as relative to the vault's root as --vault does; and have
+    ``_path``/``_create`` look at ``named_vault(args)``.
+
 Tried, held (controls kept): an honest gzip answer split at every byte is given whole
 (``test_an_honest_gzip_answer_split_at_every_byte_is_given_whole``); deflate raw is taken when the
 zlib header does not read; two ``Content-Encoding`` headers are refused unread (test_http_answers);
-a body trickled past the deadline is refused at its next read (test_http_answers).
+a body trickled past the deadline is refused at its next read (test_http_answers); the variable with
+no path is --vault (``test_the_vault_variable_takes_a_command_with_no_path_as_vault_does``); a path in
+another vault's mount is refused (read: ``_from_env``, ``_vault_of``).
 Read, held: the spread of values (``loads_untrusted(spread=...)``) applies to the relay and link store
 only, whose answers hold no names in clear (the relay gets file ids and sizes, transfer/send.py); the
 couch answers, which do, take no spread (53d (3) limit).  Not tried in the time: a real pouchdb-server
-sync of a big vault (machine busy); the key mirror's pins (53c) and FUSEVAULT_VAULT (53t (4)) read only.
+sync of a big vault (machine busy).
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import struct
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -130,3 +150,40 @@ def test_an_honest_gzip_answer_split_at_every_byte_is_given_whole() -> None:
         with httpx.Client(timeout=10) as client:
             answer = capped_request(client, "GET", f"{url}/x", len(plain))
     assert answer.content == plain
+
+
+def _offline_asked(monkeypatch: pytest.MonkeyPatch, vault: Path) -> list[dict]:
+    """No vault mounted; what target.ask would hand the vault opened here (``_offline``), recorded."""
+    from fusevault import target
+
+    asked: list[dict] = []
+    monkeypatch.setattr(target, "fusevault_mounts", lambda: [])
+    monkeypatch.setattr(target, "_offline", lambda args, request: asked.append(dict(request)) or {"ok": 1})
+    monkeypatch.setenv(target.VAULT_ENV, str(vault))
+    return asked
+
+
+@pytest.mark.xfail(strict=True, reason="54b (3): $FUSEVAULT_VAULT is not --vault for a command given a path")
+def test_the_vault_variable_takes_a_path_as_vault_does(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    from fusevault import target
+
+    asked = _offline_asked(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(vault=None, user="alice", passphrase_fd=None, passphrase_file=None)
+    # `fusevault history docs/a.txt` with $FUSEVAULT_VAULT, as `--vault VAULT history docs/a.txt`
+    # (the help: "a vault that is not mounted (paths are then relative to its root; default:
+    # $FUSEVAULT_VAULT)").
+    target.ask(args, {"cmd": "history", "path": "docs/a.txt"}, ("path",))
+    assert asked == [{"cmd": "history", "path": "docs/a.txt"}]
+
+
+def test_the_vault_variable_takes_a_command_with_no_path_as_vault_does(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """Control: with no path the variable is --vault (the vault opened here, none mounted)."""
+    from fusevault import target
+
+    asked = _offline_asked(monkeypatch, tmp_path)
+    args = argparse.Namespace(vault=None, user="alice", passphrase_fd=None, passphrase_file=None)
+    target.ask(args, {"cmd": "config"})
+    assert asked == [{"cmd": "config"}] and args.vault == tmp_path
