@@ -1,7 +1,9 @@
-"""Attack round 54b: http_answers' own reading (53d (1), (2): capped_request, answer_seconds).
+"""Attack round 54b: http_answers' own reading (53d (1), (2)), FUSEVAULT_VAULT (53t (4)), the key mirror's
+pins (53c (1), (4)).
 
-Attacker: a hostile sync peer, relay or link store (or whoever is on its path without TLS), answering
-the requests of fusevault/http_answers.py ``capped_request`` (couch_api, transfer/client, links/client).
+(1), (2): attacker: a hostile sync peer, relay or link store (or whoever is on its path without TLS),
+answering the requests of fusevault/http_answers.py ``capped_request`` (couch_api, transfer/client,
+links/client).
 Every scene is a tiny server on a local socket (tests/unit/test_http_answers.py ``answering``).
 
 (1) medium: the whole-answer deadline does not cover the answer's head.
@@ -53,6 +55,30 @@ Every scene is a tiny server on a local socket (tests/unit/test_http_answers.py 
     mounted elsewhere), take it as relative to the vault's root as --vault does; and have
     ``_path``/``_create`` look at ``named_vault(args)``.
 
+(4) medium: the key mirror's pin (53c (1), (4)'s fix) is per key document, so every new key of hers is
+    trust on first use again, under whatever user document of hers the store holds, though this device
+    already pinned her signing key for her other keys.
+    Attacker: the CouchDB server (no key of anyone's).  Steps: her key for bob of one file is held here
+    and pinned to her signing key (``key-signers/<doc id>``); the server replaces her user document by
+    one self-signed under a key of its own (53c (4)'s move); she shares a new file with bob (her signed
+    node here); the server serves bob's key document of it first as a record signed under its key, then
+    her own record, and her user document again.  Seen: the server's record is written to bob's key file
+    and pinned to the server's key (``_genuine`` -> ``genuine_in_store``, key_mirror.py:661, no pin for
+    that document yet; ``_pin``, key_mirror.py:758-772, takes the store's user document); her record is
+    refused under that pin, for good (her user document back and a walk change nothing) (run:
+    ``test_a_new_key_of_hers_is_not_pinned_to_a_key_that_replaced_hers``; control
+    ``test_a_new_key_signed_by_another_key_is_refused_control``: her user document left, the server's
+    record refused and hers written).  The same for a key re-granted at a document whose key was gone
+    on both sides (``_unpin`` drops the pin with it: read, not run).  Expected: her new key judged under
+    the signing key this device pinned for her already (the server's record refused), as 53c (4)
+    refuses it for a key held before.  Impact: bob's key of each new file she shares while the server
+    serves its user document in place of hers is the server's, for good on that device (he reads
+    nothing of the file there until the key is gone on both sides); SECURITY.md's 53c limit names the
+    first hold with the server's node before her real one, not this (her node here, her key known).
+    Fix: pin per signer too (``key-signers`` by owner id: the first key held of hers pins her signing
+    key for all her key documents, and a pin dropped with a key leaves hers), or judge a new key under
+    the signing key of any pinned key of the same owner.
+
 Tried, held (controls kept): an honest gzip answer split at every byte is given whole
 (``test_an_honest_gzip_answer_split_at_every_byte_is_given_whole``); deflate raw is taken when the
 zlib header does not read; two ``Content-Encoding`` headers are refused unread (test_http_answers);
@@ -71,6 +97,7 @@ import argparse
 import gzip
 import struct
 import time
+import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,8 +105,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fusevault.encoding import b64e
 from fusevault.http_answers import AnswerTooLarge, capped_request
-from tests.unit.test_http_answers import CAP, answering
+from fusevault.store import replica
+from fusevault.sync import key_mirror
+from fusevault.sync.key_mirror import place
+from fusevault.vault.model import sharing
+from fusevault.vault.model.grants import record_doc
+from unit.test_attack_42a_keys import _next_revision
+from unit.test_attack_43b_keys import _gwens_group
+from unit.test_attack_53c import _public_of
+from unit.test_http_answers import CAP, answering
+from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
 
 
 def _slowly(pieces: list[bytes], every: float) -> Iterator[bytes]:
@@ -187,3 +224,60 @@ def test_the_vault_variable_takes_a_command_with_no_path_as_vault_does(monkeypat
     args = argparse.Namespace(vault=None, user="alice", passphrase_fd=None, passphrase_file=None)
     target.ask(args, {"cmd": "config"})
     assert asked == [{"cmd": "config"}] and args.vault == tmp_path
+
+
+# --- (4): the key mirror's pin is per key document: a new key of hers is pinned under what the store says
+
+
+def _new_key_under_her_replaced_user(replicas, replaced: bool) -> tuple[bytes | None, bytes | None]:
+    """Her key for bob (gwen's group) held here and pinned to her signing key; the server then replaces
+    her user document by one of its own key (``replaced``; 46c (1)'s and 53c (4)'s move) and serves, for
+    a new file of hers (her own signed node here), a record for bob signed under that key; then her own
+    record of it, her user document back, a walk.  (Bob's key file of the new file after the server's
+    record, and at the end.)"""
+    here, _ = replicas
+    her, gwen, group, doc_id, _ = _gwens_group(here, gwen_first=True, bound="gwen")
+    pin = replica.get_local(here.store, key_mirror._PINS + doc_id)
+    assert pin == {"owner": her.id, "key": her.user["public_sign"]}, "the scene: her first key pinned to her"
+    bob = key_mirror.names(doc_id)[1]
+    fid = uuid.uuid4().hex
+    put(here, her.node(fid, 1))  # her new file, its node as she signed it
+    user = {k: v for k, v in here.store.get(her.id).items() if k != "_rev"}
+    mallory = Owner()
+    mallory.id = her.id
+    mallory.user = mallory.sign({"_id": her.id, "type": "UserDetails", "public_sign": _public_of(mallory)})
+    if replaced:
+        _next_revision(here, her.id, mallory.user)
+    new_id = f"vfkey-u-{bob}-{her.id}-{fid}"
+    forged = b"the server's key"
+    sig = mallory.sign(record_doc(her.id, fid, bob, 1, forged))["sig"]
+    replica.store_revisions(here.store, [{"_id": new_id, "_rev": "1-" + uuid.uuid4().hex,
+                                          "type": sharing.FILE_KEY, "epoch": 1, "key": b64e(forged),
+                                          "owner": her.id, "fid": fid, "recipient": bob, "sig": sig}])
+    here.keys.arrived([new_id])
+    after = sharing.read_key(place(here.layout, new_id))
+    hers = b"sealed for bob, new file"
+    sig = her.sign(record_doc(her.id, fid, bob, 1, hers))["sig"]
+    _next_revision(here, new_id, {"_id": new_id, "type": sharing.FILE_KEY, "epoch": 1, "key": b64e(hers),
+                                  "owner": her.id, "fid": fid, "recipient": bob, "sig": sig})
+    if replaced:
+        _next_revision(here, her.id, user)  # her user document again
+    here.keys.caught_up()
+    here.keys._looked_at = -float("inf")
+    here.refresh()
+    here.keys.caught_up()
+    end = sharing.read_key(place(here.layout, new_id))
+    return (after.key if after else None), (end.key if end else None)
+
+
+@pytest.mark.xfail(strict=True, reason="54b (4): a new key of hers pinned under her replaced user document")
+def test_a_new_key_of_hers_is_not_pinned_to_a_key_that_replaced_hers(pair, clock) -> None:  # noqa: F811
+    after, end = _new_key_under_her_replaced_user(pair, replaced=True)
+    assert end == b"sealed for bob, new file", f"bob's key file holds {after!r}, then {end!r}"
+
+
+def test_a_new_key_signed_by_another_key_is_refused_control(pair, clock) -> None:  # noqa: F811
+    """Control: her user document left as it is, the server's record of the new file is refused and
+    hers written."""
+    after, end = _new_key_under_her_replaced_user(pair, replaced=False)
+    assert after is None and end == b"sealed for bob, new file", (after, end)
