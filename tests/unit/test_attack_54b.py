@@ -13,10 +13,14 @@ Every scene is a tiny server on a local socket (tests/unit/test_http_answers.py 
     returns the 200 (no ReadTimeout); the deadline is looked at only in the body's loop
     (http_answers.py:77-80, ``for raw in streamed.iter_raw()``), after ``client.stream`` has read the
     whole head.  Expected: httpx.ReadTimeout at the deadline, head included (the docstring of
-    ``answer_seconds`` says "headers to last byte").  Impact: a thread (and the lock behind it: the link
-    store's, the relay's TTL/unmount waits of 53d (2)) held as long as the server likes: a head of up to
-    httpcore's 100 KiB at a byte per 29 s is over a month; interim 1xx answers are each a new head, so
-    without end at all, and they may come at full speed (a CPU and bandwidth cost, unbounded).  With a
+    ``answer_seconds`` says "headers to last byte").  Impact: a thread held as long as the server likes:
+    a head of up to httpcore's 100 KiB at a byte per 29 s is over a month; interim 1xx answers are each
+    a new head, so without end at all, and they may come at full speed (CPU and bandwidth, unbounded).
+    Where the thread is not abandoned this is 53d (2) again: links/owner.py ``_publish`` (``link push``,
+    ``link create``) runs in a thread no cancel abandons, under the links' ``lock``, "bounded by each
+    answer's deadline" (its ``_network`` docstring): a hostile link store holds that lock (every other
+    link command of hers waits) and the thread without end; abandoned ones (couch_api, ``_network``)
+    leak a thread each time.  With a
     body the deadline fires at its first byte; with none (Content-Length: 0, a 204, a HEAD) never.
     Fix: run the request under a deadline that covers the head too: e.g. a watchdog that closes the
     stream / the client's connection at the deadline (``threading.Timer`` calling
