@@ -73,8 +73,6 @@ def _drop(relay: str, box: str, tmp_path: Path) -> None:
     assert pushed.returncode == 0 and "dropped" in pushed.stdout, pushed.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="53t (2): link revoke of a drop box deletes the drops not "
-                                       "collected yet, unsaid")
 def test_revoking_a_drop_box_loses_no_drop_made_before(relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "Inbox").mkdir()
@@ -96,8 +94,6 @@ def test_control_a_drop_collected_before_the_revoke_stays(relay: str, vault: Pat
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
 
 
-@pytest.mark.xfail(strict=True, reason="53t (2): a drop box's expiry deletes the drops made before "
-                                       "it that were not collected yet")
 def test_a_drop_made_before_the_box_expires_still_arrives(relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "Inbox").mkdir()
