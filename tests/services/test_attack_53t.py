@@ -84,6 +84,28 @@ def test_revoking_a_drop_box_loses_no_drop_made_before(relay: str, vault: Path, 
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
 
 
+def test_a_revoke_that_cannot_take_the_drops_in_closes_the_box_and_keeps_them(relay: str, vault: Path,
+                                                                             tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "Inbox").mkdir()
+        box = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip()
+        item = capability.parse(box).item
+        _drop(relay, box, tmp_path)
+        (mnt / "Inbox").rmdir()
+        (mnt / "Inbox").write_text("a file where the box's folder was: no drop can go in")
+        revoked = fusevault("link", "revoke", item, cwd=mnt)
+        assert revoked.returncode == 34 and "1 drop(s) made before" in revoked.stderr, revoked.stderr
+        late = tmp_path / "late.txt"
+        late.write_text("after the revoke")
+        refused = fusevault("link", "push", late, box, passphrase=None, cwd=tmp_path)
+        assert refused.returncode == 18, refused.stdout  # closed to new drops at once
+        assert item in fusevault("link", "list", cwd=mnt).stdout  # kept, to be revoked again
+        (mnt / "Inbox").unlink()
+        assert fusevault("link", "revoke", item, cwd=mnt).returncode == 0
+        assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
+        assert not (mnt / "Inbox" / "late.txt").exists()
+
+
 def test_control_a_drop_collected_before_the_revoke_stays(relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "Inbox").mkdir()
