@@ -35,7 +35,8 @@ class LinkClient(RelayClient):
             raise LinkGone(_error(response) or "no such link")
         return response
 
-    def create(self, hashes: dict, hashinfo: dict, expires_in: float | None, *, drop_box: bool = False) -> str:
+    def create(self, hashes: dict, hashinfo: dict, expires_in: float | None, *,
+               drop_box: bool = False) -> str:
         # keeps_drops: past its expiry the store keeps a box's drops for its owner (a store before
         # round 53 ignores it, and deletes them at the expiry).
         body = {**hashes, "hashinfo": hashinfo, "expires_in": expires_in, "keeps_drops": drop_box}

@@ -28,7 +28,16 @@ from functools import partial
 import trio
 
 from fusevault.encoding import bytes_start, name_to_str, shown, str_to_name
-from fusevault.errors import CorruptData, DropsWaiting, FsError, InvalidInput, LinkGone, LinkRefused, NotFound, VaultError
+from fusevault.errors import (
+    CorruptData,
+    DropsWaiting,
+    FsError,
+    InvalidInput,
+    LinkGone,
+    LinkRefused,
+    NotFound,
+    VaultError,
+)
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
 from fusevault.links import LONGEST_EXPIRY, capability, content, link_records
 from fusevault.links.client import READ, LinkClient
@@ -238,13 +247,13 @@ class Links:
         DropsWaiting, the box kept, when some are still on the server: the revoke is done again
         once a collect took them.  The files taken in, and the record's revision then."""
         keys = record.keys
+        useless = {"append_key_hash": capability.OwnerKeys.new().hashes()["append_key_hash"]}
 
         def close() -> None:
             with LinkClient(record.server) as client, contextlib.suppress(LinkGone):
                 # Expired (a store of round 53 keeps an expired box's drops, for the delete key only)
                 # or gone: nobody appends any more either way.
-                client.change(record.item, keys.delete, {"append_key_hash": capability.OwnerKeys.new().hashes()
-                                                         ["append_key_hash"]})
+                client.change(record.item, keys.delete, useless)
 
         await trio.to_thread.run_sync(close)
         if rev is None:  # this device's copy only: saved again, so the collection can note its progress

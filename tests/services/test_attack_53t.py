@@ -128,8 +128,6 @@ def test_a_drop_made_before_the_box_expires_still_arrives(relay: str, vault: Pat
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
 
 
-@pytest.mark.xfail(strict=True, reason="53t (5): receive -o the mount's root makes a stranger's folder "
-                                       "'shared' there (drops and imports take another name)")
 def test_a_received_folder_named_shared_takes_another_name_at_the_root(transfer_relay: str, vault: Path,
                                                                       tmp_path: Path) -> None:
     sender = tmp_path / "stranger"
@@ -149,6 +147,8 @@ def test_a_received_folder_named_shared_takes_another_name_at_the_root(transfer_
                             env={"FUSEVAULT_RELAY": transfer_relay, "FUSEVAULT_CODE": found[2]})
             assert got.returncode == 0, got.stderr
             assert not (mnt / "shared" / "bob" / "contract.txt").exists(), got.stdout
+            assert (mnt / "shared (2)" / "bob" / "contract.txt").read_text() == "not bob's"
+            assert "shared arrives as shared (2)" in got.stdout  # said
     finally:
         send.kill()
         send.wait(10)
