@@ -96,6 +96,7 @@ class Links:
         self.refused = REFUSED if host.on_behalf else None
         self.lock = trio.Lock()  # one change of the records at a time
         self.has_drops: bool | None = None  # unknown until the records are first read
+        self.marked: set[str] = set()  # drop boxes told to keep their drops past expiry (this run)
 
     def _allowed(self) -> None:
         if self.refused:
@@ -311,6 +312,9 @@ class Links:
         if self._share_gone(record):
             return 0, rev
         with LinkClient(record.server) as client:
+            if record.item not in self.marked:
+                await trio.to_thread.run_sync(_keep_drops, client, record)
+                self.marked.add(record.item)
             versions = await trio.to_thread.run_sync(client.versions, record.item, keys.delete)
             for version in [v for v in versions if not v["deleted"]]:
                 vid = version["id"]
@@ -526,6 +530,15 @@ _MAX_HOPS = 40  # symlinks followed in one resolution, as the kernel's ELOOP lim
 def _parts(rel: str) -> list[bytes]:
     """A dropped path below its top (``/a/b`` or ``""``) as vault names."""
     return [str_to_name(p) for p in rel.split("/") if p]
+
+
+def _keep_drops(client: LinkClient, record: LinkRecord) -> None:
+    """Tell the link store that a box made before round 53 (created without ``keeps_drops``) keeps,
+    past its expiry, the drops made before it: else they went at the expiry, however recent (53t (2)).
+    A store before round 53 refuses the field (nothing to change, 400) and an expired box's is gone
+    or answers its collection only: said by the collection, if at all."""
+    with contextlib.suppress(InvalidInput, LinkGone):
+        client.change(record.item, record.keys.delete, {"keeps_drops": True})
 
 
 def _server_view(record: LinkRecord) -> dict:

@@ -213,6 +213,11 @@ class ItemStore:
                 if not _valid_hash(body[name]):
                     raise Refused(400, f"{name} must be a SHA-256 in hex")
                 changes[HASH_FIELD[role]] = body[name]
+        if "keeps_drops" in body:  # a drop box made before round 53, marked by its owner's collect
+            self._check(item, key, "key_hashes", "write")
+            if body["keeps_drops"] is not True:
+                raise Refused(400, "keeps_drops is only ever set, to true")
+            changes["keeps_drops"] = True
         if not changes:
             raise Refused(400, "nothing to change")
         if "read_key_hash" in changes:

@@ -58,11 +58,18 @@ from fusevault.links import capability
 
 
 @pytest.fixture(scope="module")
-def relay(redis_url: str, couchdb_server: str) -> str:
+def service(redis_url: str, couchdb_server: str):
+    """(relay URL, its link store's CouchDB database)."""
     db_url = f"{couchdb_server}/links{uuid.uuid4().hex[:8]}"
+    name = db_url.rsplit("/", 1)[1]
     with running_relay(redis_url, "--couchdb", db_url) as (_, url):
-        yield url
-    couchdb.Server(couchdb_server).delete(db_url.rsplit("/", 1)[1])
+        yield url, couchdb.Server(couchdb_server)[name]
+    couchdb.Server(couchdb_server).delete(name)
+
+
+@pytest.fixture
+def relay(service) -> str:
+    return service[0]
 
 
 def _drop(relay: str, box: str, tmp_path: Path) -> None:
@@ -124,6 +131,24 @@ def test_a_drop_made_before_the_box_expires_still_arrives(relay: str, vault: Pat
                         "--relay", relay).stdout.strip()
         _drop(relay, box, tmp_path)  # within the box's life
         time.sleep(max(0.0, made + 6.5 - time.time()))  # the mount collects once a minute
+        fusevault("link", "collect", cwd=mnt)
+        assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
+
+
+def test_a_box_made_before_round_53_keeps_its_drops_past_expiry_once_collected(service, vault: Path,
+                                                                              tmp_path: Path) -> None:
+    relay, db = service
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "Inbox").mkdir()
+        made = time.time()
+        box = fusevault("link", "create", mnt / "Inbox", "--append", "--expires", "8s",
+                        "--relay", relay).stdout.strip()
+        doc = db[f"user:{capability.parse(box).item}"]
+        del doc["keeps_drops"]  # as a client before round 53 made it
+        db.save(doc)
+        fusevault("link", "collect", cwd=mnt)  # her collect marks it (nothing dropped yet)
+        _drop(relay, box, tmp_path)
+        time.sleep(max(0.0, made + 8.5 - time.time()))
         fusevault("link", "collect", cwd=mnt)
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
 

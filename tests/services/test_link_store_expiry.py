@@ -91,3 +91,12 @@ def test_an_expired_drop_box_with_nothing_dropped_goes_at_once(store, clock) -> 
     clock[0] += LIFE + 1
     _refused(410, store.all_versions, box.id, box.key("delete"))
     assert box.gone()
+
+
+def test_a_box_made_before_round_53_is_marked_by_its_owner_alone(store, clock) -> None:
+    box = Box(store, None)  # created by a client that did not say it is a drop box
+    _refused(403, store.change, box.id, box.key("append"), {"keeps_drops": True})  # a dropper
+    _refused(400, store.change, box.id, box.key("delete"), {"keeps_drops": False})
+    store.change(box.id, box.key("delete"), {"keeps_drops": True})
+    clock[0] += LIFE + 1
+    assert [v["id"] for v in store.all_versions(box.id, box.key("delete"))] == [box.version]
