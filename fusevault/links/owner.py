@@ -312,8 +312,7 @@ class Links:
         if self._share_gone(record):
             return 0, rev
         with LinkClient(record.server) as client:
-            if record.item not in self.marked:
-                await trio.to_thread.run_sync(_keep_drops, client, record)
+            if record.item not in self.marked and await trio.to_thread.run_sync(_keep_drops, client, record):
                 self.marked.add(record.item)
             versions = await trio.to_thread.run_sync(client.versions, record.item, keys.delete)
             for version in [v for v in versions if not v["deleted"]]:
@@ -532,13 +531,19 @@ def _parts(rel: str) -> list[bytes]:
     return [str_to_name(p) for p in rel.split("/") if p]
 
 
-def _keep_drops(client: LinkClient, record: LinkRecord) -> None:
+def _keep_drops(client: LinkClient, record: LinkRecord) -> bool:
     """Tell the link store that a box made before round 53 (created without ``keeps_drops``) keeps,
     past its expiry, the drops made before it: else they went at the expiry, however recent (53t (2)).
-    A store before round 53 refuses the field (nothing to change, 400) and an expired box's is gone
-    or answers its collection only: said by the collection, if at all."""
-    with contextlib.suppress(InvalidInput, LinkGone):
+    Whether the store answered for good: a store before round 53 refuses the field (nothing to
+    change, 400), an expired box answers its collection only.  Best effort: a store away or refusing
+    is asked again at the next pass, and never keeps the drops from being taken in now."""
+    try:
         client.change(record.item, record.keys.delete, {"keeps_drops": True})
+    except (InvalidInput, LinkGone):
+        return True
+    except VaultError:
+        return False
+    return True
 
 
 def _server_view(record: LinkRecord) -> dict:
