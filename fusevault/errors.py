@@ -208,6 +208,13 @@ class LinkGone(VaultError):
     exit_code = 19
 
 
+class DropsWaiting(VaultError):
+    """A drop box's revoke that could not take in every drop made before it: the box is closed to new
+    drops, and stays on the server (with its record) until they are collected (round 53t (2))."""
+
+    exit_code = 34
+
+
 class Locked(VaultError):
     """The user's keys are not in memory (their passphrase TTL ran out, or
     they ran ``fusevault lock``); ``fusevault unlock`` opens it again."""

@@ -184,6 +184,10 @@ def _list(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "link_revoke", "link": _link_text(args.link)})
+    if answer.get("files"):  # a drop box takes in what was dropped before it ends (53t (2))
+        print(f"took in {answer['files']} dropped file(s) first")
+    for note in answer.get("notes", []):  # a mount of before said none
+        print(f"fusevault: {shown(str(note))}", file=sys.stderr)
     print(f"revoked {shown(answer['item'])} (/{shown(answer['path'])}): the server no longer opens it")
     return 0
 

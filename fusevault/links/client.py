@@ -40,8 +40,11 @@ class LinkClient(RelayClient):
             raise LinkGone(_error(response) or "no such link")
         return response
 
-    def create(self, hashes: dict, hashinfo: dict, expires_in: float | None) -> str:
-        body = {**hashes, "hashinfo": hashinfo, "expires_in": expires_in}
+    def create(self, hashes: dict, hashinfo: dict, expires_in: float | None, *,
+               drop_box: bool = False) -> str:
+        # keeps_drops: past its expiry the store keeps a box's drops for its owner (a store before
+        # round 53 ignores it, and deletes them at the expiry).
+        body = {**hashes, "hashinfo": hashinfo, "expires_in": expires_in, "keeps_drops": drop_box}
         return _parsed(self._send("POST", "/items", json=body))["id"]
 
     def describe(self, item: str, key: tuple[str, bytes] | None = None) -> dict:

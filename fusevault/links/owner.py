@@ -23,12 +23,22 @@ import re
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Container, Iterator
+from functools import partial
 from typing import TypeVar
 
 import trio
 
 from fusevault.encoding import bytes_start, name_to_str, shown, str_to_name
-from fusevault.errors import CorruptData, FsError, InvalidInput, LinkGone, LinkRefused, NotFound, VaultError
+from fusevault.errors import (
+    CorruptData,
+    DropsWaiting,
+    FsError,
+    InvalidInput,
+    LinkGone,
+    LinkRefused,
+    NotFound,
+    VaultError,
+)
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links import LONGEST_EXPIRY, capability, content, link_records
 from fusevault.links.client import READ, LinkClient
@@ -88,6 +98,7 @@ class Links:
         self.refused = REFUSED if host.on_behalf else None
         self.lock = trio.Lock()  # one change of the records at a time
         self.has_drops: bool | None = None  # unknown until the records are first read
+        self.marked: set[str] = set()  # drop boxes told to keep their drops past expiry (this run)
 
     def _allowed(self) -> None:
         if self.refused:
@@ -140,7 +151,8 @@ class Links:
                     raise InvalidInput("only files and folders can be shared by link")
             keys = capability.OwnerKeys.new()
             with LinkClient(server) as client:
-                item = await _network(client.create, keys.hashes(), capability.HASHINFO, expires_in)
+                item = await _network(partial(client.create, drop_box=drop), keys.hashes(),
+                                      capability.HASHINFO, expires_in)
             record = LinkRecord(item, server.rstrip("/"), "drop" if drop else "share", name_to_str(path),
                                 keys, time.time_ns(), time.time() + expires_in if expires_in else None)
             # Saved before anything is published: whatever happens next, it can be revoked.
@@ -205,6 +217,10 @@ class Links:
         self._allowed()
         async with self.lock:
             record, rev = await self._record(link_or_id)
+            notes: list[str] = []
+            files = 0
+            if record.kind == "drop":
+                files, rev = await self._close_box(record, rev, notes)
 
             def revoke() -> None:
                 client = LinkClient(record.server)
@@ -225,7 +241,46 @@ class Links:
                 await self.vol.store_call(self.vol.store.put_many,
                                           [{**record_doc(self.vol.key, record, rev), "_deleted": True}])
             await self.vol.in_thread(link_records.forget, self.vol.layout.root, self.vol.key, record.item)
-        return self._describe(record)
+        return {**self._describe(record), "files": files, "notes": notes}
+
+    async def _close_box(self, record: LinkRecord, rev: str | None, notes: list[str]) -> tuple[int, str]:
+        """A drop box about to be revoked: closed to new drops (its append key made useless, on any
+        link store), then every drop made before taken in.  Deleted with the item, they were lost
+        to the vault after their droppers were told "dropped" (attack round 53t (2)).  Raises
+        DropsWaiting, the box kept, when some are still on the server: the revoke is done again
+        once a collect took them.  The files taken in, and the record's revision then."""
+        keys = record.keys
+        useless = {"append_key_hash": capability.OwnerKeys.new().hashes()["append_key_hash"]}
+
+        def close() -> None:
+            with LinkClient(record.server) as client, contextlib.suppress(LinkGone):
+                # Expired (a store of round 53 keeps an expired box's drops, for the delete key only)
+                # or gone: nobody appends any more either way.
+                client.change(record.item, keys.delete, useless)
+
+        await _network(close)
+        if rev is None:  # this device's copy only: saved again, so the collection can note its progress
+            rev = await self._save(record, None)
+        files = 0
+        try:
+            files, rev = await self._collect_one(record, rev, notes)
+        except VaultError as err:
+            notes.append(f"{shown(record.path)}: {shown(str(err))}")
+
+        def waiting() -> int:
+            with LinkClient(record.server) as client:
+                try:
+                    return sum(1 for v in client.versions(record.item, keys.delete) if not v["deleted"])
+                except LinkGone:
+                    return 0
+
+        if left := await _network(waiting):
+            why = "; ".join(notes) or "its folder is not there now"
+            raise DropsWaiting(f"the drop box /{shown(record.path)} is closed to new drops, but {left} "
+                               f"drop(s) made before could not be taken in now ({why}): they stay on the "
+                               f"server; `fusevault link revoke {record.item}` again once `fusevault link "
+                               "collect` took them")
+        return files, rev
 
     # --- drop boxes
 
@@ -245,7 +300,7 @@ class Links:
                 if record.kind != "drop" or (only is not None and item not in only):
                     continue
                 try:
-                    files += await self._collect_one(record, rev, errors)
+                    files += (await self._collect_one(record, rev, errors))[0]
                 except VaultError as err:  # one box's server away, or garbage: the others still arrive
                     errors.append(f"{shown(record.path)}: {shown(str(err))}")
                 except Exception:  # a defect met in what a stranger or the link store sent
@@ -253,11 +308,14 @@ class Links:
                     errors.append(f"{shown(record.path)}: internal error (see the log); the others go on")
         return {"files": files, "errors": errors}
 
-    async def _collect_one(self, record: LinkRecord, rev: str, errors: list[str]) -> int:
+    async def _collect_one(self, record: LinkRecord, rev: str, errors: list[str]) -> tuple[int, str]:
+        """The files taken in from one box, and its record's revision then."""
         keys, taken = record.keys, 0
         if self._share_gone(record):
-            return 0
+            return 0, rev
         with LinkClient(record.server) as client:
+            if record.item not in self.marked and await _network(_keep_drops, client, record):
+                self.marked.add(record.item)
             versions = await _network(client.versions, record.item, keys.delete)
             for version in [v for v in versions if not v["deleted"]]:
                 vid = version["id"]
@@ -289,7 +347,7 @@ class Links:
                 record.collected += files
                 taken += files
                 rev = await self._save(record, rev)
-        return taken
+        return taken, rev
 
     def _share_gone(self, record: LinkRecord) -> bool:
         """Whether the box lies under a view of the root (``shared/``, ``groups/``) that is not there
@@ -485,6 +543,21 @@ _MAX_HOPS = 40  # symlinks followed in one resolution, as the kernel's ELOOP lim
 def _parts(rel: str) -> list[bytes]:
     """A dropped path below its top (``/a/b`` or ``""``) as vault names."""
     return [str_to_name(p) for p in rel.split("/") if p]
+
+
+def _keep_drops(client: LinkClient, record: LinkRecord) -> bool:
+    """Tell the link store that a box made before round 53 (created without ``keeps_drops``) keeps,
+    past its expiry, the drops made before it: else they went at the expiry, however recent (53t (2)).
+    Whether the store answered for good: a store before round 53 refuses the field (nothing to
+    change, 400), an expired box answers its collection only.  Best effort: a store away or refusing
+    is asked again at the next pass, and never keeps the drops from being taken in now."""
+    try:
+        client.change(record.item, record.keys.delete, {"keeps_drops": True})
+    except (InvalidInput, LinkGone):
+        return True
+    except VaultError:
+        return False
+    return True
 
 
 def _server_view(record: LinkRecord) -> dict:

@@ -64,6 +64,10 @@ ALLOWED: dict[tuple[str, str], frozenset[str | None]] = {
 
 MAX_BLOCK = 4 * 1024 * 1024
 
+# How long an expired drop box keeps the drops made before its expiry for its owner's collection
+# (her mount collects every minute; this is for a device away on holiday).  Then they go.
+DROPS_KEPT = 30 * 86400
+
 
 def now() -> str:
     """A seed "timestamp": UTC, ISO 8601 with microseconds, so text order is time order."""
@@ -110,15 +114,30 @@ class ItemStore:
 
     # --- access control
 
-    def _item(self, item_id: str) -> dict:
+    def _item(self, item_id: str, collecting: bool = False) -> dict:
+        """The item, live; or, past its expiry, a drop box's for its owner's collection only
+        (``collecting``: listing, reading and deleting its versions, deleting it).  Anything else
+        past the expiry is refused, appends first: the box is closed, what it holds is bounded."""
         doc = self.db.get(f"user:{item_id}")
         if doc is None:
             raise Refused(404, "no such link (it was revoked or never existed)")
         expires = doc.get("expires_at")
         if expires is not None and self.clock() >= expires:
-            self._purge(doc)
-            raise Refused(410, "this link has expired")
+            if not self._holds_drops(doc, expires):
+                self._purge(doc)
+                raise Refused(410, "this link has expired")
+            if not collecting:
+                raise Refused(410, "this link has expired (what was dropped before waits for its owner)")
         return doc
+
+    def _holds_drops(self, item: dict, expires: float) -> bool:
+        """Whether an expired item is a drop box still holding drops its owner has not collected,
+        within DROPS_KEPT after its expiry.  Its expiry closed it to new drops; the ones made before
+        were answered "dropped" and are deleted only once collected (round 53t (2): the expiry
+        deleted them, unsaid, however recent)."""
+        if item.get("keeps_drops") is not True or self.clock() >= expires + DROPS_KEPT:
+            return False
+        return any(not v["deleted"] for v in self._of_item("version", item["id"]))
 
     @staticmethod
     def _role(item: dict, key: Presented) -> str | None:
@@ -168,6 +187,8 @@ class ItemStore:
             "saltinfo": body.get("hashinfo"), **fields,
             "created_at": stamp, "accessed_at": None, "updated_at": stamp, "latest": None,
             "expires_at": self.clock() + expires_in if expires_in else None,
+            # A drop box (its client says so): past its expiry it keeps the drops made before.
+            "keeps_drops": body.get("keeps_drops") is True,
         })
         return {"id": item_id, "created_at": stamp}
 
@@ -192,6 +213,11 @@ class ItemStore:
                 if not _valid_hash(body[name]):
                     raise Refused(400, f"{name} must be a SHA-256 in hex")
                 changes[HASH_FIELD[role]] = body[name]
+        if "keeps_drops" in body:  # a drop box made before round 53, marked by its owner's collect
+            self._check(item, key, "key_hashes", "write")
+            if body["keeps_drops"] is not True:
+                raise Refused(400, "keeps_drops is only ever set, to true")
+            changes["keeps_drops"] = True
         if not changes:
             raise Refused(400, "nothing to change")
         if "read_key_hash" in changes:
@@ -203,7 +229,7 @@ class ItemStore:
         self._touch(item["_id"], **changes, updated_at=now())
 
     def delete(self, item_id: str, key: Presented) -> None:
-        item = self._item(item_id)
+        item = self._item(item_id, collecting=True)
         self._check(item, key, "user", "delete")
         self._purge(item)
 
@@ -257,7 +283,7 @@ class ItemStore:
         return _full(version)
 
     def all_versions(self, item_id: str, key: Presented) -> list[dict]:
-        item = self._item(item_id)
+        item = self._item(item_id, collecting=True)
         self._check(item, key, "version", "read all")
         versions = sorted(self._of_item("version", item_id), key=lambda v: v["created_at"])
         if any(not v["deleted"] for v in versions):
@@ -265,7 +291,7 @@ class ItemStore:
         return [_full(v) for v in versions]
 
     def delete_version(self, item_id: str, key: Presented, version_id: str) -> None:
-        item = self._item(item_id)
+        item = self._item(item_id, collecting=True)
         self._check(item, key, "version", "delete")
         version = self.db.get(f"version:{version_id}")
         if version is None or version["user_id"] != item_id or version["deleted"]:
@@ -279,6 +305,10 @@ class ItemStore:
         self.db.save(version)
         remaining = [v for v in self._of_item("version", item_id) if not v["deleted"]]
         latest = max(remaining, key=lambda v: v["created_at"])["id"] if remaining else None
+        expires = item.get("expires_at")
+        if not remaining and expires is not None and self.clock() >= expires:
+            self._purge(item)  # an expired box, its last drop collected
+            return
         self._touch(item["_id"], latest=latest, updated_at=stamp)
 
     # --- blocks
@@ -301,7 +331,9 @@ class ItemStore:
         doc = self.db.get(f"block:{block_id}")
         if doc is None:
             raise Refused(404, "no such block")
-        self._item(doc["user_id"])  # expired with its item
+        # Expired with its item; an expired box's for its owner's collection (a box's read key is
+        # its owner's alone: the drop link carries the append key).
+        self._item(doc["user_id"], collecting=True)
         if key.role != READ:
             raise Refused(401 if key.role is None else 403, "blocks are read with the read key")
         if not key.opens(doc["read_key_hash"]):

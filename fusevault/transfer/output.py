@@ -17,10 +17,12 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from fusevault import mounts
 from fusevault.encoding import shown
-from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, PermissionDenied
+from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, PermissionDenied, ReservedName
 from fusevault.transfer.offer import link_stays_inside
 from fusevault.vault.format.atomic import fsync_dir
+from fusevault.vault.model import names
 
 log = logging.getLogger("fusevault.transfer.receive")  # its warnings are the receive's
 
@@ -48,6 +50,27 @@ def check_new_tops(output: Path, names: list[str], ours: set[str], hint: str) ->
         if os.path.lexists(output / top):
             raise AlreadyExists(f"{shown(str(output / top))} exists{hint}")
     return new
+
+
+def away_from_views(output: Path, offered: list[str]) -> dict[str, str]:
+    """The sender's names (checked by ``safe_target``) that must take another name: into the root of
+    a fusevault mount, a top name the root keeps for a view (``.versions``, ``shared``, ``groups``)
+    arrives as ``NAME (2)`` (vault/model/names.py ``away_from_reserved``), as drops and imports do.
+    Received as it was, a stranger's ``shared/bob/contract.txt`` stood where bob's share shows, a
+    real folder of hers (attack round 53t (5)).  One stable answer per name: a resumed run finds
+    again the tops it claimed.  Refused (ReservedName) when the new name is one the sender offers
+    too."""
+    if os.path.realpath(output) not in mounts.fusevault_mounts():
+        return {}
+    renamed = {name: os.fsdecode(names.away_from_reserved(os.fsencode(name))) for name in offered}
+    renamed = {name: new for name, new in renamed.items() if new != name}
+    kept = {top_of(name) for name in offered if name not in renamed}
+    clashes = {top_of(new) for new in renamed.values()} & kept
+    if clashes:
+        raise ReservedName(f"the sender offers both {shown(min(clashes))} and a name the root of "
+                           "the drive keeps for a view, which would arrive under it: receive into a "
+                           "folder of the drive (--output)")
+    return renamed
 
 
 def inside(output: Path, path: Path) -> bool:

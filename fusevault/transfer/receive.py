@@ -43,6 +43,7 @@ from fusevault.errors import (
 from fusevault.transfer import crypto
 from fusevault.transfer.client import RelayClient, SessionEnded
 from fusevault.transfer.output import (
+    away_from_views,
     check_new_tops,
     current_umask,
     folder_tops,
@@ -51,6 +52,7 @@ from fusevault.transfer.output import (
     mkdir_inside,
     remove_empty,
     safe_target,
+    top_of,
 )
 from fusevault.transfer.progress import transfer_progress
 from fusevault.transfer.resume import ResumeState
@@ -202,6 +204,7 @@ class Receiver:
         links = [link for link in links if self._wanted(link["name"])]
         if not files and not links:
             raise InvalidInput("none of the session's files match: see --list")
+        files, links = self._away_from_views(files, links)
         try:
             todo = self.plan(files, links)
         except AlreadyExists:
@@ -230,6 +233,17 @@ class Receiver:
         make_links(self.output, links, self.say)
         self.client.post(self.sid, {"done": keys.seal_done(self.token, "all", [inc.fid for inc in todo])})
         self.state.remove()
+
+    def _away_from_views(self, files: list[dict], links: list[dict]) -> tuple[list[dict], list[dict]]:
+        """The list with the names that cannot arrive as they are at the root of a mount (output.py
+        ``away_from_views``) changed, said once per top; the links' texts are checked against the
+        names they arrive under (``make_links``)."""
+        renamed = away_from_views(self.output, [f["name"] for f in files] + [lk["name"] for lk in links])
+        for top, new in sorted({top_of(name): top_of(new) for name, new in renamed.items()}.items()):
+            self.say(f"{shown(top)} arrives as {shown(new)}: the root of the drive keeps that name for "
+                     "a view (shares, groups, history)")
+        return ([{**f, "name": renamed.get(f["name"], f["name"])} for f in files],
+                [{**lk, "name": renamed.get(lk["name"], lk["name"])} for lk in links])
 
     def _wanted(self, name: str) -> bool:
         return not self.only or any(name == o.rstrip("/") or name.startswith(o.rstrip("/") + "/")

@@ -58,11 +58,18 @@ from fusevault.links import capability
 
 
 @pytest.fixture(scope="module")
-def relay(redis_url: str, couchdb_server: str) -> str:
+def service(redis_url: str, couchdb_server: str):
+    """(relay URL, its link store's CouchDB database)."""
     db_url = f"{couchdb_server}/links{uuid.uuid4().hex[:8]}"
+    name = db_url.rsplit("/", 1)[1]
     with running_relay(redis_url, "--couchdb", db_url) as (_, url):
-        yield url
-    couchdb.Server(couchdb_server).delete(db_url.rsplit("/", 1)[1])
+        yield url, couchdb.Server(couchdb_server)[name]
+    couchdb.Server(couchdb_server).delete(name)
+
+
+@pytest.fixture
+def relay(service) -> str:
+    return service[0]
 
 
 def _drop(relay: str, box: str, tmp_path: Path) -> None:
@@ -73,8 +80,6 @@ def _drop(relay: str, box: str, tmp_path: Path) -> None:
     assert pushed.returncode == 0 and "dropped" in pushed.stdout, pushed.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="53t (2): link revoke of a drop box deletes the drops not "
-                                       "collected yet, unsaid")
 def test_revoking_a_drop_box_loses_no_drop_made_before(relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "Inbox").mkdir()
@@ -84,6 +89,28 @@ def test_revoking_a_drop_box_loses_no_drop_made_before(relay: str, vault: Path, 
         assert revoked.returncode == 0, revoked.stderr
         fusevault("link", "collect", cwd=mnt)
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
+
+
+def test_a_revoke_that_cannot_take_the_drops_in_closes_the_box_and_keeps_them(relay: str, vault: Path,
+                                                                             tmp_path: Path) -> None:
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "Inbox").mkdir()
+        box = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", relay).stdout.strip()
+        item = capability.parse(box).item
+        _drop(relay, box, tmp_path)
+        (mnt / "Inbox").rmdir()
+        (mnt / "Inbox").write_text("a file where the box's folder was: no drop can go in")
+        revoked = fusevault("link", "revoke", item, cwd=mnt)
+        assert revoked.returncode == 34 and "1 drop(s) made before" in revoked.stderr, revoked.stderr
+        late = tmp_path / "late.txt"
+        late.write_text("after the revoke")
+        refused = fusevault("link", "push", late, box, passphrase=None, cwd=tmp_path)
+        assert refused.returncode == 18, refused.stdout  # closed to new drops at once
+        assert item in fusevault("link", "list", cwd=mnt).stdout  # kept, to be revoked again
+        (mnt / "Inbox").unlink()
+        assert fusevault("link", "revoke", item, cwd=mnt).returncode == 0
+        assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
+        assert not (mnt / "Inbox" / "late.txt").exists()
 
 
 def test_control_a_drop_collected_before_the_revoke_stays(relay: str, vault: Path, tmp_path: Path) -> None:
@@ -96,8 +123,6 @@ def test_control_a_drop_collected_before_the_revoke_stays(relay: str, vault: Pat
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
 
 
-@pytest.mark.xfail(strict=True, reason="53t (2): a drop box's expiry deletes the drops made before "
-                                       "it that were not collected yet")
 def test_a_drop_made_before_the_box_expires_still_arrives(relay: str, vault: Path, tmp_path: Path) -> None:
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "Inbox").mkdir()
@@ -110,8 +135,24 @@ def test_a_drop_made_before_the_box_expires_still_arrives(relay: str, vault: Pat
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
 
 
-@pytest.mark.xfail(strict=True, reason="53t (5): receive -o the mount's root makes a stranger's folder "
-                                       "'shared' there (drops and imports take another name)")
+def test_a_box_made_before_round_53_keeps_its_drops_past_expiry_once_collected(service, vault: Path,
+                                                                              tmp_path: Path) -> None:
+    relay, db = service
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "Inbox").mkdir()
+        made = time.time()
+        box = fusevault("link", "create", mnt / "Inbox", "--append", "--expires", "8s",
+                        "--relay", relay).stdout.strip()
+        doc = db[f"user:{capability.parse(box).item}"]
+        del doc["keeps_drops"]  # as a client before round 53 made it
+        db.save(doc)
+        fusevault("link", "collect", cwd=mnt)  # her collect marks it (nothing dropped yet)
+        _drop(relay, box, tmp_path)
+        time.sleep(max(0.0, made + 8.5 - time.time()))
+        fusevault("link", "collect", cwd=mnt)
+        assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
+
+
 def test_a_received_folder_named_shared_takes_another_name_at_the_root(transfer_relay: str, vault: Path,
                                                                       tmp_path: Path) -> None:
     sender = tmp_path / "stranger"
@@ -131,6 +172,8 @@ def test_a_received_folder_named_shared_takes_another_name_at_the_root(transfer_
                             env={"FUSEVAULT_RELAY": transfer_relay, "FUSEVAULT_CODE": found[2]})
             assert got.returncode == 0, got.stderr
             assert not (mnt / "shared" / "bob" / "contract.txt").exists(), got.stdout
+            assert (mnt / "shared (2)" / "bob" / "contract.txt").read_text() == "not bob's"
+            assert "shared arrives as shared (2)" in got.stdout  # said
     finally:
         send.kill()
         send.wait(10)
