@@ -154,6 +154,8 @@ import adversary
 import pytest
 from conftest import force_unmount, mounted, server_pids
 
+from fusevault.host_access import Spawner
+from fusevault.host_access.spawner import HELPERS_PER_USER, REAP_EVERY
 from fusevault.vault.model import users
 from mount import test_host_access as host_access
 from mount import test_shared_mount as shared
@@ -292,8 +294,6 @@ def test_finished_exports_with_his_helper_held_leak_nothing(people: People) -> N
     assert _leaked(people, hang_up=False, rounds=3) <= 0
 
 
-@pytest.mark.xfail(strict=True, reason="53b (1): an export abandoned at his hangup leaks root's descriptor "
-                                       "of his folder once his (stopped) helper answers")
 def test_abandoned_exports_leak_no_descriptor_of_root_s(people: People) -> None:
     assert _leaked(people, hang_up=True) <= 1
 
@@ -345,7 +345,8 @@ def _retire_while(people: People, vault: Path, stalled: bool) -> str | None:
         print("unlock:", unlock.poll(), "alice read:", read)
     finally:
         if stalled:
-            os.kill(helper, signal.SIGCONT)  # her helper goes on (and is closed with her retired seat)
+            with contextlib.suppress(ProcessLookupError):  # ended with her retired seat (the fix)
+                os.kill(helper, signal.SIGCONT)  # her helper goes on (and is closed with her retired seat)
         if unlock is not None:
             try:
                 said = unlock.communicate(timeout=60)
@@ -354,7 +355,21 @@ def _retire_while(people: People, vault: Path, stalled: bool) -> str | None:
             except subprocess.TimeoutExpired:
                 unlock.kill()
     assert _answers_within(people, "alice", "cat $M/alice.txt", 30) == "alice reads\n"
+    assert _ended(helper), "her retired seat's helper is left alive"
     return read
+
+
+def _ended(pid: int, within: float = 15) -> bool:
+    """``pid`` gone (or a zombie its spawner has yet to reap) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if _status(pid)["State"].startswith("Z"):
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_a_seat_retired_with_its_helper_idle_leaves_the_mount_serving(remapped: People,
@@ -362,8 +377,6 @@ def test_a_seat_retired_with_its_helper_idle_leaves_the_mount_serving(remapped: 
     assert _retire_while(remapped, shared_vault, stalled=False) == "alice reads\n"
 
 
-@pytest.mark.xfail(strict=True, reason="53b (2): a seat retired while its helper's call is stalled closes "
-                                       "the helper on the mount's loop (AsUser.close waits for its lock)")
 def test_a_retired_seat_with_a_stalled_helper_does_not_freeze_the_mount(remapped: People,
                                                                           shared_vault: Path) -> None:
     read = _retire_while(remapped, shared_vault, stalled=True)
@@ -390,8 +403,6 @@ def _private_kib(pid: int) -> int:
                    if line.startswith(("Private_Clean:", "Private_Dirty:")))
 
 
-@pytest.mark.xfail(strict=True, reason="53b (3): a helper given up (stopped by its user past the timeout) is "
-                                       "left alive under root's spawner, a new one forked per call given up")
 def test_helpers_given_up_do_not_pile_up_under_root_s_spawner(helper, places) -> None:
     home = str(places["home"])
     helper.timeout = 0.3  # HELPER_TIMEOUT (120 s) in the mount
@@ -406,6 +417,8 @@ def test_helpers_given_up_do_not_pile_up_under_root_s_spawner(helper, places) ->
         assert helper.listdir(home) == []
         spawner = int(_status(helper._pid)["PPid"])
         alive = _children(spawner)
+        assert all(_ended(pid) for pid in stopped)  # killed by the spawner as they are given up
+        alive = _children(spawner)
         print(f"helpers alive under the spawner: {len(alive)} (stopped ones: "
               f"{sum(pid in alive for pid in stopped)}), their own memory "
               f"{sum(_private_kib(pid) for pid in alive if pid in stopped)} KiB in all")
@@ -414,6 +427,36 @@ def test_helpers_given_up_do_not_pile_up_under_root_s_spawner(helper, places) ->
         for pid in stopped:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_uid_gets_at_most_a_few_helpers_at_once(user, places) -> None:
+    """However helpers of his come to be asked for (seats, respawns), root's spawner forks at most
+    ``HELPERS_PER_USER`` alive at once for one uid; one ended makes room again."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    spawner = Spawner()
+    made = []
+    try:
+        made = [spawner.helper(user.pw_uid, user.pw_gid) for _ in range(HELPERS_PER_USER)]
+        with pytest.raises(OSError):
+            spawner.helper(user.pw_uid, user.pw_gid)
+        ended = made.pop()
+        pid = ended._pid
+        ended.close()  # given back: killed and reaped by the spawner
+        assert _ended(pid)
+        deadline = time.monotonic() + 3 * REAP_EVERY
+        while True:  # room once the spawner has reaped it (at its next request or within REAP_EVERY)
+            try:
+                made.append(spawner.helper(user.pw_uid, user.pw_gid))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no room made by a helper that ended"
+                time.sleep(0.2)
+        assert made[-1].listdir(str(places["home"])) == []
+    finally:
+        for access in made:
+            access.close()
+        spawner.close()
 
 
 def _watch_links_and_read(people: People, target: str, links: int) -> str | None:
@@ -443,14 +486,10 @@ def test_a_watched_folder_with_a_link_to_a_small_folder_leaves_the_mount_serving
     assert _watch_links_and_read(people, str(small), 1) == "alice reads\n"
 
 
-@pytest.mark.xfail(strict=True, reason="53b (4): the watch of his folder walks what its links lead to, as "
-                                       "root, on the mount's loop with the GIL held: every user waits")
 def test_links_to_a_big_tree_in_his_watched_folder_do_not_freeze_the_mount(people: People) -> None:
     assert _watch_links_and_read(people, "/usr", 20) == "alice reads\n"  # 20: a margin on a fast machine
 
 
-@pytest.mark.xfail(strict=True, reason="53b (5): a link to the mount in his watched folder: root's watch "
-                                       "set-up asks the mount itself, from its own blocked loop: deadlock")
 def test_a_link_to_the_mount_in_his_watched_folder_does_not_deadlock_it(people: People) -> None:
     people.unlock("alice")
     people.unlock("bob")
