@@ -152,7 +152,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import force_unmount, mounted, server_pids
+from conftest import force_unmount, fusevault, mounted, server_pids
 
 from fusevault.host_access import Spawner
 from fusevault.host_access.spawner import HELPERS_PER_USER, REAP_EVERY
@@ -515,3 +515,33 @@ def test_a_link_to_the_mount_in_his_watched_folder_does_not_deadlock_it(people: 
         if later is None:
             force_unmount(people.mnt)  # it answers no unmount: killed (the fixture would wait for it first)
     raise AssertionError("alice's read of her own file did not answer within 10 s")
+
+
+def _read_within(path: Path, seconds: float) -> str | None:
+    """``path``'s text ("" while it is not there), or None when the read did not answer in time."""
+    try:
+        done = subprocess.run(["cat", str(path)], capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
+    return done.stdout
+
+
+def test_a_personal_mount_watching_a_link_to_its_own_drive_does_not_hang(mnt: Path, tmp_path: Path) -> None:
+    """(5) in honest use: her watched folder holds a link to her drive (``~/inbox/drive -> ~/Private``)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "drive").symlink_to(mnt)
+    (inbox / "scan.txt").write_text("scanned\n")
+    for key, value in (("settle_seconds", "0.3"), ("source_dir_to_watch", str(inbox))):
+        done = fusevault("config", "set", key, value, "--mount", mnt, passphrase=None)
+        assert done.returncode == 0, done.stderr
+    read: str | None = ""
+    try:
+        deadline = time.monotonic() + 60
+        while read == "" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            read = _read_within(mnt / "Imported" / "scan.txt", 10)
+    finally:
+        if read is None:
+            force_unmount(mnt)  # it answers no unmount: killed (the fixture would wait for it first)
+    assert read == "scanned\n", "her drive did not answer within 10 s" if read is None else read
