@@ -9,6 +9,10 @@ mount makes on it waits in ``AsUser.call`` (``recv``, up to ``HELPER_TIMEOUT`` =
 helper's ``threading.Lock``.  He finds its pid among his own processes (``ps -u``: its command line is
 the mount's).
 
+All five fixed after the round (docs/SECURITY.md, "Round 53b"): the tests below that were strict xfails
+pass; ``test_a_uid_gets_at_most_a_few_helpers_at_once`` and
+``test_a_personal_mount_watching_a_link_to_its_own_drive_does_not_hang`` were added with the fixes.
+
 (1) An abandoned export call's answer is taken and dropped: root's descriptors leak, one per call
 Attack: bob (mapped, unlocked) stops his helper, asks two exports into a folder of his, kills the two
   clients (the mount abandons their calls: ``HostThreads.run``, ``abandon_on_cancel``), and lets the
