@@ -22,18 +22,22 @@ class AsUser(Calls):
     """A helper process running as one Linux user; one request at a time.
 
     A helper that is gone (killed, stopped past the timeout) makes the call
-    fail with EIO; the next call starts a new one (``respawn``)."""
+    fail with EIO; the next call starts a new one (``respawn``).  One given up
+    is ended (``end``: its spawner kills it), never left alive beside the new
+    one (attack round 53b, (3))."""
 
     on_behalf = True
 
     def __init__(self, uid: int, gid: int, sock: socket.socket, pid: int,
-                 respawn: Callable[[], tuple[socket.socket, int]] | None = None) -> None:
+                 respawn: Callable[[], tuple[socket.socket, int]] | None = None,
+                 end: Callable[[int], None] | None = None) -> None:
         self.uid = uid
         self.gid = gid
         self.timeout = HELPER_TIMEOUT
         self._sock: socket.socket | None = sock
         self._pid = pid
         self._respawn = respawn
+        self._end = end
         self._lock = threading.Lock()
         self._groups = user_groups(uid, gid)  # the helper's (spawner.py ``_drop_to``)
 
@@ -64,17 +68,29 @@ class AsUser(Calls):
         return answer.get("result"), got
 
     def _forget(self) -> None:
-        # Closing our end is enough: a live helper reads EOF and exits.  It is
-        # the spawner's child, reaped there; never signalled by pid (reused).
+        # Our end closed: a live helper reads EOF and exits; one its user stopped would not read it,
+        # so its spawner kills it (a child it has not reaped: never another process by a reused pid).
         if self._sock is not None:
+            if self._end is not None:
+                self._end(self._pid)
             with contextlib.suppress(OSError):
                 self._sock.close()
         self._sock = None
 
     def close(self) -> None:
-        with self._lock:
-            self._forget()
-            self._respawn = None
+        """Never waits (called on the mount's loop): a call in flight holds the lock while its
+        helper, stopped by its user, answers nothing for up to ``timeout`` (attack round 53b, (2))."""
+        self._respawn = None
+        if self._lock.acquire(blocking=False):
+            try:
+                self._forget()
+            finally:
+                self._lock.release()
+            return
+        # A call is waiting on the helper: the helper ended (its socket is that thread's, left to it:
+        # the call reads the end of file and fails with EIO at once, then forgets it).
+        if self._end is not None:
+            self._end(self._pid)
 
 
 def serve_requests(sock: socket.socket) -> None:

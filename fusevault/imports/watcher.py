@@ -6,11 +6,14 @@ modification time for ``settle_seconds``; files present when watching
 starts are scanned once; what is already imported is known from the import
 records, so a restart (or a crash) neither loses nor repeats an import.
 
-The watching itself (inotify, through watchfiles) runs in this process and
-only reports names; every stat, read and delete of the source folder goes
-through the user's ``HostAccess`` (in a shared mount: a helper running as
-the user, fusevault/host_access/), so a name reported from a folder the user may
-not read leads nowhere.
+The watching is a walk of the folder, again and again, through the user's
+``HostAccess`` (in a shared mount: a helper running as the user,
+fusevault/host_access/) in his own threads: names reached from the held folder
+one at a time, never through a link, never into another file system.  It was
+an inotify watch (watchfiles) built in this process: as root, on the mount's
+loop with the GIL held, following every link in the folder, so links to a big
+tree froze a shared mount for every user and one link to the mount itself
+deadlocked it for good, a personal mount too (attack round 53b, (4) and (5)).
 """
 
 from __future__ import annotations
@@ -22,9 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import anyio
 import trio
-from watchfiles import Change, awatch
 
 from fusevault.encoding import shown
 from fusevault.errors import VaultError
@@ -42,6 +43,10 @@ from fusevault.vault.volume import Volume
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = 60  # seconds after a failure (a missing source folder, say) before trying again
+POLL = 1.0  # seconds between two walks of the watched folder
+# A walk waits this many times its own length before the next: a big folder costs its helper a
+# bounded share of a core, not all of it.
+POLL_SHARE = 4
 
 
 UNSEEN = Stamp(-1, -1, -1, -1)
@@ -105,8 +110,13 @@ def stamps(host: HostAccess, root: int, locations: list[str]) -> dict[str, Stamp
 
 def walk(host: HostAccess, root: int, under: str = "") -> dict[str, Stamp | None]:
     """Every regular file under ``under`` in the watched folder (``root``, held; links are not
-    followed; folders the user may not read are passed over, as os.walk does)."""
+    followed; folders the user may not read are passed over, as os.walk does; nor is a folder of
+    another file system: a mount in his folder, his FUSE or this drive itself, is not walked)."""
     found: dict[str, Stamp | None] = {}
+    try:
+        device = host.lstat(".", dir_fd=root).st_dev
+    except OSError:
+        return found
     folders = [under]
     while folders:
         folder = folders.pop()
@@ -117,7 +127,8 @@ def walk(host: HostAccess, root: int, under: str = "") -> dict[str, Stamp | None
         for name, st in entries:
             location = os.path.join(folder, name) if folder else name
             if stat.S_ISDIR(st.st_mode):
-                folders.append(location)
+                if st.st_dev == device:
+                    folders.append(location)
             elif stat.S_ISREG(st.st_mode) and not ignored(name):
                 found[location] = Stamp.of(st)
     return found
@@ -193,38 +204,30 @@ class ImportService:
     async def _watch(self, settings: Settings) -> None:
         # One descriptor of the watched folder for the whole watch, checked as the folder it is:
         # every name is looked up from it, so a link later put in the folder's place leads nowhere.
-        root = await self.threads.run(source_paths.hold, self.host, settings, str(self.vol.layout.root))
+        root = await self.threads.run(source_paths.hold, self.host, settings, str(self.vol.layout.root),
+                                      discard=os.close)
         try:
             await self._watch_held(settings, root)
         finally:
             await self.threads.clean_up(os.close, root)
 
     async def _watch_held(self, settings: Settings, root: int) -> None:
-        source = Path(settings.source_dir_to_watch or "")
         importer = Importer(self.vol, settings, self.kernel, self.host, root=root, threads=self.threads)
         await importer.load()
         pending = Pending(settings.settle_seconds)
-        stop = anyio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_set_when_cancelled, stop)
             nursery.start_soon(self._take_settled, importer, pending)
-            scanned = False
             self.task.set("idle")
-            log.info("import: watching %s", source)
-            # The first answer (changes, or a timeout tick) means the watcher
-            # is live: scanning only then cannot miss a file made in between.
-            async for changes in awatch(source, watch_filter=_wanted, debounce=100, step=50,
-                                        rust_timeout=1000, yield_on_timeout=True, stop_event=stop):
-                if not scanned:
-                    scanned = True
-                    found = await self.threads.run(walk, self.host, root)
-                    self._note(pending, found)
-                deleted = {c[1] for c in changes if c[0] == Change.deleted}
-                for path in deleted:
-                    pending.forget(os.path.relpath(path, source))
-                changed = [os.path.relpath(p, source) for c, p in changes if c != Change.deleted]
-                if changed:
-                    self._note(pending, await self.threads.run(stamps, self.host, root, changed))
+            log.info("import: watching %s", Path(settings.source_dir_to_watch or ""))
+            known: dict[str, Stamp | None] = {}
+            while True:
+                started = trio.current_time()
+                found = await self.threads.run(walk, self.host, root)
+                for location in known.keys() - found.keys():
+                    pending.forget(location)
+                self._note(pending, {loc: st for loc, st in found.items() if known.get(loc) != st})
+                known = found
+                await trio.sleep(max(POLL, POLL_SHARE * (trio.current_time() - started)))
 
     @staticmethod
     def _note(pending: Pending, found: dict[str, Stamp | None]) -> None:
@@ -271,16 +274,3 @@ class ImportService:
                              f"{size / 2**20:.1f} MiB written: {parts or 'nothing to do'}")
         log.info("import: %s", self.task.summary)
         self.task.set("idle")
-
-
-def _wanted(change: Change, path: str) -> bool:
-    return not ignored(os.path.basename(path))
-
-
-async def _set_when_cancelled(stop: anyio.Event) -> None:
-    # awatch waits in a worker thread; setting its stop event when this scope
-    # is cancelled lets that thread return at its next step (50 ms).
-    try:
-        await trio.sleep_forever()
-    finally:
-        stop.set()

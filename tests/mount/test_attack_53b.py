@@ -9,6 +9,10 @@ mount makes on it waits in ``AsUser.call`` (``recv``, up to ``HELPER_TIMEOUT`` =
 helper's ``threading.Lock``.  He finds its pid among his own processes (``ps -u``: its command line is
 the mount's).
 
+All five fixed after the round (docs/SECURITY.md, "Round 53b"): the tests below that were strict xfails
+pass; ``test_a_uid_gets_at_most_a_few_helpers_at_once`` and
+``test_a_personal_mount_watching_a_link_to_its_own_drive_does_not_hang`` were added with the fixes.
+
 (1) An abandoned export call's answer is taken and dropped: root's descriptors leak, one per call
 Attack: bob (mapped, unlocked) stops his helper, asks two exports into a folder of his, kills the two
   clients (the mount abandons their calls: ``HostThreads.run``, ``abandon_on_cancel``), and lets the
@@ -152,8 +156,10 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import force_unmount, mounted, server_pids
+from conftest import force_unmount, fusevault, mounted, server_pids
 
+from fusevault.host_access import Spawner
+from fusevault.host_access.spawner import HELPERS_PER_USER, REAP_EVERY
 from fusevault.vault.model import users
 from mount import test_host_access as host_access
 from mount import test_shared_mount as shared
@@ -292,8 +298,6 @@ def test_finished_exports_with_his_helper_held_leak_nothing(people: People) -> N
     assert _leaked(people, hang_up=False, rounds=3) <= 0
 
 
-@pytest.mark.xfail(strict=True, reason="53b (1): an export abandoned at his hangup leaks root's descriptor "
-                                       "of his folder once his (stopped) helper answers")
 def test_abandoned_exports_leak_no_descriptor_of_root_s(people: People) -> None:
     assert _leaked(people, hang_up=True) <= 1
 
@@ -345,7 +349,8 @@ def _retire_while(people: People, vault: Path, stalled: bool) -> str | None:
         print("unlock:", unlock.poll(), "alice read:", read)
     finally:
         if stalled:
-            os.kill(helper, signal.SIGCONT)  # her helper goes on (and is closed with her retired seat)
+            with contextlib.suppress(ProcessLookupError):  # ended with her retired seat (the fix)
+                os.kill(helper, signal.SIGCONT)  # her helper goes on (and is closed with her retired seat)
         if unlock is not None:
             try:
                 said = unlock.communicate(timeout=60)
@@ -354,7 +359,21 @@ def _retire_while(people: People, vault: Path, stalled: bool) -> str | None:
             except subprocess.TimeoutExpired:
                 unlock.kill()
     assert _answers_within(people, "alice", "cat $M/alice.txt", 30) == "alice reads\n"
+    assert _ended(helper), "her retired seat's helper is left alive"
     return read
+
+
+def _ended(pid: int, within: float = 15) -> bool:
+    """``pid`` gone (or a zombie its spawner has yet to reap) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if _status(pid)["State"].startswith("Z"):
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_a_seat_retired_with_its_helper_idle_leaves_the_mount_serving(remapped: People,
@@ -362,8 +381,6 @@ def test_a_seat_retired_with_its_helper_idle_leaves_the_mount_serving(remapped: 
     assert _retire_while(remapped, shared_vault, stalled=False) == "alice reads\n"
 
 
-@pytest.mark.xfail(strict=True, reason="53b (2): a seat retired while its helper's call is stalled closes "
-                                       "the helper on the mount's loop (AsUser.close waits for its lock)")
 def test_a_retired_seat_with_a_stalled_helper_does_not_freeze_the_mount(remapped: People,
                                                                           shared_vault: Path) -> None:
     read = _retire_while(remapped, shared_vault, stalled=True)
@@ -390,8 +407,6 @@ def _private_kib(pid: int) -> int:
                    if line.startswith(("Private_Clean:", "Private_Dirty:")))
 
 
-@pytest.mark.xfail(strict=True, reason="53b (3): a helper given up (stopped by its user past the timeout) is "
-                                       "left alive under root's spawner, a new one forked per call given up")
 def test_helpers_given_up_do_not_pile_up_under_root_s_spawner(helper, places) -> None:
     home = str(places["home"])
     helper.timeout = 0.3  # HELPER_TIMEOUT (120 s) in the mount
@@ -406,6 +421,8 @@ def test_helpers_given_up_do_not_pile_up_under_root_s_spawner(helper, places) ->
         assert helper.listdir(home) == []
         spawner = int(_status(helper._pid)["PPid"])
         alive = _children(spawner)
+        assert all(_ended(pid) for pid in stopped)  # killed by the spawner as they are given up
+        alive = _children(spawner)
         print(f"helpers alive under the spawner: {len(alive)} (stopped ones: "
               f"{sum(pid in alive for pid in stopped)}), their own memory "
               f"{sum(_private_kib(pid) for pid in alive if pid in stopped)} KiB in all")
@@ -414,6 +431,36 @@ def test_helpers_given_up_do_not_pile_up_under_root_s_spawner(helper, places) ->
         for pid in stopped:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_uid_gets_at_most_a_few_helpers_at_once(user, places) -> None:
+    """However helpers of his come to be asked for (seats, respawns), root's spawner forks at most
+    ``HELPERS_PER_USER`` alive at once for one uid; one ended makes room again."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    spawner = Spawner()
+    made = []
+    try:
+        made = [spawner.helper(user.pw_uid, user.pw_gid) for _ in range(HELPERS_PER_USER)]
+        with pytest.raises(OSError):
+            spawner.helper(user.pw_uid, user.pw_gid)
+        ended = made.pop()
+        pid = ended._pid
+        ended.close()  # given back: killed and reaped by the spawner
+        assert _ended(pid)
+        deadline = time.monotonic() + 3 * REAP_EVERY
+        while True:  # room once the spawner has reaped it (at its next request or within REAP_EVERY)
+            try:
+                made.append(spawner.helper(user.pw_uid, user.pw_gid))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no room made by a helper that ended"
+                time.sleep(0.2)
+        assert made[-1].listdir(str(places["home"])) == []
+    finally:
+        for access in made:
+            access.close()
+        spawner.close()
 
 
 def _watch_links_and_read(people: People, target: str, links: int) -> str | None:
@@ -443,14 +490,10 @@ def test_a_watched_folder_with_a_link_to_a_small_folder_leaves_the_mount_serving
     assert _watch_links_and_read(people, str(small), 1) == "alice reads\n"
 
 
-@pytest.mark.xfail(strict=True, reason="53b (4): the watch of his folder walks what its links lead to, as "
-                                       "root, on the mount's loop with the GIL held: every user waits")
 def test_links_to_a_big_tree_in_his_watched_folder_do_not_freeze_the_mount(people: People) -> None:
     assert _watch_links_and_read(people, "/usr", 20) == "alice reads\n"  # 20: a margin on a fast machine
 
 
-@pytest.mark.xfail(strict=True, reason="53b (5): a link to the mount in his watched folder: root's watch "
-                                       "set-up asks the mount itself, from its own blocked loop: deadlock")
 def test_a_link_to_the_mount_in_his_watched_folder_does_not_deadlock_it(people: People) -> None:
     people.unlock("alice")
     people.unlock("bob")
@@ -476,3 +519,33 @@ def test_a_link_to_the_mount_in_his_watched_folder_does_not_deadlock_it(people: 
         if later is None:
             force_unmount(people.mnt)  # it answers no unmount: killed (the fixture would wait for it first)
     raise AssertionError("alice's read of her own file did not answer within 10 s")
+
+
+def _read_within(path: Path, seconds: float) -> str | None:
+    """``path``'s text ("" while it is not there), or None when the read did not answer in time."""
+    try:
+        done = subprocess.run(["cat", str(path)], capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
+    return done.stdout
+
+
+def test_a_personal_mount_watching_a_link_to_its_own_drive_does_not_hang(mnt: Path, tmp_path: Path) -> None:
+    """(5) in honest use: her watched folder holds a link to her drive (``~/inbox/drive -> ~/Private``)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "drive").symlink_to(mnt)
+    (inbox / "scan.txt").write_text("scanned\n")
+    for key, value in (("settle_seconds", "0.3"), ("source_dir_to_watch", str(inbox))):
+        done = fusevault("config", "set", key, value, "--mount", mnt, passphrase=None)
+        assert done.returncode == 0, done.stderr
+    read: str | None = ""
+    try:
+        deadline = time.monotonic() + 60
+        while read == "" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            read = _read_within(mnt / "Imported" / "scan.txt", 10)
+    finally:
+        if read is None:
+            force_unmount(mnt)  # it answers no unmount: killed (the fixture would wait for it first)
+    assert read == "scanned\n", "her drive did not answer within 10 s" if read is None else read

@@ -11,7 +11,7 @@ import threading
 import trio
 import trio.testing
 
-from fusevault.host_access.threads import CLEAN_UP_WAIT, THREADS, HostThreads
+from fusevault.host_access.threads import CLEAN_UP_WAIT, THREADS, HostThreads, _Handover
 
 
 def test_a_call_that_never_answers_is_given_up_at_cancel_and_holds_only_his_threads() -> None:
@@ -49,3 +49,39 @@ def test_a_clean_up_is_waited_for_whatever_cancelled_the_work_but_not_for_ever()
         release.set()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0.05))
+
+
+def test_a_result_made_after_its_caller_gave_up_is_discarded() -> None:
+    """Attack round 53b (1): a descriptor opened by a call given up at his hangup was dropped open."""
+    release, discarded = threading.Event(), []
+
+    def opens() -> str:
+        release.wait()
+        return "a descriptor"
+
+    async def main() -> None:
+        threads = HostThreads()
+        with trio.move_on_after(0.2) as scope:
+            await threads.run(opens, discard=discarded.append)
+        assert scope.cancelled_caught and discarded == []
+        release.set()
+        with trio.fail_after(5):
+            while threads.limiter.borrowed_tokens:  # the late thread ends
+                await trio.sleep(0.01)
+        assert discarded == ["a descriptor"]
+        # Delivered: the caller's to keep, nothing discarded.
+        assert await threads.run(lambda: "kept", discard=discarded.append) == "kept"
+        assert discarded == ["a descriptor"]
+
+    trio.run(main)
+
+
+def test_a_result_handed_over_to_a_caller_gone_meanwhile_is_discarded_by_exactly_one_side() -> None:
+    """The thread offered its result, and the cancel came before trio delivered it: the caller's way
+    out takes it (to discard); a thread offering after that way out keeps it (to discard)."""
+    handover = _Handover()
+    assert handover.offer("made") is True
+    assert handover.refuse() == ["made"]  # never delivered: the caller discards it
+    late = _Handover()
+    assert late.refuse() == []
+    assert late.offer("made late") is False  # the thread discards it

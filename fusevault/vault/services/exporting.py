@@ -33,7 +33,8 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fusevault.encoding import name_start, name_to_str
@@ -105,6 +106,11 @@ class Destination:
         except OSError as err:
             raise _failed(dest, err) from None
         self.fds = {"": fd}
+        # Calls given up at the caller's hangup go on in his threads (HostThreads): ``close`` leaves the
+        # descriptors to the last call still under way, and a call ending after it keeps nothing.
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._closed = False
         try:
             # Where the descriptor really is, not what the path said a moment ago.
             real = os.readlink(f"/proc/self/fd/{fd}")
@@ -117,12 +123,41 @@ class Destination:
             raise
 
     def close(self) -> None:
-        for fd in self.fds.values():
+        with self._lock:
+            self._closed = True
+            if self._busy:
+                return  # a call given up still uses them: closed when it ends (``_in_use``)
+            fds, self.fds = self.fds, {}
+        for fd in fds.values():
             os.close(fd)
-        self.fds = {}
+
+    @contextlib.contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Around a call that uses or adds descriptors: none closed under it, none kept after it
+        once the export is over (attack round 53b, (1))."""
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.ECANCELED, "the export is over")
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                last = self._closed and not self._busy
+            if last:
+                self.close()
+
+    def _over(self) -> bool:
+        with self._lock:
+            return self._closed
 
     def check(self, paths: list[tuple[str, Node]]) -> None:
         """Nothing is there yet that would be replaced (before the first file is written)."""
+        with self._in_use():
+            self._check(paths)
+
+    def _check(self, paths: list[tuple[str, Node]]) -> None:
         for rel, node in paths:
             if node.is_dir:
                 continue
@@ -136,6 +171,10 @@ class Destination:
 
     def folder(self, rel: str) -> int:
         """The descriptor of folder ``rel``, made (0700) where missing; never through a link."""
+        with self._in_use():
+            return self._folder(rel)
+
+    def _folder(self, rel: str) -> int:
         missing = []  # from ``rel`` up to the first folder opened already ("" is): no call per level
         while rel not in self.fds:
             missing.append(rel)
@@ -156,8 +195,17 @@ class Destination:
 
     def create(self, rel: str) -> tuple[int, str, int]:
         """A new hidden file next to ``rel``: (folder descriptor, its name, its descriptor)."""
+        with self._in_use():
+            parent, temp, fd = self._create(rel)
+            if self._over():  # its caller gone meanwhile: nobody would close it nor remove it
+                _close(fd)
+                self._discard(parent, temp)
+                raise OSError(errno.ECANCELED, "the export is over")
+            return parent, temp, fd
+
+    def _create(self, rel: str) -> tuple[int, str, int]:
         above, _, name = rel.rpartition("/")
-        parent = self.folder(above)
+        parent = self._folder(above)
         for _ in range(16):
             temp = f".{name_start(name)}.fvpart-export-{secrets.token_hex(4)}"
             try:
@@ -169,8 +217,12 @@ class Destination:
         raise AlreadyExists(f"no free temporary name next to {self.dest / rel}")
 
     def symlink(self, rel: str, target: str, overwrite: bool) -> None:
+        with self._in_use():
+            self._symlink(rel, target, overwrite)
+
+    def _symlink(self, rel: str, target: str, overwrite: bool) -> None:
         above, _, name = rel.rpartition("/")
-        parent = self.folder(above)
+        parent = self._folder(above)
         for _ in range(16):
             temp = f".{name_start(name)}.fvpart-export-{secrets.token_hex(4)}"
             try:
@@ -182,14 +234,18 @@ class Destination:
                 raise _failed(self.dest / rel, err) from None
         else:
             raise AlreadyExists(f"no free temporary name next to {self.dest / rel}")
-        self.place(parent, temp, rel, overwrite)
+        self._place(parent, temp, rel, overwrite)
 
     def place(self, parent: int, temp: str, rel: str, overwrite: bool) -> None:
         """Rename the finished temporary file to its name, as the caller; then make it durable."""
+        with self._in_use():
+            self._place(parent, temp, rel, overwrite)
+
+    def _place(self, parent: int, temp: str, rel: str, overwrite: bool) -> None:
         try:
             self.host.rename(temp, rel.rpartition("/")[2], dir_fd=parent, noreplace=not overwrite)
         except OSError as err:
-            self.discard(parent, temp)
+            self._discard(parent, temp)
             raise _failed(self.dest / rel, err) from None
         os.fsync(parent)
 
@@ -200,6 +256,10 @@ class Destination:
             write(*args)
 
     def discard(self, parent: int, temp: str) -> None:
+        with contextlib.suppress(OSError), self._in_use():  # over: ``parent`` may be closed already
+            self._discard(parent, temp)
+
+    def _discard(self, parent: int, temp: str) -> None:
         try:
             self.host.unlink(temp, dir_fd=parent)
         except OSError:
@@ -213,7 +273,7 @@ async def export(volume: Volume, path: bytes, dest: Path, overwrite: bool = Fals
     base = name_to_str(path.rstrip(b"/").rpartition(b"/")[2]) if path.strip(b"/") else ""
     paths = tree(volume, top, base)
     threads = threads or HostThreads()
-    out = await threads.run(Destination, host or Direct(), dest)
+    out = await threads.run(Destination, host or Direct(), dest, discard=Destination.close)
     try:
         if not overwrite:
             await threads.run(out.check, paths)
