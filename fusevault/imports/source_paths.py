@@ -1,10 +1,12 @@
 """A file of the watched folder, reached from the folder one name at a time, never through a link.
 
-watchfiles (inotify) watches through a folder linked into the watched one and reports the paths
-under it as if they were in the watched folder (the first scan follows no link).  Looked at, read
-and removed by its full path, such a path led anywhere: a link to ``~/Documents`` had her files
-imported and deleted from there, a link to the vault folder had ``store.sqlite`` deleted and the
-vault destroyed (tests/mount/test_trust_attack_round22b.py, hole 8).  Every look, open and removal
+The inotify watch this service once used (watchfiles) watched through a folder linked into the
+watched one and reported the paths under it as if they were in the watched folder (the first scan
+followed no link).  Looked at, read and removed by its full path, such a path led anywhere: a link to
+``~/Documents`` had her files imported and deleted from there, a link to the vault folder had
+``store.sqlite`` deleted and the vault destroyed (tests/mount/test_trust_attack_round22b.py, hole 8);
+the walk that replaced the watch (watcher.py, attack round 53b) follows no link either, but a name
+it saw may be a link by the time it is used.  Every look, open and removal
 of the importer goes through ``parent`` now: the folder a location lies in, opened part by part from
 the watched folder with ``O_NOFOLLOW | O_DIRECTORY``, and the last name, used relative to it.  A link
 or a non-folder on the way is "gone" (FileNotFoundError), as for a file removed meanwhile.

@@ -96,7 +96,8 @@ def stamps(host: HostAccess, root: int, locations: list[str]) -> dict[str, Stamp
     found: dict[str, Stamp | None] = {}
     for location in locations:
         try:
-            # Never through a link: watchfiles reports what lies under a linked folder too.
+            # Never through a link: a location is a name the walk saw, but what lies there may have
+            # been replaced by a link since.
             st = source_paths.lstat(host, root, location)
         except OSError:
             found[location] = None
