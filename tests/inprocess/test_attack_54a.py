@@ -11,7 +11,7 @@ device's key by an arrival, and no look over her keys is asked; what she writes 
   variant: a WRITE member still in the share commits over her desktop's re-key, carrying her proof of
   its key (``key_proof``): his state is taken at once as hers (her_keys.key_not_hers ``proven``,
   absorbing's arrival), the same path as her desktop's own state here.
-- Steps (``test_54a_1_a_revoked_members_key_taken_by_an_arrival_asks_no_key_check``): docs/notes.txt
+- Steps (``test_54a_1_a_revoked_members_key_taken_by_an_arrival_asks_a_key_check``): docs/notes.txt
   shared WRITE with bob; her desktop loaded; her laptop unshares docs (notes re-keyed to epoch 1, bob's
   key taken back); her desktop takes the laptop's re-key of notes in but not the share's deletion, and
   re-keys notes (epoch 2, a key derived for the recipients it sees, sealed to bob).  Her laptop gets bob's
@@ -32,6 +32,10 @@ device's key by an arrival, and no look over her keys is asked; what she writes 
 - Fix: ask ``check_keys`` when a taken-in state of her file carries an epoch above the one held (in
   ``absorb_node``, conflicts' settling and the load), or have ``_rekey_unreached`` keep keys of epochs
   above the file's for a look once the file reaches them.
+
+Fixed: a state of her file taken in at an epoch above the one held (an arrival, the conflict settling,
+a state that waited) asks the look over her keys (absorbing.py ``_update``, ``_epoch_raised``); a state at
+the epoch held asks none (``test_a_plain_arrival_at_the_held_epoch_asks_no_key_check``).
 
 Held (controls kept): the same key document and state in one batch: the check is asked after the state
 is in, and the file re-keyed (``test_key_document_and_state_in_one_batch_re_key_the_file``).
@@ -85,9 +89,7 @@ async def _desktops_re_key_sealed_to_bob(shared):
     return alice, node, theirs, path
 
 
-@pytest.mark.xfail(strict=True, reason="54a (1): a revoked member's key taken in by an arrival after its "
-                   "key document asks no key check: her writes meanwhile sealed under it")
-async def test_54a_1_a_revoked_members_key_taken_by_an_arrival_asks_no_key_check(shared):
+async def test_54a_1_a_revoked_members_key_taken_by_an_arrival_asks_a_key_check(shared):
     alice, node, theirs, path = await _desktops_re_key_sealed_to_bob(shared)
     absorb_arrivals(alice, [KEY_ARRIVES])  # bob's key document first: a batch of its own
     assert alice.tree.take_key_check()
@@ -95,19 +97,35 @@ async def test_54a_1_a_revoked_members_key_taken_by_an_arrival_asks_no_key_check
     assert node.epoch == 1, "a key of an epoch above the file's was taken for a stale one"
     absorb_arrivals(alice, [shared.store.get(node.fid)])  # then notes, at her desktop's epoch
     assert (node.epoch, node.dek) == (2, theirs.dek), "her desktop's re-key not taken in"
-    if alice.tree.take_key_check():  # what the session's service (rotation.keep_moves_rekeyed) does next
-        await rotation._rekey_unreached(alice)
-    still = node.dek == theirs.dek  # a bool: the keys are not printed by a failing assert
-    if still:
-        # What this device seals meanwhile: her write, under the key sealed to bob.
-        entry = await _walk(shared.drive, b"docs/notes.txt", ALICE)
-        info = await shared.drive.open(entry.st_ino, os.O_WRONLY, ALICE)
-        await shared.drive.write(info.fh, 0, b"after the unshare")
-        await shared.drive.release(info.fh)
-        assert node.epoch == 2 and shared.store.get(node.fid)["epoch"] == 2
-        bobs = open_guest(shared.store.get(node.fid), shared.volumes["bob"].key, [path])
-        assert bobs is not None and bobs[0].dek == node.dek, "bob's key file does not open her new state"
-    assert not still, "notes still under the key sealed to bob (unshared): no look over her keys"
+    assert alice.tree.take_key_check(), "her file reached the epoch of bob's key: no look over her keys"
+    await rotation._rekey_unreached(alice)  # what the session's service (rotation.keep_moves_rekeyed) does
+    assert node.epoch == 3 and not path.exists(), "bob's key not taken back, or notes not re-keyed"
+    assert node.dek != theirs.dek  # a bool: the keys are not printed by a failing assert
+    # What this device seals now: her write, under a key bob holds none of.
+    entry = await _walk(shared.drive, b"docs/notes.txt", ALICE)
+    info = await shared.drive.open(entry.st_ino, os.O_WRONLY, ALICE)
+    await shared.drive.write(info.fh, 0, b"after the unshare")
+    await shared.drive.release(info.fh)
+    assert shared.store.get(node.fid)["epoch"] == 3
+
+
+async def test_a_plain_arrival_at_the_held_epoch_asks_no_key_check(shared):
+    """The look over her keys lists every key file of the vault: asked when her file's epoch moves up
+    (above), never for a state at the epoch held (her other device's plain write)."""
+    alice, node, theirs, path = await _desktops_re_key_sealed_to_bob(shared)
+    absorb_arrivals(alice, [KEY_ARRIVES, shared.store.get(node.fid)])
+    assert alice.tree.take_key_check()
+    await rotation._rekey_unreached(alice)
+    assert node.epoch == 3
+    desktop = Volume.load(alice.layout, shared.store, alice.key, alice.tree.get(1).fid)  # her desktop again
+    absorb_arrivals(desktop, [shared.store.get(node.fid)])
+    mine = desktop.resolve(b"docs/notes.txt")
+    assert mine.epoch == 3
+    await desktop.setattr(mine.ino, mode=stat.S_IFREG | 0o600)  # her desktop's plain change, at epoch 3
+    absorb_arrivals(alice, [shared.store.get(node.fid)])
+    assert node.mode & 0o777 == 0o600 and node.epoch == 3, "her desktop's change not taken in"
+    assert not alice.tree.take_key_check(), "a state at the epoch held asked a look over every key"
+
 
 async def test_key_document_and_state_in_one_batch_re_key_the_file(shared):
     alice, node, theirs, path = await _desktops_re_key_sealed_to_bob(shared)
