@@ -54,9 +54,10 @@ import stat
 
 import pytest
 
+from fusevault.store import replica
 from fusevault.vault.model import sharing
-from fusevault.vault.services import rotation
-from fusevault.vault.services.absorbing import absorb_arrivals
+from fusevault.vault.services import conflicts, rotation
+from fusevault.vault.services.absorbing import absorb, absorb_arrivals
 from fusevault.vault.tree.guests import open_guest
 from fusevault.vault.volume import Volume
 from inprocess.conftest import ROOT
@@ -66,10 +67,11 @@ DIR = stat.S_IFDIR | 0o755
 KEY_ARRIVES = {"_id": "a-key-document", "type": sharing.FILE_KEY}  # its type is what absorb looks at
 
 
-async def _desktops_re_key_sealed_to_bob(shared):
+async def _desktops_re_key_sealed_to_bob(shared, seen: list | None = None):
     """docs/notes.txt shared WRITE with bob; her laptop (this seat) unshares docs; her desktop, which took
     the laptop's re-key of notes in but not the share's deletion, re-keys notes and seals the key to bob.
-    (her laptop's volume, its node, her desktop's node, bob's key file.)"""
+    (her laptop's volume, its node, her desktop's node, bob's key file.)  ``seen``: given, the laptop's
+    stored state of notes after the unshare and its revisions, added to it."""
     drive = shared.drive
     docs = await drive.mkdir(ROOT, b"docs", DIR, ALICE)
     await _write(drive, docs.st_ino, b"notes.txt", b"hers", ALICE)
@@ -80,8 +82,13 @@ async def _desktops_re_key_sealed_to_bob(shared):
     path = sharing.key_path(alice.layout, grant, grant.grantee, node.fid)
     # Her desktop: its own store handle, which tells her laptop nothing (the sync does, below).
     desktop = Volume.load(alice.layout, shared.store, alice.key, alice.tree.get(1).fid)
+    if desktop.ledger is not None:
+        desktop.ledger.device = "alices-desktop"  # another device: its counter is its own
     await _unshare(shared, "docs")
     assert node.epoch == 1 and not path.exists(), "her unshare did not re-key notes and take bob's key back"
+    if seen is not None:
+        local = replica.local_of(shared.store)
+        seen += [local.get(node.fid), replica.current_history(local, node.fid)]
     theirs = desktop.resolve(b"docs/notes.txt")
     absorb_arrivals(desktop, [shared.store.get(node.fid)])  # her laptop's re-key, not the unshare yet
     await desktop.rekey(theirs)
@@ -107,6 +114,34 @@ async def test_54a_1_a_revoked_members_key_taken_by_an_arrival_asks_a_key_check(
     await shared.drive.write(info.fh, 0, b"after the unshare")
     await shared.drive.release(info.fh)
     assert shared.store.get(node.fid)["epoch"] == 3
+
+
+async def test_54a_1_her_desktops_re_key_kept_by_the_conflict_settling_asks_a_key_check(shared):
+    """The settling's path: her laptop changed notes (a chmod) over its state before her desktop's re-key
+    (two branches); rule 2 keeps her desktop's state for its newer epoch, under the key sealed to bob,
+    whose document came first (its look passed it over)."""
+    seen: list = []
+    alice, node, theirs, path = await _desktops_re_key_sealed_to_bob(shared, seen)
+    before, history = seen
+    absorb_arrivals(alice, [KEY_ARRIVES])  # bob's key document first
+    assert alice.tree.take_key_check()
+    await rotation._rekey_unreached(alice)
+    assert node.epoch == 1 and path.exists()
+    local = replica.local_of(shared.store)
+    ahead = [f"{len(history) + n}-{str(n) * 32}" for n in (2, 1)] + history  # her laptop's saves apart
+    replica.store_revisions(local, [{**before, "_rev": ahead[0], "_revisions": replica.revisions(ahead)}])
+    absorb(alice, [local.get(node.fid)], own=False)
+    await alice.setattr(node.ino, mode=stat.S_IFREG | 0o600)
+    assert replica.other_leaves(local, node.fid), "no conflict to settle"
+    assert not alice.tree.take_key_check()
+    conflicts.note_branches(alice, local, [node.fid])
+    await conflicts.settle(alice, local, [node.fid])
+    assert not replica.other_leaves(local, node.fid)
+    assert node.epoch == 2 and node.dek == theirs.dek, "rule 2 did not keep her desktop's re-key"
+    assert alice.tree.take_key_check(), "her file reached the epoch of bob's key: no look over her keys"
+    await rotation._rekey_unreached(alice)
+    assert node.epoch == 3 and not path.exists(), "bob's key not taken back, or notes not re-keyed"
+    assert node.dek != theirs.dek and node.mode & 0o777 == 0o600
 
 
 async def test_a_plain_arrival_at_the_held_epoch_asks_no_key_check(shared):
