@@ -35,7 +35,10 @@ device's key by an arrival, and no look over her keys is asked; what she writes 
 
 Fixed: a state of her file taken in at an epoch above the one held (an arrival, the conflict settling,
 a state that waited) asks the look over her keys (absorbing.py ``_update``, ``_epoch_raised``); a state at
-the epoch held asks none (``test_a_plain_arrival_at_the_held_epoch_asks_no_key_check``).
+the epoch held asks none (``test_a_plain_arrival_at_the_held_epoch_asks_no_key_check``).  The same hole
+for a new file of hers whose key document came before it (found by the fix's round): the look remembers
+the files of key files it found not held (stale_keys.py ``ahead``) and asks again when one arrives
+(``test_54a_1_a_new_file_taken_after_its_key_document_asks_a_key_check``).
 
 Held (controls kept): the same key document and state in one batch: the check is asked after the state
 is in, and the file re-keyed (``test_key_document_and_state_in_one_batch_re_key_the_file``).
@@ -144,9 +147,38 @@ async def test_54a_1_her_desktops_re_key_kept_by_the_conflict_settling_asks_a_ke
     assert node.dek != theirs.dek and node.mode & 0o777 == 0o600
 
 
+async def test_54a_1_a_new_file_taken_after_its_key_document_asks_a_key_check(shared):
+    """The same hole for a new file: her desktop, not told of her unshare of docs, makes docs/new.txt and
+    seals its key to bob (before its document); her laptop gets the key first (its look finds no file
+    there and passes it over), then the file: the look asked again, bob's key taken back."""
+    drive = shared.drive
+    docs = await drive.mkdir(ROOT, b"docs", DIR, ALICE)
+    await _write(drive, docs.st_ino, b"notes.txt", b"hers", ALICE)
+    await _share(shared, "docs", "WRITE")
+    alice = shared.volumes["alice"]
+    (grant,) = [g for g in alice.sharing.grants if g.fid == alice.resolve(b"docs").fid]
+    desktop = Volume.load(alice.layout, shared.store, alice.key, alice.tree.get(1).fid)
+    await _unshare(shared, "docs")
+    _, new = await desktop.create(desktop.resolve(b"docs").ino, b"new.txt", 0o644, ALICE)
+    path = sharing.key_path(alice.layout, grant, grant.grantee, new.fid)
+    assert path.exists(), "her desktop sealed no key of new.txt to bob"
+    absorb_arrivals(alice, [KEY_ARRIVES])  # its key document first: a batch of its own
+    assert alice.tree.take_key_check()
+    await rotation._rekey_unreached(alice)
+    assert path.exists() and alice.tree.find(new.fid) is None
+    absorb_arrivals(alice, [shared.store.get(new.fid)])  # then the file
+    node = alice.tree.find(new.fid)
+    assert node is not None and node.dek == new.dek, "her desktop's new file not taken in"
+    assert alice.tree.take_key_check(), "her new file came after a key of it: no look over her keys"
+    await rotation._rekey_unreached(alice)
+    assert node.epoch == 1 and not path.exists(), "bob's key not taken back, or new.txt not re-keyed"
+    assert node.dek != new.dek
+
+
 async def test_a_plain_arrival_at_the_held_epoch_asks_no_key_check(shared):
     """The look over her keys lists every key file of the vault: asked when her file's epoch moves up
-    (above), never for a state at the epoch held (her other device's plain write)."""
+    or a file whose key came first arrives (above), never for a state at the epoch held (her other
+    device's plain write), nor for a new file of hers no key file named at the last look."""
     alice, node, theirs, path = await _desktops_re_key_sealed_to_bob(shared)
     absorb_arrivals(alice, [KEY_ARRIVES, shared.store.get(node.fid)])
     assert alice.tree.take_key_check()
@@ -160,6 +192,10 @@ async def test_a_plain_arrival_at_the_held_epoch_asks_no_key_check(shared):
     absorb_arrivals(alice, [shared.store.get(node.fid)])
     assert node.mode & 0o777 == 0o600 and node.epoch == 3, "her desktop's change not taken in"
     assert not alice.tree.take_key_check(), "a state at the epoch held asked a look over every key"
+    _, new = await desktop.create(desktop.resolve(b"docs").ino, b"new.txt", 0o644, ALICE)
+    absorb_arrivals(alice, [shared.store.get(new.fid)])
+    assert alice.tree.find(new.fid) is not None, "her desktop's new file not taken in"
+    assert not alice.tree.take_key_check(), "a new file no key came for asked a look over every key"
 
 
 async def test_key_document_and_state_in_one_batch_re_key_the_file(shared):

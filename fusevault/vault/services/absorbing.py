@@ -381,6 +381,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         node = tree.add(fresh, rejoin=False)  # what its dropped node held goes back once it is placed
         added = True
         _new_node_judged(volume, node, doc, signer, claim, out)
+        if node.fid in tree.keys_ahead:
+            _key_came_first(volume, node)
     else:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
             # Written under an older key (by a recipient during a revoke):
@@ -829,6 +831,16 @@ def _epoch_raised(volume: Volume) -> None:
     when the epoch moves up (her re-keys): a plain arrival at the held epoch asks nothing, and the
     asks of one batch are one look (``Inodes.check_keys`` is a flag the session's service takes)."""
     volume.tree.check_keys()
+
+
+def _key_came_first(volume: Volume, node: Node) -> None:
+    """A file the last look over her keys found a key file of, not held then (stale_keys.py ``ahead``),
+    taken in now: the look asked again, once a file.  A new file her other device made in a share it
+    had not heard was revoked has its key sealed to the removed member before its document: that key
+    came first, passed over (no file), and nothing asked again (attack round 54a (1))."""
+    volume.tree.keys_ahead.discard(node.fid)
+    if node.owner == volume.key.user_id:
+        volume.tree.check_keys()
 
 
 def _key_changed_at_one_epoch(volume: Volume, node: Node, fresh: Node) -> None:
