@@ -55,13 +55,10 @@ from __future__ import annotations
 import os
 import stat
 
-import pytest
-
 from fusevault.store import replica
 from fusevault.vault.model import sharing
 from fusevault.vault.services import conflicts, rotation
 from fusevault.vault.services.absorbing import absorb, absorb_arrivals
-from fusevault.vault.tree.guests import open_guest
 from fusevault.vault.volume import Volume
 from inprocess.conftest import ROOT
 from inprocess.test_two_users import ALICE, _share, _unshare, _walk, _write
