@@ -381,6 +381,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         node = tree.add(fresh, rejoin=False)  # what its dropped node held goes back once it is placed
         added = True
         _new_node_judged(volume, node, doc, signer, claim, out)
+        if node.fid in tree.keys_ahead:
+            _key_came_first(volume, node)
     else:
         if node.owner == volume.key.user_id and fresh.epoch < node.epoch:
             # Written under an older key (by a recipient during a revoke):
@@ -807,12 +809,38 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
     stale = content is not None and (node.head != fresh.head or content.dek != fresh.dek)
     if out is not None and node.is_reg and (fresh.size, fresh.mtime, fresh.ctime) != shown:
         out.resized.append((node, node.size))
+    raised = node.owner == volume.key.user_id and fresh.epoch > node.epoch
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
+    if raised:
+        _epoch_raised(volume)
     if stale:
         # Open contents follow the new version, or the file's new key (an
         # empty file's, which has no version to change).
         volume.switch_content(node)
+
+
+def _epoch_raised(volume: Volume) -> None:
+    """Her file took a key of an epoch above the one held (her other device's re-key, or a member's
+    state proven under it), from an arrival, the conflict settling (``settled``) or a state that waited
+    (``retry_awaiting``): the look over her keys asked (rotation.py ``_rekey_unreached``).  Her other
+    device, not told of a revocation yet, may have sealed that key to someone it removed; the look run
+    when that key came passed it over, as its epoch was above the file's then (only a key of the
+    file's current epoch counts, stale_keys.py), and nothing asked again once the file reached it:
+    her next write was sealed under a key the removed member holds (attack round 54a (1)).  Asked only
+    when the epoch moves up (her re-keys): a plain arrival at the held epoch asks nothing, and the
+    asks of one batch are one look (``Inodes.check_keys`` is a flag the session's service takes)."""
+    volume.tree.check_keys()
+
+
+def _key_came_first(volume: Volume, node: Node) -> None:
+    """A file the last look over her keys found a key file of, not held then (stale_keys.py ``ahead``),
+    taken in now: the look asked again, once a file.  A new file her other device made in a share it
+    had not heard was revoked has its key sealed to the removed member before its document: that key
+    came first, passed over (no file), and nothing asked again (attack round 54a (1))."""
+    volume.tree.keys_ahead.discard(node.fid)
+    if node.owner == volume.key.user_id:
+        volume.tree.check_keys()
 
 
 def _key_changed_at_one_epoch(volume: Volume, node: Node, fresh: Node) -> None:

@@ -250,8 +250,9 @@ async def _rekey_unreached(volume: Volume) -> None:
         await trio.sleep(RETRY_UNREACHED)
     if volume.key is None or volume.trust is None or volume.sharing is None:
         return
-    found = stale_keys.unreached(volume, await volume.in_thread(stale_keys.listed, volume.layout,
-                                                                volume.key.user_id))
+    listed = await volume.in_thread(stale_keys.listed, volume.layout, volume.key.user_id)
+    volume.tree.keys_ahead = stale_keys.ahead(volume, listed)
+    found = stale_keys.unreached(volume, listed)
     records = await volume.in_thread(sharing.read_keys, [path for _, _, path in found])
     now, me = time.time(), volume.key.user_id
     recent = await volume.in_thread(rotations_done.unbound_rekeys, volume.layout.root, me, now)

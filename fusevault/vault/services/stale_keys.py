@@ -107,6 +107,14 @@ def unreached(volume: Volume, found: list[Found]) -> list[tuple[Node, str, Path]
     return out
 
 
+def ahead(volume: Volume, found: list[Found]) -> set[str]:
+    """Of ``found``, the files the tree does not hold (on the trio thread): a key document that came
+    before its file (her other device seals a new file's keys before committing it; its later commits
+    move the file past them in the changes feed).  The look passed such a key over; once its file
+    arrives, absorbing.py asks another (attack round 54a (1))."""
+    return {fid for fid, _, _, _ in found if volume.find(fid) is None}
+
+
 def counts_as_removal(volume: Volume, fid: str, recipient: str, path: Path, record: KeyRecord,
                       recent: rotations_done.UnboundRekeys, now: float) -> bool:
     """Whether her genuine key ``record`` at ``path`` (``unreached``'s) is a reason to re-key: at a

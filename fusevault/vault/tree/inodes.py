@@ -204,6 +204,9 @@ class Inodes:
         # Her key files to look over for recipients no share reaches now (the same service,
         # vault/services/stale_keys.py): a device of hers sealed them before it heard of a revocation.
         self.keys_to_check = False
+        # Files of key files the last look found and the table did not hold (their key document came
+        # before them): a look asked again when one arrives (absorbing.py, attack round 54a (1)).
+        self.keys_ahead: set[str] = set()
         # What this device has seen of each file (rollback detection).
         self.ledger: Ledger | None = None
         # Told when a node leaves the table (open-file state keyed by inode goes with it).
