@@ -82,6 +82,8 @@ Every scene is a tiny server on a local socket (tests/unit/test_http_answers.py 
     Fix: pin per signer too (``key-signers`` by owner id: the first key held of hers pins her signing
     key for all her key documents, and a pin dropped with a key leaves hers), or judge a new key under
     the signing key of any pinned key of the same owner.
+    Fixed since (docs/SECURITY.md "Round 54b (4)"): ``key-owners/<owner id>``, her signing key pinned at
+    her first key pinned here; tests added for the re-grant, a restart, 53c's pins adopted.
 
 Tried, held (controls kept): an honest gzip answer split at every byte is given whole
 (``test_an_honest_gzip_answer_split_at_every_byte_is_given_whole``); deflate raw is taken when the
