@@ -26,7 +26,10 @@ and a genuine key file replaces a forged document (one with the file's epoch and
 sealed key but other signed fields, or one that does not read, too: 46c (3)).  "The file's owner" is
 the one the store's node names, under her user document there, only until a key is held here: then it
 is pinned (``_PINS``) and every record of it judged under that signer and key alone (the server's node
-or user document naming another changes nothing: attack round 53c (4)).
+or user document naming another changes nothing: attack round 53c (4)).  Her signing key is pinned too, by
+owner (``_OWNER_PINS``), at the first key of hers pinned here: a key document with no pin of its own (her
+new file's, a key granted again after it was gone on both sides) whose records are hers is judged under
+that key, not under the user document the store holds for her now (attack round 54b (4)).
 
 Nor does a genuine one of an earlier epoch than the key file's (a server
 serving an older revision again): the key file stays and is the document's
@@ -90,6 +93,7 @@ from fusevault.vault.model.grants import (
     genuine_under,
     group_of,
     judged_by,
+    owner_named,
     signed_in_store,
     signed_under,
 )
@@ -151,6 +155,14 @@ Note = tuple[str, int | None]  # (the key's group owner, made_at_us or None: uns
 # attack round 53c (4)).  Dropped with the key (a later key pinned anew).
 _PINS = "key-signers/"
 Pin = tuple[str, str]  # (the file's owner, her signing key)
+# The local documents ``key-owners/<owner id>``: ``{"key": her signing key}`` (as in ``_PINS``), the key of
+# the first key of hers pinned here (``_pin``), or, kept from a version before these, the one key all her
+# key documents' pins name (``_owner_pins``).  A key document with no pin of its own, whose records are
+# hers (its file's node here naming her, or none here and the record naming her), is judged under it alone,
+# and pinned to it when its key is held: never under the user document the store holds for her now, so
+# no key of hers after the first is trust on first use again (attack round 54b (4)).  Never dropped: a
+# user's signing key never changes (a user document naming another is the store's, refused).
+_OWNER_PINS = "key-owners/"
 # The group owner a key names (``_group_owner``): her id, and the key her bodies are checked under (None:
 # under her user document in the store, she being the key's own signer).
 GroupOwner = tuple[str, str | None]
@@ -306,12 +318,15 @@ class KeyMirror:
         # its end, with the notes).
         self._pins: dict[str, Pin | None] = {}
         self._repinned: set[str] = set()
+        # The owners' pins (``_OWNER_PINS``), read at first use, and those a settle made (written with them).
+        self._owner_pins: dict[str, str] | None = None
+        self._owners_pinned: set[str] = set()
         # Leaves of key documents with no pin kept open under a forged winner, by document and leaf revision:
-        # (a digest of the record, the owner it was judged under, that owner's user document's revision,
-        # genuine).  Judged again only when the owner or user document it was judged by changes (attack
-        # round 53c (1), (3)): neither is checked here, so no refusal under them is final, nor worth judging
-        # again as is.
-        self._leaf_verdicts: dict[str, dict[str, tuple[bytes, object, str | None, bool]]] = {}
+        # (a digest of the record, the owner it was judged under, that owner's user document's revision, her
+        # pin (``_OWNER_PINS``), genuine).  Judged again only when the owner, her user document or her pin
+        # changes (attack round 53c (1), (3), 54b (4)): the owner is the store's node's, unchecked, so no
+        # refusal under them is final, nor worth judging again as is.
+        self._leaf_verdicts: dict[str, dict[str, tuple[bytes, object, str | None, str | None, bool]]] = {}
 
     async def refresh(self) -> None:
         """Key files written or removed here into documents (before a push)."""
@@ -649,14 +664,16 @@ class KeyMirror:
 
     def _genuine(self, doc_id: str, key: Key | None) -> bool:
         """Whether ``key`` is the file's owner's: under the key document's pin (``_PINS``) if it has one,
-        else as the store's node and user documents have it (``genuine_in_store``)."""
+        else under the pin of the owner the store's node names (``_OWNER_PINS``; no node: the record's own
+        owner) if she has one, else as the store's node and user documents have it (``genuine_in_store``)."""
         if key is None:
             return True
         named, group = names(doc_id), _GROUP_KEY.fullmatch(doc_id)
         if named is None:
             return False
         group_id = group.group(1) if group is not None else None
-        if (pin := self._pin_of(doc_id)) is not None:
+        pin = self._pin_of(doc_id) or self._owners_pin(owner_named(self.store, key, named[0]))
+        if pin is not None:
             return genuine_under(key, *pin, *named, group_id)
         return genuine_in_store(self.store, key, *named, group_id)
 
@@ -718,7 +735,8 @@ class KeyMirror:
         (``grants.judged_by``: the owner the file's ``node`` names, a 1-tuple, or None: no node here, the
         record's own), as ``_signed_group`` judges a group body; a pinned one always (its refusal closes
         it).  ``users``: the user documents' revisions read so far for this document's leaves (the store
-        read once per owner, not per leaf; None: none, or deleted)."""
+        read once per owner, not per leaf; None: none, or deleted).  The owner's pin (``_OWNER_PINS``) is
+        part of what it was judged by: one made since judges it again."""
         if self._pin_of(doc_id) is not None:
             return self._genuine(doc_id, key)
         owner = node[0] if node is not None else key.owner
@@ -726,26 +744,28 @@ class KeyMirror:
             user = self.store.get(owner) if isinstance(owner, str) else None
             users[owner] = user.get("_rev") if user is not None and not user.get("_deleted") else None
         record = hashlib.sha256(repr(key).encode()).digest()[:16]  # the record, compact
-        checked = (record, owner, users[owner])
+        checked = (record, owner, users[owner], self._owner_pin_of(owner))
         verdicts = self._leaf_verdicts.setdefault(doc_id, {})
-        if (found := verdicts.get(rev)) is None or found[:3] != checked:
+        if (found := verdicts.get(rev)) is None or found[:4] != checked:
             found = (*checked, self._genuine(doc_id, key))
             verdicts[rev] = found
-        return found[3]
+        return found[4]
 
     def _signed_by_owner(self, doc_id: str, doc: dict, owner: str | None) -> bool:
         """Whether the file's ``owner`` signed ``doc`` (her node): under the key document's pin if it has
         one (her user document replaced by the server's, a node it signed under it is none of hers: 53c
-        (4)), else under her user document in the store."""
-        if (pin := self._pin_of(doc_id)) is not None:
+        (4)), else under her own pin if she has one (54b (4)), else under her user document in the store."""
+        if (pin := self._pin_of(doc_id) or self._owners_pin(owner)) is not None:
             return owner == pin[0] and signed_under(doc, pin[0], pin[1])
         return signed_in_store(self.store, doc, owner)
 
     def _group_owner(self, doc_id: str, key: Key) -> GroupOwner | None:
         """``_group_owner`` of the key held for ``doc_id``: with no owner's key the record names (her
-        bodies then checked under the file owner's own), the key document's pin if it has one (53c (4))."""
+        bodies then checked under the file owner's own), the key document's pin if it has one (53c (4)),
+        else her own pin if she has one (54b (4))."""
         owner = _group_owner(key)
-        if owner is not None and owner[1] is None and (pin := self._pin_of(doc_id)) is not None \
+        if owner is not None and owner[1] is None \
+                and (pin := self._pin_of(doc_id) or self._owners_pin(owner[0])) is not None \
                 and pin[0] == owner[0]:
             return pin
         return owner
@@ -758,19 +778,39 @@ class KeyMirror:
     def _pin(self, doc_id: str, key: Key) -> None:
         """The key held here for ``doc_id`` (signed, genuine): pinned to its signer and her signing key, if
         not yet, and only once its file's node is here naming her (with no node, a record is judged under
-        the owner it names itself: any user's), and her self-signed user document (``_PINS``)."""
+        the owner it names itself: any user's), under her own pin (``_OWNER_PINS``), else under her
+        self-signed user document, whose key then becomes her pin (``_PINS``, 54b (4))."""
         named = names(doc_id)
         if named is None or key.sig is None or key.owner is None or self._pin_of(doc_id) is not None:
             return
         node = self.store.get(named[0])
         if node is None or node.get("_deleted") or node.get("owner") != key.owner:
             return
-        owner, user = judged_by(self.store, key, named[0])
-        public = user.get("public_sign") if user is not None else None
-        if owner == key.owner and isinstance(public, str) and user is not None and self_signed(user) \
-                and self._genuine(doc_id, key):
+        if (public := self._owner_pin_of(key.owner)) is None:
+            owner, user = judged_by(self.store, key, named[0])
+            public = user.get("public_sign") if owner == key.owner and user is not None \
+                and self_signed(user) else None
+        group = _GROUP_KEY.fullmatch(doc_id)
+        if isinstance(public, str) \
+                and genuine_under(key, key.owner, public, *named, group.group(1) if group else None):
             self._pins[doc_id] = (key.owner, public)
             self._repinned.add(doc_id)
+            if self._owner_pin_of(key.owner) is None:
+                assert self._owner_pins is not None  # read by ``_owner_pin_of``
+                self._owner_pins[key.owner] = public
+                self._owners_pinned.add(key.owner)
+
+    def _owner_pin_of(self, owner: object) -> str | None:
+        """``owner``'s signing key as pinned here (``_OWNER_PINS``), or None."""
+        if self._owner_pins is None:
+            self._owner_pins, adopted = _owner_pins(self.store)
+            self._owners_pinned |= adopted
+        return self._owner_pins.get(owner) if isinstance(owner, str) else None
+
+    def _owners_pin(self, owner: object) -> Pin | None:
+        """(``owner``, her pinned signing key) if she has a pin (``_OWNER_PINS``), else None."""
+        public = self._owner_pin_of(owner)
+        return None if public is None or not isinstance(owner, str) else (owner, public)
 
     def _unpin(self, doc_id: str) -> None:
         """The key gone on both sides: its pin goes too (a later key is pinned anew)."""
@@ -779,10 +819,13 @@ class KeyMirror:
             self._repinned.add(doc_id)
 
     def _write_pins(self) -> None:
-        if self._repinned:
-            replica.put_locals(self.store, {_PINS + doc_id: _pin_body(self._pins.get(doc_id))
-                                            for doc_id in self._repinned})
-            self._repinned = set()
+        bodies: dict[str, dict | None] = {_PINS + doc_id: _pin_body(self._pins.get(doc_id))
+                                          for doc_id in self._repinned}
+        for owner in self._owners_pinned:  # an owner's pin never replaces one stored (another mirror's)
+            if _owner_pin_read(self.store, owner) is None and self._owner_pins is not None:
+                bodies[_OWNER_PINS + owner] = {"key": self._owner_pins[owner]}
+        replica.put_locals(self.store, bodies)
+        self._repinned, self._owners_pinned = set(), set()
 
 
 def _pin_from(value: object) -> Pin | None:
@@ -795,6 +838,38 @@ def _pin_from(value: object) -> Pin | None:
 
 def _pin_body(pin: Pin | None) -> dict | None:
     return None if pin is None else {"owner": pin[0], "key": pin[1]}
+
+
+def _owner_pin_from(value: object) -> str | None:
+    """An owner's pin as stored (``_OWNER_PINS``); anything else is none."""
+    return public if isinstance(value, dict) and isinstance(public := value.get("key"), str) else None
+
+
+def _owner_pin_read(store: LocalStore, owner: str) -> str | None:
+    return _owner_pin_from(replica.get_local(store, _OWNER_PINS + owner))
+
+
+def _owner_pins(store: LocalStore) -> tuple[dict[str, str], set[str]]:
+    """The owners' pins as stored (``_OWNER_PINS``), and for an owner with none whose key documents are
+    pinned (``_PINS``, by a version before owner pins), the one key all those pins name, adopted (the
+    second item: to be written).  Pins naming two keys of one owner (one was a server's user document, at
+    53c's trust on first use) adopt neither: said, and her next key pinned here pins her."""
+    pins = {doc_id[len(_OWNER_PINS):]: public
+            for doc_id, body in replica.locals_under(store, _OWNER_PINS).items()
+            if (public := _owner_pin_from(body)) is not None}
+    older: dict[str, set[str]] = {}
+    for body in replica.locals_under(store, _PINS).values():
+        if (pin := _pin_from(body)) is not None and pin[0] not in pins:
+            older.setdefault(pin[0], set()).add(pin[1])
+    adopted: set[str] = set()
+    for owner, keys in older.items():
+        if len(keys) == 1:
+            pins[owner] = keys.pop()
+            adopted.add(owner)
+        else:
+            log.warning("the key documents of user %s here are pinned to %d signing keys: none taken as hers",
+                        owner, len(keys))
+    return pins, adopted
 
 
 def _rank(key: Key) -> tuple[int, int, int]:

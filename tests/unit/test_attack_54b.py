@@ -82,6 +82,8 @@ Every scene is a tiny server on a local socket (tests/unit/test_http_answers.py 
     Fix: pin per signer too (``key-signers`` by owner id: the first key held of hers pins her signing
     key for all her key documents, and a pin dropped with a key leaves hers), or judge a new key under
     the signing key of any pinned key of the same owner.
+    Fixed since (docs/SECURITY.md "Round 54b (4)"): ``key-owners/<owner id>``, her signing key pinned at
+    her first key pinned here; tests added for the re-grant, a restart, 53c's pins adopted.
 
 Tried, held (controls kept): an honest gzip answer split at every byte is given whole
 (``test_an_honest_gzip_answer_split_at_every_byte_is_given_whole``); deflate raw is taken when the
@@ -233,16 +235,26 @@ def test_the_vault_variable_takes_a_command_with_no_path_as_vault_does(monkeypat
 # --- (4): the key mirror's pin is per key document: a new key of hers is pinned under what the store says
 
 
-def _new_key_under_her_replaced_user(replicas, replaced: bool) -> tuple[bytes | None, bytes | None]:
+def _new_key_under_her_replaced_user(replicas, replaced: bool, back: bool = True,
+                                     start_again: str = "") -> tuple[bytes | None, bytes | None]:
     """Her key for bob (gwen's group) held here and pinned to her signing key; the server then replaces
     her user document by one of its own key (``replaced``; 46c (1)'s and 53c (4)'s move) and serves, for
     a new file of hers (her own signed node here), a record for bob signed under that key; then her own
-    record of it, her user document back, a walk.  (Bob's key file of the new file after the server's
-    record, and at the end.)"""
+    record of it, her user document back (``back``), a walk.  (Bob's key file of the new file after the
+    server's record, and at the end.)  ``start_again``: the mirror started again once her first key is
+    pinned (``"restart"``: its pins read from the store), or first run on a store of 53c's version
+    (``"upgrade"``: key documents' pins, no owner's pin)."""
     here, _ = replicas
     her, gwen, group, doc_id, _ = _gwens_group(here, gwen_first=True, bound="gwen")
     pin = replica.get_local(here.store, key_mirror._PINS + doc_id)
     assert pin == {"owner": her.id, "key": her.user["public_sign"]}, "the scene: her first key pinned to her"
+    if start_again == "restart":
+        stored = replica.get_local(here.store, key_mirror._OWNER_PINS + her.id)
+        assert stored == {"key": her.user["public_sign"]}, "her pin stored"
+    if start_again == "upgrade":
+        replica.put_locals(here.store, {doc: None for doc in replica.locals_under(here.store, "key-owners/")})
+    if start_again:
+        here.keys = key_mirror.KeyMirror(here.store, here.layout)
     bob = key_mirror.names(doc_id)[1]
     fid = uuid.uuid4().hex
     put(here, her.node(fid, 1))  # her new file, its node as she signed it
@@ -264,7 +276,7 @@ def _new_key_under_her_replaced_user(replicas, replaced: bool) -> tuple[bytes | 
     sig = her.sign(record_doc(her.id, fid, bob, 1, hers))["sig"]
     _next_revision(here, new_id, {"_id": new_id, "type": sharing.FILE_KEY, "epoch": 1, "key": b64e(hers),
                                   "owner": her.id, "fid": fid, "recipient": bob, "sig": sig})
-    if replaced:
+    if replaced and back:
         _next_revision(here, her.id, user)  # her user document again
     here.keys.caught_up()
     here.keys._looked_at = -float("inf")
@@ -274,10 +286,10 @@ def _new_key_under_her_replaced_user(replicas, replaced: bool) -> tuple[bytes | 
     return (after.key if after else None), (end.key if end else None)
 
 
-@pytest.mark.xfail(strict=True, reason="54b (4): a new key of hers pinned under her replaced user document")
 def test_a_new_key_of_hers_is_not_pinned_to_a_key_that_replaced_hers(pair, clock) -> None:  # noqa: F811
     after, end = _new_key_under_her_replaced_user(pair, replaced=True)
-    assert end == b"sealed for bob, new file", f"bob's key file holds {after!r}, then {end!r}"
+    assert after is None and end == b"sealed for bob, new file", \
+        f"bob's key file holds {after!r}, then {end!r}"
 
 
 def test_a_new_key_signed_by_another_key_is_refused_control(pair, clock) -> None:  # noqa: F811
@@ -285,3 +297,78 @@ def test_a_new_key_signed_by_another_key_is_refused_control(pair, clock) -> None
     hers written."""
     after, end = _new_key_under_her_replaced_user(pair, replaced=False)
     assert after is None and end == b"sealed for bob, new file", (after, end)
+
+
+# --- the fix's own edges (54b (4)): her signing key pinned by owner (``key-owners/<owner id>``)
+
+
+def test_her_new_key_is_judged_under_her_pin_while_the_server_serves_its_user_document(pair, clock) -> None:  # noqa: F811,E501
+    """Her user document never comes back: her record of the new file is written all the same (judged under
+    her pinned key, not under the store's user document), the server's refused."""
+    after, end = _new_key_under_her_replaced_user(pair, replaced=True, back=False)
+    assert after is None and end == b"sealed for bob, new file", (after, end)
+
+
+def test_her_pin_holds_after_a_restart(pair, clock) -> None:  # noqa: F811
+    """The owner's pin is the store's local document, not the running mirror's memory."""
+    after, end = _new_key_under_her_replaced_user(pair, replaced=True, back=False, start_again="restart")
+    assert after is None and end == b"sealed for bob, new file", (after, end)
+
+
+def test_her_key_documents_pins_from_before_make_her_pin(pair, clock) -> None:  # noqa: F811
+    """A store of 53c's version (key documents' pins only): the key they all name is taken as hers."""
+    after, end = _new_key_under_her_replaced_user(pair, replaced=True, back=False, start_again="upgrade")
+    assert after is None and end == b"sealed for bob, new file", (after, end)
+
+
+def test_key_documents_pins_naming_two_keys_of_one_owner_make_no_pin(pair) -> None:  # noqa: F811
+    """Pins of 53c's version naming two signing keys of one owner (one was the server's, its trust on first
+    use): neither is taken as hers (her next key pinned here pins her); one naming one key is."""
+    here, _ = pair
+    two, one = uuid.uuid4().hex, uuid.uuid4().hex
+    replica.put_locals(here.store, {key_mirror._PINS + "vfkey-a": {"owner": two, "key": "A"},
+                                    key_mirror._PINS + "vfkey-b": {"owner": two, "key": "B"},
+                                    key_mirror._PINS + "vfkey-c": {"owner": one, "key": "C"},
+                                    key_mirror._PINS + "vfkey-d": {"owner": one, "key": "C"}})
+    assert key_mirror._owner_pins(here.store) == ({one: "C"}, {one})
+
+
+def _after_deletion(here, doc_id: str, body: dict) -> None:
+    """A revision the server makes over the deleted current one (a key granted again)."""
+    (gone,) = [leaf for leaf in replica.leaves(here.store, doc_id) if leaf.get("_deleted")]
+    generation, rev_id = gone["_rev"].split("-", 1)
+    new, start = uuid.uuid4().hex, int(generation) + 1
+    replica.store_revisions(here.store, [{**body, "_id": doc_id, "_rev": f"{start}-{new}",
+                                          "_revisions": {"start": start, "ids": [new, rev_id]}}])
+    here.keys.arrived([doc_id])
+
+
+def test_a_key_granted_again_after_it_was_gone_is_judged_under_her_pin(pair, clock) -> None:  # noqa: F811
+    """Her key for bob gone on both sides (her re-key to epoch 2, its document deleted): its pin goes with
+    it, hers stays.  The server replaces her user document and serves a record of its key at that document
+    before her own record granting it again: refused, hers written and pinned to her key."""
+    here, _ = pair
+    her, gwen, group, doc_id, _ = _gwens_group(here, gwen_first=True, bound="gwen")
+    fid, bob = key_mirror.names(doc_id) or ("", "")
+    _next_revision(here, fid, her.node(fid, 2))
+    _next_revision(here, doc_id, None)
+    assert not place(here.layout, doc_id).exists(), "the scene: bob's key gone on both sides"
+    assert replica.get_local(here.store, key_mirror._PINS + doc_id) == {}, "the scene: its pin gone"
+    mallory = Owner()
+    mallory.id = her.id
+    mallory.user = mallory.sign({"_id": her.id, "type": "UserDetails", "public_sign": _public_of(mallory)})
+    _next_revision(here, her.id, mallory.user)
+    forged = b"the server's key"
+    sig = mallory.sign(record_doc(her.id, fid, bob, 2, forged))["sig"]
+    _after_deletion(here, doc_id, {"type": sharing.FILE_KEY, "epoch": 2, "key": b64e(forged), "owner": her.id,
+                                   "fid": fid, "recipient": bob, "sig": sig})
+    after = sharing.read_key(place(here.layout, doc_id))
+    hers = b"sealed for bob again"
+    sig = her.sign(record_doc(her.id, fid, bob, 2, hers))["sig"]
+    _next_revision(here, doc_id, {"type": sharing.FILE_KEY, "epoch": 2, "key": b64e(hers), "owner": her.id,
+                                  "fid": fid, "recipient": bob, "sig": sig})
+    here.keys.caught_up()
+    end = sharing.read_key(place(here.layout, doc_id))
+    assert after is None and end is not None and end.key == hers, (after, end)
+    pin = replica.get_local(here.store, key_mirror._PINS + doc_id)
+    assert pin == {"owner": her.id, "key": her.user["public_sign"]}, pin

@@ -214,12 +214,18 @@ def signed_in_store(store: Store, doc: dict, signer: object) -> bool:
         return False
 
 
-def judged_by(store: Store, found: KeyRecord, fid: str) -> tuple[object, dict | None]:
-    """Whom ``genuine_in_store`` judges a record of file ``fid`` under: the owner the file's node
-    document names (the record's own ``owner`` while no node is here), and that owner's user document
-    (None: none, or deleted).  Both the server's to serve: unchecked here (the key mirror has no pins)."""
+def owner_named(store: Store, found: KeyRecord, fid: str) -> object:
+    """Whose a record of file ``fid`` is taken to be: the owner the file's node document names (the
+    record's own ``owner`` while no node is here).  The server's to serve: unchecked here."""
     node = store.get(fid)
-    owner = node.get("owner") if node else found.owner
+    return node.get("owner") if node else found.owner
+
+
+def judged_by(store: Store, found: KeyRecord, fid: str) -> tuple[object, dict | None]:
+    """Whom ``genuine_in_store`` judges a record of file ``fid`` under: ``owner_named``, and that owner's
+    user document (None: none, or deleted).  Both the server's to serve: unchecked here (the key mirror
+    has no pins of users' own)."""
+    owner = owner_named(store, found, fid)
     user = store.get(owner) if isinstance(owner, str) else None
     if user is not None and user.get("_deleted"):
         user = None
