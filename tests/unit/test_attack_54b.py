@@ -99,6 +99,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import struct
 import time
 import uuid
@@ -129,7 +130,7 @@ def _slowly(pieces: list[bytes], every: float) -> Iterator[bytes]:
         yield piece
 
 
-@pytest.mark.xfail(strict=True, reason="54b (1): a head trickled byte by byte escapes the deadline")
+
 def test_a_trickled_head_is_held_to_the_answers_deadline() -> None:
     trickled = [bytes([b]) for b in b"X-Slow: " + b"a" * 30 + b"\r\nContent-Length: 0\r\n\r\n"]
     # 60 bytes at 0.05 s: 3 s for the head, each read well within httpx's 10 s timeout.
@@ -138,7 +139,7 @@ def test_a_trickled_head_is_held_to_the_answers_deadline() -> None:
             capped_request(client, "GET", f"{url}/x", CAP, seconds=0.5)
 
 
-@pytest.mark.xfail(strict=True, reason="54b (1): endless 1xx interim answers escape the deadline")
+
 def test_interim_answers_are_held_to_the_answers_deadline() -> None:
     interim = [b"HTTP/1.1 100 Continue\r\n\r\n"] * 60 + [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]
     with answering(b"", _slowly(interim, 0.05)) as url:
@@ -153,7 +154,7 @@ def _packed_head(packing: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Encoding: " + packing + b"\r\nConnection: close\r\n\r\n"
 
 
-@pytest.mark.xfail(strict=True, reason="54b (2): raw bytes past a gzip member's end are read uncounted")
+
 def test_bytes_past_the_gzip_end_are_not_read_without_a_cap() -> None:
     def body() -> Iterator[bytes]:
         yield gzip.compress(b"{}")
@@ -165,7 +166,7 @@ def test_bytes_past_the_gzip_end_are_not_read_without_a_cap() -> None:
             capped_request(client, "GET", f"{url}/x", CAP)
 
 
-@pytest.mark.xfail(strict=True, reason="54b (2): empty deflate blocks are read uncounted")
+
 def test_packing_that_unpacks_to_nothing_is_not_read_without_a_cap() -> None:
     empty_blocks = b"\x00\x00\x00\xff\xff" * 13107  # 64 KiB of non-final stored blocks of no bytes
 
@@ -180,6 +181,43 @@ def test_packing_that_unpacks_to_nothing_is_not_read_without_a_cap() -> None:
     with answering(_packed_head(b"deflate"), body()) as url:
         with httpx.Client(timeout=10) as client, pytest.raises((AnswerTooLarge, httpx.DecodingError)):
             capped_request(client, "GET", f"{url}/x", CAP)
+
+
+def test_a_second_gzip_member_in_the_same_read_is_refused() -> None:
+    """What follows the packing's end is refused even when it comes in the read that ends it."""
+    packed = gzip.compress(b"{}") + gzip.compress(b'{"more": 1}')
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
+    with answering(head, iter([packed])) as url:
+        with httpx.Client(timeout=10) as client, pytest.raises(httpx.DecodingError, match="after"):
+            capped_request(client, "GET", f"{url}/x", CAP)
+
+
+def test_an_answer_packed_to_more_than_it_holds_is_given_at_the_cap() -> None:
+    """Control for the raw count: bytes that do not pack (the packing adds its own) fill the cap."""
+    plain = os.urandom(CAP)
+    packed = gzip.compress(plain)
+    assert len(packed) > CAP
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
+    with answering(head, iter([packed])) as url:
+        with httpx.Client(timeout=10) as client:
+            assert capped_request(client, "GET", f"{url}/x", CAP).content == plain
+
+
+def test_a_client_whose_connections_the_deadline_cannot_bound_is_refused() -> None:
+    """A transport of its own (no httpcore pool to bound) would let the head escape the deadline again."""
+    unbounded = httpx.MockTransport(lambda request: httpx.Response(200, content=b"{}"))
+    with httpx.Client(transport=unbounded) as client, pytest.raises(TypeError, match="cannot bound"):
+        capped_request(client, "GET", "http://127.0.0.1:9/x", CAP)
+
+
+def test_an_answer_in_time_leaves_the_connection_unbounded_for_other_requests() -> None:
+    """The deadline is the answer's: a request of the same client outside capped_request has none."""
+    whole = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"  # each time
+    with answering(whole, iter([])) as url:
+        with httpx.Client(timeout=10) as client:
+            assert capped_request(client, "GET", f"{url}/x", CAP, seconds=0.5).content == b"{}"
+            time.sleep(0.6)  # past that answer's deadline
+            assert client.get(f"{url}/y").content == b"{}"
 
 
 def test_an_honest_gzip_answer_split_at_every_byte_is_given_whole() -> None:
