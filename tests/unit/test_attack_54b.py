@@ -242,7 +242,7 @@ def _offline_asked(monkeypatch: pytest.MonkeyPatch, vault: Path) -> list[dict]:
     return asked
 
 
-@pytest.mark.xfail(strict=True, reason="54b (3): $FUSEVAULT_VAULT is not --vault for a command given a path")
+
 def test_the_vault_variable_takes_a_path_as_vault_does(monkeypatch: pytest.MonkeyPatch,
                                                        tmp_path: Path) -> None:
     from fusevault import target
@@ -266,6 +266,63 @@ def test_the_vault_variable_takes_a_command_with_no_path_as_vault_does(monkeypat
     args = argparse.Namespace(vault=None, user="alice", passphrase_fd=None, passphrase_file=None)
     target.ask(args, {"cmd": "config"})
     assert asked == [{"cmd": "config"}] and args.vault == tmp_path
+
+
+def test_the_vault_variable_takes_a_share_path_as_vault_does(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """``fusevault share docs/a.txt bob`` with the variable: the path reaches the vault as given (it was
+    made absolute before ``ask`` looked at the variable: cli/sharing.py ``_path``; links ``_create``)."""
+    from fusevault import target
+    from fusevault.cli import links, sharing
+
+    asked: list[dict] = []
+    answer = {"path": "docs/a.txt", "with": "bob", "perm": "read", "files": 1, "link": "https://l#k",
+              "kind": "share", "item": "i", "expires_at": None}
+    monkeypatch.setattr(target, "fusevault_mounts", lambda: [])
+    monkeypatch.setattr(target, "_offline", lambda args, request: asked.append(dict(request)) or answer)
+    monkeypatch.setenv(target.VAULT_ENV, str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(vault=None, user="alice", passphrase_fd=None, passphrase_file=None,
+                              path="docs/a.txt", grantee="bob", perm="read", relay="https://links.example",
+                              append=False, expires=None)
+    assert sharing.cmd_share(args) == 0
+    args.vault = None
+    assert links._create(args) == 0
+    assert [a["path"] for a in asked] == ["docs/a.txt", "docs/a.txt"]
+
+
+def test_the_vault_variable_sends_a_path_in_no_mount_to_the_vaults_mount(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """The named vault mounted, she outside it: the path goes to its mount relative to its root."""
+    from fusevault import paths, target
+    from fusevault.fs import control
+
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(target, "fusevault_mounts", lambda: ["/mnt/v"])
+    monkeypatch.setattr(target, "_vault_of", lambda mountpoint: str(tmp_path.resolve()))
+    monkeypatch.setattr(control, "request",
+                        lambda sock, request, timeout=None: sent.append((str(sock), request)) or {"ok": 1})
+    monkeypatch.setenv(target.VAULT_ENV, str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(vault=None)
+    target.ask(args, {"cmd": "history", "path": "docs/a.txt"}, ("path",))
+    assert sent == [(str(paths.socket_of(Path("/mnt/v"))), {"cmd": "history", "path": "docs/a.txt"})]
+
+
+def test_the_vault_variable_refuses_a_path_in_another_vaults_mount(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """Control: a path inside the mount of a vault the variable does not name is still refused."""
+    from fusevault import target
+    from fusevault.errors import MountPointError
+
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    monkeypatch.setattr(target, "fusevault_mounts", lambda: [str(mount.resolve())])
+    monkeypatch.setattr(target, "_vault_of", lambda mountpoint: "/somewhere/else")
+    monkeypatch.setenv(target.VAULT_ENV, str(tmp_path / "vault"))
+    args = argparse.Namespace(vault=None)
+    with pytest.raises(MountPointError, match="names"):
+        target.ask(args, {"cmd": "history", "path": str(mount / "a.txt")}, ("path",))
 
 
 # --- (4): the key mirror's pin is per key document: a new key of hers is pinned under what the store says
