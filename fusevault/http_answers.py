@@ -16,16 +16,26 @@ every client): no server of ours sends them, and only gzip and deflate are asked
 
 An answer has a deadline as a whole, not only per read: a server that sends a byte every few seconds
 (within httpx's timeout of each read) held a worker thread, and her lock behind it, as long as it
-liked (attack round 53d (2)).  ``answer_seconds`` gives a cap's time.
+liked (attack round 53d (2)).  ``answer_seconds`` gives a cap's time.  The deadline bounds the whole
+exchange, the head included: every connect, read and write of the client's connections is given at
+most the time left (``_Bounded``); a head trickled a byte at a time, or an endless run of ``100
+Continue`` interim answers, held the thread past it, since httpx reads the whole head before the
+body's loop could look at the clock (attack round 54b (1)).
+
+The raw bytes are counted too, against the cap (with room for the packing's own bytes): what comes
+after the packing's end, or packing that unpacks to nothing (empty deflate blocks), was read without
+end within the deadline; bytes after the packing's end are refused as broken packing (54b (2)).
 """
 
 from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
+import httpcore
 import httpx
 
 MIB = 1024 * 1024
@@ -38,6 +48,10 @@ ASKED = "gzip, deflate"  # what is unpacked here (httpx would add br and zstd wh
 # server on a slow line sends (64 KiB/s: a 4 MiB block in about two minutes, 65 MiB in 18).
 ANSWER_SECONDS = 120.0
 SLOWEST = 64 * 1024  # bytes a second
+
+# The deadline of the answer this thread is reading (capped_request), seen by every network step of
+# its connection (``_Bounded``): a thread runs one request at a time, and each thread its own context.
+_DEADLINE: ContextVar[float | None] = ContextVar("answer_deadline", default=None)
 
 
 class AnswerTooLarge(Exception):
@@ -64,22 +78,109 @@ def capped_request(client: httpx.Client, method: str, url: str, cap: int, *, sec
     deadline = time.monotonic() + seconds
     headers = httpx.Headers(kwargs.pop("headers", None))
     headers["Accept-Encoding"] = ASKED
-    with client.stream(method, url, headers=headers, **kwargs) as streamed:
-        declared = streamed.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > cap:
-            raise AnswerTooLarge(cap)  # said up front: not one byte of it read
-        unpack = _Unpacker(streamed.headers.get_list("content-encoding", split_commas=True))
-        parts, size = [], 0
-        for raw in streamed.iter_raw():  # the length said may be a lie: counted as it comes
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout(f"the answer took longer than {seconds:.0f} s in all",
-                                        request=streamed.request)
-            for part in unpack.parts(raw):
-                size += len(part)
-                if size > cap:
+    raw_cap = cap + cap // 64 + 1024  # packing adds a little to what it packs, never more
+    _bound(client)
+    held = _DEADLINE.set(deadline)  # from here every connect, write and read is given the time left
+    try:
+        with client.stream(method, url, headers=headers, **kwargs) as streamed:
+            declared = streamed.headers.get("content-length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > raw_cap:
+                raise AnswerTooLarge(cap)  # said up front: not one byte of it read
+            unpack = _Unpacker(streamed.headers.get_list("content-encoding", split_commas=True))
+            parts, size, raw_size = [], 0, 0
+            for raw in streamed.iter_raw():  # the length said may be a lie: counted as it comes
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"the answer took longer than {seconds:.0f} s in all",
+                                            request=streamed.request)
+                raw_size += len(raw)
+                if raw_size > raw_cap:
                     raise AnswerTooLarge(cap)
-                parts.append(part)
-        return _answer(streamed, b"".join(parts))
+                for part in unpack.parts(raw):
+                    size += len(part)
+                    if size > cap:
+                        raise AnswerTooLarge(cap)
+                    parts.append(part)
+            return _answer(streamed, b"".join(parts))
+    finally:
+        _DEADLINE.reset(held)
+
+
+def _left(timeout: float | None, late: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` (one network step's), at most the time left before this thread's answer's deadline;
+    none left: ``late`` (httpx makes it its own ConnectTimeout, ReadTimeout, WriteTimeout)."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise late("the answer took longer than its deadline in all")
+    return left if timeout is None else min(timeout, left)
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    """A connection whose every step ends by the deadline of the answer being read (``_left``)."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+        except httpcore.ReadTimeout:
+            _left(0.0, httpcore.ReadTimeout)  # the deadline's, said as such
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # A piece at a time: one write's timeout bounds each send() of it, not the whole buffer.
+        for start in range(0, len(buffer), PIECE):
+            self._stream.write(buffer[start:start + PIECE], _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _BoundedStream(self._stream.start_tls(ssl_context, server_hostname,
+                                                     _left(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _Bounded(httpcore.NetworkBackend):
+    """The network of a client's connections, each bounded by the answer's deadline (``_left``)."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _BoundedStream(self._backend.connect_tcp(host, port, _left(timeout, httpcore.ConnectTimeout),
+                                                        local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _BoundedStream(self._backend.connect_unix_socket(
+            path, _left(timeout, httpcore.ConnectTimeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _bound(client: httpx.Client) -> None:
+    """Every connection ``client`` makes (its transport's, and a proxy's from the environment) bounded
+    by the deadline; once per client.  httpx has no setting for a network backend: its pools' own
+    attribute is wrapped, and a transport without one is refused rather than left unbounded."""
+    for transport in (client._transport, *client._mounts.values()):
+        if transport is None:
+            continue
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is None:
+            raise TypeError(f"an answer's deadline cannot bound {type(transport).__name__}")
+        if not isinstance(backend, _Bounded):
+            pool._network_backend = _Bounded(backend)  # type: ignore[union-attr]
 
 
 class _Unpacker:
@@ -103,7 +204,9 @@ class _Unpacker:
         if self._packing is None:
             yield data
             return
-        while not self._z.eof:
+        while data or not self._z.eof:
+            if self._z.eof:  # past the packing's end: no server of ours sends anything there
+                raise httpx.DecodingError("an answer with bytes after its packing's end: refused")
             try:
                 out = self._z.decompress(data, PIECE)
             except zlib.error as err:
@@ -113,7 +216,7 @@ class _Unpacker:
                     continue
                 raise httpx.DecodingError(f"an answer whose packing is broken ({err})") from None
             self._first = False
-            data = self._z.unconsumed_tail
+            data = self._z.unconsumed_tail or self._z.unused_data  # unused: after the end, refused
             if out:
                 yield out
             if not data and len(out) < PIECE:

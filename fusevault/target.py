@@ -91,15 +91,20 @@ def _from_env(args, request: dict, path_keys: tuple[str, ...], follow: bool) -> 
     """$FUSEVAULT_VAULT as --vault.  A path the command line names (PATH, --mount)
     keeps its meaning (a path in a mount) when that mount serves the vault the
     variable names; in a mount of another vault it is refused: a request is never
-    served by a vault the caller did not name."""
+    served by a vault the caller did not name.  A path in no mount is relative to
+    the vault's root, as with --vault (it was refused, pointing at --vault: round
+    54b (3))."""
     vault = named_vault(args)
     if vault is None or args.vault is not None:
         return
     place = (request.get(path_keys[0]) if path_keys else None) or getattr(args, "place", None)
-    if place is None:
+    try:
+        mountpoint = locate(place, follow)[0] if place is not None else None
+    except MountPointError:
+        mountpoint = None
+    if mountpoint is None:
         args.vault = vault  # exactly as --vault: its mount, else the vault opened here
         return
-    mountpoint = _mount_for(place, follow)
     served = _vault_of(mountpoint)
     if served is None:
         raise MountPointError(f"the mount at {mountpoint} does not answer")

@@ -100,8 +100,11 @@ def _ask(args: argparse.Namespace, request: dict, path_keys: tuple[str, ...] = (
 
 
 def _create(args: argparse.Namespace) -> int:
+    from fusevault.target import named_vault
+
     expires_in = parse_duration(args.expires) if args.expires else None
-    path = args.path if args.vault else os.path.abspath(os.path.expanduser(args.path))
+    # A vault named (--vault or $FUSEVAULT_VAULT): the path may be relative to its root (54b (3)).
+    path = args.path if named_vault(args) else os.path.abspath(os.path.expanduser(args.path))
     answer = _ask(args, {"cmd": "link_create", "path": path, "server": args.relay,
                          "drop": args.append, "expires_in": expires_in}, ("path",))
     print(answer["link"])

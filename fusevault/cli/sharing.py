@@ -35,9 +35,12 @@ def add_commands(command: Command) -> None:
 
 
 def _path(args: argparse.Namespace) -> str | None:
+    from fusevault.target import named_vault
+
     if args.path is None:
         return None
-    return args.path if args.vault else os.path.abspath(os.path.expanduser(args.path))
+    # A vault named (--vault or $FUSEVAULT_VAULT): the path may be relative to its root (54b (3)).
+    return args.path if named_vault(args) else os.path.abspath(os.path.expanduser(args.path))
 
 
 def _ask(args: argparse.Namespace, request: dict) -> dict:

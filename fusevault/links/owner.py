@@ -178,16 +178,16 @@ class Links:
                    if n.is_dir or n.is_reg or stat.S_ISLNK(n.mode)]  # not fifos, devices
         keys, seq = record.keys, record.seq + 1
 
-        def publish() -> None:
-            client = LinkClient(record.server)
-            try:
-                manifest, blocks = content.upload(client, record.item, keys.append, sources)
-                body = capability.seal_share(keys, record.item, seq, manifest)
-                client.add_version(record.item, keys.append, {**body, "blocks": blocks})
-            finally:
-                client.close()
+        def publish(client: LinkClient) -> None:
+            manifest, blocks = content.upload(client, record.item, keys.append, sources)
+            trio.from_thread.check_cancelled()  # abandoned: no version made of what was sent
+            body = capability.seal_share(keys, record.item, seq, manifest)
+            client.add_version(record.item, keys.append, {**body, "blocks": blocks})
 
-        await trio.to_thread.run_sync(publish)
+        # Abandoned on a cancel as every link store call (``_network``): a store holding its answers
+        # held this thread, and the links' lock behind it, as long as it liked (attack round 54b (1)).
+        with LinkClient(record.server) as client:
+            await _network(publish, client)
         record.seq = seq
         await self._save(record, rev)
 
@@ -584,10 +584,13 @@ def _stamp(value: object) -> str | None:
 
 
 def _vault_blocks(volume: Volume, node: Node) -> Iterator[bytes]:
-    """A vault file's plaintext from a worker thread, read through the trio loop."""
+    """A vault file's plaintext from a worker thread, read through the trio loop; the thread abandoned
+    (``_network``), nothing more is read (trio.Cancelled)."""
+    trio.from_thread.check_cancelled()
     fh = trio.from_thread.run(volume.open, node.ino)
     try:
         for offset in range(0, node.size, content.BLOCK):
+            trio.from_thread.check_cancelled()
             yield trio.from_thread.run(volume.read, fh, offset, content.BLOCK)
     finally:
         trio.from_thread.run(volume.release, fh)
@@ -621,9 +624,9 @@ async def _network(fn: Callable[..., _T], *args: object) -> _T:
     held the thread, and her keys in memory, as long as it liked (attack round 53d (2)).  Abandoned,
     the thread ends on its own: its client is closed as the cancel leaves its ``with`` (its socket
     read then fails), and its answer has a deadline (http_answers.py); what it returns is dropped.
-    Nothing of the vault is touched from it: every call here is network and crypto only (not so
-    ``_publish``, which reads the vault through trio from its thread: not abandoned; a command, outside
-    her session, bounded by each answer's deadline)."""
+    Nothing of the vault is touched from it but by ``_publish``'s reads (``_vault_blocks``), which
+    stop once it is abandoned (a link store holding ``link push`` held the links' lock without end:
+    attack round 54b (1))."""
     return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
 

@@ -1,0 +1,81 @@
+"""Attack round 54b (1), where the thread was not abandoned: ``link push`` / ``link create`` of a share
+(links/owner.py ``_publish``) ran its uploads in a thread no cancel abandons, under the links' lock; a
+link store holding an answer's head held both as long as it liked (the scene and its cause:
+tests/unit/test_attack_54b.py).  Fixed: ``_publish`` goes through ``_network`` (abandoned on a cancel),
+and its vault reads stop once it is abandoned (``_vault_blocks``)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import trio
+
+from fusevault.links.owner import Links
+from fusevault.vault.services.placing import NoKernel
+from inprocess.conftest import make
+
+ITEM = "AbCdEfGhIjKlMnOpQrStUvWx"
+
+
+@contextmanager
+def head_holding_link_store() -> Iterator[tuple[str, threading.Event, threading.Event]]:
+    """A link store that makes items (``POST /items``) at once and answers every other request with
+    a head trickled a byte every 0.2 s until ``stop`` is set: (url, asked, stop)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    asked, stop = threading.Event(), threading.Event()
+
+    def one(conn: socket.socket) -> None:
+        with conn:
+            head = conn.recv(65536)
+            try:
+                if head.startswith(b"POST /items "):
+                    body = b'{"id": "%s"}' % ITEM.encode()
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+                    return
+                asked.set()
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.wait(0.2):
+                    conn.sendall(b"X")  # one endless header line, each byte well within httpx's timeout
+            except OSError:
+                pass
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", asked, stop
+    finally:
+        stop.set()
+        listener.close()
+
+
+async def test_a_link_store_holding_a_push_does_not_hold_its_cancel_nor_the_links_lock(fs) -> None:
+    """The push is cancelled (an unmount) while the store holds a block's answer: the cancel ends at
+    once, not when the store lets go (a timer lets go after 10 s so that a wait ends): until then the
+    links' lock was held, every other link command of hers waiting."""
+    await make(fs.ops, b"diary.txt", b"her diary")
+    links = Links(fs.volume, NoKernel())
+    with head_holding_link_store() as (url, asked, stop):
+        timer = threading.Timer(10, stop.set)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(links.create, b"diary.txt", url, False, None)
+                with trio.fail_after(30):
+                    while not asked.is_set():  # a block's upload is under way
+                        await trio.sleep(0.05)
+                timer.start()
+                nursery.cancel_scope.cancel()
+            let_go = stop.is_set()
+        finally:
+            timer.cancel()
+    assert not let_go, "the cancel waited for the link store to let go of the push (and the links' lock)"
