@@ -102,6 +102,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
+from holding_link_store import Held, answer, holding_link_store
 
 from fusevault import modes
 from fusevault.agent import sessions
@@ -112,53 +113,23 @@ from fusevault.vault.services.placing import NoKernel, make_dirs
 from fusevault.vault.tree.namespace import Caller
 from inprocess.conftest import agent_for, make, read_all
 
-ITEM = "AbCdEfGhIjKlMnOpQrStUvWx"
-
 
 @contextmanager
-def trickling_link_store(trickle: bool = True) -> Iterator[tuple[str, threading.Event, threading.Event]]:
+def trickling_link_store(trickle: bool = True) -> Iterator[Held]:
     """A link store that makes items (POST) and answers every GET one byte every half second, its
     length never reached, until ``stop`` is set: (url, asked, stop).  ``trickle`` False: an empty
     list of versions at once (the control)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    asked, stop = threading.Event(), threading.Event()
+    def hold(conn: socket.socket, stop: threading.Event) -> None:
+        if not trickle:
+            answer(conn, b'{"versions": []}')
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000000\r\n\r\n{")
+        while not stop.wait(0.5):
+            conn.sendall(b" ")
 
-    def one(conn: socket.socket) -> None:
-        with conn:
-            head = conn.recv(65536)
-            try:
-                if head.startswith(b"POST"):
-                    body = b'{"id": "%s"}' % ITEM.encode()
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-                    return
-                asked.set()
-                if not trickle:
-                    body = b'{"versions": []}'
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-                    return
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: 1000000\r\n\r\n{")
-                while not stop.wait(0.5):
-                    conn.sendall(b" ")
-            except OSError:
-                pass
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=one, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", asked, stop
-    finally:
-        stop.set()
-        listener.close()
+    with holding_link_store(hold) as held:
+        yield held
 
 
 async def test_a_trickling_link_store_does_not_keep_her_drive_unlocked(fs, monkeypatch) -> None:

@@ -12,51 +12,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
+from holding_link_store import Held, holding_link_store
 
 from fusevault.links.owner import Links
 from fusevault.vault.services.placing import NoKernel
 from inprocess.conftest import make
 
-ITEM = "AbCdEfGhIjKlMnOpQrStUvWx"
-
 
 @contextmanager
-def head_holding_link_store() -> Iterator[tuple[str, threading.Event, threading.Event]]:
+def head_holding_link_store() -> Iterator[Held]:
     """A link store that makes items (``POST /items``) at once and answers every other request with
     a head trickled a byte every 0.2 s until ``stop`` is set: (url, asked, stop)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    asked, stop = threading.Event(), threading.Event()
+    def hold(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.wait(0.2):
+            conn.sendall(b"X")  # one endless header line, each byte well within httpx's timeout
 
-    def one(conn: socket.socket) -> None:
-        with conn:
-            head = conn.recv(65536)
-            try:
-                if head.startswith(b"POST /items "):
-                    body = b'{"id": "%s"}' % ITEM.encode()
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-                    return
-                asked.set()
-                conn.sendall(b"HTTP/1.1 200 OK\r\n")
-                while not stop.wait(0.2):
-                    conn.sendall(b"X")  # one endless header line, each byte well within httpx's timeout
-            except OSError:
-                pass
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=one, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", asked, stop
-    finally:
-        stop.set()
-        listener.close()
+    with holding_link_store(hold) as held:
+        yield held
 
 
 async def test_a_link_store_holding_a_push_does_not_hold_its_cancel_nor_the_links_lock(fs) -> None:
