@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+
+import trio
 
 ITEM = "AbCdEfGhIjKlMnOpQrStUvWx"
 Held = tuple[str, threading.Event, threading.Event]
@@ -53,3 +55,21 @@ def holding_link_store(hold: Callable[[socket.socket, threading.Event], None]) -
     finally:
         stop.set()
         listener.close()
+
+
+async def let_go_before_the_cancel_ended(start: Callable[[trio.Nursery], Awaitable[object]],
+                                         asked: threading.Event, stop: threading.Event) -> bool:
+    """Whether a cancel of what ``start`` started waited for the store to let go: cancelled once the
+    store holds a request (``asked``); a timer lets go after 10 s, so that a wait ends."""
+    timer = threading.Timer(10, stop.set)
+    try:
+        async with trio.open_nursery() as nursery:
+            await start(nursery)
+            with trio.fail_after(30):
+                while not asked.is_set():
+                    await trio.sleep(0.05)
+            timer.start()
+            nursery.cancel_scope.cancel()
+        return stop.is_set()
+    finally:
+        timer.cancel()

@@ -102,7 +102,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
-from holding_link_store import Held, answer, holding_link_store
+from holding_link_store import Held, answer, holding_link_store, let_go_before_the_cancel_ended
 
 from fusevault import modes
 from fusevault.agent import sessions
@@ -148,18 +148,8 @@ async def test_a_trickling_link_store_does_not_hold_the_unmount(fs, monkeypatch)
     with trickling_link_store() as (url, asked, stop):
         await Links(fs.volume, NoKernel()).create(b"Inbox", url, True, None)
         agent = agent_for(fs)
-        timer = threading.Timer(10, stop.set)
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(agent.run, fs.volume, 3600)
-                with trio.fail_after(30):
-                    while not asked.is_set():
-                        await trio.sleep(0.05)
-                timer.start()
-                nursery.cancel_scope.cancel()
-            let_go = stop.is_set()
-        finally:
-            timer.cancel()
+        let_go = await let_go_before_the_cancel_ended(
+            lambda nursery: nursery.start(agent.run, fs.volume, 3600), asked, stop)
     assert not let_go, "the unmount waited for the link store's answer"
 
 

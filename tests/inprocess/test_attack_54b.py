@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
-from holding_link_store import Held, holding_link_store
+from holding_link_store import Held, holding_link_store, let_go_before_the_cancel_ended
 
 from fusevault.links.owner import Links
 from fusevault.vault.services.placing import NoKernel
@@ -39,16 +39,8 @@ async def test_a_link_store_holding_a_push_does_not_hold_its_cancel_nor_the_link
     await make(fs.ops, b"diary.txt", b"her diary")
     links = Links(fs.volume, NoKernel())
     with head_holding_link_store() as (url, asked, stop):
-        timer = threading.Timer(10, stop.set)
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(links.create, b"diary.txt", url, False, None)
-                with trio.fail_after(30):
-                    while not asked.is_set():  # a block's upload is under way
-                        await trio.sleep(0.05)
-                timer.start()
-                nursery.cancel_scope.cancel()
-            let_go = stop.is_set()
-        finally:
-            timer.cancel()
+        async def push(nursery: trio.Nursery) -> None:
+            nursery.start_soon(links.create, b"diary.txt", url, False, None)  # a block's upload held
+
+        let_go = await let_go_before_the_cancel_ended(push, asked, stop)
     assert not let_go, "the cancel waited for the link store to let go of the push (and the links' lock)"
