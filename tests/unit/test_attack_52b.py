@@ -65,12 +65,14 @@ from unit.test_attack_50c_keys import _older_key_record
 from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
 
 
-def _forged_branches(replicas, monkeypatch) -> tuple[object, str, list[int]]:
-    """The looks' judged-record counts: a forged winner and 64 forged leaves, no genuine one."""
+def _forged_branches(replicas, monkeypatch, *, node_here: bool = True) -> tuple[object, str, list[int]]:
+    """The looks' judged-record counts: a forged winner and 64 forged leaves, no genuine one (every
+    leaf naming her as the file's owner, her user document here), with her node here or not (a file
+    id of nothing: the server's to name, attack round 53c (3))."""
     here, there = replicas
     her, gwen, group, doc_id, _ = _gwens_group(there, gwen_first=True, bound="gwen")
     bound = dict(there.store.get(doc_id))
-    for each in (her.id, bound["fid"], gwen.id, group):  # every signer here: nothing on its way
+    for each in (her.id, *([bound["fid"]] if node_here else []), gwen.id, group):  # every signer here
         put(here, {k: v for k, v in there.store.get(each).items() if k != "_rev"})
     leaves = [{**bound, "_rev": f"1-{n:032x}", "key": b64e(b"the server's bytes %d" % n)}
               for n in range(1, replica.LEAVES_PER_DOC + 1)]

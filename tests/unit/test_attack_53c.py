@@ -106,8 +106,6 @@ Not tried: a real mount or a CouchDB server (the scenes are the mirror's own, as
 
 from __future__ import annotations
 
-import time
-
 from cryptography.hazmat.primitives import serialization
 
 from fusevault.encoding import b64e
@@ -118,6 +116,7 @@ from fusevault.vault.model import sharing
 from fusevault.vault.model.grants import record_doc
 from unit.test_attack_42a_keys import _next_revision
 from unit.test_attack_43b_keys import _gwens_group
+from unit.test_attack_52b import _forged_branches
 from unit.test_key_mirror import Owner, clock, pair, put  # noqa: F401 (fixtures)
 
 
@@ -190,34 +189,9 @@ def test_a_forged_winner_over_a_genuine_leaf_with_its_proofs_here_is_replaced_co
 
 
 def _forged_looks(replicas, monkeypatch, node_here: bool) -> list[int]:
-    """52b (3)'s scene (a forged winner and 64 forged leaves, every leaf naming her as the file's owner,
-    her user document here), with her node here or not (a file id of nothing: the server's to name);
-    the records judged at each of three looks."""
-    here, there = replicas
-    her, gwen, group, doc_id, _ = _gwens_group(there, gwen_first=True, bound="gwen")
-    bound = dict(there.store.get(doc_id))
-    for each in (her.id, gwen.id, group, *([bound["fid"]] if node_here else [])):
-        put(here, {k: v for k, v in there.store.get(each).items() if k != "_rev"})
-    leaves = [{**bound, "_rev": f"1-{n:032x}", "key": b64e(b"the server's bytes %d" % n)}
-              for n in range(1, replica.LEAVES_PER_DOC + 1)]
-    winner = {**bound, "_rev": "1-" + "f" * 32, "key": b64e(b"the server's winner")}
-    replica.store_revisions(here.store, [*leaves, winner])
-    calls: list[int] = []
-    real = key_mirror.genuine_in_store
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(key_mirror, "genuine_in_store", counted)
-    looks = []
-    for _ in range(3):
-        calls.clear()
-        start = time.perf_counter()
-        here.keys.arrived([doc_id])  # a look (each arrival of it, each walk: ``refresh``, every 60 s)
-        looks.append(len(calls))
-        print(f"a look: {len(calls)} records judged in {time.perf_counter() - start:.4f} s")
-    return looks
+    """52b (3)'s scene with her node here or not; the records judged at each of three looks (each
+    arrival of the document, each walk: ``refresh``, every 60 s)."""
+    return _forged_branches(replicas, monkeypatch, node_here=node_here)[2]
 
 
 def test_forged_leaves_of_a_file_not_here_are_not_judged_at_every_look(pair, clock, monkeypatch) -> None:  # noqa: F811
