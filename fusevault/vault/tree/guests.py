@@ -455,10 +455,12 @@ def carried_wrapping(doc: dict, fresh: Node, trust: Trust | None, store: Store |
 
 def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store) -> dict | None:
     """The wrapping of a version of the file its owner signed at ``fresh``'s epoch (at most
-    ``WRAPPING_VERSIONS`` looked at), or None."""
+    ``WRAPPING_VERSIONS`` looked at), or None.  Only versions naming her as their signer count
+    towards the bound: a member's versions carry her wrapping too, and 64 of them hid hers."""
     looked = 0
     for version in store.by_file(VERSION, fresh.fid):
-        if version.get("owner") != fresh.owner or version.get("epoch", 0) != fresh.epoch:
+        if (version.get("owner") != fresh.owner or version.get("epoch", 0) != fresh.epoch
+                or not _names_as_signer(version, fresh.owner)):
             continue
         wrapping = wrapping_of(version)
         if not wrapping or not wrapping_ok(wrapping):
@@ -472,6 +474,14 @@ def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store) -> dict
         except Forged:
             continue
     return None
+
+
+def _names_as_signer(doc: dict, user: str) -> bool:
+    """Whether ``doc`` says ``user`` signed it (not verified; a malformed signature says no one)."""
+    try:
+        return signer_of(doc) == user
+    except Forged:
+        return False
 
 
 def virtual_dir(ino: int, fid: str, like: Node) -> Node:
