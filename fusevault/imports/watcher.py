@@ -18,6 +18,7 @@ deadlocked it for good, a personal mount too (attack round 53b, (4) and (5)).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -44,9 +45,13 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER = 60  # seconds after a failure (a missing source folder, say) before trying again
 POLL = 1.0  # seconds between two walks of the watched folder
-# A walk waits this many times its own length before the next: a big folder costs its helper a
-# bounded share of a core, not all of it.
+# A walk waits this many times its own length before the next: a big folder costs a bounded share
+# of a core (his helper's system calls, and this process's decoding of their answers and comparing
+# them with the walk before, in a worker thread: a fifth of the time at most), not all of it.
 POLL_SHARE = 4
+# What a failed look at one folder means: nothing there now (or not his to read).  Any other error
+# (EIO: his helper gone and being started again) makes the whole walk count as not done.
+PASSED_OVER = frozenset({errno.EACCES, errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EPERM})
 
 
 UNSEEN = Stamp(-1, -1, -1, -1)
@@ -109,21 +114,28 @@ def stamps(host: HostAccess, root: int, locations: list[str]) -> dict[str, Stamp
     return found
 
 
+def walked(host: HostAccess, root: int, known: dict[str, Stamp | None]
+           ) -> tuple[dict[str, Stamp | None], set[str], dict[str, Stamp | None]]:
+    """A walk (``walk``) and what changed since ``known``: (found, gone, changed), all in the calling
+    thread, so a folder of many files costs the loop only what changed."""
+    found = walk(host, root)
+    return found, known.keys() - found.keys(), {loc: st for loc, st in found.items() if known.get(loc) != st}
+
+
 def walk(host: HostAccess, root: int, under: str = "") -> dict[str, Stamp | None]:
     """Every regular file under ``under`` in the watched folder (``root``, held; links are not
     followed; folders the user may not read are passed over, as os.walk does; nor is a folder of
     another file system: a mount in his folder, his FUSE or this drive itself, is not walked)."""
     found: dict[str, Stamp | None] = {}
-    try:
-        device = host.lstat(".", dir_fd=root).st_dev
-    except OSError:
-        return found
+    device = host.lstat(".", dir_fd=root).st_dev
     folders = [under]
     while folders:
         folder = folders.pop()
         try:
             entries = source_paths.scan(host, root, folder)
-        except OSError:
+        except OSError as err:
+            if err.errno not in PASSED_OVER:
+                raise
             continue
         for name, st in entries:
             location = os.path.join(folder, name) if folder else name
@@ -223,11 +235,15 @@ class ImportService:
             known: dict[str, Stamp | None] = {}
             while True:
                 started = trio.current_time()
-                found = await self.threads.run(walk, self.host, root)
-                for location in known.keys() - found.keys():
-                    pending.forget(location)
-                self._note(pending, {loc: st for loc, st in found.items() if known.get(loc) != st})
-                known = found
+                try:
+                    known, gone, changed = await self.threads.run(walked, self.host, root, known)
+                except OSError as err:  # the walk not done: nothing concluded from it
+                    log.warning("import: the watched folder could not be looked at (%s); again soon",
+                                err.strerror or err)
+                else:
+                    for location in gone:
+                        pending.forget(location)
+                    self._note(pending, changed)
                 await trio.sleep(max(POLL, POLL_SHARE * (trio.current_time() - started)))
 
     @staticmethod
