@@ -622,8 +622,10 @@ async def _network(fn: Callable[..., _T], *args: object) -> _T:
     The drop boxes are collected in her session's scope, and her lock (``fusevault lock``, the TTL,
     the unmount) cancels it and waits for it to end: a link store answering a byte every few seconds
     held the thread, and her keys in memory, as long as it liked (attack round 53d (2)).  Abandoned,
-    the thread ends on its own: its client is closed as the cancel leaves its ``with`` (its socket
-    read then fails), and its answer has a deadline (http_answers.py); what it returns is dropped.
+    the thread ends on its own, at the latest when its answer's deadline (http_answers.py: every
+    read and write of the exchange, the head's too, bounded by it) has passed; what it returns is
+    dropped.  (Closing its client as the cancel leaves the ``with`` does not wake a read already
+    blocked on the socket: the deadline is what ends it.)
     Nothing of the vault is touched from it but by ``_publish``'s reads (``_vault_blocks``), which
     stop once it is abandoned (a link store holding ``link push`` held the links' lock without end:
     attack round 54b (1))."""
