@@ -12,7 +12,7 @@ honest member's edits carry the attacker's wrapping, and her unlock refuses them
   65 (``WRAPPING_VERSIONS`` + 1) copies of alice's version document of the file under new ids, each with
   his wrapping text (well shaped: ``wrapping_ok``) and her signature left as it was (naming her,
   failing), and her genuine version is served again after them (a new revision: last in the local
-  store's ``by_file``; CouchDB's ``_find`` answers in id order: ids sorting before hers do it).  carol's
+  store's ``by_file``; CouchDB's ``_find`` with no sort scans by id: ids sorting before hers do).  carol's
   device unlocks (nothing held), then chmods the file; alice's devices are locked meanwhile, then one
   unlocks.
 - Seen: carol's unlock carries bob's wrapping (``guests._signed_wrapping`` counts each copy naming her
@@ -28,6 +28,8 @@ honest member's edits carry the attacker's wrapping, and her unlock refuses them
   (53c (2)'s limit, which the open list gives for a folder or an older client only, now at an
   attacker's will for any file), and each of her commits said as a forgery of hers while she is up;
   until carol's device holds a state alice signed at that epoch (alice's next commit of the file).
+  Not only at an unlock: after each re-key of hers, a member's state at the new epoch reaching carol's
+  device before alice's own (nothing held at that epoch) is looked up the same way (not run).
 - Fix: look first at the version the state's ``head`` names (her contents' version, when she signed
   it), or at one already verified (the ``verified`` cache); or count one signature once (65 bodies under
   one copied signature are one forgery), or keep per file the id of the version whose wrapping was hers
