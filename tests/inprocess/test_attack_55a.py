@@ -57,6 +57,9 @@ device's state mid-reseal seals it under the new key (no key of hers kept); her 
 one epoch found by ``her_key_at``'s lists only when one's recipients are a subset of the other's (no
 removed member then); the rebuilt folder's proof (``repairing._rebuild_folder``: a random key at the
 old epoch, its proof bound to it; her other device takes it as a key change at one epoch).
+53a (4)'s ``_claims_as_seen`` read through: a member's revival of her forgotten file at the ledger's
+epoch while it is claimed is judged no claim (``known`` None) but re-keyed by ``_claimed_re_keyed``;
+below that epoch ``_new_node_judged`` takes it back; ``claims_said`` is kept only for claimed files.
 Not tried (time): 53a's claim save window under a failing disk (``Ledger.save`` logs an OSError and her
 commit goes on), ``claims_said`` across a damaged ledger.
 """
