@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from fusevault.host_access import Direct
 from fusevault.host_access import threads as host_threads
 from fusevault.host_access.helper import AsUser, serve_requests
 from fusevault.host_access.threads import THREADS, HostThreads
+from fusevault.imports import source_paths
+from fusevault.imports.import_records import Stamp
 from fusevault.imports.watcher import walk, walked
 
 
@@ -108,3 +111,87 @@ def test_control_a_folder_of_a_few_thousand_names_is_walked_through_his_helper(t
         os.close(root)
         host.close()
     assert "report.txt" in found and len(found) == 4_002
+
+
+class _Counted(Direct):
+    """His helper's calls counted (each is a round trip to it: a datagram each way, a descriptor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def call(self, op, *args, fd=None):
+        self.calls += 1
+        return super().call(op, *args, fd=fd)
+
+
+def _chain(top: Path, depth: int) -> None:
+    """``top/d/d/.../d`` (``depth`` folders), made one step at a time (a path past PATH_MAX is fine)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.xfail(strict=True, reason="55c (3): a walk costs his helper depth squared / 2 round trips for a chain of folders (10,000 deep: 50 million a walk)")
+def test_a_deep_chain_of_folders_costs_the_walk_calls_in_proportion(tmp_path: Path) -> None:
+    depth = 200
+    _chain(tmp_path, depth)
+    host = _Counted()
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found = walk(host, root)
+    finally:
+        os.close(root)
+    assert list(found) == ["/".join(["d"] * depth + ["deep.txt"])]
+    print(f"{host.calls} calls of his helper for {depth} folders")
+    assert host.calls <= 4 * (depth + 1)  # seen: 20,302 (one open per folder on the way, for each folder)
+
+
+def test_control_a_wide_folder_costs_the_walk_one_call_per_folder(tmp_path: Path) -> None:
+    for number in range(200):
+        (tmp_path / f"d{number}").mkdir()
+        (tmp_path / f"d{number}" / "f.txt").write_text("x")
+    host = _Counted()
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found = walk(host, root)
+    finally:
+        os.close(root)
+    assert len(found) == 200 and host.calls <= 4 * 201
+
+
+class _SavedMeanwhile(Direct):
+    """An editor's save (a new file renamed over the name) lands right after the importer's look."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        super().__init__()
+        self.folder, self.name, self.saved = folder, name, False
+
+    def lstat(self, path, *, dir_fd=None):
+        found = super().lstat(path, dir_fd=dir_fd)
+        if path == self.name and not self.saved:
+            self.saved = True
+            (self.folder / ".save.tmp").write_text("her newest version, never imported")
+            os.rename(self.folder / ".save.tmp", self.folder / self.name)
+        return found
+
+
+@pytest.mark.xfail(strict=True, reason="55c (4): delete_file_from_source removes a file saved over the imported one between its look and the unlink")
+def test_a_save_landing_between_the_look_and_the_unlink_is_not_removed(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("the version imported")
+    imported = Stamp.of(os.lstat(tmp_path / "notes.txt"))  # the record's stamp
+    host = _SavedMeanwhile(tmp_path, "notes.txt")
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        source_paths.remove_if(host, root, "notes.txt", lambda st: Stamp.of(st) == imported)
+    finally:
+        os.close(root)
+    assert host.saved
+    assert (tmp_path / "notes.txt").exists(), "her newest version, never imported, was deleted"
