@@ -21,7 +21,7 @@ from fusevault.host_access.helper import AsUser, serve_requests
 from fusevault.host_access.threads import THREADS, HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Stamp
-from fusevault.imports.watcher import walk, walked
+from fusevault.imports.watcher import Pending, walk, walked
 
 
 def _open_count() -> int:
@@ -195,3 +195,25 @@ def test_a_save_landing_between_the_look_and_the_unlink_is_not_removed(tmp_path:
         os.close(root)
     assert host.saved
     assert (tmp_path / "notes.txt").exists(), "her newest version, never imported, was deleted"
+
+
+class _Looked(dict):
+    """``Pending.items`` with a count of the entries a look at it went through."""
+
+    looked = 0
+
+    def items(self):
+        for item in super().items():
+            _Looked.looked += 1
+            yield item
+
+
+@pytest.mark.xfail(strict=True, reason="55c (5): every tick (0.5 s) looks at every file pending on the mount's loop: 200k files he may not read block it ~0.25 s in 0.5")
+def test_a_tick_with_nothing_due_does_not_look_at_every_pending_file_on_the_loop() -> None:
+    pending = Pending(2.0)
+    pending.items = _Looked()
+    for number in range(100_000):  # names of one file of his he may not read (chmod 000, hard links)
+        pending.retry(f"f{number // 10_000}/{number:05}.pdf", 0.0, 60)  # failed: again in 60 s
+    _Looked.looked = 0
+    assert pending.due(1.0) == []  # _take_settled's tick, on the loop: nothing due for a minute
+    assert _Looked.looked <= 1_000, f"{_Looked.looked} entries looked at on the loop for nothing due"
