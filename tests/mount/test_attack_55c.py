@@ -11,6 +11,7 @@ descriptor of his watched folder.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -65,3 +66,41 @@ def _lock_and_leak(people: People, rounds: int) -> int:
 @pytest.mark.xfail(strict=True, reason="55c (1): a lock while his threads are held leaks root's descriptor of his watched folder, one per lock")
 def test_a_lock_while_his_threads_are_held_leaks_no_descriptor_of_his_watched_folder(people: People) -> None:
     assert _lock_and_leak(people, rounds=2) <= 1
+
+
+def _watch_with_many_names(people: People, names: int) -> bool:
+    """bob watches a folder holding report.txt and a folder of ``names`` names (255 bytes, not UTF-8,
+    ending in ``.part``: never imported, only listed) of one file of his: whether report.txt is
+    imported within 40 s."""
+    people.unlock("bob")
+    bob = people.linux["bob"]
+    inbox = people.place / "bob" / f"many-55c-{names}"
+    people.ok("bob", f"rm -rf {inbox} && mkdir -p {inbox}/many && echo his report > {inbox}/report.txt"
+                     f" && echo x > {inbox}/many/first")
+    fd = os.open(inbox / "many", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for number in range(names):  # as root: quicker than his shell; hard links of his own file
+            os.link("first", b"%06d" % number + b"\xff" * 244 + b".part", src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+    assert os.stat(inbox / "many" / "first").st_uid == bob.pw_uid
+    for key, value in (("settle_seconds", "0.3"), ("source_dir_to_watch", str(inbox))):
+        done = people.fusevault("bob", "config", "set", key, value, "--mount", str(people.mnt))
+        assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        if people.sh("bob", "cat $M/Imported/report.txt").returncode == 0:
+            return True
+        time.sleep(0.5)
+    status = people.fusevault("bob", "status", str(people.mnt))
+    print("his status:", status.stdout)
+    return False
+
+
+def test_control_a_folder_of_a_few_thousand_names_leaves_his_imports_going(people: People) -> None:
+    assert _watch_with_many_names(people, int(os.environ.get("N55", "4000")))
+
+
+@pytest.mark.xfail(strict=True, reason="55c (2): a folder of 45k names (195k ASCII ones) under his watched folder: every walk EIO, nothing imported")
+def test_a_folder_of_many_names_in_his_watched_folder_leaves_his_imports_going(people: People) -> None:
+    assert _watch_with_many_names(people, 45_000)
