@@ -7,6 +7,11 @@ and an export), locks, lets the helper go (``kill -CONT``) and unlocks; again.  
 is cancelled and its ``finally`` asks ``clean_up(os.close, root)``: no thread of his is free, the
 clean-up is given up after ``CLEAN_UP_WAIT`` (10 s) before it ever started, and nobody closes root's
 descriptor of his watched folder.
+
+55c (2) (full account in the unit file): bob's watched folder holds report.txt and a folder of 45,000
+names (255 bytes, not UTF-8, ending in ``.part``: listed, never imported) of one file of his: the
+helper's answer for that folder passes wire.MAX_TOTAL, every walk fails with EIO, report.txt is never
+imported and ``status`` says "import idle".  Control: 4,000 such names, report.txt imported.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ def _lock_and_leak(people: People, rounds: int) -> int:
     return _held_within(mount, inbox, 1, 15)
 
 
-@pytest.mark.xfail(strict=True, reason="55c (1): a lock while his threads are held leaks root's descriptor of his watched folder, one per lock")
+@pytest.mark.xfail(strict=True, reason="55c (1): a lock while his threads are held leaks root's "
+                   "descriptor of his watched folder, one per lock")
 def test_a_lock_while_his_threads_are_held_leaks_no_descriptor_of_his_watched_folder(people: People) -> None:
     assert _lock_and_leak(people, rounds=2) <= 1
 
@@ -101,6 +107,7 @@ def test_control_a_folder_of_a_few_thousand_names_leaves_his_imports_going(peopl
     assert _watch_with_many_names(people, int(os.environ.get("N55", "4000")))
 
 
-@pytest.mark.xfail(strict=True, reason="55c (2): a folder of 45k names (195k ASCII ones) under his watched folder: every walk EIO, nothing imported")
+@pytest.mark.xfail(strict=True, reason="55c (2): a folder of 45k names (195k ASCII ones) under his "
+                   "watched folder: every walk EIO, nothing imported")
 def test_a_folder_of_many_names_in_his_watched_folder_leaves_his_imports_going(people: People) -> None:
     assert _watch_with_many_names(people, 45_000)

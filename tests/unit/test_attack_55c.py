@@ -1,8 +1,93 @@
-"""Attack round 55c: the shared mount's watched folder and helpers after 53b (07efc0b, ce41fe8).
+"""Attack round 55c at 53b's fixes and their review (07efc0b, ce41fe8): the shared mount's watched
+folder (imports/watcher.py ``walk``, ``walked``, ``Pending``; source_paths.py), ``HostThreads``
+(host_access/threads.py), the helpers (helper.py ``AsUser``, wire.py, spawner.py).  Threat: a local
+user (not root) of a shared mount, or an honest user with an ordinary folder.  Real-mount scenes of (1)
+and (2): tests/mount/test_attack_55c.py.
 
-Threat: a local user (not root) of a shared mount, or an honest user with an ordinary big folder.
+(1) medium: a clean-up given up before it started never runs: root's descriptors leak, one per lock
+Attack: bob watches a folder; he stops his helper (``kill -STOP``, his own process), asks two exports
+  and hangs up (his walk and one export now hold his two threads, waiting on the helper), locks, lets
+  the helper go, unlocks; again.
+Seen: ``test_a_clean_up_given_up_while_his_threads_are_held_still_closes`` (unit): the close asked by
+  ``clean_up`` while every thread of his is held is given up after ``CLEAN_UP_WAIT`` before it ever
+  started (it waited for the limiter: ``trio.to_thread.run_sync`` never runs a call cancelled while it
+  waits for a token), and nothing runs it later: the descriptor stays open for good.  In the real
+  mount (``tests/mount/test_attack_55c.py::test_a_lock_while_his_threads_are_held_leaks_no_descriptor_
+  of_his_watched_folder``): root's descriptors of his watched folder 1 -> 2 -> 3 over two rounds (each
+  lock also took 10.2 s).  Expected: closed once a thread of his is free.
+Cause: host_access/threads.py:64-67 ``clean_up`` (a deadline on the whole ``run``, limiter wait
+  included; the log says "left to it", but nothing was left to run); callers watcher.py ``_watch``
+  (``os.close, root``), importer.py ``_hash_source``/``_copy`` (``source.close``: a file object,
+  closed later by its finalizer on the loop), exporting.py ``_write`` (``_close, fd`` and
+  ``out.discard``: the temporary file left too), ``HostThreads.run``'s late ``discard``.
+Impact: one root descriptor per lock (or settings change) with his threads held, ~25 s a round, without
+  bound: RLIMIT_NOFILE (1024 for a service) reached in hours, then every user's opens fail (EMFILE).
+  A FUSE folder of his that never answers does it without signals.
+Fix (suggested): a clean-up that could not start is queued, not dropped: e.g. run it in a thread of
+  its own outside the limiter (a close of a descriptor the mount holds is the mount's work), or keep
+  a list of pending clean-ups run by the next thread of his that ends.
 
-(placeholder: filled below)
+(2) medium: one folder of many names under the watched folder stops every import, for good, silently
+Attack (or honest use): a folder under his watched folder whose listing, as the helper's JSON answer,
+  passes wire.MAX_TOTAL (64 MiB): 45,000 names of 255 bytes not UTF-8 (each byte ``\\udcff``, 6 bytes
+  in JSON), ~100,000 of 85 CJK characters, ~195,000 ASCII names of 200 bytes, ~400,000 short ones.
+Seen: ``test_a_folder_of_many_names_in_the_watched_folder_does_not_stop_every_import``: ``walked``
+  raises EIO ("the helper of uid .. is gone"); the walk concludes nothing, so nothing anywhere in the
+  watched folder is ever imported; in the real mount (``::test_a_folder_of_many_names_in_his_watched_
+  folder_leaves_his_imports_going``) his report.txt is not imported in 40 s while ``status`` says
+  "import idle" (a log warning only); each walk kills his helper (``AsUser._forget``) and forks a new
+  one, after root's mount took in 64 MiB.  Control (4,000 such names): walked, imported.
+Cause: host_access/wire.py:19, :40 (the cap ends the answer as None), helper.py:60 (EIO), watcher.py
+  :137 (EIO is not PASSED_OVER: the whole walk fails) and :241 (said in the log only).
+Impact: honest data never imported (a big download folder, a maildir), nothing said to the user;
+  another local user who may write into a folder under it stops it too.
+Fix (suggested): a scan answered in bounded pages (the helper streams entries, or ``scan`` takes an
+  offset/count) or names sent as bytes (base64/latin-1, not ``\\udcXX``); a folder past a cap passed
+  over as unreadable (said in ``status``), not the whole walk failed.
+
+(3) low: a chain of folders costs the walk depth^2/2 round trips to his helper
+Seen: ``test_a_deep_chain_of_folders_costs_the_walk_calls_in_proportion``: 200 nested folders, 20,302
+  helper calls per walk (a 400-deep chain through a helper on a socketpair: 80,602 calls, 7.7 s).
+  10,000 levels (made in a second) are 50 million calls a walk, hours of one mount thread's and his
+  helper's CPU per walk (``POLL_SHARE`` then waits four times that: his imports are seen every few
+  hours).  Control: 200 folders side by side, at most 4 calls each.
+Cause: watcher.py ``walk`` scans each folder by its location from ``root`` (source_paths.py:67-80
+  ``parent`` opens every folder on the way again).  Fix: walk by descriptors (a folder opened from its
+  parent's descriptor, held while its children are scanned, depth-first with a bound on held ones).
+
+(4) low (data loss, narrow window): delete_file_from_source removes a file that was never imported
+Seen: ``test_a_save_landing_between_the_look_and_the_unlink_is_not_removed``: an editor's save (a new
+  file renamed over the name) landing between ``remove_if``'s lstat and its unlink (two helper round
+  trips) is deleted: her newest version is gone, never imported.
+Cause: source_paths.py:118-124 (look, then unlink by name: a name, not the file looked at).
+Fix (suggested): rename the file to a private name of the folder first (renameat2 NOREPLACE), lstat
+  that, then unlink it, or rename it back (NOREPLACE; kept beside under a conflict name if taken).
+
+(5) medium-low: every 0.5 s tick looks at every pending file on the mount's loop
+Attack: bob puts N names of one file he may not read (``chmod 000``, hard links: 200,000 in ~10 s,
+  spread over folders under the cap of (2)) in his watched folder: each fails to open (EACCES) and is
+  retried every 60 s (``Pending.retry``): pending for good.
+Seen: ``test_a_tick_with_nothing_due_does_not_look_at_every_pending_file_on_the_loop``: a tick with
+  nothing due goes through all 100,000 entries.  Measured in-process: ``Pending.due`` 0.27 s for
+  200,000 pending (0.63 s for 1,000,000) on this loaded machine, at every 0.5 s tick (watcher.py:259,
+  on the loop): the loop busy about half the time for every user; the walk's dicts and ``Pending``
+  85 MB for 200,000 names (tracemalloc), and a log warning per file per minute.
+Cause: watcher.py:84 ``Pending.due`` (a full scan and sort), :259 on the loop; no bound on the names
+  a watched folder holds.  Fix (suggested): a heap of due times (a tick costs what is due), retried
+  files in the heap; a cap on the files tracked per watch (past it: said, the rest passed over).
+
+What held (tests kept as controls, or read): a FIFO, socket or device swapped in is never waited on
+  (``SOURCE_FLAGS`` O_NONBLOCK, fstat S_ISREG); a folder swapped for a link between the walk and the
+  import leads nowhere (``parent`` O_NOFOLLOW per step); ``_Handover`` gives a late result to exactly
+  one side (read, 53b's tests); the spawner's count per uid and its kill of a stopped helper (read;
+  53b's tests); a walk never deletes (only ``_remove_source`` after an import, by stamp);
+  ``test_control_a_folder_of_a_few_thousand_names_is_walked_through_his_helper``,
+  ``test_control_a_wide_folder_costs_the_walk_one_call_per_folder``.
+Not tried: (5) in a real mount (the first batch of 200,000 failing files takes minutes before the
+  ticks begin); a btrfs subvolume under the watched folder (another st_dev: never walked, so never
+  imported, silently; no btrfs here); an abandoned walk or ``remove_if`` using ``root`` after
+  ``_watch`` closed it (a reused number sent to his helper: his rights still apply to every lookup,
+  read only); many users at once; fork storms (bounded by HELPERS_PER_USER, read).
 """
 
 from __future__ import annotations
@@ -28,9 +113,10 @@ def _open_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.xfail(strict=True, reason="55c (1): a clean-up given up while his threads are all held never runs: root's descriptor of his folder leaks")
-def test_a_clean_up_given_up_while_his_threads_are_held_still_closes(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.xfail(strict=True, reason="55c (1): a clean-up given up while his threads are all held "
+                   "never runs: root's descriptor of his folder leaks")
+def test_a_clean_up_given_up_while_his_threads_are_held_still_closes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host_threads, "CLEAN_UP_WAIT", 0.3)
     release = threading.Event()
     held = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)  # root's descriptor of his watched folder
@@ -84,7 +170,8 @@ def _linked(folder: Path, count: int, name: bytes) -> None:
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="55c (2): one folder of ~40k names (150k-400k honest ones) under the watched folder fails every walk (EIO): nothing is imported, for good")
+@pytest.mark.xfail(strict=True, reason="55c (2): one folder of ~40k names (150k-400k honest ones) "
+                   "under the watched folder fails every walk (EIO): nothing is imported, for good")
 def test_a_folder_of_many_names_in_the_watched_folder_does_not_stop_every_import(tmp_path: Path) -> None:
     (tmp_path / "report.txt").write_text("hers, to import")
     # 42,000 names of 255 bytes not UTF-8: 1,675 bytes each in the helper's JSON answer (\udcff per
@@ -139,7 +226,8 @@ def _chain(top: Path, depth: int) -> None:
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="55c (3): a walk costs his helper depth squared / 2 round trips for a chain of folders (10,000 deep: 50 million a walk)")
+@pytest.mark.xfail(strict=True, reason="55c (3): a walk costs his helper depth squared / 2 round "
+                   "trips for a chain of folders (10,000 deep: 50 million a walk)")
 def test_a_deep_chain_of_folders_costs_the_walk_calls_in_proportion(tmp_path: Path) -> None:
     depth = 200
     _chain(tmp_path, depth)
@@ -183,7 +271,8 @@ class _SavedMeanwhile(Direct):
         return found
 
 
-@pytest.mark.xfail(strict=True, reason="55c (4): delete_file_from_source removes a file saved over the imported one between its look and the unlink")
+@pytest.mark.xfail(strict=True, reason="55c (4): delete_file_from_source removes a file saved over "
+                   "the imported one between its look and the unlink")
 def test_a_save_landing_between_the_look_and_the_unlink_is_not_removed(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("the version imported")
     imported = Stamp.of(os.lstat(tmp_path / "notes.txt"))  # the record's stamp
@@ -208,7 +297,8 @@ class _Looked(dict):
             yield item
 
 
-@pytest.mark.xfail(strict=True, reason="55c (5): every tick (0.5 s) looks at every file pending on the mount's loop: 200k files he may not read block it ~0.25 s in 0.5")
+@pytest.mark.xfail(strict=True, reason="55c (5): every tick (0.5 s) looks at every file pending on "
+                   "the mount's loop: 200k files he may not read block it ~0.25 s in 0.5")
 def test_a_tick_with_nothing_due_does_not_look_at_every_pending_file_on_the_loop() -> None:
     pending = Pending(2.0)
     pending.items = _Looked()
