@@ -94,8 +94,8 @@ What held (tests kept as controls, or read): a FIFO, socket or device swapped in
 Leads not confirmed: with ``user_allow_other`` (off here) a source on a FUSE of his whose clean-up
   (1) gave up is closed by its file object's finalizer on the loop (importer.py ``_hash_source``/
   ``_copy``): a FLUSH his daemon never answers would freeze the mount as 51t's hole 1 did.
-Not tried: 10,000,000 names (5); a btrfs subvolume under the watched folder (another st_dev: never walked, so never
-  imported, silently; no btrfs here); an abandoned walk or ``remove_if`` using ``root`` after
+Not tried: 10,000,000 names (5); a btrfs subvolume under the watched folder (another st_dev: never
+  walked, so never imported, silently; no btrfs here); an abandoned walk or ``remove_if`` using ``root`` after
   ``_watch`` closed it (a reused number sent to his helper: his rights still apply to every lookup,
   read only); many users at once; fork storms (bounded by HELPERS_PER_USER, read).
 """
