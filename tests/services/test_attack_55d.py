@@ -22,10 +22,32 @@ pouchdb-server, real mounts.
     fix: write_local (or `_get`) renames the tops as receive does (`away_from_views(dest, tops)`),
     the rename said; or refuses a fetch into the root of a mount whose top looks reserved.
 
+(3) Every request to an expired drop box reads all its drops, bodies and all (relay amplification)
+    attacker: anyone with the box's drop link (handed to many: a scanner, a web form, strangers)
+    fills it before its expiry, then anyone who knows its id (the link's path) asks it anything.
+    steps: before the expiry, drops of large bodies (a version's private_enc may be 64 MiB,
+    item_routes.py MAX_JSON; no cap on a box's versions); after it, keyless `GET /items/ID`
+    (describe: hashinfo is read without a key) over and over, 400 a second per address.
+    seen: each request reads every version document of the box from CouchDB into the relay's
+    memory (`_item` -> `_holds_drops` -> `_of_item("version", ...)`, full documents, limit 10^6),
+    only to answer 410: with 300 drops of 200 KB (60 MB), 0.70 s a request against 3.4 ms while the
+    box was live (pouchdb-server here, 3 requests each); the cost grows with what was dropped, for
+    30 days after the expiry (DROPS_KEPT), and the owner's own collection pays it once per block
+    fetched (`block` -> `_item(collecting=True)`).  Before 53t (2) an expired item was purged at
+    its first request (one read of it all, once).
+    expected: an expired box's check costs one small read (is any drop left?), whatever it holds.
+    cause: fusevault/relay/items.py `_holds_drops` (`any(... for v in self._of_item("version", ...))`),
+    called by `_item` on every request to an expired item that keeps drops.
+    impact: medium: a relay (send/receive and links for everyone) made to read gigabytes per cheap
+    request: memory exhausted or its threads and CouchDB saturated, by anyone with a drop link.
+    fix: ask CouchDB for one live version only (selector with `"deleted": false`, `limit: 1`,
+    `fields: ["_id"]`), or keep a count of live drops in the item document.
+
 What held (read, not run unless named): the link store's expiry of a drop box (relay/items.py
 `_item`, `_holds_drops`): an expired box answers only its owner's collection (delete key for the
 list and deletes, the read key, which no drop link carries, for blocks), appends refused first;
-a box's `keeps_drops` is set only at create or by the delete key, and only ever to true; the
+a box's `keeps_drops` is set only at create or by the delete key, and only ever to true
+(`test_control_a_dropper_cannot_mark_nor_reopen_a_box`); the
 revoke closes the box (append key replaced) before its collection, so nothing is dropped between
 the count and the delete.  The names skeleton of receive at the root (output.py
 `away_from_views`): realpath of `-o`, one stable name, clashes refused.  `_place_of` (53t (3)):
@@ -39,6 +61,9 @@ drop collection.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import uuid
 from pathlib import Path
@@ -49,6 +74,8 @@ from conftest import fusevault, mounted, running_relay
 
 from fusevault.links import capability, content
 from fusevault.links.client import LinkClient
+from fusevault.relay.items import ItemStore, Presented
+from fusevault.relay.limits import Refused
 from fusevault.vault.model import names
 
 
@@ -97,3 +124,83 @@ def test_control_a_fetched_folder_of_another_name_arrives_at_the_root(relay: str
         got = fusevault("link", "get", link, passphrase=None, cwd=mnt)
         assert got.returncode == 0, got.stderr
         assert (mnt / "papers" / "bob" / "contract.txt").read_text() == "his"
+
+
+def _filled_box(store: ItemStore, drops: int, size: int) -> tuple[str, dict[str, bytes]]:
+    """A drop box (made as a client of round 53 makes one) with ``drops`` versions of ``size``-byte
+    bodies, stored as add_version stores them (directly: the test is about what is read later)."""
+    keys = {role: os.urandom(32) for role in ("read", "append", "delete")}
+    body = {f"{role}_key_hash": hashlib.sha256(key).hexdigest() for role, key in keys.items()}
+    item = store.create({**body, "keeps_drops": True}, LIFE)["id"]
+    bodies = "A" * size
+    store.db.update([{"_id": f"version:{item}-{n}", "type": "version", "id": f"{item}-{n}", "user_id": item,
+                      "created_at": f"2026-01-01T00:00:00.{n:06d}Z", "updated_at": "", "deleted": False,
+                      "blocks": [], "public": None, "protected": None, "private_enc": bodies}
+                     for n in range(drops)])
+    return item, keys
+
+
+def _bytes_read(store: ItemStore, call) -> int:
+    """What the store read from CouchDB (documents found or fetched, as JSON) during ``call()``."""
+    read = [0]
+    db, find, get = store.db, store.db.find, store.db.get
+
+    def counted_find(query, *args, **kwargs):
+        for doc in find(query, *args, **kwargs):
+            read[0] += len(json.dumps(dict(doc)))
+            yield doc
+
+    def counted_get(doc_id, *args, **kwargs):
+        doc = get(doc_id, *args, **kwargs)
+        read[0] += len(json.dumps(dict(doc))) if doc is not None else 0
+        return doc
+
+    db.find, db.get = counted_find, counted_get  # type: ignore[method-assign]
+    try:
+        with contextlib.suppress(Refused):
+            call()
+    finally:
+        del db.find, db.get
+    return read[0]
+
+
+LIFE = 60.0
+DROPS, SIZE = 40, 50_000  # 2 MB dropped
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [1_000_000.0]
+
+
+@pytest.fixture
+def store(couchdb_url: str, clock: list[float]) -> ItemStore:
+    return ItemStore(couchdb_url, clock=lambda: clock[0])
+
+
+@pytest.mark.xfail(strict=True, reason="55d (3): every request to an expired drop box reads all its "
+                                       "drops' bodies (_holds_drops): a relay amplification")
+def test_a_keyless_request_to_an_expired_box_reads_little_whatever_was_dropped(store, clock) -> None:
+    item, _ = _filled_box(store, DROPS, SIZE)
+    clock[0] += LIFE + 1
+    assert _bytes_read(store, lambda: store.describe(item, Presented())) < SIZE
+
+
+def test_control_a_keyless_request_to_a_live_box_reads_little(store) -> None:
+    item, _ = _filled_box(store, DROPS, SIZE)
+    assert _bytes_read(store, lambda: store.describe(item, Presented())) < SIZE
+
+
+def test_control_a_dropper_cannot_mark_nor_reopen_a_box(store, clock) -> None:
+    item, keys = _filled_box(store, 1, 10)
+    store.change(item, Presented("delete", keys["delete"]), {"append_key_hash": "0" * 64})  # closed
+    reopen = {"append_key_hash": hashlib.sha256(keys["append"]).hexdigest()}
+    for role in ("append", "read"):
+        for change in ({"keeps_drops": True}, reopen):
+            with pytest.raises(Refused):
+                store.change(item, Presented(role, keys[role]), change)
+    with pytest.raises(Refused):
+        store.add_version(item, Presented("append", keys["append"]), {"private_enc": "AAAA"})
+    clock[0] += LIFE + 1
+    with pytest.raises(Refused):  # past its expiry, the delete key's changes too (collection only)
+        store.change(item, Presented("delete", keys["delete"]), {"append_key_hash": "1" * 64})
