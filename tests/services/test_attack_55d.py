@@ -18,7 +18,9 @@ pouchdb-server, real mounts.
     _place) never asks whether `dest` is the root of a fusevault mount; 53t (5)'s fix
     (transfer/output.py `away_from_views`) is wired into receive.py only.
     impact: the same as 53t (5) (medium): a stranger's file presented in her tree where her
-    colleagues' shares are; the look-alike passes for the view for good.
+    colleagues' shares are; the look-alike passes for the view for good.  (With shares there,
+    `shared` exists and the fetch is refused, exit 11, unless --overwrite: then the link's
+    `shared/bob/...` is written through the view into bob's share, where she may write; not run.)
     fix: write_local (or `_get`) renames the tops as receive does (`away_from_views(dest, tops)`),
     the rename said; or refuses a fetch into the root of a mount whose top looks reserved.
 
@@ -33,8 +35,9 @@ pouchdb-server, real mounts.
     only to answer 410: with 300 drops of 200 KB (60 MB), 0.70 s a request against 3.4 ms while the
     box was live (pouchdb-server here, 3 requests each); the cost grows with what was dropped, for
     30 days after the expiry (DROPS_KEPT), and the owner's own collection pays it once per block
-    fetched (`block` -> `_item(collecting=True)`).  Before 53t (2) an expired item was purged at
-    its first request (one read of it all, once).
+    fetched (`block` -> `_item(collecting=True)`): honest, 1,000 drops of 2 KB manifests made a
+    block fetch 0.235 s against 0.027 s live (5 fetches each), a collection quadratic in the
+    drops.  Before 53t (2) an expired item was purged at its first request (one read, once).
     expected: an expired box's check costs one small read (is any drop left?), whatever it holds.
     cause: fusevault/relay/items.py `_holds_drops` (`any(... for v in self._of_item("version", ...))`),
     called by `_item` on every request to an expired item that keeps drops.
