@@ -22,6 +22,15 @@
     fix: save over the refused document at its current revision (the store's `_rev` of
     `record_id`), or collect with this device's copy alone (progress kept in `link_records.keep`),
     never requiring the store's write before the collection.
+
+What held (runs, not kept: tests/mount/test_attack_53t.py keeps their kind): through the real
+mount, tar --xattrs (user.* kept across a remount), rsync -aHAXS twice (nothing re-sent), cp -a
+--reflink=auto (falls back; --reflink=always EOPNOTSUPP), a 50 MB sparse file (0 blocks), fallocate
+-z/-c/-i/-p refused, mmap write then truncate, git gc/repack/fsck, sqlite3 WAL + vacuum; 14 kill -9
+of `mount --foreground` at random times (0.2-3 s, with git commits and gc running in it): every
+start cleared the dead mount, git fsck clean, `check` 0; SIGTERM (the unit's stop) with a shell
+inside and a file held open: exit 0, unmounted, the open file's data and a 5 MB file saved.
+Other holds and what was not tried: tests/services/test_attack_55d.py's docstring.
 """
 
 from __future__ import annotations
