@@ -53,7 +53,6 @@ def add_commands(command: Command) -> None:
 def cmd_init(args: argparse.Namespace) -> int:
     from fusevault.crypto import recovery
     from fusevault.store import open_store
-    from fusevault.store.couch import split_url, strip_credentials
     from fusevault.vault.format import layout
     from fusevault.vault.model import meta_files, users
 
@@ -62,7 +61,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         return _join(args)
     store_config: dict = {"kind": "local"}
     if args.couchdb:
-        from fusevault.store.couch import CouchStore
+        # Only here: the couchdb package costs an `init` a third of its start (it loads pkg_resources).
+        from fusevault.store.couch import CouchStore, split_url, strip_credentials
 
         split_url(args.couchdb)  # one line for a mistyped URL, before strip_credentials reads it (50d (4))
         url = strip_credentials(args.couchdb)

@@ -48,7 +48,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from spake2 import SPAKE2_A, SPAKE2_B
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e, loads_untrusted
@@ -238,6 +237,8 @@ class ReceiverHandshake:
 
     def __init__(self, code: str, sid: str, salt: str, uid: str) -> None:
         self.sid, self.salt, self.uid = sid, salt, uid
+        from spake2 import SPAKE2_A  # here: a mount imports this module and needs no exchange
+
         id_a, id_b = _identities(sid, salt, uid)
         self._pake = SPAKE2_A(_password(code), idA=id_a, idB=id_b)
         self.message = b64e(self._pake.start())
@@ -253,6 +254,8 @@ class ReceiverHandshake:
 def sender_handshake(code: str, sid: str, salt: str, uid: str,
                      receiver_message: str) -> tuple[SessionKeys, str]:
     """Side B: (the session keys, the message to answer with)."""
+    from spake2 import SPAKE2_B
+
     id_a, id_b = _identities(sid, salt, uid)
     pake = SPAKE2_B(_password(code), idA=id_a, idB=id_b)
     message = b64e(pake.start())
