@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what fusevault needs on Debian/Ubuntu (run as root): system packages,
 # and a virtualenv in .venv with fusevault in it.  Pass "test" to add the test
-# dependencies (pouchdb-server from npm, pytest, ruff, import-linter, mypy, systemd-analyze, zsh, chromium,
-# docker-compose).
+# dependencies (pouchdb-server from npm, pytest, ruff, mypy, import-linter in .venv-lint,
+# systemd-analyze, zsh, chromium, docker-compose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +33,10 @@ if [ "${1:-}" = test ]; then
     command -v pouchdb-server >/dev/null || npm install -g --no-audit --no-fund --loglevel=error pouchdb-server
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+if [ "${1:-}" = test ]; then
+    # import-linter in a virtualenv of its own: it brings click, and httpx loads its own command line
+    # (click, rich, pygments) at import when click is there.  In .venv every fusevault process of the
+    # suite (some thousands) paid for that, which no user's install does.
+    [ -x .venv-lint/bin/python ] || python3 -m venv .venv-lint
+    .venv-lint/bin/pip install -q --disable-pip-version-check "import-linter>=2.1"
+fi

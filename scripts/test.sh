@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 .venv/bin/ruff check fusevault tests
-.venv/bin/lint-imports  # which package may import which: [tool.importlinter] in pyproject.toml
+PYTHONPATH=. .venv-lint/bin/lint-imports  # which package may import which: [tool.importlinter] in pyproject.toml
 .venv/bin/mypy          # the packages listed in [tool.mypy] in pyproject.toml
 # Tests run on N pytest-xdist workers (FUSEVAULT_TEST_WORKERS, 4 by default; 0: one after
 # another), each file whole on one worker, the longest first (LONG_FILES in tests/conftest.py).  Every
