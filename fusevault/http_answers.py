@@ -25,6 +25,11 @@ body's loop could look at the clock (attack round 54b (1)).
 The raw bytes are counted too, against the cap (with room for the packing's own bytes): what comes
 after the packing's end, or packing that unpacks to nothing (empty deflate blocks), was read without
 end within the deadline; bytes after the packing's end are refused as broken packing (54b (2)).
+And every byte read off the connection is counted as well, whatever h11 makes of it (``_BoundedStream
+.read``): the body's count saw only the data h11 hands over, so chunk-size lines carrying 16 KB
+extensions around one byte of data, or an endless run of ``100 Continue`` heads, were read without
+end within the deadline (54b (2) again: attack round 55b (1)).  The wire may carry the raw cap twice
+over (honest chunked framing adds a few bytes a chunk) and room for the heads (``HEADS``).
 """
 
 from __future__ import annotations
@@ -49,9 +54,23 @@ ASKED = "gzip, deflate"  # what is unpacked here (httpx would add br and zstd wh
 ANSWER_SECONDS = 120.0
 SLOWEST = 64 * 1024  # bytes a second
 
-# The deadline of the answer this thread is reading (capped_request), seen by every network step of
-# its connection (``_Bounded``): a thread runs one request at a time, and each thread its own context.
-_DEADLINE: ContextVar[float | None] = ContextVar("answer_deadline", default=None)
+# Room on the wire for an answer's head and its trailer, each at most the largest event httpcore lets
+# h11 take (its MAX_INCOMPLETE_EVENT_SIZE, 100 KiB); an honest interim answer is a few bytes.
+HEADS = 2 * 100 * 1024
+
+
+class _Reading:
+    """The answer this thread is reading (capped_request): its deadline, and the bytes read off the
+    network for it so far against the most it may take (``wire_cap``)."""
+
+    def __init__(self, deadline: float, cap: int, wire_cap: int) -> None:
+        self.deadline, self.cap, self.wire_cap = deadline, cap, wire_cap
+        self.read = 0
+
+
+# Seen by every network step of the answer's connection (``_Bounded``): a thread runs one request at a
+# time, and each thread its own context.
+_READING: ContextVar[_Reading | None] = ContextVar("answer_reading", default=None)
 
 
 class AnswerTooLarge(Exception):
@@ -80,7 +99,9 @@ def capped_request(client: httpx.Client, method: str, url: str, cap: int, *, sec
     headers["Accept-Encoding"] = ASKED
     raw_cap = cap + cap // 64 + 1024  # packing adds a little to what it packs, never more
     _bound(client)
-    held = _DEADLINE.set(deadline)  # from here every connect, write and read is given the time left
+    # From here every connect, write and read is given the time left, and every byte read is counted:
+    # the framing around the body's data may double it at most (55b (1)).
+    held = _READING.set(_Reading(deadline, cap, 2 * raw_cap + HEADS))
     try:
         with client.stream(method, url, headers=headers, **kwargs) as streamed:
             declared = streamed.headers.get("content-length", "")
@@ -102,33 +123,41 @@ def capped_request(client: httpx.Client, method: str, url: str, cap: int, *, sec
                     parts.append(part)
             return _answer(streamed, b"".join(parts))
     finally:
-        _DEADLINE.reset(held)
+        _READING.reset(held)
 
 
 def _left(timeout: float | None, late: type[httpcore.TimeoutException]) -> float | None:
     """``timeout`` (one network step's), at most the time left before this thread's answer's deadline;
     none left: ``late`` (httpx makes it its own ConnectTimeout, ReadTimeout, WriteTimeout)."""
-    deadline = _DEADLINE.get()
-    if deadline is None:
+    reading = _READING.get()
+    if reading is None:
         return timeout
-    left = deadline - time.monotonic()
+    left = reading.deadline - time.monotonic()
     if left <= 0:
         raise late("the answer took longer than its deadline in all")
     return left if timeout is None else min(timeout, left)
 
 
 class _BoundedStream(httpcore.NetworkStream):
-    """A connection whose every step ends by the deadline of the answer being read (``_left``)."""
+    """A connection whose every step ends by the deadline of the answer being read (``_left``), and
+    whose reads for it are counted against its wire cap: heads, framing and body alike."""
 
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            return self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+            data = self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
         except httpcore.ReadTimeout:
             _left(0.0, httpcore.ReadTimeout)  # the deadline's, said as such
             raise
+        reading = _READING.get()
+        if reading is not None:
+            reading.read += len(data)
+            if reading.read > reading.wire_cap:
+                # httpcore closes a connection an error leaves mid-answer: nothing more is read.
+                raise AnswerTooLarge(reading.cap)
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         # A piece at a time: one write's timeout bounds each send() of it, not the whole buffer.

@@ -93,24 +93,30 @@ def _from_env(args, request: dict, path_keys: tuple[str, ...], follow: bool) -> 
     variable names; in a mount of another vault it is refused: a request is never
     served by a vault the caller did not name.  A path in no mount is relative to
     the vault's root, as with --vault (it was refused, pointing at --vault: round
-    54b (3))."""
+    54b (3)).  Every path named is judged, not only the first: a --mount of another
+    vault beside a PATH in no mount was passed over, and the variable's vault
+    answered instead of the one the command line named (round 55b (3))."""
     vault = named_vault(args)
     if vault is None or args.vault is not None:
         return
-    place = (request.get(path_keys[0]) if path_keys else None) or getattr(args, "place", None)
-    try:
-        mountpoint = locate(place, follow)[0] if place is not None else None
-    except MountPointError:
-        mountpoint = None
-    if mountpoint is None:
+    given = [request[key] for key in path_keys if request.get(key) is not None]
+    if getattr(args, "place", None) is not None:
+        given.append(args.place)
+    inside = False
+    for n, place in enumerate(given):
+        try:
+            mountpoint = locate(place, follow)[0]
+        except MountPointError:
+            continue  # in no mount: relative to the vault's root
+        served = _vault_of(mountpoint)
+        if served is None:
+            raise MountPointError(f"the mount at {mountpoint} does not answer")
+        if served != str(vault.resolve()):
+            raise MountPointError(f"{place} is in the vault mounted at {mountpoint}, but ${VAULT_ENV} names "
+                                  f"{vault}: unset {VAULT_ENV}, or give --vault")
+        inside = inside or n == 0  # the path the request is about keeps its mount's meaning
+    if not inside:
         args.vault = vault  # exactly as --vault: its mount, else the vault opened here
-        return
-    served = _vault_of(mountpoint)
-    if served is None:
-        raise MountPointError(f"the mount at {mountpoint} does not answer")
-    if served != str(vault.resolve()):
-        raise MountPointError(f"{place} is in the vault mounted at {mountpoint}, but ${VAULT_ENV} names "
-                              f"{vault}: unset {VAULT_ENV}, or give --vault")
 
 
 def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | None = 60,
@@ -138,6 +144,12 @@ def ask(args, request: dict, path_keys: tuple[str, ...] = (), timeout: float | N
                 if found != mountpoint:
                     raise MountPointError(f"{request[key]} is not in the vault mounted at {mountpoint}")
                 request[key] = inside
+        place = getattr(args, "place", None)
+        if vault is None and place is not None and "place" not in path_keys \
+                and locate(place, follow)[0] != mountpoint:
+            # --mount names one mount, PATH another: neither is taken over the other (round 55b (3)).
+            raise MountPointError(f"{place} is not in the vault mounted at {mountpoint}, where the path "
+                                  "given is: name one vault")
         try:
             answer = control.request(paths.socket_of(Path(mountpoint)), request, timeout)
         except (OSError, ValueError):
