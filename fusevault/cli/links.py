@@ -131,6 +131,9 @@ def _get(args: argparse.Namespace) -> int:
             task = progress.add_task(f"fetching {shown(str(manifest['name']))}", total=total)
             top = content.write_local(client, link.read_key, link.item, manifest, dest, args.overwrite,
                                       advance=lambda n: progress.advance(task, n))
+    if top.name != str(manifest["name"]):  # a view's name at a mount's root (content.away_from_root_views)
+        print(f"{shown(str(manifest['name']))} arrives as {shown(top.name)}: the root of the drive keeps "
+              "that name for a view (shares, groups, history)")
     print(f"fetched {shown(str(top))} (version {seq})")
     return 0
 

@@ -30,7 +30,7 @@ from fusevault.links.capability import open_block, seal_block
 from fusevault.links.client import LinkClient
 from fusevault.modes import her_umask
 from fusevault.transfer.offer import link_stays_inside
-from fusevault.transfer.output import check_new_tops, resolves_inside, safe_target
+from fusevault.transfer.output import away_from_views, check_new_tops, resolves_inside, safe_target
 from fusevault.vault.model import names
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,7 @@ def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, 
     ``photos/l -> ../.ssh`` its old version had made, into her ~/.ssh (attack round 24b (5))."""
     if not dest.is_dir():
         raise InvalidInput(f"{dest} is not a folder")
+    manifest = away_from_root_views(dest, manifest)
     found = entries(manifest)
     targets = [safe_target(dest, e["path"]) for e in found]
     if not overwrite:  # the same refusal (exit 11) as an existing file's, before any block is fetched
@@ -213,6 +214,24 @@ def write_local(client: LinkClient, read_key: bytes, item: str, manifest: dict, 
     finally:
         os.close(root)
     return targets[0]
+
+
+def away_from_root_views(dest: Path, manifest: dict) -> dict:
+    """``manifest`` (checked by ``entries``), its top renamed ``NAME (2)`` throughout if ``dest`` is
+    the root of a fusevault mount and the top is, or looks like, a name the root keeps for a view
+    (transfer/output.py ``away_from_views``, as receive, drops and imports do).  Fetched as it was, a
+    stranger's share link of a folder ``shared`` (or ``\u0455hared``) made a real folder of hers
+    where bob's shares show, or, with --overwrite, wrote through the view into them (attack round
+    55d (1)).  The entries keep their places (a block is sealed under its entry's index, not its
+    path); a symlink's text is judged against the name it arrives under (``link_stays_inside``)."""
+    found = entries(manifest)
+    renamed = away_from_views(dest, [str(entry["path"]) for entry in found])
+    if not renamed:
+        return manifest
+    top = renamed.get(str(manifest["name"]), str(manifest["name"]))
+    return {**manifest, "name": top,
+            "entries": [{**entry, "path": renamed.get(str(entry["path"]), str(entry["path"]))}
+                        for entry in found]}
 
 
 def _ours(tops: list[str], made: set[str], overwrite: bool) -> list[str]:

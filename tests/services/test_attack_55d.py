@@ -102,8 +102,6 @@ def _strangers_share_link(relay: str, folder: Path) -> str:
     return keys.share_link(relay, item).text()
 
 
-@pytest.mark.xfail(strict=True, reason="55d (1): link get into the root of a mount makes a stranger's "
-                                       "folder shared (or a look-alike) there; receive renames it")
 @pytest.mark.parametrize("top", ["shared", "\u0455hared"])
 def test_a_fetched_folder_named_like_a_view_takes_another_name_at_the_root(relay: str, vault: Path,
                                                                         tmp_path: Path, top: str) -> None:
@@ -115,6 +113,8 @@ def test_a_fetched_folder_named_like_a_view_takes_another_name_at_the_root(relay
         got = fusevault("link", "get", link, passphrase=None, cwd=mnt)  # `cd ~/Private; link get`
         assert got.returncode in (0, 33), got.stderr
         assert [n for n in os.listdir(mnt) if names.looks_reserved(os.fsencode(n))] == [], got.stdout
+        assert (mnt / f"{top} (2)" / "bob" / "contract.txt").read_text() == "not bob's"  # nothing lost
+        assert f"arrives as {top} (2)" in got.stdout  # said
 
 
 def test_control_a_fetched_folder_of_another_name_arrives_at_the_root(relay: str, vault: Path,

@@ -187,7 +187,6 @@ def test_the_wire_count_is_each_answers_own() -> None:
 # --- (2): look-alikes of the root's kept names
 
 
-@pytest.mark.xfail(strict=True, reason="55b (2): a braille blank or a digit zero look-alike passes")
 @pytest.mark.parametrize("name", ["shared\u2800", "\u2800shared", "gr\u0a66ups", "gr\u09e6ups"])
 def test_more_look_alikes_of_the_kept_names_take_another_name(name: str) -> None:
     root = type("Root", (), {"ino": ROOT_INODE, "children": {b"notes.txt": 8}})()

@@ -59,13 +59,15 @@ def like_reserved_at_root(path: bytes) -> bytes | None:
 
 
 def looks_reserved(name: bytes) -> bool:
-    """Whether ``name`` is a name kept at the root, or one read as it (attack round 53d (4)): a drop
-    ``\u0455hared/bob/...`` (a Cyrillic dze), ``shared\u200b`` (a zero-width space) or ``shared ``
-    printed as ``shared`` by ``ls`` beside the real view.  Judged on its ``skeleton``: the same as a
-    kept name's; or, for a name not plain ASCII, of a kept name's length and differing from it only
-    where the skeleton has non-ASCII letters (any may stand in for the ASCII letter it is beside;
-    no table of look-alikes is kept), with at least one ASCII letter of it in place.  Left: a name
-    spelt whole in look-alikes of another script (no ASCII letter), as a word in that script is."""
+    """Whether ``name`` is a name kept at the root, or one read as it (attack rounds 53d (4), 55b (2),
+    55d (2)): a drop ``\u0455hared/bob/...`` (a Cyrillic dze), ``gr\u0a66ups`` (a Gurmukhi zero),
+    ``shared\u200b`` (a zero-width space), ``shared\u2800`` (a braille blank) or ``shared `` printed
+    as ``shared`` by ``ls`` beside the real view.  Judged on its ``skeleton``: the same as a kept
+    name's; or, for a name not plain ASCII, of a kept name's length and differing from it only where
+    the skeleton has non-ASCII characters (any may stand in for the ASCII letter it is beside, a
+    letter, a digit or a symbol: no table of look-alikes is kept), with at least one ASCII letter of
+    it in place.  Left: a name spelt whole in look-alikes of another script (no ASCII letter), as a
+    word in that script is; ASCII stand-ins (``gr0ups``, typed and shown as they are)."""
     if name in RESERVED_AT_ROOT:
         return True
     seen = skeleton(name)
@@ -78,35 +80,60 @@ def looks_reserved(name: bytes) -> bool:
 
 
 def _stands_in(seen: str, kept: str) -> bool:
-    """Whether ``seen`` is ``kept`` with some letters swapped for non-ASCII letters, one ASCII kept."""
+    """Whether ``seen`` is ``kept`` with some letters swapped for non-ASCII characters, one ASCII
+    letter kept.  Every non-ASCII character left in a skeleton has ink (``skeleton`` took the unseen
+    ones out), and any may be drawn like the letter it replaces: a letter (``\u0455``), a digit
+    (``\u0a66``, ``\u09e6``), a symbol; only an ASCII character that is not the kept one tells."""
     kept_letters = 0
     for mine, theirs in zip(seen, kept, strict=True):
         if mine == theirs:
             kept_letters += mine.isalpha()
-        elif mine.isascii() or not mine.isalpha():
+        elif mine.isascii():
             return False
     return kept_letters > 0
 
 
 _KEPT = tuple(sorted(name_to_str(n) for n in RESERVED_AT_ROOT))
 
-# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt) besides the format characters
-# (Cf), which are taken whole: fillers and selectors shown as nothing.
-_IGNORED = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, *range(0x180B, 0x1810),
-                      *range(0xFE00, 0xFE10), *range(0xFFF0, 0xFFF9), *range(0x1D173, 0x1D17B),
-                      *range(0xE0000, 0xE1000)])
+# Unicode's Default_Ignorable_Code_Point in full (DerivedCoreProperties.txt, Unicode 15.1): shown as
+# nothing whatever their category (format characters, marks, Hangul fillers that are letters, code
+# points not assigned yet such as U+2065, which this Python's tables may not know).
+_IGNORED = frozenset([0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x1810),
+                      *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2070), 0x3164,
+                      *range(0xFE00, 0xFE10), 0xFEFF, 0xFFA0, *range(0xFFF0, 0xFFF9),
+                      *range(0x1BCA0, 0x1BCA4), *range(0x1D173, 0x1D17B), *range(0xE0000, 0xE1000)])
+# Categories drawn as nothing beside the letters, or left out by a font: format characters, controls,
+# marks (an accent over the letter before it; NFKD takes it off a composed letter), private use and
+# code points not assigned (no glyph: a terminal may draw none).
+_UNSEEN = frozenset({"Cf", "Cc", "Mn", "Me", "Co", "Cn"})
+
+
+def _unseen(c: str) -> bool:
+    return ord(c) in _IGNORED or unicodedata.category(c) in _UNSEEN
+
+
+def _blank_at_end(c: str) -> bool:
+    """Whether ``c`` at either end of a name may read as nothing: a space, or a non-ASCII character
+    that is not a letter or a digit (a symbol, punctuation, a spacing mark, a byte that is no UTF-8):
+    which of these a font leaves blank has no Unicode property (U+2800 BRAILLE PATTERN BLANK and
+    U+1D159 MUSICAL SYMBOL NULL NOTEHEAD are symbols, So), so all are taken off, not a list that
+    misses one.  At worst an honest ``groups \u2605`` at the root takes ``(2)`` too."""
+    return c.isspace() or (not c.isascii() and unicodedata.category(c)[0] not in "LN")
 
 
 def skeleton(name: bytes) -> str:
-    """``name`` as it reads: NFKC (compatibility forms, as full-width letters, made plain), its
-    invisible characters (format and other default-ignorable ones) taken out, spaces around it and
-    dots after it taken off, case folded."""
-    text = unicodedata.normalize("NFKC", name_to_str(name))
-    text = "".join(c for c in text if ord(c) not in _IGNORED and unicodedata.category(c) != "Cf")
-    text = text.lstrip()
-    while text and (text[-1] == "." or text[-1].isspace()):
-        text = text[:-1]
-    return text.casefold()
+    """``name`` as it reads: case folded, NFKD (compatibility forms, as full-width letters, made
+    plain; accents taken apart), its unseen characters (``_unseen``: default-ignorable ones, format
+    characters, controls, marks, private use, unassigned) taken out, what may read as blank taken off
+    both ends (``_blank_at_end``), and dots after it."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", name_to_str(name)).casefold())
+    text = "".join(c for c in text if not _unseen(c))
+    start, end = 0, len(text)
+    while start < end and _blank_at_end(text[start]):
+        start += 1
+    while end > start and (text[end - 1] == "." or _blank_at_end(text[end - 1])):
+        end -= 1
+    return text[start:end]
 
 
 class BadName(CorruptData):
