@@ -34,6 +34,9 @@ honest member's edits carry the attacker's wrapping, and her unlock refuses them
   it), or at one already verified (the ``verified`` cache); or count one signature once (65 bodies under
   one copied signature are one forgery), or keep per file the id of the version whose wrapping was hers
   (a local note) so an unlock reads it first.
+- Fixed (``guests._signed_wrapping``): the bound counts signatures checked, each version once; the version
+  the state's ``head`` names, then her versions this device checked before (``Trust.verified_before``),
+  are looked at first (``test_her_version_checked_before_is_found_past_a_head_of_his``).
 
 Held (control kept, committed as a passing test, fails with 53a (6)'s ``_claimed_key_signed`` made to
 answer False): ``test_her_desktops_key_at_the_epoch_her_laptop_re_keyed_to_is_not_kept``: 54a's scene,
