@@ -130,6 +130,9 @@ class Verified(Protocol):
 
     def add(self, digest: bytes) -> None: ...
 
+    def holds(self, digest: bytes) -> bool:
+        """Whether ``digest`` was remembered (a look-up only: nothing is checked on a miss)."""
+
 
 def verification_digest(public: Ed25519PublicKey, message: bytes, signature: bytes) -> bytes:
     """SHA-256 over all a verification depends on: the key, the signature (both of fixed
@@ -167,6 +170,21 @@ def verify_doc(public: Ed25519PublicKey, doc: dict, verified: Verified | None = 
     except (KeyError, ValueError, TypeError):
         pass
     raise Forged(f"document {doc.get('_id')!r} does not carry a valid signature of its author")
+
+
+def checked_before(public: Ed25519PublicKey, doc: dict, verified: Verified) -> bool:
+    """Whether ``verified`` remembers a check of ``doc``'s signature under ``public`` (``verify_doc``'s
+    digests): a hash of each message it may cover, no signature checked now.  False for anything
+    malformed (an unsigned document, a signature of the wrong shape)."""
+    try:
+        signer = signer_of(doc)
+        raw = b64d(doc[SIG]["ed25519"])
+        if signer is None or len(raw) != SIGNATURE_SIZE:
+            return False
+        return any(verified.holds(verification_digest(public, message, raw))
+                   for message in _messages(signer, doc))
+    except (KeyError, ValueError, TypeError, Forged):
+        return False
 
 
 def sign_parts(key: Ed25519PrivateKey, label: str, *parts: str | int) -> str:

@@ -34,6 +34,9 @@ honest member's edits carry the attacker's wrapping, and her unlock refuses them
   it), or at one already verified (the ``verified`` cache); or count one signature once (65 bodies under
   one copied signature are one forgery), or keep per file the id of the version whose wrapping was hers
   (a local note) so an unlock reads it first.
+- Fixed (``guests._signed_wrapping``): the bound counts signatures checked, each version once; the version
+  the state's ``head`` names, then her versions this device checked before (``Trust.verified_before``),
+  are looked at first (``test_her_version_checked_before_is_found_past_a_head_of_his``).
 
 Held (control kept, committed as a passing test, fails with 53a (6)'s ``_claimed_key_signed`` made to
 answer False): ``test_her_desktops_key_at_the_epoch_her_laptop_re_keyed_to_is_not_kept``: 54a's scene,
@@ -81,6 +84,7 @@ from fusevault.vault.services import conflicts, rotation
 from fusevault.vault.services.absorbing import absorb, absorb_arrivals
 from fusevault.vault.tree.guests import WRAPPING_VERSIONS
 from fusevault.vault.volume import Volume
+from inprocess.conftest import BOB_UID, Ctx
 from inprocess.test_attack_53c import _bobs_wrapping, _in_scene, _plan_shared, _said
 from inprocess.test_attack_54a import KEY_ARRIVES, _desktops_re_key_sealed_to_bob
 from inprocess.test_two_users import ALICE, _walk
@@ -138,16 +142,17 @@ async def test_her_desktops_key_at_the_epoch_her_laptop_re_keyed_to_is_not_kept(
     assert node.dek != theirs.dek  # a bool: the keys are not printed by a failing assert
 
 
-def _altered_copies(shared, fid: str, text: str) -> None:
+def _altered_copies(shared, fid: str, text: str) -> list[str]:
     """bob's 65 copies of alice's version of ``fid`` under new ids, each carrying ``text`` as its wrapping,
     her signature left as it was (naming her, failing); her genuine version served again after them."""
     alice = shared.volumes["alice"]
     (genuine,) = [v for v in shared.store.by_file(VERSION, fid) if signer_of(v) == alice.key.user_id]
     body = {k: v for k, v in genuine.items() if k != "_rev"}
-    shared.store.put_many([{**body, "_id": uuid.uuid4().hex, "en_file_dek": text}
-                           for _ in range(WRAPPING_VERSIONS + 1)])
+    copies = [{**body, "_id": uuid.uuid4().hex, "en_file_dek": text} for _ in range(WRAPPING_VERSIONS + 1)]
+    shared.store.put_many(copies)
     shared.store.put_many([dict(genuine)])  # a new revision of hers, same body: last in ``by_file``
     assert shared.store.by_file(VERSION, fid)[-1]["_id"] == genuine["_id"], "the scene: hers last"
+    return [each["_id"] for each in copies]
 
 
 async def _carols_unlock_and_chmod(shared, altered: bool):
@@ -169,8 +174,6 @@ async def _carols_unlock_and_chmod(shared, altered: bool):
     return wrapped, others, stored
 
 
-@pytest.mark.xfail(strict=True, reason="55a (1): 65 altered copies of her version naming her hide her signed "
-                   "wrapping from a member's unlock")
 def test_55a_1_altered_copies_of_her_version_do_not_hide_her_wrapping(three: Path) -> None:  # noqa: F811
     async def scene(shared):
         wrapped, others, stored = await _carols_unlock_and_chmod(shared, altered=True)
@@ -183,11 +186,7 @@ def test_55a_1_altered_copies_of_her_version_do_not_hide_her_wrapping(three: Pat
     assert [(each["kind"], each["count"]) for each in said] == [("forged-key", 1)], said
 
 
-@pytest.mark.parametrize("altered", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="55a (1): after altered copies of her "
-                                               "version, a member's honest edit is refused at her unlock")),
-])
+@pytest.mark.parametrize("altered", [False, True])
 def test_55a_1_her_unlock_takes_a_members_honest_edit(three: Path, altered: bool) -> None:  # noqa: F811
     """alice's devices away (her ledger saved, then her unlock): carol's chmod made meanwhile is hers to
     take; with bob's altered copies, carol's commit carries his wrapping, and alice's unlock refuses it
@@ -201,3 +200,28 @@ def test_55a_1_her_unlock_takes_a_members_honest_edit(three: Path, altered: bool
     path, mode, said = _in_scene(three, scene)
     assert path == b"team/plan.txt"
     assert mode == 0o600, f"carol's chmod left out at alice's unlock; said {said}"
+
+
+def test_her_version_checked_before_is_found_past_a_head_of_his(three: Path) -> None:  # noqa: F811
+    """55a (1)'s fix, its second look: bob changed the contents (his state's ``head`` names his version,
+    none of hers) and stored his state carrying another wrapping; carol's device unlocked then (her
+    version's signature checked, kept by ``verified``).  bob's altered copies of her version come after:
+    carol's next unlock finds her wrapping among them without checking their signatures."""
+    async def scene(shared):
+        carol, bob = shared.volumes["carol"], shared.volumes["bob"]
+        fid, _ = await _plan_shared(shared)
+        his = await _walk(shared.drive, b"shared/alice/team/plan.txt", Ctx(BOB_UID, BOB_UID))
+        info = await shared.drive.open(his.st_ino, os.O_WRONLY, Ctx(BOB_UID, BOB_UID))
+        await shared.drive.write(info.fh, 0, b"bob's plan\n")
+        await shared.drive.release(info.fh)
+        head = bob.find(fid).head
+        assert signer_of(shared.store.get(head)) == bob.key.user_id, "the scene: the head is his version"
+        other = _bobs_wrapping(shared, fid)
+        unlocks = [Volume.load(carol.layout, carol.store, carol.key, carol.tree.get(1).fid)]  # hers checked
+        _altered_copies(shared, fid, other)
+        unlocks.append(Volume.load(carol.layout, carol.store, carol.key, carol.tree.get(1).fid))
+        assert all(each.find(fid).head == head for each in unlocks), "the scene: carol holds his contents"
+        return [each.find(fid).wrapped for each in unlocks], other
+    (before, after), other = _in_scene(three, scene)
+    assert before != {"en_file_dek": other}, "the scene: her wrapping found before the copies"
+    assert after == before, "carol's unlock after the copies carries bob's wrapping"

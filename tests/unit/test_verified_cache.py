@@ -9,7 +9,7 @@ import pytest
 
 from fusevault.crypto.identity import Identity
 from fusevault.crypto.keys import MasterKey
-from fusevault.crypto.signing import sign_doc, verify_doc
+from fusevault.crypto.signing import checked_before, sign_doc, verify_doc
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import Forged
 from fusevault.vault.model.verified import Verified, cache_path
@@ -114,3 +114,22 @@ def test_only_the_signatures_a_load_used_are_kept(tmp_path: Path) -> None:
     verify_doc(me.sign.public_key(), kept, cache)
     cache.save()
     assert len(Verified.open(key, tmp_path).known) == 1
+
+
+def test_checked_before_only_looks_up(tmp_path: Path) -> None:
+    """``checked_before`` (round 55a (1)'s first look at a file's versions): true only for the exact
+    document checked before under that key; a changed body (an altered copy under her signature),
+    another key or a malformed signature is no hit, and a miss checks nothing (no count)."""
+    me, key = Identity.new(ALICE), _key(ALICE)
+    doc = _node(me)
+    _filled(tmp_path, key, me, doc)
+    cache = Verified.open(key, tmp_path)
+    public = me.sign.public_key()
+    assert not checked_before(public, {**doc, "_id": "n2"}, cache)  # her signature over another id
+    assert not checked_before(public, {**doc, "enc": "planted"}, cache)
+    assert not checked_before(Identity.new(ALICE).sign.public_key(), doc, cache)
+    assert not checked_before(public, {**doc, "sig": {"by": ALICE, "ed25519": "short"}}, cache)
+    assert not checked_before(public, {**doc, "sig": "garbage"}, cache)
+    assert (cache.verified, cache.cached) == (0, 0)
+    assert checked_before(public, doc, cache)
+    assert (cache.verified, cache.cached) == (0, 1)

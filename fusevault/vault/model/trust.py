@@ -79,7 +79,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
-from fusevault.crypto.signing import Verified, sign_doc, signer_of, verify_doc
+from fusevault.crypto.signing import Verified, checked_before, sign_doc, signer_of, verify_doc
 from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
@@ -611,6 +611,16 @@ class Trust:
         if public is None:
             raise Forged(f"document {doc.get('_id')!r} is signed by a user this one does not trust")
         return verify_doc(public, doc, self.verified)
+
+    def verified_before(self, doc: dict, signer: str) -> bool:
+        """Whether this device checked ``doc``'s signature by ``signer`` (under the key pinned for her now)
+        before: its digest looked up in ``verified``, no signature checked (False when none is kept)."""
+        try:
+            if self.verified is None or signer_of(doc) != signer or (public := self.sign_key(signer)) is None:
+                return False
+        except Forged:
+            return False  # a malformed signature
+        return checked_before(public, doc, self.verified)
 
     def legacy(self, author: str) -> bool:
         """Whether ``author`` may still have documents from before signatures."""

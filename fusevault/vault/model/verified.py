@@ -92,6 +92,15 @@ class Verified:
         STATS["verified"] += 1
         return False
 
+    def holds(self, digest: bytes) -> bool:
+        """``in``, without counting a miss as a check (the caller checks nothing on a miss)."""
+        if digest in self.known or digest in self.used:
+            self.used.add(digest)
+            self.cached += 1
+            STATS["cached"] += 1
+            return True
+        return False
+
     def add(self, digest: bytes) -> None:
         if len(self.used) < LIMIT:
             self.used.add(digest)

@@ -454,26 +454,40 @@ def carried_wrapping(doc: dict, fresh: Node, trust: Trust | None, store: Store |
 
 
 def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store) -> dict | None:
-    """The wrapping of a version of the file its owner signed at ``fresh``'s epoch (at most
-    ``WRAPPING_VERSIONS`` looked at), or None.  Only versions naming her as their signer count
-    towards the bound: a member's versions carry her wrapping too, and 64 of them hid hers."""
-    looked = 0
-    for version in store.by_file(VERSION, fresh.fid):
-        if (version.get("owner") != fresh.owner or version.get("epoch", 0) != fresh.epoch
-                or not _names_as_signer(version, fresh.owner)):
-            continue
-        wrapping = wrapping_of(version)
-        if not wrapping or not wrapping_ok(wrapping):
-            continue
-        looked += 1
-        if looked > WRAPPING_VERSIONS:
-            return None
+    """The wrapping of a version of the file its owner signed at ``fresh``'s epoch, or None.
+
+    A version's ``by`` naming her is no signature of hers (anyone writes it): 65 altered copies of her
+    version, each naming her and failing, hid her own past the bound (attack round 55a (1)).  So the
+    bound counts signatures checked (the work a flood costs), and what cannot be flooded is looked at
+    first: the version the state's ``head`` names (her contents' version when no writer since changed
+    them: one document read), then any of her versions whose signature this device checked before
+    (``Trust.verified_before``: a hash each, no signature checked), then the others in the store's
+    order, at most ``WRAPPING_VERSIONS`` signatures checked in all, each once.  Only versions naming her
+    are checked at all: a member's carry her wrapping too, and 64 of them hid hers (round 53)."""
+    candidates = {v["_id"]: v for v in store.by_file(VERSION, fresh.fid)
+                  if isinstance(v.get("_id"), str) and _may_be_hers(v, fresh)}
+    head = store.get(fresh.head) if isinstance(fresh.head, str) else None
+    first = [head] if head is not None and head.get("type") == VERSION and head.get("fid") == fresh.fid \
+        and _may_be_hers(head, fresh) else []
+    order = [*first, *(v for k, v in candidates.items() if not first or k != first[0].get("_id"))]
+    for version in order:
+        if trust.verified_before(version, fresh.owner):
+            return wrapping_of(version)
+    for version in order[:WRAPPING_VERSIONS]:
         try:
             if trust.verify(version, author=fresh.owner) == fresh.owner:
-                return wrapping
+                return wrapping_of(version)
         except Forged:
             continue
     return None
+
+
+def _may_be_hers(version: dict, fresh: Node) -> bool:
+    """Whether ``version`` says it is the owner's at ``fresh``'s epoch and carries a well-shaped wrapping
+    (nothing verified)."""
+    wrapping = wrapping_of(version)
+    return (version.get("owner") == fresh.owner and version.get("epoch", 0) == fresh.epoch
+            and _names_as_signer(version, fresh.owner) and bool(wrapping) and wrapping_ok(wrapping))
 
 
 def _names_as_signer(doc: dict, user: str) -> bool:
