@@ -20,6 +20,7 @@ from fusevault.errors import CorruptData, VaultError
 from fusevault.links.capability import OwnerKeys
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
+from fusevault.store.unreadable import Unreadable
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.model import alarms, names
 
@@ -55,6 +56,19 @@ def record_id(key: MasterKey, item: str) -> str:
 def record_doc(key: MasterKey, record: LinkRecord, rev: str | None = None) -> dict:
     fields = {**asdict(record), "keys": record.keys.as_dict()}
     return sealed_doc(key, RECORD, record_id(key, record.item), fields, rev)
+
+
+def stored_rev(store: Store, key: MasterKey, item: str) -> str | None:
+    """The store's revision at the id of this link's record, whatever it holds there: a record
+    refused (altered, not sealed by this user), a row that does not read, or nothing (None).  What
+    this device's own copy of the record is saved over: the store's is not to be trusted then, and
+    a save with no revision over a live document is a Conflict, every time (attack round 55d (4))."""
+    try:
+        doc = store.get(record_id(key, item))
+    except Unreadable as err:
+        return err.rev
+    rev = None if doc is None else doc.get("_rev")
+    return rev if isinstance(rev, str) else None
 
 
 def load_records(store: Store, key: MasterKey) -> dict[str, tuple[LinkRecord, str]]:

@@ -121,6 +121,11 @@ class Links:
             "device's copy")
 
     async def _save(self, record: LinkRecord, rev: str | None) -> str:
+        """Save ``record`` at ``rev``; with none (this device's copy, the store's record missing or
+        refused), over whatever the store holds at its id, which this device's copy replaces."""
+        if rev is None:
+            rev = await self.vol.store_call(link_records.stored_rev, self.vol.store, self.vol.key,
+                                            record.item)
         [new_rev] = await self.vol.store_call(self.vol.store.put_many,
                                               [record_doc(self.vol.key, record, rev)])
         await self.vol.in_thread(link_records.keep, self.vol.layout.root, self.vol.key, record)

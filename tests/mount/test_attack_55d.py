@@ -69,15 +69,42 @@ def _revoked(vault: Path, tmp_path: Path, item: str) -> None:
         assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
 
 
-@pytest.mark.xfail(strict=True, reason="55d (4): a drop box whose record the store serves altered "
-                                       "cannot be revoked (Conflict), its drops never taken in")
 def test_a_drop_box_whose_record_was_altered_is_revoked_with_this_devices_copy(
         vault: Path, tmp_path: Path, link_relay: str) -> None:
     item = _box_with_a_drop(vault, tmp_path, link_relay)
+    _altered(vault)
+    _revoked(vault, tmp_path, item)
+    assert adversary.docs(vault, "LinkRecord") == []  # the refused one replaced, then deleted
+
+
+def _altered(vault: Path) -> None:
+    """The store's LinkRecord served with its sealed body altered: refused at every read."""
     [doc] = adversary.docs(vault, "LinkRecord")
     tail = "A" * 8 if doc["enc"][-8:] != "A" * 8 else "B" * 8
-    adversary.put(vault, {**doc, "enc": doc["enc"][:-8] + tail})  # sealed body altered: refused
-    _revoked(vault, tmp_path, item)
+    adversary.put(vault, {**doc, "enc": doc["enc"][:-8] + tail})
+
+
+def test_a_share_link_whose_record_was_altered_is_published_again_with_this_devices_copy(
+        vault: Path, tmp_path: Path, link_relay: str) -> None:
+    """The same save with no revision over the refused document (``Links._save``): the new version
+    published, then a Conflict, exit 13, at every push; the record now stands again in the store."""
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "doc.txt").write_text("v1")
+        link = fusevault("link", "create", mnt / "doc.txt", "--relay", link_relay).stdout.strip()
+    item = capability.parse(link).item
+    _altered(vault)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "doc.txt").write_text("v2")
+        for seq in (2, 3):  # the second from the store's record again, at its revision
+            pushed = fusevault("link", "push", mnt / "doc.txt", item, cwd=mnt)
+            assert pushed.returncode == 0, pushed.stderr
+            assert f"published version {seq}" in pushed.stdout
+        listed = fusevault("link", "list", cwd=mnt)
+        assert listed.returncode == 0 and item in listed.stdout, listed.stderr
+    (tmp_path / "got").mkdir()
+    got = fusevault("link", "get", link, tmp_path / "got", passphrase=None, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "got" / "doc.txt").read_text() == "v2"
 
 
 def test_control_a_drop_box_whose_record_was_removed_is_revoked_with_this_devices_copy(

@@ -181,12 +181,44 @@ def store(couchdb_url: str, clock: list[float]) -> ItemStore:
     return ItemStore(couchdb_url, clock=lambda: clock[0])
 
 
-@pytest.mark.xfail(strict=True, reason="55d (3): every request to an expired drop box reads all its "
-                                       "drops' bodies (_holds_drops): a relay amplification")
 def test_a_keyless_request_to_an_expired_box_reads_little_whatever_was_dropped(store, clock) -> None:
     item, _ = _filled_box(store, DROPS, SIZE)
     clock[0] += LIFE + 1
     assert _bytes_read(store, lambda: store.describe(item, Presented())) < SIZE
+
+
+def test_a_block_fetch_of_an_expired_box_reads_little_whatever_was_dropped(store, clock) -> None:
+    """Its owner's collection fetches every drop's blocks: each fetch read every drop (quadratic)."""
+    item, keys = _filled_box(store, DROPS, SIZE)
+    block = store.add_block(item, Presented("append", keys["append"]), b"sealed")["id"]
+    clock[0] += LIFE + 1
+    assert _bytes_read(store, lambda: store.block(block, Presented("read", keys["read"]))) < SIZE
+    assert store.block(block, Presented("read", keys["read"])) == b"sealed"
+
+
+def test_a_drop_collected_from_an_expired_box_reads_little_and_the_newest_stays_latest(store, clock) -> None:
+    """A deletion read every drop left (a collection quadratic in the drops), bodies and all."""
+    item, keys = _filled_box(store, DROPS, SIZE)
+    clock[0] += LIFE + 1
+    owner = Presented("delete", keys["delete"])
+    newest = f"{item}-{DROPS - 1}"
+    assert _bytes_read(store, lambda: store.delete_version(item, owner, newest)) < SIZE
+    assert store.db.get(f"user:{item}")["latest"] == f"{item}-{DROPS - 2}"  # the newest left
+    assert store.db.get(f"version:{newest}")["private_enc"] is None  # its body gone with it
+    for n in range(DROPS - 1):
+        store.delete_version(item, owner, f"{item}-{n}")
+    assert store.db.get(f"user:{item}") is None  # the last drop collected: the box goes
+
+
+def test_control_a_keyless_request_to_an_expired_box_whose_drops_were_all_collected_purges_it(
+        store, clock) -> None:
+    item, keys = _filled_box(store, 3, 10)
+    for n in range(3):
+        store.delete_version(item, Presented("delete", keys["delete"]), f"{item}-{n}")
+    clock[0] += LIFE + 1
+    with pytest.raises(Refused) as refused:
+        store.describe(item, Presented())
+    assert refused.value.status == 410 and store.db.get(f"user:{item}") is None
 
 
 def test_control_a_keyless_request_to_a_live_box_reads_little(store) -> None:
