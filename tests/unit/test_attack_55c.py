@@ -123,8 +123,6 @@ def _open_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.xfail(strict=True, reason="55c (1): a clean-up given up while his threads are all held "
-                   "never runs: root's descriptor of his folder leaks")
 def test_a_clean_up_given_up_while_his_threads_are_held_still_closes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host_threads, "CLEAN_UP_WAIT", 0.3)
@@ -281,8 +279,6 @@ class _SavedMeanwhile(Direct):
         return found
 
 
-@pytest.mark.xfail(strict=True, reason="55c (4): delete_file_from_source removes a file saved over "
-                   "the imported one between its look and the unlink")
 def test_a_save_landing_between_the_look_and_the_unlink_is_not_removed(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("the version imported")
     imported = Stamp.of(os.lstat(tmp_path / "notes.txt"))  # the record's stamp
@@ -294,6 +290,8 @@ def test_a_save_landing_between_the_look_and_the_unlink_is_not_removed(tmp_path:
         os.close(root)
     assert host.saved
     assert (tmp_path / "notes.txt").exists(), "her newest version, never imported, was deleted"
+    assert (tmp_path / "notes.txt").read_text() == "her newest version, never imported"
+    assert os.listdir(tmp_path) == ["notes.txt"]  # nothing left aside
 
 
 class _Looked(dict):
