@@ -112,7 +112,8 @@ class HostThreads:
             try:
                 job.call(*job.args)
             except Exception as err:  # one failed clean-up leaves the others to run
-                log.warning("a queued clean-up failed: %s", getattr(err, "strerror", None) or type(err).__name__)
+                said = getattr(err, "strerror", None) or type(err).__name__
+                log.warning("a queued clean-up failed: %s", said)
 
 
 class _CleanUp:
