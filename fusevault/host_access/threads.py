@@ -12,8 +12,10 @@ threads of his, and nothing of anyone else's.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,10 @@ THREADS = 2
 # Seconds a clean-up (a close, a temporary file's removal) is waited for after its work failed or was
 # cancelled: then given up, its thread left to finish (still counted as his).
 CLEAN_UP_WAIT = 10
+# Clean-ups given up before they started, waiting for a thread of his: each holds something of the
+# mount's (a descriptor, a temporary file).  Past this many, new work of his is refused until they
+# have run, so what his held threads keep from being cleaned up stays bounded.
+QUEUED_CLEAN_UPS = 32
 
 
 class HostThreads:
@@ -33,6 +39,8 @@ class HostThreads:
 
     def __init__(self, threads: int = THREADS) -> None:
         self.limiter = trio.CapacityLimiter(threads)
+        self._queued: deque[_CleanUp] = deque()  # appended on the loop, taken in his threads
+        self._draining = False  # a task of the loop waits for a thread of his to run them
 
     async def run(self, call: Callable[..., Any], *args: Any,
                   discard: Callable[[Any], None] | None = None) -> Any:
@@ -42,7 +50,13 @@ class HostThreads:
         nobody takes any more, its caller gone, is discarded (in the thread that made it, or in
         one of his when it came too late to be delivered).  Left to trio, it was dropped with
         root's descriptor of his folder open: one more per export he hung up on (attack round
-        53b, (1))."""
+        53b, (1)).  Refused (EAGAIN) while ``QUEUED_CLEAN_UPS`` clean-ups of his wait for a thread."""
+        if len(self._queued) >= QUEUED_CLEAN_UPS:
+            raise OSError(errno.EAGAIN, "the user's folders have not answered; clean-ups are waiting")
+        return await self._run(call, *args, discard=discard)
+
+    async def _run(self, call: Callable[..., Any], *args: Any,
+                   discard: Callable[[Any], None] | None = None) -> Any:
         if discard is None:
             return await trio.to_thread.run_sync(call, *args, limiter=self.limiter, abandon_on_cancel=True)
         handover = _Handover()
@@ -62,12 +76,63 @@ class HostThreads:
             raise
 
     async def clean_up(self, call: Callable[..., Any], *args: Any) -> None:
-        """``run``, whatever cancelled the work it cleans up after, waited ``CLEAN_UP_WAIT`` s at most."""
+        """``call(*args)`` in a thread of his, whatever cancelled the work it cleans up after, waited
+        ``CLEAN_UP_WAIT`` s at most: then left to its thread if it started, queued if it had not
+        (every thread of his held): run by the first thread of his that is free."""
+        job = _CleanUp(call, args)
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEAN_UP_WAIT) as scope:
-            await self.run(call, *args)
-        if scope.cancelled_caught:
+            await self._run(job.run_if_first)
+        if not scope.cancelled_caught:
+            return
+        if job.take():  # never started (trio runs no call cancelled while it waits for a thread)
+            self._queued.append(job)
+            log.warning("no thread of the user's was free for a clean-up within %ds: queued", CLEAN_UP_WAIT)
+            if not self._draining:
+                self._draining = True
+                trio.lowlevel.spawn_system_task(self._drain)
+        else:
             log.warning("a folder of the user's did not answer a clean-up within %ds: left to it",
                         CLEAN_UP_WAIT)
+
+    async def _drain(self) -> None:
+        """The queued clean-ups, in the first thread of his that is free (a system task: the work
+        that queued them is gone)."""
+        try:
+            while self._queued:
+                await trio.to_thread.run_sync(self._run_queued, limiter=self.limiter, abandon_on_cancel=True)
+        finally:
+            self._draining = False
+
+    def _run_queued(self) -> None:
+        while True:
+            try:
+                job = self._queued.popleft()
+            except IndexError:
+                return
+            try:
+                job.call(*job.args)
+            except Exception as err:  # one failed clean-up leaves the others to run
+                said = getattr(err, "strerror", None) or type(err).__name__
+                log.warning("a queued clean-up failed: %s", said)
+
+
+class _CleanUp:
+    """A clean-up run exactly once: by the thread it was given to, or, when that thread never
+    started, by whoever takes it (the queue)."""
+
+    def __init__(self, call: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.call, self.args = call, args
+        self._lock = threading.Lock()
+        self._taken = False
+
+    def take(self) -> bool:
+        with self._lock:
+            taken, self._taken = self._taken, True
+            return not taken
+
+    def run_if_first(self) -> None:
+        if self.take():
+            self.call(*self.args)
 
 
 class _Handover:

@@ -22,14 +22,21 @@ round 23b, hole 4).
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+from fusevault.encoding import name_start, shown
 from fusevault.host_access import HostAccess
 from fusevault.vault.model import settings as user_settings
 from fusevault.vault.model.settings import Settings
+from fusevault.vault.services.conflicts import copy_name
+
+log = logging.getLogger(__name__)
 
 # Each folder on the way: never a link (ELOOP), never anything but a folder (ENOTDIR).
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -116,10 +123,45 @@ def scan(host: HostAccess, root: int, location: str = "") -> list[tuple[str, os.
 
 
 def remove_if(host: HostAccess, root: int, location: str, same: Callable[[os.stat_result], bool]) -> bool:
-    """Remove the file if ``same(stat)`` says it is still the one meant: both through one
-    descriptor of its folder, so nothing swapped on the way between the look and the removal."""
+    """Remove the file if ``same(stat)`` says it is still the one meant, and only that file.
+
+    Looked at, then removed by its name, it was whatever the name held at the removal: an editor's
+    save (a new file renamed over the name) landing between the two was deleted, never imported
+    (attack round 55c, (4)).  So the file is first moved to a private name of its folder (a random
+    one: a plain rename(2), the one move that takes exactly what the name holds on every file system;
+    RENAME_NOREPLACE's fallback, a link then an unlink of the name, would be the same race again),
+    looked at there, where no save lands, and removed only if it is the one meant; anything else is
+    put back (beside, under a copy's name, if its name was taken meanwhile).  A write into the very
+    file (same inode) after that look is still lost with it, as it always was."""
     with parent(host, root, location) as (folder, name):
         if not same(host.lstat(name, dir_fd=folder)):
-            return False
-        host.unlink(name, dir_fd=folder)
-    return True
+            return False  # changed already: nothing moved
+        aside = f".{name_start(name)}.fvpart-remove-{secrets.token_hex(4)}"  # never imported (ignored)
+        host.rename(name, aside, dir_fd=folder)
+        try:
+            moved = host.lstat(aside, dir_fd=folder)
+        except BaseException:
+            _put_back(host, folder, aside, name, None)
+            raise
+        if same(moved):
+            host.unlink(aside, dir_fd=folder)
+            return True
+        _put_back(host, folder, aside, name, moved)
+    return False
+
+
+def _put_back(host: HostAccess, folder: int, aside: str, name: str, moved: os.stat_result | None) -> None:
+    """The file moved aside, back at its name; beside it under a copy's name if a new file took the
+    name meanwhile; left aside (said in the log) only if neither can be done."""
+    mtime = moved.st_mtime_ns if moved is not None else time.time_ns()
+    raw = name.encode("utf-8", "surrogateescape")
+    for taken in (name, copy_name(raw, "kept", mtime), copy_name(raw, f"kept {secrets.token_hex(3)}", mtime)):
+        try:
+            host.rename(aside, os.fsdecode(taken), dir_fd=folder, noreplace=True)
+            return
+        except FileExistsError:
+            continue
+        except OSError as err:
+            log.warning("import: a file set aside to be removed stays as %s: %s", shown(aside), err.strerror)
+            return
+    log.warning("import: a file set aside to be removed stays as %s", shown(aside))

@@ -15,6 +15,7 @@ Seen: ``test_a_clean_up_given_up_while_his_threads_are_held_still_closes`` (unit
   mount (``tests/mount/test_attack_55c.py::test_a_lock_while_his_threads_are_held_leaks_no_descriptor_
   of_his_watched_folder``): root's descriptors of his watched folder 1 -> 2 -> 3 over two rounds (each
   lock also took 10.2 s).  Expected: closed once a thread of his is free.
+Fixed: a clean-up given up before it started is queued and run by his next free thread (threads.py).
 Cause: host_access/threads.py:64-67 ``clean_up`` (a deadline on the whole ``run``, limiter wait
   included; the log says "left to it", but nothing was left to run); callers watcher.py ``_watch``
   (``os.close, root``), importer.py ``_hash_source``/``_copy`` (``source.close``: a file object,
@@ -63,6 +64,8 @@ Seen: ``test_a_save_landing_between_the_look_and_the_unlink_is_not_removed``: an
   file renamed over the name) landing between ``remove_if``'s lstat and its unlink (two helper round
   trips) is deleted: her newest version is gone, never imported.
 Cause: source_paths.py:118-124 (look, then unlink by name: a name, not the file looked at).
+Fixed: the file is moved to a private name, looked at there, removed only if it is the one imported,
+  else put back (source_paths.py ``remove_if``, tests/unit/test_source_paths_remove.py).
 Fix (suggested): rename the file to a private name of the folder first (renameat2 NOREPLACE), lstat
   that, then unlink it, or rename it back (NOREPLACE; kept beside under a conflict name if taken).
 
@@ -123,8 +126,6 @@ def _open_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.xfail(strict=True, reason="55c (1): a clean-up given up while his threads are all held "
-                   "never runs: root's descriptor of his folder leaks")
 def test_a_clean_up_given_up_while_his_threads_are_held_still_closes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host_threads, "CLEAN_UP_WAIT", 0.3)
@@ -281,8 +282,6 @@ class _SavedMeanwhile(Direct):
         return found
 
 
-@pytest.mark.xfail(strict=True, reason="55c (4): delete_file_from_source removes a file saved over "
-                   "the imported one between its look and the unlink")
 def test_a_save_landing_between_the_look_and_the_unlink_is_not_removed(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("the version imported")
     imported = Stamp.of(os.lstat(tmp_path / "notes.txt"))  # the record's stamp
@@ -294,6 +293,8 @@ def test_a_save_landing_between_the_look_and_the_unlink_is_not_removed(tmp_path:
         os.close(root)
     assert host.saved
     assert (tmp_path / "notes.txt").exists(), "her newest version, never imported, was deleted"
+    assert (tmp_path / "notes.txt").read_text() == "her newest version, never imported"
+    assert os.listdir(tmp_path) == ["notes.txt"]  # nothing left aside
 
 
 class _Looked(dict):

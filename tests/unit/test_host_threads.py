@@ -6,11 +6,14 @@ call that blocks until the test lets it go."""
 
 from __future__ import annotations
 
+import errno
 import threading
 
+import pytest
 import trio
 import trio.testing
 
+from fusevault.host_access import threads as host_threads
 from fusevault.host_access.threads import CLEAN_UP_WAIT, THREADS, HostThreads, _Handover
 
 
@@ -85,3 +88,84 @@ def test_a_result_handed_over_to_a_caller_gone_meanwhile_is_discarded_by_exactly
     late = _Handover()
     assert late.refuse() == []
     assert late.offer("made late") is False  # the thread discards it
+
+
+def _held(threads: HostThreads, release: threading.Event, nursery: trio.Nursery) -> None:
+    for _ in range(THREADS):  # every thread of his held (his FUSE, his stopped helper)
+        nursery.start_soon(threads.run, release.wait)
+
+
+def test_a_clean_up_that_could_not_start_runs_once_in_a_thread_of_his_when_one_is_free(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack round 55c (1): given up before it started, it was dropped (root's descriptor leaked)."""
+    monkeypatch.setattr(host_threads, "CLEAN_UP_WAIT", 0.2)
+    release, ran = threading.Event(), []
+
+    async def main() -> None:
+        threads = HostThreads()
+        with trio.move_on_after(0.2):
+            async with trio.open_nursery() as nursery:
+                _held(threads, release, nursery)
+        await threads.clean_up(lambda: ran.append(threading.get_ident()))
+        assert ran == []  # not on the loop meanwhile, nor in a thread of anyone else's
+        release.set()
+        with trio.fail_after(5):
+            while not ran or threads.limiter.borrowed_tokens:
+                await trio.sleep(0.02)
+        await trio.sleep(0.2)
+
+    trio.run(main)
+    assert len(ran) == 1 and ran[0] != threading.get_ident()  # once, in a worker thread
+
+
+def test_queued_clean_ups_are_bounded_his_new_work_waits_for_them_and_hers_does_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host_threads, "CLEAN_UP_WAIT", 0.2)
+    monkeypatch.setattr(host_threads, "QUEUED_CLEAN_UPS", 2)
+    release, ran = threading.Event(), []
+
+    def fails() -> None:
+        raise OSError(errno.EBADF, "gone")
+
+    async def main() -> None:
+        his, hers = HostThreads(), HostThreads()
+        with trio.move_on_after(0.2):
+            async with trio.open_nursery() as nursery:
+                _held(his, release, nursery)
+        await his.clean_up(fails)  # a failed one leaves the others to run
+        await his.clean_up(ran.append, "closed")
+        with pytest.raises(OSError) as refused:
+            await his.run(ran.append, "new work")  # it would hold one more thing of the mount's
+        assert refused.value.errno == errno.EAGAIN
+        with trio.fail_after(5):
+            assert await hers.run(lambda: "hers answers") == "hers answers"
+        release.set()
+        with trio.fail_after(5):
+            while ran != ["closed"]:
+                await trio.sleep(0.02)
+            await his.run(ran.append, "new work")  # taken again once they have run
+        assert ran == ["closed", "new work"]
+
+    trio.run(main)
+
+
+def test_a_clean_up_that_started_and_never_answers_is_left_to_its_thread_not_run_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host_threads, "CLEAN_UP_WAIT", 0.2)
+    release, ran = threading.Event(), []
+
+    def closes() -> None:
+        ran.append("started")
+        release.wait()
+
+    async def main() -> None:
+        threads = HostThreads()
+        await threads.clean_up(closes)  # his flush never answers: given up, left to its thread
+        release.set()
+        with trio.fail_after(5):
+            while threads.limiter.borrowed_tokens:
+                await trio.sleep(0.02)
+        await trio.sleep(0.2)
+
+    trio.run(main)
+    assert ran == ["started"]
