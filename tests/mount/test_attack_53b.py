@@ -295,11 +295,13 @@ def _leaked(people: People, hang_up: bool, rounds: int = 5) -> int:
 
 
 def test_finished_exports_with_his_helper_held_leak_nothing(people: People) -> None:
-    assert _leaked(people, hang_up=False, rounds=3) <= 0
+    assert _leaked(people, hang_up=False, rounds=2) <= 0
 
 
 def test_abandoned_exports_leak_no_descriptor_of_root_s(people: People) -> None:
-    assert _leaked(people, hang_up=True) <= 1
+    # Three rounds: before the fix every run leaked one or more a round (7 to 10 in 5 rounds), so the
+    # bound of one is passed by the second; a round is 6 s of the suite.
+    assert _leaked(people, hang_up=True, rounds=3) <= 1
 
 
 @pytest.fixture
