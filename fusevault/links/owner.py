@@ -242,6 +242,9 @@ class Links:
                     client.close()
 
             await _network(revoke)  # abandoned (an unmount), the revoke still ends in its thread
+            if rev is None:  # this device's copy: the store's refused record (if any) goes too
+                rev = await self.vol.store_call(link_records.stored_rev, self.vol.store, self.vol.key,
+                                                record.item)
             if rev is not None:
                 await self.vol.store_call(self.vol.store.put_many,
                                           [{**record_doc(self.vol.key, record, rev), "_deleted": True}])

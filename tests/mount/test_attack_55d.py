@@ -113,3 +113,21 @@ def test_control_a_drop_box_whose_record_was_removed_is_revoked_with_this_device
     [doc] = adversary.docs(vault, "LinkRecord")
     adversary.delete_row(vault, doc["_id"])
     _revoked(vault, tmp_path, item)
+
+
+def test_a_share_link_whose_record_was_altered_is_revoked_and_the_refused_record_goes(
+        vault: Path, tmp_path: Path, link_relay: str) -> None:
+    """Review of 55d (4): a share link revoked from this device's copy (no revision: the store's
+    record refused) deleted nothing in the store, and its "link record refused" alarm stayed for
+    good; the refused document is deleted with the link now (``Links.revoke``)."""
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "doc.txt").write_text("v1")
+        link = fusevault("link", "create", mnt / "doc.txt", "--relay", link_relay).stdout.strip()
+    item = capability.parse(link).item
+    _altered(vault)
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        revoked = fusevault("link", "revoke", item, cwd=mnt)
+        assert revoked.returncode == 0, revoked.stderr
+    assert adversary.docs(vault, "LinkRecord") == []
+    got = fusevault("link", "get", link, tmp_path, passphrase=None, cwd=tmp_path)
+    assert got.returncode != 0  # revoked on the link store too

@@ -76,7 +76,16 @@ def looks_reserved(name: bytes) -> bool:
             return True
         if not name.isascii() and len(seen) == len(kept) and _stands_in(seen, kept):
             return True
+        if kept.startswith(".") and seen == kept[1:] and not name.isascii() and _marked_first(name):
+            return True
     return False
+
+
+def _marked_first(name: bytes) -> bool:
+    """Whether ``name`` begins with something other than an ASCII character: a dot-like mark
+    (U+0702, U+00B7, U+2E33) for the dot of ``.versions``, which ``skeleton`` takes off the start as
+    what may read as blank, leaving ``versions`` (attack round 55r (2))."""
+    return not name_to_str(name)[:1].isascii()
 
 
 def _stands_in(seen: str, kept: str) -> bool:
