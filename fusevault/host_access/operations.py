@@ -165,6 +165,8 @@ class Calls:
             found = [(str(name), _stat_result(fields)) for name, fields in entries]
         except (TypeError, ValueError):
             raise OSError(errno.EIO, "a page of a folder not understood") from None
+        if isinstance(after, int) and not isinstance(after, bool) and not -2**63 <= after < 2**63:
+            raise OSError(errno.EIO, "a position past any folder's")  # a loff_t: lseek could not take it
         if not isinstance(after, int) or isinstance(after, bool) or not found:
             after = None  # the end (an empty page is one: each page moves on, whatever the helper says)
         return found, after
