@@ -9,6 +9,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from fusevault.host_access import listing
+
 SAFE_MODE_BITS = 0o777  # never setuid, setgid or sticky on anything written for a user
 
 
@@ -31,8 +33,10 @@ def do(op: str, args: list, dir_fd: int | None = None) -> tuple[Any, int | None]
         os.chmod(args[0], int(args[1]) & SAFE_MODE_BITS, follow_symlinks=True)
     elif op == "lstat":
         return _fields(os.stat(args[0], dir_fd=dir_fd, follow_symlinks=False)), None
-    elif op == "scan":
-        return _scan(args[0], dir_fd), None
+    elif op == "scan_page":
+        if dir_fd is None:
+            raise OSError(errno.EBADF, "a page of which folder?")
+        return list(listing.page(dir_fd, int(args[0]), _fields)), None
     elif op == "listdir":
         return os.listdir(args[0]), None
     elif op == "access":
@@ -42,27 +46,6 @@ def do(op: str, args: list, dir_fd: int | None = None) -> tuple[Any, int | None]
     else:
         raise OSError(errno.ENOSYS, f"unknown operation {op}")
     return None, None
-
-
-def _scan(path: str, dir_fd: int | None) -> list:
-    """[name, lstat] of every entry of the folder ``path`` (relative to ``dir_fd``: never through a
-    link, so a folder held open is listed, not what its name leads to now)."""
-    if dir_fd is None:
-        return _entries(path)
-    folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        return _entries(folder)
-    finally:
-        os.close(folder)
-
-
-def _entries(folder: str | int) -> list:
-    found = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            with contextlib.suppress(OSError):  # gone meanwhile
-                found.append([entry.name, _fields(entry.stat(follow_symlinks=False))])
-    return found
 
 
 RENAME_NOREPLACE = 1
@@ -163,8 +146,30 @@ class Calls:
         return self.call("listdir", os.fsdecode(path))[0]
 
     def scan(self, path: str, *, dir_fd: int | None = None) -> list[tuple[str, os.stat_result]]:
-        found, _ = self.call("scan", os.fsdecode(path), fd=dir_fd)
-        return [(name, _stat_result(fields)) for name, fields in found]
+        flags = os.O_RDONLY | os.O_DIRECTORY | (os.O_NOFOLLOW if dir_fd is not None else 0)
+        folder = self.open(path, flags, dir_fd=dir_fd)
+        try:
+            found: list[tuple[str, os.stat_result]] = []
+            position: int | None = 0
+            while position is not None:
+                entries, position = self.scan_page(folder, position)
+                found += entries
+            return found
+        finally:
+            os.close(folder)
+
+    def scan_page(self, dir_fd: int, position: int) -> tuple[list[tuple[str, os.stat_result]], int | None]:
+        answer, _ = self.call("scan_page", position, fd=dir_fd)
+        try:
+            entries, after = answer
+            found = [(str(name), _stat_result(fields)) for name, fields in entries]
+        except (TypeError, ValueError):
+            raise OSError(errno.EIO, "a page of a folder not understood") from None
+        if isinstance(after, int) and not isinstance(after, bool) and not -2**63 <= after < 2**63:
+            raise OSError(errno.EIO, "a position past any folder's")  # a loff_t: lseek could not take it
+        if not isinstance(after, int) or isinstance(after, bool) or not found:
+            after = None  # the end (an empty page is one: each page moves on, whatever the helper says)
+        return found, after
 
     def access(self, path: str, mode: int) -> bool:
         return bool(self.call("access", os.fsdecode(path), mode)[0])

@@ -45,7 +45,12 @@ class HostAccess(Protocol):
 
     def scan(self, path: str, *, dir_fd: int | None = None) -> list[tuple[str, os.stat_result]]:
         """Every entry of a folder with its ``lstat`` (one call for a whole folder); with ``dir_fd``,
-        ``path`` is opened from it without following a link ("." lists that folder itself)."""
+        ``path`` is opened from it without following a link ("." lists that folder itself); read
+        in pages (``scan_page``), so a folder of any size is listed, in the caller's memory."""
+
+    def scan_page(self, dir_fd: int, position: int) -> tuple[list[tuple[str, os.stat_result]], int | None]:
+        """Entries of the folder ``dir_fd`` from ``position`` (0: the first), at most a bounded page
+        (listing.py), and the position of the next page (None: the end)."""
 
     def access(self, path: str, mode: int) -> bool:
         """``os.access`` for the user (their real ids, which are also their effective ones)."""

@@ -80,17 +80,17 @@ def parent(host: HostAccess, root: int, location: str) -> Iterator[tuple[int, st
     folder = root
     try:
         for part in parts[:-1]:
-            inner = _inner(host, folder, part, location)
+            within = inner(host, folder, part, location)
             if folder != root:
                 os.close(folder)
-            folder = inner
+            folder = within
         yield folder, parts[-1]
     finally:
         if folder != root:
             os.close(folder)
 
 
-def _inner(host: HostAccess, folder: int, part: str, location: str) -> int:
+def inner(host: HostAccess, folder: int, part: str, location: str) -> int:
     """The folder ``part`` of ``folder``, never through a link (then: gone)."""
     try:
         return host.open(part, _FOLDER, dir_fd=folder)
@@ -110,16 +110,21 @@ def open_file(host: HostAccess, root: int, location: str, flags: int) -> int:
         return host.open(name, flags, dir_fd=folder)
 
 
-def scan(host: HostAccess, root: int, location: str = "") -> list[tuple[str, os.stat_result]]:
-    """Every entry of the folder ``location`` ("": the watched folder) with its lstat."""
+def open_folder(host: HostAccess, root: int, location: str) -> int:
+    """A descriptor of the folder ``location`` ("": the watched folder, a copy of ``root``)."""
     if not location:
-        return host.scan(".", dir_fd=root)
+        return os.dup(root)
     with parent(host, root, location) as (folder, name):
-        inner = _inner(host, folder, name, location)
-    try:
-        return host.scan(".", dir_fd=inner)
-    finally:
-        os.close(inner)
+        return inner(host, folder, name, location)
+
+
+def entries(host: HostAccess, folder: int) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry of the folder ``folder`` (a descriptor) with its lstat, a bounded page of its
+    user's helper at a time (host_access/listing.py): a folder of any size is listed (55c, (2))."""
+    position: int | None = 0
+    while position is not None:
+        page, position = host.scan_page(folder, position)
+        yield from page
 
 
 def remove_if(host: HostAccess, root: int, location: str, same: Callable[[os.stat_result], bool]) -> bool:

@@ -19,6 +19,7 @@ deadlocked it for good, a personal mount too (attack round 53b, (4) and (5)).
 from __future__ import annotations
 
 import errno
+import heapq
 import logging
 import os
 import stat
@@ -52,37 +53,85 @@ POLL_SHARE = 4
 # What a failed look at one folder means: nothing there now (or not his to read).  Any other error
 # (EIO: his helper gone and being started again) makes the whole walk count as not done.
 PASSED_OVER = frozenset({errno.EACCES, errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EPERM})
+# Bounds of one watch (attack round 55c, (3) and (5)): each name a walk keeps costs the mount ~500
+# bytes (the walk's ``known``, ``Pending``), and each folder on the way down one descriptor held
+# while the folders under it are walked.  Past them the rest is passed over, said in ``status``, and
+# taken up by a later walk once the folder is back under them: never lost, never deleted.
+MAX_NAMES = 100_000  # names (files, folders, anything) looked at by one walk
+MAX_DEPTH = 256  # folders within folders below the watched one
+SPAN = 16  # a walk holds the descriptor of every SPAN-th folder on its way down, and the current one
+MAX_DUE = 1_000  # files looked at again by one tick of ``_take_settled``
 
 
 UNSEEN = Stamp(-1, -1, -1, -1)
 
 
 class Pending:
-    """Files seen changing: the state seen last and when it counts as stable."""
+    """Files seen changing: the state seen last and when it counts as stable.
+
+    The times are also kept in a heap (``_times``), so a tick with nothing due costs nothing, and one
+    with files due costs what is due: every tick went through every pending file, on the mount's
+    loop (100,000 of them: ~9 ms a tick; attack round 55c, (5)).  An entry of the heap whose time
+    ``items`` no longer holds is stale, left there until it comes up (or the heap is rebuilt)."""
 
     def __init__(self, settle: float) -> None:
         self.settle = settle
         self.items: dict[str, tuple[Stamp, float]] = {}
+        self._times: list[tuple[float, str]] = []
 
     def seen(self, location: str, stamp: Stamp | None, now: float) -> None:
         if stamp is None:
             self.items.pop(location, None)
         else:
-            self.items[location] = (stamp, now + self.settle)
+            self._put(location, stamp, now + self.settle)
 
     def retry(self, location: str, now: float, after: float) -> None:
         """A failed import: look again after a while (the stamp matches no real file,
         so the file must then be stable for a settle time once more)."""
-        self.items[location] = (UNSEEN, now + after)
+        self._put(location, UNSEEN, now + after)
+
+    def _put(self, location: str, stamp: Stamp, when: float) -> None:
+        self.items[location] = (stamp, when)
+        heapq.heappush(self._times, (when, location))
+        self._tidy()
+
+    def _tidy(self) -> None:
+        # Stale entries are at most as many as the live ones (and a few): the heap stays in
+        # proportion to the files pending, at an amortised constant cost per change.
+        if len(self._times) > 2 * len(self.items) + 1024:
+            self._times = [(when, location) for location, (_, when) in self.items.items()]
+            heapq.heapify(self._times)
 
     def forget(self, location: str) -> None:
         """A path was deleted: drop it, and everything under it if it was a folder."""
         prefix = location + "/"
         for known in [k for k in self.items if k == location or k.startswith(prefix)]:
             del self.items[known]
+        self._tidy()
 
-    def due(self, now: float) -> list[str]:
-        return sorted(k for k, (_, when) in self.items.items() if when <= now)
+    def drop(self, locations: set[str]) -> None:
+        """Files a walk no longer found (each named: a walk names the files, not their folders),
+        at a cost in proportion to the fewer of them and of the files pending."""
+        if len(locations) < len(self.items):
+            for location in locations:
+                self.items.pop(location, None)
+        else:
+            self.items = {k: v for k, v in self.items.items() if k not in locations}
+        self._tidy()
+
+    def due(self, now: float, most: int = MAX_DUE) -> list[str]:
+        """The files due at ``now`` (the ``most`` due first), left pending until ``settled`` says."""
+        taken: list[tuple[float, str]] = []
+        names: set[str] = set()
+        while self._times and self._times[0][0] <= now and len(taken) < most:
+            when, location = heapq.heappop(self._times)
+            held = self.items.get(location)
+            if held is not None and held[1] == when and location not in names:
+                taken.append((when, location))
+                names.add(location)
+        for entry in taken:
+            heapq.heappush(self._times, entry)
+        return sorted(names)
 
     def settled(self, location: str, stamp: Stamp | None, now: float) -> bool:
         """True (and no longer pending) when the file is as it was a settle time ago."""
@@ -114,37 +163,142 @@ def stamps(host: HostAccess, root: int, locations: list[str]) -> dict[str, Stamp
     return found
 
 
+class Found(dict[str, Stamp | None]):
+    """The regular files a walk found, by location, and what it passed over (to be said), if any."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked = 0  # names looked at, of any kind (``MAX_NAMES``)
+        self.passed_over: str | None = None
+
+
 def walked(host: HostAccess, root: int, known: dict[str, Stamp | None]
-           ) -> tuple[dict[str, Stamp | None], set[str], dict[str, Stamp | None]]:
+           ) -> tuple[Found, set[str], dict[str, Stamp | None]]:
     """A walk (``walk``) and what changed since ``known``: (found, gone, changed), all in the calling
     thread, so a folder of many files costs the loop only what changed."""
     found = walk(host, root)
     return found, known.keys() - found.keys(), {loc: st for loc, st in found.items() if known.get(loc) != st}
 
 
-def walk(host: HostAccess, root: int, under: str = "") -> dict[str, Stamp | None]:
+def walk(host: HostAccess, root: int, under: str = "") -> Found:
     """Every regular file under ``under`` in the watched folder (``root``, held; links are not
     followed; folders the user may not read are passed over, as os.walk does; nor is a folder of
-    another file system: a mount in his folder, his FUSE or this drive itself, is not walked)."""
-    found: dict[str, Stamp | None] = {}
+    another file system: a mount in his folder, his FUSE or this drive itself, is not walked).
+
+    Depth first, each folder opened from its parent's descriptor: a helper call per folder and one
+    per page of names, whatever the depth.  Each folder was opened from the watched one by its whole
+    location, name by name, so a chain of N folders cost N^2/2 calls (200 deep: 20,302; attack round
+    55c, (3)).  The descriptors held are bounded too: every ``SPAN``-th folder on the way down and the
+    current one; a folder whose descriptor was let go is opened again (from the nearest held) only if
+    folders under it are still to walk: at most ``SPAN`` calls more per folder.  Past ``MAX_DEPTH``
+    folders deep, or ``MAX_NAMES`` names looked at, the rest is passed over (``passed_over``)."""
+    found = Found()
     device = host.lstat(".", dir_fd=root).st_dev
-    folders = [under]
-    while folders:
-        folder = folders.pop()
-        try:
-            entries = source_paths.scan(host, root, folder)
-        except OSError as err:
-            if err.errno not in PASSED_OVER:
-                raise
-            continue
-        for name, st in entries:
-            location = os.path.join(folder, name) if folder else name
+    try:
+        top = source_paths.open_folder(host, root, under)
+    except OSError as err:
+        if err.errno not in PASSED_OVER:
+            raise
+        return found
+    way = [_Folder(under, "", under.count("/") + 1 if under else 0, top)]
+    try:
+        while way and found.looked <= MAX_NAMES:
+            here = way[-1]
+            if here.inside is None:
+                here.inside = _listed(host, here, device, found)
+            if not here.inside:
+                way.pop()
+                here.close()
+                continue
+            name = here.inside.pop()
+            at = os.path.join(here.location, name) if here.location else name
+            try:
+                held = _held(host, way)
+            except OSError as err:  # gone (or a link now) on the way: nothing more under it
+                if err.errno not in PASSED_OVER:
+                    raise
+                here.inside.clear()
+                continue
+            try:
+                below = source_paths.inner(host, held, name, at)
+            except OSError as err:
+                if err.errno not in PASSED_OVER:
+                    raise
+                continue
+            if os.fstat(below).st_dev != device:  # a mount put there since the listing: not walked
+                os.close(below)
+                continue
+            if (here.depth - way[0].depth) % SPAN:
+                here.close()  # opened again if folders under it are left
+            way.append(_Folder(at, name, here.depth + 1, below))
+    finally:
+        for folder in way:
+            folder.close()
+    return found
+
+
+class _Folder:
+    """A folder on the walk's way down: its descriptor (None: let go) and its folders left to walk."""
+
+    def __init__(self, location: str, name: str, depth: int, fd: int) -> None:
+        self.location, self.name, self.depth = location, name, depth
+        self.fd: int | None = fd
+        self.inside: list[str] | None = None  # not listed yet
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _held(host: HostAccess, way: list[_Folder]) -> int:
+    """The descriptor of the last folder of ``way``, opened again from the nearest one held."""
+    if way[-1].fd is not None:
+        return way[-1].fd
+    start = max(number for number, folder in enumerate(way) if folder.fd is not None)
+    base = fd = way[start].fd
+    assert base is not None and fd is not None
+    try:
+        for folder in way[start + 1:]:
+            inner = source_paths.inner(host, fd, folder.name, folder.location)
+            if fd != base:
+                os.close(fd)
+            fd = inner
+    except BaseException:
+        if fd != base:
+            os.close(fd)
+        raise
+    if os.fstat(fd).st_dev != os.fstat(base).st_dev:  # a mount put on the way meanwhile
+        os.close(fd)
+        raise FileNotFoundError(errno.ENOENT, "another file system on the way", way[-1].location)
+    way[-1].fd = fd
+    return fd
+
+
+def _listed(host: HostAccess, here: _Folder, device: int, found: Found) -> list[str]:
+    """Notes the files of ``here`` in ``found``; its folders, to walk (last first)."""
+    inside: list[str] = []
+    assert here.fd is not None  # a folder is listed right after it is opened
+    try:
+        for name, st in source_paths.entries(host, here.fd):
+            found.looked += 1
+            if found.looked > MAX_NAMES:
+                found.passed_over = f"more than {MAX_NAMES} names: the rest passed over"
+                return []
             if stat.S_ISDIR(st.st_mode):
                 if st.st_dev == device:
-                    folders.append(location)
+                    inside.append(name)
             elif stat.S_ISREG(st.st_mode) and not ignored(name):
-                found[location] = Stamp.of(st)
-    return found
+                found[os.path.join(here.location, name) if here.location else name] = Stamp.of(st)
+    except OSError as err:
+        if err.errno not in PASSED_OVER:
+            raise
+        return []
+    if inside and here.depth >= MAX_DEPTH:
+        found.passed_over = f"folders more than {MAX_DEPTH} deep passed over"
+        return []
+    inside.sort(reverse=True)  # walked in order of names: the same folders first at every walk
+    return inside
 
 
 class ImportService:
@@ -232,7 +386,8 @@ class ImportService:
             nursery.start_soon(self._take_settled, importer, pending)
             self.task.set("idle")
             log.info("import: watching %s", Path(settings.source_dir_to_watch or ""))
-            known: dict[str, Stamp | None] = {}
+            known = Found()
+            said: str | None = None
             while True:
                 started = trio.current_time()
                 try:
@@ -241,9 +396,13 @@ class ImportService:
                     log.warning("import: the watched folder could not be looked at (%s); again soon",
                                 err.strerror or err)
                 else:
-                    for location in gone:
-                        pending.forget(location)
+                    pending.drop(gone)
                     self._note(pending, changed)
+                    if known.passed_over != said:  # said once, not at every walk
+                        said = known.passed_over
+                        if said is not None:
+                            log.warning("import: in the watched folder, %s", said)
+                            self.task.failed(f"the watched folder: {said}")
                 await trio.sleep(max(POLL, POLL_SHARE * (trio.current_time() - started)))
 
     @staticmethod

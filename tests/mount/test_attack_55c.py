@@ -107,7 +107,5 @@ def test_control_a_folder_of_a_few_thousand_names_leaves_his_imports_going(peopl
     assert _watch_with_many_names(people, int(os.environ.get("N55", "4000")))
 
 
-@pytest.mark.xfail(strict=True, reason="55c (2): a folder of 45k names (195k ASCII ones) under his "
-                   "watched folder: every walk EIO, nothing imported")
 def test_a_folder_of_many_names_in_his_watched_folder_leaves_his_imports_going(people: People) -> None:
     assert _watch_with_many_names(people, 45_000)

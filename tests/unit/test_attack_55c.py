@@ -181,8 +181,6 @@ def _linked(folder: Path, count: int, name: bytes) -> None:
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="55c (2): one folder of ~40k names (150k-400k honest ones) "
-                   "under the watched folder fails every walk (EIO): nothing is imported, for good")
 def test_a_folder_of_many_names_in_the_watched_folder_does_not_stop_every_import(tmp_path: Path) -> None:
     (tmp_path / "report.txt").write_text("hers, to import")
     # 42,000 names of 255 bytes not UTF-8: 1,675 bytes each in the helper's JSON answer (\udcff per
@@ -237,8 +235,6 @@ def _chain(top: Path, depth: int) -> None:
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="55c (3): a walk costs his helper depth squared / 2 round "
-                   "trips for a chain of folders (10,000 deep: 50 million a walk)")
 def test_a_deep_chain_of_folders_costs_the_walk_calls_in_proportion(tmp_path: Path) -> None:
     depth = 200
     _chain(tmp_path, depth)
@@ -308,8 +304,6 @@ class _Looked(dict):
             yield item
 
 
-@pytest.mark.xfail(strict=True, reason="55c (5): every tick (0.5 s) looks at every file pending on "
-                   "the mount's loop; no bound (1M names: 530 MB of root's mount, ~90 ms a tick)")
 def test_a_tick_with_nothing_due_does_not_look_at_every_pending_file_on_the_loop() -> None:
     pending = Pending(2.0)
     pending.items = _Looked()
