@@ -21,8 +21,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from mount import test_attack_53b as a53b
 from mount import test_shared_mount as shared
 from mount.test_shared_mount import People
