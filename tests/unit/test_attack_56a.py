@@ -25,7 +25,11 @@ runs: her file's offset moved, her data read in his thread) and ``_finish`` (``f
 the work itself when that work was given up (as ``Destination`` does for its folders with
 ``_in_use``/``_busy``: a close deferred to the last call still under way), or have every call on it
 hold a use count the clean-up waits for (queued, not run beside it).  Test:
-``test_56a_1_a_close_beside_his_given_up_write_lets_it_write_into_the_file_that_takes_its_number``.
+``test_56a_1_a_close_beside_his_given_up_write_lets_it_write_into_the_file_that_takes_its_number``;
+control (held): ``test_control_56a_1_a_short_write_answered_in_time_lands_in_his_file_only`` (the
+same FUSE, the export not given up: every byte in his exported file, hers untouched).  Not run on a
+real mount with a FUSE file system answering short (the kernel frees the number at close(2) before
+FUSE's flush, so the flush waiting on his held write does not keep it).
 
 Not tried in the time: (2) ``remove_if``'s move-aside races on a real file system beyond reading the
 code (the private name is at most 224 bytes; ``copy_name`` is bounded at 255); (3) ``Links._save``
@@ -106,4 +110,42 @@ def test_56a_1_a_close_beside_his_given_up_write_lets_it_write_into_the_file_tha
         release.set()
         for fd in kept:
             os.close(fd)
+    assert hers.read_bytes() == b"her own data, nobody else's"
+
+
+def test_control_56a_1_a_short_write_answered_in_time_lands_in_his_file_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = tmp_path / "his-fuse-folder"
+    dest.mkdir()
+    hers = tmp_path / "her-file"
+    hers.write_bytes(b"her own data, nobody else's")
+    payload = b"X" + b"HIS BYTES" * 3
+    real_pwrite, seen = os.pwrite, {}
+
+    def his_fuse_pwrite(fd: int, data: bytes, offset: int) -> int:
+        if "fd" in seen:
+            return real_pwrite(fd, data, offset)
+        seen["fd"] = fd
+        return real_pwrite(fd, bytes(data[:1]), offset)  # short, at once
+
+    async def one_piece(volume: object, node: object) -> AsyncIterator[tuple[int, bytes]]:
+        yield 0, payload
+
+    monkeypatch.setattr(os, "pwrite", his_fuse_pwrite)
+    monkeypatch.setattr(exporting, "read_data", one_piece)
+    node = types.SimpleNamespace(size=len(payload), mode=0o100600, atime=0, mtime=0)
+
+    async def main() -> None:
+        out = exporting.Destination(Direct(), dest)
+        try:
+            assert await exporting._write(None, node, out, HostThreads(), "file", False) == len(payload)
+        finally:
+            out.close()
+
+    fd = os.open(hers, os.O_RDWR)  # open beside the export all along
+    try:
+        trio.run(main)
+    finally:
+        os.close(fd)
+    assert (dest / "file").read_bytes() == payload
     assert hers.read_bytes() == b"her own data, nobody else's"
