@@ -18,13 +18,15 @@ of his that uses it is still running (or the abandoned loop never touches the nu
 Cause: fusevault/vault/services/exporting.py:312 (``clean_up(_close, fd)`` while the given-up
 ``threads.run(out.as_user, _write_all, fd, ...)`` of line 307 still runs in its thread) with
 ``_write_all``'s loop (exporting.py:323) reusing the number; host_access/threads.py ``clean_up`` has
-no notion of work still running on what it cleans up.  The same with the importer
-(``_chunks``/``_hash_next`` reading ``source.fileno()`` in a loop while ``clean_up(source.close)``
-runs: her file's offset moved, her data read in his thread) and ``_finish`` (``ftruncate`` then
-``fchmod`` on the number).  Suggested fix: tie the descriptor to the work: close it in the thread of
-the work itself when that work was given up (as ``Destination`` does for its folders with
-``_in_use``/``_busy``: a close deferred to the last call still under way), or have every call on it
-hold a use count the clean-up waits for (queued, not run beside it).  Test:
+no notion of work still running on what it cleans up. The importer's reads (``_chunks``,
+``_hash_next``) step one piece per thread call, so a given-up read ends with its in-flight syscall
+(which holds the old file); ``_finish``'s ``fchmod``/``utime`` after a held ``ftruncate`` reach the
+number as his fsuid with no capability (EPERM on another user's file): read, not run. Suggested fix:
+tie the descriptor to the work: close it in the thread of the work itself when that work was given
+up (as ``Destination`` does for its folders with ``_in_use``/``_busy``: a close deferred to the last
+call still under way), or have every call on it hold a use count the clean-up waits for (queued, not
+run beside it).
+Test:
 ``test_56a_1_a_close_beside_his_given_up_write_lets_it_write_into_the_file_that_takes_its_number``;
 control (held): ``test_control_56a_1_a_short_write_answered_in_time_lands_in_his_file_only`` (the
 same FUSE, the export not given up: every byte in his exported file, hers untouched).  Not run on a
