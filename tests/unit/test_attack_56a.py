@@ -33,9 +33,17 @@ same FUSE, the export not given up: every byte in his exported file, hers untouc
 real mount with a FUSE file system answering short (the kernel frees the number at close(2) before
 FUSE's flush, so the flush waiting on his held write does not keep it).
 
-Not tried in the time: (2) ``remove_if``'s move-aside races on a real file system beyond reading the
-code (the private name is at most 224 bytes; ``copy_name`` is bounded at 255); (3) ``Links._save``
-over a peer's record; (4) the relay's ``LIVE`` index.
+Read, not run (held as far as read): 55c (1)'s queue: a clean-up runs once (``_CleanUp.take`` under
+a lock, popped once); a queued close holds its descriptor open until it runs, so its number cannot be
+reused before; past 32 queued only ``run`` refuses, and his requests are at most 16 at once
+(fs/control.py ``MAX_PER_UID``), so the descriptors held behind his held threads stay bounded; a queue
+behind his own hung FUSE is the open list's limit.  55c (4)'s ``remove_if``: the private name is at most
+224 bytes, ``copy_name`` at 255; a save landing at any step is put back (or beside), the folder is held
+by descriptor (a rename of it changes nothing); a crash between the move and the put-back leaves the
+file aside (ignored by the walk): not tried.  55d (3)'s ``_newest_live``: ``created_at`` and
+``deleted`` are the relay's own, block ids random.  Not tried: 55d (4) ``Links._save`` over a record
+with two devices (a stale kept copy's ``seq``/``collected`` saved over a newer honest record needs the
+store to refuse it on one device only; before 55d that save was a Conflict after the publish anyway).
 """
 
 from __future__ import annotations
