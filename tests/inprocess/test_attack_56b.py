@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from attack_scenes import bobs_node_doc
 from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 
@@ -32,7 +31,8 @@ def _bobs_next_state(shared, fid: str, at: int) -> dict:
     """bob's next signed state of ``fid`` (its wrapping the stored one, his), stored: as it arrives."""
     bob = shared.volumes["bob"]
     doc = bobs_node_doc(shared, fid, {"seq": ["bobs-device", at]})
-    body = {k: v for k, v in doc.items() if k != "sig"} | {"en_file_dek": shared.store.get(fid)["en_file_dek"]}
+    stored = shared.store.get(fid)["en_file_dek"]
+    body = {k: v for k, v in doc.items() if k != "sig"} | {"en_file_dek": stored}
     doc = sign_doc(bob.key.user_id, bob.key.identity.sign, body)
     (rev,) = shared.store.put_many([{**doc, "_rev": shared.store.get(fid)["_rev"]}])
     return {**doc, "_rev": rev}
