@@ -76,7 +76,8 @@ def looks_reserved(name: bytes) -> bool:
             return True
         if not name.isascii() and len(seen) == len(kept) and _stands_in(seen, kept):
             return True
-        if kept.startswith(".") and seen == kept[1:] and not name.isascii() and _marked_first(name):
+        if (kept.startswith(".") and not name.isascii() and _marked_first(name)
+                and len(seen) == len(kept) - 1 and _stands_in(seen, kept[1:])):
             return True
     return False
 
@@ -84,7 +85,8 @@ def looks_reserved(name: bytes) -> bool:
 def _marked_first(name: bytes) -> bool:
     """Whether ``name`` begins with something other than an ASCII character: a dot-like mark
     (U+0702, U+00B7, U+2E33) for the dot of ``.versions``, which ``skeleton`` takes off the start as
-    what may read as blank, leaving ``versions`` (attack round 55r (2))."""
+    what may read as blank, leaving ``versions``, or ``v\u0435rsions`` with a stand-in for a letter
+    too (attack rounds 55r (2), 56b (2))."""
     return not name_to_str(name)[:1].isascii()
 
 
