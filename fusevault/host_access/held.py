@@ -13,7 +13,6 @@ that starts after the close is refused, and never sees the number.
 from __future__ import annotations
 
 import errno
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -24,7 +23,7 @@ T = TypeVar("T")
 class Held(Generic[T]):
     """``thing`` (a descriptor, a file object) closed by ``close_it`` once no call holds it."""
 
-    def __init__(self, thing: T, close_it: Callable[[T], Any] = os.close) -> None:
+    def __init__(self, thing: T, close_it: Callable[[T], Any]) -> None:
         self.thing = thing
         self._close_it = close_it
         self._lock = threading.Lock()
