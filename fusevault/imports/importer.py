@@ -16,14 +16,15 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from fusevault.encoding import name_to_str, shown
 from fusevault.errors import FsError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.host_access.held import Held
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
@@ -44,6 +45,7 @@ from fusevault.vault.services.placing import (
 from fusevault.vault.volume import Caller, Volume
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READ_CHUNK = 1024 * 1024
 # A source is opened without following a link and without waiting on a fifo
@@ -80,6 +82,14 @@ def open_source(host: HostAccess, root: int, location: str) -> BinaryIO:
         os.close(fd)
         raise FileNotFoundError(errno.ENOENT, "not a regular file", location)
     return os.fdopen(fd, "rb")
+
+
+def _exists(host: HostAccess, root: int, location: str) -> bool:
+    try:
+        source_paths.lstat(host, root, location)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 def _close_source(source: BinaryIO) -> None:
@@ -147,7 +157,7 @@ class Importer:
     opened (and checked) by ``load`` and closed by ``close``."""
 
     def __init__(self, volume: Volume, settings: Settings, kernel: KernelCache,
-                 host: HostAccess | None = None, root: int | None = None,
+                 host: HostAccess | None = None, root: Held[int] | None = None,
                  threads: HostThreads | None = None) -> None:
         assert settings.source_dir_to_watch is not None
         self.vol = volume
@@ -157,7 +167,9 @@ class Importer:
         self.threads = threads or HostThreads()
         self.settings = settings
         self.source = Path(settings.source_dir_to_watch)  # for messages only: never opened by name
-        self.root = -1 if root is None else root
+        # The watched folder's descriptor, held by every call that looks up a name from it: a call
+        # given up goes on in its thread, so it is closed only once none runs (attack round 56a (1)).
+        self.root = root
         self._owns_root = root is None
         self.into = settings.import_into
         self.delete = settings.delete_file_from_source
@@ -167,17 +179,25 @@ class Importer:
         self.inodes: dict[tuple[int, int], str] = {}  # (dev, ino) -> location, to spot renames
 
     async def load(self) -> None:
-        if self._owns_root and self.root < 0:
-            self.root = await self.threads.run(source_paths.hold, self.host, self.settings,
-                                               str(self.vol.layout.root), discard=os.close)
+        if self._owns_root and self.root is None:
+            self.root = Held(await self.threads.run(source_paths.hold, self.host, self.settings,
+                                                    str(self.vol.layout.root), discard=os.close), os.close)
         self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
         self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
 
     def close(self) -> None:
         """Let go of the watched folder, if ``load`` opened it."""
-        if self._owns_root and self.root >= 0:
-            os.close(self.root)
-            self.root = -1
+        if self._owns_root and self.root is not None:
+            self.root.close()  # a folder's close waits for nothing; left to a given-up call using it
+            self.root = None
+
+    async def in_source(self, call: Callable[..., T], *args: Any,
+                         discard: Callable[[T], None] | None = None) -> T:
+        """``call(host, root, *args)`` in a thread of the user's, the watched folder held meanwhile."""
+        if self.root is None:
+            raise OSError(errno.EBADF, "the watched folder is not open")
+        return await self.threads.run(self.root.holding, call, self.host, self.root.thing, *args,
+                                      discard=discard)
 
     def _vault_path(self, location: str) -> bytes:
         wanted = os.fsencode(f"{self.into}/{location}" if self.into else location)
@@ -202,7 +222,7 @@ class Importer:
     async def take(self, location: str) -> tuple[str, int, bool]:
         """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
         try:
-            st = await self.threads.run(source_paths.lstat, self.host, self.root, location)
+            st = await self.in_source(source_paths.lstat, location)
         except (FileNotFoundError, NotADirectoryError):
             return GONE, 0, False
         if not stat.S_ISREG(st.st_mode):
@@ -250,16 +270,16 @@ class Importer:
         lock) is taken between steps.  Read whole in one thread call, a changed 1 EiB sparse
         source held a worker slot of every user's and the unmount for years (attack round
         46f (1)).  Hashing a hole still costs CPU time (docs/SECURITY.md)."""
-        source = await self.threads.run(open_source, self.host, self.root, location,
-                                           discard=_close_source)
+        source = await self.in_source(open_source, location, discard=_close_source)
+        held = Held(source, _close_source)  # closed once no given-up read uses it (56a (1))
         try:
-            before = Stamp.of(await self.threads.run(os.fstat, source.fileno()))
+            before = Stamp.of(await self.threads.run(held.holding, os.fstat, source.fileno()))
             digest = hashlib.sha256()
             pieces = source_pieces(source.fileno())
-            while (hole := await self.threads.run(_hash_next, pieces, digest)) is not None:
+            while (hole := await self.threads.run(held.holding, _hash_next, pieces, digest)) is not None:
                 await hash_zeros(self.vol, digest, hole)
         finally:
-            await self.threads.clean_up(source.close)
+            await self.threads.clean_up(held.close)
         return digest.hexdigest(), before
 
     async def _changed_in_vault(self, location: str, record: Record) -> bool:
@@ -284,16 +304,9 @@ class Importer:
             return None
         record = self.records[location][0]
         if record.stamp == stamp and self.vol.holds(record.fid):
-            if not await self.threads.run(self._exists, location):
+            if not await self.in_source(_exists, location):
                 return record
         return None
-
-    def _exists(self, location: str) -> bool:
-        try:
-            source_paths.lstat(self.host, self.root, location)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        return True
 
     async def _move(self, record: Record, location: str) -> None:
         node = self.vol.find(record.fid)
@@ -345,17 +358,17 @@ class Importer:
             name = copy_name(name, "import", before.mtime_ns)
         parent = await make_dirs(self.vol, where, self.caller)
         try:
-            source = await self.threads.run(open_source, self.host, self.root, location,
-                                           discard=_close_source)
+            source = await self.in_source(open_source, location, discard=_close_source)
         except FileNotFoundError:
             return GONE, 0, False
+        held = Held(source, _close_source)  # closed once no given-up read uses it (56a (1))
         try:
             node, copied = await write_file(
-                self.vol, parent, name, self._chunks(source), mode=mode,
+                self.vol, parent, name, self._chunks(held), mode=mode,
                 caller=self.caller, kernel=self.kernel, mtime_ns=before.mtime_ns)
-            after = Stamp.of(await self.threads.run(os.fstat, source.fileno()))
+            after = Stamp.of(await self.threads.run(held.holding, os.fstat, source.fileno()))
         finally:
-            await self.threads.clean_up(source.close)
+            await self.threads.clean_up(held.close)
         record = Record(location, before, copied, node.fid, os.fsdecode(self.vol.path_of(node)),
                         time.time_ns())
         if (sha is not None and copied != sha) or after != before:
@@ -368,9 +381,9 @@ class Importer:
         outcome = VERSION if known is not None or node.previous is not None else NEW
         return outcome, node.size, await self._remove_source(record)
 
-    async def _chunks(self, source: BinaryIO) -> AsyncIterator[bytes | int]:
-        pieces = source_pieces(source.fileno())
-        while (piece := await self.threads.run(next, pieces, None)) is not None:
+    async def _chunks(self, source: Held[BinaryIO]) -> AsyncIterator[bytes | int]:
+        pieces = source_pieces(source.thing.fileno())
+        while (piece := await self.threads.run(source.holding, next, pieces, None)) is not None:
             yield piece
 
     async def _save(self, record: Record, stale: bool = False) -> None:
@@ -393,10 +406,10 @@ class Importer:
         if await file_digest(self.vol, node) != record.sha256:
             return False  # changed in the vault since: the source is the only copy of that state
 
-        def remove_if_unchanged() -> bool:
+        def remove_if_unchanged(host: HostAccess, root: int) -> bool:
             try:
                 # As the user (only what they may delete), and only the file imported.
-                return source_paths.remove_if(self.host, self.root, record.file_location,
+                return source_paths.remove_if(host, root, record.file_location,
                                               lambda st: Stamp.of(st) == record.stamp)
             except (FileNotFoundError, NotADirectoryError):
                 return False
@@ -404,4 +417,4 @@ class Importer:
                 log.warning("import: %s stays in the source: %s", shown(record.file_location), err.strerror)
                 return False
 
-        return await self.threads.run(remove_if_unchanged)
+        return await self.in_source(remove_if_unchanged)

@@ -32,6 +32,7 @@ import trio
 from fusevault.encoding import shown
 from fusevault.errors import VaultError
 from fusevault.host_access import Direct, HostAccess
+from fusevault.host_access.held import Held
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import Stamp
@@ -371,14 +372,17 @@ class ImportService:
     async def _watch(self, settings: Settings) -> None:
         # One descriptor of the watched folder for the whole watch, checked as the folder it is:
         # every name is looked up from it, so a link later put in the folder's place leads nowhere.
-        root = await self.threads.run(source_paths.hold, self.host, settings, str(self.vol.layout.root),
-                                      discard=os.close)
+        # Held by every call that looks up a name from it (the walk, the importer's): a call given up
+        # goes on in its thread, so it is closed once none runs; closed beside it, its number went to
+        # the mount's next file, and the walk went on from there (attack round 56a (1)).
+        root = Held(await self.threads.run(source_paths.hold, self.host, settings, str(self.vol.layout.root),
+                                           discard=os.close), os.close)
         try:
             await self._watch_held(settings, root)
         finally:
-            await self.threads.clean_up(os.close, root)
+            await self.threads.clean_up(root.close)
 
-    async def _watch_held(self, settings: Settings, root: int) -> None:
+    async def _watch_held(self, settings: Settings, root: Held[int]) -> None:
         importer = Importer(self.vol, settings, self.kernel, self.host, root=root, threads=self.threads)
         await importer.load()
         pending = Pending(settings.settle_seconds)
@@ -391,7 +395,8 @@ class ImportService:
             while True:
                 started = trio.current_time()
                 try:
-                    known, gone, changed = await self.threads.run(walked, self.host, root, known)
+                    known, gone, changed = await self.threads.run(root.holding, walked, self.host, root.thing,
+                                                                  known)
                 except OSError as err:  # the walk not done: nothing concluded from it
                     log.warning("import: the watched folder could not be looked at (%s); again soon",
                                 err.strerror or err)
@@ -418,7 +423,7 @@ class ImportService:
             due = pending.due(trio.current_time())
             if not due:
                 continue
-            now_stamps = await self.threads.run(stamps, self.host, importer.root, due)
+            now_stamps = await importer.in_source(stamps, due)
             now = trio.current_time()
             ready = [loc for loc in due if pending.settled(loc, now_stamps.get(loc), now)]
             if ready:

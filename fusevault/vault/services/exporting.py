@@ -40,6 +40,7 @@ from pathlib import Path
 from fusevault.encoding import name_start, name_to_str
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoSpace, PermissionDenied, VaultError
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
+from fusevault.host_access.held import Held
 from fusevault.host_access.threads import HostThreads
 from fusevault.mounts import fusevault_mounts, within
 from fusevault.vault.model import names
@@ -296,6 +297,10 @@ async def export(volume: Volume, path: bytes, dest: Path, overwrite: bool = Fals
 async def _write(volume: Volume, node: Node, out: Destination, threads: HostThreads, rel: str,
                  overwrite: bool) -> int:
     parent, temp, fd = await threads.run(out.create, rel)
+    # Every call on the file holds it: a write given up (his hangup) may go on looping in its thread,
+    # so the close is left to it; closed beside it, the number went to the mount's next file, which
+    # got the rest of his bytes through root's descriptor (attack round 56a (1)).
+    file = Held(fd, _close)
     try:
         try:
             size = node.size
@@ -304,12 +309,12 @@ async def _write(volume: Volume, node: Node, out: Destination, threads: HostThre
             # zeros, a 1 TiB file that costs nothing in the vault filled the disk
             # of the destination (attack round 45t (3)).
             async for offset, data in read_data(volume, node):
-                await threads.run(out.as_user, _write_all, fd, offset, data)
-            await threads.run(out.as_user, _finish, fd, node, size)
+                await threads.run(out.as_user, file.holding, _write_all, fd, offset, data)
+            await threads.run(out.as_user, file.holding, _finish, fd, node, size)
         except OSError as err:
             raise _failed(out.dest / rel, err) from None
         finally:
-            await threads.clean_up(_close, fd)  # a close waits for the file system's flush: never on the loop
+            await threads.clean_up(file.close)  # a close waits for the file system's flush: never on the loop
         await threads.run(out.place, parent, temp, rel, overwrite)
     except BaseException:
         await threads.clean_up(out.discard, parent, temp)
