@@ -109,8 +109,6 @@ def _opened(state: dict, store: Store, held: SimpleNamespace | None) -> SimpleNa
     return fresh
 
 
-@pytest.mark.xfail(strict=True, reason="56b (1): a member's wrapping carried for want of hers stays "
-                   "carried (held) after her signed version arrives")
 def test_56b_1_a_members_wrapping_carried_for_want_of_hers_is_dropped_once_hers_arrives() -> None:
     store = Store()
     state = {**_doc("bob", HIS, kind="Node"), "_id": FID}

@@ -52,7 +52,7 @@ from fusevault.store import replica
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.model import renamed
 from fusevault.vault.model.alarms import Alarms, for_user
-from fusevault.vault.model.nodes import MAX_OVER, clear_epoch, device_ok, open_node_doc
+from fusevault.vault.model.nodes import MAX_OVER, clear_epoch, device_ok, open_node_doc, wrapping_ok
 from fusevault.vault.model.placement import shaped
 
 if TYPE_CHECKING:
@@ -96,6 +96,12 @@ class Held(Protocol):
 
 
 FOLDER = "ledger"  # in the state folder
+
+
+def _wrapping_shaped(wrapping: object) -> bool:
+    """A wrapping as ``nodes.key_fields`` stores one: one or both of its fields, each a wrapping's size."""
+    return (isinstance(wrapping, dict) and bool(wrapping) and set(wrapping) <= {"en_file_dek", "owner_dek"}
+            and wrapping_ok(wrapping))
 
 
 def ledger_path(vault_root: Path, user_id: str) -> Path:
@@ -257,6 +263,16 @@ class Ledger:
         # Writers' versions admitted here while their grant was in force (vid -> [signer, signature]):
         # admitted again whatever became of the grant (vault/tree/authorship.py ``version_ok``).
         self.granted: dict[str, list[str]] = {}
+        # Other owners' files shared with this user: the owner's wrapping of the file's key (``en_file_dek``/
+        # ``owner_dek``) first found here under HER verified signature at the file's newest epoch seen
+        # (her state, or her version: vault/tree/guests.py ``carried_wrapping``).  Carried by this
+        # user's commits whatever the store says since: one revision of a member's over her version
+        # document (her signature left, failing) hid it from the next unlock, and a member's was carried
+        # (attack round 56b (3)).
+        self.wrappings: dict[str, tuple[int, dict[str, str]]] = {}
+        # The versions looked at last for each file that had none of hers (never saved): a look is made
+        # again only when they change (``wrapping_looked``), not at each arrival (56b (1)).
+        self.looked: dict[str, bytes] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -309,6 +325,9 @@ class Ledger:
             ledger.claims_said = {str(fid) for fid in data.get("claims_said", ()) if fid in ledger.claimed}
             ledger.keys = {str(fid): (int(epoch), str(digest))
                            for fid, (epoch, digest) in data.get("keys", {}).items()}
+            ledger.wrappings = {str(fid): (int(epoch), dict(wrapping))
+                                for fid, (epoch, wrapping) in data.get("wrappings", {}).items()
+                                if _wrapping_shaped(wrapping)}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -328,7 +347,8 @@ class Ledger:
                               "names": dict(self.names), "branches": dict(self.branches),
                               "closed": dict(self.closed), "covered": dict(self.covered),
                               "granted": dict(self.granted), "claimed": dict(self.claimed),
-                              "claims_said": list(self.claims_said), "keys": dict(self.keys)}
+                              "claims_said": list(self.claims_said), "keys": dict(self.keys),
+                              "wrappings": dict(self.wrappings)}
 
     def write(self, snap: tuple[int, dict]) -> None:
         """Write a snapshot (off the loop); an older one never replaces a newer."""
@@ -497,6 +517,34 @@ class Ledger:
         if held is None or held[0] != epoch:
             return None
         return hmac.compare_digest(held[1], self.key.dek_digest(fid, epoch, dek))
+
+    # --- an owner's wrapping of her shared file's key (vault/tree/guests.py ``carried_wrapping``)
+
+    def wrapping_signed(self, fid: str, epoch: int) -> dict[str, str] | None:
+        """The owner's wrapping of ``fid``'s key at ``epoch`` found here under her verified signature,
+        or None (none found yet, or only at another epoch)."""
+        held = self.wrappings.get(fid)
+        return dict(held[1]) if held is not None and held[0] == epoch else None
+
+    def saw_wrapping(self, fid: str, epoch: int, wrapping: dict[str, str]) -> None:
+        """``wrapping`` was found under the owner's verified signature at ``epoch`` (the caller checked
+        it): kept unless one of hers at that epoch or a newer one is kept already (any of hers at an
+        epoch opens the same key: her next commit's, wrapped afresh, is no news, and no write)."""
+        held = self.wrappings.get(fid)
+        if not _wrapping_shaped(wrapping) or (held is not None and held[0] >= epoch):
+            return
+        self.wrappings[fid] = (epoch, dict(wrapping))
+        self.looked.pop(fid, None)
+        self.version += 1
+
+    def wrapping_looked(self, fid: str, seen: bytes) -> bool:
+        """Whether the versions ``seen`` (a digest of their ids, revisions and signatures) were looked at
+        already for ``fid`` with none of hers found; remembered as the ones looked at now if not (in
+        memory: an unlock looks again)."""
+        if self.looked.get(fid) == seen:
+            return True
+        self.looked[fid] = seen
+        return False
 
     # --- commits (vault/tree/inodes.py: Inodes.commit)
 

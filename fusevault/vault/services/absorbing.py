@@ -942,7 +942,7 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             continue  # a giver's document at the id of a node of another owner's (hers): said (round 46b (3))
         try:
             opened = open_guest(doc, volume.key, paths, volume.trust, volume.store,
-                                None if ino is None else tree.get(ino))
+                                None if ino is None else tree.get(ino), tree.ledger)
         except VaultError as err:
             log.warning("a shared file %s does not open: %s", fid, err)
             continue

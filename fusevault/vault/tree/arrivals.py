@@ -249,7 +249,8 @@ def open_doc(tree: Tree, doc: dict) -> tuple[Node, list] | None:
     if sharing is None or doc.get("owner") not in sharing.givers():
         return None
     paths = sharing.my_key_paths(tree.layout, doc["owner"], doc["_id"])
-    return open_guest(doc, tree.key, paths, tree.trust, tree.store, tree.find(doc["_id"]))
+    return open_guest(doc, tree.key, paths, tree.trust, tree.store, tree.find(doc["_id"]),
+                      tree.ledger)
 
 
 def wrapped_by_her(tree: Tree, doc: dict) -> bool:

@@ -16,6 +16,7 @@ node the best permission of the shares on it or a folder above it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
@@ -23,12 +24,13 @@ from collections import defaultdict
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from fusevault.crypto.identity import open_file_key, public_box, seal_file_key
 from fusevault.crypto.keys import MasterKey
-from fusevault.crypto.signing import signer_of
+from fusevault.crypto.signing import signature_of, signer_of
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
@@ -395,11 +397,13 @@ def _listdir(path: Path) -> list[str]:
 
 
 def open_guest(doc: dict, key: MasterKey, paths: list[Path], trust: Trust | None = None,
-               store: Store | None = None, held: Node | None = None) -> tuple[Node, list] | None:
+               store: Store | None = None, held: Node | None = None,
+               memory: WrappingMemory | None = None) -> tuple[Node, list] | None:
     """A node of another owner, opened with a key sealed to this user by
     that owner (signed); None if none opens it.  Its ``wrapped`` is the
     owner's own (``carried_wrapping``: ``held`` is the node this device holds
-    at its id, ``store`` where her signed versions are looked for)."""
+    at its id, ``store`` where her signed versions are looked for, ``memory``
+    this device's ledger)."""
     fid, owner = doc["_id"], doc["owner"]
     for path in paths:
         try:
@@ -414,7 +418,7 @@ def open_guest(doc: dict, key: MasterKey, paths: list[Path], trust: Trust | None
         except VaultError as err:
             log.warning("a shared key for %s does not open it: %s", fid, err)
             continue
-        node.wrapped = carried_wrapping(doc, node, trust, store, held)
+        node.wrapped = carried_wrapping(doc, node, trust, store, held, memory)
         return node, links
     return None
 
@@ -423,37 +427,78 @@ def open_guest(doc: dict, key: MasterKey, paths: list[Path], trust: Trust | None
 WRAPPING_VERSIONS = 64
 
 
+class WrappingMemory(Protocol):
+    """Where this device keeps the owner's wrappings found under her signature (vault/model/ledger.py)."""
+
+    def wrapping_signed(self, fid: str, epoch: int) -> dict[str, str] | None: ...
+
+    def saw_wrapping(self, fid: str, epoch: int, wrapping: dict[str, str]) -> None: ...
+
+    def wrapping_looked(self, fid: str, seen: bytes) -> bool: ...
+
+
+class MembersWrapping(dict):
+    """A member's wrapping, carried for want of one the owner signed (``carried_wrapping``): a held
+    node's ``wrapped`` of this kind is no reason not to look for hers again.  ``nodes.key_fields``
+    copies it into a plain dict: nothing of the mark is stored."""
+
+
 def wrapping_of(doc: dict) -> dict:
     """A document's wrapping of its file's key for the owner (bounded by ``nodes.wrapping_ok``)."""
     return {k: doc[k] for k in ("en_file_dek", "owner_dek") if k in doc}
 
 
 def carried_wrapping(doc: dict, fresh: Node, trust: Trust | None, store: Store | None,
-                     held: Node | None) -> dict:
+                     held: Node | None, memory: WrappingMemory | None = None) -> dict:
     """The owner's wrapping of the file's key that this user's commits of it carry (``nodes.key_fields``),
     ``fresh`` being opened from ``doc``: the document's own when its owner signed it (or nothing is
-    signed); else the one held here at that key epoch (taken from a state she signed), else one of her
-    signed versions' at it, else, none found (a folder, loaded after a member's state), the document's.
+    signed); else the one this device found under her verified signature at that key epoch (``memory``,
+    this device's ledger: kept whatever the store says since), else the one held here at that epoch when
+    taken from a state she signed, else one of her signed versions' at it, else, none found (a folder,
+    loaded after a member's state), the document's, marked as a member's (``MembersWrapping``).
     No member's device can check a wrapping (it is sealed under the owner's master key): taken from any
     signer's state, one WRITE member's bad text was carried by every other member's next commit, each
-    refused by the owner's device as a forgery of theirs (attack round 53c (2))."""
+    refused by the owner's device as a forgery of theirs (attack round 53c (2)).  Hers found in the
+    store only, one revision of a member's over her version document hid it (56b (3)); and a member's,
+    carried for want of hers and then held, was carried still after hers arrived (56b (1))."""
     own = wrapping_of(doc)
     try:
         signer = signer_of(doc)
     except Forged:
         signer = None  # never admitted: not opened
-    if trust is None or signer in (None, doc.get("owner")):
+    if trust is None or signer is None:
         return own
-    if held is not None and held.wrapped and held.epoch == fresh.epoch and held.owner == fresh.owner:
+    if signer == doc.get("owner"):
+        _remember(memory, doc, fresh, trust, own)
+        return own
+    if memory is not None and (kept := memory.wrapping_signed(fresh.fid, fresh.epoch)) is not None:
+        return kept
+    if held is not None and held.wrapped and not isinstance(held.wrapped, MembersWrapping) \
+            and held.epoch == fresh.epoch and held.owner == fresh.owner:
         return held.wrapped
-    if store is not None and (found := _signed_wrapping(doc, fresh, trust, store)) is not None:
+    if store is not None and (found := _signed_wrapping(doc, fresh, trust, store, memory)) is not None:
         return found
     log.info("%s: no wrapping of its key its owner signed at epoch %d is held: a member's is carried",
              fresh.fid, fresh.epoch)
-    return own
+    return MembersWrapping(own)
 
 
-def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store) -> dict | None:
+def _remember(memory: WrappingMemory | None, doc: dict, fresh: Node, trust: Trust, wrapping: dict) -> None:
+    """Keep ``wrapping``, of ``doc`` naming the owner as its signer, if her signature holds and none of
+    hers is kept at the epoch yet (a signature check at most once per file and epoch: mostly a digest
+    looked up, the load or the arrival having checked it already)."""
+    if memory is None or not wrapping or memory.wrapping_signed(fresh.fid, fresh.epoch) is not None:
+        return
+    try:
+        if trust.verify(doc, author=fresh.owner) != fresh.owner:
+            return
+    except Forged:
+        return
+    memory.saw_wrapping(fresh.fid, fresh.epoch, wrapping)
+
+
+def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store,
+                     memory: WrappingMemory | None = None) -> dict | None:
     """The wrapping of a version of the file its owner signed at ``fresh``'s epoch, or None.
 
     A version's ``by`` naming her is no signature of hers (anyone writes it): 65 altered copies of her
@@ -463,13 +508,25 @@ def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store) -> dict
     them: one document read), then any of her versions whose signature this device checked before
     (``Trust.verified_before``: a hash each, no signature checked), then the others in the store's
     order, at most ``WRAPPING_VERSIONS`` signatures checked in all, each once.  Only versions naming her
-    are checked at all: a member's carry her wrapping too, and 64 of them hid hers (round 53)."""
+    are checked at all: a member's carry her wrapping too, and 64 of them hid hers (round 53).
+    With ``memory``: the versions looked at with none of hers found are not looked at again while
+    they stay the same (each member's state arriving looked again, up to 64 checks each: 56b (1)),
+    and hers found is kept (``WrappingMemory.saw_wrapping``)."""
     candidates = {v["_id"]: v for v in store.by_file(VERSION, fresh.fid)
                   if isinstance(v.get("_id"), str) and _may_be_hers(v, fresh)}
     head = _head_version(store, fresh)
     first = [head] if head is not None and head.get("type") == VERSION and head.get("fid") == fresh.fid \
         and _may_be_hers(head, fresh) else []
     order = [*first, *(v for k, v in candidates.items() if not first or k != first[0].get("_id"))]
+    if memory is not None and memory.wrapping_looked(fresh.fid, _looked_at(order)):
+        return None
+    found = _hers_among(order, fresh, trust)
+    if found is not None and memory is not None:
+        memory.saw_wrapping(fresh.fid, fresh.epoch, found)
+    return found
+
+
+def _hers_among(order: list[dict], fresh: Node, trust: Trust) -> dict | None:
     for version in order:
         if trust.verified_before(version, fresh.owner):
             return wrapping_of(version)
@@ -480,6 +537,16 @@ def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store) -> dict
         except Forged:
             continue
     return None
+
+
+def _looked_at(order: list[dict]) -> bytes:
+    """A digest of the versions a look checks (id, revision, signature each, in order)."""
+    digest = hashlib.sha256()
+    for version in order:
+        for part in (version.get("_id"), version.get("_rev"), signature_of(version)):
+            text = part if isinstance(part, str) else ""
+            digest.update(len(text).to_bytes(8, "big") + text.encode("utf-8", "surrogatepass"))
+    return digest.digest()
 
 
 def _head_version(store: Store, fresh: Node) -> dict | None:

@@ -139,7 +139,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             # Not a file this device saw as hers (``Ledger.mine``): another's document at its id is
             # no share of his, but her file taken (``owner-changed``, said below: attack round 46b (3)).
             if doc.get("owner") in givers and doc["_id"] in keys and doc["_id"] not in ledger.mine:
-                if (opened := open_guest(doc, key, keys[doc["_id"]], trust, store)) is not None:
+                if (opened := open_guest(doc, key, keys[doc["_id"]], trust, store, None, ledger)) is not None:
                     guests.append(opened)
                     if signer is not None and signer != doc["owner"]:
                         foreign.append((*opened, signer, True))
