@@ -83,16 +83,21 @@ def _altered(vault: Path) -> None:
     tail = "A" * 8 if doc["enc"][-8:] != "A" * 8 else "B" * 8
     adversary.put(vault, {**doc, "enc": doc["enc"][:-8] + tail})
 
+def _share_link_altered(vault: Path, tmp_path: Path, link_relay: str) -> tuple[str, str]:
+    """A share link of doc.txt ("v1"), then its store record altered: the link and its item id."""
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "doc.txt").write_text("v1")
+        link = fusevault("link", "create", mnt / "doc.txt", "--relay", link_relay).stdout.strip()
+    _altered(vault)
+    return link, capability.parse(link).item
+
+
 
 def test_a_share_link_whose_record_was_altered_is_published_again_with_this_devices_copy(
         vault: Path, tmp_path: Path, link_relay: str) -> None:
     """The same save with no revision over the refused document (``Links._save``): the new version
     published, then a Conflict, exit 13, at every push; the record now stands again in the store."""
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "doc.txt").write_text("v1")
-        link = fusevault("link", "create", mnt / "doc.txt", "--relay", link_relay).stdout.strip()
-    item = capability.parse(link).item
-    _altered(vault)
+    link, item = _share_link_altered(vault, tmp_path, link_relay)
     with mounted(vault, tmp_path / "mnt") as mnt:
         (mnt / "doc.txt").write_text("v2")
         for seq in (2, 3):  # the second from the store's record again, at its revision
@@ -120,11 +125,7 @@ def test_a_share_link_whose_record_was_altered_is_revoked_and_the_refused_record
     """Review of 55d (4): a share link revoked from this device's copy (no revision: the store's
     record refused) deleted nothing in the store, and its "link record refused" alarm stayed for
     good; the refused document is deleted with the link now (``Links.revoke``)."""
-    with mounted(vault, tmp_path / "mnt") as mnt:
-        (mnt / "doc.txt").write_text("v1")
-        link = fusevault("link", "create", mnt / "doc.txt", "--relay", link_relay).stdout.strip()
-    item = capability.parse(link).item
-    _altered(vault)
+    link, item = _share_link_altered(vault, tmp_path, link_relay)
     with mounted(vault, tmp_path / "mnt") as mnt:
         revoked = fusevault("link", "revoke", item, cwd=mnt)
         assert revoked.returncode == 0, revoked.stderr
