@@ -113,7 +113,10 @@ class CouchStore:
     def by_file(self, doc_type: str, fid: str) -> list[dict]:
         query = {"selector": {"type": doc_type, "fid": fid}, "limit": 1_000_000}
         try:
-            return [dict(doc) for doc in self._db.find(query)]
+            # The server's answer is held to the question asked: a document of another file or kind
+            # it slipped in was taken as this file's (attack round 57b (1)), as iter_type holds its own.
+            return [dict(doc) for doc in self._db.find(query)
+                    if doc.get("type") == doc_type and doc.get("fid") == fid]
         except _NETWORK_ERRORS as err:
             raise StoreUnavailable(f"cannot reach CouchDB at {self.url}: {_reason(err)}") from None
 

@@ -105,8 +105,6 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     return Ledger.open(MasterKey("c" * 32, b"m" * 32), tmp_path / "vault", "vault-id")
 
 
-@pytest.mark.xfail(strict=True, reason="57b (1): her signed version of another file, served as this "
-                   "file's, is kept in the ledger as her wrapping of this file and carried for good")
 def test_57b_1_her_version_of_another_file_is_kept_as_her_wrapping_of_this_one(
         ledger: Ledger, tmp_path: Path) -> None:
     x_version = _doc(X, "alice", HERS_OF_X)  # truly hers, truly signed: over file X
@@ -153,3 +151,23 @@ def test_control_a_changed_look_costs_at_most_the_bound_per_change(ledger: Ledge
         assert Counting.checks - before <= guests.WRAPPING_VERSIONS
         fakes.insert(0, {**_doc(A, "alice", HIS), "sig": {"by": "alice", "ed25519": "bad"}})
     assert ledger.wrapping_signed(A, 2) is None
+
+
+class _AnsweringOtherFiles:
+    """A CouchDB database whose ``_find`` slips in documents the selector did not ask for: stands in for
+    a hostile server (a real pouchdb-server answers honestly; no real part can play this here)."""
+
+    def __init__(self, docs: list[dict]) -> None:
+        self.docs = docs
+
+    def find(self, query: dict) -> list[dict]:
+        return self.docs
+
+
+def test_57b_1_a_couch_store_keeps_to_the_file_and_kind_asked_for() -> None:
+    from fusevault.store.couch import CouchStore
+
+    store = object.__new__(CouchStore)  # no server to reach: its database is the stand-in above
+    store._db = _AnsweringOtherFiles([_doc(X, "alice", HERS_OF_X), _doc(A, "alice", HERS_OF_A, kind="Node"),
+                                      _doc(A, "alice", HERS_OF_A)])
+    assert [(d["fid"], d["type"]) for d in store.by_file(VERSION, A)] == [(A, VERSION)]

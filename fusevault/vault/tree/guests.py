@@ -563,10 +563,12 @@ def _head_version(store: Store, fresh: Node) -> dict | None:
 
 
 def _may_be_hers(version: dict, fresh: Node) -> bool:
-    """Whether ``version`` says it is the owner's at ``fresh``'s epoch and carries a well-shaped wrapping
-    (nothing verified)."""
+    """Whether ``version`` says it is the owner's version of ``fresh``'s file at its epoch and carries a
+    well-shaped wrapping (nothing verified).  Her signed version of another file was kept as her
+    wrapping of this one when a store answered ``by_file`` with it (attack round 57b (1))."""
     wrapping = wrapping_of(version)
-    return (version.get("owner") == fresh.owner and version.get("epoch", 0) == fresh.epoch
+    return (version.get("fid") == fresh.fid and version.get("owner") == fresh.owner
+            and version.get("epoch", 0) == fresh.epoch
             and _names_as_signer(version, fresh.owner) and bool(wrapping) and wrapping_ok(wrapping))
 
 
