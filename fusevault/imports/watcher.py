@@ -226,7 +226,7 @@ def walk(host: HostAccess, root: int, under: str = "") -> Found:
                 if err.errno not in PASSED_OVER:
                     raise
                 continue
-            if os.fstat(below).st_dev != device:  # a mount put there since the listing: not walked
+            if not _on_device(below, device):  # a mount put there since the listing: not walked
                 os.close(below)
                 continue
             if (here.depth - way[0].depth) % SPAN:
@@ -269,11 +269,27 @@ def _held(host: HostAccess, way: list[_Folder]) -> int:
         if fd != base:
             os.close(fd)
         raise
-    if os.fstat(fd).st_dev != os.fstat(base).st_dev:  # a mount put on the way meanwhile
+    try:
+        moved = not _on_device(fd, os.fstat(base).st_dev)
+    except BaseException:
+        if fd != base:
+            os.close(fd)
+        raise
+    if moved:  # a mount put on the way meanwhile
         os.close(fd)
         raise FileNotFoundError(errno.ENOENT, "another file system on the way", way[-1].location)
     way[-1].fd = fd
     return fd
+
+
+def _on_device(fd: int, device: int) -> bool:
+    """Whether ``fd`` is on ``device``.  One root may not even look at (his own FUSE, mounted without
+    allow_other, refuses root) is not: left unasked, the error left the descriptor open at every walk
+    (attack round 57a (2))."""
+    try:
+        return os.fstat(fd).st_dev == device
+    except OSError:
+        return False
 
 
 def _listed(host: HostAccess, here: _Folder, device: int, found: Found) -> list[str]:

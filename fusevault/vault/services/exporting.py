@@ -143,11 +143,32 @@ class Destination:
         try:
             yield
         finally:
-            with self._lock:
-                self._busy -= 1
-                last = self._closed and not self._busy
-            if last:
-                self.close()
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            last = self._closed and not self._busy
+        if last:
+            self.close()
+
+    def discard_later(self) -> Callable[[int, str], None]:
+        """``discard`` for a clean-up that may wait in the queue (every thread of his held: host_access/
+        threads.py): the folders it needs stay open until it ran, whenever ``close`` is asked.  Run after
+        the export's close, a plain ``discard`` was refused and the partial file stayed (attack round
+        57a (3))."""
+        with self._lock:
+            if self._closed:
+                return self.discard
+            self._busy += 1
+
+        def discard(parent: int, temp: str) -> None:
+            try:
+                with contextlib.suppress(OSError):
+                    self._discard(parent, temp)
+            finally:
+                self._release()
+        return discard
 
     def _over(self) -> bool:
         with self._lock:
@@ -256,6 +277,12 @@ class Destination:
         with self.host.thread_as_user():
             write(*args)
 
+    def drop_created(self, made: tuple[int, str, int]) -> None:
+        """What ``create`` made, its caller gone: closed, and removed while the export's folders are open."""
+        parent, temp, fd = made
+        _close(fd)
+        self.discard(parent, temp)
+
     def discard(self, parent: int, temp: str) -> None:
         with contextlib.suppress(OSError), self._in_use():  # over: ``parent`` may be closed already
             self._discard(parent, temp)
@@ -296,7 +323,9 @@ async def export(volume: Volume, path: bytes, dest: Path, overwrite: bool = Fals
 
 async def _write(volume: Volume, node: Node, out: Destination, threads: HostThreads, rel: str,
                  overwrite: bool) -> int:
-    parent, temp, fd = await threads.run(out.create, rel)
+    # Given up as it returns (his hangup), the file made is closed and removed where it was made: taken
+    # by nobody, root's descriptor of it stayed open, one per export (attack round 57a (1)).
+    parent, temp, fd = await threads.run(out.create, rel, discard=out.drop_created)
     # Every call on the file holds it: a write given up (his hangup) may go on looping in its thread,
     # so the close is left to it; closed beside it, the number went to the mount's next file, which
     # got the rest of his bytes through root's descriptor (attack round 56a (1)).
@@ -317,7 +346,7 @@ async def _write(volume: Volume, node: Node, out: Destination, threads: HostThre
             await threads.clean_up(file.close)  # a close waits for the file system's flush: never on the loop
         await threads.run(out.place, parent, temp, rel, overwrite)
     except BaseException:
-        await threads.clean_up(out.discard, parent, temp)
+        await threads.clean_up(out.discard_later(), parent, temp)
         raise
     return node.size
 
