@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import stat
 
-import pytest
 import trio
 
 from fusevault.agent.sessions import Session
@@ -49,8 +48,6 @@ async def _most_held(fs, tmp_path, folders: bool) -> int:
     return most[0]
 
 
-@pytest.mark.xfail(strict=True, reason="58a (1): an export holds one root descriptor per folder it made, "
-                                       "unbounded (EMFILE for every user)")
 async def test_58a_1_his_export_of_many_folders_holds_a_descriptor_of_root_s_per_folder(fs, tmp_path):
     held = await _most_held(fs, tmp_path, folders=True)
     assert held < 64, f"{held} descriptors held at once by the mount's process"

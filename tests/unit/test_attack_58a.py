@@ -130,8 +130,6 @@ def _most_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders: bool) -
     return most[0]
 
 
-@pytest.mark.xfail(strict=True, reason="58a (1): an export holds one root descriptor per folder it made, "
-                                       "unbounded (EMFILE for every user)")
 def test_58a_1_an_export_of_many_folders_holds_a_descriptor_per_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     held = _most_held(tmp_path, monkeypatch, folders=True)
@@ -143,8 +141,6 @@ def test_control_58a_1_an_export_of_many_files_in_one_folder_holds_few(
     assert _most_held(tmp_path, monkeypatch, folders=False) < 64
 
 
-@pytest.mark.xfail(strict=True, reason="58a (1): after his hangup, a call his FUSE holds keeps every folder "
-                                       "of the export open in root's process")
 def test_58a_1_after_his_hangup_a_held_call_keeps_every_folder_open(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dest = tmp_path / "his-fuse-folder"
@@ -247,8 +243,6 @@ def _drop_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads_held:
     return [p.name for p in dest.iterdir() if ".fvpart-export-" in p.name]
 
 
-@pytest.mark.xfail(strict=True, reason="58a (2): drop_created queued past the export's close leaves the "
-                                       "temporary file (its discard refused)")
 def test_58a_2_a_queued_drop_created_after_the_exports_close_leaves_the_temporary_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _drop_created(tmp_path, monkeypatch, threads_held=True) == []
@@ -256,3 +250,68 @@ def test_58a_2_a_queued_drop_created_after_the_exports_close_leaves_the_temporar
 
 def test_control_58a_2_not_queued_it_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _drop_created(tmp_path, monkeypatch, threads_held=False) == []
+
+
+class _Chain:
+    """A vault chain of ``depth`` folders, each holding the next folder ("d") and then a file
+    ("f", exported after all that is under "d": the export comes back up to every folder)."""
+
+    def __init__(self, depth: int) -> None:
+        self.nodes: dict[int, Node] = {}
+        for level in range(depth):
+            folder, file = 2 * level + 1, 2 * level + 2
+            self.nodes[folder] = Node(folder, "d", OWNER, b"k" * 32, stat.S_IFDIR | 0o700, 0, 0)
+            self.nodes[file] = Node(file, "f", OWNER, b"k" * 32, stat.S_IFREG | 0o600, 0, 0)
+            self.nodes[folder].children = {b"f": file}
+            if level:
+                self.nodes[folder - 2].children[b"d"] = folder
+
+    def resolve(self, path: bytes) -> Node:
+        return self.nodes[1]
+
+    def node(self, ino: int) -> Node:
+        return self.nodes[ino]
+
+    def path_of(self, node: Node) -> bytes:
+        return b"/top"
+
+
+def test_58a_1_an_export_of_a_deep_chain_of_folders_holds_a_bounded_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    depth = 1500
+    dest = tmp_path / "his-folder"
+    dest.mkdir()
+    before = _descriptors()
+    most = [0]
+
+    class _Counting(Direct):
+        def call(self, op, *args, fd=None):
+            most[0] = max(most[0], _descriptors() - before)
+            return super().call(op, *args, fd=fd)
+
+    async def nothing(volume: object, node: object):
+        return
+        yield
+
+    monkeypatch.setattr(exporting, "read_data", nothing)
+    answer = trio.run(exporting.export, _Chain(depth), b"/top", dest, False, _Counting())
+    assert answer["files"] == depth
+    assert _descriptors() == before
+    assert most[0] < 32, f"{most[0]} descriptors of his folders held at once by root's process"
+    here, levels = dest / "top", 0
+    while here.is_dir():  # every file where it belongs, no temporary file left
+        assert sorted(p.name for p in here.iterdir()) == (["d", "f"] if levels < depth - 1 else ["f"])
+        here, levels = here / "d", levels + 1
+    assert levels == depth
+
+
+def test_58a_2_a_files_clean_up_holds_its_own_folder_only_and_is_never_refused(tmp_path: Path) -> None:
+    before = _descriptors()
+    out = exporting.Destination(Direct(), tmp_path)
+    parent, temp, fd = out.create("a/b/c/d/e/f/g/h/report.txt")
+    out.close()  # the export over, this file's clean-up still to run (queued, his threads all held)
+    assert _descriptors() - before == 2  # the file's and its own folder's: not the way down to it
+    out.discard(parent, temp)
+    os.close(fd)
+    assert _descriptors() == before
+    assert os.listdir(tmp_path / "a/b/c/d/e/f/g/h") == []  # removed, not refused

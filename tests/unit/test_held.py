@@ -54,3 +54,17 @@ def test_a_close_with_no_call_under_way_closes_at_once_and_once() -> None:
     held.close()
     held.close()
     assert closed == ["fd"]
+
+
+def test_a_lent_one_keeps_the_thing_open_past_the_close_until_it_is_closed_itself() -> None:
+    closed: list[str] = []
+    held = Held("fd", closed.append)
+    lent = held.lent()  # a file's clean-up holds its folder, queued past the export's close
+    held.close()
+    assert closed == [] and lent.holding(lambda thing: thing, lent.thing) == "fd"
+    lent.close()
+    lent.close()
+    assert closed == ["fd"]  # once, when the last user let go
+    with pytest.raises(OSError) as refused:
+        held.lent()
+    assert refused.value.errno == errno.ECANCELED

@@ -42,6 +42,7 @@ from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoSpace, 
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
 from fusevault.host_access.held import Held
 from fusevault.host_access.threads import HostThreads
+from fusevault.host_access.way import Way
 from fusevault.mounts import fusevault_mounts, within
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node
@@ -95,7 +96,14 @@ def _failed(where: Path, err: OSError) -> VaultError:
 
 
 class Destination:
-    """The destination folder, opened as the caller, and the folders made in it (by descriptor)."""
+    """The destination folder, opened as the caller, and the folders made in it (by descriptor).
+
+    Only the folders on the way down to the current one are open, a bounded number of them
+    (host_access/way.py): one kept per folder made, an export of thousands of empty folders took as
+    many of root's descriptors (EMFILE for every user of the shared mount; attack round 58a (1)).
+    A temporary file made holds its own folder (``Held.lent``) until it is placed or removed, the
+    export over or not: its removal, queued until a thread of the caller's is free, is never refused
+    (attack rounds 57a (3), 58a (2))."""
 
     def __init__(self, host: HostAccess, dest: Path) -> None:
         self.host = host
@@ -106,9 +114,9 @@ class Destination:
             raise InvalidInput(f"{dest} is not an existing folder") from None
         except OSError as err:
             raise _failed(dest, err) from None
-        self.fds = {"": fd}
+        self._way = Way(fd, self._enter)
         # Calls given up at the caller's hangup go on in his threads (HostThreads): ``close`` leaves the
-        # descriptors to the last call still under way, and a call ending after it keeps nothing.
+        # way to the last call still under way, and a call ending after it keeps nothing.
         self._lock = threading.Lock()
         self._busy = 0
         self._closed = False
@@ -127,14 +135,12 @@ class Destination:
         with self._lock:
             self._closed = True
             if self._busy:
-                return  # a call given up still uses them: closed when it ends (``_in_use``)
-            fds, self.fds = self.fds, {}
-        for fd in fds.values():
-            os.close(fd)
+                return  # a call given up still uses the way: closed when it ends (``_in_use``)
+        self._way.close()  # folders only: what a temporary file holds stays open until it is removed
 
     @contextlib.contextmanager
     def _in_use(self) -> Iterator[None]:
-        """Around a call that uses or adds descriptors: none closed under it, none kept after it
+        """Around a call that uses or moves the way: none closed under it, none kept after it
         once the export is over (attack round 53b, (1))."""
         with self._lock:
             if self._closed:
@@ -143,32 +149,11 @@ class Destination:
         try:
             yield
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        with self._lock:
-            self._busy -= 1
-            last = self._closed and not self._busy
-        if last:
-            self.close()
-
-    def discard_later(self) -> Callable[[int, str], None]:
-        """``discard`` for a clean-up that may wait in the queue (every thread of his held: host_access/
-        threads.py): the folders it needs stay open until it ran, whenever ``close`` is asked.  Run after
-        the export's close, a plain ``discard`` was refused and the partial file stayed (attack round
-        57a (3))."""
-        with self._lock:
-            if self._closed:
-                return self.discard
-            self._busy += 1
-
-        def discard(parent: int, temp: str) -> None:
-            try:
-                with contextlib.suppress(OSError):
-                    self._discard(parent, temp)
-            finally:
-                self._release()
-        return discard
+            with self._lock:
+                self._busy -= 1
+                last = self._closed and not self._busy
+            if last:
+                self._way.close()
 
     def _over(self) -> bool:
         with self._lock:
@@ -184,54 +169,51 @@ class Destination:
             if node.is_dir:
                 continue
             try:
-                self.host.lstat(rel, dir_fd=self.fds[""])
+                self.host.lstat(rel, dir_fd=self._way.root)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as err:
                 raise _failed(self.dest / rel, err) from None
             raise AlreadyExists(f"{self.dest / rel} exists (use --overwrite to replace it)")
 
-    def folder(self, rel: str) -> int:
-        """The descriptor of folder ``rel``, made (0700) where missing; never through a link."""
+    def folder(self, rel: str) -> None:
+        """Folder ``rel`` made (0700) where missing; never through a link."""
         with self._in_use():
-            return self._folder(rel)
+            self._way.to(rel)
 
-    def _folder(self, rel: str) -> int:
-        missing = []  # from ``rel`` up to the first folder opened already ("" is): no call per level
-        while rel not in self.fds:
-            missing.append(rel)
-            rel = rel.rpartition("/")[0]
-        parent = self.fds[rel]
-        for rel in reversed(missing):
-            name = rel.rpartition("/")[2]
+    def _enter(self, parent: int, name: str, where: Callable[[], str]) -> int:
+        """The descriptor of folder ``name`` in ``parent``, made where missing (the way's ``enter``)."""
+        try:
             try:
-                try:
-                    self.host.mkdir(name, 0o700, dir_fd=parent)
-                except FileExistsError:
-                    pass
-                parent = self.host.open(name, FOLDER, dir_fd=parent)
-            except OSError as err:
-                raise _failed(self.dest / rel, err) from None
-            self.fds[rel] = parent
-        return parent
+                self.host.mkdir(name, 0o700, dir_fd=parent)
+            except FileExistsError:
+                pass
+            return self.host.open(name, FOLDER, dir_fd=parent)
+        except OSError as err:
+            raise _failed(self.dest / where(), err) from None
 
-    def create(self, rel: str) -> tuple[int, str, int]:
-        """A new hidden file next to ``rel``: (folder descriptor, its name, its descriptor)."""
+    def create(self, rel: str) -> tuple[Held[int], str, int]:
+        """A new hidden file next to ``rel``: (its folder, held until ``place`` or ``discard``, its
+        name, its descriptor)."""
         with self._in_use():
-            parent, temp, fd = self._create(rel)
+            parent = self._way.to(rel.rpartition("/")[0]).lent()
+            try:
+                temp, fd = self._create(parent.thing, rel)
+            except BaseException:
+                parent.close()
+                raise
             if self._over():  # its caller gone meanwhile: nobody would close it nor remove it
                 _close(fd)
-                self._discard(parent, temp)
+                self.discard(parent, temp)
                 raise OSError(errno.ECANCELED, "the export is over")
             return parent, temp, fd
 
-    def _create(self, rel: str) -> tuple[int, str, int]:
-        above, _, name = rel.rpartition("/")
-        parent = self._folder(above)
+    def _create(self, parent: int, rel: str) -> tuple[str, int]:
+        name = rel.rpartition("/")[2]
         for _ in range(16):
             temp = f".{name_start(name)}.fvpart-export-{secrets.token_hex(4)}"
             try:
-                return parent, temp, self.host.open(temp, NEW_FILE, 0o600, dir_fd=parent)
+                return temp, self.host.open(temp, NEW_FILE, 0o600, dir_fd=parent)
             except FileExistsError:
                 continue  # someone's file (or link) of that name: another name, never theirs
             except OSError as err:
@@ -243,8 +225,8 @@ class Destination:
             self._symlink(rel, target, overwrite)
 
     def _symlink(self, rel: str, target: str, overwrite: bool) -> None:
-        above, _, name = rel.rpartition("/")
-        parent = self._folder(above)
+        parent = self._way.to(rel.rpartition("/")[0]).thing  # open until this call is over
+        name = rel.rpartition("/")[2]
         for _ in range(16):
             temp = f".{name_start(name)}.fvpart-export-{secrets.token_hex(4)}"
             try:
@@ -258,10 +240,15 @@ class Destination:
             raise AlreadyExists(f"no free temporary name next to {self.dest / rel}")
         self._place(parent, temp, rel, overwrite)
 
-    def place(self, parent: int, temp: str, rel: str, overwrite: bool) -> None:
-        """Rename the finished temporary file to its name, as the caller; then make it durable."""
+    def place(self, parent: Held[int], temp: str, rel: str, overwrite: bool) -> None:
+        """Rename the finished temporary file to its name, as the caller; then make it durable.  Its
+        folder let go once it ran (placed, or removed on failure); refused, the export over, it is left
+        to ``discard``."""
         with self._in_use():
-            self._place(parent, temp, rel, overwrite)
+            try:
+                parent.holding(self._place, parent.thing, temp, rel, overwrite)
+            finally:
+                parent.close()
 
     def _place(self, parent: int, temp: str, rel: str, overwrite: bool) -> None:
         try:
@@ -277,15 +264,21 @@ class Destination:
         with self.host.thread_as_user():
             write(*args)
 
-    def drop_created(self, made: tuple[int, str, int]) -> None:
-        """What ``create`` made, its caller gone: closed, and removed while the export's folders are open."""
+    def drop_created(self, made: tuple[Held[int], str, int]) -> None:
+        """What ``create`` made, its caller gone: closed, and removed through the folder it holds."""
         parent, temp, fd = made
         _close(fd)
         self.discard(parent, temp)
 
-    def discard(self, parent: int, temp: str) -> None:
-        with contextlib.suppress(OSError), self._in_use():  # over: ``parent`` may be closed already
-            self._discard(parent, temp)
+    def discard(self, parent: Held[int], temp: str) -> None:
+        """The temporary file removed, its folder let go: never refused, the export over or not (a
+        clean-up queued until a thread of the caller's is free ran after the export's close, refused,
+        and the file stayed: attack rounds 57a (3), 58a (2)).  Once ``place`` ran, nothing to do."""
+        try:
+            with contextlib.suppress(OSError):  # ECANCELED: placed (or removed) already
+                parent.holding(self._discard, parent.thing, temp)
+        finally:
+            parent.close()
 
     def _discard(self, parent: int, temp: str) -> None:
         try:
@@ -346,7 +339,7 @@ async def _write(volume: Volume, node: Node, out: Destination, threads: HostThre
             await threads.clean_up(file.close)  # a close waits for the file system's flush: never on the loop
         await threads.run(out.place, parent, temp, rel, overwrite)
     except BaseException:
-        await threads.clean_up(out.discard_later(), parent, temp)
+        await threads.clean_up(out.discard, parent, temp)  # holds ``parent`` only, never refused
         raise
     return node.size
 

@@ -1,0 +1,101 @@
+"""host_access/way.py: the folders on an export's way down, a bounded number of them open whatever
+the tree, those let go opened again by name when the way comes back, at a few calls per folder
+(attack round 58a (1): one of root's descriptors per folder made, EMFILE for every user)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fusevault.host_access.way import Way, kept
+
+FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class _Walk:
+    """A way from ``root`` with a counting ``enter`` (made where missing, never through a link)."""
+
+    def __init__(self, root: Path) -> None:
+        self.before = _descriptors()
+        self.calls = self.most = 0
+        self.way = Way(os.open(root, os.O_RDONLY | os.O_DIRECTORY), self.enter)
+
+    def enter(self, parent: int, name: str, where: Callable[[], str]) -> int:
+        self.calls += 1
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        except FileExistsError:
+            pass
+        return os.open(name, FOLDER, dir_fd=parent)
+
+    def to(self, rel: str) -> int:
+        fd = self.way.to(rel).thing
+        self.most = max(self.most, _descriptors() - self.before)
+        assert os.path.samestat(os.fstat(fd), os.stat(f"/proc/self/fd/{self.way.root}/{rel}"))
+        return fd
+
+
+def test_the_rule_keeps_one_folder_per_power_of_two_of_distance() -> None:
+    for current in (1, 2, 7, 8, 1000, 1024, 4097):
+        assert sum(kept(depth, current) for depth in range(current + 1)) <= current.bit_length() + 2
+    assert kept(0, 9) and kept(9, 9) and kept(8, 9) and not kept(7, 10)
+
+
+def test_a_deep_chain_down_and_back_up_holds_few_at_a_few_calls_a_folder(tmp_path: Path) -> None:
+    depth = 1024
+    chain = ["/".join(["d"] * level) for level in range(1, depth + 1)]
+    walk = _Walk(tmp_path)
+    for rel in chain + chain[::-1]:  # a file in each folder, after what is under it
+        walk.to(rel)
+    walk.way.close()
+    assert _descriptors() == walk.before
+    assert walk.most <= depth.bit_length() + 2  # 13: the root, the current one, one per power of two
+    assert walk.calls <= 8 * depth  # 5,121: down once, back up opening again from the nearest held
+
+
+def test_a_folder_deep_down_with_many_folders_costs_a_few_calls_each(tmp_path: Path) -> None:
+    deep = "/".join(["d"] * 127)  # every folder above it let go but a few (127: no power of two near)
+    walk = _Walk(tmp_path)
+    walk.to(deep)
+    for n in range(300):  # back to it after each: never opened again from far above
+        walk.to(f"{deep}/c{n}/x")
+        walk.to(deep)
+    walk.way.close()
+    assert walk.calls <= 127 + 300 * 6
+    assert walk.most <= 10
+
+
+def test_a_folder_lent_stays_open_past_the_way_and_its_close(tmp_path: Path) -> None:
+    walk = _Walk(tmp_path)
+    lent = walk.way.to("a/b").lent()  # a file's clean-up, still to run
+    walk.to("c")
+    walk.way.close()
+    assert _descriptors() - walk.before == 1  # its own folder: nothing else of the way
+    assert os.path.samestat(os.fstat(lent.thing), os.stat(tmp_path / "a/b"))
+    lent.close()
+    assert _descriptors() == walk.before
+
+
+def test_a_folder_let_go_is_opened_again_by_name_never_through_a_link(tmp_path: Path) -> None:
+    elsewhere, dest = tmp_path / "elsewhere", tmp_path / "dest"
+    elsewhere.mkdir()
+    dest.mkdir()
+    walk = _Walk(dest)
+    deep = "/".join(["d"] * 7)
+    walk.to(f"{deep}/x/y")  # depth 9: 0, 4, 6, 8 and 9 held; 7 let go
+    os.rename(dest / deep, tmp_path / "moved")
+    os.symlink(elsewhere, dest / deep)
+    with pytest.raises(OSError) as refused:
+        walk.to(deep)  # opened again from depth 6 (held), by name: the link is not followed
+    assert refused.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    walk.way.close()
+    assert os.listdir(elsewhere) == []
+    assert _descriptors() == walk.before
