@@ -303,6 +303,19 @@ def test_58a_1_an_export_of_a_deep_chain_of_folders_holds_a_bounded_number(
         assert sorted(p.name for p in here.iterdir()) == (["d", "f"] if levels < depth - 1 else ["f"])
         here, levels = here / "d", levels + 1
     assert levels == depth
+    _remove_chain(dest / "top")
+
+
+def _remove_chain(top: Path) -> None:
+    """Removed here: deeper than shutil.rmtree (pytest's clean-up of tmp_path) recurses."""
+    folders = [top]
+    while (folders[-1] / "d").is_dir():
+        folders.append(folders[-1] / "d")
+    for folder in reversed(folders):
+        for each in folder.iterdir():
+            if not each.is_dir():
+                each.unlink()
+        folder.rmdir()
 
 
 def test_58a_2_a_files_clean_up_holds_its_own_folder_only_and_is_never_refused(tmp_path: Path) -> None:

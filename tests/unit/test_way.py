@@ -56,6 +56,8 @@ def test_a_deep_chain_down_and_back_up_holds_few_at_a_few_calls_a_folder(tmp_pat
     for rel in chain + chain[::-1]:  # a file in each folder, after what is under it
         walk.to(rel)
     walk.way.close()
+    for level in range(depth, 0, -1):  # deeper than shutil.rmtree (pytest's clean-up) recurses
+        os.rmdir(tmp_path / chain[level - 1])
     assert _descriptors() == walk.before
     assert walk.most <= depth.bit_length() + 2  # 13: the root, the current one, one per power of two
     assert walk.calls <= 8 * depth  # 5,121: down once, back up opening again from the nearest held
