@@ -59,6 +59,14 @@ links or renames at the temporary name in a shared folder is removed only where 
 himself; after ``close`` no unlink runs through a folder number that may be reused (``_in_use``
 refuses first).  Not tried: a real mount with real users (the scenes here are in-process, his FUSE
 played by a held call); the race of (2) without a queue but by hand (above), never seen.
+Fixed after the round: (1) ``Destination`` goes through a ``host_access/way.py`` ``Way``: only the
+folders on the way down to the current one, of those the root, the current one and one per power of
+two of distance (``bit_length(depth) + 2`` at most), one let go opened again by name from the nearest
+held; (2) ``create`` hands back its folder as a ``Held`` lent by the way's (``Held.lent``), kept open
+until ``place`` or ``discard`` let it go; ``discard`` (``drop_created``'s, ``_write``'s) is never
+refused by the export's close (``discard_later`` is gone).  New tests:
+``test_58a_1_an_export_of_a_deep_chain_of_folders_holds_a_bounded_number``,
+``test_58a_2_a_files_clean_up_holds_its_own_folder_only_and_is_never_refused``.
 """
 
 from __future__ import annotations
