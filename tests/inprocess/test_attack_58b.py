@@ -13,7 +13,11 @@ Hole (1), medium: the wrapping kept for a file id is carried for ANOTHER owner's
     mine.txt and collects it, then makes team/b.txt in alice's folder under the same id X (owner alice,
     his ``owner_dek`` sealed to her, signed by bob: a member's new file, which alice's device takes and
     seals to carol); carol unlocks and chmods b.txt 0600; alice's devices were away, she unlocks.
-  Seen (``test_58b_1_a_wrapping_kept_for_another_owners_file_at_the_id_is_carried``): carol's unlock
+  Variant ``[tombstone]``: carol's seat stays up; bob deletes mine.txt by a bare tombstone only (a peer
+    replicating a deletion; no state of his signed): her seat refuses the new owner at X while it holds
+    his node (an ``owner-changed`` alarm, 46b (3)), but her next unlock takes X as alice's, with the
+    same carrying and impact.
+  Seen (``test_58b_1_a_wrapping_kept_for_another_owners_file_at_the_id_is_carried[away]``): carol's unlock
     carries bob's own en_file_dek of his old file (``carried_wrapping``: signer bob is not the owner
     alice, and ``memory.wrapping_signed(X, 0)`` answers the entry kept under bob's signature as
     owner), her commit stores it; alice's live device says a ``forged-key`` alarm naming carol, and
@@ -87,7 +91,10 @@ async def _bobs_file_at(shared, monkeypatch: pytest.MonkeyPatch, parent: int, na
         monkeypatch.undo()
 
 
-async def _reused(shared, monkeypatch: pytest.MonkeyPatch, reuse: bool) -> dict:
+async def _reused(shared, monkeypatch: pytest.MonkeyPatch, reuse: str | None) -> dict:
+    """``reuse``: None (the control: a fresh id), "away" (carol's device sees nothing of bob's deletion
+    and new file till her unlock), "tombstone" (carol's seat stays up; bob deletes his file by a bare
+    tombstone, as a peer replicating a deletion does, never by a state he signs)."""
     drive = shared.drive
     alice, carol = shared.volumes["alice"], shared.volumes["carol"]
     await _plan_shared(shared)  # alice's team/, WRITE to bob and carol
@@ -100,9 +107,10 @@ async def _reused(shared, monkeypatch: pytest.MonkeyPatch, reuse: bool) -> dict:
         await _walk(drive, b"shared/bob/mine.txt", CAROL)
         seen["bobs"] = {"en_file_dek": shared.store.get(x)["en_file_dek"]}
         assert seen["bobs"]["en_file_dek"] in repr(carol.ledger.wrappings), "the scene: kept as bob's own"
-        carol.ledger.save()  # carol's device locks (or is offline): it sees nothing of what follows
-        away = carol.ledger.path.read_bytes()
-        await drive.unlink(ROOT, b"mine.txt", BOB)
+        if reuse == "away":
+            carol.ledger.save()  # carol's device locks (or is offline): it sees nothing of what follows
+            away = carol.ledger.path.read_bytes()
+            await drive.unlink(ROOT, b"mine.txt", BOB)
         shared.store.put_many([tombstone(shared.store.get(x))])  # collected
     team = await _walk(drive, b"shared/alice/team", BOB)
     await _bobs_file_at(shared, monkeypatch, team.st_ino, b"b.txt", x)  # a member's new file of alice's
@@ -127,15 +135,16 @@ async def _reused(shared, monkeypatch: pytest.MonkeyPatch, reuse: bool) -> dict:
 
 @pytest.mark.xfail(strict=True, reason="58b (1): the wrapping a member's ledger kept for a file id (another "
                                        "owner's file there before) is carried for the file at that id")
+@pytest.mark.parametrize("reuse", ["away", "tombstone"])
 def test_58b_1_a_wrapping_kept_for_another_owners_file_at_the_id_is_carried(
-        three: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    seen = _in_scene(three, lambda shared: _reused(shared, monkeypatch, True))
+        three: Path, monkeypatch: pytest.MonkeyPatch, reuse: str) -> None:  # noqa: F811
+    seen = _in_scene(three, lambda shared: _reused(shared, monkeypatch, reuse))
     assert seen["carried"] != seen["bobs"], "carol's unlock carries bob's wrapping of his own old file"
     assert seen["mode"] == 0o600, f"carol's chmod left out at alice's unlock; said: {seen['said']}"
 
 
 def test_control_58b_1_a_fresh_id_carries_bobs_owner_dek_and_alice_takes_carols_edit(
         three: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    seen = _in_scene(three, lambda shared: _reused(shared, monkeypatch, False))
+    seen = _in_scene(three, lambda shared: _reused(shared, monkeypatch, None))
     assert isinstance(seen["carried"], guests.MembersWrapping) and "owner_dek" in seen["carried"]
     assert seen["mode"] == 0o600 and not seen["said"]
