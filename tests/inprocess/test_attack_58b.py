@@ -25,8 +25,8 @@ Hole (1), medium: the wrapping kept for a file id is carried for ANOTHER owner's
     what its owner signed"): mode 0644, 0600 expected.  The control (a fresh id, same steps) carries
     bob's owner_dek, marked as a member's, and alice's unlock takes carol's chmod with nothing said.
   Cause: vault/model/ledger.py ``wrappings`` is keyed by fid alone (``wrapping_signed(fid, epoch)``,
-    ledger.py ~523, never asks whose wrapping it kept), and guests.py ``carried_wrapping`` (~476) takes
-    it first for any owner; ``_remember`` (~492) keeps whatever file owner's wrapping a state signed by
+    ledger.py ~523, never asks whose wrapping it kept), and guests.py ``carried_wrapping`` (:474) takes
+    it first for any owner; ``_remember`` (:486-497) keeps whatever file owner's wrapping a state signed by
     its owner carries.  At an unlock nothing ties the id to its former owner (arrivals.py
     ``owner_changed`` asks only ``Ledger.mine`` with no node held), so the id's new owner is taken.
   Impact: every later commit of b.txt by carol carries bob's wrapping while a member's state is the
