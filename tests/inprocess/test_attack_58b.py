@@ -40,6 +40,12 @@ Hole (1), medium: the wrapping kept for a file id is carried for ANOTHER owner's
     whatever the epochs), or drop a file's entry when a document naming another owner at its id is
     met.
 
+Fixed: the ledger keeps with each entry the owner whose signature it was found under (``wrappings:
+  fid -> (owner, epoch, wrapping)``), ``wrapping_signed``/``wrapping_looked`` answer for ``fresh.owner``
+  only, ``saw_wrapping`` replaces another owner's entry whatever its epoch; an entry saved before the
+  fix (no owner) is dropped at load.  Carol's unlock carries bob's owner_dek, marked as a member's (her
+  device holds none of alice's), and alice's unlock takes carol's chmod.
+
 Held (controls kept): ``test_control_58b_1_a_fresh_id_carries_bobs_owner_dek_and_alice_takes_carols_edit``.
 Tried and held (read or run in the unit file): a version of another file or kind from a CouchDB server
 (57b's fix: ``_may_be_hers`` asks ``fid``, ``CouchStore.by_file`` filters both); the local store's
@@ -133,8 +139,6 @@ async def _reused(shared, monkeypatch: pytest.MonkeyPatch, reuse: str | None) ->
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="58b (1): the wrapping a member's ledger kept for a file id (another "
-                                       "owner's file there before) is carried for the file at that id")
 @pytest.mark.parametrize("reuse", ["away", "tombstone"])
 def test_58b_1_a_wrapping_kept_for_another_owners_file_at_the_id_is_carried(
         three: Path, monkeypatch: pytest.MonkeyPatch, reuse: str) -> None:  # noqa: F811

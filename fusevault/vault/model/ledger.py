@@ -104,6 +104,19 @@ def _wrapping_shaped(wrapping: object) -> bool:
             and wrapping_ok(wrapping))
 
 
+def _wrapping_entry(entry: object) -> tuple[str, int, dict[str, str]] | None:
+    """A saved ``wrappings`` entry, ``[owner, epoch, wrapping]``, or None: one of another shape is dropped
+    (looked for again), never taken as anyone's, as one from before the owner was kept (``[epoch,
+    wrapping]``: whose file it was found for is not known, 58b (1))."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        return None
+    owner, epoch, wrapping = entry
+    if (not isinstance(owner, str) or not owner or type(epoch) is not int or epoch < 0
+            or not _wrapping_shaped(wrapping)):
+        return None
+    return sys.intern(owner), epoch, dict(wrapping)  # type: ignore[arg-type]
+
+
 def ledger_path(vault_root: Path, user_id: str) -> Path:
     # Named by what the device decides, never by vault.json's vault_id (vault/model/renamed.py).
     return paths.state_dir() / FOLDER / paths.record_name(vault_root, user_id)
@@ -268,11 +281,15 @@ class Ledger:
         # (her state, or her version: vault/tree/guests.py ``carried_wrapping``).  Carried by this
         # user's commits whatever the store says since: one revision of a member's over her version
         # document (her signature left, failing) hid it from the next unlock, and a member's was carried
-        # (attack round 56b (3)).
-        self.wrappings: dict[str, tuple[int, dict[str, str]]] = {}
-        # The versions looked at last for each file that had none of hers (never saved): a look is made
-        # again only when they change (``wrapping_looked``), not at each arrival (56b (1)).
-        self.looked: dict[str, bytes] = {}
+        # (attack round 56b (3)).  Each entry names the owner whose signature it was found under (fid ->
+        # (owner, epoch, wrapping)) and answers for a state of that owner's file only: keyed by the id
+        # alone, a member's own file's wrapping kept at an id was carried for another owner's file he
+        # made at that id later, and his entry at a higher epoch kept hers from ever being kept (58b (1)).
+        self.wrappings: dict[str, tuple[str, int, dict[str, str]]] = {}
+        # The versions looked at last for each file that had none of hers (never saved), with the owner
+        # they were looked at for: a look is made again only when they change (``wrapping_looked``), not
+        # at each arrival (56b (1)); or when the file at the id is another owner's (58b (1)).
+        self.looked: dict[str, tuple[str, bytes]] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -325,9 +342,8 @@ class Ledger:
             ledger.claims_said = {str(fid) for fid in data.get("claims_said", ()) if fid in ledger.claimed}
             ledger.keys = {str(fid): (int(epoch), str(digest))
                            for fid, (epoch, digest) in data.get("keys", {}).items()}
-            ledger.wrappings = {str(fid): (int(epoch), dict(wrapping))
-                                for fid, (epoch, wrapping) in data.get("wrappings", {}).items()
-                                if _wrapping_shaped(wrapping)}
+            ledger.wrappings = {str(fid): kept for fid, entry in data.get("wrappings", {}).items()
+                                if (kept := _wrapping_entry(entry)) is not None}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -520,30 +536,34 @@ class Ledger:
 
     # --- an owner's wrapping of her shared file's key (vault/tree/guests.py ``carried_wrapping``)
 
-    def wrapping_signed(self, fid: str, epoch: int) -> dict[str, str] | None:
-        """The owner's wrapping of ``fid``'s key at ``epoch`` found here under her verified signature,
-        or None (none found yet, or only at another epoch)."""
+    def wrapping_signed(self, fid: str, owner: str, epoch: int) -> dict[str, str] | None:
+        """The wrapping of ``fid``'s key at ``epoch`` found here under the verified signature of its owner
+        ``owner``, or None (none found yet, only at another epoch, or only another owner's: a file once
+        at this id owned by someone else, 58b (1))."""
         held = self.wrappings.get(fid)
-        return dict(held[1]) if held is not None and held[0] == epoch else None
+        return dict(held[2]) if held is not None and held[0] == owner and held[1] == epoch else None
 
-    def saw_wrapping(self, fid: str, epoch: int, wrapping: dict[str, str]) -> None:
-        """``wrapping`` was found under the owner's verified signature at ``epoch`` (the caller checked
-        it): kept unless one of hers at that epoch or a newer one is kept already (any of hers at an
-        epoch opens the same key: her next commit's, wrapped afresh, is no news, and no write)."""
+    def saw_wrapping(self, fid: str, owner: str, epoch: int, wrapping: dict[str, str]) -> None:
+        """``wrapping`` was found under the verified signature of ``owner``, the owner of ``fid``, at
+        ``epoch`` (the caller checked it): kept unless one of hers at that epoch or a newer one is kept
+        already (any of hers at an epoch opens the same key: her next commit's, wrapped afresh, is no
+        news, and no write).  An entry of another owner's is replaced, whatever its epoch: it is about
+        another file, once at this id (58b (1))."""
         held = self.wrappings.get(fid)
-        if not _wrapping_shaped(wrapping) or (held is not None and held[0] >= epoch):
+        if (not _wrapping_shaped(wrapping) or not owner
+                or (held is not None and held[0] == owner and held[1] >= epoch)):
             return
-        self.wrappings[fid] = (epoch, dict(wrapping))
+        self.wrappings[fid] = (sys.intern(owner), epoch, dict(wrapping))
         self.looked.pop(fid, None)
         self.version += 1
 
-    def wrapping_looked(self, fid: str, seen: bytes) -> bool:
+    def wrapping_looked(self, fid: str, owner: str, seen: bytes) -> bool:
         """Whether the versions ``seen`` (a digest of their ids, revisions and signatures) were looked at
-        already for ``fid`` with none of hers found; remembered as the ones looked at now if not (in
-        memory: an unlock looks again)."""
-        if self.looked.get(fid) == seen:
+        already for ``owner``'s file ``fid`` with none of hers found; remembered as the ones looked at now
+        if not (in memory: an unlock looks again)."""
+        if self.looked.get(fid) == (owner, seen):
             return True
-        self.looked[fid] = seen
+        self.looked[fid] = (owner, seen)
         return False
 
     # --- commits (vault/tree/inodes.py: Inodes.commit)
