@@ -25,7 +25,10 @@ Held (control kept): ``test_control_her_own_entry_is_carried_for_a_members_state
 Still open (strict xfail): the ledger's ``epochs`` is keyed by the id alone too: bob's own file X taken
 here at epoch 9, alice's signed deletion of her file at X (epoch 2, not opened here) is judged a replay
 (``under_older_key``): refused, said as a rollback at each unlock, her trash not noted
-(``test_58b_1_his_files_epoch_judges_her_state_at_the_id``).
+(``test_58b_1_his_files_epoch_judges_her_state_at_the_id``); so is ``fids`` (the newest ``seq`` of
+each device): bob's own file X signed naming her device at a high count, her later states of her file at
+X from that device are older than seen, refused as replays
+(``test_58b_1_his_files_seqs_judge_her_states_at_the_id``; the cause alone, not run through an unlock).
 """
 
 from __future__ import annotations
@@ -153,3 +156,19 @@ def test_control_her_own_older_epoch_is_a_replay(ledger: Ledger) -> None:
     ledger.record(X, None, True)
     ledger.keyed(X, 3)  # alice's file X taken at epoch 3
     assert ledger.under_older_key(X, _hers_at(2, True))
+
+
+@pytest.mark.xfail(strict=True, reason="58b (1), still open: the ledger's fids (newest seq per device) is "
+                                       "keyed by the file id alone: bob's own file's seqs judge hers there")
+def test_58b_1_his_files_seqs_judge_her_states_at_the_id(ledger: Ledger) -> None:
+    """Cause alone (not run through an unlock): bob signs his own file X naming her device (read in any
+    of her states he can open) at a high count; his own, so not kept apart (``writer_seq``).  Her states
+    of her file at X, later, from that device, are then older than seen: refused as replays."""
+    hers = ("a" * 16, 5)  # her device, her count
+    ledger.record(X, (hers[0], 10**9), True)  # bob's own state of his file X, taken here
+    assert not ledger.older(X, hers), "her state of her file at X judged older than his"
+
+
+def test_control_her_own_older_seq_is_a_replay(ledger: Ledger) -> None:
+    ledger.record(X, ("a" * 16, 9), True)
+    assert ledger.older(X, ("a" * 16, 5))
