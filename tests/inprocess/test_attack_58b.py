@@ -46,6 +46,11 @@ Fixed: the ledger keeps with each entry the owner whose signature it was found u
   fix (no owner) is dropped at load.  Carol's unlock carries bob's owner_dek, marked as a member's (her
   device holds none of alice's), and alice's unlock takes carol's chmod.
 
+Also (the ledger's other records keyed by the id alone, fixed after: the unit file): carol's device
+  having taken bob's own mine.txt at X (an unlock while it was live), alice's b.txt at X is refused at
+  her next unlock as another owner's at the id, said once, never judged by bob's records
+  (``test_58b_1_another_owners_file_at_an_id_seen_as_bobs_is_refused_said``).
+
 Held (controls kept): ``test_control_58b_1_a_fresh_id_carries_bobs_owner_dek_and_alice_takes_carols_edit``.
 Tried and held (read or run in the unit file): a version of another file or kind from a CouchDB server
 (57b's fix: ``_may_be_hers`` asks ``fid``, ``CouchStore.by_file`` filters both); the local store's
@@ -113,7 +118,12 @@ async def _reused(shared, monkeypatch: pytest.MonkeyPatch, reuse: str | None) ->
         await _walk(drive, b"shared/bob/mine.txt", CAROL)
         seen["bobs"] = {"en_file_dek": shared.store.get(x)["en_file_dek"]}
         assert seen["bobs"]["en_file_dek"] in repr(carol.ledger.wrappings), "the scene: kept as bob's own"
-        if reuse == "away":
+        if reuse == "seen":
+            carol.ledger.save()
+            carol = Volume.load(carol.layout, carol.store, carol.key, carol.tree.get(1).fid)  # her unlock
+            bobs = shared.volumes["bob"].key.user_id
+            assert carol.find(x).owner == bobs and x in carol.ledger.fids, "the scene: taken as bob's"
+        if reuse in ("away", "seen"):
             carol.ledger.save()  # carol's device locks (or is offline): it sees nothing of what follows
             away = carol.ledger.path.read_bytes()
             await drive.unlink(ROOT, b"mine.txt", BOB)
@@ -128,6 +138,13 @@ async def _reused(shared, monkeypatch: pytest.MonkeyPatch, reuse: str | None) ->
         carol.ledger.path.write_bytes(away)  # what carol's device holds when it comes back
     again = Volume.load(carol.layout, carol.store, carol.key, carol.tree.get(1).fid)  # carol's unlock
     node = again.find(x)
+    if reuse == "seen":  # X is bob's as this device first saw it: alice's document there is refused
+        seen["shown"] = node is not None
+        seen["carols"] = [each["kind"] for each in again.ledger.alarms.as_list() if each["subject"] == x]
+        hers = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # alice's unlock
+        seen["hers"] = hers.find(x) is not None and stat.S_IMODE(hers.find(x).mode)
+        seen["said"] = [each for each in alarms.for_user(alice.key.user_id).as_list() if x in str(each)]
+        return seen
     assert node is not None, "the scene: carol's unlock shows team/b.txt"
     seen["carried"] = node.wrapped
     alice.ledger.save()  # alice's devices away from here
@@ -145,6 +162,18 @@ def test_58b_1_a_wrapping_kept_for_another_owners_file_at_the_id_is_carried(
     seen = _in_scene(three, lambda shared: _reused(shared, monkeypatch, reuse))
     assert seen["carried"] != seen["bobs"], "carol's unlock carries bob's wrapping of his own old file"
     assert seen["mode"] == 0o600, f"carol's chmod left out at alice's unlock; said: {seen['said']}"
+
+
+def test_58b_1_another_owners_file_at_an_id_seen_as_bobs_is_refused_said(
+        three: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Carol's device took bob's own mine.txt at X (her unlock: the ledger's ``epochs``, ``fids`` and
+    wrapping at X are his), then alice's b.txt at X (bob's new file in her folder) at her next unlock:
+    no state of bob's file, so none of his records judge it; it is refused as another owner's at the id
+    (``Ledger.owner_refused``), said as such, never as a rollback; alice's own device keeps her file,
+    nothing said of it.  Before: taken, and judged by his records (his epoch, his counts)."""
+    seen = _in_scene(three, lambda shared: _reused(shared, monkeypatch, "seen"))
+    assert not seen["shown"] and seen["carols"] == ["owner-changed"], seen
+    assert seen["hers"] == 0o644 and not seen["said"], seen
 
 
 def test_control_58b_1_a_fresh_id_carries_bobs_owner_dek_and_alice_takes_carols_edit(

@@ -22,18 +22,30 @@ bound to the owner too, and an entry saved before (no owner) is dropped at load 
 
 Held (control kept): ``test_control_her_own_entry_is_carried_for_a_members_state_of_her_file``.
 
-Still open (strict xfail): the ledger's ``epochs`` is keyed by the id alone too: bob's own file X taken
-here at epoch 9, alice's signed deletion of her file at X (epoch 2, not opened here) is judged a replay
-(``under_older_key``): refused, said as a rollback at each unlock, her trash not noted
-(``test_58b_1_his_files_epoch_judges_her_state_at_the_id``); so is ``fids`` (the newest ``seq`` of
+Then (strict xfails, flipped): the ledger's ``epochs`` is keyed by the id alone too: bob's own file X
+taken here at epoch 9, alice's signed deletion of her file at X (epoch 2, not opened here) was judged a
+replay (``under_older_key``): refused, said as a rollback at each unlock, her trash not noted
+(``test_58b_1_his_files_epoch_judges_her_state_at_the_id``); so was ``fids`` (the newest ``seq`` of
 each device): bob's own file X signed naming her device at a high count, her later states of her file at
-X from that device are older than seen, refused as replays
-(``test_58b_1_his_files_seqs_judge_her_states_at_the_id``; the cause alone, not run through an unlock).
+X from that device were older than seen, refused as replays
+(``test_58b_1_his_files_seqs_judge_her_states_at_the_id``).
+
+Fixed: a file's key is wrapped bound to (owner, fid) and no commit gives a node another owner, so two
+owners at one id are never honest.  The ledger binds each id to the owner it first took a state of it
+under (``owners``, saved; the user's own: ``mine``), and a document naming another owner at a known id
+is refused as such, said once (``owner_refused``: at arrivals ``admit`` and arrivals.py
+``owner_changed``, at loads loading.py and ``check_loaded``), never judged by the records of the file
+first seen there (``under_older_key`` asks it too), never changing them.  A ledger saved before learns
+the binding from the next state taken at each id
+(``test_58b_1_the_owner_first_seen_is_kept_in_the_sealed_ledger``,
+``test_58b_1_a_live_file_at_a_known_id_naming_another_owner_at_load``; control
+``test_control_the_first_owners_own_older_state_is_still_a_replay``).
 """
 
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import sign_doc
 from fusevault.errors import Forged
+from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.ledger import Ledger
 from fusevault.vault.tree import guests
 
@@ -82,7 +95,7 @@ def _opened(ledger: Ledger, owner: str, signer: str, epoch: int, wrapping: dict)
 @pytest.fixture
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     monkeypatch.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "state"))
-    return Ledger.open(MasterKey("c" * 32, b"m" * 32), tmp_path / "vault", "vault-id")
+    return Ledger.open(MasterKey("c" * 32, b"m" * 32), tmp_path / "vault", "vault-id", Alarms())  # its own
 
 
 def test_58b_1_his_own_files_wrapping_is_carried_for_hers_at_the_id(ledger: Ledger) -> None:
@@ -144,12 +157,40 @@ def _hers_at(epoch: int, delete: bool) -> dict:
     return sign_doc("alice", Ed25519PrivateKey.generate(), body)
 
 
-@pytest.mark.xfail(strict=True, reason="58b (1), still open: the ledger's epochs is keyed by the file id "
-                                       "alone: bob's own file's epoch judges alice's state of her file there")
+def _state(owner: str, signer: str, epoch: int, delete: bool = False, rev: str = "3-x") -> dict:
+    body = {"_id": X, "_rev": rev, "type": "node", "owner": owner, "delete": delete, "enc": "",
+            "epoch": epoch}
+    return sign_doc(signer, Ed25519PrivateKey.generate(), body)
+
+
+NOWHERE = SimpleNamespace(find=lambda fid: None)  # the tree (``Held``): holds nothing at X
+
+
+def _taken(ledger: Ledger, owner: str, epoch: int, seq: tuple[str, int] | None, rev: str = "2-b") -> bool:
+    """A state of ``owner``'s file X, signed by her and opened here, offered to the ledger (an arrival)."""
+    fresh = SimpleNamespace(fid=X, owner=owner, epoch=epoch, seq=seq, over=None, mode=stat.S_IFREG | 0o644)
+    return ledger.admit(NOWHERE, _state(owner, owner, epoch, rev=rev), fresh)  # type: ignore[arg-type]
+
+
+def _said(ledger: Ledger, kind: str) -> list[dict]:
+    return [each for each in ledger.alarms.as_list() if each["kind"] == kind and each["subject"] == X]
+
+
 def test_58b_1_his_files_epoch_judges_her_state_at_the_id(ledger: Ledger) -> None:
-    ledger.record(X, None, True)
-    ledger.keyed(X, 9)  # bob's own file X taken on carol's device at epoch 9 (his re-key)
-    assert not ledger.under_older_key(X, _hers_at(2, True)), "her deletion of her file at X judged a replay"
+    """Bob's own file X taken on carol's device at epoch 9 (his re-key); then alice's signed deletion of
+    her file at X (bob's new file in her folder; epoch 2, not opened here).  Judged by his epoch it was
+    a replay, said as a rollback at each unlock, her trash not noted.  Now: the id is bob's as first seen
+    here, so her document is no state of that file: refused as another owner's, said once, and none of
+    his records judge it (nor does it change them)."""
+    assert _taken(ledger, "bob", 9, None)
+    assert ledger.epochs[X] == 9 and ledger.owner_seen(X) == "bob"
+    hers = _hers_at(2, True)
+    assert not ledger.under_older_key(X, hers), "her deletion of her file at X judged a replay by his epoch"
+    assert not ledger.admit(NOWHERE, hers, None)  # type: ignore[arg-type]
+    assert not ledger.admit(NOWHERE, hers, None)  # type: ignore[arg-type]
+    assert not _said(ledger, "rollback"), ledger.alarms.as_list()
+    assert [each["count"] for each in _said(ledger, "owner-changed")] == [2], "said once (then counted)"
+    assert X not in ledger.owner_trashed and ledger.epochs[X] == 9 and ledger.owner_seen(X) == "bob"
 
 
 def test_control_her_own_older_epoch_is_a_replay(ledger: Ledger) -> None:
@@ -158,15 +199,64 @@ def test_control_her_own_older_epoch_is_a_replay(ledger: Ledger) -> None:
     assert ledger.under_older_key(X, _hers_at(2, True))
 
 
-@pytest.mark.xfail(strict=True, reason="58b (1), still open: the ledger's fids (newest seq per device) is "
-                                       "keyed by the file id alone: bob's own file's seqs judge hers there")
 def test_58b_1_his_files_seqs_judge_her_states_at_the_id(ledger: Ledger) -> None:
-    """Cause alone (not run through an unlock): bob signs his own file X naming her device (read in any
-    of her states he can open) at a high count; his own, so not kept apart (``writer_seq``).  Her states
-    of her file at X, later, from that device, are then older than seen: refused as replays."""
+    """Bob signs his own file X naming her device (read in any of her states he can open) at a high
+    count; his own, so not kept apart (``writer_seq``), taken here.  Her later state of her file at X
+    from that device was then older than seen: refused as a replay.  Now refused as another owner's at
+    the id (said once), never judged by his counts, which it leaves as they were."""
     hers = ("a" * 16, 5)  # her device, her count
-    ledger.record(X, (hers[0], 10**9), True)  # bob's own state of his file X, taken here
-    assert not ledger.older(X, hers), "her state of her file at X judged older than his"
+    assert _taken(ledger, "bob", 0, (hers[0], 10**9))  # bob's own state of his file X, taken here
+    seen = dict(ledger.fids[X][1])
+    assert not _taken(ledger, "alice", 0, hers, rev="3-c")
+    assert not _said(ledger, "rollback") and _said(ledger, "owner-changed"), ledger.alarms.as_list()
+    assert ledger.fids[X][1] == seen and ledger.owner_seen(X) == "bob"
+
+
+def test_control_the_first_owners_own_older_state_is_still_a_replay(ledger: Ledger) -> None:
+    """The binding takes nothing from the rollback ledger: bob's own older state of his file at X,
+    put back, is a replay (said), and his newer one is taken."""
+    assert _taken(ledger, "bob", 0, ("b" * 16, 9))
+    assert not _taken(ledger, "bob", 0, ("b" * 16, 5), rev="1-old")
+    assert _said(ledger, "rollback") and not _said(ledger, "owner-changed")
+    assert _taken(ledger, "bob", 0, ("b" * 16, 10), rev="3-new")
+
+
+def test_58b_1_the_owner_first_seen_is_kept_in_the_sealed_ledger(ledger: Ledger, tmp_path: Path) -> None:
+    """The binding is saved (sealed with the rest), and judges at the next unlock; a ledger saved before
+    it (no ``owners``) learns it from the next state taken at each id; a malformed entry is dropped
+    (learnt again), never a damaged ledger."""
+    key = MasterKey("c" * 32, b"m" * 32)
+    assert _taken(ledger, "bob", 0, ("b" * 16, 9))
+    ledger.save()
+    data = json.loads(key.unseal_device("ledger", ledger.path.name, ledger.path.read_bytes()))
+    assert data["owners"] == {X: "bob"}
+    again = Ledger.open(key, tmp_path / "vault", "vault-id", Alarms())
+    assert not _taken(again, "alice", 0, ("a" * 16, 5), rev="3-c"), "her state at his id, after an unlock"
+    for before in ({}, {X: 7}, {X: ""}):
+        data["owners"] = before
+        if not before:
+            del data["owners"]
+        ledger.path.write_bytes(key.seal_device("ledger", ledger.path.name, json.dumps(data).encode()))
+        old = Ledger.open(key, tmp_path / "vault", "vault-id", Alarms())
+        assert old.device == ledger.device and old.owners == {} and X in old.fids
+        assert str(old.path) not in str(old.alarms.as_list()), "not a damaged ledger"
+        assert _taken(old, "bob", 0, ("b" * 16, 10), rev="3-new") and old.owner_seen(X) == "bob"
+
+
+def test_58b_1_a_live_file_at_a_known_id_naming_another_owner_at_load(ledger: Ledger) -> None:
+    """At an unlock, bob's live file X (seen here) is gone from the tree, the store serving alice's
+    deletion of her file at X: said once as another owner's, kept as not live (never "vanished"),
+    never a rollback nor her trash, his records kept."""
+    assert _taken(ledger, "bob", 9, ("b" * 16, 3))
+    hers = _hers_at(2, True)
+    volume = SimpleNamespace(find=lambda fid: None, holds=lambda fid: False, nodes=lambda: [],
+                             key=SimpleNamespace(user_id="c" * 32), layout=SimpleNamespace(vault_id="v"))
+    store = SimpleNamespace(get=lambda fid: hers if fid == X else None)
+    ledger.check_loaded(volume, store)  # type: ignore[arg-type]
+    ledger.check_loaded(volume, store)  # type: ignore[arg-type]
+    assert not _said(ledger, "rollback") and not _said(ledger, "vanished"), ledger.alarms.as_list()
+    assert [each["count"] for each in _said(ledger, "owner-changed")] == [1]
+    assert not ledger.seen_live(X) and X not in ledger.owner_trashed and ledger.epochs[X] == 9
 
 
 def test_control_her_own_older_seq_is_a_replay(ledger: Ledger) -> None:

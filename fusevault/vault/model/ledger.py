@@ -169,6 +169,15 @@ class Ledger:
         self.counter = 0
         self.fids: dict[str, Entry] = {}
         self.mine: set[str] = set()  # the files seen as this user's own (not a share's)
+        # The owner each other user's file was first seen under here (fid -> owner; the user's own:
+        # ``mine``).  A file's key is wrapped bound to (owner, fid) and no commit gives a node another
+        # owner (a move between owners copies; a new node's owner is its folder's), so a document
+        # naming another owner at a known id is never a state of that file: refused, said
+        # (``owner_refused``).  Every record below is keyed by the id alone: without this, a member's
+        # own file once seen at an id (his epoch, his counts naming her device) judged another owner's
+        # file he made at that id later, her honest states refused as replays (attack round 58b (1)).
+        # A ledger saved before learns it from the next state taken at each id.
+        self.owners: dict[str, str] = {}
         # The newest key epoch seen of each file (only those above 0): a file
         # loaded in an older state under an older key holds a key that may
         # have been revoked since (an unshare gives a new epoch).
@@ -318,6 +327,8 @@ class Ledger:
             ledger.fids = {fid: (bool(live), {sys.intern(d): int(n) for d, n in seen.items()})
                            for fid, (live, seen) in data["fids"].items()}
             ledger.mine = {str(fid) for fid in data.get("mine", ())}
+            ledger.owners = {fid: sys.intern(owner) for fid, owner in data.get("owners", {}).items()
+                             if isinstance(owner, str) and owner and fid not in ledger.mine}
             ledger.epochs = {str(fid): int(epoch) for fid, epoch in data.get("epochs", {}).items()}
             ledger.behind = {str(fid): sorted(sys.intern(str(p)) for p in parents)
                              for fid, parents in data.get("behind", {}).items()}
@@ -355,6 +366,7 @@ class Ledger:
         """What to write (on the loop: cheap, a shallow copy)."""
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
                               "fids": dict(self.fids), "mine": list(self.mine),
+                              "owners": dict(self.owners),
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
                               "where": dict(self.where), "unplaced": list(self.unplaced),
                               "owner_trashed": list(self.owner_trashed),
@@ -637,6 +649,7 @@ class Ledger:
             self.record(node.fid, node.seq, not gone)
             self.cover(node.fid, node.over)
             self.keyed(node.fid, node.epoch)
+            self.saw_owner(node.fid, node.owner)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
                 self.saw_kind(node)
@@ -737,6 +750,31 @@ class Ledger:
             self.mine.add(fid)
             self.version += 1
 
+    # --- whose file an id is (``owners``, ``mine``)
+
+    def owner_seen(self, fid: str) -> str | None:
+        """The owner this device first saw the file ``fid`` under, if known."""
+        return self.key.user_id if fid in self.mine else self.owners.get(fid)
+
+    def saw_owner(self, fid: str, owner: str) -> None:
+        """A state of ``fid`` naming ``owner`` taken here (opened and judged): the id is hers from now
+        on, if no owner was seen at it yet.  The user's own are bound by ``_own``."""
+        if owner and owner != self.key.user_id and fid not in self.mine and fid not in self.owners:
+            self.owners[fid] = sys.intern(owner)
+            self.version += 1
+
+    def owner_refused(self, fid: str, owner: object, *, say: bool = True) -> bool:
+        """Whether a document at ``fid`` names another owner than the one this device first saw the file
+        under: never a state of that file (``owners``), so none of its records judge it; refused, and
+        said (once: the alarm counts the rest)."""
+        seen = self.owner_seen(fid)
+        if seen is None or owner == seen:
+            return False
+        if say:
+            self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as {seen:.40}'s, now "
+                             f"names another owner ({owner!s:.40}) in the store: it is not taken in")
+        return True
+
     # --- arrivals (vault/services/absorbing.py)
 
     def admit(self, volume: Held, doc: dict, fresh: Node | None,
@@ -749,6 +787,8 @@ class Ledger:
         if doc.get("_deleted"):
             self.record(fid, None, False)  # a peer's gc of expired trash arrives so
             return True
+        if self.owner_refused(fid, doc.get("owner")):
+            return False  # another owner's document at the id: no state of the file seen (58b (1))
         if fresh is None:
             # Judged already (signature, WRITE), but its seq cannot be read here (another owner's state
             # under a key not held here, as her deletion before her restore re-keyed the file): judged
@@ -777,6 +817,7 @@ class Ledger:
         self.cover(fid, fresh.over)  # its owner's word only (nodes.py ``node_from_doc``)
         self._caught_up(seq, fresh.over)
         self.keyed(fid, fresh.epoch)
+        self.saw_owner(fid, fresh.owner)
         self.saw_kind(fresh)
         if fid not in self.claimed:  # a claimed key stays to re-key, whatever arrives over it
             self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
@@ -835,8 +876,9 @@ class Ledger:
         A deletion her other device made offline, concurrent with a new key given here, is refused so
         too: said (a rollback), the file kept, never silently gone."""
         owner = doc.get("owner")
-        if owner == self.key.user_id or not isinstance(owner, str) or _signer(doc) != owner:
-            return False
+        if (owner == self.key.user_id or not isinstance(owner, str) or _signer(doc) != owner
+                or self.owner_refused(fid, owner, say=False)):
+            return False  # another owner's document at the id is judged by none of its records (58b (1))
         try:
             epoch = clear_epoch(doc)
         except CorruptData:
@@ -979,6 +1021,7 @@ class Ledger:
         for node in loaded:
             if not node.dek:
                 continue  # a share's virtual folder or a phantom parent: no document opened
+            self.saw_owner(node.fid, node.owner)  # first seen now (a ledger from before: learnt)
             seq = node.seq
             if seq is not None:
                 signer = signers.get(node.fid)
@@ -1084,6 +1127,11 @@ class Ledger:
             else:
                 vanished.append(fid)
             return
+        if self.owner_refused(fid, doc.get("owner")):
+            # Never a share that ended, nor the file's deletion: another owner's document at its id
+            # (58b (1)).  Said once: kept as not live, its records (its owner's) kept.
+            self.record(fid, None, False)
+            return
         if doc.get("delete") and doc.get("owner") == volume.key.user_id:
             try:
                 dek, attrs = open_node_doc(doc, volume.key)
@@ -1097,11 +1145,6 @@ class Ledger:
                 self.trashed_elsewhere(fid, seq)  # her deletion made elsewhere, met first at this load
             self.record(fid, seq, False)
             return
-        owner = doc.get("owner")
-        if fid in self.mine and owner != volume.key.user_id:
-            # Never a share that ended: the user's own file now says it is another's.
-            self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as this user's, "
-                             f"now names another owner ({owner!s:.40}) in the store: it is not taken in")
         if self.under_older_key(fid, doc):
             # Her state (a deletion) older than the live one this device saw: said each load, never
             # noted as her trash nor as not live (attack round 25a (3), (2)).  The tree cannot show
