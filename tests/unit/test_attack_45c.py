@@ -206,7 +206,8 @@ def _copy_ident_with(held: dict[str, Node]) -> tuple[tuple[str, bytes] | None, A
     alarms = Alarms()
     volume = SimpleNamespace(holds=lambda fid: fid in held, find=held.get,
                              authorship=SimpleNamespace(trust=SimpleNamespace()),
-                             key=SimpleNamespace(user_id=ALICE), trust=SimpleNamespace(alarms=alarms))
+                             key=SimpleNamespace(user_id=ALICE), trust=SimpleNamespace(alarms=alarms),
+                             ledger=None)
     loser = _her_losing_edit()
     ident = copy_ident(FID, str(loser.doc["_rev"]), loser.node.dek)
     return conflicts._copy_ident(volume, SimpleNamespace(get=lambda fid: None), loser, ident), alarms  # type: ignore[arg-type]

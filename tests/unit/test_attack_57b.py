@@ -116,16 +116,17 @@ def test_57b_1_her_version_of_another_file_is_kept_as_her_wrapping_of_this_one(
     honest = Server([x_version, _doc(A, "alice", HERS_OF_A)], honest=True)
     later = _open(honest, again)
     carried = key_fields(later, SimpleNamespace(user_id="carol"))  # type: ignore[arg-type]
-    assert not leaked and again.wrapping_signed(A, 2) != HERS_OF_X and carried.get("en_file_dek") == \
-        HERS_OF_A["en_file_dek"], (opened.wrapped, again.wrapping_signed(A, 2), carried)
+    kept = again.wrapping_signed(A, "alice", 2)
+    assert not leaked and kept != HERS_OF_X and carried.get("en_file_dek") == \
+        HERS_OF_A["en_file_dek"], (opened.wrapped, kept, carried)
 
 
 def test_control_a_store_that_answers_by_fid_carries_a_members_wrapping(ledger: Ledger) -> None:
     opened = _open(Server([_doc(X, "alice", HERS_OF_X)], honest=True), ledger)
     assert opened.wrapped == HIS and isinstance(opened.wrapped, guests.MembersWrapping)
-    assert ledger.wrapping_signed(A, 2) is None
+    assert ledger.wrapping_signed(A, "alice", 2) is None
     found = _open(Server([_doc(A, "alice", HERS_OF_A)], honest=True), ledger)
-    assert found.wrapped == HERS_OF_A and ledger.wrapping_signed(A, 2) == HERS_OF_A
+    assert found.wrapped == HERS_OF_A and ledger.wrapping_signed(A, "alice", 2) == HERS_OF_A
 
 
 def test_control_a_changed_look_costs_at_most_the_bound_per_change(ledger: Ledger) -> None:
@@ -150,7 +151,7 @@ def test_control_a_changed_look_costs_at_most_the_bound_per_change(ledger: Ledge
         guests.carried_wrapping(state, fresh, Counting(), store, None, ledger)  # type: ignore[arg-type]
         assert Counting.checks - before <= guests.WRAPPING_VERSIONS
         fakes.insert(0, {**_doc(A, "alice", HIS), "sig": {"by": "alice", "ed25519": "bad"}})
-    assert ledger.wrapping_signed(A, 2) is None
+    assert ledger.wrapping_signed(A, "alice", 2) is None
 
 
 class _AnsweringOtherFiles:

@@ -32,12 +32,14 @@ class _Trust:
         return str(sig["by"])
 
 
-def _volume(held: dict[str, bytes] | None = None) -> SimpleNamespace:
-    """``held``: the nodes this device holds (fid -> its key), none stored yet (made here)."""
-    held = held or {}
+def _volume(held: dict[str, bytes] | None = None, seen: dict[str, str] | None = None) -> SimpleNamespace:
+    """``held``: the nodes this device holds (fid -> its key), none stored yet (made here); ``seen``: the
+    owner the ledger first saw each id under (``Ledger.owner_seen``)."""
+    held, seen = held or {}, seen or {}
     return SimpleNamespace(holds=lambda fid: fid in held, authorship=SimpleNamespace(trust=_Trust()),
                            find=lambda fid: Node(9, fid, ALICE, held[fid], stat.S_IFREG | 0o644, 1000, 1000),
-                           key=SimpleNamespace(user_id=ALICE), trust=SimpleNamespace(alarms=Alarms()))
+                           key=SimpleNamespace(user_id=ALICE), trust=SimpleNamespace(alarms=Alarms()),
+                           ledger=SimpleNamespace(owner_seen=seen.get))
 
 
 def _his_edit() -> Leaf:
@@ -76,6 +78,18 @@ def test_her_copy_at_its_id_is_made_already() -> None:
     fid, dek = edit_copy_ident(FID, "9" * 32, OLD)
     assert _ident(_volume(), {fid: _copy_doc(fid, dek)}) is None
     assert _ident(_volume({fid: dek}), {}) is None  # made here, its document not stored yet
+
+
+def test_58b_1_an_id_seen_here_as_another_owners_file_is_no_place_for_the_copy() -> None:
+    """58b (1): nothing stored nor held at the copy's id, but the ledger first saw it as bob's file (his
+    own, shared with her once, collected since; the id is a hash of values his replica holds): made
+    there, her copy would be refused at her next unlock as another owner's at the id.  Said, and the
+    copy made beside; one her own ledger saw there is the place (the control above)."""
+    first, _ = edit_copy_ident(FID, "9" * 32, OLD)
+    volume = _volume(seen={first: BOB})
+    assert _ident(volume, {}) == copy_ident(FID, f"taken\0{first}\0{1}", OLD)
+    assert [each["subject"] for each in volume.trust.alarms.as_list()] == [first]
+    assert _ident(_volume(seen={first: ALICE}), {}) == (first, edit_copy_ident(FID, "9" * 32, OLD)[1])
 
 
 def test_a_node_held_at_the_copy_id_under_another_key_is_said_and_the_copy_made_beside() -> None:

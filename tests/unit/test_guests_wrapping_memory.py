@@ -55,19 +55,19 @@ class Memory:
     """A ledger's ``wrapping_signed``/``saw_wrapping``/``wrapping_looked`` in memory."""
 
     def __init__(self) -> None:
-        self.kept: dict[str, tuple[int, dict]] = {}
-        self.looked: dict[str, bytes] = {}
+        self.kept: dict[str, tuple[str, int, dict]] = {}
+        self.looked: dict[str, tuple[str, bytes]] = {}
 
-    def wrapping_signed(self, fid: str, epoch: int) -> dict | None:
+    def wrapping_signed(self, fid: str, owner: str, epoch: int) -> dict | None:
         held = self.kept.get(fid)
-        return dict(held[1]) if held is not None and held[0] == epoch else None
+        return dict(held[2]) if held is not None and held[:2] == (owner, epoch) else None
 
-    def saw_wrapping(self, fid: str, epoch: int, wrapping: dict) -> None:
-        self.kept.setdefault(fid, (epoch, dict(wrapping)))
+    def saw_wrapping(self, fid: str, owner: str, epoch: int, wrapping: dict) -> None:
+        self.kept.setdefault(fid, (owner, epoch, dict(wrapping)))
 
-    def wrapping_looked(self, fid: str, seen: bytes) -> bool:
-        was, self.looked[fid] = self.looked.get(fid), seen
-        return was == seen
+    def wrapping_looked(self, fid: str, owner: str, seen: bytes) -> bool:
+        was, self.looked[fid] = self.looked.get(fid), (owner, seen)
+        return was == (owner, seen)
 
 
 def _doc(signer: str, wrapping: dict, kind: str = VERSION, sig: str = "good") -> dict:
@@ -103,7 +103,7 @@ def test_her_own_state_is_kept_only_when_her_signature_holds() -> None:
     assert memory.kept == {}, "a signature naming her that fails is not kept"
     hers = {**_doc("alice", HERS, kind="Node"), "_id": FID}
     _opened(hers, store, None, trust, memory)
-    assert memory.kept == {FID: (2, HERS)}
+    assert memory.kept == {FID: ("alice", 2, HERS)}
     bobs = {**_doc("bob", HIS, kind="Node"), "_id": FID}
     assert _opened(bobs, store, None, trust, memory).wrapped == HERS
 
@@ -154,26 +154,29 @@ def key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MasterKey:
 
 def test_the_ledger_keeps_hers_across_a_lock_at_its_epoch(key: MasterKey, tmp_path: Path) -> None:
     ledger = Ledger.open(key, tmp_path / "vault", "vault-id")
-    ledger.saw_wrapping("f", 2, HERS)
-    ledger.saw_wrapping("f", 2, HIS)  # one of hers at the epoch is kept already: no change
-    ledger.saw_wrapping("f", 1, HIS)  # an older epoch's
-    ledger.saw_wrapping("g", 2, {"en_file_dek": "x" * 100_000})  # no wrapping's size: not kept
+    ledger.saw_wrapping("f", "alice", 2, HERS)
+    ledger.saw_wrapping("f", "alice", 2, HIS)  # one of hers at the epoch is kept already: no change
+    ledger.saw_wrapping("f", "alice", 1, HIS)  # an older epoch's
+    ledger.saw_wrapping("g", "alice", 2, {"en_file_dek": "x" * 100_000})  # no wrapping's size: not kept
     ledger.save()
     again = Ledger.open(key, tmp_path / "vault", "vault-id")
-    assert again.wrapping_signed("f", 2) == HERS
-    assert again.wrapping_signed("f", 3) is None and again.wrapping_signed("g", 2) is None
-    again.saw_wrapping("f", 3, HIS)  # her re-key: the newer epoch's replaces it
-    assert again.wrapping_signed("f", 3) == HIS and again.wrapping_signed("f", 2) is None
+    assert again.wrapping_signed("f", "alice", 2) == HERS
+    assert again.wrapping_signed("f", "alice", 3) is None and again.wrapping_signed("g", "alice", 2) is None
+    assert again.wrapping_signed("f", "bob", 2) is None, "hers answers for her file only"
+    again.saw_wrapping("f", "alice", 3, HIS)  # her re-key: the newer epoch's replaces it
+    assert again.wrapping_signed("f", "alice", 3) == HIS and again.wrapping_signed("f", "alice", 2) is None
 
 
 def test_a_ledger_entry_not_shaped_as_a_wrapping_is_dropped(key: MasterKey, tmp_path: Path) -> None:
     ledger = Ledger.open(key, tmp_path / "vault", "vault-id")
     ledger.save()
     data = json.loads(key.unseal_device("ledger", ledger.path.name, ledger.path.read_bytes()))
-    data["wrappings"] = {"f": [2, HERS], "g": [2, {"sig": "x"}], "h": [2, {"en_file_dek": 5}]}
+    data["wrappings"] = {"f": ["alice", 2, HERS], "g": ["alice", 2, {"sig": "x"}],
+                         "h": ["alice", 2, {"en_file_dek": 5}], "i": [None, 2, HERS],
+                         "j": ["alice", "2", HERS]}
     ledger.path.write_bytes(key.seal_device("ledger", ledger.path.name, json.dumps(data).encode()))
     again = Ledger.open(key, tmp_path / "vault", "vault-id")
-    assert again.wrappings == {"f": (2, HERS)}
+    assert again.wrappings == {"f": ("alice", 2, HERS)}
     del data["wrappings"]  # a ledger from before: none
     ledger.path.write_bytes(key.seal_device("ledger", ledger.path.name, json.dumps(data).encode()))
     assert Ledger.open(key, tmp_path / "vault", "vault-id").wrappings == {}

@@ -104,6 +104,19 @@ def _wrapping_shaped(wrapping: object) -> bool:
             and wrapping_ok(wrapping))
 
 
+def _wrapping_entry(entry: object) -> tuple[str, int, dict[str, str]] | None:
+    """A saved ``wrappings`` entry, ``[owner, epoch, wrapping]``, or None: one of another shape is dropped
+    (looked for again), never taken as anyone's, as one from before the owner was kept (``[epoch,
+    wrapping]``: whose file it was found for is not known, 58b (1))."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        return None
+    owner, epoch, wrapping = entry
+    if (not isinstance(owner, str) or not owner or type(epoch) is not int or epoch < 0
+            or not _wrapping_shaped(wrapping)):
+        return None
+    return sys.intern(owner), epoch, dict(wrapping)  # type: ignore[arg-type]
+
+
 def ledger_path(vault_root: Path, user_id: str) -> Path:
     # Named by what the device decides, never by vault.json's vault_id (vault/model/renamed.py).
     return paths.state_dir() / FOLDER / paths.record_name(vault_root, user_id)
@@ -156,6 +169,15 @@ class Ledger:
         self.counter = 0
         self.fids: dict[str, Entry] = {}
         self.mine: set[str] = set()  # the files seen as this user's own (not a share's)
+        # The owner each other user's file was first seen under here (fid -> owner; the user's own:
+        # ``mine``).  A file's key is wrapped bound to (owner, fid) and no commit gives a node another
+        # owner (a move between owners copies; a new node's owner is its folder's), so a document
+        # naming another owner at a known id is never a state of that file: refused, said
+        # (``owner_refused``).  Every record below is keyed by the id alone: without this, a member's
+        # own file once seen at an id (his epoch, his counts naming her device) judged another owner's
+        # file he made at that id later, her honest states refused as replays (attack round 58b (1)).
+        # A ledger saved before learns it from the next state taken at each id.
+        self.owners: dict[str, str] = {}
         # The newest key epoch seen of each file (only those above 0): a file
         # loaded in an older state under an older key holds a key that may
         # have been revoked since (an unshare gives a new epoch).
@@ -268,11 +290,15 @@ class Ledger:
         # (her state, or her version: vault/tree/guests.py ``carried_wrapping``).  Carried by this
         # user's commits whatever the store says since: one revision of a member's over her version
         # document (her signature left, failing) hid it from the next unlock, and a member's was carried
-        # (attack round 56b (3)).
-        self.wrappings: dict[str, tuple[int, dict[str, str]]] = {}
-        # The versions looked at last for each file that had none of hers (never saved): a look is made
-        # again only when they change (``wrapping_looked``), not at each arrival (56b (1)).
-        self.looked: dict[str, bytes] = {}
+        # (attack round 56b (3)).  Each entry names the owner whose signature it was found under (fid ->
+        # (owner, epoch, wrapping)) and answers for a state of that owner's file only: keyed by the id
+        # alone, a member's own file's wrapping kept at an id was carried for another owner's file he
+        # made at that id later, and his entry at a higher epoch kept hers from ever being kept (58b (1)).
+        self.wrappings: dict[str, tuple[str, int, dict[str, str]]] = {}
+        # The versions looked at last for each file that had none of hers (never saved), with the owner
+        # they were looked at for: a look is made again only when they change (``wrapping_looked``), not
+        # at each arrival (56b (1)); or when the file at the id is another owner's (58b (1)).
+        self.looked: dict[str, tuple[str, bytes]] = {}
         self.version = 0  # bumped at each change
         self._saved = 0
         self._lock = threading.Lock()
@@ -301,6 +327,8 @@ class Ledger:
             ledger.fids = {fid: (bool(live), {sys.intern(d): int(n) for d, n in seen.items()})
                            for fid, (live, seen) in data["fids"].items()}
             ledger.mine = {str(fid) for fid in data.get("mine", ())}
+            ledger.owners = {fid: sys.intern(owner) for fid, owner in data.get("owners", {}).items()
+                             if isinstance(owner, str) and owner and fid not in ledger.mine}
             ledger.epochs = {str(fid): int(epoch) for fid, epoch in data.get("epochs", {}).items()}
             ledger.behind = {str(fid): sorted(sys.intern(str(p)) for p in parents)
                              for fid, parents in data.get("behind", {}).items()}
@@ -325,9 +353,8 @@ class Ledger:
             ledger.claims_said = {str(fid) for fid in data.get("claims_said", ()) if fid in ledger.claimed}
             ledger.keys = {str(fid): (int(epoch), str(digest))
                            for fid, (epoch, digest) in data.get("keys", {}).items()}
-            ledger.wrappings = {str(fid): (int(epoch), dict(wrapping))
-                                for fid, (epoch, wrapping) in data.get("wrappings", {}).items()
-                                if _wrapping_shaped(wrapping)}
+            ledger.wrappings = {str(fid): kept for fid, entry in data.get("wrappings", {}).items()
+                                if (kept := _wrapping_entry(entry)) is not None}
         except (VaultError, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
@@ -339,6 +366,7 @@ class Ledger:
         """What to write (on the loop: cheap, a shallow copy)."""
         return self.version, {"format": FORMAT, "device": self.device, "counter": self.counter,
                               "fids": dict(self.fids), "mine": list(self.mine),
+                              "owners": dict(self.owners),
                               "epochs": dict(self.epochs), "behind": dict(self.behind),
                               "where": dict(self.where), "unplaced": list(self.unplaced),
                               "owner_trashed": list(self.owner_trashed),
@@ -520,30 +548,34 @@ class Ledger:
 
     # --- an owner's wrapping of her shared file's key (vault/tree/guests.py ``carried_wrapping``)
 
-    def wrapping_signed(self, fid: str, epoch: int) -> dict[str, str] | None:
-        """The owner's wrapping of ``fid``'s key at ``epoch`` found here under her verified signature,
-        or None (none found yet, or only at another epoch)."""
+    def wrapping_signed(self, fid: str, owner: str, epoch: int) -> dict[str, str] | None:
+        """The wrapping of ``fid``'s key at ``epoch`` found here under the verified signature of its owner
+        ``owner``, or None (none found yet, only at another epoch, or only another owner's: a file once
+        at this id owned by someone else, 58b (1))."""
         held = self.wrappings.get(fid)
-        return dict(held[1]) if held is not None and held[0] == epoch else None
+        return dict(held[2]) if held is not None and held[0] == owner and held[1] == epoch else None
 
-    def saw_wrapping(self, fid: str, epoch: int, wrapping: dict[str, str]) -> None:
-        """``wrapping`` was found under the owner's verified signature at ``epoch`` (the caller checked
-        it): kept unless one of hers at that epoch or a newer one is kept already (any of hers at an
-        epoch opens the same key: her next commit's, wrapped afresh, is no news, and no write)."""
+    def saw_wrapping(self, fid: str, owner: str, epoch: int, wrapping: dict[str, str]) -> None:
+        """``wrapping`` was found under the verified signature of ``owner``, the owner of ``fid``, at
+        ``epoch`` (the caller checked it): kept unless one of hers at that epoch or a newer one is kept
+        already (any of hers at an epoch opens the same key: her next commit's, wrapped afresh, is no
+        news, and no write).  An entry of another owner's is replaced, whatever its epoch: it is about
+        another file, once at this id (58b (1))."""
         held = self.wrappings.get(fid)
-        if not _wrapping_shaped(wrapping) or (held is not None and held[0] >= epoch):
+        if (not _wrapping_shaped(wrapping) or not owner
+                or (held is not None and held[0] == owner and held[1] >= epoch)):
             return
-        self.wrappings[fid] = (epoch, dict(wrapping))
+        self.wrappings[fid] = (sys.intern(owner), epoch, dict(wrapping))
         self.looked.pop(fid, None)
         self.version += 1
 
-    def wrapping_looked(self, fid: str, seen: bytes) -> bool:
+    def wrapping_looked(self, fid: str, owner: str, seen: bytes) -> bool:
         """Whether the versions ``seen`` (a digest of their ids, revisions and signatures) were looked at
-        already for ``fid`` with none of hers found; remembered as the ones looked at now if not (in
-        memory: an unlock looks again)."""
-        if self.looked.get(fid) == seen:
+        already for ``owner``'s file ``fid`` with none of hers found; remembered as the ones looked at now
+        if not (in memory: an unlock looks again)."""
+        if self.looked.get(fid) == (owner, seen):
             return True
-        self.looked[fid] = seen
+        self.looked[fid] = (owner, seen)
         return False
 
     # --- commits (vault/tree/inodes.py: Inodes.commit)
@@ -617,6 +649,7 @@ class Ledger:
             self.record(node.fid, node.seq, not gone)
             self.cover(node.fid, node.over)
             self.keyed(node.fid, node.epoch)
+            self.saw_owner(node.fid, node.owner)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
                 self.saw_kind(node)
@@ -717,6 +750,31 @@ class Ledger:
             self.mine.add(fid)
             self.version += 1
 
+    # --- whose file an id is (``owners``, ``mine``)
+
+    def owner_seen(self, fid: str) -> str | None:
+        """The owner this device first saw the file ``fid`` under, if known."""
+        return self.key.user_id if fid in self.mine else self.owners.get(fid)
+
+    def saw_owner(self, fid: str, owner: str) -> None:
+        """A state of ``fid`` naming ``owner`` taken here (opened and judged): the id is hers from now
+        on, if no owner was seen at it yet.  The user's own are bound by ``_own``."""
+        if owner and owner != self.key.user_id and fid not in self.mine and fid not in self.owners:
+            self.owners[fid] = sys.intern(owner)
+            self.version += 1
+
+    def owner_refused(self, fid: str, owner: object, *, say: bool = True) -> bool:
+        """Whether a document at ``fid`` names another owner than the one this device first saw the file
+        under: never a state of that file (``owners``), so none of its records judge it; refused, and
+        said (once: the alarm counts the rest)."""
+        seen = self.owner_seen(fid)
+        if seen is None or owner == seen:
+            return False
+        if say:
+            self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as {seen:.40}'s, now "
+                             f"names another owner ({owner!s:.40}) in the store: it is not taken in")
+        return True
+
     # --- arrivals (vault/services/absorbing.py)
 
     def admit(self, volume: Held, doc: dict, fresh: Node | None,
@@ -729,6 +787,8 @@ class Ledger:
         if doc.get("_deleted"):
             self.record(fid, None, False)  # a peer's gc of expired trash arrives so
             return True
+        if self.owner_refused(fid, doc.get("owner")):
+            return False  # another owner's document at the id: no state of the file seen (58b (1))
         if fresh is None:
             # Judged already (signature, WRITE), but its seq cannot be read here (another owner's state
             # under a key not held here, as her deletion before her restore re-keyed the file): judged
@@ -757,6 +817,7 @@ class Ledger:
         self.cover(fid, fresh.over)  # its owner's word only (nodes.py ``node_from_doc``)
         self._caught_up(seq, fresh.over)
         self.keyed(fid, fresh.epoch)
+        self.saw_owner(fid, fresh.owner)
         self.saw_kind(fresh)
         if fid not in self.claimed:  # a claimed key stays to re-key, whatever arrives over it
             self.rolled.discard(fid)  # as new as seen: its key is the newest the owner gave it
@@ -815,8 +876,9 @@ class Ledger:
         A deletion her other device made offline, concurrent with a new key given here, is refused so
         too: said (a rollback), the file kept, never silently gone."""
         owner = doc.get("owner")
-        if owner == self.key.user_id or not isinstance(owner, str) or _signer(doc) != owner:
-            return False
+        if (owner == self.key.user_id or not isinstance(owner, str) or _signer(doc) != owner
+                or self.owner_refused(fid, owner, say=False)):
+            return False  # another owner's document at the id is judged by none of its records (58b (1))
         try:
             epoch = clear_epoch(doc)
         except CorruptData:
@@ -959,6 +1021,7 @@ class Ledger:
         for node in loaded:
             if not node.dek:
                 continue  # a share's virtual folder or a phantom parent: no document opened
+            self.saw_owner(node.fid, node.owner)  # first seen now (a ledger from before: learnt)
             seq = node.seq
             if seq is not None:
                 signer = signers.get(node.fid)
@@ -1064,6 +1127,11 @@ class Ledger:
             else:
                 vanished.append(fid)
             return
+        if self.owner_refused(fid, doc.get("owner")):
+            # Never a share that ended, nor the file's deletion: another owner's document at its id
+            # (58b (1)).  Said once: kept as not live, its records (its owner's) kept.
+            self.record(fid, None, False)
+            return
         if doc.get("delete") and doc.get("owner") == volume.key.user_id:
             try:
                 dek, attrs = open_node_doc(doc, volume.key)
@@ -1077,11 +1145,6 @@ class Ledger:
                 self.trashed_elsewhere(fid, seq)  # her deletion made elsewhere, met first at this load
             self.record(fid, seq, False)
             return
-        owner = doc.get("owner")
-        if fid in self.mine and owner != volume.key.user_id:
-            # Never a share that ended: the user's own file now says it is another's.
-            self.alarms.warn("owner-changed", fid, f"file {fid}, which this device saw as this user's, "
-                             f"now names another owner ({owner!s:.40}) in the store: it is not taken in")
         if self.under_older_key(fid, doc):
             # Her state (a deletion) older than the live one this device saw: said each load, never
             # noted as her trash nor as not live (attack round 25a (3), (2)).  The tree cannot show

@@ -767,8 +767,9 @@ def _copy_ident(volume: Volume, store: LocalStore, loser: Leaf, ident: tuple[str
         doc = store.get(fid)
         if _copy_there(volume, fid, dek, loser, doc):
             return None
-        if doc is None and not volume.holds(fid):
-            return fid, dek
+        if doc is None and not volume.holds(fid) and (
+                volume.ledger is None or volume.ledger.owner_seen(fid) in (None, volume.key.user_id)):
+            return fid, dek  # not another owner's file seen here once (collected since): 58b (1)
         _say_copy_id_taken(volume, loser, fid)
         fid, dek = copy_ident(loser.doc["_id"], f"taken\0{first}\0{number}", loser.node.dek)
     return copy_ident(loser.doc["_id"], f"random\0{secrets.token_hex(16)}", loser.node.dek)

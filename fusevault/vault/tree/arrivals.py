@@ -104,8 +104,9 @@ def judge(tree: Tree, doc: dict, node: Node | None) -> tuple[dict, str] | None |
 
 def owner_changed(tree: Tree, doc: dict, node: Node | None, said: bool = True) -> bool:
     """Whether ``doc`` names another owner than the node held at its id (a share root's parent held
-    as a phantom: its owner is a guess), or, none held, than this user for a file her ledger saw as
-    hers (``Ledger.mine``): said (``said``), as the load says it.  A node never changes owner (a new
+    as a phantom: its owner is a guess), or, none held, than the owner this device first saw the
+    file under (``Ledger.owner_seen``; the user's own: ``Ledger.mine``): said (``said``), as the load
+    says it.  A node never changes owner (a new
     node's owner is its folder's).  Taken, another user's folder signed at the id of hers (every id is
     in the database he replicates) was a state of her folder: it went, with all it held, into his
     share on her device, under the key he chose, and her next commit sealed her state of it under
@@ -117,8 +118,10 @@ def owner_changed(tree: Tree, doc: dict, node: Node | None, said: bool = True) -
         changed = owner != node.owner
         was = node.owner
     else:
-        changed = owner != me and tree.ledger is not None and doc.get("_id") in tree.ledger.mine
-        was = me
+        # None held: the owner this device first saw the file under (hers: ``Ledger.mine``), whoever
+        # that was (58b (1): a member's own file once seen here, then another owner's he made there).
+        was = tree.ledger.owner_seen(str(doc.get("_id"))) if tree.ledger is not None else None
+        changed = was is not None and owner != was
     if changed and said:
         fid = str(doc.get("_id"))
         log.warning("%s: a document naming owner %.40s, held here as %.40s's: not taken in", fid, owner, was)

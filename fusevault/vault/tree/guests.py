@@ -430,11 +430,11 @@ WRAPPING_VERSIONS = 64
 class WrappingMemory(Protocol):
     """Where this device keeps the owner's wrappings found under her signature (vault/model/ledger.py)."""
 
-    def wrapping_signed(self, fid: str, epoch: int) -> dict[str, str] | None: ...
+    def wrapping_signed(self, fid: str, owner: str, epoch: int) -> dict[str, str] | None: ...
 
-    def saw_wrapping(self, fid: str, epoch: int, wrapping: dict[str, str]) -> None: ...
+    def saw_wrapping(self, fid: str, owner: str, epoch: int, wrapping: dict[str, str]) -> None: ...
 
-    def wrapping_looked(self, fid: str, seen: bytes) -> bool: ...
+    def wrapping_looked(self, fid: str, owner: str, seen: bytes) -> bool: ...
 
 
 class MembersWrapping(dict):
@@ -460,7 +460,10 @@ def carried_wrapping(doc: dict, fresh: Node, trust: Trust | None, store: Store |
     signer's state, one WRITE member's bad text was carried by every other member's next commit, each
     refused by the owner's device as a forgery of theirs (attack round 53c (2)).  Hers found in the
     store only, one revision of a member's over her version document hid it (56b (3)); and a member's,
-    carried for want of hers and then held, was carried still after hers arrived (56b (1))."""
+    carried for want of hers and then held, was carried still after hers arrived (56b (1)).  What the
+    ledger keeps answers for a state of the owner whose signature it was found under only: a member's
+    own file's wrapping, kept at its id, was carried for another owner's file he made there later (58b
+    (1))."""
     own = wrapping_of(doc)
     try:
         signer = signer_of(doc)
@@ -471,7 +474,8 @@ def carried_wrapping(doc: dict, fresh: Node, trust: Trust | None, store: Store |
     if signer == doc.get("owner"):
         _remember(memory, doc, fresh, trust, own)
         return own
-    if memory is not None and (kept := memory.wrapping_signed(fresh.fid, fresh.epoch)) is not None:
+    kept = memory.wrapping_signed(fresh.fid, fresh.owner, fresh.epoch) if memory is not None else None
+    if kept is not None:
         return kept
     if held is not None and held.wrapped and not isinstance(held.wrapped, MembersWrapping) \
             and held.epoch == fresh.epoch and held.owner == fresh.owner:
@@ -487,14 +491,15 @@ def _remember(memory: WrappingMemory | None, doc: dict, fresh: Node, trust: Trus
     """Keep ``wrapping``, of ``doc`` naming the owner as its signer, if her signature holds and none of
     hers is kept at the epoch yet (a signature check at most once per file and epoch: mostly a digest
     looked up, the load or the arrival having checked it already)."""
-    if memory is None or not wrapping or memory.wrapping_signed(fresh.fid, fresh.epoch) is not None:
+    if (memory is None or not wrapping
+            or memory.wrapping_signed(fresh.fid, fresh.owner, fresh.epoch) is not None):
         return
     try:
         if trust.verify(doc, author=fresh.owner) != fresh.owner:
             return
     except Forged:
         return
-    memory.saw_wrapping(fresh.fid, fresh.epoch, wrapping)
+    memory.saw_wrapping(fresh.fid, fresh.owner, fresh.epoch, wrapping)
 
 
 def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store,
@@ -518,11 +523,11 @@ def _signed_wrapping(doc: dict, fresh: Node, trust: Trust, store: Store,
     first = [head] if head is not None and head.get("type") == VERSION and head.get("fid") == fresh.fid \
         and _may_be_hers(head, fresh) else []
     order = [*first, *(v for k, v in candidates.items() if not first or k != first[0].get("_id"))]
-    if memory is not None and memory.wrapping_looked(fresh.fid, _looked_at(order)):
+    if memory is not None and memory.wrapping_looked(fresh.fid, fresh.owner, _looked_at(order)):
         return None
     found = _hers_among(order, fresh, trust)
     if found is not None and memory is not None:
-        memory.saw_wrapping(fresh.fid, fresh.epoch, found)
+        memory.saw_wrapping(fresh.fid, fresh.owner, fresh.epoch, found)
     return found
 
 

@@ -118,6 +118,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     seen = ledger.fids
     for doc in store.iter_type(NODE):
         signer = None
+        if doc["_id"] not in ledger.mine and ledger.owner_refused(doc["_id"], doc.get("owner")):
+            continue  # another owner's document at the id of another user's file seen here: said (58b (1))
         if gate is not None and (doc.get("owner") == owner or doc["_id"] in keys
                                  or said_signer(doc) == owner or doc["_id"] in seen):
             if (admitted := gate.admit(doc)) is None:
