@@ -46,6 +46,27 @@ Impact: a cost bounded per file (x257) but unthrottled and renewable at will: ro
 Fix (suggested): keep the descriptors of the folders of the files due (a batch grouped by folder,
   one ``parent`` per folder), or hold the loop of ticks to a share of the time as ``POLL_SHARE``.
 
+(3) medium: one tick's ``stamps`` walks every due location that is a folder now and keeps them all:
+  ``MAX_DUE`` x ``MAX_NAMES`` names (100 million) in root's mount, from one tree of his
+Attack: bob's watched folder holds 1,000 files p0..p999 (touched: pending, due at one tick) and one
+  tree T of 100,000 names (hard links: a few MB of his disk).  After the walk that noted them he puts
+  T at p0 (unlink p0, rename T); once the walk of p0 opened T (inotify IN_OPEN on T tells him; the
+  walk goes on by descriptors wherever T is moved) he moves T to p1, and so on.
+Seen: ``test_58c_3_one_ticks_stamps_keep_the_names_of_at_most_one_walk`` (``MAX_NAMES`` set to 1,000
+  to keep it quick): 10 due locations, T of 900 files moved from one to the next: ``stamps`` returns
+  9,000 entries, nine times a walk's bound.  Measured at scale (Direct, tracemalloc): T of 100,000
+  names, 5 due locations: 500,000 entries, 140 MB (293 bytes an entry), 45 s; one tick of
+  ``MAX_DUE``: 100,000,000 entries, ~27 GB, in root's mount, none of it throttled (``POLL_SHARE``
+  holds the walk only); with (1)'s deep names a single walk is 6 GB: four due folders end the mount.
+Expected: a tick keeps at most what one walk may (or nothing: its locations are files).
+Cause: imports/watcher.py ``stamps`` (``found.update(walk(host, root, location))`` for each due
+  location now a folder; a bound per walk, none on their sum), called by ``_take_settled`` with up
+  to ``MAX_DUE`` locations.  The expansion is the inotify watch's (a folder moved in made no events
+  for its files); since 53b the walk finds them itself, and ``settled`` only asks the due locations.
+Impact: root's shared mount OOM (every user's mount ends), or hours of its CPU, at will.
+Fix (suggested): ``stamps`` of a folder is None (gone as a file; the next walk finds its files), or
+  one budget of names for the whole tick.
+
 What held (read or run; controls kept where they would catch a regression):
 - ``remove_if``: the private name is random (32 bits) in the file's own folder, opened by descriptor;
   a rename onto a taken private name needs a guess; a save landing at each step is put back or kept
@@ -159,6 +180,44 @@ def test_58c_2_the_stamps_of_files_deep_in_his_folder_cost_calls_in_proportion_t
     assert len(found) == files and all(found.values())
     print(f"{host.calls} calls of his helper for the stamps of {files} files {depth} folders deep")
     assert host.calls <= 4 * files + 2 * depth  # seen: 12,850 (257 a file)
+
+
+@pytest.mark.xfail(strict=True, reason="58c (3): one tick's stamps walks each due location now a folder "
+                                       "and keeps them all: MAX_DUE x MAX_NAMES names")
+def test_58c_3_one_ticks_stamps_keep_the_names_of_at_most_one_walk(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watcher, "MAX_NAMES", 1_000)  # 100,000 in the mount: the same code, scaled down
+    tree = tmp_path / "T"
+    tree.mkdir()
+    (tree / "first").write_text("x")
+    for number in range(899):
+        os.link(tree / "first", tree / f"{number:04d}")
+    due = [f"p{number}" for number in range(10)]
+    for location in due:
+        (tmp_path / location).write_text("pending, due at this tick")
+
+    class _Moving(Direct):
+        """Bob moves his one tree to each due location as its turn comes (after the walk before it
+        opened it: that walk goes on by descriptors)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.at = "T"
+
+        def call(self, op, *args, fd=None):
+            if op == "lstat" and args[0] in due and args[0] != self.at:
+                os.unlink(tmp_path / args[0])
+                os.rename(tmp_path / self.at, tmp_path / args[0])
+                self.at = args[0]
+            return super().call(op, *args, fd=fd)
+
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found = watcher.stamps(_Moving(), root, due)
+    finally:
+        os.close(root)
+    print(f"one tick's stamps kept {len(found)} entries (a walk keeps at most {watcher.MAX_NAMES})")
+    assert len(found) <= watcher.MAX_NAMES  # seen: 9,000 (every due location walked, all kept)
 
 
 def test_control_58c_remove_if_puts_a_folder_swapped_in_back_and_removes_nothing(tmp_path: Path) -> None:
