@@ -1,0 +1,80 @@
+"""Attack round 58c in a real shared mount (root, ``--allow-other``, real Linux users): the scene of
+58c (1), whose mechanism and full account are in tests/unit/test_attack_58c.py.
+
+bob's watched folder holds a chain of 256 folders (``MAX_DEPTH``) named with 255 bytes each and N
+empty files in the deepest one (mode 000: kept by the walk, his import of each fails and is retried).
+Each file the walk keeps is a location of ~65,800 characters in root's mount: ``MAX_NAMES`` (100,000)
+counts names, never bytes.
+Seen (N = 3,000): root's mount's peak RSS (VmHWM) grew 776 MB within 25 s (~260 KB a file: the walk's
+``known`` and the one being built, ``Pending``, the failures said); at ``MAX_NAMES``: ~26 GB.
+Control: the same files two short folders deep: 13 MB.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from mount import test_attack_53b as a53b
+from mount import test_shared_mount as shared
+from mount.test_shared_mount import People
+
+linux, place, python, shared_vault, people = (shared.linux, shared.place, shared.python, shared.shared_vault,
+                                              shared.people)
+
+FILES = int(os.environ.get("N58C", "3000"))
+
+
+def _peak_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def _growth_mb(people: People, depth: int, folder_name: bytes, tag: str) -> float:
+    """bob watches a folder of ``FILES`` files ``depth`` folders deep: root's mount's peak RSS growth
+    (MB) over three walks."""
+    people.unlock("bob")
+    bob = people.linux["bob"]
+    inbox = people.place / "bob" / f"deep-58c-{tag}"
+    people.ok("bob", f"rm -rf {inbox} && mkdir -p {inbox}")
+    fd = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # as root (quicker than his shell), then given to him: his own folders and files
+        for step in range(depth):
+            name = b"%03d" % step + folder_name
+            os.mkdir(name, dir_fd=fd)
+            os.chown(name, bob.pw_uid, bob.pw_gid, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        for number in range(FILES):
+            name = b"%06d" % number + b"f" * 249
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o000, dir_fd=fd))
+            os.chown(name, bob.pw_uid, bob.pw_gid, dir_fd=fd)
+    finally:
+        os.close(fd)
+    _, mount, _ = a53b._prepare(people)  # his helper and the mount's threads exist before counting
+    before = _peak_kb(mount)
+    done = people.fusevault("bob", "config", "set", "source_dir_to_watch", str(inbox), "--mount",
+                            str(people.mnt))
+    assert done.returncode == 0, done.stderr
+    time.sleep(25)  # a few walks
+    grown = (_peak_kb(mount) - before) / 1024
+    print(f"{tag}: root's mount peak RSS grew {grown:.0f} MB for {FILES} files {depth} folders deep")
+    return grown
+
+
+@pytest.mark.xfail(strict=True, reason="58c (1): MAX_NAMES bounds names, not bytes: 64 KB a deep name "
+                                       "in root's mount")
+def test_58c_1_deep_long_names_in_his_watched_folder_cost_roots_mount_bytes_in_proportion(
+        people: People) -> None:
+    # Seen with 3,000 files: 776 MB (~260 KB a file); at MAX_NAMES ~26 GB.
+    assert _growth_mb(people, 256, b"d" * 252, "deep") < 50
+
+
+def test_control_58c_the_same_files_in_a_shallow_folder_cost_a_few_mb(people: People) -> None:
+    assert _growth_mb(people, 2, b"d", "shallow") < 50
