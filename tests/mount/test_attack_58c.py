@@ -64,6 +64,7 @@ def _growth_mb(people: People, depth: int, folder_name: bytes, tag: str) -> floa
     assert done.returncode == 0, done.stderr
     time.sleep(25)  # a few walks
     grown = (_peak_kb(mount) - before) / 1024
+    people.ok("bob", f"rm -rf {inbox}")  # rm walks it without recursion (shutil.rmtree would not)
     print(f"{tag}: root's mount peak RSS grew {grown:.0f} MB for {FILES} files {depth} folders deep")
     return grown
 

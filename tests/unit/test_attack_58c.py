@@ -96,7 +96,9 @@ Not tried: a real shared mount with useradd users (the cost is in root's mount's
 from __future__ import annotations
 
 import os
+import subprocess
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,14 @@ class _Counted(Direct):
     def call(self, op, *args, fd=None):
         self.calls += 1
         return super().call(op, *args, fd=fd)
+
+
+@pytest.fixture(autouse=True)
+def _removed_after(tmp_path: Path) -> Iterator[None]:
+    """A tree 256 folders deep is past shutil.rmtree's recursion (pytest's clean-up of old tmp folders
+    raised RecursionError): removed here by rm, which walks it without recursion."""
+    yield
+    subprocess.run(["rm", "-rf", "--", *map(str, tmp_path.iterdir())], check=True)
 
 
 def _deep(top: Path, depth: int, folder_name: str, files: int, file_name: str) -> None:
