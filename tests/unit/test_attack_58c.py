@@ -39,22 +39,32 @@ Seen: ``test_58c_2_the_stamps_of_files_deep_in_his_folder_cost_calls_in_proporti
   file).  Through a helper on a socketpair (a throwaway probe): ``walk`` of those 1,000 files 0.06 s,
   ``stamps`` of them (one tick) 30.7 s; at depth 0: 0.2 s.  ``Importer.take`` adds ~3 more such
   lookups a file (lstat, open, ``remove_if``).  The tick loop (``_take_settled``) is not held to
-  ``POLL_SHARE`` as the walk is: one tick after another, as long as he touches his files, a core's
-  share of root's mount (its calls, JSON, threads: the GIL every user's loop needs) and his helper.
+  ``POLL_SHARE`` as the walk is: one tick after another, as long as he touches his files.  In a real
+  shared mount (a throwaway probe with tests/mount/test_attack_58c.py's fixtures, not kept: useradd
+  users, 1,000 files of his mode 000 touched every second, settle 0.3 s, 20 s measured): depth 256,
+  root's mount 50% of a core and his helper 45%; the same files flat, root's mount 46%, his helper 12%.
+  So root's share is about half a core at any depth (his two threads' round trips bound it), held
+  there for as long as he touches files: the tick loop has no share as the walk has; the depth costs
+  his helper and makes each of his looks 257 times dearer.
 Expected: a look at a file costs a bounded number of calls (a few), whatever its depth, or the
   loop's cost held to a share as the walk's is.
 Cause: imports/source_paths.py ``parent`` (opens each part from ``root``) used by ``lstat``,
   ``open_file``, ``remove_if``; watcher.py ``stamps`` (per location), ``_take_settled`` (no share).
-Impact: a cost bounded per file (x257) but unthrottled and renewable at will: root's mount CPU.
+Impact: root's mount kept at ~half a core for as long as he likes (a cost bounded, not held to a
+  share); his own imports of deep files 257 times slower.
 Fix (suggested): keep the descriptors of the folders of the files due (a batch grouped by folder,
   one ``parent`` per folder), or hold the loop of ticks to a share of the time as ``POLL_SHARE``.
 
 (3) medium: one tick's ``stamps`` walks every due location that is a folder now and keeps them all:
   ``MAX_DUE`` x ``MAX_NAMES`` names (100 million) in root's mount, from one tree of his
 Attack: bob's watched folder holds 1,000 files p0..p999 (touched: pending, due at one tick) and one
-  tree T of 100,000 names (hard links: a few MB of his disk).  After the walk that noted them he puts
-  T at p0 (unlink p0, rename T); once the walk of p0 opened T (inotify IN_OPEN on T tells him; the
-  walk goes on by descriptors wherever T is moved) he moves T to p1, and so on.
+  tree T of 100,000 names (hard links: a few MB of his disk).  After the last walk before they are
+  due (walks are ``POLL_SHARE`` times their length apart: with T in his folder, many seconds; the
+  walk's opens of his folders show on inotify) he puts T at p0 (unlink p0, rename T); once the
+  tick's walk of p0 opened T (inotify IN_OPEN on T; that walk goes on by descriptors wherever T is
+  moved) he moves T to p1, and so on.  A main walk meanwhile drops them from ``Pending``: ``stamps``
+  has its list already.  (Without the moves: 1,000 trees, 1,000 times his disk.)  Not run in a real
+  mount (the code is the mount's own, called with the tick's list).
 Seen: ``test_58c_3_one_ticks_stamps_keep_the_names_of_at_most_one_walk`` (``MAX_NAMES`` set to 1,000
   to keep it quick): 10 due locations, T of 900 files moved from one to the next: ``stamps`` returns
   9,000 entries, nine times a walk's bound.  Measured at scale (Direct, tracemalloc): T of 100,000
