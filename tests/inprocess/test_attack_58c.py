@@ -1,0 +1,80 @@
+"""Attack round 58c, the importer's removal (``delete_file_from_source``): in-process, a real vault.
+The full account of round 58c is in tests/unit/test_attack_58c.py; this is its hole (4).
+
+(4) low (data loss, honest use): a new file at an imported file's name, with the same size, the same
+  modification time and the inode number the import's removal freed, is removed never imported
+Steps: a.txt ("version one!") is imported and removed (delete_file_from_source); a new a.txt of the
+  same size ("version two!") is made, and gets the freed inode number back (ext4 gives the lowest
+  free one of the group: the same, at once, here); its modification time is the one the first had
+  (``cp -p``, ``tar x``, ``rsync -t``, an unzip of an archive whose stamps were normalised: a
+  reproducible build's SOURCE_DATE_EPOCH, /nix/store's 1 s).
+Seen: ``test_58c_4_a_new_file_with_the_old_stamp_is_imported_before_it_is_removed``: ``take`` says
+  UNCHANGED and removes it: "version two!" is gone, and the vault still holds "version one!".
+Expected: imported (a new version) before it is removed, or left in the source.
+Cause: importer.py ``take`` (``known[0].stamp == stamp``: UNCHANGED, then ``_remove_source``) and
+  ``_remove_source``/``remove_if``'s ``same`` (``Stamp``: size, mtime, inode, device: none of them
+  tells a new file from the old one once the number is reused; ctime, which no user sets, would);
+  ``_remove_source`` checks the vault's copy against the record's SHA-256, never the source's.
+Impact: a file never imported is deleted from her folder (the one copy of that version).
+Fix (suggested): keep the file's ctime (or its birth time, statx) in the record and ask it before
+  taking a file as unchanged or removing it (``remove_if`` looks before its move, where the rename
+  has not changed the ctime yet), or hash the source before its removal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import trio
+from conftest import PASSPHRASE
+
+from fusevault.imports.importer import Importer
+from fusevault.vault.model.settings import Settings
+from fusevault.vault.services.opening import unlock_vault
+from fusevault.vault.services.placing import NoKernel, file_digest
+from fusevault.vault.volume import Volume
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+@pytest.mark.xfail(strict=True, reason="58c (4): a new file with the old size, mtime and a reused inode "
+                                       "number is removed, never imported")
+def test_58c_4_a_new_file_with_the_old_stamp_is_imported_before_it_is_removed(vault: Path,
+                                                                            source: Path) -> None:
+    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
+    settings = Settings(source_dir_to_watch=str(source), delete_file_from_source=True)
+    a = source / "a.txt"
+    stamped = 1_600_000_000 * 10**9  # the time the tool restores (seconds: a zip's, a build's epoch)
+
+    async def main() -> tuple[str, bool, bytes, bool]:
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        try:
+            importer = Importer(volume, settings, NoKernel())
+            await importer.load()
+            a.write_bytes(b"version one!")
+            os.utime(a, ns=(stamped, stamped))
+            first = os.lstat(a).st_ino
+            outcome, _, removed = await importer.take("a.txt")
+            assert outcome == "new" and removed and not a.exists()
+            a.write_bytes(b"version two!")
+            os.utime(a, ns=(stamped, stamped))
+            if os.lstat(a).st_ino != first:
+                pytest.skip("this file system gave the new file another inode number")
+            outcome, _, removed = await importer.take("a.txt")
+            node = volume.resolve(b"Imported/a.txt")
+            in_vault = await file_digest(volume, node) == hashlib.sha256(b"version two!").hexdigest()
+            return outcome, removed, a.read_bytes() if a.exists() else b"", in_vault
+        finally:
+            await volume.close()
+
+    outcome, removed, left, in_vault = trio.run(main)
+    print(f"second take: {outcome}, removed {removed}, left {left!r}, version two in the vault {in_vault}")
+    assert in_vault or left == b"version two!"  # seen: UNCHANGED, removed, the vault holds version one
