@@ -80,6 +80,13 @@ Impact: root's shared mount OOM (every user's mount ends), or hours of its CPU, 
 Fix (suggested): ``stamps`` of a folder is None (gone as a file; the next walk finds its files), or
   one budget of names for the whole tick.
 
+(4) low (data loss, honest use): a new file at an imported (and removed) file's name, with its size,
+  its modification time restored by a tool (``cp -p``, ``tar x``, normalised archive stamps) and the
+  inode number the removal freed (ext4 gave it back at once here), is taken as UNCHANGED and removed,
+  never imported: ``Stamp`` (size, mtime, inode, device) is the whole identity ``take`` and
+  ``remove_if``'s ``same`` ask.  Full account and test: tests/inprocess/test_attack_58c.py
+  (``test_58c_4_a_new_file_with_the_old_stamp_is_imported_before_it_is_removed``).
+
 What held (read or run; controls kept where they would catch a regression):
 - ``remove_if``: the private name is random (32 bits) in the file's own folder, opened by descriptor;
   a rename onto a taken private name needs a guess; a save landing at each step is put back or kept
