@@ -87,6 +87,21 @@ Fix (suggested): ``stamps`` of a folder is None (gone as a file; the next walk f
   ``remove_if``'s ``same`` ask.  Full account and test: tests/inprocess/test_attack_58c.py
   (``test_58c_4_a_new_file_with_the_old_stamp_is_imported_before_it_is_removed``).
 
+(5) medium-low: each failed import of a deep file writes its whole location to root's mount log
+Attack: (1)'s chain named with bytes not UTF-8, N files of his mode 000 in the deepest (each import
+  fails, retried every ``RETRY_AFTER``, 60 s).
+Seen: ``tests/mount/test_attack_58c.py::test_58c_5_a_failed_import_of_a_deep_file_writes_a_bounded_
+  log_line`` (real shared mount): 20 files, root's mount log +7.4 MB in 20 s, a line of 389,724 bytes
+  each (``shown`` writes each byte ``\\udcff``).  With 100,000 files his takes (~60 ms each at depth
+  256, (2)) bound it to ~1,000 lines a minute: ~380 MB of root's log a minute, ~550 GB a day, for
+  as long as the files stay; the mount's log file has no rotation nor cap (log_lines.to_file).
+Expected: a log line of bounded length (a name cut, its count said), or failures said once.
+Cause: importer.py/watcher.py ``_batch`` (``log.warning("import: %s failed ...", shown(location))``
+  at every retry) with (1)'s unbounded locations; log_lines.py ``to_file`` (a plain FileHandler).
+Impact: root's disk (the log's, often the vaults') filled by one local user: every user's writes fail.
+Fix (suggested): cut a location in a log line (its start and end, and its length), say a failure per
+  location once (until it succeeds), and cap the log file.
+
 What held (read or run; controls kept where they would catch a regression):
 - ``remove_if``: the private name is random (32 bits) in the file's own folder, opened by descriptor;
   a rename onto a taken private name needs a guess; a save landing at each step is put back or kept
