@@ -6,9 +6,9 @@ The full account of round 58c is in tests/unit/test_attack_58c.py; this is its h
 Steps: a.txt ("version one!") is imported and removed (delete_file_from_source); a new a.txt of the
   same size ("version two!") is saved (written beside, renamed over), and gets the freed inode
   number back (ext4 gives the lowest free one of the folder's group: the same, at once, unless
-  another process took it meanwhile: 3 runs of 4 here on a busy shared disk; else skipped); its modification time is the one the first had
-  (``cp -p``, ``tar x``, ``rsync -t``, an unzip of an archive whose stamps were normalised: a
-  reproducible build's SOURCE_DATE_EPOCH, /nix/store's 1 s).
+  another process took it meanwhile: 3 runs of 4 here on a busy shared disk; else skipped); its
+  modification time is the one the first had (``cp -p``, ``tar x``, ``rsync -t``, an unzip of an
+  archive whose stamps were normalised: a reproducible build's SOURCE_DATE_EPOCH, /nix/store's 1 s).
 Seen: ``test_58c_4_a_new_file_with_the_old_stamp_is_imported_before_it_is_removed``: ``take`` says
   UNCHANGED and removes it: "version two!" is gone, and the vault still holds "version one!".
 Expected: imported (a new version) before it is removed, or left in the source.
