@@ -10,11 +10,12 @@ import logging
 import pytest
 import trio
 
+from fusevault.encoding import shown
 from fusevault.imports import failures_said
 from fusevault.imports.failures_said import PER_WINDOW, WINDOW, FailuresSaid
 from fusevault.imports.importer import NEW
 from fusevault.imports.watcher import ImportService, Pending
-from fusevault.tasks import TaskState
+from fusevault.tasks import ERROR_LIMIT, TaskState
 
 
 class _Failing:
@@ -70,3 +71,11 @@ def test_the_files_said_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(said.to_say(f"f{n}", 0.0) for n in range(30))
     assert len(said._said) == 10
     assert said.to_say("f0", 0.0) and not said.to_say("f29", 0.0)  # the oldest forgotten first
+
+
+def test_58c_5_the_last_error_fusevault_status_shows_is_cut_its_ends_kept() -> None:
+    deep = "/".join(f"{step:03d}" + "\udcff" * 252 for step in range(256))
+    task = TaskState("import")
+    task.failed(f"{shown(deep)}: Permission denied")
+    assert task.last_error is not None and len(task.last_error) <= ERROR_LIMIT  # seen: 389,7xx
+    assert task.last_error.startswith("'000") and task.last_error.endswith("': Permission denied")
