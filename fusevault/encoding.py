@@ -82,6 +82,19 @@ def shown_brief(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
+def cut(text: str, limit: int) -> str:
+    """``text`` if it is at most ``limit`` characters, else its start and its end with its whole
+    length said between them, ``limit`` characters in all (``limit`` at least 100): a line quoting
+    a name from outside (a location 256 folders of 255 bytes deep: ~390 KB shown) stays bounded,
+    and both its ends are kept: the end, often a file's own name and the reason, the longer."""
+    if len(text) <= limit:
+        return text
+    marker = f" [... cut: {len(text):,} characters in all ...] "
+    kept = max(limit, 100) - len(marker)
+    head = kept // 3
+    return f"{text[:head]}{marker}{text[len(text) - (kept - head):]}"
+
+
 def defused(text: str) -> str:
     """``text`` with every character a terminal would obey written out (``\\x1b``, ``\\u202e``),
     lines and tabs kept: what the ``fusevault`` command prints passes through here

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from fusevault.encoding import one_line
+from fusevault.encoding import cut, one_line
+
+ERROR_LIMIT = 4_000  # characters of the last error kept (a name from outside may be ~390 KB shown: 58c (5))
 
 
 @dataclass
@@ -25,7 +27,8 @@ class TaskState:
     def failed(self, message: str) -> None:
         # One line (``fusevault status`` shows it as one): an error names what failed, often a
         # name from outside, whose line break would write a line of its own (attack round 24b (2)).
-        self.last_error, self.last_error_at = one_line(message), time.time()
+        # Cut (its ends kept, its length said), as a log line is.
+        self.last_error, self.last_error_at = cut(one_line(message), ERROR_LIMIT), time.time()
 
     def add(self, counts: dict[str, int]) -> None:
         for key, n in counts.items():

@@ -1,7 +1,7 @@
 """What the importer has taken in: one sealed document per source file.
 
-A record says which state of a source file (size, mtime, inode, SHA-256) was
-imported into which vault file.  It is how nothing is imported twice, across
+A record says which state of a source file (size, mtime, inode, ctime, SHA-256)
+was imported into which vault file.  It is how nothing is imported twice, across
 restarts and crashes, and how a rename inside the source is told from a new
 file.  ``file_location`` is relative to ``source_dir_to_watch`` (seed 000).
 The document id is a keyed hash of that path, so the store learns neither
@@ -27,16 +27,30 @@ RECORD = "ImportRecord"
 
 @dataclass(frozen=True)
 class Stamp:
-    """What tells a changed source file from an unchanged one without reading it."""
+    """What tells a changed source file from an unchanged one without reading it.
+
+    Size, mtime, inode and device alone were no identity: a new file saved at an imported (and
+    removed) file's name, its mtime restored (``cp -p``, ``tar x``, a build's normalised stamps), got
+    the freed inode number back and the old size, and was taken as unchanged and removed, never
+    imported (attack round 58c (4)).  ``ctime_ns`` is what no one sets: the kernel sets it to now at
+    every change of the file (contents, mode, owner, links, a rename, a restored mtime too).  -1: a
+    record saved before it was kept, equal to no file's (such a file is read once, then restamped)."""
 
     size: int
     mtime_ns: int
     ino: int
     dev: int
+    ctime_ns: int = -1
 
     @classmethod
     def of(cls, st: os.stat_result) -> Stamp:
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
+
+    def kept_by_rename(self, other: Stamp) -> bool:
+        """Whether ``other`` may be this file under another name: all but its ctime (a rename sets
+        it) equal.  Not an identity: a new file with the freed inode number passes too."""
+        return (self.size, self.mtime_ns, self.ino, self.dev) == (other.size, other.mtime_ns, other.ino,
+                                                                  other.dev)
 
 
 @dataclass(frozen=True)

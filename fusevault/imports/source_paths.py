@@ -25,6 +25,7 @@ import errno
 import logging
 import os
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -137,9 +138,14 @@ def remove_if(host: HostAccess, root: int, location: str, same: Callable[[os.sta
     RENAME_NOREPLACE's fallback, a link then an unlink of the name, would be the same race again),
     looked at there, where no save lands, and removed only if it is the one meant; anything else is
     put back (beside, under a copy's name, if its name was taken meanwhile).  A write into the very
-    file (same inode) after that look is still lost with it, as it always was."""
+    file (same inode) after that look is still lost with it, as it always was.
+
+    ``same`` is asked at the look before the move, where the file is as it was imported, ctime and
+    all (import_records.Stamp); the move itself sets the ctime, so the file at the private name is
+    then asked to be the very file looked at (``_moved_unchanged``), not to pass ``same`` again."""
     with parent(host, root, location) as (folder, name):
-        if not same(host.lstat(name, dir_fd=folder)):
+        looked = host.lstat(name, dir_fd=folder)
+        if not same(looked):
             return False  # changed already: nothing moved
         aside = f".{name_start(name)}.fvpart-remove-{secrets.token_hex(4)}"  # never imported (ignored)
         host.rename(name, aside, dir_fd=folder)
@@ -148,11 +154,18 @@ def remove_if(host: HostAccess, root: int, location: str, same: Callable[[os.sta
         except BaseException:
             _put_back(host, folder, aside, name, None)
             raise
-        if same(moved):
+        if _moved_unchanged(looked, moved):
             host.unlink(aside, dir_fd=folder)
             return True
         _put_back(host, folder, aside, name, moved)
     return False
+
+
+def _moved_unchanged(looked: os.stat_result, moved: os.stat_result) -> bool:
+    """Whether ``moved`` is the file ``looked`` at, unchanged but for what a rename changes (ctime)."""
+    def kept(st: os.stat_result) -> tuple[int, ...]:
+        return st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns
+    return kept(looked) == kept(moved)
 
 
 def _put_back(host: HostAccess, folder: int, aside: str, name: str, moved: os.stat_result | None) -> None:

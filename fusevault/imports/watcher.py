@@ -35,6 +35,7 @@ from fusevault.host_access import Direct, HostAccess
 from fusevault.host_access.held import Held
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
+from fusevault.imports.failures_said import FailuresSaid
 from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import GONE, Importer, ignored
 from fusevault.tasks import TaskState
@@ -329,6 +330,7 @@ class ImportService:
         self._wake = trio.Event()
         self._failed = False  # the watch ended with an error: the next wake starts it over
         self._in_use: Settings | None = None  # what the running watch was started with
+        self._said = FailuresSaid()  # a failed import is said once, not at every retry (58c (5))
 
     def reconfigure(self) -> None:
         """The settings may have changed: start over if they did."""
@@ -457,9 +459,12 @@ class ImportService:
             except (VaultError, OSError) as err:
                 counts["failed"] += 1
                 self.task.failed(f"{shown(location)}: {err}")
-                log.warning("import: %s failed: %s; trying again in %d s", shown(location), err, RETRY_AFTER)
+                if self._said.to_say(location, time.monotonic()):
+                    log.warning("import: %s failed: %s; trying again every %d s (said once)", shown(location),
+                                err, RETRY_AFTER)
                 pending.retry(location, trio.current_time(), RETRY_AFTER)
                 continue
+            self._said.done(location)
             counts[outcome] += 1
             size += written
             removed += gone
