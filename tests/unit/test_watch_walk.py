@@ -258,3 +258,77 @@ def test_a_file_seen_changing_again_and_again_keeps_the_heap_in_proportion() -> 
         pending.seen("busy.log", watcher.UNSEEN, float(now))
     assert len(pending.items) == 1 and len(pending._times) <= 2 + 1024
     assert pending.due(100_000.0) == ["busy.log"]
+
+
+# Bounds in bytes (attack round 58c (1), (2), (3)): what a walk and a tick keep, and a tick's calls.
+
+
+def test_past_the_bytes_of_names_a_walk_may_keep_the_rest_is_passed_over_and_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watcher, "MAX_NAME_BYTES", 20 * 300)  # 20 names of 250 bytes, and their objects
+    for number in range(50):
+        (tmp_path / f"{number:02}{'x' * 248}.pdf").write_text("x")
+    found = _walk(tmp_path)
+    assert 0 < len(found) <= 20 and found.passed_over is not None and "MiB of names" in found.passed_over
+    for number in range(45):
+        (tmp_path / f"{number:02}{'x' * 248}.pdf").unlink()
+    found = _walk(tmp_path)  # back under the bound: everything walked, nothing said, nothing deleted
+    assert len(found) == 5 and found.passed_over is None
+
+
+def test_a_walk_takes_again_the_folders_of_the_walk_before(tmp_path: Path) -> None:
+    made = _chain(tmp_path, 40, side=True)
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        known = walk(Direct(), root)
+        found, gone, changed = walked(Direct(), root, known)
+    finally:
+        os.close(root)
+    assert sorted(map(str, found)) == sorted(made) and not gone and not changed
+    before = {str(location): location.place for location in known}
+    assert all(location.place is before[str(location)] for location in found)  # shared, not copied
+
+
+def test_a_due_location_now_a_folder_is_no_file_and_the_next_walk_finds_its_files(tmp_path: Path) -> None:
+    (tmp_path / "p0").mkdir()
+    (tmp_path / "p0" / "inside.txt").write_text("his, to import")
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert watcher.stamps(Direct(), root, ["p0"]) == {"p0": None}  # not walked here (58c (3))
+        assert [str(location) for location in walk(Direct(), root)] == ["p0/inside.txt"]
+    finally:
+        os.close(root)
+
+
+def test_the_stamps_of_files_in_many_deep_folders_cost_a_call_per_file_and_per_folder(tmp_path: Path) -> None:
+    depth, folders = 40, 30
+    _chain(tmp_path, depth)
+    bottom = tmp_path.joinpath(*["d"] * depth)
+    for number in range(folders):
+        (bottom / f"f{number}").mkdir()
+        for name in ("a.txt", "b.txt"):
+            (bottom / f"f{number}" / name).write_text("x")
+    (tmp_path / "top.txt").write_text("x")
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        due = list(walk(Direct(), root))
+        host = _Held()
+        found = watcher.stamps(host, root, due)
+    finally:
+        os.close(root)
+    assert len(found) == len(due) == 2 * folders + 2 and all(found.values())
+    print(f"{host.calls} calls, {host.most} descriptors held, for {len(due)} files")
+    # Seen before: 2,583 (each file looked at from the watched folder, a call a folder on its way).
+    assert host.calls <= len(due) + depth + (watcher.SPAN + 1) * folders
+    assert host.most <= depth // watcher.SPAN + 4
+
+
+def test_control_a_location_that_leaves_the_watched_folder_leads_nowhere(tmp_path: Path) -> None:
+    (tmp_path / "watched" / "sub").mkdir(parents=True)
+    (tmp_path / "outside.txt").write_text("not his to import from here")
+    root = os.open(tmp_path / "watched", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found = watcher.stamps(Direct(), root, ["../outside.txt", "sub/../../outside.txt", "sub/..", "/x"])
+    finally:
+        os.close(root)
+    assert set(found.values()) == {None}
