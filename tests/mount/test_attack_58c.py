@@ -20,8 +20,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from mount import test_attack_53b as a53b
 from mount import test_shared_mount as shared
 from mount.test_shared_mount import People
@@ -73,8 +71,6 @@ def _growth_mb(people: People, depth: int, folder_name: bytes, tag: str) -> floa
     return grown
 
 
-@pytest.mark.xfail(strict=True, reason="58c (1): MAX_NAMES bounds names, not bytes: 64 KB a deep name "
-                                       "in root's mount")
 def test_58c_1_deep_long_names_in_his_watched_folder_cost_roots_mount_bytes_in_proportion(
         people: People) -> None:
     # Seen with 3,000 files: 776 MB (~260 KB a file); at MAX_NAMES ~26 GB.

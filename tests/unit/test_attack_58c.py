@@ -189,8 +189,6 @@ def _kept_per_name(tmp_path: Path) -> tuple[watcher.Found, float]:
     return found, kept / max(1, len(found))
 
 
-@pytest.mark.xfail(strict=True, reason="58c (1): MAX_NAMES bounds names, not bytes: 64 KB a deep name, "
-                                       "6 GB of root's mount a walk")
 def test_58c_1_the_names_a_walk_keeps_cost_the_mount_bytes_in_proportion_to_the_names(tmp_path: Path) -> None:
     # 256 folders of 255-byte names (MAX_DEPTH), 1,000 files of 255 bytes in the deepest.
     _deep(tmp_path, watcher.MAX_DEPTH, "d" * 252, 1_000, "f" * 249)
@@ -209,8 +207,6 @@ def test_control_58c_a_shallow_walk_keeps_a_few_hundred_bytes_a_name(tmp_path: P
     assert per_name <= 4096
 
 
-@pytest.mark.xfail(strict=True, reason="58c (2): a file 256 folders deep costs each look of the importer "
-                                       "257 helper calls, ticks unthrottled")
 def test_58c_2_the_stamps_of_files_deep_in_his_folder_cost_calls_in_proportion_to_the_files(
         tmp_path: Path) -> None:
     files, depth = 50, watcher.MAX_DEPTH
@@ -227,8 +223,6 @@ def test_58c_2_the_stamps_of_files_deep_in_his_folder_cost_calls_in_proportion_t
     assert host.calls <= 4 * files + 2 * depth  # seen: 12,850 (257 a file)
 
 
-@pytest.mark.xfail(strict=True, reason="58c (3): one tick's stamps walks each due location now a folder "
-                                       "and keeps them all: MAX_DUE x MAX_NAMES names")
 def test_58c_3_one_ticks_stamps_keep_the_names_of_at_most_one_walk(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(watcher, "MAX_NAMES", 1_000)  # 100,000 in the mount: the same code, scaled down
