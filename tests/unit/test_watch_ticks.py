@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from fusevault.imports import watcher
+from fusevault.imports.failures_said import FailuresSaid
 from fusevault.imports.import_records import Stamp
 from fusevault.imports.importer import NEW, UNCHANGED
 from fusevault.imports.watcher import ImportService, Pending
@@ -45,6 +46,7 @@ class _Importer:
 def _ticks(importer: _Importer) -> None:
     service = ImportService.__new__(ImportService)
     service.task = TaskState("import")
+    service._said = FailuresSaid()
 
     async def main() -> None:
         importer.pending.seen("busy.txt", Stamp(1, 0, 1, 1), trio.current_time())
