@@ -22,7 +22,7 @@ import logging
 import re
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Container, Iterator
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator
 from functools import partial
 from typing import TypeVar
 
@@ -678,7 +678,7 @@ async def collect_periodically(links: Links, first: float, every: float, task: T
         task.set("idle")
 
 
-def _not_held_back(volume: Volume, found: list[tuple[str, Node]]) -> list[tuple[str, Node]]:
+def _not_held_back(volume: Volume, found: Iterable[tuple[str, Node]]) -> list[tuple[str, Node]]:
     """What a link publishes of ``found`` (vault/services/exporting.py ``tree``): not a file an older
     state put there, held back (the ledger's ``behind``: no share seals its key), nor what is under
     it; said in the log.  Published, a draft she had moved out went to everyone with the link (attack
