@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from fusevault.encoding import name_to_str, shown
-from fusevault.errors import FsError
+from fusevault.errors import Exists, FsError
 from fusevault.host_access import Direct, HostAccess
 from fusevault.host_access.held import Held
 from fusevault.host_access.threads import HostThreads
@@ -331,11 +331,23 @@ class Importer:
         if self.vol.path_of(node) == os.fsencode(record.vault_path):
             old_parent = self.vol.resolve(old_dir)
             new_parent = await make_dirs(self.vol, new_dir, self.caller)
-            await self.vol.rename(old_parent.ino, old_name, new_parent.ino, new_name,
-                                  noreplace=False, exchange=False)
-            await self.kernel.entry(old_parent.ino, old_name)
-            await self.kernel.inode(old_parent.ino)
-            await self.kernel.inode(new_parent.ino)
+            if new_parent.children.get(new_name, node.ino) != node.ino:
+                # A file of hers at the new place that no record names: never written over (40c (4)'s
+                # rule, as for a new source); the moved file goes beside it.  Renamed over, her file
+                # was left as an old version of the moved one, unsaid (attack round 59a (1)).
+                for_user(self.vol.key.user_id).warn(
+                    "import-record", location, f"{shown(location)} was moved in the watched folder to a "
+                    "name the vault has another file at: that file is kept, the moved one is put beside it")
+                new_name = copy_name(new_name, "import", record.stamp.mtime_ns)
+            try:
+                await self.vol.rename(old_parent.ino, old_name, new_parent.ino, new_name,
+                                      noreplace=True, exchange=False)
+            except Exists:
+                pass  # taken meanwhile (the copy's name too): left where it was, never written over
+            else:
+                await self.kernel.entry(old_parent.ino, old_name)
+                await self.kernel.inode(old_parent.ino)
+                await self.kernel.inode(new_parent.ino)
         # else the vault file was moved by hand: leave it where it was put
         moved = replace(record, file_location=location, vault_path=os.fsdecode(self.vol.path_of(node)))
         _, rev = self.records.pop(record.file_location)
