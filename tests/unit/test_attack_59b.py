@@ -26,6 +26,9 @@ Hole (2), medium: a file of hers made on her other device and taken here by an a
     until this device commits it or unlocks with it stored) refused for good on this device, her later
     edits never shown there, said as if hers were the intruder; the open list's limit names only "her
     own new file on a device that took first a file of his", not one that took hers first.
+  Through a real seat and unlock: tests/inprocess/test_attack_59b.py
+    ``::test_59b_2_her_own_file_from_her_laptop_is_bound_to_her_on_the_desktop`` (seen and control
+    there too).  Hole (1) there has the same shape for another owner's file reached by a new share.
   Fix (suggested): in ``admit``, ``self._own(fid)`` when ``fresh.owner == self.key.user_id`` (as
     ``committed`` and ``check_loaded`` do), or have ``saw_owner`` record the user's own in ``mine``.
 """
