@@ -47,11 +47,21 @@ Held (kept as a passing control, it would catch a regression):
 - ``test_a_file_back_from_the_trash_after_an_unshare_killed_before_its_new_key_is_not_under_the_revoked_key``:
   ``restore`` out of the trash after an unshare, killed (kill -9) after the file is back under its
   name (fsynced) and before its new key: at the next mount her writes are under a new key.
+- ``test_control_the_whole_vault_folder_rolled_back_to_before_an_unshare_gives_bob_nothing_new``:
+  the whole vault folder (store, key files, .vf files) put back to before a finished unshare: her
+  next write is under a new key (stale keys found, the Share a replay here).
+- the controls of (1) and (2): a kill -9 or an unmount mid re-key with the request left in the store
+  is finished at the next mount.
+
+Not tried: a CouchDB peer (not the vault folder's writer) withholding the request: her device's own
+replica keeps it until a pull brings a deletion, and whether that can come before her unlock's
+``resume`` was not looked at; the relay and links (send/receive, link get) were only read.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -231,4 +241,30 @@ def test_a_file_moved_out_of_a_share_unmounted_before_its_rekey_whose_request_is
         assert not (mnt / "proj" / "secret.txt").exists(), "the move was lost"
         (mnt / "secret.txt").write_text("NEW: not for bob")
     assert _node_fid(vault, "alice", "secret.txt") == fid
+    _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
+
+
+def test_control_the_whole_vault_folder_rolled_back_to_before_an_unshare_gives_bob_nothing_new(
+        vault: Path, tmp_path: Path) -> None:
+    """alice shares proj with bob READ; the vault folder's writer keeps a copy of the whole folder;
+    alice unshares (done); the writer puts the whole folder back (Share, bob's key files, the old
+    nodes); alice mounts and writes in proj/secret.txt.  Held: not under the DEK bob kept."""
+    import adversary
+
+    _admin(vault, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "secret.txt").write_text("shared for a while")
+        assert fusevault("share", mnt / "proj", "--with", "bob", "--perm", "READ").returncode == 0
+    fid = _node_fid(vault, "alice", "secret.txt")
+    revoked = _bobs_dek(vault, fid)
+    shutil.copytree(vault, tmp_path / "snap", symlinks=True)
+    with mounted(vault, mnt):
+        assert fusevault("unshare", mnt / "proj", "--with", "bob").returncode == 0
+    shutil.rmtree(vault)
+    shutil.copytree(tmp_path / "snap", vault, symlinks=True)
+    assert adversary.get(vault, f"rotate-{fid}") is None
+    with mounted(vault, mnt):
+        (mnt / "proj" / "secret.txt").write_text("NEW: not for bob")
     _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
