@@ -50,6 +50,10 @@ Held (kept as a passing control, it would catch a regression):
 - ``test_control_the_whole_vault_folder_rolled_back_to_before_an_unshare_gives_bob_nothing_new``:
   the whole vault folder (store, key files, .vf files) put back to before a finished unshare: her
   next write is under a new key (stale keys found, the Share a replay here).
+- ``test_control_a_members_removal_killed_mid_rekey_at_unlock_is_finished_whatever_the_store_withholds``:
+  a group member's removal, its re-key at her unlock killed, every Rotation then withheld: finished
+  at her next mount (rotations_done.py ``sealed_members``: the device's own memory, which (1) and (2)
+  lack).
 - the controls of (1) and (2): a kill -9 or an unmount mid re-key with the request left in the store
   is finished at the next mount.
 
@@ -68,7 +72,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import force_unmount, fusevault, is_mounted, mounted
+from conftest import PASSPHRASE, force_unmount, fusevault, is_mounted, mounted
 
 from mount.test_trust_attack_round4 import BOB, _admin, _bobs_dek, _node_fid, _not_for_bob
 
@@ -268,3 +272,45 @@ def test_control_the_whole_vault_folder_rolled_back_to_before_an_unshare_gives_b
     with mounted(vault, mnt):
         (mnt / "proj" / "secret.txt").write_text("NEW: not for bob")
     _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
+
+
+@pytest.mark.parametrize("withheld", [False, True], ids=["control", "request-withheld"])
+def test_control_a_members_removal_killed_mid_rekey_at_unlock_is_finished_whatever_the_store_withholds(
+        vault: Path, tmp_path: Path, withheld: bool) -> None:
+    """alice's group team (bob READ), her proj shared with @team; she takes bob out (signed requests);
+    her next mount's unlock re-keys, and is killed (kill -9) at its first re-key; the store's writer
+    withholds every Rotation.  Held: she mounts again, and what she writes is not under bob's DEK."""
+    import adversary
+    from attack_scenes import add_team, add_users, group_doc, share
+
+    from mount.test_trust_attack_41c import _bobs_kept_dek
+
+    add_users(vault, "bob")
+    add_team(vault, "bob")
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "proj").mkdir()
+        (mnt / "proj" / "secret.txt").write_text("shared for a while")
+        assert share(mnt, "proj", "@team", "READ") is not None
+    team = group_doc(vault, "team")["_id"]
+    fid = _node_fid(vault, "alice", "secret.txt")
+    kept = _bobs_kept_dek(vault, team, fid)
+    _admin(vault, "group", "member", "remove", "team", "bob")
+    assert adversary.docs(vault, "Rotation")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "armed").touch()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HOOKS), str(ROOT)]),
+           "PYTHON_FVTEST_REKEY_GATE": str(gate), "FUSEVAULT_PASSPHRASE": PASSPHRASE}
+    mnt.mkdir(exist_ok=True)
+    mount = subprocess.Popen([sys.executable, "-m", "fusevault", "mount", str(vault), str(mnt)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    _wait(gate / "paused")
+    force_unmount(mnt)
+    mount.communicate(timeout=60)
+    if withheld:
+        for doc in adversary.docs(vault, "Rotation"):
+            adversary.delete_row(vault, doc["_id"])
+    with mounted(vault, mnt):
+        (mnt / "proj" / "secret.txt").write_text("NEW: not for bob")
+    _not_for_bob(vault, fid, kept, b"NEW: not for bob")
