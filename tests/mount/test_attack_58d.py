@@ -22,6 +22,10 @@ HOLE 58d (1), high (a revocation undone):
   before ``rotation.rotate``; after a crash the only trace of the unfinished re-key is the store's
   Rotation document (vault/services/rotation.py:401 ``_rotation_pass`` reads only those), and
   stale_keys.py finds no key file of bob's left to count as a revocation.
+  and her own way out fails: ``unshare`` run again says "proj is not shared with bob" (exit 4:
+  the Share gone, no key file of bob's left, no request) and re-keys nothing
+  (``test_her_unshare_run_again_after_the_kill_with_the_request_withheld_takes_the_key_back``;
+  share_ops.py:208-209: her device's own ``remembered(share_id)`` is false once taken back).
   impact: the removed member reads everything she writes in the folder from then on (the DEK is the
   one he had), on every device of hers; the store's writer needs only to withhold one document
   after a crash or a kill.
@@ -314,3 +318,19 @@ def test_control_a_members_removal_killed_mid_rekey_at_unlock_is_finished_whatev
     with mounted(vault, mnt):
         (mnt / "proj" / "secret.txt").write_text("NEW: not for bob")
     _not_for_bob(vault, fid, kept, b"NEW: not for bob")
+
+
+@pytest.mark.xfail(strict=True, reason="58d (1): her unshare run again after the kill, its request withheld, "
+                   "says 'not shared' and leaves the file under the DEK the revoked member kept")
+def test_her_unshare_run_again_after_the_kill_with_the_request_withheld_takes_the_key_back(
+        vault: Path, tmp_path: Path) -> None:
+    """(1), and alice, seeing her unshare fail, runs it again before writing (what a user does)."""
+    mnt, folder, fid, revoked = _unshare_killed_mid_rotation(vault, tmp_path)
+    import adversary
+
+    adversary.delete_row(vault, f"rotate-{folder}")
+    with mounted(vault, mnt):
+        again = fusevault("unshare", mnt / "proj", "--with", "bob")
+        print(again.returncode, again.stdout, again.stderr)
+        (mnt / "proj" / "secret.txt").write_text("NEW: not for bob")
+    _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
