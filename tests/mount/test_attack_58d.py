@@ -167,9 +167,6 @@ def test_control_an_unshare_killed_mid_rotation_is_finished_at_the_next_mount(
     _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
 
 
-@pytest.mark.xfail(strict=True, reason="58d (1): an unshare killed mid re-key, its signed request then "
-                   "withheld by the store: never finished, her next writes under the DEK the revoked "
-                   "member kept")
 @pytest.mark.parametrize("withheld", ["row removed", "tombstone"])
 def test_an_unshare_killed_mid_rotation_whose_request_the_store_withholds_is_finished_at_the_next_mount(
         vault: Path, tmp_path: Path, withheld: str) -> None:
@@ -234,8 +231,6 @@ def test_control_a_file_moved_out_of_a_share_unmounted_before_its_rekey_is_rekey
     _not_for_bob(vault, fid, revoked, b"NEW: not for bob")
 
 
-@pytest.mark.xfail(strict=True, reason="58d (2): a file moved out of a share, unmounted (or killed) before "
-                   "its re-key, its signed request withheld: never re-keyed, under the DEK the member kept")
 @pytest.mark.parametrize("how", ["unmount", "kill -9"])
 def test_a_file_moved_out_of_a_share_unmounted_before_its_rekey_whose_request_is_withheld_is_rekeyed(
         vault: Path, tmp_path: Path, how: str) -> None:
@@ -320,8 +315,6 @@ def test_control_a_members_removal_killed_mid_rekey_at_unlock_is_finished_whatev
     _not_for_bob(vault, fid, kept, b"NEW: not for bob")
 
 
-@pytest.mark.xfail(strict=True, reason="58d (1): her unshare run again after the kill, its request withheld, "
-                   "says 'not shared' and leaves the file under the DEK the revoked member kept")
 def test_her_unshare_run_again_after_the_kill_with_the_request_withheld_takes_the_key_back(
         vault: Path, tmp_path: Path) -> None:
     """(1), and alice, seeing her unshare fail, runs it again before writing (what a user does)."""
