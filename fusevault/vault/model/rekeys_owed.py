@@ -80,6 +80,8 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
         sealed = path.read_bytes()
     except FileNotFoundError:
         return out
+    except OSError:
+        sealed = b""  # not a file we can read: damaged, as one that does not open
     try:
         rows = loads_untrusted(key.unseal_device(KIND, path.name, sealed)).get("owed")
         if not isinstance(rows, list):

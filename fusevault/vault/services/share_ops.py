@@ -229,6 +229,12 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     elsewhere = [(n, rotation.request_doc(volume.trust, await volume.store_call(volume.store.get,
                                                                                 f"rotate-{n.fid}"), n))
                  for n in moved_out]
+    # Owed on this device before the Share or any key goes, paid only as each gets its new key
+    # (``rotate``): the requests below are the store's to withhold, and a kill before the re-key left the
+    # folder under the key the member kept, "not shared" to her unshare again (attack round 58d (1)).
+    # Not recorded, nothing is taken back (the command fails, the share as it was).
+    owes = [(n.fid, n.epoch, [share_id]) for n in [node, *moved_out]]
+    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key, owes)
     if volume.trust.fresh is not None:
         # Taken back here before the store says it is gone: a reload of the grants meanwhile (this
         # mount's, a shared mount's store watcher) must not take her own unshare for a deletion by
@@ -247,13 +253,9 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     for each, rev in zip(requests, revs[-len(requests):], strict=True):
         each["_rev"] = rev  # the request this unshare carries out: deleted only as it is (``rotate``)
     await volume.in_thread(volume.store.sync)
-    # Owed on this device before any key goes, paid only as each gets its new key (``rotate``): the
-    # requests above are the store's to withhold, and a kill before the re-key left the folder under
-    # the key the member kept, "not shared" to her unshare again (attack round 58d (1)).  Written after
-    # the Share's deletion: a re-key beginning from now seals to none of its recipients.  Not recorded,
-    # nothing is taken back (the command fails; the keys left are found by the next one, or at unlock).
-    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key,
-                           [(n.fid, n.epoch, [share_id]) for n in [node, *moved_out]])
+    # Owed again now the Share is gone: a re-key that began before (sealing to its recipients) must
+    # not pay it; only one beginning from now seals to none of them.
+    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key, owes)
     # Not a key another share still gives (a hard link's other name under it: round 31a (4)).
     explained = dict(unexplained)
     paths = [key for n in nodes for reach in reaches
