@@ -137,7 +137,8 @@ def test_an_unshare_killed_at_any_step_its_request_withheld_is_finished_at_the_n
         trio.run(_close, composed)
 
 
-def test_her_unshare_again_finishes_what_is_owed_and_a_file_moved_out_with_it(vault_copy, monkeypatch) -> None:
+def test_her_unshare_again_finishes_what_is_owed_and_a_file_moved_out_with_it(
+        vault_copy, monkeypatch) -> None:
     """notes.txt moved out of docs (to her root) before the unshare (its key of bob's taken back with
     it), the unshare killed before any new key, both requests withheld; her next mount runs ``unshare``
     again before anything else: it finishes both re-keys, where it said "not shared"."""

@@ -41,12 +41,14 @@ def test_a_debt_is_kept_sealed_until_the_token_of_its_re_key_pays_it(tmp_path: P
     assert set(rekeys_owed.owed(root, key)) == {OTHER}
 
 
-def test_a_debt_recorded_again_keeps_the_lower_epoch_and_every_share_under_a_new_token(tmp_path: Path) -> None:
+def test_a_debt_recorded_again_keeps_the_lower_epoch_and_every_share_under_a_new_token(
+        tmp_path: Path) -> None:
     root, key = tmp_path / "vault", _key()
     first = rekeys_owed.owe(root, key, [(FID, 2, ["share-1"])])
     second = rekeys_owed.owe(root, key, [(FID, 5, ["share-2"])])
     debt = rekeys_owed.owed(root, key)[FID]
-    assert debt.epoch == 2 and debt.shares == {"share-1", "share-2"} and debt.token == second[FID] != first[FID]
+    assert debt.epoch == 2 and debt.shares == {"share-1", "share-2"}
+    assert debt.token == second[FID] != first[FID]
     rekeys_owed.paid(root, key, FID, first[FID])  # the re-key that began before the second: not paid
     assert FID in rekeys_owed.owed(root, key)
 
@@ -81,7 +83,8 @@ def test_a_malformed_entry_is_skipped_and_said_the_others_kept(tmp_path: Path) -
     assert set(found) == {OTHER} and found.damaged
 
 
-def test_a_debt_that_cannot_be_recorded_stops_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_debt_that_cannot_be_recorded_stops_the_caller(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root, key = tmp_path / "vault", _key()
     rekeys_owed.owe(root, key, [(OTHER, 0, [])])
 
