@@ -14,6 +14,7 @@ import adversary
 import pytest
 import trio
 
+from fusevault.errors import CorruptData
 from fusevault.store import tombstone
 from fusevault.vault.model import rekeys_owed, sharing
 from fusevault.vault.services import rotation, share_ops
@@ -226,3 +227,35 @@ async def test_a_lock_right_after_a_move_out_is_re_keyed_at_the_next_unlock_what
     await rotation.resume(volume)  # her next unlock
     assert node.epoch > epoch and node.dek != kept
     assert rekeys_owed.owed(volume.layout.root, volume.key) == {}
+
+
+def test_a_re_key_owed_that_fails_stays_owed_and_the_unlock_goes_on(vault_copy, monkeypatch) -> None:
+    """The re-key of what is owed fails (a file that cannot be sealed again): said, still owed, tried
+    once per unlock (not at every pass of it), and finished at the next unlock that can."""
+    folder, fid, kept, kept_folder = _shared_folder(vault_copy)
+    composed = _compose(vault_copy)
+    with monkeypatch.context() as patched:
+        _rekey_killed_at(1)(patched, composed.volume)
+        with pytest.raises(Killed):
+            _ask(composed, "unshare", "docs")
+    _dropped(composed)
+    adversary.delete_row(vault_copy, f"rotate-{folder}")
+    composed = _compose(vault_copy)
+    try:
+        volume = composed.volume
+        tries = []
+
+        async def cannot(node):
+            tries.append(node.fid)
+            raise CorruptData("cannot be sealed again")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(volume, "rekey", cannot)
+            trio.run(_unlocked, volume)
+        assert tries == [fid], "one try per unlock"
+        assert set(rekeys_owed.owed(volume.layout.root, volume.key)) == {folder}
+        trio.run(_unlocked, volume)
+        assert volume.find(fid).dek != kept and volume.find(folder).dek != kept_folder
+        assert rekeys_owed.owed(volume.layout.root, volume.key) == {}
+    finally:
+        trio.run(_close, composed)

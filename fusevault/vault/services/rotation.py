@@ -446,9 +446,11 @@ async def _pay_owed(volume: Volume, rotated: set[str]) -> bool:
         rotated.update(n.fid for n in subtree(volume, node))
         try:
             await rotate(volume, node)
-        except VaultError as err:  # still owed: tried again at the next pass or unlock; the others go on
+        except VaultError as err:  # still owed: tried again at the next unlock (not at once: no more
+            # passes for it); the others go on
             log.error("could not give %s the new key this device owes it: %s", _where(volume, node), err)
-        rekeyed = True
+        else:
+            rekeyed = True
     return rekeyed
 
 
