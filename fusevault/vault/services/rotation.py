@@ -182,8 +182,9 @@ async def keep_moves_rekeyed(volume: Volume, *, task_status: Any = trio.TASK_STA
     name in it unlinked) has its keys taken back from whoever that share gave them to and gets a new
     key, under her signed request; so does each with a key no share reaches now, looked for when
     asked (``Inodes.check_keys``: at unlock, and when a key, share, group or user arrives).  Locked
-    or unmounted first (or a crash during the re-key), the
-    request is in the store and her next unlock re-keys it (``resume``); a crash before it was written
+    or unmounted first (or a crash during the re-key), the re-key is owed on this device
+    (rekeys_owed.py, recorded before the keys went) and her next unlock does it (``resume``) whatever
+    the store withholds of her request (attack round 58d (2)); a crash before it was recorded
     leaves the keys to her next ``unshare``, as a move done on another device, or by a member
     (share_ops.py)."""
     task_status.started()
