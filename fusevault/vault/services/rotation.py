@@ -16,7 +16,10 @@ only sign of a removal: his signed group body without the member is one too,
 so a file of hers shared with a group that lost a member since this device
 sealed its keys (vault/model/rotations_done.py ``sealed_members``) is
 re-keyed even when the request was withheld (``_rekey_for_removals``,
-attack round 22a (3)).
+attack round 22a (3)).  Nor is the request the only trace of a re-key her own
+device owes (an unshare, a move out of a share, a key taken back): the device
+records each before any key goes (vault/model/rekeys_owed.py) and pays it at
+the next unlock whatever the store holds (``_pay_owed``, attack round 58d).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from fusevault.encoding import name_to_str
 from fusevault.errors import Forged, VaultError
 from fusevault.store import tombstone
 from fusevault.vault.format.layout import is_id
-from fusevault.vault.model import rotations_done, sharing
+from fusevault.vault.model import rekeys_owed, rotations_done, sharing
 from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.her_keys import her_key_at
 from fusevault.vault.model.nodes import Node
@@ -80,9 +83,12 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     again (``resume``; attack round 22a (7)).
 
     The node itself is given its new key last: its epoch above the request's says the
-    whole rotation is done (``_request``), so one a crash interrupts is finished later."""
+    whole rotation is done (``_request``), so one a crash interrupts is finished later.  The re-key
+    this device owes the node (rekeys_owed.py), as recorded when this began, is paid once it has its
+    new key: one recorded meanwhile stays owed (it may have taken keys this re-key sealed before)."""
     volume.rotating.add(node.fid)
     try:
+        debt = (await volume.in_thread(rekeys_owed.owed, volume.layout.root, volume.key)).get(node.fid)
         nodes = subtree(volume, node)
         moved_out, traces = await _moved_out(volume, node, nodes)
         failed: list[tuple[Node, VaultError]] = []
@@ -103,6 +109,8 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
         # leaves the trace to the request's next try.
         await volume.in_thread(_take_back, traces)
         await volume.rekey(node)
+        if debt is not None:
+            await volume.in_thread(rekeys_owed.paid, volume.layout.root, volume.key, node.fid, debt.token)
     finally:
         volume.rotating.discard(node.fid)
     if request is None:
@@ -174,8 +182,9 @@ async def keep_moves_rekeyed(volume: Volume, *, task_status: Any = trio.TASK_STA
     name in it unlinked) has its keys taken back from whoever that share gave them to and gets a new
     key, under her signed request; so does each with a key no share reaches now, looked for when
     asked (``Inodes.check_keys``: at unlock, and when a key, share, group or user arrives).  Locked
-    or unmounted first (or a crash during the re-key), the
-    request is in the store and her next unlock re-keys it (``resume``); a crash before it was written
+    or unmounted first (or a crash during the re-key), the re-key is owed on this device
+    (rekeys_owed.py, recorded before the keys went) and her next unlock does it (``resume``) whatever
+    the store withholds of her request (attack round 58d (2)); a crash before it was recorded
     leaves the keys to her next ``unshare``, as a move done on another device, or by a member
     (share_ops.py)."""
     task_status.started()
@@ -239,7 +248,7 @@ async def _taken_back(volume: Volume, fid: str, lost: set[Grant]) -> dict | None
     if not found:
         return None
     log.info("%s left a share: its keys are taken back and it gets a new key", _where(volume, node))
-    return await _requested(volume, node, found)
+    return await _requested(volume, node, found, {sharing.doc_id(g.fid, g.grantee) for g in lost})
 
 
 async def _rekey_unreached(volume: Volume) -> None:
@@ -333,9 +342,14 @@ def _depth(volume: Volume, fid: str) -> int:
     return volume.tree.path_of(node).count(b"/") if node is not None else 0
 
 
-async def _requested(volume: Volume, node: Node, found: list[Path]) -> dict:
-    """Her signed request for the re-key of ``node`` written, then the keys ``found`` taken back."""
+async def _requested(volume: Volume, node: Node, found: list[Path], shares: set[str] | None = None) -> dict:
+    """Her signed request for the re-key of ``node`` written, then the keys ``found`` taken back
+    (of the Shares ``shares``).  The re-key is first recorded as owed on this device (rekeys_owed.py):
+    the request is the store's, which may withhold it, and a lock or a crash before the re-key left
+    the file under the key taken back for good (attack round 58d (2))."""
     assert volume.trust is not None
+    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key,
+                           [(node.fid, node.epoch, shares or ())])
     existing = await volume.store_call(volume.store.get, f"rotate-{node.fid}")
     request = request_doc(volume.trust, existing, node)
     [request["_rev"]] = await volume.store_call(volume.store.put_many, [request])
@@ -403,8 +417,42 @@ async def _rotation_pass(volume: Volume, reload: bool) -> bool:
         if node is None or node.fid in volume.rotating:
             continue
         again |= await _carry_out(volume, node, doc, rotated)
+    again |= await _pay_owed(volume, rotated)
     again |= await _rekey_for_removals(volume, members, rotated)
     return again
+
+
+async def _pay_owed(volume: Volume, rotated: set[str]) -> bool:
+    """The re-keys this device owes (vault/model/rekeys_owed.py: keys it took back, the new key not
+    committed), finished whatever the store holds: her signed request may be withheld, and with it
+    the only other trace (attack round 58d).  One found done since (the file past the epoch owed,
+    under a key of hers derived for the recipients seen here: ``_her_key``) is paid without a re-key.
+    True when it re-keyed."""
+    root, me = volume.layout.root, volume.key.user_id
+    debts = await volume.in_thread(rekeys_owed.owed, root, volume.key)
+    if debts.damaged and volume.trust is not None:
+        volume.trust.alarms.warn("rekeys-owed", me, "this device's record of the re-keys it owes (keys it "
+                                 "took back) is damaged: what it held is owed only through the store's "
+                                 "requests; run `fusevault unshare` again for any share you took back lately")
+    rekeyed = False
+    for debt in debts.values():
+        node = volume.find(debt.fid)
+        if node is None or node.owner != me or node.fid in volume.rotating:
+            continue  # not in her tree now (kept owed: looked at again), or its re-key under way pays it
+        if node.epoch > debt.epoch and _her_key(volume, node):
+            await volume.in_thread(rekeys_owed.paid, root, volume.key, debt.fid, debt.token)
+            continue
+        log.warning("%s: a re-key this device owes since it took keys of it back (its request is not "
+                    "in the store, or not yet): given a new key now", _where(volume, node))
+        rotated.update(n.fid for n in subtree(volume, node))
+        try:
+            await rotate(volume, node)
+        except VaultError as err:  # still owed: tried again at the next unlock (not at once: no more
+            # passes for it); the others go on
+            log.error("could not give %s the new key this device owes it: %s", _where(volume, node), err)
+        else:
+            rekeyed = True
+    return rekeyed
 
 
 async def _carry_out(volume: Volume, node: Node, doc: dict, rotated: set[str]) -> bool:

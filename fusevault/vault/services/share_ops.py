@@ -9,7 +9,9 @@ the share, and each file moved out, gets a new DEK sealed for whoever still has
 a share, and only then is the ``Rotation`` deleted.  The grant revoked is
 always the one named, never a stored body's fields; a share the store lost
 (deleted or withheld) that this device remembers, or whose keys are still
-there, is taken back all the same (with an alarm).
+there, is taken back all the same (with an alarm), and one whose re-key this
+device still owes (vault/model/rekeys_owed.py: an unshare cut short) is
+finished (attack round 58d (1)).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import Layout, is_id
-from fusevault.vault.model import meta_files, rotations_done, sharing
+from fusevault.vault.model import meta_files, rekeys_owed, rotations_done, sharing
 from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
@@ -200,12 +202,17 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
                and key_signed(volume.trust, record, grant.owner, fid, p.stem if group else grantee,
                               grantee if group else None)]
     held = [p for fid, p in found if fid in inside] + [p for _, p in outside]
-    moved_out = _tops(volume, [n for fid in dict.fromkeys(f for f, _ in outside)
-                               if (n := volume.find(fid)) is not None])
+    # The re-keys this device still owes for this share (rekeys_owed.py: an unshare or a move out of it
+    # cut short, its keys gone): finished by this one, whatever the store holds (attack round 58d (1)).
+    debts = await volume.in_thread(rekeys_owed.owed, volume.layout.root, volume.key)
+    owing = [d.fid for d in debts.values() if share_id in d.shares]
+    moved_out = _tops(volume, [n for fid in dict.fromkeys([*(f for f, _ in outside), *owing])
+                               if fid not in inside and (n := volume.find(fid)) is not None
+                               and n.owner == grant.owner])
     missing = doc is None or doc.get("_deleted") is True
     pending = await volume.store_call(volume.store.get, f"rotate-{grant.fid}")
     remembered = volume.trust.fresh is not None and volume.trust.fresh.remembered(share_id)
-    if missing and not remembered and not held and pending is None:
+    if missing and not remembered and not held and pending is None and not owing:
         raise NotFound(f"{name_to_str(path)} is not shared with {label}")
     # Nothing known of the share but a request for new keys that was not acted on (unsigned: an
     # administrator's `user remove`, or hers from before signed requests): her command finishes it.
@@ -222,6 +229,12 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     elsewhere = [(n, rotation.request_doc(volume.trust, await volume.store_call(volume.store.get,
                                                                                 f"rotate-{n.fid}"), n))
                  for n in moved_out]
+    # Owed on this device before the Share or any key goes, paid only as each gets its new key
+    # (``rotate``): the requests below are the store's to withhold, and a kill before the re-key left the
+    # folder under the key the member kept, "not shared" to her unshare again (attack round 58d (1)).
+    # Not recorded, nothing is taken back (the command fails, the share as it was).
+    owes = [(n.fid, n.epoch, [share_id]) for n in [node, *moved_out]]
+    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key, owes)
     if volume.trust.fresh is not None:
         # Taken back here before the store says it is gone: a reload of the grants meanwhile (this
         # mount's, a shared mount's store watcher) must not take her own unshare for a deletion by
@@ -240,6 +253,9 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     for each, rev in zip(requests, revs[-len(requests):], strict=True):
         each["_rev"] = rev  # the request this unshare carries out: deleted only as it is (``rotate``)
     await volume.in_thread(volume.store.sync)
+    # Owed again now the Share is gone: a re-key that began before (sealing to its recipients) must
+    # not pay it; only one beginning from now seals to none of them.
+    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key, owes)
     # Not a key another share still gives (a hard link's other name under it: round 31a (4)).
     explained = dict(unexplained)
     paths = [key for n in nodes for reach in reaches

@@ -1,0 +1,163 @@
+"""The re-keys this device owes: keys of her files it took back whose new key is not committed yet.
+
+Taking a key back (``unshare``, a file moved out of a share, a key no share reaches now) is two steps:
+the recipient's key files go, then the file (and all under it) gets a new DEK.  Between them the
+revoked member still opens whatever is written under the old DEK, and a crash, a kill or an unmount
+can fall there.  Her signed ``Rotation`` request in the store was the only trace of the step left to
+do, and whoever writes the store (the vault folder, a peer) may withhold any document: the next unlock
+then never re-keyed, and ``unshare`` again said "not shared" (no Share, no key file left), the file
+under the revoked DEK for good (attack round 58d (1), (2)).
+
+So the debt is recorded here first, on this device, outside the vault (``paths.confirmed_file``, beside
+rotations_done.py's records), sealed under her master key (``seal_device``: no one without it makes or
+changes one), written temp + fsync + rename BEFORE any key file goes or the store says the share is
+gone; it is paid (its entry dropped) only once the file's new key is committed here
+(vault/services/rotation.py ``rotate``), or found committed by a device of hers since.  Every unlock
+finishes what is owed whatever the store holds (rotation.py ``_pay_owed``), and ``unshare`` run again
+for a share with a debt open finishes it.  Each entry: the file id, its key epoch when the key was taken
+back (a later epoch under her own key says it was re-keyed since), the Share ids it was taken from (what
+``unshare`` again is about) and a random token (a debt recorded again while a re-key of it runs is not
+paid by that re-key, which began before it).
+
+A record that does not open (damaged, not hers) is said, never fatal: what it owed is then owed only
+through the store's requests, as before it; it is set aside (``.damaged``) when a new debt is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fusevault import paths
+from fusevault.encoding import SAFE_INTEGER, loads_untrusted
+from fusevault.errors import VaultError
+from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.format.layout import is_id
+
+if TYPE_CHECKING:
+    from fusevault.crypto.keys import MasterKey
+
+KIND = "rekeys-owed"
+SUFFIX = ".rekeys-owed"
+# Debts kept at most (the oldest forgotten first, said): a debt is paid at the next unlock at the latest,
+# so only files gone from her tree (purged) stay owed; this many is far above what is ever open.
+KEEP = 4096
+log = logging.getLogger(__name__)
+# One writer at a time in this process (the unshare command and the session's move service).
+_writing = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Debt:
+    fid: str
+    epoch: int  # the file's key epoch when its keys were taken back
+    shares: frozenset[str]  # the Share ids (sharing.doc_id) they were taken from (none: keys no share gave)
+    token: str
+
+
+class Owed(dict[str, Debt]):
+    """fid -> what this device owes it, oldest first; ``damaged``: the record did not open."""
+
+    damaged: bool = False
+
+
+def _place(root: Path | str, user_id: str) -> Path:
+    return paths.confirmed_file(root, user_id, SUFFIX)
+
+
+def owed(root: Path | str, key: MasterKey) -> Owed:
+    """The re-keys this device owes in the vault at ``root`` (none recorded: empty)."""
+    path = _place(root, key.user_id)
+    out = Owed()
+    try:
+        sealed = path.read_bytes()
+    except FileNotFoundError:
+        return out
+    except OSError:
+        sealed = b""  # not a file we can read: damaged, as one that does not open
+    try:
+        rows = loads_untrusted(key.unseal_device(KIND, path.name, sealed)).get("owed")
+        if not isinstance(rows, list):
+            raise ValueError("no list of debts")
+    except (OSError, VaultError, ValueError, TypeError, AttributeError) as err:
+        log.error("this device's record of the re-keys it owes does not open (%s): not used", err)
+        out.damaged = True
+        return out
+    for row in rows:
+        debt = _debt(row)
+        if debt is None:
+            log.error("an entry of this device's record of the re-keys it owes is malformed: skipped")
+            out.damaged = True
+            continue
+        out.pop(debt.fid, None)
+        out[debt.fid] = debt
+    return out
+
+
+def _debt(row: object) -> Debt | None:
+    if not isinstance(row, dict):
+        return None
+    fid, epoch, shares, token = row.get("fid"), row.get("epoch"), row.get("shares"), row.get("token")
+    whole = isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= SAFE_INTEGER
+    if not (is_id(fid) and whole and isinstance(token, str) and isinstance(shares, list)
+            and all(isinstance(s, str) for s in shares)):
+        return None
+    return Debt(str(fid), epoch, frozenset(shares), token)
+
+
+def owe(root: Path | str, key: MasterKey, debts: Iterable[tuple[str, int, Iterable[str]]]) -> dict[str, str]:
+    """Record the re-keys of ``debts`` (fid, its key epoch now, the Share ids its keys are taken from)
+    as owed, durably, before any key goes; fid -> the token its re-key pays.  One owed already keeps
+    the lower epoch and the Shares of both, under a new token.  Raises ``VaultError`` when it cannot
+    be recorded: then nothing may be taken back (the caller stops)."""
+    with _writing:
+        kept = owed(root, key)
+        tokens = {}
+        for fid, epoch, shares in debts:
+            before = kept.pop(fid, None)
+            if before is not None:
+                epoch, shares = min(epoch, before.epoch), {*shares, *before.shares}
+            tokens[fid] = secrets.token_hex(16)
+            kept[fid] = Debt(fid, epoch, frozenset(shares), tokens[fid])
+        _write(root, key, kept)
+        return tokens
+
+
+def paid(root: Path | str, key: MasterKey, fid: str, token: str) -> None:
+    """The debt of ``fid`` recorded under ``token`` is paid (its new key committed).  One recorded
+    again since (another token) stays; a failure to record it costs one more re-key at the next unlock."""
+    with _writing:
+        kept = owed(root, key)
+        if (debt := kept.get(fid)) is None or debt.token != token:
+            return
+        del kept[fid]
+        try:
+            _write(root, key, kept)
+        except VaultError as err:
+            log.error("%s", err)
+
+
+def _write(root: Path | str, key: MasterKey, kept: Owed) -> None:
+    path = _place(root, key.user_id)
+    rows = list(kept.values())
+    if len(rows) > KEEP:
+        log.error("this device owes more than %d re-keys: the %d oldest forgotten", KEEP, len(rows) - KEEP)
+        rows = rows[-KEEP:]
+    plain = json.dumps({"owed": [{"fid": d.fid, "epoch": d.epoch, "shares": sorted(d.shares),
+                                  "token": d.token} for d in rows]}).encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if kept.damaged and path.exists():
+            # Kept for whoever looks into it, never read again: the new record starts from what opened.
+            os.replace(path, path.with_name(path.name + ".damaged"))
+        atomic_write(path, key.seal_device(KIND, path.name, plain))
+    except OSError as err:
+        raise VaultError(f"could not record on this device the re-keys it owes ({err}): nothing taken "
+                         "back; try again") from err
