@@ -331,7 +331,7 @@ class Importer:
         if self.vol.path_of(node) == os.fsencode(record.vault_path):
             old_parent = self.vol.resolve(old_dir)
             new_parent = await make_dirs(self.vol, new_dir, self.caller)
-            if new_parent.children.get(new_name, node.ino) != node.ino:
+            if (new_parent.children or {}).get(new_name, node.ino) != node.ino:
                 # A file of hers at the new place that no record names: never written over (40c (4)'s
                 # rule, as for a new source); the moved file goes beside it.  Renamed over, her file
                 # was left as an old version of the moved one, unsaid (attack round 59a (1)).
