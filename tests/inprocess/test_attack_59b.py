@@ -50,6 +50,10 @@ Hole (2), medium (tests/unit/test_attack_59b.py gives the cause alone, steps, im
   laptop here is a second Volume with a ledger of its own (another device id), her desktop alice's seat
   fed by ``absorb_arrivals`` as a peer's sync does.
 
+Fixed: (1) absorbing.py ``_admit_new_shares`` binds each guest (and a held node given its key again)
+  still held with its key once settled (``_bound`` -> ``Ledger.saw_owner``); (2) ``saw_owner`` binds
+  the user's own into ``mine``.  The strict xfails pass as plain tests; the "seen" tests are dropped.
+
 Tried and held (controls kept / read): the control above (an unlock binds what is loaded); forged or
   unopenable documents at a bound id (``owner_refused`` is asked of the clear ``owner`` before any
   record; a refusal binds nothing: ``saw_owner`` only from opened, judged nodes); a bare tombstone

@@ -31,6 +31,10 @@ Hole (2), medium: a file of hers made on her other device and taken here by an a
     there too).  Hole (1) there has the same shape for another owner's file reached by a new share.
   Fix (suggested): in ``admit``, ``self._own(fid)`` when ``fresh.owner == self.key.user_id`` (as
     ``committed`` and ``check_loaded`` do), or have ``saw_owner`` record the user's own in ``mine``.
+
+Fixed: ``saw_owner`` binds the user's own into ``mine`` (first owner wins), the one binding every way
+  a state is taken calls; the arrival binds her laptop's file to her, bob's state at X is refused
+  after the lock and said, hers taken.  A bare tombstone binds nothing (control).
 """
 
 from __future__ import annotations
