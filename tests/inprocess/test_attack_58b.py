@@ -118,6 +118,12 @@ async def _reused(shared, monkeypatch: pytest.MonkeyPatch, reuse: str | None) ->
         await _walk(drive, b"shared/bob/mine.txt", CAROL)
         seen["bobs"] = {"en_file_dek": shared.store.get(x)["en_file_dek"]}
         assert seen["bobs"]["en_file_dek"] in repr(carol.ledger.wrappings), "the scene: kept as bob's own"
+        assert carol.ledger.owner_seen(x) == shared.volumes["bob"].key.user_id, "bound by the share (59b (1))"
+        if reuse in ("away", "tombstone"):
+            # Since 59b (1) the share binds X to bob, and alice's b.txt at X is refused at carol's unlock
+            # (as in "seen").  Unbound here, as a ledger that never bound it: what is judged below is
+            # the wrapping kept under bob's signature (58b (1)'s first fix), never carried for hers.
+            del carol.ledger.owners[x]
         if reuse == "seen":
             carol.ledger.save()
             carol = Volume.load(carol.layout, carol.store, carol.key, carol.tree.get(1).fid)  # her unlock

@@ -31,6 +31,10 @@ Hole (2), medium: a file of hers made on her other device and taken here by an a
     there too).  Hole (1) there has the same shape for another owner's file reached by a new share.
   Fix (suggested): in ``admit``, ``self._own(fid)`` when ``fresh.owner == self.key.user_id`` (as
     ``committed`` and ``check_loaded`` do), or have ``saw_owner`` record the user's own in ``mine``.
+
+Fixed: ``saw_owner`` binds the user's own into ``mine`` (first owner wins), the one binding every way
+  a state is taken calls; the arrival binds her laptop's file to her, bob's state at X is refused
+  after the lock and said, hers taken.  A bare tombstone binds nothing (control).
 """
 
 from __future__ import annotations
@@ -91,26 +95,19 @@ def _after_bobs(ledger: Ledger) -> dict:
             "said": [each["kind"] for each in ledger.alarms.as_list() if each["subject"] == X]}
 
 
-@pytest.mark.xfail(strict=True, reason="59b (2): her own file taken by an arrival is never bound to her "
-                   "(admit never adds it to mine): another owner's state at its id binds it, hers refused")
 def test_59b_2_her_own_file_taken_by_an_arrival_is_bound_to_her(ledger: Ledger, tmp_path: Path) -> None:
     assert _taken(ledger, ME, (LAPTOP, 3), "3-hers")  # her laptop's notes.txt, arrived here
+    assert X in ledger.mine and ledger.owner_seen(X) == ME  # bound by the arrival itself
     again = _locked(ledger, tmp_path)  # the desktop locks
     assert again.owner_seen(X) == ME and again.owner_refused(X, "bob", say=False)
     seen = _after_bobs(again)
     assert seen["bob's refused"] and seen["bound"] == ME and seen["her next taken"], seen
+    assert seen["said"] == ["owner-changed"], seen  # bob's, said; hers never
 
 
-def test_59b_2_seen_her_own_arrived_file_is_unbound_then_his_and_hers_refused(
-        ledger: Ledger, tmp_path: Path) -> None:
-    """What the strict xfail above sees, asserted as it is now (flip or drop it with the fix)."""
-    assert _taken(ledger, ME, (LAPTOP, 3), "3-hers")
-    assert X in ledger.fids and X not in ledger.mine and ledger.owner_seen(X) is None
-    again = _locked(ledger, tmp_path)
-    assert again.owner_seen(X) is None and not again.owner_refused(X, "bob", say=False)
-    seen = _after_bobs(again)
-    assert not seen["bob's refused"] and seen["bound"] == "bob", seen
-    assert not seen["her next taken"] and seen["said"] == ["owner-changed"], seen
+def test_control_59b_2_a_bare_tombstone_binds_nothing(ledger: Ledger, tmp_path: Path) -> None:
+    assert ledger.admit(NOWHERE, {"_id": X, "_rev": "2-gone", "_deleted": True}, None)  # type: ignore[arg-type]
+    assert ledger.owner_seen(X) is None and _locked(ledger, tmp_path).owner_seen(X) is None
 
 
 def test_control_59b_2_her_own_file_committed_here_refuses_his(ledger: Ledger, tmp_path: Path) -> None:

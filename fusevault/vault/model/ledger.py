@@ -757,11 +757,21 @@ class Ledger:
         return self.key.user_id if fid in self.mine else self.owners.get(fid)
 
     def saw_owner(self, fid: str, owner: str) -> None:
-        """A state of ``fid`` naming ``owner`` taken here (opened and judged): the id is hers from now
-        on, if no owner was seen at it yet.  The user's own are bound by ``_own``."""
-        if owner and owner != self.key.user_id and fid not in self.mine and fid not in self.owners:
+        """A state of ``fid`` naming ``owner`` taken here (opened and judged): the id is that owner's
+        from now on, if no owner was seen at it yet; the user's own into ``mine``.  The one binding
+        every way a state is taken calls: an arrival (``admit``), a new share or a group join
+        (absorbing.py ``_admit_new_shares``), a load (``check_loaded``), this device's commit
+        (``committed``).  Her own file taken first by an arrival (made on her other device) was bound
+        to no one until an unlock: another owner's file at its id, taken after a lock, was bound and
+        hers refused on her own device (attack round 59b (2)).  Her commit and her load bind hers
+        over any (``_own``)."""
+        if not owner or fid in self.mine or fid in self.owners:
+            return
+        if owner == self.key.user_id:
+            self.mine.add(fid)
+        else:
             self.owners[fid] = sys.intern(owner)
-            self.version += 1
+        self.version += 1
 
     def owner_refused(self, fid: str, owner: object, *, say: bool = True) -> bool:
         """Whether a document at ``fid`` names another owner than the one this device first saw the file

@@ -927,6 +927,7 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         return
     givers = sharing.givers()
     guests = []
+    taken: list[tuple[Node, str]] = []  # held nodes given their key again, and their document's owner
     foreign: list = []
     for fid, paths in key_files(volume.layout, volume.key.user_id, sharing.groups).items():
         ino = tree.ino_of(fid)
@@ -961,11 +962,13 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             _update(volume, node, opened[0], out)
             relink(tree, node, opened[1], out)
             out.inodes.append(ino)
+            taken.append((node, opened[0].owner))  # a phantom's owner was a guess
     before = {ino: set(tree.node(ino).children) for ino in sharing.virtual}
     admit_guests(tree, guests)
     if foreign:
         spare = Absorbed()  # what settling takes out was never shown: nothing to invalidate
         volume.authorship.settle(tree, foreign, lambda node: leave(tree, node, spare))
+    _bound(volume, taken + [(node, node.owner) for node, _ in guests])
     # The new names in shared/<owner>/ and groups/<group>/ (the kernel may
     # remember them as missing), and the folders made for them.
     for ino in sharing.virtual:
@@ -976,6 +979,19 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
         elif added := set(folder.children) - before[ino]:
             out.entries += [(ino, name) for name in added]
             out.inodes.append(ino)
+
+
+def _bound(volume: Volume, nodes: list[tuple[Node, str]]) -> None:
+    """Each node a new share (or a group joined) put in the tree, still held with its key once
+    settled (a writer's state refused left it), bound to its owner (``Ledger.saw_owner``), as an
+    arrival, a load and a commit bind theirs.  Taken so without: nothing bound the id until an unlock,
+    so another owner's file at it, taken after a lock, was bound and the genuine owner's refused there
+    for good (attack round 59b (1))."""
+    if (ledger := volume.ledger) is None:
+        return
+    for node, owner in nodes:
+        if node.dek and volume.tree.find(node.fid) is node:
+            ledger.saw_owner(node.fid, owner)
 
 
 def admit_new(volume: Volume) -> Absorbed:
