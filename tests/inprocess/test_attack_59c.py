@@ -1,0 +1,94 @@
+"""Attack round 59c (a short one at round 58d's fix: vault/model/rekeys_owed.py and its users).
+
+(1) A replayed Share pays the debt with a re-key that seals to the removed member (high: a revocation
+undone).  Attacker: whoever writes the vault folder or the store (here: the embedded store put back
+as it was before her unshare: ``adversary.snapshot``/``roll_back``), with a kill -9 of her unshare.
+Steps: alice shares docs READ with bob; the store's writer keeps a copy of the store; alice's
+``unshare docs --with bob`` is killed after the Share's tombstone is put and before bob's key files go
+(``sharing.discard_key``; its took-back mark, only saved by ``volume.trust.save`` after the keys go,
+is lost with the process); the debt is on her device (recorded twice: before the put and after it).
+The writer rolls the store back (the Share's last body she saw is there again, her signed
+``Rotation`` request gone).  Her next unlock (``rotation.resume``): the replayed Share is the very body
+her device saw last (no took-back mark saved), so it is in force; ``_pay_owed`` finds the debt and
+re-keys docs and notes.txt, sealing the new keys to bob through that Share, and marks the debt paid
+(``_her_key``: her derived key).  Seen: bob holds a key file at the new epoch of notes.txt, the debt
+is gone, no alarm; expected: a re-key owed for Share S sealed to no recipient of S (or S refused).
+Cause: rotation.py ``_pay_owed`` (and ``rotate``'s payment) never looks at ``debt.shares``: the
+record says which Shares she took back, yet a Share of that id served at unlock is believed (the
+took-back mark lives only in freshness state saved after the keys go, share_ops.py ``unshare``).
+Impact: her unshare, which the docs say is finished at the next unlock whatever the store holds,
+is undone: bob reads every later write in docs; her device now believes nothing is owed.  Fix: at
+unlock, before the re-key, mark each ``debt.shares`` took-back in freshness (``fresh.took_back``)
+and save it, or refuse a Share whose id a debt names unless its body is newer than the one seen when
+the debt was recorded (record that body's stamp in the debt); alarm ``share-missing``/replay.
+
+Controls kept: ``test_control_the_same_kill_with_only_the_request_withheld_takes_bobs_key_back``
+(the 58d scene, Share tombstone kept, request withheld: re-keyed, bob has no new key).
+Not tried (time): two devices, group shares, a rolled-back record file, a re-share afterwards.
+"""
+
+from __future__ import annotations
+
+import adversary
+import pytest
+import trio
+
+from fusevault.vault.model import rekeys_owed, sharing
+from inprocess.conftest import _close, _compose
+from inprocess.test_rekeys_owed import (
+    Killed,
+    _ask,
+    _bobs_key,
+    _dropped,
+    _kill,
+    _shared_folder,
+    _unlocked,
+)
+
+
+def _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, replay: bool):
+    folder, fid, kept, kept_folder = _shared_folder(vault_copy)
+    adversary.snapshot(vault_copy, tmp_path / "before")  # the store's writer keeps a copy
+    composed = _compose(vault_copy)
+    with monkeypatch.context() as patched:
+        patched.setattr(sharing, "discard_key", _kill)
+        with pytest.raises(Killed):
+            _ask(composed, "unshare", "docs")
+    _dropped(composed)
+    if replay:
+        adversary.roll_back(vault_copy, tmp_path / "before")
+    else:
+        adversary.delete_row(vault_copy, f"rotate-{folder}")
+    composed = _compose(vault_copy)
+    return composed, folder, fid, kept
+
+
+def _after_unlock(composed, fid, kept) -> None:
+    volume = composed.volume
+    assert set(rekeys_owed.owed(volume.layout.root, volume.key)), "the debt is recorded on her device"
+    trio.run(_unlocked, volume)
+    node = volume.find(fid)
+    assert node.dek != kept
+    record = _bobs_key(volume, fid)
+    assert record is None or record.epoch < node.epoch, (
+        "bob was sealed the key of the re-key her device owed for taking his share back")
+
+
+@pytest.mark.xfail(strict=True, reason="59c (1): a replayed Share at unlock: _pay_owed re-keys sealing to "
+                                       "the removed member and clears the debt")
+def test_a_replayed_share_does_not_get_the_rekey_owed_for_taking_it_back(
+        vault_copy, monkeypatch, tmp_path) -> None:
+    composed, folder, fid, kept = _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, True)
+    try:
+        _after_unlock(composed, fid, kept)
+    finally:
+        trio.run(_close, composed)
+
+
+def test_control_the_same_kill_with_only_the_request_withheld_takes_bobs_key_back(
+        vault_copy, monkeypatch, tmp_path) -> None:
+    composed, folder, fid, kept = _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, False)
+    try:
+        _after_unlock(composed, fid, kept)
+    finally:
+        trio.run(_close, composed)
