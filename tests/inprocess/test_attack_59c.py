@@ -6,7 +6,8 @@ as it was before her unshare: ``adversary.snapshot``/``roll_back``), with a kill
 Steps: alice shares docs READ with bob; the store's writer keeps a copy of the store; alice's
 ``unshare docs --with bob`` is killed after the Share's tombstone is put and before bob's key files go
 (``sharing.discard_key``; its took-back mark, only saved by ``volume.trust.save`` after the keys go,
-is lost with the process); the debt is on her device (recorded twice: before the put and after it).
+is lost with the process), or killed in that save (bob's key files already gone: id
+``killed-at-save``); the debt is on her device (recorded twice: before the put and after it).
 The writer rolls the store back (the Share's last body she saw is there again, her signed
 ``Rotation`` request gone).  Her next unlock (``rotation.resume``): the replayed Share is the very body
 her device saw last (no took-back mark saved), so it is in force; ``_pay_owed`` finds the debt and
@@ -46,12 +47,15 @@ from inprocess.test_rekeys_owed import (
 )
 
 
-def _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, replay: bool):
+def _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, replay: bool, keys_gone: bool = False):
     folder, fid, kept, kept_folder = _shared_folder(vault_copy)
     adversary.snapshot(vault_copy, tmp_path / "before")  # the store's writer keeps a copy
     composed = _compose(vault_copy)
     with monkeypatch.context() as patched:
-        patched.setattr(sharing, "discard_key", _kill)
+        if keys_gone:  # killed as it saves the took-back mark: bob's key files already gone
+            patched.setattr(composed.volume.trust, "save", _kill)
+        else:
+            patched.setattr(sharing, "discard_key", _kill)
         with pytest.raises(Killed):
             _ask(composed, "unshare", "docs")
     _dropped(composed)
@@ -70,15 +74,19 @@ def _after_unlock(composed, fid, kept) -> None:
     node = volume.find(fid)
     assert node.dek != kept
     record = _bobs_key(volume, fid)
+    left = rekeys_owed.owed(volume.layout.root, volume.key)
     assert record is None or record.epoch < node.epoch, (
-        "bob was sealed the key of the re-key her device owed for taking his share back")
+        f"bob was sealed the key of the re-key her device owed for taking his share back (debts left: "
+        f"{len(left)})")
 
 
 @pytest.mark.xfail(strict=True, reason="59c (1): a replayed Share at unlock: _pay_owed re-keys sealing to "
                                        "the removed member and clears the debt")
+@pytest.mark.parametrize("keys_gone", [False, True], ids=["killed-before-the-keys", "killed-at-save"])
 def test_a_replayed_share_does_not_get_the_rekey_owed_for_taking_it_back(
-        vault_copy, monkeypatch, tmp_path) -> None:
-    composed, folder, fid, kept = _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, True)
+        vault_copy, monkeypatch, tmp_path, keys_gone: bool) -> None:
+    composed, folder, fid, kept = _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, True,
+                                                               keys_gone)
     try:
         _after_unlock(composed, fid, kept)
     finally:
