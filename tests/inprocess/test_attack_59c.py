@@ -13,10 +13,14 @@ The writer rolls the store back (the Share's last body she saw is there again, h
 her device saw last (no took-back mark saved), so it is in force; ``_pay_owed`` finds the debt and
 re-keys docs and notes.txt, sealing the new keys to bob through that Share, and marks the debt paid
 (``_her_key``: her derived key).  Seen: bob holds a key file at the new epoch of notes.txt, the debt
-is gone, no alarm; expected: a re-key owed for Share S sealed to no recipient of S (or S refused).
+is gone, no alarm at all (checked: ``trust.alarms`` empty after the unlock; her ``unshare`` again, if she
+thinks to run it, finds the Share and takes it back); expected: a re-key owed for Share S sealed to
+no recipient of S (or S refused).
 Cause: rotation.py ``_pay_owed`` (and ``rotate``'s payment) never looks at ``debt.shares``: the
 record says which Shares she took back, yet a Share of that id served at unlock is believed (the
 took-back mark lives only in freshness state saved after the keys go, share_ops.py ``unshare``).
+Before 58d the same replay in that window left the share in force as well; what is new is that her
+device now holds the proof (the debt names the Share) and clears it on a re-key sealed to bob.
 Impact: her unshare, which the docs say is finished at the next unlock whatever the store holds,
 is undone: bob reads every later write in docs; her device now believes nothing is owed.  Fix: at
 unlock, before the re-key, mark each ``debt.shares`` took-back in freshness (``fresh.took_back``)
