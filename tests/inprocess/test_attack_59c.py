@@ -28,7 +28,9 @@ and save it, or refuse a Share whose id a debt names unless its body is newer th
 the debt was recorded (record that body's stamp in the debt); alarm ``share-missing``/replay.
 
 Controls kept: ``test_control_the_same_kill_with_only_the_request_withheld_takes_bobs_key_back``
-(the 58d scene, Share tombstone kept, request withheld: re-keyed, bob has no new key).
+(the same kill, Share tombstone kept, request withheld: re-keyed, bob has no new key) and
+``test_control_the_share_replayed_after_a_kill_past_the_took_back_save_is_refused`` (killed at the
+first new key, the mark saved, the store rolled back the same way: bob gets no new key).
 Not tried (time): two devices, group shares, a rolled-back record file, a re-share afterwards.
 """
 
@@ -46,17 +48,21 @@ from inprocess.test_rekeys_owed import (
     _bobs_key,
     _dropped,
     _kill,
+    _rekey_killed_at,
     _shared_folder,
     _unlocked,
 )
 
 
-def _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, replay: bool, keys_gone: bool = False):
+def _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, replay: bool, keys_gone: bool = False,
+                                 saved: bool = False):
     folder, fid, kept, kept_folder = _shared_folder(vault_copy)
     adversary.snapshot(vault_copy, tmp_path / "before")  # the store's writer keeps a copy
     composed = _compose(vault_copy)
     with monkeypatch.context() as patched:
-        if keys_gone:  # killed as it saves the took-back mark: bob's key files already gone
+        if saved:  # killed at its first new key: the took-back mark saved
+            _rekey_killed_at(1)(patched, composed.volume)
+        elif keys_gone:  # killed as it saves the took-back mark: bob's key files already gone
             patched.setattr(composed.volume.trust, "save", _kill)
         else:
             patched.setattr(sharing, "discard_key", _kill)
@@ -100,6 +106,18 @@ def test_a_replayed_share_does_not_get_the_rekey_owed_for_taking_it_back(
 def test_control_the_same_kill_with_only_the_request_withheld_takes_bobs_key_back(
         vault_copy, monkeypatch, tmp_path) -> None:
     composed, folder, fid, kept = _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, False)
+    try:
+        _after_unlock(composed, fid, kept)
+    finally:
+        trio.run(_close, composed)
+
+
+def test_control_the_share_replayed_after_a_kill_past_the_took_back_save_is_refused(
+        vault_copy, monkeypatch, tmp_path) -> None:
+    """The 58d scene (killed at the first new key, the took-back mark saved), the store rolled back as
+    in (1): the replayed Share is not believed, the re-key owed seals nothing to bob."""
+    composed, folder, fid, kept = _killed_after_the_share_went(vault_copy, monkeypatch, tmp_path, True,
+                                                               saved=True)
     try:
         _after_unlock(composed, fid, kept)
     finally:
