@@ -31,7 +31,18 @@ Controls kept: ``test_control_the_same_kill_with_only_the_request_withheld_takes
 (the same kill, Share tombstone kept, request withheld: re-keyed, bob has no new key) and
 ``test_control_the_share_replayed_after_a_kill_past_the_took_back_save_is_refused`` (killed at the
 first new key, the mark saved, the store rolled back the same way: bob gets no new key).
-Not tried (time): two devices, group shares, a rolled-back record file, a re-share afterwards.
+Tried, not kept (a limit, not this fix's): her move of docs/notes.txt to her root, its keys taken back
+and the debt recorded (``_taken_back``), killed before the re-key and before her ledger's save, the
+store rolled back to before the move: notes.txt is in docs again, the debt is paid by a re-key that
+seals to bob (a share member of docs again), no alarm.  The move itself is undone by a rollback to the
+last state her device saved (a crash's limit, ledger.py ``MAX_LAG``); the debt, which names the Share
+the file left, could tell it (the same fix as (1) would: a Share a debt names gets no new key).
+Held on reading: a re-key begun before the Share went does not pay the debt (the token; and at
+unlock ``_her_key`` derives for the recipients seen now, so a key derived with bob is no payment);
+the record is sealed and bound to its name under her state dir (only she or root writes it); a
+damaged record alarms once per key (deduped) and is set aside at the next debt.
+Not tried (time): two devices (a listed limit), group shares (same code path as (1)), two processes
+of hers writing the record at once (``_writing`` is per process), ``KEEP`` eviction.
 """
 
 from __future__ import annotations
