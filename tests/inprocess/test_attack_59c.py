@@ -101,8 +101,6 @@ def _after_unlock(composed, fid, kept) -> None:
         f"{len(left)})")
 
 
-@pytest.mark.xfail(strict=True, reason="59c (1): a replayed Share at unlock: _pay_owed re-keys sealing to "
-                                       "the removed member and clears the debt")
 @pytest.mark.parametrize("keys_gone", [False, True], ids=["killed-before-the-keys", "killed-at-save"])
 def test_a_replayed_share_does_not_get_the_rekey_owed_for_taking_it_back(
         vault_copy, monkeypatch, tmp_path, keys_gone: bool) -> None:

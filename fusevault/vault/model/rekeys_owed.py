@@ -67,6 +67,10 @@ class Owed(dict[str, Debt]):
 
     damaged: bool = False
 
+    def shares(self) -> set[str]:
+        """The Shares the debts were taken from: each taken back here, whatever the store serves."""
+        return {share for debt in self.values() for share in debt.shares}
+
 
 def _place(root: Path | str, user_id: str) -> Path:
     return paths.confirmed_file(root, user_id, SUFFIX)
@@ -142,6 +146,19 @@ def paid(root: Path | str, key: MasterKey, fid: str, token: str) -> None:
             _write(root, key, kept)
         except VaultError as err:
             log.error("%s", err)
+
+
+def given_again(root: Path | str, key: MasterKey, share_id: str) -> None:
+    """Share ``share_id`` is given again (her ``share``): no debt names it as taken back any more (each
+    debt stays owed).  Named still, her new Share was taken back at the next load (``shares``).
+    Raises ``VaultError`` when it cannot be recorded: then the share is not given (the caller stops)."""
+    with _writing:
+        kept = owed(root, key)
+        if not any(share_id in debt.shares for debt in kept.values()):
+            return
+        for fid, debt in list(kept.items()):
+            kept[fid] = Debt(fid, debt.epoch, debt.shares - {share_id}, debt.token)
+        _write(root, key, kept)
 
 
 def _write(root: Path | str, key: MasterKey, kept: Owed) -> None:

@@ -128,6 +128,8 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
 
     keys = await volume.in_thread(seal)
     doc = share_doc(grant)
+    # Given again: a re-key still owed for this Share no longer takes it back at each load (59c (1)).
+    await volume.in_thread(rekeys_owed.given_again, volume.layout.root, volume.key, doc["_id"])
     old = await volume.store_call(volume.store.get, doc["_id"])
     if old is not None:
         doc["_rev"], doc["created_at"] = old["_rev"], old["created_at"]

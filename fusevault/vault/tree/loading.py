@@ -25,7 +25,7 @@ from fusevault.store import Store, replica
 from fusevault.store.revs import generation
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.format.layout import Layout
-from fusevault.vault.model import history, names
+from fusevault.vault.model import history, names, rekeys_owed
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.freshness import Freshness
 from fusevault.vault.model.her_keys import claim_said, her_key_unknown, key_not_hers
@@ -92,6 +92,13 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         trust = Trust(store, key, root=layout.root)
         trust.verified = Verified.open(key, layout.root)  # checked before: not again (issue 25)
         trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)  # before signing
+        # A Share whose keys this device took back and still owes a re-key for (an unshare cut short
+        # before its taking back was saved here) is taken back again before any grant is read: served
+        # back by whoever writes the store, it was believed, and the re-key owed sealed the new key to
+        # the member it was taken from, the debt paid (attack round 59c (1)).
+        for share_id in rekeys_owed.owed(layout.root, key).shares():
+            trust.fresh.took_back(share_id)
+            trust.fresh.deleted(share_id)  # as her unshare saw it: the body it took back is no grant
         sign_own(store, trust, layout.root)
         trust.observe(store.iter_type(USER))
         trust.save()
