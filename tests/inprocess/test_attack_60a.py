@@ -11,16 +11,46 @@ the move service takes bob's key of notes.txt back and records the re-key as owe
 (test_rekeys_owed.py's ``test_a_lock_right_after_a_move_out_...`` scene).  Her next unlock: the load
 (vault/tree/loading.py ``_load``, the 59c (1) fix) takes back and marks deleted every Share a debt
 names, so the folder's live Share is now "a replayed body" (freshness.py ``_replay``: gone, same tip).
-Seen: after that unlock (debt paid by the re-key) and any later one, docs is no longer shared with bob
-on her device (``volume.covering(docs)`` empty, a ``replayed-grant`` alarm), a file she writes in docs
-gets no key for bob; expected: the folder's Share in force (only the file moved out lost bob's key).
+Seen: at that unlock her device takes bob's key of docs back and re-keys docs (``_rekey_unreached``:
+a key no share she believes gives; docs epoch 0 -> 1, bob's key file of docs gone) while the Share is
+still in the store; docs is no longer shared with bob on her device, then or at any later unlock
+(``volume.covering(docs)`` empty, a ``replayed-grant`` alarm for her own Share), a file she writes in
+docs gets no key for bob; expected: the folder's Share in force, bob's key of docs kept (only the file
+moved out lost bob's key): what the control shows when the re-key ran before the lock.
 Cause: vault/tree/loading.py:99-101 (``rekeys_owed.owed(...).shares()``) treats every Share a debt names
 as one she took back, but rotation.py:251 records in a move-out's debt the Share the file LEFT, not one
 taken back; the mark (``deleted``) outlives the debt (freshness keeps the id deleted, so the live body
-is a replay at every later load).  Impact: bob silently loses docs (new files, new versions not sealed
-to him) and she sees a replay alarm for her own share; it lasts until she runs ``share`` again.
+is a replay at every later load).  Impact: a revocation she never asked for: bob silently loses docs
+(re-keyed away from him, new files and versions not sealed to him) though her Share stays in the store
+and her other devices keep it; she sees only a replay alarm naming her own share; it lasts until she
+runs ``share`` again.  A lock (or crash, unmount) while a move-out's re-key runs is the ordinary window
+(the move service's ``finally`` records the debt and leaves the re-key to the next unlock on purpose).
 Fix: take back at load only the Shares an ``unshare`` recorded (a kind on the debt: unshare vs move),
 or record no Share for a move-out's debt (``_requested(..., shares=())``: its Share was not taken back).
+Checked: with ``Owed.shares`` patched to name nothing (the load's mark off) the xfail passes as a plain
+test, so the 59c (1) load mark is the cause.  The same holds for a group share (the group's Share id is
+recorded the same way, rotation.py:251); not run.
+
+Control kept: ``test_control_a_move_out_re_keyed_before_the_lock_leaves_the_folder_shared`` (the same
+move, its re-key done before the lock: docs shared at the next two unlocks, bob keeps docs' key).
+
+Tried and held (read, not kept as tests): her re-share on her other device B after an unshare cut short
+on A (the Share's tombstone never put): A's load marks the Share deleted, then B's newer body (a vector
+above A's) is admitted, the debt paid by a re-key sealed to bob through it, no mark at later loads.
+A debt naming another user's Share (her file in carol's shared folder moved out): the mark is made on
+the plain id, carol's Share is remembered under ``carol/<id>`` (freshness.py ``record_id``): untouched.
+Her ``share`` again on this device drops the Share from the debts (``given_again``) before signing.
+importer.py ``_move`` (6740d06): a loop of moves makes no copies without bound (``copy_name`` is fixed
+by the source's mtime: a second move to it finds the name taken, ``noreplace``, left in place); the
+copy name taken: the record keeps the node's real path (``path_of``), later edits go beside.  One oddity
+seen on reading, not kept (low): moved beside her file B whose contents equal the moved one's, a later
+edit of the source is imported OVER B (``_changed_in_vault`` compares B with the record's digest, not the
+record's fid), B's old contents kept as a version.
+
+Not tried: a debt that stays owed for good (a re-key that always fails, a file gone from her tree) with
+the Share re-signed on her other device (each load here would mark it deleted again: a replay alarm
+per load); the 59b fix (ae4ec2c: ``saw_owner`` into ``mine``, absorbing.py ``_bound``) beyond reading:
+a guest refused at settling leaves the tree and is not bound (``tree.find(fid) is node``).
 """
 
 from __future__ import annotations
@@ -31,7 +61,7 @@ import trio
 from fusevault.vault.model import rekeys_owed, sharing
 from fusevault.vault.services import rotation
 from inprocess.conftest import ME, ROOT, _close, _compose, make
-from inprocess.test_rekeys_owed import _bob, _shared_folder, _unlocked
+from inprocess.test_rekeys_owed import _bob, _bobs_key, _shared_folder, _unlocked
 
 
 def _move_out_then_lock(vault) -> tuple[str, str]:
@@ -77,9 +107,12 @@ def test_a_move_out_then_a_lock_leaves_the_folder_shared(vault_copy) -> None:
     composed = _compose(vault_copy)
     try:
         volume = composed.volume
+        docs = volume.find(folder)
+        epoch = docs.epoch
         trio.run(_unlocked, volume)
         assert rekeys_owed.owed(volume.layout.root, volume.key) == {}, "the re-key owed is paid"
-        docs = volume.find(folder)
+        kept = _bobs_key(volume, folder)
+        assert kept is not None and docs.epoch == epoch, "bob's key of docs taken back, docs re-keyed"
         assert "replayed-grant" not in volume.trust.alarms, "her own live Share refused as a replay"
         assert volume.covering(docs), "docs is no longer shared with bob on her device"
         new = trio.run(make, composed.ops, b"later.txt", b"for bob", docs.ino)
@@ -110,3 +143,10 @@ def test_control_a_move_out_re_keyed_before_the_lock_leaves_the_folder_shared(va
     finally:
         trio.run(_close, composed)
     assert _docs_shared(vault_copy, folder, 2) == [True, True]
+    composed = _compose(vault_copy)
+    try:
+        volume = composed.volume
+        kept = _bobs_key(volume, folder)
+        assert kept is not None and kept.epoch == volume.find(folder).epoch, "bob keeps docs' key"
+    finally:
+        trio.run(_close, composed)
