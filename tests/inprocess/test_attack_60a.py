@@ -31,6 +31,22 @@ Checked: with ``Owed.shares`` patched to name nothing (the load's mark off) the 
 test, so the 59c (1) load mark is the cause.  The same holds for a group share (the group's Share id is
 recorded the same way, rotation.py:251); not run.
 
+(2) low: after a move put beside her file (6740d06), a later edit of the source is imported OVER her file
+when her file's contents equal what was imported (honest use; or anyone who may rename in her watched
+folder).  Steps: a.txt ("version one!") imported to Imported/a.txt; she has her own Imported/b.txt with the
+same bytes (her copy, no record); a.txt renamed to b.txt in the source: MOVED, the vault file goes beside
+(``b (conflict import ...).txt``, the record naming it); she edits the source b.txt; the next take.
+Seen: "new version" written at Imported/b.txt: her file's node replaced by a new one (another fid) holding
+the edit, hers only its old version; the record's file (the copy) never gets the edit.  Expected: the edit
+goes to the record's file (the copy), or beside; her Imported/b.txt untouched.  Cause: importer.py
+``_changed_in_vault`` / ``_copy`` look at the place the source's name maps to (``_vault_path``), not at
+the record's ``fid``/``vault_path``, which ``_move`` made differ.  Impact: low (her bytes survive in the
+copy and as a version), but her file is grafted under the import unsaid, what 59a (1) was fixed to stop.
+Fix: after a move beside, compare and write at the record's node (``vol.find(record.fid)``), or judge
+"changed in vault" by the record's fid being at the place.  Test:
+``test_an_edit_after_a_move_beside_never_replaces_her_file``; control (her file's contents differ: the
+edit goes beside, hers untouched) ``test_control_an_edit_after_a_move_beside_her_other_file_goes_beside``.
+
 Control kept: ``test_control_a_move_out_re_keyed_before_the_lock_leaves_the_folder_shared`` (the same
 move, its re-key done before the lock: docs shared at the next two unlocks, bob keeps docs' key).
 
@@ -42,10 +58,8 @@ the plain id, carol's Share is remembered under ``carol/<id>`` (freshness.py ``r
 Her ``share`` again on this device drops the Share from the debts (``given_again``) before signing.
 importer.py ``_move`` (6740d06): a loop of moves makes no copies without bound (``copy_name`` is fixed
 by the source's mtime: a second move to it finds the name taken, ``noreplace``, left in place); the
-copy name taken: the record keeps the node's real path (``path_of``), later edits go beside.  One oddity
-seen on reading, not kept (low): moved beside her file B whose contents equal the moved one's, a later
-edit of the source is imported OVER B (``_changed_in_vault`` compares B with the record's digest, not the
-record's fid), B's old contents kept as a version.
+copy name taken: the record keeps the node's real path (``path_of``), later edits go beside.  Her file
+with OTHER contents at the place: later edits go beside it (only (2)'s equal contents reach it).
 
 Not tried: a debt that stays owed for good (a re-key that always fails, a file gone from her tree) with
 the Share re-signed on her other device (each load here would mark it deleted again: a replay alarm
@@ -55,12 +69,23 @@ a guest refused at settling leaves the tree and is not bound (``tree.find(fid) i
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import pytest
 import trio
+from conftest import PASSPHRASE
 
+from fusevault.imports.importer import MOVED, NEW, Importer
 from fusevault.vault.model import rekeys_owed, sharing
+from fusevault.vault.model.settings import Settings
 from fusevault.vault.services import rotation
+from fusevault.vault.services.opening import unlock_vault
+from fusevault.vault.services.placing import NoKernel, file_digest, make_dirs, write_file
+from fusevault.vault.volume import Volume
 from inprocess.conftest import ME, ROOT, _close, _compose, make
+from inprocess.test_attack_59a import _one
 from inprocess.test_rekeys_owed import _bob, _bobs_key, _shared_folder, _unlocked
 
 
@@ -150,3 +175,53 @@ def test_control_a_move_out_re_keyed_before_the_lock_leaves_the_folder_shared(va
         assert kept is not None and kept.epoch == volume.find(folder).epoch, "bob keeps docs' key"
     finally:
         trio.run(_close, composed)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+def _edit_after_move_beside(vault: Path, inbox: Path, same: bool) -> tuple[bool, bool]:
+    """a.txt imported; her own Imported/b.txt (``same``: a.txt's bytes); a.txt moved to b.txt in the
+    source (MOVED, put beside hers), then edited: (her Imported/b.txt still her node, its bytes hers)."""
+    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
+    settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
+    a, b = inbox / "a.txt", inbox / "b.txt"
+    hers = b"version one!" if same else b"her own notes"
+
+    async def main() -> tuple[bool, bool]:
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        try:
+            importer = Importer(volume, settings, NoKernel())
+            await importer.load()
+            a.write_bytes(b"version one!")
+            assert (await importer.take("a.txt"))[0] == NEW
+            folder = await make_dirs(volume, b"Imported", importer.caller)
+            await write_file(volume, folder, b"b.txt", _one(hers), mode=0o600, caller=importer.caller,
+                             kernel=NoKernel())
+            mine = volume.resolve(b"Imported/b.txt")
+            os.rename(a, b)
+            assert (await importer.take("b.txt"))[0] == MOVED
+            assert len(volume.resolve(b"Imported").children) == 2, "put beside hers"
+            b.write_bytes(b"version two, the edit")
+            os.utime(b, ns=(10**18, 10**18))
+            await importer.take("b.txt")
+            node = volume.resolve(b"Imported/b.txt")
+            return node.fid == mine.fid, await file_digest(volume, node) == hashlib.sha256(hers).hexdigest()
+        finally:
+            await volume.close()
+
+    return trio.run(main)
+
+
+@pytest.mark.xfail(strict=True, reason="60a (2): after a move put beside her same-contents file, the "
+                                       "source's edit is imported over her file")
+def test_an_edit_after_a_move_beside_never_replaces_her_file(vault: Path, inbox: Path) -> None:
+    assert _edit_after_move_beside(vault, inbox, same=True) == (True, True)
+
+
+def test_control_an_edit_after_a_move_beside_her_other_file_goes_beside(vault: Path, inbox: Path) -> None:
+    assert _edit_after_move_beside(vault, inbox, same=False) == (True, True)
