@@ -108,16 +108,21 @@ def test_a_folder_at_the_records_name_is_said_and_set_aside(tmp_path: Path) -> N
 
 
 def test_the_shares_taken_back_are_named_until_given_again_and_the_debt_stays(tmp_path: Path) -> None:
-    """Each load takes back the Shares the debts name (loading.py; attack round 59c (1)); her ``share``
-    of one again drops it from them (else her new Share was refused at the next load), the re-key owed
-    stays."""
+    """Each load takes back the Shares an ``unshare`` recorded as taken (loading.py; attack round 59c
+    (1)), not every Share a debt names (a file moved out names its folder's, still in force: 60a (1));
+    her ``share`` of one again drops it (else her new Share was refused at the next load), the re-key
+    owed stays; a Share no debt names any more is dropped with its last debt."""
     root, key = tmp_path / "vault", _key()
-    tokens = rekeys_owed.owe(root, key, [(FID, 3, ["share-1", "share-2"]), (OTHER, 0, ["share-1"])])
-    assert rekeys_owed.owed(root, key).shares() == {"share-1", "share-2"}
+    tokens = rekeys_owed.owe(root, key, [(FID, 3, ["share-1"])], ["share-1"])
+    rekeys_owed.owe(root, key, [(OTHER, 0, ["share-2"])])  # a move out of share-2's folder
+    assert rekeys_owed.owed(root, key).taken == {"share-1"}
     before = _place(root).read_bytes()
-    rekeys_owed.given_again(root, key, "share-3")  # named by none: nothing written
+    rekeys_owed.given_again(root, key, "share-2")  # not taken back: nothing written
     assert _place(root).read_bytes() == before
     rekeys_owed.given_again(root, key, "share-1")
     owed = rekeys_owed.owed(root, key)
-    assert owed.shares() == {"share-2"} and set(owed) == {FID, OTHER}
-    assert owed[FID].token == tokens[FID] and owed[FID].epoch == 3  # still paid by its re-key
+    assert owed.taken == set() and set(owed) == {FID, OTHER}
+    assert owed[FID].token == tokens[FID] and owed[FID].shares == {"share-1"}  # still paid by its re-key
+    rekeys_owed.owe(root, key, [(FID, 3, ["share-1"])], ["share-1"])
+    rekeys_owed.paid(root, key, FID, rekeys_owed.owed(root, key)[FID].token)
+    assert rekeys_owed.owed(root, key).taken == set()  # paid: no longer taken back at each load

@@ -67,9 +67,12 @@ class Owed(dict[str, Debt]):
 
     damaged: bool = False
 
-    def shares(self) -> set[str]:
-        """The Shares the debts were taken from: each taken back here, whatever the store serves."""
-        return {share for debt in self.values() for share in debt.shares}
+    def __init__(self) -> None:
+        super().__init__()
+        # The Shares an ``unshare`` here took back, their re-key still owed: each taken back again at
+        # every load, whatever the store serves (attack round 59c (1)).  Not the Shares a debt merely
+        # names: a file moved out of a folder names the folder's Share, still in force (60a (1)).
+        self.taken: set[str] = set()
 
 
 def _place(root: Path | str, user_id: str) -> Path:
@@ -87,8 +90,9 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
     except OSError:
         sealed = b""  # not a file we can read: damaged, as one that does not open
     try:
-        rows = loads_untrusted(key.unseal_device(KIND, path.name, sealed)).get("owed")
-        if not isinstance(rows, list):
+        record = loads_untrusted(key.unseal_device(KIND, path.name, sealed))
+        rows, taken = record.get("owed"), record.get("taken", [])
+        if not isinstance(rows, list) or not isinstance(taken, list):
             raise ValueError("no list of debts")
     except (OSError, VaultError, ValueError, TypeError, AttributeError) as err:
         log.error("this device's record of the re-keys it owes does not open (%s): not used", err)
@@ -102,6 +106,7 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
             continue
         out.pop(debt.fid, None)
         out[debt.fid] = debt
+    out.taken = {share for share in taken if isinstance(share, str)}
     return out
 
 
@@ -116,7 +121,8 @@ def _debt(row: object) -> Debt | None:
     return Debt(str(fid), epoch, frozenset(shares), token)
 
 
-def owe(root: Path | str, key: MasterKey, debts: Iterable[tuple[str, int, Iterable[str]]]) -> dict[str, str]:
+def owe(root: Path | str, key: MasterKey, debts: Iterable[tuple[str, int, Iterable[str]]],
+        taken: Iterable[str] = ()) -> dict[str, str]:
     """Record the re-keys of ``debts`` (fid, its key epoch now, the Share ids its keys are taken from)
     as owed, durably, before any key goes; fid -> the token its re-key pays.  One owed already keeps
     the lower epoch and the Shares of both, under a new token.  Raises ``VaultError`` when it cannot
@@ -130,6 +136,7 @@ def owe(root: Path | str, key: MasterKey, debts: Iterable[tuple[str, int, Iterab
                 epoch, shares = min(epoch, before.epoch), {*shares, *before.shares}
             tokens[fid] = secrets.token_hex(16)
             kept[fid] = Debt(fid, epoch, frozenset(shares), tokens[fid])
+        kept.taken.update(taken)  # ``taken``: the Shares an ``unshare`` takes back (``Owed.taken``)
         _write(root, key, kept)
         return tokens
 
@@ -149,15 +156,14 @@ def paid(root: Path | str, key: MasterKey, fid: str, token: str) -> None:
 
 
 def given_again(root: Path | str, key: MasterKey, share_id: str) -> None:
-    """Share ``share_id`` is given again (her ``share``): no debt names it as taken back any more (each
-    debt stays owed).  Named still, her new Share was taken back at the next load (``shares``).
-    Raises ``VaultError`` when it cannot be recorded: then the share is not given (the caller stops)."""
+    """Share ``share_id`` is given again (her ``share``): no longer taken back at each load (else her new
+    Share was refused at the next one); the re-keys owed stay.  Raises ``VaultError`` when it cannot be
+    recorded: then the share is not given (the caller stops)."""
     with _writing:
         kept = owed(root, key)
-        if not any(share_id in debt.shares for debt in kept.values()):
+        if share_id not in kept.taken:
             return
-        for fid, debt in list(kept.items()):
-            kept[fid] = Debt(fid, debt.epoch, debt.shares - {share_id}, debt.token)
+        kept.taken.discard(share_id)
         _write(root, key, kept)
 
 
@@ -167,8 +173,10 @@ def _write(root: Path | str, key: MasterKey, kept: Owed) -> None:
     if len(rows) > KEEP:
         log.error("this device owes more than %d re-keys: the %d oldest forgotten", KEEP, len(rows) - KEEP)
         rows = rows[-KEEP:]
+    named = {share for d in rows for share in d.shares}  # a Share no debt names is owed nothing more
     plain = json.dumps({"owed": [{"fid": d.fid, "epoch": d.epoch, "shares": sorted(d.shares),
-                                  "token": d.token} for d in rows]}).encode()
+                                  "token": d.token} for d in rows],
+                        "taken": sorted(kept.taken & named)}).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if kept.damaged and path.exists():

@@ -92,11 +92,11 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         trust = Trust(store, key, root=layout.root)
         trust.verified = Verified.open(key, layout.root)  # checked before: not again (issue 25)
         trust.fresh = Freshness.open(key, layout.root, layout.vault_id, trust.alarms)  # before signing
-        # A Share whose keys this device took back and still owes a re-key for (an unshare cut short
-        # before its taking back was saved here) is taken back again before any grant is read: served
+        # A Share this device's unshare took back, a re-key of it still owed (the unshare cut short
+        # before its taking back was saved here), is taken back again before any grant is read: served
         # back by whoever writes the store, it was believed, and the re-key owed sealed the new key to
         # the member it was taken from, the debt paid (attack round 59c (1)).
-        for share_id in rekeys_owed.owed(layout.root, key).shares():
+        for share_id in rekeys_owed.owed(layout.root, key).taken:
             trust.fresh.took_back(share_id)
             trust.fresh.deleted(share_id)  # as her unshare saw it: the body it took back is no grant
         sign_own(store, trust, layout.root)
