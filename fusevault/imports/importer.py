@@ -283,12 +283,14 @@ class Importer:
         return digest.hexdigest(), before
 
     async def _changed_in_vault(self, location: str, record: Record) -> bool:
-        """Whether the file at ``location``'s place in the vault is not what ``record`` imported."""
+        """Whether the file at ``location``'s place in the vault is not what ``record`` imported: other
+        contents, or another file (hers, which a move of the source was put beside: the same bytes
+        once, written over at the source's next edit; attack round 60a (2))."""
         try:
             node = self.vol.resolve(self._vault_path(location))
         except FsError:
             return False  # gone from the vault: written anew
-        return node.is_reg and await file_digest(self.vol, node) != record.sha256
+        return node.is_reg and (node.fid != record.fid or await file_digest(self.vol, node) != record.sha256)
 
     def _in_vault(self, location: str) -> bool:
         try:

@@ -217,8 +217,6 @@ def _edit_after_move_beside(vault: Path, inbox: Path, same: bool) -> tuple[bool,
     return trio.run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="60a (2): after a move put beside her same-contents file, the "
-                                       "source's edit is imported over her file")
 def test_an_edit_after_a_move_beside_never_replaces_her_file(vault: Path, inbox: Path) -> None:
     assert _edit_after_move_beside(vault, inbox, same=True) == (True, True)
 
