@@ -284,13 +284,20 @@ class Importer:
 
     async def _changed_in_vault(self, location: str, record: Record) -> bool:
         """Whether the file at ``location``'s place in the vault is not what ``record`` imported: other
-        contents, or another file (hers, which a move of the source was put beside: the same bytes
-        once, written over at the source's next edit; attack round 60a (2))."""
+        contents, or another file while the record's own is elsewhere still (hers, which a move of the
+        source was put beside: the same bytes once, written over at the source's next edit; attack round
+        60a (2)).  A file of the same contents that took the record's place (her editor's save: a new
+        file renamed over it) is the import's still (61a (2))."""
         try:
             node = self.vol.resolve(self._vault_path(location))
         except FsError:
             return False  # gone from the vault: written anew
-        return node.is_reg and (node.fid != record.fid or await file_digest(self.vol, node) != record.sha256)
+        if not node.is_reg:
+            return False
+        own = self.vol.find(record.fid)
+        if own is not None and own.ino != node.ino:
+            return True
+        return await file_digest(self.vol, node) != record.sha256
 
     def _in_vault(self, location: str) -> bool:
         try:

@@ -144,8 +144,6 @@ def _unlock(vault, monkeypatch, fail: bool = False) -> tuple[bool, bool, bool]:
         trio.run(_close, composed)
 
 
-@pytest.mark.xfail(strict=True, reason="61a (1): a share re-signed on her desktop while the laptop owes a "
-                   "re-key of it is taken back by the laptop's load (bob re-keyed away from docs)")
 def test_a_share_re_signed_on_her_desktop_is_not_taken_back_by_the_laptop_that_owes(
         vault_copy, monkeypatch, tmp_path) -> None:
     _unshare_killed_then_shared_on_desktop(vault_copy, monkeypatch, tmp_path)
@@ -162,8 +160,6 @@ def test_control_the_same_with_the_re_key_paid_at_once_leaves_the_re_share_in_fo
     assert [_unlock(vault_copy, monkeypatch) for _ in range(3)] == [(True, True, False)] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="61a (1): a debt whose file is gone from her tree is owed for good: "
-                   "her re-share on the desktop is taken back at every later unlock of the laptop")
 def test_a_share_re_signed_on_her_desktop_is_not_taken_back_for_a_debt_whose_file_is_gone(
         vault_copy, monkeypatch, tmp_path) -> None:
     """No re-key fails: docs/notes.txt moved to her root and the laptop locked before its re-key (a debt
@@ -237,9 +233,6 @@ def _edits_after_a_save(vault: Path, inbox: Path, save: bytes | None) -> tuple[l
 
 
 
-@pytest.mark.xfail(strict=True, reason="61a (2): after her editor's no-op save of an imported file (a "
-                   "new file renamed over it, same bytes) every later edit of the source goes "
-                   "beside as a new copy")
 def test_edits_after_her_no_op_save_of_the_imported_file_are_imported_over_it(vault: Path,
                                                                               inbox: Path) -> None:
     assert _edits_after_a_save(vault, inbox, b"version one!") == ([VERSION] * 3, True, 1)

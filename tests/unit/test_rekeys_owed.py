@@ -111,18 +111,22 @@ def test_the_shares_taken_back_are_named_until_given_again_and_the_debt_stays(tm
     """Each load takes back the Shares an ``unshare`` recorded as taken (loading.py; attack round 59c
     (1)), not every Share a debt names (a file moved out names its folder's, still in force: 60a (1));
     her ``share`` of one again drops it (else her new Share was refused at the next load), the re-key
-    owed stays; a Share no debt names any more is dropped with its last debt."""
+    owed stays; a Share no debt names any more is dropped with its last debt.  Each with the stamp of
+    the newest body of it taken back: a later signing of hers is not taken back (61a (1))."""
     root, key = tmp_path / "vault", _key()
-    tokens = rekeys_owed.owe(root, key, [(FID, 3, ["share-1"])], ["share-1"])
+    tokens = rekeys_owed.owe(root, key, [(FID, 3, ["share-1"])], {"share-1": 1000})
     rekeys_owed.owe(root, key, [(OTHER, 0, ["share-2"])])  # a move out of share-2's folder
-    assert rekeys_owed.owed(root, key).taken == {"share-1"}
+    assert rekeys_owed.owed(root, key).taken == {"share-1": 1000}
     before = _place(root).read_bytes()
     rekeys_owed.given_again(root, key, "share-2")  # not taken back: nothing written
     assert _place(root).read_bytes() == before
     rekeys_owed.given_again(root, key, "share-1")
     owed = rekeys_owed.owed(root, key)
-    assert owed.taken == set() and set(owed) == {FID, OTHER}
+    assert owed.taken == {} and set(owed) == {FID, OTHER}
     assert owed[FID].token == tokens[FID] and owed[FID].shares == {"share-1"}  # still paid by its re-key
-    rekeys_owed.owe(root, key, [(FID, 3, ["share-1"])], ["share-1"])
+    rekeys_owed.owe(root, key, [(FID, 3, ["share-1"])], {"share-1": 900})
+    assert rekeys_owed.owed(root, key).taken == {"share-1": 900}
+    rekeys_owed.owe(root, key, [(FID, 3, ["share-1"])], {"share-1": 800})  # the newest body taken back kept
+    assert rekeys_owed.owed(root, key).taken == {"share-1": 900}
     rekeys_owed.paid(root, key, FID, rekeys_owed.owed(root, key)[FID].token)
-    assert rekeys_owed.owed(root, key).taken == set()  # paid: no longer taken back at each load
+    assert rekeys_owed.owed(root, key).taken == {}  # paid: no longer taken back at each load

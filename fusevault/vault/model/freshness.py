@@ -381,6 +381,11 @@ class Freshness:
             return False  # not deleted (or from before vectors or deletion times), or plainly newer
         return max(self.deleted_at[doc_id], entry[1]) < made <= SAFE_INTEGER
 
+    def newest_seen(self, doc_id: str) -> int | None:
+        """The stamp of the newest body of ``doc_id`` (her own grant's id) seen here; None: none seen."""
+        entry = self.seen.get(doc_id)
+        return None if entry is None else entry[1]
+
     def took_back(self, doc_id: str) -> None:
         """This device's ``unshare`` took the grant back (its newest body seen so far)."""
         entry = self.seen.get(doc_id)

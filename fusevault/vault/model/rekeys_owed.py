@@ -69,10 +69,12 @@ class Owed(dict[str, Debt]):
 
     def __init__(self) -> None:
         super().__init__()
-        # The Shares an ``unshare`` here took back, their re-key still owed: each taken back again at
-        # every load, whatever the store serves (attack round 59c (1)).  Not the Shares a debt merely
-        # names: a file moved out of a folder names the folder's Share, still in force (60a (1)).
-        self.taken: set[str] = set()
+        # The Shares an ``unshare`` here took back, their re-key still owed, each with the stamp of the
+        # newest body of it seen here then: that body (or an older one) is taken back again at every
+        # load, whatever the store serves (attack round 59c (1)); a newer signing of hers (sharing
+        # again on another device) is not (61a (1)).  Not the Shares a debt merely names: a file moved
+        # out of a folder names the folder's Share, still in force (60a (1)).
+        self.taken: dict[str, int] = {}
 
 
 def _place(root: Path | str, user_id: str) -> Path:
@@ -91,8 +93,8 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
         sealed = b""  # not a file we can read: damaged, as one that does not open
     try:
         record = loads_untrusted(key.unseal_device(KIND, path.name, sealed))
-        rows, taken = record.get("owed"), record.get("taken", [])
-        if not isinstance(rows, list) or not isinstance(taken, list):
+        rows, taken = record.get("owed"), record.get("taken", {})
+        if not isinstance(rows, list) or not isinstance(taken, dict):
             raise ValueError("no list of debts")
     except (OSError, VaultError, ValueError, TypeError, AttributeError) as err:
         log.error("this device's record of the re-keys it owes does not open (%s): not used", err)
@@ -106,7 +108,8 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
             continue
         out.pop(debt.fid, None)
         out[debt.fid] = debt
-    out.taken = {share for share in taken if isinstance(share, str)}
+    out.taken = {share: made for share, made in taken.items()
+                 if isinstance(made, int) and not isinstance(made, bool) and abs(made) <= SAFE_INTEGER}
     return out
 
 
@@ -122,7 +125,7 @@ def _debt(row: object) -> Debt | None:
 
 
 def owe(root: Path | str, key: MasterKey, debts: Iterable[tuple[str, int, Iterable[str]]],
-        taken: Iterable[str] = ()) -> dict[str, str]:
+        taken: dict[str, int] | None = None) -> dict[str, str]:
     """Record the re-keys of ``debts`` (fid, its key epoch now, the Share ids its keys are taken from)
     as owed, durably, before any key goes; fid -> the token its re-key pays.  One owed already keeps
     the lower epoch and the Shares of both, under a new token.  Raises ``VaultError`` when it cannot
@@ -136,7 +139,8 @@ def owe(root: Path | str, key: MasterKey, debts: Iterable[tuple[str, int, Iterab
                 epoch, shares = min(epoch, before.epoch), {*shares, *before.shares}
             tokens[fid] = secrets.token_hex(16)
             kept[fid] = Debt(fid, epoch, frozenset(shares), tokens[fid])
-        kept.taken.update(taken)  # ``taken``: the Shares an ``unshare`` takes back (``Owed.taken``)
+        for share, made in (taken or {}).items():  # the Shares an ``unshare`` takes back (``Owed.taken``)
+            kept.taken[share] = max(made, kept.taken.get(share, made))
         _write(root, key, kept)
         return tokens
 
@@ -163,7 +167,7 @@ def given_again(root: Path | str, key: MasterKey, share_id: str) -> None:
         kept = owed(root, key)
         if share_id not in kept.taken:
             return
-        kept.taken.discard(share_id)
+        del kept.taken[share_id]
         _write(root, key, kept)
 
 
@@ -176,7 +180,7 @@ def _write(root: Path | str, key: MasterKey, kept: Owed) -> None:
     named = {share for d in rows for share in d.shares}  # a Share no debt names is owed nothing more
     plain = json.dumps({"owed": [{"fid": d.fid, "epoch": d.epoch, "shares": sorted(d.shares),
                                   "token": d.token} for d in rows],
-                        "taken": sorted(kept.taken & named)}).encode()
+                        "taken": {s: made for s, made in sorted(kept.taken.items()) if s in named}}).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if kept.damaged and path.exists():

@@ -236,7 +236,10 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     # folder under the key the member kept, "not shared" to her unshare again (attack round 58d (1)).
     # Not recorded, nothing is taken back (the command fails, the share as it was).
     owes = [(n.fid, n.epoch, [share_id]) for n in [node, *moved_out]]
-    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key, owes, [share_id])
+    # The newest body of the Share seen here is the one taken back (a later signing of hers is not).
+    newest = volume.trust.fresh.newest_seen(share_id) if volume.trust.fresh is not None else None
+    taken = {share_id: newest} if newest is not None else {}
+    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key, owes, taken)
     if volume.trust.fresh is not None:
         # Taken back here before the store says it is gone: a reload of the grants meanwhile (this
         # mount's, a shared mount's store watcher) must not take her own unshare for a deletion by
@@ -257,7 +260,7 @@ async def unshare(volume: Volume, path: bytes, target: str) -> dict:
     await volume.in_thread(volume.store.sync)
     # Owed again now the Share is gone: a re-key that began before (sealing to its recipients) must
     # not pay it; only one beginning from now seals to none of them.
-    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key, owes, [share_id])
+    await volume.in_thread(rekeys_owed.owe, volume.layout.root, volume.key, owes, taken)
     # Not a key another share still gives (a hard link's other name under it: round 31a (4)).
     explained = dict(unexplained)
     paths = [key for n in nodes for reach in reaches

@@ -96,9 +96,11 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         # before its taking back was saved here), is taken back again before any grant is read: served
         # back by whoever writes the store, it was believed, and the re-key owed sealed the new key to
         # the member it was taken from, the debt paid (attack round 59c (1)).
-        for share_id in rekeys_owed.owed(layout.root, key).taken:
-            trust.fresh.took_back(share_id)
-            trust.fresh.deleted(share_id)  # as her unshare saw it: the body it took back is no grant
+        for share_id, made in rekeys_owed.owed(layout.root, key).taken.items():
+            newest = trust.fresh.newest_seen(share_id)
+            if newest is not None and newest <= made:  # not a newer signing of hers since (61a (1))
+                trust.fresh.took_back(share_id)
+                trust.fresh.deleted(share_id)  # as her unshare saw it: the body it took back is no grant
         sign_own(store, trust, layout.root)
         trust.observe(store.iter_type(USER))
         trust.save()
