@@ -80,7 +80,7 @@ import trio
 from conftest import PASSPHRASE
 
 from fusevault.imports.importer import MOVED, NEW, Importer
-from fusevault.vault.model import rekeys_owed, sharing
+from fusevault.vault.model import alarms, rekeys_owed, sharing
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services import rotation
 from fusevault.vault.services.opening import unlock_vault
@@ -127,7 +127,8 @@ def _docs_shared(vault, folder: str, rounds: int) -> list[bool]:
     return out
 
 
-def test_a_move_out_then_a_lock_leaves_the_folder_shared(vault_copy) -> None:
+def test_a_move_out_then_a_lock_leaves_the_folder_shared(vault_copy, monkeypatch) -> None:
+    monkeypatch.setattr(alarms, "_BY_USER", {})  # the alarms are per process: none from another test
     folder, fid = _move_out_then_lock(vault_copy)
     composed = _compose(vault_copy)
     try:
