@@ -45,8 +45,6 @@ def _old_record(root: Path, key: MasterKey, taken: list[str]) -> None:
     path.write_bytes(key.seal_device(rekeys_owed.KIND, path.name, plain))
 
 
-@pytest.mark.xfail(strict=True, reason="62a (2): a re-keys-owed record of the build before 8904923 "
-                   "(taken: a list) is taken for damaged: its debts lost at the upgrade")
 @pytest.mark.parametrize("taken", [["share-1"], []])
 def test_a_record_written_before_taken_had_stamps_still_owes_its_debts(tmp_path: Path,
                                                                        taken: list[str]) -> None:

@@ -94,6 +94,10 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
     try:
         record = loads_untrusted(key.unseal_device(KIND, path.name, sealed))
         rows, taken = record.get("owed"), record.get("taken", {})
+        if isinstance(taken, list):
+            # Written by a build of round 60a (no stamps): each taken back whatever its body, as that
+            # build did, until its debt is paid; never the debts lost with it (attack round 62a (2)).
+            taken = {share: SAFE_INTEGER for share in taken if isinstance(share, str)}
         if not isinstance(rows, list) or not isinstance(taken, dict):
             raise ValueError("no list of debts")
     except (OSError, VaultError, ValueError, TypeError, AttributeError) as err:
